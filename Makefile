@@ -1,0 +1,58 @@
+# Vigil: the commands a developer and CI use. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+MLSERVER_VENV := .venv-mlserver
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MLSTAMP := $(MLSERVER_VENV)/.installed
+# MLServer runs as its own process (as in a pod), from its own environment.
+MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
+
+.PHONY: help install cluster-build cluster-up cluster-down test test-unit test-e2e lint demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+install: $(STAMP) $(MLSTAMP) ## virtual environments and dependencies (.venv, .venv-mlserver)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(MLSTAMP): Makefile
+	@test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet $(MLSERVER_PKGS)
+	@touch $@
+
+cluster-build: ## build (once) and cache the control-plane binaries
+	bash hack/build-cluster.sh
+
+cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes cluster
+	$(VENV)/bin/vigil-devcluster up
+
+cluster-down: $(STAMP) ## stop the local cluster, remove its processes and data
+	$(VENV)/bin/vigil-devcluster down
+
+test: install cluster-build ## unit and e2e tests (starts or reuses the local cluster)
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP) ## unit tests only: no cluster, fast
+	$(PY) -m pytest tests/unit
+
+test-e2e: install cluster-build ## e2e tests only
+	$(PY) -m pytest tests/e2e
+
+lint: $(STAMP) ## ruff and the import-linter layering contracts
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/lint-imports
+
+demo: cluster-up ## set up and run the main job (for now: the local cluster)
+	@echo "demo: the cluster is up; the scenarios arrive with the rollout issue"
+
+clean: ## remove virtual environments (the binary cache stays)
+	rm -rf $(VENV) $(MLSERVER_VENV)
