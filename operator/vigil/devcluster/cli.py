@@ -1,0 +1,47 @@
+"""``vigil-devcluster up|down|status|kubeconfig``: the local cluster from a shell.
+
+``make cluster-up`` and ``make cluster-down`` call this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vigil.devcluster.cluster import ClusterError, LocalCluster
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vigil-devcluster",
+        description="A real Kubernetes control plane on 127.0.0.1 with kwok nodes (no Docker).",
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("--nodes", type=int, default=2, help="kwok nodes to create (default 2)")
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(nodes=args.nodes, log=lambda line: print(line, flush=True))
+    try:
+        if args.command == "up":
+            kubeconfig = cluster.up()
+            print(
+                f"\nThe cluster is up. Use it with:\n"
+                f"  export KUBECONFIG={kubeconfig}\n"
+                f"  {cluster.bin_dir / 'kubectl'} get nodes\n"
+                f"Logs: {cluster.logs_dir}\nStop it with: make cluster-down"
+            )
+        elif args.command == "down":
+            cluster.down()
+        elif args.command == "status":
+            healthy = cluster.is_healthy()
+            print(f"{'healthy' if healthy else 'not running'}: {cluster.server}")
+            return 0 if healthy else 1
+        else:
+            print(cluster.kubeconfig)
+    except ClusterError as error:
+        print(f"vigil-devcluster: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,818 @@
+"""Start, reuse and stop a local control plane made of real Kubernetes binaries.
+
+Layout of the state folder (``.vigil/cluster`` in the repository, or
+``$VIGIL_CLUSTER_DIR``)::
+
+    kubeconfig          admin kubeconfig (system:masters), printed by ``up``
+    state.json          pids and ports of the running components
+    logs/<component>.log
+    pki/                CA, serving certificate, service-account keys, tokens
+    etcd/               etcd's data
+
+Every component listens on 127.0.0.1 only. Authentication uses static
+bearer tokens (one identity per component, so the bootstrap RBAC roles of
+kube-controller-manager and kube-scheduler apply as in a real cluster);
+authorization is RBAC; the admission chain is the API server's default one,
+PodSecurity included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+)
+
+DEFAULT_PORT_BASE = 26400
+SERVICE_CIDR = "10.96.0.0/16"
+# Pod IPs come from each node's podCIDR. Loopback ranges are accepted by the
+# API server and kwok (see README, "Development"), so the workload runner can
+# run a pod's processes on its very IP.
+POD_CIDR_TEMPLATE = "127.100.{index}.0/24"
+NODE_IP_TEMPLATE = "127.99.0.{index}"
+
+
+class ClusterError(RuntimeError):
+    """A component could not be built, started or reached; the message says which."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The TCP ports of one local cluster, all on 127.0.0.1."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+    @classmethod
+    def from_base(cls, base: int) -> Ports:
+        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 5)
+
+    def by_component(self) -> dict[str, list[int]]:
+        return {
+            "etcd": [self.etcd_client, self.etcd_peer],
+            "kube-apiserver": [self.apiserver],
+            "kube-controller-manager": [self.controller_manager],
+            "kube-scheduler": [self.scheduler],
+            "kwok": [self.kwok],
+        }
+
+
+def repo_root(start: Path | None = None) -> Path | None:
+    """The checkout holding ``hack/build-cluster.sh``, searched upwards from ``start``."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "hack" / "build-cluster.sh").is_file():
+            return candidate
+    source_checkout = Path(__file__).resolve().parents[3]
+    if (source_checkout / "hack" / "build-cluster.sh").is_file():
+        return source_checkout
+    return None
+
+
+def default_state_dir() -> Path:
+    if env := os.environ.get("VIGIL_CLUSTER_DIR"):
+        return Path(env)
+    root = repo_root()
+    if root is not None:
+        return root / ".vigil" / "cluster"
+    return Path.home() / ".local" / "state" / "vigil" / "cluster"
+
+
+def build_binaries(log: Callable[[str], None] = print) -> Path:
+    """Build (or find cached) control-plane binaries; return their folder."""
+    if env := os.environ.get("VIGIL_BIN_DIR"):
+        return Path(env)
+    root = repo_root()
+    if root is None:
+        raise ClusterError(
+            "cannot find hack/build-cluster.sh: run from a Vigil checkout or set VIGIL_BIN_DIR"
+        )
+    script = root / "hack" / "build-cluster.sh"
+    bin_dir = Path(
+        subprocess.run(
+            ["bash", str(script), "--print"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+    if all((bin_dir / name).is_file() for name in (*COMPONENTS, "kubectl")):
+        return bin_dir
+    log("devcluster: building the control plane from Go modules (cold build: 10-25 min)")
+    result = subprocess.run(["bash", str(script)], check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"hack/build-cluster.sh failed with exit code {result.returncode}")
+    return bin_dir
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); look at its state.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log written)"
+
+
+def _run_openssl(args: Sequence[str], cwd: Path) -> None:
+    if shutil.which("openssl") is None:
+        raise ClusterError("openssl is required to make the local cluster's certificates")
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def write_kubeconfig(path: Path, server: str, ca_data: str, token: str, user: str) -> None:
+    """Write a kubeconfig with one cluster, one token user and one context."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "vigil", "cluster": {"server": server, "certificate-authority-data": ca_data}}
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "vigil", "context": {"cluster": "vigil", "user": user}}],
+        "current-context": "vigil",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def cluster_endpoint(kubeconfig: Path) -> tuple[str, str]:
+    """The server URL and base64 CA data of the current context of ``kubeconfig``."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    current = config.get("current-context")
+    context = next(c for c in config["contexts"] if c["name"] == current)["context"]
+    cluster = next(c for c in config["clusters"] if c["name"] == context["cluster"])["cluster"]
+    ca_data = cluster.get("certificate-authority-data", "")
+    if not ca_data and cluster.get("certificate-authority"):
+        import base64
+
+        ca_data = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    return cluster["server"], ca_data
+
+
+def existing_kubeconfig() -> Path | None:
+    """The kubeconfig named by ``VIGIL_KUBECONFIG``, if set; it must be reachable.
+
+    ``KUBECONFIG`` alone is deliberately not honoured: it often points at a
+    real cluster, and the tests create and delete namespaces.
+    """
+    value = os.environ.get("VIGIL_KUBECONFIG")
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ClusterError(f"VIGIL_KUBECONFIG={value} does not exist")
+    return path
+
+
+class LocalCluster:
+    """One local control plane: start it, reuse it, stop it, talk to it."""
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        bin_dir: Path | None = None,
+        port_base: int | None = None,
+        nodes: int = 2,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.state_dir = state_dir or default_state_dir()
+        self._bin_dir = bin_dir
+        base = port_base or int(os.environ.get("VIGIL_CLUSTER_PORT_BASE", DEFAULT_PORT_BASE))
+        self.ports = Ports.from_base(base)
+        self.nodes = nodes
+        self.log = log
+
+    # -- paths -------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = build_binaries(self.log)
+        return self._bin_dir
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    def _state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def _read_state(self) -> dict[str, object] | None:
+        try:
+            return json.loads(self._state_file().read_text())
+        except (OSError, ValueError):
+            return None
+
+    # -- public API ----------------------------------------------------------
+
+    def up(self) -> Path:
+        """Start the cluster, or reuse a healthy running one; return the kubeconfig."""
+        started = time.monotonic()
+        if self.is_healthy():
+            self.log(f"devcluster: reusing the running cluster at {self.server}")
+            return self.kubeconfig
+        if self._read_state() is not None:
+            self.log("devcluster: a previous cluster is not healthy; removing it first")
+            self.down()
+        self._check_ports_free()
+        bin_dir = self.bin_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(exist_ok=True)
+        tokens = self._make_pki()
+        pids: dict[str, int] = {}
+        try:
+            pids["etcd"] = self._start("etcd", self._etcd_args(bin_dir))
+            self._wait(
+                "etcd", pids["etcd"], lambda: self._http_ok(
+                    f"http://127.0.0.1:{self.ports.etcd_client}/health")
+            )
+            pids["kube-apiserver"] = self._start("kube-apiserver", self._apiserver_args(bin_dir))
+            self._wait(
+                "kube-apiserver", pids["kube-apiserver"],
+                lambda: self._https_ok(self.ports.apiserver, "/readyz", tokens["admin"]),
+                timeout=90,
+            )
+            self._write_component_kubeconfigs(tokens)
+            pids["kube-controller-manager"] = self._start(
+                "kube-controller-manager", self._controller_manager_args(bin_dir)
+            )
+            pids["kube-scheduler"] = self._start("kube-scheduler", self._scheduler_args(bin_dir))
+            pids["kwok"] = self._start("kwok", self._kwok_args(bin_dir))
+            self._write_state(pids)
+            self._wait(
+                "kube-controller-manager", pids["kube-controller-manager"],
+                lambda: self._https_ok(self.ports.controller_manager, "/healthz"),
+            )
+            self._wait(
+                "kube-scheduler", pids["kube-scheduler"],
+                lambda: self._https_ok(self.ports.scheduler, "/healthz"),
+            )
+            self._wait(
+                "kwok", pids["kwok"],
+                lambda: self._http_ok(f"http://127.0.0.1:{self.ports.kwok}/healthz"),
+            )
+            self._create_nodes()
+            self._wait_for_defaults(pids)
+        except BaseException:
+            self._write_state(pids)
+            raise
+        self.log(
+            f"devcluster: cluster up in {time.monotonic() - started:.1f}s; "
+            f"kubeconfig: {self.kubeconfig}"
+        )
+        return self.kubeconfig
+
+    def down(self) -> None:
+        """Stop every component and remove all state: no process and no data stay behind."""
+        state = self._read_state() or {}
+        pids = dict(state.get("pids", {}))  # type: ignore[call-overload]
+        pids.update({f"orphan-{pid}": pid for pid in self._processes_using_state_dir()})
+        for name, pid in pids.items():
+            self._stop(name, int(pid))
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        self.log("devcluster: cluster down; no process or data left")
+
+    def is_healthy(self) -> bool:
+        state = self._read_state()
+        if not state or not self.kubeconfig.is_file():
+            return False
+        pids = state.get("pids", {})
+        if set(pids) != set(COMPONENTS):  # type: ignore[arg-type]
+            return False
+        if not all(_pid_alive(int(pid)) for pid in pids.values()):  # type: ignore[union-attr]
+            return False
+        if state.get("ports") != asdict(self.ports):
+            return False
+        token = self._admin_token()
+        return token is not None and self._https_ok(self.ports.apiserver, "/readyz", token)
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(
+            self.bin_dir / "kubectl", kubeconfig or self.kubeconfig, *args,
+            input=input, check=check, timeout=timeout,
+        )
+
+    # -- processes ------------------------------------------------------------
+
+    def _start(self, name: str, args: list[str]) -> int:
+        log_path = self.logs_dir / f"{name}.log"
+        self.log(f"devcluster: starting {name} (log: {log_path})")
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                args,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.state_dir,
+            )
+        return process.pid
+
+    def _wait(
+        self, name: str, pid: int, ready: Callable[[], bool], timeout: float = 60
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        log_path = self.logs_dir / f"{name}.log"
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                raise ClusterError(
+                    f"{name} exited during start; see its log {log_path}:\n{_tail(log_path)}"
+                )
+            if ready():
+                return
+            time.sleep(0.25)
+        raise ClusterError(
+            f"{name} did not become ready within {timeout:.0f}s; see its log {log_path}:\n"
+            f"{_tail(log_path)}"
+        )
+
+    def _stop(self, name: str, pid: int) -> None:
+        if not _pid_alive(pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _pid_alive(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            self.log(f"devcluster: {name} (pid {pid}) ignored SIGTERM; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _processes_using_state_dir(self) -> Iterator[int]:
+        """Pids whose command line names our state folder (left over from a crash)."""
+        marker = str(self.state_dir.resolve())
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if marker in cmdline:
+                    yield int(entry.name)
+
+    def _check_ports_free(self) -> None:
+        taken = [
+            f"{component} needs 127.0.0.1:{port}, which is taken"
+            for component, ports in self.ports.by_component().items()
+            for port in ports
+            if not _port_is_free(port)
+        ]
+        if taken:
+            raise ClusterError(
+                "; ".join(taken)
+                + " (stop what holds it, or choose other ports with VIGIL_CLUSTER_PORT_BASE)"
+            )
+
+    def _write_state(self, pids: dict[str, int]) -> None:
+        self._state_file().write_text(
+            json.dumps({"pids": pids, "ports": asdict(self.ports)}, indent=2)
+        )
+
+    # -- health checks ----------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
+        return context
+
+    def _http_ok(self, url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def _https_ok(self, port: int, path: str, token: str | None = None) -> bool:
+        """GET https://127.0.0.1:port/path; components other than the API server self-sign."""
+        if port == self.ports.apiserver:
+            context = self._ssl_context()
+        else:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        request = urllib.request.Request(f"https://127.0.0.1:{port}{path}")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=2, context=context) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def _admin_token(self) -> str | None:
+        try:
+            return (self.pki_dir / "admin.token").read_text().strip()
+        except OSError:
+            return None
+
+    # -- certificates and kubeconfigs ---------------------------------------------
+
+    def _make_pki(self) -> dict[str, str]:
+        pki = self.pki_dir
+        pki.mkdir(parents=True, exist_ok=True)
+        _run_openssl(
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+             "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=vigil-local-ca"], pki,
+        )
+        (pki / "serving.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+            "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local\n"
+            "extendedKeyUsage=serverAuth\n"
+        )
+        _run_openssl(
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key",
+             "-out", "apiserver.csr", "-subj", "/CN=kube-apiserver"], pki,
+        )
+        _run_openssl(
+            ["x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "3650", "-out", "apiserver.crt",
+             "-extfile", "serving.ext"], pki,
+        )
+        _run_openssl(["genrsa", "-out", "sa.key", "2048"], pki)
+        _run_openssl(["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], pki)
+        tokens = {
+            "admin": secrets.token_hex(16),
+            "controller-manager": secrets.token_hex(16),
+            "scheduler": secrets.token_hex(16),
+        }
+        (pki / "tokens.csv").write_text(
+            f'{tokens["admin"]},vigil-admin,uid-admin,"system:masters"\n'
+            f'{tokens["controller-manager"]},system:kube-controller-manager,uid-kcm\n'
+            f'{tokens["scheduler"]},system:kube-scheduler,uid-scheduler\n'
+        )
+        (pki / "admin.token").write_text(tokens["admin"])
+        for path in pki.iterdir():
+            path.chmod(0o600)
+        return tokens
+
+    def _ca_data(self) -> str:
+        import base64
+
+        return base64.b64encode((self.pki_dir / "ca.crt").read_bytes()).decode()
+
+    def _write_component_kubeconfigs(self, tokens: dict[str, str]) -> None:
+        ca = self._ca_data()
+        write_kubeconfig(self.kubeconfig, self.server, ca, tokens["admin"], "vigil-admin")
+        for name, user in (
+            ("controller-manager", "system:kube-controller-manager"),
+            ("scheduler", "system:kube-scheduler"),
+        ):
+            write_kubeconfig(self.pki_dir / f"{name}.kubeconfig", self.server, ca,
+                             tokens[name], user)
+
+    # -- component command lines ----------------------------------------------------
+
+    def _etcd_args(self, bin_dir: Path) -> list[str]:
+        client = f"http://127.0.0.1:{self.ports.etcd_client}"
+        peer = f"http://127.0.0.1:{self.ports.etcd_peer}"
+        return [
+            str(bin_dir / "etcd"),
+            "--name=vigil",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=vigil={peer}",
+            "--unsafe-no-fsync",  # a throwaway test store: speed over durability
+            "--quota-backend-bytes=8589934592",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self, bin_dir: Path) -> list[str]:
+        pki = self.pki_dir
+        return [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports.apiserver}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={pki / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            "--anonymous-auth=false",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--api-audiences=https://kubernetes.default.svc.cluster.local",
+            # The default admission chain (PodSecurity, ServiceAccount,
+            # NamespaceLifecycle, ResourceQuota, webhooks, ...) stays on.
+            "--allow-privileged=true",
+            "--max-requests-inflight=1000",
+            "--max-mutating-requests-inflight=500",
+            "--v=1",
+        ]
+
+    def _controller_manager_args(self, bin_dir: Path) -> list[str]:
+        pki = self.pki_dir
+        kubeconfig = pki / "controller-manager.kubeconfig"
+        return [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports.controller_manager}",
+            f"--cert-dir={pki / 'controller-manager'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--use-service-account-credentials=true",
+            "--leader-elect=false",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--concurrent-deployment-syncs=20",
+            "--concurrent-replicaset-syncs=20",
+            "--concurrent-gc-syncs=40",
+            "--concurrent-namespace-syncs=20",
+            "--v=1",
+        ]
+
+    def _scheduler_args(self, bin_dir: Path) -> list[str]:
+        pki = self.pki_dir
+        kubeconfig = pki / "scheduler.kubeconfig"
+        return [
+            str(bin_dir / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports.scheduler}",
+            f"--cert-dir={pki / 'scheduler'}",
+            "--leader-elect=false",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ]
+
+    def _kwok_args(self, bin_dir: Path) -> list[str]:
+        root = repo_root()
+        stages = (root / "hack" / "kwok" / "stages.yaml") if root else None
+        if stages is None or not stages.is_file():
+            raise ClusterError("hack/kwok/stages.yaml not found: kwok needs its node and pod stages")
+        return [
+            str(bin_dir / "kwok"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={stages}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--server-address=127.0.0.1:{self.ports.kwok}",
+            "--node-lease-duration-seconds=40",
+            "--v=INFO",
+        ]
+
+    # -- cluster objects ----------------------------------------------------------------
+
+    def node_manifests(self) -> list[dict[str, object]]:
+        """Fake nodes managed by kwok, each with a loopback podCIDR of its own."""
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": f"kwok-node-{index}",
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    "labels": {
+                        "kubernetes.io/hostname": f"kwok-node-{index}",
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                    },
+                },
+                "spec": {"podCIDR": POD_CIDR_TEMPLATE.format(index=index),
+                         "podCIDRs": [POD_CIDR_TEMPLATE.format(index=index)]},
+                "status": {
+                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
+                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "250"},
+                    "addresses": [{"type": "InternalIP",
+                                   "address": NODE_IP_TEMPLATE.format(index=index + 1)}],
+                    "nodeInfo": {"kubeletVersion": "fake", "architecture": "amd64",
+                                 "operatingSystem": "linux"},
+                },
+            }
+            for index in range(self.nodes)
+        ]
+
+    def _create_nodes(self) -> None:
+        manifest = yaml.safe_dump_all(self.node_manifests())
+        self.kubectl("apply", "-f", "-", input=manifest)
+        self.kubectl("wait", "node", "--all", "--for=condition=Ready", "--timeout=60s")
+        self.log(f"devcluster: {self.nodes} kwok nodes Ready")
+
+    def _wait_for_defaults(self, pids: dict[str, int]) -> None:
+        """Namespaces are usable once their default ServiceAccount exists."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            result = self.kubectl("get", "serviceaccount", "default", "-n", "default",
+                                  check=False)
+            if result.returncode == 0:
+                return
+            for name, pid in pids.items():
+                if not _pid_alive(pid):
+                    log_path = self.logs_dir / f"{name}.log"
+                    raise ClusterError(f"{name} died; see {log_path}:\n{_tail(log_path)}")
+            time.sleep(0.5)
+        raise ClusterError(
+            "the default ServiceAccount never appeared; see "
+            f"{self.logs_dir / 'kube-controller-manager.log'}"
+        )
+
+
+def run_kubectl(
+    kubectl: Path | str,
+    kubeconfig: Path | str,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real kubectl; on failure raise with its stderr (tests read it)."""
+    result = subprocess.run(
+        [str(kubectl), f"--kubeconfig={kubeconfig}", *args],
+        input=input, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if check and result.returncode != 0:
+        raise subprocess.CalledProcessError(
+            result.returncode, result.args, result.stdout,
+            f"kubectl {' '.join(args)} failed: {result.stderr}",
+        )
+    return result
+
+
+class ClusterClient:
+    """What tests, benchmarks and the demo need from any cluster: kubectl and identities.
+
+    Works for the local cluster and for an existing one (``VIGIL_KUBECONFIG``).
+    """
+
+    def __init__(self, kubeconfig: Path | str, kubectl_binary: Path | str) -> None:
+        self.kubeconfig = str(kubeconfig)
+        self.kubectl_binary = str(kubectl_binary)
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(
+            self.kubectl_binary, kubeconfig or self.kubeconfig, *args,
+            input=input, check=check, timeout=timeout,
+        )
+
+    def apply(self, yaml_text: str, namespace: str | None = None) -> str:
+        """``kubectl apply -f -`` (server-side validation as a user would see it)."""
+        args = ["apply", "-f", "-"]
+        if namespace:
+            args += ["-n", namespace]
+        return self.kubectl(*args, input=yaml_text).stdout
+
+    def get_json(self, *args: str) -> dict[str, object]:
+        return dict(json.loads(self.kubectl("get", *args, "-o", "json").stdout))
+
+    def serviceaccount_kubeconfig(
+        self, namespace: str, name: str, path: Path | str | None = None
+    ) -> str:
+        """A kubeconfig whose only credential is a token of that ServiceAccount.
+
+        Used to run the operator with nothing more than its RBAC: missing
+        permissions then fail the tests instead of hiding behind admin.
+        """
+        token = self.kubectl(
+            "create", "token", name, "-n", namespace, "--duration=24h"
+        ).stdout.strip()
+        server, ca_data = cluster_endpoint(Path(self.kubeconfig))
+        target = Path(path) if path else (
+            Path(self.kubeconfig).parent / "serviceaccounts" / f"{namespace}.{name}.kubeconfig"
+        )
+        write_kubeconfig(target, server, ca_data, token, f"system:serviceaccount:{namespace}:{name}")
+        return str(target)
+
+
+def kubectl_binary(bin_dir: Path | None = None) -> Path:
+    """The kubectl built with the cluster, else the one on PATH."""
+    if bin_dir is not None and (bin_dir / "kubectl").is_file():
+        return bin_dir / "kubectl"
+    found = shutil.which("kubectl")
+    if found is None:
+        raise ClusterError("kubectl not found: run hack/build-cluster.sh or install kubectl")
+    return Path(found)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """One ``up`` at a time, even across concurrent pytest runs."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def connect(log: Callable[[str], None] = print) -> ClusterClient:
+    """The cluster to test against: ``VIGIL_KUBECONFIG`` if set, else the local one (started
+    or reused)."""
+    existing = existing_kubeconfig()
+    if existing is not None:
+        client = ClusterClient(existing, kubectl_binary(_cached_bin_dir()))
+        result = client.kubectl("version", "-o", "json", check=False, timeout=30)
+        if result.returncode != 0:
+            raise ClusterError(f"VIGIL_KUBECONFIG={existing} is not reachable: {result.stderr}")
+        log(f"devcluster: using the existing cluster in VIGIL_KUBECONFIG={existing}")
+        return client
+    cluster = LocalCluster(log=log)
+    with _exclusive(cluster.state_dir.parent / "cluster.lock"):
+        kubeconfig = cluster.up()
+    return ClusterClient(kubeconfig, cluster.bin_dir / "kubectl")
+
+
+def _cached_bin_dir() -> Path | None:
+    root = repo_root()
+    if root is None:
+        return None
+    return Path(
+        subprocess.run(
+            ["bash", str(root / "hack" / "build-cluster.sh"), "--print"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+    )
