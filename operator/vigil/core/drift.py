@@ -1,0 +1,253 @@
+"""Drift statistics computed from fixed bin counts.
+
+Why bins and not raw samples: the sidecars only export counts per reference
+bin (or per reference category) as Prometheus counters. Counts from many
+replicas and many scrape windows add up exactly, so every statistic here
+takes bin counts (or proportions) and nothing else. Pure NumPy: no I/O, no
+Kubernetes, no HTTP, so the operator's health evaluation and the tests can
+call it directly.
+
+Conventions (shared with :mod:`vigil.profile` and the sidecar):
+
+* A numeric feature has reference edges ``e_0 < e_1 < ... < e_K`` (quantile
+  edges, ``e_0`` = reference min, ``e_K`` = reference max). Its count vector
+  has ``K + 2`` slots: ``[underflow, bin_1, ..., bin_K, overflow]``. A value
+  ``v`` falls in slot ``i`` when ``e_{i-1} <= v < e_i`` (NumPy's convention:
+  bins include their lower edge); the last inner bin also includes ``e_K``;
+  underflow is ``v < e_0`` and overflow ``v > e_K``. :func:`bin_index`
+  implements exactly this.
+* A categorical feature's count vector is ordered like the reference's
+  top-K categories, followed by one ``other`` slot.
+* Missing values (null, NaN) are never in a bin; they are counted apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "DEFAULT_EPSILON",
+    "DriftMethod",
+    "bin_index",
+    "drift_score",
+    "js_distance",
+    "ks_from_bins",
+    "merge_category_counts",
+    "merge_counts",
+    "proportions",
+    "psi",
+    "wasserstein_from_bins",
+]
+
+#: Floor for empty bins in PSI (the value Evidently uses): without it an
+#: empty bin on either side makes ``ln(cur / ref)`` infinite.
+DEFAULT_EPSILON: float = 1e-4
+
+DriftMethod = Literal["psi", "jsd", "ks", "wasserstein"]
+
+ArrayLike = npt.ArrayLike
+FloatArray = npt.NDArray[np.float64]
+
+
+def _as_vector(values: ArrayLike, name: str) -> FloatArray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must hold finite, non-negative counts or proportions")
+    return arr
+
+
+def proportions(counts: ArrayLike) -> FloatArray:
+    """Normalise counts to proportions that sum to 1.
+
+    Raises ``ValueError`` when the total is zero: a window without data has
+    no distribution, and callers must treat it as "insufficient data"
+    rather than as "no drift".
+    """
+    arr = _as_vector(counts, "counts")
+    total = float(arr.sum())
+    if total <= 0.0:
+        raise ValueError("counts sum to zero: no data to compare")
+    return arr / total
+
+
+def _pair(reference: ArrayLike, current: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    ref = proportions(reference)
+    cur = proportions(current)
+    if ref.shape != cur.shape:
+        raise ValueError(f"bin count mismatch: reference {ref.size} vs current {cur.size}")
+    return ref, cur
+
+
+def psi(reference: ArrayLike, current: ArrayLike, epsilon: float = DEFAULT_EPSILON) -> float:
+    """Population Stability Index: ``sum((cur - ref) * ln(cur / ref))``.
+
+    Both inputs may be counts or proportions (each is normalised). Empty
+    bins are floored at ``epsilon`` on both sides before the logarithm.
+    Reading: < 0.1 stable, 0.1-0.2 moderate, > 0.2 significant shift.
+    """
+    ref, cur = _pair(reference, current)
+    ref_e = np.maximum(ref, epsilon)
+    cur_e = np.maximum(cur, epsilon)
+    return float(np.sum((cur_e - ref_e) * np.log(cur_e / ref_e)))
+
+
+def js_distance(reference: ArrayLike, current: ArrayLike) -> float:
+    """Jensen-Shannon distance with base-2 logarithms, in ``[0, 1]``.
+
+    This is the square root of the JS divergence, the same quantity as
+    ``scipy.spatial.distance.jensenshannon(p, q, base=2)``. No epsilon is
+    needed: ``0 * log 0`` is taken as 0.
+    """
+    p, q = _pair(reference, current)
+    m = 0.5 * (p + q)
+
+    def _kl(a: FloatArray) -> float:
+        mask = a > 0
+        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
+
+    divergence = 0.5 * _kl(p) + 0.5 * _kl(q)
+    return float(np.sqrt(max(divergence, 0.0)))
+
+
+def ks_from_bins(reference: ArrayLike, current: ArrayLike) -> float:
+    """Largest gap between the two cumulative distributions at bin edges.
+
+    The exact Kolmogorov-Smirnov statistic needs raw samples; evaluated only
+    at the edges it is a lower bound of the exact one (the true gap may peak
+    inside a bin). Only meaningful for ordered (numeric) bins.
+    """
+    ref, cur = _pair(reference, current)
+    return float(np.max(np.abs(np.cumsum(ref) - np.cumsum(cur))))
+
+
+def wasserstein_from_bins(
+    reference: ArrayLike,
+    current: ArrayLike,
+    edges: ArrayLike,
+    scale: float | None = None,
+) -> float:
+    """Approximate 1-Wasserstein distance: ``sum |F_ref - F_cur| * bin width``.
+
+    ``reference`` and ``current`` have ``len(edges) + 1`` slots (underflow,
+    inner bins, overflow). Each inner bin's mass sits at its centre and the
+    underflow/overflow mass on the outer edges (they have no width), so this
+    is the exact distance between those two discrete distributions and an
+    approximation of the one between the raw samples. With ``scale`` (for
+    example the reference standard deviation) the result is divided by it,
+    which is Evidently's "normalised Wasserstein".
+    """
+    ref, cur = _pair(reference, current)
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 2 or ref.size != e.size + 1:
+        raise ValueError(f"{ref.size} slots need {ref.size - 1} edges (at least 2), got {e.size}")
+    points = np.concatenate(([e[0]], 0.5 * (e[:-1] + e[1:]), [e[-1]]))
+    gap = np.abs(np.cumsum(ref) - np.cumsum(cur))[:-1]
+    distance = float(np.sum(gap * np.diff(points)))
+    if scale is not None:
+        if scale <= 0:
+            return 0.0 if distance == 0.0 else float("inf")
+        distance /= scale
+    return distance
+
+
+def drift_score(
+    method: DriftMethod,
+    reference: ArrayLike,
+    current: ArrayLike,
+    *,
+    edges: ArrayLike | None = None,
+    scale: float | None = None,
+    epsilon: float = DEFAULT_EPSILON,
+) -> float:
+    """Dispatch to one method by name (the API's ``monitoring.drift.method``)."""
+    if method == "psi":
+        return psi(reference, current, epsilon)
+    if method == "jsd":
+        return js_distance(reference, current)
+    if method == "ks":
+        return ks_from_bins(reference, current)
+    if method == "wasserstein":
+        if edges is None:
+            raise ValueError("wasserstein needs the bin edges")
+        return wasserstein_from_bins(reference, current, edges, scale)
+    raise ValueError(f"unknown drift method {method!r}")
+
+
+def merge_counts(per_replica: Iterable[ArrayLike]) -> FloatArray:
+    """Add count vectors from several replicas (or windows) slot by slot.
+
+    Exact because every replica bins against the same reference edges.
+    """
+    total: FloatArray | None = None
+    for counts in per_replica:
+        arr = _as_counts(counts)
+        if total is None:
+            total = arr.copy()
+        elif arr.shape != total.shape:
+            raise ValueError(f"bin count mismatch: {total.size} vs {arr.size}")
+        else:
+            total += arr
+    if total is None:
+        raise ValueError("nothing to merge")
+    return total
+
+
+def _as_counts(values: ArrayLike) -> FloatArray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"counts must be one-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("counts must be finite and non-negative")
+    return arr
+
+
+def merge_category_counts(
+    per_replica: Iterable[Mapping[str, float]],
+    categories: Sequence[str] | None = None,
+    other: str = "__other__",
+) -> dict[str, float]:
+    """Merge per-category counts from several replicas.
+
+    With ``categories`` (the reference's top-K), labels outside that list
+    are folded into ``other`` and every reference category is present (with
+    0 if unseen), so the result lines up with the reference proportions.
+    """
+    merged: dict[str, float] = {}
+    known = set(categories) if categories is not None else None
+    for counts in per_replica:
+        for label, value in counts.items():
+            if value < 0:
+                raise ValueError(f"negative count for {label!r}")
+            key = label if known is None or label in known else other
+            merged[key] = merged.get(key, 0.0) + float(value)
+    if categories is not None:
+        ordered = {c: merged.get(c, 0.0) for c in categories}
+        ordered[other] = merged.get(other, 0.0)
+        return ordered
+    return merged
+
+
+def bin_index(values: ArrayLike, edges: ArrayLike) -> npt.NDArray[np.intp]:
+    """Slot of each value against reference edges (see the module docstring).
+
+    ``edges`` needs at least two values (a constant feature uses ``[c, c]``:
+    one inner bin that holds exactly ``c``). Returns indices in
+    ``0 .. len(edges)``: 0 = underflow,
+    ``len(edges)`` = overflow. NaN values get ``-1`` (missing, not binned).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 2:
+        raise ValueError("edges must be a vector of at least 2 values")
+    idx = np.searchsorted(e, v, side="right")
+    idx[v == e[-1]] = e.size - 1
+    idx[np.isnan(v)] = -1
+    return idx

@@ -1,0 +1,44 @@
+"""Reference profiles: what the training data looked like, in a versioned JSON format.
+
+Public API (kept small on purpose; the operator's health evaluation and the
+sidecar depend on it):
+
+* :func:`build_profile` - make a profile from a NumPy array or DataFrame;
+* :func:`load_profile` / :func:`parse_profile` - read and validate one;
+* :class:`ReferenceProfile`, :class:`FeatureProfile` - the data, with
+  ``to_json()`` and ``fingerprint``;
+* :data:`OTHER` - the label of the "everything else" category bucket.
+
+The format is documented in ``docs/reference-profile.md``.
+"""
+
+from vigil.profile.build import build_profile, profile_column
+from vigil.profile.model import (
+    FORMAT,
+    OTHER,
+    SCHEMA_VERSION,
+    DriftDefaults,
+    FeatureProfile,
+    ProfileError,
+    ReferenceProfile,
+    Summary,
+    category_key,
+    load_profile,
+    parse_profile,
+)
+
+__all__ = [
+    "FORMAT",
+    "OTHER",
+    "SCHEMA_VERSION",
+    "DriftDefaults",
+    "FeatureProfile",
+    "ProfileError",
+    "ReferenceProfile",
+    "Summary",
+    "build_profile",
+    "category_key",
+    "load_profile",
+    "parse_profile",
+    "profile_column",
+]

@@ -1,0 +1,289 @@
+"""Build a reference profile from a NumPy array or a pandas DataFrame.
+
+Why quantile bins: with ~10 equally populated bins every bin holds ~10 %
+of the reference, so PSI is sensitive across the whole range and no bin is
+empty by construction. The edges are kept in the profile so that sidecars
+and the operator count and compare against the very same bins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vigil.core.drift import bin_index
+from vigil.profile.model import (
+    OTHER,
+    DriftDefaults,
+    FeatureProfile,
+    ProfileError,
+    ReferenceProfile,
+    Summary,
+    Task,
+    category_key,
+)
+
+__all__ = ["build_profile", "profile_column"]
+
+#: Default number of quantile bins per numeric feature (plus underflow/overflow).
+DEFAULT_BINS = 10
+#: Default number of categories kept per categorical feature (plus "other").
+DEFAULT_TOP_K = 10
+#: Categorical features with at most this many distinct values list them all
+#: as the allowed set; above it the set is open (no out-of-set counting).
+DEFAULT_MAX_ALLOWED = 1000
+#: A prediction with at most this many distinct integral values is taken as
+#: classification when ``task`` is not given.
+MAX_CLASSES_GUESS = 50
+
+
+def _is_numeric_array(values: npt.NDArray[Any]) -> bool:
+    return values.dtype.kind in "iuf" and values.dtype.kind != "b"
+
+
+def _to_float(values: npt.NDArray[Any]) -> npt.NDArray[np.float64] | None:
+    """Float view of a column, or ``None`` when it holds non-numbers."""
+    if _is_numeric_array(values):
+        return values.astype(np.float64)
+    if values.dtype.kind != "O":
+        return None
+    out = np.empty(values.shape[0], dtype=np.float64)
+    for i, v in enumerate(values):
+        if v is None:
+            out[i] = np.nan
+        elif isinstance(v, int | float | np.integer | np.floating) and not isinstance(
+            v, bool | np.bool_
+        ):
+            out[i] = float(v)
+        else:
+            return None
+    return out
+
+
+def _quantile_edges(x: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.float64]:
+    edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
+    if edges.size < 2:
+        edges = np.array([edges[0], edges[0]])
+    return edges
+
+
+def _summary(x: npt.NDArray[np.float64]) -> Summary:
+    return Summary(
+        mean=float(np.mean(x)),
+        std=float(np.std(x)),
+        min=float(np.min(x)),
+        max=float(np.max(x)),
+        median=float(np.median(x)),
+    )
+
+
+def profile_column(
+    name: str,
+    values: npt.ArrayLike,
+    *,
+    index: int = 0,
+    categorical: bool | None = None,
+    bins: int = DEFAULT_BINS,
+    top_k: int = DEFAULT_TOP_K,
+    max_allowed: int = DEFAULT_MAX_ALLOWED,
+) -> FeatureProfile:
+    """Profile one column. ``categorical=None`` decides from the data type."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ProfileError(f"column {name!r} must be one-dimensional")
+    if arr.size == 0:
+        raise ProfileError(f"column {name!r} is empty")
+    numeric = _to_float(arr)
+    if categorical is None:
+        categorical = numeric is None
+    if not categorical and numeric is None:
+        raise ProfileError(f"column {name!r} holds non-numeric values")
+    total = arr.shape[0]
+
+    if not categorical:
+        assert numeric is not None
+        present = numeric[~np.isnan(numeric)]
+        if present.size == 0:
+            raise ProfileError(f"column {name!r} has no values (all missing)")
+        edges = _quantile_edges(present, bins)
+        counts = np.bincount(bin_index(present, edges), minlength=edges.size + 1)
+        return FeatureProfile(
+            name=name,
+            index=index,
+            type="numeric",
+            count=int(present.size),
+            null_rate=float(1.0 - present.size / total),
+            nullable=bool(present.size < total),
+            proportions=tuple(float(c) for c in counts / present.size),
+            summary=_summary(present),
+            edges=tuple(float(e) for e in edges),
+        )
+
+    keys = [category_key(v.item() if isinstance(v, np.generic) else v) for v in arr]
+    present_keys = [k for k in keys if k is not None]
+    if not present_keys:
+        raise ProfileError(f"column {name!r} has no values (all missing)")
+    if OTHER in present_keys:
+        raise ProfileError(f"column {name!r}: the value {OTHER!r} is reserved")
+    counter = Counter(present_keys)
+    # Most common first; ties by name so that the profile is deterministic.
+    ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+    top = [k for k, _ in ranked[:top_k]]
+    n = len(present_keys)
+    props = [counter[k] / n for k in top]
+    props.append(1.0 - sum(counter[k] for k in top) / n)
+    summary = None
+    if numeric is not None:
+        present_num = numeric[~np.isnan(numeric)]
+        summary = _summary(present_num)
+    allowed = tuple(sorted(counter)) if len(counter) <= max_allowed else None
+    return FeatureProfile(
+        name=name,
+        index=index,
+        type="categorical",
+        count=n,
+        null_rate=float(1.0 - n / total),
+        nullable=bool(n < total),
+        proportions=tuple(max(p, 0.0) for p in props),
+        summary=summary,
+        categories=tuple(top),
+        allowed=allowed,
+    )
+
+
+def _guess_task(values: npt.NDArray[Any]) -> Task:
+    numeric = _to_float(values)
+    if numeric is None:
+        return "classification"
+    present = numeric[~np.isnan(numeric)]
+    if values.dtype.kind in "iub" or (
+        np.all(np.equal(np.mod(present, 1), 0)) and np.unique(present).size <= MAX_CLASSES_GUESS
+    ):
+        return "classification"
+    return "regression"
+
+
+def build_profile(
+    data: Any,
+    *,
+    predictions: npt.ArrayLike | None = None,
+    prediction_column: str | None = None,
+    feature_names: Sequence[str] | None = None,
+    categorical: Sequence[str] = (),
+    task: Task | None = None,
+    model_name: str = "",
+    model_version: str = "",
+    bins: int = DEFAULT_BINS,
+    top_k: int = DEFAULT_TOP_K,
+    max_allowed: int = DEFAULT_MAX_ALLOWED,
+    drift: DriftDefaults | None = None,
+    created_at: dt.datetime | None = None,
+) -> ReferenceProfile:
+    """Build a profile from a 2-D NumPy array or a pandas DataFrame.
+
+    ``data`` holds one row per example and the features in model input
+    order. Predictions come from ``predictions`` (array) or from the
+    DataFrame column ``prediction_column`` (removed from the features).
+    ``task`` defaults to classification for integer/categorical predictions
+    with few distinct values, otherwise regression.
+    """
+    if bins < 1 or top_k < 1:
+        raise ProfileError("bins and top_k must be at least 1")
+    columns: list[tuple[str, npt.NDArray[Any]]]
+    if hasattr(data, "columns") and hasattr(data, "iloc"):  # a pandas DataFrame
+        frame = data
+        if prediction_column is not None:
+            if prediction_column not in frame.columns:
+                raise ProfileError(f"prediction column {prediction_column!r} not found")
+            if predictions is not None:
+                raise ProfileError("give predictions or prediction_column, not both")
+            predictions = frame[prediction_column].to_numpy()
+            frame = frame.drop(columns=[prediction_column])
+        names = [str(c) for c in frame.columns]
+        columns = [(n, _frame_column(frame[c])) for n, c in zip(names, frame.columns, strict=True)]
+    else:
+        if prediction_column is not None:
+            raise ProfileError("prediction_column needs a DataFrame")
+        arr = np.asarray(data)
+        if arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
+        if arr.ndim != 2:
+            raise ProfileError(f"data must be 2-D (rows x features), got shape {arr.shape}")
+        names = (
+            list(feature_names)
+            if feature_names is not None
+            else [f"f{i}" for i in range(arr.shape[1])]
+        )
+        if len(names) != arr.shape[1]:
+            raise ProfileError(f"{len(names)} feature names for {arr.shape[1]} columns")
+        columns = [(n, arr[:, i]) for i, n in enumerate(names)]
+    if feature_names is not None and hasattr(data, "columns"):
+        if len(feature_names) != len(columns):
+            raise ProfileError(f"{len(feature_names)} feature names for {len(columns)} columns")
+        columns = [(str(n), col) for n, (_, col) in zip(feature_names, columns, strict=True)]
+    if not columns:
+        raise ProfileError("no feature columns")
+    if len({n for n, _ in columns}) != len(columns):
+        raise ProfileError("duplicate feature names")
+    unknown = set(categorical) - {n for n, _ in columns}
+    if unknown:
+        raise ProfileError(f"categorical features not in the data: {sorted(unknown)}")
+    row_count = int(columns[0][1].shape[0])
+    features = tuple(
+        profile_column(
+            name,
+            col,
+            index=i,
+            categorical=True if name in categorical else None,
+            bins=bins,
+            top_k=top_k,
+            max_allowed=max_allowed,
+        )
+        for i, (name, col) in enumerate(columns)
+    )
+    prediction = None
+    resolved_task: Task = task or "regression"
+    if predictions is not None:
+        pred = np.asarray(predictions)
+        if pred.ndim == 2 and pred.shape[1] == 1:
+            pred = pred[:, 0]
+        if pred.ndim != 1 or pred.shape[0] != row_count:
+            raise ProfileError(f"predictions need shape ({row_count},), got {pred.shape}")
+        resolved_task = task or _guess_task(pred)
+        prediction = profile_column(
+            "prediction",
+            pred,
+            categorical=resolved_task == "classification",
+            bins=bins,
+            top_k=max(top_k, MAX_CLASSES_GUESS) if resolved_task == "classification" else top_k,
+            max_allowed=max_allowed,
+        )
+    when = created_at or dt.datetime.now(dt.UTC)
+    return ReferenceProfile(
+        model_name=model_name,
+        model_version=model_version,
+        row_count=row_count,
+        created_at=when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        task=resolved_task,
+        features=features,
+        prediction=prediction,
+        drift=drift or DriftDefaults(),
+    )
+
+
+def _frame_column(series: Any) -> npt.NDArray[Any]:
+    """A DataFrame column as an array; pandas NA/NaT become ``None``/NaN."""
+    kind = getattr(series.dtype, "kind", "O")
+    if kind in "iuf":
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if kind == "b":
+        return series.to_numpy(dtype=object)
+    values = series.astype(object).to_numpy(copy=True)
+    mask = series.isna().to_numpy()
+    values[mask] = None
+    return values

@@ -1,0 +1,257 @@
+"""``vigil profile build`` and ``vigil profile show``.
+
+Reading CSV and Parquet needs pandas (and pyarrow for Parquet); they are
+imported only when a command needs them, so the operator image can carry
+the CLI without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from vigil.profile.build import DEFAULT_BINS, DEFAULT_TOP_K, build_profile
+from vigil.profile.model import (
+    OTHER,
+    DriftDefaults,
+    FeatureProfile,
+    ProfileError,
+    ReferenceProfile,
+    load_profile,
+)
+
+#: Files larger than this show a progress line on stderr while they load.
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+CSV_CHUNK_ROWS = 50_000
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``profile`` command group (see :mod:`vigil.cli`)."""
+    group = subparsers.add_parser("profile", help="build and inspect reference profiles")
+    group.set_defaults(help_parser=group)
+    sub = group.add_subparsers(dest="profile_command", metavar="SUBCOMMAND")
+
+    build = sub.add_parser(
+        "build",
+        help="build a reference profile from a CSV or Parquet file",
+        description="Build a reference profile (JSON) from training data in CSV or Parquet.",
+    )
+    build.add_argument("input", help="CSV or Parquet file, one row per example")
+    build.add_argument("-o", "--output", help="output file (default: stdout)")
+    build.add_argument("--format", choices=("csv", "parquet"), help="default: by extension")
+    build.add_argument(
+        "--prediction-column", help="column holding the model's output (not a feature)"
+    )
+    build.add_argument("--task", choices=("classification", "regression"))
+    build.add_argument("--model-name", default="")
+    build.add_argument("--model-version", default="")
+    build.add_argument(
+        "--features", help="comma-separated feature columns in model input order (default: all)"
+    )
+    build.add_argument("--categorical", default="", help="comma-separated categorical columns")
+    build.add_argument("--bins", type=int, default=DEFAULT_BINS, help="quantile bins per feature")
+    build.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="categories kept")
+    build.add_argument("--method", choices=("psi", "jsd"), default="psi")
+    build.add_argument("--warning", type=float, default=0.1)
+    build.add_argument("--threshold", type=float, default=0.2)
+    build.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help=f"progress on stderr (auto: files over {PROGRESS_MIN_BYTES // 2**20} MiB)",
+    )
+    build.set_defaults(func=_cmd_build)
+
+    show = sub.add_parser("show", help="print a reference profile readably")
+    show.add_argument("path", help="profile JSON file ('-' for stdin)")
+    show.add_argument("--json", action="store_true", help="print the validated JSON instead")
+    show.set_defaults(func=_cmd_show)
+
+
+# ------------------------------------------------------------------- reading
+
+
+class _Progress:
+    """A single rewritten stderr line; silent when disabled."""
+
+    def __init__(self, label: str, total: float, enabled: bool, stream: TextIO) -> None:
+        self.label, self.total, self.enabled, self.stream = label, total, enabled, stream
+        self.start = time.monotonic()
+
+    def update(self, done: float, rows: int) -> None:
+        if not self.enabled:
+            return
+        share = min(done / self.total, 1.0) if self.total else 1.0
+        elapsed = time.monotonic() - self.start
+        self.stream.write(f"\r{self.label}: {share:6.1%}  {rows:,} rows  {elapsed:5.1f}s")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def read_table(
+    path: str, fmt: str | None = None, progress: str = "auto", stream: TextIO | None = None
+) -> Any:
+    """Load a CSV or Parquet file into a DataFrame, chunk by chunk with progress."""
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - pandas is in the dev extras
+        raise ProfileError("reading CSV/Parquet needs pandas: pip install pandas pyarrow") from exc
+    file = Path(path)
+    if not file.is_file():
+        raise ProfileError(f"no such file: {path}")
+    fmt = fmt or ("parquet" if file.suffix.lower() in (".parquet", ".pq") else "csv")
+    size = file.stat().st_size
+    enabled = progress == "always" or (progress == "auto" and size >= PROGRESS_MIN_BYTES)
+    bar = _Progress(f"reading {file.name}", 1.0, enabled, stream or sys.stderr)
+    frames = []
+    rows = 0
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:  # pragma: no cover
+            raise ProfileError("reading Parquet needs pyarrow: pip install pyarrow") from exc
+        pfile = pq.ParquetFile(file)
+        total_rows = pfile.metadata.num_rows or 1
+        for batch in pfile.iter_batches(batch_size=CSV_CHUNK_ROWS):
+            frames.append(batch.to_pandas())
+            rows += batch.num_rows
+            bar.update(rows / total_rows, rows)
+    else:
+        with file.open("rb") as handle:
+            for chunk in pd.read_csv(handle, chunksize=CSV_CHUNK_ROWS):
+                frames.append(chunk)
+                rows += len(chunk)
+                bar.update(handle.tell() / max(size, 1), rows)
+    bar.update(1.0, rows)
+    bar.close()
+    if not frames:
+        raise ProfileError(f"{path} has no rows")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    try:
+        frame = read_table(args.input, args.format, args.progress)
+        features = _split(args.features)
+        if features:
+            missing = [f for f in features if f not in frame.columns]
+            if missing:
+                raise ProfileError(f"feature columns not found: {missing}")
+            keep = features + ([args.prediction_column] if args.prediction_column else [])
+            frame = frame[keep]
+        profile = build_profile(
+            frame,
+            prediction_column=args.prediction_column,
+            categorical=_split(args.categorical),
+            task=args.task,
+            model_name=args.model_name,
+            model_version=args.model_version,
+            bins=args.bins,
+            top_k=args.top_k,
+            drift=DriftDefaults(method=args.method, warning=args.warning, threshold=args.threshold),
+        )
+    except ProfileError as exc:
+        print(f"vigil profile build: {exc}", file=sys.stderr)
+        return 1
+    text = profile.to_json()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(
+            f"wrote {args.output}: {len(profile.features)} features, "
+            f"{profile.row_count} rows, {profile.fingerprint[:19]}",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# ------------------------------------------------------------------- showing
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+def _describe(f: FeatureProfile) -> str:
+    if f.type == "numeric":
+        assert f.edges is not None
+        inner = f.proportions[1:-1]
+        return f"{len(inner)} bins, edges {_fmt(f.edges[0])} .. {_fmt(f.edges[-1])}"
+    cats = f.categories or ()
+    shown = ", ".join(
+        f"{c}={p:.0%}" for c, p in zip([*cats, OTHER], f.proportions, strict=True) if p > 0
+    )
+    return f"{len(cats)} top: {shown}" if len(shown) < 60 else f"{len(cats)} top: {shown[:57]}..."
+
+
+def render(profile: ReferenceProfile) -> str:
+    """A human-readable summary of a profile."""
+    lines = [
+        f"Reference profile  {profile.fingerprint}",
+        f"  model        {profile.model_name or '-'}  version {profile.model_version or '-'}",
+        f"  task         {profile.task}",
+        f"  rows         {profile.row_count}",
+        f"  created      {profile.created_at or '-'}",
+        f"  drift        {profile.drift.method}  warning {profile.drift.warning}  "
+        f"threshold {profile.drift.threshold}",
+        "",
+    ]
+    header = ("#", "feature", "type", "null%", "mean", "std", "min", "median", "max", "bins")
+    rows = [header]
+    blocks = list(profile.features)
+    if profile.prediction is not None:
+        blocks.append(profile.prediction)
+    for i, f in enumerate(blocks):
+        s = f.summary
+        rows.append(
+            (
+                "out" if f is profile.prediction else str(i),
+                f.name,
+                f.type,
+                f"{f.null_rate * 100:.1f}",
+                _fmt(s.mean if s else None),
+                _fmt(s.std if s else None),
+                _fmt(s.min if s else None),
+                _fmt(s.median if s else None),
+                _fmt(s.max if s else None),
+                _describe(f),
+            )
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header) - 1)]
+    for r in rows:
+        cells = [r[c].ljust(widths[c]) for c in range(len(widths))]
+        lines.append("  ".join(cells) + "  " + r[-1])
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    try:
+        if args.path == "-":
+            from vigil.profile.model import parse_profile
+
+            profile = parse_profile(sys.stdin.read())
+        else:
+            profile = load_profile(args.path)
+    except ProfileError as exc:
+        print(f"vigil profile show: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(json.dumps(profile.to_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render(profile))
+    return 0

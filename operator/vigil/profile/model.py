@@ -1,0 +1,417 @@
+"""The reference profile: data classes, JSON (de)serialisation, fingerprint.
+
+A reference profile summarises the training (or research-time) data of one
+model: per feature its type, nullability, allowed range or set, summary
+statistics, and the fixed bins (numeric) or top categories (categorical)
+that the sidecars count live traffic into. The same block describes the
+model's prediction output. The format is documented in
+``docs/reference-profile.md``; bump :data:`SCHEMA_VERSION` on any
+incompatible change.
+
+Pure Python + NumPy-free on purpose: the operator loads profiles from
+ConfigMaps and should not need more than the standard library for that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "FORMAT",
+    "OTHER",
+    "SCHEMA_VERSION",
+    "DriftDefaults",
+    "FeatureProfile",
+    "ProfileError",
+    "ReferenceProfile",
+    "Summary",
+    "category_key",
+    "load_profile",
+    "parse_profile",
+]
+
+#: Identifies the document type (a profile is plain JSON, often in a ConfigMap).
+FORMAT = "vigil.dev/reference-profile"
+#: Incremented on incompatible changes of the JSON layout.
+SCHEMA_VERSION = 1
+#: Label of the category bucket that holds everything outside the top-K.
+OTHER = "__other__"
+
+FeatureType = Literal["numeric", "categorical"]
+Task = Literal["classification", "regression"]
+
+
+class ProfileError(ValueError):
+    """A profile is missing, unreadable or does not follow the format."""
+
+
+def category_key(value: object) -> str | None:
+    """Canonical string for a categorical value (``None`` for missing).
+
+    Class labels arrive as ``1`` from one runtime and ``1.0`` from another;
+    both must land in the same category, so integral floats become ints.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Summary statistics over the non-missing values (std with ddof=0)."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+    median: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+            "median": self.median,
+        }
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    """One input feature (or the prediction output) of the reference data.
+
+    ``proportions`` is the reference distribution the live counts are
+    compared with, slot by slot:
+
+    * numeric: ``len(edges) + 1`` slots = underflow, ``len(edges) - 1``
+      inner bins, overflow (see :mod:`vigil.core.drift` for the edge rule);
+    * categorical: one slot per entry of ``categories`` followed by one
+      slot for :data:`OTHER`.
+    """
+
+    name: str
+    index: int
+    type: FeatureType
+    count: int
+    null_rate: float
+    nullable: bool
+    proportions: tuple[float, ...]
+    summary: Summary | None = None
+    edges: tuple[float, ...] | None = None
+    categories: tuple[str, ...] | None = None
+    allowed: tuple[str, ...] | None = None
+
+    @property
+    def slot_labels(self) -> tuple[str, ...]:
+        """Label of every slot, as the sidecar exports it (``bin`` / ``category``)."""
+        if self.type == "numeric":
+            return tuple(str(i) for i in range(len(self.proportions)))
+        return (*(self.categories or ()), OTHER)
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        """Allowed numeric range: the reference min and max."""
+        if self.summary is None or self.type != "numeric":
+            return None
+        return (self.summary.min, self.summary.max)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "index": self.index,
+            "type": self.type,
+            "count": self.count,
+            "nullable": self.nullable,
+            "nullRate": self.null_rate,
+            "stats": self.summary.to_dict() if self.summary is not None else None,
+        }
+        if self.type == "numeric":
+            assert self.edges is not None and self.summary is not None
+            out["range"] = {"min": self.summary.min, "max": self.summary.max}
+            out["bins"] = {"edges": list(self.edges), "proportions": list(self.proportions)}
+        else:
+            assert self.categories is not None
+            out["categories"] = {
+                "values": list(self.categories),
+                "proportions": list(self.proportions[:-1]),
+                "other": self.proportions[-1],
+            }
+            out["allowed"] = list(self.allowed) if self.allowed is not None else None
+        return out
+
+
+@dataclass(frozen=True)
+class DriftDefaults:
+    """Default drift method and thresholds (the API's ``monitoring.drift``)."""
+
+    method: Literal["psi", "jsd"] = "psi"
+    warning: float = 0.1
+    threshold: float = 0.2
+    epsilon: float = 1e-4
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "warning": self.warning,
+            "threshold": self.threshold,
+            "epsilon": self.epsilon,
+        }
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """A whole reference profile; see ``docs/reference-profile.md``."""
+
+    model_name: str
+    model_version: str
+    row_count: int
+    created_at: str
+    task: Task
+    features: tuple[FeatureProfile, ...]
+    prediction: FeatureProfile | None
+    drift: DriftDefaults = field(default_factory=DriftDefaults)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Feature names in model input order (column order of v1 rows / v2 tensors)."""
+        return tuple(f.name for f in self.features)
+
+    def feature(self, name: str) -> FeatureProfile:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def content_dict(self) -> dict[str, Any]:
+        """Everything that the fingerprint covers (all but ``createdAt``)."""
+        return {
+            "format": FORMAT,
+            "schemaVersion": self.schema_version,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "rowCount": self.row_count,
+            "task": self.task,
+            "features": [f.to_dict() for f in self.features],
+            "prediction": self.prediction.to_dict() if self.prediction is not None else None,
+            "drift": self.drift.to_dict(),
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """``sha256:<hex>`` of the canonical JSON of :meth:`content_dict`.
+
+        ``createdAt`` is left out so that rebuilding a profile from the same
+        data gives the same fingerprint (and no needless rollout).
+        """
+        canonical = json.dumps(
+            self.content_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False
+        )
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.content_dict()
+        out["createdAt"] = self.created_at
+        out["fingerprint"] = self.fingerprint
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False) + "\n"
+
+    def with_model(self, name: str, version: str) -> ReferenceProfile:
+        return replace(self, model_name=name, model_version=version)
+
+
+# --------------------------------------------------------------------- parsing
+
+
+def load_profile(path: str | Path, *, verify: bool = True) -> ReferenceProfile:
+    """Read and validate a profile file; raises :class:`ProfileError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"cannot read reference profile {path}: {exc.strerror or exc}") from exc
+    return parse_profile(text, verify=verify)
+
+
+def parse_profile(text: str | bytes | dict[str, Any], *, verify: bool = True) -> ReferenceProfile:
+    """Validate a profile given as JSON text or an already decoded dict.
+
+    With ``verify`` a ``fingerprint`` that does not match the content is an
+    error: a hand-edited profile must be rebuilt (or its fingerprint
+    removed) so that the ``_info`` metric never lies about the reference.
+    """
+    if isinstance(text, dict):
+        doc: Any = text
+    else:
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ProfileError(f"reference profile is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ProfileError("reference profile must be a JSON object")
+    if doc.get("format", FORMAT) != FORMAT:
+        raise ProfileError(f"not a reference profile: format is {doc.get('format')!r}")
+    version = doc.get("schemaVersion")
+    if version != SCHEMA_VERSION:
+        raise ProfileError(
+            f"unsupported schemaVersion {version!r} (this Vigil reads {SCHEMA_VERSION})"
+        )
+    try:
+        model = _obj(doc, "model")
+        features = tuple(
+            _feature(f, i, f"features[{i}]") for i, f in enumerate(_list(doc, "features"))
+        )
+        pred_doc = doc.get("prediction")
+        prediction = _feature(pred_doc, 0, "prediction") if pred_doc is not None else None
+        drift_doc = doc.get("drift") or {}
+        drift = DriftDefaults(
+            method=_choice(drift_doc.get("method", "psi"), ("psi", "jsd"), "drift.method"),
+            warning=_num(drift_doc.get("warning", 0.1), "drift.warning"),
+            threshold=_num(drift_doc.get("threshold", 0.2), "drift.threshold"),
+            epsilon=_num(drift_doc.get("epsilon", 1e-4), "drift.epsilon"),
+        )
+        profile = ReferenceProfile(
+            model_name=str(model.get("name", "")),
+            model_version=str(model.get("version", "")),
+            row_count=int(_num(doc.get("rowCount"), "rowCount")),
+            created_at=str(doc.get("createdAt", "")),
+            task=_choice(doc.get("task"), ("classification", "regression"), "task"),
+            features=features,
+            prediction=prediction,
+            drift=drift,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ProfileError):
+            raise
+        raise ProfileError(f"invalid reference profile: {exc}") from exc
+    names = profile.feature_names
+    if len(set(names)) != len(names):
+        raise ProfileError("invalid reference profile: duplicate feature names")
+    stated = doc.get("fingerprint")
+    if verify and stated is not None and stated != profile.fingerprint:
+        raise ProfileError(
+            "reference profile fingerprint does not match its content "
+            "(edited by hand? rebuild it, or remove the fingerprint field)"
+        )
+    return profile
+
+
+def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise ProfileError(f"invalid reference profile: {key} must be an object")
+    return value
+
+
+def _list(doc: dict[str, Any], key: str) -> list[Any]:
+    value = doc.get(key)
+    if not isinstance(value, list):
+        raise ProfileError(f"invalid reference profile: {key} must be a list")
+    return value
+
+
+def _num(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProfileError(f"invalid reference profile: {where} must be a finite number")
+    return float(value)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> Any:
+    if value not in allowed:
+        raise ProfileError(f"invalid reference profile: {where} must be one of {allowed}")
+    return value
+
+
+def _proportions(values: Any, where: str) -> tuple[float, ...]:
+    if not isinstance(values, list) or not values:
+        raise ProfileError(f"invalid reference profile: {where} must be a non-empty list")
+    out = tuple(_num(v, where) for v in values)
+    if any(v < 0 for v in out):
+        raise ProfileError(f"invalid reference profile: {where} has negative proportions")
+    total = sum(out)
+    if total > 0 and abs(total - 1.0) > 1e-6:
+        raise ProfileError(f"invalid reference profile: {where} sums to {total}, not 1")
+    return out
+
+
+def _feature(doc: Any, position: int, where: str) -> FeatureProfile:
+    if not isinstance(doc, dict):
+        raise ProfileError(f"invalid reference profile: {where} must be an object")
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProfileError(f"invalid reference profile: {where}.name must be a non-empty string")
+    ftype = _choice(doc.get("type"), ("numeric", "categorical"), f"{where}.type")
+    stats_doc = doc.get("stats")
+    summary = None
+    if stats_doc is not None:
+        summary = Summary(
+            **{k: _num(stats_doc.get(k), f"{where}.stats.{k}") for k in Summary.__annotations__}
+        )
+    common: dict[str, Any] = {
+        "name": name,
+        "index": int(doc.get("index", position)),
+        "type": ftype,
+        "count": int(_num(doc.get("count", 0), f"{where}.count")),
+        "null_rate": _num(doc.get("nullRate", 0.0), f"{where}.nullRate"),
+        "nullable": bool(doc.get("nullable", False)),
+        "summary": summary,
+    }
+    if ftype == "numeric":
+        if summary is None:
+            raise ProfileError(f"invalid reference profile: {where}.stats is required (numeric)")
+        bins = doc.get("bins")
+        if not isinstance(bins, dict):
+            raise ProfileError(f"invalid reference profile: {where}.bins must be an object")
+        edges_raw = bins.get("edges")
+        if not isinstance(edges_raw, list) or len(edges_raw) < 2:
+            raise ProfileError(f"invalid reference profile: {where}.bins.edges needs >= 2 values")
+        edges = tuple(_num(e, f"{where}.bins.edges") for e in edges_raw)
+        # Strictly increasing; a constant feature has exactly two equal edges.
+        strict = len(edges) > 2
+        if any((b <= a) if strict else (b < a) for a, b in pairwise(edges)):
+            raise ProfileError(f"invalid reference profile: {where}.bins.edges must increase")
+        props = _proportions(bins.get("proportions"), f"{where}.bins.proportions")
+        if len(props) != len(edges) + 1:
+            raise ProfileError(
+                f"invalid reference profile: {where}.bins.proportions needs "
+                f"{len(edges) + 1} values (underflow, {len(edges) - 1} bins, overflow)"
+            )
+        return FeatureProfile(**common, proportions=props, edges=edges)
+    cats = doc.get("categories")
+    if not isinstance(cats, dict):
+        raise ProfileError(f"invalid reference profile: {where}.categories must be an object")
+    values = cats.get("values")
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ProfileError(f"invalid reference profile: {where}.categories.values: strings")
+    if OTHER in values:
+        raise ProfileError(f"invalid reference profile: {where}: {OTHER!r} is reserved")
+    props = _proportions(
+        [*list(cats.get("proportions") or []), cats.get("other", 0.0)],
+        f"{where}.categories.proportions",
+    )
+    if len(props) != len(values) + 1:
+        raise ProfileError(
+            f"invalid reference profile: {where}.categories.proportions needs one value "
+            "per category"
+        )
+    allowed_raw = doc.get("allowed")
+    allowed = tuple(str(v) for v in allowed_raw) if isinstance(allowed_raw, list) else None
+    return FeatureProfile(**common, proportions=props, categories=tuple(values), allowed=allowed)

@@ -1,0 +1,62 @@
+"""Binning follows one documented edge rule and counts merge across replicas."""
+
+import numpy as np
+import pytest
+
+from vigil.core import drift
+
+
+def test_bin_index_uses_lower_inclusive_bins_with_closed_last_bin():
+    edges = [0.0, 1.0, 2.0, 3.0]
+    values = [-0.5, 0.0, 0.5, 1.0, 2.999, 3.0, 3.5, float("nan")]
+    assert drift.bin_index(values, edges).tolist() == [0, 1, 1, 2, 3, 3, 4, -1]
+
+
+def test_bin_index_matches_numpy_histogram_inside_the_range():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=5000)
+    edges = np.quantile(x[:1000], np.linspace(0, 1, 11))
+    idx = drift.bin_index(x, edges)
+    inside = (x >= edges[0]) & (x <= edges[-1])
+    hist, _ = np.histogram(x[inside], bins=edges)
+    counts = np.bincount(idx, minlength=edges.size + 1)
+    assert counts[1:-1].tolist() == hist.tolist()
+    assert counts[0] == np.sum(x < edges[0])
+    assert counts[-1] == np.sum(x > edges[-1])
+
+
+def test_bin_index_constant_feature_has_one_inner_bin():
+    assert drift.bin_index([4.0, 5.0, 5.0, 6.0], [5.0, 5.0]).tolist() == [0, 1, 1, 2]
+
+
+def test_merge_counts_sums_replicas_slot_by_slot():
+    merged = drift.merge_counts([[1, 2, 3], [0, 5, 1], np.array([2.0, 0.0, 0.0])])
+    assert merged.tolist() == [3.0, 7.0, 4.0]
+
+
+def test_merge_counts_equals_binning_the_union():
+    rng = np.random.default_rng(5)
+    edges = np.linspace(-2, 2, 9)
+    parts = [rng.normal(size=n) for n in (100, 250, 17)]
+    per_replica = [np.bincount(drift.bin_index(p, edges), minlength=10) for p in parts]
+    union = np.bincount(drift.bin_index(np.concatenate(parts), edges), minlength=10)
+    assert drift.merge_counts(per_replica).tolist() == union.tolist()
+
+
+def test_merge_counts_rejects_mismatched_or_empty_input():
+    with pytest.raises(ValueError, match="mismatch"):
+        drift.merge_counts([[1, 2], [1, 2, 3]])
+    with pytest.raises(ValueError, match="nothing"):
+        drift.merge_counts([])
+
+
+def test_merge_category_counts_folds_unknown_labels_into_other():
+    merged = drift.merge_category_counts(
+        [{"a": 3, "b": 1}, {"a": 1, "z": 2, "__other__": 1}], categories=["a", "b", "c"]
+    )
+    assert merged == {"a": 4.0, "b": 1.0, "c": 0.0, "__other__": 3.0}
+    assert list(merged) == ["a", "b", "c", "__other__"]
+
+
+def test_proportions_sum_to_one():
+    assert drift.proportions([1, 1, 2]).tolist() == [0.25, 0.25, 0.5]

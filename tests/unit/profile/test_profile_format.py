@@ -1,0 +1,99 @@
+"""The JSON format round-trips, is validated, and carries a stable fingerprint."""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from vigil.profile import (
+    FORMAT,
+    SCHEMA_VERSION,
+    ProfileError,
+    build_profile,
+    category_key,
+    load_profile,
+    parse_profile,
+)
+
+
+@pytest.fixture
+def profile():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    return build_profile(
+        x,
+        predictions=(x[:, 0] > 0).astype(int),
+        feature_names=["a", "b", "c"],
+        model_name="wine",
+        model_version="3",
+    )
+
+
+def test_round_trip_keeps_everything(profile, tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(profile.to_json())
+    loaded = load_profile(path)
+    assert loaded == profile
+    doc = json.loads(path.read_text())
+    assert doc["format"] == FORMAT and doc["schemaVersion"] == SCHEMA_VERSION
+    assert doc["model"] == {"name": "wine", "version": "3"}
+    assert doc["fingerprint"] == profile.fingerprint
+
+
+def test_fingerprint_ignores_creation_time_but_not_content(profile):
+    later = build_profile(np.zeros((2, 1)), created_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    same_data_later = parse_profile({**profile.to_dict(), "createdAt": "2031-01-01T00:00:00Z"})
+    assert same_data_later.fingerprint == profile.fingerprint
+    assert later.fingerprint != profile.fingerprint
+    assert profile.with_model("wine", "4").fingerprint != profile.fingerprint
+    assert profile.fingerprint.startswith("sha256:") and len(profile.fingerprint) == 71
+
+
+def test_hand_edited_profile_fails_fingerprint_check(profile):
+    doc = profile.to_dict()
+    doc["drift"]["threshold"] = 0.5
+    with pytest.raises(ProfileError, match="fingerprint"):
+        parse_profile(json.dumps(doc))
+    assert parse_profile(json.dumps(doc), verify=False).drift.threshold == 0.5
+    del doc["fingerprint"]
+    assert parse_profile(json.dumps(doc)).drift.threshold == 0.5
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(schemaVersion=99), "schemaVersion"),
+        (lambda d: d.update(format="other"), "format"),
+        (lambda d: d.update(task="ranking"), "task"),
+        (lambda d: d["features"][0]["bins"].update(edges=[1.0]), "edges"),
+        (lambda d: d["features"][0]["bins"].update(edges=[3.0, 2.0, 1.0]), "edges"),
+        (lambda d: d["features"][0]["bins"]["proportions"].append(0.0), "proportions"),
+        (lambda d: d["features"][0]["bins"]["proportions"].__setitem__(1, 0.9), "sums"),
+        (lambda d: d["features"][1].update(name=""), "name"),
+        (lambda d: d["features"][1].update(name="a"), "duplicate"),
+        (lambda d: d.update(features={}), "features"),
+    ],
+)
+def test_invalid_profiles_are_rejected_with_a_reason(profile, mutate, message):
+    doc = profile.to_dict()
+    del doc["fingerprint"]
+    mutate(doc)
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(json.dumps(doc))
+
+
+def test_unreadable_or_non_json_files_raise_profile_error(tmp_path):
+    with pytest.raises(ProfileError, match="cannot read"):
+        load_profile(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ProfileError, match="not valid JSON"):
+        load_profile(bad)
+
+
+def test_category_key_unifies_runtime_representations():
+    assert category_key(1) == category_key(1.0) == "1"
+    assert category_key(True) == "true"
+    assert category_key(None) is None and category_key(float("nan")) is None
+    assert category_key(b"x") == "x" and category_key(2.5) == "2.5"
