@@ -1,0 +1,374 @@
+"""Desired child objects of a ModelDeployment, as plain manifests.
+
+Per revision: a Deployment `<name>-<revision>` whose pods run the model
+server and the Vigil sidecar in front of it, and a ConfigMap
+`<name>-<revision>-sidecar` with the sidecar's settings. Per
+ModelDeployment: a Service `<name>` that sends live traffic to the serving
+revision's sidecars.
+
+Every manifest carries `vigil.dev/applied-hash`, a hash of the manifest
+itself: comparing it with the live object's annotation tells whether a
+write is needed without being fooled by the fields the API server defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vigil.core import naming
+from vigil.core.revision import canonical_hash
+from vigil.core.spec import ModelDeploymentSpec
+
+SIDECAR_CONTAINER = "sidecar"
+SERVER_CONTAINER = "server"
+SIDECAR_PORT = 8000
+SIDECAR_PORT_NAME = "http"
+METRICS_PORT = 9090
+METRICS_PORT_NAME = "metrics"
+SERVER_PORT_NAME = "model"
+SERVICE_PORT = 80
+
+SIDECAR_CONFIG_DIR = "/etc/vigil"
+SIDECAR_CONFIG_KEY = "sidecar.json"
+SIDECAR_CONFIG_PATH = f"{SIDECAR_CONFIG_DIR}/{SIDECAR_CONFIG_KEY}"
+REFERENCE_DIR = "/var/lib/vigil/reference"
+SIDECAR_READY_PATH = "/healthz/ready"
+SIDECAR_LIVE_PATH = "/healthz/live"
+SIDECAR_USER_ID = 65532
+PROGRESS_DEADLINE_SECONDS = 600
+
+# The sidecar's own footprint: small and bounded, so that it never starves the model.
+SIDECAR_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment that owns the children (for owner references and names)."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """What a revision's objects record about themselves."""
+
+    revision: str
+    identity: str
+    role: str
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    """A controller owner reference: garbage collection removes the child with its parent."""
+    return {
+        "apiVersion": naming.API_VERSION,
+        "kind": naming.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(
+    owner: Owner, name: str, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": dict(labels),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return metadata
+
+
+def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Stamp a manifest with the hash of its own content (see module docstring)."""
+    stamped = copy.deepcopy(manifest)
+    annotations = stamped["metadata"].setdefault("annotations", {})
+    annotations.pop(naming.ANNOTATION_APPLIED_HASH, None)
+    annotations[naming.ANNOTATION_APPLIED_HASH] = canonical_hash(stamped, length=16)
+    return stamped
+
+
+def sidecar_settings(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> dict[str, Any]:
+    """The sidecar's settings file (`vigil-sidecar --config /etc/vigil/sidecar.json`)."""
+    reference = spec.monitoring.reference
+    return {
+        "model": spec.model.name,
+        "version": spec.model.version,
+        "revision": info.revision,
+        "role": info.role,
+        "protocol": spec.server.protocol,
+        "upstream": f"http://127.0.0.1:{spec.server.port}",
+        "listenPort": SIDECAR_PORT,
+        "metricsPort": METRICS_PORT,
+        "referencePath": None if reference is None else f"{REFERENCE_DIR}/{reference.key}",
+        "maxBodyBytes": spec.monitoring.sidecar.max_body_bytes,
+        "featureCap": spec.monitoring.sidecar.feature_cap,
+        "shadow": None,
+    }
+
+
+def desired_configmap(
+    owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo
+) -> dict[str, Any]:
+    """The ConfigMap holding one revision's sidecar settings."""
+    settings = sidecar_settings(owner, spec, info)
+    return with_applied_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _metadata(
+                owner,
+                naming.sidecar_configmap_name(owner.name, info.revision),
+                naming.child_labels(owner.name, info.role, info.revision),
+            ),
+            "data": {SIDECAR_CONFIG_KEY: json.dumps(settings, indent=2, sort_keys=True) + "\n"},
+        }
+    )
+
+
+def _server_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """Operator-set variables, then config knobs, then the user's env (which wins).
+
+    Names are unique: server-side apply treats `env` as a map keyed by name.
+    """
+    env: dict[str, dict[str, Any]] = {
+        "MODEL_NAME": {"name": "MODEL_NAME", "value": spec.model.name},
+        "MODEL_VERSION": {"name": "MODEL_VERSION", "value": spec.model.version},
+    }
+    if spec.model.uri:
+        env["STORAGE_URI"] = {"name": "STORAGE_URI", "value": spec.model.uri}
+    for key in sorted(spec.config):
+        env[key] = {"name": key, "value": spec.config[key]}
+    for item in spec.server.env:
+        env[str(item["name"])] = copy.deepcopy(dict(item))
+    return list(env.values())
+
+
+def _restricted_security_context(*, read_only_root: bool) -> dict[str, Any]:
+    """What PodSecurity `restricted` asks of every container."""
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if read_only_root:
+        context["readOnlyRootFilesystem"] = True
+    return context
+
+
+def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    server = spec.server
+    container: dict[str, Any] = {
+        "name": SERVER_CONTAINER,
+        "image": server.image,
+        "ports": [{"name": SERVER_PORT_NAME, "containerPort": server.port, "protocol": "TCP"}],
+        "env": _server_env(spec),
+        "readinessProbe": {
+            "httpGet": {"path": server.readiness_path, "port": server.port},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        # Model servers write caches and temporary files: their root stays writable.
+        "securityContext": _restricted_security_context(read_only_root=False),
+    }
+    if server.command:
+        container["command"] = list(server.command)
+    if server.args:
+        container["args"] = list(server.args)
+    if server.resources:
+        container["resources"] = copy.deepcopy(dict(server.resources))
+    return container
+
+
+def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True},
+        {"name": "sidecar-tmp", "mountPath": "/tmp"},
+    ]
+    if spec.monitoring.reference is not None:
+        mounts.append({"name": "reference", "mountPath": REFERENCE_DIR, "readOnly": True})
+    context = _restricted_security_context(read_only_root=True)
+    context["runAsUser"] = SIDECAR_USER_ID
+    context["runAsGroup"] = SIDECAR_USER_ID
+    return {
+        "name": SIDECAR_CONTAINER,
+        "image": sidecar_image,
+        "command": ["vigil-sidecar", "--config", SIDECAR_CONFIG_PATH],
+        "ports": [
+            {"name": SIDECAR_PORT_NAME, "containerPort": SIDECAR_PORT, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        "env": [
+            {"name": "VIGIL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "VIGIL_POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": SIDECAR_READY_PATH, "port": SIDECAR_PORT_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": SIDECAR_LIVE_PATH, "port": SIDECAR_PORT_NAME},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "resources": copy.deepcopy(SIDECAR_RESOURCES),
+        "volumeMounts": mounts,
+        "securityContext": context,
+    }
+
+
+def desired_deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    info: RevisionInfo,
+    *,
+    sidecar_image: str,
+    replicas: int,
+) -> dict[str, Any]:
+    """The Deployment running one revision: model server + sidecar in every pod."""
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "sidecar-config",
+            "configMap": {"name": naming.sidecar_configmap_name(owner.name, info.revision)},
+        },
+        {"name": "sidecar-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    reference = spec.monitoring.reference
+    if reference is not None:
+        volumes.append(
+            {
+                "name": "reference",
+                "configMap": {
+                    "name": reference.name,
+                    "items": [{"key": reference.key, "path": reference.key}],
+                },
+            }
+        )
+    pod_labels = naming.selector_labels(owner.name, info.revision)
+    annotations = {
+        naming.ANNOTATION_IDENTITY: info.identity,
+        naming.ANNOTATION_MODEL_VERSION: spec.model.version,
+        naming.ANNOTATION_IMAGE: spec.server.image,
+    }
+    return with_applied_hash(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(
+                owner,
+                naming.deployment_name(owner.name, info.revision),
+                naming.child_labels(owner.name, info.role, info.revision),
+                annotations,
+            ),
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": pod_labels},
+                "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
+                "revisionHistoryLimit": 2,
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+                },
+                "template": {
+                    "metadata": {
+                        "labels": pod_labels,
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(METRICS_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    },
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            _server_container(spec),
+                            _sidecar_container(spec, sidecar_image),
+                        ],
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }
+    )
+
+
+def desired_service(owner: Owner, serving_revision: str) -> dict[str, Any]:
+    """The Service carrying live traffic to the serving revision's sidecars."""
+    return with_applied_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(
+                owner,
+                naming.service_name(owner.name),
+                naming.child_labels(owner.name, naming.ROLE_SERVING),
+            ),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": naming.selector_labels(owner.name, serving_revision),
+                "ports": [
+                    {
+                        "name": SIDECAR_PORT_NAME,
+                        "port": SERVICE_PORT,
+                        "targetPort": SIDECAR_PORT_NAME,
+                        "protocol": "TCP",
+                        "appProtocol": "http",
+                    }
+                ],
+            },
+        }
+    )
+
+
+def needs_write(desired: Mapping[str, Any], actual: Mapping[str, Any] | None) -> bool:
+    """Whether the live object differs from the desired one in anything Vigil sets.
+
+    The applied hash catches every change of the desired manifest; the direct
+    checks catch what others may have changed on the live object (a manual
+    `kubectl scale`, an edited selector or ConfigMap, a stripped label).
+    """
+    if actual is None:
+        return True
+    actual_meta = actual.get("metadata") or {}
+    desired_meta = desired["metadata"]
+    if (actual_meta.get("annotations") or {}).get(naming.ANNOTATION_APPLIED_HASH) != desired_meta[
+        "annotations"
+    ][naming.ANNOTATION_APPLIED_HASH]:
+        return True
+    actual_labels = actual_meta.get("labels") or {}
+    if any(actual_labels.get(key) != value for key, value in desired_meta["labels"].items()):
+        return True
+    owner_uids = {ref.get("uid") for ref in actual_meta.get("ownerReferences") or []}
+    if desired_meta["ownerReferences"][0]["uid"] not in owner_uids:
+        return True
+    kind = desired["kind"]
+    if kind == "Deployment":
+        return (actual.get("spec") or {}).get("replicas") != desired["spec"]["replicas"]
+    if kind == "Service":
+        return (actual.get("spec") or {}).get("selector") != desired["spec"]["selector"]
+    if kind == "ConfigMap":
+        return (actual.get("data") or {}) != desired["data"]
+    return False

@@ -1,0 +1,732 @@
+"""The reconcile decision: from what is (observation) to what to do (plan).
+
+Pure evaluation in the manner of Argo Rollouts: `decide()` reads a snapshot
+(the ModelDeployment and its live children), returns the writes to make,
+the Events to post and the complete new status, and touches nothing. The
+operator layer applies the writes in order, then persists the status once.
+
+The state machine, Flagger-style (each step reads like a runbook line):
+
+    spec invalid or names too long       -> report InvalidSpec, touch nothing
+    no stable revision                   -> deploy the revision as stable (change "new")
+    stable revision == desired revision  -> keep it: scale in place, drop any candidate
+    stable revision != desired revision  -> blue/green:
+        reference profile missing        -> hold, report ReferenceNotFound, keep stable
+        paused                           -> hold where it is
+        candidate not yet available      -> start it and wait (stable keeps serving)
+        candidate failed                 -> report RolloutFailed (stable keeps serving)
+        candidate available              -> move the Service, then delete the old revision
+
+Safety rule: the Service is only ever moved to a revision whose Deployment
+is available (all replicas ready), and the old revision is deleted only
+after the move was written: the Service never selects zero Ready pods
+during a switch.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.core import naming
+from vigil.core.desired import (
+    Owner,
+    RevisionInfo,
+    desired_configmap,
+    desired_deployment,
+    desired_service,
+    needs_write,
+)
+from vigil.core.observed import DeploymentView, service_revision, view_deployment
+from vigil.core.revision import (
+    REVISION_LENGTH,
+    Change,
+    classify_change,
+    compute_identity,
+    compute_revision,
+)
+from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
+from vigil.core.status import (
+    CONDITION_PROGRESSING,
+    CONDITION_READY,
+    PHASE_FAILED,
+    PHASE_HEALTHY,
+    PHASE_PENDING,
+    PHASE_PROGRESSING,
+    ConditionState,
+    build_conditions,
+    find_condition,
+    push_history,
+    timestamp,
+)
+
+# Reasons (one CamelCase word each; they are the API's vocabulary).
+REASON_AVAILABLE = "Available"
+REASON_COMPLETE = "Complete"
+REASON_DEPLOYING = "Deploying"
+REASON_SCALING = "Scaling"
+REASON_ROLLOUT_IN_PROGRESS = "RolloutInProgress"
+REASON_ROLLOUT_FAILED = "RolloutFailed"
+REASON_ROLLOUT_PAUSED = "RolloutPaused"
+REASON_DEPLOY_FAILED = "ProgressDeadlineExceeded"
+REASON_INVALID_SPEC = "InvalidSpec"
+REASON_REFERENCE_NOT_FOUND = "ReferenceNotFound"
+
+# Event reasons.
+EVENT_DEPLOYED = "Deployed"
+EVENT_SCALED = "Scaled"
+EVENT_SWITCHED = "Switched"
+EVENT_ROLLOUT_STARTED = "RolloutStarted"
+EVENT_ROLLOUT_ABORTED = "RolloutAborted"
+EVENT_ROLLOUT_SUPERSEDED = "RolloutSuperseded"
+EVENT_ROLLOUT_FAILED = "RolloutFailed"
+EVENT_DEPLOY_FAILED = "DeployFailed"
+EVENT_INVALID_SPEC = "InvalidSpec"
+EVENT_REFERENCE_NOT_FOUND = "ReferenceNotFound"
+
+# History outcomes.
+OUTCOME_DEPLOYED = "Deployed"
+OUTCOME_PROMOTED = "Promoted"
+OUTCOME_SUPERSEDED = "Superseded"
+OUTCOME_ABORTED = "Aborted"
+
+# How soon to look again when waiting on something no watch reports (a ConfigMap).
+RECHECK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A snapshot of one ModelDeployment and what it owns."""
+
+    owner: Owner
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    deployments: Sequence[Mapping[str, Any]]
+    service: Mapping[str, Any] | None
+    configmaps: Sequence[Mapping[str, Any]]
+    reference_found: bool  # False only when spec.monitoring.reference names a missing key
+    now: datetime.datetime
+    sidecar_image: str
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Create or update an object (server-side apply of the full manifest)."""
+
+    manifest: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete an owned object by kind and name."""
+
+    kind: str
+    name: str
+
+
+Action = Apply | Delete
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the ModelDeployment."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass
+class Plan:
+    """What to do, in order, and the status to persist after doing it."""
+
+    actions: list[Action] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    recheck_after: float | None = None
+
+
+@dataclass
+class _Outcome:
+    """The situation reached, from which conditions and phase follow."""
+
+    phase: str
+    ready: ConditionState
+    progressing: ConditionState
+
+
+def _ready(ok: bool, reason: str, message: str) -> ConditionState:
+    return ConditionState(CONDITION_READY, ok, reason, message)
+
+
+def _progressing(active: bool, reason: str, message: str) -> ConditionState:
+    return ConditionState(CONDITION_PROGRESSING, active, reason, message)
+
+
+def _is_deleting(item: Mapping[str, Any]) -> bool:
+    return bool((item.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _views(deployments: Sequence[Mapping[str, Any]]) -> dict[str, DeploymentView]:
+    """Live revisions by revision; objects already being deleted no longer count."""
+    views: dict[str, DeploymentView] = {}
+    for deployment in deployments:
+        if _is_deleting(deployment):
+            continue
+        view = view_deployment(deployment)
+        if view is not None:
+            views[view.revision] = view
+    return views
+
+
+def find_stable_revision(
+    status: Mapping[str, Any],
+    views: Mapping[str, DeploymentView],
+    service: Mapping[str, Any] | None,
+) -> str | None:
+    """The revision serving live traffic: the one status names, else the one the Service selects.
+
+    A revision only counts if its Deployment still exists; the Service
+    fallback recovers from a lost status (restored backup, status wiped).
+    """
+    recorded = ((status.get("stable") or {}).get("revision")) or None
+    if recorded in views:
+        return str(recorded)
+    selected = service_revision(service)
+    if selected in views:
+        return selected
+    return None
+
+
+def _revision_summary(view: DeploymentView | None, fallback: Mapping[str, Any]) -> dict[str, Any]:
+    if view is None:
+        return dict(fallback)
+    return {
+        "revision": view.revision,
+        "modelVersion": view.model_version or fallback.get("modelVersion"),
+        "image": view.image or fallback.get("image"),
+        "replicas": view.replicas,
+        "readyReplicas": view.ready_replicas,
+    }
+
+
+def _previous_reason(status: Mapping[str, Any], kind: str) -> str | None:
+    condition = find_condition(status.get("conditions"), kind)
+    return None if condition is None else condition.get("reason")
+
+
+class _Builder:
+    """Collects actions, events and status pieces during one decision."""
+
+    def __init__(self, obs: Observation) -> None:
+        self.obs = obs
+        self.plan = Plan()
+        self.live: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for kind, items in (("Deployment", obs.deployments), ("ConfigMap", obs.configmaps)):
+            for item in items:
+                if not _is_deleting(item):
+                    self.live[(kind, str((item.get("metadata") or {}).get("name")))] = item
+        if obs.service is not None:
+            self.live[("Service", str(obs.service["metadata"]["name"]))] = obs.service
+        self.history: list[dict[str, Any]] = [
+            dict(item) for item in obs.status.get("history") or ()
+        ]
+
+    def ensure(self, manifest: Mapping[str, Any]) -> bool:
+        """Queue a write when the live object differs; True when one was queued."""
+        key = (str(manifest["kind"]), str(manifest["metadata"]["name"]))
+        if needs_write(manifest, self.live.get(key)):
+            self.plan.actions.append(Apply(manifest))
+            return True
+        return False
+
+    def exists(self, kind: str, name: str) -> bool:
+        return (kind, name) in self.live
+
+    def delete_revision(self, revision: str) -> None:
+        """Delete a revision's Deployment and settings ConfigMap (when they exist)."""
+        owner = self.obs.owner.name
+        for kind, name in (
+            ("Deployment", naming.deployment_name(owner, revision)),
+            ("ConfigMap", naming.sidecar_configmap_name(owner, revision)),
+        ):
+            if self.exists(kind, name):
+                self.plan.actions.append(Delete(kind, name))
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.plan.events.append(Event(reason, message, warning))
+
+    def record(
+        self,
+        revision: str,
+        model_version: str | None,
+        image: str | None,
+        change: str | None,
+        outcome: str,
+        reason: str,
+    ) -> None:
+        self.history = push_history(
+            self.history,
+            {
+                "revision": revision,
+                "modelVersion": model_version,
+                "image": image,
+                "change": change,
+                "outcome": outcome,
+                "reason": reason,
+                "at": timestamp(self.obs.now),
+            },
+        )
+
+
+def decide(obs: Observation) -> Plan:
+    """The whole reconcile decision for one ModelDeployment (see the module docstring)."""
+    build = _Builder(obs)
+    views = _views(obs.deployments)
+    stable_revision = find_stable_revision(obs.status, views, obs.service)
+    stable_view = views.get(stable_revision) if stable_revision else None
+
+    # Read the spec; what the schema let through but pods cannot take stops here.
+    try:
+        spec = parse_spec(obs.owner.name, obs.spec)
+    except SpecError as error:
+        return _blocked(build, stable_view, REASON_INVALID_SPEC, EVENT_INVALID_SPEC, str(error))
+    problem = naming.name_problem(obs.owner.name, REVISION_LENGTH)
+    if problem is not None:
+        return _blocked(build, stable_view, REASON_INVALID_SPEC, EVENT_INVALID_SPEC, problem)
+
+    revision = compute_revision(spec, obs.sidecar_image)
+    identity = compute_identity(spec)
+    change = classify_change(
+        stable_revision=stable_revision,
+        stable_identity=stable_view.identity if stable_view else None,
+        desired_revision=revision,
+        desired_identity=identity,
+    )
+
+    # A new revision needs its reference profile before its pods can start.
+    if spec.monitoring.reference is not None and not obs.reference_found and revision not in views:
+        ref = spec.monitoring.reference
+        message = (
+            f"ConfigMap {ref.name!r} with key {ref.key!r} (spec.monitoring.reference) "
+            "was not found in this namespace"
+        )
+        plan = _blocked(
+            build, stable_view, REASON_REFERENCE_NOT_FOUND, EVENT_REFERENCE_NOT_FOUND, message
+        )
+        plan.recheck_after = RECHECK_SECONDS
+        return plan
+
+    if change is Change.NEW:
+        return _deploy_new(build, spec, revision, identity, views)
+    if change is None:
+        return _keep_stable(build, spec, revision, identity, views)
+    return _blue_green(build, spec, revision, identity, change, stable_revision, views)
+
+
+def _blocked(
+    build: _Builder, stable_view: DeploymentView | None, reason: str, event: str, message: str
+) -> Plan:
+    """Report a spec the operator cannot act on; keep whatever serves now."""
+    obs = build.obs
+    if stable_view is not None:
+        message = f"{message}; revision {stable_view.revision} keeps serving"
+    if _previous_reason(obs.status, CONDITION_READY) != reason:
+        build.event(event, message, warning=True)
+    outcome = _Outcome(
+        PHASE_FAILED,
+        _ready(False, reason, message),
+        _progressing(False, reason, message),
+    )
+    return _finish(build, outcome, revision=None, stable=stable_view, candidate=None)
+
+
+def _deploy_new(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    identity: str,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """No stable revision yet: deploy this one at once and let it serve (change "new")."""
+    obs = build.obs
+    info = RevisionInfo(revision, identity, naming.ROLE_STABLE)
+    # Write the settings first: the pods mount them.
+    build.ensure(desired_configmap(obs.owner, spec, info))
+    created = (
+        build.ensure(
+            desired_deployment(
+                obs.owner, spec, info, sidecar_image=obs.sidecar_image, replicas=spec.replicas
+            )
+        )
+        and revision not in views
+    )
+    build.ensure(desired_service(obs.owner, revision))
+    # Superseded leftovers (a candidate of a stable that was deleted) go away.
+    for other in views:
+        if other != revision:
+            build.delete_revision(other)
+    if created:
+        build.event(
+            EVENT_DEPLOYED,
+            f"revision {revision} (model {spec.model.name} version {spec.model.version}) "
+            f"deployed with {spec.replicas} replica(s)",
+        )
+        build.record(
+            revision,
+            spec.model.version,
+            spec.server.image,
+            Change.NEW.value,
+            OUTCOME_DEPLOYED,
+            "first revision of this ModelDeployment",
+        )
+    view = views.get(revision)
+    return _finish(
+        build,
+        _stable_outcome(build, spec, revision, view, just_created=created),
+        revision=revision,
+        stable=view,
+        candidate=None,
+        stable_fallback=_planned_summary(spec, revision),
+    )
+
+
+def _keep_stable(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    identity: str,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """The spec asks for the stable revision: keep it, scale it in place, drop any candidate."""
+    obs = build.obs
+    view = views[revision]
+    info = RevisionInfo(revision, identity, naming.ROLE_STABLE)
+    build.ensure(desired_configmap(obs.owner, spec, info))
+    build.ensure(
+        desired_deployment(
+            obs.owner, spec, info, sidecar_image=obs.sidecar_image, replicas=spec.replicas
+        )
+    )
+    if view.replicas != spec.replicas:
+        build.event(
+            EVENT_SCALED,
+            f"revision {revision} scaled from {view.replicas} to {spec.replicas} replica(s)",
+        )
+    build.ensure(desired_service(obs.owner, revision))
+    # A spec change back to the stable revision aborts the rollout.
+    for other in views:
+        if other == revision:
+            continue
+        build.delete_revision(other)
+        build.event(
+            EVENT_ROLLOUT_ABORTED,
+            f"revision {other} removed: the spec returned to the stable revision {revision}",
+        )
+        other_view = views[other]
+        build.record(
+            other,
+            other_view.model_version,
+            other_view.image,
+            None,
+            OUTCOME_ABORTED,
+            f"the spec returned to revision {revision}",
+        )
+    _ensure_in_history(build, view)
+    return _finish(
+        build,
+        _stable_outcome(build, spec, revision, view, just_created=False),
+        revision=revision,
+        stable=view,
+        candidate=None,
+    )
+
+
+def _blue_green(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    identity: str,
+    change: Change,
+    stable_revision: str | None,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """A new revision replaces the stable one: start it, switch once available, drop the old."""
+    obs = build.obs
+    assert stable_revision is not None
+    stable_view = views[stable_revision]
+    candidate_view = views.get(revision)
+
+    # Keep live traffic on the stable revision until the candidate is ready.
+    build.ensure(desired_service(obs.owner, stable_revision))
+    _ensure_in_history(build, stable_view)
+
+    # A newer spec supersedes a candidate that was still starting.
+    for other, other_view in views.items():
+        if other in (revision, stable_revision):
+            continue
+        build.delete_revision(other)
+        build.event(
+            EVENT_ROLLOUT_SUPERSEDED,
+            f"revision {other} removed: superseded by revision {revision}",
+        )
+        build.record(
+            other,
+            other_view.model_version,
+            other_view.image,
+            None,
+            OUTCOME_SUPERSEDED,
+            f"superseded by revision {revision}",
+        )
+
+    candidate_summary = {
+        **_planned_summary(spec, revision),
+        "change": change.value,
+    }
+    # Hold where it is while paused (do not even start a candidate).
+    if spec.paused:
+        message = (
+            f"rollout of revision {revision} is paused (spec.paused); "
+            f"revision {stable_revision} keeps serving"
+        )
+        outcome = _Outcome(
+            PHASE_PROGRESSING,
+            _ready(False, REASON_ROLLOUT_PAUSED, message),
+            _progressing(False, REASON_ROLLOUT_PAUSED, message),
+        )
+        return _finish(
+            build,
+            outcome,
+            revision=revision,
+            stable=stable_view,
+            candidate=candidate_view,
+            candidate_fallback=candidate_summary,
+        )
+
+    # Start the candidate: settings first, then its Deployment.
+    info = RevisionInfo(revision, identity, naming.ROLE_CANDIDATE)
+    build.ensure(desired_configmap(obs.owner, spec, info))
+    build.ensure(
+        desired_deployment(
+            obs.owner, spec, info, sidecar_image=obs.sidecar_image, replicas=spec.replicas
+        )
+    )
+    if candidate_view is None:
+        build.event(
+            EVENT_ROLLOUT_STARTED,
+            f"revision {revision} ({change.value}: model {spec.model.name} version "
+            f"{spec.model.version}) starting; revision {stable_revision} keeps serving",
+        )
+
+    # Switch only to an available candidate: the Service never selects zero Ready pods.
+    if candidate_view is not None and candidate_view.is_available:
+        return _switch(build, spec, revision, identity, change, stable_view, candidate_view)
+
+    # Report a candidate that will not come; the stable revision keeps serving.
+    if candidate_view is not None and candidate_view.failure is not None:
+        message = (
+            f"revision {revision} did not become available: {candidate_view.failure}; "
+            f"revision {stable_revision} keeps serving"
+        )
+        if _previous_reason(obs.status, CONDITION_PROGRESSING) != REASON_ROLLOUT_FAILED:
+            build.event(EVENT_ROLLOUT_FAILED, message, warning=True)
+        outcome = _Outcome(
+            PHASE_FAILED,
+            _ready(False, REASON_ROLLOUT_FAILED, message),
+            _progressing(False, REASON_ROLLOUT_FAILED, message),
+        )
+    else:
+        ready = candidate_view.ready_replicas if candidate_view else 0
+        message = (
+            f"revision {revision} starting ({ready}/{spec.replicas} ready); "
+            f"revision {stable_revision} keeps serving"
+        )
+        outcome = _Outcome(
+            PHASE_PROGRESSING,
+            _ready(False, REASON_ROLLOUT_IN_PROGRESS, message),
+            _progressing(True, REASON_ROLLOUT_IN_PROGRESS, message),
+        )
+    return _finish(
+        build,
+        outcome,
+        revision=revision,
+        stable=stable_view,
+        candidate=candidate_view,
+        candidate_fallback=candidate_summary,
+    )
+
+
+def _switch(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    identity: str,
+    change: Change,
+    stable_view: DeploymentView,
+    candidate_view: DeploymentView,
+) -> Plan:
+    """Promote the available candidate: move the Service first, then delete the old revision."""
+    obs = build.obs
+    build.ensure(desired_service(obs.owner, revision))
+    info = RevisionInfo(revision, identity, naming.ROLE_STABLE)
+    build.ensure(desired_configmap(obs.owner, spec, info))
+    build.ensure(
+        desired_deployment(
+            obs.owner, spec, info, sidecar_image=obs.sidecar_image, replicas=spec.replicas
+        )
+    )
+    build.delete_revision(stable_view.revision)
+    build.event(
+        EVENT_SWITCHED,
+        f"live traffic moved from revision {stable_view.revision} (version "
+        f"{stable_view.model_version}) to revision {revision} (version {spec.model.version}); "
+        f"revision {stable_view.revision} removed",
+    )
+    build.record(
+        revision,
+        spec.model.version,
+        spec.server.image,
+        change.value,
+        OUTCOME_PROMOTED,
+        f"{change.value}: available with {candidate_view.ready_replicas} ready replica(s)",
+    )
+    outcome = _stable_outcome(build, spec, revision, candidate_view, just_created=False)
+    return _finish(
+        build, outcome, revision=revision, stable=candidate_view, candidate=None, new_stable=True
+    )
+
+
+def _ensure_in_history(build: _Builder, view: DeploymentView) -> None:
+    """The stable revision always has a history entry (even after a lost status)."""
+    if any(item.get("revision") == view.revision for item in build.history):
+        return
+    outcome = OUTCOME_PROMOTED if build.history else OUTCOME_DEPLOYED
+    build.record(
+        view.revision, view.model_version, view.image, None, outcome, "found serving live traffic"
+    )
+
+
+def _planned_summary(spec: ModelDeploymentSpec, revision: str) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "modelVersion": spec.model.version,
+        "image": spec.server.image,
+        "replicas": spec.replicas,
+        "readyReplicas": 0,
+    }
+
+
+def _stable_outcome(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    view: DeploymentView | None,
+    *,
+    just_created: bool,
+) -> _Outcome:
+    """Conditions and phase when the desired revision is (or becomes) the stable one."""
+    if view is None:
+        message = f"revision {revision} created; waiting for its Deployment to report"
+        phase = PHASE_PENDING if just_created else PHASE_PROGRESSING
+        return _Outcome(
+            phase,
+            _ready(False, REASON_DEPLOYING, message),
+            _progressing(True, REASON_DEPLOYING, message),
+        )
+    ready = view.ready_replicas
+    wanted = spec.replicas
+    if view.failure is not None and not view.is_available:
+        message = f"revision {revision} is not available: {view.failure}"
+        if _previous_reason(build.obs.status, CONDITION_PROGRESSING) != REASON_DEPLOY_FAILED:
+            build.event(EVENT_DEPLOY_FAILED, message, warning=True)
+        return _Outcome(
+            PHASE_FAILED,
+            _ready(False, REASON_DEPLOY_FAILED, message),
+            _progressing(False, REASON_DEPLOY_FAILED, message),
+        )
+    if view.replicas == wanted and view.is_available:
+        message = f"revision {revision} serves with {ready}/{wanted} ready replica(s)"
+        return _Outcome(
+            PHASE_HEALTHY,
+            _ready(True, REASON_AVAILABLE, message),
+            _progressing(False, REASON_COMPLETE, message),
+        )
+    # Until a revision has been Ready once, it is still being deployed, not scaled.
+    never_served = _previous_reason(build.obs.status, CONDITION_READY) in (None, REASON_DEPLOYING)
+    reason = REASON_DEPLOYING if never_served else REASON_SCALING
+    message = f"revision {revision}: {ready}/{wanted} replica(s) ready"
+    return _Outcome(
+        PHASE_PROGRESSING,
+        _ready(False, reason, message),
+        _progressing(True, reason, message),
+    )
+
+
+def _finish(
+    build: _Builder,
+    outcome: _Outcome,
+    *,
+    revision: str | None,
+    stable: DeploymentView | None,
+    candidate: DeploymentView | None,
+    stable_fallback: Mapping[str, Any] | None = None,
+    candidate_fallback: Mapping[str, Any] | None = None,
+    new_stable: bool = False,
+) -> Plan:
+    """Assemble the complete owned status (computed in memory, persisted once)."""
+    obs = build.obs
+    previous = obs.status
+    status: dict[str, Any] = {
+        "observedGeneration": obs.generation,
+        "phase": outcome.phase,
+        "conditions": build_conditions(
+            [outcome.ready, outcome.progressing],
+            previous.get("conditions"),
+            generation=obs.generation,
+            now=obs.now,
+        ),
+        "revision": revision,
+        "history": build.history or None,
+    }
+
+    previous_stable = previous.get("stable") or {}
+    if stable is not None or stable_fallback is not None:
+        summary = _revision_summary(stable, stable_fallback or {})
+        same = previous_stable.get("revision") == summary["revision"] and not new_stable
+        summary["since"] = (
+            previous_stable.get("since")
+            if same and previous_stable.get("since")
+            else timestamp(obs.now)
+        )
+        status["stable"] = summary
+
+    if candidate is not None or candidate_fallback is not None:
+        fallback = dict(candidate_fallback or {})
+        summary = _revision_summary(candidate, fallback)
+        previous_candidate = previous.get("candidate") or {}
+        same = previous_candidate.get("revision") == summary["revision"]
+        summary.update(
+            {
+                "change": fallback.get("change") or previous_candidate.get("change"),
+                "step": 0,
+                "weight": 0,
+                "failedChecks": 0,
+                "stepStartedAt": previous_candidate.get("stepStartedAt")
+                if same and previous_candidate.get("stepStartedAt")
+                else timestamp(obs.now),
+            }
+        )
+        status["candidate"] = summary
+    build.plan.status = status
+    return build.plan

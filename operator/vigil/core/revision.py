@@ -1,0 +1,101 @@
+"""Revisions and change kinds.
+
+A revision is a short hash of everything that shapes the serving pods: the
+model identity, the server container, the config handed to it, the
+monitoring settings that reach the sidecar, and the sidecar image itself.
+`replicas` and `rollout` are deliberately left out: scaling is done in place
+and a rollout policy does not change what runs.
+
+The change kind is decided against the stable revision (api.md):
+`model.*` or `server.image` differ -> replacement; anything else that changes
+the revision -> tweak; no stable revision yet -> new.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from typing import Any
+
+from vigil.core.spec import ModelDeploymentSpec
+
+REVISION_LENGTH = 7
+
+
+class Change(enum.StrEnum):
+    """How a new revision differs from the stable one; each kind has its own policy."""
+
+    NEW = "new"
+    REPLACEMENT = "replacement"
+    TWEAK = "tweak"
+
+
+def canonical_hash(value: Any, length: int = REVISION_LENGTH) -> str:
+    """A short, stable hash of JSON-able data (key order and spacing do not matter)."""
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(encoded.encode()).hexdigest()[:length]
+
+
+def identity_inputs(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """What makes a revision a different model: the artifact and the server image."""
+    return {
+        "model": {"name": spec.model.name, "version": spec.model.version, "uri": spec.model.uri},
+        "image": spec.server.image,
+    }
+
+
+def pod_shaping_inputs(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[str, Any]:
+    """Everything that ends up in the pod template or in the sidecar's settings."""
+    server = spec.server
+    reference = spec.monitoring.reference
+    return {
+        **identity_inputs(spec),
+        "server": {
+            "port": server.port,
+            "protocol": server.protocol,
+            "readinessPath": server.readiness_path,
+            "command": list(server.command),
+            "args": list(server.args),
+            "env": [dict(item) for item in server.env],
+            "resources": dict(server.resources),
+        },
+        "config": dict(spec.config),
+        "monitoring": {
+            "reference": None
+            if reference is None
+            else {"name": reference.name, "key": reference.key},
+            "maxBodyBytes": spec.monitoring.sidecar.max_body_bytes,
+            "featureCap": spec.monitoring.sidecar.feature_cap,
+        },
+        "sidecarImage": sidecar_image,
+    }
+
+
+def compute_revision(spec: ModelDeploymentSpec, sidecar_image: str) -> str:
+    """The revision name of a spec: equal inputs give the same revision, always."""
+    return canonical_hash(pod_shaping_inputs(spec, sidecar_image))
+
+
+def compute_identity(spec: ModelDeploymentSpec) -> str:
+    """A hash of the model identity, recorded on each revision's Deployment."""
+    return canonical_hash(identity_inputs(spec), length=16)
+
+
+def classify_change(
+    *,
+    stable_revision: str | None,
+    stable_identity: str | None,
+    desired_revision: str,
+    desired_identity: str,
+) -> Change | None:
+    """The kind of change from the stable revision to the desired one (None: no change)."""
+    if stable_revision is None:
+        return Change.NEW
+    if stable_revision == desired_revision:
+        return None
+    if stable_identity != desired_identity:
+        # An unknown stable identity (an object from before identities were
+        # recorded) counts as a replacement: the cautious policy.
+        return Change.REPLACEMENT
+    return Change.TWEAK

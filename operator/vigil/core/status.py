@@ -1,0 +1,147 @@
+"""Status building blocks: conditions, history, and the one status patch.
+
+Conventions (kstatus, so `kubectl wait`, Argo CD and Flux understand them):
+- `observedGeneration` tells which spec the status describes;
+- `Ready` is True only when the current spec is fully realised;
+- `Progressing` is True while the operator is still moving towards the spec
+  and False once it is done (reason Complete) or stuck (the failure reason);
+- `lastTransitionTime` changes only when a condition's status changes, so an
+  unchanged world gives a byte-identical status, hence no write at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CONDITION_READY = "Ready"
+CONDITION_PROGRESSING = "Progressing"
+
+PHASE_PENDING = "Pending"
+PHASE_PROGRESSING = "Progressing"
+PHASE_HEALTHY = "Healthy"
+PHASE_DEGRADED = "Degraded"
+PHASE_ROLLED_BACK = "RolledBack"
+PHASE_FAILED = "Failed"
+
+HISTORY_LIMIT = 10
+
+# The status keys this module owns; others (health, kopf) belong to other writers.
+OWNED_KEYS = (
+    "observedGeneration",
+    "phase",
+    "conditions",
+    "revision",
+    "stable",
+    "candidate",
+    "history",
+)
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes times."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ConditionState:
+    """The wanted value of one condition, before timestamps are decided."""
+
+    type: str
+    status: bool | None  # None = Unknown
+    reason: str
+    message: str
+
+
+def _status_word(value: bool | None) -> str:
+    if value is None:
+        return "Unknown"
+    return "True" if value else "False"
+
+
+def build_conditions(
+    wanted: Iterable[ConditionState],
+    previous: Sequence[Mapping[str, Any]] | None,
+    *,
+    generation: int,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """Conditions with lastTransitionTime kept unless their status flips.
+
+    Conditions that other writers own (e.g. Healthy from the monitoring loop)
+    are carried over untouched, after the ones given here.
+    """
+    previous_by_type = {str(item.get("type")): item for item in previous or ()}
+    result: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for state in wanted:
+        seen.add(state.type)
+        word = _status_word(state.status)
+        before = previous_by_type.get(state.type)
+        transition = (
+            before.get("lastTransitionTime")
+            if before is not None
+            and before.get("status") == word
+            and before.get("lastTransitionTime")
+            else timestamp(now)
+        )
+        result.append(
+            {
+                "type": state.type,
+                "status": word,
+                "reason": state.reason,
+                "message": state.message,
+                "lastTransitionTime": transition,
+                "observedGeneration": generation,
+            }
+        )
+    for item in previous or ():
+        if str(item.get("type")) not in seen:
+            result.append(dict(item))
+    return result
+
+
+def find_condition(
+    conditions: Sequence[Mapping[str, Any]] | None, kind: str
+) -> Mapping[str, Any] | None:
+    """The condition of that type, if present."""
+    for item in conditions or ():
+        if item.get("type") == kind:
+            return item
+    return None
+
+
+def push_history(
+    history: Sequence[Mapping[str, Any]] | None, entry: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Newest first, one entry per revision, at most HISTORY_LIMIT entries."""
+    kept = [dict(item) for item in history or () if item.get("revision") != entry.get("revision")]
+    return [dict(entry), *kept][:HISTORY_LIMIT]
+
+
+def owned_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of a status this module writes (for comparisons)."""
+    status = status or {}
+    return {key: copy.deepcopy(status[key]) for key in OWNED_KEYS if status.get(key) is not None}
+
+
+def status_patch(
+    current: Mapping[str, Any] | None, wanted: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The merge patch turning the current owned status into the wanted one, or None.
+
+    None means "nothing changed": the caller must not write at all. Keys the
+    wanted status drops (a finished candidate) are removed with null.
+    """
+    before = owned_status(current)
+    after = {key: value for key, value in wanted.items() if value is not None}
+    if before == after:
+        return None
+    patch: dict[str, Any] = {key: copy.deepcopy(value) for key, value in after.items()}
+    for key in before:
+        if key not in after:
+            patch[key] = None
+    return patch
