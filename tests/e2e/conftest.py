@@ -37,9 +37,7 @@ def namespace(cluster: ClusterClient, request: pytest.FixtureRequest) -> Iterato
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"e2e-{slug}-{secrets.token_hex(3)}"
     cluster.kubectl("create", "namespace", name)
-    cluster.kubectl(
-        "label", "namespace", name, "vigil.dev/e2e=true", "--overwrite"
-    )
+    cluster.kubectl("label", "namespace", name, "vigil.dev/e2e=true", "--overwrite")
     try:
         yield name
     finally:

@@ -33,6 +33,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -252,6 +253,9 @@ class LocalCluster:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports.apiserver}"
 
+    def _lock_file(self) -> Path:
+        return self.state_dir.parent / f"{self.state_dir.name}.lock"
+
     def _state_file(self) -> Path:
         return self.state_dir / "state.json"
 
@@ -281,12 +285,14 @@ class LocalCluster:
         try:
             pids["etcd"] = self._start("etcd", self._etcd_args(bin_dir))
             self._wait(
-                "etcd", pids["etcd"], lambda: self._http_ok(
-                    f"http://127.0.0.1:{self.ports.etcd_client}/health")
+                "etcd",
+                pids["etcd"],
+                lambda: self._http_ok(f"http://127.0.0.1:{self.ports.etcd_client}/health"),
             )
             pids["kube-apiserver"] = self._start("kube-apiserver", self._apiserver_args(bin_dir))
             self._wait(
-                "kube-apiserver", pids["kube-apiserver"],
+                "kube-apiserver",
+                pids["kube-apiserver"],
                 lambda: self._https_ok(self.ports.apiserver, "/readyz", tokens["admin"]),
                 timeout=90,
             )
@@ -298,15 +304,18 @@ class LocalCluster:
             pids["kwok"] = self._start("kwok", self._kwok_args(bin_dir))
             self._write_state(pids)
             self._wait(
-                "kube-controller-manager", pids["kube-controller-manager"],
+                "kube-controller-manager",
+                pids["kube-controller-manager"],
                 lambda: self._https_ok(self.ports.controller_manager, "/healthz"),
             )
             self._wait(
-                "kube-scheduler", pids["kube-scheduler"],
+                "kube-scheduler",
+                pids["kube-scheduler"],
                 lambda: self._https_ok(self.ports.scheduler, "/healthz"),
             )
             self._wait(
-                "kwok", pids["kwok"],
+                "kwok",
+                pids["kwok"],
                 lambda: self._http_ok(f"http://127.0.0.1:{self.ports.kwok}/healthz"),
             )
             self._create_nodes()
@@ -325,10 +334,12 @@ class LocalCluster:
         state = self._read_state() or {}
         pids = dict(state.get("pids", {}))  # type: ignore[call-overload]
         pids.update({f"orphan-{pid}": pid for pid in self._processes_using_state_dir()})
-        for name, pid in pids.items():
+        # Stop clients before the API server, and the API server before etcd.
+        for name, pid in reversed(pids.items()):
             self._stop(name, int(pid))
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
+        self._lock_file().unlink(missing_ok=True)
         self.log("devcluster: cluster down; no process or data left")
 
     def is_healthy(self) -> bool:
@@ -345,18 +356,12 @@ class LocalCluster:
         token = self._admin_token()
         return token is not None and self._https_ok(self.ports.apiserver, "/readyz", token)
 
-    def kubectl(
-        self,
-        *args: str,
-        input: str | None = None,
-        check: bool = True,
-        kubeconfig: Path | str | None = None,
-        timeout: float = 120,
-    ) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(
-            self.bin_dir / "kubectl", kubeconfig or self.kubeconfig, *args,
-            input=input, check=check, timeout=timeout,
-        )
+    def client(self) -> ClusterClient:
+        """kubectl and identities for this cluster, as for any other cluster."""
+        return ClusterClient(self.kubeconfig, self.bin_dir / "kubectl")
+
+    def kubectl(self, *args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+        return self.client().kubectl(*args, **options)
 
     # -- processes ------------------------------------------------------------
 
@@ -374,9 +379,7 @@ class LocalCluster:
             )
         return process.pid
 
-    def _wait(
-        self, name: str, pid: int, ready: Callable[[], bool], timeout: float = 60
-    ) -> None:
+    def _wait(self, name: str, pid: int, ready: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         log_path = self.logs_dir / f"{name}.log"
         while time.monotonic() < deadline:
@@ -408,6 +411,12 @@ class LocalCluster:
             self.log(f"devcluster: {name} (pid {pid}) ignored SIGTERM; killing it")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # Until its parent reaps it, a dead process still shows in `ps`.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
 
     def _processes_using_state_dir(self) -> Iterator[int]:
         """Pids whose command line names our state folder (left over from a crash)."""
@@ -479,27 +488,23 @@ class LocalCluster:
     def _make_pki(self) -> dict[str, str]:
         pki = self.pki_dir
         pki.mkdir(parents=True, exist_ok=True)
-        _run_openssl(
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-             "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=vigil-local-ca"], pki,
-        )
         (pki / "serving.ext").write_text(
             "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
             "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
             "DNS:kubernetes.default.svc.cluster.local\n"
             "extendedKeyUsage=serverAuth\n"
         )
-        _run_openssl(
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key",
-             "-out", "apiserver.csr", "-subj", "/CN=kube-apiserver"], pki,
-        )
-        _run_openssl(
-            ["x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "3650", "-out", "apiserver.crt",
-             "-extfile", "serving.ext"], pki,
-        )
-        _run_openssl(["genrsa", "-out", "sa.key", "2048"], pki)
-        _run_openssl(["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], pki)
+        for command in (
+            "req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt"
+            " -subj /CN=vigil-local-ca",
+            "req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr"
+            " -subj /CN=kube-apiserver",
+            "x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650"
+            " -out apiserver.crt -extfile serving.ext",
+            "genrsa -out sa.key 2048",
+            "rsa -in sa.key -pubout -out sa.pub",
+        ):
+            _run_openssl(command.split(), pki)
         tokens = {
             "admin": secrets.token_hex(16),
             "controller-manager": secrets.token_hex(16),
@@ -507,8 +512,8 @@ class LocalCluster:
         }
         (pki / "tokens.csv").write_text(
             f'{tokens["admin"]},vigil-admin,uid-admin,"system:masters"\n'
-            f'{tokens["controller-manager"]},system:kube-controller-manager,uid-kcm\n'
-            f'{tokens["scheduler"]},system:kube-scheduler,uid-scheduler\n'
+            f"{tokens['controller-manager']},system:kube-controller-manager,uid-kcm\n"
+            f"{tokens['scheduler']},system:kube-scheduler,uid-scheduler\n"
         )
         (pki / "admin.token").write_text(tokens["admin"])
         for path in pki.iterdir():
@@ -527,8 +532,9 @@ class LocalCluster:
             ("controller-manager", "system:kube-controller-manager"),
             ("scheduler", "system:kube-scheduler"),
         ):
-            write_kubeconfig(self.pki_dir / f"{name}.kubeconfig", self.server, ca,
-                             tokens[name], user)
+            write_kubeconfig(
+                self.pki_dir / f"{name}.kubeconfig", self.server, ca, tokens[name], user
+            )
 
     # -- component command lines ----------------------------------------------------
 
@@ -561,6 +567,13 @@ class LocalCluster:
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
+            # Aggregated-API front proxy CA: unused here, but its absence makes
+            # every component log errors at start.
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--token-auth-file={pki / 'tokens.csv'}",
             "--authorization-mode=RBAC",
             "--anonymous-auth=false",
@@ -623,7 +636,9 @@ class LocalCluster:
         root = repo_root()
         stages = (root / "hack" / "kwok" / "stages.yaml") if root else None
         if stages is None or not stages.is_file():
-            raise ClusterError("hack/kwok/stages.yaml not found: kwok needs its node and pod stages")
+            raise ClusterError(
+                "hack/kwok/stages.yaml not found: kwok needs its node and pod stages"
+            )
         return [
             str(bin_dir / "kwok"),
             f"--kubeconfig={self.kubeconfig}",
@@ -653,15 +668,21 @@ class LocalCluster:
                         "type": "kwok",
                     },
                 },
-                "spec": {"podCIDR": POD_CIDR_TEMPLATE.format(index=index),
-                         "podCIDRs": [POD_CIDR_TEMPLATE.format(index=index)]},
+                "spec": {
+                    "podCIDR": POD_CIDR_TEMPLATE.format(index=index),
+                    "podCIDRs": [POD_CIDR_TEMPLATE.format(index=index)],
+                },
                 "status": {
                     "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
                     "capacity": {"cpu": "64", "memory": "256Gi", "pods": "250"},
-                    "addresses": [{"type": "InternalIP",
-                                   "address": NODE_IP_TEMPLATE.format(index=index + 1)}],
-                    "nodeInfo": {"kubeletVersion": "fake", "architecture": "amd64",
-                                 "operatingSystem": "linux"},
+                    "addresses": [
+                        {"type": "InternalIP", "address": NODE_IP_TEMPLATE.format(index=index + 1)}
+                    ],
+                    "nodeInfo": {
+                        "kubeletVersion": "fake",
+                        "architecture": "amd64",
+                        "operatingSystem": "linux",
+                    },
                 },
             }
             for index in range(self.nodes)
@@ -677,8 +698,7 @@ class LocalCluster:
         """Namespaces are usable once their default ServiceAccount exists."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            result = self.kubectl("get", "serviceaccount", "default", "-n", "default",
-                                  check=False)
+            result = self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
             if result.returncode == 0:
                 return
             for name, pid in pids.items():
@@ -703,11 +723,17 @@ def run_kubectl(
     """Run the real kubectl; on failure raise with its stderr (tests read it)."""
     result = subprocess.run(
         [str(kubectl), f"--kubeconfig={kubeconfig}", *args],
-        input=input, capture_output=True, text=True, timeout=timeout, check=False,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
         raise subprocess.CalledProcessError(
-            result.returncode, result.args, result.stdout,
+            result.returncode,
+            result.args,
+            result.stdout,
             f"kubectl {' '.join(args)} failed: {result.stderr}",
         )
     return result
@@ -732,8 +758,12 @@ class ClusterClient:
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         return run_kubectl(
-            self.kubectl_binary, kubeconfig or self.kubeconfig, *args,
-            input=input, check=check, timeout=timeout,
+            self.kubectl_binary,
+            kubeconfig or self.kubeconfig,
+            *args,
+            input=input,
+            check=check,
+            timeout=timeout,
         )
 
     def apply(self, yaml_text: str, namespace: str | None = None) -> str:
@@ -758,10 +788,16 @@ class ClusterClient:
             "create", "token", name, "-n", namespace, "--duration=24h"
         ).stdout.strip()
         server, ca_data = cluster_endpoint(Path(self.kubeconfig))
-        target = Path(path) if path else (
-            Path(self.kubeconfig).parent / "serviceaccounts" / f"{namespace}.{name}.kubeconfig"
+        target = (
+            Path(path)
+            if path
+            else (
+                Path(self.kubeconfig).parent / "serviceaccounts" / f"{namespace}.{name}.kubeconfig"
+            )
         )
-        write_kubeconfig(target, server, ca_data, token, f"system:serviceaccount:{namespace}:{name}")
+        write_kubeconfig(
+            target, server, ca_data, token, f"system:serviceaccount:{namespace}:{name}"
+        )
         return str(target)
 
 
@@ -801,7 +837,7 @@ def connect(log: Callable[[str], None] = print) -> ClusterClient:
         log(f"devcluster: using the existing cluster in VIGIL_KUBECONFIG={existing}")
         return client
     cluster = LocalCluster(log=log)
-    with _exclusive(cluster.state_dir.parent / "cluster.lock"):
+    with _exclusive(cluster._lock_file()):
         kubeconfig = cluster.up()
     return ClusterClient(kubeconfig, cluster.bin_dir / "kubectl")
 
@@ -813,6 +849,8 @@ def _cached_bin_dir() -> Path | None:
     return Path(
         subprocess.run(
             ["bash", str(root / "hack" / "build-cluster.sh"), "--print"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     )

@@ -57,7 +57,8 @@ def test_deployment_gets_three_ready_pods_within_60s(
     cluster.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
     pods = cluster.get_json("pods", "-n", namespace, "-l", "app=web")["items"]
     ready = [
-        p for p in pods
+        p
+        for p in pods
         if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
     ]
     assert len(ready) == 3
@@ -84,8 +85,14 @@ def test_deleting_an_owner_garbage_collects_what_it_owns(
         "metadata": {
             "name": "owned",
             "ownerReferences": [
-                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid,
-                 "controller": True, "blockOwnerDeletion": True}
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": "owner",
+                    "uid": owner_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
             ],
         },
         "data": {"key": "value"},
@@ -114,12 +121,22 @@ def test_serviceaccount_token_is_allowed_exactly_what_its_role_grants(
 ) -> None:
     cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
     cluster.kubectl(
-        "create", "role", "configmap-reader", "--verb=get,list,watch",
-        "--resource=configmaps", "-n", namespace,
+        "create",
+        "role",
+        "configmap-reader",
+        "--verb=get,list,watch",
+        "--resource=configmaps",
+        "-n",
+        namespace,
     )
     cluster.kubectl(
-        "create", "rolebinding", "reader", "--role=configmap-reader",
-        f"--serviceaccount={namespace}:reader", "-n", namespace,
+        "create",
+        "rolebinding",
+        "reader",
+        "--role=configmap-reader",
+        f"--serviceaccount={namespace}:reader",
+        "-n",
+        namespace,
     )
     kubeconfig = cluster.serviceaccount_kubeconfig(namespace, "reader")
 
