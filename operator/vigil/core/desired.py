@@ -101,21 +101,31 @@ def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     return stamped
 
 
-def sidecar_settings(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> dict[str, Any]:
-    """The sidecar's settings file (`vigil-sidecar --config /etc/vigil/sidecar.json`)."""
+def sidecar_settings(
+    owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo
+) -> dict[str, Any]:
+    """The sidecar's settings file (`vigil-sidecar --config /etc/vigil/sidecar.json`).
+
+    The keys are the sidecar's contract (docs/sidecar.md, vigil.sidecar.config):
+    the sidecar rejects unknown keys, so only documented ones are written.
+    """
     reference = spec.monitoring.reference
+    monitoring: dict[str, Any] = {"maxFeatures": spec.monitoring.sidecar.feature_cap}
+    if reference is not None:
+        monitoring["referenceProfile"] = f"{REFERENCE_DIR}/{reference.key}"
     return {
-        "model": spec.model.name,
-        "version": spec.model.version,
+        "model": {"name": spec.model.name, "version": spec.model.version},
         "revision": info.revision,
         "role": info.role,
         "protocol": spec.server.protocol,
-        "upstream": f"http://127.0.0.1:{spec.server.port}",
-        "listenPort": SIDECAR_PORT,
-        "metricsPort": METRICS_PORT,
-        "referencePath": None if reference is None else f"{REFERENCE_DIR}/{reference.key}",
-        "maxBodyBytes": spec.monitoring.sidecar.max_body_bytes,
-        "featureCap": spec.monitoring.sidecar.feature_cap,
+        "upstream": {
+            "url": f"http://127.0.0.1:{spec.server.port}",
+            "readinessPath": spec.server.readiness_path,
+        },
+        "listen": {"port": SIDECAR_PORT},
+        "metrics": {"port": METRICS_PORT},
+        "limits": {"maxBodyBytes": spec.monitoring.sidecar.max_body_bytes},
+        "monitoring": monitoring,
         "shadow": None,
     }
 

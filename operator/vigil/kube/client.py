@@ -1,0 +1,194 @@
+"""A small asynchronous Kubernetes API client for the operator's own reads and writes.
+
+Kopf watches and handles; this adapter does the rest (list a ModelDeployment's
+children, server-side apply them, delete them, patch status). It speaks plain
+JSON over aiohttp so that objects stay dicts, exactly as the API server sends
+them: the pure core compares and builds dicts, never client models.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+FIELD_MANAGER = "vigil-operator"
+
+# kind -> (API path prefix, plural) for the kinds the operator touches.
+_RESOURCES: dict[str, tuple[str, str]] = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "ModelDeployment": ("/apis/vigil.dev/v1alpha1", "modeldeployments"),
+}
+
+
+class KubeError(RuntimeError):
+    """An API call failed; `status` is the HTTP status (0 for a connection failure)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        """5xx, throttling, conflicts and network failures may pass on retry; other 4xx will not."""
+        return self.status == 0 or self.status >= 500 or self.status in (409, 429)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the API server is and how to authenticate (token or client certificate)."""
+
+    server: str
+    ca_path: str | None = None
+    ca_data: str | None = None
+    insecure: bool = False
+    token: str | None = None
+    scheme: str | None = None
+    certificate_path: str | None = None
+    private_key_path: str | None = None
+
+
+class KubeClient:
+    """The operator's API access: get, list, server-side apply, delete, patch status."""
+
+    def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
+        self._connection = connection
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        connection = self._connection
+        if not connection.server.startswith("https"):
+            return False
+        if connection.insecure:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(
+                cafile=connection.ca_path, cadata=connection.ca_data
+            )
+        if connection.certificate_path:
+            context.load_cert_chain(connection.certificate_path, connection.private_key_path)
+        return context
+
+    async def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"Accept": "application/json", "User-Agent": FIELD_MANAGER}
+            if self._connection.token:
+                headers["Authorization"] = (
+                    f"{self._connection.scheme or 'Bearer'} {self._connection.token}"
+                )
+            self._session = aiohttp.ClientSession(
+                base_url=None,
+                headers=headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(ssl=self._ssl()),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any] | None:
+        """One API call; None for 404 on reads, KubeError for every other failure."""
+        session = await self._open()
+        url = self._connection.server.rstrip("/") + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else {}
+        try:
+            async with session.request(method, url, data=data, headers=headers) as response:
+                text = await response.text()
+                if response.status == 404 and method == "GET":
+                    return None
+                if response.status >= 400:
+                    try:
+                        message = json.loads(text).get("message", text)
+                    except ValueError:
+                        message = text
+                    raise KubeError(response.status, f"{method} {path}: {message}")
+                return json.loads(text) if text else {}
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise KubeError(0, f"{method} {path}: {error!r}") from error
+
+    @staticmethod
+    def _path(kind: str, namespace: str, name: str | None = None) -> str:
+        prefix, plural = _RESOURCES[kind]
+        path = f"{prefix}/namespaces/{namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        return await self._request("GET", self._path(kind, namespace, name))
+
+    async def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace matching a label selector."""
+        result = await self._request(
+            "GET", self._path(kind, namespace), query={"labelSelector": label_selector}
+        )
+        return list((result or {}).get("items") or [])
+
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply as Vigil's field manager: creates, updates, drops removed fields.
+
+        `force` takes over fields another manager set (someone's `kubectl scale`):
+        the ModelDeployment is the source of truth for what Vigil manages.
+        """
+        metadata = manifest["metadata"]
+        path = self._path(str(manifest["kind"]), metadata["namespace"], metadata["name"])
+        result = await self._request(
+            "PATCH",
+            path,
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+        )
+        return result or {}
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete in the background (dependents are garbage-collected); gone already is fine."""
+        try:
+            await self._request(
+                "DELETE",
+                self._path(kind, namespace, name),
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": "Background",
+                },
+            )
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    async def patch_status(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON merge patch of the status subresource."""
+        result = await self._request(
+            "PATCH",
+            self._path(kind, namespace, name) + "/status",
+            body={"status": patch},
+            content_type="application/merge-patch+json",
+        )
+        return result or {}

@@ -1,0 +1,58 @@
+"""Kopf handlers: decorators only, each delegating to the domain layer.
+
+- ModelDeployment created, resumed (operator start) or its spec changed:
+  reconcile now (kopf retries on RetryLater).
+- An owned Deployment or the Service changed (rollout progress, a pod became
+  Ready, someone deleted a child): nudge a reconcile of its ModelDeployment.
+  These watches are filtered server-side by the `vigil.dev/model-deployment`
+  label, so the operator receives events of its own children only.
+
+The runtime objects (reconciler, settings) arrive through kopf's `memo`,
+built by vigil.operator.main.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from vigil.core import naming
+from vigil.operator import runtime
+from vigil.operator.reconciler import RetryLater
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    runtime.configure_kopf(settings, memo.runtime)
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    return runtime.login(memo.runtime, **kwargs)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await runtime.shutdown(memo.runtime)
+
+
+@kopf.on.probe(id="reconciles")
+def probe(memo: kopf.Memo, **_: Any) -> dict[str, float]:
+    return runtime.probe(memo.runtime)
+
+
+@kopf.on.resume(naming.GROUP, naming.VERSION, naming.PLURAL)
+@kopf.on.create(naming.GROUP, naming.VERSION, naming.PLURAL)
+@kopf.on.update(naming.GROUP, naming.VERSION, naming.PLURAL, field="spec")
+async def reconcile_model_deployment(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        await memo.runtime.reconciler.reconcile(namespace, name)
+    except RetryLater as error:
+        raise kopf.TemporaryError(str(error), delay=error.delay) from error
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
+@kopf.on.event("", "v1", "services", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
+async def child_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.reconciler.nudge(namespace, labels[naming.LABEL_MODEL_DEPLOYMENT])

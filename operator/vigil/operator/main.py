@@ -1,0 +1,129 @@
+"""`vigil-operator`: run the Vigil operator.
+
+Choices that matter in production are explicit on purpose:
+- which namespaces: `--namespace NS` (repeatable) or `--all-namespaces`;
+- peering: `--standalone` (one replica, Deployment strategy Recreate: the
+  recommended setup) or `--peering NAME` (kopf peering: needs kopf's peering
+  CRDs; a stray operator then pauses instead of fighting). No default: a
+  forgotten choice in kopf's default peering mode can freeze other operators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from vigil import __version__
+from vigil.operator import handlers  # registers the handlers with kopf
+from vigil.operator.runtime import DEFAULT_SIDECAR_IMAGE, OperatorOptions, build_runtime
+
+__all__ = ["build_parser", "main", "parse_options"]
+_ = handlers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil-operator",
+        description="Run the Vigil operator: ModelDeployments, their sidecars and rollouts.",
+    )
+    parser.add_argument("--version", action="version", version=f"vigil-operator {__version__}")
+    scope = parser.add_mutually_exclusive_group(required=True)
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="watch this namespace (repeat for several)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    peering = parser.add_mutually_exclusive_group(required=True)
+    peering.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering: this must be the only operator instance (1 replica, Recreate)",
+    )
+    peering.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="kopf peering object NAME: instances coordinate, only one acts at a time",
+    )
+    parser.add_argument(
+        "--sidecar-image",
+        default=os.environ.get("VIGIL_SIDECAR_IMAGE", DEFAULT_SIDECAR_IMAGE),
+        help="image of the monitoring sidecar injected into model pods "
+        "(default: $VIGIL_SIDECAR_IMAGE or %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="port of the operator's Prometheus /metrics (0 disables; default %(default)s)",
+    )
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="address /metrics listens on")
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=8080,
+        help="port of the liveness endpoint /healthz (0 disables; default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("plain", "json"),
+        default="plain",
+        help="log lines as text or as JSON objects (default %(default)s)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
+    args = build_parser().parse_args(argv)
+    return OperatorOptions(
+        namespaces=tuple(args.namespaces or ()),
+        all_namespaces=bool(args.all_namespaces),
+        sidecar_image=args.sidecar_image,
+        metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
+        health_port=args.health_port,
+        log_format=args.log_format,
+        standalone=bool(args.standalone),
+        peering_name=args.peering,
+        verbose=bool(args.verbose),
+    )
+
+
+async def run(options: OperatorOptions) -> None:
+    runtime = build_runtime(options)
+    runtime.metrics.serve(options.metrics_port, options.metrics_address)
+    liveness = f"http://0.0.0.0:{options.health_port}/healthz" if options.health_port else None
+    await kopf.operator(
+        clusterwide=options.all_namespaces,
+        namespaces=options.namespaces,
+        standalone=options.standalone,
+        peering_name=options.peering_name,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(runtime=runtime),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    kopf.configure(
+        verbose=options.verbose,
+        log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    try:
+        asyncio.run(run(options))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

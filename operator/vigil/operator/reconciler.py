@@ -1,0 +1,246 @@
+"""One reconcile of a ModelDeployment: observe, decide (pure core), write, report.
+
+This is the domain layer under the kopf handlers. It knows nothing of kopf:
+handlers call `reconcile()` (and turn `RetryLater` into a kopf retry) or
+`nudge()` (for events of owned objects), and Events are posted through a
+callable given at construction.
+
+Writes happen only when the decision asks for them, in the decided order,
+and the status is patched at most once per reconcile, only when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vigil.core import naming
+from vigil.core.desired import Owner
+from vigil.core.reconcile import Apply, Delete, Event, Observation, Plan, decide
+from vigil.core.status import status_patch
+from vigil.kube.client import KubeError
+from vigil.operator.metrics import (
+    OUTCOME_CHANGED,
+    OUTCOME_ERROR,
+    OUTCOME_UNCHANGED,
+    OperatorMetrics,
+)
+
+log = logging.getLogger("vigil.operator")
+
+EventPoster = Callable[[Mapping[str, Any], Event], None]
+RETRY_SECONDS = 10.0
+
+
+class Api(Protocol):
+    """What the reconciler needs from the Kubernetes API (vigil.kube.KubeClient)."""
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def list(
+        self, kind: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]: ...
+
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
+
+    async def patch_status(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+class RetryLater(Exception):
+    """The reconcile failed in a way that may pass; try again after `delay` seconds."""
+
+    def __init__(self, message: str, delay: float = RETRY_SECONDS) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class ReconcilerConfig:
+    """Operator-wide settings that reach the decisions."""
+
+    sidecar_image: str
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _owned_by(item: Mapping[str, Any], uid: str) -> bool:
+    """Only children whose controller reference points at this very object count."""
+    references = (item.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in references)
+
+
+def _reference_found(spec: Mapping[str, Any], configmap: Mapping[str, Any] | None) -> bool:
+    ref = (((spec.get("monitoring") or {}).get("reference") or {}).get("configMapKeyRef")) or {}
+    if not ref:
+        return True
+    if configmap is None:
+        return False
+    key = ref.get("key")
+    return key in (configmap.get("data") or {}) or key in (configmap.get("binaryData") or {})
+
+
+class Reconciler:
+    """Reconciles ModelDeployments one at a time per object, coalescing bursts of events."""
+
+    def __init__(
+        self,
+        api_factory: Callable[[], Api],
+        config: ReconcilerConfig,
+        metrics: OperatorMetrics,
+        post_event: EventPoster,
+        clock: Callable[[], datetime.datetime] = _utcnow,
+    ) -> None:
+        self._api_factory = api_factory
+        self.config = config
+        self.metrics = metrics
+        self._post_event = post_event
+        self._clock = clock
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._queued: set[tuple[str, str]] = set()
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        """Reconcile now (from a ModelDeployment handler); RetryLater when it should be retried."""
+        key = (namespace, name)
+        async with self._lock(key):
+            await self._reconcile_once(namespace, name)
+
+    def nudge(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Ask for a reconcile soon (an owned object changed); bursts collapse into one."""
+        key = (namespace, name)
+        if delay > 0:
+            loop = asyncio.get_running_loop()
+            previous = self._timers.pop(key, None)
+            if previous is not None:
+                previous.cancel()
+            self._timers[key] = loop.call_later(delay, self.nudge, namespace, name)
+            return
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        task = asyncio.get_running_loop().create_task(self._nudged(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _nudged(self, key: tuple[str, str]) -> None:
+        async with self._lock(key):
+            self._queued.discard(key)
+            try:
+                await self._reconcile_once(*key)
+            except RetryLater as error:
+                log.warning("reconcile of %s/%s will be retried: %s", *key, error)
+                self.nudge(*key, delay=error.delay)
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _reconcile_once(self, namespace: str, name: str) -> None:
+        started = time.monotonic()
+        try:
+            changed = await self._observe_decide_write(namespace, name)
+        except KubeError as error:
+            self.metrics.reconciles.labels(OUTCOME_ERROR).inc()
+            raise RetryLater(str(error), RETRY_SECONDS if error.retryable else 60.0) from error
+        finally:
+            self.metrics.duration.observe(time.monotonic() - started)
+        self.metrics.reconciles.labels(OUTCOME_CHANGED if changed else OUTCOME_UNCHANGED).inc()
+
+    async def _observe_decide_write(self, namespace: str, name: str) -> bool:
+        """One full cycle; True when anything was written."""
+        api = self._api_factory()
+        body = await api.get("ModelDeployment", namespace, name)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            # Gone or going: garbage collection removes the children.
+            self.metrics.set_phase(namespace, name, None)
+            return False
+        metadata = body["metadata"]
+        uid = str(metadata["uid"])
+        spec = body.get("spec") or {}
+        selector = f"{naming.LABEL_MODEL_DEPLOYMENT}={name}"
+        deployments, configmaps, service = await asyncio.gather(
+            api.list("Deployment", namespace, selector),
+            api.list("ConfigMap", namespace, selector),
+            api.get("Service", namespace, naming.service_name(name)),
+        )
+        ref_name = (
+            ((spec.get("monitoring") or {}).get("reference") or {}).get("configMapKeyRef") or {}
+        ).get("name")
+        reference = await api.get("ConfigMap", namespace, ref_name) if ref_name else None
+        observation = Observation(
+            owner=Owner(name=name, namespace=namespace, uid=uid),
+            generation=int(metadata.get("generation") or 0),
+            spec=spec,
+            status=body.get("status") or {},
+            deployments=[item for item in deployments if _owned_by(item, uid)],
+            service=service if service is not None and _owned_by(service, uid) else None,
+            configmaps=[item for item in configmaps if _owned_by(item, uid)],
+            reference_found=_reference_found(spec, reference),
+            now=self._clock(),
+            sidecar_image=self.config.sidecar_image,
+        )
+        if service is not None and observation.service is None:
+            log.warning(
+                "Service %s/%s exists but is not owned by this ModelDeployment", namespace, name
+            )
+        plan = decide(observation)
+        changed = await self._write(api, body, plan)
+        if plan.recheck_after:
+            self.nudge(namespace, name, delay=plan.recheck_after)
+        return changed
+
+    async def _write(self, api: Api, body: Mapping[str, Any], plan: Plan) -> bool:
+        """Apply the plan's actions in order, post its Events, patch status once."""
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        for action in plan.actions:
+            verb = "apply" if isinstance(action, Apply) else "delete"
+            log.info("%s %s %s/%s", verb, action.kind, namespace, action.name)
+            try:
+                if isinstance(action, Apply):
+                    await api.apply(action.manifest)
+                elif isinstance(action, Delete):
+                    await api.delete(action.kind, namespace, action.name)
+            except KubeError as error:
+                # Stop here: later actions (deleting the old revision) rely on this one.
+                self.report_failure(
+                    body, f"could not {verb} {action.kind} {action.name}: {error.message}"
+                )
+                raise
+            self.metrics.writes.labels(action.kind, verb).inc()
+        for event in plan.events:
+            self._emit(body, event)
+        patch = status_patch(body.get("status"), plan.status)
+        if patch is not None:
+            await api.patch_status("ModelDeployment", namespace, name, patch)
+            self.metrics.writes.labels("ModelDeployment", "status").inc()
+        self.metrics.set_phase(namespace, name, plan.status.get("phase"))
+        return bool(plan.actions) or patch is not None
+
+    def _emit(self, body: Mapping[str, Any], event: Event) -> None:
+        try:
+            self._post_event(body, event)
+            self.metrics.events.labels(event.reason).inc()
+        except Exception:  # an Event is a courtesy; never fail a reconcile for it
+            log.exception("could not post event %s", event.reason)
+
+    def report_failure(self, body: Mapping[str, Any], message: str) -> None:
+        """Post a Warning Event for a failed reconcile (the reason stays in the message)."""
+        self._emit(body, Event("ReconcileFailed", message, warning=True))
