@@ -1,0 +1,401 @@
+"""Sidecar settings: file schema, validation, and the run-time watcher.
+
+The operator writes the settings file into a ConfigMap mounted in the pod;
+its keys are a contract documented in ``docs/sidecar.md``. Unknown keys are
+errors so that a typo never silently turns monitoring off.
+
+Most settings are fixed for the life of the process (they shape the pod's
+revision). The keys in :data:`RUNTIME_KEYS` (``shadow``,
+``monitoring.samplePercent``, ``logLevel``) are re-read while running:
+Kubernetes updates a mounted ConfigMap by swapping a symlink, so the
+watcher polls the file's content rather than relying on inotify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+__all__ = [
+    "RUNTIME_KEYS",
+    "ConfigError",
+    "Settings",
+    "SettingsWatcher",
+    "ShadowSettings",
+    "load_settings",
+    "settings_from_mapping",
+]
+
+log = logging.getLogger("vigil.sidecar")
+
+RUNTIME_KEYS = ("shadow", "monitoring.samplePercent", "logLevel")
+PROTOCOLS = ("v2", "v1", "raw")
+ROLES = ("stable", "candidate")
+
+
+class ConfigError(ValueError):
+    """The settings file or flags are invalid."""
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    """Copy a sample of requests to another revision and compare predictions."""
+
+    target: str = ""
+    target_revision: str = ""
+    percent: float = 0.0
+    tolerance: float = 1e-6
+    queue_size: int = 256
+    timeout_seconds: float = 5.0
+    concurrency: int = 4
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.target) and self.percent > 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every sidecar setting, with the defaults documented in docs/sidecar.md."""
+
+    model_name: str = ""
+    model_version: str = ""
+    revision: str = ""
+    role: str = "stable"
+    protocol: str = "v2"
+    upstream: str = "http://127.0.0.1:8080"
+    readiness_path: str = ""
+    upstream_timeout_seconds: float = 60.0
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 8000
+    idle_timeout_seconds: float = 75.0
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9090
+    max_body_bytes: int = 10 * 1024 * 1024
+    reference_profile: str = ""
+    max_features: int = 20
+    features: tuple[str, ...] = ()
+    sample_percent: float = 100.0
+    queue_size: int = 1024
+    prediction_window_seconds: float = 300.0
+    shutdown_delay_seconds: float = 0.0
+    drain_timeout_seconds: float = 20.0
+    reload_interval_seconds: float = 2.0
+    log_level: str = "info"
+    shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    config_path: str = ""
+
+    @property
+    def upstream_host(self) -> str:
+        return urlsplit(self.upstream).hostname or "127.0.0.1"
+
+    @property
+    def upstream_port(self) -> int:
+        return urlsplit(self.upstream).port or 80
+
+    @property
+    def effective_readiness_path(self) -> str:
+        """Where the model server says it is ready (defaults follow the protocol)."""
+        if self.readiness_path:
+            return self.readiness_path
+        if self.protocol == "v2":
+            return "/v2/health/ready"
+        if self.protocol == "v1" and self.model_name:
+            return f"/v1/models/{self.model_name}"
+        return "/"
+
+    def runtime_view(self) -> tuple[Any, ...]:
+        return (self.shadow, self.sample_percent, self.log_level)
+
+
+# Mapping from the file's nested camelCase keys to Settings fields.
+_SCHEMA: dict[str, dict[str, str] | str] = {
+    "model": {"name": "model_name", "version": "model_version"},
+    "revision": "revision",
+    "role": "role",
+    "protocol": "protocol",
+    "upstream": {
+        "url": "upstream",
+        "readinessPath": "readiness_path",
+        "timeoutSeconds": "upstream_timeout_seconds",
+    },
+    "listen": {
+        "host": "listen_host",
+        "port": "listen_port",
+        "idleTimeoutSeconds": "idle_timeout_seconds",
+    },
+    "metrics": {"host": "metrics_host", "port": "metrics_port"},
+    "limits": {"maxBodyBytes": "max_body_bytes"},
+    "monitoring": {
+        "referenceProfile": "reference_profile",
+        "maxFeatures": "max_features",
+        "features": "features",
+        "samplePercent": "sample_percent",
+        "queueSize": "queue_size",
+        "predictionWindowSeconds": "prediction_window_seconds",
+    },
+    "shutdown": {
+        "delaySeconds": "shutdown_delay_seconds",
+        "drainTimeoutSeconds": "drain_timeout_seconds",
+    },
+    "reloadIntervalSeconds": "reload_interval_seconds",
+    "logLevel": "log_level",
+}
+_SHADOW_KEYS = {
+    "target": "target",
+    "targetRevision": "target_revision",
+    "percent": "percent",
+    "tolerance": "tolerance",
+    "queueSize": "queue_size",
+    "timeoutSeconds": "timeout_seconds",
+    "concurrency": "concurrency",
+}
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(name: str, value: Any, kind: str) -> Any:
+    """Convert one value to the field's type, or raise ConfigError."""
+    try:
+        if kind == "str":
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise TypeError
+            return str(value)
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if kind == "tuple[str, ...]":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            return tuple(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: expected {kind.split('[')[0]}, got {value!r}") from exc
+    raise ConfigError(f"{name}: unsupported type {kind}")
+
+
+def _shadow_from(doc: Any, base: ShadowSettings) -> ShadowSettings:
+    if doc is None:
+        return ShadowSettings()
+    if not isinstance(doc, dict):
+        raise ConfigError("shadow: expected an object")
+    values: dict[str, Any] = {}
+    kinds = {f.name: f.type for f in fields(ShadowSettings)}
+    for key, value in doc.items():
+        if key not in _SHADOW_KEYS:
+            raise ConfigError(f"shadow.{key}: unknown key")
+        attr = _SHADOW_KEYS[key]
+        values[attr] = _coerce(f"shadow.{key}", value, str(kinds[attr]))
+    return replace(base, **values)
+
+
+def settings_from_mapping(doc: Mapping[str, Any], base: Settings | None = None) -> Settings:
+    """Apply a decoded settings document on top of ``base`` (defaults)."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError("settings must be an object")
+    values: dict[str, Any] = {}
+    shadow = (base or Settings()).shadow
+    for key, value in doc.items():
+        if key == "shadow":
+            shadow = _shadow_from(value, ShadowSettings())
+            continue
+        spec = _SCHEMA.get(key)
+        if spec is None:
+            raise ConfigError(f"{key}: unknown key")
+        if isinstance(spec, str):
+            values[spec] = _coerce(key, value, str(_TYPES[spec]))
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected an object")
+        for sub, subvalue in value.items():
+            attr = spec.get(sub)
+            if attr is None:
+                raise ConfigError(f"{key}.{sub}: unknown key")
+            values[attr] = _coerce(f"{key}.{sub}", subvalue, str(_TYPES[attr]))
+    settings = replace(base or Settings(), **values, shadow=shadow)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    """Cross-field checks; raises ConfigError with the offending key."""
+    if s.protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol: must be one of {PROTOCOLS}, got {s.protocol!r}")
+    if s.role not in ROLES:
+        raise ConfigError(f"role: must be one of {ROLES}, got {s.role!r}")
+    parts = urlsplit(s.upstream)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"upstream.url: must be http://host:port, got {s.upstream!r}")
+    for name, port in (("listen.port", s.listen_port), ("metrics.port", s.metrics_port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name}: out of range")
+    if s.max_body_bytes <= 0:
+        raise ConfigError("limits.maxBodyBytes: must be positive")
+    if s.max_features < 0:
+        raise ConfigError("monitoring.maxFeatures: must be >= 0")
+    if not 0 <= s.sample_percent <= 100:
+        raise ConfigError("monitoring.samplePercent: must be within 0..100")
+    if s.queue_size < 1:
+        raise ConfigError("monitoring.queueSize: must be >= 1")
+    if s.prediction_window_seconds <= 0:
+        raise ConfigError("monitoring.predictionWindowSeconds: must be positive")
+    if s.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("logLevel: debug, info, warning or error")
+    sh = s.shadow
+    if not 0 <= sh.percent <= 100:
+        raise ConfigError("shadow.percent: must be within 0..100")
+    if sh.target:
+        tparts = urlsplit(sh.target)
+        if tparts.scheme != "http" or not tparts.hostname:
+            raise ConfigError(f"shadow.target: must be http://host:port, got {sh.target!r}")
+    if sh.tolerance < 0 or sh.queue_size < 1 or sh.concurrency < 1 or sh.timeout_seconds <= 0:
+        raise ConfigError("shadow: tolerance >= 0, queueSize >= 1, concurrency >= 1, timeout > 0")
+
+
+def read_document(path: str) -> dict[str, Any]:
+    """Decode a JSON or YAML settings file (YAML is a superset of JSON)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc.strerror or exc}") from exc
+    try:
+        doc = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"settings file {path} is not valid JSON/YAML: {exc}") from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"settings file {path} must hold an object")
+    return doc
+
+
+# CLI flag / environment variable -> Settings field. CLI beats env beats file.
+OVERRIDES: dict[str, tuple[str, str]] = {
+    "listen_host": ("--listen-host", "VIGIL_LISTEN_HOST"),
+    "listen_port": ("--listen-port", "VIGIL_LISTEN_PORT"),
+    "metrics_host": ("--metrics-host", "VIGIL_METRICS_HOST"),
+    "metrics_port": ("--metrics-port", "VIGIL_METRICS_PORT"),
+    "upstream": ("--upstream", "VIGIL_UPSTREAM"),
+    "protocol": ("--protocol", "VIGIL_PROTOCOL"),
+    "model_name": ("--model-name", "VIGIL_MODEL_NAME"),
+    "model_version": ("--model-version", "VIGIL_MODEL_VERSION"),
+    "revision": ("--revision", "VIGIL_REVISION"),
+    "role": ("--role", "VIGIL_ROLE"),
+    "reference_profile": ("--reference-profile", "VIGIL_REFERENCE_PROFILE"),
+    "max_body_bytes": ("--max-body-bytes", "VIGIL_MAX_BODY_BYTES"),
+    "max_features": ("--max-features", "VIGIL_MAX_FEATURES"),
+    "log_level": ("--log-level", "VIGIL_LOG_LEVEL"),
+}
+
+
+def load_settings(
+    config_path: str | None,
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults <- settings file <- environment <- command-line flags."""
+    env = os.environ if env is None else env
+    path = config_path or env.get("VIGIL_SIDECAR_CONFIG", "")
+    settings = Settings()
+    if path:
+        settings = settings_from_mapping(read_document(path), settings)
+    values: dict[str, Any] = {}
+    for attr, (flag, var) in OVERRIDES.items():
+        raw = (cli or {}).get(attr)
+        source = flag
+        if raw is None and var in env:
+            raw, source = env[var], var
+        if raw is not None:
+            values[attr] = _coerce(source, raw, str(_TYPES[attr]))
+    settings = replace(settings, **values, config_path=path)
+    validate(settings)
+    return settings
+
+
+class SettingsWatcher:
+    """Polls the settings file and applies the run-time keys when they change.
+
+    Content hashing (not mtime alone) because a ConfigMap update swaps the
+    ``..data`` symlink and may keep timestamps; a bad new file keeps the old
+    settings and is reported through ``on_error``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        apply: Callable[[Settings], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self._apply = apply
+        self._on_error = on_error
+        self._digest = self._read_digest()
+        self._last_error = ""
+
+    def _read_digest(self) -> str:
+        try:
+            return hashlib.sha256(Path(self.settings.config_path).read_bytes()).hexdigest()
+        except OSError:
+            return ""
+
+    def check(self) -> bool:
+        """Re-read the file once; returns True when new settings were applied."""
+        if not self.settings.config_path:
+            return False
+        digest = self._read_digest()
+        if not digest or digest == self._digest:
+            return False
+        self._digest = digest
+        try:
+            doc = read_document(self.settings.config_path)
+            fresh = settings_from_mapping(doc, Settings())
+        except ConfigError as exc:
+            self._on_error(str(exc))
+            return False
+        current = self.settings
+        changed_static = [
+            f.name
+            for f in fields(Settings)
+            if f.name not in ("shadow", "sample_percent", "log_level", "config_path")
+            and f.name not in OVERRIDES
+            and getattr(fresh, f.name) != getattr(current, f.name)
+        ]
+        if changed_static:
+            log.warning(
+                "settings changed that only take effect after a restart: %s",
+                ", ".join(sorted(changed_static)),
+            )
+        updated = replace(
+            current,
+            shadow=fresh.shadow,
+            sample_percent=fresh.sample_percent,
+            log_level=fresh.log_level,
+        )
+        if updated.runtime_view() == current.runtime_view():
+            return False
+        self.settings = updated
+        self._apply(updated)
+        return True
+
+    async def run(self) -> None:
+        """Poll forever (cancelled on shutdown)."""
+        interval = max(self.settings.reload_interval_seconds, 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.check()
+            except Exception as exc:  # never let a reload kill the sidecar
+                self._on_error(f"settings reload failed: {exc}")

@@ -1,0 +1,218 @@
+"""Operations metrics of the sidecar (all names start with ``vigil_``).
+
+Every series carries ``model``, ``version``, ``revision`` and ``role``;
+nothing carries request or user identifiers. The sidecar uses its own
+registry (no default process/platform collectors) so that the prefix rule
+holds for every series it exposes. The data-science metrics live in
+:mod:`vigil.sidecar.monitor`, the shadow metrics in
+:mod:`vigil.sidecar.shadow`; the full list is in ``docs/sidecar.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OpsMetrics"]
+
+BASE_LABELS = ("model", "version", "revision", "role")
+#: Around typical model-serving SLOs (the API's example is p95 <= 250 ms).
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def outcome_of(status: int) -> str:
+    """``success`` | ``client_error`` (model 4xx) | ``model_error`` (model 5xx)."""
+    if status < 400:
+        return "success"
+    if status < 500:
+        return "client_error"
+    return "model_error"
+
+
+class _ProcessCollector(Collector):
+    """The sidecar's own CPU, memory and start time, under the vigil_ prefix."""
+
+    def __init__(self, base: dict[str, str], ops: OpsMetrics) -> None:
+        self.base = base
+        self.ops = ops
+        self.start = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        names = list(self.base)
+        values = list(self.base.values())
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = CounterMetricFamily(
+            "vigil_sidecar_cpu_seconds", "CPU time used by the sidecar process.", labels=names
+        )
+        cpu.add_metric(values, usage.ru_utime + usage.ru_stime)
+        yield cpu
+        rss = GaugeMetricFamily(
+            "vigil_sidecar_resident_memory_bytes", "Resident memory of the sidecar.", labels=names
+        )
+        try:
+            with open("/proc/self/statm", "rb") as fh:
+                rss.add_metric(values, int(fh.read().split()[1]) * _PAGE)
+        except OSError:
+            rss.add_metric(values, usage.ru_maxrss * 1024)
+        yield rss
+        start = GaugeMetricFamily(
+            "vigil_sidecar_start_time_seconds",
+            "Unix time the sidecar started (detects restarts / counter resets).",
+            labels=names,
+        )
+        start.add_metric(values, self.start)
+        yield start
+        inflight = GaugeMetricFamily(
+            "vigil_requests_in_flight", "Requests being proxied right now.", labels=names
+        )
+        inflight.add_metric(values, self.ops.in_flight)
+        yield inflight
+
+
+class OpsMetrics:
+    """Request counters, latency histogram, bytes, upstream failures.
+
+    Label children are cached: resolving ``labels(...)`` costs more than
+    the increment itself, and this runs on the proxy's hot path.
+    """
+
+    def __init__(self, registry: CollectorRegistry, base: dict[str, str]) -> None:
+        self.base = base
+        self.in_flight = 0
+        labels = list(BASE_LABELS)
+        self.requests = Counter(
+            "vigil_requests",
+            "Requests by endpoint (infer/other), outcome and HTTP status code.",
+            [*labels, "endpoint", "outcome", "code"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "vigil_request_duration_seconds",
+            "Time from the complete request to the complete response, as the client sees it.",
+            [*labels, "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.request_bytes = Counter(
+            "vigil_request_bytes", "Request body bytes.", [*labels, "endpoint"], registry=registry
+        )
+        self.response_bytes = Counter(
+            "vigil_response_bytes",
+            "Response body bytes.",
+            [*labels, "endpoint"],
+            registry=registry,
+        )
+        self.upstream_failures = Counter(
+            "vigil_upstream_failures",
+            "Requests the model server did not answer: refused, timeout, reset, protocol.",
+            [*labels, "reason"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "vigil_rejected_requests",
+            "Requests the sidecar answered itself with a 4xx: body_too_large, bad_request, "
+            "headers_too_large.",
+            [*labels, "reason"],
+            registry=registry,
+        )
+        self.upstream_ready = Gauge(
+            "vigil_upstream_ready",
+            "1 when the model server's readiness check last succeeded.",
+            labels,
+            registry=registry,
+        )
+        self.settings_reloads = Counter(
+            "vigil_settings_reloads",
+            "Run-time settings reloads by outcome (applied, error).",
+            [*labels, "outcome"],
+            registry=registry,
+        )
+        self.info = Gauge(
+            "vigil_model_info",
+            "Which model, version, revision, protocol and reference this sidecar serves.",
+            [*labels, "protocol", "reference_fingerprint", "sidecar_version"],
+            registry=registry,
+        )
+        self._base_values = tuple(base.values())
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._endpoint_children: dict[str, tuple[Any, Any, Any]] = {}
+        self.upstream_ready.labels(*self._base_values).set(0)
+        registry.register(_ProcessCollector(base, self))
+
+    def set_info(self, protocol: str, fingerprint: str, version: str) -> None:
+        self.info.clear()
+        self.info.labels(*self._base_values, protocol, fingerprint, version).set(1)
+
+    def _endpoint(self, endpoint: str) -> tuple[Any, Any, Any]:
+        children = self._endpoint_children.get(endpoint)
+        if children is None:
+            children = (
+                self.duration.labels(*self._base_values, endpoint),
+                self.request_bytes.labels(*self._base_values, endpoint),
+                self.response_bytes.labels(*self._base_values, endpoint),
+            )
+            self._endpoint_children[endpoint] = children
+        return children
+
+    def observe(
+        self,
+        endpoint: str,
+        outcome: str,
+        status: int,
+        seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        """Record one finished request."""
+        key = (endpoint, outcome, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self.requests.labels(*self._base_values, endpoint, outcome, str(status))
+            self._request_children[key] = child
+        child.inc()
+        duration, req_b, resp_b = self._endpoint(endpoint)
+        duration.observe(seconds)
+        if request_bytes:
+            req_b.inc(request_bytes)
+        if response_bytes:
+            resp_b.inc(response_bytes)
+
+    def upstream_failure(self, reason: str) -> None:
+        self.upstream_failures.labels(*self._base_values, reason).inc()
+
+    def reject(self, reason: str) -> None:
+        self.rejected.labels(*self._base_values, reason).inc()
+
+    def set_upstream_ready(self, ready: bool) -> None:
+        self.upstream_ready.labels(*self._base_values).set(1 if ready else 0)
+
+    def settings_reload(self, outcome: str) -> None:
+        self.settings_reloads.labels(*self._base_values, outcome).inc()

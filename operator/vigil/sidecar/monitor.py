@@ -1,0 +1,459 @@
+"""Data-science monitoring: inputs per feature, predictions, drift readiness.
+
+The proxy hands each finished inference exchange to :meth:`Monitor.submit`
+(a non-blocking put on a bounded queue; drops are counted). A background
+task drains the queue in batches, parses the bodies (see
+:mod:`vigil.sidecar.payload`) and adds to plain counters: counts per
+reference bin or category, missing and out-of-range values, prediction
+classes or bins and running sums. A collector turns those counters into
+Prometheus series at scrape time, which keeps per-request work small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vigil.core.drift import bin_index
+from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
+from vigil.profile.model import category_key
+from vigil.sidecar.payload import TYPE, parse_request, parse_response
+
+__all__ = ["Exchange", "Monitor", "ReferenceState", "load_reference"]
+
+log = logging.getLogger("vigil.sidecar")
+BATCH = 256
+
+
+@dataclass(slots=True)
+class Exchange:
+    """A copy of one inference request/response, queued for monitoring."""
+
+    request: bytes
+    request_type: str
+    response: bytes | None
+    response_type: str
+
+
+@dataclass(slots=True)
+class ReferenceState:
+    """The loaded reference, or why drift monitoring is off."""
+
+    profile: ReferenceProfile | None
+    reason: str  # ok | no_reference | unreadable | invalid
+    message: str = ""
+
+
+def load_reference(path: str) -> ReferenceState:
+    """Load the profile; never raises (a bad profile only turns drift off)."""
+    if not path:
+        return ReferenceState(None, "no_reference", "no reference profile configured")
+    try:
+        return ReferenceState(load_profile(path), "ok")
+    except ProfileError as exc:
+        reason = "unreadable" if "cannot read" in str(exc) else "invalid"
+        return ReferenceState(None, reason, str(exc))
+
+
+class _NumericCounts:
+    """Live counts of one numeric feature against its reference bins."""
+
+    def __init__(self, profile: FeatureProfile) -> None:
+        assert profile.edges is not None
+        self.edges = np.asarray(profile.edges, dtype=np.float64)
+        self.bins = np.zeros(self.edges.size + 1, dtype=np.int64)
+        self.missing = 0
+        self.out_of_range = 0
+        self.type_errors = 0
+
+    def add(self, values: list[Any]) -> None:
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+            if arr.ndim != 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            arr = np.asarray([_to_float(v) for v in values], dtype=np.float64)
+            bad = np.isinf(arr) & (arr < 0)  # marker for values that are not numbers
+            self.type_errors += int(np.count_nonzero(bad))
+            arr = arr[~bad]
+        nan = np.isnan(arr)
+        self.missing += int(np.count_nonzero(nan))
+        present = arr[~nan]
+        if present.size == 0:
+            return
+        counts = np.bincount(bin_index(present, self.edges), minlength=self.bins.size)
+        self.bins += counts
+        self.out_of_range += int(counts[0] + counts[-1])
+
+
+_NOT_A_NUMBER = float("-inf")
+
+
+def _to_float(value: Any) -> float:
+    """Float of a JSON value; None -> NaN (missing); anything else odd -> -inf."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return _NOT_A_NUMBER
+    return _NOT_A_NUMBER
+
+
+class _CategoryCounts:
+    """Live counts of one categorical feature (top-K + other)."""
+
+    def __init__(self, profile: FeatureProfile) -> None:
+        self.labels = (*(profile.categories or ()), OTHER)
+        self.known = frozenset(profile.categories or ())
+        self.allowed = frozenset(profile.allowed) if profile.allowed is not None else None
+        self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
+        self.missing = 0
+        self.out_of_range = 0
+        self.type_errors = 0
+
+    def add(self, values: list[Any]) -> None:
+        for value in values:
+            if isinstance(value, list | dict):
+                self.type_errors += 1
+                continue
+            key = category_key(value)
+            if key is None:
+                self.missing += 1
+                continue
+            self.counts[key if key in self.known else OTHER] += 1
+            if self.allowed is not None and key not in self.allowed:
+                self.out_of_range += 1
+
+
+class _Window:
+    """Min and max over a sliding time window, in ten sub-slots."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.slot = seconds / 10.0
+        self.seconds = seconds
+        self.clock = clock
+        self.slots: deque[tuple[float, float, float]] = deque()
+
+    def add(self, lo: float, hi: float) -> None:
+        now = self.clock()
+        start = now - (now % self.slot)
+        if self.slots and self.slots[-1][0] == start:
+            _, old_lo, old_hi = self.slots[-1]
+            self.slots[-1] = (start, min(old_lo, lo), max(old_hi, hi))
+        else:
+            self.slots.append((start, lo, hi))
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        while self.slots and self.slots[0][0] + self.slot <= now - self.seconds:
+            self.slots.popleft()
+
+    def bounds(self) -> tuple[float, float]:
+        self._expire(self.clock())
+        if not self.slots:
+            return math.nan, math.nan
+        return min(s[1] for s in self.slots), max(s[2] for s in self.slots)
+
+
+class Monitor(Collector):
+    """Queue, background parser and the data-science series."""
+
+    def __init__(
+        self,
+        *,
+        protocol: str,
+        base: dict[str, str],
+        registry: CollectorRegistry,
+        reference: ReferenceState,
+        max_features: int,
+        features: tuple[str, ...] = (),
+        queue_size: int = 1024,
+        sample_percent: float = 100.0,
+        prediction_window_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.protocol = protocol
+        self.base = base
+        self.reference = reference
+        self.sample_percent = sample_percent
+        self.queue: asyncio.Queue[Exchange] = asyncio.Queue(maxsize=queue_size)
+        self.dropped = 0
+        self.errors = 0
+        self.exchanges = 0
+        self.rows = 0
+        self.violations: dict[str, int] = {}
+        self.prediction_violations: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        profile = reference.profile
+        self.classification = profile.task == "classification" if profile else False
+        self.all_features: tuple[str, ...] = profile.feature_names if profile else ()
+        chosen = [f for f in (features or self.all_features) if f in self.all_features]
+        unknown = [f for f in features if f not in self.all_features]
+        if unknown and profile is not None:
+            log.warning("monitoring.features not in the reference profile: %s", unknown)
+        self.monitored = tuple(chosen[:max_features])
+        self.unmonitored = len(self.all_features) - len(self.monitored)
+        if profile is not None and len(chosen) > max_features:
+            log.warning(
+                "feature cap: monitoring %d of %d features (monitoring.maxFeatures=%d); "
+                "not monitored: %s",
+                len(self.monitored),
+                len(self.all_features),
+                max_features,
+                ", ".join(chosen[max_features:]),
+            )
+        self.counters: dict[str, _NumericCounts | _CategoryCounts] = {}
+        if profile is not None:
+            for name in self.monitored:
+                fp = profile.feature(name)
+                self.counters[name] = (
+                    _NumericCounts(fp) if fp.type == "numeric" else _CategoryCounts(fp)
+                )
+        self.prediction: _NumericCounts | _CategoryCounts | None = None
+        if profile is not None and profile.prediction is not None:
+            fp = profile.prediction
+            self.prediction = _NumericCounts(fp) if fp.type == "numeric" else _CategoryCounts(fp)
+        self.pred_count = 0
+        self.pred_sum = 0.0
+        self.pred_sumsq = 0.0
+        self.window = _Window(prediction_window_seconds, clock)
+        if reference.reason != "ok":
+            log.warning("drift monitoring is off (%s): %s", reference.reason, reference.message)
+        registry.register(self)
+
+    # ------------------------------------------------------------ hot path
+
+    def submit(self, exchange: Exchange) -> None:
+        """Queue a copy for monitoring; never blocks, drops when full."""
+        if self.sample_percent < 100.0 and random.random() * 100.0 >= self.sample_percent:
+            return
+        try:
+            self.queue.put_nowait(exchange)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    # ------------------------------------------------------------ background
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="vigil-monitor")
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Process what is queued (bounded by ``timeout``), then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not self.queue.empty():
+                    await asyncio.sleep(0.01)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            first = await self.queue.get()
+            batch = [first]
+            while len(batch) < BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                self.process(batch)
+            except Exception:  # monitoring must never take the proxy down
+                self.errors += 1
+                log.exception("monitoring failed on a batch of %d exchanges", len(batch))
+            # Yield so a large backlog does not starve the proxy.
+            await asyncio.sleep(0)
+
+    def process(self, batch: list[Exchange]) -> None:
+        """Parse and count a batch (synchronous; also used by tests)."""
+        columns: dict[str, list[Any]] = {name: [] for name in self.counters}
+        predictions: list[Any] = []
+        for ex in batch:
+            self.exchanges += 1
+            parsed = parse_request(self.protocol, ex.request, ex.request_type, self.all_features)
+            self.rows += parsed.rows
+            for kind in parsed.violations:
+                self.violations[kind] = self.violations.get(kind, 0) + 1
+            for name, values in parsed.columns.items():
+                if name in columns:
+                    columns[name].extend(values)
+            if ex.response is not None and self.protocol != "raw":
+                out = parse_response(
+                    self.protocol, ex.response, ex.response_type, self.classification
+                )
+                for kind in out.violations:
+                    self.prediction_violations[kind] = self.prediction_violations.get(kind, 0) + 1
+                predictions.extend(out.values)
+        for name, values in columns.items():
+            if values:
+                counter = self.counters[name]
+                before = counter.type_errors
+                counter.add(values)
+                if counter.type_errors > before:
+                    self.violations[TYPE] = (
+                        self.violations.get(TYPE, 0) + counter.type_errors - before
+                    )
+        if predictions:
+            self._add_predictions(predictions)
+
+    def _add_predictions(self, values: list[Any]) -> None:
+        if self.prediction is not None:
+            self.prediction.add(values)
+        numbers = [
+            float(v)
+            for v in values
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        ]
+        if not numbers:
+            return
+        arr = np.asarray(numbers)
+        self.pred_count += arr.size
+        self.pred_sum += float(arr.sum())
+        self.pred_sumsq += float(np.dot(arr, arr))
+        self.window.add(float(arr.min()), float(arr.max()))
+
+    # ------------------------------------------------------------ exposition
+
+    def collect(self) -> Iterator[Metric]:
+        names = list(self.base)
+        base = list(self.base.values())
+
+        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, labels=[*names, *extra])
+
+        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=[*names, *extra])
+
+        rows = counter("vigil_input_rows", "Rows (instances) seen in inference requests.")
+        rows.add_metric(base, self.rows)
+        yield rows
+        viol = counter(
+            "vigil_input_schema_violations",
+            "Inference requests (or values, for kind=type) that do not fit the expected "
+            "schema: malformed_json, content_type, unknown_payload, shape, type, feature_count.",
+            ("kind",),
+        )
+        for kind, n in sorted(self.violations.items()):
+            viol.add_metric([*base, kind], n)
+        yield viol
+        pviol = counter(
+            "vigil_prediction_schema_violations",
+            "Inference responses whose predictions could not be read, by kind.",
+            ("kind",),
+        )
+        for kind, n in sorted(self.prediction_violations.items()):
+            pviol.add_metric([*base, kind], n)
+        yield pviol
+
+        fbin = counter(
+            "vigil_feature_bin",
+            "Values per reference bin of a numeric feature (bin 0 = underflow, last = overflow).",
+            ("feature", "bin"),
+        )
+        fcat = counter(
+            "vigil_feature_category",
+            "Values per reference category of a categorical feature (__other__ = the rest).",
+            ("feature", "category"),
+        )
+        fmiss = counter("vigil_feature_missing", "Missing (null/NaN) values.", ("feature",))
+        frange = counter(
+            "vigil_feature_out_of_range",
+            "Values outside the reference range (numeric) or allowed set (categorical).",
+            ("feature",),
+        )
+        for name, c in self.counters.items():
+            if isinstance(c, _NumericCounts):
+                for i, n in enumerate(c.bins.tolist()):
+                    fbin.add_metric([*base, name, str(i)], n)
+            else:
+                for label, n in c.counts.items():
+                    fcat.add_metric([*base, name, label], n)
+            fmiss.add_metric([*base, name], c.missing)
+            frange.add_metric([*base, name], c.out_of_range)
+        yield fbin
+        yield fcat
+        yield fmiss
+        yield frange
+
+        pclass = counter("vigil_prediction_class", "Predictions per class.", ("class",))
+        pbin = counter(
+            "vigil_prediction_bin",
+            "Predictions per reference bin (regression; bin 0 = underflow, last = overflow).",
+            ("bin",),
+        )
+        p = self.prediction
+        if isinstance(p, _CategoryCounts):
+            for label, n in p.counts.items():
+                pclass.add_metric([*base, label], n)
+        elif isinstance(p, _NumericCounts):
+            for i, n in enumerate(p.bins.tolist()):
+                pbin.add_metric([*base, str(i)], n)
+        yield pclass
+        yield pbin
+        pc = counter("vigil_predictions", "Numeric predictions seen (sum/squares denominator).")
+        pc.add_metric(base, self.pred_count)
+        yield pc
+        ps = gauge("vigil_prediction_value_sum", "Sum of numeric predictions since start.")
+        ps.add_metric(base, self.pred_sum)
+        yield ps
+        pss = gauge(
+            "vigil_prediction_value_squares_sum",
+            "Sum of squared numeric predictions since start (for the standard deviation).",
+        )
+        pss.add_metric(base, self.pred_sumsq)
+        yield pss
+        lo, hi = self.window.bounds()
+        pmin = gauge("vigil_prediction_value_min", "Smallest prediction in the recent window.")
+        pmin.add_metric(base, lo)
+        yield pmin
+        pmax = gauge("vigil_prediction_value_max", "Largest prediction in the recent window.")
+        pmax.add_metric(base, hi)
+        yield pmax
+
+        mon = gauge("vigil_monitored_features", "Features whose inputs are monitored.")
+        mon.add_metric(base, len(self.counters))
+        yield mon
+        unmon = gauge(
+            "vigil_unmonitored_features",
+            "Reference features left out by the feature cap or selection (0 = all monitored).",
+        )
+        unmon.add_metric(base, self.unmonitored)
+        yield unmon
+        drift = gauge(
+            "vigil_drift_monitoring_enabled",
+            "1 when a valid reference profile is loaded; 0 with the reason "
+            "(no_reference, unreadable, invalid).",
+            ("reason",),
+        )
+        drift.add_metric([*base, self.reference.reason], 1 if self.reference.reason == "ok" else 0)
+        yield drift
+        dropped = counter(
+            "vigil_monitoring_dropped", "Exchanges not monitored because the queue was full."
+        )
+        dropped.add_metric(base, self.dropped)
+        yield dropped
+        errors = counter("vigil_monitoring_errors", "Internal errors while monitoring a batch.")
+        errors.add_metric(base, self.errors)
+        yield errors
+        qlen = gauge("vigil_monitoring_queue_length", "Exchanges waiting to be monitored.")
+        qlen.add_metric(base, self.queue.qsize())
+        yield qlen

@@ -1,0 +1,290 @@
+"""Turn inference request/response bodies into feature columns and predictions.
+
+Pure functions, no I/O: they run in the monitoring task on a *copy* of the
+bodies after the client already has its answer. Any problem is reported as
+a violation kind (a metric label), never raised to the proxy.
+
+Supported payloads:
+
+* Open Inference Protocol v2: ``{"inputs": [{"name", "shape", "datatype",
+  "data"}]}``. One tensor of shape ``[N, F]`` maps its columns to the
+  reference's features in order; several tensors of shape ``[N]`` or
+  ``[N, 1]`` map by tensor name to feature name. Response: the first entry
+  of ``outputs``.
+* KServe V1: ``{"instances": [...]}`` (or ``"inputs"``), rows as lists (in
+  feature order) or objects (by feature name). Response ``{"predictions":
+  [...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ParsedInput",
+    "ParsedOutput",
+    "endpoint_of",
+    "parse_request",
+    "parse_response",
+]
+
+_V2_INFER = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+_V1_PREDICT = re.compile(r"^/v1/models/[^/:]+:predict$")
+
+# Violation kinds (label values of vigil_input_schema_violations_total).
+MALFORMED_JSON = "malformed_json"
+CONTENT_TYPE = "content_type"
+UNKNOWN_PAYLOAD = "unknown_payload"
+SHAPE = "shape"
+TYPE = "type"
+FEATURE_COUNT = "feature_count"
+
+
+def endpoint_of(protocol: str, method: str, path: str) -> str:
+    """``infer`` for the protocol's inference route, ``other`` for the rest.
+
+    For ``raw`` every POST counts as inference (the sidecar cannot know more).
+    """
+    if method != "POST":
+        return "other"
+    if protocol == "v2":
+        return "infer" if _V2_INFER.match(path) else "other"
+    if protocol == "v1":
+        return "infer" if _V1_PREDICT.match(path) else "other"
+    return "infer"
+
+
+@dataclass(slots=True)
+class ParsedInput:
+    """Feature columns (aligned with ``names``) of one request, or why not."""
+
+    rows: int = 0
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ParsedOutput:
+    """One prediction per row (class labels or numbers), or why not."""
+
+    values: list[Any] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+
+def _decode(body: bytes, content_type: str) -> tuple[Any, list[str]]:
+    violations: list[str] = []
+    if content_type and "json" not in content_type:
+        violations.append(CONTENT_TYPE)
+    try:
+        return json.loads(body), violations
+    except (ValueError, UnicodeDecodeError):
+        return None, [*violations, MALFORMED_JSON]
+
+
+def _size(shape: Any) -> int | None:
+    if not isinstance(shape, list) or not shape:
+        return None
+    total = 1
+    for dim in shape:
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+            return None
+        total *= dim
+    return total
+
+
+def _flatten(data: Any) -> list[Any]:
+    """Row-major flattening of nested lists (v2 allows nested ``data``)."""
+    if not isinstance(data, list) or not data or not isinstance(data[0], list):
+        return data if isinstance(data, list) else [data]
+    out: list[Any] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _v2_tensor(tensor: Any) -> tuple[list[Any] | None, list[int] | None, str | None]:
+    """(flat data, shape, violation) of one v2 tensor."""
+    if not isinstance(tensor, dict):
+        return None, None, UNKNOWN_PAYLOAD
+    shape = tensor.get("shape")
+    data = tensor.get("data")
+    total = _size(shape)
+    if total is None or data is None:
+        return None, None, SHAPE
+    flat = _flatten(data)
+    if len(flat) != total:
+        return None, None, SHAPE
+    return flat, shape, None
+
+
+def parse_request(
+    protocol: str, body: bytes, content_type: str, features: tuple[str, ...]
+) -> ParsedInput:
+    """Extract columns for ``features`` (model input order) from a request body."""
+    out = ParsedInput()
+    doc, out.violations = _decode(body, content_type)
+    if doc is None:
+        return out
+    if protocol == "v2":
+        _parse_v2_request(doc, features, out)
+    elif protocol == "v1":
+        _parse_v1_request(doc, features, out)
+    return out
+
+
+def _parse_v2_request(doc: Any, features: tuple[str, ...], out: ParsedInput) -> None:
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    if not isinstance(inputs, list) or not inputs:
+        out.violations.append(UNKNOWN_PAYLOAD)
+        return
+    nfeat = len(features)
+    if len(inputs) == 1:
+        flat, shape, bad = _v2_tensor(inputs[0])
+        if bad is not None or flat is None or shape is None:
+            out.violations.append(bad or SHAPE)
+            return
+        rows = shape[0]
+        width = (len(flat) // rows) if rows else 0
+        if len(shape) > 2:
+            out.violations.append(SHAPE)
+            return
+        if nfeat == 1 and (len(shape) == 1 or width == 1):
+            out.rows = rows
+            out.columns = {features[0]: flat}
+            return
+        if len(shape) == 1:
+            width = 1
+        if nfeat and width != nfeat:
+            out.rows = rows
+            out.violations.append(FEATURE_COUNT)
+            return
+        out.rows = rows
+        out.columns = {name: flat[i::width] for i, name in enumerate(features)}
+        return
+    # One tensor per feature, matched by name.
+    by_name: dict[str, list[Any]] = {}
+    rows: int | None = None
+    for tensor in inputs:
+        flat, shape, bad = _v2_tensor(tensor)
+        if bad is not None or flat is None or shape is None:
+            out.violations.append(bad or SHAPE)
+            return
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            out.violations.append(SHAPE)
+            return
+        if rows is not None and shape[0] != rows:
+            out.violations.append(SHAPE)
+            return
+        rows = shape[0]
+        by_name[str(tensor.get("name"))] = flat
+    out.rows = rows or 0
+    if nfeat and any(name not in by_name for name in features):
+        out.violations.append(FEATURE_COUNT)
+        return
+    out.columns = {name: by_name[name] for name in features}
+
+
+def _parse_v1_request(doc: Any, features: tuple[str, ...], out: ParsedInput) -> None:
+    instances = None
+    if isinstance(doc, dict):
+        instances = doc.get("instances", doc.get("inputs"))
+    if not isinstance(instances, list):
+        out.violations.append(UNKNOWN_PAYLOAD)
+        return
+    out.rows = len(instances)
+    if not features or not instances:
+        return
+    nfeat = len(features)
+    columns: list[list[Any]] = [[] for _ in features]
+    bad_count = False
+    for row in instances:
+        if isinstance(row, list):
+            if len(row) != nfeat:
+                bad_count = True
+                continue
+            for col, value in zip(columns, row, strict=True):
+                col.append(value)
+        elif isinstance(row, dict):
+            if any(name not in row for name in features):
+                bad_count = True
+                continue
+            for col, name in zip(columns, features, strict=True):
+                col.append(row[name])
+        elif nfeat == 1:
+            columns[0].append(row)
+        else:
+            bad_count = True
+    if bad_count:
+        out.violations.append(FEATURE_COUNT)
+    out.columns = dict(zip(features, columns, strict=True))
+
+
+def _reduce_rows(values: list[Any], shape: list[int], classification: bool) -> list[Any]:
+    """One prediction per row from an ``[N]``, ``[N, 1]`` or ``[N, C]`` output."""
+    if len(shape) <= 1 or (len(shape) == 2 and shape[1] == 1):
+        return values
+    rows, width = shape[0], (len(values) // shape[0] if shape[0] else 0)
+    out: list[Any] = []
+    for r in range(rows):
+        row = values[r * width : (r + 1) * width]
+        if classification:
+            try:
+                out.append(max(range(width), key=row.__getitem__))
+            except TypeError:
+                out.append(row[0])
+        else:
+            out.append(row[0])
+    return out
+
+
+def parse_response(
+    protocol: str, body: bytes, content_type: str, classification: bool
+) -> ParsedOutput:
+    """Extract one prediction per row from a response body.
+
+    A 2-D output ``[N, C]`` with ``C > 1`` (probabilities or scores) becomes
+    the arg-max index for classification and the first column otherwise.
+    """
+    out = ParsedOutput()
+    doc, out.violations = _decode(body, content_type)
+    if doc is None:
+        return out
+    if protocol == "v2":
+        outputs = doc.get("outputs") if isinstance(doc, dict) else None
+        if not isinstance(outputs, list) or not outputs:
+            out.violations.append(UNKNOWN_PAYLOAD)
+            return out
+        flat, shape, bad = _v2_tensor(outputs[0])
+        if bad is not None or flat is None or shape is None:
+            out.violations.append(bad or SHAPE)
+            return out
+        out.values = _reduce_rows(flat, shape, classification)
+    elif protocol == "v1":
+        preds = doc.get("predictions") if isinstance(doc, dict) else None
+        if not isinstance(preds, list):
+            out.violations.append(UNKNOWN_PAYLOAD)
+            return out
+        values: list[Any] = []
+        for p in preds:
+            if isinstance(p, list):
+                if not p:
+                    out.violations.append(SHAPE)
+                    return out
+                values.append(
+                    _reduce_rows(p, [1, len(p)], classification)[0] if len(p) > 1 else p[0]
+                )
+            elif isinstance(p, dict):
+                out.violations.append(TYPE)
+                return out
+            else:
+                values.append(p)
+        out.values = values
+    return out

@@ -1,0 +1,285 @@
+"""Shadow comparison: copy sampled requests to another revision, compare answers.
+
+The client's answer always comes from the local model. After it has been
+sent, a sampled copy of the request and the local response go on a bounded
+queue (full queue = counted drop); workers post the request to the target
+(another revision's service or pod) and compare the predictions row by row:
+classification agrees when the classes are equal, regression when the
+absolute difference is within ``tolerance``. Settings (target, revision,
+percent, ...) can change while running via :meth:`Shadow.configure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from vigil.profile.model import category_key
+from vigil.sidecar.config import ShadowSettings
+from vigil.sidecar.metrics import BASE_LABELS
+from vigil.sidecar.payload import parse_response
+
+__all__ = ["Shadow", "ShadowCopy", "compare_predictions"]
+
+log = logging.getLogger("vigil.sidecar")
+DIFF_BUCKETS = (1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 100.0)
+
+
+@dataclass(slots=True)
+class ShadowCopy:
+    """What a shadow worker needs: the request as sent and the local answer."""
+
+    method: str
+    target: str
+    content_type: str
+    body: bytes
+    local_response: bytes
+    local_content_type: str
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def compare_predictions(
+    local: list[Any], target: list[Any], classification: bool, tolerance: float
+) -> tuple[int, list[float]]:
+    """Agreeing rows and the absolute numeric differences (rows where both are numbers)."""
+    agree = 0
+    diffs: list[float] = []
+    for a, b in zip(local, target, strict=True):
+        na, nb = _number(a), _number(b)
+        if na is not None and nb is not None:
+            diffs.append(abs(na - nb))
+        if classification:
+            agree += int(category_key(a) == category_key(b))
+        elif na is not None and nb is not None:
+            agree += int(abs(na - nb) <= tolerance)
+        else:
+            agree += int(a == b)
+    return agree, diffs
+
+
+class Shadow:
+    """Shadow copier and its metrics (labelled with the target's revision)."""
+
+    def __init__(
+        self,
+        *,
+        protocol: str,
+        base: Mapping[str, str],
+        registry: CollectorRegistry,
+        classification: bool | None,
+        settings: ShadowSettings,
+    ) -> None:
+        self.protocol = protocol
+        self.base_values = tuple(base.values())
+        self.classification = classification
+        self.settings = settings
+        self.queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=settings.queue_size)
+        self._workers: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        labels = [*BASE_LABELS, "target_revision"]
+        self.requests = Counter(
+            "vigil_shadow_requests",
+            "Shadow copies by outcome: compared, target_error (non-2xx), unreachable, timeout, "
+            "unparseable, mismatch (different number of predictions).",
+            [*labels, "outcome"],
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "vigil_shadow_predictions",
+            "Predictions (rows) compared between this revision and the target.",
+            labels,
+            registry=registry,
+        )
+        self.agreements = Counter(
+            "vigil_shadow_agreements",
+            "Compared predictions that agree (same class; or within tolerance for regression).",
+            labels,
+            registry=registry,
+        )
+        self.difference = Histogram(
+            "vigil_shadow_abs_difference",
+            "Absolute difference |local - target| of numeric predictions.",
+            labels,
+            buckets=DIFF_BUCKETS,
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "vigil_shadow_dropped",
+            "Shadow copies dropped because the shadow queue was full.",
+            labels,
+            registry=registry,
+        )
+        self.target_duration = Histogram(
+            "vigil_shadow_target_duration_seconds",
+            "Latency of the shadow target's answers.",
+            labels,
+            registry=registry,
+        )
+        self.percent = Gauge(
+            "vigil_shadow_percent",
+            "Share of inference requests copied to the shadow target (0 = off).",
+            labels,
+            registry=registry,
+        )
+        self._publish_settings()
+
+    # ------------------------------------------------------------ settings
+
+    def _labels(self) -> tuple[str, ...]:
+        return (*self.base_values, self.settings.target_revision)
+
+    def _publish_settings(self) -> None:
+        self.percent.clear()
+        self.percent.labels(*self._labels()).set(
+            self.settings.percent if self.settings.enabled else 0
+        )
+
+    def configure(self, settings: ShadowSettings) -> None:
+        """Apply new settings at run time (queued copies keep their old target)."""
+        if settings == self.settings:
+            return
+        old = self.settings
+        self.settings = settings
+        self._publish_settings()
+        log.info(
+            "shadow settings: target=%s revision=%s percent=%s (was %s/%s/%s)",
+            settings.target or "-",
+            settings.target_revision or "-",
+            settings.percent,
+            old.target or "-",
+            old.target_revision or "-",
+            old.percent,
+        )
+        if settings.queue_size != old.queue_size:
+            fresh: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=settings.queue_size)
+            while not self.queue.empty() and not fresh.full():
+                fresh.put_nowait(self.queue.get_nowait())
+            self.queue = fresh
+        if self._workers and settings.concurrency != len(self._workers):
+            self._stop_workers()
+            self._start_workers()
+
+    # ------------------------------------------------------------ hot path
+
+    def wants(self) -> bool:
+        """Decide (by sampling) whether this request is copied."""
+        s = self.settings
+        return s.enabled and (s.percent >= 100.0 or random.random() * 100.0 < s.percent)
+
+    def submit(self, copy: ShadowCopy) -> None:
+        try:
+            self.queue.put_nowait(copy)
+        except asyncio.QueueFull:
+            self.dropped.labels(*self._labels()).inc()
+
+    # ------------------------------------------------------------ workers
+
+    def start(self) -> None:
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._worker(), name=f"vigil-shadow-{i}")
+            for i in range(self.settings.concurrency)
+        ]
+
+    def _stop_workers(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        self._workers = []
+
+    async def stop(self) -> None:
+        workers = self._workers
+        self._stop_workers()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64), auto_decompress=False
+            )
+        return self._session
+
+    async def _worker(self) -> None:
+        while True:
+            copy = await self.queue.get()
+            try:
+                await self._compare(copy)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("shadow comparison failed")
+                self.requests.labels(*self._labels(), "unparseable").inc()
+
+    async def _compare(self, copy: ShadowCopy) -> None:
+        s = self.settings
+        labels = self._labels()
+        if not s.enabled:
+            return
+        url = s.target.rstrip("/") + copy.target
+        headers = {"Content-Type": copy.content_type or "application/json", "X-Vigil-Shadow": "1"}
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(s.timeout_seconds):
+                async with self._client().request(
+                    copy.method, url, data=copy.body, headers=headers
+                ) as resp:
+                    body = await resp.read()
+                    status = resp.status
+                    rtype = resp.headers.get("Content-Type", "")
+        except TimeoutError:
+            self.requests.labels(*labels, "timeout").inc()
+            return
+        except (aiohttp.ClientError, OSError):
+            self.requests.labels(*labels, "unreachable").inc()
+            return
+        self.target_duration.labels(*labels).observe(time.perf_counter() - start)
+        if not 200 <= status < 300:
+            self.requests.labels(*labels, "target_error").inc()
+            return
+        classification = self.classification
+        local = parse_response(
+            self.protocol, copy.local_response, copy.local_content_type, bool(classification)
+        )
+        remote = parse_response(self.protocol, body, rtype, bool(classification))
+        if local.violations or remote.violations:
+            self.requests.labels(*labels, "unparseable").inc()
+            return
+        if len(local.values) != len(remote.values):
+            self.requests.labels(*labels, "mismatch").inc()
+            return
+        if classification is None:
+            # No reference: integral numbers and strings are class labels.
+            classification = all(
+                isinstance(v, str | bool) or (isinstance(v, int | float) and float(v).is_integer())
+                for v in local.values
+            )
+        agree, diffs = compare_predictions(local.values, remote.values, classification, s.tolerance)
+        self.requests.labels(*labels, "compared").inc()
+        self.predictions.labels(*labels).inc(len(local.values))
+        if agree:
+            self.agreements.labels(*labels).inc(agree)
+        hist = self.difference.labels(*labels)
+        for d in diffs:
+            hist.observe(d)

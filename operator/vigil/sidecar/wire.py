@@ -1,0 +1,259 @@
+"""Minimal HTTP/1.1 framing for the proxy's hot path.
+
+Why not a full HTTP library: the proxy must add well under a millisecond,
+and it never needs to understand most of a message. It only has to find
+where each message ends (Content-Length, chunked, or end of stream), decide
+whether the connection stays open, and forward the bytes unchanged. Both
+the request and the response are forwarded exactly as received; the decoded
+body is kept only as a copy for monitoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+__all__ = [
+    "BadMessage",
+    "BodyTooLarge",
+    "RequestHead",
+    "Response",
+    "error_response",
+    "parse_request_head",
+    "read_body",
+    "read_response",
+]
+
+MAX_HEADER_BYTES = 64 * 1024
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class BadMessage(Exception):
+    """The peer sent something that is not valid HTTP/1.x framing."""
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the configured limit (answered with 413)."""
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """What the proxy needs to know about a request; ``raw`` is forwarded as is."""
+
+    method: str
+    target: str
+    path: str
+    http10: bool
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    expect_continue: bool
+    content_type: str
+    shadow_copy: bool
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Response:
+    """An upstream response: ``head`` + ``raw_body`` are what the client gets."""
+
+    status: int
+    head: bytes
+    raw_body: bytes
+    body: bytes
+    keep_alive: bool
+
+
+def parse_request_head(raw: bytes) -> RequestHead:
+    """Parse a request head that ends with CRLF CRLF."""
+    lines = raw[:-4].split(b"\r\n")
+    try:
+        method_b, target_b, version = lines[0].split(b" ")
+    except ValueError as exc:
+        raise BadMessage("malformed request line") from exc
+    if not version.startswith(b"HTTP/1."):
+        raise BadMessage("unsupported HTTP version")
+    http10 = version == b"HTTP/1.0"
+    content_length: int | None = None
+    chunked = False
+    connection = b""
+    expect = False
+    content_type = ""
+    shadow_copy = False
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise BadMessage("malformed header line")
+        key = name.strip().lower()
+        if key == b"content-length":
+            try:
+                length = int(value)
+            except ValueError as exc:
+                raise BadMessage("bad Content-Length") from exc
+            if length < 0 or (content_length is not None and content_length != length):
+                raise BadMessage("bad Content-Length")
+            content_length = length
+        elif key == b"transfer-encoding":
+            codings = [c.strip() for c in value.lower().split(b",")]
+            if codings[-1] != b"chunked":
+                raise BadMessage("unsupported Transfer-Encoding")
+            chunked = True
+        elif key == b"connection":
+            connection = value.strip().lower()
+        elif key == b"expect":
+            expect = value.strip().lower() == b"100-continue"
+        elif key == b"content-type":
+            content_type = value.strip().decode("latin-1").lower()
+        elif key == b"x-vigil-shadow":
+            shadow_copy = True
+    if chunked:
+        content_length = None  # RFC 9112: Transfer-Encoding wins
+    keep_alive = (b"keep-alive" in connection) if http10 else (b"close" not in connection)
+    target = target_b.decode("latin-1")
+    path = target.split("?", 1)[0]
+    if expect:
+        # The proxy answers 100-continue itself; the upstream must not see it.
+        raw = (
+            b"\r\n".join(
+                [lines[0], *(h for h in lines[1:] if not h.lower().startswith(b"expect:"))]
+            )
+            + b"\r\n\r\n"
+        )
+    return RequestHead(
+        method=method_b.decode("latin-1"),
+        target=target,
+        path=path,
+        http10=http10,
+        content_length=content_length,
+        chunked=chunked,
+        keep_alive=keep_alive,
+        expect_continue=expect,
+        content_type=content_type,
+        shadow_copy=shadow_copy,
+        raw=raw,
+    )
+
+
+async def _read_chunked(reader: asyncio.StreamReader, limit: int | None) -> tuple[bytes, bytes]:
+    """Read a chunked body; returns (raw bytes as sent, decoded body)."""
+    raw = bytearray()
+    body = bytearray()
+    for _ in range(1_000_000):
+        line = await reader.readuntil(b"\r\n")
+        raw += line
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError as exc:
+            raise BadMessage("bad chunk size") from exc
+        if size == 0:
+            for _ in range(1000):  # trailers, up to the empty line
+                trailer = await reader.readuntil(b"\r\n")
+                raw += trailer
+                if trailer == b"\r\n":
+                    return bytes(raw), bytes(body)
+            raise BadMessage("too many trailers")
+        if limit is not None and len(body) + size > limit:
+            raise BodyTooLarge()
+        chunk = await reader.readexactly(size + 2)
+        if chunk[-2:] != b"\r\n":
+            raise BadMessage("bad chunk terminator")
+        raw += chunk
+        body += chunk[:-2]
+    raise BadMessage("too many chunks")
+
+
+async def read_body(
+    reader: asyncio.StreamReader, head: RequestHead, limit: int
+) -> tuple[bytes, bytes]:
+    """Read a request body; returns (raw bytes to forward, decoded body)."""
+    if head.chunked:
+        return await _read_chunked(reader, limit)
+    length = head.content_length or 0
+    if length > limit:
+        raise BodyTooLarge()
+    if length == 0:
+        return b"", b""
+    data = await reader.readexactly(length)
+    return data, data
+
+
+async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Response:
+    """Read one response from the upstream (1xx interim responses are skipped)."""
+    for _ in range(10):
+        raw_head = await reader.readuntil(b"\r\n\r\n")
+        if len(raw_head) < 12 or not raw_head.startswith(b"HTTP/1."):
+            raise BadMessage("malformed status line")
+        try:
+            status = int(raw_head[9:12])
+        except ValueError as exc:
+            raise BadMessage("malformed status code") from exc
+        if status >= 200 or status == 101:
+            break
+    else:
+        raise BadMessage("too many interim responses")
+    content_length: int | None = None
+    chunked = False
+    connection = b""
+    for line in raw_head[:-4].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        key = name.strip().lower()
+        if key == b"content-length":
+            try:
+                content_length = int(value)
+            except ValueError as exc:
+                raise BadMessage("bad Content-Length") from exc
+        elif key == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif key == b"connection":
+            connection = value.strip().lower()
+    http10 = raw_head.startswith(b"HTTP/1.0")
+    keep_alive = (b"keep-alive" in connection) if http10 else (b"close" not in connection)
+    if head_request or status in (204, 304) or status < 200:
+        return Response(status, raw_head, b"", b"", keep_alive)
+    if chunked:
+        raw, body = await _read_chunked(reader, None)
+        return Response(status, raw_head, raw, body, keep_alive)
+    if content_length is not None:
+        body = await reader.readexactly(content_length) if content_length else b""
+        return Response(status, raw_head, body, body, keep_alive)
+    body = await reader.read()  # delimited by the end of the connection
+    return Response(status, raw_head, body, body, False)
+
+
+def error_response(status: int, code: str, message: str, *, close: bool = False) -> bytes:
+    """A small JSON error from the sidecar itself (never from the model).
+
+    ``X-Vigil-Error`` carries a stable machine-readable reason so that a
+    client can tell the sidecar's answers from the model server's.
+    """
+    body = json.dumps({"error": message, "reason": code, "source": "vigil-sidecar"}).encode()
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Vigil-Error: {code}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def simple_response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
+    """A complete response for the sidecar's own endpoints."""
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body

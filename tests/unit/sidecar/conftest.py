@@ -1,0 +1,82 @@
+"""Fixtures: a tiny fake model server and an in-process sidecar, loopback only."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from sidecar_testkit import FEATURES, FakeModel
+
+from vigil.profile import build_profile
+from vigil.sidecar.config import Settings, ShadowSettings
+from vigil.sidecar.main import Sidecar
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[FakeModel]:
+    server = FakeModel()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def profile_path(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(0, 3, 2000), rng.normal(0, 1, 2000), rng.normal(5, 2, 2000)])
+    preds = (x[:, 0].astype(int)) % 3
+    profile = build_profile(
+        x, predictions=preds, feature_names=FEATURES, model_name="m", model_version="1"
+    )
+    path = tmp_path / "profile.json"
+    path.write_text(profile.to_json())
+    return path
+
+
+@pytest.fixture
+async def start_sidecar() -> AsyncIterator[Callable[..., Any]]:
+    """Factory: start an in-process sidecar on free loopback ports; stopped at the end."""
+    started: list[Sidecar] = []
+
+    async def factory(upstream: str, **overrides: Any) -> Sidecar:
+        shadow = overrides.pop("shadow", ShadowSettings())
+        settings = replace(
+            Settings(
+                model_name="m",
+                model_version="1",
+                revision="r1",
+                role="stable",
+                upstream=upstream,
+                listen_host="127.0.0.1",
+                listen_port=0,
+                metrics_host="127.0.0.1",
+                metrics_port=0,
+                drain_timeout_seconds=5.0,
+            ),
+            shadow=shadow,
+            **overrides,
+        )
+        sidecar = Sidecar.create(settings)
+        await sidecar.start()
+        started.append(sidecar)
+        return sidecar
+
+    try:
+        yield factory
+    finally:
+        for sidecar in started:
+            with contextlib.suppress(Exception):
+                await sidecar.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session

@@ -1,0 +1,163 @@
+"""Helpers for the sidecar unit tests: a tiny fake model server, scraping, bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from vigil.sidecar.main import Sidecar
+
+FEATURES = ["a", "b", "c"]
+
+
+def _predict(rows: list[list[Any]], offset: int = 0) -> list[int]:
+    """Deterministic 'model': class = int(a) mod 3 (+ offset)."""
+    out = []
+    for row in rows:
+        try:
+            out.append((int(float(row[0])) + offset) % 3)
+        except (TypeError, ValueError, IndexError):
+            out.append(0)
+    return out
+
+
+class FakeModel:
+    """A small aiohttp model server speaking v2 and v1 (and some misbehaviour)."""
+
+    def __init__(self, offset: int = 0) -> None:
+        self.offset = offset
+        self.ready = True
+        self.delay = 0.0
+        self.requests: list[bytes] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/v2/health/ready", self.health)
+        app.router.add_post("/v2/models/{name}/infer", self.v2)
+        app.router.add_post("/v2/models/{name}/versions/{v}/infer", self.v2)
+        app.router.add_get("/v1/models/{name}", self.health)
+        app.router.add_post("/v1/models/{name}:predict", self.v1)
+        app.router.add_post("/echo", self.echo)
+        app.router.add_get("/chunked", self.chunked)
+        app.router.add_get("/status/{code}", self.status)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ready": self.ready}, status=200 if self.ready else 503)
+
+    async def v2(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(body)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        try:
+            doc = json.loads(body)
+            tensor = doc["inputs"][0]
+            rows, width = tensor["shape"][0], tensor["shape"][1]
+            data = np.asarray(tensor["data"], dtype=object).reshape(rows, width).tolist()
+        except Exception as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        preds = _predict(data, self.offset)
+        return web.json_response(
+            {
+                "model_name": request.match_info["name"],
+                "outputs": [
+                    {
+                        "name": "predict",
+                        "shape": [len(preds), 1],
+                        "datatype": "INT64",
+                        "data": preds,
+                    }
+                ],
+            }
+        )
+
+    async def v1(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(body)
+        try:
+            rows = json.loads(body)["instances"]
+        except Exception as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"predictions": _predict(rows, self.offset)})
+
+    async def echo(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.Response(
+            body=body,
+            content_type="application/octet-stream",
+            headers={"X-Echo-Len": str(len(body))},
+        )
+
+    async def chunked(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for part in (b"hello ", b"chunked ", b"world"):
+            await resp.write(part)
+        await resp.write_eof()
+        return resp
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"code": request.match_info["code"]}, status=int(request.match_info["code"])
+        )
+
+
+def base(sidecar: Sidecar) -> str:
+    return f"http://127.0.0.1:{sidecar.proxy.port}"
+
+
+async def scrape(session: aiohttp.ClientSession, sidecar: Sidecar) -> dict[tuple, float]:
+    """Metrics as {(name, frozenset(labels)): value}."""
+    async with session.get(f"http://127.0.0.1:{sidecar.metrics_port}/metrics") as resp:
+        text = await resp.text()
+    out: dict[tuple, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(metrics: dict[tuple, float], name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in metrics.items() if n == name and want <= ls)
+
+
+async def settle(sidecar: Sidecar, timeout: float = 5.0) -> None:
+    """Wait until the monitoring and shadow queues are empty (bounded)."""
+    async with asyncio.timeout(timeout):
+        while not sidecar.monitor.queue.empty() or not sidecar.shadow.queue.empty():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+
+
+def v2_body(rows: list[list[Any]]) -> bytes:
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": rows}
+            ]
+        }
+    ).encode()
