@@ -108,12 +108,13 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     settings.networking.request_timeout = 60
 
 
-def login(runtime: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
+def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """Log in as kopf does (in-cluster service account, else kubeconfig), and share it."""
+    kwargs.pop("runtime", None)
     info = kopf.login_via_client(**kwargs)
     if info is None:
         return None
-    runtime.client = KubeClient(
+    state.client = KubeClient(
         Connection(
             server=info.server,
             ca_path=str(info.ca_path) if info.ca_path else None,
