@@ -195,6 +195,8 @@ def _shadow_from(doc: Any, base: ShadowSettings) -> ShadowSettings:
     values: dict[str, Any] = {}
     kinds = {f.name: f.type for f in fields(ShadowSettings)}
     for key, value in doc.items():
+        if value is None:
+            continue
         if key not in _SHADOW_KEYS:
             raise ConfigError(f"shadow.{key}: unknown key")
         attr = _SHADOW_KEYS[key]
@@ -216,7 +218,10 @@ def settings_from_mapping(doc: Mapping[str, Any], base: Settings | None = None) 
         if spec is None:
             raise ConfigError(f"{key}: unknown key")
         if isinstance(spec, str):
-            values[spec] = _coerce(key, value, str(_TYPES[spec]))
+            if value is not None:  # null = keep the default
+                values[spec] = _coerce(key, value, str(_TYPES[spec]))
+            continue
+        if value is None:
             continue
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected an object")
@@ -224,6 +229,8 @@ def settings_from_mapping(doc: Mapping[str, Any], base: Settings | None = None) 
             attr = spec.get(sub)
             if attr is None:
                 raise ConfigError(f"{key}.{sub}: unknown key")
+            if subvalue is None:
+                continue
             values[attr] = _coerce(f"{key}.{sub}", subvalue, str(_TYPES[attr]))
     settings = replace(base or Settings(), **values, shadow=shadow)
     validate(settings)
@@ -343,7 +350,15 @@ class SettingsWatcher:
         self._apply = apply
         self._on_error = on_error
         self._digest = self._read_digest()
-        self._last_error = ""
+        self._file_settings = self._read_file_settings()
+
+    def _read_file_settings(self) -> Settings | None:
+        if not self.settings.config_path:
+            return None
+        try:
+            return settings_from_mapping(read_document(self.settings.config_path), Settings())
+        except ConfigError:
+            return None
 
     def _read_digest(self) -> str:
         try:
@@ -366,12 +381,13 @@ class SettingsWatcher:
             self._on_error(str(exc))
             return False
         current = self.settings
+        previous = self._file_settings or Settings()
+        self._file_settings = fresh
         changed_static = [
             f.name
             for f in fields(Settings)
             if f.name not in ("shadow", "sample_percent", "log_level", "config_path")
-            and f.name not in OVERRIDES
-            and getattr(fresh, f.name) != getattr(current, f.name)
+            and getattr(fresh, f.name) != getattr(previous, f.name)
         ]
         if changed_static:
             log.warning(

@@ -101,8 +101,10 @@ class Sidecar:
         await self.proxy.start()
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
+        for path in ("/healthz", "/healthz/live"):
+            app.router.add_get(path, self._healthz)
+        for path in ("/readyz", "/healthz/ready"):
+            app.router.add_get(path, self._readyz)
         self.metrics_runner = web.AppRunner(app, access_log=None)
         await self.metrics_runner.setup()
         site = web.TCPSite(

@@ -7,9 +7,10 @@ two header scans, one write upstream, one write back and a few counter
 increments. Everything else (JSON parsing, binning, shadow copies) happens
 after the response is written, in background tasks fed by bounded queues.
 
-The proxy's own endpoints on the serving port are ``/vigil/healthz``
-(alive) and ``/vigil/readyz`` (ready when the model server is and the
-sidecar is not draining); everything else goes to the model server.
+The proxy's own endpoints on the serving port are ``/healthz/live``
+(alive) and ``/healthz/ready`` (ready when the model server is and the
+sidecar is not draining), with the aliases ``/vigil/healthz`` and
+``/vigil/readyz``; everything else goes to the model server.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from vigil.sidecar.wire import (
 __all__ = ["Proxy", "UpstreamError", "UpstreamPool"]
 
 log = logging.getLogger("vigil.sidecar")
-HEALTH_PATH = "/vigil/healthz"
-READY_PATH = "/vigil/readyz"
+#: Liveness and readiness on the serving port (the pod's probes use these).
+HEALTH_PATHS = frozenset({"/healthz/live", "/vigil/healthz"})
+READY_PATHS = frozenset({"/healthz/ready", "/vigil/readyz"})
 READY_CACHE_SECONDS = 1.0
 MAX_IDLE_UPSTREAM = 64
 
@@ -261,7 +263,7 @@ class Proxy:
             self.ops.observe("other", "rejected", 400, self.clock() - start, 0, 0)
             writer.write(error_response(400, "bad_request", str(exc), close=True))
             return False
-        if head.path.startswith("/vigil/"):
+        if head.path in HEALTH_PATHS or head.path in READY_PATHS:
             return await self._local(head, writer)
         endpoint = endpoint_of(self.settings.protocol, head.method, head.path)
         if head.expect_continue and (head.content_length or 0) <= self.settings.max_body_bytes:
@@ -351,13 +353,11 @@ class Proxy:
         raise UpstreamError("reset", 502, "model server closed the connection")  # pragma: no cover
 
     async def _local(self, head: RequestHead, writer: asyncio.StreamWriter) -> bool:
-        if head.path == HEALTH_PATH:
+        if head.path in HEALTH_PATHS:
             writer.write(simple_response(200, b'{"alive":true}'))
-        elif head.path == READY_PATH:
+        else:
             status, body = await self.readiness()
             writer.write(simple_response(status, body))
-        else:
-            writer.write(error_response(404, "not_found", "unknown sidecar endpoint"))
         await writer.drain()
         if head.content_length:
             return False  # a body we did not read: do not reuse the connection

@@ -1,0 +1,156 @@
+"""Settings: documented file schema, precedence, validation, run-time reload."""
+
+import json
+
+import pytest
+
+from vigil.sidecar.config import (
+    ConfigError,
+    Settings,
+    SettingsWatcher,
+    load_settings,
+    settings_from_mapping,
+)
+
+FULL = {
+    "model": {"name": "wine", "version": "3"},
+    "revision": "7f3c2a1",
+    "role": "candidate",
+    "protocol": "v1",
+    "upstream": {"url": "http://127.0.0.1:9000", "readinessPath": "/ready", "timeoutSeconds": 5},
+    "listen": {"host": "127.0.0.9", "port": 8001, "idleTimeoutSeconds": 30},
+    "metrics": {"host": "127.0.0.9", "port": 9091},
+    "limits": {"maxBodyBytes": 1000},
+    "monitoring": {
+        "referenceProfile": "/p.json",
+        "maxFeatures": 5,
+        "features": ["a"],
+        "samplePercent": 50,
+        "queueSize": 10,
+        "predictionWindowSeconds": 60,
+    },
+    "shadow": {
+        "target": "http://127.0.0.1:9100",
+        "targetRevision": "9b1e4d0",
+        "percent": 25,
+        "tolerance": 0.01,
+        "queueSize": 8,
+        "timeoutSeconds": 2,
+        "concurrency": 2,
+    },
+    "shutdown": {"delaySeconds": 1, "drainTimeoutSeconds": 3},
+    "reloadIntervalSeconds": 0.5,
+    "logLevel": "debug",
+}
+
+
+def test_every_documented_key_is_read():
+    s = settings_from_mapping(FULL)
+    assert (s.model_name, s.model_version, s.revision, s.role, s.protocol) == (
+        "wine",
+        "3",
+        "7f3c2a1",
+        "candidate",
+        "v1",
+    )
+    assert (s.upstream_host, s.upstream_port, s.effective_readiness_path) == (
+        "127.0.0.1",
+        9000,
+        "/ready",
+    )
+    assert (s.listen_host, s.listen_port, s.metrics_port, s.max_body_bytes) == (
+        "127.0.0.9",
+        8001,
+        9091,
+        1000,
+    )
+    assert (s.reference_profile, s.max_features, s.features, s.sample_percent) == (
+        "/p.json",
+        5,
+        ("a",),
+        50.0,
+    )
+    assert s.shadow.enabled and s.shadow.target_revision == "9b1e4d0" and s.shadow.percent == 25
+    assert (s.shutdown_delay_seconds, s.drain_timeout_seconds, s.log_level) == (1.0, 3.0, "debug")
+
+
+def test_defaults_match_the_pod_contract():
+    s = Settings()
+    assert (s.listen_host, s.listen_port, s.metrics_port) == ("0.0.0.0", 8000, 9090)
+    assert s.upstream == "http://127.0.0.1:8080" and s.protocol == "v2"
+    assert s.effective_readiness_path == "/v2/health/ready"
+    assert not s.shadow.enabled
+
+
+def test_null_means_default_and_shadow_null_disables():
+    s = settings_from_mapping({"upstream": {"readinessPath": None}, "shadow": None})
+    assert s.effective_readiness_path == "/v2/health/ready" and not s.shadow.enabled
+
+
+@pytest.mark.parametrize(
+    ("doc", "where"),
+    [
+        ({"modle": {}}, "modle"),
+        ({"model": {"nmae": "x"}}, "model.nmae"),
+        ({"protocol": "grpc"}, "protocol"),
+        ({"role": "canary"}, "role"),
+        ({"listen": {"port": "eighty"}}, "listen.port"),
+        ({"upstream": {"url": "https://x:1"}}, "upstream.url"),
+        ({"shadow": {"percent": 150, "target": "http://127.0.0.1:1"}}, "shadow.percent"),
+        ({"shadow": {"bogus": 1}}, "shadow.bogus"),
+        ({"monitoring": {"samplePercent": -1}}, "samplePercent"),
+    ],
+)
+def test_invalid_settings_name_the_offending_key(doc, where):
+    with pytest.raises(ConfigError, match=where):
+        settings_from_mapping(doc)
+
+
+def test_cli_beats_env_beats_file(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("listen:\n  host: 127.0.0.2\n  port: 8001\nmetrics:\n  port: 9001\n")
+    env = {"VIGIL_LISTEN_PORT": "8002", "VIGIL_METRICS_PORT": "9002"}
+    s = load_settings(str(path), {"metrics_port": 9003}, env)
+    assert (s.listen_host, s.listen_port, s.metrics_port) == ("127.0.0.2", 8002, 9003)
+    s2 = load_settings(None, {}, {"VIGIL_SIDECAR_CONFIG": str(path)})
+    assert s2.listen_port == 8001 and s2.config_path == str(path)
+
+
+def test_watcher_applies_runtime_keys_and_ignores_static_ones(tmp_path, caplog):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"revision": "a"}))
+    applied, errors = [], []
+    s = load_settings(str(path), {}, {})
+    watcher = SettingsWatcher(s, applied.append, errors.append)
+    assert watcher.check() is False
+    path.write_text(
+        json.dumps(
+            {
+                "revision": "b",
+                "shadow": {"target": "http://127.0.0.1:1", "targetRevision": "c2", "percent": 10},
+            }
+        )
+    )
+    assert watcher.check() is True
+    assert applied[-1].shadow.target_revision == "c2" and applied[-1].revision == "a"
+    assert "restart" in caplog.text and "revision" in caplog.text
+    path.write_text("{broken")
+    assert watcher.check() is False and errors and watcher.settings.shadow.percent == 10
+
+
+def test_watcher_follows_a_configmap_style_symlink_swap(tmp_path):
+    """Kubernetes updates mounts by re-pointing ..data; content is what counts."""
+    for name, pct in (("v1", 10), ("v2", 20)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "s.json").write_text(
+            json.dumps({"shadow": {"target": "http://127.0.0.1:1", "percent": pct}})
+        )
+    (tmp_path / "..data").symlink_to("v1")
+    (tmp_path / "s.json").symlink_to("..data/s.json")
+    applied = []
+    watcher = SettingsWatcher(
+        load_settings(str(tmp_path / "s.json"), {}, {}), applied.append, lambda m: None
+    )
+    (tmp_path / "..tmp").symlink_to("v2")
+    (tmp_path / "..tmp").rename(tmp_path / "..data")
+    assert watcher.check() and applied[-1].shadow.percent == 20

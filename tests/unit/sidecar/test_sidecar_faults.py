@@ -1,0 +1,154 @@
+"""Bad input and faults: clear answers, counted, and the sidecar keeps serving."""
+
+import asyncio
+import socket
+
+from sidecar_testkit import base, scrape, settle, v2_body, value
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_body_over_limit_gets_413_and_is_counted(model, start_sidecar, http):
+    sidecar = await start_sidecar(model.url, max_body_bytes=1000)
+    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=b"x" * 5000) as resp:
+        assert resp.status == 413
+        assert resp.headers["X-Vigil-Error"] == "body_too_large"
+    assert model.requests == []
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_rejected_requests_total", reason="body_too_large") == 1
+    assert value(m, "vigil_requests_total", outcome="rejected", code="413") == 1
+    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body([[1, 2, 3]])) as r:
+        assert r.status == 200
+
+
+async def test_malformed_json_gets_the_model_answer_and_is_counted(model, start_sidecar, http):
+    sidecar = await start_sidecar(model.url)
+    async with http.post(
+        f"{base(sidecar)}/v2/models/m/infer",
+        data=b"{oops",
+        headers={"Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 400
+        assert "bad request" in (await resp.json())["error"]
+        assert "X-Vigil-Error" not in resp.headers
+    await settle(sidecar)
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_input_schema_violations_total", kind="malformed_json") == 1
+    assert value(m, "vigil_requests_total", outcome="client_error", code="400") == 1
+
+
+async def test_wrong_content_type_is_counted(model, start_sidecar, http):
+    sidecar = await start_sidecar(model.url)
+    async with http.post(
+        f"{base(sidecar)}/v2/models/m/infer",
+        data=v2_body([[1, 2, 3]]),
+        headers={"Content-Type": "text/csv"},
+    ) as resp:
+        assert resp.status == 200
+    await settle(sidecar)
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_input_schema_violations_total", kind="content_type") == 1
+
+
+async def test_model_server_down_gives_503_counted_as_refused(start_sidecar, http):
+    sidecar = await start_sidecar(f"http://127.0.0.1:{_free_port()}")
+    for _ in range(3):
+        async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=b"{}") as resp:
+            assert resp.status == 503
+            assert resp.headers["X-Vigil-Error"] == "upstream_refused"
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_upstream_failures_total", reason="refused") == 3
+    assert value(m, "vigil_requests_total", outcome="upstream_error", code="503") == 3
+    async with http.get(f"{base(sidecar)}/healthz/ready") as resp:
+        assert resp.status == 503
+    async with http.get(f"{base(sidecar)}/healthz/live") as resp:
+        assert resp.status == 200
+
+
+async def test_slow_model_server_gives_504(model, start_sidecar, http):
+    model.delay = 2.0
+    sidecar = await start_sidecar(model.url, upstream_timeout_seconds=0.2)
+    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body([[1, 2, 3]])) as r:
+        assert r.status == 504
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_upstream_failures_total", reason="timeout") == 1
+
+
+async def _raw_upstream(behaviour):
+    async def handle(reader, writer):
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await behaviour(reader, writer)
+        except Exception:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_upstream_reset_and_garbage_give_502(start_sidecar, http):
+    async def close_midway(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+
+    async def garbage(reader, writer):
+        writer.write(b"this is not http\r\n\r\n")
+        await writer.drain()
+
+    for behaviour, reason in ((close_midway, "reset"), (garbage, "protocol")):
+        server, url = await _raw_upstream(behaviour)
+        try:
+            sidecar = await start_sidecar(url)
+            async with http.post(f"{base(sidecar)}/x", data=b"{}") as resp:
+                assert resp.status == 502
+                assert resp.headers["X-Vigil-Error"] == f"upstream_{reason}"
+            m = await scrape(http, sidecar)
+            assert value(m, "vigil_upstream_failures_total", reason=reason) == 1
+        finally:
+            server.close()
+
+
+async def test_malformed_http_from_client_gets_400_and_sidecar_survives(model, start_sidecar):
+    sidecar = await start_sidecar(model.url)
+    for junk in (
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno-colon-header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+        writer.write(junk)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400")
+        writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+    writer.write(b"GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+async def test_missing_or_invalid_reference_keeps_proxying_and_says_why(
+    model, start_sidecar, http, tmp_path, caplog
+):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "vigil.dev/reference-profile", "schemaVersion": 7}')
+    cases = (
+        ("", "no_reference"),
+        (str(tmp_path / "nope.json"), "unreadable"),
+        (str(bad), "invalid"),
+    )
+    for path, reason in cases:
+        sidecar = await start_sidecar(model.url, reference_profile=path)
+        async with http.post(
+            f"{base(sidecar)}/v2/models/m/infer", data=v2_body([[1, 2, 3]])
+        ) as resp:
+            assert resp.status == 200
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_drift_monitoring_enabled", reason=reason) == 0
+        assert value(m, "vigil_requests_total", outcome="success") == 1
+        assert f"drift monitoring is off ({reason})" in caplog.text

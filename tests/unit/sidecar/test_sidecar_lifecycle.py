@@ -1,0 +1,101 @@
+"""Readiness follows the model server; shutdown drains in-flight requests."""
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import aiohttp
+from sidecar_testkit import base, v2_body
+
+
+async def test_readiness_follows_the_model_server(model, start_sidecar, http):
+    sidecar = await start_sidecar(model.url)
+    for path in ("/healthz/ready", "/vigil/readyz"):
+        async with http.get(f"{base(sidecar)}{path}") as resp:
+            assert resp.status == 200
+    model.ready = False
+    await asyncio.sleep(1.1)  # readiness is cached for a second
+    async with http.get(f"{base(sidecar)}/healthz/ready") as resp:
+        assert resp.status == 503
+    async with http.get(f"http://127.0.0.1:{sidecar.metrics_port}/readyz") as resp:
+        assert resp.status == 503
+
+
+async def test_drain_finishes_in_flight_requests_and_refuses_new_ones(model, start_sidecar, http):
+    model.delay = 0.5
+    sidecar = await start_sidecar(model.url)
+    url = f"{base(sidecar)}/v2/models/m/infer"
+    pending = asyncio.ensure_future(http.post(url, data=v2_body([[1, 2, 3]])))
+    await asyncio.sleep(0.2)
+    assert sidecar.proxy.in_flight == 1
+    stopping = asyncio.ensure_future(sidecar.stop())
+    await asyncio.sleep(0.05)
+    async with http.get(f"http://127.0.0.1:{sidecar.metrics_port}/readyz") as resp:
+        assert resp.status == 503
+    resp = await pending
+    assert resp.status == 200
+    await resp.read()
+    await asyncio.wait_for(stopping, 5)
+    try:
+        async with aiohttp.ClientSession() as fresh:
+            await fresh.post(url, data=b"{}")
+        raise AssertionError("the drained sidecar still accepted a connection")
+    except aiohttp.ClientConnectionError:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_process_exits_cleanly_on_sigterm_after_draining(model, tmp_path):
+    model.delay = 0.5
+    port, mport = _free_port(), _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vigil.sidecar.main",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(mport),
+        "--upstream",
+        model.url,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "VIGIL_SIDECAR_CONFIG": ""},
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with asyncio.timeout(15):
+                while True:
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}/healthz/live") as r:
+                            if r.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.1)
+            pending = asyncio.ensure_future(
+                session.post(
+                    f"http://127.0.0.1:{port}/v2/models/m/infer", data=v2_body([[1, 2, 3]])
+                )
+            )
+            await asyncio.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            resp = await asyncio.wait_for(pending, 5)
+            assert resp.status == 200
+            await resp.read()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        err = (await proc.stderr.read()).decode()
+        assert "draining" in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,140 @@
+"""Shadow copies: agreement per target revision, bounded queue, run-time settings."""
+
+import asyncio
+import json
+
+import pytest
+from sidecar_testkit import FakeModel, base, scrape, settle, v2_body, value
+
+from vigil.sidecar.config import ShadowSettings, load_settings
+from vigil.sidecar.main import Sidecar
+from vigil.sidecar.shadow import compare_predictions
+
+ROWS = [[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]]
+
+
+@pytest.fixture
+async def other_model():
+    server = FakeModel(offset=1)  # disagrees on every row
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_identical_target_agrees_and_different_target_does_not(
+    model, other_model, start_sidecar, http, profile_path
+):
+    same = await start_sidecar(
+        model.url,
+        reference_profile=str(profile_path),
+        shadow=ShadowSettings(target=model.url, target_revision="same", percent=100),
+    )
+    diff = await start_sidecar(
+        model.url,
+        reference_profile=str(profile_path),
+        shadow=ShadowSettings(target=other_model.url, target_revision="other", percent=100),
+    )
+    for sidecar in (same, diff):
+        for _ in range(5):
+            async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)) as r:
+                assert r.status == 200
+                assert (await r.json())["outputs"][0]["data"] == [0, 1, 2]  # always local
+        await settle(sidecar)
+    m_same, m_diff = await scrape(http, same), await scrape(http, diff)
+    assert value(m_same, "vigil_shadow_predictions_total", target_revision="same") == 15
+    assert value(m_same, "vigil_shadow_agreements_total", target_revision="same") == 15
+    assert value(m_same, "vigil_shadow_requests_total", outcome="compared") == 5
+    assert value(m_diff, "vigil_shadow_predictions_total", target_revision="other") == 15
+    assert value(m_diff, "vigil_shadow_agreements_total", target_revision="other") == 0
+    assert value(m_diff, "vigil_shadow_abs_difference_count", target_revision="other") == 15
+    assert value(m_diff, "vigil_shadow_abs_difference_sum", target_revision="other") == 5 * (
+        1 + 1 + 2
+    )
+
+
+async def test_client_never_waits_on_a_slow_target(model, other_model, start_sidecar, http):
+    other_model.delay = 1.0
+    sidecar = await start_sidecar(
+        model.url,
+        shadow=ShadowSettings(
+            target=other_model.url, target_revision="slow", percent=100, timeout_seconds=5
+        ),
+    )
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)) as r:
+        assert r.status == 200
+    assert loop.time() - start < 0.5
+
+
+async def test_full_shadow_queue_drops_and_counts(model, start_sidecar, http):
+    sidecar = await start_sidecar(
+        model.url,
+        shadow=ShadowSettings(target=model.url, target_revision="t", percent=100, queue_size=1),
+    )
+    await sidecar.shadow.stop()  # no workers: the queue fills
+    for _ in range(4):
+        async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)):
+            pass
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_shadow_dropped_total", target_revision="t") == 3
+
+
+async def test_unreachable_target_is_counted(model, start_sidecar, http):
+    sidecar = await start_sidecar(
+        model.url,
+        shadow=ShadowSettings(target="http://127.0.0.1:9", target_revision="gone", percent=100),
+    )
+    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)) as r:
+        assert r.status == 200
+    await settle(sidecar)
+    await asyncio.sleep(0.2)
+    m = await scrape(http, sidecar)
+    assert (
+        value(m, "vigil_shadow_requests_total", target_revision="gone", outcome="unreachable") == 1
+    )
+
+
+async def test_settings_file_changes_shadow_at_run_time(model, other_model, http, tmp_path):
+    path = tmp_path / "sidecar.json"
+    doc = {
+        "model": {"name": "m", "version": "1"},
+        "revision": "r1",
+        "upstream": {"url": model.url},
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "reloadIntervalSeconds": 0.1,
+    }
+    path.write_text(json.dumps(doc))
+    sidecar = Sidecar.create(load_settings(str(path), {}, {}))
+    await sidecar.start()
+    try:
+        async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)):
+            pass
+        doc["shadow"] = {"target": other_model.url, "targetRevision": "cand", "percent": 100}
+        path.write_text(json.dumps(doc))
+        async with asyncio.timeout(5):
+            while not sidecar.shadow.settings.enabled:
+                await asyncio.sleep(0.05)
+        async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)):
+            pass
+        await settle(sidecar)
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_shadow_percent", target_revision="cand") == 100
+        assert value(m, "vigil_shadow_predictions_total", target_revision="cand") == 3
+        assert value(m, "vigil_settings_reloads_total", outcome="applied") == 1
+        doc["shadow"] = None
+        path.write_text(json.dumps(doc))
+        async with asyncio.timeout(5):
+            while sidecar.shadow.settings.enabled:
+                await asyncio.sleep(0.05)
+    finally:
+        await sidecar.stop()
+
+
+def test_compare_predictions_classification_and_regression():
+    assert compare_predictions([1, 2, "a"], [1.0, 3, "a"], True, 0) == (2, [0.0, 1.0])
+    agree, diffs = compare_predictions([1.0, 2.0], [1.05, 2.5], False, 0.1)
+    assert agree == 1 and diffs == pytest.approx([0.05, 0.5])
