@@ -93,7 +93,7 @@ OUTCOME_SUPERSEDED = "Superseded"
 OUTCOME_ABORTED = "Aborted"
 
 # How soon to look again when waiting on something no watch reports (a ConfigMap).
-RECHECK_SECONDS = 30.0
+RECHECK_SECONDS = 15.0
 
 
 @dataclass(frozen=True)

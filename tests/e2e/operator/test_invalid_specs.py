@@ -1,0 +1,202 @@
+"""Bad input: what the API server rejects (schema and CEL), what ends in a condition.
+
+Rejections need no operator: the CRD alone refuses them, with the field named.
+What the schema cannot see (a name too long for the children, a missing
+reference profile) is reported by the running operator as a condition and an
+Event, without touching anything that serves.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import Kube, OperatorProcess, wait_for
+
+VALID: dict[str, Any] = {
+    "apiVersion": "vigil.dev/v1alpha1",
+    "kind": "ModelDeployment",
+    "metadata": {"name": "bad"},
+    "spec": {
+        "model": {"version": "1"},
+        "server": {"image": "seldonio/mlserver:1.7.1-sklearn"},
+    },
+}
+
+
+def mutate(path: str, value: Any) -> dict[str, Any]:
+    """VALID with one field set (value DELETE removes it)."""
+    manifest = copy.deepcopy(VALID)
+    target = manifest
+    *parents, leaf = path.split(".")
+    for key in parents:
+        target = target.setdefault(key, {})
+    if value == "DELETE":
+        target.pop(leaf, None)
+    else:
+        target[leaf] = value
+    return manifest
+
+
+STEP = {"canary": {"weight": 20}}
+
+# (id, manifest, text the API server's message must contain: the field named)
+CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("missing-version", mutate("spec.model.version", "DELETE"), "spec.model.version"),
+    ("empty-version", mutate("spec.model.version", ""), "spec.model.version"),
+    ("bad-version-chars", mutate("spec.model.version", "v 1"), "spec.model.version"),
+    ("missing-image", mutate("spec.server.image", "DELETE"), "spec.server.image"),
+    ("image-with-space", mutate("spec.server.image", "my image"), "spec.server.image"),
+    ("missing-server", mutate("spec.server", "DELETE"), "spec.server"),
+    ("replicas-zero", mutate("spec.replicas", 0), "spec.replicas"),
+    ("replicas-huge", mutate("spec.replicas", 5000), "spec.replicas"),
+    ("port-out-of-range", mutate("spec.server.port", 70000), "spec.server.port"),
+    ("port-of-sidecar", mutate("spec.server.port", 8000), "spec.server.port"),
+    ("unknown-protocol", mutate("spec.server.protocol", "grpc"), "spec.server.protocol"),
+    (
+        "readiness-not-a-path",
+        mutate("spec.server.readinessPath", "health"),
+        "spec.server.readinessPath",
+    ),
+    ("uri-not-a-uri", mutate("spec.model.uri", "models/wine"), "spec.model.uri"),
+    ("config-bad-key", mutate("spec.config", {"bad key": "1"}), "spec.config"),
+    ("config-reserved-key", mutate("spec.config", {"STORAGE_URI": "x"}), "spec.config"),
+    (
+        "window-not-a-duration",
+        mutate("spec.monitoring.window", "5 minutes"),
+        "spec.monitoring.window",
+    ),
+    (
+        "drift-method-unknown",
+        mutate("spec.monitoring.drift", {"method": "kl"}),
+        "spec.monitoring.drift.method",
+    ),
+    (
+        "drift-warning-above-threshold",
+        mutate("spec.monitoring.drift", {"warning": 0.5, "threshold": 0.2}),
+        "spec.monitoring.drift.warning",
+    ),
+    (
+        "prometheus-without-url",
+        mutate("spec.monitoring.metrics", {"source": "prometheus"}),
+        "spec.monitoring.metrics.prometheusURL",
+    ),
+    (
+        "error-rate-above-one",
+        mutate("spec.monitoring.slo", {"maxErrorRate": 1.5}),
+        "spec.monitoring.slo.maxErrorRate",
+    ),
+    (
+        "reference-without-key",
+        mutate("spec.monitoring.reference", {"configMapKeyRef": {"name": "ref"}}),
+        "spec.monitoring.reference.configMapKeyRef.key",
+    ),
+    (
+        "step-with-two-kinds",
+        mutate(
+            "spec.rollout",
+            {"replacement": {"steps": [{"canary": {"weight": 20}, "shadow": {"percent": 50}}]}},
+        ),
+        "spec.rollout.replacement.steps[0]",
+    ),
+    (
+        "step-empty",
+        mutate("spec.rollout", {"tweak": {"steps": [{}]}}),
+        "spec.rollout.tweak.steps[0]",
+    ),
+    (
+        "canary-weight-100",
+        mutate("spec.rollout", {"replacement": {"steps": [{"canary": {"weight": 100}}]}}),
+        "spec.rollout.replacement.steps[0].canary.weight",
+    ),
+    (
+        "shadow-percent-zero",
+        mutate("spec.rollout", {"replacement": {"steps": [{"shadow": {"percent": 0}}]}}),
+        "spec.rollout.replacement.steps[0].shadow.percent",
+    ),
+    (
+        "env-value-and-valueFrom",
+        mutate(
+            "spec.server.env",
+            [
+                {
+                    "name": "A",
+                    "value": "1",
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                }
+            ],
+        ),
+        "spec.server.env[0]",
+    ),
+    ("unknown-field", mutate("spec.modle", {"version": "1"}), "modle"),
+]
+
+
+def test_there_are_at_least_fifteen_rejections() -> None:
+    assert len(CASES) >= 15
+
+
+@pytest.mark.parametrize(
+    ("manifest", "field"), [(m, f) for _, m, f in CASES], ids=[case_id for case_id, _, _ in CASES]
+)
+def test_api_server_rejects_invalid_spec_naming_the_field(
+    kube: Kube, vigil_installed: str, manifest: dict[str, Any], field: str
+) -> None:
+    result = kube.run("apply", "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    assert result.returncode != 0, f"accepted: {manifest}"
+    assert field in result.stderr, result.stderr
+    assert kube.get("md", "bad") is None
+
+
+def _condition(kube: Kube, name: str, kind: str) -> dict[str, Any] | None:
+    md = kube.get("md", name) or {}
+    for item in (md.get("status") or {}).get("conditions") or []:
+        if item["type"] == kind:
+            return item
+    return None
+
+
+def test_name_too_long_for_children_ends_in_a_condition_and_an_event(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    name = "a-model-deployment-name-that-is-far-too-long-for-its-children"
+    kube.apply(yaml.safe_dump(mutate("metadata.name", name)))
+    ready = wait_for(lambda: _condition(kube, name, "Ready"), timeout=30, what="a Ready condition")
+    assert ready["status"] == "False"
+    assert ready["reason"] == "InvalidSpec"
+    assert "at most 55" in ready["message"]
+    md = kube.get("md", name)
+    assert md is not None and md["status"]["phase"] == "Failed"
+    assert kube.items("deployments") == []
+    wait_for(lambda: kube.events("InvalidSpec"), timeout=15, what="an InvalidSpec Event")
+    operator.assert_no_errors()
+
+
+def test_missing_reference_profile_holds_until_it_appears(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    reference = {"configMapKeyRef": {"name": "wine-reference", "key": "profile.json"}}
+    kube.apply(yaml.safe_dump(mutate("spec.monitoring", {"reference": reference})))
+    ready = wait_for(
+        lambda: (c := _condition(kube, "bad", "Ready")) and c["reason"] != "Deploying" and c,
+        timeout=30,
+        what="a Ready condition",
+    )
+    assert ready["reason"] == "ReferenceNotFound", ready
+    assert "wine-reference" in ready["message"]
+    assert kube.items("deployments") == []
+    wait_for(lambda: kube.events("ReferenceNotFound"), timeout=15, what="the Event")
+
+    kube.run("create", "configmap", "wine-reference", "--from-literal=profile.json={}")
+    wait_for(
+        lambda: (c := _condition(kube, "bad", "Ready")) and c["status"] == "True",
+        timeout=60,
+        what="Ready once the reference ConfigMap exists",
+    )
+    (deployment,) = kube.items("deployments")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["reference"]["configMap"]["name"] == "wine-reference"
+    operator.assert_no_errors()

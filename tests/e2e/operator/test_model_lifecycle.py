@@ -1,0 +1,271 @@
+"""Issue 3 acceptance: a brand-new model, scaling, blue/green switch, restart, deletion.
+
+Each test has its own namespace and its own operator process, which runs
+with the vigil-operator ServiceAccount's token (manifests/rbac.yaml).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .conftest import ROOT, Kube, OperatorProcess, wait_for
+
+EXAMPLE = ROOT / "manifests" / "examples" / "new-model.yaml"
+MD_LABEL = "vigil.dev/model-deployment"
+
+
+def example(**changes: Any) -> dict[str, Any]:
+    manifest = yaml.safe_load(Path(EXAMPLE).read_text())
+    manifest = copy.deepcopy(manifest)
+    for path, value in changes.items():
+        target = manifest
+        *parents, leaf = path.split("__")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    return manifest
+
+
+def apply(kube: Kube, manifest: dict[str, Any]) -> None:
+    kube.apply(yaml.safe_dump(manifest))
+
+
+def status(kube: Kube, name: str = "wine") -> dict[str, Any]:
+    return (kube.get("md", name) or {}).get("status") or {}
+
+
+def condition(kube: Kube, kind: str, name: str = "wine") -> dict[str, Any] | None:
+    for item in status(kube, name).get("conditions") or []:
+        if item["type"] == kind:
+            return item
+    return None
+
+
+def children(kube: Kube, name: str = "wine") -> dict[str, list[dict[str, Any]]]:
+    selector = f"{MD_LABEL}={name}"
+    return {kind: kube.items(kind, selector) for kind in ("deployments", "services", "configmaps")}
+
+
+def wait_ready(kube: Kube, name: str = "wine", timeout: int = 60) -> None:
+    kube.run("wait", "--for=condition=Ready", f"md/{name}", f"--timeout={timeout}s")
+
+
+def resource_versions(kube: Kube, name: str = "wine") -> dict[str, str]:
+    versions = {}
+    for kind, items in children(kube, name).items():
+        for item in items:
+            versions[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+    md = kube.get("md", name)
+    assert md is not None
+    versions["md"] = md["metadata"]["resourceVersion"]
+    return versions
+
+
+def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    # PodSecurity "restricted": the model pods must be admitted under it.
+    kube.cluster.kubectl(
+        "label",
+        "namespace",
+        kube.namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "--overwrite",
+    )
+    manifest = example()
+    # A GitOps tool's tracking label on the parent must never reach the children.
+    manifest["metadata"]["labels"] = {"app.kubernetes.io/instance": "argocd-app"}
+    kube.run("apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+    wait_ready(kube)
+    md = kube.get("md", "wine")
+    assert md is not None
+    found = children(kube)
+    assert len(found["deployments"]) == 1
+    assert [item["metadata"]["name"] for item in found["services"]] == ["wine"]
+    revision = md["status"]["stable"]["revision"]
+    deployment = found["deployments"][0]
+    assert deployment["metadata"]["name"] == f"wine-{revision}"
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["server", "sidecar"]
+    assert containers[0]["image"] == "seldonio/mlserver:1.7.1-sklearn"
+    assert containers[1]["image"] == "ghcr.io/vigil-dev/vigil:e2e"
+    http_ports = [
+        (c["name"], p["containerPort"])
+        for c in containers
+        for p in c.get("ports", [])
+        if p.get("name") == "http"
+    ]
+    assert http_ports == [("sidecar", 8000)]
+    assert {cm["metadata"]["name"] for cm in found["configmaps"]} == {f"wine-{revision}-sidecar"}
+    settings = json.loads(found["configmaps"][0]["data"]["sidecar.json"])
+    assert settings["revision"] == revision
+    assert settings["model"] == {"name": "wine", "version": "1"}
+
+    service = found["services"][0]
+    assert service["spec"]["selector"] == {MD_LABEL: "wine", "vigil.dev/revision": revision}
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    for item in (deployment, service, found["configmaps"][0]):
+        labels = item["metadata"]["labels"]
+        assert "app.kubernetes.io/instance" not in labels
+        assert labels[MD_LABEL] == "wine"
+        assert "vigil.dev/role" in labels
+        (owner,) = item["metadata"]["ownerReferences"]
+        assert owner["uid"] == md["metadata"]["uid"]
+        assert owner["controller"] is True
+
+    # The pods were admitted under PodSecurity "restricted" and are Ready.
+    pods = kube.items("pods", f"{MD_LABEL}=wine")
+    assert len(pods) == 2
+
+    # Kopf keeps its bookkeeping in status, not in annotations.
+    annotations = md["metadata"].get("annotations") or {}
+    assert not [key for key in annotations if "kopf" in key]
+    assert "kopf" in md["status"]
+    assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
+    assert md["status"]["phase"] == "Healthy"
+    assert [entry["revision"] for entry in md["status"]["history"]] == [revision]
+    assert kube.events("Deployed")
+
+    # The columns and the documentation a newcomer sees.
+    table = kube.run("get", "md").stdout
+    header = table.splitlines()[0].split()
+    for column in ("MODEL", "VERSION", "PHASE", "READY", "ERROR", "RATE", "P95", "DRIFT", "AGE"):
+        assert column in header
+    assert "Healthy" in table
+    explain = kube.cluster.kubectl("explain", "md.spec.monitoring").stdout
+    assert "reference" in explain and "training-data profile" in explain
+    assert "window" in explain and "Sliding window" in explain
+
+    # The operator's own metrics moved.
+    metrics = operator.metrics()
+    assert metrics['vigil_operator_reconciles_total{outcome="changed"}'] >= 1
+    assert metrics["vigil_operator_reconcile_duration_seconds_count"] >= 1
+    assert metrics['vigil_operator_model_deployments{phase="Healthy"}'] == 1
+    operator.assert_no_errors()
+
+
+def test_replicas_scale_the_same_deployment_in_place(kube: Kube, operator: OperatorProcess) -> None:
+    apply(kube, example())
+    wait_ready(kube)
+    before = status(kube)["stable"]["revision"]
+
+    apply(kube, example(spec__replicas=4))
+    wait_for(
+        lambda: (
+            status(kube).get("stable", {}).get("readyReplicas") == 4
+            and condition(kube, "Ready")["status"] == "True"
+        ),
+        timeout=60,
+        what="4 ready replicas",
+    )
+    found = children(kube)
+    assert [d["metadata"]["name"] for d in found["deployments"]] == [f"wine-{before}"]
+    assert found["deployments"][0]["spec"]["replicas"] == 4
+    assert status(kube)["stable"]["revision"] == before
+    assert status(kube)["revision"] == before
+    assert len(status(kube)["history"]) == 1
+    assert kube.events("Scaled")
+    operator.assert_no_errors()
+
+
+def _ready_pods_behind_service(kube: Kube) -> tuple[str | None, int]:
+    service = kube.get("service", "wine")
+    if service is None:
+        return None, 0
+    selector = service["spec"]["selector"]
+    pods = kube.items("pods", ",".join(f"{k}={v}" for k, v in selector.items()))
+    ready = 0
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        for cond in pod.get("status", {}).get("conditions") or []:
+            if cond["type"] == "Ready" and cond["status"] == "True":
+                ready += 1
+    return selector.get("vigil.dev/revision"), ready
+
+
+def test_new_version_is_switched_blue_green_without_losing_ready_pods(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    apply(kube, example())
+    wait_ready(kube)
+    old = status(kube)["stable"]["revision"]
+
+    apply(kube, example(spec__model={"name": "wine", "version": "2", "uri": "s3://models/wine/2"}))
+    observations: list[tuple[str | None, int]] = []
+    deadline = time.monotonic() + 90
+    new = None
+    while time.monotonic() < deadline:
+        observations.append(_ready_pods_behind_service(kube))
+        current = status(kube)
+        stable = current.get("stable", {}).get("revision")
+        names = [d["metadata"]["name"] for d in children(kube)["deployments"]]
+        if stable and stable != old and names == [f"wine-{stable}"]:
+            new = stable
+            break
+        time.sleep(0.2)
+    assert new is not None, f"no switch within 90s: {status(kube)}"
+    observations.append(_ready_pods_behind_service(kube))
+    empty = [item for item in observations if item[1] == 0]
+    assert not empty, f"the Service selected no Ready pod at some observation: {observations}"
+    assert {revision for revision, _ in observations} <= {old, new}
+
+    wait_ready(kube)
+    final = status(kube)
+    assert final["stable"]["modelVersion"] == "2"
+    assert "candidate" not in final
+    history = [(entry["revision"], entry["outcome"]) for entry in final["history"]]
+    assert history == [(new, "Promoted"), (old, "Deployed")]
+    assert final["history"][0]["change"] == "replacement"
+    assert kube.events("Switched")
+    assert kube.get("configmap", f"wine-{old}-sidecar") is None
+    operator.assert_no_errors()
+
+
+def test_restarted_operator_changes_nothing(kube: Kube, operator: OperatorProcess) -> None:
+    apply(kube, example())
+    wait_ready(kube)
+    # Let the rollout's trailing events settle before taking the snapshot.
+    time.sleep(3)
+    versions = resource_versions(kube)
+    before = status(kube)
+
+    operator.stop()
+    operator.start()
+    wait_for(
+        lambda: (
+            operator.metrics().get('vigil_operator_reconciles_total{outcome="unchanged"}', 0) >= 1
+        ),
+        timeout=30,
+        what="the restarted operator to resume the ModelDeployment",
+    )
+    time.sleep(3)
+    assert resource_versions(kube) == versions
+    assert status(kube) == before
+    metrics = operator.metrics()
+    assert metrics['vigil_operator_reconciles_total{outcome="changed"}'] == 0
+    assert not [key for key in metrics if key.startswith("vigil_operator_writes_total")]
+    operator.assert_no_errors()
+
+
+def test_deleting_the_model_deployment_garbage_collects_every_child(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    apply(kube, example())
+    wait_ready(kube)
+    assert all(children(kube).values())
+
+    kube.run("delete", "md/wine", "--wait=true", "--timeout=60s")
+    wait_for(
+        lambda: not any(children(kube).values()) and not kube.items("pods", f"{MD_LABEL}=wine"),
+        timeout=60,
+        what="garbage collection of the Deployments, Service, ConfigMaps and pods",
+    )
+    operator.assert_no_errors()
