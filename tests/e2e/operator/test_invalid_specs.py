@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from .conftest import Kube, OperatorProcess, wait_for
+from operator_e2e import Kube, OperatorProcess, wait_for
 
 VALID: dict[str, Any] = {
     "apiVersion": "vigil.dev/v1alpha1",

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from .conftest import ROOT, Kube, OperatorProcess, wait_for
+from operator_e2e import ROOT, Kube, OperatorProcess, wait_for
 
 EXAMPLE = ROOT / "manifests" / "examples" / "new-model.yaml"
 MD_LABEL = "vigil.dev/model-deployment"
