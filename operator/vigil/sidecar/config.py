@@ -92,6 +92,7 @@ class Settings:
     drain_timeout_seconds: float = 20.0
     reload_interval_seconds: float = 2.0
     log_level: str = "info"
+    event_loop: str = "auto"
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     config_path: str = ""
 
@@ -150,6 +151,7 @@ _SCHEMA: dict[str, dict[str, str] | str] = {
     },
     "reloadIntervalSeconds": "reload_interval_seconds",
     "logLevel": "log_level",
+    "eventLoop": "event_loop",
 }
 _SHADOW_KEYS = {
     "target": "target",
@@ -259,6 +261,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("monitoring.queueSize: must be >= 1")
     if s.prediction_window_seconds <= 0:
         raise ConfigError("monitoring.predictionWindowSeconds: must be positive")
+    if s.event_loop not in ("auto", "uvloop", "asyncio"):
+        raise ConfigError("eventLoop: auto, uvloop or asyncio")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("logLevel: debug, info, warning or error")
     sh = s.shadow
@@ -305,6 +309,7 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "max_body_bytes": ("--max-body-bytes", "VIGIL_MAX_BODY_BYTES"),
     "max_features": ("--max-features", "VIGIL_MAX_FEATURES"),
     "log_level": ("--log-level", "VIGIL_LOG_LEVEL"),
+    "event_loop": ("--event-loop", "VIGIL_EVENT_LOOP"),
 }
 
 

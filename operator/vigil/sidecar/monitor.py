@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,54 +69,84 @@ def load_reference(path: str) -> ReferenceState:
         return ReferenceState(None, reason, str(exc))
 
 
+#: Below this many values per feature, pure-Python bisect beats NumPy's call overhead.
+SMALL_BATCH = 48
+
+
 class _NumericCounts:
     """Live counts of one numeric feature against its reference bins."""
 
     def __init__(self, profile: FeatureProfile) -> None:
         assert profile.edges is not None
         self.edges = np.asarray(profile.edges, dtype=np.float64)
-        self.bins = np.zeros(self.edges.size + 1, dtype=np.int64)
+        self.edge_list = [float(e) for e in profile.edges]
+        self.bins = [0] * (self.edges.size + 1)
         self.missing = 0
         self.out_of_range = 0
         self.type_errors = 0
 
     def add(self, values: list[Any]) -> None:
+        if len(values) <= SMALL_BATCH:
+            self._add_small(values)
+        else:
+            self._add_large(values)
+
+    def _add_small(self, values: list[Any]) -> None:
+        """Same rule as :func:`vigil.core.drift.bin_index`, one value at a time."""
+        edges = self.edge_list
+        last = edges[-1]
+        top = len(edges) - 1
+        bins = self.bins
+        for v in values:
+            t = type(v)
+            if t is float or t is int:
+                f: float | None = float(v)
+            else:
+                f = _to_float(v)
+                if f is None:
+                    self.type_errors += 1
+                    continue
+            assert f is not None
+            if f != f:  # NaN: missing
+                self.missing += 1
+                continue
+            i = top if f == last else bisect_right(edges, f)
+            bins[i] += 1
+            if i == 0 or i == top + 1:
+                self.out_of_range += 1
+
+    def _add_large(self, values: list[Any]) -> None:
         try:
             arr = np.asarray(values, dtype=np.float64)
             if arr.ndim != 1:
                 raise ValueError
         except (TypeError, ValueError):
-            arr = np.asarray([_to_float(v) for v in values], dtype=np.float64)
-            bad = np.isinf(arr) & (arr < 0)  # marker for values that are not numbers
-            self.type_errors += int(np.count_nonzero(bad))
-            arr = arr[~bad]
+            floats = [_to_float(v) for v in values]
+            self.type_errors += sum(1 for f in floats if f is None)
+            arr = np.asarray([f for f in floats if f is not None], dtype=np.float64)
         nan = np.isnan(arr)
         self.missing += int(np.count_nonzero(nan))
         present = arr[~nan]
         if present.size == 0:
             return
-        counts = np.bincount(bin_index(present, self.edges), minlength=self.bins.size)
-        self.bins += counts
-        self.out_of_range += int(counts[0] + counts[-1])
+        counts = np.bincount(bin_index(present, self.edges), minlength=len(self.bins)).tolist()
+        for i, n in enumerate(counts):
+            self.bins[i] += n
+        self.out_of_range += counts[0] + counts[-1]
 
 
-_NOT_A_NUMBER = float("-inf")
-
-
-def _to_float(value: Any) -> float:
-    """Float of a JSON value; None -> NaN (missing); anything else odd -> -inf."""
+def _to_float(value: Any) -> float | None:
+    """Float of a JSON value: None/null -> NaN (missing); not a number -> None."""
     if value is None:
         return math.nan
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
+    if isinstance(value, bool | int | float):
         return float(value)
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            return _NOT_A_NUMBER
-    return _NOT_A_NUMBER
+            return None
+    return None
 
 
 class _CategoryCounts:
@@ -325,11 +356,10 @@ class Monitor(Collector):
         ]
         if not numbers:
             return
-        arr = np.asarray(numbers)
-        self.pred_count += arr.size
-        self.pred_sum += float(arr.sum())
-        self.pred_sumsq += float(np.dot(arr, arr))
-        self.window.add(float(arr.min()), float(arr.max()))
+        self.pred_count += len(numbers)
+        self.pred_sum += math.fsum(numbers)
+        self.pred_sumsq += math.fsum(x * x for x in numbers)
+        self.window.add(min(numbers), max(numbers))
 
     # ------------------------------------------------------------ exposition
 
@@ -382,7 +412,7 @@ class Monitor(Collector):
         )
         for name, c in self.counters.items():
             if isinstance(c, _NumericCounts):
-                for i, n in enumerate(c.bins.tolist()):
+                for i, n in enumerate(c.bins):
                     fbin.add_metric([*base, name, str(i)], n)
             else:
                 for label, n in c.counts.items():
@@ -405,7 +435,7 @@ class Monitor(Collector):
             for label, n in p.counts.items():
                 pclass.add_metric([*base, label], n)
         elif isinstance(p, _NumericCounts):
-            for i, n in enumerate(p.bins.tolist()):
+            for i, n in enumerate(p.bins):
                 pbin.add_metric([*base, str(i)], n)
         yield pclass
         yield pbin
