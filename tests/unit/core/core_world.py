@@ -1,0 +1,144 @@
+"""A tiny in-memory stand-in for the API server and the Deployment controller.
+
+Only for unit tests of the pure decision: it stores what a plan applies,
+removes what it deletes, and lets a test say "these pods became ready" or
+"this Deployment gave up". The real behaviour is covered by the e2e suite.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from typing import Any
+
+from vigil.core.desired import Owner
+from vigil.core.reconcile import Apply, Delete, Observation, Plan, decide
+from vigil.core.status import status_patch
+
+OWNER = Owner(name="wine", namespace="ml", uid="uid-wine")
+SIDECAR = "ghcr.io/vigil-dev/vigil:test"
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def spec(version: str = "1", replicas: int = 2, **extra: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "model": {"name": "wine", "version": version},
+        "server": {"image": "seldonio/mlserver:1.7.1-sklearn"},
+        "replicas": replicas,
+    }
+    value.update(extra)
+    return value
+
+
+class World:
+    """The objects of one ModelDeployment and its status, as the API server would hold them."""
+
+    def __init__(self, owner: Owner = OWNER) -> None:
+        self.owner = owner
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.status: dict[str, Any] = {}
+        self.generation = 1
+        self.spec: dict[str, Any] = spec()
+        self.now = T0
+        self.reference_found = True
+        self.status_writes = 0
+
+    # -- the user -------------------------------------------------------------
+    def set_spec(self, value: dict[str, Any]) -> None:
+        self.spec = value
+        self.generation += 1
+
+    # -- the operator ---------------------------------------------------------
+    def observe(self) -> Observation:
+        def of(kind: str) -> list[dict[str, Any]]:
+            return [copy.deepcopy(obj) for (k, _), obj in self.objects.items() if k == kind]
+
+        service = self.objects.get(("Service", self.owner.name))
+        return Observation(
+            owner=self.owner,
+            generation=self.generation,
+            spec=copy.deepcopy(self.spec),
+            status=copy.deepcopy(self.status),
+            deployments=of("Deployment"),
+            service=copy.deepcopy(service) if service else None,
+            configmaps=of("ConfigMap"),
+            reference_found=self.reference_found,
+            now=self.now,
+            sidecar_image=SIDECAR,
+        )
+
+    def reconcile(self, advance: float = 1.0) -> Plan:
+        """Decide, then carry out the plan as the operator layer would."""
+        self.now += datetime.timedelta(seconds=advance)
+        plan = decide(self.observe())
+        for action in plan.actions:
+            if isinstance(action, Apply):
+                self._apply(action.manifest)
+            elif isinstance(action, Delete):
+                self.objects.pop((action.kind, action.name), None)
+        patch = status_patch(self.status, plan.status)
+        if patch is not None:
+            self.status_writes += 1
+            for key, value in patch.items():
+                if value is None:
+                    self.status.pop(key, None)
+                else:
+                    self.status[key] = value
+        return plan
+
+    def _apply(self, manifest: Any) -> None:
+        key = (str(manifest["kind"]), str(manifest["metadata"]["name"]))
+        new = copy.deepcopy(dict(manifest))
+        old = self.objects.get(key)
+        if new["kind"] == "Deployment":
+            generation = 1
+            if old is not None:
+                generation = old["metadata"]["generation"]
+                if old["spec"] != new["spec"]:
+                    generation += 1
+            new["metadata"]["generation"] = generation
+            new["status"] = copy.deepcopy(old.get("status", {})) if old else {}
+        self.objects[key] = new
+
+    # -- the Deployment controller ----------------------------------------------
+    def deployment(self, revision: str) -> dict[str, Any] | None:
+        return self.objects.get(("Deployment", f"{self.owner.name}-{revision}"))
+
+    def pods_ready(self, revision: str, ready: int | None = None) -> None:
+        deployment = self.deployment(revision)
+        assert deployment is not None, f"no Deployment for {revision}"
+        replicas = deployment["spec"]["replicas"]
+        count = replicas if ready is None else ready
+        deployment["status"] = {
+            "observedGeneration": deployment["metadata"]["generation"],
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": count,
+            "availableReplicas": count,
+        }
+
+    def deadline_exceeded(self, revision: str) -> None:
+        deployment = self.deployment(revision)
+        assert deployment is not None
+        deployment.setdefault("status", {})["conditions"] = [
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "x" has timed out progressing.',
+            }
+        ]
+
+    # -- reading ----------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(name for (k, name) in self.objects if k == kind)
+
+    def service_revision(self) -> str | None:
+        service = self.objects.get(("Service", self.owner.name))
+        return None if service is None else service["spec"]["selector"]["vigil.dev/revision"]
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        for item in self.status.get("conditions", []):
+            if item["type"] == kind:
+                return item
+        raise AssertionError(f"no {kind} condition in {self.status}")

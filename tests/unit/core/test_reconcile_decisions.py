@@ -1,0 +1,363 @@
+"""The reconcile decision, scenario by scenario (new, scale, blue/green, failures, bad input)."""
+
+from __future__ import annotations
+
+import pytest
+from core_world import World, spec
+
+from vigil.core.reconcile import Apply, Delete, decide
+
+
+def converged_world(version: str = "1", replicas: int = 2) -> World:
+    world = World()
+    world.spec = spec(version, replicas)
+    world.reconcile()
+    world.pods_ready(world.status["stable"]["revision"])
+    world.reconcile()
+    return world
+
+
+def kinds(plan) -> list[tuple[str, str, str]]:
+    return [("apply" if isinstance(a, Apply) else "delete", a.kind, a.name) for a in plan.actions]
+
+
+class TestBrandNewModel:
+    def test_creates_settings_then_deployment_then_service(self) -> None:
+        world = World()
+        plan = world.reconcile()
+        revision = world.status["revision"]
+        assert kinds(plan) == [
+            ("apply", "ConfigMap", f"wine-{revision}-sidecar"),
+            ("apply", "Deployment", f"wine-{revision}"),
+            ("apply", "Service", "wine"),
+        ]
+        assert [e.reason for e in plan.events] == ["Deployed"]
+        assert world.service_revision() == revision
+
+    def test_status_is_pending_until_the_deployment_reports(self) -> None:
+        world = World()
+        world.reconcile()
+        assert world.status["phase"] == "Pending"
+        assert world.condition("Ready")["status"] == "False"
+        assert world.condition("Ready")["reason"] == "Deploying"
+        assert world.condition("Progressing")["status"] == "True"
+        assert world.status["observedGeneration"] == 1
+        assert world.status["stable"]["readyReplicas"] == 0
+        (entry,) = world.status["history"]
+        assert (entry["change"], entry["outcome"]) == ("new", "Deployed")
+
+    def test_deploying_while_pods_start(self) -> None:
+        world = World()
+        world.reconcile()
+        world.pods_ready(world.status["revision"], ready=1)
+        world.reconcile()
+        assert world.status["phase"] == "Progressing"
+        assert world.condition("Ready")["reason"] == "Deploying"
+        assert "1/2" in world.condition("Ready")["message"]
+
+    def test_becomes_healthy_and_ready_when_available(self) -> None:
+        world = converged_world()
+        assert world.status["phase"] == "Healthy"
+        assert world.condition("Ready")["status"] == "True"
+        assert world.condition("Progressing")["status"] == "False"
+        assert world.condition("Progressing")["reason"] == "Complete"
+        assert world.status["stable"]["readyReplicas"] == 2
+
+    def test_a_deployment_that_never_comes_fails_with_its_reason(self) -> None:
+        world = World()
+        world.reconcile()
+        revision = world.status["revision"]
+        world.pods_ready(revision, ready=0)
+        world.deadline_exceeded(revision)
+        plan = world.reconcile()
+        assert world.status["phase"] == "Failed"
+        assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
+        assert "timed out" in world.condition("Ready")["message"]
+        assert [e.reason for e in plan.events] == ["DeployFailed"]
+        assert plan.events[0].warning
+        assert world.reconcile().events == []  # reported once, not on every reconcile
+
+
+class TestNothingChanged:
+    def test_no_write_no_event_no_status_patch(self) -> None:
+        world = converged_world()
+        writes = world.status_writes
+        plan = world.reconcile(advance=3600)
+        assert plan.actions == []
+        assert plan.events == []
+        assert world.status_writes == writes
+
+    def test_timestamps_are_kept(self) -> None:
+        world = converged_world()
+        since = world.status["stable"]["since"]
+        transition = world.condition("Ready")["lastTransitionTime"]
+        world.reconcile(advance=3600)
+        assert world.status["stable"]["since"] == since
+        assert world.condition("Ready")["lastTransitionTime"] == transition
+
+    def test_a_lost_status_is_rebuilt_from_the_service_without_recreating(self) -> None:
+        world = converged_world()
+        revision = world.status["revision"]
+        world.status = {}
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert plan.events == []
+        assert world.status["stable"]["revision"] == revision
+        assert world.status["history"][0]["reason"] == "found serving live traffic"
+
+    def test_a_deleted_deployment_is_recreated(self) -> None:
+        world = converged_world()
+        revision = world.status["revision"]
+        del world.objects[("Deployment", f"wine-{revision}")]
+        plan = world.reconcile()
+        assert ("apply", "Deployment", f"wine-{revision}") in kinds(plan)
+        assert [e.reason for e in plan.events] == ["Deployed"]
+
+    def test_a_manual_scale_is_undone(self) -> None:
+        world = converged_world()
+        revision = world.status["revision"]
+        world.deployment(revision)["spec"]["replicas"] = 7
+        plan = world.reconcile()
+        assert kinds(plan) == [("apply", "Deployment", f"wine-{revision}")]
+        assert world.deployment(revision)["spec"]["replicas"] == 2
+
+    def test_objects_being_deleted_are_not_counted(self) -> None:
+        world = converged_world()
+        world.objects[("Deployment", "wine-0ld0ld0")] = {
+            "kind": "Deployment",
+            "metadata": {
+                "name": "wine-0ld0ld0",
+                "labels": {"vigil.dev/revision": "0ld0ld0"},
+                "deletionTimestamp": "2026-01-01T00:00:00Z",
+            },
+            "spec": {"replicas": 1},
+        }
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert plan.events == []
+
+
+class TestScaling:
+    def test_replicas_scale_the_same_deployment_in_place(self) -> None:
+        world = converged_world(replicas=2)
+        revision = world.status["revision"]
+        world.set_spec(spec("1", replicas=4))
+        plan = world.reconcile()
+        assert kinds(plan) == [("apply", "Deployment", f"wine-{revision}")]
+        assert world.deployment(revision)["spec"]["replicas"] == 4
+        assert world.status["revision"] == revision
+        assert [e.reason for e in plan.events] == ["Scaled"]
+        assert "from 2 to 4" in plan.events[0].message
+        assert world.condition("Ready")["reason"] == "Scaling"
+        assert world.status["phase"] == "Progressing"
+        world.pods_ready(revision)
+        world.reconcile()
+        assert world.status["phase"] == "Healthy"
+        assert world.status["stable"]["replicas"] == 4
+        assert len(world.status["history"]) == 1
+
+    def test_scaling_down_is_ready_at_once(self) -> None:
+        world = converged_world(replicas=4)
+        revision = world.status["revision"]
+        world.set_spec(spec("1", replicas=2))
+        world.reconcile()
+        world.deployment(revision)["status"]["observedGeneration"] += 1
+        world.reconcile()
+        assert world.condition("Ready")["status"] == "True"
+
+
+class TestBlueGreen:
+    def test_new_version_starts_a_candidate_and_keeps_traffic_on_stable(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        plan = world.reconcile()
+        new = world.status["revision"]
+        assert new != old
+        assert kinds(plan) == [
+            ("apply", "ConfigMap", f"wine-{new}-sidecar"),
+            ("apply", "Deployment", f"wine-{new}"),
+        ]
+        assert world.service_revision() == old
+        assert [e.reason for e in plan.events] == ["RolloutStarted"]
+        candidate = world.status["candidate"]
+        assert candidate["revision"] == new
+        assert candidate["change"] == "replacement"
+        assert candidate["modelVersion"] == "2"
+        assert world.status["stable"]["revision"] == old
+        assert world.status["phase"] == "Progressing"
+        assert world.condition("Ready")["reason"] == "RolloutInProgress"
+        assert world.condition("Progressing")["status"] == "True"
+        role = world.deployment(new)["metadata"]["labels"]["vigil.dev/role"]
+        assert role == "candidate"
+
+    def test_service_does_not_move_to_a_partly_ready_candidate(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        world.pods_ready(world.status["revision"], ready=1)
+        plan = world.reconcile()
+        assert world.service_revision() == old
+        assert not any(isinstance(a, Delete) for a in plan.actions)
+
+    def test_switch_moves_the_service_before_deleting_the_old_revision(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        new = world.status["revision"]
+        world.pods_ready(new)
+        plan = world.reconcile()
+        order = kinds(plan)
+        assert order.index(("apply", "Service", "wine")) < order.index(
+            ("delete", "Deployment", f"wine-{old}")
+        )
+        assert ("delete", "ConfigMap", f"wine-{old}-sidecar") in order
+        assert world.service_revision() == new
+        assert world.names("Deployment") == [f"wine-{new}"]
+        assert [e.reason for e in plan.events] == ["Switched"]
+        assert world.status["stable"]["revision"] == new
+        assert "candidate" not in world.status
+        assert world.status["phase"] == "Healthy"
+        history = [(h["revision"], h["outcome"]) for h in world.status["history"]]
+        assert history == [(new, "Promoted"), (old, "Deployed")]
+        assert world.deployment(new)["metadata"]["labels"]["vigil.dev/role"] == "stable"
+        settings = world.objects[("ConfigMap", f"wine-{new}-sidecar")]["data"]["sidecar.json"]
+        assert '"role": "stable"' in settings
+        assert world.reconcile().actions == []
+
+    def test_a_config_change_is_a_tweak(self) -> None:
+        world = converged_world()
+        world.set_spec(spec("1", config={"MLSERVER_PARALLEL_WORKERS": "0"}))
+        world.reconcile()
+        assert world.status["candidate"]["change"] == "tweak"
+
+    def test_a_failed_candidate_leaves_stable_serving(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2", server={"image": "broken:latest"}))
+        world.reconcile()
+        new = world.status["revision"]
+        world.pods_ready(new, ready=0)
+        world.deadline_exceeded(new)
+        plan = world.reconcile()
+        assert world.service_revision() == old
+        assert world.deployment(old) is not None
+        assert world.status["phase"] == "Failed"
+        assert world.condition("Ready")["reason"] == "RolloutFailed"
+        assert f"revision {old} keeps serving" in world.condition("Ready")["message"]
+        assert [e.reason for e in plan.events] == ["RolloutFailed"]
+        assert world.reconcile().events == []
+
+    def test_spec_back_to_stable_aborts_the_candidate(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        new = world.status["revision"]
+        world.set_spec(spec("1"))
+        plan = world.reconcile()
+        assert ("delete", "Deployment", f"wine-{new}") in kinds(plan)
+        assert [e.reason for e in plan.events] == ["RolloutAborted"]
+        assert world.names("Deployment") == [f"wine-{old}"]
+        assert "candidate" not in world.status
+        assert world.status["history"][0]["outcome"] == "Aborted"
+        assert world.status["phase"] == "Healthy"
+
+    def test_a_newer_spec_supersedes_the_candidate(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        second = world.status["revision"]
+        world.set_spec(spec("3"))
+        plan = world.reconcile()
+        third = world.status["revision"]
+        assert ("delete", "Deployment", f"wine-{second}") in kinds(plan)
+        assert ("apply", "Deployment", f"wine-{third}") in kinds(plan)
+        assert "RolloutSuperseded" in [e.reason for e in plan.events]
+        assert world.names("Deployment") == sorted([f"wine-{old}", f"wine-{third}"])
+        assert world.status["history"][0]["outcome"] == "Superseded"
+
+    def test_paused_holds_the_rollout_before_it_starts(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2", paused=True))
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert world.condition("Ready")["reason"] == "RolloutPaused"
+        assert world.status["candidate"]["modelVersion"] == "2"
+        assert world.service_revision() == old
+
+    def test_candidate_step_start_is_kept_across_reconciles(self) -> None:
+        world = converged_world()
+        world.set_spec(spec("2"))
+        world.reconcile()
+        started = world.status["candidate"]["stepStartedAt"]
+        world.reconcile(advance=60)
+        assert world.status["candidate"]["stepStartedAt"] == started
+
+
+class TestWhatTheSchemaCannotCatch:
+    def test_a_name_too_long_for_children_is_reported_not_crashed(self) -> None:
+        from vigil.core.desired import Owner
+
+        world = World(Owner(name="n" * 56, namespace="ml", uid="u"))
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert [e.reason for e in plan.events] == ["InvalidSpec"]
+        assert world.status["phase"] == "Failed"
+        assert world.condition("Ready")["reason"] == "InvalidSpec"
+        assert "at most 55" in world.condition("Ready")["message"]
+        assert world.reconcile().events == []
+
+    def test_a_spec_without_version_is_invalid(self) -> None:
+        world = World()
+        world.spec = {"model": {}, "server": {"image": "x"}}
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert "spec.model.version is required" in world.condition("Ready")["message"]
+
+    def test_an_invalid_spec_keeps_the_stable_revision(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec({"model": {"version": "2"}, "server": {"image": "x"}, "replicas": 0})
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert world.status["stable"]["revision"] == old
+        assert f"revision {old} keeps serving" in world.condition("Ready")["message"]
+
+    def test_missing_reference_holds_and_asks_for_a_recheck(self) -> None:
+        world = World()
+        world.spec = spec(monitoring={"reference": {"configMapKeyRef": {"name": "r", "key": "k"}}})
+        world.reference_found = False
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert plan.recheck_after and plan.recheck_after > 0
+        assert world.condition("Ready")["reason"] == "ReferenceNotFound"
+        assert [e.reason for e in plan.events] == ["ReferenceNotFound"]
+        world.reference_found = True
+        plan = world.reconcile()
+        assert [a.kind for a in plan.actions] == ["ConfigMap", "Deployment", "Service"]
+
+    def test_missing_reference_does_not_touch_a_serving_revision(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(
+            spec("1", monitoring={"reference": {"configMapKeyRef": {"name": "r", "key": "k"}}})
+        )
+        world.reference_found = False
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert world.service_revision() == old
+        assert world.status["stable"]["revision"] == old
+
+
+@pytest.mark.parametrize("generation", [1, 5])
+def test_observed_generation_follows_the_object(generation: int) -> None:
+    world = World()
+    world.generation = generation
+    plan = decide(world.observe())
+    assert plan.status["observedGeneration"] == generation
+    assert all(c["observedGeneration"] == generation for c in plan.status["conditions"])
