@@ -13,10 +13,13 @@ set -euo pipefail
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.10
 KWOK_VERSION=v0.8.0
+# Prometheus' Go module is versioned v0.<major><minor>.<patch>: v0.316.0 is 3.16.0.
+PROMETHEUS_MODULE_VERSION=v0.316.0
+PROMETHEUS_VERSION=3.16.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
-bindir="$cache/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
+bindir="$cache/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-prometheus-$PROMETHEUS_VERSION"
 
 if [[ "${1:-}" == "--print" ]]; then
   echo "$bindir"
@@ -40,14 +43,14 @@ k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
  -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
  -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 
-build() { # build <binary> <module dir> <package> [ldflags]
-  local name=$1 dir=$2 pkg=$3 ldflags=${4:--s -w}
+build() { # build <binary> <module dir> <package> [ldflags] [tags]
+  local name=$1 dir=$2 pkg=$3 ldflags=${4:--s -w} tags=${5:-}
   if [[ -x "$bindir/$name" ]]; then
     echo "build-cluster: [$(elapsed)] $name cached"
     return
   fi
   echo "build-cluster: [$(elapsed)] building $name ($pkg) ..."
-  (cd "$here/$dir" && go build -trimpath -ldflags "$ldflags" -o "$bindir/$name.tmp" "$pkg")
+  (cd "$here/$dir" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$bindir/$name.tmp" "$pkg")
   mv "$bindir/$name.tmp" "$bindir/$name"
   echo "build-cluster: [$(elapsed)] built $name"
 }
@@ -58,5 +61,9 @@ build kubectl k8s k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
 build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build kube-controller-manager k8s k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
 build kube-scheduler k8s k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
+# Only the Kubernetes service discovery is compiled in (upstream's plugin tags).
+build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus \
+  "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+  "remove_all_sd,enable_kubernetes_sd"
 
 echo "build-cluster: [$(elapsed)] all binaries in $bindir ($(du -sh "$bindir" | cut -f1))"
