@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import time
+import zlib
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from prometheus_client.registry import Collector
 from vigil.core.drift import bin_index
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
 from vigil.profile.model import category_key
-from vigil.sidecar.payload import TYPE, parse_request, parse_response
+from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
 __all__ = ["Exchange", "Monitor", "ReferenceState", "load_reference"]
 
@@ -47,6 +48,32 @@ class Exchange:
     request_type: str
     response: bytes | None
     response_type: str
+    request_encoding: str = ""
+    response_encoding: str = ""
+
+
+#: Decompressed monitoring copies larger than this are not parsed.
+MAX_DECODED_BYTES = 64 * 1024 * 1024
+
+
+def decode_body(body: bytes, encoding: str) -> bytes | None:
+    """Undo gzip/deflate on the monitoring copy (the client's bytes are untouched).
+
+    Returns None for an unknown encoding or a corrupt/oversized body.
+    """
+    if not encoding or encoding == "identity":
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return None
+    wbits = 47 if encoding != "deflate" else 15  # 47 = gzip or zlib header, auto
+    try:
+        inflater = zlib.decompressobj(wbits)
+        out = inflater.decompress(body, MAX_DECODED_BYTES)
+        if inflater.unconsumed_tail:
+            return None
+        return out
+    except zlib.error:
+        return None
 
 
 @dataclass(slots=True)
@@ -320,17 +347,22 @@ class Monitor(Collector):
         predictions: list[Any] = []
         for ex in batch:
             self.exchanges += 1
-            parsed = parse_request(self.protocol, ex.request, ex.request_type, self.all_features)
+            request = decode_body(ex.request, ex.request_encoding)
+            if request is None:
+                self.violations[CONTENT_ENCODING] = self.violations.get(CONTENT_ENCODING, 0) + 1
+                continue
+            parsed = parse_request(self.protocol, request, ex.request_type, self.all_features)
             self.rows += parsed.rows
             for kind in parsed.violations:
                 self.violations[kind] = self.violations.get(kind, 0) + 1
             for name, values in parsed.columns.items():
                 if name in columns:
                     columns[name].extend(values)
-            if ex.response is not None and self.protocol != "raw":
-                out = parse_response(
-                    self.protocol, ex.response, ex.response_type, self.classification
-                )
+            response = (
+                decode_body(ex.response, ex.response_encoding) if ex.response is not None else None
+            )
+            if response is not None and self.protocol != "raw":
+                out = parse_response(self.protocol, response, ex.response_type, self.classification)
                 for kind in out.violations:
                     self.prediction_violations[kind] = self.prediction_violations.get(kind, 0) + 1
                 predictions.extend(out.values)
@@ -379,7 +411,8 @@ class Monitor(Collector):
         viol = counter(
             "vigil_input_schema_violations",
             "Inference requests (or values, for kind=type) that do not fit the expected "
-            "schema: malformed_json, content_type, unknown_payload, shape, type, feature_count.",
+            "schema: malformed_json, content_type, content_encoding, unknown_payload, shape, type, "
+            "feature_count.",
             ("kind",),
         )
         for kind, n in sorted(self.violations.items()):

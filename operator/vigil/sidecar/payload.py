@@ -37,6 +37,7 @@ _V1_PREDICT = re.compile(r"^/v1/models/[^/:]+:predict$")
 # Violation kinds (label values of vigil_input_schema_violations_total).
 MALFORMED_JSON = "malformed_json"
 CONTENT_TYPE = "content_type"
+CONTENT_ENCODING = "content_encoding"
 UNKNOWN_PAYLOAD = "unknown_payload"
 SHAPE = "shape"
 TYPE = "type"

@@ -34,6 +34,7 @@ from vigil.sidecar.wire import (
     RequestHead,
     Response,
     error_response,
+    header_value,
     parse_request_head,
     read_body,
     read_response,
@@ -311,12 +312,26 @@ class Proxy:
         if endpoint == "infer":
             ok = 200 <= resp.status < 300
             self.monitor.submit(
-                Exchange(body, head.content_type, resp.body if ok else None, _ctype(resp))
+                Exchange(
+                    body,
+                    head.content_type,
+                    resp.body if ok else None,
+                    header_value(resp.head, b"content-type"),
+                    head.content_encoding,
+                    header_value(resp.head, b"content-encoding") if ok else "",
+                )
             )
             if ok and not head.shadow_copy and self.shadow.wants():
                 self.shadow.submit(
                     ShadowCopy(
-                        head.method, head.target, head.content_type, body, resp.body, _ctype(resp)
+                        head.method,
+                        head.target,
+                        head.content_type,
+                        body,
+                        resp.body,
+                        header_value(resp.head, b"content-type"),
+                        head.content_encoding,
+                        header_value(resp.head, b"content-encoding"),
                     )
                 )
         return head.keep_alive and resp.keep_alive and not self.draining
@@ -362,12 +377,3 @@ class Proxy:
         if head.content_length:
             return False  # a body we did not read: do not reuse the connection
         return head.keep_alive and not self.draining
-
-
-def _ctype(resp: Response) -> str:
-    """Content-Type of a response head (lower case), for the monitoring copy."""
-    idx = resp.head.lower().find(b"\r\ncontent-type:")
-    if idx < 0:
-        return ""
-    end = resp.head.find(b"\r\n", idx + 2)
-    return resp.head[idx + 15 : end].strip().decode("latin-1").lower()

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from vigil.profile.model import category_key
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
+from vigil.sidecar.monitor import decode_body
 from vigil.sidecar.payload import parse_response
 
 __all__ = ["Shadow", "ShadowCopy", "compare_predictions"]
@@ -45,6 +46,8 @@ class ShadowCopy:
     body: bytes
     local_response: bytes
     local_content_type: str
+    content_encoding: str = ""
+    local_encoding: str = ""
 
 
 def _number(value: Any) -> float | None:
@@ -216,9 +219,7 @@ class Shadow:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64), auto_decompress=False
-            )
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         return self._session
 
     async def _worker(self) -> None:
@@ -239,6 +240,8 @@ class Shadow:
             return
         url = s.target.rstrip("/") + copy.target
         headers = {"Content-Type": copy.content_type or "application/json", "X-Vigil-Shadow": "1"}
+        if copy.content_encoding:
+            headers["Content-Encoding"] = copy.content_encoding
         start = time.perf_counter()
         try:
             async with asyncio.timeout(s.timeout_seconds):
@@ -259,8 +262,9 @@ class Shadow:
             self.requests.labels(*labels, "target_error").inc()
             return
         classification = self.classification
+        local_body = decode_body(copy.local_response, copy.local_encoding) or b""
         local = parse_response(
-            self.protocol, copy.local_response, copy.local_content_type, bool(classification)
+            self.protocol, local_body, copy.local_content_type, bool(classification)
         )
         remote = parse_response(self.protocol, body, rtype, bool(classification))
         if local.violations or remote.violations:

@@ -62,6 +62,7 @@ class RequestHead:
     keep_alive: bool
     expect_continue: bool
     content_type: str
+    content_encoding: str
     shadow_copy: bool
     raw: bytes
 
@@ -92,6 +93,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
     connection = b""
     expect = False
     content_type = ""
+    content_encoding = ""
     shadow_copy = False
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
@@ -117,6 +119,8 @@ def parse_request_head(raw: bytes) -> RequestHead:
             expect = value.strip().lower() == b"100-continue"
         elif key == b"content-type":
             content_type = value.strip().decode("latin-1").lower()
+        elif key == b"content-encoding":
+            content_encoding = value.strip().decode("latin-1").lower()
         elif key == b"x-vigil-shadow":
             shadow_copy = True
     if chunked:
@@ -142,6 +146,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
         keep_alive=keep_alive,
         expect_continue=expect,
         content_type=content_type,
+        content_encoding=content_encoding,
         shadow_copy=shadow_copy,
         raw=raw,
     )
@@ -231,6 +236,20 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Res
         return Response(status, raw_head, body, body, keep_alive)
     body = await reader.read()  # delimited by the end of the connection
     return Response(status, raw_head, body, body, False)
+
+
+def header_value(head: bytes, name: bytes) -> str:
+    """One header's value from a raw head (lower case; ``""`` when absent).
+
+    ``name`` is lower case, without the colon. Used off the hot path only.
+    """
+    lower = head.lower()
+    idx = lower.find(b"\r\n" + name + b":")
+    if idx < 0:
+        return ""
+    start = idx + len(name) + 3
+    end = lower.find(b"\r\n", start)
+    return lower[start:end].strip().decode("latin-1")
 
 
 def error_response(status: int, code: str, message: str, *, close: bool = False) -> bytes:

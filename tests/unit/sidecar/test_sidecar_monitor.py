@@ -1,0 +1,111 @@
+"""The monitor counts exactly like vigil.core.drift, for small and large batches alike."""
+
+import gzip
+import json
+import zlib
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from vigil.core.drift import bin_index
+from vigil.profile import build_profile
+from vigil.sidecar.monitor import Exchange, Monitor, ReferenceState, decode_body
+
+BASE = {"model": "m", "version": "1", "revision": "r", "role": "stable"}
+
+
+def _monitor(profile, **kw):
+    return Monitor(
+        protocol="v2",
+        base=BASE,
+        registry=CollectorRegistry(),
+        reference=ReferenceState(profile, "ok"),
+        max_features=20,
+        **kw,
+    )
+
+
+def _v2(rows):
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": rows}
+            ]
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize("rows_per_request", [1, 7, 500])
+def test_small_and_large_batches_bin_like_bin_index(rows_per_request):
+    rng = np.random.default_rng(0)
+    ref = np.column_stack([rng.normal(size=1000), rng.integers(0, 5, 1000).astype(float)])
+    profile = build_profile(ref, feature_names=["x", "k"])
+    live = np.column_stack([rng.normal(0.3, 1.2, 1000), rng.integers(-1, 7, 1000).astype(float)])
+    live[:5, 0] = profile.feature("x").edges[:5]  # values exactly on edges
+    live[5, 0] = profile.feature("x").edges[-1]
+    monitor = _monitor(profile)
+    batch = [
+        Exchange(_v2(live[i : i + rows_per_request].tolist()), "application/json", None, "")
+        for i in range(0, 1000, rows_per_request)
+    ]
+    monitor.process(batch)
+    for j, name in enumerate(("x", "k")):
+        edges = profile.feature(name).edges
+        expected = np.bincount(bin_index(live[:, j], edges), minlength=len(edges) + 1)
+        assert monitor.counters[name].bins == expected.tolist()
+        assert monitor.counters[name].out_of_range == expected[0] + expected[-1]
+
+
+def test_nulls_strings_and_garbage_are_missing_or_type_violations():
+    profile = build_profile(np.arange(100.0).reshape(-1, 1), feature_names=["x"])
+    for repeats in (1, 20):  # 5 values: bisect path; 100 values: NumPy path
+        monitor = _monitor(profile)
+        values = [None, "5", "abc", [1], 7.0] * repeats
+        body = json.dumps(
+            {
+                "inputs": [
+                    {"name": "x", "shape": [len(values), 1], "datatype": "BYTES", "data": values}
+                ]
+            }
+        ).encode()
+        monitor.process([Exchange(body, "application/json", None, "")])
+        c = monitor.counters["x"]
+        n = len(values) // 5
+        assert c.missing == n and c.type_errors == 2 * n and sum(c.bins) == 2 * n
+        assert monitor.violations["type"] == 2 * n
+
+
+def test_gzip_and_deflate_copies_are_decoded_for_monitoring():
+    data = b'{"a": 1}'
+    assert decode_body(gzip.compress(data), "gzip") == data
+    assert decode_body(zlib.compress(data), "deflate") == data
+    assert decode_body(b"garbage", "gzip") is None
+    assert decode_body(data, "br") is None
+    assert decode_body(data, "") == data
+    profile = build_profile(np.arange(10.0).reshape(-1, 1), feature_names=["x"])
+    monitor = _monitor(profile)
+    monitor.process(
+        [Exchange(gzip.compress(_v2([[1.0], [2.0]])), "application/json", None, "", "gzip")]
+    )
+    assert sum(monitor.counters["x"].bins) == 2
+    monitor.process([Exchange(b"xx", "application/json", None, "", "br")])
+    assert monitor.violations["content_encoding"] == 1
+
+
+def test_regression_predictions_fill_reference_bins_and_window():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 1))
+    profile = build_profile(x, predictions=x[:, 0] * 2.5, feature_names=["x"])
+    assert profile.task == "regression"
+    now = [1000.0]
+    monitor = _monitor(profile, prediction_window_seconds=10, clock=lambda: now[0])
+    resp = json.dumps(
+        {"outputs": [{"name": "y", "shape": [3], "datatype": "FP64", "data": [-1.0, 0.5, 99.0]}]}
+    ).encode()
+    monitor.process([Exchange(_v2([[0.0], [0.1], [0.2]]), "", resp, "application/json")])
+    assert sum(monitor.prediction.bins) == 3 and monitor.prediction.bins[-1] == 1
+    assert monitor.window.bounds() == (-1.0, 99.0)
+    now[0] += 30
+    lo, hi = monitor.window.bounds()
+    assert np.isnan(lo) and np.isnan(hi)
