@@ -1,0 +1,307 @@
+"""Desired children: names, labels, owner references, pod shape, security, change detection."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from vigil.core import naming
+from vigil.core.desired import (
+    Owner,
+    RevisionInfo,
+    desired_configmap,
+    desired_deployment,
+    desired_service,
+    needs_write,
+    sidecar_settings,
+)
+from vigil.core.spec import parse_spec
+from vigil.sidecar.config import settings_from_mapping
+
+OWNER = Owner(name="wine", namespace="ml", uid="uid-1")
+INFO = RevisionInfo(revision="abc1234", identity="ident", role=naming.ROLE_STABLE)
+SIDECAR = "ghcr.io/vigil-dev/vigil:test"
+
+
+def parsed(**extra: Any):
+    raw: dict[str, Any] = {
+        "model": {"name": "wine", "version": "3", "uri": "s3://m/wine/3"},
+        "server": {"image": "seldonio/mlserver:1.7.1-sklearn"},
+    }
+    for path, value in extra.items():
+        target = raw
+        *parents, leaf = path.split("__")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    return parse_spec("wine", raw)
+
+
+def deployment(**extra: Any) -> dict[str, Any]:
+    return desired_deployment(OWNER, parsed(**extra), INFO, sidecar_image=SIDECAR, replicas=2)
+
+
+def containers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in manifest["spec"]["template"]["spec"]["containers"]}
+
+
+class TestNamesAndLabels:
+    def test_deterministic_names(self) -> None:
+        assert naming.deployment_name("wine", "abc1234") == "wine-abc1234"
+        assert naming.sidecar_configmap_name("wine", "abc1234") == "wine-abc1234-sidecar"
+        assert naming.service_name("wine") == "wine"
+        assert deployment()["metadata"]["name"] == "wine-abc1234"
+        assert desired_service(OWNER, "abc1234")["metadata"]["name"] == "wine"
+        cm = desired_configmap(OWNER, parsed(), INFO)
+        assert cm["metadata"]["name"] == "wine-abc1234-sidecar"
+
+    def test_children_carry_only_vigil_labels(self) -> None:
+        for manifest in (
+            deployment(),
+            desired_service(OWNER, "abc1234"),
+            desired_configmap(OWNER, parsed(), INFO),
+        ):
+            labels = manifest["metadata"]["labels"]
+            assert set(labels) <= {
+                naming.LABEL_MODEL_DEPLOYMENT,
+                naming.LABEL_REVISION,
+                naming.LABEL_ROLE,
+                naming.LABEL_MANAGED_BY,
+            }
+            assert labels[naming.LABEL_MODEL_DEPLOYMENT] == "wine"
+
+    def test_roles(self) -> None:
+        assert deployment()["metadata"]["labels"][naming.LABEL_ROLE] == "stable"
+        service = desired_service(OWNER, "abc1234")
+        assert service["metadata"]["labels"][naming.LABEL_ROLE] == "serving"
+        assert naming.LABEL_REVISION not in service["metadata"]["labels"]
+        candidate = RevisionInfo("abc1234", "ident", naming.ROLE_CANDIDATE)
+        manifest = desired_deployment(OWNER, parsed(), candidate, sidecar_image=SIDECAR, replicas=1)
+        assert manifest["metadata"]["labels"][naming.LABEL_ROLE] == "candidate"
+
+    def test_controller_owner_reference(self) -> None:
+        for manifest in (deployment(), desired_service(OWNER, "abc1234")):
+            (ref,) = manifest["metadata"]["ownerReferences"]
+            assert ref == {
+                "apiVersion": "vigil.dev/v1alpha1",
+                "kind": "ModelDeployment",
+                "name": "wine",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+
+    @pytest.mark.parametrize(
+        ("name", "ok"),
+        [
+            ("wine", True),
+            ("a" * 55, True),
+            ("a" * 56, False),
+            ("wine.v2", False),
+            ("1wine", False),
+            ("Wine", False),
+        ],
+    )
+    def test_name_problems(self, name: str, ok: bool) -> None:
+        assert (naming.name_problem(name, 7) is None) is ok
+
+
+class TestDeployment:
+    def test_two_containers_server_then_sidecar(self) -> None:
+        found = containers(deployment())
+        assert list(found) == ["server", "sidecar"]
+        assert found["server"]["image"] == "seldonio/mlserver:1.7.1-sklearn"
+        assert found["sidecar"]["image"] == SIDECAR
+        assert found["sidecar"]["command"] == [
+            "vigil-sidecar",
+            "--config",
+            "/etc/vigil/sidecar.json",
+        ]
+
+    def test_the_named_port_http_is_the_sidecars(self) -> None:
+        found = containers(deployment())
+        ports = {(c, p["name"]): p["containerPort"] for c in found for p in found[c]["ports"]}
+        assert ports == {
+            ("server", "model"): 8080,
+            ("sidecar", "http"): 8000,
+            ("sidecar", "metrics"): 9090,
+        }
+
+    def test_selector_and_pod_labels_name_the_revision(self) -> None:
+        manifest = deployment()
+        expected = {naming.LABEL_MODEL_DEPLOYMENT: "wine", naming.LABEL_REVISION: "abc1234"}
+        assert manifest["spec"]["selector"]["matchLabels"] == expected
+        assert manifest["spec"]["template"]["metadata"]["labels"] == expected
+        assert manifest["spec"]["replicas"] == 2
+
+    def test_pods_pass_podsecurity_restricted(self) -> None:
+        pod = deployment()["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert context["runAsNonRoot"] is True
+        sidecar = containers(deployment())["sidecar"]["securityContext"]
+        assert sidecar["readOnlyRootFilesystem"] is True
+        assert sidecar["runAsUser"] > 0
+
+    def test_server_environment(self) -> None:
+        env = containers(
+            deployment(
+                config={"MLSERVER_PARALLEL_WORKERS": "0"},
+                server__env=[
+                    {"name": "MODEL_VERSION", "value": "override"},
+                    {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                ],
+            )
+        )["server"]["env"]
+        by_name = {item["name"]: item for item in env}
+        assert by_name["MODEL_NAME"]["value"] == "wine"
+        assert by_name["STORAGE_URI"]["value"] == "s3://m/wine/3"
+        assert by_name["MLSERVER_PARALLEL_WORKERS"]["value"] == "0"
+        assert by_name["MODEL_VERSION"]["value"] == "override"  # the user's env wins
+        assert "valueFrom" in by_name["S"]
+        assert len(env) == len(by_name)  # names unique (server-side apply keys env by name)
+
+    def test_no_storage_uri_without_model_uri(self) -> None:
+        spec = parse_spec("wine", {"model": {"version": "1"}, "server": {"image": "i"}})
+        manifest = desired_deployment(OWNER, spec, INFO, sidecar_image=SIDECAR, replicas=1)
+        names = [e["name"] for e in containers(manifest)["server"]["env"]]
+        assert "STORAGE_URI" not in names
+
+    def test_server_overrides_reach_the_container(self) -> None:
+        server = containers(
+            deployment(
+                server__command=["serve"],
+                server__args=["--x"],
+                server__resources={"limits": {"memory": "1Gi"}},
+                server__port=9000,
+                server__readinessPath="/ok",
+            )
+        )["server"]
+        assert server["command"] == ["serve"]
+        assert server["args"] == ["--x"]
+        assert server["resources"] == {"limits": {"memory": "1Gi"}}
+        assert server["readinessProbe"]["httpGet"] == {"path": "/ok", "port": 9000}
+
+    def test_without_reference_there_is_no_reference_volume(self) -> None:
+        pod = deployment()["spec"]["template"]["spec"]
+        assert "reference" not in {v["name"] for v in pod["volumes"]}
+
+    def test_reference_profile_is_mounted_read_only(self) -> None:
+        manifest = deployment(
+            monitoring={"reference": {"configMapKeyRef": {"name": "wine-ref", "key": "p.json"}}}
+        )
+        pod = manifest["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["reference"]["configMap"] == {
+            "name": "wine-ref",
+            "items": [{"key": "p.json", "path": "p.json"}],
+        }
+        mounts = {m["name"]: m for m in containers(manifest)["sidecar"]["volumeMounts"]}
+        assert mounts["reference"]["readOnly"] is True
+        assert volumes["sidecar-config"]["configMap"]["name"] == "wine-abc1234-sidecar"
+
+    def test_records_model_identity_for_later_classification(self) -> None:
+        annotations = deployment()["metadata"]["annotations"]
+        assert annotations[naming.ANNOTATION_IDENTITY] == "ident"
+        assert annotations[naming.ANNOTATION_MODEL_VERSION] == "3"
+        assert annotations[naming.ANNOTATION_IMAGE] == "seldonio/mlserver:1.7.1-sklearn"
+
+
+class TestServiceAndSettings:
+    def test_service_selects_the_serving_revision_through_the_sidecar_port(self) -> None:
+        service = desired_service(OWNER, "abc1234")
+        assert service["spec"]["selector"] == {
+            naming.LABEL_MODEL_DEPLOYMENT: "wine",
+            naming.LABEL_REVISION: "abc1234",
+        }
+        (port,) = service["spec"]["ports"]
+        assert port["targetPort"] == "http"
+        assert port["name"] == "http"
+
+    def test_settings_are_accepted_by_the_sidecar(self) -> None:
+        spec = parsed(monitoring={"reference": {"configMapKeyRef": {"name": "r", "key": "p.json"}}})
+        settings = settings_from_mapping(sidecar_settings(OWNER, spec, INFO))
+        assert settings.model_name == "wine"
+        assert settings.model_version == "3"
+        assert settings.revision == "abc1234"
+        assert settings.role == "stable"
+        assert settings.upstream == "http://127.0.0.1:8080"
+        assert settings.listen_port == 8000
+        assert settings.metrics_port == 9090
+        assert settings.reference_profile == "/var/lib/vigil/reference/p.json"
+
+    def test_settings_without_reference_leave_drift_off(self) -> None:
+        settings = settings_from_mapping(sidecar_settings(OWNER, parsed(), INFO))
+        assert settings.reference_profile == ""
+        assert not settings.shadow.enabled
+
+    def test_configmap_holds_the_settings_as_json(self) -> None:
+        cm = desired_configmap(OWNER, parsed(), INFO)
+        assert json.loads(cm["data"]["sidecar.json"]) == sidecar_settings(OWNER, parsed(), INFO)
+
+
+class TestNeedsWrite:
+    def live(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """What the API server returns: our manifest plus defaulted and server-set fields."""
+        actual = copy.deepcopy(manifest)
+        actual["metadata"]["resourceVersion"] = "42"
+        actual["metadata"]["uid"] = "child-uid"
+        actual["metadata"]["labels"]["extra"] = "someone-else"
+        if actual["kind"] == "Deployment":
+            actual["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
+            actual["status"] = {"readyReplicas": 2}
+        if actual["kind"] == "Service":
+            actual["spec"]["clusterIP"] = "10.0.0.1"
+        return actual
+
+    @pytest.mark.parametrize("kind", ["Deployment", "Service", "ConfigMap"])
+    def test_missing_object_needs_a_write(self, kind: str) -> None:
+        manifests = {
+            "Deployment": deployment(),
+            "Service": desired_service(OWNER, "abc1234"),
+            "ConfigMap": desired_configmap(OWNER, parsed(), INFO),
+        }
+        assert needs_write(manifests[kind], None)
+        assert not needs_write(manifests[kind], self.live(manifests[kind]))
+
+    def test_changed_desired_content_needs_a_write(self) -> None:
+        assert needs_write(deployment(server__image="other:1"), self.live(deployment()))
+
+    def test_hash_is_stable_and_content_sensitive(self) -> None:
+        first = deployment()["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH]
+        assert deployment()["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH] == first
+        other = deployment(config={"A": "1"})["metadata"]["annotations"]
+        assert other[naming.ANNOTATION_APPLIED_HASH] != first
+
+    def test_manual_scale_is_detected(self) -> None:
+        live = self.live(deployment())
+        live["spec"]["replicas"] = 5
+        assert needs_write(deployment(), live)
+
+    def test_edited_service_selector_is_detected(self) -> None:
+        desired = desired_service(OWNER, "abc1234")
+        live = self.live(desired)
+        live["spec"]["selector"]["vigil.dev/revision"] = "zzz"
+        assert needs_write(desired, live)
+
+    def test_edited_configmap_is_detected(self) -> None:
+        desired = desired_configmap(OWNER, parsed(), INFO)
+        live = self.live(desired)
+        live["data"]["sidecar.json"] = "{}"
+        assert needs_write(desired, live)
+
+    def test_stripped_label_or_owner_is_detected(self) -> None:
+        live = self.live(deployment())
+        del live["metadata"]["labels"][naming.LABEL_ROLE]
+        assert needs_write(deployment(), live)
+        live = self.live(deployment())
+        live["metadata"]["ownerReferences"] = []
+        assert needs_write(deployment(), live)

@@ -1,0 +1,279 @@
+"""Spec parsing with the CRD's defaults, revision hashing and change classification."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vigil.core import spec as spec_module
+from vigil.core.revision import (
+    Change,
+    canonical_hash,
+    classify_change,
+    compute_identity,
+    compute_revision,
+)
+from vigil.core.spec import SpecError, default_readiness_path, parse_spec
+
+ROOT = Path(__file__).resolve().parents[3]
+BASE: dict[str, Any] = {
+    "model": {"name": "wine", "version": "1", "uri": "s3://m/wine/1"},
+    "server": {"image": "seldonio/mlserver:1.7.1-sklearn"},
+    "replicas": 2,
+}
+SIDECAR = "ghcr.io/vigil-dev/vigil:test"
+
+
+def changed(path: str, value: Any) -> dict[str, Any]:
+    result = copy.deepcopy(BASE)
+    target = result
+    *parents, leaf = path.split(".")
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[leaf] = value
+    return result
+
+
+def revision_of(raw: dict[str, Any], sidecar: str = SIDECAR) -> str:
+    return compute_revision(parse_spec("wine", raw), sidecar)
+
+
+class TestParsing:
+    def test_defaults_match_the_crd(self) -> None:
+        crd = yaml.safe_load((ROOT / "crds" / "modeldeployments.yaml").read_text())
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        props = schema["properties"]
+        server = props["server"]["properties"]
+        monitoring = props["monitoring"]["properties"]
+        assert server["port"]["default"] == spec_module.DEFAULT_SERVER_PORT
+        assert server["protocol"]["default"] == spec_module.DEFAULT_PROTOCOL
+        assert props["replicas"]["default"] == spec_module.DEFAULT_REPLICAS
+        assert monitoring["window"]["default"] == spec_module.DEFAULT_WINDOW
+        sidecar = monitoring["sidecar"]["properties"]
+        assert sidecar["maxBodyBytes"]["default"] == spec_module.DEFAULT_MAX_BODY_BYTES
+        assert sidecar["featureCap"]["default"] == spec_module.DEFAULT_FEATURE_CAP
+        drift = monitoring["drift"]["properties"]
+        assert drift["method"]["default"] == spec_module.DEFAULT_DRIFT_METHOD
+        assert drift["warning"]["default"] == spec_module.DEFAULT_DRIFT_WARNING
+        assert drift["threshold"]["default"] == spec_module.DEFAULT_DRIFT_THRESHOLD
+        assert tuple(server["protocol"]["enum"]) == spec_module.PROTOCOLS
+
+    def test_minimal_spec_gets_defaults(self) -> None:
+        parsed = parse_spec("wine", {"model": {"version": "3"}, "server": {"image": "img"}})
+        assert parsed.model.name == "wine"  # defaults to metadata.name
+        assert parsed.model.uri is None
+        assert parsed.server.port == 8080
+        assert parsed.server.protocol == "v2"
+        assert parsed.server.readiness_path == "/v2/health/ready"
+        assert parsed.replicas == 1
+        assert parsed.monitoring.reference is None
+        assert parsed.monitoring.window == "5m"
+        assert parsed.paused is False
+
+    @pytest.mark.parametrize(
+        ("protocol", "path"), [("v2", "/v2/health/ready"), ("v1", "/v1/models/m"), ("raw", "/")]
+    )
+    def test_readiness_path_follows_protocol(self, protocol: str, path: str) -> None:
+        assert default_readiness_path(protocol, "m") == path
+        parsed = parse_spec(
+            "x",
+            {
+                "model": {"name": "m", "version": "1"},
+                "server": {"image": "i", "protocol": protocol},
+            },
+        )
+        assert parsed.server.readiness_path == path
+
+    def test_explicit_values_win(self) -> None:
+        parsed = parse_spec(
+            "wine",
+            {
+                "model": {"name": "w", "version": "2", "uri": "s3://x"},
+                "server": {
+                    "image": "i",
+                    "port": 9000,
+                    "protocol": "v1",
+                    "readinessPath": "/ok",
+                    "command": ["serve"],
+                    "args": ["--x"],
+                    "env": [{"name": "A", "value": "1"}],
+                    "resources": {"requests": {"cpu": "1"}},
+                },
+                "replicas": 3,
+                "config": {"K": 5},
+                "monitoring": {
+                    "reference": {"configMapKeyRef": {"name": "ref", "key": "p.json"}},
+                    "sidecar": {"maxBodyBytes": 2048, "featureCap": 7},
+                    "drift": {"method": "jsd", "warning": 0.05, "threshold": 0.1},
+                },
+                "paused": True,
+            },
+        )
+        assert parsed.model.name == "w"
+        assert parsed.server.port == 9000
+        assert parsed.server.readiness_path == "/ok"
+        assert parsed.server.command == ("serve",)
+        assert parsed.server.env[0]["name"] == "A"
+        assert parsed.config == {"K": "5"}
+        assert parsed.monitoring.reference is not None
+        assert parsed.monitoring.reference.key == "p.json"
+        assert parsed.monitoring.sidecar.feature_cap == 7
+        assert parsed.monitoring.drift.method == "jsd"
+        assert parsed.paused is True
+
+    @pytest.mark.parametrize(
+        ("raw", "message"),
+        [
+            ({"server": {"image": "i"}}, "spec.model.version is required"),
+            ({"model": {"version": ""}, "server": {"image": "i"}}, "spec.model.version"),
+            ({"model": {"version": "1"}}, "spec.server.image is required"),
+            ({"model": {"version": "1"}, "server": {"image": "i", "protocol": "grpc"}}, "protocol"),
+            ({"model": {"version": "1"}, "server": {"image": "i"}, "replicas": 0}, "replicas"),
+            ({"model": "wine", "server": {"image": "i"}}, "spec.model must be an object"),
+            (
+                {
+                    "model": {"version": "1"},
+                    "server": {"image": "i"},
+                    "monitoring": {"reference": {"configMapKeyRef": {"name": "r"}}},
+                },
+                "configMapKeyRef.key is required",
+            ),
+        ],
+    )
+    def test_what_the_pods_cannot_take_is_a_spec_error(self, raw: dict, message: str) -> None:
+        with pytest.raises(SpecError, match=re.escape(message)):
+            parse_spec("wine", raw)
+
+    def test_none_spec_is_an_error_not_a_crash(self) -> None:
+        with pytest.raises(SpecError):
+            parse_spec("wine", None)
+
+    def test_parsing_copies_user_data(self) -> None:
+        raw = changed("server.env", [{"name": "A", "value": "1"}])
+        parsed = parse_spec("wine", raw)
+        raw["server"]["env"][0]["value"] = "2"
+        assert parsed.server.env[0]["value"] == "1"
+
+
+class TestRevision:
+    def test_is_seven_hex_characters_and_deterministic(self) -> None:
+        first = revision_of(BASE)
+        assert re.fullmatch(r"[0-9a-f]{7}", first)
+        assert revision_of(copy.deepcopy(BASE)) == first
+
+    def test_key_order_does_not_matter(self) -> None:
+        reordered = {key: BASE[key] for key in reversed(list(BASE))}
+        assert revision_of(reordered) == revision_of(BASE)
+        assert canonical_hash({"a": 1, "b": 2}) == canonical_hash({"b": 2, "a": 1})
+
+    def test_defaults_written_or_omitted_give_the_same_revision(self) -> None:
+        explicit = changed("server.port", 8080)
+        explicit["server"]["protocol"] = "v2"
+        explicit["monitoring"] = {"window": "5m"}
+        assert revision_of(explicit) == revision_of(BASE)
+
+    @pytest.mark.parametrize(
+        ("path", "value"),
+        [
+            ("replicas", 7),
+            ("paused", True),
+            ("rollout", {"replacement": {"steps": [{"canary": {"weight": 10}}]}}),
+            ("monitoring.window", "10m"),
+            ("monitoring.slo", {"maxErrorRate": 0.1}),
+            ("monitoring.drift", {"method": "jsd"}),
+            ("monitoring.metrics", {"source": "direct"}),
+        ],
+    )
+    def test_what_does_not_shape_pods_keeps_the_revision(self, path: str, value: Any) -> None:
+        assert revision_of(changed(path, value)) == revision_of(BASE)
+
+    @pytest.mark.parametrize(
+        ("path", "value"),
+        [
+            ("model.version", "2"),
+            ("model.name", "red-wine"),
+            ("model.uri", "s3://m/wine/2"),
+            ("server.image", "other:1"),
+            ("server.port", 9000),
+            ("server.protocol", "v1"),
+            ("server.readinessPath", "/health"),
+            ("server.command", ["serve"]),
+            ("server.args", ["--fast"]),
+            ("server.env", [{"name": "A", "value": "1"}]),
+            ("server.resources", {"limits": {"memory": "1Gi"}}),
+            ("config", {"MLSERVER_PARALLEL_WORKERS": "0"}),
+            ("monitoring.reference", {"configMapKeyRef": {"name": "r", "key": "k"}}),
+            ("monitoring.sidecar", {"maxBodyBytes": 4096}),
+            ("monitoring.sidecar", {"featureCap": 5}),
+        ],
+    )
+    def test_what_shapes_pods_changes_the_revision(self, path: str, value: Any) -> None:
+        assert revision_of(changed(path, value)) != revision_of(BASE)
+
+    def test_the_sidecar_image_shapes_the_pods(self) -> None:
+        assert revision_of(BASE, "other:2") != revision_of(BASE)
+
+
+class TestChangeKind:
+    def classify(self, stable: dict | None, desired: dict) -> Change | None:
+        desired_spec = parse_spec("wine", desired)
+        if stable is None:
+            return classify_change(
+                stable_revision=None,
+                stable_identity=None,
+                desired_revision=compute_revision(desired_spec, SIDECAR),
+                desired_identity=compute_identity(desired_spec),
+            )
+        stable_spec = parse_spec("wine", stable)
+        return classify_change(
+            stable_revision=compute_revision(stable_spec, SIDECAR),
+            stable_identity=compute_identity(stable_spec),
+            desired_revision=compute_revision(desired_spec, SIDECAR),
+            desired_identity=compute_identity(desired_spec),
+        )
+
+    def test_no_stable_is_new(self) -> None:
+        assert self.classify(None, BASE) is Change.NEW
+
+    def test_same_revision_is_no_change(self) -> None:
+        assert self.classify(BASE, changed("replicas", 9)) is None
+
+    @pytest.mark.parametrize(
+        ("path", "value"),
+        [
+            ("model.version", "2"),
+            ("model.name", "x"),
+            ("model.uri", "s3://other"),
+            ("server.image", "img:2"),
+        ],
+    )
+    def test_model_or_image_is_a_replacement(self, path: str, value: Any) -> None:
+        assert self.classify(BASE, changed(path, value)) is Change.REPLACEMENT
+
+    @pytest.mark.parametrize(
+        ("path", "value"),
+        [
+            ("config", {"A": "1"}),
+            ("server.resources", {"requests": {"cpu": "2"}}),
+            ("server.env", [{"name": "A", "value": "1"}]),
+            ("server.port", 9000),
+        ],
+    )
+    def test_anything_else_is_a_tweak(self, path: str, value: Any) -> None:
+        assert self.classify(BASE, changed(path, value)) is Change.TWEAK
+
+    def test_unknown_stable_identity_is_treated_as_replacement(self) -> None:
+        assert (
+            classify_change(
+                stable_revision="aaaaaaa",
+                stable_identity=None,
+                desired_revision="bbbbbbb",
+                desired_identity="x",
+            )
+            is Change.REPLACEMENT
+        )

@@ -1,0 +1,229 @@
+"""Status building blocks (conditions, history, the one patch) and reading live Deployments."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from vigil.core.observed import deployment_failure, service_revision, view_deployment
+from vigil.core.status import (
+    HISTORY_LIMIT,
+    ConditionState,
+    build_conditions,
+    find_condition,
+    owned_status,
+    push_history,
+    status_patch,
+    timestamp,
+)
+
+T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+T1 = T0 + datetime.timedelta(minutes=5)
+
+
+class TestConditions:
+    def test_new_conditions_get_the_current_time(self) -> None:
+        (ready,) = build_conditions(
+            [ConditionState("Ready", True, "Available", "ok")], None, generation=3, now=T0
+        )
+        assert ready == {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Available",
+            "message": "ok",
+            "lastTransitionTime": "2026-01-01T12:00:00Z",
+            "observedGeneration": 3,
+        }
+
+    def test_same_status_keeps_the_transition_time_even_if_reason_changes(self) -> None:
+        before = build_conditions(
+            [ConditionState("Ready", False, "Deploying", "a")], None, generation=1, now=T0
+        )
+        after = build_conditions(
+            [ConditionState("Ready", False, "Scaling", "b")], before, generation=2, now=T1
+        )
+        assert after[0]["lastTransitionTime"] == timestamp(T0)
+        assert after[0]["reason"] == "Scaling"
+        assert after[0]["observedGeneration"] == 2
+
+    def test_a_flip_sets_a_new_transition_time(self) -> None:
+        before = build_conditions(
+            [ConditionState("Ready", False, "Deploying", "a")], None, generation=1, now=T0
+        )
+        after = build_conditions(
+            [ConditionState("Ready", True, "Available", "b")], before, generation=1, now=T1
+        )
+        assert after[0]["lastTransitionTime"] == timestamp(T1)
+
+    def test_unknown_status(self) -> None:
+        (item,) = build_conditions(
+            [ConditionState("Ready", None, "Waiting", "")], None, generation=1, now=T0
+        )
+        assert item["status"] == "Unknown"
+
+    def test_conditions_of_other_writers_are_kept(self) -> None:
+        previous = [{"type": "Healthy", "status": "True", "reason": "WithinSLO"}]
+        result = build_conditions(
+            [ConditionState("Ready", True, "Available", "")], previous, generation=1, now=T0
+        )
+        assert [c["type"] for c in result] == ["Ready", "Healthy"]
+        assert find_condition(result, "Healthy") == previous[0]
+        assert find_condition(result, "Missing") is None
+
+
+class TestHistory:
+    def entry(self, revision: str) -> dict[str, str]:
+        return {"revision": revision, "outcome": "Deployed"}
+
+    def test_newest_first(self) -> None:
+        history = push_history([self.entry("a")], self.entry("b"))
+        assert [h["revision"] for h in history] == ["b", "a"]
+
+    def test_one_entry_per_revision(self) -> None:
+        history = push_history([self.entry("b"), self.entry("a")], self.entry("a"))
+        assert [h["revision"] for h in history] == ["a", "b"]
+
+    def test_at_most_ten(self) -> None:
+        history: list = []
+        for index in range(15):
+            history = push_history(history, self.entry(str(index)))
+        assert len(history) == HISTORY_LIMIT == 10
+        assert history[0]["revision"] == "14"
+
+
+class TestStatusPatch:
+    def test_unchanged_means_no_patch(self) -> None:
+        current = {"phase": "Healthy", "observedGeneration": 2, "health": {"x": 1}, "kopf": {}}
+        assert status_patch(current, {"phase": "Healthy", "observedGeneration": 2}) is None
+
+    def test_changes_are_patched(self) -> None:
+        patch = status_patch({"phase": "Progressing"}, {"phase": "Healthy"})
+        assert patch == {"phase": "Healthy"}
+
+    def test_dropped_keys_are_nulled(self) -> None:
+        patch = status_patch(
+            {"phase": "Healthy", "candidate": {"revision": "x"}},
+            {"phase": "Healthy", "candidate": None},
+        )
+        assert patch == {"phase": "Healthy", "candidate": None}
+
+    def test_other_writers_fields_are_never_touched(self) -> None:
+        patch = status_patch(
+            {"health": {"errorRate": 0.1}, "kopf": {"progress": {}}}, {"phase": "X"}
+        )
+        assert patch == {"phase": "X"}
+        assert owned_status({"health": 1, "kopf": 2, "phase": "X"}) == {"phase": "X"}
+
+    def test_first_status(self) -> None:
+        assert status_patch(None, {"phase": "Pending"}) == {"phase": "Pending"}
+
+
+def live_deployment(**status: object) -> dict:
+    return {
+        "metadata": {
+            "name": "wine-abc",
+            "generation": 2,
+            "labels": {"vigil.dev/revision": "abc", "vigil.dev/role": "stable"},
+            "annotations": {
+                "vigil.dev/identity": "id",
+                "vigil.dev/model-version": "3",
+                "vigil.dev/image": "img",
+            },
+        },
+        "spec": {"replicas": 2},
+        "status": status,
+    }
+
+
+class TestDeploymentView:
+    def test_reads_labels_annotations_and_counts(self) -> None:
+        view = view_deployment(
+            live_deployment(observedGeneration=2, readyReplicas=1, availableReplicas=1)
+        )
+        assert view is not None
+        assert (view.revision, view.role, view.identity) == ("abc", "stable", "id")
+        assert (view.model_version, view.image) == ("3", "img")
+        assert (view.replicas, view.ready_replicas, view.updated_replicas) == (2, 1, 0)
+
+    def test_without_revision_label_it_is_not_ours(self) -> None:
+        assert view_deployment({"metadata": {"name": "x", "labels": {}}}) is None
+
+    @pytest.mark.parametrize(
+        ("status", "available"),
+        [
+            (
+                dict(observedGeneration=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2),
+                True,
+            ),
+            (
+                dict(observedGeneration=1, updatedReplicas=2, readyReplicas=2, availableReplicas=2),
+                False,
+            ),
+            (
+                dict(observedGeneration=2, updatedReplicas=1, readyReplicas=2, availableReplicas=2),
+                False,
+            ),
+            (
+                dict(observedGeneration=2, updatedReplicas=2, readyReplicas=1, availableReplicas=2),
+                False,
+            ),
+            (
+                dict(observedGeneration=2, updatedReplicas=2, readyReplicas=2, availableReplicas=1),
+                False,
+            ),
+            ({}, False),
+        ],
+    )
+    def test_available_only_when_every_replica_of_the_current_spec_is(
+        self, status: dict, available: bool
+    ) -> None:
+        view = view_deployment(live_deployment(**status))
+        assert view is not None and view.is_available is available
+
+    def test_zero_replicas_is_never_available(self) -> None:
+        deployment = live_deployment(observedGeneration=2)
+        deployment["spec"]["replicas"] = 0
+        view = view_deployment(deployment)
+        assert view is not None and not view.is_available
+
+    def test_failures(self) -> None:
+        deadline = {
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": "timed out",
+                }
+            ]
+        }
+        assert deployment_failure(deadline) == "timed out"
+        quota = {
+            "conditions": [
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": "exceeded quota",
+                }
+            ]
+        }
+        assert deployment_failure(quota) == "exceeded quota"
+        fine = {
+            "conditions": [
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+            ]
+        }
+        assert deployment_failure(fine) is None
+        assert deployment_failure({}) is None
+
+
+class TestServiceRevision:
+    def test_reads_the_selected_revision(self) -> None:
+        service = {"spec": {"selector": {"vigil.dev/revision": "abc"}}}
+        assert service_revision(service) == "abc"
+
+    def test_none_without_service_or_selector(self) -> None:
+        assert service_revision(None) is None
+        assert service_revision({"spec": {}}) is None
