@@ -1,0 +1,131 @@
+"""`vigil-operator` options, kopf settings, and the operator's own metrics."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+import pytest
+
+from vigil.operator import handlers
+from vigil.operator.main import parse_options
+from vigil.operator.metrics import OperatorMetrics
+from vigil.operator.runtime import (
+    DEFAULT_SIDECAR_IMAGE,
+    OperatorOptions,
+    build_runtime,
+    configure_kopf,
+)
+
+
+class TestOptions:
+    def test_one_namespace_standalone(self) -> None:
+        options = parse_options(["-n", "ml", "--standalone"])
+        assert options.namespaces == ("ml",)
+        assert not options.all_namespaces
+        assert options.standalone and options.peering_name is None
+        assert options.sidecar_image == DEFAULT_SIDECAR_IMAGE
+        assert options.log_format == "plain"
+
+    def test_several_namespaces_with_peering(self) -> None:
+        options = parse_options(["-n", "a", "--namespace", "b", "--peering", "vigil"])
+        assert options.namespaces == ("a", "b")
+        assert not options.standalone
+        assert options.peering_name == "vigil"
+
+    def test_all_namespaces_and_every_knob(self) -> None:
+        options = parse_options(
+            [
+                "--all-namespaces",
+                "--standalone",
+                "--sidecar-image",
+                "registry.local/vigil:dev",
+                "--metrics-port",
+                "0",
+                "--health-port",
+                "9999",
+                "--log-format",
+                "json",
+            ]
+        )
+        assert options.all_namespaces and options.namespaces == ()
+        assert options.sidecar_image == "registry.local/vigil:dev"
+        assert options.metrics_port == 0
+        assert options.health_port == 9999
+        assert options.log_format == "json"
+
+    def test_sidecar_image_from_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("VIGIL_SIDECAR_IMAGE", "from-env:1")
+        assert parse_options(["-A", "--standalone"]).sidecar_image == "from-env:1"
+
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["--standalone"],  # no namespace choice
+            ["-n", "ml"],  # no peering choice
+            ["-n", "ml", "-A", "--standalone"],  # both scopes
+            ["-n", "ml", "--standalone", "--peering", "x"],  # both peering modes
+            ["-n", "ml", "--standalone", "--log-format", "xml"],
+        ],
+    )
+    def test_ambiguous_or_missing_choices_are_refused(self, argv: list[str]) -> None:
+        with pytest.raises(SystemExit):
+            parse_options(argv)
+
+
+class TestKopfSettings:
+    def test_bookkeeping_in_status_and_server_side_child_filters(self) -> None:
+        settings = kopf.OperatorSettings()
+        configure_kopf(settings, build_runtime(OperatorOptions()))
+        assert isinstance(settings.persistence.progress_storage, kopf.StatusProgressStorage)
+        assert isinstance(settings.persistence.diffbase_storage, kopf.StatusDiffBaseStorage)
+        assert settings.scanning.disabled
+        assert not settings.posting.loggers
+        selectors = dict(settings.watching.label_selectors.items())
+        assert set(selectors.values()) == {"vigil.dev/model-deployment"}
+        assert len(selectors) == 2
+
+    def test_handlers_module_registers_without_side_effects(self) -> None:
+        assert callable(handlers.reconcile_model_deployment)
+        assert callable(handlers.child_changed)
+
+
+class TestMetrics:
+    def test_reconciles_are_exported_from_zero(self) -> None:
+        metrics = OperatorMetrics()
+        for outcome in ("changed", "unchanged", "error"):
+            assert (
+                metrics.registry.get_sample_value(
+                    "vigil_operator_reconciles_total", {"outcome": outcome}
+                )
+                == 0
+            )
+
+    def test_model_deployments_by_phase(self) -> None:
+        metrics = OperatorMetrics()
+        metrics.set_phase("a", "x", "Healthy")
+        metrics.set_phase("a", "y", "Healthy")
+        metrics.set_phase("b", "x", "Failed")
+        metrics.set_phase("a", "y", None)
+
+        def value(phase: str) -> float | None:
+            return metrics.registry.get_sample_value(
+                "vigil_operator_model_deployments", {"phase": phase}
+            )
+
+        assert value("Healthy") == 1
+        assert value("Failed") == 1
+        assert value("Progressing") == 0
+
+    def test_separate_registries_do_not_collide(self) -> None:
+        OperatorMetrics()
+        OperatorMetrics()
+
+
+def test_info_metric_names_the_sidecar_image() -> None:
+    runtime = build_runtime(OperatorOptions(sidecar_image="s:1"))
+    sample = runtime.metrics.registry.get_sample_value(
+        "vigil_operator_info", {"version": "0.1.0", "sidecar_image": "s:1"}
+    )
+    assert sample == 1
+    logging.getLogger(__name__).debug("ok")

@@ -1,0 +1,271 @@
+"""The reconciler's I/O discipline: writes only when needed, one status patch, errors retried.
+
+The API is an in-memory stand-in (this is a unit test of the domain layer;
+the e2e suite runs the real operator against a real API server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+from typing import Any
+
+import pytest
+
+from vigil.core.reconcile import Event
+from vigil.kube.client import KubeError
+from vigil.operator.metrics import OperatorMetrics
+from vigil.operator.reconciler import Reconciler, ReconcilerConfig, RetryLater
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+class MemoryApi:
+    """Stores objects by (kind, namespace, name); records every write."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.writes: list[tuple[str, str, str]] = []
+        self.fail_on: tuple[str, str] | None = None  # (verb, kind)
+        self.fail_status = 500
+
+    def add(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        self.objects[(obj["kind"], meta["namespace"], meta["name"])] = obj
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    async def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        key, _, value = label_selector.partition("=")
+        return [
+            copy.deepcopy(obj)
+            for (k, ns, _), obj in self.objects.items()
+            if k == kind and ns == namespace and obj["metadata"].get("labels", {}).get(key) == value
+        ]
+
+    def _maybe_fail(self, verb: str, kind: str) -> None:
+        if self.fail_on == (verb, kind):
+            raise KubeError(self.fail_status, f"{verb} {kind} refused")
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self._maybe_fail("apply", manifest["kind"])
+        self.writes.append(("apply", manifest["kind"], manifest["metadata"]["name"]))
+        self.add(copy.deepcopy(manifest))
+        return manifest
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        self._maybe_fail("delete", kind)
+        self.writes.append(("delete", kind, name))
+        self.objects.pop((kind, namespace, name), None)
+
+    async def patch_status(
+        self, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._maybe_fail("status", kind)
+        self.writes.append(("status", kind, name))
+        obj = self.objects[(kind, namespace, name)]
+        status = obj.setdefault("status", {})
+        for key, value in patch.items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        return obj
+
+    def make_ready(self) -> None:
+        for (kind, _, _), obj in self.objects.items():
+            if kind == "Deployment":
+                replicas = obj["spec"]["replicas"]
+                obj["metadata"]["generation"] = 1
+                obj["status"] = {
+                    "observedGeneration": 1,
+                    "replicas": replicas,
+                    "updatedReplicas": replicas,
+                    "readyReplicas": replicas,
+                    "availableReplicas": replicas,
+                }
+
+
+def model_deployment(version: str = "1", replicas: int = 2, **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "wine", "namespace": "ml", "uid": "uid-1", "generation": 1},
+        "spec": {
+            "model": {"version": version},
+            "server": {"image": "img:1"},
+            "replicas": replicas,
+            **extra,
+        },
+    }
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.api = MemoryApi()
+        self.events: list[Event] = []
+        self.metrics = OperatorMetrics()
+        self.reconciler = Reconciler(
+            api_factory=lambda: self.api,
+            config=ReconcilerConfig(sidecar_image="sidecar:test"),
+            metrics=self.metrics,
+            post_event=lambda body, event: self.events.append(event),
+            clock=lambda: NOW,
+        )
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return Harness()
+
+
+async def test_first_reconcile_creates_children_and_patches_status_once(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    await harness.reconciler.reconcile("ml", "wine")
+    verbs = [(verb, kind) for verb, kind, _ in harness.api.writes]
+    assert verbs == [
+        ("apply", "ConfigMap"),
+        ("apply", "Deployment"),
+        ("apply", "Service"),
+        ("status", "ModelDeployment"),
+    ]
+    assert [e.reason for e in harness.events] == ["Deployed"]
+    assert harness.metric("vigil_operator_reconciles_total", outcome="changed") == 1
+    assert harness.metric("vigil_operator_writes_total", kind="Deployment", verb="apply") == 1
+    assert harness.metric("vigil_operator_model_deployments", phase="Pending") == 1
+
+
+async def test_unchanged_world_means_no_write_at_all(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    await harness.reconciler.reconcile("ml", "wine")
+    harness.api.make_ready()
+    await harness.reconciler.reconcile("ml", "wine")
+    harness.api.writes.clear()
+    harness.events.clear()
+    for _ in range(3):
+        await harness.reconciler.reconcile("ml", "wine")
+    assert harness.api.writes == []
+    assert harness.events == []
+    assert harness.metric("vigil_operator_reconciles_total", outcome="unchanged") == 3
+    assert harness.metric("vigil_operator_model_deployments", phase="Healthy") == 1
+
+
+async def test_children_of_another_owner_are_ignored(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    harness.api.add(
+        {
+            "kind": "Deployment",
+            "metadata": {
+                "name": "wine-impostor",
+                "namespace": "ml",
+                "labels": {"vigil.dev/model-deployment": "wine", "vigil.dev/revision": "zzz"},
+                "ownerReferences": [{"uid": "someone-else", "controller": True}],
+            },
+            "spec": {"replicas": 1},
+        }
+    )
+    await harness.reconciler.reconcile("ml", "wine")
+    assert ("delete", "Deployment", "wine-impostor") not in harness.api.writes
+
+
+async def test_a_gone_object_is_forgotten_quietly(harness: Harness) -> None:
+    await harness.reconciler.reconcile("ml", "missing")
+    assert harness.api.writes == []
+    assert harness.metric("vigil_operator_reconciles_total", outcome="unchanged") == 1
+
+
+async def test_a_deleting_object_is_left_to_garbage_collection(harness: Harness) -> None:
+    body = model_deployment()
+    body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    harness.api.add(body)
+    await harness.reconciler.reconcile("ml", "wine")
+    assert harness.api.writes == []
+
+
+async def test_a_failed_write_stops_the_plan_reports_and_asks_for_a_retry(
+    harness: Harness,
+) -> None:
+    harness.api.add(model_deployment())
+    harness.api.fail_on = ("apply", "Deployment")
+    with pytest.raises(RetryLater) as caught:
+        await harness.reconciler.reconcile("ml", "wine")
+    assert caught.value.delay == 10.0
+    # The Service was not applied after the failed Deployment, and no status was written.
+    assert [kind for _, kind, _ in harness.api.writes] == ["ConfigMap"]
+    assert [e.reason for e in harness.events] == ["ReconcileFailed"]
+    assert harness.events[0].warning
+    assert "refused" in harness.events[0].message
+    assert harness.metric("vigil_operator_reconciles_total", outcome="error") == 1
+
+
+async def test_a_client_error_is_retried_later_than_a_server_error(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    harness.api.fail_on = ("apply", "ConfigMap")
+    harness.api.fail_status = 403
+    with pytest.raises(RetryLater) as caught:
+        await harness.reconciler.reconcile("ml", "wine")
+    assert caught.value.delay == 60.0
+
+
+async def test_missing_reference_is_looked_up_and_reported(harness: Harness) -> None:
+    reference = {"reference": {"configMapKeyRef": {"name": "wine-ref", "key": "p.json"}}}
+    harness.api.add(model_deployment(monitoring=reference))
+    await harness.reconciler.reconcile("ml", "wine")
+    status = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]
+    assert status["conditions"][0]["reason"] == "ReferenceNotFound"
+    assert [e.reason for e in harness.events] == ["ReferenceNotFound"]
+
+    harness.api.add(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "wine-ref", "namespace": "ml"},
+            "data": {"other.json": "{}"},
+        }
+    )
+    await harness.reconciler.reconcile("ml", "wine")
+    assert ("apply", "Deployment") not in [(v, k) for v, k, _ in harness.api.writes]
+
+    harness.api.objects[("ConfigMap", "ml", "wine-ref")]["data"]["p.json"] = "{}"
+    await harness.reconciler.reconcile("ml", "wine")
+    assert ("apply", "Deployment") in [(v, k) for v, k, _ in harness.api.writes]
+    await harness.reconciler.close()
+
+
+async def test_nudges_in_a_burst_collapse_into_few_reconciles(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    for _ in range(20):
+        harness.reconciler.nudge("ml", "wine")
+    await asyncio.sleep(0.05)
+    total = sum(
+        harness.metric("vigil_operator_reconciles_total", outcome=outcome)
+        for outcome in ("changed", "unchanged", "error")
+    )
+    assert 1 <= total <= 2
+
+
+async def test_a_failed_nudge_schedules_its_own_retry(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    harness.api.fail_on = ("apply", "ConfigMap")
+    harness.reconciler.nudge("ml", "wine")
+    await asyncio.sleep(0.05)
+    assert ("ml", "wine") in harness.reconciler._timers
+    await harness.reconciler.close()
+
+
+async def test_post_event_failures_never_fail_a_reconcile() -> None:
+    harness = Harness()
+
+    def broken(body: Any, event: Event) -> None:
+        raise RuntimeError("event queue closed")
+
+    harness.reconciler._post_event = broken
+    harness.api.add(model_deployment())
+    await harness.reconciler.reconcile("ml", "wine")
+    assert ("status", "ModelDeployment", "wine") in harness.api.writes
