@@ -37,7 +37,7 @@ def operator(
     vigil_installed: str, namespace: str, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
     log_dir = ROOT / ".vigil" / "e2e-logs"
-    process = OperatorProcess(vigil_installed, namespace, log_dir)
+    process = OperatorProcess(vigil_installed, [namespace], log_dir)
     process.start()
     try:
         yield process

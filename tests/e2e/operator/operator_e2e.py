@@ -86,11 +86,19 @@ class Kube:
 class OperatorProcess:
     """A real `vigil-operator` process watching one namespace with its own RBAC."""
 
-    def __init__(self, kubeconfig: str, namespace: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        namespaces: list[str],
+        log_dir: Path,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         if not OPERATOR_BIN.exists():
             pytest.fail(f"{OPERATOR_BIN} is missing: run `make install` first", pytrace=False)
         self.kubeconfig = kubeconfig
-        self.namespace = namespace
+        self.namespaces = namespaces
+        self.namespace = namespaces[0]
+        self.extra_args = extra_args
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
@@ -110,8 +118,8 @@ class OperatorProcess:
             self.process = subprocess.Popen(
                 [
                     str(OPERATOR_BIN),
-                    "--namespace",
-                    self.namespace,
+                    *[arg for ns in self.namespaces for arg in ("--namespace", ns)],
+                    *self.extra_args,
                     "--standalone",
                     "--sidecar-image",
                     SIDECAR_IMAGE,
