@@ -1,0 +1,84 @@
+"""manifests/: what the API server and PodSecurity say about them, and what the RBAC allows."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from operator_e2e import ROOT
+
+from vigil.devcluster import ClusterClient
+
+SERVICE_ACCOUNT = "system:serviceaccount:vigil-system:vigil-operator"
+
+
+def documents(name: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((ROOT / "manifests" / name).read_text()) if doc]
+
+
+def test_manifests_pass_the_api_server_and_podsecurity_restricted(
+    cluster: ClusterClient, vigil_installed: str
+) -> None:
+    result = cluster.kubectl("apply", "--dry-run=server", "-k", str(ROOT / "manifests"))
+    assert "Warning" not in result.stderr, result.stderr
+    for kind in ("deployment.apps/vigil-operator", "service/vigil-operator-metrics"):
+        assert kind in result.stdout
+
+
+def test_operator_deployment_is_single_recreate_probed_non_root_read_only() -> None:
+    (deployment,) = documents("deployment.yaml")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--standalone" in container["command"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"]["cpu"]
+    assert container["resources"]["requests"]["memory"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["serviceAccountName"] == "vigil-operator"
+
+
+def test_rbac_has_no_wildcards_and_no_secrets() -> None:
+    role = next(doc for doc in documents("rbac.yaml") if doc["kind"] == "ClusterRole")
+    for rule in role["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], rule
+        assert "secrets" not in rule["resources"]
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        ("watch", "modeldeployments.vigil.dev", True),
+        ("patch", "modeldeployments.vigil.dev/status", True),
+        ("patch", "modeldeployments.vigil.dev", False),  # never writes spec
+        ("delete", "modeldeployments.vigil.dev", False),
+        ("patch", "deployments.apps", True),
+        ("delete", "deployments.apps", True),
+        ("delete", "services", False),  # garbage collection removes the Service
+        ("watch", "configmaps", False),
+        ("get", "secrets", False),
+        ("list", "pods", False),
+        ("create", "events", True),
+        ("list", "namespaces", False),
+    ],
+)
+def test_service_account_can_do_exactly_what_the_operator_needs(
+    cluster: ClusterClient, vigil_installed: str, verb: str, resource: str, allowed: bool
+) -> None:
+    name, _, subresource = resource.partition("/")
+    extra = [f"--subresource={subresource}"] if subresource else []
+    result = cluster.kubectl(
+        "auth",
+        "can-i",
+        verb,
+        name,
+        *extra,
+        f"--as={SERVICE_ACCOUNT}",
+        "-n",
+        "default",
+        check=False,
+    )
+    assert result.stdout.strip() == ("yes" if allowed else "no"), (verb, resource, result)
