@@ -8,9 +8,14 @@ running after the session so that the next ``make test`` reuses it;
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +47,41 @@ def namespace(cluster: ClusterClient, request: pytest.FixtureRequest) -> Iterato
         yield name
     finally:
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def workload_runner(
+    cluster: ClusterClient, namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """Runs this namespace's pods' containers as local processes on their pod IPs.
+
+    Yields the runner's work folder (per-pod folders with container logs).
+    """
+    work_dir = tmp_path_factory.mktemp("workloads")
+    log_path = work_dir / "runner.log"
+    env = {**os.environ, "VIGIL_KUBECONFIG": cluster.kubeconfig}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "vigil-devcluster"),
+                "run-workloads",
+                "--namespace",
+                namespace,
+                "--work-dir",
+                str(work_dir),
+                "--interval",
+                "0.5",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        yield work_dir
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,4 +1,4 @@
-"""``vigil-devcluster up|down|status|kubeconfig``: the local cluster from a shell.
+"""``vigil-devcluster up|down|status|kubeconfig|run-workloads``: the local cluster from a shell.
 
 ``make cluster-up`` and ``make cluster-down`` call this.
 """
@@ -12,11 +12,20 @@ from vigil.devcluster.cluster import ClusterError, LocalCluster
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run-workloads"]:
+        from vigil.devcluster.runner import main as run_workloads
+
+        return run_workloads(argv[1:])
     parser = argparse.ArgumentParser(
         prog="vigil-devcluster",
         description="A real Kubernetes control plane on 127.0.0.1 with kwok nodes (no Docker).",
     )
-    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "status", "kubeconfig", "run-workloads"],
+        help="run-workloads: run kwok pods' containers as local processes (see --help there)",
+    )
     parser.add_argument("--nodes", type=int, default=2, help="kwok nodes to create (default 2)")
     args = parser.parse_args(argv)
     cluster = LocalCluster(nodes=args.nodes, log=lambda line: print(line, flush=True))
