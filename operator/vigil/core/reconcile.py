@@ -8,6 +8,7 @@ operator layer applies the writes in order, then persists the status once.
 The state machine, Flagger-style (each step reads like a runbook line):
 
     spec invalid or names too long       -> report InvalidSpec, touch nothing
+    a foreign Service holds our name     -> report ServiceConflict, touch nothing
     no stable revision                   -> deploy the revision as stable (change "new")
     stable revision == desired revision  -> keep it: scale in place, drop any candidate
     stable revision != desired revision  -> blue/green:
@@ -73,6 +74,7 @@ REASON_ROLLOUT_PAUSED = "RolloutPaused"
 REASON_DEPLOY_FAILED = "ProgressDeadlineExceeded"
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_REFERENCE_NOT_FOUND = "ReferenceNotFound"
+REASON_SERVICE_CONFLICT = "ServiceConflict"
 
 # Event reasons.
 EVENT_DEPLOYED = "Deployed"
@@ -85,6 +87,7 @@ EVENT_ROLLOUT_FAILED = "RolloutFailed"
 EVENT_DEPLOY_FAILED = "DeployFailed"
 EVENT_INVALID_SPEC = "InvalidSpec"
 EVENT_REFERENCE_NOT_FOUND = "ReferenceNotFound"
+EVENT_SERVICE_CONFLICT = "ServiceConflict"
 
 # History outcomes.
 OUTCOME_DEPLOYED = "Deployed"
@@ -110,6 +113,7 @@ class Observation:
     reference_found: bool  # False only when spec.monitoring.reference names a missing key
     now: datetime.datetime
     sidecar_image: str
+    foreign_service: bool = False  # a Service named like ours exists and someone else owns it
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,16 @@ def decide(obs: Observation) -> Plan:
     problem = naming.name_problem(obs.owner.name, REVISION_LENGTH)
     if problem is not None:
         return _blocked(build, stable_view, REASON_INVALID_SPEC, EVENT_INVALID_SPEC, problem)
+
+    # Never take over a Service someone else created under our name.
+    if obs.foreign_service:
+        message = (
+            f"a Service named {naming.service_name(obs.owner.name)!r} already exists and is not "
+            "owned by this ModelDeployment; rename one of them"
+        )
+        return _blocked(
+            build, stable_view, REASON_SERVICE_CONFLICT, EVENT_SERVICE_CONFLICT, message
+        )
 
     revision = compute_revision(spec, obs.sidecar_image)
     identity = compute_identity(spec)

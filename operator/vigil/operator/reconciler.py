@@ -195,11 +195,8 @@ class Reconciler:
             reference_found=_reference_found(spec, reference),
             now=self._clock(),
             sidecar_image=self.config.sidecar_image,
+            foreign_service=service is not None and not _owned_by(service, uid),
         )
-        if service is not None and observation.service is None:
-            log.warning(
-                "Service %s/%s exists but is not owned by this ModelDeployment", namespace, name
-            )
         plan = decide(observation)
         changed = await self._write(api, body, plan)
         if plan.recheck_after:

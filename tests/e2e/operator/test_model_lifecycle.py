@@ -268,3 +268,45 @@ def test_deleting_the_model_deployment_garbage_collects_every_child(
         what="garbage collection of the Deployments, Service, ConfigMaps and pods",
     )
     operator.assert_no_errors()
+
+
+def test_deleted_children_are_recreated_from_the_watch(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    apply(kube, example())
+    wait_ready(kube)
+    revision = status(kube)["stable"]["revision"]
+
+    kube.run("delete", "service", "wine")
+    wait_for(
+        lambda: (
+            (svc := kube.get("service", "wine"))
+            and svc["spec"]["selector"].get("vigil.dev/revision") == revision
+        ),
+        timeout=30,
+        what="the Service to be recreated",
+    )
+    kube.run("delete", "deployment", f"wine-{revision}")
+    wait_for(
+        lambda: (
+            (d := kube.get("deployment", f"wine-{revision}"))
+            and not d["metadata"].get("deletionTimestamp")
+        ),
+        timeout=30,
+        what="the Deployment to be recreated",
+    )
+    wait_ready(kube)
+    assert status(kube)["stable"]["revision"] == revision
+    operator.assert_no_errors()
+
+
+def test_a_foreign_service_is_never_taken_over(kube: Kube, operator: OperatorProcess) -> None:
+    kube.run("create", "service", "clusterip", "wine", "--tcp=80:8080")
+    apply(kube, example())
+    ready = wait_for(lambda: condition(kube, "Ready"), timeout=30, what="a Ready condition")
+    assert ready["reason"] == "ServiceConflict", ready
+    service = kube.get("service", "wine")
+    assert service is not None
+    assert not service["metadata"].get("ownerReferences")
+    assert kube.items("deployments") == []
+    operator.assert_no_errors()

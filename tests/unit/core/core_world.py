@@ -41,6 +41,7 @@ class World:
         self.spec: dict[str, Any] = spec()
         self.now = T0
         self.reference_found = True
+        self.foreign_service = False
         self.status_writes = 0
 
     # -- the user -------------------------------------------------------------
@@ -65,6 +66,7 @@ class World:
             reference_found=self.reference_found,
             now=self.now,
             sidecar_image=SIDECAR,
+            foreign_service=self.foreign_service,
         )
 
     def reconcile(self, advance: float = 1.0) -> Plan:

@@ -341,6 +341,15 @@ class TestWhatTheSchemaCannotCatch:
         plan = world.reconcile()
         assert [a.kind for a in plan.actions] == ["ConfigMap", "Deployment", "Service"]
 
+    def test_a_foreign_service_with_our_name_is_never_taken_over(self) -> None:
+        world = World()
+        world.foreign_service = True
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert world.condition("Ready")["reason"] == "ServiceConflict"
+        assert [e.reason for e in plan.events] == ["ServiceConflict"]
+        assert world.status["phase"] == "Failed"
+
     def test_missing_reference_does_not_touch_a_serving_revision(self) -> None:
         world = converged_world()
         old = world.status["revision"]

@@ -175,6 +175,16 @@ async def test_children_of_another_owner_are_ignored(harness: Harness) -> None:
     assert ("delete", "Deployment", "wine-impostor") not in harness.api.writes
 
 
+async def test_a_foreign_service_blocks_instead_of_being_overwritten(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    harness.api.add(
+        {"kind": "Service", "metadata": {"name": "wine", "namespace": "ml"}, "spec": {}}
+    )
+    await harness.reconciler.reconcile("ml", "wine")
+    assert [verb for verb, _, _ in harness.api.writes] == ["status"]
+    assert [e.reason for e in harness.events] == ["ServiceConflict"]
+
+
 async def test_a_gone_object_is_forgotten_quietly(harness: Harness) -> None:
     await harness.reconciler.reconcile("ml", "missing")
     assert harness.api.writes == []
