@@ -99,6 +99,7 @@ class OperatorProcess:
         self.namespaces = namespaces
         self.namespace = namespaces[0]
         self.extra_args = extra_args
+        self.standalone = True
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
@@ -120,7 +121,7 @@ class OperatorProcess:
                     str(OPERATOR_BIN),
                     *[arg for ns in self.namespaces for arg in ("--namespace", ns)],
                     *self.extra_args,
-                    "--standalone",
+                    *(["--standalone"] if self.standalone else []),
                     "--sidecar-image",
                     SIDECAR_IMAGE,
                     "--metrics-port",

@@ -49,3 +49,31 @@ def test_one_operator_serves_several_namespaces_and_logs_json(
         process.assert_no_errors()
     finally:
         process.stop()
+
+
+def test_peering_mode_with_the_optional_peering_manifest(
+    cluster: ClusterClient, vigil_installed: str, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "optional" / "peering.yaml"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=30s"
+    )
+    kube = Kube(cluster, namespace)
+    kube.apply("apiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata: {name: vigil}\n")
+    process = OperatorProcess(
+        vigil_installed,
+        [namespace],
+        ROOT / ".vigil" / "e2e-logs",
+        extra_args=("--peering", "vigil"),
+    )
+    # OperatorProcess passes --standalone unless told otherwise: peering replaces it.
+    process.standalone = False
+    process.start()
+    try:
+        kube.apply(EXAMPLE)
+        kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=60s")
+        peering = kube.get("kopfpeering", "vigil")
+        assert peering is not None and peering.get("status"), "the operator did not check in"
+        process.assert_no_errors()
+    finally:
+        process.stop()
