@@ -56,3 +56,7 @@ demo: cluster-up ## set up and run the main job (for now: the local cluster)
 
 clean: ## remove virtual environments (the binary cache stays)
 	rm -rf $(VENV) $(MLSERVER_VENV)
+
+.PHONY: bench-sidecar
+bench-sidecar: $(STAMP) $(MLSTAMP) ## sidecar overhead benchmark (latency, throughput, CPU, RSS); see bench/README.md
+	$(PY) bench/sidecar/run.py

@@ -1,0 +1,415 @@
+"""Sidecar benchmark: added latency, throughput share, CPU and memory.
+
+Not a test: it measures and prints a table (and writes ``last-run.json``).
+Everything runs on loopback as separate processes, the same load generator
+for "direct" and "through the sidecar", alternating in the same run.
+
+1. Added latency against a trivially fast v2 server (trivial_upstream.py),
+   open loop at fixed rates (default 100, 200, 500 rps): sidecar minus
+   direct at p50/p90/p99. The sidecar runs with a wine reference profile,
+   so monitoring (parsing, binning) is on, as in production.
+2. Saturated throughput against MLServer serving the wine model (closed
+   loop): requests/second through the sidecar as a share of direct.
+3. The sidecar's CPU seconds per 1000 requests/second (from /proc during
+   the fixed-rate runs) and its resident memory (VmRSS, peak VmHWM).
+
+Usage: ``python bench/sidecar/run.py [--seconds 8] [--reps 2] [--rates 100,200,500]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+MLSERVER_BIN = REPO / ".venv-mlserver" / "bin" / "mlserver"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ok(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"{url} not ready after {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def memory(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0]) / 1024.0  # MiB
+    return out
+
+
+def loadgen(*args: Any) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(HERE / "loadgen.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"loadgen failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+class Procs:
+    """Processes started by the benchmark; all stopped at the end."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+
+
+def prepare(work: Path) -> tuple[Path, Path, Path]:
+    """Wine model, reference profile and a one-row v2 request body."""
+    import joblib
+    import numpy as np
+    from sklearn.datasets import load_wine
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    sys.path.insert(0, str(REPO / "operator"))
+    from vigil.profile import build_profile
+
+    data = load_wine()
+    x, y = np.asarray(data.data, dtype=float), data.target
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+    joblib.dump(model, work / "model.joblib")
+    names = [n.replace("/", "_") for n in data.feature_names]
+    profile = build_profile(
+        x, predictions=model.predict(x), feature_names=names, model_name="wine", model_version="1"
+    )
+    (work / "profile.json").write_text(profile.to_json())
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "input-0", "shape": [1, 13], "datatype": "FP64", "data": x[0].tolist()}
+            ]
+        }
+    ).encode()
+    (work / "body.json").write_bytes(body)
+    return work / "model.joblib", work / "profile.json", work / "body.json"
+
+
+def start_sidecar(
+    procs: Procs, work: Path, name: str, upstream: int, profile: Path, event_loop: str
+) -> tuple[int, subprocess.Popen[bytes]]:
+    port, mport = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
+    env.pop("VIGIL_SIDECAR_CONFIG", None)
+    proc = procs.start(
+        [
+            sys.executable,
+            "-m",
+            "vigil.sidecar.main",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            str(port),
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(mport),
+            "--upstream",
+            f"http://127.0.0.1:{upstream}",
+            "--protocol",
+            "v2",
+            "--model-name",
+            "wine",
+            "--model-version",
+            "1",
+            "--revision",
+            "bench",
+            "--reference-profile",
+            str(profile),
+            "--event-loop",
+            event_loop,
+        ],
+        work / f"{name}.log",
+        env=env,
+    )
+    wait_ok(f"http://127.0.0.1:{port}/healthz/ready", proc, 30)
+    return port, proc
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    versions = {"python": platform.python_version()}
+    for mod in ("aiohttp", "prometheus_client", "numpy", "uvloop"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except (ImportError, AttributeError):
+            try:
+                from importlib.metadata import version
+
+                versions[mod] = version(mod.replace("_", "-"))
+            except Exception:
+                versions[mod] = "not installed"
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg(),
+        "versions": versions,
+    }
+
+
+def latency_phase(
+    procs: Procs,
+    work: Path,
+    profile: Path,
+    body: Path,
+    rates: list[float],
+    seconds: float,
+    reps: int,
+    event_loop: str,
+) -> dict[str, Any]:
+    up_port = free_port()
+    up = procs.start(
+        [sys.executable, str(HERE / "trivial_upstream.py"), str(up_port)], work / "trivial.log"
+    )
+    wait_ok(f"http://127.0.0.1:{up_port}/v2/health/ready", up, 15)
+    sc_port, sc = start_sidecar(procs, work, "sidecar-trivial", up_port, profile, event_loop)
+    path = "/v2/models/wine/infer"
+    results = []
+    for rate in rates:
+        direct, through, cpu = [], [], []
+        for _ in range(reps):
+            direct.append(loadgen("open", "127.0.0.1", up_port, path, body, rate, seconds))
+            c0 = cpu_seconds(sc.pid)
+            t0 = time.monotonic()
+            through.append(loadgen("open", "127.0.0.1", sc_port, path, body, rate, seconds))
+            # CPU over the whole loadgen run (includes its start-up and warm-up).
+            cpu.append(
+                (cpu_seconds(sc.pid) - c0, time.monotonic() - t0, through[-1]["latency"]["n"] + 50)
+            )
+        row: dict[str, Any] = {"rate": rate}
+        for q in ("p50", "p90", "p99"):
+            # Medians over the repetitions: the machine is shared, single runs are noisy.
+            d = statistics.median(r["latency"][q] for r in direct)
+            s = statistics.median(r["latency"][q] for r in through)
+            row[f"direct_{q}_ms"] = d * 1e3
+            row[f"sidecar_{q}_ms"] = s * 1e3
+            row[f"added_{q}_ms"] = (s - d) * 1e3
+        cpu_s = sum(c[0] for c in cpu)
+        requests = sum(c[2] for c in cpu)
+        row["sidecar_cpu_ms_per_request"] = cpu_s / requests * 1e3
+        row["sidecar_vcpu_per_1000rps"] = cpu_s / requests * 1000
+        row["errors"] = sum(r["errors"] for r in direct + through)
+        row["achieved_rps"] = sum(r["achieved_rps"] for r in through) / reps
+        row["loadgen_lateness_p99_ms"] = max(r["lateness"]["p99"] for r in direct + through) * 1e3
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    return {"rows": results, "memory_mib": memory(sc.pid)}
+
+
+def throughput_phase(
+    procs: Procs,
+    work: Path,
+    model: Path,
+    profile: Path,
+    body: Path,
+    seconds: float,
+    reps: int,
+    concurrency: int,
+    event_loop: str,
+) -> dict[str, Any]:
+    if not MLSERVER_BIN.exists():
+        raise SystemExit(f"{MLSERVER_BIN} missing: run `make install`")
+    root = work / "mlserver"
+    (root / "wine").mkdir(parents=True)
+    (root / "wine" / "model.joblib").write_bytes(model.read_bytes())
+    (root / "wine" / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "wine",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1"},
+            }
+        )
+    )
+    port = free_port()
+    (root / "settings.json").write_text(
+        json.dumps(
+            {
+                "debug": False,
+                "parallel_workers": 0,
+                "host": "127.0.0.1",
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "metrics_dir": str(root / ".metrics"),
+            }
+        )
+    )
+    env = {**os.environ}
+    env.pop("VIRTUAL_ENV", None)
+    ml = procs.start(
+        [str(MLSERVER_BIN), "start", str(root)], work / "mlserver.log", cwd=root, env=env
+    )
+    wait_ok(f"http://127.0.0.1:{port}/v2/models/wine/ready", ml, 180)
+    sc_port, sc = start_sidecar(procs, work, "sidecar-mlserver", port, profile, event_loop)
+    path = "/v2/models/wine/infer"
+    direct, through = [], []
+    c0 = cpu_seconds(sc.pid)
+    for _ in range(reps):
+        direct.append(loadgen("closed", "127.0.0.1", port, path, body, concurrency, seconds))
+        through.append(loadgen("closed", "127.0.0.1", sc_port, path, body, concurrency, seconds))
+    d = statistics.median(r["rps"] for r in direct)
+    s = statistics.median(r["rps"] for r in through)
+    # Each sidecar run directly follows a direct run: the ratio per pair cancels
+    # slow drifts of the shared machine's load; its median is the headline figure.
+    pairs = [t["rps"] / x["rps"] for x, t in zip(direct, through, strict=True)]
+    result = {
+        "direct_rps": d,
+        "sidecar_rps": s,
+        "share": statistics.median(pairs),
+        "pair_shares": pairs,
+        "concurrency": concurrency,
+        "runs_direct": [r["rps"] for r in direct],
+        "runs_sidecar": [r["rps"] for r in through],
+        "sidecar_cpu_seconds": cpu_seconds(sc.pid) - c0,
+        "memory_mib": memory(sc.pid),
+        "errors": sum(r["errors"] for r in direct + through),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--rates", default="100,200,500")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"))
+    parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--out", default=str(HERE / "last-run.json"))
+    args = parser.parse_args()
+    procs = Procs()
+    report: dict[str, Any] = {"machine": machine(), "event_loop": args.event_loop}
+    print(json.dumps(report["machine"]), flush=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+            work = Path(tmp)
+            model, profile, body = prepare(work)
+            if not args.skip_latency:
+                report["latency"] = latency_phase(
+                    procs,
+                    work,
+                    profile,
+                    body,
+                    [float(r) for r in args.rates.split(",")],
+                    args.seconds,
+                    args.reps,
+                    args.event_loop,
+                )
+            procs.stop_all()
+            procs.procs.clear()
+            if not args.skip_mlserver:
+                report["throughput"] = throughput_phase(
+                    procs,
+                    work,
+                    model,
+                    profile,
+                    body,
+                    args.seconds,
+                    args.reps,
+                    args.concurrency,
+                    args.event_loop,
+                )
+    finally:
+        procs.stop_all()
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(
+        "\n| rate (rps) | direct p50/p90/p99 (ms) | sidecar p50/p90/p99 (ms) | added p50 | added "
+        "p90 | added p99 | sidecar vCPU per 1000 rps |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in report.get("latency", {}).get("rows", []):
+        print(
+            f"| {r['rate']:.0f} | {r['direct_p50_ms']:.2f} / {r['direct_p90_ms']:.2f} / "
+            f"{r['direct_p99_ms']:.2f} | {r['sidecar_p50_ms']:.2f} / {r['sidecar_p90_ms']:.2f}"
+            f" / {r['sidecar_p99_ms']:.2f} | {r['added_p50_ms']:.2f} | {r['added_p90_ms']:.2f}"
+            f" | {r['added_p99_ms']:.2f} | {r['sidecar_vcpu_per_1000rps']:.2f} |"
+        )
+    mem = report.get("latency", {}).get("memory_mib", {})
+    print(
+        f"\nsidecar memory after the latency runs: RSS {mem.get('VmRSS', 0):.1f} MiB, "
+        f"peak {mem.get('VmHWM', 0):.1f} MiB"
+    )
+    t = report.get("throughput")
+    if t:
+        print(
+            f"MLServer saturated (closed loop, {t['concurrency']} connections): median direct "
+            f"{t['direct_rps']:.0f} rps, through the sidecar {t['sidecar_rps']:.0f} rps; "
+            f"median pair share {t['share'] * 100:.1f} % (pairs: "
+            + ", ".join(f"{p * 100:.0f}" for p in t["pair_shares"])
+            + f"); sidecar peak RSS {t['memory_mib'].get('VmHWM', 0):.1f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()
