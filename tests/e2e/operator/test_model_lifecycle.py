@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -174,12 +175,25 @@ def test_replicas_scale_the_same_deployment_in_place(kube: Kube, operator: Opera
     operator.assert_no_errors()
 
 
-def _ready_pods_behind_service(kube: Kube) -> tuple[str | None, int]:
+def _selected_revision(kube: Kube) -> str | None:
     service = kube.get("service", "wine")
-    if service is None:
+    return None if service is None else service["spec"]["selector"].get("vigil.dev/revision")
+
+
+def _ready_pods_behind_service(kube: Kube) -> tuple[str | None, int] | None:
+    """(revision the Service selects, its Ready pods), or None for a torn read.
+
+    kubectl reads the Service and the pods one after the other: a sample is
+    kept only if the Service selected the same revision before and after the
+    pod list was read, so a switch between the two reads is not mistaken for
+    an empty Service.
+    """
+    before = _selected_revision(kube)
+    if before is None:
         return None, 0
-    selector = service["spec"]["selector"]
-    pods = kube.items("pods", ",".join(f"{k}={v}" for k, v in selector.items()))
+    pods = kube.items("pods", f"{MD_LABEL}=wine,vigil.dev/revision={before}")
+    if _selected_revision(kube) != before:
+        return None
     ready = 0
     for pod in pods:
         if pod["metadata"].get("deletionTimestamp"):
@@ -187,7 +201,7 @@ def _ready_pods_behind_service(kube: Kube) -> tuple[str | None, int]:
         for cond in pod.get("status", {}).get("conditions") or []:
             if cond["type"] == "Ready" and cond["status"] == "True":
                 ready += 1
-    return selector.get("vigil.dev/revision"), ready
+    return before, ready
 
 
 def test_new_version_is_switched_blue_green_without_losing_ready_pods(
@@ -197,21 +211,33 @@ def test_new_version_is_switched_blue_green_without_losing_ready_pods(
     wait_ready(kube)
     old = status(kube)["stable"]["revision"]
 
-    apply(kube, example(spec__model={"name": "wine", "version": "2", "uri": "s3://models/wine/2"}))
+    # Sample what the Service selects from before the change until after the switch.
     observations: list[tuple[str | None, int]] = []
-    deadline = time.monotonic() + 90
-    new = None
-    while time.monotonic() < deadline:
-        observations.append(_ready_pods_behind_service(kube))
-        current = status(kube)
-        stable = current.get("stable", {}).get("revision")
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            seen = _ready_pods_behind_service(kube)
+            if seen is not None:
+                observations.append(seen)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    wait_for(lambda: observations, timeout=10, what="a first observation of the Service")
+    apply(kube, example(spec__model={"name": "wine", "version": "2", "uri": "s3://models/wine/2"}))
+
+    def switched() -> str | None:
+        stable = status(kube).get("stable", {}).get("revision")
         names = [d["metadata"]["name"] for d in children(kube)["deployments"]]
-        if stable and stable != old and names == [f"wine-{stable}"]:
-            new = stable
-            break
-        time.sleep(0.2)
-    assert new is not None, f"no switch within 90s: {status(kube)}"
-    observations.append(_ready_pods_behind_service(kube))
+        return stable if stable and stable != old and names == [f"wine-{stable}"] else None
+
+    new = wait_for(switched, timeout=90, interval=0.2, what="the blue/green switch")
+    seen_new = len(observations)
+    wait_for(lambda: len(observations) > seen_new, timeout=10, what="an observation after it")
+    stop.set()
+    sampler.join(timeout=10)
+    revisions = [revision for revision, _ in observations]
+    assert revisions[0] == old and revisions[-1] == new, observations
     empty = [item for item in observations if item[1] == 0]
     assert not empty, f"the Service selected no Ready pod at some observation: {observations}"
     assert {revision for revision, _ in observations} <= {old, new}
