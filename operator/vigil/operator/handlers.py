@@ -28,8 +28,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 
 @kopf.on.login()
-def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    return runtime.login(memo.runtime, **kwargs)
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    return await runtime.login(memo.runtime, **kwargs)
 
 
 @kopf.on.cleanup()

@@ -108,12 +108,16 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     settings.networking.request_timeout = 60
 
 
-def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    """Log in as kopf does (in-cluster service account, else kubeconfig), and share it."""
-    kwargs.pop("runtime", None)
+async def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Log in as kopf does (in-cluster service account, else kubeconfig), and share it.
+
+    Kopf logs in again when the API server answers 401 (a rotated token): the
+    previous client is closed and replaced, so both always use the same identity.
+    """
     info = kopf.login_via_client(**kwargs)
     if info is None:
         return None
+    previous = state.client
     state.client = KubeClient(
         Connection(
             server=info.server,
@@ -126,6 +130,8 @@ def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
             private_key_path=str(info.private_key_path) if info.private_key_path else None,
         )
     )
+    if previous is not None:
+        await previous.close()
     return info
 
 
