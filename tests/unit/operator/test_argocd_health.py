@@ -1,0 +1,124 @@
+"""The Argo CD health check (manifests/argocd/health.lua), run by a real Lua interpreter."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import lupa
+import pytest
+import yaml
+
+from vigil.core.desired import Owner
+from vigil.core.reconcile import Observation, decide
+
+ROOT = Path(__file__).resolve().parents[3]
+SCRIPT = (ROOT / "manifests" / "argocd" / "health.lua").read_text()
+
+
+def health(obj: dict[str, Any]) -> tuple[str, str]:
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute(SCRIPT)
+    return str(result["status"]), str(result["message"])
+
+
+def md(generation: int = 2, status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {"metadata": {"generation": generation}, "spec": spec}
+    if status is not None:
+        value["status"] = status
+    return value
+
+
+def ready(flag: str, message: str = "m") -> list[dict[str, str]]:
+    return [{"type": "Ready", "status": flag, "reason": "R", "message": message}]
+
+
+def test_the_configmap_patch_embeds_the_same_script() -> None:
+    patch = yaml.safe_load((ROOT / "manifests" / "argocd" / "argocd-cm-patch.yaml").read_text())
+    assert patch["data"]["resource.customizations.health.vigil.dev_ModelDeployment"] == SCRIPT
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (md(status=None), "Progressing"),
+        (md(status={"phase": "Healthy"}), "Progressing"),
+        (md(status={"observedGeneration": 1, "phase": "Healthy"}), "Progressing"),
+        (
+            md(status={"observedGeneration": 2, "phase": "Healthy", "conditions": ready("True")}),
+            "Healthy",
+        ),
+        (
+            md(
+                status={
+                    "observedGeneration": 2,
+                    "phase": "Progressing",
+                    "conditions": ready("False"),
+                }
+            ),
+            "Progressing",
+        ),
+        (
+            md(status={"observedGeneration": 2, "phase": "Failed", "conditions": ready("False")}),
+            "Degraded",
+        ),
+        (
+            md(
+                status={
+                    "observedGeneration": 2,
+                    "phase": "RolledBack",
+                    "conditions": ready("False"),
+                }
+            ),
+            "Degraded",
+        ),
+        (
+            md(status={"observedGeneration": 2, "phase": "Degraded", "conditions": ready("True")}),
+            "Degraded",
+        ),
+        (
+            md(
+                status={
+                    "observedGeneration": 2,
+                    "phase": "Progressing",
+                    "conditions": ready("False"),
+                },
+                paused=True,
+            ),
+            "Suspended",
+        ),
+    ],
+)
+def test_health_follows_the_status(obj: dict[str, Any], expected: str) -> None:
+    assert health(obj)[0] == expected
+
+
+def test_the_message_is_the_ready_condition_message() -> None:
+    status = {
+        "observedGeneration": 2,
+        "phase": "Failed",
+        "conditions": ready("False", "revision x did not become available"),
+    }
+    assert health(md(status=status)) == ("Degraded", "Failed: revision x did not become available")
+
+
+def test_a_status_the_operator_computes_reads_as_progressing_then_degraded() -> None:
+    observation = Observation(
+        owner=Owner("wine", "ml", "uid"),
+        generation=1,
+        spec={"model": {"version": "1"}, "server": {"image": "i"}},
+        status={},
+        deployments=[],
+        service=None,
+        configmaps=[],
+        reference_found=True,
+        now=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        sidecar_image="s",
+    )
+    status = decide(observation).status
+    assert health(md(generation=1, status=status))[0] == "Progressing"
+    long_name = Observation(**{**observation.__dict__, "owner": Owner("n" * 60, "ml", "u")})
+    status = decide(long_name).status
+    assert health(md(generation=1, status=status))[0] == "Degraded"
