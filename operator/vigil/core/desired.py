@@ -39,6 +39,9 @@ REFERENCE_DIR = "/var/lib/vigil/reference"
 SIDECAR_READY_PATH = "/healthz/ready"
 SIDECAR_LIVE_PATH = "/healthz/live"
 SIDECAR_USER_ID = 65532
+# After SIGTERM the sidecar keeps serving (not ready) this long, so that a pod
+# removed after a switch still answers requests routed before the endpoints moved.
+SIDECAR_SHUTDOWN_DELAY_SECONDS = 5
 PROGRESS_DEADLINE_SECONDS = 600
 
 # The sidecar's own footprint: small and bounded, so that it never starves the model.
@@ -101,9 +104,7 @@ def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     return stamped
 
 
-def sidecar_settings(
-    owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo
-) -> dict[str, Any]:
+def sidecar_settings(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> dict[str, Any]:
     """The sidecar's settings file (`vigil-sidecar --config /etc/vigil/sidecar.json`).
 
     The keys are the sidecar's contract (docs/sidecar.md, vigil.sidecar.config):
@@ -127,6 +128,7 @@ def sidecar_settings(
         "limits": {"maxBodyBytes": spec.monitoring.sidecar.max_body_bytes},
         "monitoring": monitoring,
         "shadow": None,
+        "shutdown": {"delaySeconds": SIDECAR_SHUTDOWN_DELAY_SECONDS},
     }
 
 

@@ -237,6 +237,7 @@ class TestServiceAndSettings:
         assert settings.listen_port == 8000
         assert settings.metrics_port == 9090
         assert settings.reference_profile == "/var/lib/vigil/reference/p.json"
+        assert settings.shutdown_delay_seconds == 5
 
     def test_settings_without_reference_leave_drift_off(self) -> None:
         settings = settings_from_mapping(sidecar_settings(OWNER, parsed(), INFO))
