@@ -11,6 +11,7 @@ The state machine, Flagger-style (each step reads like a runbook line):
     a foreign Service holds our name     -> report ServiceConflict, touch nothing
     no stable revision                   -> deploy the revision as stable (change "new")
     stable revision == desired revision  -> keep it: scale in place, drop any candidate
+        lost pods, spec unchanged        -> report Degraded (ReplicasUnavailable) until back
     stable revision != desired revision  -> blue/green:
         reference profile missing        -> hold, report ReferenceNotFound, keep stable
         paused                           -> hold where it is
@@ -52,6 +53,7 @@ from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
 from vigil.core.status import (
     CONDITION_PROGRESSING,
     CONDITION_READY,
+    PHASE_DEGRADED,
     PHASE_FAILED,
     PHASE_HEALTHY,
     PHASE_PENDING,
@@ -68,6 +70,7 @@ REASON_AVAILABLE = "Available"
 REASON_COMPLETE = "Complete"
 REASON_DEPLOYING = "Deploying"
 REASON_SCALING = "Scaling"
+REASON_REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
 REASON_ROLLOUT_IN_PROGRESS = "RolloutInProgress"
 REASON_ROLLOUT_FAILED = "RolloutFailed"
 REASON_ROLLOUT_PAUSED = "RolloutPaused"
@@ -676,10 +679,17 @@ def _stable_outcome(
             _ready(True, REASON_AVAILABLE, message),
             _progressing(False, REASON_COMPLETE, message),
         )
-    # Until a revision has been Ready once, it is still being deployed, not scaled.
-    never_served = _previous_reason(build.obs.status, CONDITION_READY) in (None, REASON_DEPLOYING)
-    reason = REASON_DEPLOYING if never_served else REASON_SCALING
+    previous = _previous_reason(build.obs.status, CONDITION_READY)
     message = f"revision {revision}: {ready}/{wanted} replica(s) ready"
+    # A revision that served fully and lost pods without a spec change is degraded.
+    if view.replicas == wanted and previous in (REASON_AVAILABLE, REASON_REPLICAS_UNAVAILABLE):
+        return _Outcome(
+            PHASE_DEGRADED,
+            _ready(False, REASON_REPLICAS_UNAVAILABLE, message),
+            _progressing(True, REASON_REPLICAS_UNAVAILABLE, message),
+        )
+    # Until a revision has been Ready once, it is still being deployed, not scaled.
+    reason = REASON_DEPLOYING if previous in (None, REASON_DEPLOYING) else REASON_SCALING
     return _Outcome(
         PHASE_PROGRESSING,
         _ready(False, reason, message),

@@ -156,6 +156,19 @@ class TestScaling:
         assert world.status["stable"]["replicas"] == 4
         assert len(world.status["history"]) == 1
 
+    def test_losing_pods_without_a_spec_change_is_degraded(self) -> None:
+        world = converged_world(replicas=2)
+        revision = world.status["revision"]
+        world.pods_ready(revision, ready=1)
+        plan = world.reconcile()
+        assert plan.actions == []
+        assert world.status["phase"] == "Degraded"
+        assert world.condition("Ready")["reason"] == "ReplicasUnavailable"
+        assert world.condition("Ready")["status"] == "False"
+        world.pods_ready(revision)
+        world.reconcile()
+        assert world.status["phase"] == "Healthy"
+
     def test_scaling_down_is_ready_at_once(self) -> None:
         world = converged_world(replicas=4)
         revision = world.status["revision"]
