@@ -257,6 +257,19 @@ def test_new_version_is_switched_blue_green_without_losing_ready_pods(
 def test_restarted_operator_changes_nothing(kube: Kube, operator: OperatorProcess) -> None:
     apply(kube, example())
     wait_ready(kube)
+    # Some history first: a switch to version 2 (relabelled Deployment, two history entries).
+    first = status(kube)["stable"]["revision"]
+    apply(kube, example(spec__model={"name": "wine", "version": "2"}))
+    wait_for(
+        lambda: (
+            status(kube).get("stable", {}).get("revision") not in (None, first)
+            and len(children(kube)["deployments"]) == 1
+        ),
+        timeout=60,
+        what="the switch to version 2",
+    )
+    wait_ready(kube)
+    assert len(status(kube)["history"]) == 2
     # Let the rollout's trailing events settle before taking the snapshot.
     time.sleep(3)
     versions = resource_versions(kube)
