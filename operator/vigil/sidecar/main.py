@@ -114,7 +114,10 @@ class Sidecar:
         self.monitor.start()
         self.shadow.start()
         loop = asyncio.get_running_loop()
-        self._tasks = (loop.create_task(self.watcher.run(), name="vigil-settings"),)
+        self._tasks = (
+            loop.create_task(self.watcher.run(), name="vigil-settings"),
+            loop.create_task(self.proxy.reap_idle(), name="vigil-idle-reaper"),
+        )
         log.info(
             "vigil-sidecar listening on %s:%d -> %s (protocol %s), metrics on %s:%d",
             self.settings.listen_host,

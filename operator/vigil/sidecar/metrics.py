@@ -10,15 +10,22 @@ holds for every series it exposes. The data-science metrics live in
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 __all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OpsMetrics"]
 
@@ -46,6 +53,10 @@ LATENCY_BUCKETS = (
     10.0,
 )
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _le(bound: float) -> str:
+    return floatToGoString(bound)
 
 
 def outcome_of(status: int) -> str:
@@ -95,6 +106,7 @@ class _ProcessCollector(Collector):
         )
         inflight.add_metric(values, self.ops.in_flight)
         yield inflight
+        yield from self.ops.hot_path_metrics()
 
 
 class OpsMetrics:
@@ -108,28 +120,6 @@ class OpsMetrics:
         self.base = base
         self.in_flight = 0
         labels = list(BASE_LABELS)
-        self.requests = Counter(
-            "vigil_requests",
-            "Requests by endpoint (infer/other), outcome and HTTP status code.",
-            [*labels, "endpoint", "outcome", "code"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "vigil_request_duration_seconds",
-            "Time from the complete request to the complete response, as the client sees it.",
-            [*labels, "endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.request_bytes = Counter(
-            "vigil_request_bytes", "Request body bytes.", [*labels, "endpoint"], registry=registry
-        )
-        self.response_bytes = Counter(
-            "vigil_response_bytes",
-            "Response body bytes.",
-            [*labels, "endpoint"],
-            registry=registry,
-        )
         self.upstream_failures = Counter(
             "vigil_upstream_failures",
             "Requests the model server did not answer: refused, timeout, reset, protocol.",
@@ -162,25 +152,17 @@ class OpsMetrics:
             registry=registry,
         )
         self._base_values = tuple(base.values())
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._endpoint_children: dict[str, tuple[Any, Any, Any]] = {}
+        # Hot-path counters are plain Python numbers, turned into series at
+        # scrape time: no locks, no label lookups per request.
+        self.request_counts: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[str, list[float]] = {}  # endpoint -> bucket counts + [sum]
+        self.body_bytes: dict[str, list[int]] = {}  # endpoint -> [request, response]
         self.upstream_ready.labels(*self._base_values).set(0)
         registry.register(_ProcessCollector(base, self))
 
     def set_info(self, protocol: str, fingerprint: str, version: str) -> None:
         self.info.clear()
         self.info.labels(*self._base_values, protocol, fingerprint, version).set(1)
-
-    def _endpoint(self, endpoint: str) -> tuple[Any, Any, Any]:
-        children = self._endpoint_children.get(endpoint)
-        if children is None:
-            children = (
-                self.duration.labels(*self._base_values, endpoint),
-                self.request_bytes.labels(*self._base_values, endpoint),
-                self.response_bytes.labels(*self._base_values, endpoint),
-            )
-            self._endpoint_children[endpoint] = children
-        return children
 
     def observe(
         self,
@@ -193,17 +175,55 @@ class OpsMetrics:
     ) -> None:
         """Record one finished request."""
         key = (endpoint, outcome, status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self.requests.labels(*self._base_values, endpoint, outcome, str(status))
-            self._request_children[key] = child
-        child.inc()
-        duration, req_b, resp_b = self._endpoint(endpoint)
-        duration.observe(seconds)
-        if request_bytes:
-            req_b.inc(request_bytes)
-        if response_bytes:
-            resp_b.inc(response_bytes)
+        counts = self.request_counts
+        counts[key] = counts.get(key, 0) + 1
+        hist = self.latency.get(endpoint)
+        if hist is None:
+            hist = self.latency[endpoint] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        hist[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        hist[-1] += seconds
+        sizes = self.body_bytes.get(endpoint)
+        if sizes is None:
+            sizes = self.body_bytes[endpoint] = [0, 0]
+        sizes[0] += request_bytes
+        sizes[1] += response_bytes
+
+    def hot_path_metrics(self) -> Iterator[Metric]:
+        """The per-request series, built from the plain counters."""
+        names = list(BASE_LABELS)
+        base = list(self._base_values)
+        requests = CounterMetricFamily(
+            "vigil_requests",
+            "Requests by endpoint (infer/other), outcome and HTTP status code.",
+            labels=[*names, "endpoint", "outcome", "code"],
+        )
+        for (endpoint, outcome, status), n in sorted(self.request_counts.items()):
+            requests.add_metric([*base, endpoint, outcome, str(status)], n)
+        yield requests
+        duration = HistogramMetricFamily(
+            "vigil_request_duration_seconds",
+            "Time from the complete request to the complete response, as the client sees it.",
+            labels=[*names, "endpoint"],
+        )
+        for endpoint, hist in sorted(self.latency.items()):
+            cumulative = 0.0
+            buckets = []
+            for le, n in zip((*LATENCY_BUCKETS, math.inf), hist[:-1], strict=True):
+                cumulative += n
+                buckets.append((_le(le), cumulative))
+            duration.add_metric([*base, endpoint], buckets, sum_value=hist[-1])
+        yield duration
+        req_b = CounterMetricFamily(
+            "vigil_request_bytes", "Request body bytes.", labels=[*names, "endpoint"]
+        )
+        resp_b = CounterMetricFamily(
+            "vigil_response_bytes", "Response body bytes.", labels=[*names, "endpoint"]
+        )
+        for endpoint, (rq, rs) in sorted(self.body_bytes.items()):
+            req_b.add_metric([*base, endpoint], rq)
+            resp_b.add_metric([*base, endpoint], rs)
+        yield req_b
+        yield resp_b
 
     def upstream_failure(self, reason: str) -> None:
         self.upstream_failures.labels(*self._base_values, reason).inc()

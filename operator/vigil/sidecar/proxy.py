@@ -34,7 +34,6 @@ from vigil.sidecar.wire import (
     RequestHead,
     Response,
     error_response,
-    header_value,
     parse_request_head,
     read_body,
     read_response,
@@ -61,6 +60,7 @@ class UpstreamError(Exception):
 
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+_BUSY = float("inf")  # activity mark of a connection with a request in progress
 
 
 class UpstreamPool:
@@ -122,6 +122,7 @@ class Proxy:
         self._idle_event = asyncio.Event()
         self._idle_event.set()
         self._connections: set[asyncio.StreamWriter] = set()
+        self._activity: dict[asyncio.StreamWriter, float] = {}
         self._ready_at = 0.0
         self._ready = False
         self._ready_lock = asyncio.Lock()
@@ -226,17 +227,21 @@ class Proxy:
             log.exception("unexpected error on a client connection")
         finally:
             self._connections.discard(writer)
+            self._activity.pop(writer, None)
             writer.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        idle_timeout = self.settings.idle_timeout_seconds
+        activity = self._activity
+        now = asyncio.get_running_loop().time
         for _ in range(10_000_000):
             if self.draining:
                 return
+            # Idle (and slow-header) connections are closed by the reaper task:
+            # one timestamp per request instead of a timer per request.
+            activity[writer] = now()
             try:
-                async with asyncio.timeout(idle_timeout):
-                    raw = await reader.readuntil(b"\r\n\r\n")
-            except (TimeoutError, asyncio.IncompleteReadError):
+                raw = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
                 return
             except asyncio.LimitOverrunError:
                 self.ops.reject("headers_too_large")
@@ -244,6 +249,7 @@ class Proxy:
                     error_response(431, "headers_too_large", "headers too large", close=True)
                 )
                 return
+            activity[writer] = _BUSY
             self._begin()
             try:
                 keep = await self._exchange(reader, writer, raw)
@@ -251,6 +257,17 @@ class Proxy:
                 self._end()
             if not keep:
                 return
+
+    async def reap_idle(self) -> None:
+        """Close client connections idle for longer than ``listen.idleTimeoutSeconds``."""
+        idle = self.settings.idle_timeout_seconds
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(max(idle / 4, 0.05), 5.0))
+            deadline = loop.time() - idle
+            for writer, since in list(self._activity.items()):
+                if since < deadline:
+                    writer.close()
 
     async def _exchange(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
@@ -269,9 +286,14 @@ class Proxy:
         endpoint = endpoint_of(self.settings.protocol, head.method, head.path)
         if head.expect_continue and (head.content_length or 0) <= self.settings.max_body_bytes:
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # One timer covers reading the body and the whole upstream exchange.
+        reading = True
+        body = b""
         try:
             async with asyncio.timeout(self.settings.upstream_timeout_seconds):
                 raw_body, body = await read_body(reader, head, self.settings.max_body_bytes)
+                reading = False
+                resp = await self._forward(head, raw_body)
         except BodyTooLarge:
             self.ops.reject("body_too_large")
             self.ops.observe(endpoint, "rejected", 413, self.clock() - start, 0, 0)
@@ -284,19 +306,21 @@ class Proxy:
                 )
             )
             return False
-        except (BadMessage, TimeoutError) as exc:
-            self.ops.reject("bad_request")
-            self.ops.observe(endpoint, "rejected", 400, self.clock() - start, 0, 0)
-            writer.write(error_response(400, "bad_request", f"bad request body: {exc}", close=True))
-            return False
-        try:
-            resp = await self._forward(head, raw_body)
-        except UpstreamError as exc:
-            self.ops.upstream_failure(exc.reason)
-            self.ops.observe(
-                endpoint, "upstream_error", exc.status, self.clock() - start, len(body), 0
+        except BadMessage as exc:
+            return self._bad_body(writer, endpoint, start, str(exc))
+        except (TimeoutError, UpstreamError) as exc:
+            if reading:
+                return self._bad_body(writer, endpoint, start, "timed out")
+            err = (
+                exc
+                if isinstance(exc, UpstreamError)
+                else UpstreamError("timeout", 504, "model server timed out")
             )
-            writer.write(error_response(exc.status, f"upstream_{exc.reason}", str(exc)))
+            self.ops.upstream_failure(err.reason)
+            self.ops.observe(
+                endpoint, "upstream_error", err.status, self.clock() - start, len(body), 0
+            )
+            writer.write(error_response(err.status, f"upstream_{err.reason}", str(err)))
             await writer.drain()
             return head.keep_alive and not self.draining
         writer.write(resp.head + resp.raw_body if resp.raw_body else resp.head)
@@ -316,9 +340,9 @@ class Proxy:
                     body,
                     head.content_type,
                     resp.body if ok else None,
-                    header_value(resp.head, b"content-type"),
+                    resp.content_type,
                     head.content_encoding,
-                    header_value(resp.head, b"content-encoding") if ok else "",
+                    resp.content_encoding if ok else "",
                 )
             )
             if ok and not head.shadow_copy and self.shadow.wants():
@@ -329,12 +353,20 @@ class Proxy:
                         head.content_type,
                         body,
                         resp.body,
-                        header_value(resp.head, b"content-type"),
+                        resp.content_type,
                         head.content_encoding,
-                        header_value(resp.head, b"content-encoding"),
+                        resp.content_encoding,
                     )
                 )
         return head.keep_alive and resp.keep_alive and not self.draining
+
+    def _bad_body(
+        self, writer: asyncio.StreamWriter, endpoint: str, start: float, why: str
+    ) -> bool:
+        self.ops.reject("bad_request")
+        self.ops.observe(endpoint, "rejected", 400, self.clock() - start, 0, 0)
+        writer.write(error_response(400, "bad_request", f"bad request body: {why}", close=True))
+        return False
 
     async def _forward(self, head: RequestHead, raw_body: bytes) -> Response:
         """Send the request upstream and read the answer (one retry on a stale connection)."""
@@ -342,13 +374,12 @@ class Proxy:
             conn, reused = await self.pool.acquire()
             reader, writer = conn
             try:
-                async with asyncio.timeout(self.settings.upstream_timeout_seconds):
-                    writer.write(head.raw + raw_body if raw_body else head.raw)
-                    await writer.drain()
-                    resp = await read_response(reader, head.method == "HEAD")
-            except TimeoutError as exc:
-                writer.close()
-                raise UpstreamError("timeout", 504, "model server timed out") from exc
+                writer.write(head.raw + raw_body if raw_body else head.raw)
+                await writer.drain()
+                resp = await read_response(reader, head.method == "HEAD")
+            except asyncio.CancelledError:
+                writer.close()  # the caller's timeout fired mid-exchange
+                raise
             except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
                 writer.close()
                 partial = isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)

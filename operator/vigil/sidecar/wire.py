@@ -76,6 +76,8 @@ class Response:
     raw_body: bytes
     body: bytes
     keep_alive: bool
+    content_type: str = ""
+    content_encoding: str = ""
 
 
 def parse_request_head(raw: bytes) -> RequestHead:
@@ -212,6 +214,7 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Res
     content_length: int | None = None
     chunked = False
     connection = b""
+    ctype = cenc = b""
     for line in raw_head[:-4].split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         key = name.strip().lower()
@@ -220,6 +223,10 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Res
                 content_length = int(value)
             except ValueError as exc:
                 raise BadMessage("bad Content-Length") from exc
+        elif key == b"content-type":
+            ctype = value
+        elif key == b"content-encoding":
+            cenc = value
         elif key == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
         elif key == b"connection":
@@ -227,29 +234,23 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Res
     http10 = raw_head.startswith(b"HTTP/1.0")
     keep_alive = (b"keep-alive" in connection) if http10 else (b"close" not in connection)
     if head_request or status in (204, 304) or status < 200:
-        return Response(status, raw_head, b"", b"", keep_alive)
-    if chunked:
+        raw = body = b""
+    elif chunked:
         raw, body = await _read_chunked(reader, None)
-        return Response(status, raw_head, raw, body, keep_alive)
-    if content_length is not None:
-        body = await reader.readexactly(content_length) if content_length else b""
-        return Response(status, raw_head, body, body, keep_alive)
-    body = await reader.read()  # delimited by the end of the connection
-    return Response(status, raw_head, body, body, False)
-
-
-def header_value(head: bytes, name: bytes) -> str:
-    """One header's value from a raw head (lower case; ``""`` when absent).
-
-    ``name`` is lower case, without the colon. Used off the hot path only.
-    """
-    lower = head.lower()
-    idx = lower.find(b"\r\n" + name + b":")
-    if idx < 0:
-        return ""
-    start = idx + len(name) + 3
-    end = lower.find(b"\r\n", start)
-    return lower[start:end].strip().decode("latin-1")
+    elif content_length is not None:
+        raw = body = await reader.readexactly(content_length) if content_length else b""
+    else:
+        raw = body = await reader.read()  # delimited by the end of the connection
+        keep_alive = False
+    return Response(
+        status,
+        raw_head,
+        raw,
+        body,
+        keep_alive,
+        ctype.strip().decode("latin-1").lower(),
+        cenc.strip().decode("latin-1").lower(),
+    )
 
 
 def error_response(status: int, code: str, message: str, *, close: bool = False) -> bytes:

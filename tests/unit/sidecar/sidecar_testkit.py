@@ -148,7 +148,7 @@ def value(metrics: dict[tuple, float], name: str, **labels: str) -> float:
 async def settle(sidecar: Sidecar, timeout: float = 5.0) -> None:
     """Wait until the monitoring and shadow queues are empty (bounded)."""
     async with asyncio.timeout(timeout):
-        while not sidecar.monitor.queue.empty() or not sidecar.shadow.queue.empty():
+        while sidecar.monitor.pending or not sidecar.shadow.queue.empty():
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
 

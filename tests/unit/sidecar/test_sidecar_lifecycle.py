@@ -99,3 +99,17 @@ async def test_process_exits_cleanly_on_sigterm_after_draining(model, tmp_path):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_idle_and_slow_header_connections_are_closed(model, start_sidecar):
+    sidecar = await start_sidecar(model.url, idle_timeout_seconds=0.3)
+    idle_r, idle_w = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+    slow_r, slow_w = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+    slow_w.write(b"GET /healthz/live HTTP/1.1\r\n")  # never finishes its head
+    try:
+        async with asyncio.timeout(5):
+            assert await idle_r.read() == b""
+            assert await slow_r.read() == b""
+    finally:
+        idle_w.close()
+        slow_w.close()
