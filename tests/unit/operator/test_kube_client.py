@@ -1,0 +1,135 @@
+"""The kube adapter against a local HTTP server speaking the API server's protocol."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from vigil.kube.client import Connection, KubeClient, KubeError
+
+
+class FakeApiServer:
+    """Records requests; answers from a table of (method, path) -> (status, body)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.answers: dict[tuple[str, str], tuple[int, Any]] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "content_type": request.headers.get("Content-Type"),
+                "authorization": request.headers.get("Authorization"),
+                "body": json.loads(body) if body else None,
+            }
+        )
+        status, payload = self.answers.get((request.method, request.path), (200, {}))
+        return web.json_response(payload, status=status)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[FakeApiServer, KubeClient]]:
+    fake = FakeApiServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    client = KubeClient(Connection(server=f"http://127.0.0.1:{port}", token="t0ken"))
+    try:
+        yield fake, client
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_get_returns_the_object_or_none(server: tuple[FakeApiServer, KubeClient]) -> None:
+    fake, client = server
+    fake.answers[("GET", "/apis/apps/v1/namespaces/ml/deployments/wine-a")] = (
+        200,
+        {"kind": "Deployment"},
+    )
+    assert await client.get("Deployment", "ml", "wine-a") == {"kind": "Deployment"}
+    fake.answers[("GET", "/api/v1/namespaces/ml/services/wine")] = (404, {"message": "nf"})
+    assert await client.get("Service", "ml", "wine") is None
+    assert fake.requests[0]["authorization"] == "Bearer t0ken"
+
+
+async def test_list_uses_a_label_selector(server: tuple[FakeApiServer, KubeClient]) -> None:
+    fake, client = server
+    fake.answers[("GET", "/api/v1/namespaces/ml/configmaps")] = (200, {"items": [{"a": 1}]})
+    items = await client.list("ConfigMap", "ml", "vigil.dev/model-deployment=wine")
+    assert items == [{"a": 1}]
+    assert fake.requests[0]["query"] == {"labelSelector": "vigil.dev/model-deployment=wine"}
+
+
+async def test_apply_is_a_forced_server_side_apply(
+    server: tuple[FakeApiServer, KubeClient],
+) -> None:
+    fake, client = server
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "wine", "namespace": "ml"},
+    }
+    await client.apply(manifest)
+    (request,) = fake.requests
+    assert request["method"] == "PATCH"
+    assert request["path"] == "/api/v1/namespaces/ml/services/wine"
+    assert request["content_type"] == "application/apply-patch+yaml"
+    assert request["query"] == {"fieldManager": "vigil-operator", "force": "true"}
+    assert request["body"] == manifest
+
+
+async def test_delete_tolerates_gone_objects(server: tuple[FakeApiServer, KubeClient]) -> None:
+    fake, client = server
+    fake.answers[("DELETE", "/apis/apps/v1/namespaces/ml/deployments/x")] = (404, {})
+    await client.delete("Deployment", "ml", "x")
+    assert fake.requests[0]["body"]["propagationPolicy"] == "Background"
+
+
+async def test_status_is_a_merge_patch_of_the_subresource(
+    server: tuple[FakeApiServer, KubeClient],
+) -> None:
+    fake, client = server
+    await client.patch_status("ModelDeployment", "ml", "wine", {"phase": "Healthy"})
+    (request,) = fake.requests
+    assert request["path"] == "/apis/vigil.dev/v1alpha1/namespaces/ml/modeldeployments/wine/status"
+    assert request["content_type"] == "application/merge-patch+json"
+    assert request["body"] == {"status": {"phase": "Healthy"}}
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(500, True), (503, True), (409, True), (429, True), (403, False), (422, False)],
+)
+async def test_errors_say_whether_a_retry_may_help(
+    server: tuple[FakeApiServer, KubeClient], status: int, retryable: bool
+) -> None:
+    fake, client = server
+    fake.answers[("PATCH", "/api/v1/namespaces/ml/configmaps/c")] = (status, {"message": "nope"})
+    with pytest.raises(KubeError) as caught:
+        await client.apply({"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ml"}})
+    assert caught.value.status == status
+    assert caught.value.retryable is retryable
+    assert "nope" in str(caught.value)
+
+
+async def test_an_unreachable_server_is_a_retryable_error() -> None:
+    client = KubeClient(Connection(server="http://127.0.0.1:9"), timeout=2)
+    try:
+        with pytest.raises(KubeError) as caught:
+            await client.get("Service", "ml", "x")
+        assert caught.value.status == 0 and caught.value.retryable
+    finally:
+        await client.close()
