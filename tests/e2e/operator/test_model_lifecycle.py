@@ -349,3 +349,43 @@ def test_a_foreign_service_is_never_taken_over(kube: Kube, operator: OperatorPro
     assert not service["metadata"].get("ownerReferences")
     assert kube.items("deployments") == []
     operator.assert_no_errors()
+
+
+def test_a_candidate_that_cannot_start_fails_while_stable_keeps_serving(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    apply(kube, example())
+    wait_ready(kube)
+    stable = status(kube)["stable"]["revision"]
+    # The namespace's quota cannot hold the candidate's pods: its ReplicaSet cannot create them.
+    kube.run("create", "quota", "cpu", "--hard=requests.cpu=2")
+    server = {"image": "seldonio/mlserver:1.7.1-sklearn", "resources": {"requests": {"cpu": "3"}}}
+    apply(kube, example(spec__model={"name": "wine", "version": "2"}, spec__server=server))
+    ready = wait_for(
+        lambda: (c := condition(kube, "Ready")) and c["reason"] == "RolloutFailed" and c,
+        timeout=90,
+        what="Ready=False with reason RolloutFailed",
+    )
+    assert f"revision {stable} keeps serving" in ready["message"]
+    assert "quota" in ready["message"]
+    assert status(kube)["phase"] == "Failed"
+    assert status(kube)["stable"]["revision"] == stable
+    service = kube.get("service", "wine")
+    assert service is not None
+    assert service["spec"]["selector"]["vigil.dev/revision"] == stable
+    wait_for(lambda: kube.events("RolloutFailed"), timeout=15, what="a RolloutFailed Event")
+
+    # A fixed spec supersedes the failed candidate and is switched to.
+    apply(kube, example(spec__model={"name": "wine", "version": "3"}))
+    wait_for(
+        lambda: (
+            status(kube).get("stable", {}).get("modelVersion") == "3"
+            and len(children(kube)["deployments"]) == 1
+        ),
+        timeout=90,
+        what="the switch to version 3",
+    )
+    wait_ready(kube)
+    outcomes = [entry["outcome"] for entry in status(kube)["history"]]
+    assert outcomes == ["Promoted", "Superseded", "Deployed"]
+    operator.assert_no_errors()
