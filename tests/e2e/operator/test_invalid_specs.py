@@ -199,3 +199,21 @@ def test_missing_reference_profile_holds_until_it_appears(
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["reference"]["configMap"]["name"] == "wine-reference"
     operator.assert_no_errors()
+
+
+def test_a_new_model_whose_pods_cannot_be_created_ends_in_deploy_failed(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.run("create", "quota", "cpu", "--hard=requests.cpu=1")
+    manifest = mutate("spec.server.resources", {"requests": {"cpu": "2"}})
+    kube.apply(yaml.safe_dump(manifest))
+    ready = wait_for(
+        lambda: (c := _condition(kube, "bad", "Ready")) and c["reason"] == "DeployFailed" and c,
+        timeout=90,
+        what="Ready=False with reason DeployFailed",
+    )
+    assert "quota" in ready["message"]
+    md = kube.get("md", "bad")
+    assert md is not None and md["status"]["phase"] == "Failed"
+    wait_for(lambda: kube.events("DeployFailed"), timeout=15, what="a DeployFailed Event")
+    operator.assert_no_errors()

@@ -71,7 +71,7 @@ class TestBrandNewModel:
         world.deadline_exceeded(revision)
         plan = world.reconcile()
         assert world.status["phase"] == "Failed"
-        assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
+        assert world.condition("Ready")["reason"] == "DeployFailed"
         assert "timed out" in world.condition("Ready")["message"]
         assert [e.reason for e in plan.events] == ["DeployFailed"]
         assert plan.events[0].warning
