@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -163,6 +165,22 @@ class Sidecar:
             await self.metrics_runner.cleanup()
 
 
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections on the hot path.
+
+    Every proxied request allocates a few hundred short-lived objects, so
+    with CPython's default threshold (700) a young-generation collection runs
+    every other request. Startup objects (NumPy, the profile, the registry)
+    are frozen out of the collector's view, and collections run less often;
+    reference counting still frees almost everything at once.
+    """
+    if os.environ.get("VIGIL_SIDECAR_GC", "tuned") == "default":
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigil-sidecar",
@@ -194,6 +212,7 @@ async def _run(settings: Settings) -> int:
     except OSError as exc:
         log.error("cannot bind: %s", exc)
         return 1
+    _tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
