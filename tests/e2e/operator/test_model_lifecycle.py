@@ -128,6 +128,7 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     annotations = md["metadata"].get("annotations") or {}
     assert not [key for key in annotations if "kopf" in key]
     assert "kopf" in md["status"]
+    assert not md["metadata"].get("finalizers")  # owner references clean up; no finalizer
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
     assert md["status"]["phase"] == "Healthy"
     assert [entry["revision"] for entry in md["status"]["history"]] == [revision]
