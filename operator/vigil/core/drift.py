@@ -240,10 +240,10 @@ def bin_index(values: ArrayLike, edges: ArrayLike) -> npt.NDArray[np.intp]:
 
     ``edges`` needs at least two values (a constant feature uses ``[c, c]``:
     one inner bin that holds exactly ``c``). Returns indices in
-    ``0 .. len(edges)``: 0 = underflow,
+    ``0 .. len(edges)`` (always an array, also for a single value): 0 = underflow,
     ``len(edges)`` = overflow. NaN values get ``-1`` (missing, not binned).
     """
-    v = np.asarray(values, dtype=np.float64)
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 2:
         raise ValueError("edges must be a vector of at least 2 values")

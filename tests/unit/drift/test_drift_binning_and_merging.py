@@ -60,3 +60,7 @@ def test_merge_category_counts_folds_unknown_labels_into_other():
 
 def test_proportions_sum_to_one():
     assert drift.proportions([1, 1, 2]).tolist() == [0.25, 0.25, 0.5]
+
+
+def test_bin_index_accepts_a_single_value():
+    assert drift.bin_index(5.0, [1.0, 2.0, 5.0]).tolist() == [2]
