@@ -282,6 +282,11 @@ class TestNeedsWrite:
         other = deployment(config={"A": "1"})["metadata"]["annotations"]
         assert other[naming.ANNOTATION_APPLIED_HASH] != first
 
+    def test_other_kinds_compare_by_hash_labels_and_owner(self) -> None:
+        desired = copy.deepcopy(desired_service(OWNER, "abc1234"))
+        desired["kind"] = "Secret"
+        assert not needs_write(desired, self.live(desired))
+
     def test_manual_scale_is_detected(self) -> None:
         live = self.live(deployment())
         live["spec"]["replicas"] = 5

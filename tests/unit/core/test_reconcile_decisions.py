@@ -113,6 +113,20 @@ class TestNothingChanged:
         assert ("apply", "Deployment", f"wine-{revision}") in kinds(plan)
         assert [e.reason for e in plan.events] == ["Deployed"]
 
+    def test_when_stable_is_gone_leftover_candidates_are_removed(self) -> None:
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        candidate = world.status["revision"]
+        del world.objects[("Deployment", f"wine-{old}")]
+        world.set_spec(spec("3"))
+        plan = world.reconcile()
+        third = world.status["revision"]
+        assert ("delete", "Deployment", f"wine-{candidate}") in kinds(plan)
+        assert world.names("Deployment") == [f"wine-{third}"]
+        assert world.service_revision() == third
+
     def test_a_manual_scale_is_undone(self) -> None:
         world = converged_world()
         revision = world.status["revision"]

@@ -146,6 +146,10 @@ class TestDeploymentView:
         assert (view.model_version, view.image) == ("3", "img")
         assert (view.replicas, view.ready_replicas, view.updated_replicas) == (2, 1, 0)
 
+    def test_garbage_counts_read_as_zero(self) -> None:
+        view = view_deployment(live_deployment(readyReplicas="many"))
+        assert view is not None and view.ready_replicas == 0
+
     def test_without_revision_label_it_is_not_ours(self) -> None:
         assert view_deployment({"metadata": {"name": "x", "labels": {}}}) is None
 
