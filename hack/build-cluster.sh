@@ -65,5 +65,9 @@ build kube-scheduler k8s k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus \
   "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
   "remove_all_sd,enable_kubernetes_sd"
+# promtool checks and unit-tests the alert rules (manifests/monitoring/).
+build promtool prometheus github.com/prometheus/prometheus/cmd/promtool \
+  "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+  "remove_all_sd,enable_kubernetes_sd"
 
 echo "build-cluster: [$(elapsed)] all binaries in $bindir ($(du -sh "$bindir" | cut -f1))"
