@@ -119,7 +119,9 @@ def build_binaries(log: Callable[[str], None] = print) -> Path:
             ["bash", str(script), "--print"], check=True, capture_output=True, text=True
         ).stdout.strip()
     )
-    if all((bin_dir / name).is_file() for name in (*COMPONENTS, "kubectl", "prometheus", "promtool")):
+    if all(
+        (bin_dir / name).is_file() for name in (*COMPONENTS, "kubectl", "prometheus", "promtool")
+    ):
         return bin_dir
     log("devcluster: building the control plane from Go modules (cold build: 10-25 min)")
     result = subprocess.run(["bash", str(script)], check=False)
