@@ -61,6 +61,7 @@ from vigil.core.status import (
     ConditionState,
     build_conditions,
     find_condition,
+    kstatus_conditions,
     push_history,
     timestamp,
 )
@@ -715,7 +716,13 @@ def _finish(
         "observedGeneration": obs.generation,
         "phase": outcome.phase,
         "conditions": build_conditions(
-            [outcome.ready, outcome.progressing],
+            [
+                outcome.ready,
+                outcome.progressing,
+                *kstatus_conditions(
+                    outcome.progressing, outcome.phase == PHASE_FAILED, outcome.ready
+                ),
+            ],
             previous.get("conditions"),
             generation=obs.generation,
             now=obs.now,

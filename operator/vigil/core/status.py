@@ -5,6 +5,10 @@ Conventions (kstatus, so `kubectl wait`, Argo CD and Flux understand them):
 - `Ready` is True only when the current spec is fully realised;
 - `Progressing` is True while the operator is still moving towards the spec
   and False once it is done (reason Complete) or stuck (the failure reason);
+- `Reconciling` mirrors `Progressing` and `Stalled` is True when the operator
+  cannot reach the spec without a change from a person (phase Failed): the
+  kstatus library behind Flux's health checks and `kpt live status` reads
+  these two for custom resources;
 - `lastTransitionTime` changes only when a condition's status changes, so an
   unchanged world gives a byte-identical status, hence no write at all.
 """
@@ -19,6 +23,9 @@ from typing import Any
 
 CONDITION_READY = "Ready"
 CONDITION_PROGRESSING = "Progressing"
+# kstatus' "abnormal-true" pair (kpt/Flux read these, not Ready, for custom resources).
+CONDITION_RECONCILING = "Reconciling"
+CONDITION_STALLED = "Stalled"
 
 PHASE_PENDING = "Pending"
 PHASE_PROGRESSING = "Progressing"
@@ -102,6 +109,20 @@ def build_conditions(
         if str(item.get("type")) not in seen:
             result.append(dict(item))
     return result
+
+
+def kstatus_conditions(
+    progressing: ConditionState, failed: bool, ready: ConditionState
+) -> list[ConditionState]:
+    """Reconciling and Stalled, derived from Progressing and the Failed phase."""
+    reconciling = ConditionState(
+        CONDITION_RECONCILING, progressing.status, progressing.reason, progressing.message
+    )
+    if failed:
+        stalled = ConditionState(CONDITION_STALLED, True, ready.reason, ready.message)
+    else:
+        stalled = ConditionState(CONDITION_STALLED, False, "NotStalled", "")
+    return [reconciling, stalled]
 
 
 def find_condition(

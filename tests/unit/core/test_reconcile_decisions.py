@@ -55,8 +55,22 @@ class TestBrandNewModel:
         assert world.condition("Ready")["reason"] == "Deploying"
         assert "1/2" in world.condition("Ready")["message"]
 
+    def test_kstatus_pair_follows_progressing_and_failure(self) -> None:
+        world = World()
+        world.reconcile()
+        assert world.condition("Reconciling")["status"] == "True"
+        assert world.condition("Stalled")["status"] == "False"
+        world.pods_ready(world.status["revision"], ready=0)
+        world.deadline_exceeded(world.status["revision"])
+        world.reconcile()
+        assert world.condition("Reconciling")["status"] == "False"
+        assert world.condition("Stalled")["status"] == "True"
+        assert world.condition("Stalled")["reason"] == "DeployFailed"
+
     def test_becomes_healthy_and_ready_when_available(self) -> None:
         world = converged_world()
+        assert world.condition("Reconciling")["status"] == "False"
+        assert world.condition("Stalled")["status"] == "False"
         assert world.status["phase"] == "Healthy"
         assert world.condition("Ready")["status"] == "True"
         assert world.condition("Progressing")["status"] == "False"
