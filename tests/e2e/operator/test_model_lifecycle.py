@@ -140,6 +140,9 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     for column in ("MODEL", "VERSION", "PHASE", "READY", "ERROR", "RATE", "P95", "DRIFT", "AGE"):
         assert column in header
     assert "Healthy" in table
+    wide = kube.run("get", "md", "-o", "wide").stdout
+    assert {"REVISION", "CANDIDATE", "REASON"} <= set(wide.splitlines()[0].split())
+    assert revision in wide and "Available" in wide
     explain = kube.cluster.kubectl("explain", "md.spec.monitoring").stdout
     assert "reference" in explain and "training-data profile" in explain
     assert "window" in explain and "Sliding window" in explain
