@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
@@ -22,8 +23,25 @@ from vigil import __version__
 from vigil.operator import handlers  # registers the handlers with kopf
 from vigil.operator.runtime import DEFAULT_SIDECAR_IMAGE, OperatorOptions, build_runtime
 
-__all__ = ["build_parser", "main", "parse_options"]
+__all__ = ["build_parser", "check_kopf_version", "main", "parse_options"]
 _ = handlers
+
+# Behaviour is pinned to kopf 1.45: server-side label selectors for the child
+# watches (settings.watching.label_selectors) and logins with kubernetes>=36.
+MINIMUM_KOPF = (1, 45)
+
+
+def check_kopf_version(version: str | None = None) -> str | None:
+    """Why the installed kopf cannot run this operator, or None when it can."""
+    version = version or importlib.metadata.version("kopf")
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None  # a development build: let it try
+    if (major, minor) < MINIMUM_KOPF:
+        wanted = ".".join(str(part) for part in MINIMUM_KOPF)
+        return f"vigil-operator needs kopf >= {wanted}, found {version}"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +132,10 @@ async def run(options: OperatorOptions) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
+    problem = check_kopf_version()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     kopf.configure(
         verbose=options.verbose,
         log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL,

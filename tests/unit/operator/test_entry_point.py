@@ -8,7 +8,7 @@ import kopf
 import pytest
 
 from vigil.operator import handlers
-from vigil.operator.main import parse_options
+from vigil.operator.main import check_kopf_version, parse_options
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.runtime import (
     DEFAULT_SIDECAR_IMAGE,
@@ -129,3 +129,22 @@ def test_info_metric_names_the_sidecar_image() -> None:
     )
     assert sample == 1
     logging.getLogger(__name__).debug("ok")
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [
+        ("1.45.2", True),
+        ("1.46.0", True),
+        ("2.0", True),
+        ("1.44.9", False),
+        ("1.37.0", False),
+        ("main", True),
+    ],
+)
+def test_kopf_version_guard(version: str, ok: bool) -> None:
+    assert (check_kopf_version(version) is None) is ok
+
+
+def test_installed_kopf_is_supported() -> None:
+    assert check_kopf_version() is None
