@@ -78,10 +78,8 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
         "pod-security.kubernetes.io/enforce=restricted",
         "--overwrite",
     )
-    manifest = example()
-    # A GitOps tool's tracking label on the parent must never reach the children.
-    manifest["metadata"]["labels"] = {"app.kubernetes.io/instance": "argocd-app"}
-    kube.run("apply", "-f", "-", input=yaml.safe_dump(manifest))
+    # Exactly what a newcomer types.
+    kube.run("apply", "-f", str(EXAMPLE))
 
     wait_ready(kube)
     md = kube.get("md", "wine")
@@ -113,7 +111,6 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     for item in (deployment, service, found["configmaps"][0]):
         labels = item["metadata"]["labels"]
-        assert "app.kubernetes.io/instance" not in labels
         assert labels[MD_LABEL] == "wine"
         assert "vigil.dev/role" in labels
         (owner,) = item["metadata"]["ownerReferences"]
@@ -156,11 +153,13 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
 
 
 def test_replicas_scale_the_same_deployment_in_place(kube: Kube, operator: OperatorProcess) -> None:
-    apply(kube, example())
+    # A GitOps tool's tracking label on the parent must never reach the children.
+    tracked = {"app.kubernetes.io/instance": "argocd-app"}
+    apply(kube, example(metadata__labels=tracked))
     wait_ready(kube)
     before = status(kube)["stable"]["revision"]
 
-    apply(kube, example(spec__replicas=4))
+    apply(kube, example(metadata__labels=tracked, spec__replicas=4))
     wait_for(
         lambda: (
             status(kube).get("stable", {}).get("readyReplicas") == 4
@@ -176,6 +175,11 @@ def test_replicas_scale_the_same_deployment_in_place(kube: Kube, operator: Opera
     assert status(kube)["revision"] == before
     assert len(status(kube)["history"]) == 1
     assert kube.events("Scaled")
+    for items in children(kube).values():
+        for item in items:
+            assert "app.kubernetes.io/instance" not in item["metadata"]["labels"]
+    pods = kube.items("pods", f"{MD_LABEL}=wine")
+    assert pods and all("app.kubernetes.io/instance" not in p["metadata"]["labels"] for p in pods)
     operator.assert_no_errors()
 
 
