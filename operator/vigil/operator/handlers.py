@@ -37,7 +37,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await runtime.shutdown(memo.runtime)
 
 
-@kopf.on.probe(id="reconciles")
+@kopf.on.probe(id="uptime")
 def probe(memo: kopf.Memo, **_: Any) -> dict[str, float]:
     return runtime.probe(memo.runtime)
 
