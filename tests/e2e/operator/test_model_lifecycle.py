@@ -397,3 +397,24 @@ def test_a_candidate_that_cannot_start_fails_while_stable_keeps_serving(
     outcomes = [entry["outcome"] for entry in status(kube)["history"]]
     assert outcomes == ["Promoted", "Superseded", "Deployed"]
     operator.assert_no_errors()
+
+
+def test_a_change_made_while_the_operator_was_down_is_applied_on_start(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    apply(kube, example())
+    wait_ready(kube)
+    revision = status(kube)["stable"]["revision"]
+    operator.stop()
+    apply(kube, example(spec__replicas=3))
+    operator.start()
+    wait_for(
+        lambda: (
+            status(kube).get("stable", {}).get("readyReplicas") == 3
+            and status(kube).get("observedGeneration") == 2
+        ),
+        timeout=60,
+        what="the scale to 3 replicas after the restart",
+    )
+    assert status(kube)["stable"]["revision"] == revision
+    operator.assert_no_errors()
