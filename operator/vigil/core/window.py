@@ -1,0 +1,240 @@
+"""What a revision's pods did over a window, from the sidecars' counters.
+
+Both metrics sources end here. The ``direct`` source scrapes every pod,
+keeps recent scrapes per pod and computes each series' increase over the
+window (:func:`pod_increase`), then adds the pods of a revision up
+(:func:`add_series`); the ``prometheus`` source gets the same per-revision
+increases from PromQL (``sum by (...) (increase(...))``). Either way the
+result is a mapping of :data:`SeriesKey` to a number, which
+:meth:`RevisionWindow.from_series` turns into named figures.
+
+Only the label dimensions in :data:`FAMILY_LABELS` are kept: model,
+version, role, pod and instance are summed away, so replicas merge and
+the label set stays small.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+#: A series: metric name and its kept labels, sorted.
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+#: Families the health evaluation reads, with the labels it keeps. Each one is
+#: one batched query per cycle in the prometheus source.
+FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
+    "vigil_requests_total": ("outcome",),
+    "vigil_request_duration_seconds_bucket": ("le",),
+    "vigil_input_rows_total": (),
+    "vigil_feature_bin_total": ("feature", "bin"),
+    "vigil_feature_category_total": ("feature", "category"),
+    "vigil_feature_missing_total": ("feature",),
+    "vigil_feature_out_of_range_total": ("feature",),
+    "vigil_prediction_class_total": ("class",),
+    "vigil_prediction_bin_total": ("bin",),
+    "vigil_predictions_total": (),
+    "vigil_prediction_value_sum": (),
+    "vigil_prediction_value_squares_sum": (),
+    "vigil_shadow_predictions_total": ("target_revision",),
+    "vigil_shadow_agreements_total": ("target_revision",),
+}
+
+#: Only inference requests count towards health (not probes, not /metadata).
+FAMILY_FILTERS: Mapping[str, Mapping[str, str]] = {
+    "vigil_requests_total": {"endpoint": "infer"},
+    "vigil_request_duration_seconds_bucket": {"endpoint": "infer"},
+}
+
+#: Running sums that may go down (negative predictions): only a process
+#: restart resets them, never a decrease.
+GAUGE_SUMS = frozenset({"vigil_prediction_value_sum", "vigil_prediction_value_squares_sum"})
+
+START_TIME_METRIC = "vigil_sidecar_start_time_seconds"
+
+
+def series_key(name: str, labels: Mapping[str, str]) -> SeriesKey | None:
+    """The kept key of a sample, or None when the health evaluation does not read it."""
+    kept = FAMILY_LABELS.get(name)
+    if kept is None:
+        return None
+    for label, value in FAMILY_FILTERS.get(name, {}).items():
+        if labels.get(label) != value:
+            return None
+    return name, tuple((label, labels.get(label, "")) for label in kept)
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One scrape of one pod's sidecar: when, since when the process runs, what it said."""
+
+    at: float
+    started_at: float | None
+    values: Mapping[SeriesKey, float]
+
+
+def _restarted(before: Scrape, after: Scrape) -> bool:
+    return (
+        before.started_at is not None
+        and after.started_at is not None
+        and after.started_at != before.started_at
+    )
+
+
+def pod_increase(scrapes: Sequence[Scrape], window_start: float) -> dict[SeriesKey, float]:
+    """How much each series of one pod grew from ``window_start`` to the last scrape.
+
+    The baseline is the last scrape at or before ``window_start``. Without
+    one, a process that started inside the window counts from zero (its
+    counters began there); otherwise the oldest scrape is the baseline and
+    the figure covers only part of the window. Counter resets (a decrease,
+    or a new process start time) count the new value as growth, as
+    Prometheus' ``increase`` does.
+    """
+    if not scrapes:
+        return {}
+    ordered = sorted(scrapes, key=lambda s: s.at)
+    before = [s for s in ordered if s.at <= window_start]
+    if before:
+        chain = [before[-1], *[s for s in ordered if s.at > window_start]]
+        baseline: Scrape | None = chain[0]
+        rest = chain[1:]
+    else:
+        first = ordered[0]
+        starts_inside = first.started_at is not None and first.started_at >= window_start
+        baseline = None if starts_inside else first
+        rest = ordered if starts_inside else ordered[1:]
+    totals: dict[SeriesKey, float] = {}
+    previous = baseline
+    for scrape in rest:
+        reset = previous is None or _restarted(previous, scrape)
+        for key, value in scrape.values.items():
+            if reset:
+                growth = value
+            else:
+                assert previous is not None
+                old = previous.values.get(key, 0.0)
+                if key[0] in GAUGE_SUMS:
+                    growth = value - old
+                else:
+                    growth = value - old if value >= old else value
+            totals[key] = totals.get(key, 0.0) + growth
+        previous = scrape
+    return totals
+
+
+def add_series(parts: Iterable[Mapping[SeriesKey, float]]) -> dict[SeriesKey, float]:
+    """Sum series across pods (exact: every replica bins against the same edges)."""
+    total: dict[SeriesKey, float] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def _by(series: Mapping[SeriesKey, float], name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (metric, labels), value in series.items():
+        if metric == name:
+            key = dict(labels).get(label, "")
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def _nested(
+    series: Mapping[SeriesKey, float], name: str, outer: str, inner: str
+) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for (metric, labels), value in series.items():
+        if metric == name:
+            label_map = dict(labels)
+            slot = out.setdefault(label_map.get(outer, ""), {})
+            key = label_map.get(inner, "")
+            slot[key] = slot.get(key, 0.0) + value
+    return out
+
+
+def _total(series: Mapping[SeriesKey, float], name: str) -> float:
+    return sum(value for (metric, _), value in series.items() if metric == name)
+
+
+def _le_value(text: str) -> float:
+    return math.inf if text in {"+Inf", "inf", "Inf"} else float(text)
+
+
+@dataclass(frozen=True)
+class RevisionWindow:
+    """One revision's figures over the window, summed across its pods."""
+
+    requests_by_outcome: Mapping[str, float] = field(default_factory=dict)
+    #: (upper bound, cumulative count) pairs, sorted, ending with +Inf.
+    latency_buckets: tuple[tuple[float, float], ...] = ()
+    input_rows: float = 0.0
+    feature_bins: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    feature_categories: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    feature_missing: Mapping[str, float] = field(default_factory=dict)
+    feature_out_of_range: Mapping[str, float] = field(default_factory=dict)
+    prediction_classes: Mapping[str, float] = field(default_factory=dict)
+    prediction_bins: Mapping[str, float] = field(default_factory=dict)
+    predictions: float = 0.0
+    prediction_sum: float = 0.0
+    prediction_squares_sum: float = 0.0
+    shadow_predictions: Mapping[str, float] = field(default_factory=dict)
+    shadow_agreements: Mapping[str, float] = field(default_factory=dict)
+    pods: int = 0
+
+    @property
+    def requests(self) -> float:
+        return sum(self.requests_by_outcome.values())
+
+    @classmethod
+    def from_series(cls, series: Mapping[SeriesKey, float], pods: int) -> RevisionWindow:
+        buckets = _by(series, "vigil_request_duration_seconds_bucket", "le")
+        return cls(
+            requests_by_outcome=_by(series, "vigil_requests_total", "outcome"),
+            latency_buckets=tuple(sorted((_le_value(le), count) for le, count in buckets.items())),
+            input_rows=_total(series, "vigil_input_rows_total"),
+            feature_bins=_nested(series, "vigil_feature_bin_total", "feature", "bin"),
+            feature_categories=_nested(
+                series, "vigil_feature_category_total", "feature", "category"
+            ),
+            feature_missing=_by(series, "vigil_feature_missing_total", "feature"),
+            feature_out_of_range=_by(series, "vigil_feature_out_of_range_total", "feature"),
+            prediction_classes=_by(series, "vigil_prediction_class_total", "class"),
+            prediction_bins=_by(series, "vigil_prediction_bin_total", "bin"),
+            predictions=_total(series, "vigil_predictions_total"),
+            prediction_sum=_total(series, "vigil_prediction_value_sum"),
+            prediction_squares_sum=_total(series, "vigil_prediction_value_squares_sum"),
+            shadow_predictions=_by(series, "vigil_shadow_predictions_total", "target_revision"),
+            shadow_agreements=_by(series, "vigil_shadow_agreements_total", "target_revision"),
+            pods=pods,
+        )
+
+
+def quantile_from_buckets(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """Prometheus' ``histogram_quantile`` over cumulative (upper bound, count) pairs.
+
+    Linear interpolation inside the bucket holding the rank; the lowest
+    bucket starts at 0; a rank in the +Inf bucket returns the highest finite
+    bound. None when there are no observations.
+    """
+    if not buckets or not 0.0 <= q <= 1.0:
+        return None
+    ordered = sorted(buckets)
+    total = ordered[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in ordered:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound

@@ -1,0 +1,278 @@
+"""The health verdict, branch by branch, and the status and conditions it yields."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from vigil.core import drift
+from vigil.core.health import (
+    HealthPolicy,
+    evaluate,
+    format_percent,
+    format_window,
+    health_conditions,
+    health_status,
+)
+from vigil.core.window import RevisionWindow
+from vigil.profile import ReferenceProfile, build_profile
+
+FEATURES = ["alcohol", "ash", "hue", "proline"]
+POLICY = HealthPolicy(
+    window_seconds=300,
+    max_error_rate=0.01,
+    max_latency_p95=0.25,
+    drift_warning=0.1,
+    drift_threshold=0.2,
+    min_requests=50,
+)
+
+
+@pytest.fixture(scope="module")
+def reference_data() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(5000, len(FEATURES))) * [1, 2, 3, 4] + 10
+
+
+@pytest.fixture(scope="module")
+def reference(reference_data: np.ndarray) -> ReferenceProfile:
+    predictions = (reference_data[:, 0] > 10).astype(int)
+    return build_profile(
+        reference_data,
+        feature_names=FEATURES,
+        predictions=predictions,
+        model_name="m",
+        model_version="1",
+    )
+
+
+def window_for(
+    reference: ReferenceProfile,
+    live: np.ndarray,
+    *,
+    success: float = 1000,
+    errors: float = 0,
+    latency: float = 0.02,
+    missing: dict[str, float] | None = None,
+    agreements: tuple[float, float] | None = None,
+) -> RevisionWindow:
+    bins = {}
+    for feature in reference.features:
+        slots = drift.bin_index(live[:, feature.index], feature.edges)
+        bins[feature.name] = {
+            str(slot): float(np.sum(slots == slot)) for slot in range(len(feature.proportions))
+        }
+    total = success + errors
+    return RevisionWindow(
+        requests_by_outcome={"success": success, "model_error": errors},
+        latency_buckets=((latency, total * 0.96), (1.0, total), (math.inf, total)),
+        input_rows=float(live.shape[0]),
+        feature_bins=bins,
+        feature_missing=missing or {},
+        predictions=float(live.shape[0]),
+        prediction_sum=float(live.shape[0]) * 0.5,
+        prediction_squares_sum=float(live.shape[0]) * 0.5,
+        shadow_predictions={"r2": agreements[1]} if agreements else {},
+        shadow_agreements={"r2": agreements[0]} if agreements else {},
+        pods=2,
+    )
+
+
+def live_sample(
+    reference_data: np.ndarray, shift: dict[int, float] | None = None, seed: int = 1
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = reference_data[rng.integers(0, len(reference_data), 2000)].copy()
+    stds = reference_data.std(axis=0)
+    for column, amount in (shift or {}).items():
+        rows[:, column] += amount * stds[column]
+    return rows
+
+
+class TestVerdicts:
+    def test_no_figures_is_metrics_unavailable_with_the_reason(self) -> None:
+        report = evaluate(None, None, POLICY, source_error="prometheus: connection refused")
+        assert report.verdict == "MetricsUnavailable"
+        assert report.message == "prometheus: connection refused"
+
+    def test_too_few_requests_hold_judgement(self, reference, reference_data) -> None:
+        window = window_for(reference, live_sample(reference_data), success=12)
+        report = evaluate(window, reference, POLICY)
+        assert report.verdict == "InsufficientData"
+        assert report.message == "12 requests < 50 needed over 5m"
+        assert report.requests == 12
+
+    def test_traffic_like_training_is_healthy(self, reference, reference_data) -> None:
+        report = evaluate(window_for(reference, live_sample(reference_data)), reference, POLICY)
+        assert report.verdict == "Healthy"
+        assert report.drift_level == "none"
+        assert report.error_rate == 0.0
+        assert report.message.startswith("error rate 0.0% <= 1.0%, p95 ")
+        assert report.message.endswith("over 5m (1000 requests)")
+
+    def test_error_rate_over_slo_is_degraded_with_value_and_threshold(
+        self, reference, reference_data
+    ) -> None:
+        window = window_for(reference, live_sample(reference_data), success=968, errors=32)
+        report = evaluate(window, reference, POLICY)
+        assert report.verdict == "Degraded"
+        assert report.reason == "ErrorRateHigh"
+        assert report.message == "error rate 3.2% > 1.0% over 5m (1000 requests)"
+        assert report.error_rate == 0.032
+
+    def test_latency_over_slo_is_degraded(self, reference, reference_data) -> None:
+        window = window_for(reference, live_sample(reference_data), latency=0.9)
+        report = evaluate(window, reference, POLICY)
+        assert report.verdict == "Degraded" and report.reason == "LatencyHigh"
+        assert "p95 latency" in report.message and "> 250ms over 5m" in report.message
+
+    def test_both_breaches_are_named_errors_first(self, reference, reference_data) -> None:
+        window = window_for(reference, live_sample(reference_data), errors=100, latency=0.9)
+        report = evaluate(window, reference, POLICY)
+        assert report.reason == "ErrorRateHigh"
+        assert "error rate" in report.message and "p95 latency" in report.message
+
+    def test_two_shifted_features_are_drift_naming_exactly_them(
+        self, reference, reference_data
+    ) -> None:
+        live = live_sample(reference_data, shift={0: 1.0, 3: 1.0})
+        report = evaluate(window_for(reference, live), reference, POLICY)
+        assert report.verdict == "DriftDetected"
+        assert set(k for k, v in report.drift_features.items() if v >= 0.2) == {
+            "alcohol",
+            "proline",
+        }
+        assert report.drift_features["ash"] < 0.1 and report.drift_features["hue"] < 0.1
+        assert "alcohol" in report.message and "proline" in report.message
+        assert "ash" not in report.message
+        assert report.drift_score == max(report.drift_features.values())
+
+    def test_slo_breach_outranks_drift(self, reference, reference_data) -> None:
+        live = live_sample(reference_data, shift={0: 1.0})
+        report = evaluate(window_for(reference, live, errors=100), reference, POLICY)
+        assert report.verdict == "Degraded"
+        assert report.drift_level == "threshold"
+
+    def test_mild_drift_is_a_warning_not_a_verdict(self, reference, reference_data) -> None:
+        live = live_sample(reference_data, shift={1: 0.4})
+        report = evaluate(window_for(reference, live), reference, POLICY)
+        assert report.verdict == "Healthy"
+        assert report.drift_level == "warning"
+
+    def test_jensen_shannon_method(self, reference, reference_data) -> None:
+        policy = HealthPolicy(drift_method="jsd", drift_warning=0.05, drift_threshold=0.1)
+        live = live_sample(reference_data, shift={2: 1.0})
+        report = evaluate(window_for(reference, live), reference, policy)
+        assert report.drift_method == "jsd"
+        assert report.verdict == "DriftDetected"
+        assert 0.0 <= report.drift_score <= 1.0
+
+    def test_without_reference_drift_is_unknown(self, reference, reference_data) -> None:
+        report = evaluate(window_for(reference, live_sample(reference_data)), None, POLICY)
+        assert report.verdict == "Healthy"
+        assert report.drift_level == "unknown" and report.drift_score is None
+
+    def test_no_requests_and_no_minimum_never_divides_by_zero(self, reference) -> None:
+        policy = HealthPolicy(min_requests=0)
+        report = evaluate(RevisionWindow(), reference, policy)
+        assert report.verdict == "Healthy"
+        assert report.error_rate is None and report.latency_p95 is None
+        assert report.prediction_mean is None
+
+    def test_agreement_is_agreements_over_compared_predictions(
+        self, reference, reference_data
+    ) -> None:
+        window = window_for(reference, live_sample(reference_data), agreements=(81, 100))
+        assert evaluate(window, reference, POLICY).agreement == 0.81
+
+    def test_prediction_moments(self, reference, reference_data) -> None:
+        report = evaluate(window_for(reference, live_sample(reference_data)), reference, POLICY)
+        assert report.prediction_mean == 0.5 and report.prediction_std == 0.5
+
+
+class TestConditions:
+    def conditions(self, report) -> dict[str, tuple[bool | None, str, str]]:
+        return {c.type: (c.status, c.reason, c.message) for c in health_conditions(report, POLICY)}
+
+    def test_healthy(self, reference, reference_data) -> None:
+        found = self.conditions(
+            evaluate(window_for(reference, live_sample(reference_data)), reference, POLICY)
+        )
+        assert found["Healthy"][:2] == (True, "SLOsMet")
+        assert found["DriftDetected"][:2] == (False, "NoDrift")
+        assert found["MetricsAvailable"][:2] == (True, "MetricsCollected")
+
+    def test_degraded(self, reference, reference_data) -> None:
+        window = window_for(reference, live_sample(reference_data), success=968, errors=32)
+        found = self.conditions(evaluate(window, reference, POLICY))
+        assert found["Healthy"] == (
+            False,
+            "ErrorRateHigh",
+            "error rate 3.2% > 1.0% over 5m (1000 requests)",
+        )
+
+    def test_drift_keeps_healthy_true(self, reference, reference_data) -> None:
+        live = live_sample(reference_data, shift={0: 1.0, 3: 1.0})
+        found = self.conditions(evaluate(window_for(reference, live), reference, POLICY))
+        assert found["Healthy"][:2] == (True, "SLOsMet")
+        assert found["DriftDetected"][:2] == (True, "DriftAboveThreshold")
+        assert "alcohol" in found["DriftDetected"][2]
+
+    def test_warning(self, reference, reference_data) -> None:
+        live = live_sample(reference_data, shift={1: 0.4})
+        found = self.conditions(evaluate(window_for(reference, live), reference, POLICY))
+        assert found["DriftDetected"][:2] == (False, "DriftWarning")
+        assert "ash" in found["DriftDetected"][2]
+
+    def test_insufficient_data_is_unknown(self, reference, reference_data) -> None:
+        window = window_for(reference, live_sample(reference_data), success=3)
+        found = self.conditions(evaluate(window, reference, POLICY))
+        assert found["Healthy"][:2] == (None, "InsufficientData")
+        assert found["DriftDetected"][:2] == (None, "InsufficientData")
+
+    def test_missing_metrics_change_only_metrics_available(self) -> None:
+        found = self.conditions(evaluate(None, None, POLICY, source_error="timeout"))
+        assert found == {"MetricsAvailable": (False, "MetricsUnavailable", "timeout")}
+
+    def test_missing_values_over_reference_are_reported(self, reference, reference_data) -> None:
+        window = window_for(reference, live_sample(reference_data), missing={"hue": 300})
+        report = evaluate(window, reference, POLICY)
+        assert report.missing_over_reference == ("hue",)
+        assert (
+            "missing values over reference: hue 15.0%"
+            in self.conditions(report)["DriftDetected"][2]
+        )
+
+
+class TestStatus:
+    def test_status_is_finite_json_without_nulls(self, reference, reference_data) -> None:
+        report = evaluate(window_for(reference, live_sample(reference_data)), reference, POLICY)
+        status = health_status(report, POLICY, "2026-11-26T07:00:00Z")
+        text = json.dumps(status, allow_nan=False)
+        assert "null" not in text
+        assert status["window"] == "5m" and status["requests"] == 1000
+        assert status["drift"]["method"] == "psi"
+        assert set(status["drift"]["features"]) == set(FEATURES)
+
+    def test_nan_inputs_never_reach_status(self, reference) -> None:
+        window = RevisionWindow(
+            requests_by_outcome={"success": 100},
+            latency_buckets=((0.1, 100.0), (math.inf, 100.0)),
+            predictions=10,
+            prediction_sum=math.nan,
+            prediction_squares_sum=math.inf,
+        )
+        status = health_status(evaluate(window, reference, POLICY), POLICY, "t")
+        json.dumps(status, allow_nan=False)
+        assert "prediction" not in status
+
+    @pytest.mark.parametrize(
+        ("seconds", "text"), [(300, "5m"), (90, "90s"), (3600, "1h"), (30, "30s")]
+    )
+    def test_window_format(self, seconds: float, text: str) -> None:
+        assert format_window(seconds) == text
+
+    def test_percent_format(self) -> None:
+        assert format_percent(0.032) == "3.2%" and format_percent(0.0004) == "0.04%"
