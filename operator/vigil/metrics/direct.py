@@ -1,0 +1,133 @@
+"""The ``direct`` source: the operator scrapes every sidecar itself.
+
+No Prometheus needed. Each cycle it GETs ``http://<pod IP>:<metrics port>/metrics``
+for every pod of every revision (bounded concurrency, short timeout), keeps
+the recent scrapes of each pod in memory, and computes each revision's
+window: per-pod increases (counter resets and restarts handled, see
+:func:`~vigil.core.window.pod_increase`), summed over the pods. A pod that
+went away still counts for the part of the window it was alive; its
+scrapes are dropped once they are older than the window. A sidecar that
+does not answer is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from vigil.core.window import RevisionWindow, Scrape, add_series, pod_increase
+from vigil.metrics.exposition import parse_sidecar_metrics
+from vigil.metrics.source import Collection, PodTarget, RevisionKey, RevisionTarget
+
+#: Scrapes kept per pod beyond the window, so the baseline before it exists.
+EXTRA_RETENTION_SECONDS = 120.0
+
+
+@dataclass
+class _PodHistory:
+    scrapes: deque[Scrape]
+    last_seen: float
+
+
+class DirectSource:
+    """Scrapes sidecars at their pod IPs; keeps recent samples per pod."""
+
+    name = "direct"
+
+    def __init__(
+        self,
+        *,
+        timeout_seconds: float = 2.0,
+        concurrency: int = 64,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self.concurrency = concurrency
+        self._session = session
+        self._owns_session = session is None
+        self._history: dict[tuple[RevisionKey, str], _PodHistory] = {}
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=None)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
+        session = await self._client()
+        url = f"http://{pod.ip}:{pod.port}/metrics"
+        try:
+            async with session.get(url, timeout=self.timeout) as response:
+                if response.status != 200:
+                    return f"{pod.name}: HTTP {response.status}"
+                body = await response.text()
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            return f"{pod.name}: {type(error).__name__} {error}".strip()
+        values, started_at = parse_sidecar_metrics(body)
+        return Scrape(at=now, started_at=started_at, values=values)
+
+    async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
+        result = Collection()
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def scrape(target: RevisionTarget, pod: PodTarget) -> tuple[str, Scrape | str]:
+            async with semaphore:
+                return pod.name, await self._scrape(pod, now)
+
+        jobs = [(t, asyncio.gather(*(scrape(t, p) for p in t.pods))) for t in targets]
+        outcomes = await asyncio.gather(*(job for _, job in jobs))
+        for (target, _), pod_results in zip(jobs, outcomes, strict=True):
+            failures = []
+            for pod_name, scraped in pod_results:
+                result.scrapes += 1
+                if isinstance(scraped, str):
+                    result.scrape_failures += 1
+                    failures.append(scraped)
+                    continue
+                history = self._history.setdefault(
+                    (target.key, pod_name), _PodHistory(deque(), now)
+                )
+                history.scrapes.append(scraped)
+                history.last_seen = now
+            answered = len(target.pods) - len(failures)
+            if target.pods and answered == 0:
+                result.errors[target.key] = (
+                    f"no sidecar answered ({len(target.pods)} pods): {failures[0]}"
+                )
+                continue
+            if not target.pods:
+                result.errors[target.key] = "the revision has no running pods to scrape"
+                continue
+            result.windows[target.key] = self._window(target, now, answered)
+        self._forget_old(targets, now)
+        return result
+
+    def _window(self, target: RevisionTarget, now: float, answered: int) -> RevisionWindow:
+        start = now - target.window_seconds
+        increases = [
+            pod_increase(list(history.scrapes), start)
+            for (key, _), history in self._history.items()
+            if key == target.key and history.last_seen >= start
+        ]
+        return RevisionWindow.from_series(add_series(increases), pods=answered)
+
+    def _forget_old(self, targets: Sequence[RevisionTarget], now: float) -> None:
+        """Drop scrapes older than their window (plus the baseline margin)."""
+        windows = {t.key: t.window_seconds for t in targets}
+        longest = max(windows.values(), default=0.0)
+        for key in list(self._history):
+            history = self._history[key]
+            keep = windows.get(key[0], longest) + EXTRA_RETENTION_SECONDS
+            while len(history.scrapes) > 1 and history.scrapes[1].at < now - keep:
+                history.scrapes.popleft()
+            if history.last_seen < now - keep:
+                del self._history[key]

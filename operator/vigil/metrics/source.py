@@ -1,0 +1,57 @@
+"""The interface every metrics source implements, and what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vigil.core.window import RevisionWindow
+
+#: (namespace, ModelDeployment name, revision)
+RevisionKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class PodTarget:
+    """A pod's sidecar metrics endpoint."""
+
+    name: str
+    ip: str
+    port: int = 9090
+
+
+@dataclass(frozen=True)
+class RevisionTarget:
+    """One revision to measure, over its ModelDeployment's window."""
+
+    namespace: str
+    name: str
+    revision: str
+    window_seconds: float
+    pods: tuple[PodTarget, ...] = ()
+
+    @property
+    def key(self) -> RevisionKey:
+        return (self.namespace, self.name, self.revision)
+
+
+@dataclass
+class Collection:
+    """One cycle's result: figures per revision, or the reason there are none."""
+
+    windows: dict[RevisionKey, RevisionWindow] = field(default_factory=dict)
+    errors: dict[RevisionKey, str] = field(default_factory=dict)
+    queries: int = 0
+    scrapes: int = 0
+    scrape_failures: int = 0
+
+
+class MetricsSource(Protocol):
+    """Collect every revision's window in one cycle."""
+
+    name: str
+
+    async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,200 @@
+"""Metrics sources: exposition parsing, direct scraping over HTTP, PromQL shapes.
+
+The direct source is exercised against a small local HTTP server that
+serves exposition text (a unit test of the scraper; the e2e tests scrape
+real sidecars in front of MLServer).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from vigil.core.window import FAMILY_LABELS, series_key
+from vigil.metrics import PodTarget, RevisionTarget
+from vigil.metrics.direct import DirectSource
+from vigil.metrics.exposition import parse_sidecar_metrics
+from vigil.metrics.prometheus import _group, family_query, pods_query
+
+BASE = ["model", "version", "revision", "role"]
+
+
+def sidecar_text(requests: float = 10, errors: float = 1, start: float = 1000.0) -> str:
+    registry = CollectorRegistry()
+    labels = ["wine", "1", "r1", "stable"]
+    counter = Counter(
+        "vigil_requests", "", [*BASE, "endpoint", "outcome", "code"], registry=registry
+    )
+    counter.labels(*labels, "infer", "success", "200").inc(requests)
+    counter.labels(*labels, "infer", "model_error", "500").inc(errors)
+    counter.labels(*labels, "other", "success", "200").inc(99)
+    histogram = Histogram(
+        "vigil_request_duration_seconds",
+        "",
+        [*BASE, "endpoint"],
+        buckets=(0.01, 0.1, 1.0),
+        registry=registry,
+    )
+    for _ in range(int(requests)):
+        histogram.labels(*labels, "infer").observe(0.05)
+    bins = Counter("vigil_feature_bin", "", [*BASE, "feature", "bin"], registry=registry)
+    bins.labels(*labels, 'od280/od315 "of" diluted\\wines', "3").inc(requests)
+    Gauge("vigil_sidecar_start_time_seconds", "", BASE, registry=registry).labels(*labels).set(
+        start
+    )
+    Gauge("vigil_prediction_value_sum", "", BASE, registry=registry).labels(*labels).set(-2.5)
+    return generate_latest(registry).decode()
+
+
+class TestExposition:
+    def test_matches_the_reference_parser_on_health_families(self) -> None:
+        text = sidecar_text()
+        ours, started = parse_sidecar_metrics(text)
+        expected: dict = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = series_key(sample.name, sample.labels)
+                if key is not None:
+                    expected[key] = expected.get(key, 0.0) + sample.value
+        assert ours == expected
+        assert started == 1000.0
+
+    def test_odd_label_values_survive(self) -> None:
+        ours, _ = parse_sidecar_metrics(sidecar_text())
+        features = {dict(k[1])["feature"] for k in ours if k[0] == "vigil_feature_bin_total"}
+        assert features == {'od280/od315 "of" diluted\\wines'}
+
+    def test_only_inference_requests_count(self) -> None:
+        ours, _ = parse_sidecar_metrics(sidecar_text(requests=10, errors=1))
+        requests = sum(v for k, v in ours.items() if k[0] == "vigil_requests_total")
+        assert requests == 11
+
+    def test_other_lines_are_ignored(self) -> None:
+        text = '# HELP x\nprocess_cpu 1\nvigil_requests_in_flight{model="a"} 3\n'
+        assert parse_sidecar_metrics(text) == ({}, None)
+
+
+class _FakeSidecar:
+    """Serves whatever exposition text the test sets, or fails."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.status = 200
+
+    async def handle(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.text, status=self.status)
+
+
+@pytest.fixture
+async def sidecar():
+    fake = _FakeSidecar()
+    app = web.Application()
+    app.router.add_get("/metrics", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield fake, port
+    await runner.cleanup()
+
+
+class TestDirectSource:
+    async def test_window_is_the_increase_since_the_baseline(self, sidecar) -> None:
+        fake, port = sidecar
+        target = RevisionTarget("ns", "wine", "r1", 60, (PodTarget("p", "127.0.0.1", port),))
+        source = DirectSource()
+        try:
+            fake.text = sidecar_text(requests=10, errors=0, start=0)
+            await source.collect([target], now=1000)
+            fake.text = sidecar_text(requests=40, errors=2, start=0)
+            result = await source.collect([target], now=1030)
+        finally:
+            await source.close()
+        window = result.windows[target.key]
+        assert window.requests_by_outcome == {"success": 30, "model_error": 2}
+        assert window.pods == 1
+        assert result.scrapes == 1 and result.scrape_failures == 0
+
+    async def test_unanswering_sidecars_are_skipped_and_counted(self, sidecar) -> None:
+        fake, port = sidecar
+        fake.text = sidecar_text(start=0)
+        pods = (PodTarget("up", "127.0.0.1", port), PodTarget("down", "127.0.0.1", 1))
+        target = RevisionTarget("ns", "wine", "r1", 60, pods)
+        source = DirectSource(timeout_seconds=1)
+        try:
+            result = await source.collect([target], now=1000)
+        finally:
+            await source.close()
+        assert result.scrape_failures == 1
+        assert result.windows[target.key].pods == 1
+
+    async def test_no_answer_at_all_is_an_error_naming_the_cause(self, sidecar) -> None:
+        fake, port = sidecar
+        fake.status = 503
+        target = RevisionTarget("ns", "wine", "r1", 60, (PodTarget("p", "127.0.0.1", port),))
+        source = DirectSource()
+        try:
+            result = await source.collect([target], now=1000)
+        finally:
+            await source.close()
+        assert target.key not in result.windows
+        assert result.errors[target.key] == "no sidecar answered (1 pods): p: HTTP 503"
+
+    async def test_a_revision_without_pods_is_an_error(self) -> None:
+        source = DirectSource()
+        target = RevisionTarget("ns", "wine", "r1", 60, ())
+        result = await source.collect([target], now=1)
+        await source.close()
+        assert "no running pods" in result.errors[target.key]
+
+
+class TestPrometheusQueries:
+    def test_one_query_per_family_groups_by_revision(self) -> None:
+        query = family_query("vigil_requests_total", 300)
+        assert query == (
+            "sum by (namespace, model_deployment, revision, outcome) "
+            '(increase(vigil_requests_total{endpoint="infer"}[300s]))'
+        )
+        assert "count by (namespace, model_deployment, revision)" in pods_query()
+
+    def test_every_family_has_a_query(self) -> None:
+        assert all("increase(" + f in family_query(f, 60) for f in FAMILY_LABELS)
+
+    def test_answers_are_grouped_per_revision(self) -> None:
+        answer = [
+            {
+                "metric": {
+                    "namespace": "a",
+                    "model_deployment": "m",
+                    "revision": "r",
+                    "outcome": "success",
+                },
+                "value": [0, "12"],
+            },
+            {
+                "metric": {
+                    "namespace": "b",
+                    "model_deployment": "m",
+                    "revision": "r",
+                    "outcome": "success",
+                },
+                "value": [0, "NaN"],
+            },
+        ]
+        pods = [
+            {
+                "metric": {"namespace": "a", "model_deployment": "m", "revision": "r"},
+                "value": [0, "2"],
+            }
+        ]
+        series, counts = _group(["vigil_requests_total"], [answer], pods)
+        assert series == {
+            ("a", "m", "r"): {("vigil_requests_total", (("outcome", "success"),)): 12.0}
+        }
+        assert counts == {("a", "m", "r"): 2}
+        assert not any(math.isnan(v) for s in series.values() for v in s.values())
