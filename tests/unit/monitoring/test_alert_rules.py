@@ -1,0 +1,117 @@
+"""Vigil's Prometheus rules, checked and unit-tested with the real promtool.
+
+promtool (3.16, with Prometheus) is built by hack/build-cluster.sh; its
+folder is ``$(bash hack/build-cluster.sh --print)`` (or ``VIGIL_BIN_DIR``).
+The rule tests themselves live next to the rules:
+manifests/monitoring/rules/tests/*.test.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+RULES = ROOT / "manifests" / "monitoring" / "rules" / "vigil-rules.yaml"
+RULE_TESTS = sorted((RULES.parent / "tests").glob("*.test.yaml"))
+RUNBOOK = "https://github.com/vigil-dev/vigil/blob/main/docs/troubleshooting.md#"
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    if env := os.environ.get("VIGIL_BIN_DIR"):
+        bin_dir = Path(env)
+    else:
+        bin_dir = Path(
+            subprocess.run(
+                ["bash", str(ROOT / "hack" / "build-cluster.sh"), "--print"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
+    binary = bin_dir / "promtool"
+    if not os.access(binary, os.X_OK):
+        pytest.fail(
+            f"promtool is missing ({binary} is not an executable): build it with "
+            "`make cluster-build` (hack/build-cluster.sh builds it with Prometheus)",
+            pytrace=False,
+        )
+    return str(binary)
+
+
+def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool, *args], capture_output=True, text=True, timeout=120, cwd=RULES.parent
+    )
+
+
+def rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def alerts() -> list[dict[str, Any]]:
+    return [rule for rule in rules() if "alert" in rule]
+
+
+def test_rules_file_passes_promtool_check(promtool: str) -> None:
+    result = run(promtool, "check", "rules", "--lint=all", "--lint-fatal", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
+
+
+def test_rule_test_files_exist() -> None:
+    assert RULE_TESTS, f"no *.test.yaml under {RULES.parent / 'tests'}"
+
+
+@pytest.mark.parametrize("test_file", RULE_TESTS, ids=[p.name for p in RULE_TESTS])
+def test_promtool_rule_unit_tests_pass(promtool: str, test_file: Path) -> None:
+    result = run(promtool, "test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_is_tested_firing_and_not_firing() -> None:
+    fired: set[str] = set()
+    silent: set[str] = set()
+    for path in RULE_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fired if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {rule["alert"] for rule in alerts()}
+    assert names - fired == set(), "alerts never tested firing"
+    assert names - silent == set(), "alerts never tested not firing"
+
+
+def test_every_recording_rule_is_tested() -> None:
+    tested = " ".join(
+        check["expr"]
+        for path in RULE_TESTS
+        for case in yaml.safe_load(path.read_text())["tests"]
+        for check in case.get("promql_expr_test", [])
+    )
+    missing = {rule["record"] for rule in rules() if "record" in rule} - set(
+        re.findall(r"vigil:[a-z0-9_:]+", tested)
+    )
+    assert missing == set()
+
+
+@pytest.mark.parametrize("alert", alerts(), ids=[rule["alert"] for rule in alerts()])
+def test_alert_has_severity_summary_description_and_runbook(alert: dict[str, Any]) -> None:
+    assert alert["labels"]["severity"] in {"critical", "warning", "info"}
+    annotations = alert["annotations"]
+    assert annotations["summary"].strip() and annotations["description"].strip()
+    assert "$labels.namespace" in annotations["summary"]
+    assert re.fullmatch(re.escape(RUNBOOK) + r"[a-z0-9-]+", annotations["runbook_url"])
+
+
+def test_runbook_anchors_are_distinct() -> None:
+    urls = [rule["annotations"]["runbook_url"] for rule in alerts()]
+    assert len(urls) == len(set(urls))

@@ -1,0 +1,55 @@
+"""The generated PrometheusRule is current, and the PodMonitor matches the scrape job."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+MONITORING = ROOT / "manifests" / "monitoring"
+
+
+def test_prometheusrule_is_generated_from_the_current_rules_file() -> None:
+    result = subprocess.run(
+        [sys.executable, str(MONITORING / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_prometheusrule_holds_the_same_groups() -> None:
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["kind"] == "PrometheusRule"
+    plain = yaml.safe_load((MONITORING / "rules" / "vigil-rules.yaml").read_text())
+    assert rule["spec"] == plain
+
+
+def test_podmonitor_selects_vigil_pods_and_relabels_like_the_scrape_config() -> None:
+    monitor = yaml.safe_load((MONITORING / "podmonitor.yaml").read_text())
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["kind"] == "PodMonitor"
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"any": True}
+    assert spec["selector"]["matchExpressions"] == [
+        {"key": "vigil.dev/model-deployment", "operator": "Exists"}
+    ]
+    [endpoint] = spec["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics"
+
+    [job] = yaml.safe_load((MONITORING / "prometheus-scrape-config.yaml").read_text())
+    wanted = {
+        r["target_label"]: r["source_labels"]
+        for r in job["relabel_configs"]
+        if r.get("target_label")
+    }
+    got = {
+        r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"] if r.get("targetLabel")
+    }
+    assert got == wanted
+    assert set(got) == {"namespace", "pod", "model_deployment"}
