@@ -62,6 +62,7 @@ from vigil.core.status import (
     build_conditions,
     find_condition,
     kstatus_conditions,
+    phase_with_health,
     push_history,
     timestamp,
 )
@@ -712,21 +713,20 @@ def _finish(
     """Assemble the complete owned status (computed in memory, persisted once)."""
     obs = build.obs
     previous = obs.status
+    conditions = build_conditions(
+        [
+            outcome.ready,
+            outcome.progressing,
+            *kstatus_conditions(outcome.progressing, outcome.phase == PHASE_FAILED, outcome.ready),
+        ],
+        previous.get("conditions"),
+        generation=obs.generation,
+        now=obs.now,
+    )
     status: dict[str, Any] = {
         "observedGeneration": obs.generation,
-        "phase": outcome.phase,
-        "conditions": build_conditions(
-            [
-                outcome.ready,
-                outcome.progressing,
-                *kstatus_conditions(
-                    outcome.progressing, outcome.phase == PHASE_FAILED, outcome.ready
-                ),
-            ],
-            previous.get("conditions"),
-            generation=obs.generation,
-            now=obs.now,
-        ),
+        "phase": phase_with_health(outcome.phase, conditions),
+        "conditions": conditions,
         "revision": revision,
         "history": build.history or None,
     }

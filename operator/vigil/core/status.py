@@ -125,6 +125,25 @@ def kstatus_conditions(
     return [reconciling, stalled]
 
 
+def phase_with_health(phase: str, conditions: Sequence[Mapping[str, Any]] | None) -> str:
+    """Lower Healthy to Degraded when the monitoring verdict says so.
+
+    The rollout logic decides whether the spec is realised (Ready); the
+    health evaluation (vigil.core.health) writes `Healthy` and `DriftDetected`.
+    A model whose pods all serve but whose SLOs are broken, or whose inputs
+    drifted past the threshold, is Degraded, whoever computes the phase last.
+    """
+    if phase != PHASE_HEALTHY:
+        return phase
+    healthy = find_condition(conditions, "Healthy")
+    drift = find_condition(conditions, "DriftDetected")
+    if (healthy is not None and healthy.get("status") == "False") or (
+        drift is not None and drift.get("status") == "True"
+    ):
+        return PHASE_DEGRADED
+    return phase
+
+
 def find_condition(
     conditions: Sequence[Mapping[str, Any]] | None, kind: str
 ) -> Mapping[str, Any] | None:

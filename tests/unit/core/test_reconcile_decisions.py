@@ -77,6 +77,16 @@ class TestBrandNewModel:
         assert world.condition("Progressing")["reason"] == "Complete"
         assert world.status["stable"]["readyReplicas"] == 2
 
+    def test_a_broken_slo_written_by_the_health_loop_makes_it_degraded(self) -> None:
+        world = converged_world()
+        world.status["conditions"].append(
+            {"type": "Healthy", "status": "False", "reason": "ErrorRateAboveSLO", "message": "x"}
+        )
+        world.reconcile()
+        assert world.status["phase"] == "Degraded"
+        assert world.condition("Ready")["status"] == "True"
+        assert world.condition("Healthy")["reason"] == "ErrorRateAboveSLO"
+
     def test_a_deployment_that_never_comes_fails_with_its_reason(self) -> None:
         world = World()
         world.reconcile()

@@ -13,6 +13,7 @@ from vigil.core.status import (
     build_conditions,
     find_condition,
     owned_status,
+    phase_with_health,
     push_history,
     status_patch,
     timestamp,
@@ -90,6 +91,24 @@ class TestHistory:
             history = push_history(history, self.entry(str(index)))
         assert len(history) == HISTORY_LIMIT == 10
         assert history[0]["revision"] == "14"
+
+
+class TestPhaseWithHealth:
+    def test_broken_slo_or_drift_lowers_healthy_to_degraded(self) -> None:
+        assert phase_with_health("Healthy", [{"type": "Healthy", "status": "False"}]) == "Degraded"
+        drift = [{"type": "DriftDetected", "status": "True"}]
+        assert phase_with_health("Healthy", drift) == "Degraded"
+
+    def test_unknown_or_good_health_keeps_healthy(self) -> None:
+        assert phase_with_health("Healthy", None) == "Healthy"
+        unknown = [
+            {"type": "Healthy", "status": "Unknown"},
+            {"type": "DriftDetected", "status": "False"},
+        ]
+        assert phase_with_health("Healthy", unknown) == "Healthy"
+
+    def test_other_phases_are_left_alone(self) -> None:
+        assert phase_with_health("Failed", [{"type": "Healthy", "status": "False"}]) == "Failed"
 
 
 class TestStatusPatch:
