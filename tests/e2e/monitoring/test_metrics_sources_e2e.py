@@ -1,0 +1,90 @@
+"""Both metrics sources measure real sidecars in front of a real MLServer.
+
+Two replicas serve the wine model; a known number of requests goes to them;
+the direct source (scraping pod IPs) and the prometheus source (PromQL over
+a real Prometheus with pod discovery) must both see it, merged per revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from model_pods import http, infer_request, manifests, pod_ips, sidecar_settings, wait_for
+
+from vigil.devcluster import ClusterClient
+from vigil.devcluster.models import train_wine
+from vigil.devcluster.prometheus import LocalPrometheus
+from vigil.metrics import PodTarget, RevisionTarget
+from vigil.metrics.direct import DirectSource
+from vigil.metrics.prometheus import PrometheusSource
+
+SENT = 200
+
+
+@pytest.fixture
+def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
+    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_direct_and_prometheus_sources_count_the_same_traffic(
+    cluster: ClusterClient,
+    namespace: str,
+    workload_runner: Path,
+    prometheus: LocalPrometheus,
+    tmp_path: Path,
+) -> None:
+    model = train_wine(tmp_path / "wine")
+    for manifest in manifests(model, sidecar_settings(), replicas=2):
+        cluster.apply(json.dumps(manifest), namespace=namespace)
+    cluster.kubectl("rollout", "status", "deployment/wine", "-n", namespace, "--timeout=60s")
+    ips = pod_ips(cluster, namespace)
+    assert len(ips) == 2
+    for ip in ips:
+        wait_for(
+            lambda ip=ip: http(f"http://{ip}:8000/healthz/ready")[0] == 200,
+            120,
+            f"pod {ip} never became ready; see {workload_runner}",
+        )
+
+    pods = tuple(PodTarget(f"pod-{i}", ip) for i, ip in enumerate(ips))
+    target = RevisionTarget(namespace, "wine", "r1", 120, pods)
+    direct = DirectSource()
+    prom = PrometheusSource(prometheus.url)
+    try:
+        await direct.collect([target], now=time.time())  # the baseline scrape
+        body = infer_request(model.X[:1].tolist())
+        for i in range(SENT):
+            status, _ = http(f"http://{ips[i % 2]}:8000/v2/models/wine/infer", body)
+            assert status == 200
+        await asyncio.sleep(1.0)  # monitoring runs off the hot path
+
+        window = (await direct.collect([target], now=time.time())).windows[target.key]
+        assert window.requests == SENT
+        assert window.pods == 2
+        assert window.input_rows == SENT
+        assert sum(window.prediction_classes.values()) == SENT
+
+        seen = -1.0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            result = await prom.collect([target], now=time.time())
+            found = result.windows.get(target.key)
+            seen = found.requests if found else -1.0
+            if abs(seen - SENT) <= 0.05 * SENT:
+                break
+            await asyncio.sleep(1)
+        assert abs(seen - SENT) <= 0.05 * SENT, f"prometheus saw {seen} of {SENT} requests"
+        assert result.queries == 15
+    finally:
+        await direct.close()
+        await prom.close()
