@@ -144,6 +144,23 @@ def phase_with_health(phase: str, conditions: Sequence[Mapping[str, Any]] | None
     return phase
 
 
+def phase_after_health(phase: str | None, conditions: Sequence[Mapping[str, Any]] | None) -> str:
+    """The phase once the health evaluation wrote new conditions.
+
+    A rollout phase other than Healthy/Degraded (Pending, Progressing,
+    Failed...) stays; a model that is Ready is Healthy or Degraded depending
+    on the health verdict alone (so a recovered model becomes Healthy again).
+    """
+    ready = find_condition(conditions, CONDITION_READY)
+    if (
+        phase in (PHASE_HEALTHY, PHASE_DEGRADED)
+        and ready is not None
+        and ready.get("status") == "True"
+    ):
+        return phase_with_health(PHASE_HEALTHY, conditions)
+    return phase or PHASE_PENDING
+
+
 def find_condition(
     conditions: Sequence[Mapping[str, Any]] | None, kind: str
 ) -> Mapping[str, Any] | None:
@@ -160,6 +177,24 @@ def push_history(
     """Newest first, one entry per revision, at most HISTORY_LIMIT entries."""
     kept = [dict(item) for item in history or () if item.get("revision") != entry.get("revision")]
     return [dict(entry), *kept][:HISTORY_LIMIT]
+
+
+def replacing_merge_patch(old: Any, new: Any) -> Any:
+    """A JSON merge patch that makes `old` equal to `new` (removed keys become null).
+
+    A plain merge patch only adds and overwrites keys; an object written
+    whole (status.health) must also lose the keys the new value no longer has.
+    """
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return copy.deepcopy(new)
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        if key not in old or old[key] != value:
+            patch[key] = replacing_merge_patch(old.get(key), value)
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
 
 
 def owned_status(status: Mapping[str, Any] | None) -> dict[str, Any]:

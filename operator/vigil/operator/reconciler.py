@@ -15,14 +15,20 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vigil.core import naming
 from vigil.core.desired import Owner
 from vigil.core.reconcile import Apply, Delete, Event, Observation, Plan, decide
-from vigil.core.status import status_patch
+from vigil.core.status import (
+    ConditionState,
+    build_conditions,
+    phase_after_health,
+    replacing_merge_patch,
+    status_patch,
+)
 from vigil.kube.client import KubeError
 from vigil.operator.metrics import (
     OUTCOME_CHANGED,
@@ -237,6 +243,52 @@ class Reconciler:
             self.metrics.events.labels(event.reason).inc()
         except Exception:  # an Event is a courtesy; never fail a reconcile for it
             log.exception("could not post event %s", event.reason)
+
+    async def record_health(
+        self,
+        namespace: str,
+        name: str,
+        health: Mapping[str, Any],
+        conditions: Sequence[ConditionState],
+    ) -> bool:
+        """Write a health evaluation (status.health, its conditions, the phase) in one patch.
+
+        For the monitoring loop (vigil.core.health computes `health` and
+        `conditions`). It runs under the same per-object lock as reconciles, so
+        the two never interleave their reads and writes; rollout conditions are
+        kept as they are. Returns whether anything was written.
+        """
+        async with self._lock((namespace, name)):
+            api = self._api_factory()
+            body = await api.get("ModelDeployment", namespace, name)
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                return False
+            status = body.get("status") or {}
+            merged = build_conditions(
+                conditions,
+                status.get("conditions"),
+                generation=int(body["metadata"].get("generation") or 0),
+                now=self._clock(),
+            )
+            # Conditions this evaluation did not mention keep their place and value.
+            order = {
+                item.get("type"): index for index, item in enumerate(status.get("conditions") or [])
+            }
+            merged.sort(key=lambda item: order.get(item["type"], len(order)))
+            patch: dict[str, Any] = {}
+            if status.get("health") != health:
+                patch["health"] = replacing_merge_patch(status.get("health"), health)
+            if status.get("conditions") != merged:
+                patch["conditions"] = merged
+            phase = phase_after_health(status.get("phase"), merged)
+            if status.get("phase") != phase:
+                patch["phase"] = phase
+            if not patch:
+                return False
+            await api.patch_status("ModelDeployment", namespace, name, patch)
+            self.metrics.writes.labels("ModelDeployment", "status").inc()
+            self.metrics.set_phase(namespace, name, phase)
+            return True
 
     def report_failure(self, body: Mapping[str, Any], message: str) -> None:
         """Post a Warning Event for a failed reconcile (the reason stays in the message)."""

@@ -13,8 +13,10 @@ from vigil.core.status import (
     build_conditions,
     find_condition,
     owned_status,
+    phase_after_health,
     phase_with_health,
     push_history,
+    replacing_merge_patch,
     status_patch,
     timestamp,
 )
@@ -109,6 +111,35 @@ class TestPhaseWithHealth:
 
     def test_other_phases_are_left_alone(self) -> None:
         assert phase_with_health("Failed", [{"type": "Healthy", "status": "False"}]) == "Failed"
+
+
+READY_TRUE = {"type": "Ready", "status": "True"}
+
+
+class TestPhaseAfterHealth:
+    def test_a_ready_model_follows_the_verdict_both_ways(self) -> None:
+        broken = [READY_TRUE, {"type": "Healthy", "status": "False"}]
+        fine = [READY_TRUE, {"type": "Healthy", "status": "True"}]
+        assert phase_after_health("Healthy", broken) == "Degraded"
+        assert phase_after_health("Degraded", fine) == "Healthy"
+
+    def test_rollout_phases_stay(self) -> None:
+        broken = [{"type": "Ready", "status": "False"}, {"type": "Healthy", "status": "False"}]
+        assert phase_after_health("Progressing", broken) == "Progressing"
+        assert phase_after_health("Degraded", broken) == "Degraded"
+        assert phase_after_health(None, broken) == "Pending"
+
+
+class TestReplacingMergePatch:
+    def test_removed_keys_become_null_at_every_depth(self) -> None:
+        old = {"a": 1, "b": {"x": 1, "y": 2}, "c": 3}
+        new = {"a": 1, "b": {"x": 5}}
+        assert replacing_merge_patch(old, new) == {"b": {"x": 5, "y": None}, "c": None}
+
+    def test_equal_values_need_nothing_and_scalars_are_replaced(self) -> None:
+        assert replacing_merge_patch({"a": [1]}, {"a": [1]}) == {}
+        assert replacing_merge_patch(None, {"a": 1}) == {"a": 1}
+        assert replacing_merge_patch({"a": 1}, 7) == 7
 
 
 class TestStatusPatch:

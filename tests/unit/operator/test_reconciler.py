@@ -14,11 +14,25 @@ from typing import Any
 import pytest
 
 from vigil.core.reconcile import Event
+from vigil.core.status import ConditionState
 from vigil.kube.client import KubeError
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig, RetryLater
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies it."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge(result.get(key), value)
+    return result
 
 
 class MemoryApi:
@@ -67,12 +81,7 @@ class MemoryApi:
         self._maybe_fail("status", kind)
         self.writes.append(("status", kind, name))
         obj = self.objects[(kind, namespace, name)]
-        status = obj.setdefault("status", {})
-        for key, value in patch.items():
-            if value is None:
-                status.pop(key, None)
-            else:
-                status[key] = value
+        obj["status"] = merge(obj.get("status") or {}, patch)
         return obj
 
     def make_ready(self) -> None:
@@ -279,3 +288,72 @@ async def test_post_event_failures_never_fail_a_reconcile() -> None:
     harness.api.add(model_deployment())
     await harness.reconciler.reconcile("ml", "wine")
     assert ("status", "ModelDeployment", "wine") in harness.api.writes
+
+
+async def converged(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    await harness.reconciler.reconcile("ml", "wine")
+    harness.api.make_ready()
+    await harness.reconciler.reconcile("ml", "wine")
+    harness.api.writes.clear()
+
+
+def stored_status(harness: Harness) -> dict[str, Any]:
+    return harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]
+
+
+BROKEN = [ConditionState("Healthy", False, "ErrorRateAboveSLO", "error rate 5% > 1%")]
+FINE = [ConditionState("Healthy", True, "SLOsMet", "ok")]
+
+
+async def test_health_is_written_once_with_its_conditions_and_phase(harness: Harness) -> None:
+    await converged(harness)
+    health = {"verdict": "Degraded", "errorRate": 0.05, "agreement": 0.9}
+    assert await harness.reconciler.record_health("ml", "wine", health, BROKEN)
+    assert harness.api.writes == [("status", "ModelDeployment", "wine")]
+    status = stored_status(harness)
+    assert status["health"] == health
+    assert status["phase"] == "Degraded"
+    types = [c["type"] for c in status["conditions"]]
+    assert types[:4] == ["Ready", "Progressing", "Reconciling", "Stalled"]
+    assert "Healthy" in types
+    # The same evaluation again writes nothing.
+    assert not await harness.reconciler.record_health("ml", "wine", health, BROKEN)
+    assert len(harness.api.writes) == 1
+
+
+async def test_recovered_health_returns_to_healthy_and_drops_stale_figures(
+    harness: Harness,
+) -> None:
+    await converged(harness)
+    await harness.reconciler.record_health(
+        "ml", "wine", {"verdict": "Degraded", "agreement": 0.9}, BROKEN
+    )
+    await harness.reconciler.record_health("ml", "wine", {"verdict": "Healthy"}, FINE)
+    status = stored_status(harness)
+    assert status["phase"] == "Healthy"
+    assert status["health"] == {"verdict": "Healthy"}
+    # A rollout reconcile afterwards keeps the health verdict's effect and writes nothing.
+    harness.api.writes.clear()
+    await harness.reconciler.reconcile("ml", "wine")
+    assert harness.api.writes == []
+
+
+async def test_the_rollout_keeps_a_degraded_verdict(harness: Harness) -> None:
+    await converged(harness)
+    await harness.reconciler.record_health("ml", "wine", {"verdict": "Degraded"}, BROKEN)
+    harness.api.writes.clear()
+    await harness.reconciler.reconcile("ml", "wine")
+    assert harness.api.writes == []
+    assert stored_status(harness)["phase"] == "Degraded"
+
+
+async def test_health_does_not_override_a_rollout_phase(harness: Harness) -> None:
+    harness.api.add(model_deployment())
+    await harness.reconciler.reconcile("ml", "wine")  # Pending: pods not ready yet
+    await harness.reconciler.record_health("ml", "wine", {"verdict": "Degraded"}, BROKEN)
+    assert stored_status(harness)["phase"] == "Pending"
+
+
+async def test_health_for_a_missing_object_is_dropped(harness: Harness) -> None:
+    assert not await harness.reconciler.record_health("ml", "nope", {}, FINE)
