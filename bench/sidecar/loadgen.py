@@ -108,6 +108,7 @@ async def open_loop(host: str, port: int, req: bytes, rate: float, seconds: floa
         "errors": errors,
         "latency": percentiles(latencies),
         "lateness": percentiles(lateness),
+        "samples_us": [round(x * 1e6, 1) for x in latencies],
     }
 
 

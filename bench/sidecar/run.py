@@ -13,7 +13,11 @@ for "direct" and "through the sidecar", alternating in the same run.
 3. The sidecar's CPU seconds per 1000 requests/second (from /proc during
    the fixed-rate runs) and its resident memory (VmRSS, peak VmHWM).
 
-Usage: ``python bench/sidecar/run.py [--seconds 8] [--reps 2] [--rates 100,200,500]``
+Direct and sidecar runs alternate in short slices (default 10 x 2 s per
+path and rate) and the latency samples are pooled, so that both paths see
+the same mix of quiet and busy moments on a shared machine.
+
+Usage: ``python bench/sidecar/run.py [--seconds 2] [--reps 10] [--rates 100,200,500]``
 """
 
 from __future__ import annotations
@@ -72,6 +76,14 @@ def memory(pid: int) -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(rest.split()[0]) / 1024.0  # MiB
     return out
+
+
+def pooled(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+    return {
+        q: s[min(len(s) - 1, int(p * len(s)))]
+        for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+    }
 
 
 def loadgen(*args: Any) -> dict[str, Any]:
@@ -229,31 +241,38 @@ def latency_phase(
     path = "/v2/models/wine/infer"
     results = []
     for rate in rates:
-        direct, through, cpu = [], [], []
+        # Short slices, alternating direct and sidecar, samples pooled: both
+        # paths see the same mix of quiet and busy moments of a shared machine.
+        direct: list[float] = []
+        through: list[float] = []
+        cpu_s = 0.0
+        requests = 0
+        errors = 0
+        lateness = 0.0
+        achieved = []
         for _ in range(reps):
-            direct.append(loadgen("open", "127.0.0.1", up_port, path, body, rate, seconds))
+            d = loadgen("open", "127.0.0.1", up_port, path, body, rate, seconds)
             c0 = cpu_seconds(sc.pid)
-            t0 = time.monotonic()
-            through.append(loadgen("open", "127.0.0.1", sc_port, path, body, rate, seconds))
-            # CPU over the whole loadgen run (includes its start-up and warm-up).
-            cpu.append(
-                (cpu_seconds(sc.pid) - c0, time.monotonic() - t0, through[-1]["latency"]["n"] + 50)
-            )
-        row: dict[str, Any] = {"rate": rate}
+            t = loadgen("open", "127.0.0.1", sc_port, path, body, rate, seconds)
+            # CPU over the whole run, incl. the 50 warm-up requests.
+            cpu_s += cpu_seconds(sc.pid) - c0
+            requests += t["latency"]["n"] + 50
+            direct += d["samples_us"]
+            through += t["samples_us"]
+            errors += d["errors"] + t["errors"]
+            lateness = max(lateness, d["lateness"]["p99"], t["lateness"]["p99"])
+            achieved.append(t["achieved_rps"])
+        pd, pt = pooled(direct), pooled(through)
+        row: dict[str, Any] = {"rate": rate, "samples": [len(direct), len(through)]}
         for q in ("p50", "p90", "p99"):
-            # Medians over the repetitions: the machine is shared, single runs are noisy.
-            d = statistics.median(r["latency"][q] for r in direct)
-            s = statistics.median(r["latency"][q] for r in through)
-            row[f"direct_{q}_ms"] = d * 1e3
-            row[f"sidecar_{q}_ms"] = s * 1e3
-            row[f"added_{q}_ms"] = (s - d) * 1e3
-        cpu_s = sum(c[0] for c in cpu)
-        requests = sum(c[2] for c in cpu)
+            row[f"direct_{q}_ms"] = pd[q] / 1e3
+            row[f"sidecar_{q}_ms"] = pt[q] / 1e3
+            row[f"added_{q}_ms"] = (pt[q] - pd[q]) / 1e3
         row["sidecar_cpu_ms_per_request"] = cpu_s / requests * 1e3
         row["sidecar_vcpu_per_1000rps"] = cpu_s / requests * 1000
-        row["errors"] = sum(r["errors"] for r in direct + through)
-        row["achieved_rps"] = sum(r["achieved_rps"] for r in through) / reps
-        row["loadgen_lateness_p99_ms"] = max(r["lateness"]["p99"] for r in direct + through) * 1e3
+        row["errors"] = errors
+        row["achieved_rps"] = statistics.median(achieved)
+        row["loadgen_lateness_p99_ms"] = lateness * 1e3
         results.append(row)
         print(json.dumps(row), flush=True)
     return {"rows": results, "memory_mib": memory(sc.pid)}
@@ -311,15 +330,16 @@ def throughput_phase(
     for _ in range(reps):
         direct.append(loadgen("closed", "127.0.0.1", port, path, body, concurrency, seconds))
         through.append(loadgen("closed", "127.0.0.1", sc_port, path, body, concurrency, seconds))
-    d = statistics.median(r["rps"] for r in direct)
-    s = statistics.median(r["rps"] for r in through)
-    # Each sidecar run directly follows a direct run: the ratio per pair cancels
-    # slow drifts of the shared machine's load; its median is the headline figure.
+    # Alternating short slices; the share is pooled over all of them, and each
+    # slice pair's share is kept to show the spread on a shared machine.
+    d = sum(r["rps"] for r in direct) / reps
+    s = sum(r["rps"] for r in through) / reps
     pairs = [t["rps"] / x["rps"] for x, t in zip(direct, through, strict=True)]
     result = {
         "direct_rps": d,
         "sidecar_rps": s,
-        "share": statistics.median(pairs),
+        "share": s / d,
+        "median_pair_share": statistics.median(pairs),
         "pair_shares": pairs,
         "concurrency": concurrency,
         "runs_direct": [r["rps"] for r in direct],
@@ -334,8 +354,8 @@ def throughput_phase(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one slice")
+    parser.add_argument("--reps", type=int, default=10, help="slices per path and rate")
     parser.add_argument("--rates", default="100,200,500")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"))
