@@ -8,7 +8,6 @@ manifests/monitoring/rules/tests/*.test.yaml.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -21,29 +20,6 @@ ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "manifests" / "monitoring" / "rules" / "vigil-rules.yaml"
 RULE_TESTS = sorted((RULES.parent / "tests").glob("*.test.yaml"))
 RUNBOOK = "https://github.com/vigil-dev/vigil/blob/main/docs/troubleshooting.md#"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    if env := os.environ.get("VIGIL_BIN_DIR"):
-        bin_dir = Path(env)
-    else:
-        bin_dir = Path(
-            subprocess.run(
-                ["bash", str(ROOT / "hack" / "build-cluster.sh"), "--print"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-        )
-    binary = bin_dir / "promtool"
-    if not os.access(binary, os.X_OK):
-        pytest.fail(
-            f"promtool is missing ({binary} is not an executable): build it with "
-            "`make cluster-build` (hack/build-cluster.sh builds it with Prometheus)",
-            pytrace=False,
-        )
-    return str(binary)
 
 
 def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
