@@ -60,3 +60,7 @@ clean: ## remove virtual environments (the binary cache stays)
 .PHONY: bench-sidecar
 bench-sidecar: $(STAMP) $(MLSTAMP) ## sidecar overhead benchmark (latency, throughput, CPU, RSS); see bench/README.md
 	$(PY) bench/sidecar/run.py
+
+.PHONY: bench-health
+bench-health: $(STAMP) cluster-build ## health-evaluation cycle for 10/100/500 ModelDeployments (direct and prometheus)
+	$(PY) bench/health/run.py
