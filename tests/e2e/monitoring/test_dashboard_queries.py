@@ -1,0 +1,419 @@
+"""Every query of the Grafana dashboard runs against a real Prometheus and has data.
+
+A real Prometheus (pod discovery as in manifests/monitoring/prometheus-scrape-config.yaml,
+1 s scrapes) scrapes real sidecars that the workload runner starts on kwok pods'
+IPs: one in front of a real MLServer serving the wine model (with a shadow copy
+of its traffic to its own model server), and one whose model server is missing
+(upstream failures). Traffic mixes good rows, rows the model rejects (wrong
+shape), rows with NaN values, rows out of the training range and malformed
+HTTP, so that every sidecar series the dashboard reads exists.
+
+The recording rules of manifests/monitoring/rules/vigil-rules.yaml run here
+too (as queries, earlier rules inlined, 5m windows shortened to 15s): their
+label names must match what the real sidecars and scrape job produce.
+
+Template variables: $namespace is this test's namespace, $model_deployment and
+$revision are ".*" (Grafana's "All"), $feature is the first feature, and
+$__rate_interval is 15s. Every query also runs with every variable ".*".
+
+Queries over the operator's own gauges (vigil_modeldeployment_*,
+vigil_rollouts_total) cannot have data here: no operator runs in this test
+(and it does not expose them yet), so for those the test asserts only that the
+query runs without error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from vigil.devcluster import ClusterClient, ClusterError
+from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.prometheus import LocalPrometheus
+
+ROOT = Path(__file__).resolve().parents[3]
+DASHBOARD = ROOT / "manifests" / "monitoring" / "dashboards" / "vigil.json"
+RULES = ROOT / "manifests" / "monitoring" / "rules" / "vigil-rules.yaml"
+SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:0.1.0"
+MLSERVER_IMAGE = "seldonio/mlserver:1.7.1-sklearn"
+VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$", re.DOTALL)
+# Series only the operator exposes: no data without a running operator.
+OPERATOR_SERIES = re.compile(r"\bvigil_(modeldeployment_\w+|rollouts_total)\b")
+
+
+# --- the workload: plain Deployments, no operator --------------------------------------------
+
+
+def sidecar_settings(revision: str, shadow: dict[str, Any] | None = None) -> str:
+    settings: dict[str, Any] = {
+        "model": {"name": "wine", "version": "1"},
+        "revision": revision,
+        "role": "stable",
+        "protocol": "v2",
+        "upstream": {"url": "http://127.0.0.1:8080"},
+        "monitoring": {"referenceProfile": "/var/lib/vigil/reference/profile.json"},
+    }
+    if shadow:
+        settings["shadow"] = shadow
+    return json.dumps(settings)
+
+
+def configmap(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def deployment(name: str, model: TrainedModel, with_server: bool) -> dict[str, Any]:
+    labels = {"vigil.dev/model-deployment": name}
+    containers: list[dict[str, Any]] = []
+    if with_server:
+        containers.append(
+            {
+                "name": "server",
+                "image": MLSERVER_IMAGE,
+                "env": [{"name": "STORAGE_URI", "value": model.storage_uri}],
+                "ports": [{"name": "model", "containerPort": 8080}],
+            }
+        )
+    containers.append(
+        {
+            "name": "sidecar",
+            "image": SIDECAR_IMAGE,
+            "command": ["vigil-sidecar", "--config", "/etc/vigil/sidecar.json"],
+            "ports": [
+                {"name": "http", "containerPort": 8000},
+                {"name": "metrics", "containerPort": 9090},
+            ],
+            "volumeMounts": [
+                {"name": "sidecar-config", "mountPath": "/etc/vigil"},
+                {"name": "reference", "mountPath": "/var/lib/vigil/reference"},
+            ],
+        }
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": containers,
+                    "volumes": [
+                        {"name": "sidecar-config", "configMap": {"name": f"{name}-sidecar"}},
+                        {"name": "reference", "configMap": {"name": "wine-reference"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def http(url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
+    if body:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(message, pytrace=False)
+
+
+def metric(ip: str, name: str) -> float | None:
+    """Sum of a sidecar series' samples at its metrics endpoint (None: not exposed)."""
+    status, body = http(f"http://{ip}:9090/metrics", timeout=5)
+    if status != 200:
+        return None
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name == name
+    ]
+    return sum(values) if values else None
+
+
+def pod_ip(cluster: ClusterClient, namespace: str, name: str) -> str:
+    cluster.kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=60s")
+    pods = cluster.get_json("pods", "-n", namespace, "-l", f"vigil.dev/model-deployment={name}")[
+        "items"
+    ]
+    assert len(pods) == 1, pods
+    return str(pods[0]["status"]["podIP"])
+
+
+def infer_body(rows: list[list[float]]) -> bytes:
+    width = len(rows[0]) if rows else 0
+    tensor = {"name": "input-0", "shape": [len(rows), width], "datatype": "FP64", "data": rows}
+    return json.dumps({"inputs": [tensor]}).encode()  # NaN is written as NaN
+
+
+def malformed_http(ip: str) -> None:
+    """A request the sidecar rejects itself (400 bad_request)."""
+    try:
+        with socket.create_connection((ip, 8000), timeout=5) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            sock.recv(4096)
+    except OSError:
+        pass
+
+
+class Traffic:
+    """Sends the mixed load from a thread until stopped; counts answers by kind and status."""
+
+    def __init__(self, model: TrainedModel, wine_ip: str, down_ip: str) -> None:
+        self.model = model
+        self.wine = f"http://{wine_ip}:8000/v2/models/wine/infer"
+        self.down = f"http://{down_ip}:8000/v2/models/wine/infer"
+        self.wine_ip = wine_ip
+        self.answers: Counter[tuple[str, int]] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._pool = ThreadPoolExecutor(max_workers=8)
+        self._random = random.Random(7)
+
+    def rows(self, n: int) -> list[list[float]]:
+        picks = self._random.sample(range(len(self.model.X)), n)
+        return [list(map(float, self.model.X[i])) for i in picks]
+
+    def send(self, kind: str, url: str, body: bytes) -> None:
+        status, _ = http(url, body)
+        self.answers[(kind, status)] += 1
+
+    def _run(self) -> None:
+        round_ = 0
+        while not self._stop.is_set():
+            self.send("good", self.wine, infer_body(self.rows(5)))
+            wrong_shape = [row[:12] for row in self.rows(2)]
+            self.send("wrong_shape", self.wine, infer_body(wrong_shape))
+            with_nan = self.rows(2)
+            with_nan[0][3] = float("nan")
+            self.send("nan", self.wine, infer_body(with_nan))
+            out_of_range = [[value * 100 for value in row] for row in self.rows(1)]
+            self.send("out_of_range", self.wine, infer_body(out_of_range))
+            self.send("down", self.down, infer_body(self.rows(1)))
+            malformed_http(self.wine_ip)
+            if round_ % 5 == 0:  # a burst: more shadow copies than the queue holds
+                bodies = [infer_body(self.rows(1)) for _ in range(16)]
+                list(self._pool.map(lambda b: self.send("burst", self.wine, b), bodies))
+            round_ += 1
+            self._stop.wait(0.2)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True)
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(where, PromQL with Grafana variables) for every panel target and variable query."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [
+        (f"panel {panel['title']!r} {target['refId']}", target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            match = LABEL_VALUES.match(variable["definition"])
+            assert match, variable["definition"]
+            queries.append((f"variable {variable['name']}", f"count by ({match[2]}) ({match[1]})"))
+    return queries
+
+
+def recording_rule_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) for every recording rule: earlier rules inlined, 15s windows."""
+    expanded: dict[str, str] = {}
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            if "record" not in rule:
+                continue
+            expr = rule["expr"]
+            for name, body in expanded.items():
+                expr = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w:])", f"({body})", expr)
+            expanded[rule["record"]] = expr.replace("[5m]", "[15s]")
+    assert expanded, f"no recording rule in {RULES}"
+    # Only this test's series: the rules themselves cover every namespace.
+    return [
+        (
+            f"recording rule {name}",
+            f'({expr}) and on (namespace) vigil_model_info{{namespace=~"$namespace"}}',
+        )
+        for name, expr in expanded.items()
+    ]
+
+
+def run_query(prometheus: LocalPrometheus, where: str, promql: str) -> list[dict[str, Any]]:
+    """An instant query; a Prometheus error fails the test naming the query and the error."""
+    try:
+        return prometheus.query(promql)
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        pytest.fail(f"{where}: Prometheus rejected\n  {promql}\n  {detail}", pytrace=False)
+    except ClusterError as error:
+        pytest.fail(f"{where}: {error}", pytrace=False)
+
+
+def has_finite_value(result: list[dict[str, Any]]) -> bool:
+    return any(math.isfinite(float(sample["value"][1])) for sample in result)
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    return VARIABLE.sub(lambda m: values[m.group(1) or m.group(2)], expr)
+
+
+@pytest.fixture
+def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
+    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
+    try:
+        server.start()
+    except ClusterError as error:
+        pytest.fail(f"the e2e Prometheus did not start: {error}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
+    cluster: ClusterClient,
+    namespace: str,
+    workload_runner: Path,
+    prometheus: LocalPrometheus,
+    tmp_path: Path,
+) -> None:
+    model = train_wine(tmp_path / "wine")
+    manifests = [
+        configmap("wine-reference", {"profile.json": model.profile_json()}),
+        configmap("wine-sidecar", {"sidecar.json": sidecar_settings("r1")}),
+        configmap("wine-down-sidecar", {"sidecar.json": sidecar_settings("d1")}),
+        deployment("wine", model, with_server=True),
+        # No model server behind this sidecar: every request is an upstream failure.
+        deployment("wine-down", model, with_server=False),
+    ]
+    for manifest in manifests:
+        cluster.apply(json.dumps(manifest), namespace=namespace)
+    wine_ip = pod_ip(cluster, namespace, "wine")
+    down_ip = pod_ip(cluster, namespace, "wine-down")
+    wait_for(
+        lambda: http(f"http://{wine_ip}:8000/healthz/ready")[0] == 200,
+        180,
+        f"sidecar+MLServer on {wine_ip} never became ready; see {workload_runner}",
+    )
+    wait_for(
+        lambda: http(f"http://{down_ip}:8000/healthz/live")[0] == 200,
+        60,
+        f"the sidecar on {down_ip} never started; see {workload_runner}",
+    )
+
+    # Shadow every request to the pod's own model server (a run-time setting): a
+    # one-slot queue and one copy at a time, so that bursts drop copies.
+    shadow = {
+        "target": f"http://{wine_ip}:8080",
+        "targetRevision": "r1-mirror",
+        "percent": 100,
+        "queueSize": 1,
+        "concurrency": 1,
+    }
+    cluster.apply(
+        json.dumps(configmap("wine-sidecar", {"sidecar.json": sidecar_settings("r1", shadow)})),
+        namespace=namespace,
+    )
+    wait_for(
+        lambda: metric(wine_ip, "vigil_shadow_percent") == 100,
+        60,
+        f"the sidecar on {wine_ip} never applied the shadow settings; see {workload_runner}",
+    )
+
+    traffic = Traffic(model, wine_ip, down_ip)
+    traffic.start()
+    try:
+        # Every kind of traffic reached the sidecars' counters.
+        wait_for(
+            lambda: (metric(wine_ip, "vigil_shadow_dropped_total") or 0) > 0,
+            90,
+            f"no shadow copy was ever dropped; answers so far: {dict(traffic.answers)}",
+        )
+        wait_for(
+            lambda: (metric(down_ip, "vigil_upstream_failures_total") or 0) > 0,
+            30,
+            "the sidecar without a model server counted no upstream failure",
+        )
+        answers = dict(traffic.answers)
+        assert answers.get(("good", 200), 0) > 0, answers
+        assert not any(status == 200 for (kind, status) in answers if kind == "wrong_shape"), (
+            answers
+        )
+        assert all(status == 503 for (kind, status) in answers if kind == "down"), answers
+
+        values = {
+            "namespace": namespace,
+            "model_deployment": ".*",
+            "revision": ".*",
+            "feature": model.features[0],
+            "__rate_interval": "15s",
+        }
+        everything = {**values, "namespace": ".*", "feature": ".*"}
+        queries = dashboard_queries() + recording_rule_queries()
+        missing: dict[str, str] = {}
+        deadline = time.monotonic() + 90
+        pending = list(queries)
+        while pending:
+            still: list[tuple[str, str]] = []
+            for where, expr in pending:
+                # Errors fail at once, with every variable "All" and with real values.
+                run_query(prometheus, where, substitute(expr, everything))
+                concrete = substitute(expr, values)
+                result = run_query(prometheus, where, concrete)
+                if OPERATOR_SERIES.search(expr):
+                    continue  # no operator here: "runs without error" is all we can check
+                if not has_finite_value(result):
+                    still.append((where, expr))
+                    missing[where] = concrete
+            pending = still
+            if pending and time.monotonic() > deadline:
+                break
+            if pending:
+                time.sleep(2)
+        assert not pending, "queries without data (no finite sample):\n" + "\n".join(
+            f"- {where}: {missing[where]}" for where, _ in pending
+        )
+        assert len(queries) >= 30
+    finally:
+        traffic.stop()
