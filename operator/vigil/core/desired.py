@@ -36,6 +36,9 @@ SIDECAR_CONFIG_DIR = "/etc/vigil"
 SIDECAR_CONFIG_KEY = "sidecar.json"
 SIDECAR_CONFIG_PATH = f"{SIDECAR_CONFIG_DIR}/{SIDECAR_CONFIG_KEY}"
 REFERENCE_DIR = "/var/lib/vigil/reference"
+# The sidecar's only writable directory (its root file system is read-only);
+# TMPDIR points there, so nothing needs a writable /tmp.
+SIDECAR_SCRATCH_DIR = "/var/lib/vigil/tmp"
 SIDECAR_READY_PATH = "/healthz/ready"
 SIDECAR_LIVE_PATH = "/healthz/live"
 SIDECAR_USER_ID = 65532
@@ -209,7 +212,7 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
 def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[str, Any]:
     mounts: list[dict[str, Any]] = [
         {"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True},
-        {"name": "sidecar-tmp", "mountPath": "/tmp"},
+        {"name": "sidecar-tmp", "mountPath": SIDECAR_SCRATCH_DIR},
     ]
     if spec.monitoring.reference is not None:
         mounts.append({"name": "reference", "mountPath": REFERENCE_DIR, "readOnly": True})
@@ -230,6 +233,7 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
                 "name": "VIGIL_POD_NAMESPACE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
+            {"name": "TMPDIR", "value": SIDECAR_SCRATCH_DIR},
         ],
         "readinessProbe": {
             "httpGet": {"path": SIDECAR_READY_PATH, "port": SIDECAR_PORT_NAME},

@@ -151,6 +151,13 @@ class TestDeployment:
         assert sidecar["readOnlyRootFilesystem"] is True
         assert sidecar["runAsUser"] > 0
 
+    def test_the_sidecar_writes_only_to_its_scratch_volume(self) -> None:
+        sidecar = containers(deployment())["sidecar"]
+        mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
+        env = {e["name"]: e.get("value") for e in sidecar["env"]}
+        assert env["TMPDIR"] == mounts["sidecar-tmp"]["mountPath"]
+        assert all(m.get("readOnly") for name, m in mounts.items() if name != "sidecar-tmp")
+
     def test_server_environment(self) -> None:
         env = containers(
             deployment(
