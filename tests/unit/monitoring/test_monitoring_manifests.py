@@ -53,3 +53,16 @@ def test_podmonitor_selects_vigil_pods_and_relabels_like_the_scrape_config() -> 
     }
     assert got == wanted
     assert set(got) == {"namespace", "pod", "model_deployment"}
+
+
+def test_operator_servicemonitor_selects_the_metrics_service_and_keeps_its_labels() -> None:
+    monitor = yaml.safe_load((MONITORING / "servicemonitor-operator.yaml").read_text())
+    service = yaml.safe_load((ROOT / "manifests" / "service.yaml").read_text())
+    assert monitor["kind"] == "ServiceMonitor"
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    # The operator's series carry `namespace` (the model's): the target's must not win.
+    assert endpoint["honorLabels"] is True
