@@ -1,0 +1,603 @@
+"""The progressive rollout state machine: ``decide(policy, state, observations, now)``.
+
+Pure: it reads the rollout policy (from ``spec.rollout``), the rollout state
+(from ``status.candidate``), what was measured this cycle, and the time,
+and returns a :class:`Decision`. It writes nothing; the operator applies the
+traffic it asks for and persists the new state in status, so a restart
+resumes exactly where it stopped.
+
+It starts once the candidate revision's Deployment exists; the reconciler
+(``vigil.core.reconcile``) creates it, cleans up superseded candidates and
+finishes a promotion with its blue/green switch (the Service moves only to
+an available revision).
+
+The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
+
+    a person aborted                           -> roll back (reason Aborted)
+    a person promoted                          -> promote now
+    paused (spec.paused or a person)           -> hold everything where it is
+    candidate pods not ready yet               -> wait (deadline: progressDeadline)
+    validate step, golden set not replayed yet -> ask for the replay, wait
+    validate step, replay below minAgreement   -> roll back at once (deterministic)
+    validate step, replay passed               -> next step
+    pause step without duration                -> wait for a person (resume/promote)
+    pause step with duration                   -> next step when it has elapsed
+    metrics unavailable                        -> hold (never judge on missing data)
+    too few requests in the window             -> hold (InsufficientData)
+        held longer than progressDeadline      -> fail; the stable stays untouched
+    a gate failed                              -> count it; failureLimit in a row -> roll back
+    gates passed, step duration not over       -> stay on the step
+    gates passed, step over, more steps        -> next step
+    gates passed, last step over               -> promote
+
+Invariants (property-tested): never promote without a passing evaluation of
+at least ``minRequests`` at the final step (a person's promote aside); never
+count a failed check on missing data; the stable keeps its full replica
+count until the candidate is promoted; a rollback always leaves the
+candidate at zero traffic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+StepKind = Literal["validate", "shadow", "canary", "pause"]
+Action = Literal["wait", "hold", "advance", "promote", "rollback", "fail"]
+
+DEFAULT_INTERVAL_SECONDS = 30.0
+DEFAULT_MIN_REQUESTS = 50
+DEFAULT_FAILURE_LIMIT = 2
+DEFAULT_MIN_AGREEMENT = 0.95
+DEFAULT_MAX_PREDICTION_SHIFT = 0.2
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 1800.0
+DEFAULT_STEP_DURATION_SECONDS = 300.0
+DEFAULT_SHADOW_MIN_REQUESTS = 200
+DEFAULT_VALIDATE_MIN_AGREEMENT = 0.99
+#: How much worse than the stable's the candidate's input drift may be.
+DRIFT_TOLERANCE = 0.05
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float | int | None, default: float) -> float:
+    """'1h30m' -> 5400.0; the CRD's pattern guarantees the shape."""
+    if text is None or text == "":
+        return default
+    if isinstance(text, int | float):
+        return float(text)
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+# -- policy --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoldenSetRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rollout step, with its defaults resolved."""
+
+    kind: StepKind
+    duration_seconds: float | None = None
+    weight: int = 0  # canary: share of live traffic, percent
+    percent: int = 0  # shadow: share of live requests mirrored, percent
+    min_requests: int | None = None  # shadow: compared requests needed
+    golden_set: GoldenSetRef | None = None
+    min_agreement: float | None = None  # validate: share of golden outputs reproduced
+
+    def describe(self) -> str:
+        if self.kind == "canary":
+            return f"canary {self.weight}%"
+        if self.kind == "shadow":
+            return f"shadow {self.percent}%"
+        if self.kind == "pause":
+            return "pause" if self.duration_seconds is None else "pause (timed)"
+        return "validate"
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """``spec.rollout`` for one change kind, plus the SLOs the gates use."""
+
+    steps: tuple[Step, ...]
+    interval_seconds: float = DEFAULT_INTERVAL_SECONDS
+    min_requests: int = DEFAULT_MIN_REQUESTS
+    failure_limit: int = DEFAULT_FAILURE_LIMIT
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
+    progress_deadline_seconds: float = DEFAULT_PROGRESS_DEADLINE_SECONDS
+    max_error_rate: float = 0.01
+    max_latency_p95: float = 0.25
+
+
+def parse_step(raw: Mapping[str, Any]) -> Step:
+    if "validate" in raw:
+        body = raw["validate"] or {}
+        ref = (body.get("goldenSet") or {}).get("configMapKeyRef") or {}
+        return Step(
+            "validate",
+            golden_set=GoldenSetRef(str(ref.get("name", "")), str(ref.get("key", ""))),
+            min_agreement=float(body.get("minAgreement", DEFAULT_VALIDATE_MIN_AGREEMENT)),
+        )
+    if "shadow" in raw:
+        body = raw["shadow"] or {}
+        return Step(
+            "shadow",
+            duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
+            percent=int(body.get("percent", 100)),
+            min_requests=int(body.get("minRequests", DEFAULT_SHADOW_MIN_REQUESTS)),
+        )
+    if "canary" in raw:
+        body = raw["canary"] or {}
+        return Step(
+            "canary",
+            duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
+            weight=int(body["weight"]),
+        )
+    if "pause" in raw:
+        body = raw["pause"] or {}
+        duration = body.get("duration")
+        return Step("pause", duration_seconds=parse_duration(duration, 0) if duration else None)
+    raise ValueError(f"unknown rollout step {sorted(raw)}")
+
+
+def parse_policy(
+    rollout: Mapping[str, Any],
+    change: str,
+    *,
+    max_error_rate: float = 0.01,
+    max_latency_p95: float = 0.25,
+) -> RolloutPolicy:
+    """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
+    section = rollout.get(change) if change in ("replacement", "tweak") else None
+    steps = tuple(parse_step(s) for s in ((section or {}).get("steps") or ()))
+    analysis = rollout.get("analysis") or {}
+    return RolloutPolicy(
+        steps=steps,
+        interval_seconds=parse_duration(analysis.get("interval"), DEFAULT_INTERVAL_SECONDS),
+        min_requests=int(analysis.get("minRequests", DEFAULT_MIN_REQUESTS)),
+        failure_limit=int(analysis.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
+        min_agreement=float(analysis.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
+        max_prediction_shift=float(
+            analysis.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
+        ),
+        progress_deadline_seconds=parse_duration(
+            rollout.get("progressDeadline"), DEFAULT_PROGRESS_DEADLINE_SECONDS
+        ),
+        max_error_rate=max_error_rate,
+        max_latency_p95=max_latency_p95,
+    )
+
+
+# -- state (lives in status.candidate) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """Where the rollout is; persisted in ``status.candidate`` after every decision.
+
+    Times are Unix seconds (status stores them as RFC 3339).
+    """
+
+    step: int = 0
+    step_started_at: float | None = None
+    failed_checks: int = 0
+    held_since: float | None = None
+    last_analysis_at: float | None = None
+    #: A person asked for it (through the plugin); the operator clears it when done.
+    requested: Literal["promote", "abort", "pause", "resume", ""] = ""
+    paused: bool = False
+    #: A person resumed an open-ended pause step.
+    released: bool = False
+
+
+# -- observations (measured this cycle) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateFigures:
+    """What the analysis compares, for the current window. None = not measured."""
+
+    requests: int = 0
+    error_rate: float | None = None
+    latency_p95: float | None = None
+    #: Paired comparisons (shadow): compared predictions and the share that agreed.
+    compared: int = 0
+    agreement: float | None = None
+    #: Candidate-vs-stable prediction distribution divergence (drift method).
+    prediction_shift: float | None = None
+    candidate_drift: float | None = None
+    stable_drift: float | None = None
+
+
+@dataclass(frozen=True)
+class GoldenResult:
+    """The replay of the golden set against the candidate."""
+
+    total: int
+    agreed: int
+
+    @property
+    def agreement(self) -> float:
+        return self.agreed / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Observations:
+    candidate_ready: bool
+    replicas: int
+    metrics_available: bool = True
+    metrics_error: str = ""
+    figures: CandidateFigures | None = None
+    golden: GoldenResult | None = None
+    spec_paused: bool = False
+
+
+# -- decision ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One check of the analysis: its name, measured value, threshold and verdict."""
+
+    name: str
+    passed: bool
+    value: float
+    threshold: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the routers must set up for this decision."""
+
+    candidate_weight: int  # percent of live traffic
+    shadow_percent: int  # percent of live requests mirrored to the candidate
+    candidate_replicas: int
+    stable_replicas: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    state: RolloutState
+    traffic: Traffic
+    reason: str
+    message: str
+    gates: tuple[Gate, ...] = ()
+    run_golden_set: bool = False
+    #: The last analysis passed with enough requests (the promotion evidence).
+    evaluated: bool = False
+    events: tuple[str, ...] = field(default_factory=tuple)
+
+
+def candidate_replicas_for(weight: int, replicas: int) -> int:
+    """Replica-ratio routing: ceil(weight% x replicas), at least one while weighted."""
+    if weight <= 0:
+        return 0
+    return max(1, math.ceil(weight * replicas / 100))
+
+
+def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
+    """Traffic during step ``index``; a pause keeps the traffic of the step before it.
+
+    The stable keeps its full replica count until promotion, so capacity
+    never drops while the candidate takes a share.
+    """
+    step = steps[index]
+    effective = step if step.kind != "pause" else _last_traffic_step(steps, index)
+    if effective is None or effective.kind == "validate":
+        # The candidate runs (one replica replays the golden set); no live traffic.
+        return Traffic(0, 0, 1, replicas)
+    if effective.kind == "shadow":
+        # Mirrored load is the full live load (at percent): the candidate gets full capacity.
+        return Traffic(0, effective.percent, replicas, replicas)
+    return Traffic(
+        effective.weight, 0, candidate_replicas_for(effective.weight, replicas), replicas
+    )
+
+
+def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[Gate, ...]:
+    """Evaluate every applicable gate on the candidate's figures (Argo's EvaluateResult)."""
+    found: list[Gate] = []
+    if figures.error_rate is not None:
+        found.append(
+            Gate(
+                "errorRate",
+                figures.error_rate <= policy.max_error_rate,
+                figures.error_rate,
+                policy.max_error_rate,
+                f"error rate {figures.error_rate:.2%} vs {policy.max_error_rate:.2%}",
+            )
+        )
+    if figures.latency_p95 is not None:
+        found.append(
+            Gate(
+                "latencyP95",
+                figures.latency_p95 <= policy.max_latency_p95,
+                figures.latency_p95,
+                policy.max_latency_p95,
+                f"p95 {figures.latency_p95 * 1000:.0f}ms vs {policy.max_latency_p95 * 1000:.0f}ms",
+            )
+        )
+    if step.kind == "shadow" and figures.agreement is not None:
+        found.append(
+            Gate(
+                "agreement",
+                figures.agreement >= policy.min_agreement,
+                figures.agreement,
+                policy.min_agreement,
+                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}",
+            )
+        )
+    if figures.prediction_shift is not None:
+        found.append(
+            Gate(
+                "predictionShift",
+                figures.prediction_shift <= policy.max_prediction_shift,
+                figures.prediction_shift,
+                policy.max_prediction_shift,
+                f"prediction shift {figures.prediction_shift:.3f} vs "
+                f"{policy.max_prediction_shift:.3f}",
+            )
+        )
+    if figures.candidate_drift is not None and figures.stable_drift is not None:
+        limit = figures.stable_drift + DRIFT_TOLERANCE
+        found.append(
+            Gate(
+                "inputDrift",
+                figures.candidate_drift <= limit,
+                figures.candidate_drift,
+                limit,
+                f"input drift {figures.candidate_drift:.3f} vs stable's "
+                f"{figures.stable_drift:.3f} + {DRIFT_TOLERANCE}",
+            )
+        )
+    return tuple(found)
+
+
+def _samples(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[int, int, str]:
+    """(have, need, what): a shadow step counts compared predictions, a canary requests."""
+    if step.kind == "shadow":
+        need = max(step.min_requests or 0, policy.min_requests)
+        return figures.compared, need, "compared predictions"
+    return figures.requests, policy.min_requests, "candidate requests"
+
+
+def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: float) -> Decision:
+    """The next move of one rollout; see the module docstring for the runbook."""
+    steps = policy.steps
+    if not steps:
+        raise ValueError("decide() needs rollout steps; without steps the switch is blue/green")
+    index = min(state.step, len(steps) - 1)
+    step = steps[index]
+    state = replace(state, step=index, step_started_at=state.step_started_at or now)
+    cycle = _Cycle(policy, obs, now, traffic_at(steps, index, obs.replicas))
+
+    # A person aborted: roll back now.
+    if state.requested == "abort":
+        return cycle.rollback(
+            replace(state, requested=""), "Aborted", "rollout aborted by a person"
+        )
+    # A person promoted: promote now, whatever the step.
+    if state.requested == "promote":
+        return cycle.promote(
+            replace(state, requested=""), (), "PromotedByPerson", "promoted by a person"
+        )
+    # A person paused or resumed: remember it (a resume also releases an open-ended pause).
+    if state.requested == "pause":
+        state = replace(state, paused=True, requested="")
+    elif state.requested == "resume":
+        state = replace(state, paused=False, released=True, requested="")
+    # Paused: hold traffic and step where they are.
+    if obs.spec_paused or state.paused:
+        who = "spec.paused" if obs.spec_paused else "a person"
+        return cycle.decision(
+            "hold",
+            state,
+            "Paused",
+            f"paused by {who} at step {index + 1}/{len(steps)} ({step.describe()})",
+        )
+    # Candidate pods not ready: wait for them, within the deadline.
+    if not obs.candidate_ready:
+        return cycle.hold(
+            state, "CandidateNotReady", "waiting for the candidate's pods to become ready"
+        )
+
+    # validate: replay the golden set before any live traffic.
+    if step.kind == "validate":
+        if obs.golden is None:
+            return cycle.hold(
+                state,
+                "ValidationPending",
+                "replaying the golden set against the candidate",
+                run_golden_set=True,
+            )
+        need = step.min_agreement if step.min_agreement is not None else policy.min_agreement
+        gate = Gate(
+            "goldenSet",
+            obs.golden.total > 0 and obs.golden.agreement >= need,
+            obs.golden.agreement,
+            need,
+            f"golden set agreement {obs.golden.agreement:.3f} < {need:.3f} "
+            f"({obs.golden.agreed}/{obs.golden.total} reproduced)",
+        )
+        if not gate.passed:
+            return cycle.rollback(state, "GoldenSetMismatch", gate.text, (gate,))
+        return cycle.next_step(state, (gate,), evaluated=True)
+
+    # pause: wait for a person, or for its duration; a final pause then needs fresh evidence.
+    if step.kind == "pause":
+        elapsed = now - (state.step_started_at or now)
+        if step.duration_seconds is None and not state.released:
+            return cycle.decision(
+                "wait",
+                state,
+                "WaitingForPerson",
+                f"step {index + 1}/{len(steps)} waits for a person "
+                "(kubectl vigil resume NAME, or promote)",
+            )
+        if step.duration_seconds is not None and elapsed < step.duration_seconds:
+            return cycle.decision(
+                "wait",
+                state,
+                "Pausing",
+                f"step {index + 1}/{len(steps)}: pause, "
+                f"{step.duration_seconds - elapsed:.0f}s left",
+            )
+        if index + 1 < len(steps):
+            return cycle.next_step(state, (), evaluated=False)
+
+    # shadow, canary and a final pause: judge the window.
+    if not obs.metrics_available or obs.figures is None:
+        return cycle.hold(
+            state, "MetricsUnavailable", obs.metrics_error or "no metrics for the candidate"
+        )
+    judged = step if step.kind != "pause" else (_last_traffic_step(steps, index) or step)
+    have, need, what = _samples(judged, policy, obs.figures)
+    if have < need:
+        return cycle.hold(state, "InsufficientData", f"{have} {what} < {need} needed")
+    state = replace(state, held_since=None)
+    # Judge at most once per interval (the figures are a sliding window).
+    if (
+        state.last_analysis_at is not None
+        and now - state.last_analysis_at < policy.interval_seconds
+    ):
+        wait = policy.interval_seconds - (now - state.last_analysis_at)
+        return cycle.decision("wait", state, "Analyzing", f"next check in {wait:.0f}s")
+    results = gates(judged, policy, obs.figures)
+    state = replace(state, last_analysis_at=now)
+    failed = [g for g in results if not g.passed]
+    if failed:
+        count = state.failed_checks + 1
+        text = "; ".join(g.text for g in failed)
+        state = replace(state, failed_checks=count)
+        if count >= policy.failure_limit:
+            return cycle.rollback(state, "AnalysisFailed", f"{text} in {count} checks", results)
+        return cycle.decision(
+            "wait", state, "CheckFailed", f"{text} ({count}/{policy.failure_limit})", gates=results
+        )
+    state = replace(state, failed_checks=0)
+    elapsed = now - (state.step_started_at or now)
+    duration = judged.duration_seconds if step.kind != "pause" else None
+    if duration is not None and elapsed < duration:
+        return cycle.decision(
+            "wait",
+            state,
+            "StepInProgress",
+            f"step {index + 1}/{len(steps)} ({step.describe()}) passing, "
+            f"{duration - elapsed:.0f}s left",
+            gates=results,
+            evaluated=True,
+        )
+    return cycle.next_step(state, results, evaluated=True)
+
+
+def _last_traffic_step(steps: Sequence[Step], index: int) -> Step | None:
+    return next((s for s in reversed(steps[:index]) if s.kind in ("shadow", "canary")), None)
+
+
+@dataclass(frozen=True)
+class _Cycle:
+    """Builds the decisions of one cycle (shared inputs, one place for each outcome)."""
+
+    policy: RolloutPolicy
+    obs: Observations
+    now: float
+    traffic: Traffic
+
+    def decision(
+        self, action: Action, state: RolloutState, reason: str, message: str, **extra: Any
+    ) -> Decision:
+        traffic = extra.pop("traffic", self.traffic)
+        return Decision(action, state, traffic, reason, message, **extra)
+
+    def rollback(
+        self, state: RolloutState, reason: str, message: str, results: tuple[Gate, ...] = ()
+    ) -> Decision:
+        """The candidate leaves traffic; the stable keeps serving at full capacity."""
+        return self.decision(
+            "rollback",
+            state,
+            reason,
+            message,
+            gates=results,
+            traffic=Traffic(0, 0, 0, self.obs.replicas),
+            events=("RolledBack",),
+        )
+
+    def promote(
+        self, state: RolloutState, results: tuple[Gate, ...], reason: str, message: str
+    ) -> Decision:
+        """Scale the candidate to full capacity; the blue/green switch then moves the Service."""
+        return self.decision(
+            "promote",
+            state,
+            reason,
+            message,
+            gates=results,
+            traffic=Traffic(0, 0, self.obs.replicas, self.obs.replicas),
+            evaluated=True,
+            events=("Promoted",),
+        )
+
+    def hold(self, state: RolloutState, reason: str, message: str, **extra: Any) -> Decision:
+        """Hold on missing or too few data; fail once held past progressDeadline."""
+        since = state.held_since if state.held_since is not None else self.now
+        state = replace(state, held_since=since)
+        held = self.now - since
+        deadline = self.policy.progress_deadline_seconds
+        if held >= deadline:
+            return self.decision(
+                "fail",
+                state,
+                "ProgressDeadlineExceeded",
+                f"{message} for {held:.0f}s >= progressDeadline {deadline:.0f}s",
+                traffic=Traffic(0, 0, 0, self.obs.replicas),
+                events=("RolloutFailed",),
+            )
+        return self.decision("hold", state, reason, message, **extra)
+
+    def next_step(
+        self, state: RolloutState, results: tuple[Gate, ...], *, evaluated: bool
+    ) -> Decision:
+        steps = self.policy.steps
+        if state.step + 1 >= len(steps):
+            if not evaluated:  # never promote on no evidence: judge the window first
+                return self.decision(
+                    "wait", state, "Analyzing", "final check before promotion", gates=results
+                )
+            return self.promote(state, results, "AnalysisPassed", f"all {len(steps)} steps passed")
+        following = steps[state.step + 1]
+        moved = replace(
+            state,
+            step=state.step + 1,
+            step_started_at=self.now,
+            failed_checks=0,
+            held_since=None,
+            last_analysis_at=None,
+            released=False,
+        )
+        return self.decision(
+            "advance",
+            moved,
+            "StepAdvanced",
+            f"step {state.step + 1}/{len(steps)} passed; now step {state.step + 2} "
+            f"({following.describe()})",
+            gates=results,
+            traffic=traffic_at(steps, state.step + 1, self.obs.replicas),
+            evaluated=evaluated,
+            events=("StepAdvanced",),
+        )

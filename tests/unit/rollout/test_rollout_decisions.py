@@ -1,0 +1,292 @@
+"""The rollout state machine, branch by branch (a runbook, one test per line)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from vigil.core.rollout import (
+    CandidateFigures,
+    GoldenResult,
+    Observations,
+    RolloutPolicy,
+    RolloutState,
+    Step,
+    candidate_replicas_for,
+    decide,
+    parse_duration,
+    parse_policy,
+    traffic_at,
+)
+
+API_EXAMPLE = {
+    "replacement": {
+        "steps": [
+            {
+                "validate": {
+                    "goldenSet": {"configMapKeyRef": {"name": "g", "key": "golden.json"}},
+                    "minAgreement": 0.99,
+                }
+            },
+            {"shadow": {"duration": "5m", "percent": 100, "minRequests": 200}},
+            {"canary": {"weight": 20, "duration": "5m"}},
+            {"canary": {"weight": 50, "duration": "5m"}},
+        ]
+    },
+    "tweak": {"steps": [{"canary": {"weight": 50, "duration": "2m"}}]},
+    "analysis": {
+        "interval": "30s",
+        "minRequests": 50,
+        "failureLimit": 2,
+        "minAgreement": 0.95,
+        "maxPredictionShift": 0.2,
+    },
+    "progressDeadline": "30m",
+}
+POLICY = parse_policy(API_EXAMPLE, "replacement")
+GOOD = CandidateFigures(
+    requests=500,
+    error_rate=0.0,
+    latency_p95=0.02,
+    compared=400,
+    agreement=0.99,
+    prediction_shift=0.01,
+)
+T0 = 1_000_000.0
+
+
+def obs(**changes) -> Observations:
+    return replace(Observations(candidate_ready=True, replicas=4, figures=GOOD), **changes)
+
+
+def at_step(step: int, started: float = T0, **changes) -> RolloutState:
+    return replace(RolloutState(step=step, step_started_at=started), **changes)
+
+
+class TestParsing:
+    @pytest.mark.parametrize(
+        ("text", "seconds"),
+        [("30s", 30), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("1.5h", 5400)],
+    )
+    def test_durations(self, text: str, seconds: float) -> None:
+        assert parse_duration(text, 0) == seconds
+
+    def test_duration_default_and_garbage(self) -> None:
+        assert parse_duration(None, 7) == 7
+        with pytest.raises(ValueError, match="not a duration"):
+            parse_duration("5 minutes", 0)
+
+    def test_the_api_example(self) -> None:
+        assert [s.kind for s in POLICY.steps] == ["validate", "shadow", "canary", "canary"]
+        assert POLICY.steps[0].golden_set.key == "golden.json"
+        assert POLICY.steps[1].percent == 100 and POLICY.steps[1].min_requests == 200
+        assert POLICY.steps[2].weight == 20 and POLICY.steps[2].duration_seconds == 300
+        assert POLICY.progress_deadline_seconds == 1800 and POLICY.failure_limit == 2
+
+    def test_tweaks_have_their_own_steps_and_new_models_none(self) -> None:
+        assert [s.weight for s in parse_policy(API_EXAMPLE, "tweak").steps] == [50]
+        assert parse_policy(API_EXAMPLE, "new").steps == ()
+
+    def test_pause_steps(self) -> None:
+        policy = parse_policy(
+            {"tweak": {"steps": [{"pause": {}}, {"pause": {"duration": "1m"}}]}}, "tweak"
+        )
+        assert [(s.kind, s.duration_seconds) for s in policy.steps] == [
+            ("pause", None),
+            ("pause", 60),
+        ]
+
+    def test_no_steps_is_not_a_progressive_rollout(self) -> None:
+        with pytest.raises(ValueError, match="blue/green"):
+            decide(RolloutPolicy(steps=()), RolloutState(), obs(), T0)
+
+
+class TestReplicaRatio:
+    @pytest.mark.parametrize(
+        ("weight", "replicas", "expected"),
+        [(20, 2, 1), (50, 4, 2), (1, 10, 1), (99, 3, 3), (0, 5, 0)],
+    )
+    def test_candidate_replicas_are_ceil_of_the_weight(self, weight, replicas, expected) -> None:
+        assert candidate_replicas_for(weight, replicas) == expected
+
+    def test_stable_keeps_full_capacity_at_every_step(self) -> None:
+        for index in range(len(POLICY.steps)):
+            assert traffic_at(POLICY.steps, index, 4).stable_replicas == 4
+
+    def test_validate_gets_no_live_traffic(self) -> None:
+        traffic = traffic_at(POLICY.steps, 0, 4)
+        assert (traffic.candidate_weight, traffic.shadow_percent) == (0, 0)
+        assert traffic.candidate_replicas == 1
+
+    def test_a_pause_keeps_the_traffic_of_the_step_before(self) -> None:
+        steps = (Step("canary", 60, weight=30), Step("pause"))
+        assert traffic_at(steps, 1, 10) == traffic_at(steps, 0, 10)
+
+
+class TestPersonAndPause:
+    def test_abort_rolls_back_to_zero_traffic(self) -> None:
+        d = decide(POLICY, at_step(2, requested="abort"), obs(), T0)
+        assert d.action == "rollback" and d.reason == "Aborted"
+        assert (d.traffic.candidate_weight, d.traffic.candidate_replicas) == (0, 0)
+        assert d.traffic.stable_replicas == 4 and d.state.requested == ""
+
+    def test_promote_by_a_person_skips_the_remaining_steps(self) -> None:
+        d = decide(POLICY, at_step(1, requested="promote"), obs(figures=None), T0)
+        assert d.action == "promote" and d.reason == "PromotedByPerson"
+        assert d.traffic.candidate_replicas == 4
+
+    def test_spec_paused_holds_everything(self) -> None:
+        state = at_step(2)
+        d = decide(POLICY, state, obs(spec_paused=True), T0 + 3600)
+        assert d.action == "hold" and d.reason == "Paused"
+        assert "spec.paused" in d.message and d.state.step == 2
+        assert d.traffic.candidate_weight == 20
+
+    def test_pause_and_resume_by_a_person(self) -> None:
+        paused = decide(POLICY, at_step(2, requested="pause"), obs(), T0)
+        assert paused.action == "hold" and paused.state.paused
+        resumed = decide(POLICY, replace(paused.state, requested="resume"), obs(), T0 + 10)
+        assert resumed.action != "hold" and not resumed.state.paused
+
+
+class TestWaitingAndHolding:
+    def test_candidate_not_ready_waits_then_fails_at_the_deadline(self) -> None:
+        d = decide(POLICY, at_step(0), obs(candidate_ready=False), T0)
+        assert d.action == "hold" and d.reason == "CandidateNotReady"
+        late = decide(POLICY, d.state, obs(candidate_ready=False), T0 + 1800)
+        assert late.action == "fail" and late.reason == "ProgressDeadlineExceeded"
+        assert late.traffic.candidate_weight == 0 and late.traffic.stable_replicas == 4
+
+    def test_metrics_unavailable_holds_without_counting_a_failure(self) -> None:
+        state = at_step(2, failed_checks=1)
+        d = decide(POLICY, state, obs(metrics_available=False, metrics_error="timeout"), T0)
+        assert d.action == "hold" and d.reason == "MetricsUnavailable"
+        assert d.message == "timeout" and d.state.failed_checks == 1
+
+    def test_too_few_requests_hold_with_the_numbers(self) -> None:
+        d = decide(POLICY, at_step(2), obs(figures=replace(GOOD, requests=12)), T0)
+        assert d.action == "hold" and d.message == "12 candidate requests < 50 needed"
+
+    def test_shadow_counts_compared_predictions(self) -> None:
+        d = decide(POLICY, at_step(1), obs(figures=replace(GOOD, compared=150)), T0)
+        assert d.message == "150 compared predictions < 200 needed"
+
+    def test_holding_resumes_when_data_returns(self) -> None:
+        held = decide(POLICY, at_step(2), obs(metrics_available=False), T0)
+        d = decide(POLICY, held.state, obs(), T0 + 60)
+        assert d.action in ("wait", "advance") and d.state.held_since is None
+
+
+class TestValidate:
+    def test_asks_for_the_golden_set_replay(self) -> None:
+        d = decide(POLICY, at_step(0), obs(), T0)
+        assert d.action == "hold" and d.run_golden_set and d.reason == "ValidationPending"
+        assert d.traffic.candidate_weight == 0 and d.traffic.shadow_percent == 0
+
+    def test_a_mismatch_rolls_back_at_once_with_the_numbers(self) -> None:
+        d = decide(POLICY, at_step(0), obs(golden=GoldenResult(total=100, agreed=90)), T0)
+        assert d.action == "rollback" and d.reason == "GoldenSetMismatch"
+        assert d.message == "golden set agreement 0.900 < 0.990 (90/100 reproduced)"
+
+    def test_an_empty_golden_set_never_passes(self) -> None:
+        d = decide(POLICY, at_step(0), obs(golden=GoldenResult(total=0, agreed=0)), T0)
+        assert d.action == "rollback"
+
+    def test_a_match_moves_to_shadow(self) -> None:
+        d = decide(POLICY, at_step(0), obs(golden=GoldenResult(total=100, agreed=100)), T0)
+        assert d.action == "advance" and d.state.step == 1
+        assert d.traffic.shadow_percent == 100 and d.traffic.candidate_weight == 0
+
+
+class TestAnalysis:
+    def test_low_agreement_fails_a_check_then_rolls_back(self) -> None:
+        bad = obs(figures=replace(GOOD, agreement=0.81))
+        first = decide(POLICY, at_step(1), bad, T0)
+        assert first.action == "wait" and first.reason == "CheckFailed"
+        assert first.state.failed_checks == 1
+        assert "agreement 0.81 vs 0.95 (1/2)" in first.message
+        second = decide(POLICY, first.state, bad, T0 + 30)
+        assert second.action == "rollback" and second.reason == "AnalysisFailed"
+        assert second.message == "agreement 0.81 vs 0.95 in 2 checks"
+        assert {g.name: g.passed for g in second.gates}["agreement"] is False
+
+    def test_a_pass_resets_the_failure_count(self) -> None:
+        d = decide(POLICY, at_step(2, failed_checks=1), obs(), T0 + 10)
+        assert d.state.failed_checks == 0
+
+    def test_checks_wait_for_the_interval(self) -> None:
+        d = decide(POLICY, at_step(2, last_analysis_at=T0), obs(), T0 + 10)
+        assert d.action == "wait" and d.reason == "Analyzing"
+        assert d.message == "next check in 20s"
+
+    def test_passing_before_the_duration_stays_on_the_step(self) -> None:
+        d = decide(POLICY, at_step(2), obs(), T0 + 100)
+        assert d.action == "wait" and d.reason == "StepInProgress" and d.evaluated
+        assert d.traffic.candidate_weight == 20 and d.traffic.candidate_replicas == 1
+
+    def test_passing_after_the_duration_advances(self) -> None:
+        d = decide(POLICY, at_step(2), obs(), T0 + 300)
+        assert d.action == "advance" and d.state.step == 3
+        assert d.traffic.candidate_weight == 50 and d.traffic.candidate_replicas == 2
+        assert d.state.step_started_at == T0 + 300
+
+    def test_the_last_step_passing_promotes_at_full_capacity(self) -> None:
+        d = decide(POLICY, at_step(3), obs(), T0 + 300)
+        assert d.action == "promote" and d.reason == "AnalysisPassed"
+        assert d.traffic.candidate_replicas == 4 and d.traffic.stable_replicas == 4
+
+    def test_error_rate_and_latency_gates(self) -> None:
+        bad = obs(figures=replace(GOOD, error_rate=0.05, latency_p95=0.9))
+        d = decide(replace(POLICY, failure_limit=1), at_step(2), bad, T0)
+        assert d.action == "rollback"
+        assert "error rate 5.00% vs 1.00%" in d.message and "p95 900ms vs 250ms" in d.message
+
+    def test_prediction_shift_gate(self) -> None:
+        d = decide(
+            replace(POLICY, failure_limit=1),
+            at_step(2),
+            obs(figures=replace(GOOD, prediction_shift=0.5)),
+            T0,
+        )
+        assert d.action == "rollback" and "prediction shift 0.500 vs 0.200" in d.message
+
+    def test_input_drift_may_not_be_worse_than_the_stables(self) -> None:
+        worse = replace(GOOD, candidate_drift=0.4, stable_drift=0.1)
+        same = replace(GOOD, candidate_drift=0.12, stable_drift=0.1)
+        assert (
+            decide(replace(POLICY, failure_limit=1), at_step(2), obs(figures=worse), T0).action
+            == "rollback"
+        )
+        assert decide(POLICY, at_step(2), obs(figures=same), T0 + 300).action == "advance"
+
+    def test_agreement_is_a_shadow_gate_only(self) -> None:
+        d = decide(POLICY, at_step(2), obs(figures=replace(GOOD, agreement=0.5)), T0 + 300)
+        assert d.action == "advance"
+
+
+class TestPauseSteps:
+    STEPS = (
+        Step("canary", 60, weight=50),
+        Step("pause"),
+        Step("canary", 60, weight=80),
+        Step("pause", 120),
+    )
+    POLICY = RolloutPolicy(steps=STEPS)
+
+    def test_an_open_pause_waits_for_a_person(self) -> None:
+        d = decide(self.POLICY, at_step(1), obs(), T0 + 10_000)
+        assert d.action == "wait" and d.reason == "WaitingForPerson"
+        assert d.traffic.candidate_weight == 50
+
+    def test_resume_releases_it(self) -> None:
+        d = decide(self.POLICY, at_step(1, requested="resume"), obs(), T0)
+        assert d.action == "advance" and d.state.step == 2 and not d.state.released
+
+    def test_a_final_timed_pause_then_needs_a_passing_check(self) -> None:
+        waiting = decide(self.POLICY, at_step(3), obs(), T0 + 60)
+        assert waiting.action == "wait" and waiting.reason == "Pausing"
+        no_data = decide(self.POLICY, at_step(3), obs(figures=replace(GOOD, requests=3)), T0 + 120)
+        assert no_data.action == "hold"
+        done = decide(self.POLICY, at_step(3), obs(), T0 + 120)
+        assert done.action == "promote"
