@@ -253,6 +253,103 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Res
     )
 
 
+@dataclass(slots=True)
+class ResponseHead:
+    """Framing facts of an upstream response head."""
+
+    status: int
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    content_type: str
+    content_encoding: str
+
+
+def parse_response_head(raw_head: bytes) -> ResponseHead:
+    """Parse a response head that ends with CRLF CRLF."""
+    if len(raw_head) < 12 or not raw_head.startswith(b"HTTP/1."):
+        raise BadMessage("malformed status line")
+    try:
+        status = int(raw_head[9:12])
+    except ValueError as exc:
+        raise BadMessage("malformed status code") from exc
+    content_length: int | None = None
+    chunked = False
+    connection = b""
+    ctype = cenc = b""
+    for line in raw_head[:-4].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        key = name.strip().lower()
+        if key == b"content-length":
+            try:
+                content_length = int(value)
+            except ValueError as exc:
+                raise BadMessage("bad Content-Length") from exc
+            if content_length < 0:
+                raise BadMessage("bad Content-Length")
+        elif key == b"content-type":
+            ctype = value
+        elif key == b"content-encoding":
+            cenc = value
+        elif key == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif key == b"connection":
+            connection = value.strip().lower()
+    http10 = raw_head.startswith(b"HTTP/1.0")
+    keep_alive = (b"keep-alive" in connection) if http10 else (b"close" not in connection)
+    return ResponseHead(
+        status,
+        None if chunked else content_length,
+        chunked,
+        keep_alive,
+        ctype.strip().decode("latin-1").lower(),
+        cenc.strip().decode("latin-1").lower(),
+    )
+
+
+def scan_chunked(buf: bytes | bytearray, start: int, limit: int | None) -> tuple[int, bytes] | None:
+    """Find the end of a chunked body that starts at ``buf[start]``.
+
+    Returns ``(end, decoded body)`` once the whole body (with trailers) is in
+    ``buf``, ``None`` while more bytes are needed. Raises
+    :class:`BadMessage` on bad framing and :class:`BodyTooLarge` over ``limit``.
+    """
+    pos = start
+    body = bytearray()
+    size_end = len(buf)
+    for _ in range(1_000_000):
+        eol = buf.find(b"\r\n", pos, size_end)
+        if eol < 0:
+            if size_end - pos > 4096:
+                raise BadMessage("chunk size line too long")
+            return None
+        try:
+            size = int(bytes(buf[pos:eol]).split(b";", 1)[0].strip(), 16)
+        except ValueError as exc:
+            raise BadMessage("bad chunk size") from exc
+        if size < 0:
+            raise BadMessage("bad chunk size")
+        pos = eol + 2
+        if size == 0:
+            for _ in range(1000):  # trailers, up to the empty line
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    return None
+                if eol == pos:
+                    return pos + 2, bytes(body)
+                pos = eol + 2
+            raise BadMessage("too many trailers")
+        if limit is not None and len(body) + size > limit:
+            raise BodyTooLarge()
+        if len(buf) < pos + size + 2:
+            return None
+        if buf[pos + size : pos + size + 2] != b"\r\n":
+            raise BadMessage("bad chunk terminator")
+        body += buf[pos : pos + size]
+        pos += size + 2
+    raise BadMessage("too many chunks")
+
+
 def error_response(status: int, code: str, message: str, *, close: bool = False) -> bytes:
     """A small JSON error from the sidecar itself (never from the model).
 
