@@ -97,3 +97,39 @@ def test_a_model_deployment_serves_predictions_through_its_sidecar(
     assert 'reference_fingerprint="sha256:' in info  # the mounted profile was found
     assert samples(text, "vigil_feature_bin_total"), "no drift counts: reference not loaded"
     operator.assert_no_errors()
+
+    # Blue/green to version 2: the new pod serves before the old one goes away.
+    manifest["spec"]["model"]["version"] = "2"
+    kube.apply(yaml.safe_dump(manifest))
+    wait_for(
+        lambda: (
+            (kube.get("md", "wine") or {}).get("status", {}).get("stable", {}).get("revision")
+            not in (None, revision)
+        ),
+        timeout=180,
+        interval=1,
+        what="the switch to version 2",
+    )
+    kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=60s")
+    md = kube.get("md", "wine")
+    assert md is not None
+    new_revision = md["status"]["stable"]["revision"]
+    (new_pod,) = kube.items("pods", f"vigil.dev/revision={new_revision}")
+    new_ip = new_pod["status"]["podIP"]
+    wait_for(
+        lambda: http(f"http://{new_ip}:8000/healthz/ready")[0] == 200,
+        timeout=180,
+        interval=1,
+        what=f"the new revision's pod on {new_ip} to serve",
+    )
+    status, body = http(f"http://{new_ip}:8000/v2/models/wine/infer", json.dumps(request).encode())
+    assert status == 200, body
+    (info,) = samples(http(f"http://{new_ip}:9090/metrics")[1].decode(), "vigil_model_info")
+    assert f'revision="{new_revision}"' in info and 'version="2"' in info, info
+    # The old revision's pod is gone once the Service moved.
+    assert not kube.items("pods", f"vigil.dev/revision={revision}") or wait_for(
+        lambda: not kube.items("pods", f"vigil.dev/revision={revision}"),
+        timeout=60,
+        what="the old revision's pod to go away",
+    )
+    operator.assert_no_errors()
