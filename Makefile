@@ -64,3 +64,20 @@ bench-sidecar: $(STAMP) $(MLSTAMP) ## sidecar overhead benchmark (latency, throu
 .PHONY: bench-health
 bench-health: $(STAMP) cluster-build ## health-evaluation cycle for 10/100/500 ModelDeployments (direct and prometheus)
 	$(PY) bench/health/run.py
+
+IMAGE ?= ghcr.io/vigil-dev/vigil:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+KIND_CLUSTER ?= vigil
+
+.PHONY: image kind-up kind-e2e kind-down
+image: ## build the one image (operator, sidecar, CLI); needs a Docker engine
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine reachable (docker info failed); install Docker or use the Docker-free local cluster (make cluster-up)" >&2; exit 1; }
+	docker build -t $(IMAGE) .
+
+kind-up: ## a kind cluster with the image loaded, Prometheus and the operator (needs Docker and kind)
+	IMAGE=$(IMAGE) KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/up.sh
+
+kind-e2e: kind-up ## the e2e suite against the kind cluster's real pods
+	IMAGE=$(IMAGE) KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/e2e.sh
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)

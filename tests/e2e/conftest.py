@@ -26,6 +26,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.e2e)
+        if "workload_runner" in getattr(item, "fixturenames", ()):
+            # Runs pods' containers as local processes on loopback pod IPs: the
+            # Docker-free cluster only (kind-e2e deselects these).
+            item.add_marker(pytest.mark.local_processes)
 
 
 @pytest.fixture(scope="session")
