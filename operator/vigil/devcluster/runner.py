@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -232,9 +233,19 @@ class WorkloadRunner:
         return mounts
 
     def _relocate(self, text: str, mounts: dict[str, Path]) -> str:
-        for mount_path in sorted(mounts, key=len, reverse=True):
-            text = text.replace(mount_path, str(mounts[mount_path]))
-        return text
+        """Rewrite mount paths to local folders in one pass, longest first, whole segments.
+
+        One pass: a folder already rewritten (itself under /tmp, say) is never
+        rewritten again by a shorter mount such as /tmp.
+        """
+        if not mounts:
+            return text
+        ordered = sorted(mounts, key=len, reverse=True)
+        pattern = re.compile(
+            "|".join(rf"{re.escape(path.rstrip('/'))}(?=/|$|[^\w./-])" for path in ordered)
+        )
+        local = {path.rstrip("/"): str(folder) for path, folder in mounts.items()}
+        return pattern.sub(lambda match: local[match.group(0)], text)
 
     def _write_volumes(
         self,
