@@ -9,7 +9,7 @@ MLSTAMP := $(MLSERVER_VENV)/.installed
 # MLServer runs as its own process (as in a pod), from its own environment.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 
-.PHONY: help install cluster-build cluster-up cluster-down test test-unit test-e2e lint demo clean
+.PHONY: help install cluster-build cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -51,8 +51,11 @@ lint: $(STAMP) ## ruff and the import-linter layering contracts
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/lint-imports
 
-demo: cluster-up ## set up and run the main job (for now: the local cluster)
-	@echo "demo: the cluster is up; the scenarios arrive with the rollout issue"
+demo: install cluster-build ## set up everything and play the scenarios; leaves it running
+	$(VENV)/bin/vigil-devcluster demo up
+
+demo-down: $(STAMP) ## stop the demo's processes and the local cluster, remove their data
+	$(VENV)/bin/vigil-devcluster demo down
 
 clean: ## remove virtual environments (the binary cache stays)
 	rm -rf $(VENV) $(MLSERVER_VENV)

@@ -17,13 +17,17 @@ def main(argv: list[str] | None = None) -> int:
         from vigil.devcluster.runner import main as run_workloads
 
         return run_workloads(argv[1:])
+    if argv[:1] == ["demo"]:
+        from vigil.devcluster.demo import main as demo
+
+        return demo(argv[1:])
     parser = argparse.ArgumentParser(
         prog="vigil-devcluster",
         description="A real Kubernetes control plane on 127.0.0.1 with kwok nodes (no Docker).",
     )
     parser.add_argument(
         "command",
-        choices=["up", "down", "status", "kubeconfig", "run-workloads"],
+        choices=["up", "down", "status", "kubeconfig", "run-workloads", "demo"],
         help="run-workloads: run kwok pods' containers as local processes (see --help there)",
     )
     parser.add_argument("--nodes", type=int, default=2, help="kwok nodes to create (default 2)")

@@ -140,7 +140,7 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -351,7 +351,7 @@ class LocalCluster:
         pids = state.get("pids", {})
         if set(pids) != set(COMPONENTS):  # type: ignore[arg-type]
             return False
-        if not all(_pid_alive(int(pid)) for pid in pids.values()):  # type: ignore[union-attr]
+        if not all(pid_alive(int(pid)) for pid in pids.values()):  # type: ignore[union-attr]
             return False
         if state.get("ports") != asdict(self.ports):
             return False
@@ -385,7 +385,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         log_path = self.logs_dir / f"{name}.log"
         while time.monotonic() < deadline:
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
                 raise ClusterError(
@@ -400,16 +400,16 @@ class LocalCluster:
         )
 
     def _stop(self, name: str, pid: int) -> None:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             self.log(f"devcluster: {name} (pid {pid}) ignored SIGTERM; killing it")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -704,7 +704,7 @@ class LocalCluster:
             if result.returncode == 0:
                 return
             for name, pid in pids.items():
-                if not _pid_alive(pid):
+                if not pid_alive(pid):
                     log_path = self.logs_dir / f"{name}.log"
                     raise ClusterError(f"{name} died; see {log_path}:\n{_tail(log_path)}")
             time.sleep(0.5)

@@ -10,7 +10,7 @@ import json
 import socket
 from pathlib import Path
 
-from vigil.devcluster.cluster import LocalCluster, _pid_alive
+from vigil.devcluster.cluster import LocalCluster, pid_alive
 
 
 def free_port_base(span: int = 6) -> int:
@@ -48,5 +48,5 @@ def test_up_reuses_a_healthy_cluster_and_down_leaves_nothing(tmp_path: Path) -> 
         assert json.loads((state / "state.json").read_text())["pids"] == pids
     finally:
         cluster.down()
-    assert not any(_pid_alive(pid) for pid in pids.values())
+    assert not any(pid_alive(pid) for pid in pids.values())
     assert not state.exists()

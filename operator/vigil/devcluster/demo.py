@@ -1,0 +1,374 @@
+"""``make demo``: the whole system on one machine, playing the mission's scenarios.
+
+Sets up the local cluster, the CRD and the operator's RBAC, a real
+Prometheus, the workload runner (real sidecars in front of real MLServer
+processes), the operator (with nothing but its ServiceAccount's rights) and
+models trained from scikit-learn's wine data with their reference profiles,
+then plays each scenario with narration and elapsed time, showing
+``kubectl get md`` after each. It leaves everything running and prints how
+to look around; ``make demo-down`` removes it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vigil.devcluster.cluster import ClusterClient, LocalCluster, pid_alive, repo_root
+from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.prometheus import LocalPrometheus
+from vigil.devcluster.traffic import TrafficGenerator
+
+NAMESPACE = "vigil-demo"
+NAME = "wine"
+SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:0.1.0"
+MLSERVER_IMAGE = "seldonio/mlserver:1.7.1-sklearn"
+PROMETHEUS_PORT = 9091
+OPERATOR_METRICS_PORT = 9095
+OPERATOR_HEALTH_PORT = 8095
+
+
+class Narrator:
+    """Numbered steps with elapsed time since the demo started."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.failures: list[str] = []
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
+
+    def scenario(self, title: str) -> None:
+        print(f"\n=== {title} ===", flush=True)
+        self.say(title)
+
+    def failed(self, text: str) -> None:
+        self.failures.append(text)
+        self.say(f"FAILED: {text}")
+
+
+def _state_dir() -> Path:
+    root = repo_root() or Path.cwd()
+    return root / ".vigil" / "demo"
+
+
+def _venv_bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    with log.open("ab") as handle:
+        process = subprocess.Popen(
+            argv,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def model_deployment(model: TrainedModel, *, config: dict[str, str] | None = None) -> str:
+    """The demo's ModelDeployment: short window and interval so the demo moves quickly."""
+    body: dict[str, Any] = {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {
+            "model": {"name": model.name, "version": model.version, "uri": model.storage_uri},
+            "server": {"image": MLSERVER_IMAGE, "protocol": "v2"},
+            "replicas": 2,
+            "config": config or {},
+            "monitoring": {
+                "reference": {
+                    "configMapKeyRef": {
+                        "name": f"{NAME}-reference-{model.version}",
+                        "key": "profile.json",
+                    }
+                },
+                "window": "30s",
+                "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "500ms"},
+                "drift": {"method": "psi", "warning": 0.1, "threshold": 0.2},
+            },
+            "rollout": {"analysis": {"interval": "5s", "minRequests": 20}},
+        },
+    }
+    return yaml.safe_dump(body, sort_keys=False)
+
+
+def reference_configmap(model: TrainedModel) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{NAME}-reference-{model.version}", "namespace": NAMESPACE},
+            "data": {"profile.json": model.profile_json()},
+        }
+    )
+
+
+class Demo:
+    def __init__(self) -> None:
+        self.dir = _state_dir()
+        self.narrator = Narrator()
+        self.cluster: ClusterClient | None = None
+        self.pids: dict[str, int] = {}
+
+    # -- setup -------------------------------------------------------------------------
+
+    def setup(self) -> ClusterClient:
+        say = self.narrator.say
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stop_processes(self.dir, say)  # a demo run again replaces its processes
+        say("starting (or reusing) the local Kubernetes cluster")
+        local = LocalCluster(log=lambda line: say(line.removeprefix("devcluster: ")))
+        local.up()
+        cluster = local.client()
+        self.cluster = cluster
+        root = repo_root() or Path.cwd()
+        say("installing the ModelDeployment CRD and the operator's namespace, account and RBAC")
+        cluster.kubectl("apply", "-f", str(root / "crds" / "modeldeployments.yaml"))
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
+        )
+        for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+            cluster.kubectl("apply", "-f", str(root / "manifests" / name))
+        cluster.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n")
+        operator_kubeconfig = cluster.serviceaccount_kubeconfig(
+            "vigil-system", "vigil-operator", self.dir / "operator.kubeconfig"
+        )
+
+        say(f"starting Prometheus on 127.0.0.1:{PROMETHEUS_PORT} (pod discovery, scrape 2s)")
+        prometheus = LocalPrometheus(
+            cluster, self.dir / "prometheus", port=PROMETHEUS_PORT, scrape_interval="2s"
+        )
+        if not prometheus.ready():
+            prometheus.start()
+            assert prometheus.process is not None
+            self.pids["prometheus"] = prometheus.process.pid
+
+        say("starting the workload runner (sidecar + MLServer per pod, on the pod's IP)")
+        self.pids["runner"] = _spawn(
+            [
+                _venv_bin("vigil-devcluster"),
+                "run-workloads",
+                "--namespace",
+                NAMESPACE,
+                "--work-dir",
+                str(self.dir / "workloads"),
+            ],
+            self.dir / "runner.log",
+            env={**os.environ, "VIGIL_KUBECONFIG": cluster.kubeconfig},
+        )
+        say("starting the operator with its ServiceAccount's token only")
+        self.pids["operator"] = _spawn(
+            [
+                _venv_bin("vigil-operator"),
+                "--namespace",
+                NAMESPACE,
+                "--standalone",
+                "--sidecar-image",
+                SIDECAR_IMAGE,
+                "--metrics-port",
+                str(OPERATOR_METRICS_PORT),
+                "--metrics-address",
+                "127.0.0.1",
+                "--health-port",
+                str(OPERATOR_HEALTH_PORT),
+            ],
+            self.dir / "operator.log",
+            env={**os.environ, "KUBECONFIG": operator_kubeconfig},
+        )
+        self._save()
+        self._wait(
+            lambda: _http_ok(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz"),
+            60,
+            "the operator's /healthz",
+        )
+        return cluster
+
+    def _save(self) -> None:
+        (self.dir / "state.json").write_text(json.dumps({"pids": self.pids}, indent=2))
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            time.sleep(1)
+        self.narrator.failed(f"{what} within {timeout:.0f}s")
+        return False
+
+    def md(self) -> dict[str, Any]:
+        assert self.cluster is not None
+        result = self.cluster.kubectl("get", "md", NAME, "-n", NAMESPACE, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        for item in self.md().get("status", {}).get("conditions", []):
+            if item.get("type") == kind:
+                return dict(item)
+        return {}
+
+    def wait_condition(self, kind: str, status: str, timeout: float) -> bool:
+        ok = self._wait(
+            lambda: self.condition(kind).get("status") == status,
+            timeout,
+            f"condition {kind}={status}",
+        )
+        found = self.condition(kind)
+        self.narrator.say(
+            f"{kind}={found.get('status')} reason={found.get('reason')}: {found.get('message', '')}"
+        )
+        return ok
+
+    def show(self) -> None:
+        assert self.cluster is not None
+        table = self.cluster.kubectl("get", "md", "-n", NAMESPACE, "-o", "wide", check=False)
+        print(table.stdout.rstrip() or table.stderr.rstrip(), flush=True)
+
+    # -- scenarios -------------------------------------------------------------------------
+
+    def play(self) -> int:
+        cluster = self.setup()
+        n = self.narrator
+        models = self.dir / "models"
+        n.say("training models on scikit-learn's wine data (v1, a good v2, a bad v3)")
+        v1 = train_wine(models / "wine-1", version="1", seed=0)
+        v2 = train_wine(models / "wine-2", version="2", seed=1)
+        train_wine(models / "wine-3-bad", version="3", shuffled_labels=True, seed=2)
+
+        n.scenario("1. A brand-new model goes Ready and Healthy")
+        cluster.apply(reference_configmap(v1))
+        cluster.apply(model_deployment(v1))
+        self.wait_condition("Ready", "True", 120)
+        traffic = TrafficGenerator(cluster, NAMESPACE, NAME, "wine", v1.X, rate=15).start()
+        n.say("sending traffic drawn from the training data (15 requests/s)")
+        self.wait_condition("Healthy", "True", 120)
+        self.show()
+
+        n.scenario("2. Drifted traffic raises DriftDetected, normal traffic clears it")
+        n.say("shifting alcohol and proline by one reference standard deviation")
+        traffic.set_shifts({0: 1.0, 12: 1.0})
+        self.wait_condition("DriftDetected", "True", 120)
+        self.show()
+        n.say("back to traffic like the training data")
+        traffic.set_shifts({})
+        self.wait_condition("DriftDetected", "False", 120)
+        self.show()
+
+        n.scenario("3. A replacement (model version 2)")
+        cluster.apply(reference_configmap(v2))
+        cluster.apply(model_deployment(v2))
+        self._wait(
+            lambda: self.md().get("status", {}).get("stable", {}).get("modelVersion") == "2",
+            180,
+            "model version 2 serving",
+        )
+        self.wait_condition("Ready", "True", 60)
+        self.show()
+
+        n.scenario("4. A tweak (a config change)")
+        cluster.apply(model_deployment(v2, config={"MLSERVER_LOG_LEVEL": "info"}))
+        self._wait(
+            lambda: self.md().get("status", {}).get("history", [{}])[0].get("change") == "tweak",
+            180,
+            "the tweak rolled out",
+        )
+        self.wait_condition("Ready", "True", 60)
+        self.show()
+        stats = traffic.stop()
+        n.say(f"traffic: {stats.sent} sent, {stats.ok} ok, {stats.failed} failed")
+
+        n.say(
+            "not played yet: shadow and canary steps, a bad replacement rolled back "
+            "(progressive delivery is being built)"
+        )
+        self.look_around()
+        if n.failures:
+            print("\nThe demo finished with failures:\n  " + "\n  ".join(n.failures))
+            return 1
+        return 0
+
+    def look_around(self) -> None:
+        kubeconfig = self.cluster.kubeconfig if self.cluster else "?"
+        print(
+            f"""
+Everything is still running. Look around:
+  export KUBECONFIG={kubeconfig}
+  kubectl get md -n {NAMESPACE} -o wide
+  kubectl describe md {NAME} -n {NAMESPACE}
+  kubectl get events -n {NAMESPACE} --sort-by=.lastTimestamp
+  Prometheus:        http://127.0.0.1:{PROMETHEUS_PORT}  (try: vigil_requests_total)
+  Operator metrics:  http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics
+  Dashboard:         manifests/monitoring/dashboards/vigil.json (import into Grafana)
+  Logs:              {self.dir}/{{operator,runner}}.log, {self.dir}/workloads/
+Remove it all: make demo-down
+""",
+            flush=True,
+        )
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def stop_processes(folder: Path, say: Callable[[str], None] = print) -> None:
+    """Stop the processes a previous demo run left (runner, operator, Prometheus)."""
+    try:
+        pids: dict[str, int] = json.loads((folder / "state.json").read_text())["pids"]
+    except (OSError, ValueError, KeyError):
+        return
+    for name, pid in pids.items():
+        if pid_alive(pid):
+            say(f"stopping the previous demo's {name} (pid {pid})")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids.values()):
+        time.sleep(0.2)
+    for pid in pids.values():
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    (folder / "state.json").unlink(missing_ok=True)
+
+
+def down() -> int:
+    """Stop the demo's processes and the local cluster; remove their data."""
+    folder = _state_dir()
+    stop_processes(folder)
+    LocalCluster().down()
+    if folder.exists():
+        shutil.rmtree(folder)
+    print("demo-down: done")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vigil-devcluster demo")
+    parser.add_argument("action", choices=["up", "down"])
+    args = parser.parse_args(argv)
+    if args.action == "down":
+        return down()
+    return Demo().play()

@@ -1,0 +1,196 @@
+"""A load generator for the demo and tests: rows from the training data, sent to pods.
+
+The local cluster's Services cannot route to loopback pod IPs, so the
+generator does what a Service would: it spreads requests over the Ready pods
+that the ModelDeployment's Service selects (re-reading them every few
+seconds, so a blue/green switch or a canary is followed), at a fixed rate,
+over the v2 protocol. It can shift features by a number of reference
+standard deviations (drift) or send malformed requests (errors).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vigil.devcluster.cluster import ClusterClient
+
+
+@dataclass
+class TrafficStats:
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    by_pod: dict[str, int] = field(default_factory=dict)
+
+
+def serving_pod_ips(cluster: ClusterClient, namespace: str, name: str) -> list[str]:
+    """IPs of the Ready pods the Service ``name`` selects (what a Service would route to)."""
+    result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        return []
+    selector = json.loads(result.stdout)["spec"].get("selector") or {}
+    if not selector:
+        return []
+    label = ",".join(f"{k}={v}" for k, v in selector.items())
+    pods = cluster.get_json("pods", "-n", namespace, "-l", label)["items"]
+    return [
+        p["status"]["podIP"]
+        for p in pods
+        if p["status"].get("podIP")
+        and not p["metadata"].get("deletionTimestamp")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    ]
+
+
+def shifted_rows(
+    X: npt.NDArray[np.float64],
+    shifts: Mapping[int, float],
+    rng: np.random.Generator,
+    batch: int,
+) -> list[list[float]]:
+    """``batch`` training rows, with column ``i`` moved by ``shifts[i]`` standard deviations."""
+    rows = X[rng.integers(0, len(X), batch)].copy()
+    stds = X.std(axis=0)
+    for column, amount in shifts.items():
+        rows[:, column] += amount * stds[column]
+    return [list(map(float, row)) for row in rows]
+
+
+def v2_body(rows: Sequence[Sequence[float]]) -> bytes:
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [len(rows), len(rows[0])],
+                    "datatype": "FP64",
+                    "data": [list(r) for r in rows],
+                }
+            ]
+        }
+    ).encode()
+
+
+class TrafficGenerator:
+    """Sends requests at ``rate`` per second until stopped (a thread of its own)."""
+
+    def __init__(
+        self,
+        cluster: ClusterClient,
+        namespace: str,
+        name: str,
+        model_name: str,
+        X: npt.NDArray[np.float64],
+        rate: float = 20.0,
+        shifts: Mapping[int, float] | None = None,
+        error_share: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.name = name
+        self.model_name = model_name
+        self.X = X
+        self.rate = rate
+        self.shifts = dict(shifts or {})
+        self.error_share = error_share
+        self.rng = np.random.default_rng(seed)
+        self.stats = TrafficStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def set_shifts(self, shifts: Mapping[int, float]) -> None:
+        with self._lock:
+            self.shifts = dict(shifts)
+
+    def set_error_share(self, share: float) -> None:
+        with self._lock:
+            self.error_share = share
+
+    def start(self) -> TrafficGenerator:
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> TrafficStats:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        return self.stats
+
+    def send_one(self, ip: str) -> bool:
+        with self._lock:
+            shifts, error_share = dict(self.shifts), self.error_share
+        if error_share and self.rng.random() < error_share:
+            body = json.dumps(
+                {
+                    "inputs": [
+                        {"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 2.0]}
+                    ]
+                }
+            ).encode()
+        else:
+            body = v2_body(shifted_rows(self.X, shifts, self.rng, 1))
+        request = urllib.request.Request(
+            f"http://{ip}:8000/v2/models/{self.model_name}/infer",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+                return 200 <= response.status < 300
+        except urllib.error.HTTPError as error:
+            error.read()
+            return False
+        except OSError:
+            return False
+
+    def _run(self) -> None:
+        ips: list[str] = []
+        refreshed = 0.0
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        turn = 0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now - refreshed > 3.0 or not ips:
+                ips = serving_pod_ips(self.cluster, self.namespace, self.name)
+                refreshed = now
+                if not ips:
+                    self._stop.wait(1.0)
+                    continue
+            ip = ips[turn % len(ips)]
+            turn += 1
+            ok = self.send_one(ip)
+            self.stats.sent += 1
+            self.stats.by_pod[ip] = self.stats.by_pod.get(ip, 0) + 1
+            if ok:
+                self.stats.ok += 1
+            else:
+                self.stats.failed += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_at = time.monotonic()  # behind schedule: do not burst
+
+
+def describe(stats: TrafficStats) -> dict[str, Any]:
+    return {"sent": stats.sent, "ok": stats.ok, "failed": stats.failed, "pods": len(stats.by_pod)}
