@@ -1,0 +1,173 @@
+"""Gateway API routing: exact weights on a user's HTTPRoute.
+
+Set ``spec.rollout.trafficRouting.gatewayAPI.httpRoute: <route>``. The
+HTTPRoute belongs to the user (it names the Gateway, hostnames, paths);
+Vigil only rewrites the backendRefs that point at this ModelDeployment:
+the Service ``<name>`` or a per-revision Service ``<name>-<revision>``.
+In each such rule they become
+
+    - {name: <name>-<stable>,    port: 80, weight: 100 - w}
+    - {name: <name>-<candidate>, port: 80, weight: w}        # while a candidate exists
+
+where ``w`` is ``Traffic.candidate_weight``; without a candidate only the
+stable backend remains (weight 100). BackendRefs to other Services in the
+same rule are left as they are, as are the ref's other fields (port,
+filters) taken from the first of ours.
+
+The write is a JSON merge patch of ``spec.rules`` carrying the
+``resourceVersion`` read, so a concurrent edit of the route is never
+overwritten (409, retried on a fresh read). Replicas follow ``decide()``
+(``ceil(w% x R)`` for the candidate, the stable at full count) and the
+Service ``<name>`` keeps selecting the stable only: in-cluster clients that
+call it directly bypass the gateway and stay on the stable.
+
+GitOps: the route's weights change during a rollout; tell Argo CD to
+ignore ``/spec/rules`` backendRef weights of that route (docs/rollouts.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from vigil.core import naming
+from vigil.core.desired import SERVICE_PORT
+from vigil.core.revision import REVISION_LENGTH
+from vigil.core.rollout import Traffic
+from vigil.kube.client import KubeError
+from vigil.routing.base import RoutePlan, RoutingApi, RoutingError, RoutingTarget
+
+GROUP = "gateway.networking.k8s.io"
+VERSION = "v1"
+HTTPROUTE = "HTTPRoute"
+#: Conflicting writes (someone edited the route between our read and write) retried.
+MAX_CONFLICT_RETRIES = 3
+
+
+def _ours(ref: Mapping[str, Any], target: RoutingTarget) -> bool:
+    """Whether a backendRef points at this ModelDeployment's Service or one of its revisions."""
+    if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
+        return False
+    if (ref.get("namespace") or target.namespace) != target.namespace:
+        return False
+    name = str(ref.get("name", ""))
+    if name == naming.service_name(target.name):
+        return True
+    pattern = rf"{re.escape(target.name)}-[0-9a-f]{{{REVISION_LENGTH}}}"
+    return re.fullmatch(pattern, name) is not None or name in {
+        target.revision_service(target.stable),
+        target.revision_service(target.candidate or target.stable),
+    }
+
+
+def desired_backends(
+    target: RoutingTarget, traffic: Traffic, template: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Our backendRefs for this traffic (``template`` supplies port and filters)."""
+    base = {k: copy.deepcopy(v) for k, v in (template or {}).items() if k in ("port", "filters")}
+    base.setdefault("port", SERVICE_PORT)
+    weight = max(0, min(100, traffic.candidate_weight)) if target.candidate else 0
+    refs = [{**base, "name": target.revision_service(target.stable), "weight": 100 - weight}]
+    if target.candidate is not None:
+        name = target.revision_service(target.candidate)
+        refs.append({**copy.deepcopy(base), "name": name, "weight": weight})
+    return refs
+
+
+def desired_rules(
+    route: Mapping[str, Any], target: RoutingTarget, traffic: Traffic
+) -> list[dict[str, Any]]:
+    """The route's rules with our backendRefs rewritten; RoutingError if none are ours."""
+    rules = copy.deepcopy(list((route.get("spec") or {}).get("rules") or []))
+    found = False
+    for rule in rules:
+        refs = list(rule.get("backendRefs") or [])
+        mine = [r for r in refs if _ours(r, target)]
+        if not mine:
+            continue
+        found = True
+        others = [r for r in refs if not _ours(r, target)]
+        rule["backendRefs"] = desired_backends(target, traffic, mine[0]) + others
+    if not found:
+        name = (route.get("metadata") or {}).get("name", "?")
+        raise RoutingError(
+            f"HTTPRoute {name} has no backendRef to Service {naming.service_name(target.name)} "
+            f"or to a revision Service {target.name}-<revision>: add "
+            f"'backendRefs: [{{name: {target.name}, port: {SERVICE_PORT}}}]' to the rule "
+            "that should serve this model"
+        )
+    return rules
+
+
+def route_patch(
+    route: Mapping[str, Any], target: RoutingTarget, traffic: Traffic
+) -> dict[str, Any] | None:
+    """The merge patch that sets the weights, or None when the route already has them."""
+    rules = desired_rules(route, target, traffic)
+    if rules == list((route.get("spec") or {}).get("rules") or []):
+        return None
+    version = (route.get("metadata") or {}).get("resourceVersion")
+    patch: dict[str, Any] = {"spec": {"rules": rules}}
+    if version:
+        patch["metadata"] = {"resourceVersion": version}
+    return patch
+
+
+def route_weights(route: Mapping[str, Any], target: RoutingTarget) -> dict[str, int]:
+    """Our backends and their weights as the route has them (Service name -> weight)."""
+    weights: dict[str, int] = {}
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        for ref in rule.get("backendRefs") or []:
+            if _ours(ref, target):
+                weights[str(ref["name"])] = int(ref.get("weight", 1))
+    return weights
+
+
+def http_route_name(rollout: Mapping[str, Any]) -> str | None:
+    """``spec.rollout.trafficRouting.gatewayAPI.httpRoute``, or None."""
+    routing = (rollout.get("trafficRouting") or {}).get("gatewayAPI") or {}
+    name = routing.get("httpRoute")
+    return str(name) if name else None
+
+
+class GatewayAPIRouter:
+    """Weights on one HTTPRoute; replicas as decide() asks; the Service stays on the stable."""
+
+    kind = "gatewayAPI"
+
+    def __init__(self, http_route: str) -> None:
+        self.http_route = http_route
+
+    def plan(self, target: RoutingTarget, traffic: Traffic) -> RoutePlan:
+        replicas = {target.stable: traffic.stable_replicas}
+        weight = 0
+        if target.candidate is not None:
+            replicas[target.candidate] = traffic.candidate_replicas
+            weight = max(0, min(100, traffic.candidate_weight))
+        return RoutePlan(
+            replicas=replicas,
+            service_selector=naming.selector_labels(target.name, target.stable),
+            effective_weight=float(weight),
+        )
+
+    async def apply(self, api: RoutingApi, target: RoutingTarget, traffic: Traffic) -> RoutePlan:
+        """Read the route, patch its weights when they differ (optimistic concurrency)."""
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            route = await api.get(HTTPROUTE, target.namespace, self.http_route)
+            if route is None:
+                raise RoutingError(
+                    f"HTTPRoute {target.namespace}/{self.http_route} "
+                    "(spec.rollout.trafficRouting.gatewayAPI.httpRoute) does not exist"
+                )
+            patch = route_patch(route, target, traffic)
+            if patch is None:
+                break
+            try:
+                await api.patch(HTTPROUTE, target.namespace, self.http_route, patch)
+                break
+            except KubeError as error:
+                if error.status != 409 or attempt == MAX_CONFLICT_RETRIES:
+                    raise
+        return self.plan(target, traffic)

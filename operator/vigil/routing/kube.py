@@ -1,0 +1,47 @@
+"""The kube adapter, plus what routing needs: HTTPRoutes and merge/JSON patches.
+
+:class:`vigil.kube.client.KubeClient` knows the operator's own kinds and
+writes them by server-side apply. Routers also touch an object the user
+owns (an HTTPRoute), where a merge patch of only the fields they change,
+guarded by ``resourceVersion``, is the right write. This subclass adds that
+without changing the shared adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vigil.kube.client import KubeClient
+
+#: Kinds beyond the adapter's own: kind -> (API path prefix, plural).
+EXTRA_RESOURCES: dict[str, tuple[str, str]] = {
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+}
+
+
+class RoutingKubeClient(KubeClient):
+    """KubeClient + HTTPRoutes + ``patch`` (satisfies :class:`vigil.routing.base.RoutingApi`)."""
+
+    @staticmethod
+    def _path(kind: str, namespace: str, name: str | None = None) -> str:
+        if kind not in EXTRA_RESOURCES:
+            return KubeClient._path(kind, namespace, name)
+        prefix, plural = EXTRA_RESOURCES[kind]
+        path = f"{prefix}/namespaces/{namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any] | list[Any],
+        *,
+        content_type: str = "application/merge-patch+json",
+    ) -> dict[str, Any]:
+        """A merge patch (default) or JSON patch (``application/json-patch+json``)."""
+        result = await self._request(
+            "PATCH", self._path(kind, namespace, name), body=patch, content_type=content_type
+        )
+        return result or {}
