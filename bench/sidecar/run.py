@@ -423,9 +423,9 @@ def print_table(report: dict[str, Any]) -> None:
     t = report.get("throughput")
     if t:
         print(
-            f"MLServer saturated (closed loop, {t['concurrency']} connections): median direct "
+            f"MLServer saturated (closed loop, {t['concurrency']} connections): direct "
             f"{t['direct_rps']:.0f} rps, through the sidecar {t['sidecar_rps']:.0f} rps; "
-            f"median pair share {t['share'] * 100:.1f} % (pairs: "
+            f"share {t['share'] * 100:.1f} % (per slice pair: "
             + ", ".join(f"{p * 100:.0f}" for p in t["pair_shares"])
             + f"); sidecar peak RSS {t['memory_mib'].get('VmHWM', 0):.1f} MiB"
         )
