@@ -1,0 +1,121 @@
+"""HTTP/1.1 edge cases of the protocol-based proxy, against raw loopback servers."""
+
+import asyncio
+
+from sidecar_testkit import base, scrape, value
+
+
+async def _raw_server(handler):
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def _read_response(reader):
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    return head, await reader.readexactly(length)
+
+
+async def test_pipelined_requests_are_answered_in_order(model, start_sidecar):
+    sidecar = await start_sidecar(model.url)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+    try:
+        bodies = [b"one", b"two-two", b"three"]
+        writer.write(
+            b"".join(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
+                for b in bodies
+            )
+        )
+        for expected in bodies:
+            head, body = await _read_response(reader)
+            assert head.startswith(b"HTTP/1.1 200") and body == expected
+    finally:
+        writer.close()
+
+
+async def test_close_delimited_and_interim_responses_from_upstream(start_sidecar, http):
+    async def handler(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+        await writer.drain()
+        writer.close()
+
+    server, url = await _raw_server(handler)
+    try:
+        sidecar = await start_sidecar(url)
+        for _ in range(2):  # the sidecar opens a fresh upstream connection each time
+            async with http.get(f"{base(sidecar)}/anything") as resp:
+                assert resp.status == 200
+                assert await resp.read() == b"until the end"
+    finally:
+        server.close()
+
+
+async def test_stale_keep_alive_connection_is_retried_once(start_sidecar, http):
+    """The model server closes idle connections; the next request must not fail."""
+    served = 0
+
+    async def handler(reader, writer):
+        nonlocal served
+        await reader.readuntil(b"\r\n\r\n")
+        served += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()  # keep-alive promised, then closed while idle
+
+    server, url = await _raw_server(handler)
+    try:
+        sidecar = await start_sidecar(url)
+        for _ in range(3):
+            async with http.get(f"{base(sidecar)}/x") as resp:
+                assert resp.status == 200 and await resp.read() == b"ok"
+            await asyncio.sleep(0.2)
+        assert served == 3
+    finally:
+        server.close()
+
+
+async def test_head_request_has_no_body(model, start_sidecar):
+    sidecar = await start_sidecar(model.url)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+    try:
+        for _ in range(2):
+            writer.write(b"HEAD /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+
+
+async def test_client_gone_mid_request_is_recorded_and_nothing_breaks(model, start_sidecar, http):
+    model.delay = 0.3
+    sidecar = await start_sidecar(model.url)
+    _, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+    body = b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}'
+    writer.write(
+        b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+    await writer.drain()
+    writer.close()
+    await asyncio.sleep(0.6)
+    assert sidecar.proxy.in_flight == 0
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_requests_total", outcome="success") == 1
+    async with http.get(f"{base(sidecar)}/healthz/live") as resp:
+        assert resp.status == 200
+
+
+async def test_slow_request_body_times_out_with_400(model, start_sidecar):
+    sidecar = await start_sidecar(model.url, upstream_timeout_seconds=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+    try:
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 400")
+        assert sidecar.proxy.in_flight == 0
+    finally:
+        writer.close()
