@@ -16,7 +16,10 @@ import sys
 from collections.abc import Sequence
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("vigil.profile.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "vigil.profile.cli",
+    "vigil.plugin.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

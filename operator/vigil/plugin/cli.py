@@ -1,0 +1,148 @@
+"""``vigil promote|abort|pause|resume|retry NAME`` (also ``kubectl vigil ...``).
+
+Each command places a request annotation on the ModelDeployment with the
+real ``kubectl`` (so the user's kubeconfig, context, credentials and
+namespace defaults apply exactly as for any kubectl command) and, with
+``--wait``, waits until the operator has picked it up (cleared it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from vigil.plugin.requests import (
+    ANNOTATION_REQUEST_ID,
+    VERBS,
+    new_request_id,
+    request_annotations,
+)
+
+RESOURCE = "modeldeployments.vigil.dev"
+FIELD_MANAGER = "kubectl-vigil"
+
+HELP = {
+    "promote": "promote the candidate now, skipping the remaining steps and gates",
+    "abort": "roll the candidate back now; the stable keeps serving",
+    "pause": "hold the rollout where it is (traffic and step)",
+    "resume": "resume a paused rollout, or release a 'pause' step without duration",
+    "retry": "roll out again a revision that was rolled back or failed",
+}
+
+
+class PluginError(RuntimeError):
+    """kubectl is missing or refused the request; the message is for the person."""
+
+
+def kubectl_command() -> str:
+    """The kubectl to run: ``$VIGIL_KUBECTL``, else ``kubectl`` on PATH."""
+    chosen = os.environ.get("VIGIL_KUBECTL") or shutil.which("kubectl")
+    if not chosen:
+        raise PluginError("kubectl not found: install it or set VIGIL_KUBECTL")
+    return chosen
+
+
+def _global_flags(args: argparse.Namespace) -> list[str]:
+    flags: list[str] = []
+    if args.kubeconfig:
+        flags.append(f"--kubeconfig={args.kubeconfig}")
+    if args.context:
+        flags.append(f"--context={args.context}")
+    if args.namespace:
+        flags.append(f"--namespace={args.namespace}")
+    return flags
+
+
+def annotate_command(args: argparse.Namespace, annotations: dict[str, str]) -> list[str]:
+    """The kubectl invocation that places the request (and nothing else)."""
+    return [
+        kubectl_command(),
+        *_global_flags(args),
+        "annotate",
+        RESOURCE,
+        args.name,
+        "--overwrite",
+        f"--field-manager={FIELD_MANAGER}",
+        *(f"{key}={value}" for key, value in annotations.items()),
+    ]
+
+
+def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(list(command), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise PluginError(f"cannot run kubectl: {error}") from error
+
+
+def _annotations(args: argparse.Namespace) -> dict[str, Any]:
+    result = _run(
+        [kubectl_command(), *_global_flags(args), "get", RESOURCE, args.name, "-o", "json"]
+    )
+    if result.returncode != 0:
+        raise PluginError(result.stderr.strip() or "kubectl get failed")
+    return dict(json.loads(result.stdout).get("metadata", {}).get("annotations") or {})
+
+
+def request(args: argparse.Namespace) -> int:
+    """Place the request; optionally wait until the operator has taken it."""
+    verb = args.verb
+    request_id = new_request_id()
+    result = _run(annotate_command(args, request_annotations(verb, request_id)))
+    if result.returncode != 0:
+        raise PluginError(result.stderr.strip() or f"kubectl annotate failed ({result.returncode})")
+    where = f" in namespace {args.namespace}" if args.namespace else ""
+    print(f"modeldeployment/{args.name}{where}: {verb} requested (id {request_id})")
+    if args.wait <= 0:
+        return 0
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        if _annotations(args).get(ANNOTATION_REQUEST_ID) != request_id:
+            print(f"modeldeployment/{args.name}: the operator took the {verb} request")
+            return 0
+        time.sleep(1.0)
+    print(
+        f"modeldeployment/{args.name}: the {verb} request is still pending after {args.wait:g}s "
+        "(is the operator running?)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        return request(args)
+    except PluginError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def register(subparsers: Any) -> None:
+    """Add one subcommand per verb (see :mod:`vigil.cli`)."""
+    for verb in VERBS:
+        parser = subparsers.add_parser(
+            verb,
+            help=HELP[verb],
+            description=(
+                f"{HELP[verb].capitalize()}. Sets the annotation vigil.dev/request={verb} on "
+                "the ModelDeployment (never its spec); the operator acts and clears it."
+            ),
+        )
+        parser.add_argument("name", help="the ModelDeployment")
+        parser.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
+        parser.add_argument("--context", help="kubeconfig context")
+        parser.add_argument("--kubeconfig", help="kubeconfig file (default: kubectl's)")
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait up to this long for the operator to take the request",
+        )
+        parser.set_defaults(func=_main, verb=verb)

@@ -1,0 +1,113 @@
+"""The manual-request annotation contract, as pure functions (operator and plugin share them).
+
+A person's request is two annotations on the ModelDeployment::
+
+    vigil.dev/request: promote        # promote | abort | pause | resume | retry
+    vigil.dev/request-id: 5f0c...     # a fresh UUID per request
+
+The operator, on seeing them:
+
+1. reads the verb with :func:`read_request` (unknown verbs read as ""),
+2. acts on it (``promote``/``abort``/``pause``/``resume`` go to
+   ``RolloutState.requested``; ``retry`` lets the reconciler start the
+   rolled-back revision again), records the handled id in status,
+3. clears both annotations with :func:`clear_request_patch`, a JSON patch
+   that first *tests* the id, so a newer request that arrived meanwhile is
+   never wiped (the patch then fails with 422 and the operator re-reads).
+
+These two annotations are the only metadata the operator ever writes on a
+ModelDeployment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ANNOTATION_REQUEST = "vigil.dev/request"
+ANNOTATION_REQUEST_ID = "vigil.dev/request-id"
+VERBS: tuple[str, ...] = ("promote", "abort", "pause", "resume", "retry")
+
+RolloutRequest = Literal["promote", "abort", "pause", "resume", ""]
+
+
+def _pointer(key: str) -> str:
+    """The JSON pointer of an annotation (RFC 6901 escapes '~' and '/')."""
+    return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+
+
+@dataclass(frozen=True)
+class ManualRequest:
+    """A request found on the object: its verb (possibly unknown) and id (possibly empty)."""
+
+    verb: str
+    request_id: str
+
+    @property
+    def valid(self) -> bool:
+        return self.verb in VERBS
+
+
+def parse_request(annotations: Mapping[str, str] | None) -> ManualRequest | None:
+    """The request on the object, or None when there is none."""
+    raw = (annotations or {}).get(ANNOTATION_REQUEST)
+    if raw is None:
+        return None
+    request_id = str((annotations or {}).get(ANNOTATION_REQUEST_ID, ""))
+    return ManualRequest(str(raw), request_id)
+
+
+def read_request(annotations: Mapping[str, str] | None) -> str:
+    """The requested verb (``promote``, ``abort``, ``pause``, ``resume``, ``retry``) or ""."""
+    request = parse_request(annotations)
+    return request.verb if request is not None and request.valid else ""
+
+
+def rollout_request(annotations: Mapping[str, str] | None) -> RolloutRequest:
+    """The verb as ``RolloutState.requested`` takes it ("" for retry or nothing)."""
+    verb = read_request(annotations)
+    if verb == "promote":
+        return "promote"
+    if verb == "abort":
+        return "abort"
+    if verb == "pause":
+        return "pause"
+    if verb == "resume":
+        return "resume"
+    return ""
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def request_annotations(verb: str, request_id: str | None = None) -> dict[str, str]:
+    """The annotations the plugin sets for a request."""
+    if verb not in VERBS:
+        raise ValueError(f"unknown request {verb!r}: one of {', '.join(VERBS)}")
+    return {ANNOTATION_REQUEST: verb, ANNOTATION_REQUEST_ID: request_id or new_request_id()}
+
+
+def request_patch(verb: str, request_id: str | None = None) -> dict[str, Any]:
+    """A JSON merge patch that places a request (touches nothing else)."""
+    return {"metadata": {"annotations": request_annotations(verb, request_id)}}
+
+
+def clear_request_patch(request: ManualRequest) -> list[dict[str, Any]]:
+    """The JSON patch (``application/json-patch+json``) that clears exactly this request.
+
+    The ``test`` operation makes the API server refuse (422) if the id has
+    changed since it was read, i.e. a person asked again meanwhile.
+    """
+    ops: list[dict[str, Any]] = []
+    if request.request_id:
+        ops.append(
+            {"op": "test", "path": _pointer(ANNOTATION_REQUEST_ID), "value": request.request_id}
+        )
+        ops.append({"op": "remove", "path": _pointer(ANNOTATION_REQUEST_ID)})
+    else:
+        ops.append({"op": "test", "path": _pointer(ANNOTATION_REQUEST), "value": request.verb})
+    ops.append({"op": "remove", "path": _pointer(ANNOTATION_REQUEST)})
+    return ops

@@ -1,0 +1,166 @@
+"""``kubectl vigil promote|abort|pause|resume|retry`` against the local cluster.
+
+Runs the installed plugin executable through the real kubectl's plugin
+mechanism, reads the annotation back, checks that the spec is untouched and
+that the operator's clearing patch (test-then-remove) works on a real API
+server, refusing to wipe a newer request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vigil.devcluster import ClusterClient
+from vigil.plugin.requests import (
+    ANNOTATION_REQUEST,
+    ANNOTATION_REQUEST_ID,
+    VERBS,
+    clear_request_patch,
+    parse_request,
+    read_request,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+
+MODEL = """
+apiVersion: vigil.dev/v1alpha1
+kind: ModelDeployment
+metadata:
+  name: wine
+spec:
+  model: {name: wine, version: "1"}
+  server: {image: seldonio/mlserver:1.7.1-sklearn}
+  replicas: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: ClusterClient) -> None:
+    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
+    )
+
+
+def plugin_env(cluster: ClusterClient) -> dict[str, str]:
+    if not (BIN / "kubectl-vigil").is_file():
+        pytest.fail(f"kubectl-vigil is not installed in {BIN} (pip install -e .)", pytrace=False)
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KUBECONFIG": cluster.kubeconfig,
+        "VIGIL_KUBECTL": cluster.kubectl_binary,
+    }
+
+
+def kubectl_vigil(cluster: ClusterClient, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kubectl vigil ...``: kubectl finds kubectl-vigil on PATH and runs it."""
+    return subprocess.run(
+        [cluster.kubectl_binary, "vigil", *args],
+        env=plugin_env(cluster),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def annotations(cluster: ClusterClient, namespace: str) -> dict[str, str]:
+    obj = cluster.get_json("modeldeployment", "wine", "-n", namespace)
+    return dict(obj["metadata"].get("annotations") or {})  # type: ignore[index]
+
+
+def test_every_verb_sets_the_annotation_and_never_the_spec(cluster, namespace, crd):
+    cluster.apply(MODEL, namespace=namespace)
+    before = cluster.get_json("modeldeployment", "wine", "-n", namespace)
+    seen_ids = set()
+    for verb in VERBS:
+        result = kubectl_vigil(cluster, verb, "wine", "-n", namespace)
+        assert result.returncode == 0, result.stderr
+        assert f"{verb} requested" in result.stdout
+        found = annotations(cluster, namespace)
+        assert read_request(found) == verb
+        seen_ids.add(found[ANNOTATION_REQUEST_ID])
+    assert len(seen_ids) == len(VERBS)
+    after = cluster.get_json("modeldeployment", "wine", "-n", namespace, "--show-managed-fields")
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]  # type: ignore[index]
+    # managedFields: the plugin's manager owns only the two annotations.
+    entries = [
+        m
+        for m in after["metadata"]["managedFields"]  # type: ignore[index]
+        if m["manager"] == "kubectl-vigil"
+    ]
+    assert entries
+    for entry in entries:
+        fields = entry["fieldsV1"]
+        assert set(fields) == {"f:metadata"}
+        assert set(fields["f:metadata"]) == {"f:annotations"}
+        assert set(fields["f:metadata"]["f:annotations"]) <= {
+            f"f:{ANNOTATION_REQUEST}",
+            f"f:{ANNOTATION_REQUEST_ID}",
+        }
+
+
+def test_vigil_entry_point_works_too(cluster, namespace, crd):
+    cluster.apply(MODEL, namespace=namespace)
+    result = subprocess.run(
+        [str(BIN / "vigil"), "pause", "wine", "-n", namespace, "--kubeconfig", cluster.kubeconfig],
+        env=plugin_env(cluster),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert read_request(annotations(cluster, namespace)) == "pause"
+
+
+def test_missing_model_deployment_fails_with_kubectls_message(cluster, namespace, crd):
+    result = kubectl_vigil(cluster, "promote", "absent", "-n", namespace)
+    assert result.returncode == 1
+    assert "not found" in result.stderr.lower()
+
+
+def test_operator_clear_patch_removes_only_the_request_it_read(cluster, namespace, crd):
+    cluster.apply(MODEL, namespace=namespace)
+    assert kubectl_vigil(cluster, "promote", "wine", "-n", namespace).returncode == 0
+    read = parse_request(annotations(cluster, namespace))
+    assert read is not None
+    # A person asks again before the operator clears: the stale clear is refused.
+    assert kubectl_vigil(cluster, "abort", "wine", "-n", namespace).returncode == 0
+    stale = cluster.kubectl(
+        "patch",
+        "modeldeployment",
+        "wine",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(clear_request_patch(read)),
+        check=False,
+    )
+    assert stale.returncode != 0
+    assert read_request(annotations(cluster, namespace)) == "abort"
+    # Clearing what is there now works, and leaves no request behind.
+    current = parse_request(annotations(cluster, namespace))
+    assert current is not None
+    cluster.kubectl(
+        "patch",
+        "modeldeployment",
+        "wine",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(clear_request_patch(current)),
+    )
+    left = annotations(cluster, namespace)
+    assert ANNOTATION_REQUEST not in left and ANNOTATION_REQUEST_ID not in left
