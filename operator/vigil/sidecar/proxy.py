@@ -378,7 +378,7 @@ class _Client(asyncio.Protocol):
             len(request.body),
             len(resp.body),
         )
-        if request.endpoint == "infer":
+        if request.endpoint == "infer" and proxy.settings.protocol != "raw":
             proxy.record(request, resp)
         self._next(head.keep_alive and resp.keep_alive)
 

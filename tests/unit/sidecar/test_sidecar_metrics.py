@@ -145,3 +145,15 @@ async def test_full_monitoring_queue_drops_and_counts(model, start_sidecar, http
             pass
     m = await scrape(http, sidecar)
     assert value(m, "vigil_monitoring_dropped_total") == 2
+
+
+async def test_raw_protocol_counts_operations_only(model, start_sidecar, http, profile_path):
+    sidecar = await start_sidecar(model.url, protocol="raw", reference_profile=str(profile_path))
+    async with http.post(f"{base(sidecar)}/echo", data=b"not json at all") as resp:
+        assert resp.status == 200
+    await settle(sidecar)
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_requests_total", endpoint="infer", outcome="success") == 1
+    assert value(m, "vigil_input_schema_violations_total") == 0
+    assert value(m, "vigil_input_rows_total") == 0
+    assert value(m, "vigil_model_info", protocol="raw") == 1
