@@ -37,7 +37,14 @@ if ready ~= nil and ready.status == "True" then
   hs.message = message
   return hs
 end
-if obj.spec ~= nil and obj.spec.paused == true then
+-- Paused: spec.paused, or a person's `kubectl vigil pause` / an open-ended
+-- pause step (the operator says so in the Ready or Progressing reason).
+local function paused(c)
+  return c ~= nil and (c.reason == "RolloutPaused" or c.reason == "Paused"
+    or c.reason == "WaitingForPerson")
+end
+if (obj.spec ~= nil and obj.spec.paused == true) or paused(ready)
+    or paused(condition("Progressing")) then
   hs.status = "Suspended"
   hs.message = message
   return hs
