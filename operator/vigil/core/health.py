@@ -32,11 +32,12 @@ Definitions (also in docs/health.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vigil.core import drift
+from vigil.core.rollout import parse_duration
 from vigil.core.status import ConditionState
 from vigil.core.window import RevisionWindow, quantile_from_buckets
 from vigil.profile import OTHER, FeatureProfile, ReferenceProfile
@@ -431,3 +432,148 @@ def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str)
     }
     health["drift"] = {k: v for k, v in health["drift"].items() if v is not None}
     return {k: v for k, v in health.items() if v is not None}
+
+
+# -- settings from the spec ----------------------------------------------------------
+
+SOURCE_DIRECT = "direct"
+SOURCE_PROMETHEUS = "prometheus"
+DEFAULT_MIN_REQUESTS = 50
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """What the health loop needs from one ModelDeployment's spec."""
+
+    policy: HealthPolicy
+    source: str = SOURCE_DIRECT
+    prometheus_url: str | None = None
+    #: (ConfigMap name, key) of the reference profile, if any.
+    reference: tuple[str, str] | None = None
+
+    @property
+    def source_key(self) -> tuple[str, str]:
+        """ModelDeployments with the same key share one source (and one batch of queries)."""
+        if self.source == SOURCE_PROMETHEUS and self.prometheus_url:
+            return (SOURCE_PROMETHEUS, self.prometheus_url.rstrip("/"))
+        return (SOURCE_DIRECT, "")
+
+
+def _section(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def monitoring_settings(spec: Mapping[str, Any] | None) -> MonitoringSettings:
+    """``spec.monitoring`` (and ``rollout.analysis.minRequests``) with the CRD's defaults.
+
+    Raises ValueError for a value the schema should have refused (a bad duration).
+    """
+    spec = _section(spec)
+    monitoring = _section(spec.get("monitoring"))
+    slo = _section(monitoring.get("slo"))
+    drift_spec = _section(monitoring.get("drift"))
+    metrics = _section(monitoring.get("metrics"))
+    analysis = _section(_section(spec.get("rollout")).get("analysis"))
+    defaults = HealthPolicy()
+    method = str(drift_spec.get("method") or defaults.drift_method)
+    if method not in ("psi", "jsd"):
+        raise ValueError(f"spec.monitoring.drift.method {method!r} is not psi or jsd")
+    min_requests = analysis.get("minRequests")
+    policy = HealthPolicy(
+        window_seconds=parse_duration(monitoring.get("window"), defaults.window_seconds),
+        max_error_rate=float(slo.get("maxErrorRate", defaults.max_error_rate)),
+        max_latency_p95=parse_duration(slo.get("maxLatencyP95"), defaults.max_latency_p95),
+        drift_method=method,  # type: ignore[arg-type]
+        drift_warning=float(drift_spec.get("warning", defaults.drift_warning)),
+        drift_threshold=float(drift_spec.get("threshold", defaults.drift_threshold)),
+        min_requests=int(DEFAULT_MIN_REQUESTS if min_requests is None else min_requests),
+    )
+    if policy.window_seconds <= 0:
+        raise ValueError("spec.monitoring.window must be longer than 0s")
+    ref = _section(_section(monitoring.get("reference")).get("configMapKeyRef"))
+    reference = (str(ref["name"]), str(ref["key"])) if ref.get("name") and ref.get("key") else None
+    source = str(metrics.get("source") or SOURCE_DIRECT)
+    url = metrics.get("prometheusURL")
+    if source == SOURCE_PROMETHEUS and not url:
+        raise ValueError("spec.monitoring.metrics.prometheusURL is required with source prometheus")
+    return MonitoringSettings(
+        policy=policy,
+        source=source if source in (SOURCE_DIRECT, SOURCE_PROMETHEUS) else SOURCE_DIRECT,
+        prometheus_url=str(url) if url else None,
+        reference=reference,
+    )
+
+
+# -- what the loop writes ------------------------------------------------------------
+
+#: Keys of status.health that do not make a new figure on their own.
+_VOLATILE_KEYS = ("evaluatedAt",)
+
+
+def same_figures(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether two ``status.health`` values differ only in when they were computed."""
+    if not isinstance(previous, Mapping):
+        return False
+    strip = set(_VOLATILE_KEYS)
+    return {k: v for k, v in previous.items() if k not in strip} == {
+        k: v for k, v in new.items() if k not in strip
+    }
+
+
+def next_health(
+    previous: Mapping[str, Any] | None,
+    report: HealthReport,
+    policy: HealthPolicy,
+    evaluated_at: str,
+) -> dict[str, Any]:
+    """The ``status.health`` to write after an evaluation.
+
+    - The source failed (``MetricsUnavailable``): the last figures stay,
+      marked ``stale: true`` (their ``evaluatedAt`` says how old they are);
+      with no figures yet, the verdict alone.
+    - Otherwise the fresh figures; when they equal the last ones after
+      rounding, the last ``evaluatedAt`` is kept so that nothing is written.
+    """
+    if report.verdict == "MetricsUnavailable":
+        if isinstance(previous, Mapping) and previous.get("evaluatedAt"):
+            kept = dict(previous)
+            kept["stale"] = True
+            return kept
+        return {
+            "evaluatedAt": evaluated_at,
+            "window": format_window(policy.window_seconds),
+            "verdict": "MetricsUnavailable",
+            "requests": 0,
+        }
+    fresh = health_status(report, policy, evaluated_at)
+    if isinstance(previous, Mapping) and same_figures(previous, fresh):
+        fresh["evaluatedAt"] = previous["evaluatedAt"]
+    return fresh
+
+
+def condition_word(value: bool | None) -> str:
+    if value is None:
+        return "Unknown"
+    return "True" if value else "False"
+
+
+#: The status of each health condition that calls for attention.
+_BAD = {CONDITION_HEALTHY: "False", CONDITION_DRIFT: "True", CONDITION_METRICS: "False"}
+
+
+def transitions(
+    previous: Sequence[Mapping[str, Any]] | None, wanted: Sequence[ConditionState]
+) -> list[tuple[ConditionState, bool]]:
+    """Conditions whose status changes (each with whether it calls for attention).
+
+    A condition appearing for the first time as Unknown is not a transition.
+    """
+    before = {str(item.get("type")): item.get("status") for item in previous or ()}
+    changed = []
+    for state in wanted:
+        word = condition_word(state.status)
+        old = before.get(state.type)
+        if old == word or (old is None and word == "Unknown"):
+            continue
+        changed.append((state, _BAD.get(state.type) == word))
+    return changed

@@ -2,6 +2,9 @@
 
 - ModelDeployment created, resumed (operator start) or its spec changed:
   reconcile now (kopf retries on RetryLater).
+- Every ModelDeployment and model pod seen (listed, changed, deleted) is
+  handed to the health loop, which runs one cycle per interval over all of
+  them (started with the first ModelDeployment seen, stopped at cleanup).
 - An owned Deployment or the Service changed (rollout progress, a pod became
   Ready, someone deleted a child): nudge a reconcile of its ModelDeployment.
   These watches are filtered server-side by the `vigil.dev/model-deployment`
@@ -56,3 +59,18 @@ async def reconcile_model_deployment(name: str, namespace: str, memo: kopf.Memo,
 @kopf.on.event("", "v1", "services", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
 async def child_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.reconciler.nudge(namespace, labels[naming.LABEL_MODEL_DEPLOYMENT])
+
+
+@kopf.on.event(naming.GROUP, naming.VERSION, naming.PLURAL)
+async def model_deployment_seen(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    memo.runtime.health.observe_model(type, body)
+    # Started from a resource handler (not at startup): its task inherits the
+    # context kopf posts Events from. Starting twice is a no-op.
+    memo.runtime.health.start()
+
+
+@kopf.on.event("", "v1", "pods", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
+async def model_pod_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.health.observe_pod(type, body)

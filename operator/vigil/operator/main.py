@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the liveness endpoint /healthz (0 disables; default %(default)s)",
     )
     parser.add_argument(
+        "--health-interval",
+        type=float,
+        default=float(os.environ.get("VIGIL_HEALTH_INTERVAL", "30")),
+        metavar="SECONDS",
+        help="seconds between two health cycles over every ModelDeployment "
+        "(default: $VIGIL_HEALTH_INTERVAL or %(default)g)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("plain", "json"),
         default="plain",
@@ -113,6 +121,7 @@ def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
         standalone=bool(args.standalone),
         peering_name=args.peering,
         verbose=bool(args.verbose),
+        health_interval=float(args.health_interval),
     )
 
 

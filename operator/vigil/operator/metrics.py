@@ -6,7 +6,9 @@ build several operators in one process and read exact values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -18,11 +20,33 @@ OUTCOME_UNCHANGED = "unchanged"
 OUTCOME_ERROR = "error"
 
 
+@dataclass
+class HealthFigures:
+    """The last health figures of one ModelDeployment, as its gauges show them."""
+
+    revision: str
+    error_rate: float | None = None
+    latency_p95: float | None = None
+    drift_score: float | None = None
+    drift_threshold: float | None = None
+    slo_max_error_rate: float | None = None
+    slo_latency_p95: float | None = None
+    metrics_available: bool = False
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 class _PhaseCollector(Collector):
-    """ModelDeployments by phase, computed from the last status each one was given."""
+    """Per-ModelDeployment gauges, from the last status and health each one was given.
+
+    Series of a ModelDeployment disappear with it (:meth:`OperatorMetrics.forget`).
+    """
 
     def __init__(self) -> None:
         self.phases: dict[tuple[str, str], str] = {}
+        self.health: dict[tuple[str, str], HealthFigures] = {}
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -36,6 +60,69 @@ class _PhaseCollector(Collector):
         for phase, count in counts.items():
             family.add_metric([phase], count)
         yield family
+
+        phase_family = GaugeMetricFamily(
+            "vigil_modeldeployment_phase",
+            "1 for the phase each ModelDeployment is in, 0 for the others.",
+            labels=["namespace", "name", "phase"],
+        )
+        for (namespace, name), current in sorted(self.phases.items()):
+            for phase in dict.fromkeys((*PHASES, current)):
+                phase_family.add_metric([namespace, name, phase], 1 if phase == current else 0)
+        yield phase_family
+
+        per_revision = {
+            "error_rate": GaugeMetricFamily(
+                "vigil_modeldeployment_error_rate",
+                "Share of failed inference requests over the monitoring window.",
+                labels=["namespace", "name", "revision"],
+            ),
+            "latency_p95": GaugeMetricFamily(
+                "vigil_modeldeployment_latency_p95_seconds",
+                "95th percentile inference latency over the monitoring window (seconds).",
+                labels=["namespace", "name", "revision"],
+            ),
+            "drift_score": GaugeMetricFamily(
+                "vigil_modeldeployment_drift_score",
+                "Largest per-feature input drift score against the reference.",
+                labels=["namespace", "name", "revision"],
+            ),
+        }
+        per_object = {
+            "drift_threshold": GaugeMetricFamily(
+                "vigil_modeldeployment_drift_threshold",
+                "spec.monitoring.drift.threshold.",
+                labels=["namespace", "name"],
+            ),
+            "slo_max_error_rate": GaugeMetricFamily(
+                "vigil_modeldeployment_slo_max_error_rate",
+                "spec.monitoring.slo.maxErrorRate.",
+                labels=["namespace", "name"],
+            ),
+            "slo_latency_p95": GaugeMetricFamily(
+                "vigil_modeldeployment_slo_latency_p95_seconds",
+                "spec.monitoring.slo.maxLatencyP95 in seconds.",
+                labels=["namespace", "name"],
+            ),
+        }
+        available = GaugeMetricFamily(
+            "vigil_modeldeployment_metrics_available",
+            "1 when the last health cycle got figures for the serving revision, else 0.",
+            labels=["namespace", "name"],
+        )
+        for (namespace, name), figures in sorted(self.health.items()):
+            for attribute, gauge in per_revision.items():
+                value = getattr(figures, attribute)
+                if _finite(value):
+                    gauge.add_metric([namespace, name, figures.revision], value)
+            for attribute, gauge in per_object.items():
+                value = getattr(figures, attribute)
+                if _finite(value):
+                    gauge.add_metric([namespace, name], value)
+            available.add_metric([namespace, name], 1 if figures.metrics_available else 0)
+        yield from per_revision.values()
+        yield from per_object.values()
+        yield available
 
 
 class OperatorMetrics:
@@ -71,12 +158,41 @@ class OperatorMetrics:
         )
         self._phases = _PhaseCollector()
         self.registry.register(self._phases)
+        self.health_cycle = Histogram(
+            "vigil_health_cycle_seconds",
+            "Time of one health cycle over every ModelDeployment (collect, judge, write).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60),
+            registry=self.registry,
+        )
+        self.scrape_failures = Counter(
+            "vigil_health_scrape_failures",
+            "Sidecars that did not answer a direct scrape (skipped for that cycle).",
+            registry=self.registry,
+        )
+        self.source_failures = Counter(
+            "vigil_health_source_failures",
+            "Revisions a metrics source had no figures for in a cycle, by source.",
+            ["source"],
+            registry=self.registry,
+        )
         self.info = Gauge(
             "vigil_operator_info",
             "Constant 1, labelled with the operator's version and sidecar image.",
             ["version", "sidecar_image"],
             registry=self.registry,
         )
+
+    def set_health(self, namespace: str, name: str, figures: HealthFigures) -> None:
+        """Record a ModelDeployment's latest health figures (its gauges)."""
+        self._phases.health[(namespace, name)] = figures
+
+    def health_of(self, namespace: str, name: str) -> HealthFigures | None:
+        return self._phases.health.get((namespace, name))
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop every series of a deleted ModelDeployment."""
+        self._phases.phases.pop((namespace, name), None)
+        self._phases.health.pop((namespace, name), None)
 
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
         """Record an object's phase (None forgets the object, e.g. once deleted)."""

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from vigil.core import naming
 from vigil.core.desired import Owner
+from vigil.core.health import condition_word, transitions
 from vigil.core.reconcile import Apply, Delete, Event, Observation, Plan, decide
 from vigil.core.status import (
     ConditionState,
@@ -256,7 +257,9 @@ class Reconciler:
         For the monitoring loop (vigil.core.health computes `health` and
         `conditions`). It runs under the same per-object lock as reconciles, so
         the two never interleave their reads and writes; rollout conditions are
-        kept as they are. Returns whether anything was written.
+        kept as they are. Each health condition whose status flips gets an
+        Event (Warning when it calls for attention). Returns whether anything
+        was written.
         """
         async with self._lock((namespace, name)):
             api = self._api_factory()
@@ -288,6 +291,16 @@ class Reconciler:
             await api.patch_status("ModelDeployment", namespace, name, patch)
             self.metrics.writes.labels("ModelDeployment", "status").inc()
             self.metrics.set_phase(namespace, name, phase)
+            # An Event per condition whose status flipped (Healthy True -> False...).
+            for state, attention in transitions(status.get("conditions"), conditions):
+                self._emit(
+                    body,
+                    Event(
+                        state.reason,
+                        f"{state.type} is {condition_word(state.status)}: {state.message}",
+                        warning=attention,
+                    ),
+                )
             return True
 
     def report_failure(self, body: Mapping[str, Any], message: str) -> None:

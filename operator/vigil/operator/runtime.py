@@ -18,6 +18,7 @@ from vigil import __version__
 from vigil.core import naming
 from vigil.core.reconcile import Event
 from vigil.kube.client import Connection, KubeClient
+from vigil.operator.health import DEFAULT_INTERVAL_SECONDS, HealthLoop
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig
 
@@ -40,6 +41,7 @@ class OperatorOptions:
     standalone: bool = True
     peering_name: str | None = None
     verbose: bool = False
+    health_interval: float = DEFAULT_INTERVAL_SECONDS
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Runtime:
     options: OperatorOptions
     metrics: OperatorMetrics
     reconciler: Reconciler
+    health: HealthLoop
     client: KubeClient | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -78,7 +81,13 @@ def build_runtime(options: OperatorOptions) -> Runtime:
         metrics=metrics,
         post_event=post_event,
     )
-    runtime = Runtime(options=options, metrics=metrics, reconciler=reconciler)
+    health = HealthLoop(
+        api_factory=lambda: holder["runtime"].api(),
+        reconciler=reconciler,
+        metrics=metrics,
+        interval=options.health_interval,
+    )
+    runtime = Runtime(options=options, metrics=metrics, reconciler=reconciler, health=health)
     holder["runtime"] = runtime
     return runtime
 
@@ -101,6 +110,8 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     settings.posting.reporting_component = "vigil-operator"
     settings.watching.label_selectors["apps", "v1", "deployments"] = naming.LABEL_MODEL_DEPLOYMENT
     settings.watching.label_selectors["", "v1", "services"] = naming.LABEL_MODEL_DEPLOYMENT
+    # Model pods (their IPs, for the health loop's direct scrapes): Vigil's pods only.
+    settings.watching.label_selectors["", "v1", "pods"] = naming.LABEL_MODEL_DEPLOYMENT
     # Guard against silently frozen watch streams.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -136,6 +147,7 @@ async def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 async def shutdown(runtime: Runtime) -> None:
+    await runtime.health.stop()
     await runtime.reconciler.close()
     if runtime.client is not None:
         await runtime.client.close()

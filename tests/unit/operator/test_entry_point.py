@@ -83,7 +83,7 @@ class TestKopfSettings:
         assert not settings.posting.loggers
         selectors = dict(settings.watching.label_selectors.items())
         assert set(selectors.values()) == {"vigil.dev/model-deployment"}
-        assert len(selectors) == 2
+        assert len(selectors) == 3  # deployments, services, pods
 
     def test_handlers_module_registers_without_side_effects(self) -> None:
         assert callable(handlers.reconcile_model_deployment)

@@ -1,0 +1,391 @@
+"""The health loop: every interval, one cycle over every watched ModelDeployment.
+
+Each cycle, like a runbook:
+
+1. List the serving revision of every ModelDeployment (``status.stable``)
+   and its running pods (kept up to date by a label-filtered pod watch).
+2. Group the revisions by metrics source (``direct``, or ``prometheus`` per
+   URL) and collect each group at once: the prometheus queries per cycle
+   stay constant whatever the number of ModelDeployments.
+3. Load each reference profile (ConfigMap; parsed again only when its
+   resourceVersion changes).
+4. Judge each revision with the pure :func:`vigil.core.health.evaluate`.
+5. Write ``status.health`` and the conditions through
+   :meth:`Reconciler.record_health`: at most one patch per object per cycle,
+   none when nothing changed after rounding; Events on transitions.
+6. Update the per-ModelDeployment gauges.
+
+A failing source changes no verdict: ``MetricsAvailable`` turns False with
+the error and the last figures stay, marked stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.core import naming
+from vigil.core.desired import METRICS_PORT
+from vigil.core.health import (
+    SOURCE_PROMETHEUS,
+    HealthReport,
+    MonitoringSettings,
+    evaluate,
+    health_conditions,
+    monitoring_settings,
+    next_health,
+)
+from vigil.core.status import timestamp
+from vigil.kube.client import KubeError
+from vigil.metrics import Collection, MetricsSource, PodTarget, RevisionTarget
+from vigil.metrics.direct import DirectSource
+from vigil.metrics.prometheus import PrometheusSource
+from vigil.operator.metrics import HealthFigures, OperatorMetrics
+from vigil.operator.reconciler import Api, Reconciler
+from vigil.profile import ReferenceProfile
+from vigil.profile.model import ProfileError, parse_profile
+
+log = logging.getLogger("vigil.operator.health")
+
+DEFAULT_INTERVAL_SECONDS = 30.0
+
+SourceKey = tuple[str, str]
+SourceFactory = Callable[[SourceKey], MetricsSource]
+
+
+def default_source(key: SourceKey) -> MetricsSource:
+    """A direct source, or a Prometheus source for the URL in the key."""
+    kind, url = key
+    if kind == SOURCE_PROMETHEUS:
+        return PrometheusSource(url)
+    return DirectSource()
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """What the loop needs of one model pod (from the pod watch)."""
+
+    model_deployment: str
+    revision: str
+    ip: str
+    running: bool
+
+
+def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
+    """A pod's ModelDeployment, revision and IP, or None when it is not a model pod."""
+    metadata = body.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    model = labels.get(naming.LABEL_MODEL_DEPLOYMENT)
+    revision = labels.get(naming.LABEL_REVISION)
+    if not model or not revision:
+        return None
+    status = body.get("status") or {}
+    ip = str(status.get("podIP") or "")
+    running = (
+        bool(ip) and status.get("phase") == "Running" and not metadata.get("deletionTimestamp")
+    )
+    return PodInfo(model, revision, ip, running)
+
+
+@dataclass
+class _Reference:
+    resource_version: str
+    key: str
+    profile: ReferenceProfile | None
+    error: str | None
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did (for logs, metrics and tests)."""
+
+    evaluated: int = 0
+    written: int = 0
+    queries: int = 0
+    scrapes: int = 0
+    scrape_failures: int = 0
+    reports: dict[tuple[str, str], HealthReport] = field(default_factory=dict)
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class HealthLoop:
+    """Collects, judges and records the health of every watched ModelDeployment."""
+
+    def __init__(
+        self,
+        api_factory: Callable[[], Api],
+        reconciler: Reconciler,
+        metrics: OperatorMetrics,
+        *,
+        interval: float = DEFAULT_INTERVAL_SECONDS,
+        source_factory: SourceFactory = default_source,
+        clock: Callable[[], float] = time.time,
+        utcnow: Callable[[], datetime.datetime] = _utcnow,
+    ) -> None:
+        self._api_factory = api_factory
+        self.reconciler = reconciler
+        self.metrics = metrics
+        self.interval = interval
+        self._source_factory = source_factory
+        self._clock = clock
+        self._utcnow = utcnow
+        self.models: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.pods: dict[tuple[str, str], PodInfo] = {}
+        self._sources: dict[SourceKey, MetricsSource] = {}
+        self._references: dict[tuple[str, str], _Reference] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what the watches tell -------------------------------------------------------
+
+    def observe_model(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A ModelDeployment was listed, changed or deleted."""
+        metadata = body.get("metadata") or {}
+        key = (str(metadata.get("namespace")), str(metadata.get("name")))
+        if event_type == "DELETED":
+            self.models.pop(key, None)
+            self.metrics.forget(*key)
+            return
+        self.models[key] = body
+
+    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A model pod was listed, changed or deleted."""
+        metadata = body.get("metadata") or {}
+        key = (str(metadata.get("namespace")), str(metadata.get("name")))
+        info = pod_info(body)
+        if event_type == "DELETED" or info is None:
+            self.pods.pop(key, None)
+        else:
+            self.pods[key] = info
+
+    # -- the loop --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        for source in self._sources.values():
+            await source.close()
+        self._sources.clear()
+
+    async def run_forever(self) -> None:
+        """A cycle every interval (a slow cycle delays the next one, never overlaps it)."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self.cycle()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("health cycle failed")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.1, self.interval - elapsed))
+
+    def _targets(self) -> list[tuple[RevisionTarget, MonitoringSettings, Mapping[str, Any]]]:
+        targets = []
+        for (namespace, name), body in list(self.models.items()):
+            metadata = body.get("metadata") or {}
+            if metadata.get("deletionTimestamp"):
+                continue
+            revision = ((body.get("status") or {}).get("stable") or {}).get("revision")
+            if not revision:
+                continue  # nothing serves yet: nothing to judge
+            try:
+                settings = monitoring_settings(body.get("spec"))
+            except (ValueError, TypeError) as error:
+                log.warning("%s/%s: monitoring settings unusable: %s", namespace, name, error)
+                continue
+            pods = tuple(
+                PodTarget(pod_name, info.ip, METRICS_PORT)
+                for (pod_namespace, pod_name), info in sorted(self.pods.items())
+                if pod_namespace == namespace
+                and info.model_deployment == name
+                and info.revision == revision
+                and info.running
+            )
+            target = RevisionTarget(
+                namespace, name, str(revision), settings.policy.window_seconds, pods
+            )
+            targets.append((target, settings, body))
+        return targets
+
+    def _source(self, key: SourceKey) -> MetricsSource:
+        source = self._sources.get(key)
+        if source is None:
+            source = self._sources[key] = self._source_factory(key)
+        return source
+
+    async def _collect(
+        self, groups: Mapping[SourceKey, list[RevisionTarget]], now: float
+    ) -> Collection:
+        async def one(key: SourceKey, targets: list[RevisionTarget]) -> Collection:
+            try:
+                return await self._source(key).collect(targets, now)
+            except Exception as error:  # a broken source must not stop the others
+                log.exception("metrics source %s failed", key[0])
+                failed = Collection()
+                for target in targets:
+                    failed.errors[target.key] = f"{key[0]} source failed: {error}"
+                return failed
+
+        merged = Collection()
+        results = await asyncio.gather(*(one(k, t) for k, t in groups.items()))
+        for (key, _), result in zip(groups.items(), results, strict=True):
+            merged.windows.update(result.windows)
+            merged.errors.update(result.errors)
+            merged.queries += result.queries
+            merged.scrapes += result.scrapes
+            merged.scrape_failures += result.scrape_failures
+            if result.errors:
+                self.metrics.source_failures.labels(key[0]).inc(len(result.errors))
+        # Sources of URLs no ModelDeployment names any more are closed.
+        for key in [k for k in self._sources if k not in groups]:
+            await self._sources.pop(key).close()
+        return merged
+
+    async def _reference(
+        self, api: Api, namespace: str, ref: tuple[str, str]
+    ) -> tuple[ReferenceProfile | None, str | None]:
+        name, key = ref
+        try:
+            configmap = await api.get("ConfigMap", namespace, name)
+        except KubeError as error:
+            cached = self._references.get((namespace, name))
+            if cached is not None and cached.key == key:
+                return cached.profile, cached.error
+            return None, f"reference ConfigMap {name}: {error.message}"
+        if configmap is None:
+            self._references.pop((namespace, name), None)
+            return None, f"reference ConfigMap {name} not found"
+        version = str((configmap.get("metadata") or {}).get("resourceVersion") or "")
+        cached = self._references.get((namespace, name))
+        if cached is not None and cached.resource_version == version and cached.key == key:
+            return cached.profile, cached.error
+        text: str | bytes | None = (configmap.get("data") or {}).get(key)
+        if text is None and key in (configmap.get("binaryData") or {}):
+            text = base64.b64decode(configmap["binaryData"][key])
+        profile, problem = None, None
+        if text is None:
+            problem = f"reference ConfigMap {name} has no key {key}"
+        else:
+            try:
+                profile = parse_profile(text)
+            except ProfileError as error:
+                problem = f"reference ConfigMap {name}/{key}: {error}"
+        self._references[(namespace, name)] = _Reference(version, key, profile, problem)
+        return profile, problem
+
+    async def cycle(self) -> CycleResult:
+        """One cycle over every ModelDeployment (see the module docstring)."""
+        started = time.monotonic()
+        result = CycleResult()
+        now = self._clock()
+        evaluated_at = timestamp(self._utcnow())
+        targets = self._targets()
+        groups: dict[SourceKey, list[RevisionTarget]] = {}
+        for target, settings, _ in targets:
+            groups.setdefault(settings.source_key, []).append(target)
+        collection = await self._collect(groups, now)
+        result.queries = collection.queries
+        result.scrapes = collection.scrapes
+        result.scrape_failures = collection.scrape_failures
+        if collection.scrape_failures:
+            self.metrics.scrape_failures.inc(collection.scrape_failures)
+
+        api = self._api_factory()
+        references = await asyncio.gather(
+            *(
+                self._reference(api, target.namespace, settings.reference)
+                if settings.reference
+                else _no_reference()
+                for target, settings, _ in targets
+            )
+        )
+        writes = []
+        for (target, settings, body), (profile, problem) in zip(targets, references, strict=True):
+            if problem:
+                log.warning("%s/%s: %s", target.namespace, target.name, problem)
+            window = collection.windows.get(target.key)
+            error = collection.errors.get(target.key)
+            report = evaluate(window, profile, settings.policy, error)
+            result.reports[(target.namespace, target.name)] = report
+            result.evaluated += 1
+            previous = (body.get("status") or {}).get("health")
+            health = next_health(previous, report, settings.policy, evaluated_at)
+            conditions = health_conditions(report, settings.policy)
+            self._update_gauges(target, settings, report)
+            writes.append(self._record(target, health, conditions))
+        outcomes = await asyncio.gather(*writes)
+        result.written = sum(1 for written in outcomes if written)
+        self.metrics.health_cycle.observe(time.monotonic() - started)
+        log.debug(
+            "health cycle: %d evaluated, %d written, %d queries, %d/%d scrapes failed",
+            result.evaluated,
+            result.written,
+            result.queries,
+            result.scrape_failures,
+            result.scrapes,
+        )
+        return result
+
+    async def _record(self, target: RevisionTarget, health: Any, conditions: Any) -> bool:
+        try:
+            return await self.reconciler.record_health(
+                target.namespace, target.name, health, conditions
+            )
+        except KubeError as error:
+            log.warning(
+                "%s/%s: could not write health: %s", target.namespace, target.name, error.message
+            )
+            return False
+
+    def _update_gauges(
+        self, target: RevisionTarget, settings: MonitoringSettings, report: HealthReport
+    ) -> None:
+        policy = settings.policy
+        if report.verdict == "MetricsUnavailable":
+            # The last figures stay (as in status), only availability drops.
+            previous = self.metrics.health_of(target.namespace, target.name)
+            figures = (
+                HealthFigures(
+                    revision=previous.revision,
+                    error_rate=previous.error_rate,
+                    latency_p95=previous.latency_p95,
+                    drift_score=previous.drift_score,
+                )
+                if previous is not None and previous.revision == target.revision
+                else HealthFigures(revision=target.revision)
+            )
+            available = False
+        else:
+            figures = HealthFigures(
+                revision=target.revision,
+                error_rate=report.error_rate,
+                latency_p95=report.latency_p95,
+                drift_score=report.drift_score,
+            )
+            available = True
+        figures.drift_threshold = policy.drift_threshold
+        figures.slo_max_error_rate = policy.max_error_rate
+        figures.slo_latency_p95 = policy.max_latency_p95
+        figures.metrics_available = available
+        self.metrics.set_health(target.namespace, target.name, figures)
+
+
+async def _no_reference() -> tuple[ReferenceProfile | None, str | None]:
+    return None, None

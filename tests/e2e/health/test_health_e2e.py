@@ -1,0 +1,502 @@
+"""Health from measured metrics, end to end.
+
+A real API server, kwok pods whose containers the workload runner starts as
+local processes (the real sidecar in front of a real MLServer serving the
+wine model, on the pod IP), the real operator as a subprocess with its own
+RBAC and a 3 s health interval, and for ``source: prometheus`` a real
+Prometheus discovering the pods. Traffic goes to the pods' sidecar port; the
+test reads what the operator wrote in ``status.health`` and the conditions.
+
+Each scenario runs in a fresh namespace; every wait is bounded and a failure
+says what was seen last.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from model_pods import MLSERVER_IMAGE, http
+from operator_e2e import Kube, OperatorProcess
+from prometheus_client.parser import text_string_to_metric_families
+
+from vigil.core.health import format_percent
+from vigil.devcluster import ClusterClient
+from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.prometheus import LocalPrometheus
+
+WINDOW = 30  # seconds: spec.monitoring.window
+MIN_REQUESTS = 20
+ROWS_PER_REQUEST = 5
+SHIFTED = ("alcohol", "color_intensity")
+FIGURES = Path(__file__).resolve().parents[3] / ".vigil" / "e2e-logs" / "health-figures.jsonl"
+
+
+def record(scenario: str, **figures: Any) -> None:
+    """Measured figures of a run, appended for the report (and printed)."""
+    line = json.dumps({"scenario": scenario, "at": time.time(), **figures})
+    print(line)
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES.open("a") as out:
+        out.write(line + "\n")
+
+
+# -- the model and its traffic --------------------------------------------------------
+
+
+def body(rows: np.ndarray) -> bytes:
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(rows.shape),
+                    "datatype": "FP64",
+                    "data": rows.tolist(),
+                }
+            ]
+        }
+    ).encode()
+
+
+class Traffic:
+    """Requests to a pod's sidecar, drawn from the training data (optionally shifted)."""
+
+    def __init__(self, model: TrainedModel, ip: str) -> None:
+        self.model = model
+        self.url = f"http://{ip}:8000/v2/models/{model.name}/infer"
+        self.rng = np.random.default_rng(7)
+        std = model.X.std(axis=0)
+        self.shift = np.zeros(model.X.shape[1])
+        for name in SHIFTED:
+            index = model.features.index(name)
+            self.shift[index] = std[index]  # one reference standard deviation
+        self.cursor = 0
+        self.sent = 0
+        self.statuses: dict[int, int] = {}
+
+    def rows(self, shifted: bool = False) -> np.ndarray:
+        # Cycle through the training rows in a shuffled order: the live
+        # distribution is the reference's.
+        if self.cursor == 0:
+            self.order = self.rng.permutation(len(self.model.X))
+        index = [self.order[(self.cursor + i) % len(self.order)] for i in range(ROWS_PER_REQUEST)]
+        self.cursor = (self.cursor + ROWS_PER_REQUEST) % len(self.order)
+        rows = self.model.X[index]
+        return rows + self.shift if shifted else rows
+
+    def send(self, payload: bytes) -> int:
+        status, _ = http(self.url, payload)
+        self.sent += 1
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        return status
+
+    def normal(self, count: int) -> None:
+        for _ in range(count):
+            self.send(body(self.rows()))
+
+    def shifted(self, count: int) -> None:
+        for _ in range(count):
+            self.send(body(self.rows(shifted=True)))
+
+    def wrong_shape(self, count: int) -> None:
+        """Requests the model rejects: 5 features where it was trained on 13."""
+        for _ in range(count):
+            self.send(body(self.model.X[:1, :5]))
+
+
+class Background:
+    """Sends ``mode()``'s kind of traffic at about ``rate`` requests per second."""
+
+    def __init__(self, traffic: Traffic, mode: Callable[[], str], rate: float = 15.0) -> None:
+        self.traffic, self.mode, self.rate = traffic, mode, rate
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            getattr(self.traffic, self.mode())(1)
+            self.stopping.wait(max(0.0, 1 / self.rate - (time.monotonic() - started)))
+
+    def __enter__(self) -> Background:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+
+
+# -- the ModelDeployment --------------------------------------------------------------
+
+
+def manifest(
+    model: TrainedModel, source: str = "direct", prometheus_url: str | None = None
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"source": source}
+    if prometheus_url:
+        metrics["prometheusURL"] = prometheus_url
+    return {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": model.name},
+        "spec": {
+            "model": {"name": model.name, "version": model.version, "uri": model.storage_uri},
+            "server": {"image": MLSERVER_IMAGE, "protocol": "v2"},
+            "replicas": 1,
+            "monitoring": {
+                "reference": {
+                    "configMapKeyRef": {"name": f"{model.name}-reference", "key": "profile.json"}
+                },
+                "window": f"{WINDOW}s",
+                # Generous latency: MLServer shares two cores with everything else here.
+                "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "5s"},
+                "drift": {"method": "psi", "warning": 0.1, "threshold": 0.2},
+                "metrics": metrics,
+            },
+            "rollout": {"analysis": {"minRequests": MIN_REQUESTS}},
+        },
+    }
+
+
+def deploy(kube: Kube, workload_runner: Path, tmp_path: Path, **kwargs: Any) -> Traffic:
+    """Train the model, apply the reference and the ModelDeployment, wait until it serves."""
+    model = train_wine(tmp_path / "wine")
+    kube.apply(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{model.name}-reference"},
+                "data": {"profile.json": model.profile_json()},
+            }
+        )
+    )
+    kube.apply(yaml.safe_dump(manifest(model, **kwargs)))
+    kube.run("wait", "--for=condition=Ready", f"md/{model.name}", "--timeout=90s")
+    revision = status(kube)["stable"]["revision"]
+    (pod,) = kube.items("pods", f"vigil.dev/revision={revision}")
+    ip = pod["status"]["podIP"]
+    wait(
+        lambda: http(f"http://{ip}:8000/healthz/ready")[0] == 200,
+        180,
+        lambda: f"the sidecar and MLServer on {ip} to serve (runner logs: {workload_runner})",
+    )
+    return Traffic(model, ip)
+
+
+def status(kube: Kube) -> dict[str, Any]:
+    return dict((kube.get("md", "wine") or {}).get("status") or {})
+
+
+def condition(current: dict[str, Any], kind: str) -> dict[str, Any]:
+    for item in current.get("conditions") or ():
+        if item.get("type") == kind:
+            return dict(item)
+    return {}
+
+
+def seen(current: dict[str, Any]) -> str:
+    """What a failure message shows: phase, health and the health conditions."""
+    conditions = {
+        kind: {k: condition(current, kind).get(k) for k in ("status", "reason", "message")}
+        for kind in ("Healthy", "DriftDetected", "MetricsAvailable")
+    }
+    return json.dumps(
+        {"phase": current.get("phase"), "health": current.get("health"), **conditions}, indent=1
+    )
+
+
+def wait(check: Callable[[], Any], timeout: float, what: Callable[[], str]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what()}", pytrace=False)
+
+
+def wait_status(
+    kube: Kube, check: Callable[[dict[str, Any]], bool], timeout: float, what: str
+) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
+    def probe() -> dict[str, Any] | None:
+        nonlocal last
+        last = status(kube)
+        return last if check(last) else None
+
+    return wait(probe, timeout, lambda: f"{what}; last seen:\n{seen(last)}")
+
+
+def drift_features(message: str) -> set[str]:
+    """'psi 0.93 >= 0.2: alcohol 0.93, color_intensity 0.71; out of ...' -> the names."""
+    listed = message.split(": ", 1)[1].split(";", 1)[0]
+    return {item.rsplit(" ", 1)[0] for item in listed.split(", ")}
+
+
+def gauges(operator: OperatorProcess, metric: str, /, **labels: str) -> list[float]:
+    """Values of the operator's samples of ``metric`` whose labels include ``labels``."""
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == metric and labels.items() <= sample.labels.items()
+    ]
+
+
+def gauge(operator: OperatorProcess, metric: str, /, **labels: str) -> float:
+    values = gauges(operator, metric, **labels)
+    assert len(values) == 1, f"{metric}{labels}: {values}"
+    return values[0]
+
+
+# -- Prometheus -----------------------------------------------------------------------
+
+
+@pytest.fixture(params=["direct", "prometheus"])
+def source(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
+    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+def test_traffic_from_the_training_data_is_healthy_and_counted(
+    source: str,
+    kube: Kube,
+    operator: OperatorProcess,
+    workload_runner: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    prometheus_url = None
+    if source == "prometheus":
+        prometheus_url = request.getfixturevalue("prometheus").url
+    traffic = deploy(kube, workload_runner, tmp_path, source=source, prometheus_url=prometheus_url)
+    # A few requests first (the series exist before the burst), then the burst;
+    # all of it stays inside the 30 s window while the status is read.
+    traffic.normal(10)
+    time.sleep(3)
+    started = time.monotonic()
+    traffic.normal(200)
+    burst_seconds = time.monotonic() - started
+    sent = traffic.sent
+    assert traffic.statuses == {200: sent}, traffic.statuses
+
+    def counted(current: dict[str, Any]) -> bool:
+        health = current.get("health") or {}
+        return (
+            abs(int(health.get("requests", -1)) - sent) <= 0.05 * sent
+            and condition(current, "Healthy").get("status") == "True"
+            and condition(current, "DriftDetected").get("status") == "False"
+            and condition(current, "MetricsAvailable").get("status") == "True"
+        )
+
+    current = wait_status(
+        kube,
+        counted,
+        WINDOW - 3 - burst_seconds - 2,
+        f"Healthy True, DriftDetected False and {sent} requests (within 5%) [{source}]",
+    )
+    health = current["health"]
+    assert health["verdict"] == "Healthy"
+    assert health["errorRate"] == 0
+    assert health["drift"]["score"] < 0.1, health["drift"]
+    assert current["phase"] == "Healthy"
+    assert not health.get("stale")
+    record(
+        f"healthy-{source}",
+        sent=sent,
+        measured=health["requests"],
+        drift=health["drift"]["score"],
+        p95=health.get("latencyP95"),
+    )
+
+    revision = current["stable"]["revision"]
+    md = {"namespace": kube.namespace, "name": "wine"}
+    assert gauge(operator, "vigil_modeldeployment_error_rate", **md, revision=revision) == 0
+    assert gauge(operator, "vigil_modeldeployment_drift_score", **md, revision=revision) < 0.1
+    assert gauge(operator, "vigil_modeldeployment_latency_p95_seconds", **md) > 0
+    assert gauge(operator, "vigil_modeldeployment_metrics_available", **md) == 1
+    assert gauge(operator, "vigil_modeldeployment_slo_max_error_rate", **md) == 0.05
+    assert gauge(operator, "vigil_modeldeployment_slo_latency_p95_seconds", **md) == 5
+    assert gauge(operator, "vigil_modeldeployment_drift_threshold", **md) == 0.2
+    assert gauge(operator, "vigil_modeldeployment_phase", **md, phase="Healthy") == 1
+    assert gauge(operator, "vigil_modeldeployment_phase", **md, phase="Degraded") == 0
+    assert gauge(operator, "vigil_health_cycle_seconds_count") > 0
+
+    if source == "direct":
+        # Nothing changes while the burst stays in the window: no status write.
+        writes = {"kind": "ModelDeployment", "verb": "status"}
+        before = gauge(operator, "vigil_operator_writes_total", **writes)
+        time.sleep(3 * 3)  # three health cycles
+        after = gauge(operator, "vigil_operator_writes_total", **writes)
+        assert after == before, "status written with unchanged figures"
+    operator.assert_no_errors()
+
+    # A deleted ModelDeployment takes its series with it.
+    kube.run("delete", "md", "wine", "--wait=true", "--timeout=60s")
+    wait(
+        lambda: (
+            not gauges(operator, "vigil_modeldeployment_phase", **md)
+            and not gauges(operator, "vigil_modeldeployment_metrics_available", **md)
+            and not gauges(operator, "vigil_modeldeployment_error_rate", **md)
+        ),
+        15,
+        lambda: "the deleted ModelDeployment's series to go",
+    )
+
+
+def test_two_shifted_features_raise_drift_and_normal_traffic_clears_it(
+    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+) -> None:
+    traffic = deploy(kube, workload_runner, tmp_path)
+    mode = "shifted"
+    with Background(traffic, lambda: mode):
+        started = time.monotonic()
+        current = wait_status(
+            kube,
+            lambda s: condition(s, "DriftDetected").get("status") == "True",
+            2 * WINDOW,
+            "DriftDetected True within two windows",
+        )
+        to_detect = time.monotonic() - started
+        drift = condition(current, "DriftDetected")
+        assert drift["reason"] == "DriftAboveThreshold"
+        assert drift_features(drift["message"]) == set(SHIFTED), drift["message"]
+        assert current["phase"] == "Degraded"
+        assert condition(current, "Healthy").get("status") == "True"  # drift is no SLO breach
+        assert kube.events("DriftAboveThreshold"), "no Event for the transition"
+
+        mode = "normal"
+        started = time.monotonic()
+        current = wait_status(
+            kube,
+            lambda s: condition(s, "DriftDetected").get("status") == "False",
+            2 * WINDOW + 15,
+            "DriftDetected False once normal traffic filled the window",
+        )
+        to_clear = time.monotonic() - started
+    assert current["phase"] == "Healthy"
+    record(
+        "drift",
+        seconds_to_detect=round(to_detect, 1),
+        seconds_to_clear=round(to_clear, 1),
+        message=drift["message"],
+        features=(current["health"]["drift"].get("features")),
+    )
+    operator.assert_no_errors()
+
+
+def test_model_errors_make_it_unhealthy_with_the_measured_error_rate(
+    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+) -> None:
+    traffic = deploy(kube, workload_runner, tmp_path)
+    for _ in range(30):
+        traffic.normal(3)
+        traffic.wrong_shape(1)
+    errors = sum(count for code, count in traffic.statuses.items() if code != 200)
+    assert errors == 30, f"the model accepted wrong-shape requests: {traffic.statuses}"
+    sent_rate = errors / traffic.sent
+
+    current = wait_status(
+        kube,
+        lambda s: condition(s, "Healthy").get("status") == "False",
+        WINDOW,
+        "Healthy False after requests the model rejects",
+    )
+    healthy = condition(current, "Healthy")
+    measured = current["health"]["errorRate"]
+    assert healthy["reason"] == "ErrorRateHigh"
+    assert abs(measured - sent_rate) < 0.01, (measured, sent_rate)
+    assert f"error rate {format_percent(measured)} > 5.0%" in healthy["message"], healthy
+    assert current["phase"] == "Degraded"
+    assert kube.events("ErrorRateHigh"), "no Event for the transition"
+    md = {"namespace": kube.namespace, "name": "wine"}
+    assert gauge(operator, "vigil_modeldeployment_phase", **md, phase="Degraded") == 1
+    assert gauge(operator, "vigil_modeldeployment_error_rate", **md) == measured
+    record("errors", sent_error_rate=round(sent_rate, 4), measured=measured, message=healthy)
+    operator.assert_no_errors()
+
+
+def test_prometheus_stopped_makes_metrics_unavailable_without_changing_the_verdict(
+    kube: Kube,
+    operator: OperatorProcess,
+    workload_runner: Path,
+    prometheus: LocalPrometheus,
+    tmp_path: Path,
+) -> None:
+    traffic = deploy(
+        kube, workload_runner, tmp_path, source="prometheus", prometheus_url=prometheus.url
+    )
+    with Background(traffic, lambda: "normal"):
+        before = wait_status(
+            kube,
+            lambda s: (
+                condition(s, "Healthy").get("status") == "True"
+                and condition(s, "MetricsAvailable").get("status") == "True"
+            ),
+            WINDOW,
+            "Healthy and MetricsAvailable True through Prometheus",
+        )
+        prometheus.stop()
+        stopped = time.monotonic()
+        current = wait_status(
+            kube,
+            lambda s: condition(s, "MetricsAvailable").get("status") == "False",
+            15,
+            "MetricsAvailable False once Prometheus is stopped",
+        )
+        to_unavailable = time.monotonic() - stopped
+        unavailable = condition(current, "MetricsAvailable")
+        assert unavailable["reason"] == "MetricsUnavailable"
+        assert prometheus.url in unavailable["message"], unavailable
+        assert current["phase"] == before["phase"] == "Healthy"
+        assert condition(current, "Healthy") == condition(before, "Healthy")
+        assert current["health"]["stale"] is True
+        assert current["health"]["requests"] > 0  # the last figures, kept
+        md = {"namespace": kube.namespace, "name": "wine"}
+        assert gauge(operator, "vigil_modeldeployment_metrics_available", **md) == 0
+
+        prometheus.start()
+        restarted = time.monotonic()
+        current = wait_status(
+            kube,
+            lambda s: condition(s, "MetricsAvailable").get("status") == "True",
+            30,
+            "MetricsAvailable True again once Prometheus is back",
+        )
+        to_available = time.monotonic() - restarted
+    assert not current["health"].get("stale")
+    assert current["phase"] == "Healthy"
+    record(
+        "prometheus-outage",
+        seconds_to_unavailable=round(to_unavailable, 1),
+        seconds_to_available=round(to_available, 1),
+        message=unavailable["message"],
+    )
+    operator.assert_no_errors()
