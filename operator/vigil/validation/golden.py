@@ -1,0 +1,406 @@
+"""Golden sets: "does production reproduce research?", checked before any live traffic.
+
+A golden set is a JSON document (kept in a ConfigMap, referenced by a
+``validate`` rollout step) holding inputs in the model's protocol and the
+outputs the research environment produced for them::
+
+    {
+      "format": "vigil.dev/golden-set/v1",
+      "model": "wine",                 # model name in the inference URL (optional)
+      "protocol": "v2",                # v2 (Open Inference Protocol) | v1 (KServe V1)
+      "task": "classification",        # classification | regression
+      "tolerance": 0.0,                # regression: |got - expected| <= tolerance agrees
+      "features": ["alcohol", "..."],  # optional: column names, in input order
+      "input": {"name": "input-0", "datatype": "FP64"},   # v2 tensor name/type (optional)
+      "inputs":   [[14.23, 1.71, ...], [13.2, 1.78, ...]],  # one row per case
+      "expected": [0, 0]                                     # one output per case
+    }
+
+Replaying sends the rows in batches (``batch_size`` rows per request) to the
+candidate -- v2: ``POST {url}/v2/models/{model}/infer`` with one ``[N, F]``
+tensor; v1: ``POST {url}/v1/models/{model}:predict`` with ``{"instances":
+rows}`` -- and compares each answer with the expected output exactly as
+the sidecar compares shadow predictions (``vigil.sidecar.shadow``): class
+labels by value (``1`` == ``1.0``), numbers within ``tolerance``; a
+``[N, C]`` output becomes the arg-max (classification) or its first column.
+A case whose request fails, times out or returns something unreadable
+counts as not agreed. The whole replay is bounded by ``timeout_seconds``.
+
+A ConfigMap holds at most 1 MiB: a few thousand rows of tens of features
+fit (``vigil golden build`` refuses more than :data:`MAX_BYTES`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from vigil.core.rollout import GoldenResult, GoldenSetRef
+from vigil.sidecar.payload import parse_response
+from vigil.sidecar.shadow import compare_predictions
+
+FORMAT = "vigil.dev/golden-set/v1"
+PROTOCOLS = ("v2", "v1")
+TASKS = ("classification", "regression")
+#: What fits a ConfigMap with room for its metadata.
+MAX_BYTES = 900 * 1024
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_TIMEOUT_SECONDS = 60.0
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0
+DEFAULT_CONCURRENCY = 4
+USER_AGENT = "vigil-golden-set"
+
+
+class GoldenSetError(ValueError):
+    """The golden set is missing or malformed; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """A parsed, validated golden set."""
+
+    inputs: tuple[tuple[Any, ...], ...]
+    expected: tuple[Any, ...]
+    protocol: str = "v2"
+    task: str = "classification"
+    tolerance: float = 0.0
+    model: str = ""
+    features: tuple[str, ...] = ()
+    input_name: str = "input-0"
+    datatype: str = "FP64"
+
+    @property
+    def classification(self) -> bool:
+        return self.task == "classification"
+
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "protocol": self.protocol,
+            "task": self.task,
+            "tolerance": self.tolerance,
+            "input": {"name": self.input_name, "datatype": self.datatype},
+            "inputs": [list(row) for row in self.inputs],
+            "expected": list(self.expected),
+        }
+        if self.model:
+            doc["model"] = self.model
+        if self.features:
+            doc["features"] = list(self.features)
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_document(), separators=(",", ":")) + "\n"
+
+
+def _number_or_value(value: Any, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise GoldenSetError(f"{where}: not a finite number")
+    if isinstance(value, dict | list):
+        raise GoldenSetError(f"{where}: expected a scalar")
+    return value
+
+
+def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
+    """Read and validate a golden set document (JSON text or decoded)."""
+    if isinstance(source, str | bytes):
+        try:
+            doc = json.loads(source)
+        except ValueError as error:
+            raise GoldenSetError(f"golden set is not JSON: {error}") from error
+    else:
+        doc = source
+    if not isinstance(doc, Mapping):
+        raise GoldenSetError("golden set must be a JSON object")
+    known = {
+        "format",
+        "model",
+        "protocol",
+        "task",
+        "tolerance",
+        "features",
+        "input",
+        "inputs",
+        "expected",
+    }
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise GoldenSetError(f"unknown keys: {', '.join(unknown)}")
+    fmt = doc.get("format", FORMAT)
+    if fmt != FORMAT:
+        raise GoldenSetError(f"format: expected {FORMAT!r}, got {fmt!r}")
+    protocol = str(doc.get("protocol", "v2"))
+    if protocol not in PROTOCOLS:
+        raise GoldenSetError(f"protocol: one of {PROTOCOLS} (raw payloads cannot be compared)")
+    task = str(doc.get("task", "classification"))
+    if task not in TASKS:
+        raise GoldenSetError(f"task: one of {TASKS}")
+    try:
+        tolerance = float(doc.get("tolerance", 0.0))
+    except (TypeError, ValueError) as error:
+        raise GoldenSetError("tolerance: expected a number") from error
+    if not tolerance >= 0:
+        raise GoldenSetError("tolerance: must be >= 0")
+    inputs = doc.get("inputs")
+    expected = doc.get("expected")
+    if not isinstance(inputs, list) or not inputs:
+        raise GoldenSetError("inputs: expected a non-empty list of rows")
+    if not isinstance(expected, list) or len(expected) != len(inputs):
+        raise GoldenSetError("expected: one output per input row")
+    rows: list[tuple[Any, ...]] = []
+    width = None
+    for i, row in enumerate(inputs):
+        if not isinstance(row, list) or not row:
+            raise GoldenSetError(f"inputs[{i}]: expected a non-empty list")
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise GoldenSetError(f"inputs[{i}]: {len(row)} values, the first row has {width}")
+        rows.append(tuple(_number_or_value(v, f"inputs[{i}]") for v in row))
+    outputs = tuple(_number_or_value(v, f"expected[{i}]") for i, v in enumerate(expected))
+    features = tuple(str(f) for f in doc.get("features") or ())
+    if features and len(features) != width:
+        raise GoldenSetError(f"features: {len(features)} names for {width} input columns")
+    tensor = doc.get("input") or {}
+    if not isinstance(tensor, Mapping):
+        raise GoldenSetError("input: expected {name, datatype}")
+    return GoldenSet(
+        inputs=tuple(rows),
+        expected=outputs,
+        protocol=protocol,
+        task=task,
+        tolerance=tolerance,
+        model=str(doc.get("model") or ""),
+        features=features,
+        input_name=str(tensor.get("name") or "input-0"),
+        datatype=str(tensor.get("datatype") or "FP64"),
+    )
+
+
+def golden_from_configmap(configmap: Mapping[str, Any] | None, ref: GoldenSetRef) -> GoldenSet:
+    """The golden set stored under ``ref.key`` of a ConfigMap (``data`` or ``binaryData``)."""
+    if configmap is None:
+        raise GoldenSetError(f"ConfigMap {ref.name} (golden set) does not exist")
+    data = configmap.get("data") or {}
+    if ref.key not in data:
+        raise GoldenSetError(f"ConfigMap {ref.name} has no key {ref.key!r} (golden set)")
+    try:
+        return parse_golden_set(data[ref.key])
+    except GoldenSetError as error:
+        raise GoldenSetError(f"ConfigMap {ref.name} key {ref.key}: {error}") from error
+
+
+async def load_golden_set(api: Any, namespace: str, ref: GoldenSetRef) -> GoldenSet:
+    """Read the golden set through the kube adapter (anything with ``get(kind, ns, name)``)."""
+    return golden_from_configmap(await api.get("ConfigMap", namespace, ref.name), ref)
+
+
+def configmap_manifest(golden: GoldenSet, name: str, key: str = "golden.json") -> dict[str, Any]:
+    """A ConfigMap holding the golden set (what ``vigil golden build --configmap`` writes)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"vigil.dev/golden-set": "true"}},
+        "data": {key: golden.to_json()},
+    }
+
+
+# -- replay ----------------------------------------------------------------------------
+
+
+def infer_url(base_url: str, protocol: str, model: str) -> str:
+    base = base_url.rstrip("/")
+    if protocol == "v1":
+        return f"{base}/v1/models/{model}:predict"
+    return f"{base}/v2/models/{model}/infer"
+
+
+def request_body(golden: GoldenSet, rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """One inference request for a batch of rows, in the golden set's protocol."""
+    if golden.protocol == "v1":
+        return {"instances": [list(r) for r in rows]}
+    width = len(rows[0]) if rows else 0
+    return {
+        "inputs": [
+            {
+                "name": golden.input_name,
+                "shape": [len(rows), width],
+                "datatype": golden.datatype,
+                "data": [list(r) for r in rows],
+            }
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One case that did not reproduce: its index, what was expected and what came."""
+
+    index: int
+    expected: Any
+    got: Any
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """A replay's outcome with the evidence for a status message."""
+
+    result: GoldenResult
+    mismatches: tuple[Mismatch, ...] = ()
+    errors: tuple[str, ...] = ()
+    elapsed_seconds: float = 0.0
+
+    def summary(self, limit: int = 3) -> str:
+        text = f"{self.result.agreed}/{self.result.total} golden outputs reproduced"
+        if self.mismatches:
+            shown = ", ".join(
+                f"#{m.index}: expected {m.expected!r}, got {m.got!r}"
+                for m in self.mismatches[:limit]
+            )
+            text += f"; first mismatches: {shown}"
+        if self.errors:
+            text += f"; {len(self.errors)} failed request(s), e.g. {self.errors[0]}"
+        return text
+
+
+@dataclass
+class _Batch:
+    start: int
+    rows: Sequence[Sequence[Any]]
+    predictions: list[Any] | None = None
+    error: str = ""
+
+
+async def _send(
+    session: aiohttp.ClientSession, url: str, golden: GoldenSet, batch: _Batch, timeout: float
+) -> None:
+    body = json.dumps(request_body(golden, batch.rows)).encode()
+    try:
+        async with session.post(
+            url,
+            data=body,
+            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            payload = await response.read()
+            if response.status >= 300:
+                batch.error = f"HTTP {response.status}: {payload[:200].decode(errors='replace')}"
+                return
+            parsed = parse_response(
+                golden.protocol,
+                payload,
+                response.headers.get("Content-Type", "application/json"),
+                golden.classification,
+            )
+    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        batch.error = f"{type(error).__name__}: {error}"
+        return
+    if parsed.values is None or len(parsed.values) != len(batch.rows):
+        count = "no" if parsed.values is None else str(len(parsed.values))
+        batch.error = f"unreadable answer: {count} predictions for {len(batch.rows)} rows"
+        return
+    batch.predictions = list(parsed.values)
+
+
+async def predict(
+    golden: GoldenSet,
+    base_url: str,
+    *,
+    model: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    session: aiohttp.ClientSession | None = None,
+) -> tuple[list[Any | None], list[str]]:
+    """Send every input row; one prediction per row (None where its batch failed) and errors."""
+    name = model or golden.model
+    if not name:
+        raise GoldenSetError("no model name: pass model= or set 'model' in the golden set")
+    url = infer_url(base_url, golden.protocol, name)
+    size = max(1, batch_size)
+    batches = [
+        _Batch(start, golden.inputs[start : start + size])
+        for start in range(0, len(golden.inputs), size)
+    ]
+    gate = asyncio.Semaphore(max(1, concurrency))
+    deadline = time.monotonic() + timeout_seconds
+    own = session is None
+    client = session or aiohttp.ClientSession()
+
+    async def one(batch: _Batch) -> None:
+        async with gate:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                batch.error = f"replay time budget of {timeout_seconds:g}s spent"
+                return
+            await _send(client, url, golden, batch, min(request_timeout_seconds, left))
+
+    try:
+        tasks = [asyncio.ensure_future(one(b)) for b in batches]
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout_seconds + 1)
+        except TimeoutError:
+            for task in tasks:
+                task.cancel()
+            for batch in batches:
+                if batch.predictions is None and not batch.error:
+                    batch.error = f"replay time budget of {timeout_seconds:g}s spent"
+    finally:
+        if own:
+            await client.close()
+    predictions: list[Any | None] = [None] * len(golden.inputs)
+    errors: list[str] = []
+    for batch in batches:
+        if batch.predictions is None:
+            errors.append(f"rows {batch.start}..{batch.start + len(batch.rows) - 1}: {batch.error}")
+            continue
+        predictions[batch.start : batch.start + len(batch.rows)] = batch.predictions
+    return predictions, errors
+
+
+def compare(golden: GoldenSet, predictions: Sequence[Any | None]) -> tuple[int, list[Mismatch]]:
+    """Agreed cases and the mismatches (a missing prediction never agrees)."""
+    agreed = 0
+    mismatches: list[Mismatch] = []
+    for index, (expected, got) in enumerate(zip(golden.expected, predictions, strict=True)):
+        ok = False
+        if got is not None:
+            ok = compare_predictions([got], [expected], golden.classification, golden.tolerance)[0]
+            ok = bool(ok)
+        if ok:
+            agreed += 1
+        elif got is not None:
+            mismatches.append(Mismatch(index, expected, got))
+    return agreed, mismatches
+
+
+async def replay_report(golden: GoldenSet, base_url: str, **options: Any) -> ReplayReport:
+    """Replay the golden set against ``base_url`` and keep the evidence."""
+    started = time.monotonic()
+    predictions, errors = await predict(golden, base_url, **options)
+    agreed, mismatches = compare(golden, predictions)
+    return ReplayReport(
+        GoldenResult(total=len(golden.inputs), agreed=agreed),
+        tuple(mismatches),
+        tuple(errors),
+        round(time.monotonic() - started, 3),
+    )
+
+
+async def replay(golden: GoldenSet, base_url: str, **options: Any) -> GoldenResult:
+    """Replay the golden set against a candidate endpoint: ``GoldenResult(total, agreed)``.
+
+    ``base_url`` is the candidate's address (its per-revision Service,
+    ``http://<name>-<revision>.<namespace>.svc``); options: ``model``,
+    ``batch_size``, ``timeout_seconds`` (whole replay), ``request_timeout_seconds``,
+    ``concurrency``, ``session``.
+    """
+    return (await replay_report(golden, base_url, **options)).result

@@ -1,0 +1,323 @@
+"""Golden sets: format, replay against a small local HTTP model server, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import yaml
+from aiohttp import web
+
+from vigil.cli import main
+from vigil.core.rollout import GoldenResult, GoldenSetRef
+from vigil.validation.golden import (
+    GoldenSet,
+    GoldenSetError,
+    configmap_manifest,
+    golden_from_configmap,
+    parse_golden_set,
+    replay,
+    replay_report,
+    request_body,
+)
+
+ROWS = [[float(i), float(i % 3), 1.0] for i in range(10)]
+
+
+def label(row):
+    return 1 if sum(row) > 6 else 0
+
+
+class Model:
+    """A tiny inference server: v2 and v1, classification by a threshold, or a sum."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.mode = "ok"  # ok | probabilities | error | slow | flip | regression
+
+    def predict(self, rows):
+        if self.mode == "regression":
+            return [sum(r) + 0.001 for r in rows]
+        if self.mode == "flip":
+            return [1 - label(r) for r in rows]
+        return [label(r) for r in rows]
+
+    async def v2(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        if self.mode == "error":
+            return web.json_response({"error": "boom"}, status=500)
+        if self.mode == "slow":
+            await asyncio.sleep(5)
+        tensor = body["inputs"][0]
+        rows = tensor["data"]
+        assert tensor["shape"] == [len(rows), len(rows[0])]
+        if self.mode == "probabilities":
+            data = [[0.9, 0.1] if label(r) == 0 else [0.2, 0.8] for r in rows]
+            out = {"name": "predict", "shape": [len(rows), 2], "datatype": "FP64", "data": data}
+        else:
+            preds = self.predict(rows)
+            out = {"name": "predict", "shape": [len(rows), 1], "datatype": "FP64", "data": preds}
+        return web.json_response({"model_name": request.match_info["model"], "outputs": [out]})
+
+    async def v1(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        return web.json_response({"predictions": self.predict(body["instances"])})
+
+
+@pytest.fixture
+async def server():
+    model = Model()
+    app = web.Application()
+    app.router.add_post("/v2/models/{model}/infer", model.v2)
+    app.router.add_post("/v1/models/{model}:predict", model.v1)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield model, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def golden(**overrides) -> GoldenSet:
+    doc = {
+        "model": "toy",
+        "protocol": "v2",
+        "task": "classification",
+        "inputs": ROWS,
+        "expected": [label(r) for r in ROWS],
+    }
+    doc.update(overrides)
+    return parse_golden_set(json.dumps(doc))
+
+
+# -- format ------------------------------------------------------------------------------
+
+
+def test_round_trip():
+    g = golden(features=["a", "b", "c"], tolerance=0.5, task="regression")
+    assert parse_golden_set(g.to_json()) == g
+    assert g.to_document()["format"] == "vigil.dev/golden-set/v1"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"inputs": []}, "inputs"),
+        ({"expected": [0]}, "one output per input"),
+        ({"protocol": "raw"}, "protocol"),
+        ({"task": "ranking"}, "task"),
+        ({"tolerance": -1}, "tolerance"),
+        ({"inputs": [[1.0, 2.0], *ROWS[1:]]}, "inputs\\[1\\]"),
+        ({"features": ["a"]}, "features"),
+        ({"colour": "red"}, "unknown keys"),
+        ({"format": "other/v9"}, "format"),
+        ({"inputs": [[{"x": 1}]] * 10}, "scalar"),
+    ],
+)
+def test_invalid_documents_name_the_problem(change, message):
+    with pytest.raises(GoldenSetError, match=message):
+        golden(**change)
+
+
+def test_not_json():
+    with pytest.raises(GoldenSetError, match="not JSON"):
+        parse_golden_set("{")
+
+
+def test_configmap_round_trip_and_errors():
+    g = golden()
+    cm = configmap_manifest(g, "wine-golden")
+    assert golden_from_configmap(cm, GoldenSetRef("wine-golden", "golden.json")) == g
+    with pytest.raises(GoldenSetError, match="does not exist"):
+        golden_from_configmap(None, GoldenSetRef("wine-golden", "golden.json"))
+    with pytest.raises(GoldenSetError, match="no key"):
+        golden_from_configmap(cm, GoldenSetRef("wine-golden", "other.json"))
+    with pytest.raises(GoldenSetError, match=r"wine-golden key golden\.json"):
+        golden_from_configmap(
+            {"data": {"golden.json": "[]"}}, GoldenSetRef("wine-golden", "golden.json")
+        )
+
+
+def test_request_bodies_follow_the_protocol():
+    v2 = request_body(golden(input={"name": "x", "datatype": "FP32"}), ROWS[:2])
+    assert v2 == {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": ROWS[:2]}]}
+    assert request_body(golden(protocol="v1"), ROWS[:2]) == {"instances": ROWS[:2]}
+
+
+# -- replay ------------------------------------------------------------------------------
+
+
+async def test_matching_model_reproduces_everything(server):
+    _model, url = server
+    assert await replay(golden(), url) == GoldenResult(10, 10)
+
+
+async def test_rows_go_in_batches(server):
+    model, url = server
+    await replay(golden(), url, batch_size=4)
+    assert [len(r["inputs"][0]["data"]) for r in model.requests] == [4, 4, 2]
+
+
+async def test_a_different_model_fails_with_evidence(server):
+    model, url = server
+    model.mode = "flip"
+    report = await replay_report(golden(), url)
+    assert report.result == GoldenResult(10, 0)
+    assert len(report.mismatches) == 10
+    assert "expected" in report.summary() and "0/10" in report.summary()
+
+
+async def test_probabilities_become_the_arg_max(server):
+    model, url = server
+    model.mode = "probabilities"
+    assert (await replay(golden(), url)).agreement == 1.0
+
+
+async def test_v1_protocol(server):
+    model, url = server
+    assert await replay(golden(protocol="v1"), url) == GoldenResult(10, 10)
+    assert "instances" in model.requests[0]
+
+
+async def test_regression_within_tolerance(server):
+    model, url = server
+    model.mode = "regression"
+    expected = [sum(r) for r in ROWS]
+    assert (
+        await replay(golden(task="regression", expected=expected, tolerance=0.01), url)
+    ).agreed == 10
+    strict = golden(task="regression", expected=expected, tolerance=0.0)
+    assert (await replay(strict, url)).agreed == 0
+
+
+async def test_server_errors_count_as_not_reproduced(server):
+    model, url = server
+    model.mode = "error"
+    report = await replay_report(golden(), url, batch_size=5)
+    assert report.result == GoldenResult(10, 0)
+    assert len(report.errors) == 2 and "HTTP 500" in report.errors[0]
+
+
+async def test_unreachable_endpoint_counts_as_not_reproduced():
+    report = await replay_report(golden(), "http://127.0.0.1:9", request_timeout_seconds=2)
+    assert report.result == GoldenResult(10, 0)
+    assert report.errors
+
+
+async def test_replay_is_bounded_in_time(server):
+    model, url = server
+    model.mode = "slow"
+    started = time.monotonic()
+    report = await replay_report(golden(), url, timeout_seconds=0.5, batch_size=2)
+    assert time.monotonic() - started < 3
+    assert report.result == GoldenResult(10, 0)
+
+
+async def test_model_name_is_required():
+    with pytest.raises(GoldenSetError, match="model name"):
+        await replay(golden(model=""), "http://127.0.0.1:9")
+
+
+# -- CLI ---------------------------------------------------------------------------------
+
+
+def write_csv(path, with_label=True):
+    lines = ["a,b,c" + (",label" if with_label else "")]
+    for r in ROWS:
+        lines.append(",".join(str(v) for v in r) + (f",{label(r)}" if with_label else ""))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_cli_build_from_a_csv_column(tmp_path):
+    write_csv(tmp_path / "data.csv")
+    out = tmp_path / "golden.json"
+    assert (
+        main(
+            [
+                "golden",
+                "build",
+                str(tmp_path / "data.csv"),
+                "--expected-column",
+                "label",
+                "--model",
+                "toy",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    g = parse_golden_set(out.read_text())
+    assert g.features == ("a", "b", "c")
+    assert list(g.expected) == [label(r) for r in ROWS]
+    assert [list(r) for r in g.inputs] == ROWS
+
+
+def test_cli_build_from_an_outputs_array_as_a_configmap(tmp_path, capsys):
+    (tmp_path / "rows.json").write_text(json.dumps(ROWS))
+    (tmp_path / "preds.json").write_text(json.dumps([label(r) for r in ROWS]))
+    assert (
+        main(
+            [
+                "golden",
+                "build",
+                str(tmp_path / "rows.json"),
+                "--expected",
+                str(tmp_path / "preds.json"),
+                "--model",
+                "toy",
+                "--configmap",
+                "toy-golden",
+            ]
+        )
+        == 0
+    )
+    cm = yaml.safe_load(capsys.readouterr().out)
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "toy-golden"
+    assert len(parse_golden_set(cm["data"]["golden.json"]).inputs) == 10
+
+
+def test_cli_needs_exactly_one_source(tmp_path, capsys):
+    write_csv(tmp_path / "data.csv", with_label=False)
+    assert main(["golden", "build", str(tmp_path / "data.csv")]) == 1
+    assert "exactly one source" in capsys.readouterr().err
+
+
+async def test_cli_build_from_endpoint_then_check(server, tmp_path, capsys):
+    model, url = server
+    write_csv(tmp_path / "data.csv", with_label=False)
+    out = tmp_path / "golden.json"
+
+    def run(argv):
+        return main(argv)
+
+    assert (
+        await asyncio.to_thread(
+            run,
+            [
+                "golden",
+                "build",
+                str(tmp_path / "data.csv"),
+                "--from-endpoint",
+                url,
+                "--model",
+                "toy",
+                "-o",
+                str(out),
+            ],
+        )
+        == 0
+    )
+    assert list(parse_golden_set(out.read_text()).expected) == [label(r) for r in ROWS]
+    assert await asyncio.to_thread(run, ["golden", "check", str(out), "--endpoint", url]) == 0
+    assert "PASS" in capsys.readouterr().out
+    model.mode = "flip"
+    assert await asyncio.to_thread(run, ["golden", "check", str(out), "--endpoint", url]) == 1
+    assert "FAIL: agreement 0.0000" in capsys.readouterr().out
