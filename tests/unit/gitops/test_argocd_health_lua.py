@@ -256,3 +256,19 @@ def test_no_status_at_all_is_progressing():
     obj = model()
     del obj["status"]
     assert run(obj) == ("Progressing", "Waiting for the operator to observe the latest spec")
+
+
+def test_the_configmap_patch_ignores_the_plugin_request_annotations():
+    from vigil.plugin.cli import FIELD_MANAGER
+    from vigil.plugin.requests import ANNOTATION_REQUEST, ANNOTATION_REQUEST_ID
+
+    patch = yaml.safe_load(PATCH.read_text())
+    ignore = yaml.safe_load(
+        patch["data"]["resource.customizations.ignoreDifferences.vigil.dev_ModelDeployment"]
+    )
+    pointers = {
+        "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        for key in (ANNOTATION_REQUEST, ANNOTATION_REQUEST_ID)
+    }
+    assert set(ignore["jsonPointers"]) == pointers
+    assert ignore["managedFieldsManagers"] == [FIELD_MANAGER]
