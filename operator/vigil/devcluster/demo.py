@@ -52,8 +52,7 @@ class Narrator:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     def scenario(self, title: str) -> None:
-        print(f"\n=== {title} ===", flush=True)
-        self.say(title)
+        print(f"\n=== [{time.monotonic() - self.started:6.1f}s] {title} ===", flush=True)
 
     def failed(self, text: str) -> None:
         self.failures.append(text)

@@ -2,8 +2,8 @@
 
 The local cluster's Services cannot route to loopback pod IPs, so the
 generator does what a Service would: it spreads requests over the Ready pods
-that the ModelDeployment's Service selects (re-reading them every few
-seconds, so a blue/green switch or a canary is followed), at a fixed rate,
+that the ModelDeployment's Service selects (re-reading them every
+second, so a blue/green switch or a canary is followed), at a fixed rate,
 over the v2 protocol. It can shift features by a number of reference
 standard deviations (drift) or send malformed requests (errors).
 """
@@ -169,7 +169,7 @@ class TrafficGenerator:
         turn = 0
         while not self._stop.is_set():
             now = time.monotonic()
-            if now - refreshed > 3.0 or not ips:
+            if now - refreshed > 1.0 or not ips:
                 ips = serving_pod_ips(self.cluster, self.namespace, self.name)
                 refreshed = now
                 if not ips:
