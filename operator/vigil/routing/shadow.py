@@ -34,14 +34,20 @@ def shadow_block(
     *,
     tolerance: float | None = None,
     timeout_seconds: float | None = None,
+    target_url: str | None = None,
 ) -> dict[str, Any]:
-    """The sidecar's ``shadow`` settings that copy ``percent`` % of requests to the candidate."""
+    """The sidecar's ``shadow`` settings that copy ``percent`` % of requests to the candidate.
+
+    ``target_url`` overrides the candidate's address (default: its per-revision
+    Service, ``http://<name>-<candidate>.<namespace>.svc:80``), for clusters
+    without Service networking (the local dev cluster runs pods on loopback IPs).
+    """
     if target.candidate is None:
         raise RoutingError("shadow needs a candidate revision")
     if not 0 < percent <= 100:
         raise RoutingError(f"shadow percent must be within (0, 100], got {percent}")
     block: dict[str, Any] = {
-        "target": target.revision_url(target.candidate),
+        "target": target_url or target.revision_url(target.candidate),
         "targetRevision": target.candidate,
         "percent": percent,
     }
@@ -53,12 +59,16 @@ def shadow_block(
 
 
 def shadow_for(
-    target: RoutingTarget, traffic: Traffic, *, tolerance: float | None = None
+    target: RoutingTarget,
+    traffic: Traffic,
+    *,
+    tolerance: float | None = None,
+    target_url: str | None = None,
 ) -> dict[str, Any] | None:
     """The stable's ``shadow`` block for this traffic: None when nothing is mirrored."""
     if target.candidate is None or traffic.shadow_percent <= 0:
         return None
-    return shadow_block(target, traffic.shadow_percent, tolerance=tolerance)
+    return shadow_block(target, traffic.shadow_percent, tolerance=tolerance, target_url=target_url)
 
 
 def _render(settings: Mapping[str, Any]) -> str:

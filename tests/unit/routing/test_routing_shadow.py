@@ -118,3 +118,11 @@ def test_shadow_configmap_restamps_the_applied_hash():
     key = naming.ANNOTATION_APPLIED_HASH
     assert changed["metadata"]["annotations"][key] != manifest["metadata"]["annotations"][key]
     assert shadow_configmap(changed, None) == manifest
+
+
+def test_target_address_can_be_overridden():
+    block = shadow_for(TARGET, Traffic(0, 50, 2, 2), target_url="http://127.100.0.7:8000")
+    assert block is not None
+    settings = sidecar_settings(with_shadow(stable_configmap()["data"], block))
+    assert settings.shadow.target == "http://127.100.0.7:8000"
+    assert settings.shadow.percent == 50
