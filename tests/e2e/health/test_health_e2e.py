@@ -398,14 +398,23 @@ def test_two_shifted_features_raise_drift_and_normal_traffic_clears_it(
             kube,
             lambda s: condition(s, "DriftDetected").get("status") == "False",
             2 * WINDOW + 15,
-            "DriftDetected False once normal traffic filled the window",
+            "DriftDetected False once normal traffic fills the window",
         )
         to_clear = time.monotonic() - started
+        # Then no drift at all once the shifted requests left the window.
+        current = wait_status(
+            kube,
+            lambda s: condition(s, "DriftDetected").get("reason") == "NoDrift",
+            2 * WINDOW + 15,
+            "DriftDetected reason NoDrift once the shifted requests left the window",
+        )
+        to_no_drift = time.monotonic() - started
     assert current["phase"] == "Healthy"
     record(
         "drift",
         seconds_to_detect=round(to_detect, 1),
         seconds_to_clear=round(to_clear, 1),
+        seconds_to_no_drift=round(to_no_drift, 1),
         message=drift["message"],
         features=(current["health"]["drift"].get("features")),
     )

@@ -1,0 +1,321 @@
+"""The health loop's discipline: one cycle for all, grouped sources, writes only on change.
+
+The API is the in-memory stand-in of test_reconciler and the metrics source
+a recorded stand-in (unit tests of the domain layer; tests/e2e/health runs
+the real operator against real sidecars, MLServer and Prometheus).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from test_reconciler import NOW, MemoryApi
+
+from vigil.core.reconcile import Event
+from vigil.core.window import RevisionWindow
+from vigil.metrics import Collection, RevisionTarget
+from vigil.operator.health import HealthLoop, pod_info
+from vigil.operator.metrics import OperatorMetrics
+from vigil.operator.reconciler import Reconciler, ReconcilerConfig
+
+GOOD = RevisionWindow(
+    requests_by_outcome={"success": 100.0},
+    latency_buckets=((0.05, 90.0), (0.1, 100.0), (math.inf, 100.0)),
+)
+BAD = RevisionWindow(
+    requests_by_outcome={"success": 90.0, "model_error": 10.0},
+    latency_buckets=((0.05, 90.0), (0.1, 100.0), (math.inf, 100.0)),
+)
+
+
+class FakeSource:
+    """Answers what the test says; records every call."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[list[RevisionTarget]] = []
+        self.windows: dict[tuple[str, str, str], RevisionWindow] = {}
+        self.error: str | None = None
+        self.closed = False
+
+    async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
+        self.calls.append(list(targets))
+        result = Collection(queries=15 if self.name == "prometheus" else 0)
+        for target in targets:
+            if self.error:
+                result.errors[target.key] = self.error
+            elif target.key in self.windows:
+                result.windows[target.key] = self.windows[target.key]
+            else:
+                result.errors[target.key] = "no sidecar answered"
+        return result
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def md(name: str = "wine", revision: str = "r1", **monitoring: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": "ml", "uid": f"uid-{name}", "generation": 1},
+        "spec": {
+            "model": {"version": "1"},
+            "server": {"image": "img:1"},
+            "monitoring": {"window": "30s", **monitoring},
+            "rollout": {"analysis": {"minRequests": 20}},
+        },
+        "status": {
+            "phase": "Healthy",
+            "stable": {"revision": revision},
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Available", "message": ""}
+            ],
+        },
+    }
+
+
+def pod(name: str, model: str = "wine", revision: str = "r1", ip: str = "10.0.0.1") -> dict:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "labels": {"vigil.dev/model-deployment": model, "vigil.dev/revision": revision},
+        },
+        "status": {"phase": "Running", "podIP": ip},
+    }
+
+
+class Loop:
+    def __init__(self) -> None:
+        self.api = MemoryApi()
+        self.events: list[Event] = []
+        self.metrics = OperatorMetrics()
+        self.sources: dict[tuple[str, str], FakeSource] = {}
+        reconciler = Reconciler(
+            api_factory=lambda: self.api,
+            config=ReconcilerConfig(sidecar_image="sidecar:test"),
+            metrics=self.metrics,
+            post_event=lambda body, event: self.events.append(event),
+            clock=lambda: NOW,
+        )
+        self.now = NOW
+        self.loop = HealthLoop(
+            lambda: self.api,
+            reconciler,
+            self.metrics,
+            interval=3,
+            source_factory=self._source,
+            clock=lambda: self.now.timestamp(),
+            utcnow=lambda: self.now,
+        )
+
+    def _source(self, key: tuple[str, str]) -> FakeSource:
+        return self.sources.setdefault(key, FakeSource(key[0]))
+
+    def add(self, body: dict[str, Any], *pods: dict[str, Any]) -> None:
+        self.api.add(body)
+        self.loop.observe_model("ADDED", body)
+        for item in pods:
+            self.loop.observe_pod("ADDED", item)
+
+    async def cycle(self) -> Any:
+        result = await self.loop.cycle()
+        # The watch hands the loop the object as written.
+        for (kind, _, _), obj in self.api.objects.items():
+            if kind == "ModelDeployment":
+                self.loop.observe_model("MODIFIED", obj)
+        self.now += datetime.timedelta(seconds=3)
+        return result
+
+    def status(self, name: str = "wine") -> dict[str, Any]:
+        return self.api.objects[("ModelDeployment", "ml", name)]["status"]
+
+    def condition(self, kind: str, name: str = "wine") -> dict[str, Any]:
+        return next(c for c in self.status(name)["conditions"] if c["type"] == kind)
+
+    def sample(self, metric: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(metric, labels)
+
+
+@pytest.fixture
+def loop() -> Loop:
+    return Loop()
+
+
+async def test_a_healthy_revision_gets_figures_conditions_and_gauges(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    direct = loop._source(("direct", ""))
+    direct.windows[("ml", "wine", "r1")] = GOOD
+    result = await loop.cycle()
+    assert result.evaluated == 1 and result.written == 1
+    (targets,) = direct.calls
+    assert [p.ip for p in targets[0].pods] == ["10.0.0.1"]
+    assert targets[0].pods[0].port == 9090 and targets[0].window_seconds == 30
+    health = loop.status()["health"]
+    assert health["requests"] == 100 and health["errorRate"] == 0 and health["window"] == "30s"
+    assert loop.condition("Healthy")["status"] == "True"
+    assert loop.condition("MetricsAvailable")["status"] == "True"
+    assert loop.status()["phase"] == "Healthy"
+    md_labels = {"namespace": "ml", "name": "wine"}
+    assert loop.sample("vigil_modeldeployment_error_rate", **md_labels, revision="r1") == 0
+    assert loop.sample("vigil_modeldeployment_metrics_available", **md_labels) == 1
+    assert loop.sample("vigil_modeldeployment_slo_max_error_rate", **md_labels) == 0.01
+    assert loop.sample("vigil_modeldeployment_phase", **md_labels, phase="Healthy") == 1
+    assert loop.sample("vigil_health_cycle_seconds_count") == 1
+    # Healthy and MetricsAvailable appeared True: Events for both.
+    assert {e.reason for e in loop.events} == {"SLOsMet", "MetricsCollected"}
+
+
+async def test_unchanged_figures_write_nothing_even_though_time_passed(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
+    await loop.cycle()
+    first = loop.status()["health"]["evaluatedAt"]
+    writes = len(loop.api.writes)
+    result = await loop.cycle()
+    assert result.written == 0 and len(loop.api.writes) == writes
+    assert loop.status()["health"]["evaluatedAt"] == first
+
+
+async def test_an_slo_breach_degrades_with_an_event(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    source = loop._source(("direct", ""))
+    source.windows[("ml", "wine", "r1")] = GOOD
+    await loop.cycle()
+    loop.events.clear()
+    source.windows[("ml", "wine", "r1")] = BAD
+    await loop.cycle()
+    healthy = loop.condition("Healthy")
+    assert healthy["status"] == "False" and healthy["reason"] == "ErrorRateHigh"
+    assert "error rate 10.0% > 1.0% over 30s" in healthy["message"]
+    assert loop.status()["phase"] == "Degraded"
+    assert [(e.reason, e.warning) for e in loop.events] == [("ErrorRateHigh", True)]
+    labels = {"namespace": "ml", "name": "wine"}
+    assert loop.sample("vigil_modeldeployment_phase", **labels, phase="Degraded") == 1
+    assert loop.sample("vigil_modeldeployment_error_rate", **labels, revision="r1") == 0.1
+
+
+async def test_a_failing_source_keeps_figures_stale_and_changes_no_verdict(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    source = loop._source(("direct", ""))
+    source.windows[("ml", "wine", "r1")] = BAD
+    await loop.cycle()
+    before = loop.status()
+    source.error = "no sidecar answered (1 pods): wine-a: ClientConnectorError"
+    await loop.cycle()
+    after = loop.status()
+    metrics = loop.condition("MetricsAvailable")
+    assert metrics["status"] == "False" and "ClientConnectorError" in metrics["message"]
+    assert after["health"] == {**before["health"], "stale": True}
+    assert loop.condition("Healthy")["status"] == "False"  # unchanged
+    assert after["phase"] == "Degraded"
+    labels = {"namespace": "ml", "name": "wine"}
+    assert loop.sample("vigil_modeldeployment_metrics_available", **labels) == 0
+    assert loop.sample("vigil_modeldeployment_error_rate", **labels, revision="r1") == 0.1
+    # Back: fresh figures, not stale.
+    source.error = None
+    await loop.cycle()
+    assert "stale" not in loop.status()["health"]
+    assert loop.condition("MetricsAvailable")["status"] == "True"
+
+
+async def test_prometheus_models_share_one_source_per_url(loop: Loop) -> None:
+    url = {"metrics": {"source": "prometheus", "prometheusURL": "http://prom:9090"}}
+    for index in range(5):
+        loop.add(md(f"m{index}", **url))
+    loop.add(md("other", metrics={"source": "prometheus", "prometheusURL": "http://b:9090/"}))
+    loop.add(md("plain"), pod("plain-a", model="plain"))
+    result = await loop.cycle()
+    assert set(loop.sources) == {
+        ("prometheus", "http://prom:9090"),
+        ("prometheus", "http://b:9090"),
+        ("direct", ""),
+    }
+    assert [len(call) for call in loop.sources[("prometheus", "http://prom:9090")].calls] == [5]
+    assert result.queries == 30  # 15 per Prometheus, whatever the number of models
+    assert result.evaluated == 7
+
+
+async def test_only_running_pods_of_the_serving_revision_are_scraped(loop: Loop) -> None:
+    pending = pod("wine-c", ip="")
+    pending["status"] = {"phase": "Pending"}
+    loop.add(
+        md(),
+        pod("wine-a", ip="10.0.0.1"),
+        pod("wine-old", revision="r0", ip="10.0.0.2"),
+        pod("other", model="other", ip="10.0.0.3"),
+        pending,
+    )
+    await loop.cycle()
+    (targets,) = loop.sources[("direct", "")].calls
+    assert [p.name for p in targets[0].pods] == ["wine-a"]
+    loop.loop.observe_pod("DELETED", pod("wine-a"))
+    await loop.cycle()
+    assert loop.sources[("direct", "")].calls[-1][0].pods == ()
+
+
+async def test_models_without_a_serving_revision_are_not_judged(loop: Loop) -> None:
+    body = md()
+    body["status"] = {"phase": "Pending"}
+    loop.add(body)
+    result = await loop.cycle()
+    assert result.evaluated == 0 and not loop.api.writes
+
+
+async def test_a_deleted_model_loses_its_series(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
+    await loop.cycle()
+    assert loop.sample("vigil_modeldeployment_metrics_available", namespace="ml", name="wine")
+    loop.loop.observe_model("DELETED", loop.api.objects.pop(("ModelDeployment", "ml", "wine")))
+    for metric in (
+        "vigil_modeldeployment_metrics_available",
+        "vigil_modeldeployment_drift_threshold",
+    ):
+        assert loop.sample(metric, namespace="ml", name="wine") is None
+    assert (
+        loop.sample("vigil_modeldeployment_phase", namespace="ml", name="wine", phase="Healthy")
+        is None
+    )
+    result = await loop.cycle()
+    assert result.evaluated == 0
+    assert loop.sources[("direct", "")].closed  # no model uses it any more
+
+
+async def test_the_reference_is_parsed_once_per_resource_version(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vigil.operator import health as module
+
+    parsed: list[str] = []
+    monkeypatch.setattr(module, "parse_profile", lambda text: parsed.append(text) or None)
+    ref = {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}
+    loop.add(md(reference=ref), pod("wine-a"))
+    loop.api.add(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "ref", "namespace": "ml", "resourceVersion": "1"},
+            "data": {"profile.json": "{}"},
+        }
+    )
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
+    await loop.cycle()
+    await loop.cycle()
+    assert parsed == ["{}"]
+    loop.api.objects[("ConfigMap", "ml", "ref")]["metadata"]["resourceVersion"] = "2"
+    await loop.cycle()
+    assert len(parsed) == 2
+
+
+def test_pod_info_reads_labels_ip_and_phase() -> None:
+    info = pod_info(pod("a", ip="10.1.1.1"))
+    assert info is not None and info.running and info.ip == "10.1.1.1"
+    assert pod_info({"metadata": {"labels": {}}}) is None
+    going = pod("a")
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not pod_info(going).running  # type: ignore[union-attr]
