@@ -1,4 +1,4 @@
-"""Minimal HTTP/1.1 framing for the proxy's hot path.
+"""Minimal HTTP/1.1 framing for the proxy's hot path (pure, incremental).
 
 Why not a full HTTP library: the proxy must add well under a millisecond,
 and it never needs to understand most of a message. It only has to find
@@ -19,10 +19,12 @@ __all__ = [
     "BodyTooLarge",
     "RequestHead",
     "Response",
+    "ResponseHead",
     "error_response",
     "parse_request_head",
-    "read_body",
+    "parse_response_head",
     "read_response",
+    "scan_chunked",
 ]
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -180,21 +182,6 @@ async def _read_chunked(reader: asyncio.StreamReader, limit: int | None) -> tupl
         raw += chunk
         body += chunk[:-2]
     raise BadMessage("too many chunks")
-
-
-async def read_body(
-    reader: asyncio.StreamReader, head: RequestHead, limit: int
-) -> tuple[bytes, bytes]:
-    """Read a request body; returns (raw bytes to forward, decoded body)."""
-    if head.chunked:
-        return await _read_chunked(reader, limit)
-    length = head.content_length or 0
-    if length > limit:
-        raise BodyTooLarge()
-    if length == 0:
-        return b"", b""
-    data = await reader.readexactly(length)
-    return data, data
 
 
 async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Response:
