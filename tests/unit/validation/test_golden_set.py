@@ -321,3 +321,27 @@ async def test_cli_build_from_endpoint_then_check(server, tmp_path, capsys):
     model.mode = "flip"
     assert await asyncio.to_thread(run, ["golden", "check", str(out), "--endpoint", url]) == 1
     assert "FAIL: agreement 0.0000" in capsys.readouterr().out
+
+
+async def test_cli_check_reads_a_configmap_yaml(server, tmp_path, capsys):
+    _model, url = server
+    (tmp_path / "rows.json").write_text(json.dumps(ROWS))
+    (tmp_path / "preds.json").write_text(json.dumps([label(r) for r in ROWS]))
+    cm = tmp_path / "golden-cm.yaml"
+    build = [
+        "golden",
+        "build",
+        str(tmp_path / "rows.json"),
+        "--expected",
+        str(tmp_path / "preds.json"),
+        "--model",
+        "toy",
+        "--configmap",
+        "toy-golden",
+        "-o",
+        str(cm),
+    ]
+    assert await asyncio.to_thread(main, build) == 0
+    check = ["golden", "check", str(cm), "--endpoint", url, "--min-agreement", "1.0"]
+    assert await asyncio.to_thread(main, check) == 0
+    assert "PASS: agreement 1.0000" in capsys.readouterr().out
