@@ -1,0 +1,104 @@
+"""Pure HTTP framing helpers: request heads, response heads, incremental chunked scanning."""
+
+import json
+
+import pytest
+
+from vigil.sidecar.wire import (
+    BadMessage,
+    BodyTooLarge,
+    error_response,
+    parse_request_head,
+    parse_response_head,
+    scan_chunked,
+)
+
+CHUNKED = b"3\r\nabc\r\n5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\n"
+
+
+def test_request_head_framing_and_keep_alive():
+    h = parse_request_head(
+        b"POST /v2/models/m/infer?x=1 HTTP/1.1\r\nContent-Length: 7\r\n"
+        b"Content-Type: Application/JSON\r\n\r\n"
+    )
+    assert (h.method, h.path, h.content_length, h.keep_alive) == (
+        "POST",
+        "/v2/models/m/infer",
+        7,
+        True,
+    )
+    assert h.content_type == "application/json"
+    h10 = parse_request_head(b"GET / HTTP/1.0\r\n\r\n")
+    assert h10.http10 and not h10.keep_alive
+    close = parse_request_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert not close.keep_alive
+
+
+def test_transfer_encoding_wins_over_content_length():
+    h = parse_request_head(
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    assert h.chunked and h.content_length is None
+
+
+def test_expect_header_is_stripped_from_the_forwarded_head():
+    h = parse_request_head(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+    assert h.expect_continue and b"expect" not in h.raw.lower()
+    assert h.raw.endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ],
+)
+def test_malformed_request_heads_are_rejected(head):
+    with pytest.raises(BadMessage):
+        parse_request_head(head)
+
+
+def test_response_head():
+    r = parse_response_head(
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nContent-Encoding: GZIP\r\n\r\n"
+    )
+    assert (r.status, r.content_length, r.keep_alive, r.content_encoding) == (404, 9, True, "gzip")
+    r10 = parse_response_head(b"HTTP/1.0 200 OK\r\n\r\n")
+    assert not r10.keep_alive and r10.content_length is None
+    with pytest.raises(BadMessage):
+        parse_response_head(b"SPDY/3 200\r\n\r\n")
+
+
+def test_scan_chunked_finds_the_end_only_when_complete():
+    end, body = scan_chunked(CHUNKED + b"NEXT", 0, None)
+    assert body == b"abchello" and (CHUNKED + b"NEXT")[end:] == b"NEXT"
+    for cut in range(len(CHUNKED)):
+        assert scan_chunked(CHUNKED[:cut], 0, None) is None
+
+
+def test_scan_chunked_limits_and_errors():
+    with pytest.raises(BodyTooLarge):
+        scan_chunked(CHUNKED, 0, 4)
+    with pytest.raises(BadMessage):
+        scan_chunked(b"zz\r\nabc\r\n", 0, None)
+    with pytest.raises(BadMessage):
+        scan_chunked(b"3\r\nabcXY0\r\n\r\n", 0, None)
+
+
+def test_error_response_is_json_and_names_the_sidecar():
+    raw = error_response(503, "upstream_refused", 'say "no"', close=True)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and b"X-Vigil-Error: upstream_refused" in head
+    assert b"Connection: close" in head and int(
+        head.split(b"Content-Length: ")[1].split(b"\r\n")[0]
+    ) == len(body)
+    assert json.loads(body) == {
+        "error": 'say "no"',
+        "reason": "upstream_refused",
+        "source": "vigil-sidecar",
+    }
