@@ -109,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.health_interval > 0:
+        parser.error("--health-interval must be more than 0 seconds")
     return OperatorOptions(
         namespaces=tuple(args.namespaces or ()),
         all_namespaces=bool(args.all_namespaces),

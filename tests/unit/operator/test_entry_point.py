@@ -54,6 +54,11 @@ class TestOptions:
         assert options.health_port == 9999
         assert options.log_format == "json"
 
+    def test_health_interval_defaults_to_30_seconds(self) -> None:
+        assert parse_options(["-A", "--standalone"]).health_interval == 30
+        options = parse_options(["-A", "--standalone", "--health-interval", "2.5"])
+        assert options.health_interval == 2.5
+
     def test_sidecar_image_from_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("VIGIL_SIDECAR_IMAGE", "from-env:1")
         assert parse_options(["-A", "--standalone"]).sidecar_image == "from-env:1"
@@ -66,6 +71,7 @@ class TestOptions:
             ["-n", "ml", "-A", "--standalone"],  # both scopes
             ["-n", "ml", "--standalone", "--peering", "x"],  # both peering modes
             ["-n", "ml", "--standalone", "--log-format", "xml"],
+            ["-n", "ml", "--standalone", "--health-interval", "0"],
         ],
     )
     def test_ambiguous_or_missing_choices_are_refused(self, argv: list[str]) -> None:
