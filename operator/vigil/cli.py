@@ -19,6 +19,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "vigil.profile.cli",
     "vigil.plugin.cli",
+    "vigil.plugin.status_cli",
     "vigil.validation.cli",
 )
 

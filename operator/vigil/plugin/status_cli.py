@@ -1,0 +1,73 @@
+"""``vigil status NAME`` / ``kubectl vigil status NAME [--watch]``.
+
+Reads the ModelDeployment and its Events with the real kubectl (the user's
+kubeconfig and context apply) and prints :func:`vigil.plugin.status.render`.
+Colour is on for a terminal and off with ``--no-color``, ``NO_COLOR`` or a pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from vigil.plugin.cli import PluginError, _global_flags, kubectl_command
+from vigil.plugin.status import render
+
+
+def _kubectl_json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [kubectl_command(), *_global_flags(args), *command, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PluginError(result.stderr.strip() or f"kubectl {' '.join(command)} failed")
+    return dict(json.loads(result.stdout))
+
+
+def snapshot(args: argparse.Namespace, colour: bool) -> str:
+    md = _kubectl_json(args, "get", "modeldeployments.vigil.dev", args.name)
+    events = _kubectl_json(
+        args,
+        "get",
+        "events",
+        f"--field-selector=involvedObject.kind=ModelDeployment,involvedObject.name={args.name}",
+    ).get("items", [])
+    return render(md, events, colour=colour)
+
+
+def status(args: argparse.Namespace) -> int:
+    colour = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    try:
+        if not args.watch:
+            print(snapshot(args, colour))
+            return 0
+        while True:
+            screen = snapshot(args, colour)
+            sys.stdout.write("\033[H\033[2J" + screen + "\n")
+            sys.stdout.flush()
+            time.sleep(args.interval)
+    except PluginError as error:
+        print(f"vigil status: {error}", file=sys.stderr)
+        return 1
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "status", help="show a ModelDeployment: revisions, steps, traffic, health, events"
+    )
+    parser.add_argument("name", help="the ModelDeployment")
+    parser.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: kubectl's)")
+    parser.add_argument("-w", "--watch", action="store_true", help="refresh until Ctrl-C")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    parser.add_argument("--no-color", action="store_true", help="plain text")
+    parser.set_defaults(func=status)
