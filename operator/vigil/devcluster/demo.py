@@ -238,9 +238,30 @@ class Demo:
         return ok
 
     def show(self) -> None:
+        """``kubectl get md`` and the status view, as a person would look."""
         assert self.cluster is not None
         table = self.cluster.kubectl("get", "md", "-n", NAMESPACE, "-o", "wide", check=False)
-        print(table.stdout.rstrip() or table.stderr.rstrip(), flush=True)
+        print("$ kubectl get md -o wide\n" + (table.stdout.rstrip() or table.stderr.rstrip()))
+        view = subprocess.run(
+            [
+                _venv_bin("vigil"),
+                "status",
+                NAME,
+                "-n",
+                NAMESPACE,
+                "--no-color",
+                "--kubeconfig",
+                self.cluster.kubeconfig,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "VIGIL_KUBECTL": self.cluster.kubectl_binary},
+        )
+        print(
+            f"$ kubectl vigil status {NAME}\n" + (view.stdout.rstrip() or view.stderr.rstrip()),
+            flush=True,
+        )
 
     # -- scenarios -------------------------------------------------------------------------
 
