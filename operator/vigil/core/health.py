@@ -536,6 +536,8 @@ def next_health(
     """
     if report.verdict == "MetricsUnavailable":
         if isinstance(previous, Mapping) and previous.get("evaluatedAt"):
+            if previous.get("verdict") == "MetricsUnavailable":
+                return dict(previous)  # never had figures: nothing to mark stale
             kept = dict(previous)
             kept["stale"] = True
             return kept

@@ -108,6 +108,7 @@ class CycleResult:
 
     evaluated: int = 0
     written: int = 0
+    held: int = 0
     queries: int = 0
     scrapes: int = 0
     scrape_failures: int = 0
@@ -143,6 +144,7 @@ class HealthLoop:
         self.pods: dict[tuple[str, str], PodInfo] = {}
         self._sources: dict[SourceKey, MetricsSource] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
+        self._first_seen: dict[tuple[str, str, str], float] = {}
         self._task: asyncio.Task[None] | None = None
 
     # -- what the watches tell -------------------------------------------------------
@@ -184,7 +186,13 @@ class HealthLoop:
         self._sources.clear()
 
     async def run_forever(self) -> None:
-        """A cycle every interval (a slow cycle delays the next one, never overlaps it)."""
+        """A cycle every interval (a slow cycle delays the next one, never overlaps it).
+
+        The first cycle comes one interval after the start: the watches have
+        listed every object by then, and a restarted operator does not
+        rewrite what its predecessor just wrote.
+        """
+        await asyncio.sleep(self.interval)
         while True:
             started = time.monotonic()
             try:
@@ -223,6 +231,19 @@ class HealthLoop:
             )
             targets.append((target, settings, body))
         return targets
+
+    def _warming_up(self, target: RevisionTarget, settings: MonitoringSettings, now: float) -> bool:
+        if settings.source_key[0] == SOURCE_PROMETHEUS:
+            return False  # Prometheus has the history
+        first = self._first_seen.get(target.key, now)
+        return now - first < target.window_seconds
+
+    def _track_first_seen(self, targets: list[RevisionTarget], now: float) -> None:
+        keys = {target.key for target in targets}
+        for key in keys:
+            self._first_seen.setdefault(key, now)
+        for key in [k for k in self._first_seen if k not in keys]:
+            del self._first_seen[key]
 
     def _source(self, key: SourceKey) -> MetricsSource:
         source = self._sources.get(key)
@@ -301,6 +322,7 @@ class HealthLoop:
         for target, settings, _ in targets:
             groups.setdefault(settings.source_key, []).append(target)
         collection = await self._collect(groups, now)
+        self._track_first_seen([target for target, _, _ in targets], now)
         result.queries = collection.queries
         result.scrapes = collection.scrapes
         result.scrape_failures = collection.scrape_failures
@@ -325,6 +347,12 @@ class HealthLoop:
             report = evaluate(window, profile, settings.policy, error)
             result.reports[(target.namespace, target.name)] = report
             result.evaluated += 1
+            if report.verdict == "InsufficientData" and self._warming_up(target, settings, now):
+                # The direct source has watched this revision for less than a
+                # window (an operator restart): too few requests may only mean
+                # too short a history. Hold the last verdict.
+                result.held += 1
+                continue
             previous = (body.get("status") or {}).get("health")
             health = next_health(previous, report, settings.policy, evaluated_at)
             conditions = health_conditions(report, settings.policy)

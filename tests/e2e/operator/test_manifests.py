@@ -60,7 +60,10 @@ def test_rbac_has_no_wildcards_and_no_secrets() -> None:
         ("delete", "services", False),  # garbage collection removes the Service
         ("watch", "configmaps", False),
         ("get", "secrets", False),
-        ("list", "pods", False),
+        ("list", "pods", True),  # the health loop watches model pods (their IPs)
+        ("watch", "pods", True),
+        ("get", "pods", False),
+        ("delete", "pods", False),
         ("create", "events", True),
         ("list", "namespaces", False),
     ],

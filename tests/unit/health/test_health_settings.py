@@ -102,3 +102,9 @@ def test_transitions_are_status_flips_and_say_which_call_for_attention() -> None
     ]
     drift = [ConditionState("DriftDetected", True, "DriftAboveThreshold", "")]
     assert transitions([{"type": "DriftDetected", "status": "False"}], drift)[0][1] is True
+
+
+def test_no_figures_ever_are_not_marked_stale() -> None:
+    unavailable = HealthReport(verdict="MetricsUnavailable", requests=0, message="down")
+    first = next_health(None, unavailable, POLICY, "t0")
+    assert next_health(first, unavailable, POLICY, "t1") == first

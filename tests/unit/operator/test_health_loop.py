@@ -319,3 +319,31 @@ def test_pod_info_reads_labels_ip_and_phase() -> None:
     going = pod("a")
     going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert not pod_info(going).running  # type: ignore[union-attr]
+
+
+async def test_too_few_requests_right_after_a_start_hold_the_last_verdict(loop: Loop) -> None:
+    body = md()
+    body["status"]["health"] = {"evaluatedAt": "2025-12-31T23:59:00Z", "verdict": "Healthy"}
+    body["status"]["conditions"].append(
+        {"type": "Healthy", "status": "True", "reason": "SLOsMet", "message": ""}
+    )
+    loop.add(body, pod("wine-a"))
+    few = RevisionWindow(requests_by_outcome={"success": 3.0})
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = few
+    # A restarted operator has watched the pods for less than the 30 s window.
+    for _ in range(10):  # 0 s .. 27 s
+        result = await loop.cycle()
+        assert result.held == 1 and not loop.api.writes
+    # A full window later, too few requests is a verdict.
+    await loop.cycle()
+    assert loop.condition("Healthy")["status"] == "Unknown"
+
+
+async def test_unavailable_metrics_without_figures_are_written_once(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    await loop.cycle()  # no window for r1: "no sidecar answered"
+    assert loop.status()["health"]["verdict"] == "MetricsUnavailable"
+    writes = len(loop.api.writes)
+    await loop.cycle()
+    assert len(loop.api.writes) == writes
+    assert "stale" not in loop.status()["health"]
