@@ -107,11 +107,18 @@ def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     return stamped
 
 
-def sidecar_settings(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> dict[str, Any]:
+def sidecar_settings(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    info: RevisionInfo,
+    shadow: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The sidecar's settings file (`vigil-sidecar --config /etc/vigil/sidecar.json`).
 
     The keys are the sidecar's contract (docs/sidecar.md, vigil.sidecar.config):
     the sidecar rejects unknown keys, so only documented ones are written.
+    ``shadow`` is the stable's copy-to-the-candidate block during a shadow
+    step (run-time setting, not part of the revision).
     """
     reference = spec.monitoring.reference
     monitoring: dict[str, Any] = {"maxFeatures": spec.monitoring.sidecar.feature_cap}
@@ -130,16 +137,19 @@ def sidecar_settings(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo
         "metrics": {"port": METRICS_PORT},
         "limits": {"maxBodyBytes": spec.monitoring.sidecar.max_body_bytes},
         "monitoring": monitoring,
-        "shadow": None,
+        "shadow": dict(shadow) if shadow else None,
         "shutdown": {"delaySeconds": SIDECAR_SHUTDOWN_DELAY_SECONDS},
     }
 
 
 def desired_configmap(
-    owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    info: RevisionInfo,
+    shadow: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ConfigMap holding one revision's sidecar settings."""
-    settings = sidecar_settings(owner, spec, info)
+    settings = sidecar_settings(owner, spec, info, shadow)
     return with_applied_hash(
         {
             "apiVersion": "v1",
@@ -331,8 +341,14 @@ def desired_deployment(
     )
 
 
-def desired_service(owner: Owner, serving_revision: str) -> dict[str, Any]:
-    """The Service carrying live traffic to the serving revision's sidecars."""
+def desired_service(
+    owner: Owner, serving_revision: str, selector: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The Service carrying live traffic to the serving revision's sidecars.
+
+    ``selector`` overrides the serving revision's (a router spanning the
+    stable's and the candidate's pods during a canary).
+    """
     return with_applied_hash(
         {
             "apiVersion": "v1",
@@ -344,7 +360,41 @@ def desired_service(owner: Owner, serving_revision: str) -> dict[str, Any]:
             ),
             "spec": {
                 "type": "ClusterIP",
-                "selector": naming.selector_labels(owner.name, serving_revision),
+                "selector": dict(selector)
+                if selector
+                else naming.selector_labels(owner.name, serving_revision),
+                "ports": [
+                    {
+                        "name": SIDECAR_PORT_NAME,
+                        "port": SERVICE_PORT,
+                        "targetPort": SIDECAR_PORT_NAME,
+                        "protocol": "TCP",
+                        "appProtocol": "http",
+                    }
+                ],
+            },
+        }
+    )
+
+
+def desired_revision_service(owner: Owner, revision: str, role: str) -> dict[str, Any]:
+    """The per-revision Service ``<name>-<revision>``: only that revision's sidecars.
+
+    Gateway API backends, shadow copies and golden replays address one
+    revision through it, independently of pods coming and going.
+    """
+    return with_applied_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(
+                owner,
+                naming.deployment_name(owner.name, revision),
+                naming.child_labels(owner.name, role, revision),
+            ),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": naming.selector_labels(owner.name, revision),
                 "ports": [
                     {
                         "name": SIDECAR_PORT_NAME,

@@ -28,19 +28,37 @@ during a switch.
 from __future__ import annotations
 
 import datetime
+import json
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vigil.core import naming
+from vigil.core import naming, rollout
+from vigil.core.candidate import (
+    FINISHED,
+    OUTCOME_FAILED,
+    OUTCOME_ROLLED_BACK,
+    Request,
+    RolloutInputs,
+    RoutePlanner,
+    golden_from_status,
+    state_from_status,
+    state_to_status,
+)
 from vigil.core.desired import (
+    SIDECAR_CONFIG_KEY,
     Owner,
     RevisionInfo,
     desired_configmap,
     desired_deployment,
+    desired_revision_service,
     desired_service,
     needs_write,
+    owner_reference,
+    with_applied_hash,
 )
+from vigil.core.health import monitoring_settings
 from vigil.core.observed import DeploymentView, service_revision, view_deployment
 from vigil.core.revision import (
     REVISION_LENGTH,
@@ -58,6 +76,7 @@ from vigil.core.status import (
     PHASE_HEALTHY,
     PHASE_PENDING,
     PHASE_PROGRESSING,
+    PHASE_ROLLED_BACK,
     ConditionState,
     build_conditions,
     find_condition,
@@ -119,6 +138,14 @@ class Observation:
     now: datetime.datetime
     sidecar_image: str
     foreign_service: bool = False  # a Service named like ours exists and someone else owns it
+    #: Per-revision Services ``<name>-<revision>`` (rollouts address one revision through them).
+    revision_services: Sequence[Mapping[str, Any]] = ()
+    #: What the operator measured for the candidate (rollouts with steps).
+    rollout: RolloutInputs | None = None
+    #: A person's request from the annotations (kubectl vigil ...), if any.
+    request: Request | None = None
+    #: The traffic router's plan (replicas, Service selector); None = stable-only selector.
+    route_planner: RoutePlanner | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +191,14 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     recheck_after: float | None = None
+    #: The rollout asks for a golden-set replay against the candidate (then decide again).
+    run_golden_set: rollout.GoldenSetRef | None = None
+    #: A finished rollout: Promoted, RolledBack, Failed (for the operator's metric).
+    rollout_outcome: str | None = None
+    #: The manual request to clear from the annotations once the status is written.
+    clear_request: Request | None = None
+    #: (stable, candidate, traffic) for routers that write outside the desired set.
+    route: tuple[str, str | None, rollout.Traffic] | None = None
 
 
 @dataclass
@@ -248,6 +283,9 @@ class _Builder:
                     self.live[(kind, str((item.get("metadata") or {}).get("name")))] = item
         if obs.service is not None:
             self.live[("Service", str(obs.service["metadata"]["name"]))] = obs.service
+        for item in obs.revision_services:
+            if not _is_deleting(item):
+                self.live[("Service", str((item.get("metadata") or {}).get("name")))] = item
         self.history: list[dict[str, Any]] = [
             dict(item) for item in obs.status.get("history") or ()
         ]
@@ -264,11 +302,12 @@ class _Builder:
         return (kind, name) in self.live
 
     def delete_revision(self, revision: str) -> None:
-        """Delete a revision's Deployment and settings ConfigMap (when they exist)."""
+        """Delete a revision's Deployment, settings ConfigMap and Service (when they exist)."""
         owner = self.obs.owner.name
         for kind, name in (
             ("Deployment", naming.deployment_name(owner, revision)),
             ("ConfigMap", naming.sidecar_configmap_name(owner, revision)),
+            ("Service", naming.deployment_name(owner, revision)),
         ):
             if self.exists(kind, name):
                 self.plan.actions.append(Delete(kind, name))
@@ -348,10 +387,20 @@ def decide(obs: Observation) -> Plan:
         return plan
 
     if change is Change.NEW:
-        return _deploy_new(build, spec, revision, identity, views)
-    if change is None:
-        return _keep_stable(build, spec, revision, identity, views)
-    return _blue_green(build, spec, revision, identity, change, stable_revision, views)
+        plan = _deploy_new(build, spec, revision, identity, views)
+    elif change is None:
+        plan = _keep_stable(build, spec, revision, identity, views)
+    else:
+        plan = _blue_green(build, spec, revision, identity, change, stable_revision, views)
+    # A person's request with no rollout to act on is cleared all the same.
+    if obs.request is not None and plan.clear_request is None:
+        plan.clear_request = obs.request
+        build.event(
+            "RequestIgnored",
+            f"request {obs.request.verb!r} ignored: no rollout in progress",
+            warning=True,
+        )
+    return plan
 
 
 def _blocked(
@@ -487,8 +536,11 @@ def _blue_green(
     stable_view = views[stable_revision]
     candidate_view = views.get(revision)
 
+    policy = _rollout_policy(obs.spec, change)
+    progressive = policy is not None and bool(policy.steps)
     # Keep live traffic on the stable revision until the candidate is ready.
-    build.ensure(desired_service(obs.owner, stable_revision))
+    if not progressive:
+        build.ensure(desired_service(obs.owner, stable_revision))
     _ensure_in_history(build, stable_view)
 
     # A newer spec supersedes a candidate that was still starting.
@@ -513,7 +565,14 @@ def _blue_green(
         **_planned_summary(spec, revision),
         "change": change.value,
     }
+    # The change kind has steps: a progressive rollout (validate, shadow, canary, pause).
+    if policy is not None and progressive and not (spec.paused and candidate_view is None):
+        return _progressive(
+            build, spec, revision, identity, change, stable_view, candidate_view, policy
+        )
     # Hold where it is while paused (do not even start a candidate).
+    if progressive:
+        _stable_side(build, stable_view)
     if spec.paused:
         message = (
             f"rollout of revision {revision} is paused (spec.paused); "
@@ -583,6 +642,387 @@ def _blue_green(
         stable=stable_view,
         candidate=candidate_view,
         candidate_fallback=candidate_summary,
+    )
+
+
+def _rollout_policy(raw_spec: Mapping[str, Any], change: Change) -> rollout.RolloutPolicy | None:
+    """``spec.rollout`` for this change kind, with the SLOs the gates use (None: unreadable)."""
+    try:
+        settings = monitoring_settings(raw_spec)
+        return rollout.parse_policy(
+            raw_spec.get("rollout") or {},
+            change.value,
+            max_error_rate=settings.policy.max_error_rate,
+            max_latency_p95=settings.policy.max_latency_p95,
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _route(
+    build: _Builder, stable: str, candidate: str | None, traffic: rollout.Traffic
+) -> tuple[dict[str, int], dict[str, str], float]:
+    """Replicas per revision, the live Service's selector and the candidate's real share."""
+    planner = build.obs.route_planner
+    if planner is None:
+        replicas = {stable: traffic.stable_replicas}
+        if candidate is not None:
+            replicas[candidate] = traffic.candidate_replicas
+        return replicas, naming.selector_labels(build.obs.owner.name, stable), 0.0
+    choice = planner(stable, candidate, traffic)
+    return dict(choice.replicas), dict(choice.service_selector), float(choice.effective_weight)
+
+
+def _shadow_block(
+    build: _Builder, candidate: str, traffic: rollout.Traffic
+) -> dict[str, Any] | None:
+    """The stable sidecars' shadow settings for this traffic (None: no copies)."""
+    inputs = build.obs.rollout
+    if traffic.shadow_percent <= 0 or inputs is None or not inputs.shadow_target:
+        return None
+    return {
+        "target": inputs.shadow_target,
+        "targetRevision": candidate,
+        "percent": traffic.shadow_percent,
+    }
+
+
+def _handle_request(build: _Builder, previous: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A person's request: (verb to act on, or "", id to record). Clears it in any case."""
+    request = build.obs.request
+    if request is None:
+        return "", previous.get("handledRequestId")
+    build.plan.clear_request = request
+    if request.request_id and request.request_id == previous.get("handledRequestId"):
+        return "", request.request_id  # acted on before a restart: only clear it
+    if request.verb not in ("promote", "abort", "pause", "resume", "retry"):
+        build.event("UnknownRequest", f"unknown request {request.verb!r} ignored", warning=True)
+        return "", request.request_id or previous.get("handledRequestId")
+    return request.verb, request.request_id or previous.get("handledRequestId")
+
+
+def _progressive(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    identity: str,
+    change: Change,
+    stable_view: DeploymentView,
+    candidate_view: DeploymentView | None,
+    policy: rollout.RolloutPolicy,
+) -> Plan:
+    """Drive the candidate through its steps with ``rollout.decide`` (vigil.core.rollout)."""
+    obs = build.obs
+    stable = stable_view.revision
+    previous = dict(obs.status.get("candidate") or {})
+    same = previous.get("revision") == revision
+    if not same:
+        previous = {}
+    verb, handled = _handle_request(build, previous)
+    summary: dict[str, Any] = {**_planned_summary(spec, revision), "change": change.value}
+    summary["handledRequestId"] = handled
+    now = obs.now.timestamp()
+    replicas = spec.replicas
+
+    # A finished attempt (rolled back, failed) is not retried until the spec or a person says so.
+    if previous.get("outcome") in FINISHED:
+        retried = verb == "retry" or previous.get("outcomeGeneration") != obs.generation
+        if not retried:
+            return _finished_hold(build, spec, identity, stable_view, previous, summary)
+        previous = {}
+        build.event(
+            "RolloutRetried",
+            f"revision {revision} rolled out again "
+            + ("(a person asked)" if verb == "retry" else "(the spec changed)"),
+        )
+    promoting = bool(previous.get("promoting"))
+    state = state_from_status(previous)
+    if verb in ("promote", "abort", "pause", "resume"):
+        state = replace(state, requested=verb)  # type: ignore[arg-type]
+    golden = (obs.rollout.golden if obs.rollout else None) or golden_from_status(previous)
+    inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
+
+    if candidate_view is None and not previous:
+        build.event(
+            EVENT_ROLLOUT_STARTED,
+            f"revision {revision} ({change.value}: model {spec.model.name} version "
+            f"{spec.model.version}) starting with {len(policy.steps)} step(s); "
+            f"revision {stable} keeps serving",
+        )
+
+    if promoting:
+        decision = None
+        traffic = rollout.Traffic(0, 0, replicas, replicas)
+    else:
+        ready = (
+            candidate_view is not None
+            and candidate_view.is_available
+            and candidate_view.ready_replicas > 0
+        )
+        observations = rollout.Observations(
+            candidate_ready=ready,
+            replicas=replicas,
+            metrics_available=inputs.metrics_available and inputs.figures is not None,
+            metrics_error=inputs.metrics_error,
+            figures=inputs.figures,
+            golden=golden,
+            spec_paused=spec.paused,
+        )
+        decision = rollout.decide(policy, state, observations, now)
+        state = decision.state
+        traffic = decision.traffic
+        if decision.run_golden_set:
+            step = policy.steps[state.step]
+            build.plan.run_golden_set = step.golden_set
+
+    if decision is not None and decision.action in ("rollback", "fail"):
+        return _roll_back(build, spec, identity, stable_view, decision, summary, golden)
+
+    if decision is not None and decision.action == "promote":
+        promoting = True
+        build.event(
+            "Promoting",
+            f"revision {revision} promoted ({decision.message}); scaling it to "
+            f"{replicas} replica(s) before the switch",
+        )
+    # Promotion: once the candidate has full capacity, the blue/green switch finishes it.
+    if (
+        promoting
+        and candidate_view is not None
+        and candidate_view.is_available
+        and candidate_view.replicas == replicas
+    ):
+        plan = _switch(build, spec, revision, identity, change, stable_view, candidate_view)
+        plan.rollout_outcome = "Promoted"
+        plan.route = (revision, None, rollout.Traffic(0, 0, replicas, replicas))
+        return plan
+
+    # Set up the traffic this step asks for: replicas, selector, shadow copies.
+    replica_counts, selector, effective = _route(build, stable, revision, traffic)
+    _ensure_stable_shadow(build, stable_view, _shadow_block(build, revision, traffic))
+    info = RevisionInfo(revision, identity, naming.ROLE_CANDIDATE)
+    build.ensure(desired_configmap(obs.owner, spec, info))
+    build.ensure(
+        desired_deployment(
+            obs.owner,
+            spec,
+            info,
+            sidecar_image=obs.sidecar_image,
+            replicas=replica_counts.get(revision, traffic.candidate_replicas),
+        )
+    )
+    build.ensure(desired_revision_service(obs.owner, stable, naming.ROLE_STABLE))
+    build.ensure(desired_revision_service(obs.owner, revision, naming.ROLE_CANDIDATE))
+    build.ensure(desired_service(obs.owner, stable, selector))
+    build.plan.route = (stable, revision, traffic)
+    _ensure_in_history(build, stable_view)
+
+    if decision is not None:
+        for name in decision.events:
+            if name == "StepAdvanced":
+                build.event("StepAdvanced", decision.message)
+    step = policy.steps[min(state.step, len(policy.steps) - 1)]
+    reason = "Promoting" if promoting else (decision.reason if decision else "Promoting")
+    message = (
+        f"promoting revision {revision}: waiting for {replicas} ready replica(s)"
+        if promoting
+        else f"step {state.step + 1}/{len(policy.steps)} ({step.describe()}): "
+        f"{decision.message if decision else ''}"
+    )
+    summary.update(state_to_status(state))
+    summary.update(
+        {
+            "stepName": step.describe(),
+            "weight": round(effective) if traffic.candidate_weight else 0,
+            "shadowPercent": traffic.shadow_percent or None,
+            "reason": reason,
+            "message": message,
+            "promoting": promoting or None,
+            "golden": _golden_status(golden),
+            "gates": _gates_status(decision.gates) if decision else None,
+        }
+    )
+    ready_reason = {
+        "Paused": REASON_ROLLOUT_PAUSED,
+        "WaitingForPerson": "WaitingForPerson",
+    }.get(reason, REASON_ROLLOUT_IN_PROGRESS)
+    text = f"revision {revision} ({change.value}) {message}; revision {stable} keeps serving"
+    outcome = _Outcome(
+        PHASE_PROGRESSING,
+        _ready(False, ready_reason, text),
+        _progressing(ready_reason != REASON_ROLLOUT_PAUSED, reason, text),
+    )
+    build.plan.recheck_after = max(1.0, min(policy.interval_seconds, 10.0))
+    return _finish(
+        build,
+        outcome,
+        revision=revision,
+        stable=stable_view,
+        candidate=candidate_view,
+        candidate_fallback=summary,
+        candidate_extra=summary,
+    )
+
+
+def _ensure_stable_shadow(
+    build: _Builder, stable_view: DeploymentView, shadow: Mapping[str, Any] | None
+) -> None:
+    """Set (or clear) the shadow block in the stable's live sidecar settings.
+
+    The stable's ConfigMap was rendered from an older spec: its settings are
+    taken from the live object and only ``shadow`` changes (the sidecar
+    re-reads it at run time).
+    """
+    name = naming.sidecar_configmap_name(build.obs.owner.name, stable_view.revision)
+    live = build.live.get(("ConfigMap", name))
+    if live is None:
+        return
+    data = dict(live.get("data") or {})
+    raw = data.get(SIDECAR_CONFIG_KEY)
+    if raw is None:
+        return
+    try:
+        settings = json.loads(raw)
+    except ValueError:
+        return
+    if not isinstance(settings, dict) or settings.get("shadow") == (
+        dict(shadow) if shadow else None
+    ):
+        return
+    settings["shadow"] = dict(shadow) if shadow else None
+    data[SIDECAR_CONFIG_KEY] = json.dumps(settings, indent=2, sort_keys=True) + "\n"
+    metadata = live.get("metadata") or {}
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": build.obs.owner.namespace,
+            "labels": dict(metadata.get("labels") or {}),
+            "annotations": {
+                k: v
+                for k, v in (metadata.get("annotations") or {}).items()
+                if k != naming.ANNOTATION_APPLIED_HASH
+            },
+            "ownerReferences": [owner_reference(build.obs.owner)],
+        },
+        "data": data,
+    }
+    build.plan.actions.append(Apply(with_applied_hash(manifest)))
+
+
+def _golden_status(golden: rollout.GoldenResult | None) -> dict[str, Any] | None:
+    if golden is None:
+        return None
+    return {"total": golden.total, "agreed": golden.agreed, "agreement": round(golden.agreement, 4)}
+
+
+def _gates_status(gates: Sequence[rollout.Gate]) -> list[dict[str, Any]] | None:
+    if not gates:
+        return None
+    return [
+        {
+            "name": g.name,
+            "passed": g.passed,
+            "value": round(g.value, 4) if math.isfinite(g.value) else None,
+            "threshold": round(g.threshold, 4),
+        }
+        for g in gates
+    ]
+
+
+def _stable_side(build: _Builder, stable_view: DeploymentView) -> None:
+    """The stable at full capacity, without shadow copies, alone behind the Service."""
+    obs = build.obs
+    _ensure_stable_shadow(build, stable_view, None)
+    build.ensure(desired_service(obs.owner, stable_view.revision))
+    _ensure_in_history(build, stable_view)
+
+
+def _roll_back(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    identity: str,
+    stable_view: DeploymentView,
+    decision: rollout.Decision,
+    summary: dict[str, Any],
+    golden: rollout.GoldenResult | None,
+) -> Plan:
+    """The candidate leaves: removed; the stable (untouched) keeps serving at full capacity."""
+    obs = build.obs
+    revision = str(summary["revision"])
+    failed = decision.action == "fail"
+    outcome_word = OUTCOME_FAILED if failed else OUTCOME_ROLLED_BACK
+    _stable_side(build, stable_view)
+    build.delete_revision(revision)
+    message = (
+        f"revision {revision} {'failed' if failed else 'rolled back'} at step "
+        f"{decision.state.step + 1} ({decision.reason}): {decision.message}; "
+        f"revision {stable_view.revision} keeps serving"
+    )
+    build.event(outcome_word if not failed else EVENT_ROLLOUT_FAILED, message, warning=True)
+    build.record(
+        revision,
+        spec.model.version,
+        spec.server.image,
+        summary.get("change"),
+        outcome_word,
+        f"{decision.reason}: {decision.message}",
+    )
+    build.plan.rollout_outcome = outcome_word
+    summary.update(state_to_status(decision.state))
+    summary.update(
+        {
+            "replicas": 0,
+            "readyReplicas": 0,
+            "weight": 0,
+            "outcome": outcome_word,
+            "outcomeGeneration": obs.generation,
+            "reason": decision.reason,
+            "message": message,
+            "golden": _golden_status(golden),
+            "gates": _gates_status(decision.gates),
+        }
+    )
+    return _finished_outcome(build, stable_view, summary)
+
+
+def _finished_hold(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    identity: str,
+    stable_view: DeploymentView,
+    previous: Mapping[str, Any],
+    summary: dict[str, Any],
+) -> Plan:
+    """A rolled-back or failed revision stays out until the spec changes or a person retries."""
+    _stable_side(build, stable_view)
+    build.delete_revision(str(summary["revision"]))
+    kept = {**previous, "handledRequestId": summary.get("handledRequestId")}
+    return _finished_outcome(build, stable_view, kept)
+
+
+def _finished_outcome(
+    build: _Builder, stable_view: DeploymentView, summary: Mapping[str, Any]
+) -> Plan:
+    failed = summary.get("outcome") == OUTCOME_FAILED
+    reason = (
+        str(summary.get("reason") or "ProgressDeadlineExceeded") if failed else OUTCOME_ROLLED_BACK
+    )
+    message = str(summary.get("message") or "")
+    outcome = _Outcome(
+        PHASE_FAILED if failed else PHASE_ROLLED_BACK,
+        _ready(False, reason, message),
+        _progressing(False, reason, message),
+    )
+    return _finish(
+        build,
+        outcome,
+        revision=str(summary["revision"]),
+        stable=stable_view,
+        candidate=None,
+        candidate_fallback=summary,
+        candidate_extra=summary,
     )
 
 
@@ -709,6 +1149,7 @@ def _finish(
     stable_fallback: Mapping[str, Any] | None = None,
     candidate_fallback: Mapping[str, Any] | None = None,
     new_stable: bool = False,
+    candidate_extra: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Assemble the complete owned status (computed in memory, persisted once)."""
     obs = build.obs
@@ -758,6 +1199,16 @@ def _finish(
                 else timestamp(obs.now),
             }
         )
+        if candidate_extra:
+            # A stepped rollout's state (vigil.core.candidate), with the live replica counts.
+            summary = {
+                **{k: v for k, v in candidate_extra.items() if v is not None},
+                "replicas": summary["replicas"],
+                "readyReplicas": summary["readyReplicas"],
+            }
+            if candidate is None:
+                summary["replicas"] = candidate_extra.get("replicas", 0)
+                summary["readyReplicas"] = 0
         status["candidate"] = summary
     build.plan.status = status
     return build.plan

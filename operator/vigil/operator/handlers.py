@@ -5,6 +5,8 @@
 - Every ModelDeployment and model pod seen (listed, changed, deleted) is
   handed to the health loop, which runs one cycle per interval over all of
   them (started with the first ModelDeployment seen, stopped at cleanup).
+- A ModelDeployment carries a person's request annotation (kubectl vigil):
+  nudge a reconcile, which acts on it and clears it.
 - An owned Deployment or the Service changed (rollout progress, a pod became
   Ready, someone deleted a child): nudge a reconcile of its ModelDeployment.
   These watches are filtered server-side by the `vigil.dev/model-deployment`
@@ -23,6 +25,7 @@ import kopf
 from vigil.core import naming
 from vigil.operator import runtime
 from vigil.operator.reconciler import RetryLater
+from vigil.plugin.requests import ANNOTATION_REQUEST
 
 
 @kopf.on.startup()
@@ -66,6 +69,9 @@ async def model_deployment_seen(
     type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
     memo.runtime.health.observe_model(type, body)
+    # A person's request (kubectl vigil promote|abort|pause|resume|retry): act on it now.
+    if type != "DELETED" and ANNOTATION_REQUEST in (body.metadata.annotations or {}):
+        memo.runtime.reconciler.nudge(body.metadata.namespace, body.metadata.name)
     # Started from a resource handler (not at startup): its task inherits the
     # context kopf posts Events from. Starting twice is a no-op.
     memo.runtime.health.start()

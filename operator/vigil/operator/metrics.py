@@ -175,12 +175,22 @@ class OperatorMetrics:
             ["source"],
             registry=self.registry,
         )
+        self.rollouts = Counter(
+            "vigil_rollouts",
+            "Finished rollouts of a candidate, by outcome (Promoted, RolledBack, Failed).",
+            ["namespace", "name", "outcome"],
+            registry=self.registry,
+        )
         self.info = Gauge(
             "vigil_operator_info",
             "Constant 1, labelled with the operator's version and sidecar image.",
             ["version", "sidecar_image"],
             registry=self.registry,
         )
+
+    def rollout_finished(self, namespace: str, name: str, outcome: str) -> None:
+        """Count a finished rollout (``vigil_rollouts_total{namespace,name,outcome}``)."""
+        self.rollouts.labels(namespace, name, outcome).inc()
 
     def set_health(self, namespace: str, name: str, figures: HealthFigures) -> None:
         """Record a ModelDeployment's latest health figures (its gauges)."""

@@ -12,14 +12,16 @@ and the status is patched at most once per reconcile, only when it changed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vigil.core import naming
+from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import Owner
 from vigil.core.health import condition_word, transitions
 from vigil.core.reconcile import Apply, Delete, Event, Observation, Plan, decide
@@ -37,6 +39,9 @@ from vigil.operator.metrics import (
     OUTCOME_UNCHANGED,
     OperatorMetrics,
 )
+
+if TYPE_CHECKING:
+    from vigil.operator.rollouts import Rollouts
 
 log = logging.getLogger("vigil.operator")
 
@@ -117,6 +122,8 @@ class Reconciler:
         self._queued: set[tuple[str, str]] = set()
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Rollout I/O (measurements, golden replays, routes, requests); None = blue/green only.
+        self.rollouts: Rollouts | None = None
 
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -191,12 +198,35 @@ class Reconciler:
             ((spec.get("monitoring") or {}).get("reference") or {}).get("configMapKeyRef") or {}
         ).get("name")
         reference = await api.get("ConfigMap", namespace, ref_name) if ref_name else None
+        owned_deployments = [item for item in deployments if _owned_by(item, uid)]
+        revision_services = [
+            item
+            for item in await api.list("Service", namespace, selector)
+            if _owned_by(item, uid) and item["metadata"]["name"] != naming.service_name(name)
+        ]
+        rollout_inputs = None
+        request = None
+        planner = None
+        if self.rollouts is not None:
+            from vigil.operator.rollouts import read_request, route_planner
+
+            revisions = {
+                str(((item.get("metadata") or {}).get("labels") or {}).get(naming.LABEL_REVISION))
+                for item in owned_deployments
+            }
+            rollout_inputs = await self.rollouts.inputs(api, body, revisions)
+            request = read_request(metadata.get("annotations"))
+            planner = route_planner(name, namespace, spec)
         observation = Observation(
+            revision_services=revision_services,
+            rollout=rollout_inputs,
+            request=request,
+            route_planner=planner,
             owner=Owner(name=name, namespace=namespace, uid=uid),
             generation=int(metadata.get("generation") or 0),
             spec=spec,
             status=body.get("status") or {},
-            deployments=[item for item in deployments if _owned_by(item, uid)],
+            deployments=owned_deployments,
             service=service if service is not None and _owned_by(service, uid) else None,
             configmaps=[item for item in configmaps if _owned_by(item, uid)],
             reference_found=_reference_found(spec, reference),
@@ -205,7 +235,18 @@ class Reconciler:
             foreign_service=service is not None and not _owned_by(service, uid),
         )
         plan = decide(observation)
+        if plan.run_golden_set is not None and self.rollouts is not None:
+            # The validate step asked for a replay: run it, then decide with its result.
+            result = await self.rollouts.replay(api, body, plan.run_golden_set)
+            inputs = dataclasses.replace(
+                observation.rollout or RolloutInputs(metrics_available=False), golden=result
+            )
+            plan = decide(dataclasses.replace(observation, rollout=inputs))
         changed = await self._write(api, body, plan)
+        if self.rollouts is not None:
+            await self.rollouts.after_write(api, body, plan)
+        if plan.rollout_outcome:
+            self.metrics.rollout_finished(namespace, name, plan.rollout_outcome)
         if plan.recheck_after:
             self.nudge(namespace, name, delay=plan.recheck_after)
         return changed

@@ -21,6 +21,8 @@ from vigil.kube.client import Connection, KubeClient
 from vigil.operator.health import DEFAULT_INTERVAL_SECONDS, HealthLoop
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig
+from vigil.operator.rollouts import Rollouts
+from vigil.routing.kube import RoutingKubeClient
 
 DEFAULT_SIDECAR_IMAGE = f"ghcr.io/vigil-dev/vigil:{__version__}"
 
@@ -42,6 +44,9 @@ class OperatorOptions:
     peering_name: str | None = None
     verbose: bool = False
     health_interval: float = DEFAULT_INTERVAL_SECONDS
+    #: Reach candidates at their pod IPs (shadow copies, golden replays) instead of their
+    #: per-revision Service: for clusters without Service networking (the dev cluster).
+    pod_addressing: bool = False
 
 
 @dataclass
@@ -87,6 +92,11 @@ def build_runtime(options: OperatorOptions) -> Runtime:
         metrics=metrics,
         interval=options.health_interval,
     )
+    reconciler.rollouts = Rollouts(
+        lambda: health.pods,
+        pod_addressing=options.pod_addressing,
+        sidecar_image=options.sidecar_image,
+    )
     runtime = Runtime(options=options, metrics=metrics, reconciler=reconciler, health=health)
     holder["runtime"] = runtime
     return runtime
@@ -129,7 +139,7 @@ async def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
     if info is None:
         return None
     previous = state.client
-    state.client = KubeClient(
+    state.client = RoutingKubeClient(
         Connection(
             server=info.server,
             ca_path=str(info.ca_path) if info.ca_path else None,
@@ -149,6 +159,8 @@ async def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
 async def shutdown(runtime: Runtime) -> None:
     await runtime.health.stop()
     await runtime.reconciler.close()
+    if runtime.reconciler.rollouts is not None:
+        await runtime.reconciler.rollouts.close()
     if runtime.client is not None:
         await runtime.client.close()
 

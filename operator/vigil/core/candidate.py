@@ -1,0 +1,111 @@
+"""``status.candidate`` <-> ``RolloutState``, and what the operator measured for the candidate.
+
+All rollout state lives in ``status.candidate`` (restart-safe): the step,
+when it started, the failed checks in a row, since when the rollout holds,
+the last analysis, a person's pause or release, the golden replay's result,
+whether the promotion is under way, the outcome of a finished attempt, and
+the id of the last manual request handled (a restart between acting and
+clearing the annotation never acts twice).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vigil.core.rollout import CandidateFigures, GoldenResult, RolloutState, Traffic
+
+OUTCOME_ROLLED_BACK = "RolledBack"
+OUTCOME_FAILED = "Failed"
+FINISHED = (OUTCOME_ROLLED_BACK, OUTCOME_FAILED)
+
+
+class RouteChoice(Protocol):
+    """What a router decides for one Traffic (``vigil.routing.RoutePlan`` fits)."""
+
+    @property
+    def replicas(self) -> Mapping[str, int]: ...
+
+    @property
+    def service_selector(self) -> Mapping[str, str]: ...
+
+    @property
+    def effective_weight(self) -> float: ...
+
+
+#: (stable revision, candidate revision or None, traffic) -> the router's plan.
+RoutePlanner = Callable[[str, str | None, Traffic], RouteChoice]
+
+
+@dataclass(frozen=True)
+class RolloutInputs:
+    """What the operator measured for the candidate this cycle (I/O done beforehand)."""
+
+    figures: CandidateFigures | None = None
+    metrics_available: bool = True
+    metrics_error: str = ""
+    #: A golden replay run this cycle (the decision before it asked for it).
+    golden: GoldenResult | None = None
+    #: Where the stable's sidecars send shadow copies (per-revision Service or a pod).
+    shadow_target: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """A person's request read from the annotations (verb may be "" = unknown)."""
+
+    verb: str
+    request_id: str
+
+
+def _seconds(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        text = str(value).replace("Z", "+00:00")
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _time(value: float | None) -> str | None:
+    if value is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(value, datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def state_from_status(candidate: Mapping[str, Any] | None) -> RolloutState:
+    """The rollout state a previous cycle persisted (defaults when there is none)."""
+    candidate = candidate or {}
+    return RolloutState(
+        step=int(candidate.get("step") or 0),
+        step_started_at=_seconds(candidate.get("stepStartedAt")),
+        failed_checks=int(candidate.get("failedChecks") or 0),
+        held_since=_seconds(candidate.get("heldSince")),
+        last_analysis_at=_seconds(candidate.get("lastAnalysisAt")),
+        paused=bool(candidate.get("paused")),
+        released=bool(candidate.get("released")),
+    )
+
+
+def state_to_status(state: RolloutState) -> dict[str, Any]:
+    """The fields of ``status.candidate`` that hold the state (None = absent)."""
+    return {
+        "step": state.step,
+        "stepStartedAt": _time(state.step_started_at),
+        "failedChecks": state.failed_checks,
+        "heldSince": _time(state.held_since),
+        "lastAnalysisAt": _time(state.last_analysis_at),
+        "paused": state.paused or None,
+        "released": state.released or None,
+    }
+
+
+def golden_from_status(candidate: Mapping[str, Any] | None) -> GoldenResult | None:
+    golden = (candidate or {}).get("golden") or {}
+    if "total" not in golden:
+        return None
+    return GoldenResult(total=int(golden["total"]), agreed=int(golden.get("agreed") or 0))

@@ -1,0 +1,241 @@
+"""The rollout's I/O around the pure decision (vigil.core.reconcile / vigil.core.rollout).
+
+Before each reconcile of a ModelDeployment with a candidate:
+
+* measure the candidate and the stable (the same metrics sources as the
+  health loop: direct scrapes of the sidecars or Prometheus) and reduce the
+  two windows to ``CandidateFigures`` (vigil.core.analysis, pure);
+* give the address the stable's sidecars copy shadow requests to, and the
+  golden replay goes to: the candidate's per-revision Service
+  (``http://<name>-<revision>.<ns>.svc:80``, the default), or with
+  ``--pod-addressing`` a candidate pod's IP (``http://<pod IP>:8000``) for
+  clusters without Service networking (the Docker-free dev cluster);
+* the traffic router's pure plan (replicas, Service selector).
+
+After it: replay the golden set when the decision asked (then the reconciler
+decides again), write the HTTPRoute weights (Gateway API router), clear a
+person's request annotation (JSON patch guarded by the request id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vigil.core import naming
+from vigil.core.analysis import candidate_figures
+from vigil.core.candidate import Request, RolloutInputs, RoutePlanner
+from vigil.core.desired import METRICS_PORT, SIDECAR_PORT
+from vigil.core.health import monitoring_settings
+from vigil.core.reconcile import Plan
+from vigil.core.revision import compute_revision
+from vigil.core.rollout import GoldenResult, GoldenSetRef, Traffic
+from vigil.core.spec import parse_spec
+from vigil.kube.client import KubeError
+from vigil.metrics import MetricsSource, PodTarget, RevisionTarget
+from vigil.operator.health import PodInfo, SourceFactory, default_source
+from vigil.plugin.requests import ManualRequest, clear_request_patch, parse_request
+from vigil.profile.model import ProfileError, parse_profile
+from vigil.routing import RoutingError, RoutingTarget, router_for
+from vigil.routing.base import RoutingApi
+from vigil.validation.golden import GoldenSetError, load_golden_set, replay
+
+log = logging.getLogger("vigil.operator.rollouts")
+
+PodsProvider = Callable[[], Mapping[tuple[str, str], PodInfo]]
+
+
+def read_request(annotations: Mapping[str, str] | None) -> Request | None:
+    """The request annotation as the core takes it (unknown verbs kept, the core warns)."""
+    request = parse_request(annotations)
+    if request is None:
+        return None
+    return Request(request.verb, request.request_id)
+
+
+def route_planner(name: str, namespace: str, spec: Mapping[str, Any]) -> RoutePlanner:
+    """The router's pure plan for this ModelDeployment (replica ratio or Gateway API)."""
+    router = router_for(spec.get("rollout") or {})
+
+    def plan(stable: str, candidate: str | None, traffic: Traffic) -> Any:
+        return router.plan(RoutingTarget(name, namespace, stable, candidate), traffic)
+
+    return plan
+
+
+class Rollouts:
+    """Measures candidates, replays golden sets, applies routes, clears requests."""
+
+    def __init__(
+        self,
+        pods: PodsProvider,
+        *,
+        pod_addressing: bool = False,
+        sidecar_image: str = "",
+        source_factory: SourceFactory = default_source,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pods = pods
+        self.pod_addressing = pod_addressing
+        self.sidecar_image = sidecar_image
+        self._source_factory = source_factory
+        self._sources: dict[tuple[str, str], MetricsSource] = {}
+        self._clock = clock
+
+    async def close(self) -> None:
+        for source in self._sources.values():
+            await source.close()
+        self._sources.clear()
+
+    def _running_pods(self, namespace: str, name: str, revision: str) -> list[tuple[str, str]]:
+        return sorted(
+            (pod_name, info.ip)
+            for (pod_namespace, pod_name), info in list(self._pods().items())
+            if pod_namespace == namespace
+            and info.model_deployment == name
+            and info.revision == revision
+            and info.running
+        )
+
+    def candidate_url(self, namespace: str, name: str, revision: str) -> str | None:
+        """Where shadow copies and the golden replay reach the candidate."""
+        if not self.pod_addressing:
+            return f"http://{naming.deployment_name(name, revision)}.{namespace}.svc:80"
+        pods = self._running_pods(namespace, name, revision)
+        return f"http://{pods[0][1]}:{SIDECAR_PORT}" if pods else None
+
+    def desired_revision(self, name: str, spec: Mapping[str, Any]) -> str | None:
+        try:
+            return compute_revision(parse_spec(name, spec), self.sidecar_image)
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    async def inputs(
+        self, api: Any, body: Mapping[str, Any], revisions: set[str]
+    ) -> RolloutInputs | None:
+        """The candidate's figures this cycle, or None when no candidate runs."""
+        metadata = body["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        spec = body.get("spec") or {}
+        stable = ((body.get("status") or {}).get("stable") or {}).get("revision")
+        candidate = self.desired_revision(name, spec)
+        if not stable or not candidate or candidate == stable or candidate not in revisions:
+            return None
+        target = self.candidate_url(namespace, name, candidate)
+        try:
+            settings = monitoring_settings(spec)
+        except (ValueError, TypeError) as error:
+            return RolloutInputs(metrics_available=False, metrics_error=str(error))
+        window = settings.policy.window_seconds
+        targets = [
+            RevisionTarget(
+                namespace,
+                name,
+                revision,
+                window,
+                tuple(
+                    PodTarget(pod, ip, METRICS_PORT)
+                    for pod, ip in self._running_pods(namespace, name, revision)
+                ),
+            )
+            for revision in (candidate, stable)
+        ]
+        if not targets[0].pods:
+            return RolloutInputs(
+                metrics_available=False,
+                metrics_error="no running candidate pods to measure",
+                shadow_target=target,
+            )
+        key = settings.source_key
+        source = self._sources.get(key)
+        if source is None:
+            source = self._sources[key] = self._source_factory(key)
+        try:
+            collection = await source.collect(targets, self._clock())
+        except Exception as error:  # a broken source holds the rollout, never judges it
+            return RolloutInputs(
+                metrics_available=False, metrics_error=f"metrics: {error}", shadow_target=target
+            )
+        cand = collection.windows.get(targets[0].key)
+        if cand is None:
+            problem = collection.errors.get(targets[0].key, "no metrics for the candidate")
+            return RolloutInputs(
+                metrics_available=False, metrics_error=problem, shadow_target=target
+            )
+        reference = await self._reference(api, namespace, settings.reference)
+        figures = candidate_figures(
+            candidate,
+            cand,
+            collection.windows.get(targets[1].key),
+            method=settings.policy.drift_method,  # type: ignore[arg-type]
+            reference=reference,
+        )
+        return RolloutInputs(figures=figures, shadow_target=target)
+
+    async def _reference(self, api: Any, namespace: str, ref: tuple[str, str] | None) -> Any:
+        if ref is None:
+            return None
+        try:
+            configmap = await api.get("ConfigMap", namespace, ref[0])
+            raw = ((configmap or {}).get("data") or {}).get(ref[1])
+            return parse_profile(raw) if raw else None
+        except (KubeError, ProfileError, ValueError):
+            return None
+
+    async def replay(self, api: Any, body: Mapping[str, Any], ref: GoldenSetRef) -> GoldenResult:
+        """Replay the golden set against the candidate (a failure reproduces nothing)."""
+        metadata = body["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        spec = body.get("spec") or {}
+        revision = self.desired_revision(name, spec)
+        url = self.candidate_url(namespace, name, revision) if revision else None
+        if url is None:
+            log.warning("%s/%s: no candidate address for the golden replay", namespace, name)
+            return GoldenResult(total=0, agreed=0)
+        model = str((spec.get("model") or {}).get("name") or name)
+        try:
+            golden = await load_golden_set(api, namespace, ref)
+            result = await replay(golden, url, model=model)
+        except (GoldenSetError, KubeError) as error:
+            log.warning("%s/%s: golden set unusable: %s", namespace, name, error)
+            return GoldenResult(total=0, agreed=0)
+        log.info(
+            "%s/%s: golden replay against %s: %d/%d reproduced",
+            namespace,
+            name,
+            url,
+            result.agreed,
+            result.total,
+        )
+        return result
+
+    async def after_write(self, api: Any, body: Mapping[str, Any], plan: Plan) -> None:
+        """Routes outside the desired set (HTTPRoute), then clear a handled request."""
+        metadata = body["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        spec = body.get("spec") or {}
+        router = router_for(spec.get("rollout") or {})
+        if plan.route is not None and router.kind != "replicaRatio":
+            stable, candidate, traffic = plan.route
+            routing_api: RoutingApi = api
+            try:
+                await router.apply(
+                    routing_api, RoutingTarget(name, namespace, stable, candidate), traffic
+                )
+            except (RoutingError, KubeError) as error:
+                log.warning("%s/%s: routing not applied: %s", namespace, name, error)
+        if plan.clear_request is not None:
+            request = ManualRequest(plan.clear_request.verb, plan.clear_request.request_id)
+            try:
+                await api.patch(
+                    "ModelDeployment",
+                    namespace,
+                    name,
+                    clear_request_patch(request),
+                    content_type="application/json-patch+json",
+                )
+            except KubeError as error:
+                # 422: a newer request arrived meanwhile; it is read on the next cycle.
+                log.info("%s/%s: request not cleared: %s", namespace, name, error)

@@ -1,0 +1,301 @@
+"""The reconcile decision with rollout steps: candidate lifecycle, traffic, promotion, rollback."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from typing import Any
+
+from core_world import World, spec
+
+from vigil.core.analysis import candidate_figures
+from vigil.core.candidate import Request, RolloutInputs
+from vigil.core.reconcile import Observation, Plan
+from vigil.core.rollout import CandidateFigures, GoldenResult
+from vigil.core.window import RevisionWindow
+from vigil.routing import RoutingTarget, router_for
+
+GOOD = CandidateFigures(
+    requests=100, error_rate=0.0, latency_p95=0.01, compared=100, agreement=0.99
+)
+BAD = dataclasses.replace(GOOD, agreement=0.4)
+
+ROLLOUT = {
+    "replacement": {
+        "steps": [
+            {"shadow": {"duration": "10s", "percent": 100, "minRequests": 20}},
+            {"canary": {"weight": 20, "duration": "10s"}},
+            {"canary": {"weight": 50, "duration": "10s"}},
+        ]
+    },
+    "tweak": {"steps": [{"canary": {"weight": 50, "duration": "5s"}}]},
+    "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 2},
+    "progressDeadline": "60s",
+}
+
+
+class RolloutWorld(World):
+    """World + per-revision Services, the rollout inputs, the router and requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: RolloutInputs | None = None
+        self.request: Request | None = None
+        self.golden: GoldenResult | None = None
+        self.plans: list[Plan] = []
+
+    def observe(self) -> Observation:
+        base = super().observe()
+        services = [
+            copy.deepcopy(obj)
+            for (kind, name), obj in self.objects.items()
+            if kind == "Service" and name != self.owner.name
+        ]
+        router = router_for(self.spec.get("rollout") or {})
+
+        def planner(stable: str, candidate: str | None, traffic: Any) -> Any:
+            return router.plan(RoutingTarget("wine", "ml", stable, candidate), traffic)
+
+        return dataclasses.replace(
+            base,
+            revision_services=services,
+            rollout=self.inputs,
+            request=self.request,
+            route_planner=planner,
+        )
+
+    def reconcile(self, advance: float = 1.0) -> Plan:
+        plan = super().reconcile(advance)
+        self.plans.append(plan)
+        if plan.clear_request is not None:
+            self.request = None
+        return plan
+
+    def shadow(self, revision: str) -> Any:
+        data = self.objects[("ConfigMap", f"wine-{revision}-sidecar")]["data"]
+        return json.loads(data["sidecar.json"])["shadow"]
+
+    def replicas(self, revision: str) -> int:
+        deployment = self.deployment(revision)
+        return -1 if deployment is None else deployment["spec"]["replicas"]
+
+
+def started(version: str = "2", **extra: Any) -> tuple[RolloutWorld, str, str]:
+    world = RolloutWorld()
+    world.spec = spec("1", 2, rollout=ROLLOUT)
+    world.reconcile()
+    stable = world.status["stable"]["revision"]
+    world.pods_ready(stable)
+    world.reconcile()
+    world.set_spec(spec(version, 2, **{"rollout": ROLLOUT, **extra}))
+    world.reconcile()
+    candidate = world.status["candidate"]["revision"]
+    return world, stable, candidate
+
+
+def run_until(world: RolloutWorld, candidate: str, predicate: Any, limit: int = 60) -> None:
+    for _ in range(limit):
+        if world.deployment(candidate) is not None:
+            world.pods_ready(candidate)
+        world.reconcile(advance=1.0)
+        if predicate():
+            return
+    raise AssertionError(f"not reached; status: {world.status}")
+
+
+def test_replacement_goes_shadow_canary_canary_promoted() -> None:
+    world, stable, candidate = started()
+    assert world.status["candidate"]["change"] == "replacement"
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://10.0.0.9:8000")
+    world.pods_ready(candidate)
+    world.reconcile()
+    # shadow: full candidate capacity, no live traffic, the stable copies requests
+    assert world.replicas(candidate) == 2 and world.replicas(stable) == 2
+    assert world.shadow(stable)["targetRevision"] == candidate
+    assert world.objects[("Service", "wine")]["spec"]["selector"]["vigil.dev/revision"] == stable
+    assert ("Service", f"wine-{candidate}") in world.objects
+    seen: set[str] = set()
+
+    def promoted() -> bool:
+        seen.add(str((world.status.get("candidate") or {}).get("stepName")))
+        return world.status["stable"]["revision"] == candidate
+
+    run_until(world, candidate, promoted)
+    assert {"shadow 100%", "canary 20%", "canary 50%"} <= seen
+    assert world.deployment(stable) is None
+    assert world.status["history"][0]["outcome"] == "Promoted"
+    assert world.status["history"][0]["change"] == "replacement"
+    assert "candidate" not in world.status
+    assert any(p.rollout_outcome == "Promoted" for p in world.plans)
+
+
+def test_canary_spans_both_revisions_with_replica_ratio() -> None:
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 20%")
+    world.pods_ready(candidate)
+    world.reconcile()
+    selector = world.objects[("Service", "wine")]["spec"]["selector"]
+    assert selector == {"vigil.dev/model-deployment": "wine"}
+    assert world.replicas(candidate) == 1 and world.replicas(stable) == 2
+    assert world.shadow(stable) is None
+
+
+def test_bad_agreement_rolls_back_and_is_not_retried() -> None:
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")
+    assert world.deployment(candidate) is None
+    assert world.replicas(stable) == 2
+    assert world.shadow(stable) is None
+    ready = world.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RolledBack")
+    assert "agreement 0.40 vs 0.95" in ready["message"]
+    assert world.status["history"][0]["outcome"] == "RolledBack"
+    assert any(e.reason == "RolledBack" and e.warning for p in world.plans for e in p.events)
+    # not retried on later cycles
+    for _ in range(5):
+        world.reconcile()
+    assert world.deployment(candidate) is None
+    # a person retries
+    world.request = Request("retry", "id-1")
+    world.reconcile()
+    assert world.deployment(candidate) is not None
+    assert world.status["candidate"]["handledRequestId"] == "id-1"
+    assert "outcome" not in world.status["candidate"]
+
+
+def test_golden_set_failure_stops_at_validate() -> None:
+    steps = {
+        "replacement": {
+            "steps": [
+                {
+                    "validate": {
+                        "goldenSet": {"configMapKeyRef": {"name": "g", "key": "golden.json"}},
+                        "minAgreement": 0.9,
+                    }
+                },
+                {"shadow": {"duration": "10s"}},
+            ]
+        }
+    }
+    world, stable, candidate = started(rollout={**ROLLOUT, **steps})
+    world.pods_ready(candidate)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    plan = world.reconcile()
+    assert plan.run_golden_set is not None and plan.run_golden_set.name == "g"
+    assert world.replicas(candidate) == 1
+    assert world.shadow(stable) is None
+    world.inputs = RolloutInputs(
+        figures=GOOD, shadow_target="http://x", golden=GoldenResult(total=100, agreed=40)
+    )
+    world.reconcile()
+    assert world.status["phase"] == "RolledBack"
+    assert "golden set agreement 0.400" in world.condition("Ready")["message"]
+    assert world.shadow(stable) is None
+
+
+def test_missing_metrics_hold_then_fail_at_deadline() -> None:
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "MetricsUnavailable"
+    run_until(world, candidate, lambda: world.status["phase"] == "Failed", limit=90)
+    assert world.deployment(candidate) is None
+    assert world.replicas(stable) == 2
+    assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
+
+
+def test_tweak_runs_the_tweak_steps() -> None:
+    world, _stable, candidate = started(version="1", config={"MLSERVER_PARALLEL_WORKERS": "2"})
+    assert world.status["candidate"]["change"] == "tweak"
+    world.inputs = RolloutInputs(figures=GOOD)
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.status["candidate"]["stepName"] == "canary 50%"
+    run_until(world, candidate, lambda: world.status["stable"]["revision"] == candidate)
+    assert world.status["history"][0]["change"] == "tweak"
+
+
+def test_spec_back_to_stable_aborts_and_new_spec_supersedes() -> None:
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.pods_ready(candidate)
+    world.reconcile()
+    world.set_spec(spec("3", 2, rollout=ROLLOUT))
+    world.reconcile()
+    newer = world.status["candidate"]["revision"]
+    assert newer != candidate and world.deployment(candidate) is None
+    assert ("Service", f"wine-{candidate}") not in world.objects
+    world.set_spec(spec("1", 2, rollout=ROLLOUT))
+    world.reconcile()
+    assert world.deployment(newer) is None
+    assert world.shadow(stable) is None
+    assert "candidate" not in world.status
+
+
+def test_person_pause_resume_promote_abort() -> None:
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.pods_ready(candidate)
+    world.request = Request("pause", "p1")
+    plan = world.reconcile()
+    assert plan.clear_request == Request("pause", "p1")
+    assert world.status["candidate"]["reason"] == "Paused"
+    assert world.condition("Ready")["reason"] == "RolloutPaused"
+    for _ in range(15):
+        world.reconcile()
+    assert world.status["candidate"]["stepName"] == "shadow 100%"
+    world.request = Request("resume", "p2")
+    world.reconcile()
+    assert world.status["candidate"]["reason"] != "Paused"
+    world.request = Request("promote", "p3")
+    run_until(world, candidate, lambda: world.status["stable"]["revision"] == candidate, 5)
+    world.set_spec(spec("3", 2, rollout=ROLLOUT))
+    world.reconcile()
+    newer = world.status["candidate"]["revision"]
+    world.request = Request("abort", "p4")
+    world.reconcile()
+    assert world.status["phase"] == "RolledBack"
+    assert world.deployment(newer) is None
+
+
+def test_same_request_id_is_never_acted_on_twice() -> None:
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.pods_ready(candidate)
+    world.request = Request("pause", "p1")
+    world.reconcile()
+    world.request = Request("resume", "p2")
+    world.reconcile()
+    # the pause annotation seen again (a restart before it was cleared): ignored
+    world.request = Request("pause", "p2")
+    plan = world.reconcile()
+    assert plan.clear_request is not None
+    assert world.status["candidate"]["reason"] != "Paused"
+
+
+def test_candidate_figures_from_two_windows() -> None:
+    stable = RevisionWindow(
+        requests_by_outcome={"success": 100},
+        prediction_classes={"0": 40, "1": 40, "2": 20},
+        shadow_predictions={"cand": 80},
+        shadow_agreements={"cand": 60},
+    )
+    cand = RevisionWindow(
+        requests_by_outcome={"success": 78, "error": 2},
+        latency_buckets=((0.01, 50.0), (0.1, 80.0), (float("inf"), 80.0)),
+        prediction_classes={"0": 10, "1": 10, "2": 60},
+    )
+    figures = candidate_figures("cand", cand, stable)
+    assert figures.requests == 80
+    assert figures.error_rate == 0.025
+    assert figures.compared == 80 and figures.agreement == 0.75
+    assert figures.prediction_shift is not None and figures.prediction_shift > 0.2
+    assert figures.latency_p95 is not None and 0.01 < figures.latency_p95 <= 0.1
+    same = candidate_figures("cand", stable, stable)
+    assert same.prediction_shift == 0.0
+    alone = candidate_figures("cand", cand, None)
+    assert alone.agreement is None and alone.compared == 0
