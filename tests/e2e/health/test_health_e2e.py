@@ -391,6 +391,9 @@ def test_two_shifted_features_raise_drift_and_normal_traffic_clears_it(
         assert current["phase"] == "Degraded"
         assert condition(current, "Healthy").get("status") == "True"  # drift is no SLO breach
         assert kube.events("DriftAboveThreshold"), "no Event for the transition"
+        # Drifted traffic fills a whole window before it goes back to normal.
+        time.sleep(max(0.0, WINDOW - (time.monotonic() - started)))
+        assert condition(status(kube), "DriftDetected").get("status") == "True"
 
         mode = "normal"
         started = time.monotonic()
