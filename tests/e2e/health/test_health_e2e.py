@@ -294,8 +294,26 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
     request: pytest.FixtureRequest,
 ) -> None:
     prometheus_url = None
+    server: LocalPrometheus | None = None
     if source == "prometheus":
-        prometheus_url = request.getfixturevalue("prometheus").url
+        # Prometheus scrapes the sidecars (pod discovery) and, as the
+        # ServiceMonitor tells a cluster's Prometheus to, the operator itself.
+        server = LocalPrometheus(
+            request.getfixturevalue("cluster"),
+            tmp_path / "prometheus",
+            scrape_interval="1s",
+            extra_scrape_configs=[
+                {
+                    "job_name": "vigil-operator",
+                    "honor_labels": True,
+                    "scrape_interval": "1s",
+                    "static_configs": [{"targets": [f"127.0.0.1:{operator.metrics_port}"]}],
+                }
+            ],
+        )
+        server.start()
+        request.addfinalizer(server.stop)
+        prometheus_url = server.url
     traffic = deploy(kube, workload_runner, tmp_path, source=source, prometheus_url=prometheus_url)
     # A few requests first (the series exist before the burst), then the burst;
     # all of it stays inside the 30 s window while the status is read.
@@ -348,6 +366,30 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
     assert gauge(operator, "vigil_modeldeployment_phase", **md, phase="Healthy") == 1
     assert gauge(operator, "vigil_modeldeployment_phase", **md, phase="Degraded") == 0
     assert gauge(operator, "vigil_health_cycle_seconds_count") > 0
+
+    if server is not None:
+        # The alert rules' inputs from the operator exist in Prometheus, labelled
+        # with the model's namespace (honor_labels), and the drift alert is quiet.
+        selector = f'{{namespace="{kube.namespace}",name="wine"}}'
+        for query in (
+            f"vigil_modeldeployment_error_rate{selector}",
+            f"vigil_modeldeployment_latency_p95_seconds{selector}",
+            f"vigil_modeldeployment_drift_score{selector}",
+            f"vigil_modeldeployment_slo_max_error_rate{selector}",
+            f"vigil_modeldeployment_metrics_available{selector} == 1",
+            f'vigil_modeldeployment_phase{{namespace="{kube.namespace}",phase="Healthy"}} == 1',
+        ):
+            wait(
+                lambda query=query: server.query(query),
+                15,
+                lambda query=query: f"Prometheus to have data for {query}",
+            )
+        drifting = (
+            "max by (namespace, name, revision) (vigil_modeldeployment_drift_score)"
+            " > on (namespace, name) group_left ()"
+            " max by (namespace, name) (vigil_modeldeployment_drift_threshold)"
+        )
+        assert server.query(drifting) == []
 
     if source == "direct":
         # Nothing changes while the burst stays in the window: no status write.
