@@ -347,3 +347,34 @@ async def test_unavailable_metrics_without_figures_are_written_once(loop: Loop) 
     await loop.cycle()
     assert len(loop.api.writes) == writes
     assert "stale" not in loop.status()["health"]
+
+
+async def test_sidecars_that_do_not_answer_are_counted(loop: Loop) -> None:
+    class Flaky(FakeSource):
+        async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
+            result = await super().collect(targets, now)
+            result.scrapes, result.scrape_failures = 2, 1
+            return result
+
+    loop.sources[("direct", "")] = Flaky("direct")
+    loop.add(md(), pod("wine-a"), pod("wine-b", ip="10.0.0.2"))
+    loop.sources[("direct", "")].windows[("ml", "wine", "r1")] = GOOD
+    result = await loop.cycle()
+    assert result.scrape_failures == 1
+    assert loop.sample("vigil_health_scrape_failures_total") == 1
+    assert loop.condition("MetricsAvailable")["status"] == "True"  # the other one answered
+
+
+async def test_a_source_that_raises_fails_only_its_group(loop: Loop) -> None:
+    class Broken(FakeSource):
+        async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
+            raise RuntimeError("boom")
+
+    loop.sources[("prometheus", "http://p:9090")] = Broken("prometheus")
+    loop.add(md("a", metrics={"source": "prometheus", "prometheusURL": "http://p:9090"}))
+    loop.add(md("b"), pod("b-1", model="b"))
+    loop.sources.setdefault(("direct", ""), FakeSource("direct")).windows[("ml", "b", "r1")] = GOOD
+    await loop.cycle()
+    assert loop.condition("MetricsAvailable", "a")["status"] == "False"
+    assert "boom" in loop.condition("MetricsAvailable", "a")["message"]
+    assert loop.condition("MetricsAvailable", "b")["status"] == "True"
