@@ -12,7 +12,9 @@ Each cycle, like a runbook:
 4. Judge each revision with the pure :func:`vigil.core.health.evaluate`.
 5. Write ``status.health`` and the conditions through
    :meth:`Reconciler.record_health`: at most one patch per object per cycle,
-   none when nothing changed after rounding; Events on transitions.
+   none when nothing changed after rounding (checked first against the
+   watched copy, so an unchanged object costs no API call); Events on
+   transitions.
 6. Update the per-ModelDeployment gauges.
 
 A failing source changes no verdict: ``MetricsAvailable`` turns False with
@@ -357,6 +359,8 @@ class HealthLoop:
             health = next_health(previous, report, settings.policy, evaluated_at)
             conditions = health_conditions(report, settings.policy)
             self._update_gauges(target, settings, report)
+            if self.reconciler.health_unchanged(body, health, conditions):
+                continue  # not even a read: the watched copy already says all this
             writes.append(self._record(target, health, conditions))
         outcomes = await asyncio.gather(*writes)
         result.written = sum(1 for written in outcomes if written)

@@ -102,6 +102,36 @@ def _reference_found(spec: Mapping[str, Any], configmap: Mapping[str, Any] | Non
     return key in (configmap.get("data") or {}) or key in (configmap.get("binaryData") or {})
 
 
+def health_patch(
+    body: Mapping[str, Any],
+    health: Mapping[str, Any],
+    conditions: Sequence[ConditionState],
+    now: datetime.datetime,
+) -> tuple[dict[str, Any], str]:
+    """The status patch a health evaluation needs on this object (empty: none), and the phase.
+
+    Conditions the evaluation does not mention keep their place and value.
+    """
+    status = body.get("status") or {}
+    merged = build_conditions(
+        conditions,
+        status.get("conditions"),
+        generation=int((body.get("metadata") or {}).get("generation") or 0),
+        now=now,
+    )
+    order = {item.get("type"): index for index, item in enumerate(status.get("conditions") or [])}
+    merged.sort(key=lambda item: order.get(item["type"], len(order)))
+    patch: dict[str, Any] = {}
+    if status.get("health") != health:
+        patch["health"] = replacing_merge_patch(status.get("health"), health)
+    if status.get("conditions") != merged:
+        patch["conditions"] = merged
+    phase = phase_after_health(status.get("phase"), merged)
+    if status.get("phase") != phase:
+        patch["phase"] = phase
+    return patch, phase
+
+
 class Reconciler:
     """Reconciles ModelDeployments one at a time per object, coalescing bursts of events."""
 
@@ -308,25 +338,7 @@ class Reconciler:
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
                 return False
             status = body.get("status") or {}
-            merged = build_conditions(
-                conditions,
-                status.get("conditions"),
-                generation=int(body["metadata"].get("generation") or 0),
-                now=self._clock(),
-            )
-            # Conditions this evaluation did not mention keep their place and value.
-            order = {
-                item.get("type"): index for index, item in enumerate(status.get("conditions") or [])
-            }
-            merged.sort(key=lambda item: order.get(item["type"], len(order)))
-            patch: dict[str, Any] = {}
-            if status.get("health") != health:
-                patch["health"] = replacing_merge_patch(status.get("health"), health)
-            if status.get("conditions") != merged:
-                patch["conditions"] = merged
-            phase = phase_after_health(status.get("phase"), merged)
-            if status.get("phase") != phase:
-                patch["phase"] = phase
+            patch, phase = health_patch(body, health, conditions, self._clock())
             if not patch:
                 return False
             await api.patch_status("ModelDeployment", namespace, name, patch)
@@ -343,6 +355,20 @@ class Reconciler:
                     ),
                 )
             return True
+
+    def health_unchanged(
+        self,
+        body: Mapping[str, Any],
+        health: Mapping[str, Any],
+        conditions: Sequence[ConditionState],
+    ) -> bool:
+        """Whether a health evaluation would write nothing on this (watched) copy of the object.
+
+        Lets the monitoring loop skip even the read of an unchanged object;
+        `record_health` checks again on a fresh read before it writes.
+        """
+        patch, _ = health_patch(body, health, conditions, self._clock())
+        return not patch
 
     def report_failure(self, body: Mapping[str, Any], message: str) -> None:
         """Post a Warning Event for a failed reconcile (the reason stays in the message)."""

@@ -177,8 +177,17 @@ async def test_unchanged_figures_write_nothing_even_though_time_passed(loop: Loo
     await loop.cycle()
     first = loop.status()["health"]["evaluatedAt"]
     writes = len(loop.api.writes)
+    reads: list[tuple[str, str]] = []
+    get = loop.api.get
+
+    async def counting_get(kind: str, namespace: str, name: str) -> Any:
+        reads.append((kind, name))
+        return await get(kind, namespace, name)
+
+    loop.api.get = counting_get  # type: ignore[method-assign]
     result = await loop.cycle()
     assert result.written == 0 and len(loop.api.writes) == writes
+    assert reads == []  # the watched copy was enough: not even a read
     assert loop.status()["health"]["evaluatedAt"] == first
 
 
