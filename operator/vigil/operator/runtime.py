@@ -102,6 +102,21 @@ def build_runtime(options: OperatorOptions) -> Runtime:
     return runtime
 
 
+#: Watch handlers that only feed the health loop: their per-event success lines are noise.
+QUIET_HANDLERS = ("model_deployment_seen", "model_pod_seen")
+
+
+class QuietWatchHandlers(logging.Filter):
+    """Drops kopf's "Handler '<id>' succeeded." for the health loop's watch handlers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.endswith(" succeeded.")
+            and any(f"'{handler}'" in message for handler in QUIET_HANDLERS)
+        )
+
+
 def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     """Kopf settings that make the operator GitOps-friendly and cheap to run.
 
@@ -118,6 +133,9 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     settings.scanning.disabled = True
     settings.posting.loggers = False
     settings.posting.reporting_component = "vigil-operator"
+    objects_log = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, QuietWatchHandlers) for f in objects_log.filters):
+        objects_log.addFilter(QuietWatchHandlers())
     settings.watching.label_selectors["apps", "v1", "deployments"] = naming.LABEL_MODEL_DEPLOYMENT
     settings.watching.label_selectors["", "v1", "services"] = naming.LABEL_MODEL_DEPLOYMENT
     # Model pods (their IPs, for the health loop's direct scrapes): Vigil's pods only.

@@ -387,3 +387,18 @@ async def test_a_source_that_raises_fails_only_its_group(loop: Loop) -> None:
     assert loop.condition("MetricsAvailable", "a")["status"] == "False"
     assert "boom" in loop.condition("MetricsAvailable", "a")["message"]
     assert loop.condition("MetricsAvailable", "b")["status"] == "True"
+
+
+def test_watch_handlers_feeding_the_loop_do_not_log_every_event() -> None:
+    import logging
+
+    from vigil.operator.runtime import QuietWatchHandlers
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", logging.INFO, "", 0, message, None, None)
+
+    quiet = QuietWatchHandlers()
+    assert not quiet.filter(record("Handler 'model_pod_seen' succeeded."))
+    assert not quiet.filter(record("Handler 'model_deployment_seen' succeeded."))
+    assert quiet.filter(record("Handler 'reconcile_model_deployment' succeeded."))
+    assert quiet.filter(record("Handler 'model_pod_seen' failed with an exception."))
