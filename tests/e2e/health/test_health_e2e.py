@@ -554,3 +554,56 @@ def test_prometheus_stopped_makes_metrics_unavailable_without_changing_the_verdi
         message=unavailable["message"],
     )
     operator.assert_no_errors()
+
+
+def test_a_sidecar_that_does_not_answer_is_skipped_and_counted(
+    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+) -> None:
+    traffic = deploy(kube, workload_runner, tmp_path)
+    revision = status(kube)["stable"]["revision"]
+    # A Running pod of the serving revision whose sidecar never answers: kwok
+    # gives it an IP, the runner does not know its image and runs nothing.
+    kube.apply(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": "wine-silent",
+                    "labels": {
+                        "vigil.dev/model-deployment": "wine",
+                        "vigil.dev/revision": revision,
+                    },
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "sidecar",
+                            "image": "registry.example/silent:1",
+                            "ports": [{"name": "metrics", "containerPort": 9090}],
+                        }
+                    ]
+                },
+            }
+        )
+    )
+    kube.run("wait", "--for=jsonpath={.status.phase}=Running", "pod/wine-silent", "--timeout=30s")
+    wait(
+        lambda: gauge(operator, "vigil_health_scrape_failures_total") >= 2,
+        20,
+        lambda: "the silent sidecar to be counted",
+    )
+    traffic.normal(60)
+    current = wait_status(
+        kube,
+        lambda s: (
+            (s.get("health") or {}).get("requests") == traffic.sent
+            and condition(s, "Healthy").get("status") == "True"
+        ),
+        WINDOW - 5,
+        f"Healthy True with the {traffic.sent} requests the answering pod served",
+    )
+    assert condition(current, "MetricsAvailable")["status"] == "True"
+    failures = gauge(operator, "vigil_health_scrape_failures_total")
+    record("silent-sidecar", scrape_failures=failures, measured=current["health"]["requests"])
+    operator.assert_no_errors()
