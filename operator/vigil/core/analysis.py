@@ -11,7 +11,8 @@ loop) and this module turns the candidate's and the stable's into the
   with ``target_revision`` = the candidate);
 * prediction shift: the candidate's prediction distribution against the
   stable's, with the drift method (classes, or the prediction bins);
-* input drift: each revision's worst feature drift against the reference.
+* input drift: each revision's worst feature drift against the reference
+  (only once both windows hold :data:`MIN_ROWS_FOR_INPUT_DRIFT` rows).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from vigil.profile import ReferenceProfile
 
 #: Fewer predictions than this on either side: no prediction shift is computed.
 MIN_PREDICTIONS_FOR_SHIFT = 20
+#: Fewer input rows than this on either side: the input-drift gate is not applied.
+#: PSI over ~10 bins carries a sampling bias of about (bins - 1) / rows per side, so
+#: comparing a young candidate's drift with the stable's on a few hundred rows would
+#: fail on noise alone (the gate allows only +0.05).
+MIN_ROWS_FOR_INPUT_DRIFT = 1000
 
 
 def _error_rate(window: RevisionWindow) -> float | None:
@@ -60,7 +66,7 @@ def prediction_shift(
 def _worst_drift(
     reference: ReferenceProfile | None, window: RevisionWindow | None, method: drift.DriftMethod
 ) -> float | None:
-    if reference is None or window is None:
+    if reference is None or window is None or window.input_rows < MIN_ROWS_FOR_INPUT_DRIFT:
         return None
     scores = feature_drift(reference, window, method)
     return max(scores.values()) if scores else None

@@ -50,6 +50,8 @@ class RolloutInputs:
     golden: GoldenResult | None = None
     #: Where the stable's sidecars send shadow copies (per-revision Service or a pod).
     shadow_target: str | None = None
+    #: False when the candidate's sidecar does not answer ready yet (its model still loads).
+    candidate_serving: bool = True
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ during a switch.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -750,15 +751,16 @@ def _progressive(
             f"revision {stable} keeps serving",
         )
 
+    ready = (
+        candidate_view is not None
+        and candidate_view.is_available
+        and candidate_view.ready_replicas > 0
+        and (obs.rollout is None or obs.rollout.candidate_serving)
+    )
     if promoting:
         decision = None
         traffic = rollout.Traffic(0, 0, replicas, replicas)
     else:
-        ready = (
-            candidate_view is not None
-            and candidate_view.is_available
-            and candidate_view.ready_replicas > 0
-        )
         observations = rollout.Observations(
             candidate_ready=ready,
             replicas=replicas,
@@ -797,6 +799,10 @@ def _progressive(
         plan.route = (revision, None, rollout.Traffic(0, 0, replicas, replicas))
         return plan
 
+    # Copies go to the candidate only once its pods are ready (an early copy would fail
+    # and count against it); live traffic only ever reaches Ready endpoints anyway.
+    if not ready:
+        traffic = dataclasses.replace(traffic, shadow_percent=0)
     # Set up the traffic this step asks for: replicas, selector, shadow copies.
     replica_counts, selector, effective = _route(build, stable, revision, traffic)
     _ensure_stable_shadow(build, stable_view, _shadow_block(build, revision, traffic))

@@ -215,7 +215,10 @@ def status_patch(
     after = {key: value for key, value in wanted.items() if value is not None}
     if before == after:
         return None
-    patch: dict[str, Any] = {key: copy.deepcopy(value) for key, value in after.items()}
+    # Objects (stable, candidate) lose the keys the wanted value no longer has.
+    patch: dict[str, Any] = {
+        key: replacing_merge_patch(before.get(key), value) for key, value in after.items()
+    }
     for key in before:
         if key not in after:
             patch[key] = None

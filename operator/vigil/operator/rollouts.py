@@ -24,10 +24,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import aiohttp
+
 from vigil.core import naming
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs, RoutePlanner
-from vigil.core.desired import METRICS_PORT, SIDECAR_PORT
+from vigil.core.desired import METRICS_PORT, SIDECAR_PORT, SIDECAR_READY_PATH
 from vigil.core.health import monitoring_settings
 from vigil.core.reconcile import Plan
 from vigil.core.revision import compute_revision
@@ -43,6 +45,8 @@ from vigil.routing.base import RoutingApi
 from vigil.validation.golden import GoldenSetError, load_golden_set, replay
 
 log = logging.getLogger("vigil.operator.rollouts")
+
+READY_PROBE_SECONDS = 2.0
 
 PodsProvider = Callable[[], Mapping[tuple[str, str], PodInfo]]
 
@@ -99,12 +103,36 @@ class Rollouts:
             and info.running
         )
 
-    def candidate_url(self, namespace: str, name: str, revision: str) -> str | None:
-        """Where shadow copies and the golden replay reach the candidate."""
+    def candidate_urls(self, namespace: str, name: str, revision: str) -> list[str]:
+        """Where shadow copies and the golden replay can reach the candidate."""
         if not self.pod_addressing:
-            return f"http://{naming.deployment_name(name, revision)}.{namespace}.svc:80"
-        pods = self._running_pods(namespace, name, revision)
-        return f"http://{pods[0][1]}:{SIDECAR_PORT}" if pods else None
+            return [f"http://{naming.deployment_name(name, revision)}.{namespace}.svc:80"]
+        return [
+            f"http://{ip}:{SIDECAR_PORT}" for _, ip in self._running_pods(namespace, name, revision)
+        ]
+
+    async def _answers_ready(self, url: str) -> bool:
+        timeout = aiohttp.ClientTimeout(total=READY_PROBE_SECONDS)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url + SIDECAR_READY_PATH) as response,
+            ):
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+
+    async def candidate_url(self, namespace: str, name: str, revision: str) -> str | None:
+        """The first candidate address whose sidecar answers ready (model loaded), or None.
+
+        Pod readiness is not always proof (a cluster that marks pods Ready
+        without probing them, a probe period behind): copies sent to a
+        starting model would count as the candidate's errors.
+        """
+        for url in self.candidate_urls(namespace, name, revision):
+            if await self._answers_ready(url):
+                return url
+        return None
 
     def desired_revision(self, name: str, spec: Mapping[str, Any]) -> str | None:
         try:
@@ -123,7 +151,13 @@ class Rollouts:
         candidate = self.desired_revision(name, spec)
         if not stable or not candidate or candidate == stable or candidate not in revisions:
             return None
-        target = self.candidate_url(namespace, name, candidate)
+        target = await self.candidate_url(namespace, name, candidate)
+        if target is None:
+            return RolloutInputs(
+                metrics_available=False,
+                metrics_error="the candidate's sidecar does not answer ready yet",
+                candidate_serving=False,
+            )
         try:
             settings = monitoring_settings(spec)
         except (ValueError, TypeError) as error:
@@ -190,7 +224,7 @@ class Rollouts:
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         spec = body.get("spec") or {}
         revision = self.desired_revision(name, spec)
-        url = self.candidate_url(namespace, name, revision) if revision else None
+        url = await self.candidate_url(namespace, name, revision) if revision else None
         if url is None:
             log.warning("%s/%s: no candidate address for the golden replay", namespace, name)
             return GoldenResult(total=0, agreed=0)
@@ -216,6 +250,21 @@ class Rollouts:
         metadata = body["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         spec = body.get("spec") or {}
+        before = (body.get("status") or {}).get("candidate") or {}
+        after = plan.status.get("candidate") or {}
+        if after and (after.get("message"), after.get("gates")) != (
+            before.get("message"),
+            before.get("gates"),
+        ):
+            log.info(
+                "%s/%s rollout of %s: %s %s gates=%s",
+                namespace,
+                name,
+                after.get("revision"),
+                after.get("reason"),
+                after.get("message"),
+                after.get("gates"),
+            )
         router = router_for(spec.get("rollout") or {})
         if plan.route is not None and router.kind != "replicaRatio":
             stable, candidate, traffic = plan.route

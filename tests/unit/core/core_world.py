@@ -30,6 +30,19 @@ def spec(version: str = "1", replicas: int = 2, **extra: Any) -> dict[str, Any]:
     return value
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies it to the status."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
 class World:
     """The objects of one ModelDeployment and its status, as the API server would hold them."""
 
@@ -81,11 +94,7 @@ class World:
         patch = status_patch(self.status, plan.status)
         if patch is not None:
             self.status_writes += 1
-            for key, value in patch.items():
-                if value is None:
-                    self.status.pop(key, None)
-                else:
-                    self.status[key] = value
+            self.status = merge_patch(self.status, patch)
         return plan
 
     def _apply(self, manifest: Any) -> None:

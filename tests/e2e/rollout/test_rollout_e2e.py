@@ -1,0 +1,474 @@
+"""Progressive delivery, end to end: shadow, canary, gates, promotion, rollback.
+
+A real API server, kwok pods whose containers the workload runner starts as
+local processes (the real sidecar in front of a real MLServer serving a
+wine model trained here), the real operator as a subprocess with its own
+RBAC and ``--pod-addressing`` (no Service networking in this cluster), and
+live traffic from the TrafficGenerator, which sends to the Ready pods the
+Service ``wine`` selects (what kube-proxy would do).
+
+Short steps (seconds) keep each scenario well under two minutes; every wait
+is bounded and says what it saw last. Measured figures are appended to
+``.vigil/e2e-logs/rollout-figures.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from model_pods import MLSERVER_IMAGE, http
+from operator_e2e import ROOT, Kube, OperatorProcess
+
+from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips
+from vigil.validation.golden import GoldenSet, configmap_manifest
+
+FIGURES = ROOT / ".vigil" / "e2e-logs" / "rollout-figures.jsonl"
+BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
+
+STEPS = [
+    {"shadow": {"duration": "8s", "percent": 100, "minRequests": 20}},
+    {"canary": {"weight": 20, "duration": "6s"}},
+    {"canary": {"weight": 50, "duration": "6s"}},
+]
+
+
+def record(scenario: str, **figures: Any) -> None:
+    line = json.dumps({"scenario": scenario, "at": time.time(), **figures})
+    print(line)
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES.open("a") as out:
+        out.write(line + "\n")
+
+
+def manifest(
+    model: TrainedModel,
+    steps: list[dict[str, Any]] | None = None,
+    *,
+    tweak: list[dict[str, Any]] | None = None,
+    config: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": {"name": "wine", "version": model.version, "uri": model.storage_uri},
+        "server": {"image": MLSERVER_IMAGE, "protocol": "v2"},
+        "replicas": 1,
+        "monitoring": {
+            "reference": {"configMapKeyRef": {"name": "wine-reference", "key": "profile.json"}},
+            "window": "15s",
+            "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "5s"},
+        },
+        "rollout": {
+            "replacement": {"steps": steps if steps is not None else STEPS},
+            "tweak": {"steps": tweak or [{"canary": {"weight": 50, "duration": "6s"}}]},
+            "analysis": {
+                "interval": "2s",
+                "minRequests": 10,
+                "failureLimit": 2,
+                "minAgreement": 0.9,
+                "maxPredictionShift": 1.0,
+            },
+            "progressDeadline": "90s",
+        },
+    }
+    if config:
+        spec["config"] = config
+    return {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "wine"},
+        "spec": spec,
+    }
+
+
+def status(kube: Kube) -> dict[str, Any]:
+    return dict((kube.get("md", "wine") or {}).get("status") or {})
+
+
+def condition(current: dict[str, Any], kind: str) -> dict[str, Any]:
+    for item in current.get("conditions") or ():
+        if item.get("type") == kind:
+            return dict(item)
+    return {}
+
+
+def brief(current: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "phase": current.get("phase"),
+            "stable": (current.get("stable") or {}).get("revision"),
+            "candidate": current.get("candidate"),
+            "ready": condition(current, "Ready"),
+            "history": (current.get("history") or [])[:3],
+        },
+        indent=1,
+    )
+
+
+@dataclass
+class Watch:
+    """Everything seen while polling the status (and live traffic's Ready pods)."""
+
+    steps: list[str] = field(default_factory=list)
+    stables: list[str] = field(default_factory=list)
+    no_ready_pods: int = 0
+    observations: int = 0
+    agreements: list[float] = field(default_factory=list)
+    spanned: bool = False
+    shadowed: bool = False
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+def watch_until(
+    kube: Kube,
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    what: str,
+    watch: Watch | None = None,
+) -> Watch:
+    watch = watch or Watch()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = status(kube)
+        watch.last = current
+        watch.observations += 1
+        candidate = current.get("candidate") or {}
+        step = candidate.get("stepName")
+        if step and (not watch.steps or watch.steps[-1] != step):
+            watch.steps.append(str(step))
+        stable = (current.get("stable") or {}).get("revision")
+        if stable and (not watch.stables or watch.stables[-1] != stable):
+            watch.stables.append(str(stable))
+        for gate in candidate.get("gates") or ():
+            if gate.get("name") == "agreement" and gate.get("value") is not None:
+                watch.agreements.append(float(gate["value"]))
+        if candidate.get("shadowPercent"):
+            watch.shadowed = True
+        service = kube.get("service", "wine") or {}
+        if "vigil.dev/revision" not in ((service.get("spec") or {}).get("selector") or {}):
+            watch.spanned = bool(service)
+        if not serving_pod_ips(kube.cluster, kube.namespace, "wine"):
+            watch.no_ready_pods += 1
+        if done(current):
+            return watch
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last:\n{brief(watch.last)}")
+
+
+@dataclass
+class Setup:
+    kube: Kube
+    stable: TrainedModel
+    traffic: TrafficGenerator
+    revision: str
+    started: float
+
+
+def golden_configmap(model: TrainedModel) -> dict[str, Any]:
+    """The golden set: research inputs and the research model's outputs.
+
+    ``train_wine`` is deterministic (seeded forest on the full data), so the
+    same fit here reproduces the research model's predictions.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    rows = model.X[::3]
+    research = RandomForestClassifier(n_estimators=30, random_state=0).fit(model.X, model.y)
+    golden = GoldenSet(
+        inputs=tuple(tuple(float(x) for x in row) for row in rows),
+        expected=tuple(int(v) for v in research.predict(rows)),
+        model="wine",
+        features=tuple(model.features),
+    )
+    return configmap_manifest(golden, "wine-golden")
+
+
+@pytest.fixture
+def deployed(
+    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+) -> Iterator[Setup]:
+    """Stable wine model v1 serving, its reference profile applied, live traffic flowing."""
+    started = time.monotonic()
+    stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
+    kube.apply(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "wine-reference"},
+                "data": {"profile.json": stable.profile_json()},
+            }
+        )
+    )
+    kube.apply(yaml.safe_dump(golden_configmap(stable)))
+    kube.apply(yaml.safe_dump(manifest(stable)))
+    kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=90s")
+    # kwok marks pods Ready at once: wait until the processes really serve.
+    deadline = time.monotonic() + 120
+    while not all(
+        http(f"http://{ip}:8000/v2/models/wine/ready")[0] == 200
+        for ip in serving_pod_ips(kube.cluster, kube.namespace, "wine") or ["-"]
+    ):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no serving pod behind Service wine (runner logs: {workload_runner})")
+        time.sleep(0.5)
+    traffic = TrafficGenerator(
+        kube.cluster, kube.namespace, "wine", "wine", stable.X, rate=15.0, seed=3
+    ).start()
+    revision = status(kube)["stable"]["revision"]
+    try:
+        yield Setup(kube, stable, traffic, revision, started)
+    finally:
+        traffic.stop()
+
+
+def deployments(kube: Kube) -> list[str]:
+    return sorted(d["metadata"]["name"] for d in kube.items("deployments"))
+
+
+def kubectl_vigil(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
+    if not (BIN / "kubectl-vigil").is_file():
+        pytest.fail(f"kubectl-vigil is not installed in {BIN} (pip install -e .)", pytrace=False)
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KUBECONFIG": kube.cluster.kubeconfig,
+        "VIGIL_KUBECTL": kube.cluster.kubectl_binary,
+    }
+    result = subprocess.run(
+        [kube.cluster.kubectl_binary, "vigil", *args, "wine", "-n", kube.namespace],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+def test_good_replacement_goes_shadow_canary_and_is_promoted(
+    deployed: Setup, tmp_path: Path
+) -> None:
+    kube = deployed.kube
+    candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    before = dataclasses.replace(deployed.traffic.stats)
+    applied = time.monotonic()
+    kube.apply(yaml.safe_dump(manifest(candidate)))
+    watch = watch_until(
+        kube,
+        lambda s: (s.get("stable") or {}).get("modelVersion") == "2"
+        and (s.get("history") or [{}])[0].get("outcome") == "Promoted",
+        150,
+        "the candidate to be promoted",
+    )
+    duration = time.monotonic() - applied
+    stats = deployed.traffic.stop()
+    current = watch.last
+    assert watch.steps[:3] == ["shadow 100%", "canary 20%", "canary 50%"], watch.steps
+    assert watch.shadowed and watch.spanned
+    assert watch.no_ready_pods == 0, f"{watch.no_ready_pods} observations without Ready pods"
+    new = current["stable"]["revision"]
+    assert new != deployed.revision
+    entry = current["history"][0]
+    assert (entry["revision"], entry["change"], entry["outcome"]) == (
+        new,
+        "replacement",
+        "Promoted",
+    )
+    wait_deadline = time.monotonic() + 30
+    while deployments(kube) != [f"wine-{new}"] and time.monotonic() < wait_deadline:
+        time.sleep(0.5)
+    assert deployments(kube) == [f"wine-{new}"]
+    record(
+        "good-replacement",
+        rollout_seconds=round(duration, 1),
+        steps=watch.steps,
+        agreements=sorted(set(watch.agreements)),
+        traffic_before={"sent": before.sent, "failed": before.failed},
+        traffic={"sent": stats.sent, "ok": stats.ok, "failed": stats.failed},
+        observations=watch.observations,
+        setup_seconds=round(applied - deployed.started, 1),
+    )
+
+
+def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
+    deployed: Setup, tmp_path: Path
+) -> None:
+    kube = deployed.kube
+    bad = train_wine(tmp_path / "wine-bad", version="2", shuffled_labels=True, seed=0)
+    applied = time.monotonic()
+    kube.apply(yaml.safe_dump(manifest(bad)))
+    watch = watch_until(
+        kube, lambda s: s.get("phase") == "RolledBack", 120, "the rollback of the bad model"
+    )
+    duration = time.monotonic() - applied
+    current = watch.last
+    assert watch.steps == ["shadow 100%"], watch.steps
+    assert not watch.spanned, "the bad candidate must never get live traffic"
+    assert current["stable"]["revision"] == deployed.revision
+    ready = condition(current, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RolledBack")
+    assert "agreement" in ready["message"] and " vs 0.90" in ready["message"], ready
+    assert current["history"][0]["outcome"] == "RolledBack"
+    assert kube.events("RolledBack"), "a RolledBack Event"
+    # The candidate is removed; the stable untouched; not retried on later cycles.
+    time.sleep(5)
+    assert deployments(kube) == [f"wine-{deployed.revision}"]
+    assert status(kube)["phase"] == "RolledBack"
+    record(
+        "bad-replacement",
+        rollout_seconds=round(duration, 1),
+        message=ready["message"],
+        agreements=sorted(set(watch.agreements)),
+    )
+
+
+def test_golden_set_mismatch_stops_the_candidate_at_validate(
+    deployed: Setup, tmp_path: Path
+) -> None:
+    kube = deployed.kube
+    bad = train_wine(tmp_path / "wine-bad", version="2", shuffled_labels=True, seed=0)
+    steps = [
+        {
+            "validate": {
+                "goldenSet": {"configMapKeyRef": {"name": "wine-golden", "key": "golden.json"}},
+                "minAgreement": 0.95,
+            }
+        },
+        *STEPS,
+    ]
+    applied = time.monotonic()
+    kube.apply(yaml.safe_dump(manifest(bad, steps)))
+    watch = watch_until(
+        kube, lambda s: s.get("phase") == "RolledBack", 120, "the golden set to stop it"
+    )
+    current = watch.last
+    assert watch.steps == ["validate"], watch.steps
+    assert not watch.shadowed and not watch.spanned
+    ready = condition(current, "Ready")
+    assert ready["reason"] == "RolledBack"
+    assert "golden set agreement" in ready["message"], ready
+    assert current["stable"]["revision"] == deployed.revision
+    record(
+        "golden-mismatch",
+        seconds=round(time.monotonic() - applied, 1),
+        message=ready["message"],
+    )
+
+
+def test_tweak_runs_only_the_tweak_steps(deployed: Setup) -> None:
+    kube = deployed.kube
+    kube.apply(yaml.safe_dump(manifest(deployed.stable, config={"VIGIL_E2E_KNOB": "on"})))
+    watch = watch_until(
+        kube,
+        lambda s: (s.get("history") or [{}])[0].get("outcome") == "Promoted",
+        120,
+        "the tweak to be promoted",
+    )
+    assert watch.steps == ["canary 50%"], watch.steps
+    assert watch.last["history"][0]["change"] == "tweak"
+    assert watch.no_ready_pods == 0
+
+
+def test_spec_change_supersedes_and_change_back_aborts(deployed: Setup, tmp_path: Path) -> None:
+    kube = deployed.kube
+    slow = [{"shadow": {"duration": "120s", "percent": 100, "minRequests": 20}}]
+    second = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    kube.apply(yaml.safe_dump(manifest(second, slow)))
+    first = watch_until(
+        kube,
+        lambda s: (s.get("candidate") or {}).get("stepName") == "shadow 100%",
+        90,
+        "the first candidate in shadow",
+    ).last["candidate"]["revision"]
+    third = train_wine(tmp_path / "wine-3", version="3", seed=2)
+    kube.apply(yaml.safe_dump(manifest(third, slow)))
+    watch = watch_until(
+        kube,
+        lambda s: (s.get("candidate") or {}).get("revision") not in (None, first)
+        and f"wine-{first}" not in deployments(kube),
+        60,
+        "the second candidate to supersede the first",
+    )
+    entries = {(e["revision"], e["outcome"]) for e in watch.last.get("history") or ()}
+    assert (first, "Superseded") in entries
+    newer = watch.last["candidate"]["revision"]
+    kube.apply(yaml.safe_dump(manifest(deployed.stable, slow)))
+    watch = watch_until(
+        kube,
+        lambda s: not s.get("candidate") and f"wine-{newer}" not in deployments(kube),
+        60,
+        "the change back to the stable to abort the rollout",
+    )
+    entries = {(e["revision"], e["outcome"]) for e in watch.last.get("history") or ()}
+    assert (newer, "Aborted") in entries
+    assert watch.last["stable"]["revision"] == deployed.revision
+
+
+def test_pause_resume_promote_and_abort_through_the_plugin(
+    deployed: Setup, tmp_path: Path
+) -> None:
+    kube = deployed.kube
+    slow = [
+        {"shadow": {"duration": "300s", "percent": 100, "minRequests": 20}},
+        {"canary": {"weight": 50, "duration": "300s"}},
+    ]
+    second = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    kube.apply(yaml.safe_dump(manifest(second, slow)))
+    watch_until(
+        kube,
+        lambda s: (s.get("candidate") or {}).get("stepName") == "shadow 100%",
+        90,
+        "the candidate in shadow",
+    )
+    kubectl_vigil(kube, "pause")
+    watch_until(
+        kube,
+        lambda s: condition(s, "Ready").get("reason") == "RolloutPaused",
+        30,
+        "the pause to be taken",
+    )
+    annotations = (kube.get("md", "wine") or {})["metadata"].get("annotations") or {}
+    assert "vigil.dev/request" not in annotations
+    kubectl_vigil(kube, "resume")
+    watch_until(
+        kube,
+        lambda s: condition(s, "Ready").get("reason") == "RolloutInProgress",
+        30,
+        "the resume to be taken",
+    )
+    kubectl_vigil(kube, "promote")
+    watch = watch_until(
+        kube,
+        lambda s: (s.get("history") or [{}])[0].get("outcome") == "Promoted",
+        90,
+        "the promotion a person asked for",
+    )
+    promoted = watch.last["stable"]["revision"]
+    third = train_wine(tmp_path / "wine-3", version="3", seed=2)
+    kube.apply(yaml.safe_dump(manifest(third, slow)))
+    watch_until(
+        kube,
+        lambda s: (s.get("candidate") or {}).get("stepName") == "shadow 100%",
+        90,
+        "the third model in shadow",
+    )
+    kubectl_vigil(kube, "abort")
+    watch = watch_until(
+        kube, lambda s: s.get("phase") == "RolledBack", 60, "the abort a person asked for"
+    )
+    assert watch.last["stable"]["revision"] == promoted
+    assert "Aborted" in condition(watch.last, "Ready")["message"]
