@@ -799,10 +799,11 @@ def _progressive(
         plan.route = (revision, None, rollout.Traffic(0, 0, replicas, replicas))
         return plan
 
-    # Copies go to the candidate only once its pods are ready (an early copy would fail
-    # and count against it); live traffic only ever reaches Ready endpoints anyway.
+    # Copies and live traffic reach the candidate only once it serves (a request to a
+    # model still loading fails, and counts against it): until then the Service stays on
+    # the stable and the stable sends no copies; the candidate's replicas start anyway.
     if not ready:
-        traffic = dataclasses.replace(traffic, shadow_percent=0)
+        traffic = dataclasses.replace(traffic, shadow_percent=0, candidate_weight=0)
     # Set up the traffic this step asks for: replicas, selector, shadow copies.
     replica_counts, selector, effective = _route(build, stable, revision, traffic)
     _ensure_stable_shadow(build, stable_view, _shadow_block(build, revision, traffic))

@@ -31,7 +31,9 @@ import yaml
 from model_pods import MLSERVER_IMAGE, http
 from operator_e2e import ROOT, Kube, OperatorProcess
 
+from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.prometheus import LocalPrometheus
 from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips
 from vigil.validation.golden import GoldenSet, configmap_manifest
 
@@ -66,6 +68,7 @@ def manifest(
     *,
     tweak: list[dict[str, Any]] | None = None,
     config: dict[str, str] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "model": {"name": "wine", "version": model.version, "uri": model.storage_uri},
@@ -75,6 +78,7 @@ def manifest(
             "reference": {"configMapKeyRef": {"name": "wine-reference", "key": "profile.json"}},
             "window": "15s",
             "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "5s"},
+            "metrics": metrics or {"source": "direct"},
         },
         "rollout": {
             "replacement": {"steps": steps if steps is not None else STEPS},
@@ -201,10 +205,9 @@ def golden_configmap(model: TrainedModel) -> dict[str, Any]:
     return configmap_manifest(golden, "wine-golden")
 
 
-@pytest.fixture
-def deployed(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
-) -> Iterator[Setup]:
+def deploy(
+    kube: Kube, workload_runner: Path, tmp_path: Path, metrics: dict[str, Any] | None = None
+) -> Setup:
     """Stable wine model v1 serving, its reference profile applied, live traffic flowing."""
     started = time.monotonic()
     stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
@@ -219,7 +222,7 @@ def deployed(
         )
     )
     kube.apply(yaml.safe_dump(golden_configmap(stable)))
-    kube.apply(yaml.safe_dump(manifest(stable)))
+    kube.apply(yaml.safe_dump(manifest(stable, metrics=metrics)))
     kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=90s")
     # kwok marks pods Ready at once: wait until the processes really serve.
     deadline = time.monotonic() + 120
@@ -234,10 +237,28 @@ def deployed(
         kube.cluster, kube.namespace, "wine", "wine", stable.X, rate=15.0, seed=3
     ).start()
     revision = status(kube)["stable"]["revision"]
+    return Setup(kube, stable, traffic, revision, started)
+
+
+@pytest.fixture
+def deployed(
+    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+) -> Iterator[Setup]:
+    setup = deploy(kube, workload_runner, tmp_path)
     try:
-        yield Setup(kube, stable, traffic, revision, started)
+        yield setup
     finally:
-        traffic.stop()
+        setup.traffic.stop()
+
+
+@pytest.fixture
+def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
+    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def deployments(kube: Kube) -> list[str]:
@@ -532,3 +553,53 @@ def test_operator_killed_at_random_moments_promotes_exactly_once(
     switched = kube.events("Switched")
     assert len(switched) == 1, [e.get("message") for e in switched]
     record("operator-killed", kills=kills, steps=watch.steps)
+
+
+def test_metrics_outage_during_canary_holds_then_resumes(
+    kube: Kube,
+    operator: OperatorProcess,
+    workload_runner: Path,
+    prometheus: LocalPrometheus,
+    tmp_path: Path,
+) -> None:
+    metrics = {"source": "prometheus", "prometheusURL": prometheus.url}
+    setup = deploy(kube, workload_runner, tmp_path, metrics)
+    try:
+        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+        steps = [{"canary": {"weight": 50, "duration": "25s"}}]
+        kube.apply(yaml.safe_dump(manifest(candidate, steps, metrics=metrics)))
+        watch_until(
+            kube,
+            lambda s: (s.get("candidate") or {}).get("reason") == "StepInProgress",
+            90,
+            "the canary to be judged on Prometheus figures",
+        )
+        prometheus.stop()
+        outage = time.monotonic()
+        watch = watch_until(
+            kube,
+            lambda s: (s.get("candidate") or {}).get("reason") == "MetricsUnavailable",
+            30,
+            "the rollout to hold on the metrics outage",
+        )
+        time.sleep(10)
+        held = status(kube)
+        assert (held.get("candidate") or {}).get("reason") == "MetricsUnavailable", brief(held)
+        assert held["phase"] == "Progressing"
+        assert held["stable"]["revision"] == setup.revision
+        assert not (held.get("candidate") or {}).get("outcome")
+        prometheus.start()
+        watch = watch_until(
+            kube,
+            lambda s: (s.get("history") or [{}])[0].get("outcome") == "Promoted",
+            90,
+            "the promotion once Prometheus is back",
+            watch,
+        )
+        record(
+            "metrics-outage",
+            held_seconds=round(time.monotonic() - outage, 1),
+            steps=watch.steps,
+        )
+    finally:
+        setup.traffic.stop()
