@@ -1,0 +1,49 @@
+"""The rollout's operator-side helpers: requests, router plans, candidate addresses."""
+
+from __future__ import annotations
+
+import pytest
+
+from vigil.core.candidate import Request
+from vigil.core.rollout import Traffic
+from vigil.operator.health import PodInfo
+from vigil.operator.main import parse_options
+from vigil.operator.rollouts import Rollouts, read_request, route_planner
+
+
+def test_request_annotations_read_as_the_core_takes_them() -> None:
+    assert read_request(None) is None
+    assert read_request({"vigil.dev/request": "pause", "vigil.dev/request-id": "a"}) == Request(
+        "pause", "a"
+    )
+    assert read_request({"vigil.dev/request": "bogus"}) == Request("bogus", "")
+
+
+def test_route_planner_follows_the_spec() -> None:
+    plan = route_planner("wine", "ml", {})("s1", "c1", Traffic(20, 0, 1, 2))
+    assert plan.replicas == {"s1": 2, "c1": 1}
+    assert plan.service_selector == {"vigil.dev/model-deployment": "wine"}
+    gateway = {"rollout": {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}}
+    plan = route_planner("wine", "ml", gateway)("s1", "c1", Traffic(20, 0, 1, 2))
+    assert plan.service_selector["vigil.dev/revision"] == "s1"
+    assert plan.effective_weight == 20
+
+
+PODS = {
+    ("ml", "wine-c1-a"): PodInfo("wine", "c1", "10.0.0.7", True),
+    ("ml", "wine-c1-b"): PodInfo("wine", "c1", "10.0.0.8", False),
+    ("ml", "wine-s1-a"): PodInfo("wine", "s1", "10.0.0.3", True),
+}
+
+
+def test_candidate_addresses_service_by_default_pods_with_pod_addressing() -> None:
+    service = Rollouts(lambda: PODS)
+    assert service.candidate_urls("ml", "wine", "c1") == ["http://wine-c1.ml.svc:80"]
+    pods = Rollouts(lambda: PODS, pod_addressing=True)
+    assert pods.candidate_urls("ml", "wine", "c1") == ["http://10.0.0.7:8000"]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], False), (["--pod-addressing"], True)])
+def test_pod_addressing_flag(argv: list[str], expected: bool) -> None:
+    options = parse_options(["-n", "ml", "--standalone", *argv])
+    assert options.pod_addressing is expected
