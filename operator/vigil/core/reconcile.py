@@ -508,7 +508,7 @@ def _keep_stable(
             other,
             other_view.model_version,
             other_view.image,
-            None,
+            _previous_change(build, other),
             OUTCOME_ABORTED,
             f"the spec returned to revision {revision}",
         )
@@ -557,7 +557,7 @@ def _blue_green(
             other,
             other_view.model_version,
             other_view.image,
-            None,
+            _previous_change(build, other),
             OUTCOME_SUPERSEDED,
             f"superseded by revision {revision}",
         )
@@ -644,6 +644,12 @@ def _blue_green(
         candidate=candidate_view,
         candidate_fallback=candidate_summary,
     )
+
+
+def _previous_change(build: _Builder, revision: str) -> str | None:
+    """The change kind status recorded for a candidate revision (for its history entry)."""
+    candidate = build.obs.status.get("candidate") or {}
+    return candidate.get("change") if candidate.get("revision") == revision else None
 
 
 def _rollout_policy(raw_spec: Mapping[str, Any], change: Change) -> rollout.RolloutPolicy | None:

@@ -261,6 +261,15 @@ def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPromethe
         server.stop()
 
 
+def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
+    """``vigil_rollouts_total{outcome=...}`` on the operator's /metrics."""
+    return sum(
+        value
+        for key, value in operator.metrics().items()
+        if key.startswith("vigil_rollouts_total{") and f'outcome="{outcome}"' in key
+    )
+
+
 def deployments(kube: Kube) -> list[str]:
     return sorted(d["metadata"]["name"] for d in kube.items("deployments"))
 
@@ -324,6 +333,8 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
     while deployments(kube) != [f"wine-{new}"] and time.monotonic() < wait_deadline:
         time.sleep(0.5)
     assert deployments(kube) == [f"wine-{new}"]
+    assert rollouts_total(operator, "Promoted") == 1
+    operator.assert_no_errors()
     record(
         "good-replacement",
         rollout_seconds=round(duration, 1),
@@ -356,6 +367,7 @@ def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
     assert "agreement" in ready["message"] and " vs 0.90" in ready["message"], ready
     assert current["history"][0]["outcome"] == "RolledBack"
     assert kube.events("RolledBack"), "a RolledBack Event"
+    assert rollouts_total(operator, "RolledBack") == 1
     # The candidate is removed; the stable untouched; not retried on later cycles.
     time.sleep(5)
     assert deployments(kube) == [f"wine-{deployed.revision}"]
@@ -513,7 +525,12 @@ def test_operator_killed_at_random_moments_promotes_exactly_once(
     kube = deployed.kube
     rng = random.Random(11)
     candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
-    kube.apply(yaml.safe_dump(manifest(candidate)))
+    longer = [
+        {"shadow": {"duration": "15s", "percent": 100, "minRequests": 20}},
+        {"canary": {"weight": 20, "duration": "12s"}},
+        {"canary": {"weight": 50, "duration": "12s"}},
+    ]
+    kube.apply(yaml.safe_dump(manifest(candidate, longer)))
     kills: list[str] = []
     watch = Watch()
     for _ in range(5):

@@ -228,6 +228,12 @@ def test_spec_back_to_stable_aborts_and_new_spec_supersedes() -> None:
     world.reconcile()
     newer = world.status["candidate"]["revision"]
     assert newer != candidate and world.deployment(candidate) is None
+    superseded = world.status["history"][0]
+    assert (superseded["revision"], superseded["outcome"], superseded["change"]) == (
+        candidate,
+        "Superseded",
+        "replacement",
+    )
     assert ("Service", f"wine-{candidate}") not in world.objects
     world.set_spec(spec("1", 2, rollout=ROLLOUT))
     world.reconcile()
