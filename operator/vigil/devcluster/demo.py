@@ -103,7 +103,25 @@ def model_deployment(model: TrainedModel, *, config: dict[str, str] | None = Non
                 "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "500ms"},
                 "drift": {"method": "psi", "warning": 0.1, "threshold": 0.2},
             },
-            "rollout": {"analysis": {"interval": "5s", "minRequests": 20}},
+            # Short steps so the demo moves quickly; real rollouts use minutes.
+            "rollout": {
+                "replacement": {
+                    "steps": [
+                        {"shadow": {"duration": "15s", "percent": 100, "minRequests": 30}},
+                        {"canary": {"weight": 20, "duration": "10s"}},
+                        {"canary": {"weight": 50, "duration": "10s"}},
+                    ]
+                },
+                "tweak": {"steps": [{"canary": {"weight": 50, "duration": "10s"}}]},
+                "analysis": {
+                    "interval": "3s",
+                    "minRequests": 20,
+                    "failureLimit": 2,
+                    "minAgreement": 0.9,
+                    "maxPredictionShift": 0.5,
+                },
+                "progressDeadline": "3m",
+            },
         },
     }
     return yaml.safe_dump(body, sort_keys=False)
@@ -191,6 +209,9 @@ class Demo:
                 # Judge every 3 s (default 30 s) so the demo moves quickly.
                 "--health-interval",
                 "3",
+                # This cluster has no Service networking: shadow copies and golden
+                # replays go to candidate pod IPs.
+                "--pod-addressing",
             ],
             self.dir / "operator.log",
             env={**os.environ, "KUBECONFIG": operator_kubeconfig},
@@ -240,6 +261,37 @@ class Demo:
         )
         return ok
 
+    def follow_rollout(
+        self, version: str, outcome: str, timeout: float, change: str | None = None
+    ) -> bool:
+        """Narrate each step of the rollout of ``version`` until history shows ``outcome``."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.md().get("status", {})
+            candidate = status.get("candidate") or {}
+            if candidate.get("modelVersion") == version:
+                step = f"{candidate.get('change')} step {int(candidate.get('step', 0)) + 1}"
+                ready = (self.condition("Ready").get("message") or "")[:90]
+                label = f"{step}: {ready}"
+                if not seen or seen[-1].split(":")[0] != step:
+                    self.narrator.say(label)
+                    seen.append(label)
+            latest = (status.get("history") or [{}])[0]
+            if (
+                latest.get("modelVersion") == version
+                and latest.get("outcome") == outcome
+                and (change is None or latest.get("change") == change)
+            ):
+                self.narrator.say(
+                    f"history: v{version} {latest.get('change')} {outcome}"
+                    + (f" ({latest['reason']})" if latest.get("reason") else "")
+                )
+                return True
+            time.sleep(1)
+        self.narrator.failed(f"v{version} {outcome} within {timeout:.0f}s")
+        return False
+
     def show(self) -> None:
         """``kubectl get md`` and the status view, as a person would look."""
         assert self.cluster is not None
@@ -275,7 +327,7 @@ class Demo:
         n.say("training models on scikit-learn's wine data (v1, a good v2, a bad v3)")
         v1 = train_wine(models / "wine-1", version="1", seed=0)
         v2 = train_wine(models / "wine-2", version="2", seed=1)
-        train_wine(models / "wine-3-bad", version="3", shuffled_labels=True, seed=2)
+        v3 = train_wine(models / "wine-3-bad", version="3", shuffled_labels=True, seed=2)
 
         n.scenario("1. A brand-new model goes Ready and Healthy")
         cluster.apply(reference_configmap(v1))
@@ -296,25 +348,25 @@ class Demo:
         self.wait_condition("DriftDetected", "False", 120)
         self.show()
 
-        n.scenario("3. A replacement (model version 2)")
+        n.scenario(
+            "3. A good replacement (v2, retrained): shadow, canary 20%, canary 50%, promoted"
+        )
         cluster.apply(reference_configmap(v2))
         cluster.apply(model_deployment(v2))
-        self._wait(
-            lambda: self.md().get("status", {}).get("stable", {}).get("modelVersion") == "2",
-            180,
-            "model version 2 serving",
-        )
-        self.wait_condition("Ready", "True", 60)
+        self.follow_rollout("2", "Promoted", 240)
         self.show()
 
-        n.scenario("4. A tweak (a config change)")
+        n.scenario("4. A bad replacement (v3, trained on shuffled labels) is rolled back")
+        cluster.apply(reference_configmap(v3))
+        cluster.apply(model_deployment(v3))
+        self.follow_rollout("3", "RolledBack", 240)
+        ready = self.condition("Ready")
+        n.say(f"Ready={ready.get('status')} reason={ready.get('reason')}: {ready.get('message')}")
+        self.show()
+
+        n.scenario("5. A tweak (a config change on v2) rolls out with its lighter policy")
         cluster.apply(model_deployment(v2, config={"MLSERVER_LOG_LEVEL": "info"}))
-        self._wait(
-            lambda: self.md().get("status", {}).get("history", [{}])[0].get("change") == "tweak",
-            180,
-            "the tweak rolled out",
-        )
-        self.wait_condition("Ready", "True", 60)
+        self.follow_rollout("2", "Promoted", 240, change="tweak")
         self.show()
         stats = traffic.stop()
         n.say(f"traffic: {stats.sent} sent, {stats.ok} ok, {stats.failed} failed")
