@@ -47,8 +47,11 @@ DriftLevel = Literal["none", "warning", "threshold", "unknown"]
 
 #: A feature's live missing rate may exceed its reference null rate by this much.
 MISSING_RATE_TOLERANCE = 0.05
-#: Drift needs enough input rows per feature to mean anything.
-MIN_ROWS_FOR_DRIFT = 1
+#: Input rows a feature needs in the window before its drift is judged. PSI's
+#: bias under no drift is about (bins - 1) / rows: 0.05 for 12 slots at 200
+#: rows, well under the usual 0.1 warning; with fewer rows, noise alone would
+#: raise DriftDetected.
+MIN_ROWS_FOR_DRIFT = 200
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class HealthReport:
     agreement: float | None = None
     reason: str = ""
     message: str = ""
+    #: Why drift was not judged (no reference, too few rows), when it was not.
+    drift_note: str = ""
 
 
 def _finite(value: float | None, digits: int) -> float | None:
@@ -227,6 +232,13 @@ def evaluate(
         missing_over_reference=missing_over,
         out_of_range_rate=_finite(out_of_range, 4),
         agreement=_finite(_agreement(window), 4),
+        drift_note=(
+            "no reference profile: drift is not measured"
+            if reference is None
+            else f"{round(rows)} input rows < {MIN_ROWS_FOR_DRIFT} needed to judge drift"
+            if not scores
+            else ""
+        ),
     )
 
     # 2. Too few requests: hold judgement.
@@ -373,11 +385,11 @@ def _drift_condition(report: HealthReport, policy: HealthPolicy) -> ConditionSta
 def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     method = report.drift_method
     if report.drift_level == "unknown" or report.drift_score is None:
+        reason = (
+            "NoReference" if report.drift_note.startswith("no reference") else ("InsufficientData")
+        )
         return ConditionState(
-            CONDITION_DRIFT,
-            None,
-            "NoReference",
-            "no reference profile or no monitored input: drift is not measured",
+            CONDITION_DRIFT, None, reason, report.drift_note or "drift is not measured"
         )
     features = dict(report.drift_features)
     if report.drift_level == "threshold":

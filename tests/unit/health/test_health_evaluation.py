@@ -276,3 +276,18 @@ class TestStatus:
 
     def test_percent_format(self) -> None:
         assert format_percent(0.032) == "3.2%" and format_percent(0.0004) == "0.04%"
+
+
+class TestDriftNeedsEnoughRows:
+    def test_few_rows_leave_drift_unjudged_with_the_count(self, reference, reference_data) -> None:
+        live = live_sample(reference_data, shift={0: 1.0})[:150]
+        report = evaluate(window_for(reference, live), reference, POLICY)
+        assert report.verdict == "Healthy" and report.drift_level == "unknown"
+        state = {c.type: c for c in health_conditions(report, POLICY)}["DriftDetected"]
+        assert (state.status, state.reason) == (None, "InsufficientData")
+        assert state.message == "150 input rows < 200 needed to judge drift"
+
+    def test_no_reference_says_so(self, reference, reference_data) -> None:
+        report = evaluate(window_for(reference, live_sample(reference_data)), None, POLICY)
+        state = {c.type: c for c in health_conditions(report, POLICY)}["DriftDetected"]
+        assert (state.status, state.reason) == (None, "NoReference")
