@@ -30,7 +30,7 @@ import yaml
 from vigil.devcluster.cluster import ClusterClient, LocalCluster, pid_alive, repo_root
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
-from vigil.devcluster.traffic import TrafficGenerator
+from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips
 
 NAMESPACE = "vigil-demo"
 NAME = "wine"
@@ -333,6 +333,11 @@ class Demo:
         cluster.apply(reference_configmap(v1))
         cluster.apply(model_deployment(v1))
         self.wait_condition("Ready", "True", 120)
+        self._wait(
+            lambda: len(serving_pod_ips(cluster, NAMESPACE, NAME, answering=True)) == 2,
+            120,
+            "both pods' sidecar and MLServer answering ready",
+        )
         traffic = TrafficGenerator(cluster, NAMESPACE, NAME, "wine", v1.X, rate=15).start()
         n.say("sending traffic drawn from the training data (15 requests/s)")
         self.wait_condition("Healthy", "True", 120)
@@ -342,6 +347,15 @@ class Demo:
         n.say("shifting alcohol and proline by one reference standard deviation")
         traffic.set_shifts({0: 1.0, 12: 1.0})
         self.wait_condition("DriftDetected", "True", 120)
+        self._wait(
+            lambda: all(
+                f in self.condition("DriftDetected").get("message", "")
+                for f in ("alcohol", "proline")
+            ),
+            60,
+            "DriftDetected naming both shifted features once they fill the window",
+        )
+        n.say(f"DriftDetected: {self.condition('DriftDetected').get('message')}")
         self.show()
         n.say("back to traffic like the training data")
         traffic.set_shifts({})
@@ -371,10 +385,6 @@ class Demo:
         stats = traffic.stop()
         n.say(f"traffic: {stats.sent} sent, {stats.ok} ok, {stats.failed} failed")
 
-        n.say(
-            "not played yet: shadow and canary steps, a bad replacement rolled back "
-            "(progressive delivery is being built)"
-        )
         self.look_around()
         if n.failures:
             print("\nThe demo finished with failures:\n  " + "\n  ".join(n.failures))

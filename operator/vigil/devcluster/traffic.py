@@ -33,8 +33,24 @@ class TrafficStats:
     by_pod: dict[str, int] = field(default_factory=dict)
 
 
-def serving_pod_ips(cluster: ClusterClient, namespace: str, name: str) -> list[str]:
-    """IPs of the Ready pods the Service ``name`` selects (what a Service would route to)."""
+def sidecar_ready(ip: str, timeout: float = 0.5) -> bool:
+    """The pod's sidecar answers ready (its model server is ready behind it)."""
+    try:
+        with urllib.request.urlopen(f"http://{ip}:8000/healthz/ready", timeout=timeout) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def serving_pod_ips(
+    cluster: ClusterClient, namespace: str, name: str, *, answering: bool = False
+) -> list[str]:
+    """IPs of the Ready pods the Service ``name`` selects (what a Service would route to).
+
+    kwok marks pods Ready at once, before the workload runner's processes
+    serve; ``answering`` keeps only pods whose sidecar answers its readiness
+    probe, as endpoints would with real probes.
+    """
     result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
     if result.returncode != 0:
         return []
@@ -43,7 +59,7 @@ def serving_pod_ips(cluster: ClusterClient, namespace: str, name: str) -> list[s
         return []
     label = ",".join(f"{k}={v}" for k, v in selector.items())
     pods = cluster.get_json("pods", "-n", namespace, "-l", label)["items"]
-    return [
+    ips = [
         p["status"]["podIP"]
         for p in pods
         if p["status"].get("podIP")
@@ -53,6 +69,7 @@ def serving_pod_ips(cluster: ClusterClient, namespace: str, name: str) -> list[s
             for c in p["status"].get("conditions", [])
         )
     ]
+    return [ip for ip in ips if sidecar_ready(ip)] if answering else ips
 
 
 def shifted_rows(
@@ -170,7 +187,7 @@ class TrafficGenerator:
         while not self._stop.is_set():
             now = time.monotonic()
             if now - refreshed > 1.0 or not ips:
-                ips = serving_pod_ips(self.cluster, self.namespace, self.name)
+                ips = serving_pod_ips(self.cluster, self.namespace, self.name, answering=True)
                 refreshed = now
                 if not ips:
                     self._stop.wait(1.0)
