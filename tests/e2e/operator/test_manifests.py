@@ -53,11 +53,16 @@ def test_rbac_has_no_wildcards_and_no_secrets() -> None:
     [
         ("watch", "modeldeployments.vigil.dev", True),
         ("patch", "modeldeployments.vigil.dev/status", True),
-        ("patch", "modeldeployments.vigil.dev", False),  # never writes spec
+        # patch: only to clear a person's request annotations (kubectl vigil ...); the
+        # managedFields test shows it never writes spec.
+        ("patch", "modeldeployments.vigil.dev", True),
         ("delete", "modeldeployments.vigil.dev", False),
         ("patch", "deployments.apps", True),
         ("delete", "deployments.apps", True),
-        ("delete", "services", False),  # garbage collection removes the Service
+        ("delete", "services", True),  # a rollout's per-revision Services <name>-<revision>
+        ("get", "httproutes.gateway.networking.k8s.io", True),  # Gateway API router
+        ("patch", "httproutes.gateway.networking.k8s.io", True),
+        ("delete", "httproutes.gateway.networking.k8s.io", False),
         ("watch", "configmaps", False),
         ("get", "secrets", False),
         ("list", "pods", True),  # the health loop watches model pods (their IPs)

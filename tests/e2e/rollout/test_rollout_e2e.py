@@ -69,6 +69,7 @@ def manifest(
     tweak: list[dict[str, Any]] | None = None,
     config: dict[str, str] | None = None,
     metrics: dict[str, Any] | None = None,
+    deadline: str = "90s",
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "model": {"name": "wine", "version": model.version, "uri": model.storage_uri},
@@ -90,7 +91,7 @@ def manifest(
                 "minAgreement": 0.9,
                 "maxPredictionShift": 1.0,
             },
-            "progressDeadline": "90s",
+            "progressDeadline": deadline,
         },
     }
     if config:
@@ -408,6 +409,35 @@ def test_golden_set_mismatch_stops_the_candidate_at_validate(
     assert current["stable"]["revision"] == deployed.revision
     record(
         "golden-mismatch",
+        seconds=round(time.monotonic() - applied, 1),
+        message=ready["message"],
+    )
+
+
+def test_candidate_that_never_serves_fails_at_progress_deadline(
+    deployed: Setup, tmp_path: Path
+) -> None:
+    kube = deployed.kube
+    broken = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    (broken.folder / "model.joblib").unlink()  # MLServer cannot load it: never ready
+    applied = time.monotonic()
+    kube.apply(yaml.safe_dump(manifest(broken, deadline="20s")))
+    watch = watch_until(
+        kube, lambda s: s.get("phase") == "Failed", 90, "the rollout to fail at its deadline"
+    )
+    current = watch.last
+    ready = condition(current, "Ready")
+    assert ready["reason"] == "ProgressDeadlineExceeded", ready
+    assert "CandidateNotReady" in ready["message"] or "ready" in ready["message"], ready
+    assert current["stable"]["revision"] == deployed.revision
+    assert not watch.shadowed and not watch.spanned
+    assert watch.no_ready_pods == 0
+    deadline = time.monotonic() + 30
+    while deployments(kube) != [f"wine-{deployed.revision}"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert deployments(kube) == [f"wine-{deployed.revision}"]
+    record(
+        "progress-deadline",
         seconds=round(time.monotonic() - applied, 1),
         message=ready["message"],
     )
