@@ -728,6 +728,7 @@ def _progressive(
     verb, handled = _handle_request(build, previous)
     summary: dict[str, Any] = {**_planned_summary(spec, revision), "change": change.value}
     summary["handledRequestId"] = handled
+    summary["startedAt"] = previous.get("startedAt") or timestamp(obs.now)
     now = obs.now.timestamp()
     replicas = spec.replicas
 
@@ -737,6 +738,7 @@ def _progressive(
         if not retried:
             return _finished_hold(build, spec, identity, stable_view, previous, summary)
         previous = {}
+        summary["startedAt"] = timestamp(obs.now)
         build.event(
             "RolloutRetried",
             f"revision {revision} rolled out again "

@@ -6,9 +6,11 @@ build several operators in one process and read exact values.
 
 from __future__ import annotations
 
+import datetime
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -32,6 +34,16 @@ class HealthFigures:
     slo_max_error_rate: float | None = None
     slo_latency_p95: float | None = None
     metrics_available: bool = False
+
+
+def _seconds(value: Any) -> float | None:
+    """An RFC 3339 status time as Unix seconds (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _finite(value: float | None) -> bool:
@@ -181,6 +193,25 @@ class OperatorMetrics:
             ["namespace", "name", "outcome"],
             registry=self.registry,
         )
+        self.rollout_weight = Gauge(
+            "vigil_rollout_weight",
+            "The candidate's share of live traffic (percent; 0 without a rollout in progress).",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.rollout_analysis = Counter(
+            "vigil_rollout_analysis",
+            "Gate evaluations of rollout candidates, by gate and result (passed, failed).",
+            ["namespace", "name", "gate", "result"],
+            registry=self.registry,
+        )
+        self.rollout_duration = Histogram(
+            "vigil_rollout_duration_seconds",
+            "From a candidate's start to its promotion, rollback or failure, by outcome.",
+            ["outcome"],
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600),
+            registry=self.registry,
+        )
         self.info = Gauge(
             "vigil_operator_info",
             "Constant 1, labelled with the operator's version and sidecar image.",
@@ -191,6 +222,30 @@ class OperatorMetrics:
     def rollout_finished(self, namespace: str, name: str, outcome: str) -> None:
         """Count a finished rollout (``vigil_rollouts_total{namespace,name,outcome}``)."""
         self.rollouts.labels(namespace, name, outcome).inc()
+
+    def rollout_progress(
+        self,
+        namespace: str,
+        name: str,
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+        outcome: str | None,
+        now: float,
+    ) -> None:
+        """One rollout cycle: the weight, new gate evaluations, the duration of a finished one."""
+        running = bool(after) and not after.get("outcome")
+        self.rollout_weight.labels(namespace, name).set(
+            float(after.get("weight") or 0) if running else 0.0
+        )
+        if after.get("lastAnalysisAt") and after.get("lastAnalysisAt") != before.get(
+            "lastAnalysisAt"
+        ):
+            for gate in after.get("gates") or ():
+                result = "passed" if gate.get("passed") else "failed"
+                self.rollout_analysis.labels(namespace, name, str(gate.get("name")), result).inc()
+        started = _seconds(before.get("startedAt"))
+        if outcome and started is not None:
+            self.rollout_duration.labels(outcome).observe(max(0.0, now - started))
 
     def set_health(self, namespace: str, name: str, figures: HealthFigures) -> None:
         """Record a ModelDeployment's latest health figures (its gauges)."""

@@ -277,6 +277,14 @@ class Reconciler:
             await self.rollouts.after_write(api, body, plan)
         if plan.rollout_outcome:
             self.metrics.rollout_finished(namespace, name, plan.rollout_outcome)
+        self.metrics.rollout_progress(
+            namespace,
+            name,
+            (body.get("status") or {}).get("candidate") or {},
+            plan.status.get("candidate") or {},
+            plan.rollout_outcome,
+            observation.now.timestamp(),
+        )
         if plan.recheck_after:
             self.nudge(namespace, name, delay=plan.recheck_after)
         return changed

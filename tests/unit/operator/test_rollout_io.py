@@ -47,3 +47,23 @@ def test_candidate_addresses_service_by_default_pods_with_pod_addressing() -> No
 def test_pod_addressing_flag(argv: list[str], expected: bool) -> None:
     options = parse_options(["-n", "ml", "--standalone", *argv])
     assert options.pod_addressing is expected
+
+
+def test_rollout_metrics_weight_gates_and_duration() -> None:
+    from vigil.operator.metrics import OperatorMetrics
+
+    metrics = OperatorMetrics()
+    gates = [{"name": "agreement", "passed": True}, {"name": "errorRate", "passed": False}]
+    after = {"weight": 33, "lastAnalysisAt": "2026-01-01T00:00:10Z", "gates": gates}
+    metrics.rollout_progress("ml", "wine", {}, after, None, 0.0)
+    metrics.rollout_progress("ml", "wine", after, after, None, 0.0)  # same analysis: once
+    value = metrics.registry.get_sample_value
+    assert value("vigil_rollout_weight", {"namespace": "ml", "name": "wine"}) == 33
+    labels = {"namespace": "ml", "name": "wine", "gate": "agreement", "result": "passed"}
+    assert value("vigil_rollout_analysis_total", labels) == 1
+    before = {**after, "startedAt": "2026-01-01T00:00:00Z"}
+    finished = {"outcome": "RolledBack"}
+    now = 1767225600.0 + 90  # 2026-01-01T00:01:30Z
+    metrics.rollout_progress("ml", "wine", before, finished, "RolledBack", now)
+    assert value("vigil_rollout_weight", {"namespace": "ml", "name": "wine"}) == 0
+    assert value("vigil_rollout_duration_seconds_sum", {"outcome": "RolledBack"}) == 90
