@@ -67,3 +67,54 @@ def test_rollout_metrics_weight_gates_and_duration() -> None:
     metrics.rollout_progress("ml", "wine", before, finished, "RolledBack", now)
     assert value("vigil_rollout_weight", {"namespace": "ml", "name": "wine"}) == 0
     assert value("vigil_rollout_duration_seconds_sum", {"outcome": "RolledBack"}) == 90
+
+
+class RecordingApi:
+    """Records the calls after_write makes (an HTTPRoute to weight, a request to clear)."""
+
+    def __init__(self) -> None:
+        self.route = {
+            "metadata": {"name": "wine", "resourceVersion": "7"},
+            "spec": {"rules": [{"backendRefs": [{"name": "wine", "port": 80}]}]},
+        }
+        self.patches: list[tuple[str, str, object, str]] = []
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, object] | None:
+        return self.route if kind == "HTTPRoute" else None
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: object,
+        *,
+        content_type: str = "application/merge-patch+json",
+    ) -> dict[str, object]:
+        self.patches.append((kind, name, patch, content_type))
+        return {}
+
+
+def test_after_write_weights_the_httproute_and_clears_the_request() -> None:
+    import asyncio
+
+    from vigil.core.reconcile import Plan
+
+    api = RecordingApi()
+    body = {
+        "metadata": {"namespace": "ml", "name": "wine"},
+        "spec": {"rollout": {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}},
+        "status": {},
+    }
+    plan = Plan(route=("s1", "c1", Traffic(20, 0, 1, 2)), clear_request=Request("pause", "id-9"))
+    asyncio.run(Rollouts(lambda: {}).after_write(api, body, plan))
+    (route, clear) = api.patches
+    assert route[0] == "HTTPRoute"
+    refs = route[2]["spec"]["rules"][0]["backendRefs"]  # type: ignore[index]
+    assert [(r["name"], r["weight"]) for r in refs] == [("wine-s1", 80), ("wine-c1", 20)]
+    assert clear[0] == "ModelDeployment" and clear[3] == "application/json-patch+json"
+    assert clear[2][0] == {  # type: ignore[index]
+        "op": "test",
+        "path": "/metadata/annotations/vigil.dev~1request-id",
+        "value": "id-9",
+    }
