@@ -49,8 +49,16 @@ DEFAULT_PORT_BASE = 26400
 SERVICE_CIDR = "10.96.0.0/16"
 # Pod IPs come from each node's podCIDR. Loopback ranges are accepted by the
 # API server and kwok (see README, "Development"), so the workload runner can
-# run a pod's processes on its very IP.
-POD_CIDR_TEMPLATE = "127.100.{index}.0/24"
+# run a pod's processes on its very IP. The second octet follows the port
+# base, so two local clusters (another checkout, a CI clone) never hand out
+# the same pod IPs: 26400 -> 127.164.<node>.0/24.
+POD_CIDR_TEMPLATE = "127.{octet}.{index}.0/24"
+
+
+def pod_octet(port_base: int) -> int:
+    return 100 + (port_base // 100) % 100
+
+
 NODE_IP_TEMPLATE = "127.99.0.{index}"
 
 
@@ -654,6 +662,9 @@ class LocalCluster:
 
     # -- cluster objects ----------------------------------------------------------------
 
+    def pod_cidr(self, node: int) -> str:
+        return POD_CIDR_TEMPLATE.format(octet=pod_octet(self.ports.etcd_client), index=node)
+
     def node_manifests(self) -> list[dict[str, object]]:
         """Fake nodes managed by kwok, each with a loopback podCIDR of its own."""
         return [
@@ -671,8 +682,8 @@ class LocalCluster:
                     },
                 },
                 "spec": {
-                    "podCIDR": POD_CIDR_TEMPLATE.format(index=index),
-                    "podCIDRs": [POD_CIDR_TEMPLATE.format(index=index)],
+                    "podCIDR": self.pod_cidr(index),
+                    "podCIDRs": [self.pod_cidr(index)],
                 },
                 "status": {
                     "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
