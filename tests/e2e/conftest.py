@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from operator_e2e import ROOT, Kube, OperatorProcess
 
 from vigil.devcluster import ClusterClient, ClusterError, connect
 
@@ -89,3 +90,61 @@ def workload_runner(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# -- the operator under test (tests/e2e/{operator,health,rollout}) -----------------
+
+
+@pytest.fixture(scope="session")
+def vigil_installed(cluster: ClusterClient) -> str:
+    """The CRD, the operator's namespace, ServiceAccount and RBAC; returns its kubeconfig.
+
+    The operator then runs with that ServiceAccount's token only, so a
+    missing RBAC rule fails a test instead of hiding behind admin rights.
+    """
+    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
+    )
+    for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+        cluster.kubectl("apply", "-f", str(ROOT / "manifests" / name))
+    return cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")
+
+
+@pytest.fixture
+def kube(cluster: ClusterClient, namespace: str) -> Kube:
+    return Kube(cluster, namespace)
+
+
+@pytest.fixture
+def operator_args() -> tuple[str, ...]:
+    """Extra `vigil-operator` flags; a folder's conftest overrides this fixture."""
+    return ()
+
+
+@pytest.fixture
+def operator(
+    vigil_installed: str,
+    namespace: str,
+    operator_args: tuple[str, ...],
+    request: pytest.FixtureRequest,
+) -> Iterator[OperatorProcess]:
+    """A real `vigil-operator` process watching this test's namespace."""
+    process = OperatorProcess(
+        vigil_installed, [namespace], ROOT / ".vigil" / "e2e-logs", operator_args
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(f"--- operator log ({process.log_path}) ---\n{process.log()[-20000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

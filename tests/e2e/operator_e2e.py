@@ -23,7 +23,7 @@ import pytest
 
 from vigil.devcluster import ClusterClient
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_BIN = Path(sys.executable).parent / "vigil-operator"
 SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:e2e"
 
