@@ -96,7 +96,32 @@ def workload_runner(
 
 
 @pytest.fixture(scope="session")
-def vigil_installed(cluster: ClusterClient) -> str:
+def gateway_api_crds(cluster: ClusterClient) -> None:
+    """The vendored Gateway API CRDs (hack/gateway-api), installed once (idempotent).
+
+    The operator's RBAC covers HTTPRoutes, and `kubectl auth can-i` only
+    answers for resource types the cluster knows: install them before any
+    test looks at the operator's rights, whatever the test order.
+    """
+    files = sorted((ROOT / "hack" / "gateway-api").glob("gateway.networking.k8s.io_*.yaml"))
+    if not files:
+        pytest.fail("no Gateway API CRDs in hack/gateway-api", pytrace=False)
+    args = ["apply", "--server-side", "--force-conflicts"]
+    for path in files:
+        args += ["-f", str(path)]
+    cluster.kubectl(*args)
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/httproutes.gateway.networking.k8s.io",
+        "crd/gateways.gateway.networking.k8s.io",
+        "crd/gatewayclasses.gateway.networking.k8s.io",
+    )
+
+
+@pytest.fixture(scope="session")
+def vigil_installed(cluster: ClusterClient, gateway_api_crds: None) -> str:
     """The CRD, the operator's namespace, ServiceAccount and RBAC; returns its kubeconfig.
 
     The operator then runs with that ServiceAccount's token only, so a

@@ -22,26 +22,10 @@ from vigil.routing import GatewayAPIRouter, RoutingError, RoutingTarget
 from vigil.routing.gateway_api import route_weights
 from vigil.routing.kube import RoutingKubeClient
 
-CRDS = Path(__file__).resolve().parents[3] / "hack" / "gateway-api"
-
 
 @pytest.fixture(scope="module")
-def gateway_api(cluster: ClusterClient) -> None:
-    files = sorted(CRDS.glob("gateway.networking.k8s.io_*.yaml"))
-    if not files:
-        pytest.fail(f"no Gateway API CRDs in {CRDS}", pytrace=False)
-    args = ["apply", "--server-side", "--force-conflicts"]
-    for path in files:
-        args += ["-f", str(path)]
-    cluster.kubectl(*args)
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/httproutes.gateway.networking.k8s.io",
-        "crd/gateways.gateway.networking.k8s.io",
-        "crd/gatewayclasses.gateway.networking.k8s.io",
-    )
+def gateway_api(gateway_api_crds: None) -> None:
+    """The Gateway API CRDs (installed by the shared session fixture)."""
 
 
 def client_for(cluster: ClusterClient) -> RoutingKubeClient:
