@@ -44,10 +44,11 @@ from vigil.metrics import PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.prometheus import PrometheusSource
 from vigil.profile import build_profile
+from vigil.sidecar.metrics import BASE_LABELS, LATENCY_BUCKETS
 
 FEATURES = [f"feature_{i}" for i in range(13)]
 INTERVAL_SECONDS = 30.0
-BASE = ["model", "version", "revision", "role"]
+BASE = list(BASE_LABELS)
 
 
 def exposition(revision: str, scale: float) -> bytes:
@@ -63,27 +64,7 @@ def exposition(revision: str, scale: float) -> bytes:
         "vigil_request_duration_seconds",
         "",
         [*BASE, "endpoint"],
-        buckets=(
-            0.001,
-            0.0025,
-            0.005,
-            0.01,
-            0.025,
-            0.05,
-            0.075,
-            0.1,
-            0.15,
-            0.2,
-            0.25,
-            0.3,
-            0.4,
-            0.5,
-            0.75,
-            1.0,
-            2.5,
-            5.0,
-            10.0,
-        ),
+        buckets=LATENCY_BUCKETS,
         registry=registry,
     )
     for value in (0.004, 0.02, 0.04, 0.09):
