@@ -11,8 +11,13 @@ loop) and this module turns the candidate's and the stable's into the
   with ``target_revision`` = the candidate);
 * prediction shift: the candidate's prediction distribution against the
   stable's, with the drift method (classes, or the prediction bins);
-* input drift: each revision's worst feature drift against the reference
-  (only once both windows hold :data:`MIN_ROWS_FOR_INPUT_DRIFT` rows).
+* input drift: each revision's worst feature drift against *its own*
+  reference profile (the bins its sidecars count in), over the features
+  both references share, and only once both windows hold
+  :data:`MIN_ROWS_FOR_INPUT_DRIFT` rows;
+* features added and dropped: a retrained model's reference may add or drop
+  input features; the gates then compare the shared features and the
+  predictions, and status names the difference.
 """
 
 from __future__ import annotations
@@ -64,12 +69,32 @@ def prediction_shift(
 
 
 def _worst_drift(
-    reference: ReferenceProfile | None, window: RevisionWindow | None, method: drift.DriftMethod
+    reference: ReferenceProfile | None,
+    window: RevisionWindow | None,
+    method: drift.DriftMethod,
+    shared: frozenset[str] | None,
 ) -> float | None:
+    """The worst drift over the shared features (None: no reference or too few rows)."""
     if reference is None or window is None or window.input_rows < MIN_ROWS_FOR_INPUT_DRIFT:
         return None
     scores = feature_drift(reference, window, method)
-    return max(scores.values()) if scores else None
+    values = [score for name, score in scores.items() if shared is None or name in shared]
+    return max(values) if values else None
+
+
+def feature_changes(
+    candidate: ReferenceProfile | None, stable: ReferenceProfile | None
+) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str] | None]:
+    """(added, dropped, shared) features from the stable's reference to the candidate's.
+
+    ``shared`` is None when either reference is unknown: nothing to restrict.
+    """
+    if candidate is None or stable is None:
+        return (), (), None
+    new, old = candidate.feature_names, stable.feature_names
+    added = tuple(name for name in new if name not in old)
+    dropped = tuple(name for name in old if name not in new)
+    return added, dropped, frozenset(new) & frozenset(old)
 
 
 def candidate_figures(
@@ -79,8 +104,17 @@ def candidate_figures(
     *,
     method: drift.DriftMethod = "psi",
     reference: ReferenceProfile | None = None,
+    stable_reference: ReferenceProfile | None = None,
 ) -> CandidateFigures:
-    """What the gates compare this cycle (None where a figure cannot be measured)."""
+    """What the gates compare this cycle (None where a figure cannot be measured).
+
+    ``reference`` is the candidate's profile, ``stable_reference`` the
+    stable's (the same one when the change kept it; None = unknown, then the
+    candidate's serves for both, as the stable's sidecars were not told
+    otherwise).
+    """
+    stable_profile = stable_reference if stable_reference is not None else reference
+    _, _, shared = feature_changes(reference, stable_profile)
     compared = 0
     agreement: float | None = None
     shift: float | None = None
@@ -98,6 +132,6 @@ def candidate_figures(
         compared=compared,
         agreement=agreement,
         prediction_shift=shift,
-        candidate_drift=_worst_drift(reference, candidate, method),
-        stable_drift=_worst_drift(reference, stable, method),
+        candidate_drift=_worst_drift(reference, candidate, method, shared),
+        stable_drift=_worst_drift(stable_profile, stable, method, shared),
     )

@@ -52,6 +52,9 @@ class RolloutInputs:
     shadow_target: str | None = None
     #: False when the candidate's sidecar does not answer ready yet (its model still loads).
     candidate_serving: bool = True
+    #: (added, dropped) input features of the candidate's reference profile against the
+    #: stable's; None when either profile could not be read this cycle.
+    feature_changes: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)

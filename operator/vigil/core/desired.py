@@ -36,6 +36,8 @@ SIDECAR_CONFIG_DIR = "/etc/vigil"
 SIDECAR_CONFIG_KEY = "sidecar.json"
 SIDECAR_CONFIG_PATH = f"{SIDECAR_CONFIG_DIR}/{SIDECAR_CONFIG_KEY}"
 REFERENCE_DIR = "/var/lib/vigil/reference"
+#: The pod volume holding the reference profile (the rollout reads the stable's from it).
+REFERENCE_VOLUME = "reference"
 # The sidecar's only writable directory (its root file system is read-only);
 # TMPDIR points there, so nothing needs a writable /tmp.
 SIDECAR_SCRATCH_DIR = "/var/lib/vigil/tmp"
@@ -225,7 +227,7 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
         {"name": "sidecar-tmp", "mountPath": SIDECAR_SCRATCH_DIR},
     ]
     if spec.monitoring.reference is not None:
-        mounts.append({"name": "reference", "mountPath": REFERENCE_DIR, "readOnly": True})
+        mounts.append({"name": REFERENCE_VOLUME, "mountPath": REFERENCE_DIR, "readOnly": True})
     context = _restricted_security_context(read_only_root=True)
     context["runAsUser"] = SIDECAR_USER_ID
     context["runAsGroup"] = SIDECAR_USER_ID
@@ -281,7 +283,7 @@ def desired_deployment(
     if reference is not None:
         volumes.append(
             {
-                "name": "reference",
+                "name": REFERENCE_VOLUME,
                 "configMap": {
                     "name": reference.name,
                     "items": [{"key": reference.key, "path": reference.key}],

@@ -750,6 +750,7 @@ def _progressive(
         state = replace(state, requested=verb)  # type: ignore[arg-type]
     golden = (obs.rollout.golden if obs.rollout else None) or golden_from_status(previous)
     inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
+    summary.update(_feature_changes_status(inputs, previous))
 
     if candidate_view is None and not previous:
         build.event(
@@ -924,6 +925,21 @@ def _ensure_stable_shadow(
         "data": data,
     }
     build.plan.actions.append(Apply(with_applied_hash(manifest)))
+
+
+def _feature_changes_status(
+    inputs: RolloutInputs, previous: Mapping[str, Any]
+) -> dict[str, list[str] | None]:
+    """``featuresAdded`` / ``featuresDropped``: this cycle's reading, else the last one.
+
+    A retrained model may add or drop input features; the gates then compare
+    the shared ones, and status says which differ. A cycle that could not read
+    both reference profiles keeps what the last one found (no status churn).
+    """
+    if inputs.feature_changes is None:
+        return {key: previous.get(key) for key in ("featuresAdded", "featuresDropped")}
+    added, dropped = inputs.feature_changes
+    return {"featuresAdded": list(added) or None, "featuresDropped": list(dropped) or None}
 
 
 def _golden_status(golden: rollout.GoldenResult | None) -> dict[str, Any] | None:

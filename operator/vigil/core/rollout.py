@@ -218,6 +218,7 @@ class CandidateFigures:
     agreement: float | None = None
     #: Candidate-vs-stable prediction distribution divergence (drift method).
     prediction_shift: float | None = None
+    #: Worst input drift of each revision against its own reference, shared features only.
     candidate_drift: float | None = None
     stable_drift: float | None = None
 

@@ -19,6 +19,7 @@ person's request annotation (JSON patch guarded by the request id).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,10 +28,15 @@ from typing import Any
 import aiohttp
 
 from vigil.core import naming
-from vigil.core.analysis import candidate_figures
+from vigil.core.analysis import candidate_figures, feature_changes
 from vigil.core.candidate import Request, RolloutInputs, RoutePlanner
-from vigil.core.desired import METRICS_PORT, SIDECAR_PORT, SIDECAR_READY_PATH
-from vigil.core.health import monitoring_settings
+from vigil.core.desired import (
+    METRICS_PORT,
+    REFERENCE_VOLUME,
+    SIDECAR_PORT,
+    SIDECAR_READY_PATH,
+)
+from vigil.core.health import MonitoringSettings, monitoring_settings
 from vigil.core.reconcile import Plan
 from vigil.core.revision import compute_revision
 from vigil.core.rollout import GoldenResult, GoldenSetRef, Traffic
@@ -39,7 +45,7 @@ from vigil.kube.client import KubeError
 from vigil.metrics import MetricsSource, PodTarget, RevisionTarget
 from vigil.operator.health import PodInfo, SourceFactory, default_source
 from vigil.plugin.requests import ManualRequest, clear_request_patch, parse_request
-from vigil.profile.model import ProfileError, parse_profile
+from vigil.profile.model import ProfileError, ReferenceProfile, parse_profile
 from vigil.routing import RoutingError, RoutingTarget, router_for
 from vigil.routing.base import RoutingApi
 from vigil.validation.golden import GoldenSetError, load_golden_set, replay
@@ -151,6 +157,33 @@ class Rollouts:
         candidate = self.desired_revision(name, spec)
         if not stable or not candidate or candidate == stable or candidate not in revisions:
             return None
+        try:
+            settings = monitoring_settings(spec)
+        except (ValueError, TypeError) as error:
+            return RolloutInputs(metrics_available=False, metrics_error=str(error))
+        reference = await self._reference(api, namespace, settings.reference)
+        stable_reference = await self._reference(
+            api, namespace, await self._stable_reference_ref(api, namespace, name, stable)
+        )
+        changes = None
+        if reference is not None and stable_reference is not None:
+            added, dropped, _ = feature_changes(reference, stable_reference)
+            changes = (added, dropped)
+        measured = await self._measure(
+            namespace, name, candidate, stable, settings, reference, stable_reference
+        )
+        return dataclasses.replace(measured, feature_changes=changes)
+
+    async def _measure(
+        self,
+        namespace: str,
+        name: str,
+        candidate: str,
+        stable: str,
+        settings: MonitoringSettings,
+        reference: ReferenceProfile | None,
+        stable_reference: ReferenceProfile | None,
+    ) -> RolloutInputs:
         target = await self.candidate_url(namespace, name, candidate)
         if target is None:
             return RolloutInputs(
@@ -158,10 +191,6 @@ class Rollouts:
                 metrics_error="the candidate's sidecar does not answer ready yet",
                 candidate_serving=False,
             )
-        try:
-            settings = monitoring_settings(spec)
-        except (ValueError, TypeError) as error:
-            return RolloutInputs(metrics_available=False, metrics_error=str(error))
         window = settings.policy.window_seconds
         targets = [
             RevisionTarget(
@@ -198,17 +227,43 @@ class Rollouts:
             return RolloutInputs(
                 metrics_available=False, metrics_error=problem, shadow_target=target
             )
-        reference = await self._reference(api, namespace, settings.reference)
         figures = candidate_figures(
             candidate,
             cand,
             collection.windows.get(targets[1].key),
             method=settings.policy.drift_method,  # type: ignore[arg-type]
             reference=reference,
+            stable_reference=stable_reference,
         )
         return RolloutInputs(figures=figures, shadow_target=target)
 
-    async def _reference(self, api: Any, namespace: str, ref: tuple[str, str] | None) -> Any:
+    async def _stable_reference_ref(
+        self, api: Any, namespace: str, name: str, stable: str
+    ) -> tuple[str, str] | None:
+        """The stable's reference profile (ConfigMap, key), read from its pod template.
+
+        The spec now names the candidate's profile; the stable's pods still
+        mount the one they were built with.
+        """
+        try:
+            deployment = await api.get(
+                "Deployment", namespace, naming.deployment_name(name, stable)
+            )
+        except KubeError:
+            return None
+        volumes = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        for volume in volumes.get("volumes") or ():
+            if volume.get("name") != REFERENCE_VOLUME:
+                continue
+            configmap = volume.get("configMap") or {}
+            items = configmap.get("items") or ()
+            if configmap.get("name") and items and items[0].get("key"):
+                return str(configmap["name"]), str(items[0]["key"])
+        return None
+
+    async def _reference(
+        self, api: Any, namespace: str, ref: tuple[str, str] | None
+    ) -> ReferenceProfile | None:
         if ref is None:
             return None
         try:

@@ -189,6 +189,9 @@ def render(
                 f"/{_get(spec, 'rollout', 'analysis', 'failureLimit', default=2)}"
             )
         )
+        for label, key in (("features added", "featuresAdded"), ("dropped", "featuresDropped")):
+            if candidate.get(key):
+                add(_clip(f"  {label}: {', '.join(candidate[key])}"))
         if steps:
             add("")
             add(style(f"Steps ({change})", "bold"))

@@ -168,3 +168,16 @@ def test_colour_only_adds_escape_codes() -> None:
 def test_a_new_object_without_status_renders() -> None:
     screen = render({"metadata": {"name": "x", "namespace": "n"}, "spec": {}}, now=NOW)
     assert "stable     (none yet)" in screen and "Phase:    Pending" in screen
+
+
+def test_names_the_features_a_candidate_adds_and_drops() -> None:
+    md = {**MD, "status": {**MD["status"]}}
+    md["status"]["candidate"] = {
+        **MD["status"]["candidate"],
+        "featuresAdded": ["color_intensity_log"],
+        "featuresDropped": ["ash"],
+    }
+    screen = render(md, EVENTS, now=NOW)
+    assert "  features added: color_intensity_log" in screen
+    assert "  dropped: ash" in screen
+    assert "features added" not in render(MD, EVENTS, now=NOW)
