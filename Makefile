@@ -61,8 +61,12 @@ clean: ## remove virtual environments (the binary cache stays)
 	rm -rf $(VENV) $(MLSERVER_VENV)
 
 .PHONY: bench-sidecar
-bench-sidecar: $(STAMP) $(MLSTAMP) ## sidecar overhead benchmark (latency, throughput, CPU, RSS); see bench/README.md
-	$(PY) bench/sidecar/run.py
+bench-sidecar: $(STAMP) $(MLSTAMP) ## sidecar overhead (latency, throughput, CPU, RSS; payload width x shadow); BENCH_ARGS=--only-matrix
+	$(PY) bench/sidecar/run.py $(BENCH_ARGS)
+
+.PHONY: bench-detection
+bench-detection: $(STAMP) $(MLSTAMP) cluster-build ## drift and bad-candidate detection latency on the local cluster (in windows and intervals)
+	$(PY) bench/detection/run.py $(BENCH_ARGS)
 
 .PHONY: bench-health
 bench-health: $(STAMP) cluster-build ## health-evaluation cycle for 10/100/500 ModelDeployments (direct and prometheus)

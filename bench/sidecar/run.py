@@ -13,11 +13,19 @@ for "direct" and "through the sidecar", alternating in the same run.
 3. The sidecar's CPU seconds per 1000 requests/second (from /proc during
    the fixed-rate runs) and its resident memory (VmRSS, peak VmHWM).
 
+4. Payload width and shadow copying (the "matrix"): payloads of 1, 32 and
+   256 features (a generated reference profile with that many features,
+   all monitored, and one-row v2 requests of that width), each through a
+   sidecar with shadow copying off and one with it on (percent 100, target:
+   a second trivial upstream), at one fixed rate (default 200 rps):
+   added p50/p90/p99 against direct, sidecar vCPU per 1000 rps and RSS.
+
 Direct and sidecar runs alternate in short slices (default 10 x 2 s per
 path and rate) and the latency samples are pooled, so that both paths see
 the same mix of quiet and busy moments on a shared machine.
 
-Usage: ``python bench/sidecar/run.py [--seconds 2] [--reps 10] [--rates 100,200,500]``
+Usage: ``python bench/sidecar/run.py [--seconds 2] [--reps 10] [--rates 100,200,500]``;
+``--only-matrix`` runs only part 4 (``--widths 1,32,256 --matrix-rate 200``).
 """
 
 from __future__ import annotations
@@ -155,11 +163,24 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
 
 
 def start_sidecar(
-    procs: Procs, work: Path, name: str, upstream: int, profile: Path, event_loop: str
+    procs: Procs,
+    work: Path,
+    name: str,
+    upstream: int,
+    profile: Path,
+    event_loop: str,
+    *,
+    config: Path | None = None,
+    metrics_port: int | None = None,
+    max_features: int | None = None,
 ) -> tuple[int, subprocess.Popen[bytes]]:
-    port, mport = free_port(), free_port()
+    """Start one sidecar; ``config`` holds what has no flag (the shadow block)."""
+    port, mport = free_port(), metrics_port or free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
     env.pop("VIGIL_SIDECAR_CONFIG", None)
+    extra = ["--config", str(config)] if config is not None else []
+    if max_features is not None:
+        extra += ["--max-features", str(max_features)]
     proc = procs.start(
         [
             sys.executable,
@@ -187,6 +208,7 @@ def start_sidecar(
             str(profile),
             "--event-loop",
             event_loop,
+            *extra,
         ],
         work / f"{name}.log",
         env=env,
@@ -352,6 +374,175 @@ def throughput_phase(
     return result
 
 
+def wide_profile(work: Path, width: int) -> tuple[Path, Path]:
+    """A generated reference profile with ``width`` numeric features and a one-row body.
+
+    The data are standard normal (seeded), the predictions three classes,
+    so the sidecar bins every feature and counts a class per answer, as
+    with a real model of that width. The request row comes from the same
+    distribution, so its values fall in the reference's bins.
+    """
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "operator"))
+    from vigil.profile import build_profile
+
+    rng = np.random.default_rng(width)
+    x = rng.normal(size=(2000, width))
+    names = [f"f{i:03d}" for i in range(width)]
+    profile = build_profile(
+        x,
+        predictions=rng.integers(0, 3, len(x)),
+        feature_names=names,
+        model_name="wine",
+        model_version="1",
+    )
+    path = work / f"profile-{width}.json"
+    path.write_text(profile.to_json())
+    row = [round(float(v), 6) for v in rng.normal(size=width)]
+    body = json.dumps(
+        {"inputs": [{"name": "input-0", "shape": [1, width], "datatype": "FP64", "data": row}]}
+    ).encode()
+    body_path = work / f"body-{width}.json"
+    body_path.write_bytes(body)
+    return path, body_path
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The sidecar's /metrics as {'name{labels}': value} (shadow outcome counts)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+    return values
+
+
+def shadow_counts(port: int) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for key, value in scrape(port).items():
+        if key.startswith("vigil_shadow_requests_total{"):
+            outcome = key.split('outcome="', 1)[1].split('"', 1)[0]
+            counts[outcome] = counts.get(outcome, 0.0) + value
+        elif key.startswith("vigil_shadow_dropped_total{"):
+            counts["dropped"] = counts.get("dropped", 0.0) + value
+    return counts
+
+
+def matrix_phase(
+    procs: Procs,
+    work: Path,
+    widths: list[int],
+    rate: float,
+    seconds: float,
+    reps: int,
+    event_loop: str,
+) -> dict[str, Any]:
+    """Payload width x shadow copying, each against direct in the same slices.
+
+    Per width: one trivial upstream (the model), a second one (the shadow
+    target), a sidecar with shadow copying off and one with it on (percent
+    100); every feature monitored (``--max-features`` = width; the default
+    cap of 20 would leave most of a 256-wide payload unbinned). Each slice
+    runs direct, shadow off and shadow on one after the other, so the three
+    paths share the machine's quiet and busy moments; samples are pooled.
+    """
+    path = "/v2/models/wine/infer"
+    rows = []
+    for width in widths:
+        profile, body = wide_profile(work, width)
+        up_port, shadow_port = free_port(), free_port()
+        for port, label in ((up_port, "model"), (shadow_port, "shadow")):
+            proc = procs.start(
+                [sys.executable, str(HERE / "trivial_upstream.py"), str(port)],
+                work / f"trivial-{label}-{width}.log",
+            )
+            wait_ok(f"http://127.0.0.1:{port}/v2/health/ready", proc, 15)
+        config = work / f"shadow-{width}.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "shadow": {
+                        "target": f"http://127.0.0.1:{shadow_port}",
+                        "targetRevision": "bench-shadow",
+                        "percent": 100,
+                    }
+                }
+            )
+        )
+        sidecars: dict[str, tuple[int, int, subprocess.Popen[bytes]]] = {}
+        for mode, cfg in (("off", None), ("on", config)):
+            mport = free_port()
+            port, proc = start_sidecar(
+                procs,
+                work,
+                f"sidecar-{width}-{mode}",
+                up_port,
+                profile,
+                event_loop,
+                config=cfg,
+                metrics_port=mport,
+                max_features=width,
+            )
+            sidecars[mode] = (port, mport, proc)
+        before = shadow_counts(sidecars["on"][1])
+        direct: list[float] = []
+        samples: dict[str, list[float]] = {"off": [], "on": []}
+        cpu = {"off": 0.0, "on": 0.0}
+        requests = {"off": 0, "on": 0}
+        errors = 0
+        lateness = 0.0
+        for _ in range(reps):
+            d = loadgen("open", "127.0.0.1", up_port, path, body, rate, seconds)
+            direct += d["samples_us"]
+            errors += d["errors"]
+            lateness = max(lateness, d["lateness"]["p99"])
+            for mode in ("off", "on"):
+                port, _, proc = sidecars[mode]
+                c0 = cpu_seconds(proc.pid)
+                t = loadgen("open", "127.0.0.1", port, path, body, rate, seconds)
+                # Shadow copies leave after the answer: let the last ones finish
+                # so that their CPU is counted (the same pause for both modes).
+                time.sleep(0.3)
+                cpu[mode] += cpu_seconds(proc.pid) - c0
+                requests[mode] += t["latency"]["n"] + 50  # incl. the 50 warm-up requests
+                samples[mode] += t["samples_us"]
+                errors += t["errors"]
+                lateness = max(lateness, t["lateness"]["p99"])
+        after = shadow_counts(sidecars["on"][1])
+        pd = pooled(direct)
+        for mode in ("off", "on"):
+            pt = pooled(samples[mode])
+            row: dict[str, Any] = {
+                "width": width,
+                "shadow": mode,
+                "rate": rate,
+                "samples": [len(direct), len(samples[mode])],
+                "request_bytes": body.stat().st_size,
+            }
+            for q in ("p50", "p90", "p99"):
+                row[f"direct_{q}_ms"] = pd[q] / 1e3
+                row[f"sidecar_{q}_ms"] = pt[q] / 1e3
+                row[f"added_{q}_ms"] = (pt[q] - pd[q]) / 1e3
+            row["sidecar_cpu_ms_per_request"] = cpu[mode] / requests[mode] * 1e3
+            row["sidecar_vcpu_per_1000rps"] = cpu[mode] / requests[mode] * 1000
+            row["memory_mib"] = memory(sidecars[mode][2].pid)
+            if mode == "on":
+                row["shadow_copies"] = {
+                    k: after.get(k, 0.0) - before.get(k, 0.0) for k in sorted(after)
+                }
+                row["requests_sent"] = requests[mode]
+            row["errors"] = errors
+            row["loadgen_lateness_p99_ms"] = lateness * 1e3
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        procs.stop_all()
+        procs.procs.clear()
+    return {"rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one slice")
@@ -361,8 +552,14 @@ def main() -> None:
     parser.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"))
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-matrix", action="store_true", help="no width x shadow runs")
+    parser.add_argument("--only-matrix", action="store_true", help="only the width x shadow runs")
+    parser.add_argument("--widths", default="1,32,256", help="payload widths (features)")
+    parser.add_argument("--matrix-rate", type=float, default=200.0, help="rps of the matrix")
     parser.add_argument("--out", default=str(HERE / "last-run.json"))
     args = parser.parse_args()
+    if args.only_matrix:
+        args.skip_latency = args.skip_mlserver = True
     procs = Procs()
     report: dict[str, Any] = {"machine": machine(), "event_loop": args.event_loop}
     print(json.dumps(report["machine"]), flush=True)
@@ -395,6 +592,18 @@ def main() -> None:
                     args.concurrency,
                     args.event_loop,
                 )
+            procs.stop_all()
+            procs.procs.clear()
+            if not args.skip_matrix:
+                report["matrix"] = matrix_phase(
+                    procs,
+                    work,
+                    [int(w) for w in args.widths.split(",")],
+                    args.matrix_rate,
+                    args.seconds,
+                    args.reps,
+                    args.event_loop,
+                )
     finally:
         procs.stop_all()
     report["machine"]["loadavg_at_end"] = os.getloadavg()
@@ -403,6 +612,12 @@ def main() -> None:
 
 
 def print_table(report: dict[str, Any]) -> None:
+    if report.get("latency"):
+        print_latency(report)
+    print_rest(report)
+
+
+def print_latency(report: dict[str, Any]) -> None:
     print(
         "\n| rate (rps) | direct p50/p90/p99 (ms) | sidecar p50/p90/p99 (ms) | added p50 | added "
         "p90 | added p99 | sidecar vCPU per 1000 rps |"
@@ -420,6 +635,9 @@ def print_table(report: dict[str, Any]) -> None:
         f"\nsidecar memory after the latency runs: RSS {mem.get('VmRSS', 0):.1f} MiB, "
         f"peak {mem.get('VmHWM', 0):.1f} MiB"
     )
+
+
+def print_rest(report: dict[str, Any]) -> None:
     t = report.get("throughput")
     if t:
         print(
@@ -429,6 +647,28 @@ def print_table(report: dict[str, Any]) -> None:
             + ", ".join(f"{p * 100:.0f}" for p in t["pair_shares"])
             + f"); sidecar peak RSS {t['memory_mib'].get('VmHWM', 0):.1f} MiB"
         )
+    rows = report.get("matrix", {}).get("rows", [])
+    if rows:
+        print(
+            "\n| features | shadow | request bytes | direct p50/p90/p99 (ms) | added p50 "
+            "| added p90 | added p99 | sidecar vCPU per 1000 rps | RSS / peak (MiB) |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            mem = r["memory_mib"]
+            print(
+                f"| {r['width']} | {r['shadow']} | {r['request_bytes']} | "
+                f"{r['direct_p50_ms']:.2f} / {r['direct_p90_ms']:.2f} / {r['direct_p99_ms']:.2f}"
+                f" | {r['added_p50_ms']:.2f} | {r['added_p90_ms']:.2f} | {r['added_p99_ms']:.2f}"
+                f" | {r['sidecar_vcpu_per_1000rps']:.2f} | {mem.get('VmRSS', 0):.1f} / "
+                f"{mem.get('VmHWM', 0):.1f} |"
+            )
+        for r in rows:
+            if "shadow_copies" in r:
+                print(
+                    f"{r['width']} features, shadow on: copies by outcome {r['shadow_copies']} "
+                    f"for {r['requests_sent']} requests"
+                )
 
 
 if __name__ == "__main__":
