@@ -366,6 +366,43 @@ class LocalCluster:
         token = self._admin_token()
         return token is not None and self._https_ok(self.ports.apiserver, "/readyz", token)
 
+    def restart(self, component: str, *, down_seconds: float = 0.0, timeout: float = 90) -> int:
+        """Stop one running component, start it again with the same flags; return its new pid.
+
+        For fault tests (an API server restarted mid-rollout): its clients must
+        ride through. ``down_seconds`` keeps it stopped that long first. Only on
+        a cluster of one's own: everyone else using it loses the component meanwhile.
+        """
+        if component not in COMPONENTS:
+            raise ClusterError(f"unknown component {component!r} (one of {', '.join(COMPONENTS)})")
+        pids = dict((self._read_state() or {}).get("pids", {}))  # type: ignore[call-overload]
+        if component not in pids:
+            raise ClusterError(f"{component} is not running from {self.state_dir}")
+        self._stop(component, int(pids[component]))
+        time.sleep(down_seconds)
+        arguments = {
+            "etcd": self._etcd_args,
+            "kube-apiserver": self._apiserver_args,
+            "kube-controller-manager": self._controller_manager_args,
+            "kube-scheduler": self._scheduler_args,
+            "kwok": self._kwok_args,
+        }[component](self.bin_dir)
+        pid = self._start(component, arguments)
+        pids[component] = pid
+        self._write_state(pids)
+        token = self._admin_token()
+        ready: dict[str, Callable[[], bool]] = {
+            "etcd": lambda: self._http_ok(f"http://127.0.0.1:{self.ports.etcd_client}/health"),
+            "kube-apiserver": lambda: self._https_ok(self.ports.apiserver, "/readyz", token),
+            "kube-controller-manager": lambda: self._https_ok(
+                self.ports.controller_manager, "/healthz"
+            ),
+            "kube-scheduler": lambda: self._https_ok(self.ports.scheduler, "/healthz"),
+            "kwok": lambda: self._http_ok(f"http://127.0.0.1:{self.ports.kwok}/healthz"),
+        }
+        self._wait(component, pid, ready[component], timeout=timeout)
+        return pid
+
     def client(self) -> ClusterClient:
         """kubectl and identities for this cluster, as for any other cluster."""
         return ClusterClient(self.kubeconfig, self.bin_dir / "kubectl")
