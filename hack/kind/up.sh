@@ -10,6 +10,7 @@ KIND_CLUSTER=${KIND_CLUSTER:-vigil}
 IMAGE=${IMAGE:?IMAGE is required (make kind-up sets it)}
 MLSERVER_IMAGE=${MLSERVER_IMAGE:-seldonio/mlserver:1.7.1-sklearn}
 PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-prom/prometheus:v3.6.0}
+KIND_IMAGE=vigil.local/vigil:kind
 
 step() { echo "kind-up: [$SECONDS s] $*"; }
 need() { command -v "$1" >/dev/null || { echo "kind-up: $1 is required on PATH" >&2; exit 1; }; }
@@ -29,7 +30,9 @@ export KUBECONFIG=$kubeconfig
 step "building $IMAGE"
 make image IMAGE="$IMAGE"
 step "loading images into the nodes"
-kind load docker-image "$IMAGE" --name "$KIND_CLUSTER"
+# The kind overlay names this image (manifests/overlays/kind): one name, whatever IMAGE is.
+docker tag "$IMAGE" "$KIND_IMAGE"
+kind load docker-image "$KIND_IMAGE" --name "$KIND_CLUSTER"
 for extra in "$MLSERVER_IMAGE" "$PROMETHEUS_IMAGE"; do
   docker image inspect "$extra" >/dev/null 2>&1 || docker pull "$extra"
   kind load docker-image "$extra" --name "$KIND_CLUSTER"
@@ -45,10 +48,7 @@ kubectl set image -n vigil-monitoring deployment/prometheus prometheus="$PROMETH
 kubectl rollout status -n vigil-monitoring deployment/prometheus --timeout=180s
 
 step "installing the CRD and the operator"
-kubectl apply -f crds/
-kubectl apply -k manifests/
-kubectl set image -n vigil-system deployment/vigil-operator operator="$IMAGE"
-kubectl set env -n vigil-system deployment/vigil-operator VIGIL_SIDECAR_IMAGE="$IMAGE"
+kubectl apply -k manifests/overlays/kind
 kubectl rollout status -n vigil-system deployment/vigil-operator --timeout=180s
 
 cp "$kubeconfig" "$root/.vigil/kind-kubeconfig" 2>/dev/null || { mkdir -p "$root/.vigil"; cp "$kubeconfig" "$root/.vigil/kind-kubeconfig"; }

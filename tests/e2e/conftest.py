@@ -132,7 +132,7 @@ def vigil_installed(cluster: ClusterClient, gateway_api_crds: None) -> str:
         "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
     )
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
-        cluster.kubectl("apply", "-f", str(ROOT / "manifests" / name))
+        cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / name))
     return cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")
 
 

@@ -163,7 +163,7 @@ class Demo:
             "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
         )
         for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
-            cluster.kubectl("apply", "-f", str(root / "manifests" / name))
+            cluster.kubectl("apply", "-f", str(root / "manifests" / "base" / name))
         cluster.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n")
         operator_kubeconfig = cluster.serviceaccount_kubeconfig(
             "vigil-system", "vigil-operator", self.dir / "operator.kubeconfig"

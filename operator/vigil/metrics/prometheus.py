@@ -5,7 +5,7 @@ every ModelDeployment at once (``sum by (namespace, model_deployment,
 revision, ...) (increase(family[window]))``), so the number of queries per
 cycle does not grow with the number of ModelDeployments. The labels
 ``namespace`` and ``model_deployment`` come from the scrape job
-(manifests/monitoring/prometheus-scrape-config.yaml or the PodMonitor).
+(manifests/monitoring/prometheus-scrape-config.yaml or manifests/base/podmonitor.yaml).
 
 Caveat: the prediction sums are gauges that can go down for negative
 predictions; ``increase`` reads a decrease as a reset, so prediction

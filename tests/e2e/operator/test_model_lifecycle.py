@@ -1,7 +1,7 @@
 """Issue 3 acceptance: a brand-new model, scaling, blue/green switch, restart, deletion.
 
 Each test has its own namespace and its own operator process, which runs
-with the vigil-operator ServiceAccount's token (manifests/rbac.yaml).
+with the vigil-operator ServiceAccount's token (manifests/base/rbac.yaml).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 import yaml
 from operator_e2e import ROOT, Kube, OperatorProcess, wait_for
 
-EXAMPLE = ROOT / "manifests" / "examples" / "new-model.yaml"
+# The example is a kustomization: the ModelDeployment and its reference profile ConfigMap.
+EXAMPLE_DIR = ROOT / "manifests" / "examples" / "new-model"
+EXAMPLE = EXAMPLE_DIR / "modeldeployment.yaml"
 MD_LABEL = "vigil.dev/model-deployment"
 
 
@@ -33,6 +35,9 @@ def example(**changes: Any) -> dict[str, Any]:
 
 
 def apply(kube: Kube, manifest: dict[str, Any]) -> None:
+    """The (changed) example ModelDeployment, after the ConfigMaps it references."""
+    rendered = yaml.safe_load_all(kube.cluster.kubectl("kustomize", str(EXAMPLE_DIR)).stdout)
+    kube.apply(yaml.safe_dump_all([d for d in rendered if d and d["kind"] == "ConfigMap"]))
     kube.apply(yaml.safe_dump(manifest))
 
 
@@ -79,7 +84,7 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
         "--overwrite",
     )
     # Exactly what a newcomer types.
-    kube.run("apply", "-f", str(EXAMPLE))
+    kube.run("apply", "-k", str(EXAMPLE_DIR))
 
     wait_ready(kube)
     md = kube.get("md", "wine")

@@ -11,7 +11,8 @@ from operator_e2e import ROOT, Kube, OperatorProcess
 
 from vigil.devcluster import ClusterClient
 
-EXAMPLE = (ROOT / "manifests" / "examples" / "new-model.yaml").read_text()
+# A kustomization: the ModelDeployment and its reference profile ConfigMap.
+EXAMPLE_DIR = str(ROOT / "manifests" / "examples" / "new-model")
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_one_operator_serves_several_namespaces_and_logs_json(
     process.start()
     try:
         for ns in (namespace, second_namespace):
-            Kube(cluster, ns).apply(EXAMPLE)
+            Kube(cluster, ns).run("apply", "-k", EXAMPLE_DIR)
         for ns in (namespace, second_namespace):
             Kube(cluster, ns).run("wait", "--for=condition=Ready", "md/wine", "--timeout=60s")
         lines = [line for line in process.log().splitlines() if line.strip()]
@@ -70,7 +71,7 @@ def test_peering_mode_with_the_optional_peering_manifest(
     process.standalone = False
     process.start()
     try:
-        kube.apply(EXAMPLE)
+        kube.run("apply", "-k", EXAMPLE_DIR)
         kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=60s")
         peering = kube.get("kopfpeering", "vigil")
         assert peering is not None and peering.get("status"), "the operator did not check in"

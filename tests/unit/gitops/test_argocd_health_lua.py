@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = (ROOT / "manifests" / "argocd" / "health.lua").read_text()
-PATCH = ROOT / "manifests" / "argocd" / "argocd-cm-patch.yaml"
+SCRIPT = (ROOT / "manifests" / "gitops" / "argocd" / "health.lua").read_text()
+PATCH = ROOT / "manifests" / "gitops" / "argocd" / "argocd-cm-patch.yaml"
 RUNTIMES = {"lua5.1": lupa.lua51.LuaRuntime, "lua5.4": lupa.lua54.LuaRuntime}
 
 

@@ -31,7 +31,7 @@ def test_prometheusrule_holds_the_same_groups() -> None:
 
 
 def test_podmonitor_selects_vigil_pods_and_relabels_like_the_scrape_config() -> None:
-    monitor = yaml.safe_load((MONITORING / "podmonitor.yaml").read_text())
+    monitor = yaml.safe_load((ROOT / "manifests" / "base" / "podmonitor.yaml").read_text())
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["kind"] == "PodMonitor"
     spec = monitor["spec"]
@@ -57,7 +57,7 @@ def test_podmonitor_selects_vigil_pods_and_relabels_like_the_scrape_config() -> 
 
 def test_operator_servicemonitor_selects_the_metrics_service_and_keeps_its_labels() -> None:
     monitor = yaml.safe_load((MONITORING / "servicemonitor-operator.yaml").read_text())
-    service = yaml.safe_load((ROOT / "manifests" / "service.yaml").read_text())
+    service = yaml.safe_load((ROOT / "manifests" / "base" / "service.yaml").read_text())
     assert monitor["kind"] == "ServiceMonitor"
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
     selector = monitor["spec"]["selector"]["matchLabels"]

@@ -1,4 +1,4 @@
-"""The Argo CD health check (manifests/argocd/health.lua), run by a real Lua interpreter."""
+"""The Argo CD health check (manifests/gitops/argocd/health.lua), run by a real Lua interpreter."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from vigil.core.desired import Owner
 from vigil.core.reconcile import Observation, decide
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = (ROOT / "manifests" / "argocd" / "health.lua").read_text()
+ARGOCD = ROOT / "manifests" / "gitops" / "argocd"
+SCRIPT = (ARGOCD / "health.lua").read_text()
 
 
 def health(obj: dict[str, Any]) -> tuple[str, str]:
@@ -36,7 +37,7 @@ def ready(flag: str, message: str = "m") -> list[dict[str, str]]:
 
 
 def test_the_configmap_patch_embeds_the_same_script() -> None:
-    patch = yaml.safe_load((ROOT / "manifests" / "argocd" / "argocd-cm-patch.yaml").read_text())
+    patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     assert patch["data"]["resource.customizations.health.vigil.dev_ModelDeployment"] == SCRIPT
 
 
