@@ -6,6 +6,10 @@ that the ModelDeployment's Service selects (re-reading them every
 second, so a blue/green switch or a canary is followed), at a fixed rate,
 over the v2 protocol. It can shift features by a number of reference
 standard deviations (drift) or send malformed requests (errors).
+
+With ``http_route`` it plays the gateway instead: each request picks one of
+the HTTPRoute's backend Services by its weight (as a Gateway API
+implementation does) and goes to a Ready pod behind that Service.
 """
 
 from __future__ import annotations
@@ -72,6 +76,23 @@ def serving_pod_ips(
     return [ip for ip in ips if sidecar_ready(ip)] if answering else ips
 
 
+def route_backends(
+    cluster: ClusterClient, namespace: str, route: str
+) -> list[tuple[list[str], int]]:
+    """(answering pod IPs, weight) for each backend Service of the HTTPRoute's first rule."""
+    result = cluster.kubectl("get", "httproute", route, "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        return []
+    rules = json.loads(result.stdout)["spec"].get("rules") or [{}]
+    backends = []
+    for ref in rules[0].get("backendRefs") or ():
+        weight = int(ref.get("weight", 1))
+        ips = serving_pod_ips(cluster, namespace, str(ref["name"]), answering=True)
+        if weight > 0 and ips:
+            backends.append((ips, weight))
+    return backends
+
+
 def shifted_rows(
     X: npt.NDArray[np.float64],
     shifts: Mapping[int, float],
@@ -115,6 +136,7 @@ class TrafficGenerator:
         shifts: Mapping[int, float] | None = None,
         error_share: float = 0.0,
         seed: int = 0,
+        http_route: str | None = None,
     ) -> None:
         self.cluster = cluster
         self.namespace = namespace
@@ -125,9 +147,12 @@ class TrafficGenerator:
         self.shifts = dict(shifts or {})
         self.error_share = error_share
         self.rng = np.random.default_rng(seed)
+        self.http_route = http_route
         self.stats = TrafficStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self._routes: list[tuple[list[str], int]] = []
         self._lock = threading.Lock()
 
     def set_shifts(self, shifts: Mapping[int, float]) -> None:
@@ -139,15 +164,30 @@ class TrafficGenerator:
             self.error_share = share
 
     def start(self) -> TrafficGenerator:
+        self._watcher = threading.Thread(target=self._watch, name="traffic-routes", daemon=True)
+        self._watcher.start()
         self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> TrafficStats:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in (self._thread, self._watcher):
+            if thread is not None:
+                thread.join(timeout=10)
         return self.stats
+
+    def _watch(self) -> None:
+        """Re-reads where traffic goes about every second, off the sending thread.
+
+        Reading it takes several kubectl calls; done between requests, on a
+        busy machine it would set the request rate instead of ``rate``.
+        """
+        while not self._stop.is_set():
+            backends = self._backends()
+            with self._lock:
+                self._routes = backends
+            self._stop.wait(1.0)
 
     def send_one(self, ip: str) -> bool:
         with self._lock:
@@ -178,20 +218,31 @@ class TrafficGenerator:
         except OSError:
             return False
 
+    def _backends(self) -> list[tuple[list[str], int]]:
+        if self.http_route is not None:
+            return route_backends(self.cluster, self.namespace, self.http_route)
+        ips = serving_pod_ips(self.cluster, self.namespace, self.name, answering=True)
+        return [(ips, 1)] if ips else []
+
+    def _pick(self, backends: list[tuple[list[str], int]]) -> list[str]:
+        """One backend's pods, chosen in proportion to the backend weights."""
+        if len(backends) == 1:
+            return backends[0][0]
+        weights = np.array([weight for _, weight in backends], dtype=float)
+        return backends[int(self.rng.choice(len(backends), p=weights / weights.sum()))][0]
+
     def _run(self) -> None:
-        ips: list[str] = []
-        refreshed = 0.0
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         turn = 0
         while not self._stop.is_set():
-            now = time.monotonic()
-            if now - refreshed > 1.0 or not ips:
-                ips = serving_pod_ips(self.cluster, self.namespace, self.name, answering=True)
-                refreshed = now
-                if not ips:
-                    self._stop.wait(1.0)
-                    continue
+            with self._lock:
+                backends = self._routes
+            if not backends:
+                self._stop.wait(0.2)
+                next_at = time.monotonic()
+                continue
+            ips = self._pick(backends)
             ip = ips[turn % len(ips)]
             turn += 1
             ok = self.send_one(ip)

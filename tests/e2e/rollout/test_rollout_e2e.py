@@ -70,6 +70,7 @@ def manifest(
     config: dict[str, str] | None = None,
     metrics: dict[str, Any] | None = None,
     deadline: str = "90s",
+    routing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "model": {"name": "wine", "version": model.version, "uri": model.storage_uri},
@@ -96,6 +97,8 @@ def manifest(
     }
     if config:
         spec["config"] = config
+    if routing:
+        spec["rollout"]["trafficRouting"] = routing
     return {
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "ModelDeployment",
@@ -148,10 +151,13 @@ def watch_until(
     timeout: float,
     what: str,
     watch: Watch | None = None,
+    on_poll: Callable[[], None] | None = None,
 ) -> Watch:
     watch = watch or Watch()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if on_poll is not None:
+            on_poll()
         current = status(kube)
         watch.last = current
         watch.observations += 1
@@ -207,9 +213,16 @@ def golden_configmap(model: TrainedModel) -> dict[str, Any]:
 
 
 def deploy(
-    kube: Kube, workload_runner: Path, tmp_path: Path, metrics: dict[str, Any] | None = None
+    kube: Kube,
+    workload_runner: Path,
+    tmp_path: Path,
+    metrics: dict[str, Any] | None = None,
+    routing: dict[str, Any] | None = None,
 ) -> Setup:
-    """Stable wine model v1 serving, its reference profile applied, live traffic flowing."""
+    """Stable wine model v1 serving, its reference profile applied, live traffic flowing.
+
+    With Gateway API ``routing``, the traffic follows the HTTPRoute's weights.
+    """
     started = time.monotonic()
     stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
     kube.apply(
@@ -223,7 +236,7 @@ def deploy(
         )
     )
     kube.apply(yaml.safe_dump(golden_configmap(stable)))
-    kube.apply(yaml.safe_dump(manifest(stable, metrics=metrics)))
+    kube.apply(yaml.safe_dump(manifest(stable, metrics=metrics, routing=routing)))
     kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=90s")
     # kwok marks pods Ready at once: wait until the processes really serve.
     deadline = time.monotonic() + 120
@@ -234,8 +247,9 @@ def deploy(
         if time.monotonic() > deadline:
             pytest.fail(f"no serving pod behind Service wine (runner logs: {workload_runner})")
         time.sleep(0.5)
+    route = ((routing or {}).get("gatewayAPI") or {}).get("httpRoute")
     traffic = TrafficGenerator(
-        kube.cluster, kube.namespace, "wine", "wine", stable.X, rate=15.0, seed=3
+        kube.cluster, kube.namespace, "wine", "wine", stable.X, rate=15.0, seed=3, http_route=route
     ).start()
     revision = status(kube)["stable"]["revision"]
     return Setup(kube, stable, traffic, revision, started)
@@ -296,6 +310,44 @@ def kubectl_vigil(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+#: Field managers of the operator's own API clients (its client's User-Agent, kopf's).
+OPERATOR_MANAGERS = ("vigil-operator", "kopf")
+
+
+def assert_operator_writes_only_status_and_children(kube: Kube) -> None:
+    """From managedFields: the operator never wrote the ModelDeployment's spec or metadata.
+
+    GitOps tools diff spec and metadata against Git; every field the
+    operator owns on the ModelDeployment must come through the status
+    subresource. Its children (Deployments, Services, ConfigMaps of a
+    revision) are its own, written by server-side apply as vigil-operator.
+    (A person's `kubectl vigil` request annotation is the one exception: the
+    operator clears it once handled; no request is made in this scenario.)
+    """
+    md = kube.get("md", "wine", "--show-managed-fields") or {}
+    entries = md["metadata"].get("managedFields") or []
+    ours = [e for e in entries if str(e.get("manager", "")).startswith(OPERATOR_MANAGERS)]
+    assert ours, f"no managedFields entry from the operator: {entries}"
+    outside_status = [
+        (e.get("manager"), e.get("operation"), e.get("subresource"))
+        for e in ours
+        if e.get("subresource") != "status"
+    ]
+    assert not outside_status, f"operator wrote outside status: {outside_status}"
+    for entry in entries:
+        if entry.get("subresource") != "status":
+            assert str(entry.get("manager", "")).startswith("kubectl"), entry
+    for kind in ("deployments", "services", "configmaps"):
+        for child in kube.items(kind, "vigil.dev/model-deployment=wine"):
+            child = kube.get(kind, child["metadata"]["name"], "--show-managed-fields") or {}
+            managers = {
+                (e.get("manager"), e.get("operation"))
+                for e in child["metadata"].get("managedFields") or []
+                if e.get("subresource") != "status"
+            }
+            assert managers == {("vigil-operator", "Apply")}, (kind, managers)
+
+
 # -- scenarios ------------------------------------------------------------------------
 
 
@@ -335,6 +387,7 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
         time.sleep(0.5)
     assert deployments(kube) == [f"wine-{new}"]
     assert rollouts_total(operator, "Promoted") == 1
+    assert_operator_writes_only_status_and_children(kube)
     operator.assert_no_errors()
     record(
         "good-replacement",
@@ -650,3 +703,80 @@ def test_metrics_outage_during_canary_holds_then_resumes(
         )
     finally:
         setup.traffic.stop()
+
+
+def route_weights(kube: Kube, route: str) -> tuple[tuple[str, int], ...]:
+    """The HTTPRoute's first rule as (backend Service, weight) pairs."""
+    rules = ((kube.get("httproute", route) or {}).get("spec") or {}).get("rules") or [{}]
+    return tuple(
+        (str(ref["name"]), int(ref.get("weight", 1))) for ref in rules[0].get("backendRefs") or ()
+    )
+
+
+def test_gateway_api_rollout_moves_the_httproute_weights_and_promotes(
+    kube: Kube,
+    operator: OperatorProcess,
+    workload_runner: Path,
+    gateway_api_crds: None,
+    tmp_path: Path,
+) -> None:
+    """Gateway API routing: the user's HTTPRoute carries the canary weights.
+
+    No Gateway implementation runs here: the traffic generator plays the
+    gateway, choosing each request's backend Service by the route's weights.
+    """
+    kube.apply(
+        yaml.safe_dump(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "wine"},
+                "spec": {
+                    "parentRefs": [{"name": "public"}],
+                    "hostnames": ["wine.example.com"],
+                    "rules": [{"backendRefs": [{"name": "wine", "port": 80}]}],
+                },
+            }
+        )
+    )
+    routing = {"gatewayAPI": {"httpRoute": "wine"}}
+    setup = deploy(kube, workload_runner, tmp_path, routing=routing)
+    try:
+        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+        kube.apply(yaml.safe_dump(manifest(candidate, routing=routing)))
+        seen: list[tuple[tuple[str, int], ...]] = []
+
+        def record_weights() -> None:
+            weights = route_weights(kube, "wine")
+            if not seen or seen[-1] != weights:
+                seen.append(weights)
+
+        watch = watch_until(
+            kube,
+            lambda s: (
+                (s.get("history") or [{}])[0].get("outcome") == "Promoted"
+                and (s.get("stable") or {}).get("modelVersion") == "2"
+            ),
+            150,
+            "the candidate to be promoted through the HTTPRoute",
+            on_poll=record_weights,
+        )
+        stats = setup.traffic.stop()
+    finally:
+        setup.traffic.stop()
+    old, new = setup.revision, watch.last["stable"]["revision"]
+    split = [tuple(weight for _, weight in weights) for weights in seen]
+    assert (80, 20) in split and (50, 50) in split, seen
+    assert watch.steps[:3] == ["shadow 100%", "canary 20%", "canary 50%"], watch.steps
+    for weights in seen:
+        names = [name for name, _ in weights]
+        assert names in (["wine"], [f"wine-{old}", f"wine-{new}"], [f"wine-{new}"]), weights
+    deadline = time.monotonic() + 20
+    while route_weights(kube, "wine") != ((f"wine-{new}", 100),):
+        assert time.monotonic() < deadline, route_weights(kube, "wine")
+        time.sleep(0.5)
+    # the Service <name> stayed on a single revision: in-cluster callers bypass the gateway
+    assert not watch.spanned
+    assert stats.failed <= stats.sent * 0.05, stats
+    operator.assert_no_errors()
+    record("gateway-api", weights=[list(w) for w in split], steps=watch.steps)
