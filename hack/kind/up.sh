@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # make kind-up: a kind cluster with Vigil's image loaded, an in-cluster
-# Prometheus using the project's scrape job, and the operator installed with
-# the project's manifests. Needs Docker, kind and kubectl on PATH.
-# Idempotent: an existing cluster of that name is reused.
+# Prometheus using the project's scrape job, and the operator installed from
+# manifests/overlays/kind. Needs Docker, kind and kubectl on PATH.
+# Idempotent: an existing cluster of that name is reused, images are loaded
+# again (kind skips what the nodes already hold), manifests re-applied.
+#
+# From kind's documentation: `kind load docker-image` copies a local image
+# into every node's containerd; a pod uses it only if its pull policy does
+# not force a pull (Always, the default for :latest), hence fixed tags.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -10,7 +15,10 @@ KIND_CLUSTER=${KIND_CLUSTER:-vigil}
 IMAGE=${IMAGE:?IMAGE is required (make kind-up sets it)}
 MLSERVER_IMAGE=${MLSERVER_IMAGE:-seldonio/mlserver:1.7.1-sklearn}
 PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-prom/prometheus:v3.6.0}
+# The name manifests/overlays/kind runs (operator and sidecar), whatever IMAGE is.
 KIND_IMAGE=vigil.local/vigil:kind
+# The sidecar image the e2e suite's operator injects (tests/e2e/operator_e2e.py).
+E2E_SIDECAR_IMAGE=ghcr.io/vigil-dev/vigil:e2e
 
 step() { echo "kind-up: [$SECONDS s] $*"; }
 need() { command -v "$1" >/dev/null || { echo "kind-up: $1 is required on PATH" >&2; exit 1; }; }
@@ -20,25 +28,26 @@ docker info >/dev/null 2>&1 || { echo "kind-up: no Docker engine reachable (dock
 if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
   step "reusing kind cluster $KIND_CLUSTER"
 else
-  step "creating kind cluster $KIND_CLUSTER"
+  step "creating kind cluster $KIND_CLUSTER (hack/kind/cluster.yaml)"
   kind create cluster --name "$KIND_CLUSTER" --config hack/kind/cluster.yaml --wait 180s
 fi
-kubeconfig=$(mktemp)
+mkdir -p "$root/.vigil"
+kubeconfig="$root/.vigil/kind-kubeconfig"
 kind get kubeconfig --name "$KIND_CLUSTER" > "$kubeconfig"
 export KUBECONFIG=$kubeconfig
 
 step "building $IMAGE"
 make image IMAGE="$IMAGE"
 step "loading images into the nodes"
-# The kind overlay names this image (manifests/overlays/kind): one name, whatever IMAGE is.
 docker tag "$IMAGE" "$KIND_IMAGE"
-kind load docker-image "$KIND_IMAGE" --name "$KIND_CLUSTER"
+docker tag "$IMAGE" "$E2E_SIDECAR_IMAGE"
+kind load docker-image "$KIND_IMAGE" "$E2E_SIDECAR_IMAGE" --name "$KIND_CLUSTER"
 for extra in "$MLSERVER_IMAGE" "$PROMETHEUS_IMAGE"; do
   docker image inspect "$extra" >/dev/null 2>&1 || docker pull "$extra"
   kind load docker-image "$extra" --name "$KIND_CLUSTER"
 done
 
-step "installing Prometheus (namespace vigil-monitoring) with the project's scrape job"
+step "installing Prometheus (namespace vigil-monitoring, host port 30090) with the project's scrape job"
 kubectl apply -f hack/kind/prometheus.yaml
 kubectl apply -f manifests/monitoring/prometheus-rbac.yaml
 kubectl create configmap prometheus-config -n vigil-monitoring \
@@ -47,9 +56,13 @@ kubectl create configmap prometheus-config -n vigil-monitoring \
 kubectl set image -n vigil-monitoring deployment/prometheus prometheus="$PROMETHEUS_IMAGE"
 kubectl rollout status -n vigil-monitoring deployment/prometheus --timeout=180s
 
-step "installing the CRD and the operator"
+step "installing the CRD and the operator (manifests/overlays/kind)"
 kubectl apply -k manifests/overlays/kind
+kubectl wait --for=condition=Established crd/modeldeployments.vigil.dev --timeout=60s
+# Back to one replica if kind-e2e was interrupted before it could restore it.
+kubectl scale -n vigil-system deployment/vigil-operator --replicas=1
 kubectl rollout status -n vigil-system deployment/vigil-operator --timeout=180s
 
-cp "$kubeconfig" "$root/.vigil/kind-kubeconfig" 2>/dev/null || { mkdir -p "$root/.vigil"; cp "$kubeconfig" "$root/.vigil/kind-kubeconfig"; }
-step "ready: export KUBECONFIG=$root/.vigil/kind-kubeconfig"
+step "ready: export KUBECONFIG=$kubeconfig"
+echo "  kubectl apply -n default -k manifests/examples/new-model   # then: kubectl get md"
+echo "  Prometheus: http://127.0.0.1:30090"
