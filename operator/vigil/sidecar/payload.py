@@ -81,7 +81,8 @@ def _decode(body: bytes, content_type: str) -> tuple[Any, list[str]]:
         violations.append(CONTENT_TYPE)
     try:
         return json.loads(body), violations
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack ("[[[[...").
         return None, [*violations, MALFORMED_JSON]
 
 
@@ -132,7 +133,7 @@ def parse_request(
     """Extract columns for ``features`` (model input order) from a request body."""
     out = ParsedInput()
     doc, out.violations = _decode(body, content_type)
-    if doc is None:
+    if MALFORMED_JSON in out.violations:  # not "doc is None": a JSON null is a document
         return out
     if protocol == "v2":
         _parse_v2_request(doc, features, out)
@@ -256,7 +257,7 @@ def parse_response(
     """
     out = ParsedOutput()
     doc, out.violations = _decode(body, content_type)
-    if doc is None:
+    if MALFORMED_JSON in out.violations:  # not "doc is None": a JSON null is a document
         return out
     if protocol == "v2":
         outputs = doc.get("outputs") if isinstance(doc, dict) else None

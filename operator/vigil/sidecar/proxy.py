@@ -58,6 +58,12 @@ READY_CACHE_SECONDS = 1.0
 MAX_IDLE_UPSTREAM = 64
 #: Pause reading a client that pipelines this much while a request is running.
 PIPELINE_BUFFER = 1024 * 1024
+#: After answering a request it rejects (413, 400, 431), the sidecar half-closes and
+#: reads and discards what the client is still sending, for at most this long and this
+#: much, before closing. Closing a socket with unread input makes the kernel send a
+#: reset, and a client still uploading its (too large) body would then lose the answer.
+LINGER_SECONDS = 2.0
+LINGER_MAX_BYTES = 64 * 1024 * 1024
 _BUSY = float("inf")  # activity mark of a connection with a request in progress
 
 
@@ -259,6 +265,10 @@ class _Client(asyncio.Protocol):
         self.continued = False
         self.paused = False
         self.closed = False
+        self.eof = False  # the client half-closed: close after the answer in flight
+        #: Bytes still accepted (and discarded) while lingering; None = not lingering.
+        self.linger_budget: int | None = None
+        self.linger_timer: asyncio.TimerHandle | None = None
 
     # -------------------------------------------------------------- events
 
@@ -270,12 +280,20 @@ class _Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.proxy.clients.pop(self, None)
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
         if self.request is None:  # nothing upstream: stop the body timer
             self._cancel_timer()
             self._uncount()
         # A request in flight finishes (or times out) and is recorded then.
 
     def data_received(self, data: bytes) -> None:
+        if self.linger_budget is not None:
+            self.linger_budget -= len(data)
+            if self.linger_budget < 0:
+                self.close()
+            return
         self.buf += data
         if self.request is None and self.local_task is None:
             self._parse()
@@ -425,7 +443,7 @@ class _Client(asyncio.Protocol):
         """After an answer: close, or go on with the next (pipelined) request."""
         if self.closed or self.transport is None:
             return
-        if not keep_alive or self.proxy.draining:
+        if not keep_alive or self.proxy.draining or self.eof:
             self.transport.close()
             return
         self.proxy.clients[self] = self.proxy.loop.time()
@@ -453,7 +471,7 @@ class _Client(asyncio.Protocol):
             self._write(simple_response(status, body))
         finally:
             self.local_task = None
-        if not keep or self.proxy.draining:
+        if not keep or self.proxy.draining or self.eof:
             if self.transport is not None:
                 self.transport.close()
         elif self.buf and not self.closed:
@@ -465,14 +483,56 @@ class _Client(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.transport.write(data)
 
+    def eof_received(self) -> bool | None:
+        """The client finished sending (half-close).
+
+        A request in flight still gets its answer: keep the connection open and
+        close it after the answer (``_next``). Otherwise, and while lingering,
+        close now.
+        """
+        if self.linger_budget is None and (self.request is not None or self.local_task is not None):
+            self.eof = True
+            return True
+        return None
+
     def _reply_and_close(self, data: bytes) -> None:
+        """Answer a request the sidecar rejects, then close without resetting the client."""
         self._write(data)
         self._cancel_timer()
         self._uncount()
         self.head = None
-        if self.transport is not None:
-            self.transport.close()
         self.closed = True
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close and discard the rest of the client's bytes, then close.
+
+        Why: a client uploading a body the sidecar refuses (413) is still writing
+        when the answer goes out; closing at once with its bytes unread makes the
+        kernel send a reset, and most clients then report a broken connection
+        instead of the 413. Bounded in time and bytes.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        self.buf.clear()
+        try:
+            can_half_close = transport.can_write_eof()
+        except (AttributeError, NotImplementedError):
+            can_half_close = False
+        if not can_half_close or transport.is_closing():
+            transport.close()
+            return
+        self.linger_budget = LINGER_MAX_BYTES
+        try:
+            transport.write_eof()
+        except (OSError, RuntimeError):
+            transport.close()
+            return
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
+        self.linger_timer = self.proxy.loop.call_later(LINGER_SECONDS, transport.close)
 
     def _too_large(self, head: RequestHead) -> None:
         proxy = self.proxy
