@@ -1,0 +1,215 @@
+"""The API server restarted mid-rollout, on a local cluster of the test's own.
+
+Restarting the shared cluster's API server would break every other test
+and engineer using it, so this test brings up its own control plane
+(``LocalCluster(port_base=26700)``, one kwok node, pod IPs 127.167.0.0/24)
+with its own workload runner and operator, and takes it down afterwards.
+
+During the shadow step the API server is stopped (SIGTERM: its graceful
+shutdown, as in an upgrade), kept down for ``DOWN_SECONDS`` and started
+again with the same flags (``LocalCluster.restart``). Everything keeps
+running meanwhile: the pods' processes, live traffic, the operator. The
+operator must ride through: its watches break and kopf re-establishes
+them, its rollout cycles fail and are retried, and the rollout finishes
+promoted exactly once. A scale-up applied afterwards proves the
+ModelDeployment watch is alive again (only a watch event starts that
+reconcile).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fault_checks import (
+    apply_md,
+    assert_consistent,
+    assert_history,
+    brief,
+    deploy,
+    manifest,
+    promoted,
+    record,
+    rolled_back_events,
+    safe,
+    switched_events,
+    watch_until,
+)
+from operator_e2e import ROOT, Kube, OperatorProcess
+
+from vigil.devcluster.cluster import ClusterError, LocalCluster
+from vigil.devcluster.models import train_wine
+
+pytestmark = pytest.mark.faults
+
+PORT_BASE = 26700
+NAMESPACE = "faults-apiserver"
+DOWN_SECONDS = 5.0
+STEPS = [
+    {"shadow": {"duration": "45s", "percent": 100, "minRequests": 20}},
+    {"canary": {"weight": 50, "duration": "8s"}},
+]
+
+
+@pytest.fixture
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A control plane of this test's own on ports 26700-26705, removed afterwards."""
+    cluster = LocalCluster(
+        state_dir=tmp_path_factory.mktemp("own-cluster") / "cluster",
+        port_base=PORT_BASE,
+        nodes=1,
+        log=lambda line: print(line, flush=True),
+    )
+    try:
+        cluster.up()
+    except ClusterError as error:
+        cluster.down()
+        pytest.fail(f"could not start the test's own cluster: {error}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture
+def own_kube(own_cluster: LocalCluster) -> Kube:
+    """The CRD, the operator's ServiceAccount and RBAC, and the test namespace."""
+    client = own_cluster.client()
+    client.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
+    client.kubectl(
+        "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
+    )
+    for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+        client.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / name))
+    client.kubectl("create", "namespace", NAMESPACE)
+    return Kube(client, NAMESPACE)
+
+
+@pytest.fixture
+def own_runner(own_kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The workload runner for the test namespace of the own cluster."""
+    work_dir = tmp_path_factory.mktemp("own-workloads")
+    env = {**os.environ, "VIGIL_KUBECONFIG": own_kube.cluster.kubeconfig}
+    with (work_dir / "runner.log").open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "vigil-devcluster"),
+                "run-workloads",
+                "--namespace",
+                NAMESPACE,
+                "--work-dir",
+                str(work_dir),
+                "--interval",
+                "0.5",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        yield work_dir
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def own_operator(
+    own_kube: Kube, own_runner: Path, operator_args: tuple[str, ...], request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    kubeconfig = own_kube.cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")
+    process = OperatorProcess(kubeconfig, [NAMESPACE], ROOT / ".vigil" / "e2e-logs", operator_args)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(f"--- operator log ({process.log_path}) ---\n{process.log()[-20000:]}")
+
+
+def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
+    return sum(
+        value
+        for key, value in operator.metrics().items()
+        if key.startswith("vigil_rollouts_total{") and f'outcome="{outcome}"' in key
+    )
+
+
+def test_apiserver_restarted_mid_rollout_the_operator_rides_through(
+    own_cluster: LocalCluster,
+    own_kube: Kube,
+    own_runner: Path,
+    own_operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    kube = own_kube
+    setup = deploy(kube, own_runner, tmp_path, STEPS)
+    try:
+        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+        apply_md(kube, manifest(candidate, STEPS))
+        watch = watch_until(
+            kube,
+            lambda s: (s.get("candidate") or {}).get("reason") == "StepInProgress",
+            150,
+            "the candidate judged in shadow",
+        )
+        revision = watch.last["candidate"]["revision"]
+        at_restart = watch.last["candidate"]["stepName"]
+        sent_before = setup.traffic.stats.sent
+        started = time.monotonic()
+        own_cluster.restart("kube-apiserver", down_seconds=DOWN_SECONDS)
+        outage = time.monotonic() - started
+        assert own_operator.process is not None and own_operator.process.poll() is None, (
+            "the operator exited while the API server was away"
+        )
+        watch_until(kube, promoted("2"), 180, "the promotion after the restart", watch)
+        promoted_after = time.monotonic() - started
+        assert_consistent(kube)
+        # Only a watch event starts this reconcile: the ModelDeployment watch is back.
+        apply_md(kube, manifest(candidate, STEPS, replicas=2))
+        watch_until(
+            kube,
+            lambda s: (
+                (s.get("stable") or {}).get("revision") == revision
+                and s.get("observedGeneration")
+                == (kube.get("md", "wine") or {})["metadata"]["generation"]
+                and (s.get("stable") or {}).get("readyReplicas") == 2
+            ),
+            120,
+            "the scale-up after the restart",
+            watch,
+        )
+        final = assert_consistent(kube, replicas=2)
+        traffic = setup.traffic.stop()
+    finally:
+        setup.traffic.stop()
+    assert final["stable"]["revision"] == revision, brief(final)
+    assert_history(final, promoted=[revision])
+    assert rollouts_total(own_operator, "Promoted") == 1
+    assert rollouts_total(own_operator, "RolledBack") == 0
+    assert len(switched_events(kube)) == 1
+    assert rolled_back_events(kube) == []
+    assert watch.no_ready_pods == 0
+    assert traffic.sent > sent_before, "live traffic stopped"
+    assert safe(lambda: own_operator.process.poll(), 1) is None  # type: ignore[union-attr]
+    record(
+        "apiserver-restart",
+        step_at_restart=at_restart,
+        outage_seconds=round(outage, 1),
+        promoted_after_seconds=round(promoted_after, 1),
+        reasons=watch.reasons,
+        steps=watch.steps,
+        traffic={"sent": traffic.sent, "ok": traffic.ok, "failed": traffic.failed},
+    )

@@ -1,0 +1,137 @@
+"""Prometheus SIGKILLed during a canary judged on Prometheus figures.
+
+With ``monitoring.metrics.source: prometheus`` the operator has no other
+view of the candidate: while Prometheus is gone the rollout must hold where
+it is (no promotion, no rollback, the candidate's reason saying the metrics
+are missing), and carry on once Prometheus is back (same port, same data
+folder: it replays its write-ahead log). The outage lasts longer than the
+canary step, so a rollout that judged on stale or absent figures would
+promote during it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fault_checks import (
+    apply_md,
+    assert_consistent,
+    assert_history,
+    brief,
+    condition,
+    deploy,
+    manifest,
+    promoted,
+    record,
+    rolled_back_events,
+    switched_events,
+    watch_until,
+)
+from operator_e2e import Kube, OperatorProcess
+
+from vigil.devcluster import ClusterClient
+from vigil.devcluster.models import train_wine
+from vigil.devcluster.prometheus import LocalPrometheus
+
+pytestmark = pytest.mark.faults
+
+#: Long enough that a slow candidate start (40 s on a loaded 2-core machine) leaves a
+#: judged part of the step for the outage to fall in.
+STEPS = [{"canary": {"weight": 50, "duration": "60s"}}]
+OUTAGE_SECONDS = 20
+
+
+@pytest.fixture
+def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
+    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
+    return sum(
+        value
+        for key, value in operator.metrics().items()
+        if key.startswith("vigil_rollouts_total{") and f'outcome="{outcome}"' in key
+    )
+
+
+def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
+    kube: Kube,
+    operator: OperatorProcess,
+    workload_runner: Path,
+    prometheus: LocalPrometheus,
+    tmp_path: Path,
+) -> None:
+    metrics = {"source": "prometheus", "prometheusURL": prometheus.url}
+    setup = deploy(kube, workload_runner, tmp_path, STEPS, metrics=metrics)
+    try:
+        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+        apply_md(kube, manifest(candidate, STEPS, metrics=metrics))
+        watch = watch_until(
+            kube,
+            lambda s: (s.get("candidate") or {}).get("reason") == "StepInProgress",
+            150,
+            "the canary to be judged on Prometheus figures",
+        )
+        revision = watch.last["candidate"]["revision"]
+        step = watch.last["candidate"]["stepName"]
+        assert prometheus.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(prometheus.process.pid, signal.SIGKILL)
+        prometheus.process.wait(timeout=10)
+        killed = time.monotonic()
+        watch_until(
+            kube,
+            lambda s: (s.get("candidate") or {}).get("reason") == "MetricsUnavailable",
+            30,
+            "the rollout to hold on the Prometheus outage",
+            watch,
+        )
+        held_after = time.monotonic() - killed
+        # Held for the rest of the outage: every observation says so.
+        metrics_available: set[str] = set()
+        while time.monotonic() - killed < OUTAGE_SECONDS:
+            current = watch.see(kube)
+            held = current.get("candidate") or {}
+            assert held.get("revision") == revision, brief(current)
+            assert held.get("stepName") == step, brief(current)
+            assert held.get("reason") == "MetricsUnavailable", brief(current)
+            assert "prometheus" in str(held.get("message")).lower(), brief(current)
+            assert current.get("phase") == "Progressing", brief(current)
+            assert current["stable"]["revision"] == setup.revision, brief(current)
+            metrics_available.add(str(condition(current, "MetricsAvailable").get("status")))
+            time.sleep(0.5)
+        prometheus.start()
+        back = time.monotonic()
+        watch_until(kube, promoted("2"), 150, "the promotion once Prometheus is back", watch)
+        resumed_after = time.monotonic() - back
+        final = assert_consistent(kube)
+    finally:
+        setup.traffic.stop()
+    assert final["stable"]["revision"] == revision
+    assert_history(final, promoted=[revision])
+    assert rollouts_total(operator, "Promoted") == 1
+    assert rollouts_total(operator, "RolledBack") == 0
+    assert len(switched_events(kube)) == 1
+    assert rolled_back_events(kube) == []
+    # The health loop said so too: MetricsAvailable went False during the outage.
+    assert "False" in metrics_available, metrics_available
+    assert watch.no_ready_pods == 0
+    operator.assert_no_errors()
+    record(
+        "prometheus-killed",
+        held_after_seconds=round(held_after, 1),
+        outage_seconds=OUTAGE_SECONDS,
+        promoted_after_restart_seconds=round(resumed_after, 1),
+        reasons=watch.reasons,
+    )

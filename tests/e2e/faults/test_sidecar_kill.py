@@ -1,0 +1,181 @@
+"""A candidate pod's sidecar SIGKILLed (crash-looping for a while) during the shadow step.
+
+Two replicas, so the candidate has two pods during shadow. The sidecar of
+one of them (the first by name: with ``--pod-addressing`` the one the
+stable's copies go to) is killed each time it comes back, for
+``CRASH_SECONDS``; the workload runner, standing in for the kubelet,
+restarts it with its back-off (1 s, 2 s, 5 s, 10 s).
+
+What happens to that pod, as this test checks it:
+
+* it stays the same pod (same uid, name and IP) and stays Ready in the API:
+  kwok runs no probes, so nothing marks it unready and its restarts are not
+  reported in ``restartCount`` (the runner writes no pod status);
+* its MLServer keeps running; its sidecar is restarted by the runner
+  (a ``--- start:`` line per start in its container log) and, once back,
+  answers ready at the same IP, counting from zero again (a new
+  ``vigil_sidecar_start_time_seconds``), which the operator's direct source
+  reads as a counter reset;
+* the operator meanwhile has no data from that pod: it must not roll back
+  on that (the other candidate pod's figures, or a hold, carry the
+  rollout), and the rollout ends promoted once, with the restarted pod
+  among the new stable's pods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from fault_checks import (
+    apply_md,
+    assert_consistent,
+    assert_history,
+    brief,
+    deploy,
+    manifest,
+    promoted,
+    record,
+    rolled_back_events,
+    switched_events,
+    watch_until,
+)
+from model_pods import http, metric
+from operator_e2e import Kube, OperatorProcess
+
+from vigil.devcluster.models import train_wine
+
+pytestmark = pytest.mark.faults
+
+#: One long shadow step: the candidate keeps both pods until its promotion (a canary
+#: at 50% would scale it to one, perhaps removing the pod under test), and the
+#: step outlasts a slow candidate start plus the crash loop.
+STEPS = [{"shadow": {"duration": "50s", "percent": 100, "minRequests": 20}}]
+CRASH_SECONDS = 15
+
+
+def sidecar_pids(ip: str) -> list[int]:
+    """Pids of the sidecar processes listening on this pod IP (the runner's children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if any(a.endswith(b"vigil-sidecar") for a in argv[:2]) and (
+                b"--listen-host" in argv and argv[argv.index(b"--listen-host") + 1] == ip.encode()
+            ):
+                found.append(int(entry.name))
+    return found
+
+
+def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
+    return sum(
+        value
+        for key, value in operator.metrics().items()
+        if key.startswith("vigil_rollouts_total{") and f'outcome="{outcome}"' in key
+    )
+
+
+def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_data(
+    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+) -> None:
+    setup = deploy(kube, workload_runner, tmp_path, STEPS, replicas=2)
+    try:
+        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+        apply_md(kube, manifest(candidate, STEPS, replicas=2))
+        watch = watch_until(
+            kube,
+            lambda s: (s.get("candidate") or {}).get("reason") == "StepInProgress",
+            150,
+            "the candidate judged in shadow",
+        )
+        revision = watch.last["candidate"]["revision"]
+        pods = sorted(
+            kube.items("pods", f"vigil.dev/revision={revision}"),
+            key=lambda p: p["metadata"]["name"],
+        )
+        assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+        watch_until(
+            kube,
+            lambda s: all(
+                http(f"http://{p['status']['podIP']}:8000/healthz/ready")[0] == 200 for p in pods
+            ),
+            90,
+            "both candidate pods' sidecars to answer ready",
+            watch,
+        )
+        victim = pods[0]
+        name, uid, ip = (
+            victim["metadata"]["name"],
+            victim["metadata"]["uid"],
+            victim["status"]["podIP"],
+        )
+        other_ip = pods[1]["status"]["podIP"]
+        started_before = metric(
+            http(f"http://{ip}:9090/metrics")[1].decode(), "vigil_sidecar_start_time_seconds"
+        )
+        other_pids = sidecar_pids(other_ip)
+
+        # Crash-loop the sidecar: kill it each time the runner brings it back.
+        kills: list[float] = []
+        crash_start = time.monotonic()
+        while time.monotonic() - crash_start < CRASH_SECONDS:
+            for pid in sidecar_pids(ip):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                kills.append(round(time.monotonic() - crash_start, 1))
+            current = watch.see(kube)
+            assert current.get("phase") != "RolledBack", brief(current)
+            time.sleep(0.2)
+        assert kills, f"no sidecar process found for pod {name} at {ip}"
+        # Back: the runner restarts it after its back-off; same pod, same IP.
+        back = watch_until(
+            kube,
+            lambda s: http(f"http://{ip}:8000/healthz/ready")[0] == 200,
+            60,
+            f"the sidecar of {name} to answer ready again at {ip}",
+            watch,
+        )
+        assert back.last.get("phase") != "RolledBack", brief(back.last)
+        started_after = metric(
+            http(f"http://{ip}:9090/metrics")[1].decode(), "vigil_sidecar_start_time_seconds"
+        )
+        watch_until(kube, promoted("2"), 150, "the promotion after the sidecar came back", watch)
+        final = assert_consistent(kube, replicas=2)
+    finally:
+        setup.traffic.stop()
+
+    # The rollout: promoted once, never rolled back, no Ready-less moment for live traffic.
+    assert final["stable"]["revision"] == revision
+    assert_history(final, promoted=[revision])
+    assert rollouts_total(operator, "Promoted") == 1
+    assert rollouts_total(operator, "RolledBack") == 0
+    assert len(switched_events(kube)) == 1
+    assert rolled_back_events(kube) == []
+    assert watch.no_ready_pods == 0
+    assert watch.steps == ["shadow 100%"], watch.steps
+    # The pod: the same object, still Ready in the API, now one of the new stable's pods.
+    same = kube.get("pod", name) or {}
+    assert same["metadata"]["uid"] == uid and same["status"]["podIP"] == ip
+    ready = [c for c in same["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "True"
+    # Its sidecar was restarted by the runner (one start line per start), counting anew.
+    log = next(workload_runner.glob(f"*.{name}.*/sidecar.log")).read_text(errors="replace")
+    assert log.count("--- start:") >= 2, log[-2000:]
+    assert started_after > started_before
+    # The other candidate pod's sidecar ran through untouched.
+    assert sidecar_pids(other_ip) == other_pids
+    operator.assert_no_errors()
+    record(
+        "sidecar-killed",
+        pod=name,
+        kills_at_seconds=kills,
+        starts=log.count("--- start:"),
+        reasons=watch.reasons,
+        steps=watch.steps,
+    )
