@@ -7,6 +7,7 @@ cycle's decision feeds the next, as status does in the operator.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -22,6 +23,9 @@ from vigil.core.rollout import (
     Step,
     decide,
 )
+
+#: Histories per invariant: 150 in `make test`; VIGIL_HYPOTHESIS_EXAMPLES=2000 for a deep run.
+EXAMPLES = int(os.environ.get("VIGIL_HYPOTHESIS_EXAMPLES", "150"))
 
 steps = st.one_of(
     st.builds(lambda a: Step("validate", min_agreement=a), st.sampled_from([0.9, 0.99])),
@@ -113,7 +117,7 @@ def judged_with_enough_data(policy: RolloutPolicy, obs: Observations, d: Decisio
     return have >= policy.min_requests and all(g.passed for g in d.gates)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(policies, cycles)
 def test_never_promotes_without_a_passing_check_on_enough_data(policy, history) -> None:
     for obs, decision in run(policy, history):
@@ -123,7 +127,7 @@ def test_never_promotes_without_a_passing_check_on_enough_data(policy, history) 
             assert judged_with_enough_data(policy, obs, decision)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(policies, cycles)
 def test_missing_data_never_counts_as_a_failed_check(policy, history) -> None:
     previous = RolloutState()
@@ -137,7 +141,7 @@ def test_missing_data_never_counts_as_a_failed_check(policy, history) -> None:
         previous = decision.state
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(policies, cycles)
 def test_the_stable_keeps_full_capacity_until_promotion(policy, history) -> None:
     for obs, decision in run(policy, history):
@@ -147,7 +151,7 @@ def test_the_stable_keeps_full_capacity_until_promotion(policy, history) -> None
         assert 0 <= decision.traffic.candidate_weight < 100
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(policies, cycles)
 def test_rollback_and_failure_leave_the_candidate_without_traffic(policy, history) -> None:
     for _, decision in run(policy, history):
@@ -157,7 +161,7 @@ def test_rollback_and_failure_leave_the_candidate_without_traffic(policy, histor
             assert traffic.candidate_replicas == 0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(policies, cycles)
 def test_steps_only_move_forward_one_at_a_time(policy, history) -> None:
     step = 0
