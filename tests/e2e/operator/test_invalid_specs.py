@@ -131,11 +131,176 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.server.env[0]",
     ),
     ("unknown-field", mutate("spec.modle", {"version": "1"}), "modle"),
+    ("model-name-bad-chars", mutate("spec.model.name", "wine model"), "spec.model.name"),
+    ("model-name-too-long", mutate("spec.model.name", "m" * 64), "spec.model.name"),
+    ("version-too-long", mutate("spec.model.version", "1" * 64), "spec.model.version"),
+    ("uri-too-long", mutate("spec.model.uri", "s3://" + "b" * 2048), "spec.model.uri"),
+    ("image-too-long", mutate("spec.server.image", "i" * 513), "spec.server.image"),
+    (
+        "command-item-too-long",
+        mutate("spec.server.command", ["x" * 4097]),
+        "spec.server.command[0]",
+    ),
+    ("args-too-many", mutate("spec.server.args", ["a"] * 129), "spec.server.args"),
+    (
+        "env-name-starts-with-digit",
+        mutate("spec.server.env", [{"name": "1A"}]),
+        "spec.server.env[0].name",
+    ),
+    (
+        "env-duplicate-name",
+        mutate("spec.server.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.server.env[1]",
+    ),
+    (
+        "env-valueFrom-empty",
+        mutate("spec.server.env", [{"name": "A", "valueFrom": {}}]),
+        "spec.server.env[0].valueFrom",
+    ),
+    (
+        "env-valueFrom-two-sources",
+        mutate(
+            "spec.server.env",
+            [
+                {
+                    "name": "A",
+                    "valueFrom": {
+                        "fieldRef": {"fieldPath": "metadata.name"},
+                        "configMapKeyRef": {"name": "c", "key": "k"},
+                    },
+                }
+            ],
+        ),
+        "spec.server.env[0].valueFrom",
+    ),
+    (
+        "resource-quantity-not-a-quantity",
+        mutate("spec.server.resources", {"requests": {"cpu": "lots"}}),
+        "spec.server.resources.requests.cpu",
+    ),
+    (
+        "resource-name-with-space",
+        mutate("spec.server.resources", {"requests": {"bad key": "1"}}),
+        "spec.server.resources.requests",
+    ),
+    (
+        "resource-quantity-negative",
+        mutate("spec.server.resources", {"limits": {"memory": "-1Gi"}}),
+        "spec.server.resources.limits",
+    ),
+    (
+        "resource-request-above-limit",
+        mutate("spec.server.resources", {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+        "spec.server.resources.requests",
+    ),
+    ("port-zero", mutate("spec.server.port", 0), "spec.server.port"),
+    ("port-of-sidecar-metrics", mutate("spec.server.port", 9090), "spec.server.port"),
+    ("replicas-not-a-number", mutate("spec.replicas", "two"), "spec.replicas"),
+    ("paused-not-a-boolean", mutate("spec.paused", "yes"), "spec.paused"),
+    ("config-value-not-a-string", mutate("spec.config", {"THREADS": 4}), "spec.config.THREADS"),
+    ("config-vigil-prefix", mutate("spec.config", {"VIGIL_UPSTREAM": "x"}), "spec.config"),
+    ("window-zero", mutate("spec.monitoring.window", "0s"), "spec.monitoring.window"),
+    (
+        "window-beyond-a-year",
+        mutate("spec.monitoring.window", "9000h"),
+        "spec.monitoring.window",
+    ),
+    (
+        "window-overflowing-duration",
+        mutate("spec.monitoring.window", "9" * 30 + "h"),
+        "spec.monitoring.window",
+    ),
+    (
+        "latency-slo-not-a-duration",
+        mutate("spec.monitoring.slo", {"maxLatencyP95": "fast"}),
+        "spec.monitoring.slo.maxLatencyP95",
+    ),
+    (
+        "drift-warning-negative",
+        mutate("spec.monitoring.drift", {"warning": -1}),
+        "spec.monitoring.drift.warning",
+    ),
+    (
+        "prometheus-url-not-http",
+        mutate("spec.monitoring.metrics", {"source": "prometheus", "prometheusURL": "ftp://p"}),
+        "spec.monitoring.metrics.prometheusURL",
+    ),
+    (
+        "metrics-source-unknown",
+        mutate("spec.monitoring.metrics", {"source": "statsd"}),
+        "spec.monitoring.metrics.source",
+    ),
+    (
+        "reference-name-not-dns",
+        mutate("spec.monitoring.reference", {"configMapKeyRef": {"name": "Ref_1", "key": "k"}}),
+        "spec.monitoring.reference.configMapKeyRef.name",
+    ),
+    (
+        "sidecar-max-body-too-small",
+        mutate("spec.monitoring.sidecar", {"maxBodyBytes": 10}),
+        "spec.monitoring.sidecar.maxBodyBytes",
+    ),
+    (
+        "sidecar-feature-cap-zero",
+        mutate("spec.monitoring.sidecar", {"featureCap": 0}),
+        "spec.monitoring.sidecar.featureCap",
+    ),
+    (
+        "steps-too-many",
+        mutate("spec.rollout", {"replacement": {"steps": [STEP] * 17}}),
+        "spec.rollout.replacement.steps",
+    ),
+    (
+        "validate-without-golden-set",
+        mutate("spec.rollout", {"replacement": {"steps": [{"validate": {}}]}}),
+        "spec.rollout.replacement.steps[0].validate.goldenSet",
+    ),
+    (
+        "pause-duration-not-a-duration",
+        mutate("spec.rollout", {"tweak": {"steps": [{"pause": {"duration": "soon"}}]}}),
+        "spec.rollout.tweak.steps[0].pause.duration",
+    ),
+    (
+        "canary-without-weight",
+        mutate("spec.rollout", {"tweak": {"steps": [{"canary": {"duration": "1m"}}]}}),
+        "spec.rollout.tweak.steps[0].canary.weight",
+    ),
+    (
+        "shadow-min-requests-negative",
+        mutate("spec.rollout", {"replacement": {"steps": [{"shadow": {"minRequests": -1}}]}}),
+        "spec.rollout.replacement.steps[0].shadow.minRequests",
+    ),
+    (
+        "analysis-interval-zero",
+        mutate("spec.rollout", {"analysis": {"interval": "0s"}}),
+        "spec.rollout.analysis.interval",
+    ),
+    (
+        "analysis-failure-limit-zero",
+        mutate("spec.rollout", {"analysis": {"failureLimit": 0}}),
+        "spec.rollout.analysis.failureLimit",
+    ),
+    (
+        "analysis-min-agreement-above-one",
+        mutate("spec.rollout", {"analysis": {"minAgreement": 2}}),
+        "spec.rollout.analysis.minAgreement",
+    ),
+    (
+        "progress-deadline-zero",
+        mutate("spec.rollout", {"progressDeadline": "0ms"}),
+        "spec.rollout.progressDeadline",
+    ),
+    (
+        "http-route-not-dns",
+        mutate("spec.rollout", {"trafficRouting": {"gatewayAPI": {"httpRoute": "Bad_Route"}}}),
+        "spec.rollout.trafficRouting.gatewayAPI.httpRoute",
+    ),
 ]
 
 
-def test_there_are_at_least_fifteen_rejections() -> None:
-    assert len(CASES) >= 15
+def test_there_are_at_least_thirty_rejections_with_distinct_ids() -> None:
+    assert len(CASES) >= 30
+    assert len({case_id for case_id, _, _ in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize(
