@@ -219,6 +219,13 @@ def _progressing(active: bool, reason: str, message: str) -> ConditionState:
     return ConditionState(CONDITION_PROGRESSING, active, reason, message)
 
 
+def _not_ready(phase: str, reason: str, message: str, *, progressing: bool) -> _Outcome:
+    """Not Ready, for one reason that Progressing shares (True while work goes on)."""
+    return _Outcome(
+        phase, _ready(False, reason, message), _progressing(progressing, reason, message)
+    )
+
+
 def _is_deleting(item: Mapping[str, Any]) -> bool:
     return bool((item.get("metadata") or {}).get("deletionTimestamp"))
 
@@ -413,11 +420,7 @@ def _blocked(
         message = f"{message}; revision {stable_view.revision} keeps serving"
     if _previous_reason(obs.status, CONDITION_READY) != reason:
         build.event(event, message, warning=True)
-    outcome = _Outcome(
-        PHASE_FAILED,
-        _ready(False, reason, message),
-        _progressing(False, reason, message),
-    )
+    outcome = _not_ready(PHASE_FAILED, reason, message, progressing=False)
     return _finish(build, outcome, revision=None, stable=stable_view, candidate=None)
 
 
@@ -579,11 +582,7 @@ def _blue_green(
             f"rollout of revision {revision} is paused (spec.paused); "
             f"revision {stable_revision} keeps serving"
         )
-        outcome = _Outcome(
-            PHASE_PROGRESSING,
-            _ready(False, REASON_ROLLOUT_PAUSED, message),
-            _progressing(False, REASON_ROLLOUT_PAUSED, message),
-        )
+        outcome = _not_ready(PHASE_PROGRESSING, REASON_ROLLOUT_PAUSED, message, progressing=False)
         return _finish(
             build,
             outcome,
@@ -620,21 +619,15 @@ def _blue_green(
         )
         if _previous_reason(obs.status, CONDITION_PROGRESSING) != REASON_ROLLOUT_FAILED:
             build.event(EVENT_ROLLOUT_FAILED, message, warning=True)
-        outcome = _Outcome(
-            PHASE_FAILED,
-            _ready(False, REASON_ROLLOUT_FAILED, message),
-            _progressing(False, REASON_ROLLOUT_FAILED, message),
-        )
+        outcome = _not_ready(PHASE_FAILED, REASON_ROLLOUT_FAILED, message, progressing=False)
     else:
         ready = candidate_view.ready_replicas if candidate_view else 0
         message = (
             f"revision {revision} starting ({ready}/{spec.replicas} ready); "
             f"revision {stable_revision} keeps serving"
         )
-        outcome = _Outcome(
-            PHASE_PROGRESSING,
-            _ready(False, REASON_ROLLOUT_IN_PROGRESS, message),
-            _progressing(True, REASON_ROLLOUT_IN_PROGRESS, message),
+        outcome = _not_ready(
+            PHASE_PROGRESSING, REASON_ROLLOUT_IN_PROGRESS, message, progressing=True
         )
     return _finish(
         build,
@@ -1041,10 +1034,8 @@ def _finished_outcome(
         str(summary.get("reason") or "ProgressDeadlineExceeded") if failed else OUTCOME_ROLLED_BACK
     )
     message = str(summary.get("message") or "")
-    outcome = _Outcome(
-        PHASE_FAILED if failed else PHASE_ROLLED_BACK,
-        _ready(False, reason, message),
-        _progressing(False, reason, message),
+    outcome = _not_ready(
+        PHASE_FAILED if failed else PHASE_ROLLED_BACK, reason, message, progressing=False
     )
     return _finish(
         build,
@@ -1129,22 +1120,14 @@ def _stable_outcome(
     if view is None:
         message = f"revision {revision} created; waiting for its Deployment to report"
         phase = PHASE_PENDING if just_created else PHASE_PROGRESSING
-        return _Outcome(
-            phase,
-            _ready(False, REASON_DEPLOYING, message),
-            _progressing(True, REASON_DEPLOYING, message),
-        )
+        return _not_ready(phase, REASON_DEPLOYING, message, progressing=True)
     ready = view.ready_replicas
     wanted = spec.replicas
     if view.failure is not None and not view.is_available:
         message = f"revision {revision} is not available: {view.failure}"
         if _previous_reason(build.obs.status, CONDITION_PROGRESSING) != REASON_DEPLOY_FAILED:
             build.event(EVENT_DEPLOY_FAILED, message, warning=True)
-        return _Outcome(
-            PHASE_FAILED,
-            _ready(False, REASON_DEPLOY_FAILED, message),
-            _progressing(False, REASON_DEPLOY_FAILED, message),
-        )
+        return _not_ready(PHASE_FAILED, REASON_DEPLOY_FAILED, message, progressing=False)
     if view.replicas == wanted and view.is_available:
         message = f"revision {revision} serves with {ready}/{wanted} ready replica(s)"
         return _Outcome(
@@ -1156,18 +1139,10 @@ def _stable_outcome(
     message = f"revision {revision}: {ready}/{wanted} replica(s) ready"
     # A revision that served fully and lost pods without a spec change is degraded.
     if view.replicas == wanted and previous in (REASON_AVAILABLE, REASON_REPLICAS_UNAVAILABLE):
-        return _Outcome(
-            PHASE_DEGRADED,
-            _ready(False, REASON_REPLICAS_UNAVAILABLE, message),
-            _progressing(True, REASON_REPLICAS_UNAVAILABLE, message),
-        )
+        return _not_ready(PHASE_DEGRADED, REASON_REPLICAS_UNAVAILABLE, message, progressing=True)
     # Until a revision has been Ready once, it is still being deployed, not scaled.
     reason = REASON_DEPLOYING if previous in (None, REASON_DEPLOYING) else REASON_SCALING
-    return _Outcome(
-        PHASE_PROGRESSING,
-        _ready(False, reason, message),
-        _progressing(True, reason, message),
-    )
+    return _not_ready(PHASE_PROGRESSING, reason, message, progressing=True)
 
 
 def _finish(
