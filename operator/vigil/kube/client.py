@@ -56,10 +56,18 @@ class Connection:
     private_key_path: str | None = None
 
 
+#: Longer than the API server's own request timeout (--request-timeout, 60 s by default):
+#: the server answers 504 itself when it cannot finish. A client that gives up earlier
+#: leaves the work running server-side and its retry does it again: under a burst of
+#: Service creations (ClusterIP allocation is serialized in the API server) a 30 s
+#: client timeout turned a slow queue into a retry storm (bench/scale, N = 100).
+DEFAULT_TIMEOUT_SECONDS = 75.0
+
+
 class KubeClient:
     """The operator's API access: get, list, server-side apply, delete, patch status."""
 
-    def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
+    def __init__(self, connection: Connection, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self._connection = connection
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None

@@ -1,0 +1,325 @@
+"""Benchmark: N ModelDeployments to Ready against N plain Deployments to Available.
+
+For each N (default 100, 500, 1000), on a local cluster of its own (real etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler; kwok nodes):
+
+1. **Operator phase.** A fresh `vigil-operator` (its ServiceAccount's token
+   only, default 30 s health interval) watches namespace ``md-N``. N
+   ModelDeployments (2 replicas each) are created at once (32 concurrent
+   POSTs) and the clock runs until every one has ``Ready=True``. Operator
+   RSS and CPU come from ``/proc/<pid>`` (sampled every second).
+2. **Steady state.** Once every ModelDeployment carries the health loop's
+   first verdict, one more interval passes, then the operator's requests
+   are counted over a window (default 180 s = 6 health cycles) from the
+   API server's **audit log** (Metadata level, the operator's user only:
+   attributable to the operator alone, per verb and resource), with
+   ``apiserver_request_total`` deltas over the same window as a cross-check
+   (those also count kcm, the scheduler and kwok's node leases).
+3. **Plain phase.** The operator is stopped and ``md-N`` deleted (its pods
+   gone); N plain Deployments with the very pod template the operator built
+   (copied from one of its Deployments) are created the same way in
+   ``plain-N`` and the clock runs until kube-controller-manager reports
+   every one Available with 2 ready replicas.
+
+ratio = operator phase seconds / plain phase seconds, both in the same run.
+
+No model pod runs a process (kwok pods): the health loop's direct scrapes of
+the pod IPs are refused at once, every ModelDeployment gets
+``MetricsAvailable=False`` (verdict ``MetricsUnavailable``) in the first
+cycle, and later cycles write nothing (see bench/README.md, "Scale").
+
+Usage: .venv/bin/python bench/scale/run.py [--sizes 100,500,1000] [--window 180]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kit import (
+    MLSERVER_IMAGE,
+    Admin,
+    BenchCluster,
+    LoadWatch,
+    OperatorRunner,
+    Sampler,
+    audit_requests,
+    cluster_versions,
+    delta,
+    describe_requests,
+    is_available,
+    is_ready,
+    machine,
+    utc_now,
+)
+
+PORT_BASE = 26800
+REPLICAS = 2
+HEALTH_INTERVAL = 30.0
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def model_deployment(index: int) -> dict[str, Any]:
+    """manifests/examples/new-model.yaml, numbered: what a team would apply."""
+    return {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": f"m{index:04d}"},
+        "spec": {
+            "model": {"name": "wine", "version": "1", "uri": "s3://models/wine/1"},
+            "server": {
+                "image": MLSERVER_IMAGE,
+                "protocol": "v2",
+                "port": 8080,
+                "resources": {
+                    "requests": {"cpu": "250m", "memory": "512Mi"},
+                    "limits": {"memory": "1Gi"},
+                },
+            },
+            "replicas": REPLICAS,
+            "config": {"MLSERVER_PARALLEL_WORKERS": "0"},
+        },
+    }
+
+
+def plain_deployment(template: dict[str, Any], index: int) -> dict[str, Any]:
+    """A Deployment with the operator's pod template and spec, without an owner."""
+    spec = copy.deepcopy(template["spec"])
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"d{index:04d}",
+            "labels": dict(template["metadata"].get("labels") or {}),
+        },
+        "spec": spec,
+    }
+
+
+async def wait_all(
+    admin: Admin, path: str, count: int, done: Any, timeout: float
+) -> tuple[float, list[tuple[float, int]]]:
+    """Poll the list until ``count`` items satisfy ``done``; returns the moment and progress."""
+    progress: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = await admin.items(path)
+        finished = sum(1 for item in items if done(item))
+        now = time.monotonic()
+        progress.append((now, finished))
+        if finished >= count:
+            return now, progress
+        await asyncio.sleep(1.0)
+    raise RuntimeError(f"{path}: only {progress[-1][1]}/{count} done after {timeout:.0f}s")
+
+
+def cpu_between(sampler: Sampler, start: float, end: float) -> float:
+    inside = [s for s in sampler.samples if start <= s.at <= end]
+    if len(inside) < 2:
+        return 0.0
+    return inside[-1].cpu_seconds - inside[0].cpu_seconds
+
+
+async def operator_phase(
+    cluster: BenchCluster, admin: Admin, kubeconfig: str, count: int, window: float, logs: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    namespace = f"md-{count}"
+    md_path = f"/apis/vigil.dev/v1alpha1/namespaces/{namespace}/modeldeployments"
+    await admin.create_namespace(namespace)
+    operator = OperatorRunner(
+        kubeconfig,
+        [namespace],
+        logs / f"operator-{count}.log",
+        extra_args=("--health-interval", str(HEALTH_INTERVAL)),
+    )
+    operator.start()
+    sampler = Sampler(operator.pid).start()
+    try:
+        await asyncio.sleep(3)  # the watches are listed
+        idle = sampler.samples[-1]
+        log(f"N={count}: operator idle RSS {idle.rss_kib / 1024:.1f} MiB; creating {count} MDs")
+        t0 = time.monotonic()
+        await admin.create_all(md_path, [model_deployment(i) for i in range(count)])
+        created = time.monotonic()
+        ready_at, progress = await wait_all(admin, md_path, count, is_ready, timeout=3600)
+        seconds = ready_at - t0
+        log(
+            f"N={count}: created in {created - t0:.1f}s, all Ready in {seconds:.1f}s; "
+            f"operator CPU {cpu_between(sampler, t0, ready_at):.1f}s, "
+            f"peak RSS {sampler.peak_rss_mib():.1f} MiB"
+        )
+        ramp = {
+            "seconds": round(seconds, 2),
+            "create_seconds": round(created - t0, 2),
+            "progress": [(round(at - t0, 1), done) for at, done in progress],
+            "cpu_seconds": round(cpu_between(sampler, t0, ready_at), 2),
+            "rss_idle_mib": round(idle.rss_kib / 1024, 1),
+            "rss_peak_mib_ramp": round(sampler.peak_rss_mib(t0), 1),
+        }
+        # Steady state: every MD carries the first health verdict, then one more interval.
+        await wait_all(
+            admin,
+            md_path,
+            count,
+            lambda md: bool((md.get("status") or {}).get("health")),
+            timeout=600,
+        )
+        health_written = time.monotonic()
+        log(f"N={count}: first health verdicts written {health_written - t0:.1f}s after start")
+        await asyncio.sleep(HEALTH_INTERVAL + 15)
+        start_wall, start_mono = utc_now(), time.monotonic()
+        totals_before = await admin.request_totals()
+        await asyncio.sleep(window)
+        totals_after = await admin.request_totals()
+        end_wall, end_mono = utc_now(), time.monotonic()
+        await asyncio.sleep(2)  # the audit backend flushes
+        requests = audit_requests(cluster.audit_log, start_wall, end_wall)
+        minutes = (end_mono - start_mono) / 60
+        steady_cpu = cpu_between(sampler, start_mono, end_mono)
+        last = sampler.samples[-1]
+        md_sample = (await admin.items(md_path))[0]
+        steady = {
+            "window_seconds": round(end_mono - start_mono, 1),
+            "operator_requests": len(requests),
+            "calls_per_md_per_minute": round(len(requests) / count / minutes, 4),
+            "operator_requests_by_kind": describe_requests(requests),
+            "apiserver_request_total_delta": delta(totals_after, totals_before),
+            "cpu_percent": round(100 * steady_cpu / (end_mono - start_mono), 2),
+            "rss_mib": round(last.rss_kib / 1024, 1),
+            "rss_peak_mib": round(sampler.peak_rss_mib(), 1),
+            "open_fds": last.fds,
+            "threads": last.threads,
+            "health_sample": (md_sample.get("status") or {}).get("health"),
+            "conditions_sample": [
+                {k: c.get(k) for k in ("type", "status", "reason")}
+                for c in (md_sample.get("status") or {}).get("conditions") or []
+            ],
+        }
+        log(
+            f"N={count}: steady state over {steady['window_seconds']}s: "
+            f"{len(requests)} operator requests = {steady['calls_per_md_per_minute']} per MD per "
+            f"minute ({steady['operator_requests_by_kind']}); CPU {steady['cpu_percent']}%, "
+            f"RSS {steady['rss_mib']} MiB"
+        )
+        deployments = await admin.items(f"/apis/apps/v1/namespaces/{namespace}/deployments")
+        template = deployments[0]
+        # Metrics of the operator itself (reconciles, health cycle) for the record.
+        metrics = operator.metrics_text()
+        steady["operator_metrics"] = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith(
+                (
+                    "vigil_operator_reconciles",
+                    "vigil_operator_writes",
+                    "vigil_health_cycle_seconds_count",
+                    "vigil_health_cycle_seconds_sum",
+                    "vigil_health_scrape_failures",
+                )
+            )
+            and not line.startswith("#")
+        ][:40]
+        deleted = await admin.delete_namespace(namespace)
+        log(f"N={count}: namespace {namespace} deleted in {deleted:.1f}s")
+    finally:
+        sampler.stop()
+        operator.stop()
+    return {"ramp": ramp, "steady": steady}, template
+
+
+async def plain_phase(admin: Admin, count: int, template: dict[str, Any]) -> dict[str, Any]:
+    namespace = f"plain-{count}"
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    await admin.create_namespace(namespace)
+    log(f"N={count}: creating {count} plain Deployments")
+    t0 = time.monotonic()
+    await admin.create_all(path, [plain_deployment(template, i) for i in range(count)])
+    created = time.monotonic()
+    ready_at, progress = await wait_all(
+        admin, path, count, lambda d: is_available(d, REPLICAS), timeout=3600
+    )
+    seconds = ready_at - t0
+    log(f"N={count}: plain created in {created - t0:.1f}s, all Available in {seconds:.1f}s")
+    deleted = await admin.delete_namespace(namespace)
+    log(f"N={count}: namespace {namespace} deleted in {deleted:.1f}s")
+    return {
+        "seconds": round(seconds, 2),
+        "create_seconds": round(created - t0, 2),
+        "progress": [(round(at - t0, 1), done) for at, done in progress],
+    }
+
+
+async def run(cluster: BenchCluster, sizes: list[int], window: float, logs: Path) -> dict[str, Any]:
+    kubeconfig = cluster.install_vigil()
+    results: dict[str, Any] = {}
+    async with Admin(cluster) as admin:
+        for count in sizes:
+            load = LoadWatch().start()
+            started = utc_now()
+            operator, template = await operator_phase(
+                cluster, admin, kubeconfig, count, window, logs
+            )
+            plain = await plain_phase(admin, count, template)
+            ratio = operator["ramp"]["seconds"] / plain["seconds"]
+            results[str(count)] = {
+                "started": started.isoformat(timespec="seconds"),
+                "operator": operator,
+                "plain": plain,
+                "ratio": round(ratio, 3),
+                "load_average_1m": load.stop(),
+            }
+            log(
+                f"N={count}: ModelDeployments Ready {operator['ramp']['seconds']:.1f}s, "
+                f"plain Deployments Available {plain['seconds']:.1f}s: ratio {ratio:.2f}"
+            )
+            write(results, partial=True)
+    return results
+
+
+def write(results: dict[str, Any], partial: bool = False) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    record = {"date": utc_now().isoformat(timespec="seconds"), "machine": machine(), **results}
+    path = RESULTS / ("partial.json" if partial else "last-run.json")
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,500,1000")
+    parser.add_argument("--window", type=float, default=180.0, help="steady-state seconds")
+    parser.add_argument("--nodes", type=int, default=4, help="kwok nodes (1100 pods each)")
+    parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    state = Path(tempfile.mkdtemp(prefix="vigil-bench-scale-"))
+    cluster = BenchCluster(
+        state_dir=state / "cluster", port_base=PORT_BASE, nodes=args.nodes, log=log
+    )
+    try:
+        cluster.up()
+        versions = cluster_versions(cluster)
+        results = asyncio.run(run(cluster, sizes, args.window, state / "logs"))
+        results["versions"] = versions
+        path = write(results)
+        log(f"wrote {path} (operator logs in {state / 'logs'})")
+    finally:
+        if not args.keep:
+            cluster.down()
+
+
+if __name__ == "__main__":
+    main()
