@@ -1,0 +1,175 @@
+"""Security checks against the live API server, with the operator's own identity.
+
+- RBAC: what ``kubectl auth can-i --as=system:serviceaccount:vigil-system:vigil-operator``
+  answers matches the rules read from the manifests (tests/unit/security/operator_rbac.py)
+  and is least privilege: no Secrets, nothing cluster-wide beyond what it reads, no
+  escalation, writes only where it must.
+- PodSecurity: in a namespace that enforces `restricted`, a ModelDeployment created with
+  the operator running gets its pods admitted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from operator_e2e import Kube, OperatorProcess, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "security"))
+from operator_rbac import WRITE_VERBS, operator_rules
+
+from vigil.devcluster import ClusterClient
+
+AS_OPERATOR = "--as=system:serviceaccount:vigil-system:vigil-operator"
+
+#: (verb, resource) pairs that must be denied everywhere, whatever the manifests say.
+DENIED = [
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("create", "secrets"),
+    ("create", "pods"),
+    ("delete", "pods"),
+    ("create", "pods/exec"),
+    ("create", "serviceaccounts/token"),
+    ("create", "modeldeployments.vigil.dev"),
+    ("update", "modeldeployments.vigil.dev"),
+    ("delete", "modeldeployments.vigil.dev"),
+    ("deletecollection", "modeldeployments.vigil.dev"),
+    ("update", "modeldeployments.vigil.dev/status"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("impersonate", "users"),
+    ("impersonate", "serviceaccounts"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("delete", "namespaces"),
+    ("create", "namespaces"),
+    ("delete", "deployments.apps/scale"),
+    ("update", "nodes"),
+    ("create", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+    ("*", "*"),
+]
+
+
+def _can(cluster: ClusterClient, verb: str, resource: str, namespace: str) -> bool:
+    """`kubectl auth can-i` as the operator; "kind/sub" means a subresource (not a name)."""
+    base, _, sub = resource.partition("/")
+    extra = [f"--subresource={sub}"] if sub else []
+    result = cluster.kubectl(
+        "auth", "can-i", verb, base, *extra, AS_OPERATOR, "-n", namespace, check=False
+    )
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), (verb, resource, result.stdout, result.stderr)
+    return answer == "yes"
+
+
+def _rbac_resource(group: str, resource: str) -> str:
+    if not group:
+        return resource
+    base, _, sub = resource.partition("/")
+    return f"{base}.{group}" + (f"/{sub}" if sub else "")
+
+
+def test_operator_identity_is_denied_secrets_escalation_and_wildcards(
+    cluster: ClusterClient, vigil_installed: str, namespace: str
+) -> None:
+    allowed = [
+        (verb, resource)
+        for verb, resource in DENIED
+        if _can(cluster, verb, resource, namespace) or _can(cluster, verb, resource, "default")
+    ]
+    assert not allowed, f"the operator's ServiceAccount may: {allowed}"
+
+
+def test_live_api_server_grants_the_operator_exactly_the_manifest_rules(
+    cluster: ClusterClient, vigil_installed: str, namespace: str
+) -> None:
+    rules = operator_rules()
+    assert rules
+    verbs = ["get", "list", "watch", *sorted(WRITE_VERBS)]
+    mismatches = []
+    for rule in rules:
+        resource = _rbac_resource(rule.group, rule.resource)
+        for verb in verbs:
+            expected = verb in rule.verbs
+            if _can(cluster, verb, resource, namespace) != expected:
+                mismatches.append((verb, resource, expected))
+    assert not mismatches, (
+        f"can-i differs from the manifests (verb, resource, expected): {mismatches}"
+    )
+
+
+def _restricted(cluster: ClusterClient, namespace: str) -> None:
+    cluster.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+        "--overwrite",
+    )
+
+
+def test_restricted_pod_security_admits_a_plain_pod_that_breaks_it_not(
+    cluster: ClusterClient, kube: Kube, namespace: str
+) -> None:
+    """The namespace label really enforces (else the next test proves nothing)."""
+    _restricted(cluster, namespace)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    result = kube.run("apply", "-f", "-", input=yaml.safe_dump(pod), check=False)
+    assert result.returncode != 0 and "violates PodSecurity" in result.stderr, result.stderr
+
+
+def _pods(kube: Kube, name: str) -> list[dict[str, Any]]:
+    return kube.items("pods", f"vigil.dev/model-deployment={name}")
+
+
+def test_model_pods_are_admitted_where_pod_security_restricted_is_enforced(
+    cluster: ClusterClient, kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    _restricted(cluster, namespace)
+    manifest = {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "wine"},
+        "spec": {
+            "model": {"version": "1", "uri": "s3://models/wine"},
+            "server": {
+                "image": "seldonio/mlserver:1.7.1-sklearn",
+                "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}},
+            },
+            "replicas": 2,
+        },
+    }
+    kube.apply(yaml.safe_dump(manifest))
+    pods = wait_for(
+        lambda: (found := _pods(kube, "wine")) and len(found) >= 2 and found,
+        timeout=90,
+        what="two model pods admitted under PodSecurity restricted",
+    )
+    for pod in pods:
+        names = {c["name"] for c in pod["spec"]["containers"]}
+        assert {"server", "sidecar"} <= names
+    warnings = [
+        e
+        for e in kube.items("events")
+        if e.get("reason") == "FailedCreate" and "PodSecurity" in e.get("message", "")
+    ]
+    assert not warnings, warnings
+    operator.assert_no_errors()
+
+
+@pytest.fixture
+def md_pod_names(kube: Kube) -> list[str]:  # pragma: no cover - helper for debugging
+    return [p["metadata"]["name"] for p in kube.items("pods")]
