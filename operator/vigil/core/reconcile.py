@@ -1164,7 +1164,11 @@ def _finish(
         [
             outcome.ready,
             outcome.progressing,
-            *kstatus_conditions(outcome.progressing, outcome.phase == PHASE_FAILED, outcome.ready),
+            *kstatus_conditions(
+                outcome.progressing,
+                outcome.phase in (PHASE_FAILED, PHASE_ROLLED_BACK),
+                outcome.ready,
+            ),
         ],
         previous.get("conditions"),
         generation=obs.generation,

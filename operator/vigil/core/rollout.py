@@ -447,16 +447,14 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
                 "wait",
                 state,
                 "WaitingForPerson",
-                f"step {index + 1}/{len(steps)} waits for a person "
-                "(kubectl vigil resume NAME, or promote)",
+                "waits for a person (kubectl vigil resume NAME, or promote)",
             )
         if step.duration_seconds is not None and elapsed < step.duration_seconds:
             return cycle.decision(
                 "wait",
                 state,
                 "Pausing",
-                f"step {index + 1}/{len(steps)}: pause, "
-                f"{step.duration_seconds - elapsed:.0f}s left",
+                f"pause, {step.duration_seconds - elapsed:.0f}s left",
             )
         if index + 1 < len(steps):
             return cycle.next_step(state, (), evaluated=False)
@@ -498,8 +496,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             "wait",
             state,
             "StepInProgress",
-            f"step {index + 1}/{len(steps)} ({step.describe()}) passing, "
-            f"{duration - elapsed:.0f}s left",
+            f"gates passing, {duration - elapsed:.0f}s left",
             gates=results,
             evaluated=True,
         )

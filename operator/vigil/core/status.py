@@ -6,7 +6,8 @@ Conventions (kstatus, so `kubectl wait`, Argo CD and Flux understand them):
 - `Progressing` is True while the operator is still moving towards the spec
   and False once it is done (reason Complete) or stuck (the failure reason);
 - `Reconciling` mirrors `Progressing` and `Stalled` is True when the operator
-  cannot reach the spec without a change from a person (phase Failed): the
+  cannot reach the spec without a change from a person (phase Failed, or
+  RolledBack: the spec's revision was refused and is not retried): the
   kstatus library behind Flux's health checks and `kpt live status` reads
   these two for custom resources;
 - `lastTransitionTime` changes only when a condition's status changes, so an

@@ -152,6 +152,9 @@ def test_bad_agreement_rolls_back_and_is_not_retried() -> None:
     ready = world.condition("Ready")
     assert (ready["status"], ready["reason"]) == ("False", "RolledBack")
     assert "agreement 0.40 vs 0.95" in ready["message"]
+    # kstatus (Flux): a refused revision that is not retried is Stalled, not Current
+    stalled = world.condition("Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "RolledBack")
     assert world.status["history"][0]["outcome"] == "RolledBack"
     assert any(e.reason == "RolledBack" and e.warning for p in world.plans for e in p.events)
     # not retried on later cycles
