@@ -88,3 +88,10 @@ kind-e2e: kind-up ## the e2e suite against the kind cluster's real pods
 
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
+
+AUDIT_VENV := .venv-audit
+.PHONY: audit
+audit: $(STAMP) ## dependency audit (pip-audit): the image's locked requirements and the installed .venv; see docs/security.md
+	@test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install --quiet pip-audit==2.10.1; }
+	$(AUDIT_VENV)/bin/pip-audit --progress-spinner off -r hack/image/requirements.txt --no-deps --disable-pip
+	$(AUDIT_VENV)/bin/pip-audit --progress-spinner off --path "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
