@@ -274,7 +274,8 @@ class Reconciler:
             plan = decide(dataclasses.replace(observation, rollout=inputs))
         changed = await self._write(api, body, plan)
         if self.rollouts is not None:
-            await self.rollouts.after_write(api, body, plan)
+            for event in await self.rollouts.after_write(api, body, plan):
+                self._emit(body, event)
         if plan.rollout_outcome:
             self.metrics.rollout_finished(namespace, name, plan.rollout_outcome)
         self.metrics.rollout_progress(

@@ -37,7 +37,7 @@ from vigil.core.desired import (
     SIDECAR_READY_PATH,
 )
 from vigil.core.health import MonitoringSettings, monitoring_settings
-from vigil.core.reconcile import Plan
+from vigil.core.reconcile import Event, Plan
 from vigil.core.revision import compute_revision
 from vigil.core.rollout import GoldenResult, GoldenSetRef, Traffic
 from vigil.core.spec import parse_spec
@@ -92,6 +92,8 @@ class Rollouts:
         self.sidecar_image = sidecar_image
         self._source_factory = source_factory
         self._sources: dict[tuple[str, str], MetricsSource] = {}
+        #: The last routing failure per ModelDeployment (an Event only when it changes).
+        self._routing_errors: dict[tuple[str, str], str] = {}
         self._clock = clock
 
     async def close(self) -> None:
@@ -300,8 +302,14 @@ class Rollouts:
         )
         return result
 
-    async def after_write(self, api: Any, body: Mapping[str, Any], plan: Plan) -> None:
-        """Routes outside the desired set (HTTPRoute), then clear a handled request."""
+    async def after_write(self, api: Any, body: Mapping[str, Any], plan: Plan) -> list[Event]:
+        """Routes outside the desired set (HTTPRoute), then clear a handled request.
+
+        Returns the Events to post: a routing failure (a missing HTTPRoute, one
+        without a backendRef to this model) would otherwise leave the rollout
+        holding on too little data with no visible cause.
+        """
+        events: list[Event] = []
         metadata = body["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         spec = body.get("spec") or {}
@@ -324,12 +332,19 @@ class Rollouts:
         if plan.route is not None and router.kind != "replicaRatio":
             stable, candidate, traffic = plan.route
             routing_api: RoutingApi = api
+            key = (namespace, name)
             try:
                 await router.apply(
                     routing_api, RoutingTarget(name, namespace, stable, candidate), traffic
                 )
             except (RoutingError, KubeError) as error:
                 log.warning("%s/%s: routing not applied: %s", namespace, name, error)
+                if self._routing_errors.get(key) != str(error):
+                    self._routing_errors[key] = str(error)
+                    events.append(Event("RoutingFailed", f"routing not applied: {error}", True))
+            else:
+                if self._routing_errors.pop(key, None) is not None:
+                    events.append(Event("RoutingApplied", "routing applied again"))
         if plan.clear_request is not None:
             request = ManualRequest(plan.clear_request.verb, plan.clear_request.request_id)
             try:
@@ -343,3 +358,4 @@ class Rollouts:
             except KubeError as error:
                 # 422: a newer request arrived meanwhile; it is read on the next cycle.
                 log.info("%s/%s: request not cleared: %s", namespace, name, error)
+        return events

@@ -118,3 +118,29 @@ def test_after_write_weights_the_httproute_and_clears_the_request() -> None:
         "path": "/metadata/annotations/vigil.dev~1request-id",
         "value": "id-9",
     }
+
+
+def test_a_routing_failure_is_an_event_once_and_its_recovery_another() -> None:
+    """A missing HTTPRoute must be visible (it would hold the rollout with no cause shown)."""
+    import asyncio
+
+    from vigil.core.reconcile import Plan
+
+    api = RecordingApi()
+    route = api.route
+    body = {
+        "metadata": {"namespace": "ml", "name": "wine"},
+        "spec": {"rollout": {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}},
+        "status": {},
+    }
+    plan = Plan(route=("s1", "c1", Traffic(20, 0, 1, 2)))
+    rollouts = Rollouts(lambda: {})
+    api.route = None  # type: ignore[assignment]
+    first = asyncio.run(rollouts.after_write(api, body, plan))
+    again = asyncio.run(rollouts.after_write(api, body, plan))
+    assert [(e.reason, e.warning) for e in first] == [("RoutingFailed", True)]
+    assert "wine" in first[0].message
+    assert again == []
+    api.route = route
+    back = asyncio.run(rollouts.after_write(api, body, plan))
+    assert [e.reason for e in back] == ["RoutingApplied"]
