@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from operator_e2e import Kube, OperatorProcess  # noqa: E402
 
-from vigil.core.drift import bin_index, psi  # noqa: E402
+from vigil.core.drift import DEFAULT_EPSILON, bin_index, psi  # noqa: E402
 from vigil.devcluster import ClusterClient, connect  # noqa: E402
 from vigil.devcluster.models import TrainedModel, train_wine  # noqa: E402
 from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips  # noqa: E402
@@ -279,6 +279,65 @@ def drift_fraction(model: TrainedModel) -> dict[str, Any]:
     full = score(1.0)
     share = next((f for f in np.linspace(0, 1, 1001) if score(f) >= DRIFT_THRESHOLD), 1.0)
     return {"share": float(share), "psi_all_shifted": full, "bins": len(shifted[SHIFTED[0]][0])}
+
+
+def simulate_shares(
+    model: TrainedModel, rows: int, trials: int = 100, seed: int = 1
+) -> dict[str, list[float]]:
+    """With sampling noise: the share of shifted rows at which the flag rises, and clears.
+
+    A window of ``rows`` training rows (drawn as the traffic draws them)
+    slides over shifted rows: the share at which the largest per-feature
+    PSI over all 13 features first reaches the threshold (detection); then
+    over normal rows again: the share of normal rows at which it first
+    falls below (clearing). ``trials`` such windows give the 5th, 50th and
+    95th percentiles. Noise raises PSI (about (bins - 1) / rows per feature,
+    and the largest of 13 noisy features is taken), so detection comes a
+    little earlier and clearing a little later than without it.
+    """
+    profile = parse_profile(model.profile_json())
+    rng = np.random.default_rng(seed)
+    features = [f for f in profile.features if f.type == "numeric" and f.edges]
+    refs = [np.maximum(np.asarray(f.proportions), DEFAULT_EPSILON) for f in features]
+    normal_idx = []
+    shifted_idx = []
+    for feature in features:
+        column = model.X[:, model.features.index(feature.name)]
+        edges = np.asarray(feature.edges)
+        normal_idx.append(bin_index(column, edges))
+        moved = column + SHIFT_STDS * column.std() if feature.name in SHIFTED else column
+        shifted_idx.append(bin_index(moved, edges))
+
+    def score(normal: np.ndarray, shifted: np.ndarray) -> float:
+        worst = 0.0
+        for j, ref in enumerate(refs):
+            counts = np.bincount(normal_idx[j][normal], minlength=ref.size) + np.bincount(
+                shifted_idx[j][shifted], minlength=ref.size
+            )
+            cur = np.maximum(counts / counts.sum(), DEFAULT_EPSILON)
+            worst = max(worst, float(np.sum((cur - ref) * np.log(cur / ref))))
+        return worst
+
+    step = max(1, rows // 50)
+    detect: list[float] = []
+    clear: list[float] = []
+    n = len(model.X)
+    for _ in range(trials):
+        before, drifted, after = (rng.integers(0, n, rows) for _ in range(3))
+        for k in range(0, rows + 1, step):
+            if score(before[k:], drifted[:k]) >= DRIFT_THRESHOLD:
+                detect.append(k / rows)
+                break
+        for k in range(0, rows + 1, step):
+            if score(after[:k], drifted[k:]) < DRIFT_THRESHOLD:
+                clear.append(k / rows)
+                break
+    q = (5, 50, 95)
+    return {
+        "rows": [rows],
+        "detect_share_p5_p50_p95": [round(float(x), 3) for x in np.percentile(detect, q)],
+        "clear_share_p5_p50_p95": [round(float(x), 3) for x in np.percentile(clear, q)],
+    }
 
 
 # -- (a) drift ----------------------------------------------------------------------------
@@ -536,7 +595,20 @@ def main() -> None:
     parser.add_argument("--only", choices=("drift", "rollout"), default=None)
     parser.add_argument("--keep", action="store_true", help="keep the namespace afterwards")
     parser.add_argument("--out", default=str(HERE / "last-run.json"))
+    parser.add_argument(
+        "--summarize", metavar="JSON", help="only recompute the summary of an earlier run"
+    )
     args = parser.parse_args()
+    if args.summarize:
+        report = json.loads(Path(args.summarize).read_text())
+        settings = report["settings"]
+        args.window = settings["window_seconds"]
+        args.health_interval = settings["health_interval_seconds"]
+        args.analysis_interval = settings["analysis_interval_seconds"]
+        args.rate = settings["rate_rps"]
+        summarize(report, args)
+        Path(args.summarize).write_text(json.dumps(report, indent=2) + "\n")
+        return
     report: dict[str, Any] = {
         "machine": machine(),
         "settings": {
@@ -640,6 +712,35 @@ def main() -> None:
     (results / f"{stamp}.json").write_text(text)
 
 
+def reconcile_gaps(log_path: str) -> list[float]:
+    """Seconds between the operator's consecutive rollout log lines for one candidate.
+
+    Each line is one rollout reconcile; the gap is the re-check timer
+    (``min(analysis.interval, 10s)``) plus the reconcile's own duration (a
+    scrape, a decision, a status patch), which is what stretches the judging
+    on a busy machine.
+    """
+    import re
+
+    pattern = re.compile(r"^\[(\S+ \S+)\] vigil\.operator\.rollo.* rollout of (\w+): (\w+)")
+    last: dict[str, float] = {}
+    gaps: list[float] = []
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return gaps
+    for line in text.splitlines():
+        match = pattern.match(line)
+        if not match:
+            continue
+        at = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        revision = match.group(2)
+        if revision in last and match.group(3) in ("CheckFailed", "AnalysisFailed"):
+            gaps.append(round(at - last[revision], 2))
+        last[revision] = at
+    return gaps
+
+
 def summarize(report: dict[str, Any], args: argparse.Namespace) -> None:
     """Figures against the window and interval, next to the bounds the design implies."""
     window, interval = float(args.window), float(args.health_interval)
@@ -647,25 +748,41 @@ def summarize(report: dict[str, Any], args: argparse.Namespace) -> None:
     full_psi = report["expected_drift_share"]["psi_all_shifted"]
     lines = [f"\nwindow W = {window:.0f} s, health interval I = {interval:.0f} s"]
     if report.get("drift"):
-        detect = [r["seconds_to_detect"] for r in report["drift"]]
-        clear = [r["seconds_to_clear"] for r in report["drift"]]
+        runs = report["drift"]
+        detect = [r["seconds_to_detect"] for r in runs]
+        clear = [r["seconds_to_clear"] for r in runs]
+        rps = float(np.median([r.get("achieved_rps", args.rate) for r in runs]))
+        rows = round(rps * window)
+        model = train_wine(Path(tempfile.mkdtemp(prefix="vigil-bench-sim-")) / "wine", seed=0)
+        noisy = simulate_shares(model, rows)
+        d5, _, d95 = noisy["detect_share_p5_p50_p95"]
+        c5, _, c95 = noisy["clear_share_p5_p50_p95"]
         report["drift_summary"] = {
             "detect_seconds": summary(detect),
             "clear_seconds": summary(clear),
-            "detect_bound_seconds": [share * window, share * (window + interval) + interval],
-            "clear_bound_seconds": [
+            "noise_free_detect_bound_seconds": [
+                share * window,
+                share * (window + interval) + interval,
+            ],
+            "noise_free_clear_bound_seconds": [
                 (1 - share) * window,
                 (1 - share) * (window + interval) + interval,
             ],
+            "rows_per_window": rows,
+            "simulated_shares": noisy,
+            "detect_bound_seconds": [d5 * window, d95 * (window + interval) + interval],
+            "clear_bound_seconds": [c5 * window, c95 * (window + interval) + interval],
         }
         s = report["drift_summary"]
         lines += [
             f"drift: PSI reaches {DRIFT_THRESHOLD} when {share:.1%} of the window's rows are "
-            f"shifted (PSI with all rows shifted: {full_psi:.2f})",
+            f"shifted (no sampling noise; PSI with all rows shifted: {full_psi:.2f}); with "
+            f"{rows} rows per window ({rps:.1f} rps measured) the share is {d5:.2f}-{d95:.2f} "
+            f"to raise and {c5:.2f}-{c95:.2f} of normal rows to clear (5-95 %, simulated)",
             "detect: "
             + ", ".join(f"{x:.1f} s ({x / window:.2f} W)" for x in detect)
             + f"; expected {s['detect_bound_seconds'][0]:.1f}-{s['detect_bound_seconds'][1]:.1f} s"
-            " (+ status write and 0.5 s polling)",
+            " (+ cycle duration, status write and 0.5 s polling)",
             "clear:  "
             + ", ".join(f"{x:.1f} s ({x / window:.2f} W)" for x in clear)
             + f"; expected {s['clear_bound_seconds'][0]:.1f}-{s['clear_bound_seconds'][1]:.1f} s",
@@ -676,13 +793,15 @@ def summarize(report: dict[str, Any], args: argparse.Namespace) -> None:
         took = [r["seconds_first_copy_to_rolled_back"] for r in runs]
         fill = [r["seconds_first_copy_to_enough_compared"] for r in runs]
         judged = [r["seconds_enough_compared_to_rolled_back"] for r in runs]
-        recheck = max(1.0, min(ia, 10.0))
+        gaps = reconcile_gaps(str(report.get("operator_log", "")))
+        gap = max(gaps) if gaps else max(1.0, min(ia, 10.0))
         low = (FAILURE_LIMIT - 1) * ia
-        high = low + recheck + 1.0
+        high = FAILURE_LIMIT * gap
         report["rollout_summary"] = {
             "first_copy_to_rolled_back_seconds": summary(took),
             "first_copy_to_enough_compared_seconds": summary([x for x in fill if x is not None]),
             "enough_compared_to_rolled_back_seconds": summary([x for x in judged if x is not None]),
+            "reconcile_gaps_seconds": gaps,
             "enough_compared_to_rolled_back_bound_seconds": [low, high],
         }
         lines += [
@@ -693,7 +812,9 @@ def summarize(report: dict[str, Any], args: argparse.Namespace) -> None:
             + ", ".join(f"{x:.1f} s" if x is not None else "-" for x in fill)
             + "; judging (enough compared -> RolledBack): "
             + ", ".join(f"{x:.1f} s" if x is not None else "-" for x in judged)
-            + f" (expected {low:.1f}-{high:.1f} s)",
+            + f" (expected {low:.1f}-{high:.1f} s: {FAILURE_LIMIT - 1} interval(s) at least, "
+            f"at most {FAILURE_LIMIT} reconcile gaps; gaps measured "
+            + (f"{min(gaps):.1f}-{max(gaps):.1f} s)" if gaps else "-)"),
         ]
     print("\n".join(lines), flush=True)
 
