@@ -28,7 +28,7 @@ the pod IPs are refused at once, every ModelDeployment gets
 ``MetricsAvailable=False`` (verdict ``MetricsUnavailable``) in the first
 cycle, and later cycles write nothing (see bench/README.md, "Scale").
 
-Usage: .venv/bin/python bench/scale/run.py [--sizes 100,500,1000] [--window 180]
+Usage: .venv/bin/python bench/scale/run.py [--sizes 100,500,1000] [--window 120] [--ramp-only]
 """
 
 from __future__ import annotations
@@ -113,17 +113,42 @@ async def wait_all(
     admin: Admin, path: str, count: int, done: Any, timeout: float
 ) -> tuple[float, list[tuple[float, int]]]:
     """Poll the list until ``count`` items satisfy ``done``; returns the moment and progress."""
-    progress: list[tuple[float, int]] = []
+    progress: list[tuple[float, int]] = [(time.monotonic(), 0)]
     deadline = time.monotonic() + timeout
+    # Every list costs the API server as much as the objects weigh: poll less often
+    # for larger N (1 s at 100, 2 s at 500, 4 s at 1000), from the watch cache.
+    period = max(1.0, count / 250)
     while time.monotonic() < deadline:
-        items = await admin.items(path)
+        try:
+            items = await admin.items(path + "?resourceVersion=0")
+        except RuntimeError as error:  # an overloaded API server answers 504: ask again
+            log(f"polling {path}: {str(error)[:120]}")
+            await asyncio.sleep(period)
+            continue
         finished = sum(1 for item in items if done(item))
         now = time.monotonic()
         progress.append((now, finished))
         if finished >= count:
             return now, progress
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(period)
     raise RuntimeError(f"{path}: only {progress[-1][1]}/{count} done after {timeout:.0f}s")
+
+
+def operator_figures(operator: OperatorRunner) -> list[str]:
+    """The operator's own counters (reconciles by outcome, writes, health cycles)."""
+    return [
+        line
+        for line in operator.metrics_text().splitlines()
+        if line.startswith(
+            (
+                "vigil_operator_reconciles_total",
+                "vigil_operator_writes_total",
+                "vigil_health_cycle_seconds_count",
+                "vigil_health_cycle_seconds_sum",
+                "vigil_health_scrape_failures_total",
+            )
+        )
+    ]
 
 
 def cpu_between(sampler: Sampler, start: float, end: float) -> float:
@@ -134,7 +159,13 @@ def cpu_between(sampler: Sampler, start: float, end: float) -> float:
 
 
 async def operator_phase(
-    cluster: BenchCluster, admin: Admin, kubeconfig: str, count: int, window: float, logs: Path
+    cluster: BenchCluster,
+    admin: Admin,
+    kubeconfig: str,
+    count: int,
+    window: float,
+    logs: Path,
+    ramp_only: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     namespace = f"md-{count}"
     md_path = f"/apis/vigil.dev/v1alpha1/namespaces/{namespace}/modeldeployments"
@@ -151,11 +182,14 @@ async def operator_phase(
         await asyncio.sleep(3)  # the watches are listed
         idle = sampler.samples[-1]
         log(f"N={count}: operator idle RSS {idle.rss_kib / 1024:.1f} MiB; creating {count} MDs")
-        t0 = time.monotonic()
+        t0, t0_wall = time.monotonic(), utc_now()
         await admin.create_all(md_path, [model_deployment(i) for i in range(count)])
         created = time.monotonic()
         ready_at, progress = await wait_all(admin, md_path, count, is_ready, timeout=3600)
+        ready_wall = utc_now()
         seconds = ready_at - t0
+        await asyncio.sleep(2)  # the audit backend flushes
+        ramp_requests = audit_requests(cluster.audit_log, t0_wall, ready_wall)
         log(
             f"N={count}: created in {created - t0:.1f}s, all Ready in {seconds:.1f}s; "
             f"operator CPU {cpu_between(sampler, t0, ready_at):.1f}s, "
@@ -168,7 +202,17 @@ async def operator_phase(
             "cpu_seconds": round(cpu_between(sampler, t0, ready_at), 2),
             "rss_idle_mib": round(idle.rss_kib / 1024, 1),
             "rss_peak_mib_ramp": round(sampler.peak_rss_mib(t0), 1),
+            "operator_requests": len(ramp_requests),
+            "operator_requests_per_md": round(len(ramp_requests) / count, 2),
+            "operator_requests_by_kind": describe_requests(ramp_requests),
+            "operator_metrics": operator_figures(operator),
         }
+        log(
+            f"N={count}: {len(ramp_requests)} operator requests until all Ready "
+            f"({len(ramp_requests) / count:.1f} per MD): {ramp['operator_requests_by_kind']}"
+        )
+        if ramp_only:
+            return {"ramp": ramp}, {}
         # Steady state: every MD carries the first health verdict, then one more interval.
         await wait_all(
             admin,
@@ -216,31 +260,20 @@ async def operator_phase(
         )
         deployments = await admin.items(f"/apis/apps/v1/namespaces/{namespace}/deployments")
         template = deployments[0]
-        # Metrics of the operator itself (reconciles, health cycle) for the record.
-        metrics = operator.metrics_text()
-        steady["operator_metrics"] = [
-            line
-            for line in metrics.splitlines()
-            if line.startswith(
-                (
-                    "vigil_operator_reconciles",
-                    "vigil_operator_writes",
-                    "vigil_health_cycle_seconds_count",
-                    "vigil_health_cycle_seconds_sum",
-                    "vigil_health_scrape_failures",
-                )
-            )
-            and not line.startswith("#")
-        ][:40]
-        deleted = await admin.delete_namespace(namespace)
-        log(f"N={count}: namespace {namespace} deleted in {deleted:.1f}s")
+        steady["operator_metrics"] = operator_figures(operator)
     finally:
         sampler.stop()
         operator.stop()
+    # The operator is stopped first (no finalizers: nothing waits for it); the plain
+    # phase starts on a cluster without these pods and without their deletion running.
+    deleted = await admin.delete_namespace(namespace)
+    log(f"N={count}: namespace {namespace} deleted in {deleted:.1f}s")
     return {"ramp": ramp, "steady": steady}, template
 
 
-async def plain_phase(admin: Admin, count: int, template: dict[str, Any]) -> dict[str, Any]:
+async def plain_phase(
+    admin: Admin, count: int, template: dict[str, Any], last: bool
+) -> dict[str, Any]:
     namespace = f"plain-{count}"
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     await admin.create_namespace(namespace)
@@ -253,8 +286,9 @@ async def plain_phase(admin: Admin, count: int, template: dict[str, Any]) -> dic
     )
     seconds = ready_at - t0
     log(f"N={count}: plain created in {created - t0:.1f}s, all Available in {seconds:.1f}s")
-    deleted = await admin.delete_namespace(namespace)
-    log(f"N={count}: namespace {namespace} deleted in {deleted:.1f}s")
+    if not last:  # the next size starts on an empty cluster
+        deleted = await admin.delete_namespace(namespace)
+        log(f"N={count}: namespace {namespace} deleted in {deleted:.1f}s")
     return {
         "seconds": round(seconds, 2),
         "create_seconds": round(created - t0, 2),
@@ -262,7 +296,9 @@ async def plain_phase(admin: Admin, count: int, template: dict[str, Any]) -> dic
     }
 
 
-async def run(cluster: BenchCluster, sizes: list[int], window: float, logs: Path) -> dict[str, Any]:
+async def run(
+    cluster: BenchCluster, sizes: list[int], window: float, logs: Path, ramp_only: bool
+) -> dict[str, Any]:
     kubeconfig = cluster.install_vigil()
     results: dict[str, Any] = {}
     async with Admin(cluster) as admin:
@@ -270,9 +306,12 @@ async def run(cluster: BenchCluster, sizes: list[int], window: float, logs: Path
             load = LoadWatch().start()
             started = utc_now()
             operator, template = await operator_phase(
-                cluster, admin, kubeconfig, count, window, logs
+                cluster, admin, kubeconfig, count, window, logs, ramp_only
             )
-            plain = await plain_phase(admin, count, template)
+            if ramp_only:  # the operator's side only (A/B of an operator change)
+                results[str(count)] = {"operator": operator, "load_average_1m": load.stop()}
+                continue
+            plain = await plain_phase(admin, count, template, last=count == sizes[-1])
             ratio = operator["ramp"]["seconds"] / plain["seconds"]
             results[str(count)] = {
                 "started": started.isoformat(timespec="seconds"),
@@ -289,10 +328,10 @@ async def run(cluster: BenchCluster, sizes: list[int], window: float, logs: Path
     return results
 
 
-def write(results: dict[str, Any], partial: bool = False) -> Path:
+def write(results: dict[str, Any], partial: bool = False, name: str | None = None) -> Path:
     RESULTS.mkdir(exist_ok=True)
     record = {"date": utc_now().isoformat(timespec="seconds"), "machine": machine(), **results}
-    path = RESULTS / ("partial.json" if partial else "last-run.json")
+    path = RESULTS / ("partial.json" if partial else (name or "last-run.json"))
     path.write_text(json.dumps(record, indent=2, default=str))
     return path
 
@@ -300,9 +339,15 @@ def write(results: dict[str, Any], partial: bool = False) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,500,1000")
-    parser.add_argument("--window", type=float, default=180.0, help="steady-state seconds")
+    parser.add_argument("--window", type=float, default=120.0, help="steady-state seconds")
     parser.add_argument("--nodes", type=int, default=4, help="kwok nodes (1100 pods each)")
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
+    parser.add_argument(
+        "--ramp-only",
+        action="store_true",
+        help="only time the ModelDeployments to Ready (no steady state, no plain phase)",
+    )
+    parser.add_argument("--out", default=None, help="result file name (default last-run.json)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     state = Path(tempfile.mkdtemp(prefix="vigil-bench-scale-"))
@@ -312,9 +357,9 @@ def main() -> None:
     try:
         cluster.up()
         versions = cluster_versions(cluster)
-        results = asyncio.run(run(cluster, sizes, args.window, state / "logs"))
+        results = asyncio.run(run(cluster, sizes, args.window, state / "logs", args.ramp_only))
         results["versions"] = versions
-        path = write(results)
+        path = write(results, name=args.out)
         log(f"wrote {path} (operator logs in {state / 'logs'})")
     finally:
         if not args.keep:

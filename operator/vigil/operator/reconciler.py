@@ -47,6 +47,10 @@ log = logging.getLogger("vigil.operator")
 
 EventPoster = Callable[[Mapping[str, Any], Event], None]
 RETRY_SECONDS = 10.0
+#: A nudge waits this long before it reconciles, so that a burst of child events (a
+#: Deployment's status moves through several replica counts within a second or two)
+#: costs one reconcile (its reads and its status patch) instead of one per event.
+COALESCE_SECONDS = 0.5
 
 
 class Api(Protocol):
@@ -154,6 +158,7 @@ class Reconciler:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Rollout I/O (measurements, golden replays, routes, requests); None = blue/green only.
         self.rollouts: Rollouts | None = None
+        self.coalesce_seconds = COALESCE_SECONDS
 
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -182,6 +187,8 @@ class Reconciler:
         task.add_done_callback(self._tasks.discard)
 
     async def _nudged(self, key: tuple[str, str]) -> None:
+        # Nudges arriving meanwhile find the key queued and join this reconcile.
+        await asyncio.sleep(self.coalesce_seconds)
         async with self._lock(key):
             self._queued.discard(key)
             try:

@@ -261,7 +261,7 @@ async def test_nudges_in_a_burst_collapse_into_few_reconciles(harness: Harness) 
     harness.api.add(model_deployment())
     for _ in range(20):
         harness.reconciler.nudge("ml", "wine")
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(harness.reconciler.coalesce_seconds + 0.05)
     total = sum(
         harness.metric("vigil_operator_reconciles_total", outcome=outcome)
         for outcome in ("changed", "unchanged", "error")
@@ -273,7 +273,7 @@ async def test_a_failed_nudge_schedules_its_own_retry(harness: Harness) -> None:
     harness.api.add(model_deployment())
     harness.api.fail_on = ("apply", "ConfigMap")
     harness.reconciler.nudge("ml", "wine")
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(harness.reconciler.coalesce_seconds + 0.05)
     assert ("ml", "wine") in harness.reconciler._timers
     await harness.reconciler.close()
 
