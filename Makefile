@@ -72,6 +72,14 @@ bench-detection: $(STAMP) $(MLSTAMP) cluster-build ## drift and bad-candidate de
 bench-health: $(STAMP) cluster-build ## health-evaluation cycle for 10/100/500 ModelDeployments (direct and prometheus)
 	$(PY) bench/health/run.py
 
+.PHONY: bench-scale
+bench-scale: $(STAMP) cluster-build ## 100/500/1000 ModelDeployments to Ready vs plain Deployments, operator RSS/CPU/API calls (own cluster, ports 26800+)
+	$(PY) bench/scale/run.py $(BENCH_ARGS)
+
+.PHONY: bench-soak
+bench-soak: $(STAMP) $(MLSTAMP) cluster-build ## 30-minute soak: 100 ModelDeployments, traffic on 3 real sidecars; RSS/fds/connections/tasks (own cluster, ports 26900+)
+	$(PY) bench/soak/run.py $(BENCH_ARGS)
+
 IMAGE ?= ghcr.io/vigil-dev/vigil:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 KIND_CLUSTER ?= vigil
 
