@@ -536,6 +536,7 @@ def matrix_phase(
                 row["requests_sent"] = requests[mode]
             row["errors"] = errors
             row["loadgen_lateness_p99_ms"] = lateness * 1e3
+            row["loadavg"] = [round(x, 2) for x in os.getloadavg()]
             rows.append(row)
             print(json.dumps(row), flush=True)
         procs.stop_all()
