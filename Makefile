@@ -12,7 +12,7 @@ MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 .PHONY: help install cluster-build cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 install: $(STAMP) $(MLSTAMP) ## virtual environments and dependencies (.venv, .venv-mlserver)
 
