@@ -9,7 +9,8 @@ Every fault test ends with the same four questions, asked by
    selects Ready pods of the stable revision only.
 2. Is anything orphaned? Every Deployment, settings ConfigMap and
    per-revision Service of the ModelDeployment belongs to the stable
-   revision or the current candidate.
+   revision or the current candidate (a rolled-back or failed candidate,
+   kept in ``status.candidate`` as a record, has none left).
 3. Was anything promoted twice? One ``Promoted`` history entry per revision
    that was rolled out, one ``Switched`` Event per promotion.
 4. Was anything rolled back on missing data? Every ``RolledBack`` or
@@ -226,6 +227,8 @@ class Watch:
     steps: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     no_ready_pods: int = 0
+    #: The status at each observation where the Service selected no Ready pod.
+    without_ready_pods: list[str] = field(default_factory=list)
     observations: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
@@ -241,10 +244,38 @@ class Watch:
             self.steps.append(str(step))
         if reason and (not self.reasons or self.reasons[-1] != reason):
             self.reasons.append(str(reason))
-        ips = safe(lambda: serving_pod_ips(kube.cluster, kube.namespace, "wine"), None)
-        if ips == []:
+        ready = ready_pods_behind_service(kube)
+        if ready == []:
             self.no_ready_pods += 1
+            self.without_ready_pods.append(brief(current))
         return current
+
+
+def ready_pods_behind_service(kube: Kube) -> list[str] | None:
+    """Names of the Ready pods the Service ``wine`` selects; None when a read failed.
+
+    Unlike ``serving_pod_ips`` (which reads a failed kubectl call as "no pods"),
+    a read that failed on a busy machine is no observation at all.
+    """
+    found = kube.run("get", "service", "wine", "-o", "json", check=False)
+    if found.returncode != 0:
+        return None
+    selector = (json.loads(found.stdout).get("spec") or {}).get("selector") or {}
+    if not selector:
+        return []
+    label = ",".join(f"{k}={v}" for k, v in selector.items())
+    listed = kube.run("get", "pods", "-l", label, "-o", "json", check=False)
+    if listed.returncode != 0:
+        return None
+    return [
+        pod["metadata"]["name"]
+        for pod in json.loads(listed.stdout).get("items") or ()
+        if not pod["metadata"].get("deletionTimestamp")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in (pod.get("status") or {}).get("conditions") or ()
+        )
+    ]
 
 
 def watch_until(
@@ -319,7 +350,11 @@ def _inconsistencies(kube: Kube, replicas: int) -> list[str]:
     if current.get("observedGeneration") != generation:
         problems.append(f"observedGeneration {current.get('observedGeneration')} != {generation}")
     stable = (current.get("stable") or {}).get("revision")
-    candidate = (current.get("candidate") or {}).get("revision")
+    # A finished attempt (rolled back, failed) stays in status.candidate as a record; its
+    # children must be gone.
+    summary = current.get("candidate") or {}
+    finished = summary.get("outcome") in ("RolledBack", "Failed")
+    candidate = None if finished else summary.get("revision")
     if not stable:
         return [*problems, "status names no stable revision"]
     wanted = {stable} | ({candidate} if candidate else set())

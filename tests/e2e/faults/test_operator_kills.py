@@ -159,4 +159,6 @@ def test_operator_killed_at_21_random_moments_across_three_rollouts(
     # Metrics live in each process's memory: no process counted more promotions than happened.
     assert sum(killer.counters.values()) <= 2, killer.counters
     # Live traffic always had a Ready pod to go to.
-    assert good.no_ready_pods + bad.no_ready_pods + tweak.no_ready_pods == 0
+    assert good.no_ready_pods + bad.no_ready_pods + tweak.no_ready_pods == 0, (
+        good.without_ready_pods + bad.without_ready_pods + tweak.without_ready_pods
+    )

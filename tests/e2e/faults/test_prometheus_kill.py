@@ -41,9 +41,13 @@ from vigil.devcluster.prometheus import LocalPrometheus
 
 pytestmark = pytest.mark.faults
 
-#: Long enough that a slow candidate start (40 s on a loaded 2-core machine) leaves a
-#: judged part of the step for the outage to fall in.
-STEPS = [{"canary": {"weight": 50, "duration": "60s"}}]
+#: The kill comes once the canary is judged; its 40 s are counted from the step's
+#: start (not from the candidate's, which takes 40 s on a loaded 2-core machine), so
+#: the outage falls inside it.
+STEPS = [
+    {"shadow": {"duration": "6s", "percent": 100, "minRequests": 20}},
+    {"canary": {"weight": 50, "duration": "40s"}},
+]
 OUTAGE_SECONDS = 20
 
 
@@ -79,7 +83,10 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
         apply_md(kube, manifest(candidate, STEPS, metrics=metrics))
         watch = watch_until(
             kube,
-            lambda s: (s.get("candidate") or {}).get("reason") == "StepInProgress",
+            lambda s: (
+                (s.get("candidate") or {}).get("stepName") == "canary 50%"
+                and (s.get("candidate") or {}).get("reason") == "StepInProgress"
+            ),
             150,
             "the canary to be judged on Prometheus figures",
         )
@@ -126,7 +133,7 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
     assert rolled_back_events(kube) == []
     # The health loop said so too: MetricsAvailable went False during the outage.
     assert "False" in metrics_available, metrics_available
-    assert watch.no_ready_pods == 0
+    assert watch.no_ready_pods == 0, watch.without_ready_pods
     operator.assert_no_errors()
     record(
         "prometheus-killed",
