@@ -28,11 +28,24 @@ def _pending_tasks() -> int:
     return -1
 
 
+def _top_allocations(limit: int = 40) -> list[str]:
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return []
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    return [f"{stat.size / 1024:.0f} KiB {stat.count} {stat.traceback}" for stat in stats[:limit]]
+
+
 def _run(folder: str) -> None:
     path = os.path.join(folder, f"{os.getpid()}.json")
     while True:
         time.sleep(10)
         try:
+            top = _top_allocations()
+            if top:  # VIGIL_BENCH_TRACEMALLOC: where the memory is, by source line
+                with open(os.path.join(folder, f"{os.getpid()}.tracemalloc.txt"), "w") as out:
+                    out.write("\n".join(top) + "\n")
             record = {
                 "at": time.time(),
                 "tasks": _pending_tasks(),
@@ -47,5 +60,9 @@ def _run(folder: str) -> None:
 
 
 _folder = os.environ.get("VIGIL_BENCH_PROBE_DIR")
+if _folder and os.environ.get("VIGIL_BENCH_TRACEMALLOC"):
+    import tracemalloc
+
+    tracemalloc.start(1)
 if _folder:
     threading.Thread(target=_run, args=(_folder,), name="vigil-bench-probe", daemon=True).start()
