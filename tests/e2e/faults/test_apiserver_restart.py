@@ -171,9 +171,11 @@ def test_apiserver_restarted_mid_rollout_the_operator_rides_through(
         revision = watch.last["candidate"]["revision"]
         at_restart = watch.last["candidate"]["stepName"]
         sent_before = setup.traffic.stats.sent
+        failed_before = setup.traffic.stats.failed
         started = time.monotonic()
         own_cluster.restart("kube-apiserver", down_seconds=DOWN_SECONDS)
         outage = time.monotonic() - started
+        failed_by_restart = setup.traffic.stats.failed
         assert own_operator.process is not None and own_operator.process.poll() is None, (
             "the operator exited while the API server was away"
         )
@@ -215,4 +217,11 @@ def test_apiserver_restarted_mid_rollout_the_operator_rides_through(
         reasons=watch.reasons,
         steps=watch.steps,
         traffic={"sent": traffic.sent, "ok": traffic.ok, "failed": traffic.failed},
+        # Live requests that failed before, during and after the restart (pod IPs the
+        # generator still held while pods moved, see the runner's log).
+        failed_phases=[
+            failed_before,
+            failed_by_restart - failed_before,
+            traffic.failed - failed_by_restart,
+        ],
     )
