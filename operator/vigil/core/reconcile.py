@@ -219,6 +219,38 @@ def _progressing(active: bool, reason: str, message: str) -> ConditionState:
     return ConditionState(CONDITION_PROGRESSING, active, reason, message)
 
 
+def refused_write_status(
+    planned: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    message: str,
+    *,
+    generation: int,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """The status after the API server refused one of a plan's writes as it is (4xx).
+
+    The same write will not succeed until the spec (or the cluster's policy)
+    changes, so the refusal is the outcome: Ready and Progressing False with
+    reason DeployFailed and the API server's words, Stalled True, phase Failed.
+    Whatever already serves keeps serving (the writes after the refused one,
+    such as removing an old revision, did not happen).
+    """
+    ready = ConditionState(CONDITION_READY, False, REASON_DEPLOY_FAILED, message)
+    progressing = ConditionState(CONDITION_PROGRESSING, False, REASON_DEPLOY_FAILED, message)
+    conditions = build_conditions(
+        [ready, progressing, *kstatus_conditions(progressing, True, ready)],
+        (previous or {}).get("conditions"),
+        generation=generation,
+        now=now,
+    )
+    return {
+        **planned,
+        "observedGeneration": generation,
+        "phase": PHASE_FAILED,
+        "conditions": conditions,
+    }
+
+
 def _not_ready(phase: str, reason: str, message: str, *, progressing: bool) -> _Outcome:
     """Not Ready, for one reason that Progressing shares (True while work goes on)."""
     return _Outcome(

@@ -24,7 +24,15 @@ from vigil.core import naming
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import Owner
 from vigil.core.health import condition_word, transitions
-from vigil.core.reconcile import Apply, Delete, Event, Observation, Plan, decide
+from vigil.core.reconcile import (
+    Apply,
+    Delete,
+    Event,
+    Observation,
+    Plan,
+    decide,
+    refused_write_status,
+)
 from vigil.core.status import (
     ConditionState,
     build_conditions,
@@ -311,9 +319,12 @@ class Reconciler:
                     await api.delete(action.kind, namespace, action.name)
             except KubeError as error:
                 # Stop here: later actions (deleting the old revision) rely on this one.
-                self.report_failure(
-                    body, f"could not {verb} {action.kind} {action.name}: {error.message}"
-                )
+                message = f"could not {verb} {action.kind} {action.name}: {error.message}"
+                self.report_failure(body, message)
+                if isinstance(action, Apply) and not error.retryable:
+                    # Refused as it is (400, 403, 422): say so in status, or the object
+                    # would show nothing while the retries (slow: 60 s) repeat the refusal.
+                    await self._write_refused(api, body, plan, message)
                 raise
             self.metrics.writes.labels(action.kind, verb).inc()
         for event in plan.events:
@@ -324,6 +335,25 @@ class Reconciler:
             self.metrics.writes.labels("ModelDeployment", "status").inc()
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))
         return bool(plan.actions) or patch is not None
+
+    async def _write_refused(
+        self, api: Api, body: Mapping[str, Any], plan: Plan, message: str
+    ) -> None:
+        metadata = body["metadata"]
+        status = refused_write_status(
+            plan.status,
+            body.get("status"),
+            message,
+            generation=int(metadata.get("generation") or 0),
+            now=datetime.datetime.now(datetime.UTC),
+        )
+        patch = status_patch(body.get("status"), status)
+        if patch is not None:
+            await api.patch_status(
+                "ModelDeployment", metadata["namespace"], metadata["name"], patch
+            )
+            self.metrics.writes.labels("ModelDeployment", "status").inc()
+        self.metrics.set_phase(metadata["namespace"], metadata["name"], status.get("phase"))
 
     def _emit(self, body: Mapping[str, Any], event: Event) -> None:
         try:

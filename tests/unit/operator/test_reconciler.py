@@ -357,3 +357,23 @@ async def test_health_does_not_override_a_rollout_phase(harness: Harness) -> Non
 
 async def test_health_for_a_missing_object_is_dropped(harness: Harness) -> None:
     assert not await harness.reconciler.record_health("ml", "nope", {}, FINE)
+
+
+async def test_a_refused_child_ends_in_deploy_failed_with_the_api_servers_words(
+    harness: Harness,
+) -> None:
+    """A 422 on a child (e.g. a field the API server refuses) must show in status, not only logs."""
+    harness.api.add(model_deployment())
+    harness.api.fail_on = ("apply", "Deployment")
+    harness.api.fail_status = 422
+    with pytest.raises(RetryLater) as caught:
+        await harness.reconciler.reconcile("ml", "wine")
+    assert caught.value.delay == 60.0
+    status = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]
+    assert status["phase"] == "Failed"
+    ready = {c["type"]: c for c in status["conditions"]}
+    assert (ready["Ready"]["status"], ready["Ready"]["reason"]) == ("False", "DeployFailed")
+    assert "apply Deployment refused" in ready["Ready"]["message"]
+    assert ready["Stalled"]["status"] == "True"
+    # nothing after the refused write: only the ConfigMap before it, then the status
+    assert [kind for _, kind, _ in harness.api.writes] == ["ConfigMap", "ModelDeployment"]
