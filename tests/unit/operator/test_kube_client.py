@@ -133,3 +133,47 @@ async def test_an_unreachable_server_is_a_retryable_error() -> None:
         assert caught.value.status == 0 and caught.value.retryable
     finally:
         await client.close()
+
+
+async def test_writes_in_flight_are_capped_and_reads_are_not() -> None:
+    """A burst of applies reaches the API server at most MAX_CONCURRENT_WRITES at a time.
+
+    (bench/scale: hundreds of Service applies at once passed the server's own
+    timeout and every retry allocated a ClusterIP again.) Reads stay concurrent.
+    """
+    import asyncio
+
+    from vigil.kube.client import MAX_CONCURRENT_WRITES
+
+    in_flight = {"PATCH": 0, "GET": 0}
+    peak = {"PATCH": 0, "GET": 0}
+
+    async def slow(request: web.Request) -> web.Response:
+        await request.read()
+        in_flight[request.method] += 1
+        peak[request.method] = max(peak[request.method], in_flight[request.method])
+        await asyncio.sleep(0.05)
+        in_flight[request.method] -= 1
+        return web.json_response({"items": []})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    client = KubeClient(Connection(server=f"http://127.0.0.1:{runner.addresses[0][1]}"))
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "ml"},
+    }
+    try:
+        writes = [client.apply(manifest) for _ in range(3 * MAX_CONCURRENT_WRITES)]
+        reads = [client.list("ConfigMap", "ml", "a=b") for _ in range(3 * MAX_CONCURRENT_WRITES)]
+        await asyncio.gather(*writes, *reads)
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert peak["PATCH"] == MAX_CONCURRENT_WRITES
+    assert peak["GET"] > MAX_CONCURRENT_WRITES
