@@ -41,11 +41,14 @@ class TrainedModel:
 
 
 def write_mlserver_folder(folder: Path, name: str, version: str, estimator: Any) -> None:
-    """An MLServer 1.7 model folder serving ``estimator`` over the v2 protocol."""
+    """An MLServer 1.7 model folder serving ``estimator`` (or a joblib file) over v2."""
     import joblib
 
     folder.mkdir(parents=True, exist_ok=True)
-    joblib.dump(estimator, folder / "model.joblib")
+    if isinstance(estimator, Path):
+        (folder / "model.joblib").write_bytes(estimator.read_bytes())
+    else:
+        joblib.dump(estimator, folder / "model.joblib")
     (folder / "model-settings.json").write_text(
         json.dumps(
             {
@@ -58,6 +61,31 @@ def write_mlserver_folder(folder: Path, name: str, version: str, estimator: Any)
     )
     # Parallel inference workers crash at start with current uvloop.
     (folder / "settings.json").write_text(json.dumps({"parallel_workers": 0}, indent=2))
+
+
+def write_mlserver_settings(
+    root: Path, *, http_port: int, grpc_port: int, metrics_port: int, host: str = "127.0.0.1"
+) -> None:
+    """Server settings for ``mlserver start <root>`` beside other local processes.
+
+    Its own ports (several servers share the loopback interface), its
+    metrics files inside ``root``, and no parallel inference workers (they
+    crash at start with current uvloop).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "settings.json").write_text(
+        json.dumps(
+            {
+                "debug": False,
+                "parallel_workers": 0,
+                "host": host,
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "metrics_dir": str(root / ".metrics"),
+            }
+        )
+    )
 
 
 def train_wine(

@@ -18,13 +18,14 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 from fuzz_kit import REPO, free_port, http_post, metric, run_all, sidecar_process, stop, wait_ok
 from payload_cases import FEATURES, Generator, dumps, v2
 from sklearn.linear_model import LinearRegression
 from test_sidecar_payload_fuzz import MAX_BODY, _profile, _wait_monitored
+
+from vigil.devcluster.models import write_mlserver_folder, write_mlserver_settings
 
 MLSERVER_BIN = REPO / ".venv-mlserver" / "bin" / "mlserver"
 CASES = 400
@@ -38,34 +39,10 @@ def mlserver(work: Path) -> Iterator[int]:
         pytest.fail(f"MLServer missing: {MLSERVER_BIN} not found; run `make install`")
     rng = np.random.default_rng(3)
     x = rng.normal(size=(500, len(FEATURES)))
-    model_dir = work / "fuzz"
-    model_dir.mkdir(parents=True)
-    joblib.dump(
-        LinearRegression().fit(x, x @ np.arange(1.0, len(FEATURES) + 1)), model_dir / "m.joblib"
-    )
-    (model_dir / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": "fuzz",
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./m.joblib", "version": "v1"},
-            }
-        )
-    )
+    model = LinearRegression().fit(x, x @ np.arange(1.0, len(FEATURES) + 1))
+    write_mlserver_folder(work / "fuzz", "fuzz", "v1", model)
     port = free_port()
-    (work / "settings.json").write_text(
-        json.dumps(
-            {
-                "debug": False,
-                "parallel_workers": 0,
-                "host": "127.0.0.1",
-                "http_port": port,
-                "grpc_port": free_port(),
-                "metrics_port": free_port(),
-                "metrics_dir": str(work / ".m"),
-            }
-        )
-    )
+    write_mlserver_settings(work, http_port=port, grpc_port=free_port(), metrics_port=free_port())
     log = work / "mlserver.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("VIRTUAL_ENV", None)

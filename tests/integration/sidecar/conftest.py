@@ -34,6 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from vigil.devcluster.models import write_mlserver_folder, write_mlserver_settings
 from vigil.profile import build_profile
 
 MLSERVER_START_TIMEOUT = 120.0
@@ -105,33 +106,9 @@ def wine(tmp_path_factory) -> Wine:
 
 
 def _mlserver(root: Path, model_path: Path) -> Iterator[Server]:
-    root.mkdir(parents=True, exist_ok=True)
-    model_dir = root / "wine"
-    model_dir.mkdir(exist_ok=True)
-    (model_dir / "model.joblib").write_bytes(model_path.read_bytes())
-    (model_dir / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": "wine",
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib", "version": "v1"},
-            }
-        )
-    )
+    write_mlserver_folder(root / "wine", "wine", "v1", model_path)
     port = free_port()
-    (root / "settings.json").write_text(
-        json.dumps(
-            {
-                "debug": False,
-                "parallel_workers": 0,
-                "host": "127.0.0.1",
-                "http_port": port,
-                "grpc_port": free_port(),
-                "metrics_port": free_port(),
-                "metrics_dir": str(root / ".m"),
-            }
-        )
-    )
+    write_mlserver_settings(root, http_port=port, grpc_port=free_port(), metrics_port=free_port())
     log = root / "mlserver.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("VIRTUAL_ENV", None)
