@@ -30,7 +30,7 @@ import yaml
 from vigil.devcluster.cluster import ClusterClient, LocalCluster, pid_alive, repo_root
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
-from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips
+from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, serving_pod_ips
 
 NAMESPACE = "vigil-demo"
 NAME = "wine"
@@ -334,7 +334,7 @@ class Demo:
         cluster.apply(model_deployment(v1))
         self.wait_condition("Ready", "True", 120)
         self._wait(
-            lambda: len(serving_pod_ips(cluster, NAMESPACE, NAME, answering=True)) == 2,
+            lambda: len(answering_pods(cluster)) == 2,
             120,
             "both pods' sidecar and MLServer answering ready",
         )
@@ -408,6 +408,14 @@ Remove it all: make demo-down
 """,
             flush=True,
         )
+
+
+def answering_pods(cluster: ClusterClient) -> list[str]:
+    """The demo model's pods whose sidecar answers ready ([] while the API cannot be read)."""
+    try:
+        return serving_pod_ips(cluster, NAMESPACE, NAME, answering=True)
+    except ReadFailed:
+        return []
 
 
 def _http_ok(url: str) -> bool:

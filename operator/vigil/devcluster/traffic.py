@@ -15,6 +15,7 @@ implementation does) and goes to a Ready pod behind that Service.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import urllib.error
@@ -46,6 +47,15 @@ def sidecar_ready(ip: str, timeout: float = 0.5) -> bool:
         return False
 
 
+class ReadFailed(RuntimeError):
+    """The API server could not be read (down, restarting, overloaded): nothing is known.
+
+    Distinct from "no pods": a watcher counting moments without Ready pods,
+    or a load generator deciding where to send, must not take one failed
+    kubectl call for an empty Service.
+    """
+
+
 def serving_pod_ips(
     cluster: ClusterClient, namespace: str, name: str, *, answering: bool = False
 ) -> list[str]:
@@ -53,16 +63,22 @@ def serving_pod_ips(
 
     kwok marks pods Ready at once, before the workload runner's processes
     serve; ``answering`` keeps only pods whose sidecar answers its readiness
-    probe, as endpoints would with real probes.
+    probe, as endpoints would with real probes. A missing Service selects
+    nothing; a failed read raises :class:`ReadFailed`.
     """
     result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
     if result.returncode != 0:
-        return []
+        if "NotFound" in result.stderr:
+            return []
+        raise ReadFailed(f"get service {name}: {result.stderr.strip()}")
     selector = json.loads(result.stdout)["spec"].get("selector") or {}
     if not selector:
         return []
     label = ",".join(f"{k}={v}" for k, v in selector.items())
-    pods = cluster.get_json("pods", "-n", namespace, "-l", label)["items"]
+    try:
+        pods = cluster.get_json("pods", "-n", namespace, "-l", label)["items"]
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as error:
+        raise ReadFailed(f"list pods {label}: {error}") from error
     ips = [
         p["status"]["podIP"]
         for p in pods
@@ -82,7 +98,9 @@ def route_backends(
     """(answering pod IPs, weight) for each backend Service of the HTTPRoute's first rule."""
     result = cluster.kubectl("get", "httproute", route, "-n", namespace, "-o", "json", check=False)
     if result.returncode != 0:
-        return []
+        if "NotFound" in result.stderr:
+            return []
+        raise ReadFailed(f"get httproute {route}: {result.stderr.strip()}")
     rules = json.loads(result.stdout)["spec"].get("rules") or [{}]
     backends = []
     for ref in rules[0].get("backendRefs") or ():
@@ -184,9 +202,13 @@ class TrafficGenerator:
         busy machine it would set the request rate instead of ``rate``.
         """
         while not self._stop.is_set():
-            backends = self._backends()
-            with self._lock:
-                self._routes = backends
+            try:
+                backends = self._backends()
+            except ReadFailed:
+                pass  # keep sending where the last good read said (as kube-proxy would)
+            else:
+                with self._lock:
+                    self._routes = backends
             self._stop.wait(1.0)
 
     def send_one(self, ip: str) -> bool:

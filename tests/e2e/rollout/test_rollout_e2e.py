@@ -34,7 +34,7 @@ from operator_e2e import ROOT, Kube, OperatorProcess
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
-from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips
+from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, serving_pod_ips
 from vigil.validation.golden import GoldenSet, configmap_manifest
 
 FIGURES = ROOT / ".vigil" / "e2e-logs" / "rollout-figures.jsonl"
@@ -145,6 +145,14 @@ class Watch:
     last: dict[str, Any] = field(default_factory=dict)
 
 
+def no_ready_pods(kube: Kube) -> bool:
+    """The Service ``wine`` selects no Ready pod (a failed read proves nothing)."""
+    try:
+        return not serving_pod_ips(kube.cluster, kube.namespace, "wine")
+    except ReadFailed:
+        return False
+
+
 def watch_until(
     kube: Kube,
     done: Callable[[dict[str, Any]], bool],
@@ -176,7 +184,7 @@ def watch_until(
         service = kube.get("service", "wine") or {}
         if "vigil.dev/revision" not in ((service.get("spec") or {}).get("selector") or {}):
             watch.spanned = bool(service)
-        if not serving_pod_ips(kube.cluster, kube.namespace, "wine"):
+        if no_ready_pods(kube):
             watch.no_ready_pods += 1
         if done(current):
             return watch
@@ -624,7 +632,7 @@ def test_operator_killed_at_random_moments_promotes_exactly_once(
             step = (current.get("candidate") or {}).get("stepName")
             if step and (not watch.steps or watch.steps[-1] != step):
                 watch.steps.append(str(step))
-            if not serving_pod_ips(kube.cluster, kube.namespace, "wine"):
+            if no_ready_pods(kube):
                 watch.no_ready_pods += 1
             time.sleep(0.5)
         assert operator.process is not None

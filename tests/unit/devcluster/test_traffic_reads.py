@@ -1,0 +1,82 @@
+"""The load generator tells "the Service selects nothing" from "the API could not be read".
+
+A failed kubectl call (API server restarting, overloaded) must neither stop
+live traffic nor count as a moment without Ready pods.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vigil.devcluster import traffic
+from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, serving_pod_ips
+
+
+class Cluster:
+    """Answers kubectl like the API server would, or fails like a down one."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.service: dict[str, Any] | None = {"spec": {"selector": {"app": "wine"}}}
+        self.pods = [
+            {
+                "metadata": {},
+                "status": {
+                    "podIP": "127.1.0.5",
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                },
+            }
+        ]
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self.down:
+            return subprocess.CompletedProcess(args, 1, "", "The connection was refused")
+        if self.service is None:
+            return subprocess.CompletedProcess(args, 1, "", 'Error (NotFound): "wine" not found')
+        return subprocess.CompletedProcess(args, 0, json.dumps(self.service), "")
+
+    def get_json(self, *args: str) -> dict[str, Any]:
+        if self.down:
+            raise subprocess.CalledProcessError(1, ["kubectl", *args], "", "refused")
+        return {"items": self.pods}
+
+
+def test_a_missing_service_selects_no_pod() -> None:
+    cluster = Cluster()
+    cluster.service = None
+    assert serving_pod_ips(cluster, "ml", "wine") == []  # type: ignore[arg-type]
+
+
+def test_a_failed_read_is_not_an_empty_service() -> None:
+    cluster = Cluster()
+    assert serving_pod_ips(cluster, "ml", "wine") == ["127.1.0.5"]  # type: ignore[arg-type]
+    cluster.down = True
+    with pytest.raises(ReadFailed):
+        serving_pod_ips(cluster, "ml", "wine")  # type: ignore[arg-type]
+
+
+def test_traffic_keeps_its_last_routes_while_the_api_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(traffic, "sidecar_ready", lambda ip, timeout=0.5: True)
+    cluster = Cluster()
+    generator = TrafficGenerator(cluster, "ml", "wine", "wine", np.zeros((4, 2)))  # type: ignore[arg-type]
+    watcher = threading.Thread(target=generator._watch, daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 5
+    while not generator._routes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert generator._routes == [(["127.1.0.5"], 1)]
+    cluster.down = True
+    time.sleep(1.5)  # at least one more read, which fails
+    assert watcher.is_alive()
+    assert generator._routes == [(["127.1.0.5"], 1)]
+    generator._stop.set()
+    watcher.join(timeout=5)
