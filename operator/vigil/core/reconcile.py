@@ -227,7 +227,7 @@ def refused_write_status(
     generation: int,
     now: datetime.datetime,
 ) -> dict[str, Any]:
-    """The status after the API server refused one of a plan's writes as it is (4xx).
+    """The status after the API server refused one of a plan's writes as invalid (400/422).
 
     The same write will not succeed until the spec (or the cluster's policy)
     changes, so the refusal is the outcome: Ready and Progressing False with

@@ -55,6 +55,8 @@ log = logging.getLogger("vigil.operator")
 
 EventPoster = Callable[[Mapping[str, Any], Event], None]
 RETRY_SECONDS = 10.0
+#: API answers that mean "this object, as it is, will never be accepted".
+INVALID_STATUSES = (400, 422)
 #: A nudge waits this long before it reconciles, so that a burst of child events (a
 #: Deployment's status moves through several replica counts within a second or two)
 #: costs one reconcile (its reads and its status patch) instead of one per event.
@@ -321,9 +323,11 @@ class Reconciler:
                 # Stop here: later actions (deleting the old revision) rely on this one.
                 message = f"could not {verb} {action.kind} {action.name}: {error.message}"
                 self.report_failure(body, message)
-                if isinstance(action, Apply) and not error.retryable:
-                    # Refused as it is (400, 403, 422): say so in status, or the object
-                    # would show nothing while the retries (slow: 60 s) repeat the refusal.
+                if isinstance(action, Apply) and error.status in INVALID_STATUSES:
+                    # Refused as invalid: say so in status, or the object would show
+                    # nothing while the retries (slow: 60 s) repeat the refusal. A 403
+                    # is not written: it is also what a restarting API server answers
+                    # for a few seconds before its authorizer has caught up.
                     await self._write_refused(api, body, plan, message)
                 raise
             self.metrics.writes.labels(action.kind, verb).inc()
