@@ -317,7 +317,7 @@ def render(
                 _clip(
                     f"  {_age(at, now):>4}  "
                     f"{style(f'{kind:<8}', 'red' if kind == 'Warning' else 'dim')}"
-                    f"{event.get('reason', ''):<18}{event.get('message', '')}"
+                    f"{event.get('reason', ''):<17} {event.get('message', '')}"
                 )
             )
 

@@ -181,3 +181,16 @@ def test_names_the_features_a_candidate_adds_and_drops() -> None:
     assert "  features added: color_intensity_log" in screen
     assert "  dropped: ash" in screen
     assert "features added" not in render(MD, EVENTS, now=NOW)
+
+
+def test_a_long_event_reason_stays_apart_from_its_message() -> None:
+    events = [
+        {
+            "type": "Warning",
+            "reason": "MetricsUnavailable",
+            "message": "MetricsAvailable is False: no sidecar answered",
+            "lastTimestamp": "2026-11-26T07:59:00Z",
+        }
+    ]
+    screen = render(MD, events, now=NOW)
+    assert "MetricsUnavailable MetricsAvailable is False" in screen
