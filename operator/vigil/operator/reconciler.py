@@ -257,11 +257,13 @@ class Reconciler:
         if self.rollouts is not None:
             from vigil.operator.rollouts import read_request, route_planner
 
-            revisions = {
-                str(((item.get("metadata") or {}).get("labels") or {}).get(naming.LABEL_REVISION))
+            by_revision = {
+                str(
+                    ((item.get("metadata") or {}).get("labels") or {}).get(naming.LABEL_REVISION)
+                ): item
                 for item in owned_deployments
             }
-            rollout_inputs = await self.rollouts.inputs(api, body, revisions)
+            rollout_inputs = await self.rollouts.inputs(api, body, by_revision, reference)
             request = read_request(metadata.get("annotations"))
             planner = route_planner(name, namespace, spec)
         observation = Observation(

@@ -57,6 +57,26 @@ READY_PROBE_SECONDS = 2.0
 PodsProvider = Callable[[], Mapping[tuple[str, str], PodInfo]]
 
 
+def _mounted_reference(deployment: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """(ConfigMap, key) of the reference profile a revision's pod template mounts."""
+    template = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+    for volume in template.get("volumes") or ():
+        configmap = volume.get("configMap") or {}
+        items = configmap.get("items") or ()
+        if volume.get("name") == REFERENCE_VOLUME and configmap.get("name") and items:
+            return str(configmap["name"]), str(items[0].get("key", ""))
+    return None
+
+
+def _profile(configmap: Mapping[str, Any] | None, key: str) -> ReferenceProfile | None:
+    """The profile under ``key`` (None: no ConfigMap, no key, or not a profile)."""
+    raw = ((configmap or {}).get("data") or {}).get(key)
+    try:
+        return parse_profile(raw) if raw else None
+    except (ProfileError, ValueError):
+        return None
+
+
 def read_request(annotations: Mapping[str, str] | None) -> Request | None:
     """The request annotation as the core takes it (unknown verbs kept, the core warns)."""
     request = parse_request(annotations)
@@ -149,23 +169,34 @@ class Rollouts:
             return None
 
     async def inputs(
-        self, api: Any, body: Mapping[str, Any], revisions: set[str]
+        self,
+        api: Any,
+        body: Mapping[str, Any],
+        deployments: Mapping[str, Mapping[str, Any]],
+        reference_configmap: Mapping[str, Any] | None,
     ) -> RolloutInputs | None:
-        """The candidate's figures this cycle, or None when no candidate runs."""
+        """The candidate's figures this cycle, or None when no candidate runs.
+
+        ``deployments`` are the revisions' Deployments and ``reference_configmap``
+        the ConfigMap ``spec.monitoring.reference`` names, as the reconciler
+        already read them this cycle (read here again, they would cost calls).
+        """
         metadata = body["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         spec = body.get("spec") or {}
         stable = ((body.get("status") or {}).get("stable") or {}).get("revision")
         candidate = self.desired_revision(name, spec)
-        if not stable or not candidate or candidate == stable or candidate not in revisions:
+        if not stable or not candidate or candidate == stable or candidate not in deployments:
             return None
         try:
             settings = monitoring_settings(spec)
         except (ValueError, TypeError) as error:
             return RolloutInputs(metrics_available=False, metrics_error=str(error))
-        reference = await self._reference(api, namespace, settings.reference)
-        stable_reference = await self._reference(
-            api, namespace, await self._stable_reference_ref(api, namespace, name, stable)
+        reference = (
+            _profile(reference_configmap, settings.reference[1]) if settings.reference else None
+        )
+        stable_reference = await self._stable_reference(
+            api, namespace, deployments.get(stable), reference_configmap
         )
         changes = None
         if reference is not None and stable_reference is not None:
@@ -239,40 +270,30 @@ class Rollouts:
         )
         return RolloutInputs(figures=figures, shadow_target=target)
 
-    async def _stable_reference_ref(
-        self, api: Any, namespace: str, name: str, stable: str
-    ) -> tuple[str, str] | None:
-        """The stable's reference profile (ConfigMap, key), read from its pod template.
+    async def _stable_reference(
+        self,
+        api: Any,
+        namespace: str,
+        deployment: Mapping[str, Any] | None,
+        reference_configmap: Mapping[str, Any] | None,
+    ) -> ReferenceProfile | None:
+        """The stable's reference profile, from the ConfigMap its pod template mounts.
 
         The spec now names the candidate's profile; the stable's pods still
-        mount the one they were built with.
+        mount the one they were built with (usually the same ConfigMap, read
+        once already).
         """
-        try:
-            deployment = await api.get(
-                "Deployment", namespace, naming.deployment_name(name, stable)
-            )
-        except KubeError:
-            return None
-        volumes = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
-        for volume in volumes.get("volumes") or ():
-            if volume.get("name") != REFERENCE_VOLUME:
-                continue
-            configmap = volume.get("configMap") or {}
-            items = configmap.get("items") or ()
-            if configmap.get("name") and items and items[0].get("key"):
-                return str(configmap["name"]), str(items[0]["key"])
-        return None
-
-    async def _reference(
-        self, api: Any, namespace: str, ref: tuple[str, str] | None
-    ) -> ReferenceProfile | None:
+        ref = _mounted_reference(deployment)
         if ref is None:
             return None
+        name, key = ref
+        if reference_configmap is not None and (
+            (reference_configmap.get("metadata") or {}).get("name") == name
+        ):
+            return _profile(reference_configmap, key)
         try:
-            configmap = await api.get("ConfigMap", namespace, ref[0])
-            raw = ((configmap or {}).get("data") or {}).get(ref[1])
-            return parse_profile(raw) if raw else None
-        except (KubeError, ProfileError, ValueError):
+            return _profile(await api.get("ConfigMap", namespace, name), key)
+        except KubeError:
             return None
 
     async def replay(self, api: Any, body: Mapping[str, Any], ref: GoldenSetRef) -> GoldenResult:
