@@ -37,7 +37,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from operator_e2e import Kube, OperatorProcess  # noqa: E402
 from vigil.core.drift import DEFAULT_EPSILON, bin_index, psi  # noqa: E402
 from vigil.devcluster import ClusterClient, connect  # noqa: E402
 from vigil.devcluster.models import TrainedModel, train_wine  # noqa: E402
+from vigil.devcluster.runner import workload_runner_process  # noqa: E402
 from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips  # noqa: E402
 from vigil.profile import parse_profile  # noqa: E402
 
@@ -111,34 +111,8 @@ def install_vigil(cluster: ClusterClient) -> str:
 @contextmanager
 def workload_runner(cluster: ClusterClient, namespace: str, work: Path) -> Iterator[Path]:
     """Runs the namespace's pods' containers as local processes on their pod IPs."""
-    env = {**os.environ, "VIGIL_KUBECONFIG": cluster.kubeconfig}
-    runner_bin = Path(sys.executable).parent / "vigil-devcluster"
-    work.mkdir(parents=True, exist_ok=True)
-    with (work / "runner.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(runner_bin),
-                "run-workloads",
-                "--namespace",
-                namespace,
-                "--work-dir",
-                str(work),
-                "--interval",
-                "0.5",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        yield work
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with workload_runner_process(cluster.kubeconfig, namespace, work) as work_dir:
+        yield work_dir
 
 
 def manifest(model: TrainedModel, args: argparse.Namespace) -> dict[str, Any]:

@@ -8,12 +8,8 @@ running after the session so that the next ``make test`` reuses it;
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +17,7 @@ import pytest
 from operator_e2e import ROOT, Kube, OperatorProcess
 
 from vigil.devcluster import ClusterClient, ClusterError, connect
+from vigil.devcluster.runner import workload_runner_process
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,34 +59,10 @@ def workload_runner(
 
     Yields the runner's work folder (per-pod folders with container logs).
     """
-    work_dir = tmp_path_factory.mktemp("workloads")
-    log_path = work_dir / "runner.log"
-    env = {**os.environ, "VIGIL_KUBECONFIG": cluster.kubeconfig}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "vigil-devcluster"),
-                "run-workloads",
-                "--namespace",
-                namespace,
-                "--work-dir",
-                str(work_dir),
-                "--interval",
-                "0.5",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
+    with workload_runner_process(
+        cluster.kubeconfig, namespace, tmp_path_factory.mktemp("workloads")
+    ) as work_dir:
         yield work_dir
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # -- the operator under test (tests/e2e/{operator,health,rollout}) -----------------

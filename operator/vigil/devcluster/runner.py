@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,6 +413,40 @@ class WorkloadRunner:
             "MLSERVER_PARALLEL_WORKERS": "0",
         }
         return [_venv_bin(".venv-mlserver", "mlserver"), "start", uri.removeprefix("file://")], env
+
+
+@contextlib.contextmanager
+def workload_runner_process(
+    kubeconfig: str, namespace: str, work_dir: Path, interval: float = 0.5
+) -> Iterator[Path]:
+    """``vigil-devcluster run-workloads`` for one namespace as a child process.
+
+    Yields ``work_dir`` (its ``runner.log`` and per-pod folders); stopped with
+    SIGTERM (the runner stops its pods' processes), killed after 30 s.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "VIGIL_KUBECONFIG": kubeconfig}
+    command = [
+        str(Path(sys.executable).parent / "vigil-devcluster"),
+        "run-workloads",
+        "--namespace",
+        namespace,
+        "--work-dir",
+        str(work_dir),
+        "--interval",
+        str(interval),
+    ]
+    with (work_dir / "runner.log").open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield work_dir
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

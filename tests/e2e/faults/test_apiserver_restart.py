@@ -18,11 +18,7 @@ reconcile).
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +42,7 @@ from operator_e2e import ROOT, Kube, OperatorProcess
 
 from vigil.devcluster.cluster import ClusterError, LocalCluster
 from vigil.devcluster.models import train_wine
+from vigil.devcluster.runner import workload_runner_process
 
 pytestmark = pytest.mark.faults
 
@@ -97,33 +94,10 @@ def own_kube(own_cluster: LocalCluster) -> Kube:
 @pytest.fixture
 def own_runner(own_kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The workload runner for the test namespace of the own cluster."""
-    work_dir = tmp_path_factory.mktemp("own-workloads")
-    env = {**os.environ, "VIGIL_KUBECONFIG": own_kube.cluster.kubeconfig}
-    with (work_dir / "runner.log").open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "vigil-devcluster"),
-                "run-workloads",
-                "--namespace",
-                NAMESPACE,
-                "--work-dir",
-                str(work_dir),
-                "--interval",
-                "0.5",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
+    with workload_runner_process(
+        own_kube.cluster.kubeconfig, NAMESPACE, tmp_path_factory.mktemp("own-workloads")
+    ) as work_dir:
         yield work_dir
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
