@@ -185,3 +185,28 @@ class OperatorProcess:
         log = self.log()
         for marker in ("Traceback", "Patching failed with inconsistencies", "Forbidden"):
             assert marker not in log, f"operator log shows {marker!r}:\n{log}"
+
+
+def kubectl_vigil(kube: Kube, *args: str, name: str = "wine") -> subprocess.CompletedProcess[str]:
+    """``kubectl vigil ARGS NAME -n <namespace>``, found by the real kubectl's plugin lookup."""
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "kubectl-vigil").is_file():
+        pytest.fail(
+            f"kubectl-vigil is not installed in {bin_dir} (pip install -e .)", pytrace=False
+        )
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KUBECONFIG": kube.cluster.kubeconfig,
+        "VIGIL_KUBECTL": kube.cluster.kubectl_binary,
+    }
+    result = subprocess.run(
+        [kube.cluster.kubectl_binary, "vigil", *args, name, "-n", kube.namespace],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result

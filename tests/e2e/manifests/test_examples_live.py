@@ -12,14 +12,11 @@ replacement with its policy, tweak with its own.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-from operator_e2e import ROOT, Kube, OperatorProcess, wait_for
+from operator_e2e import ROOT, Kube, OperatorProcess, kubectl_vigil, wait_for
 
 EXAMPLES = ROOT / "manifests" / "examples"
 BIN = Path(sys.executable).parent
@@ -31,26 +28,6 @@ def status(kube: Kube) -> dict[str, Any]:
 
 def candidate(kube: Kube) -> dict[str, Any]:
     return status(kube).get("candidate") or {}
-
-
-def kubectl_vigil(kube: Kube, *args: str) -> None:
-    if not (BIN / "kubectl-vigil").is_file():
-        pytest.fail(f"kubectl-vigil is not installed in {BIN} (pip install -e .)", pytrace=False)
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "KUBECONFIG": kube.cluster.kubeconfig,
-        "VIGIL_KUBECTL": kube.cluster.kubectl_binary,
-    }
-    result = subprocess.run(
-        [kube.cluster.kubectl_binary, "vigil", *args, "wine", "-n", kube.namespace],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def promote(kube: Kube, version: str) -> None:

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from model_pods import MLSERVER_IMAGE, http
-from operator_e2e import ROOT, Kube, OperatorProcess
+from operator_e2e import ROOT, Kube, OperatorProcess, kubectl_vigil
 
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import TrainedModel, train_wine
@@ -295,27 +294,6 @@ def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
 
 def deployments(kube: Kube) -> list[str]:
     return sorted(d["metadata"]["name"] for d in kube.items("deployments"))
-
-
-def kubectl_vigil(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
-    if not (BIN / "kubectl-vigil").is_file():
-        pytest.fail(f"kubectl-vigil is not installed in {BIN} (pip install -e .)", pytrace=False)
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "KUBECONFIG": kube.cluster.kubeconfig,
-        "VIGIL_KUBECTL": kube.cluster.kubectl_binary,
-    }
-    result = subprocess.run(
-        [kube.cluster.kubectl_binary, "vigil", *args, "wine", "-n", kube.namespace],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 #: Field managers of the operator's own API clients (its client's User-Agent, kopf's).
