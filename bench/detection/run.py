@@ -100,9 +100,7 @@ def install_vigil(cluster: ClusterClient) -> str:
     if files:
         cluster.kubectl(*args)
     cluster.kubectl("apply", "-f", str(REPO / "crds" / "modeldeployments.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=60s"
-    )
+    cluster.wait_established("modeldeployments.vigil.dev")
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         cluster.kubectl("apply", "-f", str(manifest_path(name)))
     return cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")

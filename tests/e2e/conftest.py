@@ -83,13 +83,10 @@ def gateway_api_crds(cluster: ClusterClient) -> None:
     for path in files:
         args += ["-f", str(path)]
     cluster.kubectl(*args)
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/httproutes.gateway.networking.k8s.io",
-        "crd/gateways.gateway.networking.k8s.io",
-        "crd/gatewayclasses.gateway.networking.k8s.io",
+    cluster.wait_established(
+        "httproutes.gateway.networking.k8s.io",
+        "gateways.gateway.networking.k8s.io",
+        "gatewayclasses.gateway.networking.k8s.io",
     )
 
 
@@ -101,9 +98,7 @@ def vigil_installed(cluster: ClusterClient, gateway_api_crds: None) -> str:
     missing RBAC rule fails a test instead of hiding behind admin rights.
     """
     cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
-    )
+    cluster.wait_established("modeldeployments.vigil.dev")
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / name))
     return cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")

@@ -826,6 +826,33 @@ class ClusterClient:
     def get_json(self, *args: str) -> dict[str, object]:
         return dict(json.loads(self.kubectl("get", *args, "-o", "json").stdout))
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until each CRD (``name.group``) serves its kind.
+
+        Not `kubectl wait --for=condition=Established` alone: asked before the
+        API server has written the CRD's first conditions, that kubectl fails
+        at once (".status.conditions accessor error: <nil>", seen in
+        bench/scale) instead of waiting.
+        """
+        deadline = time.monotonic() + timeout
+        for crd in crds:
+            while True:
+                found = self.kubectl(
+                    "get",
+                    f"crd/{crd}",
+                    "-o",
+                    'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                    check=False,
+                )
+                if found.stdout.strip() == "True":
+                    break
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"CRD {crd} not Established after {timeout:.0f}s: "
+                        f"{(found.stderr or found.stdout).strip() or 'no condition yet'}"
+                    )
+                time.sleep(0.2)
+
     def serviceaccount_kubeconfig(
         self, namespace: str, name: str, path: Path | str | None = None
     ) -> str:

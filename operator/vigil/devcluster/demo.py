@@ -159,9 +159,7 @@ class Demo:
         root = repo_root() or Path.cwd()
         say("installing the ModelDeployment CRD and the operator's namespace, account and RBAC")
         cluster.kubectl("apply", "-f", str(root / "crds" / "modeldeployments.yaml"))
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
-        )
+        cluster.wait_established("modeldeployments.vigil.dev")
         for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
             cluster.kubectl("apply", "-f", str(root / "manifests" / "base" / name))
         cluster.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n")

@@ -82,9 +82,7 @@ def own_kube(own_cluster: LocalCluster) -> Kube:
     """The CRD, the operator's ServiceAccount and RBAC, and the test namespace."""
     client = own_cluster.client()
     client.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-    client.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
-    )
+    client.wait_established("modeldeployments.vigil.dev")
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         client.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / name))
     client.kubectl("create", "namespace", NAMESPACE)

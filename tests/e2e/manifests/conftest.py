@@ -47,7 +47,6 @@ def third_party_crds(cluster: ClusterClient) -> None:
     # Server-side: Argo CD's Application CRD (400 KB) is too large for the
     # last-applied annotation of a client-side apply.
     cluster.kubectl(*args)
-    crds = [f"crd/{name}" for names in THIRD_PARTY_CRDS.values() for name in names]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
+    cluster.wait_established(*(name for names in THIRD_PARTY_CRDS.values() for name in names))
     for namespace in GITOPS_NAMESPACES:
         cluster.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n")

@@ -56,9 +56,7 @@ def test_peering_mode_with_the_optional_peering_manifest(
     cluster: ClusterClient, vigil_installed: str, namespace: str
 ) -> None:
     cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "optional" / "peering.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=30s"
-    )
+    cluster.wait_established("kopfpeerings.kopf.dev")
     kube = Kube(cluster, namespace)
     kube.apply("apiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata: {name: vigil}\n")
     process = OperatorProcess(

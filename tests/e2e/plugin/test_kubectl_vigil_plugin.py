@@ -44,9 +44,7 @@ spec:
 @pytest.fixture(scope="module")
 def crd(cluster: ClusterClient) -> None:
     cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=30s"
-    )
+    cluster.wait_established("modeldeployments.vigil.dev")
 
 
 def plugin_env(cluster: ClusterClient) -> dict[str, str]:
