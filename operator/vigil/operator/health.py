@@ -49,6 +49,7 @@ from vigil.kube.client import KubeError
 from vigil.metrics import Collection, MetricsSource, PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.prometheus import PrometheusSource
+from vigil.operator.memory import release_free_memory
 from vigil.operator.metrics import HealthFigures, OperatorMetrics
 from vigil.operator.reconciler import Api, Reconciler
 from vigil.profile import ReferenceProfile
@@ -203,6 +204,7 @@ class HealthLoop:
                 raise
             except Exception:
                 log.exception("health cycle failed")
+            release_free_memory()  # what a burst of reconciles or this cycle freed
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.1, self.interval - elapsed))
 

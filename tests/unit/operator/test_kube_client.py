@@ -135,25 +135,35 @@ async def test_an_unreachable_server_is_a_retryable_error() -> None:
         await client.close()
 
 
-async def test_writes_in_flight_are_capped_and_reads_are_not() -> None:
-    """A burst of applies reaches the API server at most MAX_CONCURRENT_WRITES at a time.
+async def test_writes_in_flight_are_capped_services_apart_and_connections_bounded() -> None:
+    """Writes reach the API server at most MAX_CONCURRENT_WRITES at a time, Services at most
+    MAX_CONCURRENT_SERVICE_WRITES (without holding the other writes back), and reads share
+    a bounded pool of connections.
 
     (bench/scale: hundreds of Service applies at once passed the server's own
-    timeout and every retry allocated a ClusterIP again.) Reads stay concurrent.
+    timeout and every retry allocated a ClusterIP again; with one shared limit,
+    Deployments and status patches queued behind the slow Services.)
     """
     import asyncio
 
-    from vigil.kube.client import MAX_CONCURRENT_WRITES
+    from vigil.kube.client import (
+        MAX_CONCURRENT_SERVICE_WRITES,
+        MAX_CONCURRENT_WRITES,
+        MAX_CONNECTIONS,
+    )
 
-    in_flight = {"PATCH": 0, "GET": 0}
-    peak = {"PATCH": 0, "GET": 0}
+    in_flight = {"services": 0, "configmaps": 0, "GET": 0, "all": 0}
+    peak = dict(in_flight)
 
     async def slow(request: web.Request) -> web.Response:
         await request.read()
-        in_flight[request.method] += 1
-        peak[request.method] = max(peak[request.method], in_flight[request.method])
-        await asyncio.sleep(0.05)
-        in_flight[request.method] -= 1
+        kind = "GET" if request.method == "GET" else request.path.split("/")[-2]
+        for key in (kind, "all"):
+            in_flight[key] += 1
+            peak[key] = max(peak[key], in_flight[key])
+        await asyncio.sleep(0.2 if kind == "services" else 0.05)
+        for key in (kind, "all"):
+            in_flight[key] -= 1
         return web.json_response({"items": []})
 
     app = web.Application()
@@ -163,17 +173,19 @@ async def test_writes_in_flight_are_capped_and_reads_are_not() -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     client = KubeClient(Connection(server=f"http://127.0.0.1:{runner.addresses[0][1]}"))
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "c", "namespace": "ml"},
-    }
+
+    def manifest(kind: str, name: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": "ml"}}
+
     try:
-        writes = [client.apply(manifest) for _ in range(3 * MAX_CONCURRENT_WRITES)]
-        reads = [client.list("ConfigMap", "ml", "a=b") for _ in range(3 * MAX_CONCURRENT_WRITES)]
-        await asyncio.gather(*writes, *reads)
+        services = [client.apply(manifest("Service", f"s{i}")) for i in range(12)]
+        writes = [client.apply(manifest("ConfigMap", f"c{i}")) for i in range(48)]
+        reads = [client.list("ConfigMap", "ml", "a=b") for _ in range(48)]
+        await asyncio.gather(*services, *writes, *reads)
     finally:
         await client.close()
         await runner.cleanup()
-    assert peak["PATCH"] == MAX_CONCURRENT_WRITES
-    assert peak["GET"] > MAX_CONCURRENT_WRITES
+    assert peak["services"] == MAX_CONCURRENT_SERVICE_WRITES
+    assert peak["configmaps"] == MAX_CONCURRENT_WRITES
+    assert peak["GET"] > 1
+    assert peak["all"] <= MAX_CONNECTIONS

@@ -1,0 +1,229 @@
+"""The objects the operator already watches, kept so that reconciles need not read them again.
+
+Why: a reconcile used to read its ModelDeployment and all of its children
+afresh (about six requests) although kopf watches every one of them. At
+scale those reads were most of the operator's traffic (bench/scale: 17-20
+requests per ModelDeployment until Ready, against one POST for a plain
+Deployment). The watch streams feed this cache; the client
+(vigil.kube.client.KubeClient) answers reads from it and records its own
+writes in it.
+
+Freshness rules, so that a cached copy is never older than what the operator
+itself last wrote or saw:
+- a copy replaces another only when its resourceVersion is newer (both are
+  etcd revisions, integers, in every API server in use; when one is not an
+  integer the later arrival wins);
+- the answer to the operator's own write (apply, status patch) is recorded
+  at once: the next reconcile sees it even when the watch event is still on
+  its way;
+- a deletion (watched, or the operator's own) leaves a tombstone for a
+  while, so that a late event of the deleted object does not bring it back.
+
+What is served: a GET of a cached kind when the object is in the cache (a
+miss still goes to the API server: a user's reference ConfigMap, a Service
+someone else owns), and a LIST whose label selector is exactly the label the
+kind's watch filters on (``label=value``), since the watch sees every object
+such a LIST can return. The cache is filled before any handler runs (kopf
+blocks handlers until every indexed kind has been listed once, see
+vigil.operator.handlers).
+
+A watch that cannot resume (its resourceVersion expired, e.g. after an API
+server restart) lists everything again, and kopf reports no DELETED event
+for what vanished in between: the cache would keep a ghost. So a listing
+(``type None`` events of a kind in a namespace, at start or later) opens a
+window of LISTING_SECONDS during which reads of that kind and namespace go
+to the API server; when it closes, whatever the listing did not show is
+dropped (client-go's informers "replace" their store the same way). An
+operator restarting therefore reads afresh for its first minute, as it
+did before the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Key = tuple[str, str, str]  # kind, namespace, name
+
+#: How long a deletion is remembered (late events of the object arrive well within it).
+TOMBSTONE_SECONDS = 120.0
+#: A listing's window: reads bypass the cache; then the objects it did not show are dropped.
+LISTING_SECONDS = 60.0
+
+
+def _version(body: Mapping[str, Any]) -> int | None:
+    value = (body.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without managedFields (a third of a Deployment's size; nothing reads them)."""
+    metadata = body.get("metadata") or {}
+    if "managedFields" not in metadata:
+        return dict(body)
+    return {
+        **body,
+        "metadata": {key: value for key, value in metadata.items() if key != "managedFields"},
+    }
+
+
+class ObjectCache:
+    """Last known copy of each watched object of the kinds given, by kind, namespace and name.
+
+    ``kinds`` maps each cached kind to the label its watch filters on (every
+    object of the kind carrying that label is watched), or to ``None`` when
+    every object of the kind is watched.
+    """
+
+    def __init__(
+        self,
+        kinds: Mapping[str, str | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kinds = dict(kinds)
+        self._clock = clock
+        self._objects: dict[Key, dict[str, Any]] = {}
+        #: (kind, namespace, value of the kind's watch label) -> names: what a LIST returns.
+        self._by_label: dict[Key, set[str]] = {}
+        self._tombstones: dict[Key, tuple[int | None, float]] = {}
+        #: When each object was last shown by its watch or written (for listings).
+        self._seen: dict[Key, float] = {}
+        #: (kind, namespace) -> when a listing started whose window is open.
+        self._listings: dict[tuple[str, str], float] = {}
+        #: Reads answered here and reads passed on to the API server, for the metrics.
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    @staticmethod
+    def _key(kind: str, body: Mapping[str, Any]) -> Key:
+        metadata = body.get("metadata") or {}
+        return kind, str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+    def _label_key(self, key: Key, body: Mapping[str, Any]) -> Key | None:
+        label = self.kinds.get(key[0])
+        if label is None:
+            return None
+        value = ((body.get("metadata") or {}).get("labels") or {}).get(label)
+        return None if value is None else (key[0], key[1], str(value))
+
+    def _remove(self, key: Key) -> dict[str, Any] | None:
+        self._seen.pop(key, None)
+        previous = self._objects.pop(key, None)
+        if previous is not None:
+            label_key = self._label_key(key, previous)
+            names = self._by_label.get(label_key) if label_key else None
+            if names is not None:
+                names.discard(key[2])
+                if not names:
+                    del self._by_label[label_key]  # type: ignore[arg-type]
+        return previous
+
+    def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event (``None`` for a listed object, ADDED, MODIFIED, DELETED)."""
+        if kind not in self.kinds:
+            return
+        key = self._key(kind, body)
+        if event_type == "DELETED":
+            self._bury(key, _version(body))
+            return
+        if event_type is None:
+            self._listing(kind, key[1])
+        self.store(kind, body)
+
+    def _listing(self, kind: str, namespace: str) -> None:
+        """A ``type None`` event is part of a listing: open its window (once per listing)."""
+        self._listings.setdefault((kind, namespace), self._clock())
+
+    def _trusted(self, kind: str, namespace: str) -> bool:
+        """False while a relisting of this kind and namespace runs; closes expired windows."""
+        since = self._listings.get((kind, namespace))
+        if since is None:
+            return True
+        if self._clock() - since < LISTING_SECONDS:
+            return False
+        del self._listings[(kind, namespace)]
+        ghosts = [
+            key
+            for key in self._objects
+            if key[0] == kind and key[1] == namespace and self._seen.get(key, 0.0) < since
+        ]
+        for key in ghosts:
+            self._remove(key)
+        return True
+
+    def store(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Keep this copy unless the cache holds a newer one or saw a later deletion."""
+        if kind not in self.kinds or not body:
+            return
+        key = self._key(kind, body)
+        version = _version(body)
+        tombstone = self._tombstones.get(key)
+        if tombstone is not None:
+            deleted_at = tombstone[0]
+            if version is not None and deleted_at is not None and version <= deleted_at:
+                return  # a late event of the deleted object: do not bring it back
+            del self._tombstones[key]
+        current = self._objects.get(key)
+        if current is not None:
+            known = _version(current)
+            if version is not None and known is not None and version < known:
+                return
+        self._remove(key)
+        slim = _slim(body)
+        self._objects[key] = slim
+        self._seen[key] = self._clock()
+        label_key = self._label_key(key, slim)
+        if label_key is not None:
+            self._by_label.setdefault(label_key, set()).add(key[2])
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """The operator deleted the object: drop it, and ignore copies not newer than the last."""
+        key = (kind, namespace, name)
+        current = self._objects.get(key)
+        self._bury(key, None if current is None else _version(current))
+
+    def _bury(self, key: Key, version: int | None) -> None:
+        self._remove(key)
+        expired = self._clock() - TOMBSTONE_SECONDS
+        for old in [old for old, (_, at) in self._tombstones.items() if at < expired]:
+            del self._tombstones[old]
+        self._tombstones[key] = (version, self._clock())
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The cached copy, or None when it is not cached (the caller asks the API server)."""
+        trusted = self._trusted(kind, namespace)
+        found = self._objects.get((kind, namespace, name)) if trusted else None
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def serves_list(self, kind: str, namespace: str, label_selector: str) -> bool:
+        """Whether the watch sees every object such a LIST returns (``<watch label>=<value>``)
+        and no relisting is under way."""
+        label = self.kinds.get(kind)
+        if label is None:
+            return False
+        name, equals, value = label_selector.partition("=")
+        return (
+            name == label
+            and bool(equals)
+            and bool(value)
+            and not any(mark in value for mark in ",=!()")
+            and self._trusted(kind, namespace)
+        )
+
+    def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Cached objects of a kind in a namespace with that label value (see serves_list)."""
+        self.hits += 1
+        value = label_selector.partition("=")[2]
+        names = self._by_label.get((kind, namespace, value)) or ()
+        return [self._objects[(kind, namespace, name)] for name in sorted(names)]
