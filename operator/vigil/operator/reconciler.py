@@ -47,6 +47,7 @@ from vigil.operator.metrics import (
     OUTCOME_UNCHANGED,
     OperatorMetrics,
 )
+from vigil.plugin.requests import ANNOTATION_REQUEST
 
 if TYPE_CHECKING:
     from vigil.operator.rollouts import Rollouts
@@ -94,6 +95,26 @@ class ReconcilerConfig:
     """Operator-wide settings that reach the decisions."""
 
     sidecar_image: str
+
+
+def needs_reconcile(event_type: str | None, body: Mapping[str, Any]) -> bool:
+    """Whether a watch event of a ModelDeployment calls for a reconcile.
+
+    Listed (the operator started: resume), created, a spec the status does not
+    describe yet (generation ahead of status.observedGeneration; a reconcile
+    that failed is retried by the reconciler), or a person's request waiting
+    (kubectl vigil promote|abort|pause|resume|retry). Not its own status writes
+    nor the health loop's: those leave the generation alone.
+    """
+    if event_type == "DELETED":
+        return False
+    if event_type in (None, "ADDED"):
+        return True
+    metadata = body.get("metadata") or {}
+    if ANNOTATION_REQUEST in (metadata.get("annotations") or {}):
+        return True
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed != metadata.get("generation")
 
 
 def _utcnow() -> datetime.datetime:

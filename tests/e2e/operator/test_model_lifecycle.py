@@ -126,10 +126,11 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     pods = kube.items("pods", f"{MD_LABEL}=wine")
     assert len(pods) == 2
 
-    # Kopf keeps its bookkeeping in status, not in annotations.
+    # Kopf keeps no bookkeeping on the object (level-triggered handlers): nothing
+    # in annotations, nothing in status.
     annotations = md["metadata"].get("annotations") or {}
     assert not [key for key in annotations if "kopf" in key]
-    assert "kopf" in md["status"]
+    assert "kopf" not in md["status"]
     assert not md["metadata"].get("finalizers")  # owner references clean up; no finalizer
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
     assert md["status"]["phase"] == "Healthy"

@@ -80,20 +80,27 @@ class TestOptions:
 
 
 class TestKopfSettings:
-    def test_bookkeeping_in_status_and_server_side_child_filters(self) -> None:
+    def test_no_bookkeeping_on_objects_and_server_side_child_filters(self) -> None:
         settings = kopf.OperatorSettings()
         configure_kopf(settings, build_runtime(OperatorOptions()))
         assert isinstance(settings.persistence.progress_storage, kopf.StatusProgressStorage)
-        assert isinstance(settings.persistence.diffbase_storage, kopf.StatusDiffBaseStorage)
+        diffbase = settings.persistence.diffbase_storage
+        assert diffbase.build(body=kopf.Body({"spec": {"a": 1}}), extra_fields=[]) is None
+        assert diffbase.fetch(body=kopf.Body({"status": {"kopf": {"x": 1}}})) is None
         assert settings.scanning.disabled
         assert not settings.posting.loggers
         selectors = dict(settings.watching.label_selectors.items())
         assert set(selectors.values()) == {"vigil.dev/model-deployment"}
-        assert len(selectors) == 3  # deployments, services, pods
+        assert len(selectors) == 4  # deployments, services, configmaps, pods
 
     def test_handlers_module_registers_without_side_effects(self) -> None:
-        assert callable(handlers.reconcile_model_deployment)
+        assert callable(handlers.model_deployment_seen)
         assert callable(handlers.child_changed)
+
+    def test_no_changing_handlers_so_kopf_keeps_no_state_on_objects(self) -> None:
+        registry = kopf.get_default_registry()
+        assert not registry._changing.get_all_handlers()
+        assert not registry._spawning.get_all_handlers()
 
 
 class TestMetrics:
