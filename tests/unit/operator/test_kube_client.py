@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from local_api import local_api
 
 from vigil.kube.client import Connection, KubeClient, KubeError
 
@@ -38,19 +39,8 @@ class FakeApiServer:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[FakeApiServer, KubeClient]]:
     fake = FakeApiServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    client = KubeClient(Connection(server=f"http://127.0.0.1:{port}", token="t0ken"))
-    try:
+    async with local_api(fake.handle, token="t0ken") as client:
         yield fake, client
-    finally:
-        await client.close()
-        await runner.cleanup()
 
 
 async def test_get_returns_the_object_or_none(server: tuple[FakeApiServer, KubeClient]) -> None:
@@ -166,25 +156,14 @@ async def test_writes_in_flight_are_capped_services_apart_and_connections_bounde
             in_flight[key] -= 1
         return web.json_response({"items": []})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    client = KubeClient(Connection(server=f"http://127.0.0.1:{runner.addresses[0][1]}"))
-
     def manifest(kind: str, name: str) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": "ml"}}
 
-    try:
+    async with local_api(slow) as client:
         services = [client.apply(manifest("Service", f"s{i}")) for i in range(12)]
         writes = [client.apply(manifest("ConfigMap", f"c{i}")) for i in range(48)]
         reads = [client.list("ConfigMap", "ml", "a=b") for _ in range(48)]
         await asyncio.gather(*services, *writes, *reads)
-    finally:
-        await client.close()
-        await runner.cleanup()
     assert peak["services"] == MAX_CONCURRENT_SERVICE_WRITES
     assert peak["configmaps"] == MAX_CONCURRENT_WRITES
     assert peak["GET"] > 1

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from local_api import local_api
 
 from vigil.kube.cache import LISTING_SECONDS, TOMBSTONE_SECONDS, ObjectCache
-from vigil.kube.client import Connection, KubeClient
+from vigil.kube.client import KubeClient
 
 LABEL = "vigil.dev/model-deployment"
 KINDS: dict[str, str | None] = {"ModelDeployment": None, "Deployment": LABEL, "Service": LABEL}
@@ -182,21 +183,9 @@ async def cached_client() -> AsyncIterator[tuple[list[str], KubeClient, ObjectCa
         name = request.path.split("/")[-2 if request.path.endswith("/status") else -1]
         return web.json_response(obj(name, 100))
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     cache = ObjectCache(KINDS)
-    client = KubeClient(
-        Connection(server=f"http://127.0.0.1:{runner.addresses[0][1]}"), cache=cache
-    )
-    try:
+    async with local_api(handle, cache=cache) as client:
         yield requests, client, cache
-    finally:
-        await client.close()
-        await runner.cleanup()
 
 
 class TestClientWithCache:
