@@ -64,14 +64,22 @@ def serving_pod_ips(
     kwok marks pods Ready at once, before the workload runner's processes
     serve; ``answering`` keeps only pods whose sidecar answers its readiness
     probe, as endpoints would with real probes. A missing Service selects
-    nothing; a failed read raises :class:`ReadFailed`.
+    nothing; a failed read raises :class:`ReadFailed`, and so does a selector
+    that changed while the pods were read (a promotion switches the Service
+    and deletes the old revision 50 ms apart: the old selector read before the
+    switch and its pods read after the deletion showed only terminating pods,
+    a moment that never existed).
     """
-    result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
-        if "NotFound" in result.stderr:
-            return []
-        raise ReadFailed(f"get service {name}: {result.stderr.strip()}")
-    selector = json.loads(result.stdout)["spec"].get("selector") or {}
+
+    def read_selector() -> dict[str, str] | None:
+        result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr:
+                return None
+            raise ReadFailed(f"get service {name}: {result.stderr.strip()}")
+        return dict(json.loads(result.stdout)["spec"].get("selector") or {})
+
+    selector = read_selector()
     if not selector:
         return []
     label = ",".join(f"{k}={v}" for k, v in selector.items())
@@ -79,6 +87,8 @@ def serving_pod_ips(
         pods = cluster.get_json("pods", "-n", namespace, "-l", label)["items"]
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as error:
         raise ReadFailed(f"list pods {label}: {error}") from error
+    if read_selector() != selector:
+        raise ReadFailed(f"the selector of service {name} changed while its pods were read")
     ips = [
         p["status"]["podIP"]
         for p in pods

@@ -40,7 +40,7 @@ from model_pods import MLSERVER_IMAGE, http
 from operator_e2e import ROOT, Kube
 
 from vigil.devcluster.models import TrainedModel, train_wine
-from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips
+from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, serving_pod_ips
 
 FIGURES = ROOT / ".vigil" / "e2e-logs" / "fault-figures.jsonl"
 SELECTOR = "vigil.dev/model-deployment=wine"
@@ -252,30 +252,16 @@ class Watch:
 
 
 def ready_pods_behind_service(kube: Kube) -> list[str] | None:
-    """Names of the Ready pods the Service ``wine`` selects; None when a read failed.
+    """IPs of the Ready pods the Service ``wine`` selects; None when a read failed.
 
-    Unlike ``serving_pod_ips`` (which reads a failed kubectl call as "no pods"),
-    a read that failed on a busy machine is no observation at all.
+    Unlike a bare ``serving_pod_ips`` (which the traffic generator reads as
+    "keep the last routes"), a read that failed on a busy machine, or during
+    which the selector changed, is no observation at all.
     """
-    found = kube.run("get", "service", "wine", "-o", "json", check=False)
-    if found.returncode != 0:
+    try:
+        return serving_pod_ips(kube.cluster, kube.namespace, "wine")
+    except (ReadFailed, subprocess.TimeoutExpired):
         return None
-    selector = (json.loads(found.stdout).get("spec") or {}).get("selector") or {}
-    if not selector:
-        return []
-    label = ",".join(f"{k}={v}" for k, v in selector.items())
-    listed = kube.run("get", "pods", "-l", label, "-o", "json", check=False)
-    if listed.returncode != 0:
-        return None
-    return [
-        pod["metadata"]["name"]
-        for pod in json.loads(listed.stdout).get("items") or ()
-        if not pod["metadata"].get("deletionTimestamp")
-        and any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in (pod.get("status") or {}).get("conditions") or ()
-        )
-    ]
 
 
 def watch_until(

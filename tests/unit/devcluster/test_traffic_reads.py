@@ -80,3 +80,19 @@ def test_traffic_keeps_its_last_routes_while_the_api_cannot_be_read(
     assert generator._routes == [(["127.1.0.5"], 1)]
     generator._stop.set()
     watcher.join(timeout=5)
+
+
+def test_a_selector_switched_while_the_pods_were_read_is_no_observation() -> None:
+    """A promotion switches the Service and deletes the old pods 50 ms apart: the old
+    selector with the new (terminating) pods would be a moment without Ready pods
+    that never existed."""
+    cluster = Cluster()
+    original = cluster.get_json
+
+    def switched_meanwhile(*args: str) -> dict[str, Any]:
+        cluster.service = {"spec": {"selector": {"app": "wine", "revision": "new"}}}
+        return original(*args)
+
+    cluster.get_json = switched_meanwhile  # type: ignore[method-assign]
+    with pytest.raises(ReadFailed, match="changed while its pods were read"):
+        serving_pod_ips(cluster, "ml", "wine")  # type: ignore[arg-type]
