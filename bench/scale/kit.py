@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.cluster import LocalCluster, pod_octet
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_BIN = Path(sys.executable).parent / "vigil-operator"
@@ -65,6 +65,45 @@ class BenchCluster(LocalCluster):
     """
 
     pods_per_node = 1100
+    #: Pod IPs: a range put on the loopback interface (see up()), or None: the dev
+    #: cluster's own 127.x ranges.
+    local_pod_range: str | None = None
+
+    def up(self) -> Path:
+        """Give pods addresses Kubernetes accepts in Endpoints (127.x are refused) that
+        still answer locally: 10.<octet>.0.0/16 on the loopback interface (needs root).
+
+        Why: with 127.x pod IPs the EndpointSlice and Endpoints controllers fail on
+        every Service the operator creates and retry for ever (N = 500: 1 671
+        FailedToUpdateEndpointSlices events and as many refused writes in the
+        ramp), a load that plain Deployments (no Service) never see and a real
+        cluster never has. On these addresses nothing listens, so the health
+        loop's scrapes are refused at once, as on 127.x.
+        """
+        network = f"10.{pod_octet(self.ports.etcd_client)}.0.0/16"
+        added = subprocess.run(
+            ["ip", "addr", "add", network, "dev", "lo"], capture_output=True, text=True
+        )
+        if added.returncode == 0 or "File exists" in added.stderr:
+            self.local_pod_range = network
+        else:
+            self.log(
+                f"bench: cannot put {network} on lo ({added.stderr.strip()}); pods get 127.x"
+                " addresses and the endpoint controllers fail on every Service"
+            )
+        return super().up()
+
+    def down(self) -> None:
+        super().down()
+        if self.local_pod_range is not None:
+            subprocess.run(
+                ["ip", "addr", "del", self.local_pod_range, "dev", "lo"], capture_output=True
+            )
+
+    def pod_cidr(self, node: int) -> str:
+        if self.local_pod_range is None:
+            return super().pod_cidr(node)
+        return f"10.{pod_octet(self.ports.etcd_client)}.{node}.0/24"
 
     @property
     def audit_log(self) -> Path:
@@ -104,9 +143,7 @@ class BenchCluster(LocalCluster):
     def _install_vigil(self) -> str:
         client = self.client()
         client.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-        client.kubectl(
-            "wait", "--for=condition=Established", "crd/modeldeployments.vigil.dev", "--timeout=60s"
-        )
+        client.wait_established("modeldeployments.vigil.dev")
         folder = ROOT / "manifests" / "base"
         if not folder.is_dir():  # the layout before manifests/base
             folder = ROOT / "manifests"

@@ -359,6 +359,7 @@ def main() -> None:
         versions = cluster_versions(cluster)
         results = asyncio.run(run(cluster, sizes, args.window, state / "logs", args.ramp_only))
         results["versions"] = versions
+        results["pod_ips"] = cluster.local_pod_range or "127.x (endpoint controllers fail)"
         path = write(results, name=args.out)
         log(f"wrote {path} (operator logs in {state / 'logs'})")
     finally:
