@@ -89,14 +89,12 @@ class ObjectCache:
         self._objects: dict[Key, dict[str, Any]] = {}
         #: (kind, namespace, value of the kind's watch label) -> names: what a LIST returns.
         self._by_label: dict[Key, set[str]] = {}
+        #: Deleted objects -> (last resourceVersion, when), oldest first.
         self._tombstones: dict[Key, tuple[int | None, float]] = {}
         #: When each object was last shown by its watch or written (for listings).
         self._seen: dict[Key, float] = {}
         #: (kind, namespace) -> when a listing started whose window is open.
         self._listings: dict[tuple[str, str], float] = {}
-        #: Reads answered here and reads passed on to the API server, for the metrics.
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -173,7 +171,8 @@ class ObjectCache:
         current = self._objects.get(key)
         if current is not None:
             known = _version(current)
-            if version is not None and known is not None and version < known:
+            if version is not None and known is not None and version <= known:
+                self._seen[key] = self._clock()  # seen again; the cached copy is as new
                 return
         self._remove(key)
         slim = _slim(body)
@@ -191,20 +190,22 @@ class ObjectCache:
 
     def _bury(self, key: Key, version: int | None) -> None:
         self._remove(key)
-        expired = self._clock() - TOMBSTONE_SECONDS
-        for old in [old for old, (_, at) in self._tombstones.items() if at < expired]:
+        # Oldest first (re-inserted at the end): expired ones are dropped from the front,
+        # so a namespace's deletion (thousands of events) is not quadratic.
+        self._tombstones.pop(key, None)
+        now = self._clock()
+        while self._tombstones:
+            old, (_, at) = next(iter(self._tombstones.items()))
+            if at >= now - TOMBSTONE_SECONDS:
+                break
             del self._tombstones[old]
-        self._tombstones[key] = (version, self._clock())
+        self._tombstones[key] = (version, now)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The cached copy, or None when it is not cached (the caller asks the API server)."""
-        trusted = self._trusted(kind, namespace)
-        found = self._objects.get((kind, namespace, name)) if trusted else None
-        if found is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return found
+        if not self._trusted(kind, namespace):
+            return None
+        return self._objects.get((kind, namespace, name))
 
     def serves_list(self, kind: str, namespace: str, label_selector: str) -> bool:
         """Whether the watch sees every object such a LIST returns (``<watch label>=<value>``)
@@ -223,7 +224,6 @@ class ObjectCache:
 
     def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Cached objects of a kind in a namespace with that label value (see serves_list)."""
-        self.hits += 1
         value = label_selector.partition("=")[2]
         names = self._by_label.get((kind, namespace, value)) or ()
         return [self._objects[(kind, namespace, name)] for name in sorted(names)]
