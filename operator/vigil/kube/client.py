@@ -271,6 +271,17 @@ class KubeClient:
         if self.cache is not None:
             self.cache.forget(kind, namespace, name)
 
+    async def create_event(self, manifest: Mapping[str, Any]) -> bool:
+        """Create a core/v1 Event; False when one of that name exists (already posted)."""
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            await self._request("POST", f"/api/v1/namespaces/{namespace}/events", body=manifest)
+        except KubeError as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
     async def patch_status(
         self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:

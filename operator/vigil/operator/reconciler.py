@@ -16,7 +16,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vigil.operator")
 
-EventPoster = Callable[[Mapping[str, Any], Event], None]
+EventPoster = Callable[[Any, Mapping[str, Any], Event], Awaitable[None]]
 RETRY_SECONDS = 10.0
 #: API answers that mean "this object, as it is, will never be accepted".
 INVALID_STATUSES = (400, 422)
@@ -80,6 +80,8 @@ class Api(Protocol):
     async def patch_status(
         self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]: ...
+
+    async def create_event(self, manifest: Mapping[str, Any]) -> bool: ...
 
 
 class RetryLater(Exception):
@@ -314,8 +316,7 @@ class Reconciler:
             plan = decide(dataclasses.replace(observation, rollout=inputs))
         changed = await self._write(api, body, plan)
         if self.rollouts is not None:
-            for event in await self.rollouts.after_write(api, body, plan):
-                self._emit(body, event)
+            await self._emit(api, body, *await self.rollouts.after_write(api, body, plan))
         if plan.rollout_outcome:
             self.metrics.rollout_finished(namespace, name, plan.rollout_outcome)
         self.metrics.rollout_progress(
@@ -345,7 +346,7 @@ class Reconciler:
             except KubeError as error:
                 # Stop here: later actions (deleting the old revision) rely on this one.
                 message = f"could not {verb} {action.kind} {action.name}: {error.message}"
-                self.report_failure(body, message)
+                await self.report_failure(api, body, message)
                 if isinstance(action, Apply) and error.status in INVALID_STATUSES:
                     # Refused as invalid: say so in status, or the object would show
                     # nothing while the retries (slow: 60 s) repeat the refusal. A 403
@@ -354,8 +355,9 @@ class Reconciler:
                     await self._write_refused(api, body, plan, message)
                 raise
             self.metrics.writes.labels(action.kind, verb).inc()
-        for event in plan.events:
-            self._emit(body, event)
+        # Before the status that records the step: a kill in between loses no Event,
+        # and the cycle that runs again after it finds its Events posted already.
+        await self._emit(api, body, *plan.events)
         patch = status_patch(body.get("status"), plan.status)
         if patch is not None:
             await api.patch_status("ModelDeployment", namespace, name, patch)
@@ -382,12 +384,17 @@ class Reconciler:
             self.metrics.writes.labels("ModelDeployment", "status").inc()
         self.metrics.set_phase(metadata["namespace"], metadata["name"], status.get("phase"))
 
-    def _emit(self, body: Mapping[str, Any], event: Event) -> None:
-        try:
-            self._post_event(body, event)
-            self.metrics.events.labels(event.reason).inc()
-        except Exception:  # an Event is a courtesy; never fail a reconcile for it
-            log.exception("could not post event %s", event.reason)
+    async def _emit(self, api: Api, body: Mapping[str, Any], *events: Event) -> None:
+        """Post Events (concurrently) and wait for them; a failed one is logged, never raised."""
+
+        async def post(event: Event) -> None:
+            try:
+                await self._post_event(api, body, event)
+                self.metrics.events.labels(event.reason).inc()
+            except Exception:  # an Event is a courtesy; never fail a reconcile for it
+                log.exception("could not post event %s", event.reason)
+
+        await asyncio.gather(*(post(event) for event in events))
 
     async def record_health(
         self,
@@ -414,19 +421,23 @@ class Reconciler:
             patch, phase = health_patch(body, health, conditions, self._clock())
             if not patch:
                 return False
-            await api.patch_status("ModelDeployment", namespace, name, patch)
-            self.metrics.writes.labels("ModelDeployment", "status").inc()
-            self.metrics.set_phase(namespace, name, phase)
-            # An Event per condition whose status flipped (Healthy True -> False...).
-            for state, attention in transitions(status.get("conditions"), conditions):
-                self._emit(
-                    body,
+            # An Event per condition whose status flips (Healthy True -> False...),
+            # posted before the status that records the flip (see _write).
+            await self._emit(
+                api,
+                body,
+                *(
                     Event(
                         state.reason,
                         f"{state.type} is {condition_word(state.status)}: {state.message}",
                         warning=attention,
-                    ),
-                )
+                    )
+                    for state, attention in transitions(status.get("conditions"), conditions)
+                ),
+            )
+            await api.patch_status("ModelDeployment", namespace, name, patch)
+            self.metrics.writes.labels("ModelDeployment", "status").inc()
+            self.metrics.set_phase(namespace, name, phase)
             return True
 
     def health_unchanged(
@@ -443,6 +454,10 @@ class Reconciler:
         patch, _ = health_patch(body, health, conditions, self._clock())
         return not patch
 
-    def report_failure(self, body: Mapping[str, Any], message: str) -> None:
-        """Post a Warning Event for a failed reconcile (the reason stays in the message)."""
-        self._emit(body, Event("ReconcileFailed", message, warning=True))
+    async def report_failure(self, api: Api, body: Mapping[str, Any], message: str) -> None:
+        """Post a Warning Event for a failed reconcile (the reason stays in the message).
+
+        Once per version of the object: the retries of an unchanged object
+        that fail the same way add no Event (vigil.core.events).
+        """
+        await self._emit(api, body, Event("ReconcileFailed", message, warning=True))

@@ -7,6 +7,7 @@ explained in one place.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import kopf
 
 from vigil import __version__
 from vigil.core import naming
+from vigil.core.events import event_manifest
 from vigil.core.reconcile import Event
 from vigil.kube.cache import ObjectCache
 from vigil.kube.client import Connection, KubeClient
@@ -25,6 +27,8 @@ from vigil.operator.reconciler import Reconciler, ReconcilerConfig
 from vigil.operator.rollouts import Rollouts
 from vigil.routing.kube import RoutingKubeClient
 
+#: The "From" of the operator's Events and the field manager of its writes.
+REPORTING_COMPONENT = "vigil-operator"
 DEFAULT_SIDECAR_IMAGE = f"ghcr.io/vigil-dev/vigil:{__version__}"
 
 log = logging.getLogger("vigil.operator")
@@ -97,14 +101,24 @@ def remember(runtime: Runtime, plural: str, event_type: str | None, body: Any) -
         runtime.cache.observe(kind, event_type, dict(body))
 
 
-def post_event(body: Any, event: Event) -> None:
-    """Post a Kubernetes Event on the ModelDeployment through kopf's event queue."""
-    kopf.event(
+async def post_event(api: KubeClient, body: Any, event: Event) -> None:
+    """Post a Kubernetes Event on the ModelDeployment and wait for the API server's answer.
+
+    Awaited (not queued, as kopf.event would) so that it is written before the
+    status that records the same step: a kill in between loses nothing, and
+    the repeated post after the restart finds the Event there already
+    (vigil.core.events names it after the object's version and its words).
+    """
+    manifest = event_manifest(
         body,
-        type="Warning" if event.warning else "Normal",
-        reason=event.reason,
-        message=event.message,
+        event.reason,
+        event.message,
+        warning=event.warning,
+        now=datetime.datetime.now(datetime.UTC),
+        component=REPORTING_COMPONENT,
     )
+    if not await api.create_event(manifest):
+        log.info("event %s already posted (%s)", event.reason, manifest["metadata"]["name"])
 
 
 def build_runtime(options: OperatorOptions) -> Runtime:
@@ -188,7 +202,7 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.scanning.disabled = True
     settings.posting.loggers = False
-    settings.posting.reporting_component = "vigil-operator"
+    settings.posting.reporting_component = REPORTING_COMPONENT
     objects_log = logging.getLogger("kopf.objects")
     if not any(isinstance(f, QuietWatchHandlers) for f in objects_log.filters):
         objects_log.addFilter(QuietWatchHandlers())

@@ -100,7 +100,7 @@ class Loop:
             api_factory=lambda: self.api,
             config=ReconcilerConfig(sidecar_image="sidecar:test"),
             metrics=self.metrics,
-            post_event=lambda body, event: self.events.append(event),
+            post_event=self.post_event,
             clock=lambda: NOW,
         )
         self.now = NOW
@@ -113,6 +113,9 @@ class Loop:
             clock=lambda: self.now.timestamp(),
             utcnow=lambda: self.now,
         )
+
+    async def post_event(self, api: Any, body: Any, event: Event) -> None:
+        self.events.append(event)
 
     def _source(self, key: tuple[str, str]) -> FakeSource:
         return self.sources.setdefault(key, FakeSource(key[0]))

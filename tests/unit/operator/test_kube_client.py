@@ -99,6 +99,22 @@ async def test_status_is_a_merge_patch_of_the_subresource(
     assert request["body"] == {"status": {"phase": "Healthy"}}
 
 
+async def test_an_event_is_created_once_and_a_repeat_is_no_error(
+    server: tuple[FakeApiServer, KubeClient],
+) -> None:
+    fake, client = server
+    event = {"metadata": {"name": "wine.0123456789abcdef", "namespace": "ml"}, "reason": "R"}
+    assert await client.create_event(event) is True
+    assert fake.requests[-1]["method"] == "POST"
+    assert fake.requests[-1]["path"] == "/api/v1/namespaces/ml/events"
+    assert fake.requests[-1]["body"] == event
+    fake.answers[("POST", "/api/v1/namespaces/ml/events")] = (409, {"message": "exists"})
+    assert await client.create_event(event) is False
+    fake.answers[("POST", "/api/v1/namespaces/ml/events")] = (403, {"message": "forbidden"})
+    with pytest.raises(KubeError):
+        await client.create_event(event)
+
+
 @pytest.mark.parametrize(
     ("status", "retryable"),
     [(500, True), (503, True), (409, True), (429, True), (403, False), (422, False)],

@@ -116,14 +116,20 @@ class Harness:
     def __init__(self) -> None:
         self.api = MemoryApi()
         self.events: list[Event] = []
+        #: How many writes had been made when each Event was posted.
+        self.writes_before_event: list[int] = []
         self.metrics = OperatorMetrics()
         self.reconciler = Reconciler(
             api_factory=lambda: self.api,
             config=ReconcilerConfig(sidecar_image="sidecar:test"),
             metrics=self.metrics,
-            post_event=lambda body, event: self.events.append(event),
+            post_event=self.post_event,
             clock=lambda: NOW,
         )
+
+    async def post_event(self, api: Any, body: Any, event: Event) -> None:
+        self.events.append(event)
+        self.writes_before_event.append(len(self.api.writes))
 
     def metric(self, name: str, **labels: str) -> float:
         value = self.metrics.registry.get_sample_value(name, labels)
@@ -146,6 +152,8 @@ async def test_first_reconcile_creates_children_and_patches_status_once(harness:
         ("status", "ModelDeployment"),
     ]
     assert [e.reason for e in harness.events] == ["Deployed"]
+    # Posted after the children, before the status that records them (a kill loses none).
+    assert harness.writes_before_event == [3]
     assert harness.metric("vigil_operator_reconciles_total", outcome="changed") == 1
     assert harness.metric("vigil_operator_writes_total", kind="Deployment", verb="apply") == 1
     assert harness.metric("vigil_operator_model_deployments", phase="Pending") == 1
@@ -281,7 +289,7 @@ async def test_a_failed_nudge_schedules_its_own_retry(harness: Harness) -> None:
 async def test_post_event_failures_never_fail_a_reconcile() -> None:
     harness = Harness()
 
-    def broken(body: Any, event: Event) -> None:
+    async def broken(api: Any, body: Any, event: Event) -> None:
         raise RuntimeError("event queue closed")
 
     harness.reconciler._post_event = broken

@@ -1,0 +1,95 @@
+"""Kubernetes Events about a ModelDeployment, as plain manifests with names that repeat.
+
+An Event announces something the operator did (live traffic switched, a
+rollout rolled back) or saw (a health condition flipped). It is posted
+*before* the status write that records the same step, so that a kill
+between the two cannot lose it; the cycle that runs again after such a kill
+recomputes the same Event, and its name, derived from the object's
+resourceVersion and the Event's own words, makes the second post a
+conflict (409) instead of a duplicate. The same words on a later version of
+the object are a new occurrence and get a new name.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+#: The API server refuses longer messages (bytes); the middle of a long one goes.
+MAX_MESSAGE_LENGTH = 1024
+CUT_INFIX = " ... "
+#: Event names are DNS subdomains (at most 253 characters): the owner's name, a dot, a digest.
+MAX_NAME_PREFIX = 200
+
+
+def shorten(message: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
+    """The message within the API server's limit (in UTF-8 bytes), its start and end kept."""
+    encoded = message.encode()
+    if len(encoded) <= limit:
+        return message
+    keep = limit - len(CUT_INFIX)
+    # A character cut in two at either edge is dropped whole.
+    head = encoded[: keep - keep // 2].decode(errors="ignore")
+    tail = encoded[len(encoded) - keep // 2 :].decode(errors="ignore")
+    return head + CUT_INFIX + tail
+
+
+def event_name(involved: Mapping[str, Any], kind: str, reason: str, message: str) -> str:
+    """`<name>.<digest>`: the same for the same words on the same version of the object."""
+    metadata = involved.get("metadata") or {}
+    key = "\x00".join(
+        (
+            str(metadata.get("uid") or ""),
+            str(metadata.get("resourceVersion") or ""),
+            kind,
+            reason,
+            message,
+        )
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{str(metadata.get('name') or 'object')[:MAX_NAME_PREFIX]}.{digest}"
+
+
+def event_manifest(
+    involved: Mapping[str, Any],
+    reason: str,
+    message: str,
+    *,
+    warning: bool,
+    now: datetime.datetime,
+    component: str,
+) -> dict[str, Any]:
+    """A core/v1 Event on `involved` (the object as read when the step was decided)."""
+    metadata = involved.get("metadata") or {}
+    kind = "Warning" if warning else "Normal"
+    message = shorten(message)
+    stamp = now.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": event_name(involved, kind, reason, message),
+            "namespace": metadata.get("namespace"),
+        },
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": metadata.get("name"),
+            "namespace": metadata.get("namespace"),
+            "uid": metadata.get("uid"),
+            "resourceVersion": metadata.get("resourceVersion"),
+        },
+        "type": kind,
+        "reason": reason,
+        "message": message,
+        "action": reason,
+        "source": {"component": component},  # the "From" column of `kubectl describe`
+        "reportingComponent": component,
+        "reportingInstance": component,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "eventTime": now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "count": 1,
+    }
