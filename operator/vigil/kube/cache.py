@@ -40,8 +40,10 @@ did before the cache.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -71,6 +73,35 @@ def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A cached object as compact JSON, with what the cache itself looks at.
+
+    JSON text is a fifth of the memory of the same object as Python dicts
+    (bench/scale at N = 1000 holds 4 000 of them), and decoding it is the copy
+    every reader needs anyway (callers change what they read) at a fraction
+    of the cost of a deep copy.
+    """
+
+    version: int | None
+    label: str | None
+    data: bytes
+
+    def body(self) -> dict[str, Any]:
+        return expand(self.data)
+
+
+def compact(body: Mapping[str, Any]) -> bytes:
+    """The object as compact JSON, without managedFields: how long-lived copies are kept."""
+    return json.dumps(_slim(body), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def expand(data: bytes) -> dict[str, Any]:
+    """A fresh object from `compact`'s bytes."""
+    decoded: dict[str, Any] = json.loads(data)
+    return decoded
+
+
 class ObjectCache:
     """Last known copy of each watched object of the kinds given, by kind, namespace and name.
 
@@ -86,7 +117,7 @@ class ObjectCache:
     ) -> None:
         self.kinds = dict(kinds)
         self._clock = clock
-        self._objects: dict[Key, dict[str, Any]] = {}
+        self._objects: dict[Key, _Entry] = {}
         #: (kind, namespace, value of the kind's watch label) -> names: what a LIST returns.
         self._by_label: dict[Key, set[str]] = {}
         #: Deleted objects -> (last resourceVersion, when), oldest first.
@@ -104,24 +135,24 @@ class ObjectCache:
         metadata = body.get("metadata") or {}
         return kind, str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
-    def _label_key(self, key: Key, body: Mapping[str, Any]) -> Key | None:
-        label = self.kinds.get(key[0])
+    def _label(self, kind: str, body: Mapping[str, Any]) -> str | None:
+        """The value of the label the kind's watch filters on (None: not filtered, or absent)."""
+        label = self.kinds.get(kind)
         if label is None:
             return None
         value = ((body.get("metadata") or {}).get("labels") or {}).get(label)
-        return None if value is None else (key[0], key[1], str(value))
+        return None if value is None else str(value)
 
-    def _remove(self, key: Key) -> dict[str, Any] | None:
+    def _remove(self, key: Key) -> None:
         self._seen.pop(key, None)
         previous = self._objects.pop(key, None)
-        if previous is not None:
-            label_key = self._label_key(key, previous)
-            names = self._by_label.get(label_key) if label_key else None
+        if previous is not None and previous.label is not None:
+            label_key = (key[0], key[1], previous.label)
+            names = self._by_label.get(label_key)
             if names is not None:
                 names.discard(key[2])
                 if not names:
-                    del self._by_label[label_key]  # type: ignore[arg-type]
-        return previous
+                    del self._by_label[label_key]
 
     def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event (``None`` for a listed object, ADDED, MODIFIED, DELETED)."""
@@ -170,23 +201,22 @@ class ObjectCache:
             del self._tombstones[key]
         current = self._objects.get(key)
         if current is not None:
-            known = _version(current)
+            known = current.version
             if version is not None and known is not None and version <= known:
                 self._seen[key] = self._clock()  # seen again; the cached copy is as new
                 return
         self._remove(key)
-        slim = _slim(body)
-        self._objects[key] = slim
+        label = self._label(kind, body)
+        self._objects[key] = _Entry(version, label, compact(body))
         self._seen[key] = self._clock()
-        label_key = self._label_key(key, slim)
-        if label_key is not None:
-            self._by_label.setdefault(label_key, set()).add(key[2])
+        if label is not None:
+            self._by_label.setdefault((kind, key[1], label), set()).add(key[2])
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """The operator deleted the object: drop it, and ignore copies not newer than the last."""
         key = (kind, namespace, name)
         current = self._objects.get(key)
-        self._bury(key, None if current is None else _version(current))
+        self._bury(key, None if current is None else current.version)
 
     def _bury(self, key: Key, version: int | None) -> None:
         self._remove(key)
@@ -202,10 +232,12 @@ class ObjectCache:
         self._tombstones[key] = (version, now)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """The cached copy, or None when it is not cached (the caller asks the API server)."""
+        """A fresh copy of the cached object (the caller may change it), or None when it is
+        not cached (the caller asks the API server)."""
         if not self._trusted(kind, namespace):
             return None
-        return self._objects.get((kind, namespace, name))
+        entry = self._objects.get((kind, namespace, name))
+        return None if entry is None else entry.body()
 
     def serves_list(self, kind: str, namespace: str, label_selector: str) -> bool:
         """Whether the watch sees every object such a LIST returns (``<watch label>=<value>``)
@@ -223,7 +255,8 @@ class ObjectCache:
         )
 
     def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        """Cached objects of a kind in a namespace with that label value (see serves_list)."""
+        """Fresh copies of the cached objects of a kind in a namespace with that label value
+        (see serves_list)."""
         value = label_selector.partition("=")[2]
         names = self._by_label.get((kind, namespace, value)) or ()
-        return [self._objects[(kind, namespace, name)] for name in sorted(names)]
+        return [self._objects[(kind, namespace, name)].body() for name in sorted(names)]

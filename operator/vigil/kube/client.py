@@ -9,7 +9,6 @@ them: the pure core compares and builds dicts, never client models.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import re
 import ssl
@@ -220,15 +219,15 @@ class KubeClient:
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         if self.cache is not None and kind in self.cache.kinds:
-            cached = self.cache.get(kind, namespace, name)
+            cached = self.cache.get(kind, namespace, name)  # a copy of its own
             if cached is not None:
-                return copy.deepcopy(cached)  # callers may change what they read
+                return cached
         return await self._request("GET", self._path(kind, namespace, name))
 
     async def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace matching a label selector."""
         if self.cache is not None and self.cache.serves_list(kind, namespace, label_selector):
-            return copy.deepcopy(self.cache.list(kind, namespace, label_selector))
+            return self.cache.list(kind, namespace, label_selector)
         result = await self._request(
             "GET", self._path(kind, namespace), query={"labelSelector": label_selector}
         )

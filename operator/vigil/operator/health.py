@@ -45,6 +45,7 @@ from vigil.core.health import (
     next_health,
 )
 from vigil.core.status import timestamp
+from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
 from vigil.metrics import Collection, MetricsSource, PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
@@ -143,7 +144,9 @@ class HealthLoop:
         self._source_factory = source_factory
         self._clock = clock
         self._utcnow = utcnow
-        self.models: dict[tuple[str, str], Mapping[str, Any]] = {}
+        #: The watched ModelDeployments, compact (vigil.kube.cache.compact): at N = 1000 the
+        #: watch's own dicts would hold tens of megabytes between cycles.
+        self.models: dict[tuple[str, str], bytes] = {}
         self.pods: dict[tuple[str, str], PodInfo] = {}
         self._sources: dict[SourceKey, MetricsSource] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
@@ -160,7 +163,7 @@ class HealthLoop:
             self.models.pop(key, None)
             self.metrics.forget(*key)
             return
-        self.models[key] = body
+        self.models[key] = compact(body)
 
     def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A model pod was listed, changed or deleted."""
@@ -210,7 +213,8 @@ class HealthLoop:
 
     def _targets(self) -> list[tuple[RevisionTarget, MonitoringSettings, Mapping[str, Any]]]:
         targets = []
-        for (namespace, name), body in list(self.models.items()):
+        for (namespace, name), data in list(self.models.items()):
+            body = expand(data)
             metadata = body.get("metadata") or {}
             if metadata.get("deletionTimestamp"):
                 continue

@@ -69,6 +69,17 @@ class TestFreshness:
         cache.store("Deployment", obj("wine-a", 1))
         assert "managedFields" not in cache.get("Deployment", "ml", "wine-a")["metadata"]  # type: ignore[index]
 
+    def test_every_read_is_a_copy_of_its_own(self, cache: ObjectCache) -> None:
+        # Kept as compact JSON: a reader changing what it read changes nothing cached.
+        body = obj("wine-a", 1, spec={"replicas": 1})
+        cache.store("Deployment", body)
+        body["spec"]["replicas"] = 5
+        first = cache.get("Deployment", "ml", "wine-a")
+        first["spec"]["replicas"] = 7  # type: ignore[index]
+        listed = cache.list("Deployment", "ml", f"{LABEL}=wine")
+        listed[0]["spec"]["replicas"] = 9
+        assert cache.get("Deployment", "ml", "wine-a")["spec"] == {"replicas": 1}  # type: ignore[index]
+
     def test_kinds_not_cached_are_ignored(self, cache: ObjectCache) -> None:
         cache.store("ConfigMap", obj("wine-a-sidecar", 1))
         assert len(cache) == 0
