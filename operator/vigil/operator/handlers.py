@@ -106,8 +106,8 @@ async def model_deployment_seen(
     runtime.remember(memo.runtime, naming.PLURAL, type, body)
     if needs_reconcile(type, body):
         memo.runtime.reconciler.nudge(body.metadata.namespace, body.metadata.name)
-    # Started from a resource handler (not at startup): its task inherits the
-    # context kopf posts Events from. Starting twice is a no-op.
+    # Started with the first ModelDeployment seen: an operator with nothing to
+    # watch runs no cycles. Starting twice is a no-op.
     memo.runtime.health.start()
 
 
