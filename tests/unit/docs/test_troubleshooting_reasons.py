@@ -28,9 +28,13 @@ NOT_REASONS = {
     "Deployment",
     "Service",
     "ModelDeployment",
+    "Event",
     "ClusterIP",
     "RollingUpdate",
     "RuntimeDefault",
+    # An Event's type (vigil/core/events.py), not its reason.
+    "Normal",
+    "Warning",
     # A Deployment's own condition type, read (not written) by the core.
     "ReplicaFailure",
     # Condition types and condition status words (the page is organised by them).
