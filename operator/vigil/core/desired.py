@@ -47,6 +47,11 @@ SIDECAR_USER_ID = 65532
 # After SIGTERM the sidecar keeps serving (not ready) this long, so that a pod
 # removed after a switch still answers requests routed before the endpoints moved.
 SIDECAR_SHUTDOWN_DELAY_SECONDS = 5
+# Every container of a terminating pod gets SIGTERM at once: without a pause the
+# model server would stop while the sidecar still accepts (the requests of those
+# seconds would fail). Its preStop sleep keeps it serving through the sidecar's
+# delay and a margin for the requests still in flight when the sidecar closes.
+SERVER_SHUTDOWN_DELAY_SECONDS = SIDECAR_SHUTDOWN_DELAY_SECONDS + 5
 PROGRESS_DEADLINE_SECONDS = 600
 
 # The sidecar's own footprint: small and bounded, so that it never starves the model.
@@ -211,6 +216,8 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         },
         # Model servers write caches and temporary files: their root stays writable.
         "securityContext": _restricted_security_context(read_only_root=False),
+        # The kubelet's own sleep (Kubernetes 1.30+): no shell needed in the image.
+        "lifecycle": {"preStop": {"sleep": {"seconds": SERVER_SHUTDOWN_DELAY_SECONDS}}},
     }
     if server.command:
         container["command"] = list(server.command)

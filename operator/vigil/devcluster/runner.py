@@ -17,7 +17,12 @@ What it does for every running pod it manages:
   network namespace; here every pod has its own IP instead, so the sidecar is
   told to listen on the pod IP and to reach its model server at the pod IP;
 - restarts a container process that exits (restartPolicy Always), with
-  back-off, and stops every process when its pod goes away.
+  back-off, and stops every process when its pod goes away, as a kubelet
+  terminates a pod: each container's ``preStop`` sleep first, then SIGTERM,
+  all containers at once, in the background (a pod with a long drain never
+  holds up the others), and a new pod given the IP of one still terminating
+  waits for it (kwok frees an IP when the pod object goes; a kubelet frees
+  it when the sandbox goes).
 
 Images it knows: the project's own image (``vigil`` in the name: runs the
 container's ``vigil-*`` command from this checkout's virtual environment) and
@@ -38,7 +43,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +67,8 @@ class ContainerProcess:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
+    #: ``lifecycle.preStop.sleep.seconds``: how long the kubelet waits before SIGTERM.
+    pre_stop_sleep: float = 0.0
 
     def start(self) -> None:
         with self.log_path.open("ab") as log_file:
@@ -79,10 +86,17 @@ class ContainerProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM (the sidecar drains), then SIGKILL after ``grace`` seconds."""
+    def stop(
+        self, grace: float = 10.0, *, pre_stop: Callable[[float], object] = time.sleep
+    ) -> None:
+        """The preStop sleep, SIGTERM (the sidecar drains), then SIGKILL after ``grace`` seconds.
+
+        ``pre_stop`` sleeps (it may be cut short: the runner stopping everything).
+        """
         if self.process is None or self.process.poll() is not None:
             return
+        if self.pre_stop_sleep > 0:
+            pre_stop(self.pre_stop_sleep)  # it keeps serving meanwhile
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -145,6 +159,10 @@ class WorkloadRunner:
         self.namespaces = namespaces
         self.selector = selector
         self.pods: dict[str, PodWorkload] = {}
+        #: Pods being terminated in the background, by IP (their processes may still serve).
+        self.terminating: dict[str, threading.Thread] = {}
+        #: Set while everything stops at once: preStop sleeps end early.
+        self._hurry = threading.Event()
         self._warned_images: set[str] = set()
 
     # -- one reconciliation pass -------------------------------------------------
@@ -177,20 +195,29 @@ class WorkloadRunner:
         }
         for uid in list(self.pods):
             if uid not in wanted:
-                self._stop_pod(self.pods.pop(uid))
+                self._terminate(self.pods.pop(uid))
+        self.terminating = {ip: t for ip, t in self.terminating.items() if t.is_alive()}
         configmaps: dict[tuple[str, str], dict[str, str] | None] = {}
         for uid, pod in wanted.items():
             workload = self.pods.get(uid)
             if workload is None:
+                if pod["status"]["podIP"] in self.terminating:
+                    continue  # its IP still serves a terminating pod: next pass
                 workload = self._new_workload(pod)
                 self.pods[uid] = workload
             self._write_volumes(workload, pod, configmaps)
             self._ensure_processes(workload, pod)
 
     def stop_all(self) -> None:
+        """Stop everything now (the runner is going away): preStop sleeps cut short."""
+        self._hurry.set()
         for workload in self.pods.values():
             self._stop_pod(workload)
         self.pods.clear()
+        for thread in self.terminating.values():
+            thread.join(timeout=30)
+        self.terminating.clear()
+        self._hurry.clear()
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         while not stop.is_set():
@@ -213,15 +240,22 @@ class WorkloadRunner:
             meta["uid"], meta["namespace"], meta["name"], pod["status"]["podIP"], folder
         )
 
+    def _terminate(self, workload: PodWorkload) -> None:
+        """Stop a pod's processes in the background, as a kubelet terminates a pod."""
+        thread = threading.Thread(target=self._stop_pod, args=(workload,), daemon=True)
+        self.terminating[workload.ip] = thread
+        thread.start()
+
     def _stop_pod(self, workload: PodWorkload) -> None:
         log.info("pod %s/%s gone: stopping its processes", workload.namespace, workload.name)
         threads = [
-            threading.Thread(target=c.stop, daemon=True) for c in workload.containers.values()
+            threading.Thread(target=c.stop, kwargs={"pre_stop": self._hurry.wait}, daemon=True)
+            for c in workload.containers.values()
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=20)
+            thread.join(timeout=30)  # preStop, grace, SIGKILL
 
     # -- volumes -------------------------------------------------------------------
 
@@ -308,7 +342,15 @@ class WorkloadRunner:
                 if argv_env is None:
                     continue
                 current = ContainerProcess(
-                    name, argv_env[0], argv_env[1], workload.folder / f"{name}.log"
+                    name,
+                    argv_env[0],
+                    argv_env[1],
+                    workload.folder / f"{name}.log",
+                    pre_stop_sleep=float(
+                        ((container.get("lifecycle") or {}).get("preStop") or {})
+                        .get("sleep", {})
+                        .get("seconds", 0)
+                    ),
                 )
                 workload.containers[name] = current
             if current.running():

@@ -46,6 +46,10 @@ STEPS = [
 ]
 
 
+#: How long traffic goes on after the old revision's Deployment is gone (its pods terminate).
+TERMINATION_WATCH_SECONDS = 4.0
+
+
 def record(scenario: str, **figures: Any) -> None:
     line = json.dumps({"scenario": scenario, "at": time.time(), **figures})
     print(line)
@@ -355,7 +359,6 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
         "the candidate to be promoted",
     )
     duration = time.monotonic() - applied
-    stats = deployed.traffic.stop()
     current = watch.last
     assert watch.steps[:3] == ["shadow 100%", "canary 20%", "canary 50%"], watch.steps
     assert watch.shadowed and watch.spanned
@@ -372,6 +375,14 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
     while deployments(kube) != [f"wine-{new}"] and time.monotonic() < wait_deadline:
         time.sleep(0.5)
     assert deployments(kube) == [f"wine-{new}"]
+    # Traffic goes on while the old revision's pods terminate: requests routed to them
+    # before the routing moved are still answered (sidecar delay, server preStop sleep).
+    time.sleep(TERMINATION_WATCH_SECONDS)
+    stats = deployed.traffic.stop()
+    assert stats.failed == before.failed, (
+        f"{stats.failed - before.failed} of {stats.sent - before.sent} requests failed "
+        "during the rollout"
+    )
     assert rollouts_total(operator, "Promoted") == 1
     assert_operator_writes_only_status_and_children(kube)
     operator.assert_no_errors()

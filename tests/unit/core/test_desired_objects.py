@@ -246,6 +246,16 @@ class TestServiceAndSettings:
         assert settings.reference_profile == "/var/lib/vigil/reference/p.json"
         assert settings.shutdown_delay_seconds == 5
 
+    def test_the_model_server_outlives_the_sidecars_shutdown_delay(self) -> None:
+        # All containers get SIGTERM at once: the server's preStop sleep keeps it
+        # answering while the sidecar still accepts requests (no 502 at a switch).
+        settings = settings_from_mapping(sidecar_settings(OWNER, parsed(), INFO))
+        server = containers(deployment())["server"]
+        sleep = server["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert sleep > settings.shutdown_delay_seconds
+        pod = deployment()["spec"]["template"]["spec"]
+        assert sleep < pod.get("terminationGracePeriodSeconds", 30)
+
     def test_settings_without_reference_leave_drift_off(self) -> None:
         settings = settings_from_mapping(sidecar_settings(OWNER, parsed(), INFO))
         assert settings.reference_profile == ""
