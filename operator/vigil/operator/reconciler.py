@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vigil.operator")
 
-EventPoster = Callable[[Any, Mapping[str, Any], Event], Awaitable[None]]
 RETRY_SECONDS = 10.0
 #: API answers that mean "this object, as it is, will never be accepted".
 INVALID_STATUSES = (400, 422)
@@ -82,6 +81,10 @@ class Api(Protocol):
     ) -> dict[str, Any]: ...
 
     async def create_event(self, manifest: Mapping[str, Any]) -> bool: ...
+
+
+#: Posts an Event about the object (as read) through the API and waits for the answer.
+EventPoster = Callable[[Api, Mapping[str, Any], Event], Awaitable[None]]
 
 
 class RetryLater(Exception):

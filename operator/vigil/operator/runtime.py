@@ -23,7 +23,7 @@ from vigil.kube.cache import ObjectCache
 from vigil.kube.client import Connection, KubeClient
 from vigil.operator.health import DEFAULT_INTERVAL_SECONDS, HealthLoop
 from vigil.operator.metrics import OperatorMetrics
-from vigil.operator.reconciler import Reconciler, ReconcilerConfig
+from vigil.operator.reconciler import Api, Reconciler, ReconcilerConfig
 from vigil.operator.rollouts import Rollouts
 from vigil.routing.kube import RoutingKubeClient
 
@@ -101,7 +101,7 @@ def remember(runtime: Runtime, plural: str, event_type: str | None, body: Any) -
         runtime.cache.observe(kind, event_type, dict(body))
 
 
-async def post_event(api: KubeClient, body: Any, event: Event) -> None:
+async def post_event(api: Api, body: Any, event: Event) -> None:
     """Post a Kubernetes Event on the ModelDeployment and wait for the API server's answer.
 
     Awaited (not queued, as kopf.event would) so that it is written before the
