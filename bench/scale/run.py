@@ -40,6 +40,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,28 @@ def cpu_between(sampler: Sampler, start: float, end: float) -> float:
     return inside[-1].cpu_seconds - inside[0].cpu_seconds
 
 
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE")
+
+
+def api_server_work(
+    before: Counter[tuple[str, str, str]], after: Counter[tuple[str, str, str]], count: int
+) -> dict[str, Any]:
+    """What every client asked of the API server during a ramp: writes per object, by kind.
+
+    Why: the two phases share a two-core machine with the control plane, so
+    the writes each one causes (the operator's, and kube-controller-manager's
+    and kwok's in answer) are what their times are made of.
+    """
+    requests = delta(after, before)
+    writes = {key: value for key, value in requests.items() if key.split()[0] in WRITE_VERBS}
+    return {
+        "writes": sum(writes.values()),
+        "writes_per_object": round(sum(writes.values()) / count, 2),
+        "writes_by_kind": writes,
+        "reads": sum(v for k, v in requests.items() if k not in writes),
+    }
+
+
 async def operator_phase(
     cluster: BenchCluster,
     admin: Admin,
@@ -182,11 +205,13 @@ async def operator_phase(
         await asyncio.sleep(3)  # the watches are listed
         idle = sampler.samples[-1]
         log(f"N={count}: operator idle RSS {idle.rss_kib / 1024:.1f} MiB; creating {count} MDs")
+        ramp_totals_before = await admin.request_totals()
         t0, t0_wall = time.monotonic(), utc_now()
         await admin.create_all(md_path, [model_deployment(i) for i in range(count)])
         created = time.monotonic()
         ready_at, progress = await wait_all(admin, md_path, count, is_ready, timeout=3600)
         ready_wall = utc_now()
+        ramp_work = api_server_work(ramp_totals_before, await admin.request_totals(), count)
         seconds = ready_at - t0
         await asyncio.sleep(2)  # the audit backend flushes
         ramp_requests = audit_requests(cluster.audit_log, t0_wall, ready_wall)
@@ -205,11 +230,14 @@ async def operator_phase(
             "operator_requests": len(ramp_requests),
             "operator_requests_per_md": round(len(ramp_requests) / count, 2),
             "operator_requests_by_kind": describe_requests(ramp_requests),
+            "api_server": ramp_work,
             "operator_metrics": operator_figures(operator),
         }
         log(
             f"N={count}: {len(ramp_requests)} operator requests until all Ready "
-            f"({len(ramp_requests) / count:.1f} per MD): {ramp['operator_requests_by_kind']}"
+            f"({len(ramp_requests) / count:.1f} per MD): {ramp['operator_requests_by_kind']}; "
+            f"API server writes (every client) {ramp_work['writes_per_object']} per MD: "
+            f"{ramp_work['writes_by_kind']}"
         )
         if ramp_only:
             return {"ramp": ramp}, {}
@@ -278,6 +306,7 @@ async def plain_phase(
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     await admin.create_namespace(namespace)
     log(f"N={count}: creating {count} plain Deployments")
+    totals_before = await admin.request_totals()
     t0 = time.monotonic()
     await admin.create_all(path, [plain_deployment(template, i) for i in range(count)])
     created = time.monotonic()
@@ -285,7 +314,11 @@ async def plain_phase(
         admin, path, count, lambda d: is_available(d, REPLICAS), timeout=3600
     )
     seconds = ready_at - t0
-    log(f"N={count}: plain created in {created - t0:.1f}s, all Available in {seconds:.1f}s")
+    work = api_server_work(totals_before, await admin.request_totals(), count)
+    log(
+        f"N={count}: plain created in {created - t0:.1f}s, all Available in {seconds:.1f}s; "
+        f"API server writes {work['writes_per_object']} per Deployment"
+    )
     if not last:  # the next size starts on an empty cluster
         deleted = await admin.delete_namespace(namespace)
         log(f"N={count}: namespace {namespace} deleted in {deleted:.1f}s")
@@ -293,6 +326,7 @@ async def plain_phase(
         "seconds": round(seconds, 2),
         "create_seconds": round(created - t0, 2),
         "progress": [(round(at - t0, 1), done) for at, done in progress],
+        "api_server": work,
     }
 
 
