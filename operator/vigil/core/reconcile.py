@@ -331,8 +331,20 @@ class _Builder:
         ]
 
     def ensure(self, manifest: Mapping[str, Any]) -> bool:
-        """Queue a write when the live object differs; True when one was queued."""
+        """Queue a write when the live object differs; True when one was queued.
+
+        A later wish for the same object replaces an earlier one in this plan:
+        the blue/green branch first keeps the Service on the stable revision,
+        then the switch asks for the candidate; when a cut-short switch had
+        already moved the Service, applying the first wish would send live
+        traffic back to the revision the same plan deletes.
+        """
         key = (str(manifest["kind"]), str(manifest["metadata"]["name"]))
+        self.plan.actions = [
+            action
+            for action in self.plan.actions
+            if not (isinstance(action, Apply) and (action.kind, action.name) == key)
+        ]
         if needs_write(manifest, self.live.get(key)):
             self.plan.actions.append(Apply(manifest))
             return True
@@ -432,6 +444,7 @@ def decide(obs: Observation) -> Plan:
         plan = _keep_stable(build, spec, revision, identity, views)
     else:
         plan = _blue_green(build, spec, revision, identity, change, stable_revision, views)
+    _sweep_leftovers(build, views)
     # A person's request with no rollout to act on is cleared all the same.
     if obs.request is not None and plan.clear_request is None:
         plan.clear_request = obs.request
@@ -441,6 +454,40 @@ def decide(obs: Observation) -> Plan:
             warning=True,
         )
     return plan
+
+
+def _sweep_leftovers(build: _Builder, views: Mapping[str, DeploymentView]) -> None:
+    """Delete a revision's settings ConfigMap and Service once its Deployment is gone.
+
+    A revision is removed child by child (Deployment first); an operator
+    stopped in between leaves the others behind, and nothing else would
+    remove them before the ModelDeployment itself goes.
+    """
+    plan = build.plan
+    kept = set(views) | {
+        str(action.manifest["metadata"]["labels"].get(naming.LABEL_REVISION))
+        for action in plan.actions
+        if isinstance(action, Apply) and action.kind == "Deployment"
+    }
+    deleted = {(action.kind, action.name) for action in plan.actions if isinstance(action, Delete)}
+    main_service = naming.service_name(build.obs.owner.name)
+    for (kind, name), item in sorted(build.live.items()):
+        if kind not in ("ConfigMap", "Service") or name == main_service:
+            continue
+        revision = ((item.get("metadata") or {}).get("labels") or {}).get(naming.LABEL_REVISION)
+        if revision is None or str(revision) in kept or (kind, name) in deleted:
+            continue
+        plan.actions.append(Delete(kind, name))
+
+
+def _switched_message(
+    old_revision: object, old_version: object, new_revision: str, new_version: str
+) -> str:
+    """The words of the Switched Event (the same words name the same Event: see core.events)."""
+    return (
+        f"live traffic moved from revision {old_revision} (version {old_version}) to revision "
+        f"{new_revision} (version {new_version}); revision {old_revision} removed"
+    )
 
 
 def _blocked(
@@ -516,6 +563,7 @@ def _keep_stable(
     """The spec asks for the stable revision: keep it, scale it in place, drop any candidate."""
     obs = build.obs
     view = views[revision]
+    _finish_cut_switch(build, spec, view)
     info = RevisionInfo(revision, identity, naming.ROLE_STABLE)
     build.ensure(desired_configmap(obs.owner, spec, info))
     build.ensure(
@@ -1102,9 +1150,9 @@ def _switch(
     build.delete_revision(stable_view.revision)
     build.event(
         EVENT_SWITCHED,
-        f"live traffic moved from revision {stable_view.revision} (version "
-        f"{stable_view.model_version}) to revision {revision} (version {spec.model.version}); "
-        f"revision {stable_view.revision} removed",
+        _switched_message(
+            stable_view.revision, stable_view.model_version, revision, spec.model.version
+        ),
     )
     build.record(
         revision,
@@ -1117,6 +1165,43 @@ def _switch(
     outcome = _stable_outcome(build, spec, revision, candidate_view, just_created=False)
     return _finish(
         build, outcome, revision=revision, stable=candidate_view, candidate=None, new_stable=True
+    )
+
+
+def _finish_cut_switch(build: _Builder, spec: ModelDeploymentSpec, view: DeploymentView) -> None:
+    """Record a switch to this revision that was cut short before its status write.
+
+    The operator stopped after the Service moved and the old revision's
+    Deployment went, before the status said so: status still names the old
+    stable and this revision as the candidate. Its history entry and its
+    Switched Event are written now, in the very words of the interrupted
+    cycle (an Event it did post is then found under the same name).
+    """
+    status = build.obs.status
+    previous = status.get("stable") or {}
+    candidate = status.get("candidate") or {}
+    if candidate.get("revision") != view.revision or previous.get("revision") in (
+        None,
+        view.revision,
+    ):
+        return
+    build.event(
+        EVENT_SWITCHED,
+        _switched_message(
+            previous.get("revision"),
+            previous.get("modelVersion"),
+            view.revision,
+            spec.model.version,
+        ),
+    )
+    change = candidate.get("change")
+    build.record(
+        view.revision,
+        spec.model.version,
+        spec.server.image,
+        change,
+        OUTCOME_PROMOTED,
+        f"{change}: available with {view.ready_replicas} ready replica(s)",
     )
 
 

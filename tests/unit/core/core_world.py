@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from vigil.core.desired import Owner
-from vigil.core.reconcile import Apply, Delete, Observation, Plan, decide
+from vigil.core.reconcile import Action, Apply, Delete, Observation, Plan, decide
 from vigil.core.status import status_patch
 
 OWNER = Owner(name="wine", namespace="ml", uid="uid-wine")
@@ -86,16 +87,20 @@ class World:
         """Decide, then carry out the plan as the operator layer would."""
         self.now += datetime.timedelta(seconds=advance)
         plan = decide(self.observe())
-        for action in plan.actions:
-            if isinstance(action, Apply):
-                self._apply(action.manifest)
-            elif isinstance(action, Delete):
-                self.objects.pop((action.kind, action.name), None)
+        self.carry_out(plan.actions)
         patch = status_patch(self.status, plan.status)
         if patch is not None:
             self.status_writes += 1
             self.status = merge_patch(self.status, patch)
         return plan
+
+    def carry_out(self, actions: Sequence[Action]) -> None:
+        """Apply and delete as the plan says (alone: an operator stopped before its status)."""
+        for action in actions:
+            if isinstance(action, Apply):
+                self._apply(action.manifest)
+            elif isinstance(action, Delete):
+                self.objects.pop((action.kind, action.name), None)
 
     def _apply(self, manifest: Any) -> None:
         key = (str(manifest["kind"]), str(manifest["metadata"]["name"]))

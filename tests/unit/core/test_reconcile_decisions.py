@@ -278,6 +278,47 @@ class TestBlueGreen:
         assert '"role": "stable"' in settings
         assert world.reconcile().actions == []
 
+    @pytest.mark.parametrize("done", range(6))
+    def test_a_switch_cut_short_is_finished_once_in_the_same_words(self, done: int) -> None:
+        # The operator stopped after `done` of the switch's actions, before its Events
+        # and status: the next cycle finishes the same promotion with the same Switched
+        # Event (same words, same Event name: posted once) and leaves nothing behind.
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        new = world.status["revision"]
+        world.pods_ready(new)
+        cut = decide(world.observe())
+        assert done <= len(cut.actions) == 5
+        world.carry_out(cut.actions[:done])
+        plan = world.reconcile()
+        assert [(e.reason, e.message) for e in plan.events] == [
+            (e.reason, e.message) for e in cut.events
+        ]
+        assert world.names("Deployment") == [f"wine-{new}"]
+        assert world.names("ConfigMap") == [f"wine-{new}-sidecar"]
+        assert world.names("Service") == ["wine"] and world.service_revision() == new
+        history = [(h["revision"], h["outcome"], h["change"]) for h in world.status["history"]]
+        assert history == [(new, "Promoted", "replacement"), (old, "Deployed", "new")]
+        assert world.status["stable"]["revision"] == new and "candidate" not in world.status
+        settled = world.reconcile()
+        assert settled.actions == [] and settled.events == []
+
+    def test_a_leftover_of_a_removed_revision_is_deleted(self) -> None:
+        world = converged_world()
+        stable = world.status["revision"]
+        leftover = dict(world.objects[("ConfigMap", f"wine-{stable}-sidecar")])
+        leftover["metadata"] = {
+            **leftover["metadata"],
+            "name": "wine-0ld0000-sidecar",
+            "labels": {**leftover["metadata"]["labels"], "vigil.dev/revision": "0ld0000"},
+        }
+        world.objects[("ConfigMap", "wine-0ld0000-sidecar")] = leftover
+        plan = world.reconcile()
+        assert kinds(plan) == [("delete", "ConfigMap", "wine-0ld0000-sidecar")]
+        assert world.names("ConfigMap") == [f"wine-{stable}-sidecar"]
+
     def test_a_config_change_is_a_tweak(self) -> None:
         world = converged_world()
         world.set_spec(spec("1", config={"MLSERVER_PARALLEL_WORKERS": "0"}))
