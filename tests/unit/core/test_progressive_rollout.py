@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import json
 from typing import Any
 
+import pytest
 from core_world import World, spec
 
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
-from vigil.core.reconcile import Observation, Plan
+from vigil.core.reconcile import Observation, Plan, decide
 from vigil.core.rollout import CandidateFigures, GoldenResult
 from vigil.core.window import RevisionWindow
 from vigil.routing import RoutingTarget, router_for
@@ -128,6 +130,35 @@ def test_replacement_goes_shadow_canary_canary_promoted() -> None:
     assert world.status["history"][0]["change"] == "replacement"
     assert "candidate" not in world.status
     assert any(p.rollout_outcome == "Promoted" for p in world.plans)
+
+
+@pytest.mark.parametrize("done", range(7))
+def test_a_promotion_cut_short_is_finished_once_in_the_same_words(done: int) -> None:
+    # The operator stopped after `done` of the switch's actions, before its Events and
+    # status (a kill): the next cycles finish this very promotion, nothing twice.
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    for _ in range(60):
+        if world.deployment(candidate) is not None:
+            world.pods_ready(candidate)
+        world.now += datetime.timedelta(seconds=1)
+        cut = decide(world.observe())
+        if any(e.reason == "Switched" for e in cut.events):
+            break
+        world.reconcile(advance=0)
+    assert [e.reason for e in cut.events] == ["Switched"] and len(cut.actions) == 6
+    world.carry_out(cut.actions[:done])
+    run_until(world, candidate, lambda: world.status["stable"]["revision"] == candidate)
+    for _ in range(3):
+        world.reconcile()
+    switched = [e.message for p in world.plans for e in p.events if e.reason == "Switched"]
+    assert switched == [cut.events[0].message]
+    assert world.names("Deployment") == [f"wine-{candidate}"]
+    assert world.names("ConfigMap") == [f"wine-{candidate}-sidecar"]
+    assert f"wine-{stable}" not in world.names("Service")
+    history = [(h["revision"], h["outcome"]) for h in world.status["history"]]
+    assert history == [(candidate, "Promoted"), (stable, "Deployed")]
+    assert "candidate" not in world.status
 
 
 def test_canary_spans_both_revisions_with_replica_ratio() -> None:
