@@ -1052,13 +1052,19 @@ def _roll_back(
     summary: dict[str, Any],
     golden: rollout.GoldenResult | None,
 ) -> Plan:
-    """The candidate leaves: removed; the stable (untouched) keeps serving at full capacity."""
+    """The candidate leaves live and shadow traffic now and is removed by the next cycle.
+
+    The stable (untouched) keeps serving at full capacity. The candidate's
+    removal waits for the status that records the outcome: an operator
+    stopped between the two would otherwise find the candidate gone with
+    no outcome recorded, start it again and roll it back a second time.
+    """
     obs = build.obs
     revision = str(summary["revision"])
     failed = decision.action == "fail"
     outcome_word = OUTCOME_FAILED if failed else OUTCOME_ROLLED_BACK
     _stable_side(build, stable_view)
-    build.delete_revision(revision)
+    build.plan.recheck_after = REMOVE_AFTER_OUTCOME_SECONDS  # _finished_hold removes it
     message = (
         f"revision {revision} {'failed' if failed else 'rolled back'} at step "
         f"{decision.state.step + 1} ({decision.reason}): {decision.message}; "
@@ -1089,6 +1095,10 @@ def _roll_back(
         }
     )
     return _finished_outcome(build, stable_view, summary)
+
+
+#: How soon the cycle after a rollback (or a failure) comes to remove the candidate.
+REMOVE_AFTER_OUTCOME_SECONDS = 1.0
 
 
 def _finished_hold(

@@ -161,6 +161,32 @@ def test_a_promotion_cut_short_is_finished_once_in_the_same_words(done: int) -> 
     assert "candidate" not in world.status
 
 
+@pytest.mark.parametrize("done", range(2))
+def test_a_rollback_cut_short_is_finished_once(done: int) -> None:
+    # The operator stopped after `done` of the rollback's actions (before its Event and
+    # status): the candidate is still there, so the next cycle decides the same rollback.
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
+    for _ in range(60):
+        world.pods_ready(candidate)
+        world.now += datetime.timedelta(seconds=1)
+        cut = decide(world.observe())
+        if any(e.reason == "RolledBack" for e in cut.events):
+            break
+        world.reconcile(advance=0)
+    assert not any(action.kind == "Deployment" for action in cut.actions), cut.actions
+    world.carry_out(cut.actions[:done])
+    assert world.deployment(candidate) is not None
+    run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")
+    for _ in range(3):
+        world.reconcile()
+    rolled_back = [e.message for p in world.plans for e in p.events if e.reason == "RolledBack"]
+    assert rolled_back == [cut.events[0].message]
+    assert world.names("Deployment") == [f"wine-{stable}"]
+    assert world.names("ConfigMap") == [f"wine-{stable}-sidecar"]
+    assert [h["outcome"] for h in world.status["history"]] == ["RolledBack", "Deployed"]
+
+
 def test_canary_spans_both_revisions_with_replica_ratio() -> None:
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
@@ -177,6 +203,13 @@ def test_bad_agreement_rolls_back_and_is_not_retried() -> None:
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
     run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")
+    # Out of every traffic at once; removed by the next cycle, once status records the
+    # outcome (a kill in between must not find it gone with no outcome recorded).
+    assert world.deployment(candidate) is not None
+    assert world.plans[-1].recheck_after is not None
+    assert world.shadow(stable) is None
+    assert world.objects[("Service", "wine")]["spec"]["selector"]["vigil.dev/revision"] == stable
+    world.reconcile()
     assert world.deployment(candidate) is None
     assert world.replicas(stable) == 2
     assert world.shadow(stable) is None
@@ -237,6 +270,7 @@ def test_missing_metrics_hold_then_fail_at_deadline() -> None:
     world.reconcile()
     assert world.status["candidate"]["reason"] == "MetricsUnavailable"
     run_until(world, candidate, lambda: world.status["phase"] == "Failed", limit=90)
+    world.reconcile()  # the cycle after the recorded outcome removes the candidate
     assert world.deployment(candidate) is None
     assert world.replicas(stable) == 2
     assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
@@ -299,6 +333,7 @@ def test_person_pause_resume_promote_abort() -> None:
     world.request = Request("abort", "p4")
     world.reconcile()
     assert world.status["phase"] == "RolledBack"
+    world.reconcile()
     assert world.deployment(newer) is None
 
 
