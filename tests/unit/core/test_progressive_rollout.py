@@ -132,29 +132,41 @@ def test_replacement_goes_shadow_canary_canary_promoted() -> None:
     assert any(p.rollout_outcome == "Promoted" for p in world.plans)
 
 
+def plan_that_posts(world: RolloutWorld, candidate: str, reason: str) -> Plan:
+    """Run the rollout up to the cycle whose plan posts `reason`; return that plan, not done."""
+    for _ in range(60):
+        if world.deployment(candidate) is not None:
+            world.pods_ready(candidate)
+        world.now += datetime.timedelta(seconds=1)
+        plan = decide(world.observe())
+        if any(e.reason == reason for e in plan.events):
+            return plan
+        world.reconcile(advance=0)
+    raise AssertionError(f"no plan posted {reason}; status: {world.status}")
+
+
+def settled_posts(world: RolloutWorld, reason: str) -> list[str]:
+    """A few more cycles (nothing may happen twice), then every `reason` Event posted."""
+    for _ in range(3):
+        world.reconcile()
+    return [e.message for plan in world.plans for e in plan.events if e.reason == reason]
+
+
 @pytest.mark.parametrize("done", range(7))
 def test_a_promotion_cut_short_is_finished_once_in_the_same_words(done: int) -> None:
     # The operator stopped after `done` of the switch's actions, before its Events and
     # status (a kill): the next cycles finish this very promotion, nothing twice.
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
-    for _ in range(60):
-        if world.deployment(candidate) is not None:
-            world.pods_ready(candidate)
-        world.now += datetime.timedelta(seconds=1)
-        cut = decide(world.observe())
-        if any(e.reason == "Switched" for e in cut.events):
-            break
-        world.reconcile(advance=0)
+    cut = plan_that_posts(world, candidate, "Switched")
     assert [e.reason for e in cut.events] == ["Switched"] and len(cut.actions) == 6
     world.carry_out(cut.actions[:done])
     run_until(world, candidate, lambda: world.status["stable"]["revision"] == candidate)
-    for _ in range(3):
-        world.reconcile()
-    switched = [e.message for p in world.plans for e in p.events if e.reason == "Switched"]
-    assert switched == [cut.events[0].message]
-    assert world.names("Deployment") == [f"wine-{candidate}"]
-    assert world.names("ConfigMap") == [f"wine-{candidate}-sidecar"]
+    assert settled_posts(world, "Switched") == [cut.events[0].message]
+    assert (world.names("Deployment"), world.names("ConfigMap")) == (
+        [f"wine-{candidate}"],
+        [f"wine-{candidate}-sidecar"],
+    )
     assert f"wine-{stable}" not in world.names("Service")
     history = [(h["revision"], h["outcome"]) for h in world.status["history"]]
     assert history == [(candidate, "Promoted"), (stable, "Deployed")]
@@ -167,23 +179,16 @@ def test_a_rollback_cut_short_is_finished_once(done: int) -> None:
     # status): the candidate is still there, so the next cycle decides the same rollback.
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
-    for _ in range(60):
-        world.pods_ready(candidate)
-        world.now += datetime.timedelta(seconds=1)
-        cut = decide(world.observe())
-        if any(e.reason == "RolledBack" for e in cut.events):
-            break
-        world.reconcile(advance=0)
+    cut = plan_that_posts(world, candidate, "RolledBack")
     assert not any(action.kind == "Deployment" for action in cut.actions), cut.actions
     world.carry_out(cut.actions[:done])
     assert world.deployment(candidate) is not None
     run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")
-    for _ in range(3):
-        world.reconcile()
-    rolled_back = [e.message for p in world.plans for e in p.events if e.reason == "RolledBack"]
-    assert rolled_back == [cut.events[0].message]
-    assert world.names("Deployment") == [f"wine-{stable}"]
-    assert world.names("ConfigMap") == [f"wine-{stable}-sidecar"]
+    assert settled_posts(world, "RolledBack") == [cut.events[0].message]
+    assert (world.names("Deployment"), world.names("ConfigMap")) == (
+        [f"wine-{stable}"],
+        [f"wine-{stable}-sidecar"],
+    )
     assert [h["outcome"] for h in world.status["history"]] == ["RolledBack", "Deployed"]
 
 

@@ -17,6 +17,17 @@ def converged_world(version: str = "1", replicas: int = 2) -> World:
     return world
 
 
+def candidate_ready() -> tuple[World, str, str]:
+    """A converged world whose spec asks for version 2, its candidate's pods all ready."""
+    world = converged_world()
+    old = world.status["revision"]
+    world.set_spec(spec("2"))
+    world.reconcile()
+    new = world.status["revision"]
+    world.pods_ready(new)
+    return world, old, new
+
+
 def kinds(plan) -> list[tuple[str, str, str]]:
     return [("apply" if isinstance(a, Apply) else "delete", a.kind, a.name) for a in plan.actions]
 
@@ -253,12 +264,7 @@ class TestBlueGreen:
         assert not any(isinstance(a, Delete) for a in plan.actions)
 
     def test_switch_moves_the_service_before_deleting_the_old_revision(self) -> None:
-        world = converged_world()
-        old = world.status["revision"]
-        world.set_spec(spec("2"))
-        world.reconcile()
-        new = world.status["revision"]
-        world.pods_ready(new)
+        world, old, new = candidate_ready()
         plan = world.reconcile()
         order = kinds(plan)
         assert order.index(("apply", "Service", "wine")) < order.index(
@@ -283,12 +289,7 @@ class TestBlueGreen:
         # The operator stopped after `done` of the switch's actions, before its Events
         # and status: the next cycle finishes the same promotion with the same Switched
         # Event (same words, same Event name: posted once) and leaves nothing behind.
-        world = converged_world()
-        old = world.status["revision"]
-        world.set_spec(spec("2"))
-        world.reconcile()
-        new = world.status["revision"]
-        world.pods_ready(new)
+        world, old, new = candidate_ready()
         cut = decide(world.observe())
         assert done <= len(cut.actions) == 5
         world.carry_out(cut.actions[:done])
