@@ -159,7 +159,8 @@ def cpu_between(sampler: Sampler, start: float, end: float) -> float:
     return inside[-1].cpu_seconds - inside[0].cpu_seconds
 
 
-WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE")
+#: apiserver_request_total's verbs that write (server-side apply is counted as APPLY).
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
 
 
 def api_server_work(

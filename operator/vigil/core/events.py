@@ -36,14 +36,14 @@ def shorten(message: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
     return head + CUT_INFIX + tail
 
 
-def event_name(involved: Mapping[str, Any], kind: str, reason: str, message: str) -> str:
+def event_name(involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> str:
     """`<name>.<digest>`: the same for the same words on the same version of the object."""
     metadata = involved.get("metadata") or {}
     key = "\x00".join(
         (
             str(metadata.get("uid") or ""),
             str(metadata.get("resourceVersion") or ""),
-            kind,
+            event_type,
             reason,
             message,
         )
@@ -63,14 +63,15 @@ def event_manifest(
 ) -> dict[str, Any]:
     """A core/v1 Event on `involved` (the object as read when the step was decided)."""
     metadata = involved.get("metadata") or {}
-    kind = "Warning" if warning else "Normal"
+    event_type = "Warning" if warning else "Normal"
     message = shorten(message)
-    stamp = now.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+    utc = now.astimezone(datetime.UTC)
+    stamp = utc.isoformat().replace("+00:00", "Z")
     return {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "name": event_name(involved, kind, reason, message),
+            "name": event_name(involved, event_type, reason, message),
             "namespace": metadata.get("namespace"),
         },
         "involvedObject": {
@@ -81,7 +82,7 @@ def event_manifest(
             "uid": metadata.get("uid"),
             "resourceVersion": metadata.get("resourceVersion"),
         },
-        "type": kind,
+        "type": event_type,
         "reason": reason,
         "message": message,
         "action": reason,
@@ -90,6 +91,6 @@ def event_manifest(
         "reportingInstance": component,
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
-        "eventTime": now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "eventTime": utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "count": 1,
     }

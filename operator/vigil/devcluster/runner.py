@@ -144,6 +144,12 @@ def _resolve_env(container: dict[str, Any], pod: dict[str, Any]) -> dict[str, st
     return env
 
 
+def _pre_stop_sleep(container: dict[str, Any]) -> float:
+    """A container's ``lifecycle.preStop.sleep.seconds`` (0 without one)."""
+    pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
+    return float((pre_stop.get("sleep") or {}).get("seconds", 0))
+
+
 class WorkloadRunner:
     """Keeps local processes in line with the pods the cluster says exist."""
 
@@ -346,11 +352,7 @@ class WorkloadRunner:
                     argv_env[0],
                     argv_env[1],
                     workload.folder / f"{name}.log",
-                    pre_stop_sleep=float(
-                        ((container.get("lifecycle") or {}).get("preStop") or {})
-                        .get("sleep", {})
-                        .get("seconds", 0)
-                    ),
+                    pre_stop_sleep=_pre_stop_sleep(container),
                 )
                 workload.containers[name] = current
             if current.running():

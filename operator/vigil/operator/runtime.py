@@ -20,15 +20,15 @@ from vigil.core import naming
 from vigil.core.events import event_manifest
 from vigil.core.reconcile import Event
 from vigil.kube.cache import ObjectCache
-from vigil.kube.client import Connection, KubeClient
+from vigil.kube.client import FIELD_MANAGER, Connection, KubeClient
 from vigil.operator.health import DEFAULT_INTERVAL_SECONDS, HealthLoop
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Api, Reconciler, ReconcilerConfig
 from vigil.operator.rollouts import Rollouts
 from vigil.routing.kube import RoutingKubeClient
 
-#: The "From" of the operator's Events and the field manager of its writes.
-REPORTING_COMPONENT = "vigil-operator"
+#: The "From" of the operator's Events: the name its writes carry as field manager.
+REPORTING_COMPONENT = FIELD_MANAGER
 DEFAULT_SIDECAR_IMAGE = f"ghcr.io/vigil-dev/vigil:{__version__}"
 
 log = logging.getLogger("vigil.operator")
