@@ -287,6 +287,69 @@ def is_available(deployment: Mapping[str, Any], replicas: int) -> bool:
     )
 
 
+def _timestamp(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _became_true(obj: Mapping[str, Any], condition: str) -> datetime.datetime | None:
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item.get("type") == condition and item.get("status") == "True":
+            return _timestamp(item.get("lastTransitionTime"))
+    return None
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, 90th percentile and maximum of seconds (whole seconds: API timestamps)."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": round(at(0.5), 1), "p90": round(at(0.9), 1), "max": round(ordered[-1], 1)}
+
+
+def stages(
+    start: datetime.datetime,
+    deployments: Iterable[Mapping[str, Any]],
+    model_deployments: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, dict[str, float]]:
+    """When each step of the way happened, in seconds after ``start``, over all objects.
+
+    Why: the ramp's one figure does not say whose work took the time. A
+    ModelDeployment's way is: created, the operator creates its Deployment,
+    kube-controller-manager (with the scheduler and kwok) makes that Available,
+    the operator writes Ready. The plain phase has the middle two only.
+    """
+    since = lambda moment: (moment - start).total_seconds()  # noqa: E731
+    created, available = [], []
+    for item in deployments:
+        made = _timestamp((item.get("metadata") or {}).get("creationTimestamp"))
+        done = _became_true(item, "Available")
+        if made is not None:
+            created.append(since(made))
+        if made is not None and done is not None:
+            available.append(since(done))
+    ready = [since(t) for t in map(lambda md: _became_true(md, "Ready"), model_deployments) if t]
+    result = {"deployment_created": spread(created), "deployment_available": spread(available)}
+    if ready:
+        result["model_deployment_ready"] = spread(ready)
+    return result
+
+
+def component_cpu(cluster: LocalCluster) -> dict[str, float]:
+    """CPU seconds (user + system) each control-plane component has used so far."""
+    pids = (cluster._read_state() or {}).get("pids") or {}
+    figures = {}
+    for name, pid in pids.items():  # type: ignore[union-attr]
+        sample = proc_sample(int(pid))
+        if sample is not None:
+            figures[name] = sample.cpu_seconds
+    return figures
+
+
+def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
+
+
 # -- processes ----------------------------------------------------------------------------
 
 

@@ -55,11 +55,14 @@ from kit import (
     Sampler,
     audit_requests,
     cluster_versions,
+    component_cpu,
+    cpu_delta,
     delta,
     describe_requests,
     is_available,
     is_ready,
     machine,
+    stages,
     utc_now,
 )
 
@@ -190,6 +193,7 @@ async def operator_phase(
     window: float,
     logs: Path,
     ramp_only: bool = False,
+    steady_state: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     namespace = f"md-{count}"
     md_path = f"/apis/vigil.dev/v1alpha1/namespaces/{namespace}/modeldeployments"
@@ -207,11 +211,18 @@ async def operator_phase(
         idle = sampler.samples[-1]
         log(f"N={count}: operator idle RSS {idle.rss_kib / 1024:.1f} MiB; creating {count} MDs")
         ramp_totals_before = await admin.request_totals()
+        cpu_before = component_cpu(cluster)
         t0, t0_wall = time.monotonic(), utc_now()
         await admin.create_all(md_path, [model_deployment(i) for i in range(count)])
         created = time.monotonic()
         ready_at, progress = await wait_all(admin, md_path, count, is_ready, timeout=3600)
         ready_wall = utc_now()
+        control_plane_cpu = cpu_delta(cpu_before, component_cpu(cluster))
+        ramp_stages = stages(
+            t0_wall,
+            await admin.items(f"/apis/apps/v1/namespaces/{namespace}/deployments"),
+            await admin.items(md_path),
+        )
         ramp_work = api_server_work(ramp_totals_before, await admin.request_totals(), count)
         seconds = ready_at - t0
         await asyncio.sleep(2)  # the audit backend flushes
@@ -226,6 +237,8 @@ async def operator_phase(
             "create_seconds": round(created - t0, 2),
             "progress": [(round(at - t0, 1), done) for at, done in progress],
             "cpu_seconds": round(cpu_between(sampler, t0, ready_at), 2),
+            "control_plane_cpu_seconds": control_plane_cpu,
+            "stages": ramp_stages,
             "rss_idle_mib": round(idle.rss_kib / 1024, 1),
             "rss_peak_mib_ramp": round(sampler.peak_rss_mib(t0), 1),
             "operator_requests": len(ramp_requests),
@@ -240,56 +253,14 @@ async def operator_phase(
             f"API server writes (every client) {ramp_work['writes_per_object']} per MD: "
             f"{ramp_work['writes_by_kind']}"
         )
+        log(f"N={count}: control-plane CPU {control_plane_cpu}; stages {ramp_stages}")
         if ramp_only:
             return {"ramp": ramp}, {}
-        # Steady state: every MD carries the first health verdict, then one more interval.
-        await wait_all(
-            admin,
-            md_path,
-            count,
-            lambda md: bool((md.get("status") or {}).get("health")),
-            timeout=600,
-        )
-        health_written = time.monotonic()
-        log(f"N={count}: first health verdicts written {health_written - t0:.1f}s after start")
-        await asyncio.sleep(HEALTH_INTERVAL + 15)
-        start_wall, start_mono = utc_now(), time.monotonic()
-        totals_before = await admin.request_totals()
-        await asyncio.sleep(window)
-        totals_after = await admin.request_totals()
-        end_wall, end_mono = utc_now(), time.monotonic()
-        await asyncio.sleep(2)  # the audit backend flushes
-        requests = audit_requests(cluster.audit_log, start_wall, end_wall)
-        minutes = (end_mono - start_mono) / 60
-        steady_cpu = cpu_between(sampler, start_mono, end_mono)
-        last = sampler.samples[-1]
-        md_sample = (await admin.items(md_path))[0]
-        steady = {
-            "window_seconds": round(end_mono - start_mono, 1),
-            "operator_requests": len(requests),
-            "calls_per_md_per_minute": round(len(requests) / count / minutes, 4),
-            "operator_requests_by_kind": describe_requests(requests),
-            "apiserver_request_total_delta": delta(totals_after, totals_before),
-            "cpu_percent": round(100 * steady_cpu / (end_mono - start_mono), 2),
-            "rss_mib": round(last.rss_kib / 1024, 1),
-            "rss_peak_mib": round(sampler.peak_rss_mib(), 1),
-            "open_fds": last.fds,
-            "threads": last.threads,
-            "health_sample": (md_sample.get("status") or {}).get("health"),
-            "conditions_sample": [
-                {k: c.get(k) for k in ("type", "status", "reason")}
-                for c in (md_sample.get("status") or {}).get("conditions") or []
-            ],
-        }
-        log(
-            f"N={count}: steady state over {steady['window_seconds']}s: "
-            f"{len(requests)} operator requests = {steady['calls_per_md_per_minute']} per MD per "
-            f"minute ({steady['operator_requests_by_kind']}); CPU {steady['cpu_percent']}%, "
-            f"RSS {steady['rss_mib']} MiB"
-        )
+        if steady_state:
+            steady = await steady_phase(admin, md_path, count, window, cluster, sampler, t0)
+            steady["operator_metrics"] = operator_figures(operator)
         deployments = await admin.items(f"/apis/apps/v1/namespaces/{namespace}/deployments")
         template = deployments[0]
-        steady["operator_metrics"] = operator_figures(operator)
     finally:
         sampler.stop()
         operator.stop()
@@ -297,28 +268,90 @@ async def operator_phase(
     # phase starts on a cluster without these pods and without their deletion running.
     deleted = await admin.delete_namespace(namespace)
     log(f"N={count}: namespace {namespace} deleted in {deleted:.1f}s")
-    return {"ramp": ramp, "steady": steady}, template
+    return {"ramp": ramp, **({"steady": steady} if steady_state else {})}, template
+
+
+async def steady_phase(
+    admin: Admin,
+    md_path: str,
+    count: int,
+    window: float,
+    cluster: BenchCluster,
+    sampler: Sampler,
+    t0: float,
+) -> dict[str, Any]:
+    """The operator's requests, CPU and memory with nothing changing."""
+    # Steady state: every MD carries the first health verdict, then one more interval.
+    await wait_all(
+        admin,
+        md_path,
+        count,
+        lambda md: bool((md.get("status") or {}).get("health")),
+        timeout=600,
+    )
+    health_written = time.monotonic()
+    log(f"N={count}: first health verdicts written {health_written - t0:.1f}s after start")
+    await asyncio.sleep(HEALTH_INTERVAL + 15)
+    start_wall, start_mono = utc_now(), time.monotonic()
+    totals_before = await admin.request_totals()
+    await asyncio.sleep(window)
+    totals_after = await admin.request_totals()
+    end_wall, end_mono = utc_now(), time.monotonic()
+    await asyncio.sleep(2)  # the audit backend flushes
+    requests = audit_requests(cluster.audit_log, start_wall, end_wall)
+    minutes = (end_mono - start_mono) / 60
+    steady_cpu = cpu_between(sampler, start_mono, end_mono)
+    last = sampler.samples[-1]
+    md_sample = (await admin.items(md_path))[0]
+    steady = {
+        "window_seconds": round(end_mono - start_mono, 1),
+        "operator_requests": len(requests),
+        "calls_per_md_per_minute": round(len(requests) / count / minutes, 4),
+        "operator_requests_by_kind": describe_requests(requests),
+        "apiserver_request_total_delta": delta(totals_after, totals_before),
+        "cpu_percent": round(100 * steady_cpu / (end_mono - start_mono), 2),
+        "rss_mib": round(last.rss_kib / 1024, 1),
+        "rss_peak_mib": round(sampler.peak_rss_mib(), 1),
+        "open_fds": last.fds,
+        "threads": last.threads,
+        "health_sample": (md_sample.get("status") or {}).get("health"),
+        "conditions_sample": [
+            {k: c.get(k) for k in ("type", "status", "reason")}
+            for c in (md_sample.get("status") or {}).get("conditions") or []
+        ],
+    }
+    log(
+        f"N={count}: steady state over {steady['window_seconds']}s: "
+        f"{len(requests)} operator requests = {steady['calls_per_md_per_minute']} per MD per "
+        f"minute ({steady['operator_requests_by_kind']}); CPU {steady['cpu_percent']}%, "
+        f"RSS {steady['rss_mib']} MiB"
+    )
+    return steady
 
 
 async def plain_phase(
-    admin: Admin, count: int, template: dict[str, Any], last: bool
+    cluster: BenchCluster, admin: Admin, count: int, template: dict[str, Any], last: bool
 ) -> dict[str, Any]:
     namespace = f"plain-{count}"
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     await admin.create_namespace(namespace)
     log(f"N={count}: creating {count} plain Deployments")
     totals_before = await admin.request_totals()
-    t0 = time.monotonic()
+    cpu_before = component_cpu(cluster)
+    t0, t0_wall = time.monotonic(), utc_now()
     await admin.create_all(path, [plain_deployment(template, i) for i in range(count)])
     created = time.monotonic()
     ready_at, progress = await wait_all(
         admin, path, count, lambda d: is_available(d, REPLICAS), timeout=3600
     )
+    control_plane_cpu = cpu_delta(cpu_before, component_cpu(cluster))
+    plain_stages = stages(t0_wall, await admin.items(path))
     seconds = ready_at - t0
     work = api_server_work(totals_before, await admin.request_totals(), count)
     log(
         f"N={count}: plain created in {created - t0:.1f}s, all Available in {seconds:.1f}s; "
-        f"API server writes {work['writes_per_object']} per Deployment"
+        f"API server writes {work['writes_per_object']} per Deployment; "
+        f"control-plane CPU {control_plane_cpu}; stages {plain_stages}"
     )
     if not last:  # the next size starts on an empty cluster
         deleted = await admin.delete_namespace(namespace)
@@ -328,11 +361,18 @@ async def plain_phase(
         "create_seconds": round(created - t0, 2),
         "progress": [(round(at - t0, 1), done) for at, done in progress],
         "api_server": work,
+        "control_plane_cpu_seconds": control_plane_cpu,
+        "stages": plain_stages,
     }
 
 
 async def run(
-    cluster: BenchCluster, sizes: list[int], window: float, logs: Path, ramp_only: bool
+    cluster: BenchCluster,
+    sizes: list[int],
+    window: float,
+    logs: Path,
+    ramp_only: bool,
+    steady_state: bool = True,
 ) -> dict[str, Any]:
     kubeconfig = cluster.install_vigil()
     results: dict[str, Any] = {}
@@ -341,12 +381,12 @@ async def run(
             load = LoadWatch().start()
             started = utc_now()
             operator, template = await operator_phase(
-                cluster, admin, kubeconfig, count, window, logs, ramp_only
+                cluster, admin, kubeconfig, count, window, logs, ramp_only, steady_state
             )
             if ramp_only:  # the operator's side only (A/B of an operator change)
                 results[str(count)] = {"operator": operator, "load_average_1m": load.stop()}
                 continue
-            plain = await plain_phase(admin, count, template, last=count == sizes[-1])
+            plain = await plain_phase(cluster, admin, count, template, last=count == sizes[-1])
             ratio = operator["ramp"]["seconds"] / plain["seconds"]
             results[str(count)] = {
                 "started": started.isoformat(timespec="seconds"),
@@ -382,6 +422,11 @@ def main() -> None:
         action="store_true",
         help="only time the ModelDeployments to Ready (no steady state, no plain phase)",
     )
+    parser.add_argument(
+        "--no-steady",
+        action="store_true",
+        help="skip the steady-state window (ramps and ratio only)",
+    )
     parser.add_argument("--out", default=None, help="result file name (default last-run.json)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -392,7 +437,16 @@ def main() -> None:
     try:
         cluster.up()
         versions = cluster_versions(cluster)
-        results = asyncio.run(run(cluster, sizes, args.window, state / "logs", args.ramp_only))
+        results = asyncio.run(
+            run(
+                cluster,
+                sizes,
+                args.window,
+                state / "logs",
+                args.ramp_only,
+                steady_state=not args.no_steady,
+            )
+        )
         results["versions"] = versions
         results["pod_ips"] = cluster.local_pod_range or "127.x (endpoint controllers fail)"
         path = write(results, name=args.out)

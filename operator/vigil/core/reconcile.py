@@ -305,6 +305,24 @@ def _revision_summary(view: DeploymentView | None, fallback: Mapping[str, Any]) 
     }
 
 
+def has_served(status: Mapping[str, Any]) -> bool:
+    """Whether the stable revision has served (been Ready) at least once.
+
+    For the monitoring loop: a revision still being deployed for the first
+    time (Ready=False, reason Deploying) or one that never came up
+    (DeployFailed, no verdict yet) has no sidecar to measure, and judging it
+    would only say "metrics unavailable" (a Warning Event and a status write
+    on every first deployment that a cycle happens to catch). A revision that
+    served and lost its pods is still judged: that verdict is news.
+    """
+    if not (status.get("stable") or {}).get("revision"):
+        return False
+    reason = _previous_reason(status, CONDITION_READY)
+    if reason == REASON_DEPLOYING:
+        return False
+    return not (reason == REASON_DEPLOY_FAILED and not status.get("health"))
+
+
 def _previous_reason(status: Mapping[str, Any], kind: str) -> str | None:
     condition = find_condition(status.get("conditions"), kind)
     return None if condition is None else condition.get("reason")

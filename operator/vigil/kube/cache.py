@@ -40,11 +40,12 @@ did before the cache.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 Key = tuple[str, str, str]  # kind, namespace, name
 
@@ -93,12 +94,12 @@ class _Entry:
 
 def compact(body: Mapping[str, Any]) -> bytes:
     """The object as compact JSON, without managedFields: how long-lived copies are kept."""
-    return json.dumps(_slim(body), separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(_slim(body))
 
 
 def expand(data: bytes) -> dict[str, Any]:
     """A fresh object from `compact`'s bytes."""
-    decoded: dict[str, Any] = json.loads(data)
+    decoded: dict[str, Any] = orjson.loads(data)
     return decoded
 
 

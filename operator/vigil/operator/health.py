@@ -44,6 +44,7 @@ from vigil.core.health import (
     monitoring_settings,
     next_health,
 )
+from vigil.core.reconcile import has_served
 from vigil.core.status import timestamp
 from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
@@ -218,9 +219,10 @@ class HealthLoop:
             metadata = body.get("metadata") or {}
             if metadata.get("deletionTimestamp"):
                 continue
-            revision = ((body.get("status") or {}).get("stable") or {}).get("revision")
-            if not revision:
+            status = body.get("status") or {}
+            if not has_served(status):
                 continue  # nothing serves yet: nothing to judge
+            revision = status["stable"]["revision"]
             try:
                 settings = monitoring_settings(body.get("spec"))
             except (ValueError, TypeError) as error:

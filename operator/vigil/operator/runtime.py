@@ -8,12 +8,16 @@ explained in one place.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+import orjson
+from kopf._cogs.clients import api as kopf_api
 
 from vigil import __version__
 from vigil.core import naming
@@ -147,8 +151,28 @@ def build_runtime(options: OperatorOptions) -> Runtime:
     return runtime
 
 
+def decode_watch_streams_with_orjson() -> None:
+    """Make kopf decode watch events with orjson instead of the standard library's json.
+
+    Why: every watch event of every watched kind (pods and Deployments above
+    all: kube-controller-manager and the kubelets update them several times
+    each) is one JSON line, and decoding them was a quarter of the
+    operator's CPU while 500 ModelDeployments came up (bench/scale, py-spy).
+    orjson decodes the same text into the same objects 2-4 times faster.
+    Kopf reads the lines in `kopf._cogs.clients.api.stream` with its module's
+    `json.loads`; that module's `json` becomes the standard module with
+    `loads` swapped (a test fails if a kopf release moves it).
+    """
+    if getattr(kopf_api.json, "loads", None) is orjson.loads:
+        return
+    faster = types.ModuleType("json")
+    faster.__dict__.update(vars(json))
+    faster.loads = orjson.loads
+    kopf_api.json = faster  # type: ignore[attr-defined]
+
+
 #: Watch handlers that only feed the health loop or the cache: their success lines are noise.
-QUIET_HANDLERS = ("model_deployment_seen", "model_pod_seen", "settings_changed")
+QUIET_HANDLERS = ("model_deployment_seen", "model_pod_seen", "settings_changed", "child_changed")
 
 
 class QuietWatchHandlers(logging.Filter):
@@ -197,7 +221,9 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
       CRD watch.
     - Child watches are filtered server-side by Vigil's label.
     - Events: only those the operator posts on purpose (Deployed, Switched...).
+    - Watch events decoded by orjson (see decode_watch_streams_with_orjson).
     """
+    decode_watch_streams_with_orjson()
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.scanning.disabled = True

@@ -7,6 +7,7 @@ import datetime
 import pytest
 
 from vigil.core.observed import deployment_failure, service_revision, view_deployment
+from vigil.core.reconcile import has_served
 from vigil.core.status import (
     HISTORY_LIMIT,
     ConditionState,
@@ -281,3 +282,42 @@ class TestServiceRevision:
     def test_none_without_service_or_selector(self) -> None:
         assert service_revision(None) is None
         assert service_revision({"spec": {}}) is None
+
+
+class TestWhetherTheStableRevisionHasServed:
+    """What the monitoring loop judges: a revision that has served, not one being deployed."""
+
+    @staticmethod
+    def status(reason: str | None, *, ready: bool = False, health: bool = False) -> dict:
+        status: dict = {"stable": {"revision": "r1"}}
+        if reason is not None:
+            status["conditions"] = [
+                {"type": "Ready", "status": "True" if ready else "False", "reason": reason}
+            ]
+        if health:
+            status["health"] = {"verdict": "Healthy"}
+        return status
+
+    def test_a_ready_revision_has_served(self) -> None:
+        assert has_served(self.status("Available", ready=True))
+
+    def test_a_first_deployment_under_way_has_not(self) -> None:
+        assert not has_served(self.status("Deploying"))
+
+    def test_without_a_stable_revision_nothing_has_served(self) -> None:
+        assert not has_served({"phase": "Pending"})
+        assert not has_served({"stable": {}})
+
+    def test_a_revision_that_lost_its_pods_after_serving_still_counts(self) -> None:
+        assert has_served(self.status("ReplicasUnavailable"))
+        assert has_served(self.status("Scaling"))
+
+    def test_a_deployment_that_never_came_up_has_not_served(self) -> None:
+        assert not has_served(self.status("DeployFailed"))
+
+    def test_a_refused_change_over_a_judged_revision_keeps_it_judged(self) -> None:
+        assert has_served(self.status("DeployFailed", health=True))
+
+    def test_a_status_from_before_conditions_counts_as_served(self) -> None:
+        # Written by an older operator or by hand: judge it rather than go silent.
+        assert has_served(self.status(None))

@@ -161,3 +161,22 @@ def test_kopf_version_guard(version: str, ok: bool) -> None:
 
 def test_installed_kopf_is_supported() -> None:
     assert check_kopf_version() is None
+
+
+def test_kopf_decodes_watch_events_with_orjson() -> None:
+    import inspect
+    import json
+
+    import orjson
+    from kopf._cogs.clients import api as kopf_api
+
+    from vigil.operator.runtime import decode_watch_streams_with_orjson
+
+    decode_watch_streams_with_orjson()
+    decode_watch_streams_with_orjson()  # twice is harmless
+    assert kopf_api.json.loads is orjson.loads
+    assert kopf_api.json.dumps is json.dumps  # the rest is the standard module
+    # The patch point: kopf's watch stream decodes each line with its module's json.
+    assert "json.loads(" in inspect.getsource(kopf_api.stream)
+    line = b'{"type":"MODIFIED","object":{"metadata":{"name":"caf\\u00e9"},"spec":{"n":1.5}}}'
+    assert kopf_api.json.loads(line.decode("utf-8")) == json.loads(line)

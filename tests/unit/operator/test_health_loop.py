@@ -403,5 +403,19 @@ def test_watch_handlers_feeding_the_loop_do_not_log_every_event() -> None:
     quiet = QuietWatchHandlers()
     assert not quiet.filter(record("Handler 'model_pod_seen' succeeded."))
     assert not quiet.filter(record("Handler 'model_deployment_seen' succeeded."))
+    assert not quiet.filter(record("Handler 'child_changed' succeeded."))
     assert quiet.filter(record("Handler 'reconcile_model_deployment' succeeded."))
     assert quiet.filter(record("Handler 'model_pod_seen' failed with an exception."))
+
+
+async def test_a_first_deployment_still_under_way_is_not_judged(loop: Loop) -> None:
+    # Its pods run but the revision has not been Ready yet: no "metrics unavailable"
+    # verdict, Event or status write for a model that is still coming up.
+    body = md()
+    body["status"]["phase"] = "Progressing"
+    body["status"]["conditions"] = [
+        {"type": "Ready", "status": "False", "reason": "Deploying", "message": "1/2 ready"}
+    ]
+    loop.add(body, pod("wine-a"))
+    result = await loop.cycle()
+    assert result.evaluated == 0 and not loop.api.writes and not loop.events
