@@ -1262,12 +1262,21 @@ def _stable_outcome(
     just_created: bool,
 ) -> _Outcome:
     """Conditions and phase when the desired revision is (or becomes) the stable one."""
-    if view is None:
-        message = f"revision {revision} created; waiting for its Deployment to report"
-        phase = PHASE_PENDING if just_created else PHASE_PROGRESSING
-        return _not_ready(phase, REASON_DEPLOYING, message, progressing=True)
-    ready = view.ready_replicas
     wanted = spec.replicas
+    previous = _previous_reason(build.obs.status, CONDITION_READY)
+    if view is None:
+        if just_created:
+            # Worded as the Deployment's first report (no pod ready yet) will be:
+            # that report then changes nothing and costs no status write.
+            return _not_ready(
+                PHASE_PENDING,
+                REASON_DEPLOYING,
+                _replicas_message(revision, 0, wanted),
+                progressing=True,
+            )
+        message = f"revision {revision} created; waiting for its Deployment to report"
+        return _not_ready(PHASE_PROGRESSING, REASON_DEPLOYING, message, progressing=True)
+    ready = view.ready_replicas
     if view.failure is not None and not view.is_available:
         message = f"revision {revision} is not available: {view.failure}"
         if _previous_reason(build.obs.status, CONDITION_PROGRESSING) != REASON_DEPLOY_FAILED:
@@ -1280,14 +1289,20 @@ def _stable_outcome(
             _ready(True, REASON_AVAILABLE, message),
             _progressing(False, REASON_COMPLETE, message),
         )
-    previous = _previous_reason(build.obs.status, CONDITION_READY)
-    message = f"revision {revision}: {ready}/{wanted} replica(s) ready"
+    message = _replicas_message(revision, ready, wanted)
     # A revision that served fully and lost pods without a spec change is degraded.
     if view.replicas == wanted and previous in (REASON_AVAILABLE, REASON_REPLICAS_UNAVAILABLE):
         return _not_ready(PHASE_DEGRADED, REASON_REPLICAS_UNAVAILABLE, message, progressing=True)
-    # Until a revision has been Ready once, it is still being deployed, not scaled.
-    reason = REASON_DEPLOYING if previous in (None, REASON_DEPLOYING) else REASON_SCALING
-    return _not_ready(PHASE_PROGRESSING, reason, message, progressing=True)
+    # Until a revision has been Ready once, it is still being deployed, not scaled;
+    # Pending (as a pod is) until its first replica is ready.
+    if previous in (None, REASON_DEPLOYING):
+        phase = PHASE_PENDING if ready == 0 else PHASE_PROGRESSING
+        return _not_ready(phase, REASON_DEPLOYING, message, progressing=True)
+    return _not_ready(PHASE_PROGRESSING, REASON_SCALING, message, progressing=True)
+
+
+def _replicas_message(revision: str, ready: int, wanted: int) -> str:
+    return f"revision {revision}: {ready}/{wanted} replica(s) ready"
 
 
 def _finish(

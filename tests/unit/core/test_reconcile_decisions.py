@@ -57,6 +57,23 @@ class TestBrandNewModel:
         (entry,) = world.status["history"]
         assert (entry["change"], entry["outcome"]) == ("new", "Deployed")
 
+    def test_the_deployments_reports_cost_a_status_write_only_when_a_pod_is_ready(self) -> None:
+        # bench/scale: each status write is API-server work the ramp waits for.
+        world = World()
+        world.reconcile()
+        revision = world.status["revision"]
+        assert world.status_writes == 1
+        world.reconcile()  # the Deployment exists, reports nothing yet
+        world.pods_ready(revision, ready=0)
+        world.reconcile()  # its first report: no pod ready
+        assert world.status_writes == 1 and world.status["phase"] == "Pending"
+        assert world.condition("Ready")["message"] == f"revision {revision}: 0/2 replica(s) ready"
+        world.pods_ready(revision, ready=1)
+        world.reconcile()
+        world.pods_ready(revision)
+        world.reconcile()
+        assert world.status_writes == 3 and world.status["phase"] == "Healthy"
+
     def test_deploying_while_pods_start(self) -> None:
         world = World()
         world.reconcile()
