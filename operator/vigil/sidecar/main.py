@@ -172,7 +172,10 @@ def _tune_gc() -> None:
     with CPython's default threshold (700) a young-generation collection runs
     every other request. Startup objects (NumPy, the profile, the registry)
     are frozen out of the collector's view, and collections run less often;
-    reference counting still frees almost everything at once.
+    reference counting still frees almost everything at once. Under uvloop a
+    proxied request, a scrape or a readiness check creates no reference
+    cycles and leaves nothing behind (tests/unit/sidecar/test_sidecar_gc.py);
+    cyclic garbage from elsewhere waits for at most 20 000 net allocations.
     """
     if os.environ.get("VIGIL_SIDECAR_GC", "tuned") == "default":
         return
