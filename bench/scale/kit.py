@@ -321,17 +321,39 @@ def stages(
     """
     since = lambda moment: (moment - start).total_seconds()  # noqa: E731
     created, available = [], []
+    by_owner: dict[str, tuple[datetime.datetime, datetime.datetime | None]] = {}
     for item in deployments:
-        made = _timestamp((item.get("metadata") or {}).get("creationTimestamp"))
+        metadata = item.get("metadata") or {}
+        made = _timestamp(metadata.get("creationTimestamp"))
         done = _became_true(item, "Available")
-        if made is not None:
-            created.append(since(made))
-        if made is not None and done is not None:
+        if made is None:
+            continue
+        created.append(since(made))
+        if done is not None:
             available.append(since(done))
-    ready = [since(t) for t in map(lambda md: _became_true(md, "Ready"), model_deployments) if t]
+        owner = (metadata.get("labels") or {}).get("vigil.dev/model-deployment")
+        if owner:
+            by_owner[owner] = (made, done)
     result = {"deployment_created": spread(created), "deployment_available": spread(available)}
+    ready, made_after, ready_after = [], [], []
+    for md in model_deployments:
+        metadata = md.get("metadata") or {}
+        born = _timestamp(metadata.get("creationTimestamp"))
+        done = _became_true(md, "Ready")
+        if done is not None:
+            ready.append(since(done))
+        child = by_owner.get(str(metadata.get("name")))
+        if child is None or born is None:
+            continue
+        made_after.append((child[0] - born).total_seconds())
+        if done is not None and child[1] is not None:
+            ready_after.append((done - child[1]).total_seconds())
     if ready:
+        # Per object: how long the operator took to create its Deployment, and to
+        # write Ready once kube-controller-manager had called that Deployment Available.
         result["model_deployment_ready"] = spread(ready)
+        result["deployment_created_after_model_deployment"] = spread(made_after)
+        result["ready_after_deployment_available"] = spread(ready_after)
     return result
 
 
