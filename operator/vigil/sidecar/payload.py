@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 __all__ = [
     "ParsedInput",
     "ParsedOutput",
@@ -75,12 +77,45 @@ class ParsedOutput:
     violations: list[str] = field(default_factory=list)
 
 
+#: ``_loads`` marks: digits become ``0``, ``[`` and ``{`` become ``[``, the rest a blank.
+_MARKS = bytes(
+    ord("0") if c in b"0123456789" else ord("[") if c in b"[{" else ord(" ") for c in range(256)
+)
+#: orjson reads an integer beyond 64 bits as a float (json keeps it exact); any such
+#: integer has at least 19 digits in a row.
+_LONG_DIGITS = b"0" * 19
+#: json raises RecursionError at a depth that depends on the caller's stack (about
+#: 1000 minus it), orjson at 1024: documents with this many ``[``/``{`` go to json.
+_MAX_ORJSON_NESTING = 512
+
+
+def _loads(body: bytes) -> Any:
+    """``json.loads(body)``, through orjson (about 6x faster) wherever it gives the same.
+
+    orjson differs from json in what it refuses (NaN, Infinity, numbers beyond
+    float range, lone surrogate escapes, a UTF-8 BOM, UTF-16/32 bodies, nesting
+    over 1024): those go to json, which decides as before. It also reads
+    integers beyond 64 bits as floats, and json may hit its recursion limit
+    below orjson's: bodies that could hold either go straight to json. So
+    every body gets json's value and json's verdict (payload tests compare both).
+    """
+    if not isinstance(body, bytes | bytearray):  # str: json as before
+        return json.loads(body)
+    marks = body.translate(_MARKS)
+    if _LONG_DIGITS in marks or marks.count(b"[") >= _MAX_ORJSON_NESTING:
+        return json.loads(body)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def _decode(body: bytes, content_type: str) -> tuple[Any, list[str]]:
     violations: list[str] = []
     if content_type and "json" not in content_type:
         violations.append(CONTENT_TYPE)
     try:
-        return json.loads(body), violations
+        return _loads(body), violations
     except (ValueError, UnicodeDecodeError, RecursionError):
         # RecursionError: nesting deeper than the parser's stack ("[[[[...").
         return None, [*violations, MALFORMED_JSON]
