@@ -3,7 +3,9 @@
 The client's answer always comes from the local model. After it has been
 sent, a sampled copy of the request and the local response go on a bounded
 queue (full queue = counted drop); workers post the request to the target
-(another revision's service or pod) and compare the predictions row by row:
+(another revision's service or pod) over pooled keep-alive connections
+(``vigil.sidecar.target``: raw asyncio protocols like the proxy's, not an
+HTTP client library) and compare the predictions row by row:
 classification agrees when the classes are equal, regression when the
 absolute difference is within ``tolerance``. Settings (target, revision,
 percent, ...) can change while running via :meth:`Shadow.configure`.
@@ -19,9 +21,10 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from vigil.profile.model import category_key
@@ -29,6 +32,7 @@ from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
 from vigil.sidecar.monitor import decode_body
 from vigil.sidecar.payload import parse_response
+from vigil.sidecar.target import TargetClient
 
 __all__ = ["Shadow", "ShadowCopy", "compare_predictions"]
 
@@ -48,6 +52,54 @@ class ShadowCopy:
     local_content_type: str
     content_encoding: str = ""
     local_encoding: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where copies go: address, Host header and path prefix of ``shadow.target``."""
+
+    host: str
+    port: int
+    host_header: str
+    prefix: str
+
+
+@lru_cache(maxsize=16)
+def _target_of(url: str) -> _Target:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return _Target(parts.hostname or "127.0.0.1", parts.port or 80, netloc, parts.path.rstrip("/"))
+
+
+def _request_bytes(target: _Target, copy: ShadowCopy) -> bytes:
+    """The copy as sent to the target (body as received, with its Content-Encoding)."""
+    fields = (copy.method, copy.target, copy.content_type, copy.content_encoding)
+    if any("\r" in f or "\n" in f for f in fields):
+        raise ValueError("line break in a header of the shadow copy")
+    head = (
+        f"{copy.method} {target.prefix}{copy.target} HTTP/1.1\r\n"
+        f"Host: {target.host_header}\r\n"
+        f"Content-Type: {copy.content_type or 'application/json'}\r\n"
+        f"Content-Length: {len(copy.body)}\r\n"
+        + (f"Content-Encoding: {copy.content_encoding}\r\n" if copy.content_encoding else "")
+        + "Accept-Encoding: identity\r\nX-Vigil-Shadow: 1\r\n\r\n"
+    )
+    return head.encode("latin-1") + copy.body
+
+
+@dataclass(slots=True)
+class _Children:
+    """The labelled metric children of one target revision.
+
+    Cached because ``labels()`` checks and looks up the label values on every
+    call (five calls per copy).
+    """
+
+    requests: dict[str, Any]
+    predictions: Any
+    agreements: Any
+    difference: Any
+    target_duration: Any
 
 
 def _number(value: Any) -> float | None:
@@ -93,7 +145,8 @@ class Shadow:
         self.settings = settings
         self.queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=settings.queue_size)
         self._workers: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
+        self._client = TargetClient()
+        self._children_by_labels: dict[tuple[str, ...], _Children] = {}
         labels = [*BASE_LABELS, "target_revision"]
         self.requests = Counter(
             "vigil_shadow_requests",
@@ -145,6 +198,26 @@ class Shadow:
 
     def _labels(self) -> tuple[str, ...]:
         return (*self.base_values, self.settings.target_revision)
+
+    def _children(self, labels: tuple[str, ...]) -> _Children:
+        children = self._children_by_labels.get(labels)
+        if children is None:
+            if len(self._children_by_labels) >= 16:
+                self._children_by_labels.clear()
+            children = self._children_by_labels[labels] = _Children(
+                {},
+                self.predictions.labels(*labels),
+                self.agreements.labels(*labels),
+                self.difference.labels(*labels),
+                self.target_duration.labels(*labels),
+            )
+        return children
+
+    def _count(self, children: _Children, labels: tuple[str, ...], outcome: str) -> None:
+        counter = children.requests.get(outcome)
+        if counter is None:
+            counter = children.requests[outcome] = self.requests.labels(*labels, outcome)
+        counter.inc()
 
     def _publish_settings(self) -> None:
         self.percent.clear()
@@ -213,14 +286,7 @@ class Shadow:
         for task in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
-        return self._session
+        self._client.close()
 
     async def _worker(self) -> None:
         while True:
@@ -235,43 +301,43 @@ class Shadow:
 
     async def _compare(self, copy: ShadowCopy) -> None:
         s = self.settings
-        labels = self._labels()
         if not s.enabled:
             return
-        url = s.target.rstrip("/") + copy.target
-        headers = {"Content-Type": copy.content_type or "application/json", "X-Vigil-Shadow": "1"}
-        if copy.content_encoding:
-            headers["Content-Encoding"] = copy.content_encoding
+        labels = self._labels()
+        children = self._children(labels)
+        target = _target_of(s.target)
+        raw = _request_bytes(target, copy)
         start = time.perf_counter()
         try:
             async with asyncio.timeout(s.timeout_seconds):
-                async with self._client().request(
-                    copy.method, url, data=copy.body, headers=headers
-                ) as resp:
-                    body = await resp.read()
-                    status = resp.status
-                    rtype = resp.headers.get("Content-Type", "")
+                resp = await self._client.request(
+                    target.host, target.port, raw, copy.method == "HEAD"
+                )
         except TimeoutError:
-            self.requests.labels(*labels, "timeout").inc()
+            self._count(children, labels, "timeout")
             return
-        except (aiohttp.ClientError, OSError):
-            self.requests.labels(*labels, "unreachable").inc()
+        except OSError:  # unreachable, reset, or not HTTP (TargetError)
+            self._count(children, labels, "unreachable")
             return
-        self.target_duration.labels(*labels).observe(time.perf_counter() - start)
-        if not 200 <= status < 300:
-            self.requests.labels(*labels, "target_error").inc()
+        children.target_duration.observe(time.perf_counter() - start)
+        if not 200 <= resp.status < 300:
+            self._count(children, labels, "target_error")
             return
         classification = self.classification
         local_body = decode_body(copy.local_response, copy.local_encoding) or b""
+        body = decode_body(resp.body, resp.content_encoding) or b""
         local = parse_response(
             self.protocol, local_body, copy.local_content_type, bool(classification)
         )
-        remote = parse_response(self.protocol, body, rtype, bool(classification))
+        if body == local_body and resp.content_type == copy.local_content_type:
+            remote = local  # the same bytes: the same parse (a pure function)
+        else:
+            remote = parse_response(self.protocol, body, resp.content_type, bool(classification))
         if local.violations or remote.violations:
-            self.requests.labels(*labels, "unparseable").inc()
+            self._count(children, labels, "unparseable")
             return
         if len(local.values) != len(remote.values):
-            self.requests.labels(*labels, "mismatch").inc()
+            self._count(children, labels, "mismatch")
             return
         if classification is None:
             # No reference: integral numbers and strings are class labels.
@@ -280,10 +346,10 @@ class Shadow:
                 for v in local.values
             )
         agree, diffs = compare_predictions(local.values, remote.values, classification, s.tolerance)
-        self.requests.labels(*labels, "compared").inc()
-        self.predictions.labels(*labels).inc(len(local.values))
+        self._count(children, labels, "compared")
+        children.predictions.inc(len(local.values))
         if agree:
-            self.agreements.labels(*labels).inc(agree)
-        hist = self.difference.labels(*labels)
+            children.agreements.inc(agree)
+        hist = children.difference
         for d in diffs:
             hist.observe(d)
