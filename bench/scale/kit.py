@@ -84,7 +84,11 @@ class BenchCluster(LocalCluster):
         added = subprocess.run(
             ["ip", "addr", "add", network, "dev", "lo"], capture_output=True, text=True
         )
-        if added.returncode == 0 or "File exists" in added.stderr:
+        # Already there (an earlier bench cluster's, not removed): use it. iproute2
+        # words it "File exists" or "Address already assigned" depending on version.
+        if added.returncode == 0 or any(
+            words in added.stderr for words in ("File exists", "already assigned")
+        ):
             self.local_pod_range = network
         else:
             self.log(

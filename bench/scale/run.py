@@ -21,7 +21,13 @@ kube-apiserver, kube-controller-manager, kube-scheduler; kwok nodes):
    ``plain-N`` and the clock runs until kube-controller-manager reports
    every one Available with 2 ready replicas.
 
-ratio = operator phase seconds / plain phase seconds, both in the same run.
+4. **Plain with Services** (``--with-services``). The same, in
+   ``plain-svc-N``, with a ClusterIP Service per Deployment (the operator's
+   own Service spec, selecting that Deployment's pods only): what a user
+   would apply by hand to serve N models without Vigil.
+
+ratio = operator phase seconds / plain phase seconds, both in the same run
+(and, with ``--with-services``, ratio_with_services against phase 4).
 
 No model pod runs a process (kwok pods): the health loop's direct scrapes of
 the pod IPs are refused at once, every ModelDeployment gets
@@ -99,9 +105,29 @@ def model_deployment(index: int) -> dict[str, Any]:
     }
 
 
-def plain_deployment(template: dict[str, Any], index: int) -> dict[str, Any]:
+#: The pod label that pairs a plain Deployment with its own Service (phase 4).
+BENCH_LABEL = "bench.vigil.dev/index"
+
+
+def plain_service(template: dict[str, Any], index: int) -> dict[str, Any]:
+    """The operator's Service spec for plain Deployment ``index``: its pods only."""
+    spec = {
+        key: value
+        for key, value in copy.deepcopy(template["spec"]).items()
+        if key in ("ports", "type", "sessionAffinity")
+    }
+    spec["selector"] = {BENCH_LABEL: str(index)}
+    metadata = {"name": f"d{index:04d}"}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+def plain_deployment(
+    template: dict[str, Any], index: int, own_label: bool = False
+) -> dict[str, Any]:
     """A Deployment with the operator's pod template and spec, without an owner."""
     spec = copy.deepcopy(template["spec"])
+    if own_label:
+        spec["template"]["metadata"].setdefault("labels", {})[BENCH_LABEL] = str(index)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -260,7 +286,8 @@ async def operator_phase(
             steady = await steady_phase(admin, md_path, count, window, cluster, sampler, t0)
             steady["operator_metrics"] = operator_figures(operator)
         deployments = await admin.items(f"/apis/apps/v1/namespaces/{namespace}/deployments")
-        template = deployments[0]
+        services = await admin.items(f"/api/v1/namespaces/{namespace}/services")
+        template = {"deployment": deployments[0], "service": services[0]}
     finally:
         sampler.stop()
         operator.stop()
@@ -330,16 +357,29 @@ async def steady_phase(
 
 
 async def plain_phase(
-    cluster: BenchCluster, admin: Admin, count: int, template: dict[str, Any], last: bool
+    cluster: BenchCluster,
+    admin: Admin,
+    count: int,
+    template: dict[str, Any],
+    last: bool,
+    with_services: bool = False,
 ) -> dict[str, Any]:
-    namespace = f"plain-{count}"
+    namespace = f"plain-svc-{count}" if with_services else f"plain-{count}"
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     await admin.create_namespace(namespace)
-    log(f"N={count}: creating {count} plain Deployments")
+    what = "plain Deployments, each with a Service" if with_services else "plain Deployments"
+    log(f"N={count}: creating {count} {what}")
     totals_before = await admin.request_totals()
     cpu_before = component_cpu(cluster)
     t0, t0_wall = time.monotonic(), utc_now()
-    await admin.create_all(path, [plain_deployment(template, i) for i in range(count)])
+    deployments = [
+        plain_deployment(template["deployment"], i, own_label=with_services) for i in range(count)
+    ]
+    creations = [admin.create_all(path, deployments)]
+    if with_services:
+        services = [plain_service(template["service"], i) for i in range(count)]
+        creations.append(admin.create_all(f"/api/v1/namespaces/{namespace}/services", services))
+    await asyncio.gather(*creations)
     created = time.monotonic()
     ready_at, progress = await wait_all(
         admin, path, count, lambda d: is_available(d, REPLICAS), timeout=3600
@@ -373,6 +413,7 @@ async def run(
     logs: Path,
     ramp_only: bool,
     steady_state: bool = True,
+    with_services: bool = False,
 ) -> dict[str, Any]:
     kubeconfig = cluster.install_vigil()
     results: dict[str, Any] = {}
@@ -386,19 +427,31 @@ async def run(
             if ramp_only:  # the operator's side only (A/B of an operator change)
                 results[str(count)] = {"operator": operator, "load_average_1m": load.stop()}
                 continue
-            plain = await plain_phase(cluster, admin, count, template, last=count == sizes[-1])
+            last = count == sizes[-1]
+            plain = await plain_phase(cluster, admin, count, template, last and not with_services)
             ratio = operator["ramp"]["seconds"] / plain["seconds"]
             results[str(count)] = {
                 "started": started.isoformat(timespec="seconds"),
                 "operator": operator,
                 "plain": plain,
                 "ratio": round(ratio, 3),
-                "load_average_1m": load.stop(),
             }
             log(
                 f"N={count}: ModelDeployments Ready {operator['ramp']['seconds']:.1f}s, "
                 f"plain Deployments Available {plain['seconds']:.1f}s: ratio {ratio:.2f}"
             )
+            if with_services:
+                served = await plain_phase(
+                    cluster, admin, count, template, last, with_services=True
+                )
+                served_ratio = operator["ramp"]["seconds"] / served["seconds"]
+                results[str(count)]["plain_with_services"] = served
+                results[str(count)]["ratio_with_services"] = round(served_ratio, 3)
+                log(
+                    f"N={count}: plain Deployments with Services Available "
+                    f"{served['seconds']:.1f}s: ratio {served_ratio:.2f}"
+                )
+            results[str(count)]["load_average_1m"] = load.stop()
             write(results, partial=True)
     return results
 
@@ -427,6 +480,11 @@ def main() -> None:
         action="store_true",
         help="skip the steady-state window (ramps and ratio only)",
     )
+    parser.add_argument(
+        "--with-services",
+        action="store_true",
+        help="also time plain Deployments each with a ClusterIP Service (phase 4)",
+    )
     parser.add_argument("--out", default=None, help="result file name (default last-run.json)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -445,6 +503,7 @@ def main() -> None:
                 state / "logs",
                 args.ramp_only,
                 steady_state=not args.no_steady,
+                with_services=args.with_services,
             )
         )
         results["versions"] = versions

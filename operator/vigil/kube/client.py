@@ -97,9 +97,10 @@ DEFAULT_TIMEOUT_SECONDS = 75.0
 #: at one per round trip: ~100/s on an idle bench cluster, ~9/s while 500
 #: ModelDeployments come up (bench/scale, audit log). More in flight only queue
 #: there, and they hold the operator's share of the server's fair queuing meanwhile:
-#: with 32, each Service apply took 3.7 s instead of 0.3 s, no more per second, and
-#: the Deployment applies waited behind them (N = 500: 76 s instead of 57 s). A burst
-#: of hundreds once passed the 60 s timeout (504) and every retry allocated again.
+#: with 32 the ramp took as long (N = 500: 60.0 s, against 56.1-71.7 s with 8 on the
+#: same evening) but the Deployments were written later (90th percentile 42 s after
+#: their ModelDeployment instead of 17-20 s). A burst of hundreds once passed the
+#: 60 s timeout (504) and every retry allocated again.
 MAX_CONCURRENT_SERVICE_WRITES = 8
 #: Other writes in flight at once (Deployments, ConfigMaps, status patches). Kept apart
 #: from the Services': with one shared limit, slow Service creations held the slots and
