@@ -42,10 +42,10 @@ from vigil.sidecar.wire import (
     ResponseHead,
     error_response,
     parse_request_head,
-    parse_response_head,
     read_response,
     scan_chunked,
     simple_response,
+    take_final_response_head,
 )
 
 __all__ = ["Proxy", "UpstreamError"]
@@ -171,21 +171,11 @@ class _Upstream(asyncio.Protocol):
         buf = self.buf
         head = self.head
         if head is None:
-            for _ in range(10):
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEADER_BYTES:
-                        raise BadMessage("response head too large")
-                    return
-                raw = bytes(buf[: end + 4])
-                parsed = parse_response_head(raw)
-                del buf[: end + 4]
-                if parsed.status >= 200 or parsed.status == 101:
-                    head, self.head, self.head_raw = parsed, parsed, raw
-                    break
-            else:
-                raise BadMessage("too many interim responses")
-            assert head is not None
+            taken = take_final_response_head(buf)
+            if taken is None:
+                return
+            head, self.head_raw = taken
+            self.head = head
         if request.head.method == "HEAD" or head.status in (204, 304):
             raw_body = body = b""
             end = 0

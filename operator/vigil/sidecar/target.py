@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import cast
 
 from vigil.sidecar.wire import (
-    MAX_HEADER_BYTES,
     BadMessage,
     ResponseHead,
-    parse_response_head,
     scan_chunked,
+    take_final_response_head,
 )
 
 __all__ = ["TargetClient", "TargetError", "TargetResponse"]
@@ -104,20 +103,10 @@ class _Connection(asyncio.Protocol):
         buf = self.buf
         head = self.head
         if head is None:
-            for _ in range(10):
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEADER_BYTES:
-                        raise BadMessage("response head too large")
-                    return
-                parsed = parse_response_head(bytes(buf[: end + 4]))
-                del buf[: end + 4]
-                if parsed.status >= 200 or parsed.status == 101:
-                    head = self.head = parsed
-                    break
-            else:
-                raise BadMessage("too many interim responses")
-            assert head is not None
+            taken = take_final_response_head(buf)
+            if taken is None:
+                return
+            head = self.head = taken[0]
         if self.no_body or head.status in (204, 304):
             body = b""
             end = 0

@@ -312,6 +312,28 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
     )
 
 
+def take_final_response_head(buf: bytearray) -> tuple[ResponseHead, bytes] | None:
+    """Take the final response head (and its raw bytes) off the front of ``buf``.
+
+    Interim answers (1xx but 101) are taken off and skipped. None while the head
+    has not all arrived; BadMessage for a head over MAX_HEADER_BYTES or more than
+    ten interim answers in one go. Shared by the proxy's upstream connections and
+    the shadow copies' client, which frame answers alike.
+    """
+    for _ in range(10):
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEADER_BYTES:
+                raise BadMessage("response head too large")
+            return None
+        raw = bytes(buf[: end + 4])
+        parsed = parse_response_head(raw)
+        del buf[: end + 4]
+        if parsed.status >= 200 or parsed.status == 101:
+            return parsed, raw
+    raise BadMessage("too many interim responses")
+
+
 def scan_chunked(buf: bytes | bytearray, start: int, limit: int | None) -> tuple[int, bytes] | None:
     """Find the end of a chunked body that starts at ``buf[start]``.
 

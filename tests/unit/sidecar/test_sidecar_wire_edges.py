@@ -119,3 +119,40 @@ async def test_slow_request_body_times_out_with_400(model, start_sidecar):
         assert sidecar.proxy.in_flight == 0
     finally:
         writer.close()
+
+
+class TestTakingTheFinalResponseHead:
+    """wire.take_final_response_head: the framing the proxy and the shadow client share."""
+
+    def test_interim_answers_are_skipped_and_the_body_stays(self) -> None:
+        from vigil.sidecar.wire import take_final_response_head
+
+        buf = bytearray(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        )
+        taken = take_final_response_head(buf)
+        assert taken is not None
+        head, raw = taken
+        assert head.status == 200 and head.content_length == 2
+        assert raw.startswith(b"HTTP/1.1 200 OK") and raw.endswith(b"\r\n\r\n")
+        assert bytes(buf) == b"ok"
+
+    def test_a_head_still_arriving_is_left_for_later(self) -> None:
+        from vigil.sidecar.wire import take_final_response_head
+
+        buf = bytearray(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Le")
+        assert take_final_response_head(buf) is None
+        assert bytes(buf) == b"HTTP/1.1 200 OK\r\nContent-Le"  # the interim one is gone
+        buf += b"ngth: 0\r\n\r\n"
+        taken = take_final_response_head(buf)
+        assert taken is not None and taken[0].status == 200 and not buf
+
+    def test_an_oversized_head_or_endless_interim_answers_are_refused(self) -> None:
+        import pytest
+
+        from vigil.sidecar.wire import MAX_HEADER_BYTES, BadMessage, take_final_response_head
+
+        with pytest.raises(BadMessage, match="too large"):
+            take_final_response_head(bytearray(b"H" * (MAX_HEADER_BYTES + 1)))
+        with pytest.raises(BadMessage, match="interim"):
+            take_final_response_head(bytearray(b"HTTP/1.1 102 Processing\r\n\r\n" * 11))
