@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from vigil.core import naming
 from vigil.devcluster.cluster import LocalCluster, pod_octet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +109,16 @@ class BenchCluster(LocalCluster):
         if self.local_pod_range is None:
             return super().pod_cidr(node)
         return f"10.{pod_octet(self.ports.etcd_client)}.{node}.0/24"
+
+    def component_cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) each control-plane component has used so far."""
+        pids = (self._read_state() or {}).get("pids") or {}
+        figures = {}
+        for name, pid in pids.items():  # type: ignore[union-attr]
+            sample = proc_sample(int(pid))
+            if sample is not None:
+                figures[name] = sample.cpu_seconds
+        return figures
 
     @property
     def audit_log(self) -> Path:
@@ -292,7 +303,7 @@ def is_available(deployment: Mapping[str, Any], replicas: int) -> bool:
 
 
 def _timestamp(text: str | None) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    return _parse_time(text) if text else None
 
 
 def _became_true(obj: Mapping[str, Any], condition: str) -> datetime.datetime | None:
@@ -335,7 +346,7 @@ def stages(
         created.append(since(made))
         if done is not None:
             available.append(since(done))
-        owner = (metadata.get("labels") or {}).get("vigil.dev/model-deployment")
+        owner = (metadata.get("labels") or {}).get(naming.LABEL_MODEL_DEPLOYMENT)
         if owner:
             by_owner[owner] = (made, done)
     result = {"deployment_created": spread(created), "deployment_available": spread(available)}
@@ -359,17 +370,6 @@ def stages(
         result["deployment_created_after_model_deployment"] = spread(made_after)
         result["ready_after_deployment_available"] = spread(ready_after)
     return result
-
-
-def component_cpu(cluster: LocalCluster) -> dict[str, float]:
-    """CPU seconds (user + system) each control-plane component has used so far."""
-    pids = (cluster._read_state() or {}).get("pids") or {}
-    figures = {}
-    for name, pid in pids.items():  # type: ignore[union-attr]
-        sample = proc_sample(int(pid))
-        if sample is not None:
-            figures[name] = sample.cpu_seconds
-    return figures
 
 
 def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:

@@ -61,7 +61,6 @@ from kit import (
     Sampler,
     audit_requests,
     cluster_versions,
-    component_cpu,
     cpu_delta,
     delta,
     describe_requests,
@@ -237,18 +236,15 @@ async def operator_phase(
         idle = sampler.samples[-1]
         log(f"N={count}: operator idle RSS {idle.rss_kib / 1024:.1f} MiB; creating {count} MDs")
         ramp_totals_before = await admin.request_totals()
-        cpu_before = component_cpu(cluster)
+        cpu_before = cluster.component_cpu()
         t0, t0_wall = time.monotonic(), utc_now()
         await admin.create_all(md_path, [model_deployment(i) for i in range(count)])
         created = time.monotonic()
         ready_at, progress = await wait_all(admin, md_path, count, is_ready, timeout=3600)
         ready_wall = utc_now()
-        control_plane_cpu = cpu_delta(cpu_before, component_cpu(cluster))
-        ramp_stages = stages(
-            t0_wall,
-            await admin.items(f"/apis/apps/v1/namespaces/{namespace}/deployments"),
-            await admin.items(md_path),
-        )
+        control_plane_cpu = cpu_delta(cpu_before, cluster.component_cpu())
+        deployments = await admin.items(f"/apis/apps/v1/namespaces/{namespace}/deployments")
+        ramp_stages = stages(t0_wall, deployments, await admin.items(md_path))
         ramp_work = api_server_work(ramp_totals_before, await admin.request_totals(), count)
         seconds = ready_at - t0
         await asyncio.sleep(2)  # the audit backend flushes
@@ -285,7 +281,6 @@ async def operator_phase(
         if steady_state:
             steady = await steady_phase(admin, md_path, count, window, cluster, sampler, t0)
             steady["operator_metrics"] = operator_figures(operator)
-        deployments = await admin.items(f"/apis/apps/v1/namespaces/{namespace}/deployments")
         services = await admin.items(f"/api/v1/namespaces/{namespace}/services")
         template = {"deployment": deployments[0], "service": services[0]}
     finally:
@@ -370,7 +365,7 @@ async def plain_phase(
     what = "plain Deployments, each with a Service" if with_services else "plain Deployments"
     log(f"N={count}: creating {count} {what}")
     totals_before = await admin.request_totals()
-    cpu_before = component_cpu(cluster)
+    cpu_before = cluster.component_cpu()
     t0, t0_wall = time.monotonic(), utc_now()
     deployments = [
         plain_deployment(template["deployment"], i, own_label=with_services) for i in range(count)
@@ -384,7 +379,7 @@ async def plain_phase(
     ready_at, progress = await wait_all(
         admin, path, count, lambda d: is_available(d, REPLICAS), timeout=3600
     )
-    control_plane_cpu = cpu_delta(cpu_before, component_cpu(cluster))
+    control_plane_cpu = cpu_delta(cpu_before, cluster.component_cpu())
     plain_stages = stages(t0_wall, await admin.items(path))
     seconds = ready_at - t0
     work = api_server_work(totals_before, await admin.request_totals(), count)

@@ -50,7 +50,7 @@ class Model:
         if self.mode == "error":
             return web.json_response({"error": "boom"}, status=500)
         if self.mode == "slow":
-            await asyncio.sleep(5)
+            await asyncio.sleep(1)  # past the replay's 0.5 s timeout; teardown waits for it
         tensor = body["inputs"][0]
         rows = tensor["data"]
         assert tensor["shape"] == [len(rows), len(rows[0])]
