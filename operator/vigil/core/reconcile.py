@@ -876,6 +876,7 @@ def _progressive(
         if decision.run_golden_set:
             step = policy.steps[state.step]
             build.plan.run_golden_set = step.golden_set
+    summary["gates"] = _last_gates(decision, previous)
 
     if decision is not None and decision.action in ("rollback", "fail"):
         return _roll_back(build, spec, identity, stable_view, decision, summary, golden)
@@ -884,8 +885,8 @@ def _progressive(
         promoting = True
         build.event(
             "Promoting",
-            f"revision {revision} promoted ({decision.message}); scaling it to "
-            f"{replicas} replica(s) before the switch",
+            f"revision {revision} promoted at step {state.step + 1} ({decision.reason}): "
+            f"{decision.message}; scaling it to {replicas} replica(s) before the switch",
         )
     # Promotion: once the candidate has full capacity, the blue/green switch finishes it.
     if (
@@ -946,7 +947,6 @@ def _progressive(
             "message": message,
             "promoting": promoting or None,
             "golden": _golden_status(golden),
-            "gates": _gates_status(decision.gates) if decision else None,
         }
     )
     ready_reason = {
@@ -1053,6 +1053,15 @@ def _gates_status(gates: Sequence[rollout.Gate]) -> list[dict[str, Any]] | None:
     ]
 
 
+def _last_gates(
+    decision: rollout.Decision | None, previous: Mapping[str, Any]
+) -> list[dict[str, Any]] | None:
+    """This cycle's gates, else the last ones evaluated: a hold or a wait evaluates none."""
+    if decision is not None and decision.gates:
+        return _gates_status(decision.gates)
+    return previous.get("gates")
+
+
 def _stable_side(build: _Builder, stable_view: DeploymentView) -> None:
     """The stable at full capacity, without shadow copies, alone behind the Service."""
     obs = build.obs
@@ -1109,7 +1118,6 @@ def _roll_back(
             "reason": decision.reason,
             "message": message,
             "golden": _golden_status(golden),
-            "gates": _gates_status(decision.gates),
         }
     )
     return _finished_outcome(build, stable_view, summary)
