@@ -15,7 +15,8 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
 
     a person aborted                           -> roll back (reason Aborted)
     a person promoted                          -> promote now
-    paused (spec.paused or a person)           -> hold everything where it is
+    paused (spec.paused or a person)           -> hold everything where it is; the deadline
+                                                  counts again from the resume
     candidate pods not ready yet               -> wait (deadline: progressDeadline)
     validate step, golden set not replayed yet -> ask for the replay, wait
     validate step, replay below minAgreement   -> roll back at once (deterministic)
@@ -402,12 +403,12 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         state = replace(state, paused=True, requested="")
     elif state.requested == "resume":
         state = replace(state, paused=False, released=True, requested="")
-    # Paused: hold traffic and step where they are.
+    # Paused: hold traffic and step where they are; a pause is no hold (deadline restarts).
     if obs.spec_paused or state.paused:
         who = "spec.paused" if obs.spec_paused else "a person"
         return cycle.decision(
             "hold",
-            state,
+            replace(state, held_since=None),
             "Paused",
             f"paused by {who} at step {index + 1}/{len(steps)} ({step.describe()})",
         )

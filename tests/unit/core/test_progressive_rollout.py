@@ -297,6 +297,27 @@ def test_status_keeps_the_last_evaluated_gates_through_holds_and_an_abort() -> N
     assert world.status["candidate"]["gates"] == evaluated
 
 
+def test_a_pause_does_not_count_against_the_deadline() -> None:
+    # Held 50 of 60 s, paused 5 minutes, resumed: status keeps no hold across the pause,
+    # and the rollout fails only a full progressDeadline after the resume.
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.pods_ready(candidate)
+    for _ in range(50):
+        world.reconcile()
+    assert world.status["candidate"]["reason"] == "MetricsUnavailable"
+    world.request = Request("pause", "p1")
+    world.reconcile()
+    assert "heldSince" not in world.status["candidate"]
+    world.reconcile(advance=300)
+    world.request = Request("resume", "p2")
+    world.reconcile()
+    resumed = world.now
+    run_until(world, candidate, lambda: world.status["phase"] == "Failed", limit=90)
+    assert (world.now - resumed).total_seconds() >= 60
+    assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
+
+
 def test_tweak_runs_the_tweak_steps() -> None:
     world, _stable, candidate = started(version="1", config={"MLSERVER_PARALLEL_WORKERS": "2"})
     assert world.status["candidate"]["change"] == "tweak"

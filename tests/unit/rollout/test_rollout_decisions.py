@@ -149,6 +149,27 @@ class TestPersonAndPause:
         resumed = decide(POLICY, replace(paused.state, requested="resume"), obs(), T0 + 10)
         assert resumed.action != "hold" and not resumed.state.paused
 
+    @pytest.mark.parametrize("by", ["person", "spec"])
+    def test_a_pause_never_counts_against_the_deadline(self, by: str) -> None:
+        # Held 29 of 30 minutes on too few requests, paused an hour, resumed: the
+        # deadline counts again from the resume (as a Deployment's does).
+        few = obs(figures=replace(GOOD, requests=3))
+        held = decide(POLICY, at_step(2), few, T0)
+        held = decide(POLICY, held.state, few, T0 + 1740)
+        assert held.action == "hold" and held.reason == "InsufficientData"
+        pausing = replace(few, spec_paused=by == "spec")
+        request = "pause" if by == "person" else ""
+        paused = decide(POLICY, replace(held.state, requested=request), pausing, T0 + 1750)
+        paused = decide(POLICY, paused.state, pausing, T0 + 5350)
+        assert paused.reason == "Paused" and paused.state.held_since is None
+        request = "resume" if by == "person" else ""
+        resumed = decide(POLICY, replace(paused.state, requested=request), few, T0 + 5400)
+        assert resumed.action == "hold" and resumed.reason == "InsufficientData"
+        later = decide(POLICY, resumed.state, few, T0 + 5400 + 1799)
+        assert later.action == "hold"
+        failed = decide(POLICY, later.state, few, T0 + 5400 + 1800)
+        assert failed.action == "fail" and "for 1800s >= progressDeadline 1800s" in failed.message
+
 
 class TestWaitingAndHolding:
     def test_candidate_not_ready_waits_then_fails_at_the_deadline(self) -> None:
