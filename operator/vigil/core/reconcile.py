@@ -857,6 +857,7 @@ def _progressive(
     traffic = decision.traffic
     if decision.run_golden_set:
         build.plan.run_golden_set = policy.steps[state.step].golden_set
+    summary["gates"] = _last_gates(decision, previous)
 
     if decision.action in ("rollback", "fail"):
         return _roll_back(build, spec, identity, stable_view, decision, summary, golden)
@@ -864,8 +865,8 @@ def _progressive(
     if decision.action == "promote" and not was_promoting:
         build.event(
             "Promoting",
-            f"revision {revision} promoted ({decision.message}); scaling it to "
-            f"{replicas} replica(s) before the switch",
+            f"revision {revision} promoted at step {state.step + 1} ({decision.reason}): "
+            f"{decision.message}; scaling it to {replicas} replica(s) before the switch",
         )
     # Promotion: once the candidate has full capacity, the blue/green switch finishes it.
     if decision.action == "promote" and candidate_view is not None and observations.full_capacity:
@@ -917,7 +918,6 @@ def _progressive(
             "reason": reason,
             "message": message,
             "golden": _golden_status(golden),
-            "gates": _gates_status(decision.gates),
         }
     )
     ready_reason = {
@@ -1046,6 +1046,15 @@ def _gates_status(gates: Sequence[rollout.Gate]) -> list[dict[str, Any]] | None:
     ]
 
 
+def _last_gates(
+    decision: rollout.Decision, previous: Mapping[str, Any]
+) -> list[dict[str, Any]] | None:
+    """This cycle's gates, else the last ones evaluated: a hold or a wait evaluates none."""
+    if decision.gates:
+        return _gates_status(decision.gates)
+    return previous.get("gates")
+
+
 def _stable_side(build: _Builder, stable_view: DeploymentView) -> None:
     """The stable at full capacity, without shadow copies, alone behind the Service."""
     obs = build.obs
@@ -1102,7 +1111,6 @@ def _roll_back(
             "reason": decision.reason,
             "message": message,
             "golden": _golden_status(golden),
-            "gates": _gates_status(decision.gates),
         }
     )
     return _finished_outcome(build, stable_view, summary)

@@ -281,6 +281,22 @@ def test_missing_metrics_hold_then_fail_at_deadline() -> None:
     assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
 
 
+def test_status_keeps_the_last_evaluated_gates_through_holds_and_an_abort() -> None:
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: bool(world.status["candidate"].get("gates")))
+    evaluated = world.status["candidate"]["gates"]
+    assert {g["name"] for g in evaluated} >= {"errorRate", "latencyP95", "agreement"}
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "MetricsUnavailable"
+    assert world.status["candidate"]["gates"] == evaluated
+    world.request = Request("abort", "a1")
+    world.reconcile()
+    assert world.status["phase"] == "RolledBack"
+    assert world.status["candidate"]["gates"] == evaluated
+
+
 def test_a_pause_does_not_count_against_the_deadline() -> None:
     # Held 50 of 60 s, paused 5 minutes, resumed: status keeps no hold across the pause,
     # and the rollout fails only a full progressDeadline after the resume.
