@@ -289,8 +289,7 @@ def evaluate(
             figures,
             verdict="DriftDetected",
             reason="DriftAboveThreshold",
-            message=f"{policy.drift_method} {overall:.2f} >= {policy.drift_threshold:g} "
-            f"over {span}: {_list_features(scores, policy.drift_threshold)}",
+            message=_over_threshold(policy.drift_method, overall, scores, policy),
         )
 
     # 5. Healthy: the SLO figures beside their thresholds.
@@ -311,6 +310,17 @@ def evaluate(
 def _finite_values(values: Mapping[str, float], digits: int) -> dict[str, float]:
     rounded = {name: _finite(value, digits) for name, value in values.items()}
     return {name: value for name, value in rounded.items() if value is not None}
+
+
+def _over_threshold(
+    method: str, score: float, scores: Mapping[str, float], policy: HealthPolicy
+) -> str:
+    """'psi 0.31 >= 0.2 over 5m: alcohol 0.31, proline 0.24' (DriftAboveThreshold)."""
+    return (
+        f"{method} {score:.2f} >= {policy.drift_threshold:g} "
+        f"over {format_window(policy.window_seconds)}: "
+        f"{_list_features(scores, policy.drift_threshold)}"
+    )
 
 
 def _list_features(scores: Mapping[str, float], at_least: float) -> str:
@@ -391,6 +401,7 @@ def _drift_condition(report: HealthReport, policy: HealthPolicy) -> ConditionSta
 
 def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     method = report.drift_method
+    span = format_window(policy.window_seconds)
     if report.drift_level == "unknown" or report.drift_score is None:
         reason = (
             "NoReference" if report.drift_note.startswith("no reference") else ("InsufficientData")
@@ -404,8 +415,7 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             CONDITION_DRIFT,
             True,
             "DriftAboveThreshold",
-            f"{method} {report.drift_score:.2f} >= {policy.drift_threshold:g}: "
-            f"{_list_features(features, policy.drift_threshold)}",
+            _over_threshold(method, report.drift_score, features, policy),
         )
     if report.drift_level == "warning":
         return ConditionState(
@@ -413,14 +423,15 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             False,
             "DriftWarning",
             f"{method} {report.drift_score:.2f} >= warning {policy.drift_warning:g} "
-            f"(threshold {policy.drift_threshold:g}): "
+            f"(threshold {policy.drift_threshold:g}) over {span}: "
             f"{_list_features(features, policy.drift_warning)}",
         )
     return ConditionState(
         CONDITION_DRIFT,
         False,
         "NoDrift",
-        f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} on every feature",
+        f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} "
+        f"on every feature over {span}",
     )
 
 

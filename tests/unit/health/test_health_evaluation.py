@@ -232,6 +232,20 @@ class TestConditions:
         assert found["DriftDetected"][:2] == (True, "DriftAboveThreshold")
         assert "alcohol" in found["DriftDetected"][2]
 
+    def test_every_drift_message_names_the_window(self, reference, reference_data) -> None:
+        for shift, prefix in (
+            ({0: 1.0}, " >= 0.2 over 5m: "),
+            ({1: 0.4}, " (threshold 0.2) over 5m: "),
+        ):
+            live = live_sample(reference_data, shift=shift)
+            message = self.conditions(evaluate(window_for(reference, live), reference, POLICY))[
+                "DriftDetected"
+            ][2]
+            assert message.startswith("psi ") and prefix in message, message
+        calm = window_for(reference, live_sample(reference_data))
+        message = self.conditions(evaluate(calm, reference, POLICY))["DriftDetected"][2]
+        assert message.endswith(" < warning 0.1 on every feature over 5m"), message
+
     def test_warning(self, reference, reference_data) -> None:
         live = live_sample(reference_data, shift={1: 0.4})
         found = self.conditions(evaluate(window_for(reference, live), reference, POLICY))
