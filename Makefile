@@ -9,7 +9,7 @@ MLSTAMP := $(MLSERVER_VENV)/.installed
 # MLServer runs as its own process (as in a pod), from its own environment.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 
-.PHONY: help install cluster-build cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
+.PHONY: help install cluster-build images cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ $(MLSTAMP): Makefile
 
 cluster-build: ## build (once) and cache the control-plane binaries
 	bash hack/build-cluster.sh
+
+images: $(STAMP) ## build (once) and cache the local container images (vigil.local/*); IMAGES="pause ..."
+	bash hack/build-images.sh $(IMAGES)
 
 cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes cluster
 	$(VENV)/bin/vigil-devcluster up

@@ -133,10 +133,15 @@ class _NumericCounts:
             t = type(v)
             if t is float or t is int:
                 f: float | None = float(v)
+            elif v is None:
+                self.missing += 1
+                continue
             else:
+                # Not a JSON number: a type violation, even when it reads as one
+                # ("0.038", true): the server may coerce it, the client's schema is wrong.
+                self.type_errors += 1
                 f = _to_float(v)
                 if f is None:
-                    self.type_errors += 1
                     continue
             assert f is not None
             if f != f:  # NaN: missing
@@ -148,23 +153,29 @@ class _NumericCounts:
                 self.out_of_range += 1
 
     def _add_large(self, values: list[Any]) -> None:
-        try:
+        if set(map(type, values)) <= _JSON_NUMBERS:
             arr = np.asarray(values, dtype=np.float64)
-            if arr.ndim != 1:
-                raise ValueError
-        except (TypeError, ValueError):
-            floats = [_to_float(v) for v in values]
-            self.type_errors += sum(1 for f in floats if f is None)
+        else:
+            present = [v for v in values if v is not None]
+            self.missing += len(values) - len(present)
+            self.type_errors += sum(1 for v in present if type(v) not in _JSON_NUMBERS)
+            floats = [_to_float(v) for v in present]
             arr = np.asarray([f for f in floats if f is not None], dtype=np.float64)
         nan = np.isnan(arr)
         self.missing += int(np.count_nonzero(nan))
-        present = arr[~nan]
-        if present.size == 0:
+        present_values = arr[~nan]
+        if present_values.size == 0:
             return
-        counts = np.bincount(bin_index(present, self.edges), minlength=len(self.bins)).tolist()
+        counts = np.bincount(
+            bin_index(present_values, self.edges), minlength=len(self.bins)
+        ).tolist()
         for i, n in enumerate(counts):
             self.bins[i] += n
         self.out_of_range += counts[0] + counts[-1]
+
+
+#: What JSON numbers parse to (bool is a subclass of int, and is not one).
+_JSON_NUMBERS = frozenset({float, int})
 
 
 def _to_float(value: Any) -> float | None:

@@ -281,6 +281,84 @@ def test_missing_metrics_hold_then_fail_at_deadline() -> None:
     assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
 
 
+def test_status_keeps_the_last_evaluated_gates_through_holds_and_an_abort() -> None:
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: bool(world.status["candidate"].get("gates")))
+    evaluated = world.status["candidate"]["gates"]
+    assert {g["name"] for g in evaluated} >= {"errorRate", "latencyP95", "agreement"}
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "MetricsUnavailable"
+    assert world.status["candidate"]["gates"] == evaluated
+    world.request = Request("abort", "a1")
+    world.reconcile()
+    assert world.status["phase"] == "RolledBack"
+    assert world.status["candidate"]["gates"] == evaluated
+
+
+def test_a_pause_does_not_count_against_the_deadline() -> None:
+    # Held 50 of 60 s, paused 5 minutes, resumed: status keeps no hold across the pause,
+    # and the rollout fails only a full progressDeadline after the resume.
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.pods_ready(candidate)
+    for _ in range(50):
+        world.reconcile()
+    assert world.status["candidate"]["reason"] == "MetricsUnavailable"
+    world.request = Request("pause", "p1")
+    world.reconcile()
+    assert "heldSince" not in world.status["candidate"]
+    world.reconcile(advance=300)
+    world.request = Request("resume", "p2")
+    world.reconcile()
+    resumed = world.now
+    run_until(world, candidate, lambda: world.status["phase"] == "Failed", limit=90)
+    assert (world.now - resumed).total_seconds() >= 60
+    assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
+
+
+def promoting_short_of_capacity() -> tuple[RolloutWorld, str, str]:
+    """A promotion decided, the candidate held at 1 of its 2 replicas (a quota, say)."""
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 50%")
+    run_until(world, candidate, lambda: world.replicas(candidate) == 2)
+    world.pods_ready(candidate, ready=1)
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "Promoting"
+    return world, stable, candidate
+
+
+def test_a_promotion_short_of_capacity_fails_at_the_deadline() -> None:
+    world, stable, candidate = promoting_short_of_capacity()
+    for _ in range(58):
+        world.reconcile()
+    assert world.status["candidate"]["reason"] == "Promoting"
+    assert world.status["candidate"]["promoting"] is True
+    for _ in range(5):
+        world.reconcile()
+    assert world.status["phase"] == "Failed"
+    ready = world.condition("Ready")
+    assert ready["reason"] == "ProgressDeadlineExceeded"
+    assert "waiting for 2 ready replica(s) of the candidate for 60s" in ready["message"]
+    world.reconcile()  # the cycle after the recorded outcome removes the candidate
+    assert world.deployment(candidate) is None
+    assert world.replicas(stable) == 2 and world.service_revision() == stable
+    assert world.status["history"][0]["outcome"] == "Failed"
+
+
+def test_abort_during_a_promotion_rolls_back() -> None:
+    world, stable, candidate = promoting_short_of_capacity()
+    world.request = Request("abort", "a1")
+    world.reconcile()
+    assert world.status["phase"] == "RolledBack"
+    assert "rollout aborted by a person" in world.condition("Ready")["message"]
+    world.reconcile()
+    assert world.deployment(candidate) is None
+    assert world.replicas(stable) == 2 and world.service_revision() == stable
+
+
 def test_tweak_runs_the_tweak_steps() -> None:
     world, _stable, candidate = started(version="1", config={"MLSERVER_PARALLEL_WORKERS": "2"})
     assert world.status["candidate"]["change"] == "tweak"
@@ -379,3 +457,33 @@ def test_candidate_figures_from_two_windows() -> None:
     assert same.prediction_shift == 0.0
     alone = candidate_figures("cand", cand, None)
     assert alone.agreement is None and alone.compared == 0
+
+
+def test_the_shadow_steps_tolerance_reaches_the_stables_sidecar_settings() -> None:
+    rollout = {
+        **ROLLOUT,
+        "analysis": {**ROLLOUT["analysis"], "tolerance": {"absolute": 3.0, "relative": 0.1}},
+    }
+    world, stable, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://10.0.0.9:8000")
+    world.pods_ready(candidate)
+    world.reconcile()
+    block = world.shadow(stable)
+    assert (block["targetRevision"], block["tolerance"], block["relativeTolerance"]) == (
+        candidate,
+        3.0,
+        0.1,
+    )
+
+
+def test_mean_absolute_difference_of_paired_regression_predictions() -> None:
+    stable = RevisionWindow(
+        shadow_predictions={"cand": 50, "old": 10},
+        shadow_agreements={"cand": 5},
+        shadow_difference_sum={"cand": 1250.0, "old": 1.0},
+        shadow_differences={"cand": 50, "old": 10},
+    )
+    figures = candidate_figures("cand", RevisionWindow(), stable)
+    assert figures.mean_abs_difference == 25.0 and figures.agreement == 0.1
+    assert stable.mean_abs_difference() == 1251.0 / 60
+    assert RevisionWindow().mean_abs_difference() is None

@@ -57,23 +57,48 @@ def test_small_and_large_batches_bin_like_bin_index(rows_per_request):
         assert monitor.counters[name].out_of_range == expected[0] + expected[-1]
 
 
-def test_nulls_strings_and_garbage_are_missing_or_type_violations():
+def _one_feature_request(values, datatype="BYTES"):
+    return json.dumps(
+        {"inputs": [{"name": "x", "shape": [len(values), 1], "datatype": datatype, "data": values}]}
+    ).encode()
+
+
+@pytest.mark.parametrize("repeats", [1, 20])  # 5 values: bisect path; 100 values: NumPy path
+def test_nulls_strings_and_garbage_are_missing_or_type_violations(repeats):
     profile = build_profile(np.arange(100.0).reshape(-1, 1), feature_names=["x"])
-    for repeats in (1, 20):  # 5 values: bisect path; 100 values: NumPy path
-        monitor = _monitor(profile)
-        values = [None, "5", "abc", [1], 7.0] * repeats
-        body = json.dumps(
-            {
-                "inputs": [
-                    {"name": "x", "shape": [len(values), 1], "datatype": "BYTES", "data": values}
-                ]
-            }
-        ).encode()
-        monitor.process([Exchange(body, "application/json", None, "")])
-        c = monitor.counters["x"]
-        n = len(values) // 5
-        assert c.missing == n and c.type_errors == 2 * n and sum(c.bins) == 2 * n
-        assert monitor.violations["type"] == 2 * n
+    monitor = _monitor(profile)
+    values = [None, "5", "abc", [1], 7.0] * repeats
+    monitor.process([Exchange(_one_feature_request(values), "application/json", None, "")])
+    c = monitor.counters["x"]
+    n = len(values) // 5
+    # "5" is a coercion: a type violation, still binned (the server may read it as 5).
+    assert c.missing == n and c.type_errors == 3 * n and sum(c.bins) == 2 * n
+    assert monitor.violations["type"] == 3 * n
+
+
+@pytest.mark.parametrize("repeats", [1, 20])
+def test_numeric_strings_and_booleans_in_a_numeric_tensor_are_coercions(repeats):
+    """An FP64 tensor of strings ("0.038") is answered by MLServer: counted, and binned."""
+    profile = build_profile(np.linspace(0.0, 0.1, 100).reshape(-1, 1), feature_names=["x"])
+    monitor = _monitor(profile)
+    coerced = ["0.038", "0.05", True, "-1e-3"] * repeats
+    body = _one_feature_request(coerced, datatype="FP64")
+    monitor.process([Exchange(body, "application/json", None, "")])
+    c = monitor.counters["x"]
+    assert c.type_errors == len(coerced) and monitor.violations["type"] == len(coerced)
+    as_numbers = [float(v) for v in coerced]
+    expected = np.bincount(bin_index(as_numbers, profile.feature("x").edges), minlength=12)
+    assert c.bins == expected.tolist() and c.missing == 0
+
+
+@pytest.mark.parametrize("repeats", [1, 20])
+def test_json_numbers_are_no_violation(repeats):
+    profile = build_profile(np.arange(100.0).reshape(-1, 1), feature_names=["x"])
+    monitor = _monitor(profile)
+    values = [1, 2.5, 99, 0.0] * repeats
+    monitor.process([Exchange(_one_feature_request(values, "FP64"), "application/json", None, "")])
+    assert monitor.counters["x"].type_errors == 0 and "type" not in monitor.violations
+    assert sum(monitor.counters["x"].bins) == len(values)
 
 
 def test_gzip_and_deflate_copies_are_decoded_for_monitoring():
