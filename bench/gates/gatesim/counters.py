@@ -21,9 +21,10 @@ from functools import cached_property
 
 import numpy as np
 
-from gatesim.world import CaseWorld, prediction_labels
+from gatesim.world import CaseWorld, CellModel, prediction_labels
 from vigil.core.window import RevisionWindow, SeriesKey, series_key
 from vigil.profile import ReferenceProfile
+from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import LATENCY_BUCKETS, outcome_of
 
 SUCCESS = outcome_of(200)
@@ -35,6 +36,8 @@ LATENCY_BOUNDS = (*LATENCY_BUCKETS, math.inf)
 _SUCCESS, _ERROR, _LATENCY = 0, 1, 2
 _ROWS = _LATENCY + len(LATENCY_BOUNDS)
 _FEATURES = _ROWS + 1
+#: No shadow block: no copies.
+NO_SHADOW = ShadowSettings()
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,16 @@ class Layout:
         return self.predictions + 2
 
     @property
-    def size(self) -> int:
+    def shadow_difference_sum(self) -> int:
         return self.predictions + 3
+
+    @property
+    def shadow_differences(self) -> int:
+        return self.predictions + 4
+
+    @property
+    def size(self) -> int:
+        return self.predictions + 5
 
 
 class WindowView:
@@ -114,6 +125,8 @@ class WindowView:
             },
             shadow_predictions=self._shadow(layout.shadow_predictions),
             shadow_agreements=self._shadow(layout.shadow_agreements),
+            shadow_difference_sum=self._shadow(layout.shadow_difference_sum),
+            shadow_differences=self._shadow(layout.shadow_differences),
             pods=self.pods,
         )
 
@@ -139,6 +152,8 @@ class WindowView:
             predictions=float(counts[layout.predictions]),
             shadow_predictions=self.light.shadow_predictions,
             shadow_agreements=self.light.shadow_agreements,
+            shadow_difference_sum=self.light.shadow_difference_sum,
+            shadow_differences=self.light.shadow_differences,
             pods=self.pods,
         )
 
@@ -186,6 +201,8 @@ def sidecar_series(
         samples += [
             ("vigil_shadow_predictions_total", target, counts[layout.shadow_predictions]),
             ("vigil_shadow_agreements_total", target, counts[layout.shadow_agreements]),
+            ("vigil_shadow_abs_difference_sum", target, counts[layout.shadow_difference_sum]),
+            ("vigil_shadow_abs_difference_count", target, counts[layout.shadow_differences]),
         ]
     base = {"model": "sim", "version": "1", "revision": "r", "role": "stable", "pod": "p"}
     out: dict[SeriesKey, float] = {}
@@ -215,11 +232,13 @@ class Stream:
         self.candidate_requests = 0
         self._prediction_stable = world.prediction.stable_marginal()
         self._prediction_candidate = world.prediction.candidate_marginal()
+        self._compared: dict[ShadowSettings, CellModel] = {}
 
-    def flow(self, seconds: float, share: float, copy: float) -> None:
-        """``seconds`` of live traffic: ``share`` of it to the candidate, and ``copy`` of
-        the stable's successful requests copied to the candidate (shadow)."""
+    def flow(self, seconds: float, share: float, shadow: ShadowSettings = NO_SHADOW) -> None:
+        """``seconds`` of live traffic, ``share`` of it to the candidate; the stable's
+        sidecars copy its successful requests to the candidate as ``shadow`` says."""
         rng, world = self.rng, self.world
+        copy = shadow.percent / 100.0 if shadow.enabled else 0.0
         n = int(rng.poisson(self.rate * seconds)) if seconds > 0 else 0
         if n == 0:
             return
@@ -260,13 +279,17 @@ class Stream:
             candidate_bins += rng.multinomial(to_candidate, world.feature_candidate_marginal)
 
         # Predictions of answered requests; compared copies are counted on both sides.
-        model = world.prediction
         if compared:
+            model = self._compared.get(shadow)
+            if model is None:
+                model = self._compared[shadow] = world.compared_cells(shadow)
             cells = rng.multinomial(compared, model.probs)
             s[sl.prediction] += np.bincount(model.stable_slot, cells, model.stable_slots)
             c[cl.prediction] += np.bincount(model.candidate_slot, cells, model.candidate_slots)
             s[sl.shadow_predictions] += compared
             s[sl.shadow_agreements] += int(cells[model.agree].sum())
+            s[sl.shadow_differences] += compared
+            s[sl.shadow_difference_sum] += float(cells @ model.difference)
         if stable_ok > compared:
             s[sl.prediction] += rng.multinomial(stable_ok - compared, self._prediction_stable)
         live_ok = to_candidate - live_errors

@@ -4,8 +4,10 @@ The loop is the reconciler's, reduced to what the gates see. Every cycle:
 the traffic since the last cycle flows under the routing in effect; the
 operator scrapes both revisions and takes their windows; the judge decides;
 the decision's traffic is applied through the real router plan (the replica
-ratio's effective share) and, for shadow copies, reaches the stable's
-sidecars only after the ConfigMap volume propagates. Cycles come every
+ratio's effective share) and the real shadow block (``routing.shadow``,
+read by the sidecar's settings parser: percent and tolerance), which
+reaches the stable's sidecars only after the ConfigMap volume propagates.
+Cycles come every
 ``min(analysis.interval, 10 s)`` (the reconciler's recheck) and one second
 after a step advance (the writes of an advance trigger a reconcile).
 """
@@ -22,11 +24,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from gatesim.counters import Stream, WindowView
+from gatesim.counters import NO_SHADOW, Stream, WindowView
 from gatesim.judges import JudgeChoice, Seen, Setup, TodayJudge
 from gatesim.world import CASES, Baseline, Case, CaseWorld, build_world
-from vigil.core.rollout import Decision, RolloutState
+from vigil.core.rollout import Decision, RolloutState, Traffic
 from vigil.routing import RoutingTarget, router_for
+from vigil.routing.shadow import shadow_for
+from vigil.sidecar.config import ShadowSettings, settings_from_mapping
 
 REPO = Path(__file__).resolve().parents[3]
 #: Today's policies: the shipped examples' steps, the CRD's defaults for the rest.
@@ -111,14 +115,15 @@ def run_rollout(
     stream = Stream(world, rate, rng)
     state = RolloutState()
     now = last = 0.0
-    share = copy = 0.0
-    pending: tuple[float, float] | None = None  # (when, copy share) not yet at the sidecars
+    share = 0.0
+    shadow = NO_SHADOW  # the shadow settings the stable's sidecars run with
+    pending: tuple[float, ShadowSettings] | None = None  # not at the sidecars yet
     candidate_pods = 1
     while True:
         if pending is not None and pending[0] <= now:
-            stream.flow(pending[0] - last, share, copy)
-            last, copy, pending = pending[0], pending[1], None
-        stream.flow(now - last, share, copy)
+            stream.flow(pending[0] - last, share, shadow)
+            last, shadow, pending = pending[0], pending[1], None
+        stream.flow(now - last, share, shadow)
         stream.scrape(now)
         stable, candidate = stream.window(window)
         seen = Seen(
@@ -133,17 +138,23 @@ def run_rollout(
         plan = router.plan(target, decision.traffic)
         share = plan.effective_weight / 100.0
         candidate_pods = decision.traffic.candidate_replicas
-        wanted = decision.traffic.shadow_percent / 100.0
-        if wanted != (pending[1] if pending is not None else copy):
+        wanted = shadow_settings(target, decision.traffic)
+        if wanted != (pending[1] if pending is not None else shadow):
             pending = (
                 None
-                if wanted == copy
+                if wanted == shadow
                 else (now + float(rng.uniform(0.0, timing.shadow_delay_max)), wanted)
             )
         last = now
         now += timing.event_seconds if decision.action == "advance" else cycle
         if now > timing.horizon_seconds:
             return _outcome("undecided", decision, last, stream)
+
+
+def shadow_settings(target: RoutingTarget, traffic: Traffic) -> ShadowSettings:
+    """What the stable's sidecars run with: the operator's block, read as the sidecar reads it."""
+    block = shadow_for(target, traffic, target_url=f"http://{target.candidate}")
+    return settings_from_mapping({"shadow": block}).shadow if block else NO_SHADOW
 
 
 def _outcome(result: str, decision: Decision, now: float, stream: Stream) -> Outcome:

@@ -22,14 +22,14 @@ from scipy.special import ndtr
 
 from vigil.core.drift import bin_index
 from vigil.profile import OTHER, ReferenceProfile, build_profile
+from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import LATENCY_BUCKETS
+from vigil.sidecar.shadow import default_absolute_tolerance
 
 Task = Literal["classification", "regression"]
 
 #: z of the 95th percentile of a normal distribution.
 Z95 = 1.6448536269514722
-#: The sidecar's shadow comparison tolerance for regression (the operator sets none).
-SHADOW_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -161,13 +161,14 @@ class CellModel:
     ``probs[c]`` is the chance a row falls in cell ``c``; the row then counts
     in the stable's slot ``stable_slot[c]`` and the candidate's slot
     ``candidate_slot[c]``; ``agree[c]`` says whether the two predictions
-    agree (shadow comparison).
+    agree in the shadow comparison and ``difference[c]`` is their |difference|.
     """
 
     probs: np.ndarray
     stable_slot: np.ndarray
     candidate_slot: np.ndarray
     agree: np.ndarray
+    difference: np.ndarray
     stable_slots: int
     candidate_slots: int
 
@@ -179,27 +180,37 @@ class CellModel:
 
 
 def numeric_cells(
-    stable_edges: Sequence[float], candidate_edges: Sequence[float], shift: float = 0.0
+    stable_edges: Sequence[float],
+    candidate_edges: Sequence[float],
+    shift: float = 0.0,
+    tolerance: tuple[float, float] = (0.0, 0.0),
 ) -> CellModel:
     """A value v ~ N(0, 1): the stable bins v, the candidate bins v + shift, on its own edges.
 
     The cells are the intervals between all edges of both binnings (the
-    candidate's moved by -shift); slots follow ``vigil.core.drift.bin_index``.
+    candidate's moved by -shift) and the points where the shadow rule
+    ``|shift| <= absolute + relative x |v|`` (``tolerance``) turns; slots
+    follow ``vigil.core.drift.bin_index``.
     """
+    absolute, relative = tolerance
     stable = np.asarray(stable_edges, dtype=np.float64)
     candidate = np.asarray(candidate_edges, dtype=np.float64)
-    points = np.unique(np.concatenate([stable, candidate - shift]))
+    turns: list[float] = []
+    if relative > 0 and abs(shift) > absolute:
+        turn = (abs(shift) - absolute) / relative
+        turns = [-turn, turn]
+    points = np.unique(np.concatenate([stable, candidate - shift, turns]))
     lows = np.concatenate([[-np.inf], points])
     highs = np.concatenate([points, [np.inf]])
     inner = 0.5 * (points[:-1] + points[1:])
     reps = np.concatenate([[points[0] - 1.0], inner, [points[-1] + 1.0]])
     probs = np.asarray(ndtr(highs) - ndtr(lows), dtype=np.float64)
-    agree = np.full(probs.size, abs(shift) <= SHADOW_TOLERANCE)
     return CellModel(
         probs=probs / probs.sum(),
         stable_slot=bin_index(reps, stable),
         candidate_slot=bin_index(reps + shift, candidate),
-        agree=agree,
+        agree=abs(shift) <= absolute + relative * np.abs(reps),
+        difference=np.full(probs.size, abs(shift)),
         stable_slots=stable.size + 1,
         candidate_slots=candidate.size + 1,
     )
@@ -209,20 +220,17 @@ def class_cells(labels: Sequence[str], classes: int, agreement: float) -> CellMo
     """Balanced classes 0..K-1; the candidate keeps the class with ``agreement``, else
     picks one of the others at random (so its class shares stay balanced)."""
     slot = {label: i for i, label in enumerate(labels)}
-    stable_slot, candidate_slot, probs, agree = [], [], [], []
-    for a in range(classes):
-        for b in range(classes):
-            p = agreement if a == b else (1.0 - agreement) / max(1, classes - 1)
-            stable_slot.append(slot.get(str(a), slot[OTHER]))
-            candidate_slot.append(slot.get(str(b), slot[OTHER]))
-            probs.append(p / classes)
-            agree.append(a == b)
-    p = np.asarray(probs, dtype=np.float64)
+    pairs = [(a, b) for a in range(classes) for b in range(classes)]
+    probs = np.asarray(
+        [agreement if a == b else (1.0 - agreement) / max(1, classes - 1) for a, b in pairs]
+    )
     return CellModel(
-        probs=p / p.sum(),
-        stable_slot=np.asarray(stable_slot),
-        candidate_slot=np.asarray(candidate_slot),
-        agree=np.asarray(agree),
+        probs=probs / probs.sum(),
+        stable_slot=np.asarray([slot.get(str(a), slot[OTHER]) for a, _ in pairs]),
+        candidate_slot=np.asarray([slot.get(str(b), slot[OTHER]) for _, b in pairs]),
+        # Labels are numbers: the sidecar also records their |difference|.
+        agree=np.asarray([a == b for a, b in pairs]),
+        difference=np.asarray([float(abs(a - b)) for a, b in pairs]),
         stable_slots=len(labels),
         candidate_slots=len(labels),
     )
@@ -266,6 +274,26 @@ class CaseWorld:
     feature_candidate_map: np.ndarray = field(repr=False)
     feature_stable_marginal: np.ndarray = field(repr=False)
     feature_candidate_marginal: np.ndarray = field(repr=False)
+
+    def compared_cells(self, shadow: ShadowSettings) -> CellModel:
+        """The prediction cells with agreement as the stable's sidecar judges it.
+
+        Classes agree as labels; numbers within the shadow block's tolerance
+        (its absolute part by default 5 % of the stable reference's prediction std).
+        """
+        if self.case.task == "classification":
+            return self.prediction
+        stable, candidate = self.stable_reference.prediction, self.candidate_reference.prediction
+        assert stable is not None and candidate is not None
+        absolute = shadow.tolerance
+        if absolute is None:
+            absolute = default_absolute_tolerance(stable.summary.std if stable.summary else None)
+        return numeric_cells(
+            stable.edges or (),
+            candidate.edges or (),
+            self.case.prediction_shift_sd,
+            (absolute, shadow.relative_tolerance),
+        )
 
 
 def _training(baseline: Baseline, task: Task) -> tuple[np.ndarray, np.ndarray]:
