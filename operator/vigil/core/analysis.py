@@ -6,9 +6,10 @@ loop) and this module turns the candidate's and the stable's into the
 :class:`~vigil.core.rollout.CandidateFigures` that ``rollout.decide`` judges:
 
 * requests, error rate and p95 latency: the candidate's own window;
-* agreement and compared predictions: the *stable's* sidecars count the
-  shadow copies they sent to the candidate (``vigil_shadow_*`` labelled
-  with ``target_revision`` = the candidate);
+* agreement, compared predictions and their mean absolute difference
+  (regression): the *stable's* sidecars count the shadow copies they sent
+  to the candidate (``vigil_shadow_*`` labelled with ``target_revision`` =
+  the candidate);
 * prediction shift: the candidate's prediction distribution against the
   stable's, with the drift method (classes, or the prediction bins);
 * input drift: each revision's worst feature drift against *its own*
@@ -117,12 +118,15 @@ def candidate_figures(
     _, _, shared = feature_changes(reference, stable_profile)
     compared = 0
     agreement: float | None = None
+    mean_abs_difference: float | None = None
     shift: float | None = None
     if stable is not None:
         sent = stable.shadow_predictions.get(candidate_revision, 0.0)
         agreed = stable.shadow_agreements.get(candidate_revision, 0.0)
         compared = round(sent)
         agreement = agreed / sent if sent > 0 else None
+        if stable_profile is None or stable_profile.task == "regression":
+            mean_abs_difference = stable.mean_abs_difference(candidate_revision)
         shift = prediction_shift(candidate, stable, method)
     p95 = quantile_from_buckets(0.95, candidate.latency_buckets)
     return CandidateFigures(
@@ -131,6 +135,7 @@ def candidate_figures(
         latency_p95=p95,
         compared=compared,
         agreement=agreement,
+        mean_abs_difference=mean_abs_difference,
         prediction_shift=shift,
         candidate_drift=_worst_drift(reference, candidate, method, shared),
         stable_drift=_worst_drift(stable_profile, stable, method, shared),

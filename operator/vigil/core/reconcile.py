@@ -837,11 +837,14 @@ def _shadow_block(
     inputs = build.obs.rollout
     if traffic.shadow_percent <= 0 or inputs is None or not inputs.shadow_target:
         return None
-    return {
+    block: dict[str, Any] = {
         "target": inputs.shadow_target,
         "targetRevision": candidate,
         "percent": traffic.shadow_percent,
     }
+    if traffic.shadow_tolerance is not None:
+        block.update(traffic.shadow_tolerance.sidecar_settings())
+    return block
 
 
 def _progressive(

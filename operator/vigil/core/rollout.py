@@ -62,6 +62,8 @@ DEFAULT_PROGRESS_DEADLINE_SECONDS = 1800.0
 DEFAULT_STEP_DURATION_SECONDS = 300.0
 DEFAULT_SHADOW_MIN_REQUESTS = 200
 DEFAULT_VALIDATE_MIN_AGREEMENT = 0.99
+#: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
+DEFAULT_RELATIVE_TOLERANCE = 0.05
 #: How much worse than the stable's the candidate's input drift may be.
 DRIFT_TOLERANCE = 0.05
 
@@ -91,6 +93,39 @@ class GoldenSetRef:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """When two numeric predictions agree in shadow.
+
+    They agree when ``|candidate - stable| <= absolute + relative x |stable|``.
+
+    ``absolute`` None leaves it to the stable's sidecar: 5 % of the prediction
+    standard deviation of its reference profile (0 without one), so the
+    default suits the target's scale. Class labels are compared as labels.
+    """
+
+    absolute: float | None = None
+    relative: float = DEFAULT_RELATIVE_TOLERANCE
+
+    def sidecar_settings(self) -> dict[str, float]:
+        """The keys of the sidecar's ``shadow`` block (docs/sidecar.md)."""
+        out = {"relativeTolerance": self.relative}
+        if self.absolute is not None:
+            out["tolerance"] = self.absolute
+        return out
+
+
+def parse_tolerance(raw: Mapping[str, Any] | None, base: Tolerance) -> Tolerance:
+    """``tolerance: {absolute, relative}``; an absent key keeps ``base``'s."""
+    raw = raw or {}
+    absolute = raw.get("absolute")
+    relative = raw.get("relative")
+    return Tolerance(
+        absolute=float(absolute) if absolute is not None else base.absolute,
+        relative=float(relative) if relative is not None else base.relative,
+    )
+
+
+@dataclass(frozen=True)
 class Step:
     """One rollout step, with its defaults resolved."""
 
@@ -101,6 +136,8 @@ class Step:
     min_requests: int | None = None  # shadow: compared requests needed
     golden_set: GoldenSetRef | None = None
     min_agreement: float | None = None  # validate: share of golden outputs reproduced
+    #: shadow: when numeric predictions agree (the step's own keys over the analysis')
+    tolerance: Tolerance | None = None
 
     def describe(self) -> str:
         if self.kind == "canary":
@@ -127,7 +164,8 @@ class RolloutPolicy:
     max_latency_p95: float = 0.25
 
 
-def parse_step(raw: Mapping[str, Any]) -> Step:
+def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> Step:
+    """One step of ``spec.rollout.<change>.steps``; ``tolerance`` is ``analysis.tolerance``."""
     if "validate" in raw:
         body = raw["validate"] or {}
         ref = (body.get("goldenSet") or {}).get("configMapKeyRef") or {}
@@ -143,6 +181,7 @@ def parse_step(raw: Mapping[str, Any]) -> Step:
             duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
             percent=int(body.get("percent", 100)),
             min_requests=int(body.get("minRequests", DEFAULT_SHADOW_MIN_REQUESTS)),
+            tolerance=parse_tolerance(body.get("tolerance"), tolerance or Tolerance()),
         )
     if "canary" in raw:
         body = raw["canary"] or {}
@@ -167,8 +206,9 @@ def parse_policy(
 ) -> RolloutPolicy:
     """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
     section = rollout.get(change) if change in ("replacement", "tweak") else None
-    steps = tuple(parse_step(s) for s in ((section or {}).get("steps") or ()))
     analysis = rollout.get("analysis") or {}
+    tolerance = parse_tolerance(analysis.get("tolerance"), Tolerance())
+    steps = tuple(parse_step(s, tolerance) for s in ((section or {}).get("steps") or ()))
     return RolloutPolicy(
         steps=steps,
         interval_seconds=parse_duration(analysis.get("interval"), DEFAULT_INTERVAL_SECONDS),
@@ -223,6 +263,8 @@ class CandidateFigures:
     #: Paired comparisons (shadow): compared predictions and the share that agreed.
     compared: int = 0
     agreement: float | None = None
+    #: Mean |candidate - stable| over the paired numeric predictions (shadow).
+    mean_abs_difference: float | None = None
     #: Candidate-vs-stable prediction distribution divergence (drift method).
     prediction_shift: float | None = None
     #: Worst input drift of each revision against its own reference, shared features only.
@@ -277,6 +319,8 @@ class Traffic:
     shadow_percent: int  # percent of live requests mirrored to the candidate
     candidate_replicas: int
     stable_replicas: int
+    #: With shadow copies: when numeric predictions agree (the shadow step's tolerance).
+    shadow_tolerance: Tolerance | None = None
 
 
 @dataclass(frozen=True)
@@ -315,7 +359,7 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
         return Traffic(0, 0, 1, replicas)
     if effective.kind == "shadow":
         # Mirrored load is the full live load (at percent): the candidate gets full capacity.
-        return Traffic(0, effective.percent, replicas, replicas)
+        return Traffic(0, effective.percent, replicas, replicas, effective.tolerance)
     return Traffic(
         effective.weight, 0, candidate_replicas_for(effective.weight, replicas), replicas
     )
@@ -351,7 +395,12 @@ def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple
                 figures.agreement >= policy.min_agreement,
                 figures.agreement,
                 policy.min_agreement,
-                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}",
+                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}"
+                + (
+                    f" (mean |difference| {figures.mean_abs_difference:.4g})"
+                    if figures.mean_abs_difference is not None
+                    else ""
+                ),
             )
         )
     if figures.prediction_shift is not None:

@@ -597,3 +597,33 @@ class TestEveryRequestIsAnswered:
         assert plan.clear_request == Request("promote", "r1")
         assert world.status["lastRequest"] == first
         assert not [e for e in plan.events if e.reason == "RequestRefused"]
+
+
+def test_the_shadow_steps_tolerance_reaches_the_stables_sidecar_settings() -> None:
+    rollout = {
+        **ROLLOUT,
+        "analysis": {**ROLLOUT["analysis"], "tolerance": {"absolute": 3.0, "relative": 0.1}},
+    }
+    world, stable, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://10.0.0.9:8000")
+    world.pods_ready(candidate)
+    world.reconcile()
+    block = world.shadow(stable)
+    assert (block["targetRevision"], block["tolerance"], block["relativeTolerance"]) == (
+        candidate,
+        3.0,
+        0.1,
+    )
+
+
+def test_mean_absolute_difference_of_paired_regression_predictions() -> None:
+    stable = RevisionWindow(
+        shadow_predictions={"cand": 50, "old": 10},
+        shadow_agreements={"cand": 5},
+        shadow_difference_sum={"cand": 1250.0, "old": 1.0},
+        shadow_differences={"cand": 50, "old": 10},
+    )
+    figures = candidate_figures("cand", RevisionWindow(), stable)
+    assert figures.mean_abs_difference == 25.0 and figures.agreement == 0.1
+    assert stable.mean_abs_difference() == 1251.0 / 60
+    assert RevisionWindow().mean_abs_difference() is None
