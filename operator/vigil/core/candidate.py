@@ -93,6 +93,7 @@ def state_from_status(candidate: Mapping[str, Any] | None) -> RolloutState:
         last_analysis_at=_seconds(candidate.get("lastAnalysisAt")),
         paused=bool(candidate.get("paused")),
         released=bool(candidate.get("released")),
+        promoting=bool(candidate.get("promoting")),
     )
 
 
@@ -106,6 +107,7 @@ def state_to_status(state: RolloutState) -> dict[str, Any]:
         "lastAnalysisAt": _time(state.last_analysis_at),
         "paused": state.paused or None,
         "released": state.released or None,
+        "promoting": state.promoting or None,
     }
 
 

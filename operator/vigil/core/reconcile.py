@@ -835,10 +835,10 @@ def _progressive(
             f"revision {revision} rolled out again "
             + ("(a person asked)" if verb == "retry" else "(the spec changed)"),
         )
-    promoting = bool(previous.get("promoting"))
     state = state_from_status(previous)
     if verb in ("promote", "abort", "pause", "resume"):
         state = replace(state, requested=verb)  # type: ignore[arg-type]
+    was_promoting = state.promoting
     golden = (obs.rollout.golden if obs.rollout else None) or golden_from_status(previous)
     inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
     summary.update(_feature_changes_status(inputs, previous))
@@ -851,50 +851,25 @@ def _progressive(
             f"revision {stable} keeps serving",
         )
 
-    ready = (
-        candidate_view is not None
-        and candidate_view.is_available
-        and candidate_view.ready_replicas > 0
-        and (obs.rollout is None or obs.rollout.candidate_serving)
-    )
-    if promoting:
-        decision = None
-        traffic = rollout.Traffic(0, 0, replicas, replicas)
-    else:
-        observations = rollout.Observations(
-            candidate_ready=ready,
-            replicas=replicas,
-            metrics_available=inputs.metrics_available and inputs.figures is not None,
-            metrics_error=inputs.metrics_error,
-            figures=inputs.figures,
-            golden=golden,
-            spec_paused=spec.paused,
-        )
-        decision = rollout.decide(policy, state, observations, now)
-        state = decision.state
-        traffic = decision.traffic
-        if decision.run_golden_set:
-            step = policy.steps[state.step]
-            build.plan.run_golden_set = step.golden_set
+    observations = _candidate_observations(build, spec, candidate_view, golden, inputs)
+    decision = rollout.decide(policy, state, observations, now)
+    state = decision.state
+    traffic = decision.traffic
+    if decision.run_golden_set:
+        build.plan.run_golden_set = policy.steps[state.step].golden_set
     summary["gates"] = _last_gates(decision, previous)
 
-    if decision is not None and decision.action in ("rollback", "fail"):
+    if decision.action in ("rollback", "fail"):
         return _roll_back(build, spec, identity, stable_view, decision, summary, golden)
 
-    if decision is not None and decision.action == "promote":
-        promoting = True
+    if decision.action == "promote" and not was_promoting:
         build.event(
             "Promoting",
             f"revision {revision} promoted at step {state.step + 1} ({decision.reason}): "
             f"{decision.message}; scaling it to {replicas} replica(s) before the switch",
         )
     # Promotion: once the candidate has full capacity, the blue/green switch finishes it.
-    if (
-        promoting
-        and candidate_view is not None
-        and candidate_view.is_available
-        and candidate_view.replicas == replicas
-    ):
+    if decision.action == "promote" and candidate_view is not None and observations.full_capacity:
         plan = _switch(build, spec, revision, identity, change, stable_view, candidate_view)
         plan.rollout_outcome = "Promoted"
         plan.route = (revision, None, rollout.Traffic(0, 0, replicas, replicas))
@@ -903,7 +878,7 @@ def _progressive(
     # Copies and live traffic reach the candidate only once it serves (a request to a
     # model still loading fails, and counts against it): until then the Service stays on
     # the stable and the stable sends no copies; the candidate's replicas start anyway.
-    if not ready:
+    if not observations.candidate_ready:
         traffic = dataclasses.replace(traffic, shadow_percent=0, candidate_weight=0)
     # Set up the traffic this step asks for: replicas, selector, shadow copies.
     replica_counts, selector, effective = _route(build, stable, revision, traffic)
@@ -925,17 +900,14 @@ def _progressive(
     build.plan.route = (stable, revision, traffic)
     _ensure_in_history(build, stable_view)
 
-    if decision is not None:
-        for name in decision.events:
-            if name == "StepAdvanced":
-                build.event("StepAdvanced", decision.message)
+    if "StepAdvanced" in decision.events:
+        build.event("StepAdvanced", decision.message)
     step = policy.steps[min(state.step, len(policy.steps) - 1)]
-    reason = "Promoting" if promoting else (decision.reason if decision else "Promoting")
+    reason = decision.reason
     message = (
-        f"promoting revision {revision}: waiting for {replicas} ready replica(s)"
-        if promoting
-        else f"step {state.step + 1}/{len(policy.steps)} ({step.describe()}): "
-        f"{decision.message if decision else ''}"
+        f"promoting revision {revision}: {decision.message}"
+        if state.promoting
+        else f"step {state.step + 1}/{len(policy.steps)} ({step.describe()}): {decision.message}"
     )
     summary.update(state_to_status(state))
     summary.update(
@@ -945,7 +917,6 @@ def _progressive(
             "shadowPercent": traffic.shadow_percent or None,
             "reason": reason,
             "message": message,
-            "promoting": promoting or None,
             "golden": _golden_status(golden),
         }
     )
@@ -968,6 +939,28 @@ def _progressive(
         candidate=candidate_view,
         candidate_fallback=summary,
         candidate_extra=summary,
+    )
+
+
+def _candidate_observations(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    candidate_view: DeploymentView | None,
+    golden: rollout.GoldenResult | None,
+    inputs: RolloutInputs,
+) -> rollout.Observations:
+    """What ``rollout.decide`` learns about the candidate this cycle."""
+    available = candidate_view is not None and candidate_view.is_available
+    serving = build.obs.rollout is None or build.obs.rollout.candidate_serving
+    return rollout.Observations(
+        candidate_ready=available and serving and candidate_view.ready_replicas > 0,
+        replicas=spec.replicas,
+        metrics_available=inputs.metrics_available and inputs.figures is not None,
+        metrics_error=inputs.metrics_error,
+        figures=inputs.figures,
+        golden=golden,
+        spec_paused=spec.paused,
+        full_capacity=available and candidate_view.replicas == spec.replicas,
     )
 
 
@@ -1054,10 +1047,10 @@ def _gates_status(gates: Sequence[rollout.Gate]) -> list[dict[str, Any]] | None:
 
 
 def _last_gates(
-    decision: rollout.Decision | None, previous: Mapping[str, Any]
+    decision: rollout.Decision, previous: Mapping[str, Any]
 ) -> list[dict[str, Any]] | None:
     """This cycle's gates, else the last ones evaluated: a hold or a wait evaluates none."""
-    if decision is not None and decision.gates:
+    if decision.gates:
         return _gates_status(decision.gates)
     return previous.get("gates")
 

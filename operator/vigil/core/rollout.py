@@ -13,10 +13,12 @@ an available revision).
 
 The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
 
-    a person aborted                           -> roll back (reason Aborted)
+    a person aborted                           -> roll back (reason Aborted), a promotion too
     a person promoted                          -> promote now
     paused (spec.paused or a person)           -> hold everything where it is; the deadline
                                                   counts again from the resume
+    promotion decided                          -> switch once the candidate has all its
+                                                  replicas ready (deadline: progressDeadline)
     candidate pods not ready yet               -> wait (deadline: progressDeadline)
     validate step, golden set not replayed yet -> ask for the replay, wait
     validate step, replay below minAgreement   -> roll back at once (deterministic)
@@ -35,7 +37,7 @@ Invariants (property-tested): never promote without a passing evaluation of
 at least ``minRequests`` at the final step (a person's promote aside); never
 count a failed check on missing data; the stable keeps its full replica
 count until the candidate is promoted; a rollback always leaves the
-candidate at zero traffic.
+candidate at zero traffic. Nothing waits without a deadline but a pause.
 """
 
 from __future__ import annotations
@@ -202,6 +204,8 @@ class RolloutState:
     paused: bool = False
     #: A person resumed an open-ended pause step.
     released: bool = False
+    #: Promotion decided: the candidate scales to full capacity, then the switch.
+    promoting: bool = False
 
 
 # -- observations (measured this cycle) ---------------------------------------------------
@@ -245,6 +249,8 @@ class Observations:
     figures: CandidateFigures | None = None
     golden: GoldenResult | None = None
     spec_paused: bool = False
+    #: All ``replicas`` candidate pods are ready: a decided promotion can switch.
+    full_capacity: bool = False
 
 
 # -- decision ---------------------------------------------------------------------------
@@ -388,7 +394,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     state = replace(state, step=index, step_started_at=state.step_started_at or now)
     cycle = _Cycle(policy, obs, now, traffic_at(steps, index, obs.replicas))
 
-    # A person aborted: roll back now.
+    # A person aborted: roll back now (a decided promotion too: the stable still serves).
     if state.requested == "abort":
         return cycle.rollback(
             replace(state, requested=""), "Aborted", "rollout aborted by a person"
@@ -412,6 +418,9 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             "Paused",
             f"paused by {who} at step {index + 1}/{len(steps)} ({step.describe()})",
         )
+    # Promotion decided: switch once the candidate has full capacity, within the deadline.
+    if state.promoting:
+        return cycle.promoting(state)
     # Candidate pods not ready: wait for them, within the deadline.
     if not obs.candidate_ready:
         return cycle.hold(
@@ -529,7 +538,7 @@ class _Cycle:
         """The candidate leaves traffic; the stable keeps serving at full capacity."""
         return self.decision(
             "rollback",
-            state,
+            replace(state, promoting=False),
             reason,
             message,
             gates=results,
@@ -540,17 +549,42 @@ class _Cycle:
     def promote(
         self, state: RolloutState, results: tuple[Gate, ...], reason: str, message: str
     ) -> Decision:
-        """Scale the candidate to full capacity; the blue/green switch then moves the Service."""
+        """Scale the candidate to full capacity; the blue/green switch then moves the Service.
+
+        The promotion's deadline counts from its decision (a second promote keeps it).
+        """
+        since = state.held_since if state.promoting else self.now
         return self.decision(
             "promote",
-            state,
+            replace(state, promoting=True, paused=False, held_since=since),
             reason,
             message,
             gates=results,
-            traffic=Traffic(0, 0, self.obs.replicas, self.obs.replicas),
+            traffic=self.full_capacity,
             evaluated=True,
             events=("Promoted",),
         )
+
+    def promoting(self, state: RolloutState) -> Decision:
+        """A decided promotion: switch at full capacity; fail if it cannot get there in time.
+
+        A candidate that never reaches its replicas (a quota, a node too small)
+        would otherwise keep two revisions running, the switch never coming.
+        """
+        if self.obs.full_capacity:
+            return self.decision(
+                "promote", state, "Promoting", "switching", traffic=self.full_capacity
+            )
+        return self.hold(
+            state,
+            "Promoting",
+            f"waiting for {self.obs.replicas} ready replica(s) of the candidate",
+            traffic=self.full_capacity,
+        )
+
+    @property
+    def full_capacity(self) -> Traffic:
+        return Traffic(0, 0, self.obs.replicas, self.obs.replicas)
 
     def hold(self, state: RolloutState, reason: str, message: str, **extra: Any) -> Decision:
         """Hold on missing or too few data; fail once held past progressDeadline."""
@@ -561,7 +595,7 @@ class _Cycle:
         if held >= deadline:
             return self.decision(
                 "fail",
-                state,
+                replace(state, promoting=False),
                 "ProgressDeadlineExceeded",
                 f"{message} for {held:.0f}s >= progressDeadline {deadline:.0f}s",
                 traffic=Traffic(0, 0, 0, self.obs.replicas),

@@ -269,6 +269,47 @@ def test_a_pause_does_not_count_against_the_deadline() -> None:
     assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
 
 
+def promoting_short_of_capacity() -> tuple[RolloutWorld, str, str]:
+    """A promotion decided, the candidate held at 1 of its 2 replicas (a quota, say)."""
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 50%")
+    run_until(world, candidate, lambda: world.replicas(candidate) == 2)
+    world.pods_ready(candidate, ready=1)
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "Promoting"
+    return world, stable, candidate
+
+
+def test_a_promotion_short_of_capacity_fails_at_the_deadline() -> None:
+    world, stable, candidate = promoting_short_of_capacity()
+    for _ in range(58):
+        world.reconcile()
+    assert world.status["candidate"]["reason"] == "Promoting"
+    assert world.status["candidate"]["promoting"] is True
+    for _ in range(5):
+        world.reconcile()
+    assert world.status["phase"] == "Failed"
+    ready = world.condition("Ready")
+    assert ready["reason"] == "ProgressDeadlineExceeded"
+    assert "waiting for 2 ready replica(s) of the candidate for 60s" in ready["message"]
+    world.reconcile()  # the cycle after the recorded outcome removes the candidate
+    assert world.deployment(candidate) is None
+    assert world.replicas(stable) == 2 and world.service_revision() == stable
+    assert world.status["history"][0]["outcome"] == "Failed"
+
+
+def test_abort_during_a_promotion_rolls_back() -> None:
+    world, stable, candidate = promoting_short_of_capacity()
+    world.request = Request("abort", "a1")
+    world.reconcile()
+    assert world.status["phase"] == "RolledBack"
+    assert "rollout aborted by a person" in world.condition("Ready")["message"]
+    world.reconcile()
+    assert world.deployment(candidate) is None
+    assert world.replicas(stable) == 2 and world.service_revision() == stable
+
+
 def test_tweak_runs_the_tweak_steps() -> None:
     world, _stable, candidate = started(version="1", config={"MLSERVER_PARALLEL_WORKERS": "2"})
     assert world.status["candidate"]["change"] == "tweak"
