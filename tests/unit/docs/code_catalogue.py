@@ -55,6 +55,8 @@ class Catalogue:
 
     #: (condition type, "True"/"False"/"Unknown", reason)
     conditions: set[tuple[str, str, str]] = field(default_factory=set)
+    #: The same, with whether a rollout with steps was under way (status.candidate.stepName).
+    rollout_conditions: set[tuple[str, str, str, bool]] = field(default_factory=set)
     #: status.candidate.reason values (the rollout's own reasons)
     candidate_reasons: set[str] = field(default_factory=set)
     #: Event reason -> the types it was posted with ("Normal", "Warning")
@@ -62,6 +64,8 @@ class Catalogue:
     phases: set[str] = field(default_factory=set)
     outcomes: set[str] = field(default_factory=set)
     verdicts: set[str] = field(default_factory=set)
+    #: Gate names in status.candidate.gates
+    gates: set[str] = field(default_factory=set)
     #: Every text a person reads: messages, history reasons, step names.
     messages: set[str] = field(default_factory=set)
 
@@ -76,8 +80,10 @@ class Catalogue:
             self.messages.add(state.message)
 
     def status(self, status: Mapping[str, Any]) -> None:
+        stepped = bool((status.get("candidate") or {}).get("stepName"))
         for item in status.get("conditions") or ():
             self.conditions.add((item["type"], item["status"], item["reason"]))
+            self.rollout_conditions.add((item["type"], item["status"], item["reason"], stepped))
             if item.get("message"):
                 self.messages.add(item["message"])
         if status.get("phase"):
@@ -91,6 +97,7 @@ class Catalogue:
                 self.messages.add(candidate[key])
         if candidate.get("reason"):
             self.candidate_reasons.add(candidate["reason"])
+        self.gates.update(gate["name"] for gate in candidate.get("gates") or ())
 
     def plan(self, plan: Plan) -> None:
         for event in plan.events:
@@ -189,7 +196,14 @@ ROLLOUT = {
     "progressDeadline": "60s",
 }
 GOOD = CandidateFigures(
-    requests=100, error_rate=0.0, latency_p95=0.01, compared=100, agreement=0.99
+    requests=100,
+    error_rate=0.0,
+    latency_p95=0.01,
+    compared=100,
+    agreement=0.99,
+    prediction_shift=0.01,
+    candidate_drift=0.05,
+    stable_drift=0.05,
 )
 SLOW = dataclasses.replace(GOOD, latency_p95=0.3)
 DISAGREEING = dataclasses.replace(GOOD, agreement=0.81)
@@ -218,6 +232,10 @@ def _reason(world: World) -> str:
     return str((world.status.get("candidate") or {}).get("reason"))
 
 
+def _step_name(world: World) -> str:
+    return str((world.status.get("candidate") or {}).get("stepName"))
+
+
 def _stepped(seen: Catalogue) -> None:
     """Every step kind, every hold, a failed check, pauses, a promotion after the gates."""
     world, candidate = _rollout(seen)
@@ -233,8 +251,11 @@ def _stepped(seen: Catalogue) -> None:
     _drive(world, candidate, seen, lambda: _reason(world) == "InsufficientData", 5)
     world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
     _drive(world, candidate, seen, lambda: _reason(world) == "MetricsUnavailable", 5)
-    world.inputs = RolloutInputs(figures=SLOW, shadow_target="http://x")
-    _drive(world, candidate, seen, lambda: _reason(world) == "CheckFailed", 10)
+    for step in ("shadow 100%", "canary 50%"):  # a failed check, then passing ones
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        _drive(world, candidate, seen, lambda step=step: _step_name(world) == step, 40)
+        world.inputs = RolloutInputs(figures=SLOW, shadow_target="http://x")
+        _drive(world, candidate, seen, lambda: _reason(world) == "CheckFailed", 10)
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
     _drive(world, candidate, seen, lambda: _reason(world) == "WaitingForPerson", 80)
     world.request = Request("pause", "p1")
@@ -254,6 +275,8 @@ def _stepped_endings(seen: Catalogue) -> None:
     world.request = Request("retry", "r1")
     _cycle(world, seen)
     world.request = Request("promote", "r2")
+    _cycle(world, seen)
+    _cycle(world, seen)  # Promoting: the candidate scales to full capacity
     _drive(world, candidate, seen, lambda: world.status["stable"]["revision"] == candidate, 10)
     world.request = Request("nonsense", "r3")  # no rollout: ignored
     _cycle(world, seen)
