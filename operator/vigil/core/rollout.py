@@ -15,6 +15,8 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
 
     a person aborted                           -> roll back (reason Aborted), a promotion too
     a person promoted                          -> promote now
+    a person paused or resumed                 -> remember it (a resume with nothing to
+                                                  resume is refused, with the reason)
     paused (spec.paused or a person)           -> hold everything where it is; the deadline
                                                   counts again from the resume
     promotion decided                          -> switch once the candidate has all its
@@ -335,6 +337,8 @@ class Decision:
     #: The last analysis passed with enough requests (the promotion evidence).
     evaluated: bool = False
     events: tuple[str, ...] = field(default_factory=tuple)
+    #: Why a person's request was not taken ("" = taken, or none was made).
+    refused: str = ""
 
 
 def candidate_replicas_for(weight: int, replicas: int) -> int:
@@ -458,11 +462,9 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         return cycle.promote(
             replace(state, requested=""), (), "PromotedByPerson", "promoted by a person"
         )
-    # A person paused or resumed: remember it (a resume also releases an open-ended pause).
-    if state.requested == "pause":
-        state = replace(state, paused=True, requested="")
-    elif state.requested == "resume":
-        state = replace(state, paused=False, released=True, requested="")
+    # A person paused or resumed: remember it, or say why not (a resume releases a pause step).
+    state, refused = _pause_or_resume(state, step, obs.spec_paused)
+    cycle = replace(cycle, refused=refused)
     # Paused: hold traffic and step where they are; a pause is no hold (deadline restarts).
     if obs.spec_paused or state.paused:
         who = "spec.paused" if obs.spec_paused else "a person"
@@ -567,6 +569,23 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     return cycle.next_step(state, results, evaluated=True)
 
 
+def _pause_or_resume(
+    state: RolloutState, step: Step, spec_paused: bool
+) -> tuple[RolloutState, str]:
+    """A person's pause or resume taken into the state, or why it is refused ("" = taken)."""
+    if state.requested == "pause":
+        return replace(state, paused=True, requested=""), ""
+    if state.requested != "resume":
+        return state, ""
+    state = replace(state, requested="")
+    waiting = step.kind == "pause" and step.duration_seconds is None and not state.released
+    if state.paused or waiting:
+        return replace(state, paused=False, released=True), ""
+    if spec_paused:
+        return state, "spec.paused holds the rollout: set it to false to resume"
+    return state, "nothing to resume: the rollout is not paused"
+
+
 def _last_traffic_step(steps: Sequence[Step], index: int) -> Step | None:
     return next((s for s in reversed(steps[:index]) if s.kind in ("shadow", "canary")), None)
 
@@ -579,12 +598,13 @@ class _Cycle:
     obs: Observations
     now: float
     traffic: Traffic
+    refused: str = ""
 
     def decision(
         self, action: Action, state: RolloutState, reason: str, message: str, **extra: Any
     ) -> Decision:
         traffic = extra.pop("traffic", self.traffic)
-        return Decision(action, state, traffic, reason, message, **extra)
+        return Decision(action, state, traffic, reason, message, refused=self.refused, **extra)
 
     def rollback(
         self, state: RolloutState, reason: str, message: str, results: tuple[Gate, ...] = ()
