@@ -85,6 +85,8 @@ class HealthReport:
     missing_over_reference: tuple[str, ...] = ()
     out_of_range_rate: float | None = None
     agreement: float | None = None
+    #: Mean |stable - candidate| of the paired numeric predictions (regression, shadow).
+    mean_abs_difference: float | None = None
     reason: str = ""
     message: str = ""
     #: Why drift was not judged (no reference, too few rows), when it was not.
@@ -232,6 +234,11 @@ def evaluate(
         missing_over_reference=missing_over,
         out_of_range_rate=_finite(out_of_range, 4),
         agreement=_finite(_agreement(window), 4),
+        mean_abs_difference=(
+            _finite(window.mean_abs_difference(), 4)
+            if reference is None or reference.task == "regression"
+            else None
+        ),
         drift_note=(
             "no reference profile: drift is not measured"
             if reference is None
@@ -452,6 +459,7 @@ def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str)
         "missing": dict(report.missing_rates) or None,
         "outOfRangeRate": report.out_of_range_rate,
         "agreement": report.agreement,
+        "meanAbsoluteDifference": report.mean_abs_difference,
     }
     health["drift"] = {k: v for k, v in health["drift"].items() if v is not None}
     return {k: v for k, v in health.items() if v is not None}

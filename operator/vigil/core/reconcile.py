@@ -37,9 +37,12 @@ from typing import Any
 
 from vigil.core import naming, rollout
 from vigil.core.candidate import (
+    ANSWER_REFUSED,
+    ANSWER_TAKEN,
     FINISHED,
     OUTCOME_FAILED,
     OUTCOME_ROLLED_BACK,
+    REQUEST_VERBS,
     Request,
     RolloutInputs,
     RoutePlanner,
@@ -113,6 +116,7 @@ EVENT_DEPLOY_FAILED = "DeployFailed"
 EVENT_INVALID_SPEC = "InvalidSpec"
 EVENT_REFERENCE_NOT_FOUND = "ReferenceNotFound"
 EVENT_SERVICE_CONFLICT = "ServiceConflict"
+EVENT_REQUEST_REFUSED = "RequestRefused"
 
 # History outcomes.
 OUTCOME_DEPLOYED = "Deployed"
@@ -347,6 +351,33 @@ class _Builder:
         self.history: list[dict[str, Any]] = [
             dict(item) for item in obs.status.get("history") or ()
         ]
+        #: The verb of a person's request still to answer ("" = none, or answered).
+        self.verb = ""
+        #: The answer given this cycle (``status.lastRequest``).
+        self.answered: dict[str, Any] | None = None
+
+    def answer(self, taken: bool, message: str) -> None:
+        """Answer the person's request: taken, or refused with the reason (also an Event).
+
+        The answer goes into ``status.lastRequest`` (``kubectl vigil --wait``
+        reads it), and the annotation is cleared once that status is written.
+        """
+        request = self.obs.request
+        if request is None:
+            return
+        self.verb = ""
+        self.plan.clear_request = request
+        self.answered = {
+            "id": request.request_id or None,
+            "verb": request.verb,
+            "answer": ANSWER_TAKEN if taken else ANSWER_REFUSED,
+            "message": message,
+            "at": timestamp(self.obs.now),
+        }
+        if not taken:
+            self.event(
+                EVENT_REQUEST_REFUSED, f"request {request.verb!r} refused: {message}", warning=True
+            )
 
     def ensure(self, manifest: Mapping[str, Any]) -> bool:
         """Queue a write when the live object differs; True when one was queued.
@@ -411,6 +442,40 @@ class _Builder:
 def decide(obs: Observation) -> Plan:
     """The whole reconcile decision for one ModelDeployment (see the module docstring)."""
     build = _Builder(obs)
+    build.verb = _read_request(build)
+    plan = _decide(build)
+    # Every request gets an answer: one that no branch took is refused, saying what there is.
+    if build.verb:
+        ready = find_condition(plan.status.get("conditions"), CONDITION_READY) or {}
+        build.answer(False, f"no rollout with steps under way ({ready.get('message')})")
+    last = build.answered or obs.status.get("lastRequest")
+    if last:
+        plan.status["lastRequest"] = last
+    return plan
+
+
+def _read_request(build: _Builder) -> str:
+    """The verb of a person's request to act on ("" for none).
+
+    One answered before (the operator stopped before clearing it) is only
+    cleared; an unknown verb is refused.
+    """
+    request = build.obs.request
+    if request is None:
+        return ""
+    if request.request_id and request.request_id == (
+        (build.obs.status.get("lastRequest") or {}).get("id")
+    ):
+        build.plan.clear_request = request
+        return ""
+    if request.verb not in REQUEST_VERBS:
+        build.answer(False, f"unknown request; one of {', '.join(REQUEST_VERBS)}")
+        return ""
+    return request.verb
+
+
+def _decide(build: _Builder) -> Plan:
+    obs = build.obs
     views = _views(obs.deployments)
     stable_revision = find_stable_revision(obs.status, views, obs.service)
     stable_view = views.get(stable_revision) if stable_revision else None
@@ -463,14 +528,6 @@ def decide(obs: Observation) -> Plan:
     else:
         plan = _blue_green(build, spec, revision, identity, change, stable_revision, views)
     _sweep_leftovers(build, views)
-    # A person's request with no rollout to act on is cleared all the same.
-    if obs.request is not None and plan.clear_request is None:
-        plan.clear_request = obs.request
-        build.event(
-            "RequestIgnored",
-            f"request {obs.request.verb!r} ignored: no rollout in progress",
-            warning=True,
-        )
     return plan
 
 
@@ -517,6 +574,8 @@ def _blocked(
         message = f"{message}; revision {stable_view.revision} keeps serving"
     if _previous_reason(obs.status, CONDITION_READY) != reason:
         build.event(event, message, warning=True)
+    if build.verb:
+        build.answer(False, f"the operator cannot act on this spec ({reason}): {message}")
     outcome = _not_ready(PHASE_FAILED, reason, message, progressing=False)
     return _finish(build, outcome, revision=None, stable=stable_view, candidate=None)
 
@@ -778,25 +837,14 @@ def _shadow_block(
     inputs = build.obs.rollout
     if traffic.shadow_percent <= 0 or inputs is None or not inputs.shadow_target:
         return None
-    return {
+    block: dict[str, Any] = {
         "target": inputs.shadow_target,
         "targetRevision": candidate,
         "percent": traffic.shadow_percent,
     }
-
-
-def _handle_request(build: _Builder, previous: Mapping[str, Any]) -> tuple[str, str | None]:
-    """A person's request: (verb to act on, or "", id to record). Clears it in any case."""
-    request = build.obs.request
-    if request is None:
-        return "", previous.get("handledRequestId")
-    build.plan.clear_request = request
-    if request.request_id and request.request_id == previous.get("handledRequestId"):
-        return "", request.request_id  # acted on before a restart: only clear it
-    if request.verb not in ("promote", "abort", "pause", "resume", "retry"):
-        build.event("UnknownRequest", f"unknown request {request.verb!r} ignored", warning=True)
-        return "", request.request_id or previous.get("handledRequestId")
-    return request.verb, request.request_id or previous.get("handledRequestId")
+    if traffic.shadow_tolerance is not None:
+        block.update(traffic.shadow_tolerance.sidecar_settings())
+    return block
 
 
 def _progressive(
@@ -816,9 +864,8 @@ def _progressive(
     same = previous.get("revision") == revision
     if not same:
         previous = {}
-    verb, handled = _handle_request(build, previous)
+    verb = build.verb
     summary: dict[str, Any] = {**_planned_summary(spec, revision), "change": change.value}
-    summary["handledRequestId"] = handled
     summary["startedAt"] = previous.get("startedAt") or timestamp(obs.now)
     now = obs.now.timestamp()
     replicas = spec.replicas
@@ -828,12 +875,20 @@ def _progressive(
         retried = verb == "retry" or previous.get("outcomeGeneration") != obs.generation
         if not retried:
             return _finished_hold(build, spec, identity, stable_view, previous, summary)
+        if verb == "retry":
+            build.answer(True, f"revision {revision} rolls out again from step 1")
         previous = {}
         summary["startedAt"] = timestamp(obs.now)
         build.event(
             "RolloutRetried",
             f"revision {revision} rolled out again "
             + ("(a person asked)" if verb == "retry" else "(the spec changed)"),
+        )
+    if build.verb == "retry":
+        build.answer(
+            False,
+            f"revision {revision} is rolling out; retry is for a rollout that "
+            "ended RolledBack or Failed",
         )
     state = state_from_status(previous)
     if verb in ("promote", "abort", "pause", "resume"):
@@ -857,6 +912,10 @@ def _progressive(
     traffic = decision.traffic
     if decision.run_golden_set:
         build.plan.run_golden_set = policy.steps[state.step].golden_set
+    if build.verb:
+        build.answer(
+            not decision.refused, decision.refused or f"{decision.reason}: {decision.message}"
+        )
     summary["gates"] = _last_gates(decision, previous)
 
     if decision.action in ("rollback", "fail"):
@@ -1131,8 +1190,13 @@ def _finished_hold(
     """A rolled-back or failed revision stays out until the spec changes or a person retries."""
     _stable_side(build, stable_view)
     build.delete_revision(str(summary["revision"]))
-    kept = {**previous, "handledRequestId": summary.get("handledRequestId")}
-    return _finished_outcome(build, stable_view, kept)
+    if build.verb:
+        build.answer(
+            False,
+            f"revision {summary['revision']} ended {previous.get('outcome')} "
+            f"({previous.get('reason')}); `kubectl vigil retry` rolls it out again",
+        )
+    return _finished_outcome(build, stable_view, previous)
 
 
 def _finished_outcome(

@@ -15,6 +15,8 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
 
     a person aborted                           -> roll back (reason Aborted), a promotion too
     a person promoted                          -> promote now
+    a person paused or resumed                 -> remember it (a resume with nothing to
+                                                  resume is refused, with the reason)
     paused (spec.paused or a person)           -> hold everything where it is; the deadline
                                                   counts again from the resume
     promotion decided                          -> switch once the candidate has all its
@@ -60,6 +62,8 @@ DEFAULT_PROGRESS_DEADLINE_SECONDS = 1800.0
 DEFAULT_STEP_DURATION_SECONDS = 300.0
 DEFAULT_SHADOW_MIN_REQUESTS = 200
 DEFAULT_VALIDATE_MIN_AGREEMENT = 0.99
+#: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
+DEFAULT_RELATIVE_TOLERANCE = 0.05
 #: How much worse than the stable's the candidate's input drift may be.
 DRIFT_TOLERANCE = 0.05
 
@@ -89,6 +93,39 @@ class GoldenSetRef:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """When two numeric predictions agree in shadow.
+
+    They agree when ``|candidate - stable| <= absolute + relative x |stable|``.
+
+    ``absolute`` None leaves it to the stable's sidecar: 5 % of the prediction
+    standard deviation of its reference profile (0 without one), so the
+    default suits the target's scale. Class labels are compared as labels.
+    """
+
+    absolute: float | None = None
+    relative: float = DEFAULT_RELATIVE_TOLERANCE
+
+    def sidecar_settings(self) -> dict[str, float]:
+        """The keys of the sidecar's ``shadow`` block (docs/sidecar.md)."""
+        out = {"relativeTolerance": self.relative}
+        if self.absolute is not None:
+            out["tolerance"] = self.absolute
+        return out
+
+
+def parse_tolerance(raw: Mapping[str, Any] | None, base: Tolerance) -> Tolerance:
+    """``tolerance: {absolute, relative}``; an absent key keeps ``base``'s."""
+    raw = raw or {}
+    absolute = raw.get("absolute")
+    relative = raw.get("relative")
+    return Tolerance(
+        absolute=float(absolute) if absolute is not None else base.absolute,
+        relative=float(relative) if relative is not None else base.relative,
+    )
+
+
+@dataclass(frozen=True)
 class Step:
     """One rollout step, with its defaults resolved."""
 
@@ -99,6 +136,8 @@ class Step:
     min_requests: int | None = None  # shadow: compared requests needed
     golden_set: GoldenSetRef | None = None
     min_agreement: float | None = None  # validate: share of golden outputs reproduced
+    #: shadow: when numeric predictions agree (the step's own keys over the analysis')
+    tolerance: Tolerance | None = None
 
     def describe(self) -> str:
         if self.kind == "canary":
@@ -125,7 +164,8 @@ class RolloutPolicy:
     max_latency_p95: float = 0.25
 
 
-def parse_step(raw: Mapping[str, Any]) -> Step:
+def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> Step:
+    """One step of ``spec.rollout.<change>.steps``; ``tolerance`` is ``analysis.tolerance``."""
     if "validate" in raw:
         body = raw["validate"] or {}
         ref = (body.get("goldenSet") or {}).get("configMapKeyRef") or {}
@@ -141,6 +181,7 @@ def parse_step(raw: Mapping[str, Any]) -> Step:
             duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
             percent=int(body.get("percent", 100)),
             min_requests=int(body.get("minRequests", DEFAULT_SHADOW_MIN_REQUESTS)),
+            tolerance=parse_tolerance(body.get("tolerance"), tolerance or Tolerance()),
         )
     if "canary" in raw:
         body = raw["canary"] or {}
@@ -165,8 +206,9 @@ def parse_policy(
 ) -> RolloutPolicy:
     """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
     section = rollout.get(change) if change in ("replacement", "tweak") else None
-    steps = tuple(parse_step(s) for s in ((section or {}).get("steps") or ()))
     analysis = rollout.get("analysis") or {}
+    tolerance = parse_tolerance(analysis.get("tolerance"), Tolerance())
+    steps = tuple(parse_step(s, tolerance) for s in ((section or {}).get("steps") or ()))
     return RolloutPolicy(
         steps=steps,
         interval_seconds=parse_duration(analysis.get("interval"), DEFAULT_INTERVAL_SECONDS),
@@ -221,8 +263,12 @@ class CandidateFigures:
     #: Paired comparisons (shadow): compared predictions and the share that agreed.
     compared: int = 0
     agreement: float | None = None
+    #: Mean |candidate - stable| over the paired numeric predictions (shadow).
+    mean_abs_difference: float | None = None
     #: Candidate-vs-stable prediction distribution divergence (drift method).
     prediction_shift: float | None = None
+    #: How both were put on one basis (vigil.core.analysis.prediction_shift), for the text.
+    prediction_shift_basis: str = ""
     #: Worst input drift of each revision against its own reference, shared features only.
     candidate_drift: float | None = None
     stable_drift: float | None = None
@@ -275,6 +321,8 @@ class Traffic:
     shadow_percent: int  # percent of live requests mirrored to the candidate
     candidate_replicas: int
     stable_replicas: int
+    #: With shadow copies: when numeric predictions agree (the shadow step's tolerance).
+    shadow_tolerance: Tolerance | None = None
 
 
 @dataclass(frozen=True)
@@ -289,6 +337,8 @@ class Decision:
     #: The last analysis passed with enough requests (the promotion evidence).
     evaluated: bool = False
     events: tuple[str, ...] = field(default_factory=tuple)
+    #: Why a person's request was not taken ("" = taken, or none was made).
+    refused: str = ""
 
 
 def candidate_replicas_for(weight: int, replicas: int) -> int:
@@ -311,7 +361,7 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
         return Traffic(0, 0, 1, replicas)
     if effective.kind == "shadow":
         # Mirrored load is the full live load (at percent): the candidate gets full capacity.
-        return Traffic(0, effective.percent, replicas, replicas)
+        return Traffic(0, effective.percent, replicas, replicas, effective.tolerance)
     return Traffic(
         effective.weight, 0, candidate_replicas_for(effective.weight, replicas), replicas
     )
@@ -347,7 +397,12 @@ def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple
                 figures.agreement >= policy.min_agreement,
                 figures.agreement,
                 policy.min_agreement,
-                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}",
+                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}"
+                + (
+                    f" (mean |difference| {figures.mean_abs_difference:.4g})"
+                    if figures.mean_abs_difference is not None
+                    else ""
+                ),
             )
         )
     if figures.prediction_shift is not None:
@@ -358,7 +413,10 @@ def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple
                 figures.prediction_shift,
                 policy.max_prediction_shift,
                 f"prediction shift {figures.prediction_shift:.3f} vs "
-                f"{policy.max_prediction_shift:.3f}",
+                f"{policy.max_prediction_shift:.3f}"
+                + (
+                    f" ({figures.prediction_shift_basis})" if figures.prediction_shift_basis else ""
+                ),
             )
         )
     if figures.candidate_drift is not None and figures.stable_drift is not None:
@@ -404,11 +462,9 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         return cycle.promote(
             replace(state, requested=""), (), "PromotedByPerson", "promoted by a person"
         )
-    # A person paused or resumed: remember it (a resume also releases an open-ended pause).
-    if state.requested == "pause":
-        state = replace(state, paused=True, requested="")
-    elif state.requested == "resume":
-        state = replace(state, paused=False, released=True, requested="")
+    # A person paused or resumed: remember it, or say why not (a resume releases a pause step).
+    state, refused = _pause_or_resume(state, step, obs.spec_paused)
+    cycle = replace(cycle, refused=refused)
     # Paused: hold traffic and step where they are; a pause is no hold (deadline restarts).
     if obs.spec_paused or state.paused:
         who = "spec.paused" if obs.spec_paused else "a person"
@@ -513,6 +569,23 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     return cycle.next_step(state, results, evaluated=True)
 
 
+def _pause_or_resume(
+    state: RolloutState, step: Step, spec_paused: bool
+) -> tuple[RolloutState, str]:
+    """A person's pause or resume taken into the state, or why it is refused ("" = taken)."""
+    if state.requested == "pause":
+        return replace(state, paused=True, requested=""), ""
+    if state.requested != "resume":
+        return state, ""
+    state = replace(state, requested="")
+    waiting = step.kind == "pause" and step.duration_seconds is None and not state.released
+    if state.paused or waiting:
+        return replace(state, paused=False, released=True), ""
+    if spec_paused:
+        return state, "spec.paused holds the rollout: set it to false to resume"
+    return state, "nothing to resume: the rollout is not paused"
+
+
 def _last_traffic_step(steps: Sequence[Step], index: int) -> Step | None:
     return next((s for s in reversed(steps[:index]) if s.kind in ("shadow", "canary")), None)
 
@@ -525,12 +598,13 @@ class _Cycle:
     obs: Observations
     now: float
     traffic: Traffic
+    refused: str = ""
 
     def decision(
         self, action: Action, state: RolloutState, reason: str, message: str, **extra: Any
     ) -> Decision:
         traffic = extra.pop("traffic", self.traffic)
-        return Decision(action, state, traffic, reason, message, **extra)
+        return Decision(action, state, traffic, reason, message, refused=self.refused, **extra)
 
     def rollback(
         self, state: RolloutState, reason: str, message: str, results: tuple[Gate, ...] = ()

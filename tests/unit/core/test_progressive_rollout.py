@@ -185,7 +185,8 @@ def test_bad_agreement_rolls_back_and_is_not_retried() -> None:
     world.request = Request("retry", "id-1")
     world.reconcile()
     assert world.deployment(candidate) is not None
-    assert world.status["candidate"]["handledRequestId"] == "id-1"
+    last = world.status["lastRequest"]
+    assert (last["id"], last["verb"], last["answer"]) == ("id-1", "retry", "Taken")
     assert "outcome" not in world.status["candidate"]
 
 
@@ -408,3 +409,172 @@ def test_candidate_figures_from_two_windows() -> None:
     assert same.prediction_shift == 0.0
     alone = candidate_figures("cand", cand, None)
     assert alone.agreement is None and alone.compared == 0
+
+
+class TestEveryRequestIsAnswered:
+    """A person's request is taken or refused with the reason: never left, never dropped."""
+
+    def ask(self, world: RolloutWorld, verb: str, request_id: str = "r1") -> dict[str, Any]:
+        world.request = Request(verb, request_id)
+        plan = world.reconcile()
+        assert plan.clear_request == Request(verb, request_id), "the annotation is cleared"
+        last = world.status["lastRequest"]
+        assert (last["id"], last["verb"]) == (request_id, verb)
+        refused = [e for e in plan.events if e.reason == "RequestRefused"]
+        if last["answer"] == "Refused":
+            assert [e.message for e in refused] == [f"request {verb!r} refused: {last['message']}"]
+            assert refused[0].warning
+        else:
+            assert last["answer"] == "Taken" and not refused
+        return dict(last)
+
+    @pytest.mark.parametrize(
+        ("problem", "reason"),
+        [
+            ("invalid", "InvalidSpec"),
+            ("conflict", "ServiceConflict"),
+            ("reference", "ReferenceNotFound"),
+        ],
+    )
+    @pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume", "retry"])
+    def test_refused_while_the_spec_cannot_be_acted_on(
+        self, problem: str, reason: str, verb: str
+    ) -> None:
+        world, _stable, candidate = started()
+        world.pods_ready(candidate)
+        if problem == "invalid":
+            world.set_spec(spec("3", 2, rollout=ROLLOUT, server={"image": ""}))
+        elif problem == "conflict":
+            world.foreign_service = True
+        else:
+            world.set_spec(
+                spec(
+                    "3",
+                    2,
+                    rollout=ROLLOUT,
+                    monitoring={"reference": {"configMapKeyRef": {"name": "gone", "key": "p"}}},
+                )
+            )
+            world.reference_found = False
+        world.reconcile()
+        assert world.condition("Ready")["reason"] == reason
+        last = self.ask(world, verb)
+        assert last["answer"] == "Refused"
+        assert last["message"].startswith(f"the operator cannot act on this spec ({reason}): ")
+
+    @pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume", "retry"])
+    def test_refused_without_a_rollout(self, verb: str) -> None:
+        world = RolloutWorld()
+        world.spec = spec("1", 2, rollout=ROLLOUT)
+        world.reconcile()
+        stable = world.status["stable"]["revision"]
+        world.pods_ready(stable)
+        world.reconcile()
+        last = self.ask(world, verb)
+        assert last["message"] == (
+            f"no rollout with steps under way (revision {stable} serves with 2/2 ready replica(s))"
+        )
+
+    def test_refused_during_a_change_without_steps(self) -> None:
+        # A tweak with no steps is a blue/green switch: nothing to promote or abort.
+        world, _stable, _candidate = started(version="1", config={"KNOB": "1"})
+        rollout = {**ROLLOUT, "tweak": {"steps": []}}
+        world.set_spec(spec("1", 2, rollout=rollout, config={"KNOB": "2"}))
+        world.reconcile()
+        last = self.ask(world, "abort")
+        assert last["answer"] == "Refused"
+        assert last["message"].startswith("no rollout with steps under way (revision ")
+
+    def test_after_a_rollback_only_retry_is_taken(self) -> None:
+        world, _stable, candidate = started()
+        world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
+        run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")
+        for verb in ("promote", "abort", "pause", "resume"):
+            last = self.ask(world, verb, f"id-{verb}")
+            assert last["answer"] == "Refused"
+            assert f"revision {candidate} ended RolledBack (AnalysisFailed)" in last["message"]
+            assert "kubectl vigil retry" in last["message"]
+        assert world.deployment(candidate) is None
+        last = self.ask(world, "retry")
+        assert last == {**last, "answer": "Taken"}
+        assert world.deployment(candidate) is not None
+
+    def test_retry_during_a_rollout_is_refused(self) -> None:
+        world, _stable, candidate = started()
+        last = self.ask(world, "retry")
+        assert (
+            last["answer"] == "Refused"
+            and f"revision {candidate} is rolling out" in (last["message"])
+        )
+
+    def test_a_resume_with_nothing_paused_is_refused(self) -> None:
+        world, _stable, candidate = started()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        world.pods_ready(candidate)
+        last = self.ask(world, "resume")
+        assert last["message"] == "nothing to resume: the rollout is not paused"
+        world.set_spec(spec("2", 2, rollout=ROLLOUT, paused=True))
+        world.reconcile()
+        last = self.ask(world, "resume", "r2")
+        assert last["message"] == "spec.paused holds the rollout: set it to false to resume"
+
+    def test_taken_requests_say_what_was_done(self) -> None:
+        world, _stable, candidate = started()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        world.pods_ready(candidate)
+        last = self.ask(world, "pause")
+        assert last["message"] == "Paused: paused by a person at step 1/3 (shadow 100%)"
+        assert self.ask(world, "resume", "r2")["answer"] == "Taken"
+
+    def test_abort_and_pause_during_a_promotion_are_taken(self) -> None:
+        world, _stable, _candidate = promoting_short_of_capacity()
+        last = self.ask(world, "pause")
+        assert last["message"].startswith("Paused: ")
+        assert world.status["candidate"]["reason"] == "Paused"
+        assert world.status["candidate"]["promoting"] is True
+        assert self.ask(world, "abort", "r2")["message"] == "Aborted: rollout aborted by a person"
+        assert world.status["phase"] == "RolledBack"
+
+    def test_an_unknown_verb_is_refused(self) -> None:
+        world, _stable, _candidate = started()
+        last = self.ask(world, "explode")
+        assert last["message"] == "unknown request; one of promote, abort, pause, resume, retry"
+
+    def test_a_request_answered_before_a_restart_is_only_cleared(self) -> None:
+        world, _stable, _candidate = started()
+        first = self.ask(world, "promote")
+        world.request = Request("promote", "r1")  # the annotation was never cleared
+        plan = world.reconcile()
+        assert plan.clear_request == Request("promote", "r1")
+        assert world.status["lastRequest"] == first
+        assert not [e for e in plan.events if e.reason == "RequestRefused"]
+
+
+def test_the_shadow_steps_tolerance_reaches_the_stables_sidecar_settings() -> None:
+    rollout = {
+        **ROLLOUT,
+        "analysis": {**ROLLOUT["analysis"], "tolerance": {"absolute": 3.0, "relative": 0.1}},
+    }
+    world, stable, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://10.0.0.9:8000")
+    world.pods_ready(candidate)
+    world.reconcile()
+    block = world.shadow(stable)
+    assert (block["targetRevision"], block["tolerance"], block["relativeTolerance"]) == (
+        candidate,
+        3.0,
+        0.1,
+    )
+
+
+def test_mean_absolute_difference_of_paired_regression_predictions() -> None:
+    stable = RevisionWindow(
+        shadow_predictions={"cand": 50, "old": 10},
+        shadow_agreements={"cand": 5},
+        shadow_difference_sum={"cand": 1250.0, "old": 1.0},
+        shadow_differences={"cand": 50, "old": 10},
+    )
+    figures = candidate_figures("cand", RevisionWindow(), stable)
+    assert figures.mean_abs_difference == 25.0 and figures.agreement == 0.1
+    assert stable.mean_abs_difference() == 1251.0 / 60
+    assert RevisionWindow().mean_abs_difference() is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -186,6 +187,17 @@ class TestVerdicts:
     ) -> None:
         window = window_for(reference, live_sample(reference_data), agreements=(81, 100))
         assert evaluate(window, reference, POLICY).agreement == 0.81
+
+    def test_mean_absolute_difference_of_shadow_pairs_for_regression_only(
+        self, reference, reference_data
+    ) -> None:
+        shadow = {"shadow_difference_sum": {"r2": 62.5}, "shadow_differences": {"r2": 25.0}}
+        window = replace(window_for(reference, live_sample(reference_data)), **shadow)
+        status = health_status(evaluate(window, None, POLICY), POLICY, "2026-01-01T00:00:00Z")
+        assert status["meanAbsoluteDifference"] == 2.5
+        # The reference is a classifier's: a difference of class labels means nothing.
+        classes = health_status(evaluate(window, reference, POLICY), POLICY, "t")
+        assert "meanAbsoluteDifference" not in classes
 
     def test_prediction_moments(self, reference, reference_data) -> None:
         report = evaluate(window_for(reference, live_sample(reference_data)), reference, POLICY)
