@@ -259,7 +259,9 @@ def test_network_policy_advice_names_both_sidecar_ports(path: str, section: str)
 NUMBERS = [
     ("docs/health.md", "judged only from {} input rows", health.MIN_ROWS_FOR_DRIFT),
     ("docs/health.md", "by more than {} points", health.MISSING_RATE_TOLERANCE * 100),
+    # One query per metric family and one for the pods, per Prometheus URL and window length.
     ("docs/health.md", "a cycle sends {} queries per Prometheus", len(FAMILY_LABELS) + 1),
+    ("docs/health.md", "the number of models ({} per window length)", len(FAMILY_LABELS) + 1),
     ("docs/howto/prometheus.md", "| {} PromQL queries per Prometheus", len(FAMILY_LABELS) + 1),
     ("docs/rollouts.md", "once both windows hold {} rows", analysis.MIN_ROWS_FOR_INPUT_DRIFT),
     ("docs/rollouts.md", "| stable's + {} |", rollout.DRIFT_TOLERANCE),
