@@ -26,6 +26,7 @@ from vigil.core.desired import (
     SIDECAR_PORT,
     SIDECAR_PORT_NAME,
     SIDECAR_SHUTDOWN_DELAY_SECONDS,
+    SIDECAR_USER_ID,
     Owner,
     RevisionInfo,
     desired_deployment,
@@ -36,6 +37,8 @@ from vigil.core.revision import Change, classify_change, compute_identity, compu
 from vigil.core.spec import parse_spec
 from vigil.core.window import FAMILY_LABELS
 from vigil.plugin.status_cli import register
+from vigil.sidecar import metrics, monitor, wire
+from vigil.sidecar.config import OVERRIDES, Settings, settings_from_mapping
 
 CRD_PATH = ROOT / "crds" / "modeldeployments.yaml"
 CRD = yaml.safe_load(CRD_PATH.read_text())
@@ -271,6 +274,12 @@ NUMBERS = [
     ("docs/concepts.md", "for the last {} revisions", status.HISTORY_LIMIT),
     ("docs/troubleshooting.md", "looks again every {} seconds", reconcile.RECHECK_SECONDS),
     ("docs/troubleshooting.md", "so at most {})", 63 - 7 - 1),
+    ("docs/sidecar.md", "| headers over {} KiB |", wire.MAX_HEADER_BYTES / 1024),
+    ("docs/sidecar.md", "a bounded queue every {} ms", monitor.FLUSH_INTERVAL * 1000),
+    ("docs/sidecar.md", "batches of more than {} values", monitor.SMALL_BATCH),
+    ("docs/sidecar.md", "buckets {} ms ..", metrics.LATENCY_BUCKETS[0] * 1000),
+    ("docs/sidecar.md", "buckets 1 ms .. {} s", metrics.LATENCY_BUCKETS[-1]),
+    ("docs/security.md", "runs as uid/gid {} ", SIDECAR_USER_ID),
 ]
 
 
@@ -293,3 +302,104 @@ def test_the_status_view_refreshes_as_documented() -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     assert parser.parse_args(["status", "wine"]).interval == 2.0
+
+
+# -- docs/sidecar.md ----------------------------------------------------------------------------
+
+#: Keys of the settings sample that show an example, not the default.
+SIDECAR_EXAMPLES = {"model_name", "model_version", "revision", "reference_profile", "shadow"}
+
+
+def sidecar_sample() -> dict[str, Any]:
+    text = (ROOT / "docs" / "sidecar.md").read_text()
+    section = text[text.index("## Settings file") :]
+    block = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert block, "docs/sidecar.md: the settings sample is gone"
+    return dict(yaml.safe_load(block.group(1)))
+
+
+def test_the_sidecar_settings_sample_is_accepted_and_shows_the_defaults() -> None:
+    loaded = settings_from_mapping(sidecar_sample())
+    defaults = Settings()
+    differ = {
+        item.name: (getattr(loaded, item.name), getattr(defaults, item.name))
+        for item in dataclasses.fields(Settings)
+        if item.name not in SIDECAR_EXAMPLES | {"readiness_path"}
+        and getattr(loaded, item.name) != getattr(defaults, item.name)
+    }
+    assert not differ, f"docs/sidecar.md's settings sample differs from the defaults: {differ}"
+    assert loaded.effective_readiness_path == defaults.effective_readiness_path
+
+
+def test_the_sidecar_overrides_listed_are_the_sidecars() -> None:
+    text = prose((ROOT / "docs" / "sidecar.md").read_text(), spans=True)
+    listed = set(re.findall(r"`(--[a-z-]+)`/`(VIGIL_[A-Z_]+)`", text))
+    assert listed == {("--config", "VIGIL_SIDECAR_CONFIG"), *OVERRIDES.values()}
+
+
+# -- docs/concepts.md, "Revisions" ---------------------------------------------------------------
+
+BASE_SPEC: dict[str, Any] = {
+    "model": {"name": "wine", "version": "1"},
+    "server": {"image": "server:1"},
+    "monitoring": {"reference": {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}},
+}
+SHAPES_THE_PODS = {
+    "`model.name`": {"model": {"name": "vine", "version": "1"}},
+    "`model.version`": {"model": {"name": "wine", "version": "2"}},
+    "`model.uri`": {"model": {"name": "wine", "version": "1", "uri": "s3://m/1"}},
+    "`image`": {"server": {"image": "server:2"}},
+    "`command`": {"server": {"image": "server:1", "command": ["serve"]}},
+    "`args`": {"server": {"image": "server:1", "args": ["--fast"]}},
+    "`env`": {"server": {"image": "server:1", "env": [{"name": "A", "value": "1"}]}},
+    "`resources`": {"server": {"image": "server:1", "resources": {"limits": {"cpu": "1"}}}},
+    "`port`": {"server": {"image": "server:1", "port": 9000}},
+    "`protocol`": {"server": {"image": "server:1", "protocol": "v1"}},
+    "`readinessPath`": {"server": {"image": "server:1", "readinessPath": "/ready"}},
+    "`config`": {"config": {"WORKERS": "2"}},
+    "the reference profile's ConfigMap and key": {
+        "monitoring": {"reference": {"configMapKeyRef": {"name": "ref2", "key": "profile.json"}}}
+    },
+    "`monitoring.sidecar.maxBodyBytes`": {"monitoring": {"sidecar": {"maxBodyBytes": 2048}}},
+    "`featureCap`": {"monitoring": {"sidecar": {"featureCap": 5}}},
+}
+SHAPES_NOTHING = {
+    "`replicas`": {"replicas": 3},
+    "`rollout`": {"rollout": {"tweak": {"steps": [{"canary": {"weight": 50}}]}}},
+    "`paused`": {"paused": True},
+    "the SLOs": {"monitoring": {"slo": {"maxErrorRate": 0.05}}},
+    "the drift thresholds": {"monitoring": {"drift": {"warning": 0.2, "threshold": 0.3}}},
+    "the metrics source": {"monitoring": {"metrics": {"source": "direct"}}},
+}
+
+
+def revision_of(change: Mapping[str, Any]) -> str:
+    spec = copy.deepcopy(BASE_SPEC)
+    for key, value in change.items():
+        if key == "monitoring":
+            spec["monitoring"] = {**spec["monitoring"], **value}
+        else:
+            spec[key] = value
+    return compute_revision(parse_spec("wine", spec), "vigil:1")
+
+
+def test_the_revision_is_made_of_what_concepts_lists() -> None:
+    text = page("docs/concepts.md")
+    base = revision_of({})
+    for words, change in SHAPES_THE_PODS.items():
+        says(text, words, "concepts.md")
+        assert revision_of(change) != base, f"{words} does not change the revision"
+    assert compute_revision(parse_spec("wine", BASE_SPEC), "vigil:2") != base  # sidecar image
+    for words, change in SHAPES_NOTHING.items():
+        says(text, words, "concepts.md")
+        assert revision_of(change) == base, f"{words} changes the revision"
+
+
+def test_the_kubectl_get_columns_shown_are_the_crds() -> None:
+    """`kubectl get md` prints NAME and the printer columns without a priority."""
+    text = (ROOT / "manifests" / "README.md").read_text()
+    shown = re.search(r"kubectl get md -n ml +# (.*)", text)
+    assert shown, "manifests/README.md no longer shows the columns of kubectl get md"
+    version = next(v for v in CRD["spec"]["versions"] if v.get("storage"))
+    columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert shown.group(1).split() == " ".join(["NAME", *columns]).upper().split()
