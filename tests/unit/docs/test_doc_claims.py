@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from code_catalogue import ROLLOUT
+from core_world import RolloutWorld, spec
 from doc_pages import CODE_BLOCK, ROOT, prose
 
 from vigil.core import analysis, health, naming, reconcile, rollout, status
+from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import (
     METRICS_PORT,
     SERVER_SHUTDOWN_DELAY_SECONDS,
@@ -34,6 +37,7 @@ from vigil.core.desired import (
     sidecar_settings,
 )
 from vigil.core.revision import Change, classify_change, compute_identity, compute_revision
+from vigil.core.rollout import GoldenResult
 from vigil.core.spec import parse_spec
 from vigil.core.window import FAMILY_LABELS
 from vigil.plugin.status_cli import register
@@ -403,3 +407,34 @@ def test_the_kubectl_get_columns_shown_are_the_crds() -> None:
     version = next(v for v in CRD["spec"]["versions"] if v.get("storage"))
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert shown.group(1).split() == " ".join(["NAME", *columns]).upper().split()
+
+
+def test_a_rollouts_metrics_hold_leaves_metrics_available_alone() -> None:
+    """MetricsAvailable is the health loop's word on the serving revision, not the candidate's."""
+    says(
+        page("docs/rollouts.md"),
+        "the `MetricsAvailable` condition speaks of the serving revision",
+        "docs/rollouts.md",
+    )
+    world = RolloutWorld()
+    world.spec = spec("1", 2, rollout=ROLLOUT)
+    world.reconcile()
+    world.pods_ready(world.status["stable"]["revision"])
+    world.reconcile()
+    available = {"type": "MetricsAvailable", "status": "True", "reason": "MetricsCollected"}
+    world.status["conditions"].append({**available, "message": "1532 requests over 5m"})
+    world.set_spec(spec("2", 2, rollout=ROLLOUT))
+    world.reconcile()
+    world.pods_ready(world.status["candidate"]["revision"])
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "ValidationPending"  # the first step
+    world.inputs = RolloutInputs(
+        metrics_available=False, metrics_error="scrape failed", golden=GoldenResult(1, 1)
+    )
+    for _ in range(5):
+        world.pods_ready(world.status["candidate"]["revision"])
+        world.reconcile()
+    assert world.status["candidate"]["reason"] == "MetricsUnavailable"
+    assert world.condition("Progressing")["reason"] == "MetricsUnavailable"
+    assert {k: world.condition("MetricsAvailable")[k] for k in available} == available
