@@ -267,6 +267,8 @@ class CandidateFigures:
     mean_abs_difference: float | None = None
     #: Candidate-vs-stable prediction distribution divergence (drift method).
     prediction_shift: float | None = None
+    #: How both were put on one basis (vigil.core.analysis.prediction_shift), for the text.
+    prediction_shift_basis: str = ""
     #: Worst input drift of each revision against its own reference, shared features only.
     candidate_drift: float | None = None
     stable_drift: float | None = None
@@ -411,7 +413,10 @@ def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple
                 figures.prediction_shift,
                 policy.max_prediction_shift,
                 f"prediction shift {figures.prediction_shift:.3f} vs "
-                f"{policy.max_prediction_shift:.3f}",
+                f"{policy.max_prediction_shift:.3f}"
+                + (
+                    f" ({figures.prediction_shift_basis})" if figures.prediction_shift_basis else ""
+                ),
             )
         )
     if figures.candidate_drift is not None and figures.stable_drift is not None:

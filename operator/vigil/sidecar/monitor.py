@@ -192,14 +192,23 @@ def _to_float(value: Any) -> float | None:
     return None
 
 
-class _CategoryCounts:
-    """Live counts of one categorical feature (top-K + other)."""
+#: Class labels outside the reference a prediction counter still counts by name
+#: (then ``__other__``): another revision's classes are compared by label.
+MAX_UNLISTED_CLASSES = 50
 
-    def __init__(self, profile: FeatureProfile) -> None:
-        self.labels = (*(profile.categories or ()), OTHER)
-        self.known = frozenset(profile.categories or ())
+
+class _CategoryCounts:
+    """Live counts of one categorical feature (top-K + other), or of predicted classes.
+
+    ``unlisted`` labels outside the reference are counted under their own
+    name (at most that many), the rest under :data:`OTHER`.
+    """
+
+    def __init__(self, profile: FeatureProfile, unlisted: int = 0) -> None:
+        self.known = set(profile.categories or ())
+        self.room = unlisted
         self.allowed = frozenset(profile.allowed) if profile.allowed is not None else None
-        self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
+        self.counts: dict[str, int] = dict.fromkeys((*(profile.categories or ()), OTHER), 0)
         self.missing = 0
         self.out_of_range = 0
         self.type_errors = 0
@@ -213,6 +222,10 @@ class _CategoryCounts:
             if key is None:
                 self.missing += 1
                 continue
+            if key not in self.known and self.room > 0:
+                self.known.add(key)
+                self.counts[key] = 0
+                self.room -= 1
             self.counts[key if key in self.known else OTHER] += 1
             if self.allowed is not None and key not in self.allowed:
                 self.out_of_range += 1
@@ -306,7 +319,11 @@ class Monitor(Collector):
         self.prediction: _NumericCounts | _CategoryCounts | None = None
         if profile is not None and profile.prediction is not None:
             fp = profile.prediction
-            self.prediction = _NumericCounts(fp) if fp.type == "numeric" else _CategoryCounts(fp)
+            self.prediction = (
+                _NumericCounts(fp)
+                if fp.type == "numeric"
+                else _CategoryCounts(fp, unlisted=MAX_UNLISTED_CLASSES)
+            )
         self.pred_count = 0
         self.pred_sum = 0.0
         self.pred_sumsq = 0.0
