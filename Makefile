@@ -9,7 +9,7 @@ MLSTAMP := $(MLSERVER_VENV)/.installed
 # MLServer runs as its own process (as in a pod), from its own environment.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 
-.PHONY: help install cluster-build cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
+.PHONY: help install cluster-build images cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ $(MLSTAMP): Makefile
 
 cluster-build: ## build (once) and cache the control-plane binaries
 	bash hack/build-cluster.sh
+
+images: $(STAMP) ## build (once) and cache the local container images (vigil.local/*); IMAGES="pause ..."
+	bash hack/build-images.sh $(IMAGES)
 
 cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes cluster
 	$(VENV)/bin/vigil-devcluster up
@@ -63,6 +66,10 @@ clean: ## remove virtual environments (the binary cache stays)
 .PHONY: bench-sidecar
 bench-sidecar: $(STAMP) $(MLSTAMP) ## sidecar overhead (latency, throughput, CPU, RSS; payload width x shadow); BENCH_ARGS=--only-matrix
 	$(PY) bench/sidecar/run.py $(BENCH_ARGS)
+
+.PHONY: bench-gates
+bench-gates: $(STAMP) ## rollout gates' false-rollback/promotion rates, simulated (no cluster); BENCH_ARGS="--aa-rollouts 2000 --rollouts 500 --cases A/A,error --jobs 2"
+	$(PY) bench/gates/run.py $(BENCH_ARGS)
 
 .PHONY: bench-detection
 bench-detection: $(STAMP) $(MLSTAMP) cluster-build ## drift and bad-candidate detection latency on the local cluster (in windows and intervals)
