@@ -47,6 +47,8 @@ from typing import Any
 
 import orjson
 
+from vigil.common.objects import Body, section
+
 Key = tuple[str, str, str]  # kind, namespace, name
 
 #: How long a deletion is remembered (late events of the object arrive well within it).
@@ -56,7 +58,7 @@ LISTING_SECONDS = 60.0
 
 
 def _version(body: Mapping[str, Any]) -> int | None:
-    value = (body.get("metadata") or {}).get("resourceVersion")
+    value = section(body, "metadata").get("resourceVersion")
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -65,7 +67,7 @@ def _version(body: Mapping[str, Any]) -> int | None:
 
 def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """The object without managedFields (a third of a Deployment's size; nothing reads them)."""
-    metadata = body.get("metadata") or {}
+    metadata = section(body, "metadata")
     if "managedFields" not in metadata:
         return dict(body)
     return {
@@ -133,15 +135,15 @@ class ObjectCache:
 
     @staticmethod
     def _key(kind: str, body: Mapping[str, Any]) -> Key:
-        metadata = body.get("metadata") or {}
-        return kind, str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+        meta = Body(body).meta
+        return kind, meta.namespace, meta.name
 
     def _label(self, kind: str, body: Mapping[str, Any]) -> str | None:
         """The value of the label the kind's watch filters on (None: not filtered, or absent)."""
         label = self.kinds.get(kind)
         if label is None:
             return None
-        value = ((body.get("metadata") or {}).get("labels") or {}).get(label)
+        value = Body(body).meta.labels.get(label)
         return None if value is None else str(value)
 
     def _remove(self, key: Key) -> None:
