@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -24,7 +25,8 @@ from pathlib import Path
 
 Log = Callable[[str], None]
 
-# Short: dockerd's sockets must fit a unix socket path.
+# Short: dockerd's sockets must fit a unix socket path. One per data root
+# (each cache has its own lock, so two caches may build at once).
 ENGINE_RUN_DIR = Path("/run/vigil-images")
 ENGINE_START_TIMEOUT = 90.0
 # The classic builder: the engine's own (20.10), no buildx plugin needed.
@@ -162,19 +164,20 @@ def docker_engine(data_root: Path, log_dir: Path, say: Log) -> Iterator[Docker]:
     # The client of the same package (another docker client may come first in PATH).
     sibling = Path(dockerd).resolve().parents[1] / "bin" / "docker"
     client = str(sibling) if sibling.is_file() else require_tool("docker", "docker.io", say)
-    ENGINE_RUN_DIR.mkdir(parents=True, exist_ok=True)
-    pidfile = ENGINE_RUN_DIR / "dockerd.pid"
+    run_dir = ENGINE_RUN_DIR / hashlib.sha256(str(data_root).encode()).hexdigest()[:8]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pidfile = run_dir / "dockerd.pid"
     _stop_leftover(pidfile)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "dockerd.log"
-    docker = Docker(client, ENGINE_RUN_DIR / "docker.sock", log_dir / "docker-client.log")
+    docker = Docker(client, run_dir / "docker.sock", log_dir / "docker-client.log")
     say(f"starting a private dockerd (data root {data_root}, log {log_path})")
     with log_path.open("ab") as out:
         process = subprocess.Popen(
             [
                 dockerd,
                 f"--data-root={data_root}",
-                f"--exec-root={ENGINE_RUN_DIR / 'exec'}",
+                f"--exec-root={run_dir / 'exec'}",
                 f"--pidfile={pidfile}",
                 f"--host=unix://{docker.socket}",
                 "--bridge=none",
