@@ -67,6 +67,10 @@ clean: ## remove virtual environments (the binary cache stays)
 bench-sidecar: $(STAMP) $(MLSTAMP) ## sidecar overhead (latency, throughput, CPU, RSS; payload width x shadow); BENCH_ARGS=--only-matrix
 	$(PY) bench/sidecar/run.py $(BENCH_ARGS)
 
+.PHONY: bench-gates
+bench-gates: $(STAMP) ## rollout gates' false-rollback/promotion rates, simulated (no cluster); BENCH_ARGS="--aa-rollouts 2000 --rollouts 500 --cases A/A,error --jobs 2"
+	$(PY) bench/gates/run.py $(BENCH_ARGS)
+
 .PHONY: bench-detection
 bench-detection: $(STAMP) $(MLSTAMP) cluster-build ## drift and bad-candidate detection latency on the local cluster (in windows and intervals)
 	$(PY) bench/detection/run.py $(BENCH_ARGS)

@@ -7,6 +7,7 @@ With --check, exit 1 when the committed reference differs (a test runs this).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,15 @@ def _type(schema: dict[str, Any]) -> str:
     return kind or "any"
 
 
+def format_default(value: Any) -> str:
+    """A default as written in a manifest: `8080`, `v2`, `false`, `{}` (one line, no YAML marks)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _constraints(schema: dict[str, Any]) -> str:
     parts = []
     if "default" in schema:
-        parts.append(
-            f"default `{yaml.safe_dump(schema['default'], default_flow_style=True).strip()}`"
-        )
+        parts.append(f"default `{format_default(schema['default'])}`")
     if "enum" in schema:
         parts.append("one of " + ", ".join(f"`{v}`" for v in schema["enum"]))
     for key, label in (

@@ -3,9 +3,11 @@
 All rollout state lives in ``status.candidate`` (restart-safe): the step,
 when it started, the failed checks in a row, since when the rollout holds,
 the last analysis, a person's pause or release, the golden replay's result,
-whether the promotion is under way, the outcome of a finished attempt, and
-the id of the last manual request handled (a restart between acting and
-clearing the annotation never acts twice).
+whether the promotion is under way and the outcome of a finished attempt.
+
+A person's request (``kubectl vigil``) is answered in ``status.lastRequest``:
+taken or refused, with the reason; its id there also keeps a restart
+between answering and clearing the annotation from acting twice.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from vigil.core.rollout import CandidateFigures, GoldenResult, RolloutState, Tra
 OUTCOME_ROLLED_BACK = "RolledBack"
 OUTCOME_FAILED = "Failed"
 FINISHED = (OUTCOME_ROLLED_BACK, OUTCOME_FAILED)
+
+#: What a person can ask with ``kubectl vigil`` (vigil.plugin.requests sets them).
+REQUEST_VERBS: tuple[str, ...] = ("promote", "abort", "pause", "resume", "retry")
+#: ``status.lastRequest.answer``.
+ANSWER_TAKEN = "Taken"
+ANSWER_REFUSED = "Refused"
 
 
 class RouteChoice(Protocol):
@@ -93,6 +101,7 @@ def state_from_status(candidate: Mapping[str, Any] | None) -> RolloutState:
         last_analysis_at=_seconds(candidate.get("lastAnalysisAt")),
         paused=bool(candidate.get("paused")),
         released=bool(candidate.get("released")),
+        promoting=bool(candidate.get("promoting")),
     )
 
 
@@ -106,6 +115,7 @@ def state_to_status(state: RolloutState) -> dict[str, Any]:
         "lastAnalysisAt": _time(state.last_analysis_at),
         "paused": state.paused or None,
         "released": state.released or None,
+        "promoting": state.promoting or None,
     }
 
 

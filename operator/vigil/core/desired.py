@@ -209,11 +209,10 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         "image": server.image,
         "ports": [{"name": SERVER_PORT_NAME, "containerPort": server.port, "protocol": "TCP"}],
         "env": _server_env(spec),
-        "readinessProbe": {
-            "httpGet": {"path": server.readiness_path, "port": server.port},
-            "periodSeconds": 5,
-            "failureThreshold": 3,
-        },
+        # No probe of its own: the kubelet probes on the pod IP, and a server that
+        # listens on 127.0.0.1 only (nothing can reach it around the sidecar) would
+        # never pass. The sidecar's readiness asks the server's readinessPath over
+        # loopback, so the pod is Ready exactly when the model is.
         # Model servers write caches and temporary files: their root stays writable.
         "securityContext": _restricted_security_context(read_only_root=False),
         # The kubelet's own sleep (Kubernetes 1.30+): no shell needed in the image.
@@ -254,6 +253,7 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
             },
             {"name": "TMPDIR", "value": SIDECAR_SCRATCH_DIR},
         ],
+        # Ready when the model server answers its readinessPath (and not draining).
         "readinessProbe": {
             "httpGet": {"path": SIDECAR_READY_PATH, "port": SIDECAR_PORT_NAME},
             "periodSeconds": 5,

@@ -85,6 +85,8 @@ class HealthReport:
     missing_over_reference: tuple[str, ...] = ()
     out_of_range_rate: float | None = None
     agreement: float | None = None
+    #: Mean |stable - candidate| of the paired numeric predictions (regression, shadow).
+    mean_abs_difference: float | None = None
     reason: str = ""
     message: str = ""
     #: Why drift was not judged (no reference, too few rows), when it was not.
@@ -232,6 +234,11 @@ def evaluate(
         missing_over_reference=missing_over,
         out_of_range_rate=_finite(out_of_range, 4),
         agreement=_finite(_agreement(window), 4),
+        mean_abs_difference=(
+            _finite(window.mean_abs_difference(), 4)
+            if reference is None or reference.task == "regression"
+            else None
+        ),
         drift_note=(
             "no reference profile: drift is not measured"
             if reference is None
@@ -282,8 +289,7 @@ def evaluate(
             figures,
             verdict="DriftDetected",
             reason="DriftAboveThreshold",
-            message=f"{policy.drift_method} {overall:.2f} >= {policy.drift_threshold:g} "
-            f"over {span}: {_list_features(scores, policy.drift_threshold)}",
+            message=_over_threshold(policy.drift_method, overall, scores, policy),
         )
 
     # 5. Healthy: the SLO figures beside their thresholds.
@@ -304,6 +310,17 @@ def evaluate(
 def _finite_values(values: Mapping[str, float], digits: int) -> dict[str, float]:
     rounded = {name: _finite(value, digits) for name, value in values.items()}
     return {name: value for name, value in rounded.items() if value is not None}
+
+
+def _over_threshold(
+    method: str, score: float, scores: Mapping[str, float], policy: HealthPolicy
+) -> str:
+    """'psi 0.31 >= 0.2 over 5m: alcohol 0.31, proline 0.24' (DriftAboveThreshold)."""
+    return (
+        f"{method} {score:.2f} >= {policy.drift_threshold:g} "
+        f"over {format_window(policy.window_seconds)}: "
+        f"{_list_features(scores, policy.drift_threshold)}"
+    )
 
 
 def _list_features(scores: Mapping[str, float], at_least: float) -> str:
@@ -384,6 +401,7 @@ def _drift_condition(report: HealthReport, policy: HealthPolicy) -> ConditionSta
 
 def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     method = report.drift_method
+    span = format_window(policy.window_seconds)
     if report.drift_level == "unknown" or report.drift_score is None:
         reason = (
             "NoReference" if report.drift_note.startswith("no reference") else ("InsufficientData")
@@ -397,8 +415,7 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             CONDITION_DRIFT,
             True,
             "DriftAboveThreshold",
-            f"{method} {report.drift_score:.2f} >= {policy.drift_threshold:g}: "
-            f"{_list_features(features, policy.drift_threshold)}",
+            _over_threshold(method, report.drift_score, features, policy),
         )
     if report.drift_level == "warning":
         return ConditionState(
@@ -406,14 +423,15 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             False,
             "DriftWarning",
             f"{method} {report.drift_score:.2f} >= warning {policy.drift_warning:g} "
-            f"(threshold {policy.drift_threshold:g}): "
+            f"(threshold {policy.drift_threshold:g}) over {span}: "
             f"{_list_features(features, policy.drift_warning)}",
         )
     return ConditionState(
         CONDITION_DRIFT,
         False,
         "NoDrift",
-        f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} on every feature",
+        f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} "
+        f"on every feature over {span}",
     )
 
 
@@ -441,6 +459,7 @@ def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str)
         "missing": dict(report.missing_rates) or None,
         "outOfRangeRate": report.out_of_range_rate,
         "agreement": report.agreement,
+        "meanAbsoluteDifference": report.mean_abs_difference,
     }
     health["drift"] = {k: v for k, v in health["drift"].items() if v is not None}
     return {k: v for k, v in health.items() if v is not None}

@@ -37,9 +37,12 @@ from typing import Any
 
 from vigil.core import naming, rollout
 from vigil.core.candidate import (
+    ANSWER_REFUSED,
+    ANSWER_TAKEN,
     FINISHED,
     OUTCOME_FAILED,
     OUTCOME_ROLLED_BACK,
+    REQUEST_VERBS,
     Request,
     RolloutInputs,
     RoutePlanner,
@@ -113,6 +116,7 @@ EVENT_DEPLOY_FAILED = "DeployFailed"
 EVENT_INVALID_SPEC = "InvalidSpec"
 EVENT_REFERENCE_NOT_FOUND = "ReferenceNotFound"
 EVENT_SERVICE_CONFLICT = "ServiceConflict"
+EVENT_REQUEST_REFUSED = "RequestRefused"
 
 # History outcomes.
 OUTCOME_DEPLOYED = "Deployed"
@@ -347,6 +351,33 @@ class _Builder:
         self.history: list[dict[str, Any]] = [
             dict(item) for item in obs.status.get("history") or ()
         ]
+        #: The verb of a person's request still to answer ("" = none, or answered).
+        self.verb = ""
+        #: The answer given this cycle (``status.lastRequest``).
+        self.answered: dict[str, Any] | None = None
+
+    def answer(self, taken: bool, message: str) -> None:
+        """Answer the person's request: taken, or refused with the reason (also an Event).
+
+        The answer goes into ``status.lastRequest`` (``kubectl vigil --wait``
+        reads it), and the annotation is cleared once that status is written.
+        """
+        request = self.obs.request
+        if request is None:
+            return
+        self.verb = ""
+        self.plan.clear_request = request
+        self.answered = {
+            "id": request.request_id or None,
+            "verb": request.verb,
+            "answer": ANSWER_TAKEN if taken else ANSWER_REFUSED,
+            "message": message,
+            "at": timestamp(self.obs.now),
+        }
+        if not taken:
+            self.event(
+                EVENT_REQUEST_REFUSED, f"request {request.verb!r} refused: {message}", warning=True
+            )
 
     def ensure(self, manifest: Mapping[str, Any]) -> bool:
         """Queue a write when the live object differs; True when one was queued.
@@ -411,6 +442,40 @@ class _Builder:
 def decide(obs: Observation) -> Plan:
     """The whole reconcile decision for one ModelDeployment (see the module docstring)."""
     build = _Builder(obs)
+    build.verb = _read_request(build)
+    plan = _decide(build)
+    # Every request gets an answer: one that no branch took is refused, saying what there is.
+    if build.verb:
+        ready = find_condition(plan.status.get("conditions"), CONDITION_READY) or {}
+        build.answer(False, f"no rollout with steps under way ({ready.get('message')})")
+    last = build.answered or obs.status.get("lastRequest")
+    if last:
+        plan.status["lastRequest"] = last
+    return plan
+
+
+def _read_request(build: _Builder) -> str:
+    """The verb of a person's request to act on ("" for none).
+
+    One answered before (the operator stopped before clearing it) is only
+    cleared; an unknown verb is refused.
+    """
+    request = build.obs.request
+    if request is None:
+        return ""
+    if request.request_id and request.request_id == (
+        (build.obs.status.get("lastRequest") or {}).get("id")
+    ):
+        build.plan.clear_request = request
+        return ""
+    if request.verb not in REQUEST_VERBS:
+        build.answer(False, f"unknown request; one of {', '.join(REQUEST_VERBS)}")
+        return ""
+    return request.verb
+
+
+def _decide(build: _Builder) -> Plan:
+    obs = build.obs
     views = _views(obs.deployments)
     stable_revision = find_stable_revision(obs.status, views, obs.service)
     stable_view = views.get(stable_revision) if stable_revision else None
@@ -463,14 +528,6 @@ def decide(obs: Observation) -> Plan:
     else:
         plan = _blue_green(build, spec, revision, identity, change, stable_revision, views)
     _sweep_leftovers(build, views)
-    # A person's request with no rollout to act on is cleared all the same.
-    if obs.request is not None and plan.clear_request is None:
-        plan.clear_request = obs.request
-        build.event(
-            "RequestIgnored",
-            f"request {obs.request.verb!r} ignored: no rollout in progress",
-            warning=True,
-        )
     return plan
 
 
@@ -517,6 +574,8 @@ def _blocked(
         message = f"{message}; revision {stable_view.revision} keeps serving"
     if _previous_reason(obs.status, CONDITION_READY) != reason:
         build.event(event, message, warning=True)
+    if build.verb:
+        build.answer(False, f"the operator cannot act on this spec ({reason}): {message}")
     outcome = _not_ready(PHASE_FAILED, reason, message, progressing=False)
     return _finish(build, outcome, revision=None, stable=stable_view, candidate=None)
 
@@ -778,25 +837,14 @@ def _shadow_block(
     inputs = build.obs.rollout
     if traffic.shadow_percent <= 0 or inputs is None or not inputs.shadow_target:
         return None
-    return {
+    block: dict[str, Any] = {
         "target": inputs.shadow_target,
         "targetRevision": candidate,
         "percent": traffic.shadow_percent,
     }
-
-
-def _handle_request(build: _Builder, previous: Mapping[str, Any]) -> tuple[str, str | None]:
-    """A person's request: (verb to act on, or "", id to record). Clears it in any case."""
-    request = build.obs.request
-    if request is None:
-        return "", previous.get("handledRequestId")
-    build.plan.clear_request = request
-    if request.request_id and request.request_id == previous.get("handledRequestId"):
-        return "", request.request_id  # acted on before a restart: only clear it
-    if request.verb not in ("promote", "abort", "pause", "resume", "retry"):
-        build.event("UnknownRequest", f"unknown request {request.verb!r} ignored", warning=True)
-        return "", request.request_id or previous.get("handledRequestId")
-    return request.verb, request.request_id or previous.get("handledRequestId")
+    if traffic.shadow_tolerance is not None:
+        block.update(traffic.shadow_tolerance.sidecar_settings())
+    return block
 
 
 def _progressive(
@@ -816,9 +864,8 @@ def _progressive(
     same = previous.get("revision") == revision
     if not same:
         previous = {}
-    verb, handled = _handle_request(build, previous)
+    verb = build.verb
     summary: dict[str, Any] = {**_planned_summary(spec, revision), "change": change.value}
-    summary["handledRequestId"] = handled
     summary["startedAt"] = previous.get("startedAt") or timestamp(obs.now)
     now = obs.now.timestamp()
     replicas = spec.replicas
@@ -828,6 +875,8 @@ def _progressive(
         retried = verb == "retry" or previous.get("outcomeGeneration") != obs.generation
         if not retried:
             return _finished_hold(build, spec, identity, stable_view, previous, summary)
+        if verb == "retry":
+            build.answer(True, f"revision {revision} rolls out again from step 1")
         previous = {}
         summary["startedAt"] = timestamp(obs.now)
         build.event(
@@ -835,10 +884,16 @@ def _progressive(
             f"revision {revision} rolled out again "
             + ("(a person asked)" if verb == "retry" else "(the spec changed)"),
         )
-    promoting = bool(previous.get("promoting"))
+    if build.verb == "retry":
+        build.answer(
+            False,
+            f"revision {revision} is rolling out; retry is for a rollout that "
+            "ended RolledBack or Failed",
+        )
     state = state_from_status(previous)
     if verb in ("promote", "abort", "pause", "resume"):
         state = replace(state, requested=verb)  # type: ignore[arg-type]
+    was_promoting = state.promoting
     golden = (obs.rollout.golden if obs.rollout else None) or golden_from_status(previous)
     inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
     summary.update(_feature_changes_status(inputs, previous))
@@ -851,49 +906,29 @@ def _progressive(
             f"revision {stable} keeps serving",
         )
 
-    ready = (
-        candidate_view is not None
-        and candidate_view.is_available
-        and candidate_view.ready_replicas > 0
-        and (obs.rollout is None or obs.rollout.candidate_serving)
-    )
-    if promoting:
-        decision = None
-        traffic = rollout.Traffic(0, 0, replicas, replicas)
-    else:
-        observations = rollout.Observations(
-            candidate_ready=ready,
-            replicas=replicas,
-            metrics_available=inputs.metrics_available and inputs.figures is not None,
-            metrics_error=inputs.metrics_error,
-            figures=inputs.figures,
-            golden=golden,
-            spec_paused=spec.paused,
+    observations = _candidate_observations(build, spec, candidate_view, golden, inputs)
+    decision = rollout.decide(policy, state, observations, now)
+    state = decision.state
+    traffic = decision.traffic
+    if decision.run_golden_set:
+        build.plan.run_golden_set = policy.steps[state.step].golden_set
+    if build.verb:
+        build.answer(
+            not decision.refused, decision.refused or f"{decision.reason}: {decision.message}"
         )
-        decision = rollout.decide(policy, state, observations, now)
-        state = decision.state
-        traffic = decision.traffic
-        if decision.run_golden_set:
-            step = policy.steps[state.step]
-            build.plan.run_golden_set = step.golden_set
+    summary["gates"] = _last_gates(decision, previous)
 
-    if decision is not None and decision.action in ("rollback", "fail"):
+    if decision.action in ("rollback", "fail"):
         return _roll_back(build, spec, identity, stable_view, decision, summary, golden)
 
-    if decision is not None and decision.action == "promote":
-        promoting = True
+    if decision.action == "promote" and not was_promoting:
         build.event(
             "Promoting",
-            f"revision {revision} promoted ({decision.message}); scaling it to "
-            f"{replicas} replica(s) before the switch",
+            f"revision {revision} promoted at step {state.step + 1} ({decision.reason}): "
+            f"{decision.message}; scaling it to {replicas} replica(s) before the switch",
         )
     # Promotion: once the candidate has full capacity, the blue/green switch finishes it.
-    if (
-        promoting
-        and candidate_view is not None
-        and candidate_view.is_available
-        and candidate_view.replicas == replicas
-    ):
+    if decision.action == "promote" and candidate_view is not None and observations.full_capacity:
         plan = _switch(build, spec, revision, identity, change, stable_view, candidate_view)
         plan.rollout_outcome = "Promoted"
         plan.route = (revision, None, rollout.Traffic(0, 0, replicas, replicas))
@@ -902,7 +937,7 @@ def _progressive(
     # Copies and live traffic reach the candidate only once it serves (a request to a
     # model still loading fails, and counts against it): until then the Service stays on
     # the stable and the stable sends no copies; the candidate's replicas start anyway.
-    if not ready:
+    if not observations.candidate_ready:
         traffic = dataclasses.replace(traffic, shadow_percent=0, candidate_weight=0)
     # Set up the traffic this step asks for: replicas, selector, shadow copies.
     replica_counts, selector, effective = _route(build, stable, revision, traffic)
@@ -924,17 +959,14 @@ def _progressive(
     build.plan.route = (stable, revision, traffic)
     _ensure_in_history(build, stable_view)
 
-    if decision is not None:
-        for name in decision.events:
-            if name == "StepAdvanced":
-                build.event("StepAdvanced", decision.message)
+    if "StepAdvanced" in decision.events:
+        build.event("StepAdvanced", decision.message)
     step = policy.steps[min(state.step, len(policy.steps) - 1)]
-    reason = "Promoting" if promoting else (decision.reason if decision else "Promoting")
+    reason = decision.reason
     message = (
-        f"promoting revision {revision}: waiting for {replicas} ready replica(s)"
-        if promoting
-        else f"step {state.step + 1}/{len(policy.steps)} ({step.describe()}): "
-        f"{decision.message if decision else ''}"
+        f"promoting revision {revision}: {decision.message}"
+        if state.promoting
+        else f"step {state.step + 1}/{len(policy.steps)} ({step.describe()}): {decision.message}"
     )
     summary.update(state_to_status(state))
     summary.update(
@@ -944,9 +976,7 @@ def _progressive(
             "shadowPercent": traffic.shadow_percent or None,
             "reason": reason,
             "message": message,
-            "promoting": promoting or None,
             "golden": _golden_status(golden),
-            "gates": _gates_status(decision.gates) if decision else None,
         }
     )
     ready_reason = {
@@ -968,6 +998,28 @@ def _progressive(
         candidate=candidate_view,
         candidate_fallback=summary,
         candidate_extra=summary,
+    )
+
+
+def _candidate_observations(
+    build: _Builder,
+    spec: ModelDeploymentSpec,
+    candidate_view: DeploymentView | None,
+    golden: rollout.GoldenResult | None,
+    inputs: RolloutInputs,
+) -> rollout.Observations:
+    """What ``rollout.decide`` learns about the candidate this cycle."""
+    available = candidate_view is not None and candidate_view.is_available
+    serving = build.obs.rollout is None or build.obs.rollout.candidate_serving
+    return rollout.Observations(
+        candidate_ready=available and serving and candidate_view.ready_replicas > 0,
+        replicas=spec.replicas,
+        metrics_available=inputs.metrics_available and inputs.figures is not None,
+        metrics_error=inputs.metrics_error,
+        figures=inputs.figures,
+        golden=golden,
+        spec_paused=spec.paused,
+        full_capacity=available and candidate_view.replicas == spec.replicas,
     )
 
 
@@ -1053,6 +1105,15 @@ def _gates_status(gates: Sequence[rollout.Gate]) -> list[dict[str, Any]] | None:
     ]
 
 
+def _last_gates(
+    decision: rollout.Decision, previous: Mapping[str, Any]
+) -> list[dict[str, Any]] | None:
+    """This cycle's gates, else the last ones evaluated: a hold or a wait evaluates none."""
+    if decision.gates:
+        return _gates_status(decision.gates)
+    return previous.get("gates")
+
+
 def _stable_side(build: _Builder, stable_view: DeploymentView) -> None:
     """The stable at full capacity, without shadow copies, alone behind the Service."""
     obs = build.obs
@@ -1109,7 +1170,6 @@ def _roll_back(
             "reason": decision.reason,
             "message": message,
             "golden": _golden_status(golden),
-            "gates": _gates_status(decision.gates),
         }
     )
     return _finished_outcome(build, stable_view, summary)
@@ -1130,8 +1190,13 @@ def _finished_hold(
     """A rolled-back or failed revision stays out until the spec changes or a person retries."""
     _stable_side(build, stable_view)
     build.delete_revision(str(summary["revision"]))
-    kept = {**previous, "handledRequestId": summary.get("handledRequestId")}
-    return _finished_outcome(build, stable_view, kept)
+    if build.verb:
+        build.answer(
+            False,
+            f"revision {summary['revision']} ended {previous.get('outcome')} "
+            f"({previous.get('reason')}); `kubectl vigil retry` rolls it out again",
+        )
+    return _finished_outcome(build, stable_view, previous)
 
 
 def _finished_outcome(

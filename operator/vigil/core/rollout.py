@@ -13,9 +13,14 @@ an available revision).
 
 The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
 
-    a person aborted                           -> roll back (reason Aborted)
+    a person aborted                           -> roll back (reason Aborted), a promotion too
     a person promoted                          -> promote now
-    paused (spec.paused or a person)           -> hold everything where it is
+    a person paused or resumed                 -> remember it (a resume with nothing to
+                                                  resume is refused, with the reason)
+    paused (spec.paused or a person)           -> hold everything where it is; the deadline
+                                                  counts again from the resume
+    promotion decided                          -> switch once the candidate has all its
+                                                  replicas ready (deadline: progressDeadline)
     candidate pods not ready yet               -> wait (deadline: progressDeadline)
     validate step, golden set not replayed yet -> ask for the replay, wait
     validate step, replay below minAgreement   -> roll back at once (deterministic)
@@ -34,7 +39,7 @@ Invariants (property-tested): never promote without a passing evaluation of
 at least ``minRequests`` at the final step (a person's promote aside); never
 count a failed check on missing data; the stable keeps its full replica
 count until the candidate is promoted; a rollback always leaves the
-candidate at zero traffic.
+candidate at zero traffic. Nothing waits without a deadline but a pause.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ DEFAULT_PROGRESS_DEADLINE_SECONDS = 1800.0
 DEFAULT_STEP_DURATION_SECONDS = 300.0
 DEFAULT_SHADOW_MIN_REQUESTS = 200
 DEFAULT_VALIDATE_MIN_AGREEMENT = 0.99
+#: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
+DEFAULT_RELATIVE_TOLERANCE = 0.05
 #: How much worse than the stable's the candidate's input drift may be.
 DRIFT_TOLERANCE = 0.05
 
@@ -86,6 +93,39 @@ class GoldenSetRef:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """When two numeric predictions agree in shadow.
+
+    They agree when ``|candidate - stable| <= absolute + relative x |stable|``.
+
+    ``absolute`` None leaves it to the stable's sidecar: 5 % of the prediction
+    standard deviation of its reference profile (0 without one), so the
+    default suits the target's scale. Class labels are compared as labels.
+    """
+
+    absolute: float | None = None
+    relative: float = DEFAULT_RELATIVE_TOLERANCE
+
+    def sidecar_settings(self) -> dict[str, float]:
+        """The keys of the sidecar's ``shadow`` block (docs/sidecar.md)."""
+        out = {"relativeTolerance": self.relative}
+        if self.absolute is not None:
+            out["tolerance"] = self.absolute
+        return out
+
+
+def parse_tolerance(raw: Mapping[str, Any] | None, base: Tolerance) -> Tolerance:
+    """``tolerance: {absolute, relative}``; an absent key keeps ``base``'s."""
+    raw = raw or {}
+    absolute = raw.get("absolute")
+    relative = raw.get("relative")
+    return Tolerance(
+        absolute=float(absolute) if absolute is not None else base.absolute,
+        relative=float(relative) if relative is not None else base.relative,
+    )
+
+
+@dataclass(frozen=True)
 class Step:
     """One rollout step, with its defaults resolved."""
 
@@ -96,6 +136,8 @@ class Step:
     min_requests: int | None = None  # shadow: compared requests needed
     golden_set: GoldenSetRef | None = None
     min_agreement: float | None = None  # validate: share of golden outputs reproduced
+    #: shadow: when numeric predictions agree (the step's own keys over the analysis')
+    tolerance: Tolerance | None = None
 
     def describe(self) -> str:
         if self.kind == "canary":
@@ -122,7 +164,8 @@ class RolloutPolicy:
     max_latency_p95: float = 0.25
 
 
-def parse_step(raw: Mapping[str, Any]) -> Step:
+def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> Step:
+    """One step of ``spec.rollout.<change>.steps``; ``tolerance`` is ``analysis.tolerance``."""
     if "validate" in raw:
         body = raw["validate"] or {}
         ref = (body.get("goldenSet") or {}).get("configMapKeyRef") or {}
@@ -138,6 +181,7 @@ def parse_step(raw: Mapping[str, Any]) -> Step:
             duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
             percent=int(body.get("percent", 100)),
             min_requests=int(body.get("minRequests", DEFAULT_SHADOW_MIN_REQUESTS)),
+            tolerance=parse_tolerance(body.get("tolerance"), tolerance or Tolerance()),
         )
     if "canary" in raw:
         body = raw["canary"] or {}
@@ -162,8 +206,9 @@ def parse_policy(
 ) -> RolloutPolicy:
     """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
     section = rollout.get(change) if change in ("replacement", "tweak") else None
-    steps = tuple(parse_step(s) for s in ((section or {}).get("steps") or ()))
     analysis = rollout.get("analysis") or {}
+    tolerance = parse_tolerance(analysis.get("tolerance"), Tolerance())
+    steps = tuple(parse_step(s, tolerance) for s in ((section or {}).get("steps") or ()))
     return RolloutPolicy(
         steps=steps,
         interval_seconds=parse_duration(analysis.get("interval"), DEFAULT_INTERVAL_SECONDS),
@@ -201,6 +246,8 @@ class RolloutState:
     paused: bool = False
     #: A person resumed an open-ended pause step.
     released: bool = False
+    #: Promotion decided: the candidate scales to full capacity, then the switch.
+    promoting: bool = False
 
 
 # -- observations (measured this cycle) ---------------------------------------------------
@@ -216,8 +263,12 @@ class CandidateFigures:
     #: Paired comparisons (shadow): compared predictions and the share that agreed.
     compared: int = 0
     agreement: float | None = None
+    #: Mean |candidate - stable| over the paired numeric predictions (shadow).
+    mean_abs_difference: float | None = None
     #: Candidate-vs-stable prediction distribution divergence (drift method).
     prediction_shift: float | None = None
+    #: How both were put on one basis (vigil.core.analysis.prediction_shift), for the text.
+    prediction_shift_basis: str = ""
     #: Worst input drift of each revision against its own reference, shared features only.
     candidate_drift: float | None = None
     stable_drift: float | None = None
@@ -244,6 +295,8 @@ class Observations:
     figures: CandidateFigures | None = None
     golden: GoldenResult | None = None
     spec_paused: bool = False
+    #: All ``replicas`` candidate pods are ready: a decided promotion can switch.
+    full_capacity: bool = False
 
 
 # -- decision ---------------------------------------------------------------------------
@@ -268,6 +321,8 @@ class Traffic:
     shadow_percent: int  # percent of live requests mirrored to the candidate
     candidate_replicas: int
     stable_replicas: int
+    #: With shadow copies: when numeric predictions agree (the shadow step's tolerance).
+    shadow_tolerance: Tolerance | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +337,8 @@ class Decision:
     #: The last analysis passed with enough requests (the promotion evidence).
     evaluated: bool = False
     events: tuple[str, ...] = field(default_factory=tuple)
+    #: Why a person's request was not taken ("" = taken, or none was made).
+    refused: str = ""
 
 
 def candidate_replicas_for(weight: int, replicas: int) -> int:
@@ -304,7 +361,7 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
         return Traffic(0, 0, 1, replicas)
     if effective.kind == "shadow":
         # Mirrored load is the full live load (at percent): the candidate gets full capacity.
-        return Traffic(0, effective.percent, replicas, replicas)
+        return Traffic(0, effective.percent, replicas, replicas, effective.tolerance)
     return Traffic(
         effective.weight, 0, candidate_replicas_for(effective.weight, replicas), replicas
     )
@@ -340,7 +397,12 @@ def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple
                 figures.agreement >= policy.min_agreement,
                 figures.agreement,
                 policy.min_agreement,
-                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}",
+                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}"
+                + (
+                    f" (mean |difference| {figures.mean_abs_difference:.4g})"
+                    if figures.mean_abs_difference is not None
+                    else ""
+                ),
             )
         )
     if figures.prediction_shift is not None:
@@ -351,7 +413,10 @@ def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple
                 figures.prediction_shift,
                 policy.max_prediction_shift,
                 f"prediction shift {figures.prediction_shift:.3f} vs "
-                f"{policy.max_prediction_shift:.3f}",
+                f"{policy.max_prediction_shift:.3f}"
+                + (
+                    f" ({figures.prediction_shift_basis})" if figures.prediction_shift_basis else ""
+                ),
             )
         )
     if figures.candidate_drift is not None and figures.stable_drift is not None:
@@ -387,7 +452,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     state = replace(state, step=index, step_started_at=state.step_started_at or now)
     cycle = _Cycle(policy, obs, now, traffic_at(steps, index, obs.replicas))
 
-    # A person aborted: roll back now.
+    # A person aborted: roll back now (a decided promotion too: the stable still serves).
     if state.requested == "abort":
         return cycle.rollback(
             replace(state, requested=""), "Aborted", "rollout aborted by a person"
@@ -397,20 +462,21 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         return cycle.promote(
             replace(state, requested=""), (), "PromotedByPerson", "promoted by a person"
         )
-    # A person paused or resumed: remember it (a resume also releases an open-ended pause).
-    if state.requested == "pause":
-        state = replace(state, paused=True, requested="")
-    elif state.requested == "resume":
-        state = replace(state, paused=False, released=True, requested="")
-    # Paused: hold traffic and step where they are.
+    # A person paused or resumed: remember it, or say why not (a resume releases a pause step).
+    state, refused = _pause_or_resume(state, step, obs.spec_paused)
+    cycle = replace(cycle, refused=refused)
+    # Paused: hold traffic and step where they are; a pause is no hold (deadline restarts).
     if obs.spec_paused or state.paused:
         who = "spec.paused" if obs.spec_paused else "a person"
         return cycle.decision(
             "hold",
-            state,
+            replace(state, held_since=None),
             "Paused",
             f"paused by {who} at step {index + 1}/{len(steps)} ({step.describe()})",
         )
+    # Promotion decided: switch once the candidate has full capacity, within the deadline.
+    if state.promoting:
+        return cycle.promoting(state)
     # Candidate pods not ready: wait for them, within the deadline.
     if not obs.candidate_ready:
         return cycle.hold(
@@ -503,6 +569,23 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     return cycle.next_step(state, results, evaluated=True)
 
 
+def _pause_or_resume(
+    state: RolloutState, step: Step, spec_paused: bool
+) -> tuple[RolloutState, str]:
+    """A person's pause or resume taken into the state, or why it is refused ("" = taken)."""
+    if state.requested == "pause":
+        return replace(state, paused=True, requested=""), ""
+    if state.requested != "resume":
+        return state, ""
+    state = replace(state, requested="")
+    waiting = step.kind == "pause" and step.duration_seconds is None and not state.released
+    if state.paused or waiting:
+        return replace(state, paused=False, released=True), ""
+    if spec_paused:
+        return state, "spec.paused holds the rollout: set it to false to resume"
+    return state, "nothing to resume: the rollout is not paused"
+
+
 def _last_traffic_step(steps: Sequence[Step], index: int) -> Step | None:
     return next((s for s in reversed(steps[:index]) if s.kind in ("shadow", "canary")), None)
 
@@ -515,12 +598,13 @@ class _Cycle:
     obs: Observations
     now: float
     traffic: Traffic
+    refused: str = ""
 
     def decision(
         self, action: Action, state: RolloutState, reason: str, message: str, **extra: Any
     ) -> Decision:
         traffic = extra.pop("traffic", self.traffic)
-        return Decision(action, state, traffic, reason, message, **extra)
+        return Decision(action, state, traffic, reason, message, refused=self.refused, **extra)
 
     def rollback(
         self, state: RolloutState, reason: str, message: str, results: tuple[Gate, ...] = ()
@@ -528,7 +612,7 @@ class _Cycle:
         """The candidate leaves traffic; the stable keeps serving at full capacity."""
         return self.decision(
             "rollback",
-            state,
+            replace(state, promoting=False),
             reason,
             message,
             gates=results,
@@ -539,17 +623,42 @@ class _Cycle:
     def promote(
         self, state: RolloutState, results: tuple[Gate, ...], reason: str, message: str
     ) -> Decision:
-        """Scale the candidate to full capacity; the blue/green switch then moves the Service."""
+        """Scale the candidate to full capacity; the blue/green switch then moves the Service.
+
+        The promotion's deadline counts from its decision (a second promote keeps it).
+        """
+        since = state.held_since if state.promoting else self.now
         return self.decision(
             "promote",
-            state,
+            replace(state, promoting=True, paused=False, held_since=since),
             reason,
             message,
             gates=results,
-            traffic=Traffic(0, 0, self.obs.replicas, self.obs.replicas),
+            traffic=self.full_capacity,
             evaluated=True,
             events=("Promoted",),
         )
+
+    def promoting(self, state: RolloutState) -> Decision:
+        """A decided promotion: switch at full capacity; fail if it cannot get there in time.
+
+        A candidate that never reaches its replicas (a quota, a node too small)
+        would otherwise keep two revisions running, the switch never coming.
+        """
+        if self.obs.full_capacity:
+            return self.decision(
+                "promote", state, "Promoting", "switching", traffic=self.full_capacity
+            )
+        return self.hold(
+            state,
+            "Promoting",
+            f"waiting for {self.obs.replicas} ready replica(s) of the candidate",
+            traffic=self.full_capacity,
+        )
+
+    @property
+    def full_capacity(self) -> Traffic:
+        return Traffic(0, 0, self.obs.replicas, self.obs.replicas)
 
     def hold(self, state: RolloutState, reason: str, message: str, **extra: Any) -> Decision:
         """Hold on missing or too few data; fail once held past progressDeadline."""
@@ -560,7 +669,7 @@ class _Cycle:
         if held >= deadline:
             return self.decision(
                 "fail",
-                state,
+                replace(state, promoting=False),
                 "ProgressDeadlineExceeded",
                 f"{message} for {held:.0f}s >= progressDeadline {deadline:.0f}s",
                 traffic=Traffic(0, 0, 0, self.obs.replicas),

@@ -39,6 +39,8 @@ FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
     "vigil_prediction_value_squares_sum": (),
     "vigil_shadow_predictions_total": ("target_revision",),
     "vigil_shadow_agreements_total": ("target_revision",),
+    "vigil_shadow_abs_difference_sum": ("target_revision",),
+    "vigil_shadow_abs_difference_count": ("target_revision",),
 }
 
 #: Only inference requests count towards health (not probes, not /metadata).
@@ -182,11 +184,26 @@ class RevisionWindow:
     prediction_squares_sum: float = 0.0
     shadow_predictions: Mapping[str, float] = field(default_factory=dict)
     shadow_agreements: Mapping[str, float] = field(default_factory=dict)
+    #: Sum and count of |local - target| over paired numeric predictions.
+    shadow_difference_sum: Mapping[str, float] = field(default_factory=dict)
+    shadow_differences: Mapping[str, float] = field(default_factory=dict)
     pods: int = 0
 
     @property
     def requests(self) -> float:
         return sum(self.requests_by_outcome.values())
+
+    def mean_abs_difference(self, target: str | None = None) -> float | None:
+        """Mean |local - target| of the paired numeric predictions this revision compared.
+
+        ``target`` picks one target revision (None: all of them); None when none was compared.
+        """
+        picked = [target] if target is not None else list(self.shadow_differences)
+        count = sum(self.shadow_differences.get(name, 0.0) for name in picked)
+        if count <= 0:
+            return None
+        mean = sum(self.shadow_difference_sum.get(name, 0.0) for name in picked) / count
+        return mean if math.isfinite(mean) else None
 
     @classmethod
     def from_series(cls, series: Mapping[SeriesKey, float], pods: int) -> RevisionWindow:
@@ -208,6 +225,8 @@ class RevisionWindow:
             prediction_squares_sum=_total(series, "vigil_prediction_value_squares_sum"),
             shadow_predictions=_by(series, "vigil_shadow_predictions_total", "target_revision"),
             shadow_agreements=_by(series, "vigil_shadow_agreements_total", "target_revision"),
+            shadow_difference_sum=_by(series, "vigil_shadow_abs_difference_sum", "target_revision"),
+            shadow_differences=_by(series, "vigil_shadow_abs_difference_count", "target_revision"),
             pods=pods,
         )
 

@@ -3,7 +3,8 @@
 Each command places a request annotation on the ModelDeployment with the
 real ``kubectl`` (so the user's kubeconfig, context, credentials and
 namespace defaults apply exactly as for any kubectl command) and, with
-``--wait``, waits until the operator has picked it up (cleared it).
+``--wait``, waits until the operator has answered it (cleared it), then
+says whether it was taken or refused and why (``status.lastRequest``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST_ID,
     VERBS,
+    answer_to,
     new_request_id,
     request_annotations,
 )
@@ -81,13 +83,27 @@ def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
         raise PluginError(f"cannot run kubectl: {error}") from error
 
 
-def _annotations(args: argparse.Namespace) -> dict[str, Any]:
+def _read(args: argparse.Namespace) -> dict[str, Any]:
     result = _run(
         [kubectl_command(), *_global_flags(args), "get", RESOURCE, args.name, "-o", "json"]
     )
     if result.returncode != 0:
         raise PluginError(result.stderr.strip() or "kubectl get failed")
-    return dict(json.loads(result.stdout).get("metadata", {}).get("annotations") or {})
+    return dict(json.loads(result.stdout))
+
+
+def _report(args: argparse.Namespace, verb: str, request_id: str, found: dict[str, Any]) -> int:
+    """Say what the operator answered: 0 when it took the request, 1 when it refused it."""
+    answer = answer_to(found.get("status"), request_id)
+    where = f"modeldeployment/{args.name}"
+    if answer is None:  # cleared without an answer in status (an older operator, a person)
+        print(f"{where}: the {verb} request was cleared")
+        return 0
+    if answer.taken:
+        print(f"{where}: the operator took the {verb} request: {answer.message}")
+        return 0
+    print(f"{where}: the operator refused the {verb} request: {answer.message}", file=sys.stderr)
+    return 1
 
 
 def request(args: argparse.Namespace) -> int:
@@ -103,9 +119,10 @@ def request(args: argparse.Namespace) -> int:
         return 0
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
-        if _annotations(args).get(ANNOTATION_REQUEST_ID) != request_id:
-            print(f"modeldeployment/{args.name}: the operator took the {verb} request")
-            return 0
+        found = _read(args)
+        annotations = (found.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(ANNOTATION_REQUEST_ID) != request_id:
+            return _report(args, verb, request_id, found)
         time.sleep(1.0)
     print(
         f"modeldeployment/{args.name}: the {verb} request is still pending after {args.wait:g}s "
@@ -143,6 +160,6 @@ def register(subparsers: Any) -> None:
             type=float,
             default=0.0,
             metavar="SECONDS",
-            help="wait up to this long for the operator to take the request",
+            help="wait up to this long for the operator's answer (exit 1 if refused)",
         )
         parser.set_defaults(func=_main, verb=verb)

@@ -10,7 +10,8 @@ The operator, on seeing them:
 1. reads the verb with :func:`read_request` (unknown verbs read as ""),
 2. acts on it (``promote``/``abort``/``pause``/``resume`` go to
    ``RolloutState.requested``; ``retry`` lets the reconciler start the
-   rolled-back revision again), records the handled id in status,
+   rolled-back revision again) or refuses it, and writes the answer with
+   the request's id in ``status.lastRequest`` (read by :func:`answer_to`),
 3. clears both annotations with :func:`clear_request_patch`, a JSON patch
    that first *tests* the id, so a newer request that arrived meanwhile is
    never wiped (the patch then fails with 422 and the operator re-reads).
@@ -26,9 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vigil.core.candidate import ANSWER_TAKEN, REQUEST_VERBS
+
 ANNOTATION_REQUEST = "vigil.dev/request"
 ANNOTATION_REQUEST_ID = "vigil.dev/request-id"
-VERBS: tuple[str, ...] = ("promote", "abort", "pause", "resume", "retry")
+VERBS = REQUEST_VERBS
 
 RolloutRequest = Literal["promote", "abort", "pause", "resume", ""]
 
@@ -93,6 +96,22 @@ def request_annotations(verb: str, request_id: str | None = None) -> dict[str, s
 def request_patch(verb: str, request_id: str | None = None) -> dict[str, Any]:
     """A JSON merge patch that places a request (touches nothing else)."""
     return {"metadata": {"annotations": request_annotations(verb, request_id)}}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The operator's answer to one request, from ``status.lastRequest``."""
+
+    taken: bool
+    message: str
+
+
+def answer_to(status: Mapping[str, Any] | None, request_id: str) -> Answer | None:
+    """The answer to the request with this id, or None (not answered, or another one's)."""
+    last = (status or {}).get("lastRequest") or {}
+    if not request_id or last.get("id") != request_id:
+        return None
+    return Answer(last.get("answer") == ANSWER_TAKEN, str(last.get("message") or ""))
 
 
 def clear_request_patch(request: ManualRequest) -> list[dict[str, Any]]:

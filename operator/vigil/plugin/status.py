@@ -1,10 +1,11 @@
 """``kubectl vigil status NAME``: one screen on a ModelDeployment.
 
 In the spirit of ``kubectl argo rollouts get rollout``: the stable and
-candidate revisions, step progress, the traffic split, every health figure
-beside its threshold, per-feature drift as small bars, conditions, the
-last Events and the history. :func:`render` is pure (object in, text out)
-so it is tested on fixtures; fits 80 columns; colour is optional.
+candidate revisions, step progress, the traffic split, the last check's
+gates and every health figure beside its threshold, per-feature drift as
+small bars, conditions, the last Events and the history. :func:`render` is
+pure (object in, text out) so it is tested on fixtures; fits 80 columns;
+colour is optional.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import datetime
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 WIDTH = 80
@@ -116,6 +117,40 @@ def _step_label(step: Mapping[str, Any]) -> str:
     return "?"
 
 
+def _decimals(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _general(value: float) -> str:
+    return f"{value:g}"
+
+
+#: How each rollout gate (vigil.core.rollout.gates) reads: label, value and threshold
+#: formats, and the side of the threshold that passes.
+_GATES: dict[str, tuple[str, Callable[[float], str], Callable[[float], str], str]] = {
+    "errorRate": ("error rate", _percent, _percent, "<="),
+    "latencyP95": ("p95 latency", _ms, _ms, "<="),
+    "agreement": ("agreement", _decimals, _general, ">="),
+    "predictionShift": ("prediction shift", _decimals, _general, "<="),
+    "inputDrift": ("input drift", _decimals, _general, "<="),
+    "goldenSet": ("golden set", _decimals, _general, ">="),
+}
+
+
+def _gate_line(gate: Mapping[str, Any], style: _Style) -> str:
+    """One gate of ``status.candidate.gates``: its value beside its threshold."""
+    name = str(gate.get("name", "?"))
+    label, value_text, threshold_text, side = _GATES.get(name, (name, _general, _general, ""))
+    value, threshold = gate.get("value"), gate.get("threshold")
+    return _gate_row(
+        label,
+        "-" if value is None else value_text(value),
+        "-" if threshold is None else f"{side} {threshold_text(threshold)}".strip(),
+        gate.get("passed"),
+        style,
+    )
+
+
 def _gate_row(name: str, value: str, threshold: str, ok: bool | None, style: _Style) -> str:
     verdict = "-" if ok is None else ("ok" if ok else "FAIL")
     colour = "dim" if ok is None else ("green" if ok else "red")
@@ -211,6 +246,16 @@ def render(
         add(f"  stable {100 - weight:>3}% {_bar((100 - weight) / 100)} candidate {weight}%")
         if shadow:
             add(f"  shadow: {shadow}% of live requests copied to the candidate")
+
+        gates = candidate.get("gates") or []
+        if gates:
+            checked = candidate.get("lastAnalysisAt")
+            when = f" {_age(checked, now)} ago" if checked else ""
+            add("")
+            add(style("Gates", "bold") + f" (last check{when})")
+            add(f"  {'gate':<26}{'measured':>12}   {'threshold':<14}")
+            for gate in gates:
+                add(_gate_line(gate, style))
 
     # Health.
     health = status.get("health") or {}
@@ -338,4 +383,4 @@ def render(
             )
             if entry.get("reason"):
                 add(_clip(f"           {entry['reason']}"))
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)

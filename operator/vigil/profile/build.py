@@ -28,7 +28,7 @@ from vigil.profile.model import (
     category_key,
 )
 
-__all__ = ["build_profile", "profile_column"]
+__all__ = ["build_profile", "infer_task", "profile_column"]
 
 #: Default number of quantile bins per numeric feature (plus underflow/overflow).
 DEFAULT_BINS = 10
@@ -37,8 +37,8 @@ DEFAULT_TOP_K = 10
 #: Categorical features with at most this many distinct values list them all
 #: as the allowed set; above it the set is open (no out-of-set counting).
 DEFAULT_MAX_ALLOWED = 1000
-#: A prediction with at most this many distinct integral values is taken as
-#: classification when ``task`` is not given.
+#: A prediction column of whole numbers with at most this many distinct values
+#: is taken as class labels when ``task`` is not given (see :func:`infer_task`).
 MAX_CLASSES_GUESS = 50
 
 
@@ -156,16 +156,36 @@ def profile_column(
     )
 
 
-def _guess_task(values: npt.NDArray[Any]) -> Task:
-    numeric = _to_float(values)
+def infer_task(values: npt.ArrayLike) -> tuple[Task, str]:
+    """The task a prediction (or target) column suggests, and why, in words.
+
+    Text and booleans are class labels; numbers with a fractional part are a
+    regression target; whole numbers are class labels only when there are
+    few distinct values (at most :data:`MAX_CLASSES_GUESS`): a count or a
+    score in whole units with hundreds of values is a regression target.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        return "classification", "boolean values"
+    numeric = _to_float(arr)
     if numeric is None:
-        return "classification"
+        return "classification", "non-numeric values (class labels)"
     present = numeric[~np.isnan(numeric)]
-    if values.dtype.kind in "iub" or (
-        np.all(np.equal(np.mod(present, 1), 0)) and np.unique(present).size <= MAX_CLASSES_GUESS
-    ):
-        return "classification"
-    return "regression"
+    if present.size == 0:
+        return "regression", "no values (all missing)"
+    fractional = present[np.mod(present, 1) != 0]
+    if fractional.size:
+        return "regression", f"numbers with a fractional part (e.g. {fractional[0]:g})"
+    distinct = int(np.unique(present).size)
+    if distinct <= MAX_CLASSES_GUESS:
+        return (
+            "classification",
+            f"{distinct} distinct whole numbers (at most {MAX_CLASSES_GUESS}: class labels)",
+        )
+    return (
+        "regression",
+        f"{distinct} distinct whole numbers (more than {MAX_CLASSES_GUESS}: not class labels)",
+    )
 
 
 def build_profile(
@@ -189,8 +209,8 @@ def build_profile(
     ``data`` holds one row per example and the features in model input
     order. Predictions come from ``predictions`` (array) or from the
     DataFrame column ``prediction_column`` (removed from the features).
-    ``task`` defaults to classification for integer/categorical predictions
-    with few distinct values, otherwise regression.
+    ``task`` defaults to what :func:`infer_task` finds in the predictions
+    (regression without predictions).
     """
     if bins < 1 or top_k < 1:
         raise ProfileError("bins and top_k must be at least 1")
@@ -254,7 +274,7 @@ def build_profile(
             pred = pred[:, 0]
         if pred.ndim != 1 or pred.shape[0] != row_count:
             raise ProfileError(f"predictions need shape ({row_count},), got {pred.shape}")
-        resolved_task = task or _guess_task(pred)
+        resolved_task = task or infer_task(pred)[0]
         prediction = profile_column(
             "prediction",
             pred,

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from vigil.profile.build import DEFAULT_BINS, DEFAULT_TOP_K, build_profile
+from vigil.profile.build import DEFAULT_BINS, DEFAULT_TOP_K, build_profile, infer_task
 from vigil.profile.model import (
     OTHER,
     DriftDefaults,
@@ -46,7 +46,11 @@ def register(subparsers: Any) -> None:
     build.add_argument(
         "--prediction-column", help="column holding the model's output (not a feature)"
     )
-    build.add_argument("--task", choices=("classification", "regression"))
+    build.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="how predictions are compared (default: inferred from the prediction column)",
+    )
     build.add_argument("--model-name", default="")
     build.add_argument("--model-version", default="")
     build.add_argument(
@@ -165,6 +169,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         print(f"vigil profile build: {exc}", file=sys.stderr)
         return 1
+    print(f"task: {profile.task} ({_task_reason(args, frame)})", file=sys.stderr)
     text = profile.to_json()
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
@@ -176,6 +181,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _task_reason(args: argparse.Namespace, frame: Any) -> str:
+    """Why the profile has its task: given, the default, or what the column showed."""
+    if args.task:
+        return "given by --task"
+    if not args.prediction_column:
+        return "the default without --prediction-column; --task classification for a classifier"
+    task, why = infer_task(frame[args.prediction_column].to_numpy())
+    other = "regression" if task == "classification" else "classification"
+    return f"inferred from column {args.prediction_column!r}: {why}; --task {other} to override"
 
 
 # ------------------------------------------------------------------- showing

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vigil.core.desired import SIDECAR_CONFIG_KEY, with_applied_hash
-from vigil.core.rollout import Traffic
+from vigil.core.rollout import Tolerance, Traffic
 from vigil.routing.base import RoutingError, RoutingTarget
 
 
@@ -32,7 +32,7 @@ def shadow_block(
     target: RoutingTarget,
     percent: float,
     *,
-    tolerance: float | None = None,
+    tolerance: Tolerance | None = None,
     timeout_seconds: float | None = None,
     target_url: str | None = None,
 ) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def shadow_block(
         "percent": percent,
     }
     if tolerance is not None:
-        block["tolerance"] = tolerance
+        block.update(tolerance.sidecar_settings())
     if timeout_seconds is not None:
         block["timeoutSeconds"] = timeout_seconds
     return block
@@ -62,13 +62,14 @@ def shadow_for(
     target: RoutingTarget,
     traffic: Traffic,
     *,
-    tolerance: float | None = None,
     target_url: str | None = None,
 ) -> dict[str, Any] | None:
     """The stable's ``shadow`` block for this traffic: None when nothing is mirrored."""
     if target.candidate is None or traffic.shadow_percent <= 0:
         return None
-    return shadow_block(target, traffic.shadow_percent, tolerance=tolerance, target_url=target_url)
+    return shadow_block(
+        target, traffic.shadow_percent, tolerance=traffic.shadow_tolerance, target_url=target_url
+    )
 
 
 def _render(settings: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -54,7 +55,10 @@ class ShadowSettings:
     target: str = ""
     target_revision: str = ""
     percent: float = 0.0
-    tolerance: float = 1e-6
+    #: Regression: |local - target| <= tolerance + relative_tolerance x |local| agrees.
+    #: None: 5 % of the reference profile's prediction standard deviation (0 without one).
+    tolerance: float | None = None
+    relative_tolerance: float = 0.05
     queue_size: int = 256
     timeout_seconds: float = 5.0
     concurrency: int = 4
@@ -158,6 +162,7 @@ _SHADOW_KEYS = {
     "targetRevision": "target_revision",
     "percent": "percent",
     "tolerance": "tolerance",
+    "relativeTolerance": "relative_tolerance",
     "queueSize": "queue_size",
     "timeoutSeconds": "timeout_seconds",
     "concurrency": "concurrency",
@@ -167,6 +172,7 @@ _TYPES = {f.name: f.type for f in fields(Settings)}
 
 def _coerce(name: str, value: Any, kind: str) -> Any:
     """Convert one value to the field's type, or raise ConfigError."""
+    kind = kind.removesuffix(" | None")  # null never gets here: it means the default
     try:
         if kind == "str":
             if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -272,8 +278,11 @@ def validate(s: Settings) -> None:
         tparts = urlsplit(sh.target)
         if tparts.scheme != "http" or not tparts.hostname:
             raise ConfigError(f"shadow.target: must be http://host:port, got {sh.target!r}")
-    if sh.tolerance < 0 or sh.queue_size < 1 or sh.concurrency < 1 or sh.timeout_seconds <= 0:
-        raise ConfigError("shadow: tolerance >= 0, queueSize >= 1, concurrency >= 1, timeout > 0")
+    for key, number in (("tolerance", sh.tolerance), ("relativeTolerance", sh.relative_tolerance)):
+        if number is not None and not 0 <= number < math.inf:
+            raise ConfigError(f"shadow.{key}: must be a finite number >= 0, got {number}")
+    if sh.queue_size < 1 or sh.concurrency < 1 or sh.timeout_seconds <= 0:
+        raise ConfigError("shadow: queueSize >= 1, concurrency >= 1, timeout > 0")
 
 
 def read_document(path: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from vigil.profile import ReferenceProfile
 from vigil.sidecar.config import ConfigError, Settings, SettingsWatcher, load_settings
 from vigil.sidecar.metrics import OpsMetrics
 from vigil.sidecar.monitor import Monitor, load_reference
@@ -80,6 +81,7 @@ class Sidecar:
             registry=registry,
             classification=(profile.task == "classification") if profile else None,
             settings=settings.shadow,
+            prediction_std=_prediction_std(profile),
         )
         ops.set_info(settings.protocol, profile.fingerprint if profile else "", SIDECAR_VERSION)
         proxy = Proxy(settings, ops, monitor, shadow)
@@ -163,6 +165,14 @@ class Sidecar:
         await self.shadow.stop()
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
+
+
+def _prediction_std(profile: ReferenceProfile | None) -> float | None:
+    """A regression reference's prediction standard deviation (the shadow tolerance's scale)."""
+    if profile is None or profile.task != "regression" or profile.prediction is None:
+        return None
+    summary = profile.prediction.summary
+    return summary.std if summary is not None else None
 
 
 def _tune_gc() -> None:

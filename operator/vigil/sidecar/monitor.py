@@ -133,10 +133,15 @@ class _NumericCounts:
             t = type(v)
             if t is float or t is int:
                 f: float | None = float(v)
+            elif v is None:
+                self.missing += 1
+                continue
             else:
+                # Not a JSON number: a type violation, even when it reads as one
+                # ("0.038", true): the server may coerce it, the client's schema is wrong.
+                self.type_errors += 1
                 f = _to_float(v)
                 if f is None:
-                    self.type_errors += 1
                     continue
             assert f is not None
             if f != f:  # NaN: missing
@@ -148,23 +153,29 @@ class _NumericCounts:
                 self.out_of_range += 1
 
     def _add_large(self, values: list[Any]) -> None:
-        try:
+        if set(map(type, values)) <= _JSON_NUMBERS:
             arr = np.asarray(values, dtype=np.float64)
-            if arr.ndim != 1:
-                raise ValueError
-        except (TypeError, ValueError):
-            floats = [_to_float(v) for v in values]
-            self.type_errors += sum(1 for f in floats if f is None)
+        else:
+            present = [v for v in values if v is not None]
+            self.missing += len(values) - len(present)
+            self.type_errors += sum(1 for v in present if type(v) not in _JSON_NUMBERS)
+            floats = [_to_float(v) for v in present]
             arr = np.asarray([f for f in floats if f is not None], dtype=np.float64)
         nan = np.isnan(arr)
         self.missing += int(np.count_nonzero(nan))
-        present = arr[~nan]
-        if present.size == 0:
+        present_values = arr[~nan]
+        if present_values.size == 0:
             return
-        counts = np.bincount(bin_index(present, self.edges), minlength=len(self.bins)).tolist()
+        counts = np.bincount(
+            bin_index(present_values, self.edges), minlength=len(self.bins)
+        ).tolist()
         for i, n in enumerate(counts):
             self.bins[i] += n
         self.out_of_range += counts[0] + counts[-1]
+
+
+#: What JSON numbers parse to (bool is a subclass of int, and is not one).
+_JSON_NUMBERS = frozenset({float, int})
 
 
 def _to_float(value: Any) -> float | None:
@@ -181,14 +192,23 @@ def _to_float(value: Any) -> float | None:
     return None
 
 
-class _CategoryCounts:
-    """Live counts of one categorical feature (top-K + other)."""
+#: Class labels outside the reference a prediction counter still counts by name
+#: (then ``__other__``): another revision's classes are compared by label.
+MAX_UNLISTED_CLASSES = 50
 
-    def __init__(self, profile: FeatureProfile) -> None:
-        self.labels = (*(profile.categories or ()), OTHER)
-        self.known = frozenset(profile.categories or ())
+
+class _CategoryCounts:
+    """Live counts of one categorical feature (top-K + other), or of predicted classes.
+
+    ``unlisted`` labels outside the reference are counted under their own
+    name (at most that many), the rest under :data:`OTHER`.
+    """
+
+    def __init__(self, profile: FeatureProfile, unlisted: int = 0) -> None:
+        self.known = set(profile.categories or ())
+        self.room = unlisted
         self.allowed = frozenset(profile.allowed) if profile.allowed is not None else None
-        self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
+        self.counts: dict[str, int] = dict.fromkeys((*(profile.categories or ()), OTHER), 0)
         self.missing = 0
         self.out_of_range = 0
         self.type_errors = 0
@@ -202,6 +222,10 @@ class _CategoryCounts:
             if key is None:
                 self.missing += 1
                 continue
+            if key not in self.known and self.room > 0:
+                self.known.add(key)
+                self.counts[key] = 0
+                self.room -= 1
             self.counts[key if key in self.known else OTHER] += 1
             if self.allowed is not None and key not in self.allowed:
                 self.out_of_range += 1
@@ -295,7 +319,11 @@ class Monitor(Collector):
         self.prediction: _NumericCounts | _CategoryCounts | None = None
         if profile is not None and profile.prediction is not None:
             fp = profile.prediction
-            self.prediction = _NumericCounts(fp) if fp.type == "numeric" else _CategoryCounts(fp)
+            self.prediction = (
+                _NumericCounts(fp)
+                if fp.type == "numeric"
+                else _CategoryCounts(fp, unlisted=MAX_UNLISTED_CLASSES)
+            )
         self.pred_count = 0
         self.pred_sum = 0.0
         self.pred_sumsq = 0.0

@@ -6,8 +6,8 @@ queue (full queue = counted drop); workers post the request to the target
 (another revision's service or pod) over pooled keep-alive connections
 (``vigil.sidecar.target``: raw asyncio protocols like the proxy's, not an
 HTTP client library) and compare the predictions row by row:
-classification agrees when the classes are equal, regression when the
-absolute difference is within ``tolerance``. Settings (target, revision,
+classification agrees when the classes are equal, regression when
+``|local - target| <= tolerance + relativeTolerance x |local|``. Settings (target, revision,
 percent, ...) can change while running via :meth:`Shadow.configure`.
 """
 
@@ -109,9 +109,18 @@ def _number(value: Any) -> float | None:
 
 
 def compare_predictions(
-    local: list[Any], target: list[Any], classification: bool, tolerance: float
+    local: list[Any],
+    target: list[Any],
+    classification: bool,
+    tolerance: float,
+    relative_tolerance: float = 0.0,
 ) -> tuple[int, list[float]]:
-    """Agreeing rows and the absolute numeric differences (rows where both are numbers)."""
+    """Agreeing rows and the absolute numeric differences (rows where both are numbers).
+
+    Classes agree when their labels are equal; numbers when
+    ``|local - target| <= tolerance + relative_tolerance x |local|`` (the
+    local answer is the stable's: the candidate is measured against it).
+    """
     agree = 0
     diffs: list[float] = []
     for a, b in zip(local, target, strict=True):
@@ -121,10 +130,23 @@ def compare_predictions(
         if classification:
             agree += int(category_key(a) == category_key(b))
         elif na is not None and nb is not None:
-            agree += int(abs(na - nb) <= tolerance)
+            agree += int(abs(na - nb) <= tolerance + relative_tolerance * abs(na))
         else:
             agree += int(a == b)
     return agree, diffs
+
+
+#: Without an absolute tolerance in the settings: this share of the reference
+#: profile's prediction standard deviation (a retrained regressor's answers
+#: differ by about that much; a wrong one by far more).
+DEFAULT_ABSOLUTE_SHARE_OF_STD = 0.05
+
+
+def default_absolute_tolerance(prediction_std: float | None) -> float:
+    """The absolute tolerance used when the settings give none."""
+    if prediction_std is None or not math.isfinite(prediction_std) or prediction_std < 0:
+        return 0.0
+    return DEFAULT_ABSOLUTE_SHARE_OF_STD * prediction_std
 
 
 class Shadow:
@@ -138,10 +160,13 @@ class Shadow:
         registry: CollectorRegistry,
         classification: bool | None,
         settings: ShadowSettings,
+        prediction_std: float | None = None,
     ) -> None:
         self.protocol = protocol
         self.base_values = tuple(base.values())
         self.classification = classification
+        #: The absolute tolerance when the settings give none (from the reference profile).
+        self.default_tolerance = default_absolute_tolerance(prediction_std)
         self.settings = settings
         self.queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=settings.queue_size)
         self._workers: list[asyncio.Task[None]] = []
@@ -233,10 +258,13 @@ class Shadow:
         self.settings = settings
         self._publish_settings()
         log.info(
-            "shadow settings: target=%s revision=%s percent=%s (was %s/%s/%s)",
+            "shadow settings: target=%s revision=%s percent=%s tolerance=%g+%g*|local| "
+            "(was %s/%s/%s)",
             settings.target or "-",
             settings.target_revision or "-",
             settings.percent,
+            settings.tolerance if settings.tolerance is not None else self.default_tolerance,
+            settings.relative_tolerance,
             old.target or "-",
             old.target_revision or "-",
             old.percent,
@@ -345,7 +373,10 @@ class Shadow:
                 isinstance(v, str | bool) or (isinstance(v, int | float) and float(v).is_integer())
                 for v in local.values
             )
-        agree, diffs = compare_predictions(local.values, remote.values, classification, s.tolerance)
+        absolute = s.tolerance if s.tolerance is not None else self.default_tolerance
+        agree, diffs = compare_predictions(
+            local.values, remote.values, classification, absolute, s.relative_tolerance
+        )
         self._count(children, labels, "compared")
         children.predictions.inc(len(local.values))
         if agree:

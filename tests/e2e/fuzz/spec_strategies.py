@@ -43,12 +43,27 @@ def _config_ref() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def _tolerance() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "absolute": st.sampled_from([0, 0.5, 10]),
+            "relative": st.sampled_from([0, 0.05, 1]),
+        },
+    )
+
+
 def _step() -> st.SearchStrategy[dict[str, Any]]:
     duration = st.sampled_from(DURATIONS)
     canary = st.fixed_dictionaries({"weight": _ints(1, 99)}, optional={"duration": duration})
     shadow = st.fixed_dictionaries(
         {},
-        optional={"percent": _ints(1, 100), "duration": duration, "minRequests": _ints(0, 500)},
+        optional={
+            "percent": _ints(1, 100),
+            "duration": duration,
+            "minRequests": _ints(0, 500),
+            "tolerance": _tolerance(),
+        },
     )
     pause = st.fixed_dictionaries({}, optional={"duration": duration})
     validate = st.fixed_dictionaries(
@@ -77,6 +92,7 @@ def _rollout() -> st.SearchStrategy[dict[str, Any]]:
                     "failureLimit": _ints(1, 100),
                     "minAgreement": st.sampled_from([0, 0.5, 0.95, 1]),
                     "maxPredictionShift": st.sampled_from([0, 0.2, 5]),
+                    "tolerance": _tolerance(),
                 },
             ),
             "progressDeadline": st.sampled_from(DURATIONS),
@@ -231,6 +247,9 @@ MUTATIONS: list[tuple[str, Any]] = [
     ("rollout.analysis.interval", "0s"),
     ("rollout.analysis.failureLimit", 0),
     ("rollout.analysis.minAgreement", 1.5),
+    ("rollout.analysis.tolerance", {"absolute": -1}),
+    ("rollout.analysis.tolerance.relative", -0.01),
+    ("rollout.replacement.steps", [{"shadow": {"tolerance": {"absolute": "1%"}}}]),
     ("rollout.progressDeadline", "0ms"),
     ("rollout.replacement.steps", [{}]),
     ("rollout.replacement.steps", [{"canary": {"weight": 20}, "pause": {}}]),

@@ -286,6 +286,24 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.rollout.analysis.minAgreement",
     ),
     (
+        "analysis-tolerance-negative",
+        mutate("spec.rollout", {"analysis": {"tolerance": {"absolute": -0.5}}}),
+        "spec.rollout.analysis.tolerance.absolute",
+    ),
+    (
+        "analysis-tolerance-not-an-object",
+        mutate("spec.rollout", {"analysis": {"tolerance": 0.05}}),
+        "spec.rollout.analysis.tolerance",
+    ),
+    (
+        "shadow-relative-tolerance-negative",
+        mutate(
+            "spec.rollout",
+            {"replacement": {"steps": [{"shadow": {"tolerance": {"relative": -0.1}}}]}},
+        ),
+        "spec.rollout.replacement.steps[0].shadow.tolerance.relative",
+    ),
+    (
         "progress-deadline-zero",
         mutate("spec.rollout", {"progressDeadline": "0ms"}),
         "spec.rollout.progressDeadline",

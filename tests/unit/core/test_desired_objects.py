@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,9 @@ from vigil.sidecar.config import settings_from_mapping
 OWNER = Owner(name="wine", namespace="ml", uid="uid-1")
 INFO = RevisionInfo(revision="abc1234", identity="ident", role=naming.ROLE_STABLE)
 SIDECAR = "ghcr.io/vigil-dev/vigil:test"
+
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def parsed(**extra: Any):
@@ -195,7 +199,31 @@ class TestDeployment:
         assert server["command"] == ["serve"]
         assert server["args"] == ["--x"]
         assert server["resources"] == {"limits": {"memory": "1Gi"}}
-        assert server["readinessProbe"]["httpGet"] == {"path": "/ok", "port": 9000}
+
+    def test_the_kubelet_probes_the_server_only_through_the_sidecar(self) -> None:
+        # The kubelet sends httpGet probes to the pod IP; a server listening on
+        # 127.0.0.1 only (docs/howto/model-server.md's example) is not there. Every
+        # probe goes to the sidecar, whose readiness asks the server's readinessPath
+        # over loopback (tests/unit/sidecar: readiness follows the model server).
+        manifest = deployment(server__port=9000, server__readinessPath="/ok")
+        probes = [
+            (name, kind, container[kind]["httpGet"]["port"])
+            for name, container in containers(manifest).items()
+            for kind in ("readinessProbe", "livenessProbe", "startupProbe")
+            if kind in container
+        ]
+        assert probes == [
+            ("sidecar", "readinessProbe", "http"),
+            ("sidecar", "livenessProbe", "http"),
+        ]
+        configmap = desired_configmap(
+            OWNER, parsed(server__port=9000, server__readinessPath="/ok"), INFO
+        )
+        settings = json.loads(configmap["data"]["sidecar.json"])
+        assert settings["upstream"]["url"] == "http://127.0.0.1:9000"
+        assert settings["upstream"]["readinessPath"] == "/ok"
+        page = (ROOT / "docs" / "howto" / "model-server.md").read_text()
+        assert 'ThreadingHTTPServer(("127.0.0.1", 8080), Handler)' in page
 
     def test_without_reference_there_is_no_reference_volume(self) -> None:
         pod = deployment()["spec"]["template"]["spec"]

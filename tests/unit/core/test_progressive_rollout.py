@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime
-import json
 from typing import Any
 
 import pytest
-from core_world import World, spec
+from core_world import RolloutWorld, spec
 
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
-from vigil.core.reconcile import Observation, Plan, decide
+from vigil.core.reconcile import Plan, decide
 from vigil.core.rollout import CandidateFigures, GoldenResult
 from vigil.core.window import RevisionWindow
-from vigil.routing import RoutingTarget, router_for
 
 GOOD = CandidateFigures(
     requests=100, error_rate=0.0, latency_p95=0.01, compared=100, agreement=0.99
@@ -35,52 +32,6 @@ ROLLOUT = {
     "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 2},
     "progressDeadline": "60s",
 }
-
-
-class RolloutWorld(World):
-    """World + per-revision Services, the rollout inputs, the router and requests."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: RolloutInputs | None = None
-        self.request: Request | None = None
-        self.golden: GoldenResult | None = None
-        self.plans: list[Plan] = []
-
-    def observe(self) -> Observation:
-        base = super().observe()
-        services = [
-            copy.deepcopy(obj)
-            for (kind, name), obj in self.objects.items()
-            if kind == "Service" and name != self.owner.name
-        ]
-        router = router_for(self.spec.get("rollout") or {})
-
-        def planner(stable: str, candidate: str | None, traffic: Any) -> Any:
-            return router.plan(RoutingTarget("wine", "ml", stable, candidate), traffic)
-
-        return dataclasses.replace(
-            base,
-            revision_services=services,
-            rollout=self.inputs,
-            request=self.request,
-            route_planner=planner,
-        )
-
-    def reconcile(self, advance: float = 1.0) -> Plan:
-        plan = super().reconcile(advance)
-        self.plans.append(plan)
-        if plan.clear_request is not None:
-            self.request = None
-        return plan
-
-    def shadow(self, revision: str) -> Any:
-        data = self.objects[("ConfigMap", f"wine-{revision}-sidecar")]["data"]
-        return json.loads(data["sidecar.json"])["shadow"]
-
-    def replicas(self, revision: str) -> int:
-        deployment = self.deployment(revision)
-        return -1 if deployment is None else deployment["spec"]["replicas"]
 
 
 def started(version: str = "2", **extra: Any) -> tuple[RolloutWorld, str, str]:
@@ -234,7 +185,8 @@ def test_bad_agreement_rolls_back_and_is_not_retried() -> None:
     world.request = Request("retry", "id-1")
     world.reconcile()
     assert world.deployment(candidate) is not None
-    assert world.status["candidate"]["handledRequestId"] == "id-1"
+    last = world.status["lastRequest"]
+    assert (last["id"], last["verb"], last["answer"]) == ("id-1", "retry", "Taken")
     assert "outcome" not in world.status["candidate"]
 
 
@@ -279,6 +231,84 @@ def test_missing_metrics_hold_then_fail_at_deadline() -> None:
     assert world.deployment(candidate) is None
     assert world.replicas(stable) == 2
     assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
+
+
+def test_status_keeps_the_last_evaluated_gates_through_holds_and_an_abort() -> None:
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: bool(world.status["candidate"].get("gates")))
+    evaluated = world.status["candidate"]["gates"]
+    assert {g["name"] for g in evaluated} >= {"errorRate", "latencyP95", "agreement"}
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "MetricsUnavailable"
+    assert world.status["candidate"]["gates"] == evaluated
+    world.request = Request("abort", "a1")
+    world.reconcile()
+    assert world.status["phase"] == "RolledBack"
+    assert world.status["candidate"]["gates"] == evaluated
+
+
+def test_a_pause_does_not_count_against_the_deadline() -> None:
+    # Held 50 of 60 s, paused 5 minutes, resumed: status keeps no hold across the pause,
+    # and the rollout fails only a full progressDeadline after the resume.
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.pods_ready(candidate)
+    for _ in range(50):
+        world.reconcile()
+    assert world.status["candidate"]["reason"] == "MetricsUnavailable"
+    world.request = Request("pause", "p1")
+    world.reconcile()
+    assert "heldSince" not in world.status["candidate"]
+    world.reconcile(advance=300)
+    world.request = Request("resume", "p2")
+    world.reconcile()
+    resumed = world.now
+    run_until(world, candidate, lambda: world.status["phase"] == "Failed", limit=90)
+    assert (world.now - resumed).total_seconds() >= 60
+    assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
+
+
+def promoting_short_of_capacity() -> tuple[RolloutWorld, str, str]:
+    """A promotion decided, the candidate held at 1 of its 2 replicas (a quota, say)."""
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 50%")
+    run_until(world, candidate, lambda: world.replicas(candidate) == 2)
+    world.pods_ready(candidate, ready=1)
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "Promoting"
+    return world, stable, candidate
+
+
+def test_a_promotion_short_of_capacity_fails_at_the_deadline() -> None:
+    world, stable, candidate = promoting_short_of_capacity()
+    for _ in range(58):
+        world.reconcile()
+    assert world.status["candidate"]["reason"] == "Promoting"
+    assert world.status["candidate"]["promoting"] is True
+    for _ in range(5):
+        world.reconcile()
+    assert world.status["phase"] == "Failed"
+    ready = world.condition("Ready")
+    assert ready["reason"] == "ProgressDeadlineExceeded"
+    assert "waiting for 2 ready replica(s) of the candidate for 60s" in ready["message"]
+    world.reconcile()  # the cycle after the recorded outcome removes the candidate
+    assert world.deployment(candidate) is None
+    assert world.replicas(stable) == 2 and world.service_revision() == stable
+    assert world.status["history"][0]["outcome"] == "Failed"
+
+
+def test_abort_during_a_promotion_rolls_back() -> None:
+    world, stable, candidate = promoting_short_of_capacity()
+    world.request = Request("abort", "a1")
+    world.reconcile()
+    assert world.status["phase"] == "RolledBack"
+    assert "rollout aborted by a person" in world.condition("Ready")["message"]
+    world.reconcile()
+    assert world.deployment(candidate) is None
+    assert world.replicas(stable) == 2 and world.service_revision() == stable
 
 
 def test_tweak_runs_the_tweak_steps() -> None:
@@ -379,3 +409,172 @@ def test_candidate_figures_from_two_windows() -> None:
     assert same.prediction_shift == 0.0
     alone = candidate_figures("cand", cand, None)
     assert alone.agreement is None and alone.compared == 0
+
+
+class TestEveryRequestIsAnswered:
+    """A person's request is taken or refused with the reason: never left, never dropped."""
+
+    def ask(self, world: RolloutWorld, verb: str, request_id: str = "r1") -> dict[str, Any]:
+        world.request = Request(verb, request_id)
+        plan = world.reconcile()
+        assert plan.clear_request == Request(verb, request_id), "the annotation is cleared"
+        last = world.status["lastRequest"]
+        assert (last["id"], last["verb"]) == (request_id, verb)
+        refused = [e for e in plan.events if e.reason == "RequestRefused"]
+        if last["answer"] == "Refused":
+            assert [e.message for e in refused] == [f"request {verb!r} refused: {last['message']}"]
+            assert refused[0].warning
+        else:
+            assert last["answer"] == "Taken" and not refused
+        return dict(last)
+
+    @pytest.mark.parametrize(
+        ("problem", "reason"),
+        [
+            ("invalid", "InvalidSpec"),
+            ("conflict", "ServiceConflict"),
+            ("reference", "ReferenceNotFound"),
+        ],
+    )
+    @pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume", "retry"])
+    def test_refused_while_the_spec_cannot_be_acted_on(
+        self, problem: str, reason: str, verb: str
+    ) -> None:
+        world, _stable, candidate = started()
+        world.pods_ready(candidate)
+        if problem == "invalid":
+            world.set_spec(spec("3", 2, rollout=ROLLOUT, server={"image": ""}))
+        elif problem == "conflict":
+            world.foreign_service = True
+        else:
+            world.set_spec(
+                spec(
+                    "3",
+                    2,
+                    rollout=ROLLOUT,
+                    monitoring={"reference": {"configMapKeyRef": {"name": "gone", "key": "p"}}},
+                )
+            )
+            world.reference_found = False
+        world.reconcile()
+        assert world.condition("Ready")["reason"] == reason
+        last = self.ask(world, verb)
+        assert last["answer"] == "Refused"
+        assert last["message"].startswith(f"the operator cannot act on this spec ({reason}): ")
+
+    @pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume", "retry"])
+    def test_refused_without_a_rollout(self, verb: str) -> None:
+        world = RolloutWorld()
+        world.spec = spec("1", 2, rollout=ROLLOUT)
+        world.reconcile()
+        stable = world.status["stable"]["revision"]
+        world.pods_ready(stable)
+        world.reconcile()
+        last = self.ask(world, verb)
+        assert last["message"] == (
+            f"no rollout with steps under way (revision {stable} serves with 2/2 ready replica(s))"
+        )
+
+    def test_refused_during_a_change_without_steps(self) -> None:
+        # A tweak with no steps is a blue/green switch: nothing to promote or abort.
+        world, _stable, _candidate = started(version="1", config={"KNOB": "1"})
+        rollout = {**ROLLOUT, "tweak": {"steps": []}}
+        world.set_spec(spec("1", 2, rollout=rollout, config={"KNOB": "2"}))
+        world.reconcile()
+        last = self.ask(world, "abort")
+        assert last["answer"] == "Refused"
+        assert last["message"].startswith("no rollout with steps under way (revision ")
+
+    def test_after_a_rollback_only_retry_is_taken(self) -> None:
+        world, _stable, candidate = started()
+        world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
+        run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")
+        for verb in ("promote", "abort", "pause", "resume"):
+            last = self.ask(world, verb, f"id-{verb}")
+            assert last["answer"] == "Refused"
+            assert f"revision {candidate} ended RolledBack (AnalysisFailed)" in last["message"]
+            assert "kubectl vigil retry" in last["message"]
+        assert world.deployment(candidate) is None
+        last = self.ask(world, "retry")
+        assert last == {**last, "answer": "Taken"}
+        assert world.deployment(candidate) is not None
+
+    def test_retry_during_a_rollout_is_refused(self) -> None:
+        world, _stable, candidate = started()
+        last = self.ask(world, "retry")
+        assert (
+            last["answer"] == "Refused"
+            and f"revision {candidate} is rolling out" in (last["message"])
+        )
+
+    def test_a_resume_with_nothing_paused_is_refused(self) -> None:
+        world, _stable, candidate = started()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        world.pods_ready(candidate)
+        last = self.ask(world, "resume")
+        assert last["message"] == "nothing to resume: the rollout is not paused"
+        world.set_spec(spec("2", 2, rollout=ROLLOUT, paused=True))
+        world.reconcile()
+        last = self.ask(world, "resume", "r2")
+        assert last["message"] == "spec.paused holds the rollout: set it to false to resume"
+
+    def test_taken_requests_say_what_was_done(self) -> None:
+        world, _stable, candidate = started()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        world.pods_ready(candidate)
+        last = self.ask(world, "pause")
+        assert last["message"] == "Paused: paused by a person at step 1/3 (shadow 100%)"
+        assert self.ask(world, "resume", "r2")["answer"] == "Taken"
+
+    def test_abort_and_pause_during_a_promotion_are_taken(self) -> None:
+        world, _stable, _candidate = promoting_short_of_capacity()
+        last = self.ask(world, "pause")
+        assert last["message"].startswith("Paused: ")
+        assert world.status["candidate"]["reason"] == "Paused"
+        assert world.status["candidate"]["promoting"] is True
+        assert self.ask(world, "abort", "r2")["message"] == "Aborted: rollout aborted by a person"
+        assert world.status["phase"] == "RolledBack"
+
+    def test_an_unknown_verb_is_refused(self) -> None:
+        world, _stable, _candidate = started()
+        last = self.ask(world, "explode")
+        assert last["message"] == "unknown request; one of promote, abort, pause, resume, retry"
+
+    def test_a_request_answered_before_a_restart_is_only_cleared(self) -> None:
+        world, _stable, _candidate = started()
+        first = self.ask(world, "promote")
+        world.request = Request("promote", "r1")  # the annotation was never cleared
+        plan = world.reconcile()
+        assert plan.clear_request == Request("promote", "r1")
+        assert world.status["lastRequest"] == first
+        assert not [e for e in plan.events if e.reason == "RequestRefused"]
+
+
+def test_the_shadow_steps_tolerance_reaches_the_stables_sidecar_settings() -> None:
+    rollout = {
+        **ROLLOUT,
+        "analysis": {**ROLLOUT["analysis"], "tolerance": {"absolute": 3.0, "relative": 0.1}},
+    }
+    world, stable, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://10.0.0.9:8000")
+    world.pods_ready(candidate)
+    world.reconcile()
+    block = world.shadow(stable)
+    assert (block["targetRevision"], block["tolerance"], block["relativeTolerance"]) == (
+        candidate,
+        3.0,
+        0.1,
+    )
+
+
+def test_mean_absolute_difference_of_paired_regression_predictions() -> None:
+    stable = RevisionWindow(
+        shadow_predictions={"cand": 50, "old": 10},
+        shadow_agreements={"cand": 5},
+        shadow_difference_sum={"cand": 1250.0, "old": 1.0},
+        shadow_differences={"cand": 50, "old": 10},
+    )
+    figures = candidate_figures("cand", RevisionWindow(), stable)
+    assert figures.mean_abs_difference == 25.0 and figures.agreement == 0.1
+    assert stable.mean_abs_difference() == 1251.0 / 60
+    assert RevisionWindow().mean_abs_difference() is None

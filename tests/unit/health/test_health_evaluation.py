@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -187,6 +188,17 @@ class TestVerdicts:
         window = window_for(reference, live_sample(reference_data), agreements=(81, 100))
         assert evaluate(window, reference, POLICY).agreement == 0.81
 
+    def test_mean_absolute_difference_of_shadow_pairs_for_regression_only(
+        self, reference, reference_data
+    ) -> None:
+        shadow = {"shadow_difference_sum": {"r2": 62.5}, "shadow_differences": {"r2": 25.0}}
+        window = replace(window_for(reference, live_sample(reference_data)), **shadow)
+        status = health_status(evaluate(window, None, POLICY), POLICY, "2026-01-01T00:00:00Z")
+        assert status["meanAbsoluteDifference"] == 2.5
+        # The reference is a classifier's: a difference of class labels means nothing.
+        classes = health_status(evaluate(window, reference, POLICY), POLICY, "t")
+        assert "meanAbsoluteDifference" not in classes
+
     def test_prediction_moments(self, reference, reference_data) -> None:
         report = evaluate(window_for(reference, live_sample(reference_data)), reference, POLICY)
         assert report.prediction_mean == 0.5 and report.prediction_std == 0.5
@@ -219,6 +231,20 @@ class TestConditions:
         assert found["Healthy"][:2] == (True, "SLOsMet")
         assert found["DriftDetected"][:2] == (True, "DriftAboveThreshold")
         assert "alcohol" in found["DriftDetected"][2]
+
+    def test_every_drift_message_names_the_window(self, reference, reference_data) -> None:
+        for shift, prefix in (
+            ({0: 1.0}, " >= 0.2 over 5m: "),
+            ({1: 0.4}, " (threshold 0.2) over 5m: "),
+        ):
+            live = live_sample(reference_data, shift=shift)
+            message = self.conditions(evaluate(window_for(reference, live), reference, POLICY))[
+                "DriftDetected"
+            ][2]
+            assert message.startswith("psi ") and prefix in message, message
+        calm = window_for(reference, live_sample(reference_data))
+        message = self.conditions(evaluate(calm, reference, POLICY))["DriftDetected"][2]
+        assert message.endswith(" < warning 0.1 on every feature over 5m"), message
 
     def test_warning(self, reference, reference_data) -> None:
         live = live_sample(reference_data, shift={1: 0.4})

@@ -15,7 +15,9 @@ from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
     VERBS,
+    Answer,
     ManualRequest,
+    answer_to,
     clear_request_patch,
     parse_request,
     read_request,
@@ -94,10 +96,18 @@ def fake_kubectl(tmp_path, monkeypatch):
     script = tmp_path / "kubectl"
     script.write_text(
         f"#!{sys.executable}\n"
-        "import json, sys\n"
-        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "import json, os, sys\n"
+        f"LOG = {str(log)!r}\n"
+        "open(LOG, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
         "if 'get' in sys.argv:\n"
-        "    print(json.dumps({'metadata': {'annotations': {}}}))\n"
+        "    obj = {'metadata': {'annotations': {}}}\n"
+        "    answer = os.environ.get('FAKE_ANSWER')\n"
+        "    if answer:\n"
+        "        asked = [json.loads(l) for l in open(LOG)][0]\n"
+        "        rid = [a for a in asked if a.startswith('vigil.dev/request-id=')][0]\n"
+        "        last = {'id': rid.split('=', 1)[1], 'answer': answer, 'message': 'why'}\n"
+        "        obj['status'] = {'lastRequest': last}\n"
+        "    print(json.dumps(obj))\n"
         "if 'missing' in sys.argv:\n"
         "    sys.stderr.write('Error from server (NotFound): not found\\n'); sys.exit(1)\n"
     )
@@ -136,6 +146,24 @@ def test_cli_wait_returns_once_the_request_is_taken(fake_kubectl):
     # The fake's object has no request-id: the operator "took" it at once.
     assert main(["pause", "wine", "--wait", "5"]) == 0
     assert [c[0] for c in fake_kubectl()] == ["annotate", "get"]
+
+
+def test_cli_wait_prints_the_operators_answer(fake_kubectl, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_ANSWER", "Taken")
+    assert main(["pause", "wine", "-n", "ml", "--wait", "5"]) == 0
+    assert "the operator took the pause request: why" in capsys.readouterr().out
+
+
+def test_cli_wait_fails_on_a_refusal_and_says_why(fake_kubectl, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_ANSWER", "Refused")
+    assert main(["abort", "wine", "-n", "ml", "--wait", "5"]) == 1
+    assert "the operator refused the abort request: why" in capsys.readouterr().err
+
+
+def test_an_answer_is_read_only_for_its_own_request():
+    status = {"lastRequest": {"id": "a", "answer": "Refused", "message": "no"}}
+    assert answer_to(status, "a") == Answer(taken=False, message="no")
+    assert answer_to(status, "b") is None and answer_to(None, "a") is None
 
 
 def test_cli_without_kubectl_says_so(monkeypatch, capsys):

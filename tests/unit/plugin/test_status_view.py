@@ -3,122 +3,19 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
+from pathlib import Path
+from typing import Any
 
 from vigil.plugin.status import render
 
-NOW = datetime.datetime(2026, 11, 26, 8, 0, tzinfo=datetime.UTC)
-
-MD = {
-    "metadata": {"name": "wine", "namespace": "ml", "generation": 4},
-    "spec": {
-        "model": {"name": "wine", "version": "3"},
-        "replicas": 2,
-        "monitoring": {
-            "slo": {"maxErrorRate": 0.01, "maxLatencyP95": "250ms"},
-            "drift": {"method": "psi", "threshold": 0.2},
-        },
-        "rollout": {
-            "replacement": {
-                "steps": [
-                    {"validate": {"goldenSet": {"configMapKeyRef": {"name": "g", "key": "k"}}}},
-                    {"shadow": {"percent": 100}},
-                    {"canary": {"weight": 20}},
-                    {"canary": {"weight": 50}},
-                ]
-            },
-            "analysis": {"failureLimit": 2, "minAgreement": 0.95},
-        },
-    },
-    "status": {
-        "observedGeneration": 4,
-        "phase": "Progressing",
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "False",
-                "reason": "RolloutInProgress",
-                "message": "canary 20% of revision 9b1e4d0",
-            },
-            {
-                "type": "Healthy",
-                "status": "True",
-                "reason": "SLOsMet",
-                "message": "error rate 0.2% <= 1.0%, p95 41ms <= 250ms over 5m (1532 requests)",
-            },
-            {
-                "type": "DriftDetected",
-                "status": "True",
-                "reason": "DriftAboveThreshold",
-                "message": "psi 0.31 >= 0.2 over 5m: alcohol 0.31",
-            },
-        ],
-        "stable": {
-            "revision": "7f3c2a1",
-            "modelVersion": "2",
-            "replicas": 2,
-            "readyReplicas": 2,
-            "since": "2026-11-26T06:00:00Z",
-        },
-        "candidate": {
-            "revision": "9b1e4d0",
-            "modelVersion": "3",
-            "change": "replacement",
-            "step": 2,
-            "weight": 20,
-            "failedChecks": 1,
-        },
-        "health": {
-            "window": "5m",
-            "requests": 1532,
-            "verdict": "DriftDetected",
-            "errorRate": 0.002,
-            "latencyP95": 0.041,
-            "agreement": 0.98,
-            "prediction": {"mean": 0.93, "std": 0.71},
-            "drift": {
-                "method": "psi",
-                "score": 0.31,
-                "features": {
-                    "alcohol": 0.31,
-                    "proline": 0.07,
-                    "od280/od315_of_diluted_wines": 0.01,
-                },
-            },
-        },
-        "history": [
-            {
-                "revision": "1a2b3c4",
-                "modelVersion": "3",
-                "change": "replacement",
-                "outcome": "RolledBack",
-                "reason": "agreement 0.81 < 0.95 in 2 checks",
-                "at": "2026-11-26T07:00:00Z",
-            },
-            {
-                "revision": "7f3c2a1",
-                "modelVersion": "2",
-                "change": "replacement",
-                "outcome": "Promoted",
-                "at": "2026-11-26T06:00:00Z",
-            },
-        ],
-    },
-}
-EVENTS = [
-    {
-        "type": "Normal",
-        "reason": "StepAdvanced",
-        "message": "step 2/4 passed; now canary 20%",
-        "lastTimestamp": "2026-11-26T07:58:00Z",
-    },
-    {
-        "type": "Warning",
-        "reason": "CheckFailed",
-        "message": "p95 300ms vs 250ms (1/2)",
-        "lastTimestamp": "2026-11-26T07:59:00Z",
-    },
-]
+#: A ModelDeployment in a canary step with one failed check, and its Events (the same
+#: input makes the sample in docs/howto/manual-control.md).
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "status-canary.json").read_text())
+NOW = datetime.datetime.fromisoformat(FIXTURE["now"].replace("Z", "+00:00"))
+MD: dict[str, Any] = FIXTURE["modelDeployment"]
+EVENTS: list[dict[str, Any]] = FIXTURE["events"]
 ANSI = re.compile(r"\033\[[0-9;]*m")
 
 
@@ -134,7 +31,33 @@ def test_shows_revisions_steps_and_traffic() -> None:
     assert "candidate  9b1e4d0  v3      replacement   failed checks 1/2" in screen
     assert "✔ 1 validate (golden set)" in screen and "✔ 2 shadow 100%" in screen
     assert "► 3 canary 20%" in screen and "· 4 canary 50%" in screen
-    assert "stable  80%" in screen and "candidate 20%" in screen
+    assert "stable  67%" in screen and "candidate 33%" in screen
+
+
+def test_each_gate_of_the_last_check_beside_its_threshold() -> None:
+    screen = render(MD, EVENTS, now=NOW)
+    assert "Gates (last check 40s ago)" in screen
+    gates = screen[screen.index("Gates (") : screen.index("Health ")]
+    assert re.search(r"error rate\s+0\.2%\s+<= 1\.0%\s+ok", gates)
+    assert re.search(r"p95 latency\s+300ms\s+<= 250ms\s+FAIL", gates)
+    assert re.search(r"prediction shift\s+0\.012\s+<= 0\.2\s+ok", gates)
+
+
+def test_a_gate_the_view_does_not_know_shows_its_raw_figures() -> None:
+    md = {**MD, "status": {**MD["status"]}}
+    md["status"]["candidate"] = {
+        **MD["status"]["candidate"],
+        "gates": [{"name": "newGate", "passed": True, "value": 0.5, "threshold": 0.75}],
+    }
+    assert re.search(r"newGate\s+0\.5\s+0\.75\s+ok", render(md, EVENTS, now=NOW))
+
+
+def test_no_gates_section_before_the_first_check() -> None:
+    md = {**MD, "status": {**MD["status"]}}
+    md["status"]["candidate"] = {
+        k: v for k, v in MD["status"]["candidate"].items() if k not in ("gates", "lastAnalysisAt")
+    }
+    assert "Gates" not in render(md, EVENTS, now=NOW)
 
 
 def test_every_health_figure_beside_its_threshold() -> None:
@@ -154,8 +77,8 @@ def test_drift_bars_worst_first() -> None:
 
 def test_events_and_history() -> None:
     screen = render(MD, EVENTS, now=NOW)
-    assert "CheckFailed" in screen and "StepAdvanced" in screen
-    assert "RolledBack" in screen and "agreement 0.81 < 0.95 in 2 checks" in screen
+    assert "RolloutStarted" in screen and "StepAdvanced" in screen
+    assert "RolledBack" in screen and "AnalysisFailed: agreement 0.81 vs 0.95 in 2" in screen
 
 
 def test_colour_only_adds_escape_codes() -> None:

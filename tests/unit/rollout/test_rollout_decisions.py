@@ -149,6 +149,27 @@ class TestPersonAndPause:
         resumed = decide(POLICY, replace(paused.state, requested="resume"), obs(), T0 + 10)
         assert resumed.action != "hold" and not resumed.state.paused
 
+    @pytest.mark.parametrize("by", ["person", "spec"])
+    def test_a_pause_never_counts_against_the_deadline(self, by: str) -> None:
+        # Held 29 of 30 minutes on too few requests, paused an hour, resumed: the
+        # deadline counts again from the resume (as a Deployment's does).
+        few = obs(figures=replace(GOOD, requests=3))
+        held = decide(POLICY, at_step(2), few, T0)
+        held = decide(POLICY, held.state, few, T0 + 1740)
+        assert held.action == "hold" and held.reason == "InsufficientData"
+        pausing = replace(few, spec_paused=by == "spec")
+        request = "pause" if by == "person" else ""
+        paused = decide(POLICY, replace(held.state, requested=request), pausing, T0 + 1750)
+        paused = decide(POLICY, paused.state, pausing, T0 + 5350)
+        assert paused.reason == "Paused" and paused.state.held_since is None
+        request = "resume" if by == "person" else ""
+        resumed = decide(POLICY, replace(paused.state, requested=request), few, T0 + 5400)
+        assert resumed.action == "hold" and resumed.reason == "InsufficientData"
+        later = decide(POLICY, resumed.state, few, T0 + 5400 + 1799)
+        assert later.action == "hold"
+        failed = decide(POLICY, later.state, few, T0 + 5400 + 1800)
+        assert failed.action == "fail" and "for 1800s >= progressDeadline 1800s" in failed.message
+
 
 class TestWaitingAndHolding:
     def test_candidate_not_ready_waits_then_fails_at_the_deadline(self) -> None:
@@ -263,6 +284,49 @@ class TestAnalysis:
     def test_agreement_is_a_shadow_gate_only(self) -> None:
         d = decide(POLICY, at_step(2), obs(figures=replace(GOOD, agreement=0.5)), T0 + 300)
         assert d.action == "advance"
+
+
+class TestPromotion:
+    """A decided promotion waits for full capacity, within the deadline; abort stops it."""
+
+    def promoting(self, at: float = T0) -> RolloutState:
+        d = decide(POLICY, at_step(3, started=at - 300), obs(), at)
+        assert d.action == "promote" and d.state.promoting and d.state.held_since == at
+        return d.state
+
+    def test_waits_for_full_capacity_then_switches(self) -> None:
+        d = decide(POLICY, self.promoting(), obs(), T0 + 60)
+        assert d.action == "hold" and d.reason == "Promoting"
+        assert d.message == "waiting for 4 ready replica(s) of the candidate"
+        assert d.traffic.candidate_replicas == 4 and d.traffic.stable_replicas == 4
+        full = decide(POLICY, d.state, obs(full_capacity=True), T0 + 90)
+        assert full.action == "promote" and full.traffic.candidate_replicas == 4
+
+    def test_fails_at_the_deadline_when_it_cannot_get_there(self) -> None:
+        # e.g. a quota that lets only part of the candidate's replicas start
+        d = decide(POLICY, self.promoting(), obs(), T0 + 1799)
+        assert d.action == "hold"
+        late = decide(POLICY, d.state, obs(), T0 + 1800)
+        assert late.action == "fail" and late.reason == "ProgressDeadlineExceeded"
+        assert "waiting for 4 ready replica(s) of the candidate for 1800s" in late.message
+        assert late.traffic.candidate_replicas == 0 and late.traffic.stable_replicas == 4
+        assert not late.state.promoting
+
+    def test_abort_rolls_it_back(self) -> None:
+        d = decide(POLICY, replace(self.promoting(), requested="abort"), obs(), T0 + 60)
+        assert d.action == "rollback" and d.reason == "Aborted"
+        assert d.traffic.candidate_replicas == 0 and d.traffic.stable_replicas == 4
+
+    def test_a_pause_holds_the_switch_and_its_deadline(self) -> None:
+        paused = decide(POLICY, replace(self.promoting(), requested="pause"), obs(), T0 + 1700)
+        paused = decide(POLICY, paused.state, obs(full_capacity=True), T0 + 5000)
+        assert paused.action == "hold" and paused.reason == "Paused"
+        resumed = decide(POLICY, replace(paused.state, requested="resume"), obs(), T0 + 5000)
+        assert resumed.reason == "Promoting" and resumed.state.held_since == T0 + 5000
+
+    def test_a_second_promote_keeps_the_promotions_clock(self) -> None:
+        again = decide(POLICY, replace(self.promoting(), requested="promote"), obs(), T0 + 600)
+        assert again.action == "promote" and again.state.held_since == T0
 
 
 class TestPauseSteps:

@@ -8,7 +8,7 @@ import pytest
 
 from vigil.core import naming
 from vigil.core.desired import Owner, RevisionInfo, desired_configmap
-from vigil.core.rollout import Traffic
+from vigil.core.rollout import Tolerance, Traffic
 from vigil.core.spec import parse_spec
 from vigil.routing.base import RoutingError, RoutingTarget
 from vigil.routing.shadow import (
@@ -42,13 +42,22 @@ def sidecar_settings(data):
 
 
 def test_shadow_block_is_accepted_by_the_sidecar():
-    data = with_shadow(stable_configmap()["data"], shadow_block(TARGET, 100, tolerance=0.001))
+    tolerance = Tolerance(absolute=0.001, relative=0.02)
+    data = with_shadow(stable_configmap()["data"], shadow_block(TARGET, 100, tolerance=tolerance))
     settings = sidecar_settings(data)
     assert settings.shadow.enabled
     assert settings.shadow.target == "http://wine-bbbbbbb.ml.svc:80"
     assert settings.shadow.target_revision == "bbbbbbb"
     assert settings.shadow.percent == 100
-    assert settings.shadow.tolerance == 0.001
+    assert (settings.shadow.tolerance, settings.shadow.relative_tolerance) == (0.001, 0.02)
+
+
+def test_the_shadow_steps_tolerance_reaches_the_sidecar_and_absent_absolute_stays_unset():
+    block = shadow_for(TARGET, Traffic(0, 100, 2, 2, Tolerance(relative=0.1)))
+    assert block is not None
+    assert block["relativeTolerance"] == 0.1 and "tolerance" not in block
+    settings = sidecar_settings(with_shadow(stable_configmap()["data"], block))
+    assert (settings.shadow.tolerance, settings.shadow.relative_tolerance) == (None, 0.1)
 
 
 def test_removing_shadow_turns_copies_off_and_restores_the_original_bytes():

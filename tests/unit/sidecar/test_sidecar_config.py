@@ -34,6 +34,7 @@ FULL = {
         "targetRevision": "9b1e4d0",
         "percent": 25,
         "tolerance": 0.01,
+        "relativeTolerance": 0.1,
         "queueSize": 8,
         "timeoutSeconds": 2,
         "concurrency": 2,
@@ -71,6 +72,7 @@ def test_every_documented_key_is_read():
         50.0,
     )
     assert s.shadow.enabled and s.shadow.target_revision == "9b1e4d0" and s.shadow.percent == 25
+    assert (s.shadow.tolerance, s.shadow.relative_tolerance) == (0.01, 0.1)
     assert (s.shutdown_delay_seconds, s.drain_timeout_seconds, s.log_level) == (1.0, 3.0, "debug")
 
 
@@ -80,6 +82,8 @@ def test_defaults_match_the_pod_contract():
     assert s.upstream == "http://127.0.0.1:8080" and s.protocol == "v2"
     assert s.effective_readiness_path == "/v2/health/ready"
     assert not s.shadow.enabled
+    # Regression predictions agree within 5 % (plus a scale-aware absolute part).
+    assert (s.shadow.tolerance, s.shadow.relative_tolerance) == (None, 0.05)
 
 
 def test_null_means_default_and_shadow_null_disables():
@@ -98,6 +102,9 @@ def test_null_means_default_and_shadow_null_disables():
         ({"upstream": {"url": "https://x:1"}}, "upstream.url"),
         ({"shadow": {"percent": 150, "target": "http://127.0.0.1:1"}}, "shadow.percent"),
         ({"shadow": {"bogus": 1}}, "shadow.bogus"),
+        ({"shadow": {"tolerance": -0.1}}, "shadow.tolerance"),
+        ({"shadow": {"relativeTolerance": -1}}, "shadow.relativeTolerance"),
+        ({"shadow": {"relativeTolerance": "lots"}}, "shadow.relativeTolerance"),
         ({"monitoring": {"samplePercent": -1}}, "samplePercent"),
     ],
 )

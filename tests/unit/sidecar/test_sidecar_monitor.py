@@ -57,23 +57,48 @@ def test_small_and_large_batches_bin_like_bin_index(rows_per_request):
         assert monitor.counters[name].out_of_range == expected[0] + expected[-1]
 
 
-def test_nulls_strings_and_garbage_are_missing_or_type_violations():
+def _one_feature_request(values, datatype="BYTES"):
+    return json.dumps(
+        {"inputs": [{"name": "x", "shape": [len(values), 1], "datatype": datatype, "data": values}]}
+    ).encode()
+
+
+@pytest.mark.parametrize("repeats", [1, 20])  # 5 values: bisect path; 100 values: NumPy path
+def test_nulls_strings_and_garbage_are_missing_or_type_violations(repeats):
     profile = build_profile(np.arange(100.0).reshape(-1, 1), feature_names=["x"])
-    for repeats in (1, 20):  # 5 values: bisect path; 100 values: NumPy path
-        monitor = _monitor(profile)
-        values = [None, "5", "abc", [1], 7.0] * repeats
-        body = json.dumps(
-            {
-                "inputs": [
-                    {"name": "x", "shape": [len(values), 1], "datatype": "BYTES", "data": values}
-                ]
-            }
-        ).encode()
-        monitor.process([Exchange(body, "application/json", None, "")])
-        c = monitor.counters["x"]
-        n = len(values) // 5
-        assert c.missing == n and c.type_errors == 2 * n and sum(c.bins) == 2 * n
-        assert monitor.violations["type"] == 2 * n
+    monitor = _monitor(profile)
+    values = [None, "5", "abc", [1], 7.0] * repeats
+    monitor.process([Exchange(_one_feature_request(values), "application/json", None, "")])
+    c = monitor.counters["x"]
+    n = len(values) // 5
+    # "5" is a coercion: a type violation, still binned (the server may read it as 5).
+    assert c.missing == n and c.type_errors == 3 * n and sum(c.bins) == 2 * n
+    assert monitor.violations["type"] == 3 * n
+
+
+@pytest.mark.parametrize("repeats", [1, 20])
+def test_numeric_strings_and_booleans_in_a_numeric_tensor_are_coercions(repeats):
+    """An FP64 tensor of strings ("0.038") is answered by MLServer: counted, and binned."""
+    profile = build_profile(np.linspace(0.0, 0.1, 100).reshape(-1, 1), feature_names=["x"])
+    monitor = _monitor(profile)
+    coerced = ["0.038", "0.05", True, "-1e-3"] * repeats
+    body = _one_feature_request(coerced, datatype="FP64")
+    monitor.process([Exchange(body, "application/json", None, "")])
+    c = monitor.counters["x"]
+    assert c.type_errors == len(coerced) and monitor.violations["type"] == len(coerced)
+    as_numbers = [float(v) for v in coerced]
+    expected = np.bincount(bin_index(as_numbers, profile.feature("x").edges), minlength=12)
+    assert c.bins == expected.tolist() and c.missing == 0
+
+
+@pytest.mark.parametrize("repeats", [1, 20])
+def test_json_numbers_are_no_violation(repeats):
+    profile = build_profile(np.arange(100.0).reshape(-1, 1), feature_names=["x"])
+    monitor = _monitor(profile)
+    values = [1, 2.5, 99, 0.0] * repeats
+    monitor.process([Exchange(_one_feature_request(values, "FP64"), "application/json", None, "")])
+    assert monitor.counters["x"].type_errors == 0 and "type" not in monitor.violations
+    assert sum(monitor.counters["x"].bins) == len(values)
 
 
 def test_gzip_and_deflate_copies_are_decoded_for_monitoring():
@@ -109,3 +134,21 @@ def test_regression_predictions_fill_reference_bins_and_window():
     now[0] += 30
     lo, hi = monitor.window.bounds()
     assert np.isnan(lo) and np.isnan(hi)
+
+
+def test_predicted_classes_outside_the_reference_are_counted_by_label_up_to_a_cap():
+    """Another revision's classes are compared by label: a new label keeps its name."""
+    from vigil.sidecar.monitor import MAX_UNLISTED_CLASSES
+
+    x = np.arange(300.0).reshape(-1, 1)
+    profile = build_profile(x, predictions=np.arange(300) % 3, feature_names=["x"])
+    monitor = _monitor(profile)
+    labels = [0, 1, 3, 3, "spam", *range(100, 100 + MAX_UNLISTED_CLASSES + 5)]
+    resp = json.dumps(
+        {"outputs": [{"name": "y", "shape": [len(labels)], "datatype": "BYTES", "data": labels}]}
+    ).encode()
+    monitor.process([Exchange(_v2([[1.0]] * len(labels)), "", resp, "application/json")])
+    counts = monitor.prediction.counts
+    assert (counts["0"], counts["1"], counts["2"], counts["3"], counts["spam"]) == (1, 1, 0, 2, 1)
+    assert len(counts) == 3 + MAX_UNLISTED_CLASSES + 1  # the profile's, the unlisted, __other__
+    assert counts["__other__"] == 7  # labels past the cap

@@ -3,7 +3,7 @@
 import asyncio
 import json
 
-from sidecar_testkit import base, v2_body
+from sidecar_testkit import base, scrape, settle, v2_body, value
 
 
 async def test_v2_inference_answer_is_identical_to_direct(model, start_sidecar, http):
@@ -81,3 +81,22 @@ async def test_expect_100_continue_is_answered_by_the_sidecar(model, start_sidec
         assert await reader.readexactly(5) == b"hello"
     finally:
         writer.close()
+
+
+async def test_numeric_strings_pass_through_unchanged_and_count_as_type_violations(
+    model, start_sidecar, http, profile_path
+):
+    sidecar = await start_sidecar(model.url, reference_profile=str(profile_path))
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [1, 3], "datatype": "FP64", "data": ["1.5", "0.038", "5"]}
+            ]
+        }
+    ).encode()
+    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=body) as resp:
+        assert resp.status == 200
+    assert model.requests[-1] == body
+    await settle(sidecar)
+    metrics = await scrape(http, sidecar)
+    assert value(metrics, "vigil_input_schema_violations_total", kind="type") == 3

@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+import numpy as np
 import pytest
 from sidecar_testkit import FakeModel, base, scrape, settle, v2_body, value
 
@@ -138,3 +139,28 @@ def test_compare_predictions_classification_and_regression():
     assert compare_predictions([1, 2, "a"], [1.0, 3, "a"], True, 0) == (2, [0.0, 1.0])
     agree, diffs = compare_predictions([1.0, 2.0], [1.05, 2.5], False, 0.1)
     assert agree == 1 and diffs == pytest.approx([0.05, 0.5])
+
+
+def test_regression_agrees_within_absolute_plus_relative_share_of_the_local_answer():
+    local, target = [100.0, 100.0, 0.0, -200.0], [104.0, 106.0, 0.5, -211.0]
+    # |d| <= 1 + 0.05 x |local|: 4 <= 6, 6 <= 6, 0.5 <= 1, 11 <= 11
+    agree, diffs = compare_predictions(local, target, False, 1.0, 0.05)
+    assert agree == 4 and diffs == pytest.approx([4.0, 6.0, 0.5, 11.0])
+    assert compare_predictions(local, target, False, 0.0, 0.05)[0] == 1
+    assert compare_predictions(local, target, False, 0.0, 0.0)[0] == 0
+
+
+async def test_without_an_absolute_tolerance_the_sidecar_takes_5_percent_of_the_reference_std(
+    tmp_path, model, start_sidecar
+):
+    from vigil.profile import build_profile
+
+    x = np.random.default_rng(0).normal(size=(500, 3))
+    predictions = 150 + 40 * x[:, 0]
+    profile = build_profile(x, predictions=predictions, feature_names=["a", "b", "c"])
+    path = tmp_path / "regression.json"
+    path.write_text(profile.to_json())
+    sidecar = await start_sidecar(model.url, reference_profile=str(path))
+    assert sidecar.shadow.default_tolerance == pytest.approx(0.05 * predictions.std())
+    classifier = await start_sidecar(model.url)
+    assert classifier.shadow.default_tolerance == 0.0  # no reference: no scale
