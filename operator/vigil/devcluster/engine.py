@@ -147,14 +147,18 @@ class Docker:
         return int(self.run("image", "inspect", "--format={{.Size}}", ref, what="docker inspect"))
 
     def drop_other_tags(self, repository: str, keep: str) -> None:
-        """Untag older builds of ``repository``, drop dangling layers: the store stays bounded."""
+        """Untag older builds of ``repository``; drop dangling layers a day old.
+
+        The classic builder's cache of earlier stages is dangling images: the
+        recent ones are what makes a rebuild after a source change quick.
+        """
         listed = self.run(
             "images", "--format={{.Repository}}:{{.Tag}}", repository, what="docker images"
         )
         stale = [ref for ref in listed.split() if ref != keep]
         if stale:
             self.run("rmi", *stale, what=f"docker rmi of old {repository} images")
-        self.run("image", "prune", "--force", what="docker image prune")
+        self.run("image", "prune", "--force", "--filter=until=24h", what="docker image prune")
 
 
 @contextlib.contextmanager
