@@ -1,10 +1,8 @@
 """The objects the operator already watches, kept so that reconciles need not read them again.
 
-Why: a reconcile used to read its ModelDeployment and all of its children
-afresh (about six requests) although kopf watches every one of them. At
-scale those reads were most of the operator's traffic (bench/scale: 17-20
-requests per ModelDeployment until Ready, against one POST for a plain
-Deployment). The watch streams feed this cache; the client
+Why: kopf already watches every one of those objects, and reading them
+afresh in each reconcile was most of the operator's traffic at scale
+(docs/design/api-traffic.md). The watch streams feed this cache; the client
 (vigil.kube.client.KubeClient) answers reads from it and records its own
 writes in it.
 
@@ -34,8 +32,7 @@ for what vanished in between: the cache would keep a ghost. So a listing
 window of LISTING_SECONDS during which reads of that kind and namespace go
 to the API server; when it closes, whatever the listing did not show is
 dropped (client-go's informers "replace" their store the same way). An
-operator restarting therefore reads afresh for its first minute, as it
-did before the cache.
+operator restarting therefore reads afresh for its first minute.
 """
 
 from __future__ import annotations
@@ -80,10 +77,8 @@ def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
 class _Entry:
     """A cached object as compact JSON, with what the cache itself looks at.
 
-    JSON text is a fifth of the memory of the same object as Python dicts
-    (bench/scale at N = 1000 holds 4 000 of them), and decoding it is the copy
-    every reader needs anyway (callers change what they read) at a fraction
-    of the cost of a deep copy.
+    JSON text takes a fifth of the memory of the same dicts, and decoding it is the
+    copy every reader needs anyway (callers change what they read).
     """
 
     version: int | None
