@@ -18,16 +18,14 @@ from typing import Any, Protocol
 
 from vigil.common.times import format_unix, parse_unix
 from vigil.core.rollout import CandidateFigures, GoldenResult, RolloutState, Traffic
+from vigil.core.vocabulary import FINISHED, Answer, Outcome, RequestVerb  # noqa: F401
 
-OUTCOME_ROLLED_BACK = "RolledBack"
-OUTCOME_FAILED = "Failed"
-FINISHED = (OUTCOME_ROLLED_BACK, OUTCOME_FAILED)
-
-#: What a person can ask with ``kubectl vigil`` (vigil.plugin.requests sets them).
-REQUEST_VERBS: tuple[str, ...] = ("promote", "abort", "pause", "resume", "retry")
-#: ``status.lastRequest.answer``.
-ANSWER_TAKEN = "Taken"
-ANSWER_REFUSED = "Refused"
+# Names the reconcile still imports from here (the words live in vigil.core.vocabulary).
+OUTCOME_ROLLED_BACK = Outcome.ROLLED_BACK
+OUTCOME_FAILED = Outcome.FAILED
+REQUEST_VERBS: tuple[str, ...] = tuple(RequestVerb)
+ANSWER_TAKEN = Answer.TAKEN
+ANSWER_REFUSED = Answer.REFUSED
 
 
 class RouteChoice(Protocol):
