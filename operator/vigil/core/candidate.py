@@ -12,11 +12,11 @@ between answering and clearing the annotation from acting twice.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vigil.common.times import format_unix, parse_unix
 from vigil.core.rollout import CandidateFigures, GoldenResult, RolloutState, Traffic
 
 OUTCOME_ROLLED_BACK = "RolledBack"
@@ -73,32 +73,15 @@ class Request:
     request_id: str
 
 
-def _seconds(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        text = str(value).replace("Z", "+00:00")
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
-def _time(value: float | None) -> str | None:
-    if value is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(value, datetime.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def state_from_status(candidate: Mapping[str, Any] | None) -> RolloutState:
     """The rollout state a previous cycle persisted (defaults when there is none)."""
     candidate = candidate or {}
     return RolloutState(
         step=int(candidate.get("step") or 0),
-        step_started_at=_seconds(candidate.get("stepStartedAt")),
+        step_started_at=parse_unix(candidate.get("stepStartedAt")),
         failed_checks=int(candidate.get("failedChecks") or 0),
-        held_since=_seconds(candidate.get("heldSince")),
-        last_analysis_at=_seconds(candidate.get("lastAnalysisAt")),
+        held_since=parse_unix(candidate.get("heldSince")),
+        last_analysis_at=parse_unix(candidate.get("lastAnalysisAt")),
         paused=bool(candidate.get("paused")),
         released=bool(candidate.get("released")),
         promoting=bool(candidate.get("promoting")),
@@ -109,10 +92,10 @@ def state_to_status(state: RolloutState) -> dict[str, Any]:
     """The fields of ``status.candidate`` that hold the state (None = absent)."""
     return {
         "step": state.step,
-        "stepStartedAt": _time(state.step_started_at),
+        "stepStartedAt": format_unix(state.step_started_at),
         "failedChecks": state.failed_checks,
-        "heldSince": _time(state.held_since),
-        "lastAnalysisAt": _time(state.last_analysis_at),
+        "heldSince": format_unix(state.held_since),
+        "lastAnalysisAt": format_unix(state.last_analysis_at),
         "paused": state.paused or None,
         "released": state.released or None,
         "promoting": state.promoting or None,

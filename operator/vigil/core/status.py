@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.common.times import format_time
+
 CONDITION_READY = "Ready"
 CONDITION_PROGRESSING = "Progressing"
 # kstatus' "abnormal-true" pair (kpt/Flux read these, not Ready, for custom resources).
@@ -49,9 +51,8 @@ OWNED_KEYS = (
 )
 
 
-def timestamp(moment: datetime.datetime) -> str:
-    """RFC 3339 in UTC with second precision, as Kubernetes writes times."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+#: RFC 3339 in UTC with second precision, as Kubernetes writes times.
+timestamp = format_time
 
 
 @dataclass(frozen=True)
