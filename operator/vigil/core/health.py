@@ -37,7 +37,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vigil.core import drift
-from vigil.core.rollout import parse_duration
+
+# The spec's thresholds are read by vigil.core.spec; MonitoringSettings and
+# monitoring_settings are re-exported until the reconcile imports them there.
+from vigil.core.spec import (  # noqa: F401
+    SOURCE_DIRECT,
+    SOURCE_PROMETHEUS,
+    HealthPolicy,
+    MonitoringSettings,
+    monitoring_settings,
+)
 from vigil.core.status import ConditionState
 from vigil.core.window import RevisionWindow, quantile_from_buckets
 from vigil.profile import OTHER, FeatureProfile, ReferenceProfile
@@ -52,19 +61,6 @@ MISSING_RATE_TOLERANCE = 0.05
 #: rows, well under the usual 0.1 warning; with fewer rows, noise alone would
 #: raise DriftDetected.
 MIN_ROWS_FOR_DRIFT = 200
-
-
-@dataclass(frozen=True)
-class HealthPolicy:
-    """The thresholds of ``spec.monitoring`` (and ``rollout.analysis.minRequests``)."""
-
-    window_seconds: float = 300.0
-    max_error_rate: float = 0.01
-    max_latency_p95: float = 0.25
-    drift_method: drift.DriftMethod = "psi"
-    drift_warning: float = 0.1
-    drift_threshold: float = 0.2
-    min_requests: int = 50
 
 
 @dataclass(frozen=True)
@@ -463,76 +459,6 @@ def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str)
     }
     health["drift"] = {k: v for k, v in health["drift"].items() if v is not None}
     return {k: v for k, v in health.items() if v is not None}
-
-
-# -- settings from the spec ----------------------------------------------------------
-
-SOURCE_DIRECT = "direct"
-SOURCE_PROMETHEUS = "prometheus"
-DEFAULT_MIN_REQUESTS = 50
-
-
-@dataclass(frozen=True)
-class MonitoringSettings:
-    """What the health loop needs from one ModelDeployment's spec."""
-
-    policy: HealthPolicy
-    source: str = SOURCE_DIRECT
-    prometheus_url: str | None = None
-    #: (ConfigMap name, key) of the reference profile, if any.
-    reference: tuple[str, str] | None = None
-
-    @property
-    def source_key(self) -> tuple[str, str]:
-        """ModelDeployments with the same key share one source (and one batch of queries)."""
-        if self.source == SOURCE_PROMETHEUS and self.prometheus_url:
-            return (SOURCE_PROMETHEUS, self.prometheus_url.rstrip("/"))
-        return (SOURCE_DIRECT, "")
-
-
-def _section(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def monitoring_settings(spec: Mapping[str, Any] | None) -> MonitoringSettings:
-    """``spec.monitoring`` (and ``rollout.analysis.minRequests``) with the CRD's defaults.
-
-    Raises ValueError for a value the schema should have refused (a bad duration).
-    """
-    spec = _section(spec)
-    monitoring = _section(spec.get("monitoring"))
-    slo = _section(monitoring.get("slo"))
-    drift_spec = _section(monitoring.get("drift"))
-    metrics = _section(monitoring.get("metrics"))
-    analysis = _section(_section(spec.get("rollout")).get("analysis"))
-    defaults = HealthPolicy()
-    method = str(drift_spec.get("method") or defaults.drift_method)
-    if method not in ("psi", "jsd"):
-        raise ValueError(f"spec.monitoring.drift.method {method!r} is not psi or jsd")
-    min_requests = analysis.get("minRequests")
-    policy = HealthPolicy(
-        window_seconds=parse_duration(monitoring.get("window"), defaults.window_seconds),
-        max_error_rate=float(slo.get("maxErrorRate", defaults.max_error_rate)),
-        max_latency_p95=parse_duration(slo.get("maxLatencyP95"), defaults.max_latency_p95),
-        drift_method=method,  # type: ignore[arg-type]
-        drift_warning=float(drift_spec.get("warning", defaults.drift_warning)),
-        drift_threshold=float(drift_spec.get("threshold", defaults.drift_threshold)),
-        min_requests=int(DEFAULT_MIN_REQUESTS if min_requests is None else min_requests),
-    )
-    if policy.window_seconds <= 0:
-        raise ValueError("spec.monitoring.window must be longer than 0s")
-    ref = _section(_section(monitoring.get("reference")).get("configMapKeyRef"))
-    reference = (str(ref["name"]), str(ref["key"])) if ref.get("name") and ref.get("key") else None
-    source = str(metrics.get("source") or SOURCE_DIRECT)
-    url = metrics.get("prometheusURL")
-    if source == SOURCE_PROMETHEUS and not url:
-        raise ValueError("spec.monitoring.metrics.prometheusURL is required with source prometheus")
-    return MonitoringSettings(
-        policy=policy,
-        source=source if source in (SOURCE_DIRECT, SOURCE_PROMETHEUS) else SOURCE_DIRECT,
-        prometheus_url=str(url) if url else None,
-        reference=reference,
-    )
 
 
 # -- what the loop writes ------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The progressive rollout state machine: ``decide(policy, state, observations, now)``.
 
-Pure: it reads the rollout policy (from ``spec.rollout``), the rollout state
+Pure: it reads the rollout policy (``spec.rollout``, typed by
+:mod:`vigil.core.spec`), the rollout state
 (from ``status.candidate``), what was measured this cycle, and the time,
 and returns a :class:`Decision`. It writes nothing; the operator applies the
 traffic it asks for and persists the new state in status, so a restart
@@ -45,185 +46,25 @@ candidate at zero traffic. Nothing waits without a deadline but a pause.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-StepKind = Literal["validate", "shadow", "canary", "pause"]
+# The policy's types are the spec's (vigil.core.spec reads spec.rollout); GoldenSetRef,
+# parse_duration and parse_policy are re-exported until the reconcile imports them there.
+from vigil.core.spec import (  # noqa: F401
+    GoldenSetRef,
+    RolloutPolicy,
+    Step,
+    Tolerance,
+    parse_duration,
+    parse_policy,
+)
+
 Action = Literal["wait", "hold", "advance", "promote", "rollback", "fail"]
 
-DEFAULT_INTERVAL_SECONDS = 30.0
-DEFAULT_MIN_REQUESTS = 50
-DEFAULT_FAILURE_LIMIT = 2
-DEFAULT_MIN_AGREEMENT = 0.95
-DEFAULT_MAX_PREDICTION_SHIFT = 0.2
-DEFAULT_PROGRESS_DEADLINE_SECONDS = 1800.0
-DEFAULT_STEP_DURATION_SECONDS = 300.0
-DEFAULT_SHADOW_MIN_REQUESTS = 200
-DEFAULT_VALIDATE_MIN_AGREEMENT = 0.99
-#: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
-DEFAULT_RELATIVE_TOLERANCE = 0.05
 #: How much worse than the stable's the candidate's input drift may be.
 DRIFT_TOLERANCE = 0.05
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int | None, default: float) -> float:
-    """'1h30m' -> 5400.0; the CRD's pattern guarantees the shape."""
-    if text is None or text == "":
-        return default
-    if isinstance(text, int | float):
-        return float(text)
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-
-
-# -- policy --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GoldenSetRef:
-    name: str
-    key: str
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """When two numeric predictions agree in shadow.
-
-    They agree when ``|candidate - stable| <= absolute + relative x |stable|``.
-
-    ``absolute`` None leaves it to the stable's sidecar: 5 % of the prediction
-    standard deviation of its reference profile (0 without one), so the
-    default suits the target's scale. Class labels are compared as labels.
-    """
-
-    absolute: float | None = None
-    relative: float = DEFAULT_RELATIVE_TOLERANCE
-
-    def sidecar_settings(self) -> dict[str, float]:
-        """The keys of the sidecar's ``shadow`` block (docs/sidecar.md)."""
-        out = {"relativeTolerance": self.relative}
-        if self.absolute is not None:
-            out["tolerance"] = self.absolute
-        return out
-
-
-def parse_tolerance(raw: Mapping[str, Any] | None, base: Tolerance) -> Tolerance:
-    """``tolerance: {absolute, relative}``; an absent key keeps ``base``'s."""
-    raw = raw or {}
-    absolute = raw.get("absolute")
-    relative = raw.get("relative")
-    return Tolerance(
-        absolute=float(absolute) if absolute is not None else base.absolute,
-        relative=float(relative) if relative is not None else base.relative,
-    )
-
-
-@dataclass(frozen=True)
-class Step:
-    """One rollout step, with its defaults resolved."""
-
-    kind: StepKind
-    duration_seconds: float | None = None
-    weight: int = 0  # canary: share of live traffic, percent
-    percent: int = 0  # shadow: share of live requests mirrored, percent
-    min_requests: int | None = None  # shadow: compared requests needed
-    golden_set: GoldenSetRef | None = None
-    min_agreement: float | None = None  # validate: share of golden outputs reproduced
-    #: shadow: when numeric predictions agree (the step's own keys over the analysis')
-    tolerance: Tolerance | None = None
-
-    def describe(self) -> str:
-        if self.kind == "canary":
-            return f"canary {self.weight}%"
-        if self.kind == "shadow":
-            return f"shadow {self.percent}%"
-        if self.kind == "pause":
-            return "pause" if self.duration_seconds is None else "pause (timed)"
-        return "validate"
-
-
-@dataclass(frozen=True)
-class RolloutPolicy:
-    """``spec.rollout`` for one change kind, plus the SLOs the gates use."""
-
-    steps: tuple[Step, ...]
-    interval_seconds: float = DEFAULT_INTERVAL_SECONDS
-    min_requests: int = DEFAULT_MIN_REQUESTS
-    failure_limit: int = DEFAULT_FAILURE_LIMIT
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
-    progress_deadline_seconds: float = DEFAULT_PROGRESS_DEADLINE_SECONDS
-    max_error_rate: float = 0.01
-    max_latency_p95: float = 0.25
-
-
-def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> Step:
-    """One step of ``spec.rollout.<change>.steps``; ``tolerance`` is ``analysis.tolerance``."""
-    if "validate" in raw:
-        body = raw["validate"] or {}
-        ref = (body.get("goldenSet") or {}).get("configMapKeyRef") or {}
-        return Step(
-            "validate",
-            golden_set=GoldenSetRef(str(ref.get("name", "")), str(ref.get("key", ""))),
-            min_agreement=float(body.get("minAgreement", DEFAULT_VALIDATE_MIN_AGREEMENT)),
-        )
-    if "shadow" in raw:
-        body = raw["shadow"] or {}
-        return Step(
-            "shadow",
-            duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
-            percent=int(body.get("percent", 100)),
-            min_requests=int(body.get("minRequests", DEFAULT_SHADOW_MIN_REQUESTS)),
-            tolerance=parse_tolerance(body.get("tolerance"), tolerance or Tolerance()),
-        )
-    if "canary" in raw:
-        body = raw["canary"] or {}
-        return Step(
-            "canary",
-            duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
-            weight=int(body["weight"]),
-        )
-    if "pause" in raw:
-        body = raw["pause"] or {}
-        duration = body.get("duration")
-        return Step("pause", duration_seconds=parse_duration(duration, 0) if duration else None)
-    raise ValueError(f"unknown rollout step {sorted(raw)}")
-
-
-def parse_policy(
-    rollout: Mapping[str, Any],
-    change: str,
-    *,
-    max_error_rate: float = 0.01,
-    max_latency_p95: float = 0.25,
-) -> RolloutPolicy:
-    """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
-    section = rollout.get(change) if change in ("replacement", "tweak") else None
-    analysis = rollout.get("analysis") or {}
-    tolerance = parse_tolerance(analysis.get("tolerance"), Tolerance())
-    steps = tuple(parse_step(s, tolerance) for s in ((section or {}).get("steps") or ()))
-    return RolloutPolicy(
-        steps=steps,
-        interval_seconds=parse_duration(analysis.get("interval"), DEFAULT_INTERVAL_SECONDS),
-        min_requests=int(analysis.get("minRequests", DEFAULT_MIN_REQUESTS)),
-        failure_limit=int(analysis.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
-        min_agreement=float(analysis.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
-        max_prediction_shift=float(
-            analysis.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
-        ),
-        progress_deadline_seconds=parse_duration(
-            rollout.get("progressDeadline"), DEFAULT_PROGRESS_DEADLINE_SECONDS
-        ),
-        max_error_rate=max_error_rate,
-        max_latency_p95=max_latency_p95,
-    )
 
 
 # -- state (lives in status.candidate) --------------------------------------------------
