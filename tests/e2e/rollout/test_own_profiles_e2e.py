@@ -39,9 +39,8 @@ from test_rollout_e2e import (
     watch_until,
 )
 
-from vigil.devcluster.models import TrainedModel, write_mlserver_folder
+from vigil.devcluster.models import TrainedModel, served_estimator
 from vigil.devcluster.traffic import TrafficGenerator
-from vigil.profile import build_profile
 
 STEPS = [
     {"shadow": {"duration": "8s", "percent": 100, "minRequests": 40}},
@@ -63,19 +62,8 @@ Fit = Callable[[np.ndarray, np.ndarray], Any]
 
 def trained(folder: Path, name: str, version: str, X: np.ndarray, y: np.ndarray, fit: Fit):
     """An MLServer model folder and *its own* profile, built from its own answers."""
-    estimator = fit(X, y)
-    write_mlserver_folder(folder, name, version, estimator)
     features = [f"f{i}" for i in range(X.shape[1])]
-    profile = build_profile(
-        X,
-        feature_names=features,
-        predictions=estimator.predict(X),
-        model_name=name,
-        model_version=version,
-    )
-    path = folder / "profile.json"
-    path.write_text(profile.to_json())
-    return TrainedModel(name, version, folder, features, X, y, path)
+    return served_estimator(folder, name, version, fit(X, y), X, y, features)
 
 
 def linear(X: np.ndarray, y: np.ndarray) -> Any:
