@@ -18,7 +18,7 @@ Figures (gate values, seconds to roll back) are appended to
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from operator_e2e import Kube, OperatorProcess
+from operator_e2e import Kube, OperatorProcess, wait_for
 from test_rollout_e2e import (
     condition,
     deployments,
+    logged_agreements,
     manifest,
     record,
     status,
@@ -41,6 +42,7 @@ from test_rollout_e2e import (
 
 from vigil.devcluster.models import TrainedModel, served_estimator
 from vigil.devcluster.traffic import TrafficGenerator
+from vigil.profile import load_profile
 
 STEPS = [
     {"shadow": {"duration": "8s", "percent": 100, "minRequests": 40}},
@@ -183,6 +185,17 @@ def latest(version: str, outcome: str) -> Callable[[dict[str, Any]], bool]:
     return reached
 
 
+def shadow_tolerances(runner: Path, deployment: str, target: str) -> list[tuple[float, float]]:
+    """(absolute, relative) tolerance the stable's sidecars logged for copies to ``target``."""
+    number = r"([0-9.]+(?:e[-+][0-9]+)?)"
+    pattern = rf"revision={target} percent=\S+ tolerance={number}\+{number}\*\|local\|"
+    return [
+        (float(absolute), float(relative))
+        for log in sorted(runner.glob(f"*.{deployment}-*/sidecar.log"))
+        for absolute, relative in re.findall(pattern, log.read_text(errors="replace"))
+    ]
+
+
 def gate_values(candidate: dict[str, Any]) -> dict[str, Any]:
     return {g["name"]: [g["value"], g["threshold"], g["passed"]] for g in candidate["gates"]}
 
@@ -203,6 +216,7 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
     stable_revision = status(kube, name)["stable"]["revision"]
     traffic = TrafficGenerator(kube.cluster, kube.namespace, name, name, X, rate=20.0, seed=5)
     traffic.start()
+    difference: float | None = None
     try:
         for label, fit in scenario.bad.items():
             bad = trained(tmp_path / label, name, f"2-{label}", X, y, fit)
@@ -230,6 +244,14 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
                 gates=gates,
                 message=ready["message"],
             )
+            if name == REGRESSION.name and difference is None:
+                # The stable's sidecars measured the pairs: status.health says how far apart.
+                difference = wait_for(
+                    lambda: (status(kube, name).get("health") or {}).get("meanAbsoluteDifference"),
+                    timeout=15,
+                    what="status.health.meanAbsoluteDifference",
+                )
+                assert difference > 10, difference
             gone = time.monotonic() + 30
             while deployments(kube) != [f"{name}-{stable_revision}"]:
                 assert time.monotonic() < gone, deployments(kube)
@@ -239,51 +261,32 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
         sent_while_bad = traffic.stats.sent
 
         good = trained(tmp_path / "good", name, "3", X, y, scenario.good)
-        seen: dict[str, Any] = {}
-        settings = f"{name}-{stable_revision}-sidecar"
-
-        def note_comparison() -> None:
-            """What the stable's sidecars were told, and what status says they measured."""
-            current = status(kube, name)
-            difference = (current.get("health") or {}).get("meanAbsoluteDifference")
-            if difference is not None:
-                seen["meanAbsoluteDifference"] = difference
-            candidate = current.get("candidate") or {}
-            if candidate.get("modelVersion") == good.version:  # not the last one rolled back
-                for gate in candidate.get("gates") or ():
-                    seen.setdefault(gate["name"], []).append(gate["value"])
-            data = (kube.get("configmap", settings) or {}).get("data") or {}
-            shadow = json.loads(data.get("sidecar.json", "{}")).get("shadow")
-            if shadow:
-                seen["shadow"] = shadow
-
         applied = roll_out(kube, good)
         watch = watch_until(
-            kube,
-            latest(good.version, "Promoted"),
-            150,
-            "the good model to be promoted",
-            on_poll=note_comparison,
-            name=name,
+            kube, latest(good.version, "Promoted"), 150, "the good model to be promoted", name=name
         )
         seconds = time.monotonic() - applied
     finally:
         stats = traffic.stop()
-    assert watch.steps[:2] == ["shadow 100%", "canary 50%"], watch.steps
-    assert watch.last["stable"]["modelVersion"] == "3"
-    agreements = seen.get("agreement") or []
+    promoted = watch.last["stable"]["revision"]
+    log = operator.log_path.read_text(errors="replace")
+    assert f"rollout of {promoted}: StepAdvanced step 2/2 (canary 50%)" in log
+    agreements = logged_agreements(operator, promoted)
     assert agreements and min(agreements) >= 0.95, agreements
-    # The operator carried the default tolerance to the stable's sidecars.
-    assert seen["shadow"]["relativeTolerance"] == 0.05, seen["shadow"]
-    assert "tolerance" not in seen["shadow"]  # absolute: from the stable's profile
-    if name == REGRESSION.name:
-        assert seen.get("meanAbsoluteDifference") is not None, "no mean |difference| in status"
+    # The operator carried the default tolerance to the stable's sidecars, which took
+    # the absolute part from the stable's profile (5 % of its prediction std).
+    prediction = load_profile(stable.profile_path).prediction
+    assert prediction is not None and prediction.summary is not None
+    std = prediction.summary.std if name == REGRESSION.name else 0.0
+    told = shadow_tolerances(workload_runner, f"{name}-{stable_revision}", promoted)
+    assert told and told[-1] == pytest.approx((0.05 * std, 0.05), rel=1e-4), (told, std)
     record(
         "own-profile-good",
         task=name,
         promote_seconds=round(seconds, 1),
         agreements=agreements,
-        prediction_shifts=seen.get("predictionShift"),
-        mean_abs_difference=seen.get("meanAbsoluteDifference"),
+        prediction_shifts=logged_agreements(operator, promoted, "predictionShift"),
+        shadow_tolerance=told[-1],
+        mean_abs_difference=difference,
         traffic={"sent_while_bad": sent_while_bad, "sent": stats.sent, "failed": stats.failed},
     )

@@ -58,10 +58,16 @@ def record(scenario: str, **figures: Any) -> None:
         out.write(line + "\n")
 
 
-def logged_agreements(operator: OperatorProcess) -> list[float]:
-    """Agreement values the operator judged (its rollout log lines list every gate)."""
-    text = operator.log_path.read_text(errors="replace")
-    found = re.findall(r"'name': 'agreement', 'passed': \w+, 'value': ([0-9.]+)", text)
+def logged_agreements(
+    operator: OperatorProcess, revision: str | None = None, gate: str = "agreement"
+) -> list[float]:
+    """Values of a gate the operator judged (its rollout log lines list every gate).
+
+    ``revision`` keeps only the lines about that candidate.
+    """
+    lines = operator.log_path.read_text(errors="replace").splitlines()
+    text = "\n".join(line for line in lines if revision is None or f" of {revision}: " in line)
+    found = re.findall(rf"'name': '{gate}', 'passed': \w+, 'value': ([0-9.]+)", text)
     return [float(v) for v in found]
 
 
