@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Build the local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok) from Go modules, once, and cache the binaries
-# by version under the user's cache folder.
+# kube-scheduler, kubectl, kwok), the real node's kubelet, kube-proxy and
+# CoreDNS, and Prometheus from Go modules, once, and cache the binaries by
+# version under the user's cache folder.
 #
 # Usage: hack/build-cluster.sh            build what is missing, print the bin dir
 #        hack/build-cluster.sh --print    only print the bin dir
 #
 # The versions below are the single source of truth; the wrapper go.mod files
-# under hack/{k8s,etcd,kwok} pin the same ones.
+# under hack/{k8s,etcd,kwok,prometheus,coredns} pin the same ones.
 set -euo pipefail
 
 K8S_VERSION=v1.34.4
@@ -16,6 +17,7 @@ KWOK_VERSION=v0.8.0
 # Prometheus' Go module is versioned v0.<major><minor>.<patch>: v0.316.0 is 3.16.0.
 PROMETHEUS_MODULE_VERSION=v0.316.0
 PROMETHEUS_VERSION=3.16.0
+COREDNS_VERSION=v1.14.7
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
@@ -61,6 +63,14 @@ build kubectl k8s k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
 build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build kube-controller-manager k8s k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
 build kube-scheduler k8s k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
+# The real node (operator/vigil/devcluster/node.py).
+build kubelet k8s k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
+build kube-proxy k8s k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags"
+# CoreDNS's version is not in the folder's name (a new one would rebuild
+# everything): its binary is named by version and `coredns` links to it.
+build "coredns-$COREDNS_VERSION" coredns vigil.dev/hack/coredns \
+  "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+ln -sfn "coredns-$COREDNS_VERSION" "$bindir/coredns"
 # Only the Kubernetes service discovery is compiled in (upstream's plugin tags).
 build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus \
   "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \

@@ -153,7 +153,9 @@ def main() -> int:
     table = markdown(stats, judges)
     header = (
         f"{meta['date']}, commit {meta['commit']}: {rollouts} rollouts in {wall:.0f} s "
-        f"({args.jobs} process(es), load average {load_before[0]:.1f} -> {load_after[0]:.1f})"
+        f"({args.jobs} process(es), load average {load_before[0]:.1f} -> {load_after[0]:.1f}); "
+        f"stable: {baseline.error_rate:.2%} errors, p95 {baseline.latency_p95 * 1000:.0f} ms, "
+        f"{baseline.features} features; {timing.replicas} replica(s)"
     )
     print(header + "\n\n" + table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -90,11 +90,21 @@ def _cases() -> tuple[Case, ...]:
         Case("A/A", "A/A", summary=f"classifier, {aa}"),
         Case("A/A regressor", "A/A", task="regression", summary=f"regressor, {aa}"),
         *(
-            Case(f"error +{p} pt", "error", error_points=p / 100, summary=f"+{p} points errors")
+            Case(
+                f"error +{p} pt",
+                "error",
+                error_points=p / 100,
+                summary=f"fails {p} percentage point(s) more of its requests",
+            )
             for p in (1, 2, 5)
         ),
         *(
-            Case(f"p95 +{p}%", "latency", latency_factor=1 + p / 100, summary=f"latency x{p}%")
+            Case(
+                f"p95 +{p}%",
+                "latency",
+                latency_factor=1 + p / 100,
+                summary=f"every latency (so the p95) {p} % longer",
+            )
             for p in (20, 50)
         ),
         *(

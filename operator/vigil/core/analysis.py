@@ -11,7 +11,9 @@ loop) and this module turns the candidate's and the stable's into the
   to the candidate (``vigil_shadow_*`` labelled with ``target_revision`` =
   the candidate);
 * prediction shift: the candidate's prediction distribution against the
-  stable's, with the drift method (classes, or the prediction bins);
+  stable's, with the drift method, on a basis both share whatever profiles
+  they bring (:func:`prediction_shift`: class labels, the stable's bins, or
+  moments);
 * input drift: each revision's worst feature drift against *its own*
   reference profile (the bins its sidecars count in), over the features
   both references share, and only once both windows hold
@@ -25,6 +27,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
 
 from vigil.core import drift
 from vigil.core.health import feature_drift
@@ -48,25 +54,147 @@ def _error_rate(window: RevisionWindow) -> float | None:
     return max(0.0, total - window.requests_by_outcome.get("success", 0.0)) / total
 
 
-def _distribution(window: RevisionWindow) -> Mapping[str, float]:
-    """Class counts for a classifier, bin counts for a regressor."""
-    return window.prediction_classes or window.prediction_bins
+#: Standard-normal quantiles at 10 %, 20 %, ..., 90 %: ten equally likely bins around
+#: the stable's mean when only moments are known.
+_NORMAL_DECILES = (-1.2816, -0.8416, -0.5244, -0.2533, 0.0, 0.2533, 0.5244, 0.8416, 1.2816)
+
+Basis = Literal["by class label", "on the stable's bins", "from mean and std"]
+
+
+@dataclass(frozen=True)
+class PredictionShift:
+    """The candidate-vs-stable divergence and the common basis it was measured on."""
+
+    score: float
+    basis: Basis
+
+
+def _numeric_prediction(profile: ReferenceProfile | None) -> tuple[float, ...] | None:
+    """The bin edges a revision's sidecars count its predictions in (None: no such bins)."""
+    block = profile.prediction if profile is not None else None
+    if block is None or block.type != "numeric" or block.edges is None:
+        return None
+    return block.edges
+
+
+def _slots(counts: Mapping[str, float], edges: tuple[float, ...]) -> np.ndarray:
+    return np.asarray([counts.get(str(slot), 0.0) for slot in range(len(edges) + 1)])
+
+
+def _inner_only(counts: np.ndarray) -> np.ndarray:
+    """Underflow and overflow merged into their neighbouring bins.
+
+    Re-binned counts place out-of-range values at the edge and spread each
+    outer bin evenly over its long thin tail; merging keeps those guesses
+    from reading as a shift (a constant profile's single bin is left alone).
+    """
+    if counts.size < 4:
+        return counts
+    return np.concatenate(([counts[0] + counts[1]], counts[2:-2], [counts[-2] + counts[-1]]))
+
+
+def _by_label(candidate: RevisionWindow, stable: RevisionWindow) -> tuple[np.ndarray, np.ndarray]:
+    labels = sorted(set(candidate.prediction_classes) | set(stable.prediction_classes))
+    return (
+        np.asarray([stable.prediction_classes.get(k, 0.0) for k in labels]),
+        np.asarray([candidate.prediction_classes.get(k, 0.0) for k in labels]),
+    )
+
+
+def _on_stable_bins(
+    candidate: RevisionWindow,
+    stable: RevisionWindow,
+    candidate_edges: tuple[float, ...],
+    stable_edges: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    stable_counts = _slots(stable.prediction_bins, stable_edges)
+    moved = drift.rebin(
+        _slots(candidate.prediction_bins, candidate_edges), candidate_edges, stable_edges
+    )
+    if candidate_edges == stable_edges:
+        return stable_counts, moved  # the same bins: exact, nothing was guessed
+    return _inner_only(stable_counts), _inner_only(moved)
+
+
+def _moments(window: RevisionWindow) -> tuple[float, float] | None:
+    if window.predictions < MIN_PREDICTIONS_FOR_SHIFT:
+        return None
+    mean = window.prediction_sum / window.predictions
+    variance = window.prediction_squares_sum / window.predictions - mean * mean
+    if not (math.isfinite(mean) and math.isfinite(variance)):
+        return None
+    return mean, math.sqrt(max(variance, 0.0))
+
+
+def _normal_slots(mean: float, std: float, edges: np.ndarray) -> np.ndarray:
+    """Mass of N(mean, std) in the slots of ``edges`` (std 0: a point mass)."""
+    if std <= 0:
+        return np.bincount(drift.bin_index([mean], edges), minlength=edges.size + 1).astype(float)
+    cdf = [0.5 * (1.0 + math.erf((e - mean) / (std * math.sqrt(2.0)))) for e in edges]
+    return np.diff(np.concatenate(([0.0], cdf, [1.0])))
+
+
+def _from_moments(
+    candidate: RevisionWindow, stable: RevisionWindow
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both as normal distributions, over ten bins equally likely for the stable."""
+    stable_moments, candidate_moments = _moments(stable), _moments(candidate)
+    if stable_moments is None or candidate_moments is None:
+        return None
+    mean, std = stable_moments
+    edges = np.asarray([mean + std * z for z in _NORMAL_DECILES] if std > 0 else [mean, mean])
+    # Scaled to the counts they summarise, so the sample-size check applies alike.
+    return (
+        _normal_slots(mean, std, edges) * stable.predictions,
+        _normal_slots(*candidate_moments, edges) * candidate.predictions,
+    )
 
 
 def prediction_shift(
-    candidate: RevisionWindow, stable: RevisionWindow, method: drift.DriftMethod
-) -> float | None:
-    """Divergence of the candidate's predictions from the stable's (None: too few)."""
-    cand, stab = _distribution(candidate), _distribution(stable)
-    if sum(cand.values()) < MIN_PREDICTIONS_FOR_SHIFT:
+    candidate: RevisionWindow,
+    stable: RevisionWindow,
+    method: drift.DriftMethod,
+    *,
+    candidate_profile: ReferenceProfile | None = None,
+    stable_profile: ReferenceProfile | None = None,
+) -> PredictionShift | None:
+    """Divergence of the candidate's predictions from the stable's, on a common basis.
+
+    Each revision's sidecars count predictions against *its own* reference
+    profile, and the two profiles may differ (a retrained model brings its
+    own). Comparing slot by slot would compare unrelated ranges, so:
+
+    * both count classes: by class label (a label one side never predicted
+      counts as 0 there);
+    * both count numeric bins of a known profile: the candidate's counts are
+      moved onto the stable's edges (:func:`vigil.core.drift.rebin`) and
+      compared on the stable's bins;
+    * otherwise (no profile, or a classifier against a regressor): the mean
+      and standard deviation each sidecar sums up, as normal distributions
+      over ten bins equally likely for the stable.
+
+    None when either side has fewer than :data:`MIN_PREDICTIONS_FOR_SHIFT`.
+    """
+    stable_edges = _numeric_prediction(stable_profile)
+    candidate_edges = _numeric_prediction(candidate_profile)
+    pair: tuple[np.ndarray, np.ndarray] | None
+    basis: Basis
+    if candidate.prediction_classes and stable.prediction_classes:
+        pair, basis = _by_label(candidate, stable), "by class label"
+    elif (
+        stable_edges is not None
+        and candidate_edges is not None
+        and stable.prediction_bins
+        and candidate.prediction_bins
+    ):
+        pair = _on_stable_bins(candidate, stable, candidate_edges, stable_edges)
+        basis = "on the stable's bins"
+    else:
+        pair, basis = _from_moments(candidate, stable), "from mean and std"
+    if pair is None or min(pair[0].sum(), pair[1].sum()) < MIN_PREDICTIONS_FOR_SHIFT:
         return None
-    if sum(stab.values()) < MIN_PREDICTIONS_FOR_SHIFT:
-        return None
-    keys = sorted(set(cand) | set(stab))
-    score = drift.drift_score(
-        method, [stab.get(k, 0.0) for k in keys], [cand.get(k, 0.0) for k in keys]
-    )
-    return score if math.isfinite(score) else None
+    score = drift.drift_score(method, pair[0], pair[1])
+    return PredictionShift(score, basis) if math.isfinite(score) else None
 
 
 def _worst_drift(
@@ -119,7 +247,7 @@ def candidate_figures(
     compared = 0
     agreement: float | None = None
     mean_abs_difference: float | None = None
-    shift: float | None = None
+    shift: PredictionShift | None = None
     if stable is not None:
         sent = stable.shadow_predictions.get(candidate_revision, 0.0)
         agreed = stable.shadow_agreements.get(candidate_revision, 0.0)
@@ -127,7 +255,13 @@ def candidate_figures(
         agreement = agreed / sent if sent > 0 else None
         if stable_profile is None or stable_profile.task == "regression":
             mean_abs_difference = stable.mean_abs_difference(candidate_revision)
-        shift = prediction_shift(candidate, stable, method)
+        shift = prediction_shift(
+            candidate,
+            stable,
+            method,
+            candidate_profile=reference,
+            stable_profile=stable_reference,
+        )
     p95 = quantile_from_buckets(0.95, candidate.latency_buckets)
     return CandidateFigures(
         requests=round(candidate.requests),
@@ -136,7 +270,8 @@ def candidate_figures(
         compared=compared,
         agreement=agreement,
         mean_abs_difference=mean_abs_difference,
-        prediction_shift=shift,
+        prediction_shift=shift.score if shift is not None else None,
+        prediction_shift_basis=shift.basis if shift is not None else "",
         candidate_drift=_worst_drift(reference, candidate, method, shared),
         stable_drift=_worst_drift(stable_profile, stable, method, shared),
     )

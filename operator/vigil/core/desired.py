@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.common.objects import body
 from vigil.core import naming
 from vigil.core.revision import canonical_hash
 from vigil.core.spec import ModelDeploymentSpec
@@ -427,23 +428,20 @@ def needs_write(desired: Mapping[str, Any], actual: Mapping[str, Any] | None) ->
     """
     if actual is None:
         return True
-    actual_meta = actual.get("metadata") or {}
+    live = body(actual)
     desired_meta = desired["metadata"]
-    if (actual_meta.get("annotations") or {}).get(naming.ANNOTATION_APPLIED_HASH) != desired_meta[
-        "annotations"
-    ][naming.ANNOTATION_APPLIED_HASH]:
+    applied = desired_meta["annotations"][naming.ANNOTATION_APPLIED_HASH]
+    if live.meta.annotations.get(naming.ANNOTATION_APPLIED_HASH) != applied:
         return True
-    actual_labels = actual_meta.get("labels") or {}
-    if any(actual_labels.get(key) != value for key, value in desired_meta["labels"].items()):
+    if any(live.meta.labels.get(key) != value for key, value in desired_meta["labels"].items()):
         return True
-    owner_uids = {ref.get("uid") for ref in actual_meta.get("ownerReferences") or []}
-    if desired_meta["ownerReferences"][0]["uid"] not in owner_uids:
+    if not live.meta.owned_by(desired_meta["ownerReferences"][0]["uid"]):
         return True
     kind = desired["kind"]
     if kind == "Deployment":
-        return (actual.get("spec") or {}).get("replicas") != desired["spec"]["replicas"]
+        return live.spec.get("replicas") != desired["spec"]["replicas"]
     if kind == "Service":
-        return (actual.get("spec") or {}).get("selector") != desired["spec"]["selector"]
+        return live.spec.get("selector") != desired["spec"]["selector"]
     if kind == "ConfigMap":
-        return (actual.get("data") or {}) != desired["data"]
+        return live.data != desired["data"]
     return False

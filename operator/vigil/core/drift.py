@@ -14,8 +14,9 @@ Conventions (shared with :mod:`vigil.profile` and the sidecar):
   has ``K + 2`` slots: ``[underflow, bin_1, ..., bin_K, overflow]``. A value
   ``v`` falls in slot ``i`` when ``e_{i-1} <= v < e_i`` (NumPy's convention:
   bins include their lower edge); the last inner bin also includes ``e_K``;
-  underflow is ``v < e_0`` and overflow ``v > e_K``. :func:`bin_index`
-  implements exactly this.
+  underflow is ``v < e_0`` and overflow ``v > e_K``.
+  :func:`vigil.profile.bins.bin_index` implements exactly this (the profile
+  builder and the sidecar bin with it too).
 * A categorical feature's count vector is ordered like the reference's
   top-K categories, followed by one ``other`` slot.
 * Missing values (null, NaN) are never in a bin; they are counted apart.
@@ -29,6 +30,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from vigil.profile.bins import bin_index
+
 __all__ = [
     "DEFAULT_EPSILON",
     "DriftMethod",
@@ -40,6 +43,7 @@ __all__ = [
     "merge_counts",
     "proportions",
     "psi",
+    "rebin",
     "wasserstein_from_bins",
 ]
 
@@ -235,19 +239,52 @@ def merge_category_counts(
     return merged
 
 
-def bin_index(values: ArrayLike, edges: ArrayLike) -> npt.NDArray[np.intp]:
-    """Slot of each value against reference edges (see the module docstring).
+def _mass_below(
+    counts: FloatArray, edges: FloatArray, x: FloatArray, *, inclusive: bool
+) -> FloatArray:
+    """Mass of a binned distribution below ``x`` (at or below with ``inclusive``).
 
-    ``edges`` needs at least two values (a constant feature uses ``[c, c]``:
-    one inner bin that holds exactly ``c``). Returns indices in
-    ``0 .. len(edges)`` (always an array, also for a single value): 0 = underflow,
-    ``len(edges)`` = overflow. NaN values get ``-1`` (missing, not binned).
+    Inner bins spread their mass evenly over their width (a zero-width bin of
+    a constant profile is a point mass at its edge); underflow sits just
+    below the first edge and overflow just above the last: their values
+    were never recorded, and that is the nearest they can be.
     """
-    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    below = np.where(x >= edges[0], counts[0], 0.0)
+    for i in range(1, edges.size):
+        low, high, mass = edges[i - 1], edges[i], counts[i]
+        if mass == 0:
+            continue
+        if high > low:
+            below = below + mass * np.clip((x - low) / (high - low), 0.0, 1.0)
+        else:
+            below = below + np.where((x >= low) if inclusive else (x > low), mass, 0.0)
+    return below + np.where(x > edges[-1], counts[-1], 0.0)
+
+
+def rebin(counts: ArrayLike, edges: ArrayLike, target_edges: ArrayLike) -> FloatArray:
+    """Counts recorded in the slots of ``edges``, spread over the slots of ``target_edges``.
+
+    Both follow the module's slot convention (underflow, inner bins,
+    overflow; :func:`bin_index`). Two revisions whose reference profiles have
+    different bins count their predictions in different slots; comparing
+    the slots one by one would compare unrelated ranges. Moving one of them
+    onto the other's edges gives a common basis, exact when the edges are
+    equal and otherwise an approximation: within an inner bin the values are
+    taken as evenly spread.
+    """
+    source = _as_counts(counts)
     e = np.asarray(edges, dtype=np.float64)
-    if e.ndim != 1 or e.size < 2:
-        raise ValueError("edges must be a vector of at least 2 values")
-    idx = np.searchsorted(e, v, side="right")
-    idx[v == e[-1]] = e.size - 1
-    idx[np.isnan(v)] = -1
-    return idx
+    t = np.asarray(target_edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 2 or source.size != e.size + 1:
+        raise ValueError(f"{source.size} slots need {source.size - 1} edges (at least 2)")
+    if t.ndim != 1 or t.size < 2:
+        raise ValueError("target edges must be a vector of at least 2 values")
+    if e.shape == t.shape and np.array_equal(e, t):
+        return source.copy()
+    # Slot j of the target holds t[j-1] <= v < t[j]; the last inner slot also holds t[-1].
+    strictly = _mass_below(source, e, t, inclusive=False)
+    at_top = _mass_below(source, e, t[-1:], inclusive=True)[0]
+    upper = np.concatenate((strictly[1:-1], [at_top]))
+    lower = strictly[:-1]
+    out = np.concatenate(([strictly[0]], upper - lower, [source.sum() - at_top]))
+    return np.maximum(out, 0.0)

@@ -2,6 +2,6 @@
 
 The plugin never edits ``spec`` (GitOps owns it): it sets the annotation
 ``vigil.dev/request`` (and ``vigil.dev/request-id``) on the ModelDeployment;
-the operator reads it with :func:`vigil.plugin.requests.read_request`, acts,
+the operator reads it with :func:`vigil.plugin.requests.parse_request`, acts,
 and clears it. Contract: docs/rollouts.md, "Manual control".
 """

@@ -31,8 +31,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from vigil.core.drift import bin_index
+from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
+from vigil.profile.bins import bin_index
 from vigil.profile.model import category_key
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
@@ -192,14 +193,23 @@ def _to_float(value: Any) -> float | None:
     return None
 
 
-class _CategoryCounts:
-    """Live counts of one categorical feature (top-K + other)."""
+#: Class labels outside the reference a prediction counter still counts by name
+#: (then ``__other__``): another revision's classes are compared by label.
+MAX_UNLISTED_CLASSES = 50
 
-    def __init__(self, profile: FeatureProfile) -> None:
-        self.labels = (*(profile.categories or ()), OTHER)
-        self.known = frozenset(profile.categories or ())
+
+class _CategoryCounts:
+    """Live counts of one categorical feature (top-K + other), or of predicted classes.
+
+    ``unlisted`` labels outside the reference are counted under their own
+    name (at most that many), the rest under :data:`OTHER`.
+    """
+
+    def __init__(self, profile: FeatureProfile, unlisted: int = 0) -> None:
+        self.known = set(profile.categories or ())
+        self.room = unlisted
         self.allowed = frozenset(profile.allowed) if profile.allowed is not None else None
-        self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
+        self.counts: dict[str, int] = dict.fromkeys((*(profile.categories or ()), OTHER), 0)
         self.missing = 0
         self.out_of_range = 0
         self.type_errors = 0
@@ -213,6 +223,10 @@ class _CategoryCounts:
             if key is None:
                 self.missing += 1
                 continue
+            if key not in self.known and self.room > 0:
+                self.known.add(key)
+                self.counts[key] = 0
+                self.room -= 1
             self.counts[key if key in self.known else OTHER] += 1
             if self.allowed is not None and key not in self.allowed:
                 self.out_of_range += 1
@@ -306,7 +320,11 @@ class Monitor(Collector):
         self.prediction: _NumericCounts | _CategoryCounts | None = None
         if profile is not None and profile.prediction is not None:
             fp = profile.prediction
-            self.prediction = _NumericCounts(fp) if fp.type == "numeric" else _CategoryCounts(fp)
+            self.prediction = (
+                _NumericCounts(fp)
+                if fp.type == "numeric"
+                else _CategoryCounts(fp, unlisted=MAX_UNLISTED_CLASSES)
+            )
         self.pred_count = 0
         self.pred_sum = 0.0
         self.pred_sumsq = 0.0
@@ -434,7 +452,7 @@ class Monitor(Collector):
         def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=[*names, *extra])
 
-        rows = counter("vigil_input_rows", "Rows (instances) seen in inference requests.")
+        rows = counter(metric_names.INPUT_ROWS, "Rows (instances) seen in inference requests.")
         rows.add_metric(base, self.rows)
         yield rows
         viol = counter(
@@ -457,18 +475,18 @@ class Monitor(Collector):
         yield pviol
 
         fbin = counter(
-            "vigil_feature_bin",
+            metric_names.FEATURE_BIN,
             "Values per reference bin of a numeric feature (bin 0 = underflow, last = overflow).",
             ("feature", "bin"),
         )
         fcat = counter(
-            "vigil_feature_category",
+            metric_names.FEATURE_CATEGORY,
             "Values per reference category of a categorical feature (__other__ = the rest).",
             ("feature", "category"),
         )
-        fmiss = counter("vigil_feature_missing", "Missing (null/NaN) values.", ("feature",))
+        fmiss = counter(metric_names.FEATURE_MISSING, "Missing (null/NaN) values.", ("feature",))
         frange = counter(
-            "vigil_feature_out_of_range",
+            metric_names.FEATURE_OUT_OF_RANGE,
             "Values outside the reference range (numeric) or allowed set (categorical).",
             ("feature",),
         )
@@ -486,9 +504,9 @@ class Monitor(Collector):
         yield fmiss
         yield frange
 
-        pclass = counter("vigil_prediction_class", "Predictions per class.", ("class",))
+        pclass = counter(metric_names.PREDICTION_CLASS, "Predictions per class.", ("class",))
         pbin = counter(
-            "vigil_prediction_bin",
+            metric_names.PREDICTION_BIN,
             "Predictions per reference bin (regression; bin 0 = underflow, last = overflow).",
             ("bin",),
         )
@@ -501,14 +519,16 @@ class Monitor(Collector):
                 pbin.add_metric([*base, str(i)], n)
         yield pclass
         yield pbin
-        pc = counter("vigil_predictions", "Numeric predictions seen (sum/squares denominator).")
+        pc = counter(
+            metric_names.PREDICTIONS, "Numeric predictions seen (sum/squares denominator)."
+        )
         pc.add_metric(base, self.pred_count)
         yield pc
-        ps = gauge("vigil_prediction_value_sum", "Sum of numeric predictions since start.")
+        ps = gauge(metric_names.PREDICTION_VALUE_SUM, "Sum of numeric predictions since start.")
         ps.add_metric(base, self.pred_sum)
         yield ps
         pss = gauge(
-            "vigil_prediction_value_squares_sum",
+            metric_names.PREDICTION_VALUE_SQUARES_SUM,
             "Sum of squared numeric predictions since start (for the standard deviation).",
         )
         pss.add_metric(base, self.pred_sumsq)

@@ -240,7 +240,7 @@ def wait_status(
 
 
 def drift_features(message: str) -> set[str]:
-    """'psi 0.93 >= 0.2: alcohol 0.93, color_intensity 0.71; out of ...' -> the names."""
+    """'psi 0.93 >= 0.2 over 30s: alcohol 0.93, color_intensity 0.71; out of ...' -> the names."""
     listed = message.split(": ", 1)[1].split(";", 1)[0]
     return {item.rsplit(" ", 1)[0] for item in listed.split(", ")}
 

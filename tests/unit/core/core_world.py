@@ -8,13 +8,18 @@ removes what it deletes, and lets a test say "these pods became ready" or
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.desired import Owner
 from vigil.core.reconcile import Action, Apply, Delete, Observation, Plan, decide
+from vigil.core.rollout import GoldenResult
 from vigil.core.status import status_patch
+from vigil.routing import RoutingTarget, router_for
 
 OWNER = Owner(name="wine", namespace="ml", uid="uid-wine")
 SIDECAR = "ghcr.io/vigil-dev/vigil:test"
@@ -158,3 +163,49 @@ class World:
             if item["type"] == kind:
                 return item
         raise AssertionError(f"no {kind} condition in {self.status}")
+
+
+class RolloutWorld(World):
+    """World + per-revision Services, the rollout inputs, the router and requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: RolloutInputs | None = None
+        self.request: Request | None = None
+        self.golden: GoldenResult | None = None
+        self.plans: list[Plan] = []
+
+    def observe(self) -> Observation:
+        base = super().observe()
+        services = [
+            copy.deepcopy(obj)
+            for (kind, name), obj in self.objects.items()
+            if kind == "Service" and name != self.owner.name
+        ]
+        router = router_for(self.spec.get("rollout") or {})
+
+        def planner(stable: str, candidate: str | None, traffic: Any) -> Any:
+            return router.plan(RoutingTarget("wine", "ml", stable, candidate), traffic)
+
+        return dataclasses.replace(
+            base,
+            revision_services=services,
+            rollout=self.inputs,
+            request=self.request,
+            route_planner=planner,
+        )
+
+    def reconcile(self, advance: float = 1.0) -> Plan:
+        plan = super().reconcile(advance)
+        self.plans.append(plan)
+        if plan.clear_request is not None:
+            self.request = None
+        return plan
+
+    def shadow(self, revision: str) -> Any:
+        data = self.objects[("ConfigMap", f"wine-{revision}-sidecar")]["data"]
+        return json.loads(data["sidecar.json"])["shadow"]
+
+    def replicas(self, revision: str) -> int:
+        deployment = self.deployment(revision)
+        return -1 if deployment is None else deployment["spec"]["replicas"]

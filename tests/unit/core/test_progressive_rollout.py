@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime
-import json
 from typing import Any, ClassVar
 
 import pytest
-from core_world import World, spec
+from core_world import RolloutWorld, spec
 
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
-from vigil.core.reconcile import Delete, Observation, Plan, Route, decide
+from vigil.core.reconcile import Delete, Plan, Route, decide
 from vigil.core.rollout import CandidateFigures, GoldenResult
 from vigil.core.window import RevisionWindow
-from vigil.routing import RoutingTarget, router_for
+from vigil.routing import RoutingTarget
 from vigil.routing.gateway_api import desired_rules
 
 GOOD = CandidateFigures(
@@ -36,52 +34,6 @@ ROLLOUT = {
     "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 2},
     "progressDeadline": "60s",
 }
-
-
-class RolloutWorld(World):
-    """World + per-revision Services, the rollout inputs, the router and requests."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: RolloutInputs | None = None
-        self.request: Request | None = None
-        self.golden: GoldenResult | None = None
-        self.plans: list[Plan] = []
-
-    def observe(self) -> Observation:
-        base = super().observe()
-        services = [
-            copy.deepcopy(obj)
-            for (kind, name), obj in self.objects.items()
-            if kind == "Service" and name != self.owner.name
-        ]
-        router = router_for(self.spec.get("rollout") or {})
-
-        def planner(stable: str, candidate: str | None, traffic: Any) -> Any:
-            return router.plan(RoutingTarget("wine", "ml", stable, candidate), traffic)
-
-        return dataclasses.replace(
-            base,
-            revision_services=services,
-            rollout=self.inputs,
-            request=self.request,
-            route_planner=planner,
-        )
-
-    def reconcile(self, advance: float = 1.0) -> Plan:
-        plan = super().reconcile(advance)
-        self.plans.append(plan)
-        if plan.clear_request is not None:
-            self.request = None
-        return plan
-
-    def shadow(self, revision: str) -> Any:
-        data = self.objects[("ConfigMap", f"wine-{revision}-sidecar")]["data"]
-        return json.loads(data["sidecar.json"])["shadow"]
-
-    def replicas(self, revision: str) -> int:
-        deployment = self.deployment(revision)
-        return -1 if deployment is None else deployment["spec"]["replicas"]
 
 
 def started(version: str = "2", **extra: Any) -> tuple[RolloutWorld, str, str]:

@@ -1,4 +1,4 @@
-"""The README and docs/ point only at things that exist.
+"""The READMEs and docs/ point only at things that exist.
 
 Files move (manifests/ was reorganised once already); a page that sends a
 reader to a path or a section that is gone is worse than no page. Checked:
@@ -12,29 +12,13 @@ import re
 from pathlib import Path
 
 import pytest
+from doc_pages import PAGES, ROOT, anchors, name, prose
 
-ROOT = Path(__file__).resolve().parents[3]
-PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 #: Top-level folders whose paths the docs cite in backquotes.
 CITED_ROOTS = ("manifests/", "docs/", "hack/", "crds/", "bench/", "tests/", "operator/")
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 CODE_PATH = re.compile(r"`([A-Za-z0-9_./{},-]+)`")
-
-
-def anchors(page: Path) -> set[str]:
-    """Explicit ``<a id>`` anchors and the ids GitHub gives headings."""
-    text = page.read_text()
-    found = set(re.findall(r'<a id="([^"]+)"', text))
-    in_code = False
-    for line in text.splitlines():
-        if line.startswith("```"):
-            in_code = not in_code
-        match = None if in_code else re.match(r"#+\s+(.*)", line)
-        if match:
-            title = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower())
-            found.add(title.replace(" ", "-"))
-    return found
 
 
 def expand_braces(path: str) -> list[str]:
@@ -46,17 +30,11 @@ def expand_braces(path: str) -> list[str]:
     return [p for part in match.group(1).split(",") for p in expand_braces(head + part + tail)]
 
 
-def prose(text: str) -> str:
-    """The text without code blocks and code spans (regexes there look like links)."""
-    text = re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
-    return re.sub(r"`[^`\n]*`", "", text)
-
-
 def links(page: Path) -> list[str]:
     return [t for t in LINK.findall(prose(page.read_text())) if not re.match(r"[a-z]+:", t)]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("page", PAGES, ids=name)
 def test_relative_links_reach_an_existing_file_and_section(page: Path) -> None:
     broken = []
     for target in links(page):
@@ -64,7 +42,7 @@ def test_relative_links_reach_an_existing_file_and_section(page: Path) -> None:
         file = (page.parent / path).resolve() if path else page
         if not file.exists():
             broken.append(f"{target}: no such file")
-        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text()):
             broken.append(f"{target}: no section #{anchor} in {file.relative_to(ROOT)}")
     assert not broken, f"{page.relative_to(ROOT)}: {broken}"
 
@@ -77,7 +55,7 @@ def cited_paths(text: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("page", PAGES, ids=name)
 def test_cited_repository_paths_exist(page: Path) -> None:
     missing = []
     for cited in cited_paths(page.read_text()):

@@ -134,3 +134,21 @@ def test_regression_predictions_fill_reference_bins_and_window():
     now[0] += 30
     lo, hi = monitor.window.bounds()
     assert np.isnan(lo) and np.isnan(hi)
+
+
+def test_predicted_classes_outside_the_reference_are_counted_by_label_up_to_a_cap():
+    """Another revision's classes are compared by label: a new label keeps its name."""
+    from vigil.sidecar.monitor import MAX_UNLISTED_CLASSES
+
+    x = np.arange(300.0).reshape(-1, 1)
+    profile = build_profile(x, predictions=np.arange(300) % 3, feature_names=["x"])
+    monitor = _monitor(profile)
+    labels = [0, 1, 3, 3, "spam", *range(100, 100 + MAX_UNLISTED_CLASSES + 5)]
+    resp = json.dumps(
+        {"outputs": [{"name": "y", "shape": [len(labels)], "datatype": "BYTES", "data": labels}]}
+    ).encode()
+    monitor.process([Exchange(_v2([[1.0]] * len(labels)), "", resp, "application/json")])
+    counts = monitor.prediction.counts
+    assert (counts["0"], counts["1"], counts["2"], counts["3"], counts["spam"]) == (1, 1, 0, 2, 1)
+    assert len(counts) == 3 + MAX_UNLISTED_CLASSES + 1  # the profile's, the unlisted, __other__
+    assert counts["__other__"] == 7  # labels past the cap

@@ -1,0 +1,475 @@
+"""What the operator writes that a person reads, collected by running the real code.
+
+The docs tests compare the pages with this catalogue: the conditions
+(type, status, reason) the operator sets, the rollout reasons of
+``status.candidate``, the Events it posts with their type, the phases and
+history outcomes, and every message a person reads (condition and
+candidate messages, Event messages, history reasons). It comes from the
+pure decisions themselves (``vigil.core.reconcile.decide`` in the in-memory
+World of tests/unit/core, ``vigil.core.health`` on built windows), so a page
+is checked against what the operator does, not against a copy of its words.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
+
+from core_world import OWNER, RolloutWorld, World, spec  # noqa: E402
+
+from vigil.core import drift  # noqa: E402
+from vigil.core.candidate import Request, RolloutInputs  # noqa: E402
+from vigil.core.health import (  # noqa: E402
+    HealthPolicy,
+    condition_word,
+    evaluate,
+    health_conditions,
+    transitions,
+)
+from vigil.core.reconcile import Plan  # noqa: E402
+from vigil.core.rollout import CandidateFigures, GoldenResult  # noqa: E402
+from vigil.core.status import ConditionState  # noqa: E402
+from vigil.core.window import RevisionWindow  # noqa: E402
+from vigil.profile import ReferenceProfile, build_profile  # noqa: E402
+
+CORE = ROOT / "operator" / "vigil" / "core"
+OPERATOR = ROOT / "operator" / "vigil" / "operator"
+
+
+@dataclass
+class Catalogue:
+    """Everything seen while the scenarios ran."""
+
+    #: (condition type, "True"/"False"/"Unknown", reason)
+    conditions: set[tuple[str, str, str]] = field(default_factory=set)
+    #: The same, with whether a rollout with steps was under way (status.candidate.stepName).
+    rollout_conditions: set[tuple[str, str, str, bool]] = field(default_factory=set)
+    #: status.candidate.reason values (the rollout's own reasons)
+    candidate_reasons: set[str] = field(default_factory=set)
+    #: Event reason -> the types it was posted with ("Normal", "Warning")
+    events: dict[str, set[str]] = field(default_factory=dict)
+    phases: set[str] = field(default_factory=set)
+    outcomes: set[str] = field(default_factory=set)
+    verdicts: set[str] = field(default_factory=set)
+    #: Gate names in status.candidate.gates
+    gates: set[str] = field(default_factory=set)
+    #: Every text a person reads: messages, history reasons, step names.
+    messages: set[str] = field(default_factory=set)
+
+    def event(self, reason: str, warning: bool, message: str | None = None) -> None:
+        self.events.setdefault(reason, set()).add("Warning" if warning else "Normal")
+        if message:
+            self.messages.add(message)
+
+    def condition(self, state: ConditionState) -> None:
+        self.conditions.add((state.type, condition_word(state.status), state.reason))
+        if state.message:
+            self.messages.add(state.message)
+
+    def status(self, status: Mapping[str, Any]) -> None:
+        stepped = bool((status.get("candidate") or {}).get("stepName"))
+        for item in status.get("conditions") or ():
+            self.conditions.add((item["type"], item["status"], item["reason"]))
+            self.rollout_conditions.add((item["type"], item["status"], item["reason"], stepped))
+            if item.get("message"):
+                self.messages.add(item["message"])
+        if status.get("phase"):
+            self.phases.add(status["phase"])
+        for entry in status.get("history") or ():
+            self.outcomes.add(entry["outcome"])
+            self.messages.add(entry["reason"])
+        candidate = status.get("candidate") or {}
+        for key in ("message", "stepName"):
+            if candidate.get(key):
+                self.messages.add(candidate[key])
+        if candidate.get("reason"):
+            self.candidate_reasons.add(candidate["reason"])
+        self.gates.update(gate["name"] for gate in candidate.get("gates") or ())
+
+    def plan(self, plan: Plan) -> None:
+        for event in plan.events:
+            self.event(event.reason, event.warning, event.message)
+
+    @property
+    def reasons(self) -> set[str]:
+        """Every reason a person can meet: on a condition, in status.candidate, on an Event."""
+        return (
+            {reason for _, _, reason in self.conditions} | self.candidate_reasons | set(self.events)
+        )
+
+
+# -- the reconcile scenarios --------------------------------------------------------------
+
+
+def _cycle(world: World, seen: Catalogue, advance: float = 1.0) -> None:
+    seen.plan(world.reconcile(advance))
+    seen.status(world.status)
+
+
+def _serving(seen: Catalogue, world: World | None = None, **extra: Any) -> tuple[World, str]:
+    """A world whose first revision serves with all replicas (the stable)."""
+    world = world or World()
+    world.spec = spec("1", 2, **extra)
+    _cycle(world, seen)
+    revision = world.status["stable"]["revision"]
+    world.pods_ready(revision, 1)
+    _cycle(world, seen)
+    world.pods_ready(revision)
+    _cycle(world, seen)
+    return world, revision
+
+
+def _first_revision(seen: Catalogue) -> None:
+    world, revision = _serving(seen)
+    world.set_spec(spec("1", 3))  # scaled in place
+    _cycle(world, seen)
+    world.pods_ready(revision)
+    _cycle(world, seen)
+    world.pods_ready(revision, 1)  # pods lost without a spec change
+    _cycle(world, seen)
+    broken = World()
+    broken.spec = spec("1", 2)
+    _cycle(broken, seen)
+    broken.deadline_exceeded(broken.status["stable"]["revision"])
+    _cycle(broken, seen)
+
+
+def _blocked(seen: Catalogue) -> None:
+    long_name = World(dataclasses.replace(OWNER, name="w" * 60))
+    long_name.spec = spec("1", 1)
+    _cycle(long_name, seen)
+    conflict = World()
+    conflict.foreign_service = True
+    _cycle(conflict, seen)
+    world, _ = _serving(seen)
+    world.reference_found = False
+    world.set_spec(
+        spec("2", 2, monitoring={"reference": {"configMapKeyRef": {"name": "r", "key": "k"}}})
+    )
+    _cycle(world, seen)
+
+
+def _blue_green(seen: Catalogue) -> None:
+    """Changes without steps: switch once available, fail, pause, supersede, abort."""
+    world, _ = _serving(seen)
+    world.set_spec(spec("1", 2, config={"K": "1"}))
+    _cycle(world, seen)
+    world.pods_ready(world.status["candidate"]["revision"])
+    _cycle(world, seen)
+    world.set_spec(spec("1", 2, config={"K": "2"}))
+    _cycle(world, seen)
+    world.deadline_exceeded(world.status["candidate"]["revision"])
+    _cycle(world, seen)
+    world.set_spec(spec("1", 2, config={"K": "3"}))  # supersedes the failed candidate
+    _cycle(world, seen)
+    world.set_spec(spec("1", 2, config={"K": "1"}))  # back to the stable: aborts
+    _cycle(world, seen)
+    world.set_spec(spec("1", 2, config={"K": "4"}, paused=True))
+    _cycle(world, seen)
+
+
+GOLDEN = {"configMapKeyRef": {"name": "golden", "key": "golden.json"}}
+STEPS = [
+    {"validate": {"goldenSet": GOLDEN}},
+    {"shadow": {"duration": "10s", "percent": 100, "minRequests": 20}},
+    {"pause": {"duration": "5s"}},
+    {"canary": {"weight": 50, "duration": "10s"}},
+    {"pause": {}},
+]
+ROLLOUT = {
+    "replacement": {"steps": STEPS},
+    "tweak": {"steps": [{"canary": {"weight": 50, "duration": "10s"}}]},
+    "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 2},
+    "progressDeadline": "60s",
+}
+GOOD = CandidateFigures(
+    requests=100,
+    error_rate=0.0,
+    latency_p95=0.01,
+    compared=100,
+    agreement=0.99,
+    prediction_shift=0.01,
+    candidate_drift=0.05,
+    stable_drift=0.05,
+)
+SLOW = dataclasses.replace(GOOD, latency_p95=0.3)
+DISAGREEING = dataclasses.replace(GOOD, agreement=0.81)
+
+
+def _rollout(seen: Catalogue, version: str = "2", **extra: Any) -> tuple[RolloutWorld, str]:
+    """A stepped rollout started from a serving stable (candidate pods not ready yet)."""
+    world = RolloutWorld()
+    _serving(seen, world, rollout=ROLLOUT)
+    world.set_spec(spec(version, 2, rollout=ROLLOUT, **extra))
+    _cycle(world, seen)
+    return world, world.status["candidate"]["revision"]
+
+
+def _drive(world: RolloutWorld, candidate: str, seen: Catalogue, until: Any, limit: int) -> None:
+    for _ in range(limit):
+        if world.deployment(candidate) is not None:
+            world.pods_ready(candidate)
+        _cycle(world, seen)
+        if until():
+            return
+    raise AssertionError(f"scenario stuck; status: {world.status}")
+
+
+def _reason(world: World) -> str:
+    return str((world.status.get("candidate") or {}).get("reason"))
+
+
+def _step_name(world: World) -> str:
+    return str((world.status.get("candidate") or {}).get("stepName"))
+
+
+def _stepped(seen: Catalogue) -> None:
+    """Every step kind, every hold, a failed check, pauses, a promotion after the gates."""
+    world, candidate = _rollout(seen)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x", candidate_serving=False)
+    _cycle(world, seen)  # CandidateNotReady
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    _drive(world, candidate, seen, lambda: _reason(world) == "ValidationPending", 5)
+    world.inputs = RolloutInputs(
+        figures=GOOD, shadow_target="http://x", golden=GoldenResult(200, 200)
+    )
+    _drive(world, candidate, seen, lambda: world.status["candidate"]["step"] == 1, 5)
+    world.inputs = RolloutInputs(figures=dataclasses.replace(GOOD, compared=3))
+    _drive(world, candidate, seen, lambda: _reason(world) == "InsufficientData", 5)
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    _drive(world, candidate, seen, lambda: _reason(world) == "MetricsUnavailable", 5)
+    for step in ("shadow 100%", "canary 50%"):  # a failed check, then passing ones
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        _drive(world, candidate, seen, lambda step=step: _step_name(world) == step, 40)
+        world.inputs = RolloutInputs(figures=SLOW, shadow_target="http://x")
+        _drive(world, candidate, seen, lambda: _reason(world) == "CheckFailed", 10)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    _drive(world, candidate, seen, lambda: _reason(world) == "WaitingForPerson", 80)
+    world.request = Request("pause", "p1")
+    _cycle(world, seen)
+    world.request = Request("resume", "p2")
+    _drive(world, candidate, seen, lambda: world.status["stable"]["revision"] == candidate, 30)
+
+
+def _stepped_endings(seen: Catalogue) -> None:
+    """Rolled back on the gates, retried, promoted by a person; aborted; past the deadline."""
+    world, candidate = _rollout(seen)
+    world.inputs = RolloutInputs(
+        figures=DISAGREEING, shadow_target="http://x", golden=GoldenResult(200, 200)
+    )
+    _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 40)
+    _cycle(world, seen)
+    world.request = Request("retry", "r1")
+    _cycle(world, seen)
+    world.request = Request("promote", "r2")
+    _cycle(world, seen)
+    _cycle(world, seen)  # Promoting: the candidate scales to full capacity
+    _drive(world, candidate, seen, lambda: world.status["stable"]["revision"] == candidate, 10)
+    world.request = Request("nonsense", "r3")  # no rollout: ignored
+    _cycle(world, seen)
+
+    world, candidate = _rollout(seen)
+    world.inputs = RolloutInputs(figures=GOOD, golden=GoldenResult(0, 0))
+    _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 10)
+
+    world, candidate = _rollout(seen)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.request = Request("stop", "a0")  # an unknown verb
+    _cycle(world, seen)
+    world.request = Request("abort", "a1")
+    _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 10)
+
+    world, candidate = _rollout(seen, version="1", config={"K": "1"})  # a tweak: one canary
+    world.inputs = RolloutInputs(figures=dataclasses.replace(GOOD, requests=12))
+    _drive(world, candidate, seen, lambda: world.status["phase"] == "Failed", 90)
+
+
+# -- health ------------------------------------------------------------------------------
+
+FEATURES = ("alcohol", "malic_acid", "ash", "proline")
+POLICY = HealthPolicy(window_seconds=300, drift_warning=0.1, drift_threshold=0.2)
+
+
+def _reference() -> tuple[ReferenceProfile, np.ndarray]:
+    data = np.random.default_rng(0).normal(size=(4000, len(FEATURES))) * [1, 2, 3, 4] + 10
+    profile = build_profile(
+        data,
+        feature_names=list(FEATURES),
+        predictions=(data[:, 0] > 10).astype(int),
+        model_name="wine",
+        model_version="1",
+    )
+    return profile, data
+
+
+def _window(
+    reference: ReferenceProfile,
+    data: np.ndarray,
+    *,
+    shift: Mapping[int, float] | None = None,
+    rows: int = 2000,
+    success: float = 1000,
+    errors: float = 0,
+    latency: float = 0.02,
+) -> RevisionWindow:
+    live = data[np.random.default_rng(1).integers(0, len(data), rows)].copy()
+    for column, amount in (shift or {}).items():
+        live[:, column] += amount * data[:, column].std()
+    bins = {}
+    for feature in reference.features:
+        slots = drift.bin_index(live[:, feature.index], feature.edges)
+        bins[feature.name] = {
+            str(slot): float(np.sum(slots == slot)) for slot in range(len(feature.proportions))
+        }
+    total = success + errors
+    return RevisionWindow(
+        requests_by_outcome={"success": success, "model_error": errors},
+        latency_buckets=((latency, total * 0.96), (1.0, total), (math.inf, total)),
+        input_rows=float(rows),
+        feature_bins=bins,
+        pods=2,
+    )
+
+
+def _health(seen: Catalogue) -> None:
+    """Every verdict, its conditions, and the Events their changes post."""
+    reference, data = _reference()
+    windows = [
+        (_window(reference, data), reference),
+        (_window(reference, data, success=12), reference),
+        (_window(reference, data, success=968, errors=32), reference),
+        (_window(reference, data, latency=0.9), reference),
+        (_window(reference, data, shift={0: 1.0, 3: 1.0}), reference),
+        (_window(reference, data, shift={2: 0.3}), reference),
+        (_window(reference, data, rows=120), reference),
+        (_window(reference, data), None),
+        (None, reference),
+        (_window(reference, data), reference),
+    ]
+    for window, ref in windows:
+        report = evaluate(window, ref, POLICY, source_error=None if window else "timeout")
+        seen.verdicts.add(report.verdict)
+        for state in health_conditions(report, POLICY):
+            seen.condition(state)
+            # The Event a change of this condition's status to this state posts.
+            other = "False" if condition_word(state.status) == "True" else "True"
+            for posted, attention in transitions([{"type": state.type, "status": other}], [state]):
+                seen.event(posted.reason, attention)
+
+
+# -- Events the code can post (read from the source: the scenarios must reach them all) ---
+
+
+def _module_strings(tree: ast.Module) -> dict[str, str]:
+    return {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
+def _names(node: ast.expr, constants: Mapping[str, str]) -> Iterable[str]:
+    """The reason words an Event's first argument can be (constants and literals)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.Name) and node.id in constants:
+        yield constants[node.id]
+    elif isinstance(node, ast.IfExp):
+        yield from _names(node.body, constants)
+        yield from _names(node.orelse, constants)
+
+
+def posted_event_reasons() -> dict[str, set[str]]:
+    """Event reasons in the source: the core's ``*.event(...)``, the operator's ``Event(...)``.
+
+    For the core, also every ``EVENT_*`` constant (some reach ``event()`` through a
+    parameter). Maps reason -> the files.
+    """
+    found: dict[str, set[str]] = {}
+    for path in [*sorted(CORE.glob("*.py")), *sorted(OPERATOR.glob("*.py"))]:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        constants = _module_strings(tree)
+        for name, value in constants.items():
+            if name.startswith("EVENT_"):
+                found.setdefault(value, set()).add(path.name)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            if (
+                path.parent == CORE and isinstance(func, ast.Attribute) and func.attr == "event"
+            ) or (isinstance(func, ast.Name) and func.id == "Event"):
+                for reason in _names(node.args[0], constants):
+                    found.setdefault(reason, set()).add(path.name)
+    return found
+
+
+def _operator_events(seen: Catalogue) -> None:
+    """The operator layer's own Events, ``Event("Reason", message, warning)``, read from source."""
+    for path in sorted(OPERATOR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "Event"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                flags = [*node.args[2:3], *(k.value for k in node.keywords if k.arg == "warning")]
+                warning = any(isinstance(f, ast.Constant) and f.value is True for f in flags)
+                seen.event(str(node.args[0].value), warning)
+
+
+@functools.cache
+def catalogue() -> Catalogue:
+    seen = Catalogue()
+    for scenario in (
+        _first_revision,
+        _blocked,
+        _blue_green,
+        _stepped,
+        _stepped_endings,
+        _health,
+        _operator_events,
+    ):
+        scenario(seen)
+    return seen
+
+
+# -- message shapes ------------------------------------------------------------------------
+
+_REVISION = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7}\b")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def shape(text: str) -> str:
+    """A message without its figures and revisions: 'p95 300ms vs 250ms' -> 'p95 #ms vs #ms'."""
+    return _NUMBER.sub("#", _REVISION.sub("REV", " ".join(text.split())))
+
+
+def written_by_the_code(text: str) -> bool:
+    """Whether a quoted message (or a piece of one) is something the code writes.
+
+    Figures and revisions may differ; the words, units and order may not. '...'
+    in the quote stands for any text.
+    """
+    parts = [re.escape(shape(part).strip()) for part in text.split("...")]
+    pattern = re.compile(".*".join(part for part in parts if part))
+    return any(pattern.search(shape(message)) for message in catalogue().messages)
