@@ -37,16 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vigil.core import drift
-
-# The spec's thresholds are read by vigil.core.spec; MonitoringSettings and
-# monitoring_settings are re-exported until the reconcile imports them there.
-from vigil.core.spec import (  # noqa: F401
-    SOURCE_DIRECT,
-    SOURCE_PROMETHEUS,
-    HealthPolicy,
-    MonitoringSettings,
-    monitoring_settings,
-)
+from vigil.core.spec import HealthPolicy
 from vigil.core.status import ConditionState
 from vigil.core.vocabulary import ConditionType, Reason, Verdict
 from vigil.core.window import RevisionWindow, quantile_from_buckets
@@ -327,10 +318,6 @@ def _list_features(scores: Mapping[str, float], at_least: float) -> str:
 
 # -- status ------------------------------------------------------------------------
 
-CONDITION_HEALTHY = ConditionType.HEALTHY
-CONDITION_DRIFT = ConditionType.DRIFT_DETECTED
-CONDITION_METRICS = ConditionType.METRICS_AVAILABLE
-
 
 def health_conditions(report: HealthReport, policy: HealthPolicy) -> list[ConditionState]:
     """Healthy, DriftDetected and MetricsAvailable for a fresh report.
@@ -340,25 +327,29 @@ def health_conditions(report: HealthReport, policy: HealthPolicy) -> list[Condit
     """
     if report.verdict == Verdict.METRICS_UNAVAILABLE:
         return [
-            ConditionState(CONDITION_METRICS, False, Reason.METRICS_UNAVAILABLE, report.message)
+            ConditionState(
+                ConditionType.METRICS_AVAILABLE, False, Reason.METRICS_UNAVAILABLE, report.message
+            )
         ]
     metrics = ConditionState(
-        CONDITION_METRICS,
+        ConditionType.METRICS_AVAILABLE,
         True,
         Reason.METRICS_COLLECTED,
         f"{report.requests} requests over {format_window(policy.window_seconds)}",
     )
     if report.verdict == Verdict.INSUFFICIENT_DATA:
-        healthy = ConditionState(CONDITION_HEALTHY, None, Reason.INSUFFICIENT_DATA, report.message)
+        healthy = ConditionState(
+            ConditionType.HEALTHY, None, Reason.INSUFFICIENT_DATA, report.message
+        )
         drift_state = ConditionState(
-            CONDITION_DRIFT, None, Reason.INSUFFICIENT_DATA, report.message
+            ConditionType.DRIFT_DETECTED, None, Reason.INSUFFICIENT_DATA, report.message
         )
         return [healthy, drift_state, metrics]
     if report.verdict == Verdict.DEGRADED:
-        healthy = ConditionState(CONDITION_HEALTHY, False, report.reason, report.message)
+        healthy = ConditionState(ConditionType.HEALTHY, False, report.reason, report.message)
     else:
         healthy = ConditionState(
-            CONDITION_HEALTHY,
+            ConditionType.HEALTHY,
             True,
             Reason.SLOS_MET,
             report.message if report.verdict == Verdict.HEALTHY else _slo_summary(report, policy),
@@ -409,19 +400,19 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             else (Reason.INSUFFICIENT_DATA)
         )
         return ConditionState(
-            CONDITION_DRIFT, None, reason, report.drift_note or "drift is not measured"
+            ConditionType.DRIFT_DETECTED, None, reason, report.drift_note or "drift is not measured"
         )
     features = dict(report.drift_features)
     if report.drift_level == "threshold":
         return ConditionState(
-            CONDITION_DRIFT,
+            ConditionType.DRIFT_DETECTED,
             True,
             Reason.DRIFT_ABOVE_THRESHOLD,
             _over_threshold(method, report.drift_score, features, policy),
         )
     if report.drift_level == "warning":
         return ConditionState(
-            CONDITION_DRIFT,
+            ConditionType.DRIFT_DETECTED,
             False,
             Reason.DRIFT_WARNING,
             f"{method} {report.drift_score:.2f} >= warning {policy.drift_warning:g} "
@@ -429,7 +420,7 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             f"{_list_features(features, policy.drift_warning)}",
         )
     return ConditionState(
-        CONDITION_DRIFT,
+        ConditionType.DRIFT_DETECTED,
         False,
         Reason.NO_DRIFT,
         f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} "
@@ -523,7 +514,11 @@ def condition_word(value: bool | None) -> str:
 
 
 #: The status of each health condition that calls for attention.
-_BAD = {CONDITION_HEALTHY: "False", CONDITION_DRIFT: "True", CONDITION_METRICS: "False"}
+_BAD = {
+    ConditionType.HEALTHY: "False",
+    ConditionType.DRIFT_DETECTED: "True",
+    ConditionType.METRICS_AVAILABLE: "False",
+}
 
 
 def transitions(

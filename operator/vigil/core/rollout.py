@@ -50,17 +50,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from vigil.core.spec import (  # noqa: F401
-    GoldenSetRef,
-    RolloutPolicy,
-    Step,
-    Tolerance,
-    parse_duration,
-    parse_policy,
-)
+from vigil.core.spec import RolloutPolicy, Step, Tolerance
 
-# The policy's types are the spec's (vigil.core.spec reads spec.rollout); GoldenSetRef,
-# parse_duration and parse_policy are re-exported until the reconcile imports them there.
+# The policy's types are the spec's (vigil.core.spec reads spec.rollout).
 from vigil.core.vocabulary import Action, Outcome, Reason, RequestVerb
 
 #: How much worse than the stable's the candidate's input drift may be.

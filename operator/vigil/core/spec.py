@@ -402,7 +402,7 @@ def monitoring_settings(spec: Mapping[str, Any] | None) -> MonitoringSettings:
     sections). Raises ValueError for a value the schema should have refused.
     """
     raw = _section(spec)
-    return health_settings(_monitoring(raw), _rollout(_section(raw.get("rollout"))).analysis)
+    return health_settings(_monitoring(raw), parse_rollout(_section(raw.get("rollout"))).analysis)
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -472,7 +472,7 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
         config=config,
         monitoring=_monitoring(spec),
         rollout=_reported(
-            lambda: _rollout(_mapping(spec.get("rollout"), "spec.rollout")), RolloutSpec()
+            lambda: parse_rollout(_mapping(spec.get("rollout"), "spec.rollout")), RolloutSpec()
         ),
         paused=bool(spec.get("paused", DEFAULT_PAUSED)),
     )
@@ -599,7 +599,7 @@ def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> St
     raise ValueError(f"unknown rollout step {sorted(raw)}")
 
 
-def _rollout(raw: Mapping[str, Any]) -> RolloutSpec:
+def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
     """``spec.rollout`` (ValueError, KeyError or TypeError: unreadable)."""
     analysis_raw = _section(raw.get("analysis"))
     tolerance = parse_tolerance(analysis_raw.get("tolerance"), Tolerance())
@@ -639,4 +639,4 @@ def parse_policy(
     max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95),
 ) -> RolloutPolicy:
     """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
-    return _rollout(rollout).policy(change, SLOSpec(max_error_rate, max_latency_p95))
+    return parse_rollout(rollout).policy(change, SLOSpec(max_error_rate, max_latency_p95))

@@ -56,7 +56,7 @@ def _duration_seconds(text: Any, default: float) -> float:
         return float(text)
     if not isinstance(text, str) or not text:
         return default
-    from vigil.core.rollout import parse_duration
+    from vigil.core.spec import parse_duration
 
     try:
         return parse_duration(text.strip(), default)

@@ -7,11 +7,11 @@ import pytest
 from vigil.core.health import (
     HealthPolicy,
     HealthReport,
-    monitoring_settings,
     next_health,
     same_figures,
     transitions,
 )
+from vigil.core.spec import monitoring_settings
 from vigil.core.status import ConditionState
 
 POLICY = HealthPolicy(window_seconds=30)

@@ -13,7 +13,8 @@ import pytest
 
 from vigil.core import drift
 from vigil.core.analysis import MIN_PREDICTIONS_FOR_SHIFT, candidate_figures, prediction_shift
-from vigil.core.rollout import Step, gates, parse_policy
+from vigil.core.rollout import Step, gates
+from vigil.core.spec import parse_policy
 from vigil.core.window import RevisionWindow
 from vigil.profile import ReferenceProfile, build_profile, category_key
 

@@ -22,6 +22,7 @@ from core_world import RolloutWorld, spec
 from doc_pages import CODE_BLOCK, ROOT, prose
 
 from vigil.core import analysis, health, naming, reconcile, rollout, status
+from vigil.core import spec as spec_module
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import (
     METRICS_PORT,
@@ -36,9 +37,10 @@ from vigil.core.desired import (
     desired_revision_service,
     sidecar_settings,
 )
-from vigil.core.revision import Change, classify_change, compute_identity, compute_revision
+from vigil.core.revision import classify_change, compute_identity, compute_revision
 from vigil.core.rollout import GoldenResult
 from vigil.core.spec import parse_spec
+from vigil.core.vocabulary import ChangeKind as Change
 from vigil.core.window import FAMILY_LABELS
 from vigil.plugin.status_cli import register
 from vigil.sidecar import metrics, monitor, wire
@@ -181,9 +183,9 @@ def test_the_operators_defaults_are_the_crds() -> None:
     assert dataclasses.replace(parse_spec("wine", written), rollout={}) == dataclasses.replace(
         parse_spec("wine", stored), rollout={}
     )
-    assert health.monitoring_settings(written) == health.monitoring_settings(stored)
+    assert spec_module.monitoring_settings(written) == spec_module.monitoring_settings(stored)
     for change in ("replacement", "tweak"):
-        assert rollout.parse_policy(written["rollout"], change) == rollout.parse_policy(
+        assert spec_module.parse_policy(written["rollout"], change) == spec_module.parse_policy(
             stored["rollout"], change
         )
 
