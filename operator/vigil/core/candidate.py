@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vigil.common.times import format_unix, parse_unix
-from vigil.core.rollout import CandidateFigures, GoldenResult, RolloutState, Traffic
+from vigil.core.analysis import CandidateFigures
+from vigil.core.rollout import GoldenResult, RolloutState, Traffic
 from vigil.core.vocabulary import RequestVerb
 
 

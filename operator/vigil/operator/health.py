@@ -36,7 +36,8 @@ from vigil.common import objects
 from vigil.common.times import format_time
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT
-from vigil.core.health import HealthReport, evaluate, health_conditions, next_health
+from vigil.core.health import HealthReport, evaluate
+from vigil.core.health_status import health_conditions, next_health
 from vigil.core.reconcile import has_served
 from vigil.core.spec import SOURCE_PROMETHEUS, MonitoringSettings, monitoring_settings
 from vigil.core.status import ConditionState

@@ -25,7 +25,7 @@ from vigil.common.objects import section
 from vigil.core import naming
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import Owner
-from vigil.core.health import condition_word, transitions
+from vigil.core.health_status import condition_word, transitions
 from vigil.core.reconcile import (
     Action,
     Apply,

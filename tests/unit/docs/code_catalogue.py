@@ -32,10 +32,9 @@ from core_world import OWNER, RolloutWorld, World, spec  # noqa: E402
 
 from vigil.core import drift, vocabulary  # noqa: E402
 from vigil.core.candidate import Request, RolloutInputs  # noqa: E402
-from vigil.core.health import (  # noqa: E402
-    HealthPolicy,
+from vigil.core.health import HealthPolicy, evaluate  # noqa: E402
+from vigil.core.health_status import (  # noqa: E402
     condition_word,
-    evaluate,
     health_conditions,
     transitions,
 )
