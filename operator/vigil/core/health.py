@@ -223,21 +223,22 @@ def evaluate(
             message=over_threshold(policy.drift_method, measured.overall, measured.scores, policy),
         )
     # 5. Healthy: the SLO figures beside their thresholds.
-    parts = []
-    if measured.error_rate is not None:
-        parts.append(
-            f"error rate {format_percent(measured.error_rate)} <= "
-            f"{format_percent(policy.max_error_rate)}"
-        )
-    if measured.p95 is not None:
-        parts.append(
-            f"p95 {format_seconds(measured.p95)} <= {format_seconds(policy.max_latency_p95)}"
-        )
+    met = slos_met(measured.error_rate, measured.p95, policy)
     return replace(
-        figures,
-        reason=Reason.SLOS_MET,
-        message=", ".join(parts) + f" over {span} ({requests} requests)",
+        figures, reason=Reason.SLOS_MET, message=f"{met} over {span} ({requests} requests)"
     )
+
+
+def slos_met(error_rate: float | None, p95: float | None, policy: HealthPolicy) -> str:
+    """'error rate 0.2% <= 1.0%, p95 40ms <= 250ms': each measured SLO figure and its limit."""
+    parts = []
+    if error_rate is not None:
+        parts.append(
+            f"error rate {format_percent(error_rate)} <= {format_percent(policy.max_error_rate)}"
+        )
+    if p95 is not None:
+        parts.append(f"p95 {format_seconds(p95)} <= {format_seconds(policy.max_latency_p95)}")
+    return ", ".join(parts)
 
 
 def _figures(

@@ -15,10 +15,10 @@ from typing import Any
 from vigil.core.health import (
     HealthReport,
     format_percent,
-    format_seconds,
     format_window,
     list_features,
     over_threshold,
+    slos_met,
 )
 from vigil.core.spec import HealthPolicy
 from vigil.core.status import ConditionState
@@ -64,17 +64,8 @@ def health_conditions(report: HealthReport, policy: HealthPolicy) -> list[Condit
 
 
 def _slo_summary(report: HealthReport, policy: HealthPolicy) -> str:
-    parts = []
-    if report.error_rate is not None:
-        parts.append(
-            f"error rate {format_percent(report.error_rate)} <= "
-            f"{format_percent(policy.max_error_rate)}"
-        )
-    if report.latency_p95 is not None:
-        parts.append(
-            f"p95 {format_seconds(report.latency_p95)} <= {format_seconds(policy.max_latency_p95)}"
-        )
-    return ", ".join(parts) + f" over {format_window(policy.window_seconds)}"
+    met = slos_met(report.error_rate, report.latency_p95, policy)
+    return f"{met} over {format_window(policy.window_seconds)}"
 
 
 def _data_quality(report: HealthReport) -> str:
