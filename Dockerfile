@@ -1,12 +1,17 @@
 # One image for the operator, the monitoring sidecar and the CLI.
 #   docker build -t ghcr.io/vigil-dev/vigil:0.1.0 .     (or: make image)
+#   hack/build-images.sh vigil   (no registry: vigil.local/vigil, local Python base)
 # Entry points: vigil-operator (default), vigil-sidecar, vigil / kubectl-vigil.
 # Non-root (65532), no shell needed at run time, read-only root file system
 # friendly (no writes outside mounted volumes), dependencies pinned in
 # hack/image/requirements.txt.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# The build stage's image: the same by default. A build without a registry
+# (hack/build-images.sh) passes its local base plus wheels fetched beforehand,
+# so pip needs no network here and no build secret reaches a layer.
+ARG BUILD_IMAGE=${PYTHON_IMAGE}
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY hack/image/requirements.txt /src/requirements.txt

@@ -43,8 +43,8 @@ cluster-down: $(STAMP) ## stop the local cluster, remove its processes and data
 test: install cluster-build ## unit and e2e tests (starts or reuses the local cluster)
 	$(PY) -m pytest tests
 
-test-unit: $(STAMP) ## unit tests only: no cluster, fast
-	$(PY) -m pytest tests/unit
+test-unit: $(STAMP) ## unit tests only: no cluster, on every core
+	$(PY) -m pytest tests/unit -n auto
 
 test-e2e: install cluster-build ## e2e tests only
 	$(PY) -m pytest tests/e2e

@@ -12,22 +12,20 @@ between answering and clearing the annotation from acting twice.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vigil.common.times import format_unix, parse_unix
 from vigil.core.rollout import CandidateFigures, GoldenResult, RolloutState, Traffic
+from vigil.core.vocabulary import FINISHED, Answer, Outcome, RequestVerb  # noqa: F401
 
-OUTCOME_ROLLED_BACK = "RolledBack"
-OUTCOME_FAILED = "Failed"
-FINISHED = (OUTCOME_ROLLED_BACK, OUTCOME_FAILED)
-
-#: What a person can ask with ``kubectl vigil`` (vigil.plugin.requests sets them).
-REQUEST_VERBS: tuple[str, ...] = ("promote", "abort", "pause", "resume", "retry")
-#: ``status.lastRequest.answer``.
-ANSWER_TAKEN = "Taken"
-ANSWER_REFUSED = "Refused"
+# Names the reconcile still imports from here (the words live in vigil.core.vocabulary).
+OUTCOME_ROLLED_BACK = Outcome.ROLLED_BACK
+OUTCOME_FAILED = Outcome.FAILED
+REQUEST_VERBS: tuple[str, ...] = tuple(RequestVerb)
+ANSWER_TAKEN = Answer.TAKEN
+ANSWER_REFUSED = Answer.REFUSED
 
 
 class RouteChoice(Protocol):
@@ -73,32 +71,15 @@ class Request:
     request_id: str
 
 
-def _seconds(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        text = str(value).replace("Z", "+00:00")
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
-def _time(value: float | None) -> str | None:
-    if value is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(value, datetime.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def state_from_status(candidate: Mapping[str, Any] | None) -> RolloutState:
     """The rollout state a previous cycle persisted (defaults when there is none)."""
     candidate = candidate or {}
     return RolloutState(
         step=int(candidate.get("step") or 0),
-        step_started_at=_seconds(candidate.get("stepStartedAt")),
+        step_started_at=parse_unix(candidate.get("stepStartedAt")),
         failed_checks=int(candidate.get("failedChecks") or 0),
-        held_since=_seconds(candidate.get("heldSince")),
-        last_analysis_at=_seconds(candidate.get("lastAnalysisAt")),
+        held_since=parse_unix(candidate.get("heldSince")),
+        last_analysis_at=parse_unix(candidate.get("lastAnalysisAt")),
         paused=bool(candidate.get("paused")),
         released=bool(candidate.get("released")),
         promoting=bool(candidate.get("promoting")),
@@ -109,10 +90,10 @@ def state_to_status(state: RolloutState) -> dict[str, Any]:
     """The fields of ``status.candidate`` that hold the state (None = absent)."""
     return {
         "step": state.step,
-        "stepStartedAt": _time(state.step_started_at),
+        "stepStartedAt": format_unix(state.step_started_at),
         "failedChecks": state.failed_checks,
-        "heldSince": _time(state.held_since),
-        "lastAnalysisAt": _time(state.last_analysis_at),
+        "heldSince": format_unix(state.held_since),
+        "lastAnalysisAt": format_unix(state.last_analysis_at),
         "paused": state.paused or None,
         "released": state.released or None,
         "promoting": state.promoting or None,

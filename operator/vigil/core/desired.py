@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.common.objects import body
 from vigil.core import naming
 from vigil.core.revision import canonical_hash
 from vigil.core.spec import ModelDeploymentSpec
@@ -350,28 +351,18 @@ def desired_deployment(
     )
 
 
-def desired_service(
-    owner: Owner, serving_revision: str, selector: Mapping[str, str] | None = None
+def _service(
+    owner: Owner, name: str, labels: Mapping[str, str], selector: Mapping[str, str]
 ) -> dict[str, Any]:
-    """The Service carrying live traffic to the serving revision's sidecars.
-
-    ``selector`` overrides the serving revision's (a router spanning the
-    stable's and the candidate's pods during a canary).
-    """
+    """A ClusterIP Service on the sidecars' port."""
     return with_applied_hash(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _metadata(
-                owner,
-                naming.service_name(owner.name),
-                naming.child_labels(owner.name, naming.ROLE_SERVING),
-            ),
+            "metadata": _metadata(owner, name, labels),
             "spec": {
                 "type": "ClusterIP",
-                "selector": dict(selector)
-                if selector
-                else naming.selector_labels(owner.name, serving_revision),
+                "selector": dict(selector),
                 "ports": [
                     {
                         "name": SIDECAR_PORT_NAME,
@@ -386,35 +377,33 @@ def desired_service(
     )
 
 
+def desired_service(
+    owner: Owner, serving_revision: str, selector: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The Service carrying live traffic to the serving revision's sidecars.
+
+    ``selector`` overrides the serving revision's (a router spanning the
+    stable's and the candidate's pods during a canary).
+    """
+    return _service(
+        owner,
+        naming.service_name(owner.name),
+        naming.child_labels(owner.name, naming.ROLE_SERVING),
+        selector or naming.selector_labels(owner.name, serving_revision),
+    )
+
+
 def desired_revision_service(owner: Owner, revision: str, role: str) -> dict[str, Any]:
     """The per-revision Service ``<name>-<revision>``: only that revision's sidecars.
 
     Gateway API backends, shadow copies and golden replays address one
     revision through it, independently of pods coming and going.
     """
-    return with_applied_hash(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _metadata(
-                owner,
-                naming.deployment_name(owner.name, revision),
-                naming.child_labels(owner.name, role, revision),
-            ),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": naming.selector_labels(owner.name, revision),
-                "ports": [
-                    {
-                        "name": SIDECAR_PORT_NAME,
-                        "port": SERVICE_PORT,
-                        "targetPort": SIDECAR_PORT_NAME,
-                        "protocol": "TCP",
-                        "appProtocol": "http",
-                    }
-                ],
-            },
-        }
+    return _service(
+        owner,
+        naming.deployment_name(owner.name, revision),
+        naming.child_labels(owner.name, role, revision),
+        naming.selector_labels(owner.name, revision),
     )
 
 
@@ -427,23 +416,20 @@ def needs_write(desired: Mapping[str, Any], actual: Mapping[str, Any] | None) ->
     """
     if actual is None:
         return True
-    actual_meta = actual.get("metadata") or {}
+    live = body(actual)
     desired_meta = desired["metadata"]
-    if (actual_meta.get("annotations") or {}).get(naming.ANNOTATION_APPLIED_HASH) != desired_meta[
-        "annotations"
-    ][naming.ANNOTATION_APPLIED_HASH]:
+    applied = desired_meta["annotations"][naming.ANNOTATION_APPLIED_HASH]
+    if live.meta.annotations.get(naming.ANNOTATION_APPLIED_HASH) != applied:
         return True
-    actual_labels = actual_meta.get("labels") or {}
-    if any(actual_labels.get(key) != value for key, value in desired_meta["labels"].items()):
+    if any(live.meta.labels.get(key) != value for key, value in desired_meta["labels"].items()):
         return True
-    owner_uids = {ref.get("uid") for ref in actual_meta.get("ownerReferences") or []}
-    if desired_meta["ownerReferences"][0]["uid"] not in owner_uids:
+    if not live.meta.owned_by(desired_meta["ownerReferences"][0]["uid"]):
         return True
     kind = desired["kind"]
     if kind == "Deployment":
-        return (actual.get("spec") or {}).get("replicas") != desired["spec"]["replicas"]
+        return live.spec.get("replicas") != desired["spec"]["replicas"]
     if kind == "Service":
-        return (actual.get("spec") or {}).get("selector") != desired["spec"]["selector"]
+        return live.spec.get("selector") != desired["spec"]["selector"]
     if kind == "ConfigMap":
-        return (actual.get("data") or {}) != desired["data"]
+        return live.data != desired["data"]
     return False

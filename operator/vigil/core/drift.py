@@ -14,8 +14,9 @@ Conventions (shared with :mod:`vigil.profile` and the sidecar):
   has ``K + 2`` slots: ``[underflow, bin_1, ..., bin_K, overflow]``. A value
   ``v`` falls in slot ``i`` when ``e_{i-1} <= v < e_i`` (NumPy's convention:
   bins include their lower edge); the last inner bin also includes ``e_K``;
-  underflow is ``v < e_0`` and overflow ``v > e_K``. :func:`bin_index`
-  implements exactly this.
+  underflow is ``v < e_0`` and overflow ``v > e_K``.
+  :func:`vigil.profile.bins.bin_index` implements exactly this (the profile
+  builder and the sidecar bin with it too).
 * A categorical feature's count vector is ordered like the reference's
   top-K categories, followed by one ``other`` slot.
 * Missing values (null, NaN) are never in a bin; they are counted apart.
@@ -28,6 +29,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from vigil.profile.bins import bin_index
 
 __all__ = [
     "DEFAULT_EPSILON",
@@ -234,24 +237,6 @@ def merge_category_counts(
         ordered[other] = merged.get(other, 0.0)
         return ordered
     return merged
-
-
-def bin_index(values: ArrayLike, edges: ArrayLike) -> npt.NDArray[np.intp]:
-    """Slot of each value against reference edges (see the module docstring).
-
-    ``edges`` needs at least two values (a constant feature uses ``[c, c]``:
-    one inner bin that holds exactly ``c``). Returns indices in
-    ``0 .. len(edges)`` (always an array, also for a single value): 0 = underflow,
-    ``len(edges)`` = overflow. NaN values get ``-1`` (missing, not binned).
-    """
-    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
-    e = np.asarray(edges, dtype=np.float64)
-    if e.ndim != 1 or e.size < 2:
-        raise ValueError("edges must be a vector of at least 2 values")
-    idx = np.searchsorted(e, v, side="right")
-    idx[v == e[-1]] = e.size - 1
-    idx[np.isnan(v)] = -1
-    return idx
 
 
 def _mass_below(

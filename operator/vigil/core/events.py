@@ -17,6 +17,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from vigil.common.objects import body
+from vigil.common.times import format_micro_time
+
 #: The API server refuses longer messages (bytes); the middle of a long one goes.
 MAX_MESSAGE_LENGTH = 1024
 CUT_INFIX = " ... "
@@ -38,18 +41,18 @@ def shorten(message: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
 
 def event_name(involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> str:
     """`<name>.<digest>`: the same for the same words on the same version of the object."""
-    metadata = involved.get("metadata") or {}
+    meta = body(involved).meta
     key = "\x00".join(
         (
-            str(metadata.get("uid") or ""),
-            str(metadata.get("resourceVersion") or ""),
+            meta.uid,
+            meta.resource_version,
             event_type,
             reason,
             message,
         )
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return f"{str(metadata.get('name') or 'object')[:MAX_NAME_PREFIX]}.{digest}"
+    return f"{(meta.name or 'object')[:MAX_NAME_PREFIX]}.{digest}"
 
 
 def event_manifest(
@@ -65,8 +68,7 @@ def event_manifest(
     metadata = involved.get("metadata") or {}
     event_type = "Warning" if warning else "Normal"
     message = shorten(message)
-    utc = now.astimezone(datetime.UTC)
-    stamp = utc.isoformat().replace("+00:00", "Z")
+    stamp = format_micro_time(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -91,6 +93,6 @@ def event_manifest(
         "reportingInstance": component,
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
-        "eventTime": utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "eventTime": stamp,
         "count": 1,
     }

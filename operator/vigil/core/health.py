@@ -37,12 +37,21 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vigil.core import drift
-from vigil.core.rollout import parse_duration
+
+# The spec's thresholds are read by vigil.core.spec; MonitoringSettings and
+# monitoring_settings are re-exported until the reconcile imports them there.
+from vigil.core.spec import (  # noqa: F401
+    SOURCE_DIRECT,
+    SOURCE_PROMETHEUS,
+    HealthPolicy,
+    MonitoringSettings,
+    monitoring_settings,
+)
 from vigil.core.status import ConditionState
+from vigil.core.vocabulary import ConditionType, Reason, Verdict
 from vigil.core.window import RevisionWindow, quantile_from_buckets
 from vigil.profile import OTHER, FeatureProfile, ReferenceProfile
 
-Verdict = Literal["Healthy", "Degraded", "DriftDetected", "InsufficientData", "MetricsUnavailable"]
 DriftLevel = Literal["none", "warning", "threshold", "unknown"]
 
 #: A feature's live missing rate may exceed its reference null rate by this much.
@@ -52,19 +61,6 @@ MISSING_RATE_TOLERANCE = 0.05
 #: rows, well under the usual 0.1 warning; with fewer rows, noise alone would
 #: raise DriftDetected.
 MIN_ROWS_FOR_DRIFT = 200
-
-
-@dataclass(frozen=True)
-class HealthPolicy:
-    """The thresholds of ``spec.monitoring`` (and ``rollout.analysis.minRequests``)."""
-
-    window_seconds: float = 300.0
-    max_error_rate: float = 0.01
-    max_latency_p95: float = 0.25
-    drift_method: drift.DriftMethod = "psi"
-    drift_warning: float = 0.1
-    drift_threshold: float = 0.2
-    min_requests: int = 50
 
 
 @dataclass(frozen=True)
@@ -193,10 +189,10 @@ def evaluate(
     # 1. No figures: say why, judge nothing.
     if window is None:
         return HealthReport(
-            verdict="MetricsUnavailable",
+            verdict=Verdict.METRICS_UNAVAILABLE,
             requests=0,
             drift_method=policy.drift_method,
-            reason="MetricsUnavailable",
+            reason=Reason.METRICS_UNAVAILABLE,
             message=source_error or "no metrics from the sidecars",
         )
 
@@ -220,7 +216,7 @@ def evaluate(
     )
     out_of_range = sum(window.feature_out_of_range.values()) / rows if rows > 0 else None
     figures = HealthReport(
-        verdict="Healthy",
+        verdict=Verdict.HEALTHY,
         requests=requests,
         error_rate=_finite(error_rate, 4),
         latency_p95=_finite(p95, 4),
@@ -252,8 +248,8 @@ def evaluate(
     if requests < policy.min_requests:
         return replace(
             figures,
-            verdict="InsufficientData",
-            reason="InsufficientData",
+            verdict=Verdict.INSUFFICIENT_DATA,
+            reason=Reason.INSUFFICIENT_DATA,
             message=f"{requests} requests < {policy.min_requests} needed over {span}",
         )
 
@@ -262,7 +258,7 @@ def evaluate(
     if error_rate is not None and error_rate > policy.max_error_rate:
         breaches.append(
             (
-                "ErrorRateHigh",
+                Reason.ERROR_RATE_HIGH,
                 f"error rate {format_percent(error_rate)} > "
                 f"{format_percent(policy.max_error_rate)} over {span}",
             )
@@ -270,7 +266,7 @@ def evaluate(
     if p95 is not None and p95 > policy.max_latency_p95:
         breaches.append(
             (
-                "LatencyHigh",
+                Reason.LATENCY_HIGH,
                 f"p95 latency {format_seconds(p95)} > "
                 f"{format_seconds(policy.max_latency_p95)} over {span}",
             )
@@ -278,7 +274,7 @@ def evaluate(
     if breaches:
         return replace(
             figures,
-            verdict="Degraded",
+            verdict=Verdict.DEGRADED,
             reason=breaches[0][0],
             message="; ".join(text for _, text in breaches) + f" ({requests} requests)",
         )
@@ -287,8 +283,8 @@ def evaluate(
     if level == "threshold" and overall is not None:
         return replace(
             figures,
-            verdict="DriftDetected",
-            reason="DriftAboveThreshold",
+            verdict=Verdict.DRIFT_DETECTED,
+            reason=Reason.DRIFT_ABOVE_THRESHOLD,
             message=_over_threshold(policy.drift_method, overall, scores, policy),
         )
 
@@ -302,7 +298,7 @@ def evaluate(
         parts.append(f"p95 {format_seconds(p95)} <= {format_seconds(policy.max_latency_p95)}")
     return replace(
         figures,
-        reason="SLOsMet",
+        reason=Reason.SLOS_MET,
         message=", ".join(parts) + f" over {span} ({requests} requests)",
     )
 
@@ -331,9 +327,9 @@ def _list_features(scores: Mapping[str, float], at_least: float) -> str:
 
 # -- status ------------------------------------------------------------------------
 
-CONDITION_HEALTHY = "Healthy"
-CONDITION_DRIFT = "DriftDetected"
-CONDITION_METRICS = "MetricsAvailable"
+CONDITION_HEALTHY = ConditionType.HEALTHY
+CONDITION_DRIFT = ConditionType.DRIFT_DETECTED
+CONDITION_METRICS = ConditionType.METRICS_AVAILABLE
 
 
 def health_conditions(report: HealthReport, policy: HealthPolicy) -> list[ConditionState]:
@@ -342,26 +338,30 @@ def health_conditions(report: HealthReport, policy: HealthPolicy) -> list[Condit
     For ``MetricsUnavailable`` only MetricsAvailable is returned: the other
     two keep their last value, since missing data changes no verdict.
     """
-    if report.verdict == "MetricsUnavailable":
-        return [ConditionState(CONDITION_METRICS, False, "MetricsUnavailable", report.message)]
+    if report.verdict == Verdict.METRICS_UNAVAILABLE:
+        return [
+            ConditionState(CONDITION_METRICS, False, Reason.METRICS_UNAVAILABLE, report.message)
+        ]
     metrics = ConditionState(
         CONDITION_METRICS,
         True,
-        "MetricsCollected",
+        Reason.METRICS_COLLECTED,
         f"{report.requests} requests over {format_window(policy.window_seconds)}",
     )
-    if report.verdict == "InsufficientData":
-        healthy = ConditionState(CONDITION_HEALTHY, None, "InsufficientData", report.message)
-        drift_state = ConditionState(CONDITION_DRIFT, None, "InsufficientData", report.message)
+    if report.verdict == Verdict.INSUFFICIENT_DATA:
+        healthy = ConditionState(CONDITION_HEALTHY, None, Reason.INSUFFICIENT_DATA, report.message)
+        drift_state = ConditionState(
+            CONDITION_DRIFT, None, Reason.INSUFFICIENT_DATA, report.message
+        )
         return [healthy, drift_state, metrics]
-    if report.verdict == "Degraded":
+    if report.verdict == Verdict.DEGRADED:
         healthy = ConditionState(CONDITION_HEALTHY, False, report.reason, report.message)
     else:
         healthy = ConditionState(
             CONDITION_HEALTHY,
             True,
-            "SLOsMet",
-            report.message if report.verdict == "Healthy" else _slo_summary(report, policy),
+            Reason.SLOS_MET,
+            report.message if report.verdict == Verdict.HEALTHY else _slo_summary(report, policy),
         )
     return [healthy, _drift_condition(report, policy), metrics]
 
@@ -404,7 +404,9 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     span = format_window(policy.window_seconds)
     if report.drift_level == "unknown" or report.drift_score is None:
         reason = (
-            "NoReference" if report.drift_note.startswith("no reference") else ("InsufficientData")
+            Reason.NO_REFERENCE
+            if report.drift_note.startswith("no reference")
+            else (Reason.INSUFFICIENT_DATA)
         )
         return ConditionState(
             CONDITION_DRIFT, None, reason, report.drift_note or "drift is not measured"
@@ -414,14 +416,14 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
         return ConditionState(
             CONDITION_DRIFT,
             True,
-            "DriftAboveThreshold",
+            Reason.DRIFT_ABOVE_THRESHOLD,
             _over_threshold(method, report.drift_score, features, policy),
         )
     if report.drift_level == "warning":
         return ConditionState(
             CONDITION_DRIFT,
             False,
-            "DriftWarning",
+            Reason.DRIFT_WARNING,
             f"{method} {report.drift_score:.2f} >= warning {policy.drift_warning:g} "
             f"(threshold {policy.drift_threshold:g}) over {span}: "
             f"{_list_features(features, policy.drift_warning)}",
@@ -429,7 +431,7 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     return ConditionState(
         CONDITION_DRIFT,
         False,
-        "NoDrift",
+        Reason.NO_DRIFT,
         f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} "
         f"on every feature over {span}",
     )
@@ -465,76 +467,6 @@ def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str)
     return {k: v for k, v in health.items() if v is not None}
 
 
-# -- settings from the spec ----------------------------------------------------------
-
-SOURCE_DIRECT = "direct"
-SOURCE_PROMETHEUS = "prometheus"
-DEFAULT_MIN_REQUESTS = 50
-
-
-@dataclass(frozen=True)
-class MonitoringSettings:
-    """What the health loop needs from one ModelDeployment's spec."""
-
-    policy: HealthPolicy
-    source: str = SOURCE_DIRECT
-    prometheus_url: str | None = None
-    #: (ConfigMap name, key) of the reference profile, if any.
-    reference: tuple[str, str] | None = None
-
-    @property
-    def source_key(self) -> tuple[str, str]:
-        """ModelDeployments with the same key share one source (and one batch of queries)."""
-        if self.source == SOURCE_PROMETHEUS and self.prometheus_url:
-            return (SOURCE_PROMETHEUS, self.prometheus_url.rstrip("/"))
-        return (SOURCE_DIRECT, "")
-
-
-def _section(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def monitoring_settings(spec: Mapping[str, Any] | None) -> MonitoringSettings:
-    """``spec.monitoring`` (and ``rollout.analysis.minRequests``) with the CRD's defaults.
-
-    Raises ValueError for a value the schema should have refused (a bad duration).
-    """
-    spec = _section(spec)
-    monitoring = _section(spec.get("monitoring"))
-    slo = _section(monitoring.get("slo"))
-    drift_spec = _section(monitoring.get("drift"))
-    metrics = _section(monitoring.get("metrics"))
-    analysis = _section(_section(spec.get("rollout")).get("analysis"))
-    defaults = HealthPolicy()
-    method = str(drift_spec.get("method") or defaults.drift_method)
-    if method not in ("psi", "jsd"):
-        raise ValueError(f"spec.monitoring.drift.method {method!r} is not psi or jsd")
-    min_requests = analysis.get("minRequests")
-    policy = HealthPolicy(
-        window_seconds=parse_duration(monitoring.get("window"), defaults.window_seconds),
-        max_error_rate=float(slo.get("maxErrorRate", defaults.max_error_rate)),
-        max_latency_p95=parse_duration(slo.get("maxLatencyP95"), defaults.max_latency_p95),
-        drift_method=method,  # type: ignore[arg-type]
-        drift_warning=float(drift_spec.get("warning", defaults.drift_warning)),
-        drift_threshold=float(drift_spec.get("threshold", defaults.drift_threshold)),
-        min_requests=int(DEFAULT_MIN_REQUESTS if min_requests is None else min_requests),
-    )
-    if policy.window_seconds <= 0:
-        raise ValueError("spec.monitoring.window must be longer than 0s")
-    ref = _section(_section(monitoring.get("reference")).get("configMapKeyRef"))
-    reference = (str(ref["name"]), str(ref["key"])) if ref.get("name") and ref.get("key") else None
-    source = str(metrics.get("source") or SOURCE_DIRECT)
-    url = metrics.get("prometheusURL")
-    if source == SOURCE_PROMETHEUS and not url:
-        raise ValueError("spec.monitoring.metrics.prometheusURL is required with source prometheus")
-    return MonitoringSettings(
-        policy=policy,
-        source=source if source in (SOURCE_DIRECT, SOURCE_PROMETHEUS) else SOURCE_DIRECT,
-        prometheus_url=str(url) if url else None,
-        reference=reference,
-    )
-
-
 # -- what the loop writes ------------------------------------------------------------
 
 #: Keys of status.health that do not make a new figure on their own.
@@ -565,9 +497,9 @@ def next_health(
     - Otherwise the fresh figures; when they equal the last ones after
       rounding, the last ``evaluatedAt`` is kept so that nothing is written.
     """
-    if report.verdict == "MetricsUnavailable":
+    if report.verdict == Verdict.METRICS_UNAVAILABLE:
         if isinstance(previous, Mapping) and previous.get("evaluatedAt"):
-            if previous.get("verdict") == "MetricsUnavailable":
+            if previous.get("verdict") == Verdict.METRICS_UNAVAILABLE:
                 return dict(previous)  # never had figures: nothing to mark stale
             kept = dict(previous)
             kept["stale"] = True
@@ -575,7 +507,7 @@ def next_health(
         return {
             "evaluatedAt": evaluated_at,
             "window": format_window(policy.window_seconds),
-            "verdict": "MetricsUnavailable",
+            "verdict": Verdict.METRICS_UNAVAILABLE,
             "requests": 0,
         }
     fresh = health_status(report, policy, evaluated_at)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.common.objects import body, section
 from vigil.core import naming
 
 
@@ -67,22 +68,20 @@ def deployment_failure(status: Mapping[str, Any]) -> str | None:
 
 def view_deployment(deployment: Mapping[str, Any]) -> DeploymentView | None:
     """Reduce a live Deployment; None for one without a revision label (not ours to judge)."""
-    metadata = deployment.get("metadata") or {}
-    labels = metadata.get("labels") or {}
+    view = body(deployment)
+    meta, spec, status = view.meta, view.spec, view.status
+    labels, annotations = meta.labels, meta.annotations
     revision = labels.get(naming.LABEL_REVISION)
     if not revision:
         return None
-    annotations = metadata.get("annotations") or {}
-    spec = deployment.get("spec") or {}
-    status = deployment.get("status") or {}
     return DeploymentView(
-        name=str(metadata.get("name")),
+        name=meta.name,
         revision=str(revision),
         role=labels.get(naming.LABEL_ROLE),
         identity=annotations.get(naming.ANNOTATION_IDENTITY),
         model_version=annotations.get(naming.ANNOTATION_MODEL_VERSION),
         image=annotations.get(naming.ANNOTATION_IMAGE),
-        generation=_int(metadata.get("generation")),
+        generation=meta.generation,
         observed_generation=_int(status.get("observedGeneration")),
         replicas=_int(spec.get("replicas", 1)),
         ready_replicas=_int(status.get("readyReplicas")),
@@ -96,6 +95,6 @@ def service_revision(service: Mapping[str, Any] | None) -> str | None:
     """The revision a live Service sends traffic to, if it selects one."""
     if service is None:
         return None
-    selector = (service.get("spec") or {}).get("selector") or {}
+    selector = section(service, "spec", "selector")
     revision = selector.get(naming.LABEL_REVISION)
     return str(revision) if revision else None

@@ -13,22 +13,18 @@ the revision -> tweak; no stable revision yet -> new.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 from typing import Any
 
 from vigil.core.spec import ModelDeploymentSpec
+from vigil.core.vocabulary import ChangeKind
 
 REVISION_LENGTH = 7
 
 
-class Change(enum.StrEnum):
-    """How a new revision differs from the stable one; each kind has its own policy."""
-
-    NEW = "new"
-    REPLACEMENT = "replacement"
-    TWEAK = "tweak"
+#: The name the reconcile uses for vigil.core.vocabulary.ChangeKind.
+Change = ChangeKind
 
 
 def canonical_hash(value: Any, length: int = REVISION_LENGTH) -> str:

@@ -1,6 +1,7 @@
 """The progressive rollout state machine: ``decide(policy, state, observations, now)``.
 
-Pure: it reads the rollout policy (from ``spec.rollout``), the rollout state
+Pure: it reads the rollout policy (``spec.rollout``, typed by
+:mod:`vigil.core.spec`), the rollout state
 (from ``status.candidate``), what was measured this cycle, and the time,
 and returns a :class:`Decision`. It writes nothing; the operator applies the
 traffic it asks for and persists the new state in status, so a restart
@@ -45,185 +46,25 @@ candidate at zero traffic. Nothing waits without a deadline but a pause.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-StepKind = Literal["validate", "shadow", "canary", "pause"]
-Action = Literal["wait", "hold", "advance", "promote", "rollback", "fail"]
+from vigil.core.spec import (  # noqa: F401
+    GoldenSetRef,
+    RolloutPolicy,
+    Step,
+    Tolerance,
+    parse_duration,
+    parse_policy,
+)
 
-DEFAULT_INTERVAL_SECONDS = 30.0
-DEFAULT_MIN_REQUESTS = 50
-DEFAULT_FAILURE_LIMIT = 2
-DEFAULT_MIN_AGREEMENT = 0.95
-DEFAULT_MAX_PREDICTION_SHIFT = 0.2
-DEFAULT_PROGRESS_DEADLINE_SECONDS = 1800.0
-DEFAULT_STEP_DURATION_SECONDS = 300.0
-DEFAULT_SHADOW_MIN_REQUESTS = 200
-DEFAULT_VALIDATE_MIN_AGREEMENT = 0.99
-#: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
-DEFAULT_RELATIVE_TOLERANCE = 0.05
+# The policy's types are the spec's (vigil.core.spec reads spec.rollout); GoldenSetRef,
+# parse_duration and parse_policy are re-exported until the reconcile imports them there.
+from vigil.core.vocabulary import Action, Outcome, Reason, RequestVerb
+
 #: How much worse than the stable's the candidate's input drift may be.
 DRIFT_TOLERANCE = 0.05
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int | None, default: float) -> float:
-    """'1h30m' -> 5400.0; the CRD's pattern guarantees the shape."""
-    if text is None or text == "":
-        return default
-    if isinstance(text, int | float):
-        return float(text)
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-
-
-# -- policy --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GoldenSetRef:
-    name: str
-    key: str
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """When two numeric predictions agree in shadow.
-
-    They agree when ``|candidate - stable| <= absolute + relative x |stable|``.
-
-    ``absolute`` None leaves it to the stable's sidecar: 5 % of the prediction
-    standard deviation of its reference profile (0 without one), so the
-    default suits the target's scale. Class labels are compared as labels.
-    """
-
-    absolute: float | None = None
-    relative: float = DEFAULT_RELATIVE_TOLERANCE
-
-    def sidecar_settings(self) -> dict[str, float]:
-        """The keys of the sidecar's ``shadow`` block (docs/sidecar.md)."""
-        out = {"relativeTolerance": self.relative}
-        if self.absolute is not None:
-            out["tolerance"] = self.absolute
-        return out
-
-
-def parse_tolerance(raw: Mapping[str, Any] | None, base: Tolerance) -> Tolerance:
-    """``tolerance: {absolute, relative}``; an absent key keeps ``base``'s."""
-    raw = raw or {}
-    absolute = raw.get("absolute")
-    relative = raw.get("relative")
-    return Tolerance(
-        absolute=float(absolute) if absolute is not None else base.absolute,
-        relative=float(relative) if relative is not None else base.relative,
-    )
-
-
-@dataclass(frozen=True)
-class Step:
-    """One rollout step, with its defaults resolved."""
-
-    kind: StepKind
-    duration_seconds: float | None = None
-    weight: int = 0  # canary: share of live traffic, percent
-    percent: int = 0  # shadow: share of live requests mirrored, percent
-    min_requests: int | None = None  # shadow: compared requests needed
-    golden_set: GoldenSetRef | None = None
-    min_agreement: float | None = None  # validate: share of golden outputs reproduced
-    #: shadow: when numeric predictions agree (the step's own keys over the analysis')
-    tolerance: Tolerance | None = None
-
-    def describe(self) -> str:
-        if self.kind == "canary":
-            return f"canary {self.weight}%"
-        if self.kind == "shadow":
-            return f"shadow {self.percent}%"
-        if self.kind == "pause":
-            return "pause" if self.duration_seconds is None else "pause (timed)"
-        return "validate"
-
-
-@dataclass(frozen=True)
-class RolloutPolicy:
-    """``spec.rollout`` for one change kind, plus the SLOs the gates use."""
-
-    steps: tuple[Step, ...]
-    interval_seconds: float = DEFAULT_INTERVAL_SECONDS
-    min_requests: int = DEFAULT_MIN_REQUESTS
-    failure_limit: int = DEFAULT_FAILURE_LIMIT
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
-    progress_deadline_seconds: float = DEFAULT_PROGRESS_DEADLINE_SECONDS
-    max_error_rate: float = 0.01
-    max_latency_p95: float = 0.25
-
-
-def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> Step:
-    """One step of ``spec.rollout.<change>.steps``; ``tolerance`` is ``analysis.tolerance``."""
-    if "validate" in raw:
-        body = raw["validate"] or {}
-        ref = (body.get("goldenSet") or {}).get("configMapKeyRef") or {}
-        return Step(
-            "validate",
-            golden_set=GoldenSetRef(str(ref.get("name", "")), str(ref.get("key", ""))),
-            min_agreement=float(body.get("minAgreement", DEFAULT_VALIDATE_MIN_AGREEMENT)),
-        )
-    if "shadow" in raw:
-        body = raw["shadow"] or {}
-        return Step(
-            "shadow",
-            duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
-            percent=int(body.get("percent", 100)),
-            min_requests=int(body.get("minRequests", DEFAULT_SHADOW_MIN_REQUESTS)),
-            tolerance=parse_tolerance(body.get("tolerance"), tolerance or Tolerance()),
-        )
-    if "canary" in raw:
-        body = raw["canary"] or {}
-        return Step(
-            "canary",
-            duration_seconds=parse_duration(body.get("duration"), DEFAULT_STEP_DURATION_SECONDS),
-            weight=int(body["weight"]),
-        )
-    if "pause" in raw:
-        body = raw["pause"] or {}
-        duration = body.get("duration")
-        return Step("pause", duration_seconds=parse_duration(duration, 0) if duration else None)
-    raise ValueError(f"unknown rollout step {sorted(raw)}")
-
-
-def parse_policy(
-    rollout: Mapping[str, Any],
-    change: str,
-    *,
-    max_error_rate: float = 0.01,
-    max_latency_p95: float = 0.25,
-) -> RolloutPolicy:
-    """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
-    section = rollout.get(change) if change in ("replacement", "tweak") else None
-    analysis = rollout.get("analysis") or {}
-    tolerance = parse_tolerance(analysis.get("tolerance"), Tolerance())
-    steps = tuple(parse_step(s, tolerance) for s in ((section or {}).get("steps") or ()))
-    return RolloutPolicy(
-        steps=steps,
-        interval_seconds=parse_duration(analysis.get("interval"), DEFAULT_INTERVAL_SECONDS),
-        min_requests=int(analysis.get("minRequests", DEFAULT_MIN_REQUESTS)),
-        failure_limit=int(analysis.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
-        min_agreement=float(analysis.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
-        max_prediction_shift=float(
-            analysis.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
-        ),
-        progress_deadline_seconds=parse_duration(
-            rollout.get("progressDeadline"), DEFAULT_PROGRESS_DEADLINE_SECONDS
-        ),
-        max_error_rate=max_error_rate,
-        max_latency_p95=max_latency_p95,
-    )
 
 
 # -- state (lives in status.candidate) --------------------------------------------------
@@ -242,7 +83,7 @@ class RolloutState:
     held_since: float | None = None
     last_analysis_at: float | None = None
     #: A person asked for it (through the plugin); the operator clears it when done.
-    requested: Literal["promote", "abort", "pause", "resume", ""] = ""
+    requested: RequestVerb | Literal[""] = ""
     paused: bool = False
     #: A person resumed an open-ended pause step.
     released: bool = False
@@ -367,70 +208,37 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
     )
 
 
+def _at_most(name: str, value: float, limit: float, text: str) -> Gate:
+    return Gate(name, value <= limit, value, limit, text)
+
+
 def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[Gate, ...]:
     """Evaluate every applicable gate on the candidate's figures (Argo's EvaluateResult)."""
     found: list[Gate] = []
     if figures.error_rate is not None:
-        found.append(
-            Gate(
-                "errorRate",
-                figures.error_rate <= policy.max_error_rate,
-                figures.error_rate,
-                policy.max_error_rate,
-                f"error rate {figures.error_rate:.2%} vs {policy.max_error_rate:.2%}",
-            )
-        )
+        rate, limit = figures.error_rate, policy.max_error_rate
+        found.append(_at_most("errorRate", rate, limit, f"error rate {rate:.2%} vs {limit:.2%}"))
     if figures.latency_p95 is not None:
-        found.append(
-            Gate(
-                "latencyP95",
-                figures.latency_p95 <= policy.max_latency_p95,
-                figures.latency_p95,
-                policy.max_latency_p95,
-                f"p95 {figures.latency_p95 * 1000:.0f}ms vs {policy.max_latency_p95 * 1000:.0f}ms",
-            )
-        )
+        p95, limit = figures.latency_p95, policy.max_latency_p95
+        text = f"p95 {p95 * 1000:.0f}ms vs {limit * 1000:.0f}ms"
+        found.append(_at_most("latencyP95", p95, limit, text))
     if step.kind == "shadow" and figures.agreement is not None:
-        found.append(
-            Gate(
-                "agreement",
-                figures.agreement >= policy.min_agreement,
-                figures.agreement,
-                policy.min_agreement,
-                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}"
-                + (
-                    f" (mean |difference| {figures.mean_abs_difference:.4g})"
-                    if figures.mean_abs_difference is not None
-                    else ""
-                ),
-            )
+        agreement, need = figures.agreement, policy.min_agreement
+        difference = figures.mean_abs_difference
+        text = f"agreement {agreement:.2f} vs {need:.2f}" + (
+            f" (mean |difference| {difference:.4g})" if difference is not None else ""
         )
+        found.append(Gate("agreement", agreement >= need, agreement, need, text))
     if figures.prediction_shift is not None:
-        found.append(
-            Gate(
-                "predictionShift",
-                figures.prediction_shift <= policy.max_prediction_shift,
-                figures.prediction_shift,
-                policy.max_prediction_shift,
-                f"prediction shift {figures.prediction_shift:.3f} vs "
-                f"{policy.max_prediction_shift:.3f}"
-                + (
-                    f" ({figures.prediction_shift_basis})" if figures.prediction_shift_basis else ""
-                ),
-            )
-        )
+        shift, limit = figures.prediction_shift, policy.max_prediction_shift
+        basis = figures.prediction_shift_basis
+        text = f"prediction shift {shift:.3f} vs {limit:.3f}" + (f" ({basis})" if basis else "")
+        found.append(_at_most("predictionShift", shift, limit, text))
     if figures.candidate_drift is not None and figures.stable_drift is not None:
-        limit = figures.stable_drift + DRIFT_TOLERANCE
-        found.append(
-            Gate(
-                "inputDrift",
-                figures.candidate_drift <= limit,
-                figures.candidate_drift,
-                limit,
-                f"input drift {figures.candidate_drift:.3f} vs stable's "
-                f"{figures.stable_drift:.3f} + {DRIFT_TOLERANCE}",
-            )
-        )
+        drifted, stable = figures.candidate_drift, figures.stable_drift
+        limit = stable + DRIFT_TOLERANCE
+        text = f"input drift {drifted:.3f} vs stable's {stable:.3f} + {DRIFT_TOLERANCE}"
+        found.append(_at_most("inputDrift", drifted, limit, text))
     return tuple(found)
 
 
@@ -453,14 +261,14 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     cycle = _Cycle(policy, obs, now, traffic_at(steps, index, obs.replicas))
 
     # A person aborted: roll back now (a decided promotion too: the stable still serves).
-    if state.requested == "abort":
+    if state.requested == RequestVerb.ABORT:
         return cycle.rollback(
-            replace(state, requested=""), "Aborted", "rollout aborted by a person"
+            replace(state, requested=""), Reason.ABORTED, "rollout aborted by a person"
         )
     # A person promoted: promote now, whatever the step.
-    if state.requested == "promote":
+    if state.requested == RequestVerb.PROMOTE:
         return cycle.promote(
-            replace(state, requested=""), (), "PromotedByPerson", "promoted by a person"
+            replace(state, requested=""), (), Reason.PROMOTED_BY_PERSON, "promoted by a person"
         )
     # A person paused or resumed: remember it, or say why not (a resume releases a pause step).
     state, refused = _pause_or_resume(state, step, obs.spec_paused)
@@ -469,9 +277,9 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     if obs.spec_paused or state.paused:
         who = "spec.paused" if obs.spec_paused else "a person"
         return cycle.decision(
-            "hold",
+            Action.HOLD,
             replace(state, held_since=None),
-            "Paused",
+            Reason.PAUSED,
             f"paused by {who} at step {index + 1}/{len(steps)} ({step.describe()})",
         )
     # Promotion decided: switch once the candidate has full capacity, within the deadline.
@@ -480,7 +288,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     # Candidate pods not ready: wait for them, within the deadline.
     if not obs.candidate_ready:
         return cycle.hold(
-            state, "CandidateNotReady", "waiting for the candidate's pods to become ready"
+            state, Reason.CANDIDATE_NOT_READY, "waiting for the candidate's pods to become ready"
         )
 
     # validate: replay the golden set before any live traffic.
@@ -488,7 +296,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         if obs.golden is None:
             return cycle.hold(
                 state,
-                "ValidationPending",
+                Reason.VALIDATION_PENDING,
                 "replaying the golden set against the candidate",
                 run_golden_set=True,
             )
@@ -502,7 +310,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             f"({obs.golden.agreed}/{obs.golden.total} reproduced)",
         )
         if not gate.passed:
-            return cycle.rollback(state, "GoldenSetMismatch", gate.text, (gate,))
+            return cycle.rollback(state, Reason.GOLDEN_SET_MISMATCH, gate.text, (gate,))
         return cycle.next_step(state, (gate,), evaluated=True)
 
     # pause: wait for a person, or for its duration; a final pause then needs fresh evidence.
@@ -510,16 +318,16 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         elapsed = now - (state.step_started_at or now)
         if step.duration_seconds is None and not state.released:
             return cycle.decision(
-                "wait",
+                Action.WAIT,
                 state,
-                "WaitingForPerson",
+                Reason.WAITING_FOR_PERSON,
                 "waits for a person (kubectl vigil resume NAME, or promote)",
             )
         if step.duration_seconds is not None and elapsed < step.duration_seconds:
             return cycle.decision(
-                "wait",
+                Action.WAIT,
                 state,
-                "Pausing",
+                Reason.PAUSING,
                 f"pause, {step.duration_seconds - elapsed:.0f}s left",
             )
         if index + 1 < len(steps):
@@ -528,12 +336,12 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     # shadow, canary and a final pause: judge the window.
     if not obs.metrics_available or obs.figures is None:
         return cycle.hold(
-            state, "MetricsUnavailable", obs.metrics_error or "no metrics for the candidate"
+            state, Reason.METRICS_UNAVAILABLE, obs.metrics_error or "no metrics for the candidate"
         )
     judged = step if step.kind != "pause" else (_last_traffic_step(steps, index) or step)
     have, need, what = _samples(judged, policy, obs.figures)
     if have < need:
-        return cycle.hold(state, "InsufficientData", f"{have} {what} < {need} needed")
+        return cycle.hold(state, Reason.INSUFFICIENT_DATA, f"{have} {what} < {need} needed")
     state = replace(state, held_since=None)
     # Judge at most once per interval (the figures are a sliding window).
     if (
@@ -541,7 +349,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         and now - state.last_analysis_at < policy.interval_seconds
     ):
         wait = policy.interval_seconds - (now - state.last_analysis_at)
-        return cycle.decision("wait", state, "Analyzing", f"next check in {wait:.0f}s")
+        return cycle.decision(Action.WAIT, state, Reason.ANALYZING, f"next check in {wait:.0f}s")
     results = gates(judged, policy, obs.figures)
     state = replace(state, last_analysis_at=now)
     failed = [g for g in results if not g.passed]
@@ -550,18 +358,24 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         text = "; ".join(g.text for g in failed)
         state = replace(state, failed_checks=count)
         if count >= policy.failure_limit:
-            return cycle.rollback(state, "AnalysisFailed", f"{text} in {count} checks", results)
+            return cycle.rollback(
+                state, Reason.ANALYSIS_FAILED, f"{text} in {count} checks", results
+            )
         return cycle.decision(
-            "wait", state, "CheckFailed", f"{text} ({count}/{policy.failure_limit})", gates=results
+            Action.WAIT,
+            state,
+            Reason.CHECK_FAILED,
+            f"{text} ({count}/{policy.failure_limit})",
+            gates=results,
         )
     state = replace(state, failed_checks=0)
     elapsed = now - (state.step_started_at or now)
     duration = judged.duration_seconds if step.kind != "pause" else None
     if duration is not None and elapsed < duration:
         return cycle.decision(
-            "wait",
+            Action.WAIT,
             state,
-            "StepInProgress",
+            Reason.STEP_IN_PROGRESS,
             f"gates passing, {duration - elapsed:.0f}s left",
             gates=results,
             evaluated=True,
@@ -573,9 +387,9 @@ def _pause_or_resume(
     state: RolloutState, step: Step, spec_paused: bool
 ) -> tuple[RolloutState, str]:
     """A person's pause or resume taken into the state, or why it is refused ("" = taken)."""
-    if state.requested == "pause":
+    if state.requested == RequestVerb.PAUSE:
         return replace(state, paused=True, requested=""), ""
-    if state.requested != "resume":
+    if state.requested != RequestVerb.RESUME:
         return state, ""
     state = replace(state, requested="")
     waiting = step.kind == "pause" and step.duration_seconds is None and not state.released
@@ -611,13 +425,13 @@ class _Cycle:
     ) -> Decision:
         """The candidate leaves traffic; the stable keeps serving at full capacity."""
         return self.decision(
-            "rollback",
+            Action.ROLLBACK,
             replace(state, promoting=False),
             reason,
             message,
             gates=results,
             traffic=Traffic(0, 0, 0, self.obs.replicas),
-            events=("RolledBack",),
+            events=(Reason.ROLLED_BACK,),
         )
 
     def promote(
@@ -629,14 +443,14 @@ class _Cycle:
         """
         since = state.held_since if state.promoting else self.now
         return self.decision(
-            "promote",
+            Action.PROMOTE,
             replace(state, promoting=True, paused=False, held_since=since),
             reason,
             message,
             gates=results,
             traffic=self.full_capacity,
             evaluated=True,
-            events=("Promoted",),
+            events=(Outcome.PROMOTED,),
         )
 
     def promoting(self, state: RolloutState) -> Decision:
@@ -647,11 +461,11 @@ class _Cycle:
         """
         if self.obs.full_capacity:
             return self.decision(
-                "promote", state, "Promoting", "switching", traffic=self.full_capacity
+                Action.PROMOTE, state, Reason.PROMOTING, "switching", traffic=self.full_capacity
             )
         return self.hold(
             state,
-            "Promoting",
+            Reason.PROMOTING,
             f"waiting for {self.obs.replicas} ready replica(s) of the candidate",
             traffic=self.full_capacity,
         )
@@ -668,14 +482,14 @@ class _Cycle:
         deadline = self.policy.progress_deadline_seconds
         if held >= deadline:
             return self.decision(
-                "fail",
+                Action.FAIL,
                 replace(state, promoting=False),
-                "ProgressDeadlineExceeded",
+                Reason.PROGRESS_DEADLINE_EXCEEDED,
                 f"{message} for {held:.0f}s >= progressDeadline {deadline:.0f}s",
                 traffic=Traffic(0, 0, 0, self.obs.replicas),
-                events=("RolloutFailed",),
+                events=(Reason.ROLLOUT_FAILED,),
             )
-        return self.decision("hold", state, reason, message, **extra)
+        return self.decision(Action.HOLD, state, reason, message, **extra)
 
     def next_step(
         self, state: RolloutState, results: tuple[Gate, ...], *, evaluated: bool
@@ -684,9 +498,15 @@ class _Cycle:
         if state.step + 1 >= len(steps):
             if not evaluated:  # never promote on no evidence: judge the window first
                 return self.decision(
-                    "wait", state, "Analyzing", "final check before promotion", gates=results
+                    Action.WAIT,
+                    state,
+                    Reason.ANALYZING,
+                    "final check before promotion",
+                    gates=results,
                 )
-            return self.promote(state, results, "AnalysisPassed", f"all {len(steps)} steps passed")
+            return self.promote(
+                state, results, Reason.ANALYSIS_PASSED, f"all {len(steps)} steps passed"
+            )
         following = steps[state.step + 1]
         moved = replace(
             state,
@@ -698,13 +518,13 @@ class _Cycle:
             released=False,
         )
         return self.decision(
-            "advance",
+            Action.ADVANCE,
             moved,
-            "StepAdvanced",
+            Reason.STEP_ADVANCED,
             f"step {state.step + 1}/{len(steps)} passed; now step {state.step + 2} "
             f"({following.describe()})",
             gates=results,
             traffic=traffic_at(steps, state.step + 1, self.obs.replicas),
             evaluated=evaluated,
-            events=("StepAdvanced",),
+            events=(Reason.STEP_ADVANCED,),
         )

@@ -22,18 +22,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-CONDITION_READY = "Ready"
-CONDITION_PROGRESSING = "Progressing"
-# kstatus' "abnormal-true" pair (kpt/Flux read these, not Ready, for custom resources).
-CONDITION_RECONCILING = "Reconciling"
-CONDITION_STALLED = "Stalled"
+from vigil.common.times import format_time
+from vigil.core.vocabulary import ConditionType, Phase, Reason
 
-PHASE_PENDING = "Pending"
-PHASE_PROGRESSING = "Progressing"
-PHASE_HEALTHY = "Healthy"
-PHASE_DEGRADED = "Degraded"
-PHASE_ROLLED_BACK = "RolledBack"
-PHASE_FAILED = "Failed"
+# Names the reconcile still imports from here (the words live in vigil.core.vocabulary).
+CONDITION_READY = ConditionType.READY
+CONDITION_PROGRESSING = ConditionType.PROGRESSING
+CONDITION_RECONCILING = ConditionType.RECONCILING
+CONDITION_STALLED = ConditionType.STALLED
+PHASE_PENDING = Phase.PENDING
+PHASE_PROGRESSING = Phase.PROGRESSING
+PHASE_HEALTHY = Phase.HEALTHY
+PHASE_DEGRADED = Phase.DEGRADED
+PHASE_ROLLED_BACK = Phase.ROLLED_BACK
+PHASE_FAILED = Phase.FAILED
 
 HISTORY_LIMIT = 10
 
@@ -49,9 +51,8 @@ OWNED_KEYS = (
 )
 
 
-def timestamp(moment: datetime.datetime) -> str:
-    """RFC 3339 in UTC with second precision, as Kubernetes writes times."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+#: RFC 3339 in UTC with second precision, as Kubernetes writes times.
+timestamp = format_time
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def kstatus_conditions(
     if failed:
         stalled = ConditionState(CONDITION_STALLED, True, ready.reason, ready.message)
     else:
-        stalled = ConditionState(CONDITION_STALLED, False, "NotStalled", "")
+        stalled = ConditionState(CONDITION_STALLED, False, Reason.NOT_STALLED, "")
     return [reconciling, stalled]
 
 
@@ -136,8 +137,8 @@ def phase_with_health(phase: str, conditions: Sequence[Mapping[str, Any]] | None
     """
     if phase != PHASE_HEALTHY:
         return phase
-    healthy = find_condition(conditions, "Healthy")
-    drift = find_condition(conditions, "DriftDetected")
+    healthy = find_condition(conditions, ConditionType.HEALTHY)
+    drift = find_condition(conditions, ConditionType.DRIFT_DETECTED)
     if (healthy is not None and healthy.get("status") == "False") or (
         drift is not None and drift.get("status") == "True"
     ):

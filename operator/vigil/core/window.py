@@ -19,41 +19,44 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from vigil.core import metric_names as names
+from vigil.core.metric_names import bucket, count_of, sum_of, total
+
 #: A series: metric name and its kept labels, sorted.
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 #: Families the health evaluation reads, with the labels it keeps. Each one is
 #: one batched query per cycle in the prometheus source.
 FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
-    "vigil_requests_total": ("outcome",),
-    "vigil_request_duration_seconds_bucket": ("le",),
-    "vigil_input_rows_total": (),
-    "vigil_feature_bin_total": ("feature", "bin"),
-    "vigil_feature_category_total": ("feature", "category"),
-    "vigil_feature_missing_total": ("feature",),
-    "vigil_feature_out_of_range_total": ("feature",),
-    "vigil_prediction_class_total": ("class",),
-    "vigil_prediction_bin_total": ("bin",),
-    "vigil_predictions_total": (),
-    "vigil_prediction_value_sum": (),
-    "vigil_prediction_value_squares_sum": (),
-    "vigil_shadow_predictions_total": ("target_revision",),
-    "vigil_shadow_agreements_total": ("target_revision",),
-    "vigil_shadow_abs_difference_sum": ("target_revision",),
-    "vigil_shadow_abs_difference_count": ("target_revision",),
+    total(names.REQUESTS): ("outcome",),
+    bucket(names.REQUEST_DURATION): ("le",),
+    total(names.INPUT_ROWS): (),
+    total(names.FEATURE_BIN): ("feature", "bin"),
+    total(names.FEATURE_CATEGORY): ("feature", "category"),
+    total(names.FEATURE_MISSING): ("feature",),
+    total(names.FEATURE_OUT_OF_RANGE): ("feature",),
+    total(names.PREDICTION_CLASS): ("class",),
+    total(names.PREDICTION_BIN): ("bin",),
+    total(names.PREDICTIONS): (),
+    names.PREDICTION_VALUE_SUM: (),
+    names.PREDICTION_VALUE_SQUARES_SUM: (),
+    total(names.SHADOW_PREDICTIONS): ("target_revision",),
+    total(names.SHADOW_AGREEMENTS): ("target_revision",),
+    sum_of(names.SHADOW_ABS_DIFFERENCE): ("target_revision",),
+    count_of(names.SHADOW_ABS_DIFFERENCE): ("target_revision",),
 }
 
 #: Only inference requests count towards health (not probes, not /metadata).
 FAMILY_FILTERS: Mapping[str, Mapping[str, str]] = {
-    "vigil_requests_total": {"endpoint": "infer"},
-    "vigil_request_duration_seconds_bucket": {"endpoint": "infer"},
+    total(names.REQUESTS): {"endpoint": "infer"},
+    bucket(names.REQUEST_DURATION): {"endpoint": "infer"},
 }
 
 #: Running sums that may go down (negative predictions): only a process
 #: restart resets them, never a decrease.
-GAUGE_SUMS = frozenset({"vigil_prediction_value_sum", "vigil_prediction_value_squares_sum"})
+GAUGE_SUMS = frozenset({names.PREDICTION_VALUE_SUM, names.PREDICTION_VALUE_SQUARES_SUM})
 
-START_TIME_METRIC = "vigil_sidecar_start_time_seconds"
+START_TIME_METRIC = names.SIDECAR_START_TIME
 
 
 def series_key(name: str, labels: Mapping[str, str]) -> SeriesKey | None:
@@ -207,26 +210,30 @@ class RevisionWindow:
 
     @classmethod
     def from_series(cls, series: Mapping[SeriesKey, float], pods: int) -> RevisionWindow:
-        buckets = _by(series, "vigil_request_duration_seconds_bucket", "le")
+        buckets = _by(series, bucket(names.REQUEST_DURATION), "le")
         return cls(
-            requests_by_outcome=_by(series, "vigil_requests_total", "outcome"),
+            requests_by_outcome=_by(series, total(names.REQUESTS), "outcome"),
             latency_buckets=tuple(sorted((_le_value(le), count) for le, count in buckets.items())),
-            input_rows=_total(series, "vigil_input_rows_total"),
-            feature_bins=_nested(series, "vigil_feature_bin_total", "feature", "bin"),
+            input_rows=_total(series, total(names.INPUT_ROWS)),
+            feature_bins=_nested(series, total(names.FEATURE_BIN), "feature", "bin"),
             feature_categories=_nested(
-                series, "vigil_feature_category_total", "feature", "category"
+                series, total(names.FEATURE_CATEGORY), "feature", "category"
             ),
-            feature_missing=_by(series, "vigil_feature_missing_total", "feature"),
-            feature_out_of_range=_by(series, "vigil_feature_out_of_range_total", "feature"),
-            prediction_classes=_by(series, "vigil_prediction_class_total", "class"),
-            prediction_bins=_by(series, "vigil_prediction_bin_total", "bin"),
-            predictions=_total(series, "vigil_predictions_total"),
-            prediction_sum=_total(series, "vigil_prediction_value_sum"),
-            prediction_squares_sum=_total(series, "vigil_prediction_value_squares_sum"),
-            shadow_predictions=_by(series, "vigil_shadow_predictions_total", "target_revision"),
-            shadow_agreements=_by(series, "vigil_shadow_agreements_total", "target_revision"),
-            shadow_difference_sum=_by(series, "vigil_shadow_abs_difference_sum", "target_revision"),
-            shadow_differences=_by(series, "vigil_shadow_abs_difference_count", "target_revision"),
+            feature_missing=_by(series, total(names.FEATURE_MISSING), "feature"),
+            feature_out_of_range=_by(series, total(names.FEATURE_OUT_OF_RANGE), "feature"),
+            prediction_classes=_by(series, total(names.PREDICTION_CLASS), "class"),
+            prediction_bins=_by(series, total(names.PREDICTION_BIN), "bin"),
+            predictions=_total(series, total(names.PREDICTIONS)),
+            prediction_sum=_total(series, names.PREDICTION_VALUE_SUM),
+            prediction_squares_sum=_total(series, names.PREDICTION_VALUE_SQUARES_SUM),
+            shadow_predictions=_by(series, total(names.SHADOW_PREDICTIONS), "target_revision"),
+            shadow_agreements=_by(series, total(names.SHADOW_AGREEMENTS), "target_revision"),
+            shadow_difference_sum=_by(
+                series, sum_of(names.SHADOW_ABS_DIFFERENCE), "target_revision"
+            ),
+            shadow_differences=_by(
+                series, count_of(names.SHADOW_ABS_DIFFERENCE), "target_revision"
+            ),
             pods=pods,
         )
 

@@ -1,10 +1,8 @@
 """The objects the operator already watches, kept so that reconciles need not read them again.
 
-Why: a reconcile used to read its ModelDeployment and all of its children
-afresh (about six requests) although kopf watches every one of them. At
-scale those reads were most of the operator's traffic (bench/scale: 17-20
-requests per ModelDeployment until Ready, against one POST for a plain
-Deployment). The watch streams feed this cache; the client
+Why: kopf already watches every one of those objects, and reading them
+afresh in each reconcile was most of the operator's traffic at scale
+(docs/design/api-traffic.md). The watch streams feed this cache; the client
 (vigil.kube.client.KubeClient) answers reads from it and records its own
 writes in it.
 
@@ -34,8 +32,7 @@ for what vanished in between: the cache would keep a ghost. So a listing
 window of LISTING_SECONDS during which reads of that kind and namespace go
 to the API server; when it closes, whatever the listing did not show is
 dropped (client-go's informers "replace" their store the same way). An
-operator restarting therefore reads afresh for its first minute, as it
-did before the cache.
+operator restarting therefore reads afresh for its first minute.
 """
 
 from __future__ import annotations
@@ -47,6 +44,8 @@ from typing import Any
 
 import orjson
 
+from vigil.common.objects import Body, section
+
 Key = tuple[str, str, str]  # kind, namespace, name
 
 #: How long a deletion is remembered (late events of the object arrive well within it).
@@ -56,7 +55,7 @@ LISTING_SECONDS = 60.0
 
 
 def _version(body: Mapping[str, Any]) -> int | None:
-    value = (body.get("metadata") or {}).get("resourceVersion")
+    value = section(body, "metadata").get("resourceVersion")
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -65,7 +64,7 @@ def _version(body: Mapping[str, Any]) -> int | None:
 
 def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """The object without managedFields (a third of a Deployment's size; nothing reads them)."""
-    metadata = body.get("metadata") or {}
+    metadata = section(body, "metadata")
     if "managedFields" not in metadata:
         return dict(body)
     return {
@@ -78,10 +77,8 @@ def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
 class _Entry:
     """A cached object as compact JSON, with what the cache itself looks at.
 
-    JSON text is a fifth of the memory of the same object as Python dicts
-    (bench/scale at N = 1000 holds 4 000 of them), and decoding it is the copy
-    every reader needs anyway (callers change what they read) at a fraction
-    of the cost of a deep copy.
+    JSON text takes a fifth of the memory of the same dicts, and decoding it is the
+    copy every reader needs anyway (callers change what they read).
     """
 
     version: int | None
@@ -133,15 +130,15 @@ class ObjectCache:
 
     @staticmethod
     def _key(kind: str, body: Mapping[str, Any]) -> Key:
-        metadata = body.get("metadata") or {}
-        return kind, str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+        meta = Body(body).meta
+        return kind, meta.namespace, meta.name
 
     def _label(self, kind: str, body: Mapping[str, Any]) -> str | None:
         """The value of the label the kind's watch filters on (None: not filtered, or absent)."""
         label = self.kinds.get(kind)
         if label is None:
             return None
-        value = ((body.get("metadata") or {}).get("labels") or {}).get(label)
+        value = Body(body).meta.labels.get(label)
         return None if value is None else str(value)
 
     def _remove(self, key: Key) -> None:

@@ -84,32 +84,17 @@ class Connection:
     private_key_path: str | None = None
 
 
-#: Longer than the API server's own request timeout (--request-timeout, 60 s by default):
-#: the server answers 504 itself when it cannot finish. A client that gives up earlier
-#: leaves the work running server-side and its retry does it again: under a burst of
-#: Service creations (ClusterIP allocation is serialized in the API server) a 30 s
-#: client timeout turned a slow queue into a retry storm (bench/scale, N = 100).
+# The measurements behind these limits: docs/design/api-traffic.md.
+#: Longer than the API server's own (60 s): it answers 504 itself, and a client that gave
+#: up earlier would retry work still running server-side.
 DEFAULT_TIMEOUT_SECONDS = 75.0
-#: Writes of Services in flight at once. The API server allocates ClusterIPs one at a
-#: time: Kubernetes 1.34's MetaAllocator.AllocateNextService holds a mutex while it
-#: creates the IPAddress object through the server's own loopback client
-#: (pkg/registry/core/service/ipallocator/cidrallocator.go), so Services are created
-#: at one per round trip: ~100/s on an idle bench cluster, ~9/s while 500
-#: ModelDeployments come up (bench/scale, audit log). More in flight only queue
-#: there, and they hold the operator's share of the server's fair queuing meanwhile:
-#: with 32 the ramp took as long (N = 500: 60.0 s, against 56.1-71.7 s with 8 on the
-#: same evening) but the Deployments were written later (90th percentile 42 s after
-#: their ModelDeployment instead of 17-20 s). A burst of hundreds once passed the
-#: 60 s timeout (504) and every retry allocated again.
+#: The API server allocates ClusterIPs one at a time: more Service writes in flight only
+#: queue there, holding the operator's share of its fair queuing.
 MAX_CONCURRENT_SERVICE_WRITES = 8
-#: Other writes in flight at once (Deployments, ConfigMaps, status patches). Kept apart
-#: from the Services': with one shared limit, slow Service creations held the slots and
-#: every Deployment and status patch queued behind them (N = 500: the last Deployment
-#: written after 32 s, the first ModelDeployment Ready after 72 s).
+#: Other writes (Deployments, ConfigMaps, status), apart from the Services' so that slow
+#: Service creations never hold them up.
 MAX_CONCURRENT_WRITES = 16
-#: Connections to the API server at once (aiohttp's default is 100). Each TLS connection
-#: holds a 256 KiB read buffer, and during a burst hundreds of reads were in flight
-#: (bench/scale: 74 connections, 19 MiB of buffers, never given back to the system).
+#: Each TLS connection holds a 256 KiB read buffer (aiohttp's default would allow 100).
 MAX_CONNECTIONS = 32
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from vigil.core import metric_names
 from vigil.core.window import FAMILY_LABELS, START_TIME_METRIC, SeriesKey, series_key
 
 _WANTED = frozenset(FAMILY_LABELS) | {START_TIME_METRIC}
@@ -53,7 +54,7 @@ def parse_sidecar_metrics(body: str) -> tuple[dict[SeriesKey, float], float | No
     values: dict[SeriesKey, float] = {}
     started_at: float | None = None
     for line in body.splitlines():
-        if not line.startswith("vigil_"):
+        if not line.startswith(metric_names.PREFIX):
             continue
         brace = line.find("{")
         space = line.find(" ")

@@ -6,7 +6,7 @@
   the reconciler is: no kopf create/update/resume handlers, so kopf keeps no
   bookkeeping on the object at all (no annotation, no `status.kopf`, no
   status write of its own) and builds no diff of every watched object on
-  every event (bench/scale: a sixth of the operator's CPU at N = 500).
+  every event (docs/design/api-traffic.md).
   Failed reconciles are retried by the reconciler itself.
 - Every ModelDeployment and model pod seen (listed, changed, deleted) is
   handed to the health loop, which runs one cycle per interval over all of

@@ -11,7 +11,7 @@ Each cycle, like a runbook:
    resourceVersion changes).
 4. Judge each revision with the pure :func:`vigil.core.health.evaluate`.
 5. Write ``status.health`` and the conditions through
-   :meth:`Reconciler.record_health`: at most one patch per object per cycle,
+   :meth:`HealthRecorder.record_health` (the reconciler): at most one patch per object per cycle,
    none when nothing changed after rounding (checked first against the
    watched copy, so an unchanged object costs no API call); Events on
    transitions.
@@ -24,15 +24,15 @@ the error and the last figures stay, marked stale.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from vigil.common import objects
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT
 from vigil.core.health import (
@@ -45,15 +45,15 @@ from vigil.core.health import (
     next_health,
 )
 from vigil.core.reconcile import has_served
-from vigil.core.status import timestamp
+from vigil.core.status import ConditionState, timestamp
 from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
 from vigil.metrics import Collection, MetricsSource, PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.prometheus import PrometheusSource
+from vigil.operator.api import Api
 from vigil.operator.memory import release_free_memory
 from vigil.operator.metrics import HealthFigures, OperatorMetrics
-from vigil.operator.reconciler import Api, Reconciler
 from vigil.profile import ReferenceProfile
 from vigil.profile.model import ProfileError, parse_profile
 
@@ -73,6 +73,25 @@ def default_source(key: SourceKey) -> MetricsSource:
     return DirectSource()
 
 
+class HealthRecorder(Protocol):
+    """Writes a health evaluation (:class:`vigil.operator.reconciler.Reconciler` does)."""
+
+    async def record_health(
+        self,
+        namespace: str,
+        name: str,
+        health: Mapping[str, Any],
+        conditions: Sequence[ConditionState],
+    ) -> bool: ...
+
+    def health_unchanged(
+        self,
+        body: Mapping[str, Any],
+        health: Mapping[str, Any],
+        conditions: Sequence[ConditionState],
+    ) -> bool: ...
+
+
 @dataclass(frozen=True)
 class PodInfo:
     """What the loop needs of one model pod (from the pod watch)."""
@@ -85,17 +104,14 @@ class PodInfo:
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
     """A pod's ModelDeployment, revision and IP, or None when it is not a model pod."""
-    metadata = body.get("metadata") or {}
-    labels = metadata.get("labels") or {}
+    pod = objects.body(body)
+    labels = pod.meta.labels
     model = labels.get(naming.LABEL_MODEL_DEPLOYMENT)
     revision = labels.get(naming.LABEL_REVISION)
     if not model or not revision:
         return None
-    status = body.get("status") or {}
-    ip = str(status.get("podIP") or "")
-    running = (
-        bool(ip) and status.get("phase") == "Running" and not metadata.get("deletionTimestamp")
-    )
+    ip = str(pod.status.get("podIP") or "")
+    running = bool(ip) and pod.status.get("phase") == "Running" and not pod.meta.deleting
     return PodInfo(model, revision, ip, running)
 
 
@@ -130,7 +146,7 @@ class HealthLoop:
     def __init__(
         self,
         api_factory: Callable[[], Api],
-        reconciler: Reconciler,
+        reconciler: HealthRecorder,
         metrics: OperatorMetrics,
         *,
         interval: float = DEFAULT_INTERVAL_SECONDS,
@@ -158,8 +174,8 @@ class HealthLoop:
 
     def observe_model(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A ModelDeployment was listed, changed or deleted."""
-        metadata = body.get("metadata") or {}
-        key = (str(metadata.get("namespace")), str(metadata.get("name")))
+        meta = objects.body(body).meta
+        key = (meta.namespace, meta.name)
         if event_type == "DELETED":
             self.models.pop(key, None)
             self.metrics.forget(*key)
@@ -168,8 +184,8 @@ class HealthLoop:
 
     def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A model pod was listed, changed or deleted."""
-        metadata = body.get("metadata") or {}
-        key = (str(metadata.get("namespace")), str(metadata.get("name")))
+        meta = objects.body(body).meta
+        key = (meta.namespace, meta.name)
         info = pod_info(body)
         if event_type == "DELETED" or info is None:
             self.pods.pop(key, None)
@@ -216,10 +232,10 @@ class HealthLoop:
         targets = []
         for (namespace, name), data in list(self.models.items()):
             body = expand(data)
-            metadata = body.get("metadata") or {}
-            if metadata.get("deletionTimestamp"):
+            view = objects.body(body)
+            if view.meta.deleting:
                 continue
-            status = body.get("status") or {}
+            status = view.status
             if not has_served(status):
                 continue  # nothing serves yet: nothing to judge
             revision = status["stable"]["revision"]
@@ -303,13 +319,12 @@ class HealthLoop:
         if configmap is None:
             self._references.pop((namespace, name), None)
             return None, f"reference ConfigMap {name} not found"
-        version = str((configmap.get("metadata") or {}).get("resourceVersion") or "")
+        found = objects.body(configmap)
+        version = found.meta.resource_version
         cached = self._references.get((namespace, name))
         if cached is not None and cached.resource_version == version and cached.key == key:
             return cached.profile, cached.error
-        text: str | bytes | None = (configmap.get("data") or {}).get(key)
-        if text is None and key in (configmap.get("binaryData") or {}):
-            text = base64.b64decode(configmap["binaryData"][key])
+        text = found.value(key)
         profile, problem = None, None
         if text is None:
             problem = f"reference ConfigMap {name} has no key {key}"
@@ -363,7 +378,7 @@ class HealthLoop:
                 # too short a history. Hold the last verdict.
                 result.held += 1
                 continue
-            previous = (body.get("status") or {}).get("health")
+            previous = objects.body(body).status.get("health")
             health = next_health(previous, report, settings.policy, evaluated_at)
             conditions = health_conditions(report, settings.policy)
             self._update_gauges(target, settings, report)

@@ -1,11 +1,8 @@
 """Give the heap memory Python freed back to the system (glibc keeps it otherwise).
 
-Why: after a burst (hundreds of ModelDeployments created at once: hundreds of
-JSON bodies, TLS buffers and tasks alive together) the operator's RSS stayed
-at the burst's high-water mark for good, although Python had freed most of
-it: glibc's allocator keeps freed pages in its arenas. `malloc_trim(0)`
-returns them (bench/scale: 46 MiB of 252 MiB at once). The health loop calls
-it after each cycle; elsewhere than glibc it does nothing.
+Why: after a burst of ModelDeployments the RSS stayed at its high-water mark,
+glibc keeping the freed pages in its arenas (docs/design/api-traffic.md).
+The health loop calls it after each cycle; elsewhere than glibc it does nothing.
 """
 
 from __future__ import annotations

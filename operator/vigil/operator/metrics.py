@@ -6,7 +6,6 @@ build several operators in one process and read exact values.
 
 from __future__ import annotations
 
-import datetime
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from vigil.common.times import parse_unix
 
 PHASES = ("Pending", "Progressing", "Healthy", "Degraded", "RolledBack", "Failed")
 OUTCOME_CHANGED = "changed"
@@ -34,16 +35,6 @@ class HealthFigures:
     slo_max_error_rate: float | None = None
     slo_latency_p95: float | None = None
     metrics_available: bool = False
-
-
-def _seconds(value: Any) -> float | None:
-    """An RFC 3339 status time as Unix seconds (None when absent or unreadable)."""
-    if not value:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _finite(value: float | None) -> bool:
@@ -243,7 +234,7 @@ class OperatorMetrics:
             for gate in after.get("gates") or ():
                 result = "passed" if gate.get("passed") else "failed"
                 self.rollout_analysis.labels(namespace, name, str(gate.get("name")), result).inc()
-        started = _seconds(before.get("startedAt"))
+        started = parse_unix(before.get("startedAt"))
         if outcome and started is not None:
             self.rollout_duration.labels(outcome).observe(max(0.0, now - started))
 

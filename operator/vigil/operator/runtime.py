@@ -152,16 +152,12 @@ def build_runtime(options: OperatorOptions) -> Runtime:
 
 
 def decode_watch_streams_with_orjson() -> None:
-    """Make kopf decode watch events with orjson instead of the standard library's json.
+    """Make kopf decode watch events with orjson (2-4 times faster than the standard json).
 
-    Why: every watch event of every watched kind (pods and Deployments above
-    all: kube-controller-manager and the kubelets update them several times
-    each) is one JSON line, and decoding them was a quarter of the
-    operator's CPU while 500 ModelDeployments came up (bench/scale, py-spy).
-    orjson decodes the same text into the same objects 2-4 times faster.
-    Kopf reads the lines in `kopf._cogs.clients.api.stream` with its module's
-    `json.loads`; that module's `json` becomes the standard module with
-    `loads` swapped (a test fails if a kopf release moves it).
+    Why: decoding watch events was a quarter of the operator's CPU at scale
+    (docs/design/api-traffic.md). It swaps the `json` of a private kopf module,
+    `kopf._cogs.clients.api`; test_kopf_decodes_watch_events_with_orjson fails
+    loudly when a kopf release moves it.
     """
     if getattr(kopf_api.json, "loads", None) is orjson.loads:
         return
@@ -189,11 +185,8 @@ class QuietWatchHandlers(logging.Filter):
 class NoDiffBase(kopf.DiffBaseStorage):
     """Kopf's record of the last handled spec, for handlers Vigil does not have: none.
 
-    Kopf deep-copies every object of every watched kind on every event to
-    compare it with this record (bench/scale, N = 500: 15 % of the
-    operator's CPU during the ramp, for pods and Deployments too), and
-    writes it to each ModelDeployment after its first handling (one status
-    patch each).
+    Why: keeping it costs a deep copy of every watched object on every event and
+    a status patch per ModelDeployment (docs/design/api-traffic.md).
     """
 
     def build(self, *, body: Any, extra_fields: Any = None) -> None:  # type: ignore[override]

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from vigil.common.objects import body
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST_ID,
     VERBS,
@@ -120,8 +121,7 @@ def request(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
         found = _read(args)
-        annotations = (found.get("metadata") or {}).get("annotations") or {}
-        if annotations.get(ANNOTATION_REQUEST_ID) != request_id:
+        if body(found).meta.annotations.get(ANNOTATION_REQUEST_ID) != request_id:
             return _report(args, verb, request_id, found)
         time.sleep(1.0)
     print(

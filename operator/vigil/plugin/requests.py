@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vigil.core.candidate import ANSWER_TAKEN, REQUEST_VERBS
+from vigil.core.vocabulary import Answer as AnswerWord
+from vigil.core.vocabulary import RequestVerb
 
 ANNOTATION_REQUEST = "vigil.dev/request"
 ANNOTATION_REQUEST_ID = "vigil.dev/request-id"
-VERBS = REQUEST_VERBS
+VERBS: tuple[str, ...] = tuple(RequestVerb)
 
 RolloutRequest = Literal["promote", "abort", "pause", "resume", ""]
 
@@ -111,7 +112,7 @@ def answer_to(status: Mapping[str, Any] | None, request_id: str) -> Answer | Non
     last = (status or {}).get("lastRequest") or {}
     if not request_id or last.get("id") != request_id:
         return None
-    return Answer(last.get("answer") == ANSWER_TAKEN, str(last.get("message") or ""))
+    return Answer(last.get("answer") == AnswerWord.TAKEN, str(last.get("message") or ""))
 
 
 def clear_request_patch(request: ManualRequest) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from vigil.common.times import parse_time
+
 WIDTH = 80
 BAR = 20
 
@@ -79,9 +81,8 @@ def _bar(fraction: float, width: int = BAR) -> str:
 def _age(at: Any, now: datetime.datetime) -> str:
     if not isinstance(at, str):
         return ""
-    try:
-        moment = datetime.datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_time(at)
+    if moment is None:
         return at
     seconds = max(0, int((now - moment).total_seconds()))
     if seconds < 120:

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vigil.core.drift import bin_index
+from vigil.common.times import format_time
+from vigil.profile.bins import bin_index
 from vigil.profile.model import (
     OTHER,
     DriftDefaults,
@@ -288,7 +289,7 @@ def build_profile(
         model_name=model_name,
         model_version=model_version,
         row_count=row_count,
-        created_at=when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_at=format_time(when),
         task=resolved_task,
         features=features,
         prediction=prediction,

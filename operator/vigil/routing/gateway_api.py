@@ -32,6 +32,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from vigil.common.objects import body, items, section
 from vigil.core import naming
 from vigil.core.desired import SERVICE_PORT
 from vigil.core.revision import REVISION_LENGTH
@@ -80,7 +81,7 @@ def desired_rules(
     route: Mapping[str, Any], target: RoutingTarget, traffic: Traffic
 ) -> list[dict[str, Any]]:
     """The route's rules with our backendRefs rewritten; RoutingError if none are ours."""
-    rules = copy.deepcopy(list((route.get("spec") or {}).get("rules") or []))
+    rules = copy.deepcopy(list(items(route, "spec", "rules")))
     found = False
     for rule in rules:
         refs = list(rule.get("backendRefs") or [])
@@ -91,7 +92,7 @@ def desired_rules(
         others = [r for r in refs if not _ours(r, target)]
         rule["backendRefs"] = desired_backends(target, traffic, mine[0]) + others
     if not found:
-        name = (route.get("metadata") or {}).get("name", "?")
+        name = body(route).meta.name or "?"
         raise RoutingError(
             f"HTTPRoute {name} has no backendRef to Service {naming.service_name(target.name)} "
             f"or to a revision Service {target.name}-<revision>: add "
@@ -106,9 +107,9 @@ def route_patch(
 ) -> dict[str, Any] | None:
     """The merge patch that sets the weights, or None when the route already has them."""
     rules = desired_rules(route, target, traffic)
-    if rules == list((route.get("spec") or {}).get("rules") or []):
+    if rules == list(items(route, "spec", "rules")):
         return None
-    version = (route.get("metadata") or {}).get("resourceVersion")
+    version = body(route).meta.resource_version
     patch: dict[str, Any] = {"spec": {"rules": rules}}
     if version:
         patch["metadata"] = {"resourceVersion": version}
@@ -118,7 +119,7 @@ def route_patch(
 def route_weights(route: Mapping[str, Any], target: RoutingTarget) -> dict[str, int]:
     """Our backends and their weights as the route has them (Service name -> weight)."""
     weights: dict[str, int] = {}
-    for rule in (route.get("spec") or {}).get("rules") or []:
+    for rule in items(route, "spec", "rules"):
         for ref in rule.get("backendRefs") or []:
             if _ours(ref, target):
                 weights[str(ref["name"])] = int(ref.get("weight", 1))
@@ -127,7 +128,7 @@ def route_weights(route: Mapping[str, Any], target: RoutingTarget) -> dict[str, 
 
 def http_route_name(rollout: Mapping[str, Any]) -> str | None:
     """``spec.rollout.trafficRouting.gatewayAPI.httpRoute``, or None."""
-    routing = (rollout.get("trafficRouting") or {}).get("gatewayAPI") or {}
+    routing = section(rollout, "trafficRouting", "gatewayAPI")
     name = routing.get("httpRoute")
     return str(name) if name else None
 

@@ -27,6 +27,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from vigil.core import metric_names
+
 __all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OpsMetrics"]
 
 BASE_LABELS = ("model", "version", "revision", "role")
@@ -95,7 +97,7 @@ class _ProcessCollector(Collector):
             rss.add_metric(values, usage.ru_maxrss * 1024)
         yield rss
         start = GaugeMetricFamily(
-            "vigil_sidecar_start_time_seconds",
+            metric_names.SIDECAR_START_TIME,
             "Unix time the sidecar started (detects restarts / counter resets).",
             labels=names,
         )
@@ -193,7 +195,7 @@ class OpsMetrics:
         names = list(BASE_LABELS)
         base = list(self._base_values)
         requests = CounterMetricFamily(
-            "vigil_requests",
+            metric_names.REQUESTS,
             "Requests by endpoint (infer/other), outcome and HTTP status code.",
             labels=[*names, "endpoint", "outcome", "code"],
         )
@@ -201,7 +203,7 @@ class OpsMetrics:
             requests.add_metric([*base, endpoint, outcome, str(status)], n)
         yield requests
         duration = HistogramMetricFamily(
-            "vigil_request_duration_seconds",
+            metric_names.REQUEST_DURATION,
             "Time from the complete request to the complete response, as the client sees it.",
             labels=[*names, "endpoint"],
         )

@@ -31,8 +31,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from vigil.core.drift import bin_index
+from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
+from vigil.profile.bins import bin_index
 from vigil.profile.model import category_key
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
@@ -451,7 +452,7 @@ class Monitor(Collector):
         def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=[*names, *extra])
 
-        rows = counter("vigil_input_rows", "Rows (instances) seen in inference requests.")
+        rows = counter(metric_names.INPUT_ROWS, "Rows (instances) seen in inference requests.")
         rows.add_metric(base, self.rows)
         yield rows
         viol = counter(
@@ -474,18 +475,18 @@ class Monitor(Collector):
         yield pviol
 
         fbin = counter(
-            "vigil_feature_bin",
+            metric_names.FEATURE_BIN,
             "Values per reference bin of a numeric feature (bin 0 = underflow, last = overflow).",
             ("feature", "bin"),
         )
         fcat = counter(
-            "vigil_feature_category",
+            metric_names.FEATURE_CATEGORY,
             "Values per reference category of a categorical feature (__other__ = the rest).",
             ("feature", "category"),
         )
-        fmiss = counter("vigil_feature_missing", "Missing (null/NaN) values.", ("feature",))
+        fmiss = counter(metric_names.FEATURE_MISSING, "Missing (null/NaN) values.", ("feature",))
         frange = counter(
-            "vigil_feature_out_of_range",
+            metric_names.FEATURE_OUT_OF_RANGE,
             "Values outside the reference range (numeric) or allowed set (categorical).",
             ("feature",),
         )
@@ -503,9 +504,9 @@ class Monitor(Collector):
         yield fmiss
         yield frange
 
-        pclass = counter("vigil_prediction_class", "Predictions per class.", ("class",))
+        pclass = counter(metric_names.PREDICTION_CLASS, "Predictions per class.", ("class",))
         pbin = counter(
-            "vigil_prediction_bin",
+            metric_names.PREDICTION_BIN,
             "Predictions per reference bin (regression; bin 0 = underflow, last = overflow).",
             ("bin",),
         )
@@ -518,14 +519,16 @@ class Monitor(Collector):
                 pbin.add_metric([*base, str(i)], n)
         yield pclass
         yield pbin
-        pc = counter("vigil_predictions", "Numeric predictions seen (sum/squares denominator).")
+        pc = counter(
+            metric_names.PREDICTIONS, "Numeric predictions seen (sum/squares denominator)."
+        )
         pc.add_metric(base, self.pred_count)
         yield pc
-        ps = gauge("vigil_prediction_value_sum", "Sum of numeric predictions since start.")
+        ps = gauge(metric_names.PREDICTION_VALUE_SUM, "Sum of numeric predictions since start.")
         ps.add_metric(base, self.pred_sum)
         yield ps
         pss = gauge(
-            "vigil_prediction_value_squares_sum",
+            metric_names.PREDICTION_VALUE_SQUARES_SUM,
             "Sum of squared numeric predictions since start (for the standard deviation).",
         )
         pss.add_metric(base, self.pred_sumsq)

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from vigil.core import metric_names
 from vigil.profile.model import category_key
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
@@ -181,19 +182,19 @@ class Shadow:
             registry=registry,
         )
         self.predictions = Counter(
-            "vigil_shadow_predictions",
+            metric_names.SHADOW_PREDICTIONS,
             "Predictions (rows) compared between this revision and the target.",
             labels,
             registry=registry,
         )
         self.agreements = Counter(
-            "vigil_shadow_agreements",
+            metric_names.SHADOW_AGREEMENTS,
             "Compared predictions that agree (same class; or within tolerance for regression).",
             labels,
             registry=registry,
         )
         self.difference = Histogram(
-            "vigil_shadow_abs_difference",
+            metric_names.SHADOW_ABS_DIFFERENCE,
             "Absolute difference |local - target| of numeric predictions.",
             labels,
             buckets=DIFF_BUCKETS,

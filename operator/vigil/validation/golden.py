@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 
+from vigil.common.objects import body
 from vigil.core.rollout import GoldenResult, GoldenSetRef
 from vigil.sidecar.payload import parse_response
 from vigil.sidecar.shadow import compare_predictions
@@ -188,7 +189,7 @@ def golden_from_configmap(configmap: Mapping[str, Any] | None, ref: GoldenSetRef
     """The golden set stored under ``ref.key`` of a ConfigMap (``data`` or ``binaryData``)."""
     if configmap is None:
         raise GoldenSetError(f"ConfigMap {ref.name} (golden set) does not exist")
-    data = configmap.get("data") or {}
+    data = body(configmap).data
     if ref.key not in data:
         raise GoldenSetError(f"ConfigMap {ref.name} has no key {ref.key!r} (golden set)")
     try:
@@ -281,11 +282,11 @@ class _Batch:
 async def _send(
     session: aiohttp.ClientSession, url: str, golden: GoldenSet, batch: _Batch, timeout: float
 ) -> None:
-    body = json.dumps(request_body(golden, batch.rows)).encode()
+    encoded = json.dumps(request_body(golden, batch.rows)).encode()
     try:
         async with session.post(
             url,
-            data=body,
+            data=encoded,
             headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:

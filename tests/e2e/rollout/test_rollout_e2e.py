@@ -58,10 +58,16 @@ def record(scenario: str, **figures: Any) -> None:
         out.write(line + "\n")
 
 
-def logged_agreements(operator: OperatorProcess) -> list[float]:
-    """Agreement values the operator judged (its rollout log lines list every gate)."""
-    text = operator.log_path.read_text(errors="replace")
-    found = re.findall(r"'name': 'agreement', 'passed': \w+, 'value': ([0-9.]+)", text)
+def logged_agreements(
+    operator: OperatorProcess, revision: str | None = None, gate: str = "agreement"
+) -> list[float]:
+    """Values of a gate the operator judged (its rollout log lines list every gate).
+
+    ``revision`` keeps only the lines about that candidate.
+    """
+    lines = operator.log_path.read_text(errors="replace").splitlines()
+    text = "\n".join(line for line in lines if revision is None or f" of {revision}: " in line)
+    found = re.findall(rf"'name': '{gate}', 'passed': \w+, 'value': ([0-9.]+)", text)
     return [float(v) for v in found]
 
 
@@ -114,8 +120,8 @@ def manifest(
     }
 
 
-def status(kube: Kube) -> dict[str, Any]:
-    return dict((kube.get("md", "wine") or {}).get("status") or {})
+def status(kube: Kube, name: str = "wine") -> dict[str, Any]:
+    return dict((kube.get("md", name) or {}).get("status") or {})
 
 
 def condition(current: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -152,10 +158,10 @@ class Watch:
     last: dict[str, Any] = field(default_factory=dict)
 
 
-def no_ready_pods(kube: Kube) -> bool:
-    """The Service ``wine`` selects no Ready pod (a failed read proves nothing)."""
+def no_ready_pods(kube: Kube, name: str = "wine") -> bool:
+    """The Service ``name`` selects no Ready pod (a failed read proves nothing)."""
     try:
-        return not serving_pod_ips(kube.cluster, kube.namespace, "wine")
+        return not serving_pod_ips(kube.cluster, kube.namespace, name)
     except ReadFailed:
         return False
 
@@ -167,13 +173,14 @@ def watch_until(
     what: str,
     watch: Watch | None = None,
     on_poll: Callable[[], None] | None = None,
+    name: str = "wine",
 ) -> Watch:
     watch = watch or Watch()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if on_poll is not None:
             on_poll()
-        current = status(kube)
+        current = status(kube, name)
         watch.last = current
         watch.observations += 1
         candidate = current.get("candidate") or {}
@@ -188,10 +195,10 @@ def watch_until(
                 watch.agreements.append(float(gate["value"]))
         if candidate.get("shadowPercent"):
             watch.shadowed = True
-        service = kube.get("service", "wine") or {}
+        service = kube.get("service", name) or {}
         if "vigil.dev/revision" not in ((service.get("spec") or {}).get("selector") or {}):
             watch.spanned = bool(service)
-        if no_ready_pods(kube):
+        if no_ready_pods(kube, name):
             watch.no_ready_pods += 1
         if done(current):
             return watch
@@ -227,6 +234,22 @@ def golden_configmap(model: TrainedModel) -> dict[str, Any]:
     return configmap_manifest(golden, "wine-golden")
 
 
+def wait_serving(kube: Kube, workload_runner: Path, name: str = "wine") -> list[str]:
+    """Wait until the ModelDeployment is Ready and its pods really serve; their IPs.
+
+    kwok marks pods Ready at once, before the workload runner's processes serve.
+    """
+    kube.run("wait", "--for=condition=Ready", f"md/{name}", "--timeout=90s")
+    deadline = time.monotonic() + 120
+    while True:
+        ips = serving_pod_ips(kube.cluster, kube.namespace, name)
+        if ips and all(http(f"http://{ip}:8000/v2/models/{name}/ready")[0] == 200 for ip in ips):
+            return ips
+        if time.monotonic() > deadline:
+            pytest.fail(f"no serving pod behind Service {name} (runner logs: {workload_runner})")
+        time.sleep(0.5)
+
+
 def deploy(
     kube: Kube,
     workload_runner: Path,
@@ -252,16 +275,7 @@ def deploy(
     )
     kube.apply(yaml.safe_dump(golden_configmap(stable)))
     kube.apply(yaml.safe_dump(manifest(stable, metrics=metrics, routing=routing)))
-    kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=90s")
-    # kwok marks pods Ready at once: wait until the processes really serve.
-    deadline = time.monotonic() + 120
-    while not all(
-        http(f"http://{ip}:8000/v2/models/wine/ready")[0] == 200
-        for ip in serving_pod_ips(kube.cluster, kube.namespace, "wine") or ["-"]
-    ):
-        if time.monotonic() > deadline:
-            pytest.fail(f"no serving pod behind Service wine (runner logs: {workload_runner})")
-        time.sleep(0.5)
+    wait_serving(kube, workload_runner)
     route = ((routing or {}).get("gatewayAPI") or {}).get("httpRoute")
     traffic = TrafficGenerator(
         kube.cluster, kube.namespace, "wine", "wine", stable.X, rate=15.0, seed=3, http_route=route

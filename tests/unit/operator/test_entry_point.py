@@ -177,6 +177,10 @@ def test_kopf_decodes_watch_events_with_orjson() -> None:
     assert kopf_api.json.loads is orjson.loads
     assert kopf_api.json.dumps is json.dumps  # the rest is the standard module
     # The patch point: kopf's watch stream decodes each line with its module's json.
-    assert "json.loads(" in inspect.getsource(kopf_api.stream)
+    assert "json.loads(" in inspect.getsource(kopf_api.stream), (
+        "kopf no longer decodes watch lines with kopf._cogs.clients.api's json.loads: "
+        "vigil.operator.runtime.decode_watch_streams_with_orjson now swaps nothing; "
+        "find where this kopf release decodes them (docs/design/api-traffic.md)"
+    )
     line = b'{"type":"MODIFIED","object":{"metadata":{"name":"caf\\u00e9"},"spec":{"n":1.5}}}'
     assert kopf_api.json.loads(line.decode("utf-8")) == json.loads(line)

@@ -6,9 +6,12 @@ tests/e2e/images; these checks need only a C compiler.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -129,3 +132,83 @@ def _wait_until_it_catches(pid: int, signo: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"pid {pid} never installed a handler for signal {signo}")
+
+
+def _pem(der: bytes) -> str:
+    body = base64.b64encode(der).decode()
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+def test_a_ca_of_this_machine_is_found_wherever_an_image_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own, public = os.urandom(700), os.urandom(700)
+    local, mozilla = tmp_path / "local", tmp_path / "mozilla"
+    local.mkdir()
+    mozilla.mkdir()
+    (local / "corp.crt").write_text(_pem(own))
+    (mozilla / "root.crt").write_text(_pem(public))
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_text(_pem(public) + _pem(own))
+    for variable in images.CA_BUNDLE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PIP_CERT", str(bundle))
+    needles = images.machine_secrets(local, mozilla)
+    assert needles == sorted([own, base64.b64encode(own)[:64]]), "the public root is no secret"
+
+    der = tmp_path / "blob.bin"
+    der.write_bytes(b"\0" * 100 + own + b"\0" * 100)
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text("[global]\nindex-url = https://example.invalid/simple\n")
+    layer = tmp_path / "layer.tar"
+    files = {
+        "etc/ssl/certs/ca-certificates.crt": bundle,
+        "usr/share/ca-certificates/root.crt": mozilla / "root.crt",
+        "etc/pip.conf": pip_conf,
+        "opt/blob.bin": der,
+        "wheels/numpy.whl": der,
+    }
+    images.file_layer(layer, {name: (path, 0o644) for name, path in files.items()})
+    archive = tmp_path / "image.tar"
+    config = images.image_config({"Env": ["PATH=/usr/bin", "PIP_CERT=/x.crt"]}, created_by="t")
+    images.write_docker_archive(archive, "vigil.local/leaky:1", [layer], config)
+
+    assert images.find_secrets(archive, needles) == [
+        "configuration: Env PIP_CERT=/x.crt",
+        "/etc/pip.conf (a credential file)",
+        "/etc/ssl/certs/ca-certificates.crt (holds a CA of this machine)",
+        "/opt/blob.bin (holds a CA of this machine)",
+        "/wheels/numpy.whl (the build stage's wheelhouse)",
+        "/wheels/numpy.whl (holds a CA of this machine)",
+    ]
+
+
+def test_image_scripts_parse() -> None:
+    for shell, script in (
+        ("bash", "hack/build-images.sh"),
+        ("bash", "hack/images/mlserver-sklearn/lock.sh"),
+        ("sh", "hack/images/python-base/setup.sh"),
+    ):
+        result = subprocess.run([shell, "-n", str(ROOT / script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script}: {result.stderr}"
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][^ ]*", line) for line in lines), lines
+    return {
+        name.lower().replace("_", "-"): version
+        for name, version in (line.split("==") for line in lines)
+    }
+
+
+def test_model_server_image_pins_every_package_at_the_makefiles_versions() -> None:
+    pins = _pins(ROOT / "hack" / "images" / "mlserver-sklearn" / "requirements.txt")
+    makefile = (ROOT / "Makefile").read_text()
+    wanted = re.search(r"^MLSERVER_PKGS := (.*)$", makefile, re.M)
+    assert wanted
+    for requirement in wanted.group(1).split():
+        name, version = requirement.split("==")
+        assert pins[name] == version, requirement
+    assert {"scikit-learn", "joblib", "numpy"} <= set(pins)

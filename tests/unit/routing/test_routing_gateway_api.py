@@ -8,10 +8,10 @@ import copy
 import pytest
 
 from vigil.core import naming
-from vigil.core.desired import Owner
+from vigil.core.desired import Owner, desired_revision_service
 from vigil.core.rollout import Traffic
 from vigil.kube.client import KubeError
-from vigil.routing.base import RoutingError, RoutingTarget, revision_service
+from vigil.routing.base import RoutingError, RoutingTarget
 from vigil.routing.gateway_api import (
     GatewayAPIRouter,
     desired_rules,
@@ -174,7 +174,9 @@ def test_apply_on_a_missing_route_says_so():
 
 
 def test_revision_service_selects_one_revision():
-    service = revision_service(Owner("wine", "ml", "uid-1"), "bbbbbbb", naming.ROLE_CANDIDATE)
+    service = desired_revision_service(
+        Owner("wine", "ml", "uid-1"), "bbbbbbb", naming.ROLE_CANDIDATE
+    )
     assert service["metadata"]["name"] == "wine-bbbbbbb"
     assert service["spec"]["selector"] == naming.selector_labels("wine", "bbbbbbb")
     assert service["spec"]["ports"][0]["port"] == 80

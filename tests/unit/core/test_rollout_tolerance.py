@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from vigil.core.rollout import (
-    DEFAULT_RELATIVE_TOLERANCE,
-    CandidateFigures,
-    Step,
-    Tolerance,
-    gates,
-    parse_policy,
-    traffic_at,
-)
+from vigil.core.rollout import CandidateFigures, gates, traffic_at
+from vigil.core.spec import DEFAULT_RELATIVE_TOLERANCE, Step, Tolerance, parse_policy
 
 STEPS = [
     {"shadow": {"duration": "10s"}},

@@ -1,0 +1,56 @@
+"""The sidecar's metric families that the operator reads: one name, both sides.
+
+The sidecar (:mod:`vigil.sidecar`) exposes them; the metrics sources
+(:mod:`vigil.metrics`: scraped text or PromQL) and the window arithmetic
+(:mod:`vigil.core.window`) read them back. A family is named here once,
+without the suffix the exposition adds (``_total`` for a counter,
+``_bucket``/``_sum``/``_count`` for a histogram): :func:`total`,
+:func:`bucket`, :func:`sum_of` and :func:`count_of` spell the series.
+"""
+
+from __future__ import annotations
+
+#: Every series of the project starts with it (the parsers skip other lines early).
+PREFIX = "vigil_"
+
+# Requests and their latency (counter; histogram), by endpoint and outcome.
+REQUESTS = "vigil_requests"
+REQUEST_DURATION = "vigil_request_duration_seconds"
+# Inputs (counters): rows, and per feature its bins, categories, missing and out-of-range values.
+INPUT_ROWS = "vigil_input_rows"
+FEATURE_BIN = "vigil_feature_bin"
+FEATURE_CATEGORY = "vigil_feature_category"
+FEATURE_MISSING = "vigil_feature_missing"
+FEATURE_OUT_OF_RANGE = "vigil_feature_out_of_range"
+# Predictions: per class or bin (counters), and running sums (gauges: they may go down).
+PREDICTION_CLASS = "vigil_prediction_class"
+PREDICTION_BIN = "vigil_prediction_bin"
+PREDICTIONS = "vigil_predictions"
+PREDICTION_VALUE_SUM = "vigil_prediction_value_sum"
+PREDICTION_VALUE_SQUARES_SUM = "vigil_prediction_value_squares_sum"
+# Shadow comparisons, counted by the stable's sidecars (counters; a histogram).
+SHADOW_PREDICTIONS = "vigil_shadow_predictions"
+SHADOW_AGREEMENTS = "vigil_shadow_agreements"
+SHADOW_ABS_DIFFERENCE = "vigil_shadow_abs_difference"
+#: A gauge: a new value means the process restarted (its counters began again).
+SIDECAR_START_TIME = "vigil_sidecar_start_time_seconds"
+
+
+def total(family: str) -> str:
+    """A counter's series: ``vigil_requests`` -> ``vigil_requests_total``."""
+    return f"{family}_total"
+
+
+def bucket(family: str) -> str:
+    """A histogram's buckets."""
+    return f"{family}_bucket"
+
+
+def sum_of(family: str) -> str:
+    """A histogram's sum."""
+    return f"{family}_sum"
+
+
+def count_of(family: str) -> str:
+    """A histogram's count."""
+    return f"{family}_count"
