@@ -37,8 +37,8 @@ from pathlib import Path
 import yaml
 
 from vigil.devcluster.cluster import ClusterError, LocalCluster, pid_alive, write_kubeconfig
+from vigil.devcluster.images import ImageArchive, ImageError, ensure_images
 from vigil.devcluster.network import NetworkError, NodeNetwork
-from vigil.devcluster.node_images import ImageArchive, pause_image
 from vigil.devcluster.packages import NODE_PACKAGES, PackageError, ensure_packages
 
 NODE_NAME = "real-node"
@@ -164,7 +164,10 @@ class RealNode:
                 f"{MAX_SOCKET_PATH} bytes (a unix socket limit): use a shorter state folder "
                 "(VIGIL_CLUSTER_DIR)"
             )
-        pause = pause_image(cluster.log)
+        try:
+            pause = ensure_images(["pause"], cluster.log)["pause"]
+        except ImageError as error:
+            raise NodeError(f"cannot build the pause image: {error}") from error
         self._record_kernel_tunables()
         try:
             self.network.create()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,6 @@ from vigil.devcluster import node as node_module
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.network import NodeNetwork
 from vigil.devcluster.node import NOT_ROOT, NodeError, RealNode, preflight
-from vigil.devcluster.node_images import write_docker_archive
 from vigil.devcluster.packages import missing
 
 
@@ -108,16 +105,3 @@ def test_missing_names_each_package_once(tmp_path: Path) -> None:
         "no-such-command-vigil": "pkg-b",
     }
     assert missing(wanted) == ["pkg-a", "pkg-b"]
-
-
-def test_an_image_archive_has_docker_saves_layout(tmp_path: Path) -> None:
-    path = tmp_path / "image.tar"
-    write_docker_archive(path, "vigil.local/x:1", b"layer-bytes", ["/x"], user="10001")
-    with tarfile.open(path) as archive:
-        manifest = json.loads(archive.extractfile("manifest.json").read())  # type: ignore[union-attr]
-        (entry,) = manifest
-        assert entry["RepoTags"] == ["vigil.local/x:1"]
-        config = json.loads(archive.extractfile(entry["Config"]).read())  # type: ignore[union-attr]
-        assert archive.extractfile(entry["Layers"][0]).read() == b"layer-bytes"  # type: ignore[union-attr]
-    assert config["config"]["Entrypoint"] == ["/x"] and config["config"]["User"] == "10001"
-    assert config["rootfs"]["diff_ids"][0].startswith("sha256:")
