@@ -42,10 +42,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from vigil.devcluster.common import ClusterError, pid_alive, write_kubeconfig
 from vigil.devcluster.network import NodeNetwork, pod_octet
 
 if TYPE_CHECKING:
     from vigil.devcluster.node import RealNode
+
 
 COMPONENTS = (
     "etcd",
@@ -64,10 +66,6 @@ DEFAULT_PORT_BASE = 26400
 POD_CIDR_TEMPLATE = "127.{octet}.{index}.0/24"
 NODE_IP_TEMPLATE = "127.99.0.{index}"
 NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
-
-
-class ClusterError(RuntimeError):
-    """A component could not be built, started or reached; the message says which."""
 
 
 #: Static-token identities: component -> (user, ``,"group"`` or empty).
@@ -163,20 +161,6 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); look at its state.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -188,23 +172,6 @@ def _run_openssl(args: Sequence[str], cwd: Path) -> None:
     if shutil.which("openssl") is None:
         raise ClusterError("openssl is required to make the local cluster's certificates")
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def write_kubeconfig(path: Path, server: str, ca_data: str, token: str, user: str) -> None:
-    """Write a kubeconfig with one cluster, one token user and one context."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "vigil", "cluster": {"server": server, "certificate-authority-data": ca_data}}
-        ],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "vigil", "context": {"cluster": "vigil", "user": user}}],
-        "current-context": "vigil",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
 
 
 def cluster_endpoint(kubeconfig: Path) -> tuple[str, str]:

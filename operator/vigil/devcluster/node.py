@@ -31,12 +31,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import yaml
 
-from vigil.devcluster.cluster import ClusterError, LocalCluster, pid_alive, write_kubeconfig
+from vigil.devcluster.common import ClusterError, pid_alive, write_kubeconfig
 from vigil.devcluster.images import ImageArchive, ImageError, ensure_images
 from vigil.devcluster.network import NetworkError, NodeNetwork
 from vigil.devcluster.packages import NODE_PACKAGES, PackageError, ensure_packages
@@ -75,6 +76,33 @@ NOT_ROOT = (
     "the local cluster's real node needs root (containerd, network namespaces, cgroups); "
     "run as root, or use a kind cluster instead: make kind-up (needs Docker and kind)"
 )
+
+
+class NodeCluster(Protocol):
+    """What the node needs of its cluster (``LocalCluster``): folders, processes, PKI."""
+
+    state_dir: Path
+    log: Callable[[str], None]
+
+    @property
+    def ports(self) -> Any: ...  # .etcd_client (the base) and .apiserver
+    @property
+    def logs_dir(self) -> Path: ...
+    @property
+    def pki_dir(self) -> Path: ...
+    @property
+    def bin_dir(self) -> Path: ...
+    def kubectl(self, *args: str, **options: Any) -> subprocess.CompletedProcess[str]: ...
+    def issue_certificate(
+        self, name: str, subject: str, usage: str, alt_names: str | None = None
+    ) -> None: ...
+    def tokens(self) -> dict[str, str]: ...
+    def _ca_data(self) -> str: ...
+    def _start(self, name: str, args: list[str]) -> int: ...
+    def _wait(
+        self, name: str, pid: int, ready: Callable[[], bool], timeout: float = 60
+    ) -> None: ...
+    def _stop(self, name: str, pid: int) -> None: ...
 
 
 class NodeError(ClusterError):
@@ -128,7 +156,7 @@ def _get(url: str, context: object | None = None) -> bool:
 class RealNode:
     """Start, check and remove the real node of one ``LocalCluster``."""
 
-    def __init__(self, cluster: LocalCluster) -> None:
+    def __init__(self, cluster: NodeCluster) -> None:
         self.cluster = cluster
         self.network = NodeNetwork.for_port_base(cluster.ports.etcd_client)
         self.dir = cluster.state_dir / "node"
@@ -299,12 +327,13 @@ class RealNode:
             "serverAuth",
             f"IP:{net.node_ip},DNS:{NODE_NAME}",
         )
-        _write_kubeconfig_cert(
+        write_kubeconfig(
             self.dir / "kubelet/kubeconfig",
             server,
             cluster._ca_data(),
-            pki / "kubelet-client.crt",
-            pki / "kubelet-client.key",
+            "",
+            f"system:node:{NODE_NAME}",
+            client_certificate=(pki / "kubelet-client.crt", pki / "kubelet-client.key"),
         )
         tokens = cluster.tokens()
         for name, user in (("kube-proxy", "system:kube-proxy"), ("coredns", "system:coredns")):
@@ -593,26 +622,6 @@ class RealNode:
             for name, value in json.loads(TUNABLES_RECORD.read_text()).items():
                 (Path("/proc/sys") / name).write_text(value)
         TUNABLES_RECORD.unlink(missing_ok=True)
-
-
-def _write_kubeconfig_cert(path: Path, server: str, ca_data: str, cert: Path, key: Path) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "vigil", "cluster": {"server": server, "certificate-authority-data": ca_data}}
-        ],
-        "users": [
-            {
-                "name": "node",
-                "user": {"client-certificate": str(cert), "client-key": str(key)},
-            }
-        ],
-        "contexts": [{"name": "vigil", "context": {"cluster": "vigil", "user": "node"}}],
-        "current-context": "vigil",
-    }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
 
 
 CONTAINERD_CONFIG = """\
