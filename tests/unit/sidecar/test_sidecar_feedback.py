@@ -277,3 +277,15 @@ class TestSettings:
         ):
             with pytest.raises(ConfigError, match=words):
                 settings_from_mapping({"feedback": bad})
+
+
+class TestLivePort:
+    async def test_feedback_paths_on_the_live_port_go_to_the_model(
+        self, model, start_sidecar, http
+    ):
+        sidecar = await start_sidecar(model.url, feedback=fb())
+        for path in ("/vigil/v1/feedback", "/vigil/v1/feedback/handoff", "//vigil/v1/feedback"):
+            async with http.post(f"{base(sidecar)}{path}", data=b'{"id": "a", "truth": 1}') as r:
+                assert r.status == 404 and "X-Vigil-Error" not in r.headers  # the model's 404
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_requests_total") == 0
