@@ -239,8 +239,10 @@ def candidate_figures(
 
     ``reference`` is the candidate's profile, ``stable_reference`` the
     stable's (the same one when the change kept it; None = unknown, then the
-    candidate's serves for both, as the stable's sidecars were not told
-    otherwise).
+    candidate's serves for both input-drift figures, as the stable's sidecars
+    were not told otherwise). The prediction shift uses only what is known:
+    with the stable's profile unknown its bins are too, and the shift is
+    measured from the means and standard deviations.
     """
     stable_profile = stable_reference if stable_reference is not None else reference
     _, _, shared = feature_changes(reference, stable_profile)

@@ -351,28 +351,18 @@ def desired_deployment(
     )
 
 
-def desired_service(
-    owner: Owner, serving_revision: str, selector: Mapping[str, str] | None = None
+def _service(
+    owner: Owner, name: str, labels: Mapping[str, str], selector: Mapping[str, str]
 ) -> dict[str, Any]:
-    """The Service carrying live traffic to the serving revision's sidecars.
-
-    ``selector`` overrides the serving revision's (a router spanning the
-    stable's and the candidate's pods during a canary).
-    """
+    """A ClusterIP Service on the sidecars' port."""
     return with_applied_hash(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _metadata(
-                owner,
-                naming.service_name(owner.name),
-                naming.child_labels(owner.name, naming.ROLE_SERVING),
-            ),
+            "metadata": _metadata(owner, name, labels),
             "spec": {
                 "type": "ClusterIP",
-                "selector": dict(selector)
-                if selector
-                else naming.selector_labels(owner.name, serving_revision),
+                "selector": dict(selector),
                 "ports": [
                     {
                         "name": SIDECAR_PORT_NAME,
@@ -387,35 +377,33 @@ def desired_service(
     )
 
 
+def desired_service(
+    owner: Owner, serving_revision: str, selector: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The Service carrying live traffic to the serving revision's sidecars.
+
+    ``selector`` overrides the serving revision's (a router spanning the
+    stable's and the candidate's pods during a canary).
+    """
+    return _service(
+        owner,
+        naming.service_name(owner.name),
+        naming.child_labels(owner.name, naming.ROLE_SERVING),
+        selector or naming.selector_labels(owner.name, serving_revision),
+    )
+
+
 def desired_revision_service(owner: Owner, revision: str, role: str) -> dict[str, Any]:
     """The per-revision Service ``<name>-<revision>``: only that revision's sidecars.
 
     Gateway API backends, shadow copies and golden replays address one
     revision through it, independently of pods coming and going.
     """
-    return with_applied_hash(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _metadata(
-                owner,
-                naming.deployment_name(owner.name, revision),
-                naming.child_labels(owner.name, role, revision),
-            ),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": naming.selector_labels(owner.name, revision),
-                "ports": [
-                    {
-                        "name": SIDECAR_PORT_NAME,
-                        "port": SERVICE_PORT,
-                        "targetPort": SIDECAR_PORT_NAME,
-                        "protocol": "TCP",
-                        "appProtocol": "http",
-                    }
-                ],
-            },
-        }
+    return _service(
+        owner,
+        naming.deployment_name(owner.name, revision),
+        naming.child_labels(owner.name, role, revision),
+        naming.selector_labels(owner.name, revision),
     )
 
 

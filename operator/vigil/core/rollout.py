@@ -208,70 +208,37 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
     )
 
 
+def _at_most(name: str, value: float, limit: float, text: str) -> Gate:
+    return Gate(name, value <= limit, value, limit, text)
+
+
 def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[Gate, ...]:
     """Evaluate every applicable gate on the candidate's figures (Argo's EvaluateResult)."""
     found: list[Gate] = []
     if figures.error_rate is not None:
-        found.append(
-            Gate(
-                "errorRate",
-                figures.error_rate <= policy.max_error_rate,
-                figures.error_rate,
-                policy.max_error_rate,
-                f"error rate {figures.error_rate:.2%} vs {policy.max_error_rate:.2%}",
-            )
-        )
+        rate, limit = figures.error_rate, policy.max_error_rate
+        found.append(_at_most("errorRate", rate, limit, f"error rate {rate:.2%} vs {limit:.2%}"))
     if figures.latency_p95 is not None:
-        found.append(
-            Gate(
-                "latencyP95",
-                figures.latency_p95 <= policy.max_latency_p95,
-                figures.latency_p95,
-                policy.max_latency_p95,
-                f"p95 {figures.latency_p95 * 1000:.0f}ms vs {policy.max_latency_p95 * 1000:.0f}ms",
-            )
-        )
+        p95, limit = figures.latency_p95, policy.max_latency_p95
+        text = f"p95 {p95 * 1000:.0f}ms vs {limit * 1000:.0f}ms"
+        found.append(_at_most("latencyP95", p95, limit, text))
     if step.kind == "shadow" and figures.agreement is not None:
-        found.append(
-            Gate(
-                "agreement",
-                figures.agreement >= policy.min_agreement,
-                figures.agreement,
-                policy.min_agreement,
-                f"agreement {figures.agreement:.2f} vs {policy.min_agreement:.2f}"
-                + (
-                    f" (mean |difference| {figures.mean_abs_difference:.4g})"
-                    if figures.mean_abs_difference is not None
-                    else ""
-                ),
-            )
+        agreement, need = figures.agreement, policy.min_agreement
+        difference = figures.mean_abs_difference
+        text = f"agreement {agreement:.2f} vs {need:.2f}" + (
+            f" (mean |difference| {difference:.4g})" if difference is not None else ""
         )
+        found.append(Gate("agreement", agreement >= need, agreement, need, text))
     if figures.prediction_shift is not None:
-        found.append(
-            Gate(
-                "predictionShift",
-                figures.prediction_shift <= policy.max_prediction_shift,
-                figures.prediction_shift,
-                policy.max_prediction_shift,
-                f"prediction shift {figures.prediction_shift:.3f} vs "
-                f"{policy.max_prediction_shift:.3f}"
-                + (
-                    f" ({figures.prediction_shift_basis})" if figures.prediction_shift_basis else ""
-                ),
-            )
-        )
+        shift, limit = figures.prediction_shift, policy.max_prediction_shift
+        basis = figures.prediction_shift_basis
+        text = f"prediction shift {shift:.3f} vs {limit:.3f}" + (f" ({basis})" if basis else "")
+        found.append(_at_most("predictionShift", shift, limit, text))
     if figures.candidate_drift is not None and figures.stable_drift is not None:
-        limit = figures.stable_drift + DRIFT_TOLERANCE
-        found.append(
-            Gate(
-                "inputDrift",
-                figures.candidate_drift <= limit,
-                figures.candidate_drift,
-                limit,
-                f"input drift {figures.candidate_drift:.3f} vs stable's "
-                f"{figures.stable_drift:.3f} + {DRIFT_TOLERANCE}",
-            )
-        )
+        drifted, stable = figures.candidate_drift, figures.stable_drift
+        limit = stable + DRIFT_TOLERANCE
+        text = f"input drift {drifted:.3f} vs stable's {stable:.3f} + {DRIFT_TOLERANCE}"
+        found.append(_at_most("inputDrift", drifted, limit, text))
     return tuple(found)
 
 

@@ -199,6 +199,8 @@ def docker_engine(data_root: Path, log_dir: Path, say: Log) -> Iterator[Docker]:
         yield docker
     finally:
         _stop(process)
+        # dockerd leaves its bind mount of the host's network namespace behind.
+        unmount_under(run_dir)
 
 
 def _wait_for_engine(docker: Docker, process: subprocess.Popen[bytes], log_path: Path) -> None:

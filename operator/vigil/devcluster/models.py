@@ -110,12 +110,25 @@ def train_wine(
     y = np.asarray(data.target)
     labels = np.random.default_rng(seed).permutation(y) if shuffled_labels else y
     model = RandomForestClassifier(n_estimators=30, random_state=seed).fit(X, labels)
-    write_mlserver_folder(folder, name, version, model)
     features = [str(f) for f in data.feature_names]
+    return served_estimator(folder, name, version, model, X, y, features)
+
+
+def served_estimator(
+    folder: Path,
+    name: str,
+    version: str,
+    estimator: Any,
+    X: npt.NDArray[np.float64],
+    y: npt.NDArray[Any],
+    features: list[str],
+) -> TrainedModel:
+    """A fitted estimator's MLServer folder, and its reference profile from its own answers."""
+    write_mlserver_folder(folder, name, version, estimator)
     profile = build_profile(
         X,
         feature_names=features,
-        predictions=model.predict(X),
+        predictions=estimator.predict(X),
         model_name=name,
         model_version=version,
     )

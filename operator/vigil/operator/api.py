@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from vigil.routing.base import RoutingApi
 
-class Api(Protocol):
-    """Reads, server-side applies, deletes, status patches, Events and plain patches."""
 
-    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+class Api(RoutingApi, Protocol):
+    """A router's reads and patches, plus server-side applies, deletes, status and Events."""
 
     async def list(
         self, kind: str, namespace: str, label_selector: str
@@ -30,13 +30,3 @@ class Api(Protocol):
     ) -> dict[str, Any]: ...
 
     async def create_event(self, manifest: Mapping[str, Any]) -> bool: ...
-
-    async def patch(
-        self,
-        kind: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        *,
-        content_type: str = "application/merge-patch+json",
-    ) -> dict[str, Any]: ...

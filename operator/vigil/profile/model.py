@@ -22,20 +22,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = [
-    "FORMAT",
-    "OTHER",
-    "SCHEMA_VERSION",
-    "DriftDefaults",
-    "FeatureProfile",
-    "ProfileError",
-    "ReferenceProfile",
-    "Summary",
-    "category_key",
-    "load_profile",
-    "parse_profile",
-]
-
 #: Identifies the document type (a profile is plain JSON, often in a ConfigMap).
 FORMAT = "vigil.dev/reference-profile"
 #: Incremented on incompatible changes of the JSON layout.

@@ -25,10 +25,6 @@ from typing import Any, Protocol
 from vigil.core import naming
 from vigil.core.desired import (
     SERVICE_PORT,
-    SIDECAR_PORT_NAME,
-    Owner,
-    owner_reference,
-    with_applied_hash,
 )
 from vigil.core.rollout import Traffic
 
@@ -104,37 +100,3 @@ class Router(Protocol):
     async def apply(self, api: RoutingApi, target: RoutingTarget, traffic: Traffic) -> RoutePlan:
         """Write what lies outside the reconciler's desired set; returns the plan."""
         ...
-
-
-def revision_service(owner: Owner, revision: str, role: str) -> dict[str, Any]:
-    """The per-revision Service ``<name>-<revision>``: only that revision's sidecars.
-
-    Gateway API backends and shadow copies address one revision through it,
-    independently of pods coming and going. ``role`` is the revision's role
-    (``stable`` or ``candidate``), as on its Deployment.
-    """
-    return with_applied_hash(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {
-                "name": naming.deployment_name(owner.name, revision),
-                "namespace": owner.namespace,
-                "labels": naming.child_labels(owner.name, role, revision),
-                "ownerReferences": [owner_reference(owner)],
-            },
-            "spec": {
-                "type": "ClusterIP",
-                "selector": naming.selector_labels(owner.name, revision),
-                "ports": [
-                    {
-                        "name": SIDECAR_PORT_NAME,
-                        "port": SERVICE_PORT,
-                        "targetPort": SIDECAR_PORT_NAME,
-                        "protocol": "TCP",
-                        "appProtocol": "http",
-                    }
-                ],
-            },
-        }
-    )

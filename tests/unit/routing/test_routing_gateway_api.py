@@ -8,10 +8,10 @@ import copy
 import pytest
 
 from vigil.core import naming
-from vigil.core.desired import Owner
+from vigil.core.desired import Owner, desired_revision_service
 from vigil.core.rollout import Traffic
 from vigil.kube.client import KubeError
-from vigil.routing.base import RoutingError, RoutingTarget, revision_service
+from vigil.routing.base import RoutingError, RoutingTarget
 from vigil.routing.gateway_api import (
     GatewayAPIRouter,
     desired_rules,
@@ -72,13 +72,16 @@ def test_weights_move_along_and_back():
         }
 
 
-def test_after_promotion_only_the_new_stable_remains():
+def test_without_a_candidate_the_model_service_takes_everything():
+    # After a promotion (or a rollback): the Service <name> selects the serving revision
+    # and outlives every revision, so the route names no revision Service any more.
     during = route(*desired_rules(route(USER_RULE), TARGET, Traffic(50, 0, 1, 2)))
     promoted = RoutingTarget("wine", "ml", stable="bbbbbbb")
     after = route(*desired_rules(during, promoted, Traffic(0, 0, 0, 2)))
-    assert after["spec"]["rules"][0]["backendRefs"] == [
-        {"name": "wine-bbbbbbb", "port": 80, "weight": 100}
-    ]
+    assert after["spec"]["rules"][0]["backendRefs"] == [{"name": "wine", "port": 80, "weight": 100}]
+    assert route_patch(route(USER_RULE), promoted, Traffic(0, 0, 0, 2)) is not None
+    again = route({"backendRefs": [{"name": "wine", "port": 80, "weight": 100}]})
+    assert route_patch(again, promoted, Traffic(0, 0, 0, 2)) is None
 
 
 def test_foreign_backends_and_rules_are_untouched():
@@ -174,7 +177,9 @@ def test_apply_on_a_missing_route_says_so():
 
 
 def test_revision_service_selects_one_revision():
-    service = revision_service(Owner("wine", "ml", "uid-1"), "bbbbbbb", naming.ROLE_CANDIDATE)
+    service = desired_revision_service(
+        Owner("wine", "ml", "uid-1"), "bbbbbbb", naming.ROLE_CANDIDATE
+    )
     assert service["metadata"]["name"] == "wine-bbbbbbb"
     assert service["spec"]["selector"] == naming.selector_labels("wine", "bbbbbbb")
     assert service["spec"]["ports"][0]["port"] == 80
