@@ -19,10 +19,14 @@ The state machine, Flagger-style (each step reads like a runbook line):
         candidate failed                 -> report RolloutFailed (stable keeps serving)
         candidate available              -> move the Service, then delete the old revision
 
-Safety rule: the Service is only ever moved to a revision whose Deployment
+Safety rules: the Service is only ever moved to a revision whose Deployment
 is available (all replicas ready), and the old revision is deleted only
 after the move was written: the Service never selects zero Ready pods
-during a switch.
+during a switch. With a route outside the operator's children (a Gateway
+API HTTPRoute), every plan says where it points, and a plan's actions run
+in one order: writes, then the route, then deletions. So the route names
+only Services that exist, and a Service is deleted only once the route has
+left it.
 """
 
 from __future__ import annotations
@@ -176,7 +180,25 @@ class Delete:
     name: str
 
 
-Action = Apply | Delete
+#: A route's traffic without a candidate (only the weights matter to a route).
+ALL_TO_STABLE = rollout.Traffic(0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Point the router's route (an HTTPRoute) at the stable and the candidate.
+
+    Without a candidate the route sends everything to the Service ``<name>``,
+    which selects the serving revision and lives as long as the
+    ModelDeployment: no revision Service is named outside a rollout.
+    """
+
+    stable: str
+    candidate: str | None = None
+    traffic: rollout.Traffic = ALL_TO_STABLE
+
+
+Action = Apply | Delete | Route
 
 
 @dataclass(frozen=True)
@@ -202,8 +224,6 @@ class Plan:
     rollout_outcome: str | None = None
     #: The manual request to clear from the annotations once the status is written.
     clear_request: Request | None = None
-    #: (stable, candidate, traffic) for routers that write outside the desired set.
-    route: tuple[str, str | None, rollout.Traffic] | None = None
 
 
 @dataclass
@@ -351,6 +371,8 @@ class _Builder:
         self.history: list[dict[str, Any]] = [
             dict(item) for item in obs.status.get("history") or ()
         ]
+        #: Where the route points (a route outside the desired set only; see Route).
+        self.wanted_route: Route | None = None
         #: The verb of a person's request still to answer ("" = none, or answered).
         self.verb = ""
         #: The answer given this cycle (``status.lastRequest``).
@@ -398,6 +420,24 @@ class _Builder:
             self.plan.actions.append(Apply(manifest))
             return True
         return False
+
+    def route(
+        self,
+        stable: str,
+        candidate: str | None = None,
+        traffic: rollout.Traffic = ALL_TO_STABLE,
+    ) -> None:
+        """Where the route should point (a later wish in the plan replaces an earlier one)."""
+        if _routes_externally(self.obs.spec):
+            self.wanted_route = Route(stable, candidate, traffic)
+
+    def ordered_actions(self) -> list[Action]:
+        """Writes, then the route, then deletions (see the module docstring)."""
+        actions = self.plan.actions
+        writes = [action for action in actions if not isinstance(action, Delete)]
+        deletions = [action for action in actions if isinstance(action, Delete)]
+        route = [self.wanted_route] if self.wanted_route is not None else []
+        return [*writes, *route, *deletions]
 
     def exists(self, kind: str, name: str) -> bool:
         return (kind, name) in self.live
@@ -451,7 +491,13 @@ def decide(obs: Observation) -> Plan:
     last = build.answered or obs.status.get("lastRequest")
     if last:
         plan.status["lastRequest"] = last
+    plan.actions = build.ordered_actions()
     return plan
+
+
+def _routes_externally(raw_spec: Mapping[str, Any]) -> bool:
+    """A route outside the operator's children carries the traffic (spec.rollout.trafficRouting)."""
+    return bool((raw_spec.get("rollout") or {}).get("trafficRouting"))
 
 
 def _read_request(build: _Builder) -> str:
@@ -601,6 +647,7 @@ def _deploy_new(
         and revision not in views
     )
     build.ensure(desired_service(obs.owner, revision))
+    build.route(revision)
     # Superseded leftovers (a candidate of a stable that was deleted) go away.
     for other in views:
         if other != revision:
@@ -654,6 +701,7 @@ def _keep_stable(
             f"revision {revision} scaled from {view.replicas} to {spec.replicas} replica(s)",
         )
     build.ensure(desired_service(obs.owner, revision))
+    build.route(revision)
     # A spec change back to the stable revision aborts the rollout.
     for other in views:
         if other == revision:
@@ -702,6 +750,7 @@ def _blue_green(
     # Keep live traffic on the stable revision until the candidate is ready.
     if not progressive:
         build.ensure(desired_service(obs.owner, stable_revision))
+        build.route(stable_revision)
     _ensure_in_history(build, stable_view)
 
     # A newer spec supersedes a candidate that was still starting.
@@ -931,7 +980,6 @@ def _progressive(
     if decision.action == "promote" and candidate_view is not None and observations.full_capacity:
         plan = _switch(build, spec, revision, identity, change, stable_view, candidate_view)
         plan.rollout_outcome = "Promoted"
-        plan.route = (revision, None, rollout.Traffic(0, 0, replicas, replicas))
         return plan
 
     # Copies and live traffic reach the candidate only once it serves (a request to a
@@ -956,7 +1004,7 @@ def _progressive(
     build.ensure(desired_revision_service(obs.owner, stable, naming.ROLE_STABLE))
     build.ensure(desired_revision_service(obs.owner, revision, naming.ROLE_CANDIDATE))
     build.ensure(desired_service(obs.owner, stable, selector))
-    build.plan.route = (stable, revision, traffic)
+    build.route(stable, revision, traffic)
     _ensure_in_history(build, stable_view)
 
     if "StepAdvanced" in decision.events:
@@ -1115,10 +1163,11 @@ def _last_gates(
 
 
 def _stable_side(build: _Builder, stable_view: DeploymentView) -> None:
-    """The stable at full capacity, without shadow copies, alone behind the Service."""
+    """The stable at full capacity, without shadow copies, alone behind the Service and route."""
     obs = build.obs
     _ensure_stable_shadow(build, stable_view, None)
     build.ensure(desired_service(obs.owner, stable_view.revision))
+    build.route(stable_view.revision)
     _ensure_in_history(build, stable_view)
 
 
@@ -1233,6 +1282,7 @@ def _switch(
     """Promote the available candidate: move the Service first, then delete the old revision."""
     obs = build.obs
     build.ensure(desired_service(obs.owner, revision))
+    build.route(revision)
     info = RevisionInfo(revision, identity, naming.ROLE_STABLE)
     build.ensure(desired_configmap(obs.owner, spec, info))
     build.ensure(

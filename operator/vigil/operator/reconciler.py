@@ -25,11 +25,13 @@ from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import Owner
 from vigil.core.health import condition_word, transitions
 from vigil.core.reconcile import (
+    Action,
     Apply,
     Delete,
     Event,
     Observation,
     Plan,
+    Route,
     decide,
     refused_write_status,
 )
@@ -120,6 +122,14 @@ def needs_reconcile(event_type: str | None, body: Mapping[str, Any]) -> bool:
         return True
     observed = (body.get("status") or {}).get("observedGeneration")
     return observed != metadata.get("generation")
+
+
+def _describe(action: Action) -> tuple[str, str]:
+    """(verb, what) of an action, for logs and failure messages."""
+    if isinstance(action, Route):
+        return "route", f"traffic to {action.stable}/{action.candidate or '-'}"
+    verb = "apply" if isinstance(action, Apply) else "delete"
+    return verb, f"{action.kind} {action.name}"
 
 
 def _utcnow() -> datetime.datetime:
@@ -319,7 +329,7 @@ class Reconciler:
             plan = decide(dataclasses.replace(observation, rollout=inputs))
         changed = await self._write(api, body, plan)
         if self.rollouts is not None:
-            await self._emit(api, body, *await self.rollouts.after_write(api, body, plan))
+            await self.rollouts.after_write(api, body, plan)
         if plan.rollout_outcome:
             self.metrics.rollout_finished(namespace, name, plan.rollout_outcome)
         self.metrics.rollout_progress(
@@ -339,16 +349,13 @@ class Reconciler:
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
         for action in plan.actions:
-            verb = "apply" if isinstance(action, Apply) else "delete"
-            log.info("%s %s %s/%s", verb, action.kind, namespace, action.name)
+            verb, what = _describe(action)
+            log.info("%s %s in %s", verb, what, namespace)
             try:
-                if isinstance(action, Apply):
-                    await api.apply(action.manifest)
-                elif isinstance(action, Delete):
-                    await api.delete(action.kind, namespace, action.name)
+                await self._carry_out(api, body, action)
             except KubeError as error:
                 # Stop here: later actions (deleting the old revision) rely on this one.
-                message = f"could not {verb} {action.kind} {action.name}: {error.message}"
+                message = f"could not {verb} {what}: {error.message}"
                 await self.report_failure(api, body, message)
                 if isinstance(action, Apply) and error.status in INVALID_STATUSES:
                     # Refused as invalid: say so in status, or the object would show
@@ -357,7 +364,8 @@ class Reconciler:
                     # for a few seconds before its authorizer has caught up.
                     await self._write_refused(api, body, plan, message)
                 raise
-            self.metrics.writes.labels(action.kind, verb).inc()
+            if not isinstance(action, Route):
+                self.metrics.writes.labels(action.kind, verb).inc()
         # Before the status that records the step: a kill in between loses no Event,
         # and the cycle that runs again after it finds its Events posted already.
         await self._emit(api, body, *plan.events)
@@ -366,7 +374,18 @@ class Reconciler:
             await api.patch_status("ModelDeployment", namespace, name, patch)
             self.metrics.writes.labels("ModelDeployment", "status").inc()
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))
-        return bool(plan.actions) or patch is not None
+        writes = [action for action in plan.actions if not isinstance(action, Route)]
+        return bool(writes) or patch is not None
+
+    async def _carry_out(self, api: Api, body: Mapping[str, Any], action: Action) -> None:
+        """One action of a plan (a Route through the rollout I/O, which writes only changes)."""
+        metadata = body["metadata"]
+        if isinstance(action, Apply):
+            await api.apply(action.manifest)
+        elif isinstance(action, Delete):
+            await api.delete(action.kind, metadata["namespace"], action.name)
+        elif self.rollouts is not None:
+            await self._emit(api, body, *await self.rollouts.route(api, body, action))
 
     async def _write_refused(
         self, api: Api, body: Mapping[str, Any], plan: Plan, message: str

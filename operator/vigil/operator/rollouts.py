@@ -12,9 +12,12 @@ Before each reconcile of a ModelDeployment with a candidate:
   clusters without Service networking (the Docker-free dev cluster);
 * the traffic router's pure plan (replicas, Service selector).
 
+While writing the plan: point the HTTPRoute (Gateway API router) where the
+plan's Route action says, between the plan's writes and its deletions.
+
 After it: replay the golden set when the decision asked (then the reconciler
-decides again), write the HTTPRoute weights (Gateway API router), clear a
-person's request annotation (JSON patch guarded by the request id).
+decides again), clear a person's request annotation (JSON patch guarded by
+the request id).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from vigil.core.desired import (
     SIDECAR_READY_PATH,
 )
 from vigil.core.health import MonitoringSettings, monitoring_settings
-from vigil.core.reconcile import Event, Plan
+from vigil.core.reconcile import Event, Plan, Route
 from vigil.core.revision import compute_revision
 from vigil.core.rollout import GoldenResult, GoldenSetRef, Traffic
 from vigil.core.spec import parse_spec
@@ -323,17 +326,37 @@ class Rollouts:
         )
         return result
 
-    async def after_write(self, api: Any, body: Mapping[str, Any], plan: Plan) -> list[Event]:
-        """Routes outside the desired set (HTTPRoute), then clear a handled request.
+    async def route(self, api: Any, body: Mapping[str, Any], action: Route) -> list[Event]:
+        """Point the route (HTTPRoute) as the plan's Route action says; the Events to post.
 
-        Returns the Events to post: a routing failure (a missing HTTPRoute, one
-        without a backendRef to this model) would otherwise leave the rollout
-        holding on too little data with no visible cause.
+        A route that cannot point at this model (missing, no backendRef to it)
+        names none of its Services either: the plan goes on, with a Warning
+        Event (once per cause), which would otherwise leave a rollout holding
+        on too little data with no visible cause. A KubeError (the API refused
+        or failed) is raised: the plan's deletions must wait for the route.
         """
-        events: list[Event] = []
         metadata = body["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
-        spec = body.get("spec") or {}
+        router = router_for((body.get("spec") or {}).get("rollout") or {})
+        routing_api: RoutingApi = api
+        key = (namespace, name)
+        target = RoutingTarget(name, namespace, action.stable, action.candidate)
+        try:
+            await router.apply(routing_api, target, action.traffic)
+        except RoutingError as error:
+            log.warning("%s/%s: routing not applied: %s", namespace, name, error)
+            if self._routing_errors.get(key) == str(error):
+                return []
+            self._routing_errors[key] = str(error)
+            return [Event("RoutingFailed", f"routing not applied: {error}", True)]
+        if self._routing_errors.pop(key, None) is not None:
+            return [Event("RoutingApplied", "routing applied again")]
+        return []
+
+    async def after_write(self, api: Any, body: Mapping[str, Any], plan: Plan) -> None:
+        """Log the rollout's progress, then clear a handled request."""
+        metadata = body["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
         before = (body.get("status") or {}).get("candidate") or {}
         after = plan.status.get("candidate") or {}
         if after and (after.get("message"), after.get("gates")) != (
@@ -349,23 +372,6 @@ class Rollouts:
                 after.get("message"),
                 after.get("gates"),
             )
-        router = router_for(spec.get("rollout") or {})
-        if plan.route is not None and router.kind != "replicaRatio":
-            stable, candidate, traffic = plan.route
-            routing_api: RoutingApi = api
-            key = (namespace, name)
-            try:
-                await router.apply(
-                    routing_api, RoutingTarget(name, namespace, stable, candidate), traffic
-                )
-            except (RoutingError, KubeError) as error:
-                log.warning("%s/%s: routing not applied: %s", namespace, name, error)
-                if self._routing_errors.get(key) != str(error):
-                    self._routing_errors[key] = str(error)
-                    events.append(Event("RoutingFailed", f"routing not applied: {error}", True))
-            else:
-                if self._routing_errors.pop(key, None) is not None:
-                    events.append(Event("RoutingApplied", "routing applied again"))
         if plan.clear_request is not None:
             request = ManualRequest(plan.clear_request.verb, plan.clear_request.request_id)
             try:
@@ -379,4 +385,3 @@ class Rollouts:
             except KubeError as error:
                 # 422: a newer request arrived meanwhile; it is read on the next cycle.
                 log.info("%s/%s: request not cleared: %s", namespace, name, error)
-        return events

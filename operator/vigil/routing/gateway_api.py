@@ -4,15 +4,20 @@ Set ``spec.rollout.trafficRouting.gatewayAPI.httpRoute: <route>``. The
 HTTPRoute belongs to the user (it names the Gateway, hostnames, paths);
 Vigil only rewrites the backendRefs that point at this ModelDeployment:
 the Service ``<name>`` or a per-revision Service ``<name>-<revision>``.
-In each such rule they become
+In each such rule, during a rollout, they become
 
     - {name: <name>-<stable>,    port: 80, weight: 100 - w}
-    - {name: <name>-<candidate>, port: 80, weight: w}        # while a candidate exists
+    - {name: <name>-<candidate>, port: 80, weight: w}
 
-where ``w`` is ``Traffic.candidate_weight``; without a candidate only the
-stable backend remains (weight 100). BackendRefs to other Services in the
-same rule are left as they are, as are the ref's other fields (port,
-filters) taken from the first of ours.
+where ``w`` is ``Traffic.candidate_weight``. Without a candidate (before
+the first rollout, after a promotion, a rollback, a failure) they become
+the Service ``<name>`` alone (weight 100): it selects the serving revision
+and lives as long as the ModelDeployment, so no revision Service stays
+named in the route, and the operator deletes a revision's Service only
+after the route has left it (vigil.core.reconcile orders every plan:
+writes, the route, deletions). BackendRefs to other Services in the same
+rule are left as they are, as are the ref's other fields (port, filters)
+taken from the first of ours.
 
 The write is a JSON merge patch of ``spec.rules`` carrying the
 ``resourceVersion`` read, so a concurrent edit of the route is never
@@ -69,12 +74,17 @@ def desired_backends(
     """Our backendRefs for this traffic (``template`` supplies port and filters)."""
     base = {k: copy.deepcopy(v) for k, v in (template or {}).items() if k in ("port", "filters")}
     base.setdefault("port", SERVICE_PORT)
-    weight = max(0, min(100, traffic.candidate_weight)) if target.candidate else 0
-    refs = [{**base, "name": target.revision_service(target.stable), "weight": 100 - weight}]
-    if target.candidate is not None:
-        name = target.revision_service(target.candidate)
-        refs.append({**copy.deepcopy(base), "name": name, "weight": weight})
-    return refs
+    if target.candidate is None:
+        return [{**base, "name": naming.service_name(target.name), "weight": 100}]
+    weight = max(0, min(100, traffic.candidate_weight))
+    return [
+        {**base, "name": target.revision_service(target.stable), "weight": 100 - weight},
+        {
+            **copy.deepcopy(base),
+            "name": target.revision_service(target.candidate),
+            "weight": weight,
+        },
+    ]
 
 
 def desired_rules(
@@ -134,7 +144,13 @@ def http_route_name(rollout: Mapping[str, Any]) -> str | None:
 
 
 class GatewayAPIRouter:
-    """Weights on one HTTPRoute; replicas as decide() asks; the Service stays on the stable."""
+    """Weights on one HTTPRoute; replicas as decide() asks; the Service stays on the stable.
+
+    ``apply`` raises RoutingError when the route cannot point at this model
+    (missing, or no backendRef of ours: then no route names our Services
+    either), KubeError when the API refused or failed (the route may still
+    name what it named).
+    """
 
     kind = "gatewayAPI"
 

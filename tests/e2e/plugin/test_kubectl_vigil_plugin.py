@@ -162,3 +162,43 @@ def test_operator_clear_patch_removes_only_the_request_it_read(cluster, namespac
     )
     left = annotations(cluster, namespace)
     assert ANNOTATION_REQUEST not in left and ANNOTATION_REQUEST_ID not in left
+
+
+MISSING_REFERENCE = """
+apiVersion: vigil.dev/v1alpha1
+kind: ModelDeployment
+metadata:
+  name: wine
+spec:
+  model: {name: wine, version: "1"}
+  server: {image: seldonio/mlserver:1.7.1-sklearn}
+  monitoring:
+    reference:
+      configMapKeyRef: {name: wine-reference, key: profile.json}
+"""
+
+
+def test_wait_reports_a_refusal_with_its_reason(cluster, namespace, operator):
+    """A request placed while the operator cannot act (ReferenceNotFound) is answered."""
+    cluster.apply(MISSING_REFERENCE, namespace=namespace)
+    cluster.kubectl(
+        "wait",
+        "--for=jsonpath={.status.conditions[?(@.type=='Ready')].reason}=ReferenceNotFound",
+        "modeldeployment/wine",
+        "-n",
+        namespace,
+        "--timeout=30s",
+    )
+    result = kubectl_vigil(cluster, "promote", "wine", "-n", namespace, "--wait", "30")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert (
+        "the operator refused the promote request: the operator cannot act on this spec "
+        "(ReferenceNotFound): ConfigMap 'wine-reference'" in result.stderr
+    ), result.stderr
+    left = annotations(cluster, namespace)
+    assert ANNOTATION_REQUEST not in left and ANNOTATION_REQUEST_ID not in left
+    events = cluster.get_json(
+        "events", "-n", namespace, "--field-selector", "reason=RequestRefused"
+    )
+    (event,) = events["items"]
+    assert event["type"] == "Warning" and "ReferenceNotFound" in event["message"]

@@ -27,8 +27,9 @@ from typing import Any
 
 import pytest
 import yaml
+from backend_watch import BackendWatch
 from model_pods import MLSERVER_IMAGE, http
-from operator_e2e import ROOT, Kube, OperatorProcess, kubectl_vigil
+from operator_e2e import ROOT, Kube, OperatorProcess, kubectl_vigil, wait_for
 
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import TrainedModel, train_wine
@@ -97,7 +98,11 @@ def manifest(
         },
         "rollout": {
             "replacement": {"steps": steps if steps is not None else STEPS},
-            "tweak": {"steps": tweak or [{"canary": {"weight": 50, "duration": "6s"}}]},
+            "tweak": {
+                "steps": tweak
+                if tweak is not None
+                else [{"canary": {"weight": 50, "duration": "6s"}}]
+            },
             "analysis": {
                 "interval": "2s",
                 "minRequests": 10,
@@ -733,18 +738,57 @@ def route_weights(kube: Kube, route: str) -> tuple[tuple[str, int], ...]:
     )
 
 
-def test_gateway_api_rollout_moves_the_httproute_weights_and_promotes(
+def revision_services(kube: Kube) -> set[str]:
+    return {item["metadata"]["name"] for item in kube.items("services")} - {"wine"}
+
+
+def wait_for_route_and_services(kube: Kube, stable: str, gone: str, what: str) -> float:
+    """After a cycle: the route sends everything to Service wine, `gone`'s Service is deleted,
+    no revision Service but the stable's is left. Returns the seconds it took."""
+    started = time.monotonic()
+    deadline = started + 30
+    while True:
+        route, services = route_weights(kube, "wine"), revision_services(kube)
+        if route == (("wine", 100),) and services <= {f"wine-{stable}"}:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: route {route}, revision Services {services} (wine-{gone} gone?)")
+        time.sleep(0.5)
+    assert (status(kube).get("stable") or {}).get("revision") == stable
+    return round(time.monotonic() - started, 1)
+
+
+def applied_revision(kube: Kube, document: dict[str, Any]) -> str:
+    """Apply the ModelDeployment; the revision its spec asks for, once the operator read it."""
+    kube.apply(yaml.safe_dump(document))
+    generation = (kube.get("md", "wine") or {})["metadata"]["generation"]
+    return str(
+        watch_until(
+            kube,
+            lambda s: s.get("observedGeneration") == generation and bool(s.get("revision")),
+            60,
+            f"the operator to read generation {generation}",
+        ).last["revision"]
+    )
+
+
+def test_gateway_api_route_never_names_a_deleted_service(
     kube: Kube,
     operator: OperatorProcess,
     workload_runner: Path,
     gateway_api_crds: None,
     tmp_path: Path,
 ) -> None:
-    """Gateway API routing: the user's HTTPRoute carries the canary weights.
+    """Gateway API routing through a promotion, a change without steps after it, a
+    rollback, an abort and a deadline failure, on the user's real HTTPRoute.
 
     No Gateway implementation runs here: the traffic generator plays the
-    gateway, choosing each request's backend Service by the route's weights.
+    gateway (each request goes to a backend Service chosen by the route's
+    weights). A watch of the Services and the HTTPRoute, ordered by etcd
+    revision, checks that no moment had the route name a Service that did
+    not exist; after each cycle the route and the Services are read back.
     """
+    backends = BackendWatch(kube.cluster, kube.namespace).start()
     kube.apply(
         yaml.safe_dump(
             {
@@ -761,42 +805,80 @@ def test_gateway_api_rollout_moves_the_httproute_weights_and_promotes(
     )
     routing = {"gatewayAPI": {"httpRoute": "wine"}}
     setup = deploy(kube, workload_runner, tmp_path, routing=routing)
+    seen: list[tuple[tuple[str, int], ...]] = []
+
+    def record_weights() -> None:
+        weights = route_weights(kube, "wine")
+        if not seen or seen[-1] != weights:
+            seen.append(weights)
+
+    def roll(model: TrainedModel, **options: Any) -> str:
+        return applied_revision(kube, manifest(model, routing=routing, **options))
+
+    seconds: dict[str, float] = {}
     try:
-        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
-        kube.apply(yaml.safe_dump(manifest(candidate, routing=routing)))
-        seen: list[tuple[tuple[str, int], ...]] = []
-
-        def record_weights() -> None:
-            weights = route_weights(kube, "wine")
-            if not seen or seen[-1] != weights:
-                seen.append(weights)
-
+        # 1. Promotion through the steps: the route carries the canary weights.
+        good = train_wine(tmp_path / "wine-2", version="2", seed=1)
+        first = roll(good)
         watch = watch_until(
             kube,
-            lambda s: (
-                (s.get("history") or [{}])[0].get("outcome") == "Promoted"
-                and (s.get("stable") or {}).get("modelVersion") == "2"
-            ),
+            lambda s: (s.get("stable") or {}).get("revision") == first,
             150,
-            "the candidate to be promoted through the HTTPRoute",
+            "the promotion through the HTTPRoute",
             on_poll=record_weights,
         )
+        split = [tuple(weight for _, weight in weights) for weights in seen]
+        assert (80, 20) in split and (50, 50) in split, seen
+        assert watch.steps[:3] == ["shadow 100%", "canary 20%", "canary 50%"], watch.steps
+        assert not watch.spanned  # in-cluster callers of Service wine bypass the gateway
+        seconds["promotion"] = wait_for_route_and_services(kube, first, setup.revision, "promotion")
+        # 2. A change without steps (blue/green) after the stepped rollout.
+        switched = roll(good, tweak=[], config={"E2E_TUNING_KNOB": "on"})
+        watch_until(
+            kube,
+            lambda s: (s.get("stable") or {}).get("revision") == switched,
+            90,
+            "the switch of a change without steps",
+        )
+        seconds["blue-green"] = wait_for_route_and_services(kube, switched, first, "blue/green")
+        # 3. Rollback (a bad model, in shadow).
+        bad = train_wine(tmp_path / "wine-bad", version="3", shuffled_labels=True, seed=0)
+        rolled_back = roll(bad)
+        watch_until(kube, lambda s: s.get("phase") == "RolledBack", 120, "the rollback")
+        seconds["rollback"] = wait_for_route_and_services(kube, switched, rolled_back, "rollback")
+        # 4. Abort, a person's, while the canary holds half of the route.
+        slow = [{"canary": {"weight": 50, "duration": "300s"}}]
+        aborted = roll(train_wine(tmp_path / "wine-4", version="4", seed=2), steps=slow)
+        half = ((f"wine-{switched}", 50), (f"wine-{aborted}", 50))
+        wait_for(lambda: route_weights(kube, "wine") == half, timeout=90, what=f"route {half}")
+        kubectl_vigil(kube, "abort", "--wait", "30")
+        seconds["abort"] = wait_for_route_and_services(kube, switched, aborted, "abort")
+        # 5. Deadline failure: a candidate that never serves.
+        broken = train_wine(tmp_path / "wine-5", version="5", seed=1)
+        (broken.folder / "model.joblib").unlink()
+        failed = roll(broken, deadline="15s", readiness_path="/v2/models/wine/ready")
+        watch_until(kube, lambda s: s.get("phase") == "Failed", 90, "the deadline failure")
+        seconds["deadline"] = wait_for_route_and_services(kube, switched, failed, "deadline")
         stats = setup.traffic.stop()
     finally:
         setup.traffic.stop()
-    old, new = setup.revision, watch.last["stable"]["revision"]
-    split = [tuple(weight for _, weight in weights) for weights in seen]
-    assert (80, 20) in split and (50, 50) in split, seen
-    assert watch.steps[:3] == ["shadow 100%", "canary 20%", "canary 50%"], watch.steps
-    for weights in seen:
-        names = [name for name, _ in weights]
-        assert names in (["wine"], [f"wine-{old}", f"wine-{new}"], [f"wine-{new}"]), weights
-    deadline = time.monotonic() + 20
-    while route_weights(kube, "wine") != ((f"wine-{new}", 100),):
-        assert time.monotonic() < deadline, route_weights(kube, "wine")
-        time.sleep(0.5)
-    # the Service <name> stayed on a single revision: in-cluster callers bypass the gateway
-    assert not watch.spanned
+        backends.stop()
+    assert not backends.errors(), backends.errors()
+    changes = backends.changes()
+    route_writes = sum(1 for c in changes if c.kind == "HTTPRoute" and c.type == "MODIFIED")
+    assert route_writes >= 8, f"the watch saw {route_writes} writes of the route"
+    deleted = sorted(c.name for c in changes if c.kind == "Service" and c.type == "DELETED")
+    for revision in (setup.revision, first, rolled_back, aborted, failed):
+        assert f"wine-{revision}" in deleted, (revision, deleted)
+    assert backends.violations() == []
     assert stats.failed <= stats.sent * 0.05, stats
     operator.assert_no_errors()
-    record("gateway-api", weights=[list(w) for w in split], steps=watch.steps)
+    record(
+        "gateway-api-lifecycle",
+        weights=[list(w) for w in seen],
+        route_writes=route_writes,
+        services_deleted=len(deleted),
+        route_left_before_delete_s=backends.margins(),
+        cycle_to_clean_route_s=seconds,
+        traffic={"sent": stats.sent, "failed": stats.failed},
+    )

@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from vigil.core import drift
-from vigil.core.analysis import MIN_PREDICTIONS_FOR_SHIFT, candidate_figures, prediction_shift
+from vigil.core.analysis import (
+    MIN_PREDICTIONS_FOR_SHIFT,
+    PredictionShift,
+    candidate_figures,
+    prediction_shift,
+)
 from vigil.core.rollout import Step, gates, parse_policy
 from vigil.core.window import RevisionWindow
 from vigil.profile import ReferenceProfile, build_profile, category_key
@@ -75,18 +80,22 @@ def slot_by_slot(candidate: RevisionWindow) -> float:
     )
 
 
-@pytest.mark.parametrize("name", list(BAD))
-@pytest.mark.parametrize("method", ["psi", "jsd"])
-def test_a_bad_regressor_with_its_own_profile_shifts_far_on_the_stables_bins(name, method):
-    answers = BAD[name]
+def shift_with_own_profile(answers: np.ndarray, method: str) -> PredictionShift | None:
+    """A regressor with a profile built from its own answers, against the stable."""
     own = profile(answers)
-    shift = prediction_shift(
+    return prediction_shift(
         window(own, answers),
         STABLE_WINDOW,
-        method,
+        method,  # type: ignore[arg-type]
         candidate_profile=own,
         stable_profile=STABLE_PROFILE,
     )
+
+
+@pytest.mark.parametrize("name", list(BAD))
+@pytest.mark.parametrize("method", ["psi", "jsd"])
+def test_a_bad_regressor_with_its_own_profile_shifts_far_on_the_stables_bins(name, method):
+    shift = shift_with_own_profile(BAD[name], method)
     assert shift is not None and shift.basis == "on the stable's bins"
     assert shift.score > (1.0 if method == "psi" else 0.4), shift
 
@@ -98,14 +107,7 @@ def test_slot_by_slot_would_have_missed_the_bad_regressors():
 
 @pytest.mark.parametrize("method", ["psi", "jsd"])
 def test_a_good_retrained_regressor_with_its_own_profile_barely_shifts(method):
-    own = profile(GOOD)
-    shift = prediction_shift(
-        window(own, GOOD),
-        STABLE_WINDOW,
-        method,
-        candidate_profile=own,
-        stable_profile=STABLE_PROFILE,
-    )
+    shift = shift_with_own_profile(GOOD, method)
     assert shift is not None and shift.score < 0.1, shift
 
 

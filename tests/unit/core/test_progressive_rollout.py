@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from core_world import RolloutWorld, spec
 
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
-from vigil.core.reconcile import Plan, decide
+from vigil.core.reconcile import Delete, Plan, Route, decide
 from vigil.core.rollout import CandidateFigures, GoldenResult
 from vigil.core.window import RevisionWindow
+from vigil.routing import RoutingTarget
+from vigil.routing.gateway_api import desired_rules
 
 GOOD = CandidateFigures(
     requests=100, error_rate=0.0, latency_p95=0.01, compared=100, agreement=0.99
@@ -578,3 +580,139 @@ def test_mean_absolute_difference_of_paired_regression_predictions() -> None:
     assert figures.mean_abs_difference == 25.0 and figures.agreement == 0.1
     assert stable.mean_abs_difference() == 1251.0 / 60
     assert RevisionWindow().mean_abs_difference() is None
+
+
+class RoutedWorld(RolloutWorld):
+    """RolloutWorld with the user's HTTPRoute, rewritten by the plans' Route actions.
+
+    The pure router (vigil.routing.gateway_api) rewrites it, in the plan's
+    order; a Service deleted while the route names it, or a route naming a
+    Service that does not exist, fails the test on the spot.
+    """
+
+    ROLLOUT: ClassVar[dict[str, Any]] = {
+        **ROLLOUT,
+        "trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}},
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.http_route: dict[str, Any] = {
+            "metadata": {"name": "wine"},
+            "spec": {"rules": [{"backendRefs": [{"name": "wine", "port": 80}]}]},
+        }
+        self.routed = 0
+
+    def backends(self) -> list[tuple[str, int]]:
+        rule = self.http_route["spec"]["rules"][0]
+        return [(ref["name"], ref.get("weight", 1)) for ref in rule["backendRefs"]]
+
+    def carry_out(self, actions: Any) -> None:
+        for action in actions:
+            if isinstance(action, Route):
+                target = RoutingTarget("wine", "ml", action.stable, action.candidate)
+                self.http_route["spec"]["rules"] = desired_rules(
+                    self.http_route, target, action.traffic
+                )
+                missing = [n for n, _ in self.backends() if ("Service", n) not in self.objects]
+                assert not missing, f"the route names Services that do not exist: {missing}"
+                self.routed += 1
+            elif isinstance(action, Delete) and action.kind == "Service":
+                assert action.name not in dict(self.backends()), (
+                    f"Service {action.name} deleted while the route sends {self.backends()}"
+                )
+            super().carry_out([action])
+
+
+def routed_rollout(version: str = "2", **extra: Any) -> tuple[RoutedWorld, str, str]:
+    world = RoutedWorld()
+    world.spec = spec("1", 2, rollout=RoutedWorld.ROLLOUT)
+    world.reconcile()
+    stable = world.status["stable"]["revision"]
+    world.pods_ready(stable)
+    world.reconcile()
+    world.set_spec(spec(version, 2, **{"rollout": RoutedWorld.ROLLOUT, **extra}))
+    world.reconcile()
+    return world, stable, world.status["candidate"]["revision"]
+
+
+def settle(world: RoutedWorld, candidate: str, done: Any) -> None:
+    """Run until ``done``, then a few more cycles (the removals after an outcome)."""
+    run_until(world, candidate, done, limit=90)
+    for _ in range(3):
+        world.reconcile()
+
+
+class TestTheRouteLeavesAServiceBeforeItIsDeleted:
+    """A backend Service is deleted only after no route references it (Gateway API)."""
+
+    def finished(self, world: RoutedWorld, gone: str) -> None:
+        assert world.backends() == [("wine", 100)]
+        assert ("Service", f"wine-{gone}") not in world.objects
+        assert world.routed > 0
+
+    def test_promotion(self) -> None:
+        world, stable, candidate = routed_rollout()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        seen: set[tuple[tuple[str, int], ...]] = set()
+
+        def promoted() -> bool:
+            seen.add(tuple(world.backends()))
+            return world.status["stable"]["revision"] == candidate
+
+        settle(world, candidate, promoted)
+        assert ((f"wine-{stable}", 80), (f"wine-{candidate}", 20)) in seen
+        self.finished(world, stable)
+        assert world.service_revision() == candidate
+
+    @pytest.mark.parametrize("end", ["rollback", "abort", "deadline"])
+    def test_rollback_abort_and_deadline_failure(self, end: str) -> None:
+        world, stable, candidate = routed_rollout()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 20%")
+        world.pods_ready(candidate)
+        world.reconcile()
+        assert world.backends() == [(f"wine-{stable}", 80), (f"wine-{candidate}", 20)]
+        if end == "rollback":
+            failing = dataclasses.replace(GOOD, error_rate=0.5)
+            world.inputs = RolloutInputs(figures=failing, shadow_target="http://x")
+        elif end == "abort":
+            world.request = Request("abort", "a1")
+        else:
+            world.inputs = RolloutInputs(metrics_available=False, metrics_error="gone")
+        settle(world, candidate, lambda: world.status["phase"] in ("RolledBack", "Failed"))
+        self.finished(world, candidate)
+        assert world.service_revision() == stable
+
+    def test_a_change_without_steps_after_a_stepped_rollout(self) -> None:
+        world, _stable, candidate = routed_rollout()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        settle(world, candidate, lambda: world.status["stable"]["revision"] == candidate)
+        without_steps = {**RoutedWorld.ROLLOUT, "tweak": {"steps": []}}
+        world.set_spec(spec("2", 2, rollout=without_steps, config={"KNOB": "1"}))
+        world.reconcile()
+        tweak = world.status["candidate"]["revision"]
+        settle(world, tweak, lambda: world.status["stable"]["revision"] == tweak)
+        self.finished(world, candidate)
+
+    def test_superseded_then_back_to_the_stable(self) -> None:
+        world, _stable, candidate = routed_rollout()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 20%")
+        world.set_spec(spec("3", 2, rollout=RoutedWorld.ROLLOUT))
+        world.reconcile()
+        newer = world.status["candidate"]["revision"]
+        assert ("Service", f"wine-{candidate}") not in world.objects
+        world.set_spec(spec("1", 2, rollout=RoutedWorld.ROLLOUT))
+        world.reconcile()
+        world.reconcile()
+        self.finished(world, newer)
+
+    def test_a_route_that_fails_stops_the_deletions(self) -> None:
+        world, _stable, candidate = routed_rollout()
+        world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
+        run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")
+        plan = decide(world.observe())
+        kinds = [type(action).__name__ for action in plan.actions]
+        assert kinds.index("Route") < kinds.index("Delete")
+        assert all(k != "Delete" for k in kinds[: kinds.index("Route")])

@@ -75,6 +75,16 @@ class MemoryApi:
         self.writes.append(("delete", kind, name))
         self.objects.pop((kind, namespace, name), None)
 
+    async def patch(
+        self, kind: str, namespace: str, name: str, patch: Any, *, content_type: str = ""
+    ) -> dict[str, Any]:
+        """A merge patch (the router's HTTPRoute write)."""
+        self._maybe_fail("patch", kind)
+        self.writes.append(("patch", kind, name))
+        obj = self.objects[(kind, namespace, name)]
+        obj["spec"] = merge(obj.get("spec") or {}, patch.get("spec") or {})
+        return obj
+
     async def patch_status(
         self, kind: str, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
@@ -230,6 +240,56 @@ async def test_a_failed_write_stops_the_plan_reports_and_asks_for_a_retry(
     assert harness.events[0].warning
     assert "refused" in harness.events[0].message
     assert harness.metric("vigil_operator_reconciles_total", outcome="error") == 1
+
+
+def backend_refs(api: MemoryApi) -> list[dict[str, Any]]:
+    return api.objects[("HTTPRoute", "ml", "wine")]["spec"]["rules"][0]["backendRefs"]
+
+
+async def test_the_route_leaves_a_service_before_it_is_deleted(harness: Harness) -> None:
+    """Gateway API: the HTTPRoute is rewritten before the Services it named are deleted,
+    and a route write that fails stops the plan before any deletion."""
+    from vigil.operator.rollouts import Rollouts
+
+    harness.reconciler.rollouts = Rollouts(lambda: {}, pod_addressing=True)
+    routing = {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}
+    harness.api.add(model_deployment(rollout=routing))
+    harness.api.add(
+        {
+            "kind": "HTTPRoute",
+            "metadata": {"name": "wine", "namespace": "ml"},
+            "spec": {"rules": [{"backendRefs": [{"name": "wine", "port": 80}]}]},
+        }
+    )
+    await harness.reconciler.reconcile("ml", "wine")
+    harness.api.make_ready()
+    await harness.reconciler.reconcile("ml", "wine")
+    stable = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]["stable"]
+    old = f"wine-{stable['revision']}"
+    assert backend_refs(harness.api) == [{"name": "wine", "port": 80, "weight": 100}]
+    # An earlier stepped rollout left the route on the stable's revision Service.
+    service = copy.deepcopy(harness.api.objects[("Service", "ml", "wine")])
+    service["metadata"]["name"] = old
+    harness.api.add(service)
+    # A change without steps (blue/green): the candidate starts, becomes available.
+    changed = model_deployment(version="2", rollout=routing)
+    changed["metadata"]["generation"] = 2
+    changed["status"] = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]
+    harness.api.add(changed)
+    await harness.reconciler.reconcile("ml", "wine")
+    harness.api.make_ready()
+    backend_refs(harness.api)[:] = [{"name": old, "port": 80, "weight": 100}]
+    harness.api.fail_on = ("patch", "HTTPRoute")
+    with pytest.raises(RetryLater):
+        await harness.reconciler.reconcile("ml", "wine")
+    assert not [w for w in harness.api.writes if w[0] == "delete"]
+    assert "could not route traffic" in harness.events[-1].message
+    harness.api.fail_on = None
+    harness.api.make_ready()  # the switch re-applied the Deployment (this store drops status)
+    await harness.reconciler.reconcile("ml", "wine")
+    writes = harness.api.writes
+    assert writes.index(("patch", "HTTPRoute", "wine")) < writes.index(("delete", "Service", old))
+    assert backend_refs(harness.api) == [{"name": "wine", "port": 80, "weight": 100}]
 
 
 async def test_a_client_error_is_retried_later_than_a_server_error(harness: Harness) -> None:

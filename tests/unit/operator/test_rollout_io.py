@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from vigil.core.candidate import Request
+from vigil.core.reconcile import Plan, Route
 from vigil.core.rollout import Traffic
 from vigil.operator.health import PodInfo
 from vigil.operator.main import parse_options
@@ -70,7 +73,7 @@ def test_rollout_metrics_weight_gates_and_duration() -> None:
 
 
 class RecordingApi:
-    """Records the calls after_write makes (an HTTPRoute to weight, a request to clear)."""
+    """Records the calls the rollout I/O makes (an HTTPRoute to weight, a request to clear)."""
 
     def __init__(self) -> None:
         self.route = {
@@ -95,25 +98,30 @@ class RecordingApi:
         return {}
 
 
-def test_after_write_weights_the_httproute_and_clears_the_request() -> None:
-    import asyncio
+GATEWAY_BODY = {
+    "metadata": {"namespace": "ml", "name": "wine"},
+    "spec": {"rollout": {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}},
+    "status": {},
+}
 
-    from vigil.core.reconcile import Plan
 
+def test_a_route_action_weights_the_httproute() -> None:
     api = RecordingApi()
-    body = {
-        "metadata": {"namespace": "ml", "name": "wine"},
-        "spec": {"rollout": {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}},
-        "status": {},
-    }
-    plan = Plan(route=("s1", "c1", Traffic(20, 0, 1, 2)), clear_request=Request("pause", "id-9"))
-    asyncio.run(Rollouts(lambda: {}).after_write(api, body, plan))
-    (route, clear) = api.patches
-    assert route[0] == "HTTPRoute"
-    refs = route[2]["spec"]["rules"][0]["backendRefs"]  # type: ignore[index]
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2))
+    assert asyncio.run(Rollouts(lambda: {}).route(api, GATEWAY_BODY, action)) == []
+    ((kind, _, patch, _),) = api.patches
+    assert kind == "HTTPRoute"
+    refs = patch["spec"]["rules"][0]["backendRefs"]  # type: ignore[index]
     assert [(r["name"], r["weight"]) for r in refs] == [("wine-s1", 80), ("wine-c1", 20)]
-    assert clear[0] == "ModelDeployment" and clear[3] == "application/json-patch+json"
-    assert clear[2][0] == {  # type: ignore[index]
+
+
+def test_after_write_clears_the_request() -> None:
+    api = RecordingApi()
+    plan = Plan(clear_request=Request("pause", "id-9"))
+    asyncio.run(Rollouts(lambda: {}).after_write(api, GATEWAY_BODY, plan))
+    ((kind, _, patch, content_type),) = api.patches
+    assert kind == "ModelDeployment" and content_type == "application/json-patch+json"
+    assert patch[0] == {  # type: ignore[index]
         "op": "test",
         "path": "/metadata/annotations/vigil.dev~1request-id",
         "value": "id-9",
@@ -122,25 +130,16 @@ def test_after_write_weights_the_httproute_and_clears_the_request() -> None:
 
 def test_a_routing_failure_is_an_event_once_and_its_recovery_another() -> None:
     """A missing HTTPRoute must be visible (it would hold the rollout with no cause shown)."""
-    import asyncio
-
-    from vigil.core.reconcile import Plan
-
     api = RecordingApi()
     route = api.route
-    body = {
-        "metadata": {"namespace": "ml", "name": "wine"},
-        "spec": {"rollout": {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}},
-        "status": {},
-    }
-    plan = Plan(route=("s1", "c1", Traffic(20, 0, 1, 2)))
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2))
     rollouts = Rollouts(lambda: {})
     api.route = None  # type: ignore[assignment]
-    first = asyncio.run(rollouts.after_write(api, body, plan))
-    again = asyncio.run(rollouts.after_write(api, body, plan))
+    first = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
+    again = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
     assert [(e.reason, e.warning) for e in first] == [("RoutingFailed", True)]
     assert "wine" in first[0].message
     assert again == []
     api.route = route
-    back = asyncio.run(rollouts.after_write(api, body, plan))
+    back = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
     assert [e.reason for e in back] == ["RoutingApplied"]

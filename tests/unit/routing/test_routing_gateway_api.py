@@ -72,13 +72,16 @@ def test_weights_move_along_and_back():
         }
 
 
-def test_after_promotion_only_the_new_stable_remains():
+def test_without_a_candidate_the_model_service_takes_everything():
+    # After a promotion (or a rollback): the Service <name> selects the serving revision
+    # and outlives every revision, so the route names no revision Service any more.
     during = route(*desired_rules(route(USER_RULE), TARGET, Traffic(50, 0, 1, 2)))
     promoted = RoutingTarget("wine", "ml", stable="bbbbbbb")
     after = route(*desired_rules(during, promoted, Traffic(0, 0, 0, 2)))
-    assert after["spec"]["rules"][0]["backendRefs"] == [
-        {"name": "wine-bbbbbbb", "port": 80, "weight": 100}
-    ]
+    assert after["spec"]["rules"][0]["backendRefs"] == [{"name": "wine", "port": 80, "weight": 100}]
+    assert route_patch(route(USER_RULE), promoted, Traffic(0, 0, 0, 2)) is not None
+    again = route({"backendRefs": [{"name": "wine", "port": 80, "weight": 100}]})
+    assert route_patch(again, promoted, Traffic(0, 0, 0, 2)) is None
 
 
 def test_foreign_backends_and_rules_are_untouched():
