@@ -104,6 +104,7 @@ WHEEL_TARGET = (
 # Archives kept per image name: the current one and the one before (another
 # checkout may be on the previous sources).
 KEEP_PER_NAME = 2
+WHEELS_KEPT_SECONDS = 7 * 24 * 3600
 EPOCH = "1970-01-01T00:00:00Z"
 
 Log = Callable[[str], None]
@@ -260,7 +261,9 @@ class Builder:
         text = "\n".join(path.read_text() for path in requirements)
         folder = self.cache / "wheels" / digest("wheels", *WHEEL_TARGET, text)[:16]
         if (folder / "requirements.txt").is_file():
+            os.utime(folder)
             return folder
+        _prune_wheels(folder.parent)
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -445,6 +448,14 @@ def _file_sha256(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             hasher.update(chunk)
     return hasher.hexdigest()
+
+
+def _prune_wheels(folder: Path) -> None:
+    """Drop wheel sets no build has used for a week (requirements that moved on)."""
+    cutoff = time.time() - WHEELS_KEPT_SECONDS
+    for wheels in folder.glob("*"):
+        if wheels.is_dir() and wheels.stat().st_mtime < cutoff:
+            shutil.rmtree(wheels, ignore_errors=True)
 
 
 def _prune(folder: Path, keep: Path) -> None:
