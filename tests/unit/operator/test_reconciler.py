@@ -329,7 +329,8 @@ async def test_nudges_in_a_burst_collapse_into_few_reconciles(harness: Harness) 
     harness.api.add(model_deployment())
     for _ in range(20):
         harness.reconciler.nudge("ml", "wine")
-    await asyncio.sleep(harness.reconciler.coalesce_seconds + 0.05)
+    # Wait for the queued reconciles themselves (a fixed sleep raced them on a busy machine).
+    await asyncio.gather(*list(harness.reconciler._tasks))
     total = sum(
         harness.metric("vigil_operator_reconciles_total", outcome=outcome)
         for outcome in ("changed", "unchanged", "error")
