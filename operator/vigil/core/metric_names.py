@@ -32,6 +32,14 @@ PREDICTION_VALUE_SQUARES_SUM = "vigil_prediction_value_squares_sum"
 SHADOW_PREDICTIONS = "vigil_shadow_predictions"
 SHADOW_AGREEMENTS = "vigil_shadow_agreements"
 SHADOW_ABS_DIFFERENCE = "vigil_shadow_abs_difference"
+# Ground truth, counted where a label joins its prediction (counters; a histogram). The
+# ``revision`` label is the revision that served the prediction (docs/howto/feedback.md).
+FEEDBACK_LABELS = "vigil_feedback_labels"
+FEEDBACK_SCORED = "vigil_feedback_scored"
+FEEDBACK_CORRECT = "vigil_feedback_correct"
+FEEDBACK_ABSOLUTE_ERROR = "vigil_feedback_absolute_error"
+FEEDBACK_SQUARED_ERROR = "vigil_feedback_squared_error"
+FEEDBACK_LABEL_DELAY = "vigil_feedback_label_delay_seconds"
 #: A gauge: a new value means the process restarted (its counters began again).
 SIDECAR_START_TIME = "vigil_sidecar_start_time_seconds"
 

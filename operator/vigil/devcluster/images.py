@@ -25,14 +25,15 @@ Images:
     MLServer and its scikit-learn runtime at the versions pinned in
     ``hack/images/mlserver-sklearn/requirements.txt``.
 
-No image build reaches a network: Python packages are fetched as wheels on
-the host (``pip download``, which uses this machine's pip settings and CA)
-into ``~/.cache/vigil/images/wheels`` and installed offline from a build
-stage image that holds them (``BUILD_IMAGE``); shipped images are ``FROM``
-the bare base, so neither the wheels nor any of this machine's CAs reach
-them. Dockerfile builds run in a private ``dockerd`` (Debian's ``docker.io``,
-installed when missing) with its own data root under the cache, no bridge
-and no iptables rules, started for the build and stopped after.
+Only the host reaches a network: debootstrap and apt use the host's Debian
+mirrors, and Python packages are fetched as wheels on the host (``pip
+download``, with this machine's pip settings and CA) into
+``~/.cache/vigil/images/wheels``. Dockerfile builds run with
+``--network=none`` in a private ``dockerd`` (Debian's ``docker.io``,
+installed when missing; see ``engine.py``) and install from a build stage
+image that holds the wheels (``BUILD_IMAGE``); shipped images are ``FROM``
+the bare base. Before an archive is cached it is scanned for this
+machine's own CAs and build settings (``find_secrets``).
 
 Development tooling only: never shipped to clusters.
 """
@@ -103,6 +104,7 @@ WHEEL_TARGET = (
 # Archives kept per image name: the current one and the one before (another
 # checkout may be on the previous sources).
 KEEP_PER_NAME = 2
+WHEELS_KEPT_SECONDS = 7 * 24 * 3600
 EPOCH = "1970-01-01T00:00:00Z"
 
 Log = Callable[[str], None]
@@ -256,10 +258,12 @@ class Builder:
         The folder also holds ``requirements.txt`` (all of them, concatenated),
         so a build installs with ``pip install --no-deps -r`` from it, offline.
         """
-        text = "".join(path.read_text() for path in requirements)
+        text = "\n".join(path.read_text() for path in requirements)
         folder = self.cache / "wheels" / digest("wheels", *WHEEL_TARGET, text)[:16]
         if (folder / "requirements.txt").is_file():
+            os.utime(folder)
             return folder
+        _prune_wheels(folder.parent)
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -282,25 +286,28 @@ class Builder:
             log_path=self.logs / "wheels.log",
         )
         (partial / "requirements.txt").write_text(text)
+        shutil.rmtree(folder, ignore_errors=True)
         partial.replace(folder)
         return folder
 
-    def build_stage(self, base: ImageArchive, wheels: Path) -> str:
-        """An image for Dockerfiles' build stages: the base plus the wheels, pip offline."""
+    def build_stage(self, name: str, base: ImageArchive, wheels: Path) -> str:
+        """The build stage of image ``name``: the base plus its wheels, pip offline."""
         docker = self.engine()
-        ref = f"{REGISTRY}/build-stage:{digest(base.ref, wheels.name)[:16]}"
+        dockerfile = self.root / BUILD_STAGE
+        repository = f"{REGISTRY}/{name}-build-stage"
+        ref = f"{repository}:{digest(base.ref, wheels.name, dockerfile.read_bytes())[:16]}"
         if not docker.has_image(ref):
             docker.load(base.path, base.ref)
             docker.run(
                 "build",
                 "--network=none",
-                f"--file={self.root / 'hack' / 'images' / 'build-stage.Dockerfile'}",
+                f"--file={dockerfile}",
                 f"--build-arg=BASE={base.ref}",
                 f"--tag={ref}",
                 str(wheels),
-                what="docker build of the build stage (base + wheels)",
+                what=f"docker build of {name}'s build stage (base + wheels)",
             )
-            docker.drop_other_tags(f"{REGISTRY}/build-stage", keep=ref)
+            docker.drop_other_tags(repository, keep=ref)
         return ref
 
     def docker_build(
@@ -441,6 +448,14 @@ def _file_sha256(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             hasher.update(chunk)
     return hasher.hexdigest()
+
+
+def _prune_wheels(folder: Path) -> None:
+    """Drop wheel sets no build has used for a week (requirements that moved on)."""
+    cutoff = time.time() - WHEELS_KEPT_SECONDS
+    for wheels in folder.glob("*"):
+        if wheels.is_dir() and wheels.stat().st_mtime < cutoff:
+            shutil.rmtree(wheels, ignore_errors=True)
 
 
 def _prune(folder: Path, keep: Path) -> None:
@@ -775,7 +790,7 @@ def _vigil_build(builder: Builder, archive: ImageArchive, work: Path, log_path: 
             builder.root / "hack" / "images" / "vigil" / "build-requirements.txt",
         ]
     )
-    stage = builder.build_stage(base, wheels)
+    stage = builder.build_stage("vigil", base, wheels)
     return builder.docker_build(
         archive,
         builder.root / "Dockerfile",
@@ -797,7 +812,9 @@ def _mlserver_key(builder: Builder) -> str:
 def _mlserver_build(builder: Builder, archive: ImageArchive, work: Path, log_path: Path) -> int:
     base = builder.ensure("python-base")
     recipe = builder.root / MLSERVER_RECIPE
-    stage = builder.build_stage(base, builder.wheels([recipe / "requirements.txt"]))
+    stage = builder.build_stage(
+        "mlserver-sklearn", base, builder.wheels([recipe / "requirements.txt"])
+    )
     return builder.docker_build(
         archive,
         recipe / "Dockerfile",

@@ -30,6 +30,7 @@ import yaml
 __all__ = [
     "RUNTIME_KEYS",
     "ConfigError",
+    "FeedbackSettings",
     "Settings",
     "SettingsWatcher",
     "ShadowSettings",
@@ -69,6 +70,34 @@ class ShadowSettings:
 
 
 @dataclass(frozen=True)
+class FeedbackSettings:
+    """Ground truth: the join store and the feedback port (docs/howto/feedback.md)."""
+
+    #: Off unless the settings say so (the operator turns it on for its pods).
+    enabled: bool = False
+    #: Empty: the serving port's host (listen.host).
+    host: str = ""
+    port: int = 8001
+    #: This pod's feedback address as peers reach it (host:port); default $VIGIL_POD_IP:port.
+    advertise: str = ""
+    #: The other sidecars of the ModelDeployment: host:port entries; a DNS name may
+    #: resolve to many addresses (a headless Service).
+    peers: tuple[str, ...] = ()
+    #: classification | regression; empty = the reference profile's task.
+    task: str = ""
+    window_seconds: float = 7 * 24 * 3600.0
+    max_predictions: int = 250_000
+    max_rows_per_prediction: int = 1024
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_labels_per_request: int = 10_000
+    labels_per_second: float = 2_000.0
+    burst_labels: int = 20_000
+    max_concurrent_requests: int = 2
+    peer_timeout_seconds: float = 5.0
+    handoff_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every sidecar setting, with the defaults documented in docs/sidecar.md."""
 
@@ -98,6 +127,7 @@ class Settings:
     log_level: str = "info"
     event_loop: str = "auto"
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     config_path: str = ""
 
     @property
@@ -167,6 +197,24 @@ _SHADOW_KEYS = {
     "timeoutSeconds": "timeout_seconds",
     "concurrency": "concurrency",
 }
+_FEEDBACK_KEYS = {
+    "enabled": "enabled",
+    "host": "host",
+    "port": "port",
+    "advertise": "advertise",
+    "peers": "peers",
+    "task": "task",
+    "windowSeconds": "window_seconds",
+    "maxPredictions": "max_predictions",
+    "maxRowsPerPrediction": "max_rows_per_prediction",
+    "maxBodyBytes": "max_body_bytes",
+    "maxLabelsPerRequest": "max_labels_per_request",
+    "labelsPerSecond": "labels_per_second",
+    "burstLabels": "burst_labels",
+    "maxConcurrentRequests": "max_concurrent_requests",
+    "peerTimeoutSeconds": "peer_timeout_seconds",
+    "handoffTimeoutSeconds": "handoff_timeout_seconds",
+}
 _TYPES = {f.name: f.type for f in fields(Settings)}
 
 
@@ -186,6 +234,10 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             return float(value)
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
         if kind == "tuple[str, ...]":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise TypeError
@@ -212,6 +264,21 @@ def _shadow_from(doc: Any, base: ShadowSettings) -> ShadowSettings:
     return replace(base, **values)
 
 
+def _feedback_from(doc: Any) -> FeedbackSettings:
+    if not isinstance(doc, dict):
+        raise ConfigError("feedback: expected an object")
+    values: dict[str, Any] = {}
+    kinds = {f.name: f.type for f in fields(FeedbackSettings)}
+    for key, value in doc.items():
+        if value is None:
+            continue
+        if key not in _FEEDBACK_KEYS:
+            raise ConfigError(f"feedback.{key}: unknown key")
+        attr = _FEEDBACK_KEYS[key]
+        values[attr] = _coerce(f"feedback.{key}", value, str(kinds[attr]))
+    return FeedbackSettings(**values)
+
+
 def settings_from_mapping(doc: Mapping[str, Any], base: Settings | None = None) -> Settings:
     """Apply a decoded settings document on top of ``base`` (defaults)."""
     if not isinstance(doc, Mapping):
@@ -221,6 +288,10 @@ def settings_from_mapping(doc: Mapping[str, Any], base: Settings | None = None) 
     for key, value in doc.items():
         if key == "shadow":
             shadow = _shadow_from(value, ShadowSettings())
+            continue
+        if key == "feedback":
+            if value is not None:
+                values["feedback"] = _feedback_from(value)
             continue
         spec = _SCHEMA.get(key)
         if spec is None:
@@ -283,6 +354,38 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"shadow.{key}: must be a finite number >= 0, got {number}")
     if sh.queue_size < 1 or sh.concurrency < 1 or sh.timeout_seconds <= 0:
         raise ConfigError("shadow: queueSize >= 1, concurrency >= 1, timeout > 0")
+    _validate_feedback(s.feedback)
+
+
+def _validate_feedback(fb: FeedbackSettings) -> None:
+    if not 0 <= fb.port <= 65535:
+        raise ConfigError("feedback.port: out of range")
+    if fb.task not in ("", "classification", "regression"):
+        raise ConfigError(f"feedback.task: classification or regression, got {fb.task!r}")
+    positive = {
+        "windowSeconds": fb.window_seconds,
+        "maxPredictions": fb.max_predictions,
+        "maxRowsPerPrediction": fb.max_rows_per_prediction,
+        "maxBodyBytes": fb.max_body_bytes,
+        "maxLabelsPerRequest": fb.max_labels_per_request,
+        "labelsPerSecond": fb.labels_per_second,
+        "burstLabels": fb.burst_labels,
+        "maxConcurrentRequests": fb.max_concurrent_requests,
+        "peerTimeoutSeconds": fb.peer_timeout_seconds,
+        "handoffTimeoutSeconds": fb.handoff_timeout_seconds,
+    }
+    for key, number in positive.items():
+        if not 0 < number < math.inf:
+            raise ConfigError(f"feedback.{key}: must be a positive number, got {number}")
+    if fb.burst_labels < fb.max_labels_per_request:
+        raise ConfigError(
+            f"feedback.burstLabels ({fb.burst_labels}) must be at least "
+            f"maxLabelsPerRequest ({fb.max_labels_per_request}): a full batch could never pass"
+        )
+    for entry in (*fb.peers, *([fb.advertise] if fb.advertise else [])):
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError(f"feedback: peers and advertise are host:port, got {entry!r}")
 
 
 def read_document(path: str) -> dict[str, Any]:

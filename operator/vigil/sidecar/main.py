@@ -25,6 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from vigil.profile import ReferenceProfile
 from vigil.sidecar.config import ConfigError, Settings, SettingsWatcher, load_settings
+from vigil.sidecar.feedback import FeedbackMetrics, FeedbackService
+from vigil.sidecar.identity import IdMaker
 from vigil.sidecar.metrics import OpsMetrics
 from vigil.sidecar.monitor import Monitor, load_reference
 from vigil.sidecar.proxy import Proxy
@@ -47,6 +49,7 @@ class Sidecar:
     shadow: Shadow
     proxy: Proxy
     watcher: SettingsWatcher
+    feedback: FeedbackService | None = None
     metrics_runner: web.AppRunner | None = None
     _tasks: tuple[asyncio.Task[Any], ...] = ()
 
@@ -84,7 +87,9 @@ class Sidecar:
             prediction_std=_prediction_std(profile),
         )
         ops.set_info(settings.protocol, profile.fingerprint if profile else "", SIDECAR_VERSION)
-        proxy = Proxy(settings, ops, monitor, shadow)
+        feedback = _feedback_service(settings, base, registry, monitor, profile)
+        ids = IdMaker(settings.revision, feedback.address if feedback is not None else "")
+        proxy = Proxy(settings, ops, monitor, shadow, ids=ids)
 
         def apply(new: Settings) -> None:
             shadow.configure(new.shadow)
@@ -98,7 +103,7 @@ class Sidecar:
             log.error("settings file rejected, keeping the previous settings: %s", message)
 
         watcher = SettingsWatcher(settings, apply, on_error)
-        return cls(settings, registry, ops, monitor, shadow, proxy, watcher)
+        return cls(settings, registry, ops, monitor, shadow, proxy, watcher, feedback)
 
     async def start(self) -> None:
         """Bind both ports and start the background tasks."""
@@ -115,6 +120,10 @@ class Sidecar:
             self.metrics_runner, self.settings.metrics_host, self.settings.metrics_port
         )
         await site.start()
+        if self.feedback is not None:
+            await self.feedback.start()
+            # A free port (tests) is only known now: the ids name it.
+            self.proxy.ids = IdMaker(self.settings.revision, self.feedback.address)
         self.monitor.start()
         self.shadow.start()
         loop = asyncio.get_running_loop()
@@ -163,8 +172,40 @@ class Sidecar:
                 await task
         await self.monitor.stop()
         await self.shadow.stop()
+        if self.feedback is not None:
+            # Labels for this pod's predictions still find them at a peer.
+            try:
+                await self.feedback.handoff()
+            except Exception:  # never block the exit
+                log.exception("feedback handoff failed")
+            await self.feedback.stop()
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
+
+
+def _feedback_service(
+    settings: Settings,
+    base: dict[str, str],
+    registry: CollectorRegistry,
+    monitor: Monitor,
+    profile: ReferenceProfile | None,
+) -> FeedbackService | None:
+    """The feedback port and join store, unless ``feedback.enabled`` is false."""
+    if not settings.feedback.enabled:
+        return None
+    task = settings.feedback.task or (profile.task if profile is not None else "")
+    classes: tuple[str, ...] = ()
+    if profile is not None and profile.prediction is not None:
+        classes = tuple(profile.prediction.categories or ())
+    metrics = FeedbackMetrics(base, registry, classes)
+    return FeedbackService(
+        settings.feedback,
+        revision=settings.revision,
+        task=task,
+        monitor=monitor,
+        metrics=metrics,
+        listen_host=settings.listen_host,
+    )
 
 
 def _prediction_std(profile: ReferenceProfile | None) -> float | None:

@@ -37,7 +37,7 @@ from vigil.profile.bins import bin_index
 from vigil.profile.model import category_key
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
-__all__ = ["Exchange", "Monitor", "ReferenceState", "load_reference"]
+__all__ = ["Exchange", "Monitor", "Recorder", "ReferenceState", "load_reference"]
 
 log = logging.getLogger("vigil.sidecar")
 BATCH = 256
@@ -56,6 +56,16 @@ class Exchange:
     response_type: str
     request_encoding: str = ""
     response_encoding: str = ""
+    #: The answered request's id when its prediction is kept for labels ("" = not kept).
+    request_id: str = ""
+    served_at: float = 0.0
+    #: False: sampled out of input monitoring, queued only to read its prediction.
+    sampled: bool = True
+
+
+#: Keeps a prediction for the labels to come: (request id, served at, row values or
+#: None when the answer could not be read). Set by the feedback service.
+Recorder = Callable[[str, float, list[Any] | None], None]
 
 
 #: Decompressed monitoring copies larger than this are not parsed.
@@ -329,6 +339,7 @@ class Monitor(Collector):
         self.pred_sum = 0.0
         self.pred_sumsq = 0.0
         self.window = _Window(prediction_window_seconds, clock)
+        self.recorder: Recorder | None = None
         if reference.reason != "ok":
             log.warning("drift monitoring is off (%s): %s", reference.reason, reference.message)
         registry.register(self)
@@ -336,13 +347,28 @@ class Monitor(Collector):
     # ------------------------------------------------------------ hot path
 
     def submit(self, exchange: Exchange) -> None:
-        """Queue a copy for monitoring; never blocks, drops when full."""
+        """Queue a copy for monitoring; never blocks, drops when full.
+
+        Sampling applies to input monitoring only: a prediction kept for labels
+        is still read. A dropped one is kept without its values.
+        """
+        keep = bool(exchange.request_id) and self.recorder is not None
         if self.sample_percent < 100.0 and random.random() * 100.0 >= self.sample_percent:
-            return
+            if not keep:
+                return
+            exchange.sampled = False
         if len(self.queue) >= self.queue_size:
             self.dropped += 1
+            if keep:
+                assert self.recorder is not None
+                self.recorder(exchange.request_id, exchange.served_at, None)
         else:
             self.queue.append(exchange)
+
+    def drain(self) -> None:
+        """Process everything queued now (labels must see every prediction answered)."""
+        while self.flush():
+            pass
 
     # ------------------------------------------------------------ background
 
@@ -393,10 +419,14 @@ class Monitor(Collector):
         columns: dict[str, list[Any]] = {name: [] for name in self.counters}
         predictions: list[Any] = []
         for ex in batch:
+            if not ex.sampled:
+                self._record(ex, None)
+                continue
             self.exchanges += 1
             request = decode_body(ex.request, ex.request_encoding)
             if request is None:
                 self.violations[CONTENT_ENCODING] = self.violations.get(CONTENT_ENCODING, 0) + 1
+                self._record(ex, None)
                 continue
             parsed = parse_request(self.protocol, request, ex.request_type, self.all_features)
             self.rows += parsed.rows
@@ -413,6 +443,10 @@ class Monitor(Collector):
                 for kind in out.violations:
                     self.prediction_violations[kind] = self.prediction_violations.get(kind, 0) + 1
                 predictions.extend(out.values)
+                if ex.request_id and self.recorder is not None:
+                    self.recorder(ex.request_id, ex.served_at, out.values or None)
+            elif ex.request_id and self.recorder is not None:
+                self.recorder(ex.request_id, ex.served_at, None)
         for name, values in columns.items():
             if values:
                 counter = self.counters[name]
@@ -424,6 +458,18 @@ class Monitor(Collector):
                     )
         if predictions:
             self._add_predictions(predictions)
+
+    def _record(self, ex: Exchange, values: list[Any] | None) -> None:
+        """Keep the prediction of an exchange not monitored (sampled out or unreadable)."""
+        if not ex.request_id or self.recorder is None:
+            return
+        if values is None and ex.response is not None and self.protocol != "raw":
+            response = decode_body(ex.response, ex.response_encoding)
+            if response is not None:
+                values = parse_response(
+                    self.protocol, response, ex.response_type, self.classification
+                ).values
+        self.recorder(ex.request_id, ex.served_at, values or None)
 
     def _add_predictions(self, values: list[Any]) -> None:
         if self.prediction is not None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from vigil.sidecar.config import Settings
+from vigil.sidecar.identity import IdMaker, body_id, clean_id
 from vigil.sidecar.metrics import OpsMetrics, outcome_of
 from vigil.sidecar.monitor import Exchange, Monitor
 from vigil.sidecar.payload import endpoint_of
@@ -46,6 +47,8 @@ from vigil.sidecar.wire import (
     scan_chunked,
     simple_response,
     take_final_response_head,
+    with_identity_headers,
+    with_request_header,
 )
 
 __all__ = ["Proxy", "UpstreamError"]
@@ -88,6 +91,8 @@ class _Request:
     timer: asyncio.TimerHandle | None
     upstream: _Upstream | None = None
     retried: bool = False
+    #: Inference requests only: the id the answer carries (docs/howto/feedback.md).
+    request_id: str = ""
 
 
 class _Upstream(asyncio.Protocol):
@@ -140,6 +145,7 @@ class _Upstream(asyncio.Protocol):
                     False,
                     head.content_type,
                     head.content_encoding,
+                    head.has_request_id,
                 ),
                 reusable=False,
             )
@@ -203,6 +209,7 @@ class _Upstream(asyncio.Protocol):
                 head.keep_alive,
                 head.content_type,
                 head.content_encoding,
+                head.has_request_id,
             ),
             reusable=head.keep_alive and not leftover,
         )
@@ -356,6 +363,8 @@ class _Client(asyncio.Protocol):
             del self.buf[:end]
             self.head = None
             request = _Request(head, raw_body, body, endpoint, self.start, self.timer)
+            if endpoint == "infer":
+                request.request_id = proxy.identify(head, body)
             self.timer = None
             self.request = request
             proxy.dispatch(self, request)
@@ -377,7 +386,14 @@ class _Client(asyncio.Protocol):
         self._uncount()
         head = request.head
         if not self.closed and self.transport is not None:
-            self.transport.write(resp.head + resp.raw_body if resp.raw_body else resp.head)
+            answer_head = resp.head
+            if request.request_id:
+                answer_head = with_identity_headers(
+                    answer_head,
+                    b"X-Request-Id: %s\r\n%s" % (request.request_id.encode(), proxy.revision_line),
+                    resp.has_request_id,
+                )
+            self.transport.write(answer_head + resp.raw_body if resp.raw_body else answer_head)
         proxy.ops.observe(
             request.endpoint,
             outcome_of(resp.status),
@@ -576,12 +592,16 @@ class Proxy:
         monitor: Monitor,
         shadow: Shadow,
         clock: Callable[[], float] = time.perf_counter,
+        ids: IdMaker | None = None,
     ) -> None:
         self.settings = settings
         self.ops = ops
         self.monitor = monitor
         self.shadow = shadow
         self.clock = clock
+        self.ids = ids or IdMaker(settings.revision, "")
+        self.revision_line = b"X-Vigil-Revision: %s\r\n" % settings.revision.encode("latin-1")
+        self._parse_body_id = settings.protocol in ("v2", "v1")
         self.server: asyncio.Server | None = None
         self.draining = False
         self.in_flight = 0
@@ -707,6 +727,20 @@ class Proxy:
 
     # ------------------------------------------------------------ monitoring
 
+    def identify(self, head: RequestHead, body: bytes) -> str:
+        """The id of an inference request: the client's header, the body's ``id``, or a new one.
+
+        The model server gets the id in ``X-Request-Id`` when the client sent none.
+        """
+        given = clean_id(head.request_id) if head.request_id else None
+        if given is not None:
+            return given
+        found = body_id(body) if self._parse_body_id else None
+        request_id = found if found is not None else self.ids.make()
+        if not head.request_id:
+            head.raw = with_request_header(head.raw, request_id)
+        return request_id
+
     def record(self, request: _Request, resp: Response) -> None:
         """Queue copies for monitoring and shadowing (after the client has its answer)."""
         head = request.head
@@ -719,6 +753,9 @@ class Proxy:
                 resp.content_type,
                 head.content_encoding,
                 resp.content_encoding if ok else "",
+                # A shadow copy's answer never reached a client: nobody labels it here.
+                request.request_id if ok and not head.shadow_copy else "",
+                time.time(),
             )
         )
         if ok and not head.shadow_copy and self.shadow.wants():

@@ -26,6 +26,8 @@ __all__ = [
     "parse_response_head",
     "read_response",
     "scan_chunked",
+    "with_identity_headers",
+    "with_request_header",
 ]
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -91,6 +93,8 @@ class RequestHead:
     content_encoding: str
     shadow_copy: bool
     raw: bytes
+    #: The client's X-Request-Id header, as sent ("" without one).
+    request_id: str = ""
 
 
 @dataclass(slots=True)
@@ -104,6 +108,8 @@ class Response:
     keep_alive: bool
     content_type: str = ""
     content_encoding: str = ""
+    #: The model server's answer carries its own X-Request-Id header.
+    has_request_id: bool = False
 
 
 def parse_request_head(raw: bytes) -> RequestHead:
@@ -123,6 +129,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
     content_type = ""
     content_encoding = ""
     shadow_copy = False
+    request_id = ""
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep:
@@ -148,6 +155,8 @@ def parse_request_head(raw: bytes) -> RequestHead:
             content_encoding = value.strip().decode("latin-1").lower()
         elif key == b"x-vigil-shadow":
             shadow_copy = True
+        elif key == b"x-request-id":
+            request_id = value.strip().decode("latin-1")
     if chunked:
         content_length = None  # RFC 9112: Transfer-Encoding wins
     keep_alive = (b"keep-alive" in connection) if http10 else (b"close" not in connection)
@@ -174,6 +183,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
         content_encoding=content_encoding,
         shadow_copy=shadow_copy,
         raw=raw,
+        request_id=request_id,
     )
 
 
@@ -268,6 +278,7 @@ class ResponseHead:
     keep_alive: bool
     content_type: str
     content_encoding: str
+    has_request_id: bool = False
 
 
 def parse_response_head(raw_head: bytes) -> ResponseHead:
@@ -282,6 +293,7 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
     chunked = False
     connection = b""
     ctype = cenc = b""
+    has_request_id = False
     for line in raw_head[:-4].split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         key = name.strip().lower()
@@ -292,6 +304,8 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
                 raise BadMessage("bad Content-Length") from exc
             if content_length < 0:
                 raise BadMessage("bad Content-Length")
+        elif key == b"x-request-id":
+            has_request_id = True
         elif key == b"content-type":
             ctype = value
         elif key == b"content-encoding":
@@ -309,7 +323,26 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
         keep_alive,
         ctype.strip().decode("latin-1").lower(),
         cenc.strip().decode("latin-1").lower(),
+        has_request_id,
     )
+
+
+def with_request_header(raw_head: bytes, request_id: str) -> bytes:
+    """A request head with ``X-Request-Id`` added (the client sent none)."""
+    return raw_head[:-2] + b"X-Request-Id: " + request_id.encode("latin-1") + b"\r\n\r\n"
+
+
+def with_identity_headers(raw_head: bytes, identity: bytes, replace_id: bool) -> bytes:
+    """An answer head with the sidecar's ``X-Request-Id`` and ``X-Vigil-Revision`` lines.
+
+    ``replace_id``: the model server set its own X-Request-Id; the sidecar's
+    (the join key) replaces it, so that the client sees one.
+    """
+    if replace_id:
+        lines = raw_head[:-4].split(b"\r\n")
+        kept = [lines[0], *(h for h in lines[1:] if not h.lower().startswith(b"x-request-id:"))]
+        raw_head = b"\r\n".join(kept) + b"\r\n\r\n"
+    return raw_head[:-2] + identity + b"\r\n"
 
 
 def take_final_response_head(buf: bytearray) -> tuple[ResponseHead, bytes] | None:

@@ -1,0 +1,918 @@
+"""Feedback: labels by request id, joined to the predictions they judge.
+
+A label pipeline posts truths to ``/vigil/v1/feedback`` on the feedback
+port, through the model's Service, so any pod may receive a label. The
+receiving sidecar (the origin) joins what its own store holds, sends the
+rest first to the pod a sidecar-made id names, then to every other peer in
+turn (each joins what it holds and says which it does not), and counts
+what nobody holds: ``unknown`` (a client id), ``lost`` (a sidecar-made id
+whose pod went away without handing its predictions over), ``expired``
+(outside the join window) or ``unreachable`` (a pod that may hold it did
+not answer; the answer lists those ids for a retry). A label is counted
+where its prediction is, against the revision that served it, once: the
+store marks labelled rows, and one pod holds a prediction at a time.
+
+On shutdown the sidecar hands its predictions to its peers
+(``/vigil/v1/feedback/handoff``), so a rollout or a deleted pod loses none;
+a killed process loses its store (labels for it then count as ``lost``).
+The peer and handoff paths accept only connections from peer addresses.
+Nothing here changes routing or settings. The design, the bounds and what
+is lost in which failure: docs/design/ground-truth.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from vigil.core import metric_names
+from vigil.profile import OTHER
+from vigil.profile.model import category_key
+from vigil.sidecar.config import FeedbackSettings
+from vigil.sidecar.identity import clean_id, id_key, parse_sidecar_id
+from vigil.sidecar.joinstore import (
+    ABSENT,
+    DUPLICATE,
+    EXPIRED,
+    FORGOTTEN,
+    INVALID,
+    JOINED,
+    NO_PREDICTION,
+    JoinStore,
+    Labelled,
+    StoredRecord,
+)
+from vigil.sidecar.monitor import Monitor
+
+__all__ = ["DELAY_BUCKETS", "FeedbackMetrics", "FeedbackService", "Label", "parse_labels"]
+
+log = logging.getLogger("vigil.sidecar")
+
+FEEDBACK_PATH = "/vigil/v1/feedback"
+PEER_PATH = "/vigil/v1/feedback/peer"
+HANDOFF_PATH = "/vigil/v1/feedback/handoff"
+#: Outcomes the origin decides when no pod joined a label.
+UNKNOWN = "unknown"
+LOST = "lost"
+UNREACHABLE = "unreachable"
+OUTCOMES = (JOINED, DUPLICATE, NO_PREDICTION, EXPIRED, LOST, UNKNOWN, UNREACHABLE, INVALID)
+#: Seconds from prediction to label: minutes to a month.
+DELAY_BUCKETS = (
+    1.0,
+    10.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    3 * 3600.0,
+    6 * 3600.0,
+    12 * 3600.0,
+    86400.0,
+    2 * 86400.0,
+    4 * 86400.0,
+    7 * 86400.0,
+    14 * 86400.0,
+    30 * 86400.0,
+)
+#: True classes counted by name beyond the reference's (then __other__), as predictions are.
+MAX_UNLISTED_CLASSES = 50
+HANDOFF_CHUNK = 20_000
+#: Labels joined between two yields to the event loop (about 10 us each).
+YIELD_EVERY = 256
+PEER_CACHE_SECONDS = 2.0
+
+
+def class_code(key: str) -> float:
+    """A class label as an exact float (48-bit hash): predictions and truths compare by it."""
+    return float(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=6).digest(), "big"))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def prediction_values(values: Sequence[Any], task: str) -> list[float]:
+    """A prediction's rows as the store keeps them (NaN: a row without a usable value)."""
+    if task == "classification":
+        out = []
+        for value in values:
+            key = category_key(value) if not isinstance(value, list | dict) else None
+            out.append(class_code(key) if key is not None else math.nan)
+        return out
+    if task == "regression":
+        return [math.nan if (n := _number(v)) is None else n for v in values]
+    # No task known: the rows are joined and counted, not scored.
+    return [0.0 for _ in values]
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One truth for one row of one prediction."""
+
+    request_id: str
+    key: int
+    row: int | None
+    truth: Any
+
+
+@dataclass
+class ParsedLabels:
+    labels: list[Label] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+
+
+def _truth_error(truth: Any, task: str) -> str | None:
+    if truth is None:
+        return "truth is missing"
+    if isinstance(truth, list | dict):
+        return "truth must be a number or a string"
+    if task == "regression" and _number(truth) is None:
+        return "truth must be a finite number (regression)"
+    if isinstance(truth, float) and not math.isfinite(truth):
+        return "truth must be finite"
+    return None
+
+
+def parse_labels(doc: Any, task: str, limit: int) -> ParsedLabels:
+    """Labels of a feedback body: ``{"id", "truth"[, "row"]}`` or ``{"labels": [...]}``.
+
+    A list ``truth`` gives one truth per row (null skips a row). Raises
+    OverflowError past ``limit`` rows, ValueError for a body of another shape.
+    """
+    if isinstance(doc, dict) and "labels" in doc:
+        items = doc["labels"]
+        if not isinstance(items, list):
+            raise ValueError("'labels' must be a list")
+    elif isinstance(doc, dict):
+        items = [doc]
+    else:
+        raise ValueError('expected {"id": ..., "truth": ...} or {"labels": [...]}')
+    out = ParsedLabels()
+    for item in items:
+        if len(out.labels) + len(out.invalid) > limit:
+            raise OverflowError(limit)
+        if not isinstance(item, dict):
+            out.invalid.append("a label must be an object")
+            continue
+        request_id = clean_id(item.get("id"))
+        if request_id is None:
+            out.invalid.append(f"bad id {str(item.get('id'))[:80]!r}")
+            continue
+        key = id_key(request_id)
+        truth = item.get("truth")
+        row = item.get("row")
+        if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 0):
+            out.invalid.append(f"{request_id}: row must be an integer >= 0")
+            continue
+        if isinstance(truth, list):
+            if row is not None:
+                out.invalid.append(f"{request_id}: give 'row' with one truth, not a list")
+                continue
+            for index, value in enumerate(truth):
+                if value is None:
+                    continue
+                error = _truth_error(value, task)
+                if error:
+                    out.invalid.append(f"{request_id}[{index}]: {error}")
+                else:
+                    out.labels.append(Label(request_id, key, index, value))
+            continue
+        error = _truth_error(truth, task)
+        if error:
+            out.invalid.append(f"{request_id}: {error}")
+            continue
+        out.labels.append(Label(request_id, key, row, truth))
+    if len(out.labels) + len(out.invalid) > limit:
+        raise OverflowError(limit)
+    return out
+
+
+class _RevisionFigures:
+    """What the labels of one serving revision added up to."""
+
+    __slots__ = ("abs_error", "correct", "delay", "outcomes", "scored", "squared_error")
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.scored: dict[str, int] = {}
+        self.correct: dict[str, int] = {}
+        self.abs_error = 0.0
+        self.squared_error = 0.0
+        self.delay = [0.0] * (len(DELAY_BUCKETS) + 2)  # bucket counts, +Inf, sum
+
+
+class FeedbackMetrics(Collector):
+    """Counters of labels per serving revision; turned into series at scrape time.
+
+    ``revision`` on these series is the revision that served the prediction
+    (this pod's own for labels no pod holds); model, version and role are
+    this pod's.
+    """
+
+    def __init__(
+        self,
+        base: dict[str, str],
+        registry: CollectorRegistry | None,
+        classes: Sequence[str] = (),
+    ) -> None:
+        self.base = base
+        self.revisions: dict[str, _RevisionFigures] = {}
+        self.known_classes = set(classes)
+        self.room = MAX_UNLISTED_CLASSES
+        self.rejected: dict[str, int] = {}
+        self.requests = 0
+        self.peer_failures = 0
+        self.handoff: dict[str, int] = {}
+        self.store: JoinStore | None = None
+        if registry is not None:
+            registry.register(self)
+
+    def figures(self, revision: str) -> _RevisionFigures:
+        found = self.revisions.get(revision)
+        if found is None:
+            found = self.revisions[revision] = _RevisionFigures()
+        return found
+
+    def count(self, revision: str, outcome: str, n: int = 1) -> None:
+        outcomes = self.figures(revision).outcomes
+        outcomes[outcome] = outcomes.get(outcome, 0) + n
+
+    def class_label(self, truth: Any) -> str:
+        key = category_key(truth) or ""
+        if key not in self.known_classes and self.room > 0:
+            self.known_classes.add(key)
+            self.room -= 1
+        return key if key in self.known_classes else OTHER
+
+    def joined(
+        self, found: Labelled, truth: Any, task: str, delay: float, scored_class: str | None
+    ) -> None:
+        figures = self.figures(found.revision)
+        figures.outcomes[JOINED] = figures.outcomes.get(JOINED, 0) + 1
+        hist = figures.delay
+        index = next((i for i, b in enumerate(DELAY_BUCKETS) if delay <= b), len(DELAY_BUCKETS))
+        hist[index] += 1
+        hist[-1] += delay
+        if found.prediction is None or not task:
+            return
+        if task == "classification":
+            label = scored_class if scored_class is not None else self.class_label(truth)
+            figures.scored[label] = figures.scored.get(label, 0) + 1
+            key = category_key(truth)
+            if key is not None and class_code(key) == found.prediction:
+                figures.correct[label] = figures.correct.get(label, 0) + 1
+        else:
+            truth_value = _number(truth)
+            if truth_value is None:
+                return
+            error = found.prediction - truth_value
+            figures.scored[""] = figures.scored.get("", 0) + 1
+            figures.abs_error += abs(error)
+            figures.squared_error += error * error
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        names = list(self.base)
+        own = list(self.base.values())
+        rev_at = names.index("revision")
+
+        def labels(revision: str, *extra: str) -> list[str]:
+            values = list(own)
+            values[rev_at] = revision
+            return [*values, *extra]
+
+        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, labels=[*names, *extra])
+
+        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=[*names, *extra])
+
+        outcomes = counter(
+            metric_names.FEEDBACK_LABELS,
+            "Labels (one per prediction row) by outcome, against the revision that served "
+            "the prediction: joined, duplicate, no_prediction, expired, lost, unknown, "
+            "unreachable, invalid.",
+            ("outcome",),
+        )
+        scored = counter(
+            metric_names.FEEDBACK_SCORED,
+            "Joined labels scored against their prediction, by true class (classification).",
+            ("class",),
+        )
+        correct = counter(
+            metric_names.FEEDBACK_CORRECT,
+            "Scored labels whose prediction was right, by true class (classification).",
+            ("class",),
+        )
+        abs_error = counter(
+            metric_names.FEEDBACK_ABSOLUTE_ERROR,
+            "Sum of |prediction - truth| over scored labels (regression).",
+        )
+        squared_error = counter(
+            metric_names.FEEDBACK_SQUARED_ERROR,
+            "Sum of (prediction - truth)^2 over scored labels (regression).",
+        )
+        delay = HistogramMetricFamily(
+            metric_names.FEEDBACK_LABEL_DELAY,
+            "Seconds from the prediction to its label, for joined labels.",
+            labels=names,
+        )
+        for revision, fig in sorted(self.revisions.items()):
+            for outcome, n in sorted(fig.outcomes.items()):
+                outcomes.add_metric(labels(revision, outcome), n)
+            for label, n in sorted(fig.scored.items()):
+                scored.add_metric(labels(revision, label), n)
+                correct.add_metric(labels(revision, label), fig.correct.get(label, 0))
+            if "" in fig.scored:
+                abs_error.add_metric(labels(revision), fig.abs_error)
+                squared_error.add_metric(labels(revision), fig.squared_error)
+            if fig.outcomes.get(JOINED):
+                cumulative = 0.0
+                buckets = []
+                for bound, n in zip((*DELAY_BUCKETS, math.inf), fig.delay[:-1], strict=True):
+                    cumulative += n
+                    buckets.append(("+Inf" if math.isinf(bound) else repr(bound), cumulative))
+                delay.add_metric(labels(revision), buckets, sum_value=fig.delay[-1])
+        yield outcomes
+        yield scored
+        yield correct
+        yield abs_error
+        yield squared_error
+        yield delay
+        requests = counter("vigil_feedback_requests", "Feedback requests accepted.")
+        requests.add_metric(own, self.requests)
+        yield requests
+        rejected = counter(
+            "vigil_feedback_rejected_requests",
+            "Feedback requests refused: body_too_large (413), too_many_labels (413), "
+            "rate_limited (429), busy (429), bad_request (400), not_a_peer (403).",
+            ("reason",),
+        )
+        for reason, n in sorted(self.rejected.items()):
+            rejected.add_metric([*own, reason], n)
+        yield rejected
+        peers = counter(
+            "vigil_feedback_peer_failures", "Calls to other sidecars that got no answer."
+        )
+        peers.add_metric(own, self.peer_failures)
+        yield peers
+        handoff = counter(
+            "vigil_feedback_handoff_predictions",
+            "Predictions handed over at shutdown: sent, adopted (from a peer), failed.",
+            ("outcome",),
+        )
+        for outcome, n in sorted(self.handoff.items()):
+            handoff.add_metric([*own, outcome], n)
+        yield handoff
+        store = self.store
+        if store is None:
+            return
+        g = gauge("vigil_feedback_store_predictions", "Predictions held for labels.")
+        g.add_metric(own, store.predictions)
+        yield g
+        g = gauge("vigil_feedback_store_rows", "Prediction rows held (the bound is the capacity).")
+        g.add_metric(own, store.rows)
+        yield g
+        g = gauge("vigil_feedback_store_capacity_rows", "Most prediction rows held at once.")
+        g.add_metric(own, store.capacity)
+        yield g
+        g = gauge(
+            "vigil_feedback_store_bytes", "Memory bound of the join store (arrays and filters)."
+        )
+        g.add_metric(own, store.nbytes)
+        yield g
+        g = gauge(
+            "vigil_feedback_store_oldest_age_seconds",
+            "Age of the oldest prediction held: the window labels can be joined over now.",
+        )
+        g.add_metric(own, store.oldest_age())
+        yield g
+        evicted = counter(
+            "vigil_feedback_store_evicted_predictions",
+            "Predictions let go: window (older than the join window), capacity (store full).",
+            ("reason",),
+        )
+        for reason, n in sorted(store.evicted.items()):
+            evicted.add_metric([*own, reason], n)
+        yield evicted
+        reused = counter(
+            "vigil_feedback_store_reused_ids",
+            "Client ids seen again on this pod: the newer prediction replaced the older.",
+        )
+        reused.add_metric(own, store.reused)
+        yield reused
+
+
+class _TokenBucket:
+    """Labels per second with a burst; a request takes all its labels or none."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = burst
+        self.at = clock()
+
+    def take(self, n: int) -> float:
+        """0 when taken; else the seconds until ``n`` would be there."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return 0.0
+        return (n - self.tokens) / self.rate
+
+
+def _normal_address(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{host}:{port}"
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+class Peers:
+    """The other sidecars of this ModelDeployment: host:port entries, DNS names resolved."""
+
+    def __init__(self, entries: Sequence[str], me: str, clock: Callable[[], float]) -> None:
+        self.entries = tuple(entries)
+        self.me = _normal_address(me) if me else ""
+        self.clock = clock
+        self._cached: tuple[float, tuple[str, ...]] = (-math.inf, ())
+
+    async def resolve(self, fresh: bool = False) -> tuple[str, ...]:
+        """Every peer address but this pod's own, sorted (a stable order for every pod)."""
+        at, cached = self._cached
+        if not fresh and self.clock() - at < PEER_CACHE_SECONDS:
+            return cached
+        loop = asyncio.get_running_loop()
+        found: set[str] = set()
+        for entry in self.entries:
+            host, _, port = entry.rpartition(":")
+            host = host.strip("[]")
+            try:
+                infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+            except OSError as error:
+                log.warning("feedback peers: cannot resolve %s: %s", entry, error)
+                continue
+            for info in infos:
+                found.add(_normal_address(f"{info[4][0]}:{port}"))
+        found.discard(self.me)
+        peers = tuple(sorted(found))
+        self._cached = (self.clock(), peers)
+        return peers
+
+    async def allows(self, remote: str | None) -> bool:
+        """Whether a connection from ``remote`` (an IP) comes from a peer."""
+        if not remote:
+            return False
+        for fresh in (False, True):
+            hosts = {p.rpartition(":")[0].strip("[]") for p in await self.resolve(fresh)}
+            if self.me:
+                hosts.add(self.me.rpartition(":")[0].strip("[]"))
+            if remote in hosts:
+                return True
+        return False
+
+
+@dataclass
+class _Pending:
+    """A label no pod has joined yet, and what the pods asked so far said."""
+
+    label: Label
+    at: float
+    asked: set[str] = field(default_factory=set)
+    forgotten: bool = False
+    done: bool = False
+
+
+class _Refused(Exception):
+    """Leaves a handler with the sidecar's own error answer."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class FeedbackService:
+    """The feedback port: labels in, joined where their predictions are."""
+
+    def __init__(
+        self,
+        settings: FeedbackSettings,
+        *,
+        revision: str,
+        task: str,
+        monitor: Monitor,
+        metrics: FeedbackMetrics,
+        listen_host: str = "0.0.0.0",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.host = settings.host or listen_host
+        self.revision = revision
+        self.task = task
+        self.monitor = monitor
+        self.metrics = metrics
+        self.clock = clock
+        self.store = JoinStore(
+            settings.max_predictions,
+            settings.window_seconds,
+            settings.max_rows_per_prediction,
+            clock,
+        )
+        metrics.store = self.store
+        self.address = settings.advertise or _default_advertise(settings.port)
+        self.peers = Peers(settings.peers, self.address, time.monotonic)
+        self.bucket = _TokenBucket(
+            settings.labels_per_second, settings.burst_labels, time.monotonic
+        )
+        self.busy = 0
+        self.runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        monitor.recorder = self.record
+
+    # ------------------------------------------------------------ predictions
+
+    def record(self, request_id: str, served_at: float, values: list[Any] | None) -> None:
+        """Keep a prediction (called by the monitoring task, off the latency path)."""
+        rows = prediction_values(values, self.task) if values is not None else None
+        self.store.add(id_key(request_id), served_at, rows, self.revision)
+
+    # ------------------------------------------------------------ server
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app.router.add_post(FEEDBACK_PATH, self._feedback)
+        app.router.add_post(PEER_PATH, self._peer)
+        app.router.add_post(HANDOFF_PATH, self._handoff)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.settings.port)
+        await site.start()
+        if not self.address or (self.settings.port == 0 and not self.settings.advertise):
+            # No pod IP given (outside a pod): the bound address, loopback for a wildcard.
+            host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+            self.address = f"{host}:{self.port}"
+            self.peers.me = _normal_address(self.address)
+
+    @property
+    def port(self) -> int:
+        assert self.runner is not None
+        for addr in self.runner.addresses:
+            return int(addr[1])
+        return self.settings.port
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.peer_timeout_seconds)
+            )
+        return self._session
+
+    async def _body(self, request: web.Request) -> Any:
+        """The decoded JSON body, or an HTTP error answer (counted)."""
+        length = request.content_length
+        if length is not None and length > self.settings.max_body_bytes:
+            raise self._refuse(
+                413, "body_too_large", f"body over {self.settings.max_body_bytes} bytes"
+            )
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise self._refuse(
+                413, "body_too_large", f"body over {self.settings.max_body_bytes} bytes"
+            ) from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise self._refuse(400, "bad_request", f"not JSON: {error}") from None
+
+    def _refuse(
+        self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
+    ) -> _Refused:
+        """An answer of the sidecar's own (counted), raised to leave the handler."""
+        self.metrics.reject(reason)
+        body = orjson.dumps({"error": message, "reason": reason, "source": "vigil-sidecar"})
+        return _Refused(
+            web.Response(
+                status=status,
+                body=body,
+                content_type="application/json",
+                headers={"X-Vigil-Error": reason, **(headers or {})},
+            )
+        )
+
+    # ------------------------------------------------------------ the public endpoint
+
+    async def _feedback(self, request: web.Request) -> web.Response:
+        try:
+            return await self._feedback_once(request)
+        except _Refused as refused:
+            return refused.response
+
+    async def _feedback_once(self, request: web.Request) -> web.Response:
+        if self.busy >= self.settings.max_concurrent_requests:
+            raise self._refuse(
+                429, "busy", "too many feedback requests at once", {"Retry-After": "1"}
+            )
+        self.busy += 1
+        try:
+            doc = await self._body(request)
+            try:
+                parsed = parse_labels(doc, self.task, self.settings.max_labels_per_request)
+            except OverflowError:
+                raise self._refuse(
+                    413,
+                    "too_many_labels",
+                    f"more than {self.settings.max_labels_per_request} labels in one request",
+                ) from None
+            except ValueError as error:
+                raise self._refuse(400, "bad_request", str(error)) from None
+            wait = self.bucket.take(len(parsed.labels) + len(parsed.invalid))
+            if wait > 0:
+                raise self._refuse(
+                    429,
+                    "rate_limited",
+                    f"over {self.settings.labels_per_second:g} labels/s",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+            self.metrics.requests += 1
+            summary = await self.join(parsed)
+            return web.json_response(summary)
+        finally:
+            self.busy -= 1
+
+    async def join(self, parsed: ParsedLabels) -> dict[str, Any]:
+        """Join a batch of labels wherever their predictions are; count each once."""
+        now = self.clock()
+        tally = dict.fromkeys(OUTCOMES, 0)
+        errors: list[str] = list(parsed.invalid)
+        if parsed.invalid:
+            self.metrics.count(self.revision, INVALID, len(parsed.invalid))
+            tally[INVALID] += len(parsed.invalid)
+        self.monitor.drain()
+        pending: list[_Pending] = []
+        for index, label in enumerate(parsed.labels):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a batch of thousands must not hold up the proxy
+            outcome = self._join_here(label, now, errors)
+            if outcome in (ABSENT, FORGOTTEN):
+                pending.append(_Pending(label, now, forgotten=outcome == FORGOTTEN))
+            else:
+                tally[outcome] += 1
+        retry: list[str] = []
+        if pending:
+            failed = await self._ask_peers(pending, tally, errors)
+            for item in pending:
+                if item.done:
+                    continue
+                outcome, revision = self._unjoined(item, failed, now)
+                self.metrics.count(revision, outcome)
+                tally[outcome] += 1
+                if outcome == UNREACHABLE:
+                    retry.append(item.label.request_id)
+        return {
+            "received": len(parsed.labels) + len(parsed.invalid),
+            **{_camel(k): v for k, v in tally.items()},
+            "retry": sorted(set(retry)),
+            "errors": errors[:20],
+        }
+
+    def _join_here(self, label: Label, at: float, errors: list[str]) -> str:
+        """Label a row this pod holds; counts it (JOINED, DUPLICATE, ...) or says ABSENT."""
+        found = self.store.label(label.key, label.row, at)
+        if found.outcome in (ABSENT, FORGOTTEN):
+            return found.outcome
+        if found.outcome == JOINED:
+            self.metrics.joined(found, label.truth, self.task, max(0.0, at - found.served_at), None)
+            return JOINED
+        if found.outcome == INVALID and found.detail:
+            errors.append(f"{label.request_id}: {found.detail}")
+        self.metrics.count(found.revision, found.outcome)
+        return found.outcome
+
+    def _unjoined(self, item: _Pending, failed: set[str], now: float) -> tuple[str, str]:
+        """What a label no pod joined counts as, and against which revision."""
+        sid = parse_sidecar_id(item.label.request_id)
+        if item.asked & failed:
+            return UNREACHABLE, sid.revision if sid else self.revision
+        if sid is not None:
+            if item.forgotten or sid.served_at < now - self.settings.window_seconds:
+                return EXPIRED, sid.revision
+            return LOST, sid.revision
+        return (EXPIRED if item.forgotten else UNKNOWN), self.revision
+
+    async def _ask_peers(
+        self, pending: list[_Pending], tally: dict[str, int], errors: list[str]
+    ) -> set[str]:
+        """Send the labels this pod does not hold to the other pods; returns the silent ones.
+
+        One pod after the other (not all at once): the first that holds a
+        prediction joins its label, and no other is asked about it again.
+        """
+        peers = await self.peers.resolve()
+        failed: set[str] = set()
+        # A sidecar-made id names its pod: ask that one first.
+        first: dict[str, list[_Pending]] = {}
+        for item in pending:
+            sid = parse_sidecar_id(item.label.request_id)
+            if sid is not None and sid.owner in peers:
+                first.setdefault(sid.owner, []).append(item)
+        rounds: list[tuple[str, Sequence[_Pending]]] = [
+            *first.items(),
+            *((peer, pending) for peer in peers),
+        ]
+        for peer, candidates in rounds:
+            batch = [i for i in candidates if not i.done and peer not in i.asked]
+            if not batch:
+                continue
+            for item in batch:
+                item.asked.add(peer)
+            answers = await self._call_peer(peer, batch)
+            if answers is None:
+                failed.add(peer)
+                continue
+            for item, answer in zip(batch, answers, strict=True):
+                outcome = str(answer[0]) if answer else ABSENT
+                if outcome == FORGOTTEN:
+                    item.forgotten = True
+                elif outcome != ABSENT:
+                    item.done = True
+                    tally[outcome if outcome in tally else INVALID] += 1
+                    if outcome == INVALID and len(answer) > 1:
+                        errors.append(f"{item.label.request_id}: {answer[1]}")
+        return failed
+
+    async def _call_peer(self, peer: str, batch: Sequence[_Pending]) -> list[list[Any]] | None:
+        payload = orjson.dumps(
+            {"labels": [[i.label.request_id, i.label.row, i.label.truth, i.at] for i in batch]}
+        )
+        try:
+            async with self._client().post(
+                f"http://{peer}{PEER_PATH}",
+                data=payload,
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                if response.status != 200:
+                    raise aiohttp.ClientError(f"HTTP {response.status}")
+                answers = orjson.loads(await response.read())["results"]
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as error:
+            self.metrics.peer_failures += 1
+            log.warning("feedback: peer %s did not answer: %s", peer, error)
+            return None
+        if not isinstance(answers, list) or len(answers) != len(batch):
+            self.metrics.peer_failures += 1
+            return None
+        return answers
+
+    # ------------------------------------------------------------ peers' endpoints
+
+    async def _peer(self, request: web.Request) -> web.Response:
+        try:
+            return await self._peer_once(request)
+        except _Refused as refused:
+            return refused.response
+
+    async def _peer_once(self, request: web.Request) -> web.Response:
+        """Another sidecar asks: join what you hold, say what you do not (count nothing else)."""
+        if not await self.peers.allows(request.remote):
+            raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
+        doc = await self._body(request)
+        try:
+            rows = doc["labels"]
+            labels = [(Label(str(r[0]), id_key(str(r[0])), r[1], r[2]), float(r[3])) for r in rows]
+        except (TypeError, KeyError, IndexError, ValueError):
+            raise self._refuse(400, "bad_request", "malformed peer request") from None
+        self.monitor.drain()
+        results: list[list[Any]] = []
+        for index, (label, at) in enumerate(labels):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            errors: list[str] = []
+            outcome = self._join_here(label, at, errors)
+            results.append([outcome, *errors[:1]])
+        return web.json_response({"results": results})
+
+    async def _handoff(self, request: web.Request) -> web.Response:
+        try:
+            return await self._handoff_once(request)
+        except _Refused as refused:
+            return refused.response
+
+    async def _handoff_once(self, request: web.Request) -> web.Response:
+        """A peer going away hands its predictions over."""
+        if not await self.peers.allows(request.remote):
+            raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
+        doc = await self._body(request)
+        adopted = 0
+        try:
+            for key, served_at, revision, flags, rows in doc["records"]:
+                record = StoredRecord(
+                    int(key),
+                    float(served_at),
+                    str(revision),
+                    int(flags),
+                    tuple((None if v is None else float(v), bool(seen)) for v, seen in rows),
+                )
+                adopted += self.store.adopt(record)
+        except (TypeError, KeyError, ValueError, OverflowError):
+            raise self._refuse(400, "bad_request", "malformed handoff") from None
+        self.metrics.handoff["adopted"] = self.metrics.handoff.get("adopted", 0) + adopted
+        return web.json_response({"adopted": adopted})
+
+    async def handoff(self) -> int:
+        """Hand every held prediction to the peers (shutdown); returns how many went."""
+        self.monitor.drain()
+        records = list(self.store.export())
+        if not records:
+            return 0
+        try:
+            peers = await self.peers.resolve(fresh=True)
+        except OSError:
+            peers = ()
+        if not peers:
+            self.metrics.handoff["failed"] = self.metrics.handoff.get("failed", 0) + len(records)
+            log.warning("feedback: no peer to hand %d predictions to: lost", len(records))
+            return 0
+        sent = 0
+        deadline = time.monotonic() + self.settings.handoff_timeout_seconds
+        chunks = [records[i : i + HANDOFF_CHUNK] for i in range(0, len(records), HANDOFF_CHUNK)]
+        for index, chunk in enumerate(chunks):
+            payload = orjson.dumps(
+                {
+                    "records": [
+                        [str(r.key), r.served_at, r.revision, r.flags, [list(x) for x in r.rows]]
+                        for r in chunk
+                    ]
+                }
+            )
+            delivered = False
+            for attempt in range(len(peers)):
+                peer = peers[(index + attempt) % len(peers)]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    async with self._client().post(
+                        f"http://{peer}{HANDOFF_PATH}",
+                        data=payload,
+                        headers={"Content-Type": "application/json"},
+                        timeout=aiohttp.ClientTimeout(total=left),
+                    ) as response:
+                        delivered = response.status == 200
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    delivered = False
+                if delivered:
+                    break
+            outcome = "sent" if delivered else "failed"
+            self.metrics.handoff[outcome] = self.metrics.handoff.get(outcome, 0) + len(chunk)
+            sent += len(chunk) if delivered else 0
+        log.info("feedback: handed %d of %d predictions to peers", sent, len(records))
+        return sent
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _default_advertise(port: int) -> str:
+    """$VIGIL_POD_IP (the downward API) and the feedback port; "" outside a pod."""
+    ip = os.environ.get("VIGIL_POD_IP", "")
+    return f"{ip}:{port}" if ip and port else ""

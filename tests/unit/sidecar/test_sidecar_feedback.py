@@ -1,0 +1,291 @@
+"""The feedback port: labels joined once where their prediction is, counted, bounded."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import aiohttp
+import pytest
+from sidecar_testkit import base, scrape, v2_body, value
+
+from vigil.sidecar.config import ConfigError, FeedbackSettings, settings_from_mapping
+from vigil.sidecar.feedback import parse_labels
+
+
+def fb(**overrides) -> FeedbackSettings:
+    return FeedbackSettings(
+        **{"enabled": True, "host": "127.0.0.1", "port": 0, "task": "classification", **overrides}
+    )
+
+
+async def predict(http, sidecar, rows, request_id=None):
+    """One inference through the sidecar; returns (id, predicted classes)."""
+    headers = {"X-Request-Id": request_id} if request_id else {}
+    async with http.post(
+        f"{base(sidecar)}/v2/models/m/infer", data=v2_body(rows), headers=headers
+    ) as resp:
+        assert resp.status == 200
+        doc = await resp.json()
+        return resp.headers["X-Request-Id"], doc["outputs"][0]["data"]
+
+
+async def send(http, sidecar, doc, **kw):
+    url = f"http://{sidecar.feedback.address}/vigil/v1/feedback"
+    async with http.post(url, data=json.dumps(doc).encode(), **kw) as resp:
+        return resp.status, await resp.json(), resp.headers
+
+
+class TestLabels:
+    def test_single_labels_batches_and_row_lists(self):
+        parsed = parse_labels(
+            {
+                "labels": [
+                    {"id": "a", "truth": 1},
+                    {"id": "b", "truth": [0, None, 2]},
+                    {"id": "c", "row": 1, "truth": "x"},
+                    {"id": "", "truth": 1},
+                    {"id": "d"},
+                ]
+            },
+            "classification",
+            100,
+        )
+        assert [(x.request_id, x.row, x.truth) for x in parsed.labels] == [
+            ("a", None, 1),
+            ("b", 0, 0),
+            ("b", 2, 2),
+            ("c", 1, "x"),
+        ]
+        assert len(parsed.invalid) == 2
+        assert len(parse_labels({"id": "a", "truth": 1}, "", 1).labels) == 1
+
+    def test_regression_truths_are_numbers(self):
+        parsed = parse_labels({"labels": [{"id": "a", "truth": "3"}]}, "regression", 10)
+        assert parsed.invalid and not parsed.labels
+
+    def test_too_many_and_malformed(self):
+        with pytest.raises(OverflowError):
+            parse_labels({"labels": [{"id": str(i), "truth": 1} for i in range(11)]}, "", 10)
+        with pytest.raises(ValueError):
+            parse_labels([1, 2], "", 10)
+
+
+class TestJoinOnOnePod:
+    async def test_joined_duplicate_unknown_and_invalid_are_counted_by_revision(
+        self, model, start_sidecar, http
+    ):
+        sidecar = await start_sidecar(model.url, feedback=fb())
+        right, (pred_right,) = await predict(http, sidecar, [[1.0, 0, 0]])
+        wrong, (pred_wrong,) = await predict(http, sidecar, [[2.0, 0, 0]])
+        status, summary, _ = await send(
+            http,
+            sidecar,
+            {
+                "labels": [
+                    {"id": right, "truth": pred_right},
+                    {"id": wrong, "truth": (pred_wrong + 1) % 3},
+                    {"id": right, "truth": pred_right},
+                    {"id": "never-seen", "truth": 1},
+                    {"id": "bad id", "truth": 1},
+                ]
+            },
+        )
+        assert status == 200
+        assert (summary["joined"], summary["duplicate"], summary["unknown"]) == (2, 1, 1)
+        assert summary["invalid"] == 1 and summary["received"] == 5
+        m = await scrape(http, sidecar)
+        labels = "vigil_feedback_labels_total"
+        assert value(m, labels, revision="r1", outcome="joined") == 2
+        assert value(m, labels, revision="r1", outcome="duplicate") == 1
+        assert value(m, labels, revision="r1", outcome="unknown") == 1
+        assert value(m, labels, revision="r1", outcome="invalid") == 1
+        assert value(m, "vigil_feedback_scored_total", revision="r1") == 2
+        assert value(m, "vigil_feedback_correct_total", revision="r1") == 1
+        assert value(m, "vigil_feedback_correct_total", **{"class": str(pred_right)}) == 1
+        assert value(m, "vigil_feedback_label_delay_seconds_count", revision="r1") == 2
+
+    async def test_a_batch_prediction_takes_a_truth_per_row(self, model, start_sidecar, http):
+        sidecar = await start_sidecar(model.url, feedback=fb())
+        rid, preds = await predict(http, sidecar, [[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]])
+        _, summary, _ = await send(http, sidecar, {"id": rid, "truth": preds})
+        assert summary["joined"] == 3
+        _, summary, _ = await send(http, sidecar, {"id": rid, "truth": preds[0]})
+        assert summary["invalid"] == 1 and "3 rows" in summary["errors"][0]
+
+    async def test_regression_error_sums(self, model, start_sidecar, http):
+        sidecar = await start_sidecar(model.url, feedback=fb(task="regression"))
+        rid, (pred,) = await predict(http, sidecar, [[1.0, 0, 0]])
+        await send(http, sidecar, {"id": rid, "truth": pred + 0.5})
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_absolute_error_total") == 0.5
+        assert math.isclose(value(m, "vigil_feedback_squared_error_total"), 0.25)
+        assert value(m, "vigil_feedback_scored_total") == 1
+
+    async def test_a_sampled_out_prediction_is_still_kept(self, model, start_sidecar, http):
+        sidecar = await start_sidecar(model.url, feedback=fb(), sample_percent=0.0)
+        rid, (pred,) = await predict(http, sidecar, [[1.0, 0, 0]])
+        _, summary, _ = await send(http, sidecar, {"id": rid, "truth": pred})
+        assert summary["joined"] == 1
+
+    async def test_a_shadow_copy_is_not_kept(self, model, start_sidecar, http):
+        sidecar = await start_sidecar(model.url, feedback=fb())
+        async with http.post(
+            f"{base(sidecar)}/v2/models/m/infer",
+            data=v2_body([[1.0, 0, 0]]),
+            headers={"X-Vigil-Shadow": "1", "X-Request-Id": "copied"},
+        ) as resp:
+            assert resp.status == 200
+        _, summary, _ = await send(http, sidecar, {"id": "copied", "truth": 1})
+        assert summary["unknown"] == 1
+
+
+class TestBounds:
+    async def test_a_body_over_the_limit_is_refused_with_413_and_counted(
+        self, model, start_sidecar, http
+    ):
+        sidecar = await start_sidecar(model.url, feedback=fb(max_body_bytes=1000))
+        doc = {"labels": [{"id": f"id-{i}", "truth": 1} for i in range(100)]}
+        status, _, headers = await send(http, sidecar, doc)
+        assert status == 413 and headers["X-Vigil-Error"] == "body_too_large"
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_rejected_requests_total", reason="body_too_large") == 1
+
+    async def test_too_many_labels_is_413_and_a_flood_is_429(self, model, start_sidecar, http):
+        sidecar = await start_sidecar(
+            model.url,
+            feedback=fb(max_labels_per_request=100, burst_labels=150, labels_per_second=1.0),
+        )
+        many = {"labels": [{"id": f"id-{i}", "truth": 1} for i in range(101)]}
+        status, _, _ = await send(http, sidecar, many)
+        assert status == 413
+        batch = {"labels": [{"id": f"id-{i}", "truth": 1} for i in range(100)]}
+        status, summary, _ = await send(http, sidecar, batch)
+        assert status == 200 and summary["unknown"] == 100
+        status, body, headers = await send(http, sidecar, batch)
+        assert status == 429 and body["reason"] == "rate_limited"
+        assert int(headers["Retry-After"]) >= 49
+        m = await scrape(http, sidecar)
+        rejected = "vigil_feedback_rejected_requests_total"
+        assert value(m, rejected, reason="rate_limited") == 1
+        assert value(m, rejected, reason="too_many_labels") == 1
+
+    async def test_not_json_is_400(self, model, start_sidecar, http):
+        sidecar = await start_sidecar(model.url, feedback=fb())
+        url = f"http://{sidecar.feedback.address}/vigil/v1/feedback"
+        async with http.post(url, data=b"{nope") as resp:
+            assert resp.status == 400
+
+    async def test_a_batch_of_thousands_in_one_call(self, model, start_sidecar, http):
+        sidecar = await start_sidecar(model.url, feedback=fb())
+        ids = [(await predict(http, sidecar, [[1.0, 0, 0]]))[0] for _ in range(50)]
+        labels = [{"id": i, "truth": 1} for i in ids]
+        labels += [{"id": f"unknown-{n}", "truth": 1} for n in range(5000)]
+        status, summary, _ = await send(http, sidecar, {"labels": labels})
+        assert status == 200
+        assert (summary["joined"], summary["unknown"]) == (50, 5000)
+
+
+class TestPeers:
+    async def two(self, model, start_sidecar, **extra):
+        a = await start_sidecar(model.url, feedback=fb(**extra))
+        b = await start_sidecar(model.url, revision="r2", feedback=fb(**extra))
+        a.feedback.peers.entries = (b.feedback.address,)
+        b.feedback.peers.entries = (a.feedback.address,)
+        return a, b
+
+    async def test_a_label_at_the_wrong_pod_joins_once_at_the_right_one(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar)
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await predict(http, a, [[1.0, 0, 0]], request_id="client-1")
+        labels = {"labels": [{"id": made, "truth": pred}, {"id": "client-1", "truth": pred}]}
+        _, summary, _ = await send(http, b, labels)
+        assert summary["joined"] == 2
+        _, summary, _ = await send(http, b, labels)
+        assert summary["duplicate"] == 2
+        _, summary, _ = await send(http, a, labels)
+        assert summary["duplicate"] == 2
+        ma, mb = await scrape(http, a), await scrape(http, b)
+        name = "vigil_feedback_labels_total"
+        assert value(ma, name, revision="r1", outcome="joined") == 2
+        assert value(mb, name, outcome="joined") == 0  # counted where the prediction is
+
+    async def test_handoff_at_shutdown_keeps_predictions_and_their_labels(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar)
+        first, (p1,) = await predict(http, a, [[1.0, 0, 0]])
+        second, (p2,) = await predict(http, a, [[2.0, 0, 0]])
+        await send(http, a, {"id": first, "truth": p1})
+        await a.stop()
+        _, summary, _ = await send(http, b, {"labels": [{"id": first, "truth": p1}]})
+        assert summary["duplicate"] == 1
+        _, summary, _ = await send(http, b, {"id": second, "truth": p2})
+        assert summary["joined"] == 1
+        mb = await scrape(http, b)
+        assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 1
+        assert value(mb, "vigil_feedback_handoff_predictions_total", outcome="adopted") == 2
+
+    async def test_a_killed_pods_predictions_are_lost_and_counted(self, model, start_sidecar, http):
+        a, b = await self.two(model, start_sidecar)
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        a.feedback.store = type(a.feedback.store)(10, 3600.0)  # its memory is gone
+        await a.feedback.stop()  # and it does not answer
+        b.feedback.peers.entries = ()
+        _, summary, _ = await send(http, b, {"labels": [{"id": made, "truth": pred}]})
+        assert summary["lost"] == 1
+        mb = await scrape(http, b)
+        assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="lost") == 1
+
+    async def test_an_unreachable_peer_asks_for_a_retry(self, model, start_sidecar, http):
+        a, b = await self.two(model, start_sidecar, peer_timeout_seconds=1.0)
+        await predict(http, a, [[1.0, 0, 0]], request_id="client-9")
+        await a.feedback.stop()
+        _, summary, _ = await send(http, b, {"id": "client-9", "truth": 1})
+        assert summary["unreachable"] == 1 and summary["retry"] == ["client-9"]
+
+    async def test_peer_paths_refuse_other_addresses(self, model, start_sidecar):
+        a = await start_sidecar(model.url, feedback=fb(peers=("127.0.0.3:9",)))
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=connector) as outsider:
+            for path in ("/vigil/v1/feedback/peer", "/vigil/v1/feedback/handoff"):
+                async with outsider.post(
+                    f"http://{a.feedback.address}{path}", data=b'{"labels": []}'
+                ) as resp:
+                    assert resp.status == 403
+            async with outsider.post(
+                f"http://{a.feedback.address}/vigil/v1/feedback", data=b'{"labels": []}'
+            ) as resp:
+                assert resp.status == 200  # label pipelines are not peers
+
+
+class TestSettings:
+    def test_the_feedback_block_is_read_and_checked(self):
+        settings = settings_from_mapping(
+            {"feedback": {"enabled": True, "port": 8001, "peers": ["m-peers.ml.svc:8001"]}}
+        )
+        assert settings.feedback.enabled and settings.feedback.peers == ("m-peers.ml.svc:8001",)
+        assert not settings_from_mapping({}).feedback.enabled
+        for bad, words in (
+            ({"nope": 1}, "feedback.nope: unknown key"),
+            ({"task": "ranking"}, "feedback.task"),
+            ({"burstLabels": 10}, "burstLabels"),
+            ({"peers": ["no-port"]}, "host:port"),
+            ({"enabled": "yes"}, "feedback.enabled"),
+        ):
+            with pytest.raises(ConfigError, match=words):
+                settings_from_mapping({"feedback": bad})
+
+
+class TestLivePort:
+    async def test_feedback_paths_on_the_live_port_go_to_the_model(
+        self, model, start_sidecar, http
+    ):
+        sidecar = await start_sidecar(model.url, feedback=fb())
+        for path in ("/vigil/v1/feedback", "/vigil/v1/feedback/handoff", "//vigil/v1/feedback"):
+            async with http.post(f"{base(sidecar)}{path}", data=b'{"id": "a", "truth": 1}') as r:
+                assert r.status == 404 and "X-Vigil-Error" not in r.headers  # the model's 404
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_requests_total") == 0
