@@ -1,7 +1,8 @@
 # One image for the operator, the monitoring sidecar and the CLI.
 #   docker build -t ghcr.io/vigil-dev/vigil:0.1.0 .     (or: make image)
 #   hack/build-images.sh vigil   (no registry: vigil.local/vigil, local Python base)
-# Entry points: vigil-operator (default), vigil-sidecar, vigil / kubectl-vigil.
+# Entry points: vigil-operator (default), vigil-sidecar, vigil-fetch (the model
+# artifact init container), vigil / kubectl-vigil.
 # Non-root (65532), no shell needed at run time, read-only root file system
 # friendly (no writes outside mounted volumes), dependencies pinned in
 # hack/image/requirements.txt.
@@ -28,7 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TMPDIR=/var/lib/vigil/tmp
 COPY --from=build /install /usr/local
 # Drop the development-only local cluster tooling from the shipped image.
 RUN rm -rf /usr/local/lib/python3.11/site-packages/vigil/devcluster \
-    && python -c "import vigil.operator.main, vigil.sidecar.main, vigil.cli"
+    && python -c "import vigil.operator.main, vigil.sidecar.main, vigil.fetch.main, vigil.cli"
 USER 65532:65532
 EXPOSE 8000 9090 8080
 ENTRYPOINT ["vigil-operator"]

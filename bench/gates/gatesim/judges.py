@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 from gatesim.counters import WindowView
 from vigil.core.analysis import candidate_figures
-from vigil.core.health import monitoring_settings
 from vigil.core.rollout import (
     CandidateFigures,
     Decision,
@@ -31,8 +30,8 @@ from vigil.core.rollout import (
     RolloutPolicy,
     RolloutState,
     decide,
-    parse_policy,
 )
+from vigil.core.spec import monitoring_settings, parse_policy
 from vigil.profile import ReferenceProfile
 
 

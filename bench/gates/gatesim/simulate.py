@@ -28,6 +28,7 @@ from gatesim.counters import NO_SHADOW, Stream, WindowView
 from gatesim.judges import JudgeChoice, Seen, Setup, TodayJudge
 from gatesim.world import CASES, Baseline, Case, CaseWorld, build_world
 from vigil.core.rollout import Decision, RolloutState, Traffic
+from vigil.core.spec import parse_rollout
 from vigil.routing import RoutingTarget, router_for
 from vigil.routing.shadow import shadow_for
 from vigil.sidecar.config import ShadowSettings, settings_from_mapping
@@ -110,7 +111,7 @@ def run_rollout(
     decide = choice.judge.start(setup)
     cycle = max(1.0, min(setup.policy().interval_seconds, 10.0))
     window = setup.window_seconds
-    router = router_for(spec["rollout"])
+    router = router_for(parse_rollout(spec["rollout"]).http_route)
     target = RoutingTarget("sim", "sim", STABLE, CANDIDATE)
     stream = Stream(world, rate, rng)
     state = RolloutState()

@@ -17,15 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vigil.common.times import format_unix, parse_unix
-from vigil.core.rollout import CandidateFigures, GoldenResult, RolloutState, Traffic
-from vigil.core.vocabulary import FINISHED, Answer, Outcome, RequestVerb  # noqa: F401
-
-# Names the reconcile still imports from here (the words live in vigil.core.vocabulary).
-OUTCOME_ROLLED_BACK = Outcome.ROLLED_BACK
-OUTCOME_FAILED = Outcome.FAILED
-REQUEST_VERBS: tuple[str, ...] = tuple(RequestVerb)
-ANSWER_TAKEN = Answer.TAKEN
-ANSWER_REFUSED = Answer.REFUSED
+from vigil.core.analysis import CandidateFigures
+from vigil.core.rollout import GoldenResult, RolloutState, Traffic
+from vigil.core.vocabulary import RequestVerb
 
 
 class RouteChoice(Protocol):
@@ -65,10 +59,18 @@ class RolloutInputs:
 
 @dataclass(frozen=True)
 class Request:
-    """A person's request read from the annotations (verb may be "" = unknown)."""
+    """A person's request read from the annotations (vigil.plugin.requests: the contract).
+
+    ``verb`` is kept as written, so that an unknown one is refused by name;
+    ``request_id`` may be empty.
+    """
 
     verb: str
     request_id: str
+
+    @property
+    def valid(self) -> bool:
+        return self.verb in tuple(RequestVerb)
 
 
 def state_from_status(candidate: Mapping[str, Any] | None) -> RolloutState:

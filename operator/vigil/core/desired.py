@@ -271,15 +271,8 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
     }
 
 
-def desired_deployment(
-    owner: Owner,
-    spec: ModelDeploymentSpec,
-    info: RevisionInfo,
-    *,
-    sidecar_image: str,
-    replicas: int,
-) -> dict[str, Any]:
-    """The Deployment running one revision: model server + sidecar in every pod."""
+def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> list[dict[str, Any]]:
+    """The sidecar's settings and scratch space, and the reference profile when there is one."""
     volumes: list[dict[str, Any]] = [
         {
             "name": "sidecar-config",
@@ -298,6 +291,18 @@ def desired_deployment(
                 },
             }
         )
+    return volumes
+
+
+def desired_deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    info: RevisionInfo,
+    *,
+    sidecar_image: str,
+    replicas: int,
+) -> dict[str, Any]:
+    """The Deployment running one revision: model server + sidecar in every pod."""
     pod_labels = naming.selector_labels(owner.name, info.revision)
     annotations = {
         naming.ANNOTATION_IDENTITY: info.identity,
@@ -343,7 +348,7 @@ def desired_deployment(
                             _server_container(spec),
                             _sidecar_container(spec, sidecar_image),
                         ],
-                        "volumes": volumes,
+                        "volumes": _volumes(owner, spec, info),
                     },
                 },
             },

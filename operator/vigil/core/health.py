@@ -32,23 +32,13 @@ Definitions (also in docs/health.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
 
 from vigil.core import drift
-
-# The spec's thresholds are read by vigil.core.spec; MonitoringSettings and
-# monitoring_settings are re-exported until the reconcile imports them there.
-from vigil.core.spec import (  # noqa: F401
-    SOURCE_DIRECT,
-    SOURCE_PROMETHEUS,
-    HealthPolicy,
-    MonitoringSettings,
-    monitoring_settings,
-)
-from vigil.core.status import ConditionState
-from vigil.core.vocabulary import ConditionType, Reason, Verdict
+from vigil.core.spec import HealthPolicy
+from vigil.core.vocabulary import Reason, Verdict
 from vigil.core.window import RevisionWindow, quantile_from_buckets
 from vigil.profile import OTHER, FeatureProfile, ReferenceProfile
 
@@ -178,6 +168,16 @@ def _agreement(window: RevisionWindow) -> float | None:
     return sum(window.shadow_agreements.values()) / predictions
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """The figures before rounding (the verdict's messages quote these)."""
+
+    error_rate: float | None
+    p95: float | None
+    scores: Mapping[str, float]
+    overall: float | None
+
+
 def evaluate(
     window: RevisionWindow | None,
     reference: ReferenceProfile | None,
@@ -195,14 +195,61 @@ def evaluate(
             reason=Reason.METRICS_UNAVAILABLE,
             message=source_error or "no metrics from the sidecars",
         )
+    figures, measured = _figures(window, reference, policy)
+    requests = figures.requests
+    # 2. Too few requests: hold judgement.
+    if requests < policy.min_requests:
+        return replace(
+            figures,
+            verdict=Verdict.INSUFFICIENT_DATA,
+            reason=Reason.INSUFFICIENT_DATA,
+            message=f"{requests} requests < {policy.min_requests} needed over {span}",
+        )
+    # 3. SLOs: errors first, then latency.
+    breaches = _breaches(measured, policy, span)
+    if breaches:
+        return replace(
+            figures,
+            verdict=Verdict.DEGRADED,
+            reason=breaches[0][0],
+            message="; ".join(text for _, text in breaches) + f" ({requests} requests)",
+        )
+    # 4. Drift at threshold: name the features that crossed it, worst first.
+    if figures.drift_level == "threshold" and measured.overall is not None:
+        return replace(
+            figures,
+            verdict=Verdict.DRIFT_DETECTED,
+            reason=Reason.DRIFT_ABOVE_THRESHOLD,
+            message=over_threshold(policy.drift_method, measured.overall, measured.scores, policy),
+        )
+    # 5. Healthy: the SLO figures beside their thresholds.
+    met = slos_met(measured.error_rate, measured.p95, policy)
+    return replace(
+        figures, reason=Reason.SLOS_MET, message=f"{met} over {span} ({requests} requests)"
+    )
 
-    requests = round(window.requests)
+
+def slos_met(error_rate: float | None, p95: float | None, policy: HealthPolicy) -> str:
+    """'error rate 0.2% <= 1.0%, p95 40ms <= 250ms': each measured SLO figure and its limit."""
+    parts = []
+    if error_rate is not None:
+        parts.append(
+            f"error rate {format_percent(error_rate)} <= {format_percent(policy.max_error_rate)}"
+        )
+    if p95 is not None:
+        parts.append(f"p95 {format_seconds(p95)} <= {format_seconds(policy.max_latency_p95)}")
+    return ", ".join(parts)
+
+
+def _figures(
+    window: RevisionWindow, reference: ReferenceProfile | None, policy: HealthPolicy
+) -> tuple[HealthReport, _Measured]:
+    """Every figure of the window, rounded for status (verdict Healthy until judged)."""
     error_rate = _error_rate(window)
     p95 = quantile_from_buckets(0.95, window.latency_buckets)
     mean, std = _prediction_moments(window)
     scores = feature_drift(reference, window, policy.drift_method) if reference else {}
     overall = max(scores.values()) if scores else None
-    level = _drift_level(overall, policy)
     rows = window.input_rows
     missing_rates = (
         {name: count / rows for name, count in window.feature_missing.items()} if rows > 0 else {}
@@ -215,16 +262,16 @@ def evaluate(
         )
     )
     out_of_range = sum(window.feature_out_of_range.values()) / rows if rows > 0 else None
-    figures = HealthReport(
+    report = HealthReport(
         verdict=Verdict.HEALTHY,
-        requests=requests,
+        requests=round(window.requests),
         error_rate=_finite(error_rate, 4),
         latency_p95=_finite(p95, 4),
         prediction_mean=_finite(mean, 4),
         prediction_std=_finite(std, 4),
         drift_method=policy.drift_method,
         drift_score=_finite(overall, 3),
-        drift_level=level,
+        drift_level=_drift_level(overall, policy),
         drift_features=_finite_values(scores, 3),
         missing_rates=_finite_values(missing_rates, 4),
         missing_over_reference=missing_over,
@@ -243,64 +290,29 @@ def evaluate(
             else ""
         ),
     )
+    return report, _Measured(error_rate, p95, scores, overall)
 
-    # 2. Too few requests: hold judgement.
-    if requests < policy.min_requests:
-        return replace(
-            figures,
-            verdict=Verdict.INSUFFICIENT_DATA,
-            reason=Reason.INSUFFICIENT_DATA,
-            message=f"{requests} requests < {policy.min_requests} needed over {span}",
-        )
 
-    # 3. SLOs: errors first, then latency.
+def _breaches(measured: _Measured, policy: HealthPolicy, span: str) -> list[tuple[str, str]]:
+    """(reason, message) of each SLO the window breaks: the error rate first, then p95."""
     breaches = []
-    if error_rate is not None and error_rate > policy.max_error_rate:
+    if measured.error_rate is not None and measured.error_rate > policy.max_error_rate:
         breaches.append(
             (
                 Reason.ERROR_RATE_HIGH,
-                f"error rate {format_percent(error_rate)} > "
+                f"error rate {format_percent(measured.error_rate)} > "
                 f"{format_percent(policy.max_error_rate)} over {span}",
             )
         )
-    if p95 is not None and p95 > policy.max_latency_p95:
+    if measured.p95 is not None and measured.p95 > policy.max_latency_p95:
         breaches.append(
             (
                 Reason.LATENCY_HIGH,
-                f"p95 latency {format_seconds(p95)} > "
+                f"p95 latency {format_seconds(measured.p95)} > "
                 f"{format_seconds(policy.max_latency_p95)} over {span}",
             )
         )
-    if breaches:
-        return replace(
-            figures,
-            verdict=Verdict.DEGRADED,
-            reason=breaches[0][0],
-            message="; ".join(text for _, text in breaches) + f" ({requests} requests)",
-        )
-
-    # 4. Drift at threshold: name the features that crossed it, worst first.
-    if level == "threshold" and overall is not None:
-        return replace(
-            figures,
-            verdict=Verdict.DRIFT_DETECTED,
-            reason=Reason.DRIFT_ABOVE_THRESHOLD,
-            message=_over_threshold(policy.drift_method, overall, scores, policy),
-        )
-
-    # 5. Healthy: the SLO figures beside their thresholds.
-    parts = []
-    if error_rate is not None:
-        parts.append(
-            f"error rate {format_percent(error_rate)} <= {format_percent(policy.max_error_rate)}"
-        )
-    if p95 is not None:
-        parts.append(f"p95 {format_seconds(p95)} <= {format_seconds(policy.max_latency_p95)}")
-    return replace(
-        figures,
-        reason=Reason.SLOS_MET,
-        message=", ".join(parts) + f" over {span} ({requests} requests)",
-    )
+    return breaches
 
 
 def _finite_values(values: Mapping[str, float], digits: int) -> dict[str, float]:
@@ -308,237 +320,18 @@ def _finite_values(values: Mapping[str, float], digits: int) -> dict[str, float]
     return {name: value for name, value in rounded.items() if value is not None}
 
 
-def _over_threshold(
+def over_threshold(
     method: str, score: float, scores: Mapping[str, float], policy: HealthPolicy
 ) -> str:
     """'psi 0.31 >= 0.2 over 5m: alcohol 0.31, proline 0.24' (DriftAboveThreshold)."""
     return (
         f"{method} {score:.2f} >= {policy.drift_threshold:g} "
         f"over {format_window(policy.window_seconds)}: "
-        f"{_list_features(scores, policy.drift_threshold)}"
+        f"{list_features(scores, policy.drift_threshold)}"
     )
 
 
-def _list_features(scores: Mapping[str, float], at_least: float) -> str:
+def list_features(scores: Mapping[str, float], at_least: float) -> str:
     """'alcohol 0.35, proline 0.28': the features at or over a level, worst first."""
     listed = sorted(((n, v) for n, v in scores.items() if v >= at_least), key=lambda i: -i[1])
     return ", ".join(f"{name} {score:.2f}" for name, score in listed)
-
-
-# -- status ------------------------------------------------------------------------
-
-CONDITION_HEALTHY = ConditionType.HEALTHY
-CONDITION_DRIFT = ConditionType.DRIFT_DETECTED
-CONDITION_METRICS = ConditionType.METRICS_AVAILABLE
-
-
-def health_conditions(report: HealthReport, policy: HealthPolicy) -> list[ConditionState]:
-    """Healthy, DriftDetected and MetricsAvailable for a fresh report.
-
-    For ``MetricsUnavailable`` only MetricsAvailable is returned: the other
-    two keep their last value, since missing data changes no verdict.
-    """
-    if report.verdict == Verdict.METRICS_UNAVAILABLE:
-        return [
-            ConditionState(CONDITION_METRICS, False, Reason.METRICS_UNAVAILABLE, report.message)
-        ]
-    metrics = ConditionState(
-        CONDITION_METRICS,
-        True,
-        Reason.METRICS_COLLECTED,
-        f"{report.requests} requests over {format_window(policy.window_seconds)}",
-    )
-    if report.verdict == Verdict.INSUFFICIENT_DATA:
-        healthy = ConditionState(CONDITION_HEALTHY, None, Reason.INSUFFICIENT_DATA, report.message)
-        drift_state = ConditionState(
-            CONDITION_DRIFT, None, Reason.INSUFFICIENT_DATA, report.message
-        )
-        return [healthy, drift_state, metrics]
-    if report.verdict == Verdict.DEGRADED:
-        healthy = ConditionState(CONDITION_HEALTHY, False, report.reason, report.message)
-    else:
-        healthy = ConditionState(
-            CONDITION_HEALTHY,
-            True,
-            Reason.SLOS_MET,
-            report.message if report.verdict == Verdict.HEALTHY else _slo_summary(report, policy),
-        )
-    return [healthy, _drift_condition(report, policy), metrics]
-
-
-def _slo_summary(report: HealthReport, policy: HealthPolicy) -> str:
-    parts = []
-    if report.error_rate is not None:
-        parts.append(
-            f"error rate {format_percent(report.error_rate)} <= "
-            f"{format_percent(policy.max_error_rate)}"
-        )
-    if report.latency_p95 is not None:
-        parts.append(
-            f"p95 {format_seconds(report.latency_p95)} <= {format_seconds(policy.max_latency_p95)}"
-        )
-    return ", ".join(parts) + f" over {format_window(policy.window_seconds)}"
-
-
-def _data_quality(report: HealthReport) -> str:
-    """'; missing values over reference: alcohol 12.0%': the other data-science flags."""
-    notes = []
-    if report.missing_over_reference:
-        listed = ", ".join(
-            f"{name} {format_percent(report.missing_rates.get(name, 0.0))}"
-            for name in report.missing_over_reference
-        )
-        notes.append(f"missing values over reference: {listed}")
-    if report.out_of_range_rate:
-        notes.append(f"out of reference range: {format_percent(report.out_of_range_rate)}")
-    return "".join(f"; {note}" for note in notes)
-
-
-def _drift_condition(report: HealthReport, policy: HealthPolicy) -> ConditionState:
-    state = _drift_state(report, policy)
-    return replace(state, message=state.message + _data_quality(report))
-
-
-def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
-    method = report.drift_method
-    span = format_window(policy.window_seconds)
-    if report.drift_level == "unknown" or report.drift_score is None:
-        reason = (
-            Reason.NO_REFERENCE
-            if report.drift_note.startswith("no reference")
-            else (Reason.INSUFFICIENT_DATA)
-        )
-        return ConditionState(
-            CONDITION_DRIFT, None, reason, report.drift_note or "drift is not measured"
-        )
-    features = dict(report.drift_features)
-    if report.drift_level == "threshold":
-        return ConditionState(
-            CONDITION_DRIFT,
-            True,
-            Reason.DRIFT_ABOVE_THRESHOLD,
-            _over_threshold(method, report.drift_score, features, policy),
-        )
-    if report.drift_level == "warning":
-        return ConditionState(
-            CONDITION_DRIFT,
-            False,
-            Reason.DRIFT_WARNING,
-            f"{method} {report.drift_score:.2f} >= warning {policy.drift_warning:g} "
-            f"(threshold {policy.drift_threshold:g}) over {span}: "
-            f"{_list_features(features, policy.drift_warning)}",
-        )
-    return ConditionState(
-        CONDITION_DRIFT,
-        False,
-        Reason.NO_DRIFT,
-        f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} "
-        f"on every feature over {span}",
-    )
-
-
-def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str) -> dict[str, Any]:
-    """``status.health`` as api.md shows it (no None values, nothing non-finite)."""
-    health: dict[str, Any] = {
-        "evaluatedAt": evaluated_at,
-        "window": format_window(policy.window_seconds),
-        "verdict": report.verdict,
-        "requests": report.requests,
-        "errorRate": report.error_rate,
-        "latencyP95": report.latency_p95,
-        "prediction": {
-            k: v
-            for k, v in (("mean", report.prediction_mean), ("std", report.prediction_std))
-            if v is not None
-        }
-        or None,
-        "drift": {
-            "method": report.drift_method,
-            "level": report.drift_level,
-            "score": report.drift_score,
-            "features": dict(report.drift_features) or None,
-        },
-        "missing": dict(report.missing_rates) or None,
-        "outOfRangeRate": report.out_of_range_rate,
-        "agreement": report.agreement,
-        "meanAbsoluteDifference": report.mean_abs_difference,
-    }
-    health["drift"] = {k: v for k, v in health["drift"].items() if v is not None}
-    return {k: v for k, v in health.items() if v is not None}
-
-
-# -- what the loop writes ------------------------------------------------------------
-
-#: Keys of status.health that do not make a new figure on their own.
-_VOLATILE_KEYS = ("evaluatedAt",)
-
-
-def same_figures(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    """Whether two ``status.health`` values differ only in when they were computed."""
-    if not isinstance(previous, Mapping):
-        return False
-    strip = set(_VOLATILE_KEYS)
-    return {k: v for k, v in previous.items() if k not in strip} == {
-        k: v for k, v in new.items() if k not in strip
-    }
-
-
-def next_health(
-    previous: Mapping[str, Any] | None,
-    report: HealthReport,
-    policy: HealthPolicy,
-    evaluated_at: str,
-) -> dict[str, Any]:
-    """The ``status.health`` to write after an evaluation.
-
-    - The source failed (``MetricsUnavailable``): the last figures stay,
-      marked ``stale: true`` (their ``evaluatedAt`` says how old they are);
-      with no figures yet, the verdict alone.
-    - Otherwise the fresh figures; when they equal the last ones after
-      rounding, the last ``evaluatedAt`` is kept so that nothing is written.
-    """
-    if report.verdict == Verdict.METRICS_UNAVAILABLE:
-        if isinstance(previous, Mapping) and previous.get("evaluatedAt"):
-            if previous.get("verdict") == Verdict.METRICS_UNAVAILABLE:
-                return dict(previous)  # never had figures: nothing to mark stale
-            kept = dict(previous)
-            kept["stale"] = True
-            return kept
-        return {
-            "evaluatedAt": evaluated_at,
-            "window": format_window(policy.window_seconds),
-            "verdict": Verdict.METRICS_UNAVAILABLE,
-            "requests": 0,
-        }
-    fresh = health_status(report, policy, evaluated_at)
-    if isinstance(previous, Mapping) and same_figures(previous, fresh):
-        fresh["evaluatedAt"] = previous["evaluatedAt"]
-    return fresh
-
-
-def condition_word(value: bool | None) -> str:
-    if value is None:
-        return "Unknown"
-    return "True" if value else "False"
-
-
-#: The status of each health condition that calls for attention.
-_BAD = {CONDITION_HEALTHY: "False", CONDITION_DRIFT: "True", CONDITION_METRICS: "False"}
-
-
-def transitions(
-    previous: Sequence[Mapping[str, Any]] | None, wanted: Sequence[ConditionState]
-) -> list[tuple[ConditionState, bool]]:
-    """Conditions whose status changes (each with whether it calls for attention).
-
-    A condition appearing for the first time as Unknown is not a transition.
-    """
-    before = {str(item.get("type")): item.get("status") for item in previous or ()}
-    changed = []
-    for state in wanted:
-        word = condition_word(state.status)
-        old = before.get(state.type)
-        if old == word or (old is None and word == "Unknown"):
-            continue
-        changed.append((state, _BAD.get(state.type) == word))
-    return changed

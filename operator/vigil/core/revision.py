@@ -23,10 +23,6 @@ from vigil.core.vocabulary import ChangeKind
 REVISION_LENGTH = 7
 
 
-#: The name the reconcile uses for vigil.core.vocabulary.ChangeKind.
-Change = ChangeKind
-
-
 def canonical_hash(value: Any, length: int = REVISION_LENGTH) -> str:
     """A short, stable hash of JSON-able data (key order and spacing do not matter)."""
     encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -84,14 +80,14 @@ def classify_change(
     stable_identity: str | None,
     desired_revision: str,
     desired_identity: str,
-) -> Change | None:
+) -> ChangeKind | None:
     """The kind of change from the stable revision to the desired one (None: no change)."""
     if stable_revision is None:
-        return Change.NEW
+        return ChangeKind.NEW
     if stable_revision == desired_revision:
         return None
     if stable_identity != desired_identity:
         # An unknown stable identity (an object from before identities were
         # recorded) counts as a replacement: the cautious policy.
-        return Change.REPLACEMENT
-    return Change.TWEAK
+        return ChangeKind.REPLACEMENT
+    return ChangeKind.TWEAK

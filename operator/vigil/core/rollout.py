@@ -50,22 +50,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from vigil.core.spec import (  # noqa: F401
-    GoldenSetRef,
-    RolloutPolicy,
-    Step,
-    Tolerance,
-    parse_duration,
-    parse_policy,
-)
+from vigil.core.analysis import CandidateFigures, Gate, gates
+from vigil.core.spec import RolloutPolicy, Step, Tolerance
 
-# The policy's types are the spec's (vigil.core.spec reads spec.rollout); GoldenSetRef,
-# parse_duration and parse_policy are re-exported until the reconcile imports them there.
+# The policy's types are the spec's (vigil.core.spec reads spec.rollout).
 from vigil.core.vocabulary import Action, Outcome, Reason, RequestVerb
-
-#: How much worse than the stable's the candidate's input drift may be.
-DRIFT_TOLERANCE = 0.05
-
 
 # -- state (lives in status.candidate) --------------------------------------------------
 
@@ -95,27 +84,6 @@ class RolloutState:
 
 
 @dataclass(frozen=True)
-class CandidateFigures:
-    """What the analysis compares, for the current window. None = not measured."""
-
-    requests: int = 0
-    error_rate: float | None = None
-    latency_p95: float | None = None
-    #: Paired comparisons (shadow): compared predictions and the share that agreed.
-    compared: int = 0
-    agreement: float | None = None
-    #: Mean |candidate - stable| over the paired numeric predictions (shadow).
-    mean_abs_difference: float | None = None
-    #: Candidate-vs-stable prediction distribution divergence (drift method).
-    prediction_shift: float | None = None
-    #: How both were put on one basis (vigil.core.analysis.prediction_shift), for the text.
-    prediction_shift_basis: str = ""
-    #: Worst input drift of each revision against its own reference, shared features only.
-    candidate_drift: float | None = None
-    stable_drift: float | None = None
-
-
-@dataclass(frozen=True)
 class GoldenResult:
     """The replay of the golden set against the candidate."""
 
@@ -141,17 +109,6 @@ class Observations:
 
 
 # -- decision ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One check of the analysis: its name, measured value, threshold and verdict."""
-
-    name: str
-    passed: bool
-    value: float
-    threshold: float
-    text: str
 
 
 @dataclass(frozen=True)
@@ -206,40 +163,6 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
     return Traffic(
         effective.weight, 0, candidate_replicas_for(effective.weight, replicas), replicas
     )
-
-
-def _at_most(name: str, value: float, limit: float, text: str) -> Gate:
-    return Gate(name, value <= limit, value, limit, text)
-
-
-def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[Gate, ...]:
-    """Evaluate every applicable gate on the candidate's figures (Argo's EvaluateResult)."""
-    found: list[Gate] = []
-    if figures.error_rate is not None:
-        rate, limit = figures.error_rate, policy.max_error_rate
-        found.append(_at_most("errorRate", rate, limit, f"error rate {rate:.2%} vs {limit:.2%}"))
-    if figures.latency_p95 is not None:
-        p95, limit = figures.latency_p95, policy.max_latency_p95
-        text = f"p95 {p95 * 1000:.0f}ms vs {limit * 1000:.0f}ms"
-        found.append(_at_most("latencyP95", p95, limit, text))
-    if step.kind == "shadow" and figures.agreement is not None:
-        agreement, need = figures.agreement, policy.min_agreement
-        difference = figures.mean_abs_difference
-        text = f"agreement {agreement:.2f} vs {need:.2f}" + (
-            f" (mean |difference| {difference:.4g})" if difference is not None else ""
-        )
-        found.append(Gate("agreement", agreement >= need, agreement, need, text))
-    if figures.prediction_shift is not None:
-        shift, limit = figures.prediction_shift, policy.max_prediction_shift
-        basis = figures.prediction_shift_basis
-        text = f"prediction shift {shift:.3f} vs {limit:.3f}" + (f" ({basis})" if basis else "")
-        found.append(_at_most("predictionShift", shift, limit, text))
-    if figures.candidate_drift is not None and figures.stable_drift is not None:
-        drifted, stable = figures.candidate_drift, figures.stable_drift
-        limit = stable + DRIFT_TOLERANCE
-        text = f"input drift {drifted:.3f} vs stable's {stable:.3f} + {DRIFT_TOLERANCE}"
-        found.append(_at_most("inputDrift", drifted, limit, text))
-    return tuple(found)
 
 
 def _samples(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[int, int, str]:

@@ -25,18 +25,6 @@ from typing import Any
 from vigil.common.times import format_time
 from vigil.core.vocabulary import ConditionType, Phase, Reason
 
-# Names the reconcile still imports from here (the words live in vigil.core.vocabulary).
-CONDITION_READY = ConditionType.READY
-CONDITION_PROGRESSING = ConditionType.PROGRESSING
-CONDITION_RECONCILING = ConditionType.RECONCILING
-CONDITION_STALLED = ConditionType.STALLED
-PHASE_PENDING = Phase.PENDING
-PHASE_PROGRESSING = Phase.PROGRESSING
-PHASE_HEALTHY = Phase.HEALTHY
-PHASE_DEGRADED = Phase.DEGRADED
-PHASE_ROLLED_BACK = Phase.ROLLED_BACK
-PHASE_FAILED = Phase.FAILED
-
 HISTORY_LIMIT = 10
 
 # The status keys this module owns; others (health, kopf) belong to other writers.
@@ -49,10 +37,6 @@ OWNED_KEYS = (
     "candidate",
     "history",
 )
-
-
-#: RFC 3339 in UTC with second precision, as Kubernetes writes times.
-timestamp = format_time
 
 
 @dataclass(frozen=True)
@@ -95,7 +79,7 @@ def build_conditions(
             if before is not None
             and before.get("status") == word
             and before.get("lastTransitionTime")
-            else timestamp(now)
+            else format_time(now)
         )
         result.append(
             {
@@ -118,12 +102,12 @@ def kstatus_conditions(
 ) -> list[ConditionState]:
     """Reconciling and Stalled, derived from Progressing and the Failed phase."""
     reconciling = ConditionState(
-        CONDITION_RECONCILING, progressing.status, progressing.reason, progressing.message
+        ConditionType.RECONCILING, progressing.status, progressing.reason, progressing.message
     )
     if failed:
-        stalled = ConditionState(CONDITION_STALLED, True, ready.reason, ready.message)
+        stalled = ConditionState(ConditionType.STALLED, True, ready.reason, ready.message)
     else:
-        stalled = ConditionState(CONDITION_STALLED, False, Reason.NOT_STALLED, "")
+        stalled = ConditionState(ConditionType.STALLED, False, Reason.NOT_STALLED, "")
     return [reconciling, stalled]
 
 
@@ -135,14 +119,14 @@ def phase_with_health(phase: str, conditions: Sequence[Mapping[str, Any]] | None
     A model whose pods all serve but whose SLOs are broken, or whose inputs
     drifted past the threshold, is Degraded, whoever computes the phase last.
     """
-    if phase != PHASE_HEALTHY:
+    if phase != Phase.HEALTHY:
         return phase
     healthy = find_condition(conditions, ConditionType.HEALTHY)
     drift = find_condition(conditions, ConditionType.DRIFT_DETECTED)
     if (healthy is not None and healthy.get("status") == "False") or (
         drift is not None and drift.get("status") == "True"
     ):
-        return PHASE_DEGRADED
+        return Phase.DEGRADED
     return phase
 
 
@@ -153,14 +137,14 @@ def phase_after_health(phase: str | None, conditions: Sequence[Mapping[str, Any]
     Failed...) stays; a model that is Ready is Healthy or Degraded depending
     on the health verdict alone (so a recovered model becomes Healthy again).
     """
-    ready = find_condition(conditions, CONDITION_READY)
+    ready = find_condition(conditions, ConditionType.READY)
     if (
-        phase in (PHASE_HEALTHY, PHASE_DEGRADED)
+        phase in (Phase.HEALTHY, Phase.DEGRADED)
         and ready is not None
         and ready.get("status") == "True"
     ):
-        return phase_with_health(PHASE_HEALTHY, conditions)
-    return phase or PHASE_PENDING
+        return phase_with_health(Phase.HEALTHY, conditions)
+    return phase or Phase.PENDING
 
 
 def find_condition(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vigil.devcluster.cluster import ClusterError, LocalCluster
+from vigil.devcluster.cluster import ClusterError, LocalCluster, real_node_wanted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         return demo(argv[1:])
     parser = argparse.ArgumentParser(
         prog="vigil-devcluster",
-        description="A real Kubernetes control plane on 127.0.0.1 with kwok nodes (no Docker).",
+        description="A real Kubernetes control plane on 127.0.0.1 with kwok nodes and a real "
+        "node (containerd; needs root) (no Docker).",
     )
     parser.add_argument(
         "command",
@@ -31,8 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         help="run-workloads: run kwok pods' containers as local processes (see --help there)",
     )
     parser.add_argument("--nodes", type=int, default=2, help="kwok nodes to create (default 2)")
+    parser.add_argument(
+        "--real-node",
+        action=argparse.BooleanOptionalAction,
+        default=real_node_wanted(),
+        help="also a real node: containerd, kubelet, kube-proxy, CoreDNS "
+        "(default: VIGIL_REAL_NODE)",
+    )
     args = parser.parse_args(argv)
-    cluster = LocalCluster(nodes=args.nodes, log=lambda line: print(line, flush=True))
+    cluster = LocalCluster(
+        nodes=args.nodes, log=lambda line: print(line, flush=True), real_node=args.real_node
+    )
     try:
         if args.command == "up":
             kubeconfig = cluster.up()

@@ -9,11 +9,16 @@ Layout of the state folder (``.vigil/cluster`` in the repository, or
     pki/                CA, serving certificate, service-account keys, tokens
     etcd/               etcd's data
 
-Every component listens on 127.0.0.1 only. Authentication uses static
-bearer tokens (one identity per component, so the bootstrap RBAC roles of
-kube-controller-manager and kube-scheduler apply as in a real cluster);
-authorization is RBAC; the admission chain is the API server's default one,
-PodSecurity included.
+Every control-plane component listens on 127.0.0.1 only. Authentication
+uses static bearer tokens (one identity per component, so the bootstrap RBAC
+roles of kube-controller-manager, kube-scheduler and kube-proxy apply as in a
+real cluster) and, for kubelet, client certificates; authorization is
+Node,RBAC; the admission chain is the API server's default one, PodSecurity
+included, plus NodeRestriction.
+
+With ``real_node=True`` the cluster also has a real node (``node.py``:
+containerd, kubelet, kube-proxy, CoreDNS, in a network namespace of its own)
+besides the kwok nodes; its addresses are in ``network.py``.
 """
 
 from __future__ import annotations
@@ -33,9 +38,16 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from vigil.devcluster.common import ClusterError, pid_alive, write_kubeconfig
+from vigil.devcluster.network import NodeNetwork, pod_octet
+
+if TYPE_CHECKING:
+    from vigil.devcluster.node import RealNode
+
 
 COMPONENTS = (
     "etcd",
@@ -46,24 +58,24 @@ COMPONENTS = (
 )
 
 DEFAULT_PORT_BASE = 26400
-SERVICE_CIDR = "10.96.0.0/16"
 # Pod IPs come from each node's podCIDR. Loopback ranges are accepted by the
 # API server and kwok (see README, "Development"), so the workload runner can
 # run a pod's processes on its very IP. The second octet follows the port
 # base, so two local clusters (another checkout, a CI clone) never hand out
 # the same pod IPs: 26400 -> 127.164.<node>.0/24.
 POD_CIDR_TEMPLATE = "127.{octet}.{index}.0/24"
-
-
-def pod_octet(port_base: int) -> int:
-    return 100 + (port_base // 100) % 100
-
-
 NODE_IP_TEMPLATE = "127.99.0.{index}"
+NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
 
 
-class ClusterError(RuntimeError):
-    """A component could not be built, started or reached; the message says which."""
+#: Static-token identities: component -> (user, ``,"group"`` or empty).
+TOKEN_USERS = (
+    ("admin", ("vigil-admin", ',"system:masters"')),
+    ("controller-manager", ("system:kube-controller-manager", "")),
+    ("scheduler", ("system:kube-scheduler", "")),
+    ("kube-proxy", ("system:kube-proxy", "")),
+    ("coredns", ("system:coredns", "")),
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,8 @@ def build_binaries(log: Callable[[str], None] = print) -> Path:
         ).stdout.strip()
     )
     if all(
-        (bin_dir / name).is_file() for name in (*COMPONENTS, "kubectl", "prometheus", "promtool")
+        (bin_dir / name).is_file()
+        for name in (*COMPONENTS, *NODE_BINARIES, "kubectl", "prometheus", "promtool")
     ):
         return bin_dir
     log("devcluster: building the control plane from Go modules (cold build: 10-25 min)")
@@ -148,20 +161,6 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); look at its state.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -173,23 +172,6 @@ def _run_openssl(args: Sequence[str], cwd: Path) -> None:
     if shutil.which("openssl") is None:
         raise ClusterError("openssl is required to make the local cluster's certificates")
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def write_kubeconfig(path: Path, server: str, ca_data: str, token: str, user: str) -> None:
-    """Write a kubeconfig with one cluster, one token user and one context."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "vigil", "cluster": {"server": server, "certificate-authority-data": ca_data}}
-        ],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "vigil", "context": {"cluster": "vigil", "user": user}}],
-        "current-context": "vigil",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
 
 
 def cluster_endpoint(kubeconfig: Path) -> tuple[str, str]:
@@ -204,6 +186,12 @@ def cluster_endpoint(kubeconfig: Path) -> tuple[str, str]:
 
         ca_data = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
     return cluster["server"], ca_data
+
+
+def real_node_wanted() -> bool:
+    """Whether the local cluster (tests, demo, ``up``) has a real node: yes, unless
+    ``VIGIL_REAL_NODE=0`` (a control plane with kwok nodes only, no root needed)."""
+    return os.environ.get("VIGIL_REAL_NODE", "1") not in ("0", "false", "no")
 
 
 def existing_kubeconfig() -> Path | None:
@@ -231,13 +219,30 @@ class LocalCluster:
         port_base: int | None = None,
         nodes: int = 2,
         log: Callable[[str], None] = print,
+        real_node: bool = False,
     ) -> None:
         self.state_dir = state_dir or default_state_dir()
         self._bin_dir = bin_dir
         base = port_base or int(os.environ.get("VIGIL_CLUSTER_PORT_BASE", DEFAULT_PORT_BASE))
         self.ports = Ports.from_base(base)
+        self.network = NodeNetwork.for_port_base(base)
         self.nodes = nodes
         self.log = log
+        self.real_node = real_node
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        if not self.real_node:
+            return COMPONENTS
+        from vigil.devcluster.node import NODE_COMPONENTS
+
+        return (*COMPONENTS, *NODE_COMPONENTS)
+
+    def node(self) -> RealNode:
+        """The real node's handle (also for a cluster whose node is down)."""
+        from vigil.devcluster.node import RealNode
+
+        return RealNode(self)
 
     # -- paths -------------------------------------------------------------
 
@@ -286,6 +291,10 @@ class LocalCluster:
         if self._read_state() is not None:
             self.log("devcluster: a previous cluster is not healthy; removing it first")
             self.down()
+        if self.real_node:
+            from vigil.devcluster.node import preflight
+
+            preflight()  # before anything starts: root, packages, kernel
         self._check_ports_free()
         bin_dir = self.bin_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -330,6 +339,9 @@ class LocalCluster:
             )
             self._create_nodes()
             self._wait_for_defaults(pids)
+            if self.real_node:
+                self.node().up(pids)
+                self._write_state(pids)
         except BaseException:
             self._write_state(pids)
             raise
@@ -343,6 +355,11 @@ class LocalCluster:
         """Stop every component and remove all state: no process and no data stay behind."""
         state = self._read_state() or {}
         pids = dict(state.get("pids", {}))  # type: ignore[call-overload]
+        if state.get("real_node") or (self.state_dir / "node").exists():
+            # The node's addresses follow the ports it was started with.
+            started = Ports(**state["ports"]) if state.get("ports") else self.ports  # type: ignore[arg-type]
+            node = LocalCluster(self.state_dir, self._bin_dir, started.etcd_client, log=self.log)
+            node.node().teardown({k: int(v) for k, v in pids.items()})
         pids.update({f"orphan-{pid}": pid for pid in self._processes_using_state_dir()})
         # Stop clients before the API server, and the API server before etcd.
         for name, pid in reversed(pids.items()):
@@ -357,14 +374,16 @@ class LocalCluster:
         if not state or not self.kubeconfig.is_file():
             return False
         pids = state.get("pids", {})
-        if set(pids) != set(COMPONENTS):  # type: ignore[arg-type]
+        if set(pids) != set(self.components):  # type: ignore[arg-type]
             return False
         if not all(pid_alive(int(pid)) for pid in pids.values()):  # type: ignore[union-attr]
             return False
         if state.get("ports") != asdict(self.ports):
             return False
         token = self._admin_token()
-        return token is not None and self._https_ok(self.ports.apiserver, "/readyz", token)
+        if token is None or not self._https_ok(self.ports.apiserver, "/readyz", token):
+            return False
+        return not self.real_node or self.node().healthy()
 
     def restart(self, component: str, *, down_seconds: float = 0.0, timeout: float = 90) -> int:
         """Stop one running component, start it again with the same flags; return its new pid.
@@ -490,9 +509,8 @@ class LocalCluster:
             )
 
     def _write_state(self, pids: dict[str, int]) -> None:
-        self._state_file().write_text(
-            json.dumps({"pids": pids, "ports": asdict(self.ports)}, indent=2)
-        )
+        state = {"pids": pids, "ports": asdict(self.ports), "real_node": self.real_node}
+        self._state_file().write_text(json.dumps(state, indent=2))
 
     # -- health checks ----------------------------------------------------------
 
@@ -535,37 +553,61 @@ class LocalCluster:
     def _make_pki(self) -> dict[str, str]:
         pki = self.pki_dir
         pki.mkdir(parents=True, exist_ok=True)
-        (pki / "serving.ext").write_text(
-            "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
-            "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-            "DNS:kubernetes.default.svc.cluster.local\n"
-            "extendedKeyUsage=serverAuth\n"
-        )
         for command in (
             "req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt"
             " -subj /CN=vigil-local-ca",
-            "req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr"
-            " -subj /CN=kube-apiserver",
-            "x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650"
-            " -out apiserver.crt -extfile serving.ext",
             "genrsa -out sa.key 2048",
             "rsa -in sa.key -pubout -out sa.pub",
         ):
             _run_openssl(command.split(), pki)
-        tokens = {
-            "admin": secrets.token_hex(16),
-            "controller-manager": secrets.token_hex(16),
-            "scheduler": secrets.token_hex(16),
-        }
-        (pki / "tokens.csv").write_text(
-            f'{tokens["admin"]},vigil-admin,uid-admin,"system:masters"\n'
-            f"{tokens['controller-manager']},system:kube-controller-manager,uid-kcm\n"
-            f"{tokens['scheduler']},system:kube-scheduler,uid-scheduler\n"
+        net = self.network
+        # Pods reach the API server at the kubernetes Service's address, and the
+        # node at the machine's end of its link: both are in the certificate.
+        self.issue_certificate(
+            "apiserver",
+            "/CN=kube-apiserver",
+            "serverAuth",
+            f"IP:127.0.0.1,IP:{net.kubernetes_service_ip},IP:{net.host_ip},DNS:localhost,"
+            "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local",
         )
+        # The API server's identity towards kubelets (logs, exec, port-forward).
+        self.issue_certificate(
+            "apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client", "clientAuth"
+        )
+        tokens = {name: secrets.token_hex(16) for name, _ in TOKEN_USERS}
+        (pki / "tokens.csv").write_text(
+            "".join(
+                f"{tokens[name]},{user},uid-{name}{groups}\n"
+                for name, (user, groups) in TOKEN_USERS
+            )
+        )
+        (pki / "tokens.json").write_text(json.dumps(tokens))
         (pki / "admin.token").write_text(tokens["admin"])
         for path in pki.iterdir():
             path.chmod(0o600)
         return tokens
+
+    def tokens(self) -> dict[str, str]:
+        """Each component's bearer token (``TOKEN_USERS``), by component."""
+        return dict(json.loads((self.pki_dir / "tokens.json").read_text()))
+
+    def issue_certificate(
+        self, name: str, subject: str, usage: str, alt_names: str | None = None
+    ) -> None:
+        """``pki/<name>.crt`` and ``.key``, signed by the cluster's CA."""
+        extensions = f"extendedKeyUsage={usage}\n"
+        if alt_names:
+            extensions += f"subjectAltName={alt_names}\n"
+        (self.pki_dir / f"{name}.ext").write_text(extensions)
+        for command in (
+            f"req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj {subject}",
+            f"x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650"
+            f" -out {name}.crt -extfile {name}.ext",
+        ):
+            _run_openssl(command.split(), self.pki_dir)
+        for suffix in ("key", "crt"):
+            (self.pki_dir / f"{name}.{suffix}").chmod(0o600)
 
     def _ca_data(self) -> str:
         import base64
@@ -608,7 +650,9 @@ class LocalCluster:
             str(bin_dir / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
             "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            # With a real node, pods and kubelet reach it through the forwarder
+            # on the node link (node.py): the kubernetes Service's endpoint.
+            f"--advertise-address={self.network.host_ip if self.real_node else '127.0.0.1'}",
             f"--secure-port={self.ports.apiserver}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -622,9 +666,14 @@ class LocalCluster:
             "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             "--anonymous-auth=false",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--service-cluster-ip-range={self.network.service_range}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -650,7 +699,7 @@ class LocalCluster:
             f"--cert-dir={pki / 'controller-manager'}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={self.network.service_range}",
             "--use-service-account-credentials=true",
             "--leader-elect=false",
             "--kube-api-qps=200",
@@ -913,7 +962,7 @@ def connect(log: Callable[[str], None] = print) -> ClusterClient:
             raise ClusterError(f"VIGIL_KUBECONFIG={existing} is not reachable: {result.stderr}")
         log(f"devcluster: using the existing cluster in VIGIL_KUBECONFIG={existing}")
         return client
-    cluster = LocalCluster(log=log)
+    cluster = LocalCluster(log=log, real_node=real_node_wanted())
     with _exclusive(cluster._lock_file()):
         kubeconfig = cluster.up()
     return ClusterClient(kubeconfig, cluster.bin_dir / "kubectl")

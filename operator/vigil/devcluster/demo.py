@@ -27,7 +27,13 @@ from typing import Any
 
 import yaml
 
-from vigil.devcluster.cluster import ClusterClient, LocalCluster, pid_alive, repo_root
+from vigil.devcluster.cluster import (
+    ClusterClient,
+    LocalCluster,
+    pid_alive,
+    real_node_wanted,
+    repo_root,
+)
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
 from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, serving_pod_ips
@@ -152,7 +158,9 @@ class Demo:
         self.dir.mkdir(parents=True, exist_ok=True)
         stop_processes(self.dir, say)  # a demo run again replaces its processes
         say("starting (or reusing) the local Kubernetes cluster")
-        local = LocalCluster(log=lambda line: say(line.removeprefix("devcluster: ")))
+        local = LocalCluster(
+            log=lambda line: say(line.removeprefix("devcluster: ")), real_node=real_node_wanted()
+        )
         local.up()
         cluster = local.client()
         self.cluster = cluster

@@ -15,13 +15,14 @@ import collections
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from vigil.devcluster.packages import PackageError, ensure_packages, find
 
 Log = Callable[[str], None]
 
@@ -95,26 +96,15 @@ def stream(
 
 
 def require_tool(binary: str, package: str, say: Log) -> str:
-    """The path of ``binary``; installs Debian's ``package`` first when it is missing (root)."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    if found := shutil.which(binary, path=search):
-        return found
-    if os.geteuid() != 0:
-        raise ImageError(
-            f"{binary} is missing: install Debian's {package} (apt-get install {package}; "
-            "needs root)"
-        )
-    say(f"{binary} is missing: installing Debian's {package} ...")
-    apt = ["apt-get", "-qq", "-o", "DPkg::Lock::Timeout=600"]
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        [*apt, "update"],
-        [*apt, "install", "-y", "--no-install-recommends", package],
-    ):
-        run(command, what=f"installing {package} for {binary}: {' '.join(command)}", env=env)
-    if found := shutil.which(binary, path=search):
-        return found
-    raise ImageError(f"Debian's {package} is installed but {binary} is still not found")
+    """The path of ``binary``; installs Debian's ``package`` first when it is missing."""
+    try:
+        ensure_packages({binary: package}, say)
+    except PackageError as error:
+        raise ImageError(str(error)) from error
+    found = find(binary)
+    if found is None:
+        raise ImageError(f"Debian's {package} is installed but {binary} is still not found")
+    return found
 
 
 @dataclass(frozen=True)

@@ -33,19 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vigil.common import objects
+from vigil.common.times import format_time
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT
-from vigil.core.health import (
-    SOURCE_PROMETHEUS,
-    HealthReport,
-    MonitoringSettings,
-    evaluate,
-    health_conditions,
-    monitoring_settings,
-    next_health,
-)
+from vigil.core.health import HealthReport, evaluate
+from vigil.core.health_status import health_conditions, next_health
 from vigil.core.reconcile import has_served
-from vigil.core.status import ConditionState, timestamp
+from vigil.core.spec import SOURCE_PROMETHEUS, MonitoringSettings, monitoring_settings
+from vigil.core.status import ConditionState
 from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
 from vigil.metrics import Collection, MetricsSource, PodTarget, RevisionTarget
@@ -341,7 +336,7 @@ class HealthLoop:
         started = time.monotonic()
         result = CycleResult()
         now = self._clock()
-        evaluated_at = timestamp(self._utcnow())
+        evaluated_at = format_time(self._utcnow())
         targets = self._targets()
         groups: dict[SourceKey, list[RevisionTarget]] = {}
         for target, settings, _ in targets:

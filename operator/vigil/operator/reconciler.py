@@ -18,12 +18,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from vigil.common import objects
+from vigil.common.objects import section
 from vigil.core import naming
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import Owner
-from vigil.core.health import condition_word, transitions
+from vigil.core.health_status import condition_word, transitions
 from vigil.core.reconcile import (
     Action,
     Apply,
@@ -35,6 +37,7 @@ from vigil.core.reconcile import (
     decide,
     refused_write_status,
 )
+from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
 from vigil.core.status import (
     ConditionState,
     build_conditions,
@@ -43,16 +46,15 @@ from vigil.core.status import (
     status_patch,
 )
 from vigil.kube.client import KubeError
+from vigil.operator.api import Api
 from vigil.operator.metrics import (
     OUTCOME_CHANGED,
     OUTCOME_ERROR,
     OUTCOME_UNCHANGED,
     OperatorMetrics,
 )
-from vigil.plugin.requests import ANNOTATION_REQUEST
-
-if TYPE_CHECKING:
-    from vigil.operator.rollouts import Rollouts
+from vigil.operator.rollouts import Rollouts, route_planner
+from vigil.plugin.requests import ANNOTATION_REQUEST, parse_request
 
 log = logging.getLogger("vigil.operator")
 
@@ -63,26 +65,6 @@ INVALID_STATUSES = (400, 422)
 #: Deployment's status moves through several replica counts within a second or two)
 #: costs one reconcile (its reads and its status patch) instead of one per event.
 COALESCE_SECONDS = 0.5
-
-
-class Api(Protocol):
-    """What the reconciler needs from the Kubernetes API (vigil.kube.KubeClient)."""
-
-    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    async def list(
-        self, kind: str, namespace: str, label_selector: str
-    ) -> list[dict[str, Any]]: ...
-
-    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
-
-    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
-
-    async def patch_status(
-        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any]: ...
-
-    async def create_event(self, manifest: Mapping[str, Any]) -> bool: ...
 
 
 #: Posts an Event about the object (as read) through the API and waits for the answer.
@@ -136,20 +118,12 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _owned_by(item: Mapping[str, Any], uid: str) -> bool:
-    """Only children whose controller reference points at this very object count."""
-    references = (item.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in references)
-
-
-def _reference_found(spec: Mapping[str, Any], configmap: Mapping[str, Any] | None) -> bool:
-    ref = (((spec.get("monitoring") or {}).get("reference") or {}).get("configMapKeyRef")) or {}
-    if not ref:
-        return True
-    if configmap is None:
-        return False
-    key = ref.get("key")
-    return key in (configmap.get("data") or {}) or key in (configmap.get("binaryData") or {})
+def _parsed(name: str, raw: Mapping[str, Any]) -> ModelDeploymentSpec | None:
+    """The spec, parsed once for the whole cycle (None: the decision reports why not)."""
+    try:
+        return parse_spec(name, raw)
+    except SpecError:
+        return None
 
 
 def health_patch(
@@ -264,65 +238,18 @@ class Reconciler:
         """One full cycle; True when anything was written."""
         api = self._api_factory()
         body = await api.get("ModelDeployment", namespace, name)
-        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        if body is None or objects.body(body).meta.deleting:
             # Gone or going: garbage collection removes the children.
             self.metrics.set_phase(namespace, name, None)
             return False
-        metadata = body["metadata"]
-        uid = str(metadata["uid"])
-        spec = body.get("spec") or {}
-        selector = f"{naming.LABEL_MODEL_DEPLOYMENT}={name}"
-        deployments, configmaps, service = await asyncio.gather(
-            api.list("Deployment", namespace, selector),
-            api.list("ConfigMap", namespace, selector),
-            api.get("Service", namespace, naming.service_name(name)),
-        )
-        ref_name = (
-            ((spec.get("monitoring") or {}).get("reference") or {}).get("configMapKeyRef") or {}
-        ).get("name")
-        reference = await api.get("ConfigMap", namespace, ref_name) if ref_name else None
-        owned_deployments = [item for item in deployments if _owned_by(item, uid)]
-        revision_services = [
-            item
-            for item in await api.list("Service", namespace, selector)
-            if _owned_by(item, uid) and item["metadata"]["name"] != naming.service_name(name)
-        ]
-        rollout_inputs = None
-        request = None
-        planner = None
-        if self.rollouts is not None:
-            from vigil.operator.rollouts import read_request, route_planner
-
-            by_revision = {
-                str(
-                    ((item.get("metadata") or {}).get("labels") or {}).get(naming.LABEL_REVISION)
-                ): item
-                for item in owned_deployments
-            }
-            rollout_inputs = await self.rollouts.inputs(api, body, by_revision, reference)
-            request = read_request(metadata.get("annotations"))
-            planner = route_planner(name, namespace, spec)
-        observation = Observation(
-            revision_services=revision_services,
-            rollout=rollout_inputs,
-            request=request,
-            route_planner=planner,
-            owner=Owner(name=name, namespace=namespace, uid=uid),
-            generation=int(metadata.get("generation") or 0),
-            spec=spec,
-            status=body.get("status") or {},
-            deployments=owned_deployments,
-            service=service if service is not None and _owned_by(service, uid) else None,
-            configmaps=[item for item in configmaps if _owned_by(item, uid)],
-            reference_found=_reference_found(spec, reference),
-            now=self._clock(),
-            sidecar_image=self.config.sidecar_image,
-            foreign_service=service is not None and not _owned_by(service, uid),
-        )
+        observation = await self._observe(api, body)
         plan = decide(observation)
         if plan.run_golden_set is not None and self.rollouts is not None:
             # The validate step asked for a replay: run it, then decide with its result.
-            result = await self.rollouts.replay(api, body, plan.run_golden_set)
+            assert observation.parsed is not None  # a rollout with steps read its spec
+            result = await self.rollouts.replay(
+                api, namespace, name, observation.parsed, plan.run_golden_set
+            )
             inputs = dataclasses.replace(
                 observation.rollout or RolloutInputs(metrics_available=False), golden=result
             )
@@ -335,7 +262,7 @@ class Reconciler:
         self.metrics.rollout_progress(
             namespace,
             name,
-            (body.get("status") or {}).get("candidate") or {},
+            section(body, "status", "candidate"),
             plan.status.get("candidate") or {},
             plan.rollout_outcome,
             observation.now.timestamp(),
@@ -343,6 +270,55 @@ class Reconciler:
         if plan.recheck_after:
             self.nudge(namespace, name, delay=plan.recheck_after)
         return changed
+
+    async def _observe(self, api: Api, body: Mapping[str, Any]) -> Observation:
+        """Read what one decision needs: the object's children, its reference profile's
+        ConfigMap, and (with a candidate) the rollout's measurements and a person's request."""
+        view = objects.body(body)
+        namespace, name, uid = view.meta.namespace, view.meta.name, view.meta.uid
+        spec = _parsed(name, view.spec)
+        selector = f"{naming.LABEL_MODEL_DEPLOYMENT}={name}"
+        deployments, configmaps, services, service = await asyncio.gather(
+            api.list("Deployment", namespace, selector),
+            api.list("ConfigMap", namespace, selector),
+            api.list("Service", namespace, selector),
+            api.get("Service", namespace, naming.service_name(name)),
+        )
+        ref = spec.monitoring.reference if spec is not None else None
+        reference = await api.get("ConfigMap", namespace, ref.name) if ref else None
+        owned = [item for item in deployments if objects.body(item).meta.controlled_by(uid)]
+        rollout_inputs, planner = None, None
+        if self.rollouts is not None and spec is not None:
+            by_revision = {
+                str(objects.body(item).meta.labels.get(naming.LABEL_REVISION)): item
+                for item in owned
+            }
+            rollout_inputs = await self.rollouts.inputs(api, body, spec, by_revision, reference)
+            planner = route_planner(name, namespace, spec.rollout.http_route)
+        ours = service is not None and objects.body(service).meta.controlled_by(uid)
+        return Observation(
+            owner=Owner(name=name, namespace=namespace, uid=uid),
+            generation=view.meta.generation,
+            spec=view.spec,
+            parsed=spec,
+            status=view.status,
+            deployments=owned,
+            service=service if ours else None,
+            configmaps=[item for item in configmaps if objects.body(item).meta.controlled_by(uid)],
+            revision_services=[
+                item
+                for item in services
+                if objects.body(item).meta.controlled_by(uid)
+                and objects.body(item).meta.name != naming.service_name(name)
+            ],
+            reference_found=ref is None or objects.body(reference).has_key(ref.key),
+            now=self._clock(),
+            sidecar_image=self.config.sidecar_image,
+            foreign_service=service is not None and not ours,
+            rollout=rollout_inputs,
+            request=parse_request(view.meta.annotations) if self.rollouts is not None else None,
+            route_planner=planner,
+        )
 
     async def _write(self, api: Api, body: Mapping[str, Any], plan: Plan) -> bool:
         """Apply the plan's actions in order, post its Events, patch status once."""

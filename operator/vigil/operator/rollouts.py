@@ -30,24 +30,33 @@ from typing import Any
 
 import aiohttp
 
+from vigil.common import objects
+from vigil.common.objects import section
 from vigil.core import naming
 from vigil.core.analysis import candidate_figures, feature_changes
-from vigil.core.candidate import Request, RolloutInputs, RoutePlanner
+from vigil.core.candidate import RolloutInputs, RoutePlanner
 from vigil.core.desired import (
     METRICS_PORT,
     REFERENCE_VOLUME,
     SIDECAR_PORT,
     SIDECAR_READY_PATH,
 )
-from vigil.core.health import MonitoringSettings, monitoring_settings
 from vigil.core.reconcile import Event, Plan, Route
 from vigil.core.revision import compute_revision
-from vigil.core.rollout import GoldenResult, GoldenSetRef, Traffic
-from vigil.core.spec import parse_spec
+from vigil.core.rollout import GoldenResult, Traffic
+from vigil.core.spec import (
+    GoldenSetRef,
+    ModelDeploymentSpec,
+    MonitoringSettings,
+    health_settings,
+    parse_rollout,
+)
+from vigil.core.vocabulary import Reason
 from vigil.kube.client import KubeError
 from vigil.metrics import MetricsSource, PodTarget, RevisionTarget
+from vigil.operator.api import Api
 from vigil.operator.health import PodInfo, SourceFactory, default_source
-from vigil.plugin.requests import ManualRequest, clear_request_patch, parse_request
+from vigil.plugin.requests import clear_request_patch
 from vigil.profile.model import ProfileError, ReferenceProfile, parse_profile
 from vigil.routing import RoutingError, RoutingTarget, router_for
 from vigil.routing.base import RoutingApi
@@ -62,35 +71,26 @@ PodsProvider = Callable[[], Mapping[tuple[str, str], PodInfo]]
 
 def _mounted_reference(deployment: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """(ConfigMap, key) of the reference profile a revision's pod template mounts."""
-    template = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
-    for volume in template.get("volumes") or ():
-        configmap = volume.get("configMap") or {}
-        items = configmap.get("items") or ()
-        if volume.get("name") == REFERENCE_VOLUME and configmap.get("name") and items:
-            return str(configmap["name"]), str(items[0].get("key", ""))
+    for volume in objects.items(deployment, "spec", "template", "spec", "volumes"):
+        configmap = section(volume, "configMap")
+        keys = objects.items(configmap, "items")
+        if volume.get("name") == REFERENCE_VOLUME and configmap.get("name") and keys:
+            return str(configmap["name"]), str(keys[0].get("key", ""))
     return None
 
 
 def _profile(configmap: Mapping[str, Any] | None, key: str) -> ReferenceProfile | None:
     """The profile under ``key`` (None: no ConfigMap, no key, or not a profile)."""
-    raw = ((configmap or {}).get("data") or {}).get(key)
+    raw = objects.body(configmap).data.get(key)
     try:
         return parse_profile(raw) if raw else None
     except (ProfileError, ValueError):
         return None
 
 
-def read_request(annotations: Mapping[str, str] | None) -> Request | None:
-    """The request annotation as the core takes it (unknown verbs kept, the core warns)."""
-    request = parse_request(annotations)
-    if request is None:
-        return None
-    return Request(request.verb, request.request_id)
-
-
-def route_planner(name: str, namespace: str, spec: Mapping[str, Any]) -> RoutePlanner:
+def route_planner(name: str, namespace: str, http_route: str | None) -> RoutePlanner:
     """The router's pure plan for this ModelDeployment (replica ratio or Gateway API)."""
-    router = router_for(spec.get("rollout") or {})
+    router = router_for(http_route)
 
     def plan(stable: str, candidate: str | None, traffic: Traffic) -> Any:
         return router.plan(RoutingTarget(name, namespace, stable, candidate), traffic)
@@ -165,16 +165,11 @@ class Rollouts:
                 return url
         return None
 
-    def desired_revision(self, name: str, spec: Mapping[str, Any]) -> str | None:
-        try:
-            return compute_revision(parse_spec(name, spec), self.sidecar_image)
-        except (ValueError, TypeError, KeyError):
-            return None
-
     async def inputs(
         self,
-        api: Any,
+        api: Api,
         body: Mapping[str, Any],
+        spec: ModelDeploymentSpec,
         deployments: Mapping[str, Mapping[str, Any]],
         reference_configmap: Mapping[str, Any] | None,
     ) -> RolloutInputs | None:
@@ -184,16 +179,15 @@ class Rollouts:
         the ConfigMap ``spec.monitoring.reference`` names, as the reconciler
         already read them this cycle (read here again, they would cost calls).
         """
-        metadata = body["metadata"]
-        namespace, name = str(metadata["namespace"]), str(metadata["name"])
-        spec = body.get("spec") or {}
-        stable = ((body.get("status") or {}).get("stable") or {}).get("revision")
-        candidate = self.desired_revision(name, spec)
-        if not stable or not candidate or candidate == stable or candidate not in deployments:
+        view = objects.body(body)
+        namespace, name = view.meta.namespace, view.meta.name
+        stable = section(view.status, "stable").get("revision")
+        candidate = compute_revision(spec, self.sidecar_image)
+        if not stable or candidate == stable or candidate not in deployments:
             return None
         try:
-            settings = monitoring_settings(spec)
-        except (ValueError, TypeError) as error:
+            settings = health_settings(spec.monitoring, spec.rollout.analysis)
+        except ValueError as error:
             return RolloutInputs(metrics_available=False, metrics_error=str(error))
         reference = (
             _profile(reference_configmap, settings.reference[1]) if settings.reference else None
@@ -275,7 +269,7 @@ class Rollouts:
 
     async def _stable_reference(
         self,
-        api: Any,
+        api: Api,
         namespace: str,
         deployment: Mapping[str, Any] | None,
         reference_configmap: Mapping[str, Any] | None,
@@ -299,20 +293,18 @@ class Rollouts:
         except KubeError:
             return None
 
-    async def replay(self, api: Any, body: Mapping[str, Any], ref: GoldenSetRef) -> GoldenResult:
+    async def replay(
+        self, api: Api, namespace: str, name: str, spec: ModelDeploymentSpec, ref: GoldenSetRef
+    ) -> GoldenResult:
         """Replay the golden set against the candidate (a failure reproduces nothing)."""
-        metadata = body["metadata"]
-        namespace, name = str(metadata["namespace"]), str(metadata["name"])
-        spec = body.get("spec") or {}
-        revision = self.desired_revision(name, spec)
-        url = await self.candidate_url(namespace, name, revision) if revision else None
+        revision = compute_revision(spec, self.sidecar_image)
+        url = await self.candidate_url(namespace, name, revision)
         if url is None:
             log.warning("%s/%s: no candidate address for the golden replay", namespace, name)
             return GoldenResult(total=0, agreed=0)
-        model = str((spec.get("model") or {}).get("name") or name)
         try:
             golden = await load_golden_set(api, namespace, ref)
-            result = await replay(golden, url, model=model)
+            result = await replay(golden, url, model=spec.model.name)
         except (GoldenSetError, KubeError) as error:
             log.warning("%s/%s: golden set unusable: %s", namespace, name, error)
             return GoldenResult(total=0, agreed=0)
@@ -326,7 +318,7 @@ class Rollouts:
         )
         return result
 
-    async def route(self, api: Any, body: Mapping[str, Any], action: Route) -> list[Event]:
+    async def route(self, api: Api, body: Mapping[str, Any], action: Route) -> list[Event]:
         """Point the route (HTTPRoute) as the plan's Route action says; the Events to post.
 
         A route that cannot point at this model (missing, no backendRef to it)
@@ -335,9 +327,9 @@ class Rollouts:
         on too little data with no visible cause. A KubeError (the API refused
         or failed) is raised: the plan's deletions must wait for the route.
         """
-        metadata = body["metadata"]
-        namespace, name = str(metadata["namespace"]), str(metadata["name"])
-        router = router_for((body.get("spec") or {}).get("rollout") or {})
+        view = objects.body(body)
+        namespace, name = view.meta.namespace, view.meta.name
+        router = router_for(parse_rollout(section(view.spec, "rollout")).http_route)
         routing_api: RoutingApi = api
         key = (namespace, name)
         target = RoutingTarget(name, namespace, action.stable, action.candidate)
@@ -348,16 +340,16 @@ class Rollouts:
             if self._routing_errors.get(key) == str(error):
                 return []
             self._routing_errors[key] = str(error)
-            return [Event("RoutingFailed", f"routing not applied: {error}", True)]
+            return [Event(Reason.ROUTING_FAILED, f"routing not applied: {error}", True)]
         if self._routing_errors.pop(key, None) is not None:
-            return [Event("RoutingApplied", "routing applied again")]
+            return [Event(Reason.ROUTING_APPLIED, "routing applied again")]
         return []
 
-    async def after_write(self, api: Any, body: Mapping[str, Any], plan: Plan) -> None:
+    async def after_write(self, api: Api, body: Mapping[str, Any], plan: Plan) -> None:
         """Log the rollout's progress, then clear a handled request."""
-        metadata = body["metadata"]
-        namespace, name = str(metadata["namespace"]), str(metadata["name"])
-        before = (body.get("status") or {}).get("candidate") or {}
+        view = objects.body(body)
+        namespace, name = view.meta.namespace, view.meta.name
+        before = section(view.status, "candidate")
         after = plan.status.get("candidate") or {}
         if after and (after.get("message"), after.get("gates")) != (
             before.get("message"),
@@ -373,13 +365,12 @@ class Rollouts:
                 after.get("gates"),
             )
         if plan.clear_request is not None:
-            request = ManualRequest(plan.clear_request.verb, plan.clear_request.request_id)
             try:
                 await api.patch(
                     "ModelDeployment",
                     namespace,
                     name,
-                    clear_request_patch(request),
+                    clear_request_patch(plan.clear_request),
                     content_type="application/json-patch+json",
                 )
             except KubeError as error:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vigil.core.candidate import Request
 from vigil.core.vocabulary import Answer as AnswerWord
 from vigil.core.vocabulary import RequestVerb
 
@@ -42,25 +43,13 @@ def _pointer(key: str) -> str:
     return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
 
 
-@dataclass(frozen=True)
-class ManualRequest:
-    """A request found on the object: its verb (possibly unknown) and id (possibly empty)."""
-
-    verb: str
-    request_id: str
-
-    @property
-    def valid(self) -> bool:
-        return self.verb in VERBS
-
-
-def parse_request(annotations: Mapping[str, str] | None) -> ManualRequest | None:
+def parse_request(annotations: Mapping[str, str] | None) -> Request | None:
     """The request on the object, or None when there is none."""
     raw = (annotations or {}).get(ANNOTATION_REQUEST)
     if raw is None:
         return None
     request_id = str((annotations or {}).get(ANNOTATION_REQUEST_ID, ""))
-    return ManualRequest(str(raw), request_id)
+    return Request(str(raw), request_id)
 
 
 def read_request(annotations: Mapping[str, str] | None) -> str:
@@ -115,7 +104,7 @@ def answer_to(status: Mapping[str, Any] | None, request_id: str) -> Answer | Non
     return Answer(last.get("answer") == AnswerWord.TAKEN, str(last.get("message") or ""))
 
 
-def clear_request_patch(request: ManualRequest) -> list[dict[str, Any]]:
+def clear_request_patch(request: Request) -> list[dict[str, Any]]:
     """The JSON patch (``application/json-patch+json``) that clears exactly this request.
 
     The ``test`` operation makes the API server refuse (422) if the id has

@@ -14,9 +14,13 @@ import datetime
 import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from vigil.common.objects import Body, body, section
 from vigil.common.times import parse_time
+from vigil.core.health import format_window
+from vigil.core.spec import HealthPolicy, RolloutSpec, Step, monitoring_settings, parse_rollout
 
 WIDTH = 80
 BAR = 20
@@ -49,19 +53,6 @@ def _get(mapping: Mapping[str, Any] | None, *path: str, default: Any = None) -> 
             return default
         current = current[key]
     return current
-
-
-def _duration_seconds(text: Any, default: float) -> float:
-    if isinstance(text, int | float):
-        return float(text)
-    if not isinstance(text, str) or not text:
-        return default
-    from vigil.core.rollout import parse_duration
-
-    try:
-        return parse_duration(text.strip(), default)
-    except ValueError:
-        return default
 
 
 def _percent(value: float | None) -> str:
@@ -105,17 +96,13 @@ def _clip(text: str, width: int = WIDTH) -> str:
     return plain[: width - 1] + "…"
 
 
-def _step_label(step: Mapping[str, Any]) -> str:
-    if "validate" in step:
+def _step_label(step: Step) -> str:
+    if step.kind == "validate":
         return "validate (golden set)"
-    if "shadow" in step:
-        return f"shadow {_get(step, 'shadow', 'percent', default=100)}%"
-    if "canary" in step:
-        return f"canary {_get(step, 'canary', 'weight', default='?')}%"
-    if "pause" in step:
-        duration = _get(step, "pause", "duration")
-        return f"pause {duration}" if duration else "pause (until resumed)"
-    return "?"
+    if step.kind == "pause":
+        seconds = step.duration_seconds
+        return f"pause {format_window(seconds)}" if seconds else "pause (until resumed)"
+    return step.describe()
 
 
 def _decimals(value: float) -> str:
@@ -158,6 +145,27 @@ def _gate_row(name: str, value: str, threshold: str, ok: bool | None, style: _St
     return f"  {name:<26}{value:>12}   {threshold:<14}{style(verdict, colour)}"
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What the view compares figures with: the spec's thresholds (defaults if unreadable)."""
+
+    health: HealthPolicy
+    failure_limit: int
+    min_agreement: float
+    rollout: RolloutSpec
+
+
+def _limits(spec: Mapping[str, Any]) -> _Limits:
+    try:
+        health = monitoring_settings(spec).policy
+    except ValueError:
+        health = HealthPolicy()
+    rollout = parse_rollout(section(spec, "rollout"))
+    if rollout.problem:
+        rollout = RolloutSpec()
+    return _Limits(health, rollout.analysis.failure_limit, rollout.analysis.min_agreement, rollout)
+
+
 def render(
     md: Mapping[str, Any],
     events: Sequence[Mapping[str, Any]] = (),
@@ -168,42 +176,57 @@ def render(
     """The status screen of one ModelDeployment."""
     style = _Style(colour)
     now = now or datetime.datetime.now(datetime.UTC)
-    spec = md.get("spec") or {}
-    status = md.get("status") or {}
-    meta = md.get("metadata") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
-    lines: list[str] = []
-    add = lines.append
+    view = body(md)
+    limits = _limits(view.spec)
+    lines = _header(view, style)
+    lines += _revisions(view.status, limits, style, now)
+    lines += _health(section(view.status, "health"), limits, style)
+    lines += _conditions(view.status, style)
+    lines += _events(events, style, now)
+    lines += _history(view.status, style, now)
+    return "\n".join(line.rstrip() for line in lines)
 
+
+def _header(view: Body, style: _Style) -> list[str]:
+    """Name, phase and Ready, model and replicas, and a spec status does not describe yet."""
+    spec, status, meta = view.spec, view.status, view.meta.raw
+    ready = _condition(status, "Ready")
     phase = status.get("phase", "Pending")
-    ready = conditions.get("Ready") or {}
-    add(style(f"{meta.get('name', '?')}", "bold") + f"  (namespace {meta.get('namespace', '?')})")
-    add(
+    lines = [
+        style(f"{meta.get('name', '?')}", "bold") + f"  (namespace {meta.get('namespace', '?')})",
         f"Phase:    {style(phase, _PHASE_COLOUR.get(phase, 'dim'))}"
-        f"   Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}"
-    )
+        f"   Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}",
+    ]
     if ready.get("message"):
-        add(_clip(f"          {ready['message']}"))
-    model = spec.get("model") or {}
-    add(
+        lines.append(_clip(f"          {ready['message']}"))
+    model = section(spec, "model")
+    lines.append(
         f"Model:    {model.get('name', meta.get('name', '?'))} version {model.get('version', '?')}"
         f"   replicas {spec.get('replicas', 1)}"
     )
     if status.get("observedGeneration") != meta.get("generation"):
-        add(
+        lines.append(
             style(
                 f"          (status describes generation {status.get('observedGeneration')},"
                 f" spec is at {meta.get('generation')})",
                 "yellow",
             )
         )
+    return lines
 
-    # Revisions.
-    add("")
-    add(style("Revisions", "bold"))
-    stable = status.get("stable") or {}
+
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def _revisions(
+    status: Mapping[str, Any], limits: _Limits, style: _Style, now: datetime.datetime
+) -> list[str]:
+    """The stable and the candidate; with a candidate its steps, traffic and last gates."""
+    lines = ["", style("Revisions", "bold")]
+    stable = section(status, "stable")
     if stable:
-        add(
+        lines.append(
             _clip(
                 f"  stable     {stable.get('revision', '?'):<8}"
                 f" v{stable.get('modelVersion', '?'):<6}"
@@ -212,56 +235,75 @@ def render(
             )
         )
     else:
-        add("  stable     (none yet)")
-    candidate = status.get("candidate") or {}
-    if candidate:
-        change = candidate.get("change", "?")
-        steps = _get(spec, "rollout", change, "steps", default=[]) or []
-        add(
-            _clip(
-                f"  candidate  {candidate.get('revision', '?'):<8}"
-                f" v{candidate.get('modelVersion', '?'):<6}"
-                f" {change}   failed checks {candidate.get('failedChecks', 0)}"
-                f"/{_get(spec, 'rollout', 'analysis', 'failureLimit', default=2)}"
-            )
+        lines.append("  stable     (none yet)")
+    candidate = section(status, "candidate")
+    if not candidate:
+        return lines
+    change = candidate.get("change", "?")
+    lines.append(
+        _clip(
+            f"  candidate  {candidate.get('revision', '?'):<8}"
+            f" v{candidate.get('modelVersion', '?'):<6}"
+            f" {change}   failed checks {candidate.get('failedChecks', 0)}"
+            f"/{limits.failure_limit}"
         )
-        for label, key in (("features added", "featuresAdded"), ("dropped", "featuresDropped")):
-            if candidate.get(key):
-                add(_clip(f"  {label}: {', '.join(candidate[key])}"))
-        if steps:
-            add("")
-            add(style(f"Steps ({change})", "bold"))
-            current = int(candidate.get("step", 0))
-            for index, step in enumerate(steps):
-                if index < current:
-                    mark = style("✔", "green")
-                elif index == current:
-                    mark = style("►", "blue")
-                else:
-                    mark = style("·", "dim")
-                add(f"  {mark} {index + 1} {_step_label(step)}")
-        weight = int(candidate.get("weight", 0) or 0)
-        shadow = int(candidate.get("shadowPercent", 0) or 0)
-        add("")
-        add(style("Traffic", "bold"))
-        add(f"  stable {100 - weight:>3}% {_bar((100 - weight) / 100)} candidate {weight}%")
-        if shadow:
-            add(f"  shadow: {shadow}% of live requests copied to the candidate")
+    )
+    for label, key in (("features added", "featuresAdded"), ("dropped", "featuresDropped")):
+        if candidate.get(key):
+            lines.append(_clip(f"  {label}: {', '.join(candidate[key])}"))
+    lines += _steps(candidate, limits.rollout.steps_for(str(change)), style)
+    lines += _traffic(candidate, style)
+    lines += _gates(candidate, style, now)
+    return lines
 
-        gates = candidate.get("gates") or []
-        if gates:
-            checked = candidate.get("lastAnalysisAt")
-            when = f" {_age(checked, now)} ago" if checked else ""
-            add("")
-            add(style("Gates", "bold") + f" (last check{when})")
-            add(f"  {'gate':<26}{'measured':>12}   {'threshold':<14}")
-            for gate in gates:
-                add(_gate_line(gate, style))
 
-    # Health.
-    health = status.get("health") or {}
-    slo = _get(spec, "monitoring", "slo", default={}) or {}
-    drift_spec = _get(spec, "monitoring", "drift", default={}) or {}
+def _steps(candidate: Mapping[str, Any], steps: Sequence[Step], style: _Style) -> list[str]:
+    if not steps:
+        return []
+    lines = ["", style(f"Steps ({candidate.get('change', '?')})", "bold")]
+    current = int(candidate.get("step", 0))
+    for index, step in enumerate(steps):
+        if index < current:
+            mark = style("✔", "green")
+        elif index == current:
+            mark = style("►", "blue")
+        else:
+            mark = style("·", "dim")
+        lines.append(f"  {mark} {index + 1} {_step_label(step)}")
+    return lines
+
+
+def _traffic(candidate: Mapping[str, Any], style: _Style) -> list[str]:
+    weight = int(candidate.get("weight", 0) or 0)
+    shadow = int(candidate.get("shadowPercent", 0) or 0)
+    lines = [
+        "",
+        style("Traffic", "bold"),
+        f"  stable {100 - weight:>3}% {_bar((100 - weight) / 100)} candidate {weight}%",
+    ]
+    if shadow:
+        lines.append(f"  shadow: {shadow}% of live requests copied to the candidate")
+    return lines
+
+
+def _gates(candidate: Mapping[str, Any], style: _Style, now: datetime.datetime) -> list[str]:
+    gates = candidate.get("gates") or []
+    if not gates:
+        return []
+    checked = candidate.get("lastAnalysisAt")
+    when = f" {_age(checked, now)} ago" if checked else ""
+    return [
+        "",
+        style("Gates", "bold") + f" (last check{when})",
+        f"  {'gate':<26}{'measured':>12}   {'threshold':<14}",
+        *(_gate_line(gate, style) for gate in gates),
+    ]
+
+
+def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[str]:
+    """Every health figure beside its threshold, and drift by feature."""
+    lines: list[str] = []
+    add = lines.append
     add("")
     stale = " (stale)" if health.get("stale") else ""
     add(
@@ -270,7 +312,7 @@ def render(
     )
     add(f"  {'figure':<26}{'measured':>12}   {'threshold':<14}")
     error_rate = health.get("errorRate")
-    max_error = float(slo.get("maxErrorRate", 0.01))
+    max_error = limits.health.max_error_rate
     add(
         _gate_row(
             "error rate",
@@ -281,7 +323,7 @@ def render(
         )
     )
     p95 = health.get("latencyP95")
-    max_p95 = _duration_seconds(slo.get("maxLatencyP95"), 0.25)
+    max_p95 = limits.health.max_latency_p95
     add(
         _gate_row(
             "p95 latency",
@@ -292,11 +334,11 @@ def render(
         )
     )
     drift = health.get("drift") or {}
-    threshold = float(drift_spec.get("threshold", 0.2))
+    threshold = limits.health.drift_threshold
     score = drift.get("score")
     add(
         _gate_row(
-            f"drift ({drift.get('method', drift_spec.get('method', 'psi'))})",
+            f"drift ({drift.get('method', limits.health.drift_method)})",
             "-" if score is None else f"{score:.3f}",
             f"< {threshold:g}",
             None if score is None else score < threshold,
@@ -304,14 +346,13 @@ def render(
         )
     )
     agreement = health.get("agreement")
-    min_agreement = float(_get(spec, "rollout", "analysis", "minAgreement", default=0.95))
     if agreement is not None:
         add(
             _gate_row(
                 "shadow agreement",
                 f"{agreement:.3f}",
-                f">= {min_agreement:g}",
-                agreement >= min_agreement,
+                f">= {limits.min_agreement:g}",
+                agreement >= limits.min_agreement,
                 style,
             )
         )
@@ -335,21 +376,31 @@ def render(
             add(f"  {name[:24]:<24} {value:6.3f} {style(_bar(value / scale), colour)}")
         if len(features) > 12:
             add(style(f"  ... {len(features) - 12} more", "dim"))
+    return lines
 
-    # Conditions.
-    add("")
-    add(style("Conditions", "bold"))
+
+def _conditions(status: Mapping[str, Any], style: _Style) -> list[str]:
+    """Each condition with its reason; messages hold the measured values: wrapped, never cut."""
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    lines = ["", style("Conditions", "bold")]
+    add = lines.append
     for kind in ("Ready", "Progressing", "Healthy", "DriftDetected", "MetricsAvailable"):
         item = conditions.get(kind)
         if not item:
             continue
         head = f"  {kind:<17}{item.get('status', '?'):<8}{item.get('reason', '')}"
         add(head)
-        # Messages hold the measured values: wrap them, never cut them.
         for line in textwrap.wrap(item.get("message", ""), WIDTH - 6):
             add(f"      {line}")
+    return lines
 
-    # Events.
+
+def _events(
+    events: Sequence[Mapping[str, Any]], style: _Style, now: datetime.datetime
+) -> list[str]:
+    """The last six Events, oldest first."""
+    lines: list[str] = []
+    add = lines.append
     if events:
         add("")
         add(style("Events (newest last)", "bold"))
@@ -366,8 +417,13 @@ def render(
                     f"{event.get('reason', ''):<17} {event.get('message', '')}"
                 )
             )
+    return lines
 
-    # History.
+
+def _history(status: Mapping[str, Any], style: _Style, now: datetime.datetime) -> list[str]:
+    """The last six history entries, newest first, each with its reason."""
+    lines: list[str] = []
+    add = lines.append
     history = status.get("history") or []
     if history:
         add("")
@@ -384,4 +440,4 @@ def render(
             )
             if entry.get("reason"):
                 add(_clip(f"           {entry['reason']}"))
-    return "\n".join(line.rstrip() for line in lines)
+    return lines

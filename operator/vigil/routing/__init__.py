@@ -8,16 +8,13 @@ One file per backend, each behind :class:`~vigil.routing.base.Router`:
 * :mod:`vigil.routing.shadow` -- the stable sidecars' ``shadow`` settings
   (copies to the candidate, no live traffic).
 
-``router_for(spec.rollout)`` picks the live-traffic router.
+``router_for(spec.rollout.http_route)`` picks the live-traffic router.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from vigil.routing.base import RoutePlan, Router, RoutingApi, RoutingError, RoutingTarget
-from vigil.routing.gateway_api import GatewayAPIRouter, http_route_name
+from vigil.routing.gateway_api import GatewayAPIRouter
 from vigil.routing.replica_ratio import ReplicaRatioRouter
 
 __all__ = [
@@ -32,9 +29,9 @@ __all__ = [
 ]
 
 
-def router_for(rollout: Mapping[str, Any] | None) -> Router:
-    """The router ``spec.rollout.trafficRouting`` asks for (replica ratio by default)."""
-    route = http_route_name(rollout or {})
-    if route:
-        return GatewayAPIRouter(route)
+def router_for(http_route: str | None) -> Router:
+    """The router ``spec.rollout.trafficRouting`` asks for: Gateway API when it names an
+    HTTPRoute, else replica ratio."""
+    if http_route:
+        return GatewayAPIRouter(http_route)
     return ReplicaRatioRouter()

@@ -37,7 +37,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.common.objects import body, items, section
+from vigil.common.objects import body, items
 from vigil.core import naming
 from vigil.core.desired import SERVICE_PORT
 from vigil.core.revision import REVISION_LENGTH
@@ -134,13 +134,6 @@ def route_weights(route: Mapping[str, Any], target: RoutingTarget) -> dict[str, 
             if _ours(ref, target):
                 weights[str(ref["name"])] = int(ref.get("weight", 1))
     return weights
-
-
-def http_route_name(rollout: Mapping[str, Any]) -> str | None:
-    """``spec.rollout.trafficRouting.gatewayAPI.httpRoute``, or None."""
-    routing = section(rollout, "trafficRouting", "gatewayAPI")
-    name = routing.get("httpRoute")
-    return str(name) if name else None
 
 
 class GatewayAPIRouter:

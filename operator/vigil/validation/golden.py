@@ -43,7 +43,8 @@ from typing import Any
 import aiohttp
 
 from vigil.common.objects import body
-from vigil.core.rollout import GoldenResult, GoldenSetRef
+from vigil.core.rollout import GoldenResult
+from vigil.core.spec import GoldenSetRef
 from vigil.sidecar.payload import parse_response
 from vigil.sidecar.shadow import compare_predictions
 

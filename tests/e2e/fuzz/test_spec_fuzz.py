@@ -26,7 +26,8 @@ from kubernetes.client.rest import ApiException
 from operator_e2e import Kube, OperatorProcess, wait_for
 from spec_strategies import specs
 
-from vigil.core import health, naming, reconcile, rollout
+from vigil.core import naming, reconcile, rollout
+from vigil.core import spec as spec_module
 from vigil.core.desired import (
     Owner,
     RevisionInfo,
@@ -96,7 +97,7 @@ def pure_path(stored: dict[str, Any]) -> None:
         desired_deployment(owner, spec, info, sidecar_image="vigil:fuzz", replicas=spec.replicas)
         desired_configmap(owner, spec, info)
         desired_service(owner, "abc1234")
-    health.monitoring_settings(raw_spec)
+    spec_module.monitoring_settings(raw_spec)
     now = datetime.datetime.now(datetime.UTC)
     for reference_found in (True, False):
         reconcile.decide(
@@ -115,7 +116,7 @@ def pure_path(stored: dict[str, Any]) -> None:
         )
     replicas = spec.replicas if spec is not None else 1
     for change in ("replacement", "tweak"):
-        policy = rollout.parse_policy(raw_spec.get("rollout") or {}, change)
+        policy = spec_module.parse_policy(raw_spec.get("rollout") or {}, change)
         if not policy.steps:
             continue
         for ready in (False, True):

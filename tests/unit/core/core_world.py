@@ -18,6 +18,7 @@ from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.desired import Owner
 from vigil.core.reconcile import Action, Apply, Delete, Observation, Plan, decide
 from vigil.core.rollout import GoldenResult
+from vigil.core.spec import parse_rollout
 from vigil.core.status import status_patch
 from vigil.routing import RoutingTarget, router_for
 
@@ -182,7 +183,7 @@ class RolloutWorld(World):
             for (kind, name), obj in self.objects.items()
             if kind == "Service" and name != self.owner.name
         ]
-        router = router_for(self.spec.get("rollout") or {})
+        router = router_for(parse_rollout(self.spec.get("rollout") or {}).http_route)
 
         def planner(stable: str, candidate: str | None, traffic: Any) -> Any:
             return router.plan(RoutingTarget("wine", "ml", stable, candidate), traffic)

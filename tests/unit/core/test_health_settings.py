@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.core.health import (
-    HealthPolicy,
-    HealthReport,
-    monitoring_settings,
-    next_health,
-    same_figures,
-    transitions,
-)
+from vigil.core.health import HealthPolicy, HealthReport
+from vigil.core.health_status import next_health, same_figures, transitions
+from vigil.core.spec import monitoring_settings
 from vigil.core.status import ConditionState
 
 POLICY = HealthPolicy(window_seconds=30)

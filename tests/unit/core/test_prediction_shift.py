@@ -18,7 +18,8 @@ from vigil.core.analysis import (
     candidate_figures,
     prediction_shift,
 )
-from vigil.core.rollout import Step, gates, parse_policy
+from vigil.core.rollout import Step, gates
+from vigil.core.spec import parse_policy
 from vigil.core.window import RevisionWindow
 from vigil.profile import ReferenceProfile, build_profile, category_key
 

@@ -15,10 +15,9 @@ from vigil.core.rollout import (
     Step,
     candidate_replicas_for,
     decide,
-    parse_duration,
-    parse_policy,
     traffic_at,
 )
+from vigil.core.spec import parse_duration, parse_policy
 
 API_EXAMPLE = {
     "replacement": {

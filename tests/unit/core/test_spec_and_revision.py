@@ -12,13 +12,13 @@ import yaml
 
 from vigil.core import spec as spec_module
 from vigil.core.revision import (
-    Change,
     canonical_hash,
     classify_change,
     compute_identity,
     compute_revision,
 )
 from vigil.core.spec import SpecError, default_readiness_path, parse_spec
+from vigil.core.vocabulary import ChangeKind as Change
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE: dict[str, Any] = {

@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 
+from vigil.common.times import format_time as timestamp
 from vigil.core.observed import deployment_failure, service_revision, view_deployment
 from vigil.core.reconcile import has_served
 from vigil.core.status import (
@@ -19,7 +20,6 @@ from vigil.core.status import (
     push_history,
     replacing_merge_patch,
     status_patch,
-    timestamp,
 )
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)

@@ -30,12 +30,11 @@ sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
 
 from core_world import OWNER, RolloutWorld, World, spec  # noqa: E402
 
-from vigil.core import drift  # noqa: E402
+from vigil.core import drift, vocabulary  # noqa: E402
 from vigil.core.candidate import Request, RolloutInputs  # noqa: E402
-from vigil.core.health import (  # noqa: E402
-    HealthPolicy,
+from vigil.core.health import HealthPolicy, evaluate  # noqa: E402
+from vigil.core.health_status import (  # noqa: E402
     condition_word,
-    evaluate,
     health_conditions,
     transitions,
 )
@@ -386,11 +385,17 @@ def _module_strings(tree: ast.Module) -> dict[str, str]:
 
 
 def _names(node: ast.expr, constants: Mapping[str, str]) -> Iterable[str]:
-    """The reason words an Event's first argument can be (constants and literals)."""
+    """The reason words an Event's first argument can be (constants, literals, vocabulary)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         yield node.value
     elif isinstance(node, ast.Name) and node.id in constants:
         yield constants[node.id]
+    elif (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and isinstance(getattr(vocabulary, node.value.id, None), type)
+    ):
+        yield str(getattr(vocabulary, node.value.id)[node.attr])
     elif isinstance(node, ast.IfExp):
         yield from _names(node.body, constants)
         yield from _names(node.orelse, constants)
@@ -403,7 +408,7 @@ def posted_event_reasons() -> dict[str, set[str]]:
     parameter). Maps reason -> the files.
     """
     found: dict[str, set[str]] = {}
-    for path in [*sorted(CORE.glob("*.py")), *sorted(OPERATOR.glob("*.py"))]:
+    for path in [*sorted(CORE.rglob("*.py")), *sorted(OPERATOR.rglob("*.py"))]:
         tree = ast.parse(path.read_text(), filename=str(path))
         constants = _module_strings(tree)
         for name, value in constants.items():
@@ -414,7 +419,7 @@ def posted_event_reasons() -> dict[str, set[str]]:
                 continue
             func = node.func
             if (
-                path.parent == CORE and isinstance(func, ast.Attribute) and func.attr == "event"
+                CORE in path.parents and isinstance(func, ast.Attribute) and func.attr == "event"
             ) or (isinstance(func, ast.Name) and func.id == "Event"):
                 for reason in _names(node.args[0], constants):
                     found.setdefault(reason, set()).add(path.name)
@@ -423,18 +428,19 @@ def posted_event_reasons() -> dict[str, set[str]]:
 
 def _operator_events(seen: Catalogue) -> None:
     """The operator layer's own Events, ``Event("Reason", message, warning)``, read from source."""
-    for path in sorted(OPERATOR.glob("*.py")):
+    for path in sorted(OPERATOR.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
                 and node.func.id == "Event"
                 and node.args
-                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0], ast.Constant | ast.Attribute)
             ):
                 flags = [*node.args[2:3], *(k.value for k in node.keywords if k.arg == "warning")]
                 warning = any(isinstance(f, ast.Constant) and f.value is True for f in flags)
-                seen.event(str(node.args[0].value), warning)
+                for reason in _names(node.args[0], {}):
+                    seen.event(reason, warning)
 
 
 @functools.cache

@@ -21,7 +21,8 @@ from code_catalogue import ROLLOUT
 from core_world import RolloutWorld, spec
 from doc_pages import CODE_BLOCK, ROOT, prose
 
-from vigil.core import analysis, health, naming, reconcile, rollout, status
+from vigil.core import analysis, health, health_status, naming, reconcile, rollout, status
+from vigil.core import spec as spec_module
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import (
     METRICS_PORT,
@@ -36,9 +37,10 @@ from vigil.core.desired import (
     desired_revision_service,
     sidecar_settings,
 )
-from vigil.core.revision import Change, classify_change, compute_identity, compute_revision
+from vigil.core.revision import classify_change, compute_identity, compute_revision
 from vigil.core.rollout import GoldenResult
 from vigil.core.spec import parse_spec
+from vigil.core.vocabulary import ChangeKind as Change
 from vigil.core.window import FAMILY_LABELS
 from vigil.plugin.status_cli import register
 from vigil.sidecar import metrics, monitor, wire
@@ -95,7 +97,9 @@ def test_drift_warning_keeps_drift_detected_false_with_reason_drift_warning() ->
         drift_level="warning",
         drift_features={"alcohol": 0.15},
     )
-    drift = next(c for c in health.health_conditions(report, policy) if c.type == "DriftDetected")
+    drift = next(
+        c for c in health_status.health_conditions(report, policy) if c.type == "DriftDetected"
+    )
     assert (drift.status, drift.reason) == (False, "DriftWarning")
 
 
@@ -181,9 +185,9 @@ def test_the_operators_defaults_are_the_crds() -> None:
     assert dataclasses.replace(parse_spec("wine", written), rollout={}) == dataclasses.replace(
         parse_spec("wine", stored), rollout={}
     )
-    assert health.monitoring_settings(written) == health.monitoring_settings(stored)
+    assert spec_module.monitoring_settings(written) == spec_module.monitoring_settings(stored)
     for change in ("replacement", "tweak"):
-        assert rollout.parse_policy(written["rollout"], change) == rollout.parse_policy(
+        assert spec_module.parse_policy(written["rollout"], change) == spec_module.parse_policy(
             stored["rollout"], change
         )
 
@@ -271,8 +275,8 @@ NUMBERS = [
     ("docs/health.md", "the number of models ({} per window length)", len(FAMILY_LABELS) + 1),
     ("docs/howto/prometheus.md", "| {} PromQL queries per Prometheus", len(FAMILY_LABELS) + 1),
     ("docs/rollouts.md", "once both windows hold {} rows", analysis.MIN_ROWS_FOR_INPUT_DRIFT),
-    ("docs/rollouts.md", "| stable's + {} |", rollout.DRIFT_TOLERANCE),
-    ("docs/concepts.md", "the stable's drift + {} |", rollout.DRIFT_TOLERANCE),
+    ("docs/rollouts.md", "| stable's + {} |", analysis.DRIFT_TOLERANCE),
+    ("docs/concepts.md", "the stable's drift + {} |", analysis.DRIFT_TOLERANCE),
     ("docs/concepts.md", "keeps serving for {} s", SIDECAR_SHUTDOWN_DELAY_SECONDS),
     ("docs/concepts.md", "`preStop` sleep of {} s", SERVER_SHUTDOWN_DELAY_SECONDS),
     ("docs/concepts.md", "for the last {} revisions", status.HISTORY_LIMIT),

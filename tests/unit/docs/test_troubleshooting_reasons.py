@@ -11,11 +11,14 @@ in backquotes.
 from __future__ import annotations
 
 import ast
+import enum
 import re
 from pathlib import Path
 
 import doc_pages
 from code_catalogue import catalogue, posted_event_reasons
+
+from vigil.core import vocabulary
 
 ROOT = Path(__file__).resolve().parents[3]
 PAGE = ROOT / "docs" / "troubleshooting.md"
@@ -75,7 +78,7 @@ KNOWN = {
 def core_literals() -> dict[str, set[str]]:
     """CamelCase string constants in the core, with the files they occur in."""
     found: dict[str, set[str]] = {}
-    for path in sorted(CORE.glob("*.py")):
+    for path in sorted(CORE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if (
                 isinstance(node, ast.Constant)
@@ -89,18 +92,35 @@ def core_literals() -> dict[str, set[str]]:
 def operator_event_reasons() -> dict[str, set[str]]:
     """Reasons of the Events the operator layer builds itself: ``Event("Reason", ...)``."""
     found: dict[str, set[str]] = {}
-    for path in sorted(OPERATOR.glob("*.py")):
+    for path in sorted(OPERATOR.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
                 and node.func.id == "Event"
                 and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
             ):
-                found.setdefault(node.args[0].value, set()).add(path.name)
+                for reason in event_reason_words(node.args[0]):
+                    found.setdefault(reason, set()).add(path.name)
     return found
+
+
+def event_reason_words(node: ast.expr) -> list[str]:
+    """An Event's reason as written: a literal, or a member of vigil.core.vocabulary."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        words = getattr(vocabulary, node.value.id, None)
+        if isinstance(words, type) and issubclass(words, enum.StrEnum):
+            return [str(words[node.attr])]
+    return []
+
+
+def test_every_reason_of_the_vocabulary_is_in_troubleshooting() -> None:
+    missing = sorted(str(reason) for reason in vocabulary.Reason if reason not in documented())
+    assert not missing, (
+        f"vigil.core.vocabulary.Reason words not explained in docs/troubleshooting.md: {missing}"
+    )
 
 
 def documented() -> set[str]:

@@ -9,9 +9,11 @@ import pytest
 from vigil.core.candidate import Request
 from vigil.core.reconcile import Plan, Route
 from vigil.core.rollout import Traffic
+from vigil.core.spec import parse_rollout
 from vigil.operator.health import PodInfo
 from vigil.operator.main import parse_options
-from vigil.operator.rollouts import Rollouts, read_request, route_planner
+from vigil.operator.rollouts import Rollouts, route_planner
+from vigil.plugin.requests import parse_request as read_request
 
 
 def test_request_annotations_read_as_the_core_takes_them() -> None:
@@ -23,11 +25,13 @@ def test_request_annotations_read_as_the_core_takes_them() -> None:
 
 
 def test_route_planner_follows_the_spec() -> None:
-    plan = route_planner("wine", "ml", {})("s1", "c1", Traffic(20, 0, 1, 2))
+    plan = route_planner("wine", "ml", parse_rollout({}).http_route)(
+        "s1", "c1", Traffic(20, 0, 1, 2)
+    )
     assert plan.replicas == {"s1": 2, "c1": 1}
     assert plan.service_selector == {"vigil.dev/model-deployment": "wine"}
-    gateway = {"rollout": {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}}
-    plan = route_planner("wine", "ml", gateway)("s1", "c1", Traffic(20, 0, 1, 2))
+    gateway = parse_rollout({"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}})
+    plan = route_planner("wine", "ml", gateway.http_route)("s1", "c1", Traffic(20, 0, 1, 2))
     assert plan.service_selector["vigil.dev/revision"] == "s1"
     assert plan.effective_weight == 20
 

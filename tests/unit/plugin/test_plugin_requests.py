@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from vigil.cli import main
+from vigil.core.candidate import Request as ManualRequest
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
     VERBS,
     Answer,
-    ManualRequest,
     answer_to,
     clear_request_patch,
     parse_request,

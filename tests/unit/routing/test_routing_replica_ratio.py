@@ -8,6 +8,7 @@ import pytest
 
 from vigil.core import naming
 from vigil.core.rollout import Step, Traffic, traffic_at
+from vigil.core.spec import parse_rollout
 from vigil.routing import ReplicaRatioRouter, router_for
 from vigil.routing.base import RoutingTarget
 from vigil.routing.gateway_api import GatewayAPIRouter
@@ -104,7 +105,11 @@ def test_apply_writes_nothing():
 
 def test_router_for_picks_by_spec():
     assert isinstance(router_for(None), ReplicaRatioRouter)
-    assert isinstance(router_for({"trafficRouting": {}}), ReplicaRatioRouter)
-    router = router_for({"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}})
+    assert isinstance(
+        router_for(parse_rollout({"trafficRouting": {}}).http_route), ReplicaRatioRouter
+    )
+    router = router_for(
+        parse_rollout({"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}).http_route
+    )
     assert isinstance(router, GatewayAPIRouter)
     assert router.http_route == "wine"

@@ -11,7 +11,8 @@ import yaml
 from aiohttp import web
 
 from vigil.cli import main
-from vigil.core.rollout import GoldenResult, GoldenSetRef
+from vigil.core.rollout import GoldenResult
+from vigil.core.spec import GoldenSetRef
 from vigil.validation.golden import (
     GoldenSet,
     GoldenSetError,

@@ -1,0 +1,236 @@
+"""What the health loop writes from a verdict: the conditions, ``status.health``, the Events.
+
+:func:`health_conditions` turns a :class:`~vigil.core.health.HealthReport` into
+Healthy, DriftDetected and MetricsAvailable; :func:`next_health` into the
+``status.health`` to write (unchanged figures keep their time, so nothing is
+written); :func:`transitions` says which conditions flip (each an Event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from vigil.core.health import (
+    HealthReport,
+    format_percent,
+    format_window,
+    list_features,
+    over_threshold,
+    slos_met,
+)
+from vigil.core.spec import HealthPolicy
+from vigil.core.status import ConditionState
+from vigil.core.vocabulary import ConditionType, Reason, Verdict
+
+
+def health_conditions(report: HealthReport, policy: HealthPolicy) -> list[ConditionState]:
+    """Healthy, DriftDetected and MetricsAvailable for a fresh report.
+
+    For ``MetricsUnavailable`` only MetricsAvailable is returned: the other
+    two keep their last value, since missing data changes no verdict.
+    """
+    if report.verdict == Verdict.METRICS_UNAVAILABLE:
+        return [
+            ConditionState(
+                ConditionType.METRICS_AVAILABLE, False, Reason.METRICS_UNAVAILABLE, report.message
+            )
+        ]
+    metrics = ConditionState(
+        ConditionType.METRICS_AVAILABLE,
+        True,
+        Reason.METRICS_COLLECTED,
+        f"{report.requests} requests over {format_window(policy.window_seconds)}",
+    )
+    if report.verdict == Verdict.INSUFFICIENT_DATA:
+        healthy = ConditionState(
+            ConditionType.HEALTHY, None, Reason.INSUFFICIENT_DATA, report.message
+        )
+        drift_state = ConditionState(
+            ConditionType.DRIFT_DETECTED, None, Reason.INSUFFICIENT_DATA, report.message
+        )
+        return [healthy, drift_state, metrics]
+    if report.verdict == Verdict.DEGRADED:
+        healthy = ConditionState(ConditionType.HEALTHY, False, report.reason, report.message)
+    else:
+        healthy = ConditionState(
+            ConditionType.HEALTHY,
+            True,
+            Reason.SLOS_MET,
+            report.message if report.verdict == Verdict.HEALTHY else _slo_summary(report, policy),
+        )
+    return [healthy, _drift_condition(report, policy), metrics]
+
+
+def _slo_summary(report: HealthReport, policy: HealthPolicy) -> str:
+    met = slos_met(report.error_rate, report.latency_p95, policy)
+    return f"{met} over {format_window(policy.window_seconds)}"
+
+
+def _data_quality(report: HealthReport) -> str:
+    """'; missing values over reference: alcohol 12.0%': the other data-science flags."""
+    notes = []
+    if report.missing_over_reference:
+        listed = ", ".join(
+            f"{name} {format_percent(report.missing_rates.get(name, 0.0))}"
+            for name in report.missing_over_reference
+        )
+        notes.append(f"missing values over reference: {listed}")
+    if report.out_of_range_rate:
+        notes.append(f"out of reference range: {format_percent(report.out_of_range_rate)}")
+    return "".join(f"; {note}" for note in notes)
+
+
+def _drift_condition(report: HealthReport, policy: HealthPolicy) -> ConditionState:
+    state = _drift_state(report, policy)
+    return replace(state, message=state.message + _data_quality(report))
+
+
+def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
+    method = report.drift_method
+    span = format_window(policy.window_seconds)
+    if report.drift_level == "unknown" or report.drift_score is None:
+        reason = (
+            Reason.NO_REFERENCE
+            if report.drift_note.startswith("no reference")
+            else (Reason.INSUFFICIENT_DATA)
+        )
+        return ConditionState(
+            ConditionType.DRIFT_DETECTED, None, reason, report.drift_note or "drift is not measured"
+        )
+    features = dict(report.drift_features)
+    if report.drift_level == "threshold":
+        return ConditionState(
+            ConditionType.DRIFT_DETECTED,
+            True,
+            Reason.DRIFT_ABOVE_THRESHOLD,
+            over_threshold(method, report.drift_score, features, policy),
+        )
+    if report.drift_level == "warning":
+        return ConditionState(
+            ConditionType.DRIFT_DETECTED,
+            False,
+            Reason.DRIFT_WARNING,
+            f"{method} {report.drift_score:.2f} >= warning {policy.drift_warning:g} "
+            f"(threshold {policy.drift_threshold:g}) over {span}: "
+            f"{list_features(features, policy.drift_warning)}",
+        )
+    return ConditionState(
+        ConditionType.DRIFT_DETECTED,
+        False,
+        Reason.NO_DRIFT,
+        f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} "
+        f"on every feature over {span}",
+    )
+
+
+def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str) -> dict[str, Any]:
+    """``status.health`` as api.md shows it (no None values, nothing non-finite)."""
+    health: dict[str, Any] = {
+        "evaluatedAt": evaluated_at,
+        "window": format_window(policy.window_seconds),
+        "verdict": report.verdict,
+        "requests": report.requests,
+        "errorRate": report.error_rate,
+        "latencyP95": report.latency_p95,
+        "prediction": {
+            k: v
+            for k, v in (("mean", report.prediction_mean), ("std", report.prediction_std))
+            if v is not None
+        }
+        or None,
+        "drift": {
+            "method": report.drift_method,
+            "level": report.drift_level,
+            "score": report.drift_score,
+            "features": dict(report.drift_features) or None,
+        },
+        "missing": dict(report.missing_rates) or None,
+        "outOfRangeRate": report.out_of_range_rate,
+        "agreement": report.agreement,
+        "meanAbsoluteDifference": report.mean_abs_difference,
+    }
+    health["drift"] = {k: v for k, v in health["drift"].items() if v is not None}
+    return {k: v for k, v in health.items() if v is not None}
+
+
+# -- what the loop writes ------------------------------------------------------------
+
+#: Keys of status.health that do not make a new figure on their own.
+_VOLATILE_KEYS = ("evaluatedAt",)
+
+
+def same_figures(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether two ``status.health`` values differ only in when they were computed."""
+    if not isinstance(previous, Mapping):
+        return False
+    strip = set(_VOLATILE_KEYS)
+    return {k: v for k, v in previous.items() if k not in strip} == {
+        k: v for k, v in new.items() if k not in strip
+    }
+
+
+def next_health(
+    previous: Mapping[str, Any] | None,
+    report: HealthReport,
+    policy: HealthPolicy,
+    evaluated_at: str,
+) -> dict[str, Any]:
+    """The ``status.health`` to write after an evaluation.
+
+    - The source failed (``MetricsUnavailable``): the last figures stay,
+      marked ``stale: true`` (their ``evaluatedAt`` says how old they are);
+      with no figures yet, the verdict alone.
+    - Otherwise the fresh figures; when they equal the last ones after
+      rounding, the last ``evaluatedAt`` is kept so that nothing is written.
+    """
+    if report.verdict == Verdict.METRICS_UNAVAILABLE:
+        if isinstance(previous, Mapping) and previous.get("evaluatedAt"):
+            if previous.get("verdict") == Verdict.METRICS_UNAVAILABLE:
+                return dict(previous)  # never had figures: nothing to mark stale
+            kept = dict(previous)
+            kept["stale"] = True
+            return kept
+        return {
+            "evaluatedAt": evaluated_at,
+            "window": format_window(policy.window_seconds),
+            "verdict": Verdict.METRICS_UNAVAILABLE,
+            "requests": 0,
+        }
+    fresh = health_status(report, policy, evaluated_at)
+    if isinstance(previous, Mapping) and same_figures(previous, fresh):
+        fresh["evaluatedAt"] = previous["evaluatedAt"]
+    return fresh
+
+
+def condition_word(value: bool | None) -> str:
+    if value is None:
+        return "Unknown"
+    return "True" if value else "False"
+
+
+#: The status of each health condition that calls for attention.
+_BAD = {
+    ConditionType.HEALTHY: "False",
+    ConditionType.DRIFT_DETECTED: "True",
+    ConditionType.METRICS_AVAILABLE: "False",
+}
+
+
+def transitions(
+    previous: Sequence[Mapping[str, Any]] | None, wanted: Sequence[ConditionState]
+) -> list[tuple[ConditionState, bool]]:
+    """Conditions whose status changes (each with whether it calls for attention).
+
+    A condition appearing for the first time as Unknown is not a transition.
+    """
+    before = {str(item.get("type")): item.get("status") for item in previous or ()}
+    changed = []
+    for state in wanted:
+        word = condition_word(state.status)
+        old = before.get(state.type)
+        if old == word or (old is None and word == "Unknown"):
+            continue
+        changed.append((state, _BAD.get(state.type) == word))
+    return changed

@@ -1,0 +1,113 @@
+"""A new revision replaces the stable one: blue/green, or the stepped rollout its change kind has.
+
+Blue/green: start the candidate beside the stable, switch live traffic once
+it is available, then remove the old revision. A change kind with steps
+goes through :mod:`vigil.core.reconcile.stepped` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vigil.core import naming
+from vigil.core.desired import RevisionInfo
+from vigil.core.observed import DeploymentView
+from vigil.core.reconcile import stepped
+from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.plan import Plan
+from vigil.core.reconcile.report import Outcome, Side, finish, not_ready, planned_summary
+from vigil.core.reconcile.rollback import stable_alone
+from vigil.core.reconcile.switch import switch
+from vigil.core.spec import RolloutPolicy
+from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason
+from vigil.core.vocabulary import Outcome as HistoryOutcome
+
+
+def replace_stable(
+    cycle: Cycle,
+    revision: str,
+    identity: str,
+    change: ChangeKind,
+    stable_view: DeploymentView,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """Start the candidate, switch once available, drop the old (the runbook's third branch)."""
+    spec = cycle.spec
+    assert spec is not None
+    candidate_view = views.get(revision)
+    policy = _policy(cycle, change)
+    # Keep live traffic on the stable revision until the candidate is ready.
+    if policy is None:
+        cycle.serve(stable_view.revision)
+    cycle.keep_in_history(stable_view)
+    # A newer spec supersedes a candidate that was still starting.
+    for other, other_view in views.items():
+        if other not in (revision, stable_view.revision):
+            cycle.retire(
+                other_view,
+                Reason.ROLLOUT_SUPERSEDED,
+                f"revision {other} removed: superseded by revision {revision}",
+                HistoryOutcome.SUPERSEDED,
+                f"superseded by revision {revision}",
+            )
+    # The change kind has steps: a stepped rollout (validate, shadow, canary, pause).
+    if policy is not None and not (spec.paused and candidate_view is None):
+        return stepped.progress(
+            cycle, revision, identity, change, stable_view, candidate_view, policy
+        )
+    side = Side(candidate_view, {**planned_summary(spec, revision), "change": change})
+    # Hold where it is while paused (do not even start a candidate).
+    if spec.paused:
+        if policy is not None:
+            stable_alone(cycle, stable_view)
+        message = (
+            f"rollout of revision {revision} is paused (spec.paused); "
+            f"revision {stable_view.revision} keeps serving"
+        )
+        reached = not_ready(Phase.PROGRESSING, Reason.ROLLOUT_PAUSED, message, progressing=False)
+        return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
+    # Start the candidate: settings first, then its Deployment.
+    cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_CANDIDATE), spec.replicas)
+    if candidate_view is None:
+        cycle.event(
+            Reason.ROLLOUT_STARTED,
+            f"revision {revision} ({change}: model {spec.model.name} version "
+            f"{spec.model.version}) starting; revision {stable_view.revision} keeps serving",
+        )
+    # Switch only to an available candidate: the Service never selects zero Ready pods.
+    if candidate_view is not None and candidate_view.is_available:
+        return switch(cycle, identity, change, stable_view, candidate_view)
+    reached = _starting(cycle, revision, stable_view, candidate_view)
+    return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
+
+
+def _policy(cycle: Cycle, change: ChangeKind) -> RolloutPolicy | None:
+    """The change kind's steps with the SLOs the gates use; None without steps (blue/green),
+    or when spec.rollout or spec.monitoring cannot be read."""
+    spec = cycle.spec
+    assert spec is not None
+    if spec.rollout.problem or spec.monitoring.problem:
+        return None
+    policy = spec.rollout.policy(change, spec.monitoring.slo)
+    return policy if policy.steps else None
+
+
+def _starting(
+    cycle: Cycle, revision: str, stable_view: DeploymentView, candidate_view: DeploymentView | None
+) -> Outcome:
+    """A candidate on its way, or one that will not come (the stable keeps serving)."""
+    assert cycle.spec is not None
+    if candidate_view is not None and candidate_view.failure is not None:
+        message = (
+            f"revision {revision} did not become available: {candidate_view.failure}; "
+            f"revision {stable_view.revision} keeps serving"
+        )
+        if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ROLLOUT_FAILED:
+            cycle.event(Reason.ROLLOUT_FAILED, message, warning=True)
+        return not_ready(Phase.FAILED, Reason.ROLLOUT_FAILED, message, progressing=False)
+    ready = candidate_view.ready_replicas if candidate_view else 0
+    message = (
+        f"revision {revision} starting ({ready}/{cycle.spec.replicas} ready); "
+        f"revision {stable_view.revision} keeps serving"
+    )
+    return not_ready(Phase.PROGRESSING, Reason.ROLLOUT_IN_PROGRESS, message, progressing=True)

@@ -1,0 +1,231 @@
+"""One decision's working state: what lives, what to write, the history, the person's request.
+
+Like kopf's one patch accumulated and applied once: every branch of the
+runbook adds to the same :class:`Cycle`, and :meth:`Cycle.ordered_actions`
+gives the writes in the one order that keeps traffic safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vigil.common.objects import body
+from vigil.common.times import format_time
+from vigil.core import naming
+from vigil.core.desired import (
+    RevisionInfo,
+    desired_configmap,
+    desired_deployment,
+    desired_service,
+    needs_write,
+)
+from vigil.core.observed import DeploymentView, view_deployment
+from vigil.core.reconcile.plan import (
+    ALL_TO_STABLE,
+    Action,
+    Apply,
+    Delete,
+    Event,
+    Observation,
+    Plan,
+    Route,
+)
+from vigil.core.rollout import Traffic
+from vigil.core.spec import ModelDeploymentSpec
+from vigil.core.status import find_condition, push_history
+from vigil.core.vocabulary import Answer, Outcome, Reason
+
+
+class Cycle:
+    """Collects actions, Events and status pieces during one decision."""
+
+    def __init__(self, obs: Observation, spec: ModelDeploymentSpec | None = None) -> None:
+        self.obs = obs
+        #: The parsed spec (None until the runbook has read it).
+        self.spec = spec
+        self.plan = Plan()
+        self.live: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for kind, items in (
+            ("Deployment", obs.deployments),
+            ("ConfigMap", obs.configmaps),
+            (
+                "Service",
+                [*([obs.service] if obs.service is not None else []), *obs.revision_services],
+            ),
+        ):
+            for item in items:
+                meta = body(item).meta
+                if not meta.deleting or item is obs.service:
+                    self.live[(kind, meta.name)] = item
+        self.history: list[dict[str, Any]] = [
+            dict(item) for item in obs.status.get("history") or ()
+        ]
+        #: Where the route points (a route outside the desired set only; see Route).
+        self.wanted_route: Route | None = None
+        #: The verb of a person's request still to answer ("" = none, or answered).
+        self.verb = ""
+        #: The answer given this cycle (``status.lastRequest``).
+        self.answered: dict[str, Any] | None = None
+
+    # -- reading --------------------------------------------------------------------------
+
+    def views(self) -> dict[str, DeploymentView]:
+        """Live revisions by revision; objects already being deleted no longer count."""
+        views: dict[str, DeploymentView] = {}
+        for deployment in self.obs.deployments:
+            if body(deployment).meta.deleting:
+                continue
+            view = view_deployment(deployment)
+            if view is not None:
+                views[view.revision] = view
+        return views
+
+    def exists(self, kind: str, name: str) -> bool:
+        return (kind, name) in self.live
+
+    def previous_reason(self, kind: str) -> str | None:
+        """The reason the last status gave this condition."""
+        condition = find_condition(self.obs.status.get("conditions"), kind)
+        return None if condition is None else condition.get("reason")
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def ensure(self, manifest: Mapping[str, Any]) -> bool:
+        """Queue a write when the live object differs; True when one was queued.
+
+        A later wish for the same object replaces an earlier one in this plan:
+        the blue/green branch first keeps the Service on the stable revision,
+        then the switch asks for the candidate; when a cut-short switch had
+        already moved the Service, applying the first wish would send live
+        traffic back to the revision the same plan deletes.
+        """
+        key = (str(manifest["kind"]), str(manifest["metadata"]["name"]))
+        self.plan.actions = [
+            action
+            for action in self.plan.actions
+            if not (isinstance(action, Apply) and (action.kind, action.name) == key)
+        ]
+        if needs_write(manifest, self.live.get(key)):
+            self.plan.actions.append(Apply(manifest))
+            return True
+        return False
+
+    def ensure_revision(self, info: RevisionInfo, replicas: int) -> bool:
+        """A revision's objects: its sidecar settings first (the pods mount them), then its
+        Deployment. True when the Deployment is written."""
+        assert self.spec is not None
+        owner = self.obs.owner
+        self.ensure(desired_configmap(owner, self.spec, info))
+        return self.ensure(
+            desired_deployment(
+                owner, self.spec, info, sidecar_image=self.obs.sidecar_image, replicas=replicas
+            )
+        )
+
+    def serve(self, revision: str, selector: Mapping[str, str] | None = None) -> None:
+        """Live traffic to ``revision``: the Service ``<name>`` (and the route, if any)."""
+        self.ensure(desired_service(self.obs.owner, revision, selector))
+        if selector is None:
+            self.route(revision)
+
+    def delete_revision(self, revision: str) -> None:
+        """Delete a revision's Deployment, settings ConfigMap and Service (when they exist)."""
+        owner = self.obs.owner.name
+        for kind, name in (
+            ("Deployment", naming.deployment_name(owner, revision)),
+            ("ConfigMap", naming.sidecar_configmap_name(owner, revision)),
+            ("Service", naming.deployment_name(owner, revision)),
+        ):
+            if self.exists(kind, name):
+                self.plan.actions.append(Delete(kind, name))
+
+    def route(
+        self, stable: str, candidate: str | None = None, traffic: Traffic = ALL_TO_STABLE
+    ) -> None:
+        """Where the route should point (a later wish in the plan replaces an earlier one)."""
+        if self.spec is not None and self.spec.rollout.http_route:
+            self.wanted_route = Route(stable, candidate, traffic)
+
+    def ordered_actions(self) -> list[Action]:
+        """Writes, then the route, then deletions (see the package docstring)."""
+        actions = self.plan.actions
+        writes = [action for action in actions if not isinstance(action, Delete)]
+        deletions = [action for action in actions if isinstance(action, Delete)]
+        route = [self.wanted_route] if self.wanted_route is not None else []
+        return [*writes, *route, *deletions]
+
+    # -- telling ----------------------------------------------------------------------------
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.plan.events.append(Event(reason, message, warning))
+
+    def record(
+        self,
+        revision: str,
+        model_version: str | None,
+        image: str | None,
+        change: str | None,
+        outcome: str,
+        reason: str,
+    ) -> None:
+        """A history entry (newest first, one per revision)."""
+        self.history = push_history(
+            self.history,
+            {
+                "revision": revision,
+                "modelVersion": model_version,
+                "image": image,
+                "change": change,
+                "outcome": outcome,
+                "reason": reason,
+                "at": format_time(self.obs.now),
+            },
+        )
+
+    def retire(
+        self, view: DeploymentView, event: str, message: str, outcome: str, why: str
+    ) -> None:
+        """Remove a candidate revision that will not serve: an Event, and its history entry."""
+        self.delete_revision(view.revision)
+        self.event(event, message)
+        candidate = self.obs.status.get("candidate") or {}
+        change = candidate.get("change") if candidate.get("revision") == view.revision else None
+        self.record(view.revision, view.model_version, view.image, change, outcome, why)
+
+    def keep_in_history(self, view: DeploymentView) -> None:
+        """The stable revision always has a history entry (even after a lost status)."""
+        if any(item.get("revision") == view.revision for item in self.history):
+            return
+        outcome = Outcome.PROMOTED if self.history else Outcome.DEPLOYED
+        self.record(
+            view.revision,
+            view.model_version,
+            view.image,
+            None,
+            outcome,
+            "found serving live traffic",
+        )
+
+    def answer(self, taken: bool, message: str) -> None:
+        """Answer the person's request: taken, or refused with the reason (also an Event).
+
+        The answer goes into ``status.lastRequest`` (``kubectl vigil --wait``
+        reads it), and the annotation is cleared once that status is written.
+        """
+        request = self.obs.request
+        if request is None:
+            return
+        self.verb = ""
+        self.plan.clear_request = request
+        self.answered = {
+            "id": request.request_id or None,
+            "verb": request.verb,
+            "answer": Answer.TAKEN if taken else Answer.REFUSED,
+            "message": message,
+            "at": format_time(self.obs.now),
+        }
+        if not taken:
+            self.event(
+                Reason.REQUEST_REFUSED, f"request {request.verb!r} refused: {message}", warning=True
+            )

@@ -1,0 +1,260 @@
+"""Status assembly: from the situation reached to conditions, phase and the revisions' summaries.
+
+Computed in memory and persisted once by the operator (``status_patch``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.common.times import format_time
+from vigil.core.observed import DeploymentView
+from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.plan import Plan
+from vigil.core.spec import ModelDeploymentSpec
+from vigil.core.status import (
+    ConditionState,
+    build_conditions,
+    kstatus_conditions,
+    phase_with_health,
+)
+from vigil.core.vocabulary import ConditionType, Phase, Reason
+
+
+@dataclass
+class Outcome:
+    """The situation reached, from which conditions and phase follow."""
+
+    phase: str
+    ready: ConditionState
+    progressing: ConditionState
+
+
+def outcome(
+    phase: str, ready: tuple[bool, str], progressing: tuple[bool, str], message: str
+) -> Outcome:
+    """Ready and Progressing, each (status, reason), with one message."""
+    return Outcome(
+        phase,
+        ConditionState(ConditionType.READY, ready[0], ready[1], message),
+        ConditionState(ConditionType.PROGRESSING, progressing[0], progressing[1], message),
+    )
+
+
+def not_ready(phase: str, reason: str, message: str, *, progressing: bool) -> Outcome:
+    """Not Ready, for one reason that Progressing shares (True while work goes on)."""
+    return outcome(phase, (False, reason), (progressing, reason), message)
+
+
+def refused_write_status(
+    planned: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    message: str,
+    *,
+    generation: int,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """The status after the API server refused one of a plan's writes as invalid (400/422).
+
+    The same write will not succeed until the spec (or the cluster's policy)
+    changes, so the refusal is the outcome: Ready and Progressing False with
+    reason DeployFailed and the API server's words, Stalled True, phase Failed.
+    Whatever already serves keeps serving (the writes after the refused one,
+    such as removing an old revision, did not happen).
+    """
+    refused = not_ready(Phase.FAILED, Reason.DEPLOY_FAILED, message, progressing=False)
+    conditions = build_conditions(
+        [
+            refused.ready,
+            refused.progressing,
+            *kstatus_conditions(refused.progressing, True, refused.ready),
+        ],
+        (previous or {}).get("conditions"),
+        generation=generation,
+        now=now,
+    )
+    return {
+        **planned,
+        "observedGeneration": generation,
+        "phase": Phase.FAILED,
+        "conditions": conditions,
+    }
+
+
+def has_served(status: Mapping[str, Any]) -> bool:
+    """Whether the stable revision has served (been Ready) at least once.
+
+    For the monitoring loop: a revision still being deployed for the first
+    time (Ready=False, reason Deploying) or one that never came up
+    (DeployFailed, no verdict yet) has no sidecar to measure, and judging it
+    would only say "metrics unavailable" (a Warning Event and a status write
+    on every first deployment that a cycle happens to catch). A revision that
+    served and lost its pods is still judged: that verdict is news.
+    """
+    if not (status.get("stable") or {}).get("revision"):
+        return False
+    ready = next(
+        (c for c in status.get("conditions") or () if c.get("type") == ConditionType.READY), {}
+    )
+    reason = ready.get("reason")
+    if reason == Reason.DEPLOYING:
+        return False
+    return not (reason == Reason.DEPLOY_FAILED and not status.get("health"))
+
+
+def planned_summary(spec: ModelDeploymentSpec, revision: str) -> dict[str, Any]:
+    """A revision's summary before its Deployment reports."""
+    return {
+        "revision": revision,
+        "modelVersion": spec.model.version,
+        "image": spec.server.image,
+        "replicas": spec.replicas,
+        "readyReplicas": 0,
+    }
+
+
+def revision_summary(view: DeploymentView | None, fallback: Mapping[str, Any]) -> dict[str, Any]:
+    """A revision's summary from its live Deployment (the fallback until it exists)."""
+    if view is None:
+        return dict(fallback)
+    return {
+        "revision": view.revision,
+        "modelVersion": view.model_version or fallback.get("modelVersion"),
+        "image": view.image or fallback.get("image"),
+        "replicas": view.replicas,
+        "readyReplicas": view.ready_replicas,
+    }
+
+
+@dataclass(frozen=True)
+class Side:
+    """One revision in status (``stable`` or ``candidate``): its live view, else a summary.
+
+    ``new``: a stable that just took over (its ``since`` starts now).
+    ``rollout``: a stepped rollout's state (vigil.core.candidate), written as it is.
+    """
+
+    view: DeploymentView | None = None
+    fallback: Mapping[str, Any] = field(default_factory=dict)
+    new: bool = False
+    rollout: Mapping[str, Any] | None = None
+
+
+def finish(
+    cycle: Cycle,
+    reached: Outcome,
+    *,
+    revision: str | None,
+    stable: Side | None = None,
+    candidate: Side | None = None,
+) -> Plan:
+    """Assemble the complete owned status (computed in memory, persisted once)."""
+    obs = cycle.obs
+    conditions = build_conditions(
+        [
+            reached.ready,
+            reached.progressing,
+            *kstatus_conditions(
+                reached.progressing,
+                reached.phase in (Phase.FAILED, Phase.ROLLED_BACK),
+                reached.ready,
+            ),
+        ],
+        obs.status.get("conditions"),
+        generation=obs.generation,
+        now=obs.now,
+    )
+    status: dict[str, Any] = {
+        "observedGeneration": obs.generation,
+        "phase": phase_with_health(reached.phase, conditions),
+        "conditions": conditions,
+        "revision": revision,
+        "history": cycle.history or None,
+    }
+    if stable is not None:
+        status["stable"] = _stable_status(cycle, stable)
+    if candidate is not None:
+        status["candidate"] = _candidate_status(cycle, candidate)
+    cycle.plan.status = status
+    return cycle.plan
+
+
+def _since(previous: Mapping[str, Any], revision: Any, key: str, now: str, *, keep: bool) -> Any:
+    """The previous time under ``key`` while the same revision stays, else now."""
+    same = keep and previous.get("revision") == revision and previous.get(key)
+    return previous.get(key) if same else now
+
+
+def _stable_status(cycle: Cycle, side: Side) -> dict[str, Any]:
+    summary = revision_summary(side.view, side.fallback)
+    previous = cycle.obs.status.get("stable") or {}
+    now = format_time(cycle.obs.now)
+    summary["since"] = _since(previous, summary["revision"], "since", now, keep=not side.new)
+    return summary
+
+
+def _candidate_status(cycle: Cycle, side: Side) -> dict[str, Any]:
+    summary = revision_summary(side.view, side.fallback)
+    previous = cycle.obs.status.get("candidate") or {}
+    if side.rollout:
+        # A stepped rollout's state (vigil.core.candidate), with the live replica counts.
+        live = side.view is not None
+        return {
+            **{key: value for key, value in side.rollout.items() if value is not None},
+            "replicas": summary["replicas"] if live else side.rollout.get("replicas", 0),
+            "readyReplicas": summary["readyReplicas"] if live else 0,
+        }
+    now = format_time(cycle.obs.now)
+    summary.update(
+        {
+            "change": side.fallback.get("change") or previous.get("change"),
+            "step": 0,
+            "weight": 0,
+            "failedChecks": 0,
+            "stepStartedAt": _since(previous, summary["revision"], "stepStartedAt", now, keep=True),
+        }
+    )
+    return summary
+
+
+def stable_outcome(
+    cycle: Cycle, revision: str, view: DeploymentView | None, *, just_created: bool
+) -> Outcome:
+    """Conditions and phase when the desired revision is (or becomes) the stable one."""
+    assert cycle.spec is not None
+    wanted = cycle.spec.replicas
+    previous = cycle.previous_reason(ConditionType.READY)
+    if view is None:
+        if just_created:
+            # Worded as the Deployment's first report (no pod ready yet) will be:
+            # that report then changes nothing and costs no status write.
+            message = replicas_message(revision, 0, wanted)
+            return not_ready(Phase.PENDING, Reason.DEPLOYING, message, progressing=True)
+        message = f"revision {revision} created; waiting for its Deployment to report"
+        return not_ready(Phase.PROGRESSING, Reason.DEPLOYING, message, progressing=True)
+    ready = view.ready_replicas
+    if view.failure is not None and not view.is_available:
+        message = f"revision {revision} is not available: {view.failure}"
+        if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.DEPLOY_FAILED:
+            cycle.event(Reason.DEPLOY_FAILED, message, warning=True)
+        return not_ready(Phase.FAILED, Reason.DEPLOY_FAILED, message, progressing=False)
+    if view.replicas == wanted and view.is_available:
+        message = f"revision {revision} serves with {ready}/{wanted} ready replica(s)"
+        return outcome(Phase.HEALTHY, (True, Reason.AVAILABLE), (False, Reason.COMPLETE), message)
+    message = replicas_message(revision, ready, wanted)
+    # A revision that served fully and lost pods without a spec change is degraded.
+    if view.replicas == wanted and previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE):
+        return not_ready(Phase.DEGRADED, Reason.REPLICAS_UNAVAILABLE, message, progressing=True)
+    # Until a revision has been Ready once, it is still being deployed, not scaled;
+    # Pending (as a pod is) until its first replica is ready.
+    if previous in (None, Reason.DEPLOYING):
+        phase = Phase.PENDING if ready == 0 else Phase.PROGRESSING
+        return not_ready(phase, Reason.DEPLOYING, message, progressing=True)
+    return not_ready(Phase.PROGRESSING, Reason.SCALING, message, progressing=True)
+
+
+def replicas_message(revision: str, ready: int, wanted: int) -> str:
+    return f"revision {revision}: {ready}/{wanted} replica(s) ready"

@@ -1,0 +1,114 @@
+"""A stepped rollout that ends badly: rolled back (the gates, a person) or failed (a deadline).
+
+The candidate leaves live and shadow traffic at once; it is removed by the
+next cycle, once the status records the outcome, and stays out until the
+spec changes or a person retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vigil.core.candidate import state_to_status
+from vigil.core.observed import DeploymentView
+from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.plan import REMOVE_AFTER_OUTCOME_SECONDS, Plan
+from vigil.core.reconcile.report import Side, finish, not_ready
+from vigil.core.reconcile.shadow import set_stable_shadow
+from vigil.core.rollout import Decision
+from vigil.core.vocabulary import Action, Outcome, Phase, Reason
+
+
+def stable_alone(cycle: Cycle, stable_view: DeploymentView) -> None:
+    """The stable at full capacity, without shadow copies, alone behind the Service and route."""
+    set_stable_shadow(cycle, stable_view, None)
+    cycle.serve(stable_view.revision)
+    cycle.keep_in_history(stable_view)
+
+
+def roll_back(
+    cycle: Cycle,
+    stable_view: DeploymentView,
+    decision: Decision,
+    summary: dict[str, Any],
+    golden: Mapping[str, Any] | None,
+) -> Plan:
+    """The candidate leaves live and shadow traffic now and is removed by the next cycle.
+
+    The stable (untouched) keeps serving at full capacity. The candidate's
+    removal waits for the status that records the outcome: an operator
+    stopped between the two would otherwise find the candidate gone with
+    no outcome recorded, start it again and roll it back a second time.
+    """
+    spec = cycle.spec
+    assert spec is not None
+    revision = str(summary["revision"])
+    failed = decision.action == Action.FAIL
+    ended = Outcome.FAILED if failed else Outcome.ROLLED_BACK
+    stable_alone(cycle, stable_view)
+    cycle.plan.recheck_after = REMOVE_AFTER_OUTCOME_SECONDS  # hold_finished removes it
+    message = (
+        f"revision {revision} {'failed' if failed else 'rolled back'} at step "
+        f"{decision.state.step + 1} ({decision.reason}): {decision.message}; "
+        f"revision {stable_view.revision} keeps serving"
+    )
+    cycle.event(Reason.ROLLOUT_FAILED if failed else Reason.ROLLED_BACK, message, warning=True)
+    cycle.record(
+        revision,
+        spec.model.version,
+        spec.server.image,
+        summary.get("change"),
+        ended,
+        f"{decision.reason}: {decision.message}",
+    )
+    cycle.plan.rollout_outcome = ended
+    summary.update(state_to_status(decision.state))
+    summary.update(
+        {
+            "replicas": 0,
+            "readyReplicas": 0,
+            "weight": 0,
+            "outcome": ended,
+            "outcomeGeneration": cycle.obs.generation,
+            "reason": decision.reason,
+            "message": message,
+            "golden": golden,
+        }
+    )
+    return _finished(cycle, stable_view, summary)
+
+
+def hold_finished(
+    cycle: Cycle, stable_view: DeploymentView, previous: Mapping[str, Any], revision: str
+) -> Plan:
+    """A rolled-back or failed revision stays out until the spec changes or a person retries."""
+    stable_alone(cycle, stable_view)
+    cycle.delete_revision(revision)
+    if cycle.verb:
+        cycle.answer(
+            False,
+            f"revision {revision} ended {previous.get('outcome')} "
+            f"({previous.get('reason')}); `kubectl vigil retry` rolls it out again",
+        )
+    return _finished(cycle, stable_view, previous)
+
+
+def _finished(cycle: Cycle, stable_view: DeploymentView, summary: Mapping[str, Any]) -> Plan:
+    failed = summary.get("outcome") == Outcome.FAILED
+    reason = (
+        str(summary.get("reason") or Reason.PROGRESS_DEADLINE_EXCEEDED)
+        if failed
+        else Reason.ROLLED_BACK
+    )
+    message = str(summary.get("message") or "")
+    reached = not_ready(
+        Phase.FAILED if failed else Phase.ROLLED_BACK, reason, message, progressing=False
+    )
+    return finish(
+        cycle,
+        reached,
+        revision=str(summary["revision"]),
+        stable=Side(stable_view),
+        candidate=Side(None, summary, rollout=summary),
+    )

@@ -1,0 +1,172 @@
+"""The reconcile decision, as a runbook: one line per situation, in order (see the package)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vigil.common.objects import body
+from vigil.core import naming
+from vigil.core.observed import DeploymentView, service_revision
+from vigil.core.reconcile import bluegreen, stable
+from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan
+from vigil.core.reconcile.report import Side, finish, not_ready
+from vigil.core.revision import REVISION_LENGTH, classify_change, compute_identity, compute_revision
+from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
+from vigil.core.status import find_condition
+from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason, RequestVerb
+
+
+def decide(obs: Observation) -> Plan:
+    """The whole reconcile decision for one ModelDeployment (see the package docstring)."""
+    cycle = Cycle(obs)
+    cycle.verb = _read_request(cycle)
+    plan = _decide(cycle)
+    # Every request gets an answer: one that no branch took is refused, saying what there is.
+    if cycle.verb:
+        ready = find_condition(plan.status.get("conditions"), ConditionType.READY) or {}
+        cycle.answer(False, f"no rollout with steps under way ({ready.get('message')})")
+    last = cycle.answered or obs.status.get("lastRequest")
+    if last:
+        plan.status["lastRequest"] = last
+    plan.actions = cycle.ordered_actions()
+    return plan
+
+
+def _decide(cycle: Cycle) -> Plan:
+    obs = cycle.obs
+    views = cycle.views()
+    stable_revision = find_stable_revision(obs.status, views, obs.service)
+    stable_view = views.get(stable_revision) if stable_revision else None
+
+    # Read the spec; what the schema let through but pods cannot take stops here.
+    try:
+        spec = obs.parsed or parse_spec(obs.owner.name, obs.spec)
+    except SpecError as error:
+        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, str(error))
+    problem = naming.name_problem(obs.owner.name, REVISION_LENGTH)
+    if problem is not None:
+        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, problem)
+    cycle.spec = spec
+
+    # Never take over a Service someone else created under our name.
+    if obs.foreign_service:
+        message = (
+            f"a Service named {naming.service_name(obs.owner.name)!r} already exists and is not "
+            "owned by this ModelDeployment; rename one of them"
+        )
+        return _blocked(cycle, stable_view, Reason.SERVICE_CONFLICT, message)
+
+    revision = compute_revision(spec, obs.sidecar_image)
+    identity = compute_identity(spec)
+    change = classify_change(
+        stable_revision=stable_revision,
+        stable_identity=stable_view.identity if stable_view else None,
+        desired_revision=revision,
+        desired_identity=identity,
+    )
+
+    # A new revision needs its reference profile before its pods can start.
+    if _missing_reference(obs, spec) and revision not in views:
+        ref = spec.monitoring.reference
+        assert ref is not None
+        message = (
+            f"ConfigMap {ref.name!r} with key {ref.key!r} (spec.monitoring.reference) "
+            "was not found in this namespace"
+        )
+        plan = _blocked(cycle, stable_view, Reason.REFERENCE_NOT_FOUND, message)
+        plan.recheck_after = RECHECK_SECONDS
+        return plan
+
+    # No stable yet: deploy at once. The stable asked for: keep it. Else replace it.
+    if change is ChangeKind.NEW:
+        plan = stable.deploy_new(cycle, revision, identity, views)
+    elif change is None:
+        plan = stable.keep(cycle, revision, identity, views)
+    else:
+        assert stable_view is not None
+        plan = bluegreen.replace_stable(cycle, revision, identity, change, stable_view, views)
+    # Children a revision left behind go with it.
+    _sweep_leftovers(cycle, views)
+    return plan
+
+
+def _missing_reference(obs: Observation, spec: ModelDeploymentSpec) -> bool:
+    return spec.monitoring.reference is not None and not obs.reference_found
+
+
+def _read_request(cycle: Cycle) -> str:
+    """The verb of a person's request to act on ("" for none).
+
+    One answered before (the operator stopped before clearing it) is only
+    cleared; an unknown verb is refused.
+    """
+    request = cycle.obs.request
+    if request is None:
+        return ""
+    if request.request_id and request.request_id == (
+        (cycle.obs.status.get("lastRequest") or {}).get("id")
+    ):
+        cycle.plan.clear_request = request
+        return ""
+    if request.verb not in tuple(RequestVerb):
+        cycle.answer(False, f"unknown request; one of {', '.join(RequestVerb)}")
+        return ""
+    return request.verb
+
+
+def find_stable_revision(
+    status: Mapping[str, Any],
+    views: Mapping[str, DeploymentView],
+    service: Mapping[str, Any] | None,
+) -> str | None:
+    """The revision serving live traffic: the one status names, else the one the Service selects.
+
+    A revision only counts if its Deployment still exists; the Service
+    fallback recovers from a lost status (restored backup, status wiped).
+    """
+    recorded = ((status.get("stable") or {}).get("revision")) or None
+    if recorded in views:
+        return str(recorded)
+    selected = service_revision(service)
+    if selected in views:
+        return selected
+    return None
+
+
+def _blocked(cycle: Cycle, stable_view: DeploymentView | None, reason: str, message: str) -> Plan:
+    """Report a spec the operator cannot act on (a warning Event of the same reason); keep
+    whatever serves now."""
+    if stable_view is not None:
+        message = f"{message}; revision {stable_view.revision} keeps serving"
+    if cycle.previous_reason(ConditionType.READY) != reason:
+        cycle.event(reason, message, warning=True)
+    if cycle.verb:
+        cycle.answer(False, f"the operator cannot act on this spec ({reason}): {message}")
+    reached = not_ready(Phase.FAILED, reason, message, progressing=False)
+    return finish(cycle, reached, revision=None, stable=Side(stable_view) if stable_view else None)
+
+
+def _sweep_leftovers(cycle: Cycle, views: Mapping[str, DeploymentView]) -> None:
+    """Delete a revision's settings ConfigMap and Service once its Deployment is gone.
+
+    A revision is removed child by child (Deployment first); an operator
+    stopped in between leaves the others behind, and nothing else would
+    remove them before the ModelDeployment itself goes.
+    """
+    plan = cycle.plan
+    kept = set(views) | {
+        str(action.manifest["metadata"]["labels"].get(naming.LABEL_REVISION))
+        for action in plan.actions
+        if isinstance(action, Apply) and action.kind == "Deployment"
+    }
+    deleted = {(action.kind, action.name) for action in plan.actions if isinstance(action, Delete)}
+    main_service = naming.service_name(cycle.obs.owner.name)
+    for (kind, name), item in sorted(cycle.live.items()):
+        if kind not in ("ConfigMap", "Service") or name == main_service:
+            continue
+        revision = body(item).meta.labels.get(naming.LABEL_REVISION)
+        if revision is None or str(revision) in kept or (kind, name) in deleted:
+            continue
+        plan.actions.append(Delete(kind, name))

@@ -1,0 +1,333 @@
+"""A change kind with steps: validate, shadow, canary and pause, judged by ``rollout.decide``.
+
+Each cycle: take up the attempt where status left it (or hold a finished
+one, or retry it), let :func:`vigil.core.rollout.decide` judge what was
+measured, then roll back, switch (a promotion at full capacity), or set up
+the traffic the step asks for and report the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from vigil.common.times import format_time
+from vigil.core import naming
+from vigil.core.candidate import (
+    RolloutInputs,
+    golden_from_status,
+    state_from_status,
+    state_to_status,
+)
+from vigil.core.desired import RevisionInfo, desired_revision_service
+from vigil.core.observed import DeploymentView
+from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.plan import Plan
+from vigil.core.reconcile.report import Outcome, Side, finish, outcome, planned_summary
+from vigil.core.reconcile.rollback import hold_finished, roll_back
+from vigil.core.reconcile.shadow import set_stable_shadow
+from vigil.core.reconcile.switch import switch
+from vigil.core.rollout import (
+    Decision,
+    Gate,
+    GoldenResult,
+    Observations,
+    RolloutState,
+    Traffic,
+    decide,
+)
+from vigil.core.shadow import shadow_settings
+from vigil.core.spec import RolloutPolicy
+from vigil.core.vocabulary import FINISHED, Action, ChangeKind, Phase, Reason, RequestVerb
+from vigil.core.vocabulary import Outcome as HistoryOutcome
+
+#: The verbs ``RolloutState.requested`` takes (retry is the reconcile's own).
+_STATE_VERBS = (RequestVerb.PROMOTE, RequestVerb.ABORT, RequestVerb.PAUSE, RequestVerb.RESUME)
+
+
+@dataclass
+class _Attempt:
+    """This revision's rollout as status left it (``previous``) and as it is now (``summary``)."""
+
+    revision: str
+    change: ChangeKind
+    previous: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def progress(
+    cycle: Cycle,
+    revision: str,
+    identity: str,
+    change: ChangeKind,
+    stable_view: DeploymentView,
+    candidate_view: DeploymentView | None,
+    policy: RolloutPolicy,
+) -> Plan:
+    """Drive the candidate through its steps with ``rollout.decide`` (vigil.core.rollout)."""
+    attempt = _attempt(cycle, revision, change)
+    # A finished attempt (rolled back, failed) is not retried until the spec or a person says so.
+    if attempt.previous.get("outcome") in FINISHED:
+        if not _retried(cycle, attempt):
+            return hold_finished(cycle, stable_view, attempt.previous, revision)
+        _retry(cycle, attempt)
+    if cycle.verb == RequestVerb.RETRY:
+        cycle.answer(
+            False,
+            f"revision {revision} is rolling out; retry is for a rollout that "
+            "ended RolledBack or Failed",
+        )
+    # Judge what was measured.
+    decision, seen, was_promoting = _judge(cycle, attempt, stable_view, candidate_view, policy)
+    golden = attempt.summary["golden"] = golden_status(seen.golden)
+    # Rolled back or failed: the stable alone again.
+    if decision.action in (Action.ROLLBACK, Action.FAIL):
+        return roll_back(cycle, stable_view, decision, attempt.summary, golden)
+    # Promoted: full capacity first, then the blue/green switch finishes it.
+    if decision.action == Action.PROMOTE and not was_promoting:
+        cycle.event(
+            Reason.PROMOTING,
+            f"revision {revision} promoted at step {decision.state.step + 1} "
+            f"({decision.reason}): {decision.message}; scaling it to "
+            f"{seen.replicas} replica(s) before the switch",
+        )
+    if decision.action == Action.PROMOTE and candidate_view is not None and seen.full_capacity:
+        plan = switch(cycle, identity, change, stable_view, candidate_view)
+        plan.rollout_outcome = HistoryOutcome.PROMOTED
+        return plan
+    # Otherwise: the traffic this step asks for, and where the rollout stands.
+    traffic, effective = _set_up_traffic(cycle, identity, revision, stable_view, decision, seen)
+    if Reason.STEP_ADVANCED in decision.events:
+        cycle.event(Reason.STEP_ADVANCED, decision.message)
+    reached = _step_report(cycle, attempt, stable_view, decision, policy, traffic, effective)
+    cycle.plan.recheck_after = max(1.0, min(policy.interval_seconds, 10.0))
+    return finish(
+        cycle,
+        reached,
+        revision=revision,
+        stable=Side(stable_view),
+        candidate=Side(candidate_view, attempt.summary, rollout=attempt.summary),
+    )
+
+
+def _attempt(cycle: Cycle, revision: str, change: ChangeKind) -> _Attempt:
+    """This revision's attempt as status left it (nothing, for another revision's)."""
+    assert cycle.spec is not None
+    previous = dict(cycle.obs.status.get("candidate") or {})
+    if previous.get("revision") != revision:
+        previous = {}
+    summary: dict[str, Any] = {**planned_summary(cycle.spec, revision), "change": change}
+    summary["startedAt"] = previous.get("startedAt") or format_time(cycle.obs.now)
+    return _Attempt(revision, change, previous, summary)
+
+
+def _retried(cycle: Cycle, attempt: _Attempt) -> bool:
+    """A person asked for a retry, or the spec changed since the attempt ended."""
+    generation = attempt.previous.get("outcomeGeneration")
+    return cycle.verb == RequestVerb.RETRY or generation != cycle.obs.generation
+
+
+def _retry(cycle: Cycle, attempt: _Attempt) -> None:
+    """Start the finished attempt again from step 1."""
+    asked = cycle.verb == RequestVerb.RETRY
+    if asked:
+        cycle.answer(True, f"revision {attempt.revision} rolls out again from step 1")
+    attempt.previous = {}
+    attempt.summary["startedAt"] = format_time(cycle.obs.now)
+    cycle.event(
+        Reason.ROLLOUT_RETRIED,
+        f"revision {attempt.revision} rolled out again "
+        + ("(a person asked)" if asked else "(the spec changed)"),
+    )
+
+
+def _judge(
+    cycle: Cycle,
+    attempt: _Attempt,
+    stable_view: DeploymentView,
+    candidate_view: DeploymentView | None,
+    policy: RolloutPolicy,
+) -> tuple[Decision, Observations, bool]:
+    """``rollout.decide`` on this cycle's observations; the person's request answered."""
+    spec, obs = cycle.spec, cycle.obs
+    assert spec is not None
+    state = state_from_status(attempt.previous)
+    if cycle.verb in _STATE_VERBS:
+        state = replace(state, requested=RequestVerb(cycle.verb))
+    golden = (obs.rollout.golden if obs.rollout else None) or golden_from_status(attempt.previous)
+    inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
+    attempt.summary.update(_feature_changes(inputs, attempt.previous))
+    if candidate_view is None and not attempt.previous:
+        cycle.event(
+            Reason.ROLLOUT_STARTED,
+            f"revision {attempt.revision} ({attempt.change}: model {spec.model.name} version "
+            f"{spec.model.version}) starting with {len(policy.steps)} step(s); "
+            f"revision {stable_view.revision} keeps serving",
+        )
+    seen = _observations(cycle, candidate_view, golden, inputs)
+    decision = decide(policy, state, seen, obs.now.timestamp())
+    if decision.run_golden_set:
+        cycle.plan.run_golden_set = policy.steps[decision.state.step].golden_set
+    if cycle.verb:
+        cycle.answer(
+            not decision.refused, decision.refused or f"{decision.reason}: {decision.message}"
+        )
+    attempt.summary["gates"] = last_gates(decision, attempt.previous)
+    return decision, seen, state.promoting
+
+
+def _observations(
+    cycle: Cycle,
+    candidate_view: DeploymentView | None,
+    golden: GoldenResult | None,
+    inputs: RolloutInputs,
+) -> Observations:
+    """What ``rollout.decide`` learns about the candidate this cycle."""
+    spec = cycle.spec
+    assert spec is not None
+    available = candidate_view is not None and candidate_view.is_available
+    serving = cycle.obs.rollout is None or cycle.obs.rollout.candidate_serving
+    return Observations(
+        candidate_ready=available and serving and candidate_view.ready_replicas > 0,
+        replicas=spec.replicas,
+        metrics_available=inputs.metrics_available and inputs.figures is not None,
+        metrics_error=inputs.metrics_error,
+        figures=inputs.figures,
+        golden=golden,
+        spec_paused=spec.paused,
+        full_capacity=available and candidate_view.replicas == spec.replicas,
+    )
+
+
+def _set_up_traffic(
+    cycle: Cycle,
+    identity: str,
+    revision: str,
+    stable_view: DeploymentView,
+    decision: Decision,
+    seen: Observations,
+) -> tuple[Traffic, float]:
+    """Replicas, Services, route and shadow copies for this step: the traffic set up, and the
+    candidate's real share of it.
+
+    Copies and live traffic reach the candidate only once it serves (a request
+    to a model still loading fails, and counts against it): until then the
+    Service stays on the stable and the stable sends no copies; the
+    candidate's replicas start anyway.
+    """
+    owner, stable = cycle.obs.owner, stable_view.revision
+    traffic = decision.traffic
+    if not seen.candidate_ready:
+        traffic = dataclasses.replace(traffic, shadow_percent=0, candidate_weight=0)
+    replicas, selector, effective = _route_plan(cycle, stable, revision, traffic)
+    inputs = cycle.obs.rollout
+    target = inputs.shadow_target if inputs is not None else None
+    set_stable_shadow(
+        cycle, stable_view, shadow_settings(target, revision, traffic) if target else None
+    )
+    info = RevisionInfo(revision, identity, naming.ROLE_CANDIDATE)
+    cycle.ensure_revision(info, replicas.get(revision, traffic.candidate_replicas))
+    cycle.ensure(desired_revision_service(owner, stable, naming.ROLE_STABLE))
+    cycle.ensure(desired_revision_service(owner, revision, naming.ROLE_CANDIDATE))
+    cycle.serve(stable, selector)
+    cycle.route(stable, revision, traffic)
+    cycle.keep_in_history(stable_view)
+    return traffic, effective
+
+
+def _route_plan(
+    cycle: Cycle, stable: str, candidate: str | None, traffic: Traffic
+) -> tuple[dict[str, int], dict[str, str], float]:
+    """Replicas per revision, the live Service's selector and the candidate's real share."""
+    planner = cycle.obs.route_planner
+    if planner is None:
+        replicas = {stable: traffic.stable_replicas}
+        if candidate is not None:
+            replicas[candidate] = traffic.candidate_replicas
+        return replicas, naming.selector_labels(cycle.obs.owner.name, stable), 0.0
+    choice = planner(stable, candidate, traffic)
+    return dict(choice.replicas), dict(choice.service_selector), float(choice.effective_weight)
+
+
+def _step_report(
+    cycle: Cycle,
+    attempt: _Attempt,
+    stable_view: DeploymentView,
+    decision: Decision,
+    policy: RolloutPolicy,
+    traffic: Traffic,
+    effective: float,
+) -> Outcome:
+    """``status.candidate`` for the step, and Ready/Progressing with the step's words."""
+    state: RolloutState = decision.state
+    step = policy.steps[min(state.step, len(policy.steps) - 1)]
+    message = (
+        f"promoting revision {attempt.revision}: {decision.message}"
+        if state.promoting
+        else f"step {state.step + 1}/{len(policy.steps)} ({step.describe()}): {decision.message}"
+    )
+    attempt.summary.update(state_to_status(state))
+    attempt.summary.update(
+        {
+            "stepName": step.describe(),
+            "weight": round(effective) if traffic.candidate_weight else 0,
+            "shadowPercent": traffic.shadow_percent or None,
+            "reason": decision.reason,
+            "message": message,
+        }
+    )
+    ready_reason = {
+        Reason.PAUSED: Reason.ROLLOUT_PAUSED,
+        Reason.WAITING_FOR_PERSON: Reason.WAITING_FOR_PERSON,
+    }.get(decision.reason, Reason.ROLLOUT_IN_PROGRESS)
+    text = (
+        f"revision {attempt.revision} ({attempt.change}) {message}; "
+        f"revision {stable_view.revision} keeps serving"
+    )
+    active = ready_reason != Reason.ROLLOUT_PAUSED
+    return outcome(Phase.PROGRESSING, (False, ready_reason), (active, decision.reason), text)
+
+
+def _feature_changes(
+    inputs: RolloutInputs, previous: Mapping[str, Any]
+) -> dict[str, list[str] | None]:
+    """``featuresAdded`` / ``featuresDropped``: this cycle's reading, else the last one.
+
+    A retrained model may add or drop input features; the gates then compare
+    the shared ones, and status says which differ. A cycle that could not read
+    both reference profiles keeps what the last one found (no status churn).
+    """
+    if inputs.feature_changes is None:
+        return {key: previous.get(key) for key in ("featuresAdded", "featuresDropped")}
+    added, dropped = inputs.feature_changes
+    return {"featuresAdded": list(added) or None, "featuresDropped": list(dropped) or None}
+
+
+def golden_status(golden: GoldenResult | None) -> dict[str, Any] | None:
+    if golden is None:
+        return None
+    return {"total": golden.total, "agreed": golden.agreed, "agreement": round(golden.agreement, 4)}
+
+
+def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
+    if not gates:
+        return None
+    return [
+        {
+            "name": g.name,
+            "passed": g.passed,
+            "value": round(g.value, 4) if math.isfinite(g.value) else None,
+            "threshold": round(g.threshold, 4),
+        }
+        for g in gates
+    ]
+
+
+def last_gates(decision: Decision, previous: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """This cycle's gates, else the last ones evaluated: a hold or a wait evaluates none."""
+    if decision.gates:
+        return gates_status(decision.gates)
+    return previous.get("gates")

@@ -1,0 +1,96 @@
+"""The switch that ends every replacement: live traffic moves to the candidate, the old goes.
+
+Safety rule: the Service is only ever moved to a revision whose Deployment
+is available (all replicas ready), and the old revision is deleted only
+after the move was written.
+"""
+
+from __future__ import annotations
+
+from vigil.core import naming
+from vigil.core.desired import RevisionInfo
+from vigil.core.observed import DeploymentView
+from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.plan import Plan
+from vigil.core.reconcile.report import Side, finish, stable_outcome
+from vigil.core.vocabulary import ChangeKind, Outcome, Reason
+
+
+def switch(
+    cycle: Cycle,
+    identity: str,
+    change: ChangeKind,
+    stable_view: DeploymentView,
+    candidate_view: DeploymentView,
+) -> Plan:
+    """Promote the available candidate: move the Service first, then delete the old revision."""
+    spec = cycle.spec
+    assert spec is not None
+    revision = candidate_view.revision
+    cycle.serve(revision)
+    cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_STABLE), spec.replicas)
+    cycle.delete_revision(stable_view.revision)
+    cycle.event(
+        Reason.SWITCHED,
+        switched_message(
+            stable_view.revision, stable_view.model_version, revision, spec.model.version
+        ),
+    )
+    cycle.record(
+        revision,
+        spec.model.version,
+        spec.server.image,
+        change,
+        Outcome.PROMOTED,
+        f"{change}: available with {candidate_view.ready_replicas} ready replica(s)",
+    )
+    reached = stable_outcome(cycle, revision, candidate_view, just_created=False)
+    return finish(cycle, reached, revision=revision, stable=Side(candidate_view, new=True))
+
+
+def finish_cut_switch(cycle: Cycle, view: DeploymentView) -> None:
+    """Record a switch to this revision that was cut short before its status write.
+
+    The operator stopped after the Service moved and the old revision's
+    Deployment went, before the status said so: status still names the old
+    stable and this revision as the candidate. Its history entry and its
+    Switched Event are written now, in the very words of the interrupted
+    cycle (an Event it did post is then found under the same name).
+    """
+    spec = cycle.spec
+    assert spec is not None
+    previous = cycle.obs.status.get("stable") or {}
+    candidate = cycle.obs.status.get("candidate") or {}
+    if candidate.get("revision") != view.revision or previous.get("revision") in (
+        None,
+        view.revision,
+    ):
+        return
+    cycle.event(
+        Reason.SWITCHED,
+        switched_message(
+            previous.get("revision"),
+            previous.get("modelVersion"),
+            view.revision,
+            spec.model.version,
+        ),
+    )
+    change = candidate.get("change")
+    cycle.record(
+        view.revision,
+        spec.model.version,
+        spec.server.image,
+        change,
+        Outcome.PROMOTED,
+        f"{change}: available with {view.ready_replicas} ready replica(s)",
+    )
+
+
+def switched_message(
+    old_revision: object, old_version: object, new_revision: str, new_version: str
+) -> str:
+    """The words of the Switched Event (the same words name the same Event: see core.events)."""
+    return (
+        f"live traffic moved from revision {old_revision} (version {old_version}) to revision "
+        f"{new_revision} (version {new_version}); revision {old_revision} removed"
+    )

@@ -1,0 +1,22 @@
+"""The ModelDeployment spec as typed, defaulted values: the one place that reads ``.spec``.
+
+The API server applies the CRD's defaults, but the operator must not depend
+on that alone: objects stored before a default was added, or created through
+a client that skipped defaulting, still have to reconcile to the same pods
+and be judged by the same thresholds. So every default of
+crds/modeldeployments.yaml is written here once (:data:`CRD_DEFAULTS` names
+each by its path; a test holds the table to the CRD), beside the few the CRD
+leaves to the operator (the SLOs, the shadow tolerance). The rest of the
+operator reads :class:`ModelDeploymentSpec`, never the raw mapping.
+
+What an older schema or a non-validating client could let through is
+reported, not raised, where the operator can still act: a section that
+cannot be read keeps its defaults and says why in ``problem`` (monitoring:
+the health loop skips the object and a rollout measures nothing; rollout:
+the change is switched blue/green, as without steps). What the pods
+cannot take (no model version, an unknown protocol) is a :class:`SpecError`.
+"""
+
+# The package's face: the typed spec and its defaults (model), and the parser (parse).
+from vigil.core.spec.model import *  # noqa: F403
+from vigil.core.spec.parse import *  # noqa: F403

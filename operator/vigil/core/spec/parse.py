@@ -1,0 +1,302 @@
+"""Reading ``.spec``: the only code that looks at the raw mapping (see the package)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from vigil.core.spec.model import (
+    DEFAULT_DRIFT_METHOD,
+    DEFAULT_DRIFT_THRESHOLD,
+    DEFAULT_DRIFT_WARNING,
+    DEFAULT_FAILURE_LIMIT,
+    DEFAULT_FEATURE_CAP,
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ERROR_RATE,
+    DEFAULT_MAX_LATENCY_P95,
+    DEFAULT_MAX_PREDICTION_SHIFT,
+    DEFAULT_METRICS_SOURCE,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_REQUESTS,
+    DEFAULT_PAUSED,
+    DEFAULT_PROGRESS_DEADLINE,
+    DEFAULT_PROTOCOL,
+    DEFAULT_REPLICAS,
+    DEFAULT_SERVER_PORT,
+    DEFAULT_SHADOW_MIN_REQUESTS,
+    DEFAULT_SHADOW_PERCENT,
+    DEFAULT_STEP_DURATION,
+    DEFAULT_VALIDATE_MIN_AGREEMENT,
+    DEFAULT_WINDOW,
+    DRIFT_METHODS,
+    PROTOCOLS,
+    SOURCE_DIRECT,
+    SOURCE_PROMETHEUS,
+    AnalysisSpec,
+    ConfigMapKeyRef,
+    DriftSpec,
+    GoldenSetRef,
+    MetricsSpec,
+    ModelDeploymentSpec,
+    ModelSpec,
+    MonitoringSettings,
+    MonitoringSpec,
+    RolloutPolicy,
+    RolloutSpec,
+    ServerSpec,
+    SidecarLimits,
+    SLOSpec,
+    SpecError,
+    Step,
+    Tolerance,
+    _seconds,
+    health_settings,
+    parse_duration,
+)
+
+
+def default_readiness_path(protocol: str, model_name: str) -> str:
+    """The health endpoint each protocol's servers conventionally expose."""
+    if protocol == "v2":
+        return "/v2/health/ready"
+    if protocol == "v1":
+        return f"/v1/models/{model_name}"
+    return "/"
+
+
+def _section(value: Any) -> Mapping[str, Any]:
+    """A section that is absent or not an object reads as empty."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where} must be an object")
+    return value
+
+
+def _required_str(source: Mapping[str, Any], key: str, where: str) -> str:
+    value = source.get(key)
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{where}.{key} is required")
+    return value
+
+
+def _reported(parse: Callable[[], Any], default: Any) -> Any:
+    """Parse a section, or keep its defaults and say why (see the module docstring)."""
+    try:
+        return parse()
+    except (ValueError, KeyError, TypeError) as error:
+        return replace(default, problem=str(error) or type(error).__name__)
+
+
+def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
+    """Turn `.spec` into typed values, applying the CRD's defaults.
+
+    Raises SpecError for what an older schema or a non-validating client could
+    let through and the pods cannot take (a missing model version, a wrong
+    protocol): the caller reports it as the InvalidSpec condition instead of
+    crashing.
+    """
+    spec = _mapping(spec, "spec")
+    model_raw = _mapping(spec.get("model"), "spec.model")
+    model = ModelSpec(
+        name=str(model_raw.get("name") or name),
+        version=_required_str(model_raw, "version", "spec.model"),
+        uri=model_raw.get("uri") or None,
+    )
+    replicas_raw = spec.get("replicas")
+    replicas = DEFAULT_REPLICAS if replicas_raw is None else int(replicas_raw)
+    if replicas < 1:
+        raise SpecError("spec.replicas must be at least 1")
+    config = {str(key): str(value) for key, value in _mapping(spec.get("config"), "config").items()}
+    return ModelDeploymentSpec(
+        model=model,
+        server=_server(_mapping(spec.get("server"), "spec.server"), model.name),
+        replicas=replicas,
+        config=config,
+        monitoring=_monitoring(spec),
+        rollout=_reported(
+            lambda: parse_rollout(_mapping(spec.get("rollout"), "spec.rollout")), RolloutSpec()
+        ),
+        paused=bool(spec.get("paused", DEFAULT_PAUSED)),
+    )
+
+
+def _server(raw: Mapping[str, Any], model_name: str) -> ServerSpec:
+    protocol = str(raw.get("protocol") or DEFAULT_PROTOCOL)
+    if protocol not in PROTOCOLS:
+        raise SpecError(f"spec.server.protocol must be one of {', '.join(PROTOCOLS)}")
+    return ServerSpec(
+        image=_required_str(raw, "image", "spec.server"),
+        port=int(raw.get("port") or DEFAULT_SERVER_PORT),
+        protocol=protocol,
+        readiness_path=str(
+            raw.get("readinessPath") or default_readiness_path(protocol, model_name)
+        ),
+        command=tuple(str(item) for item in raw.get("command") or ()),
+        args=tuple(str(item) for item in raw.get("args") or ()),
+        env=tuple(copy.deepcopy(dict(item)) for item in raw.get("env") or ()),
+        resources=copy.deepcopy(dict(_mapping(raw.get("resources"), "resources"))),
+    )
+
+
+def _monitoring(spec: Mapping[str, Any]) -> MonitoringSpec:
+    """``spec.monitoring``: the reference and sidecar limits shape the pods (SpecError);
+    the thresholds and the source only judge (a problem is reported, defaults kept)."""
+    raw = _mapping(spec.get("monitoring"), "spec.monitoring")
+    reference_raw = _mapping(raw.get("reference"), "spec.monitoring.reference")
+    reference: ConfigMapKeyRef | None = None
+    if reference_raw:
+        ref = _mapping(reference_raw.get("configMapKeyRef"), "configMapKeyRef")
+        where = "spec.monitoring.reference.configMapKeyRef"
+        reference = ConfigMapKeyRef(
+            name=_required_str(ref, "name", where), key=_required_str(ref, "key", where)
+        )
+    drift_raw = _mapping(raw.get("drift"), "spec.monitoring.drift")
+    sidecar_raw = _mapping(raw.get("sidecar"), "spec.monitoring.sidecar")
+    shaping = MonitoringSpec(
+        reference=reference,
+        window=str(raw.get("window") or DEFAULT_WINDOW),
+        drift=DriftSpec(
+            method=str(drift_raw.get("method") or DEFAULT_DRIFT_METHOD),
+            warning=float(drift_raw.get("warning", DEFAULT_DRIFT_WARNING)),
+            threshold=float(drift_raw.get("threshold", DEFAULT_DRIFT_THRESHOLD)),
+        ),
+        sidecar=SidecarLimits(
+            max_body_bytes=int(sidecar_raw.get("maxBodyBytes") or DEFAULT_MAX_BODY_BYTES),
+            feature_cap=int(sidecar_raw.get("featureCap") or DEFAULT_FEATURE_CAP),
+        ),
+    )
+    return _reported(lambda: _judging(shaping, raw), shaping)
+
+
+def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
+    """The window in seconds, the SLOs and the metrics source (ValueError: unusable)."""
+    if shaping.drift.method not in DRIFT_METHODS:
+        raise ValueError(f"spec.monitoring.drift.method {shaping.drift.method!r} is not psi or jsd")
+    window_seconds = parse_duration(shaping.window, _seconds(DEFAULT_WINDOW))
+    if window_seconds <= 0:
+        raise ValueError("spec.monitoring.window must be longer than 0s")
+    slo = _section(raw.get("slo"))
+    metrics = _section(raw.get("metrics"))
+    source = str(metrics.get("source") or DEFAULT_METRICS_SOURCE)
+    url = metrics.get("prometheusURL")
+    if source == SOURCE_PROMETHEUS and not url:
+        raise ValueError("spec.monitoring.metrics.prometheusURL is required with source prometheus")
+    return replace(
+        shaping,
+        window_seconds=window_seconds,
+        slo=SLOSpec(
+            max_error_rate=float(slo.get("maxErrorRate", DEFAULT_MAX_ERROR_RATE)),
+            max_latency_p95=parse_duration(
+                slo.get("maxLatencyP95"), _seconds(DEFAULT_MAX_LATENCY_P95)
+            ),
+        ),
+        metrics=MetricsSpec(
+            source=source if source in (SOURCE_DIRECT, SOURCE_PROMETHEUS) else SOURCE_DIRECT,
+            prometheus_url=str(url) if url else None,
+        ),
+    )
+
+
+def parse_tolerance(raw: Mapping[str, Any] | None, base: Tolerance) -> Tolerance:
+    """``tolerance: {absolute, relative}``; an absent key keeps ``base``'s."""
+    raw = raw or {}
+    absolute = raw.get("absolute")
+    relative = raw.get("relative")
+    return Tolerance(
+        absolute=float(absolute) if absolute is not None else base.absolute,
+        relative=float(relative) if relative is not None else base.relative,
+    )
+
+
+def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> Step:
+    """One step of ``spec.rollout.<change>.steps``; ``tolerance`` is ``analysis.tolerance``."""
+    duration = _seconds(DEFAULT_STEP_DURATION)
+    if "validate" in raw:
+        body = raw["validate"] or {}
+        ref = _section(_section(body.get("goldenSet")).get("configMapKeyRef"))
+        return Step(
+            "validate",
+            golden_set=GoldenSetRef(str(ref.get("name", "")), str(ref.get("key", ""))),
+            min_agreement=float(body.get("minAgreement", DEFAULT_VALIDATE_MIN_AGREEMENT)),
+        )
+    if "shadow" in raw:
+        body = raw["shadow"] or {}
+        return Step(
+            "shadow",
+            duration_seconds=parse_duration(body.get("duration"), duration),
+            percent=int(body.get("percent", DEFAULT_SHADOW_PERCENT)),
+            min_requests=int(body.get("minRequests", DEFAULT_SHADOW_MIN_REQUESTS)),
+            tolerance=parse_tolerance(body.get("tolerance"), tolerance or Tolerance()),
+        )
+    if "canary" in raw:
+        body = raw["canary"] or {}
+        return Step(
+            "canary",
+            duration_seconds=parse_duration(body.get("duration"), duration),
+            weight=int(body["weight"]),
+        )
+    if "pause" in raw:
+        pause = (raw["pause"] or {}).get("duration")
+        return Step("pause", duration_seconds=parse_duration(pause, 0) if pause else None)
+    raise ValueError(f"unknown rollout step {sorted(raw)}")
+
+
+def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
+    """``spec.rollout`` (ValueError, KeyError or TypeError: unreadable)."""
+    analysis_raw = _section(raw.get("analysis"))
+    tolerance = parse_tolerance(analysis_raw.get("tolerance"), Tolerance())
+
+    def steps(change: str) -> tuple[Step, ...]:
+        section = _section(raw.get(change))
+        return tuple(parse_step(s, tolerance) for s in section.get("steps") or ())
+
+    route = _section(_section(raw.get("trafficRouting")).get("gatewayAPI")).get("httpRoute")
+    return RolloutSpec(
+        replacement=steps("replacement"),
+        tweak=steps("tweak"),
+        analysis=AnalysisSpec(
+            interval_seconds=parse_duration(
+                analysis_raw.get("interval"), _seconds(DEFAULT_INTERVAL)
+            ),
+            min_requests=int(analysis_raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
+            failure_limit=int(analysis_raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
+            min_agreement=float(analysis_raw.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
+            max_prediction_shift=float(
+                analysis_raw.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
+            ),
+            tolerance=tolerance,
+        ),
+        progress_deadline_seconds=parse_duration(
+            raw.get("progressDeadline"), _seconds(DEFAULT_PROGRESS_DEADLINE)
+        ),
+        http_route=str(route) if route else None,
+    )
+
+
+def parse_policy(
+    rollout: Mapping[str, Any],
+    change: str,
+    *,
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
+    max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95),
+) -> RolloutPolicy:
+    """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
+    return parse_rollout(rollout).policy(change, SLOSpec(max_error_rate, max_latency_p95))
+
+
+def monitoring_settings(spec: Mapping[str, Any] | None) -> MonitoringSettings:
+    """``spec.monitoring`` (and ``rollout.analysis.minRequests``) with the CRD's defaults.
+
+    For a spec that need not name a model (the health loop reads only these
+    sections). Raises ValueError for a value the schema should have refused.
+    """
+    raw = _section(spec)
+    return health_settings(_monitoring(raw), parse_rollout(_section(raw.get("rollout"))).analysis)

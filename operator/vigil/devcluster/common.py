@@ -1,0 +1,56 @@
+"""What the local cluster (``cluster.py``) and its real node (``node.py``) share."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import yaml
+
+
+class ClusterError(RuntimeError):
+    """A component could not be built, started or reached; the message says which."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); look at its state.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    ca_data: str,
+    token: str,
+    user: str,
+    client_certificate: tuple[Path, Path] | None = None,
+) -> None:
+    """Write a kubeconfig with one cluster, one user (a token, or a client certificate
+    and key) and one context."""
+    credentials: dict[str, str] = {"token": token}
+    if client_certificate is not None:
+        cert, key = client_certificate
+        credentials = {"client-certificate": str(cert), "client-key": str(key)}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "vigil", "cluster": {"server": server, "certificate-authority-data": ca_data}}
+        ],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "vigil", "context": {"cluster": "vigil", "user": user}}],
+        "current-context": "vigil",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)

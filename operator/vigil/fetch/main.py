@@ -1,0 +1,361 @@
+"""``vigil-fetch URI --dest FOLDER``: the artifact init container's entry point.
+
+Exit codes: 0 fetched (or already there), 1 a permanent failure, 75
+transient errors outlasted the retries, 2 bad arguments, 70 a bug. The
+last line of the log, also written to the termination message file
+(``/dev/termination-log`` when it exists) for the operator to read from
+the pod's status, says what happened in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vigil.fetch.errors import FetchError, HttpStatusError, PermanentError
+from vigil.fetch.s3 import (
+    Addressing,
+    S3Object,
+    S3Settings,
+    describe_error,
+    listing_params,
+    parse_listing,
+    relative_key,
+    settings_from_environment,
+)
+from vigil.fetch.transfer import (
+    Connection,
+    Progress,
+    Request,
+    RetryPolicy,
+    check_room,
+    default_ssl_context,
+    describe_status,
+    download,
+    log,
+)
+from vigil.fetch.unpack import unpack
+from vigil.fetch.uri import ArtifactUri, Layout, Scheme, layout_of, parse_uri
+
+EXIT_BUG = 70
+TERMINATION_LOG = "/dev/termination-log"
+#: Kubernetes keeps at most 4096 bytes of a termination message.
+TERMINATION_MESSAGE_BYTES = 4096
+#: Written last into the folder: what is there, so a restarted init container skips the work.
+MARKER = ".vigil-fetch.json"
+WORK = ".vigil-fetch"
+
+
+@dataclass(frozen=True)
+class Options:
+    uri: ArtifactUri
+    dest: Path
+    sha256: str | None
+    retry: RetryPolicy
+    connection: Connection
+    s3: S3Settings | None
+    progress_interval: float
+
+
+@dataclass(frozen=True)
+class Fetched:
+    files: int
+    size: int
+    sha256: str | None
+    seconds: float
+    skipped: bool = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil-fetch",
+        description="Download a model artifact (http, https, s3) into a folder.",
+    )
+    parser.add_argument("uri", help="http(s)://host/path, s3://bucket/key or s3://bucket/prefix/")
+    parser.add_argument("--dest", required=True, type=Path, help="the folder to fill")
+    parser.add_argument("--sha256", help="expected sha256 (hex) of the file or archive")
+    s3 = parser.add_argument_group("S3 (defaults from AWS_ENDPOINT_URL_S3, AWS_REGION ...)")
+    s3.add_argument("--s3-endpoint", help="http(s)://host[:port] of an S3-compatible store")
+    s3.add_argument("--s3-region", help="the signing region (default us-east-1)")
+    s3.add_argument("--s3-addressing", choices=[a.value for a in Addressing])
+    s3.add_argument(
+        "--s3-credentials",
+        type=Path,
+        default=os.environ.get("VIGIL_S3_CREDENTIALS") or None,
+        help="a folder with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY files (a Secret mount)",
+    )
+    parser.add_argument("--ca-file", help="trust only this CA bundle for https")
+    parser.add_argument("--retries", type=int, default=5, help="retries of a transient error")
+    parser.add_argument("--retry-base-seconds", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds of silence per read")
+    parser.add_argument("--progress-interval", type=float, default=2.0)
+    parser.add_argument("--termination-log", default=None, help=f"default {TERMINATION_LOG}")
+    return parser
+
+
+def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Options:
+    uri = parse_uri(args.uri)
+    s3 = None
+    if uri.scheme is Scheme.S3:
+        s3 = settings_from_environment(
+            environ,
+            endpoint=args.s3_endpoint,
+            region=args.s3_region,
+            addressing=Addressing(args.s3_addressing) if args.s3_addressing else None,
+            credentials_dir=args.s3_credentials,
+        )
+    return Options(
+        uri=uri,
+        dest=args.dest,
+        sha256=checked_sha256(args.sha256),
+        retry=RetryPolicy(retries=args.retries, base_seconds=args.retry_base_seconds),
+        connection=Connection(
+            timeout_seconds=args.timeout, ssl_context=default_ssl_context(args.ca_file)
+        ),
+        s3=s3,
+        progress_interval=args.progress_interval,
+    )
+
+
+def checked_sha256(value: str | None) -> str | None:
+    if value is None:
+        return None
+    digest = value.lower().removeprefix("sha256:")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise PermanentError(f"sha256 {value!r} is not 64 hexadecimal digits")
+    return digest
+
+
+def fetch(options: Options) -> Fetched:
+    """Fill ``options.dest`` with the artifact; raises :class:`FetchError`."""
+    uri = options.uri
+    if uri.scheme is Scheme.PVC:
+        raise PermanentError("pvc:// artifacts are mounted by the operator, not fetched")
+    if options.sha256 and uri.is_prefix:
+        raise PermanentError("a sha256 needs one file or archive, not a prefix of objects")
+    dest = options.dest
+    marker = {"uri": uri.raw, "sha256": options.sha256}
+    previous = _read_marker(dest)
+    if previous is not None and {k: previous.get(k) for k in marker} == marker:
+        return Fetched(previous["files"], previous["size"], previous["sha256"], 0.0, skipped=True)
+    started = time.monotonic()
+    work = dest / WORK
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "download").mkdir(parents=True)
+    except OSError as error:
+        raise PermanentError(f"cannot use {dest}: {error.strerror}") from None
+    try:
+        size, digest = _download_all(options, work / "download")
+        if options.sha256 and digest != options.sha256:
+            raise PermanentError(f"sha256 mismatch: expected {options.sha256}, got {digest}")
+        files = _lay_down(uri, work, previous is not None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = Fetched(files, size, digest, time.monotonic() - started)
+    marker |= {"files": files, "size": size, "sha256": digest}
+    (dest / MARKER).write_text(json.dumps(marker))
+    return result
+
+
+def _read_marker(dest: Path) -> dict[str, object] | None:
+    try:
+        loaded = json.loads((dest / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
+    """Every object into ``folder``: one file, or each object under an S3 prefix."""
+    uri = options.uri
+    progress = Progress(interval=options.progress_interval)
+    if options.s3 is None:
+        request = Request(url=uri.location)
+        done = download(
+            lambda: request,
+            folder / uri.file_name,
+            progress=progress,
+            retry=options.retry,
+            connection=options.connection,
+            describe=describe_status,
+            sha256=options.sha256 is not None,
+        )
+        progress.report()
+        return done.size, done.sha256
+    s3 = options.s3
+    bucket = uri.location
+    if uri.is_prefix:
+        prefix = uri.path
+        objects = _list(options, bucket, prefix, folder)
+    else:
+        try:
+            done = download(
+                lambda: s3.request(bucket, uri.path),
+                folder / uri.file_name,
+                progress=progress,
+                retry=options.retry,
+                connection=options.connection,
+                describe=describe_error,
+                sha256=options.sha256 is not None,
+                follow_redirects=False,
+            )
+            progress.report()
+            return done.size, done.sha256
+        except HttpStatusError as error:
+            # No such object: the key may name a "folder" of objects.
+            if error.status != 404:
+                raise
+            prefix = uri.path + "/"
+            objects = _list(options, bucket, prefix, folder)
+            if not objects:
+                raise
+            if options.sha256:
+                raise PermanentError(
+                    "a sha256 needs one file or archive, but this key is a prefix of objects"
+                ) from None
+    if not objects:
+        raise PermanentError(f"no objects under s3://{bucket}/{prefix}")
+    total = sum(o.size for o in objects)
+    check_room(folder, total, f"{len(objects)} objects")
+    progress.set_total(total)
+    for obj in objects:
+        target = folder / relative_key(obj.key, prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download(
+                lambda key=obj.key: s3.request(bucket, key),
+                target,
+                progress=progress,
+                retry=options.retry,
+                connection=options.connection,
+                describe=describe_error,
+                follow_redirects=False,
+                expected_size=obj.size,
+            )
+        except FetchError as error:
+            raise error.about(f"object {obj.key}") from None
+    progress.report()
+    return total, None
+
+
+def _list(options: Options, bucket: str, prefix: str, folder: Path) -> list[S3Object]:
+    """Every object under ``prefix`` (ListObjectsV2, page by page)."""
+    assert options.s3 is not None
+    s3 = options.s3
+    page_file = folder.parent / "listing.xml"
+    objects: list[S3Object] = []
+    token: str | None = None
+    while True:
+        params = listing_params(prefix, token)
+        download(
+            lambda params=params: s3.request(bucket, "", params),
+            page_file,
+            progress=Progress(interval=float("inf")),
+            retry=options.retry,
+            connection=options.connection,
+            describe=describe_error,
+            follow_redirects=False,
+        )
+        page = parse_listing(page_file.read_bytes())
+        objects.extend(page.objects)
+        if page.next_token is None:
+            return objects
+        token = page.next_token
+
+
+def _lay_down(uri: ArtifactUri, work: Path, replace: bool) -> int:
+    """Unpack an archive, then move everything from the work area into the folder."""
+    downloaded = work / "download"
+    staged = downloaded
+    if uri.layout is not Layout.FILE:
+        staged = work / "unpacked"
+        archive = downloaded / uri.file_name
+        files = unpack(archive, layout_of(uri.file_name), staged)
+        archive.unlink()
+    else:
+        files = sum(1 for p in staged.rglob("*") if not p.is_dir())
+    dest = work.parent
+    if replace:
+        # The folder held another artifact of ours (its marker said so): clear it.
+        for entry in dest.iterdir():
+            if entry.name != WORK:
+                _remove_entry(entry)
+    for entry in staged.iterdir():
+        _remove_entry(dest / entry.name)
+        os.replace(entry, dest / entry.name)
+    return files
+
+
+def _remove_entry(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_termination_message(message: str, path: str | None) -> None:
+    """The pod status's ``terminated.message``: the file exists in a container; else skipped."""
+    target = path or TERMINATION_LOG
+    if path is None and not os.path.exists(target):
+        return
+    data = message.encode()[:TERMINATION_MESSAGE_BYTES].decode(errors="ignore")
+    try:
+        with open(target, "w") as out:
+            out.write(data)
+    except OSError as error:
+        log(f"cannot write the termination message to {target}: {error.strerror}")
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        options = options_from(args, os.environ)
+        log(f"fetching {options.uri.raw} into {options.dest}")
+        result = fetch(options)
+    except FetchError as error:
+        message = f"{args.uri}: {error}"
+        log(message)
+        write_termination_message(message, args.termination_log)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        traceback.print_exc()
+        message = f"{args.uri}: internal error: {type(error).__name__}: {error}"
+        log(message)
+        write_termination_message(message, args.termination_log)
+        return EXIT_BUG
+    if result.skipped:
+        summary = (
+            f"{args.uri}: already in {args.dest} ({_files(result.files)}, {result.size} bytes)"
+        )
+    else:
+        seconds = time.monotonic() - started
+        rate = result.size / max(seconds, 1e-9) / 1e6
+        summary = (
+            f"{args.uri}: fetched {_files(result.files)}, {result.size} bytes into {args.dest}"
+            f" in {seconds:.1f} s ({rate:.1f} MB/s)"
+        )
+    if result.sha256:
+        summary += f", sha256 {result.sha256}"
+    log(summary)
+    write_termination_message(summary, args.termination_log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

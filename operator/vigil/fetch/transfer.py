@@ -1,0 +1,509 @@
+"""One object over HTTP(S) to a file: streamed, hashed, resumed, retried.
+
+Memory stays bounded by a few fixed buffers whatever the size. When a digest
+is wanted, a second thread hashes each buffer while the next one is read
+(hashlib, socket reads and file writes release the GIL), so verifying costs
+little wall time on two cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import http.client
+import os
+import queue
+import random
+import shutil
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from vigil.fetch.errors import FetchError, HttpStatusError, PermanentError, TransientError
+
+BUFFER_BYTES = 1 << 20
+#: Buffers in flight between the reader and the hashing thread.
+HASH_BUFFERS = 4
+MAX_REDIRECTS = 5
+#: An error response's body is read for its words, never more than this.
+ERROR_BODY_BYTES = 64 << 10
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class Request:
+    """One GET: an absolute URL (path and query already encoded) and its headers."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Called for every attempt: S3 signs each one afresh (its signature holds the time).
+RequestFactory = Callable[[], Request]
+#: The words of an error response: ``(status, reason, body) -> message``.
+Describe = Callable[[int, str, bytes], str]
+
+
+def describe_status(status: int, reason: str, _body: bytes) -> str:
+    return f"{status} {reason}".strip()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential back-off: ``base``, ``2*base``, ``4*base`` ... at most ``cap``, with jitter."""
+
+    retries: int = 5
+    base_seconds: float = 1.0
+    cap_seconds: float = 30.0
+
+    def delay(self, failure: int, retry_after: float | None = None) -> float:
+        backoff = min(self.cap_seconds, self.base_seconds * 2 ** (failure - 1))
+        if retry_after is not None:
+            backoff = max(backoff, min(retry_after, self.cap_seconds))
+        # Jitter keeps many init containers from retrying in step.
+        return backoff * random.uniform(0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach servers: a socket timeout (per read, not per file) and TLS."""
+
+    timeout_seconds: float = 30.0
+    ssl_context: ssl.SSLContext | None = None
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    size: int
+    sha256: str | None
+
+
+class Progress:
+    """``bytes of total`` lines on the log, at most one a ``interval`` seconds."""
+
+    def __init__(
+        self,
+        total: int | None = None,
+        *,
+        interval: float = 1.0,
+        out: IO[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.done_bytes = 0
+        self._interval = interval
+        self._out = out if out is not None else sys.stderr
+        self._clock = clock
+        self._started = clock()
+        self._last = self._started
+
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+
+    def advance(self, count: int) -> None:
+        self.done_bytes += count
+        now = self._clock()
+        if now - self._last >= self._interval:
+            self._last = now
+            self.report()
+
+    def rewind(self, count: int) -> None:
+        """A restart from the beginning takes back what was counted."""
+        self.done_bytes -= count
+
+    def line(self) -> str:
+        elapsed = max(self._clock() - self._started, 1e-9)
+        rate = self.done_bytes / elapsed / 1e6
+        if self.total:
+            percent = 100 * self.done_bytes // self.total
+            return f"{self.done_bytes} of {self.total} bytes ({percent}%), {rate:.1f} MB/s"
+        return f"{self.done_bytes} bytes (total unknown), {rate:.1f} MB/s"
+
+    def report(self) -> None:
+        log(self.line(), out=self._out)
+
+
+def log(message: str, *, out: IO[str] | None = None) -> None:
+    print(f"vigil-fetch: {message}", file=out if out is not None else sys.stderr, flush=True)
+
+
+class FileSink:
+    """Writes to the target; a local write error is permanent (a full disk stays full)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.written = 0
+        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 (closed by close())
+
+    def write(self, view: memoryview) -> None:
+        try:
+            while view:
+                count = self._file.write(view)
+                self.written += count
+                view = view[count:]
+        except OSError as error:
+            raise local_write_error(error, self.path, self.written) from None
+
+    def restart(self) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+        self.written = 0
+
+    def close(self) -> str | None:
+        self._file.close()
+        return None
+
+
+class HashingSink:
+    """A :class:`FileSink` whose bytes a second thread hashes (sha256) as they pass."""
+
+    def __init__(self, inner: FileSink) -> None:
+        self.inner = inner
+        self._hash = hashlib.sha256()
+        self._free: queue.Queue[bytearray] = queue.Queue()
+        self._work: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        for _ in range(HASH_BUFFERS):
+            self._free.put(bytearray(BUFFER_BYTES))
+        self._thread = threading.Thread(target=self._hash_loop, name="sha256", daemon=True)
+        self._thread.start()
+
+    def buffer(self) -> bytearray:
+        return self._free.get()
+
+    def give_back(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
+
+    def write_buffer(self, buffer: bytearray, count: int) -> None:
+        """Write ``buffer[:count]`` now, hash it in the background, then free it."""
+        try:
+            self.inner.write(memoryview(buffer)[:count])
+        except FetchError:
+            self._free.put(buffer)
+            raise
+        self._work.put((buffer, count))
+
+    def _hash_loop(self) -> None:
+        while (item := self._work.get()) is not None:
+            buffer, count = item
+            self._hash.update(memoryview(buffer)[:count])
+            self._free.put(buffer)
+
+    def _drain(self) -> None:
+        self._work.put(None)
+        self._thread.join()
+
+    def restart(self) -> None:
+        self._drain()
+        self.inner.restart()
+        self._hash = hashlib.sha256()
+        self._thread = threading.Thread(target=self._hash_loop, name="sha256", daemon=True)
+        self._thread.start()
+
+    def close(self) -> str | None:
+        self._drain()
+        self.inner.close()
+        return self._hash.hexdigest()
+
+
+def local_write_error(error: OSError, path: Path, written: int) -> PermanentError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = _free_bytes(path.parent)
+        return PermanentError(
+            f"no space left on device writing {path.name} after {written} bytes"
+            f" ({free} bytes free in {path.parent})"
+        )
+    return PermanentError(f"cannot write {path}: {error.strerror or error}")
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def check_room(folder: Path, needed: int, what: str) -> None:
+    """Fail before downloading when the folder cannot hold ``needed`` bytes."""
+    free = _free_bytes(folder)
+    if needed > free:
+        raise PermanentError(
+            f"no space left on device: {what} needs {needed} bytes, {free} bytes free in {folder}"
+        )
+
+
+def _connect(url: str, connection: Connection) -> tuple[http.client.HTTPConnection, str]:
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        context = connection.ssl_context or ssl.create_default_context()
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, parts.port, timeout=connection.timeout_seconds, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(host, parts.port, timeout=connection.timeout_seconds)
+    return conn, target
+
+
+def open_response(
+    request: Request,
+    extra_headers: Mapping[str, str],
+    connection: Connection,
+    *,
+    follow_redirects: bool,
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """Send the GET (following redirects when asked); the caller closes the connection."""
+    url = request.url
+    headers = {**request.headers, **extra_headers}
+    for _ in range(MAX_REDIRECTS + 1):
+        conn, target = _connect(url, connection)
+        try:
+            conn.request("GET", target, headers=headers)
+            response = conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+        location = response.getheader("Location")
+        if not (follow_redirects and response.status in _REDIRECTS and location):
+            return conn, response
+        conn.close()
+        url = urllib.parse.urljoin(url, location)
+        # A redirect elsewhere gets none of the original request's headers.
+        headers = dict(extra_headers)
+    raise PermanentError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def transient_error_words(error: BaseException, url: str) -> str | None:
+    """The words of a network error worth retrying; None when it is not one."""
+    parts = urllib.parse.urlsplit(url)
+    where = parts.netloc
+    if isinstance(error, http.client.IncompleteRead):
+        return f"connection closed early by {where} (body incomplete)"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return None
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve host {parts.hostname!r}: {error.strerror}"
+    if isinstance(error, TimeoutError | socket.timeout):
+        return f"timed out waiting for {where}"
+    if isinstance(error, ConnectionRefusedError):
+        return f"cannot connect to {where}: connection refused"
+    if isinstance(error, http.client.RemoteDisconnected):
+        return f"{where} closed the connection without a response"
+    if isinstance(error, ConnectionError):
+        return f"connection to {where} failed: {error.strerror or error}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error with {where}: {error.reason or error}"
+    if isinstance(error, http.client.HTTPException):
+        return f"bad HTTP response from {where}: {type(error).__name__} {error}".strip()
+    if isinstance(error, OSError) and error.errno in (
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ETIMEDOUT,
+    ):
+        return f"cannot reach {where}: {error.strerror}"
+    return None
+
+
+def _retry_after(response: http.client.HTTPResponse) -> float | None:
+    value = response.getheader("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth another (internal to :func:`download`)."""
+
+    def __init__(self, words: str, retry_after: float | None = None) -> None:
+        super().__init__(words)
+        self.retry_after = retry_after
+
+
+def _content_range_start(value: str | None) -> int | None:
+    # "bytes 100-199/200"
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        return int(value[6:].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def download(
+    make_request: RequestFactory,
+    target: Path,
+    *,
+    progress: Progress,
+    retry: RetryPolicy,
+    connection: Connection,
+    describe: Describe = describe_status,
+    sha256: bool = False,
+    follow_redirects: bool = True,
+    expected_size: int | None = None,
+) -> Downloaded:
+    """GET one object into ``target``; resume with ``Range`` after a broken transfer.
+
+    Raises :class:`PermanentError` (4xx, a local write error, bad TLS) or
+    :class:`TransientError` once ``retry.retries`` retries in a row failed.
+    """
+    file_sink = FileSink(target)
+    sink: FileSink | HashingSink = HashingSink(file_sink) if sha256 else file_sink
+    offset = 0
+    validator: str | None = None
+    failures = 0
+    try:
+        while True:
+            request = make_request()
+            started_at = offset
+            try:
+                offset, validator = _attempt(
+                    request,
+                    sink,
+                    file_sink,
+                    offset,
+                    validator,
+                    progress=progress,
+                    connection=connection,
+                    describe=describe,
+                    follow_redirects=follow_redirects,
+                    expected_size=expected_size,
+                )
+                return Downloaded(size=offset, sha256=sink.close())
+            except _Retry as attempt_error:
+                offset = file_sink.written
+                if offset > started_at:
+                    failures = 0  # progress was made: count afresh
+                failures += 1
+                if failures > retry.retries:
+                    raise TransientError(
+                        f"{attempt_error} (gave up after {failures} attempts in a row)"
+                    ) from None
+                pause = retry.delay(failures, attempt_error.retry_after)
+                log(
+                    f"{attempt_error}; retry {failures} of {retry.retries} in {pause:.1f} s"
+                    + (f", resuming at byte {offset}" if offset else "")
+                )
+                time.sleep(pause)
+    except BaseException:
+        sink.close()
+        remove_quietly(target)
+        raise
+
+
+def _attempt(
+    request: Request,
+    sink: FileSink | HashingSink,
+    file_sink: FileSink,
+    offset: int,
+    validator: str | None,
+    *,
+    progress: Progress,
+    connection: Connection,
+    describe: Describe,
+    follow_redirects: bool,
+    expected_size: int | None,
+) -> tuple[int, str | None]:
+    extra: dict[str, str] = {}
+    if offset:
+        extra["Range"] = f"bytes={offset}-"
+        if validator:
+            extra["If-Range"] = validator
+    conn: http.client.HTTPConnection | None = None
+    try:
+        conn, response = open_response(
+            request, extra, connection, follow_redirects=follow_redirects
+        )
+        status = response.status
+        if status >= 300 and not (status == 416 and offset):
+            body = response.read(ERROR_BODY_BYTES)
+            words = describe(status, response.reason, body)
+            if status >= 500 or status in _TRANSIENT_STATUSES:
+                raise _Retry(words, _retry_after(response))
+            raise HttpStatusError(words, status)
+        resumed = status == 206 and (
+            _content_range_start(response.getheader("Content-Range")) == offset
+        )
+        if offset and not resumed:
+            # The whole object again (it changed, or the server knows no ranges),
+            # or a range we did not ask for: start over.
+            log(f"restarting from byte 0 (the server answered {status} to a resumed request)")
+            progress.rewind(offset)
+            sink.restart()
+            offset = 0
+            if status != 200:
+                raise _Retry(f"the server answered {status} to a resumed request")
+        length = response.getheader("Content-Length")
+        remaining = int(length) if length is not None and length.isdigit() else None
+        total = offset + remaining if remaining is not None else expected_size
+        if total is not None and progress.total is None:
+            progress.set_total(total)
+        if remaining is not None:
+            check_room(file_sink.path.parent, remaining, file_sink.path.name)
+        etag = response.getheader("ETag")
+        validator = (
+            etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
+        )
+        _stream(response, sink, progress)
+        offset = file_sink.written
+        if total is not None and offset != total:
+            raise _Retry(f"connection closed early by the server ({offset} of {total} bytes)")
+        return offset, validator
+    except (FetchError, _Retry):
+        raise
+    except (OSError, http.client.HTTPException) as error:
+        words = transient_error_words(error, request.url)
+        if words is None:
+            if isinstance(error, ssl.SSLCertVerificationError):
+                raise PermanentError(
+                    f"TLS certificate verification failed: {error.verify_message}"
+                ) from None
+            raise PermanentError(f"{type(error).__name__}: {error}") from None
+        raise _Retry(words) from None
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _stream(
+    response: http.client.HTTPResponse, sink: FileSink | HashingSink, progress: Progress
+) -> None:
+    if isinstance(sink, HashingSink):
+        while True:
+            buffer = sink.buffer()
+            try:
+                count = response.readinto(buffer)
+            except BaseException:
+                sink.give_back(buffer)
+                raise
+            if not count:
+                sink.give_back(buffer)
+                return
+            sink.write_buffer(buffer, count)
+            progress.advance(count)
+    view = memoryview(bytearray(BUFFER_BYTES))
+    while count := response.readinto(view):
+        sink.write(view[:count])
+        progress.advance(count)
+
+
+def default_ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """The system's trust store, or only ``ca_file`` when given (a private CA)."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
+def remove_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -1,0 +1,196 @@
+"""Unpack a ``.tar.gz`` or ``.zip`` into a folder, refusing anything that would escape it.
+
+Refused: absolute names, ``..`` components, device files and FIFOs, and
+links (symbolic or hard) whose target resolves outside the folder. Regular
+files and folders are written first, links last: while files are written
+no link exists on disk, so no write can be redirected through one; each
+link is then checked against what is really on disk before it is made.
+Modes keep only the owner's execute bit and the usual read bits (no setuid,
+no group or world write), as tarfile's ``data`` filter does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from vigil.fetch.errors import PermanentError
+from vigil.fetch.transfer import BUFFER_BYTES, local_write_error
+from vigil.fetch.uri import Layout
+
+#: Longer names are refused outright (resolving very long paths is where
+#: path checks have failed before).
+MAX_NAME_BYTES = 1024
+
+
+class UnsafeArchive(PermanentError):
+    """The archive tried to put something outside its folder."""
+
+
+@dataclass(frozen=True)
+class _Link:
+    name: str
+    target: str
+    hard: bool
+
+
+def unpack(archive: Path, layout: Layout, folder: Path) -> int:
+    """Unpack into ``folder`` (created); returns the number of files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if layout is Layout.TAR_GZ:
+            return _unpack_tar(archive, folder)
+        if layout is Layout.ZIP:
+            return _unpack_zip(archive, folder)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
+        raise PermanentError(
+            f"{archive.name} is not a readable {layout} archive: {error}"
+        ) from None
+    raise ValueError(f"not an archive layout: {layout}")
+
+
+def checked_name(name: str) -> str:
+    """The member's path relative to the folder; raises for one that would leave it."""
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise UnsafeArchive(f"archive member name longer than {MAX_NAME_BYTES} bytes")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchive(f"archive member {name!r} has an absolute path")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchive(f"archive member {name!r} escapes the destination folder")
+    if "\0" in name:
+        raise UnsafeArchive(f"archive member {name!r} has a NUL in its name")
+    return "/".join(parts)
+
+
+def _inside(folder: Path, path: str) -> bool:
+    root = os.path.realpath(folder)
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _safe_mode(mode: int) -> int:
+    executable = mode & stat.S_IXUSR
+    return 0o755 if executable else 0o644
+
+
+def _write_file(folder: Path, name: str, source: IO[bytes], mode: int) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        raise UnsafeArchive(f"archive member {name!r} replaces a folder with a file")
+    written = 0
+    try:
+        with open(path, "wb") as out:
+            while chunk := source.read(BUFFER_BYTES):
+                out.write(chunk)
+                written += len(chunk)
+    except OSError as error:
+        raise local_write_error(error, path, written) from None
+    os.chmod(path, _safe_mode(mode))
+
+
+def _make_links(folder: Path, links: list[_Link]) -> None:
+    for link in links:
+        path = folder / link.name
+        parent = os.path.realpath(path.parent)
+        if not _inside(folder, parent):
+            raise UnsafeArchive(f"archive link {link.name!r} lies outside the destination folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            raise UnsafeArchive(f"archive link {link.name!r} replaces a folder")
+        if link.hard:
+            # A hard link's target is another member, named from the archive's root.
+            source = folder / checked_name(link.target)
+            if not _inside(folder, str(source)) or not source.is_file():
+                raise UnsafeArchive(
+                    f"archive hard link {link.name!r} points to {link.target!r},"
+                    " which is not a file inside the destination folder"
+                )
+            _remove(path)
+            shutil.copyfile(os.path.realpath(source), path)
+            continue
+        if os.path.isabs(link.target):
+            raise UnsafeArchive(
+                f"archive symlink {link.name!r} points to the absolute path {link.target!r}"
+            )
+        if not _inside(folder, os.path.join(parent, link.target)):
+            raise UnsafeArchive(
+                f"archive symlink {link.name!r} points to {link.target!r},"
+                " outside the destination folder"
+            )
+        _remove(path)
+        os.symlink(link.target, path)
+    # A later link can change where an earlier one leads ("a -> b/.." then
+    # "b -> ."): only the final state counts, so every link is checked again.
+    for link in links:
+        if not _inside(folder, str(folder / link.name)):
+            raise UnsafeArchive(
+                f"archive link {link.name!r} leads outside the destination folder"
+                " through other links"
+            )
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+
+
+def _unpack_tar(archive: Path, folder: Path) -> int:
+    files = 0
+    links: list[_Link] = []
+    # Stream mode: one pass over the compressed data, constant memory.
+    with tarfile.open(archive, mode="r|gz") as tar:
+        for member in tar:
+            name = checked_name(member.name)
+            if member.isdir():
+                if name:
+                    (folder / name).mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file always has data
+                _write_file(folder, name, source, member.mode)
+                files += 1
+            elif member.issym() or member.islnk():
+                links.append(_Link(name, member.linkname, hard=member.islnk()))
+            else:
+                raise UnsafeArchive(
+                    f"archive member {member.name!r} is a device, FIFO or other special file"
+                )
+    _make_links(folder, links)
+    return files + len(links)
+
+
+def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, int]]:
+    for info in archive.infolist():
+        yield info, info.external_attr >> 16
+
+
+def _unpack_zip(archive: Path, folder: Path) -> int:
+    files = 0
+    links: list[_Link] = []
+    with zipfile.ZipFile(archive) as zipped:
+        for info, mode in _zip_members(zipped):
+            name = checked_name(info.filename)
+            if stat.S_ISLNK(mode):
+                target = zipped.read(info, pwd=None)[:MAX_NAME_BYTES].decode()
+                links.append(_Link(name, target, hard=False))
+            elif info.is_dir():
+                if name:
+                    (folder / name).mkdir(parents=True, exist_ok=True)
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+                raise UnsafeArchive(
+                    f"archive member {info.filename!r} is a device, FIFO or other special file"
+                )
+            else:
+                with zipped.open(info) as source:
+                    _write_file(folder, name, source, mode)
+                files += 1
+    _make_links(folder, links)
+    return files + len(links)

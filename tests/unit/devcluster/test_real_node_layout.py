@@ -1,0 +1,107 @@
+"""The real node's pure parts: address plan, configurations, packages, image archives."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from vigil.devcluster import node as node_module
+from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.network import NodeNetwork
+from vigil.devcluster.node import NOT_ROOT, NodeError, RealNode, preflight
+from vigil.devcluster.packages import missing
+
+
+class TestAddressPlan:
+    def test_each_range_lies_in_the_clusters_own_16(self) -> None:
+        net = NodeNetwork.for_port_base(25400)
+        own = ipaddress.ip_network(net.cluster_range)
+        assert own == ipaddress.ip_network("10.154.0.0/16")
+        for inside in (net.pod_range, net.service_range):
+            assert ipaddress.ip_network(inside).subnet_of(own)  # type: ignore[arg-type]
+        for address in (net.node_ip, net.host_ip, net.link_node_ip, net.dns_service_ip):
+            assert ipaddress.ip_address(address) in own
+
+    def test_pods_services_and_the_link_do_not_overlap(self) -> None:
+        net = NodeNetwork.for_port_base(26400)
+        link = ipaddress.ip_network(f"{net.host_ip}/{net.link_prefix}", strict=False)
+        ranges = [ipaddress.ip_network(r) for r in (net.pod_range, net.service_range)] + [link]
+        for index, first in enumerate(ranges):
+            for second in ranges[index + 1 :]:
+                assert not first.overlaps(second)
+        assert ipaddress.ip_address(net.kubernetes_service_ip) in ranges[1]
+        assert ipaddress.ip_address(net.dns_service_ip) in ranges[1]
+
+    def test_two_clusters_a_hundred_ports_apart_share_nothing(self) -> None:
+        first, second = NodeNetwork.for_port_base(25400), NodeNetwork.for_port_base(25500)
+        assert not ipaddress.ip_network(first.cluster_range).overlaps(
+            ipaddress.ip_network(second.cluster_range)
+        )
+        assert first.netns != second.netns and first.host_link != second.host_link
+        assert len(first.host_link) <= 15  # the kernel's limit for link names
+
+
+@pytest.fixture
+def real_node(tmp_path: Path) -> RealNode:
+    return LocalCluster(state_dir=tmp_path, bin_dir=tmp_path, real_node=True).node()
+
+
+def test_pods_get_no_default_route_and_no_masquerading(real_node: RealNode) -> None:
+    (bridge,) = real_node._cni()["plugins"]  # type: ignore[misc]
+    assert bridge["ipMasq"] is False
+    assert bridge["isGateway"] is False and bridge["isDefaultGateway"] is False
+    routes = bridge["ipam"]["routes"]
+    assert routes == [{"dst": real_node.network.service_range, "gw": real_node.network.node_ip}]
+    assert str(real_node.dir) in bridge["ipam"]["dataDir"]
+
+
+def test_kubelet_authenticates_callers_and_asks_the_api_server(real_node: RealNode) -> None:
+    config = real_node._kubelet_config()
+    assert config["authentication"] == {
+        "anonymous": {"enabled": False},
+        "webhook": {"enabled": True, "cacheTTL": "30s"},
+        "x509": {"clientCAFile": str(real_node.cluster.pki_dir / "ca.crt")},
+    }
+    assert config["authorization"] == {"mode": "Webhook"}
+    assert config["readOnlyPort"] == 0
+    assert config["clusterDNS"] == [real_node.network.dns_service_ip]
+    assert config["cgroupRoot"] == f"/vigil-{real_node.network.octet}"
+    assert str(config["containerRuntimeEndpoint"]).endswith("containerd/containerd.sock")
+
+
+def test_the_api_server_authorizes_nodes_and_calls_kubelet_with_a_certificate(
+    tmp_path: Path,
+) -> None:
+    cluster = LocalCluster(state_dir=tmp_path, bin_dir=tmp_path, real_node=True)
+    args = cluster._apiserver_args(tmp_path)
+    assert "--authorization-mode=Node,RBAC" in args
+    assert "--enable-admission-plugins=NodeRestriction" in args
+    assert f"--advertise-address={cluster.network.host_ip}" in args
+    assert any(a.startswith("--kubelet-client-certificate=") for a in args)
+    assert f"--service-cluster-ip-range={cluster.network.service_range}" in args
+    kwok_only = LocalCluster(state_dir=tmp_path, bin_dir=tmp_path)._apiserver_args(tmp_path)
+    assert "--advertise-address=127.0.0.1" in kwok_only
+
+
+def test_without_root_the_node_stops_at_once_and_points_to_kind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(node_module.os, "geteuid", lambda: 1000)
+    with pytest.raises(NodeError) as error:
+        preflight()
+    assert str(error.value) == NOT_ROOT
+    assert "needs root" in NOT_ROOT and "make kind-up" in NOT_ROOT
+
+
+def test_missing_names_each_package_once(tmp_path: Path) -> None:
+    present = tmp_path / "present"
+    present.write_text("")
+    wanted = {
+        str(present): "here",
+        str(tmp_path / "absent-a"): "pkg-a",
+        str(tmp_path / "absent-b"): "pkg-a",
+        "no-such-command-vigil": "pkg-b",
+    }
+    assert missing(wanted) == ["pkg-a", "pkg-b"]

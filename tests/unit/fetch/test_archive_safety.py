@@ -1,0 +1,163 @@
+"""Archives unpack inside their folder or not at all: traversal, links and special files refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from vigil.fetch.errors import PermanentError
+from vigil.fetch.unpack import UnsafeArchive, checked_name, unpack
+from vigil.fetch.uri import Layout
+
+
+def tar_gz(path: Path, members: list[tuple[str, bytes | str | None, int]]) -> Path:
+    """``(name, data, type)``: bytes for a file, a link target for links, None for a folder."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data, kind in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind  # type: ignore[assignment]
+            if kind == tarfile.REGTYPE:
+                assert isinstance(data, bytes)
+                info.size = len(data)
+                info.mode = 0o4755 if name.endswith(".sh") else 0o666
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                if isinstance(data, str):
+                    info.linkname = data
+                tar.addfile(info)
+    return path
+
+
+def zip_file(path: Path, members: list[tuple[str, bytes, int]]) -> Path:
+    """``(name, data, unix mode)``: a symlink's data is its target."""
+    with zipfile.ZipFile(path, "w") as zipped:
+        for name, data, mode in members:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            zipped.writestr(info, data)
+    return path
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "box" / "out"
+
+
+def test_a_model_folder_unpacks_with_its_files_folders_and_inner_links(
+    tmp_path: Path, out: Path
+) -> None:
+    archive = tar_gz(
+        tmp_path / "m.tar.gz",
+        [
+            ("wine/", None, tarfile.DIRTYPE),
+            ("wine/model-settings.json", b"{}", tarfile.REGTYPE),
+            ("wine/model.joblib", b"weights", tarfile.REGTYPE),
+            ("wine/start.sh", b"#!/bin/sh", tarfile.REGTYPE),
+            ("wine/current", "model.joblib", tarfile.SYMTYPE),
+            ("wine/copy.joblib", "wine/model.joblib", tarfile.LNKTYPE),
+        ],
+    )
+    assert unpack(archive, Layout.TAR_GZ, out) == 5
+    assert (out / "wine" / "model.joblib").read_bytes() == b"weights"
+    assert os.readlink(out / "wine" / "current") == "model.joblib"
+    assert (out / "wine" / "copy.joblib").read_bytes() == b"weights"
+    # No setuid, no group or world write; the owner's execute bit stays.
+    assert stat.S_IMODE((out / "wine" / "start.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "wine" / "model.joblib").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("members", "words"),
+    [
+        ([("../evil", b"x", tarfile.REGTYPE)], "'../evil' escapes the destination folder"),
+        ([("a/../../evil", b"x", tarfile.REGTYPE)], "escapes the destination folder"),
+        ([("/tmp/evil", b"x", tarfile.REGTYPE)], "'/tmp/evil' has an absolute path"),
+        ([("etc", "/etc", tarfile.SYMTYPE)], "points to the absolute path '/etc'"),
+        ([("up", "../..", tarfile.SYMTYPE)], "points to '../..', outside the destination folder"),
+        ([("deep/up", "../../evil", tarfile.SYMTYPE)], "outside the destination folder"),
+        (
+            [("here", ".", tarfile.SYMTYPE), ("out", "here/..", tarfile.SYMTYPE)],
+            "'out' points to 'here/..', outside",
+        ),
+        (
+            # Harmless when made ("s/b" did not exist yet), outside once "s/b" is made.
+            [("s/a", "b/../..", tarfile.SYMTYPE), ("s/b", "..", tarfile.SYMTYPE)],
+            "'s/a' leads outside the destination folder through other links",
+        ),
+        ([("passwd", "../../etc/passwd", tarfile.LNKTYPE)], "escapes the destination folder"),
+        ([("copy", "missing", tarfile.LNKTYPE)], "not a file inside the destination folder"),
+        ([("null", None, tarfile.CHRTYPE)], "'null' is a device, FIFO or other special file"),
+        ([("pipe", None, tarfile.FIFOTYPE)], "is a device, FIFO or other special file"),
+        (
+            [("d/file", b"x", tarfile.REGTYPE), ("d", ".", tarfile.SYMTYPE)],
+            "'d' replaces a folder",
+        ),
+    ],
+)
+def test_a_tar_that_would_leave_its_folder_is_refused(
+    tmp_path: Path, out: Path, members: list[tuple[str, bytes | str | None, int]], words: str
+) -> None:
+    archive = tar_gz(tmp_path / "bad.tar.gz", members)
+    with pytest.raises(UnsafeArchive, match=words.replace(".", r"\.")):
+        unpack(archive, Layout.TAR_GZ, out)
+    assert sorted(p.name for p in (tmp_path / "box").iterdir()) == ["out"]
+    assert not (tmp_path / "evil").exists()
+
+
+def test_a_zip_unpacks_with_its_folders_and_inner_links(tmp_path: Path, out: Path) -> None:
+    archive = zip_file(
+        tmp_path / "m.zip",
+        [
+            ("wine/", b"", stat.S_IFDIR | 0o755),
+            ("wine/model.joblib", b"weights", stat.S_IFREG | 0o644),
+            ("wine/current", b"model.joblib", stat.S_IFLNK | 0o777),
+            ("plain.txt", b"no unix mode", 0),
+        ],
+    )
+    assert unpack(archive, Layout.ZIP, out) == 3
+    assert (out / "wine" / "current").read_bytes() == b"weights"
+    assert (out / "plain.txt").read_bytes() == b"no unix mode"
+
+
+@pytest.mark.parametrize(
+    ("members", "words"),
+    [
+        ([("../evil", b"x", stat.S_IFREG | 0o644)], "escapes the destination folder"),
+        ([("link", b"../../evil", stat.S_IFLNK | 0o777)], "outside the destination folder"),
+        ([("link", b"/etc/passwd", stat.S_IFLNK | 0o777)], "the absolute path '/etc/passwd'"),
+        ([("fifo", b"", stat.S_IFIFO | 0o644)], "device, FIFO or other special file"),
+    ],
+)
+def test_a_zip_that_would_leave_its_folder_is_refused(
+    tmp_path: Path, out: Path, members: list[tuple[str, bytes, int]], words: str
+) -> None:
+    archive = zip_file(tmp_path / "bad.zip", members)
+    with pytest.raises(UnsafeArchive, match=words.replace(".", r"\.")):
+        unpack(archive, Layout.ZIP, out)
+    assert not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize(("layout", "suffix"), [(Layout.TAR_GZ, ".tar.gz"), (Layout.ZIP, ".zip")])
+def test_a_broken_archive_is_a_permanent_error_naming_the_file(
+    tmp_path: Path, out: Path, layout: Layout, suffix: str
+) -> None:
+    archive = tmp_path / f"model{suffix}"
+    archive.write_bytes(b"not an archive at all")
+    with pytest.raises(PermanentError, match=f"model{suffix} is not a readable"):
+        unpack(archive, layout, out)
+
+
+@pytest.mark.parametrize(("name", "kept"), [("./a/./b", "a/b"), ("a//b/", "a/b"), (".", "")])
+def test_harmless_names_are_normalised(name: str, kept: str) -> None:
+    assert checked_name(name) == kept
+
+
+def test_overlong_names_are_refused() -> None:
+    with pytest.raises(UnsafeArchive, match="longer than 1024 bytes"):
+        checked_name("a/" * 600)
