@@ -1,4 +1,5 @@
-"""Real servers for the fetcher's tests: an aiohttp artifact server (http and https)."""
+"""Real servers for the fetcher's tests: an aiohttp artifact server (http and https) and
+SeaweedFS's S3 gateway (built by ``make seaweedfs``), all on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from artifact_server import ArtifactServer
 from fetch_kit import Artifacts
+
+from vigil.devcluster.seaweedfs import S3Store, StoreError, put_object, running_store
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +52,18 @@ def https_server(artifacts: Artifacts, certificate: tuple[Path, Path]) -> Iterat
     server = ArtifactServer(artifacts.folder, ssl_context=context).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory: pytest.TempPathFactory, artifacts: Artifacts) -> Iterator[S3Store]:
+    """SeaweedFS with the artifacts uploaded to bucket ``models`` (and a folder of objects)."""
+    try:
+        with running_store(tmp_path_factory.mktemp("seaweedfs")) as store:
+            for name in (Artifacts.MODEL, Artifacts.TAR, Artifacts.EVIL_TAR):
+                put_object(store, "models", f"wine/v1/{name}", artifacts.folder / name)
+            put_object(store, "models", "wine/v2/model.joblib", artifacts.folder / Artifacts.MODEL)
+            put_object(store, "models", "wine/v2/model-settings.json", artifacts.settings)
+            put_object(store, "models", "wine/v2/data/extra weights ü+1.bin", b"extra")
+            yield store
+    except StoreError as error:
+        pytest.fail(f"the S3 tests need SeaweedFS: {error}")

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build SeaweedFS's `weed` (the S3-compatible store of the artifact fetcher's
+# tests and benchmark) from its Go module, once, and cache it by version.
+#
+# Usage: hack/build-seaweedfs.sh            build if missing, print the binary's path
+#        hack/build-seaweedfs.sh --print    only print the binary's path
+#
+# The version is the one hack/seaweedfs/go.mod pins (a commit: SeaweedFS tags
+# no semantic versions).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+version=$(sed -n 's|^require github.com/seaweedfs/seaweedfs \(.*\)$|\1|p' "$here/seaweedfs/go.mod")
+[[ -n "$version" ]] || { echo "build-seaweedfs: no version in $here/seaweedfs/go.mod" >&2; exit 1; }
+cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
+bin="$cache/bin/seaweedfs-$version/weed"
+
+if [[ "${1:-}" == "--print" ]]; then
+  echo "$bin"
+  exit 0
+fi
+if [[ -x "$bin" ]]; then
+  echo "$bin"
+  exit 0
+fi
+command -v go >/dev/null || {
+  echo "build-seaweedfs: Go is required (1.26+) to build SeaweedFS; install it and retry" >&2
+  exit 1
+}
+mkdir -p "$(dirname "$bin")"
+start=$(date +%s)
+echo "build-seaweedfs: building weed $version ..." >&2
+(cd "$here/seaweedfs" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin.tmp" github.com/seaweedfs/seaweedfs/weed)
+mv "$bin.tmp" "$bin"
+echo "build-seaweedfs: built weed in $(( $(date +%s) - start ))s ($(du -h "$bin" | cut -f1))" >&2
+echo "$bin"
