@@ -44,7 +44,27 @@ FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
     total(names.SHADOW_AGREEMENTS): ("target_revision",),
     sum_of(names.SHADOW_ABS_DIFFERENCE): ("target_revision",),
     count_of(names.SHADOW_ABS_DIFFERENCE): ("target_revision",),
+    total(names.FEEDBACK_LABELS): ("outcome",),
+    total(names.FEEDBACK_SCORED): ("class",),
+    total(names.FEEDBACK_CORRECT): ("class",),
+    total(names.FEEDBACK_ABSOLUTE_ERROR): (),
+    total(names.FEEDBACK_SQUARED_ERROR): (),
+    bucket(names.FEEDBACK_LABEL_DELAY): ("le",),
 }
+
+#: Ground-truth families: their ``revision`` label is the revision that *served* the
+#: prediction, which may differ from the counting pod's (a prediction handed over
+#: at shutdown). The direct source keeps that label and picks by it.
+SERVED_REVISION_FAMILIES = frozenset(
+    {
+        total(names.FEEDBACK_LABELS),
+        total(names.FEEDBACK_SCORED),
+        total(names.FEEDBACK_CORRECT),
+        total(names.FEEDBACK_ABSOLUTE_ERROR),
+        total(names.FEEDBACK_SQUARED_ERROR),
+        bucket(names.FEEDBACK_LABEL_DELAY),
+    }
+)
 
 #: Only inference requests count towards health (not probes, not /metadata).
 FAMILY_FILTERS: Mapping[str, Mapping[str, str]] = {
@@ -67,7 +87,26 @@ def series_key(name: str, labels: Mapping[str, str]) -> SeriesKey | None:
     for label, value in FAMILY_FILTERS.get(name, {}).items():
         if labels.get(label) != value:
             return None
+    if name in SERVED_REVISION_FAMILIES:
+        kept = (*kept, "revision")
     return name, tuple((label, labels.get(label, "")) for label in kept)
+
+
+def served_by(series: Mapping[SeriesKey, float], revision: str) -> dict[SeriesKey, float]:
+    """The ground-truth series of predictions ``revision`` served, without that label.
+
+    The direct source adds these over every pod of the ModelDeployment (a label
+    may be counted on another revision's pod) and picks the revision's own.
+    """
+    out: dict[SeriesKey, float] = {}
+    for (name, labels), value in series.items():
+        if name not in SERVED_REVISION_FAMILIES:
+            continue
+        if dict(labels).get("revision") != revision:
+            continue
+        key = (name, tuple(item for item in labels if item[0] != "revision"))
+        out[key] = out.get(key, 0.0) + value
+    return out
 
 
 @dataclass(frozen=True)
@@ -169,6 +208,88 @@ def _le_value(text: str) -> float:
 
 
 @dataclass(frozen=True)
+class RealizedPerformance:
+    """What the labels that arrived in the window say about one revision's predictions.
+
+    A window of label *arrival*: a label counts when it arrives, against the
+    revision that served its prediction. Figures that cannot be computed
+    (no scored label; accuracy of a regressor) are None.
+    """
+
+    #: Labels (prediction rows) by outcome: joined, duplicate, no_prediction, expired,
+    #: lost, unknown, unreachable, invalid (docs/design/ground-truth.md).
+    labels_by_outcome: Mapping[str, float] = field(default_factory=dict)
+    #: Scored labels and the correct ones by true class ("" for a regressor).
+    scored_by_class: Mapping[str, float] = field(default_factory=dict)
+    correct_by_class: Mapping[str, float] = field(default_factory=dict)
+    absolute_error_sum: float = 0.0
+    squared_error_sum: float = 0.0
+    #: (upper bound in seconds, cumulative count) pairs of the label delay, ending with +Inf.
+    delay_buckets: tuple[tuple[float, float], ...] = ()
+
+    def outcome(self, name: str) -> float:
+        return self.labels_by_outcome.get(name, 0.0)
+
+    @property
+    def labels(self) -> float:
+        """Labels joined to their prediction in the window."""
+        return self.outcome("joined")
+
+    @property
+    def scored(self) -> float:
+        return sum(self.scored_by_class.values())
+
+    @property
+    def classification(self) -> bool:
+        return any(label != "" for label in self.scored_by_class)
+
+    @property
+    def accuracy(self) -> float | None:
+        if not self.classification or self.scored <= 0:
+            return None
+        return sum(self.correct_by_class.values()) / self.scored
+
+    @property
+    def recall(self) -> dict[str, float]:
+        """Per true class: the share of its labels the revision predicted right."""
+        if not self.classification:
+            return {}
+        return {
+            label: self.correct_by_class.get(label, 0.0) / scored
+            for label, scored in sorted(self.scored_by_class.items())
+            if scored > 0
+        }
+
+    @property
+    def mae(self) -> float | None:
+        scored = self.scored_by_class.get("", 0.0)
+        return self.absolute_error_sum / scored if scored > 0 and not self.classification else None
+
+    @property
+    def rmse(self) -> float | None:
+        scored = self.scored_by_class.get("", 0.0)
+        if scored <= 0 or self.classification:
+            return None
+        return math.sqrt(max(0.0, self.squared_error_sum / scored))
+
+    def delay_quantile(self, q: float) -> float | None:
+        """Seconds from prediction to label (linear inside a bucket, as Prometheus does)."""
+        return quantile_from_buckets(q, self.delay_buckets)
+
+    @classmethod
+    def from_series(cls, series: Mapping[SeriesKey, float]) -> RealizedPerformance:
+        delay = _by(series, bucket(names.FEEDBACK_LABEL_DELAY), "le")
+        return cls(
+            labels_by_outcome=_by(series, total(names.FEEDBACK_LABELS), "outcome"),
+            scored_by_class=_by(series, total(names.FEEDBACK_SCORED), "class"),
+            correct_by_class=_by(series, total(names.FEEDBACK_CORRECT), "class"),
+            absolute_error_sum=_total(series, total(names.FEEDBACK_ABSOLUTE_ERROR)),
+            squared_error_sum=_total(series, total(names.FEEDBACK_SQUARED_ERROR)),
+            delay_buckets=tuple(sorted((_le_value(le), n) for le, n in delay.items())),
+        )
+
+
+@dataclass(frozen=True)
 class RevisionWindow:
     """One revision's figures over the window, summed across its pods."""
 
@@ -191,6 +312,7 @@ class RevisionWindow:
     shadow_difference_sum: Mapping[str, float] = field(default_factory=dict)
     shadow_differences: Mapping[str, float] = field(default_factory=dict)
     pods: int = 0
+    realized: RealizedPerformance = field(default_factory=RealizedPerformance)
 
     @property
     def requests(self) -> float:
@@ -235,6 +357,7 @@ class RevisionWindow:
                 series, count_of(names.SHADOW_ABS_DIFFERENCE), "target_revision"
             ),
             pods=pods,
+            realized=RealizedPerformance.from_series(series),
         )
 
 

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from vigil.core.window import RevisionWindow, Scrape, add_series, pod_increase
+from vigil.core.window import (
+    SERVED_REVISION_FAMILIES,
+    RevisionWindow,
+    Scrape,
+    SeriesKey,
+    add_series,
+    pod_increase,
+    served_by,
+)
 from vigil.metrics.exposition import parse_sidecar_metrics
 from vigil.metrics.source import Collection, PodTarget, RevisionKey, RevisionTarget
 
@@ -84,6 +92,7 @@ class DirectSource:
                 return pod.name, await self._scrape(pod, now)
 
         jobs = [(t, asyncio.gather(*(scrape(t, p) for p in t.pods))) for t in targets]
+        answered: dict[RevisionKey, int] = {}
         outcomes = await asyncio.gather(*(job for _, job in jobs))
         for (target, _), pod_results in zip(jobs, outcomes, strict=True):
             failures = []
@@ -98,27 +107,36 @@ class DirectSource:
                 )
                 history.scrapes.append(scraped)
                 history.last_seen = now
-            answered = len(target.pods) - len(failures)
-            if target.pods and answered == 0:
+            answered[target.key] = len(target.pods) - len(failures)
+            if target.pods and answered[target.key] == 0:
                 result.errors[target.key] = (
                     f"no sidecar answered ({len(target.pods)} pods): {failures[0]}"
                 )
-                continue
-            if not target.pods:
+            elif not target.pods:
                 result.errors[target.key] = "the revision has no running pods to scrape"
-                continue
-            result.windows[target.key] = self._window(target, now, answered)
+        # Every scrape first: a revision's labels may be counted on another's pods.
+        for target in targets:
+            if target.key not in result.errors:
+                result.windows[target.key] = self._window(target, now, answered[target.key])
         self._forget_old(targets, now)
         return result
 
     def _window(self, target: RevisionTarget, now: float, answered: int) -> RevisionWindow:
         start = now - target.window_seconds
-        increases = [
-            pod_increase(list(history.scrapes), start)
-            for (key, _), history in self._history.items()
-            if key == target.key and history.last_seen >= start
-        ]
-        return RevisionWindow.from_series(add_series(increases), pods=answered)
+        own: list[dict[SeriesKey, float]] = []
+        everyone: list[dict[SeriesKey, float]] = []
+        for (key, _), history in self._history.items():
+            if key[:2] != target.key[:2] or history.last_seen < start:
+                continue
+            increase = pod_increase(list(history.scrapes), start)
+            everyone.append(increase)
+            if key == target.key:
+                own.append(increase)
+        series = {k: v for k, v in add_series(own).items() if k[0] not in SERVED_REVISION_FAMILIES}
+        # Labels are counted where the prediction is, against the revision that served
+        # it: the ModelDeployment's scraped pods, this revision's series.
+        series.update(served_by(add_series(everyone), target.revision))
+        return RevisionWindow.from_series(series, pods=answered)
 
     def _forget_old(self, targets: Sequence[RevisionTarget], now: float) -> None:
         """Drop scrapes older than their window (plus the baseline margin)."""

@@ -792,6 +792,14 @@ class FeedbackService:
                 if response.status != 200:
                     raise aiohttp.ClientError(f"HTTP {response.status}")
                 answers = orjson.loads(await response.read())["results"]
+        except aiohttp.ClientConnectorError as error:
+            self.metrics.peer_failures += 1
+            if isinstance(error.os_error, ConnectionRefusedError):
+                # Nothing listens there (a pod gone or restarting): it holds nothing,
+                # whatever it held is lost. Not worth a retry.
+                return [[ABSENT] for _ in batch]
+            log.warning("feedback: peer %s did not answer: %s", peer, error)
+            return None
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as error:
             self.metrics.peer_failures += 1
             log.warning("feedback: peer %s did not answer: %s", peer, error)

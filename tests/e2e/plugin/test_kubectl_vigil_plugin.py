@@ -164,18 +164,13 @@ def test_operator_clear_patch_removes_only_the_request_it_read(cluster, namespac
     assert ANNOTATION_REQUEST not in left and ANNOTATION_REQUEST_ID not in left
 
 
-MISSING_REFERENCE = """
-apiVersion: vigil.dev/v1alpha1
-kind: ModelDeployment
-metadata:
-  name: wine
-spec:
-  model: {name: wine, version: "1"}
-  server: {image: seldonio/mlserver:1.7.1-sklearn}
-  monitoring:
+MISSING_REFERENCE = (
+    MODEL
+    + """  monitoring:
     reference:
       configMapKeyRef: {name: wine-reference, key: profile.json}
 """
+)
 
 
 def test_wait_reports_a_refusal_with_its_reason(cluster, namespace, operator):

@@ -36,14 +36,26 @@ ROLLOUT = {
 }
 
 
-def started(version: str = "2", **extra: Any) -> tuple[RolloutWorld, str, str]:
-    world = RolloutWorld()
-    world.spec = spec("1", 2, rollout=ROLLOUT)
+def serving(
+    world: RolloutWorld | None = None, rollout: dict[str, Any] = ROLLOUT
+) -> tuple[RolloutWorld, str]:
+    """Version 1 serving with all its replicas: the stable revision."""
+    world = world or RolloutWorld()
+    world.spec = spec("1", 2, rollout=rollout)
     world.reconcile()
     stable = world.status["stable"]["revision"]
     world.pods_ready(stable)
     world.reconcile()
-    world.set_spec(spec(version, 2, **{"rollout": ROLLOUT, **extra}))
+    return world, stable
+
+
+def started(
+    version: str = "2", world: RolloutWorld | None = None, **extra: Any
+) -> tuple[RolloutWorld, str, str]:
+    """A stable serving, then a spec change (``extra``: more spec fields) starts a candidate."""
+    extra.setdefault("rollout", ROLLOUT)
+    world, stable = serving(world, extra["rollout"])
+    world.set_spec(spec(version, 2, **extra))
     world.reconcile()
     candidate = world.status["candidate"]["revision"]
     return world, stable, candidate
@@ -466,12 +478,7 @@ class TestEveryRequestIsAnswered:
 
     @pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume", "retry"])
     def test_refused_without_a_rollout(self, verb: str) -> None:
-        world = RolloutWorld()
-        world.spec = spec("1", 2, rollout=ROLLOUT)
-        world.reconcile()
-        stable = world.status["stable"]["revision"]
-        world.pods_ready(stable)
-        world.reconcile()
+        world, stable = serving()
         last = self.ask(world, verb)
         assert last["message"] == (
             f"no rollout with steps under way (revision {stable} serves with 2/2 ready replica(s))"
@@ -625,15 +632,11 @@ class RoutedWorld(RolloutWorld):
 
 
 def routed_rollout(version: str = "2", **extra: Any) -> tuple[RoutedWorld, str, str]:
-    world = RoutedWorld()
-    world.spec = spec("1", 2, rollout=RoutedWorld.ROLLOUT)
-    world.reconcile()
-    stable = world.status["stable"]["revision"]
-    world.pods_ready(stable)
-    world.reconcile()
-    world.set_spec(spec(version, 2, **{"rollout": RoutedWorld.ROLLOUT, **extra}))
-    world.reconcile()
-    return world, stable, world.status["candidate"]["revision"]
+    world, stable, candidate = started(
+        version, RoutedWorld(), **{"rollout": RoutedWorld.ROLLOUT, **extra}
+    )
+    assert isinstance(world, RoutedWorld)
+    return world, stable, candidate
 
 
 def settle(world: RoutedWorld, candidate: str, done: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -239,12 +240,26 @@ class TestPeers:
         mb = await scrape(http, b)
         assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="lost") == 1
 
-    async def test_an_unreachable_peer_asks_for_a_retry(self, model, start_sidecar, http):
-        a, b = await self.two(model, start_sidecar, peer_timeout_seconds=1.0)
+    async def test_a_silent_peer_asks_for_a_retry_a_gone_one_does_not(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar, peer_timeout_seconds=0.5)
         await predict(http, a, [[1.0, 0, 0]], request_id="client-9")
         await a.feedback.stop()
-        _, summary, _ = await send(http, b, {"id": "client-9", "truth": 1})
+        # Accepts and never answers: may hold the prediction.
+        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        b.feedback.peers.entries = (f"127.0.0.1:{port}",)
+        async with silent:
+            _, summary, _ = await send(http, b, {"id": "client-9", "truth": 1})
         assert summary["unreachable"] == 1 and summary["retry"] == ["client-9"]
+        # Refuses connections: nothing runs there, nothing is held there.
+        b.feedback.peers.entries = (a.feedback.address,)
+        b.feedback.peers._cached = (-math.inf, ())
+        _, summary, _ = await send(http, b, {"id": "client-9", "truth": 1})
+        assert summary["unknown"] == 1 and summary["retry"] == []
+        mb = await scrape(http, b)
+        assert value(mb, "vigil_feedback_peer_failures_total") == 2
 
     async def test_peer_paths_refuse_other_addresses(self, model, start_sidecar):
         a = await start_sidecar(model.url, feedback=fb(peers=("127.0.0.3:9",)))
