@@ -14,7 +14,6 @@ write is needed without being fooled by the fields the API server defaults.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from vigil.common.objects import body
 from vigil.core import naming
 from vigil.core.revision import canonical_hash
+from vigil.core.shadow import render_settings
 from vigil.core.spec import ModelDeploymentSpec
 
 SIDECAR_CONTAINER = "sidecar"
@@ -110,6 +110,10 @@ def _metadata(
     return metadata
 
 
+def _head(api_version: str, kind: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata}
+
+
 def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     """Stamp a manifest with the hash of its own content (see module docstring)."""
     stamped = copy.deepcopy(manifest)
@@ -171,16 +175,12 @@ def desired_configmap(
 ) -> dict[str, Any]:
     """The ConfigMap holding one revision's sidecar settings."""
     settings = sidecar_settings(owner, spec, info, shadow)
+    name = naming.sidecar_configmap_name(owner.name, info.revision)
+    labels = naming.child_labels(owner.name, info.role, info.revision)
     return with_applied_hash(
         {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": _metadata(
-                owner,
-                naming.sidecar_configmap_name(owner.name, info.revision),
-                naming.child_labels(owner.name, info.role, info.revision),
-            ),
-            "data": {SIDECAR_CONFIG_KEY: json.dumps(settings, indent=2, sort_keys=True) + "\n"},
+            **_head("v1", "ConfigMap", _metadata(owner, name, labels)),
+            "data": {SIDECAR_CONFIG_KEY: render_settings(settings)},
         }
     )
 
@@ -325,16 +325,11 @@ def desired_deployment(
         naming.ANNOTATION_MODEL_VERSION: spec.model.version,
         naming.ANNOTATION_IMAGE: spec.server.image,
     }
+    name = naming.deployment_name(owner.name, info.revision)
+    labels = naming.child_labels(owner.name, info.role, info.revision)
     return with_applied_hash(
         {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _metadata(
-                owner,
-                naming.deployment_name(owner.name, info.revision),
-                naming.child_labels(owner.name, info.role, info.revision),
-                annotations,
-            ),
+            **_head("apps/v1", "Deployment", _metadata(owner, name, labels, annotations)),
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": pod_labels},
@@ -382,9 +377,7 @@ def _service(
     """A ClusterIP Service on the sidecars' port."""
     return with_applied_hash(
         {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _metadata(owner, name, labels),
+            **_head("v1", "Service", _metadata(owner, name, labels)),
             "spec": {
                 "type": "ClusterIP",
                 "selector": dict(selector),

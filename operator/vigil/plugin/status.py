@@ -311,28 +311,13 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
         f" {health.get('requests', 0)} requests, verdict {health.get('verdict', '-')}"
     )
     add(f"  {'figure':<26}{'measured':>12}   {'threshold':<14}")
-    error_rate = health.get("errorRate")
-    max_error = limits.health.max_error_rate
-    add(
-        _gate_row(
-            "error rate",
-            _percent(error_rate),
-            f"<= {_percent(max_error)}",
-            None if error_rate is None else error_rate <= max_error,
-            style,
-        )
+    slos = (
+        ("error rate", health.get("errorRate"), limits.health.max_error_rate, _percent),
+        ("p95 latency", health.get("latencyP95"), limits.health.max_latency_p95, _ms),
     )
-    p95 = health.get("latencyP95")
-    max_p95 = limits.health.max_latency_p95
-    add(
-        _gate_row(
-            "p95 latency",
-            _ms(p95),
-            f"<= {_ms(max_p95)}",
-            None if p95 is None else p95 <= max_p95,
-            style,
-        )
-    )
+    for label, value, limit, shown in slos:
+        ok = None if value is None else value <= limit
+        add(_gate_row(label, shown(value), f"<= {shown(limit)}", ok, style))
     drift = health.get("drift") or {}
     threshold = limits.health.drift_threshold
     score = drift.get("score")

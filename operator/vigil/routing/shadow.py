@@ -6,7 +6,10 @@ successful inference requests to the candidate's per-revision Service
 ``<name>-<candidate>`` and compares the two predictions (metrics
 ``vigil_shadow_*`` labelled with ``target_revision``).
 
-This is a run-time change of the stable revision's sidecar settings (the
+The reconcile writes the block (vigil.core.shadow builds it and rewrites the
+settings); these functions check a block against the sidecar's own settings
+parser, for the tests and the gate simulation. It is a run-time change of
+the stable revision's sidecar settings (the
 ``shadow`` block of ``sidecar.json`` in ConfigMap
 ``<name>-<stable>-sidecar``; docs/sidecar.md): the sidecar re-reads it
 within seconds, no pod restarts, and ``shadow`` is not part of the revision
@@ -25,6 +28,7 @@ from typing import Any
 
 from vigil.core.desired import SIDECAR_CONFIG_KEY, with_applied_hash
 from vigil.core.rollout import Tolerance, Traffic
+from vigil.core.shadow import render_settings
 from vigil.routing.base import RoutingError, RoutingTarget
 
 
@@ -72,11 +76,6 @@ def shadow_for(
     )
 
 
-def _render(settings: Mapping[str, Any]) -> str:
-    # The same rendering as vigil.core.desired.desired_configmap: equal settings, equal bytes.
-    return json.dumps(settings, indent=2, sort_keys=True) + "\n"
-
-
 def with_shadow(data: Mapping[str, str], shadow: Mapping[str, Any] | None) -> dict[str, str]:
     """ConfigMap data with the sidecar settings' ``shadow`` block set (None removes it).
 
@@ -100,7 +99,7 @@ def with_shadow(data: Mapping[str, str], shadow: Mapping[str, Any] | None) -> di
     except ConfigError as error:
         raise RoutingError(f"the sidecar would reject these settings: {error}") from error
     out = dict(data)
-    out[SIDECAR_CONFIG_KEY] = _render(settings)
+    out[SIDECAR_CONFIG_KEY] = render_settings(settings)
     return out
 
 
