@@ -101,6 +101,8 @@ HANDOFF_CHUNK = 20_000
 #: Labels joined between two yields to the event loop (about 10 us each).
 YIELD_EVERY = 256
 PEER_CACHE_SECONDS = 2.0
+#: A resolver that does not answer must not hold up a feedback request or a shutdown.
+RESOLVE_TIMEOUT_SECONDS = 2.0
 
 
 def class_code(key: str) -> float:
@@ -478,8 +480,11 @@ class Peers:
             host, _, port = entry.rpartition(":")
             host = host.strip("[]")
             try:
-                infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-            except OSError as error:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM),
+                    RESOLVE_TIMEOUT_SECONDS,
+                )
+            except (OSError, TimeoutError) as error:
                 log.warning("feedback peers: cannot resolve %s: %s", entry, error)
                 continue
             for info in infos:
