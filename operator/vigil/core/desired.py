@@ -42,6 +42,10 @@ REFERENCE_VOLUME = "reference"
 # The sidecar's only writable directory (its root file system is read-only);
 # TMPDIR points there, so nothing needs a writable /tmp.
 SIDECAR_SCRATCH_DIR = "/var/lib/vigil/tmp"
+# A pvc:// model is mounted read-only here (KServe's model path, where the local
+# MLServer image looks: MLSERVER_MODELS_DIR); the server also gets it as MODEL_PATH.
+MODEL_DIR = "/mnt/models"
+MODEL_VOLUME = "vigil-model"
 SIDECAR_READY_PATH = "/healthz/ready"
 SIDECAR_LIVE_PATH = "/healthz/live"
 SIDECAR_USER_ID = 65532
@@ -183,6 +187,8 @@ def _server_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     }
     if spec.model.uri:
         env["STORAGE_URI"] = {"name": "STORAGE_URI", "value": spec.model.uri}
+    if spec.model.pvc is not None:
+        env["MODEL_PATH"] = {"name": "MODEL_PATH", "value": MODEL_DIR}
     for key in sorted(spec.config):
         env[key] = {"name": key, "value": spec.config[key]}
     for item in spec.server.env:
@@ -225,6 +231,10 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         container["args"] = list(server.args)
     if server.resources:
         container["resources"] = copy.deepcopy(dict(server.resources))
+    pvc = spec.model.pvc
+    if pvc is not None:
+        mount = {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
+        container["volumeMounts"] = [{**mount, "subPath": pvc.path} if pvc.path else mount]
     return container
 
 
@@ -272,7 +282,7 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
 
 
 def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> list[dict[str, Any]]:
-    """The sidecar's settings and scratch space, and the reference profile when there is one."""
+    """The sidecar's settings and scratch space, a pvc:// model's claim, the reference profile."""
     volumes: list[dict[str, Any]] = [
         {
             "name": "sidecar-config",
@@ -280,6 +290,14 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> lis
         },
         {"name": "sidecar-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
+    pvc = spec.model.pvc
+    if pvc is not None:
+        volumes.append(
+            {
+                "name": MODEL_VOLUME,
+                "persistentVolumeClaim": {"claimName": pvc.claim, "readOnly": True},
+            }
+        )
     reference = spec.monitoring.reference
     if reference is not None:
         volumes.append(

@@ -33,6 +33,7 @@ from vigil.core.spec.model import (
     DEFAULT_WINDOW,
     DRIFT_METHODS,
     PROTOCOLS,
+    PVC_SCHEME,
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
     AnalysisSpec,
@@ -55,6 +56,7 @@ from vigil.core.spec.model import (
     _seconds,
     health_settings,
     parse_duration,
+    parse_pvc_uri,
 )
 
 
@@ -110,6 +112,11 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
         version=_required_str(model_raw, "version", "spec.model"),
         uri=model_raw.get("uri") or None,
     )
+    if model.uri and model.uri.startswith(PVC_SCHEME):
+        try:
+            parse_pvc_uri(model.uri)
+        except ValueError as error:
+            raise SpecError(str(error)) from error
     replicas_raw = spec.get("replicas")
     replicas = DEFAULT_REPLICAS if replicas_raw is None else int(replicas_raw)
     if replicas < 1:
