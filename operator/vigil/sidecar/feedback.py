@@ -23,6 +23,7 @@ is lost in which failure: docs/design/ground-truth.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -105,6 +106,7 @@ PEER_CACHE_SECONDS = 2.0
 RESOLVE_TIMEOUT_SECONDS = 2.0
 
 
+@functools.lru_cache(maxsize=4096)
 def class_code(key: str) -> float:
     """A class label as an exact float (48-bit hash): predictions and truths compare by it."""
     return float(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=6).digest(), "big"))
