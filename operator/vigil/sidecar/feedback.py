@@ -592,6 +592,15 @@ class FeedbackService:
             host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
             self.address = f"{host}:{self.port}"
             self.peers.me = _normal_address(self.address)
+        log.info(
+            "feedback on %s:%d (peers reach it at %s); join store of %d rows, %.1f MB, window %gs",
+            self.host,
+            self.port,
+            self.address,
+            self.store.capacity,
+            self.store.nbytes / 1e6,
+            self.settings.window_seconds,
+        )
 
     @property
     def port(self) -> int:
