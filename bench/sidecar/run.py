@@ -7,7 +7,10 @@ for "direct" and "through the sidecar", alternating in the same run.
 1. Added latency against a trivially fast v2 server (trivial_upstream.py),
    open loop at fixed rates (default 100, 200, 500 rps): sidecar minus
    direct at p50/p90/p99. The sidecar runs with a wine reference profile,
-   so monitoring (parsing, binning) is on, as in production.
+   so monitoring (parsing, binning) is on, and with feedback on (every
+   prediction kept in the join store), as in production. ``--baseline
+   <checkout>/operator`` runs a second sidecar from another checkout in
+   the same slices (the cost of a change, measured side by side).
 2. Saturated throughput against MLServer serving the wine model (closed
    loop): requests/second through the sidecar as a share of direct.
 3. The sidecar's CPU seconds per 1000 requests/second (from /proc during
@@ -329,7 +332,10 @@ def latency_phase(
         row["loadgen_lateness_p99_ms"] = lateness * 1e3
         results.append(row)
         print(json.dumps(row), flush=True)
-    return {"rows": results, "memory_mib": memory(sc.pid)}
+    out: dict[str, Any] = {"rows": results, "memory_mib": memory(sc.pid)}
+    if base is not None:
+        out["baseline_memory_mib"] = memory(base[1].pid)
+    return out
 
 
 def throughput_phase(
