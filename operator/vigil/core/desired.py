@@ -30,6 +30,10 @@ SIDECAR_PORT = 8000
 SIDECAR_PORT_NAME = "http"
 METRICS_PORT = 9090
 METRICS_PORT_NAME = "metrics"
+#: Labels by request id (docs/howto/feedback.md), on the live Service too; its own
+#: port so that a NetworkPolicy can let label pipelines in without the clients.
+FEEDBACK_PORT = 8001
+FEEDBACK_PORT_NAME = "feedback"
 SERVER_PORT_NAME = "model"
 SERVICE_PORT = 80
 
@@ -155,6 +159,15 @@ def sidecar_settings(
         "monitoring": monitoring,
         "shadow": dict(shadow) if shadow else None,
         "shutdown": {"delaySeconds": SIDECAR_SHUTDOWN_DELAY_SECONDS},
+        # The other pods of the ModelDeployment, any revision: a label joins where
+        # its prediction is (desired_peers_service).
+        "feedback": {
+            "enabled": True,
+            "port": FEEDBACK_PORT,
+            "peers": [
+                f"{naming.peers_service_name(owner.name)}.{owner.namespace}.svc:{FEEDBACK_PORT}"
+            ],
+        },
     }
 
 
@@ -255,9 +268,12 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
         "ports": [
             {"name": SIDECAR_PORT_NAME, "containerPort": SIDECAR_PORT, "protocol": "TCP"},
             {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+            {"name": FEEDBACK_PORT_NAME, "containerPort": FEEDBACK_PORT, "protocol": "TCP"},
         ],
         "env": [
             {"name": "VIGIL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            # The sidecar's ids name its pod: labels for them go straight there.
+            {"name": "VIGIL_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {
                 "name": "VIGIL_POD_NAMESPACE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
@@ -370,7 +386,11 @@ def desired_deployment(
 
 
 def _service(
-    owner: Owner, name: str, labels: Mapping[str, str], selector: Mapping[str, str]
+    owner: Owner,
+    name: str,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+    extra_ports: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
     """A ClusterIP Service on the sidecars' port."""
     return with_applied_hash(
@@ -386,11 +406,22 @@ def _service(
                         "targetPort": SIDECAR_PORT_NAME,
                         "protocol": "TCP",
                         "appProtocol": "http",
-                    }
+                    },
+                    *extra_ports,
                 ],
             },
         }
     )
+
+
+#: Labels reach the model's pods through its Service, on their own port.
+_FEEDBACK_SERVICE_PORT = {
+    "name": FEEDBACK_PORT_NAME,
+    "port": FEEDBACK_PORT,
+    "targetPort": FEEDBACK_PORT_NAME,
+    "protocol": "TCP",
+    "appProtocol": "http",
+}
 
 
 def desired_service(
@@ -406,6 +437,7 @@ def desired_service(
         naming.service_name(owner.name),
         naming.child_labels(owner.name, naming.ROLE_SERVING),
         selector or naming.selector_labels(owner.name, serving_revision),
+        (dict(_FEEDBACK_SERVICE_PORT),),
     )
 
 
@@ -420,6 +452,33 @@ def desired_revision_service(owner: Owner, revision: str, role: str) -> dict[str
         naming.deployment_name(owner.name, revision),
         naming.child_labels(owner.name, role, revision),
         naming.selector_labels(owner.name, revision),
+    )
+
+
+def desired_peers_service(owner: Owner) -> dict[str, Any]:
+    """The headless Service ``<name>-peers``: every pod of the ModelDeployment, any revision.
+
+    The sidecars resolve it to find each other: a label that reaches one pod is
+    joined at the pod that holds its prediction, and a stopping pod hands its
+    predictions to the others. Not-ready pods are listed too: a readiness flap
+    must not hide the predictions a pod holds.
+    """
+    return with_applied_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(
+                owner,
+                naming.peers_service_name(owner.name),
+                naming.child_labels(owner.name, naming.ROLE_SERVING),
+            ),
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": {naming.LABEL_MODEL_DEPLOYMENT: owner.name},
+                "ports": [{**_FEEDBACK_SERVICE_PORT}],
+            },
+        }
     )
 
 

@@ -17,6 +17,7 @@ from vigil.core.desired import (
     RevisionInfo,
     desired_configmap,
     desired_deployment,
+    desired_peers_service,
     desired_service,
     needs_write,
     sidecar_settings,
@@ -134,6 +135,7 @@ class TestDeployment:
             ("server", "model"): 8080,
             ("sidecar", "http"): 8000,
             ("sidecar", "metrics"): 9090,
+            ("sidecar", "feedback"): 8001,
         }
 
     def test_selector_and_pod_labels_name_the_revision(self) -> None:
@@ -296,9 +298,30 @@ class TestServiceAndSettings:
             naming.LABEL_MODEL_DEPLOYMENT: "wine",
             naming.LABEL_REVISION: "abc1234",
         }
-        (port,) = service["spec"]["ports"]
+        port, feedback = service["spec"]["ports"]
         assert port["targetPort"] == "http"
         assert port["name"] == "http"
+        # Labels through the model's Service, on their own port.
+        assert (feedback["name"], feedback["port"], feedback["targetPort"]) == (
+            "feedback",
+            8001,
+            "feedback",
+        )
+
+    def test_the_peers_service_lists_every_pod_of_the_model_deployment(self) -> None:
+        service = desired_peers_service(OWNER)
+        assert service["metadata"]["name"] == "wine-peers"
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["publishNotReadyAddresses"] is True
+        assert service["spec"]["selector"] == {naming.LABEL_MODEL_DEPLOYMENT: "wine"}
+
+    def test_feedback_is_on_and_finds_its_peers_through_that_service(self) -> None:
+        settings = settings_from_mapping(sidecar_settings(OWNER, parsed(), INFO))
+        assert settings.feedback.enabled and settings.feedback.port == 8001
+        namespace = OWNER.namespace
+        assert settings.feedback.peers == (f"wine-peers.{namespace}.svc:8001",)
+        env = {e["name"]: e for e in containers(deployment())["sidecar"]["env"]}
+        assert env["VIGIL_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
 
     def test_settings_are_accepted_by_the_sidecar(self) -> None:
         spec = parsed(monitoring={"reference": {"configMapKeyRef": {"name": "r", "key": "p.json"}}})
