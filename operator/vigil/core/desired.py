@@ -50,6 +50,9 @@ SIDECAR_SCRATCH_DIR = "/var/lib/vigil/tmp"
 # MLServer image looks: MLSERVER_MODELS_DIR); the server also gets it as MODEL_PATH.
 MODEL_DIR = "/mnt/models"
 MODEL_VOLUME = "vigil-model"
+# A server with a read-only root file system (opt-in) still gets a writable /tmp.
+SERVER_TMP_VOLUME = "server-tmp"
+SERVER_TMP_SIZE = "1Gi"
 SIDECAR_READY_PATH = "/healthz/ready"
 SIDECAR_LIVE_PATH = "/healthz/live"
 SIDECAR_USER_ID = 65532
@@ -233,8 +236,11 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         # listens on 127.0.0.1 only (nothing can reach it around the sidecar) would
         # never pass. The sidecar's readiness asks the server's readinessPath over
         # loopback, so the pod is Ready exactly when the model is.
-        # Model servers write caches and temporary files: their root stays writable.
-        "securityContext": _restricted_security_context(read_only_root=False),
+        # Model servers write caches and temporary files: their root stays writable
+        # unless the spec says otherwise (then /tmp is, see _volumes).
+        "securityContext": _restricted_security_context(
+            read_only_root=server.read_only_root_filesystem
+        ),
         # The kubelet's own sleep (Kubernetes 1.30+): no shell needed in the image.
         "lifecycle": {"preStop": {"sleep": {"seconds": SERVER_SHUTDOWN_DELAY_SECONDS}}},
     }
@@ -244,10 +250,15 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         container["args"] = list(server.args)
     if server.resources:
         container["resources"] = copy.deepcopy(dict(server.resources))
+    mounts: list[dict[str, Any]] = []
     pvc = spec.model.pvc
     if pvc is not None:
         mount = {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
-        container["volumeMounts"] = [{**mount, "subPath": pvc.path} if pvc.path else mount]
+        mounts.append({**mount, "subPath": pvc.path} if pvc.path else mount)
+    if server.read_only_root_filesystem:
+        mounts.append({"name": SERVER_TMP_VOLUME, "mountPath": "/tmp"})
+    if mounts:
+        container["volumeMounts"] = mounts
     return container
 
 
@@ -314,6 +325,8 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> lis
                 "persistentVolumeClaim": {"claimName": pvc.claim, "readOnly": True},
             }
         )
+    if spec.server.read_only_root_filesystem:
+        volumes.append({"name": SERVER_TMP_VOLUME, "emptyDir": {"sizeLimit": SERVER_TMP_SIZE}})
     reference = spec.monitoring.reference
     if reference is not None:
         volumes.append(

@@ -13,6 +13,7 @@ from vigil.core import naming
 from vigil.core.desired import (
     MODEL_DIR,
     MODEL_VOLUME,
+    SERVER_TMP_VOLUME,
     Owner,
     RevisionInfo,
     desired_configmap,
@@ -289,6 +290,24 @@ class TestModelFromAClaim:
         assert "MODEL_PATH" not in {item["name"] for item in server["env"]}
         volumes = manifest["spec"]["template"]["spec"]["volumes"]
         assert MODEL_VOLUME not in {volume["name"] for volume in volumes}
+
+
+class TestReadOnlyServer:
+    """``server.readOnlyRootFilesystem`` (opt-in): a read-only root and a writable /tmp."""
+
+    def test_the_server_root_is_read_only_with_a_writable_tmp(self) -> None:
+        manifest = deployment(server__readOnlyRootFilesystem=True, model__uri="pvc://m/w")
+        server = containers(manifest)["server"]
+        assert server["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": SERVER_TMP_VOLUME, "mountPath": "/tmp"} in server["volumeMounts"]
+        assert len(server["volumeMounts"]) == 2  # and the model
+        volumes = manifest["spec"]["template"]["spec"]["volumes"]
+        assert {"name": SERVER_TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}} in volumes
+
+    def test_by_default_the_server_root_stays_writable(self) -> None:
+        server = containers(deployment())["server"]
+        assert "readOnlyRootFilesystem" not in server["securityContext"]
+        assert "volumeMounts" not in server
 
 
 class TestServiceAndSettings:

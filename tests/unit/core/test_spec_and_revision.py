@@ -206,6 +206,7 @@ class TestRevision:
         explicit = changed("server.port", 8080)
         explicit["server"]["protocol"] = "v2"
         explicit["monitoring"] = {"window": "5m"}
+        explicit["server"]["readOnlyRootFilesystem"] = False
         assert revision_of(explicit) == revision_of(BASE)
 
     @pytest.mark.parametrize(
@@ -237,6 +238,7 @@ class TestRevision:
             ("server.args", ["--fast"]),
             ("server.env", [{"name": "A", "value": "1"}]),
             ("server.resources", {"limits": {"memory": "1Gi"}}),
+            ("server.readOnlyRootFilesystem", True),
             ("config", {"MLSERVER_PARALLEL_WORKERS": "0"}),
             ("monitoring.reference", {"configMapKeyRef": {"name": "r", "key": "k"}}),
             ("monitoring.sidecar", {"maxBodyBytes": 4096}),
@@ -294,6 +296,7 @@ class TestChangeKind:
             ("server.resources", {"requests": {"cpu": "2"}}),
             ("server.env", [{"name": "A", "value": "1"}]),
             ("server.port", 9000),
+            ("server.readOnlyRootFilesystem", True),
         ],
     )
     def test_anything_else_is_a_tweak(self, path: str, value: Any) -> None:

@@ -187,6 +187,8 @@ class ServerSpec:
     args: tuple[str, ...] = ()
     env: tuple[Mapping[str, Any], ...] = ()
     resources: Mapping[str, Any] = field(default_factory=dict)
+    #: Opt-in: most servers write caches outside /tmp (the only folder then writable).
+    read_only_root_filesystem: bool = False
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,7 @@ def _server(raw: Mapping[str, Any], model_name: str) -> ServerSpec:
         args=tuple(str(item) for item in raw.get("args") or ()),
         env=tuple(copy.deepcopy(dict(item)) for item in raw.get("env") or ()),
         resources=copy.deepcopy(dict(_mapping(raw.get("resources"), "resources"))),
+        read_only_root_filesystem=bool(raw.get("readOnlyRootFilesystem", False)),
     )
 
 
