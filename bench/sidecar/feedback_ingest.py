@@ -76,16 +76,16 @@ async def main(predictions: int) -> None:
     await a.start()
     await b.start()
     a.peers.entries, b.peers.entries = (b.address,), (a.address,)
-    ids = [f"order-{n}" for n in range(predictions)]
     started = time.perf_counter()
     now = time.time()
-    for n, request_id in enumerate(ids):
-        a.record(request_id, now, [n % 3])
+    for n in range(predictions):  # ids made on the fly: only the store's memory grows
+        a.record(f"order-{n}", now, [n % 3])
     record_us = (time.perf_counter() - started) / predictions * 1e6
     # Both stores exist; A's is full when predictions >= its capacity.
     rss_after = rss_mib()
-    ids = ids[-a.store.capacity :]  # the held ones (the oldest were evicted)
-    predictions = len(ids)
+    held = min(predictions, a.store.capacity)  # the oldest were evicted
+    ids = [f"order-{n}" for n in range(predictions - held, predictions)]
+    predictions = held
     half = predictions // 2
     here: list[float] = []
     peer: list[float] = []
