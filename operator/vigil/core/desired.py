@@ -46,6 +46,13 @@ REFERENCE_VOLUME = "reference"
 # The sidecar's only writable directory (its root file system is read-only);
 # TMPDIR points there, so nothing needs a writable /tmp.
 SIDECAR_SCRATCH_DIR = "/var/lib/vigil/tmp"
+# A pvc:// model is mounted read-only here (KServe's model path, where the local
+# MLServer image looks: MLSERVER_MODELS_DIR); the server also gets it as MODEL_PATH.
+MODEL_DIR = "/mnt/models"
+MODEL_VOLUME = "vigil-model"
+# A server with a read-only root file system (opt-in) still gets a writable /tmp.
+SERVER_TMP_VOLUME = "server-tmp"
+SERVER_TMP_SIZE = "1Gi"
 SIDECAR_READY_PATH = "/healthz/ready"
 SIDECAR_LIVE_PATH = "/healthz/live"
 SIDECAR_USER_ID = 65532
@@ -196,6 +203,8 @@ def _server_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     }
     if spec.model.uri:
         env["STORAGE_URI"] = {"name": "STORAGE_URI", "value": spec.model.uri}
+    if spec.model.pvc is not None:
+        env["MODEL_PATH"] = {"name": "MODEL_PATH", "value": MODEL_DIR}
     for key in sorted(spec.config):
         env[key] = {"name": key, "value": spec.config[key]}
     for item in spec.server.env:
@@ -227,8 +236,11 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         # listens on 127.0.0.1 only (nothing can reach it around the sidecar) would
         # never pass. The sidecar's readiness asks the server's readinessPath over
         # loopback, so the pod is Ready exactly when the model is.
-        # Model servers write caches and temporary files: their root stays writable.
-        "securityContext": _restricted_security_context(read_only_root=False),
+        # Model servers write caches and temporary files: their root stays writable
+        # unless the spec says otherwise (then /tmp is, see _volumes).
+        "securityContext": _restricted_security_context(
+            read_only_root=server.read_only_root_filesystem
+        ),
         # The kubelet's own sleep (Kubernetes 1.30+): no shell needed in the image.
         "lifecycle": {"preStop": {"sleep": {"seconds": SERVER_SHUTDOWN_DELAY_SECONDS}}},
     }
@@ -238,6 +250,15 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         container["args"] = list(server.args)
     if server.resources:
         container["resources"] = copy.deepcopy(dict(server.resources))
+    mounts: list[dict[str, Any]] = []
+    pvc = spec.model.pvc
+    if pvc is not None:
+        mount = {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
+        mounts.append({**mount, "subPath": pvc.path} if pvc.path else mount)
+    if server.read_only_root_filesystem:
+        mounts.append({"name": SERVER_TMP_VOLUME, "mountPath": "/tmp"})
+    if mounts:
+        container["volumeMounts"] = mounts
     return container
 
 
@@ -288,7 +309,7 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
 
 
 def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> list[dict[str, Any]]:
-    """The sidecar's settings and scratch space, and the reference profile when there is one."""
+    """The sidecar's settings and scratch space, a pvc:// model's claim, the reference profile."""
     volumes: list[dict[str, Any]] = [
         {
             "name": "sidecar-config",
@@ -296,6 +317,16 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> lis
         },
         {"name": "sidecar-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
+    pvc = spec.model.pvc
+    if pvc is not None:
+        volumes.append(
+            {
+                "name": MODEL_VOLUME,
+                "persistentVolumeClaim": {"claimName": pvc.claim, "readOnly": True},
+            }
+        )
+    if spec.server.read_only_root_filesystem:
+        volumes.append({"name": SERVER_TMP_VOLUME, "emptyDir": {"sizeLimit": SERVER_TMP_SIZE}})
     reference = spec.monitoring.reference
     if reference is not None:
         volumes.append(

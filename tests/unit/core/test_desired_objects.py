@@ -11,6 +11,9 @@ import pytest
 
 from vigil.core import naming
 from vigil.core.desired import (
+    MODEL_DIR,
+    MODEL_VOLUME,
+    SERVER_TMP_VOLUME,
     Owner,
     RevisionInfo,
     desired_configmap,
@@ -250,6 +253,61 @@ class TestDeployment:
         assert annotations[naming.ANNOTATION_IDENTITY] == "ident"
         assert annotations[naming.ANNOTATION_MODEL_VERSION] == "3"
         assert annotations[naming.ANNOTATION_IMAGE] == "seldonio/mlserver:1.7.1-sklearn"
+
+
+class TestModelFromAClaim:
+    """``model.uri: pvc://<claim>/<path>``: the claim mounted read-only where the server looks."""
+
+    def test_the_claims_path_is_mounted_read_only_at_the_model_dir(self) -> None:
+        manifest = deployment(model__uri="pvc://models/wine/2")
+        pod = manifest["spec"]["template"]["spec"]
+        assert {
+            "name": MODEL_VOLUME,
+            "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
+        } in pod["volumes"]
+        server = containers(manifest)["server"]
+        assert server["volumeMounts"] == [
+            {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True, "subPath": "wine/2"}
+        ]
+        env = {item["name"]: item["value"] for item in server["env"]}
+        assert env["MODEL_PATH"] == MODEL_DIR == "/mnt/models"
+        assert env["STORAGE_URI"] == "pvc://models/wine/2"
+
+    def test_the_whole_claim_without_a_path(self) -> None:
+        server = containers(deployment(model__uri="pvc://models"))["server"]
+        assert server["volumeMounts"] == [
+            {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
+        ]
+
+    def test_the_sidecar_mounts_no_model(self) -> None:
+        sidecar = containers(deployment(model__uri="pvc://models/wine/2"))["sidecar"]
+        assert MODEL_VOLUME not in {mount["name"] for mount in sidecar["volumeMounts"]}
+
+    def test_other_schemes_mount_nothing_and_get_no_model_path(self) -> None:
+        manifest = deployment()
+        server = containers(manifest)["server"]
+        assert "volumeMounts" not in server
+        assert "MODEL_PATH" not in {item["name"] for item in server["env"]}
+        volumes = manifest["spec"]["template"]["spec"]["volumes"]
+        assert MODEL_VOLUME not in {volume["name"] for volume in volumes}
+
+
+class TestReadOnlyServer:
+    """``server.readOnlyRootFilesystem`` (opt-in): a read-only root and a writable /tmp."""
+
+    def test_the_server_root_is_read_only_with_a_writable_tmp(self) -> None:
+        manifest = deployment(server__readOnlyRootFilesystem=True, model__uri="pvc://m/w")
+        server = containers(manifest)["server"]
+        assert server["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": SERVER_TMP_VOLUME, "mountPath": "/tmp"} in server["volumeMounts"]
+        assert len(server["volumeMounts"]) == 2  # and the model
+        volumes = manifest["spec"]["template"]["spec"]["volumes"]
+        assert {"name": SERVER_TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}} in volumes
+
+    def test_by_default_the_server_root_stays_writable(self) -> None:
+        server = containers(deployment())["server"]
+        assert "readOnlyRootFilesystem" not in server["securityContext"]
+        assert "volumeMounts" not in server
 
 
 class TestServiceAndSettings:

@@ -261,6 +261,15 @@ class TestPeers:
         mb = await scrape(http, b)
         assert value(mb, "vigil_feedback_peer_failures_total") == 2
 
+    async def test_a_pod_handing_over_asks_for_a_retry(self, model, start_sidecar, http):
+        a, b = await self.two(model, start_sidecar)
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        a.feedback.leaving = True  # its store is on its way to the peers
+        status, _, headers = await send(http, a, {"id": made, "truth": pred})
+        assert status == 503 and headers["Retry-After"] == "1"
+        _, summary, _ = await send(http, b, {"id": made, "truth": pred})
+        assert summary["unreachable"] == 1 and summary["retry"] == [made], summary
+
     async def test_peer_paths_refuse_other_addresses(self, model, start_sidecar):
         a = await start_sidecar(model.url, feedback=fb(peers=("127.0.0.3:9",)))
         connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
