@@ -113,3 +113,7 @@ audit: $(STAMP) ## dependency audit (pip-audit): the image's locked requirements
 	@test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install --quiet pip-audit==2.10.1; }
 	$(AUDIT_VENV)/bin/pip-audit --progress-spinner off -r hack/image/requirements.txt --no-deps --disable-pip
 	$(AUDIT_VENV)/bin/pip-audit --progress-spinner off --path "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+
+.PHONY: bench-fetch
+bench-fetch: $(STAMP) seaweedfs ## 1 GB artifact: vigil-fetch vs curl over http and from SeaweedFS's S3 (time, peak RSS); BENCH_ARGS="--size-mib 1024 --rounds 5"
+	$(PY) bench/fetch/run.py $(BENCH_ARGS)

@@ -7,7 +7,10 @@ for "direct" and "through the sidecar", alternating in the same run.
 1. Added latency against a trivially fast v2 server (trivial_upstream.py),
    open loop at fixed rates (default 100, 200, 500 rps): sidecar minus
    direct at p50/p90/p99. The sidecar runs with a wine reference profile,
-   so monitoring (parsing, binning) is on, as in production.
+   so monitoring (parsing, binning) is on, and with feedback on (every
+   prediction kept in the join store), as in production. ``--baseline
+   <checkout>/operator`` runs a second sidecar from another checkout in
+   the same slices (the cost of a change, measured side by side).
 2. Saturated throughput against MLServer serving the wine model (closed
    loop): requests/second through the sidecar as a share of direct.
 3. The sidecar's CPU seconds per 1000 requests/second (from /proc during
@@ -173,10 +176,15 @@ def start_sidecar(
     config: Path | None = None,
     metrics_port: int | None = None,
     max_features: int | None = None,
+    code: Path | None = None,
 ) -> tuple[int, subprocess.Popen[bytes]]:
-    """Start one sidecar; ``config`` holds what has no flag (the shadow block)."""
+    """Start one sidecar; ``config`` holds what has no flag (shadow, feedback).
+
+    ``code``: another checkout's ``operator`` folder to run the sidecar from
+    (a baseline measured in the same run).
+    """
     port, mport = free_port(), metrics_port or free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
+    env = {**os.environ, "PYTHONPATH": str(code or REPO / "operator")}
     env.pop("VIGIL_SIDECAR_CONFIG", None)
     extra = ["--config", str(config)] if config is not None else []
     if max_features is not None:
@@ -253,13 +261,26 @@ def latency_phase(
     seconds: float,
     reps: int,
     event_loop: str,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
     up_port = free_port()
     up = procs.start(
         [sys.executable, str(HERE / "trivial_upstream.py"), str(up_port)], work / "trivial.log"
     )
     wait_ok(f"http://127.0.0.1:{up_port}/v2/health/ready", up, 15)
-    sc_port, sc = start_sidecar(procs, work, "sidecar-trivial", up_port, profile, event_loop)
+    # Feedback on, as the operator's pods run: every prediction kept in the join store.
+    feedback = work / "feedback.json"
+    feedback.write_text(
+        json.dumps({"feedback": {"enabled": True, "host": "127.0.0.1", "port": free_port()}})
+    )
+    sc_port, sc = start_sidecar(
+        procs, work, "sidecar-trivial", up_port, profile, event_loop, config=feedback
+    )
+    base = None
+    if baseline is not None:
+        base = start_sidecar(
+            procs, work, "sidecar-baseline", up_port, profile, event_loop, code=baseline
+        )
     path = "/v2/models/wine/infer"
     results = []
     for rate in rates:
@@ -267,6 +288,8 @@ def latency_phase(
         # paths see the same mix of quiet and busy moments of a shared machine.
         direct: list[float] = []
         through: list[float] = []
+        before: list[float] = []
+        base_cpu_s = 0.0
         cpu_s = 0.0
         requests = 0
         errors = 0
@@ -278,6 +301,12 @@ def latency_phase(
             t = loadgen("open", "127.0.0.1", sc_port, path, body, rate, seconds)
             # CPU over the whole run, incl. the 50 warm-up requests.
             cpu_s += cpu_seconds(sc.pid) - c0
+            if base is not None:
+                b0 = cpu_seconds(base[1].pid)
+                before += loadgen("open", "127.0.0.1", base[0], path, body, rate, seconds)[
+                    "samples_us"
+                ]
+                base_cpu_s += cpu_seconds(base[1].pid) - b0
             requests += t["latency"]["n"] + 50
             direct += d["samples_us"]
             through += t["samples_us"]
@@ -292,12 +321,21 @@ def latency_phase(
             row[f"added_{q}_ms"] = (pt[q] - pd[q]) / 1e3
         row["sidecar_cpu_ms_per_request"] = cpu_s / requests * 1e3
         row["sidecar_vcpu_per_1000rps"] = cpu_s / requests * 1000
+        if before:
+            pb = pooled(before)
+            for q in ("p50", "p90", "p99"):
+                row[f"baseline_{q}_ms"] = pb[q] / 1e3
+                row[f"baseline_added_{q}_ms"] = (pb[q] - pd[q]) / 1e3
+            row["baseline_vcpu_per_1000rps"] = base_cpu_s / requests * 1000
         row["errors"] = errors
         row["achieved_rps"] = statistics.median(achieved)
         row["loadgen_lateness_p99_ms"] = lateness * 1e3
         results.append(row)
         print(json.dumps(row), flush=True)
-    return {"rows": results, "memory_mib": memory(sc.pid)}
+    out: dict[str, Any] = {"rows": results, "memory_mib": memory(sc.pid)}
+    if base is not None:
+        out["baseline_memory_mib"] = memory(base[1].pid)
+    return out
 
 
 def throughput_phase(
@@ -558,6 +596,10 @@ def main() -> None:
     parser.add_argument("--widths", default="1,32,256", help="payload widths (features)")
     parser.add_argument("--matrix-rate", type=float, default=200.0, help="rps of the matrix")
     parser.add_argument("--out", default=str(HERE / "last-run.json"))
+    parser.add_argument(
+        "--baseline",
+        help="another checkout's operator/ folder: its sidecar runs beside, in the same slices",
+    )
     args = parser.parse_args()
     if args.only_matrix:
         args.skip_latency = args.skip_mlserver = True
@@ -578,6 +620,7 @@ def main() -> None:
                     args.seconds,
                     args.reps,
                     args.event_loop,
+                    Path(args.baseline) if args.baseline else None,
                 )
             procs.stop_all()
             procs.procs.clear()

@@ -30,6 +30,10 @@ SIDECAR_PORT = 8000
 SIDECAR_PORT_NAME = "http"
 METRICS_PORT = 9090
 METRICS_PORT_NAME = "metrics"
+#: Labels by request id (docs/howto/feedback.md), on the live Service too; its own
+#: port so that a NetworkPolicy can let label pipelines in without the clients.
+FEEDBACK_PORT = 8001
+FEEDBACK_PORT_NAME = "feedback"
 SERVER_PORT_NAME = "model"
 SERVICE_PORT = 80
 
@@ -42,6 +46,13 @@ REFERENCE_VOLUME = "reference"
 # The sidecar's only writable directory (its root file system is read-only);
 # TMPDIR points there, so nothing needs a writable /tmp.
 SIDECAR_SCRATCH_DIR = "/var/lib/vigil/tmp"
+# A pvc:// model is mounted read-only here (KServe's model path, where the local
+# MLServer image looks: MLSERVER_MODELS_DIR); the server also gets it as MODEL_PATH.
+MODEL_DIR = "/mnt/models"
+MODEL_VOLUME = "vigil-model"
+# A server with a read-only root file system (opt-in) still gets a writable /tmp.
+SERVER_TMP_VOLUME = "server-tmp"
+SERVER_TMP_SIZE = "1Gi"
 SIDECAR_READY_PATH = "/healthz/ready"
 SIDECAR_LIVE_PATH = "/healthz/live"
 SIDECAR_USER_ID = 65532
@@ -151,6 +162,15 @@ def sidecar_settings(
         "monitoring": monitoring,
         "shadow": dict(shadow) if shadow else None,
         "shutdown": {"delaySeconds": SIDECAR_SHUTDOWN_DELAY_SECONDS},
+        # The other pods of the ModelDeployment, any revision: a label joins where
+        # its prediction is (desired_peers_service).
+        "feedback": {
+            "enabled": True,
+            "port": FEEDBACK_PORT,
+            "peers": [
+                f"{naming.peers_service_name(owner.name)}.{owner.namespace}.svc:{FEEDBACK_PORT}"
+            ],
+        },
     }
 
 
@@ -183,6 +203,8 @@ def _server_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     }
     if spec.model.uri:
         env["STORAGE_URI"] = {"name": "STORAGE_URI", "value": spec.model.uri}
+    if spec.model.pvc is not None:
+        env["MODEL_PATH"] = {"name": "MODEL_PATH", "value": MODEL_DIR}
     for key in sorted(spec.config):
         env[key] = {"name": key, "value": spec.config[key]}
     for item in spec.server.env:
@@ -214,8 +236,11 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         # listens on 127.0.0.1 only (nothing can reach it around the sidecar) would
         # never pass. The sidecar's readiness asks the server's readinessPath over
         # loopback, so the pod is Ready exactly when the model is.
-        # Model servers write caches and temporary files: their root stays writable.
-        "securityContext": _restricted_security_context(read_only_root=False),
+        # Model servers write caches and temporary files: their root stays writable
+        # unless the spec says otherwise (then /tmp is, see _volumes).
+        "securityContext": _restricted_security_context(
+            read_only_root=server.read_only_root_filesystem
+        ),
         # The kubelet's own sleep (Kubernetes 1.30+): no shell needed in the image.
         "lifecycle": {"preStop": {"sleep": {"seconds": SERVER_SHUTDOWN_DELAY_SECONDS}}},
     }
@@ -225,6 +250,15 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         container["args"] = list(server.args)
     if server.resources:
         container["resources"] = copy.deepcopy(dict(server.resources))
+    mounts: list[dict[str, Any]] = []
+    pvc = spec.model.pvc
+    if pvc is not None:
+        mount = {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
+        mounts.append({**mount, "subPath": pvc.path} if pvc.path else mount)
+    if server.read_only_root_filesystem:
+        mounts.append({"name": SERVER_TMP_VOLUME, "mountPath": "/tmp"})
+    if mounts:
+        container["volumeMounts"] = mounts
     return container
 
 
@@ -245,9 +279,12 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
         "ports": [
             {"name": SIDECAR_PORT_NAME, "containerPort": SIDECAR_PORT, "protocol": "TCP"},
             {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+            {"name": FEEDBACK_PORT_NAME, "containerPort": FEEDBACK_PORT, "protocol": "TCP"},
         ],
         "env": [
             {"name": "VIGIL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            # The sidecar's ids name its pod: labels for them go straight there.
+            {"name": "VIGIL_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {
                 "name": "VIGIL_POD_NAMESPACE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
@@ -272,7 +309,7 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
 
 
 def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> list[dict[str, Any]]:
-    """The sidecar's settings and scratch space, and the reference profile when there is one."""
+    """The sidecar's settings and scratch space, a pvc:// model's claim, the reference profile."""
     volumes: list[dict[str, Any]] = [
         {
             "name": "sidecar-config",
@@ -280,6 +317,16 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> lis
         },
         {"name": "sidecar-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
+    pvc = spec.model.pvc
+    if pvc is not None:
+        volumes.append(
+            {
+                "name": MODEL_VOLUME,
+                "persistentVolumeClaim": {"claimName": pvc.claim, "readOnly": True},
+            }
+        )
+    if spec.server.read_only_root_filesystem:
+        volumes.append({"name": SERVER_TMP_VOLUME, "emptyDir": {"sizeLimit": SERVER_TMP_SIZE}})
     reference = spec.monitoring.reference
     if reference is not None:
         volumes.append(
@@ -352,7 +399,11 @@ def desired_deployment(
 
 
 def _service(
-    owner: Owner, name: str, labels: Mapping[str, str], selector: Mapping[str, str]
+    owner: Owner,
+    name: str,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+    extra_ports: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
     """A ClusterIP Service on the sidecars' port."""
     return with_applied_hash(
@@ -368,11 +419,22 @@ def _service(
                         "targetPort": SIDECAR_PORT_NAME,
                         "protocol": "TCP",
                         "appProtocol": "http",
-                    }
+                    },
+                    *extra_ports,
                 ],
             },
         }
     )
+
+
+#: Labels reach the model's pods through its Service, on their own port.
+_FEEDBACK_SERVICE_PORT = {
+    "name": FEEDBACK_PORT_NAME,
+    "port": FEEDBACK_PORT,
+    "targetPort": FEEDBACK_PORT_NAME,
+    "protocol": "TCP",
+    "appProtocol": "http",
+}
 
 
 def desired_service(
@@ -388,6 +450,7 @@ def desired_service(
         naming.service_name(owner.name),
         naming.child_labels(owner.name, naming.ROLE_SERVING),
         selector or naming.selector_labels(owner.name, serving_revision),
+        (dict(_FEEDBACK_SERVICE_PORT),),
     )
 
 
@@ -402,6 +465,33 @@ def desired_revision_service(owner: Owner, revision: str, role: str) -> dict[str
         naming.deployment_name(owner.name, revision),
         naming.child_labels(owner.name, role, revision),
         naming.selector_labels(owner.name, revision),
+    )
+
+
+def desired_peers_service(owner: Owner) -> dict[str, Any]:
+    """The headless Service ``<name>-peers``: every pod of the ModelDeployment, any revision.
+
+    The sidecars resolve it to find each other: a label that reaches one pod is
+    joined at the pod that holds its prediction, and a stopping pod hands its
+    predictions to the others. Not-ready pods are listed too: a readiness flap
+    must not hide the predictions a pod holds.
+    """
+    return with_applied_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(
+                owner,
+                naming.peers_service_name(owner.name),
+                naming.child_labels(owner.name, naming.ROLE_SERVING),
+            ),
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": {naming.LABEL_MODEL_DEPLOYMENT: owner.name},
+                "ports": [{**_FEEDBACK_SERVICE_PORT}],
+            },
+        }
     )
 
 

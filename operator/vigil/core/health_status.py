@@ -8,10 +8,11 @@ written); :func:`transitions` says which conditions flip (each an Event).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from vigil.common import readable
 from vigil.core.health import (
     HealthReport,
     format_percent,
@@ -125,6 +126,10 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     )
 
 
+def _maybe(formatter: Callable[[float], str], value: float | None) -> str | None:
+    return None if value is None else formatter(value)
+
+
 def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str) -> dict[str, Any]:
     """``status.health`` as api.md shows it (no None values, nothing non-finite)."""
     health: dict[str, Any] = {
@@ -134,6 +139,16 @@ def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str)
         "requests": report.requests,
         "errorRate": report.error_rate,
         "latencyP95": report.latency_p95,
+        # The printer columns read these (0.5%, 23ms); tools read the numbers.
+        "readable": {
+            k: v
+            for k, v in (
+                ("errorRate", _maybe(readable.percent, report.error_rate)),
+                ("latencyP95", _maybe(readable.duration, report.latency_p95)),
+            )
+            if v is not None
+        }
+        or None,
         "prediction": {
             k: v
             for k, v in (("mean", report.prediction_mean), ("std", report.prediction_std))

@@ -46,6 +46,11 @@ def service_name(name: str) -> str:
     return name
 
 
+def peers_service_name(name: str) -> str:
+    """The headless Service through which a ModelDeployment's sidecars find each other."""
+    return f"{name}-peers"
+
+
 def deployment_name(name: str, revision: str) -> str:
     """One Deployment per revision, so two revisions can run side by side."""
     return f"{name}-{revision}"

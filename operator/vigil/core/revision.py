@@ -51,6 +51,8 @@ def pod_shaping_inputs(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
             "args": list(server.args),
             "env": [dict(item) for item in server.env],
             "resources": dict(server.resources),
+            # Only when set: revisions from before the field stay what they were.
+            **({"readOnlyRootFilesystem": True} if server.read_only_root_filesystem else {}),
         },
         "config": dict(spec.config),
         "monitoring": {

@@ -33,8 +33,10 @@ from vigil.fetch.s3 import (
 )
 from vigil.fetch.transfer import (
     Connection,
+    Downloaded,
     Progress,
     Request,
+    RequestFactory,
     RetryPolicy,
     check_room,
     default_ssl_context,
@@ -174,21 +176,38 @@ def _read_marker(dest: Path) -> dict[str, object] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
+def _get(
+    options: Options,
+    make_request: RequestFactory,
+    target: Path,
+    progress: Progress,
+    *,
+    sha256: bool = False,
+    expected_size: int | None = None,
+) -> Downloaded:
+    """One GET with the options' retries and TLS; an S3 store's errors in its own words."""
+    return download(
+        make_request,
+        target,
+        progress=progress,
+        retry=options.retry,
+        connection=options.connection,
+        describe=describe_status if options.s3 is None else describe_error,
+        sha256=sha256,
+        # A store redirects only to say "wrong region": that is an error to show.
+        follow_redirects=options.s3 is None,
+        expected_size=expected_size,
+    )
+
+
 def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
     """Every object into ``folder``: one file, or each object under an S3 prefix."""
     uri = options.uri
     progress = Progress(interval=options.progress_interval)
+    hashed = options.sha256 is not None
     if options.s3 is None:
         request = Request(url=uri.location)
-        done = download(
-            lambda: request,
-            folder / uri.file_name,
-            progress=progress,
-            retry=options.retry,
-            connection=options.connection,
-            describe=describe_status,
-            sha256=options.sha256 is not None,
-        )
+        done = _get(options, lambda: request, folder / uri.file_name, progress, sha256=hashed)
         progress.report()
         return done.size, done.sha256
     s3 = options.s3
@@ -198,15 +217,12 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
         objects = _list(options, bucket, prefix, folder)
     else:
         try:
-            done = download(
+            done = _get(
+                options,
                 lambda: s3.request(bucket, uri.path),
                 folder / uri.file_name,
-                progress=progress,
-                retry=options.retry,
-                connection=options.connection,
-                describe=describe_error,
-                sha256=options.sha256 is not None,
-                follow_redirects=False,
+                progress,
+                sha256=hashed,
             )
             progress.report()
             return done.size, done.sha256
@@ -218,7 +234,7 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
             objects = _list(options, bucket, prefix, folder)
             if not objects:
                 raise
-            if options.sha256:
+            if hashed:
                 raise PermanentError(
                     "a sha256 needs one file or archive, but this key is a prefix of objects"
                 ) from None
@@ -231,14 +247,11 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
         target = folder / relative_key(obj.key, prefix)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            download(
+            _get(
+                options,
                 lambda key=obj.key: s3.request(bucket, key),
                 target,
-                progress=progress,
-                retry=options.retry,
-                connection=options.connection,
-                describe=describe_error,
-                follow_redirects=False,
+                progress,
                 expected_size=obj.size,
             )
         except FetchError as error:
@@ -256,14 +269,11 @@ def _list(options: Options, bucket: str, prefix: str, folder: Path) -> list[S3Ob
     token: str | None = None
     while True:
         params = listing_params(prefix, token)
-        download(
+        _get(
+            options,
             lambda params=params: s3.request(bucket, "", params),
             page_file,
-            progress=Progress(interval=float("inf")),
-            retry=options.retry,
-            connection=options.connection,
-            describe=describe_error,
-            follow_redirects=False,
+            Progress(interval=float("inf")),
         )
         page = parse_listing(page_file.read_bytes())
         objects.extend(page.objects)

@@ -98,6 +98,8 @@ def _write_file(folder: Path, name: str, source: IO[bytes], mode: int) -> None:
 
 def _make_links(folder: Path, links: list[_Link]) -> None:
     for link in links:
+        if len(link.target.encode()) > MAX_NAME_BYTES:
+            raise UnsafeArchive(f"archive link {link.name!r} has a target over 1024 bytes")
         path = folder / link.name
         parent = os.path.realpath(path.parent)
         if not _inside(folder, parent):
@@ -179,8 +181,11 @@ def _unpack_zip(archive: Path, folder: Path) -> int:
         for info, mode in _zip_members(zipped):
             name = checked_name(info.filename)
             if stat.S_ISLNK(mode):
-                target = zipped.read(info, pwd=None)[:MAX_NAME_BYTES].decode()
-                links.append(_Link(name, target, hard=False))
+                with zipped.open(info) as source:
+                    target = source.read(MAX_NAME_BYTES + 1)
+                if len(target) > MAX_NAME_BYTES:
+                    raise UnsafeArchive(f"archive symlink {name!r} has a target over 1024 bytes")
+                links.append(_Link(name, target.decode(errors="replace"), hard=False))
             elif info.is_dir():
                 if name:
                     (folder / name).mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ is lost in which failure: docs/design/ground-truth.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -101,8 +102,11 @@ HANDOFF_CHUNK = 20_000
 #: Labels joined between two yields to the event loop (about 10 us each).
 YIELD_EVERY = 256
 PEER_CACHE_SECONDS = 2.0
+#: A resolver that does not answer must not hold up a feedback request or a shutdown.
+RESOLVE_TIMEOUT_SECONDS = 2.0
 
 
+@functools.lru_cache(maxsize=4096)
 def class_code(key: str) -> float:
     """A class label as an exact float (48-bit hash): predictions and truths compare by it."""
     return float(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=6).digest(), "big"))
@@ -185,7 +189,7 @@ def parse_labels(doc: Any, task: str, limit: int) -> ParsedLabels:
         key = id_key(request_id)
         truth = item.get("truth")
         row = item.get("row")
-        if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 0):
+        if not _valid_row(row):
             out.invalid.append(f"{request_id}: row must be an integer >= 0")
             continue
         if isinstance(truth, list):
@@ -268,9 +272,7 @@ class FeedbackMetrics(Collector):
             self.room -= 1
         return key if key in self.known_classes else OTHER
 
-    def joined(
-        self, found: Labelled, truth: Any, task: str, delay: float, scored_class: str | None
-    ) -> None:
+    def joined(self, found: Labelled, truth: Any, task: str, delay: float) -> None:
         figures = self.figures(found.revision)
         figures.outcomes[JOINED] = figures.outcomes.get(JOINED, 0) + 1
         hist = figures.delay
@@ -280,7 +282,7 @@ class FeedbackMetrics(Collector):
         if found.prediction is None or not task:
             return
         if task == "classification":
-            label = scored_class if scored_class is not None else self.class_label(truth)
+            label = self.class_label(truth)
             figures.scored[label] = figures.scored.get(label, 0) + 1
             key = category_key(truth)
             if key is not None and class_code(key) == found.prediction:
@@ -371,7 +373,8 @@ class FeedbackMetrics(Collector):
         rejected = counter(
             "vigil_feedback_rejected_requests",
             "Feedback requests refused: body_too_large (413), too_many_labels (413), "
-            "rate_limited (429), busy (429), bad_request (400), not_a_peer (403).",
+            "rate_limited (429), busy (429), bad_request (400), not_a_peer (403), "
+            "leaving (503: handing predictions over at shutdown).",
             ("reason",),
         )
         for reason, n in sorted(self.rejected.items()):
@@ -478,8 +481,11 @@ class Peers:
             host, _, port = entry.rpartition(":")
             host = host.strip("[]")
             try:
-                infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-            except OSError as error:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM),
+                    RESOLVE_TIMEOUT_SECONDS,
+                )
+            except (OSError, TimeoutError) as error:
                 log.warning("feedback peers: cannot resolve %s: %s", entry, error)
                 continue
             for info in infos:
@@ -555,6 +561,8 @@ class FeedbackService:
             settings.labels_per_second, settings.burst_labels, time.monotonic
         )
         self.busy = 0
+        #: Handing the store over (shutdown): a label joined here now would be lost.
+        self.leaving = False
         self.runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         monitor.recorder = self.record
@@ -582,6 +590,15 @@ class FeedbackService:
             host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
             self.address = f"{host}:{self.port}"
             self.peers.me = _normal_address(self.address)
+        log.info(
+            "feedback on %s:%d (peers reach it at %s); join store of %d rows, %.1f MB, window %gs",
+            self.host,
+            self.port,
+            self.address,
+            self.store.capacity,
+            self.store.nbytes / 1e6,
+            self.settings.window_seconds,
+        )
 
     @property
     def port(self) -> int:
@@ -646,7 +663,14 @@ class FeedbackService:
         except _Refused as refused:
             return refused.response
 
+    def _check_leaving(self) -> None:
+        if self.leaving:
+            raise self._refuse(
+                503, "leaving", "this pod is handing its predictions over", {"Retry-After": "1"}
+            )
+
     async def _feedback_once(self, request: web.Request) -> web.Response:
+        self._check_leaving()
         if self.busy >= self.settings.max_concurrent_requests:
             raise self._refuse(
                 429, "busy", "too many feedback requests at once", {"Retry-After": "1"}
@@ -720,7 +744,7 @@ class FeedbackService:
         if found.outcome in (ABSENT, FORGOTTEN):
             return found.outcome
         if found.outcome == JOINED:
-            self.metrics.joined(found, label.truth, self.task, max(0.0, at - found.served_at), None)
+            self.metrics.joined(found, label.truth, self.task, max(0.0, at - found.served_at))
             return JOINED
         if found.outcome == INVALID and found.detail:
             errors.append(f"{label.request_id}: {found.detail}")
@@ -821,12 +845,15 @@ class FeedbackService:
         """Another sidecar asks: join what you hold, say what you do not (count nothing else)."""
         if not await self.peers.allows(request.remote):
             raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
+        self._check_leaving()  # the asking pod counts these unreachable: a retry finds them
         doc = await self._body(request)
         try:
             rows = doc["labels"]
             labels = [(Label(str(r[0]), id_key(str(r[0])), r[1], r[2]), float(r[3])) for r in rows]
         except (TypeError, KeyError, IndexError, ValueError):
             raise self._refuse(400, "bad_request", "malformed peer request") from None
+        if any(not _valid_row(label.row) for label, _ in labels):
+            raise self._refuse(400, "bad_request", "malformed peer request: row")
         self.monitor.drain()
         results: list[list[Any]] = []
         for index, (label, at) in enumerate(labels):
@@ -866,6 +893,7 @@ class FeedbackService:
 
     async def handoff(self) -> int:
         """Hand every held prediction to the peers (shutdown); returns how many went."""
+        self.leaving = True
         self.monitor.drain()
         records = list(self.store.export())
         if not records:
@@ -913,6 +941,10 @@ class FeedbackService:
             sent += len(chunk) if delivered else 0
         log.info("feedback: handed %d of %d predictions to peers", sent, len(records))
         return sent
+
+
+def _valid_row(row: Any) -> bool:
+    return row is None or (isinstance(row, int) and not isinstance(row, bool) and row >= 0)
 
 
 def _camel(name: str) -> str:

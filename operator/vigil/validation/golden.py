@@ -38,7 +38,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -186,6 +186,12 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     )
 
 
+class ObjectReader(Protocol):
+    """The one API call a golden set needs (vigil.operator.api.Api has it)."""
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
 def golden_from_configmap(configmap: Mapping[str, Any] | None, ref: GoldenSetRef) -> GoldenSet:
     """The golden set stored under ``ref.key`` of a ConfigMap (``data`` or ``binaryData``)."""
     if configmap is None:
@@ -199,7 +205,7 @@ def golden_from_configmap(configmap: Mapping[str, Any] | None, ref: GoldenSetRef
         raise GoldenSetError(f"ConfigMap {ref.name} key {ref.key}: {error}") from error
 
 
-async def load_golden_set(api: Any, namespace: str, ref: GoldenSetRef) -> GoldenSet:
+async def load_golden_set(api: ObjectReader, namespace: str, ref: GoldenSetRef) -> GoldenSet:
     """Read the golden set through the kube adapter (anything with ``get(kind, ns, name)``)."""
     return golden_from_configmap(await api.get("ConfigMap", namespace, ref.name), ref)
 

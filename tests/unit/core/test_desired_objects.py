@@ -11,10 +11,14 @@ import pytest
 
 from vigil.core import naming
 from vigil.core.desired import (
+    MODEL_DIR,
+    MODEL_VOLUME,
+    SERVER_TMP_VOLUME,
     Owner,
     RevisionInfo,
     desired_configmap,
     desired_deployment,
+    desired_peers_service,
     desired_service,
     needs_write,
     sidecar_settings,
@@ -132,6 +136,7 @@ class TestDeployment:
             ("server", "model"): 8080,
             ("sidecar", "http"): 8000,
             ("sidecar", "metrics"): 9090,
+            ("sidecar", "feedback"): 8001,
         }
 
     def test_selector_and_pod_labels_name_the_revision(self) -> None:
@@ -250,6 +255,61 @@ class TestDeployment:
         assert annotations[naming.ANNOTATION_IMAGE] == "seldonio/mlserver:1.7.1-sklearn"
 
 
+class TestModelFromAClaim:
+    """``model.uri: pvc://<claim>/<path>``: the claim mounted read-only where the server looks."""
+
+    def test_the_claims_path_is_mounted_read_only_at_the_model_dir(self) -> None:
+        manifest = deployment(model__uri="pvc://models/wine/2")
+        pod = manifest["spec"]["template"]["spec"]
+        assert {
+            "name": MODEL_VOLUME,
+            "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
+        } in pod["volumes"]
+        server = containers(manifest)["server"]
+        assert server["volumeMounts"] == [
+            {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True, "subPath": "wine/2"}
+        ]
+        env = {item["name"]: item["value"] for item in server["env"]}
+        assert env["MODEL_PATH"] == MODEL_DIR == "/mnt/models"
+        assert env["STORAGE_URI"] == "pvc://models/wine/2"
+
+    def test_the_whole_claim_without_a_path(self) -> None:
+        server = containers(deployment(model__uri="pvc://models"))["server"]
+        assert server["volumeMounts"] == [
+            {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
+        ]
+
+    def test_the_sidecar_mounts_no_model(self) -> None:
+        sidecar = containers(deployment(model__uri="pvc://models/wine/2"))["sidecar"]
+        assert MODEL_VOLUME not in {mount["name"] for mount in sidecar["volumeMounts"]}
+
+    def test_other_schemes_mount_nothing_and_get_no_model_path(self) -> None:
+        manifest = deployment()
+        server = containers(manifest)["server"]
+        assert "volumeMounts" not in server
+        assert "MODEL_PATH" not in {item["name"] for item in server["env"]}
+        volumes = manifest["spec"]["template"]["spec"]["volumes"]
+        assert MODEL_VOLUME not in {volume["name"] for volume in volumes}
+
+
+class TestReadOnlyServer:
+    """``server.readOnlyRootFilesystem`` (opt-in): a read-only root and a writable /tmp."""
+
+    def test_the_server_root_is_read_only_with_a_writable_tmp(self) -> None:
+        manifest = deployment(server__readOnlyRootFilesystem=True, model__uri="pvc://m/w")
+        server = containers(manifest)["server"]
+        assert server["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": SERVER_TMP_VOLUME, "mountPath": "/tmp"} in server["volumeMounts"]
+        assert len(server["volumeMounts"]) == 2  # and the model
+        volumes = manifest["spec"]["template"]["spec"]["volumes"]
+        assert {"name": SERVER_TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}} in volumes
+
+    def test_by_default_the_server_root_stays_writable(self) -> None:
+        server = containers(deployment())["server"]
+        assert "readOnlyRootFilesystem" not in server["securityContext"]
+        assert "volumeMounts" not in server
+
+
 class TestServiceAndSettings:
     def test_service_selects_the_serving_revision_through_the_sidecar_port(self) -> None:
         service = desired_service(OWNER, "abc1234")
@@ -257,9 +317,30 @@ class TestServiceAndSettings:
             naming.LABEL_MODEL_DEPLOYMENT: "wine",
             naming.LABEL_REVISION: "abc1234",
         }
-        (port,) = service["spec"]["ports"]
+        port, feedback = service["spec"]["ports"]
         assert port["targetPort"] == "http"
         assert port["name"] == "http"
+        # Labels through the model's Service, on their own port.
+        assert (feedback["name"], feedback["port"], feedback["targetPort"]) == (
+            "feedback",
+            8001,
+            "feedback",
+        )
+
+    def test_the_peers_service_lists_every_pod_of_the_model_deployment(self) -> None:
+        service = desired_peers_service(OWNER)
+        assert service["metadata"]["name"] == "wine-peers"
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["publishNotReadyAddresses"] is True
+        assert service["spec"]["selector"] == {naming.LABEL_MODEL_DEPLOYMENT: "wine"}
+
+    def test_feedback_is_on_and_finds_its_peers_through_that_service(self) -> None:
+        settings = settings_from_mapping(sidecar_settings(OWNER, parsed(), INFO))
+        assert settings.feedback.enabled and settings.feedback.port == 8001
+        namespace = OWNER.namespace
+        assert settings.feedback.peers == (f"wine-peers.{namespace}.svc:8001",)
+        env = {e["name"]: e for e in containers(deployment())["sidecar"]["env"]}
+        assert env["VIGIL_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
 
     def test_settings_are_accepted_by_the_sidecar(self) -> None:
         spec = parsed(monitoring={"reference": {"configMapKeyRef": {"name": "r", "key": "p.json"}}})

@@ -276,6 +276,16 @@ class TestStatus:
         assert status["drift"]["method"] == "psi"
         assert set(status["drift"]["features"]) == set(FEATURES)
 
+    def test_printer_columns_read_figures_with_their_units(self) -> None:
+        window = RevisionWindow(
+            requests_by_outcome={"success": 995, "server_error": 5},
+            latency_buckets=((0.01, 500.0), (0.025, 1000.0), (math.inf, 1000.0)),
+        )
+        status = health_status(evaluate(window, None, POLICY), POLICY, "t")
+        assert status["errorRate"] == 0.005 and status["readable"]["errorRate"] == "0.5%"
+        assert status["latencyP95"] == pytest.approx(0.0235, abs=1e-4)
+        assert status["readable"]["latencyP95"] == "24ms"
+
     def test_nan_inputs_never_reach_status(self, reference) -> None:
         window = RevisionWindow(
             requests_by_outcome={"success": 100},

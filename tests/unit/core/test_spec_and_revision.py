@@ -143,6 +143,18 @@ class TestParsing:
                 },
                 "configMapKeyRef.key is required",
             ),
+            (
+                {"model": {"version": "1", "uri": "pvc://Models/wine"}, "server": {"image": "i"}},
+                "spec.model.uri 'pvc://Models/wine': the claim must be",
+            ),
+            (
+                {"model": {"version": "1", "uri": "pvc:///wine"}, "server": {"image": "i"}},
+                "the claim must be",
+            ),
+            (
+                {"model": {"version": "1", "uri": "pvc://m/a/../../x"}, "server": {"image": "i"}},
+                "the path must stay inside the volume",
+            ),
         ],
     )
     def test_what_the_pods_cannot_take_is_a_spec_error(self, raw: dict, message: str) -> None:
@@ -152,6 +164,25 @@ class TestParsing:
     def test_none_spec_is_an_error_not_a_crash(self) -> None:
         with pytest.raises(SpecError):
             parse_spec("wine", None)
+
+    @pytest.mark.parametrize(
+        ("uri", "claim", "path"),
+        [
+            ("pvc://models", "models", ""),
+            ("pvc://models/", "models", ""),
+            ("pvc://models.team-a/wine/1/", "models.team-a", "wine/1"),
+            ("pvc://m/wine//model.joblib", "m", "wine/model.joblib"),
+        ],
+    )
+    def test_a_pvc_uri_names_a_claim_and_a_path_in_it(
+        self, uri: str, claim: str, path: str
+    ) -> None:
+        pvc = parse_spec("wine", changed("model.uri", uri)).model.pvc
+        assert pvc is not None
+        assert (pvc.claim, pvc.path) == (claim, path)
+
+    def test_other_schemes_name_no_claim(self) -> None:
+        assert parse_spec("wine", BASE).model.pvc is None
 
     def test_parsing_copies_user_data(self) -> None:
         raw = changed("server.env", [{"name": "A", "value": "1"}])
@@ -175,6 +206,7 @@ class TestRevision:
         explicit = changed("server.port", 8080)
         explicit["server"]["protocol"] = "v2"
         explicit["monitoring"] = {"window": "5m"}
+        explicit["server"]["readOnlyRootFilesystem"] = False
         assert revision_of(explicit) == revision_of(BASE)
 
     @pytest.mark.parametrize(
@@ -206,6 +238,7 @@ class TestRevision:
             ("server.args", ["--fast"]),
             ("server.env", [{"name": "A", "value": "1"}]),
             ("server.resources", {"limits": {"memory": "1Gi"}}),
+            ("server.readOnlyRootFilesystem", True),
             ("config", {"MLSERVER_PARALLEL_WORKERS": "0"}),
             ("monitoring.reference", {"configMapKeyRef": {"name": "r", "key": "k"}}),
             ("monitoring.sidecar", {"maxBodyBytes": 4096}),
@@ -249,6 +282,7 @@ class TestChangeKind:
             ("model.version", "2"),
             ("model.name", "x"),
             ("model.uri", "s3://other"),
+            ("model.uri", "pvc://models/wine/1"),
             ("server.image", "img:2"),
         ],
     )
@@ -262,6 +296,7 @@ class TestChangeKind:
             ("server.resources", {"requests": {"cpu": "2"}}),
             ("server.env", [{"name": "A", "value": "1"}]),
             ("server.port", 9000),
+            ("server.readOnlyRootFilesystem", True),
         ],
     )
     def test_anything_else_is_a_tweak(self, path: str, value: Any) -> None:

@@ -25,6 +25,7 @@ from vigil.core import analysis, health, health_status, naming, reconcile, rollo
 from vigil.core import spec as spec_module
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import (
+    FEEDBACK_PORT,
     METRICS_PORT,
     SERVER_SHUTDOWN_DELAY_SECONDS,
     SIDECAR_PORT,
@@ -221,8 +222,10 @@ def test_the_model_pods_network_policy_lets_in_the_ports_vigil_uses() -> None:
     assert selected == {"key": naming.LABEL_MODEL_DEPLOYMENT, "operator": "Exists"}
     rules = policy["spec"]["ingress"]
     ports = [{p["port"] for p in rule["ports"]} for rule in rules]
-    # Live traffic and shadow copies; the operator (readiness, golden replay, scrapes).
-    assert ports[0] == {SIDECAR_PORT} and ports[1] == {SIDECAR_PORT, METRICS_PORT}
+    # Live traffic, shadow copies, labels and the sidecars' peers; the operator
+    # (readiness, golden replay, scrapes).
+    assert ports[0] == {SIDECAR_PORT, FEEDBACK_PORT}
+    assert ports[1] == {SIDECAR_PORT, METRICS_PORT}
     operator = yaml.safe_load((ROOT / "manifests" / "base" / "deployment.yaml").read_text())
     labels = operator["spec"]["template"]["metadata"]["labels"]
     (peer,) = rules[1]["from"]

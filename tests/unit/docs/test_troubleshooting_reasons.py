@@ -36,6 +36,7 @@ NOT_REASONS = {
     "ModelDeployment",
     "Event",
     "ClusterIP",
+    "None",  # a headless Service's clusterIP
     "RollingUpdate",
     "RuntimeDefault",
     # An Event's type (vigil/core/events.py), not its reason.

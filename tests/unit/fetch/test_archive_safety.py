@@ -94,6 +94,7 @@ def test_a_model_folder_unpacks_with_its_files_folders_and_inner_links(
         ([("copy", "missing", tarfile.LNKTYPE)], "not a file inside the destination folder"),
         ([("null", None, tarfile.CHRTYPE)], "'null' is a device, FIFO or other special file"),
         ([("pipe", None, tarfile.FIFOTYPE)], "is a device, FIFO or other special file"),
+        ([("long", "a/" * 600, tarfile.SYMTYPE)], "'long' has a target over 1024 bytes"),
         (
             [("d/file", b"x", tarfile.REGTYPE), ("d", ".", tarfile.SYMTYPE)],
             "'d' replaces a folder",
@@ -132,6 +133,7 @@ def test_a_zip_unpacks_with_its_folders_and_inner_links(tmp_path: Path, out: Pat
         ([("link", b"../../evil", stat.S_IFLNK | 0o777)], "outside the destination folder"),
         ([("link", b"/etc/passwd", stat.S_IFLNK | 0o777)], "the absolute path '/etc/passwd'"),
         ([("fifo", b"", stat.S_IFIFO | 0o644)], "device, FIFO or other special file"),
+        ([("link", b"a/" * 600, stat.S_IFLNK | 0o777)], "has a target over 1024 bytes"),
     ],
 )
 def test_a_zip_that_would_leave_its_folder_is_refused(

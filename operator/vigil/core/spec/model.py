@@ -122,6 +122,39 @@ class ConfigMapKeyRef:
 GoldenSetRef = ConfigMapKeyRef
 
 
+#: ``model.uri`` naming a PersistentVolumeClaim: mounted, not fetched.
+PVC_SCHEME = "pvc://"
+# A claim is a DNS subdomain (Kubernetes object names).
+_CLAIM = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+@dataclass(frozen=True)
+class PvcSource:
+    """``pvc://<claim>/<path>``: a claim in the ModelDeployment's namespace, a path in it."""
+
+    claim: str
+    #: Relative to the volume's root; "" is the whole volume.
+    path: str = ""
+
+
+def parse_pvc_uri(uri: str) -> PvcSource:
+    """The claim and path of a ``pvc://`` URI; ValueError naming what is wrong.
+
+    The CRD refuses the same URIs (a rule on ``spec.model.uri``); this is for
+    objects stored before it or sent by a client that skipped validation.
+    """
+    claim, _, path = uri.removeprefix(PVC_SCHEME).partition("/")
+    if len(claim) > 253 or not _CLAIM.fullmatch(claim):
+        raise ValueError(
+            f"spec.model.uri {uri!r}: the claim must be a PersistentVolumeClaim's name "
+            "(lowercase letters, digits, '-' and '.')"
+        )
+    segments = [segment for segment in path.split("/") if segment]
+    if ".." in segments or path.startswith("/"):
+        raise ValueError(f"spec.model.uri {uri!r}: the path must stay inside the volume")
+    return PvcSource(claim, "/".join(segments))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Identity of the model artifact: changing any of it is a replacement."""
@@ -129,6 +162,13 @@ class ModelSpec:
     name: str
     version: str
     uri: str | None = None
+
+    @property
+    def pvc(self) -> PvcSource | None:
+        """The claim to mount when ``uri`` is ``pvc://`` (parse_spec has checked it)."""
+        if self.uri is None or not self.uri.startswith(PVC_SCHEME):
+            return None
+        return parse_pvc_uri(self.uri)
 
 
 @dataclass(frozen=True)
@@ -147,6 +187,8 @@ class ServerSpec:
     args: tuple[str, ...] = ()
     env: tuple[Mapping[str, Any], ...] = ()
     resources: Mapping[str, Any] = field(default_factory=dict)
+    #: Opt-in: most servers write caches outside /tmp (the only folder then writable).
+    read_only_root_filesystem: bool = False
 
 
 @dataclass(frozen=True)

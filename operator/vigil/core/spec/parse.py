@@ -33,6 +33,7 @@ from vigil.core.spec.model import (
     DEFAULT_WINDOW,
     DRIFT_METHODS,
     PROTOCOLS,
+    PVC_SCHEME,
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
     AnalysisSpec,
@@ -55,6 +56,7 @@ from vigil.core.spec.model import (
     _seconds,
     health_settings,
     parse_duration,
+    parse_pvc_uri,
 )
 
 
@@ -110,6 +112,11 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
         version=_required_str(model_raw, "version", "spec.model"),
         uri=model_raw.get("uri") or None,
     )
+    if model.uri and model.uri.startswith(PVC_SCHEME):
+        try:
+            parse_pvc_uri(model.uri)
+        except ValueError as error:
+            raise SpecError(str(error)) from error
     replicas_raw = spec.get("replicas")
     replicas = DEFAULT_REPLICAS if replicas_raw is None else int(replicas_raw)
     if replicas < 1:
@@ -143,6 +150,7 @@ def _server(raw: Mapping[str, Any], model_name: str) -> ServerSpec:
         args=tuple(str(item) for item in raw.get("args") or ()),
         env=tuple(copy.deepcopy(dict(item)) for item in raw.get("env") or ()),
         resources=copy.deepcopy(dict(_mapping(raw.get("resources"), "resources"))),
+        read_only_root_filesystem=bool(raw.get("readOnlyRootFilesystem", False)),
     )
 
 

@@ -1,0 +1,39 @@
+"""Figures as a person reads them: ``0.5%``, ``23ms``.
+
+The printer columns of ``kubectl get md`` (``status.health.readable``) and
+the model report use these; status keeps the raw numbers for tools.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _trim(text: str) -> str:
+    """``1.0`` -> ``1``, ``2.50`` -> ``2.5`` (a fixed-point number without trailing zeros)."""
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def percent(share: float) -> str:
+    """A share of 1 in percent: 0 -> ``0%``, 0.005 -> ``0.5%``, 0.00012 -> ``0.012%``."""
+    if not math.isfinite(share):
+        return "-"
+    value = share * 100
+    if value == 0:
+        return "0%"
+    if abs(value) < 0.1:
+        return f"{value:.2g}%"
+    return f"{_trim(f'{value:.1f}')}%"
+
+
+def duration(seconds: float) -> str:
+    """Seconds with a unit: 0.0225 -> ``23ms``, 0.0004 -> ``0.4ms``, 2.5 -> ``2.5s``."""
+    if not math.isfinite(seconds):
+        return "-"
+    if seconds < 0.001:
+        return f"{_trim(f'{seconds * 1000:.2f}')}ms"
+    if seconds < 1:
+        return f"{round(seconds * 1000 + 1e-9):d}ms"
+    if seconds < 60:
+        return f"{_trim(f'{seconds:.2f}')}s"
+    return f"{_trim(f'{seconds / 60:.1f}')}m"
