@@ -55,7 +55,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from operator_e2e import Kube, OperatorProcess  # noqa: E402
+from kit.kube import Kube  # noqa: E402
+from kit.operator import OperatorProcess  # noqa: E402
 
 from vigil.core.drift import DEFAULT_EPSILON, bin_index, psi  # noqa: E402
 from vigil.devcluster import ClusterClient, connect  # noqa: E402

@@ -17,7 +17,7 @@ MLSERVER_IMAGE=${MLSERVER_IMAGE:-seldonio/mlserver:1.7.1-sklearn}
 PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-prom/prometheus:v3.6.0}
 # The name manifests/overlays/kind runs (operator and sidecar), whatever IMAGE is.
 KIND_IMAGE=vigil.local/vigil:kind
-# The sidecar image the e2e suite's operator injects (tests/e2e/operator_e2e.py).
+# The sidecar image the e2e suite's operator injects (tests/e2e/kit/operator.py).
 E2E_SIDECAR_IMAGE=ghcr.io/vigil-dev/vigil:e2e
 
 step() { echo "kind-up: [$SECONDS s] $*"; }

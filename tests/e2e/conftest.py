@@ -8,15 +8,16 @@ running after the session so that the next ``make test`` reuses it;
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from operator_e2e import ROOT, Kube, OperatorProcess
+from kit.kube import ROOT, Kube, fresh_namespace
+from kit.metrics import running_prometheus
+from kit.operator import OperatorProcess, install_vigil, running_operator
 
 from vigil.devcluster import ClusterClient, ClusterError, connect
+from vigil.devcluster.prometheus import LocalPrometheus
 from vigil.devcluster.runner import workload_runner_process
 
 
@@ -41,14 +42,8 @@ def cluster() -> ClusterClient:
 @pytest.fixture
 def namespace(cluster: ClusterClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of this test's own, deleted (without waiting) afterwards."""
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"e2e-{slug}-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, "vigil.dev/e2e=true", "--overwrite")
-    try:
+    with fresh_namespace(cluster, request.node.name) as name:
         yield name
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
@@ -97,11 +92,7 @@ def vigil_installed(cluster: ClusterClient, gateway_api_crds: None) -> str:
     The operator then runs with that ServiceAccount's token only, so a
     missing RBAC rule fails a test instead of hiding behind admin rights.
     """
-    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-    cluster.wait_established("modeldeployments.vigil.dev")
-    for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
-        cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / name))
-    return cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")
+    return install_vigil(cluster)
 
 
 @pytest.fixture
@@ -123,17 +114,15 @@ def operator(
     request: pytest.FixtureRequest,
 ) -> Iterator[OperatorProcess]:
     """A real `vigil-operator` process watching this test's namespace."""
-    process = OperatorProcess(
-        vigil_installed, [namespace], ROOT / ".vigil" / "e2e-logs", operator_args
-    )
-    process.start()
-    try:
+    with running_operator(vigil_installed, [namespace], operator_args, request=request) as process:
         yield process
-    finally:
-        process.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(f"--- operator log ({process.log_path}) ---\n{process.log()[-20000:]}")
+
+
+@pytest.fixture
+def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
+    """A real Prometheus discovering pods as the manifests say (1 s scrapes)."""
+    with running_prometheus(cluster, tmp_path / "prometheus") as server:
+        yield server
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -25,20 +25,16 @@ from pathlib import Path
 
 import pytest
 from fault_checks import (
-    apply_md,
     assert_consistent,
-    assert_history,
-    brief,
+    assert_promoted_once,
     deploy,
     manifest,
-    promoted,
     record,
-    rolled_back_events,
-    safe,
-    switched_events,
-    watch_until,
 )
-from operator_e2e import ROOT, Kube, OperatorProcess
+from kit.kube import Kube, safe
+from kit.operator import OperatorProcess, install_vigil, running_operator
+from kit.status import at_step, promoted
+from kit.waits import watch_until
 
 from vigil.devcluster.cluster import ClusterError, LocalCluster
 from vigil.devcluster.models import train_wine
@@ -81,10 +77,7 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
 def own_kube(own_cluster: LocalCluster) -> Kube:
     """The CRD, the operator's ServiceAccount and RBAC, and the test namespace."""
     client = own_cluster.client()
-    client.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-    client.wait_established("modeldeployments.vigil.dev")
-    for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
-        client.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / name))
+    install_vigil(client)
     client.kubectl("create", "namespace", NAMESPACE)
     return Kube(client, NAMESPACE)
 
@@ -103,23 +96,8 @@ def own_operator(
     own_kube: Kube, own_runner: Path, operator_args: tuple[str, ...], request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
     kubeconfig = own_kube.cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")
-    process = OperatorProcess(kubeconfig, [NAMESPACE], ROOT / ".vigil" / "e2e-logs", operator_args)
-    process.start()
-    try:
+    with running_operator(kubeconfig, [NAMESPACE], operator_args, request=request) as process:
         yield process
-    finally:
-        process.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(f"--- operator log ({process.log_path}) ---\n{process.log()[-20000:]}")
-
-
-def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
-    return sum(
-        value
-        for key, value in operator.metrics().items()
-        if key.startswith("vigil_rollouts_total{") and f'outcome="{outcome}"' in key
-    )
 
 
 def test_apiserver_restarted_mid_rollout_the_operator_rides_through(
@@ -133,13 +111,8 @@ def test_apiserver_restarted_mid_rollout_the_operator_rides_through(
     setup = deploy(kube, own_runner, tmp_path, STEPS)
     try:
         candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
-        apply_md(kube, manifest(candidate, STEPS))
-        watch = watch_until(
-            kube,
-            lambda s: (s.get("candidate") or {}).get("stepName") == "canary 50%",
-            180,
-            "the canary step",
-        )
+        kube.apply(manifest(candidate, STEPS))
+        watch = watch_until(kube, at_step("canary 50%"), 180, "the canary step")
         revision = watch.last["candidate"]["revision"]
         at_restart = watch.last["candidate"]["stepName"]
         sent_before = setup.traffic.stats.sent
@@ -155,7 +128,7 @@ def test_apiserver_restarted_mid_rollout_the_operator_rides_through(
         promoted_after = time.monotonic() - started
         assert_consistent(kube)
         # Only a watch event starts this reconcile: the ModelDeployment watch is back.
-        apply_md(kube, manifest(candidate, STEPS, replicas=2))
+        kube.apply(manifest(candidate, STEPS, replicas=2))
         watch_until(
             kube,
             lambda s: (
@@ -172,13 +145,7 @@ def test_apiserver_restarted_mid_rollout_the_operator_rides_through(
         traffic = setup.traffic.stop()
     finally:
         setup.traffic.stop()
-    assert final["stable"]["revision"] == revision, brief(final)
-    assert_history(final, promoted=[revision])
-    assert rollouts_total(own_operator, "Promoted") == 1
-    assert rollouts_total(own_operator, "RolledBack") == 0
-    assert len(switched_events(kube)) == 1
-    assert rolled_back_events(kube) == []
-    assert watch.no_ready_pods == 0, watch.without_ready_pods
+    assert_promoted_once(kube, own_operator, final, revision, watch)
     assert traffic.sent > sent_before, "live traffic stopped"
     assert safe(lambda: own_operator.process.poll(), 1) is None  # type: ignore[union-attr]
     record(

@@ -22,25 +22,20 @@ from typing import Any
 
 import pytest
 from fault_checks import (
-    Watch,
-    apply_md,
     assert_consistent,
     assert_history,
-    condition,
     deploy,
     manifest,
-    promoted,
     record,
-    rolled_back,
     rolled_back_events,
     rollout_models,
     seeded_rng,
-    status,
     switched_events,
-    tweak_promoted,
-    watch_until,
 )
-from operator_e2e import Kube, OperatorProcess
+from kit.kube import Kube, safe
+from kit.operator import OperatorProcess
+from kit.status import condition, promoted, read_status, rolled_back, status, tweak_promoted
+from kit.waits import Watch, watch_until
 
 from vigil.devcluster.models import train_wine
 
@@ -74,15 +69,7 @@ CONFIG = {"E2E_KNOB": "on"}
 
 def promoted_counter(operator: OperatorProcess) -> float:
     """``vigil_rollouts_total{outcome="Promoted"}`` of the running process (0 if unreachable)."""
-    try:
-        values = operator.metrics()
-    except OSError:
-        return 0.0
-    return sum(
-        v
-        for k, v in values.items()
-        if k.startswith("vigil_rollouts_total{") and 'outcome="Promoted"' in k
-    )
+    return safe(lambda: operator.total("vigil_rollouts_total", outcome="Promoted"), 0.0)
 
 
 class Killer:
@@ -111,12 +98,10 @@ class Killer:
                     self.counters.get(self.operator.starts, 0.0), promoted_counter(self.operator)
                 )
                 time.sleep(1.0)
-            at = status(self.kube)
+            at = read_status(self.kube)
             if at and finished(at):
                 return
-            assert self.operator.process is not None
-            self.operator.process.kill()
-            self.operator.process.wait(timeout=10)
+            self.operator.kill()
             candidate = at.get("candidate") or {}
             self.kills.append(
                 {
@@ -140,7 +125,7 @@ def test_operator_killed_at_21_random_moments_of_rollouts_resumes_each_once(
     watches = {"good": good, "bad": bad, "tweak": tweak}
     try:
         # 1. A good replacement: promoted exactly once, through every step.
-        apply_md(kube, manifest(models["good"], STEPS))
+        kube.apply(manifest(models["good"], STEPS))
         killer.run("good", good, promoted("2"))
         watch_until(kube, promoted("2"), 240, "the good replacement's promotion", good)
         after_good = assert_consistent(kube)
@@ -148,7 +133,7 @@ def test_operator_killed_at_21_random_moments_of_rollouts_resumes_each_once(
         assert good_revision != setup.revision
 
         # 2. A bad replacement: rolled back on the agreement gate, never on missing data.
-        apply_md(kube, manifest(models["bad"], STEPS))
+        kube.apply(manifest(models["bad"], STEPS))
         killer.run("bad", bad, rolled_back)
         bad_watch = watch_until(kube, rolled_back, 240, "the bad replacement's rollback", bad)
         bad_revision = bad_watch.last["history"][0]["revision"]
@@ -161,7 +146,7 @@ def test_operator_killed_at_21_random_moments_of_rollouts_resumes_each_once(
         assert_consistent(kube)
 
         # 3. A tweak of the good model's settings: only the tweak steps, promoted once.
-        apply_md(kube, manifest(models["good"], STEPS, tweak=TWEAK, config=CONFIG))
+        kube.apply(manifest(models["good"], STEPS, tweak=TWEAK, config=CONFIG))
         killer.run("tweak", tweak, tweak_promoted(good_revision))
         watch_until(kube, tweak_promoted(good_revision), 240, "the tweak's promotion", tweak)
         tweak_revision = assert_consistent(kube)["stable"]["revision"]
@@ -175,7 +160,7 @@ def test_operator_killed_at_21_random_moments_of_rollouts_resumes_each_once(
                 break
             version = str(3 + extra)
             model = train_wine(tmp_path / f"wine-{version}", version=version, seed=1 + extra)
-            apply_md(kube, manifest(model, STEPS, tweak=TWEAK, config=CONFIG))
+            kube.apply(manifest(model, STEPS, tweak=TWEAK, config=CONFIG))
             watch = watches[f"again-{version}"] = Watch()
             killer.run("again", watch, promoted(version))
             watch_until(kube, promoted(version), 240, f"version {version}'s promotion", watch)

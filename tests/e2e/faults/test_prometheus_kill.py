@@ -15,27 +15,21 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fault_checks import (
-    apply_md,
     assert_consistent,
-    assert_history,
-    brief,
-    condition,
+    assert_promoted_once,
     deploy,
     manifest,
-    promoted,
     record,
-    rolled_back_events,
-    switched_events,
-    watch_until,
 )
-from operator_e2e import Kube, OperatorProcess
+from kit.kube import Kube
+from kit.operator import OperatorProcess
+from kit.status import candidate_reason, condition, describe, promoted
+from kit.waits import watch_until
 
-from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
 
@@ -51,24 +45,6 @@ STEPS = [
 OUTAGE_SECONDS = 20
 
 
-@pytest.fixture
-def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
-    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
-    return sum(
-        value
-        for key, value in operator.metrics().items()
-        if key.startswith("vigil_rollouts_total{") and f'outcome="{outcome}"' in key
-    )
-
-
 def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
     kube: Kube,
     operator: OperatorProcess,
@@ -80,7 +56,7 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
     setup = deploy(kube, workload_runner, tmp_path, STEPS, metrics=metrics)
     try:
         candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
-        apply_md(kube, manifest(candidate, STEPS, metrics=metrics))
+        kube.apply(manifest(candidate, STEPS, metrics=metrics))
         watch = watch_until(
             kube,
             lambda s: (
@@ -99,7 +75,7 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
         killed = time.monotonic()
         watch_until(
             kube,
-            lambda s: (s.get("candidate") or {}).get("reason") == "MetricsUnavailable",
+            candidate_reason("MetricsUnavailable"),
             30,
             "the rollout to hold on the Prometheus outage",
             watch,
@@ -110,12 +86,12 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
         while time.monotonic() - killed < OUTAGE_SECONDS:
             current = watch.see(kube)
             held = current.get("candidate") or {}
-            assert held.get("revision") == revision, brief(current)
-            assert held.get("stepName") == step, brief(current)
-            assert held.get("reason") == "MetricsUnavailable", brief(current)
-            assert "prometheus" in str(held.get("message")).lower(), brief(current)
-            assert current.get("phase") == "Progressing", brief(current)
-            assert current["stable"]["revision"] == setup.revision, brief(current)
+            assert held.get("revision") == revision, describe(current)
+            assert held.get("stepName") == step, describe(current)
+            assert held.get("reason") == "MetricsUnavailable", describe(current)
+            assert "prometheus" in str(held.get("message")).lower(), describe(current)
+            assert current.get("phase") == "Progressing", describe(current)
+            assert current["stable"]["revision"] == setup.revision, describe(current)
             metrics_available.add(str(condition(current, "MetricsAvailable").get("status")))
             time.sleep(0.5)
         prometheus.start()
@@ -125,15 +101,9 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
         final = assert_consistent(kube)
     finally:
         setup.traffic.stop()
-    assert final["stable"]["revision"] == revision
-    assert_history(final, promoted=[revision])
-    assert rollouts_total(operator, "Promoted") == 1
-    assert rollouts_total(operator, "RolledBack") == 0
-    assert len(switched_events(kube)) == 1
-    assert rolled_back_events(kube) == []
+    assert_promoted_once(kube, operator, final, revision, watch)
     # The health loop said so too: MetricsAvailable went False during the outage.
     assert "False" in metrics_available, metrics_available
-    assert watch.no_ready_pods == 0, watch.without_ready_pods
     operator.assert_no_errors()
     record(
         "prometheus-killed",

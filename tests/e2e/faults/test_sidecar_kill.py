@@ -33,20 +33,18 @@ from pathlib import Path
 
 import pytest
 from fault_checks import (
-    apply_md,
     assert_consistent,
-    assert_history,
-    brief,
+    assert_promoted_once,
     deploy,
     manifest,
-    promoted,
     record,
-    rolled_back_events,
-    switched_events,
-    watch_until,
 )
-from model_pods import http, metric
-from operator_e2e import Kube, OperatorProcess
+from kit.kube import Kube, pod_ip
+from kit.metrics import total
+from kit.operator import OperatorProcess
+from kit.status import at_step, describe, promoted
+from kit.traffic import answers_ready, pod_metrics
+from kit.waits import watch_until
 
 from vigil.devcluster.models import train_wine
 
@@ -80,52 +78,28 @@ def sidecar_pids(ip: str) -> list[int]:
     return found
 
 
-def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
-    return sum(
-        value
-        for key, value in operator.metrics().items()
-        if key.startswith("vigil_rollouts_total{") and f'outcome="{outcome}"' in key
-    )
-
-
 def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_data(
     kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
 ) -> None:
     setup = deploy(kube, workload_runner, tmp_path, STEPS, replicas=2)
     try:
         candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
-        apply_md(kube, manifest(candidate, STEPS, replicas=2))
-        watch = watch_until(
-            kube,
-            lambda s: (s.get("candidate") or {}).get("stepName") == "shadow 50%",
-            150,
-            "the candidate judged in shadow",
-        )
+        kube.apply(manifest(candidate, STEPS, replicas=2))
+        watch = watch_until(kube, at_step("shadow 50%"), 150, "the candidate judged in shadow")
         revision = watch.last["candidate"]["revision"]
-        pods = sorted(
-            kube.items("pods", f"vigil.dev/revision={revision}"),
-            key=lambda p: p["metadata"]["name"],
-        )
+        pods = kube.revision_pods(revision)
         assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
         watch_until(
             kube,
-            lambda s: all(
-                http(f"http://{p['status']['podIP']}:8000/healthz/ready")[0] == 200 for p in pods
-            ),
+            lambda s: all(answers_ready(pod_ip(p)) for p in pods),
             90,
             "both candidate pods' sidecars to answer ready",
             watch,
         )
         victim = pods[0]
-        name, uid, ip = (
-            victim["metadata"]["name"],
-            victim["metadata"]["uid"],
-            victim["status"]["podIP"],
-        )
-        other_ip = pods[1]["status"]["podIP"]
-        started_before = metric(
-            http(f"http://{ip}:9090/metrics")[1].decode(), "vigil_sidecar_start_time_seconds"
-        )
+        name, uid, ip = victim["metadata"]["name"], victim["metadata"]["uid"], pod_ip(victim)
+        other_ip = pod_ip(pods[1])
+        started_before = total(pod_metrics(ip), "vigil_sidecar_start_time_seconds")
         other_pids = sidecar_pids(other_ip)
 
         # Crash-loop the sidecar: kill it each time the runner brings it back.
@@ -138,36 +112,28 @@ def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_dat
                 kills.append(round(time.monotonic() - crash_start, 1))
             if time.monotonic() - looked > 2.0:  # status reads are slow: not at every turn
                 current = watch.see(kube)
-                assert current.get("phase") != "RolledBack", brief(current)
+                assert current.get("phase") != "RolledBack", describe(current)
                 looked = time.monotonic()
             time.sleep(0.1)
         assert len(kills) == CRASH_KILLS, f"sidecar of pod {name} at {ip} killed at {kills}"
         # Back: the runner restarts it after its back-off; same pod, same IP.
         back = watch_until(
             kube,
-            lambda s: http(f"http://{ip}:8000/healthz/ready")[0] == 200,
+            lambda s: answers_ready(ip),
             60,
             f"the sidecar of {name} to answer ready again at {ip}",
             watch,
         )
-        assert back.last.get("phase") != "RolledBack", brief(back.last)
+        assert back.last.get("phase") != "RolledBack", describe(back.last)
         down_seconds = time.monotonic() - crash_start
-        started_after = metric(
-            http(f"http://{ip}:9090/metrics")[1].decode(), "vigil_sidecar_start_time_seconds"
-        )
+        started_after = total(pod_metrics(ip), "vigil_sidecar_start_time_seconds")
         watch_until(kube, promoted("2"), 150, "the promotion after the sidecar came back", watch)
         final = assert_consistent(kube, replicas=2)
     finally:
         setup.traffic.stop()
 
     # The rollout: promoted once, never rolled back, no Ready-less moment for live traffic.
-    assert final["stable"]["revision"] == revision
-    assert_history(final, promoted=[revision])
-    assert rollouts_total(operator, "Promoted") == 1
-    assert rollouts_total(operator, "RolledBack") == 0
-    assert len(switched_events(kube)) == 1
-    assert rolled_back_events(kube) == []
-    assert watch.no_ready_pods == 0, watch.without_ready_pods
+    assert_promoted_once(kube, operator, final, revision, watch)
     assert watch.steps == ["shadow 100%", "shadow 50%"], watch.steps
     # The pod: the same object, still Ready in the API, now one of the new stable's pods.
     same = kube.get("pod", name) or {}

@@ -20,10 +20,13 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
+from kit.kube import Kube, fresh_namespace
+from kit.operator import OperatorProcess
+from kit.status import condition, status
+from kit.waits import wait_for
 from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
-from operator_e2e import Kube, OperatorProcess, wait_for
 from spec_strategies import specs
 
 from vigil.core import naming, reconcile, rollout
@@ -126,12 +129,8 @@ def pure_path(stored: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def dry_run_namespace(cluster: ClusterClient) -> Iterator[str]:
-    name = f"e2e-spec-fuzz-{int(time.time())}"
-    cluster.kubectl("create", "namespace", name)
-    try:
+    with fresh_namespace(cluster, "spec-fuzz") as name:
         yield name
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_every_spec_the_api_server_admits_goes_through_the_pure_path(
@@ -162,11 +161,6 @@ def test_every_spec_the_api_server_admits_goes_through_the_pure_path(
     assert len(refused) >= DRY_RUN_EXAMPLES // 10, (len(admitted), len(refused))
 
 
-def _has_condition(kube: Kube, name: str) -> bool:
-    md = kube.get("md", name) or {}
-    return bool((md.get("status") or {}).get("conditions"))
-
-
 def test_admitted_specs_leave_the_operator_alive_and_every_object_with_a_condition(
     api: client.CustomObjectsApi, kube: Kube, operator: OperatorProcess
 ) -> None:
@@ -191,18 +185,11 @@ def test_admitted_specs_leave_the_operator_alive_and_every_object_with_a_conditi
     assert len(created) >= BATCH // 2, f"only {len(created)} of {len(drawn)} admitted"
     for name in created:
         wait_for(
-            lambda name=name: _has_condition(kube, name),
+            lambda name=name: status(kube, name).get("conditions"),
             timeout=120,
             what=f"a status condition on {name}",
         )
-    reasons = Counter(
-        next(
-            c.get("reason")
-            for c in kube.get("md", name)["status"]["conditions"]
-            if c["type"] == "Ready"
-        )
-        for name in created
-    )
+    reasons = Counter(condition(status(kube, name), "Ready").get("reason") for name in created)
     print(f"operator batch: {len(created)} of {len(drawn)} admitted; Ready reasons {dict(reasons)}")
     assert operator.process is not None and operator.process.poll() is None, operator.log()
     log = operator.log_path.read_text(errors="replace")

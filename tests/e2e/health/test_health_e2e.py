@@ -13,23 +13,24 @@ says what was seen last.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
-from model_pods import MLSERVER_IMAGE, http
-from operator_e2e import Kube, OperatorProcess
-from prometheus_client.parser import text_string_to_metric_families
+from kit.figures import Figures
+from kit.kube import MD_LABEL, REVISION_LABEL, Kube
+from kit.metrics import started_prometheus
+from kit.modeldeployment import manifest, serve
+from kit.operator import OperatorProcess
+from kit.status import condition, status
+from kit.traffic import http, infer_body
+from kit.waits import wait_for, wait_status
 
 from vigil.core.health import format_percent
-from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
 
@@ -37,42 +38,19 @@ WINDOW = 30  # seconds: spec.monitoring.window
 MIN_REQUESTS = 20
 ROWS_PER_REQUEST = 5
 SHIFTED = ("alcohol", "color_intensity")
-FIGURES = Path(__file__).resolve().parents[3] / ".vigil" / "e2e-logs" / "health-figures.jsonl"
 
-
-def record(scenario: str, **figures: Any) -> None:
-    """Measured figures of a run, appended for the report (and printed)."""
-    line = json.dumps({"scenario": scenario, "at": time.time(), **figures})
-    print(line)
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    with FIGURES.open("a") as out:
-        out.write(line + "\n")
+record = Figures("health").record
 
 
 # -- the model and its traffic --------------------------------------------------------
 
 
-def body(rows: np.ndarray) -> bytes:
-    return json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "input-0",
-                    "shape": list(rows.shape),
-                    "datatype": "FP64",
-                    "data": rows.tolist(),
-                }
-            ]
-        }
-    ).encode()
-
-
 class Traffic:
-    """Requests to a pod's sidecar, drawn from the training data (optionally shifted)."""
+    """Requests to the model, drawn from the training data (optionally shifted)."""
 
-    def __init__(self, model: TrainedModel, ip: str) -> None:
+    def __init__(self, model: TrainedModel, url: str) -> None:
         self.model = model
-        self.url = f"http://{ip}:8000/v2/models/{model.name}/infer"
+        self.url = url
         self.rng = np.random.default_rng(7)
         std = model.X.std(axis=0)
         self.shift = np.zeros(model.X.shape[1])
@@ -101,16 +79,16 @@ class Traffic:
 
     def normal(self, count: int) -> None:
         for _ in range(count):
-            self.send(body(self.rows()))
+            self.send(infer_body(self.rows()))
 
     def shifted(self, count: int) -> None:
         for _ in range(count):
-            self.send(body(self.rows(shifted=True)))
+            self.send(infer_body(self.rows(shifted=True)))
 
     def wrong_shape(self, count: int) -> None:
         """Requests the model rejects: 5 features where it was trained on 13."""
         for _ in range(count):
-            self.send(body(self.model.X[:1, :5]))
+            self.send(infer_body(self.model.X[:1, :5]))
 
 
 class Background:
@@ -139,104 +117,27 @@ class Background:
 # -- the ModelDeployment --------------------------------------------------------------
 
 
-def manifest(
-    model: TrainedModel, source: str = "direct", prometheus_url: str | None = None
-) -> dict[str, Any]:
+def deploy(
+    kube: Kube,
+    workload_runner: Path,
+    tmp_path: Path,
+    source: str = "direct",
+    prometheus_url: str | None = None,
+) -> Traffic:
+    """Train the model, apply the reference and the ModelDeployment, wait until it serves."""
+    model = train_wine(tmp_path / "wine")
     metrics: dict[str, Any] = {"source": source}
     if prometheus_url:
         metrics["prometheusURL"] = prometheus_url
-    return {
-        "apiVersion": "vigil.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": model.name},
-        "spec": {
-            "model": {"name": model.name, "version": model.version, "uri": model.storage_uri},
-            "server": {"image": MLSERVER_IMAGE, "protocol": "v2"},
-            "replicas": 1,
-            "monitoring": {
-                "reference": {
-                    "configMapKeyRef": {"name": f"{model.name}-reference", "key": "profile.json"}
-                },
-                "window": f"{WINDOW}s",
-                # Generous latency: MLServer shares two cores with everything else here.
-                "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "5s"},
-                "drift": {"method": "psi", "warning": 0.1, "threshold": 0.2},
-                "metrics": metrics,
-            },
-            "rollout": {"analysis": {"minRequests": MIN_REQUESTS}},
-        },
-    }
-
-
-def deploy(kube: Kube, workload_runner: Path, tmp_path: Path, **kwargs: Any) -> Traffic:
-    """Train the model, apply the reference and the ModelDeployment, wait until it serves."""
-    model = train_wine(tmp_path / "wine")
-    kube.apply(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": f"{model.name}-reference"},
-                "data": {"profile.json": model.profile_json()},
-            }
-        )
+    document = manifest(
+        model,
+        window=f"{WINDOW}s",
+        drift={"method": "psi", "warning": 0.1, "threshold": 0.2},
+        metrics=metrics,
+        analysis={"minRequests": MIN_REQUESTS},
     )
-    kube.apply(yaml.safe_dump(manifest(model, **kwargs)))
-    kube.run("wait", "--for=condition=Ready", f"md/{model.name}", "--timeout=90s")
-    revision = status(kube)["stable"]["revision"]
-    (pod,) = kube.items("pods", f"vigil.dev/revision={revision}")
-    ip = pod["status"]["podIP"]
-    wait(
-        lambda: http(f"http://{ip}:8000/healthz/ready")[0] == 200,
-        180,
-        lambda: f"the sidecar and MLServer on {ip} to serve (runner logs: {workload_runner})",
-    )
-    return Traffic(model, ip)
-
-
-def status(kube: Kube) -> dict[str, Any]:
-    return dict((kube.get("md", "wine") or {}).get("status") or {})
-
-
-def condition(current: dict[str, Any], kind: str) -> dict[str, Any]:
-    for item in current.get("conditions") or ():
-        if item.get("type") == kind:
-            return dict(item)
-    return {}
-
-
-def seen(current: dict[str, Any]) -> str:
-    """What a failure message shows: phase, health and the health conditions."""
-    conditions = {
-        kind: {k: condition(current, kind).get(k) for k in ("status", "reason", "message")}
-        for kind in ("Healthy", "DriftDetected", "MetricsAvailable")
-    }
-    return json.dumps(
-        {"phase": current.get("phase"), "health": current.get("health"), **conditions}, indent=1
-    )
-
-
-def wait(check: Callable[[], Any], timeout: float, what: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what()}", pytrace=False)
-
-
-def wait_status(
-    kube: Kube, check: Callable[[dict[str, Any]], bool], timeout: float, what: str
-) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-
-    def probe() -> dict[str, Any] | None:
-        nonlocal last
-        last = status(kube)
-        return last if check(last) else None
-
-    return wait(probe, timeout, lambda: f"{what}; last seen:\n{seen(last)}")
+    endpoint = serve(kube, model, document, logs=workload_runner)
+    return Traffic(model, endpoint.infer_url())
 
 
 def drift_features(message: str) -> set[str]:
@@ -245,41 +146,9 @@ def drift_features(message: str) -> set[str]:
     return {item.rsplit(" ", 1)[0] for item in listed.split(", ")}
 
 
-def gauges(operator: OperatorProcess, metric: str, /, **labels: str) -> list[float]:
-    """Values of the operator's samples of ``metric`` whose labels include ``labels``."""
-    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return [
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == metric and labels.items() <= sample.labels.items()
-    ]
-
-
-def gauge(operator: OperatorProcess, metric: str, /, **labels: str) -> float:
-    values = gauges(operator, metric, **labels)
-    assert len(values) == 1, f"{metric}{labels}: {values}"
-    return values[0]
-
-
-# -- Prometheus -----------------------------------------------------------------------
-
-
 @pytest.fixture(params=["direct", "prometheus"])
 def source(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
-    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # -- scenarios ------------------------------------------------------------------------
@@ -298,10 +167,9 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
     if source == "prometheus":
         # Prometheus scrapes the sidecars (pod discovery) and, as the
         # ServiceMonitor tells a cluster's Prometheus to, the operator itself.
-        server = LocalPrometheus(
+        server = started_prometheus(
             request.getfixturevalue("cluster"),
             tmp_path / "prometheus",
-            scrape_interval="1s",
             extra_scrape_configs=[
                 {
                     "job_name": "vigil-operator",
@@ -311,7 +179,6 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
                 }
             ],
         )
-        server.start()
         request.addfinalizer(server.stop)
         prometheus_url = server.url
     traffic = deploy(kube, workload_runner, tmp_path, source=source, prometheus_url=prometheus_url)
@@ -357,16 +224,16 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
 
     revision = current["stable"]["revision"]
     md = {"namespace": kube.namespace, "name": "wine"}
-    assert gauge(operator, "vigil_modeldeployment_error_rate", **md, revision=revision) == 0
-    assert gauge(operator, "vigil_modeldeployment_drift_score", **md, revision=revision) < 0.1
-    assert gauge(operator, "vigil_modeldeployment_latency_p95_seconds", **md) > 0
-    assert gauge(operator, "vigil_modeldeployment_metrics_available", **md) == 1
-    assert gauge(operator, "vigil_modeldeployment_slo_max_error_rate", **md) == 0.05
-    assert gauge(operator, "vigil_modeldeployment_slo_latency_p95_seconds", **md) == 5
-    assert gauge(operator, "vigil_modeldeployment_drift_threshold", **md) == 0.2
-    assert gauge(operator, "vigil_modeldeployment_phase", **md, phase="Healthy") == 1
-    assert gauge(operator, "vigil_modeldeployment_phase", **md, phase="Degraded") == 0
-    assert gauge(operator, "vigil_health_cycle_seconds_count") > 0
+    assert operator.value("vigil_modeldeployment_error_rate", **md, revision=revision) == 0
+    assert operator.value("vigil_modeldeployment_drift_score", **md, revision=revision) < 0.1
+    assert operator.value("vigil_modeldeployment_latency_p95_seconds", **md) > 0
+    assert operator.value("vigil_modeldeployment_metrics_available", **md) == 1
+    assert operator.value("vigil_modeldeployment_slo_max_error_rate", **md) == 0.05
+    assert operator.value("vigil_modeldeployment_slo_latency_p95_seconds", **md) == 5
+    assert operator.value("vigil_modeldeployment_drift_threshold", **md) == 0.2
+    assert operator.value("vigil_modeldeployment_phase", **md, phase="Healthy") == 1
+    assert operator.value("vigil_modeldeployment_phase", **md, phase="Degraded") == 0
+    assert operator.value("vigil_health_cycle_seconds_count") > 0
 
     if server is not None:
         # The alert rules' inputs from the operator exist in Prometheus, labelled
@@ -380,10 +247,10 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
             f"vigil_modeldeployment_metrics_available{selector} == 1",
             f'vigil_modeldeployment_phase{{namespace="{kube.namespace}",phase="Healthy"}} == 1',
         ):
-            wait(
+            wait_for(
                 lambda query=query: server.query(query),
-                15,
-                lambda query=query: f"Prometheus to have data for {query}",
+                timeout=15,
+                what=f"Prometheus to have data for {query}",
             )
         drifting = (
             "max by (namespace, name, revision) (vigil_modeldeployment_drift_score)"
@@ -400,22 +267,22 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
         # point late in the window.
         quiet = min(3 * 3, first_sent + WINDOW - 1 - time.monotonic())
         assert quiet >= 3, f"only {quiet:.1f}s left in the window to watch for writes"
-        before = gauge(operator, "vigil_operator_writes_total", **writes)
+        before = operator.value("vigil_operator_writes_total", **writes)
         time.sleep(quiet)
-        after = gauge(operator, "vigil_operator_writes_total", **writes)
+        after = operator.value("vigil_operator_writes_total", **writes)
         assert after == before, "status written with unchanged figures"
     operator.assert_no_errors()
 
     # A deleted ModelDeployment takes its series with it.
     kube.run("delete", "md", "wine", "--wait=true", "--timeout=60s")
-    wait(
+    wait_for(
         lambda: (
-            not gauges(operator, "vigil_modeldeployment_phase", **md)
-            and not gauges(operator, "vigil_modeldeployment_metrics_available", **md)
-            and not gauges(operator, "vigil_modeldeployment_error_rate", **md)
+            not operator.samples("vigil_modeldeployment_phase", **md)
+            and not operator.samples("vigil_modeldeployment_metrics_available", **md)
+            and not operator.samples("vigil_modeldeployment_error_rate", **md)
         ),
-        15,
-        lambda: "the deleted ModelDeployment's series to go",
+        timeout=15,
+        what="the deleted ModelDeployment's series to go",
     )
 
 
@@ -503,8 +370,8 @@ def test_model_errors_make_it_unhealthy_with_the_measured_error_rate(
     assert current["phase"] == "Degraded"
     assert kube.events("ErrorRateHigh"), "no Event for the transition"
     md = {"namespace": kube.namespace, "name": "wine"}
-    assert gauge(operator, "vigil_modeldeployment_phase", **md, phase="Degraded") == 1
-    assert gauge(operator, "vigil_modeldeployment_error_rate", **md) == measured
+    assert operator.value("vigil_modeldeployment_phase", **md, phase="Degraded") == 1
+    assert operator.value("vigil_modeldeployment_error_rate", **md) == measured
     record("errors", sent_error_rate=round(sent_rate, 4), measured=measured, message=healthy)
     operator.assert_no_errors()
 
@@ -546,7 +413,7 @@ def test_prometheus_stopped_makes_metrics_unavailable_without_changing_the_verdi
         assert current["health"]["stale"] is True
         assert current["health"]["requests"] > 0  # the last figures, kept
         md = {"namespace": kube.namespace, "name": "wine"}
-        assert gauge(operator, "vigil_modeldeployment_metrics_available", **md) == 0
+        assert operator.value("vigil_modeldeployment_metrics_available", **md) == 0
 
         prometheus.start()
         restarted = time.monotonic()
@@ -576,34 +443,29 @@ def test_a_sidecar_that_does_not_answer_is_skipped_and_counted(
     # A Running pod of the serving revision whose sidecar never answers: kwok
     # gives it an IP, the runner does not know its image and runs nothing.
     kube.apply(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": "wine-silent",
-                    "labels": {
-                        "vigil.dev/model-deployment": "wine",
-                        "vigil.dev/revision": revision,
-                    },
-                },
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "sidecar",
-                            "image": "registry.example/silent:1",
-                            "ports": [{"name": "metrics", "containerPort": 9090}],
-                        }
-                    ]
-                },
-            }
-        )
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "wine-silent",
+                "labels": {MD_LABEL: "wine", REVISION_LABEL: revision},
+            },
+            "spec": {
+                "containers": [
+                    {
+                        "name": "sidecar",
+                        "image": "registry.example/silent:1",
+                        "ports": [{"name": "metrics", "containerPort": 9090}],
+                    }
+                ]
+            },
+        }
     )
     kube.run("wait", "--for=jsonpath={.status.phase}=Running", "pod/wine-silent", "--timeout=30s")
-    wait(
-        lambda: gauge(operator, "vigil_health_scrape_failures_total") >= 2,
-        20,
-        lambda: "the silent sidecar to be counted",
+    wait_for(
+        lambda: operator.value("vigil_health_scrape_failures_total") >= 2,
+        timeout=20,
+        what="the silent sidecar to be counted",
     )
     traffic.normal(60)
     current = wait_status(
@@ -616,6 +478,6 @@ def test_a_sidecar_that_does_not_answer_is_skipped_and_counted(
         f"Healthy True with the {traffic.sent} requests the answering pod served",
     )
     assert condition(current, "MetricsAvailable")["status"] == "True"
-    failures = gauge(operator, "vigil_health_scrape_failures_total")
+    failures = operator.value("vigil_health_scrape_failures_total")
     record("silent-sidecar", scrape_failures=failures, measured=current["health"]["requests"])
     operator.assert_no_errors()

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from operator_e2e import free_port
+from kit.kube import free_port
 
 from vigil.devcluster import images
 from vigil.devcluster.engine import Docker, ImageError, require_tool

@@ -11,7 +11,7 @@ copies in hack/ (see the README there), applied once per session
 from __future__ import annotations
 
 import pytest
-from operator_e2e import ROOT
+from kit.kube import ROOT
 
 from vigil.devcluster import ClusterClient
 

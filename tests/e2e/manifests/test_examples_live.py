@@ -12,59 +12,50 @@ replacement with its policy, tweak with its own.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-from operator_e2e import ROOT, Kube, OperatorProcess, kubectl_vigil, wait_for
+from kit.kube import ROOT, Kube
+from kit.operator import OperatorProcess, kubectl_vigil
+from kit.status import Status, status
+from kit.waits import wait_status
 
 EXAMPLES = ROOT / "manifests" / "examples"
-BIN = Path(sys.executable).parent
-
-
-def status(kube: Kube) -> dict[str, Any]:
-    return (kube.get("md", "wine") or {}).get("status") or {}
-
-
-def candidate(kube: Kube) -> dict[str, Any]:
-    return status(kube).get("candidate") or {}
 
 
 def promote(kube: Kube, version: str) -> None:
     kubectl_vigil(kube, "promote")
-    wait_for(
-        lambda: (
-            status(kube).get("stable", {}).get("modelVersion") == version
-            and not status(kube).get("candidate")
-        ),
-        timeout=90,
-        what=f"model version {version} promoted",
+    wait_status(
+        kube,
+        lambda s: (s.get("stable") or {}).get("modelVersion") == version and not s.get("candidate"),
+        90,
+        f"model version {version} promoted",
     )
+
+
+def candidate_of(kube: Kube, change: str) -> dict[str, Any]:
+    """The candidate of a ``change`` (replacement, tweak), once the operator made one."""
+
+    def made(current: Status) -> bool:
+        return (current.get("candidate") or {}).get("change") == change
+
+    return dict(wait_status(kube, made, 60, f"the {change}'s candidate")["candidate"])
 
 
 def test_examples_applied_in_order_are_a_new_model_a_replacement_and_a_tweak(
     kube: Kube, operator: OperatorProcess
 ) -> None:
     kube.run("apply", "-k", str(EXAMPLES / "new-model"))
-    kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=90s")
+    kube.wait_ready("md/wine", timeout=90)
     assert status(kube)["stable"]["modelVersion"] == "1"
 
     kube.run("apply", "-k", str(EXAMPLES / "replacement"))
-    replacement = wait_for(
-        lambda: candidate(kube).get("change") == "replacement" and candidate(kube),
-        timeout=60,
-        what="the replacement's candidate",
-    )
+    replacement = candidate_of(kube, "replacement")
     assert replacement["modelVersion"] == "2"
     assert replacement.get("stepName", "").startswith("validate"), replacement
     promote(kube, "2")
 
     kube.run("apply", "-k", str(EXAMPLES / "tweak"))
-    tweak = wait_for(
-        lambda: candidate(kube).get("change") == "tweak" and candidate(kube),
-        timeout=60,
-        what="the tweak's candidate",
-    )
+    tweak = candidate_of(kube, "tweak")
     assert tweak["modelVersion"] == "2"
     assert tweak.get("stepName", "").startswith("canary"), tweak
     promote(kube, "2")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_e2e import ROOT
+from kit.kube import ROOT
 
 from vigil.devcluster import ClusterClient
 from vigil.profile import parse_profile

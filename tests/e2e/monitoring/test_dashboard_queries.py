@@ -32,26 +32,26 @@ import socket
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
+from kit.kube import MD_LABEL, ROOT, Kube, pod_ip
+from kit.metrics import total
+from kit.modelpods import deployment, reference_configmap, sidecar_configmap, sidecar_settings
+from kit.traffic import answers_ready, http, infer_body, pod_metrics, sidecar_url
+from kit.waits import wait_for
 
-from vigil.devcluster import ClusterClient, ClusterError
+from vigil.core.desired import SIDECAR_LIVE_PATH, SIDECAR_PORT
+from vigil.devcluster import ClusterError
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
 
-ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "manifests" / "monitoring" / "dashboards" / "vigil.json"
 RULES = ROOT / "manifests" / "monitoring" / "rules" / "vigil-rules.yaml"
-SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:0.1.0"
-MLSERVER_IMAGE = "seldonio/mlserver:1.7.1-sklearn"
 VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$", re.DOTALL)
 # Series only the operator exposes: no data without a running operator.
@@ -61,127 +61,23 @@ OPERATOR_SERIES = re.compile(r"\bvigil_(modeldeployment_\w+|rollouts_total)\b")
 # --- the workload: plain Deployments, no operator --------------------------------------------
 
 
-def sidecar_settings(revision: str, shadow: dict[str, Any] | None = None) -> str:
-    settings: dict[str, Any] = {
-        "model": {"name": "wine", "version": "1"},
-        "revision": revision,
-        "role": "stable",
-        "protocol": "v2",
-        "upstream": {"url": "http://127.0.0.1:8080"},
-        "monitoring": {"referenceProfile": "/var/lib/vigil/reference/profile.json"},
-    }
-    if shadow:
-        settings["shadow"] = shadow
-    return json.dumps(settings)
+def metric(ip: str, name: str) -> float:
+    """Sum of a sidecar series' samples at its metrics endpoint (0: not exposed)."""
+    return total(pod_metrics(ip), name)
 
 
-def configmap(name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
-
-
-def deployment(name: str, model: TrainedModel, with_server: bool) -> dict[str, Any]:
-    labels = {"vigil.dev/model-deployment": name}
-    containers: list[dict[str, Any]] = []
-    if with_server:
-        containers.append(
-            {
-                "name": "server",
-                "image": MLSERVER_IMAGE,
-                "env": [{"name": "STORAGE_URI", "value": model.storage_uri}],
-                "ports": [{"name": "model", "containerPort": 8080}],
-            }
-        )
-    containers.append(
-        {
-            "name": "sidecar",
-            "image": SIDECAR_IMAGE,
-            "command": ["vigil-sidecar", "--config", "/etc/vigil/sidecar.json"],
-            "ports": [
-                {"name": "http", "containerPort": 8000},
-                {"name": "metrics", "containerPort": 9090},
-            ],
-            "volumeMounts": [
-                {"name": "sidecar-config", "mountPath": "/etc/vigil"},
-                {"name": "reference", "mountPath": "/var/lib/vigil/reference"},
-            ],
-        }
-    )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": containers,
-                    "volumes": [
-                        {"name": "sidecar-config", "configMap": {"name": f"{name}-sidecar"}},
-                        {"name": "reference", "configMap": {"name": "wine-reference"}},
-                    ],
-                },
-            },
-        },
-    }
-
-
-def http(url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
-    if body:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except OSError:
-        return 0, b""
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    pytest.fail(message, pytrace=False)
-
-
-def metric(ip: str, name: str) -> float | None:
-    """Sum of a sidecar series' samples at its metrics endpoint (None: not exposed)."""
-    status, body = http(f"http://{ip}:9090/metrics", timeout=5)
-    if status != 200:
-        return None
-    values = [
-        sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-        if sample.name == name
-    ]
-    return sum(values) if values else None
-
-
-def pod_ip(cluster: ClusterClient, namespace: str, name: str) -> str:
-    cluster.kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=60s")
-    pods = cluster.get_json("pods", "-n", namespace, "-l", f"vigil.dev/model-deployment={name}")[
-        "items"
-    ]
+def single_pod_ip(kube: Kube, name: str) -> str:
+    """The IP of the one pod of Deployment ``name``, once it rolled out."""
+    kube.rollout_status(name)
+    pods = kube.pods(f"{MD_LABEL}={name}")
     assert len(pods) == 1, pods
-    return str(pods[0]["status"]["podIP"])
-
-
-def infer_body(rows: list[list[float]]) -> bytes:
-    width = len(rows[0]) if rows else 0
-    tensor = {"name": "input-0", "shape": [len(rows), width], "datatype": "FP64", "data": rows}
-    return json.dumps({"inputs": [tensor]}).encode()  # NaN is written as NaN
+    return pod_ip(pods[0])
 
 
 def malformed_http(ip: str) -> None:
     """A request the sidecar rejects itself (400 bad_request)."""
     try:
-        with socket.create_connection((ip, 8000), timeout=5) as sock:
+        with socket.create_connection((ip, SIDECAR_PORT), timeout=5) as sock:
             sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
             sock.recv(4096)
     except OSError:
@@ -193,8 +89,8 @@ class Traffic:
 
     def __init__(self, model: TrainedModel, wine_ip: str, down_ip: str) -> None:
         self.model = model
-        self.wine = f"http://{wine_ip}:8000/v2/models/wine/infer"
-        self.down = f"http://{down_ip}:8000/v2/models/wine/infer"
+        self.wine = sidecar_url(wine_ip, "/v2/models/wine/infer")
+        self.down = sidecar_url(down_ip, "/v2/models/wine/infer")
         self.wine_ip = wine_ip
         self.answers: Counter[tuple[str, int]] = Counter()
         self._stop = threading.Event()
@@ -298,48 +194,32 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return VARIABLE.sub(lambda m: values[m.group(1) or m.group(2)], expr)
 
 
-@pytest.fixture
-def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
-    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
-    try:
-        server.start()
-    except ClusterError as error:
-        pytest.fail(f"the e2e Prometheus did not start: {error}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
-    cluster: ClusterClient,
-    namespace: str,
+    kube: Kube,
     workload_runner: Path,
     prometheus: LocalPrometheus,
     tmp_path: Path,
 ) -> None:
     model = train_wine(tmp_path / "wine")
-    manifests = [
-        configmap("wine-reference", {"profile.json": model.profile_json()}),
-        configmap("wine-sidecar", {"sidecar.json": sidecar_settings("r1")}),
-        configmap("wine-down-sidecar", {"sidecar.json": sidecar_settings("d1")}),
-        deployment("wine", model, with_server=True),
+    kube.apply(
+        reference_configmap(model),
+        sidecar_configmap("wine", sidecar_settings("r1")),
+        sidecar_configmap("wine-down", sidecar_settings("d1")),
+        deployment("wine", model),
         # No model server behind this sidecar: every request is an upstream failure.
         deployment("wine-down", model, with_server=False),
-    ]
-    for manifest in manifests:
-        cluster.apply(json.dumps(manifest), namespace=namespace)
-    wine_ip = pod_ip(cluster, namespace, "wine")
-    down_ip = pod_ip(cluster, namespace, "wine-down")
+    )
+    wine_ip = single_pod_ip(kube, "wine")
+    down_ip = single_pod_ip(kube, "wine-down")
     wait_for(
-        lambda: http(f"http://{wine_ip}:8000/healthz/ready")[0] == 200,
-        180,
-        f"sidecar+MLServer on {wine_ip} never became ready; see {workload_runner}",
+        lambda: answers_ready(wine_ip),
+        timeout=180,
+        what=f"sidecar+MLServer on {wine_ip} to be ready; see {workload_runner}",
     )
     wait_for(
-        lambda: http(f"http://{down_ip}:8000/healthz/live")[0] == 200,
-        60,
-        f"the sidecar on {down_ip} never started; see {workload_runner}",
+        lambda: http(sidecar_url(down_ip, SIDECAR_LIVE_PATH))[0] == 200,
+        timeout=60,
+        what=f"the sidecar on {down_ip} to start; see {workload_runner}",
     )
 
     # Shadow every request to the pod's own model server (a run-time setting): a
@@ -351,14 +231,11 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
         "queueSize": 1,
         "concurrency": 1,
     }
-    cluster.apply(
-        json.dumps(configmap("wine-sidecar", {"sidecar.json": sidecar_settings("r1", shadow)})),
-        namespace=namespace,
-    )
+    kube.apply(sidecar_configmap("wine", sidecar_settings("r1", shadow=shadow)))
     wait_for(
         lambda: metric(wine_ip, "vigil_shadow_percent") == 100,
-        60,
-        f"the sidecar on {wine_ip} never applied the shadow settings; see {workload_runner}",
+        timeout=60,
+        what=f"the sidecar on {wine_ip} to apply the shadow settings; see {workload_runner}",
     )
 
     traffic = Traffic(model, wine_ip, down_ip)
@@ -366,14 +243,14 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
     try:
         # Every kind of traffic reached the sidecars' counters.
         wait_for(
-            lambda: (metric(wine_ip, "vigil_shadow_dropped_total") or 0) > 0,
-            90,
-            f"no shadow copy was ever dropped; answers so far: {dict(traffic.answers)}",
+            lambda: metric(wine_ip, "vigil_shadow_dropped_total") > 0,
+            timeout=90,
+            what=lambda: f"a dropped shadow copy; answers so far: {dict(traffic.answers)}",
         )
         wait_for(
-            lambda: (metric(down_ip, "vigil_upstream_failures_total") or 0) > 0,
-            30,
-            "the sidecar without a model server counted no upstream failure",
+            lambda: metric(down_ip, "vigil_upstream_failures_total") > 0,
+            timeout=30,
+            what="the sidecar without a model server to count an upstream failure",
         )
         answers = dict(traffic.answers)
         assert answers.get(("good", 200), 0) > 0, answers
@@ -383,7 +260,7 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
         assert all(status == 503 for (kind, status) in answers if kind == "down"), answers
 
         values = {
-            "namespace": namespace,
+            "namespace": kube.namespace,
             "model_deployment": ".*",
             "revision": ".*",
             "feature": model.features[0],

@@ -8,16 +8,15 @@ a real Prometheus with pod discovery) must both see it, merged per revision.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from model_pods import http, infer_request, manifests, pod_ips, sidecar_settings, wait_for
+from kit.kube import MD_LABEL, Kube, pod_ip
+from kit.modelpods import deployment, reference_configmap, sidecar_configmap, sidecar_settings
+from kit.traffic import answers_ready, http, infer_body, sidecar_url
+from kit.waits import wait_for
 
 from vigil.core.window import FAMILY_LABELS
-from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
 from vigil.metrics import PodTarget, RevisionTarget
@@ -27,54 +26,46 @@ from vigil.metrics.prometheus import PrometheusSource
 SENT = 200
 
 
-@pytest.fixture
-def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
-    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def test_direct_and_prometheus_sources_count_the_same_traffic(
-    cluster: ClusterClient,
-    namespace: str,
+    kube: Kube,
     workload_runner: Path,
     prometheus: LocalPrometheus,
     tmp_path: Path,
 ) -> None:
     model = train_wine(tmp_path / "wine")
-    for manifest in manifests(model, sidecar_settings(), replicas=2):
-        cluster.apply(json.dumps(manifest), namespace=namespace)
-    cluster.kubectl("rollout", "status", "deployment/wine", "-n", namespace, "--timeout=60s")
-    ips = pod_ips(cluster, namespace)
+    kube.apply(
+        sidecar_configmap("wine", sidecar_settings()),
+        reference_configmap(model),
+        deployment("wine", model, replicas=2, revision="r1"),
+    )
+    kube.rollout_status("wine")
+    ips = [pod_ip(pod) for pod in kube.pods(f"{MD_LABEL}=wine")]
     assert len(ips) == 2
     for ip in ips:
         wait_for(
-            lambda ip=ip: http(f"http://{ip}:8000/healthz/ready")[0] == 200,
-            120,
-            f"pod {ip} never became ready; see {workload_runner}",
+            lambda ip=ip: answers_ready(ip),
+            timeout=120,
+            what=f"pod {ip} to be ready; see {workload_runner}",
         )
 
     pods = tuple(PodTarget(f"pod-{i}", ip) for i, ip in enumerate(ips))
-    target = RevisionTarget(namespace, "wine", "r1", 120, pods)
+    target = RevisionTarget(kube.namespace, "wine", "r1", 120, pods)
     direct = DirectSource()
     prom = PrometheusSource(prometheus.url)
     try:
-        body = infer_request(model.X[:1].tolist())
+        body = infer_body(model.X[:1])
         # One request per pod first, so every counted series exists and Prometheus
         # has scraped it before the counted traffic: increase() cannot see growth
         # from a series' absence to its first sample.
         for ip in ips:
-            assert http(f"http://{ip}:8000/v2/models/wine/infer", body)[0] == 200
+            assert http(sidecar_url(ip, "/v2/models/wine/infer"), body)[0] == 200
         await asyncio.sleep(4.0)
         await direct.collect([target], now=time.time())  # the baseline scrape
         # The pods started inside the window: their counts start from zero, the
         # warm-up requests included.
         expected = SENT + len(ips)
         for i in range(SENT):
-            status, _ = http(f"http://{ips[i % 2]}:8000/v2/models/wine/infer", body)
+            status, _ = http(sidecar_url(ips[i % 2], "/v2/models/wine/infer"), body)
             assert status == 200
         # Monitoring parses copies off the hot path: give it a few seconds on a busy machine.
         deadline = time.monotonic() + 15

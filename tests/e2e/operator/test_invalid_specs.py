@@ -8,12 +8,15 @@ Event, without touching anything that serves.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 import yaml
-from operator_e2e import Kube, OperatorProcess, wait_for
+from kit.kube import Kube
+from kit.modeldeployment import DELETE, MLSERVER_IMAGE, changed
+from kit.operator import OperatorProcess
+from kit.status import condition, status
+from kit.waits import wait_for
 
 VALID: dict[str, Any] = {
     "apiVersion": "vigil.dev/v1alpha1",
@@ -21,35 +24,26 @@ VALID: dict[str, Any] = {
     "metadata": {"name": "bad"},
     "spec": {
         "model": {"version": "1"},
-        "server": {"image": "seldonio/mlserver:1.7.1-sklearn"},
+        "server": {"image": MLSERVER_IMAGE},
     },
 }
 
 
 def mutate(path: str, value: Any) -> dict[str, Any]:
-    """VALID with one field set (value DELETE removes it)."""
-    manifest = copy.deepcopy(VALID)
-    target = manifest
-    *parents, leaf = path.split(".")
-    for key in parents:
-        target = target.setdefault(key, {})
-    if value == "DELETE":
-        target.pop(leaf, None)
-    else:
-        target[leaf] = value
-    return manifest
+    """VALID with one field set (DELETE removes it)."""
+    return changed(VALID, {path: value})
 
 
 STEP = {"canary": {"weight": 20}}
 
 # (id, manifest, text the API server's message must contain: the field named)
 CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("missing-version", mutate("spec.model.version", "DELETE"), "spec.model.version"),
+    ("missing-version", mutate("spec.model.version", DELETE), "spec.model.version"),
     ("empty-version", mutate("spec.model.version", ""), "spec.model.version"),
     ("bad-version-chars", mutate("spec.model.version", "v 1"), "spec.model.version"),
-    ("missing-image", mutate("spec.server.image", "DELETE"), "spec.server.image"),
+    ("missing-image", mutate("spec.server.image", DELETE), "spec.server.image"),
     ("image-with-space", mutate("spec.server.image", "my image"), "spec.server.image"),
-    ("missing-server", mutate("spec.server", "DELETE"), "spec.server"),
+    ("missing-server", mutate("spec.server", DELETE), "spec.server"),
     ("replicas-zero", mutate("spec.replicas", 0), "spec.replicas"),
     ("replicas-huge", mutate("spec.replicas", 5000), "spec.replicas"),
     ("port-out-of-range", mutate("spec.server.port", 70000), "spec.server.port"),
@@ -333,20 +327,16 @@ def test_api_server_rejects_invalid_spec_naming_the_field(
     assert kube.get("md", "bad") is None
 
 
-def _condition(kube: Kube, name: str, kind: str) -> dict[str, Any] | None:
-    md = kube.get("md", name) or {}
-    for item in (md.get("status") or {}).get("conditions") or []:
-        if item["type"] == kind:
-            return item
-    return None
+def _ready(kube: Kube, name: str = "bad") -> dict[str, Any]:
+    return condition(status(kube, name), "Ready")
 
 
 def test_name_too_long_for_children_ends_in_a_condition_and_an_event(
     kube: Kube, operator: OperatorProcess
 ) -> None:
     name = "a-model-deployment-name-that-is-far-too-long-for-its-children"
-    kube.apply(yaml.safe_dump(mutate("metadata.name", name)))
-    ready = wait_for(lambda: _condition(kube, name, "Ready"), timeout=30, what="a Ready condition")
+    kube.apply(mutate("metadata.name", name))
+    ready = wait_for(lambda: _ready(kube, name), timeout=30, what="a Ready condition")
     assert ready["status"] == "False"
     assert ready["reason"] == "InvalidSpec"
     assert "at most 55" in ready["message"]
@@ -361,9 +351,9 @@ def test_missing_reference_profile_holds_until_it_appears(
     kube: Kube, operator: OperatorProcess
 ) -> None:
     reference = {"configMapKeyRef": {"name": "wine-reference", "key": "profile.json"}}
-    kube.apply(yaml.safe_dump(mutate("spec.monitoring", {"reference": reference})))
+    kube.apply(mutate("spec.monitoring", {"reference": reference}))
     ready = wait_for(
-        lambda: (c := _condition(kube, "bad", "Ready")) and c["reason"] != "Deploying" and c,
+        lambda: (c := _ready(kube)) and c["reason"] != "Deploying" and c,
         timeout=30,
         what="a Ready condition",
     )
@@ -374,7 +364,7 @@ def test_missing_reference_profile_holds_until_it_appears(
 
     kube.run("create", "configmap", "wine-reference", "--from-literal=profile.json={}")
     wait_for(
-        lambda: (c := _condition(kube, "bad", "Ready")) and c["status"] == "True",
+        lambda: _ready(kube).get("status") == "True",
         timeout=60,
         what="Ready once the reference ConfigMap exists",
     )
@@ -389,9 +379,9 @@ def test_a_new_model_whose_pods_cannot_be_created_ends_in_deploy_failed(
 ) -> None:
     kube.run("create", "quota", "cpu", "--hard=requests.cpu=1")
     manifest = mutate("spec.server.resources", {"requests": {"cpu": "2"}})
-    kube.apply(yaml.safe_dump(manifest))
+    kube.apply(manifest)
     ready = wait_for(
-        lambda: (c := _condition(kube, "bad", "Ready")) and c["reason"] == "DeployFailed" and c,
+        lambda: (c := _ready(kube)).get("reason") == "DeployFailed" and c,
         timeout=90,
         what="Ready=False with reason DeployFailed",
     )

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from operator_e2e import ROOT
+from kit.kube import ROOT, can_i
 
 from vigil.devcluster import ClusterClient
-
-SERVICE_ACCOUNT = "system:serviceaccount:vigil-system:vigil-operator"
 
 
 def documents(name: str) -> list[dict]:
@@ -74,17 +72,4 @@ def test_rbac_has_no_wildcards_and_no_secrets() -> None:
 def test_service_account_can_do_exactly_what_the_operator_needs(
     cluster: ClusterClient, vigil_installed: str, verb: str, resource: str, allowed: bool
 ) -> None:
-    name, _, subresource = resource.partition("/")
-    extra = [f"--subresource={subresource}"] if subresource else []
-    result = cluster.kubectl(
-        "auth",
-        "can-i",
-        verb,
-        name,
-        *extra,
-        f"--as={SERVICE_ACCOUNT}",
-        "-n",
-        "default",
-        check=False,
-    )
-    assert result.stdout.strip() == ("yes" if allowed else "no"), (verb, resource, result)
+    assert can_i(cluster, verb, resource) is allowed, (verb, resource)

@@ -6,64 +6,41 @@ with the vigil-operator ServiceAccount's token (manifests/base/rbac.yaml).
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_e2e import ROOT, Kube, OperatorProcess, wait_for
+from kit.kube import MD_LABEL, REVISION_LABEL, ROOT, Kube, safe
+from kit.modeldeployment import MLSERVER_IMAGE, changed
+from kit.operator import OperatorProcess
+from kit.status import condition, stable, status
+from kit.waits import wait_for
 
 # The example is a kustomization: the ModelDeployment and its reference profile ConfigMap.
 EXAMPLE_DIR = ROOT / "manifests" / "examples" / "new-model"
 EXAMPLE = EXAMPLE_DIR / "modeldeployment.yaml"
-MD_LABEL = "vigil.dev/model-deployment"
 
 
-def example(**changes: Any) -> dict[str, Any]:
-    manifest = yaml.safe_load(Path(EXAMPLE).read_text())
-    manifest = copy.deepcopy(manifest)
-    for path, value in changes.items():
-        target = manifest
-        *parents, leaf = path.split("__")
-        for key in parents:
-            target = target.setdefault(key, {})
-        target[leaf] = value
-    return manifest
+def example(changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The example ModelDeployment with each dotted path of ``changes`` set."""
+    return changed(yaml.safe_load(EXAMPLE.read_text()), changes or {})
 
 
 def apply(kube: Kube, manifest: dict[str, Any]) -> None:
     """The (changed) example ModelDeployment, after the ConfigMaps it references."""
     rendered = yaml.safe_load_all(kube.cluster.kubectl("kustomize", str(EXAMPLE_DIR)).stdout)
-    kube.apply(yaml.safe_dump_all([d for d in rendered if d and d["kind"] == "ConfigMap"]))
-    kube.apply(yaml.safe_dump(manifest))
+    kube.apply(*[d for d in rendered if d and d["kind"] == "ConfigMap"], manifest)
 
 
-def status(kube: Kube, name: str = "wine") -> dict[str, Any]:
-    return (kube.get("md", name) or {}).get("status") or {}
-
-
-def condition(kube: Kube, kind: str, name: str = "wine") -> dict[str, Any] | None:
-    for item in status(kube, name).get("conditions") or []:
-        if item["type"] == kind:
-            return item
-    return None
-
-
-def children(kube: Kube, name: str = "wine") -> dict[str, list[dict[str, Any]]]:
-    selector = f"{MD_LABEL}={name}"
-    return {kind: kube.items(kind, selector) for kind in ("deployments", "services", "configmaps")}
-
-
-def wait_ready(kube: Kube, name: str = "wine", timeout: int = 60) -> None:
-    kube.run("wait", "--for=condition=Ready", f"md/{name}", f"--timeout={timeout}s")
+def ready_condition(kube: Kube) -> dict[str, Any]:
+    return condition(status(kube), "Ready")
 
 
 def resource_versions(kube: Kube, name: str = "wine") -> dict[str, str]:
     versions = {}
-    for kind, items in children(kube, name).items():
+    for kind, items in kube.children(name).items():
         for item in items:
             versions[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
     md = kube.get("md", name)
@@ -86,10 +63,10 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     # Exactly what a newcomer types.
     kube.run("apply", "-k", str(EXAMPLE_DIR))
 
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     md = kube.get("md", "wine")
     assert md is not None
-    found = children(kube)
+    found = kube.children()
     assert len(found["deployments"]) == 1
     assert [item["metadata"]["name"] for item in found["services"]] == ["wine"]
     revision = md["status"]["stable"]["revision"]
@@ -97,7 +74,7 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     assert deployment["metadata"]["name"] == f"wine-{revision}"
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["server", "sidecar"]
-    assert containers[0]["image"] == "seldonio/mlserver:1.7.1-sklearn"
+    assert containers[0]["image"] == MLSERVER_IMAGE
     assert containers[1]["image"] == "ghcr.io/vigil-dev/vigil:e2e"
     http_ports = [
         (c["name"], p["containerPort"])
@@ -112,7 +89,7 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     assert settings["model"] == {"name": "wine", "version": "1"}
 
     service = found["services"][0]
-    assert service["spec"]["selector"] == {MD_LABEL: "wine", "vigil.dev/revision": revision}
+    assert service["spec"]["selector"] == {MD_LABEL: "wine", REVISION_LABEL: revision}
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     for item in (deployment, service, found["configmaps"][0]):
         labels = item["metadata"]["labels"]
@@ -123,7 +100,7 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
         assert owner["controller"] is True
 
     # The pods were admitted under PodSecurity "restricted" and are Ready.
-    pods = kube.items("pods", f"{MD_LABEL}=wine")
+    pods = kube.pods(f"{MD_LABEL}=wine")
     assert len(pods) == 2
 
     # Kopf keeps no bookkeeping on the object (level-triggered handlers): nothing
@@ -151,78 +128,56 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     assert "window" in explain and "Sliding window" in explain
 
     # The operator's own metrics moved.
-    metrics = operator.metrics()
-    assert metrics['vigil_operator_reconciles_total{outcome="changed"}'] >= 1
-    assert metrics["vigil_operator_reconcile_duration_seconds_count"] >= 1
-    assert metrics['vigil_operator_model_deployments{phase="Healthy"}'] == 1
+    assert operator.total("vigil_operator_reconciles_total", outcome="changed") >= 1
+    assert operator.value("vigil_operator_reconcile_duration_seconds_count") >= 1
+    assert operator.value("vigil_operator_model_deployments", phase="Healthy") == 1
     operator.assert_no_errors()
 
 
 def test_replicas_scale_the_same_deployment_in_place(kube: Kube, operator: OperatorProcess) -> None:
     # A GitOps tool's tracking label on the parent must never reach the children.
     tracked = {"app.kubernetes.io/instance": "argocd-app"}
-    apply(kube, example(metadata__labels=tracked))
-    wait_ready(kube)
+    apply(kube, example({"metadata.labels": tracked}))
+    kube.wait_ready("md/wine")
     before = status(kube)["stable"]["revision"]
 
-    apply(kube, example(metadata__labels=tracked, spec__replicas=4))
+    apply(kube, example({"metadata.labels": tracked, "spec.replicas": 4}))
     wait_for(
         lambda: (
-            status(kube).get("stable", {}).get("readyReplicas") == 4
-            and condition(kube, "Ready")["status"] == "True"
+            stable(status(kube)).get("readyReplicas") == 4
+            and ready_condition(kube).get("status") == "True"
         ),
         timeout=60,
         what="4 ready replicas",
     )
-    found = children(kube)
+    found = kube.children()
     assert [d["metadata"]["name"] for d in found["deployments"]] == [f"wine-{before}"]
     assert found["deployments"][0]["spec"]["replicas"] == 4
     assert status(kube)["stable"]["revision"] == before
     assert status(kube)["revision"] == before
     assert len(status(kube)["history"]) == 1
     assert kube.events("Scaled")
-    for items in children(kube).values():
+    for items in kube.children().values():
         for item in items:
             assert "app.kubernetes.io/instance" not in item["metadata"]["labels"]
-    pods = kube.items("pods", f"{MD_LABEL}=wine")
+    pods = kube.pods(f"{MD_LABEL}=wine")
     assert pods and all("app.kubernetes.io/instance" not in p["metadata"]["labels"] for p in pods)
     operator.assert_no_errors()
 
 
-def _selected_revision(kube: Kube) -> str | None:
-    service = kube.get("service", "wine")
-    return None if service is None else service["spec"]["selector"].get("vigil.dev/revision")
-
-
 def _ready_pods_behind_service(kube: Kube) -> tuple[str | None, int] | None:
-    """(revision the Service selects, its Ready pods), or None for a torn read.
-
-    kubectl reads the Service and the pods one after the other: a sample is
-    kept only if the Service selected the same revision before and after the
-    pod list was read, so a switch between the two reads is not mistaken for
-    an empty Service.
-    """
-    before = _selected_revision(kube)
-    if before is None:
-        return None, 0
-    pods = kube.items("pods", f"{MD_LABEL}=wine,vigil.dev/revision={before}")
-    if _selected_revision(kube) != before:
+    """(revision the Service selects, its Ready pods); None for a torn or failed read."""
+    view = safe(lambda: kube.service_view("wine"), None)
+    if view is None or view.ready is None:
         return None
-    ready = 0
-    for pod in pods:
-        if pod["metadata"].get("deletionTimestamp"):
-            continue
-        for cond in pod.get("status", {}).get("conditions") or []:
-            if cond["type"] == "Ready" and cond["status"] == "True":
-                ready += 1
-    return before, ready
+    return (view.selector or {}).get(REVISION_LABEL), len(view.ready)
 
 
 def test_new_version_is_switched_blue_green_without_losing_ready_pods(
     kube: Kube, operator: OperatorProcess
 ) -> None:
     apply(kube, example())
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     old = status(kube)["stable"]["revision"]
 
     # Sample what the Service selects from before the change until after the switch.
@@ -238,12 +193,14 @@ def test_new_version_is_switched_blue_green_without_losing_ready_pods(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     wait_for(lambda: observations, timeout=10, what="a first observation of the Service")
-    apply(kube, example(spec__model={"name": "wine", "version": "2", "uri": "s3://models/wine/2"}))
+    apply(
+        kube, example({"spec.model": {"name": "wine", "version": "2", "uri": "s3://models/wine/2"}})
+    )
 
     def switched() -> str | None:
-        stable = status(kube).get("stable", {}).get("revision")
-        names = [d["metadata"]["name"] for d in children(kube)["deployments"]]
-        return stable if stable and stable != old and names == [f"wine-{stable}"] else None
+        new = stable(status(kube)).get("revision")
+        names = [d["metadata"]["name"] for d in kube.children()["deployments"]]
+        return new if new and new != old and names == [f"wine-{new}"] else None
 
     new = wait_for(switched, timeout=90, interval=0.2, what="the blue/green switch")
     seen_new = len(observations)
@@ -256,7 +213,7 @@ def test_new_version_is_switched_blue_green_without_losing_ready_pods(
     assert not empty, f"the Service selected no Ready pod at some observation: {observations}"
     assert {revision for revision, _ in observations} <= {old, new}
 
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     final = status(kube)
     assert final["stable"]["modelVersion"] == "2"
     assert "candidate" not in final
@@ -270,19 +227,19 @@ def test_new_version_is_switched_blue_green_without_losing_ready_pods(
 
 def test_restarted_operator_changes_nothing(kube: Kube, operator: OperatorProcess) -> None:
     apply(kube, example())
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     # Some history first: a switch to version 2 (relabelled Deployment, two history entries).
     first = status(kube)["stable"]["revision"]
-    apply(kube, example(spec__model={"name": "wine", "version": "2"}))
+    apply(kube, example({"spec.model": {"name": "wine", "version": "2"}}))
     wait_for(
         lambda: (
-            status(kube).get("stable", {}).get("revision") not in (None, first)
-            and len(children(kube)["deployments"]) == 1
+            stable(status(kube)).get("revision") not in (None, first)
+            and len(kube.children()["deployments"]) == 1
         ),
         timeout=60,
         what="the switch to version 2",
     )
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     assert len(status(kube)["history"]) == 2
     # Let the rollout's trailing events settle before taking the snapshot.
     time.sleep(3)
@@ -292,18 +249,15 @@ def test_restarted_operator_changes_nothing(kube: Kube, operator: OperatorProces
     operator.stop()
     operator.start()
     wait_for(
-        lambda: (
-            operator.metrics().get('vigil_operator_reconciles_total{outcome="unchanged"}', 0) >= 1
-        ),
+        lambda: operator.total("vigil_operator_reconciles_total", outcome="unchanged") >= 1,
         timeout=30,
         what="the restarted operator to resume the ModelDeployment",
     )
     time.sleep(3)
     assert resource_versions(kube) == versions
     assert status(kube) == before
-    metrics = operator.metrics()
-    assert metrics['vigil_operator_reconciles_total{outcome="changed"}'] == 0
-    assert not [key for key in metrics if key.startswith("vigil_operator_writes_total")]
+    assert operator.total("vigil_operator_reconciles_total", outcome="changed") == 0
+    assert not operator.samples("vigil_operator_writes_total")
     operator.assert_no_errors()
 
 
@@ -311,12 +265,12 @@ def test_deleting_the_model_deployment_garbage_collects_every_child(
     kube: Kube, operator: OperatorProcess
 ) -> None:
     apply(kube, example())
-    wait_ready(kube)
-    assert all(children(kube).values())
+    kube.wait_ready("md/wine")
+    assert all(kube.children().values())
 
     kube.run("delete", "md/wine", "--wait=true", "--timeout=60s")
     wait_for(
-        lambda: not any(children(kube).values()) and not kube.items("pods", f"{MD_LABEL}=wine"),
+        lambda: not any(kube.children().values()) and not kube.pods(f"{MD_LABEL}=wine"),
         timeout=60,
         what="garbage collection of the Deployments, Service, ConfigMaps and pods",
     )
@@ -327,14 +281,14 @@ def test_deleted_children_are_recreated_from_the_watch(
     kube: Kube, operator: OperatorProcess
 ) -> None:
     apply(kube, example())
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     revision = status(kube)["stable"]["revision"]
 
     kube.run("delete", "service", "wine")
     wait_for(
         lambda: (
             (svc := kube.get("service", "wine"))
-            and svc["spec"]["selector"].get("vigil.dev/revision") == revision
+            and svc["spec"]["selector"].get(REVISION_LABEL) == revision
         ),
         timeout=30,
         what="the Service to be recreated",
@@ -348,7 +302,7 @@ def test_deleted_children_are_recreated_from_the_watch(
         timeout=30,
         what="the Deployment to be recreated",
     )
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     assert status(kube)["stable"]["revision"] == revision
     operator.assert_no_errors()
 
@@ -356,7 +310,7 @@ def test_deleted_children_are_recreated_from_the_watch(
 def test_a_foreign_service_is_never_taken_over(kube: Kube, operator: OperatorProcess) -> None:
     kube.run("create", "service", "clusterip", "wine", "--tcp=80:8080")
     apply(kube, example())
-    ready = wait_for(lambda: condition(kube, "Ready"), timeout=30, what="a Ready condition")
+    ready = wait_for(lambda: ready_condition(kube), timeout=30, what="a Ready condition")
     assert ready["reason"] == "ServiceConflict", ready
     service = kube.get("service", "wine")
     assert service is not None
@@ -369,37 +323,37 @@ def test_a_candidate_that_cannot_start_fails_while_stable_keeps_serving(
     kube: Kube, operator: OperatorProcess
 ) -> None:
     apply(kube, example())
-    wait_ready(kube)
-    stable = status(kube)["stable"]["revision"]
+    kube.wait_ready("md/wine")
+    serving = status(kube)["stable"]["revision"]
     # The namespace's quota cannot hold the candidate's pods: its ReplicaSet cannot create them.
     kube.run("create", "quota", "cpu", "--hard=requests.cpu=2")
-    server = {"image": "seldonio/mlserver:1.7.1-sklearn", "resources": {"requests": {"cpu": "3"}}}
-    apply(kube, example(spec__model={"name": "wine", "version": "2"}, spec__server=server))
+    server = {"image": MLSERVER_IMAGE, "resources": {"requests": {"cpu": "3"}}}
+    apply(kube, example({"spec.model": {"name": "wine", "version": "2"}, "spec.server": server}))
     ready = wait_for(
-        lambda: (c := condition(kube, "Ready")) and c["reason"] == "RolloutFailed" and c,
+        lambda: (c := ready_condition(kube)).get("reason") == "RolloutFailed" and c,
         timeout=90,
         what="Ready=False with reason RolloutFailed",
     )
-    assert f"revision {stable} keeps serving" in ready["message"]
+    assert f"revision {serving} keeps serving" in ready["message"]
     assert "quota" in ready["message"]
     assert status(kube)["phase"] == "Failed"
-    assert status(kube)["stable"]["revision"] == stable
+    assert status(kube)["stable"]["revision"] == serving
     service = kube.get("service", "wine")
     assert service is not None
-    assert service["spec"]["selector"]["vigil.dev/revision"] == stable
+    assert service["spec"]["selector"][REVISION_LABEL] == serving
     wait_for(lambda: kube.events("RolloutFailed"), timeout=15, what="a RolloutFailed Event")
 
     # A fixed spec supersedes the failed candidate and is switched to.
-    apply(kube, example(spec__model={"name": "wine", "version": "3"}))
+    apply(kube, example({"spec.model": {"name": "wine", "version": "3"}}))
     wait_for(
         lambda: (
-            status(kube).get("stable", {}).get("modelVersion") == "3"
-            and len(children(kube)["deployments"]) == 1
+            stable(status(kube)).get("modelVersion") == "3"
+            and len(kube.children()["deployments"]) == 1
         ),
         timeout=90,
         what="the switch to version 3",
     )
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     outcomes = [entry["outcome"] for entry in status(kube)["history"]]
     assert outcomes == ["Promoted", "Superseded", "Deployed"]
     operator.assert_no_errors()
@@ -409,15 +363,15 @@ def test_a_change_made_while_the_operator_was_down_is_applied_on_start(
     kube: Kube, operator: OperatorProcess
 ) -> None:
     apply(kube, example())
-    wait_ready(kube)
+    kube.wait_ready("md/wine")
     revision = status(kube)["stable"]["revision"]
     operator.stop()
-    apply(kube, example(spec__replicas=3))
+    apply(kube, example({"spec.replicas": 3}))
     operator.start()
     wait_for(
         lambda: (
-            status(kube).get("stable", {}).get("readyReplicas") == 3
-            and status(kube).get("observedGeneration") == 2
+            stable(current := status(kube)).get("readyReplicas") == 3
+            and current.get("observedGeneration") == 2
         ),
         timeout=60,
         what="the scale to 3 replicas after the restart",

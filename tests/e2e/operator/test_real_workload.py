@@ -12,31 +12,17 @@ revision the operator computed.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import yaml
-from operator_e2e import Kube, OperatorProcess, wait_for
+from kit.kube import Kube, pod_ip
+from kit.metrics import samples
+from kit.modeldeployment import MLSERVER_IMAGE
+from kit.operator import OperatorProcess
+from kit.status import stable, status
+from kit.traffic import ModelEndpoint, http, infer_body, pod_metrics
+from kit.waits import wait_for
 
 from vigil.devcluster.models import train_wine
-
-
-def http(url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"} if body else {}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
-def samples(text: str, name: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith(name + "{")]
 
 
 def test_a_model_deployment_serves_predictions_through_its_sidecar(
@@ -52,83 +38,61 @@ def test_a_model_deployment_serves_predictions_through_its_sidecar(
         "metadata": {"name": "wine"},
         "spec": {
             "model": {"name": "wine", "version": "1", "uri": model.storage_uri},
-            "server": {"image": "seldonio/mlserver:1.7.1-sklearn", "protocol": "v2"},
+            "server": {"image": MLSERVER_IMAGE, "protocol": "v2"},
             "replicas": 1,
             "monitoring": {
                 "reference": {"configMapKeyRef": {"name": "wine-reference", "key": "profile.json"}}
             },
         },
     }
-    kube.apply(yaml.safe_dump(manifest))
-    kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=60s")
-    md = kube.get("md", "wine")
-    assert md is not None
-    revision = md["status"]["stable"]["revision"]
-    (pod,) = kube.items("pods", f"vigil.dev/revision={revision}")
-    ip = pod["status"]["podIP"]
+    kube.apply(manifest)
+    kube.wait_ready("md/wine")
+    revision = status(kube)["stable"]["revision"]
+    (pod,) = kube.revision_pods(revision)
+    ip = pod_ip(pod)
+    endpoint = ModelEndpoint(kube)
+
+    endpoint.wait_serving(timeout=180, logs=workload_runner)
+    body = infer_body(model.X[:20])
+    code, answer = http(endpoint.infer_url(), body)
+    assert code == 200, answer
+    assert len(json.loads(answer)["outputs"][0]["data"]) == 20
 
     wait_for(
-        lambda: http(f"http://{ip}:8000/healthz/ready")[0] == 200,
-        timeout=180,
-        interval=1,
-        what=f"the sidecar and MLServer on {ip} to be ready (runner logs: {workload_runner})",
-    )
-    rows = model.X[:20].tolist()
-    request = {"inputs": [{"name": "input-0", "shape": [20, 13], "datatype": "FP64", "data": rows}]}
-    status, body = http(f"http://{ip}:8000/v2/models/wine/infer", json.dumps(request).encode())
-    assert status == 200, body
-    assert len(json.loads(body)["outputs"][0]["data"]) == 20
-
-    def metrics() -> str:
-        return http(f"http://{ip}:9090/metrics")[1].decode()
-
-    wait_for(
-        lambda: any(
-            float(line.rsplit(" ", 1)[1]) >= 20
-            for line in samples(metrics(), "vigil_input_rows_total")
-        ),
+        lambda: any(s.value >= 20 for s in samples(pod_metrics(ip), "vigil_input_rows_total")),
         timeout=30,
         what="the sidecar to count the 20 rows",
     )
-    text = metrics()
+    text = pod_metrics(ip)
     (info,) = samples(text, "vigil_model_info")
-    for label in (f'revision="{revision}"', 'role="stable"', 'model="wine"', 'version="1"'):
-        assert label in info, info
-    assert 'reference_fingerprint="sha256:' in info  # the mounted profile was found
+    expected = {"revision": revision, "role": "stable", "model": "wine", "version": "1"}
+    assert expected.items() <= info.labels.items(), info
+    # The mounted profile was found.
+    assert info.labels.get("reference_fingerprint", "").startswith("sha256:"), info
     assert samples(text, "vigil_feature_bin_total"), "no drift counts: reference not loaded"
     operator.assert_no_errors()
 
     # Blue/green to version 2: the new pod serves before the old one goes away.
     manifest["spec"]["model"]["version"] = "2"
-    kube.apply(yaml.safe_dump(manifest))
+    kube.apply(manifest)
     wait_for(
-        lambda: (
-            (kube.get("md", "wine") or {}).get("status", {}).get("stable", {}).get("revision")
-            not in (None, revision)
-        ),
+        lambda: stable(status(kube)).get("revision") not in (None, revision),
         timeout=180,
         interval=1,
         what="the switch to version 2",
     )
-    kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=60s")
-    md = kube.get("md", "wine")
-    assert md is not None
-    new_revision = md["status"]["stable"]["revision"]
-    (new_pod,) = kube.items("pods", f"vigil.dev/revision={new_revision}")
-    new_ip = new_pod["status"]["podIP"]
-    wait_for(
-        lambda: http(f"http://{new_ip}:8000/healthz/ready")[0] == 200,
-        timeout=180,
-        interval=1,
-        what=f"the new revision's pod on {new_ip} to serve",
-    )
-    status, body = http(f"http://{new_ip}:8000/v2/models/wine/infer", json.dumps(request).encode())
-    assert status == 200, body
-    (info,) = samples(http(f"http://{new_ip}:9090/metrics")[1].decode(), "vigil_model_info")
-    assert f'revision="{new_revision}"' in info and 'version="2"' in info, info
+    kube.wait_ready("md/wine")
+    new_revision = status(kube)["stable"]["revision"]
+    (new_pod,) = kube.revision_pods(new_revision)
+    new_ip = pod_ip(new_pod)
+    endpoint.wait_serving(timeout=180, logs=workload_runner)
+    code, answer = http(endpoint.infer_url(), body)
+    assert code == 200, answer
+    (info,) = samples(pod_metrics(new_ip), "vigil_model_info")
+    assert {"revision": new_revision, "version": "2"}.items() <= info.labels.items(), info
     # The old revision's pod is gone once the Service moved.
-    assert not kube.items("pods", f"vigil.dev/revision={revision}") or wait_for(
-        lambda: not kube.items("pods", f"vigil.dev/revision={revision}"),
+    wait_for(
+        lambda: not kube.revision_pods(revision),
         timeout=60,
         what="the old revision's pod to go away",
     )

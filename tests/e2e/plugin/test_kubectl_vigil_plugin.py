@@ -9,25 +9,22 @@ server, refusing to wipe a newer request.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from kit.kube import ROOT
+from kit.operator import BIN, plugin_env, run_plugin
 
 from vigil.devcluster import ClusterClient
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
     VERBS,
+    Request,
     clear_request_patch,
     parse_request,
     read_request,
 )
-
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
 
 MODEL = """
 apiVersion: vigil.dev/v1alpha1
@@ -47,32 +44,26 @@ def crd(cluster: ClusterClient) -> None:
     cluster.wait_established("modeldeployments.vigil.dev")
 
 
-def plugin_env(cluster: ClusterClient) -> dict[str, str]:
-    if not (BIN / "kubectl-vigil").is_file():
-        pytest.fail(f"kubectl-vigil is not installed in {BIN} (pip install -e .)", pytrace=False)
-    return {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "KUBECONFIG": cluster.kubeconfig,
-        "VIGIL_KUBECTL": cluster.kubectl_binary,
-    }
-
-
-def kubectl_vigil(cluster: ClusterClient, *args: str) -> subprocess.CompletedProcess[str]:
-    """``kubectl vigil ...``: kubectl finds kubectl-vigil on PATH and runs it."""
-    return subprocess.run(
-        [cluster.kubectl_binary, "vigil", *args],
-        env=plugin_env(cluster),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def annotations(cluster: ClusterClient, namespace: str) -> dict[str, str]:
     obj = cluster.get_json("modeldeployment", "wine", "-n", namespace)
     return dict(obj["metadata"].get("annotations") or {})  # type: ignore[index]
+
+
+def clear(
+    cluster: ClusterClient, namespace: str, read: Request, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The operator's clearing patch (test-then-remove) for the request it ``read``."""
+    return cluster.kubectl(
+        "patch",
+        "modeldeployment",
+        "wine",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(clear_request_patch(read)),
+        check=check,
+    )
 
 
 def test_every_verb_sets_the_annotation_and_never_the_spec(cluster, namespace, crd):
@@ -80,7 +71,7 @@ def test_every_verb_sets_the_annotation_and_never_the_spec(cluster, namespace, c
     before = cluster.get_json("modeldeployment", "wine", "-n", namespace)
     seen_ids = set()
     for verb in VERBS:
-        result = kubectl_vigil(cluster, verb, "wine", "-n", namespace)
+        result = run_plugin(cluster, verb, "wine", "-n", namespace)
         assert result.returncode == 0, result.stderr
         assert f"{verb} requested" in result.stdout
         found = annotations(cluster, namespace)
@@ -122,44 +113,25 @@ def test_vigil_entry_point_works_too(cluster, namespace, crd):
 
 
 def test_missing_model_deployment_fails_with_kubectls_message(cluster, namespace, crd):
-    result = kubectl_vigil(cluster, "promote", "absent", "-n", namespace)
+    result = run_plugin(cluster, "promote", "absent", "-n", namespace)
     assert result.returncode == 1
     assert "not found" in result.stderr.lower()
 
 
 def test_operator_clear_patch_removes_only_the_request_it_read(cluster, namespace, crd):
     cluster.apply(MODEL, namespace=namespace)
-    assert kubectl_vigil(cluster, "promote", "wine", "-n", namespace).returncode == 0
+    assert run_plugin(cluster, "promote", "wine", "-n", namespace).returncode == 0
     read = parse_request(annotations(cluster, namespace))
     assert read is not None
     # A person asks again before the operator clears: the stale clear is refused.
-    assert kubectl_vigil(cluster, "abort", "wine", "-n", namespace).returncode == 0
-    stale = cluster.kubectl(
-        "patch",
-        "modeldeployment",
-        "wine",
-        "-n",
-        namespace,
-        "--type=json",
-        "-p",
-        json.dumps(clear_request_patch(read)),
-        check=False,
-    )
+    assert run_plugin(cluster, "abort", "wine", "-n", namespace).returncode == 0
+    stale = clear(cluster, namespace, read, check=False)
     assert stale.returncode != 0
     assert read_request(annotations(cluster, namespace)) == "abort"
     # Clearing what is there now works, and leaves no request behind.
     current = parse_request(annotations(cluster, namespace))
     assert current is not None
-    cluster.kubectl(
-        "patch",
-        "modeldeployment",
-        "wine",
-        "-n",
-        namespace,
-        "--type=json",
-        "-p",
-        json.dumps(clear_request_patch(current)),
-    )
+    clear(cluster, namespace, current)
     left = annotations(cluster, namespace)
     assert ANNOTATION_REQUEST not in left and ANNOTATION_REQUEST_ID not in left
 
@@ -184,7 +156,7 @@ def test_wait_reports_a_refusal_with_its_reason(cluster, namespace, operator):
         namespace,
         "--timeout=30s",
     )
-    result = kubectl_vigil(cluster, "promote", "wine", "-n", namespace, "--wait", "30")
+    result = run_plugin(cluster, "promote", "wine", "-n", namespace, "--wait", "30")
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert (
         "the operator refused the promote request: the operator cannot act on this spec "

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_e2e import free_port, wait_for
+from kit.kube import free_port
+from kit.waits import wait_for
 
 from vigil.devcluster.cluster import ClusterError, build_binaries
 from vigil.plugin.report.figures import Context, build

@@ -27,21 +27,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
-from operator_e2e import Kube, OperatorProcess, wait_for
-from test_rollout_e2e import (
-    condition,
-    deployments,
-    logged_agreements,
-    manifest,
-    record,
-    status,
-    wait_serving,
-    watch_until,
-)
+from kit.figures import Figures
+from kit.kube import Kube
+from kit.modeldeployment import apply_with_reference, manifest, serve
+from kit.operator import OperatorProcess
+from kit.status import condition, latest, status
+from kit.waits import wait_deployments, wait_for, watch_until
 
 from vigil.devcluster.models import TrainedModel, served_estimator
-from vigil.devcluster.traffic import TrafficGenerator
 from vigil.profile import load_profile
 
 STEPS = [
@@ -60,6 +53,8 @@ ANALYSIS = {
 }
 
 Fit = Callable[[np.ndarray, np.ndarray], Any]
+
+record = Figures("rollout").record
 
 
 def trained(folder: Path, name: str, version: str, X: np.ndarray, y: np.ndarray, fit: Fit):
@@ -152,37 +147,16 @@ CLASSIFICATION = Scenario(
 )
 
 
-def spec_for(model: TrainedModel, reference: str) -> dict[str, Any]:
-    """The rollout e2e's manifest, for this model, its own profile and default agreement."""
-    out = manifest(model, STEPS)
-    out["metadata"]["name"] = model.name
-    spec = out["spec"]
-    spec["model"]["name"] = model.name
-    spec["monitoring"]["reference"]["configMapKeyRef"]["name"] = reference
-    spec["rollout"]["analysis"] = dict(ANALYSIS)
-    return out
+def spec_for(model: TrainedModel) -> dict[str, Any]:
+    """The kit's manifest, for this model, its own profile and default agreement."""
+    reference = f"{model.name}-reference-{model.version}"
+    return manifest(model, STEPS, reference=reference, analysis=ANALYSIS)
 
 
 def roll_out(kube: Kube, model: TrainedModel) -> float:
     """Apply the model with its own profile ConfigMap; returns when it was applied."""
-    reference = f"{model.name}-reference-{model.version}"
-    configmap = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": reference},
-        "data": {"profile.json": model.profile_json()},
-    }
-    kube.apply(yaml.safe_dump(configmap))
-    kube.apply(yaml.safe_dump(spec_for(model, reference)))
+    apply_with_reference(kube, model, spec_for(model))
     return time.monotonic()
-
-
-def latest(version: str, outcome: str) -> Callable[[dict[str, Any]], bool]:
-    def reached(current: dict[str, Any]) -> bool:
-        entry = (current.get("history") or [{}])[0]
-        return entry.get("modelVersion") == version and entry.get("outcome") == outcome
-
-    return reached
 
 
 def shadow_tolerances(runner: Path, deployment: str, target: str) -> list[tuple[float, float]]:
@@ -211,11 +185,10 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
     name = scenario.name
     X, y = scenario.load()
     stable = trained(tmp_path / "stable", name, "1", X, y, scenario.stable)
-    roll_out(kube, stable)
-    stable_ips = set(wait_serving(kube, workload_runner, name))
+    endpoint = serve(kube, stable, spec_for(stable), logs=workload_runner)
+    stable_ips = set(endpoint.pod_ips())
     stable_revision = status(kube, name)["stable"]["revision"]
-    traffic = TrafficGenerator(kube.cluster, kube.namespace, name, name, X, rate=20.0, seed=5)
-    traffic.start()
+    traffic = endpoint.traffic(X, rate=20.0, seed=5)
     difference: float | None = None
     try:
         for label, fit in scenario.bad.items():
@@ -252,10 +225,7 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
                     what="status.health.meanAbsoluteDifference",
                 )
                 assert difference > 10, difference
-            gone = time.monotonic() + 30
-            while deployments(kube) != [f"{name}-{stable_revision}"]:
-                assert time.monotonic() < gone, deployments(kube)
-                time.sleep(0.5)
+            wait_deployments(kube, [f"{name}-{stable_revision}"])
         # Clients only ever talked to the stable's pods while the bad models were shadowed.
         assert set(traffic.stats.by_pod) <= stable_ips, (traffic.stats.by_pod, stable_ips)
         sent_while_bad = traffic.stats.sent
@@ -271,7 +241,7 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
     promoted = watch.last["stable"]["revision"]
     log = operator.log_path.read_text(errors="replace")
     assert f"rollout of {promoted}: StepAdvanced step 2/2 (canary 50%)" in log
-    agreements = logged_agreements(operator, promoted)
+    agreements = operator.gate_values("agreement", promoted)
     assert agreements and min(agreements) >= 0.95, agreements
     # The operator carried the default tolerance to the stable's sidecars, which took
     # the absolute part from the stable's profile (5 % of its prediction std).
@@ -285,7 +255,7 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
         task=name,
         promote_seconds=round(seconds, 1),
         agreements=agreements,
-        prediction_shifts=logged_agreements(operator, promoted, "predictionShift"),
+        prediction_shifts=operator.gate_values("predictionShift", promoted),
         shadow_tolerance=told[-1],
         mean_abs_difference=difference,
         traffic={"sent_while_bad": sent_while_bad, "sent": stats.sent, "failed": stats.failed},

@@ -15,312 +15,49 @@ is bounded and says what it saw last. Measured figures are appended to
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import random
-import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from backend_watch import BackendWatch
-from model_pods import MLSERVER_IMAGE, http
-from operator_e2e import ROOT, Kube, OperatorProcess, kubectl_vigil, wait_for
+from kit.backend_watch import BackendWatch
+from kit.figures import Figures
+from kit.kube import MD_LABEL, Kube
+from kit.modeldeployment import STEPS, Setup, deploy, golden_configmap, manifest
+from kit.operator import OperatorProcess, kubectl_vigil
+from kit.status import (
+    at_step,
+    candidate_reason,
+    condition,
+    describe,
+    in_phase,
+    newest_outcome,
+    promoted,
+    read_status,
+    status,
+)
+from kit.waits import Watch, wait_deployments, wait_for, watch_until
 
-from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
-from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, serving_pod_ips
-from vigil.validation.golden import GoldenSet, configmap_manifest
-
-FIGURES = ROOT / ".vigil" / "e2e-logs" / "rollout-figures.jsonl"
-BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
-
-STEPS = [
-    {"shadow": {"duration": "8s", "percent": 100, "minRequests": 20}},
-    {"canary": {"weight": 20, "duration": "6s"}},
-    {"canary": {"weight": 50, "duration": "6s"}},
-]
-
 
 #: How long traffic goes on after the old revision's Deployment is gone (its pods terminate).
 TERMINATION_WATCH_SECONDS = 4.0
 
-
-def record(scenario: str, **figures: Any) -> None:
-    line = json.dumps({"scenario": scenario, "at": time.time(), **figures})
-    print(line)
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    with FIGURES.open("a") as out:
-        out.write(line + "\n")
-
-
-def logged_agreements(
-    operator: OperatorProcess, revision: str | None = None, gate: str = "agreement"
-) -> list[float]:
-    """Values of a gate the operator judged (its rollout log lines list every gate).
-
-    ``revision`` keeps only the lines about that candidate.
-    """
-    lines = operator.log_path.read_text(errors="replace").splitlines()
-    text = "\n".join(line for line in lines if revision is None or f" of {revision}: " in line)
-    found = re.findall(rf"'name': '{gate}', 'passed': \w+, 'value': ([0-9.]+)", text)
-    return [float(v) for v in found]
-
-
-def manifest(
-    model: TrainedModel,
-    steps: list[dict[str, Any]] | None = None,
-    *,
-    tweak: list[dict[str, Any]] | None = None,
-    config: dict[str, str] | None = None,
-    metrics: dict[str, Any] | None = None,
-    deadline: str = "90s",
-    routing: dict[str, Any] | None = None,
-    readiness_path: str | None = None,
-) -> dict[str, Any]:
-    server: dict[str, Any] = {"image": MLSERVER_IMAGE, "protocol": "v2"}
-    if readiness_path:
-        server["readinessPath"] = readiness_path
-    spec: dict[str, Any] = {
-        "model": {"name": "wine", "version": model.version, "uri": model.storage_uri},
-        "server": server,
-        "replicas": 1,
-        "monitoring": {
-            "reference": {"configMapKeyRef": {"name": "wine-reference", "key": "profile.json"}},
-            "window": "15s",
-            "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "5s"},
-            "metrics": metrics or {"source": "direct"},
-        },
-        "rollout": {
-            "replacement": {"steps": steps if steps is not None else STEPS},
-            "tweak": {
-                "steps": tweak
-                if tweak is not None
-                else [{"canary": {"weight": 50, "duration": "6s"}}]
-            },
-            "analysis": {
-                "interval": "2s",
-                "minRequests": 10,
-                "failureLimit": 2,
-                "minAgreement": 0.9,
-                "maxPredictionShift": 1.0,
-            },
-            "progressDeadline": deadline,
-        },
-    }
-    if config:
-        spec["config"] = config
-    if routing:
-        spec["rollout"]["trafficRouting"] = routing
-    return {
-        "apiVersion": "vigil.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "wine"},
-        "spec": spec,
-    }
-
-
-def status(kube: Kube, name: str = "wine") -> dict[str, Any]:
-    return dict((kube.get("md", name) or {}).get("status") or {})
-
-
-def condition(current: dict[str, Any], kind: str) -> dict[str, Any]:
-    for item in current.get("conditions") or ():
-        if item.get("type") == kind:
-            return dict(item)
-    return {}
-
-
-def brief(current: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "phase": current.get("phase"),
-            "stable": (current.get("stable") or {}).get("revision"),
-            "candidate": current.get("candidate"),
-            "ready": condition(current, "Ready"),
-            "history": (current.get("history") or [])[:3],
-        },
-        indent=1,
-    )
-
-
-@dataclass
-class Watch:
-    """Everything seen while polling the status (and live traffic's Ready pods)."""
-
-    steps: list[str] = field(default_factory=list)
-    stables: list[str] = field(default_factory=list)
-    no_ready_pods: int = 0
-    observations: int = 0
-    agreements: list[float] = field(default_factory=list)
-    spanned: bool = False
-    shadowed: bool = False
-    last: dict[str, Any] = field(default_factory=dict)
-
-
-def no_ready_pods(kube: Kube, name: str = "wine") -> bool:
-    """The Service ``name`` selects no Ready pod (a failed read proves nothing)."""
-    try:
-        return not serving_pod_ips(kube.cluster, kube.namespace, name)
-    except ReadFailed:
-        return False
-
-
-def watch_until(
-    kube: Kube,
-    done: Callable[[dict[str, Any]], bool],
-    timeout: float,
-    what: str,
-    watch: Watch | None = None,
-    on_poll: Callable[[], None] | None = None,
-    name: str = "wine",
-) -> Watch:
-    watch = watch or Watch()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if on_poll is not None:
-            on_poll()
-        current = status(kube, name)
-        watch.last = current
-        watch.observations += 1
-        candidate = current.get("candidate") or {}
-        step = candidate.get("stepName")
-        if step and (not watch.steps or watch.steps[-1] != step):
-            watch.steps.append(str(step))
-        stable = (current.get("stable") or {}).get("revision")
-        if stable and (not watch.stables or watch.stables[-1] != stable):
-            watch.stables.append(str(stable))
-        for gate in candidate.get("gates") or ():
-            if gate.get("name") == "agreement" and gate.get("value") is not None:
-                watch.agreements.append(float(gate["value"]))
-        if candidate.get("shadowPercent"):
-            watch.shadowed = True
-        service = kube.get("service", name) or {}
-        if "vigil.dev/revision" not in ((service.get("spec") or {}).get("selector") or {}):
-            watch.spanned = bool(service)
-        if no_ready_pods(kube, name):
-            watch.no_ready_pods += 1
-        if done(current):
-            return watch
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last:\n{brief(watch.last)}")
-
-
-@dataclass
-class Setup:
-    kube: Kube
-    stable: TrainedModel
-    traffic: TrafficGenerator
-    revision: str
-    started: float
-
-
-def golden_configmap(model: TrainedModel) -> dict[str, Any]:
-    """The golden set: research inputs and the research model's outputs.
-
-    ``train_wine`` is deterministic (seeded forest on the full data), so the
-    same fit here reproduces the research model's predictions.
-    """
-    from sklearn.ensemble import RandomForestClassifier
-
-    rows = model.X[::3]
-    research = RandomForestClassifier(n_estimators=30, random_state=0).fit(model.X, model.y)
-    golden = GoldenSet(
-        inputs=tuple(tuple(float(x) for x in row) for row in rows),
-        expected=tuple(int(v) for v in research.predict(rows)),
-        model="wine",
-        features=tuple(model.features),
-    )
-    return configmap_manifest(golden, "wine-golden")
-
-
-def wait_serving(kube: Kube, workload_runner: Path, name: str = "wine") -> list[str]:
-    """Wait until the ModelDeployment is Ready and its pods really serve; their IPs.
-
-    kwok marks pods Ready at once, before the workload runner's processes serve.
-    """
-    kube.run("wait", "--for=condition=Ready", f"md/{name}", "--timeout=90s")
-    deadline = time.monotonic() + 120
-    while True:
-        ips = serving_pod_ips(kube.cluster, kube.namespace, name)
-        if ips and all(http(f"http://{ip}:8000/v2/models/{name}/ready")[0] == 200 for ip in ips):
-            return ips
-        if time.monotonic() > deadline:
-            pytest.fail(f"no serving pod behind Service {name} (runner logs: {workload_runner})")
-        time.sleep(0.5)
-
-
-def deploy(
-    kube: Kube,
-    workload_runner: Path,
-    tmp_path: Path,
-    metrics: dict[str, Any] | None = None,
-    routing: dict[str, Any] | None = None,
-) -> Setup:
-    """Stable wine model v1 serving, its reference profile applied, live traffic flowing.
-
-    With Gateway API ``routing``, the traffic follows the HTTPRoute's weights.
-    """
-    started = time.monotonic()
-    stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
-    kube.apply(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "wine-reference"},
-                "data": {"profile.json": stable.profile_json()},
-            }
-        )
-    )
-    kube.apply(yaml.safe_dump(golden_configmap(stable)))
-    kube.apply(yaml.safe_dump(manifest(stable, metrics=metrics, routing=routing)))
-    wait_serving(kube, workload_runner)
-    route = ((routing or {}).get("gatewayAPI") or {}).get("httpRoute")
-    traffic = TrafficGenerator(
-        kube.cluster, kube.namespace, "wine", "wine", stable.X, rate=15.0, seed=3, http_route=route
-    ).start()
-    revision = status(kube)["stable"]["revision"]
-    return Setup(kube, stable, traffic, revision, started)
+record = Figures("rollout").record
 
 
 @pytest.fixture
 def deployed(
     kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
 ) -> Iterator[Setup]:
-    setup = deploy(kube, workload_runner, tmp_path)
+    setup = deploy(kube, tmp_path, logs=workload_runner)
     try:
         yield setup
     finally:
         setup.traffic.stop()
-
-
-@pytest.fixture
-def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
-    server = LocalPrometheus(cluster, tmp_path / "prometheus", scrape_interval="1s")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def rollouts_total(operator: OperatorProcess, outcome: str) -> float:
-    """``vigil_rollouts_total{outcome=...}`` on the operator's /metrics."""
-    return sum(
-        value
-        for key, value in operator.metrics().items()
-        if key.startswith("vigil_rollouts_total{") and f'outcome="{outcome}"' in key
-    )
-
-
-def deployments(kube: Kube) -> list[str]:
-    return sorted(d["metadata"]["name"] for d in kube.items("deployments"))
 
 
 #: Field managers of the operator's own API clients (its client's User-Agent, kopf's).
@@ -351,7 +88,7 @@ def assert_operator_writes_only_status_and_children(kube: Kube) -> None:
         if entry.get("subresource") != "status":
             assert str(entry.get("manager", "")).startswith("kubectl"), entry
     for kind in ("deployments", "services", "configmaps"):
-        for child in kube.items(kind, "vigil.dev/model-deployment=wine"):
+        for child in kube.items(kind, f"{MD_LABEL}=wine"):
             child = kube.get(kind, child["metadata"]["name"], "--show-managed-fields") or {}
             managers = {
                 (e.get("manager"), e.get("operation"))
@@ -371,16 +108,8 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
     candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
     before = dataclasses.replace(deployed.traffic.stats)
     applied = time.monotonic()
-    kube.apply(yaml.safe_dump(manifest(candidate)))
-    watch = watch_until(
-        kube,
-        lambda s: (
-            (s.get("stable") or {}).get("modelVersion") == "2"
-            and (s.get("history") or [{}])[0].get("outcome") == "Promoted"
-        ),
-        150,
-        "the candidate to be promoted",
-    )
+    kube.apply(manifest(candidate))
+    watch = watch_until(kube, promoted("2"), 150, "the candidate to be promoted")
     duration = time.monotonic() - applied
     current = watch.last
     assert watch.steps[:3] == ["shadow 100%", "canary 20%", "canary 50%"], watch.steps
@@ -394,10 +123,7 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
         "replacement",
         "Promoted",
     )
-    wait_deadline = time.monotonic() + 30
-    while deployments(kube) != [f"wine-{new}"] and time.monotonic() < wait_deadline:
-        time.sleep(0.5)
-    assert deployments(kube) == [f"wine-{new}"]
+    wait_deployments(kube, [f"wine-{new}"])
     # Traffic goes on while the old revision's pods terminate: requests routed to them
     # before the routing moved are still answered (sidecar delay, server preStop sleep).
     time.sleep(TERMINATION_WATCH_SECONDS)
@@ -406,14 +132,14 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
         f"{stats.failed - before.failed} of {stats.sent - before.sent} requests failed "
         "during the rollout"
     )
-    assert rollouts_total(operator, "Promoted") == 1
+    assert operator.total("vigil_rollouts_total", outcome="Promoted") == 1
     assert_operator_writes_only_status_and_children(kube)
     operator.assert_no_errors()
     record(
         "good-replacement",
         rollout_seconds=round(duration, 1),
         steps=watch.steps,
-        agreements=logged_agreements(operator),
+        agreements=operator.gate_values(),
         traffic_before={"sent": before.sent, "failed": before.failed},
         traffic={"sent": stats.sent, "ok": stats.ok, "failed": stats.failed},
         observations=watch.observations,
@@ -427,10 +153,8 @@ def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
     kube = deployed.kube
     bad = train_wine(tmp_path / "wine-bad", version="2", shuffled_labels=True, seed=0)
     applied = time.monotonic()
-    kube.apply(yaml.safe_dump(manifest(bad)))
-    watch = watch_until(
-        kube, lambda s: s.get("phase") == "RolledBack", 120, "the rollback of the bad model"
-    )
+    kube.apply(manifest(bad))
+    watch = watch_until(kube, in_phase("RolledBack"), 120, "the rollback of the bad model")
     duration = time.monotonic() - applied
     current = watch.last
     assert watch.steps == ["shadow 100%"], watch.steps
@@ -441,16 +165,16 @@ def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
     assert "agreement" in ready["message"] and " vs 0.90" in ready["message"], ready
     assert current["history"][0]["outcome"] == "RolledBack"
     assert kube.events("RolledBack"), "a RolledBack Event"
-    assert rollouts_total(operator, "RolledBack") == 1
+    assert operator.total("vigil_rollouts_total", outcome="RolledBack") == 1
     # The candidate is removed; the stable untouched; not retried on later cycles.
     time.sleep(5)
-    assert deployments(kube) == [f"wine-{deployed.revision}"]
+    assert kube.deployments() == [f"wine-{deployed.revision}"]
     assert status(kube)["phase"] == "RolledBack"
     record(
         "bad-replacement",
         rollout_seconds=round(duration, 1),
         message=ready["message"],
-        agreements=logged_agreements(operator),
+        agreements=operator.gate_values(),
     )
 
 
@@ -468,11 +192,10 @@ def test_golden_set_mismatch_stops_the_candidate_at_validate(
         },
         *STEPS,
     ]
+    kube.apply(golden_configmap(deployed.stable))
     applied = time.monotonic()
-    kube.apply(yaml.safe_dump(manifest(bad, steps)))
-    watch = watch_until(
-        kube, lambda s: s.get("phase") == "RolledBack", 120, "the golden set to stop it"
-    )
+    kube.apply(manifest(bad, steps))
+    watch = watch_until(kube, in_phase("RolledBack"), 120, "the golden set to stop it")
     current = watch.last
     assert watch.steps == ["validate"], watch.steps
     assert not watch.shadowed and not watch.spanned
@@ -497,12 +220,8 @@ def test_candidate_that_never_serves_fails_at_progress_deadline(
     # The model's own readiness: MLServer's server-level /v2/health/ready answers 200 for
     # a moment after each restart while the model fails to load (seen once in CI: the
     # stable copied to the candidate for 3 s), which docs/howto/model-server.md notes.
-    kube.apply(
-        yaml.safe_dump(manifest(broken, deadline="20s", readiness_path="/v2/models/wine/ready"))
-    )
-    watch = watch_until(
-        kube, lambda s: s.get("phase") == "Failed", 90, "the rollout to fail at its deadline"
-    )
+    kube.apply(manifest(broken, deadline="20s", readiness_path="/v2/models/wine/ready"))
+    watch = watch_until(kube, in_phase("Failed"), 90, "the rollout to fail at its deadline")
     current = watch.last
     ready = condition(current, "Ready")
     assert ready["reason"] == "ProgressDeadlineExceeded", ready
@@ -510,10 +229,7 @@ def test_candidate_that_never_serves_fails_at_progress_deadline(
     assert current["stable"]["revision"] == deployed.revision
     assert not watch.shadowed and not watch.spanned
     assert watch.no_ready_pods == 0
-    deadline = time.monotonic() + 30
-    while deployments(kube) != [f"wine-{deployed.revision}"] and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert deployments(kube) == [f"wine-{deployed.revision}"]
+    wait_deployments(kube, [f"wine-{deployed.revision}"])
     record(
         "progress-deadline",
         seconds=round(time.monotonic() - applied, 1),
@@ -523,13 +239,8 @@ def test_candidate_that_never_serves_fails_at_progress_deadline(
 
 def test_tweak_runs_only_the_tweak_steps(deployed: Setup) -> None:
     kube = deployed.kube
-    kube.apply(yaml.safe_dump(manifest(deployed.stable, config={"E2E_TUNING_KNOB": "on"})))
-    watch = watch_until(
-        kube,
-        lambda s: (s.get("history") or [{}])[0].get("outcome") == "Promoted",
-        120,
-        "the tweak to be promoted",
-    )
+    kube.apply(manifest(deployed.stable, config={"E2E_TUNING_KNOB": "on"}))
+    watch = watch_until(kube, newest_outcome("Promoted"), 120, "the tweak to be promoted")
     assert watch.steps == ["canary 50%"], watch.steps
     assert watch.last["history"][0]["change"] == "tweak"
     assert watch.no_ready_pods == 0
@@ -539,20 +250,17 @@ def test_spec_change_supersedes_and_change_back_aborts(deployed: Setup, tmp_path
     kube = deployed.kube
     slow = [{"shadow": {"duration": "120s", "percent": 100, "minRequests": 20}}]
     second = train_wine(tmp_path / "wine-2", version="2", seed=1)
-    kube.apply(yaml.safe_dump(manifest(second, slow)))
-    first = watch_until(
-        kube,
-        lambda s: (s.get("candidate") or {}).get("stepName") == "shadow 100%",
-        90,
-        "the first candidate in shadow",
-    ).last["candidate"]["revision"]
+    kube.apply(manifest(second, slow))
+    first = watch_until(kube, at_step("shadow 100%"), 90, "the first candidate in shadow").last[
+        "candidate"
+    ]["revision"]
     third = train_wine(tmp_path / "wine-3", version="3", seed=2)
-    kube.apply(yaml.safe_dump(manifest(third, slow)))
+    kube.apply(manifest(third, slow))
     watch = watch_until(
         kube,
         lambda s: (
             (s.get("candidate") or {}).get("revision") not in (None, first)
-            and f"wine-{first}" not in deployments(kube)
+            and f"wine-{first}" not in kube.deployments()
         ),
         60,
         "the second candidate to supersede the first",
@@ -560,10 +268,10 @@ def test_spec_change_supersedes_and_change_back_aborts(deployed: Setup, tmp_path
     entries = {(e["revision"], e["outcome"]) for e in watch.last.get("history") or ()}
     assert (first, "Superseded") in entries
     newer = watch.last["candidate"]["revision"]
-    kube.apply(yaml.safe_dump(manifest(deployed.stable, slow)))
+    kube.apply(manifest(deployed.stable, slow))
     watch = watch_until(
         kube,
-        lambda s: not s.get("candidate") and f"wine-{newer}" not in deployments(kube),
+        lambda s: not s.get("candidate") and f"wine-{newer}" not in kube.deployments(),
         60,
         "the change back to the stable to abort the rollout",
     )
@@ -579,13 +287,8 @@ def test_pause_resume_promote_and_abort_through_the_plugin(deployed: Setup, tmp_
         {"canary": {"weight": 50, "duration": "300s"}},
     ]
     second = train_wine(tmp_path / "wine-2", version="2", seed=1)
-    kube.apply(yaml.safe_dump(manifest(second, slow)))
-    watch_until(
-        kube,
-        lambda s: (s.get("candidate") or {}).get("stepName") == "shadow 100%",
-        90,
-        "the candidate in shadow",
-    )
+    kube.apply(manifest(second, slow))
+    watch_until(kube, at_step("shadow 100%"), 90, "the candidate in shadow")
     kubectl_vigil(kube, "pause")
     watch_until(
         kube,
@@ -603,26 +306,14 @@ def test_pause_resume_promote_and_abort_through_the_plugin(deployed: Setup, tmp_
         "the resume to be taken",
     )
     kubectl_vigil(kube, "promote")
-    watch = watch_until(
-        kube,
-        lambda s: (s.get("history") or [{}])[0].get("outcome") == "Promoted",
-        90,
-        "the promotion a person asked for",
-    )
-    promoted = watch.last["stable"]["revision"]
+    watch = watch_until(kube, newest_outcome("Promoted"), 90, "the promotion a person asked for")
+    promoted_revision = watch.last["stable"]["revision"]
     third = train_wine(tmp_path / "wine-3", version="3", seed=2)
-    kube.apply(yaml.safe_dump(manifest(third, slow)))
-    watch_until(
-        kube,
-        lambda s: (s.get("candidate") or {}).get("stepName") == "shadow 100%",
-        90,
-        "the third model in shadow",
-    )
+    kube.apply(manifest(third, slow))
+    watch_until(kube, at_step("shadow 100%"), 90, "the third model in shadow")
     kubectl_vigil(kube, "abort")
-    watch = watch_until(
-        kube, lambda s: s.get("phase") == "RolledBack", 60, "the abort a person asked for"
-    )
-    assert watch.last["stable"]["revision"] == promoted
+    watch = watch_until(kube, in_phase("RolledBack"), 60, "the abort a person asked for")
+    assert watch.last["stable"]["revision"] == promoted_revision
     assert "Aborted" in condition(watch.last, "Ready")["message"]
 
 
@@ -638,42 +329,23 @@ def test_operator_killed_at_random_moments_promotes_exactly_once(
         {"canary": {"weight": 20, "duration": "12s"}},
         {"canary": {"weight": 50, "duration": "12s"}},
     ]
-    kube.apply(yaml.safe_dump(manifest(candidate, longer)))
+    kube.apply(manifest(candidate, longer))
     kills: list[str] = []
     watch = Watch()
     for _ in range(5):
         pause = rng.uniform(2.0, 7.0)
         end = time.monotonic() + pause
         while time.monotonic() < end:
-            current = status(kube)
-            step = (current.get("candidate") or {}).get("stepName")
-            if step and (not watch.steps or watch.steps[-1] != step):
-                watch.steps.append(str(step))
-            if no_ready_pods(kube):
-                watch.no_ready_pods += 1
+            watch.see(kube)
             time.sleep(0.5)
-        assert operator.process is not None
-        operator.process.kill()
-        operator.process.wait(timeout=10)
-        kills.append(str((status(kube).get("candidate") or {}).get("stepName") or "promoted"))
+        operator.kill()
+        kills.append(str((read_status(kube).get("candidate") or {}).get("stepName") or "promoted"))
         operator.start()
-    watch = watch_until(
-        kube,
-        lambda s: (
-            (s.get("stable") or {}).get("modelVersion") == "2"
-            and (s.get("history") or [{}])[0].get("outcome") == "Promoted"
-        ),
-        150,
-        "the promotion after 5 kills",
-        watch,
-    )
+    watch = watch_until(kube, promoted("2"), 150, "the promotion after 5 kills", watch)
     new = watch.last["stable"]["revision"]
-    promoted = [e for e in watch.last["history"] if e["outcome"] == "Promoted"]
-    assert [e["revision"] for e in promoted] == [new], watch.last["history"]
-    deadline = time.monotonic() + 30
-    while deployments(kube) != [f"wine-{new}"] and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert deployments(kube) == [f"wine-{new}"], "no orphaned Deployment"
+    promotions = [e for e in watch.last["history"] if e["outcome"] == "Promoted"]
+    assert [e["revision"] for e in promotions] == [new], watch.last["history"]
+    wait_deployments(kube, [f"wine-{new}"], why=": no orphaned Deployment")
     assert watch.no_ready_pods == 0
     switched = kube.events("Switched")
     assert len(switched) == 1, [e.get("message") for e in switched]
@@ -688,14 +360,14 @@ def test_metrics_outage_during_canary_holds_then_resumes(
     tmp_path: Path,
 ) -> None:
     metrics = {"source": "prometheus", "prometheusURL": prometheus.url}
-    setup = deploy(kube, workload_runner, tmp_path, metrics)
+    setup = deploy(kube, tmp_path, logs=workload_runner, metrics=metrics)
     try:
         candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
         steps = [{"canary": {"weight": 50, "duration": "25s"}}]
-        kube.apply(yaml.safe_dump(manifest(candidate, steps, metrics=metrics)))
+        kube.apply(manifest(candidate, steps, metrics=metrics))
         watch_until(
             kube,
-            lambda s: (s.get("candidate") or {}).get("reason") == "StepInProgress",
+            candidate_reason("StepInProgress"),
             90,
             "the canary to be judged on Prometheus figures",
         )
@@ -703,23 +375,19 @@ def test_metrics_outage_during_canary_holds_then_resumes(
         outage = time.monotonic()
         watch = watch_until(
             kube,
-            lambda s: (s.get("candidate") or {}).get("reason") == "MetricsUnavailable",
+            candidate_reason("MetricsUnavailable"),
             30,
             "the rollout to hold on the metrics outage",
         )
         time.sleep(10)
         held = status(kube)
-        assert (held.get("candidate") or {}).get("reason") == "MetricsUnavailable", brief(held)
+        assert (held.get("candidate") or {}).get("reason") == "MetricsUnavailable", describe(held)
         assert held["phase"] == "Progressing"
         assert held["stable"]["revision"] == setup.revision
         assert not (held.get("candidate") or {}).get("outcome")
         prometheus.start()
         watch = watch_until(
-            kube,
-            lambda s: (s.get("history") or [{}])[0].get("outcome") == "Promoted",
-            90,
-            "the promotion once Prometheus is back",
-            watch,
+            kube, newest_outcome("Promoted"), 90, "the promotion once Prometheus is back", watch
         )
         record(
             "metrics-outage",
@@ -760,7 +428,7 @@ def wait_for_route_and_services(kube: Kube, stable: str, gone: str, what: str) -
 
 def applied_revision(kube: Kube, document: dict[str, Any]) -> str:
     """Apply the ModelDeployment; the revision its spec asks for, once the operator read it."""
-    kube.apply(yaml.safe_dump(document))
+    kube.apply(document)
     generation = (kube.get("md", "wine") or {})["metadata"]["generation"]
     return str(
         watch_until(
@@ -790,21 +458,19 @@ def test_gateway_api_route_never_names_a_deleted_service(
     """
     backends = BackendWatch(kube.cluster, kube.namespace).start()
     kube.apply(
-        yaml.safe_dump(
-            {
-                "apiVersion": "gateway.networking.k8s.io/v1",
-                "kind": "HTTPRoute",
-                "metadata": {"name": "wine"},
-                "spec": {
-                    "parentRefs": [{"name": "public"}],
-                    "hostnames": ["wine.example.com"],
-                    "rules": [{"backendRefs": [{"name": "wine", "port": 80}]}],
-                },
-            }
-        )
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "wine"},
+            "spec": {
+                "parentRefs": [{"name": "public"}],
+                "hostnames": ["wine.example.com"],
+                "rules": [{"backendRefs": [{"name": "wine", "port": 80}]}],
+            },
+        }
     )
     routing = {"gatewayAPI": {"httpRoute": "wine"}}
-    setup = deploy(kube, workload_runner, tmp_path, routing=routing)
+    setup = deploy(kube, tmp_path, logs=workload_runner, routing=routing)
     seen: list[tuple[tuple[str, int], ...]] = []
 
     def record_weights() -> None:
@@ -844,7 +510,7 @@ def test_gateway_api_route_never_names_a_deleted_service(
         # 3. Rollback (a bad model, in shadow).
         bad = train_wine(tmp_path / "wine-bad", version="3", shuffled_labels=True, seed=0)
         rolled_back = roll(bad)
-        watch_until(kube, lambda s: s.get("phase") == "RolledBack", 120, "the rollback")
+        watch_until(kube, in_phase("RolledBack"), 120, "the rollback")
         seconds["rollback"] = wait_for_route_and_services(kube, switched, rolled_back, "rollback")
         # 4. Abort, a person's, while the canary holds half of the route.
         slow = [{"canary": {"weight": 50, "duration": "300s"}}]
@@ -857,7 +523,7 @@ def test_gateway_api_route_never_names_a_deleted_service(
         broken = train_wine(tmp_path / "wine-5", version="5", seed=1)
         (broken.folder / "model.joblib").unlink()
         failed = roll(broken, deadline="15s", readiness_path="/v2/models/wine/ready")
-        watch_until(kube, lambda s: s.get("phase") == "Failed", 90, "the deadline failure")
+        watch_until(kube, in_phase("Failed"), 90, "the deadline failure")
         seconds["deadline"] = wait_for_route_and_services(kube, switched, failed, "deadline")
         stats = setup.traffic.stop()
     finally:

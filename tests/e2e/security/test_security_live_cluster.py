@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
-from operator_e2e import Kube, OperatorProcess, wait_for
+from kit.kube import MD_LABEL, Kube, can_i, enforce_restricted
+from kit.modeldeployment import MLSERVER_IMAGE
+from kit.operator import OperatorProcess
+from kit.waits import wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "security"))
 from operator_rbac import WRITE_VERBS, operator_rules
 
 from vigil.devcluster import ClusterClient
-
-AS_OPERATOR = "--as=system:serviceaccount:vigil-system:vigil-operator"
 
 #: (verb, resource) pairs that must be denied everywhere, whatever the manifests say.
 DENIED = [
@@ -57,18 +56,6 @@ DENIED = [
 ]
 
 
-def _can(cluster: ClusterClient, verb: str, resource: str, namespace: str) -> bool:
-    """`kubectl auth can-i` as the operator; "kind/sub" means a subresource (not a name)."""
-    base, _, sub = resource.partition("/")
-    extra = [f"--subresource={sub}"] if sub else []
-    result = cluster.kubectl(
-        "auth", "can-i", verb, base, *extra, AS_OPERATOR, "-n", namespace, check=False
-    )
-    answer = result.stdout.strip()
-    assert answer in ("yes", "no"), (verb, resource, result.stdout, result.stderr)
-    return answer == "yes"
-
-
 def _rbac_resource(group: str, resource: str) -> str:
     if not group:
         return resource
@@ -82,7 +69,7 @@ def test_operator_identity_is_denied_secrets_escalation_and_wildcards(
     allowed = [
         (verb, resource)
         for verb, resource in DENIED
-        if _can(cluster, verb, resource, namespace) or _can(cluster, verb, resource, "default")
+        if can_i(cluster, verb, resource, namespace) or can_i(cluster, verb, resource, "default")
     ]
     assert not allowed, f"the operator's ServiceAccount may: {allowed}"
 
@@ -98,21 +85,10 @@ def test_live_api_server_grants_the_operator_exactly_the_manifest_rules(
         resource = _rbac_resource(rule.group, rule.resource)
         for verb in verbs:
             expected = verb in rule.verbs
-            if _can(cluster, verb, resource, namespace) != expected:
+            if can_i(cluster, verb, resource, namespace) != expected:
                 mismatches.append((verb, resource, expected))
     assert not mismatches, (
         f"can-i differs from the manifests (verb, resource, expected): {mismatches}"
-    )
-
-
-def _restricted(cluster: ClusterClient, namespace: str) -> None:
-    cluster.kubectl(
-        "label",
-        "namespace",
-        namespace,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-        "--overwrite",
     )
 
 
@@ -120,7 +96,7 @@ def test_restricted_pod_security_admits_a_plain_pod_that_breaks_it_not(
     cluster: ClusterClient, kube: Kube, namespace: str
 ) -> None:
     """The namespace label really enforces (else the next test proves nothing)."""
-    _restricted(cluster, namespace)
+    enforce_restricted(cluster, namespace)
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -131,14 +107,10 @@ def test_restricted_pod_security_admits_a_plain_pod_that_breaks_it_not(
     assert result.returncode != 0 and "violates PodSecurity" in result.stderr, result.stderr
 
 
-def _pods(kube: Kube, name: str) -> list[dict[str, Any]]:
-    return kube.items("pods", f"vigil.dev/model-deployment={name}")
-
-
 def test_model_pods_are_admitted_where_pod_security_restricted_is_enforced(
     cluster: ClusterClient, kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
-    _restricted(cluster, namespace)
+    enforce_restricted(cluster, namespace)
     manifest = {
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "ModelDeployment",
@@ -146,15 +118,15 @@ def test_model_pods_are_admitted_where_pod_security_restricted_is_enforced(
         "spec": {
             "model": {"version": "1", "uri": "s3://models/wine"},
             "server": {
-                "image": "seldonio/mlserver:1.7.1-sklearn",
+                "image": MLSERVER_IMAGE,
                 "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}},
             },
             "replicas": 2,
         },
     }
-    kube.apply(yaml.safe_dump(manifest))
+    kube.apply(manifest)
     pods = wait_for(
-        lambda: (found := _pods(kube, "wine")) and len(found) >= 2 and found,
+        lambda: (found := kube.pods(f"{MD_LABEL}=wine")) and len(found) >= 2 and found,
         timeout=90,
         what="two model pods admitted under PodSecurity restricted",
     )
@@ -168,8 +140,3 @@ def test_model_pods_are_admitted_where_pod_security_restricted_is_enforced(
     ]
     assert not warnings, warnings
     operator.assert_no_errors()
-
-
-@pytest.fixture
-def md_pod_names(kube: Kube) -> list[str]:  # pragma: no cover - helper for debugging
-    return [p["metadata"]["name"] for p in kube.items("pods")]

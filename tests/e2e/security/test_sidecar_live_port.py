@@ -24,12 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.kube import ROOT, free_port
 
 from vigil.core import desired as desired_objects
 from vigil.core.desired import METRICS_PORT, SIDECAR_PORT_NAME, Owner
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
 ADMIN_LOOKING_PATHS = [
     "/metrics",
     "/settings",
@@ -51,12 +51,6 @@ ADMIN_LOOKING_PATHS = [
     "/healthz/live%2F..%2F..%2Fmetrics",
     "/HEALTHZ/LIVE",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _request(
@@ -126,7 +120,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Echo model server, echo shadow target, and the real sidecar copying 100% to it."""
     tmp_path = tmp_path_factory.mktemp("live-port")
-    model, target, live, metrics = _free_port(), _free_port(), _free_port(), _free_port()
+    model, target, live, metrics = free_port(), free_port(), free_port(), free_port()
     procs = []
     try:
         for port, name in ((model, "model"), (target, "shadow")):

@@ -10,56 +10,59 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model_pods import http, manifests, metric, sidecar_settings, wait_for
+from kit.kube import MD_LABEL, Kube, pod_ip
+from kit.metrics import total
+from kit.modelpods import deployment, reference_configmap, sidecar_configmap, sidecar_settings
+from kit.traffic import answers_ready, http, infer_body, pod_metrics, sidecar_url
+from kit.waits import wait_for
 
-from vigil.devcluster import ClusterClient
+from vigil.core.desired import SIDECAR_LIVE_PATH
 from vigil.devcluster.models import train_wine
 
 
 def test_pod_processes_serve_on_the_pod_ip_and_follow_the_pod(
-    cluster: ClusterClient, namespace: str, workload_runner: Path, tmp_path: Path
+    kube: Kube, workload_runner: Path, tmp_path: Path
 ) -> None:
     model = train_wine(tmp_path / "wine")
-    for manifest in manifests(model, sidecar_settings()):
-        cluster.apply(json.dumps(manifest), namespace=namespace)
-    cluster.kubectl("rollout", "status", "deployment/wine", "-n", namespace, "--timeout=60s")
-    pod = cluster.get_json("pods", "-n", namespace, "-l", "vigil.dev/model-deployment=wine")[
-        "items"
-    ][0]
-    ip = pod["status"]["podIP"]
+    kube.apply(
+        sidecar_configmap("wine", sidecar_settings()),
+        reference_configmap(model),
+        deployment("wine", model, revision="r1"),
+    )
+    kube.rollout_status("wine")
+    ip = pod_ip(kube.pods(f"{MD_LABEL}=wine")[0])
 
     wait_for(
-        lambda: http(f"http://{ip}:8000/healthz/ready")[0] == 200,
-        120,
-        f"sidecar+MLServer on {ip} never became ready; see {workload_runner}",
+        lambda: answers_ready(ip),
+        timeout=120,
+        what=f"sidecar+MLServer on {ip} to be ready; see {workload_runner}",
     )
-    rows = model.X[:20].tolist()
-    request = {"inputs": [{"name": "input-0", "shape": [20, 13], "datatype": "FP64", "data": rows}]}
-    status, body = http(f"http://{ip}:8000/v2/models/wine/infer", json.dumps(request).encode())
+    status, body = http(sidecar_url(ip, "/v2/models/wine/infer"), infer_body(model.X[:20]))
     assert status == 200, body
     predictions = json.loads(body)["outputs"][0]["data"]
     assert len(predictions) == 20
 
-    def metrics() -> str:
-        return http(f"http://{ip}:9090/metrics")[1].decode()
-
-    wait_for(lambda: metric(metrics(), "vigil_input_rows_total") >= 20, 20, "rows not counted")
-    text = metrics()
+    wait_for(
+        lambda: total(pod_metrics(ip), "vigil_input_rows_total") >= 20,
+        timeout=20,
+        what="the rows to be counted",
+    )
+    text = pod_metrics(ip)
     assert 'revision="r1"' in text
-    assert metric(text, "vigil_feature_bin_total") >= 20 * 13
+    assert total(text, "vigil_feature_bin_total") >= 20 * 13
 
     # The ConfigMap changes; the file in the pod follows and the sidecar reloads it.
-    cluster.apply(json.dumps(manifests(model, sidecar_settings("debug"))[0]), namespace=namespace)
+    kube.apply(sidecar_configmap("wine", sidecar_settings(log_level="debug")))
     wait_for(
-        lambda: metric(metrics(), "vigil_settings_reloads_total", outcome="applied") >= 1,
-        30,
-        "the sidecar never applied the changed settings",
+        lambda: total(pod_metrics(ip), "vigil_settings_reloads_total", outcome="applied") >= 1,
+        timeout=30,
+        what="the sidecar to apply the changed settings",
     )
 
     # The pod goes away: its processes stop.
-    cluster.kubectl("delete", "deployment", "wine", "-n", namespace)
+    kube.run("delete", "deployment", "wine")
     wait_for(
-        lambda: http(f"http://{ip}:8000/healthz/live")[0] == 0,
-        60,
-        "the pod's processes still answer after the pod was deleted",
+        lambda: http(sidecar_url(ip, SIDECAR_LIVE_PATH))[0] == 0,
+        timeout=60,
+        what="the pod's processes to stop answering after the pod was deleted",
     )

@@ -1,0 +1,102 @@
+"""Model pods without the operator: MLServer behind the real sidecar, as plain objects.
+
+For the tests of the metrics sources, Prometheus and the dashboard on their
+own (and of the workload runner, which runs the pods' containers as local
+processes on the pods' IPs).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kit.kube import MD_LABEL, REVISION_LABEL, configmap
+from kit.modeldeployment import MLSERVER_IMAGE
+from vigil.devcluster.models import TrainedModel
+
+SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:0.1.0"
+
+
+def sidecar_settings(
+    revision: str = "r1", *, log_level: str = "info", shadow: dict[str, Any] | None = None
+) -> str:
+    """The sidecar's settings file: model wine v1 at the pod's own MLServer."""
+    settings: dict[str, Any] = {
+        "model": {"name": "wine", "version": "1"},
+        "revision": revision,
+        "role": "stable",
+        "protocol": "v2",
+        "upstream": {"url": "http://127.0.0.1:8080"},
+        "monitoring": {"referenceProfile": "/var/lib/vigil/reference/profile.json"},
+        "logLevel": log_level,
+    }
+    if shadow:
+        settings["shadow"] = shadow
+    return json.dumps(settings)
+
+
+def sidecar_configmap(name: str, settings: str) -> dict[str, Any]:
+    """``<name>-sidecar``, the settings the Deployment ``name`` mounts."""
+    return configmap(f"{name}-sidecar", {"sidecar.json": settings})
+
+
+def reference_configmap(model: TrainedModel) -> dict[str, Any]:
+    """``wine-reference``, the profile every Deployment here mounts."""
+    return configmap("wine-reference", {"profile.json": model.profile_json()})
+
+
+def deployment(
+    name: str,
+    model: TrainedModel,
+    *,
+    replicas: int = 1,
+    revision: str | None = None,
+    with_server: bool = True,
+) -> dict[str, Any]:
+    """A Deployment of model pods (``vigil.dev/model-deployment=<name>``); without a
+    server, every request its sidecar forwards fails upstream."""
+    labels = {MD_LABEL: name} | ({REVISION_LABEL: revision} if revision else {})
+    containers: list[dict[str, Any]] = []
+    if with_server:
+        containers.append(
+            {
+                "name": "server",
+                "image": MLSERVER_IMAGE,
+                "env": [{"name": "STORAGE_URI", "value": model.storage_uri}],
+                "ports": [{"name": "model", "containerPort": 8080}],
+            }
+        )
+    containers.append(
+        {
+            "name": "sidecar",
+            "image": SIDECAR_IMAGE,
+            "command": ["vigil-sidecar", "--config", "/etc/vigil/sidecar.json"],
+            "ports": [
+                {"name": "http", "containerPort": 8000},
+                {"name": "metrics", "containerPort": 9090},
+            ],
+            "volumeMounts": [
+                {"name": "sidecar-config", "mountPath": "/etc/vigil"},
+                {"name": "reference", "mountPath": "/var/lib/vigil/reference"},
+            ],
+        }
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": containers,
+                    "volumes": [
+                        {"name": "sidecar-config", "configMap": {"name": f"{name}-sidecar"}},
+                        {"name": "reference", "configMap": {"name": "wine-reference"}},
+                    ],
+                },
+            },
+        },
+    }

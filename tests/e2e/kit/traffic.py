@@ -1,0 +1,160 @@
+"""What a client of a model does: HTTP requests, v2 bodies, and where they go.
+
+``ModelEndpoint`` is the one place that knows how a request reaches the model
+behind a Service. On the local cluster today, model pods are kwok pods whose
+containers the workload runner runs as processes on loopback pod IPs, and a
+Service has no working ClusterIP: a client goes where kube-proxy would send
+it, to a Ready pod the Service selects, at the sidecar's port. On a real
+node, traffic goes through the Service's ClusterIP instead; only this class
+(and ``LiveTraffic``, which it starts) changes.
+
+Requests that are about one pod (its metrics, its sidecar's probes) go to the
+pod's IP on every kind of cluster: ``sidecar_url`` and ``pod_metrics``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from kit.kube import Kube
+from kit.waits import wait_for
+from vigil.core.desired import METRICS_PORT, SIDECAR_PORT, SIDECAR_READY_PATH
+from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, v2_body
+
+
+def http(url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    """GET (or POST a JSON ``body``): (status, body); (0, b"") when nothing answered."""
+    request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
+    if body:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def infer_body(rows: Sequence[Sequence[float]] | npt.NDArray[np.float64]) -> bytes:
+    """A v2 inference request over ``rows`` (one FP64 tensor; NaN is written as NaN)."""
+    return v2_body([[float(x) for x in row] for row in rows])
+
+
+def sidecar_url(ip: str, path: str = "") -> str:
+    """A pod's sidecar (its live traffic port), at the pod's IP."""
+    return f"http://{ip}:{SIDECAR_PORT}{path}"
+
+
+def answers_ready(ip: str) -> bool:
+    """The pod's sidecar answers ready (its model server is ready behind it)."""
+    return http(sidecar_url(ip, SIDECAR_READY_PATH))[0] == 200
+
+
+def pod_metrics(ip: str) -> str:
+    """The pod sidecar's /metrics text ("" when it does not answer)."""
+    status, body = http(f"http://{ip}:{METRICS_PORT}/metrics", timeout=5)
+    return body.decode(errors="replace") if status == 200 else ""
+
+
+class ModelEndpoint:
+    """How a client reaches model ``model`` behind Service ``service``."""
+
+    def __init__(self, kube: Kube, service: str = "wine", model: str | None = None) -> None:
+        self.kube = kube
+        self.service = service
+        self.model = model or service
+
+    def pod_ips(self) -> list[str]:
+        """IPs of the Ready pods the Service selects (where kube-proxy would send)."""
+        return list(self.kube.service_view(self.service).ready or ())
+
+    def urls(self) -> list[str]:
+        """The base URLs a client's requests may go to (one per pod, today)."""
+        return [sidecar_url(ip) for ip in self.pod_ips()]
+
+    def url(self) -> str:
+        """The base URL a client sends to (today: the first Ready pod's sidecar)."""
+        urls = self.urls()
+        assert urls, f"Service {self.service} selects no Ready pod"
+        return urls[0]
+
+    def infer_url(self) -> str:
+        return f"{self.url()}/v2/models/{self.model}/infer"
+
+    def serving(self, replicas: int | None = None) -> list[str]:
+        """The pods' IPs once the model answers ready at every one of them (``replicas``
+        of them, if given); [] before.
+
+        kwok marks pods Ready at once, before the workload runner's processes serve.
+        """
+        ips = self.pod_ips()
+        if not ips or (replicas is not None and len(ips) != replicas):
+            return []
+        path = f"/v2/models/{self.model}/ready"
+        return ips if all(http(sidecar_url(ip, path))[0] == 200 for ip in ips) else []
+
+    def wait_serving(
+        self, replicas: int | None = None, timeout: float = 120, logs: Path | None = None
+    ) -> list[str]:
+        """Wait until the model serves behind the Service; the pods' IPs."""
+
+        def look() -> list[str]:
+            try:
+                return self.serving(replicas)
+            except (AssertionError, subprocess.SubprocessError, OSError):
+                return []  # a read that failed on a busy machine: look again
+
+        where = f" (workload runner logs: {logs})" if logs else ""
+        return wait_for(
+            look,
+            timeout=timeout,
+            what=f"the model to serve behind Service {self.service}{where}",
+        )
+
+    def traffic(
+        self,
+        X: npt.NDArray[np.float64],
+        *,
+        rate: float = 15.0,
+        seed: int = 3,
+        http_route: str | None = None,
+    ) -> LiveTraffic:
+        """Live traffic to this model from the rows of ``X``, started.
+
+        With ``http_route`` it plays the gateway: each request goes to one of the
+        HTTPRoute's backend Services, chosen by the route's weights.
+        """
+        generator = LiveTraffic(
+            self.kube.cluster,
+            self.kube.namespace,
+            self.service,
+            self.model,
+            X,
+            rate=rate,
+            seed=seed,
+            http_route=http_route,
+        )
+        return generator.start()  # type: ignore[return-value]
+
+
+class LiveTraffic(TrafficGenerator):
+    """The TrafficGenerator, whose route reads never end it.
+
+    A read that fails in any way (the API server away or slow, kubectl timing
+    out) keeps traffic going where the last good read said, as kube-proxy
+    would; the generator's own loop only tolerates ``ReadFailed``.
+    """
+
+    def _backends(self) -> list[tuple[list[str], int]]:
+        try:
+            return super()._backends()
+        except (subprocess.SubprocessError, OSError, ValueError) as error:
+            raise ReadFailed(str(error)) from error
