@@ -5,6 +5,8 @@ Routes, each over the files of one folder:
   /flaky/N/NAME         503 for the first N requests of this path, then the file
   /reset/NAME           the first request gets half the body and a closed connection
   /chunked/NAME         the file with no Content-Length (chunked transfer)
+  /stall/NAME           the first request gets half the body, then silence (the
+                        connection stays open until the client leaves)
   /redirect/NAME        302 to /files/NAME
 Every request is recorded (path and Range header) so tests can tell retries
 and resumed transfers apart.
@@ -62,6 +64,7 @@ class ArtifactServer:
             app.router.add_get("/flaky/{failures}/{name}", self._flaky)
             app.router.add_get("/reset/{name}", self._reset)
             app.router.add_get("/chunked/{name}", self._chunked)
+            app.router.add_get("/stall/{name}", self._stall)
             app.router.add_get("/redirect/{name}", self._redirect)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
@@ -116,6 +119,22 @@ class ArtifactServer:
         await response.prepare(request)
         await response.write(data[: len(data) // 2])
         assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async def _stall(self, request: web.Request) -> web.StreamResponse:
+        path = self._path(request)
+        if self._record(request) > 1:
+            return web.FileResponse(path)
+        data = path.read_bytes()
+        response = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        assert request.transport is not None
+        for _ in range(300):  # at most 30 s, until the client gives up
+            if request.transport.is_closing():
+                break
+            await asyncio.sleep(0.1)
         request.transport.close()
         return response
 
