@@ -85,6 +85,9 @@ class DirectSource:
 
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
         result = Collection()
+        # Before this cycle's scrapes join: a pod last scraped long ago (in an earlier
+        # rollout) would otherwise use that old scrape as its window's baseline.
+        self._forget_old(targets, now)
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def scrape(target: RevisionTarget, pod: PodTarget) -> tuple[str, Scrape | str]:
@@ -118,7 +121,6 @@ class DirectSource:
         for target in targets:
             if target.key not in result.errors:
                 result.windows[target.key] = self._window(target, now, answered[target.key])
-        self._forget_old(targets, now)
         return result
 
     def _window(self, target: RevisionTarget, now: float, answered: int) -> RevisionWindow:
