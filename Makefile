@@ -47,7 +47,8 @@ cluster-down: $(STAMP) ## stop the local cluster, remove its processes and data
 	$(VENV)/bin/vigil-devcluster down
 
 test: install cluster-build seaweedfs helm ## unit and e2e tests (starts or reuses the local cluster)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests/unit -n auto
+	$(PY) -m pytest tests/integration tests/e2e --durations=30
 
 test-unit: $(STAMP) ## unit tests only: no cluster, on every core
 	$(PY) -m pytest tests/unit -n auto
