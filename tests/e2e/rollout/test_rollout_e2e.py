@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from kit.backend_watch import BackendWatch
 from kit.figures import Figures
-from kit.kube import MD_LABEL, Kube
+from kit.kube import MD_LABEL, REVISION_LABEL, Kube
 from kit.modeldeployment import STEPS, Setup, deploy, golden_configmap, manifest
 from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import (
@@ -407,7 +407,9 @@ def route_weights(kube: Kube, route: str) -> tuple[tuple[str, int], ...]:
 
 
 def revision_services(kube: Kube) -> set[str]:
-    return {item["metadata"]["name"] for item in kube.items("services")} - {"wine"}
+    """The per-revision Services: they carry the revision label (Service wine and the
+    peers Service do not)."""
+    return {item["metadata"]["name"] for item in kube.items("services", REVISION_LABEL)}
 
 
 def wait_for_route_and_services(kube: Kube, stable: str, gone: str, what: str) -> float:

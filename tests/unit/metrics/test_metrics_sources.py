@@ -178,7 +178,7 @@ class TestPrometheusQueries:
     def test_one_query_per_family_groups_by_revision(self) -> None:
         query = family_query("vigil_requests_total", 300)
         assert query == (
-            "sum by (namespace, model_deployment, revision, outcome) "
+            "sum by (namespace, model_deployment, revision, origin, outcome) "
             '(increase(vigil_requests_total{endpoint="infer"}[300s]))'
         )
         assert "count by (namespace, model_deployment, revision)" in pods_query()
@@ -215,7 +215,9 @@ class TestPrometheusQueries:
         ]
         series, counts = _group(["vigil_requests_total"], [answer], pods)
         assert series == {
-            ("a", "m", "r"): {("vigil_requests_total", (("outcome", "success"),)): 12.0}
+            ("a", "m", "r"): {
+                ("vigil_requests_total", (("origin", ""), ("outcome", "success"))): 12.0
+            }
         }
         assert counts == {("a", "m", "r"): 2}
         assert not any(math.isnan(v) for s in series.values() for v in s.values())

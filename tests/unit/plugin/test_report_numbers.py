@@ -95,7 +95,7 @@ def test_range_answers_group_per_evaluation_time() -> None:
     grouped = group_matrices([family], [matrix], pods)
     assert sorted(grouped) == [10.0, 20.0]
     series, counted = grouped[20.0]
-    assert series[("ml", "wine", "r1")][(family, (("outcome", "success"),))] == 7.0
+    assert series[("ml", "wine", "r1")][(family, (("origin", ""), ("outcome", "success")))] == 7.0
     assert counted[("ml", "wine", "r1")] == 1
 
 
