@@ -41,3 +41,17 @@ def test_helm_is_pinned_once() -> None:
     assert pinned is not None
     go_mod = (ROOT / "hack" / "helm" / "go.mod").read_text()
     assert f"require helm.sh/helm/v3 {pinned.group(1)}" in go_mod
+
+
+def test_gitops_chart_variants_point_at_the_chart_and_its_values() -> None:
+    argo = yaml.safe_load((ROOT / "manifests/gitops/argocd/application-chart.yaml").read_text())
+    source = argo["spec"]["source"]
+    assert (ROOT / source["path"] / "Chart.yaml").is_file()
+    assert all((ROOT / source["path"] / f).is_file() for f in source["helm"]["valueFiles"])
+    flux = yaml.safe_load((ROOT / "manifests/gitops/flux/helmrelease.yaml").read_text())
+    chart = flux["spec"]["chart"]["spec"]
+    assert (ROOT / chart["chart"] / "Chart.yaml").is_file()
+    assert all((ROOT / f).is_file() for f in chart["valuesFiles"])
+    assert flux["spec"]["install"]["crds"] == flux["spec"]["upgrade"]["crds"] == "CreateReplace"
+    repository = yaml.safe_load((ROOT / "manifests/gitops/flux/gitrepository.yaml").read_text())
+    assert "!/charts/" in repository["spec"]["ignore"].split()
