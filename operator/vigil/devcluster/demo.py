@@ -392,6 +392,7 @@ class Demo:
         n.say(f"traffic: {stats.sent} sent, {stats.ok} ok, {stats.failed} failed")
 
         self.look_around()
+        self.write_report()
         if n.failures:
             print("\nThe demo finished with failures:\n  " + "\n  ".join(n.failures))
             return 1
@@ -414,6 +415,35 @@ Remove it all: make demo-down
 """,
             flush=True,
         )
+
+    def write_report(self) -> None:
+        """The model's report over the whole demo (``kubectl vigil report``), and its path."""
+        assert self.cluster is not None
+        n = self.narrator
+        page = self.dir / f"{NAME}-report.html"
+        since = f"{int(time.monotonic() - n.started) + 60}s"
+        n.say(f"writing the model's report over the last {since}: kubectl vigil report {NAME}")
+        result = subprocess.run(
+            [
+                _venv_bin("vigil"),
+                "report",
+                NAME,
+                f"--namespace={NAMESPACE}",
+                f"--kubeconfig={self.cluster.kubeconfig}",
+                f"--prometheus=http://127.0.0.1:{PROMETHEUS_PORT}",
+                f"--since={since}",
+                f"--output={page}",
+                f"--json={page.with_suffix('.json')}",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "VIGIL_KUBECTL": self.cluster.kubectl_binary},
+            check=False,
+        )
+        if result.returncode != 0:
+            n.failed(f"kubectl vigil report: {result.stderr.strip()[-500:]}")
+            return
+        n.say(f"report written: {result.stdout.strip()} (open it in a browser; no network needed)")
 
 
 def answering_pods(cluster: ClusterClient) -> list[str]:
