@@ -8,7 +8,7 @@ chain, PodSecurity "restricted" included, in a namespace of this test's own.
 from __future__ import annotations
 
 import pytest
-from conftest import CHART, EVERYTHING, documents, run
+from helm_chart import CHART, EVERYTHING, documents, run
 from operator_e2e import ROOT
 
 from vigil.devcluster import ClusterClient

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CHART, run
+from helm_chart import CHART, run
 from operator_e2e import wait_for
 
 from vigil.devcluster import ClusterClient

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART, EVERYTHING, documents, run, template
+from helm_chart import CHART, EVERYTHING, documents, run, template
 from operator_e2e import ROOT
 
 #: Labels only Helm adds (the kustomize objects have the other two).

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import history
-from conftest import serving_history
 
 from vigil.core.window import FAMILY_LABELS
 from vigil.devcluster import ClusterClient
@@ -22,9 +21,9 @@ VIGIL = str(Path(sys.executable).parent / "vigil")
 
 
 def test_the_command_writes_the_page_and_the_numbers(
-    cluster: ClusterClient, namespace, tmp_path
+    cluster: ClusterClient, namespace, tmp_path, serve_history
 ) -> None:
-    with serving_history(tmp_path, namespace) as (url, end):
+    with serve_history(tmp_path, namespace) as (url, end):
         md = history.model_deployment(end, namespace)
         profile, _, _ = history.reference()
         cluster.kubectl(
