@@ -122,18 +122,43 @@ def _prediction_moments(window: RevisionWindow) -> tuple[float | None, float | N
     return mean, math.sqrt(max(0.0, variance))
 
 
-def _live_counts(feature: FeatureProfile, window: RevisionWindow) -> list[float] | None:
-    """Live counts in the reference's slots for one feature (None if none seen)."""
+def _slot_counts(feature: FeatureProfile, window: RevisionWindow) -> list[float]:
+    """Live counts in the reference's slots for one feature."""
     if feature.type == "categorical":
         seen = window.feature_categories.get(feature.name, {})
         labels = [*(feature.categories or ()), OTHER]
-        counts = [seen.get(label, 0.0) for label in labels]
-    else:
-        seen = window.feature_bins.get(feature.name, {})
-        counts = [seen.get(str(slot), 0.0) for slot in range(len(feature.proportions))]
+        return [seen.get(label, 0.0) for label in labels]
+    seen = window.feature_bins.get(feature.name, {})
+    return [seen.get(str(slot), 0.0) for slot in range(len(feature.proportions))]
+
+
+def _live_counts(feature: FeatureProfile, window: RevisionWindow) -> list[float] | None:
+    """Live counts in the reference's slots for one feature (None if too few)."""
+    counts = _slot_counts(feature, window)
     if sum(counts) < MIN_ROWS_FOR_DRIFT:
         return None
     return counts
+
+
+def feature_divergences(
+    reference: ReferenceProfile, window: RevisionWindow, method: drift.DriftMethod
+) -> dict[str, drift.Divergence]:
+    """Per reference feature with enough live rows: its drift, corrected for sample size.
+
+    The reference counts as a sample of its own rows (``count``): a profile
+    built from 150 rows describes the population less exactly than one
+    built from 50 000, and live traffic drawn from that population drifts
+    from it by chance alone.
+    """
+    found: dict[str, drift.Divergence] = {}
+    for feature in reference.features:
+        rows = float(feature.count) if feature.count > 0 else math.inf
+        measured = drift.divergence(
+            method, feature.proportions, _slot_counts(feature, window), reference_rows=rows
+        )
+        if measured is not None and math.isfinite(measured.corrected):
+            found[feature.name] = measured
+    return found
 
 
 def feature_drift(
