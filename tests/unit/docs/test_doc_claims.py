@@ -270,7 +270,7 @@ def test_network_policy_advice_names_both_sidecar_ports(path: str, section: str)
 
 #: (page, words with {} where the number stands, the code's value)
 NUMBERS = [
-    ("docs/health.md", "judged only from {} input rows", health.MIN_ROWS_FOR_DRIFT),
+    ("docs/health.md", "Judged from {} input rows per bin", drift.ROWS_PER_SLOT),
     ("docs/health.md", "by more than {} points", health.MISSING_RATE_TOLERANCE * 100),
     # One query per metric family and one for the pods, per Prometheus URL and window length.
     ("docs/health.md", "a cycle sends {} queries per Prometheus", len(FAMILY_LABELS) + 1),

@@ -325,9 +325,9 @@ def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
     return [
         {
             "name": g.name,
-            "verdict": str(g.verdict),
             "passed": g.passed,
             "value": _figure(g.value),
+            "verdict": str(g.verdict),
             "low": _figure(g.low),
             "high": _figure(g.high),
             "threshold": _figure(g.threshold),

@@ -17,6 +17,8 @@ DEFAULT_WINDOW = "5m"
 DEFAULT_DRIFT_METHOD = "psi"
 DEFAULT_DRIFT_WARNING = 0.1
 DEFAULT_DRIFT_THRESHOLD = 0.2
+#: Drift is reported at warning or threshold once that sure, over a window's features.
+DEFAULT_DRIFT_CONFIDENCE = 0.99
 DEFAULT_METRICS_SOURCE = "direct"
 DEFAULT_MAX_BODY_BYTES = 10_485_760
 DEFAULT_FEATURE_CAP = 20
@@ -54,6 +56,7 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "monitoring.drift.method": DEFAULT_DRIFT_METHOD,
     "monitoring.drift.warning": DEFAULT_DRIFT_WARNING,
     "monitoring.drift.threshold": DEFAULT_DRIFT_THRESHOLD,
+    "monitoring.drift.confidence": DEFAULT_DRIFT_CONFIDENCE,
     "monitoring.metrics.source": DEFAULT_METRICS_SOURCE,
     "monitoring.sidecar.maxBodyBytes": DEFAULT_MAX_BODY_BYTES,
     "monitoring.sidecar.featureCap": DEFAULT_FEATURE_CAP,
@@ -217,6 +220,7 @@ class DriftSpec:
     method: str = DEFAULT_DRIFT_METHOD
     warning: float = DEFAULT_DRIFT_WARNING
     threshold: float = DEFAULT_DRIFT_THRESHOLD
+    confidence: float = DEFAULT_DRIFT_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -408,6 +412,7 @@ class HealthPolicy:
     drift_warning: float = DEFAULT_DRIFT_WARNING
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     min_requests: int = DEFAULT_MIN_REQUESTS
+    drift_confidence: float = DEFAULT_DRIFT_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -443,6 +448,7 @@ def health_settings(monitoring: MonitoringSpec, analysis: AnalysisSpec) -> Monit
             drift_warning=monitoring.drift.warning,
             drift_threshold=monitoring.drift.threshold,
             min_requests=analysis.min_requests,
+            drift_confidence=monitoring.drift.confidence,
         ),
         source=monitoring.metrics.source,
         prometheus_url=monitoring.metrics.prometheus_url,

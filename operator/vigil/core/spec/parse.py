@@ -9,6 +9,7 @@ from typing import Any
 
 from vigil.core.spec.model import (
     DEFAULT_CONFIDENCE,
+    DEFAULT_DRIFT_CONFIDENCE,
     DEFAULT_DRIFT_METHOD,
     DEFAULT_DRIFT_THRESHOLD,
     DEFAULT_DRIFT_WARNING,
@@ -179,6 +180,7 @@ def _monitoring(spec: Mapping[str, Any]) -> MonitoringSpec:
             method=str(drift_raw.get("method") or DEFAULT_DRIFT_METHOD),
             warning=float(drift_raw.get("warning", DEFAULT_DRIFT_WARNING)),
             threshold=float(drift_raw.get("threshold", DEFAULT_DRIFT_THRESHOLD)),
+            confidence=float(drift_raw.get("confidence", DEFAULT_DRIFT_CONFIDENCE)),
         ),
         sidecar=SidecarLimits(
             max_body_bytes=int(sidecar_raw.get("maxBodyBytes") or DEFAULT_MAX_BODY_BYTES),
@@ -192,6 +194,10 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     """The window in seconds, the SLOs and the metrics source (ValueError: unusable)."""
     if shaping.drift.method not in DRIFT_METHODS:
         raise ValueError(f"spec.monitoring.drift.method {shaping.drift.method!r} is not psi or jsd")
+    if not 0.0 < shaping.drift.confidence < 1.0:
+        raise ValueError(
+            f"spec.monitoring.drift.confidence {shaping.drift.confidence:g} must be between 0 and 1"
+        )
     window_seconds = parse_duration(shaping.window, _seconds(DEFAULT_WINDOW))
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.window must be longer than 0s")
