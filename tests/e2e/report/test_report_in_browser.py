@@ -33,6 +33,7 @@ CHARTS_JS = """
 JSON.stringify([...document.querySelectorAll('figure.chart')].map(f => {
   const r = f.getBoundingClientRect();
   return {chart: f.dataset.chart, section: f.closest('section').id,
+          caption: f.querySelector('figcaption').textContent,
           points: Number(f.dataset.points), marks: f.querySelectorAll('.pt, .bar').length,
           x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height};
 }))
@@ -122,6 +123,8 @@ def test_every_chart_has_data_points_in_the_page(opened, demo_like_report) -> No
     assert len(charts) >= 3 * features + 6
     empty = [c["chart"] for c in charts if c["points"] == 0 or c["marks"] != c["points"]]
     assert empty == []
+    # A caption says what the chart shows, in words.
+    assert all(c["caption"] and "<" not in c["caption"] for c in charts)
 
 
 def test_the_page_holds_the_same_numbers_as_the_json_export(opened, demo_like_report) -> None:

@@ -110,7 +110,9 @@ class ArtifactServer:
             raise web.HTTPServiceUnavailable(text="warming up")
         return web.FileResponse(self._path(request))
 
-    async def _reset(self, request: web.Request) -> web.StreamResponse:
+    async def _half_then(self, request: web.Request, stall: bool) -> web.StreamResponse:
+        """The file again after the first request, which gets half the body, then a
+        closed connection (``stall`` False) or silence until the client leaves."""
         path = self._path(request)
         if self._record(request) > 1:
             return web.FileResponse(path)
@@ -119,24 +121,18 @@ class ArtifactServer:
         await response.prepare(request)
         await response.write(data[: len(data) // 2])
         assert request.transport is not None
-        request.transport.close()
-        return response
-
-    async def _stall(self, request: web.Request) -> web.StreamResponse:
-        path = self._path(request)
-        if self._record(request) > 1:
-            return web.FileResponse(path)
-        data = path.read_bytes()
-        response = web.StreamResponse(headers={"Content-Length": str(len(data))})
-        await response.prepare(request)
-        await response.write(data[: len(data) // 2])
-        assert request.transport is not None
-        for _ in range(300):  # at most 30 s, until the client gives up
+        for _ in range(300 if stall else 0):  # at most 30 s
             if request.transport.is_closing():
                 break
             await asyncio.sleep(0.1)
         request.transport.close()
         return response
+
+    async def _reset(self, request: web.Request) -> web.StreamResponse:
+        return await self._half_then(request, stall=False)
+
+    async def _stall(self, request: web.Request) -> web.StreamResponse:
+        return await self._half_then(request, stall=True)
 
     async def _chunked(self, request: web.Request) -> web.StreamResponse:
         self._record(request)

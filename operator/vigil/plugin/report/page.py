@@ -165,11 +165,11 @@ def line_chart(
             )
         for p in pts:
             failed = len(p) > 2 and p[2] is False
-            title = f"<title>{_e(rev)} {_clock(p[0])} {_e(fmt(p[1]))}</title>"
+            tip = f"<title>{_e(rev)} {_clock(p[0])} {_e(fmt(p[1]))}</title>"
             parts.append(
                 _tag(
                     "circle",
-                    title,
+                    tip,
                     cls="pt failed" if failed else "pt",
                     cx=x(p[0]),
                     cy=y(p[1]),
