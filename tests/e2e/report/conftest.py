@@ -8,23 +8,20 @@ with its range queries, as ``kubectl vigil report`` does.
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
+import contextlib
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_e2e import free_port, wait_for
+from operator_e2e import free_port
 
 from vigil.devcluster.cluster import ClusterError, build_binaries
 from vigil.plugin.report.figures import Context, build
 from vigil.plugin.report.page import render
-from vigil.plugin.report.sources import choose_step, from_prometheus
 
 sys.path.insert(0, str(Path(__file__).parent))
 import history
@@ -37,57 +34,21 @@ class MadeReport:
     seconds: float
 
 
-@pytest.fixture(scope="session")
-def history_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
-    """Prometheus holding the hour before the returned end time."""
+@contextlib.contextmanager
+def serving_history(work: Path, namespace: str = history.NAMESPACE) -> Iterator[tuple[str, float]]:
+    """A real Prometheus holding the hour (of ``namespace``) before the returned end time."""
     try:
         bin_dir = build_binaries(log=lambda line: print(line, flush=True))
     except ClusterError as error:
         pytest.fail(f"Prometheus is not built: {error}", pytrace=False)
-    work = tmp_path_factory.mktemp("report-prometheus")
-    end = float(int(time.time()) - 60)
-    text, _ = history.openmetrics(end)
-    (work / "hour.om").write_text(text)
-    subprocess.run(
-        [
-            str(bin_dir / "promtool"),
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            str(work / "hour.om"),
-            str(work / "tsdb"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (work / "prometheus.yml").write_text("global: {}\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (work / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(bin_dir / "prometheus"),
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={work / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with history.serve(bin_dir, work, free_port(), namespace) as served:
+        yield served
 
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
-                    return answer.status == 200
-            except OSError:
-                return False
 
-        wait_for(ready, timeout=60, what=f"Prometheus at {url} (log {work / 'prometheus.log'})")
-        yield url, end
-    finally:
-        process.terminate()
-        process.wait(30)
+@pytest.fixture(scope="session")
+def history_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
+    with serving_history(tmp_path_factory.mktemp("report-prometheus")) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
@@ -98,18 +59,7 @@ def demo_like_report(
     url, end = history_prometheus
     profile, _, _ = history.reference()
     started = time.monotonic()
-    measured = asyncio.run(
-        from_prometheus(
-            url,
-            history.NAMESPACE,
-            history.NAME,
-            start=end - history.SPAN,
-            end=end,
-            step=choose_step(history.SPAN),
-            window_seconds=120.0,
-            progress=lambda text: None,
-        )
-    )
+    measured = history.measure(url, end)
     context = Context(history.model_deployment(end), history.events(end), profile, generated_at=end)
     numbers = build(context, measured)
     html = tmp_path_factory.mktemp("report") / "wine-report.html"

@@ -17,9 +17,16 @@ object and the Events a report reads beside it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import subprocess
+import time
+import urllib.request
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +35,8 @@ from sklearn.datasets import load_wine
 from vigil.common.times import format_unix
 from vigil.core import metric_names as names
 from vigil.core.metric_names import bucket, count_of, sum_of, total
+from vigil.plugin.report.figures import Measured
+from vigil.plugin.report.sources import choose_step, from_prometheus
 from vigil.profile import ReferenceProfile, build_profile
 from vigil.profile.bins import bin_index
 
@@ -86,7 +95,9 @@ def _label(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
-def openmetrics(end: float, seed: int = 7) -> tuple[str, ReferenceProfile]:
+def openmetrics(
+    end: float, seed: int = 7, namespace: str = NAMESPACE
+) -> tuple[str, ReferenceProfile]:
     """The hour before ``end`` as OpenMetrics text (cumulative counters), and the profile."""
     profile, x, y = reference()
     rng = np.random.default_rng(seed)
@@ -103,7 +114,7 @@ def openmetrics(end: float, seed: int = 7) -> tuple[str, ReferenceProfile]:
         touched: set[tuple[str, str]] = set()  # the series of the pods alive now
         for rev in serving:
             base = {
-                "namespace": NAMESPACE,
+                "namespace": namespace,
                 "model_deployment": NAME,
                 "revision": rev.name,
                 "pod": f"{NAME}-{rev.name}-0",
@@ -202,13 +213,70 @@ def openmetrics(end: float, seed: int = 7) -> tuple[str, ReferenceProfile]:
     return "\n".join(lines) + "\n", profile
 
 
+@contextlib.contextmanager
+def serve(
+    bin_dir: Path, work: Path, port: int, namespace: str = NAMESPACE
+) -> Iterator[tuple[str, float]]:
+    """The hour before the returned end time in a fresh TSDB, served by a real Prometheus."""
+    end = float(int(time.time()) - 60)
+    text, _ = openmetrics(end, namespace=namespace)
+    (work / "hour.om").write_text(text)
+    blocks = [bin_dir / "promtool", "tsdb", "create-blocks-from", "openmetrics"]
+    subprocess.run([*blocks, work / "hour.om", work / "tsdb"], check=True, capture_output=True)
+    (work / "prometheus.yml").write_text("global: {}\n")
+    url = f"http://127.0.0.1:{port}"
+    with (work / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(bin_dir / "prometheus"),
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"Prometheus at {url} is not ready: {work / 'prometheus.log'}")
+            time.sleep(0.3)
+        yield url, end
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def measure(url: str, end: float) -> Measured:
+    """The hour read back as ``kubectl vigil report`` reads it (2-minute windows)."""
+    return asyncio.run(
+        from_prometheus(
+            url,
+            NAMESPACE,
+            NAME,
+            start=end - SPAN,
+            end=end,
+            step=choose_step(SPAN),
+            window_seconds=120.0,
+            progress=lambda _: None,
+        )
+    )
+
+
 def _at(end: float, minute: float) -> str:
     stamp = format_unix(end - SPAN + minute * 60)
     assert stamp is not None
     return stamp
 
 
-def model_deployment(end: float) -> dict[str, Any]:
+def model_deployment(end: float, namespace: str = NAMESPACE) -> dict[str, Any]:
     """The ModelDeployment as status shows it at the end of the hour."""
     history = [
         ("c2", "2", "replacement", "Promoted", "all 3 steps passed", 50),
@@ -218,7 +286,7 @@ def model_deployment(end: float) -> dict[str, Any]:
     return {
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "ModelDeployment",
-        "metadata": {"name": NAME, "namespace": NAMESPACE, "generation": 3},
+        "metadata": {"name": NAME, "namespace": namespace, "generation": 3},
         "spec": {
             "model": {"name": NAME, "version": "2"},
             "server": {"image": "vigil.local/mlserver-sklearn:1.7.1"},

@@ -26,6 +26,7 @@ from vigil.plugin.cli import PluginError, _global_flags, kubectl_command
 from vigil.plugin.report.figures import Context, Measured, build
 from vigil.plugin.report.page import render
 from vigil.plugin.report.sources import choose_step, from_prometheus, from_scrapes
+from vigil.plugin.status_cli import _kubectl_json
 from vigil.profile import ProfileError, parse_profile
 
 LABEL_MODEL_DEPLOYMENT = "vigil.dev/model-deployment"
@@ -54,7 +55,7 @@ def _kubectl(args: argparse.Namespace, *command: str) -> str:
 
 
 def _json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
-    return dict(json.loads(_kubectl(args, *command, "-o", "json")))
+    return _kubectl_json(args, *command)
 
 
 def _context(args: argparse.Namespace) -> Context:
