@@ -560,9 +560,14 @@ def gates(
     """
     tests = _tests(step, policy, figures)
     alpha = step_alpha(policy)
-    each = alpha / max(len(tests), _expected(step, figures))
+    family = max(len(tests), _expected(step, figures))
+    each = alpha / family
     evidence = {t.name: t.bounds(each, False) for t in tests}
-    failed = holm({t.name: t.p_fail(evidence[t.name]) for t in tests}, alpha)
+    p_fail = {t.name: t.p_fail(evidence[t.name]) for t in tests}
+    # Gates not judged yet still count in the family (p = 1): the step's multiplicity is
+    # fixed, and a gate fails only when its interval (at ``each``) clears the threshold.
+    p_fail.update({f"unjudged {i}": 1.0 for i in range(family - len(tests))})
+    failed = holm(p_fail, alpha)
     out = []
     for test in tests:
         if test.name in failed:
