@@ -101,9 +101,7 @@ class TestMoreGoodEvidence:
         agreed = round(share * compared)
         base = figures(requests=1000, compared=compared)
         before = gates(SHADOW, POLICY, replace(base, agreed=agreed))
-        after = gates(
-            SHADOW, POLICY, replace(base, compared=compared + more, agreed=agreed + more)
-        )
+        after = gates(SHADOW, POLICY, replace(base, compared=compared + more, agreed=agreed + more))
         was, now = verdicts(before)["agreement"], verdicts(after)["agreement"]
         assert RANK[now] >= RANK[was], (agreed, compared, more, was, now)
 
