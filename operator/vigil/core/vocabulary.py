@@ -54,6 +54,7 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     REFERENCE_NOT_FOUND = "ReferenceNotFound"
     SERVICE_CONFLICT = "ServiceConflict"
+    ARTIFACT_FETCH_FAILED = "ArtifactFetchFailed"
     NOT_STALLED = "NotStalled"
     # A stepped rollout (status.candidate.reason, and Progressing while it runs).
     ABORTED = "Aborted"

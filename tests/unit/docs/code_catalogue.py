@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
 
 from core_world import OWNER, RolloutWorld, World, spec  # noqa: E402
 from figures_kit import figures  # noqa: E402
+from kubelet_pods import RUNNING, backing_off, failed, pod  # noqa: E402
 
 from vigil.core import drift, vocabulary  # noqa: E402
 from vigil.core.candidate import Request, RolloutInputs  # noqa: E402
@@ -303,6 +304,32 @@ def _stepped_endings(seen: Catalogue) -> None:
     _drive(world, candidate, seen, lambda: world.status["phase"] == "Failed", 90)
 
 
+def _model(version: str) -> dict[str, Any]:
+    return {"name": "wine", "version": version, "uri": f"s3://models/wine/{version}/m.tar.gz"}
+
+
+def _artifacts(seen: Catalogue) -> None:
+    """A model vigil-fetch cannot fetch: a first revision, a blue/green and a stepped one."""
+    first = World()
+    first.spec = spec("1", 2, model=_model("1"))
+    _cycle(first, seen)
+    revision = first.status["revision"]
+    first.kubelet(pod(revision, RUNNING))
+    _cycle(first, seen)
+    first.kubelet(failed(revision))
+    _cycle(first, seen)
+    for extra in ({}, {"rollout": ROLLOUT}):
+        world, _ = _serving(seen, RolloutWorld(), model=_model("1"), **extra)
+        world.set_spec(spec("2", 2, model=_model("2"), **extra))
+        _cycle(world, seen)
+        candidate = world.status["candidate"]["revision"]
+        world.kubelet(backing_off(candidate))
+        _cycle(world, seen)
+        world.kubelet(failed(candidate))
+        _cycle(world, seen)
+        _cycle(world, seen)
+
+
 # -- health ------------------------------------------------------------------------------
 
 FEATURES = ("alcohol", "malic_acid", "ash", "proline")
@@ -498,6 +525,7 @@ def catalogue() -> Catalogue:
         _blue_green,
         _stepped,
         _stepped_endings,
+        _artifacts,
         _health,
         _performance,
         _operator_events,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,13 @@ DEFAULT_MAX_ERROR_RATE = 0.01
 DEFAULT_MAX_LATENCY_P95 = "250ms"
 #: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
 DEFAULT_RELATIVE_TOLERANCE = 0.05
+#: Where the server finds the model (KServe's path; MLSERVER_MODELS_DIR of the local image).
+DEFAULT_MODEL_PATH = "/mnt/models"
+#: The fetch init container's footprint (peak RSS measured under 40 MiB, bench/README.md).
+DEFAULT_FETCH_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
 
 #: Every ``default:`` of the CRD's spec, by path ("[]" = each item of a list).
 CRD_DEFAULTS: Mapping[str, Any] = {
@@ -175,13 +183,69 @@ def parse_pvc_uri(uri: str) -> PvcSource:
     return PvcSource(claim, "/".join(segments))
 
 
+#: ``model.uri`` schemes Vigil downloads (vigil-fetch, in an init container).
+FETCHED_SCHEMES = ("http://", "https://", "s3://")
+S3_SCHEME = "s3://"
+HTTPS_SCHEME = "https://"
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """``spec.model.storage``: how to reach an S3-compatible store (and a private CA)."""
+
+    #: A Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: named in
+    #: the pod only, never read by the operator.
+    secret: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    #: None: path-style with an endpoint, virtual-hosted on AWS (vigil-fetch decides).
+    path_style: bool | None = None
+    ca: ConfigMapKeyRef | None = None
+
+    def inputs(self) -> dict[str, Any]:
+        """The fields set, for the revision hash."""
+        values = {
+            "secretRef": self.secret,
+            "endpoint": self.endpoint,
+            "region": self.region,
+            "pathStyle": self.path_style,
+            "ca": None if self.ca is None else {"name": self.ca.name, "key": self.ca.key},
+        }
+        return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class FetchSpec:
+    """``spec.model.fetch``: the init container's folder limit and resources."""
+
+    #: The emptyDir's sizeLimit (a quantity; the kubelet evicts a pod past it); None: none.
+    size_limit: str | None = None
+    #: As the spec wrote them; None: DEFAULT_FETCH_RESOURCES.
+    resources: Mapping[str, Any] | None = None
+
+    @property
+    def container_resources(self) -> dict[str, Any]:
+        return copy.deepcopy(dict(self.resources or DEFAULT_FETCH_RESOURCES))
+
+    def inputs(self) -> dict[str, Any]:
+        """The fields set, for the revision hash."""
+        values: dict[str, Any] = {"sizeLimit": self.size_limit, "resources": self.resources}
+        return {key: value for key, value in values.items() if value is not None}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Identity of the model artifact: changing any of it is a replacement."""
+    """Identity of the model artifact (name, version, uri, sha256: a replacement when changed)
+    and where the pods get it from (path, storage, fetch: a tweak)."""
 
     name: str
     version: str
     uri: str | None = None
+    #: The expected sha256 (hex, lowercase) of the file or archive ``uri`` names.
+    sha256: str | None = None
+    path: str = DEFAULT_MODEL_PATH
+    storage: StorageSpec = field(default_factory=StorageSpec)
+    fetch: FetchSpec = field(default_factory=FetchSpec)
 
     @property
     def pvc(self) -> PvcSource | None:
@@ -189,6 +253,17 @@ class ModelSpec:
         if self.uri is None or not self.uri.startswith(PVC_SCHEME):
             return None
         return parse_pvc_uri(self.uri)
+
+    @property
+    def fetched(self) -> bool:
+        """Whether an init container downloads the artifact (http, https, s3)."""
+        return self.uri is not None and self.uri.startswith(FETCHED_SCHEMES)
+
+    @property
+    def placed(self) -> bool:
+        """Whether Vigil puts the model at ``path`` (mounted or fetched); else the server
+        loads ``uri`` itself (STORAGE_URI)."""
+        return self.fetched or self.pvc is not None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -26,6 +27,7 @@ from vigil.core.spec.model import (
     DEFAULT_METRICS_SOURCE,
     DEFAULT_MIN_AGREEMENT,
     DEFAULT_MIN_REQUESTS,
+    DEFAULT_MODEL_PATH,
     DEFAULT_PAUSED,
     DEFAULT_PERFORMANCE_MAX_DROP,
     DEFAULT_PERFORMANCE_MIN_LABELS,
@@ -40,13 +42,17 @@ from vigil.core.spec.model import (
     DEFAULT_VALIDATE_MIN_AGREEMENT,
     DEFAULT_WINDOW,
     DRIFT_METHODS,
+    FETCHED_SCHEMES,
+    HTTPS_SCHEME,
     PROTOCOLS,
     PVC_SCHEME,
+    S3_SCHEME,
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
     AnalysisSpec,
     ConfigMapKeyRef,
     DriftSpec,
+    FetchSpec,
     GoldenSetRef,
     MetricsSpec,
     ModelDeploymentSpec,
@@ -61,6 +67,7 @@ from vigil.core.spec.model import (
     SLOSpec,
     SpecError,
     Step,
+    StorageSpec,
     Tolerance,
     _seconds,
     health_settings,
@@ -115,17 +122,7 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
     crashing.
     """
     spec = _mapping(spec, "spec")
-    model_raw = _mapping(spec.get("model"), "spec.model")
-    model = ModelSpec(
-        name=str(model_raw.get("name") or name),
-        version=_required_str(model_raw, "version", "spec.model"),
-        uri=model_raw.get("uri") or None,
-    )
-    if model.uri and model.uri.startswith(PVC_SCHEME):
-        try:
-            parse_pvc_uri(model.uri)
-        except ValueError as error:
-            raise SpecError(str(error)) from error
+    model = _model(_mapping(spec.get("model"), "spec.model"), name)
     replicas_raw = spec.get("replicas")
     replicas = DEFAULT_REPLICAS if replicas_raw is None else int(replicas_raw)
     if replicas < 1:
@@ -141,6 +138,101 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
             lambda: parse_rollout(_mapping(spec.get("rollout"), "spec.rollout")), RolloutSpec()
         ),
         paused=bool(spec.get("paused", DEFAULT_PAUSED)),
+    )
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _model(raw: Mapping[str, Any], name: str) -> ModelSpec:
+    """``spec.model``: the artifact, where the pods get it from, and how (the CRD's rules)."""
+    uri = str(raw.get("uri") or "") or None
+    if uri and uri.startswith(PVC_SCHEME):
+        try:
+            parse_pvc_uri(uri)
+        except ValueError as error:
+            raise SpecError(str(error)) from error
+    model = ModelSpec(
+        name=str(raw.get("name") or name),
+        version=_required_str(raw, "version", "spec.model"),
+        uri=uri,
+        sha256=_sha256(raw.get("sha256"), uri),
+        path=_model_path(raw.get("path")),
+        storage=_storage(_mapping(raw.get("storage"), "spec.model.storage"), uri),
+        fetch=_fetch(_mapping(raw.get("fetch"), "spec.model.fetch")),
+    )
+    if "path" in raw and not model.placed:
+        raise SpecError(
+            "spec.model.path is where Vigil puts the model: it needs a pvc://, http(s):// "
+            "or s3:// spec.model.uri"
+        )
+    if "fetch" in raw and not model.fetched:
+        raise SpecError("spec.model.fetch needs an http(s):// or s3:// spec.model.uri")
+    return model
+
+
+def _sha256(value: Any, uri: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    digest = str(value).lower()
+    if not _SHA256.fullmatch(digest):
+        raise SpecError("spec.model.sha256 must be 64 hexadecimal digits")
+    if uri is None or not uri.startswith(FETCHED_SCHEMES) or uri.endswith("/"):
+        raise SpecError(
+            "spec.model.sha256 is checked on one file or archive fetched over http(s):// or "
+            "s3://: spec.model.uri must name one (not a prefix ending in '/')"
+        )
+    return digest
+
+
+def _model_path(value: Any) -> str:
+    if value is None or value == "":
+        return DEFAULT_MODEL_PATH
+    path = str(value)
+    if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
+        raise SpecError("spec.model.path must be an absolute folder other than / (no '..')")
+    return path.rstrip("/")
+
+
+def _storage(raw: Mapping[str, Any], uri: str | None) -> StorageSpec:
+    where = "spec.model.storage"
+    ca_raw = _mapping(raw.get("caConfigMapRef"), f"{where}.caConfigMapRef")
+    secret_raw = _mapping(raw.get("secretRef"), f"{where}.secretRef")
+    path_style = raw.get("pathStyle")
+    storage = StorageSpec(
+        secret=_required_str(secret_raw, "name", f"{where}.secretRef") if secret_raw else None,
+        endpoint=str(raw["endpoint"]) if raw.get("endpoint") else None,
+        region=str(raw["region"]) if raw.get("region") else None,
+        path_style=None if path_style is None else bool(path_style),
+        ca=ConfigMapKeyRef(
+            name=_required_str(ca_raw, "name", f"{where}.caConfigMapRef"),
+            key=_required_str(ca_raw, "key", f"{where}.caConfigMapRef"),
+        )
+        if ca_raw
+        else None,
+    )
+    s3_only = {k: v for k, v in storage.inputs().items() if k != "ca"}
+    scheme_ok = uri is not None and (
+        uri.startswith(S3_SCHEME) or (uri.startswith(HTTPS_SCHEME) and not s3_only)
+    )
+    if storage.inputs() and not scheme_ok:
+        raise SpecError(
+            f"{where} is for s3:// URIs (its caConfigMapRef also for https://), "
+            f"not for spec.model.uri {uri!r}"
+        )
+    if storage.endpoint and not storage.endpoint.startswith(("http://", "https://")):
+        raise SpecError(f"{where}.endpoint must be an http:// or https:// URL")
+    return storage
+
+
+def _fetch(raw: Mapping[str, Any]) -> FetchSpec:
+    limit = raw.get("sizeLimit")
+    resources = raw.get("resources")
+    return FetchSpec(
+        size_limit=None if limit is None or limit == "" else str(limit),
+        resources=None
+        if resources is None
+        else copy.deepcopy(dict(_mapping(resources, "spec.model.fetch.resources"))),
     )
 
 
