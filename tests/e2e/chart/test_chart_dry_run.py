@@ -37,9 +37,19 @@ def test_rendered_chart_passes_server_side_dry_run(
     text = run(
         helm, "template", "vigil", CHART, "--namespace", namespace, "--include-crds", *EVERYTHING
     )
-    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=text, check=False)
+    result = cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-",
+        input=text, check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "Warning" not in result.stderr, result.stderr
+    # PodSecurity and deprecations warn; kubectl's own bookkeeping on the shared CRD
+    # (however another test applied it) is no finding about the chart.
+    warnings = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("Warning") and "last-applied-configuration" not in line
+    ]
+    assert warnings == [], result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == len(documents(text)), result.stdout
     assert all(line.endswith("(server dry run)") for line in lines), result.stdout

@@ -149,8 +149,9 @@ def test_install_upgrade_uninstall_with_the_operator_reconciling(
 
     run(helm, "uninstall", RELEASE, *config, "--wait", "--timeout=3m")
     left = cluster.kubectl(
-        "-n", namespace, "get", "deployment,serviceaccount,service", "-o", "name"
-    ).stdout
+        "-n", namespace, "get", "deployment,serviceaccount,service", "-o", "name",
+        f"--selector=app.kubernetes.io/instance={RELEASE}",
+    ).stdout  # fmt: skip
     assert left.strip() == ""
     rbac = cluster.kubectl("get", "clusterrole", _cluster_role(namespace), check=False)
     assert rbac.returncode != 0

@@ -13,11 +13,19 @@ import sys
 from pathlib import Path
 
 import history
+import pytest
+from operator_e2e import ROOT
 
 from vigil.core.window import FAMILY_LABELS
 from vigil.devcluster import ClusterClient
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
+
+
+@pytest.fixture(autouse=True)
+def crd(cluster: ClusterClient) -> None:
+    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
+    cluster.wait_established("modeldeployments.vigil.dev")
 
 
 def test_the_command_writes_the_page_and_the_numbers(
