@@ -111,6 +111,8 @@ def model_deployment(
             "server": {
                 "image": server_image,
                 "protocol": "v2",
+                # MLServer writes only to /tmp (its image's settings): harden it.
+                "readOnlyRootFilesystem": True,
                 "resources": {
                     "requests": {"cpu": "100m", "memory": "256Mi"},
                     "limits": {"memory": "1Gi"},

@@ -30,7 +30,13 @@ from typing import Any
 
 import yaml
 
-from vigil.devcluster.cluster import ClusterClient, ClusterError, LocalCluster, repo_root
+from vigil.devcluster.cluster import (
+    ClusterClient,
+    ClusterError,
+    LocalCluster,
+    existing_kubeconfig,
+    repo_root,
+)
 from vigil.devcluster.images import ImageArchive, ensure_images
 from vigil.devcluster.node import NODE_NAME
 
@@ -46,6 +52,19 @@ RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
+
+
+def running_real_node() -> LocalCluster:
+    """This checkout's local cluster, which must run its real node (ClusterError: why not)."""
+    if existing_kubeconfig() is not None:
+        raise ClusterError("the real node is the local cluster's (VIGIL_KUBECONFIG is set)")
+    cluster = LocalCluster(real_node=True)
+    if not (cluster._read_state() or {}).get("real_node"):
+        raise ClusterError(
+            "the local cluster has no real node (started with VIGIL_REAL_NODE=0?): "
+            "make cluster-down, then run again without VIGIL_REAL_NODE=0"
+        )
+    return cluster
 
 
 def _overlay_dir() -> Path:

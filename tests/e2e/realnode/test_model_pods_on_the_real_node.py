@@ -33,9 +33,14 @@ import pytest
 import yaml
 
 from vigil.devcluster import ClusterClient
-from vigil.devcluster.cluster import LocalCluster, existing_kubeconfig
+from vigil.devcluster.cluster import ClusterError, LocalCluster
 from vigil.devcluster.images import ensure_images
-from vigil.devcluster.incluster import InClusterOperator, local_volume, volume_dir
+from vigil.devcluster.incluster import (
+    InClusterOperator,
+    local_volume,
+    running_real_node,
+    volume_dir,
+)
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.node import NODE_NAME
 from vigil.devcluster.traffic import TrafficGenerator, service_address, v2_body
@@ -128,16 +133,10 @@ def serving(deployed: Deployed) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def local() -> LocalCluster:
-    if existing_kubeconfig() is not None:
-        pytest.fail("the real-node tests need the local cluster (VIGIL_KUBECONFIG is set)")
-    cluster = LocalCluster(real_node=True)
-    if not (cluster._read_state() or {}).get("real_node"):
-        pytest.fail(
-            "the local cluster has no real node (started with VIGIL_REAL_NODE=0?): "
-            "make cluster-down, then run the tests without VIGIL_REAL_NODE=0",
-            pytrace=False,
-        )
-    return cluster
+    try:
+        return running_real_node()
+    except ClusterError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture(scope="module")
