@@ -9,7 +9,9 @@ them). Reported: microseconds per recorded prediction, per label joined
 here and per label joined through a peer (wall time of the whole request,
 client included), and the store's memory bound.
 
-Usage: ``python bench/sidecar/feedback_ingest.py [--predictions 200000]``
+Usage: ``python bench/sidecar/feedback_ingest.py [--predictions 300000]`` (more
+than the store holds: the oldest are evicted, and only labels for held
+predictions are sent).
 """
 
 from __future__ import annotations
@@ -61,23 +63,35 @@ async def post(session: aiohttp.ClientSession, address: str, labels: list[dict])
         return await response.json()
 
 
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
 async def main(predictions: int) -> None:
+    rss_before = rss_mib()
     a, b = service("a"), service("b")
     await a.start()
     await b.start()
     a.peers.entries, b.peers.entries = (b.address,), (a.address,)
-    ids = [f"order-{n}" for n in range(predictions)]
     started = time.perf_counter()
     now = time.time()
-    for n, request_id in enumerate(ids):
-        a.record(request_id, now, [n % 3])
+    for n in range(predictions):  # ids made on the fly: only the store's memory grows
+        a.record(f"order-{n}", now, [n % 3])
     record_us = (time.perf_counter() - started) / predictions * 1e6
+    # Both stores exist; A's is full when predictions >= its capacity.
+    rss_after = rss_mib()
+    held = min(predictions, a.store.capacity)  # the oldest were evicted
+    ids = [f"order-{n}" for n in range(predictions - held, predictions)]
+    predictions = held
     half = predictions // 2
     here: list[float] = []
     peer: list[float] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         for start in range(0, half, BATCH):
-            labels = [{"id": i, "truth": 1} for i in ids[start : start + BATCH]]
+            labels = [{"id": i, "truth": 1} for i in ids[start : min(start + BATCH, half)]]
             t = time.perf_counter()
             summary = await post(session, a.address, labels)
             here.append((time.perf_counter() - t) / len(labels) * 1e6)
@@ -98,6 +112,8 @@ async def main(predictions: int) -> None:
                 "join_here_us_per_label": round(sorted(here)[len(here) // 2], 2),
                 "join_at_peer_us_per_label": round(sorted(peer)[len(peer) // 2], 2),
                 "store_bytes": a.store.nbytes,
+                "store_rows": a.store.rows,
+                "rss_mib_growth_two_stores_one_filled": round(rss_after - rss_before, 1),
             }
         )
     )
@@ -105,5 +121,5 @@ async def main(predictions: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--predictions", type=int, default=200_000)
+    parser.add_argument("--predictions", type=int, default=300_000)
     asyncio.run(main(parser.parse_args().predictions))

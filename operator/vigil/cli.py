@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vigil.profile.cli",
     "vigil.plugin.cli",
     "vigil.plugin.status_cli",
+    "vigil.plugin.report.cli",
     "vigil.validation.cli",
 )
 

@@ -24,18 +24,22 @@ Conventions (shared with :mod:`vigil.profile` and the sidecar):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from vigil.core.stats import Bounds, bisect_turn, normal_log_mixture, normal_p_values
 from vigil.profile.bins import bin_index
 
 __all__ = [
     "DEFAULT_EPSILON",
     "DriftMethod",
     "bin_index",
+    "divergence",
     "drift_score",
     "js_distance",
     "ks_from_bins",
@@ -288,3 +292,136 @@ def rebin(counts: ArrayLike, edges: ArrayLike, target_edges: ArrayLike) -> Float
     lower = strictly[:-1]
     out = np.concatenate(([strictly[0]], upper - lower, [source.sum() - at_top]))
     return np.maximum(out, 0.0)
+
+
+# -- sample-size-aware divergence -------------------------------------------------------------
+
+#: Times the effective sample size, each method's divergence is a chi-square statistic
+#: with (slots - 1) degrees of freedom when nothing drifted: PSI ~ sum (p - q)^2 / m,
+#: and the Jensen-Shannon divergence (base 2) ~ that / (8 ln 2).
+_CHI_SQUARE_SCALE: dict[str, float] = {"psi": 1.0, "jsd": 8.0 * math.log(2.0)}
+#: Pseudo-count per slot (Jeffreys): an empty slot of a small sample reads as rare, not as
+#: a logarithm of zero.
+_PSEUDO_COUNT = 0.5
+#: Rows per slot before a divergence is judged: the chi-square approximation needs about
+#: five expected counts per slot.
+ROWS_PER_SLOT = 5.0
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A divergence between two samples, corrected for sample size.
+
+    Two samples of one distribution never show a divergence of 0: PSI over
+    ``k + 1`` slots reads about ``k / rows`` on noise alone (``rows`` the
+    effective sample size, ``n1 n2 / (n1 + n2)``; a reference profile counts
+    as a sample of its own rows). ``estimate`` subtracts that, and tests of
+    "the true divergence is above (below) a threshold" use the noncentral
+    chi-square variance ``2 (k + 2 rows D) / rows^2`` at the tested value D,
+    in a normal-mixture sequential test valid at every look.
+
+    ``raw`` is the method's score on the counts (:func:`drift_score`);
+    ``estimate`` and every bound are in the method's units (Jensen-Shannon:
+    a distance, so the divergence's square root).
+    """
+
+    method: str
+    raw: float
+    #: Bias-corrected, on the divergence scale (JSD: distance squared).
+    corrected: float
+    rows: float
+    df: int
+
+    @property
+    def scale(self) -> float:
+        return _CHI_SQUARE_SCALE[self.method]
+
+    def to_divergence(self, value: float) -> float:
+        """A threshold or value in the method's units, on the divergence scale."""
+        return value * value if self.method == "jsd" else value
+
+    def from_divergence(self, value: float) -> float:
+        value = max(value, 0.0)
+        return math.sqrt(value) if self.method == "jsd" else value
+
+    @property
+    def estimate(self) -> float:
+        return self.from_divergence(self.corrected)
+
+    def variance(self, divergence: float) -> float:
+        """Variance of the corrected estimate when the true divergence is ``divergence``."""
+        n = self.rows * self.scale
+        return 2.0 * (self.df + 2.0 * n * max(divergence, 0.0)) / (n * n)
+
+    @staticmethod
+    def _mixing(tested: float, threshold: float) -> float:
+        """The normal mixture's variance for testing ``tested`` (divergence scale): deviations
+        of the threshold's size, or of the tested value's far from it (so that every
+        value far from the data is rejected, and the interval stays finite)."""
+        return max(threshold, tested, 1e-4) ** 2
+
+    def bounds(self, alpha: float, threshold: float) -> Bounds:
+        """The confidence sequence at ``alpha`` (method's units) and the test of ``threshold``."""
+        tested = self.to_divergence(threshold)
+        level = math.log(1.0 / alpha)
+        value = self.corrected
+
+        def rejected(divergence: float) -> bool:
+            deviation = value - divergence
+            mixing = self._mixing(divergence, tested)
+            return normal_log_mixture(deviation, self.variance(divergence), mixing) >= level
+
+        low = 0.0
+        if value > 0 and rejected(0.0):
+            low = bisect_turn(lambda d: not rejected(d), 0.0, value)
+        top = max(value, tested, 1e-3) * 2.0
+        while not rejected(top) and top < 1e6:
+            top *= 2.0
+        high = bisect_turn(rejected, max(value, 0.0), top) if rejected(top) else math.inf
+        above, below = normal_p_values(
+            value, tested, self.variance(tested), self._mixing(tested, tested)
+        )
+        return Bounds(self.from_divergence(low), self.from_divergence(high), above, below)
+
+    def scaled(self, factor: float) -> Divergence:
+        """The same estimate on ``factor`` times the rows (how many would decide)."""
+        return replace(self, rows=self.rows * factor)
+
+
+def divergence(
+    method: DriftMethod,
+    reference: ArrayLike,
+    current: ArrayLike,
+    *,
+    reference_rows: float | None = None,
+) -> Divergence | None:
+    """The sample-size-aware divergence of ``current`` counts from ``reference``.
+
+    ``reference`` holds counts of a second sample, or with ``reference_rows``
+    the proportions of a reference profile built from that many rows
+    (``math.inf``: exact proportions). None when ``current`` has fewer than
+    :data:`ROWS_PER_SLOT` rows per slot in use, or the method has no
+    chi-square form (ks, wasserstein).
+    """
+    if method not in _CHI_SQUARE_SCALE:
+        return None
+    cur = _as_counts(current)
+    ref = _as_counts(reference)
+    if ref.shape != cur.shape:
+        raise ValueError(f"bin count mismatch: reference {ref.size} vs current {cur.size}")
+    exact = reference_rows is not None and math.isinf(reference_rows)
+    if reference_rows is not None and not exact:
+        total = float(ref.sum())
+        ref = ref / total * reference_rows if total > 0 else ref
+    n_cur, n_ref = float(cur.sum()), float(ref.sum())
+    used = (ref > 0) | (cur > 0)
+    slots = int(used.sum())
+    if slots < 2 or n_ref <= 0 or n_cur < ROWS_PER_SLOT * slots:
+        return None
+    rows = n_cur if exact else n_cur * n_ref / (n_cur + n_ref)
+    smooth_ref = ref[used] if exact else ref[used] + _PSEUDO_COUNT
+    score = drift_score(method, smooth_ref, cur[used] + _PSEUDO_COUNT)
+    on_scale = score * score if method == "jsd" else score
+    df = slots - 1
+    corrected = on_scale - df / (_CHI_SQUARE_SCALE[method] * rows)
+    return Divergence(method, drift_score(method, ref, cur), corrected, rows, df)

@@ -13,9 +13,13 @@ from __future__ import annotations
 #: Every series of the project starts with it (the parsers skip other lines early).
 PREFIX = "vigil_"
 
-# Requests and their latency (counter; histogram), by endpoint and outcome.
+# Requests and their latency (counter; histogram), by endpoint, origin and outcome.
 REQUESTS = "vigil_requests"
 REQUEST_DURATION = "vigil_request_duration_seconds"
+#: ``origin`` of a request: live, or a shadow copy another revision's sidecar sent (the
+#: candidate answers them in a shadow step; the gates of a canary step count live alone).
+ORIGIN_LIVE = "live"
+ORIGIN_SHADOW = "shadow"
 # Inputs (counters): rows, and per feature its bins, categories, missing and out-of-range values.
 INPUT_ROWS = "vigil_input_rows"
 FEATURE_BIN = "vigil_feature_bin"

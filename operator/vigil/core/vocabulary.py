@@ -35,6 +35,7 @@ class ConditionType(enum.StrEnum):
     HEALTHY = "Healthy"
     DRIFT_DETECTED = "DriftDetected"
     METRICS_AVAILABLE = "MetricsAvailable"
+    PERFORMANCE_DEGRADED = "PerformanceDegraded"
 
 
 class Reason(enum.StrEnum):
@@ -82,6 +83,11 @@ class Reason(enum.StrEnum):
     NO_DRIFT = "NoDrift"
     NO_REFERENCE = "NoReference"
     METRICS_COLLECTED = "MetricsCollected"
+    # PerformanceDegraded (realized performance, from labels).
+    PERFORMANCE_BELOW_THRESHOLD = "PerformanceBelowThreshold"
+    PERFORMANCE_MET = "PerformanceMet"
+    INSUFFICIENT_LABELS = "InsufficientLabels"
+    NO_PERFORMANCE_THRESHOLD = "NoPerformanceThreshold"
     # Events only.
     DEPLOYED = "Deployed"
     SCALED = "Scaled"

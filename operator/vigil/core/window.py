@@ -28,8 +28,8 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 #: Families the health evaluation reads, with the labels it keeps. Each one is
 #: one batched query per cycle in the prometheus source.
 FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
-    total(names.REQUESTS): ("outcome",),
-    bucket(names.REQUEST_DURATION): ("le",),
+    total(names.REQUESTS): ("origin", "outcome"),
+    bucket(names.REQUEST_DURATION): ("origin", "le"),
     total(names.INPUT_ROWS): (),
     total(names.FEATURE_BIN): ("feature", "bin"),
     total(names.FEATURE_CATEGORY): ("feature", "category"),
@@ -177,11 +177,20 @@ def add_series(parts: Iterable[Mapping[SeriesKey, float]]) -> dict[SeriesKey, fl
     return total
 
 
-def _by(series: Mapping[SeriesKey, float], name: str, label: str) -> dict[str, float]:
+def _by(
+    series: Mapping[SeriesKey, float],
+    name: str,
+    label: str,
+    where: tuple[str, str] | None = None,
+) -> dict[str, float]:
+    """Sums of ``name`` by one label; ``where`` = (label, value) keeps only those series."""
     out: dict[str, float] = {}
     for (metric, labels), value in series.items():
         if metric == name:
-            key = dict(labels).get(label, "")
+            label_map = dict(labels)
+            if where is not None and label_map.get(where[0], "") != where[1]:
+                continue
+            key = label_map.get(label, "")
             out[key] = out.get(key, 0.0) + value
     return out
 
@@ -293,9 +302,13 @@ class RealizedPerformance:
 class RevisionWindow:
     """One revision's figures over the window, summed across its pods."""
 
+    #: Every inference request it answered, live and shadow copies.
     requests_by_outcome: Mapping[str, float] = field(default_factory=dict)
     #: (upper bound, cumulative count) pairs, sorted, ending with +Inf.
     latency_buckets: tuple[tuple[float, float], ...] = ()
+    #: The shadow copies among them (sent by another revision's sidecars).
+    copies_by_outcome: Mapping[str, float] = field(default_factory=dict)
+    copy_latency_buckets: tuple[tuple[float, float], ...] = ()
     input_rows: float = 0.0
     feature_bins: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     feature_categories: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -318,6 +331,23 @@ class RevisionWindow:
     def requests(self) -> float:
         return sum(self.requests_by_outcome.values())
 
+    @property
+    def copies(self) -> float:
+        return sum(self.copies_by_outcome.values())
+
+    @property
+    def live_by_outcome(self) -> dict[str, float]:
+        """The live requests (all but the shadow copies), by outcome."""
+        return {
+            outcome: max(0.0, count - self.copies_by_outcome.get(outcome, 0.0))
+            for outcome, count in self.requests_by_outcome.items()
+        }
+
+    @property
+    def live_latency_buckets(self) -> tuple[tuple[float, float], ...]:
+        copies = dict(self.copy_latency_buckets)
+        return tuple((le, max(0.0, n - copies.get(le, 0.0))) for le, n in self.latency_buckets)
+
     def mean_abs_difference(self, target: str | None = None) -> float | None:
         """Mean |local - target| of the paired numeric predictions this revision compared.
 
@@ -333,9 +363,15 @@ class RevisionWindow:
     @classmethod
     def from_series(cls, series: Mapping[SeriesKey, float], pods: int) -> RevisionWindow:
         buckets = _by(series, bucket(names.REQUEST_DURATION), "le")
+        shadow = ("origin", names.ORIGIN_SHADOW)
+        copy_buckets = _by(series, bucket(names.REQUEST_DURATION), "le", shadow)
         return cls(
             requests_by_outcome=_by(series, total(names.REQUESTS), "outcome"),
             latency_buckets=tuple(sorted((_le_value(le), count) for le, count in buckets.items())),
+            copies_by_outcome=_by(series, total(names.REQUESTS), "outcome", shadow),
+            copy_latency_buckets=tuple(
+                sorted((_le_value(le), count) for le, count in copy_buckets.items())
+            ),
             input_rows=_total(series, total(names.INPUT_ROWS)),
             feature_bins=_nested(series, total(names.FEATURE_BIN), "feature", "bin"),
             feature_categories=_nested(

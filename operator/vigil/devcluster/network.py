@@ -174,14 +174,20 @@ class NodeNetwork:
         )  # fmt: skip
 
     def check_free(self) -> None:
-        """No other cluster (or anything else) uses this cluster's range or names."""
+        """No other cluster (or anything else) uses this cluster's range or names.
+
+        A namespace with no process in it is what a killed cluster leaves behind
+        (its node components ran inside): that one is removed, not reported."""
         if self.netns_path.exists():
-            raise NetworkError(
-                f"the network namespace {self.netns} exists: another local cluster with the "
-                f"same address octet ({self.cluster_range}, port bases 100 apart modulo "
-                "10000 share it) has a real node here, or a crash left it (make cluster-down "
-                "from that checkout); choose another VIGIL_CLUSTER_PORT_BASE"
-            )
+            if self.processes_inside():
+                raise NetworkError(
+                    f"the network namespace {self.netns} exists and processes run in it: "
+                    f"another local cluster with the same address octet ({self.cluster_range}, "
+                    "port bases 100 apart modulo 10000 share it) has a real node here "
+                    "(make cluster-down from that checkout); choose another "
+                    "VIGIL_CLUSTER_PORT_BASE"
+                )
+            self.delete()
         ours = ipaddress.ip_network(self.cluster_range)
         for entry in _ip_json("route", "show", "table", "all"):
             destination = entry.get("dst", "")
@@ -202,6 +208,13 @@ class NodeNetwork:
             _ip("netns", "delete", self.netns, what="delete the node's network namespace")
         if Path(f"/sys/class/net/{self.host_link}").exists():
             _ip("link", "delete", self.host_link, what="delete the link")
+
+    def processes_inside(self) -> list[int]:
+        """The processes running in the node's namespace (none once its cluster is gone)."""
+        if not self.netns_path.exists():
+            return []
+        listed = _ip("netns", "pids", self.netns, what="list the namespace's processes")
+        return [int(pid) for pid in listed.split()]
 
     def leftovers(self) -> list[str]:
         """What of this network still exists on the machine (empty after ``delete``)."""

@@ -18,6 +18,7 @@ import random
 import shutil
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -456,7 +457,7 @@ def _attempt(
         validator = (
             etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
         )
-        _stream(response, sink, progress)
+        _stream(_body_reader(response, conn, remaining, connection), sink, progress)
         offset = file_sink.written
         if total is not None and offset != total:
             raise _Retry(f"connection closed early by the server ({offset} of {total} bytes)")
@@ -477,14 +478,73 @@ def _attempt(
             conn.close()
 
 
-def _stream(
-    response: http.client.HTTPResponse, sink: FileSink | HashingSink, progress: Progress
-) -> None:
+Readinto = Callable[[memoryview | bytearray], int]
+
+
+class DirectBody:
+    """The body of a plain-HTTP response of known length, read from the socket itself.
+
+    Blocking reads with ``MSG_WAITALL`` fill a whole buffer per system call,
+    so the kernel wakes the reader once per buffer instead of per packet:
+    a 512 MiB GET from SeaweedFS's S3 gateway went from 1.0-1.9 s (system
+    time 0.7-1.4 s) to 0.7 s (0.25 s) this way (bench/README.md).
+    """
+
+    def __init__(
+        self, response: http.client.HTTPResponse, sock: socket.socket, length: int, timeout: float
+    ) -> None:
+        self._response = response
+        self._sock = sock
+        self._left = length
+        self._first = True
+        # A blocking socket with a kernel receive timeout: Python's own timeout
+        # would make the socket non-blocking, and MSG_WAITALL would not wait.
+        sock.settimeout(None)
+        seconds = int(timeout)
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_RCVTIMEO,
+            struct.pack("ll", seconds, int((timeout - seconds) * 1e6)),
+        )
+
+    def readinto(self, view: memoryview | bytearray) -> int:
+        want = min(len(view), self._left)
+        if want <= 0:
+            return 0
+        if self._first:
+            # What http.client read ahead with the headers comes first.
+            self._first = False
+            data = self._response.fp.read1(min(want, BUFFER_BYTES))
+            count = len(data)
+            view[:count] = data
+        else:
+            try:
+                count = self._sock.recv_into(view, want, socket.MSG_WAITALL)
+            except BlockingIOError:
+                raise TimeoutError("timed out") from None
+        self._left -= count
+        return count
+
+
+def _body_reader(
+    response: http.client.HTTPResponse,
+    conn: http.client.HTTPConnection,
+    length: int | None,
+    connection: Connection,
+) -> Readinto:
+    sock = conn.sock
+    # TLS sockets take no flags, and a chunked body has framing to parse.
+    if length is None or response.chunked or sock is None or isinstance(sock, ssl.SSLSocket):
+        return response.readinto
+    return DirectBody(response, sock, length, connection.timeout_seconds).readinto
+
+
+def _stream(read: Readinto, sink: FileSink | HashingSink, progress: Progress) -> None:
     if isinstance(sink, HashingSink):
         while True:
             buffer = sink.buffer()
             try:
-                count = response.readinto(buffer)
+                count = read(buffer)
             except BaseException:
                 sink.give_back(buffer)
                 raise
@@ -494,7 +554,7 @@ def _stream(
             sink.write_buffer(buffer, count)
             progress.advance(count)
     view = memoryview(bytearray(BUFFER_BYTES))
-    while count := response.readinto(view):
+    while count := read(view):
         sink.write(view[:count])
         progress.advance(count)
 

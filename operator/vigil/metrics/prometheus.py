@@ -23,7 +23,13 @@ from typing import Any
 
 import aiohttp
 
-from vigil.core.window import FAMILY_FILTERS, FAMILY_LABELS, RevisionWindow, SeriesKey
+from vigil.core.window import (
+    FAMILY_FILTERS,
+    FAMILY_LABELS,
+    SERVED_REVISION_FAMILIES,
+    RevisionWindow,
+    SeriesKey,
+)
 from vigil.metrics.source import Collection, RevisionKey, RevisionTarget
 
 GROUP_LABELS = ("namespace", "model_deployment", "revision")
@@ -37,16 +43,23 @@ def _duration(seconds: float) -> str:
     return f"{math.ceil(seconds)}s"
 
 
-def family_query(family: str, window_seconds: float) -> str:
-    """``sum by (namespace, model_deployment, revision, <kept>) (increase(...[w]))``."""
+def _selector(matchers: Mapping[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in matchers.items())
+
+
+def family_query(family: str, window_seconds: float, where: Mapping[str, str] | None = None) -> str:
+    """``sum by (namespace, model_deployment, revision, <kept>) (increase(...[w]))``.
+
+    ``where`` adds label matchers (one ModelDeployment's series, for the report).
+    """
     by = ", ".join((*GROUP_LABELS, *FAMILY_LABELS[family]))
-    selector = ",".join(f'{k}="{v}"' for k, v in FAMILY_FILTERS.get(family, {}).items())
+    selector = _selector({**FAMILY_FILTERS.get(family, {}), **(where or {})})
     return f"sum by ({by}) (increase({family}{{{selector}}}[{_duration(window_seconds)}]))"
 
 
-def pods_query() -> str:
+def pods_query(where: Mapping[str, str] | None = None) -> str:
     """How many sidecars of each revision Prometheus scraped successfully just now."""
-    return f"count by ({', '.join(GROUP_LABELS)}) (vigil_model_info)"
+    return f"count by ({', '.join(GROUP_LABELS)}) (vigil_model_info{{{_selector(where or {})}}})"
 
 
 class PrometheusSource:
@@ -72,12 +85,21 @@ class PrometheusSource:
         self._session = None
 
     async def query(self, promql: str, now: float) -> list[dict[str, Any]]:
+        """An instant query: a vector of ``{metric, value: [t, "v"]}``."""
+        return await self._api("query", {"query": promql, "time": f"{now:.3f}"})
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step: float
+    ) -> list[dict[str, Any]]:
+        """A range query: a matrix of ``{metric, values: [[t, "v"], ...]}``."""
+        form = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        return await self._api("query_range", form)
+
+    async def _api(self, endpoint: str, form: Mapping[str, str]) -> list[dict[str, Any]]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         try:
-            async with self._session.post(
-                f"{self.url}/api/v1/query", data={"query": promql, "time": f"{now:.3f}"}
-            ) as response:
+            async with self._session.post(f"{self.url}/api/v1/{endpoint}", data=form) as response:
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             raise PrometheusError(
@@ -90,11 +112,15 @@ class PrometheusSource:
 
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
         result = Collection()
-        by_window: dict[float, list[RevisionTarget]] = defaultdict(list)
+        by_window: dict[tuple[float, float], list[RevisionTarget]] = defaultdict(list)
         for target in targets:
-            by_window[target.window_seconds].append(target)
-        for window_seconds, group in sorted(by_window.items()):
-            queries = [family_query(f, window_seconds) for f in FAMILY_LABELS] + [pods_query()]
+            by_window[(target.window_seconds, target.labels_window)].append(target)
+        for (window_seconds, labels_window), group in sorted(by_window.items()):
+            # Labels over their own window of arrival, the rest over the health window.
+            queries = [
+                family_query(f, labels_window if f in SERVED_REVISION_FAMILIES else window_seconds)
+                for f in FAMILY_LABELS
+            ] + [pods_query()]
             result.queries += len(queries)
             try:
                 answers = await asyncio.gather(*(self.query(q, now) for q in queries))
@@ -114,6 +140,29 @@ class PrometheusSource:
                     series.get(target.key, {}), pods=pods[target.key]
                 )
         return result
+
+
+def group_matrices(
+    families: Sequence[str],
+    matrices: Sequence[Sequence[Mapping[str, Any]]],
+    pod_counts: Sequence[Mapping[str, Any]],
+) -> dict[float, tuple[dict[RevisionKey, dict[SeriesKey, float]], dict[RevisionKey, int]]]:
+    """Range answers, per evaluation time, as :meth:`PrometheusSource.collect` groups one."""
+
+    def by_time(matrix: Sequence[Mapping[str, Any]]) -> dict[float, list[dict[str, Any]]]:
+        vectors: dict[float, list[dict[str, Any]]] = defaultdict(list)
+        for item in matrix:
+            for at, value in item["values"]:
+                vectors[float(at)].append({"metric": item["metric"], "value": [at, value]})
+        return vectors
+
+    per_family = [by_time(matrix) for matrix in matrices]
+    pods = by_time(pod_counts)
+    times = sorted(set(pods).union(*per_family))
+    return {
+        at: _group(families, [vectors.get(at, []) for vectors in per_family], pods.get(at, []))
+        for at in times
+    }
 
 
 def _group(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -35,6 +35,17 @@ class HealthFigures:
     slo_max_error_rate: float | None = None
     slo_latency_p95: float | None = None
     metrics_available: bool = False
+    # Realized performance over the labels' window (vigil.core.performance).
+    realized_accuracy: float | None = None
+    realized_mae: float | None = None
+    realized_rmse: float | None = None
+    label_delay_p95: float | None = None
+    #: Labels that arrived in the window, by outcome (joined, duplicate, unknown, ...).
+    labels: dict[str, float] = field(default_factory=dict)
+    performance_baseline: float | None = None
+    performance_threshold: float | None = None
+    #: The PerformanceDegraded condition (None: Unknown, no series).
+    performance_degraded: bool | None = None
 
 
 def _finite(value: float | None) -> bool:
@@ -90,6 +101,26 @@ class _PhaseCollector(Collector):
                 "Largest per-feature input drift score against the reference.",
                 labels=["namespace", "name", "revision"],
             ),
+            "realized_accuracy": GaugeMetricFamily(
+                "vigil_modeldeployment_realized_accuracy",
+                "Realized accuracy from the labels of the performance window (classifiers).",
+                labels=["namespace", "name", "revision"],
+            ),
+            "realized_mae": GaugeMetricFamily(
+                "vigil_modeldeployment_realized_mae",
+                "Realized mean absolute error from the labels of the performance window.",
+                labels=["namespace", "name", "revision"],
+            ),
+            "realized_rmse": GaugeMetricFamily(
+                "vigil_modeldeployment_realized_rmse",
+                "Realized root mean squared error from the labels of the performance window.",
+                labels=["namespace", "name", "revision"],
+            ),
+            "label_delay_p95": GaugeMetricFamily(
+                "vigil_modeldeployment_label_delay_p95_seconds",
+                "95th percentile of the time from prediction to label (seconds).",
+                labels=["namespace", "name", "revision"],
+            ),
         }
         per_object = {
             "drift_threshold": GaugeMetricFamily(
@@ -107,7 +138,28 @@ class _PhaseCollector(Collector):
                 "spec.monitoring.slo.maxLatencyP95 in seconds.",
                 labels=["namespace", "name"],
             ),
+            "performance_baseline": GaugeMetricFamily(
+                "vigil_modeldeployment_performance_baseline",
+                "The reference profile's validation score (accuracy, or MAE).",
+                labels=["namespace", "name"],
+            ),
+            "performance_threshold": GaugeMetricFamily(
+                "vigil_modeldeployment_performance_threshold",
+                "Realized accuracy below it (MAE above it) makes PerformanceDegraded True.",
+                labels=["namespace", "name"],
+            ),
         }
+        labels = GaugeMetricFamily(
+            "vigil_modeldeployment_labels",
+            "Labels that arrived in the performance window, by outcome (joined, duplicate, "
+            "unknown, expired, ...), counted against the revision that served the prediction.",
+            labels=["namespace", "name", "revision", "outcome"],
+        )
+        degraded = GaugeMetricFamily(
+            "vigil_modeldeployment_performance_degraded",
+            "1 while PerformanceDegraded is True, 0 while False (no series while Unknown).",
+            labels=["namespace", "name"],
+        )
         available = GaugeMetricFamily(
             "vigil_modeldeployment_metrics_available",
             "1 when the last health cycle got figures for the serving revision, else 0.",
@@ -123,9 +175,15 @@ class _PhaseCollector(Collector):
                 if _finite(value):
                     gauge.add_metric([namespace, name], value)
             available.add_metric([namespace, name], 1 if figures.metrics_available else 0)
+            for outcome, count in sorted(figures.labels.items()):
+                labels.add_metric([namespace, name, figures.revision, outcome], count)
+            if figures.performance_degraded is not None:
+                degraded.add_metric([namespace, name], 1 if figures.performance_degraded else 0)
         yield from per_revision.values()
         yield from per_object.values()
         yield available
+        yield labels
+        yield degraded
 
 
 class OperatorMetrics:

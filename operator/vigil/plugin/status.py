@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.common import readable
 from vigil.common.objects import Body, body, section
 from vigil.common.times import parse_time
 from vigil.core.health import format_window
@@ -341,6 +342,7 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
                 style,
             )
         )
+    lines += _realized(health.get("performance") or {}, limits, style)
     prediction = health.get("prediction") or {}
     if prediction:
         add(
@@ -364,16 +366,65 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
     return lines
 
 
+def _realized(performance: Mapping[str, Any], limits: _Limits, style: _Style) -> list[str]:
+    """Realized performance from labels beside its threshold, labels and their delay."""
+    if not performance:
+        return []
+    limit = performance.get("threshold")
+    rows = []
+    for label, key, word, better in (
+        ("realized accuracy", "accuracy", ">=", lambda v, t: v >= t),
+        ("realized MAE", "mae", "<=", lambda v, t: v <= t),
+    ):
+        value = performance.get(key)
+        if value is None:
+            continue
+        shown = f"{word} {limit:.4g}" if limit is not None else "-"
+        rows.append(
+            _gate_row(
+                label,
+                f"{value:.3f}",
+                shown,
+                None if limit is None else better(value, limit),
+                style,
+            )
+        )
+    baseline = performance.get("baseline")
+    if baseline is not None:
+        rows.append(f"  {'baseline (validation)':<26}{baseline:>12.3f}")
+    need = limits.health.performance.min_labels
+    labels = performance.get("labels", 0)
+    rows.append(_gate_row("labels joined", f"{labels}", f">= {need}", labels >= need, style))
+    delays = [performance.get("labelDelayP50"), performance.get("labelDelayP95")]
+    if all(delay is not None for delay in delays):
+        rows.append(
+            f"  {'label delay p50 / p95':<26}"
+            f"{readable.duration(delays[0]):>12} / {readable.duration(delays[1])}"
+        )
+    not_joined = performance.get("notJoined") or {}
+    if not_joined:
+        listed = ", ".join(f"{name} {count}" for name, count in sorted(not_joined.items()))
+        rows.append(f"  {'labels not joined':<26}{listed}")
+    return rows
+
+
 def _conditions(status: Mapping[str, Any], style: _Style) -> list[str]:
     """Each condition with its reason; messages hold the measured values: wrapped, never cut."""
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     lines = ["", style("Conditions", "bold")]
     add = lines.append
-    for kind in ("Ready", "Progressing", "Healthy", "DriftDetected", "MetricsAvailable"):
+    for kind in (
+        "Ready",
+        "Progressing",
+        "Healthy",
+        "DriftDetected",
+        "PerformanceDegraded",
+        "MetricsAvailable",
+    ):
         item = conditions.get(kind)
         if not item:
             continue
-        head = f"  {kind:<17}{item.get('status', '?'):<8}{item.get('reason', '')}"
+        head = f"  {kind + ' ':<17}{item.get('status', '?'):<8}{item.get('reason', '')}"
         add(head)
         for line in textwrap.wrap(item.get("message", ""), WIDTH - 6):
             add(f"      {line}")

@@ -272,9 +272,7 @@ class FeedbackMetrics(Collector):
             self.room -= 1
         return key if key in self.known_classes else OTHER
 
-    def joined(
-        self, found: Labelled, truth: Any, task: str, delay: float, scored_class: str | None
-    ) -> None:
+    def joined(self, found: Labelled, truth: Any, task: str, delay: float) -> None:
         figures = self.figures(found.revision)
         figures.outcomes[JOINED] = figures.outcomes.get(JOINED, 0) + 1
         hist = figures.delay
@@ -284,7 +282,7 @@ class FeedbackMetrics(Collector):
         if found.prediction is None or not task:
             return
         if task == "classification":
-            label = scored_class if scored_class is not None else self.class_label(truth)
+            label = self.class_label(truth)
             figures.scored[label] = figures.scored.get(label, 0) + 1
             key = category_key(truth)
             if key is not None and class_code(key) == found.prediction:
@@ -746,7 +744,7 @@ class FeedbackService:
         if found.outcome in (ABSENT, FORGOTTEN):
             return found.outcome
         if found.outcome == JOINED:
-            self.metrics.joined(found, label.truth, self.task, max(0.0, at - found.served_at), None)
+            self.metrics.joined(found, label.truth, self.task, max(0.0, at - found.served_at))
             return JOINED
         if found.outcome == INVALID and found.detail:
             errors.append(f"{label.request_id}: {found.detail}")

@@ -29,7 +29,7 @@ from prometheus_client.utils import floatToGoString
 
 from vigil.core import metric_names
 
-__all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OpsMetrics"]
+__all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OpsMetrics", "origin_of"]
 
 BASE_LABELS = ("model", "version", "revision", "role")
 #: Around typical model-serving SLOs (the API's example is p95 <= 250 ms).
@@ -59,6 +59,14 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 def _le(bound: float) -> str:
     return floatToGoString(bound)
+
+
+LIVE = metric_names.ORIGIN_LIVE
+
+
+def origin_of(shadow_copy: bool) -> str:
+    """The ``origin`` label: a shadow copy (``X-Vigil-Shadow``) or a live request."""
+    return metric_names.ORIGIN_SHADOW if shadow_copy else metric_names.ORIGIN_LIVE
 
 
 def outcome_of(status: int) -> str:
@@ -156,8 +164,9 @@ class OpsMetrics:
         self._base_values = tuple(base.values())
         # Hot-path counters are plain Python numbers, turned into series at
         # scrape time: no locks, no label lookups per request.
-        self.request_counts: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[str, list[float]] = {}  # endpoint -> bucket counts + [sum]
+        self.request_counts: dict[tuple[str, str, str, int], int] = {}
+        # (endpoint, origin) -> bucket counts + [sum]
+        self.latency: dict[tuple[str, str], list[float]] = {}
         self.body_bytes: dict[str, list[int]] = {}  # endpoint -> [request, response]
         self.upstream_ready.labels(*self._base_values).set(0)
         registry.register(_ProcessCollector(base, self))
@@ -174,14 +183,15 @@ class OpsMetrics:
         seconds: float,
         request_bytes: int,
         response_bytes: int,
+        origin: str = LIVE,
     ) -> None:
-        """Record one finished request."""
-        key = (endpoint, outcome, status)
+        """Record one finished request; ``origin`` tells a shadow copy from a live request."""
+        key = (endpoint, origin, outcome, status)
         counts = self.request_counts
         counts[key] = counts.get(key, 0) + 1
-        hist = self.latency.get(endpoint)
+        hist = self.latency.get((endpoint, origin))
         if hist is None:
-            hist = self.latency[endpoint] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            hist = self.latency[endpoint, origin] = [0.0] * (len(LATENCY_BUCKETS) + 2)
         hist[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         hist[-1] += seconds
         sizes = self.body_bytes.get(endpoint)
@@ -196,24 +206,25 @@ class OpsMetrics:
         base = list(self._base_values)
         requests = CounterMetricFamily(
             metric_names.REQUESTS,
-            "Requests by endpoint (infer/other), outcome and HTTP status code.",
-            labels=[*names, "endpoint", "outcome", "code"],
+            "Requests by endpoint (infer/other), origin (live, or a shadow copy another "
+            "revision's sidecar sent), outcome and HTTP status code.",
+            labels=[*names, "endpoint", "origin", "outcome", "code"],
         )
-        for (endpoint, outcome, status), n in sorted(self.request_counts.items()):
-            requests.add_metric([*base, endpoint, outcome, str(status)], n)
+        for (endpoint, origin, outcome, status), n in sorted(self.request_counts.items()):
+            requests.add_metric([*base, endpoint, origin, outcome, str(status)], n)
         yield requests
         duration = HistogramMetricFamily(
             metric_names.REQUEST_DURATION,
             "Time from the complete request to the complete response, as the client sees it.",
-            labels=[*names, "endpoint"],
+            labels=[*names, "endpoint", "origin"],
         )
-        for endpoint, hist in sorted(self.latency.items()):
+        for (endpoint, origin), hist in sorted(self.latency.items()):
             cumulative = 0.0
             buckets = []
             for le, n in zip((*LATENCY_BUCKETS, math.inf), hist[:-1], strict=True):
                 cumulative += n
                 buckets.append((_le(le), cumulative))
-            duration.add_metric([*base, endpoint], buckets, sum_value=hist[-1])
+            duration.add_metric([*base, endpoint, origin], buckets, sum_value=hist[-1])
         yield duration
         req_b = CounterMetricFamily(
             "vigil_request_bytes", "Request body bytes.", labels=[*names, "endpoint"]

@@ -30,7 +30,7 @@ from typing import cast
 
 from vigil.sidecar.config import Settings
 from vigil.sidecar.identity import IdMaker, body_id, clean_id
-from vigil.sidecar.metrics import OpsMetrics, outcome_of
+from vigil.sidecar.metrics import OpsMetrics, origin_of, outcome_of
 from vigil.sidecar.monitor import Exchange, Monitor
 from vigil.sidecar.payload import endpoint_of
 from vigil.sidecar.shadow import Shadow, ShadowCopy
@@ -401,6 +401,7 @@ class _Client(asyncio.Protocol):
             proxy.clock() - request.start,
             len(request.body),
             len(resp.body),
+            origin_of(head.shadow_copy),
         )
         if request.endpoint == "infer" and proxy.settings.protocol != "raw":
             proxy.record(request, resp)
@@ -422,6 +423,7 @@ class _Client(asyncio.Protocol):
             proxy.clock() - request.start,
             len(request.body),
             0,
+            origin_of(request.head.shadow_copy),
         )
         if not self.closed and self.transport is not None:
             self.transport.write(

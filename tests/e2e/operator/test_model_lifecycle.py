@@ -91,7 +91,8 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     assert md is not None
     found = children(kube)
     assert len(found["deployments"]) == 1
-    assert [item["metadata"]["name"] for item in found["services"]] == ["wine"]
+    services = {item["metadata"]["name"]: item for item in found["services"]}
+    assert sorted(services) == ["wine", "wine-peers"]
     revision = md["status"]["stable"]["revision"]
     deployment = found["deployments"][0]
     assert deployment["metadata"]["name"] == f"wine-{revision}"
@@ -111,10 +112,14 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     assert settings["revision"] == revision
     assert settings["model"] == {"name": "wine", "version": "1"}
 
-    service = found["services"][0]
+    service = services["wine"]
     assert service["spec"]["selector"] == {MD_LABEL: "wine", "vigil.dev/revision": revision}
     assert service["spec"]["ports"][0]["targetPort"] == "http"
-    for item in (deployment, service, found["configmaps"][0]):
+    # The sidecars find each other (labels join at the pod holding the prediction).
+    peers = services["wine-peers"]
+    assert peers["spec"]["clusterIP"] == "None"
+    assert peers["spec"]["selector"] == {MD_LABEL: "wine"}
+    for item in (deployment, service, peers, found["configmaps"][0]):
         labels = item["metadata"]["labels"]
         assert labels[MD_LABEL] == "wine"
         assert "vigil.dev/role" in labels

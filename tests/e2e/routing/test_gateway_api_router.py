@@ -95,13 +95,14 @@ def test_router_sets_weights_on_a_real_httproute(cluster, namespace, gateway_api
             await router.apply(api, target, Traffic(50, 0, 1, 2))
             after = cluster.get_json("httproute", "wine", "-n", namespace)["metadata"]
             assert after["resourceVersion"] == before["resourceVersion"]
-            # Promotion: the candidate becomes the stable, alone at weight 100.
+            # Promotion: no candidate, so the route names the Service `wine` alone at
+            # 100, which always selects the serving revision (revision Services may go).
             promoted = RoutingTarget("wine", namespace, stable="bbbbbbb")
             await router.apply(api, promoted, Traffic(0, 0, 0, 2))
-            assert weights(cluster, namespace)[0] == [("wine-bbbbbbb", 100)]
+            assert weights(cluster, namespace)[0] == [("wine", 100)]
             route = await api.get("HTTPRoute", namespace, "wine")
             assert route is not None
-            assert route_weights(route, promoted) == {"wine-bbbbbbb": 100}
+            assert route_weights(route, promoted) == {"wine": 100}
             # The user's other fields are untouched.
             assert route["spec"]["hostnames"] == ["wine.example.com"]
             assert route["spec"]["rules"][0]["matches"][0]["path"]["value"] == "/v2/models/wine"

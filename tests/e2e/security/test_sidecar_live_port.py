@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from vigil.core import desired as desired_objects
-from vigil.core.desired import METRICS_PORT, SIDECAR_PORT_NAME, Owner
+from vigil.core.desired import FEEDBACK_PORT_NAME, METRICS_PORT, SIDECAR_PORT_NAME, Owner
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -204,8 +204,10 @@ def test_a_request_cannot_choose_where_shadow_copies_go(stack: Stack) -> None:
         assert status == 405, (method, status)
 
 
-def test_live_service_exposes_only_the_sidecar_traffic_port() -> None:
+def test_live_service_exposes_only_the_sidecars_traffic_and_feedback_ports() -> None:
+    # Labels come through the model's Service (docs/howto/feedback.md), on a port
+    # of their own: never the model server's port, never the metrics port.
     service = desired_objects.desired_service(Owner("m", "ns", "uid"), "abc1234")
     ports = service["spec"]["ports"]
-    assert [p["targetPort"] for p in ports] == [SIDECAR_PORT_NAME]
+    assert [p["targetPort"] for p in ports] == [SIDECAR_PORT_NAME, FEEDBACK_PORT_NAME]
     assert all(p.get("port") != METRICS_PORT for p in ports)

@@ -5,6 +5,8 @@ Routes, each over the files of one folder:
   /flaky/N/NAME         503 for the first N requests of this path, then the file
   /reset/NAME           the first request gets half the body and a closed connection
   /chunked/NAME         the file with no Content-Length (chunked transfer)
+  /stall/NAME           the first request gets half the body, then silence (the
+                        connection stays open until the client leaves)
   /redirect/NAME        302 to /files/NAME
 Every request is recorded (path and Range header) so tests can tell retries
 and resumed transfers apart.
@@ -62,6 +64,7 @@ class ArtifactServer:
             app.router.add_get("/flaky/{failures}/{name}", self._flaky)
             app.router.add_get("/reset/{name}", self._reset)
             app.router.add_get("/chunked/{name}", self._chunked)
+            app.router.add_get("/stall/{name}", self._stall)
             app.router.add_get("/redirect/{name}", self._redirect)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
@@ -107,7 +110,9 @@ class ArtifactServer:
             raise web.HTTPServiceUnavailable(text="warming up")
         return web.FileResponse(self._path(request))
 
-    async def _reset(self, request: web.Request) -> web.StreamResponse:
+    async def _half_then(self, request: web.Request, stall: bool) -> web.StreamResponse:
+        """The file again after the first request, which gets half the body, then a
+        closed connection (``stall`` False) or silence until the client leaves."""
         path = self._path(request)
         if self._record(request) > 1:
             return web.FileResponse(path)
@@ -116,8 +121,18 @@ class ArtifactServer:
         await response.prepare(request)
         await response.write(data[: len(data) // 2])
         assert request.transport is not None
+        for _ in range(300 if stall else 0):  # at most 30 s
+            if request.transport.is_closing():
+                break
+            await asyncio.sleep(0.1)
         request.transport.close()
         return response
+
+    async def _reset(self, request: web.Request) -> web.StreamResponse:
+        return await self._half_then(request, stall=False)
+
+    async def _stall(self, request: web.Request) -> web.StreamResponse:
+        return await self._half_then(request, stall=True)
 
     async def _chunked(self, request: web.Request) -> web.StreamResponse:
         self._record(request)

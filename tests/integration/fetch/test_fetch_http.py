@@ -121,6 +121,19 @@ def test_a_transfer_cut_in_the_middle_resumes_where_it_stopped(
     assert f"resuming at byte {half}" in done.log
 
 
+def test_a_server_gone_silent_times_out_and_the_transfer_resumes(
+    http_server: ArtifactServer, artifacts: Artifacts, dest: Path
+) -> None:
+    done = run_fetch(http_server.url("stall", A.MODEL), dest, "--timeout", "1")
+    assert done.code == 0, done.log
+    assert (dest / A.MODEL).read_bytes() == artifacts.model
+    port = http_server.port
+    assert f"timed out waiting for 127.0.0.1:{port}; retry 1 of 5" in done.log
+    assert http_server.requests_for(A.MODEL)[-1] == Seen(
+        f"/stall/{A.MODEL}", f"bytes={len(artifacts.model) // 2}-"
+    )
+
+
 def test_an_unreachable_host_ends_as_transient_after_the_retries(dest: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

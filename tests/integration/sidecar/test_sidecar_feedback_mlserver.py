@@ -176,3 +176,53 @@ def test_a_restarted_sidecar_hands_its_predictions_over_and_a_killed_one_loses_t
             break
         time.sleep(0.1)
     assert value(scrape(restarted.metrics_port), "vigil_feedback_correct_total") == 1
+
+
+def test_acceptance_shape_5000_predictions_a_replica_stopped_midway(mlserver, wine, sidecar):
+    """The issue's acceptance, as far as processes allow: 3 replicas, 5 000 predictions,
+    10 % unknown ids, 5 % duplicates, one replica stopped midway; labels reach random
+    replicas. The counts equal the hand counts per revision."""
+    scs, ports = _start(sidecar, mlserver, wine, ["rev-a", "rev-a", "rev-b"])
+    rng = np.random.default_rng(17)
+    live = [0, 1, 2]
+    served = []  # (id, revision, predicted, truth)
+    for n in range(5000):
+        if n == 2500:
+            scs[1].proc.send_signal(signal.SIGTERM)  # deleted midway: hands over, exits
+            scs[1].proc.wait(30)
+            assert scs[1].proc.returncode == 0
+            live.remove(1)
+        index = live[int(rng.integers(0, len(live)))]
+        row = int(rng.integers(0, len(wine.x)))
+        rid, revision, answer = _predict(
+            scs[index], wine.x[row], header_id=f"req-{n}" if n % 2 else None
+        )
+        truth = int(wine.y[row])
+        if rng.random() < 0.2:  # the world changed for a fifth of the cases
+            truth = (truth + 1) % 3
+        served.append((rid, revision, answer["outputs"][0]["data"][0], truth))
+    labels = [{"id": rid, "truth": truth} for rid, _, _, truth in served]
+    labels += [{"id": f"unknown-{n}", "truth": 0} for n in range(500)]  # 10 %
+    labels += [labels[int(i)] for i in rng.choice(5000, 250, replace=False)]  # 5 %
+    order = rng.permutation(len(labels))
+    tally: dict[str, int] = {}
+    for start in range(0, len(order), 500):
+        batch = [labels[int(i)] for i in order[start : start + 500]]
+        port = ports[live[int(rng.integers(0, len(live)))]]
+        for key, count in _feedback(port, batch).items():
+            if isinstance(count, int):
+                tally[key] = tally.get(key, 0) + count
+    assert (tally["joined"], tally["unknown"], tally["duplicate"]) == (5000, 500, 250)
+    assert tally["lost"] == tally["unreachable"] == tally["invalid"] == 0
+    alive = [scs[i] for i in live]
+    for revision in ("rev-a", "rev-b"):
+        rows = [s for s in served if s[1] == revision]
+        correct = sum(1 for s in rows if s[2] == s[3])
+        joined = _total(alive, LABELS, revision=revision, outcome="joined")
+        scored = _total(alive, "vigil_feedback_scored_total", revision=revision)
+        right = _total(alive, "vigil_feedback_correct_total", revision=revision)
+        assert joined == scored == len(rows)
+        assert right == correct
+        print(f"{revision}: {len(rows)} labels, accuracy {right / scored:.4f} (by hand)")
+    assert _total(alive, LABELS, outcome="unknown") == 500
+    assert _total(alive, LABELS, outcome="duplicate") == 250

@@ -87,6 +87,11 @@ class World:
             now=self.now,
             sidecar_image=SIDECAR,
             foreign_service=self.foreign_service,
+            revision_services=[
+                copy.deepcopy(obj)
+                for (kind, name), obj in self.objects.items()
+                if kind == "Service" and name != self.owner.name
+            ],
         )
 
     def reconcile(self, advance: float = 1.0) -> Plan:

@@ -41,9 +41,47 @@ class TestBrandNewModel:
             ("apply", "ConfigMap", f"wine-{revision}-sidecar"),
             ("apply", "Deployment", f"wine-{revision}"),
             ("apply", "Service", "wine"),
+            ("apply", "Service", "wine-peers"),
         ]
         assert [e.reason for e in plan.events] == ["Deployed"]
         assert world.service_revision() == revision
+
+
+class TestPeersService:
+    """The sidecars find each other through ``<name>-peers``: labels join at any pod."""
+
+    def test_is_headless_over_every_pod_of_the_model_on_the_feedback_port(self) -> None:
+        world = converged_world()
+        peers = world.objects[("Service", "wine-peers")]
+        assert peers["spec"]["clusterIP"] == "None"
+        assert peers["spec"]["publishNotReadyAddresses"] is True
+        assert peers["spec"]["selector"] == {"vigil.dev/model-deployment": "wine"}
+        assert [p["port"] for p in peers["spec"]["ports"]] == [8001]
+        (owner,) = peers["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == (
+            "ModelDeployment",
+            world.owner.uid,
+            True,
+        )
+
+    def test_the_sidecars_are_told_its_name(self) -> None:
+        world = converged_world()
+        (settings,) = [obj for (kind, _), obj in world.objects.items() if kind == "ConfigMap"]
+        assert "wine-peers.ml.svc:8001" in next(iter(settings["data"].values()))
+
+    def test_a_deleted_one_is_recreated_and_a_present_one_left_alone(self) -> None:
+        world = converged_world()
+        assert world.reconcile().actions == []
+        del world.objects[("Service", "wine-peers")]
+        assert kinds(world.reconcile()) == [("apply", "Service", "wine-peers")]
+
+    def test_it_outlives_revisions(self) -> None:
+        world, old, new = candidate_ready()
+        world.reconcile()  # the switch
+        world.reconcile()
+        assert world.service_revision() == new
+        assert ("Service", "wine-peers") in world.objects
+        assert not any(name.startswith(f"wine-{old}") for _, name in world.objects)
 
     def test_status_is_pending_until_the_deployment_reports(self) -> None:
         world = World()
@@ -316,7 +354,8 @@ class TestBlueGreen:
         ]
         assert world.names("Deployment") == [f"wine-{new}"]
         assert world.names("ConfigMap") == [f"wine-{new}-sidecar"]
-        assert world.names("Service") == ["wine"] and world.service_revision() == new
+        assert world.names("Service") == ["wine", "wine-peers"]
+        assert world.service_revision() == new
         history = [(h["revision"], h["outcome"], h["change"]) for h in world.status["history"]]
         assert history == [(new, "Promoted", "replacement"), (old, "Deployed", "new")]
         assert world.status["stable"]["revision"] == new and "candidate" not in world.status
@@ -449,7 +488,7 @@ class TestWhatTheSchemaCannotCatch:
         assert [e.reason for e in plan.events] == ["ReferenceNotFound"]
         world.reference_found = True
         plan = world.reconcile()
-        assert [a.kind for a in plan.actions] == ["ConfigMap", "Deployment", "Service"]
+        assert [a.kind for a in plan.actions] == ["ConfigMap", "Deployment", "Service", "Service"]
 
     def test_a_foreign_service_with_our_name_is_never_taken_over(self) -> None:
         world = World()

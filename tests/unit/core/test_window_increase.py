@@ -16,7 +16,7 @@ from vigil.core.window import (
     series_key,
 )
 
-REQ = ("vigil_requests_total", (("outcome", "success"),))
+REQ = ("vigil_requests_total", (("origin", ""), ("outcome", "success")))
 SUM = ("vigil_prediction_value_sum", ())
 
 
@@ -100,6 +100,20 @@ class TestMerging:
         assert window.feature_bins == {"a": {"1": 7}}
         assert window.shadow_agreements == {"r2": 30}
         assert window.pods == 2
+
+    def test_shadow_copies_are_apart_from_live_requests(self) -> None:
+        requests, latency = "vigil_requests_total", "vigil_request_duration_seconds_bucket"
+        series = {
+            (requests, (("origin", "live"), ("outcome", "success"))): 30,
+            (requests, (("origin", "shadow"), ("outcome", "success"))): 60,
+            (requests, (("origin", "shadow"), ("outcome", "model_error"))): 10,
+            (latency, (("origin", "live"), ("le", "+Inf"))): 30,
+            (latency, (("origin", "shadow"), ("le", "+Inf"))): 70,
+        }
+        window = RevisionWindow.from_series(series, pods=1)
+        assert window.requests == 100 and window.copies == 70
+        assert window.live_by_outcome == {"success": 30, "model_error": 0}
+        assert window.live_latency_buckets == ((math.inf, 30),)
 
 
 class TestQuantile:

@@ -38,11 +38,13 @@ from vigil.core.health_status import (  # noqa: E402
     health_conditions,
     transitions,
 )
+from vigil.core.performance import judge  # noqa: E402
 from vigil.core.reconcile import Plan  # noqa: E402
 from vigil.core.rollout import CandidateFigures, GoldenResult  # noqa: E402
+from vigil.core.spec import PerformanceSpec  # noqa: E402
 from vigil.core.status import ConditionState  # noqa: E402
-from vigil.core.window import RevisionWindow  # noqa: E402
-from vigil.profile import ReferenceProfile, build_profile  # noqa: E402
+from vigil.core.window import RealizedPerformance, RevisionWindow  # noqa: E402
+from vigil.profile import ReferenceProfile, Validation, build_profile  # noqa: E402
 
 CORE = ROOT / "operator" / "vigil" / "core"
 OPERATOR = ROOT / "operator" / "vigil" / "operator"
@@ -369,6 +371,44 @@ def _health(seen: Catalogue) -> None:
                 seen.event(posted.reason, attention)
 
 
+def _labels(scored: float, correct: float) -> RealizedPerformance:
+    return RealizedPerformance(
+        labels_by_outcome={"joined": scored, "duplicate": 3.0, "unknown": 5.0},
+        scored_by_class={"0": scored / 2, "1": scored / 2},
+        correct_by_class={"0": correct / 2, "1": correct / 2},
+    )
+
+
+def _regression(scored: float, error: float) -> RealizedPerformance:
+    return RealizedPerformance(
+        labels_by_outcome={"joined": scored},
+        scored_by_class={"": scored},
+        absolute_error_sum=error * scored,
+        squared_error_sum=error * error * scored * 1.2,
+    )
+
+
+def _performance(seen: Catalogue) -> None:
+    """PerformanceDegraded in each state, and the Events its changes post."""
+    holdout = Validation("holdout", 500, accuracy=0.93)
+    cases = [
+        (_labels(37, 30), PerformanceSpec(), holdout),
+        (_labels(500, 450), PerformanceSpec(), None),
+        (_labels(500, 390), PerformanceSpec(), holdout),
+        (_labels(500, 470), PerformanceSpec(), holdout),
+        (_labels(500, 440), PerformanceSpec(), holdout),
+        (_labels(500, 390), PerformanceSpec(min_accuracy=0.9), None),
+        (_regression(500, 0.8), PerformanceSpec(max_mae=0.5), None),
+        (_regression(500, 0.4), PerformanceSpec(), Validation("holdout", 500, mae=0.41)),
+    ]
+    for realized, policy, baseline in cases:
+        state = judge(realized, policy, baseline, "1h").condition
+        seen.condition(state)
+        other = "False" if condition_word(state.status) == "True" else "True"
+        for posted, attention in transitions([{"type": state.type, "status": other}], [state]):
+            seen.event(posted.reason, attention)
+
+
 # -- Events the code can post (read from the source: the scenarios must reach them all) ---
 
 
@@ -453,6 +493,7 @@ def catalogue() -> Catalogue:
         _stepped,
         _stepped_endings,
         _health,
+        _performance,
         _operator_events,
     ):
         scenario(seen)

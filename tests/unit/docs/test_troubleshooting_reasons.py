@@ -52,6 +52,7 @@ NOT_REASONS = {
     "Healthy",
     "DriftDetected",
     "MetricsAvailable",
+    "PerformanceDegraded",
     "True",
     "False",
     "Unknown",

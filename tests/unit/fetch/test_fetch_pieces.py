@@ -97,3 +97,15 @@ def test_the_termination_message_is_cut_to_what_kubernetes_keeps(tmp_path: Path)
     kept = target.read_text()
     assert len(kept.encode()) <= TERMINATION_MESSAGE_BYTES
     assert set(kept) == {"é"}  # never half a character
+
+
+def test_without_a_container_s_termination_log_none_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    absent = tmp_path / "termination-log"
+    monkeypatch.setattr("vigil.fetch.main.TERMINATION_LOG", str(absent))
+    write_termination_message("a message", None)
+    assert not absent.exists()
+    absent.write_text("")  # the kubelet's bind mount exists in a container
+    write_termination_message("a message", None)
+    assert absent.read_text() == "a message"

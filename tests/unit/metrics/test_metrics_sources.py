@@ -120,6 +120,27 @@ class TestDirectSource:
         assert window.pods == 1
         assert result.scrapes == 1 and result.scrape_failures == 0
 
+    async def test_a_scrape_from_an_earlier_rollout_is_no_baseline(self, sidecar) -> None:
+        # A stable pod scraped in an earlier rollout, an hour ago: its old scrape must
+        # not stand in for the start of this window (an hour of traffic, not 60 s).
+        fake, port = sidecar
+        target = RevisionTarget("ns", "wine", "r1", 60, (PodTarget("p", "127.0.0.1", port),))
+        source = DirectSource()
+        try:
+            fake.text = sidecar_text(requests=10, errors=0, start=0)
+            await source.collect([target], now=1000)
+            fake.text = sidecar_text(requests=5000, errors=50, start=0)
+            first = await source.collect([target], now=4600)
+            fake.text = sidecar_text(requests=5030, errors=51, start=0)
+            second = await source.collect([target], now=4630)
+        finally:
+            await source.close()
+        assert first.windows[target.key].requests == 0
+        assert second.windows[target.key].requests_by_outcome == {
+            "success": 30,
+            "model_error": 1,
+        }
+
     async def test_unanswering_sidecars_are_skipped_and_counted(self, sidecar) -> None:
         fake, port = sidecar
         fake.text = sidecar_text(start=0)
@@ -157,7 +178,7 @@ class TestPrometheusQueries:
     def test_one_query_per_family_groups_by_revision(self) -> None:
         query = family_query("vigil_requests_total", 300)
         assert query == (
-            "sum by (namespace, model_deployment, revision, outcome) "
+            "sum by (namespace, model_deployment, revision, origin, outcome) "
             '(increase(vigil_requests_total{endpoint="infer"}[300s]))'
         )
         assert "count by (namespace, model_deployment, revision)" in pods_query()
@@ -194,7 +215,9 @@ class TestPrometheusQueries:
         ]
         series, counts = _group(["vigil_requests_total"], [answer], pods)
         assert series == {
-            ("a", "m", "r"): {("vigil_requests_total", (("outcome", "success"),)): 12.0}
+            ("a", "m", "r"): {
+                ("vigil_requests_total", (("origin", ""), ("outcome", "success"))): 12.0
+            }
         }
         assert counts == {("a", "m", "r"): 2}
         assert not any(math.isnan(v) for s in series.values() for v in s.values())

@@ -24,7 +24,7 @@ def exposition(joined: list[tuple[str, int, int, float]], task: str = "classific
     metrics = FeedbackMetrics(dict(BASE), None, classes=("0", "1", "2"))
     for revision, predicted, truth, delay in joined:
         prediction = class_code(str(predicted)) if task == "classification" else float(predicted)
-        metrics.joined(Labelled("joined", revision, 0.0, prediction), truth, task, delay, None)
+        metrics.joined(Labelled("joined", revision, 0.0, prediction), truth, task, delay)
     metrics.count("r2", "unknown", 3)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)

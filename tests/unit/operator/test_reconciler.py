@@ -159,11 +159,12 @@ async def test_first_reconcile_creates_children_and_patches_status_once(harness:
         ("apply", "ConfigMap"),
         ("apply", "Deployment"),
         ("apply", "Service"),
+        ("apply", "Service"),  # <name>-peers
         ("status", "ModelDeployment"),
     ]
     assert [e.reason for e in harness.events] == ["Deployed"]
     # Posted after the children, before the status that records them (a kill loses none).
-    assert harness.writes_before_event == [3]
+    assert harness.writes_before_event == [4]
     assert harness.metric("vigil_operator_reconciles_total", outcome="changed") == 1
     assert harness.metric("vigil_operator_writes_total", kind="Deployment", verb="apply") == 1
     assert harness.metric("vigil_operator_model_deployments", phase="Pending") == 1

@@ -117,3 +117,34 @@ def test_a_long_event_reason_stays_apart_from_its_message() -> None:
     ]
     screen = render(MD, events, now=NOW)
     assert "MetricsUnavailable MetricsAvailable is False" in screen
+
+
+def test_realized_performance_beside_its_threshold_with_labels_and_delay() -> None:
+    md = json.loads(json.dumps(MD))
+    md["status"]["health"]["performance"] = {
+        "window": "1h",
+        "labels": 512,
+        "accuracy": 0.781,
+        "baseline": 0.93,
+        "threshold": 0.8835,
+        "labelDelayP50": 1830.0,
+        "labelDelayP95": 3290.0,
+        "notJoined": {"duplicate": 25, "unknown": 51},
+    }
+    md["status"]["conditions"].append(
+        {
+            "type": "PerformanceDegraded",
+            "status": "True",
+            "reason": "PerformanceBelowThreshold",
+            "message": "accuracy 0.781 (95% CI 0.742-0.816) < threshold 0.8835",
+        }
+    )
+    screen = render(md, EVENTS, now=NOW)
+    assert re.search(r"realized accuracy\s+0\.781\s+>= 0\.8835\s+FAIL", screen)
+    assert re.search(r"baseline \(validation\)\s+0\.930\n", screen)
+    assert re.search(r"labels joined\s+512\s+>= 100\s+ok", screen)
+    assert re.search(r"label delay p50 / p95\s+30\.5m / 54\.8m", screen)
+    assert "labels not joined         duplicate 25, unknown 51" in screen
+    assert "PerformanceDegraded True    PerformanceBelowThreshold" in screen
+    assert "  Healthy          " in screen  # the other conditions keep their columns
+    assert max(len(line) for line in screen.splitlines()) <= 80

@@ -129,6 +129,18 @@ class TestJoinOnOnePod:
         _, summary, _ = await send(http, sidecar, {"id": rid, "truth": pred})
         assert summary["joined"] == 1
 
+    async def test_a_prediction_the_full_monitoring_queue_dropped_is_kept_without_value(
+        self, model, start_sidecar, http
+    ):
+        sidecar = await start_sidecar(model.url, feedback=fb(), queue_size=1)
+        sidecar.monitor._task.cancel()  # nothing drains the queue meanwhile
+        ids = [(await predict(http, sidecar, [[1.0, 0, 0]]))[0] for _ in range(3)]
+        _, summary, _ = await send(http, sidecar, {"labels": [{"id": i, "truth": 1} for i in ids]})
+        assert (summary["joined"], summary["noPrediction"]) == (1, 2)
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_monitoring_dropped_total") == 2
+        assert value(m, "vigil_feedback_labels_total", outcome="no_prediction") == 2
+
     async def test_a_shadow_copy_is_not_kept(self, model, start_sidecar, http):
         sidecar = await start_sidecar(model.url, feedback=fb())
         async with http.post(

@@ -157,3 +157,21 @@ async def test_raw_protocol_counts_operations_only(model, start_sidecar, http, p
     assert value(m, "vigil_input_schema_violations_total") == 0
     assert value(m, "vigil_input_rows_total") == 0
     assert value(m, "vigil_model_info", protocol="raw") == 1
+
+
+async def test_shadow_copies_are_counted_apart_from_live_requests(
+    model, start_sidecar, http, profile_path
+):
+    # A canary's gates judge the live requests alone; copies still count for shadow steps.
+    sidecar = await start_sidecar(model.url, reference_profile=str(profile_path))
+    url = f"{base(sidecar)}/v2/models/m/infer"
+    for headers in ({}, {}, {"X-Vigil-Shadow": "1"}):
+        async with http.post(url, data=v2_body([[1, 2, 3]]), headers=headers) as resp:
+            assert resp.status == 200
+    await settle(sidecar)
+    m = await scrape(http, sidecar)
+    ok = {"endpoint": "infer", "outcome": "success", "code": "200"}
+    assert value(m, "vigil_requests_total", origin="live", **ok) == 2
+    assert value(m, "vigil_requests_total", origin="shadow", **ok) == 1
+    shadow_latency = {"endpoint": "infer", "origin": "shadow", "le": "+Inf"}
+    assert value(m, "vigil_request_duration_seconds_bucket", **shadow_latency) == 1

@@ -17,6 +17,7 @@ from vigil.core.desired import (
     RevisionInfo,
     desired_configmap,
     desired_deployment,
+    desired_peers_service,
     desired_service,
     needs_write,
 )
@@ -124,8 +125,14 @@ class Cycle:
         )
 
     def serve(self, revision: str, selector: Mapping[str, str] | None = None) -> None:
-        """Live traffic to ``revision``: the Service ``<name>`` (and the route, if any)."""
+        """Live traffic to ``revision``: the Service ``<name>`` (and the route, if any).
+
+        Beside it, the headless ``<name>-peers`` through which the sidecars find
+        each other: without it a label reaching another pod than the one holding
+        its prediction counts as unknown.
+        """
         self.ensure(desired_service(self.obs.owner, revision, selector))
+        self.ensure(desired_peers_service(self.obs.owner))
         if selector is None:
             self.route(revision)
 

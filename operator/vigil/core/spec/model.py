@@ -31,6 +31,9 @@ DEFAULT_MIN_AGREEMENT = 0.95
 DEFAULT_MAX_PREDICTION_SHIFT = 0.2
 DEFAULT_PROGRESS_DEADLINE = "30m"
 DEFAULT_PAUSED = False
+DEFAULT_PERFORMANCE_MAX_DROP = 0.05
+DEFAULT_PERFORMANCE_MIN_LABELS = 100
+DEFAULT_PERFORMANCE_WINDOW = "1h"
 
 # Defaults the CRD leaves to the operator (documented in docs/crd-reference.md).
 DEFAULT_MAX_ERROR_RATE = 0.01
@@ -48,6 +51,9 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "monitoring.drift.warning": DEFAULT_DRIFT_WARNING,
     "monitoring.drift.threshold": DEFAULT_DRIFT_THRESHOLD,
     "monitoring.metrics.source": DEFAULT_METRICS_SOURCE,
+    "monitoring.performance.maxDrop": DEFAULT_PERFORMANCE_MAX_DROP,
+    "monitoring.performance.minLabels": DEFAULT_PERFORMANCE_MIN_LABELS,
+    "monitoring.performance.window": DEFAULT_PERFORMANCE_WINDOW,
     "monitoring.sidecar.maxBodyBytes": DEFAULT_MAX_BODY_BYTES,
     "monitoring.sidecar.featureCap": DEFAULT_FEATURE_CAP,
     "rollout.replacement.steps.[].validate.minAgreement": DEFAULT_VALIDATE_MIN_AGREEMENT,
@@ -232,6 +238,23 @@ class MetricsSpec:
 
 
 @dataclass(frozen=True)
+class PerformanceSpec:
+    """``spec.monitoring.performance``: when realized performance (from labels) is degraded.
+
+    The threshold is the strictest of the absolute limit (``min_accuracy`` for
+    a classifier, ``max_mae`` for a regressor) and the reference profile's
+    validation score worsened by ``max_drop`` (a share of it).
+    """
+
+    min_accuracy: float | None = None
+    max_mae: float | None = None
+    max_drop: float = DEFAULT_PERFORMANCE_MAX_DROP
+    min_labels: int = DEFAULT_PERFORMANCE_MIN_LABELS
+    window: str = DEFAULT_PERFORMANCE_WINDOW
+    window_seconds: float = _seconds(DEFAULT_PERFORMANCE_WINDOW)
+
+
+@dataclass(frozen=True)
 class MonitoringSpec:
     """``spec.monitoring``; ``problem`` says why a value could not be used (defaults kept)."""
 
@@ -241,6 +264,7 @@ class MonitoringSpec:
     sidecar: SidecarLimits = field(default_factory=SidecarLimits)
     slo: SLOSpec = field(default_factory=SLOSpec)
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    performance: PerformanceSpec = field(default_factory=PerformanceSpec)
     window_seconds: float = _seconds(DEFAULT_WINDOW)
     problem: str | None = None
 
@@ -377,6 +401,7 @@ class HealthPolicy:
     drift_warning: float = DEFAULT_DRIFT_WARNING
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     min_requests: int = DEFAULT_MIN_REQUESTS
+    performance: PerformanceSpec = field(default_factory=PerformanceSpec)
 
 
 @dataclass(frozen=True)
@@ -412,6 +437,7 @@ def health_settings(monitoring: MonitoringSpec, analysis: AnalysisSpec) -> Monit
             drift_warning=monitoring.drift.warning,
             drift_threshold=monitoring.drift.threshold,
             min_requests=analysis.min_requests,
+            performance=monitoring.performance,
         ),
         source=monitoring.metrics.source,
         prometheus_url=monitoring.metrics.prometheus_url,

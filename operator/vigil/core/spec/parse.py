@@ -22,6 +22,9 @@ from vigil.core.spec.model import (
     DEFAULT_MIN_AGREEMENT,
     DEFAULT_MIN_REQUESTS,
     DEFAULT_PAUSED,
+    DEFAULT_PERFORMANCE_MAX_DROP,
+    DEFAULT_PERFORMANCE_MIN_LABELS,
+    DEFAULT_PERFORMANCE_WINDOW,
     DEFAULT_PROGRESS_DEADLINE,
     DEFAULT_PROTOCOL,
     DEFAULT_REPLICAS,
@@ -45,6 +48,7 @@ from vigil.core.spec.model import (
     ModelSpec,
     MonitoringSettings,
     MonitoringSpec,
+    PerformanceSpec,
     RolloutPolicy,
     RolloutSpec,
     ServerSpec,
@@ -200,6 +204,7 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     return replace(
         shaping,
         window_seconds=window_seconds,
+        performance=_performance(_section(raw.get("performance"))),
         slo=SLOSpec(
             max_error_rate=float(slo.get("maxErrorRate", DEFAULT_MAX_ERROR_RATE)),
             max_latency_p95=parse_duration(
@@ -210,6 +215,28 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
             source=source if source in (SOURCE_DIRECT, SOURCE_PROMETHEUS) else SOURCE_DIRECT,
             prometheus_url=str(url) if url else None,
         ),
+    )
+
+
+def _performance(raw: Mapping[str, Any]) -> PerformanceSpec:
+    """``spec.monitoring.performance`` (ValueError: unusable)."""
+    window = str(raw.get("window") or DEFAULT_PERFORMANCE_WINDOW)
+    window_seconds = parse_duration(window, _seconds(DEFAULT_PERFORMANCE_WINDOW))
+    if window_seconds <= 0:
+        raise ValueError("spec.monitoring.performance.window must be longer than 0s")
+    min_accuracy, max_mae = raw.get("minAccuracy"), raw.get("maxMAE")
+    if min_accuracy is not None and max_mae is not None:
+        raise ValueError(
+            "spec.monitoring.performance takes minAccuracy (a classifier) or maxMAE "
+            "(a regressor), not both"
+        )
+    return PerformanceSpec(
+        min_accuracy=None if min_accuracy is None else float(min_accuracy),
+        max_mae=None if max_mae is None else float(max_mae),
+        max_drop=float(raw.get("maxDrop", DEFAULT_PERFORMANCE_MAX_DROP)),
+        min_labels=int(raw.get("minLabels", DEFAULT_PERFORMANCE_MIN_LABELS)),
+        window=window,
+        window_seconds=window_seconds,
     )
 
 

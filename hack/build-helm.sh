@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Build helm from its Go module (hack/helm pins it), once, and cache the
+# binary by version under the user's cache folder, as hack/build-cluster.sh
+# does for the control plane. The chart's tests (tests/unit/chart,
+# tests/e2e/chart) run it.
+#
+# Usage: hack/build-helm.sh            build when missing, print the binary's path
+#        hack/build-helm.sh --print    only print the binary's path
+set -euo pipefail
+
+HELM_VERSION=v3.19.5
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
+binary="$cache/bin/helm-$HELM_VERSION/helm"
+
+if [[ "${1:-}" == "--print" || -x "$binary" ]]; then
+  echo "$binary"
+  exit 0
+fi
+command -v go >/dev/null || {
+  echo "build-helm: Go is required (1.26+) to build helm $HELM_VERSION; install it and retry" >&2
+  exit 1
+}
+mkdir -p "$(dirname "$binary")"
+start=$(date +%s)
+echo "build-helm: building helm $HELM_VERSION ..." >&2
+(cd "$here/helm" && CGO_ENABLED=0 go build -trimpath \
+  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  -o "$binary.tmp" helm.sh/helm/v3/cmd/helm) >&2
+mv "$binary.tmp" "$binary"
+echo "build-helm: built $binary in $(( $(date +%s) - start ))s" >&2
+echo "$binary"

@@ -1,0 +1,200 @@
+"""``vigil report NAME`` / ``kubectl vigil report NAME``: write the model's report.
+
+Reads the ModelDeployment, its Events and its reference profile with the real
+kubectl (the person's kubeconfig and rights), the measured figures from
+Prometheus (``--prometheus URL``, else the spec's ``prometheusURL``) or from
+the sidecars directly (``--direct``, or when no Prometheus is known), and
+writes one HTML file (``--output``) and, with ``--json``, the same numbers.
+Progress goes to stderr; the written path to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vigil.common.objects import body, section
+from vigil.common.readable import duration
+from vigil.core.spec import SOURCE_PROMETHEUS, monitoring_settings, parse_duration
+from vigil.plugin.cli import PluginError, _global_flags, kubectl_command
+from vigil.plugin.report.figures import Context, Measured, build
+from vigil.plugin.report.page import render
+from vigil.plugin.report.sources import choose_step, from_prometheus, from_scrapes
+from vigil.plugin.status_cli import _kubectl_json
+from vigil.profile import ProfileError, parse_profile
+
+LABEL_MODEL_DEPLOYMENT = "vigil.dev/model-deployment"
+LABEL_REVISION = "vigil.dev/revision"
+SIDECAR_METRICS_PORT = 9090
+
+
+def _progress(text: str) -> None:
+    print(f"report: {text}", file=sys.stderr, flush=True)
+
+
+def _kubectl(args: argparse.Namespace, *command: str) -> str:
+    try:
+        result = subprocess.run(
+            [kubectl_command(), *_global_flags(args), *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise PluginError(f"cannot run kubectl: {error}") from error
+    if result.returncode != 0:
+        raise PluginError(result.stderr.strip() or f"kubectl {' '.join(command)} failed")
+    return result.stdout
+
+
+def _json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
+    return _kubectl_json(args, *command)
+
+
+def _context(args: argparse.Namespace) -> Context:
+    _progress(f"reading modeldeployment/{args.name}")
+    md = _json(args, "get", "modeldeployments.vigil.dev", args.name)
+    events = _json(
+        args,
+        "get",
+        "events",
+        f"--field-selector=involvedObject.kind=ModelDeployment,involvedObject.name={args.name}",
+    ).get("items", [])
+    notes: list[str] = []
+    profile = None
+    ref = section(body(md).spec, "monitoring", "reference", "configMapKeyRef")
+    if ref.get("name"):
+        try:
+            configmap = _json(args, "get", "configmap", str(ref["name"]))
+            profile = parse_profile(str(body(configmap).data.get(str(ref.get("key")), "")))
+        except (PluginError, ProfileError) as error:
+            notes.append(f"reference profile {ref['name']}: {error}")
+    else:
+        notes.append("no reference profile (spec.monitoring.reference): no drift figures")
+    return Context(md, events, profile, generated_at=time.time(), notes=tuple(notes))
+
+
+def _prometheus_url(args: argparse.Namespace, md: dict[str, Any]) -> str | None:
+    if args.direct:
+        return None
+    if args.prometheus:
+        return str(args.prometheus)
+    settings = monitoring_settings(body(md).spec)
+    if settings.source == SOURCE_PROMETHEUS and settings.prometheus_url:
+        return settings.prometheus_url
+    return None
+
+
+def _direct(args: argparse.Namespace, context: Context) -> Measured:
+    meta = body(context.model_deployment).meta
+    pods = _json(args, "get", "pods", "-l", f"{LABEL_MODEL_DEPLOYMENT}={meta.name}").get(
+        "items", []
+    )
+    scrapes: dict[str, list[tuple[str, str]]] = {}
+    for pod in pods:
+        obj = body(pod)
+        if section(pod, "status").get("phase") != "Running":
+            continue
+        path = (
+            f"/api/v1/namespaces/{obj.meta.namespace}/pods/"
+            f"{obj.meta.name}:{SIDECAR_METRICS_PORT}/proxy/metrics"
+        )
+        text = _kubectl(args, "get", "--raw", path)
+        scrapes.setdefault(obj.meta.labels.get(LABEL_REVISION, ""), []).append(
+            (obj.meta.name, text)
+        )
+    return from_scrapes(scrapes, now=time.time(), progress=_progress)
+
+
+def measure(args: argparse.Namespace, context: Context) -> Measured:
+    md = context.model_deployment
+    url = _prometheus_url(args, md)
+    if url is None:
+        _progress("no Prometheus given (--prometheus URL): reading the sidecars directly")
+        return _direct(args, context)
+    end = time.time()
+    start = end - parse_duration(args.since, 3600.0)
+    settings = monitoring_settings(body(md).spec)
+    step = parse_duration(args.step, 0.0) if args.step else choose_step(end - start)
+    window = parse_duration(args.window, 0.0) if args.window else settings.policy.window_seconds
+    window = max(window, step)
+    _progress(
+        f"prometheus {url}: {duration(end - start)} every {duration(step)}, "
+        f"{duration(window)} windows"
+    )
+    return asyncio.run(
+        from_prometheus(
+            url,
+            body(md).meta.namespace,
+            body(md).meta.name,
+            start=start,
+            end=end,
+            step=step,
+            window_seconds=window,
+            progress=_progress,
+        )
+    )
+
+
+def report(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        context = _context(args)
+        measured = measure(args, context)
+    except PluginError as error:
+        print(f"vigil report: {error}", file=sys.stderr)
+        return 1
+    except RuntimeError as error:  # PrometheusError
+        print(f"vigil report: {error}", file=sys.stderr)
+        return 1
+    numbers = build(context, measured)
+    output = Path(args.output or f"{args.name}-report.html")
+    output.write_text(render(numbers), encoding="utf-8")
+    if args.json:
+        Path(args.json).write_text(json.dumps(numbers, indent=1, allow_nan=False) + "\n")
+    size = output.stat().st_size
+    _progress(f"wrote {output} ({size / 1024:.0f} KiB) in {time.monotonic() - started:.1f}s")
+    print(output.resolve())
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write a ModelDeployment's report: one HTML page of charts (and --json numbers)",
+        description=(
+            "Features (reference vs live, drift over time, missing and out-of-range rates), "
+            "predictions, operations, rollouts with their gates, ground truth: one "
+            "self-contained HTML file."
+        ),
+    )
+    parser.add_argument("name", help="the ModelDeployment")
+    parser.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: kubectl's)")
+    parser.add_argument("--since", default="1h", help="how far back (default %(default)s)")
+    parser.add_argument("-o", "--output", help="the HTML file (default: NAME-report.html)")
+    parser.add_argument("--json", metavar="FILE", help="also write the report's numbers as JSON")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus to query (default: the spec's prometheusURL with source prometheus)",
+    )
+    source.add_argument(
+        "--direct",
+        action="store_true",
+        help="read the sidecars through the API server's pod proxy (no history)",
+    )
+    parser.add_argument("--step", help="time between points (default: about 120 points)")
+    parser.add_argument(
+        "--window", help="each point's window (default: spec.monitoring.window, at least the step)"
+    )
+    parser.set_defaults(func=report)

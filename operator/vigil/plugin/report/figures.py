@@ -1,0 +1,454 @@
+"""The report's numbers, from measured windows: a pure function, JSON in and out.
+
+The health loop's own arithmetic judges every window: :func:`vigil.core.health.evaluate`
+for each revision at each step (drift per feature, error rate, p95, prediction
+moments), and :func:`vigil.core.analysis.gates` for each candidate against the
+revision that was stable at that time (the rollout's gates and thresholds).
+What :func:`build` returns is what the page draws and what ``--json`` writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.common.objects import body, items, section
+from vigil.common.times import parse_unix
+from vigil.core.analysis import candidate_figures, gates
+from vigil.core.health import HealthReport, evaluate, feature_drift
+from vigil.core.spec import (
+    HealthPolicy,
+    RolloutPolicy,
+    SpecError,
+    Step,
+    monitoring_settings,
+    parse_spec,
+)
+from vigil.core.vocabulary import Outcome
+from vigil.core.window import RevisionWindow
+from vigil.profile import OTHER, FeatureProfile, ReferenceProfile
+
+SCHEMA = "vigil.dev/report/v1"
+
+#: A series: (unix time, value) pairs, oldest first.
+Points = list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a source read for one ModelDeployment over the report's range."""
+
+    #: Evaluation time -> revision -> the sliding window ending then.
+    points: Mapping[float, Mapping[str, RevisionWindow]]
+    #: Revision -> everything counted over the whole range.
+    totals: Mapping[str, RevisionWindow]
+    start: float
+    end: float
+    step: float
+    window_seconds: float
+    source: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    """The ModelDeployment, its Events and its reference profile, as read."""
+
+    model_deployment: Mapping[str, Any]
+    events: Sequence[Mapping[str, Any]] = ()
+    profile: ReferenceProfile | None = None
+    generated_at: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _finite(value: float | None, digits: int = 6) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
+
+
+def _series(values: Mapping[float, float | None]) -> list[list[float]]:
+    return [[at, v] for at, value in sorted(values.items()) if (v := _finite(value)) is not None]
+
+
+def _proportions(counts: Sequence[float]) -> list[float] | None:
+    total = sum(counts)
+    if total <= 0:
+        return None
+    return [round(count / total, 6) for count in counts]
+
+
+def slot_names(feature: FeatureProfile) -> list[str]:
+    """A person's name for each slot: ``< 11.4``, ``11.4 to 12.1``, ``>= 14.8``, a category."""
+    if feature.type != "numeric" or not feature.edges:
+        return list(feature.slot_labels)
+    edges = [f"{edge:.4g}" for edge in feature.edges]
+    inner = [f"{low} to {high}" for low, high in itertools.pairwise(edges)]
+    return [f"< {edges[0]}", *inner, f">= {edges[-1]}"]
+
+
+def live_counts(feature: FeatureProfile, counted: Mapping[str, Mapping[str, float]]) -> list[float]:
+    """Live counts in the reference's slots (bins by index, categories by label)."""
+    seen = counted.get(feature.name, {})
+    if feature.type == "categorical":
+        return [seen.get(label, 0.0) for label in (*(feature.categories or ()), OTHER)]
+    return [seen.get(str(slot), 0.0) for slot in range(len(feature.proportions))]
+
+
+def _prediction_counts(feature: FeatureProfile, window: RevisionWindow) -> list[float]:
+    if feature.type == "categorical":
+        return live_counts(feature, {feature.name: window.prediction_classes})
+    return live_counts(feature, {feature.name: window.prediction_bins})
+
+
+def _revisions(md: Mapping[str, Any], measured: Measured) -> list[dict[str, Any]]:
+    """Every revision seen, with what status says of it; the serving one first."""
+    status = body(md).status
+    known: dict[str, dict[str, Any]] = {}
+    for entry in reversed(items(status, "history")):
+        if isinstance(entry, Mapping) and entry.get("revision"):
+            known[str(entry["revision"])] = {
+                "modelVersion": entry.get("modelVersion"),
+                "change": entry.get("change"),
+                "outcome": entry.get("outcome"),
+                "reason": entry.get("reason"),
+                "at": parse_unix(entry.get("at")),
+            }
+    for role in ("candidate", "stable"):
+        part = section(status, role)
+        if part.get("revision"):
+            slot = known.setdefault(str(part["revision"]), {})
+            slot["role"] = role
+            slot.setdefault("modelVersion", part.get("modelVersion"))
+            slot.setdefault("change", part.get("change"))
+    seen = set(measured.totals)
+    for windows in measured.points.values():
+        seen.update(windows)
+    stable = section(status, "stable").get("revision")
+    ordered = sorted(
+        set(known) | seen, key=lambda rev: (rev != stable, -(known.get(rev, {}).get("at") or 0))
+    )
+    return [{"revision": rev, "measured": rev in seen, **known.get(rev, {})} for rev in ordered]
+
+
+def _stable_at(revisions: Sequence[Mapping[str, Any]], at: float) -> str | None:
+    """The revision that served at that time: the last deployed or promoted before it."""
+    became = [
+        (r["at"], r["revision"])
+        for r in revisions
+        if r.get("outcome") in (Outcome.DEPLOYED, Outcome.PROMOTED) and r.get("at") is not None
+    ]
+    before = [item for item in became if item[0] <= at]
+    if before:
+        return max(before)[1]
+    return min(became)[1] if became else None
+
+
+def _evaluate_all(
+    measured: Measured, profile: ReferenceProfile | None, policy: HealthPolicy
+) -> dict[str, dict[float, HealthReport]]:
+    out: dict[str, dict[float, HealthReport]] = {}
+    for at, windows in measured.points.items():
+        for revision, window in windows.items():
+            out.setdefault(revision, {})[at] = evaluate(window, profile, policy)
+    return out
+
+
+def _features(
+    measured: Measured,
+    profile: ReferenceProfile,
+    policy: HealthPolicy,
+    reports: Mapping[str, Mapping[float, HealthReport]],
+) -> list[dict[str, Any]]:
+    overall = {
+        revision: feature_drift(profile, window, policy.drift_method)
+        for revision, window in measured.totals.items()
+    }
+    features = []
+    for feature in profile.features:
+        live: dict[str, Any] = {}
+        missing: dict[str, Any] = {}
+        out_of_range: dict[str, Any] = {}
+        for revision, window in measured.totals.items():
+            counted = (
+                window.feature_categories if feature.type == "categorical" else window.feature_bins
+            )
+            counts = live_counts(feature, counted)
+            live[revision] = {"rows": round(sum(counts)), "proportions": _proportions(counts)}
+        for at, windows in measured.points.items():
+            for revision, window in windows.items():
+                if window.input_rows <= 0:
+                    continue
+                rows = window.input_rows
+                missing.setdefault(revision, {})[at] = (
+                    window.feature_missing.get(feature.name, 0) / rows
+                )
+                out_of_range.setdefault(revision, {})[at] = (
+                    window.feature_out_of_range.get(feature.name, 0) / rows
+                )
+        scores = [s for rev in overall if (s := overall[rev].get(feature.name)) is not None]
+        features.append(
+            {
+                "name": feature.name,
+                "type": feature.type,
+                "slots": slot_names(feature),
+                "reference": {
+                    "proportions": list(feature.proportions),
+                    "nullRate": feature.null_rate,
+                },
+                "live": live,
+                "drift": _finite(max(scores)) if scores else None,
+                "driftByRevision": {
+                    rev: _finite(s.get(feature.name)) for rev, s in overall.items()
+                },
+                "driftOverTime": {
+                    rev: _series(
+                        {at: r.drift_features.get(feature.name) for at, r in by_time.items()}
+                    )
+                    for rev, by_time in reports.items()
+                },
+                "missingRate": {rev: _series(v) for rev, v in missing.items()},
+                "outOfRangeRate": {rev: _series(v) for rev, v in out_of_range.items()},
+            }
+        )
+    # The worst first: a person reads the top of the list.
+    features.sort(key=lambda f: (f["drift"] is None, -(f["drift"] or 0.0), f["name"]))
+    return features
+
+
+def _predictions(
+    measured: Measured,
+    profile: ReferenceProfile | None,
+    reports: Mapping[str, Mapping[float, HealthReport]],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "mean": {
+            rev: _series({at: r.prediction_mean for at, r in by.items()})
+            for rev, by in reports.items()
+        },
+        "std": {
+            rev: _series({at: r.prediction_std for at, r in by.items()})
+            for rev, by in reports.items()
+        },
+    }
+    prediction = profile.prediction if profile is not None else None
+    if prediction is not None:
+        out["type"] = prediction.type
+        out["slots"] = slot_names(prediction)
+        out["reference"] = list(prediction.proportions)
+        out["live"] = {
+            rev: _proportions(_prediction_counts(prediction, window))
+            for rev, window in measured.totals.items()
+        }
+    return out
+
+
+def _operations(
+    measured: Measured, reports: Mapping[str, Mapping[float, HealthReport]]
+) -> dict[str, Any]:
+    rate = {
+        rev: _series(
+            {at: w.requests / measured.window_seconds for at, w in _by_revision(measured, rev)}
+        )
+        for rev in reports
+    }
+    return {
+        "requestRate": rate,
+        "errorRate": {
+            rev: _series({at: r.error_rate for at, r in by.items()}) for rev, by in reports.items()
+        },
+        "latencyP95": {
+            rev: _series({at: r.latency_p95 for at, r in by.items()}) for rev, by in reports.items()
+        },
+        "totals": {
+            rev: {
+                "requests": round(w.requests),
+                "errors": round(w.requests - w.requests_by_outcome.get("success", 0.0)),
+            }
+            for rev, w in measured.totals.items()
+        },
+    }
+
+
+def _by_revision(measured: Measured, revision: str) -> list[tuple[float, RevisionWindow]]:
+    return [(at, ws[revision]) for at, ws in sorted(measured.points.items()) if revision in ws]
+
+
+def _events(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for event in events:
+        at = parse_unix(
+            event.get("eventTime") or event.get("lastTimestamp") or event.get("firstTimestamp")
+        )
+        out.append(
+            {
+                "at": at,
+                "type": event.get("type"),
+                "reason": event.get("reason"),
+                "message": event.get("message"),
+            }
+        )
+    return sorted(out, key=lambda e: e["at"] or 0.0)
+
+
+def _policy(md: Mapping[str, Any], change: str) -> RolloutPolicy | None:
+    meta = body(md).meta
+    try:
+        spec = parse_spec(meta.name, body(md).spec)
+    except (SpecError, ValueError):
+        return None
+    return spec.rollout.policy(change or "replacement", spec.monitoring.slo)
+
+
+def _rollouts(
+    md: Mapping[str, Any],
+    measured: Measured,
+    profile: ReferenceProfile | None,
+    policy: HealthPolicy,
+    revisions: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    out = []
+    for revision in revisions:
+        rev = revision["revision"]
+        mine = [e for e in events if rev in str(e.get("message") or "")]
+        started = [
+            e["at"] for e in mine if e["reason"] in ("RolloutStarted", "Deployed") and e["at"]
+        ]
+        gate_values: dict[str, dict[str, Any]] = {}
+        change = str(revision.get("change") or "")
+        rollout_policy = _policy(md, change)
+        if change in ("replacement", "tweak") and rollout_policy is not None:
+            for at, window in _by_revision(measured, rev):
+                stable = _stable_at(revisions, at)
+                if stable is None or stable == rev:
+                    continue
+                stable_window = measured.points[at].get(stable)
+                figures = candidate_figures(
+                    rev,
+                    window,
+                    stable_window,
+                    method=policy.drift_method,
+                    reference=profile,
+                    stable_reference=profile,
+                )
+                # A shadow step judges every gate (agreement too, where it was measured).
+                for gate in gates(Step(kind="shadow"), rollout_policy, figures):
+                    slot = gate_values.setdefault(
+                        gate.name, {"threshold": _finite(gate.threshold), "values": []}
+                    )
+                    if (value := _finite(gate.value)) is not None:
+                        slot["values"].append([at, value, gate.passed])
+        out.append(
+            {
+                "revision": rev,
+                "modelVersion": revision.get("modelVersion"),
+                "change": revision.get("change"),
+                "role": revision.get("role"),
+                "outcome": revision.get("outcome"),
+                "reason": revision.get("reason"),
+                "started": min(started) if started else None,
+                "ended": revision.get("at"),
+                "events": mine,
+                "gates": gate_values,
+            }
+        )
+    return out
+
+
+def _ground_truth(
+    measured: Measured, reports: Mapping[str, Mapping[float, HealthReport]]
+) -> dict[str, Any]:
+    labelled = {rev: w.realized for rev, w in measured.totals.items() if w.realized.labels > 0}
+    if not labelled:
+        return {
+            "available": False,
+            "note": "no labels: no ground truth reached the sidecars in this range "
+            "(POST /v1/feedback, docs/howto/feedback.md)",
+        }
+    over_time: dict[str, dict[str, Any]] = {"accuracy": {}, "mae": {}, "labels": {}}
+    for rev in reports:
+        by_time = _by_revision(measured, rev)
+        over_time["accuracy"][rev] = _series({at: w.realized.accuracy for at, w in by_time})
+        over_time["mae"][rev] = _series({at: w.realized.mae for at, w in by_time})
+        over_time["labels"][rev] = _series(
+            {at: w.realized.labels / measured.window_seconds for at, w in by_time}
+        )
+    return {
+        "available": True,
+        "totals": {
+            rev: {
+                "labels": round(r.labels),
+                "accuracy": _finite(r.accuracy),
+                "mae": _finite(r.mae),
+                "rmse": _finite(r.rmse),
+                "labelDelayP50": _finite(r.delay_quantile(0.5)),
+                "labelDelayP95": _finite(r.delay_quantile(0.95)),
+                "outcomes": {k: round(v) for k, v in sorted(r.labels_by_outcome.items())},
+            }
+            for rev, r in labelled.items()
+        },
+        "overTime": over_time,
+    }
+
+
+def build(context: Context, measured: Measured) -> dict[str, Any]:
+    """Every number of the report (JSON-ready: no NaN, no infinity)."""
+    md = context.model_deployment
+    obj = body(md)
+    settings = monitoring_settings(obj.spec)
+    policy = settings.policy
+    profile = context.profile
+    reports = _evaluate_all(measured, profile, policy)
+    revisions = _revisions(md, measured)
+    events = _events(context.events)
+    rollout_policy = _policy(md, "replacement")
+    return {
+        "schema": SCHEMA,
+        "generatedAt": context.generated_at,
+        "modelDeployment": {
+            "namespace": obj.meta.namespace,
+            "name": obj.meta.name,
+            "model": section(obj.spec, "model").get("name") or obj.meta.name,
+            "version": section(obj.spec, "model").get("version"),
+            "phase": obj.status.get("phase"),
+            "stable": section(obj.status, "stable").get("revision"),
+            "candidate": section(obj.status, "candidate").get("revision"),
+        },
+        "range": {
+            "start": measured.start,
+            "end": measured.end,
+            "step": measured.step,
+            "window": measured.window_seconds,
+        },
+        "source": measured.source,
+        "notes": [*context.notes, *measured.notes],
+        "thresholds": {
+            "driftMethod": policy.drift_method,
+            "driftWarning": policy.drift_warning,
+            "driftThreshold": policy.drift_threshold,
+            "maxErrorRate": policy.max_error_rate,
+            "maxLatencyP95": policy.max_latency_p95,
+            "minAgreement": rollout_policy.min_agreement if rollout_policy else None,
+            "maxPredictionShift": rollout_policy.max_prediction_shift if rollout_policy else None,
+        },
+        "reference": (
+            {
+                "model": profile.model_name,
+                "version": profile.model_version,
+                "rows": profile.row_count,
+            }
+            if profile is not None
+            else None
+        ),
+        "revisions": revisions,
+        "features": _features(measured, profile, policy, reports) if profile is not None else [],
+        "predictions": _predictions(measured, profile, reports),
+        "operations": _operations(measured, reports),
+        "rollouts": _rollouts(md, measured, profile, policy, revisions, events),
+        "events": events,
+        "groundTruth": _ground_truth(measured, reports),
+    }

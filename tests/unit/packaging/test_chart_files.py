@@ -1,0 +1,57 @@
+"""The Helm chart's own files: its copies of the shared ones, its version, its helm pin.
+
+Rendering, lint and installs need the helm binary: tests/e2e/chart.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+CHART = ROOT / "charts" / "vigil"
+
+
+def test_chart_copies_of_the_crd_rules_and_dashboard_are_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "sync-chart.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_chart_version_follows_the_operator() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert version is not None
+    assert chart["version"] == chart["appVersion"] == version.group(1)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["repository"] == "ghcr.io/vigil-dev/vigil"
+
+
+def test_helm_is_pinned_once() -> None:
+    script = (ROOT / "hack" / "build-helm.sh").read_text()
+    pinned = re.search(r"^HELM_VERSION=(v\S+)$", script, re.M)
+    assert pinned is not None
+    go_mod = (ROOT / "hack" / "helm" / "go.mod").read_text()
+    assert f"require helm.sh/helm/v3 {pinned.group(1)}" in go_mod
+
+
+def test_gitops_chart_variants_point_at_the_chart_and_its_values() -> None:
+    argo = yaml.safe_load((ROOT / "manifests/gitops/argocd/application-chart.yaml").read_text())
+    source = argo["spec"]["source"]
+    assert (ROOT / source["path"] / "Chart.yaml").is_file()
+    assert all((ROOT / source["path"] / f).is_file() for f in source["helm"]["valueFiles"])
+    flux = yaml.safe_load((ROOT / "manifests/gitops/flux/helmrelease.yaml").read_text())
+    chart = flux["spec"]["chart"]["spec"]
+    assert (ROOT / chart["chart"] / "Chart.yaml").is_file()
+    assert all((ROOT / f).is_file() for f in chart["valuesFiles"])
+    assert flux["spec"]["install"]["crds"] == flux["spec"]["upgrade"]["crds"] == "CreateReplace"
+    repository = yaml.safe_load((ROOT / "manifests/gitops/flux/gitrepository.yaml").read_text())
+    assert "!/charts/" in repository["spec"]["ignore"].split()

@@ -1,0 +1,103 @@
+"""The report's numbers and page, from windows made here (no Prometheus, no browser)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from sklearn.datasets import load_wine
+
+from vigil.core import metric_names as names
+from vigil.core.metric_names import total
+from vigil.metrics.prometheus import group_matrices
+from vigil.plugin.report.figures import Context, build
+from vigil.plugin.report.page import render
+from vigil.plugin.report.sources import choose_step, from_scrapes
+from vigil.profile import build_profile
+from vigil.profile.bins import bin_index
+
+WINE = load_wine()
+PROFILE = build_profile(
+    np.asarray(WINE.data), predictions=WINE.target, feature_names=list(WINE.feature_names)
+)
+MD = {
+    "apiVersion": "vigil.dev/v1alpha1",
+    "kind": "ModelDeployment",
+    "metadata": {"name": "wine", "namespace": "ml"},
+    "spec": {"model": {"version": "1"}, "server": {"image": "x"}},
+    "status": {"stable": {"revision": "r1", "modelVersion": "1"}},
+}
+
+
+def _sidecar_text(shift: float) -> str:
+    """One sidecar's /metrics after 500 wine rows (alcohol shifted by ``shift``)."""
+    rows = np.asarray(WINE.data)[np.arange(500) % len(WINE.data)].copy()
+    rows[:, 0] += shift
+    lines = [
+        f'{total(names.REQUESTS)}{{endpoint="infer",outcome="success"}} 498',
+        f'{total(names.REQUESTS)}{{endpoint="infer",outcome="server_error"}} 2',
+        f"{total(names.INPUT_ROWS)} 500",
+    ]
+    for column, feature in enumerate(PROFILE.features):
+        slots = np.bincount(
+            bin_index(rows[:, column], feature.edges), minlength=len(feature.proportions)
+        )
+        lines += [
+            f'{total(names.FEATURE_BIN)}{{feature="{feature.name}",bin="{i}"}} {n}'
+            for i, n in enumerate(slots)
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _numbers(shift: float = 0.0, events: tuple = ()) -> dict:
+    measured = from_scrapes(
+        {"r1": [("wine-r1-0", _sidecar_text(shift))]}, now=1000.0, progress=print
+    )
+    return build(Context(MD, events, PROFILE, generated_at=1000.0), measured)
+
+
+def test_features_are_sorted_by_drift_worst_first() -> None:
+    numbers = _numbers(shift=2.0)
+    assert numbers["features"][0]["name"] == "alcohol"
+    drifts = [f["drift"] for f in numbers["features"]]
+    assert drifts == sorted(drifts, reverse=True)
+
+
+def test_without_labels_the_ground_truth_section_says_so() -> None:
+    numbers = _numbers()
+    assert numbers["groundTruth"]["available"] is False
+    assert "no labels" in numbers["groundTruth"]["note"]
+    assert "no labels" in render(numbers)
+
+
+def test_the_direct_source_gives_one_point_and_says_why() -> None:
+    numbers = _numbers()
+    assert [len(points) for points in numbers["operations"]["errorRate"].values()] == [1]
+    assert numbers["operations"]["errorRate"]["r1"][0][1] == 0.004
+    assert any("need Prometheus" in note for note in numbers["notes"])
+
+
+def test_numbers_are_strict_json_and_the_page_holds_them() -> None:
+    numbers = _numbers(events=({"type": "Warning", "reason": "X", "message": "</script><b>"},))
+    text = json.dumps(numbers, allow_nan=False)
+    page = render(numbers)
+    assert "</script><b>" not in page and "&lt;/script&gt;&lt;b&gt;" in page
+    start = page.index('id="report-numbers">') + len('id="report-numbers">')
+    embedded = page[start : page.index("</script>", start)].replace("<\\/", "</")
+    assert json.loads(embedded) == json.loads(text)
+
+
+def test_range_answers_group_per_evaluation_time() -> None:
+    family = total(names.REQUESTS)
+    labels = {"namespace": "ml", "model_deployment": "wine", "revision": "r1", "outcome": "success"}
+    matrix = [{"metric": labels, "values": [[10, "5"], [20, "7"]]}]
+    pods = [{"metric": labels, "values": [[10, "2"], [20, "1"]]}]
+    grouped = group_matrices([family], [matrix], pods)
+    assert sorted(grouped) == [10.0, 20.0]
+    series, counted = grouped[20.0]
+    assert series[("ml", "wine", "r1")][(family, (("origin", ""), ("outcome", "success")))] == 7.0
+    assert counted[("ml", "wine", "r1")] == 1
+
+
+def test_about_120_points_whatever_the_range() -> None:
+    assert choose_step(3600) == 30 and choose_step(600) == 5 and choose_step(86400) == 720
