@@ -203,6 +203,7 @@ class Demo:
             "(CRD, namespace, ServiceAccount, RBAC, Deployment)"
         )
         InClusterOperator(cluster).deploy(local, images["vigil"])
+        cluster.wait_established("modeldeployments.vigil.dev")
         say(f"the operator's pod is Ready on {NODE_NAME}")
         say(f"namespace {NAMESPACE}: PodSecurity restricted enforced, its pods on {NODE_NAME}")
         cluster.apply(real_node_namespace(NAMESPACE))
