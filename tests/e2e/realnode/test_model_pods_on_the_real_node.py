@@ -105,6 +105,9 @@ def model_deployment(uri: str, image: str, config: dict[str, str] | None = None)
                 "model": {"name": NAME, "version": "1", "uri": uri},
                 "server": {
                     "image": image,
+                    # This model loaded, not only the server up: MLServer's
+                    # /v2/health/ready stays 200 with no model at all.
+                    "readinessPath": f"/v2/models/{NAME}/ready",
                     "readOnlyRootFilesystem": True,
                     "resources": SERVER_RESOURCES,
                 },
