@@ -64,7 +64,8 @@ class Deployed:
     server_image: str
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.cluster.kubectl(*args, "-n", self.namespace, check=check)
+        # The namespace first: after exec's "--" it would be the command's argument.
+        return self.cluster.kubectl("-n", self.namespace, *args, check=check)
 
     def get(self, *args: str) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
