@@ -359,7 +359,7 @@ def test_no_request_fails_through_a_blue_green_switch(deployed: Deployed) -> Non
     try:
         wait_for(lambda: traffic.stats.ok >= 40, 60, "traffic answered through the Service")
         started = time.monotonic()
-        config = {"VIGIL_E2E_TWEAK": secrets.token_hex(2)}  # a tweak: new pods, same model
+        config = {"E2E_TWEAK": secrets.token_hex(2)}  # a tweak: new pods, same model
         deployed.cluster.apply(
             model_deployment(f"pvc://{CLAIM}/wine-1", deployed.server_image, config),
             deployed.namespace,
