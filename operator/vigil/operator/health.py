@@ -39,6 +39,7 @@ from vigil.core import naming
 from vigil.core.desired import METRICS_PORT
 from vigil.core.health import HealthReport, evaluate, format_window
 from vigil.core.health_status import health_conditions, next_health
+from vigil.core.observed import FetchState, fetch_state, fetches_by_revision
 from vigil.core.performance import PerformanceReport, judge
 from vigil.core.reconcile import has_served
 from vigil.core.spec import SOURCE_PROMETHEUS, MonitoringSettings, monitoring_settings
@@ -93,12 +94,14 @@ class HealthRecorder(Protocol):
 
 @dataclass(frozen=True)
 class PodInfo:
-    """What the loop needs of one model pod (from the pod watch)."""
+    """What the operator needs of one model pod (from the pod watch)."""
 
     model_deployment: str
     revision: str
     ip: str
     running: bool
+    #: Its artifact fetch, when there is something to say (the reconciles report it).
+    fetch: FetchState | None = None
 
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
@@ -111,7 +114,7 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
         return None
     ip = str(pod.status.get("podIP") or "")
     running = bool(ip) and pod.status.get("phase") == "Running" and not pod.meta.deleting
-    return PodInfo(model, revision, ip, running)
+    return PodInfo(model, revision, ip, running, fetch_state(body))
 
 
 @dataclass
@@ -164,6 +167,8 @@ class HealthLoop:
         #: watch's own dicts would hold tens of megabytes between cycles.
         self.models: dict[tuple[str, str], bytes] = {}
         self.pods: dict[tuple[str, str], PodInfo] = {}
+        #: Pods whose artifact fetch has something to say, by (namespace, ModelDeployment).
+        self._fetching: dict[tuple[str, str], dict[str, tuple[str, FetchState]]] = {}
         self._sources: dict[SourceKey, MetricsSource] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
         self._first_seen: dict[tuple[str, str, str], float] = {}
@@ -181,15 +186,33 @@ class HealthLoop:
             return
         self.models[key] = compact(body)
 
-    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A model pod was listed, changed or deleted."""
+    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
+        """A model pod was listed, changed or deleted; True when its artifact fetch says
+        something new (its ModelDeployment's reconcile reports it)."""
         meta = objects.body(body).meta
         key = (meta.namespace, meta.name)
         info = pod_info(body)
         if event_type == "DELETED" or info is None:
-            self.pods.pop(key, None)
+            before = self.pods.pop(key, None)
+            info = None
         else:
+            before = self.pods.get(key)
             self.pods[key] = info
+        if before is not None:
+            self._fetching.get((meta.namespace, before.model_deployment), {}).pop(meta.name, None)
+        if info is not None and info.fetch is not None:
+            owner = self._fetching.setdefault((meta.namespace, info.model_deployment), {})
+            owner[meta.name] = (info.revision, info.fetch)
+        return (before.fetch if before else None) != (info.fetch if info else None)
+
+    def fetches(self, namespace: str, name: str) -> dict[str, FetchState]:
+        """Each revision's artifact fetch of one ModelDeployment, from its pods (only pods
+        with something to say are kept apart: a reconcile does not scan every pod)."""
+        pods = self._fetching.get((namespace, name))
+        if not pods:
+            self._fetching.pop((namespace, name), None)
+            return {}
+        return fetches_by_revision(pods.values())
 
     # -- the loop --------------------------------------------------------------------
 
