@@ -739,7 +739,8 @@ def route_weights(kube: Kube, route: str) -> tuple[tuple[str, int], ...]:
 
 
 def revision_services(kube: Kube) -> set[str]:
-    return {item["metadata"]["name"] for item in kube.items("services")} - {"wine"}
+    """Every Service but the live one and the sidecars' headless peers Service."""
+    return {item["metadata"]["name"] for item in kube.items("services")} - {"wine", "wine-peers"}
 
 
 def wait_for_route_and_services(kube: Kube, stable: str, gone: str, what: str) -> float:
