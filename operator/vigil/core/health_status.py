@@ -119,20 +119,24 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             over_threshold(method, report.drift_score, features, policy),
         )
     if report.drift_level == "warning":
+        sure = dict(report.drift_sure) or dict(report.drift_features)
         return ConditionState(
             ConditionType.DRIFT_DETECTED,
             False,
             Reason.DRIFT_WARNING,
-            f"{method} {report.drift_score:.2f} >= warning {policy.drift_warning:g} "
+            f"{method} {max(sure.values()):.2f} >= warning {policy.drift_warning:g} "
             f"(threshold {policy.drift_threshold:g}) over {span}: "
-            f"{list_features(features, policy.drift_warning)}",
+            f"{list_features(sure, policy.drift_warning)}",
         )
+    if report.drift_score < policy.drift_warning:
+        text = f"< warning {policy.drift_warning:g} on every feature"
+    else:  # an estimate over the warning on too few rows to be sure of it
+        text = f"not surely >= warning {policy.drift_warning:g} on any feature"
     return ConditionState(
         ConditionType.DRIFT_DETECTED,
         False,
         Reason.NO_DRIFT,
-        f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} "
-        f"on every feature over {span}",
+        f"{method} {report.drift_score:.2f} {text} over {span}",
     )
 
 

@@ -71,6 +71,7 @@ class Reason(enum.StrEnum):
     ANALYZING = "Analyzing"
     ANALYSIS_FAILED = "AnalysisFailed"
     CHECK_FAILED = "CheckFailed"
+    UNDECIDED = "Undecided"
     STEP_IN_PROGRESS = "StepInProgress"
     ANALYSIS_PASSED = "AnalysisPassed"
     STEP_ADVANCED = "StepAdvanced"
@@ -112,6 +113,14 @@ class Verdict(enum.StrEnum):
     DRIFT_DETECTED = "DriftDetected"
     INSUFFICIENT_DATA = "InsufficientData"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
+
+
+class GateVerdict(enum.StrEnum):
+    """``status.candidate.gates[].verdict``: what one gate's evidence says, with confidence."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    UNDECIDED = "undecided"
 
 
 class Outcome(enum.StrEnum):

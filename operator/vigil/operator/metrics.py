@@ -61,6 +61,8 @@ class _PhaseCollector(Collector):
     def __init__(self) -> None:
         self.phases: dict[tuple[str, str], str] = {}
         self.health: dict[tuple[str, str], HealthFigures] = {}
+        #: The last check's gates of each running rollout (``status.candidate.gates``).
+        self.gates: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -184,6 +186,45 @@ class _PhaseCollector(Collector):
         yield available
         yield labels
         yield degraded
+        yield from self._gates()
+
+    def _gates(self) -> Iterable[GaugeMetricFamily]:
+        """Per running rollout and gate: the last check's verdict and figures."""
+        labels = ["namespace", "name", "gate"]
+        verdict = GaugeMetricFamily(
+            "vigil_rollout_gate_verdict",
+            "1 for the last check's verdict of each gate of a running rollout "
+            "(pass, fail, undecided), 0 for the others.",
+            labels=[*labels, "verdict"],
+        )
+        figures = {
+            key: GaugeMetricFamily(metric, help_text, labels=labels)
+            for key, metric, help_text in _GATE_FIGURES
+        }
+        for (namespace, name), gates in sorted(self.gates.items()):
+            for gate in gates:
+                where = [namespace, name, str(gate.get("name"))]
+                current = gate.get("verdict") or ("pass" if gate.get("passed") else "fail")
+                for word in _VERDICTS:
+                    verdict.add_metric([*where, word], 1 if word == current else 0)
+                for key, family in figures.items():
+                    value = gate.get(key)
+                    if isinstance(value, int | float) and _finite(float(value)):
+                        family.add_metric(where, float(value))
+        yield verdict
+        yield from figures.values()
+
+
+_VERDICTS = ("pass", "fail", "undecided")
+#: (status key, metric, help) of the gate figures the operator exports.
+_GATE_FIGURES = (
+    ("value", "vigil_rollout_gate_value", "The last check's estimate of each gate."),
+    ("low", "vigil_rollout_gate_low", "Lower end of its interval (analysis.confidence)."),
+    ("high", "vigil_rollout_gate_high", "Upper end of its interval."),
+    ("threshold", "vigil_rollout_gate_threshold", "The gate's threshold."),
+    ("samples", "vigil_rollout_gate_samples", "Samples it judged: requests, predictions, rows."),
+    ("needed", "vigil_rollout_gate_needed", "Undecided: more samples that would decide it."),
+)
 
 
 class OperatorMetrics:
@@ -292,6 +333,10 @@ class OperatorMetrics:
             for gate in after.get("gates") or ():
                 result = "passed" if gate.get("passed") else "failed"
                 self.rollout_analysis.labels(namespace, name, str(gate.get("name")), result).inc()
+        if running and after.get("gates"):
+            self._phases.gates[(namespace, name)] = list(after["gates"])
+        else:
+            self._phases.gates.pop((namespace, name), None)
         started = parse_unix(before.get("startedAt"))
         if outcome and started is not None:
             self.rollout_duration.labels(outcome).observe(max(0.0, now - started))
@@ -307,6 +352,7 @@ class OperatorMetrics:
         """Drop every series of a deleted ModelDeployment."""
         self._phases.phases.pop((namespace, name), None)
         self._phases.health.pop((namespace, name), None)
+        self._phases.gates.pop((namespace, name), None)
 
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
         """Record an object's phase (None forgets the object, e.g. once deleted)."""

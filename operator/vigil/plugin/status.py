@@ -11,6 +11,7 @@ colour is optional.
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -114,11 +115,16 @@ def _general(value: float) -> str:
     return f"{value:g}"
 
 
-#: How each rollout gate (vigil.core.rollout.gates) reads: label, value and threshold
-#: formats, and the side of the threshold that passes.
+def _ms_or_open(value: float) -> str:
+    return "inf" if math.isinf(value) else _ms(value)
+
+
+#: How each rollout gate (vigil.core.judges) reads: label, value and threshold formats,
+#: and the side of the threshold that passes.
 _GATES: dict[str, tuple[str, Callable[[float], str], Callable[[float], str], str]] = {
     "errorRate": ("error rate", _percent, _percent, "<="),
-    "latencyP95": ("p95 latency", _ms, _ms, "<="),
+    "latencyP95": ("p95 latency", _ms_or_open, _ms, "<="),
+    "latencyVsStable": ("P(slower than stable)", _decimals, _general, "<="),
     "agreement": ("agreement", _decimals, _general, ">="),
     "predictionShift": ("prediction shift", _decimals, _general, "<="),
     "inputDrift": ("input drift", _decimals, _general, "<="),
@@ -127,17 +133,37 @@ _GATES: dict[str, tuple[str, Callable[[float], str], Callable[[float], str], str
 
 
 def _gate_line(gate: Mapping[str, Any], style: _Style) -> str:
-    """One gate of ``status.candidate.gates``: its value beside its threshold."""
+    """One gate of ``status.candidate.gates``: its value and interval beside its threshold,
+    and its verdict (undecided: how many more samples would decide it)."""
     name = str(gate.get("name", "?"))
     label, value_text, threshold_text, side = _GATES.get(name, (name, _general, _general, ""))
     value, threshold = gate.get("value"), gate.get("threshold")
-    return _gate_row(
-        label,
-        "-" if value is None else value_text(value),
-        "-" if threshold is None else f"{side} {threshold_text(threshold)}".strip(),
-        gate.get("passed"),
-        style,
+    low, high = gate.get("low"), gate.get("high")
+    interval = (
+        f"[{value_text(low)}, {value_text(high if high is not None else math.inf)}]"
+        if low is not None
+        else ""
     )
+    words, colour = _verdict(gate)
+    measured = "-" if value is None else value_text(value)
+    limit = "-" if threshold is None else f"{side} {threshold_text(threshold)}".strip()
+    return f"  {label:<21} {measured:>7} {interval:<16} {limit:<9} {style(words, colour)}"
+
+
+def _verdict(gate: Mapping[str, Any]) -> tuple[str, str]:
+    """(words, colour): pass, FAIL, or undecided with the samples still needed."""
+    verdict = gate.get("verdict")
+    if verdict is None:  # written before verdicts: passed means not failed
+        passed = gate.get("passed")
+        if passed is None:
+            return "-", "dim"
+        return ("ok", "green") if passed else ("FAIL", "red")
+    if verdict == "fail":
+        return "FAIL", "red"
+    if verdict == "pass":
+        return "pass", "green"
+    needed = gate.get("needed")
+    return ("undecided" + (f", {needed} more" if needed is not None else "")), "yellow"
 
 
 def _gate_row(name: str, value: str, threshold: str, ok: bool | None, style: _Style) -> str:
@@ -296,7 +322,7 @@ def _gates(candidate: Mapping[str, Any], style: _Style, now: datetime.datetime) 
     return [
         "",
         style("Gates", "bold") + f" (last check{when})",
-        f"  {'gate':<26}{'measured':>12}   {'threshold':<14}",
+        f"  {'gate':<21} {'value':>7} {'interval':<16} {'threshold':<9} verdict",
         *(_gate_line(gate, style) for gate in gates),
     ]
 

@@ -90,9 +90,10 @@ def test_values_reach_the_operator(helm) -> None:
     container = docs["Deployment/vigil-operator"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example/vigil@sha256:" + "a" * 64
     assert {"--log-format=plain", "--verbose", "--health-interval=15"} <= set(container["command"])
-    assert container["env"] == [
-        {"name": "VIGIL_SIDECAR_IMAGE", "value": "registry.example/sidecar:1"}
-    ]
+    assert container["env"][0] == {
+        "name": "VIGIL_SIDECAR_IMAGE",
+        "value": "registry.example/sidecar:1",
+    }
 
 
 def test_a_wrong_log_format_is_refused_by_name(helm) -> None:

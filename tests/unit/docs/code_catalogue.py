@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
 
 from core_world import OWNER, RolloutWorld, World, spec  # noqa: E402
+from figures_kit import figures  # noqa: E402
 from kubelet_pods import RUNNING, backing_off, failed, pod  # noqa: E402
 
 from vigil.core import drift, vocabulary  # noqa: E402
@@ -41,7 +42,7 @@ from vigil.core.health_status import (  # noqa: E402
 )
 from vigil.core.performance import judge  # noqa: E402
 from vigil.core.reconcile import Plan  # noqa: E402
-from vigil.core.rollout import CandidateFigures, GoldenResult  # noqa: E402
+from vigil.core.rollout import GoldenResult  # noqa: E402
 from vigil.core.spec import PerformanceSpec  # noqa: E402
 from vigil.core.status import ConditionState  # noqa: E402
 from vigil.core.window import RealizedPerformance, RevisionWindow  # noqa: E402
@@ -197,18 +198,20 @@ ROLLOUT = {
     "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 2},
     "progressDeadline": "60s",
 }
-GOOD = CandidateFigures(
-    requests=100,
-    error_rate=0.0,
-    latency_p95=0.01,
-    compared=100,
-    agreement=0.99,
-    prediction_shift=0.01,
-    candidate_drift=0.05,
-    stable_drift=0.05,
-)
-SLOW = dataclasses.replace(GOOD, latency_p95=0.3)
-DISAGREEING = dataclasses.replace(GOOD, agreement=0.81)
+SEEN = {
+    "requests": 100,
+    "latency_p95": 0.01,
+    "compared": 100,
+    "agreement": 0.99,
+    "prediction_shift": 0.01,
+    "candidate_drift": 0.05,
+    "stable_drift": 0.05,
+}
+GOOD = figures(**SEEN)
+SLOW = figures(**{**SEEN, "latency_p95": 0.3, "stable_latency_p95": 0.01})
+DISAGREEING = figures(**{**SEEN, "compared": 400, "agreement": 0.81})
+#: 2 failures in 100 requests: beyond 1 %, not surely.
+DOUBTFUL = figures(**{**SEEN, "error_rate": 0.02})
 
 
 def _rollout(seen: Catalogue, version: str = "2", **extra: Any) -> tuple[RolloutWorld, str]:
@@ -249,7 +252,7 @@ def _stepped(seen: Catalogue) -> None:
         figures=GOOD, shadow_target="http://x", golden=GoldenResult(200, 200)
     )
     _drive(world, candidate, seen, lambda: world.status["candidate"]["step"] == 1, 5)
-    world.inputs = RolloutInputs(figures=dataclasses.replace(GOOD, compared=3))
+    world.inputs = RolloutInputs(figures=figures(**{**SEEN, "compared": 3}))
     _drive(world, candidate, seen, lambda: _reason(world) == "InsufficientData", 5)
     world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
     _drive(world, candidate, seen, lambda: _reason(world) == "MetricsUnavailable", 5)
@@ -258,6 +261,8 @@ def _stepped(seen: Catalogue) -> None:
         _drive(world, candidate, seen, lambda step=step: _step_name(world) == step, 40)
         world.inputs = RolloutInputs(figures=SLOW, shadow_target="http://x")
         _drive(world, candidate, seen, lambda: _reason(world) == "CheckFailed", 10)
+    world.inputs = RolloutInputs(figures=DOUBTFUL, shadow_target="http://x")
+    _drive(world, candidate, seen, lambda: _reason(world) == "Undecided", 20)
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
     _drive(world, candidate, seen, lambda: _reason(world) == "WaitingForPerson", 80)
     world.request = Request("pause", "p1")
@@ -295,7 +300,7 @@ def _stepped_endings(seen: Catalogue) -> None:
     _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 10)
 
     world, candidate = _rollout(seen, version="1", config={"K": "1"})  # a tweak: one canary
-    world.inputs = RolloutInputs(figures=dataclasses.replace(GOOD, requests=12))
+    world.inputs = RolloutInputs(figures=figures(**{**SEEN, "requests": 12}))
     _drive(world, candidate, seen, lambda: world.status["phase"] == "Failed", 90)
 
 
@@ -381,8 +386,9 @@ def _health(seen: Catalogue) -> None:
         (_window(reference, data, success=968, errors=32), reference),
         (_window(reference, data, latency=0.9), reference),
         (_window(reference, data, shift={0: 1.0, 3: 1.0}), reference),
-        (_window(reference, data, shift={2: 0.3}), reference),
-        (_window(reference, data, rows=120), reference),
+        (_window(reference, data, shift={2: 0.4}, rows=4000), reference),
+        (_window(reference, data, shift={2: 0.5}, rows=70), reference),
+        (_window(reference, data, rows=40), reference),
         (_window(reference, data), None),
         (None, reference),
         (_window(reference, data), reference),

@@ -115,8 +115,9 @@ def progress(
         return plan
     # Otherwise: the traffic this step asks for, and where the rollout stands.
     traffic, effective = _set_up_traffic(cycle, identity, revision, stable_view, decision, seen)
-    if Reason.STEP_ADVANCED in decision.events:
-        cycle.event(Reason.STEP_ADVANCED, decision.message)
+    for reason in (Reason.STEP_ADVANCED, Reason.UNDECIDED):
+        if reason in decision.events:
+            cycle.event(reason, decision.message)
     reached = _step_report(cycle, attempt, stable_view, decision, policy, traffic, effective)
     cycle.plan.recheck_after = max(1.0, min(policy.interval_seconds, 10.0))
     return finish(
@@ -310,15 +311,27 @@ def golden_status(golden: GoldenResult | None) -> dict[str, Any] | None:
     return {"total": golden.total, "agreed": golden.agreed, "agreement": round(golden.agreement, 4)}
 
 
+def _figure(value: float | None) -> float | None:
+    return round(value, 4) if value is not None and math.isfinite(value) else None
+
+
 def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
+    """``status.candidate.gates``: per gate the verdict, the estimate and its interval, the
+    threshold, and the samples judged (and, undecided, how many more would decide it)."""
     if not gates:
         return None
     return [
         {
             "name": g.name,
             "passed": g.passed,
-            "value": round(g.value, 4) if math.isfinite(g.value) else None,
-            "threshold": round(g.threshold, 4),
+            "value": _figure(g.value),
+            "verdict": str(g.verdict),
+            "low": _figure(g.low),
+            "high": _figure(g.high),
+            "threshold": _figure(g.threshold),
+            "samples": g.samples,
+            "unit": g.unit,
+            "needed": g.needed,
         }
         for g in gates
     ]

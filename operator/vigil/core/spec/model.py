@@ -18,6 +18,8 @@ DEFAULT_WINDOW = "5m"
 DEFAULT_DRIFT_METHOD = "psi"
 DEFAULT_DRIFT_WARNING = 0.1
 DEFAULT_DRIFT_THRESHOLD = 0.2
+#: Drift is reported at warning or threshold once that sure, over a window's features.
+DEFAULT_DRIFT_CONFIDENCE = 0.99
 DEFAULT_METRICS_SOURCE = "direct"
 DEFAULT_MAX_BODY_BYTES = 10_485_760
 DEFAULT_FEATURE_CAP = 20
@@ -30,6 +32,13 @@ DEFAULT_MIN_REQUESTS = 50
 DEFAULT_FAILURE_LIMIT = 2
 DEFAULT_MIN_AGREEMENT = 0.95
 DEFAULT_MAX_PREDICTION_SHIFT = 0.2
+#: A rollout of a candidate as good as the stable is rolled back with at most 1 - this.
+DEFAULT_CONFIDENCE = 0.99
+#: P(a candidate request is slower than a stable one) may exceed 1/2 by this much.
+DEFAULT_LATENCY_MARGIN = 0.1
+#: The candidate's input drift may exceed the stable's by this much (drift method's units).
+DEFAULT_INPUT_DRIFT_MARGIN = 0.05
+DEFAULT_EARLY_ADVANCE = True
 DEFAULT_PROGRESS_DEADLINE = "30m"
 DEFAULT_PAUSED = False
 DEFAULT_PERFORMANCE_MAX_DROP = 0.05
@@ -58,6 +67,7 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "monitoring.drift.method": DEFAULT_DRIFT_METHOD,
     "monitoring.drift.warning": DEFAULT_DRIFT_WARNING,
     "monitoring.drift.threshold": DEFAULT_DRIFT_THRESHOLD,
+    "monitoring.drift.confidence": DEFAULT_DRIFT_CONFIDENCE,
     "monitoring.metrics.source": DEFAULT_METRICS_SOURCE,
     "monitoring.performance.maxDrop": DEFAULT_PERFORMANCE_MAX_DROP,
     "monitoring.performance.minLabels": DEFAULT_PERFORMANCE_MIN_LABELS,
@@ -79,6 +89,10 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "rollout.analysis.failureLimit": DEFAULT_FAILURE_LIMIT,
     "rollout.analysis.minAgreement": DEFAULT_MIN_AGREEMENT,
     "rollout.analysis.maxPredictionShift": DEFAULT_MAX_PREDICTION_SHIFT,
+    "rollout.analysis.confidence": DEFAULT_CONFIDENCE,
+    "rollout.analysis.margins.latency": DEFAULT_LATENCY_MARGIN,
+    "rollout.analysis.margins.inputDrift": DEFAULT_INPUT_DRIFT_MARGIN,
+    "rollout.analysis.earlyAdvance": DEFAULT_EARLY_ADVANCE,
     "rollout.progressDeadline": DEFAULT_PROGRESS_DEADLINE,
     "paused": DEFAULT_PAUSED,
 }
@@ -287,6 +301,7 @@ class DriftSpec:
     method: str = DEFAULT_DRIFT_METHOD
     warning: float = DEFAULT_DRIFT_WARNING
     threshold: float = DEFAULT_DRIFT_THRESHOLD
+    confidence: float = DEFAULT_DRIFT_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -400,6 +415,10 @@ class AnalysisSpec:
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
     tolerance: Tolerance = field(default_factory=Tolerance)
+    confidence: float = DEFAULT_CONFIDENCE
+    latency_margin: float = DEFAULT_LATENCY_MARGIN
+    input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
+    early_advance: bool = DEFAULT_EARLY_ADVANCE
 
 
 @dataclass(frozen=True)
@@ -415,6 +434,18 @@ class RolloutPolicy:
     progress_deadline_seconds: float = _seconds(DEFAULT_PROGRESS_DEADLINE)
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95)
+    confidence: float = DEFAULT_CONFIDENCE
+    latency_margin: float = DEFAULT_LATENCY_MARGIN
+    input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
+    early_advance: bool = DEFAULT_EARLY_ADVANCE
+
+    @property
+    def judged_steps(self) -> int:
+        """Steps whose gates judge traffic: shadow and canary, and a final pause (judged
+        once more before promotion). The rollout's error budget is shared among them."""
+        judged = sum(1 for step in self.steps if step.kind in ("shadow", "canary"))
+        final_pause = bool(self.steps) and self.steps[-1].kind == "pause"
+        return max(1, judged + final_pause)
 
 
 @dataclass(frozen=True)
@@ -446,6 +477,10 @@ class RolloutSpec:
             progress_deadline_seconds=self.progress_deadline_seconds,
             max_error_rate=slo.max_error_rate,
             max_latency_p95=slo.max_latency_p95,
+            confidence=analysis.confidence,
+            latency_margin=analysis.latency_margin,
+            input_drift_margin=analysis.input_drift_margin,
+            early_advance=analysis.early_advance,
         )
 
 
@@ -476,6 +511,7 @@ class HealthPolicy:
     drift_warning: float = DEFAULT_DRIFT_WARNING
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     min_requests: int = DEFAULT_MIN_REQUESTS
+    drift_confidence: float = DEFAULT_DRIFT_CONFIDENCE
     performance: PerformanceSpec = field(default_factory=PerformanceSpec)
 
 
@@ -512,6 +548,7 @@ def health_settings(monitoring: MonitoringSpec, analysis: AnalysisSpec) -> Monit
             drift_warning=monitoring.drift.warning,
             drift_threshold=monitoring.drift.threshold,
             min_requests=analysis.min_requests,
+            drift_confidence=monitoring.drift.confidence,
             performance=monitoring.performance,
         ),
         source=monitoring.metrics.source,

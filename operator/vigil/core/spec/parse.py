@@ -9,12 +9,17 @@ from dataclasses import replace
 from typing import Any
 
 from vigil.core.spec.model import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_DRIFT_CONFIDENCE,
     DEFAULT_DRIFT_METHOD,
     DEFAULT_DRIFT_THRESHOLD,
     DEFAULT_DRIFT_WARNING,
+    DEFAULT_EARLY_ADVANCE,
     DEFAULT_FAILURE_LIMIT,
     DEFAULT_FEATURE_CAP,
+    DEFAULT_INPUT_DRIFT_MARGIN,
     DEFAULT_INTERVAL,
+    DEFAULT_LATENCY_MARGIN,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ERROR_RATE,
     DEFAULT_MAX_LATENCY_P95,
@@ -271,6 +276,7 @@ def _monitoring(spec: Mapping[str, Any]) -> MonitoringSpec:
             method=str(drift_raw.get("method") or DEFAULT_DRIFT_METHOD),
             warning=float(drift_raw.get("warning", DEFAULT_DRIFT_WARNING)),
             threshold=float(drift_raw.get("threshold", DEFAULT_DRIFT_THRESHOLD)),
+            confidence=float(drift_raw.get("confidence", DEFAULT_DRIFT_CONFIDENCE)),
         ),
         sidecar=SidecarLimits(
             max_body_bytes=int(sidecar_raw.get("maxBodyBytes") or DEFAULT_MAX_BODY_BYTES),
@@ -284,6 +290,10 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     """The window in seconds, the SLOs and the metrics source (ValueError: unusable)."""
     if shaping.drift.method not in DRIFT_METHODS:
         raise ValueError(f"spec.monitoring.drift.method {shaping.drift.method!r} is not psi or jsd")
+    if not 0.0 < shaping.drift.confidence < 1.0:
+        raise ValueError(
+            f"spec.monitoring.drift.confidence {shaping.drift.confidence:g} must be between 0 and 1"
+        )
     window_seconds = parse_duration(shaping.window, _seconds(DEFAULT_WINDOW))
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.window must be longer than 0s")
@@ -379,7 +389,29 @@ def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> St
 def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
     """``spec.rollout`` (ValueError, KeyError or TypeError: unreadable)."""
     analysis_raw = _section(raw.get("analysis"))
+    margins = _section(analysis_raw.get("margins"))
     tolerance = parse_tolerance(analysis_raw.get("tolerance"), Tolerance())
+
+    analysis = AnalysisSpec(
+        interval_seconds=parse_duration(analysis_raw.get("interval"), _seconds(DEFAULT_INTERVAL)),
+        min_requests=int(analysis_raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
+        failure_limit=int(analysis_raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
+        min_agreement=float(analysis_raw.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
+        max_prediction_shift=float(
+            analysis_raw.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
+        ),
+        tolerance=tolerance,
+        confidence=float(analysis_raw.get("confidence", DEFAULT_CONFIDENCE)),
+        latency_margin=float(margins.get("latency", DEFAULT_LATENCY_MARGIN)),
+        input_drift_margin=float(margins.get("inputDrift", DEFAULT_INPUT_DRIFT_MARGIN)),
+        early_advance=bool(analysis_raw.get("earlyAdvance", DEFAULT_EARLY_ADVANCE)),
+    )
+    if not 0.0 < analysis.confidence < 1.0:
+        raise ValueError(
+            f"spec.rollout.analysis.confidence {analysis.confidence:g} must be between 0 and 1"
+        )
+    if min(analysis.latency_margin, analysis.input_drift_margin) < 0:
+        raise ValueError("spec.rollout.analysis.margins must not be negative")
 
     def steps(change: str) -> tuple[Step, ...]:
         section = _section(raw.get(change))
@@ -389,18 +421,7 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
     return RolloutSpec(
         replacement=steps("replacement"),
         tweak=steps("tweak"),
-        analysis=AnalysisSpec(
-            interval_seconds=parse_duration(
-                analysis_raw.get("interval"), _seconds(DEFAULT_INTERVAL)
-            ),
-            min_requests=int(analysis_raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
-            failure_limit=int(analysis_raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
-            min_agreement=float(analysis_raw.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
-            max_prediction_shift=float(
-                analysis_raw.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
-            ),
-            tolerance=tolerance,
-        ),
+        analysis=analysis,
         progress_deadline_seconds=parse_duration(
             raw.get("progressDeadline"), _seconds(DEFAULT_PROGRESS_DEADLINE)
         ),
