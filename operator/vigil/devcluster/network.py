@@ -11,9 +11,10 @@ clusters on one machine never share an address::
 The real node lives in a network namespace of its own (``vigil-<o>``):
 kube-proxy's iptables rules, the bridge, the pods' veths and conntrack stay
 inside it, and deleting it removes them all. The machine reaches pods and
-Services through the link (a route for each range); pods have no default
-route and nothing is masqueraded, so they reach only pod and Service
-addresses (and the API server through the ``kubernetes`` Service).
+Services through the link (a route for each range; its connections enter the
+bridge with the node's address, to which pods have a route); pods have no
+default route and nothing they send is masqueraded, so they reach only pod
+and Service addresses (and the API server through the ``kubernetes`` Service).
 """
 
 from __future__ import annotations
@@ -160,6 +161,17 @@ class NodeNetwork:
                 "route", "add", network, "via", self.link_node_ip, "dev", self.host_link,
                 what=f"route {network} to the node",
             )  # fmt: skip
+        # Pods have no route back to the machine's end of the link (no default route):
+        # the machine's connections to pod IPs (Prometheus' scrapes, probes from the
+        # host) leave the bridge with the node's address, as kube-proxy does for Services.
+        _run(
+            [
+                *self.nsenter(), "iptables", "-t", "nat", "-A", "POSTROUTING",
+                "-s", f"{self.host_ip}/32", "-d", self.pod_range, "-o", self.bridge,
+                "-j", "SNAT", "--to-source", self.node_ip,
+            ],
+            what="let the machine reach pod IPs (iptables SNAT in the node's namespace)",
+        )  # fmt: skip
 
     def check_free(self) -> None:
         """No other cluster (or anything else) uses this cluster's range or names.

@@ -31,6 +31,8 @@ from backend_watch import BackendWatch
 from model_pods import MLSERVER_IMAGE, http
 from operator_e2e import ROOT, Kube, OperatorProcess, kubectl_vigil, wait_for
 
+from vigil.common.times import parse_unix
+from vigil.core.desired import METRICS_PORT
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
@@ -452,6 +454,65 @@ def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
         message=ready["message"],
         agreements=logged_agreements(operator),
     )
+
+
+def sidecar_requests(ip: str, origin: str) -> float:
+    """The inference requests a pod's sidecar counted with this ``origin`` (live, shadow)."""
+    status_code, text = http(f"http://{ip}:{METRICS_PORT}/metrics")
+    assert status_code == 200, text
+    found = re.findall(
+        rf'^vigil_requests_total{{[^}}]*endpoint="infer"[^}}]*origin="{origin}"[^}}]*}} (\S+)$',
+        text.decode(),
+        re.M,
+    )
+    return sum(float(value) for value in found)
+
+
+def test_a_canary_step_counts_the_live_requests_it_received(
+    deployed: Setup, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """The canary's gates judge the live requests that step sent to the candidate.
+
+    Not the shadow copies it answered in the shadow step before (they were in
+    the monitoring window the gates used to read), nor copies still arriving
+    while the stable's sidecars learn the shadow block is gone.
+    """
+    kube = deployed.kube
+    candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    steps = [
+        {"shadow": {"duration": "6s", "percent": 100, "minRequests": 20}},
+        {"canary": {"weight": 50, "duration": "600s"}},
+    ]
+    spec = manifest(candidate, steps, deadline="600s")
+    spec["spec"]["rollout"]["analysis"]["earlyAdvance"] = False  # stay in the canary step
+    kube.apply(yaml.safe_dump(spec))
+    watch = watch_until(
+        kube,
+        lambda s: (s.get("candidate") or {}).get("stepName") == "canary 50%",
+        120,
+        "the canary step",
+    )
+    revision = watch.last["candidate"]["revision"]
+    ips = {pod["status"]["podIP"] for pod in kube.items("pods", f"vigil.dev/revision={revision}")}
+    time.sleep(10)
+    stats = deployed.traffic.stop()
+    stopped = time.time()
+    live = sum(stats.by_pod.get(ip, 0) for ip in ips)
+    assert live > 20, f"{live} live requests reached the candidate in 10 s"
+
+    def checked_after_the_last_request(current: dict[str, Any]) -> bool:
+        checked = parse_unix((current.get("candidate") or {}).get("lastAnalysisAt"))
+        return checked is not None and checked > stopped + 1
+
+    current = watch_until(kube, checked_after_the_last_request, 30, "a check after the last").last
+    gates = {gate["name"]: gate for gate in current["candidate"]["gates"]}
+    assert gates["errorRate"]["samples"] == live, gates["errorRate"]
+    answered_live = sum(sidecar_requests(ip, "live") for ip in ips)
+    copies = sum(sidecar_requests(ip, "shadow") for ip in ips)
+    assert answered_live == live
+    assert copies > 0, "the candidate's sidecar counted the shadow step's copies apart"
+    record("canary-live-requests", live=live, judged=gates["errorRate"]["samples"], copies=copies)
+    operator.assert_no_errors()
 
 
 def test_golden_set_mismatch_stops_the_candidate_at_validate(
