@@ -19,7 +19,7 @@ from helm_chart import CHART, run
 from operator_e2e import wait_for
 
 from vigil.devcluster import ClusterClient
-from vigil.devcluster.cluster import LocalCluster, existing_kubeconfig
+from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ensure_images
 from vigil.devcluster.node import NODE_LABEL
 
@@ -27,15 +27,10 @@ RELEASE = "vigil-e2e"
 
 
 @pytest.fixture(scope="module")
-def operator_image() -> str:
+def operator_image(real_node: LocalCluster) -> str:
     """The project's image in the real node's containerd; its reference."""
-    if existing_kubeconfig() is not None:
-        pytest.fail("the chart install test needs the local cluster (VIGIL_KUBECONFIG is set)")
-    local = LocalCluster(real_node=True)
-    if not (local._read_state() or {}).get("real_node"):
-        pytest.fail("the local cluster has no real node (VIGIL_REAL_NODE=0?)", pytrace=False)
     archive = ensure_images(["vigil"], log=lambda line: print(line, flush=True))["vigil"]
-    local.node().load_images([archive])
+    real_node.node().load_images([archive])
     return archive.ref
 
 
