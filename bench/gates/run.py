@@ -1,4 +1,4 @@
-"""Benchmark: how often today's rollout gates get it wrong, in simulated rollouts.
+"""Benchmark: how often the rollout gates get it wrong, in simulated rollouts.
 
 Thousands of rollouts per case, in simulated time, with no cluster: the
 real ``vigil.core.rollout.decide`` and ``vigil.core.analysis`` judge
@@ -13,7 +13,7 @@ reproducible whatever ``--jobs``, and judges see the same streams.
 
 Usage: .venv/bin/python bench/gates/run.py [--aa-rollouts 2000] [--rollouts 500]
        [--rates 1,10,100] [--cases A/A,error] [--policies replacement,tweak]
-       [--judge today --judge today:failureLimit=3] [--jobs 2] [--seed 1]
+       [--judge operator --judge operator:confidence=0.95] [--jobs 2] [--seed 1]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> int:
         "--judge",
         action="append",
         default=[],
-        help="judge[:analysisField=value,...], repeatable; default: today",
+        help="judge[:analysisField=value,...], repeatable; default: operator",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
@@ -88,7 +88,7 @@ def main() -> int:
         for case in cases:
             print(f"{case.family:10} {case.name:30} {case.summary}")
         return 0
-    judges = args.judge or ["today"]
+    judges = args.judge or ["operator"]
     for judge in judges:
         JudgeChoice.parse(judge)  # fail on a typo before hours of work
     for policy in args.policies:

@@ -5,11 +5,12 @@ Each revision's sidecars are one vector of cumulative counters laid out by
 replicas are summed, which is exact: they bin against the same edges).
 Live traffic flows in segments of constant routing (:meth:`Stream.flow`):
 Poisson arrivals, split between the revisions, failed or answered, copied
-to the candidate while a shadow block is live, binned per feature and per
-prediction. The operator scrapes at every cycle (:meth:`Stream.scrape`)
-and takes each window as the ``direct`` source does: the increase from the
-last scrape at or before ``now - window`` (the rollout's source has no
-older history, so at first from its first scrape) to the latest one.
+to the candidate while a shadow block is live (counted apart, as the
+sidecar's ``origin`` label does), binned per feature and per prediction.
+The operator scrapes at every cycle (:meth:`Stream.scrape`) and takes each
+window as the ``direct`` source does: the increase from the last scrape at
+or before the window's start (the step's start: each step judges its own
+evidence) to the latest one.
 """
 
 from __future__ import annotations
@@ -25,16 +26,19 @@ from gatesim.world import CaseWorld, CellModel, prediction_labels
 from vigil.core.window import RevisionWindow, SeriesKey, series_key
 from vigil.profile import ReferenceProfile
 from vigil.sidecar.config import ShadowSettings
-from vigil.sidecar.metrics import LATENCY_BUCKETS, outcome_of
+from vigil.sidecar.metrics import LATENCY_BUCKETS, origin_of, outcome_of
 
 SUCCESS = outcome_of(200)
 ERROR = outcome_of(500)
+LIVE, SHADOW = origin_of(False), origin_of(True)
 #: Upper bounds of the sidecar's latency buckets, +Inf last.
 LATENCY_BOUNDS = (*LATENCY_BUCKETS, math.inf)
 
-# Fixed offsets of the counter vector; features and predictions follow.
-_SUCCESS, _ERROR, _LATENCY = 0, 1, 2
-_ROWS = _LATENCY + len(LATENCY_BOUNDS)
+# Fixed offsets of the counter vector (all requests, then the shadow copies among them);
+# features and predictions follow.
+_SUCCESS, _ERROR, _COPY_SUCCESS, _COPY_ERROR, _LATENCY = 0, 1, 2, 3, 4
+_COPY_LATENCY = _LATENCY + len(LATENCY_BOUNDS)
+_ROWS = _COPY_LATENCY + len(LATENCY_BOUNDS)
 _FEATURES = _ROWS + 1
 #: No shadow block: no copies.
 NO_SHADOW = ShadowSettings()
@@ -63,7 +67,11 @@ class Layout:
 
     @property
     def latency(self) -> slice:
-        return slice(_LATENCY, _ROWS)
+        return slice(_LATENCY, _COPY_LATENCY)
+
+    @property
+    def copy_latency(self) -> slice:
+        return slice(_COPY_LATENCY, _ROWS)
 
     @property
     def feature_bins(self) -> slice:
@@ -117,11 +125,12 @@ class WindowView:
 
     @cached_property
     def light(self) -> RevisionWindow:
-        layout = self.layout
+        layout, counts = self.layout, self.counts
         return RevisionWindow(
-            requests_by_outcome={
-                SUCCESS: float(self.counts[_SUCCESS]),
-                ERROR: float(self.counts[_ERROR]),
+            requests_by_outcome={SUCCESS: float(counts[_SUCCESS]), ERROR: float(counts[_ERROR])},
+            copies_by_outcome={
+                SUCCESS: float(counts[_COPY_SUCCESS]),
+                ERROR: float(counts[_COPY_ERROR]),
             },
             shadow_predictions=self._shadow(layout.shadow_predictions),
             shadow_agreements=self._shadow(layout.shadow_agreements),
@@ -134,6 +143,7 @@ class WindowView:
     def full(self) -> RevisionWindow:
         layout, counts = self.layout, self.counts
         cumulative = np.cumsum(counts[layout.latency]).tolist()
+        copies = np.cumsum(counts[layout.copy_latency]).tolist()
         rows = counts[layout.feature_bins].reshape(len(layout.features), -1).tolist()
         slots = [str(i) for i in range(layout.feature_slots)]
         predictions = dict(
@@ -142,6 +152,8 @@ class WindowView:
         return RevisionWindow(
             requests_by_outcome=self.light.requests_by_outcome,
             latency_buckets=tuple(zip(LATENCY_BOUNDS, cumulative, strict=True)),
+            copies_by_outcome=self.light.copies_by_outcome,
+            copy_latency_buckets=tuple(zip(LATENCY_BOUNDS, copies, strict=True)),
             input_rows=float(counts[_ROWS]),
             feature_bins={
                 name: dict(zip(slots, row, strict=True))
@@ -169,17 +181,25 @@ def sidecar_series(
 
     Used to check the fast window arithmetic against the metrics sources' path.
     """
-    infer = {"endpoint": "infer"}
+    live, copy = {"endpoint": "infer", "origin": LIVE}, {"endpoint": "infer", "origin": SHADOW}
+    ok, failed = {"outcome": SUCCESS, "code": "200"}, {"outcome": ERROR, "code": "500"}
     samples: list[tuple[str, dict[str, str], float]] = [
-        ("vigil_requests_total", {**infer, "outcome": SUCCESS, "code": "200"}, counts[_SUCCESS]),
-        ("vigil_requests_total", {**infer, "outcome": ERROR, "code": "500"}, counts[_ERROR]),
+        ("vigil_requests_total", {**live, **ok}, counts[_SUCCESS] - counts[_COPY_SUCCESS]),
+        ("vigil_requests_total", {**live, **failed}, counts[_ERROR] - counts[_COPY_ERROR]),
+        ("vigil_requests_total", {**copy, **ok}, counts[_COPY_SUCCESS]),
+        ("vigil_requests_total", {**copy, **failed}, counts[_COPY_ERROR]),
         ("vigil_input_rows_total", {}, counts[_ROWS]),
         ("vigil_predictions_total", {}, counts[layout.predictions]),
     ]
-    cumulative = np.cumsum(counts[layout.latency])
+    everything = np.cumsum(counts[layout.latency])
+    copies = np.cumsum(counts[layout.copy_latency])
     samples += [
-        ("vigil_request_duration_seconds_bucket", {**infer, "le": _le(bound)}, cumulative[i])
+        (name, {**labels, "le": _le(bound)}, value)
         for i, bound in enumerate(LATENCY_BOUNDS)
+        for name, labels, value in (
+            ("vigil_request_duration_seconds_bucket", live, everything[i] - copies[i]),
+            ("vigil_request_duration_seconds_bucket", copy, copies[i]),
+        )
     ]
     bins = counts[layout.feature_bins].reshape(len(layout.features), -1)
     samples += [
@@ -262,9 +282,15 @@ class Stream:
         s[sl.latency] += rng.multinomial(to_stable, world.stable_latency)
         c[_SUCCESS] += answered - copy_errors - live_errors
         c[_ERROR] += copy_errors + live_errors
+        c[_COPY_SUCCESS] += copies - copy_errors
+        c[_COPY_ERROR] += copy_errors
         c[_ROWS] += answered
-        if answered:
-            c[cl.latency] += rng.multinomial(answered, world.candidate_latency)
+        if to_candidate:
+            c[cl.latency] += rng.multinomial(to_candidate, world.candidate_latency)
+        if copies:
+            copied = rng.multinomial(copies, world.candidate_latency)
+            c[cl.latency] += copied
+            c[cl.copy_latency] += copied
 
         # Inputs: copies are the same rows on both sides; the rest is one side's own.
         stable_bins = s[sl.feature_bins].reshape(len(sl.features), -1)
@@ -307,7 +333,12 @@ class Stream:
         """(stable, candidate) increases over the window ending at the last scrape."""
         if not self.scraped_at:
             raise RuntimeError("no scrape yet")
-        start = self.scraped_at[-1] - window_seconds
+        return self.since(self.scraped_at[-1] - window_seconds)
+
+    def since(self, start: float) -> tuple[np.ndarray, np.ndarray]:
+        """(stable, candidate) increases from the last scrape at or before ``start``."""
+        if not self.scraped_at:
+            raise RuntimeError("no scrape yet")
         base = max(0, bisect_right(self.scraped_at, start) - 1)
         return (
             self.stable_scrapes[-1] - self.stable_scrapes[base],

@@ -6,11 +6,14 @@ rollout state and the windows; it returns a ``vigil.core.rollout.Decision``
 (the simulator applies its action and traffic, as the reconciler does).
 Per rollout, so a sequential judge can keep its evidence between cycles.
 
-:class:`TodayJudge` is the operator's path as it is on main:
-``vigil.core.analysis.candidate_figures`` then ``vigil.core.rollout.decide``.
-A new judge (confidence bounds, rank tests, sequential tests, Holm/BH) is
-one more class here and one more name in :data:`JUDGES`; ``run.py --judge``
-puts judges side by side on the same seeded streams.
+:class:`OperatorJudge` is the operator's path as it is in this checkout:
+``vigil.core.analysis.candidate_figures`` then ``vigil.core.rollout.decide``
+(with ``vigil.core.judges``). Another judge is one more class here and one
+more name in :data:`JUDGES`; ``run.py --judge`` puts judges side by side on
+the same seeded streams, and ``--judge operator:confidence=0.95`` runs the
+operator's code with other analysis settings. The judge of issue 16's
+"today" (point estimates, failureLimit) is the code before it: its numbers,
+on the same seeds, are in bench/README.md.
 """
 
 from __future__ import annotations
@@ -47,10 +50,6 @@ class Setup:
     stable_reference: ReferenceProfile
     #: The golden replay's result (the candidate reproduces its own research outputs).
     golden: GoldenResult = field(default_factory=lambda: GoldenResult(total=200, agreed=200))
-
-    @property
-    def window_seconds(self) -> float:
-        return monitoring_settings(self.spec).policy.window_seconds
 
     def policy(self) -> RolloutPolicy:
         """The policy as the reconciler builds it (``_rollout_policy``)."""
@@ -96,6 +95,7 @@ class LazyFigures:
     def __init__(self, counts: CandidateFigures, full: Callable[[], CandidateFigures]) -> None:
         self.requests = counts.requests
         self.compared = counts.compared
+        self.live = counts.live
         self._full = full
         self._figures: CandidateFigures | None = None
 
@@ -108,10 +108,10 @@ class LazyFigures:
 
 
 @dataclass(frozen=True)
-class TodayJudge:
+class OperatorJudge:
     """``candidate_figures`` + ``decide``: the operator's gates as they are."""
 
-    name: str = "today"
+    name: str = "operator"
     lazy: bool = True
 
     def start(self, setup: Setup) -> DecideFn:
@@ -148,17 +148,17 @@ class TodayJudge:
 
 
 #: Judge names for ``--judge``.
-JUDGES: Mapping[str, Callable[[], Judge]] = {"today": TodayJudge}
+JUDGES: Mapping[str, Callable[[], Judge]] = {"operator": OperatorJudge}
 
-_OVERRIDE = re.compile(r"^([A-Za-z]+)=(.+)$")
+_OVERRIDE = re.compile(r"^([A-Za-z]+(?:\.[A-Za-z]+)?)=(.+)$")
 
 
 @dataclass(frozen=True)
 class JudgeChoice:
     """A judge and the ``spec.rollout.analysis`` overrides it runs with.
 
-    ``today`` or ``today:failureLimit=3,minRequests=100``: the second is the
-    same code with another policy, to compare settings side by side.
+    ``operator`` or ``operator:failureLimit=3,margins.inputDrift=0.1``: the
+    second is the same code with another policy, to compare settings side by side.
     """
 
     label: str
@@ -176,11 +176,17 @@ class JudgeChoice:
             if match is None:
                 raise ValueError(f"judge {text!r}: {part!r} is not analysisField=value")
             key, value = match.groups()
-            analysis[key] = _value(value)
+            section, _, field = key.partition(".")
+            if field:  # margins.inputDrift=0.1
+                analysis[section] = {**analysis.get(section, {}), field: _value(value)}
+            else:
+                analysis[key] = _value(value)
         return cls(text, JUDGES[name](), analysis)
 
 
 def _value(text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
     for kind in (int, float):
         try:
             return kind(text)

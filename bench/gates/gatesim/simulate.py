@@ -2,7 +2,8 @@
 
 The loop is the reconciler's, reduced to what the gates see. Every cycle:
 the traffic since the last cycle flows under the routing in effect; the
-operator scrapes both revisions and takes their windows; the judge decides;
+operator scrapes both revisions and takes their windows since the step's
+start; the judge decides;
 the decision's traffic is applied through the real router plan (the replica
 ratio's effective share) and the real shadow block (``routing.shadow``,
 read by the sidecar's settings parser: percent and tolerance), which
@@ -25,7 +26,7 @@ import numpy as np
 import yaml
 
 from gatesim.counters import NO_SHADOW, Stream, WindowView
-from gatesim.judges import JudgeChoice, Seen, Setup, TodayJudge
+from gatesim.judges import JudgeChoice, OperatorJudge, Seen, Setup
 from gatesim.world import CASES, Baseline, Case, CaseWorld, build_world
 from vigil.core.rollout import Decision, RolloutState, Traffic
 from vigil.core.spec import parse_rollout
@@ -110,7 +111,6 @@ def run_rollout(
     )
     decide = choice.judge.start(setup)
     cycle = max(1.0, min(setup.policy().interval_seconds, 10.0))
-    window = setup.window_seconds
     router = router_for(parse_rollout(spec["rollout"]).http_route)
     target = RoutingTarget("sim", "sim", STABLE, CANDIDATE)
     stream = Stream(world, rate, rng)
@@ -126,7 +126,9 @@ def run_rollout(
             last, shadow, pending = pending[0], pending[1], None
         stream.flow(now - last, share, shadow)
         stream.scrape(now)
-        stable, candidate = stream.window(window)
+        # As the operator measures (vigil.core.candidate.evidence_seconds): from the step's start.
+        start = state.step_started_at if state.step_started_at is not None else now
+        stable, candidate = stream.since(start)
         seen = Seen(
             now,
             WindowView(stream.candidate_layout, candidate, "", candidate_pods),
@@ -201,8 +203,8 @@ def _world(case: Case, baseline: Baseline) -> CaseWorld:
 
 def _choice(text: str, eager: bool) -> JudgeChoice:
     choice = JudgeChoice.parse(text)
-    if eager and isinstance(choice.judge, TodayJudge):
-        return JudgeChoice(choice.label, TodayJudge(lazy=False), choice.analysis)
+    if eager and isinstance(choice.judge, OperatorJudge):
+        return JudgeChoice(choice.label, OperatorJudge(lazy=False), choice.analysis)
     return choice
 
 

@@ -36,4 +36,9 @@ def duration(seconds: float) -> str:
         return f"{round(seconds * 1000 + 1e-9):d}ms"
     if seconds < 60:
         return f"{_trim(f'{seconds:.2f}')}s"
-    return f"{_trim(f'{seconds / 60:.1f}')}m"
+    # Label delays run to days.
+    if seconds < 3600:
+        return f"{_trim(f'{seconds / 60:.1f}')}m"
+    if seconds < 86400:
+        return f"{_trim(f'{seconds / 3600:.1f}')}h"
+    return f"{_trim(f'{seconds / 86400:.1f}')}d"

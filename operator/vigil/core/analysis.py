@@ -1,11 +1,15 @@
-"""The candidate's figures for the rollout gates, from two revisions' windows.
+"""The evidence for the rollout gates, from two revisions' windows over one step.
 
 Pure: the operator collects one :class:`~vigil.core.window.RevisionWindow`
-per revision (direct scrapes or Prometheus, the same sources as the health
-loop) and this module turns the candidate's and the stable's into the
-:class:`~vigil.core.rollout.CandidateFigures` that ``rollout.decide`` judges:
+per revision over the step so far (direct scrapes or Prometheus, the same
+sources as the health loop) and this module turns the candidate's and the
+stable's into the :class:`CandidateFigures` that ``vigil.core.judges``
+judges (with confidence) and ``rollout.decide`` acts on:
 
-* requests, error rate and p95 latency: the candidate's own window;
+* requests, failures and the latency histogram: the candidate's *live*
+  requests and, apart, the shadow copies it answered (a canary step judges
+  the first, a shadow step the second), and the stable's live requests over
+  the same span (latency candidate vs stable);
 * agreement, compared predictions and their mean absolute difference
   (regression): the *stable's* sidecars count the shadow copies they sent
   to the candidate (``vigil_shadow_*`` labelled with ``target_revision`` =
@@ -13,11 +17,10 @@ loop) and this module turns the candidate's and the stable's into the
 * prediction shift: the candidate's prediction distribution against the
   stable's, with the drift method, on a basis both share whatever profiles
   they bring (:func:`prediction_shift`: class labels, the stable's bins, or
-  moments);
-* input drift: each revision's worst feature drift against *its own*
-  reference profile (the bins its sidecars count in), over the features
-  both references share, and only once both windows hold
-  :data:`MIN_ROWS_FOR_INPUT_DRIFT` rows;
+  moments), corrected for sample size (:class:`vigil.core.drift.Divergence`);
+* input drift: per feature both references share, each revision's drift
+  against *its own* reference profile (the bins its sidecars count in),
+  corrected for both sample sizes (the live rows and the reference's);
 * features added and dropped: a retrained model's reference may add or drop
   input features; the gates then compare the shared features and the
   predictions, and status names the difference.
@@ -27,101 +30,98 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from vigil.core import drift
-from vigil.core.health import feature_drift
-from vigil.core.spec import RolloutPolicy, Step
+from vigil.core.drift import Divergence
+from vigil.core.health import feature_divergences
 from vigil.core.window import RevisionWindow, quantile_from_buckets
 from vigil.profile import ReferenceProfile
 
 #: Fewer predictions than this on either side: no prediction shift is computed.
 MIN_PREDICTIONS_FOR_SHIFT = 20
-#: Fewer input rows than this on either side: the input-drift gate is not applied.
-#: PSI over ~10 bins carries a sampling bias of about (bins - 1) / rows per side, so
-#: comparing a young candidate's drift with the stable's on a few hundred rows would
-#: fail on noise alone (the gate allows only +0.05).
-MIN_ROWS_FOR_INPUT_DRIFT = 1000
+
+#: Latency histogram: (upper bound in seconds, cumulative count), sorted, ending with +Inf.
+Buckets = tuple[tuple[float, float], ...]
 
 
-#: How much worse than the stable's the candidate's input drift may be.
-DRIFT_TOLERANCE = 0.05
+@dataclass(frozen=True)
+class Answered:
+    """Requests one revision answered over the step: how many, how many failed, how fast."""
+
+    requests: float = 0.0
+    failures: float = 0.0
+    latency_buckets: Buckets = ()
+
+    @classmethod
+    def of(cls, by_outcome: Mapping[str, float], latency_buckets: Buckets) -> Answered:
+        requests = sum(by_outcome.values())
+        failures = max(0.0, requests - by_outcome.get("success", 0.0))
+        return cls(requests, failures, latency_buckets)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.failures / self.requests if self.requests > 0 else None
+
+    @property
+    def latency_p95(self) -> float | None:
+        return quantile_from_buckets(0.95, self.latency_buckets)
+
+    def latency_counts(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(upper bounds, requests per bucket): the histogram un-cumulated."""
+        bounds = tuple(bound for bound, _ in self.latency_buckets)
+        cumulative = [count for _, count in self.latency_buckets]
+        below = [0.0, *cumulative[:-1]] if cumulative else []
+        counts = [max(0.0, b - a) for a, b in zip(below, cumulative, strict=True)]
+        return bounds, tuple(counts)
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One shared input feature: each revision's drift against its own reference."""
+
+    name: str
+    candidate: Divergence
+    stable: Divergence
 
 
 @dataclass(frozen=True)
 class CandidateFigures:
-    """What the analysis compares, for the current window. None = not measured."""
+    """The evidence of one step so far (None or empty = not measured)."""
 
-    requests: int = 0
-    error_rate: float | None = None
-    latency_p95: float | None = None
-    #: Paired comparisons (shadow): compared predictions and the share that agreed.
+    #: The candidate's live requests; the shadow copies it answered; the stable's live ones.
+    live: Answered = field(default_factory=Answered)
+    copies: Answered = field(default_factory=Answered)
+    stable: Answered = field(default_factory=Answered)
+    #: Paired comparisons (shadow): compared predictions and how many agreed.
     compared: int = 0
-    agreement: float | None = None
+    agreed: float = 0.0
     #: Mean |candidate - stable| over the paired numeric predictions (shadow).
     mean_abs_difference: float | None = None
-    #: Candidate-vs-stable prediction distribution divergence (drift method).
-    prediction_shift: float | None = None
+    #: Candidate-vs-stable prediction divergence (drift method), corrected for sample size.
+    prediction_shift: Divergence | None = None
     #: How both were put on one basis (vigil.core.analysis.prediction_shift), for the text.
     prediction_shift_basis: str = ""
-    #: Worst input drift of each revision against its own reference, shared features only.
-    candidate_drift: float | None = None
-    stable_drift: float | None = None
+    #: Per shared feature with enough rows on both sides.
+    input_drift: tuple[FeatureDrift, ...] = ()
+    #: Features both references share (0: a reference is unknown, input drift is not judged).
+    shared_features: int = 0
 
+    @property
+    def requests(self) -> int:
+        """The candidate's live requests (what a canary step counts)."""
+        return round(self.live.requests)
 
-@dataclass(frozen=True)
-class Gate:
-    """One check of the analysis: its name, measured value, threshold and verdict."""
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.compared if self.compared > 0 else None
 
-    name: str
-    passed: bool
-    value: float
-    threshold: float
-    text: str
-
-
-def _at_most(name: str, value: float, limit: float, text: str) -> Gate:
-    return Gate(name, value <= limit, value, limit, text)
-
-
-def gates(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[Gate, ...]:
-    """Evaluate every applicable gate on the candidate's figures (Argo's EvaluateResult)."""
-    found: list[Gate] = []
-    if figures.error_rate is not None:
-        rate, limit = figures.error_rate, policy.max_error_rate
-        found.append(_at_most("errorRate", rate, limit, f"error rate {rate:.2%} vs {limit:.2%}"))
-    if figures.latency_p95 is not None:
-        p95, limit = figures.latency_p95, policy.max_latency_p95
-        text = f"p95 {p95 * 1000:.0f}ms vs {limit * 1000:.0f}ms"
-        found.append(_at_most("latencyP95", p95, limit, text))
-    if step.kind == "shadow" and figures.agreement is not None:
-        agreement, need = figures.agreement, policy.min_agreement
-        difference = figures.mean_abs_difference
-        text = f"agreement {agreement:.2f} vs {need:.2f}" + (
-            f" (mean |difference| {difference:.4g})" if difference is not None else ""
-        )
-        found.append(Gate("agreement", agreement >= need, agreement, need, text))
-    if figures.prediction_shift is not None:
-        shift, limit = figures.prediction_shift, policy.max_prediction_shift
-        basis = figures.prediction_shift_basis
-        text = f"prediction shift {shift:.3f} vs {limit:.3f}" + (f" ({basis})" if basis else "")
-        found.append(_at_most("predictionShift", shift, limit, text))
-    if figures.candidate_drift is not None and figures.stable_drift is not None:
-        drifted, stable = figures.candidate_drift, figures.stable_drift
-        limit = stable + DRIFT_TOLERANCE
-        text = f"input drift {drifted:.3f} vs stable's {stable:.3f} + {DRIFT_TOLERANCE}"
-        found.append(_at_most("inputDrift", drifted, limit, text))
-    return tuple(found)
-
-
-def _error_rate(window: RevisionWindow) -> float | None:
-    total = window.requests
-    if total <= 0:
-        return None
-    return max(0.0, total - window.requests_by_outcome.get("success", 0.0)) / total
+    def answered(self, shadow: bool) -> Answered:
+        """What the candidate answered in a shadow step (copies) or a canary step (live)."""
+        return self.copies if shadow else self.live
 
 
 #: Standard-normal quantiles at 10 %, 20 %, ..., 90 %: ten equally likely bins around
@@ -133,10 +133,16 @@ Basis = Literal["by class label", "on the stable's bins", "from mean and std"]
 
 @dataclass(frozen=True)
 class PredictionShift:
-    """The candidate-vs-stable divergence and the common basis it was measured on."""
+    """The candidate-vs-stable divergence and the common basis it was measured on.
+
+    ``score`` is the method's score on the counts; ``divergence`` the same
+    corrected for sample size, with its test (None with too few predictions
+    per slot to judge).
+    """
 
     score: float
     basis: Basis
+    divergence: Divergence | None = None
 
 
 def _numeric_prediction(profile: ReferenceProfile | None) -> tuple[float, ...] | None:
@@ -264,21 +270,29 @@ def prediction_shift(
     if pair is None or min(pair[0].sum(), pair[1].sum()) < MIN_PREDICTIONS_FOR_SHIFT:
         return None
     score = drift.drift_score(method, pair[0], pair[1])
-    return PredictionShift(score, basis) if math.isfinite(score) else None
-
-
-def _worst_drift(
-    reference: ReferenceProfile | None,
-    window: RevisionWindow | None,
-    method: drift.DriftMethod,
-    shared: frozenset[str] | None,
-) -> float | None:
-    """The worst drift over the shared features (None: no reference or too few rows)."""
-    if reference is None or window is None or window.input_rows < MIN_ROWS_FOR_INPUT_DRIFT:
+    if not math.isfinite(score):
         return None
-    scores = feature_drift(reference, window, method)
-    values = [score for name, score in scores.items() if shared is None or name in shared]
-    return max(values) if values else None
+    return PredictionShift(score, basis, drift.divergence(method, pair[0], pair[1]))
+
+
+def input_drift(
+    candidate: RevisionWindow,
+    stable: RevisionWindow,
+    method: drift.DriftMethod,
+    reference: ReferenceProfile | None,
+    stable_reference: ReferenceProfile | None,
+    shared: frozenset[str] | None,
+) -> tuple[FeatureDrift, ...]:
+    """Per shared feature with enough rows on both sides: each side against its reference."""
+    if reference is None or stable_reference is None:
+        return ()
+    mine = feature_divergences(reference, candidate, method)
+    theirs = feature_divergences(stable_reference, stable, method)
+    return tuple(
+        FeatureDrift(name, mine[name], theirs[name])
+        for name in reference.feature_names
+        if name in mine and name in theirs and (shared is None or name in shared)
+    )
 
 
 def feature_changes(
@@ -305,7 +319,7 @@ def candidate_figures(
     reference: ReferenceProfile | None = None,
     stable_reference: ReferenceProfile | None = None,
 ) -> CandidateFigures:
-    """What the gates compare this cycle (None where a figure cannot be measured).
+    """The evidence of this step so far (empty where a figure cannot be measured).
 
     ``reference`` is the candidate's profile, ``stable_reference`` the
     stable's (the same one when the change kept it; None = unknown, then the
@@ -316,34 +330,26 @@ def candidate_figures(
     """
     stable_profile = stable_reference if stable_reference is not None else reference
     _, _, shared = feature_changes(reference, stable_profile)
-    compared = 0
-    agreement: float | None = None
-    mean_abs_difference: float | None = None
-    shift: PredictionShift | None = None
-    if stable is not None:
-        sent = stable.shadow_predictions.get(candidate_revision, 0.0)
-        agreed = stable.shadow_agreements.get(candidate_revision, 0.0)
-        compared = round(sent)
-        agreement = agreed / sent if sent > 0 else None
-        if stable_profile is None or stable_profile.task == "regression":
-            mean_abs_difference = stable.mean_abs_difference(candidate_revision)
-        shift = prediction_shift(
-            candidate,
-            stable,
-            method,
-            candidate_profile=reference,
-            stable_profile=stable_reference,
-        )
-    p95 = quantile_from_buckets(0.95, candidate.latency_buckets)
+    live = Answered.of(candidate.live_by_outcome, candidate.live_latency_buckets)
+    copies = Answered.of(candidate.copies_by_outcome, candidate.copy_latency_buckets)
+    if stable is None:
+        return CandidateFigures(live=live, copies=copies)
+    sent = stable.shadow_predictions.get(candidate_revision, 0.0)
+    mean_abs_difference = None
+    if stable_profile is None or stable_profile.task == "regression":
+        mean_abs_difference = stable.mean_abs_difference(candidate_revision)
+    shift = prediction_shift(
+        candidate, stable, method, candidate_profile=reference, stable_profile=stable_reference
+    )
     return CandidateFigures(
-        requests=round(candidate.requests),
-        error_rate=_error_rate(candidate),
-        latency_p95=p95,
-        compared=compared,
-        agreement=agreement,
+        live=live,
+        copies=copies,
+        stable=Answered.of(stable.live_by_outcome, stable.live_latency_buckets),
+        compared=round(sent),
+        agreed=stable.shadow_agreements.get(candidate_revision, 0.0),
         mean_abs_difference=mean_abs_difference,
-        prediction_shift=shift.score if shift is not None else None,
+        prediction_shift=shift.divergence if shift is not None else None,
         prediction_shift_basis=shift.basis if shift is not None else "",
-        candidate_drift=_worst_drift(reference, candidate, method, shared),
-        stable_drift=_worst_drift(stable_profile, stable, method, shared),
+        input_drift=input_drift(candidate, stable, method, reference, stable_profile, shared),
+        shared_features=len(shared) if shared is not None else 0,
     )

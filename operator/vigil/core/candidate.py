@@ -102,6 +102,20 @@ def state_to_status(state: RolloutState) -> dict[str, Any]:
     }
 
 
+def evidence_seconds(candidate: Mapping[str, Any] | None, revision: str, now: float) -> float:
+    """How far back this cycle measures ``revision``: to the start of its current step.
+
+    Each step judges its own evidence (a canary step counts the live requests
+    it sent, not the shadow step's copies before it), and the sequential
+    tests need it to grow from the step's start. 0 before the step started.
+    """
+    candidate = candidate or {}
+    started = parse_unix(candidate.get("stepStartedAt"))
+    if candidate.get("revision") != revision or started is None:
+        return 0.0
+    return max(0.0, now - started)
+
+
 def golden_from_status(candidate: Mapping[str, Any] | None) -> GoldenResult | None:
     golden = (candidate or {}).get("golden") or {}
     if "total" not in golden:

@@ -46,10 +46,17 @@ REFERENCE_VOLUME = "reference"
 # The sidecar's only writable directory (its root file system is read-only);
 # TMPDIR points there, so nothing needs a writable /tmp.
 SIDECAR_SCRATCH_DIR = "/var/lib/vigil/tmp"
-# A pvc:// model is mounted read-only here (KServe's model path, where the local
-# MLServer image looks: MLSERVER_MODELS_DIR); the server also gets it as MODEL_PATH.
-MODEL_DIR = "/mnt/models"
+# The model (a pvc:// claim, or the folder vigil-fetch filled) is mounted read-only at
+# spec.model.path in the server; the server also gets that path as MODEL_PATH.
 MODEL_VOLUME = "vigil-model"
+#: The init container that downloads an http(s):// or s3:// model into MODEL_VOLUME.
+FETCH_CONTAINER = "vigil-fetch"
+#: Where vigil-fetch finds a private CA (spec.model.storage.caConfigMapRef).
+FETCH_CA_DIR = "/var/run/vigil/ca"
+FETCH_CA_VOLUME = "vigil-fetch-ca"
+#: The Secret's keys vigil-fetch reads (the names the AWS SDKs use); the token is optional.
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+S3_SESSION_TOKEN_KEY = "AWS_SESSION_TOKEN"
 # A server with a read-only root file system (opt-in) still gets a writable /tmp.
 SERVER_TMP_VOLUME = "server-tmp"
 SERVER_TMP_SIZE = "1Gi"
@@ -203,8 +210,8 @@ def _server_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     }
     if spec.model.uri:
         env["STORAGE_URI"] = {"name": "STORAGE_URI", "value": spec.model.uri}
-    if spec.model.pvc is not None:
-        env["MODEL_PATH"] = {"name": "MODEL_PATH", "value": MODEL_DIR}
+    if spec.model.placed:
+        env["MODEL_PATH"] = {"name": "MODEL_PATH", "value": spec.model.path}
     for key in sorted(spec.config):
         env[key] = {"name": key, "value": spec.config[key]}
     for item in spec.server.env:
@@ -252,13 +259,71 @@ def _server_container(spec: ModelDeploymentSpec) -> dict[str, Any]:
         container["resources"] = copy.deepcopy(dict(server.resources))
     mounts: list[dict[str, Any]] = []
     pvc = spec.model.pvc
-    if pvc is not None:
-        mount = {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
-        mounts.append({**mount, "subPath": pvc.path} if pvc.path else mount)
+    if spec.model.placed:
+        mount = {"name": MODEL_VOLUME, "mountPath": spec.model.path, "readOnly": True}
+        mounts.append({**mount, "subPath": pvc.path} if pvc is not None and pvc.path else mount)
     if server.read_only_root_filesystem:
         mounts.append({"name": SERVER_TMP_VOLUME, "mountPath": "/tmp"})
     if mounts:
         container["volumeMounts"] = mounts
+    return container
+
+
+def _vigil_security_context() -> dict[str, Any]:
+    """Vigil's own containers (sidecar, fetch): restricted, read-only root, the image's user."""
+    context = _restricted_security_context(read_only_root=True)
+    context["runAsUser"] = SIDECAR_USER_ID
+    context["runAsGroup"] = SIDECAR_USER_ID
+    return context
+
+
+def _fetch_container(spec: ModelDeploymentSpec, image: str) -> dict[str, Any]:
+    """``vigil-fetch`` (Vigil's image) fills the model folder before the server starts.
+
+    Credentials come from the Secret the spec names, as environment variables of
+    this container only: the operator never reads it, and a missing Secret or key
+    shows in the container's status (CreateContainerConfigError), where the
+    operator reads it. Its last line is the termination message the operator
+    reports (ArtifactFetchFailed).
+    """
+    model, storage = spec.model, spec.model.storage
+    assert model.uri is not None
+    args = [model.uri, "--dest", model.path]
+    if model.sha256:
+        args += ["--sha256", model.sha256]
+    mounts: list[dict[str, Any]] = [{"name": MODEL_VOLUME, "mountPath": model.path}]
+    if storage.ca is not None:
+        mounts.append({"name": FETCH_CA_VOLUME, "mountPath": FETCH_CA_DIR, "readOnly": True})
+        args += ["--ca-file", f"{FETCH_CA_DIR}/{storage.ca.key}"]
+    env: list[dict[str, Any]] = []
+    for name, value in (
+        ("AWS_ENDPOINT_URL_S3", storage.endpoint),
+        ("AWS_REGION", storage.region),
+        (
+            "VIGIL_S3_ADDRESSING",
+            None if storage.path_style is None else "path" if storage.path_style else "virtual",
+        ),
+    ):
+        if value is not None:
+            env.append({"name": name, "value": value})
+    if storage.secret is not None:
+        for key in (*S3_SECRET_KEYS, S3_SESSION_TOKEN_KEY):
+            ref = {"name": storage.secret, "key": key}
+            if key == S3_SESSION_TOKEN_KEY:
+                ref["optional"] = True
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    container: dict[str, Any] = {
+        "name": FETCH_CONTAINER,
+        "image": image,
+        "command": ["vigil-fetch"],
+        "args": args,
+        "resources": model.fetch.container_resources,
+        "volumeMounts": mounts,
+        "securityContext": _vigil_security_context(),
+        "terminationMessagePolicy": "File",
+    }
+    if env:
+        container["env"] = env
     return container
 
 
@@ -269,9 +334,6 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
     ]
     if spec.monitoring.reference is not None:
         mounts.append({"name": REFERENCE_VOLUME, "mountPath": REFERENCE_DIR, "readOnly": True})
-    context = _restricted_security_context(read_only_root=True)
-    context["runAsUser"] = SIDECAR_USER_ID
-    context["runAsGroup"] = SIDECAR_USER_ID
     return {
         "name": SIDECAR_CONTAINER,
         "image": sidecar_image,
@@ -304,12 +366,13 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
         },
         "resources": copy.deepcopy(SIDECAR_RESOURCES),
         "volumeMounts": mounts,
-        "securityContext": context,
+        "securityContext": _vigil_security_context(),
     }
 
 
 def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> list[dict[str, Any]]:
-    """The sidecar's settings and scratch space, a pvc:// model's claim, the reference profile."""
+    """The sidecar's settings and scratch space, the model (a claim, or the folder vigil-fetch
+    fills), the reference profile."""
     volumes: list[dict[str, Any]] = [
         {
             "name": "sidecar-config",
@@ -317,7 +380,8 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> lis
         },
         {"name": "sidecar-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
-    pvc = spec.model.pvc
+    model = spec.model
+    pvc = model.pvc
     if pvc is not None:
         volumes.append(
             {
@@ -325,6 +389,15 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> lis
                 "persistentVolumeClaim": {"claimName": pvc.claim, "readOnly": True},
             }
         )
+    elif model.fetched:
+        folder = {"sizeLimit": model.fetch.size_limit} if model.fetch.size_limit else {}
+        volumes.append({"name": MODEL_VOLUME, "emptyDir": folder})
+        ca = model.storage.ca
+        if ca is not None:
+            items = [{"key": ca.key, "path": ca.key}]
+            volumes.append(
+                {"name": FETCH_CA_VOLUME, "configMap": {"name": ca.name, "items": items}}
+            )
     if spec.server.read_only_root_filesystem:
         volumes.append({"name": SERVER_TMP_VOLUME, "emptyDir": {"sizeLimit": SERVER_TMP_SIZE}})
     reference = spec.monitoring.reference
@@ -386,6 +459,11 @@ def desired_deployment(
                             "runAsNonRoot": True,
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
+                        **(
+                            {"initContainers": [_fetch_container(spec, sidecar_image)]}
+                            if spec.model.fetched
+                            else {}
+                        ),
                         "containers": [
                             _server_container(spec),
                             _sidecar_container(spec, sidecar_image),

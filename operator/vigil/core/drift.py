@@ -329,8 +329,10 @@ class Divergence:
     raw: float
     #: Bias-corrected, on the divergence scale (JSD: distance squared).
     corrected: float
+    #: Effective sample size n1 n2 / (n1 + n2); rows of the current sample alone.
     rows: float
     df: int
+    current_rows: float = 0.0
 
     @property
     def scale(self) -> float:
@@ -360,11 +362,17 @@ class Divergence:
         value far from the data is rejected, and the interval stays finite)."""
         return max(threshold, tested, 1e-4) ** 2
 
-    def bounds(self, alpha: float, threshold: float) -> Bounds:
-        """The confidence sequence at ``alpha`` (method's units) and the test of ``threshold``."""
+    def bounds(self, alpha: float, threshold: float, *, interval: bool = True) -> Bounds:
+        """The confidence sequence at ``alpha`` (method's units) and the test of ``threshold``
+        (``interval=False``: the test alone)."""
         tested = self.to_divergence(threshold)
         level = math.log(1.0 / alpha)
         value = self.corrected
+        above, below = normal_p_values(
+            value, tested, self.variance(tested), self._mixing(tested, tested)
+        )
+        if not interval:
+            return Bounds(0.0, math.inf, above, below)
 
         def rejected(divergence: float) -> bool:
             deviation = value - divergence
@@ -378,14 +386,32 @@ class Divergence:
         while not rejected(top) and top < 1e6:
             top *= 2.0
         high = bisect_turn(rejected, max(value, 0.0), top) if rejected(top) else math.inf
-        above, below = normal_p_values(
-            value, tested, self.variance(tested), self._mixing(tested, tested)
-        )
         return Bounds(self.from_divergence(low), self.from_divergence(high), above, below)
 
     def scaled(self, factor: float) -> Divergence:
         """The same estimate on ``factor`` times the rows (how many would decide)."""
-        return replace(self, rows=self.rows * factor)
+        return replace(self, rows=self.rows * factor, current_rows=self.current_rows * factor)
+
+
+def _scores(method: str, reference: list[float], current: list[float], floor: float) -> float:
+    """PSI or JS distance of two count vectors, each normalised; slots floored at ``floor``
+    (PSI). Plain Python: a dozen slots cost less than NumPy's call overhead."""
+    ref_total, cur_total = sum(reference), sum(current)
+    if method == "psi":
+        score = 0.0
+        for r, c in zip(reference, current, strict=True):
+            p, q = max(r / ref_total, floor), max(c / cur_total, floor)
+            score += (q - p) * math.log(q / p)
+        return score
+    divergence = 0.0
+    for r, c in zip(reference, current, strict=True):
+        p, q = r / ref_total, c / cur_total
+        m = 0.5 * (p + q)
+        if p > 0:
+            divergence += 0.5 * p * math.log2(p / m)
+        if q > 0:
+            divergence += 0.5 * q * math.log2(q / m)
+    return math.sqrt(max(divergence, 0.0))
 
 
 def divergence(
@@ -405,23 +431,28 @@ def divergence(
     """
     if method not in _CHI_SQUARE_SCALE:
         return None
-    cur = _as_counts(current)
-    ref = _as_counts(reference)
-    if ref.shape != cur.shape:
-        raise ValueError(f"bin count mismatch: reference {ref.size} vs current {cur.size}")
+    cur = [float(x) for x in np.asarray(current, dtype=np.float64).ravel()]
+    ref = [float(x) for x in np.asarray(reference, dtype=np.float64).ravel()]
+    if len(ref) != len(cur):
+        raise ValueError(f"bin count mismatch: reference {len(ref)} vs current {len(cur)}")
+    if not all(math.isfinite(x) and x >= 0 for x in (*ref, *cur)):
+        raise ValueError("counts must be finite and non-negative")
     exact = reference_rows is not None and math.isinf(reference_rows)
     if reference_rows is not None and not exact:
-        total = float(ref.sum())
-        ref = ref / total * reference_rows if total > 0 else ref
-    n_cur, n_ref = float(cur.sum()), float(ref.sum())
-    used = (ref > 0) | (cur > 0)
-    slots = int(used.sum())
+        total = sum(ref)
+        ref = [x / total * reference_rows for x in ref] if total > 0 else ref
+    n_cur, n_ref = sum(cur), sum(ref)
+    used = [i for i, (r, c) in enumerate(zip(ref, cur, strict=True)) if r > 0 or c > 0]
+    slots = len(used)
     if slots < 2 or n_ref <= 0 or n_cur < ROWS_PER_SLOT * slots:
         return None
     rows = n_cur if exact else n_cur * n_ref / (n_cur + n_ref)
-    smooth_ref = ref[used] if exact else ref[used] + _PSEUDO_COUNT
-    score = drift_score(method, smooth_ref, cur[used] + _PSEUDO_COUNT)
+    pseudo = 0.0 if exact else _PSEUDO_COUNT
+    smooth_ref = [ref[i] + pseudo for i in used]
+    smooth_cur = [cur[i] + _PSEUDO_COUNT for i in used]
+    score = _scores(method, smooth_ref, smooth_cur, DEFAULT_EPSILON)
     on_scale = score * score if method == "jsd" else score
     df = slots - 1
     corrected = on_scale - df / (_CHI_SQUARE_SCALE[method] * rows)
-    return Divergence(method, drift_score(method, ref, cur), corrected, rows, df)
+    raw = _scores(method, ref, cur, DEFAULT_EPSILON)
+    return Divergence(method, raw, corrected, rows, df, n_cur)

@@ -46,11 +46,6 @@ DriftLevel = Literal["none", "warning", "threshold", "unknown"]
 
 #: A feature's live missing rate may exceed its reference null rate by this much.
 MISSING_RATE_TOLERANCE = 0.05
-#: Input rows a feature needs in the window before its drift is judged. PSI's
-#: bias under no drift is about (bins - 1) / rows: 0.05 for 12 slots at 200
-#: rows, well under the usual 0.1 warning; with fewer rows, noise alone would
-#: raise DriftDetected.
-MIN_ROWS_FOR_DRIFT = 200
 
 
 @dataclass(frozen=True)
@@ -77,6 +72,8 @@ class HealthReport:
     message: str = ""
     #: Why drift was not judged (no reference, too few rows), when it was not.
     drift_note: str = ""
+    #: The features whose drift surely reaches the warning (or the threshold).
+    drift_sure: Mapping[str, float] = field(default_factory=dict)
 
 
 def _finite(value: float | None, digits: int) -> float | None:
@@ -122,43 +119,93 @@ def _prediction_moments(window: RevisionWindow) -> tuple[float | None, float | N
     return mean, math.sqrt(max(0.0, variance))
 
 
-def _live_counts(feature: FeatureProfile, window: RevisionWindow) -> list[float] | None:
-    """Live counts in the reference's slots for one feature (None if none seen)."""
+def _slot_counts(feature: FeatureProfile, window: RevisionWindow) -> list[float]:
+    """Live counts in the reference's slots for one feature."""
     if feature.type == "categorical":
         seen = window.feature_categories.get(feature.name, {})
         labels = [*(feature.categories or ()), OTHER]
-        counts = [seen.get(label, 0.0) for label in labels]
-    else:
-        seen = window.feature_bins.get(feature.name, {})
-        counts = [seen.get(str(slot), 0.0) for slot in range(len(feature.proportions))]
-    if sum(counts) < MIN_ROWS_FOR_DRIFT:
-        return None
-    return counts
+        return [seen.get(label, 0.0) for label in labels]
+    seen = window.feature_bins.get(feature.name, {})
+    return [seen.get(str(slot), 0.0) for slot in range(len(feature.proportions))]
+
+
+def feature_divergences(
+    reference: ReferenceProfile, window: RevisionWindow, method: drift.DriftMethod
+) -> dict[str, drift.Divergence]:
+    """Per reference feature with enough live rows: its drift, corrected for sample size.
+
+    The reference counts as a sample of its own rows (``count``): a profile
+    built from 150 rows describes the population less exactly than one
+    built from 50 000, and live traffic drawn from that population drifts
+    from it by chance alone.
+    """
+    found: dict[str, drift.Divergence] = {}
+    for feature in reference.features:
+        rows = float(feature.count) if feature.count > 0 else math.inf
+        measured = drift.divergence(
+            method, feature.proportions, _slot_counts(feature, window), reference_rows=rows
+        )
+        if measured is not None and math.isfinite(measured.corrected):
+            found[feature.name] = measured
+    return found
 
 
 def feature_drift(
     reference: ReferenceProfile, window: RevisionWindow, method: drift.DriftMethod
 ) -> dict[str, float]:
-    """Drift score per reference feature that has live counts in the window."""
-    scores: dict[str, float] = {}
-    for feature in reference.features:
-        counts = _live_counts(feature, window)
-        if counts is None or len(counts) != len(feature.proportions):
-            continue
-        score = drift.drift_score(method, feature.proportions, counts)
-        if math.isfinite(score):
-            scores[feature.name] = score
-    return scores
+    """Drift per reference feature with enough live rows, corrected for sample size."""
+    return {name: d.estimate for name, d in feature_divergences(reference, window, method).items()}
 
 
-def _drift_level(score: float | None, policy: HealthPolicy) -> DriftLevel:
-    if score is None:
+@dataclass(frozen=True)
+class DriftJudgement:
+    """Each feature's drift (corrected) and the level it surely reaches."""
+
+    scores: Mapping[str, float]
+    levels: Mapping[str, DriftLevel]
+
+    @property
+    def overall(self) -> float | None:
+        return max(self.scores.values()) if self.scores else None
+
+    @property
+    def level(self) -> DriftLevel:
+        for level in ("threshold", "warning", "none"):
+            if level in self.levels.values():
+                return level  # type: ignore[return-value]
         return "unknown"
-    if score >= policy.drift_threshold:
-        return "threshold"
-    if score >= policy.drift_warning:
-        return "warning"
-    return "none"
+
+    def at(self, *levels: DriftLevel) -> dict[str, float]:
+        """The scores of the features at one of ``levels``."""
+        return {name: self.scores[name] for name, lv in self.levels.items() if lv in levels}
+
+
+def judge_drift(
+    reference: ReferenceProfile, window: RevisionWindow, policy: HealthPolicy
+) -> DriftJudgement:
+    """Per feature, the highest level (threshold, warning) its drift surely reaches.
+
+    "Surely" at ``drift.confidence`` for all the reference's features at once
+    (Bonferroni): a window of traffic drawn from the reference itself raises
+    no warning, however few its rows, and drift is judged from 5 rows per bin
+    on instead of a fixed row count.
+    """
+    found = feature_divergences(reference, window, policy.drift_method)
+    alpha = (1.0 - policy.drift_confidence) / max(1, len(reference.features))
+    levels: dict[str, DriftLevel] = {}
+    for name, measured in found.items():
+        levels[name] = "none"
+        limits = (("threshold", policy.drift_threshold), ("warning", policy.drift_warning))
+        for level, limit in limits:
+            if measured.bounds(alpha, limit, interval=False).p_above <= alpha:
+                levels[name] = level  # type: ignore[assignment]
+                break
+    return DriftJudgement({name: m.estimate for name, m in found.items()}, levels)
+
+
+def _rows_needed(reference: ReferenceProfile) -> int:
+    """Input rows before any feature's drift can be judged (5 per bin in use)."""
+    return round(drift.ROWS_PER_SLOT * min(len(f.proportions) for f in reference.features))
 
 
 def _agreement(window: RevisionWindow) -> float | None:
@@ -214,13 +261,15 @@ def evaluate(
             reason=breaches[0][0],
             message="; ".join(text for _, text in breaches) + f" ({requests} requests)",
         )
-    # 4. Drift at threshold: name the features that crossed it, worst first.
-    if figures.drift_level == "threshold" and measured.overall is not None:
+    # 4. Drift surely at threshold: name the features that crossed it, worst first.
+    if figures.drift_level == "threshold" and measured.scores:
         return replace(
             figures,
             verdict=Verdict.DRIFT_DETECTED,
             reason=Reason.DRIFT_ABOVE_THRESHOLD,
-            message=over_threshold(policy.drift_method, measured.overall, measured.scores, policy),
+            message=over_threshold(
+                policy.drift_method, max(measured.scores.values()), measured.scores, policy
+            ),
         )
     # 5. Healthy: the SLO figures beside their thresholds.
     met = slos_met(measured.error_rate, measured.p95, policy)
@@ -248,8 +297,8 @@ def _figures(
     error_rate = _error_rate(window)
     p95 = quantile_from_buckets(0.95, window.latency_buckets)
     mean, std = _prediction_moments(window)
-    scores = feature_drift(reference, window, policy.drift_method) if reference else {}
-    overall = max(scores.values()) if scores else None
+    judged = judge_drift(reference, window, policy) if reference else DriftJudgement({}, {})
+    scores, overall = judged.scores, judged.overall
     rows = window.input_rows
     missing_rates = (
         {name: count / rows for name, count in window.feature_missing.items()} if rows > 0 else {}
@@ -271,7 +320,7 @@ def _figures(
         prediction_std=_finite(std, 4),
         drift_method=policy.drift_method,
         drift_score=_finite(overall, 3),
-        drift_level=_drift_level(overall, policy),
+        drift_level=judged.level,
         drift_features=_finite_values(scores, 3),
         missing_rates=_finite_values(missing_rates, 4),
         missing_over_reference=missing_over,
@@ -285,12 +334,13 @@ def _figures(
         drift_note=(
             "no reference profile: drift is not measured"
             if reference is None
-            else f"{round(rows)} input rows < {MIN_ROWS_FOR_DRIFT} needed to judge drift"
+            else f"{round(rows)} input rows < {_rows_needed(reference)} needed to judge drift"
             if not scores
             else ""
         ),
+        drift_sure=_finite_values(judged.at("threshold", "warning"), 3),
     )
-    return report, _Measured(error_rate, p95, scores, overall)
+    return report, _Measured(error_rate, p95, judged.at("threshold"), overall)
 
 
 def _breaches(measured: _Measured, policy: HealthPolicy, span: str) -> list[tuple[str, str]]:

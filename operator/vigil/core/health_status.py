@@ -21,17 +21,27 @@ from vigil.core.health import (
     over_threshold,
     slos_met,
 )
+from vigil.core.performance import PerformanceReport, readable_figures
 from vigil.core.spec import HealthPolicy
 from vigil.core.status import ConditionState
 from vigil.core.vocabulary import ConditionType, Reason, Verdict
 
 
-def health_conditions(report: HealthReport, policy: HealthPolicy) -> list[ConditionState]:
-    """Healthy, DriftDetected and MetricsAvailable for a fresh report.
+def health_conditions(
+    report: HealthReport, policy: HealthPolicy, performance: PerformanceReport | None = None
+) -> list[ConditionState]:
+    """Healthy, DriftDetected, MetricsAvailable (and PerformanceDegraded) for a fresh report.
 
-    For ``MetricsUnavailable`` only MetricsAvailable is returned: the other
-    two keep their last value, since missing data changes no verdict.
+    For ``MetricsUnavailable`` only MetricsAvailable is returned: the others
+    keep their last value, since missing data changes no verdict.
     """
+    found = _health_conditions(report, policy)
+    if performance is not None and report.verdict != Verdict.METRICS_UNAVAILABLE:
+        found.append(performance.condition)
+    return found
+
+
+def _health_conditions(report: HealthReport, policy: HealthPolicy) -> list[ConditionState]:
     if report.verdict == Verdict.METRICS_UNAVAILABLE:
         return [
             ConditionState(
@@ -109,20 +119,24 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             over_threshold(method, report.drift_score, features, policy),
         )
     if report.drift_level == "warning":
+        sure = dict(report.drift_sure) or dict(report.drift_features)
         return ConditionState(
             ConditionType.DRIFT_DETECTED,
             False,
             Reason.DRIFT_WARNING,
-            f"{method} {report.drift_score:.2f} >= warning {policy.drift_warning:g} "
+            f"{method} {max(sure.values()):.2f} >= warning {policy.drift_warning:g} "
             f"(threshold {policy.drift_threshold:g}) over {span}: "
-            f"{list_features(features, policy.drift_warning)}",
+            f"{list_features(sure, policy.drift_warning)}",
         )
+    if report.drift_score < policy.drift_warning:
+        text = f"< warning {policy.drift_warning:g} on every feature"
+    else:  # an estimate over the warning on too few rows to be sure of it
+        text = f"not surely >= warning {policy.drift_warning:g} on any feature"
     return ConditionState(
         ConditionType.DRIFT_DETECTED,
         False,
         Reason.NO_DRIFT,
-        f"{method} {report.drift_score:.2f} < warning {policy.drift_warning:g} "
-        f"on every feature over {span}",
+        f"{method} {report.drift_score:.2f} {text} over {span}",
     )
 
 
@@ -130,8 +144,18 @@ def _maybe(formatter: Callable[[float], str], value: float | None) -> str | None
     return None if value is None else formatter(value)
 
 
-def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str) -> dict[str, Any]:
-    """``status.health`` as api.md shows it (no None values, nothing non-finite)."""
+def health_status(
+    report: HealthReport,
+    policy: HealthPolicy,
+    evaluated_at: str,
+    realized: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``status.health`` as api.md shows it (no None values, nothing non-finite).
+
+    ``realized``: ``status.health.performance`` (the labels' figures, see
+    :mod:`vigil.core.performance`).
+    """
+    realized = realized or {}
     health: dict[str, Any] = {
         "evaluatedAt": evaluated_at,
         "window": format_window(policy.window_seconds),
@@ -145,6 +169,7 @@ def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str)
             for k, v in (
                 ("errorRate", _maybe(readable.percent, report.error_rate)),
                 ("latencyP95", _maybe(readable.duration, report.latency_p95)),
+                *readable_figures(realized).items(),
             )
             if v is not None
         }
@@ -165,6 +190,7 @@ def health_status(report: HealthReport, policy: HealthPolicy, evaluated_at: str)
         "outOfRangeRate": report.out_of_range_rate,
         "agreement": report.agreement,
         "meanAbsoluteDifference": report.mean_abs_difference,
+        "performance": dict(realized) or None,
     }
     health["drift"] = {k: v for k, v in health["drift"].items() if v is not None}
     return {k: v for k, v in health.items() if v is not None}
@@ -191,6 +217,7 @@ def next_health(
     report: HealthReport,
     policy: HealthPolicy,
     evaluated_at: str,
+    performance: PerformanceReport | None = None,
 ) -> dict[str, Any]:
     """The ``status.health`` to write after an evaluation.
 
@@ -199,6 +226,7 @@ def next_health(
       with no figures yet, the verdict alone.
     - Otherwise the fresh figures; when they equal the last ones after
       rounding, the last ``evaluatedAt`` is kept so that nothing is written.
+      Without a fresh ``performance`` judgement (held) its last figures stay.
     """
     if report.verdict == Verdict.METRICS_UNAVAILABLE:
         if isinstance(previous, Mapping) and previous.get("evaluatedAt"):
@@ -213,7 +241,12 @@ def next_health(
             "verdict": Verdict.METRICS_UNAVAILABLE,
             "requests": 0,
         }
-    fresh = health_status(report, policy, evaluated_at)
+    realized = (
+        performance.figures
+        if performance is not None
+        else (previous.get("performance") if isinstance(previous, Mapping) else None)
+    )
+    fresh = health_status(report, policy, evaluated_at, realized)
     if isinstance(previous, Mapping) and same_figures(previous, fresh):
         fresh["evaluatedAt"] = previous["evaluatedAt"]
     return fresh
@@ -230,6 +263,7 @@ _BAD = {
     ConditionType.HEALTHY: "False",
     ConditionType.DRIFT_DETECTED: "True",
     ConditionType.METRICS_AVAILABLE: "False",
+    ConditionType.PERFORMANCE_DEGRADED: "True",
 }
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from vigil.common.objects import body, section
 from vigil.core import naming
+from vigil.core.desired import FETCH_CONTAINER, MODEL_VOLUME
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,98 @@ def service_revision(service: Mapping[str, Any] | None) -> str | None:
     selector = section(service, "spec", "selector")
     revision = selector.get(naming.LABEL_REVISION)
     return str(revision) if revision else None
+
+
+#: What one pod's artifact fetch says, from the least to the most telling.
+FetchKind = Literal["fetching", "retrying", "failed"]
+_FETCH_ORDER: tuple[FetchKind, ...] = ("fetching", "retrying", "failed")
+#: vigil-fetch's exit codes that no retry will change: a permanent error (1), bad
+#: arguments (2), a bug (70). 75 is transient errors outlasting the retries.
+PERMANENT_EXIT_CODES = (1, 2, 70)
+
+
+@dataclass(frozen=True)
+class FetchState:
+    """One pod's artifact fetch (its vigil-fetch init container), as the kubelet reports it.
+
+    ``failed``: a permanent error (the rollout fails at once); ``retrying``: a
+    transient one, or the kubelet waiting to start it (a missing Secret), its
+    words the last attempt's; ``fetching``: running. ``words`` are vigil-fetch's
+    termination message (``URI: what went wrong``) or the kubelet's.
+    """
+
+    kind: FetchKind
+    words: str = ""
+
+    @staticmethod
+    def worst(states: Iterable[FetchState]) -> FetchState | None:
+        """The most telling state of a revision's pods (a failure over a retry over a run)."""
+        return max(states, key=lambda state: _FETCH_ORDER.index(state.kind), default=None)
+
+
+def fetch_state(pod: Mapping[str, Any]) -> FetchState | None:
+    """The artifact fetch of a pod as its status shows it; None: done, not started, or none."""
+    view = body(pod)
+    status = view.status
+    message = str(status.get("message") or "")
+    if status.get("reason") == "Evicted" and MODEL_VOLUME in message:
+        return FetchState("failed", f"the pod was evicted: {message}")
+    container = next(
+        (
+            item
+            for item in status.get("initContainerStatuses") or ()
+            if item.get("name") == FETCH_CONTAINER
+        ),
+        None,
+    )
+    if container is None:
+        return None
+    state = container.get("state") or {}
+    last = (container.get("lastState") or {}).get("terminated")
+    ended = state.get("terminated")
+    if ended is not None:
+        return None if ended.get("exitCode") == 0 else _ended(ended, _memory_limit(view.spec))
+    waiting = state.get("waiting")
+    if last and last.get("exitCode") != 0:
+        return _ended(last, _memory_limit(view.spec))
+    if state.get("running") is not None:
+        return FetchState("fetching")
+    if waiting and waiting.get("reason") not in (None, "PodInitializing", "ContainerCreating"):
+        words = f"{waiting['reason']}: {waiting.get('message') or ''}".rstrip(": ")
+        return FetchState("retrying", words)
+    return None
+
+
+def _ended(terminated: Mapping[str, Any], limit: str | None) -> FetchState:
+    code = _int(terminated.get("exitCode"))
+    reason = str(terminated.get("reason") or "")
+    words = " ".join(str(terminated.get("message") or "").split())
+    if reason == "OOMKilled":
+        return FetchState(
+            "failed",
+            f"{FETCH_CONTAINER} ran out of memory (OOMKilled at its limit of {limit or '?'}; "
+            "spec.model.fetch.resources)",
+        )
+    if code in PERMANENT_EXIT_CODES:
+        return FetchState("failed", words or f"{FETCH_CONTAINER} exited with {code} ({reason})")
+    return FetchState("retrying", words or f"{FETCH_CONTAINER} exited with {code} ({reason})")
+
+
+def _memory_limit(spec: Mapping[str, Any]) -> str | None:
+    for container in spec.get("initContainers") or ():
+        if container.get("name") == FETCH_CONTAINER:
+            limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+            return None if limit is None else str(limit)
+    return None
+
+
+def fetches_by_revision(pods: Iterable[tuple[str, FetchState]]) -> dict[str, FetchState]:
+    """Each revision's most telling fetch, from (revision, state) of its pods."""
+    grouped: dict[str, list[FetchState]] = {}
+    for revision, state in pods:
+        grouped.setdefault(revision, []).append(state)
+    return {
+        revision: worst
+        for revision, states in grouped.items()
+        if (worst := FetchState.worst(states)) is not None
+    }

@@ -6,9 +6,10 @@ monitoring settings that reach the sidecar, and the sidecar image itself.
 `replicas` and `rollout` are deliberately left out: scaling is done in place
 and a rollout policy does not change what runs.
 
-The change kind is decided against the stable revision (api.md):
-`model.*` or `server.image` differ -> replacement; anything else that changes
-the revision -> tweak; no stable revision yet -> new.
+The change kind is decided against the stable revision (api.md): the
+model's identity (name, version, uri, sha256) or `server.image` differ ->
+replacement; anything else that changes the revision (the model's path, the
+store, the fetch settings...) -> tweak; no stable revision yet -> new.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import json
 from typing import Any
 
-from vigil.core.spec import ModelDeploymentSpec
+from vigil.core.spec import DEFAULT_MODEL_PATH, ModelDeploymentSpec
 from vigil.core.vocabulary import ChangeKind
 
 REVISION_LENGTH = 7
@@ -30,11 +31,36 @@ def canonical_hash(value: Any, length: int = REVISION_LENGTH) -> str:
 
 
 def identity_inputs(spec: ModelDeploymentSpec) -> dict[str, Any]:
-    """What makes a revision a different model: the artifact and the server image."""
-    return {
-        "model": {"name": spec.model.name, "version": spec.model.version, "uri": spec.model.uri},
-        "image": spec.server.image,
+    """What makes a revision a different model: the artifact and the server image.
+
+    The digest only when set: a ModelDeployment without one keeps the revision
+    it had before the field existed (no rollout of everything on an upgrade).
+    """
+    model: dict[str, Any] = {
+        "name": spec.model.name,
+        "version": spec.model.version,
+        "uri": spec.model.uri,
     }
+    if spec.model.sha256:
+        model["sha256"] = spec.model.sha256
+    return {"model": model, "image": spec.server.image}
+
+
+def artifact_inputs(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
+    """How the pods get the model: the path, and for a fetched URI the store and the fetch.
+
+    None for a pod layout that existed before these fields (no URI Vigil
+    places, or a pvc:// at the default path), so those revisions stay. A
+    fetched URI always has inputs: its pods gained an init container.
+    The Secret is named, never read: rotating its keys rolls nothing.
+    """
+    model = spec.model
+    if not model.fetched and (model.pvc is None or model.path == DEFAULT_MODEL_PATH):
+        return None
+    inputs: dict[str, Any] = {"path": model.path}
+    if model.fetched:
+        inputs["fetch"] = {"storage": model.storage.inputs(), **model.fetch.inputs()}
+    return inputs
 
 
 def pod_shaping_inputs(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[str, Any]:
@@ -63,6 +89,7 @@ def pod_shaping_inputs(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
             "featureCap": spec.monitoring.sidecar.feature_cap,
         },
         "sidecarImage": sidecar_image,
+        **({"artifact": artifact} if (artifact := artifact_inputs(spec)) else {}),
     }
 
 

@@ -24,20 +24,27 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
                                                   replicas ready (deadline: progressDeadline)
     candidate pods not ready yet               -> wait (deadline: progressDeadline)
     validate step, golden set not replayed yet -> ask for the replay, wait
-    validate step, replay below minAgreement   -> roll back at once (deterministic)
+    validate step, replay below minAgreement   -> roll back at once (a replay cannot grow)
     validate step, replay passed               -> next step
     pause step without duration                -> wait for a person (resume/promote)
     pause step with duration                   -> next step when it has elapsed
     metrics unavailable                        -> hold (never judge on missing data)
-    too few requests in the window             -> hold (InsufficientData)
+    too few requests in the step so far        -> hold (InsufficientData)
         held longer than progressDeadline      -> fail; the stable stays untouched
-    a gate failed                              -> count it; failureLimit in a row -> roll back
-    gates passed, step duration not over       -> stay on the step
-    gates passed, step over, more steps        -> next step
-    gates passed, last step over               -> promote
+    a gate failed, with confidence             -> count it; failureLimit in a row -> roll back
+    every gate passed, with confidence         -> next step at once (earlyAdvance)
+    no gate failed, step duration not over     -> stay on the step
+    step over, a gate undecided with its       -> hold (Undecided) until the evidence
+      estimate beyond its threshold               decides, within progressDeadline
+    step over, more steps                      -> next step
+    last step over                             -> promote
 
-Invariants (property-tested): never promote without a passing evaluation of
-at least ``minRequests`` at the final step (a person's promote aside); never
+Each step judges its own evidence: the requests (a canary's live requests, a
+shadow step's copies), comparisons, predictions and input rows since the
+step started (vigil.core.judges: confidence sequences, Holm across gates).
+
+Invariants (property-tested): never promote without an evaluation of at
+least ``minRequests`` with no failed gate at the final step (a person's promote aside); never
 count a failed check on missing data; the stable keeps its full replica
 count until the candidate is promoted; a rollback always leaves the
 candidate at zero traffic. Nothing waits without a deadline but a pause.
@@ -50,11 +57,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from vigil.core.analysis import CandidateFigures, Gate, gates
+from vigil.core.analysis import CandidateFigures
+from vigil.core.judges import Gate, gates, golden_gate
 from vigil.core.spec import RolloutPolicy, Step, Tolerance
 
 # The policy's types are the spec's (vigil.core.spec reads spec.rollout).
-from vigil.core.vocabulary import Action, Outcome, Reason, RequestVerb
+from vigil.core.vocabulary import Action, GateVerdict, Outcome, Reason, RequestVerb
 
 # -- state (lives in status.candidate) --------------------------------------------------
 
@@ -224,15 +232,9 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
                 run_golden_set=True,
             )
         need = step.min_agreement if step.min_agreement is not None else policy.min_agreement
-        gate = Gate(
-            "goldenSet",
-            obs.golden.total > 0 and obs.golden.agreement >= need,
-            obs.golden.agreement,
-            need,
-            f"golden set agreement {obs.golden.agreement:.3f} < {need:.3f} "
-            f"({obs.golden.agreed}/{obs.golden.total} reproduced)",
-        )
-        if not gate.passed:
+        gate = golden_gate(obs.golden.agreed, obs.golden.total, need, policy.confidence)
+        # A replay cannot grow: an undecided one is settled by its estimate.
+        if gate.verdict == GateVerdict.FAIL or not gate.within:
             return cycle.rollback(state, Reason.GOLDEN_SET_MISMATCH, gate.text, (gate,))
         return cycle.next_step(state, (gate,), evaluated=True)
 
@@ -265,21 +267,21 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     have, need, what = _samples(judged, policy, obs.figures)
     if have < need:
         return cycle.hold(state, Reason.INSUFFICIENT_DATA, f"{have} {what} < {need} needed")
-    state = replace(state, held_since=None)
-    # Judge at most once per interval (the figures are a sliding window).
+    # Judge at most once per interval (the evidence grows between checks).
     if (
         state.last_analysis_at is not None
         and now - state.last_analysis_at < policy.interval_seconds
     ):
         wait = policy.interval_seconds - (now - state.last_analysis_at)
         return cycle.decision(Action.WAIT, state, Reason.ANALYZING, f"next check in {wait:.0f}s")
-    results = gates(judged, policy, obs.figures)
+    elapsed = now - (state.step_started_at or now)
+    results = gates(judged, policy, obs.figures, elapsed=elapsed)
     state = replace(state, last_analysis_at=now)
-    failed = [g for g in results if not g.passed]
+    failed = [g for g in results if g.verdict == GateVerdict.FAIL]
     if failed:
         count = state.failed_checks + 1
         text = "; ".join(g.text for g in failed)
-        state = replace(state, failed_checks=count)
+        state = replace(state, failed_checks=count, held_since=None)
         if count >= policy.failure_limit:
             return cycle.rollback(
                 state, Reason.ANALYSIS_FAILED, f"{text} in {count} checks", results
@@ -292,18 +294,49 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             gates=results,
         )
     state = replace(state, failed_checks=0)
-    elapsed = now - (state.step_started_at or now)
+    undecided = [g for g in results if g.verdict == GateVerdict.UNDECIDED]
+    # Every gate passed with confidence: the step has its evidence.
+    if policy.early_advance and not undecided and step.kind != "pause":
+        return cycle.next_step(replace(state, held_since=None), results, evaluated=True)
     duration = judged.duration_seconds if step.kind != "pause" else None
     if duration is not None and elapsed < duration:
         return cycle.decision(
             Action.WAIT,
-            state,
+            replace(state, held_since=None),
             Reason.STEP_IN_PROGRESS,
-            f"gates passing, {duration - elapsed:.0f}s left",
+            f"{_standing(results)}, {duration - elapsed:.0f}s left",
             gates=results,
             evaluated=True,
         )
-    return cycle.next_step(state, results, evaluated=True)
+    # The step is over: an undecided gate whose estimate is beyond its threshold keeps the
+    # step going until the evidence decides (within progressDeadline), never promotes.
+    beyond = [g for g in undecided if not g.within]
+    if beyond:
+        return cycle.hold(
+            state,
+            Reason.UNDECIDED,
+            f"{'; '.join(g.text for g in beyond)}; the step's duration is over",
+            gates=results,
+            evaluated=True,
+            # An Event when the hold begins (its figures change at every check).
+            events=(Reason.UNDECIDED,) if state.held_since is None else (),
+        )
+    return cycle.next_step(replace(state, held_since=None), results, evaluated=True)
+
+
+def _verdicts(results: Sequence[Gate]) -> str:
+    """'; gates: pass error rate 0.1% [0.0%, 0.9%] vs 1.0%; ...' (nothing without gates)."""
+    if not results:
+        return ""
+    return "; gates: " + "; ".join(f"{g.verdict} {g.text}" for g in results)
+
+
+def _standing(results: Sequence[Gate]) -> str:
+    """'gates passing' or 'gates passing, 2 undecided (errorRate, agreement)'."""
+    undecided = [g.name for g in results if g.verdict == GateVerdict.UNDECIDED]
+    if not undecided:
+        return "gates passing"
+    return f"no gate failing, {len(undecided)} undecided ({', '.join(undecided)})"
 
 
 def _pause_or_resume(
@@ -428,7 +461,10 @@ class _Cycle:
                     gates=results,
                 )
             return self.promote(
-                state, results, Reason.ANALYSIS_PASSED, f"all {len(steps)} steps passed"
+                state,
+                results,
+                Reason.ANALYSIS_PASSED,
+                f"all {len(steps)} steps passed{_verdicts(results)}",
             )
         following = steps[state.step + 1]
         moved = replace(
@@ -445,7 +481,7 @@ class _Cycle:
             moved,
             Reason.STEP_ADVANCED,
             f"step {state.step + 1}/{len(steps)} passed; now step {state.step + 2} "
-            f"({following.describe()})",
+            f"({following.describe()}){_verdicts(results)}",
             gates=results,
             traffic=traffic_at(steps, state.step + 1, self.obs.replicas),
             evaluated=evaluated,

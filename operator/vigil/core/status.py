@@ -116,17 +116,20 @@ def phase_with_health(phase: str, conditions: Sequence[Mapping[str, Any]] | None
 
     The rollout logic decides whether the spec is realised (Ready); the
     health evaluation (vigil.core.health) writes `Healthy` and `DriftDetected`.
-    A model whose pods all serve but whose SLOs are broken, or whose inputs
-    drifted past the threshold, is Degraded, whoever computes the phase last.
+    A model whose pods all serve but whose SLOs are broken, whose inputs
+    drifted past the threshold, or whose labels say it got worse
+    (``PerformanceDegraded``), is Degraded, whoever computes the phase last.
     """
     if phase != Phase.HEALTHY:
         return phase
-    healthy = find_condition(conditions, ConditionType.HEALTHY)
-    drift = find_condition(conditions, ConditionType.DRIFT_DETECTED)
-    if (healthy is not None and healthy.get("status") == "False") or (
-        drift is not None and drift.get("status") == "True"
+    for kind, bad in (
+        (ConditionType.HEALTHY, "False"),
+        (ConditionType.DRIFT_DETECTED, "True"),
+        (ConditionType.PERFORMANCE_DEGRADED, "True"),
     ):
-        return Phase.DEGRADED
+        condition = find_condition(conditions, kind)
+        if condition is not None and condition.get("status") == bad:
+            return Phase.DEGRADED
     return phase
 
 

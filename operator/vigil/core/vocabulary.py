@@ -35,6 +35,7 @@ class ConditionType(enum.StrEnum):
     HEALTHY = "Healthy"
     DRIFT_DETECTED = "DriftDetected"
     METRICS_AVAILABLE = "MetricsAvailable"
+    PERFORMANCE_DEGRADED = "PerformanceDegraded"
 
 
 class Reason(enum.StrEnum):
@@ -53,6 +54,7 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     REFERENCE_NOT_FOUND = "ReferenceNotFound"
     SERVICE_CONFLICT = "ServiceConflict"
+    ARTIFACT_FETCH_FAILED = "ArtifactFetchFailed"
     NOT_STALLED = "NotStalled"
     # A stepped rollout (status.candidate.reason, and Progressing while it runs).
     ABORTED = "Aborted"
@@ -69,6 +71,7 @@ class Reason(enum.StrEnum):
     ANALYZING = "Analyzing"
     ANALYSIS_FAILED = "AnalysisFailed"
     CHECK_FAILED = "CheckFailed"
+    UNDECIDED = "Undecided"
     STEP_IN_PROGRESS = "StepInProgress"
     ANALYSIS_PASSED = "AnalysisPassed"
     STEP_ADVANCED = "StepAdvanced"
@@ -82,6 +85,11 @@ class Reason(enum.StrEnum):
     NO_DRIFT = "NoDrift"
     NO_REFERENCE = "NoReference"
     METRICS_COLLECTED = "MetricsCollected"
+    # PerformanceDegraded (realized performance, from labels).
+    PERFORMANCE_BELOW_THRESHOLD = "PerformanceBelowThreshold"
+    PERFORMANCE_MET = "PerformanceMet"
+    INSUFFICIENT_LABELS = "InsufficientLabels"
+    NO_PERFORMANCE_THRESHOLD = "NoPerformanceThreshold"
     # Events only.
     DEPLOYED = "Deployed"
     SCALED = "Scaled"
@@ -105,6 +113,14 @@ class Verdict(enum.StrEnum):
     DRIFT_DETECTED = "DriftDetected"
     INSUFFICIENT_DATA = "InsufficientData"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
+
+
+class GateVerdict(enum.StrEnum):
+    """``status.candidate.gates[].verdict``: what one gate's evidence says, with confidence."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    UNDECIDED = "undecided"
 
 
 class Outcome(enum.StrEnum):

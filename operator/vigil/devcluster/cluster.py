@@ -380,10 +380,24 @@ class LocalCluster:
             return False
         if state.get("ports") != asdict(self.ports):
             return False
+        if not self._apiserver_flags_current(int(pids["kube-apiserver"])):  # type: ignore[index]
+            return False
         token = self._admin_token()
         if token is None or not self._https_ok(self.ports.apiserver, "/readyz", token):
             return False
         return not self.real_node or self.node().healthy()
+
+    def _apiserver_flags_current(self, pid: int) -> bool:
+        """Whether the API server runs with the flags this checkout would start it with
+        (a cluster started by an older checkout lacks what newer code relies on)."""
+        try:
+            running = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        except OSError:
+            return False
+        if running == self._apiserver_args(self.bin_dir):
+            return True
+        self.log("devcluster: the running API server has other flags than this checkout's")
+        return False
 
     def restart(self, component: str, *, down_seconds: float = 0.0, timeout: float = 90) -> int:
         """Stop one running component, start it again with the same flags; return its new pid.
@@ -667,7 +681,9 @@ class LocalCluster:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--token-auth-file={pki / 'tokens.csv'}",
             "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",
+            # PodNodeSelector and PodTolerationRestriction: a namespace's annotations
+            # put all its pods on the real node (incluster.real_node_namespace).
+            "--enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction",
             "--anonymous-auth=false",
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",

@@ -1,12 +1,18 @@
 """``make demo``: the whole system on one machine, playing the mission's scenarios.
 
-Sets up the local cluster, the CRD and the operator's RBAC, a real
-Prometheus, the workload runner (real sidecars in front of real MLServer
-processes), the operator (with nothing but its ServiceAccount's rights) and
-models trained from scikit-learn's wine data with their reference profiles,
+Sets up the local cluster with its real node, builds the images here
+(vigil.local/vigil, vigil.local/mlserver-sklearn) and imports them into the
+node, installs the operator IN the cluster from ``manifests/overlays/local``
+(its image, its ServiceAccount, only its RBAC), a real Prometheus beside the
+cluster (Kubernetes service discovery, scraping pod IPs), and models trained
+from scikit-learn's wine data, put on a local PersistentVolume of the real
+node and named ``pvc://wine-models/<folder>``. Model pods are real containers
+(MLServer behind the sidecar) in a namespace under PodSecurity
+``restricted``; the demo's traffic goes to the ModelDeployment's Service
+(its ClusterIP: kube-proxy picks the pod), as a user's clients would. It
 then plays each scenario with narration and elapsed time, showing
-``kubectl get md`` after each. It leaves everything running and prints how
-to look around; ``make demo-down`` removes it all.
+``kubectl get md`` after each, leaves everything running and prints how to
+look around; ``make demo-down`` removes it all.
 """
 
 from __future__ import annotations
@@ -29,22 +35,35 @@ import yaml
 
 from vigil.devcluster.cluster import (
     ClusterClient,
+    ClusterError,
     LocalCluster,
     pid_alive,
     real_node_wanted,
     repo_root,
 )
+from vigil.devcluster.images import ensure_images
+from vigil.devcluster.incluster import (
+    OPERATOR,
+    OVERLAY_NAMESPACE,
+    InClusterOperator,
+    local_volume,
+    real_node_namespace,
+)
 from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.node import NODE_NAME
 from vigil.devcluster.prometheus import LocalPrometheus
-from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, serving_pod_ips
+from vigil.devcluster.traffic import (
+    ReadFailed,
+    TrafficGenerator,
+    service_address,
+    serving_pod_ips,
+)
 
 NAMESPACE = "vigil-demo"
 NAME = "wine"
-SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:0.1.0"
-MLSERVER_IMAGE = "seldonio/mlserver:1.7.1-sklearn"
+#: The claim holding the demo's models (a local volume of the real node).
+CLAIM = "wine-models"
 PROMETHEUS_PORT = 9091
-OPERATOR_METRICS_PORT = 9095
-OPERATOR_HEALTH_PORT = 8095
 
 
 class Narrator:
@@ -74,28 +93,31 @@ def _venv_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
-    with log.open("ab") as handle:
-        process = subprocess.Popen(
-            argv,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    return process.pid
+def model_uri(model: TrainedModel) -> str:
+    """The model's folder on the demo's volume, as a ModelDeployment names it."""
+    return f"pvc://{CLAIM}/{model.folder.name}"
 
 
-def model_deployment(model: TrainedModel, *, config: dict[str, str] | None = None) -> str:
+def model_deployment(
+    model: TrainedModel, *, server_image: str, config: dict[str, str] | None = None
+) -> str:
     """The demo's ModelDeployment: short window and interval so the demo moves quickly."""
     body: dict[str, Any] = {
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": NAME, "namespace": NAMESPACE},
         "spec": {
-            "model": {"name": model.name, "version": model.version, "uri": model.storage_uri},
-            "server": {"image": MLSERVER_IMAGE, "protocol": "v2"},
+            "model": {"name": model.name, "version": model.version, "uri": model_uri(model)},
+            "server": {
+                "image": server_image,
+                "protocol": "v2",
+                # MLServer writes only to /tmp (its image's settings): harden it.
+                "readOnlyRootFilesystem": True,
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"memory": "1Gi"},
+                },
+            },
             "replicas": 2,
             "config": config or {},
             "monitoring": {
@@ -150,6 +172,7 @@ class Demo:
         self.narrator = Narrator()
         self.cluster: ClusterClient | None = None
         self.pids: dict[str, int] = {}
+        self.server_image = ""
 
     # -- setup -------------------------------------------------------------------------
 
@@ -157,23 +180,35 @@ class Demo:
         say = self.narrator.say
         self.dir.mkdir(parents=True, exist_ok=True)
         stop_processes(self.dir, say)  # a demo run again replaces its processes
-        say("starting (or reusing) the local Kubernetes cluster")
+        if not real_node_wanted():
+            raise ClusterError(
+                "make demo runs its models as real containers on the local cluster's real "
+                "node: unset VIGIL_REAL_NODE=0"
+            )
+        say("starting (or reusing) the local Kubernetes cluster with its real node")
         local = LocalCluster(
-            log=lambda line: say(line.removeprefix("devcluster: ")), real_node=real_node_wanted()
+            log=lambda line: say(line.removeprefix("devcluster: ")), real_node=True
         )
         local.up()
         cluster = local.client()
         self.cluster = cluster
-        root = repo_root() or Path.cwd()
-        say("installing the ModelDeployment CRD and the operator's namespace, account and RBAC")
-        cluster.kubectl("apply", "-f", str(root / "crds" / "modeldeployments.yaml"))
-        cluster.wait_established("modeldeployments.vigil.dev")
-        for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
-            cluster.kubectl("apply", "-f", str(root / "manifests" / "base" / name))
-        cluster.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n")
-        operator_kubeconfig = cluster.serviceaccount_kubeconfig(
-            "vigil-system", "vigil-operator", self.dir / "operator.kubeconfig"
+        say("building (or finding) the images vigil.local/vigil and vigil.local/mlserver-sklearn")
+        images = ensure_images(["vigil", "mlserver-sklearn"], say)
+        refs = ", ".join(image.ref for image in images.values())
+        say(f"importing them into the real node's containerd: {refs}")
+        local.node().load_images(list(images.values()))
+        self.server_image = images["mlserver-sklearn"].ref
+        say(
+            "installing the operator in the cluster from manifests/overlays/local "
+            "(CRD, namespace, ServiceAccount, RBAC, Deployment)"
         )
+        InClusterOperator(cluster).deploy(local, images["vigil"])
+        cluster.wait_established("modeldeployments.vigil.dev")
+        say(f"the operator's pod is Ready on {NODE_NAME}")
+        say(f"namespace {NAMESPACE}: PodSecurity restricted enforced, its pods on {NODE_NAME}")
+        cluster.apply(real_node_namespace(NAMESPACE))
+        # A demo played again starts from no ModelDeployment (its pods go with it).
+        cluster.kubectl("delete", "md", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait")
 
         say(f"starting Prometheus on 127.0.0.1:{PROMETHEUS_PORT} (pod discovery, scrape 2s)")
         prometheus = LocalPrometheus(
@@ -183,51 +218,7 @@ class Demo:
             prometheus.start()
             assert prometheus.process is not None
             self.pids["prometheus"] = prometheus.process.pid
-
-        say("starting the workload runner (sidecar + MLServer per pod, on the pod's IP)")
-        self.pids["runner"] = _spawn(
-            [
-                _venv_bin("vigil-devcluster"),
-                "run-workloads",
-                "--namespace",
-                NAMESPACE,
-                "--work-dir",
-                str(self.dir / "workloads"),
-            ],
-            self.dir / "runner.log",
-            env={**os.environ, "VIGIL_KUBECONFIG": cluster.kubeconfig},
-        )
-        say("starting the operator with its ServiceAccount's token only")
-        self.pids["operator"] = _spawn(
-            [
-                _venv_bin("vigil-operator"),
-                "--namespace",
-                NAMESPACE,
-                "--standalone",
-                "--sidecar-image",
-                SIDECAR_IMAGE,
-                "--metrics-port",
-                str(OPERATOR_METRICS_PORT),
-                "--metrics-address",
-                "127.0.0.1",
-                "--health-port",
-                str(OPERATOR_HEALTH_PORT),
-                # Judge every 3 s (default 30 s) so the demo moves quickly.
-                "--health-interval",
-                "3",
-                # This cluster has no Service networking: shadow copies and golden
-                # replays go to candidate pod IPs.
-                "--pod-addressing",
-            ],
-            self.dir / "operator.log",
-            env={**os.environ, "KUBECONFIG": operator_kubeconfig},
-        )
         self._save()
-        self._wait(
-            lambda: _http_ok(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz"),
-            60,
-            "the operator's /healthz",
-        )
         return cluster
 
     def _save(self) -> None:
@@ -334,18 +325,25 @@ class Demo:
         v1 = train_wine(models / "wine-1", version="1", seed=0)
         v2 = train_wine(models / "wine-2", version="2", seed=1)
         v3 = train_wine(models / "wine-3-bad", version="3", shuffled_labels=True, seed=2)
+        n.say(f"a local PersistentVolume on {NODE_NAME} holds them ({models}), claim {CLAIM}")
+        cluster.apply(local_volume(CLAIM, models, namespace=NAMESPACE))
 
         n.scenario("1. A brand-new model goes Ready and Healthy")
+        n.say(f"model.uri: {model_uri(v1)} (mounted read-only at /mnt/models)")
         cluster.apply(reference_configmap(v1))
-        cluster.apply(model_deployment(v1))
-        self.wait_condition("Ready", "True", 120)
+        cluster.apply(model_deployment(v1, server_image=self.server_image))
+        self.wait_condition("Ready", "True", 180)
         self._wait(
             lambda: len(answering_pods(cluster)) == 2,
             120,
             "both pods' sidecar and MLServer answering ready",
         )
-        traffic = TrafficGenerator(cluster, NAMESPACE, NAME, "wine", v1.X, rate=15).start()
-        n.say("sending traffic drawn from the training data (15 requests/s)")
+        self.check_placement()
+        address = self._wait_for_service()
+        traffic = TrafficGenerator(
+            cluster, NAMESPACE, NAME, "wine", v1.X, rate=15, through_service=True
+        ).start()
+        n.say(f"sending traffic drawn from the training data to the Service {address} (15/s)")
         self.wait_condition("Healthy", "True", 120)
         self.show()
 
@@ -372,24 +370,34 @@ class Demo:
             "3. A good replacement (v2, retrained): shadow, canary 20%, canary 50%, promoted"
         )
         cluster.apply(reference_configmap(v2))
-        cluster.apply(model_deployment(v2))
+        cluster.apply(model_deployment(v2, server_image=self.server_image))
         self.follow_rollout("2", "Promoted", 240)
         self.show()
 
         n.scenario("4. A bad replacement (v3, trained on shuffled labels) is rolled back")
         cluster.apply(reference_configmap(v3))
-        cluster.apply(model_deployment(v3))
+        cluster.apply(model_deployment(v3, server_image=self.server_image))
         self.follow_rollout("3", "RolledBack", 240)
         ready = self.condition("Ready")
         n.say(f"Ready={ready.get('status')} reason={ready.get('reason')}: {ready.get('message')}")
         self.show()
 
         n.scenario("5. A tweak (a config change on v2) rolls out with its lighter policy")
-        cluster.apply(model_deployment(v2, config={"MLSERVER_LOG_LEVEL": "info"}))
+        cluster.apply(
+            model_deployment(
+                v2, server_image=self.server_image, config={"MLSERVER_LOG_LEVEL": "info"}
+            )
+        )
         self.follow_rollout("2", "Promoted", 240, change="tweak")
         self.show()
         stats = traffic.stop()
-        n.say(f"traffic: {stats.sent} sent, {stats.ok} ok, {stats.failed} failed")
+        n.say(
+            f"traffic through the Service: {stats.sent} sent, {stats.ok} ok, {stats.failed} failed"
+            + (f" ({stats.failures})" if stats.failures else "")
+        )
+        if stats.failed:
+            n.failed(f"{stats.failed} requests failed: {stats.failures}")
+        n.say(f"the demo played in {time.monotonic() - n.started:.0f}s")
 
         self.look_around()
         if n.failures:
@@ -397,19 +405,51 @@ class Demo:
             return 1
         return 0
 
+    def check_placement(self) -> None:
+        """Every model pod runs on the real node (the namespace's annotations put it there)."""
+        assert self.cluster is not None
+        pods = self.cluster.get_json("pods", "-n", NAMESPACE)["items"]  # type: ignore[union-attr]
+        where = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in pods}
+        self.narrator.say(
+            f"model pods: {', '.join(f'{k} on {v}' for k, v in sorted(where.items()))}"
+        )
+        elsewhere = {k: v for k, v in where.items() if v != NODE_NAME}
+        if elsewhere:
+            self.narrator.failed(
+                f"pods not on {NODE_NAME}: {elsewhere} (the API server lacks the "
+                "PodNodeSelector admission plugin? make demo-down and run again)"
+            )
+
+    def _wait_for_service(self) -> str:
+        """The Service's address, once kube-proxy routes it (a moment after the pods' Ready)."""
+        assert self.cluster is not None
+        address = service_address(self.cluster, NAMESPACE, NAME) or "?"
+        self._wait(
+            lambda: _http_ok(f"http://{address}/healthz/ready"), 60, f"the Service {address}"
+        )
+        return address
+
     def look_around(self) -> None:
-        kubeconfig = self.cluster.kubeconfig if self.cluster else "?"
+        cluster = self.cluster
+        kubeconfig = cluster.kubeconfig if cluster else "?"
+        metrics = "?"
+        if cluster is not None:
+            found = service_address(cluster, OVERLAY_NAMESPACE, f"{OPERATOR}-metrics")
+            metrics = found or metrics
         print(
             f"""
 Everything is still running. Look around:
   export KUBECONFIG={kubeconfig}
   kubectl get md -n {NAMESPACE} -o wide
   kubectl describe md {NAME} -n {NAMESPACE}
+  kubectl get pods -n {NAMESPACE} -o wide
   kubectl get events -n {NAMESPACE} --sort-by=.lastTimestamp
+  kubectl logs -n {OVERLAY_NAMESPACE} deploy/{OPERATOR}
   Prometheus:        http://127.0.0.1:{PROMETHEUS_PORT}  (try: vigil_requests_total)
-  Operator metrics:  http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics
+  Operator metrics:  http://{metrics}/metrics  (its Service; this machine routes Services)
+  Model Service:     http://{service_address(cluster, NAMESPACE, NAME) if cluster else "?"}
   Dashboard:         manifests/monitoring/dashboards/vigil.json (import into Grafana)
-  Logs:              {self.dir}/{{operator,runner}}.log, {self.dir}/workloads/
+  Logs:              {self.dir}/prometheus/, kubectl logs (pods), .vigil/cluster/logs/
 Remove it all: make demo-down
 """,
             flush=True,
@@ -433,7 +473,7 @@ def _http_ok(url: str) -> bool:
 
 
 def stop_processes(folder: Path, say: Callable[[str], None] = print) -> None:
-    """Stop the processes a previous demo run left (runner, operator, Prometheus)."""
+    """Stop the processes a previous demo run left (Prometheus)."""
     try:
         pids: dict[str, int] = json.loads((folder / "state.json").read_text())["pids"]
     except (OSError, ValueError, KeyError):

@@ -11,9 +11,10 @@ clusters on one machine never share an address::
 The real node lives in a network namespace of its own (``vigil-<o>``):
 kube-proxy's iptables rules, the bridge, the pods' veths and conntrack stay
 inside it, and deleting it removes them all. The machine reaches pods and
-Services through the link (a route for each range); pods have no default
-route and nothing is masqueraded, so they reach only pod and Service
-addresses (and the API server through the ``kubernetes`` Service).
+Services through the link (a route for each range; its connections enter the
+bridge with the node's address, to which pods have a route); pods have no
+default route and nothing they send is masqueraded, so they reach only pod
+and Service addresses (and the API server through the ``kubernetes`` Service).
 """
 
 from __future__ import annotations
@@ -160,16 +161,33 @@ class NodeNetwork:
                 "route", "add", network, "via", self.link_node_ip, "dev", self.host_link,
                 what=f"route {network} to the node",
             )  # fmt: skip
+        # Pods have no route back to the machine's end of the link (no default route):
+        # the machine's connections to pod IPs (Prometheus' scrapes, probes from the
+        # host) leave the bridge with the node's address, as kube-proxy does for Services.
+        _run(
+            [
+                *self.nsenter(), "iptables", "-t", "nat", "-A", "POSTROUTING",
+                "-s", f"{self.host_ip}/32", "-d", self.pod_range, "-o", self.bridge,
+                "-j", "SNAT", "--to-source", self.node_ip,
+            ],
+            what="let the machine reach pod IPs (iptables SNAT in the node's namespace)",
+        )  # fmt: skip
 
     def check_free(self) -> None:
-        """No other cluster (or anything else) uses this cluster's range or names."""
+        """No other cluster (or anything else) uses this cluster's range or names.
+
+        A namespace with no process in it is what a killed cluster leaves behind
+        (its node components ran inside): that one is removed, not reported."""
         if self.netns_path.exists():
-            raise NetworkError(
-                f"the network namespace {self.netns} exists: another local cluster with the "
-                f"same address octet ({self.cluster_range}, port bases 100 apart modulo "
-                "10000 share it) has a real node here, or a crash left it (make cluster-down "
-                "from that checkout); choose another VIGIL_CLUSTER_PORT_BASE"
-            )
+            if self.processes_inside():
+                raise NetworkError(
+                    f"the network namespace {self.netns} exists and processes run in it: "
+                    f"another local cluster with the same address octet ({self.cluster_range}, "
+                    "port bases 100 apart modulo 10000 share it) has a real node here "
+                    "(make cluster-down from that checkout); choose another "
+                    "VIGIL_CLUSTER_PORT_BASE"
+                )
+            self.delete()
         ours = ipaddress.ip_network(self.cluster_range)
         for entry in _ip_json("route", "show", "table", "all"):
             destination = entry.get("dst", "")
@@ -190,6 +208,13 @@ class NodeNetwork:
             _ip("netns", "delete", self.netns, what="delete the node's network namespace")
         if Path(f"/sys/class/net/{self.host_link}").exists():
             _ip("link", "delete", self.host_link, what="delete the link")
+
+    def processes_inside(self) -> list[int]:
+        """The processes running in the node's namespace (none once its cluster is gone)."""
+        if not self.netns_path.exists():
+            return []
+        listed = _ip("netns", "pids", self.netns, what="list the namespace's processes")
+        return [int(pid) for pid in listed.split()]
 
     def leftovers(self) -> list[str]:
         """What of this network still exists on the machine (empty after ``delete``)."""

@@ -1,10 +1,12 @@
 """A load generator for the demo and tests: rows from the training data, sent to pods.
 
-The local cluster's Services cannot route to loopback pod IPs, so the
-generator does what a Service would: it spreads requests over the Ready pods
-that the ModelDeployment's Service selects (re-reading them every
-second, so a blue/green switch or a canary is followed), at a fixed rate,
-over the v2 protocol. It can shift features by a number of reference
+With ``through_service`` requests go where a user's client sends them: the
+ModelDeployment's Service (its ClusterIP, kube-proxy picks a pod; the real
+node's pods). Otherwise, for kwok pods whose Services cannot route to their
+loopback IPs, the generator does what a Service would: it spreads requests
+over the Ready pods that the ModelDeployment's Service selects (re-reading
+them every second, so a blue/green switch or a canary is followed). Either
+way at a fixed rate, over the v2 protocol. It can shift features by a number of reference
 standard deviations (drift) or send malformed requests (errors).
 
 With ``http_route`` it plays the gateway instead: each request picks one of
@@ -36,6 +38,8 @@ class TrafficStats:
     ok: int = 0
     failed: int = 0
     by_pod: dict[str, int] = field(default_factory=dict)
+    #: Why requests failed (status or error words), counted.
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 def sidecar_ready(ip: str, timeout: float = 0.5) -> bool:
@@ -102,6 +106,17 @@ def serving_pod_ips(
     return [ip for ip in ips if sidecar_ready(ip)] if answering else ips
 
 
+def service_address(cluster: ClusterClient, namespace: str, name: str) -> str | None:
+    """``clusterIP:port`` of the Service ``name`` (None while it does not exist)."""
+    result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr:
+            return None
+        raise ReadFailed(f"get service {name}: {result.stderr.strip()}")
+    spec = json.loads(result.stdout)["spec"]
+    return f"{spec['clusterIP']}:{spec['ports'][0]['port']}"
+
+
 def route_backends(
     cluster: ClusterClient, namespace: str, route: str
 ) -> list[tuple[list[str], int]]:
@@ -165,6 +180,7 @@ class TrafficGenerator:
         error_share: float = 0.0,
         seed: int = 0,
         http_route: str | None = None,
+        through_service: bool = False,
     ) -> None:
         self.cluster = cluster
         self.namespace = namespace
@@ -176,6 +192,7 @@ class TrafficGenerator:
         self.error_share = error_share
         self.rng = np.random.default_rng(seed)
         self.http_route = http_route
+        self.through_service = through_service
         self.stats = TrafficStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -221,7 +238,8 @@ class TrafficGenerator:
                     self._routes = backends
             self._stop.wait(1.0)
 
-    def send_one(self, ip: str) -> bool:
+    def send_one(self, target: str) -> bool:
+        """One request to ``target``: a pod IP (its sidecar's port) or ``host:port``."""
         with self._lock:
             shifts, error_share = dict(self.shifts), self.error_share
         if error_share and self.rng.random() < error_share:
@@ -235,7 +253,8 @@ class TrafficGenerator:
         else:
             body = v2_body(shifted_rows(self.X, shifts, self.rng, 1))
         request = urllib.request.Request(
-            f"http://{ip}:8000/v2/models/{self.model_name}/infer",
+            f"http://{target if ':' in target else f'{target}:8000'}"
+            f"/v2/models/{self.model_name}/infer",
             data=body,
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -246,11 +265,19 @@ class TrafficGenerator:
                 return 200 <= response.status < 300
         except urllib.error.HTTPError as error:
             error.read()
+            self._failed(f"HTTP {error.code}")
             return False
-        except OSError:
+        except OSError as error:
+            self._failed(str(getattr(error, "reason", None) or error))
             return False
 
+    def _failed(self, why: str) -> None:
+        self.stats.failures[why] = self.stats.failures.get(why, 0) + 1
+
     def _backends(self) -> list[tuple[list[str], int]]:
+        if self.through_service:
+            address = service_address(self.cluster, self.namespace, self.name)
+            return [([address], 1)] if address else []
         if self.http_route is not None:
             return route_backends(self.cluster, self.namespace, self.http_route)
         ips = serving_pod_ips(self.cluster, self.namespace, self.name, answering=True)

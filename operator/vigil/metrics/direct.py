@@ -125,15 +125,17 @@ class DirectSource:
 
     def _window(self, target: RevisionTarget, now: float, answered: int) -> RevisionWindow:
         start = now - target.window_seconds
+        labels_start = now - target.labels_window
         own: list[dict[SeriesKey, float]] = []
         everyone: list[dict[SeriesKey, float]] = []
         for (key, _), history in self._history.items():
-            if key[:2] != target.key[:2] or history.last_seen < start:
+            if key[:2] != target.key[:2] or history.last_seen < min(start, labels_start):
                 continue
-            increase = pod_increase(list(history.scrapes), start)
-            everyone.append(increase)
-            if key == target.key:
-                own.append(increase)
+            scrapes = list(history.scrapes)
+            # Labels over their own (longer) window of arrival.
+            everyone.append(pod_increase(scrapes, labels_start))
+            if key == target.key and history.last_seen >= start:
+                own.append(pod_increase(scrapes, start))
         series = {k: v for k, v in add_series(own).items() if k[0] not in SERVED_REVISION_FAMILIES}
         # Labels are counted where the prediction is, against the revision that served
         # it: the ModelDeployment's scraped pods, this revision's series.
@@ -142,7 +144,7 @@ class DirectSource:
 
     def _forget_old(self, targets: Sequence[RevisionTarget], now: float) -> None:
         """Drop scrapes older than their window (plus the baseline margin)."""
-        windows = {t.key: t.window_seconds for t in targets}
+        windows = {t.key: t.retention_seconds for t in targets}
         longest = max(windows.values(), default=0.0)
         for key in list(self._history):
             history = self._history[key]

@@ -23,7 +23,13 @@ from typing import Any
 
 import aiohttp
 
-from vigil.core.window import FAMILY_FILTERS, FAMILY_LABELS, RevisionWindow, SeriesKey
+from vigil.core.window import (
+    FAMILY_FILTERS,
+    FAMILY_LABELS,
+    SERVED_REVISION_FAMILIES,
+    RevisionWindow,
+    SeriesKey,
+)
 from vigil.metrics.source import Collection, RevisionKey, RevisionTarget
 
 GROUP_LABELS = ("namespace", "model_deployment", "revision")
@@ -106,11 +112,15 @@ class PrometheusSource:
 
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
         result = Collection()
-        by_window: dict[float, list[RevisionTarget]] = defaultdict(list)
+        by_window: dict[tuple[float, float], list[RevisionTarget]] = defaultdict(list)
         for target in targets:
-            by_window[target.window_seconds].append(target)
-        for window_seconds, group in sorted(by_window.items()):
-            queries = [family_query(f, window_seconds) for f in FAMILY_LABELS] + [pods_query()]
+            by_window[(target.window_seconds, target.labels_window)].append(target)
+        for (window_seconds, labels_window), group in sorted(by_window.items()):
+            # Labels over their own window of arrival, the rest over the health window.
+            queries = [
+                family_query(f, labels_window if f in SERVED_REVISION_FAMILIES else window_seconds)
+                for f in FAMILY_LABELS
+            ] + [pods_query()]
             result.queries += len(queries)
             try:
                 answers = await asyncio.gather(*(self.query(q, now) for q in queries))

@@ -30,10 +30,25 @@ class RevisionTarget:
     revision: str
     window_seconds: float
     pods: tuple[PodTarget, ...] = ()
+    #: The window of label arrival for realized performance (None: ``window_seconds``).
+    labels_window_seconds: float | None = None
 
     @property
     def key(self) -> RevisionKey:
         return (self.namespace, self.name, self.revision)
+
+    @property
+    def labels_window(self) -> float:
+        return (
+            self.window_seconds
+            if self.labels_window_seconds is None
+            else self.labels_window_seconds
+        )
+
+    @property
+    def retention_seconds(self) -> float:
+        """How far back this target's figures reach."""
+        return max(self.window_seconds, self.labels_window)
 
 
 @dataclass

@@ -11,6 +11,8 @@
 - Every ModelDeployment and model pod seen (listed, changed, deleted) is
   handed to the health loop, which runs one cycle per interval over all of
   them (started with the first ModelDeployment seen, stopped at cleanup).
+  A pod whose artifact fetch says something new (vigil-fetch failed,
+  retries, runs) nudges a reconcile of its ModelDeployment, which reports it.
 - An owned Deployment or the Service changed (rollout progress, a pod became
   Ready, someone deleted a child): nudge a reconcile of its ModelDeployment.
   These watches are filtered server-side by the `vigil.dev/model-deployment`
@@ -112,5 +114,15 @@ async def model_deployment_seen(
 
 
 @kopf.on.event("", "v1", "pods", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
-async def model_pod_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.runtime.health.observe_pod(type, body)
+async def model_pod_seen(
+    type: str | None,
+    body: kopf.Body,
+    labels: kopf.Labels,
+    namespace: str,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    # A pod's artifact fetch that says something new (failed, retrying) is reported by a
+    # reconcile of its ModelDeployment; other pod changes reach it through its Deployment.
+    if memo.runtime.health.observe_pod(type, body):
+        memo.runtime.reconciler.nudge(namespace, labels[naming.LABEL_MODEL_DEPLOYMENT])

@@ -9,7 +9,8 @@ Each cycle, like a runbook:
    stay constant whatever the number of ModelDeployments.
 3. Load each reference profile (ConfigMap; parsed again only when its
    resourceVersion changes).
-4. Judge each revision with the pure :func:`vigil.core.health.evaluate`.
+4. Judge each revision with the pure :func:`vigil.core.health.evaluate`, and
+   its realized performance (labels) with :func:`vigil.core.performance.judge`.
 5. Write ``status.health`` and the conditions through
    :meth:`HealthRecorder.record_health` (the reconciler): at most one patch per object per cycle,
    none when nothing changed after rounding (checked first against the
@@ -29,18 +30,22 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from vigil.common import objects
 from vigil.common.times import format_time
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT
-from vigil.core.health import HealthReport, evaluate
+from vigil.core.health import HealthReport, evaluate, format_window
 from vigil.core.health_status import health_conditions, next_health
+from vigil.core.observed import FetchState, fetch_state, fetches_by_revision
+from vigil.core.performance import PerformanceReport, judge
 from vigil.core.reconcile import has_served
 from vigil.core.spec import SOURCE_PROMETHEUS, MonitoringSettings, monitoring_settings
 from vigil.core.status import ConditionState
+from vigil.core.vocabulary import Reason
+from vigil.core.window import RevisionWindow
 from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
 from vigil.metrics import Collection, MetricsSource, PodTarget, RevisionTarget
@@ -89,12 +94,14 @@ class HealthRecorder(Protocol):
 
 @dataclass(frozen=True)
 class PodInfo:
-    """What the loop needs of one model pod (from the pod watch)."""
+    """What the operator needs of one model pod (from the pod watch)."""
 
     model_deployment: str
     revision: str
     ip: str
     running: bool
+    #: Its artifact fetch, when there is something to say (the reconciles report it).
+    fetch: FetchState | None = None
 
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
@@ -107,7 +114,7 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
         return None
     ip = str(pod.status.get("podIP") or "")
     running = bool(ip) and pod.status.get("phase") == "Running" and not pod.meta.deleting
-    return PodInfo(model, revision, ip, running)
+    return PodInfo(model, revision, ip, running, fetch_state(body))
 
 
 @dataclass
@@ -160,6 +167,8 @@ class HealthLoop:
         #: watch's own dicts would hold tens of megabytes between cycles.
         self.models: dict[tuple[str, str], bytes] = {}
         self.pods: dict[tuple[str, str], PodInfo] = {}
+        #: Pods whose artifact fetch has something to say, by (namespace, ModelDeployment).
+        self._fetching: dict[tuple[str, str], dict[str, tuple[str, FetchState]]] = {}
         self._sources: dict[SourceKey, MetricsSource] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
         self._first_seen: dict[tuple[str, str, str], float] = {}
@@ -177,15 +186,33 @@ class HealthLoop:
             return
         self.models[key] = compact(body)
 
-    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A model pod was listed, changed or deleted."""
+    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
+        """A model pod was listed, changed or deleted; True when its artifact fetch says
+        something new (its ModelDeployment's reconcile reports it)."""
         meta = objects.body(body).meta
         key = (meta.namespace, meta.name)
         info = pod_info(body)
         if event_type == "DELETED" or info is None:
-            self.pods.pop(key, None)
+            before = self.pods.pop(key, None)
+            info = None
         else:
+            before = self.pods.get(key)
             self.pods[key] = info
+        if before is not None:
+            self._fetching.get((meta.namespace, before.model_deployment), {}).pop(meta.name, None)
+        if info is not None and info.fetch is not None:
+            owner = self._fetching.setdefault((meta.namespace, info.model_deployment), {})
+            owner[meta.name] = (info.revision, info.fetch)
+        return (before.fetch if before else None) != (info.fetch if info else None)
+
+    def fetches(self, namespace: str, name: str) -> dict[str, FetchState]:
+        """Each revision's artifact fetch of one ModelDeployment, from its pods (only pods
+        with something to say are kept apart: a reconcile does not scan every pod)."""
+        pods = self._fetching.get((namespace, name))
+        if not pods:
+            self._fetching.pop((namespace, name), None)
+            return {}
+        return fetches_by_revision(pods.values())
 
     # -- the loop --------------------------------------------------------------------
 
@@ -248,16 +275,29 @@ class HealthLoop:
                 and info.running
             )
             target = RevisionTarget(
-                namespace, name, str(revision), settings.policy.window_seconds, pods
+                namespace,
+                name,
+                str(revision),
+                settings.policy.window_seconds,
+                pods,
+                labels_window_seconds=settings.policy.performance.window_seconds,
             )
             targets.append((target, settings, body))
         return targets
 
-    def _warming_up(self, target: RevisionTarget, settings: MonitoringSettings, now: float) -> bool:
+    def _warming_up(
+        self,
+        target: RevisionTarget,
+        settings: MonitoringSettings,
+        now: float,
+        window: float | None = None,
+    ) -> bool:
+        """The direct source has watched this revision for less than ``window`` (an operator
+        restart): too few requests or labels may only mean too short a history."""
         if settings.source_key[0] == SOURCE_PROMETHEUS:
             return False  # Prometheus has the history
         first = self._first_seen.get(target.key, now)
-        return now - first < target.window_seconds
+        return now - first < (target.window_seconds if window is None else window)
 
     def _track_first_seen(self, targets: list[RevisionTarget], now: float) -> None:
         keys = {target.key for target in targets}
@@ -374,9 +414,10 @@ class HealthLoop:
                 result.held += 1
                 continue
             previous = objects.body(body).status.get("health")
-            health = next_health(previous, report, settings.policy, evaluated_at)
-            conditions = health_conditions(report, settings.policy)
-            self._update_gauges(target, settings, report)
+            performance = self._performance(target, settings, profile, window, now)
+            health = next_health(previous, report, settings.policy, evaluated_at, performance)
+            conditions = health_conditions(report, settings.policy, performance)
+            self._update_gauges(target, settings, report, performance)
             if self.reconciler.health_unchanged(body, health, conditions):
                 continue  # not even a read: the watched copy already says all this
             writes.append(self._record(target, health, conditions))
@@ -393,6 +434,34 @@ class HealthLoop:
         )
         return result
 
+    def _performance(
+        self,
+        target: RevisionTarget,
+        settings: MonitoringSettings,
+        profile: ReferenceProfile | None,
+        window: RevisionWindow | None,
+        now: float,
+    ) -> PerformanceReport | None:
+        """PerformanceDegraded from the labels of the window (None: nothing to say now).
+
+        Too few labels on a history shorter than the labels' window (the direct
+        source after a restart) holds the last verdict, as too few requests do.
+        """
+        if window is None:
+            return None
+        policy = settings.policy.performance
+        report = judge(
+            window.realized,
+            policy,
+            profile.validation if profile is not None else None,
+            format_window(policy.window_seconds),
+        )
+        if report.condition.reason == Reason.INSUFFICIENT_LABELS and self._warming_up(
+            target, settings, now, policy.window_seconds
+        ):
+            return None
+        return report
+
     async def _record(self, target: RevisionTarget, health: Any, conditions: Any) -> bool:
         try:
             return await self.reconciler.record_health(
@@ -405,22 +474,19 @@ class HealthLoop:
             return False
 
     def _update_gauges(
-        self, target: RevisionTarget, settings: MonitoringSettings, report: HealthReport
+        self,
+        target: RevisionTarget,
+        settings: MonitoringSettings,
+        report: HealthReport,
+        performance: PerformanceReport | None = None,
     ) -> None:
         policy = settings.policy
+        previous = self.metrics.health_of(target.namespace, target.name)
+        if previous is not None and previous.revision != target.revision:
+            previous = None
         if report.verdict == "MetricsUnavailable":
             # The last figures stay (as in status), only availability drops.
-            previous = self.metrics.health_of(target.namespace, target.name)
-            figures = (
-                HealthFigures(
-                    revision=previous.revision,
-                    error_rate=previous.error_rate,
-                    latency_p95=previous.latency_p95,
-                    drift_score=previous.drift_score,
-                )
-                if previous is not None and previous.revision == target.revision
-                else HealthFigures(revision=target.revision)
-            )
+            figures = replace(previous) if previous is not None else HealthFigures(target.revision)
             available = False
         else:
             figures = HealthFigures(
@@ -430,6 +496,26 @@ class HealthLoop:
                 drift_score=report.drift_score,
             )
             available = True
+            if performance is not None:
+                realized = performance.figures
+                figures.realized_accuracy = realized.get("accuracy")
+                figures.realized_mae = realized.get("mae")
+                figures.realized_rmse = realized.get("rmse")
+                figures.label_delay_p95 = realized.get("labelDelayP95")
+                figures.labels = {
+                    "joined": realized.get("labels", 0),
+                    **realized.get("notJoined", {}),
+                }
+                figures.performance_baseline = performance.baseline
+                figures.performance_threshold = performance.threshold
+                figures.performance_degraded = performance.degraded
+            elif previous is not None:  # held: the last judgement stays
+                figures = replace(
+                    previous,
+                    error_rate=figures.error_rate,
+                    latency_p95=figures.latency_p95,
+                    drift_score=figures.drift_score,
+                )
         figures.drift_threshold = policy.drift_threshold
         figures.slo_max_error_rate = policy.max_error_rate
         figures.slo_latency_p95 = policy.max_latency_p95

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -23,6 +23,74 @@ OUTCOME_UNCHANGED = "unchanged"
 OUTCOME_ERROR = "error"
 
 
+# (health figure's attribute, metric name, help) of the per-revision and per-object gauges.
+PER_REVISION_GAUGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "error_rate",
+        "vigil_modeldeployment_error_rate",
+        "Share of failed inference requests over the monitoring window.",
+    ),
+    (
+        "latency_p95",
+        "vigil_modeldeployment_latency_p95_seconds",
+        "95th percentile inference latency over the monitoring window (seconds).",
+    ),
+    (
+        "drift_score",
+        "vigil_modeldeployment_drift_score",
+        "Largest per-feature input drift score against the reference.",
+    ),
+    (
+        "realized_accuracy",
+        "vigil_modeldeployment_realized_accuracy",
+        "Realized accuracy from the labels of the performance window (classifiers).",
+    ),
+    (
+        "realized_mae",
+        "vigil_modeldeployment_realized_mae",
+        "Realized mean absolute error from the labels of the performance window.",
+    ),
+    (
+        "realized_rmse",
+        "vigil_modeldeployment_realized_rmse",
+        "Realized root mean squared error from the labels of the performance window.",
+    ),
+    (
+        "label_delay_p95",
+        "vigil_modeldeployment_label_delay_p95_seconds",
+        "95th percentile of the time from prediction to label (seconds).",
+    ),
+)
+
+PER_OBJECT_GAUGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "drift_threshold",
+        "vigil_modeldeployment_drift_threshold",
+        "spec.monitoring.drift.threshold.",
+    ),
+    (
+        "slo_max_error_rate",
+        "vigil_modeldeployment_slo_max_error_rate",
+        "spec.monitoring.slo.maxErrorRate.",
+    ),
+    (
+        "slo_latency_p95",
+        "vigil_modeldeployment_slo_latency_p95_seconds",
+        "spec.monitoring.slo.maxLatencyP95 in seconds.",
+    ),
+    (
+        "performance_baseline",
+        "vigil_modeldeployment_performance_baseline",
+        "The reference profile's validation score (accuracy, or MAE).",
+    ),
+    (
+        "performance_threshold",
+        "vigil_modeldeployment_performance_threshold",
+        "Realized accuracy below it (MAE above it) makes PerformanceDegraded True.",
+    ),
+)
+
+
 @dataclass
 class HealthFigures:
     """The last health figures of one ModelDeployment, as its gauges show them."""
@@ -35,6 +103,17 @@ class HealthFigures:
     slo_max_error_rate: float | None = None
     slo_latency_p95: float | None = None
     metrics_available: bool = False
+    # Realized performance over the labels' window (vigil.core.performance).
+    realized_accuracy: float | None = None
+    realized_mae: float | None = None
+    realized_rmse: float | None = None
+    label_delay_p95: float | None = None
+    #: Labels that arrived in the window, by outcome (joined, duplicate, unknown, ...).
+    labels: dict[str, float] = field(default_factory=dict)
+    performance_baseline: float | None = None
+    performance_threshold: float | None = None
+    #: The PerformanceDegraded condition (None: Unknown, no series).
+    performance_degraded: bool | None = None
 
 
 def _finite(value: float | None) -> bool:
@@ -50,6 +129,8 @@ class _PhaseCollector(Collector):
     def __init__(self) -> None:
         self.phases: dict[tuple[str, str], str] = {}
         self.health: dict[tuple[str, str], HealthFigures] = {}
+        #: The last check's gates of each running rollout (``status.candidate.gates``).
+        self.gates: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -75,39 +156,24 @@ class _PhaseCollector(Collector):
         yield phase_family
 
         per_revision = {
-            "error_rate": GaugeMetricFamily(
-                "vigil_modeldeployment_error_rate",
-                "Share of failed inference requests over the monitoring window.",
-                labels=["namespace", "name", "revision"],
-            ),
-            "latency_p95": GaugeMetricFamily(
-                "vigil_modeldeployment_latency_p95_seconds",
-                "95th percentile inference latency over the monitoring window (seconds).",
-                labels=["namespace", "name", "revision"],
-            ),
-            "drift_score": GaugeMetricFamily(
-                "vigil_modeldeployment_drift_score",
-                "Largest per-feature input drift score against the reference.",
-                labels=["namespace", "name", "revision"],
-            ),
+            attribute: GaugeMetricFamily(metric, doc, labels=["namespace", "name", "revision"])
+            for attribute, metric, doc in PER_REVISION_GAUGES
         }
         per_object = {
-            "drift_threshold": GaugeMetricFamily(
-                "vigil_modeldeployment_drift_threshold",
-                "spec.monitoring.drift.threshold.",
-                labels=["namespace", "name"],
-            ),
-            "slo_max_error_rate": GaugeMetricFamily(
-                "vigil_modeldeployment_slo_max_error_rate",
-                "spec.monitoring.slo.maxErrorRate.",
-                labels=["namespace", "name"],
-            ),
-            "slo_latency_p95": GaugeMetricFamily(
-                "vigil_modeldeployment_slo_latency_p95_seconds",
-                "spec.monitoring.slo.maxLatencyP95 in seconds.",
-                labels=["namespace", "name"],
-            ),
+            attribute: GaugeMetricFamily(metric, doc, labels=["namespace", "name"])
+            for attribute, metric, doc in PER_OBJECT_GAUGES
         }
+        labels = GaugeMetricFamily(
+            "vigil_modeldeployment_labels",
+            "Labels that arrived in the performance window, by outcome (joined, duplicate, "
+            "unknown, expired, ...), counted against the revision that served the prediction.",
+            labels=["namespace", "name", "revision", "outcome"],
+        )
+        degraded = GaugeMetricFamily(
+            "vigil_modeldeployment_performance_degraded",
+            "1 while PerformanceDegraded is True, 0 while False (no series while Unknown).",
+            labels=["namespace", "name"],
+        )
         available = GaugeMetricFamily(
             "vigil_modeldeployment_metrics_available",
             "1 when the last health cycle got figures for the serving revision, else 0.",
@@ -123,9 +189,54 @@ class _PhaseCollector(Collector):
                 if _finite(value):
                     gauge.add_metric([namespace, name], value)
             available.add_metric([namespace, name], 1 if figures.metrics_available else 0)
+            for outcome, count in sorted(figures.labels.items()):
+                labels.add_metric([namespace, name, figures.revision, outcome], count)
+            if figures.performance_degraded is not None:
+                degraded.add_metric([namespace, name], 1 if figures.performance_degraded else 0)
         yield from per_revision.values()
         yield from per_object.values()
         yield available
+        yield labels
+        yield degraded
+        yield from self._gates()
+
+    def _gates(self) -> Iterable[GaugeMetricFamily]:
+        """Per running rollout and gate: the last check's verdict and figures."""
+        labels = ["namespace", "name", "gate"]
+        verdict = GaugeMetricFamily(
+            "vigil_rollout_gate_verdict",
+            "1 for the last check's verdict of each gate of a running rollout "
+            "(pass, fail, undecided), 0 for the others.",
+            labels=[*labels, "verdict"],
+        )
+        figures = {
+            key: GaugeMetricFamily(metric, help_text, labels=labels)
+            for key, metric, help_text in _GATE_FIGURES
+        }
+        for (namespace, name), gates in sorted(self.gates.items()):
+            for gate in gates:
+                where = [namespace, name, str(gate.get("name"))]
+                current = gate.get("verdict") or ("pass" if gate.get("passed") else "fail")
+                for word in _VERDICTS:
+                    verdict.add_metric([*where, word], 1 if word == current else 0)
+                for key, family in figures.items():
+                    value = gate.get(key)
+                    if isinstance(value, int | float) and _finite(float(value)):
+                        family.add_metric(where, float(value))
+        yield verdict
+        yield from figures.values()
+
+
+_VERDICTS = ("pass", "fail", "undecided")
+#: (status key, metric, help) of the gate figures the operator exports.
+_GATE_FIGURES = (
+    ("value", "vigil_rollout_gate_value", "The last check's estimate of each gate."),
+    ("low", "vigil_rollout_gate_low", "Lower end of its interval (analysis.confidence)."),
+    ("high", "vigil_rollout_gate_high", "Upper end of its interval."),
+    ("threshold", "vigil_rollout_gate_threshold", "The gate's threshold."),
+    ("samples", "vigil_rollout_gate_samples", "Samples it judged: requests, predictions, rows."),
+    ("needed", "vigil_rollout_gate_needed", "Undecided: more samples that would decide it."),
+)
 
 
 class OperatorMetrics:
@@ -234,6 +345,10 @@ class OperatorMetrics:
             for gate in after.get("gates") or ():
                 result = "passed" if gate.get("passed") else "failed"
                 self.rollout_analysis.labels(namespace, name, str(gate.get("name")), result).inc()
+        if running and after.get("gates"):
+            self._phases.gates[(namespace, name)] = list(after["gates"])
+        else:
+            self._phases.gates.pop((namespace, name), None)
         started = parse_unix(before.get("startedAt"))
         if outcome and started is not None:
             self.rollout_duration.labels(outcome).observe(max(0.0, now - started))
@@ -249,6 +364,7 @@ class OperatorMetrics:
         """Drop every series of a deleted ModelDeployment."""
         self._phases.phases.pop((namespace, name), None)
         self._phases.health.pop((namespace, name), None)
+        self._phases.gates.pop((namespace, name), None)
 
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
         """Record an object's phase (None forgets the object, e.g. once deleted)."""

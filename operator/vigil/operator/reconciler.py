@@ -26,6 +26,7 @@ from vigil.core import naming
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import Owner
 from vigil.core.health_status import condition_word, transitions
+from vigil.core.observed import FetchState
 from vigil.core.reconcile import (
     Action,
     Apply,
@@ -178,6 +179,8 @@ class Reconciler:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Rollout I/O (measurements, golden replays, routes, requests); None = blue/green only.
         self.rollouts: Rollouts | None = None
+        #: Each revision's artifact fetch of a ModelDeployment, from the pod watch.
+        self.fetches: Callable[[str, str], Mapping[str, FetchState]] = lambda _ns, _name: {}
         self.coalesce_seconds = COALESCE_SECONDS
 
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
@@ -318,6 +321,7 @@ class Reconciler:
             rollout=rollout_inputs,
             request=parse_request(view.meta.annotations) if self.rollouts is not None else None,
             route_planner=planner,
+            fetches=self.fetches(namespace, name),
         )
 
     async def _write(self, api: Api, body: Mapping[str, Any], plan: Plan) -> bool:

@@ -34,7 +34,7 @@ from vigil.common import objects
 from vigil.common.objects import section
 from vigil.core import naming
 from vigil.core.analysis import candidate_figures, feature_changes
-from vigil.core.candidate import RolloutInputs, RoutePlanner
+from vigil.core.candidate import RolloutInputs, RoutePlanner, evidence_seconds
 from vigil.core.desired import (
     METRICS_PORT,
     REFERENCE_VOLUME,
@@ -65,6 +65,8 @@ from vigil.validation.golden import GoldenSetError, load_golden_set, replay
 log = logging.getLogger("vigil.operator.rollouts")
 
 READY_PROBE_SECONDS = 2.0
+#: A step that has just started is measured over this much (a range query needs one).
+MIN_EVIDENCE_SECONDS = 1.0
 
 PodsProvider = Callable[[], Mapping[tuple[str, str], PodInfo]]
 
@@ -199,8 +201,10 @@ class Rollouts:
         if reference is not None and stable_reference is not None:
             added, dropped, _ = feature_changes(reference, stable_reference)
             changes = (added, dropped)
+        now = self._clock()
+        window = evidence_seconds(section(view.status, "candidate"), candidate, now)
         measured = await self._measure(
-            namespace, name, candidate, stable, settings, reference, stable_reference
+            namespace, name, candidate, stable, settings, reference, stable_reference, window, now
         )
         return dataclasses.replace(measured, feature_changes=changes)
 
@@ -213,7 +217,10 @@ class Rollouts:
         settings: MonitoringSettings,
         reference: ReferenceProfile | None,
         stable_reference: ReferenceProfile | None,
+        evidence: float,
+        now: float,
     ) -> RolloutInputs:
+        """Both revisions since the step started (``evidence`` seconds; at least one)."""
         target = await self.candidate_url(namespace, name, candidate)
         if target is None:
             return RolloutInputs(
@@ -221,7 +228,7 @@ class Rollouts:
                 metrics_error="the candidate's sidecar does not answer ready yet",
                 candidate_serving=False,
             )
-        window = settings.policy.window_seconds
+        window = max(evidence, MIN_EVIDENCE_SECONDS)
         targets = [
             RevisionTarget(
                 namespace,
@@ -246,7 +253,7 @@ class Rollouts:
         if source is None:
             source = self._sources[key] = self._source_factory(key)
         try:
-            collection = await source.collect(targets, self._clock())
+            collection = await source.collect(targets, now)
         except Exception as error:  # a broken source holds the rollout, never judges it
             return RolloutInputs(
                 metrics_available=False, metrics_error=f"metrics: {error}", shadow_target=target

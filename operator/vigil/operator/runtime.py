@@ -141,6 +141,7 @@ def build_runtime(options: OperatorOptions) -> Runtime:
         metrics=metrics,
         interval=options.health_interval,
     )
+    reconciler.fetches = health.fetches
     reconciler.rollouts = Rollouts(
         lambda: health.pods,
         pod_addressing=options.pod_addressing,

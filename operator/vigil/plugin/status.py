@@ -11,12 +11,14 @@ colour is optional.
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.common import readable
 from vigil.common.objects import Body, body, section
 from vigil.common.times import parse_time
 from vigil.core.health import format_window
@@ -113,11 +115,16 @@ def _general(value: float) -> str:
     return f"{value:g}"
 
 
-#: How each rollout gate (vigil.core.rollout.gates) reads: label, value and threshold
-#: formats, and the side of the threshold that passes.
+def _ms_or_open(value: float) -> str:
+    return "inf" if math.isinf(value) else _ms(value)
+
+
+#: How each rollout gate (vigil.core.judges) reads: label, value and threshold formats,
+#: and the side of the threshold that passes.
 _GATES: dict[str, tuple[str, Callable[[float], str], Callable[[float], str], str]] = {
     "errorRate": ("error rate", _percent, _percent, "<="),
-    "latencyP95": ("p95 latency", _ms, _ms, "<="),
+    "latencyP95": ("p95 latency", _ms_or_open, _ms, "<="),
+    "latencyVsStable": ("P(slower than stable)", _decimals, _general, "<="),
     "agreement": ("agreement", _decimals, _general, ">="),
     "predictionShift": ("prediction shift", _decimals, _general, "<="),
     "inputDrift": ("input drift", _decimals, _general, "<="),
@@ -126,17 +133,37 @@ _GATES: dict[str, tuple[str, Callable[[float], str], Callable[[float], str], str
 
 
 def _gate_line(gate: Mapping[str, Any], style: _Style) -> str:
-    """One gate of ``status.candidate.gates``: its value beside its threshold."""
+    """One gate of ``status.candidate.gates``: its value and interval beside its threshold,
+    and its verdict (undecided: how many more samples would decide it)."""
     name = str(gate.get("name", "?"))
     label, value_text, threshold_text, side = _GATES.get(name, (name, _general, _general, ""))
     value, threshold = gate.get("value"), gate.get("threshold")
-    return _gate_row(
-        label,
-        "-" if value is None else value_text(value),
-        "-" if threshold is None else f"{side} {threshold_text(threshold)}".strip(),
-        gate.get("passed"),
-        style,
+    low, high = gate.get("low"), gate.get("high")
+    interval = (
+        f"[{value_text(low)}, {value_text(high if high is not None else math.inf)}]"
+        if low is not None
+        else ""
     )
+    words, colour = _verdict(gate)
+    measured = "-" if value is None else value_text(value)
+    limit = "-" if threshold is None else f"{side} {threshold_text(threshold)}".strip()
+    return f"  {label:<21} {measured:>7} {interval:<16} {limit:<9} {style(words, colour)}"
+
+
+def _verdict(gate: Mapping[str, Any]) -> tuple[str, str]:
+    """(words, colour): pass, FAIL, or undecided with the samples still needed."""
+    verdict = gate.get("verdict")
+    if verdict is None:  # written before verdicts: passed means not failed
+        passed = gate.get("passed")
+        if passed is None:
+            return "-", "dim"
+        return ("ok", "green") if passed else ("FAIL", "red")
+    if verdict == "fail":
+        return "FAIL", "red"
+    if verdict == "pass":
+        return "pass", "green"
+    needed = gate.get("needed")
+    return ("undecided" + (f", {needed} more" if needed is not None else "")), "yellow"
 
 
 def _gate_row(name: str, value: str, threshold: str, ok: bool | None, style: _Style) -> str:
@@ -295,7 +322,7 @@ def _gates(candidate: Mapping[str, Any], style: _Style, now: datetime.datetime) 
     return [
         "",
         style("Gates", "bold") + f" (last check{when})",
-        f"  {'gate':<26}{'measured':>12}   {'threshold':<14}",
+        f"  {'gate':<21} {'value':>7} {'interval':<16} {'threshold':<9} verdict",
         *(_gate_line(gate, style) for gate in gates),
     ]
 
@@ -341,6 +368,7 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
                 style,
             )
         )
+    lines += _realized(health.get("performance") or {}, limits, style)
     prediction = health.get("prediction") or {}
     if prediction:
         add(
@@ -364,16 +392,65 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
     return lines
 
 
+def _realized(performance: Mapping[str, Any], limits: _Limits, style: _Style) -> list[str]:
+    """Realized performance from labels beside its threshold, labels and their delay."""
+    if not performance:
+        return []
+    limit = performance.get("threshold")
+    rows = []
+    for label, key, word, better in (
+        ("realized accuracy", "accuracy", ">=", lambda v, t: v >= t),
+        ("realized MAE", "mae", "<=", lambda v, t: v <= t),
+    ):
+        value = performance.get(key)
+        if value is None:
+            continue
+        shown = f"{word} {limit:.4g}" if limit is not None else "-"
+        rows.append(
+            _gate_row(
+                label,
+                f"{value:.3f}",
+                shown,
+                None if limit is None else better(value, limit),
+                style,
+            )
+        )
+    baseline = performance.get("baseline")
+    if baseline is not None:
+        rows.append(f"  {'baseline (validation)':<26}{baseline:>12.3f}")
+    need = limits.health.performance.min_labels
+    labels = performance.get("labels", 0)
+    rows.append(_gate_row("labels joined", f"{labels}", f">= {need}", labels >= need, style))
+    delays = [performance.get("labelDelayP50"), performance.get("labelDelayP95")]
+    if all(delay is not None for delay in delays):
+        rows.append(
+            f"  {'label delay p50 / p95':<26}"
+            f"{readable.duration(delays[0]):>12} / {readable.duration(delays[1])}"
+        )
+    not_joined = performance.get("notJoined") or {}
+    if not_joined:
+        listed = ", ".join(f"{name} {count}" for name, count in sorted(not_joined.items()))
+        rows.append(f"  {'labels not joined':<26}{listed}")
+    return rows
+
+
 def _conditions(status: Mapping[str, Any], style: _Style) -> list[str]:
     """Each condition with its reason; messages hold the measured values: wrapped, never cut."""
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     lines = ["", style("Conditions", "bold")]
     add = lines.append
-    for kind in ("Ready", "Progressing", "Healthy", "DriftDetected", "MetricsAvailable"):
+    for kind in (
+        "Ready",
+        "Progressing",
+        "Healthy",
+        "DriftDetected",
+        "PerformanceDegraded",
+        "MetricsAvailable",
+    ):
         item = conditions.get(kind)
         if not item:
             continue
-        head = f"  {kind:<17}{item.get('status', '?'):<8}{item.get('reason', '')}"
+        head = f"  {kind + ' ':<17}{item.get('status', '?'):<8}{item.get('reason', '')}"
         add(head)
         for line in textwrap.wrap(item.get("message", ""), WIDTH - 6):
             add(f"      {line}")

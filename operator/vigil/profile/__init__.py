@@ -12,7 +12,7 @@ sidecar depend on it):
 The format is documented in ``docs/reference-profile.md``.
 """
 
-from vigil.profile.build import build_profile, profile_column
+from vigil.profile.build import build_profile, profile_column, validation_score
 from vigil.profile.model import (
     FORMAT,
     OTHER,
@@ -22,6 +22,7 @@ from vigil.profile.model import (
     ProfileError,
     ReferenceProfile,
     Summary,
+    Validation,
     category_key,
     load_profile,
     parse_profile,
@@ -36,9 +37,11 @@ __all__ = [
     "ProfileError",
     "ReferenceProfile",
     "Summary",
+    "Validation",
     "build_profile",
     "category_key",
     "load_profile",
     "parse_profile",
     "profile_column",
+    "validation_score",
 ]

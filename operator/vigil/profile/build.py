@@ -26,10 +26,12 @@ from vigil.profile.model import (
     ReferenceProfile,
     Summary,
     Task,
+    Validation,
+    ValidationMethod,
     category_key,
 )
 
-__all__ = ["build_profile", "infer_task", "profile_column"]
+__all__ = ["build_profile", "infer_task", "profile_column", "validation_score"]
 
 #: Default number of quantile bins per numeric feature (plus underflow/overflow).
 DEFAULT_BINS = 10
@@ -294,6 +296,36 @@ def build_profile(
         features=features,
         prediction=prediction,
         drift=drift or DriftDefaults(),
+    )
+
+
+def validation_score(
+    predictions: npt.ArrayLike, truths: npt.ArrayLike, task: Task, method: ValidationMethod
+) -> Validation:
+    """The model's score on labelled rows (rows without a truth are skipped).
+
+    Classes are compared as the sidecar compares a label with its prediction
+    (:func:`~vigil.profile.model.category_key`: ``1`` and ``1.0`` are one class).
+    """
+    pred = np.asarray(predictions, dtype=object).reshape(-1)
+    truth = np.asarray(truths, dtype=object).reshape(-1)
+    if pred.shape != truth.shape:
+        raise ProfileError(f"{pred.shape[0]} predictions for {truth.shape[0]} labels")
+    pairs = [(p, t) for p, t in zip(pred, truth, strict=True) if category_key(t) is not None]
+    if not pairs:
+        raise ProfileError("no labelled rows to compute the validation score from")
+    if task == "classification":
+        correct = sum(1 for p, t in pairs if category_key(p) == category_key(t))
+        return Validation(method, len(pairs), accuracy=round(correct / len(pairs), 6))
+    try:
+        errors = np.asarray([float(p) - float(t) for p, t in pairs])
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"a regressor's predictions and labels must be numbers: {exc}") from exc
+    return Validation(
+        method,
+        len(pairs),
+        mae=round(float(np.mean(np.abs(errors))), 6),
+        rmse=round(float(np.sqrt(np.mean(errors**2))), 6),
     )
 
 

@@ -11,16 +11,26 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from vigil.profile.build import DEFAULT_BINS, DEFAULT_TOP_K, build_profile, infer_task
+from vigil.profile.build import (
+    DEFAULT_BINS,
+    DEFAULT_TOP_K,
+    build_profile,
+    infer_task,
+    validation_score,
+)
 from vigil.profile.model import (
     OTHER,
     DriftDefaults,
     FeatureProfile,
     ProfileError,
     ReferenceProfile,
+    Task,
+    Validation,
+    ValidationMethod,
     load_profile,
 )
 
@@ -50,6 +60,22 @@ def register(subparsers: Any) -> None:
         "--task",
         choices=("classification", "regression"),
         help="how predictions are compared (default: inferred from the prediction column)",
+    )
+    build.add_argument(
+        "--label-column",
+        help="column holding the true outcome (not a feature): records the validation score, "
+        "the baseline realized performance is held to",
+    )
+    build.add_argument(
+        "--holdout",
+        help="CSV or Parquet file of rows the model did not learn from, with the prediction "
+        "and label columns: the validation score comes from it",
+    )
+    build.add_argument(
+        "--out-of-fold",
+        action="store_true",
+        help="the prediction column holds cross-validated (out-of-fold) predictions: "
+        "the score from the input rows is a cross-validation score",
     )
     build.add_argument("--model-name", default="")
     build.add_argument("--model-version", default="")
@@ -154,7 +180,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
             if missing:
                 raise ProfileError(f"feature columns not found: {missing}")
             keep = features + ([args.prediction_column] if args.prediction_column else [])
-            frame = frame[keep]
+            frame = frame[keep + ([args.label_column] if args.label_column else [])]
+        truths = _take_labels(frame, args)
+        if truths is not None:
+            frame = frame.drop(columns=[args.label_column])
         profile = build_profile(
             frame,
             prediction_column=args.prediction_column,
@@ -166,10 +195,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             drift=DriftDefaults(method=args.method, warning=args.warning, threshold=args.threshold),
         )
+        if truths is not None:
+            profile = replace(profile, validation=_validation(args, frame, truths, profile.task))
     except ProfileError as exc:
         print(f"vigil profile build: {exc}", file=sys.stderr)
         return 1
     print(f"task: {profile.task} ({_task_reason(args, frame)})", file=sys.stderr)
+    if profile.validation is not None:
+        print(f"validation: {_describe_validation(profile.validation)}", file=sys.stderr)
     text = profile.to_json()
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
@@ -181,6 +214,52 @@ def _cmd_build(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _take_labels(frame: Any, args: argparse.Namespace) -> Any:
+    """The label column's values (None without ``--label-column``); checks the options."""
+    if not args.label_column:
+        if args.holdout or args.out_of_fold:
+            raise ProfileError("--holdout and --out-of-fold need --label-column")
+        return None
+    if not args.prediction_column:
+        raise ProfileError("--label-column needs --prediction-column (the model's outputs)")
+    if args.holdout and args.out_of_fold:
+        raise ProfileError("give --holdout or --out-of-fold, not both")
+    if args.label_column not in frame.columns:
+        raise ProfileError(f"label column {args.label_column!r} not found")
+    return frame[args.label_column].to_numpy()
+
+
+def _validation(args: argparse.Namespace, frame: Any, truths: Any, task: Task) -> Validation:
+    """The score on the holdout file, or on the input's rows (out-of-fold or in-sample)."""
+    if args.holdout:
+        holdout = read_table(args.holdout, None, args.progress)
+        missing = [c for c in (args.prediction_column, args.label_column) if c not in holdout]
+        if missing:
+            raise ProfileError(f"--holdout {args.holdout}: columns not found: {missing}")
+        return validation_score(
+            holdout[args.prediction_column].to_numpy(),
+            holdout[args.label_column].to_numpy(),
+            task,
+            "holdout",
+        )
+    method: ValidationMethod = "cross-validation" if args.out_of_fold else "in-sample"
+    return validation_score(frame[args.prediction_column].to_numpy(), truths, task, method)
+
+
+def _describe_validation(validation: Validation) -> str:
+    figures = ", ".join(
+        f"{name} {value:.4g}"
+        for name, value in (
+            ("accuracy", validation.accuracy),
+            ("MAE", validation.mae),
+            ("RMSE", validation.rmse),
+        )
+        if value is not None
+    )
+    note = " (in-sample: optimistic; prefer --holdout)" if validation.method == "in-sample" else ""
+    return f"{figures} on {validation.rows} rows, {validation.method}{note}"
 
 
 def _task_reason(args: argparse.Namespace, frame: Any) -> str:
@@ -225,6 +304,11 @@ def render(profile: ReferenceProfile) -> str:
         f"  created      {profile.created_at or '-'}",
         f"  drift        {profile.drift.method}  warning {profile.drift.warning}  "
         f"threshold {profile.drift.threshold}",
+        *(
+            [f"  validation   {_describe_validation(profile.validation)}"]
+            if profile.validation is not None
+            else []
+        ),
         "",
     ]
     header = ("#", "feature", "type", "null%", "mean", "std", "min", "median", "max", "bins")

@@ -162,6 +162,44 @@ class DriftDefaults:
         }
 
 
+ValidationMethod = Literal["holdout", "cross-validation", "in-sample"]
+VALIDATION_METHODS: tuple[ValidationMethod, ...] = ("holdout", "cross-validation", "in-sample")
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The model's score on labelled rows: the baseline realized performance is held to.
+
+    ``holdout``: rows the model did not learn from; ``cross-validation``:
+    out-of-fold predictions; ``in-sample``: the training rows themselves
+    (optimistic). Accuracy for a classifier, MAE and RMSE for a regressor.
+    """
+
+    method: ValidationMethod
+    rows: int
+    accuracy: float | None = None
+    mae: float | None = None
+    rmse: float | None = None
+
+    @property
+    def metric(self) -> Literal["accuracy", "mae"]:
+        return "accuracy" if self.accuracy is not None else "mae"
+
+    @property
+    def score(self) -> float:
+        """The baseline: accuracy, or MAE for a regressor."""
+        value = self.accuracy if self.accuracy is not None else self.mae
+        assert value is not None
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "rows": self.rows}
+        for key, value in (("accuracy", self.accuracy), ("mae", self.mae), ("rmse", self.rmse)):
+            if value is not None:
+                out[key] = value
+        return out
+
+
 @dataclass(frozen=True)
 class ReferenceProfile:
     """A whole reference profile; see ``docs/reference-profile.md``."""
@@ -174,6 +212,8 @@ class ReferenceProfile:
     features: tuple[FeatureProfile, ...]
     prediction: FeatureProfile | None
     drift: DriftDefaults = field(default_factory=DriftDefaults)
+    #: The validation score (optional): the baseline of realized performance.
+    validation: Validation | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -188,8 +228,12 @@ class ReferenceProfile:
         raise KeyError(name)
 
     def content_dict(self) -> dict[str, Any]:
-        """Everything that the fingerprint covers (all but ``createdAt``)."""
-        return {
+        """Everything that the fingerprint covers (all but ``createdAt``).
+
+        ``validation`` only when present: profiles built without it keep their
+        fingerprint (and their revision).
+        """
+        out = {
             "format": FORMAT,
             "schemaVersion": self.schema_version,
             "model": {"name": self.model_name, "version": self.model_version},
@@ -199,6 +243,9 @@ class ReferenceProfile:
             "prediction": self.prediction.to_dict() if self.prediction is not None else None,
             "drift": self.drift.to_dict(),
         }
+        if self.validation is not None:
+            out["validation"] = self.validation.to_dict()
+        return out
 
     @property
     def fingerprint(self) -> str:
@@ -226,6 +273,27 @@ class ReferenceProfile:
 
 
 # --------------------------------------------------------------------- parsing
+
+
+def _validation(doc: Any) -> Validation | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ProfileError("validation must be an object")
+    validation = Validation(
+        method=_choice(doc.get("method"), VALIDATION_METHODS, "validation.method"),
+        rows=int(_num(doc.get("rows"), "validation.rows")),
+        **{
+            key: _num(doc[key], f"validation.{key}")
+            for key in ("accuracy", "mae", "rmse")
+            if doc.get(key) is not None
+        },
+    )
+    if (validation.accuracy is None) == (validation.mae is None):
+        raise ProfileError("validation holds accuracy (a classifier) or mae (a regressor)")
+    if validation.accuracy is not None and not 0.0 <= validation.accuracy <= 1.0:
+        raise ProfileError("validation.accuracy must be within 0..1")
+    return validation
 
 
 def load_profile(path: str | Path, *, verify: bool = True) -> ReferenceProfile:
@@ -283,6 +351,7 @@ def parse_profile(text: str | bytes | dict[str, Any], *, verify: bool = True) ->
             features=features,
             prediction=prediction,
             drift=drift,
+            validation=_validation(doc.get("validation")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ProfileError):

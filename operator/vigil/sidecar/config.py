@@ -247,36 +247,33 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
     raise ConfigError(f"{name}: unsupported type {kind}")
 
 
+def _section_values(
+    section: str, doc: Any, keys: Mapping[str, str], settings: type
+) -> dict[str, Any]:
+    """The attributes a settings section (``shadow``, ``feedback``) sets, coerced to
+    its dataclass's field types; unknown keys are refused, null ones skipped."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{section}: expected an object")
+    values: dict[str, Any] = {}
+    kinds = {f.name: f.type for f in fields(settings)}
+    for key, value in doc.items():
+        if value is None:
+            continue
+        if key not in keys:
+            raise ConfigError(f"{section}.{key}: unknown key")
+        attr = keys[key]
+        values[attr] = _coerce(f"{section}.{key}", value, str(kinds[attr]))
+    return values
+
+
 def _shadow_from(doc: Any, base: ShadowSettings) -> ShadowSettings:
     if doc is None:
         return ShadowSettings()
-    if not isinstance(doc, dict):
-        raise ConfigError("shadow: expected an object")
-    values: dict[str, Any] = {}
-    kinds = {f.name: f.type for f in fields(ShadowSettings)}
-    for key, value in doc.items():
-        if value is None:
-            continue
-        if key not in _SHADOW_KEYS:
-            raise ConfigError(f"shadow.{key}: unknown key")
-        attr = _SHADOW_KEYS[key]
-        values[attr] = _coerce(f"shadow.{key}", value, str(kinds[attr]))
-    return replace(base, **values)
+    return replace(base, **_section_values("shadow", doc, _SHADOW_KEYS, ShadowSettings))
 
 
 def _feedback_from(doc: Any) -> FeedbackSettings:
-    if not isinstance(doc, dict):
-        raise ConfigError("feedback: expected an object")
-    values: dict[str, Any] = {}
-    kinds = {f.name: f.type for f in fields(FeedbackSettings)}
-    for key, value in doc.items():
-        if value is None:
-            continue
-        if key not in _FEEDBACK_KEYS:
-            raise ConfigError(f"feedback.{key}: unknown key")
-        attr = _FEEDBACK_KEYS[key]
-        values[attr] = _coerce(f"feedback.{key}", value, str(kinds[attr]))
-    return FeedbackSettings(**values)
+    return FeedbackSettings(**_section_values("feedback", doc, _FEEDBACK_KEYS, FeedbackSettings))
 
 
 def settings_from_mapping(doc: Mapping[str, Any], base: Settings | None = None) -> Settings:

@@ -216,55 +216,24 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Res
     """Read one response from the upstream (1xx interim responses are skipped)."""
     for _ in range(10):
         raw_head = await reader.readuntil(b"\r\n\r\n")
-        if len(raw_head) < 12 or not raw_head.startswith(b"HTTP/1."):
-            raise BadMessage("malformed status line")
-        try:
-            status = int(raw_head[9:12])
-        except ValueError as exc:
-            raise BadMessage("malformed status code") from exc
-        if status >= 200 or status == 101:
+        head = parse_response_head(raw_head)
+        if head.status >= 200 or head.status == 101:
             break
     else:
         raise BadMessage("too many interim responses")
-    content_length: int | None = None
-    chunked = False
-    connection = b""
-    ctype = cenc = b""
-    for line in raw_head[:-4].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        key = name.strip().lower()
-        if key == b"content-length":
-            try:
-                content_length = int(value)
-            except ValueError as exc:
-                raise BadMessage("bad Content-Length") from exc
-        elif key == b"content-type":
-            ctype = value
-        elif key == b"content-encoding":
-            cenc = value
-        elif key == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif key == b"connection":
-            connection = value.strip().lower()
-    http10 = raw_head.startswith(b"HTTP/1.0")
-    keep_alive = (b"keep-alive" in connection) if http10 else (b"close" not in connection)
-    if head_request or status in (204, 304) or status < 200:
+    keep_alive = head.keep_alive
+    if head_request or head.status in (204, 304) or head.status < 200:
         raw = body = b""
-    elif chunked:
+    elif head.chunked:
         raw, body = await _read_chunked(reader, None)
-    elif content_length is not None:
-        raw = body = await reader.readexactly(content_length) if content_length else b""
+    elif head.content_length is not None:
+        length = head.content_length
+        raw = body = await reader.readexactly(length) if length else b""
     else:
         raw = body = await reader.read()  # delimited by the end of the connection
         keep_alive = False
     return Response(
-        status,
-        raw_head,
-        raw,
-        body,
-        keep_alive,
-        ctype.strip().decode("latin-1").lower(),
-        cenc.strip().decode("latin-1").lower(),
+        head.status, raw_head, raw, body, keep_alive, head.content_type, head.content_encoding
     )
 
 

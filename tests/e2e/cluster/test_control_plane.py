@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 
-import pytest
+from kit.waits import wait_for
 
 from vigil.devcluster import ClusterClient
 
@@ -28,15 +27,6 @@ spec:
         - name: web
           image: registry.example/web:1
 """
-
-
-def wait_until(predicate, timeout: float, message: str, interval: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    pytest.fail(message)
 
 
 def test_nodes_are_kwok_nodes_and_ready(cluster: ClusterClient) -> None:
@@ -104,7 +94,7 @@ def test_deleting_an_owner_garbage_collects_what_it_owns(
         result = cluster.kubectl("get", "configmap", "owned", "-n", namespace, check=False)
         return result.returncode != 0 and "NotFound" in result.stderr
 
-    wait_until(owned_is_gone, 60, "the owned ConfigMap was not garbage-collected within 60 s")
+    wait_for(owned_is_gone, timeout=60, what="the owned ConfigMap to be garbage-collected")
 
 
 def test_namespace_finishes_deleting(cluster: ClusterClient, namespace: str) -> None:

@@ -22,7 +22,7 @@ from test_real_node import KEY, SERVICE, VALUE, get_from_host, run_pods, web_pod
 
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster, pid_alive
-from vigil.devcluster.network import pod_octet
+from vigil.devcluster.network import NetworkError, NodeNetwork, pod_octet
 from vigil.devcluster.node import KERNEL_TUNABLES, NODE_NAME
 from vigil.devcluster.node_images import BUSYBOX_PAGE, busybox_image
 
@@ -153,3 +153,23 @@ def test_a_second_real_node_cluster_comes_up_beside_and_leaves_nothing(
             ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
             assert ready == "True"
             assert node["metadata"]["labels"][KEY] == VALUE
+
+
+def test_a_killed_clusters_empty_namespace_is_reclaimed_and_a_live_one_refused() -> None:
+    """A session killed mid-run leaves its node's namespace with nothing in it: the
+    next cluster with that octet takes it over; one with a process inside is live."""
+    network = NodeNetwork.for_port_base(free_real_node_port_base())
+    subprocess.run(["ip", "netns", "add", network.netns], check=True)
+    try:
+        resident = subprocess.Popen(["ip", "netns", "exec", network.netns, "sleep", "60"])
+        try:
+            with pytest.raises(NetworkError, match="processes run in it"):
+                network.check_free()
+        finally:
+            resident.kill()
+            resident.wait()
+        network.check_free()
+        assert not network.netns_path.exists()
+        assert network.leftovers() == []
+    finally:
+        network.delete()

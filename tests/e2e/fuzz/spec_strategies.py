@@ -186,12 +186,28 @@ def valid_specs() -> st.SearchStrategy[dict[str, Any]]:
             "resources": resources,
         },
     )
-    model = st.fixed_dictionaries(
-        {"version": st.sampled_from(["1", "v1.2", "2024-05-01", "9" * 63, "a_b.c-d"])},
-        optional={
-            "name": st.sampled_from(NAMES),
-            "uri": st.sampled_from(["s3://b/m", "file:///m", "pvc://v/p", "https://h/m?x=1"]),
-        },
+    version = st.sampled_from(["1", "v1.2", "2024-05-01", "9" * 63, "a_b.c-d"])
+    model = st.one_of(
+        st.fixed_dictionaries(
+            {"version": version},
+            optional={
+                "name": st.sampled_from(NAMES),
+                "uri": st.sampled_from(["s3://b/m", "file:///m", "pvc://v/p", "https://h/m?x=1"]),
+            },
+        ),
+        # A model vigil-fetch downloads, with its fields (one near miss: a size of 0).
+        st.fixed_dictionaries(
+            {
+                "version": version,
+                "uri": st.sampled_from(["s3://models/wine/m.tar.gz", "https://h/m.zip"]),
+            },
+            optional={
+                "sha256": st.just("ab" * 32),
+                "path": st.sampled_from(["/mnt/models", "/m/"]),
+                "storage": st.sampled_from([{}, {"caConfigMapRef": {"name": "c", "key": "k"}}]),
+                "fetch": st.sampled_from([{}, {"sizeLimit": "1Gi"}, {"sizeLimit": 0}]),
+            },
+        ),
     )
     return st.fixed_dictionaries(
         {"model": model, "server": server},

@@ -26,7 +26,7 @@ from kit.kube import MD_LABEL, REVISION_LABEL, Kube
 from kit.metrics import started_prometheus
 from kit.modeldeployment import manifest, serve
 from kit.operator import OperatorProcess
-from kit.status import condition, status
+from kit.status import condition, describe, status
 from kit.traffic import http, infer_body
 from kit.waits import wait_for, wait_status
 
@@ -48,8 +48,11 @@ record = Figures("health").record
 class Traffic:
     """Requests to the model, drawn from the training data (optionally shifted)."""
 
-    def __init__(self, model: TrainedModel, url: str) -> None:
+    def __init__(
+        self, model: TrainedModel, url: str, rows_per_request: int = ROWS_PER_REQUEST
+    ) -> None:
         self.model = model
+        self.rows_per_request = rows_per_request
         self.url = url
         self.rng = np.random.default_rng(7)
         std = model.X.std(axis=0)
@@ -66,8 +69,9 @@ class Traffic:
         # distribution is the reference's.
         if self.cursor == 0:
             self.order = self.rng.permutation(len(self.model.X))
-        index = [self.order[(self.cursor + i) % len(self.order)] for i in range(ROWS_PER_REQUEST)]
-        self.cursor = (self.cursor + ROWS_PER_REQUEST) % len(self.order)
+        count = self.rows_per_request
+        index = [self.order[(self.cursor + i) % len(self.order)] for i in range(count)]
+        self.cursor = (self.cursor + count) % len(self.order)
         rows = self.model.X[index]
         return rows + self.shift if shifted else rows
 
@@ -335,6 +339,57 @@ def test_two_shifted_features_raise_drift_and_normal_traffic_clears_it(
         seconds_to_no_drift=round(to_no_drift, 1),
         message=drift["message"],
         features=(current["health"]["drift"].get("features")),
+    )
+    operator.assert_no_errors()
+
+
+def test_drift_at_5_requests_per_second_gets_a_verdict_within_two_windows(
+    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+) -> None:
+    """One row per request at 5/s: 150 rows per 30 s window, a reference of the training rows.
+
+    Traffic drawn from the training data is judged (NoDrift, never a warning:
+    raw PSI over so few rows reads 0.1 and more on noise alone), and two
+    features shifted by one standard deviation are DriftDetected, each
+    within two windows of its start.
+    """
+    traffic = deploy(kube, workload_runner, tmp_path)
+    traffic.rows_per_request = 1
+    mode = "normal"
+    with Background(traffic, lambda: mode, rate=5.0):
+        started = time.monotonic()
+        wait_status(
+            kube,
+            lambda s: condition(s, "DriftDetected").get("reason") == "NoDrift",
+            2 * WINDOW,
+            "a drift verdict (NoDrift) within two windows at 5 requests/s",
+        )
+        to_judge = time.monotonic() - started
+        levels = set()
+        deadline = time.monotonic() + WINDOW
+        while time.monotonic() < deadline:
+            current = status(kube)
+            levels.add(((current.get("health") or {}).get("drift") or {}).get("level"))
+            assert condition(current, "DriftDetected").get("reason") == "NoDrift", describe(current)
+            time.sleep(1)
+        assert levels == {"none"}, levels
+        mode = "shifted"
+        started = time.monotonic()
+        current = wait_status(
+            kube,
+            lambda s: condition(s, "DriftDetected").get("status") == "True",
+            2 * WINDOW,
+            "DriftDetected True within two windows at 5 requests/s",
+        )
+        to_detect = time.monotonic() - started
+    drift = condition(current, "DriftDetected")
+    assert drift_features(drift["message"]) == set(SHIFTED), drift["message"]
+    record(
+        "drift-5rps",
+        seconds_to_judge=round(to_judge, 1),
+        seconds_to_detect=round(to_detect, 1),
+        rows_per_window=5 * WINDOW,
+        message=drift["message"],
     )
     operator.assert_no_errors()
 

@@ -82,7 +82,8 @@ class Kube:
     def run(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        return self.cluster.kubectl(*args, "-n", self.namespace, input=input, check=check)
+        # The namespace first: after exec's "--" it would be the command's argument.
+        return self.cluster.kubectl("-n", self.namespace, *args, input=input, check=check)
 
     def get(self, *args: str) -> dict[str, Any] | None:
         """The object as JSON; None when it does not exist (any other error raises)."""

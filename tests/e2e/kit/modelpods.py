@@ -18,9 +18,16 @@ SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:0.1.0"
 
 
 def sidecar_settings(
-    revision: str = "r1", *, log_level: str = "info", shadow: dict[str, Any] | None = None
+    revision: str = "r1",
+    *,
+    log_level: str = "info",
+    shadow: dict[str, Any] | None = None,
+    feedback_task: str | None = None,
 ) -> str:
-    """The sidecar's settings file: model wine v1 at the pod's own MLServer."""
+    """The sidecar's settings file: model wine v1 at the pod's own MLServer.
+
+    With ``feedback_task`` ("" for the model's own task) its feedback port takes labels.
+    """
     settings: dict[str, Any] = {
         "model": {"name": "wine", "version": "1"},
         "revision": revision,
@@ -32,6 +39,8 @@ def sidecar_settings(
     }
     if shadow:
         settings["shadow"] = shadow
+    if feedback_task is not None:
+        settings["feedback"] = {"enabled": True, "task": feedback_task}
     return json.dumps(settings)
 
 
@@ -74,6 +83,7 @@ def deployment(
             "ports": [
                 {"name": "http", "containerPort": 8000},
                 {"name": "metrics", "containerPort": 9090},
+                {"name": "feedback", "containerPort": 8001},
             ],
             "volumeMounts": [
                 {"name": "sidecar-config", "mountPath": "/etc/vigil"},

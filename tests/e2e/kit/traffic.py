@@ -25,15 +25,21 @@ import numpy.typing as npt
 
 from kit.kube import Kube
 from kit.waits import wait_for
-from vigil.core.desired import METRICS_PORT, SIDECAR_PORT, SIDECAR_READY_PATH
+from vigil.core.desired import FEEDBACK_PORT, METRICS_PORT, SIDECAR_PORT, SIDECAR_READY_PATH
 from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, v2_body
+from vigil.sidecar.feedback import FEEDBACK_PATH
 
 
-def http(url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
-    """GET (or POST a JSON ``body``): (status, body); (0, b"") when nothing answered."""
+def http(
+    url: str, body: bytes | None = None, timeout: float = 10, request_id: str = ""
+) -> tuple[int, bytes]:
+    """GET (or POST a JSON ``body``, under ``request_id`` if given): (status, body);
+    (0, b"") when nothing answered."""
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
     if body:
         request.add_header("Content-Type", "application/json")
+    if request_id:
+        request.add_header("X-Request-Id", request_id)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -51,6 +57,11 @@ def infer_body(rows: Sequence[Sequence[float]] | npt.NDArray[np.float64]) -> byt
 def sidecar_url(ip: str, path: str = "") -> str:
     """A pod's sidecar (its live traffic port), at the pod's IP."""
     return f"http://{ip}:{SIDECAR_PORT}{path}"
+
+
+def feedback_url(ip: str) -> str:
+    """A pod's sidecar's feedback port, where labels are posted."""
+    return f"http://{ip}:{FEEDBACK_PORT}{FEEDBACK_PATH}"
 
 
 def answers_ready(ip: str) -> bool:

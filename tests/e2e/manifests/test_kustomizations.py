@@ -32,6 +32,7 @@ KUSTOMIZATIONS: dict[str, str | None] = {
     "crds": None,
     "manifests/base": None,
     "manifests/overlays/kind": None,
+    "manifests/overlays/local": None,
     "manifests/overlays/production": None,
     "manifests/examples/new-model": "test",
     "manifests/examples/replacement": "test",

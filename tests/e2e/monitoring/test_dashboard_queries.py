@@ -4,9 +4,11 @@ A real Prometheus (pod discovery as in manifests/monitoring/prometheus-scrape-co
 1 s scrapes) scrapes real sidecars that the workload runner starts on kwok pods'
 IPs: one in front of a real MLServer serving the wine model (with a shadow copy
 of its traffic to its own model server), and one whose model server is missing
-(upstream failures). Traffic mixes good rows, rows the model rejects (wrong
-shape), rows with NaN values, rows out of the training range and malformed
-HTTP, so that every sidecar series the dashboard reads exists.
+(upstream failures), and one whose sidecar judges labels as a regressor's
+(the same model's class numbers taken as its outputs). Traffic mixes good rows (their labels
+sent to the feedback port), rows the model rejects (wrong shape), rows with
+NaN values, rows out of the training range and malformed HTTP, so that every
+sidecar series the dashboard reads exists.
 
 The recording rules of manifests/monitoring/rules/vigil-rules.yaml run here
 too (as queries, earlier rules inlined, 5m windows shortened to 15s): their
@@ -42,7 +44,7 @@ import yaml
 from kit.kube import MD_LABEL, ROOT, Kube, pod_ip
 from kit.metrics import total
 from kit.modelpods import deployment, reference_configmap, sidecar_configmap, sidecar_settings
-from kit.traffic import answers_ready, http, infer_body, pod_metrics, sidecar_url
+from kit.traffic import answers_ready, feedback_url, http, infer_body, pod_metrics, sidecar_url
 from kit.waits import wait_for
 
 from vigil.core.desired import SIDECAR_LIVE_PATH, SIDECAR_PORT
@@ -87,10 +89,15 @@ def malformed_http(ip: str) -> None:
 class Traffic:
     """Sends the mixed load from a thread until stopped; counts answers by kind and status."""
 
-    def __init__(self, model: TrainedModel, wine_ip: str, down_ip: str) -> None:
+    def __init__(self, model: TrainedModel, wine_ip: str, down_ip: str, regression_ip: str) -> None:
         self.model = model
         self.wine = sidecar_url(wine_ip, "/v2/models/wine/infer")
         self.down = sidecar_url(down_ip, "/v2/models/wine/infer")
+        self.regression = sidecar_url(regression_ip, "/v2/models/wine/infer")
+        self.feedback = {
+            self.wine: feedback_url(wine_ip),
+            self.regression: feedback_url(regression_ip),
+        }
         self.wine_ip = wine_ip
         self.answers: Counter[tuple[str, int]] = Counter()
         self._stop = threading.Event()
@@ -99,17 +106,32 @@ class Traffic:
         self._random = random.Random(7)
 
     def rows(self, n: int) -> list[list[float]]:
-        picks = self._random.sample(range(len(self.model.X)), n)
-        return [list(map(float, self.model.X[i])) for i in picks]
+        return [list(map(float, self.model.X[i])) for i in self.picks(n)]
+
+    def picks(self, n: int) -> list[int]:
+        return self._random.sample(range(len(self.model.X)), n)
 
     def send(self, kind: str, url: str, body: bytes) -> None:
         status, _ = http(url, body)
         self.answers[(kind, status)] += 1
 
+    def send_labelled(self, url: str, round_: int) -> None:
+        """Good rows under an id of ours, then their true classes to the feedback port."""
+        picks = self.picks(5)
+        request_id = f"round-{round_}"
+        rows = [list(map(float, self.model.X[i])) for i in picks]
+        status, _ = http(url, infer_body(rows), request_id=request_id)
+        self.answers[("good", status)] += 1
+        truth = [int(self.model.y[i]) for i in picks]
+        label = json.dumps({"labels": [{"id": request_id, "truth": truth}]}).encode()
+        status, _ = http(self.feedback[url], label)
+        self.answers[("label", status)] += 1
+
     def _run(self) -> None:
         round_ = 0
         while not self._stop.is_set():
-            self.send("good", self.wine, infer_body(self.rows(5)))
+            self.send_labelled(self.wine, round_)
+            self.send_labelled(self.regression, round_)
             wrong_shape = [row[:12] for row in self.rows(2)]
             self.send("wrong_shape", self.wine, infer_body(wrong_shape))
             with_nan = self.rows(2)
@@ -203,14 +225,21 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
     model = train_wine(tmp_path / "wine")
     kube.apply(
         reference_configmap(model),
-        sidecar_configmap("wine", sidecar_settings("r1")),
-        sidecar_configmap("wine-down", sidecar_settings("d1")),
+        sidecar_configmap("wine", sidecar_settings("r1", feedback_task="")),
+        sidecar_configmap("wine-down", sidecar_settings("d1", feedback_task="")),
         deployment("wine", model),
         # No model server behind this sidecar: every request is an upstream failure.
         deployment("wine-down", model, with_server=False),
     )
     wine_ip = single_pod_ip(kube, "wine")
     down_ip = single_pod_ip(kube, "wine-down")
+    # The realized MAE/RMSE panels read a regressor's labels: a sidecar that
+    # scores its server's class numbers as a regressor's outputs.
+    kube.apply(
+        sidecar_configmap("wine-regression", sidecar_settings("g1", feedback_task="regression")),
+        deployment("wine-regression", model),
+    )
+    regression_ip = single_pod_ip(kube, "wine-regression")
     wait_for(
         lambda: answers_ready(wine_ip),
         timeout=180,
@@ -231,14 +260,19 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
         "queueSize": 1,
         "concurrency": 1,
     }
-    kube.apply(sidecar_configmap("wine", sidecar_settings("r1", shadow=shadow)))
+    kube.apply(sidecar_configmap("wine", sidecar_settings("r1", shadow=shadow, feedback_task="")))
     wait_for(
         lambda: metric(wine_ip, "vigil_shadow_percent") == 100,
         timeout=60,
         what=f"the sidecar on {wine_ip} to apply the shadow settings; see {workload_runner}",
     )
 
-    traffic = Traffic(model, wine_ip, down_ip)
+    wait_for(
+        lambda: answers_ready(regression_ip),
+        timeout=180,
+        what=f"the regression-task sidecar on {regression_ip} to be ready; see {workload_runner}",
+    )
+    traffic = Traffic(model, wine_ip, down_ip, regression_ip)
     traffic.start()
     try:
         # Every kind of traffic reached the sidecars' counters.
@@ -254,6 +288,7 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
         )
         answers = dict(traffic.answers)
         assert answers.get(("good", 200), 0) > 0, answers
+        assert answers.get(("label", 200), 0) > 0, answers
         assert not any(status == 200 for (kind, status) in answers if kind == "wrong_shape"), (
             answers
         )

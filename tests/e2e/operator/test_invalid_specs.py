@@ -34,6 +34,12 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
     return changed(VALID, {path: value})
 
 
+def fetched(model: dict[str, Any]) -> dict[str, Any]:
+    """VALID with an s3:// model and ``model``'s fields over it."""
+    fields = {"uri": "s3://models/wine/1/model.tar.gz", **model}
+    return changed(VALID, {f"spec.model.{key}": value for key, value in fields.items()})
+
+
 STEP = {"canary": {"weight": 20}}
 
 # (id, manifest, text the API server's message must contain: the field named)
@@ -307,6 +313,47 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         mutate("spec.rollout", {"trafficRouting": {"gatewayAPI": {"httpRoute": "Bad_Route"}}}),
         "spec.rollout.trafficRouting.gatewayAPI.httpRoute",
     ),
+    # The model's artifact (vigil-fetch): each field only with the schemes it serves.
+    ("s3-bucket-too-short", mutate("spec.model.uri", "s3://b/m.tar.gz"), "spec.model.uri"),
+    ("sha256-not-hex", fetched({"sha256": "z" * 64}), "spec.model.sha256"),
+    (
+        "sha256-on-a-pvc",
+        fetched({"uri": "pvc://models/wine", "sha256": "a" * 64}),
+        "spec.model.sha256",
+    ),
+    (
+        "sha256-on-a-prefix",
+        fetched({"uri": "s3://models/wine/", "sha256": "a" * 64}),
+        "spec.model.sha256",
+    ),
+    ("path-relative", fetched({"path": "models"}), "spec.model.path"),
+    ("path-root", fetched({"path": "/"}), "spec.model.path"),
+    ("path-escapes", fetched({"path": "/mnt/../etc"}), "spec.model.path"),
+    ("path-without-placed-uri", fetched({"uri": "gs://m/w", "path": "/m"}), "spec.model.path"),
+    (
+        "storage-on-http",
+        fetched({"uri": "http://h/m.tar.gz", "storage": {"region": "eu"}}),
+        "spec.model.storage",
+    ),
+    (
+        "secret-on-https",
+        fetched({"uri": "https://h/m", "storage": {"secretRef": {"name": "s"}}}),
+        "spec.model.storage",
+    ),
+    (
+        "endpoint-not-a-url",
+        fetched({"storage": {"endpoint": "seaweedfs:8333"}}),
+        "spec.model.storage.endpoint",
+    ),
+    ("fetch-on-a-pvc", fetched({"uri": "pvc://models/wine", "fetch": {}}), "spec.model.fetch"),
+    ("size-limit-zero", fetched({"fetch": {"sizeLimit": "0"}}), "spec.model.fetch.sizeLimit"),
+    (
+        "fetch-request-over-limit",
+        fetched(
+            {"fetch": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "256Mi"}}}}
+        ),
+        "spec.model.fetch.resources.requests",
+    ),
 ]
 
 
@@ -390,3 +437,25 @@ def test_a_new_model_whose_pods_cannot_be_created_ends_in_deploy_failed(
     assert md is not None and md["status"]["phase"] == "Failed"
     wait_for(lambda: kube.events("DeployFailed"), timeout=15, what="a DeployFailed Event")
     operator.assert_no_errors()
+
+
+def test_a_model_with_every_artifact_field_is_admitted(kube: Kube, vigil_installed: str) -> None:
+    manifest = fetched(
+        {
+            "sha256": "ab" * 32,
+            "path": "/models/wine",
+            "storage": {
+                "secretRef": {"name": "wine-artifacts"},
+                "endpoint": "http://seaweedfs.storage.svc:8333",
+                "region": "eu-west-1",
+                "pathStyle": True,
+                "caConfigMapRef": {"name": "corp-ca", "key": "ca.crt"},
+            },
+            "fetch": {
+                "sizeLimit": "2Gi",
+                "resources": {"requests": {"memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            },
+        }
+    )
+    result = kube.run("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(manifest))
+    assert "(server dry run)" in result.stdout, result.stdout

@@ -24,10 +24,12 @@ from typing import Any
 import pytest
 from kit.backend_watch import BackendWatch
 from kit.figures import Figures
-from kit.kube import MD_LABEL, REVISION_LABEL, Kube
+from kit.kube import MD_LABEL, REVISION_LABEL, Kube, pod_ip
+from kit.metrics import total
 from kit.modeldeployment import STEPS, Setup, deploy, golden_configmap, manifest
 from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import (
+    Status,
     at_step,
     candidate_reason,
     condition,
@@ -38,8 +40,10 @@ from kit.status import (
     read_status,
     status,
 )
+from kit.traffic import pod_metrics
 from kit.waits import Watch, wait_deployments, wait_for, watch_until
 
+from vigil.common.times import parse_unix
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
 
@@ -176,6 +180,55 @@ def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
         message=ready["message"],
         agreements=operator.gate_values(),
     )
+
+
+def sidecar_requests(ip: str, origin: str) -> float:
+    """The inference requests a pod's sidecar counted with this ``origin`` (live, shadow)."""
+    text = pod_metrics(ip)
+    assert text, f"the sidecar on {ip} served no metrics"
+    return total(text, "vigil_requests_total", endpoint="infer", origin=origin)
+
+
+def test_a_canary_step_counts_the_live_requests_it_received(
+    deployed: Setup, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """The canary's gates judge the live requests that step sent to the candidate.
+
+    Not the shadow copies it answered in the shadow step before (they were in
+    the monitoring window the gates used to read), nor copies still arriving
+    while the stable's sidecars learn the shadow block is gone.
+    """
+    kube = deployed.kube
+    candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    steps = [
+        {"shadow": {"duration": "6s", "percent": 100, "minRequests": 20}},
+        {"canary": {"weight": 50, "duration": "600s"}},
+    ]
+    spec = manifest(candidate, steps, deadline="600s")
+    spec["spec"]["rollout"]["analysis"]["earlyAdvance"] = False  # stay in the canary step
+    kube.apply(spec)
+    watch = watch_until(kube, at_step("canary 50%"), 120, "the canary step")
+    revision = watch.last["candidate"]["revision"]
+    ips = {pod_ip(pod) for pod in kube.revision_pods(revision)}
+    time.sleep(10)
+    stats = deployed.traffic.stop()
+    stopped = time.time()
+    live = sum(stats.by_pod.get(ip, 0) for ip in ips)
+    assert live > 20, f"{live} live requests reached the candidate in 10 s"
+
+    def checked_after_the_last_request(current: Status) -> bool:
+        checked = parse_unix((current.get("candidate") or {}).get("lastAnalysisAt"))
+        return checked is not None and checked > stopped + 1
+
+    current = watch_until(kube, checked_after_the_last_request, 30, "a check after the last").last
+    gates = {gate["name"]: gate for gate in current["candidate"]["gates"]}
+    assert gates["errorRate"]["samples"] == live, gates["errorRate"]
+    answered_live = sum(sidecar_requests(ip, "live") for ip in ips)
+    copies = sum(sidecar_requests(ip, "shadow") for ip in ips)
+    assert answered_live == live
+    assert copies > 0, "the candidate's sidecar counted the shadow step's copies apart"
+    record("canary-live-requests", live=live, judged=gates["errorRate"]["samples"], copies=copies)
+    operator.assert_no_errors()
 
 
 def test_golden_set_mismatch_stops_the_candidate_at_validate(

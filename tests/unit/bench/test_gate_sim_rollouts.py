@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gatesim.judges import JudgeChoice, Setup, TodayJudge
+from gatesim.judges import JudgeChoice, OperatorJudge, Setup
 from gatesim.report import cell_stats, clopper_pearson
 from gatesim.simulate import Task, run_rollout, run_task, spec_for
 from gatesim.world import CASES, Baseline, build_world
@@ -15,7 +15,7 @@ CASE = {c.name: c for c in CASES}
 
 def rollout(case: str, policy: str, rate: float, seed: int, lazy: bool = True):
     world = build_world(CASE[case], Baseline())
-    choice = JudgeChoice("today", TodayJudge(lazy=lazy), {})
+    choice = JudgeChoice("operator", OperatorJudge(lazy=lazy), {})
     return run_rollout(world, choice, policy, rate, np.random.default_rng(seed))
 
 
@@ -32,7 +32,7 @@ class TestTodaysPolicies:
         assert (outcome.result, outcome.gates) == ("rolled back", ("errorRate",))
 
     def test_judge_overrides_reach_the_policy_the_reconciler_builds(self) -> None:
-        choice = JudgeChoice.parse("today:failureLimit=3,minAgreement=0.9")
+        choice = JudgeChoice.parse("operator:failureLimit=3,minAgreement=0.9")
         world = build_world(CASE["A/A"], Baseline())
         setup = Setup(
             spec=spec_for("replacement", choice.analysis),
@@ -45,13 +45,14 @@ class TestTodaysPolicies:
         policy = setup.policy()
         assert (policy.failure_limit, policy.min_agreement, policy.min_requests) == (3, 0.9, 50)
         assert [s.kind for s in policy.steps] == ["validate", "shadow", "canary", "canary"]
-        assert setup.window_seconds == 300.0
+        nested = JudgeChoice.parse("operator:margins.inputDrift=0.1,earlyAdvance=false")
+        assert nested.analysis == {"margins": {"inputDrift": 0.1}, "earlyAdvance": False}
 
     def test_an_unknown_judge_or_override_is_refused(self) -> None:
         with pytest.raises(ValueError, match="unknown judge"):
             JudgeChoice.parse("tomorrow")
         with pytest.raises(ValueError, match="analysisField=value"):
-            JudgeChoice.parse("today:failureLimit")
+            JudgeChoice.parse("operator:failureLimit")
 
 
 class TestFaithfulAndReproducible:
@@ -71,10 +72,10 @@ class TestFaithfulAndReproducible:
             assert rollout(case, policy, rate, seed, lazy=False) == lazy
 
     def test_a_run_is_the_same_whatever_its_chunks(self) -> None:
-        whole = run_task(Task("today", "tweak", "A/A", 1.0, 0, 6, seed=5))
-        parts = [run_task(Task("today", "tweak", "A/A", 1.0, i, 2, seed=5)) for i in (0, 2, 4)]
+        whole = run_task(Task("operator", "tweak", "A/A", 1.0, 0, 6, seed=5))
+        parts = [run_task(Task("operator", "tweak", "A/A", 1.0, i, 2, seed=5)) for i in (0, 2, 4)]
         assert whole == [o for part in parts for o in part]
-        assert run_task(Task("today", "tweak", "A/A", 1.0, 0, 6, seed=6)) != whole
+        assert run_task(Task("operator", "tweak", "A/A", 1.0, 0, 6, seed=6)) != whole
 
 
 class TestReport:
@@ -84,8 +85,8 @@ class TestReport:
         assert clopper_pearson(k, n) == pytest.approx((exact.low, exact.high))
 
     def test_a_wrong_outcome_is_a_rollback_for_a_a_and_a_promotion_for_a_b(self) -> None:
-        outcomes = run_task(Task("today", "tweak", "A/A", 1.0, 0, 10, seed=5))
-        aa = cell_stats("tweak", CASE["A/A"], 1.0, "today", outcomes)
-        ab = cell_stats("tweak", CASE["error +1 pt"], 1.0, "today", outcomes)
+        outcomes = run_task(Task("operator", "tweak", "A/A", 1.0, 0, 10, seed=5))
+        aa = cell_stats("tweak", CASE["A/A"], 1.0, "operator", outcomes)
+        ab = cell_stats("tweak", CASE["error +1 pt"], 1.0, "operator", outcomes)
         assert aa.wrong == aa.rolled_back + aa.failed
         assert ab.wrong == ab.promoted == aa.promoted

@@ -19,7 +19,16 @@ def test_shares_read_as_percent_without_trailing_zeros(share: float, text: str) 
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0ms"), (0.0004, "0.4ms"), (0.0225, "23ms"), (0.25, "250ms"), (2.5, "2.5s"), (90, "1.5m")],
+    [
+        (0, "0ms"),
+        (0.0004, "0.4ms"),
+        (0.0225, "23ms"),
+        (0.25, "250ms"),
+        (2.5, "2.5s"),
+        (90, "1.5m"),
+        (5400, "1.5h"),
+        (3 * 86400, "3d"),
+    ],
 )
 def test_durations_carry_their_unit(seconds: float, text: str) -> None:
     assert duration(seconds) == text

@@ -16,6 +16,7 @@ from typing import Any
 
 from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.desired import Owner
+from vigil.core.observed import fetch_state, fetches_by_revision
 from vigil.core.reconcile import Action, Apply, Delete, Observation, Plan, decide
 from vigil.core.rollout import GoldenResult
 from vigil.core.spec import parse_rollout
@@ -63,6 +64,8 @@ class World:
         self.reference_found = True
         self.foreign_service = False
         self.status_writes = 0
+        #: Pods by name, as the kubelet writes them (only their artifact fetch is read).
+        self.pods: dict[str, dict[str, Any]] = {}
 
     # -- the user -------------------------------------------------------------
     def set_spec(self, value: dict[str, Any]) -> None:
@@ -92,6 +95,11 @@ class World:
                 for (kind, name), obj in self.objects.items()
                 if kind == "Service" and name != self.owner.name
             ],
+            fetches=fetches_by_revision(
+                (pod["metadata"]["labels"]["vigil.dev/revision"], state)
+                for pod in self.pods.values()
+                if (state := fetch_state(pod)) is not None
+            ),
         )
 
     def reconcile(self, advance: float = 1.0) -> Plan:
@@ -112,6 +120,12 @@ class World:
                 self._apply(action.manifest)
             elif isinstance(action, Delete):
                 self.objects.pop((action.kind, action.name), None)
+                if action.kind == "Deployment":  # its pods go with it
+                    self.pods = {
+                        name: pod
+                        for name, pod in self.pods.items()
+                        if not name.startswith(f"{action.name}-")
+                    }
 
     def _apply(self, manifest: Any) -> None:
         key = (str(manifest["kind"]), str(manifest["metadata"]["name"]))
@@ -126,6 +140,11 @@ class World:
             new["metadata"]["generation"] = generation
             new["status"] = copy.deepcopy(old.get("status", {})) if old else {}
         self.objects[key] = new
+
+    # -- the kubelet ----------------------------------------------------------------
+    def kubelet(self, pod: dict[str, Any]) -> None:
+        """A pod's status as the kubelet wrote it (tests/unit/core/kubelet_pods.py)."""
+        self.pods[pod["metadata"]["name"]] = copy.deepcopy(pod)
 
     # -- the Deployment controller ----------------------------------------------
     def deployment(self, revision: str) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ import pytest
 
 from vigil.core import naming
 from vigil.core.desired import (
-    MODEL_DIR,
+    FETCH_CONTAINER,
     MODEL_VOLUME,
     SERVER_TMP_VOLUME,
     Owner,
@@ -23,7 +23,8 @@ from vigil.core.desired import (
     needs_write,
     sidecar_settings,
 )
-from vigil.core.spec import parse_spec
+from vigil.core.spec import DEFAULT_MODEL_PATH, parse_spec
+from vigil.fetch.main import build_parser
 from vigil.sidecar.config import settings_from_mapping
 
 OWNER = Owner(name="wine", namespace="ml", uid="uid-1")
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def parsed(**extra: Any):
     raw: dict[str, Any] = {
-        "model": {"name": "wine", "version": "3", "uri": "s3://m/wine/3"},
+        "model": {"name": "wine", "version": "3", "uri": "gs://m/wine/3"},
         "server": {"image": "seldonio/mlserver:1.7.1-sklearn"},
     }
     for path, value in extra.items():
@@ -179,7 +180,7 @@ class TestDeployment:
         )["server"]["env"]
         by_name = {item["name"]: item for item in env}
         assert by_name["MODEL_NAME"]["value"] == "wine"
-        assert by_name["STORAGE_URI"]["value"] == "s3://m/wine/3"
+        assert by_name["STORAGE_URI"]["value"] == "gs://m/wine/3"
         assert by_name["MLSERVER_PARALLEL_WORKERS"]["value"] == "0"
         assert by_name["MODEL_VERSION"]["value"] == "override"  # the user's env wins
         assert "valueFrom" in by_name["S"]
@@ -267,29 +268,181 @@ class TestModelFromAClaim:
         } in pod["volumes"]
         server = containers(manifest)["server"]
         assert server["volumeMounts"] == [
-            {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True, "subPath": "wine/2"}
+            {
+                "name": MODEL_VOLUME,
+                "mountPath": DEFAULT_MODEL_PATH,
+                "readOnly": True,
+                "subPath": "wine/2",
+            }
         ]
         env = {item["name"]: item["value"] for item in server["env"]}
-        assert env["MODEL_PATH"] == MODEL_DIR == "/mnt/models"
+        assert env["MODEL_PATH"] == DEFAULT_MODEL_PATH == "/mnt/models"
         assert env["STORAGE_URI"] == "pvc://models/wine/2"
 
     def test_the_whole_claim_without_a_path(self) -> None:
         server = containers(deployment(model__uri="pvc://models"))["server"]
         assert server["volumeMounts"] == [
-            {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
+            {"name": MODEL_VOLUME, "mountPath": DEFAULT_MODEL_PATH, "readOnly": True}
         ]
 
     def test_the_sidecar_mounts_no_model(self) -> None:
         sidecar = containers(deployment(model__uri="pvc://models/wine/2"))["sidecar"]
         assert MODEL_VOLUME not in {mount["name"] for mount in sidecar["volumeMounts"]}
 
-    def test_other_schemes_mount_nothing_and_get_no_model_path(self) -> None:
+    def test_other_schemes_are_the_servers_to_load_mounting_nothing(self) -> None:
         manifest = deployment()
         server = containers(manifest)["server"]
         assert "volumeMounts" not in server
         assert "MODEL_PATH" not in {item["name"] for item in server["env"]}
         volumes = manifest["spec"]["template"]["spec"]["volumes"]
         assert MODEL_VOLUME not in {volume["name"] for volume in volumes}
+
+
+def pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["spec"]["template"]["spec"]
+
+
+def fetcher(manifest: dict[str, Any]) -> dict[str, Any]:
+    (container,) = pod_spec(manifest)["initContainers"]
+    assert container["name"] == FETCH_CONTAINER
+    return container
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+
+
+class TestModelFetched:
+    """``http(s)://`` and ``s3://``: vigil-fetch fills an emptyDir the server mounts read-only."""
+
+    URI = "https://models.example/wine/3/model.tar.gz"
+
+    def test_vigil_fetch_from_the_sidecar_image_fills_the_folder_before_the_server(self) -> None:
+        manifest = deployment(model__uri=self.URI)
+        container = fetcher(manifest)
+        assert container["image"] == SIDECAR
+        assert container["command"] == ["vigil-fetch"]
+        assert container["args"] == [self.URI, "--dest", DEFAULT_MODEL_PATH]
+        assert container["volumeMounts"] == [
+            {"name": MODEL_VOLUME, "mountPath": DEFAULT_MODEL_PATH}
+        ]
+        assert container["terminationMessagePolicy"] == "File"
+        assert container["resources"] == {
+            "requests": {"cpu": "100m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        }
+        assert {"name": MODEL_VOLUME, "emptyDir": {}} in pod_spec(manifest)["volumes"]
+
+    def test_the_server_mounts_the_folder_read_only_and_the_sidecar_nothing(self) -> None:
+        manifest = deployment(model__uri=self.URI)
+        server, sidecar = containers(manifest)["server"], containers(manifest)["sidecar"]
+        assert server["volumeMounts"] == [
+            {"name": MODEL_VOLUME, "mountPath": DEFAULT_MODEL_PATH, "readOnly": True}
+        ]
+        assert env_of(server)["MODEL_PATH"] == DEFAULT_MODEL_PATH
+        assert env_of(server)["STORAGE_URI"] == self.URI
+        assert MODEL_VOLUME not in {mount["name"] for mount in sidecar["volumeMounts"]}
+
+    def test_the_fetcher_runs_restricted_as_vigils_user_on_a_read_only_root(self) -> None:
+        context = fetcher(deployment(model__uri=self.URI))["securityContext"]
+        assert context == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+            "readOnlyRootFilesystem": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+        }
+
+    def test_the_digest_and_the_size_limit_reach_the_fetcher_and_the_volume(self) -> None:
+        digest = "ab" * 32
+        manifest = deployment(
+            model__uri=self.URI, model__sha256=digest.upper(), model__fetch={"sizeLimit": "2Gi"}
+        )
+        assert fetcher(manifest)["args"][3:] == ["--sha256", digest]
+        volumes = pod_spec(manifest)["volumes"]
+        assert {"name": MODEL_VOLUME, "emptyDir": {"sizeLimit": "2Gi"}} in volumes
+
+    def test_the_fetchers_arguments_are_ones_vigil_fetch_accepts(self) -> None:
+        manifest = deployment(
+            model__uri="s3://models/wine/3/model.tar.gz",
+            model__sha256="ab" * 32,
+            model__fetch={"sizeLimit": "2Gi"},
+            model__storage={"caConfigMapRef": {"name": "ca", "key": "ca.crt"}},
+        )
+        container = fetcher(manifest)
+        assert container["command"] == ["vigil-fetch"]
+        args = build_parser().parse_args(container["args"])
+        assert (args.uri, args.sha256) == ("s3://models/wine/3/model.tar.gz", "ab" * 32)
+        assert args.ca_file == "/var/run/vigil/ca/ca.crt"
+
+    def test_the_spec_sets_the_fetchers_resources(self) -> None:
+        resources = {"limits": {"memory": "1Gi"}}
+        manifest = deployment(model__uri=self.URI, model__fetch={"resources": resources})
+        assert fetcher(manifest)["resources"] == resources
+
+    def test_a_store_and_its_secret_reach_the_fetcher_alone(self) -> None:
+        manifest = deployment(
+            model__uri="s3://models/wine/3/",
+            model__storage={
+                "secretRef": {"name": "wine-artifacts"},
+                "endpoint": "http://seaweedfs.storage.svc:8333",
+                "region": "eu-west-1",
+                "pathStyle": True,
+            },
+        )
+        env = env_of(fetcher(manifest))
+        assert env["AWS_ENDPOINT_URL_S3"] == "http://seaweedfs.storage.svc:8333"
+        assert env["AWS_REGION"] == "eu-west-1"
+        assert env["VIGIL_S3_ADDRESSING"] == "path"
+        assert env["AWS_ACCESS_KEY_ID"] == {
+            "secretKeyRef": {"name": "wine-artifacts", "key": "AWS_ACCESS_KEY_ID"}
+        }
+        assert env["AWS_SECRET_ACCESS_KEY"] == {
+            "secretKeyRef": {"name": "wine-artifacts", "key": "AWS_SECRET_ACCESS_KEY"}
+        }
+        assert env["AWS_SESSION_TOKEN"] == {
+            "secretKeyRef": {"name": "wine-artifacts", "key": "AWS_SESSION_TOKEN", "optional": True}
+        }
+        # Nowhere else: not in the server, not in the sidecar, not as a volume.
+        text = json.dumps([containers(manifest), pod_spec(manifest)["volumes"]])
+        assert "wine-artifacts" not in text
+        assert pod_spec(manifest)["automountServiceAccountToken"] is False
+
+    @pytest.mark.parametrize(("path_style", "word"), [(False, "virtual"), (None, None)])
+    def test_addressing_is_left_to_the_fetcher_unless_the_spec_says(
+        self, path_style: bool | None, word: str | None
+    ) -> None:
+        storage = {"pathStyle": path_style} if path_style is not None else {"region": "r"}
+        env = env_of(fetcher(deployment(model__uri="s3://m/k", model__storage=storage)))
+        assert env.get("VIGIL_S3_ADDRESSING") == word
+
+    def test_a_private_ca_is_mounted_into_the_fetcher(self) -> None:
+        manifest = deployment(
+            model__uri=self.URI,
+            model__storage={"caConfigMapRef": {"name": "corp", "key": "ca.crt"}},
+        )
+        container = fetcher(manifest)
+        assert container["args"][-2:] == ["--ca-file", "/var/run/vigil/ca/ca.crt"]
+        assert {"name": "vigil-fetch-ca", "mountPath": "/var/run/vigil/ca", "readOnly": True} in (
+            container["volumeMounts"]
+        )
+        assert {
+            "name": "vigil-fetch-ca",
+            "configMap": {"name": "corp", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+        } in pod_spec(manifest)["volumes"]
+
+    @pytest.mark.parametrize("uri", [URI, "pvc://models/wine/3"])
+    def test_both_schemes_put_the_model_at_the_specs_path(self, uri: str) -> None:
+        manifest = deployment(model__uri=uri, model__path="/opt/ml/model")
+        server = containers(manifest)["server"]
+        assert [m["mountPath"] for m in server["volumeMounts"]] == ["/opt/ml/model"]
+        assert env_of(server)["MODEL_PATH"] == "/opt/ml/model"
+
+    def test_nothing_is_fetched_for_a_claim_or_a_servers_own_scheme(self) -> None:
+        for uri in ("pvc://models/wine/3", "gs://m/wine/3"):
+            assert "initContainers" not in pod_spec(deployment(model__uri=uri))
 
 
 class TestReadOnlyServer:

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from typing import Any, ClassVar
 
 import pytest
 from core_world import RolloutWorld, spec
+from figures_kit import figures as seen
 
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.reconcile import Delete, Plan, Route, decide
-from vigil.core.rollout import CandidateFigures, GoldenResult
+from vigil.core.rollout import GoldenResult
 from vigil.core.window import RevisionWindow
 from vigil.routing import RoutingTarget
 from vigil.routing.gateway_api import desired_rules
 
-GOOD = CandidateFigures(
-    requests=100, error_rate=0.0, latency_p95=0.01, compared=100, agreement=0.99
-)
-BAD = dataclasses.replace(GOOD, agreement=0.4)
+GOOD = seen(requests=100, latency_p95=0.01, compared=100, agreement=0.99)
+BAD = seen(requests=100, latency_p95=0.01, compared=100, agreement=0.4)
 
 ROLLOUT = {
     "replacement": {
@@ -185,7 +183,7 @@ def test_bad_agreement_rolls_back_and_is_not_retried() -> None:
     assert world.shadow(stable) is None
     ready = world.condition("Ready")
     assert (ready["status"], ready["reason"]) == ("False", "RolledBack")
-    assert "agreement 0.40 vs 0.95" in ready["message"]
+    assert "agreement 0.400 [" in ready["message"] and "] vs 0.950 in 2 checks" in ready["message"]
     # kstatus (Flux): a refused revision that is not retried is Stalled, not Current
     stalled = world.condition("Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "RolledBack")
@@ -415,14 +413,28 @@ def test_candidate_figures_from_two_windows() -> None:
     )
     figures = candidate_figures("cand", cand, stable)
     assert figures.requests == 80
-    assert figures.error_rate == 0.025
+    assert figures.live.error_rate == 0.025
     assert figures.compared == 80 and figures.agreement == 0.75
-    assert figures.prediction_shift is not None and figures.prediction_shift > 0.2
-    assert figures.latency_p95 is not None and 0.01 < figures.latency_p95 <= 0.1
+    assert figures.prediction_shift is not None and figures.prediction_shift.estimate > 0.2
+    assert figures.live.latency_p95 is not None and 0.01 < figures.live.latency_p95 <= 0.1
+    assert figures.stable.requests == 100
     same = candidate_figures("cand", stable, stable)
-    assert same.prediction_shift == 0.0
+    assert same.prediction_shift is not None and same.prediction_shift.raw == 0.0
     alone = candidate_figures("cand", cand, None)
     assert alone.agreement is None and alone.compared == 0
+
+
+def test_the_candidate_s_copies_are_apart_from_its_live_requests() -> None:
+    cand = RevisionWindow(
+        requests_by_outcome={"success": 300, "model_error": 20},
+        copies_by_outcome={"success": 280, "model_error": 20},
+        latency_buckets=((0.1, 320.0), (float("inf"), 320.0)),
+        copy_latency_buckets=((0.1, 300.0), (float("inf"), 300.0)),
+    )
+    figures = candidate_figures("cand", cand, RevisionWindow())
+    assert (figures.live.requests, figures.live.failures) == (20, 0)
+    assert (figures.copies.requests, figures.copies.failures) == (300, 20)
+    assert figures.requests == 20
 
 
 class TestEveryRequestIsAnswered:
@@ -677,7 +689,7 @@ class TestTheRouteLeavesAServiceBeforeItIsDeleted:
         world.reconcile()
         assert world.backends() == [(f"wine-{stable}", 80), (f"wine-{candidate}", 20)]
         if end == "rollback":
-            failing = dataclasses.replace(GOOD, error_rate=0.5)
+            failing = seen(requests=100, error_rate=0.5, compared=100, agreement=0.99)
             world.inputs = RolloutInputs(figures=failing, shadow_target="http://x")
         elif end == "abort":
             world.request = Request("abort", "a1")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from figures_kit import figures
 
 from vigil.core.rollout import (
-    CandidateFigures,
     GoldenResult,
     Observations,
     RolloutPolicy,
@@ -44,14 +44,15 @@ API_EXAMPLE = {
     "progressDeadline": "30m",
 }
 POLICY = parse_policy(API_EXAMPLE, "replacement")
-GOOD = CandidateFigures(
-    requests=500,
-    error_rate=0.0,
-    latency_p95=0.02,
-    compared=400,
-    agreement=0.99,
-    prediction_shift=0.01,
-)
+GOOD_FIGURES = {"requests": 500, "compared": 400, "agreement": 0.99, "prediction_shift": 0.01}
+GOOD = figures(**GOOD_FIGURES)
+
+
+def seen(**changes) -> object:
+    """GOOD with some figures changed."""
+    return figures(**{**GOOD_FIGURES, **changes})
+
+
 T0 = 1_000_000.0
 
 
@@ -152,7 +153,7 @@ class TestPersonAndPause:
     def test_a_pause_never_counts_against_the_deadline(self, by: str) -> None:
         # Held 29 of 30 minutes on too few requests, paused an hour, resumed: the
         # deadline counts again from the resume (as a Deployment's does).
-        few = obs(figures=replace(GOOD, requests=3))
+        few = obs(figures=seen(requests=3))
         held = decide(POLICY, at_step(2), few, T0)
         held = decide(POLICY, held.state, few, T0 + 1740)
         assert held.action == "hold" and held.reason == "InsufficientData"
@@ -185,11 +186,11 @@ class TestWaitingAndHolding:
         assert d.message == "timeout" and d.state.failed_checks == 1
 
     def test_too_few_requests_hold_with_the_numbers(self) -> None:
-        d = decide(POLICY, at_step(2), obs(figures=replace(GOOD, requests=12)), T0)
+        d = decide(POLICY, at_step(2), obs(figures=seen(requests=12)), T0)
         assert d.action == "hold" and d.message == "12 candidate requests < 50 needed"
 
     def test_shadow_counts_compared_predictions(self) -> None:
-        d = decide(POLICY, at_step(1), obs(figures=replace(GOOD, compared=150)), T0)
+        d = decide(POLICY, at_step(1), obs(figures=seen(compared=150)), T0)
         assert d.message == "150 compared predictions < 200 needed"
 
     def test_holding_resumes_when_data_returns(self) -> None:
@@ -207,7 +208,17 @@ class TestValidate:
     def test_a_mismatch_rolls_back_at_once_with_the_numbers(self) -> None:
         d = decide(POLICY, at_step(0), obs(golden=GoldenResult(total=100, agreed=90)), T0)
         assert d.action == "rollback" and d.reason == "GoldenSetMismatch"
-        assert d.message == "golden set agreement 0.900 < 0.990 (90/100 reproduced)"
+        assert d.message == (
+            "golden set agreement 0.900 [0.798, 0.962] vs 0.990 (90/100 reproduced)"
+        )
+        assert d.gates[0].verdict == "fail"
+
+    def test_a_replay_cannot_grow_an_undecided_one_is_settled_by_its_estimate(self) -> None:
+        # 97/100 reproduced: not surely below 0.99, but below it; no more evidence to come.
+        below = decide(POLICY, at_step(0), obs(golden=GoldenResult(total=100, agreed=97)), T0)
+        assert below.action == "rollback" and below.gates[0].verdict == "undecided"
+        above = decide(POLICY, at_step(0), obs(golden=GoldenResult(total=100, agreed=99)), T0)
+        assert above.action == "advance" and above.gates[0].verdict == "undecided"
 
     def test_an_empty_golden_set_never_passes(self) -> None:
         d = decide(POLICY, at_step(0), obs(golden=GoldenResult(total=0, agreed=0)), T0)
@@ -221,15 +232,17 @@ class TestValidate:
 
 class TestAnalysis:
     def test_low_agreement_fails_a_check_then_rolls_back(self) -> None:
-        bad = obs(figures=replace(GOOD, agreement=0.81))
-        first = decide(POLICY, at_step(1), bad, T0)
+        bad = obs(figures=seen(agreement=0.81))
+        policy = replace(POLICY, failure_limit=2)
+        first = decide(policy, at_step(1), bad, T0)
         assert first.action == "wait" and first.reason == "CheckFailed"
         assert first.state.failed_checks == 1
-        assert "agreement 0.81 vs 0.95 (1/2)" in first.message
-        second = decide(POLICY, first.state, bad, T0 + 30)
+        assert first.message.startswith("agreement 0.810 [0.7") and "vs 0.950" in first.message
+        assert first.message.endswith("(1/2)")
+        second = decide(policy, first.state, bad, T0 + 30)
         assert second.action == "rollback" and second.reason == "AnalysisFailed"
-        assert second.message == "agreement 0.81 vs 0.95 in 2 checks"
-        assert {g.name: g.passed for g in second.gates}["agreement"] is False
+        assert second.message.endswith("vs 0.950 in 2 checks")
+        assert {g.name: g.verdict for g in second.gates}["agreement"] == "fail"
 
     def test_a_pass_resets_the_failure_count(self) -> None:
         d = decide(POLICY, at_step(2, failed_checks=1), obs(), T0 + 10)
@@ -240,10 +253,36 @@ class TestAnalysis:
         assert d.action == "wait" and d.reason == "Analyzing"
         assert d.message == "next check in 20s"
 
-    def test_passing_before_the_duration_stays_on_the_step(self) -> None:
+    def test_undecided_before_the_duration_stays_on_the_step(self) -> None:
+        # 500 requests without a failure: not yet sure the error rate is under 1 %.
         d = decide(POLICY, at_step(2), obs(), T0 + 100)
         assert d.action == "wait" and d.reason == "StepInProgress" and d.evaluated
+        assert d.message == "no gate failing, 1 undecided (errorRate), 200s left"
         assert d.traffic.candidate_weight == 20 and d.traffic.candidate_replicas == 1
+
+    def test_every_gate_passing_with_confidence_ends_the_step_early(self) -> None:
+        sure = obs(figures=seen(requests=20_000))
+        d = decide(POLICY, at_step(2), sure, T0 + 100)
+        assert d.action == "advance" and d.state.step == 3
+        assert {g.verdict for g in d.gates} == {"pass"}
+        whole = decide(replace(POLICY, early_advance=False), at_step(2), sure, T0 + 100)
+        assert whole.action == "wait" and whole.message == "gates passing, 200s left"
+
+    def test_an_undecided_estimate_beyond_its_threshold_holds_the_step_at_its_end(self) -> None:
+        # 2 failures in 100 requests: 2 % > 1 %, not surely; the step waits for evidence.
+        doubtful = obs(figures=seen(requests=100, error_rate=0.02))
+        d = decide(POLICY, at_step(2), doubtful, T0 + 300)
+        assert d.action == "hold" and d.reason == "Undecided"
+        assert d.message.startswith("error rate 2.0% [")
+        assert "undecided: 100 requests, about" in d.message and "more needed" in d.message
+        assert d.message.endswith("; the step's duration is over")
+        assert d.events == ("Undecided",)
+        again = decide(POLICY, replace(d.state, last_analysis_at=None), doubtful, T0 + 330)
+        assert again.reason == "Undecided" and again.events == ()
+        late = decide(POLICY, replace(d.state, last_analysis_at=None), doubtful, T0 + 2100)
+        assert late.action == "fail" and late.reason == "ProgressDeadlineExceeded"
+        fine = decide(POLICY, at_step(2), obs(figures=seen(requests=100)), T0 + 300)
+        assert fine.action == "advance"
 
     def test_passing_after_the_duration_advances(self) -> None:
         d = decide(POLICY, at_step(2), obs(), T0 + 300)
@@ -257,23 +296,33 @@ class TestAnalysis:
         assert d.traffic.candidate_replicas == 4 and d.traffic.stable_replicas == 4
 
     def test_error_rate_and_latency_gates(self) -> None:
-        bad = obs(figures=replace(GOOD, error_rate=0.05, latency_p95=0.9))
+        bad = obs(figures=seen(error_rate=0.05, latency_p95=0.9, stable_latency_p95=0.02))
         d = decide(replace(POLICY, failure_limit=1), at_step(2), bad, T0)
         assert d.action == "rollback"
-        assert "error rate 5.00% vs 1.00%" in d.message and "p95 900ms vs 250ms" in d.message
+        assert "error rate 5.0% [" in d.message and "] vs 1.0%" in d.message
+        assert "p95 " in d.message and "] vs 250ms" in d.message
+        failed = {g.name for g in d.gates if g.verdict == "fail"}
+        assert failed == {"errorRate", "latencyP95", "latencyVsStable"}
+
+    def test_a_candidate_slower_than_the_stable_fails_within_the_slo(self) -> None:
+        slower = obs(figures=seen(latency_p95=0.2, stable_latency_p95=0.05))
+        d = decide(replace(POLICY, failure_limit=1), at_step(2), slower, T0)
+        assert d.action == "rollback" and d.message.startswith("P(slower than the stable) 1.00")
+        assert {g.name: g.verdict for g in d.gates}["latencyP95"] != "fail"
 
     def test_prediction_shift_gate(self) -> None:
         d = decide(
             replace(POLICY, failure_limit=1),
             at_step(2),
-            obs(figures=replace(GOOD, prediction_shift=0.5)),
+            obs(figures=seen(prediction_shift=0.5)),
             T0,
         )
-        assert d.action == "rollback" and "prediction shift 0.500 vs 0.200" in d.message
+        assert d.action == "rollback" and d.message.startswith("prediction shift 0.500 [")
+        assert "] vs 0.200 (by class label)" in d.message
 
     def test_input_drift_may_not_be_worse_than_the_stables(self) -> None:
-        worse = replace(GOOD, candidate_drift=0.4, stable_drift=0.1)
-        same = replace(GOOD, candidate_drift=0.12, stable_drift=0.1)
+        worse = seen(candidate_drift=0.4, stable_drift=0.1)
+        same = seen(candidate_drift=0.12, stable_drift=0.1)
         assert (
             decide(replace(POLICY, failure_limit=1), at_step(2), obs(figures=worse), T0).action
             == "rollback"
@@ -281,8 +330,13 @@ class TestAnalysis:
         assert decide(POLICY, at_step(2), obs(figures=same), T0 + 300).action == "advance"
 
     def test_agreement_is_a_shadow_gate_only(self) -> None:
-        d = decide(POLICY, at_step(2), obs(figures=replace(GOOD, agreement=0.5)), T0 + 300)
+        d = decide(POLICY, at_step(2), obs(figures=seen(agreement=0.5)), T0 + 300)
         assert d.action == "advance"
+
+    def test_a_canary_counts_its_live_requests_not_the_copies(self) -> None:
+        copies_only = obs(figures=seen(requests=0, copies=5000))
+        d = decide(POLICY, at_step(2), copies_only, T0 + 300)
+        assert d.action == "hold" and d.message == "0 candidate requests < 50 needed"
 
 
 class TestPromotion:
@@ -349,7 +403,7 @@ class TestPauseSteps:
     def test_a_final_timed_pause_then_needs_a_passing_check(self) -> None:
         waiting = decide(self.POLICY, at_step(3), obs(), T0 + 60)
         assert waiting.action == "wait" and waiting.reason == "Pausing"
-        no_data = decide(self.POLICY, at_step(3), obs(figures=replace(GOOD, requests=3)), T0 + 120)
+        no_data = decide(self.POLICY, at_step(3), obs(figures=seen(requests=3)), T0 + 120)
         assert no_data.action == "hold"
         done = decide(self.POLICY, at_step(3), obs(), T0 + 120)
         assert done.action == "promote"

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from figures_kit import figures as seen
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigil.core.rollout import (
-    CandidateFigures,
     Decision,
     GoldenResult,
     Observations,
@@ -49,12 +49,14 @@ policies = st.builds(
     min_requests=st.integers(1, 100),
     failure_limit=st.integers(1, 3),
     progress_deadline_seconds=st.sampled_from([120.0, 600.0]),
+    confidence=st.sampled_from([0.9, 0.99]),
+    early_advance=st.booleans(),
 )
 figures = st.builds(
-    CandidateFigures,
+    seen,
     requests=st.integers(0, 1000),
-    error_rate=st.one_of(st.none(), st.floats(0, 0.1)),
-    latency_p95=st.one_of(st.none(), st.floats(0, 1)),
+    error_rate=st.floats(0, 0.1),
+    latency_p95=st.floats(0.001, 1),
     compared=st.integers(0, 1000),
     agreement=st.one_of(st.none(), st.floats(0.5, 1)),
     prediction_shift=st.one_of(st.none(), st.floats(0, 0.5)),

@@ -46,12 +46,12 @@ def test_the_traffic_of_a_shadow_step_and_of_a_pause_after_it_carries_the_tolera
 
 def test_the_agreement_gate_names_the_mean_absolute_difference():
     policy = parse_policy({"replacement": {"steps": STEPS}}, "replacement")
-    figures = CandidateFigures(
-        requests=100, compared=100, agreement=0.12, mean_abs_difference=37.25
-    )
+    figures = CandidateFigures(compared=100, agreed=12, mean_abs_difference=37.25)
     (gate,) = [g for g in gates(Step("shadow"), policy, figures) if g.name == "agreement"]
     assert not gate.passed
-    assert gate.text == "agreement 0.12 vs 0.95 (mean |difference| 37.25)"
-    plain = CandidateFigures(requests=100, compared=100, agreement=0.99)
+    assert gate.text.startswith("agreement 0.120 [")
+    assert gate.text.endswith("] vs 0.950 (mean |difference| 37.25)")
+    plain = CandidateFigures(compared=100, agreed=99)
     (gate,) = [g for g in gates(Step("shadow"), policy, plain) if g.name == "agreement"]
-    assert gate.passed and gate.text == "agreement 0.99 vs 0.95"
+    assert gate.passed and gate.text.startswith("agreement 0.990 [")
+    assert "] vs 0.950, undecided: 100 compared predictions, about" in gate.text

@@ -191,6 +191,76 @@ class TestParsing:
         assert parsed.server.env[0]["value"] == "1"
 
 
+class TestModelArtifactFields:
+    """``model.sha256``, ``path``, ``storage`` and ``fetch``: read, defaulted, checked."""
+
+    HTTP = "https://models.example/wine/1/model.tar.gz"
+
+    def test_defaults(self) -> None:
+        model = parse_spec("wine", changed("model.uri", self.HTTP)).model
+        assert model.fetched and model.placed
+        assert (model.sha256, model.path) == (None, spec_module.DEFAULT_MODEL_PATH)
+        assert model.storage == spec_module.StorageSpec()
+        assert model.fetch.container_resources == spec_module.DEFAULT_FETCH_RESOURCES
+
+    def test_every_field_is_read(self) -> None:
+        raw = changed("model.uri", "s3://models/wine/1/model.tar.gz")
+        raw["model"].update(
+            sha256="AB" * 32,
+            path="/opt/ml/model/",
+            storage={
+                "secretRef": {"name": "s"},
+                "endpoint": "https://store:8333",
+                "region": "eu-west-1",
+                "pathStyle": False,
+                "caConfigMapRef": {"name": "ca", "key": "ca.crt"},
+            },
+            fetch={"sizeLimit": "1Gi", "resources": {"limits": {"memory": "1Gi"}}},
+        )
+        model = parse_spec("wine", raw).model
+        assert model.sha256 == "ab" * 32
+        assert model.path == "/opt/ml/model"
+        assert model.storage == spec_module.StorageSpec(
+            secret="s",
+            endpoint="https://store:8333",
+            region="eu-west-1",
+            path_style=False,
+            ca=spec_module.ConfigMapKeyRef("ca", "ca.crt"),
+        )
+        assert model.fetch.size_limit == "1Gi"
+        assert model.fetch.container_resources == {"limits": {"memory": "1Gi"}}
+
+    @pytest.mark.parametrize(
+        ("uri", "fields", "words"),
+        [
+            (HTTP, {"sha256": "abc"}, "spec.model.sha256 must be 64 hexadecimal digits"),
+            ("pvc://m/wine", {"sha256": "a" * 64}, "spec.model.sha256 is checked on one file"),
+            ("s3://m/wine/", {"sha256": "a" * 64}, "not a prefix ending in '/'"),
+            (HTTP, {"path": "models"}, "spec.model.path must be an absolute folder"),
+            (HTTP, {"path": "/"}, "spec.model.path must be an absolute folder"),
+            (HTTP, {"path": "/mnt/../etc"}, "spec.model.path must be an absolute folder"),
+            ("gs://m/wine", {"path": "/models"}, "spec.model.path is where Vigil puts"),
+            (HTTP, {"storage": {"region": "r"}}, "spec.model.storage is for s3:// URIs"),
+            ("pvc://m", {"storage": {"secretRef": {"name": "s"}}}, "spec.model.storage is for"),
+            ("s3://m/k", {"storage": {"endpoint": "store:8333"}}, "endpoint must be an http"),
+            ("s3://m/k", {"storage": {"secretRef": {"name": ""}}}, "secretRef.name is required"),
+            ("pvc://m", {"fetch": {"sizeLimit": "1Gi"}}, "spec.model.fetch needs an http"),
+        ],
+    )
+    def test_what_the_crd_refuses_is_an_invalid_spec_too(
+        self, uri: str, fields: dict[str, Any], words: str
+    ) -> None:
+        raw = changed("model.uri", uri)
+        raw["model"].update(fields)
+        with pytest.raises(SpecError, match=re.escape(words)):
+            parse_spec("wine", raw)
+
+    def test_a_private_ca_serves_https_too(self) -> None:
+        raw = changed("model.uri", self.HTTP)
+        raw["model"]["storage"] = {"caConfigMapRef": {"name": "ca", "key": "k"}}
+        assert parse_spec("wine", raw).model.storage.ca is not None
+
+
 class TestRevision:
     def test_is_seven_hex_characters_and_deterministic(self) -> None:
         first = revision_of(BASE)
@@ -251,6 +321,37 @@ class TestRevision:
     def test_the_sidecar_image_shapes_the_pods(self) -> None:
         assert revision_of(BASE, "other:2") != revision_of(BASE)
 
+    @pytest.mark.parametrize(
+        ("uri", "revision"),
+        [(None, "ed917a7"), ("pvc://models/wine/1", "fba6e53"), ("gs://m/wine/1", "0f9c3d8")],
+    )
+    def test_pods_that_fetch_nothing_keep_the_revision_they_had_before_the_fields(
+        self, uri: str | None, revision: str
+    ) -> None:
+        # Pinned: an upgrade of the operator must not roll out every ModelDeployment.
+        raw = changed("model.uri", uri)
+        raw["model"]["version"] = "1"
+        assert revision_of(raw) == revision
+
+    @pytest.mark.parametrize(
+        ("path", "value"),
+        [
+            ("model.path", "/opt/ml/model"),
+            ("model.storage", {"region": "eu-west-1"}),
+            ("model.storage", {"secretRef": {"name": "other"}}),
+            ("model.fetch", {"sizeLimit": "1Gi"}),
+            ("model.fetch", {"resources": {"limits": {"memory": "1Gi"}}}),
+        ],
+    )
+    def test_how_the_pods_get_the_model_shapes_them(self, path: str, value: Any) -> None:
+        assert revision_of(changed(path, value)) != revision_of(BASE)
+
+    def test_the_default_path_written_or_omitted_is_one_revision(self) -> None:
+        for uri in ("s3://m/wine/1", "pvc://models/wine/1"):
+            explicit = changed("model.uri", uri)
+            explicit["model"]["path"] = spec_module.DEFAULT_MODEL_PATH
+            assert revision_of(explicit) == revision_of(changed("model.uri", uri))
+
 
 class TestChangeKind:
     def classify(self, stable: dict | None, desired: dict) -> Change | None:
@@ -283,6 +384,7 @@ class TestChangeKind:
             ("model.name", "x"),
             ("model.uri", "s3://other"),
             ("model.uri", "pvc://models/wine/1"),
+            ("model.sha256", "ab" * 32),
             ("server.image", "img:2"),
         ],
     )
@@ -297,6 +399,9 @@ class TestChangeKind:
             ("server.env", [{"name": "A", "value": "1"}]),
             ("server.port", 9000),
             ("server.readOnlyRootFilesystem", True),
+            ("model.path", "/opt/ml/model"),
+            ("model.storage", {"secretRef": {"name": "s"}, "region": "eu-west-1"}),
+            ("model.fetch", {"sizeLimit": "10Gi"}),
         ],
     )
     def test_anything_else_is_a_tweak(self, path: str, value: Any) -> None:

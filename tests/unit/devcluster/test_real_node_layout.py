@@ -77,7 +77,13 @@ def test_the_api_server_authorizes_nodes_and_calls_kubelet_with_a_certificate(
     cluster = LocalCluster(state_dir=tmp_path, bin_dir=tmp_path, real_node=True)
     args = cluster._apiserver_args(tmp_path)
     assert "--authorization-mode=Node,RBAC" in args
-    assert "--enable-admission-plugins=NodeRestriction" in args
+    plugins = next(a for a in args if a.startswith("--enable-admission-plugins="))
+    # NodeRestriction for kubelet; the other two pin annotated namespaces to the real node.
+    assert set(plugins.split("=")[1].split(",")) == {
+        "NodeRestriction",
+        "PodNodeSelector",
+        "PodTolerationRestriction",
+    }
     assert f"--advertise-address={cluster.network.host_ip}" in args
     assert any(a.startswith("--kubelet-client-certificate=") for a in args)
     assert f"--service-cluster-ip-range={cluster.network.service_range}" in args

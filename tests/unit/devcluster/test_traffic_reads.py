@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 
 from vigil.devcluster import traffic
-from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, serving_pod_ips
+from vigil.devcluster.traffic import (
+    ReadFailed,
+    TrafficGenerator,
+    service_address,
+    serving_pod_ips,
+)
 
 
 class Cluster:
@@ -96,3 +101,22 @@ def test_a_selector_switched_while_the_pods_were_read_is_no_observation() -> Non
     cluster.get_json = switched_meanwhile  # type: ignore[method-assign]
     with pytest.raises(ReadFailed, match="changed while its pods were read"):
         serving_pod_ips(cluster, "ml", "wine")  # type: ignore[arg-type]
+
+
+def test_through_the_service_traffic_goes_to_its_cluster_ip_and_port() -> None:
+    cluster = Cluster()
+    cluster.service = {"spec": {"clusterIP": "10.150.128.7", "ports": [{"port": 80}]}}
+    generator = TrafficGenerator(
+        cluster,  # type: ignore[arg-type]
+        "ml",
+        "wine",
+        "wine",
+        np.zeros((4, 2)),
+        through_service=True,
+    )
+    assert generator._backends() == [(["10.150.128.7:80"], 1)]
+    cluster.service = None  # not created yet: nowhere to send, not a failure
+    assert generator._backends() == []
+    cluster.down = True
+    with pytest.raises(ReadFailed):
+        service_address(cluster, "ml", "wine")  # type: ignore[arg-type]

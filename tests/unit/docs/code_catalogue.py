@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
 
 from core_world import OWNER, RolloutWorld, World, spec  # noqa: E402
+from figures_kit import figures  # noqa: E402
+from kubelet_pods import RUNNING, backing_off, failed, pod  # noqa: E402
 
 from vigil.core import drift, vocabulary  # noqa: E402
 from vigil.core.candidate import Request, RolloutInputs  # noqa: E402
@@ -38,11 +40,13 @@ from vigil.core.health_status import (  # noqa: E402
     health_conditions,
     transitions,
 )
+from vigil.core.performance import judge  # noqa: E402
 from vigil.core.reconcile import Plan  # noqa: E402
-from vigil.core.rollout import CandidateFigures, GoldenResult  # noqa: E402
+from vigil.core.rollout import GoldenResult  # noqa: E402
+from vigil.core.spec import PerformanceSpec  # noqa: E402
 from vigil.core.status import ConditionState  # noqa: E402
-from vigil.core.window import RevisionWindow  # noqa: E402
-from vigil.profile import ReferenceProfile, build_profile  # noqa: E402
+from vigil.core.window import RealizedPerformance, RevisionWindow  # noqa: E402
+from vigil.profile import ReferenceProfile, Validation, build_profile  # noqa: E402
 
 CORE = ROOT / "operator" / "vigil" / "core"
 OPERATOR = ROOT / "operator" / "vigil" / "operator"
@@ -194,18 +198,20 @@ ROLLOUT = {
     "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 2},
     "progressDeadline": "60s",
 }
-GOOD = CandidateFigures(
-    requests=100,
-    error_rate=0.0,
-    latency_p95=0.01,
-    compared=100,
-    agreement=0.99,
-    prediction_shift=0.01,
-    candidate_drift=0.05,
-    stable_drift=0.05,
-)
-SLOW = dataclasses.replace(GOOD, latency_p95=0.3)
-DISAGREEING = dataclasses.replace(GOOD, agreement=0.81)
+SEEN = {
+    "requests": 100,
+    "latency_p95": 0.01,
+    "compared": 100,
+    "agreement": 0.99,
+    "prediction_shift": 0.01,
+    "candidate_drift": 0.05,
+    "stable_drift": 0.05,
+}
+GOOD = figures(**SEEN)
+SLOW = figures(**{**SEEN, "latency_p95": 0.3, "stable_latency_p95": 0.01})
+DISAGREEING = figures(**{**SEEN, "compared": 400, "agreement": 0.81})
+#: 2 failures in 100 requests: beyond 1 %, not surely.
+DOUBTFUL = figures(**{**SEEN, "error_rate": 0.02})
 
 
 def _rollout(seen: Catalogue, version: str = "2", **extra: Any) -> tuple[RolloutWorld, str]:
@@ -246,7 +252,7 @@ def _stepped(seen: Catalogue) -> None:
         figures=GOOD, shadow_target="http://x", golden=GoldenResult(200, 200)
     )
     _drive(world, candidate, seen, lambda: world.status["candidate"]["step"] == 1, 5)
-    world.inputs = RolloutInputs(figures=dataclasses.replace(GOOD, compared=3))
+    world.inputs = RolloutInputs(figures=figures(**{**SEEN, "compared": 3}))
     _drive(world, candidate, seen, lambda: _reason(world) == "InsufficientData", 5)
     world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
     _drive(world, candidate, seen, lambda: _reason(world) == "MetricsUnavailable", 5)
@@ -255,6 +261,8 @@ def _stepped(seen: Catalogue) -> None:
         _drive(world, candidate, seen, lambda step=step: _step_name(world) == step, 40)
         world.inputs = RolloutInputs(figures=SLOW, shadow_target="http://x")
         _drive(world, candidate, seen, lambda: _reason(world) == "CheckFailed", 10)
+    world.inputs = RolloutInputs(figures=DOUBTFUL, shadow_target="http://x")
+    _drive(world, candidate, seen, lambda: _reason(world) == "Undecided", 20)
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
     _drive(world, candidate, seen, lambda: _reason(world) == "WaitingForPerson", 80)
     world.request = Request("pause", "p1")
@@ -292,8 +300,34 @@ def _stepped_endings(seen: Catalogue) -> None:
     _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 10)
 
     world, candidate = _rollout(seen, version="1", config={"K": "1"})  # a tweak: one canary
-    world.inputs = RolloutInputs(figures=dataclasses.replace(GOOD, requests=12))
+    world.inputs = RolloutInputs(figures=figures(**{**SEEN, "requests": 12}))
     _drive(world, candidate, seen, lambda: world.status["phase"] == "Failed", 90)
+
+
+def _model(version: str) -> dict[str, Any]:
+    return {"name": "wine", "version": version, "uri": f"s3://models/wine/{version}/m.tar.gz"}
+
+
+def _artifacts(seen: Catalogue) -> None:
+    """A model vigil-fetch cannot fetch: a first revision, a blue/green and a stepped one."""
+    first = World()
+    first.spec = spec("1", 2, model=_model("1"))
+    _cycle(first, seen)
+    revision = first.status["revision"]
+    first.kubelet(pod(revision, RUNNING))
+    _cycle(first, seen)
+    first.kubelet(failed(revision))
+    _cycle(first, seen)
+    for extra in ({}, {"rollout": ROLLOUT}):
+        world, _ = _serving(seen, RolloutWorld(), model=_model("1"), **extra)
+        world.set_spec(spec("2", 2, model=_model("2"), **extra))
+        _cycle(world, seen)
+        candidate = world.status["candidate"]["revision"]
+        world.kubelet(backing_off(candidate))
+        _cycle(world, seen)
+        world.kubelet(failed(candidate))
+        _cycle(world, seen)
+        _cycle(world, seen)
 
 
 # -- health ------------------------------------------------------------------------------
@@ -352,8 +386,9 @@ def _health(seen: Catalogue) -> None:
         (_window(reference, data, success=968, errors=32), reference),
         (_window(reference, data, latency=0.9), reference),
         (_window(reference, data, shift={0: 1.0, 3: 1.0}), reference),
-        (_window(reference, data, shift={2: 0.3}), reference),
-        (_window(reference, data, rows=120), reference),
+        (_window(reference, data, shift={2: 0.4}, rows=4000), reference),
+        (_window(reference, data, shift={2: 0.5}, rows=70), reference),
+        (_window(reference, data, rows=40), reference),
         (_window(reference, data), None),
         (None, reference),
         (_window(reference, data), reference),
@@ -367,6 +402,44 @@ def _health(seen: Catalogue) -> None:
             other = "False" if condition_word(state.status) == "True" else "True"
             for posted, attention in transitions([{"type": state.type, "status": other}], [state]):
                 seen.event(posted.reason, attention)
+
+
+def _labels(scored: float, correct: float) -> RealizedPerformance:
+    return RealizedPerformance(
+        labels_by_outcome={"joined": scored, "duplicate": 3.0, "unknown": 5.0},
+        scored_by_class={"0": scored / 2, "1": scored / 2},
+        correct_by_class={"0": correct / 2, "1": correct / 2},
+    )
+
+
+def _regression(scored: float, error: float) -> RealizedPerformance:
+    return RealizedPerformance(
+        labels_by_outcome={"joined": scored},
+        scored_by_class={"": scored},
+        absolute_error_sum=error * scored,
+        squared_error_sum=error * error * scored * 1.2,
+    )
+
+
+def _performance(seen: Catalogue) -> None:
+    """PerformanceDegraded in each state, and the Events its changes post."""
+    holdout = Validation("holdout", 500, accuracy=0.93)
+    cases = [
+        (_labels(37, 30), PerformanceSpec(), holdout),
+        (_labels(500, 450), PerformanceSpec(), None),
+        (_labels(500, 390), PerformanceSpec(), holdout),
+        (_labels(500, 470), PerformanceSpec(), holdout),
+        (_labels(500, 440), PerformanceSpec(), holdout),
+        (_labels(500, 390), PerformanceSpec(min_accuracy=0.9), None),
+        (_regression(500, 0.8), PerformanceSpec(max_mae=0.5), None),
+        (_regression(500, 0.4), PerformanceSpec(), Validation("holdout", 500, mae=0.41)),
+    ]
+    for realized, policy, baseline in cases:
+        state = judge(realized, policy, baseline, "1h").condition
+        seen.condition(state)
+        other = "False" if condition_word(state.status) == "True" else "True"
+        for posted, attention in transitions([{"type": state.type, "status": other}], [state]):
+            seen.event(posted.reason, attention)
 
 
 # -- Events the code can post (read from the source: the scenarios must reach them all) ---
@@ -452,7 +525,9 @@ def catalogue() -> Catalogue:
         _blue_green,
         _stepped,
         _stepped_endings,
+        _artifacts,
         _health,
+        _performance,
         _operator_events,
     ):
         scenario(seen)

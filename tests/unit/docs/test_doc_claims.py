@@ -20,8 +20,9 @@ import yaml
 from code_catalogue import ROLLOUT
 from core_world import RolloutWorld, spec
 from doc_pages import CODE_BLOCK, ROOT, prose
+from figures_kit import figures
 
-from vigil.core import analysis, health, health_status, naming, reconcile, rollout, status
+from vigil.core import drift, health, health_status, judges, naming, reconcile, rollout, status
 from vigil.core import spec as spec_module
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import (
@@ -107,7 +108,7 @@ def test_drift_warning_keeps_drift_detected_false_with_reason_drift_warning() ->
 def failed_checks_until_rollback(limit: int) -> int:
     step = rollout.Step("canary", duration_seconds=60, weight=50)
     policy = rollout.RolloutPolicy(steps=(step,), failure_limit=limit, interval_seconds=1)
-    slow = rollout.CandidateFigures(requests=100, error_rate=0.0, latency_p95=9.0)
+    slow = figures(requests=100, latency_p95=9.0)
     observations = rollout.Observations(candidate_ready=True, replicas=2, figures=slow)
     state = rollout.RolloutState()
     for check in range(1, limit + 5):
@@ -131,9 +132,9 @@ def test_min_agreement_is_a_gate_of_shadow_steps_only() -> None:
     says(text, "a shadow step's compared predictions", "minAgreement")
     says(text, "canary steps have no agreement gate", "minAgreement")
     policy = rollout.RolloutPolicy(steps=())
-    figures = rollout.CandidateFigures(requests=100, compared=100, agreement=0.5)
+    half = figures(requests=100, compared=100, agreement=0.5)
     names = {
-        kind: {gate.name for gate in rollout.gates(rollout.Step(kind), policy, figures)}
+        kind: {gate.name for gate in rollout.gates(rollout.Step(kind), policy, half)}
         for kind in ("shadow", "canary")
     }
     assert "agreement" in names["shadow"] and "agreement" not in names["canary"]
@@ -148,8 +149,8 @@ def test_shadow_min_requests_counts_compared_predictions_at_least_analysis_min_r
     )
     step = rollout.Step("shadow", duration_seconds=60, percent=100, min_requests=10)
     policy = rollout.RolloutPolicy(steps=(step,), min_requests=50)
-    figures = rollout.CandidateFigures(requests=999, compared=30, agreement=1.0)
-    observations = rollout.Observations(candidate_ready=True, replicas=2, figures=figures)
+    seen = figures(requests=999, compared=30, agreement=1.0)
+    observations = rollout.Observations(candidate_ready=True, replicas=2, figures=seen)
     decision = rollout.decide(policy, rollout.RolloutState(), observations, now=1.0)
     assert (decision.reason, decision.message) == (
         "InsufficientData",
@@ -269,15 +270,26 @@ def test_network_policy_advice_names_both_sidecar_ports(path: str, section: str)
 
 #: (page, words with {} where the number stands, the code's value)
 NUMBERS = [
-    ("docs/health.md", "judged only from {} input rows", health.MIN_ROWS_FOR_DRIFT),
+    ("docs/health.md", "Judged from {} input rows per bin", drift.ROWS_PER_SLOT),
     ("docs/health.md", "by more than {} points", health.MISSING_RATE_TOLERANCE * 100),
     # One query per metric family and one for the pods, per Prometheus URL and window length.
     ("docs/health.md", "a cycle sends {} queries per Prometheus", len(FAMILY_LABELS) + 1),
     ("docs/health.md", "the number of models ({} per window length)", len(FAMILY_LABELS) + 1),
     ("docs/howto/prometheus.md", "| {} PromQL queries per Prometheus", len(FAMILY_LABELS) + 1),
-    ("docs/rollouts.md", "once both windows hold {} rows", analysis.MIN_ROWS_FOR_INPUT_DRIFT),
-    ("docs/rollouts.md", "| stable's + {} |", analysis.DRIFT_TOLERANCE),
-    ("docs/concepts.md", "the stable's drift + {} |", analysis.DRIFT_TOLERANCE),
+    ("docs/rollouts.md", "at least {} rows per bin in use", drift.ROWS_PER_SLOT),
+    (
+        "docs/rollouts.md",
+        "`margins.inputDrift` (default {})",
+        spec_module.DEFAULT_INPUT_DRIFT_MARGIN,
+    ),
+    ("docs/rollouts.md", "`margins.latency` (default {})", spec_module.DEFAULT_LATENCY_MARGIN),
+    ("docs/rollouts.md", "at most {} % of requests slower", judges.P95_TAIL * 100),
+    ("docs/rollouts.md", "`analysis.confidence` (default {})", spec_module.DEFAULT_CONFIDENCE),
+    (
+        "docs/concepts.md",
+        "the stable's drift + `margins.inputDrift` (default {})",
+        spec_module.DEFAULT_INPUT_DRIFT_MARGIN,
+    ),
     ("docs/concepts.md", "keeps serving for {} s", SIDECAR_SHUTDOWN_DELAY_SECONDS),
     ("docs/concepts.md", "`preStop` sleep of {} s", SERVER_SHUTDOWN_DELAY_SECONDS),
     ("docs/concepts.md", "for the last {} revisions", status.HISTORY_LIMIT),

@@ -27,6 +27,7 @@ CONDITION_TYPES = (
     "Healthy",
     "DriftDetected",
     "MetricsAvailable",
+    "PerformanceDegraded",
 )
 TYPE = "|".join(CONDITION_TYPES)
 STATUS = "True|False|Unknown"

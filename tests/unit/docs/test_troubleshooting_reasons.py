@@ -44,6 +44,12 @@ NOT_REASONS = {
     "Warning",
     # A Deployment's own condition type, read (not written) by the core.
     "ReplicaFailure",
+    # The kubelet's words on a pod, read by the core (a model fetch's state).
+    "Evicted",
+    "PodInitializing",
+    "ContainerCreating",
+    # terminationMessagePolicy of the fetch init container.
+    "File",
     # Condition types and condition status words (the page is organised by them).
     "Ready",
     "Progressing",
@@ -52,6 +58,7 @@ NOT_REASONS = {
     "Healthy",
     "DriftDetected",
     "MetricsAvailable",
+    "PerformanceDegraded",
     "True",
     "False",
     "Unknown",

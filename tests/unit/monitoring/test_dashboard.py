@@ -88,6 +88,8 @@ def test_the_brief_s_panels_are_there() -> None:
         "prediction mean",
         "shadow agreement",
         "shadow copies dropped",
+        "realized accuracy",
+        "label delay",
         "phase",
         "rollouts",
     ):

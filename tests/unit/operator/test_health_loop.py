@@ -7,20 +7,24 @@ the real operator against real sidecars, MLServer and Prometheus).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 from test_reconciler import NOW, MemoryApi
 
 from vigil.core.reconcile import Event
-from vigil.core.window import RevisionWindow
+from vigil.core.window import RealizedPerformance, RevisionWindow
 from vigil.metrics import Collection, RevisionTarget
 from vigil.operator.health import HealthLoop, pod_info
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig
+from vigil.profile import Validation, build_profile
 
 GOOD = RevisionWindow(
     requests_by_outcome={"success": 100.0},
@@ -419,3 +423,85 @@ async def test_a_first_deployment_still_under_way_is_not_judged(loop: Loop) -> N
     loop.add(body, pod("wine-a"))
     result = await loop.cycle()
     assert result.evaluated == 0 and not loop.api.writes and not loop.events
+
+
+class TestRealizedPerformance:
+    """Labels judged each cycle: status.health.performance, PerformanceDegraded, gauges."""
+
+    @staticmethod
+    def with_labels(scored: float, correct: float) -> RevisionWindow:
+        realized = RealizedPerformance(
+            labels_by_outcome={"joined": scored, "unknown": 7.0, "duplicate": 3.0},
+            scored_by_class={"0": scored},
+            correct_by_class={"0": correct},
+        )
+        return replace(GOOD, realized=realized)
+
+    async def test_labels_below_the_baseline_degrade_with_an_event_and_gauges(
+        self, loop: Loop
+    ) -> None:
+        profile = build_profile(
+            np.arange(40.0).reshape(-1, 1),
+            predictions=np.arange(40) % 2,
+            task="classification",
+        )
+        profile = dataclasses.replace(profile, validation=Validation("holdout", 400, accuracy=0.9))
+        ref = {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}
+        loop.add(md(reference=ref, performance={"window": "2h", "minLabels": 50}), pod("wine-a"))
+        loop.api.add(
+            {
+                "kind": "ConfigMap",
+                "metadata": {"name": "ref", "namespace": "ml", "resourceVersion": "1"},
+                "data": {"profile.json": profile.to_json()},
+            }
+        )
+        source = loop._source(("direct", ""))
+        source.windows[("ml", "wine", "r1")] = self.with_labels(400, 372)
+        await loop.cycle()
+        (targets,) = source.calls
+        assert targets[0].labels_window_seconds == 7200
+        assert loop.condition("PerformanceDegraded")["reason"] == "PerformanceMet"
+        loop.events.clear()
+
+        source.windows[("ml", "wine", "r1")] = self.with_labels(400, 300)
+        await loop.cycle()
+        condition = loop.condition("PerformanceDegraded")
+        assert (condition["status"], condition["reason"]) == ("True", "PerformanceBelowThreshold")
+        assert "accuracy 0.750" in condition["message"]
+        assert (
+            "< threshold 0.855 (baseline 0.9 holdout, maxDrop 5%) over 2h" in condition["message"]
+        )
+        assert loop.status()["phase"] == "Degraded"
+        assert [(e.reason, e.warning) for e in loop.events] == [("PerformanceBelowThreshold", True)]
+        performance = loop.status()["health"]["performance"]
+        assert (performance["labels"], performance["accuracy"]) == (400, 0.75)
+        assert performance["notJoined"] == {"duplicate": 3, "unknown": 7}
+        assert loop.status()["health"]["readable"]["realized"] == "75%"
+        md_labels = {"namespace": "ml", "name": "wine"}
+        revision = {**md_labels, "revision": "r1"}
+        assert loop.sample("vigil_modeldeployment_realized_accuracy", **revision) == 0.75
+        assert loop.sample("vigil_modeldeployment_labels", **revision, outcome="joined") == 400
+        assert loop.sample("vigil_modeldeployment_labels", **revision, outcome="unknown") == 7
+        assert loop.sample("vigil_modeldeployment_performance_degraded", **md_labels) == 1
+        assert loop.sample("vigil_modeldeployment_performance_baseline", **md_labels) == 0.9
+        assert loop.sample(
+            "vigil_modeldeployment_performance_threshold", **md_labels
+        ) == pytest.approx(0.855)
+
+    async def test_too_few_labels_after_a_start_hold_the_last_judgement(self, loop: Loop) -> None:
+        body = md(performance={"window": "1m", "minAccuracy": 0.9, "minLabels": 50})
+        body["status"]["conditions"].append(
+            {
+                "type": "PerformanceDegraded",
+                "status": "True",
+                "reason": "PerformanceBelowThreshold",
+                "message": "accuracy 0.700",
+            }
+        )
+        loop.add(body, pod("wine-a"))
+        loop._source(("direct", "")).windows[("ml", "wine", "r1")] = self.with_labels(5, 5)
+        for _ in range(20):  # 0 s .. 57 s: the operator's history is shorter than 1m
+            await loop.cycle()
+            assert loop.condition("PerformanceDegraded")["status"] == "True"
+        await loop.cycle()
+        assert loop.condition("PerformanceDegraded")["reason"] == "InsufficientLabels"

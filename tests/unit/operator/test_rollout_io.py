@@ -76,6 +76,34 @@ def test_rollout_metrics_weight_gates_and_duration() -> None:
     assert value("vigil_rollout_duration_seconds_sum", {"outcome": "RolledBack"}) == 90
 
 
+def test_each_gate_s_verdict_and_figures_while_a_rollout_runs() -> None:
+    from vigil.operator.metrics import OperatorMetrics
+
+    metrics = OperatorMetrics()
+    undecided = {
+        "name": "errorRate",
+        "verdict": "undecided",
+        "passed": True,
+        "value": 0.004,
+        "low": 0.0,
+        "high": 0.03,
+        "threshold": 0.01,
+        "samples": 250,
+        "needed": 900,
+    }
+    after = {"weight": 50, "lastAnalysisAt": "2026-01-01T00:00:10Z", "gates": [undecided]}
+    metrics.rollout_progress("ml", "wine", {}, after, None, 0.0)
+    value = metrics.registry.get_sample_value
+    gate = {"namespace": "ml", "name": "wine", "gate": "errorRate"}
+    assert value("vigil_rollout_gate_verdict", {**gate, "verdict": "undecided"}) == 1
+    assert value("vigil_rollout_gate_verdict", {**gate, "verdict": "pass"}) == 0
+    figures = {"value": 0.004, "low": 0.0, "high": 0.03, "threshold": 0.01, "samples": 250}
+    for figure, expected in {**figures, "needed": 900}.items():
+        assert value(f"vigil_rollout_gate_{figure}", gate) == expected
+    metrics.rollout_progress("ml", "wine", after, {"outcome": "Promoted"}, "Promoted", 60.0)
+    assert value("vigil_rollout_gate_verdict", {**gate, "verdict": "undecided"}) is None
+
+
 class RecordingApi:
     """Records the calls the rollout I/O makes (an HTTPRoute to weight, a request to clear)."""
 

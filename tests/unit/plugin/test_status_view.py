@@ -38,9 +38,15 @@ def test_each_gate_of_the_last_check_beside_its_threshold() -> None:
     screen = render(MD, EVENTS, now=NOW)
     assert "Gates (last check 40s ago)" in screen
     gates = screen[screen.index("Gates (") : screen.index("Health ")]
-    assert re.search(r"error rate\s+0\.2%\s+<= 1\.0%\s+ok", gates)
-    assert re.search(r"p95 latency\s+300ms\s+<= 250ms\s+FAIL", gates)
-    assert re.search(r"prediction shift\s+0\.012\s+<= 0\.2\s+ok", gates)
+    assert re.search(
+        r"error rate\s+0\.2%\s+\[0\.0%, 2\.1%\]\s+<= 1\.0%\s+undecided, 1130 more",
+        gates,
+    )
+    assert re.search(r"p95 latency\s+298ms\s+\[250ms, inf\]\s+<= 250ms\s+FAIL", gates)
+    assert re.search(
+        r"P\(slower than stable\)\s+1\.000\s+\[0\.870, 1\.000\]\s+<= 0\.6\s+FAIL", gates
+    )
+    assert re.search(r"prediction shift\s+0\.012\s+\[0\.000, 0\.090\]\s+<= 0\.2\s+pass", gates)
 
 
 def test_a_gate_the_view_does_not_know_shows_its_raw_figures() -> None:
@@ -78,7 +84,7 @@ def test_drift_bars_worst_first() -> None:
 def test_events_and_history() -> None:
     screen = render(MD, EVENTS, now=NOW)
     assert "RolloutStarted" in screen and "StepAdvanced" in screen
-    assert "RolledBack" in screen and "AnalysisFailed: agreement 0.81 vs 0.95 in 2" in screen
+    assert "RolledBack" in screen and "AnalysisFailed: agreement 0.810 [0.703, 0.892]" in screen
 
 
 def test_colour_only_adds_escape_codes() -> None:
@@ -117,3 +123,34 @@ def test_a_long_event_reason_stays_apart_from_its_message() -> None:
     ]
     screen = render(MD, events, now=NOW)
     assert "MetricsUnavailable MetricsAvailable is False" in screen
+
+
+def test_realized_performance_beside_its_threshold_with_labels_and_delay() -> None:
+    md = json.loads(json.dumps(MD))
+    md["status"]["health"]["performance"] = {
+        "window": "1h",
+        "labels": 512,
+        "accuracy": 0.781,
+        "baseline": 0.93,
+        "threshold": 0.8835,
+        "labelDelayP50": 1830.0,
+        "labelDelayP95": 3290.0,
+        "notJoined": {"duplicate": 25, "unknown": 51},
+    }
+    md["status"]["conditions"].append(
+        {
+            "type": "PerformanceDegraded",
+            "status": "True",
+            "reason": "PerformanceBelowThreshold",
+            "message": "accuracy 0.781 (95% CI 0.742-0.816) < threshold 0.8835",
+        }
+    )
+    screen = render(md, EVENTS, now=NOW)
+    assert re.search(r"realized accuracy\s+0\.781\s+>= 0\.8835\s+FAIL", screen)
+    assert re.search(r"baseline \(validation\)\s+0\.930\n", screen)
+    assert re.search(r"labels joined\s+512\s+>= 100\s+ok", screen)
+    assert re.search(r"label delay p50 / p95\s+30\.5m / 54\.8m", screen)
+    assert "labels not joined         duplicate 25, unknown 51" in screen
+    assert "PerformanceDegraded True    PerformanceBelowThreshold" in screen
+    assert "  Healthy          " in screen  # the other conditions keep their columns
+    assert max(len(line) for line in screen.splitlines()) <= 80

@@ -82,3 +82,73 @@ def test_show_rejects_invalid_profile(tmp_path, capsys):
     bad.write_text("[]")
     assert main(["profile", "show", str(bad)]) == 1
     assert "JSON object" in capsys.readouterr().err
+
+
+class TestValidationBaseline:
+    """``--label-column`` records the validation score realized performance is held to."""
+
+    @staticmethod
+    def labelled(rows: int, seed: int, wrong_every: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        truth = rng.integers(0, 3, rows)
+        predicted = truth.copy()
+        predicted[::wrong_every] = (predicted[::wrong_every] + 1) % 3
+        return pd.DataFrame({"a": rng.normal(size=rows), "pred": predicted, "y": truth})
+
+    def build(self, tmp_path, capsys, *extra: str) -> tuple[int, str]:
+        out = tmp_path / "profile.json"
+        args = ["profile", "build", str(tmp_path / "train.csv"), "--prediction-column", "pred"]
+        rc = main([*args, *extra, "-o", str(out)])
+        return rc, capsys.readouterr().err
+
+    def test_a_holdout_file_gives_a_holdout_score(self, tmp_path, capsys):
+        self.labelled(300, 1, 10).to_csv(tmp_path / "train.csv", index=False)
+        self.labelled(200, 2, 4).to_csv(tmp_path / "holdout.csv", index=False)
+        rc, err = self.build(
+            tmp_path, capsys, "--label-column", "y", "--holdout", str(tmp_path / "holdout.csv")
+        )
+        assert rc == 0, err
+        profile = load_profile(tmp_path / "profile.json")
+        assert profile.feature_names == ("a",)  # the label is no feature
+        validation = profile.validation
+        assert validation is not None
+        assert (validation.method, validation.rows, validation.accuracy) == ("holdout", 200, 0.75)
+        assert "accuracy 0.75 on 200 rows, holdout" in err
+
+    def test_without_a_holdout_the_score_says_how_it_was_made(self, tmp_path, capsys):
+        self.labelled(300, 1, 10).to_csv(tmp_path / "train.csv", index=False)
+        rc, err = self.build(tmp_path, capsys, "--label-column", "y")
+        assert rc == 0 and "in-sample: optimistic" in err
+        assert load_profile(tmp_path / "profile.json").validation.method == "in-sample"
+        rc, err = self.build(tmp_path, capsys, "--label-column", "y", "--out-of-fold")
+        validation = load_profile(tmp_path / "profile.json").validation
+        assert (validation.method, validation.accuracy) == ("cross-validation", 0.9)
+
+    def test_a_regressor_gets_mae_and_rmse(self, tmp_path, capsys):
+        frame = pd.DataFrame({"a": [1.0, 2, 3, 4], "pred": [1.5, 2.0, 3.0, 2.0], "y": [1, 2, 3, 4]})
+        frame.to_csv(tmp_path / "train.csv", index=False)
+        rc, err = self.build(tmp_path, capsys, "--label-column", "y", "--task", "regression")
+        assert rc == 0, err
+        validation = load_profile(tmp_path / "profile.json").validation
+        assert (validation.mae, validation.rmse) == (0.625, round((4.25 / 4) ** 0.5, 6))
+
+    def test_profiles_without_it_keep_their_fingerprint(self, tmp_path, capsys):
+        self.labelled(300, 1, 10).to_csv(tmp_path / "train.csv", index=False)
+        self.build(tmp_path, capsys, "--features", "a")
+        plain = load_profile(tmp_path / "profile.json")
+        assert "validation" not in plain.content_dict()
+        self.build(tmp_path, capsys, "--features", "a", "--label-column", "y")
+        assert load_profile(tmp_path / "profile.json").fingerprint != plain.fingerprint
+
+    @pytest.mark.parametrize(
+        ("extra", "says"),
+        [
+            (("--holdout", "x.csv"), "--holdout and --out-of-fold need --label-column"),
+            (("--label-column", "nope"), "label column 'nope' not found"),
+            (("--label-column", "y", "--holdout", "h.csv", "--out-of-fold"), "not both"),
+        ],
+    )
+    def test_bad_options_are_refused_with_the_reason(self, tmp_path, capsys, extra, says):
+        self.labelled(50, 1, 10).to_csv(tmp_path / "train.csv", index=False)
+        rc, err = self.build(tmp_path, capsys, *extra)
+        assert rc == 1 and says in err

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from vigil.common.times import format_time
 from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile import stepped
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
-from vigil.core.reconcile.report import Outcome, Side, finish, not_ready, planned_summary
-from vigil.core.reconcile.rollback import stable_alone
+from vigil.core.reconcile.report import (
+    Outcome,
+    Side,
+    fetch_gave_up,
+    finish,
+    not_ready,
+    planned_summary,
+)
+from vigil.core.reconcile.rollback import (
+    fetch_failed,
+    finished_attempt,
+    hold_finished,
+    stable_alone,
+)
 from vigil.core.reconcile.switch import switch
 from vigil.core.spec import RolloutPolicy
 from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason
@@ -66,6 +79,14 @@ def replace_stable(
         )
         reached = not_ready(Phase.PROGRESSING, Reason.ROLLOUT_PAUSED, message, progressing=False)
         return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
+    # A candidate that could not fetch its model stays out until the spec or a person says.
+    finished = finished_attempt(cycle, revision)
+    if finished is not None:
+        return hold_finished(cycle, stable_view, finished, revision)
+    failure = fetch_gave_up(cycle.obs.fetches.get(revision), candidate_view)
+    if failure is not None:
+        summary = {**side.fallback, "startedAt": format_time(cycle.obs.now)}
+        return fetch_failed(cycle, stable_view, summary, failure)
     # Start the candidate: settings first, then its Deployment.
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_CANDIDATE), spec.replicas)
     if candidate_view is None:
@@ -106,8 +127,9 @@ def _starting(
             cycle.event(Reason.ROLLOUT_FAILED, message, warning=True)
         return not_ready(Phase.FAILED, Reason.ROLLOUT_FAILED, message, progressing=False)
     ready = candidate_view.ready_replicas if candidate_view else 0
+    fetching = cycle.fetch_progress(revision)
     message = (
-        f"revision {revision} starting ({ready}/{cycle.spec.replicas} ready); "
-        f"revision {stable_view.revision} keeps serving"
+        f"revision {revision} starting ({ready}/{cycle.spec.replicas} ready"
+        f"{'; ' + fetching if fetching else ''}); revision {stable_view.revision} keeps serving"
     )
     return not_ready(Phase.PROGRESSING, Reason.ROLLOUT_IN_PROGRESS, message, progressing=True)

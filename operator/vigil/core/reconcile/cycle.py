@@ -85,6 +85,15 @@ class Cycle:
     def exists(self, kind: str, name: str) -> bool:
         return (kind, name) in self.live
 
+    def fetch_progress(self, revision: str) -> str:
+        """How a revision's model fetch goes, for a message ("": nothing to say)."""
+        fetch = self.obs.fetches.get(revision)
+        if fetch is None:
+            return ""
+        if fetch.kind == "fetching":
+            return "fetching its model"
+        return f"fetching its model failed, retrying: {fetch.words}"
+
     def previous_reason(self, kind: str) -> str | None:
         """The reason the last status gave this condition."""
         condition = find_condition(self.obs.status.get("conditions"), kind)

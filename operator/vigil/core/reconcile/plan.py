@@ -9,6 +9,7 @@ from typing import Any
 
 from vigil.core.candidate import Request, RolloutInputs, RoutePlanner
 from vigil.core.desired import Owner
+from vigil.core.observed import FetchState
 from vigil.core.rollout import Traffic
 from vigil.core.spec import GoldenSetRef, ModelDeploymentSpec
 
@@ -43,6 +44,9 @@ class Observation:
     route_planner: RoutePlanner | None = None
     #: ``spec`` as the operator already parsed it this cycle (None: decide parses it).
     parsed: ModelDeploymentSpec | None = None
+    #: Each revision's artifact fetch, from its pods (the most telling one; absent: nothing
+    #: to say: done, not started, or a model not fetched).
+    fetches: Mapping[str, FetchState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

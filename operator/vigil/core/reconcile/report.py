@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.common.times import format_time
-from vigil.core.observed import DeploymentView
+from vigil.core.observed import DeploymentView, FetchState
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
 from vigil.core.spec import ModelDeploymentSpec
@@ -102,6 +102,8 @@ def has_served(status: Mapping[str, Any]) -> bool:
     reason = ready.get("reason")
     if reason == Reason.DEPLOYING:
         return False
+    if reason == Reason.ARTIFACT_FETCH_FAILED and not status.get("candidate"):
+        return bool(status.get("health"))  # the first revision never got its model
     return not (reason == Reason.DEPLOY_FAILED and not status.get("health"))
 
 
@@ -236,6 +238,14 @@ def stable_outcome(
         message = f"revision {revision} created; waiting for its Deployment to report"
         return not_ready(Phase.PROGRESSING, Reason.DEPLOYING, message, progressing=True)
     ready = view.ready_replicas
+    fetch = cycle.obs.fetches.get(revision)
+    gave_up = fetch_gave_up(fetch, view)
+    if gave_up and previous in (None, Reason.DEPLOYING, Reason.ARTIFACT_FETCH_FAILED):
+        # Never served: the kubelet keeps retrying (a fixed artifact at the same URI heals it).
+        message = f"revision {revision} could not fetch its model: {gave_up}"
+        if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ARTIFACT_FETCH_FAILED:
+            cycle.event(Reason.ARTIFACT_FETCH_FAILED, message, warning=True)
+        return not_ready(Phase.FAILED, Reason.ARTIFACT_FETCH_FAILED, message, progressing=False)
     if view.failure is not None and not view.is_available:
         message = f"revision {revision} is not available: {view.failure}"
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.DEPLOY_FAILED:
@@ -245,6 +255,11 @@ def stable_outcome(
         message = f"revision {revision} serves with {ready}/{wanted} ready replica(s)"
         return outcome(Phase.HEALTHY, (True, Reason.AVAILABLE), (False, Reason.COMPLETE), message)
     message = replicas_message(revision, ready, wanted)
+    fetching = (
+        f"could not fetch its model: {gave_up}" if gave_up else cycle.fetch_progress(revision)
+    )
+    if fetching:
+        message = f"{message} ({fetching})"
     # A revision that served fully and lost pods without a spec change is degraded.
     if view.replicas == wanted and previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE):
         return not_ready(Phase.DEGRADED, Reason.REPLICAS_UNAVAILABLE, message, progressing=True)
@@ -254,6 +269,18 @@ def stable_outcome(
         phase = Phase.PENDING if ready == 0 else Phase.PROGRESSING
         return not_ready(phase, Reason.DEPLOYING, message, progressing=True)
     return not_ready(Phase.PROGRESSING, Reason.SCALING, message, progressing=True)
+
+
+def fetch_gave_up(fetch: FetchState | None, view: DeploymentView | None) -> str | None:
+    """vigil-fetch's words when a revision's pods will not get their model: a permanent
+    error, or transient ones until the Deployment gave up."""
+    if fetch is None or (view is not None and view.is_available):
+        return None
+    if fetch.kind == "failed":
+        return fetch.words
+    if fetch.kind == "retrying" and view is not None and view.failure is not None:
+        return f"{fetch.words} ({view.failure})"
+    return None
 
 
 def replicas_message(revision: str, ready: int, wanted: int) -> str:

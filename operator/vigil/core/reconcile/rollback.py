@@ -17,7 +17,7 @@ from vigil.core.reconcile.plan import REMOVE_AFTER_OUTCOME_SECONDS, Plan
 from vigil.core.reconcile.report import Side, finish, not_ready
 from vigil.core.reconcile.shadow import set_stable_shadow
 from vigil.core.rollout import Decision
-from vigil.core.vocabulary import Action, Outcome, Phase, Reason
+from vigil.core.vocabulary import FINISHED, Action, Outcome, Phase, Reason, RequestVerb
 
 
 def stable_alone(cycle: Cycle, stable_view: DeploymentView) -> None:
@@ -41,29 +41,63 @@ def roll_back(
     stopped between the two would otherwise find the candidate gone with
     no outcome recorded, start it again and roll it back a second time.
     """
-    spec = cycle.spec
-    assert spec is not None
     revision = str(summary["revision"])
     failed = decision.action == Action.FAIL
-    ended = Outcome.FAILED if failed else Outcome.ROLLED_BACK
-    stable_alone(cycle, stable_view)
-    cycle.plan.recheck_after = REMOVE_AFTER_OUTCOME_SECONDS  # hold_finished removes it
     message = (
         f"revision {revision} {'failed' if failed else 'rolled back'} at step "
         f"{decision.state.step + 1} ({decision.reason}): {decision.message}; "
         f"revision {stable_view.revision} keeps serving"
     )
-    cycle.event(Reason.ROLLOUT_FAILED if failed else Reason.ROLLED_BACK, message, warning=True)
+    summary.update(state_to_status(decision.state))
+    summary["golden"] = golden
+    return _end(
+        cycle,
+        stable_view,
+        summary,
+        Outcome.FAILED if failed else Outcome.ROLLED_BACK,
+        (decision.reason, f"{decision.reason}: {decision.message}"),
+        message,
+        Reason.ROLLOUT_FAILED if failed else Reason.ROLLED_BACK,
+    )
+
+
+def fetch_failed(
+    cycle: Cycle, stable_view: DeploymentView, summary: dict[str, Any], words: str
+) -> Plan:
+    """The candidate cannot get its model (vigil-fetch's words): it fails now, with or
+    without steps; it never had traffic, and the stable keeps serving."""
+    revision = str(summary["revision"])
+    message = (
+        f"revision {revision} could not fetch its model: {words}; "
+        f"revision {stable_view.revision} keeps serving"
+    )
+    reason = Reason.ARTIFACT_FETCH_FAILED
+    return _end(
+        cycle, stable_view, summary, Outcome.FAILED, (reason, f"{reason}: {words}"), message, reason
+    )
+
+
+def _end(
+    cycle: Cycle,
+    stable_view: DeploymentView,
+    summary: dict[str, Any],
+    ended: Outcome,
+    why: tuple[str, str],
+    message: str,
+    event: str,
+) -> Plan:
+    """End an attempt (``why``: the reason, and the history's words): the stable alone now,
+    the candidate removed by the next cycle, once the status records the outcome."""
+    spec = cycle.spec
+    assert spec is not None
+    revision = str(summary["revision"])
+    stable_alone(cycle, stable_view)
+    cycle.plan.recheck_after = REMOVE_AFTER_OUTCOME_SECONDS  # hold_finished removes it
+    cycle.event(event, message, warning=True)
     cycle.record(
-        revision,
-        spec.model.version,
-        spec.server.image,
-        summary.get("change"),
-        ended,
-        f"{decision.reason}: {decision.message}",
+        revision, spec.model.version, spec.server.image, summary.get("change"), ended, why[1]
     )
     cycle.plan.rollout_outcome = ended
-    summary.update(state_to_status(decision.state))
     summary.update(
         {
             "replicas": 0,
@@ -71,12 +105,31 @@ def roll_back(
             "weight": 0,
             "outcome": ended,
             "outcomeGeneration": cycle.obs.generation,
-            "reason": decision.reason,
+            "reason": why[0],
             "message": message,
-            "golden": golden,
         }
     )
     return _finished(cycle, stable_view, summary)
+
+
+def finished_attempt(cycle: Cycle, revision: str) -> Mapping[str, Any] | None:
+    """This revision's attempt as status left it, when it ended (rolled back, failed) and
+    neither the spec nor a person has asked for it again since."""
+    previous = cycle.obs.status.get("candidate") or {}
+    if previous.get("revision") != revision or previous.get("outcome") not in FINISHED:
+        return None
+    generation = previous.get("outcomeGeneration")
+    if cycle.verb == RequestVerb.RETRY or generation != cycle.obs.generation:
+        asked = cycle.verb == RequestVerb.RETRY
+        if asked:
+            cycle.answer(True, f"revision {revision} rolls out again from step 1")
+        cycle.event(
+            Reason.ROLLOUT_RETRIED,
+            f"revision {revision} rolled out again "
+            + ("(a person asked)" if asked else "(the spec changed)"),
+        )
+        return None
+    return previous
 
 
 def hold_finished(

@@ -27,7 +27,12 @@ from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import Outcome, Side, finish, outcome, planned_summary
-from vigil.core.reconcile.rollback import hold_finished, roll_back
+from vigil.core.reconcile.rollback import (
+    fetch_failed,
+    finished_attempt,
+    hold_finished,
+    roll_back,
+)
 from vigil.core.reconcile.shadow import set_stable_shadow
 from vigil.core.reconcile.switch import switch
 from vigil.core.rollout import (
@@ -71,18 +76,28 @@ def progress(
     attempt = _attempt(cycle, revision, change)
     # A finished attempt (rolled back, failed) is not retried until the spec or a person says so.
     if attempt.previous.get("outcome") in FINISHED:
-        if not _retried(cycle, attempt):
-            return hold_finished(cycle, stable_view, attempt.previous, revision)
-        _retry(cycle, attempt)
+        finished = finished_attempt(cycle, revision)
+        if finished is not None:
+            return hold_finished(cycle, stable_view, finished, revision)
+        attempt.previous = {}
+        attempt.summary["startedAt"] = format_time(cycle.obs.now)
     if cycle.verb == RequestVerb.RETRY:
         cycle.answer(
             False,
             f"revision {revision} is rolling out; retry is for a rollout that "
             "ended RolledBack or Failed",
         )
+    # A model that cannot be fetched fails the rollout at once (no step can pass without it).
+    fetch = cycle.obs.fetches.get(revision)
+    if fetch is not None and fetch.kind == "failed":
+        return fetch_failed(cycle, stable_view, attempt.summary, fetch.words)
     # Judge what was measured.
     decision, seen, was_promoting = _judge(cycle, attempt, stable_view, candidate_view, policy)
     golden = attempt.summary["golden"] = golden_status(seen.golden)
+    # Past the deadline while the fetch kept failing: say so in the fetch's words.
+    if decision.action == Action.FAIL and fetch is not None and fetch.kind == "retrying":
+        words = f"{fetch.words} ({decision.message})"
+        return fetch_failed(cycle, stable_view, attempt.summary, words)
     # Rolled back or failed: the stable alone again.
     if decision.action in (Action.ROLLBACK, Action.FAIL):
         return roll_back(cycle, stable_view, decision, attempt.summary, golden)
@@ -100,8 +115,9 @@ def progress(
         return plan
     # Otherwise: the traffic this step asks for, and where the rollout stands.
     traffic, effective = _set_up_traffic(cycle, identity, revision, stable_view, decision, seen)
-    if Reason.STEP_ADVANCED in decision.events:
-        cycle.event(Reason.STEP_ADVANCED, decision.message)
+    for reason in (Reason.STEP_ADVANCED, Reason.UNDECIDED):
+        if reason in decision.events:
+            cycle.event(reason, decision.message)
     reached = _step_report(cycle, attempt, stable_view, decision, policy, traffic, effective)
     cycle.plan.recheck_after = max(1.0, min(policy.interval_seconds, 10.0))
     return finish(
@@ -122,26 +138,6 @@ def _attempt(cycle: Cycle, revision: str, change: ChangeKind) -> _Attempt:
     summary: dict[str, Any] = {**planned_summary(cycle.spec, revision), "change": change}
     summary["startedAt"] = previous.get("startedAt") or format_time(cycle.obs.now)
     return _Attempt(revision, change, previous, summary)
-
-
-def _retried(cycle: Cycle, attempt: _Attempt) -> bool:
-    """A person asked for a retry, or the spec changed since the attempt ended."""
-    generation = attempt.previous.get("outcomeGeneration")
-    return cycle.verb == RequestVerb.RETRY or generation != cycle.obs.generation
-
-
-def _retry(cycle: Cycle, attempt: _Attempt) -> None:
-    """Start the finished attempt again from step 1."""
-    asked = cycle.verb == RequestVerb.RETRY
-    if asked:
-        cycle.answer(True, f"revision {attempt.revision} rolls out again from step 1")
-    attempt.previous = {}
-    attempt.summary["startedAt"] = format_time(cycle.obs.now)
-    cycle.event(
-        Reason.ROLLOUT_RETRIED,
-        f"revision {attempt.revision} rolled out again "
-        + ("(a person asked)" if asked else "(the spec changed)"),
-    )
 
 
 def _judge(
@@ -269,6 +265,9 @@ def _step_report(
         if state.promoting
         else f"step {state.step + 1}/{len(policy.steps)} ({step.describe()}): {decision.message}"
     )
+    fetching = cycle.fetch_progress(attempt.revision)
+    if decision.reason == Reason.CANDIDATE_NOT_READY and fetching:
+        message = f"{message} ({fetching})"
     attempt.summary.update(state_to_status(state))
     attempt.summary.update(
         {
@@ -312,15 +311,27 @@ def golden_status(golden: GoldenResult | None) -> dict[str, Any] | None:
     return {"total": golden.total, "agreed": golden.agreed, "agreement": round(golden.agreement, 4)}
 
 
+def _figure(value: float | None) -> float | None:
+    return round(value, 4) if value is not None and math.isfinite(value) else None
+
+
 def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
+    """``status.candidate.gates``: per gate the verdict, the estimate and its interval, the
+    threshold, and the samples judged (and, undecided, how many more would decide it)."""
     if not gates:
         return None
     return [
         {
             "name": g.name,
             "passed": g.passed,
-            "value": round(g.value, 4) if math.isfinite(g.value) else None,
-            "threshold": round(g.threshold, 4),
+            "value": _figure(g.value),
+            "verdict": str(g.verdict),
+            "low": _figure(g.low),
+            "high": _figure(g.high),
+            "threshold": _figure(g.threshold),
+            "samples": g.samples,
+            "unit": g.unit,
+            "needed": g.needed,
         }
         for g in gates
     ]

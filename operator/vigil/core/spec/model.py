@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ DEFAULT_WINDOW = "5m"
 DEFAULT_DRIFT_METHOD = "psi"
 DEFAULT_DRIFT_WARNING = 0.1
 DEFAULT_DRIFT_THRESHOLD = 0.2
+#: Drift is reported at warning or threshold once that sure, over a window's features.
+DEFAULT_DRIFT_CONFIDENCE = 0.99
 DEFAULT_METRICS_SOURCE = "direct"
 DEFAULT_MAX_BODY_BYTES = 10_485_760
 DEFAULT_FEATURE_CAP = 20
@@ -29,14 +32,31 @@ DEFAULT_MIN_REQUESTS = 50
 DEFAULT_FAILURE_LIMIT = 2
 DEFAULT_MIN_AGREEMENT = 0.95
 DEFAULT_MAX_PREDICTION_SHIFT = 0.2
+#: A rollout of a candidate as good as the stable is rolled back with at most 1 - this.
+DEFAULT_CONFIDENCE = 0.99
+#: P(a candidate request is slower than a stable one) may exceed 1/2 by this much.
+DEFAULT_LATENCY_MARGIN = 0.1
+#: The candidate's input drift may exceed the stable's by this much (drift method's units).
+DEFAULT_INPUT_DRIFT_MARGIN = 0.05
+DEFAULT_EARLY_ADVANCE = True
 DEFAULT_PROGRESS_DEADLINE = "30m"
 DEFAULT_PAUSED = False
+DEFAULT_PERFORMANCE_MAX_DROP = 0.05
+DEFAULT_PERFORMANCE_MIN_LABELS = 100
+DEFAULT_PERFORMANCE_WINDOW = "1h"
 
 # Defaults the CRD leaves to the operator (documented in docs/crd-reference.md).
 DEFAULT_MAX_ERROR_RATE = 0.01
 DEFAULT_MAX_LATENCY_P95 = "250ms"
 #: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
 DEFAULT_RELATIVE_TOLERANCE = 0.05
+#: Where the server finds the model (KServe's path; MLSERVER_MODELS_DIR of the local image).
+DEFAULT_MODEL_PATH = "/mnt/models"
+#: The fetch init container's footprint (peak RSS measured under 40 MiB, bench/README.md).
+DEFAULT_FETCH_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
 
 #: Every ``default:`` of the CRD's spec, by path ("[]" = each item of a list).
 CRD_DEFAULTS: Mapping[str, Any] = {
@@ -47,7 +67,11 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "monitoring.drift.method": DEFAULT_DRIFT_METHOD,
     "monitoring.drift.warning": DEFAULT_DRIFT_WARNING,
     "monitoring.drift.threshold": DEFAULT_DRIFT_THRESHOLD,
+    "monitoring.drift.confidence": DEFAULT_DRIFT_CONFIDENCE,
     "monitoring.metrics.source": DEFAULT_METRICS_SOURCE,
+    "monitoring.performance.maxDrop": DEFAULT_PERFORMANCE_MAX_DROP,
+    "monitoring.performance.minLabels": DEFAULT_PERFORMANCE_MIN_LABELS,
+    "monitoring.performance.window": DEFAULT_PERFORMANCE_WINDOW,
     "monitoring.sidecar.maxBodyBytes": DEFAULT_MAX_BODY_BYTES,
     "monitoring.sidecar.featureCap": DEFAULT_FEATURE_CAP,
     "rollout.replacement.steps.[].validate.minAgreement": DEFAULT_VALIDATE_MIN_AGREEMENT,
@@ -65,6 +89,10 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "rollout.analysis.failureLimit": DEFAULT_FAILURE_LIMIT,
     "rollout.analysis.minAgreement": DEFAULT_MIN_AGREEMENT,
     "rollout.analysis.maxPredictionShift": DEFAULT_MAX_PREDICTION_SHIFT,
+    "rollout.analysis.confidence": DEFAULT_CONFIDENCE,
+    "rollout.analysis.margins.latency": DEFAULT_LATENCY_MARGIN,
+    "rollout.analysis.margins.inputDrift": DEFAULT_INPUT_DRIFT_MARGIN,
+    "rollout.analysis.earlyAdvance": DEFAULT_EARLY_ADVANCE,
     "rollout.progressDeadline": DEFAULT_PROGRESS_DEADLINE,
     "paused": DEFAULT_PAUSED,
 }
@@ -155,13 +183,69 @@ def parse_pvc_uri(uri: str) -> PvcSource:
     return PvcSource(claim, "/".join(segments))
 
 
+#: ``model.uri`` schemes Vigil downloads (vigil-fetch, in an init container).
+FETCHED_SCHEMES = ("http://", "https://", "s3://")
+S3_SCHEME = "s3://"
+HTTPS_SCHEME = "https://"
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """``spec.model.storage``: how to reach an S3-compatible store (and a private CA)."""
+
+    #: A Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: named in
+    #: the pod only, never read by the operator.
+    secret: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    #: None: path-style with an endpoint, virtual-hosted on AWS (vigil-fetch decides).
+    path_style: bool | None = None
+    ca: ConfigMapKeyRef | None = None
+
+    def inputs(self) -> dict[str, Any]:
+        """The fields set, for the revision hash."""
+        values = {
+            "secretRef": self.secret,
+            "endpoint": self.endpoint,
+            "region": self.region,
+            "pathStyle": self.path_style,
+            "ca": None if self.ca is None else {"name": self.ca.name, "key": self.ca.key},
+        }
+        return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class FetchSpec:
+    """``spec.model.fetch``: the init container's folder limit and resources."""
+
+    #: The emptyDir's sizeLimit (a quantity; the kubelet evicts a pod past it); None: none.
+    size_limit: str | None = None
+    #: As the spec wrote them; None: DEFAULT_FETCH_RESOURCES.
+    resources: Mapping[str, Any] | None = None
+
+    @property
+    def container_resources(self) -> dict[str, Any]:
+        return copy.deepcopy(dict(self.resources or DEFAULT_FETCH_RESOURCES))
+
+    def inputs(self) -> dict[str, Any]:
+        """The fields set, for the revision hash."""
+        values: dict[str, Any] = {"sizeLimit": self.size_limit, "resources": self.resources}
+        return {key: value for key, value in values.items() if value is not None}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Identity of the model artifact: changing any of it is a replacement."""
+    """Identity of the model artifact (name, version, uri, sha256: a replacement when changed)
+    and where the pods get it from (path, storage, fetch: a tweak)."""
 
     name: str
     version: str
     uri: str | None = None
+    #: The expected sha256 (hex, lowercase) of the file or archive ``uri`` names.
+    sha256: str | None = None
+    path: str = DEFAULT_MODEL_PATH
+    storage: StorageSpec = field(default_factory=StorageSpec)
+    fetch: FetchSpec = field(default_factory=FetchSpec)
 
     @property
     def pvc(self) -> PvcSource | None:
@@ -169,6 +253,17 @@ class ModelSpec:
         if self.uri is None or not self.uri.startswith(PVC_SCHEME):
             return None
         return parse_pvc_uri(self.uri)
+
+    @property
+    def fetched(self) -> bool:
+        """Whether an init container downloads the artifact (http, https, s3)."""
+        return self.uri is not None and self.uri.startswith(FETCHED_SCHEMES)
+
+    @property
+    def placed(self) -> bool:
+        """Whether Vigil puts the model at ``path`` (mounted or fetched); else the server
+        loads ``uri`` itself (STORAGE_URI)."""
+        return self.fetched or self.pvc is not None
 
 
 @dataclass(frozen=True)
@@ -206,6 +301,7 @@ class DriftSpec:
     method: str = DEFAULT_DRIFT_METHOD
     warning: float = DEFAULT_DRIFT_WARNING
     threshold: float = DEFAULT_DRIFT_THRESHOLD
+    confidence: float = DEFAULT_DRIFT_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -232,6 +328,23 @@ class MetricsSpec:
 
 
 @dataclass(frozen=True)
+class PerformanceSpec:
+    """``spec.monitoring.performance``: when realized performance (from labels) is degraded.
+
+    The threshold is the strictest of the absolute limit (``min_accuracy`` for
+    a classifier, ``max_mae`` for a regressor) and the reference profile's
+    validation score worsened by ``max_drop`` (a share of it).
+    """
+
+    min_accuracy: float | None = None
+    max_mae: float | None = None
+    max_drop: float = DEFAULT_PERFORMANCE_MAX_DROP
+    min_labels: int = DEFAULT_PERFORMANCE_MIN_LABELS
+    window: str = DEFAULT_PERFORMANCE_WINDOW
+    window_seconds: float = _seconds(DEFAULT_PERFORMANCE_WINDOW)
+
+
+@dataclass(frozen=True)
 class MonitoringSpec:
     """``spec.monitoring``; ``problem`` says why a value could not be used (defaults kept)."""
 
@@ -241,6 +354,7 @@ class MonitoringSpec:
     sidecar: SidecarLimits = field(default_factory=SidecarLimits)
     slo: SLOSpec = field(default_factory=SLOSpec)
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    performance: PerformanceSpec = field(default_factory=PerformanceSpec)
     window_seconds: float = _seconds(DEFAULT_WINDOW)
     problem: str | None = None
 
@@ -301,6 +415,10 @@ class AnalysisSpec:
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
     tolerance: Tolerance = field(default_factory=Tolerance)
+    confidence: float = DEFAULT_CONFIDENCE
+    latency_margin: float = DEFAULT_LATENCY_MARGIN
+    input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
+    early_advance: bool = DEFAULT_EARLY_ADVANCE
 
 
 @dataclass(frozen=True)
@@ -316,6 +434,18 @@ class RolloutPolicy:
     progress_deadline_seconds: float = _seconds(DEFAULT_PROGRESS_DEADLINE)
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95)
+    confidence: float = DEFAULT_CONFIDENCE
+    latency_margin: float = DEFAULT_LATENCY_MARGIN
+    input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
+    early_advance: bool = DEFAULT_EARLY_ADVANCE
+
+    @property
+    def judged_steps(self) -> int:
+        """Steps whose gates judge traffic: shadow and canary, and a final pause (judged
+        once more before promotion). The rollout's error budget is shared among them."""
+        judged = sum(1 for step in self.steps if step.kind in ("shadow", "canary"))
+        final_pause = bool(self.steps) and self.steps[-1].kind == "pause"
+        return max(1, judged + final_pause)
 
 
 @dataclass(frozen=True)
@@ -347,6 +477,10 @@ class RolloutSpec:
             progress_deadline_seconds=self.progress_deadline_seconds,
             max_error_rate=slo.max_error_rate,
             max_latency_p95=slo.max_latency_p95,
+            confidence=analysis.confidence,
+            latency_margin=analysis.latency_margin,
+            input_drift_margin=analysis.input_drift_margin,
+            early_advance=analysis.early_advance,
         )
 
 
@@ -377,6 +511,8 @@ class HealthPolicy:
     drift_warning: float = DEFAULT_DRIFT_WARNING
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     min_requests: int = DEFAULT_MIN_REQUESTS
+    drift_confidence: float = DEFAULT_DRIFT_CONFIDENCE
+    performance: PerformanceSpec = field(default_factory=PerformanceSpec)
 
 
 @dataclass(frozen=True)
@@ -412,6 +548,8 @@ def health_settings(monitoring: MonitoringSpec, analysis: AnalysisSpec) -> Monit
             drift_warning=monitoring.drift.warning,
             drift_threshold=monitoring.drift.threshold,
             min_requests=analysis.min_requests,
+            drift_confidence=monitoring.drift.confidence,
+            performance=monitoring.performance,
         ),
         source=monitoring.metrics.source,
         prometheus_url=monitoring.metrics.prometheus_url,

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from vigil.core.spec.model import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_DRIFT_CONFIDENCE,
     DEFAULT_DRIFT_METHOD,
     DEFAULT_DRIFT_THRESHOLD,
     DEFAULT_DRIFT_WARNING,
+    DEFAULT_EARLY_ADVANCE,
     DEFAULT_FAILURE_LIMIT,
     DEFAULT_FEATURE_CAP,
+    DEFAULT_INPUT_DRIFT_MARGIN,
     DEFAULT_INTERVAL,
+    DEFAULT_LATENCY_MARGIN,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ERROR_RATE,
     DEFAULT_MAX_LATENCY_P95,
@@ -21,7 +27,11 @@ from vigil.core.spec.model import (
     DEFAULT_METRICS_SOURCE,
     DEFAULT_MIN_AGREEMENT,
     DEFAULT_MIN_REQUESTS,
+    DEFAULT_MODEL_PATH,
     DEFAULT_PAUSED,
+    DEFAULT_PERFORMANCE_MAX_DROP,
+    DEFAULT_PERFORMANCE_MIN_LABELS,
+    DEFAULT_PERFORMANCE_WINDOW,
     DEFAULT_PROGRESS_DEADLINE,
     DEFAULT_PROTOCOL,
     DEFAULT_REPLICAS,
@@ -32,19 +42,24 @@ from vigil.core.spec.model import (
     DEFAULT_VALIDATE_MIN_AGREEMENT,
     DEFAULT_WINDOW,
     DRIFT_METHODS,
+    FETCHED_SCHEMES,
+    HTTPS_SCHEME,
     PROTOCOLS,
     PVC_SCHEME,
+    S3_SCHEME,
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
     AnalysisSpec,
     ConfigMapKeyRef,
     DriftSpec,
+    FetchSpec,
     GoldenSetRef,
     MetricsSpec,
     ModelDeploymentSpec,
     ModelSpec,
     MonitoringSettings,
     MonitoringSpec,
+    PerformanceSpec,
     RolloutPolicy,
     RolloutSpec,
     ServerSpec,
@@ -52,6 +67,7 @@ from vigil.core.spec.model import (
     SLOSpec,
     SpecError,
     Step,
+    StorageSpec,
     Tolerance,
     _seconds,
     health_settings,
@@ -106,17 +122,7 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
     crashing.
     """
     spec = _mapping(spec, "spec")
-    model_raw = _mapping(spec.get("model"), "spec.model")
-    model = ModelSpec(
-        name=str(model_raw.get("name") or name),
-        version=_required_str(model_raw, "version", "spec.model"),
-        uri=model_raw.get("uri") or None,
-    )
-    if model.uri and model.uri.startswith(PVC_SCHEME):
-        try:
-            parse_pvc_uri(model.uri)
-        except ValueError as error:
-            raise SpecError(str(error)) from error
+    model = _model(_mapping(spec.get("model"), "spec.model"), name)
     replicas_raw = spec.get("replicas")
     replicas = DEFAULT_REPLICAS if replicas_raw is None else int(replicas_raw)
     if replicas < 1:
@@ -132,6 +138,101 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
             lambda: parse_rollout(_mapping(spec.get("rollout"), "spec.rollout")), RolloutSpec()
         ),
         paused=bool(spec.get("paused", DEFAULT_PAUSED)),
+    )
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _model(raw: Mapping[str, Any], name: str) -> ModelSpec:
+    """``spec.model``: the artifact, where the pods get it from, and how (the CRD's rules)."""
+    uri = str(raw.get("uri") or "") or None
+    if uri and uri.startswith(PVC_SCHEME):
+        try:
+            parse_pvc_uri(uri)
+        except ValueError as error:
+            raise SpecError(str(error)) from error
+    model = ModelSpec(
+        name=str(raw.get("name") or name),
+        version=_required_str(raw, "version", "spec.model"),
+        uri=uri,
+        sha256=_sha256(raw.get("sha256"), uri),
+        path=_model_path(raw.get("path")),
+        storage=_storage(_mapping(raw.get("storage"), "spec.model.storage"), uri),
+        fetch=_fetch(_mapping(raw.get("fetch"), "spec.model.fetch")),
+    )
+    if "path" in raw and not model.placed:
+        raise SpecError(
+            "spec.model.path is where Vigil puts the model: it needs a pvc://, http(s):// "
+            "or s3:// spec.model.uri"
+        )
+    if "fetch" in raw and not model.fetched:
+        raise SpecError("spec.model.fetch needs an http(s):// or s3:// spec.model.uri")
+    return model
+
+
+def _sha256(value: Any, uri: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    digest = str(value).lower()
+    if not _SHA256.fullmatch(digest):
+        raise SpecError("spec.model.sha256 must be 64 hexadecimal digits")
+    if uri is None or not uri.startswith(FETCHED_SCHEMES) or uri.endswith("/"):
+        raise SpecError(
+            "spec.model.sha256 is checked on one file or archive fetched over http(s):// or "
+            "s3://: spec.model.uri must name one (not a prefix ending in '/')"
+        )
+    return digest
+
+
+def _model_path(value: Any) -> str:
+    if value is None or value == "":
+        return DEFAULT_MODEL_PATH
+    path = str(value)
+    if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
+        raise SpecError("spec.model.path must be an absolute folder other than / (no '..')")
+    return path.rstrip("/")
+
+
+def _storage(raw: Mapping[str, Any], uri: str | None) -> StorageSpec:
+    where = "spec.model.storage"
+    ca_raw = _mapping(raw.get("caConfigMapRef"), f"{where}.caConfigMapRef")
+    secret_raw = _mapping(raw.get("secretRef"), f"{where}.secretRef")
+    path_style = raw.get("pathStyle")
+    storage = StorageSpec(
+        secret=_required_str(secret_raw, "name", f"{where}.secretRef") if secret_raw else None,
+        endpoint=str(raw["endpoint"]) if raw.get("endpoint") else None,
+        region=str(raw["region"]) if raw.get("region") else None,
+        path_style=None if path_style is None else bool(path_style),
+        ca=ConfigMapKeyRef(
+            name=_required_str(ca_raw, "name", f"{where}.caConfigMapRef"),
+            key=_required_str(ca_raw, "key", f"{where}.caConfigMapRef"),
+        )
+        if ca_raw
+        else None,
+    )
+    s3_only = {k: v for k, v in storage.inputs().items() if k != "ca"}
+    scheme_ok = uri is not None and (
+        uri.startswith(S3_SCHEME) or (uri.startswith(HTTPS_SCHEME) and not s3_only)
+    )
+    if storage.inputs() and not scheme_ok:
+        raise SpecError(
+            f"{where} is for s3:// URIs (its caConfigMapRef also for https://), "
+            f"not for spec.model.uri {uri!r}"
+        )
+    if storage.endpoint and not storage.endpoint.startswith(("http://", "https://")):
+        raise SpecError(f"{where}.endpoint must be an http:// or https:// URL")
+    return storage
+
+
+def _fetch(raw: Mapping[str, Any]) -> FetchSpec:
+    limit = raw.get("sizeLimit")
+    resources = raw.get("resources")
+    return FetchSpec(
+        size_limit=None if limit is None or limit == "" else str(limit),
+        resources=None
+        if resources is None
+        else copy.deepcopy(dict(_mapping(resources, "spec.model.fetch.resources"))),
     )
 
 
@@ -175,6 +276,7 @@ def _monitoring(spec: Mapping[str, Any]) -> MonitoringSpec:
             method=str(drift_raw.get("method") or DEFAULT_DRIFT_METHOD),
             warning=float(drift_raw.get("warning", DEFAULT_DRIFT_WARNING)),
             threshold=float(drift_raw.get("threshold", DEFAULT_DRIFT_THRESHOLD)),
+            confidence=float(drift_raw.get("confidence", DEFAULT_DRIFT_CONFIDENCE)),
         ),
         sidecar=SidecarLimits(
             max_body_bytes=int(sidecar_raw.get("maxBodyBytes") or DEFAULT_MAX_BODY_BYTES),
@@ -188,6 +290,10 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     """The window in seconds, the SLOs and the metrics source (ValueError: unusable)."""
     if shaping.drift.method not in DRIFT_METHODS:
         raise ValueError(f"spec.monitoring.drift.method {shaping.drift.method!r} is not psi or jsd")
+    if not 0.0 < shaping.drift.confidence < 1.0:
+        raise ValueError(
+            f"spec.monitoring.drift.confidence {shaping.drift.confidence:g} must be between 0 and 1"
+        )
     window_seconds = parse_duration(shaping.window, _seconds(DEFAULT_WINDOW))
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.window must be longer than 0s")
@@ -200,6 +306,7 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     return replace(
         shaping,
         window_seconds=window_seconds,
+        performance=_performance(_section(raw.get("performance"))),
         slo=SLOSpec(
             max_error_rate=float(slo.get("maxErrorRate", DEFAULT_MAX_ERROR_RATE)),
             max_latency_p95=parse_duration(
@@ -210,6 +317,28 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
             source=source if source in (SOURCE_DIRECT, SOURCE_PROMETHEUS) else SOURCE_DIRECT,
             prometheus_url=str(url) if url else None,
         ),
+    )
+
+
+def _performance(raw: Mapping[str, Any]) -> PerformanceSpec:
+    """``spec.monitoring.performance`` (ValueError: unusable)."""
+    window = str(raw.get("window") or DEFAULT_PERFORMANCE_WINDOW)
+    window_seconds = parse_duration(window, _seconds(DEFAULT_PERFORMANCE_WINDOW))
+    if window_seconds <= 0:
+        raise ValueError("spec.monitoring.performance.window must be longer than 0s")
+    min_accuracy, max_mae = raw.get("minAccuracy"), raw.get("maxMAE")
+    if min_accuracy is not None and max_mae is not None:
+        raise ValueError(
+            "spec.monitoring.performance takes minAccuracy (a classifier) or maxMAE "
+            "(a regressor), not both"
+        )
+    return PerformanceSpec(
+        min_accuracy=None if min_accuracy is None else float(min_accuracy),
+        max_mae=None if max_mae is None else float(max_mae),
+        max_drop=float(raw.get("maxDrop", DEFAULT_PERFORMANCE_MAX_DROP)),
+        min_labels=int(raw.get("minLabels", DEFAULT_PERFORMANCE_MIN_LABELS)),
+        window=window,
+        window_seconds=window_seconds,
     )
 
 
@@ -260,7 +389,29 @@ def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> St
 def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
     """``spec.rollout`` (ValueError, KeyError or TypeError: unreadable)."""
     analysis_raw = _section(raw.get("analysis"))
+    margins = _section(analysis_raw.get("margins"))
     tolerance = parse_tolerance(analysis_raw.get("tolerance"), Tolerance())
+
+    analysis = AnalysisSpec(
+        interval_seconds=parse_duration(analysis_raw.get("interval"), _seconds(DEFAULT_INTERVAL)),
+        min_requests=int(analysis_raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
+        failure_limit=int(analysis_raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
+        min_agreement=float(analysis_raw.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
+        max_prediction_shift=float(
+            analysis_raw.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
+        ),
+        tolerance=tolerance,
+        confidence=float(analysis_raw.get("confidence", DEFAULT_CONFIDENCE)),
+        latency_margin=float(margins.get("latency", DEFAULT_LATENCY_MARGIN)),
+        input_drift_margin=float(margins.get("inputDrift", DEFAULT_INPUT_DRIFT_MARGIN)),
+        early_advance=bool(analysis_raw.get("earlyAdvance", DEFAULT_EARLY_ADVANCE)),
+    )
+    if not 0.0 < analysis.confidence < 1.0:
+        raise ValueError(
+            f"spec.rollout.analysis.confidence {analysis.confidence:g} must be between 0 and 1"
+        )
+    if min(analysis.latency_margin, analysis.input_drift_margin) < 0:
+        raise ValueError("spec.rollout.analysis.margins must not be negative")
 
     def steps(change: str) -> tuple[Step, ...]:
         section = _section(raw.get(change))
@@ -270,18 +421,7 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
     return RolloutSpec(
         replacement=steps("replacement"),
         tweak=steps("tweak"),
-        analysis=AnalysisSpec(
-            interval_seconds=parse_duration(
-                analysis_raw.get("interval"), _seconds(DEFAULT_INTERVAL)
-            ),
-            min_requests=int(analysis_raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
-            failure_limit=int(analysis_raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
-            min_agreement=float(analysis_raw.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
-            max_prediction_shift=float(
-                analysis_raw.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
-            ),
-            tolerance=tolerance,
-        ),
+        analysis=analysis,
         progress_deadline_seconds=parse_duration(
             raw.get("progressDeadline"), _seconds(DEFAULT_PROGRESS_DEADLINE)
         ),

@@ -2,7 +2,7 @@
 
 The health loop's own arithmetic judges every window: :func:`vigil.core.health.evaluate`
 for each revision at each step (drift per feature, error rate, p95, prediction
-moments), and :func:`vigil.core.analysis.gates` for each candidate against the
+moments), and :func:`vigil.core.judges.gates` for each candidate against the
 revision that was stable at that time (the rollout's gates and thresholds).
 What :func:`build` returns is what the page draws and what ``--json`` writes.
 """
@@ -17,8 +17,9 @@ from typing import Any
 
 from vigil.common.objects import body, items, section
 from vigil.common.times import parse_unix
-from vigil.core.analysis import candidate_figures, gates
+from vigil.core.analysis import candidate_figures
 from vigil.core.health import HealthReport, evaluate, feature_drift
+from vigil.core.judges import gates
 from vigil.core.spec import (
     HealthPolicy,
     RolloutPolicy,
@@ -335,8 +336,9 @@ def _rollouts(
                     reference=profile,
                     stable_reference=profile,
                 )
-                # A shadow step judges every gate (agreement too, where it was measured).
-                for gate in gates(Step(kind="shadow"), rollout_policy, figures):
+                # Judged as the step then running: shadow (copies, agreement) or canary.
+                kind = "shadow" if figures.copies.requests > figures.live.requests else "canary"
+                for gate in gates(Step(kind=kind), rollout_policy, figures):
                     slot = gate_values.setdefault(
                         gate.name, {"threshold": _finite(gate.threshold), "values": []}
                     )

@@ -1,0 +1,357 @@
+"""The model pod's ``vigil-fetch`` init container, run by the real node's kubelet.
+
+Each pod is the pod template the operator builds for a spec
+(``desired_deployment``), pinned to the real node, with the sidecar left
+out and busybox standing in for the model server (it only needs to read the
+folder). The init container is the real one: Vigil's image, its security
+context, its arguments, the Secret's keys as its environment. The servers
+are real too, in the cluster: busybox ``httpd`` serving a ConfigMap's
+archives, and SeaweedFS's S3 gateway with an admin that uploads and a
+reader whose keys the fetcher gets. What the kubelet then writes in the
+pod's status is read with the operator's own ``fetch_state``: nothing for a
+fetched model, ``failed`` with ``URI: the fetcher's words`` for every
+permanent error. Traffic goes only to this cluster's pod and Service
+addresses.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import io
+import json
+import secrets
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kit.waits import wait_for
+
+from vigil.core.desired import (
+    FETCH_CONTAINER,
+    MODEL_VOLUME,
+    Owner,
+    RevisionInfo,
+    desired_deployment,
+)
+from vigil.core.observed import FetchState, fetch_state
+from vigil.core.spec import parse_spec
+from vigil.devcluster import ClusterClient
+from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.images import ensure_images
+from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.node import NODE_LABEL, NODE_NAME
+from vigil.devcluster.node_images import busybox_image
+from vigil.devcluster.seaweedfs import (
+    READER,
+    S3_PORT,
+    pod_store,
+    put_object,
+    seaweedfs_image,
+    store_objects,
+)
+
+KEY, VALUE = NODE_LABEL
+PLACEMENT = {
+    "nodeSelector": {KEY: VALUE},
+    "tolerations": [{"key": KEY, "value": VALUE, "effect": "NoSchedule"}],
+}
+SERVER_USER = 10001
+BUCKET = "models"
+MODEL_KEY = "wine/1/model.tar.gz"
+#: What vigil-fetch leaves beside the model: the URI, digest, files and size it fetched.
+MARKER = "/mnt/models/.vigil-fetch.json"
+
+
+def archive(members: dict[str, bytes]) -> bytes:
+    """A .tar.gz of ``members`` (name -> content), names kept as written."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def model_archive(model: TrainedModel) -> bytes:
+    """What a team uploads: the MLServer folder ``wine/`` of the trained model."""
+    return archive(
+        {f"wine/{path.name}": path.read_bytes() for path in sorted(model.folder.iterdir())}
+    )
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The servers of this module's namespace and what they hold."""
+
+    cluster: ClusterClient
+    namespace: str
+    vigil_image: str
+    busybox_image: str
+    model: TrainedModel
+    model_tar: bytes
+
+    def kubectl(self, *args: str, check: bool = True) -> Any:
+        return self.cluster.kubectl("-n", self.namespace, *args, check=check)
+
+    @property
+    def http(self) -> str:
+        return f"http://web.{self.namespace}.svc/a"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://seaweedfs.{self.namespace}.svc:{S3_PORT}"
+
+    def pod(self, name: str) -> dict[str, Any]:
+        return dict(json.loads(self.kubectl("get", "pod", name, "-o", "json").stdout))
+
+
+def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
+    """busybox httpd serving ``files`` (a ConfigMap's binaryData) under /a/, and its Service."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "artifacts"},
+            "binaryData": {name: base64.b64encode(data).decode() for name, data in files.items()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {
+                **PLACEMENT,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": SERVER_USER,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "httpd",
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "command": ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
+                        "securityContext": {
+                            "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [{"name": "artifacts", "mountPath": "/www/a"}],
+                    }
+                ],
+                "volumes": [{"name": "artifacts", "configMap": {"name": "artifacts"}}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    ]
+
+
+def apply(cluster: ClusterClient, namespace: str, objects: list[dict[str, Any]]) -> None:
+    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}), namespace)
+
+
+@pytest.fixture(scope="module")
+def stores(
+    cluster: ClusterClient, real_node: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stores]:
+    namespace = f"e2e-artifacts-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        vigil = ensure_images(["vigil"])["vigil"]
+        busybox, weed = busybox_image(), seaweedfs_image()
+        real_node.node().load_images([vigil, busybox, weed])
+        model = train_wine(tmp_path_factory.mktemp("artifacts") / "wine", version="1")
+        model_tar = model_archive(model)
+        files = {
+            "model.tar.gz": model_tar,
+            "escape.tar.gz": archive({"wine/model-settings.json": b"{}", "../../up": b"x"}),
+        }
+        apply(cluster, namespace, web_objects(busybox.ref, files))
+        apply(cluster, namespace, store_objects("seaweedfs", weed.ref, PLACEMENT))
+        cluster.kubectl(
+            "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"
+        )
+        service = cluster.get_json("service", "seaweedfs", "-n", namespace)
+        ip = service["spec"]["clusterIP"]
+        store = pod_store(ip, Path(f"kubectl logs -n {namespace} seaweedfs"))
+        put_object(store, BUCKET, MODEL_KEY, model_tar)
+        for name, identity in (("reader", READER), ("wrong-keys", None)):
+            cluster.kubectl(
+                "create", "secret", "generic", name, "-n", namespace,
+                f"--from-literal=AWS_ACCESS_KEY_ID={READER.access_key}",
+                f"--from-literal=AWS_SECRET_ACCESS_KEY="
+                f"{identity.secret_key if identity else 'not-the-secret-key'}",
+            )  # fmt: skip
+        yield Stores(cluster, namespace, vigil.ref, busybox.ref, model, model_tar)
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def model_pod(stores: Stores, name: str, model: dict[str, Any]) -> dict[str, Any]:
+    """The pod the operator would run for ``spec.model`` (its template, on the real node),
+    the sidecar left out and busybox as the server."""
+    spec = parse_spec(
+        name,
+        {"model": {"name": "wine", "version": "1", **model}, "server": {"image": "server"}},
+    )
+    deployment = desired_deployment(
+        Owner(name, stores.namespace, "0"),
+        spec,
+        RevisionInfo("r1", "i1", "stable"),
+        sidecar_image=stores.vigil_image,
+        replicas=1,
+    )
+    template = copy.deepcopy(deployment["spec"]["template"])
+    pod_spec = template["spec"]
+    server = next(c for c in pod_spec["containers"] if c["name"] == "server")
+    server.update(
+        {
+            "image": stores.busybox_image,
+            "imagePullPolicy": "Never",
+            "command": ["sleep", "3600"],
+            "securityContext": {
+                **server.get("securityContext", {}),
+                "runAsUser": SERVER_USER,
+            },
+        }
+    )
+    server.pop("lifecycle", None)
+    pod_spec["containers"] = [server]
+    mounted = {
+        mount["name"]
+        for container in [*pod_spec.get("initContainers", ()), server]
+        for mount in container.get("volumeMounts", ())
+    }
+    pod_spec["volumes"] = [v for v in pod_spec["volumes"] if v["name"] in mounted]
+    pod_spec.update(copy.deepcopy(PLACEMENT))
+    pod_spec["terminationGracePeriodSeconds"] = 1
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": template["metadata"]["labels"]},
+        "spec": pod_spec,
+    }
+
+
+def run(stores: Stores, model: dict[str, Any]) -> str:
+    name = f"fetch-{secrets.token_hex(3)}"
+    pod = model_pod(stores, name, model)
+    assert pod["spec"]["initContainers"][0]["name"] == FETCH_CONTAINER
+    apply(stores.cluster, stores.namespace, [pod])
+    return name
+
+
+def fetched(stores: Stores, name: str) -> str:
+    """Wait until the server container runs (the fetch done); returns the marker it left."""
+
+    def running() -> bool:
+        pod = stores.pod(name)
+        state = fetch_state(pod)
+        assert state is None or state.kind == "fetching", state
+        statuses = pod["status"].get("containerStatuses") or ()
+        return any("running" in (c.get("state") or {}) for c in statuses)
+
+    wait_for(running, timeout=120, what=f"pod {name}'s server to start after its fetch")
+    assert fetch_state(stores.pod(name)) is None
+    marker = stores.kubectl("exec", name, "-c", "server", "--", "cat", MARKER)
+    return str(marker.stdout)
+
+
+def failure(stores: Stores, name: str) -> FetchState:
+    def failed() -> FetchState | None:
+        state = fetch_state(stores.pod(name))
+        return state if state is not None and state.kind == "failed" else None
+
+    return wait_for(failed, timeout=120, what=f"pod {name}'s fetch to fail")
+
+
+def served_settings(stores: Stores, name: str) -> str:
+    return str(
+        stores.kubectl(
+            "exec", name, "-c", "server", "--", "cat", "/mnt/models/wine/model-settings.json"
+        ).stdout
+    )
+
+
+# -- fetched ---------------------------------------------------------------------------------
+
+
+def test_an_http_archive_is_unpacked_verified_and_mounted_read_only(stores: Stores) -> None:
+    digest = hashlib.sha256(stores.model_tar).hexdigest()
+    uri = f"{stores.http}/model.tar.gz"
+    name = run(stores, {"uri": uri, "sha256": digest})
+    marker = json.loads(fetched(stores, name))
+    assert (marker["uri"], marker["sha256"]) == (uri, digest), marker
+    settings = (stores.model.folder / "model-settings.json").read_text()
+    assert served_settings(stores, name) == settings
+    write = stores.kubectl(
+        "exec", name, "-c", "server", "--", "touch", "/mnt/models/x", check=False
+    )
+    assert write.returncode != 0 and "Read-only file system" in write.stderr
+    pod = stores.pod(name)
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    (init,) = pod["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 0
+
+
+def test_an_s3_object_is_fetched_with_the_readers_keys(stores: Stores) -> None:
+    uri = f"s3://{BUCKET}/{MODEL_KEY}"
+    digest = hashlib.sha256(stores.model_tar).hexdigest()
+    storage = {"secretRef": {"name": "reader"}, "endpoint": stores.s3_endpoint}
+    name = run(stores, {"uri": uri, "sha256": digest, "storage": storage})
+    marker = json.loads(fetched(stores, name))
+    assert (marker["uri"], marker["sha256"]) == (uri, digest), marker
+    settings = (stores.model.folder / "model-settings.json").read_text()
+    assert served_settings(stores, name) == settings
+    env = stores.pod(name)["spec"]["initContainers"][0]["env"]
+    assert {"name": "AWS_ENDPOINT_URL_S3", "value": stores.s3_endpoint} in env
+
+
+# -- failures: the fetcher's words in the pod's status, as the operator reads them ------------
+
+
+def test_wrong_keys_fail_with_the_stores_refusal(stores: Stores) -> None:
+    uri = f"s3://{BUCKET}/{MODEL_KEY}"
+    storage = {"secretRef": {"name": "wrong-keys"}, "endpoint": stores.s3_endpoint}
+    state = failure(stores, run(stores, {"uri": uri, "storage": storage}))
+    assert state.words.startswith(f"{uri}: 403 "), state
+    assert "SignatureDoesNotMatch" in state.words, state
+
+
+def test_a_digest_mismatch_fails_naming_both_digests(stores: Stores) -> None:
+    uri = f"{stores.http}/model.tar.gz"
+    actual = hashlib.sha256(stores.model_tar).hexdigest()
+    state = failure(stores, run(stores, {"uri": uri, "sha256": "0" * 64}))
+    assert state.words == f"{uri}: sha256 mismatch: expected {'0' * 64}, got {actual}", state
+
+
+def test_a_missing_file_fails_with_404(stores: Stores) -> None:
+    uri = f"{stores.http}/missing.tar.gz"
+    state = failure(stores, run(stores, {"uri": uri}))
+    assert state.words.startswith(f"{uri}: 404 "), state
+
+
+def test_an_archive_escaping_its_folder_is_refused(stores: Stores) -> None:
+    uri = f"{stores.http}/escape.tar.gz"
+    state = failure(stores, run(stores, {"uri": uri}))
+    assert state.words == f"{uri}: archive member '../../up' escapes the destination folder"
+
+
+def test_the_init_container_is_the_only_one_given_the_secret(stores: Stores) -> None:
+    storage = {"secretRef": {"name": "reader"}, "endpoint": stores.s3_endpoint}
+    pod = model_pod(stores, "x", {"uri": f"s3://{BUCKET}/{MODEL_KEY}", "storage": storage})
+    (server,) = pod["spec"]["containers"]
+    assert "reader" not in json.dumps(server)
+    assert MODEL_VOLUME in {m["name"] for m in server["volumeMounts"]}

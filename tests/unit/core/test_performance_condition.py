@@ -1,0 +1,159 @@
+"""PerformanceDegraded from labels: the threshold, the interval, the runbook, the figures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from vigil.core.health import evaluate
+from vigil.core.health_status import health_conditions, next_health
+from vigil.core.performance import judge, measure, threshold
+from vigil.core.spec import HealthPolicy, PerformanceSpec, parse_spec
+from vigil.core.window import RealizedPerformance, RevisionWindow
+from vigil.profile import Validation
+
+HOLDOUT = Validation("holdout", 500, accuracy=0.93)
+
+
+def labels(scored: int, correct: int, **outcomes: float) -> RealizedPerformance:
+    """A classifier's window: two classes, the mistakes spread evenly."""
+    return RealizedPerformance(
+        labels_by_outcome={"joined": float(scored), **outcomes},
+        scored_by_class={"a": scored / 2, "b": scored / 2},
+        correct_by_class={"a": correct / 2, "b": correct / 2},
+        delay_buckets=((60.0, scored * 0.5), (3600.0, scored * 1.0), (math.inf, float(scored))),
+    )
+
+
+def regression(scored: int, mae: float, rms: float) -> RealizedPerformance:
+    return RealizedPerformance(
+        labels_by_outcome={"joined": float(scored)},
+        scored_by_class={"": float(scored)},
+        absolute_error_sum=mae * scored,
+        squared_error_sum=rms * rms * scored,
+    )
+
+
+class TestTheThreshold:
+    def test_is_the_baseline_worsened_by_max_drop(self) -> None:
+        assert threshold("accuracy", PerformanceSpec(), 0.9) == pytest.approx(0.855)
+        assert threshold("mae", PerformanceSpec(max_drop=0.1), 2.0) == pytest.approx(2.2)
+
+    def test_the_strictest_of_the_limit_and_the_baseline_wins(self) -> None:
+        assert threshold("accuracy", PerformanceSpec(min_accuracy=0.9), 0.9) == 0.9
+        assert threshold("accuracy", PerformanceSpec(min_accuracy=0.5), 0.9) == pytest.approx(0.855)
+        assert threshold("mae", PerformanceSpec(max_mae=1.5), 2.0) == 1.5
+
+    def test_none_without_a_limit_or_a_baseline(self) -> None:
+        assert threshold("accuracy", PerformanceSpec(), None) is None
+        assert threshold("mae", PerformanceSpec(min_accuracy=0.9), None) is None
+
+
+class TestTheCondition:
+    def test_too_few_labels_is_unknown(self) -> None:
+        report = judge(labels(37, 30), PerformanceSpec(), HOLDOUT, "1h")
+        assert (report.degraded, report.condition.reason) == (None, "InsufficientLabels")
+        assert report.condition.message == "37 labels < 100 needed over 1h"
+
+    def test_below_the_threshold_beyond_doubt_is_degraded_with_value_baseline_threshold(
+        self,
+    ) -> None:
+        report = judge(labels(500, 390), PerformanceSpec(), HOLDOUT, "1h")
+        assert (report.degraded, report.condition.reason) == (True, "PerformanceBelowThreshold")
+        message = report.condition.message
+        assert message.startswith("accuracy 0.780 (95% CI 0.742-0.814) < threshold 0.8835")
+        assert "(baseline 0.93 holdout, maxDrop 5%) over 1h, 500 labels" in message
+        assert (report.baseline, report.threshold) == (0.93, pytest.approx(0.8835))
+
+    def test_below_the_threshold_within_noise_is_not_degraded(self) -> None:
+        # 0.87 < 0.8835, but 200 labels cannot tell it from the threshold.
+        report = judge(labels(200, 174), PerformanceSpec(), HOLDOUT, "1h")
+        assert (report.degraded, report.condition.reason) == (False, "PerformanceMet")
+        assert "not surely beyond threshold 0.8835" in report.condition.message
+
+    def test_above_the_threshold_is_met(self) -> None:
+        report = judge(labels(500, 470), PerformanceSpec(), HOLDOUT, "1h")
+        assert report.degraded is False
+        assert report.condition.message.startswith("accuracy 0.940 (95% CI")
+        assert ">= threshold 0.8835" in report.condition.message
+
+    def test_no_threshold_reports_the_figure_and_says_what_to_set(self) -> None:
+        report = judge(labels(500, 450), PerformanceSpec(), None, "1h")
+        assert (report.degraded, report.condition.reason) == (False, "NoPerformanceThreshold")
+        assert "spec.monitoring.performance.minAccuracy" in report.condition.message
+
+    def test_a_regressor_is_judged_on_mae_with_a_normal_interval(self) -> None:
+        worse = judge(regression(500, 0.8, 1.0), PerformanceSpec(max_mae=0.5), None, "1h")
+        assert worse.degraded is True
+        assert worse.condition.message.startswith("MAE 0.800 (95% CI 0.747-0.853) > threshold 0.5")
+        fine = judge(
+            regression(500, 0.4, 0.5), PerformanceSpec(), Validation("holdout", 9, mae=0.41), "1h"
+        )
+        assert fine.degraded is False and fine.threshold == pytest.approx(0.4305)
+
+    def test_the_baseline_of_another_task_is_ignored(self) -> None:
+        report = judge(labels(500, 390), PerformanceSpec(), Validation("holdout", 9, mae=1.0), "1h")
+        assert report.condition.reason == "NoPerformanceThreshold"
+
+
+def test_the_accuracy_interval_is_wilsons() -> None:
+    measured = measure(labels(500, 390))
+    assert measured is not None
+    assert (measured.low, measured.high) == (
+        pytest.approx(0.7416, abs=1e-4),
+        pytest.approx(0.8140, abs=1e-4),
+    )
+
+
+class TestInStatus:
+    def test_the_figures_counts_and_delays_go_to_status_health_performance(self) -> None:
+        realized = labels(500, 390, duplicate=25.0, unknown=51.0, expired=0.0)
+        window = RevisionWindow(requests_by_outcome={"success": 100.0}, realized=realized)
+        policy = HealthPolicy(window_seconds=300, min_requests=10)
+        report = judge(realized, PerformanceSpec(), HOLDOUT, "1h")
+        health = next_health(None, evaluate(window, None, policy), policy, "t0", report)
+        assert health["performance"] == {
+            "window": "1h",
+            "labels": 500,
+            "accuracy": 0.78,
+            "recall": {"a": 0.78, "b": 0.78},
+            "labelDelayP50": 60.0,
+            "labelDelayP95": 3246.0,
+            "notJoined": {"duplicate": 25, "unknown": 51},
+            "baseline": 0.93,
+            "threshold": 0.8835,
+        }
+        assert health["readable"]["realized"] == "78%"
+        assert health["readable"]["labelDelayP95"] == "54.1m"
+        kinds = [c.type for c in health_conditions(evaluate(window, None, policy), policy, report)]
+        assert kinds[-1] == "PerformanceDegraded"
+
+    def test_a_held_judgement_keeps_the_last_figures(self) -> None:
+        window = RevisionWindow(requests_by_outcome={"success": 100.0})
+        policy = HealthPolicy(window_seconds=300, min_requests=10)
+        report = judge(labels(500, 390), PerformanceSpec(), HOLDOUT, "1h")
+        first = next_health(None, evaluate(window, None, policy), policy, "t0", report)
+        held = next_health(first, evaluate(window, None, policy), policy, "t1", None)
+        assert held["performance"] == first["performance"]
+        assert held["evaluatedAt"] == "t0"  # nothing changed: nothing to write
+
+
+class TestTheSpec:
+    def test_defaults(self) -> None:
+        spec = parse_spec("wine", {"model": {"version": "1"}, "server": {"image": "i"}})
+        assert spec.monitoring.performance == PerformanceSpec()
+        assert spec.monitoring.performance.window_seconds == 3600
+
+    def test_values_and_what_the_schema_would_refuse(self) -> None:
+        raw = {
+            "model": {"version": "1"},
+            "server": {"image": "i"},
+            "monitoring": {"performance": {"minAccuracy": 0.8, "minLabels": 20, "window": "2h"}},
+        }
+        performance = parse_spec("wine", raw).monitoring.performance
+        assert (performance.min_accuracy, performance.min_labels) == (0.8, 20)
+        assert performance.window_seconds == 7200
+        raw["monitoring"]["performance"]["maxMAE"] = 1.0
+        problem = parse_spec("wine", raw).monitoring.problem
+        assert problem and "minAccuracy (a classifier) or maxMAE" in problem
