@@ -44,6 +44,16 @@ def candidate(current: Mapping[str, Any]) -> dict[str, Any]:
     return dict(current.get("candidate") or {})
 
 
+def candidate_gates(current: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The candidate's gates by name ({} without a candidate)."""
+    return {str(g["name"]): dict(g) for g in candidate(current).get("gates") or ()}
+
+
+def gate_verdicts(current: Mapping[str, Any]) -> dict[str, str]:
+    """Each gate's verdict: pass, fail or undecided (its interval still spans the threshold)."""
+    return {name: str(gate["verdict"]) for name, gate in candidate_gates(current).items()}
+
+
 def latest_entry(current: Mapping[str, Any]) -> dict[str, Any]:
     """The newest history entry ({} without history)."""
     return dict((current.get("history") or [{}])[0])

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from kit.kube import REVISION_LABEL, Kube, safe
-from kit.status import Done, Status, candidate, describe, read_status, stable
+from kit.status import Done, Status, candidate, candidate_gates, describe, read_status, stable
 
 T = TypeVar("T")
 
@@ -93,9 +93,9 @@ class Watch:
         _append_changed(self.steps, now.get("stepName"))
         _append_changed(self.reasons, now.get("reason"))
         _append_changed(self.stables, stable(current).get("revision"))
-        for gate in now.get("gates") or ():
-            if gate.get("name") == "agreement" and gate.get("value") is not None:
-                self.agreements.append(float(gate["value"]))
+        agreement = candidate_gates(current).get("agreement") or {}
+        if agreement.get("value") is not None:
+            self.agreements.append(float(agreement["value"]))
         if now.get("shadowPercent"):
             self.shadowed = True
         view = safe(lambda: kube.service_view(name), None)

@@ -31,7 +31,7 @@ from kit.figures import Figures
 from kit.kube import Kube
 from kit.modeldeployment import apply_with_reference, manifest, serve
 from kit.operator import OperatorProcess
-from kit.status import condition, latest, status
+from kit.status import candidate_gates, condition, gate_verdicts, latest, status
 from kit.waits import wait_deployments, wait_for, watch_until
 
 from vigil.devcluster.models import TrainedModel, served_estimator
@@ -170,13 +170,12 @@ def shadow_tolerances(runner: Path, deployment: str, target: str) -> list[tuple[
     ]
 
 
-def gate_values(candidate: dict[str, Any]) -> dict[str, Any]:
-    return {g["name"]: [g["value"], g["threshold"], g["passed"]] for g in candidate["gates"]}
-
-
-def gate_verdicts(candidate: dict[str, Any]) -> dict[str, str]:
-    """Each gate's verdict: pass, fail or undecided (its interval still spans the threshold)."""
-    return {g["name"]: g["verdict"] for g in candidate["gates"]}
+def gate_values(current: dict[str, Any]) -> dict[str, Any]:
+    """Each gate's value, threshold and pass, for the figures and failure messages."""
+    return {
+        name: [gate["value"], gate["threshold"], gate["passed"]]
+        for name, gate in candidate_gates(current).items()
+    }
 
 
 @pytest.mark.parametrize("scenario", [REGRESSION, CLASSIFICATION], ids=lambda s: s.name)
@@ -205,14 +204,14 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
             seconds = time.monotonic() - applied
             current = watch.last
             ready = condition(current, "Ready")
-            gates = gate_values(current["candidate"])
+            gates = gate_values(current)
             assert watch.steps == ["shadow 100%"], (label, watch.steps)
             assert not watch.spanned, f"{label} got live traffic"
             assert current["stable"]["revision"] == stable_revision
             assert (ready["status"], ready["reason"]) == ("False", "RolledBack"), ready
             # Neither gate passes it; the first decided failure rolls back, so the other
             # may still be undecided then. Each failed gate is in the message.
-            verdicts = gate_verdicts(current["candidate"])
+            verdicts = gate_verdicts(current)
             assert "pass" not in (verdicts["agreement"], verdicts["predictionShift"]), gates
             assert "fail" in (verdicts["agreement"], verdicts["predictionShift"]), gates
             if verdicts["agreement"] == "fail":

@@ -31,6 +31,7 @@ from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import (
     Status,
     at_step,
+    candidate_gates,
     candidate_reason,
     condition,
     describe,
@@ -221,7 +222,7 @@ def test_a_canary_step_counts_the_live_requests_it_received(
         return checked is not None and checked > stopped + 1
 
     current = watch_until(kube, checked_after_the_last_request, 30, "a check after the last").last
-    gates = {gate["name"]: gate for gate in current["candidate"]["gates"]}
+    gates = candidate_gates(current)
     assert gates["errorRate"]["samples"] == live, gates["errorRate"]
     answered_live = sum(sidecar_requests(ip, "live") for ip in ips)
     copies = sum(sidecar_requests(ip, "shadow") for ip in ips)
