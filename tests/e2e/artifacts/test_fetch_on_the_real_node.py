@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kit.kube import Kube, fresh_namespace
 from kit.waits import wait_for
 
 from vigil.core.desired import (
@@ -96,8 +97,9 @@ class Stores:
     model: TrainedModel
     model_tar: bytes
 
-    def kubectl(self, *args: str, check: bool = True) -> Any:
-        return self.cluster.kubectl("-n", self.namespace, *args, check=check)
+    @property
+    def kube(self) -> Kube:
+        return Kube(self.cluster, self.namespace)
 
     @property
     def http(self) -> str:
@@ -108,7 +110,9 @@ class Stores:
         return f"http://seaweedfs.{self.namespace}.svc:{S3_PORT}"
 
     def pod(self, name: str) -> dict[str, Any]:
-        return dict(json.loads(self.kubectl("get", "pod", name, "-o", "json").stdout))
+        found = self.kube.get("pod", name)
+        assert found is not None, f"pod {name} not found"
+        return found
 
 
 def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
@@ -158,17 +162,12 @@ def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
     ]
 
 
-def apply(cluster: ClusterClient, namespace: str, objects: list[dict[str, Any]]) -> None:
-    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}), namespace)
-
-
 @pytest.fixture(scope="module")
 def stores(
     cluster: ClusterClient, real_node: LocalCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stores]:
-    namespace = f"e2e-artifacts-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", namespace)
-    try:
+    with fresh_namespace(cluster, "artifacts") as namespace:
+        kube = Kube(cluster, namespace)
         vigil = ensure_images(["vigil"])["vigil"]
         busybox, weed = busybox_image(), seaweedfs_image()
         real_node.node().load_images([vigil, busybox, weed])
@@ -178,8 +177,8 @@ def stores(
             "model.tar.gz": model_tar,
             "escape.tar.gz": archive({"wine/model-settings.json": b"{}", "../../up": b"x"}),
         }
-        apply(cluster, namespace, web_objects(busybox.ref, files))
-        apply(cluster, namespace, store_objects("seaweedfs", weed.ref, PLACEMENT))
+        kube.apply(*web_objects(busybox.ref, files))
+        kube.apply(*store_objects("seaweedfs", weed.ref, PLACEMENT))
         cluster.kubectl(
             "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"
         )
@@ -195,8 +194,6 @@ def stores(
                 f"{identity.secret_key if identity else 'not-the-secret-key'}",
             )  # fmt: skip
         yield Stores(cluster, namespace, vigil.ref, busybox.ref, model, model_tar)
-    finally:
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def model_pod(stores: Stores, name: str, model: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +246,7 @@ def run(stores: Stores, model: dict[str, Any]) -> str:
     name = f"fetch-{secrets.token_hex(3)}"
     pod = model_pod(stores, name, model)
     assert pod["spec"]["initContainers"][0]["name"] == FETCH_CONTAINER
-    apply(stores.cluster, stores.namespace, [pod])
+    stores.kube.apply(pod)
     return name
 
 
@@ -265,7 +262,7 @@ def fetched(stores: Stores, name: str) -> str:
 
     wait_for(running, timeout=120, what=f"pod {name}'s server to start after its fetch")
     assert fetch_state(stores.pod(name)) is None
-    marker = stores.kubectl("exec", name, "-c", "server", "--", "cat", MARKER)
+    marker = stores.kube.run("exec", name, "-c", "server", "--", "cat", MARKER)
     return str(marker.stdout)
 
 
@@ -279,7 +276,7 @@ def failure(stores: Stores, name: str) -> FetchState:
 
 def served_settings(stores: Stores, name: str) -> str:
     return str(
-        stores.kubectl(
+        stores.kube.run(
             "exec", name, "-c", "server", "--", "cat", "/mnt/models/wine/model-settings.json"
         ).stdout
     )
@@ -296,7 +293,7 @@ def test_an_http_archive_is_unpacked_verified_and_mounted_read_only(stores: Stor
     assert (marker["uri"], marker["sha256"]) == (uri, digest), marker
     settings = (stores.model.folder / "model-settings.json").read_text()
     assert served_settings(stores, name) == settings
-    write = stores.kubectl(
+    write = stores.kube.run(
         "exec", name, "-c", "server", "--", "touch", "/mnt/models/x", check=False
     )
     assert write.returncode != 0 and "Read-only file system" in write.stderr

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from helm_chart import CHART, run
+from kit.kube import Kube, fresh_namespace
+from kit.status import stable
 from kit.waits import wait_for
 
 from vigil.devcluster import ClusterClient
@@ -35,14 +38,10 @@ def operator_image(real_node: LocalCluster) -> str:
 
 
 @pytest.fixture
-def models(cluster: ClusterClient, namespace: str):
-    name = f"{namespace}-models"[:63]
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, "vigil.dev/e2e=true")
-    try:
+def models(cluster: ClusterClient) -> Iterator[str]:
+    """The namespace the chart's operator watches, where the ModelDeployment lives."""
+    with fresh_namespace(cluster, "chart-models") as name:
         yield name
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _cluster_role(namespace: str) -> str:
@@ -84,15 +83,14 @@ def _model(replicas: int) -> str:
 
 
 def _reconciled(cluster: ClusterClient, models: str, replicas: int) -> bool:
-    md = cluster.get_json("-n", models, "modeldeployment", "wine")
-    status, generation = md.get("status") or {}, md["metadata"]["generation"]
-    revision = (status.get("stable") or {}).get("revision")
-    if status.get("observedGeneration") != generation or not revision:
+    kube = Kube(cluster, models)
+    md = kube.get("modeldeployment", "wine") or {}
+    current = md.get("status") or {}
+    revision = stable(current).get("revision")
+    if not md or current.get("observedGeneration") != md["metadata"]["generation"] or not revision:
         return False
-    found = cluster.kubectl(
-        "-n", models, "get", "deployment", f"wine-{revision}", "-o", "json", check=False
-    )
-    return found.returncode == 0 and json.loads(found.stdout)["spec"]["replicas"] == replicas
+    deployment = kube.get("deployment", f"wine-{revision}")
+    return deployment is not None and deployment["spec"]["replicas"] == replicas
 
 
 def _operator_state(cluster: ClusterClient, namespace: str) -> str:

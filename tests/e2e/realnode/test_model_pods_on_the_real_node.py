@@ -29,7 +29,7 @@ import joblib
 import numpy as np
 import pytest
 import yaml
-from kit.kube import ready
+from kit.kube import MD_LABEL, Kube, ready
 from kit.status import condition
 from kit.waits import wait_for
 
@@ -63,22 +63,24 @@ class Deployed:
     model: TrainedModel
     server_image: str
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        # The namespace first: after exec's "--" it would be the command's argument.
-        return self.cluster.kubectl("-n", self.namespace, *args, check=check)
+    @property
+    def kube(self) -> Kube:
+        return Kube(self.cluster, self.namespace)
 
     def get(self, *args: str) -> dict[str, Any]:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        found = self.kube.get(*args)
+        assert found is not None, f"{' '.join(args)} not found"
+        return found
 
     def model_pods(self) -> list[dict[str, Any]]:
         return [
             p
-            for p in self.get("pods", "-l", f"vigil.dev/model-deployment={NAME}")["items"]
+            for p in self.kube.pods(f"{MD_LABEL}={NAME}")
             if not p["metadata"].get("deletionTimestamp")
         ]
 
     def exec(self, pod: str, container: str, *command: str) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("exec", pod, "-c", container, "--", *command, check=False)
+        return self.kube.run("exec", pod, "-c", container, "--", *command, check=False)
 
     def condition(self, kind: str) -> dict[str, Any]:
         return condition(self.get("md", NAME).get("status") or {}, kind)
