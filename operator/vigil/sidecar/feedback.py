@@ -31,7 +31,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -527,6 +527,22 @@ class _Refused(Exception):
         self.response = response
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _answering_refusals(handler: Handler) -> Handler:
+    """The handler, answering a :class:`_Refused` it raises with the refusal's response."""
+
+    @functools.wraps(handler)
+    async def answer(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return refused.response
+
+    return answer
+
+
 class FeedbackService:
     """The feedback port: labels in, joined where their predictions are."""
 
@@ -578,9 +594,9 @@ class FeedbackService:
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
-        app.router.add_post(FEEDBACK_PATH, self._feedback)
-        app.router.add_post(PEER_PATH, self._peer)
-        app.router.add_post(HANDOFF_PATH, self._handoff)
+        app.router.add_post(FEEDBACK_PATH, _answering_refusals(self._feedback))
+        app.router.add_post(PEER_PATH, _answering_refusals(self._peer))
+        app.router.add_post(HANDOFF_PATH, _answering_refusals(self._handoff))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.settings.port)
@@ -657,19 +673,13 @@ class FeedbackService:
 
     # ------------------------------------------------------------ the public endpoint
 
-    async def _feedback(self, request: web.Request) -> web.Response:
-        try:
-            return await self._feedback_once(request)
-        except _Refused as refused:
-            return refused.response
-
     def _check_leaving(self) -> None:
         if self.leaving:
             raise self._refuse(
                 503, "leaving", "this pod is handing its predictions over", {"Retry-After": "1"}
             )
 
-    async def _feedback_once(self, request: web.Request) -> web.Response:
+    async def _feedback(self, request: web.Request) -> web.Response:
         self._check_leaving()
         if self.busy >= self.settings.max_concurrent_requests:
             raise self._refuse(
@@ -836,12 +846,6 @@ class FeedbackService:
     # ------------------------------------------------------------ peers' endpoints
 
     async def _peer(self, request: web.Request) -> web.Response:
-        try:
-            return await self._peer_once(request)
-        except _Refused as refused:
-            return refused.response
-
-    async def _peer_once(self, request: web.Request) -> web.Response:
         """Another sidecar asks: join what you hold, say what you do not (count nothing else)."""
         if not await self.peers.allows(request.remote):
             raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
@@ -865,12 +869,6 @@ class FeedbackService:
         return web.json_response({"results": results})
 
     async def _handoff(self, request: web.Request) -> web.Response:
-        try:
-            return await self._handoff_once(request)
-        except _Refused as refused:
-            return refused.response
-
-    async def _handoff_once(self, request: web.Request) -> web.Response:
         """A peer going away hands its predictions over."""
         if not await self.peers.allows(request.remote):
             raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
