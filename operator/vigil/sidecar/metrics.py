@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
@@ -28,6 +27,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from vigil.core import metric_names
+from vigil.sidecar.exposition import Families
 
 __all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OpsMetrics", "origin_of"]
 
@@ -87,35 +87,29 @@ class _ProcessCollector(Collector):
         self.start = time.time()
 
     def collect(self) -> Iterator[Metric]:
-        names = list(self.base)
-        values = list(self.base.values())
+        families = Families(self.base)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = CounterMetricFamily(
-            "vigil_sidecar_cpu_seconds", "CPU time used by the sidecar process.", labels=names
-        )
-        cpu.add_metric(values, usage.ru_utime + usage.ru_stime)
-        yield cpu
-        rss = GaugeMetricFamily(
-            "vigil_sidecar_resident_memory_bytes", "Resident memory of the sidecar.", labels=names
+        yield families.counter_of(
+            "vigil_sidecar_cpu_seconds",
+            "CPU time used by the sidecar process.",
+            usage.ru_utime + usage.ru_stime,
         )
         try:
             with open("/proc/self/statm", "rb") as fh:
-                rss.add_metric(values, int(fh.read().split()[1]) * _PAGE)
+                rss = int(fh.read().split()[1]) * _PAGE
         except OSError:
-            rss.add_metric(values, usage.ru_maxrss * 1024)
-        yield rss
-        start = GaugeMetricFamily(
+            rss = usage.ru_maxrss * 1024
+        yield families.gauge_of(
+            "vigil_sidecar_resident_memory_bytes", "Resident memory of the sidecar.", rss
+        )
+        yield families.gauge_of(
             metric_names.SIDECAR_START_TIME,
             "Unix time the sidecar started (detects restarts / counter resets).",
-            labels=names,
+            self.start,
         )
-        start.add_metric(values, self.start)
-        yield start
-        inflight = GaugeMetricFamily(
-            "vigil_requests_in_flight", "Requests being proxied right now.", labels=names
+        yield families.gauge_of(
+            "vigil_requests_in_flight", "Requests being proxied right now.", self.ops.in_flight
         )
-        inflight.add_metric(values, self.ops.in_flight)
-        yield inflight
         yield from self.ops.hot_path_metrics()
 
 
