@@ -10,6 +10,7 @@ holds for every series it exposes. The data-science metrics live in
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import resource
@@ -124,36 +125,32 @@ class OpsMetrics:
         self.base = base
         self.in_flight = 0
         labels = list(BASE_LABELS)
-        self.upstream_failures = Counter(
+        counter, gauge = (functools.partial(kind, registry=registry) for kind in (Counter, Gauge))
+        self.upstream_failures = counter(
             "vigil_upstream_failures",
             "Requests the model server did not answer: refused, timeout, reset, protocol.",
             [*labels, "reason"],
-            registry=registry,
         )
-        self.rejected = Counter(
+        self.rejected = counter(
             "vigil_rejected_requests",
             "Requests the sidecar answered itself with a 4xx: body_too_large, bad_request, "
             "headers_too_large.",
             [*labels, "reason"],
-            registry=registry,
         )
-        self.upstream_ready = Gauge(
+        self.upstream_ready = gauge(
             "vigil_upstream_ready",
             "1 when the model server's readiness check last succeeded.",
             labels,
-            registry=registry,
         )
-        self.settings_reloads = Counter(
+        self.settings_reloads = counter(
             "vigil_settings_reloads",
             "Run-time settings reloads by outcome (applied, error).",
             [*labels, "outcome"],
-            registry=registry,
         )
-        self.info = Gauge(
+        self.info = gauge(
             "vigil_model_info",
             "Which model, version, revision, protocol and reference this sidecar serves.",
             [*labels, "protocol", "reference_fingerprint", "sidecar_version"],
-            registry=registry,
         )
         self._base_values = tuple(base.values())
         # Hot-path counters are plain Python numbers, turned into series at
