@@ -17,6 +17,8 @@ import pytest
 from operator_e2e import ROOT, Kube, OperatorProcess
 
 from vigil.devcluster import ClusterClient, ClusterError, connect
+from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.incluster import running_real_node
 from vigil.devcluster.runner import workload_runner_process
 
 
@@ -36,6 +38,15 @@ def cluster() -> ClusterClient:
         return connect(log=lambda line: print(line, flush=True))
     except ClusterError as error:
         pytest.fail(f"the e2e cluster is not available: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: ClusterClient) -> LocalCluster:
+    """The session's local cluster, which must run its real node."""
+    try:
+        return running_real_node()
+    except ClusterError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture

@@ -23,6 +23,74 @@ OUTCOME_UNCHANGED = "unchanged"
 OUTCOME_ERROR = "error"
 
 
+# (health figure's attribute, metric name, help) of the per-revision and per-object gauges.
+PER_REVISION_GAUGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "error_rate",
+        "vigil_modeldeployment_error_rate",
+        "Share of failed inference requests over the monitoring window.",
+    ),
+    (
+        "latency_p95",
+        "vigil_modeldeployment_latency_p95_seconds",
+        "95th percentile inference latency over the monitoring window (seconds).",
+    ),
+    (
+        "drift_score",
+        "vigil_modeldeployment_drift_score",
+        "Largest per-feature input drift score against the reference.",
+    ),
+    (
+        "realized_accuracy",
+        "vigil_modeldeployment_realized_accuracy",
+        "Realized accuracy from the labels of the performance window (classifiers).",
+    ),
+    (
+        "realized_mae",
+        "vigil_modeldeployment_realized_mae",
+        "Realized mean absolute error from the labels of the performance window.",
+    ),
+    (
+        "realized_rmse",
+        "vigil_modeldeployment_realized_rmse",
+        "Realized root mean squared error from the labels of the performance window.",
+    ),
+    (
+        "label_delay_p95",
+        "vigil_modeldeployment_label_delay_p95_seconds",
+        "95th percentile of the time from prediction to label (seconds).",
+    ),
+)
+
+PER_OBJECT_GAUGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "drift_threshold",
+        "vigil_modeldeployment_drift_threshold",
+        "spec.monitoring.drift.threshold.",
+    ),
+    (
+        "slo_max_error_rate",
+        "vigil_modeldeployment_slo_max_error_rate",
+        "spec.monitoring.slo.maxErrorRate.",
+    ),
+    (
+        "slo_latency_p95",
+        "vigil_modeldeployment_slo_latency_p95_seconds",
+        "spec.monitoring.slo.maxLatencyP95 in seconds.",
+    ),
+    (
+        "performance_baseline",
+        "vigil_modeldeployment_performance_baseline",
+        "The reference profile's validation score (accuracy, or MAE).",
+    ),
+    (
+        "performance_threshold",
+        "vigil_modeldeployment_performance_threshold",
+        "Realized accuracy below it (MAE above it) makes PerformanceDegraded True.",
+    ),
+)
+
+
 @dataclass
 class HealthFigures:
     """The last health figures of one ModelDeployment, as its gauges show them."""
@@ -88,68 +156,12 @@ class _PhaseCollector(Collector):
         yield phase_family
 
         per_revision = {
-            "error_rate": GaugeMetricFamily(
-                "vigil_modeldeployment_error_rate",
-                "Share of failed inference requests over the monitoring window.",
-                labels=["namespace", "name", "revision"],
-            ),
-            "latency_p95": GaugeMetricFamily(
-                "vigil_modeldeployment_latency_p95_seconds",
-                "95th percentile inference latency over the monitoring window (seconds).",
-                labels=["namespace", "name", "revision"],
-            ),
-            "drift_score": GaugeMetricFamily(
-                "vigil_modeldeployment_drift_score",
-                "Largest per-feature input drift score against the reference.",
-                labels=["namespace", "name", "revision"],
-            ),
-            "realized_accuracy": GaugeMetricFamily(
-                "vigil_modeldeployment_realized_accuracy",
-                "Realized accuracy from the labels of the performance window (classifiers).",
-                labels=["namespace", "name", "revision"],
-            ),
-            "realized_mae": GaugeMetricFamily(
-                "vigil_modeldeployment_realized_mae",
-                "Realized mean absolute error from the labels of the performance window.",
-                labels=["namespace", "name", "revision"],
-            ),
-            "realized_rmse": GaugeMetricFamily(
-                "vigil_modeldeployment_realized_rmse",
-                "Realized root mean squared error from the labels of the performance window.",
-                labels=["namespace", "name", "revision"],
-            ),
-            "label_delay_p95": GaugeMetricFamily(
-                "vigil_modeldeployment_label_delay_p95_seconds",
-                "95th percentile of the time from prediction to label (seconds).",
-                labels=["namespace", "name", "revision"],
-            ),
+            attribute: GaugeMetricFamily(metric, doc, labels=["namespace", "name", "revision"])
+            for attribute, metric, doc in PER_REVISION_GAUGES
         }
         per_object = {
-            "drift_threshold": GaugeMetricFamily(
-                "vigil_modeldeployment_drift_threshold",
-                "spec.monitoring.drift.threshold.",
-                labels=["namespace", "name"],
-            ),
-            "slo_max_error_rate": GaugeMetricFamily(
-                "vigil_modeldeployment_slo_max_error_rate",
-                "spec.monitoring.slo.maxErrorRate.",
-                labels=["namespace", "name"],
-            ),
-            "slo_latency_p95": GaugeMetricFamily(
-                "vigil_modeldeployment_slo_latency_p95_seconds",
-                "spec.monitoring.slo.maxLatencyP95 in seconds.",
-                labels=["namespace", "name"],
-            ),
-            "performance_baseline": GaugeMetricFamily(
-                "vigil_modeldeployment_performance_baseline",
-                "The reference profile's validation score (accuracy, or MAE).",
-                labels=["namespace", "name"],
-            ),
-            "performance_threshold": GaugeMetricFamily(
-                "vigil_modeldeployment_performance_threshold",
-                "Realized accuracy below it (MAE above it) makes PerformanceDegraded True.",
-                labels=["namespace", "name"],
-            ),
+            attribute: GaugeMetricFamily(metric, doc, labels=["namespace", "name"])
+            for attribute, metric, doc in PER_OBJECT_GAUGES
         }
         labels = GaugeMetricFamily(
             "vigil_modeldeployment_labels",

@@ -41,7 +41,7 @@ from vigil.core.desired import (
 from vigil.core.observed import FetchState, fetch_state
 from vigil.core.spec import parse_spec
 from vigil.devcluster import ClusterClient
-from vigil.devcluster.cluster import LocalCluster, existing_kubeconfig
+from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ensure_images
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.node import NODE_LABEL, NODE_NAME
@@ -174,30 +174,15 @@ def apply(cluster: ClusterClient, namespace: str, objects: list[dict[str, Any]])
 
 
 @pytest.fixture(scope="module")
-def local() -> LocalCluster:
-    """The session's local cluster, which must have its real node."""
-    if existing_kubeconfig() is not None:
-        pytest.fail("the real-node tests need the local cluster (VIGIL_KUBECONFIG is set)")
-    cluster = LocalCluster(real_node=True)
-    if not (cluster._read_state() or {}).get("real_node"):
-        pytest.fail(
-            "the local cluster has no real node (started with VIGIL_REAL_NODE=0?): "
-            "make cluster-down, then run the tests without VIGIL_REAL_NODE=0",
-            pytrace=False,
-        )
-    return cluster
-
-
-@pytest.fixture(scope="module")
 def stores(
-    cluster: ClusterClient, local: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+    cluster: ClusterClient, real_node: LocalCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stores]:
     namespace = f"e2e-artifacts-{secrets.token_hex(3)}"
     cluster.kubectl("create", "namespace", namespace)
     try:
         vigil = ensure_images(["vigil"])["vigil"]
         busybox, weed = busybox_image(), seaweedfs_image()
-        local.node().load_images([vigil, busybox, weed])
+        real_node.node().load_images([vigil, busybox, weed])
         model = train_wine(tmp_path_factory.mktemp("artifacts") / "wine", version="1")
         model_tar = model_archive(model)
         files = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART, EVERYTHING, documents, run, template
+from helm_chart import CHART, EVERYTHING, documents, run, template
 from operator_e2e import ROOT
 
 #: Labels only Helm adds (the kustomize objects have the other two).
@@ -90,10 +90,8 @@ def test_values_reach_the_operator(helm) -> None:
     container = docs["Deployment/vigil-operator"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example/vigil@sha256:" + "a" * 64
     assert {"--log-format=plain", "--verbose", "--health-interval=15"} <= set(container["command"])
-    assert container["env"][0] == {
-        "name": "VIGIL_SIDECAR_IMAGE",
-        "value": "registry.example/sidecar:1",
-    }
+    env = {e["name"]: e for e in container["env"]}
+    assert env["VIGIL_SIDECAR_IMAGE"]["value"] == "registry.example/sidecar:1"
 
 
 def test_a_wrong_log_format_is_refused_by_name(helm) -> None:

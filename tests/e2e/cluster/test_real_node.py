@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from vigil.devcluster import ClusterClient
-from vigil.devcluster.cluster import LocalCluster, existing_kubeconfig
+from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.node import NODE_LABEL, NODE_NAME
 from vigil.devcluster.node_images import BUSYBOX_PAGE, busybox_image
 
@@ -25,24 +25,9 @@ KEY, VALUE = NODE_LABEL
 
 
 @pytest.fixture(scope="module")
-def local() -> LocalCluster:
-    """The session's local cluster, which must have its real node."""
-    if existing_kubeconfig() is not None:
-        pytest.fail("the real-node tests need the local cluster (VIGIL_KUBECONFIG is set)")
-    cluster = LocalCluster(real_node=True)
-    if not (cluster._read_state() or {}).get("real_node"):
-        pytest.fail(
-            "the local cluster has no real node (started with VIGIL_REAL_NODE=0?): "
-            "make cluster-down, then run the tests without VIGIL_REAL_NODE=0",
-            pytrace=False,
-        )
-    return cluster
-
-
-@pytest.fixture(scope="module")
-def image(local: LocalCluster) -> str:
+def image(real_node: LocalCluster) -> str:
     archive = busybox_image()
-    local.node().load_images([archive])
+    real_node.node().load_images([archive])
     return archive.ref
 
 
@@ -145,7 +130,9 @@ def web(cluster: ClusterClient, restricted: str, image: str) -> Iterator[str]:
     yield restricted
 
 
-def test_the_real_node_is_ready_and_runs_containerd(cluster: ClusterClient, local) -> None:
+def test_the_real_node_is_ready_and_runs_containerd(
+    cluster: ClusterClient, real_node: LocalCluster
+) -> None:
     node = cluster.get_json("node", NODE_NAME)
     conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}
     assert conditions["Ready"] == "True"
@@ -154,7 +141,7 @@ def test_the_real_node_is_ready_and_runs_containerd(cluster: ClusterClient, loca
     assert info["kubeletVersion"] == "v1.34.4"
     assert node["metadata"]["labels"][KEY] == VALUE
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
-    assert addresses["InternalIP"] == local.network.node_ip
+    assert addresses["InternalIP"] == real_node.network.node_ip
 
 
 def test_a_restricted_pod_runs_as_non_root_with_a_read_only_root(

@@ -4,9 +4,11 @@ A real Prometheus (pod discovery as in manifests/monitoring/prometheus-scrape-co
 1 s scrapes) scrapes real sidecars that the workload runner starts on kwok pods'
 IPs: one in front of a real MLServer serving the wine model (with a shadow copy
 of its traffic to its own model server), and one whose model server is missing
-(upstream failures). Traffic mixes good rows, rows the model rejects (wrong
-shape), rows with NaN values, rows out of the training range and malformed
-HTTP, so that every sidecar series the dashboard reads exists.
+(upstream failures), and one whose sidecar judges labels as a regressor's
+(the same model's class numbers taken as its outputs). Traffic mixes good rows (their labels
+sent to the feedback port), rows the model rejects (wrong shape), rows with
+NaN values, rows out of the training range and malformed HTTP, so that every
+sidecar series the dashboard reads exists.
 
 The recording rules of manifests/monitoring/rules/vigil-rules.yaml run here
 too (as queries, earlier rules inlined, 5m windows shortened to 15s): their
@@ -61,7 +63,11 @@ OPERATOR_SERIES = re.compile(r"\bvigil_(modeldeployment_\w+|rollouts_total)\b")
 # --- the workload: plain Deployments, no operator --------------------------------------------
 
 
-def sidecar_settings(revision: str, shadow: dict[str, Any] | None = None) -> str:
+def sidecar_settings(
+    revision: str,
+    shadow: dict[str, Any] | None = None,
+    task: str = "",
+) -> str:
     settings: dict[str, Any] = {
         "model": {"name": "wine", "version": "1"},
         "revision": revision,
@@ -69,6 +75,7 @@ def sidecar_settings(revision: str, shadow: dict[str, Any] | None = None) -> str
         "protocol": "v2",
         "upstream": {"url": "http://127.0.0.1:8080"},
         "monitoring": {"referenceProfile": "/var/lib/vigil/reference/profile.json"},
+        "feedback": {"enabled": True, "task": task},
     }
     if shadow:
         settings["shadow"] = shadow
@@ -99,6 +106,7 @@ def deployment(name: str, model: TrainedModel, with_server: bool) -> dict[str, A
             "ports": [
                 {"name": "http", "containerPort": 8000},
                 {"name": "metrics", "containerPort": 9090},
+                {"name": "feedback", "containerPort": 8001},
             ],
             "volumeMounts": [
                 {"name": "sidecar-config", "mountPath": "/etc/vigil"},
@@ -127,10 +135,14 @@ def deployment(name: str, model: TrainedModel, with_server: bool) -> dict[str, A
     }
 
 
-def http(url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
+def http(
+    url: str, body: bytes | None = None, timeout: float = 10, request_id: str = ""
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
     if body:
         request.add_header("Content-Type", "application/json")
+    if request_id:
+        request.add_header("X-Request-Id", request_id)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -191,10 +203,15 @@ def malformed_http(ip: str) -> None:
 class Traffic:
     """Sends the mixed load from a thread until stopped; counts answers by kind and status."""
 
-    def __init__(self, model: TrainedModel, wine_ip: str, down_ip: str) -> None:
+    def __init__(self, model: TrainedModel, wine_ip: str, down_ip: str, regression_ip: str) -> None:
         self.model = model
         self.wine = f"http://{wine_ip}:8000/v2/models/wine/infer"
         self.down = f"http://{down_ip}:8000/v2/models/wine/infer"
+        self.regression = f"http://{regression_ip}:8000/v2/models/wine/infer"
+        self.feedback = {
+            self.wine: f"http://{wine_ip}:8001/vigil/v1/feedback",
+            self.regression: f"http://{regression_ip}:8001/vigil/v1/feedback",
+        }
         self.wine_ip = wine_ip
         self.answers: Counter[tuple[str, int]] = Counter()
         self._stop = threading.Event()
@@ -203,17 +220,32 @@ class Traffic:
         self._random = random.Random(7)
 
     def rows(self, n: int) -> list[list[float]]:
-        picks = self._random.sample(range(len(self.model.X)), n)
-        return [list(map(float, self.model.X[i])) for i in picks]
+        return [list(map(float, self.model.X[i])) for i in self.picks(n)]
+
+    def picks(self, n: int) -> list[int]:
+        return self._random.sample(range(len(self.model.X)), n)
 
     def send(self, kind: str, url: str, body: bytes) -> None:
         status, _ = http(url, body)
         self.answers[(kind, status)] += 1
 
+    def send_labelled(self, url: str, round_: int) -> None:
+        """Good rows under an id of ours, then their true classes to the feedback port."""
+        picks = self.picks(5)
+        request_id = f"round-{round_}"
+        rows = [list(map(float, self.model.X[i])) for i in picks]
+        status, _ = http(url, infer_body(rows), request_id=request_id)
+        self.answers[("good", status)] += 1
+        truth = [int(self.model.y[i]) for i in picks]
+        label = json.dumps({"labels": [{"id": request_id, "truth": truth}]}).encode()
+        status, _ = http(self.feedback[url], label)
+        self.answers[("label", status)] += 1
+
     def _run(self) -> None:
         round_ = 0
         while not self._stop.is_set():
-            self.send("good", self.wine, infer_body(self.rows(5)))
+            self.send_labelled(self.wine, round_)
+            self.send_labelled(self.regression, round_)
             wrong_shape = [row[:12] for row in self.rows(2)]
             self.send("wrong_shape", self.wine, infer_body(wrong_shape))
             with_nan = self.rows(2)
@@ -331,6 +363,15 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
         cluster.apply(json.dumps(manifest), namespace=namespace)
     wine_ip = pod_ip(cluster, namespace, "wine")
     down_ip = pod_ip(cluster, namespace, "wine-down")
+    # The realized MAE/RMSE panels read a regressor's labels: a sidecar that
+    # scores its server's class numbers as a regressor's outputs.
+    regression_settings = sidecar_settings("g1", task="regression")
+    for manifest in (
+        configmap("wine-regression-sidecar", {"sidecar.json": regression_settings}),
+        deployment("wine-regression", model, with_server=True),
+    ):
+        cluster.apply(json.dumps(manifest), namespace=namespace)
+    regression_ip = pod_ip(cluster, namespace, "wine-regression")
     wait_for(
         lambda: http(f"http://{wine_ip}:8000/healthz/ready")[0] == 200,
         180,
@@ -361,7 +402,12 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
         f"the sidecar on {wine_ip} never applied the shadow settings; see {workload_runner}",
     )
 
-    traffic = Traffic(model, wine_ip, down_ip)
+    wait_for(
+        lambda: http(f"http://{regression_ip}:8000/healthz/ready")[0] == 200,
+        180,
+        f"the regression-task sidecar on {regression_ip} never became ready; see {workload_runner}",
+    )
+    traffic = Traffic(model, wine_ip, down_ip, regression_ip)
     traffic.start()
     try:
         # Every kind of traffic reached the sidecars' counters.
@@ -377,6 +423,7 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
         )
         answers = dict(traffic.answers)
         assert answers.get(("good", 200), 0) > 0, answers
+        assert answers.get(("label", 200), 0) > 0, answers
         assert not any(status == 200 for (kind, status) in answers if kind == "wrong_shape"), (
             answers
         )

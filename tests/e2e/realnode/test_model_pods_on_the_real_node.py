@@ -33,12 +33,11 @@ import pytest
 import yaml
 
 from vigil.devcluster import ClusterClient
-from vigil.devcluster.cluster import ClusterError, LocalCluster
+from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ensure_images
 from vigil.devcluster.incluster import (
     InClusterOperator,
     local_volume,
-    running_real_node,
     volume_dir,
 )
 from vigil.devcluster.models import TrainedModel, train_wine
@@ -136,24 +135,16 @@ def serving(deployed: Deployed) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def local() -> LocalCluster:
-    try:
-        return running_real_node()
-    except ClusterError as error:
-        pytest.fail(str(error), pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def deployed(cluster: ClusterClient, local: LocalCluster) -> Iterator[Deployed]:
+def deployed(cluster: ClusterClient, real_node: LocalCluster) -> Iterator[Deployed]:
     """The in-cluster operator and a Ready ModelDeployment in a namespace of this module's."""
     namespace = f"e2e-realnode-{secrets.token_hex(3)}"
     operator = InClusterOperator(cluster, namespace=namespace, watch=(namespace,))
-    folder = volume_dir(local, namespace)
+    folder = volume_dir(real_node, namespace)
     try:
         images = ensure_images(["vigil", "mlserver-sklearn"])
-        local.node().load_images(list(images.values()))
+        real_node.node().load_images(list(images.values()))
         # The overlay brings the namespace: PodSecurity restricted, pods on the real node.
-        operator.deploy(local, images["vigil"])
+        operator.deploy(real_node, images["vigil"])
         cluster.kubectl("label", "namespace", namespace, "vigil.dev/e2e=true", "--overwrite")
         model = train_wine(folder / "wine-1", version="1", seed=0)
         cluster.apply(local_volume(CLAIM, folder, namespace=namespace))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,12 @@ def serving_history(work: Path, namespace: str = history.NAMESPACE) -> Iterator[
         pytest.fail(f"Prometheus is not built: {error}", pytrace=False)
     with history.serve(bin_dir, work, free_port(), namespace) as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+def serve_history() -> Callable[..., contextlib.AbstractContextManager[tuple[str, float]]]:
+    """:func:`serving_history`, for a test that serves its own namespace's hour."""
+    return serving_history
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,7 @@ NAMESPACE = "vigil-demo"
 NAME = "wine"
 STEP = 15.0
 SPAN = 3600.0
+SHADOW_MINUTES = 3  # each candidate's shadow step (see events())
 LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, math.inf)
 
 
@@ -89,6 +90,14 @@ def _rate_at(rev: Revision, minute: float) -> float:
     if rev.name == "c2" and minute >= 50:
         return 8.0
     return rev.rate
+
+
+def _origin(rev: Revision, minute: float) -> str:
+    """What the sidecar labels a request with: a candidate's first step is a shadow
+    step (copies of live traffic), its later ones canary steps (live requests)."""
+    if rev.name != "a1" and minute < rev.serves[0] + SHADOW_MINUTES:
+        return names.ORIGIN_SHADOW
+    return names.ORIGIN_LIVE
 
 
 def _label(**labels: str) -> str:
@@ -143,10 +152,15 @@ def openmetrics(
                 counts[key] += value
                 touched.add(key)
 
-            add(total(names.REQUESTS), float(n - failed.sum()), endpoint="infer", outcome="success")
-            add(
-                total(names.REQUESTS), float(failed.sum()), endpoint="infer", outcome="server_error"
-            )
+            origin = _origin(rev, minute)
+            for outcome, count in (("success", n - failed.sum()), ("server_error", failed.sum())):
+                add(
+                    total(names.REQUESTS),
+                    float(count),
+                    endpoint="infer",
+                    outcome=outcome,
+                    origin=origin,
+                )
             for bound in LATENCY_BOUNDS:
                 le = "+Inf" if math.isinf(bound) else f"{bound:g}"
                 add(
@@ -154,6 +168,7 @@ def openmetrics(
                     float((latencies <= bound).sum()),
                     endpoint="infer",
                     le=le,
+                    origin=origin,
                 )
             add(sum_of(names.REQUEST_DURATION), float(latencies.sum()), endpoint="infer")
             add(count_of(names.REQUEST_DURATION), float(n), endpoint="infer")

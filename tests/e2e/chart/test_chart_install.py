@@ -1,0 +1,154 @@
+"""helm install, upgrade (a changed value) and uninstall on the local cluster's real node.
+
+The operator runs in-cluster from the chart: the project's image built here
+(vigil.local/vigil, imported into the real node's containerd), its own
+ServiceAccount, RBAC bound only in the namespace it watches. Between the
+steps it reconciles a ModelDeployment: created, then changed after the
+upgrade restarted it with the new value.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from helm_chart import CHART, run
+from operator_e2e import wait_for
+
+from vigil.devcluster import ClusterClient
+from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.images import ensure_images
+from vigil.devcluster.node import NODE_LABEL
+
+RELEASE = "vigil-e2e"
+
+
+@pytest.fixture(scope="module")
+def operator_image(real_node: LocalCluster) -> str:
+    """The project's image in the real node's containerd; its reference."""
+    archive = ensure_images(["vigil"], log=lambda line: print(line, flush=True))["vigil"]
+    real_node.node().load_images([archive])
+    return archive.ref
+
+
+@pytest.fixture
+def models(cluster: ClusterClient, namespace: str):
+    name = f"{namespace}-models"[:63]
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, "vigil.dev/e2e=true")
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _cluster_role(namespace: str) -> str:
+    """The release's ClusterRole (cluster-wide: named after the test's namespace)."""
+    return f"vigil-{namespace}"[:63]
+
+
+def _values(path: Path, image: str, models: str, namespace: str) -> Path:
+    repository, tag = image.rsplit(":", 1)
+    key, value = NODE_LABEL
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+                "watchNamespaces": [models],
+                "rbac": {"name": _cluster_role(namespace)},
+                "logFormat": "plain",
+                "nodeSelector": {key: value},
+                "tolerations": [{"key": key, "value": value, "effect": "NoSchedule"}],
+            }
+        )
+    )
+    return path
+
+
+def _model(replicas: int) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "vigil.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "wine"},
+            "spec": {
+                "model": {"name": "wine", "version": "1"},
+                "server": {"image": "vigil.local/mlserver-sklearn:any"},
+                "replicas": replicas,
+            },
+        }
+    )
+
+
+def _reconciled(cluster: ClusterClient, models: str, replicas: int) -> bool:
+    md = cluster.get_json("-n", models, "modeldeployment", "wine")
+    status, generation = md.get("status") or {}, md["metadata"]["generation"]
+    revision = (status.get("stable") or {}).get("revision")
+    if status.get("observedGeneration") != generation or not revision:
+        return False
+    found = cluster.kubectl(
+        "-n", models, "get", "deployment", f"wine-{revision}", "-o", "json", check=False
+    )
+    return found.returncode == 0 and json.loads(found.stdout)["spec"]["replicas"] == replicas
+
+
+def _operator_state(cluster: ClusterClient, namespace: str) -> str:
+    """The chart's operator pods and their logs: what a failed step leaves to read."""
+    pods = cluster.kubectl("-n", namespace, "get", "pods", "-o", "wide", check=False)
+    events = cluster.kubectl(
+        "-n", namespace, "get", "events", "--sort-by=.lastTimestamp", check=False
+    )
+    logs = cluster.kubectl(
+        "-n", namespace, "logs", "deployment/vigil-operator", "--tail=100", check=False
+    )
+    return "\n".join((pods.stdout + pods.stderr, events.stdout, logs.stdout[-8000:] + logs.stderr))
+
+
+def test_install_upgrade_uninstall_with_the_operator_reconciling(
+    helm, cluster, namespace, models, operator_image, tmp_path
+) -> None:
+    config = ("--kubeconfig", cluster.kubeconfig, "--namespace", namespace)
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    values = _values(tmp_path / "values.yaml", operator_image, models, namespace)
+    try:
+        run(helm, "install", RELEASE, CHART, *config, "--values", values, "--wait", "--timeout=3m")
+        cluster.apply(_model(replicas=1), namespace=models)
+        wait_for(lambda: _reconciled(cluster, models, 1), timeout=120, what="the chart's operator")
+
+        run(
+            helm,
+            "upgrade",
+            RELEASE,
+            CHART,
+            *config,
+            "--reuse-values",
+            "--set=healthInterval=10",
+            "--wait",
+            "--timeout=3m",
+        )
+        deployment = cluster.get_json("-n", namespace, "deployment", "vigil-operator")
+        command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert "--health-interval=10" in command and f"--namespace={models}" in command
+        cluster.apply(_model(replicas=2), namespace=models)
+        wait_for(lambda: _reconciled(cluster, models, 2), timeout=120, what="the upgraded operator")
+    except BaseException:
+        print(f"--- the chart's operator ---\n{_operator_state(cluster, namespace)}")
+        # A failed step leaves the release: its cluster-wide RBAC must not outlive the test.
+        subprocess.run([str(helm), "uninstall", RELEASE, *config], capture_output=True, check=False)
+        raise
+
+    run(helm, "uninstall", RELEASE, *config, "--wait", "--timeout=3m")
+    left = cluster.kubectl(
+        "-n", namespace, "get", "deployment,serviceaccount,service", "-o", "name",
+        f"--selector=app.kubernetes.io/instance={RELEASE}",
+    ).stdout  # fmt: skip
+    assert left.strip() == ""
+    rbac = cluster.kubectl("get", "clusterrole", _cluster_role(namespace), check=False)
+    assert rbac.returncode != 0
+    # Helm keeps the CRD (and so every ModelDeployment) on uninstall.
+    cluster.kubectl("get", "crd", "modeldeployments.vigil.dev")
