@@ -33,7 +33,7 @@ from typing import Any
 
 from kit import modeldeployment
 from kit.figures import Figures
-from kit.kube import REVISION_LABEL, Kube, safe
+from kit.kube import REVISION_LABEL, Kube, ready, safe
 from kit.modeldeployment import Setup
 from kit.operator import OperatorProcess
 from kit.status import describe, status
@@ -114,11 +114,11 @@ def _inconsistencies(kube: Kube, replicas: int) -> list[str]:
         return [*problems, "status names no stable revision"]
     wanted = {stable} | ({candidate} if candidate else set())
     deployment = kube.get("deployment", f"wine-{stable}") or {}
-    ready = (deployment.get("status") or {}).get("readyReplicas") or 0
+    ready_replicas = (deployment.get("status") or {}).get("readyReplicas") or 0
     if not deployment:
         problems.append(f"the stable Deployment wine-{stable} named in status does not exist")
-    elif ready != replicas:
-        problems.append(f"stable Deployment wine-{stable}: {ready}/{replicas} ready")
+    elif ready_replicas != replicas:
+        problems.append(f"stable Deployment wine-{stable}: {ready_replicas}/{replicas} ready")
     if candidate and not kube.get("deployment", f"wine-{candidate}"):
         problems.append(f"the candidate Deployment wine-{candidate} named in status is missing")
     for kind, found in _children(kube).items():
