@@ -21,6 +21,9 @@ judges (with confidence) and ``rollout.decide`` acts on:
 * input drift: per feature both references share, each revision's drift
   against *its own* reference profile (the bins its sidecars count in),
   corrected for both sample sizes (the live rows and the reference's);
+* realized performance: the labels that arrived over the step for the
+  predictions each revision served live (accuracy or MAE), the candidate's
+  judged on its own and against the stable's;
 * features added and dropped: a retrained model's reference may add or drop
   input features; the gates then compare the shared features and the
   predictions, and status names the difference.
@@ -38,7 +41,7 @@ import numpy as np
 from vigil.core import drift
 from vigil.core.drift import Divergence
 from vigil.core.health import feature_divergences
-from vigil.core.window import RevisionWindow, quantile_from_buckets
+from vigil.core.window import RealizedPerformance, RevisionWindow, quantile_from_buckets
 from vigil.profile import ReferenceProfile
 
 #: Fewer predictions than this on either side: no prediction shift is computed.
@@ -109,6 +112,9 @@ class CandidateFigures:
     input_drift: tuple[FeatureDrift, ...] = ()
     #: Features both references share (0: a reference is unknown, input drift is not judged).
     shared_features: int = 0
+    #: Labels that arrived over the step for each revision's live predictions.
+    realized: RealizedPerformance = field(default_factory=RealizedPerformance)
+    stable_realized: RealizedPerformance = field(default_factory=RealizedPerformance)
 
     @property
     def requests(self) -> int:
@@ -333,7 +339,7 @@ def candidate_figures(
     live = Answered.of(candidate.live_by_outcome, candidate.live_latency_buckets)
     copies = Answered.of(candidate.copies_by_outcome, candidate.copy_latency_buckets)
     if stable is None:
-        return CandidateFigures(live=live, copies=copies)
+        return CandidateFigures(live=live, copies=copies, realized=candidate.realized)
     sent = stable.shadow_predictions.get(candidate_revision, 0.0)
     mean_abs_difference = None
     if stable_profile is None or stable_profile.task == "regression":
@@ -352,4 +358,6 @@ def candidate_figures(
         prediction_shift_basis=shift.basis if shift is not None else "",
         input_drift=input_drift(candidate, stable, method, reference, stable_profile, shared),
         shared_features=len(shared) if shared is not None else 0,
+        realized=candidate.realized,
+        stable_realized=stable.realized,
     )

@@ -33,7 +33,17 @@ the candidate answered, a canary step its live requests):
                           size, vs ``maxPredictionShift``
 ``inputDrift``            per shared feature, the candidate's drift vs the stable's
                           + ``margins.inputDrift``
+``realizedPerformance``   (canary, with ``analysis.performance``) the candidate's realized
+                          accuracy vs ``minAccuracy``, or its MAE vs ``maxMAE``
+``performanceVsStable``   (canary) its accuracy vs the stable's x (1 - ``maxDrop``), or
+                          its MAE vs the stable's x (1 + ``maxDrop``), same span
 ========================  ===========================================================
+
+The performance gates count labels that arrived over the step for the
+predictions each revision served live (a shadow step's copies get none).
+Until ``performance.minLabels`` are in (the stable's too, for the
+comparison) a gate waits: undecided, never passing, its ``needed`` the
+labels missing.
 
 The golden set (validate step) is replayed once: its exact (Clopper-Pearson)
 interval is shown, and with no more evidence to come an undecided replay
@@ -50,7 +60,7 @@ from functools import cached_property
 
 from vigil.core.analysis import Answered, CandidateFigures, FeatureDrift
 from vigil.core.drift import Divergence
-from vigil.core.spec import RolloutPolicy, Step
+from vigil.core.spec import PerformanceGate, RolloutPolicy, Step
 from vigil.core.stats import (
     BetaBinomial,
     Bounds,
@@ -62,6 +72,7 @@ from vigil.core.stats import (
     rank_effect,
 )
 from vigil.core.vocabulary import GateVerdict
+from vigil.core.window import RealizedPerformance
 
 #: The Beta mixture's prior weight, in observations: the confidence sequences of the
 #: proportions are tightest around a few hundred samples, where decisions are made.
@@ -148,6 +159,8 @@ class _Test:
     within: bool
     #: (estimate, interval low, interval high) -> the gate's text
     describe: Describe
+    #: Samples still missing before the gate judges at all (labels below minLabels).
+    waiting: int = 0
 
     def p_fail(self, bounds: Bounds) -> float:
         return bounds.p_above if self.at_most else bounds.p_below
@@ -522,6 +535,187 @@ def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool) -> _Te
     )
 
 
+# -- realized performance ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Realized:
+    """One revision's labels over the step, in the gate's metric."""
+
+    accuracy: bool
+    labels: float
+    #: Mean of the metric (accuracy or MAE) and the variance of one label's score.
+    mean: float
+    spread: float
+
+    @classmethod
+    def of(cls, realized: RealizedPerformance, accuracy: bool) -> _Realized:
+        if accuracy:
+            scored = sum(n for label, n in realized.scored_by_class.items() if label != "")
+            correct = sum(n for label, n in realized.correct_by_class.items() if label != "")
+            mean = correct / scored if scored > 0 else 0.0
+            # Smoothed: a revision right on every label still has a binomial spread.
+            smoothed = (correct + 1.0) / (scored + 2.0)
+            return cls(True, scored, mean, smoothed * (1.0 - smoothed))
+        scored = realized.scored_by_class.get("", 0.0)
+        if scored <= 0:
+            return cls(False, 0.0, 0.0, 0.0)
+        mean = realized.absolute_error_sum / scored
+        spread = max(0.0, realized.squared_error_sum / scored - mean * mean)
+        return cls(False, scored, mean, spread)
+
+    @property
+    def metric(self) -> str:
+        return "realized accuracy" if self.accuracy else "realized MAE"
+
+    def fmt(self, value: float) -> str:
+        return f"{value:.3f}" if self.accuracy else f"{value:.4g}"
+
+
+def _waiting(
+    name: str, mine: _Realized, threshold: float, have: float, need: int, text: str
+) -> _Test:
+    """A performance gate before its labels (``have`` of ``need``): undecided, never
+    passing, no interval; its value the candidate's figure so far."""
+    return _Test(
+        name=name,
+        threshold=threshold,
+        estimate=mine.mean,
+        at_most=not mine.accuracy,
+        samples=have,
+        unit="labels",
+        bounds=lambda alpha, interval: Bounds(math.nan, math.nan),
+        grown=None,
+        within=False,
+        describe=lambda value, low, high: text,
+        waiting=max(1, math.ceil(need - have)),
+    )
+
+
+def _realized_performance(realized: RealizedPerformance, gate: PerformanceGate) -> _Test | None:
+    accuracy = gate.min_accuracy is not None
+    limit = gate.min_accuracy if accuracy else gate.max_mae
+    if limit is None:
+        return None
+    mine = _Realized.of(realized, accuracy)
+    name = "realizedPerformance"
+    if mine.labels < gate.min_labels:
+        text = f"{mine.metric}: {round(mine.labels)} labels < {gate.min_labels} needed"
+        return _waiting(name, mine, limit, mine.labels, gate.min_labels, text)
+    describe = _text(mine.metric, mine.fmt, limit)
+    if accuracy:
+        return _proportion(
+            name,
+            mine.mean * mine.labels,
+            mine.labels,
+            limit,
+            at_most=False,
+            unit="labels",
+            describe=describe,
+        )
+    # The normal mixture tightest around a tenth of the limit: the deviations that matter.
+    mixing = max(0.1 * limit, 1e-9) ** 2
+    return _mean_test(
+        name,
+        mine.mean,
+        mine.spread / mine.labels,
+        mine.labels,
+        limit,
+        mixing,
+        at_most=True,
+        describe=describe,
+    )
+
+
+def _mean_test(
+    name: str,
+    estimate: float,
+    variance: float,
+    samples: float,
+    threshold: float,
+    mixing: float,
+    *,
+    at_most: bool,
+    describe: Describe,
+    highest: float = math.inf,
+) -> _Test:
+    """A mean (or a difference of two, shifted to the candidate's scale) vs ``threshold``,
+    in a normal mixture; ``variance`` is the estimate's, the interval within [0, highest]."""
+
+    def bounds(alpha: float, interval: bool) -> Bounds:
+        radius = normal_radius(variance, mixing, alpha) if interval else 0.0
+        above, below = normal_p_values(estimate, threshold, variance, mixing)
+        return Bounds(max(0.0, estimate - radius), min(highest, estimate + radius), above, below)
+
+    return _Test(
+        name=name,
+        threshold=threshold,
+        estimate=estimate,
+        at_most=at_most,
+        samples=samples,
+        unit="labels",
+        bounds=bounds,
+        grown=lambda f: _mean_test(
+            name,
+            estimate,
+            variance / f,
+            samples * f,
+            threshold,
+            mixing,
+            at_most=at_most,
+            describe=describe,
+            highest=highest,
+        ),
+        within=estimate <= threshold if at_most else estimate >= threshold,
+        describe=describe,
+    )
+
+
+def _performance_vs_stable(
+    realized: RealizedPerformance, stable: RealizedPerformance, gate: PerformanceGate
+) -> _Test | None:
+    """The candidate vs the stable's figure worsened by ``maxDrop``: their difference is
+    tested (both sides' noise), shown on the candidate's scale."""
+    if gate.max_drop is None:
+        return None
+    accuracy = gate.max_mae is None
+    mine, theirs = _Realized.of(realized, accuracy), _Realized.of(stable, accuracy)
+    factor = 1.0 - gate.max_drop if accuracy else 1.0 + gate.max_drop
+    threshold = factor * theirs.mean
+    name = "performanceVsStable"
+    short = [
+        f"{who} {round(side.labels)} labels"
+        for who, side in (("candidate", mine), ("stable", theirs))
+        if side.labels < gate.min_labels
+    ]
+    if short:
+        text = f"{mine.metric} vs stable: {', '.join(short)} < {gate.min_labels} needed"
+        have = min(mine.labels, theirs.labels)
+        return _waiting(name, mine, threshold, have, gate.min_labels, text)
+    variance = mine.spread / mine.labels + factor**2 * theirs.spread / theirs.labels
+    sign = "-" if accuracy else "+"
+
+    def describe(value: float, low: float, high: float) -> str:
+        return (
+            f"{mine.metric} {mine.fmt(value)} [{mine.fmt(low)}, {mine.fmt(high)}] vs "
+            f"stable's {mine.fmt(theirs.mean)} x (1 {sign} {gate.max_drop:g}) = "
+            f"{mine.fmt(threshold)} ({round(theirs.labels)} stable labels)"
+        )
+
+    scale = max(gate.max_drop, 0.02) * abs(theirs.mean)
+    return _mean_test(
+        name,
+        mine.mean,
+        variance,
+        mine.labels,
+        threshold,
+        max(scale, 1e-9) ** 2,
+        at_most=not accuracy,
+        describe=describe,
+        highest=1.0 if accuracy else math.inf,
+    )
+
+
 # -- the step's verdict -------------------------------------------------------------------------
 
 
@@ -541,14 +735,27 @@ def _tests(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> list
         _prediction_shift(figures, policy.max_prediction_shift),
         _input_drift(figures, policy.input_drift_margin),
     ]
+    gate = policy.performance
+    if gate is not None and step.kind == "canary":
+        found += [
+            _realized_performance(figures.realized, gate),
+            _performance_vs_stable(figures.realized, figures.stable_realized, gate),
+        ]
     return [test for test in found if test is not None]
 
 
-def _expected(step: Step, figures: CandidateFigures) -> int:
+def _expected(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> int:
     """Gates this step can judge: the multiplicity its budget is shared by, fixed for the
     step whatever arrives first (errorRate, latencyP95, latencyVsStable, predictionShift;
-    agreement in shadow; inputDrift with both references)."""
-    return 4 + (step.kind == "shadow") + (figures.shared_features > 0)
+    agreement in shadow; inputDrift with both references; the performance gates in a
+    canary step)."""
+    performance = policy.performance.gates if policy.performance is not None else 0
+    return (
+        4
+        + (step.kind == "shadow")
+        + (figures.shared_features > 0)
+        + (performance if step.kind == "canary" else 0)
+    )
 
 
 def gates(
@@ -560,7 +767,7 @@ def gates(
     """
     tests = _tests(step, policy, figures)
     alpha = step_alpha(policy)
-    family = max(len(tests), _expected(step, figures))
+    family = max(len(tests), _expected(step, policy, figures))
     each = alpha / family
     evidence = {t.name: t.bounds(each, False) for t in tests}
     p_fail = {t.name: t.p_fail(evidence[t.name]) for t in tests}
@@ -595,6 +802,8 @@ def _explainer(
     test: _Test, verdict: GateVerdict, alpha: float, elapsed: float
 ) -> Callable[[], Explanation]:
     def explain() -> Explanation:
+        if test.waiting:
+            return Explanation(None, None, test.describe(0.0, 0.0, 0.0), test.waiting)
         bounds = test.bounds(alpha, True)
         text = test.describe(test.estimate, bounds.low, bounds.high)
         if verdict != GateVerdict.UNDECIDED:

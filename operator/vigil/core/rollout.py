@@ -35,13 +35,15 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
     every gate passed, with confidence         -> next step at once (earlyAdvance)
     no gate failed, step duration not over     -> stay on the step
     step over, a gate undecided with its       -> hold (Undecided) until the evidence
-      estimate beyond its threshold               decides, within progressDeadline
+      estimate beyond its threshold, or a         decides, within progressDeadline
+      performance gate short of minLabels
     step over, more steps                      -> next step
     last step over                             -> promote
 
 Each step judges its own evidence: the requests (a canary's live requests, a
-shadow step's copies), comparisons, predictions and input rows since the
-step started (vigil.core.judges: confidence sequences, Holm across gates).
+shadow step's copies), comparisons, predictions, input rows and (canary,
+with ``analysis.performance``) labels since the step started
+(vigil.core.judges: confidence sequences, Holm across gates).
 
 Invariants (property-tested): never promote without an evaluation of at
 least ``minRequests`` with no failed gate at the final step (a person's promote aside); never

@@ -129,6 +129,9 @@ _GATES: dict[str, tuple[str, Callable[[float], str], Callable[[float], str], str
     "predictionShift": ("prediction shift", _decimals, _general, "<="),
     "inputDrift": ("input drift", _decimals, _general, "<="),
     "goldenSet": ("golden set", _decimals, _general, ">="),
+    # Accuracy (at least) or MAE (at most): the side depends on the model's task.
+    "realizedPerformance": ("realized performance", _decimals, _decimals, "vs"),
+    "performanceVsStable": ("performance vs stable", _decimals, _decimals, "vs"),
 }
 
 

@@ -303,6 +303,26 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.rollout.analysis.tolerance",
     ),
     (
+        "performance-gate-accuracy-and-mae",
+        mutate("spec.rollout", {"analysis": {"performance": {"minAccuracy": 0.9, "maxMAE": 1}}}),
+        "spec.rollout.analysis.performance.maxMAE",
+    ),
+    (
+        "performance-gate-without-a-limit",
+        mutate("spec.rollout", {"analysis": {"performance": {"minLabels": 10}}}),
+        "spec.rollout.analysis.performance",
+    ),
+    (
+        "performance-gate-accuracy-above-one",
+        mutate("spec.rollout", {"analysis": {"performance": {"minAccuracy": 1.5}}}),
+        "spec.rollout.analysis.performance.minAccuracy",
+    ),
+    (
+        "performance-gate-min-labels-zero",
+        mutate("spec.rollout", {"analysis": {"performance": {"maxDrop": 0.05, "minLabels": 0}}}),
+        "spec.rollout.analysis.performance.minLabels",
+    ),
+    (
         "shadow-relative-tolerance-negative",
         mutate(
             "spec.rollout",

@@ -13,6 +13,7 @@ from bisect import bisect_left
 
 from vigil.core.analysis import Answered, CandidateFigures, FeatureDrift
 from vigil.core.drift import Divergence
+from vigil.core.window import RealizedPerformance
 from vigil.sidecar.metrics import LATENCY_BUCKETS
 
 BOUNDS = (*LATENCY_BUCKETS, math.inf)
@@ -68,4 +69,25 @@ def figures(
         prediction_shift_basis="by class label" if prediction_shift is not None else "",
         input_drift=drift,
         shared_features=1 if drift else 0,
+    )
+
+
+def labelled(labels: int, accuracy: float) -> RealizedPerformance:
+    """``labels`` labels joined to a classifier's predictions, ``accuracy`` of them right."""
+    correct = round(accuracy * labels)
+    return RealizedPerformance(
+        labels_by_outcome={"joined": float(labels)},
+        scored_by_class={"0": float(labels)},
+        correct_by_class={"0": float(correct)},
+    )
+
+
+def scored(labels: int, mae: float, spread: float) -> RealizedPerformance:
+    """``labels`` labels of a regressor: mean |error| ``mae``, their standard deviation
+    ``spread``."""
+    return RealizedPerformance(
+        labels_by_outcome={"joined": float(labels)},
+        scored_by_class={"": float(labels)},
+        absolute_error_sum=mae * labels,
+        squared_error_sum=(spread**2 + mae**2) * labels,
     )

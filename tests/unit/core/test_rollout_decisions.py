@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from figures_kit import figures
+from figures_kit import figures, labelled
 
 from vigil.core.rollout import (
     GoldenResult,
@@ -17,7 +17,7 @@ from vigil.core.rollout import (
     decide,
     traffic_at,
 )
-from vigil.core.spec import parse_duration, parse_policy
+from vigil.core.spec import PerformanceGate, parse_duration, parse_policy
 
 API_EXAMPLE = {
     "replacement": {
@@ -337,6 +337,51 @@ class TestAnalysis:
         copies_only = obs(figures=seen(requests=0, copies=5000))
         d = decide(POLICY, at_step(2), copies_only, T0 + 300)
         assert d.action == "hold" and d.message == "0 candidate requests < 50 needed"
+
+
+class TestPerformanceGates:
+    """spec.rollout.analysis.performance: the candidate's labels judged in canary steps."""
+
+    GATED = replace(POLICY, performance=PerformanceGate(min_accuracy=0.85, max_drop=0.05))
+
+    def labels(self, candidate, stable, **changes) -> Observations:
+        evidence = replace(seen(**changes), realized=candidate, stable_realized=stable)
+        return obs(figures=evidence)
+
+    def test_too_few_labels_keep_the_step_then_hold_it_at_its_end(self) -> None:
+        few = self.labels(labelled(20, 1.0), labelled(80, 1.0), requests=20_000)
+        during = decide(self.GATED, at_step(2), few, T0 + 100)
+        assert during.action == "wait" and during.reason == "StepInProgress"
+        assert "2 undecided (realizedPerformance, performanceVsStable)" in during.message
+        end = decide(self.GATED, at_step(2), few, T0 + 300)
+        assert end.action == "hold" and end.reason == "Undecided"
+        assert end.message.startswith("realized accuracy: 20 labels < 50 needed; ")
+        assert end.message.endswith("; the step's duration is over")
+        late = decide(self.GATED, replace(end.state, last_analysis_at=None), few, T0 + 2100)
+        assert late.action == "fail" and late.reason == "ProgressDeadlineExceeded"
+
+    def test_ten_points_below_the_stable_rolls_back_with_the_values(self) -> None:
+        worse = self.labels(labelled(2000, 0.80), labelled(2000, 0.90))
+        first = decide(self.GATED, at_step(2), worse, T0)
+        assert first.action == "wait" and first.reason == "CheckFailed"
+        second = decide(self.GATED, first.state, worse, T0 + 30)
+        assert second.action == "rollback" and second.reason == "AnalysisFailed"
+        assert second.traffic.candidate_weight == 0 and second.traffic.candidate_replicas == 0
+        assert "realized accuracy 0.800 [" in second.message and "vs 0.850" in second.message
+        assert "vs stable's 0.900 x (1 - 0.05) = 0.855" in second.message
+        failed = {g.name: g.verdict for g in second.gates}
+        assert failed["realizedPerformance"] == failed["performanceVsStable"] == "fail"
+
+    def test_as_good_as_the_stable_with_confidence_ends_the_step_early(self) -> None:
+        sure = self.labels(labelled(3000, 0.93), labelled(3000, 0.93), requests=20_000)
+        d = decide(self.GATED, at_step(2), sure, T0 + 100)
+        assert d.action == "advance" and {g.verdict for g in d.gates} == {"pass"}
+
+    def test_a_shadow_step_is_not_held_for_labels(self) -> None:
+        d = decide(
+            self.GATED, at_step(1), self.labels(labelled(0, 0.0), labelled(0, 0.0)), T0 + 300
+        )
+        assert d.action == "advance"
 
 
 class TestPromotion:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
 
 from core_world import OWNER, RolloutWorld, World, spec  # noqa: E402
-from figures_kit import figures  # noqa: E402
+from figures_kit import figures, labelled  # noqa: E402
 from kubelet_pods import RUNNING, backing_off, failed, pod  # noqa: E402
 
 from vigil.core import drift, vocabulary  # noqa: E402
@@ -214,11 +214,13 @@ DISAGREEING = figures(**{**SEEN, "compared": 400, "agreement": 0.81})
 DOUBTFUL = figures(**{**SEEN, "error_rate": 0.02})
 
 
-def _rollout(seen: Catalogue, version: str = "2", **extra: Any) -> tuple[RolloutWorld, str]:
+def _rollout(
+    seen: Catalogue, version: str = "2", rollout: dict[str, Any] = ROLLOUT, **extra: Any
+) -> tuple[RolloutWorld, str]:
     """A stepped rollout started from a serving stable (candidate pods not ready yet)."""
     world = RolloutWorld()
-    _serving(seen, world, rollout=ROLLOUT)
-    world.set_spec(spec(version, 2, rollout=ROLLOUT, **extra))
+    _serving(seen, world, rollout=rollout)
+    world.set_spec(spec(version, 2, rollout=rollout, **extra))
     _cycle(world, seen)
     return world, world.status["candidate"]["revision"]
 
@@ -302,6 +304,23 @@ def _stepped_endings(seen: Catalogue) -> None:
     world, candidate = _rollout(seen, version="1", config={"K": "1"})  # a tweak: one canary
     world.inputs = RolloutInputs(figures=figures(**{**SEEN, "requests": 12}))
     _drive(world, candidate, seen, lambda: world.status["phase"] == "Failed", 90)
+
+
+def _performance_gates(seen: Catalogue) -> None:
+    """A tweak's canary judged on labels too: held for them, then 10 points below the
+    stable, rolled back."""
+    analysis = {**ROLLOUT["analysis"], "performance": {"minAccuracy": 0.85, "maxDrop": 0.05}}
+    world, candidate = _rollout(
+        seen, version="1", rollout={**ROLLOUT, "analysis": analysis}, config={"K": "1"}
+    )
+    few = dataclasses.replace(GOOD, realized=labelled(20, 1.0), stable_realized=labelled(80, 1.0))
+    world.inputs = RolloutInputs(figures=few)
+    _drive(world, candidate, seen, lambda: _reason(world) == "Undecided", 30)
+    worse = dataclasses.replace(
+        GOOD, realized=labelled(2000, 0.80), stable_realized=labelled(2000, 0.90)
+    )
+    world.inputs = RolloutInputs(figures=worse)
+    _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 20)
 
 
 def _model(version: str) -> dict[str, Any]:
@@ -525,6 +544,7 @@ def catalogue() -> Catalogue:
         _blue_green,
         _stepped,
         _stepped_endings,
+        _performance_gates,
         _artifacts,
         _health,
         _performance,

@@ -44,6 +44,8 @@ DEFAULT_PAUSED = False
 DEFAULT_PERFORMANCE_MAX_DROP = 0.05
 DEFAULT_PERFORMANCE_MIN_LABELS = 100
 DEFAULT_PERFORMANCE_WINDOW = "1h"
+#: The rollout's performance gates judge once the candidate has this many labels.
+DEFAULT_GATE_MIN_LABELS = 50
 
 # Defaults the CRD leaves to the operator (documented in docs/crd-reference.md).
 DEFAULT_MAX_ERROR_RATE = 0.01
@@ -93,6 +95,7 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "rollout.analysis.margins.latency": DEFAULT_LATENCY_MARGIN,
     "rollout.analysis.margins.inputDrift": DEFAULT_INPUT_DRIFT_MARGIN,
     "rollout.analysis.earlyAdvance": DEFAULT_EARLY_ADVANCE,
+    "rollout.analysis.performance.minLabels": DEFAULT_GATE_MIN_LABELS,
     "rollout.progressDeadline": DEFAULT_PROGRESS_DEADLINE,
     "paused": DEFAULT_PAUSED,
 }
@@ -406,6 +409,30 @@ class Step:
 
 
 @dataclass(frozen=True)
+class PerformanceGate:
+    """``spec.rollout.analysis.performance``: the canary steps' realized-performance gates.
+
+    ``realizedPerformance``: the candidate's accuracy at least ``min_accuracy``
+    (a classifier) or its MAE at most ``max_mae`` (a regressor).
+    ``performanceVsStable``: at least the stable's accuracy x (1 - ``max_drop``),
+    or at most its MAE x (1 + ``max_drop``), over the same span. Each is off
+    while its limit is None; neither judges before ``min_labels`` labels.
+    """
+
+    min_accuracy: float | None = None
+    max_mae: float | None = None
+    max_drop: float | None = None
+    min_labels: int = DEFAULT_GATE_MIN_LABELS
+
+    @property
+    def gates(self) -> int:
+        """How many gates it adds to a canary step's family."""
+        return (self.min_accuracy is not None or self.max_mae is not None) + (
+            self.max_drop is not None
+        )
+
+
+@dataclass(frozen=True)
 class AnalysisSpec:
     """``spec.rollout.analysis``: how the gates judge each step."""
 
@@ -419,6 +446,8 @@ class AnalysisSpec:
     latency_margin: float = DEFAULT_LATENCY_MARGIN
     input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
     early_advance: bool = DEFAULT_EARLY_ADVANCE
+    #: None: no performance gate.
+    performance: PerformanceGate | None = None
 
 
 @dataclass(frozen=True)
@@ -438,6 +467,7 @@ class RolloutPolicy:
     latency_margin: float = DEFAULT_LATENCY_MARGIN
     input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
     early_advance: bool = DEFAULT_EARLY_ADVANCE
+    performance: PerformanceGate | None = None
 
     @property
     def judged_steps(self) -> int:
@@ -481,6 +511,7 @@ class RolloutSpec:
             latency_margin=analysis.latency_margin,
             input_drift_margin=analysis.input_drift_margin,
             early_advance=analysis.early_advance,
+            performance=analysis.performance,
         )
 
 

@@ -17,6 +17,7 @@ from vigil.core.spec.model import (
     DEFAULT_EARLY_ADVANCE,
     DEFAULT_FAILURE_LIMIT,
     DEFAULT_FEATURE_CAP,
+    DEFAULT_GATE_MIN_LABELS,
     DEFAULT_INPUT_DRIFT_MARGIN,
     DEFAULT_INTERVAL,
     DEFAULT_LATENCY_MARGIN,
@@ -59,6 +60,7 @@ from vigil.core.spec.model import (
     ModelSpec,
     MonitoringSettings,
     MonitoringSpec,
+    PerformanceGate,
     PerformanceSpec,
     RolloutPolicy,
     RolloutSpec,
@@ -405,6 +407,7 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
         latency_margin=float(margins.get("latency", DEFAULT_LATENCY_MARGIN)),
         input_drift_margin=float(margins.get("inputDrift", DEFAULT_INPUT_DRIFT_MARGIN)),
         early_advance=bool(analysis_raw.get("earlyAdvance", DEFAULT_EARLY_ADVANCE)),
+        performance=_performance_gate(analysis_raw.get("performance")),
     )
     if not 0.0 < analysis.confidence < 1.0:
         raise ValueError(
@@ -427,6 +430,39 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
         ),
         http_route=str(route) if route else None,
     )
+
+
+def _performance_gate(raw: Mapping[str, Any] | None) -> PerformanceGate | None:
+    """``spec.rollout.analysis.performance`` (None: absent, no gate; ValueError: unusable)."""
+    if raw is None:
+        return None
+    where = "spec.rollout.analysis.performance"
+
+    def number(key: str, highest: float | None = None) -> float | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        value = float(value)
+        if value < 0 or (highest is not None and value > highest):
+            bound = f"between 0 and {highest:g}" if highest is not None else "at least 0"
+            raise ValueError(f"{where}.{key} {value:g} must be {bound}")
+        return value
+
+    gate = PerformanceGate(
+        min_accuracy=number("minAccuracy", 1.0),
+        max_mae=number("maxMAE"),
+        max_drop=number("maxDrop", 1.0),
+        min_labels=int(raw.get("minLabels", DEFAULT_GATE_MIN_LABELS)),
+    )
+    if gate.min_accuracy is not None and gate.max_mae is not None:
+        raise ValueError(
+            f"{where} takes minAccuracy (a classifier) or maxMAE (a regressor), not both"
+        )
+    if not gate.gates:
+        raise ValueError(f"{where} needs minAccuracy, maxMAE or maxDrop")
+    if gate.min_labels < 1:
+        raise ValueError(f"{where}.minLabels {gate.min_labels} must be at least 1")
+    return gate
 
 
 def parse_policy(

@@ -1,0 +1,188 @@
+"""The realized-performance gates (vigil.core.judges): labels judged with confidence.
+
+``realizedPerformance`` holds the candidate's accuracy (or MAE) to a limit,
+``performanceVsStable`` to the stable's over the same span worsened by
+``maxDrop``. Both wait, undecided, until ``minLabels`` labels are in, and
+judge only canary steps (a shadow step's copies get no labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from figures_kit import figures, labelled, scored
+from scipy import stats
+
+from vigil.core.analysis import CandidateFigures
+from vigil.core.judges import Gate, gates, step_alpha
+from vigil.core.spec import PerformanceGate, RolloutPolicy, parse_policy
+from vigil.core.vocabulary import GateVerdict
+from vigil.core.window import RealizedPerformance
+
+
+def policy(**performance: object) -> RolloutPolicy:
+    return parse_policy(
+        {
+            "replacement": {
+                "steps": [
+                    {"shadow": {"duration": "5m"}},
+                    {"canary": {"weight": 50, "duration": "5m"}},
+                ]
+            },
+            "analysis": {"performance": performance},
+        },
+        "replacement",
+    )
+
+
+CLASSIFIER = policy(minAccuracy=0.85, maxDrop=0.05)
+SHADOW, CANARY = CLASSIFIER.steps
+
+
+def seen(candidate: RealizedPerformance, stable: RealizedPerformance) -> CandidateFigures:
+    return replace(figures(requests=2000), realized=candidate, stable_realized=stable)
+
+
+def performance_gates(
+    found: tuple[Gate, ...],
+) -> dict[str, Gate]:
+    return {g.name: g for g in found if g.name in ("realizedPerformance", "performanceVsStable")}
+
+
+class TestSpec:
+    def test_absent_means_no_gate(self) -> None:
+        assert parse_policy({"replacement": {"steps": []}}, "replacement").performance is None
+
+    def test_read_with_its_default_labels(self) -> None:
+        assert CLASSIFIER.performance == PerformanceGate(min_accuracy=0.85, max_drop=0.05)
+        assert CLASSIFIER.performance.min_labels == 50
+        assert policy(maxMAE=2.5, minLabels=200).performance == PerformanceGate(
+            max_mae=2.5, min_labels=200
+        )
+
+    @pytest.mark.parametrize(
+        ("performance", "message"),
+        [
+            ({"minAccuracy": 0.9, "maxMAE": 1.0}, "performance takes minAccuracy"),
+            ({"minLabels": 10}, "performance needs minAccuracy, maxMAE or maxDrop"),
+            ({"minAccuracy": 1.5}, r"performance.minAccuracy 1.5 must be between 0 and 1"),
+            ({"maxDrop": -0.1}, r"performance.maxDrop -0.1 must be between 0 and 1"),
+            ({"maxMAE": 1, "minLabels": 0}, r"performance.minLabels 0 must be at least 1"),
+        ],
+    )
+    def test_unusable_values_name_the_field(self, performance: dict, message: str) -> None:
+        with pytest.raises(ValueError, match=f"spec.rollout.analysis.{message}"):
+            policy(**performance)
+
+
+class TestWaitingForLabels:
+    def test_too_few_labels_is_undecided_never_passing_with_the_labels_missing(self) -> None:
+        found = performance_gates(
+            gates(CANARY, CLASSIFIER, seen(labelled(20, 1.0), labelled(80, 1.0)))
+        )
+        floor, versus = found["realizedPerformance"], found["performanceVsStable"]
+        assert floor.verdict == versus.verdict == GateVerdict.UNDECIDED
+        assert not floor.within and not versus.within
+        assert (floor.needed, floor.low, floor.high) == (30, None, None)
+        assert floor.text == "realized accuracy: 20 labels < 50 needed"
+        assert versus.text == "realized accuracy vs stable: candidate 20 labels < 50 needed"
+        assert (floor.samples, floor.unit, floor.value) == (20, "labels", 1.0)
+
+    def test_the_comparison_waits_for_the_stables_labels_too(self) -> None:
+        found = performance_gates(
+            gates(CANARY, CLASSIFIER, seen(labelled(400, 0.95), labelled(10, 1.0)))
+        )
+        assert found["realizedPerformance"].low is not None  # the candidate's own is judged
+        versus = found["performanceVsStable"]
+        assert versus.verdict == GateVerdict.UNDECIDED and versus.needed == 40
+        assert "stable 10 labels < 50 needed" in versus.text
+
+    def test_a_regressors_labels_are_not_a_classifiers(self) -> None:
+        found = performance_gates(
+            gates(CANARY, CLASSIFIER, seen(scored(500, 1.0, 0.5), scored(500, 1.0, 0.5)))
+        )
+        assert found["realizedPerformance"].text == "realized accuracy: 0 labels < 50 needed"
+
+
+class TestVerdicts:
+    def test_ten_points_below_the_stable_fails_both_gates(self) -> None:
+        found = performance_gates(
+            gates(CANARY, CLASSIFIER, seen(labelled(2000, 0.80), labelled(2000, 0.90)))
+        )
+        floor, versus = found["realizedPerformance"], found["performanceVsStable"]
+        assert floor.verdict == versus.verdict == GateVerdict.FAIL
+        assert floor.text.startswith("realized accuracy 0.800 [0.7") and floor.text.endswith(
+            "vs 0.850"
+        )
+        assert versus.threshold == pytest.approx(0.9 * 0.95)
+        assert versus.high < versus.threshold < 0.9
+        assert versus.text.startswith("realized accuracy 0.800 [")
+        assert "vs stable's 0.900 x (1 - 0.05) = 0.855 (2000 stable labels)" in versus.text
+        assert (versus.samples, versus.unit) == (2000, "labels")
+
+    def test_as_good_as_the_stable_passes_with_enough_labels(self) -> None:
+        found = performance_gates(
+            gates(CANARY, CLASSIFIER, seen(labelled(3000, 0.93), labelled(3000, 0.93)))
+        )
+        assert {g.verdict for g in found.values()} == {GateVerdict.PASS}
+
+    def test_undecided_between_says_how_many_more_labels(self) -> None:
+        found = performance_gates(
+            gates(CANARY, CLASSIFIER, seen(labelled(200, 0.86), labelled(200, 0.9)))
+        )
+        versus = found["performanceVsStable"]
+        assert versus.verdict == GateVerdict.UNDECIDED and versus.within
+        assert versus.needed is not None and versus.needed > 0
+        assert "undecided: 200 labels, about" in versus.text
+
+    def test_a_regressors_mae_against_its_limit_and_the_stables(self) -> None:
+        regressor = policy(maxMAE=1.0, maxDrop=0.1)
+        worse = performance_gates(
+            gates(CANARY, regressor, seen(scored(800, 1.4, 1.0), scored(800, 1.0, 1.0)))
+        )
+        assert worse["realizedPerformance"].verdict == GateVerdict.FAIL
+        assert worse["performanceVsStable"].verdict == GateVerdict.FAIL
+        assert worse["performanceVsStable"].threshold == pytest.approx(1.1)
+        assert worse["realizedPerformance"].text.startswith("realized MAE 1.4 [")
+        same = performance_gates(
+            gates(CANARY, regressor, seen(scored(5000, 0.8, 0.5), scored(5000, 0.8, 0.5)))
+        )
+        assert {g.verdict for g in same.values()} == {GateVerdict.PASS}
+
+    def test_only_canary_steps_judge_labels(self) -> None:
+        found = gates(SHADOW, CLASSIFIER, seen(labelled(1000, 0.5), labelled(1000, 0.9)))
+        assert not performance_gates(found)
+
+    def test_the_gates_are_judged_beside_the_others(self) -> None:
+        without = parse_policy(
+            {"replacement": {"steps": [{"canary": {"weight": 50}}]}}, "replacement"
+        )
+        with_gates = replace(without, performance=CLASSIFIER.performance)
+        base = seen(RealizedPerformance(), RealizedPerformance())
+        assert len(gates(without.steps[0], without, base)) == 3
+        assert len(gates(with_gates.steps[0], with_gates, base)) == 5
+
+
+class TestAnytimeValidity:
+    def test_a_candidate_exactly_at_the_stables_margin_is_rarely_rolled_back(self) -> None:
+        """Checked after every batch of labels, the comparison fails a candidate at its
+        threshold at most its share of the budget (the normal approximation holds)."""
+        gate = replace(CLASSIFIER, confidence=0.9, performance=PerformanceGate(max_drop=0.05))
+        rng = np.random.default_rng(17)
+        streams, looks, batch = 200, 20, 60
+        stable_p, candidate_p = 0.9, 0.9 * 0.95
+        stable = rng.binomial(batch, stable_p, size=(streams, looks)).cumsum(axis=1)
+        candidate = rng.binomial(batch, candidate_p, size=(streams, looks)).cumsum(axis=1)
+        failed = 0
+        for mine, theirs in zip(candidate, stable, strict=True):
+            for look in range(looks):
+                n = batch * (look + 1)
+                evidence = seen(labelled(n, mine[look] / n), labelled(n, theirs[look] / n))
+                verdict = performance_gates(gates(CANARY, gate, evidence))["performanceVsStable"]
+                if verdict.verdict == GateVerdict.FAIL:
+                    failed += 1
+                    break
+        share = step_alpha(gate) / 5
+        assert failed <= stats.binom.ppf(0.999, streams, share), (failed, share)
