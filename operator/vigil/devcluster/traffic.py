@@ -16,6 +16,7 @@ implementation does) and goes to a Ready pod behind that Service.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import threading
@@ -207,6 +208,7 @@ class TrafficGenerator:
         #: The true value of each row of ``X``: every request then carries an id of ours and,
         #: once answered, its row's label goes to the feedback port of the pod that answered.
         self.labels = labels
+        self._ids = itertools.count()
         self._run_id = f"{int(time.time() * 1000):x}"
         self.stats = TrafficStats()
         self._stop = threading.Event()
@@ -272,7 +274,7 @@ class TrafficGenerator:
             body = v2_body(rows_at(self.X, picks, shifts))
             if self.labels is not None:
                 truth = self.labels[int(picks[0])]
-                headers["X-Request-Id"] = f"{self.name}-{self._run_id}-{self.stats.sent}"
+                headers["X-Request-Id"] = f"{self.name}-{self._run_id}-{next(self._ids)}"
         request = urllib.request.Request(
             f"http://{target if ':' in target else f'{target}:8000'}"
             f"/v2/models/{self.model_name}/infer",
