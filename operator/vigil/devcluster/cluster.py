@@ -702,17 +702,26 @@ class LocalCluster:
             "--v=1",
         ]
 
-    def _controller_manager_args(self, bin_dir: Path) -> list[str]:
-        pki = self.pki_dir
-        kubeconfig = pki / "controller-manager.kubeconfig"
+    def _control_plane_component_args(self, bin_dir: Path, name: str, port: int) -> list[str]:
+        """The flags the controller manager and the scheduler share: binary ``kube-<name>``,
+        its kubeconfig and serving certificates under ``pki/<name>``, loopback, ``port``."""
+        kubeconfig = self.pki_dir / f"{name}.kubeconfig"
         return [
-            str(bin_dir / "kube-controller-manager"),
+            str(bin_dir / f"kube-{name}"),
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports.controller_manager}",
-            f"--cert-dir={pki / 'controller-manager'}",
+            f"--secure-port={port}",
+            f"--cert-dir={self.pki_dir / name}",
+        ]
+
+    def _controller_manager_args(self, bin_dir: Path) -> list[str]:
+        pki = self.pki_dir
+        return [
+            *self._control_plane_component_args(
+                bin_dir, "controller-manager", self.ports.controller_manager
+            ),
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--service-cluster-ip-range={self.network.service_range}",
@@ -728,16 +737,8 @@ class LocalCluster:
         ]
 
     def _scheduler_args(self, bin_dir: Path) -> list[str]:
-        pki = self.pki_dir
-        kubeconfig = pki / "scheduler.kubeconfig"
         return [
-            str(bin_dir / "kube-scheduler"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports.scheduler}",
-            f"--cert-dir={pki / 'scheduler'}",
+            *self._control_plane_component_args(bin_dir, "scheduler", self.ports.scheduler),
             "--leader-elect=false",
             "--kube-api-qps=200",
             "--kube-api-burst=400",

@@ -6,6 +6,7 @@ build several operators in one process and read exact values.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -244,81 +245,73 @@ class OperatorMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.reconciles = Counter(
+        # Every metric in this instance's own registry.
+        counter, gauge, histogram = (
+            functools.partial(kind, registry=self.registry) for kind in (Counter, Gauge, Histogram)
+        )
+        self.reconciles = counter(
             "vigil_operator_reconciles",
             "Reconciles of a ModelDeployment, by outcome (changed, unchanged, error).",
             ["outcome"],
-            registry=self.registry,
         )
         for outcome in (OUTCOME_CHANGED, OUTCOME_UNCHANGED, OUTCOME_ERROR):
             self.reconciles.labels(outcome)
-        self.duration = Histogram(
+        self.duration = histogram(
             "vigil_operator_reconcile_duration_seconds",
             "Time to reconcile one ModelDeployment (read, decide, write).",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry,
         )
-        self.writes = Counter(
+        self.writes = counter(
             "vigil_operator_writes",
             "Writes to the API server, by kind and verb (apply, delete, status).",
             ["kind", "verb"],
-            registry=self.registry,
         )
-        self.events = Counter(
+        self.events = counter(
             "vigil_operator_events",
             "Kubernetes Events posted, by reason.",
             ["reason"],
-            registry=self.registry,
         )
         self._phases = _PhaseCollector()
         self.registry.register(self._phases)
-        self.health_cycle = Histogram(
+        self.health_cycle = histogram(
             "vigil_health_cycle_seconds",
             "Time of one health cycle over every ModelDeployment (collect, judge, write).",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60),
-            registry=self.registry,
         )
-        self.scrape_failures = Counter(
+        self.scrape_failures = counter(
             "vigil_health_scrape_failures",
             "Sidecars that did not answer a direct scrape (skipped for that cycle).",
-            registry=self.registry,
         )
-        self.source_failures = Counter(
+        self.source_failures = counter(
             "vigil_health_source_failures",
             "Revisions a metrics source had no figures for in a cycle, by source.",
             ["source"],
-            registry=self.registry,
         )
-        self.rollouts = Counter(
+        self.rollouts = counter(
             "vigil_rollouts",
             "Finished rollouts of a candidate, by outcome (Promoted, RolledBack, Failed).",
             ["namespace", "name", "outcome"],
-            registry=self.registry,
         )
-        self.rollout_weight = Gauge(
+        self.rollout_weight = gauge(
             "vigil_rollout_weight",
             "The candidate's share of live traffic (percent; 0 without a rollout in progress).",
             ["namespace", "name"],
-            registry=self.registry,
         )
-        self.rollout_analysis = Counter(
+        self.rollout_analysis = counter(
             "vigil_rollout_analysis",
             "Gate evaluations of rollout candidates, by gate and result (passed, failed).",
             ["namespace", "name", "gate", "result"],
-            registry=self.registry,
         )
-        self.rollout_duration = Histogram(
+        self.rollout_duration = histogram(
             "vigil_rollout_duration_seconds",
             "From a candidate's start to its promotion, rollback or failure, by outcome.",
             ["outcome"],
             buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600),
-            registry=self.registry,
         )
-        self.info = Gauge(
+        self.info = gauge(
             "vigil_operator_info",
             "Constant 1, labelled with the operator's version and sidecar image.",
             ["version", "sidecar_image"],
-            registry=self.registry,
         )
 
     def rollout_finished(self, namespace: str, name: str, outcome: str) -> None:

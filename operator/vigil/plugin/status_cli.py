@@ -32,7 +32,8 @@ def _kubectl_json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
-def snapshot(args: argparse.Namespace, colour: bool) -> str:
+def read_model_and_events(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
+    """The ModelDeployment ``args.name`` and the Events about it (status and report read both)."""
     md = _kubectl_json(args, "get", "modeldeployments.vigil.dev", args.name)
     events = _kubectl_json(
         args,
@@ -40,6 +41,11 @@ def snapshot(args: argparse.Namespace, colour: bool) -> str:
         "events",
         f"--field-selector=involvedObject.kind=ModelDeployment,involvedObject.name={args.name}",
     ).get("items", [])
+    return md, events
+
+
+def snapshot(args: argparse.Namespace, colour: bool) -> str:
+    md, events = read_model_and_events(args)
     return render(md, events, colour=colour)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -71,13 +71,7 @@ class Summary:
     median: float
 
     def to_dict(self) -> dict[str, float]:
-        return {
-            "mean": self.mean,
-            "std": self.std,
-            "min": self.min,
-            "max": self.max,
-            "median": self.median,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -154,12 +148,7 @@ class DriftDefaults:
     epsilon: float = 1e-4
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "warning": self.warning,
-            "threshold": self.threshold,
-            "epsilon": self.epsilon,
-        }
+        return asdict(self)
 
 
 ValidationMethod = Literal["holdout", "cross-validation", "in-sample"]

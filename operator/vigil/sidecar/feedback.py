@@ -31,7 +31,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +40,6 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
@@ -51,6 +49,7 @@ from vigil.core import metric_names
 from vigil.profile import OTHER
 from vigil.profile.model import category_key
 from vigil.sidecar.config import FeedbackSettings
+from vigil.sidecar.exposition import Families
 from vigil.sidecar.identity import clean_id, id_key, parse_sidecar_id
 from vigil.sidecar.joinstore import (
     ABSENT,
@@ -300,20 +299,14 @@ class FeedbackMetrics(Collector):
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
-        names = list(self.base)
-        own = list(self.base.values())
+        families = Families(self.base)
+        names, own, counter = families.names, families.values, families.counter
         rev_at = names.index("revision")
 
         def labels(revision: str, *extra: str) -> list[str]:
             values = list(own)
             values[rev_at] = revision
             return [*values, *extra]
-
-        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, labels=[*names, *extra])
-
-        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=[*names, *extra])
 
         outcomes = counter(
             metric_names.FEEDBACK_LABELS,
@@ -367,69 +360,66 @@ class FeedbackMetrics(Collector):
         yield abs_error
         yield squared_error
         yield delay
-        requests = counter("vigil_feedback_requests", "Feedback requests accepted.")
-        requests.add_metric(own, self.requests)
-        yield requests
-        rejected = counter(
+        yield families.counter_of(
+            "vigil_feedback_requests", "Feedback requests accepted.", self.requests
+        )
+        yield families.counter_by(
             "vigil_feedback_rejected_requests",
             "Feedback requests refused: body_too_large (413), too_many_labels (413), "
             "rate_limited (429), busy (429), bad_request (400), not_a_peer (403), "
             "leaving (503: handing predictions over at shutdown).",
-            ("reason",),
+            "reason",
+            self.rejected,
         )
-        for reason, n in sorted(self.rejected.items()):
-            rejected.add_metric([*own, reason], n)
-        yield rejected
-        peers = counter(
-            "vigil_feedback_peer_failures", "Calls to other sidecars that got no answer."
+        yield families.counter_of(
+            "vigil_feedback_peer_failures",
+            "Calls to other sidecars that got no answer.",
+            self.peer_failures,
         )
-        peers.add_metric(own, self.peer_failures)
-        yield peers
-        handoff = counter(
+        yield families.counter_by(
             "vigil_feedback_handoff_predictions",
             "Predictions handed over at shutdown: sent, adopted (from a peer), failed.",
-            ("outcome",),
+            "outcome",
+            self.handoff,
         )
-        for outcome, n in sorted(self.handoff.items()):
-            handoff.add_metric([*own, outcome], n)
-        yield handoff
         store = self.store
         if store is None:
             return
-        g = gauge("vigil_feedback_store_predictions", "Predictions held for labels.")
-        g.add_metric(own, store.predictions)
-        yield g
-        g = gauge("vigil_feedback_store_rows", "Prediction rows held (the bound is the capacity).")
-        g.add_metric(own, store.rows)
-        yield g
-        g = gauge("vigil_feedback_store_capacity_rows", "Most prediction rows held at once.")
-        g.add_metric(own, store.capacity)
-        yield g
-        g = gauge(
-            "vigil_feedback_store_bytes", "Memory bound of the join store (arrays and filters)."
-        )
-        g.add_metric(own, store.nbytes)
-        yield g
-        g = gauge(
-            "vigil_feedback_store_oldest_age_seconds",
-            "Age of the oldest prediction held: the window labels can be joined over now.",
-        )
-        g.add_metric(own, store.oldest_age())
-        yield g
-        evicted = counter(
+        for name, doc, value in (
+            ("vigil_feedback_store_predictions", "Predictions held for labels.", store.predictions),
+            (
+                "vigil_feedback_store_rows",
+                "Prediction rows held (the bound is the capacity).",
+                store.rows,
+            ),
+            (
+                "vigil_feedback_store_capacity_rows",
+                "Most prediction rows held at once.",
+                store.capacity,
+            ),
+            (
+                "vigil_feedback_store_bytes",
+                "Memory bound of the join store (arrays and filters).",
+                store.nbytes,
+            ),
+            (
+                "vigil_feedback_store_oldest_age_seconds",
+                "Age of the oldest prediction held: the window labels can be joined over now.",
+                store.oldest_age(),
+            ),
+        ):
+            yield families.gauge_of(name, doc, value)
+        yield families.counter_by(
             "vigil_feedback_store_evicted_predictions",
             "Predictions let go: window (older than the join window), capacity (store full).",
-            ("reason",),
+            "reason",
+            store.evicted,
         )
-        for reason, n in sorted(store.evicted.items()):
-            evicted.add_metric([*own, reason], n)
-        yield evicted
-        reused = counter(
+        yield families.counter_of(
             "vigil_feedback_store_reused_ids",
             "Client ids seen again on this pod: the newer prediction replaced the older.",
+            store.reused,
         )
-        reused.add_metric(own, store.reused)
-        yield reused
 
 
 class _TokenBucket:
@@ -527,6 +517,22 @@ class _Refused(Exception):
         self.response = response
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _answering_refusals(handler: Handler) -> Handler:
+    """The handler, answering a :class:`_Refused` it raises with the refusal's response."""
+
+    @functools.wraps(handler)
+    async def answer(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return refused.response
+
+    return answer
+
+
 class FeedbackService:
     """The feedback port: labels in, joined where their predictions are."""
 
@@ -578,9 +584,9 @@ class FeedbackService:
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
-        app.router.add_post(FEEDBACK_PATH, self._feedback)
-        app.router.add_post(PEER_PATH, self._peer)
-        app.router.add_post(HANDOFF_PATH, self._handoff)
+        app.router.add_post(FEEDBACK_PATH, _answering_refusals(self._feedback))
+        app.router.add_post(PEER_PATH, _answering_refusals(self._peer))
+        app.router.add_post(HANDOFF_PATH, _answering_refusals(self._handoff))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.settings.port)
@@ -657,19 +663,13 @@ class FeedbackService:
 
     # ------------------------------------------------------------ the public endpoint
 
-    async def _feedback(self, request: web.Request) -> web.Response:
-        try:
-            return await self._feedback_once(request)
-        except _Refused as refused:
-            return refused.response
-
     def _check_leaving(self) -> None:
         if self.leaving:
             raise self._refuse(
                 503, "leaving", "this pod is handing its predictions over", {"Retry-After": "1"}
             )
 
-    async def _feedback_once(self, request: web.Request) -> web.Response:
+    async def _feedback(self, request: web.Request) -> web.Response:
         self._check_leaving()
         if self.busy >= self.settings.max_concurrent_requests:
             raise self._refuse(
@@ -836,12 +836,6 @@ class FeedbackService:
     # ------------------------------------------------------------ peers' endpoints
 
     async def _peer(self, request: web.Request) -> web.Response:
-        try:
-            return await self._peer_once(request)
-        except _Refused as refused:
-            return refused.response
-
-    async def _peer_once(self, request: web.Request) -> web.Response:
         """Another sidecar asks: join what you hold, say what you do not (count nothing else)."""
         if not await self.peers.allows(request.remote):
             raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
@@ -865,12 +859,6 @@ class FeedbackService:
         return web.json_response({"results": results})
 
     async def _handoff(self, request: web.Request) -> web.Response:
-        try:
-            return await self._handoff_once(request)
-        except _Refused as refused:
-            return refused.response
-
-    async def _handoff_once(self, request: web.Request) -> web.Response:
         """A peer going away hands its predictions over."""
         if not await self.peers.allows(request.remote):
             raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")

@@ -10,6 +10,7 @@ holds for every series it exposes. The data-science metrics live in
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import resource
@@ -20,7 +21,6 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from vigil.core import metric_names
+from vigil.sidecar.exposition import Families
 
 __all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OpsMetrics", "origin_of"]
 
@@ -87,35 +88,29 @@ class _ProcessCollector(Collector):
         self.start = time.time()
 
     def collect(self) -> Iterator[Metric]:
-        names = list(self.base)
-        values = list(self.base.values())
+        families = Families(self.base)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = CounterMetricFamily(
-            "vigil_sidecar_cpu_seconds", "CPU time used by the sidecar process.", labels=names
-        )
-        cpu.add_metric(values, usage.ru_utime + usage.ru_stime)
-        yield cpu
-        rss = GaugeMetricFamily(
-            "vigil_sidecar_resident_memory_bytes", "Resident memory of the sidecar.", labels=names
+        yield families.counter_of(
+            "vigil_sidecar_cpu_seconds",
+            "CPU time used by the sidecar process.",
+            usage.ru_utime + usage.ru_stime,
         )
         try:
             with open("/proc/self/statm", "rb") as fh:
-                rss.add_metric(values, int(fh.read().split()[1]) * _PAGE)
+                rss = int(fh.read().split()[1]) * _PAGE
         except OSError:
-            rss.add_metric(values, usage.ru_maxrss * 1024)
-        yield rss
-        start = GaugeMetricFamily(
+            rss = usage.ru_maxrss * 1024
+        yield families.gauge_of(
+            "vigil_sidecar_resident_memory_bytes", "Resident memory of the sidecar.", rss
+        )
+        yield families.gauge_of(
             metric_names.SIDECAR_START_TIME,
             "Unix time the sidecar started (detects restarts / counter resets).",
-            labels=names,
+            self.start,
         )
-        start.add_metric(values, self.start)
-        yield start
-        inflight = GaugeMetricFamily(
-            "vigil_requests_in_flight", "Requests being proxied right now.", labels=names
+        yield families.gauge_of(
+            "vigil_requests_in_flight", "Requests being proxied right now.", self.ops.in_flight
         )
-        inflight.add_metric(values, self.ops.in_flight)
-        yield inflight
         yield from self.ops.hot_path_metrics()
 
 
@@ -130,36 +125,32 @@ class OpsMetrics:
         self.base = base
         self.in_flight = 0
         labels = list(BASE_LABELS)
-        self.upstream_failures = Counter(
+        counter, gauge = (functools.partial(kind, registry=registry) for kind in (Counter, Gauge))
+        self.upstream_failures = counter(
             "vigil_upstream_failures",
             "Requests the model server did not answer: refused, timeout, reset, protocol.",
             [*labels, "reason"],
-            registry=registry,
         )
-        self.rejected = Counter(
+        self.rejected = counter(
             "vigil_rejected_requests",
             "Requests the sidecar answered itself with a 4xx: body_too_large, bad_request, "
             "headers_too_large.",
             [*labels, "reason"],
-            registry=registry,
         )
-        self.upstream_ready = Gauge(
+        self.upstream_ready = gauge(
             "vigil_upstream_ready",
             "1 when the model server's readiness check last succeeded.",
             labels,
-            registry=registry,
         )
-        self.settings_reloads = Counter(
+        self.settings_reloads = counter(
             "vigil_settings_reloads",
             "Run-time settings reloads by outcome (applied, error).",
             [*labels, "outcome"],
-            registry=registry,
         )
-        self.info = Gauge(
+        self.info = gauge(
             "vigil_model_info",
             "Which model, version, revision, protocol and reference this sidecar serves.",
             [*labels, "protocol", "reference_fingerprint", "sidecar_version"],
-            registry=registry,
         )
         self._base_values = tuple(base.values())
         # Hot-path counters are plain Python numbers, turned into series at

@@ -28,13 +28,14 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
 from vigil.profile.bins import bin_index
 from vigil.profile.model import category_key
+from vigil.sidecar.exposition import Families
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
 __all__ = ["Exchange", "Monitor", "Recorder", "ReferenceState", "load_reference"]
@@ -489,36 +490,27 @@ class Monitor(Collector):
     # ------------------------------------------------------------ exposition
 
     def collect(self) -> Iterator[Metric]:
-        names = list(self.base)
-        base = list(self.base.values())
+        families = Families(self.base)
+        base = families.values
+        counter, gauge = families.counter, families.gauge
 
-        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, labels=[*names, *extra])
-
-        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=[*names, *extra])
-
-        rows = counter(metric_names.INPUT_ROWS, "Rows (instances) seen in inference requests.")
-        rows.add_metric(base, self.rows)
-        yield rows
-        viol = counter(
+        yield families.counter_of(
+            metric_names.INPUT_ROWS, "Rows (instances) seen in inference requests.", self.rows
+        )
+        yield families.counter_by(
             "vigil_input_schema_violations",
             "Inference requests (or values, for kind=type) that do not fit the expected "
             "schema: malformed_json, content_type, content_encoding, unknown_payload, shape, type, "
             "feature_count.",
-            ("kind",),
+            "kind",
+            self.violations,
         )
-        for kind, n in sorted(self.violations.items()):
-            viol.add_metric([*base, kind], n)
-        yield viol
-        pviol = counter(
+        yield families.counter_by(
             "vigil_prediction_schema_violations",
             "Inference responses whose predictions could not be read, by kind.",
-            ("kind",),
+            "kind",
+            self.prediction_violations,
         )
-        for kind, n in sorted(self.prediction_violations.items()):
-            pviol.add_metric([*base, kind], n)
-        yield pviol
 
         fbin = counter(
             metric_names.FEATURE_BIN,
@@ -565,37 +557,37 @@ class Monitor(Collector):
                 pbin.add_metric([*base, str(i)], n)
         yield pclass
         yield pbin
-        pc = counter(
-            metric_names.PREDICTIONS, "Numeric predictions seen (sum/squares denominator)."
+        yield families.counter_of(
+            metric_names.PREDICTIONS,
+            "Numeric predictions seen (sum/squares denominator).",
+            self.pred_count,
         )
-        pc.add_metric(base, self.pred_count)
-        yield pc
-        ps = gauge(metric_names.PREDICTION_VALUE_SUM, "Sum of numeric predictions since start.")
-        ps.add_metric(base, self.pred_sum)
-        yield ps
-        pss = gauge(
+        yield families.gauge_of(
+            metric_names.PREDICTION_VALUE_SUM,
+            "Sum of numeric predictions since start.",
+            self.pred_sum,
+        )
+        yield families.gauge_of(
             metric_names.PREDICTION_VALUE_SQUARES_SUM,
             "Sum of squared numeric predictions since start (for the standard deviation).",
+            self.pred_sumsq,
         )
-        pss.add_metric(base, self.pred_sumsq)
-        yield pss
         lo, hi = self.window.bounds()
-        pmin = gauge("vigil_prediction_value_min", "Smallest prediction in the recent window.")
-        pmin.add_metric(base, lo)
-        yield pmin
-        pmax = gauge("vigil_prediction_value_max", "Largest prediction in the recent window.")
-        pmax.add_metric(base, hi)
-        yield pmax
+        yield families.gauge_of(
+            "vigil_prediction_value_min", "Smallest prediction in the recent window.", lo
+        )
+        yield families.gauge_of(
+            "vigil_prediction_value_max", "Largest prediction in the recent window.", hi
+        )
 
-        mon = gauge("vigil_monitored_features", "Features whose inputs are monitored.")
-        mon.add_metric(base, len(self.counters))
-        yield mon
-        unmon = gauge(
+        yield families.gauge_of(
+            "vigil_monitored_features", "Features whose inputs are monitored.", len(self.counters)
+        )
+        yield families.gauge_of(
             "vigil_unmonitored_features",
             "Reference features left out by the feature cap or selection (0 = all monitored).",
+            self.unmonitored,
         )
-        unmon.add_metric(base, self.unmonitored)
-        yield unmon
         drift = gauge(
             "vigil_drift_monitoring_enabled",
             "1 when a valid reference profile is loaded; 0 with the reason "
@@ -604,14 +596,14 @@ class Monitor(Collector):
         )
         drift.add_metric([*base, self.reference.reason], 1 if self.reference.reason == "ok" else 0)
         yield drift
-        dropped = counter(
-            "vigil_monitoring_dropped", "Exchanges not monitored because the queue was full."
+        yield families.counter_of(
+            "vigil_monitoring_dropped",
+            "Exchanges not monitored because the queue was full.",
+            self.dropped,
         )
-        dropped.add_metric(base, self.dropped)
-        yield dropped
-        errors = counter("vigil_monitoring_errors", "Internal errors while monitoring a batch.")
-        errors.add_metric(base, self.errors)
-        yield errors
-        qlen = gauge("vigil_monitoring_queue_length", "Exchanges waiting to be monitored.")
-        qlen.add_metric(base, len(self.queue))
-        yield qlen
+        yield families.counter_of(
+            "vigil_monitoring_errors", "Internal errors while monitoring a batch.", self.errors
+        )
+        yield families.gauge_of(
+            "vigil_monitoring_queue_length", "Exchanges waiting to be monitored.", len(self.queue)
+        )

@@ -47,6 +47,7 @@ from vigil.sidecar.wire import (
     scan_chunked,
     simple_response,
     take_final_response_head,
+    take_response_body,
     with_identity_headers,
     with_request_header,
 )
@@ -182,22 +183,12 @@ class _Upstream(asyncio.Protocol):
                 return
             head, self.head_raw = taken
             self.head = head
-        if request.head.method == "HEAD" or head.status in (204, 304):
-            raw_body = body = b""
-            end = 0
-        elif head.chunked:
-            found = scan_chunked(buf, 0, None)
-            if found is None:
-                return
-            end, body = found
-            raw_body = bytes(buf[:end])
-        elif head.content_length is not None:
-            end = head.content_length
-            if len(buf) < end:
-                return
-            raw_body = body = bytes(buf[:end])
-        else:
-            return  # until the connection closes
+        found = take_response_body(buf, head, request.head.method == "HEAD")
+        if found is None:
+            return  # more to come, or until the connection closes
+        end, body = found
+        # Forwarded as received: a chunked body with its framing (end 0: no body at all).
+        raw_body = bytes(buf[:end]) if head.chunked and end else body
         leftover = len(buf) > end
         del buf[:end]
         self._finish(

@@ -18,8 +18,8 @@ from typing import cast
 from vigil.sidecar.wire import (
     BadMessage,
     ResponseHead,
-    scan_chunked,
     take_final_response_head,
+    take_response_body,
 )
 
 __all__ = ["TargetClient", "TargetError", "TargetResponse"]
@@ -107,21 +107,10 @@ class _Connection(asyncio.Protocol):
             if taken is None:
                 return
             head = self.head = taken[0]
-        if self.no_body or head.status in (204, 304):
-            body = b""
-            end = 0
-        elif head.chunked:
-            found = scan_chunked(buf, 0, None)
-            if found is None:
-                return
-            end, body = found
-        elif head.content_length is not None:
-            end = head.content_length
-            if len(buf) < end:
-                return
-            body = bytes(buf[:end])
-        else:
-            return  # until the connection closes
+        found = take_response_body(buf, head, self.no_body)
+        if found is None:
+            return  # more to come, or until the connection closes
+        end, body = found
         leftover = len(buf) > end
         self._done(head, body, reusable=head.keep_alive and not leftover)
 

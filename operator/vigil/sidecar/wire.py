@@ -26,6 +26,7 @@ __all__ = [
     "parse_response_head",
     "read_response",
     "scan_chunked",
+    "take_response_body",
     "with_identity_headers",
     "with_request_header",
 ]
@@ -334,6 +335,26 @@ def take_final_response_head(buf: bytearray) -> tuple[ResponseHead, bytes] | Non
         if parsed.status >= 200 or parsed.status == 101:
             return parsed, raw
     raise BadMessage("too many interim responses")
+
+
+def take_response_body(
+    buf: bytearray, head: ResponseHead, no_body: bool
+) -> tuple[int, bytes] | None:
+    """Where the body of the response ``head`` ends in ``buf`` and the body (de-chunked).
+
+    ``no_body``: the answer to a HEAD request. None while the body has not all
+    arrived, and for a body delimited by the end of the connection (complete only
+    when it closes). Shared by the proxy's upstream connections and the shadow
+    copies' client.
+    """
+    if no_body or head.status in (204, 304):
+        return 0, b""
+    if head.chunked:
+        return scan_chunked(buf, 0, None)
+    end = head.content_length
+    if end is None or len(buf) < end:
+        return None
+    return end, bytes(buf[:end])
 
 
 def scan_chunked(buf: bytes | bytearray, start: int, limit: int | None) -> tuple[int, bytes] | None:

@@ -8,7 +8,8 @@ PersistentVolume named ``pvc://models/wine-1``; its pods are real containers
 namespace under PodSecurity ``restricted``. The tests exec into the running
 containers and read what the kernel enforces: users, read-only root file
 systems, the read-only model volume, cgroup limits; readiness driven by the
-probes. The module shares one namespace, one operator and
+probes; and no failed request through the Service during a blue/green switch
+(the old pods' ``preStop``). The module shares one namespace, one operator and
 one ModelDeployment (starting MLServer is the slow part); every test starts
 from the model Ready and leaves it Ready. Traffic goes only to pod and Service
 addresses of this cluster.
@@ -41,7 +42,7 @@ from vigil.devcluster.incluster import (
 )
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.node import NODE_NAME
-from vigil.devcluster.traffic import service_address, v2_body
+from vigil.devcluster.traffic import TrafficGenerator, service_address, v2_body
 
 NAME = "wine"
 CLAIM = "models"
@@ -332,3 +333,39 @@ def test_probes_take_an_unready_model_out_of_the_service_and_back(deployed: Depl
     wait_for(lambda: pod_ready(deployed, name), 60, "the pod Ready again")
     wait_for(lambda: ip in ready_addresses(deployed), 30, "the endpoint ready again")
     wait_for(lambda: serving(deployed), 60, "the ModelDeployment Ready again")
+
+
+def new_pods_alone(deployed: Deployed, before: set[str]) -> bool:
+    pods = serving(deployed)
+    return bool(pods) and not before & {p["metadata"]["name"] for p in pods}
+
+
+def test_no_request_fails_through_a_blue_green_switch(deployed: Deployed) -> None:
+    """The old revision's pods keep answering (preStop) while kube-proxy moves the Service."""
+    before = {p["metadata"]["name"] for p in deployed.model_pods()}
+    traffic = TrafficGenerator(
+        deployed.cluster, deployed.namespace, NAME, NAME, deployed.model.X,
+        rate=20.0, through_service=True,
+    ).start()  # fmt: skip
+    try:
+        wait_for(lambda: traffic.stats.ok >= 40, 60, "traffic answered through the Service")
+        started = time.monotonic()
+        config = {"E2E_TWEAK": secrets.token_hex(2)}  # a tweak: new pods, same model
+        deployed.cluster.apply(
+            model_deployment(f"pvc://{CLAIM}/wine-1", deployed.server_image, config),
+            deployed.namespace,
+        )
+        wait_for(lambda: new_pods_alone(deployed, before), 240, "the new revision serving alone")
+        switched = time.monotonic() - started
+        # The old pods are gone only after their preStop: keep sending until then.
+        wait_for(
+            lambda: not before & {p["metadata"]["name"] for p in deployed.get("pods")["items"]},
+            120, "the old revision's pods removed",
+        )  # fmt: skip
+        sent_after = traffic.stats.sent
+        wait_for(lambda: traffic.stats.sent >= sent_after + 20, 30, "traffic after the switch")
+    finally:
+        stats = traffic.stop()
+    print(f"blue/green switch (apply to the new revision alone Ready): {switched:.1f}s; {stats}")
+    assert stats.failed == 0, stats.failures
+    assert stats.ok >= 100, stats

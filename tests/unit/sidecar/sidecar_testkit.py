@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -34,6 +35,8 @@ class FakeModel:
         self.offset = offset
         self.ready = True
         self.delay = 0.0
+        #: Set on stop: a delayed answer is cut short, so teardown does not wait it out.
+        self.stopping = asyncio.Event()
         self.requests: list[bytes] = []
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -55,6 +58,7 @@ class FakeModel:
         self.port = self.runner.addresses[0][1]
 
     async def stop(self) -> None:
+        self.stopping.set()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -69,7 +73,8 @@ class FakeModel:
         body = await request.read()
         self.requests.append(body)
         if self.delay:
-            await asyncio.sleep(self.delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.delay)
         try:
             doc = json.loads(body)
             tensor = doc["inputs"][0]

@@ -269,7 +269,7 @@ async def test_target_answers_are_counted_by_outcome(
 
 async def test_slow_target_times_out(model, start_sidecar, http) -> None:
     slow = FakeModel()
-    slow.delay = 0.6  # well past the copy's 0.2 s timeout; stopping waits for it
+    slow.delay = 0.6  # well past the copy's 0.2 s timeout
     await slow.start()
     try:
         sidecar = await start_sidecar(

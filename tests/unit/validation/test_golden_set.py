@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -37,6 +38,8 @@ class Model:
     def __init__(self):
         self.requests: list[dict] = []
         self.mode = "ok"  # ok | probabilities | error | slow | flip | regression
+        #: Set on teardown: a slow answer is cut short, so teardown does not wait it out.
+        self.stopping = asyncio.Event()
 
     def predict(self, rows):
         if self.mode == "regression":
@@ -51,7 +54,8 @@ class Model:
         if self.mode == "error":
             return web.json_response({"error": "boom"}, status=500)
         if self.mode == "slow":
-            await asyncio.sleep(1)  # past the replay's 0.5 s timeout; teardown waits for it
+            with contextlib.suppress(TimeoutError):  # past the replay's 0.5 s timeout
+                await asyncio.wait_for(self.stopping.wait(), 1)
         tensor = body["inputs"][0]
         rows = tensor["data"]
         assert tensor["shape"] == [len(rows), len(rows[0])]
@@ -83,6 +87,7 @@ async def server():
     try:
         yield model, f"http://127.0.0.1:{port}"
     finally:
+        model.stopping.set()
         await runner.cleanup()
 
 

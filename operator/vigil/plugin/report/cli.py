@@ -26,7 +26,7 @@ from vigil.plugin.cli import PluginError, _global_flags, kubectl_command
 from vigil.plugin.report.figures import Context, Measured, build
 from vigil.plugin.report.page import render
 from vigil.plugin.report.sources import choose_step, from_prometheus, from_scrapes
-from vigil.plugin.status_cli import _kubectl_json
+from vigil.plugin.status_cli import _kubectl_json, read_model_and_events
 from vigil.profile import ProfileError, parse_profile
 
 LABEL_MODEL_DEPLOYMENT = "vigil.dev/model-deployment"
@@ -60,13 +60,7 @@ def _json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
 
 def _context(args: argparse.Namespace) -> Context:
     _progress(f"reading modeldeployment/{args.name}")
-    md = _json(args, "get", "modeldeployments.vigil.dev", args.name)
-    events = _json(
-        args,
-        "get",
-        "events",
-        f"--field-selector=involvedObject.kind=ModelDeployment,involvedObject.name={args.name}",
-    ).get("items", [])
+    md, events = read_model_and_events(args)
     notes: list[str] = []
     profile = None
     ref = section(body(md).spec, "monitoring", "reference", "configMapKeyRef")
