@@ -46,8 +46,6 @@ from vigil.sidecar.wire import (
     read_response,
     scan_chunked,
     simple_response,
-    take_final_response_head,
-    take_response_body,
     with_identity_headers,
     with_request_header,
 )
@@ -104,7 +102,6 @@ class _Upstream(ResponseConnection):
         self.proxy = proxy
         self.client: _Client | None = None
         self.request: _Request | None = None
-        self.head_raw = b""
 
     # -------------------------------------------------------------- events
 
@@ -161,18 +158,11 @@ class _Upstream(ResponseConnection):
     def _parse(self) -> None:
         request = self.request
         assert request is not None
-        buf = self.buf
-        head = self.head
-        if head is None:
-            taken = take_final_response_head(buf)
-            if taken is None:
-                return
-            head, self.head_raw = taken
-            self.head = head
-        found = take_response_body(buf, head, request.head.method == "HEAD")
-        if found is None:
+        taken = self._take_response(no_body=request.head.method == "HEAD")
+        if taken is None:
             return  # more to come, or until the connection closes
-        end, body = found
+        head, end, body = taken
+        buf = self.buf
         # Forwarded as received: a chunked body with its framing (end 0: no body at all).
         raw_body = bytes(buf[:end]) if head.chunked and end else body
         leftover = len(buf) > end

@@ -18,8 +18,6 @@ from vigil.sidecar.wire import (
     BadMessage,
     ResponseConnection,
     ResponseHead,
-    take_final_response_head,
-    take_response_body,
 )
 
 __all__ = ["TargetClient", "TargetError", "TargetResponse"]
@@ -86,18 +84,11 @@ class _Connection(ResponseConnection):
             self._fail(TargetError("shadow target closed the connection without an answer"))
 
     def _parse(self) -> None:
-        buf = self.buf
-        head = self.head
-        if head is None:
-            taken = take_final_response_head(buf)
-            if taken is None:
-                return
-            head = self.head = taken[0]
-        found = take_response_body(buf, head, self.no_body)
-        if found is None:
+        taken = self._take_response(no_body=self.no_body)
+        if taken is None:
             return  # more to come, or until the connection closes
-        end, body = found
-        leftover = len(buf) > end
+        head, end, body = taken
+        leftover = len(self.buf) > end
         self._done(head, body, reusable=head.keep_alive and not leftover)
 
     def _done(self, head: ResponseHead, body: bytes, reusable: bool) -> None:

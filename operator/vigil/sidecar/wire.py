@@ -329,6 +329,7 @@ class ResponseConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.head: ResponseHead | None = None
+        self.head_raw = b""
         self.got_bytes = False
         self.reused = False
         self.closed = False
@@ -352,6 +353,22 @@ class ResponseConnection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def _take_response(self, no_body: bool) -> tuple[ResponseHead, int, bytes] | None:
+        """The response in ``buf`` once complete: its head, where its body ends and the body
+        (de-chunked); None until then (the head is kept in ``head`` as soon as it is in).
+        ``no_body``: the answer to a HEAD request."""
+        head = self.head
+        if head is None:
+            taken = take_final_response_head(self.buf)
+            if taken is None:
+                return None
+            head, self.head_raw = taken
+            self.head = head
+        found = take_response_body(self.buf, head, no_body)
+        if found is None:
+            return None
+        return head, found[0], found[1]
 
     def _expecting(self) -> bool:
         """Whether an exchange waits for a response."""
