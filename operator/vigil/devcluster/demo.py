@@ -11,8 +11,10 @@ node and named ``pvc://wine-models/<folder>``. Model pods are real containers
 ``restricted``; the demo's traffic goes to the ModelDeployment's Service
 (its ClusterIP: kube-proxy picks the pod), as a user's clients would. It
 then plays each scenario with narration and elapsed time, showing
-``kubectl get md`` after each, leaves everything running and prints how to
-look around; ``make demo-down`` removes it all.
+``kubectl get md`` after each, writes the model's report over the whole run
+(``kubectl vigil report``: ``.vigil/demo/wine-report.html``), leaves
+everything running and prints how to look around; ``make demo-down``
+removes it all.
 """
 
 from __future__ import annotations
@@ -399,6 +401,7 @@ class Demo:
             n.failed(f"{stats.failed} requests failed: {stats.failures}")
         n.say(f"the demo played in {time.monotonic() - n.started:.0f}s")
 
+        self.write_report()
         self.look_around()
         if n.failures:
             print("\nThe demo finished with failures:\n  " + "\n  ".join(n.failures))
@@ -428,6 +431,41 @@ class Demo:
             lambda: _http_ok(f"http://{address}/healthz/ready"), 60, f"the Service {address}"
         )
         return address
+
+    def write_report(self) -> None:
+        """The model's report over the whole demo (``kubectl vigil report``), and its path."""
+        assert self.cluster is not None
+        n = self.narrator
+        page = self.dir / f"{NAME}-report.html"
+        # The whole run and a minute to spare (Prometheus started during setup).
+        since = f"{int(time.monotonic() - n.started) + 60}s"
+        n.say(f"writing the model's report over the last {since}: kubectl vigil report {NAME}")
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                _venv_bin("vigil"),
+                "report",
+                NAME,
+                f"--namespace={NAMESPACE}",
+                f"--kubeconfig={self.cluster.kubeconfig}",
+                f"--prometheus=http://127.0.0.1:{PROMETHEUS_PORT}",
+                f"--since={since}",
+                f"--output={page}",
+                f"--json={page.with_suffix('.json')}",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "VIGIL_KUBECTL": self.cluster.kubectl_binary},
+            check=False,
+        )
+        if result.returncode != 0:
+            n.failed(f"kubectl vigil report: {result.stderr.strip()[-500:]}")
+            return
+        n.say(
+            f"report written in {time.monotonic() - started:.1f}s "
+            f"({page.stat().st_size / 1024:.0f} KiB): {result.stdout.strip()} "
+            "(open it in a browser; no network needed)"
+        )
 
     def look_around(self) -> None:
         cluster = self.cluster

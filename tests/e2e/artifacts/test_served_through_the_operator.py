@@ -1,0 +1,315 @@
+"""Models fetched by vigil-fetch, served through the operator running on the real node.
+
+The operator runs IN the cluster (``manifests/overlays/local``'s Deployment,
+in this module's namespace, with only its RBAC). Two ModelDeployments there,
+one per scheme, name the same trained model's archive: ``wine-http`` on a
+busybox ``httpd`` pod (with its sha256), ``wine-s3`` in SeaweedFS running as
+a pod, read with a Secret's keys. Each reaches Ready on real MLServer
+containers and answers through its Service (ClusterIP, kube-proxy) what the
+model answers in this process. Then a replacement per scheme whose artifact
+cannot be had (a wrong digest, a missing object) fails at once with the
+fetcher's words in the Ready condition and a Warning Event, while the stable
+answers every request sent through the Service. The module shares one
+namespace, one operator and the two ModelDeployments (starting MLServer is
+the slow part); the failing replacements come last. Traffic goes only to pod
+and Service addresses of this cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+import yaml
+from operator_e2e import Kube
+from test_fetch_on_the_real_node import (
+    BUCKET,
+    MARKER,
+    MODEL_KEY,
+    apply,
+    archive,
+    wait_for,
+    web_objects,
+)
+
+from vigil.devcluster import ClusterClient
+from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.images import ensure_images
+from vigil.devcluster.incluster import InClusterOperator
+from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.node_images import busybox_image
+from vigil.devcluster.seaweedfs import (
+    READER,
+    S3_PORT,
+    pod_store,
+    put_object,
+    seaweedfs_image,
+    store_objects,
+)
+from vigil.devcluster.traffic import TrafficGenerator, service_address, v2_body
+
+MODEL = "wine"
+HTTP, S3 = "wine-http", "wine-s3"
+SERVER_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
+
+
+@dataclass(frozen=True)
+class Served:
+    kube: Kube
+    model: TrainedModel
+    server_image: str
+    #: The model's archive as uploaded, and apply-to-Ready seconds per ModelDeployment.
+    model_tar: bytes
+    ready_after: dict[str, float]
+
+    @property
+    def namespace(self) -> str:
+        return self.kube.namespace
+
+    @property
+    def http_uri(self) -> str:
+        return f"http://web.{self.namespace}.svc/a/model.tar.gz"
+
+    @property
+    def storage(self) -> dict[str, Any]:
+        endpoint = f"http://seaweedfs.{self.namespace}.svc:{S3_PORT}"
+        return {"secretRef": {"name": "reader"}, "endpoint": endpoint}
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict((self.kube.get("md", name) or {}).get("status") or {})
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        conditions = self.status(name).get("conditions") or ()
+        return next((c for c in conditions if c["type"] == kind), {})
+
+    def pods(self, name: str) -> list[dict[str, Any]]:
+        return [
+            p
+            for p in self.kube.items("pods", f"vigil.dev/model-deployment={name}")
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+
+
+def model_deployment(name: str, model: dict[str, Any], image: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "vigil.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name},
+            "spec": {
+                "model": {"name": MODEL, **model},
+                "server": {
+                    "image": image,
+                    # This model loaded, not only the server up.
+                    "readinessPath": f"/v2/models/{MODEL}/ready",
+                    "readOnlyRootFilesystem": True,
+                    "resources": SERVER_RESOURCES,
+                },
+                "replicas": 1,
+            },
+        }
+    )
+
+
+def http_model(served: Served, version: str, sha256: str) -> dict[str, Any]:
+    return {"version": version, "uri": served.http_uri, "sha256": sha256}
+
+
+def s3_model(served: Served, version: str, key: str) -> dict[str, Any]:
+    return {"version": version, "uri": f"s3://{BUCKET}/{key}", "storage": served.storage}
+
+
+def ready_pods(served: Served, name: str) -> list[dict[str, Any]]:
+    """The model's pods once it is Ready with its one pod Ready (else [])."""
+    if served.condition(name, "Ready").get("status") != "True":
+        return []
+    pods = served.pods(name)
+    ready = [
+        p
+        for p in pods
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    ]
+    return ready if len(ready) == len(pods) == 1 else []
+
+
+@pytest.fixture(scope="module")
+def served(
+    cluster: ClusterClient, real_node: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    namespace = f"e2e-artifacts-op-{secrets.token_hex(3)}"
+    operator = InClusterOperator(cluster, namespace=namespace, watch=(namespace,))
+    try:
+        images = ensure_images(["vigil", "mlserver-sklearn"])
+        busybox, weed = busybox_image(), seaweedfs_image()
+        real_node.node().load_images([*images.values(), busybox, weed])
+        # The overlay brings the namespace: PodSecurity restricted, pods on the real node.
+        operator.deploy(real_node, images["vigil"])
+        cluster.kubectl("label", "namespace", namespace, "vigil.dev/e2e=true", "--overwrite")
+        model = train_wine(tmp_path_factory.mktemp("served") / MODEL, version="1", seed=0)
+        # The folder's files at the archive's top: /mnt/models as MLServer's repository.
+        model_tar = archive({p.name: p.read_bytes() for p in sorted(model.folder.iterdir())})
+        apply(cluster, namespace, web_objects(busybox.ref, {"model.tar.gz": model_tar}))
+        apply(cluster, namespace, store_objects("seaweedfs", weed.ref, {}))
+        cluster.kubectl(
+            "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"
+        )
+        ip = cluster.get_json("service", "seaweedfs", "-n", namespace)["spec"]["clusterIP"]
+        store = pod_store(ip, Path(f"kubectl logs -n {namespace} seaweedfs"))
+        put_object(store, BUCKET, MODEL_KEY, model_tar)
+        cluster.kubectl(
+            "create", "secret", "generic", "reader", "-n", namespace,
+            f"--from-literal=AWS_ACCESS_KEY_ID={READER.access_key}",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={READER.secret_key}",
+        )  # fmt: skip
+        ready_after: dict[str, float] = {}
+        result = Served(
+            Kube(cluster, namespace), model, images["mlserver-sklearn"].ref, model_tar, ready_after
+        )
+        digest = hashlib.sha256(model_tar).hexdigest()
+        started = time.monotonic()
+        for name, spec in (
+            (HTTP, http_model(result, "1", digest)),
+            (S3, s3_model(result, "1", MODEL_KEY)),
+        ):
+            result.kube.apply(model_deployment(name, spec, result.server_image))
+
+        def both_ready() -> bool:
+            for name in (HTTP, S3):
+                if name not in ready_after and ready_pods(result, name):
+                    ready_after[name] = time.monotonic() - started
+            return len(ready_after) == 2
+
+        wait_for(both_ready, 300, "both ModelDeployments Ready on one pod each")
+        print(f"apply to Ready: {', '.join(f'{k} {v:.1f}s' for k, v in ready_after.items())}")
+        yield result
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        operator.remove_cluster_objects()
+
+
+def answers(served: Served, name: str, rows: np.ndarray) -> list[Any]:
+    """The v2 outputs of ``rows`` through the ModelDeployment's Service, as a client sends."""
+    address = service_address(served.kube.cluster, served.namespace, name)
+    request = urllib.request.Request(
+        f"http://{address}/v2/models/{MODEL}/infer",
+        data=v2_body(rows.tolist()),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return list(json.loads(response.read())["outputs"][0]["data"])
+
+
+def fetched_marker(served: Served, name: str) -> dict[str, Any]:
+    """What vigil-fetch left beside the model in the serving pod (its init container done)."""
+    (pod,) = ready_pods(served, name)
+    (init,) = pod["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 0, init
+    marker = served.kube.cluster.kubectl(
+        "-n", served.namespace, "exec", pod["metadata"]["name"], "-c", "server", "--",
+        "cat", MARKER,
+    )  # fmt: skip
+    return dict(json.loads(marker.stdout))
+
+
+# -- served ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [HTTP, S3])
+def test_the_fetched_model_answers_through_the_service_as_trained(
+    served: Served, name: str
+) -> None:
+    marker = fetched_marker(served, name)
+    # The http one names its digest (checked), the s3 one none.
+    expected = (
+        (served.http_uri, hashlib.sha256(served.model_tar).hexdigest())
+        if name == HTTP
+        else (f"s3://{BUCKET}/{MODEL_KEY}", None)
+    )
+    assert (marker["uri"], marker["sha256"]) == expected, marker
+    rows = served.model.X[::20]
+    predicted = joblib.load(served.model.folder / "model.joblib").predict(rows)
+    assert np.array_equal(np.asarray(answers(served, name, rows)), predicted)
+
+
+# -- a replacement whose artifact fails: the stable keeps serving -----------------------------
+
+
+def candidate_gone(served: Served, name: str, stable: str) -> bool:
+    revisions = {p["metadata"]["labels"].get("vigil.dev/revision") for p in served.pods(name)}
+    deployments = served.kube.items("deployments", f"vigil.dev/model-deployment={name}")
+    return revisions == {stable} and len(deployments) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "broken"),
+    [
+        (HTTP, "wrong digest"),
+        (S3, "missing object"),
+    ],
+)
+def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
+    served: Served, name: str, broken: str
+) -> None:
+    stable = served.status(name)["stable"]["revision"]
+    if broken == "wrong digest":
+        model, uri = http_model(served, "2", "0" * 64), served.http_uri
+        actual = hashlib.sha256(served.model_tar).hexdigest()
+        words = f"{uri}: sha256 mismatch: expected {'0' * 64}, got {actual}"
+    else:
+        model = s3_model(served, "2", "wine/2/model.tar.gz")
+        uri = model["uri"]
+        words = f"{uri}: 404 "
+    traffic = TrafficGenerator(
+        served.kube.cluster, served.namespace, name, MODEL, served.model.X,
+        rate=20.0, through_service=True,
+    ).start()  # fmt: skip
+    try:
+        wait_for(lambda: traffic.stats.ok >= 40, 60, "traffic answered through the Service")
+        served.kube.apply(model_deployment(name, model, served.server_image))
+
+        def failed() -> dict[str, Any]:
+            ready = served.condition(name, "Ready")
+            return ready if ready.get("reason") == "ArtifactFetchFailed" else {}
+
+        ready = wait_for(failed, 180, f"{name}'s replacement failing with ArtifactFetchFailed")
+        status = served.status(name)
+        candidate = status["candidate"]["revision"]
+        assert candidate != stable
+        wait_for(lambda: candidate_gone(served, name, stable), 120, "the candidate removed")
+        sent = traffic.stats.sent
+        wait_for(lambda: traffic.stats.sent >= sent + 20, 30, "traffic after the failure")
+    finally:
+        stats = traffic.stop()
+    print(f"{name} ({broken}): {stats}; Ready: {ready['message']}")
+    assert ready["status"] == "False", ready
+    prefix = f"revision {candidate} could not fetch its model: {words}"
+    assert ready["message"].startswith(prefix), ready["message"]
+    assert ready["message"].endswith(f"; revision {stable} keeps serving"), ready["message"]
+    assert status["candidate"]["outcome"] == "Failed", status["candidate"]
+    assert status["candidate"]["weight"] == 0, status["candidate"]
+    assert status["stable"]["revision"] == stable
+    events = [
+        e for e in served.kube.events("ArtifactFetchFailed") if e["involvedObject"]["name"] == name
+    ]
+    assert events and {e["type"] for e in events} == {"Warning"}, events
+    assert any(e["message"].startswith(prefix) for e in events), events
+    selector = served.kube.get("service", name)["spec"]["selector"]  # type: ignore[index]
+    assert selector.get("vigil.dev/revision") == stable, selector
+    assert stats.failed == 0, stats.failures
+    assert stats.ok >= 60, stats
