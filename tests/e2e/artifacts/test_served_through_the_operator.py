@@ -31,16 +31,10 @@ import joblib
 import numpy as np
 import pytest
 import yaml
-from operator_e2e import Kube
-from test_fetch_on_the_real_node import (
-    BUCKET,
-    MARKER,
-    MODEL_KEY,
-    apply,
-    archive,
-    wait_for,
-    web_objects,
-)
+from kit.kube import MD_LABEL, Kube, ready
+from kit.status import condition, status
+from kit.waits import wait_for
+from test_fetch_on_the_real_node import BUCKET, MARKER, MODEL_KEY, archive, web_objects
 
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
@@ -89,16 +83,15 @@ class Served:
         return {"secretRef": {"name": "reader"}, "endpoint": endpoint}
 
     def status(self, name: str) -> dict[str, Any]:
-        return dict((self.kube.get("md", name) or {}).get("status") or {})
+        return status(self.kube, name)
 
     def condition(self, name: str, kind: str) -> dict[str, Any]:
-        conditions = self.status(name).get("conditions") or ()
-        return next((c for c in conditions if c["type"] == kind), {})
+        return condition(self.status(name), kind)
 
     def pods(self, name: str) -> list[dict[str, Any]]:
         return [
             p
-            for p in self.kube.items("pods", f"vigil.dev/model-deployment={name}")
+            for p in self.kube.pods(f"{MD_LABEL}={name}")
             if not p["metadata"].get("deletionTimestamp")
         ]
 
@@ -137,15 +130,8 @@ def ready_pods(served: Served, name: str) -> list[dict[str, Any]]:
     if served.condition(name, "Ready").get("status") != "True":
         return []
     pods = served.pods(name)
-    ready = [
-        p
-        for p in pods
-        if any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in p["status"].get("conditions", [])
-        )
-    ]
-    return ready if len(ready) == len(pods) == 1 else []
+    ready_ones = [p for p in pods if ready(p)]
+    return ready_ones if len(ready_ones) == len(pods) == 1 else []
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +150,9 @@ def served(
         model = train_wine(tmp_path_factory.mktemp("served") / MODEL, version="1", seed=0)
         # The folder's files at the archive's top: /mnt/models as MLServer's repository.
         model_tar = archive({p.name: p.read_bytes() for p in sorted(model.folder.iterdir())})
-        apply(cluster, namespace, web_objects(busybox.ref, {"model.tar.gz": model_tar}))
-        apply(cluster, namespace, store_objects("seaweedfs", weed.ref, {}))
+        kube = Kube(cluster, namespace)
+        kube.apply(*web_objects(busybox.ref, {"model.tar.gz": model_tar}))
+        kube.apply(*store_objects("seaweedfs", weed.ref, {}))
         cluster.kubectl(
             "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"
         )
@@ -178,9 +165,7 @@ def served(
             f"--from-literal=AWS_SECRET_ACCESS_KEY={READER.secret_key}",
         )  # fmt: skip
         ready_after: dict[str, float] = {}
-        result = Served(
-            Kube(cluster, namespace), model, images["mlserver-sklearn"].ref, model_tar, ready_after
-        )
+        result = Served(kube, model, images["mlserver-sklearn"].ref, model_tar, ready_after)
         digest = hashlib.sha256(model_tar).hexdigest()
         started = time.monotonic()
         for name, spec in (
@@ -195,7 +180,7 @@ def served(
                     ready_after[name] = time.monotonic() - started
             return len(ready_after) == 2
 
-        wait_for(both_ready, 300, "both ModelDeployments Ready on one pod each")
+        wait_for(both_ready, timeout=300, what="both ModelDeployments Ready on one pod each")
         print(f"apply to Ready: {', '.join(f'{k} {v:.1f}s' for k, v in ready_after.items())}")
         yield result
     finally:
@@ -220,10 +205,7 @@ def fetched_marker(served: Served, name: str) -> dict[str, Any]:
     (pod,) = ready_pods(served, name)
     (init,) = pod["status"]["initContainerStatuses"]
     assert init["state"]["terminated"]["exitCode"] == 0, init
-    marker = served.kube.cluster.kubectl(
-        "-n", served.namespace, "exec", pod["metadata"]["name"], "-c", "server", "--",
-        "cat", MARKER,
-    )  # fmt: skip
+    marker = served.kube.run("exec", pod["metadata"]["name"], "-c", "server", "--", "cat", MARKER)
     return dict(json.loads(marker.stdout))
 
 
@@ -252,7 +234,7 @@ def test_the_fetched_model_answers_through_the_service_as_trained(
 
 def candidate_gone(served: Served, name: str, stable: str) -> bool:
     revisions = {p["metadata"]["labels"].get("vigil.dev/revision") for p in served.pods(name)}
-    deployments = served.kube.items("deployments", f"vigil.dev/model-deployment={name}")
+    deployments = served.kube.items("deployments", f"{MD_LABEL}={name}")
     return revisions == {stable} and len(deployments) == 1
 
 
@@ -280,20 +262,28 @@ def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
         rate=20.0, through_service=True,
     ).start()  # fmt: skip
     try:
-        wait_for(lambda: traffic.stats.ok >= 40, 60, "traffic answered through the Service")
+        wait_for(
+            lambda: traffic.stats.ok >= 40, timeout=60, what="traffic answered through the Service"
+        )
         served.kube.apply(model_deployment(name, model, served.server_image))
 
         def failed() -> dict[str, Any]:
             ready = served.condition(name, "Ready")
             return ready if ready.get("reason") == "ArtifactFetchFailed" else {}
 
-        ready = wait_for(failed, 180, f"{name}'s replacement failing with ArtifactFetchFailed")
+        ready = wait_for(
+            failed, timeout=180, what=f"{name}'s replacement failing with ArtifactFetchFailed"
+        )
         status = served.status(name)
         candidate = status["candidate"]["revision"]
         assert candidate != stable
-        wait_for(lambda: candidate_gone(served, name, stable), 120, "the candidate removed")
+        wait_for(
+            lambda: candidate_gone(served, name, stable), timeout=120, what="the candidate removed"
+        )
         sent = traffic.stats.sent
-        wait_for(lambda: traffic.stats.sent >= sent + 20, 30, "traffic after the failure")
+        wait_for(
+            lambda: traffic.stats.sent >= sent + 20, timeout=30, what="traffic after the failure"
+        )
     finally:
         stats = traffic.stop()
     print(f"{name} ({broken}): {stats}; Ready: {ready['message']}")

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -137,11 +138,13 @@ class ModelEndpoint:
         rate: float = 15.0,
         seed: int = 3,
         http_route: str | None = None,
+        labels: npt.NDArray[Any] | None = None,
     ) -> LiveTraffic:
         """Live traffic to this model from the rows of ``X``, started.
 
         With ``http_route`` it plays the gateway: each request goes to one of the
-        HTTPRoute's backend Services, chosen by the route's weights.
+        HTTPRoute's backend Services, chosen by the route's weights. With ``labels``
+        (one per row of ``X``) each answered request's truth goes to the feedback port.
         """
         generator = LiveTraffic(
             self.kube.cluster,
@@ -152,6 +155,7 @@ class ModelEndpoint:
             rate=rate,
             seed=seed,
             http_route=http_route,
+            labels=labels,
         )
         return generator.start()  # type: ignore[return-value]
 

@@ -21,26 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from operator_e2e import Kube, OperatorProcess
-from test_rollout_e2e import (
-    condition,
-    deployments,
-    manifest,
-    record,
-    status,
-    wait_serving,
-    watch_until,
-)
+from kit.figures import Figures
+from kit.kube import Kube
+from kit.modeldeployment import manifest, serve
+from kit.operator import OperatorProcess
+from kit.status import candidate_gates, condition, status
+from kit.waits import watch_until
 
 from vigil.devcluster.models import TrainedModel, served_estimator, train_wine
-from vigil.devcluster.traffic import TrafficGenerator
 
 PERFORMANCE = {"minAccuracy": 0.95, "maxDrop": 0.05, "minLabels": 50}
 #: One long canary: the gate decides within it (about 400 candidate labels).
 STEPS = [{"canary": {"weight": 50, "duration": "10m"}}]
 #: Labelled requests per second, half of them to the candidate.
 RATE = 20.0
+
+record = Figures("rollout").record
 
 
 def with_gate(model: TrainedModel) -> dict[str, Any]:
@@ -65,32 +61,16 @@ def one_in_ten_mislabelled(folder: Path, stable: TrainedModel) -> tuple[TrainedM
 
 
 def gate(current: dict[str, Any], name: str) -> dict[str, Any]:
-    for item in (current.get("candidate") or {}).get("gates") or ():
-        if item.get("name") == name:
-            return dict(item)
-    return {}
+    return candidate_gates(current).get(name, {})
 
 
 def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_gate(
     kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
 ) -> None:
     stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
-    kube.apply(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "wine-reference"},
-                "data": {"profile.json": stable.profile_json()},
-            }
-        )
-    )
-    kube.apply(yaml.safe_dump(with_gate(stable)))
-    wait_serving(kube, workload_runner)
+    endpoint = serve(kube, stable, with_gate(stable), logs=workload_runner)
     revision = status(kube)["stable"]["revision"]
-    traffic = TrafficGenerator(
-        kube.cluster, kube.namespace, "wine", "wine", stable.X, rate=RATE, seed=5, labels=stable.y
-    ).start()
+    traffic = endpoint.traffic(stable.X, rate=RATE, seed=5, labels=stable.y)
     seen_waiting: list[int] = []
 
     def rolled_back(current: dict[str, Any]) -> bool:
@@ -103,7 +83,7 @@ def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_
         worse, accuracy = one_in_ten_mislabelled(tmp_path / "wine-2", stable)
         assert 0.85 <= accuracy <= 0.93, f"the candidate's accuracy on the rows sent: {accuracy}"
         applied = time.monotonic()
-        kube.apply(yaml.safe_dump(with_gate(worse)))
+        kube.apply(with_gate(worse))
         watch = watch_until(kube, rolled_back, 240, "the rollback on realized performance")
         seconds = time.monotonic() - applied
     finally:
@@ -136,7 +116,7 @@ def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_
         stats.failures
     )
     time.sleep(3)
-    assert deployments(kube) == [f"wine-{revision}"]
+    assert kube.deployments() == [f"wine-{revision}"]
     operator.assert_no_errors()
     record(
         "performance-gate",
