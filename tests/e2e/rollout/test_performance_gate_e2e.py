@@ -103,7 +103,9 @@ def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_
     assert failed, f"no performance gate failed: {current['candidate'].get('gates')}"
     for name, item in failed.items():
         assert item["unit"] == "labels" and item["samples"] >= PERFORMANCE["minLabels"], item
-        assert item["high"] < item["threshold"], item
+        # Status rounds the interval to 4 decimals: a bound just under the threshold
+        # (0.94996 vs 0.95) reads equal to it.
+        assert item["high"] <= item["threshold"], item
         assert abs(item["value"] - accuracy) < 0.06, (name, item, accuracy)
     # The errors and latency of the candidate were fine: the labels decided.
     operations = [
