@@ -15,6 +15,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from vigil.common.commands import HELP_PARSER
+
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "vigil.profile.cli",
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(args, "func", None)
     if func is None:
         # A group without a subcommand (``vigil profile``) prints its own help.
-        help_parser = getattr(args, "help_parser", parser)
+        help_parser = getattr(args, HELP_PARSER, parser)
         help_parser.print_help(sys.stderr)
         return 2
     try:

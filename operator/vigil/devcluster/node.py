@@ -511,8 +511,11 @@ class RealNode:
         found: list[Path] = []
         for mount in _cgroup_mounts():
             root = mount / self.cgroup_root.lstrip("/")
+            # Cgroups vanish while listed (the runtime removes an exited container's):
+            # os.walk skips them, where rglob raises FileNotFoundError mid-teardown.
+            for folder, children, _ in os.walk(root):
+                found.extend(Path(folder) / child for child in children)
             if root.is_dir():
-                found.extend(p for p in root.rglob("*") if p.is_dir())
                 found.append(root)
         return sorted(found, key=lambda p: len(p.parts), reverse=True)
 

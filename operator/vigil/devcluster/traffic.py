@@ -16,6 +16,7 @@ implementation does) and goes to a Ready pod behind that Service.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import threading
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vigil.core.desired import FEEDBACK_PORT
 from vigil.devcluster.cluster import ClusterClient
 
 
@@ -40,6 +42,8 @@ class TrafficStats:
     by_pod: dict[str, int] = field(default_factory=dict)
     #: Why requests failed (status or error words), counted.
     failures: dict[str, int] = field(default_factory=dict)
+    #: Labels the feedback port took (``labels`` given).
+    labels_sent: int = 0
 
 
 def sidecar_ready(ip: str, timeout: float = 0.5) -> bool:
@@ -143,7 +147,14 @@ def shifted_rows(
     batch: int,
 ) -> list[list[float]]:
     """``batch`` training rows, with column ``i`` moved by ``shifts[i]`` standard deviations."""
-    rows = X[rng.integers(0, len(X), batch)].copy()
+    return rows_at(X, rng.integers(0, len(X), batch), shifts)
+
+
+def rows_at(
+    X: npt.NDArray[np.float64], picks: npt.NDArray[np.int64], shifts: Mapping[int, float]
+) -> list[list[float]]:
+    """The rows of ``X`` at ``picks``, shifted as :func:`shifted_rows` says."""
+    rows = X[picks].copy()
     stds = X.std(axis=0)
     for column, amount in shifts.items():
         rows[:, column] += amount * stds[column]
@@ -181,6 +192,7 @@ class TrafficGenerator:
         seed: int = 0,
         http_route: str | None = None,
         through_service: bool = False,
+        labels: npt.NDArray[Any] | None = None,
     ) -> None:
         self.cluster = cluster
         self.namespace = namespace
@@ -193,6 +205,11 @@ class TrafficGenerator:
         self.rng = np.random.default_rng(seed)
         self.http_route = http_route
         self.through_service = through_service
+        #: The true value of each row of ``X``: every request then carries an id of ours and,
+        #: once answered, its row's label goes to the feedback port of the pod that answered.
+        self.labels = labels
+        self._ids = itertools.count()
+        self._run_id = f"{int(time.time() * 1000):x}"
         self.stats = TrafficStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -242,6 +259,8 @@ class TrafficGenerator:
         """One request to ``target``: a pod IP (its sidecar's port) or ``host:port``."""
         with self._lock:
             shifts, error_share = dict(self.shifts), self.error_share
+        headers = {"Content-Type": "application/json"}
+        truth = None
         if error_share and self.rng.random() < error_share:
             body = json.dumps(
                 {
@@ -251,18 +270,22 @@ class TrafficGenerator:
                 }
             ).encode()
         else:
-            body = v2_body(shifted_rows(self.X, shifts, self.rng, 1))
+            picks = self.rng.integers(0, len(self.X), 1)
+            body = v2_body(rows_at(self.X, picks, shifts))
+            if self.labels is not None:
+                truth = self.labels[int(picks[0])]
+                headers["X-Request-Id"] = f"{self.name}-{self._run_id}-{next(self._ids)}"
         request = urllib.request.Request(
             f"http://{target if ':' in target else f'{target}:8000'}"
             f"/v2/models/{self.model_name}/infer",
             data=body,
-            headers={"Content-Type": "application/json"},
+            headers=headers,
             method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 response.read()
-                return 200 <= response.status < 300
+                ok = 200 <= response.status < 300
         except urllib.error.HTTPError as error:
             error.read()
             self._failed(f"HTTP {error.code}")
@@ -270,6 +293,30 @@ class TrafficGenerator:
         except OSError as error:
             self._failed(str(getattr(error, "reason", None) or error))
             return False
+        if ok and truth is not None:
+            self._label(target, headers["X-Request-Id"], truth)
+        return ok
+
+    def _label(self, target: str, request_id: str, truth: Any) -> None:
+        """The row's true value to the feedback port of the pod (or Service) that answered."""
+        host = target.rsplit(":", 1)[0] if ":" in target else target
+        label = {
+            "labels": [
+                {"id": request_id, "truth": [truth.item() if hasattr(truth, "item") else truth]}
+            ]
+        }
+        request = urllib.request.Request(
+            f"http://{host}:{FEEDBACK_PORT}/vigil/v1/feedback",
+            data=json.dumps(label).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+                self.stats.labels_sent += 1
+        except OSError as error:  # HTTPError included: counted, the traffic goes on
+            self._failed(f"label: {getattr(error, 'code', None) or error}")
 
     def _failed(self, why: str) -> None:
         self.stats.failures[why] = self.stats.failures.get(why, 0) + 1

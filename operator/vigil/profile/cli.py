@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from vigil.common.commands import command_group
 from vigil.profile.build import (
     DEFAULT_BINS,
     DEFAULT_TOP_K,
@@ -41,9 +42,7 @@ CSV_CHUNK_ROWS = 50_000
 
 def register(subparsers: Any) -> None:
     """Add the ``profile`` command group (see :mod:`vigil.cli`)."""
-    group = subparsers.add_parser("profile", help="build and inspect reference profiles")
-    group.set_defaults(help_parser=group)
-    sub = group.add_subparsers(dest="profile_command", metavar="SUBCOMMAND")
+    sub = command_group(subparsers, "profile", "build and inspect reference profiles")
 
     build = sub.add_parser(
         "build",

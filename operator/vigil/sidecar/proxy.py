@@ -40,14 +40,12 @@ from vigil.sidecar.wire import (
     BodyTooLarge,
     RequestHead,
     Response,
-    ResponseHead,
+    ResponseConnection,
     error_response,
     parse_request_head,
     read_response,
     scan_chunked,
     simple_response,
-    take_final_response_head,
-    take_response_body,
     with_identity_headers,
     with_request_header,
 )
@@ -96,37 +94,22 @@ class _Request:
     request_id: str = ""
 
 
-class _Upstream(asyncio.Protocol):
+class _Upstream(ResponseConnection):
     """One keep-alive connection to the model server, one request at a time."""
 
     def __init__(self, proxy: Proxy) -> None:
+        super().__init__()
         self.proxy = proxy
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
         self.client: _Client | None = None
         self.request: _Request | None = None
-        self.head: ResponseHead | None = None
-        self.head_raw = b""
-        self.got_bytes = False
-        self.reused = False
-        self.closed = False
 
     # -------------------------------------------------------------- events
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
-        self.transport = cast(asyncio.Transport, transport)
+    def _expecting(self) -> bool:
+        return self.request is not None
 
-    def data_received(self, data: bytes) -> None:
-        if self.request is None:  # nobody asked: not HTTP we can follow
-            self._close()
-            return
-        self.got_bytes = True
-        self.buf += data
-        try:
-            self._parse()
-        except BadMessage:
-            self.fail(UpstreamError("protocol", 502, "model server sent invalid HTTP"))
+    def _invalid(self, error: BadMessage) -> None:
+        self.fail(UpstreamError("protocol", 502, "model server sent invalid HTTP"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -175,18 +158,11 @@ class _Upstream(asyncio.Protocol):
     def _parse(self) -> None:
         request = self.request
         assert request is not None
-        buf = self.buf
-        head = self.head
-        if head is None:
-            taken = take_final_response_head(buf)
-            if taken is None:
-                return
-            head, self.head_raw = taken
-            self.head = head
-        found = take_response_body(buf, head, request.head.method == "HEAD")
-        if found is None:
+        taken = self._take_response(no_body=request.head.method == "HEAD")
+        if taken is None:
             return  # more to come, or until the connection closes
-        end, body = found
+        head, end, body = taken
+        buf = self.buf
         # Forwarded as received: a chunked body with its framing (end 0: no body at all).
         raw_body = bytes(buf[:end]) if head.chunked and end else body
         leftover = len(buf) > end
@@ -214,26 +190,21 @@ class _Upstream(asyncio.Protocol):
         if reusable and not self.closed:
             self.proxy.release(self)
         else:
-            self._close()
+            self.close()
         if client is not None and request is not None:
             client.on_response(request, response)
 
     def fail(self, error: UpstreamError) -> None:
         client, request = self.client, self.request
         self.client = self.request = None
-        self._close()
+        self.close()
         if client is not None and request is not None:
             client.on_failure(request, error)
 
     def abandon(self) -> None:
         """Drop the running exchange (the client's timer fired) and the connection."""
         self.client = self.request = None
-        self._close()
-
-    def _close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        self.close()
 
 
 class _Client(asyncio.Protocol):

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import cast
 
 from vigil.sidecar.wire import (
     BadMessage,
+    ResponseConnection,
     ResponseHead,
-    take_final_response_head,
-    take_response_body,
 )
 
 __all__ = ["TargetClient", "TargetError", "TargetResponse"]
@@ -45,24 +43,15 @@ class TargetResponse:
     content_encoding: str
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(ResponseConnection):
     """One keep-alive connection to the target, one exchange at a time."""
 
     def __init__(self, client: TargetClient, key: tuple[str, int]) -> None:
+        super().__init__()
         self.client = client
         self.key = key
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
         self.waiter: asyncio.Future[TargetResponse] | None = None
-        self.head: ResponseHead | None = None
         self.no_body = False
-        self.reused = False
-        self.got_bytes = False
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
-        self.transport = cast(asyncio.Transport, transport)
 
     def send(
         self, raw: bytes, waiter: asyncio.Future[TargetResponse], no_body: bool, reused: bool
@@ -72,17 +61,12 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.transport.write(raw)
 
-    def data_received(self, data: bytes) -> None:
+    def _expecting(self) -> bool:
         waiter = self.waiter
-        if waiter is None or waiter.done():  # nobody asked (or gave up): drop the connection
-            self.close()
-            return
-        self.got_bytes = True
-        self.buf += data
-        try:
-            self._parse()
-        except BadMessage as exc:
-            self._fail(TargetError(f"invalid HTTP from the shadow target: {exc}"))
+        return waiter is not None and not waiter.done()  # not given up
+
+    def _invalid(self, error: BadMessage) -> None:
+        self._fail(TargetError(f"invalid HTTP from the shadow target: {error}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -100,18 +84,11 @@ class _Connection(asyncio.Protocol):
             self._fail(TargetError("shadow target closed the connection without an answer"))
 
     def _parse(self) -> None:
-        buf = self.buf
-        head = self.head
-        if head is None:
-            taken = take_final_response_head(buf)
-            if taken is None:
-                return
-            head = self.head = taken[0]
-        found = take_response_body(buf, head, self.no_body)
-        if found is None:
+        taken = self._take_response(no_body=self.no_body)
+        if taken is None:
             return  # more to come, or until the connection closes
-        end, body = found
-        leftover = len(buf) > end
+        head, end, body = taken
+        leftover = len(self.buf) > end
         self._done(head, body, reusable=head.keep_alive and not leftover)
 
     def _done(self, head: ResponseHead, body: bytes, reusable: bool) -> None:
@@ -133,11 +110,6 @@ class _Connection(asyncio.Protocol):
         self.close()
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
 
 
 class TargetClient:

@@ -5,7 +5,8 @@ and it never needs to understand most of a message. It only has to find
 where each message ends (Content-Length, chunked, or end of stream), decide
 whether the connection stays open, and forward the bytes unchanged. Both
 the request and the response are forwarded exactly as received; the decoded
-body is kept only as a copy for monitoring.
+body is kept only as a copy for monitoring. ``ResponseConnection`` is the
+connection both clients of the sidecar (upstream, shadow target) read responses on.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass
+from typing import cast
 
 __all__ = [
     "BadMessage",
     "BodyTooLarge",
     "RequestHead",
     "Response",
+    "ResponseConnection",
     "ResponseHead",
     "error_response",
     "parse_request_head",
@@ -313,6 +316,71 @@ def with_identity_headers(raw_head: bytes, identity: bytes, replace_id: bool) ->
         kept = [lines[0], *(h for h in lines[1:] if not h.lower().startswith(b"x-request-id:"))]
         raw_head = b"\r\n".join(kept) + b"\r\n\r\n"
     return raw_head[:-2] + identity + b"\r\n"
+
+
+class ResponseConnection(asyncio.Protocol):
+    """A keep-alive connection that reads one response at a time (the proxy's upstream
+    connections, the shadow copies' client): bytes gather in ``buf`` for ``_parse``.
+
+    Bytes nobody waits for mean HTTP that cannot be followed: the connection is dropped.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.head: ResponseHead | None = None
+        self.head_raw = b""
+        self.got_bytes = False
+        self.reused = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._expecting():
+            self.close()
+            return
+        self.got_bytes = True
+        self.buf += data
+        try:
+            self._parse()
+        except BadMessage as exc:
+            self._invalid(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _take_response(self, no_body: bool) -> tuple[ResponseHead, int, bytes] | None:
+        """The response in ``buf`` once complete: its head, where its body ends and the body
+        (de-chunked); None until then (the head is kept in ``head`` as soon as it is in).
+        ``no_body``: the answer to a HEAD request."""
+        head = self.head
+        if head is None:
+            taken = take_final_response_head(self.buf)
+            if taken is None:
+                return None
+            head, self.head_raw = taken
+            self.head = head
+        found = take_response_body(self.buf, head, no_body)
+        if found is None:
+            return None
+        return head, found[0], found[1]
+
+    def _expecting(self) -> bool:
+        """Whether an exchange waits for a response."""
+        raise NotImplementedError
+
+    def _parse(self) -> None:
+        """Frame what ``buf`` holds; finish the exchange once the response is complete."""
+        raise NotImplementedError
+
+    def _invalid(self, error: BadMessage) -> None:
+        """Fail the exchange: the response was not valid HTTP."""
+        raise NotImplementedError
 
 
 def take_final_response_head(buf: bytearray) -> tuple[ResponseHead, bytes] | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from vigil.common.commands import command_group
 from vigil.validation.golden import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_TIMEOUT_SECONDS,
@@ -179,9 +180,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``golden`` command group (see :mod:`vigil.cli`)."""
-    group = subparsers.add_parser("golden", help="build and check golden sets (validate step)")
-    group.set_defaults(help_parser=group)
-    sub = group.add_subparsers(dest="golden_command", metavar="SUBCOMMAND")
+    sub = command_group(subparsers, "golden", "build and check golden sets (validate step)")
 
     b = sub.add_parser(
         "build",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,35 @@ def test_without_root_the_node_stops_at_once_and_points_to_kind(
         preflight()
     assert str(error.value) == NOT_ROOT
     assert "needs root" in NOT_ROOT and "make kind-up" in NOT_ROOT
+
+
+def test_listing_the_nodes_cgroups_survives_cgroups_vanishing_meanwhile(
+    real_node: RealNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At teardown the runtime removes exited containers' cgroups while the node lists them."""
+    mount = tmp_path / "cpuacct"
+    root = mount / real_node.cgroup_root.lstrip("/")
+    pods = root / "kubepods" / "burstable"
+    pods.mkdir(parents=True)
+    monkeypatch.setattr(node_module, "_cgroup_mounts", lambda controller=None: iter([mount]))
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            for pod in range(4):
+                (pods / f"pod{pod}" / "container" / "sub").mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(pods / f"pod{pod}", ignore_errors=True)
+
+    remover = threading.Thread(target=churn, daemon=True)
+    remover.start()
+    try:
+        for _ in range(2000):  # pathlib's rglob failed about 1 in 20 of these
+            listed = real_node._cgroup_dirs()
+            assert listed[-1] == root and pods in listed
+    finally:
+        stop.set()
+        remover.join()
+    assert real_node._cgroup_dirs() == [pods, pods.parent, root]
 
 
 def test_missing_names_each_package_once(tmp_path: Path) -> None:

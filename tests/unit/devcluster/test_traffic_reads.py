@@ -120,3 +120,47 @@ def test_through_the_service_traffic_goes_to_its_cluster_ip_and_port() -> None:
     cluster.down = True
     with pytest.raises(ReadFailed):
         service_address(cluster, "ml", "wine")  # type: ignore[arg-type]
+
+
+def test_labelled_traffic_sends_each_answered_rows_truth_by_its_id() -> None:
+    """With ``labels``, a request carries an id of ours and, once answered, its row's true
+    value goes to the feedback port of the pod that answered."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    host = "127.213.7.1"  # a pod IP of its own: the sidecar's port and the feedback port
+    seen: dict[str, list[Any]] = {"ids": [], "labels": [], "rows": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.server.server_address[1] == traffic.FEEDBACK_PORT:
+                seen["labels"].extend(body["labels"])
+            else:
+                seen["ids"].append(self.headers.get("X-Request-Id"))
+                seen["rows"].append(body["inputs"][0]["data"][0])
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    servers = [ThreadingHTTPServer((host, port), Handler) for port in (8000, traffic.FEEDBACK_PORT)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        X = np.arange(12, dtype=float).reshape(4, 3)
+        y = np.array([0, 1, 2, 1])
+        generator = TrafficGenerator(Cluster(), "ml", "wine", "wine", X, labels=y)  # type: ignore[arg-type]
+        assert all(generator.send_one(host) for _ in range(5))
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    assert len(set(seen["ids"])) == 5 and all(seen["ids"])
+    assert [label["id"] for label in seen["labels"]] == seen["ids"]
+    truths = {tuple(X[i]): int(y[i]) for i in range(len(X))}
+    assert [label["truth"] for label in seen["labels"]] == [
+        [truths[tuple(row)]] for row in seen["rows"]
+    ]
+    assert generator.stats.labels_sent == 5

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
-from sklearn.datasets import load_wine
 
 from vigil.core import metric_names as names
 from vigil.core.metric_names import total
@@ -13,13 +13,23 @@ from vigil.metrics.prometheus import group_matrices
 from vigil.plugin.report.figures import Context, build
 from vigil.plugin.report.page import render
 from vigil.plugin.report.sources import choose_step, from_scrapes
-from vigil.profile import build_profile
+from vigil.profile import ReferenceProfile, build_profile
 from vigil.profile.bins import bin_index
 
-WINE = load_wine()
-PROFILE = build_profile(
-    np.asarray(WINE.data), predictions=WINE.target, feature_names=list(WINE.feature_names)
-)
+
+@functools.cache
+def _wine() -> tuple[np.ndarray, ReferenceProfile]:
+    """sklearn's wine rows and their profile, built on first use: importing sklearn costs
+    every test worker that collects this file about a second."""
+    from sklearn.datasets import load_wine
+
+    wine = load_wine()
+    data = np.asarray(wine.data)
+    return data, build_profile(
+        data, predictions=wine.target, feature_names=list(wine.feature_names)
+    )
+
+
 MD = {
     "apiVersion": "vigil.dev/v1alpha1",
     "kind": "ModelDeployment",
@@ -31,14 +41,15 @@ MD = {
 
 def _sidecar_text(shift: float) -> str:
     """One sidecar's /metrics after 500 wine rows (alcohol shifted by ``shift``)."""
-    rows = np.asarray(WINE.data)[np.arange(500) % len(WINE.data)].copy()
+    data, profile = _wine()
+    rows = data[np.arange(500) % len(data)].copy()
     rows[:, 0] += shift
     lines = [
         f'{total(names.REQUESTS)}{{endpoint="infer",outcome="success"}} 498',
         f'{total(names.REQUESTS)}{{endpoint="infer",outcome="server_error"}} 2',
         f"{total(names.INPUT_ROWS)} 500",
     ]
-    for column, feature in enumerate(PROFILE.features):
+    for column, feature in enumerate(profile.features):
         slots = np.bincount(
             bin_index(rows[:, column], feature.edges), minlength=len(feature.proportions)
         )
@@ -53,7 +64,7 @@ def _numbers(shift: float = 0.0, events: tuple = ()) -> dict:
     measured = from_scrapes(
         {"r1": [("wine-r1-0", _sidecar_text(shift))]}, now=1000.0, progress=print
     )
-    return build(Context(MD, events, PROFILE, generated_at=1000.0), measured)
+    return build(Context(MD, events, _wine()[1], generated_at=1000.0), measured)
 
 
 def test_features_are_sorted_by_drift_worst_first() -> None:

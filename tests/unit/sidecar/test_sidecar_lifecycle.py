@@ -9,14 +9,18 @@ import sys
 import aiohttp
 from sidecar_testkit import base, v2_body
 
+from vigil.sidecar import proxy
 
-async def test_readiness_follows_the_model_server(model, start_sidecar, http):
+
+async def test_readiness_follows_the_model_server(model, start_sidecar, http, monkeypatch):
+    # Readiness is cached (a second in production); a shorter cache keeps the wait short.
+    monkeypatch.setattr(proxy, "READY_CACHE_SECONDS", 0.1)
     sidecar = await start_sidecar(model.url)
     for path in ("/healthz/ready", "/vigil/readyz"):
         async with http.get(f"{base(sidecar)}{path}") as resp:
             assert resp.status == 200
     model.ready = False
-    await asyncio.sleep(1.1)  # readiness is cached for a second
+    await asyncio.sleep(0.2)  # past the cache
     async with http.get(f"{base(sidecar)}/healthz/ready") as resp:
         assert resp.status == 503
     async with http.get(f"http://127.0.0.1:{sidecar.metrics_port}/readyz") as resp:
