@@ -3,16 +3,16 @@
 The operator runs IN the cluster (``manifests/overlays/local``'s Deployment,
 in this module's namespace, with only its RBAC). Two ModelDeployments there,
 one per scheme, name the same trained model's archive: ``wine-http`` on a
-busybox ``httpd`` pod (with its sha256), ``wine-s3`` in SeaweedFS running as
-a pod, read with a Secret's keys. Each reaches Ready on real MLServer
-containers and answers through its Service (ClusterIP, kube-proxy) what the
-model answers in this process. Then a replacement per scheme whose artifact
-cannot be had (a wrong digest, a missing object) fails at once with the
-fetcher's words in the Ready condition and a Warning Event, while the stable
-answers every request sent through the Service. The module shares one
-namespace, one operator and the two ModelDeployments (starting MLServer is
-the slow part); the failing replacements come last. Traffic goes only to pod
-and Service addresses of this cluster.
+busybox ``httpd`` pod (with its sha256), ``wine-s3`` in SeaweedFS running as a
+pod, read with a Secret's keys. Each reaches Ready on real MLServer containers
+and answers through its Service (ClusterIP, kube-proxy) what the model answers
+in this process. Then replacements whose artifact cannot be had (a wrong
+digest, an archive escaping its folder, a missing object, wrong keys) fail at
+once with the fetcher's words in the Ready condition and a Warning Event,
+while the stable answers every request sent through the Service. The module
+shares one namespace, one operator and the two ModelDeployments (starting
+MLServer is the slow part); the failing replacements come last. Traffic goes
+only to pod and Service addresses of this cluster.
 """
 
 from __future__ import annotations
@@ -77,16 +77,12 @@ class Served:
     def http_uri(self) -> str:
         return f"http://web.{self.namespace}.svc/a/model.tar.gz"
 
-    @property
-    def storage(self) -> dict[str, Any]:
+    def storage(self, secret: str = "reader") -> dict[str, Any]:
         endpoint = f"http://seaweedfs.{self.namespace}.svc:{S3_PORT}"
-        return {"secretRef": {"name": "reader"}, "endpoint": endpoint}
+        return {"secretRef": {"name": secret}, "endpoint": endpoint}
 
     def status(self, name: str) -> dict[str, Any]:
         return status(self.kube, name)
-
-    def condition(self, name: str, kind: str) -> dict[str, Any]:
-        return condition(self.status(name), kind)
 
     def pods(self, name: str) -> list[dict[str, Any]]:
         return [
@@ -121,13 +117,13 @@ def http_model(served: Served, version: str, sha256: str) -> dict[str, Any]:
     return {"version": version, "uri": served.http_uri, "sha256": sha256}
 
 
-def s3_model(served: Served, version: str, key: str) -> dict[str, Any]:
-    return {"version": version, "uri": f"s3://{BUCKET}/{key}", "storage": served.storage}
+def s3_model(served: Served, version: str, key: str, secret: str = "reader") -> dict[str, Any]:
+    return {"version": version, "uri": f"s3://{BUCKET}/{key}", "storage": served.storage(secret)}
 
 
 def ready_pods(served: Served, name: str) -> list[dict[str, Any]]:
     """The model's pods once it is Ready with its one pod Ready (else [])."""
-    if served.condition(name, "Ready").get("status") != "True":
+    if condition(served.status(name), "Ready").get("status") != "True":
         return []
     pods = served.pods(name)
     ready_ones = [p for p in pods if ready(p)]
@@ -150,8 +146,10 @@ def served(
         model = train_wine(tmp_path_factory.mktemp("served") / MODEL, version="1", seed=0)
         # The folder's files at the archive's top: /mnt/models as MLServer's repository.
         model_tar = archive({p.name: p.read_bytes() for p in sorted(model.folder.iterdir())})
+        escape = archive({"model-settings.json": b"{}", "../../up": b"x"})
+        files = {"model.tar.gz": model_tar, "escape.tar.gz": escape}
         kube = Kube(cluster, namespace)
-        kube.apply(*web_objects(busybox.ref, {"model.tar.gz": model_tar}))
+        kube.apply(*web_objects(busybox.ref, files))
         kube.apply(*store_objects("seaweedfs", weed.ref, {}))
         cluster.kubectl(
             "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"
@@ -159,11 +157,12 @@ def served(
         ip = cluster.get_json("service", "seaweedfs", "-n", namespace)["spec"]["clusterIP"]
         store = pod_store(ip, Path(f"kubectl logs -n {namespace} seaweedfs"))
         put_object(store, BUCKET, MODEL_KEY, model_tar)
-        cluster.kubectl(
-            "create", "secret", "generic", "reader", "-n", namespace,
-            f"--from-literal=AWS_ACCESS_KEY_ID={READER.access_key}",
-            f"--from-literal=AWS_SECRET_ACCESS_KEY={READER.secret_key}",
-        )  # fmt: skip
+        for secret, key in (("reader", READER.secret_key), ("wrong-keys", "not-the-secret-key")):
+            cluster.kubectl(
+                "create", "secret", "generic", secret, "-n", namespace,
+                f"--from-literal=AWS_ACCESS_KEY_ID={READER.access_key}",
+                f"--from-literal=AWS_SECRET_ACCESS_KEY={key}",
+            )  # fmt: skip
         ready_after: dict[str, float] = {}
         result = Served(kube, model, images["mlserver-sklearn"].ref, model_tar, ready_after)
         digest = hashlib.sha256(model_tar).hexdigest()
@@ -238,25 +237,38 @@ def candidate_gone(served: Served, name: str, stable: str) -> bool:
     return revisions == {stable} and len(deployments) == 1
 
 
+def broken_model(served: Served, broken: str) -> tuple[dict[str, Any], str]:
+    """A replacement's ``spec.model`` that cannot be fetched, and how the fetcher's words start
+    (each a new version: every case is a replacement of its own)."""
+    if broken == "wrong digest":
+        actual = hashlib.sha256(served.model_tar).hexdigest()
+        words = f"{served.http_uri}: sha256 mismatch: expected {'0' * 64}, got {actual}"
+        return http_model(served, "2", "0" * 64), words
+    if broken == "escaping archive":
+        uri = served.http_uri.replace("model.tar.gz", "escape.tar.gz")
+        words = f"{uri}: archive member '../../up' escapes the destination folder"
+        return {"version": "3", "uri": uri}, words
+    if broken == "missing object":
+        model = s3_model(served, "2", "wine/2/model.tar.gz")
+        return model, f"{model['uri']}: 404 Not Found: NoSuchKey"
+    model = s3_model(served, "3", MODEL_KEY, secret="wrong-keys")
+    return model, f"{model['uri']}: 403 Forbidden: SignatureDoesNotMatch"
+
+
 @pytest.mark.parametrize(
     ("name", "broken"),
     [
         (HTTP, "wrong digest"),
         (S3, "missing object"),
+        (HTTP, "escaping archive"),
+        (S3, "wrong keys"),
     ],
 )
 def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
     served: Served, name: str, broken: str
 ) -> None:
     stable = served.status(name)["stable"]["revision"]
-    if broken == "wrong digest":
-        model, uri = http_model(served, "2", "0" * 64), served.http_uri
-        actual = hashlib.sha256(served.model_tar).hexdigest()
-        words = f"{uri}: sha256 mismatch: expected {'0' * 64}, got {actual}"
-    else:
-        model = s3_model(served, "2", "wine/2/model.tar.gz")
-        uri = model["uri"]
-        words = f"{uri}: 404 "
+    model, words = broken_model(served, broken)
     traffic = TrafficGenerator(
         served.kube.cluster, served.namespace, name, MODEL, served.model.X,
         rate=20.0, through_service=True,
@@ -268,13 +280,16 @@ def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
         served.kube.apply(model_deployment(name, model, served.server_image))
 
         def failed() -> dict[str, Any]:
-            ready = served.condition(name, "Ready")
-            return ready if ready.get("reason") == "ArtifactFetchFailed" else {}
+            # This replacement's words: an earlier one's failure may still be the condition.
+            status = served.status(name)
+            ready = condition(status, "Ready")
+            fetch_failed = ready.get("reason") == "ArtifactFetchFailed"
+            return status if fetch_failed and words in ready["message"] else {}
 
-        ready = wait_for(
+        status = wait_for(
             failed, timeout=180, what=f"{name}'s replacement failing with ArtifactFetchFailed"
         )
-        status = served.status(name)
+        ready = condition(status, "Ready")
         candidate = status["candidate"]["revision"]
         assert candidate != stable
         wait_for(
