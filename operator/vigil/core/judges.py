@@ -65,7 +65,7 @@ from vigil.core.stats import (
     BetaBinomial,
     Bounds,
     clopper_pearson,
-    holm,
+    holm_levels,
     normal_p_values,
     normal_quantile,
     normal_radius,
@@ -592,6 +592,28 @@ def _waiting(
     )
 
 
+def _labelled_classes(*sides: RealizedPerformance) -> bool | None:
+    """True when the labels are a classifier's, False when a regressor's (scored under
+    ""), None before the first scored label."""
+    if any(side.classification for side in sides):
+        return True
+    if any(side.scored > 0 for side in sides):
+        return False
+    return None
+
+
+def _wrong_metric(name: str, mine: _Realized, limit: float, classes: bool, need: int) -> _Test:
+    """A limit in the other task's metric: held with a message saying which to set."""
+    task, field, other = ("a classifier", "minAccuracy", "maxMAE")
+    if not classes:
+        task, field, other = ("a regressor", "maxMAE", "minAccuracy")
+    text = (
+        f"{mine.metric}: the labels are {task}'s; "
+        f"set spec.rollout.analysis.performance.{field}, not {other}"
+    )
+    return _waiting(name, mine, limit, 0.0, need, text)
+
+
 def _realized_performance(realized: RealizedPerformance, gate: PerformanceGate) -> _Test | None:
     accuracy = gate.min_accuracy is not None
     limit = gate.min_accuracy if accuracy else gate.max_mae
@@ -599,6 +621,9 @@ def _realized_performance(realized: RealizedPerformance, gate: PerformanceGate) 
         return None
     mine = _Realized.of(realized, accuracy)
     name = "realizedPerformance"
+    classes = _labelled_classes(realized)
+    if classes is not None and classes != accuracy:
+        return _wrong_metric(name, mine, limit, classes, gate.min_labels)
     if mine.labels < gate.min_labels:
         text = f"{mine.metric}: {round(mine.labels)} labels < {gate.min_labels} needed"
         return _waiting(name, mine, limit, mine.labels, gate.min_labels, text)
@@ -678,7 +703,9 @@ def _performance_vs_stable(
     tested (both sides' noise), shown on the candidate's scale."""
     if gate.max_drop is None:
         return None
-    accuracy = gate.max_mae is None
+    # maxDrop alone suits either task: the labels say which metric, else the limit set.
+    classes = _labelled_classes(realized, stable)
+    accuracy = gate.max_mae is None if classes is None else classes
     mine, theirs = _Realized.of(realized, accuracy), _Realized.of(stable, accuracy)
     factor = 1.0 - gate.max_drop if accuracy else 1.0 + gate.max_drop
     threshold = factor * theirs.mean
@@ -772,11 +799,13 @@ def gates(
     evidence = {t.name: t.bounds(each, False) for t in tests}
     p_fail = {t.name: t.p_fail(evidence[t.name]) for t in tests}
     # Gates not judged yet still count in the family (p = 1): the step's multiplicity is
-    # fixed, and a gate fails only when its interval (at ``each``) clears the threshold.
+    # fixed. A failed gate's interval is shown at the level Holm rejected it at, so it
+    # clears the threshold; the others' at ``each``.
     p_fail.update({f"unjudged {i}": 1.0 for i in range(family - len(tests))})
-    failed = holm(p_fail, alpha)
+    failed = holm_levels(p_fail, alpha)
     out = []
     for test in tests:
+        level = failed.get(test.name, each)
         if test.name in failed:
             verdict = GateVerdict.FAIL
         elif test.p_pass(evidence[test.name]) <= each:
@@ -792,7 +821,7 @@ def gates(
                 samples=round(test.samples),
                 unit=test.unit,
                 within=test.within,
-                explain=_explainer(test, verdict, each, elapsed),
+                explain=_explainer(test, verdict, level, elapsed),
             )
         )
     return tuple(out)

@@ -232,14 +232,21 @@ def holm(p_values: Mapping[str, float], alpha: float) -> frozenset[str]:
     p-values at any look (a true hypothesis is rejected only when its
     p-value falls below alpha / m).
     """
+    return frozenset(holm_levels(p_values, alpha))
+
+
+def holm_levels(p_values: Mapping[str, float], alpha: float) -> dict[str, float]:
+    """The hypotheses Holm rejects, each with the level it was rejected at
+    (alpha / m for the first, alpha / (m - 1) for the second, ...)."""
     ordered = sorted(p_values.items(), key=lambda item: item[1])
     m = len(ordered)
-    rejected: list[str] = []
+    rejected: dict[str, float] = {}
     for rank, (name, p) in enumerate(ordered):
-        if p > alpha / (m - rank):
+        level = alpha / (m - rank)
+        if p > level:
             break
-        rejected.append(name)
-    return frozenset(rejected)
+        rejected[name] = level
+    return rejected
 
 
 # -- two histograms: which one is slower ----------------------------------------------------

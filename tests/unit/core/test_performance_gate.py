@@ -99,11 +99,44 @@ class TestWaitingForLabels:
         assert versus.verdict == GateVerdict.UNDECIDED and versus.needed == 40
         assert "stable 10 labels < 50 needed" in versus.text
 
-    def test_a_regressors_labels_are_not_a_classifiers(self) -> None:
+    def test_a_limit_in_the_other_tasks_metric_holds_and_says_which_to_set(self) -> None:
         found = performance_gates(
             gates(CANARY, CLASSIFIER, seen(scored(500, 1.0, 0.5), scored(500, 1.0, 0.5)))
         )
-        assert found["realizedPerformance"].text == "realized accuracy: 0 labels < 50 needed"
+        floor = found["realizedPerformance"]
+        assert floor.verdict == GateVerdict.UNDECIDED and floor.needed == 50
+        assert floor.text == (
+            "realized accuracy: the labels are a regressor's; "
+            "set spec.rollout.analysis.performance.maxMAE, not minAccuracy"
+        )
+        regressor = policy(maxMAE=1.0)
+        on_classes = performance_gates(
+            gates(CANARY, regressor, seen(labelled(500, 0.9), labelled(500, 0.9)))
+        )
+        assert "are a classifier's; set spec.rollout.analysis.performance.minAccuracy" in (
+            on_classes["realizedPerformance"].text
+        )
+
+
+class TestMaxDropAlone:
+    """``maxDrop`` alone compares in whichever metric the labels are in."""
+
+    ALONE = policy(maxDrop=0.1)
+
+    def test_a_regressors_mae_against_the_stables(self) -> None:
+        found = performance_gates(
+            gates(CANARY, self.ALONE, seen(scored(800, 1.4, 1.0), scored(800, 1.0, 1.0)))
+        )
+        versus = found["performanceVsStable"]
+        assert versus.verdict == GateVerdict.FAIL and versus.threshold == pytest.approx(1.1)
+        assert versus.text.startswith("realized MAE 1.4 [")
+
+    def test_a_classifiers_accuracy_against_the_stables(self) -> None:
+        found = performance_gates(
+            gates(CANARY, self.ALONE, seen(labelled(2000, 0.7), labelled(2000, 0.9)))
+        )
+        versus = found["performanceVsStable"]
+        assert versus.verdict == GateVerdict.FAIL and versus.threshold == pytest.approx(0.81)
 
 
 class TestVerdicts:
@@ -186,3 +219,20 @@ class TestAnytimeValidity:
                     break
         share = step_alpha(gate) / 5
         assert failed <= stats.binom.ppf(0.999, streams, share), (failed, share)
+
+
+class TestFailedIntervals:
+    # Where the comparison fails second in Holm's order, just past its level.
+    @pytest.mark.parametrize(
+        ("labels", "accuracy"), [(400, 0.7345), (400, 0.736), (600, 0.763), (1200, 0.7945)]
+    )
+    def test_a_failed_gates_interval_clears_its_threshold(
+        self, labels: int, accuracy: float
+    ) -> None:
+        """Holm rejects the second gate at a wider level than the first: each failed
+        gate's interval is shown at its own level, so it never spans the threshold."""
+        found = gates(CANARY, CLASSIFIER, seen(labelled(labels, accuracy), labelled(labels, 0.9)))
+        assert GateVerdict.FAIL in {gate.verdict for gate in found}
+        for gate in found:
+            if gate.verdict == GateVerdict.FAIL:
+                assert gate.high is not None and gate.high < gate.threshold, gate
