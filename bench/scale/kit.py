@@ -35,9 +35,9 @@ import yaml
 
 from vigil.core import naming
 from vigil.devcluster.cluster import LocalCluster, pod_octet
+from vigil.devcluster.operator_process import OPERATOR_BIN, operator_command
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATOR_BIN = Path(sys.executable).parent / "vigil-operator"
 OPERATOR_USER = "system:serviceaccount:vigil-system:vigil-operator"
 SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:bench"
 MLSERVER_IMAGE = "seldonio/mlserver:1.7.1-sklearn"
@@ -473,20 +473,13 @@ class OperatorRunner:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    str(OPERATOR_BIN),
-                    *[arg for ns in self.namespaces for arg in ("--namespace", ns)],
-                    "--standalone",
-                    "--sidecar-image",
-                    SIDECAR_IMAGE,
-                    "--metrics-port",
-                    str(self.metrics_port),
-                    "--metrics-address",
-                    "127.0.0.1",
-                    "--health-port",
-                    str(self.health_port),
-                    *self.extra_args,
-                ],
+                operator_command(
+                    self.namespaces,
+                    sidecar_image=SIDECAR_IMAGE,
+                    metrics_port=self.metrics_port,
+                    health_port=self.health_port,
+                    extra_args=self.extra_args,
+                ),
                 env={**os.environ, **self.env, "KUBECONFIG": self.kubeconfig},
                 stdout=log,
                 stderr=subprocess.STDOUT,

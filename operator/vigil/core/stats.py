@@ -225,19 +225,15 @@ def normal_p_values(
 # -- many gates at once ---------------------------------------------------------------------
 
 
-def holm(p_values: Mapping[str, float], alpha: float) -> frozenset[str]:
-    """Holm's step-down: the hypotheses rejected with family-wise error at most ``alpha``.
+def holm_levels(p_values: Mapping[str, float], alpha: float) -> dict[str, float]:
+    """Holm's step-down: the hypotheses rejected with family-wise error at most ``alpha``,
+    each with the level it was rejected at (alpha / m for the first, alpha / (m - 1) for
+    the second, ...).
 
     Valid for any dependence between the tests, and with anytime-valid
     p-values at any look (a true hypothesis is rejected only when its
     p-value falls below alpha / m).
     """
-    return frozenset(holm_levels(p_values, alpha))
-
-
-def holm_levels(p_values: Mapping[str, float], alpha: float) -> dict[str, float]:
-    """The hypotheses Holm rejects, each with the level it was rejected at
-    (alpha / m for the first, alpha / (m - 1) for the second, ...)."""
     ordered = sorted(p_values.items(), key=lambda item: item[1])
     m = len(ordered)
     rejected: dict[str, float] = {}

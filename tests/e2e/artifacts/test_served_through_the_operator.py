@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 import yaml
 from kit.kube import MD_LABEL, Kube, ready
+from kit.modeldeployment import SERVER_RESOURCES
 from kit.status import condition, status
 from kit.waits import wait_for
 from test_fetch_on_the_real_node import BUCKET, MARKER, MODEL_KEY, archive, web_objects
@@ -54,10 +55,6 @@ from vigil.devcluster.traffic import TrafficGenerator, service_address, v2_body
 
 MODEL = "wine"
 HTTP, S3 = "wine-http", "wine-s3"
-SERVER_RESOURCES = {
-    "requests": {"cpu": "100m", "memory": "128Mi"},
-    "limits": {"cpu": "1", "memory": "512Mi"},
-}
 
 
 @dataclass(frozen=True)

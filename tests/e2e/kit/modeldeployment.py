@@ -21,6 +21,11 @@ from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.validation.golden import GoldenSet, configmap_manifest
 
 MLSERVER_IMAGE = "seldonio/mlserver:1.7.1-sklearn"
+#: The MLServer container's requests and limits in the real-node tests.
+SERVER_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
 #: A replacement's steps: shadow, then two canary weights.
 STEPS: list[dict[str, Any]] = [
     {"shadow": {"duration": "8s", "percent": 100, "minRequests": 20}},

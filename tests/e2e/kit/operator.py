@@ -25,9 +25,9 @@ from kit import metrics
 from kit.kube import ROOT, Kube, free_port
 from kit.waits import wait_for
 from vigil.devcluster import ClusterClient
+from vigil.devcluster.operator_process import OPERATOR_BIN, operator_command
 
 BIN = Path(sys.executable).parent
-OPERATOR_BIN = BIN / "vigil-operator"
 SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:e2e"
 LOG_DIR = ROOT / ".vigil" / "e2e-logs"
 
@@ -75,20 +75,14 @@ class OperatorProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [
-                    str(OPERATOR_BIN),
-                    *[arg for ns in self.namespaces for arg in ("--namespace", ns)],
-                    *self.extra_args,
-                    *(["--standalone"] if self.standalone else []),
-                    "--sidecar-image",
-                    SIDECAR_IMAGE,
-                    "--metrics-port",
-                    str(self.metrics_port),
-                    "--metrics-address",
-                    "127.0.0.1",
-                    "--health-port",
-                    str(health_port),
-                ],
+                operator_command(
+                    self.namespaces,
+                    sidecar_image=SIDECAR_IMAGE,
+                    metrics_port=self.metrics_port,
+                    health_port=health_port,
+                    standalone=self.standalone,
+                    extra_args=self.extra_args,
+                ),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

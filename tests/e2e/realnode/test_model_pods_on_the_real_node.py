@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 import yaml
 from kit.kube import MD_LABEL, Kube, ready
+from kit.modeldeployment import SERVER_RESOURCES
 from kit.status import condition
 from kit.waits import wait_for
 
@@ -51,10 +52,6 @@ NAME = "wine"
 CLAIM = "models"
 SERVER_USER = 1000  # the MLServer image's USER
 VIGIL_USER = 65532  # the vigil image's USER: sidecar and operator
-SERVER_RESOURCES = {
-    "requests": {"cpu": "100m", "memory": "128Mi"},
-    "limits": {"cpu": "1", "memory": "512Mi"},
-}
 
 
 @dataclass(frozen=True)

@@ -322,18 +322,22 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     )
 
 
+def _one_limit(raw: Mapping[str, Any], where: str) -> None:
+    """A performance section names one task's limit: accuracy or MAE."""
+    if raw.get("minAccuracy") is not None and raw.get("maxMAE") is not None:
+        raise ValueError(
+            f"{where} takes minAccuracy (a classifier) or maxMAE (a regressor), not both"
+        )
+
+
 def _performance(raw: Mapping[str, Any]) -> PerformanceSpec:
     """``spec.monitoring.performance`` (ValueError: unusable)."""
     window = str(raw.get("window") or DEFAULT_PERFORMANCE_WINDOW)
     window_seconds = parse_duration(window, _seconds(DEFAULT_PERFORMANCE_WINDOW))
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.performance.window must be longer than 0s")
+    _one_limit(raw, "spec.monitoring.performance")
     min_accuracy, max_mae = raw.get("minAccuracy"), raw.get("maxMAE")
-    if min_accuracy is not None and max_mae is not None:
-        raise ValueError(
-            "spec.monitoring.performance takes minAccuracy (a classifier) or maxMAE "
-            "(a regressor), not both"
-        )
     return PerformanceSpec(
         min_accuracy=None if min_accuracy is None else float(min_accuracy),
         max_mae=None if max_mae is None else float(max_mae),
@@ -454,10 +458,7 @@ def _performance_gate(raw: Mapping[str, Any] | None) -> PerformanceGate | None:
         max_drop=number("maxDrop", 1.0),
         min_labels=int(raw.get("minLabels", DEFAULT_GATE_MIN_LABELS)),
     )
-    if gate.min_accuracy is not None and gate.max_mae is not None:
-        raise ValueError(
-            f"{where} takes minAccuracy (a classifier) or maxMAE (a regressor), not both"
-        )
+    _one_limit(raw, where)
     if not gate.gates:
         raise ValueError(f"{where} needs minAccuracy, maxMAE or maxDrop")
     if gate.min_labels < 1:
