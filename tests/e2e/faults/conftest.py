@@ -2,8 +2,10 @@
 
 They run in ``make test`` (marker ``faults``, never deselected by default);
 ``-m "not faults"`` skips them when iterating on something else. The
-operator runs as in tests/e2e/rollout: short health interval, candidates
-reached at their pod IPs (no Service networking in the local cluster).
+operator-kill test runs on the real node with the operator in the cluster
+(fixtures ``on_real_node``, ``incluster_operator``); the others still run
+the operator as a process on kwok pods (the workload runner): short health
+interval, candidates reached at their pod IPs.
 Shared fixtures live in tests/e2e/conftest.py; the checks every test ends
 with live in fault_checks.py.
 """

@@ -73,11 +73,12 @@ def deploy(
     )
 
 
-def rollout_models(tmp_path: Path) -> dict[str, TrainedModel]:
-    """A good replacement (retrained, same data) and a bad one (shuffled labels)."""
+def rollout_models(folder: Path) -> dict[str, TrainedModel]:
+    """A good replacement (retrained, same data) and a bad one (shuffled labels), in
+    ``folder`` (on the real node: the model volume's)."""
     return {
-        "good": train_wine(tmp_path / "wine-2", version="2", seed=1),
-        "bad": train_wine(tmp_path / "wine-bad", version="3", shuffled_labels=True, seed=0),
+        "good": train_wine(folder / "wine-2", version="2", seed=1),
+        "bad": train_wine(folder / "wine-bad", version="3", shuffled_labels=True, seed=0),
     }
 
 

@@ -1,7 +1,10 @@
-"""The operator SIGKILLed at random moments of rollouts, restarted each time.
+"""The in-cluster operator's pod killed at random moments of rollouts, replaced each time.
 
+The operator runs as the manifests' Deployment; each kill SIGKILLs its process
+and force-deletes its pod, and the Deployment's next pod takes over (model pods
+are real containers on the real node, live traffic goes through the Service).
 All rollout state lives in status (issue 6, "restart safety"), so a new
-operator process resumes where the killed one stopped. Rollouts in a row on
+operator pod resumes where the killed one stopped. Rollouts in a row on
 one ModelDeployment: a good replacement (promoted), a bad replacement
 (rolled back on the agreement gate), a tweak (promoted), then as many more
 good replacements as it takes (at most three) for 21 kills to have landed
@@ -17,23 +20,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fault_checks import (
+    DEADLINE,
     assert_consistent,
     assert_history,
-    deploy,
-    manifest,
     record,
     rolled_back_events,
     rollout_models,
     seeded_rng,
     switched_events,
 )
+from kit.incluster import InClusterOperator, RealNamespace
 from kit.kube import Kube, safe
-from kit.operator import OperatorProcess
 from kit.status import condition, promoted, read_status, rolled_back, status, tweak_promoted
 from kit.waits import Watch, watch_until
 
@@ -67,7 +68,7 @@ MAX_EXTRA_ROLLOUTS = 3
 CONFIG = {"E2E_KNOB": "on"}
 
 
-def promoted_counter(operator: OperatorProcess) -> float:
+def promoted_counter(operator: InClusterOperator) -> float:
     """``vigil_rollouts_total{outcome="Promoted"}`` of the running process (0 if unreachable)."""
     return safe(lambda: operator.total("vigil_rollouts_total", outcome="Promoted"), 0.0)
 
@@ -75,7 +76,7 @@ def promoted_counter(operator: OperatorProcess) -> float:
 class Killer:
     """Kills and restarts the operator at seeded random moments of rollouts under way."""
 
-    def __init__(self, kube: Kube, operator: OperatorProcess, seed_name: str) -> None:
+    def __init__(self, kube: Kube, operator: InClusterOperator, seed_name: str) -> None:
         self.kube = kube
         self.operator = operator
         self.rng, self.seed = seeded_rng(seed_name)
@@ -116,16 +117,17 @@ class Killer:
 
 
 def test_operator_killed_at_21_random_moments_of_rollouts_resumes_each_once(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube, on_real_node: RealNamespace, incluster_operator: InClusterOperator
 ) -> None:
-    setup = deploy(kube, workload_runner, tmp_path, STEPS)
-    killer = Killer(kube, operator, "operator kills")
-    models = rollout_models(tmp_path)
+    space = on_real_node
+    setup = space.deploy(kube, STEPS, deadline=DEADLINE)
+    killer = Killer(kube, incluster_operator, "operator kills")
+    models = rollout_models(space.folder)
     good, bad, tweak = Watch(), Watch(), Watch()
     watches = {"good": good, "bad": bad, "tweak": tweak}
     try:
         # 1. A good replacement: promoted exactly once, through every step.
-        kube.apply(manifest(models["good"], STEPS))
+        kube.apply(space.manifest(models["good"], STEPS, deadline=DEADLINE))
         killer.run("good", good, promoted("2"))
         watch_until(kube, promoted("2"), 240, "the good replacement's promotion", good)
         after_good = assert_consistent(kube)
@@ -133,7 +135,7 @@ def test_operator_killed_at_21_random_moments_of_rollouts_resumes_each_once(
         assert good_revision != setup.revision
 
         # 2. A bad replacement: rolled back on the agreement gate, never on missing data.
-        kube.apply(manifest(models["bad"], STEPS))
+        kube.apply(space.manifest(models["bad"], STEPS, deadline=DEADLINE))
         killer.run("bad", bad, rolled_back)
         bad_watch = watch_until(kube, rolled_back, 240, "the bad replacement's rollback", bad)
         bad_revision = bad_watch.last["history"][0]["revision"]
@@ -146,7 +148,9 @@ def test_operator_killed_at_21_random_moments_of_rollouts_resumes_each_once(
         assert_consistent(kube)
 
         # 3. A tweak of the good model's settings: only the tweak steps, promoted once.
-        kube.apply(manifest(models["good"], STEPS, tweak=TWEAK, config=CONFIG))
+        kube.apply(
+            space.manifest(models["good"], STEPS, deadline=DEADLINE, tweak=TWEAK, config=CONFIG)
+        )
         killer.run("tweak", tweak, tweak_promoted(good_revision))
         watch_until(kube, tweak_promoted(good_revision), 240, "the tweak's promotion", tweak)
         tweak_revision = assert_consistent(kube)["stable"]["revision"]
@@ -159,8 +163,8 @@ def test_operator_killed_at_21_random_moments_of_rollouts_resumes_each_once(
             if len(killer.kills) >= MIN_KILLS:
                 break
             version = str(3 + extra)
-            model = train_wine(tmp_path / f"wine-{version}", version=version, seed=1 + extra)
-            kube.apply(manifest(model, STEPS, tweak=TWEAK, config=CONFIG))
+            model = train_wine(space.folder / f"wine-{version}", version=version, seed=1 + extra)
+            kube.apply(space.manifest(model, STEPS, deadline=DEADLINE, tweak=TWEAK, config=CONFIG))
             watch = watches[f"again-{version}"] = Watch()
             killer.run("again", watch, promoted(version))
             watch_until(kube, promoted(version), 240, f"version {version}'s promotion", watch)
