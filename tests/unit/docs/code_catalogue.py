@@ -44,7 +44,7 @@ from vigil.core.performance import judge  # noqa: E402
 from vigil.core.reconcile import Plan  # noqa: E402
 from vigil.core.rollout import GoldenResult  # noqa: E402
 from vigil.core.spec import PerformanceSpec  # noqa: E402
-from vigil.core.status import ConditionState  # noqa: E402
+from vigil.core.status import ConditionState, build_conditions  # noqa: E402
 from vigil.core.window import RealizedPerformance, RevisionWindow  # noqa: E402
 from vigil.profile import ReferenceProfile, Validation, build_profile  # noqa: E402
 
@@ -306,6 +306,39 @@ def _stepped_endings(seen: Catalogue) -> None:
     _drive(world, candidate, seen, lambda: world.status["phase"] == "Failed", 90)
 
 
+def _bake(seen: Catalogue) -> None:
+    """A promotion with a bake: one passes; one turns PerformanceDegraded and goes back; one
+    whose previous revision never comes back is given up."""
+    rollout = {"bake": {"duration": "10m"}, "progressDeadline": "60s"}
+    for ending in ("passes", "goes back", "gives up"):
+        world, previous = _serving(seen, rollout=rollout)
+        world.set_spec(spec("2", 2, rollout=rollout))
+        _cycle(world, seen)
+        world.pods_ready(world.status["candidate"]["revision"])
+        _cycle(world, seen)
+        if ending == "passes":
+            _cycle(world, seen, 600)
+            continue
+        world.status["conditions"] = build_conditions(
+            [
+                ConditionState(
+                    "PerformanceDegraded",
+                    True,
+                    "PerformanceBelowThreshold",
+                    "accuracy 0.874 (95% CI 0.838-0.905) < threshold 0.95 over 1h, 300 labels",
+                )
+            ],
+            world.status.get("conditions"),
+            generation=world.generation,
+            now=world.now,
+        )
+        _cycle(world, seen)
+        if ending == "goes back":
+            world.pods_ready(previous)
+        _cycle(world, seen, 61)
+        _cycle(world, seen)
+
+
 def _performance_gates(seen: Catalogue) -> None:
     """A tweak's canary judged on labels too: held for them, then 10 points below the
     stable, rolled back."""
@@ -493,6 +526,12 @@ def _names(node: ast.expr, constants: Mapping[str, str]) -> Iterable[str]:
         yield from _names(node.orelse, constants)
 
 
+@functools.cache
+def source_tree(path: Path) -> ast.Module:
+    """A source file's syntax tree, parsed once per run (several doc tests scan the tree)."""
+    return ast.parse(path.read_text(), filename=str(path))
+
+
 def posted_event_reasons() -> dict[str, set[str]]:
     """Event reasons in the source: the core's ``*.event(...)``, the operator's ``Event(...)``.
 
@@ -501,7 +540,7 @@ def posted_event_reasons() -> dict[str, set[str]]:
     """
     found: dict[str, set[str]] = {}
     for path in [*sorted(CORE.rglob("*.py")), *sorted(OPERATOR.rglob("*.py"))]:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = source_tree(path)
         constants = _module_strings(tree)
         for name, value in constants.items():
             if name.startswith("EVENT_"):
@@ -521,7 +560,7 @@ def posted_event_reasons() -> dict[str, set[str]]:
 def _operator_events(seen: Catalogue) -> None:
     """The operator layer's own Events, ``Event("Reason", message, warning)``, read from source."""
     for path in sorted(OPERATOR.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(source_tree(path)):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
@@ -544,6 +583,7 @@ def catalogue() -> Catalogue:
         _blue_green,
         _stepped,
         _stepped_endings,
+        _bake,
         _performance_gates,
         _artifacts,
         _health,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 # -- defaults -----------------------------------------------------------------------------
@@ -46,6 +46,8 @@ DEFAULT_PERFORMANCE_MIN_LABELS = 100
 DEFAULT_PERFORMANCE_WINDOW = "1h"
 #: The rollout's performance gates judge once the candidate has this many labels.
 DEFAULT_GATE_MIN_LABELS = 50
+#: A baked previous revision is scaled to this many replicas (0: none until needed).
+DEFAULT_BAKE_MIN_REPLICAS = 0
 
 # Defaults the CRD leaves to the operator (documented in docs/crd-reference.md).
 DEFAULT_MAX_ERROR_RATE = 0.01
@@ -97,6 +99,7 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "rollout.analysis.earlyAdvance": DEFAULT_EARLY_ADVANCE,
     "rollout.analysis.performance.minLabels": DEFAULT_GATE_MIN_LABELS,
     "rollout.progressDeadline": DEFAULT_PROGRESS_DEADLINE,
+    "rollout.bake.minReplicas": DEFAULT_BAKE_MIN_REPLICAS,
     "paused": DEFAULT_PAUSED,
 }
 
@@ -433,15 +436,15 @@ class PerformanceGate:
 
 
 @dataclass(frozen=True)
-class AnalysisSpec:
-    """``spec.rollout.analysis``: how the gates judge each step."""
+class GateSettings:
+    """How the gates judge a step: ``spec.rollout.analysis`` as every change kind's policy
+    carries it (declared once for :class:`AnalysisSpec` and :class:`RolloutPolicy`)."""
 
     interval_seconds: float = _seconds(DEFAULT_INTERVAL)
     min_requests: int = DEFAULT_MIN_REQUESTS
     failure_limit: int = DEFAULT_FAILURE_LIMIT
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
-    tolerance: Tolerance = field(default_factory=Tolerance)
     confidence: float = DEFAULT_CONFIDENCE
     latency_margin: float = DEFAULT_LATENCY_MARGIN
     input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
@@ -451,23 +454,20 @@ class AnalysisSpec:
 
 
 @dataclass(frozen=True)
-class RolloutPolicy:
+class AnalysisSpec(GateSettings):
+    """``spec.rollout.analysis``: how the gates judge each step."""
+
+    tolerance: Tolerance = field(default_factory=Tolerance)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutPolicy(GateSettings):
     """``spec.rollout`` for one change kind, plus the SLOs the gates use."""
 
     steps: tuple[Step, ...]
-    interval_seconds: float = _seconds(DEFAULT_INTERVAL)
-    min_requests: int = DEFAULT_MIN_REQUESTS
-    failure_limit: int = DEFAULT_FAILURE_LIMIT
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
     progress_deadline_seconds: float = _seconds(DEFAULT_PROGRESS_DEADLINE)
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95)
-    confidence: float = DEFAULT_CONFIDENCE
-    latency_margin: float = DEFAULT_LATENCY_MARGIN
-    input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
-    early_advance: bool = DEFAULT_EARLY_ADVANCE
-    performance: PerformanceGate | None = None
 
     @property
     def judged_steps(self) -> int:
@@ -476,6 +476,17 @@ class RolloutPolicy:
         judged = sum(1 for step in self.steps if step.kind in ("shadow", "canary"))
         final_pause = bool(self.steps) and self.steps[-1].kind == "pause"
         return max(1, judged + final_pause)
+
+
+@dataclass(frozen=True)
+class BakeSpec:
+    """``spec.rollout.bake``: after a promotion, the previous revision is kept (at
+    ``min_replicas``) for ``duration``; live traffic goes back to it if the promoted
+    revision turns unhealthy or its realized performance degraded in that time."""
+
+    duration: str
+    duration_seconds: float
+    min_replicas: int = DEFAULT_BAKE_MIN_REPLICAS
 
 
 @dataclass(frozen=True)
@@ -488,6 +499,8 @@ class RolloutSpec:
     progress_deadline_seconds: float = _seconds(DEFAULT_PROGRESS_DEADLINE)
     #: ``trafficRouting.gatewayAPI.httpRoute``: the HTTPRoute whose weights Vigil sets.
     http_route: str | None = None
+    #: None: no bake, the previous revision goes at the switch.
+    bake: BakeSpec | None = None
     problem: str | None = None
 
     def steps_for(self, change: str) -> tuple[Step, ...]:
@@ -496,22 +509,13 @@ class RolloutSpec:
 
     def policy(self, change: str, slo: SLOSpec) -> RolloutPolicy:
         """What ``vigil.core.rollout.decide`` judges one change kind by."""
-        analysis = self.analysis
+        gates = {f.name: getattr(self.analysis, f.name) for f in fields(GateSettings)}
         return RolloutPolicy(
             steps=self.steps_for(change),
-            interval_seconds=analysis.interval_seconds,
-            min_requests=analysis.min_requests,
-            failure_limit=analysis.failure_limit,
-            min_agreement=analysis.min_agreement,
-            max_prediction_shift=analysis.max_prediction_shift,
             progress_deadline_seconds=self.progress_deadline_seconds,
             max_error_rate=slo.max_error_rate,
             max_latency_p95=slo.max_latency_p95,
-            confidence=analysis.confidence,
-            latency_margin=analysis.latency_margin,
-            input_drift_margin=analysis.input_drift_margin,
-            early_advance=analysis.early_advance,
-            performance=analysis.performance,
+            **gates,
         )
 
 
