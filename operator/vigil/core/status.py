@@ -35,6 +35,7 @@ OWNED_KEYS = (
     "revision",
     "stable",
     "candidate",
+    "bake",
     "history",
 )
 

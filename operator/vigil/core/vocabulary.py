@@ -76,6 +76,9 @@ class Reason(enum.StrEnum):
     ANALYSIS_PASSED = "AnalysisPassed"
     STEP_ADVANCED = "StepAdvanced"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    # The bake period after a promotion (status.bake, and Progressing while it runs).
+    BAKING = "Baking"
+    BAKE_FAILED = "BakeFailed"
     # Health (Healthy, DriftDetected, MetricsAvailable).
     SLOS_MET = "SLOsMet"
     ERROR_RATE_HIGH = "ErrorRateHigh"
@@ -99,6 +102,8 @@ class Reason(enum.StrEnum):
     ROLLOUT_SUPERSEDED = "RolloutSuperseded"
     ROLLOUT_RETRIED = "RolloutRetried"
     ROLLED_BACK = "RolledBack"
+    BAKE_PASSED = "BakePassed"
+    BAKE_ROLLBACK_FAILED = "BakeRollbackFailed"
     REQUEST_REFUSED = "RequestRefused"
     RECONCILE_FAILED = "ReconcileFailed"
     ROUTING_FAILED = "RoutingFailed"
@@ -147,6 +152,16 @@ class Action(enum.StrEnum):
     PROMOTE = "promote"
     ROLLBACK = "rollback"
     FAIL = "fail"
+
+
+class BakeMove(enum.StrEnum):
+    """What one cycle of a bake period does (``vigil.core.bake.decide``)."""
+
+    BAKE = "bake"
+    PASS = "pass"
+    GO_BACK = "goBack"
+    ROLL_BACK = "rollBack"
+    GIVE_UP = "giveUp"
 
 
 class ChangeKind(enum.StrEnum):

@@ -425,6 +425,7 @@ class Reconciler:
                 return False
             # An Event per condition whose status flips (Healthy True -> False...),
             # posted before the status that records the flip (see _write).
+            flips = transitions(status.get("conditions"), conditions)
             await self._emit(
                 api,
                 body,
@@ -434,13 +435,16 @@ class Reconciler:
                         f"{state.type} is {condition_word(state.status)}: {state.message}",
                         warning=attention,
                     )
-                    for state, attention in transitions(status.get("conditions"), conditions)
+                    for state, attention in flips
                 ),
             )
             await api.patch_status("ModelDeployment", namespace, name, patch)
             self.metrics.writes.labels("ModelDeployment", "status").inc()
             self.metrics.set_phase(namespace, name, phase)
-            return True
+        if flips and status.get("bake"):
+            # A bake judges these conditions: its reconcile need not wait for its recheck.
+            self.nudge(namespace, name)
+        return True
 
     def health_unchanged(
         self,

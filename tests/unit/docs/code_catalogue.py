@@ -44,7 +44,7 @@ from vigil.core.performance import judge  # noqa: E402
 from vigil.core.reconcile import Plan  # noqa: E402
 from vigil.core.rollout import GoldenResult  # noqa: E402
 from vigil.core.spec import PerformanceSpec  # noqa: E402
-from vigil.core.status import ConditionState  # noqa: E402
+from vigil.core.status import ConditionState, build_conditions  # noqa: E402
 from vigil.core.window import RealizedPerformance, RevisionWindow  # noqa: E402
 from vigil.profile import ReferenceProfile, Validation, build_profile  # noqa: E402
 
@@ -306,6 +306,39 @@ def _stepped_endings(seen: Catalogue) -> None:
     _drive(world, candidate, seen, lambda: world.status["phase"] == "Failed", 90)
 
 
+def _bake(seen: Catalogue) -> None:
+    """A promotion with a bake: one passes; one turns PerformanceDegraded and goes back; one
+    whose previous revision never comes back is given up."""
+    rollout = {"bake": {"duration": "10m"}, "progressDeadline": "60s"}
+    for ending in ("passes", "goes back", "gives up"):
+        world, previous = _serving(seen, rollout=rollout)
+        world.set_spec(spec("2", 2, rollout=rollout))
+        _cycle(world, seen)
+        world.pods_ready(world.status["candidate"]["revision"])
+        _cycle(world, seen)
+        if ending == "passes":
+            _cycle(world, seen, 600)
+            continue
+        world.status["conditions"] = build_conditions(
+            [
+                ConditionState(
+                    "PerformanceDegraded",
+                    True,
+                    "PerformanceBelowThreshold",
+                    "accuracy 0.874 (95% CI 0.838-0.905) < threshold 0.95 over 1h, 300 labels",
+                )
+            ],
+            world.status.get("conditions"),
+            generation=world.generation,
+            now=world.now,
+        )
+        _cycle(world, seen)
+        if ending == "goes back":
+            world.pods_ready(previous)
+        _cycle(world, seen, 61)
+        _cycle(world, seen)
+
+
 def _performance_gates(seen: Catalogue) -> None:
     """A tweak's canary judged on labels too: held for them, then 10 points below the
     stable, rolled back."""
@@ -544,6 +577,7 @@ def catalogue() -> Catalogue:
         _blue_green,
         _stepped,
         _stepped_endings,
+        _bake,
         _performance_gates,
         _artifacts,
         _health,

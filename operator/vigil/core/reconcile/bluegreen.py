@@ -13,7 +13,7 @@ from vigil.common.times import format_time
 from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
-from vigil.core.reconcile import stepped
+from vigil.core.reconcile import bake, stepped
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import (
@@ -55,7 +55,9 @@ def replace_stable(
     cycle.keep_in_history(stable_view)
     # A newer spec supersedes a candidate that was still starting.
     for other, other_view in views.items():
-        if other not in (revision, stable_view.revision):
+        if other in (revision, stable_view.revision):
+            continue
+        if not bake.supersede(cycle, stable_view.revision, other, revision):
             cycle.retire(
                 other_view,
                 Reason.ROLLOUT_SUPERSEDED,

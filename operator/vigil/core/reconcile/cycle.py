@@ -7,6 +7,7 @@ gives the writes in the one order that keeps traffic safe.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ from vigil.core.desired import (
     desired_peers_service,
     desired_service,
     needs_write,
+    owner_reference,
+    with_applied_hash,
 )
 from vigil.core.observed import DeploymentView, view_deployment
 from vigil.core.reconcile.plan import (
@@ -144,6 +147,33 @@ class Cycle:
         self.ensure(desired_peers_service(self.obs.owner))
         if selector is None:
             self.route(revision)
+
+    def live_metadata(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """A live child's metadata to apply it again (its applied hash left to restamp)."""
+        meta = body(item).meta
+        return {
+            "name": meta.name,
+            "namespace": self.obs.owner.namespace,
+            "labels": dict(meta.labels),
+            "annotations": {
+                k: v for k, v in meta.annotations.items() if k != naming.ANNOTATION_APPLIED_HASH
+            },
+            "ownerReferences": [owner_reference(self.obs.owner)],
+        }
+
+    def scale_revision(self, revision: str, replicas: int) -> None:
+        """A live revision's Deployment at ``replicas``, the rest as it runs (rendered from an
+        older spec, which the current one cannot render again)."""
+        live = self.live.get(("Deployment", naming.deployment_name(self.obs.owner.name, revision)))
+        if live is None:
+            return
+        manifest = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": self.live_metadata(live),
+            "spec": {**copy.deepcopy(dict(body(live).spec)), "replicas": replicas},
+        }
+        self.ensure(with_applied_hash(manifest))
 
     def delete_revision(self, revision: str) -> None:
         """Delete a revision's Deployment, settings ConfigMap and Service (when they exist)."""

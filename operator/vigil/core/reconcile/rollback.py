@@ -77,6 +77,19 @@ def fetch_failed(
     )
 
 
+def bake_failed(cycle: Cycle, previous: DeploymentView, summary: dict[str, Any]) -> Plan:
+    """The promoted revision failed its bake: live traffic goes back to the previous revision
+    (available), and the promoted one ends like a rolled-back candidate (removed next cycle,
+    held out until the spec changes or a person retries)."""
+    reason, words = Reason.BAKE_FAILED, str(summary.get("message") or "")
+    message = (
+        f"revision {summary['revision']} rolled back in its bake period ({reason}): {words}; "
+        f"revision {previous.revision} serves again"
+    )
+    why = (reason, f"{reason}: {words}")
+    return _end(cycle, previous, summary, Outcome.ROLLED_BACK, why, message, Reason.ROLLED_BACK)
+
+
 def _end(
     cycle: Cycle,
     stable_view: DeploymentView,

@@ -7,7 +7,7 @@ from typing import Any
 
 from vigil.common.objects import body
 from vigil.core import naming
-from vigil.core.desired import SIDECAR_CONFIG_KEY, owner_reference, with_applied_hash
+from vigil.core.desired import SIDECAR_CONFIG_KEY, with_applied_hash
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Apply
@@ -35,17 +35,7 @@ def set_stable_shadow(
     manifest = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": cycle.obs.owner.namespace,
-            "labels": dict(configmap.meta.labels),
-            "annotations": {
-                k: v
-                for k, v in configmap.meta.annotations.items()
-                if k != naming.ANNOTATION_APPLIED_HASH
-            },
-            "ownerReferences": [owner_reference(cycle.obs.owner)],
-        },
+        "metadata": cycle.live_metadata(live),
         "data": {**configmap.data, SIDECAR_CONFIG_KEY: changed},
     }
     cycle.plan.actions.append(Apply(with_applied_hash(manifest)))

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
+from vigil.core.reconcile import bake
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import Side, finish, planned_summary, stable_outcome
@@ -63,9 +64,11 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
             f"revision {revision} scaled from {view.replicas} to {spec.replicas} replica(s)",
         )
     cycle.serve(revision)
+    # A bake keeps the previous revision until it passes (or traffic goes back to it).
+    baking = bake.baking(cycle, revision)
     # A spec change back to the stable revision aborts the rollout.
     for other, other_view in views.items():
-        if other != revision:
+        if other != revision and (baking is None or other != baking.previous):
             cycle.retire(
                 other_view,
                 Reason.ROLLOUT_ABORTED,
@@ -74,9 +77,7 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
                 f"the spec returned to revision {revision}",
             )
     cycle.keep_in_history(view)
-    return finish(
-        cycle,
-        stable_outcome(cycle, revision, view, just_created=False),
-        revision=revision,
-        stable=Side(view),
-    )
+    reached = stable_outcome(cycle, revision, view, just_created=False)
+    if baking is not None:
+        return bake.watch(cycle, baking, view, views.get(baking.previous), reached)
+    return finish(cycle, reached, revision=revision, stable=Side(view))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
+from vigil.core.reconcile import bake
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import Side, finish, stable_outcome
@@ -23,17 +24,19 @@ def switch(
     stable_view: DeploymentView,
     candidate_view: DeploymentView,
 ) -> Plan:
-    """Promote the available candidate: move the Service first, then delete the old revision."""
+    """Promote the available candidate: move the Service first, then delete the old revision
+    (or keep it for the bake)."""
     spec = cycle.spec
     assert spec is not None
     revision = candidate_view.revision
     cycle.serve(revision)
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_STABLE), spec.replicas)
-    cycle.delete_revision(stable_view.revision)
+    # The old revision goes, or stays for the bake (spec.rollout.bake) to go back to.
+    then, baked = bake.start(cycle, change, stable_view, revision)
     cycle.event(
         Reason.SWITCHED,
         switched_message(
-            stable_view.revision, stable_view.model_version, revision, spec.model.version
+            stable_view.revision, stable_view.model_version, revision, spec.model.version, then
         ),
     )
     cycle.record(
@@ -45,7 +48,12 @@ def switch(
         f"{change}: available with {candidate_view.ready_replicas} ready replica(s)",
     )
     reached = stable_outcome(cycle, revision, candidate_view, just_created=False)
-    return finish(cycle, reached, revision=revision, stable=Side(candidate_view, new=True))
+    if baked is not None:
+        reached = bake.bake_outcome(reached, Reason.BAKING, then)
+    plan = finish(cycle, reached, revision=revision, stable=Side(candidate_view, new=True))
+    if baked is not None:
+        plan.status["bake"] = baked
+    return plan
 
 
 def finish_cut_switch(cycle: Cycle, view: DeploymentView) -> None:
@@ -87,10 +95,15 @@ def finish_cut_switch(cycle: Cycle, view: DeploymentView) -> None:
 
 
 def switched_message(
-    old_revision: object, old_version: object, new_revision: str, new_version: str
+    old_revision: object,
+    old_version: object,
+    new_revision: str,
+    new_version: str,
+    then: str | None = None,
 ) -> str:
-    """The words of the Switched Event (the same words name the same Event: see core.events)."""
+    """The words of the Switched Event (the same words name the same Event: see core.events);
+    ``then``: what became of the old revision (removed, unless a bake keeps it)."""
     return (
         f"live traffic moved from revision {old_revision} (version {old_version}) to revision "
-        f"{new_revision} (version {new_version}); revision {old_revision} removed"
+        f"{new_revision} (version {new_version}); {then or f'revision {old_revision} removed'}"
     )

@@ -46,6 +46,8 @@ DEFAULT_PERFORMANCE_MIN_LABELS = 100
 DEFAULT_PERFORMANCE_WINDOW = "1h"
 #: The rollout's performance gates judge once the candidate has this many labels.
 DEFAULT_GATE_MIN_LABELS = 50
+#: A baked previous revision is scaled to this many replicas (0: none until needed).
+DEFAULT_BAKE_MIN_REPLICAS = 0
 
 # Defaults the CRD leaves to the operator (documented in docs/crd-reference.md).
 DEFAULT_MAX_ERROR_RATE = 0.01
@@ -97,6 +99,7 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "rollout.analysis.earlyAdvance": DEFAULT_EARLY_ADVANCE,
     "rollout.analysis.performance.minLabels": DEFAULT_GATE_MIN_LABELS,
     "rollout.progressDeadline": DEFAULT_PROGRESS_DEADLINE,
+    "rollout.bake.minReplicas": DEFAULT_BAKE_MIN_REPLICAS,
     "paused": DEFAULT_PAUSED,
 }
 
@@ -479,6 +482,17 @@ class RolloutPolicy:
 
 
 @dataclass(frozen=True)
+class BakeSpec:
+    """``spec.rollout.bake``: after a promotion, the previous revision is kept (at
+    ``min_replicas``) for ``duration``; live traffic goes back to it if the promoted
+    revision turns unhealthy or its realized performance degraded in that time."""
+
+    duration: str
+    duration_seconds: float
+    min_replicas: int = DEFAULT_BAKE_MIN_REPLICAS
+
+
+@dataclass(frozen=True)
 class RolloutSpec:
     """``spec.rollout``; ``problem`` says why it could not be read (then: blue/green)."""
 
@@ -488,6 +502,8 @@ class RolloutSpec:
     progress_deadline_seconds: float = _seconds(DEFAULT_PROGRESS_DEADLINE)
     #: ``trafficRouting.gatewayAPI.httpRoute``: the HTTPRoute whose weights Vigil sets.
     http_route: str | None = None
+    #: None: no bake, the previous revision goes at the switch.
+    bake: BakeSpec | None = None
     problem: str | None = None
 
     def steps_for(self, change: str) -> tuple[Step, ...]:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from vigil.core.spec.model import (
+    DEFAULT_BAKE_MIN_REPLICAS,
     DEFAULT_CONFIDENCE,
     DEFAULT_DRIFT_CONFIDENCE,
     DEFAULT_DRIFT_METHOD,
@@ -51,6 +52,7 @@ from vigil.core.spec.model import (
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
     AnalysisSpec,
+    BakeSpec,
     ConfigMapKeyRef,
     DriftSpec,
     FetchSpec,
@@ -433,7 +435,22 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
             raw.get("progressDeadline"), _seconds(DEFAULT_PROGRESS_DEADLINE)
         ),
         http_route=str(route) if route else None,
+        bake=_bake(raw.get("bake")),
     )
+
+
+def _bake(raw: Mapping[str, Any] | None) -> BakeSpec | None:
+    """``spec.rollout.bake`` (None: absent, no bake; ValueError: unusable)."""
+    if raw is None:
+        return None
+    duration = raw.get("duration")
+    seconds = parse_duration(duration, 0.0)
+    if not duration or seconds <= 0:
+        raise ValueError(f"spec.rollout.bake.duration {duration!r} must be longer than 0s")
+    replicas = int(raw.get("minReplicas", DEFAULT_BAKE_MIN_REPLICAS))
+    if replicas < 0:
+        raise ValueError(f"spec.rollout.bake.minReplicas {replicas} must be at least 0")
+    return BakeSpec(str(duration), seconds, replicas)
 
 
 def _performance_gate(raw: Mapping[str, Any] | None) -> PerformanceGate | None:

@@ -1,0 +1,175 @@
+"""The bake period after a promotion (``spec.rollout.bake``), on the reconcile's side.
+
+The switch keeps the previous revision at ``minReplicas`` instead of
+deleting it and records ``status.bake`` (:func:`start`); while the promoted
+revision is the stable one, :func:`watch` lets :func:`vigil.core.bake.decide`
+judge the health conditions each cycle and applies its move: bake on,
+remove the previous revision once the bake passed, or go back to it
+(scaled up first: the Service only moves to an available revision). Going
+back ends like a rolled-back candidate: the promoted revision is held out
+until the spec changes or a person retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vigil.common.times import format_unix
+from vigil.core.bake import BakeObservations, BakeState, decide, signals, state_from_status
+from vigil.core.bake import state_to_status as bake_status
+from vigil.core.observed import DeploymentView
+from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.plan import Plan
+from vigil.core.reconcile.report import Outcome, Side, finish, outcome
+from vigil.core.reconcile.rollback import bake_failed
+from vigil.core.vocabulary import BakeMove, Reason
+
+#: How often a bake looks at the health conditions at the latest (a health write that
+#: flips one asks for a reconcile at once).
+RECHECK_SECONDS = 30.0
+
+
+def start(
+    cycle: Cycle, change: str, previous: DeploymentView, revision: str
+) -> tuple[str, dict[str, Any] | None]:
+    """At the switch: keep the previous revision for the bake (delete it without one).
+
+    Returns how the Switched Event ends (the previous revision removed, or kept until
+    when) and ``status.bake``.
+    """
+    spec = cycle.spec
+    assert spec is not None
+    bake = spec.rollout.bake
+    if bake is None:
+        cycle.delete_revision(previous.revision)
+        return f"revision {previous.revision} removed", None
+    kept = min(bake.min_replicas, spec.replicas)
+    cycle.scale_revision(previous.revision, kept)
+    now = cycle.obs.now.timestamp()
+    state = BakeState(
+        revision=revision,
+        previous=previous.revision,
+        started_at=now,
+        ends_at=now + bake.duration_seconds,
+        change=change,
+        previous_model_version=previous.model_version or "",
+        message=f"revision {previous.revision} kept at {kept} replica(s)",
+    )
+    cycle.plan.recheck_after = RECHECK_SECONDS
+    then = (
+        f"revision {previous.revision} kept at {kept} replica(s) for the bake "
+        f"(spec.rollout.bake.duration {bake.duration}, until {format_unix(state.ends_at)})"
+    )
+    return then, _status(state, previous, kept)
+
+
+def baking(cycle: Cycle, revision: str) -> BakeState | None:
+    """The bake of ``revision`` (the stable one) that status records, if any."""
+    state = state_from_status(cycle.obs.status.get("bake"))
+    return state if state is not None and state.revision == revision else None
+
+
+def watch(
+    cycle: Cycle,
+    state: BakeState,
+    view: DeploymentView,
+    previous: DeploymentView | None,
+    reached: Outcome,
+) -> Plan:
+    """One cycle of the bake of the stable revision ``view`` (vigil.core.bake's runbook)."""
+    spec = cycle.spec
+    assert spec is not None
+    now = cycle.obs.now.timestamp()
+    if spec.rollout.bake is None:
+        # spec.rollout.bake was removed: the bake ends now, the previous revision goes.
+        if previous is not None:
+            cycle.delete_revision(previous.revision)
+        return finish(cycle, reached, revision=view.revision, stable=Side(view))
+    seen = BakeObservations(
+        signals(cycle.obs.status.get("conditions")),
+        previous_exists=previous is not None,
+        previous_available=previous is not None
+        and previous.is_available
+        and previous.replicas == spec.replicas,
+        replicas=spec.replicas,
+    )
+    decision = decide(spec.rollout.bake, state, seen, now, spec.rollout.progress_deadline_seconds)
+    # Over: passed, or the previous revision never came back (the promoted one keeps serving).
+    if decision.move in (BakeMove.PASS, BakeMove.GIVE_UP):
+        if previous is not None:
+            cycle.delete_revision(previous.revision)
+        if decision.move == BakeMove.GIVE_UP:
+            cycle.event(Reason.BAKE_ROLLBACK_FAILED, decision.message, warning=True)
+        elif previous is not None:
+            cycle.event(
+                Reason.BAKE_PASSED,
+                f"revision {state.revision} passed its bake ({decision.message}); "
+                f"revision {state.previous} removed",
+            )
+        return finish(cycle, reached, revision=view.revision, stable=Side(view))
+    assert previous is not None
+    cycle.scale_revision(previous.revision, decision.previous_replicas)
+    failed = decision.state
+    if failed.failed_at is not None and state.failed_at is None:
+        cycle.event(
+            Reason.BAKE_FAILED,
+            f"revision {state.revision} failed its bake: {failed.message}; "
+            f"live traffic goes back to revision {state.previous}",
+            warning=True,
+        )
+    # The previous revision is available: live traffic goes back to it.
+    if decision.move == BakeMove.ROLL_BACK:
+        return bake_failed(cycle, previous, _rolled_back(cycle, view, failed))
+    why = Reason.BAKING if decision.move == BakeMove.BAKE else Reason.BAKE_FAILED
+    plan = finish(
+        cycle,
+        bake_outcome(reached, why, f"bake of revision {state.revision}: {decision.message}"),
+        revision=view.revision,
+        stable=Side(view),
+    )
+    plan.status["bake"] = _status(decision.state, previous, decision.previous_replicas)
+    left = failed.ends_at - now if decision.move == BakeMove.BAKE else RECHECK_SECONDS
+    plan.recheck_after = max(1.0, min(RECHECK_SECONDS, left))
+    return plan
+
+
+def bake_outcome(reached: Outcome, reason: str, words: str) -> Outcome:
+    """Ready as the stable revision has it; Progressing True while the bake lasts."""
+    ready = (reached.ready.status is True, reached.ready.reason)
+    return outcome(reached.phase, ready, (True, reason), f"{reached.ready.message}; {words}")
+
+
+def supersede(cycle: Cycle, stable: str, other: str, revision: str) -> bool:
+    """A new rollout during a bake: the baked revision's previous one goes (True), without
+    a history entry of its own (it ended as it was, replaced earlier)."""
+    state = baking(cycle, stable)
+    if state is None or state.previous != other:
+        return False
+    cycle.delete_revision(other)
+    cycle.event(
+        Reason.ROLLOUT_SUPERSEDED,
+        f"revision {other}, kept for the bake of revision {stable}, removed: revision "
+        f"{revision} rolls out",
+    )
+    return True
+
+
+def _status(state: BakeState, previous: DeploymentView, replicas: int) -> dict[str, Any]:
+    return {
+        **bake_status(state),
+        "previousReplicas": replicas,
+        "previousReadyReplicas": previous.ready_replicas,
+    }
+
+
+def _rolled_back(cycle: Cycle, view: DeploymentView, state: BakeState) -> dict[str, Any]:
+    """``status.candidate`` for the promoted revision that goes back out, as a rollback
+    leaves a candidate (its outcome is written by ``bake_failed``)."""
+    return {
+        "revision": view.revision,
+        "modelVersion": view.model_version,
+        "image": view.image,
+        "change": state.change or None,
+        "startedAt": format_unix(state.started_at),
+        "message": state.message,
+    }

@@ -1,0 +1,374 @@
+"""The bake period after a promotion (spec.rollout.bake): keep the previous revision, go back
+to it when the promoted one fails its health in that time.
+
+The pure decision (vigil.core.bake.decide) line by line, then the whole reconcile in the
+in-memory World: the switch keeps the previous revision, a bake that passes removes it, a
+health condition that turns bad sends live traffic back (never to a revision without Ready
+pods), a verdict older than the switch does not, and a restart anywhere resumes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from core_world import World, spec
+
+from vigil.common.times import format_time
+from vigil.core.bake import (
+    BakeObservations,
+    BakeState,
+    Signal,
+    decide,
+    signals,
+    state_from_status,
+    state_to_status,
+)
+from vigil.core.reconcile import decide as reconcile_decide
+from vigil.core.spec import BakeSpec, parse_rollout
+from vigil.core.status import ConditionState, build_conditions
+from vigil.core.vocabulary import BakeMove, Reason
+
+BAKE = BakeSpec("10m", 600.0, 0)
+T = 1_000_000.0
+STATE = BakeState("new1234", "old1234", started_at=T, ends_at=T + 600, change="replacement")
+DEGRADED = Signal(
+    "PerformanceDegraded",
+    "True",
+    "PerformanceBelowThreshold",
+    "accuracy 0.874 (95% CI 0.838-0.905) < threshold 0.95 over 1h, 300 labels",
+    since=T + 60,
+)
+
+
+def seen(*signals: Signal, exists: bool = True, available: bool = False) -> BakeObservations:
+    return BakeObservations(signals, exists, available, replicas=2)
+
+
+class TestTheBakeDecision:
+    def test_bakes_with_the_previous_revision_at_min_replicas(self) -> None:
+        healthy = Signal("Healthy", "True", "SLOsMet", "fine", since=T - 100)
+        decision = decide(BakeSpec("10m", 600.0, 1), STATE, seen(healthy), T + 30, 1800)
+        assert decision.move == BakeMove.BAKE
+        assert decision.previous_replicas == 1
+        assert "Healthy True (SLOsMet)" in decision.message
+        assert "kept at 1 replica(s) until" in decision.message
+
+    def test_min_replicas_never_exceed_the_spec_replicas(self) -> None:
+        decision = decide(BakeSpec("10m", 600.0, 5), STATE, seen(), T + 30, 1800)
+        assert decision.previous_replicas == 2
+
+    def test_passes_once_its_time_is_over(self) -> None:
+        decision = decide(BAKE, STATE, seen(), T + 600, 1800)
+        assert decision.move == BakeMove.PASS
+        assert decision.previous_replicas == 0
+
+    def test_a_condition_turned_bad_during_the_bake_goes_back(self) -> None:
+        decision = decide(BAKE, STATE, seen(DEGRADED), T + 61, 1800)
+        assert decision.move == BakeMove.GO_BACK
+        assert decision.previous_replicas == 2
+        assert decision.state.failed_at == T + 61
+        assert decision.state.reason == Reason.BAKE_FAILED
+        # The measured value and the threshold, in the condition's words.
+        assert "accuracy 0.874" in decision.state.message
+        assert "threshold 0.95" in decision.state.message
+
+    def test_unhealthy_goes_back_too(self) -> None:
+        unhealthy = Signal("Healthy", "False", "ErrorRateHigh", "error rate 5%", since=T + 1)
+        decision = decide(BAKE, STATE, seen(unhealthy), T + 2, 1800)
+        assert decision.move == BakeMove.GO_BACK
+
+    def test_goes_back_at_once_when_the_previous_revision_is_available(self) -> None:
+        decision = decide(BAKE, STATE, seen(DEGRADED, available=True), T + 61, 1800)
+        assert decision.move == BakeMove.ROLL_BACK
+
+    def test_a_verdict_older_than_the_switch_is_the_previous_revisions(self) -> None:
+        old = Signal("PerformanceDegraded", "True", "PerformanceBelowThreshold", "x", T - 5)
+        decision = decide(BAKE, STATE, seen(old), T + 61, 1800)
+        assert decision.move == BakeMove.BAKE
+
+    @pytest.mark.parametrize(
+        "signal",
+        [
+            Signal("PerformanceDegraded", "Unknown", "InsufficientLabels", "3 < 100", T + 5),
+            Signal("Healthy", "Unknown", "InsufficientData", "few requests", T + 5),
+            Signal("PerformanceDegraded", "False", "PerformanceMet", "fine", T + 5),
+        ],
+    )
+    def test_too_few_labels_or_requests_never_go_back(self, signal: Signal) -> None:
+        assert decide(BAKE, STATE, seen(signal), T + 61, 1800).move == BakeMove.BAKE
+
+    def test_a_failed_bake_does_not_pass_when_its_time_ends(self) -> None:
+        failing = decide(BAKE, STATE, seen(DEGRADED), T + 61, 1800).state
+        decision = decide(BAKE, failing, seen(), T + 700, 1800)
+        assert decision.move == BakeMove.GO_BACK
+
+    def test_gives_up_when_the_previous_revision_never_comes_back(self) -> None:
+        failing = decide(BAKE, STATE, seen(DEGRADED), T + 61, 1800).state
+        decision = decide(BAKE, failing, seen(), T + 61 + 1800, 1800)
+        assert decision.move == BakeMove.GIVE_UP
+        assert "progressDeadline 1800s" in decision.message
+        assert "revision new1234 keeps serving" in decision.message
+
+    def test_the_previous_revision_gone_ends_the_bake(self) -> None:
+        decision = decide(BAKE, STATE, seen(DEGRADED, exists=False), T + 61, 1800)
+        assert decision.move == BakeMove.PASS
+
+    def test_the_state_survives_status(self) -> None:
+        failing = decide(BAKE, STATE, seen(DEGRADED), T + 61, 1800).state
+        assert state_from_status(state_to_status(failing)) == failing
+        assert state_from_status({"revision": "x"}) is None
+
+    def test_signals_read_the_watched_conditions(self) -> None:
+        conditions = [
+            {"type": "Ready", "status": "True", "reason": "Available"},
+            {
+                "type": "PerformanceDegraded",
+                "status": "True",
+                "reason": "PerformanceBelowThreshold",
+                "message": "m",
+                "lastTransitionTime": "1970-01-12T13:46:40Z",
+            },
+        ]
+        (signal,) = signals(conditions)
+        assert signal.type == "PerformanceDegraded" and signal.since == T
+
+
+class TestTheSpec:
+    def test_absent_is_no_bake(self) -> None:
+        assert parse_rollout({}).bake is None
+
+    def test_read_with_its_default(self) -> None:
+        assert parse_rollout({"bake": {"duration": "15m"}}).bake == BakeSpec("15m", 900.0, 0)
+        assert parse_rollout({"bake": {"duration": "1m", "minReplicas": 2}}).bake == BakeSpec(
+            "1m", 60.0, 2
+        )
+
+    @pytest.mark.parametrize(
+        ("bake", "words"),
+        [
+            ({}, "spec.rollout.bake.duration"),
+            ({"duration": "0s"}, "spec.rollout.bake.duration"),
+            ({"duration": "5m", "minReplicas": -1}, "spec.rollout.bake.minReplicas"),
+        ],
+    )
+    def test_bad_values_name_the_field(self, bake: dict[str, Any], words: str) -> None:
+        with pytest.raises(ValueError, match=words):
+            parse_rollout({"bake": bake})
+
+
+# -- the reconcile -------------------------------------------------------------------------
+
+
+def baked(duration: str = "10m", **bake: Any) -> dict[str, Any]:
+    return {"bake": {"duration": duration, **bake}}
+
+
+def serving(rollout: dict[str, Any]) -> tuple[World, str]:
+    world = World()
+    world.spec = spec("1", 2, rollout=rollout)
+    world.reconcile()
+    revision = world.status["stable"]["revision"]
+    world.pods_ready(revision)
+    world.reconcile()
+    return world, revision
+
+
+def promoted(rollout: dict[str, Any] | None = None) -> tuple[World, str, str]:
+    """Version 2 switched in blue/green with a bake: (world, previous, promoted)."""
+    world, previous = serving(rollout or baked())
+    world.set_spec(spec("2", 2, rollout=rollout or baked()))
+    world.reconcile()
+    revision = world.status["candidate"]["revision"]
+    world.pods_ready(revision)
+    world.reconcile()
+    assert world.service_revision() == revision
+    return world, previous, revision
+
+
+def health(world: World, kind: str, status: bool | None, reason: str, message: str) -> None:
+    """What the health loop writes: one condition, its transition time now."""
+    world.status["conditions"] = build_conditions(
+        [ConditionState(kind, status, reason, message)],
+        world.status.get("conditions"),
+        generation=world.generation,
+        now=world.now,
+    )
+
+
+def degrade(world: World) -> None:
+    health(
+        world,
+        "PerformanceDegraded",
+        True,
+        "PerformanceBelowThreshold",
+        "accuracy 0.874 (95% CI 0.838-0.905) < threshold 0.95 over 1h, 300 labels",
+    )
+
+
+def replicas(world: World, revision: str) -> int:
+    deployment = world.deployment(revision)
+    assert deployment is not None
+    return int(deployment["spec"]["replicas"])
+
+
+def ready_behind_the_service(world: World) -> int:
+    deployment = world.deployment(world.service_revision() or "")
+    return int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+
+
+class TestTheSwitchKeepsThePreviousRevision:
+    def test_kept_at_min_replicas_with_its_bake_in_status(self) -> None:
+        world, previous, revision = promoted(baked(minReplicas=1))
+        assert replicas(world, previous) == 1
+        bake = world.status["bake"]
+        assert (bake["revision"], bake["previous"], bake["change"]) == (
+            revision,
+            previous,
+            "replacement",
+        )
+        assert bake["previousReplicas"] == 1
+        assert bake["endsAt"] == format_time(
+            datetime.datetime.fromisoformat(bake["startedAt"].replace("Z", "+00:00"))
+            + datetime.timedelta(minutes=10)
+        )
+        progressing = world.condition("Progressing")
+        assert (progressing["status"], progressing["reason"]) == ("True", "Baking")
+        assert world.condition("Ready")["status"] == "True"
+
+    def test_the_switched_event_says_it_is_kept(self) -> None:
+        world, previous = serving(baked())
+        world.set_spec(spec("2", 2, rollout=baked()))
+        world.reconcile()
+        world.pods_ready(world.status["candidate"]["revision"])
+        plan = world.reconcile()
+        (switched,) = [e for e in plan.events if e.reason == "Switched"]
+        assert f"revision {previous} kept at 0 replica(s) for the bake" in switched.message
+
+    def test_without_bake_the_previous_revision_goes_at_the_switch(self) -> None:
+        world, previous = serving({})
+        world.set_spec(spec("2", 2))
+        world.reconcile()
+        world.pods_ready(world.status["candidate"]["revision"])
+        world.reconcile()
+        assert world.deployment(previous) is None
+        assert "bake" not in world.status
+
+
+class TestABakeThatPasses:
+    def test_removes_the_previous_revision_when_its_time_is_over(self) -> None:
+        world, previous, revision = promoted()
+        health(world, "Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")
+        world.reconcile(60)
+        assert world.deployment(previous) is not None
+        assert world.status["bake"]["reason"] == "Baking"
+        plan = world.reconcile(600)
+        assert world.deployment(previous) is None
+        assert [e.reason for e in plan.events] == ["BakePassed"]
+        assert "Healthy True (SLOsMet)" in plan.events[0].message
+        assert "bake" not in world.status
+        assert world.status["stable"]["revision"] == revision
+        assert world.condition("Progressing")["reason"] == "Complete"
+
+    def test_a_verdict_from_before_the_switch_does_not_go_back(self) -> None:
+        world, previous = serving(baked())
+        degrade(world)  # the previous revision's verdict
+        world.set_spec(spec("2", 2, rollout=baked()))
+        world.reconcile()
+        world.pods_ready(world.status["candidate"]["revision"])
+        world.reconcile()
+        world.reconcile(30)
+        assert replicas(world, previous) == 0
+        assert world.status["bake"]["reason"] == "Baking"
+
+
+class TestABakeThatFails:
+    def test_live_traffic_goes_back_once_the_previous_revision_is_available(self) -> None:
+        world, previous, revision = promoted()
+        world.reconcile(30)
+        degrade(world)
+        plan = world.reconcile(1)
+        # Scaled up first; the Service stays on the promoted revision meanwhile.
+        assert replicas(world, previous) == 2
+        assert world.service_revision() == revision
+        assert ready_behind_the_service(world) == 2
+        assert [e.reason for e in plan.events] == ["BakeFailed"]
+        assert world.status["bake"]["reason"] == "BakeFailed"
+        assert "accuracy 0.874" in world.status["bake"]["message"]
+        world.reconcile(1)  # still starting
+        assert world.service_revision() == revision
+        world.pods_ready(previous)
+        plan = world.reconcile(1)
+        assert world.service_revision() == previous
+        assert ready_behind_the_service(world) == 2
+        assert [e.reason for e in plan.events] == ["RolledBack"]
+        assert plan.events[0].warning
+        assert plan.rollout_outcome == "RolledBack"
+        assert world.status["phase"] == "RolledBack"
+        ready = world.condition("Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "RolledBack")
+        assert "rolled back in its bake period (BakeFailed)" in ready["message"]
+        assert "accuracy 0.874" in ready["message"] and "threshold 0.95" in ready["message"]
+        assert world.status["stable"]["revision"] == previous
+        assert world.status["candidate"]["outcome"] == "RolledBack"
+        assert world.status["history"][0]["outcome"] == "RolledBack"
+        assert "bake" not in world.status
+        # The next cycle removes the promoted revision; it stays out (spec untouched).
+        world.reconcile(1)
+        assert world.deployment(revision) is None
+        for _ in range(3):
+            world.reconcile(30)
+        assert world.names("Deployment") == [f"wine-{previous}"]
+        assert world.status["phase"] == "RolledBack"
+        assert world.spec["model"]["version"] == "2"
+
+    def test_with_min_replicas_at_full_capacity_it_goes_back_at_once(self) -> None:
+        world, previous, _ = promoted(baked(minReplicas=2))
+        world.pods_ready(previous)
+        world.reconcile(30)
+        degrade(world)
+        plan = world.reconcile(1)
+        assert world.service_revision() == previous
+        assert {e.reason for e in plan.events} == {"BakeFailed", "RolledBack"}
+
+    def test_a_restart_between_the_writes_and_the_status_resumes(self) -> None:
+        world, previous, _ = promoted()
+        degrade(world)
+        world.reconcile(1)
+        world.pods_ready(previous)
+        # The operator stops after the plan's writes, before its status write.
+        world.now += datetime.timedelta(seconds=1)
+        world.carry_out(reconcile_decide(world.observe()).actions)
+        assert world.service_revision() == previous
+        world.reconcile(1)
+        assert world.status["stable"]["revision"] == previous
+        assert world.status["phase"] == "RolledBack"
+        world.reconcile(1)
+        assert world.names("Deployment") == [f"wine-{previous}"]
+        assert world.service_revision() == previous
+
+    def test_a_spec_change_rolls_the_promoted_model_out_again(self) -> None:
+        world, previous, _ = promoted()
+        degrade(world)
+        world.reconcile(1)
+        world.pods_ready(previous)
+        world.reconcile(1)
+        world.reconcile(1)
+        world.set_spec(spec("2", 2, rollout=baked("20m")))
+        plan = world.reconcile(1)
+        assert "RolloutRetried" in [e.reason for e in plan.events]
+        assert world.status["candidate"].get("outcome") is None
+        assert world.service_revision() == previous
+
+
+class TestANewRolloutDuringTheBake:
+    def test_the_previous_revision_goes_without_a_history_entry_of_its_own(self) -> None:
+        world, previous, _ = promoted()
+        before = [e for e in world.status["history"] if e["revision"] == previous]
+        world.set_spec(spec("3", 2, rollout=baked()))
+        plan = world.reconcile(1)
+        assert world.deployment(previous) is None
+        assert "RolloutSuperseded" in [e.reason for e in plan.events]
+        assert [e for e in world.status["history"] if e["revision"] == previous] == before
+        assert "bake" not in world.status
