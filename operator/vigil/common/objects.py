@@ -34,6 +34,21 @@ def items(value: Any, *path: str) -> Sequence[Any]:
     return found if isinstance(found, list | tuple) else ()
 
 
+def copied(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, tuples and plain values).
+
+    What ``copy.deepcopy`` gives for such data, several times faster (no memo):
+    every manifest the reconcile stamps is copied once per cycle.
+    """
+    if isinstance(value, dict):
+        return {key: copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copied(item) for item in value]
+    if type(value) is tuple:
+        return tuple(copied(item) for item in value)
+    return value
+
+
 def _int(value: Any) -> int:
     try:
         return int(value or 0)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.common.objects import body
+from vigil.common.objects import body, copied
 from vigil.core import naming
 from vigil.core.revision import canonical_hash
 from vigil.core.shadow import render_settings
@@ -130,7 +130,7 @@ def _head(api_version: str, kind: str, metadata: dict[str, Any]) -> dict[str, An
 
 def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     """Stamp a manifest with the hash of its own content (see module docstring)."""
-    stamped = copy.deepcopy(manifest)
+    stamped = copied(manifest)
     annotations = stamped["metadata"].setdefault("annotations", {})
     annotations.pop(naming.ANNOTATION_APPLIED_HASH, None)
     annotations[naming.ANNOTATION_APPLIED_HASH] = canonical_hash(stamped, length=16)

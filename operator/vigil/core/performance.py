@@ -140,6 +140,19 @@ def _limits_text(
     )
 
 
+def _report(
+    degraded: bool | None,
+    reason: Reason,
+    message: str,
+    measured: Measured | None,
+    figures: dict[str, Any],
+    baseline: float | None = None,
+    limit: float | None = None,
+) -> PerformanceReport:
+    condition = ConditionState(ConditionType.PERFORMANCE_DEGRADED, degraded, reason, message)
+    return PerformanceReport(condition, measured, baseline, limit, figures)
+
+
 def judge(
     realized: RealizedPerformance,
     policy: PerformanceSpec,
@@ -151,64 +164,33 @@ def judge(
     figures = status_figures(realized, span)
     if measured is None or measured.labels < policy.min_labels:
         have = 0 if measured is None else measured.labels
-        return PerformanceReport(
-            ConditionState(
-                ConditionType.PERFORMANCE_DEGRADED,
-                None,
-                Reason.INSUFFICIENT_LABELS,
-                f"{have} labels < {policy.min_labels} needed over {span}",
-            ),
-            measured,
-            figures=figures,
-        )
+        message = f"{have} labels < {policy.min_labels} needed over {span}"
+        return _report(None, Reason.INSUFFICIENT_LABELS, message, measured, figures)
     baseline = baseline_for(measured.metric, validation)
     limit = threshold(measured.metric, policy, baseline)
     if baseline is not None:
         figures["baseline"] = round(baseline, 4)
     if limit is None:
         setting = "minAccuracy" if measured.metric == "accuracy" else "maxMAE"
-        return PerformanceReport(
-            ConditionState(
-                ConditionType.PERFORMANCE_DEGRADED,
-                False,
-                Reason.NO_PERFORMANCE_THRESHOLD,
-                f"{measured.describe()} over {span}, {measured.labels} labels; no threshold: "
-                f"set spec.monitoring.performance.{setting}, or build the reference profile "
-                "with --label-column for a baseline",
-            ),
-            measured,
-            figures=figures,
+        message = (
+            f"{measured.describe()} over {span}, {measured.labels} labels; no threshold: "
+            f"set spec.monitoring.performance.{setting}, or build the reference profile "
+            "with --label-column for a baseline"
         )
+        return _report(False, Reason.NO_PERFORMANCE_THRESHOLD, message, measured, figures)
     figures["threshold"] = round(limit, 4)
     limits = _limits_text(limit, baseline, validation, policy.max_drop)
+    tail = f"{limits} over {span}, {measured.labels} labels"
     if measured.worse_than(limit):
         word = "<" if measured.metric == "accuracy" else ">"
-        return PerformanceReport(
-            ConditionState(
-                ConditionType.PERFORMANCE_DEGRADED,
-                True,
-                Reason.PERFORMANCE_BELOW_THRESHOLD,
-                f"{measured.describe()} {word} {limits} over {span}, {measured.labels} labels",
-            ),
-            measured,
-            baseline,
-            limit,
-            figures,
+        message = f"{measured.describe()} {word} {tail}"
+        return _report(
+            True, Reason.PERFORMANCE_BELOW_THRESHOLD, message, measured, figures, baseline, limit
         )
     within = measured.value >= limit if measured.metric == "accuracy" else measured.value <= limit
     word = (">=" if measured.metric == "accuracy" else "<=") if within else "not surely beyond"
-    return PerformanceReport(
-        ConditionState(
-            ConditionType.PERFORMANCE_DEGRADED,
-            False,
-            Reason.PERFORMANCE_MET,
-            f"{measured.describe()} {word} {limits} over {span}, {measured.labels} labels",
-        ),
-        measured,
-        baseline,
-        limit,
-        figures,
-    )
+    message = f"{measured.describe()} {word} {tail}"
+    return _report(False, Reason.PERFORMANCE_MET, message, measured, figures, baseline, limit)
 
 
 def _rounded(value: float | None, digits: int) -> float | None:

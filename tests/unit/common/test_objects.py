@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import copy
 
-from vigil.common.objects import body, items, section
+from vigil.common.objects import body, copied, items, section
 
 POD = {
     "kind": "Pod",
@@ -65,3 +66,15 @@ def test_sections_and_lists_along_a_path() -> None:
     assert items(route, "spec", "missing") == ()
     assert section(route, "spec", "odd") == {}
     assert section(route, "spec", "rules", "deeper") == {}
+
+
+def test_a_copy_equals_a_deep_copy_and_shares_nothing_mutable() -> None:
+    value = {**POD, "spec": {"containers": [{"env": [{"name": "A"}]}], "pair": ({"x": 1}, 2)}}
+    fresh = copied(value)
+    assert fresh == copy.deepcopy(value)
+    fresh["spec"]["containers"][0]["env"][0]["name"] = "B"
+    fresh["spec"]["pair"][0]["x"] = 2
+    fresh["metadata"]["labels"]["a"] = "c"
+    assert value["spec"]["containers"][0]["env"][0]["name"] == "A"
+    assert value["spec"]["pair"][0]["x"] == 1
+    assert POD["metadata"]["labels"] == {"a": "b"}

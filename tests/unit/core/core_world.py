@@ -7,13 +7,13 @@ removes what it deletes, and lets a test say "these pods became ready" or
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime
 import json
 from collections.abc import Sequence
 from typing import Any
 
+from vigil.common.objects import copied
 from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.desired import Owner
 from vigil.core.observed import fetch_state, fetches_by_revision
@@ -41,7 +41,7 @@ def spec(version: str = "1", replicas: int = 2, **extra: Any) -> dict[str, Any]:
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch, as the API server applies it to the status."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return copied(patch)
     out = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -75,23 +75,23 @@ class World:
     # -- the operator ---------------------------------------------------------
     def observe(self) -> Observation:
         def of(kind: str) -> list[dict[str, Any]]:
-            return [copy.deepcopy(obj) for (k, _), obj in self.objects.items() if k == kind]
+            return [copied(obj) for (k, _), obj in self.objects.items() if k == kind]
 
         service = self.objects.get(("Service", self.owner.name))
         return Observation(
             owner=self.owner,
             generation=self.generation,
-            spec=copy.deepcopy(self.spec),
-            status=copy.deepcopy(self.status),
+            spec=copied(self.spec),
+            status=copied(self.status),
             deployments=of("Deployment"),
-            service=copy.deepcopy(service) if service else None,
+            service=copied(service) if service else None,
             configmaps=of("ConfigMap"),
             reference_found=self.reference_found,
             now=self.now,
             sidecar_image=SIDECAR,
             foreign_service=self.foreign_service,
             revision_services=[
-                copy.deepcopy(obj)
+                copied(obj)
                 for (kind, name), obj in self.objects.items()
                 if kind == "Service" and name != self.owner.name
             ],
@@ -129,7 +129,7 @@ class World:
 
     def _apply(self, manifest: Any) -> None:
         key = (str(manifest["kind"]), str(manifest["metadata"]["name"]))
-        new = copy.deepcopy(dict(manifest))
+        new = copied(dict(manifest))
         old = self.objects.get(key)
         if new["kind"] == "Deployment":
             generation = 1
@@ -138,13 +138,13 @@ class World:
                 if old["spec"] != new["spec"]:
                     generation += 1
             new["metadata"]["generation"] = generation
-            new["status"] = copy.deepcopy(old.get("status", {})) if old else {}
+            new["status"] = copied(old.get("status", {})) if old else {}
         self.objects[key] = new
 
     # -- the kubelet ----------------------------------------------------------------
     def kubelet(self, pod: dict[str, Any]) -> None:
         """A pod's status as the kubelet wrote it (tests/unit/core/kubelet_pods.py)."""
-        self.pods[pod["metadata"]["name"]] = copy.deepcopy(pod)
+        self.pods[pod["metadata"]["name"]] = copied(pod)
 
     # -- the Deployment controller ----------------------------------------------
     def deployment(self, revision: str) -> dict[str, Any] | None:
@@ -202,11 +202,6 @@ class RolloutWorld(World):
 
     def observe(self) -> Observation:
         base = super().observe()
-        services = [
-            copy.deepcopy(obj)
-            for (kind, name), obj in self.objects.items()
-            if kind == "Service" and name != self.owner.name
-        ]
         router = router_for(parse_rollout(self.spec.get("rollout") or {}).http_route)
 
         def planner(stable: str, candidate: str | None, traffic: Any) -> Any:
@@ -214,7 +209,6 @@ class RolloutWorld(World):
 
         return dataclasses.replace(
             base,
-            revision_services=services,
             rollout=self.inputs,
             request=self.request,
             route_planner=planner,

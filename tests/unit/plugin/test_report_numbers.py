@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 
@@ -39,19 +40,21 @@ MD = {
 }
 
 
-def _sidecar_text(shift: float) -> str:
-    """One sidecar's /metrics after 500 wine rows (alcohol shifted by ``shift``)."""
+def _sidecar_text(shift: float, *, rows: int = 500, shifts: dict | None = None) -> str:
+    """One sidecar's /metrics after ``rows`` wine rows: alcohol shifted by ``shift``, or
+    ``shifts`` (column -> (shift, how many of the first rows))."""
     data, profile = _wine()
-    rows = data[np.arange(500) % len(data)].copy()
-    rows[:, 0] += shift
+    table = data[np.arange(rows) % len(data)].copy()
+    for column, (by, first) in (shifts or {0: (shift, rows)}).items():
+        table[:first, column] += by
     lines = [
-        f'{total(names.REQUESTS)}{{endpoint="infer",outcome="success"}} 498',
+        f'{total(names.REQUESTS)}{{endpoint="infer",outcome="success"}} {rows - 2}',
         f'{total(names.REQUESTS)}{{endpoint="infer",outcome="server_error"}} 2',
-        f"{total(names.INPUT_ROWS)} 500",
+        f"{total(names.INPUT_ROWS)} {rows}",
     ]
     for column, feature in enumerate(profile.features):
         slots = np.bincount(
-            bin_index(rows[:, column], feature.edges), minlength=len(feature.proportions)
+            bin_index(table[:, column], feature.edges), minlength=len(feature.proportions)
         )
         lines += [
             f'{total(names.FEATURE_BIN)}{{feature="{feature.name}",bin="{i}"}} {n}'
@@ -72,6 +75,28 @@ def test_features_are_sorted_by_drift_worst_first() -> None:
     assert numbers["features"][0]["name"] == "alcohol"
     drifts = [f["drift"] for f in numbers["features"]]
     assert drifts == sorted(drifts, reverse=True)
+
+
+def test_a_drift_in_part_of_the_range_ranks_by_its_worst_window() -> None:
+    # Alcohol jumps in the last window only (diluted over the range's 5 000 rows); malic
+    # acid is mildly off all along, which the whole range's counts make look worse.
+    def window(text: str):
+        return from_scrapes({"r1": [("wine-r1-0", text)]}, now=1000.0, progress=print)
+
+    calm = window(_sidecar_text(0, shifts={1: (0.8, 500)})).points[1000.0]
+    storm = window(_sidecar_text(0, shifts={0: (3.0, 500), 1: (0.8, 500)})).points[1000.0]
+    whole = window(_sidecar_text(0, rows=5000, shifts={0: (3.0, 500), 1: (0.8, 5000)}))
+    measured = dataclasses.replace(
+        whole, points={**{at: calm for at in range(900, 1000, 10)}, 1000.0: storm}
+    )
+    numbers = build(Context(MD, (), _wine()[1], generated_at=1000.0), measured)
+    alcohol, malic = numbers["features"][:2]
+    assert (alcohol["name"], malic["name"]) == ("alcohol", "malic_acid")
+    assert alcohol["drift"] < malic["drift"] and malic["driftPeak"] < alcohol["driftPeak"]
+    threshold = numbers["thresholds"]["driftThreshold"]
+    assert alcohol["drift"] > 0 and alcohol["driftPeak"] > threshold
+    page = render(numbers)
+    assert f"{alcohol['driftPeak']:.3f}" in page and "worst window" in page
 
 
 def test_without_labels_the_ground_truth_section_says_so() -> None:

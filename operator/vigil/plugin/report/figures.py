@@ -191,6 +191,13 @@ def _features(
                     window.feature_out_of_range.get(feature.name, 0) / rows
                 )
         scores = [s for rev in overall if (s := overall[rev].get(feature.name)) is not None]
+        over_time = {
+            rev: _series({at: r.drift_features.get(feature.name) for at, r in by_time.items()})
+            for rev, by_time in reports.items()
+        }
+        # A drift confined to part of the range fades in the whole range's counts (and a
+        # bias-corrected statistic may read 0 there): the worst window shows it.
+        peaks = [value for series in over_time.values() for _, value in series]
         features.append(
             {
                 "name": feature.name,
@@ -202,22 +209,23 @@ def _features(
                 },
                 "live": live,
                 "drift": _finite(max(scores)) if scores else None,
+                "driftPeak": max(peaks) if peaks else None,
                 "driftByRevision": {
                     rev: _finite(s.get(feature.name)) for rev, s in overall.items()
                 },
-                "driftOverTime": {
-                    rev: _series(
-                        {at: r.drift_features.get(feature.name) for at, r in by_time.items()}
-                    )
-                    for rev, by_time in reports.items()
-                },
+                "driftOverTime": over_time,
                 "missingRate": {rev: _series(v) for rev, v in missing.items()},
                 "outOfRangeRate": {rev: _series(v) for rev, v in out_of_range.items()},
             }
         )
-    # The worst first: a person reads the top of the list.
-    features.sort(key=lambda f: (f["drift"] is None, -(f["drift"] or 0.0), f["name"]))
+    # The worst first (its worst window, then the whole range): a person reads the top.
+    features.sort(key=_worst_first)
     return features
+
+
+def _worst_first(feature: Mapping[str, Any]) -> tuple[bool, float, float, str]:
+    peak, whole = feature["driftPeak"], feature["drift"]
+    return (peak is None and whole is None, -(peak or 0.0), -(whole or 0.0), feature["name"])
 
 
 def _predictions(

@@ -334,6 +334,11 @@ def _last(series: Mapping[str, Sequence[Sequence[float]]]) -> str:
     return ", ".join(f"{rev} {percent(pts[-1][1])}" for rev, pts in series.items() if pts) or "-"
 
 
+def _worse(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
 def _features(data: Mapping[str, Any], colours: Colours, x_range: tuple[float, float]) -> str:
     features = data["features"]
     t = data["thresholds"]
@@ -347,8 +352,9 @@ def _features(data: Mapping[str, Any], colours: Colours, x_range: tuple[float, f
         [
             f'<a href="#feature-{_e(f["name"])}">{_e(f["name"])}</a>',
             _e(f["type"]),
+            "-" if f["driftPeak"] is None else f"{f['driftPeak']:.3f}",
             "-" if f["drift"] is None else f"{f['drift']:.3f}",
-            _level(f["drift"], warning, threshold),
+            _level(_worse(f["driftPeak"], f["drift"]), warning, threshold),
             _e(_last(f["missingRate"])),
             _e(_last(f["outOfRangeRate"])),
         ]
@@ -357,6 +363,7 @@ def _features(data: Mapping[str, Any], colours: Colours, x_range: tuple[float, f
     head = [
         "feature",
         "type",
+        f"{method} (worst window)",
         f"{method} (range)",
         "level",
         "missing (last)",
@@ -365,7 +372,8 @@ def _features(data: Mapping[str, Any], colours: Colours, x_range: tuple[float, f
     out = [
         f"<p>Drift is {_e(method)} between the reference's bins and the live counts in the same "
         f"bins (warning {warning:g}, threshold {threshold:g}); the table shows the worst "
-        "revision's over the whole range, features sorted by it.</p>",
+        "revision's in its worst window and over the whole range, features sorted by the "
+        "worst window (a drift in part of the range fades in the whole range's counts).</p>",
         _table(head, rows, "features"),
     ]
     lines = [(warning, "warning"), (threshold, "threshold")]
