@@ -526,6 +526,12 @@ def _names(node: ast.expr, constants: Mapping[str, str]) -> Iterable[str]:
         yield from _names(node.orelse, constants)
 
 
+@functools.cache
+def source_tree(path: Path) -> ast.Module:
+    """A source file's syntax tree, parsed once per run (several doc tests scan the tree)."""
+    return ast.parse(path.read_text(), filename=str(path))
+
+
 def posted_event_reasons() -> dict[str, set[str]]:
     """Event reasons in the source: the core's ``*.event(...)``, the operator's ``Event(...)``.
 
@@ -534,7 +540,7 @@ def posted_event_reasons() -> dict[str, set[str]]:
     """
     found: dict[str, set[str]] = {}
     for path in [*sorted(CORE.rglob("*.py")), *sorted(OPERATOR.rglob("*.py"))]:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = source_tree(path)
         constants = _module_strings(tree)
         for name, value in constants.items():
             if name.startswith("EVENT_"):
@@ -554,7 +560,7 @@ def posted_event_reasons() -> dict[str, set[str]]:
 def _operator_events(seen: Catalogue) -> None:
     """The operator layer's own Events, ``Event("Reason", message, warning)``, read from source."""
     for path in sorted(OPERATOR.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(source_tree(path)):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 import doc_pages
-from code_catalogue import catalogue, posted_event_reasons
+from code_catalogue import catalogue, posted_event_reasons, source_tree
 
 from vigil.core import vocabulary
 
@@ -87,7 +87,7 @@ def core_literals() -> dict[str, set[str]]:
     """CamelCase string constants in the core, with the files they occur in."""
     found: dict[str, set[str]] = {}
     for path in sorted(CORE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(source_tree(path)):
             if (
                 isinstance(node, ast.Constant)
                 and isinstance(node.value, str)
@@ -101,7 +101,7 @@ def operator_event_reasons() -> dict[str, set[str]]:
     """Reasons of the Events the operator layer builds itself: ``Event("Reason", ...)``."""
     found: dict[str, set[str]] = {}
     for path in sorted(OPERATOR.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(source_tree(path)):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)

@@ -332,6 +332,8 @@ async def settled(harness: Harness) -> None:
 
 
 async def test_nudges_in_a_burst_collapse_into_few_reconciles(harness: Harness) -> None:
+    # A burst joins the queued reconcile whatever the wait before it (not half a second here).
+    harness.reconciler.coalesce_seconds = 0.01
     harness.api.add(model_deployment())
     for _ in range(20):
         harness.reconciler.nudge("ml", "wine")
@@ -344,6 +346,7 @@ async def test_nudges_in_a_burst_collapse_into_few_reconciles(harness: Harness) 
 
 
 async def test_a_failed_nudge_schedules_its_own_retry(harness: Harness) -> None:
+    harness.reconciler.coalesce_seconds = 0.01
     harness.api.add(model_deployment())
     harness.api.fail_on = ("apply", "ConfigMap")
     harness.reconciler.nudge("ml", "wine")

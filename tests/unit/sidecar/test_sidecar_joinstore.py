@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 
 from vigil.sidecar.identity import id_key
 from vigil.sidecar.joinstore import (
@@ -110,7 +111,8 @@ class TestBounds:
         # stay in the ring until evicted), evictions, in random order.
         rng = random.Random(5)
         s = store(capacity=500, max_rows=4)
-        ring: list[list] = []  # [key, rows, live]
+        ring: deque[list] = deque()  # [key, rows, live]
+        held = 0  # rows in the ring (a running sum: the model stays linear in the steps)
         live: dict[int, list] = {}
         for step in range(20_000):
             key = rng.getrandbits(64) if rng.random() < 0.9 or not live else rng.choice(list(live))
@@ -120,9 +122,11 @@ class TestBounds:
                 live[key][2] = False
             entry = [key, rows, True]
             ring.append(entry)
+            held += len(rows)
             live[key] = entry
-            while sum(len(e[1]) for e in ring) > 500:
-                gone = ring.pop(0)
+            while held > 500:
+                gone = ring.popleft()
+                held -= len(gone[1])
                 if gone[2]:
                     del live[gone[0]]
         assert s.predictions == len(live)

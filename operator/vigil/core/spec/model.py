@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 # -- defaults -----------------------------------------------------------------------------
@@ -436,15 +436,15 @@ class PerformanceGate:
 
 
 @dataclass(frozen=True)
-class AnalysisSpec:
-    """``spec.rollout.analysis``: how the gates judge each step."""
+class GateSettings:
+    """How the gates judge a step: ``spec.rollout.analysis`` as every change kind's policy
+    carries it (declared once for :class:`AnalysisSpec` and :class:`RolloutPolicy`)."""
 
     interval_seconds: float = _seconds(DEFAULT_INTERVAL)
     min_requests: int = DEFAULT_MIN_REQUESTS
     failure_limit: int = DEFAULT_FAILURE_LIMIT
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
-    tolerance: Tolerance = field(default_factory=Tolerance)
     confidence: float = DEFAULT_CONFIDENCE
     latency_margin: float = DEFAULT_LATENCY_MARGIN
     input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
@@ -454,23 +454,20 @@ class AnalysisSpec:
 
 
 @dataclass(frozen=True)
-class RolloutPolicy:
+class AnalysisSpec(GateSettings):
+    """``spec.rollout.analysis``: how the gates judge each step."""
+
+    tolerance: Tolerance = field(default_factory=Tolerance)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutPolicy(GateSettings):
     """``spec.rollout`` for one change kind, plus the SLOs the gates use."""
 
     steps: tuple[Step, ...]
-    interval_seconds: float = _seconds(DEFAULT_INTERVAL)
-    min_requests: int = DEFAULT_MIN_REQUESTS
-    failure_limit: int = DEFAULT_FAILURE_LIMIT
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    max_prediction_shift: float = DEFAULT_MAX_PREDICTION_SHIFT
     progress_deadline_seconds: float = _seconds(DEFAULT_PROGRESS_DEADLINE)
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95)
-    confidence: float = DEFAULT_CONFIDENCE
-    latency_margin: float = DEFAULT_LATENCY_MARGIN
-    input_drift_margin: float = DEFAULT_INPUT_DRIFT_MARGIN
-    early_advance: bool = DEFAULT_EARLY_ADVANCE
-    performance: PerformanceGate | None = None
 
     @property
     def judged_steps(self) -> int:
@@ -512,22 +509,13 @@ class RolloutSpec:
 
     def policy(self, change: str, slo: SLOSpec) -> RolloutPolicy:
         """What ``vigil.core.rollout.decide`` judges one change kind by."""
-        analysis = self.analysis
+        gates = {f.name: getattr(self.analysis, f.name) for f in fields(GateSettings)}
         return RolloutPolicy(
             steps=self.steps_for(change),
-            interval_seconds=analysis.interval_seconds,
-            min_requests=analysis.min_requests,
-            failure_limit=analysis.failure_limit,
-            min_agreement=analysis.min_agreement,
-            max_prediction_shift=analysis.max_prediction_shift,
             progress_deadline_seconds=self.progress_deadline_seconds,
             max_error_rate=slo.max_error_rate,
             max_latency_p95=slo.max_latency_p95,
-            confidence=analysis.confidence,
-            latency_margin=analysis.latency_margin,
-            input_drift_margin=analysis.input_drift_margin,
-            early_advance=analysis.early_advance,
-            performance=analysis.performance,
+            **gates,
         )
 
 
