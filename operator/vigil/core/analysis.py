@@ -31,6 +31,7 @@ judges (with confidence) and ``rollout.decide`` acts on:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,11 @@ class Answered:
 
     def latency_counts(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(upper bounds, requests per bucket): the histogram un-cumulated."""
+        return self._latency_counts
+
+    @functools.cached_property
+    def _latency_counts(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        # Once per value: a step's gates read each side's histogram several times.
         bounds = tuple(bound for bound, _ in self.latency_buckets)
         cumulative = [count for _, count in self.latency_buckets]
         below = [0.0, *cumulative[:-1]] if cumulative else []
