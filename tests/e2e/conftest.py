@@ -12,6 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.incluster import (
+    InClusterOperator,
+    RealNamespace,
+    real_namespace,
+    running_incluster_operator,
+)
 from kit.kube import ROOT, Kube, fresh_namespace
 from kit.metrics import running_prometheus
 from kit.operator import OperatorProcess, install_vigil, running_operator
@@ -127,6 +133,26 @@ def operator(
     """A real `vigil-operator` process watching this test's namespace."""
     with running_operator(vigil_installed, [namespace], operator_args, request=request) as process:
         yield process
+
+
+@pytest.fixture
+def on_real_node(
+    cluster: ClusterClient, real_node: LocalCluster, namespace: str
+) -> Iterator[RealNamespace]:
+    """This test's namespace on the real node: its pods real containers of the images built
+    here, under PodSecurity ``restricted``, models on the volume of claim ``models``."""
+    with real_namespace(cluster, real_node, namespace) as space:
+        yield space
+
+
+@pytest.fixture
+def incluster_operator(
+    vigil_installed: str, on_real_node: RealNamespace, request: pytest.FixtureRequest
+) -> Iterator[InClusterOperator]:
+    """The manifests' operator Deployment (its image, ServiceAccount and only its RBAC) in a
+    namespace of its own, watching this test's namespace on the real node."""
+    with running_incluster_operator(on_real_node, request) as operator:
+        yield operator
 
 
 @pytest.fixture

@@ -85,8 +85,12 @@ class LocalPrometheus:
         port: int | None = None,
         scrape_interval: str = "2s",
         extra_scrape_configs: list[dict[str, Any]] | None = None,
+        listen_host: str = "127.0.0.1",
     ) -> None:
+        """``listen_host``: where it serves queries (the real node's pods reach the
+        machine's end of the node link, never its loopback)."""
         self.cluster = cluster
+        self.listen_host = listen_host
         self.state_dir = state_dir
         self.port = port or free_port()
         self.scrape_interval = scrape_interval
@@ -95,7 +99,7 @@ class LocalPrometheus:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.listen_host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -166,7 +170,7 @@ class LocalPrometheus:
                     binary,
                     f"--config.file={config_path}",
                     f"--storage.tsdb.path={self.state_dir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.listen-address={self.listen_host}:{self.port}",
                     "--web.enable-lifecycle",
                     "--storage.tsdb.retention.time=2h",
                 ],

@@ -14,6 +14,10 @@ By concern:
   knows how a client's request reaches a model;
 - ``kit.metrics``: scraping and sample parsing, Prometheus;
 - ``kit.operator``: the operator process, its installation, ``kubectl vigil``;
+- ``kit.incluster``: a test's namespace on the real node (images, the model volume,
+  the kit's manifests placed there, ``deploy`` with traffic through the Service) and
+  the operator running in the cluster as the manifests' Deployment (``kill`` kills
+  its pod);
 - ``kit.modelpods``: model pods as plain objects (no operator);
 - ``kit.figures``: measured figures appended for the report;
 - ``kit.backend_watch``: a watch of Services and HTTPRoutes in etcd order.

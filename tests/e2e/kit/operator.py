@@ -41,7 +41,40 @@ def install_vigil(cluster: ClusterClient) -> str:
     return cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")
 
 
-class OperatorProcess:
+class OperatorReadings:
+    """What a test reads of an operator, wherever it runs: its metrics and its log."""
+
+    def metrics_url(self) -> str:
+        raise NotImplementedError
+
+    def log(self) -> str:
+        raise NotImplementedError
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.metrics_url(), timeout=5) as response:
+            return str(response.read().decode())
+
+    def samples(self, name: str, /, **labels: str) -> list[Sample]:
+        """The operator's samples named ``name`` whose labels include ``labels``."""
+        return metrics.samples(self.metrics_text(), name, **labels)
+
+    def total(self, name: str, /, **labels: str) -> float:
+        """The sum of those samples (0 when there is none)."""
+        return sum(sample.value for sample in self.samples(name, **labels))
+
+    def value(self, name: str, /, **labels: str) -> float:
+        """The value of the one sample named ``name`` with ``labels``."""
+        values = [sample.value for sample in self.samples(name, **labels)]
+        assert len(values) == 1, f"{name}{labels}: {values}"
+        return values[0]
+
+    def assert_no_errors(self) -> None:
+        log = self.log()
+        for marker in ("Traceback", "Patching failed with inconsistencies", "Forbidden"):
+            assert marker not in log, f"operator log shows {marker!r}:\n{log}"
+
+
+class OperatorProcess(OperatorReadings):
     """A real `vigil-operator` process watching some namespaces with its own RBAC."""
 
     def __init__(
@@ -128,24 +161,8 @@ class OperatorProcess:
         except OSError:
             return ""
 
-    def metrics_text(self) -> str:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-
-    def samples(self, name: str, /, **labels: str) -> list[Sample]:
-        """The operator's samples named ``name`` whose labels include ``labels``."""
-        return metrics.samples(self.metrics_text(), name, **labels)
-
-    def total(self, name: str, /, **labels: str) -> float:
-        """The sum of those samples (0 when there is none)."""
-        return sum(sample.value for sample in self.samples(name, **labels))
-
-    def value(self, name: str, /, **labels: str) -> float:
-        """The value of the one sample named ``name`` with ``labels``."""
-        values = [sample.value for sample in self.samples(name, **labels)]
-        assert len(values) == 1, f"{name}{labels}: {values}"
-        return values[0]
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def gate_values(self, gate: str = "agreement", revision: str | None = None) -> list[float]:
         """Values of a gate the operator judged (its rollout log lines list every gate);
@@ -154,11 +171,6 @@ class OperatorProcess:
         text = "\n".join(line for line in lines if revision is None or f" of {revision}: " in line)
         found = re.findall(rf"'name': '{gate}', 'passed': \w+, 'value': ([0-9.]+)", text)
         return [float(v) for v in found]
-
-    def assert_no_errors(self) -> None:
-        log = self.log()
-        for marker in ("Traceback", "Patching failed with inconsistencies", "Forbidden"):
-            assert marker not in log, f"operator log shows {marker!r}:\n{log}"
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """Every query of the Grafana dashboard runs against a real Prometheus and has data.
 
 A real Prometheus (pod discovery as in manifests/monitoring/prometheus-scrape-config.yaml,
-1 s scrapes) scrapes real sidecars that the workload runner starts on kwok pods'
-IPs: one in front of a real MLServer serving the wine model (with a shadow copy
+1 s scrapes) scrapes real sidecars at their pod IPs, real containers on the real
+node: one in front of a real MLServer serving the wine model (with a shadow copy
 of its traffic to its own model server), and one whose model server is missing
 (upstream failures), and one whose sidecar judges labels as a regressor's
 (the same model's class numbers taken as its outputs). Traffic mixes good rows (their labels
@@ -36,11 +36,11 @@ import time
 import urllib.error
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kit.incluster import RealNamespace
 from kit.kube import MD_LABEL, ROOT, Kube, pod_ip
 from kit.metrics import total
 from kit.modelpods import deployment, reference_configmap, sidecar_configmap, sidecar_settings
@@ -70,7 +70,7 @@ def metric(ip: str, name: str) -> float:
 
 def single_pod_ip(kube: Kube, name: str) -> str:
     """The IP of the one pod of Deployment ``name``, once it rolled out."""
-    kube.rollout_status(name)
+    kube.rollout_status(name, timeout=180)
     pods = kube.pods(f"{MD_LABEL}={name}")
     assert len(pods) == 1, pods
     return pod_ip(pods[0])
@@ -217,19 +217,25 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 
 def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
-    kube: Kube,
-    workload_runner: Path,
-    prometheus: LocalPrometheus,
-    tmp_path: Path,
+    kube: Kube, on_real_node: RealNamespace, prometheus: LocalPrometheus
 ) -> None:
-    model = train_wine(tmp_path / "wine")
+    model = train_wine(on_real_node.folder / "wine")
+    # Shadow every request to the pod's own model server: a one-slot queue and one copy
+    # at a time, so that bursts drop copies.
+    shadow = {
+        "target": "http://127.0.0.1:8080",
+        "targetRevision": "r1-mirror",
+        "percent": 100,
+        "queueSize": 1,
+        "concurrency": 1,
+    }
     kube.apply(
         reference_configmap(model),
-        sidecar_configmap("wine", sidecar_settings("r1", feedback_task="")),
+        sidecar_configmap("wine", sidecar_settings("r1", shadow=shadow, feedback_task="")),
         sidecar_configmap("wine-down", sidecar_settings("d1", feedback_task="")),
-        deployment("wine", model),
+        deployment("wine", model, space=on_real_node),
         # No model server behind this sidecar: every request is an upstream failure.
-        deployment("wine-down", model, with_server=False),
+        deployment("wine-down", model, with_server=False, space=on_real_node),
     )
     wine_ip = single_pod_ip(kube, "wine")
     down_ip = single_pod_ip(kube, "wine-down")
@@ -237,40 +243,29 @@ def test_every_dashboard_query_runs_and_sidecar_queries_have_data(
     # scores its server's class numbers as a regressor's outputs.
     kube.apply(
         sidecar_configmap("wine-regression", sidecar_settings("g1", feedback_task="regression")),
-        deployment("wine-regression", model),
+        deployment("wine-regression", model, space=on_real_node),
     )
     regression_ip = single_pod_ip(kube, "wine-regression")
     wait_for(
         lambda: answers_ready(wine_ip),
         timeout=180,
-        what=f"sidecar+MLServer on {wine_ip} to be ready; see {workload_runner}",
+        what=f"sidecar+MLServer on {wine_ip} to be ready",
     )
     wait_for(
         lambda: http(sidecar_url(down_ip, SIDECAR_LIVE_PATH))[0] == 200,
         timeout=60,
-        what=f"the sidecar on {down_ip} to start; see {workload_runner}",
+        what=f"the sidecar on {down_ip} to start",
     )
-
-    # Shadow every request to the pod's own model server (a run-time setting): a
-    # one-slot queue and one copy at a time, so that bursts drop copies.
-    shadow = {
-        "target": f"http://{wine_ip}:8080",
-        "targetRevision": "r1-mirror",
-        "percent": 100,
-        "queueSize": 1,
-        "concurrency": 1,
-    }
-    kube.apply(sidecar_configmap("wine", sidecar_settings("r1", shadow=shadow, feedback_task="")))
     wait_for(
         lambda: metric(wine_ip, "vigil_shadow_percent") == 100,
-        timeout=60,
-        what=f"the sidecar on {wine_ip} to apply the shadow settings; see {workload_runner}",
+        timeout=30,
+        what=f"the sidecar on {wine_ip} to shadow every request",
     )
 
     wait_for(
         lambda: answers_ready(regression_ip),
         timeout=180,
-        what=f"the regression-task sidecar on {regression_ip} to be ready; see {workload_runner}",
+        what=f"the regression-task sidecar on {regression_ip} to be ready",
     )
     traffic = Traffic(model, wine_ip, down_ip, regression_ip)
     traffic.start()

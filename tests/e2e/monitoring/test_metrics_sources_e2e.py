@@ -1,6 +1,7 @@
 """Both metrics sources measure real sidecars in front of a real MLServer.
 
-Two replicas serve the wine model; a known number of requests goes to them;
+Two replicas serve the wine model (real containers on the real node, the
+model from the namespace's volume); a known number of requests goes to them;
 the direct source (scraping pod IPs) and the prometheus source (PromQL over
 a real Prometheus with pod discovery) must both see it, merged per revision.
 """
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
+from kit.incluster import RealNamespace
 from kit.kube import MD_LABEL, Kube, pod_ip
 from kit.modelpods import deployment, reference_configmap, sidecar_configmap, sidecar_settings
 from kit.traffic import answers_ready, http, infer_body, sidecar_url
@@ -27,25 +28,22 @@ SENT = 200
 
 
 async def test_direct_and_prometheus_sources_count_the_same_traffic(
-    kube: Kube,
-    workload_runner: Path,
-    prometheus: LocalPrometheus,
-    tmp_path: Path,
+    kube: Kube, on_real_node: RealNamespace, prometheus: LocalPrometheus
 ) -> None:
-    model = train_wine(tmp_path / "wine")
+    model = train_wine(on_real_node.folder / "wine")
     kube.apply(
         sidecar_configmap("wine", sidecar_settings()),
         reference_configmap(model),
-        deployment("wine", model, replicas=2, revision="r1"),
+        deployment("wine", model, replicas=2, revision="r1", space=on_real_node),
     )
-    kube.rollout_status("wine")
+    kube.rollout_status("wine", timeout=180)
     ips = [pod_ip(pod) for pod in kube.pods(f"{MD_LABEL}=wine")]
     assert len(ips) == 2
     for ip in ips:
         wait_for(
             lambda ip=ip: answers_ready(ip),
             timeout=120,
-            what=f"pod {ip} to be ready; see {workload_runner}",
+            what=f"pod {ip} to be ready",
         )
 
     pods = tuple(PodTarget(f"pod-{i}", ip) for i, ip in enumerate(ips))

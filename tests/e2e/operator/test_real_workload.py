@@ -1,34 +1,41 @@
-"""The operator's pods for real: MLServer behind the sidecar, both started by the workload runner.
+"""The operator in the cluster, its pods for real: MLServer behind the sidecar on the real node.
 
-kwok pods run nothing; the runner (fixture ``workload_runner``) runs each
-pod's containers as local processes on the pod's IP, with the ConfigMaps the
-operator wrote mounted as files. So this test checks what only a running pod
-can: the sidecar accepts the operator's settings file and command line,
-finds the reference profile where the operator mounted it, forwards to the
-model server the operator configured, and labels its metrics with the
-revision the operator computed.
+The operator runs as the manifests' Deployment (its image, its ServiceAccount,
+only its RBAC); the model pods it makes are containers of the images built
+here, the model on a local volume (``pvc://models/wine``). So this test checks
+what only a running pod can: the sidecar accepts the operator's settings file
+and command line, finds the reference profile where the operator mounted it,
+forwards to the model server the operator configured, and labels its metrics
+with the revision the operator computed; requests go through the Service, as
+a client's would.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from kit.incluster import InClusterOperator, RealNamespace
 from kit.kube import Kube, pod_ip
 from kit.metrics import samples
 from kit.modeldeployment import MLSERVER_IMAGE
-from kit.operator import OperatorProcess
 from kit.status import stable, status
 from kit.traffic import ModelEndpoint, http, infer_body, pod_metrics
 from kit.waits import wait_for
 
 from vigil.devcluster.models import train_wine
+from vigil.devcluster.traffic import service_address
+
+
+def service_infer_url(kube: Kube) -> str:
+    """The model's infer URL at its Service's ClusterIP (kube-proxy picks the pod)."""
+    return f"http://{service_address(kube.cluster, kube.namespace, 'wine')}/v2/models/wine/infer"
 
 
 def test_a_model_deployment_serves_predictions_through_its_sidecar(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube, on_real_node: RealNamespace, incluster_operator: InClusterOperator
 ) -> None:
-    model = train_wine(tmp_path / "wine")
+    operator = incluster_operator
+    model = train_wine(on_real_node.folder / "wine")
     kube.run(
         "create", "configmap", "wine-reference", f"--from-file=profile.json={model.profile_path}"
     )
@@ -45,16 +52,17 @@ def test_a_model_deployment_serves_predictions_through_its_sidecar(
             },
         },
     }
+    manifest = on_real_node.place(manifest)
     kube.apply(manifest)
-    kube.wait_ready("md/wine")
+    kube.wait_ready("md/wine", timeout=180)
     revision = status(kube)["stable"]["revision"]
     (pod,) = kube.revision_pods(revision)
     ip = pod_ip(pod)
     endpoint = ModelEndpoint(kube)
 
-    endpoint.wait_serving(timeout=180, logs=workload_runner)
+    endpoint.wait_serving(timeout=180)
     body = infer_body(model.X[:20])
-    code, answer = http(endpoint.infer_url(), body)
+    code, answer = http(service_infer_url(kube), body)
     assert code == 200, answer
     assert len(json.loads(answer)["outputs"][0]["data"]) == 20
 
@@ -81,12 +89,12 @@ def test_a_model_deployment_serves_predictions_through_its_sidecar(
         interval=1,
         what="the switch to version 2",
     )
-    kube.wait_ready("md/wine")
+    kube.wait_ready("md/wine", timeout=180)
     new_revision = status(kube)["stable"]["revision"]
     (new_pod,) = kube.revision_pods(new_revision)
     new_ip = pod_ip(new_pod)
-    endpoint.wait_serving(timeout=180, logs=workload_runner)
-    code, answer = http(endpoint.infer_url(), body)
+    endpoint.wait_serving(timeout=180)
+    code, answer = http(service_infer_url(kube), body)
     assert code == 200, answer
     (info,) = samples(pod_metrics(new_ip), "vigil_model_info")
     assert {"revision": new_revision, "version": "2"}.items() <= info.labels.items(), info
