@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kit.incluster import (
@@ -20,10 +21,12 @@ from kit.incluster import (
 )
 from kit.kube import ROOT, Kube, fresh_namespace
 from kit.metrics import running_prometheus
-from kit.operator import OperatorProcess, install_vigil, running_operator
+from kit.modeldeployment import ModelStore, model_store
+from kit.operator import OperatorProcess, cluster_resolv_conf, install_vigil, running_operator
 
 from vigil.devcluster import ClusterClient, ClusterError, connect
 from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.images import ImageArchive, ensure_images
 from vigil.devcluster.incluster import running_real_node
 from vigil.devcluster.prometheus import LocalPrometheus
 from vigil.devcluster.runner import workload_runner_process
@@ -54,6 +57,27 @@ def real_node(cluster: ClusterClient) -> LocalCluster:
         return running_real_node()
     except ClusterError as error:
         pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def node_images(real_node: LocalCluster) -> dict[str, ImageArchive]:
+    """The images built here for model pods (vigil, mlserver-sklearn), in the real node."""
+    images = ensure_images(["vigil", "mlserver-sklearn"], real_node.log)
+    real_node.node().load_images(list(images.values()))
+    return images
+
+
+@pytest.fixture
+def store(
+    cluster: ClusterClient,
+    real_node: LocalCluster,
+    node_images: dict[str, ImageArchive],
+    namespace: str,
+) -> Iterator[ModelStore]:
+    """This test's namespace on the real node, and a volume there for its models."""
+    server_image = node_images["mlserver-sklearn"].ref
+    with model_store(cluster, real_node, namespace, server_image) as models:
+        yield models
 
 
 @pytest.fixture
@@ -129,9 +153,25 @@ def operator(
     namespace: str,
     operator_args: tuple[str, ...],
     request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
-    """A real `vigil-operator` process watching this test's namespace."""
-    with running_operator(vigil_installed, [namespace], operator_args, request=request) as process:
+    """A real `vigil-operator` process watching this test's namespace.
+
+    For a test whose models run on the real node (it uses ``store``), the
+    operator's sidecars are the vigil image built here, and it resolves names
+    with the cluster's DNS as it would in a pod (candidates at their Services).
+    """
+    options: dict[str, Any] = {}
+    if "store" in request.fixturenames:
+        request.getfixturevalue("store")  # the namespace on the real node first
+        images = request.getfixturevalue("node_images")
+        options = {
+            "sidecar_image": images["vigil"].ref,
+            "resolv_conf": cluster_resolv_conf(request.getfixturevalue("real_node"), tmp_path),
+        }
+    with running_operator(
+        vigil_installed, [namespace], operator_args, request=request, **options
+    ) as process:
         yield process
 
 

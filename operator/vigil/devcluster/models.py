@@ -114,6 +114,25 @@ def train_wine(
     return served_estimator(folder, name, version, model, X, y, features)
 
 
+def mislabelled_wine(
+    folder: Path, stable: TrainedModel, version: str = "2", share: float = 0.1
+) -> tuple[TrainedModel, float]:
+    """The wine forest trained with ``share`` of the rows (a fixed draw) given another class,
+    and its accuracy on the training rows: a model that answers like a good one, fast,
+    whose worse accuracy only labels reveal.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    y = np.asarray(stable.y)
+    wrong = y.copy()
+    rows = np.random.default_rng(0).choice(len(y), round(share * len(y)), replace=False)
+    wrong[rows] = (y[rows] + 1) % 3
+    forest = RandomForestClassifier(n_estimators=30, random_state=0).fit(stable.X, wrong)
+    accuracy = float(np.mean(forest.predict(stable.X) == y))
+    served = served_estimator(folder, stable.name, version, forest, stable.X, y, stable.features)
+    return served, accuracy
+
+
 def served_estimator(
     folder: Path,
     name: str,

@@ -11,7 +11,8 @@ standard deviations (drift) or send malformed requests (errors).
 
 With ``http_route`` it plays the gateway instead: each request picks one of
 the HTTPRoute's backend Services by its weight (as a Gateway API
-implementation does) and goes to a Ready pod behind that Service.
+implementation does) and goes to that Service's ClusterIP
+(``through_service``) or to a Ready pod behind it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class TrafficStats:
     ok: int = 0
     failed: int = 0
     by_pod: dict[str, int] = field(default_factory=dict)
+    #: Answers by the revision that served them (the sidecar's ``X-Vigil-Revision``).
+    by_revision: dict[str, int] = field(default_factory=dict)
     #: Why requests failed (status or error words), counted.
     failures: dict[str, int] = field(default_factory=dict)
     #: Labels the feedback port took (``labels`` given).
@@ -122,9 +125,10 @@ def service_address(cluster: ClusterClient, namespace: str, name: str) -> str | 
 
 
 def route_backends(
-    cluster: ClusterClient, namespace: str, route: str
+    cluster: ClusterClient, namespace: str, route: str, *, through_service: bool = False
 ) -> list[tuple[list[str], int]]:
-    """(answering pod IPs, weight) for each backend Service of the HTTPRoute's first rule."""
+    """(answering pod IPs, weight) for each backend Service of the HTTPRoute's first rule;
+    ``through_service``: ([its ``clusterIP:port``], weight)."""
     result = cluster.kubectl("get", "httproute", route, "-n", namespace, "-o", "json", check=False)
     if result.returncode != 0:
         if "NotFound" in result.stderr:
@@ -134,9 +138,13 @@ def route_backends(
     backends = []
     for ref in rules[0].get("backendRefs") or ():
         weight = int(ref.get("weight", 1))
-        ips = serving_pod_ips(cluster, namespace, str(ref["name"]), answering=True)
-        if weight > 0 and ips:
-            backends.append((ips, weight))
+        if through_service:
+            address = service_address(cluster, namespace, str(ref["name"]))
+            targets = [address] if address else []
+        else:
+            targets = serving_pod_ips(cluster, namespace, str(ref["name"]), answering=True)
+        if weight > 0 and targets:
+            backends.append((targets, weight))
     return backends
 
 
@@ -286,6 +294,7 @@ class TrafficGenerator:
             with urllib.request.urlopen(request, timeout=5) as response:
                 response.read()
                 ok = 200 <= response.status < 300
+                revision = response.headers.get("X-Vigil-Revision")
         except urllib.error.HTTPError as error:
             error.read()
             self._failed(f"HTTP {error.code}")
@@ -293,6 +302,8 @@ class TrafficGenerator:
         except OSError as error:
             self._failed(str(getattr(error, "reason", None) or error))
             return False
+        if ok and revision:
+            self.stats.by_revision[revision] = self.stats.by_revision.get(revision, 0) + 1
         if ok and truth is not None:
             self._label(target, headers["X-Request-Id"], truth)
         return ok
@@ -322,11 +333,13 @@ class TrafficGenerator:
         self.stats.failures[why] = self.stats.failures.get(why, 0) + 1
 
     def _backends(self) -> list[tuple[list[str], int]]:
+        if self.http_route is not None:
+            return route_backends(
+                self.cluster, self.namespace, self.http_route, through_service=self.through_service
+            )
         if self.through_service:
             address = service_address(self.cluster, self.namespace, self.name)
             return [([address], 1)] if address else []
-        if self.http_route is not None:
-            return route_backends(self.cluster, self.namespace, self.http_route)
         ips = serving_pod_ips(self.cluster, self.namespace, self.name, answering=True)
         return [(ips, 1)] if ips else []
 

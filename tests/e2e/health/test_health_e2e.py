@@ -1,11 +1,14 @@
 """Health from measured metrics, end to end.
 
-A real API server, kwok pods whose containers the workload runner starts as
-local processes (the real sidecar in front of a real MLServer serving the
-wine model, on the pod IP), the real operator as a subprocess with its own
-RBAC and a 3 s health interval, and for ``source: prometheus`` a real
-Prometheus discovering the pods. Traffic goes to the pods' sidecar port; the
-test reads what the operator wrote in ``status.health`` and the conditions.
+A real API server, model pods on the local cluster's real node (the vigil
+sidecar image built here in front of the MLServer image built here, serving
+the wine model from a volume), the real operator as a subprocess with its
+own RBAC and a 3 s health interval, and for ``source: prometheus`` a real
+Prometheus discovering the pods. Traffic goes through the model's Service
+(ClusterIP, kube-proxy), as a user's client sends it; the test reads what
+the operator wrote in ``status.health`` and the conditions. (Tests not moved
+yet run on kwok pods whose containers the workload runner starts as local
+processes, and send to a pod's sidecar port.)
 
 Each scenario runs in a fresh namespace; every wait is bounded and a failure
 says what was seen last.
@@ -24,14 +27,15 @@ import pytest
 from kit.figures import Figures
 from kit.kube import MD_LABEL, REVISION_LABEL, Kube
 from kit.metrics import started_prometheus
-from kit.modeldeployment import manifest, serve
+from kit.modeldeployment import ModelStore, serve
 from kit.operator import OperatorProcess
 from kit.status import condition, describe, status
 from kit.traffic import http, infer_body
 from kit.waits import wait_for, wait_status
 
 from vigil.core.health import format_percent
-from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.images import ImageArchive
+from vigil.devcluster.models import TrainedModel
 from vigil.devcluster.prometheus import LocalPrometheus
 
 WINDOW = 30  # seconds: spec.monitoring.window
@@ -122,25 +126,21 @@ class Background:
 
 
 def deploy(
-    kube: Kube,
-    workload_runner: Path,
-    tmp_path: Path,
-    source: str = "direct",
-    prometheus_url: str | None = None,
+    kube: Kube, store: ModelStore, source: str = "direct", prometheus_url: str | None = None
 ) -> Traffic:
-    """Train the model, apply the reference and the ModelDeployment, wait until it serves."""
-    model = train_wine(tmp_path / "wine")
+    """Train the model into the store, apply the reference and the ModelDeployment, wait
+    until it serves through its Service."""
     metrics: dict[str, Any] = {"source": source}
     if prometheus_url:
         metrics["prometheusURL"] = prometheus_url
-    document = manifest(
-        model,
-        window=f"{WINDOW}s",
-        drift={"method": "psi", "warning": 0.1, "threshold": 0.2},
-        metrics=metrics,
-        analysis={"minRequests": MIN_REQUESTS},
-    )
-    endpoint = serve(kube, model, document, logs=workload_runner)
+    options: dict[str, Any] = {
+        "window": f"{WINDOW}s",
+        "drift": {"method": "psi", "warning": 0.1, "threshold": 0.2},
+        "metrics": metrics,
+        "analysis": {"minRequests": MIN_REQUESTS},
+    }
+    model = store.train("wine")
+    endpoint = serve(kube, model, store.manifest(model, **options), real_node=True)
     return Traffic(model, endpoint.infer_url())
 
 
@@ -162,7 +162,7 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
     source: str,
     kube: Kube,
     operator: OperatorProcess,
-    workload_runner: Path,
+    store: ModelStore,
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
@@ -185,7 +185,7 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
         )
         request.addfinalizer(server.stop)
         prometheus_url = server.url
-    traffic = deploy(kube, workload_runner, tmp_path, source=source, prometheus_url=prometheus_url)
+    traffic = deploy(kube, store, source=source, prometheus_url=prometheus_url)
     # A few requests first (the series exist before the burst), then the burst;
     # all of it stays inside the 30 s window while the status is read.
     first_sent = time.monotonic()
@@ -291,9 +291,9 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
 
 
 def test_two_shifted_features_raise_drift_and_normal_traffic_clears_it(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube, operator: OperatorProcess, store: ModelStore
 ) -> None:
-    traffic = deploy(kube, workload_runner, tmp_path)
+    traffic = deploy(kube, store)
     mode = "shifted"
     with Background(traffic, lambda: mode):
         started = time.monotonic()
@@ -344,7 +344,7 @@ def test_two_shifted_features_raise_drift_and_normal_traffic_clears_it(
 
 
 def test_drift_at_5_requests_per_second_gets_a_verdict_within_two_windows(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube, operator: OperatorProcess, store: ModelStore
 ) -> None:
     """One row per request at 5/s: 150 rows per 30 s window, a reference of the training rows.
 
@@ -353,7 +353,7 @@ def test_drift_at_5_requests_per_second_gets_a_verdict_within_two_windows(
     features shifted by one standard deviation are DriftDetected, each
     within two windows of its start.
     """
-    traffic = deploy(kube, workload_runner, tmp_path)
+    traffic = deploy(kube, store)
     traffic.rows_per_request = 1
     mode = "normal"
     with Background(traffic, lambda: mode, rate=5.0):
@@ -395,9 +395,9 @@ def test_drift_at_5_requests_per_second_gets_a_verdict_within_two_windows(
 
 
 def test_model_errors_make_it_unhealthy_with_the_measured_error_rate(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube, operator: OperatorProcess, store: ModelStore
 ) -> None:
-    traffic = deploy(kube, workload_runner, tmp_path)
+    traffic = deploy(kube, store)
     for _ in range(30):
         traffic.normal(3)
         traffic.wrong_shape(1)
@@ -434,13 +434,10 @@ def test_model_errors_make_it_unhealthy_with_the_measured_error_rate(
 def test_prometheus_stopped_makes_metrics_unavailable_without_changing_the_verdict(
     kube: Kube,
     operator: OperatorProcess,
-    workload_runner: Path,
+    store: ModelStore,
     prometheus: LocalPrometheus,
-    tmp_path: Path,
 ) -> None:
-    traffic = deploy(
-        kube, workload_runner, tmp_path, source="prometheus", prometheus_url=prometheus.url
-    )
+    traffic = deploy(kube, store, source="prometheus", prometheus_url=prometheus.url)
     with Background(traffic, lambda: "normal"):
         before = wait_status(
             kube,
@@ -491,12 +488,15 @@ def test_prometheus_stopped_makes_metrics_unavailable_without_changing_the_verdi
 
 
 def test_a_sidecar_that_does_not_answer_is_skipped_and_counted(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube,
+    operator: OperatorProcess,
+    store: ModelStore,
+    node_images: dict[str, ImageArchive],
 ) -> None:
-    traffic = deploy(kube, workload_runner, tmp_path)
+    traffic = deploy(kube, store)
     revision = status(kube)["stable"]["revision"]
-    # A Running pod of the serving revision whose sidecar never answers: kwok
-    # gives it an IP, the runner does not know its image and runs nothing.
+    # A Running pod of the serving revision whose sidecar never answers: its one
+    # container sleeps, nothing listens on the metrics port.
     kube.apply(
         {
             "apiVersion": "v1",
@@ -509,8 +509,15 @@ def test_a_sidecar_that_does_not_answer_is_skipped_and_counted(
                 "containers": [
                     {
                         "name": "sidecar",
-                        "image": "registry.example/silent:1",
+                        "image": node_images["vigil"].ref,
+                        "command": ["sleep", "infinity"],
                         "ports": [{"name": "metrics", "containerPort": 9090}],
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
                     }
                 ]
             },

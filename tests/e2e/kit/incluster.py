@@ -32,7 +32,7 @@ import yaml
 
 from kit import modeldeployment
 from kit.kube import Kube
-from kit.modeldeployment import SERVER_RESOURCES, Setup, serve
+from kit.modeldeployment import SERVER_RESOURCES, ModelStore, Setup, serve
 from kit.operator import OperatorReadings
 from kit.status import status
 from kit.traffic import LiveTraffic
@@ -112,7 +112,8 @@ class RealNamespace:
         )  # fmt: skip
         traffic.start()
         revision = str(status(kube)["stable"]["revision"])
-        return Setup(kube, stable, endpoint, traffic, revision, started)
+        store = ModelStore(self.folder, self.server_image)
+        return Setup(kube, stable, endpoint, store, traffic, revision, started)
 
 
 @contextmanager

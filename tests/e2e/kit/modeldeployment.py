@@ -2,14 +2,19 @@
 
 Short windows and intervals (seconds, not minutes) keep each scenario well
 under a few minutes; ``manifest`` builds the wine ModelDeployment every
-operator, rollout, health and fault test starts from.
+operator, rollout, health and fault test starts from. On the real node a
+test's models live in a ``ModelStore``: a local volume claimed as ``models``
+in the test's namespace, named ``pvc://models/<folder>`` and served by the
+images built here.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,9 @@ from typing import Any
 from kit.kube import Kube, configmap
 from kit.status import status
 from kit.traffic import LiveTraffic, ModelEndpoint
+from vigil.devcluster import ClusterClient
+from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.incluster import local_volume, real_node_namespace, volume_dir
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.validation.golden import GoldenSet, configmap_manifest
 
@@ -42,6 +50,50 @@ ANALYSIS: dict[str, Any] = {
 }
 #: What ``changed`` removes instead of setting.
 DELETE = "DELETE"
+#: The claim of a test's ModelStore, in its namespace.
+CLAIM = "models"
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """A test's models on the real node: folders of a local volume claimed as ``models``.
+
+    Models trained here are served from it as a user's are from a volume
+    (``pvc://models/<folder>``, mounted read-only), by ``server_image``.
+    """
+
+    folder: Path
+    server_image: str
+    claim: str = CLAIM
+
+    def train(self, name: str, **options: Any) -> TrainedModel:
+        """``train_wine`` into folder ``name`` of the volume."""
+        return train_wine(self.folder / name, **options)
+
+    def uri(self, model: TrainedModel) -> str:
+        return f"pvc://{self.claim}/{model.folder.relative_to(self.folder)}"
+
+    def manifest(
+        self, model: TrainedModel, steps: list[dict[str, Any]] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """``manifest`` of ``model``, served from this volume by the server image built here."""
+        return manifest(model, steps, uri=self.uri(model), image=self.server_image, **options)
+
+
+@contextmanager
+def model_store(
+    cluster: ClusterClient, local: LocalCluster, namespace: str, server_image: str
+) -> Iterator[ModelStore]:
+    """``namespace``'s pods on the real node (PodSecurity ``restricted``) and its ModelStore;
+    the volume and its folder removed afterwards."""
+    cluster.apply(real_node_namespace(namespace, {"vigil.dev/e2e": "true"}))
+    folder = volume_dir(local, namespace)
+    cluster.apply(local_volume(CLAIM, folder, namespace=namespace))
+    try:
+        yield ModelStore(folder, server_image)
+    finally:
+        cluster.kubectl("delete", "pv", f"{CLAIM}-{namespace}", "--wait=false", check=False)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def manifest(
@@ -59,13 +111,16 @@ def manifest(
     reference: str | None = None,
     config: Mapping[str, str] | None = None,
     readiness_path: str | None = None,
+    uri: str | None = None,
+    image: str = MLSERVER_IMAGE,
 ) -> dict[str, Any]:
     """The ModelDeployment named after ``model``, serving it with MLServer over v2.
 
     Defaults: ``STEPS`` for a replacement, ``TWEAK`` for a tweak, ``ANALYSIS``,
-    direct metrics over a 15 s window, and the profile in ``<name>-reference``.
+    direct metrics over a 15 s window, the profile in ``<name>-reference``, the
+    model at ``uri`` (its folder's ``file://`` URI) served by ``image``.
     """
-    server: dict[str, Any] = {"image": MLSERVER_IMAGE, "protocol": "v2"}
+    server: dict[str, Any] = {"image": image, "protocol": "v2"}
     if readiness_path:
         server["readinessPath"] = readiness_path
     reference = reference or f"{model.name}-reference"
@@ -87,7 +142,7 @@ def manifest(
     if routing:
         rollout["trafficRouting"] = dict(routing)
     spec: dict[str, Any] = {
-        "model": {"name": model.name, "version": model.version, "uri": model.storage_uri},
+        "model": {"name": model.name, "version": model.version, "uri": uri or model.storage_uri},
         "server": server,
         "replicas": replicas,
         "monitoring": monitoring,
@@ -150,13 +205,14 @@ def serve(
     *,
     timeout: float = 180,
     logs: Path | None = None,
+    real_node: bool = False,
 ) -> ModelEndpoint:
     """Apply the profile and the ModelDeployment; wait until it is Ready and every replica
-    serves the model behind its Service."""
+    serves the model behind its Service (``real_node``: reached through its ClusterIP)."""
     apply_with_reference(kube, model, document)
     name = str(document["metadata"]["name"])
     kube.wait_ready(f"md/{name}", timeout=int(timeout))
-    endpoint = ModelEndpoint(kube, name, model.name)
+    endpoint = ModelEndpoint(kube, name, model.name, through_service=real_node)
     endpoint.wait_serving(int(document["spec"]["replicas"]), timeout=timeout, logs=logs)
     return endpoint
 
@@ -168,6 +224,8 @@ class Setup:
     kube: Kube
     stable: TrainedModel
     endpoint: ModelEndpoint
+    #: Where its models live on the real node (None: the workload runner's pods).
+    store: ModelStore | None
     traffic: LiveTraffic
     revision: str
     #: When the set-up began (time.monotonic()).
@@ -180,17 +238,24 @@ def deploy(
     steps: list[dict[str, Any]] | None = None,
     *,
     logs: Path | None = None,
+    store: ModelStore | None = None,
     **options: Any,
 ) -> Setup:
     """Stable wine model v1 serving (every replica answering), live traffic flowing.
 
     ``options`` go to ``manifest``; with Gateway API ``routing`` the traffic
-    follows the HTTPRoute's weights.
+    follows the HTTPRoute's weights. With ``store`` the model is served from it
+    on the real node (``tmp_path`` unused).
     """
     started = time.monotonic()
-    stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
-    endpoint = serve(kube, stable, manifest(stable, steps, **options), logs=logs)
+    if store is None:
+        stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
+        document = manifest(stable, steps, **options)
+    else:
+        stable = store.train("wine-1", version="1", seed=0)
+        document = store.manifest(stable, steps, **options)
+    endpoint = serve(kube, stable, document, logs=logs, real_node=store is not None)
     route = ((options.get("routing") or {}).get("gatewayAPI") or {}).get("httpRoute")
     traffic = endpoint.traffic(stable.X, rate=15.0, seed=3, http_route=route)
     revision = str(status(kube)["stable"]["revision"])
-    return Setup(kube, stable, endpoint, traffic, revision, started)
+    return Setup(kube, stable, endpoint, store, traffic, revision, started)

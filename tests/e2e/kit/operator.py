@@ -3,7 +3,10 @@
 
 The operator runs as a subprocess (``.venv/bin/vigil-operator``) with a
 kubeconfig holding only its ServiceAccount's token, so a missing RBAC rule
-fails a test instead of hiding behind admin rights.
+fails a test instead of hiding behind admin rights. Given ``resolv_conf``
+(``cluster_resolv_conf``), it resolves names as it would in a pod, with the
+cluster's DNS (a mount namespace of its own, that file on /etc/resolv.conf):
+it reaches a candidate at its per-revision Service's name, as in a cluster.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from kit import metrics
 from kit.kube import ROOT, Kube, free_port
 from kit.waits import wait_for
 from vigil.devcluster import ClusterClient
+from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.operator_process import OPERATOR_BIN, operator_command
 
 BIN = Path(sys.executable).parent
@@ -39,6 +43,24 @@ def install_vigil(cluster: ClusterClient) -> str:
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / name))
     return cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")
+
+
+def cluster_resolv_conf(local: LocalCluster, folder: Path) -> Path:
+    """A resolv.conf naming the real node's cluster DNS, with a pod's search domains."""
+    path = folder / "resolv.conf"
+    path.write_text(
+        f"nameserver {local.network.dns_service_ip}\n"
+        "search svc.cluster.local cluster.local\noptions ndots:5\n"
+    )
+    return path
+
+
+def with_resolv_conf(command: list[str], resolv_conf: Path) -> list[str]:
+    """``command`` in a mount namespace of its own where ``resolv_conf`` is /etc/resolv.conf
+    (the same process: unshare and sh exec it)."""
+    mount = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mount,
+            str(resolv_conf), *command]  # fmt: skip
 
 
 class OperatorReadings:
@@ -83,6 +105,8 @@ class OperatorProcess(OperatorReadings):
         namespaces: list[str],
         log_dir: Path = LOG_DIR,
         extra_args: Sequence[str] = (),
+        resolv_conf: Path | None = None,
+        sidecar_image: str = SIDECAR_IMAGE,
     ) -> None:
         if not OPERATOR_BIN.exists():
             pytest.fail(f"{OPERATOR_BIN} is missing: run `make install` first", pytrace=False)
@@ -90,6 +114,8 @@ class OperatorProcess(OperatorReadings):
         self.namespaces = namespaces
         self.namespace = namespaces[0]
         self.extra_args = tuple(extra_args)
+        self.resolv_conf = resolv_conf
+        self.sidecar_image = sidecar_image
         self.standalone = True
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
@@ -106,16 +132,19 @@ class OperatorProcess(OperatorReadings):
         health_port = free_port()
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        command = operator_command(
+            self.namespaces,
+            sidecar_image=self.sidecar_image,
+            metrics_port=self.metrics_port,
+            health_port=health_port,
+            standalone=self.standalone,
+            extra_args=self.extra_args,
+        )
+        if self.resolv_conf is not None:
+            command = with_resolv_conf(command, self.resolv_conf)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                operator_command(
-                    self.namespaces,
-                    sidecar_image=SIDECAR_IMAGE,
-                    metrics_port=self.metrics_port,
-                    health_port=health_port,
-                    standalone=self.standalone,
-                    extra_args=self.extra_args,
-                ),
+                command,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -181,9 +210,11 @@ def running_operator(
     *,
     request: pytest.FixtureRequest | None = None,
     standalone: bool = True,
+    resolv_conf: Path | None = None,
+    sidecar_image: str = SIDECAR_IMAGE,
 ) -> Iterator[OperatorProcess]:
     """An operator process for the block; its log is printed if the test failed."""
-    process = OperatorProcess(kubeconfig, namespaces, LOG_DIR, args)
+    process = OperatorProcess(kubeconfig, namespaces, LOG_DIR, args, resolv_conf, sidecar_image)
     process.standalone = standalone
     process.start()
     try:

@@ -1,12 +1,11 @@
 """What a client of a model does: HTTP requests, v2 bodies, and where they go.
 
 ``ModelEndpoint`` is the one place that knows how a request reaches the model
-behind a Service. On the local cluster today, model pods are kwok pods whose
-containers the workload runner runs as processes on loopback pod IPs, and a
-Service has no working ClusterIP: a client goes where kube-proxy would send
-it, to a Ready pod the Service selects, at the sidecar's port. On a real
-node, traffic goes through the Service's ClusterIP instead; only this class
-(and ``LiveTraffic``, which it starts) changes.
+behind a Service. On the real node (``through_service``) a client sends to the
+Service's ClusterIP and kube-proxy picks a pod, as a user's client would. For
+kwok pods whose containers the workload runner runs as processes on loopback
+pod IPs, a Service has no working ClusterIP: a client goes where kube-proxy
+would send it, to a Ready pod the Service selects, at the sidecar's port.
 
 Requests that are about one pod (its metrics, its sidecar's probes) go to the
 pod's IP on every kind of cluster: ``sidecar_url`` and ``pod_metrics``.
@@ -27,7 +26,7 @@ import numpy.typing as npt
 from kit.kube import Kube
 from kit.waits import wait_for
 from vigil.core.desired import FEEDBACK_PORT, METRICS_PORT, SIDECAR_PORT, SIDECAR_READY_PATH
-from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, v2_body
+from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, service_address, v2_body
 from vigil.sidecar.feedback import FEEDBACK_PATH
 
 
@@ -79,21 +78,33 @@ def pod_metrics(ip: str) -> str:
 class ModelEndpoint:
     """How a client reaches model ``model`` behind Service ``service``."""
 
-    def __init__(self, kube: Kube, service: str = "wine", model: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        service: str = "wine",
+        model: str | None = None,
+        *,
+        through_service: bool = False,
+    ) -> None:
         self.kube = kube
         self.service = service
         self.model = model or service
+        self.through_service = through_service
 
     def pod_ips(self) -> list[str]:
-        """IPs of the Ready pods the Service selects (where kube-proxy would send)."""
+        """IPs of the Ready pods the Service selects (where kube-proxy sends)."""
         return list(self.kube.service_view(self.service).ready or ())
 
     def urls(self) -> list[str]:
-        """The base URLs a client's requests may go to (one per pod, today)."""
+        """The base URLs a client's requests may go to: the Service's ClusterIP, or one
+        per pod where Services do not route."""
+        if self.through_service:
+            address = service_address(self.kube.cluster, self.kube.namespace, self.service)
+            return [f"http://{address}"] if address else []
         return [sidecar_url(ip) for ip in self.pod_ips()]
 
     def url(self) -> str:
-        """The base URL a client sends to (today: the first Ready pod's sidecar)."""
+        """The base URL a client sends to (the ClusterIP's, or the first Ready pod's)."""
         urls = self.urls()
         assert urls, f"Service {self.service} selects no Ready pod"
         return urls[0]
@@ -103,15 +114,20 @@ class ModelEndpoint:
 
     def serving(self, replicas: int | None = None) -> list[str]:
         """The pods' IPs once the model answers ready at every one of them (``replicas``
-        of them, if given); [] before.
+        of them, if given) and through the Service; [] before.
 
-        kwok marks pods Ready at once, before the workload runner's processes serve.
+        kwok marks pods Ready at once, before the workload runner's processes serve;
+        a real pod's readiness may be the server's, not the model's.
         """
         ips = self.pod_ips()
         if not ips or (replicas is not None and len(ips) != replicas):
             return []
         path = f"/v2/models/{self.model}/ready"
-        return ips if all(http(sidecar_url(ip, path))[0] == 200 for ip in ips) else []
+        if not all(http(sidecar_url(ip, path))[0] == 200 for ip in ips):
+            return []
+        if self.through_service and http(f"{self.url()}{path}")[0] != 200:
+            return []
+        return ips
 
     def wait_serving(
         self, replicas: int | None = None, timeout: float = 120, logs: Path | None = None
@@ -121,7 +137,7 @@ class ModelEndpoint:
         def look() -> list[str]:
             try:
                 return self.serving(replicas)
-            except (AssertionError, subprocess.SubprocessError, OSError):
+            except (AssertionError, subprocess.SubprocessError, OSError, ReadFailed):
                 return []  # a read that failed on a busy machine: look again
 
         where = f" (workload runner logs: {logs})" if logs else ""
@@ -144,7 +160,9 @@ class ModelEndpoint:
 
         With ``http_route`` it plays the gateway: each request goes to one of the
         HTTPRoute's backend Services, chosen by the route's weights. With ``labels``
-        (one per row of ``X``) each answered request's truth goes to the feedback port.
+        (one per row of ``X``) each answered request's truth goes to the feedback port
+        (of the Service, on the real node). ``stats.by_revision`` counts the answers
+        by the revision that served them.
         """
         generator = LiveTraffic(
             self.kube.cluster,
@@ -156,6 +174,7 @@ class ModelEndpoint:
             seed=seed,
             http_route=http_route,
             labels=labels,
+            through_service=self.through_service,
         )
         return generator.start()  # type: ignore[return-value]
 

@@ -109,17 +109,17 @@ def watch(
         return finish(cycle, reached, revision=view.revision, stable=Side(view))
     assert previous is not None
     cycle.scale_revision(previous.revision, decision.previous_replicas)
-    failed = decision.state
-    if failed.failed_at is not None and state.failed_at is None:
+    after = decision.state
+    if after.failed_at is not None and state.failed_at is None:
         cycle.event(
             Reason.BAKE_FAILED,
-            f"revision {state.revision} failed its bake: {failed.message}; "
+            f"revision {state.revision} failed its bake: {after.message}; "
             f"live traffic goes back to revision {state.previous}",
             warning=True,
         )
     # The previous revision is available: live traffic goes back to it.
     if decision.move == BakeMove.ROLL_BACK:
-        return bake_failed(cycle, previous, _rolled_back(cycle, view, failed))
+        return bake_failed(cycle, previous, _rolled_back(view, after))
     why = Reason.BAKING if decision.move == BakeMove.BAKE else Reason.BAKE_FAILED
     plan = finish(
         cycle,
@@ -127,8 +127,8 @@ def watch(
         revision=view.revision,
         stable=Side(view),
     )
-    plan.status["bake"] = _status(decision.state, previous, decision.previous_replicas)
-    left = failed.ends_at - now if decision.move == BakeMove.BAKE else RECHECK_SECONDS
+    plan.status["bake"] = _status(after, previous, decision.previous_replicas)
+    left = after.ends_at - now if decision.move == BakeMove.BAKE else RECHECK_SECONDS
     plan.recheck_after = max(1.0, min(RECHECK_SECONDS, left))
     return plan
 
@@ -162,7 +162,7 @@ def _status(state: BakeState, previous: DeploymentView, replicas: int) -> dict[s
     }
 
 
-def _rolled_back(cycle: Cycle, view: DeploymentView, state: BakeState) -> dict[str, Any]:
+def _rolled_back(view: DeploymentView, state: BakeState) -> dict[str, Any]:
     """``status.candidate`` for the promoted revision that goes back out, as a rollback
     leaves a candidate (its outcome is written by ``bake_failed``)."""
     return {
