@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from kit.figures import Figures
 from kit.kube import Kube
 from kit.modeldeployment import manifest, serve
@@ -28,7 +27,7 @@ from kit.operator import OperatorProcess
 from kit.status import candidate_gates, condition, status
 from kit.waits import watch_until
 
-from vigil.devcluster.models import TrainedModel, served_estimator, train_wine
+from vigil.devcluster.models import TrainedModel, mislabelled_wine, train_wine
 
 PERFORMANCE = {"minAccuracy": 0.95, "maxDrop": 0.05, "minLabels": 50}
 #: One long canary: the gate decides within it (about 400 candidate labels).
@@ -43,21 +42,6 @@ def with_gate(model: TrainedModel) -> dict[str, Any]:
     document = manifest(model, STEPS, deadline="15m")
     document["spec"]["rollout"]["analysis"]["performance"] = PERFORMANCE
     return document
-
-
-def one_in_ten_mislabelled(folder: Path, stable: TrainedModel) -> tuple[TrainedModel, float]:
-    """The wine forest trained with every tenth row (by a fixed draw) given another class,
-    and its accuracy on the rows the traffic sends (the training rows)."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    y = np.asarray(stable.y)
-    wrong = y.copy()
-    rows = np.random.default_rng(0).choice(len(y), round(0.1 * len(y)), replace=False)
-    wrong[rows] = (y[rows] + 1) % 3
-    forest = RandomForestClassifier(n_estimators=30, random_state=0).fit(stable.X, wrong)
-    accuracy = float(np.mean(forest.predict(stable.X) == y))
-    served = served_estimator(folder, "wine", "2", forest, stable.X, y, list(stable.features))
-    return served, accuracy
 
 
 def gate(current: dict[str, Any], name: str) -> dict[str, Any]:
@@ -80,7 +64,7 @@ def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_
         return current.get("phase") == "RolledBack"
 
     try:
-        worse, accuracy = one_in_ten_mislabelled(tmp_path / "wine-2", stable)
+        worse, accuracy = mislabelled_wine(tmp_path / "wine-2", stable)
         assert 0.85 <= accuracy <= 0.93, f"the candidate's accuracy on the rows sent: {accuracy}"
         applied = time.monotonic()
         kube.apply(with_gate(worse))
