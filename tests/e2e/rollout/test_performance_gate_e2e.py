@@ -1,14 +1,15 @@
 """A candidate 10 points less accurate is rolled back by the realized-performance gate.
 
-Real MLServer wine models behind real sidecars, the real operator. Live
-traffic carries request ids of ours; once a request is answered, its row's
-true class goes to the feedback port of the pod that answered, so each
-label is joined to its prediction and counted against the revision that
-served it. The candidate was trained with one row in ten given another
-class: it answers every request, fast, much like the stable (the operations
-gates pass), yet its realized accuracy is about 0.90 where the stable's is
-1.00. Only the labels can tell, and ``spec.rollout.analysis.performance``
-turns them into a gate.
+Real MLServer wine models behind real sidecars on the real node, the real
+operator. Live traffic through the Service carries request ids of ours;
+once a request is answered, its row's true class goes to the Service's
+feedback port (kube-proxy picks a pod; the sidecars pass a label to the peer
+holding its prediction), so each label is joined to its prediction and
+counted against the revision that served it. The candidate was trained with
+one row in ten given another class: it answers every request, fast, much
+like the stable (the operations gates pass), yet its realized accuracy is
+about 0.90 where the stable's is 1.00. Only the labels can tell, and
+``spec.rollout.analysis.performance`` turns them into a gate.
 
 Figures (labels judged, the gate's values, seconds to the rollback) are
 appended to ``.vigil/e2e-logs/rollout-figures.jsonl``.
@@ -17,17 +18,16 @@ appended to ``.vigil/e2e-logs/rollout-figures.jsonl``.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from kit.figures import Figures
 from kit.kube import Kube
-from kit.modeldeployment import manifest, serve
+from kit.modeldeployment import ModelStore, serve
 from kit.operator import OperatorProcess
 from kit.status import candidate_gates, condition, status
 from kit.waits import watch_until
 
-from vigil.devcluster.models import TrainedModel, mislabelled_wine, train_wine
+from vigil.devcluster.models import TrainedModel, mislabelled_wine
 
 PERFORMANCE = {"minAccuracy": 0.95, "maxDrop": 0.05, "minLabels": 50}
 #: One long canary: the gate decides within it (about 400 candidate labels).
@@ -38,8 +38,8 @@ RATE = 20.0
 record = Figures("rollout").record
 
 
-def with_gate(model: TrainedModel) -> dict[str, Any]:
-    document = manifest(model, STEPS, deadline="15m")
+def with_gate(store: ModelStore, model: TrainedModel) -> dict[str, Any]:
+    document = store.manifest(model, STEPS, deadline="15m")
     document["spec"]["rollout"]["analysis"]["performance"] = PERFORMANCE
     return document
 
@@ -49,10 +49,10 @@ def gate(current: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_gate(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube, operator: OperatorProcess, store: ModelStore
 ) -> None:
-    stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
-    endpoint = serve(kube, stable, with_gate(stable), logs=workload_runner)
+    stable = store.train("wine-1", version="1", seed=0)
+    endpoint = serve(kube, stable, with_gate(store, stable), real_node=True)
     revision = status(kube)["stable"]["revision"]
     traffic = endpoint.traffic(stable.X, rate=RATE, seed=5, labels=stable.y)
     seen_waiting: list[int] = []
@@ -64,10 +64,10 @@ def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_
         return current.get("phase") == "RolledBack"
 
     try:
-        worse, accuracy = mislabelled_wine(tmp_path / "wine-2", stable)
+        worse, accuracy = mislabelled_wine(store.folder / "wine-2", stable)
         assert 0.85 <= accuracy <= 0.93, f"the candidate's accuracy on the rows sent: {accuracy}"
         applied = time.monotonic()
-        kube.apply(with_gate(worse))
+        kube.apply(with_gate(store, worse))
         watch = watch_until(kube, rolled_back, 240, "the rollback on realized performance")
         seconds = time.monotonic() - applied
     finally:

@@ -1,11 +1,16 @@
 """Progressive delivery, end to end: shadow, canary, gates, promotion, rollback.
 
-A real API server, kwok pods whose containers the workload runner starts as
-local processes (the real sidecar in front of a real MLServer serving a
-wine model trained here), the real operator as a subprocess with its own
-RBAC and ``--pod-addressing`` (no Service networking in this cluster), and
-live traffic from the TrafficGenerator, which sends to the Ready pods the
-Service ``wine`` selects (what kube-proxy would do).
+A real API server, model pods on the local cluster's real node (the vigil
+sidecar image built here in front of the MLServer image built here, serving
+a wine model trained here from a volume), the real operator as a subprocess
+with its own RBAC that reaches candidates at their Services, and live
+traffic from the TrafficGenerator through the Service ``wine``'s ClusterIP
+(kube-proxy picks the pod), as a user's client sends it.
+
+Tests not moved yet (``deployed_by_runner`` and the ``workload_runner``
+fixture) run on kwok pods whose containers the workload runner starts as
+local processes, with the operator's ``--pod-addressing`` and the traffic
+sent to the Ready pods the Service selects.
 
 Short steps (seconds) keep each scenario well under two minutes; every wait
 is bounded and says what it saw last. Measured figures are appended to
@@ -26,7 +31,7 @@ from kit.backend_watch import BackendWatch
 from kit.figures import Figures
 from kit.kube import MD_LABEL, REVISION_LABEL, Kube, pod_ip
 from kit.metrics import total
-from kit.modeldeployment import STEPS, Setup, deploy, golden_configmap, manifest
+from kit.modeldeployment import STEPS, ModelStore, Setup, deploy, golden_configmap, manifest
 from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import (
     Status,
@@ -56,6 +61,18 @@ record = Figures("rollout").record
 
 @pytest.fixture
 def deployed(
+    kube: Kube, operator: OperatorProcess, store: ModelStore, tmp_path: Path
+) -> Iterator[Setup]:
+    """Model v1 serving on the real node, traffic through its Service."""
+    setup = deploy(kube, tmp_path, store=store)
+    try:
+        yield setup
+    finally:
+        setup.traffic.stop()
+
+
+@pytest.fixture
+def deployed_by_runner(
     kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
 ) -> Iterator[Setup]:
     setup = deploy(kube, tmp_path, logs=workload_runner)
@@ -107,13 +124,13 @@ def assert_operator_writes_only_status_and_children(kube: Kube) -> None:
 
 
 def test_good_replacement_goes_shadow_canary_and_is_promoted(
-    deployed: Setup, operator: OperatorProcess, tmp_path: Path
+    deployed: Setup, operator: OperatorProcess, store: ModelStore
 ) -> None:
     kube = deployed.kube
-    candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    candidate = store.train("wine-2", version="2", seed=1)
     before = dataclasses.replace(deployed.traffic.stats)
     applied = time.monotonic()
-    kube.apply(manifest(candidate))
+    kube.apply(store.manifest(candidate))
     watch = watch_until(kube, promoted("2"), 150, "the candidate to be promoted")
     duration = time.monotonic() - applied
     current = watch.last
@@ -153,8 +170,9 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
 
 
 def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
-    deployed: Setup, operator: OperatorProcess, tmp_path: Path
+    deployed_by_runner: Setup, operator: OperatorProcess, tmp_path: Path
 ) -> None:
+    deployed = deployed_by_runner
     kube = deployed.kube
     bad = train_wine(tmp_path / "wine-bad", version="2", shuffled_labels=True, seed=0)
     applied = time.monotonic()
@@ -191,7 +209,7 @@ def sidecar_requests(ip: str, origin: str) -> float:
 
 
 def test_a_canary_step_counts_the_live_requests_it_received(
-    deployed: Setup, operator: OperatorProcess, tmp_path: Path
+    deployed_by_runner: Setup, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     """The canary's gates judge the live requests that step sent to the candidate.
 
@@ -199,6 +217,7 @@ def test_a_canary_step_counts_the_live_requests_it_received(
     the monitoring window the gates used to read), nor copies still arriving
     while the stable's sidecars learn the shadow block is gone.
     """
+    deployed = deployed_by_runner
     kube = deployed.kube
     candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
     steps = [
@@ -233,10 +252,10 @@ def test_a_canary_step_counts_the_live_requests_it_received(
 
 
 def test_golden_set_mismatch_stops_the_candidate_at_validate(
-    deployed: Setup, tmp_path: Path
+    deployed: Setup, store: ModelStore
 ) -> None:
     kube = deployed.kube
-    bad = train_wine(tmp_path / "wine-bad", version="2", shuffled_labels=True, seed=0)
+    bad = store.train("wine-bad", version="2", shuffled_labels=True, seed=0)
     steps = [
         {
             "validate": {
@@ -248,7 +267,7 @@ def test_golden_set_mismatch_stops_the_candidate_at_validate(
     ]
     kube.apply(golden_configmap(deployed.stable))
     applied = time.monotonic()
-    kube.apply(manifest(bad, steps))
+    kube.apply(store.manifest(bad, steps))
     watch = watch_until(kube, in_phase("RolledBack"), 120, "the golden set to stop it")
     current = watch.last
     assert watch.steps == ["validate"], watch.steps
@@ -265,8 +284,9 @@ def test_golden_set_mismatch_stops_the_candidate_at_validate(
 
 
 def test_candidate_that_never_serves_fails_at_progress_deadline(
-    deployed: Setup, tmp_path: Path
+    deployed_by_runner: Setup, tmp_path: Path
 ) -> None:
+    deployed = deployed_by_runner
     kube = deployed.kube
     broken = train_wine(tmp_path / "wine-2", version="2", seed=1)
     (broken.folder / "model.joblib").unlink()  # MLServer cannot load it: never ready
@@ -291,7 +311,8 @@ def test_candidate_that_never_serves_fails_at_progress_deadline(
     )
 
 
-def test_tweak_runs_only_the_tweak_steps(deployed: Setup) -> None:
+def test_tweak_runs_only_the_tweak_steps(deployed_by_runner: Setup) -> None:
+    deployed = deployed_by_runner
     kube = deployed.kube
     kube.apply(manifest(deployed.stable, config={"E2E_TUNING_KNOB": "on"}))
     watch = watch_until(kube, newest_outcome("Promoted"), 120, "the tweak to be promoted")
@@ -300,7 +321,10 @@ def test_tweak_runs_only_the_tweak_steps(deployed: Setup) -> None:
     assert watch.no_ready_pods == 0
 
 
-def test_spec_change_supersedes_and_change_back_aborts(deployed: Setup, tmp_path: Path) -> None:
+def test_spec_change_supersedes_and_change_back_aborts(
+    deployed_by_runner: Setup, tmp_path: Path
+) -> None:
+    deployed = deployed_by_runner
     kube = deployed.kube
     slow = [{"shadow": {"duration": "120s", "percent": 100, "minRequests": 20}}]
     second = train_wine(tmp_path / "wine-2", version="2", seed=1)
@@ -334,7 +358,10 @@ def test_spec_change_supersedes_and_change_back_aborts(deployed: Setup, tmp_path
     assert watch.last["stable"]["revision"] == deployed.revision
 
 
-def test_pause_resume_promote_and_abort_through_the_plugin(deployed: Setup, tmp_path: Path) -> None:
+def test_pause_resume_promote_and_abort_through_the_plugin(
+    deployed_by_runner: Setup, tmp_path: Path
+) -> None:
+    deployed = deployed_by_runner
     kube = deployed.kube
     slow = [
         {"shadow": {"duration": "300s", "percent": 100, "minRequests": 20}},
@@ -372,9 +399,10 @@ def test_pause_resume_promote_and_abort_through_the_plugin(deployed: Setup, tmp_
 
 
 def test_operator_killed_at_random_moments_promotes_exactly_once(
-    deployed: Setup, operator: OperatorProcess, tmp_path: Path
+    deployed_by_runner: Setup, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     """SIGKILL the operator 5 times during the good rollout; it resumes from status."""
+    deployed = deployed_by_runner
     kube = deployed.kube
     rng = random.Random(11)
     candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
