@@ -170,13 +170,12 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
 
 
 def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
-    deployed_by_runner: Setup, operator: OperatorProcess, tmp_path: Path
+    deployed: Setup, operator: OperatorProcess, store: ModelStore
 ) -> None:
-    deployed = deployed_by_runner
     kube = deployed.kube
-    bad = train_wine(tmp_path / "wine-bad", version="2", shuffled_labels=True, seed=0)
+    bad = store.train("wine-bad", version="2", shuffled_labels=True, seed=0)
     applied = time.monotonic()
-    kube.apply(manifest(bad))
+    kube.apply(store.manifest(bad))
     watch = watch_until(kube, in_phase("RolledBack"), 120, "the rollback of the bad model")
     duration = time.monotonic() - applied
     current = watch.last
@@ -209,7 +208,7 @@ def sidecar_requests(ip: str, origin: str) -> float:
 
 
 def test_a_canary_step_counts_the_live_requests_it_received(
-    deployed_by_runner: Setup, operator: OperatorProcess, tmp_path: Path
+    deployed: Setup, operator: OperatorProcess, store: ModelStore
 ) -> None:
     """The canary's gates judge the live requests that step sent to the candidate.
 
@@ -217,14 +216,13 @@ def test_a_canary_step_counts_the_live_requests_it_received(
     the monitoring window the gates used to read), nor copies still arriving
     while the stable's sidecars learn the shadow block is gone.
     """
-    deployed = deployed_by_runner
     kube = deployed.kube
-    candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    candidate = store.train("wine-2", version="2", seed=1)
     steps = [
         {"shadow": {"duration": "6s", "percent": 100, "minRequests": 20}},
         {"canary": {"weight": 50, "duration": "600s"}},
     ]
-    spec = manifest(candidate, steps, deadline="600s")
+    spec = store.manifest(candidate, steps, deadline="600s")
     spec["spec"]["rollout"]["analysis"]["earlyAdvance"] = False  # stay in the canary step
     kube.apply(spec)
     watch = watch_until(kube, at_step("canary 50%"), 120, "the canary step")
@@ -233,7 +231,7 @@ def test_a_canary_step_counts_the_live_requests_it_received(
     time.sleep(10)
     stats = deployed.traffic.stop()
     stopped = time.time()
-    live = sum(stats.by_pod.get(ip, 0) for ip in ips)
+    live = stats.by_revision.get(revision, 0)  # the answers the candidate's sidecars signed
     assert live > 20, f"{live} live requests reached the candidate in 10 s"
 
     def checked_after_the_last_request(current: Status) -> bool:
@@ -284,17 +282,16 @@ def test_golden_set_mismatch_stops_the_candidate_at_validate(
 
 
 def test_candidate_that_never_serves_fails_at_progress_deadline(
-    deployed_by_runner: Setup, tmp_path: Path
+    deployed: Setup, store: ModelStore
 ) -> None:
-    deployed = deployed_by_runner
     kube = deployed.kube
-    broken = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    broken = store.train("wine-2", version="2", seed=1)
     (broken.folder / "model.joblib").unlink()  # MLServer cannot load it: never ready
     applied = time.monotonic()
     # The model's own readiness: MLServer's server-level /v2/health/ready answers 200 for
     # a moment after each restart while the model fails to load (seen once in CI: the
     # stable copied to the candidate for 3 s), which docs/howto/model-server.md notes.
-    kube.apply(manifest(broken, deadline="20s", readiness_path="/v2/models/wine/ready"))
+    kube.apply(store.manifest(broken, deadline="20s", readiness_path="/v2/models/wine/ready"))
     watch = watch_until(kube, in_phase("Failed"), 90, "the rollout to fail at its deadline")
     current = watch.last
     ready = condition(current, "Ready")
@@ -311,10 +308,9 @@ def test_candidate_that_never_serves_fails_at_progress_deadline(
     )
 
 
-def test_tweak_runs_only_the_tweak_steps(deployed_by_runner: Setup) -> None:
-    deployed = deployed_by_runner
+def test_tweak_runs_only_the_tweak_steps(deployed: Setup, store: ModelStore) -> None:
     kube = deployed.kube
-    kube.apply(manifest(deployed.stable, config={"E2E_TUNING_KNOB": "on"}))
+    kube.apply(store.manifest(deployed.stable, config={"E2E_TUNING_KNOB": "on"}))
     watch = watch_until(kube, newest_outcome("Promoted"), 120, "the tweak to be promoted")
     assert watch.steps == ["canary 50%"], watch.steps
     assert watch.last["history"][0]["change"] == "tweak"
