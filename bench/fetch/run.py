@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from vigil.devcluster.common import free_port
 from vigil.devcluster.seaweedfs import READER, put_object, running_store
 
 HERE = Path(__file__).resolve().parent
@@ -48,12 +48,6 @@ def make_artifact(path: Path, size_mib: int) -> str:
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def timed(command: list[str], env: dict[str, str], work: Path) -> tuple[float, float]:

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import yaml
 
 from vigil.core import naming
 from vigil.devcluster.cluster import LocalCluster, pod_octet
+from vigil.devcluster.common import free_port
 from vigil.devcluster.operator_process import OPERATOR_BIN, operator_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,12 +167,6 @@ class BenchCluster(LocalCluster):
         return client.serviceaccount_kubeconfig(
             "vigil-system", "vigil-operator", self.state_dir / "operator.kubeconfig"
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def utc_now() -> datetime.datetime:

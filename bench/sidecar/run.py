@@ -38,7 +38,6 @@ import datetime as dt
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,16 +47,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from vigil.devcluster.common import free_port
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 MLSERVER_BIN = REPO / ".venv-mlserver" / "bin" / "mlserver"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ok(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import threading
 from pathlib import Path
 
 import yaml
@@ -11,6 +13,27 @@ import yaml
 
 class ClusterError(RuntimeError):
     """A component could not be built, started or reached; the message says which."""
+
+
+_handed_out: set[tuple[str, int]] = set()
+_handed_out_lock = threading.Lock()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` now, and never one this process was given before.
+
+    Once a probe socket closes, the kernel may hand its port to the next bind
+    again: a caller that takes several ports before it starts the servers
+    would give two of them the same one.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        with _handed_out_lock:
+            if (host, port) not in _handed_out:
+                _handed_out.add((host, port))
+                return port
 
 
 def pid_alive(pid: int) -> bool:

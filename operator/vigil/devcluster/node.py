@@ -433,6 +433,9 @@ class RealNode:
                 "nodefs.inodesFree": "2%",
             },
             "serializeImagePulls": False,
+            # ConfigMap volumes (the sidecar's run-time shadow settings) are refreshed on the
+            # periodic pod sync: 1m by default plus up to half again, a minute per shadow step.
+            "syncFrequency": "10s",
             "rotateCertificates": False,
             "serverTLSBootstrap": False,
             "protectKernelDefaults": False,

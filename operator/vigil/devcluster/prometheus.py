@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -33,6 +32,7 @@ from vigil.devcluster.cluster import (
     cluster_endpoint,
     repo_root,
 )
+from vigil.devcluster.common import free_port
 
 MONITORING_NAMESPACE = "vigil-monitoring"
 SERVICE_ACCOUNT = "prometheus"
@@ -48,12 +48,6 @@ def prometheus_binary() -> str:
     if not binary.is_file():
         raise ClusterError(f"{binary} missing: run hack/build-cluster.sh")
     return str(binary)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape_configs(

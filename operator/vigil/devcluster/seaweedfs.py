@@ -16,7 +16,6 @@ import hashlib
 import http.client
 import io
 import json
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.devcluster.cluster import repo_root
+from vigil.devcluster.common import free_port
 from vigil.devcluster.images import (
     REGISTRY,
     ImageArchive,
@@ -85,17 +85,6 @@ def weed_binary() -> Path:
     return binary
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def server_command(
     binary: Path, folder: Path, ports: list[int], config: Path, bind: str = "127.0.0.1"
 ) -> list[str]:
@@ -140,7 +129,7 @@ def running_store(folder: Path) -> Iterator[S3Store]:
     (folder / "data").mkdir(exist_ok=True)
     config = folder / "s3.json"
     config.write_text(json.dumps(s3_config((ADMIN, READER))))
-    ports = _free_ports(8)
+    ports = [free_port() for _ in range(8)]
     log = folder / "weed.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

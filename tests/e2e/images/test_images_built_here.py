@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kit.kube import free_port
 
 from vigil.devcluster import images
+from vigil.devcluster.common import free_port
 from vigil.devcluster.engine import Docker, ImageError, require_tool
 
 SHIPPED = ("pause", "python-base", "vigil", "mlserver-sklearn")

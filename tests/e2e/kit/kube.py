@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import socket
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,12 +34,6 @@ def safe(read: Callable[[], T], default: T) -> T:
         return read()
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError, OSError):
         return default
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def configmap(name: str, data: Mapping[str, str]) -> dict[str, Any]:

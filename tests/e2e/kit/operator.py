@@ -25,10 +25,11 @@ import pytest
 from prometheus_client.samples import Sample
 
 from kit import metrics
-from kit.kube import ROOT, Kube, free_port
+from kit.kube import ROOT, Kube
 from kit.waits import wait_for
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
+from vigil.devcluster.common import free_port
 from vigil.devcluster.operator_process import OPERATOR_BIN, operator_command
 
 BIN = Path(sys.executable).parent

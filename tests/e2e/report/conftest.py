@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit.kube import free_port
 
 from vigil.devcluster.cluster import ClusterError, build_binaries
+from vigil.devcluster.common import free_port
 from vigil.plugin.report.figures import Context, build
 from vigil.plugin.report.page import render
 

@@ -24,10 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kit.kube import ROOT, free_port
+from kit.kube import ROOT
 
 from vigil.core import desired as desired_objects
 from vigil.core.desired import FEEDBACK_PORT_NAME, METRICS_PORT, SIDECAR_PORT_NAME, Owner
+from vigil.devcluster.common import free_port
 
 HERE = Path(__file__).resolve().parent
 ADMIN_LOOKING_PATHS = [

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,14 +25,10 @@ from typing import Any
 from payload_cases import Case
 from prometheus_client.parser import text_string_to_metric_families
 
+from vigil.devcluster.common import free_port
+
 REPO = Path(__file__).resolve().parents[3]
 UPSTREAM_SCRIPT = Path(__file__).with_name("fuzz_upstream.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from vigil.core import naming
 from vigil.core.desired import Owner, RevisionInfo, desired_configmap
 from vigil.core.rollout import Traffic
 from vigil.core.spec import parse_spec
+from vigil.devcluster.common import free_port
 from vigil.devcluster.models import train_wine
 from vigil.routing.base import RoutingTarget
 from vigil.routing.shadow import shadow_for, with_shadow, without_shadow
@@ -35,12 +35,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 MLSERVER = REPO / ".venv-mlserver" / "bin" / "mlserver"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:

@@ -24,7 +24,6 @@ from integration_kit import (
     MLSERVER_BIN,
     MLSERVER_PY,
     REPO,
-    free_port,
     running,
     stop,
     wait_http_ok,
@@ -34,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from vigil.devcluster.common import free_port
 from vigil.devcluster.models import write_mlserver_folder, write_mlserver_settings
 from vigil.profile import build_profile
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,12 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parents[3]
 MLSERVER_PY = REPO / ".venv-mlserver" / "bin" / "python"
 MLSERVER_BIN = REPO / ".venv-mlserver" / "bin" / "mlserver"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def http(

@@ -15,7 +15,9 @@ import urllib.request
 
 import numpy as np
 import pytest
-from integration_kit import free_port, http, scrape, v2_request, value
+from integration_kit import http, scrape, v2_request, value
+
+from vigil.devcluster.common import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,10 @@ import time
 
 import numpy as np
 import pytest
-from integration_kit import free_port, http, scrape, v2_request, value
+from integration_kit import http, scrape, v2_request, value
 
 from vigil.core.drift import psi
+from vigil.devcluster.common import free_port
 from vigil.profile import load_profile
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,6 +21,7 @@ import joblib
 import pytest
 
 from vigil.cli import main
+from vigil.devcluster.common import free_port
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.validation.golden import parse_golden_set, replay_report
 
@@ -30,12 +30,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 MLSERVER = REPO / ".venv-mlserver" / "bin" / "mlserver"
 START_TIMEOUT = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

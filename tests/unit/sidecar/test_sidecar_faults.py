@@ -1,15 +1,10 @@
 """Bad input and faults: clear answers, counted, and the sidecar keeps serving."""
 
 import asyncio
-import socket
 
 from sidecar_testkit import base, scrape, settle, v2_body, value
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from vigil.devcluster.common import free_port
 
 
 async def test_body_over_limit_gets_413_and_is_counted(model, start_sidecar, http):
@@ -55,7 +50,7 @@ async def test_wrong_content_type_is_counted(model, start_sidecar, http):
 
 
 async def test_model_server_down_gives_503_counted_as_refused(start_sidecar, http):
-    sidecar = await start_sidecar(f"http://127.0.0.1:{_free_port()}")
+    sidecar = await start_sidecar(f"http://127.0.0.1:{free_port()}")
     for _ in range(3):
         async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=b"{}") as resp:
             assert resp.status == 503

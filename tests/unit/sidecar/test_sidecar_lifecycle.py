@@ -3,12 +3,12 @@
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import aiohttp
 from sidecar_testkit import base, v2_body
 
+from vigil.devcluster.common import free_port
 from vigil.sidecar import proxy
 
 
@@ -50,15 +50,9 @@ async def test_drain_finishes_in_flight_requests_and_refuses_new_ones(model, sta
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_process_exits_cleanly_on_sigterm_after_draining(model, tmp_path):
     model.delay = 0.5
-    port, mport = _free_port(), _free_port()
+    port, mport = free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
