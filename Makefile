@@ -12,7 +12,7 @@ UNIT := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 # MLServer runs as its own process (as in a pod), from its own environment.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 
-.PHONY: help install cluster-build seaweedfs helm images cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
+.PHONY: help install cluster-build seaweedfs helm flux images cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ seaweedfs: ## build (once) and cache SeaweedFS, the S3-compatible store of the a
 helm: ## build (once) and cache helm from its Go module (the chart's tests)
 	bash hack/build-helm.sh >/dev/null
 
+flux: ## build (once) and cache Flux's source- and kustomize-controller and their CRDs (the GitOps tests)
+	bash hack/build-flux.sh >/dev/null
+
 images: $(STAMP) ## build (once) and cache the local container images (vigil.local/*); IMAGES="pause ..."
 	bash hack/build-images.sh $(IMAGES)
 
@@ -49,7 +52,7 @@ cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes clus
 cluster-down: $(STAMP) ## stop the local cluster, remove its processes and data
 	$(VENV)/bin/vigil-devcluster down
 
-test: install cluster-build seaweedfs helm ## unit and e2e tests (starts or reuses the local cluster)
+test: install cluster-build seaweedfs helm flux ## unit and e2e tests (starts or reuses the local cluster)
 	$(UNIT) tests/unit -n auto
 	$(PY) -m pytest tests/integration tests/e2e --durations=30
 

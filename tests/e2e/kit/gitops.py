@@ -1,0 +1,94 @@
+"""The ``manifests/gitops/flux`` example in a test's Git repository, and Flux's view of it.
+
+The repository holds the project's ``manifests/`` and ``crds/`` as a user's
+fork does, the example's GitRepository pointed at it; a test applies the
+example's GitRepository and model Kustomization (``example_objects``) and
+commits its model into ``MODEL_PATH``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kit.gitserver import GitRepository
+from kit.kube import ROOT, Kube
+
+#: The example's folder, in the project and in the test's repository.
+EXAMPLE = "manifests/gitops/flux"
+#: Where the test's model lives in the repository (the example's model Kustomization's path).
+MODEL_PATH = "manifests/models/wine"
+#: How often source-controller looks at the repository (the example: 5m).
+SOURCE_INTERVAL = "2s"
+
+
+@dataclass
+class GitOps:
+    """The test's repository and the Flux objects that follow it."""
+
+    repository: GitRepository
+    kube: Kube
+    #: The model Kustomization's name (the example's).
+    name: str
+
+    def kustomization(self) -> dict[str, Any]:
+        return self.kube.get("kustomization.kustomize.toolkit.fluxcd.io", self.name) or {}
+
+    def source(self) -> dict[str, Any]:
+        return self.kube.get("gitrepository.source.toolkit.fluxcd.io", "vigil") or {}
+
+
+def seed_repository(folder: Path, url: str) -> Path:
+    """The project's manifests and CRDs as a fork holds them; the example's GitRepository
+    names ``url`` (the example says: replace url with your fork's). The model's folder
+    is not there yet: a test commits it."""
+    for part in ("manifests", "crds"):
+        shutil.copytree(ROOT / part, folder / part)
+    path = folder / EXAMPLE / "gitrepository.yaml"
+    source = yaml.safe_load(path.read_text())
+    source["spec"]["url"] = url
+    path.write_text(yaml.safe_dump(source, sort_keys=False))
+    return folder
+
+
+def example_objects(repository: Path, namespace: str) -> list[dict[str, Any]]:
+    """The example's GitRepository and model Kustomization from the repository's copy,
+    with what a test changes: its namespace for both and for the model, a short source
+    interval, the model's path, no dependency on the operator's Kustomization (the
+    operator runs as a process of the ``operator`` fixture) and a shorter timeout."""
+    example = repository / EXAMPLE
+    source = yaml.safe_load((example / "gitrepository.yaml").read_text())
+    kustomizations = list(yaml.safe_load_all((example / "kustomizations.yaml").read_text()))
+    (model,) = [k for k in kustomizations if k["metadata"]["name"] != "vigil-operator"]
+    source["metadata"]["namespace"] = namespace
+    source["spec"]["interval"] = SOURCE_INTERVAL
+    model["metadata"]["namespace"] = namespace
+    spec = model["spec"]
+    spec.pop("dependsOn", None)
+    spec["path"] = f"./{MODEL_PATH}"
+    spec["targetNamespace"] = namespace
+    spec["timeout"] = "5m"
+    for check in spec["healthChecks"]:
+        check["namespace"] = namespace
+    return [source, model]
+
+
+def ready_at(kustomization: dict[str, Any], commit: str) -> bool:
+    """Ready True, having applied ``commit``."""
+    status = kustomization.get("status") or {}
+    ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+    return bool(
+        ready
+        and ready[0]["status"] == "True"
+        and str(status.get("lastAppliedRevision", "")).endswith(commit)
+    )
+
+
+def attempted(kustomization: dict[str, Any], commit: str) -> bool:
+    """Flux tried to apply ``commit`` (whatever came of it)."""
+    status = kustomization.get("status") or {}
+    return str(status.get("lastAttemptedRevision", "")).endswith(commit)
