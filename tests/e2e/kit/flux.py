@@ -111,7 +111,7 @@ def _wait_healthy(name: str, url: str, process: subprocess.Popen[bytes], log: Pa
 def running_flux(cluster: ClusterClient, folder: Path, work: Path) -> Iterator[FluxControllers]:
     """source-controller and kustomize-controller against ``cluster`` (its kubeconfig),
     all namespaces, no leader election; logs and artifact storage under ``work``."""
-    work.mkdir(parents=True, exist_ok=True)
+    (work / "storage").mkdir(parents=True, exist_ok=True)
     storage = free_port()
     env = {
         **os.environ,

@@ -8,6 +8,7 @@ commits its model into ``MODEL_PATH``.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,9 @@ def seed_repository(folder: Path, url: str) -> Path:
     for part in ("manifests", "crds"):
         shutil.copytree(ROOT / part, folder / part)
     path = folder / EXAMPLE / "gitrepository.yaml"
-    source = yaml.safe_load(path.read_text())
-    source["spec"]["url"] = url
-    path.write_text(yaml.safe_dump(source, sort_keys=False))
+    text, edits = re.subn(r"(?m)^(\s+url:) \S+$", rf"\1 {url}", path.read_text())
+    assert edits == 1, f"no single url in {path}"
+    path.write_text(text)
     return folder
 
 
