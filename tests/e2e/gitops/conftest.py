@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from kit.figures import FIGURES_DIR
 from kit.flux import FluxControllers, flux_binaries, install_flux_crds, running_flux
-from kit.gitops import GitOps, attempted, example_objects, seed_repository
+from kit.gitops import GitOps, example_objects, seed_repository, waiting_for_the_model
 from kit.gitserver import git_server
 from kit.kube import Kube
 from kit.waits import wait_for
@@ -57,7 +57,7 @@ def gitops(kube: Kube, flux: FluxControllers, tmp_path: Path) -> Iterator[GitOps
         kube.apply(*objects)
         try:
             wait_for(
-                lambda: attempted(state.kustomization(), repository.head()),
+                lambda: waiting_for_the_model(state.kustomization(), repository.head()),
                 timeout=90,
                 what=lambda: (
                     f"the first sync; Kustomization: {state.kustomization().get('status')}"

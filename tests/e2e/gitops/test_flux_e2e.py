@@ -73,7 +73,8 @@ class Look:
 
     at: float
     flux_ready: str
-    flux_reason: str
+    #: Flux's Healthy condition: status and message (its health checks' progress).
+    flux_healthy: str
     flux_message: str
     applied: str
     exists: bool  # the ModelDeployment
@@ -90,14 +91,15 @@ class Looks:
 
 def look(gitops: GitOps, kube: Kube, pushed: float) -> Look:
     status = gitops.kustomization().get("status") or {}
-    ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    ready, healthy = conditions.get("Ready", {}), conditions.get("Healthy", {})
     md = kube.get("md", "wine") or {}
     md_ready = condition(md.get("status") or {}, "Ready")
     return Look(
         round(time.monotonic() - pushed, 2),
         str(ready.get("status", "")),
-        str(ready.get("reason", "")),
-        str(ready.get("message", "")),
+        str(healthy.get("status", "")),
+        str(healthy.get("message", "")),
         str(status.get("lastAppliedRevision", "")),
         bool(md),
         str(md_ready.get("status", "")),
@@ -135,19 +137,20 @@ def test_a_new_model_committed_to_git_is_ready_through_flux_only_once_vigil_says
     assert md["spec"]["model"]["version"] == "1"
     assert md["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == gitops.name
     # Flux's Ready came after Vigil's (conditions' transition times, seconds).
-    assert parse_unix(flux_condition["lastTransitionTime"]) >= parse_unix(
-        md_ready["lastTransitionTime"]
-    ), (flux_condition, md_ready)
+    flux_at = parse_unix(flux_condition["lastTransitionTime"])
+    model_at = parse_unix(md_ready["lastTransitionTime"])
+    assert flux_at is not None and model_at is not None, (flux_condition, md_ready)
+    assert flux_at >= model_at, (flux_condition, md_ready)
     # Flux applied the commit, then waited on the health check while the model was not Ready.
     applied = looks.first(lambda x: x.exists)
     waiting = [
         x
         for x in looks.items
-        if x.exists and x.model != "True" and "health check" in x.flux_message.lower()
+        if x.exists and x.model != "True" and "running health checks" in x.flux_message.lower()
     ]
     assert applied is not None, looks.items
     assert waiting, f"never saw Flux wait on the health check: {looks.items}"
-    assert all(x.flux_ready != "True" or not x.applied.endswith(commit) for x in waiting)
+    assert all(x.flux_ready != "True" and x.flux_healthy != "True" for x in waiting), waiting
     inventory = {entry["id"] for entry in ks["status"]["inventory"]["entries"]}
     assert f"{kube.namespace}_wine_vigil.dev_ModelDeployment" in inventory, inventory
     assert f"{kube.namespace}_wine-reference__ConfigMap" in inventory, inventory

@@ -93,3 +93,14 @@ def attempted(kustomization: dict[str, Any], commit: str) -> bool:
     """Flux tried to apply ``commit`` (whatever came of it)."""
     status = kustomization.get("status") or {}
     return str(status.get("lastAttemptedRevision", "")).endswith(commit)
+
+
+def waiting_for_the_model(kustomization: dict[str, Any], commit: str) -> bool:
+    """Flux tried ``commit`` and found no model's folder in it (not Ready: path not found)."""
+    status = kustomization.get("status") or {}
+    ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+    reconciling = [c for c in status.get("conditions") or [] if c["type"] == "Reconciling"]
+    tried = attempted(kustomization, commit) or any(commit in c["message"] for c in reconciling)
+    return bool(
+        tried and ready and ready[0]["status"] == "False" and "not found" in ready[0]["message"]
+    )
