@@ -108,7 +108,7 @@ def test_apiserver_restarted_mid_rollout_the_operator_rides_through(
     tmp_path: Path,
 ) -> None:
     kube = own_kube
-    setup = deploy(kube, own_runner, tmp_path, STEPS)
+    setup = deploy(kube, tmp_path, STEPS, logs=own_runner)
     try:
         candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
         kube.apply(manifest(candidate, STEPS))
