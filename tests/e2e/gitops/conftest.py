@@ -67,7 +67,9 @@ def gitops(kube: Kube, flux: FluxControllers, tmp_path: Path) -> Iterator[GitOps
             yield state
         finally:
             kube.run(
-                "delete", "kustomization.kustomize.toolkit.fluxcd.io", state.name,
-                "gitrepository.source.toolkit.fluxcd.io", "vigil", "--timeout=60s",
+                "delete",
+                f"kustomization.kustomize.toolkit.fluxcd.io/{state.name}",
+                "gitrepository.source.toolkit.fluxcd.io/vigil",
+                "--timeout=60s",
                 check=False,
-            )  # fmt: skip
+            )
