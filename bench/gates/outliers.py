@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vigil.core.analysis import Answered
-from vigil.core.judges import _latency_p95, _latency_vs_stable
+from vigil.core.judges.requests import latency_p95, latency_vs_stable
 from vigil.core.window import quantile_from_buckets
 from vigil.sidecar.metrics import LATENCY_BUCKETS
 
@@ -87,12 +87,12 @@ def trimmed(answered: Answered, factor: float = 3.0) -> Answered:
 
 
 def failed(candidate: Answered, stable: Answered) -> bool:
-    test = _latency_vs_stable(candidate, stable, MARGIN)
+    test = latency_vs_stable(candidate, stable, MARGIN)
     return test is not None and test.p_fail(test.bounds(ALPHA, False)) <= ALPHA
 
 
 def slo_failed(candidate: Answered) -> bool:
-    test = _latency_p95(candidate, SLO)
+    test = latency_p95(candidate, SLO)
     return test is not None and test.p_fail(test.bounds(ALPHA, False)) <= ALPHA
 
 

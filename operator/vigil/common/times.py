@@ -11,6 +11,11 @@ import datetime
 from typing import Any
 
 
+def utc_now() -> datetime.datetime:
+    """Now, aware, in UTC: the clock the operator stamps status and Events with."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 def format_time(moment: datetime.datetime) -> str:
     """``2026-11-26T12:00:00Z``: second precision (``metav1.Time``)."""
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

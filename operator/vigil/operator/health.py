@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from vigil.common import objects
-from vigil.common.times import format_time
+from vigil.common.times import format_time, utc_now
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT
 from vigil.core.health import HealthReport, evaluate, format_window
@@ -138,10 +138,6 @@ class CycleResult:
     reports: dict[tuple[str, str], HealthReport] = field(default_factory=dict)
 
 
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 class HealthLoop:
     """Collects, judges and records the health of every watched ModelDeployment."""
 
@@ -154,7 +150,7 @@ class HealthLoop:
         interval: float = DEFAULT_INTERVAL_SECONDS,
         source_factory: SourceFactory = default_source,
         clock: Callable[[], float] = time.time,
-        utcnow: Callable[[], datetime.datetime] = _utcnow,
+        utcnow: Callable[[], datetime.datetime] = utc_now,
     ) -> None:
         self._api_factory = api_factory
         self.reconciler = reconciler

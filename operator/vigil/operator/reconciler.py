@@ -22,6 +22,7 @@ from typing import Any
 
 from vigil.common import objects
 from vigil.common.objects import section
+from vigil.common.times import utc_now
 from vigil.core import naming
 from vigil.core.candidate import RolloutInputs
 from vigil.core.desired import Owner
@@ -115,10 +116,6 @@ def _describe(action: Action) -> tuple[str, str]:
     return verb, f"{action.kind} {action.name}"
 
 
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 def _parsed(name: str, raw: Mapping[str, Any]) -> ModelDeploymentSpec | None:
     """The spec, parsed once for the whole cycle (None: the decision reports why not)."""
     try:
@@ -166,7 +163,7 @@ class Reconciler:
         config: ReconcilerConfig,
         metrics: OperatorMetrics,
         post_event: EventPoster,
-        clock: Callable[[], datetime.datetime] = _utcnow,
+        clock: Callable[[], datetime.datetime] = utc_now,
     ) -> None:
         self._api_factory = api_factory
         self.config = config

@@ -85,14 +85,7 @@ def watch(
         if previous is not None:
             cycle.delete_revision(previous.revision)
         return finish(cycle, reached, revision=view.revision, stable=Side(view))
-    seen = BakeObservations(
-        signals(cycle.obs.status.get("conditions")),
-        previous_exists=previous is not None,
-        previous_available=previous is not None
-        and previous.is_available
-        and previous.replicas == spec.replicas,
-        replicas=spec.replicas,
-    )
+    seen = _seen(cycle, previous)
     decision = decide(spec.rollout.bake, state, seen, now, spec.rollout.progress_deadline_seconds)
     # Over: passed, or the previous revision never came back (the promoted one keeps serving).
     if decision.move in (BakeMove.PASS, BakeMove.GIVE_UP):
@@ -131,6 +124,20 @@ def watch(
     left = after.ends_at - now if decision.move == BakeMove.BAKE else RECHECK_SECONDS
     plan.recheck_after = max(1.0, min(RECHECK_SECONDS, left))
     return plan
+
+
+def _seen(cycle: Cycle, previous: DeploymentView | None) -> BakeObservations:
+    """What the bake's runbook reads: the health loop's conditions, the previous revision."""
+    assert cycle.spec is not None
+    replicas = cycle.spec.replicas
+    return BakeObservations(
+        signals(cycle.obs.status.get("conditions")),
+        previous_exists=previous is not None,
+        previous_available=previous is not None
+        and previous.is_available
+        and previous.replicas == replicas,
+        replicas=replicas,
+    )
 
 
 def bake_outcome(reached: Outcome, reason: str, words: str) -> Outcome:

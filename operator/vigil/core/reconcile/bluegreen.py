@@ -53,18 +53,7 @@ def replace_stable(
     if policy is None:
         cycle.serve(stable_view.revision)
     cycle.keep_in_history(stable_view)
-    # A newer spec supersedes a candidate that was still starting.
-    for other, other_view in views.items():
-        if other in (revision, stable_view.revision):
-            continue
-        if not bake.supersede(cycle, stable_view.revision, other, revision):
-            cycle.retire(
-                other_view,
-                Reason.ROLLOUT_SUPERSEDED,
-                f"revision {other} removed: superseded by revision {revision}",
-                HistoryOutcome.SUPERSEDED,
-                f"superseded by revision {revision}",
-            )
+    _supersede_others(cycle, revision, stable_view, views)
     # The change kind has steps: a stepped rollout (validate, shadow, canary, pause).
     if policy is not None and not (spec.paused and candidate_view is None):
         return stepped.progress(
@@ -102,6 +91,23 @@ def replace_stable(
         return switch(cycle, identity, change, stable_view, candidate_view)
     reached = _starting(cycle, revision, stable_view, candidate_view)
     return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
+
+
+def _supersede_others(
+    cycle: Cycle, revision: str, stable_view: DeploymentView, views: Mapping[str, DeploymentView]
+) -> None:
+    """A newer spec supersedes a candidate that was still starting (or baking)."""
+    for other, other_view in views.items():
+        if other in (revision, stable_view.revision):
+            continue
+        if not bake.supersede(cycle, stable_view.revision, other, revision):
+            cycle.retire(
+                other_view,
+                Reason.ROLLOUT_SUPERSEDED,
+                f"revision {other} removed: superseded by revision {revision}",
+                HistoryOutcome.SUPERSEDED,
+                f"superseded by revision {revision}",
+            )
 
 
 def _policy(cycle: Cycle, change: ChangeKind) -> RolloutPolicy | None:

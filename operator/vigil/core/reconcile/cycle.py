@@ -148,10 +148,13 @@ class Cycle:
         if selector is None:
             self.route(revision)
 
-    def live_metadata(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """A live child's metadata to apply it again (its applied hash left to restamp)."""
-        meta = body(item).meta
-        return {
+    def reapplied(
+        self, live: Mapping[str, Any], api_version: str, kind: str, **parts: Any
+    ) -> dict[str, Any]:
+        """A live child to apply again with ``parts`` (spec, data) changed: one rendered from
+        an older spec, which the current one cannot render again."""
+        meta = body(live).meta
+        metadata = {
             "name": meta.name,
             "namespace": self.obs.owner.namespace,
             "labels": dict(meta.labels),
@@ -160,6 +163,8 @@ class Cycle:
             },
             "ownerReferences": [owner_reference(self.obs.owner)],
         }
+        manifest = {"apiVersion": api_version, "kind": kind, "metadata": metadata, **parts}
+        return with_applied_hash(manifest)
 
     def scale_revision(self, revision: str, replicas: int) -> None:
         """A live revision's Deployment at ``replicas``, the rest as it runs (rendered from an
@@ -167,13 +172,8 @@ class Cycle:
         live = self.live.get(("Deployment", naming.deployment_name(self.obs.owner.name, revision)))
         if live is None:
             return
-        manifest = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": self.live_metadata(live),
-            "spec": {**copy.deepcopy(dict(body(live).spec)), "replicas": replicas},
-        }
-        self.ensure(with_applied_hash(manifest))
+        spec = {**copy.deepcopy(dict(body(live).spec)), "replicas": replicas}
+        self.ensure(self.reapplied(live, "apps/v1", "Deployment", spec=spec))
 
     def delete_revision(self, revision: str) -> None:
         """Delete a revision's Deployment, settings ConfigMap and Service (when they exist)."""

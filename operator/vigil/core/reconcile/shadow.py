@@ -7,7 +7,7 @@ from typing import Any
 
 from vigil.common.objects import body
 from vigil.core import naming
-from vigil.core.desired import SIDECAR_CONFIG_KEY, with_applied_hash
+from vigil.core.desired import SIDECAR_CONFIG_KEY
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Apply
@@ -32,10 +32,5 @@ def set_stable_shadow(
     changed = None if text is None else with_shadow(text, shadow)
     if changed is None:
         return
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": cycle.live_metadata(live),
-        "data": {**configmap.data, SIDECAR_CONFIG_KEY: changed},
-    }
-    cycle.plan.actions.append(Apply(with_applied_hash(manifest)))
+    data = {**configmap.data, SIDECAR_CONFIG_KEY: changed}
+    cycle.plan.actions.append(Apply(cycle.reapplied(live, "v1", "ConfigMap", data=data)))

@@ -74,19 +74,9 @@ def progress(
 ) -> Plan:
     """Drive the candidate through its steps with ``rollout.decide`` (vigil.core.rollout)."""
     attempt = _attempt(cycle, revision, change)
-    # A finished attempt (rolled back, failed) is not retried until the spec or a person says so.
-    if attempt.previous.get("outcome") in FINISHED:
-        finished = finished_attempt(cycle, revision)
-        if finished is not None:
-            return hold_finished(cycle, stable_view, finished, revision)
-        attempt.previous = {}
-        attempt.summary["startedAt"] = format_time(cycle.obs.now)
-    if cycle.verb == RequestVerb.RETRY:
-        cycle.answer(
-            False,
-            f"revision {revision} is rolling out; retry is for a rollout that "
-            "ended RolledBack or Failed",
-        )
+    held = _hold_or_restart(cycle, attempt, stable_view)
+    if held is not None:
+        return held
     # A model that cannot be fetched fails the rollout at once (no step can pass without it).
     fetch = cycle.obs.fetches.get(revision)
     if fetch is not None and fetch.kind == "failed":
@@ -127,6 +117,25 @@ def progress(
         stable=Side(stable_view),
         candidate=Side(candidate_view, attempt.summary, rollout=attempt.summary),
     )
+
+
+def _hold_or_restart(cycle: Cycle, attempt: _Attempt, stable_view: DeploymentView) -> Plan | None:
+    """A finished attempt (rolled back, failed) is held until the spec or a person says so,
+    then starts again from step 1; a retry is refused while an attempt runs."""
+    revision = attempt.revision
+    if attempt.previous.get("outcome") in FINISHED:
+        finished = finished_attempt(cycle, revision)
+        if finished is not None:
+            return hold_finished(cycle, stable_view, finished, revision)
+        attempt.previous = {}
+        attempt.summary["startedAt"] = format_time(cycle.obs.now)
+    if cycle.verb == RequestVerb.RETRY:
+        cycle.answer(
+            False,
+            f"revision {revision} is rolling out; retry is for a rollout that "
+            "ended RolledBack or Failed",
+        )
+    return None
 
 
 def _attempt(cycle: Cycle, revision: str, change: ChangeKind) -> _Attempt:

@@ -17,6 +17,9 @@ the change is switched blue/green, as without steps). What the pods
 cannot take (no model version, an unknown protocol) is a :class:`SpecError`.
 """
 
-# The package's face: the typed spec and its defaults (model), and the parser (parse).
+# The package's face: the defaults, the typed spec (model), the health loop's view of it
+# (health) and the parser (parse).
+from vigil.core.spec.defaults import *  # noqa: F403
+from vigil.core.spec.health import *  # noqa: F403
 from vigil.core.spec.model import *  # noqa: F403
 from vigil.core.spec.parse import *  # noqa: F403

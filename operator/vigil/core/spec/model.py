@@ -1,4 +1,7 @@
-"""The typed, defaulted spec: every default in one place, the dataclasses the operator reads."""
+"""The typed, defaulted spec: the dataclasses the operator reads.
+
+Their defaults are :mod:`vigil.core.spec.defaults`'s, the parser's too.
+"""
 
 from __future__ import annotations
 
@@ -6,140 +9,46 @@ import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any
 
-# -- defaults -----------------------------------------------------------------------------
-
-# The CRD's defaults (crds/modeldeployments.yaml); CRD_DEFAULTS below lists them by path.
-DEFAULT_SERVER_PORT = 8080
-DEFAULT_PROTOCOL = "v2"
-DEFAULT_REPLICAS = 1
-DEFAULT_WINDOW = "5m"
-DEFAULT_DRIFT_METHOD = "psi"
-DEFAULT_DRIFT_WARNING = 0.1
-DEFAULT_DRIFT_THRESHOLD = 0.2
-#: Drift is reported at warning or threshold once that sure, over a window's features.
-DEFAULT_DRIFT_CONFIDENCE = 0.99
-DEFAULT_METRICS_SOURCE = "direct"
-DEFAULT_MAX_BODY_BYTES = 10_485_760
-DEFAULT_FEATURE_CAP = 20
-DEFAULT_VALIDATE_MIN_AGREEMENT = 0.99
-DEFAULT_STEP_DURATION = "5m"
-DEFAULT_SHADOW_PERCENT = 100
-DEFAULT_SHADOW_MIN_REQUESTS = 200
-DEFAULT_INTERVAL = "30s"
-DEFAULT_MIN_REQUESTS = 50
-DEFAULT_FAILURE_LIMIT = 2
-DEFAULT_MIN_AGREEMENT = 0.95
-DEFAULT_MAX_PREDICTION_SHIFT = 0.2
-#: A rollout of a candidate as good as the stable is rolled back with at most 1 - this.
-DEFAULT_CONFIDENCE = 0.99
-#: P(a candidate request is slower than a stable one) may exceed 1/2 by this much.
-DEFAULT_LATENCY_MARGIN = 0.1
-#: The candidate's input drift may exceed the stable's by this much (drift method's units).
-DEFAULT_INPUT_DRIFT_MARGIN = 0.05
-DEFAULT_EARLY_ADVANCE = True
-DEFAULT_PROGRESS_DEADLINE = "30m"
-DEFAULT_PAUSED = False
-DEFAULT_PERFORMANCE_MAX_DROP = 0.05
-DEFAULT_PERFORMANCE_MIN_LABELS = 100
-DEFAULT_PERFORMANCE_WINDOW = "1h"
-#: The rollout's performance gates judge once the candidate has this many labels.
-DEFAULT_GATE_MIN_LABELS = 50
-#: A baked previous revision is scaled to this many replicas (0: none until needed).
-DEFAULT_BAKE_MIN_REPLICAS = 0
-
-# Defaults the CRD leaves to the operator (documented in docs/crd-reference.md).
-DEFAULT_MAX_ERROR_RATE = 0.01
-DEFAULT_MAX_LATENCY_P95 = "250ms"
-#: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
-DEFAULT_RELATIVE_TOLERANCE = 0.05
-#: Where the server finds the model (KServe's path; MLSERVER_MODELS_DIR of the local image).
-DEFAULT_MODEL_PATH = "/mnt/models"
-#: The fetch init container's footprint (peak RSS measured under 40 MiB, bench/README.md).
-DEFAULT_FETCH_RESOURCES: Mapping[str, Any] = {
-    "requests": {"cpu": "100m", "memory": "64Mi"},
-    "limits": {"memory": "256Mi"},
-}
-
-#: Every ``default:`` of the CRD's spec, by path ("[]" = each item of a list).
-CRD_DEFAULTS: Mapping[str, Any] = {
-    "server.port": DEFAULT_SERVER_PORT,
-    "server.protocol": DEFAULT_PROTOCOL,
-    "replicas": DEFAULT_REPLICAS,
-    "monitoring.window": DEFAULT_WINDOW,
-    "monitoring.drift.method": DEFAULT_DRIFT_METHOD,
-    "monitoring.drift.warning": DEFAULT_DRIFT_WARNING,
-    "monitoring.drift.threshold": DEFAULT_DRIFT_THRESHOLD,
-    "monitoring.drift.confidence": DEFAULT_DRIFT_CONFIDENCE,
-    "monitoring.metrics.source": DEFAULT_METRICS_SOURCE,
-    "monitoring.performance.maxDrop": DEFAULT_PERFORMANCE_MAX_DROP,
-    "monitoring.performance.minLabels": DEFAULT_PERFORMANCE_MIN_LABELS,
-    "monitoring.performance.window": DEFAULT_PERFORMANCE_WINDOW,
-    "monitoring.sidecar.maxBodyBytes": DEFAULT_MAX_BODY_BYTES,
-    "monitoring.sidecar.featureCap": DEFAULT_FEATURE_CAP,
-    "rollout.replacement.steps.[].validate.minAgreement": DEFAULT_VALIDATE_MIN_AGREEMENT,
-    "rollout.replacement.steps.[].shadow.duration": DEFAULT_STEP_DURATION,
-    "rollout.replacement.steps.[].shadow.percent": DEFAULT_SHADOW_PERCENT,
-    "rollout.replacement.steps.[].shadow.minRequests": DEFAULT_SHADOW_MIN_REQUESTS,
-    "rollout.replacement.steps.[].canary.duration": DEFAULT_STEP_DURATION,
-    "rollout.tweak.steps.[].validate.minAgreement": DEFAULT_VALIDATE_MIN_AGREEMENT,
-    "rollout.tweak.steps.[].shadow.duration": DEFAULT_STEP_DURATION,
-    "rollout.tweak.steps.[].shadow.percent": DEFAULT_SHADOW_PERCENT,
-    "rollout.tweak.steps.[].shadow.minRequests": DEFAULT_SHADOW_MIN_REQUESTS,
-    "rollout.tweak.steps.[].canary.duration": DEFAULT_STEP_DURATION,
-    "rollout.analysis.interval": DEFAULT_INTERVAL,
-    "rollout.analysis.minRequests": DEFAULT_MIN_REQUESTS,
-    "rollout.analysis.failureLimit": DEFAULT_FAILURE_LIMIT,
-    "rollout.analysis.minAgreement": DEFAULT_MIN_AGREEMENT,
-    "rollout.analysis.maxPredictionShift": DEFAULT_MAX_PREDICTION_SHIFT,
-    "rollout.analysis.confidence": DEFAULT_CONFIDENCE,
-    "rollout.analysis.margins.latency": DEFAULT_LATENCY_MARGIN,
-    "rollout.analysis.margins.inputDrift": DEFAULT_INPUT_DRIFT_MARGIN,
-    "rollout.analysis.earlyAdvance": DEFAULT_EARLY_ADVANCE,
-    "rollout.analysis.performance.minLabels": DEFAULT_GATE_MIN_LABELS,
-    "rollout.progressDeadline": DEFAULT_PROGRESS_DEADLINE,
-    "rollout.bake.minReplicas": DEFAULT_BAKE_MIN_REPLICAS,
-    "paused": DEFAULT_PAUSED,
-}
-
-PROTOCOLS = ("v2", "v1", "raw")
-DRIFT_METHODS = ("psi", "jsd")
-SOURCE_DIRECT = "direct"
-SOURCE_PROMETHEUS = "prometheus"
-#: The change kinds that can have steps ("new" goes live at once).
-STEPPED_CHANGES = ("replacement", "tweak")
-
-StepKind = Literal["validate", "shadow", "canary", "pause"]
-DriftMethodName = Literal["psi", "jsd"]
-
-
-class SpecError(ValueError):
-    """The spec cannot be turned into pods (something the schema could not catch)."""
-
-
-# -- durations ------------------------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int | None, default: float) -> float:
-    """'1h30m' -> 5400.0; the CRD's pattern guarantees the shape."""
-    if text is None or text == "":
-        return default
-    if isinstance(text, int | float):
-        return float(text)
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-
-
-def _seconds(text: str) -> float:
-    """A default duration of this module in seconds."""
-    return parse_duration(text, 0.0)
-
+from vigil.core.spec.defaults import (
+    DEFAULT_BAKE_MIN_REPLICAS,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_DRIFT_CONFIDENCE,
+    DEFAULT_DRIFT_METHOD,
+    DEFAULT_DRIFT_THRESHOLD,
+    DEFAULT_DRIFT_WARNING,
+    DEFAULT_EARLY_ADVANCE,
+    DEFAULT_FAILURE_LIMIT,
+    DEFAULT_FEATURE_CAP,
+    DEFAULT_FETCH_RESOURCES,
+    DEFAULT_GATE_MIN_LABELS,
+    DEFAULT_INPUT_DRIFT_MARGIN,
+    DEFAULT_INTERVAL,
+    DEFAULT_LATENCY_MARGIN,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ERROR_RATE,
+    DEFAULT_MAX_LATENCY_P95,
+    DEFAULT_MAX_PREDICTION_SHIFT,
+    DEFAULT_METRICS_SOURCE,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_REQUESTS,
+    DEFAULT_MODEL_PATH,
+    DEFAULT_PAUSED,
+    DEFAULT_PERFORMANCE_MAX_DROP,
+    DEFAULT_PERFORMANCE_MIN_LABELS,
+    DEFAULT_PERFORMANCE_WINDOW,
+    DEFAULT_PROGRESS_DEADLINE,
+    DEFAULT_PROTOCOL,
+    DEFAULT_RELATIVE_TOLERANCE,
+    DEFAULT_REPLICAS,
+    DEFAULT_SERVER_PORT,
+    DEFAULT_WINDOW,
+    SOURCE_DIRECT,
+    SOURCE_PROMETHEUS,
+    StepKind,
+    default_seconds,
+)
 
 # -- the typed spec -------------------------------------------------------------------------
 
@@ -315,7 +224,7 @@ class SLOSpec:
     """The service-level objectives health and the rollout gates judge against."""
 
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
-    max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95)
+    max_latency_p95: float = default_seconds(DEFAULT_MAX_LATENCY_P95)
 
 
 @dataclass(frozen=True)
@@ -347,7 +256,7 @@ class PerformanceSpec:
     max_drop: float = DEFAULT_PERFORMANCE_MAX_DROP
     min_labels: int = DEFAULT_PERFORMANCE_MIN_LABELS
     window: str = DEFAULT_PERFORMANCE_WINDOW
-    window_seconds: float = _seconds(DEFAULT_PERFORMANCE_WINDOW)
+    window_seconds: float = default_seconds(DEFAULT_PERFORMANCE_WINDOW)
 
 
 @dataclass(frozen=True)
@@ -361,7 +270,7 @@ class MonitoringSpec:
     slo: SLOSpec = field(default_factory=SLOSpec)
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     performance: PerformanceSpec = field(default_factory=PerformanceSpec)
-    window_seconds: float = _seconds(DEFAULT_WINDOW)
+    window_seconds: float = default_seconds(DEFAULT_WINDOW)
     problem: str | None = None
 
 
@@ -440,7 +349,7 @@ class GateSettings:
     """How the gates judge a step: ``spec.rollout.analysis`` as every change kind's policy
     carries it (declared once for :class:`AnalysisSpec` and :class:`RolloutPolicy`)."""
 
-    interval_seconds: float = _seconds(DEFAULT_INTERVAL)
+    interval_seconds: float = default_seconds(DEFAULT_INTERVAL)
     min_requests: int = DEFAULT_MIN_REQUESTS
     failure_limit: int = DEFAULT_FAILURE_LIMIT
     min_agreement: float = DEFAULT_MIN_AGREEMENT
@@ -465,9 +374,9 @@ class RolloutPolicy(GateSettings):
     """``spec.rollout`` for one change kind, plus the SLOs the gates use."""
 
     steps: tuple[Step, ...]
-    progress_deadline_seconds: float = _seconds(DEFAULT_PROGRESS_DEADLINE)
+    progress_deadline_seconds: float = default_seconds(DEFAULT_PROGRESS_DEADLINE)
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
-    max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95)
+    max_latency_p95: float = default_seconds(DEFAULT_MAX_LATENCY_P95)
 
     @property
     def judged_steps(self) -> int:
@@ -496,7 +405,7 @@ class RolloutSpec:
     replacement: tuple[Step, ...] = ()
     tweak: tuple[Step, ...] = ()
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
-    progress_deadline_seconds: float = _seconds(DEFAULT_PROGRESS_DEADLINE)
+    progress_deadline_seconds: float = default_seconds(DEFAULT_PROGRESS_DEADLINE)
     #: ``trafficRouting.gatewayAPI.httpRoute``: the HTTPRoute whose weights Vigil sets.
     http_route: str | None = None
     #: None: no bake, the previous revision goes at the switch.
@@ -530,63 +439,3 @@ class ModelDeploymentSpec:
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
     paused: bool = DEFAULT_PAUSED
-
-
-# -- the health loop's view -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HealthPolicy:
-    """The thresholds of ``spec.monitoring`` (and ``rollout.analysis.minRequests``)."""
-
-    window_seconds: float = _seconds(DEFAULT_WINDOW)
-    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
-    max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95)
-    drift_method: DriftMethodName = DEFAULT_DRIFT_METHOD  # type: ignore[assignment]
-    drift_warning: float = DEFAULT_DRIFT_WARNING
-    drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
-    min_requests: int = DEFAULT_MIN_REQUESTS
-    drift_confidence: float = DEFAULT_DRIFT_CONFIDENCE
-    performance: PerformanceSpec = field(default_factory=PerformanceSpec)
-
-
-@dataclass(frozen=True)
-class MonitoringSettings:
-    """What the health loop needs from one ModelDeployment's spec."""
-
-    policy: HealthPolicy
-    source: str = SOURCE_DIRECT
-    prometheus_url: str | None = None
-    #: (ConfigMap name, key) of the reference profile, if any.
-    reference: tuple[str, str] | None = None
-
-    @property
-    def source_key(self) -> tuple[str, str]:
-        """ModelDeployments with the same key share one source (and one batch of queries)."""
-        return MetricsSpec(self.source, self.prometheus_url).source_key
-
-
-def health_settings(monitoring: MonitoringSpec, analysis: AnalysisSpec) -> MonitoringSettings:
-    """The health loop's settings from the typed sections.
-
-    Raises ValueError with ``monitoring.problem`` when a value could not be used.
-    """
-    if monitoring.problem:
-        raise ValueError(monitoring.problem)
-    reference = monitoring.reference
-    return MonitoringSettings(
-        policy=HealthPolicy(
-            window_seconds=monitoring.window_seconds,
-            max_error_rate=monitoring.slo.max_error_rate,
-            max_latency_p95=monitoring.slo.max_latency_p95,
-            drift_method=monitoring.drift.method,  # type: ignore[arg-type]
-            drift_warning=monitoring.drift.warning,
-            drift_threshold=monitoring.drift.threshold,
-            min_requests=analysis.min_requests,
-            drift_confidence=monitoring.drift.confidence,
-            performance=monitoring.performance,
-        ),
-        source=monitoring.metrics.source,
-        prometheus_url=monitoring.metrics.prometheus_url,
-        reference=None if reference is None else (reference.name, reference.key),
-    )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from vigil.core.spec.model import (
+from vigil.core.spec.defaults import (
     DEFAULT_BAKE_MIN_REPLICAS,
     DEFAULT_CONFIDENCE,
     DEFAULT_DRIFT_CONFIDENCE,
@@ -44,13 +44,20 @@ from vigil.core.spec.model import (
     DEFAULT_VALIDATE_MIN_AGREEMENT,
     DEFAULT_WINDOW,
     DRIFT_METHODS,
-    FETCHED_SCHEMES,
-    HTTPS_SCHEME,
     PROTOCOLS,
-    PVC_SCHEME,
-    S3_SCHEME,
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
+    SpecError,
+    default_readiness_path,
+    default_seconds,
+    parse_duration,
+)
+from vigil.core.spec.health import MonitoringSettings, health_settings
+from vigil.core.spec.model import (
+    FETCHED_SCHEMES,
+    HTTPS_SCHEME,
+    PVC_SCHEME,
+    S3_SCHEME,
     AnalysisSpec,
     BakeSpec,
     ConfigMapKeyRef,
@@ -60,7 +67,6 @@ from vigil.core.spec.model import (
     MetricsSpec,
     ModelDeploymentSpec,
     ModelSpec,
-    MonitoringSettings,
     MonitoringSpec,
     PerformanceGate,
     PerformanceSpec,
@@ -69,24 +75,11 @@ from vigil.core.spec.model import (
     ServerSpec,
     SidecarLimits,
     SLOSpec,
-    SpecError,
     Step,
     StorageSpec,
     Tolerance,
-    _seconds,
-    health_settings,
-    parse_duration,
     parse_pvc_uri,
 )
-
-
-def default_readiness_path(protocol: str, model_name: str) -> str:
-    """The health endpoint each protocol's servers conventionally expose."""
-    if protocol == "v2":
-        return "/v2/health/ready"
-    if protocol == "v1":
-        return f"/v1/models/{model_name}"
-    return "/"
 
 
 def _section(value: Any) -> Mapping[str, Any]:
@@ -298,7 +291,7 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
         raise ValueError(
             f"spec.monitoring.drift.confidence {shaping.drift.confidence:g} must be between 0 and 1"
         )
-    window_seconds = parse_duration(shaping.window, _seconds(DEFAULT_WINDOW))
+    window_seconds = parse_duration(shaping.window, default_seconds(DEFAULT_WINDOW))
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.window must be longer than 0s")
     slo = _section(raw.get("slo"))
@@ -314,7 +307,7 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
         slo=SLOSpec(
             max_error_rate=float(slo.get("maxErrorRate", DEFAULT_MAX_ERROR_RATE)),
             max_latency_p95=parse_duration(
-                slo.get("maxLatencyP95"), _seconds(DEFAULT_MAX_LATENCY_P95)
+                slo.get("maxLatencyP95"), default_seconds(DEFAULT_MAX_LATENCY_P95)
             ),
         ),
         metrics=MetricsSpec(
@@ -335,7 +328,7 @@ def _one_limit(raw: Mapping[str, Any], where: str) -> None:
 def _performance(raw: Mapping[str, Any]) -> PerformanceSpec:
     """``spec.monitoring.performance`` (ValueError: unusable)."""
     window = str(raw.get("window") or DEFAULT_PERFORMANCE_WINDOW)
-    window_seconds = parse_duration(window, _seconds(DEFAULT_PERFORMANCE_WINDOW))
+    window_seconds = parse_duration(window, default_seconds(DEFAULT_PERFORMANCE_WINDOW))
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.performance.window must be longer than 0s")
     _one_limit(raw, "spec.monitoring.performance")
@@ -363,7 +356,7 @@ def parse_tolerance(raw: Mapping[str, Any] | None, base: Tolerance) -> Tolerance
 
 def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> Step:
     """One step of ``spec.rollout.<change>.steps``; ``tolerance`` is ``analysis.tolerance``."""
-    duration = _seconds(DEFAULT_STEP_DURATION)
+    duration = default_seconds(DEFAULT_STEP_DURATION)
     if "validate" in raw:
         body = raw["validate"] or {}
         ref = _section(_section(body.get("goldenSet")).get("configMapKeyRef"))
@@ -401,7 +394,9 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
     tolerance = parse_tolerance(analysis_raw.get("tolerance"), Tolerance())
 
     analysis = AnalysisSpec(
-        interval_seconds=parse_duration(analysis_raw.get("interval"), _seconds(DEFAULT_INTERVAL)),
+        interval_seconds=parse_duration(
+            analysis_raw.get("interval"), default_seconds(DEFAULT_INTERVAL)
+        ),
         min_requests=int(analysis_raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
         failure_limit=int(analysis_raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
         min_agreement=float(analysis_raw.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
@@ -432,7 +427,7 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
         tweak=steps("tweak"),
         analysis=analysis,
         progress_deadline_seconds=parse_duration(
-            raw.get("progressDeadline"), _seconds(DEFAULT_PROGRESS_DEADLINE)
+            raw.get("progressDeadline"), default_seconds(DEFAULT_PROGRESS_DEADLINE)
         ),
         http_route=str(route) if route else None,
         bake=_bake(raw.get("bake")),
@@ -488,7 +483,7 @@ def parse_policy(
     change: str,
     *,
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
-    max_latency_p95: float = _seconds(DEFAULT_MAX_LATENCY_P95),
+    max_latency_p95: float = default_seconds(DEFAULT_MAX_LATENCY_P95),
 ) -> RolloutPolicy:
     """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
     return parse_rollout(rollout).policy(change, SLOSpec(max_error_rate, max_latency_p95))

@@ -1,27 +1,13 @@
-"""Desired child objects of a ModelDeployment, as plain manifests.
-
-Per revision: a Deployment `<name>-<revision>` whose pods run the model
-server and the Vigil sidecar in front of it, and a ConfigMap
-`<name>-<revision>-sidecar` with the sidecar's settings. Per
-ModelDeployment: a Service `<name>` that sends live traffic to the serving
-revision's sidecars.
-
-Every manifest carries `vigil.dev/applied-hash`, a hash of the manifest
-itself: comparing it with the live object's annotation tells whether a
-write is needed without being fooled by the fields the API server defaults.
-"""
+"""A revision's pods: the model server, the Vigil sidecar in front of it, the init
+container that fetches the model, and the volumes they share."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from vigil.common.objects import body, copied
 from vigil.core import naming
-from vigil.core.revision import canonical_hash
-from vigil.core.shadow import render_settings
+from vigil.core.desired.meta import Owner, RevisionInfo
 from vigil.core.spec import ModelDeploymentSpec
 
 SIDECAR_CONTAINER = "sidecar"
@@ -78,125 +64,6 @@ SIDECAR_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
     "limits": {"memory": "256Mi"},
 }
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The ModelDeployment that owns the children (for owner references and names)."""
-
-    name: str
-    namespace: str
-    uid: str
-
-
-@dataclass(frozen=True)
-class RevisionInfo:
-    """What a revision's objects record about themselves."""
-
-    revision: str
-    identity: str
-    role: str
-
-
-def owner_reference(owner: Owner) -> dict[str, Any]:
-    """A controller owner reference: garbage collection removes the child with its parent."""
-    return {
-        "apiVersion": naming.API_VERSION,
-        "kind": naming.KIND,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _metadata(
-    owner: Owner, name: str, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "name": name,
-        "namespace": owner.namespace,
-        "labels": dict(labels),
-        "ownerReferences": [owner_reference(owner)],
-    }
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-    return metadata
-
-
-def _head(api_version: str, kind: str, metadata: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": kind, "metadata": metadata}
-
-
-def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Stamp a manifest with the hash of its own content (see module docstring)."""
-    stamped = copied(manifest)
-    annotations = stamped["metadata"].setdefault("annotations", {})
-    annotations.pop(naming.ANNOTATION_APPLIED_HASH, None)
-    annotations[naming.ANNOTATION_APPLIED_HASH] = canonical_hash(stamped, length=16)
-    return stamped
-
-
-def sidecar_settings(
-    owner: Owner,
-    spec: ModelDeploymentSpec,
-    info: RevisionInfo,
-    shadow: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The sidecar's settings file (`vigil-sidecar --config /etc/vigil/sidecar.json`).
-
-    The keys are the sidecar's contract (docs/sidecar.md, vigil.sidecar.config):
-    the sidecar rejects unknown keys, so only documented ones are written.
-    ``shadow`` is the stable's copy-to-the-candidate block during a shadow
-    step (run-time setting, not part of the revision).
-    """
-    reference = spec.monitoring.reference
-    monitoring: dict[str, Any] = {"maxFeatures": spec.monitoring.sidecar.feature_cap}
-    if reference is not None:
-        monitoring["referenceProfile"] = f"{REFERENCE_DIR}/{reference.key}"
-    return {
-        "model": {"name": spec.model.name, "version": spec.model.version},
-        "revision": info.revision,
-        "role": info.role,
-        "protocol": spec.server.protocol,
-        "upstream": {
-            "url": f"http://127.0.0.1:{spec.server.port}",
-            "readinessPath": spec.server.readiness_path,
-        },
-        "listen": {"port": SIDECAR_PORT},
-        "metrics": {"port": METRICS_PORT},
-        "limits": {"maxBodyBytes": spec.monitoring.sidecar.max_body_bytes},
-        "monitoring": monitoring,
-        "shadow": dict(shadow) if shadow else None,
-        "shutdown": {"delaySeconds": SIDECAR_SHUTDOWN_DELAY_SECONDS},
-        # The other pods of the ModelDeployment, any revision: a label joins where
-        # its prediction is (desired_peers_service).
-        "feedback": {
-            "enabled": True,
-            "port": FEEDBACK_PORT,
-            "peers": [
-                f"{naming.peers_service_name(owner.name)}.{owner.namespace}.svc:{FEEDBACK_PORT}"
-            ],
-        },
-    }
-
-
-def desired_configmap(
-    owner: Owner,
-    spec: ModelDeploymentSpec,
-    info: RevisionInfo,
-    shadow: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The ConfigMap holding one revision's sidecar settings."""
-    settings = sidecar_settings(owner, spec, info, shadow)
-    name = naming.sidecar_configmap_name(owner.name, info.revision)
-    labels = naming.child_labels(owner.name, info.role, info.revision)
-    return with_applied_hash(
-        {
-            **_head("v1", "ConfigMap", _metadata(owner, name, labels)),
-            "data": {SIDECAR_CONFIG_KEY: render_settings(settings)},
-        }
-    )
 
 
 def _server_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
@@ -414,188 +281,26 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> lis
     return volumes
 
 
-def desired_deployment(
-    owner: Owner,
-    spec: ModelDeploymentSpec,
-    info: RevisionInfo,
-    *,
-    sidecar_image: str,
-    replicas: int,
+def pod_spec(
+    owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo, sidecar_image: str
 ) -> dict[str, Any]:
-    """The Deployment running one revision: model server + sidecar in every pod."""
-    pod_labels = naming.selector_labels(owner.name, info.revision)
-    annotations = {
-        naming.ANNOTATION_IDENTITY: info.identity,
-        naming.ANNOTATION_MODEL_VERSION: spec.model.version,
-        naming.ANNOTATION_IMAGE: spec.server.image,
+    """The pod template's spec: PodSecurity ``restricted``, no API token, the model fetched
+    first when it comes from a URI."""
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        **(
+            {"initContainers": [_fetch_container(spec, sidecar_image)]}
+            if spec.model.fetched
+            else {}
+        ),
+        "containers": [
+            _server_container(spec),
+            _sidecar_container(spec, sidecar_image),
+        ],
+        "volumes": _volumes(owner, spec, info),
     }
-    name = naming.deployment_name(owner.name, info.revision)
-    labels = naming.child_labels(owner.name, info.role, info.revision)
-    return with_applied_hash(
-        {
-            **_head("apps/v1", "Deployment", _metadata(owner, name, labels, annotations)),
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": pod_labels},
-                "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
-                "revisionHistoryLimit": 2,
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
-                },
-                "template": {
-                    "metadata": {
-                        "labels": pod_labels,
-                        "annotations": {
-                            "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(METRICS_PORT),
-                            "prometheus.io/path": "/metrics",
-                        },
-                    },
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "enableServiceLinks": False,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        **(
-                            {"initContainers": [_fetch_container(spec, sidecar_image)]}
-                            if spec.model.fetched
-                            else {}
-                        ),
-                        "containers": [
-                            _server_container(spec),
-                            _sidecar_container(spec, sidecar_image),
-                        ],
-                        "volumes": _volumes(owner, spec, info),
-                    },
-                },
-            },
-        }
-    )
-
-
-def _service(
-    owner: Owner,
-    name: str,
-    labels: Mapping[str, str],
-    selector: Mapping[str, str],
-    extra_ports: tuple[dict[str, Any], ...] = (),
-) -> dict[str, Any]:
-    """A ClusterIP Service on the sidecars' port."""
-    return with_applied_hash(
-        {
-            **_head("v1", "Service", _metadata(owner, name, labels)),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": dict(selector),
-                "ports": [
-                    {
-                        "name": SIDECAR_PORT_NAME,
-                        "port": SERVICE_PORT,
-                        "targetPort": SIDECAR_PORT_NAME,
-                        "protocol": "TCP",
-                        "appProtocol": "http",
-                    },
-                    *extra_ports,
-                ],
-            },
-        }
-    )
-
-
-#: Labels reach the model's pods through its Service, on their own port.
-_FEEDBACK_SERVICE_PORT = {
-    "name": FEEDBACK_PORT_NAME,
-    "port": FEEDBACK_PORT,
-    "targetPort": FEEDBACK_PORT_NAME,
-    "protocol": "TCP",
-    "appProtocol": "http",
-}
-
-
-def desired_service(
-    owner: Owner, serving_revision: str, selector: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """The Service carrying live traffic to the serving revision's sidecars.
-
-    ``selector`` overrides the serving revision's (a router spanning the
-    stable's and the candidate's pods during a canary).
-    """
-    return _service(
-        owner,
-        naming.service_name(owner.name),
-        naming.child_labels(owner.name, naming.ROLE_SERVING),
-        selector or naming.selector_labels(owner.name, serving_revision),
-        (dict(_FEEDBACK_SERVICE_PORT),),
-    )
-
-
-def desired_revision_service(owner: Owner, revision: str, role: str) -> dict[str, Any]:
-    """The per-revision Service ``<name>-<revision>``: only that revision's sidecars.
-
-    Gateway API backends, shadow copies and golden replays address one
-    revision through it, independently of pods coming and going.
-    """
-    return _service(
-        owner,
-        naming.deployment_name(owner.name, revision),
-        naming.child_labels(owner.name, role, revision),
-        naming.selector_labels(owner.name, revision),
-    )
-
-
-def desired_peers_service(owner: Owner) -> dict[str, Any]:
-    """The headless Service ``<name>-peers``: every pod of the ModelDeployment, any revision.
-
-    The sidecars resolve it to find each other: a label that reaches one pod is
-    joined at the pod that holds its prediction, and a stopping pod hands its
-    predictions to the others. Not-ready pods are listed too: a readiness flap
-    must not hide the predictions a pod holds.
-    """
-    return with_applied_hash(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _metadata(
-                owner,
-                naming.peers_service_name(owner.name),
-                naming.child_labels(owner.name, naming.ROLE_SERVING),
-            ),
-            "spec": {
-                "clusterIP": "None",
-                "publishNotReadyAddresses": True,
-                "selector": {naming.LABEL_MODEL_DEPLOYMENT: owner.name},
-                "ports": [{**_FEEDBACK_SERVICE_PORT}],
-            },
-        }
-    )
-
-
-def needs_write(desired: Mapping[str, Any], actual: Mapping[str, Any] | None) -> bool:
-    """Whether the live object differs from the desired one in anything Vigil sets.
-
-    The applied hash catches every change of the desired manifest; the direct
-    checks catch what others may have changed on the live object (a manual
-    `kubectl scale`, an edited selector or ConfigMap, a stripped label).
-    """
-    if actual is None:
-        return True
-    live = body(actual)
-    desired_meta = desired["metadata"]
-    applied = desired_meta["annotations"][naming.ANNOTATION_APPLIED_HASH]
-    if live.meta.annotations.get(naming.ANNOTATION_APPLIED_HASH) != applied:
-        return True
-    if any(live.meta.labels.get(key) != value for key, value in desired_meta["labels"].items()):
-        return True
-    if not live.meta.owned_by(desired_meta["ownerReferences"][0]["uid"]):
-        return True
-    kind = desired["kind"]
-    if kind == "Deployment":
-        return live.spec.get("replicas") != desired["spec"]["replicas"]
-    if kind == "Service":
-        return live.spec.get("selector") != desired["spec"]["selector"]
-    if kind == "ConfigMap":
-        return live.data != desired["data"]
-    return False

@@ -1,0 +1,128 @@
+"""A revision's own objects: its Deployment, and the ConfigMap of its sidecar's settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vigil.core import naming
+from vigil.core.desired.meta import Owner, RevisionInfo, head, metadata, with_applied_hash
+from vigil.core.desired.pod import (
+    FEEDBACK_PORT,
+    METRICS_PORT,
+    PROGRESS_DEADLINE_SECONDS,
+    REFERENCE_DIR,
+    SIDECAR_CONFIG_KEY,
+    SIDECAR_PORT,
+    SIDECAR_SHUTDOWN_DELAY_SECONDS,
+    pod_spec,
+)
+from vigil.core.shadow import render_settings
+from vigil.core.spec import ModelDeploymentSpec
+
+
+def sidecar_settings(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    info: RevisionInfo,
+    shadow: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The sidecar's settings file (`vigil-sidecar --config /etc/vigil/sidecar.json`).
+
+    The keys are the sidecar's contract (docs/sidecar.md, vigil.sidecar.config):
+    the sidecar rejects unknown keys, so only documented ones are written.
+    ``shadow`` is the stable's copy-to-the-candidate block during a shadow
+    step (run-time setting, not part of the revision).
+    """
+    reference = spec.monitoring.reference
+    monitoring: dict[str, Any] = {"maxFeatures": spec.monitoring.sidecar.feature_cap}
+    if reference is not None:
+        monitoring["referenceProfile"] = f"{REFERENCE_DIR}/{reference.key}"
+    return {
+        "model": {"name": spec.model.name, "version": spec.model.version},
+        "revision": info.revision,
+        "role": info.role,
+        "protocol": spec.server.protocol,
+        "upstream": {
+            "url": f"http://127.0.0.1:{spec.server.port}",
+            "readinessPath": spec.server.readiness_path,
+        },
+        "listen": {"port": SIDECAR_PORT},
+        "metrics": {"port": METRICS_PORT},
+        "limits": {"maxBodyBytes": spec.monitoring.sidecar.max_body_bytes},
+        "monitoring": monitoring,
+        "shadow": dict(shadow) if shadow else None,
+        "shutdown": {"delaySeconds": SIDECAR_SHUTDOWN_DELAY_SECONDS},
+        # The other pods of the ModelDeployment, any revision: a label joins where
+        # its prediction is (desired_peers_service).
+        "feedback": {
+            "enabled": True,
+            "port": FEEDBACK_PORT,
+            "peers": [
+                f"{naming.peers_service_name(owner.name)}.{owner.namespace}.svc:{FEEDBACK_PORT}"
+            ],
+        },
+    }
+
+
+def desired_configmap(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    info: RevisionInfo,
+    shadow: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ConfigMap holding one revision's sidecar settings."""
+    settings = sidecar_settings(owner, spec, info, shadow)
+    name = naming.sidecar_configmap_name(owner.name, info.revision)
+    labels = naming.child_labels(owner.name, info.role, info.revision)
+    return with_applied_hash(
+        {
+            **head("v1", "ConfigMap", metadata(owner, name, labels)),
+            "data": {SIDECAR_CONFIG_KEY: render_settings(settings)},
+        }
+    )
+
+
+def desired_deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    info: RevisionInfo,
+    *,
+    sidecar_image: str,
+    replicas: int,
+) -> dict[str, Any]:
+    """The Deployment running one revision: model server + sidecar in every pod."""
+    pod_labels = naming.selector_labels(owner.name, info.revision)
+    annotations = {
+        naming.ANNOTATION_IDENTITY: info.identity,
+        naming.ANNOTATION_MODEL_VERSION: spec.model.version,
+        naming.ANNOTATION_IMAGE: spec.server.image,
+    }
+    name = naming.deployment_name(owner.name, info.revision)
+    labels = naming.child_labels(owner.name, info.role, info.revision)
+    return with_applied_hash(
+        {
+            **head("apps/v1", "Deployment", metadata(owner, name, labels, annotations)),
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": pod_labels},
+                "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
+                "revisionHistoryLimit": 2,
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+                },
+                "template": {
+                    "metadata": {
+                        "labels": pod_labels,
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(METRICS_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    },
+                    "spec": pod_spec(owner, spec, info, sidecar_image),
+                },
+            },
+        }
+    )

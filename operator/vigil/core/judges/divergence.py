@@ -1,0 +1,153 @@
+"""The gates on divergences: the candidate's predictions against the stable's
+(predictionShift), and its inputs' drift against the stable's, one family over the
+shared features (inputDrift)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vigil.core.analysis import CandidateFigures, FeatureDrift
+from vigil.core.drift import Divergence
+from vigil.core.judges.evidence import GateTest, describing, num
+from vigil.core.stats import Bounds, normal_p_values, normal_quantile, normal_radius
+
+
+def prediction_shift(figures: CandidateFigures, limit: float) -> GateTest | None:
+    shift = figures.prediction_shift
+    if shift is None:
+        return None
+    basis = f" ({figures.prediction_shift_basis})" if figures.prediction_shift_basis else ""
+    return _divergence_test(shift, limit, basis)
+
+
+def _divergence_test(shift: Divergence, limit: float, basis: str) -> GateTest:
+    return GateTest(
+        name="predictionShift",
+        threshold=limit,
+        estimate=shift.estimate,
+        at_most=True,
+        samples=shift.current_rows,
+        unit="predictions",
+        bounds=lambda alpha, interval: shift.bounds(alpha, limit, interval=interval),
+        grown=lambda f: _divergence_test(shift.scaled(f), limit, basis),
+        within=shift.estimate <= limit,
+        describe=describing("prediction shift", num, limit, basis),
+    )
+
+
+@dataclass(frozen=True)
+class _FeatureTest:
+    """One feature's "the candidate drifts at most ``margin`` more than the stable".
+
+    The difference of the two corrected divergences is tested in a normal
+    mixture, its variance the two noncentral chi-square variances at the
+    boundary (the stable at its estimate, the candidate that plus the margin).
+    """
+
+    feature: FeatureDrift
+    margin: float
+
+    @property
+    def _scale(self) -> Divergence:
+        return self.feature.candidate
+
+    @property
+    def stable(self) -> float:
+        """The stable's drift, on the divergence scale (at least 0)."""
+        return max(self.feature.stable.corrected, 0.0)
+
+    @property
+    def allowed(self) -> float:
+        """How much more the candidate may drift, on the divergence scale."""
+        d = self._scale
+        return d.to_divergence(d.from_divergence(self.stable) + self.margin) - self.stable
+
+    @property
+    def deviation(self) -> float:
+        """Candidate minus stable minus the allowance: > 0 is too much drift."""
+        return self.feature.candidate.corrected - self.feature.stable.corrected - self.allowed
+
+    @property
+    def variance(self) -> float:
+        boundary = self.stable + self.allowed
+        return self.feature.candidate.variance(boundary) + self.feature.stable.variance(self.stable)
+
+    @property
+    def mixing(self) -> float:
+        return max(self.allowed, 1e-3) ** 2
+
+    def p_values(self) -> tuple[float, float]:
+        """(p fail, p pass): anytime-valid evidence of too much drift / of not."""
+        return normal_p_values(self.deviation, 0.0, self.variance, self.mixing)
+
+    def interval(self, alpha: float) -> tuple[float, float]:
+        """The candidate's drift (method's units), as the stable's plus the difference."""
+        radius = normal_radius(self.variance, self.mixing, alpha)
+        d, shift = self._scale, self.stable + self.allowed + self.deviation
+        return d.from_divergence(shift - radius), d.from_divergence(shift + radius)
+
+    @property
+    def excess(self) -> float:
+        """The deviation in standard errors."""
+        return self.deviation / math.sqrt(self.variance) if self.variance > 0 else 0.0
+
+    def scaled(self, factor: float) -> _FeatureTest:
+        feature = self.feature
+        return _FeatureTest(
+            FeatureDrift(
+                feature.name, feature.candidate.scaled(factor), feature.stable.scaled(factor)
+            ),
+            self.margin,
+        )
+
+
+def input_drift(figures: CandidateFigures, margin: float) -> GateTest | None:
+    features = figures.input_drift
+    if not features:
+        return None
+    tests = [_FeatureTest(f, margin) for f in features]
+    d = len(tests)
+    # Settled at the step's end by the estimates, allowing for the largest of d noises.
+    allowance = normal_quantile(1 - 0.5 / d) if d > 1 else 0.0
+    within = all(t.excess <= allowance for t in tests)
+    worst = max(range(d), key=lambda i: tests[i].excess)
+    return _family_test(tests, worst, within)
+
+
+def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool) -> GateTest:
+    """One gate over d features: Bonferroni within (the gate's p-value is d times the
+    smallest; it passes when every feature passes at its share)."""
+    d = len(tests)
+    shown = tests[worst]
+    feature = shown.feature
+
+    def bounds(alpha: float, interval: bool) -> Bounds:
+        evidence = [t.p_values() for t in tests]
+        p_fail = min(1.0, d * min(p for p, _ in evidence))
+        p_pass = min(1.0, d * max(p for _, p in evidence))
+        low, high = shown.interval(alpha / d) if interval else (0.0, math.inf)
+        return Bounds(low, high, p_fail, p_pass)
+
+    stable = feature.stable.estimate
+    threshold = stable + shown.margin
+
+    def describe(value: float, low: float, high: float) -> str:
+        return (
+            f"input drift of {feature.name} {value:.3f} [{low:.3f}, {num(high)}] "
+            f"vs stable's {stable:.3f} + {shown.margin:g}"
+        )
+
+    return GateTest(
+        name="inputDrift",
+        threshold=threshold,
+        estimate=feature.candidate.estimate,
+        at_most=True,
+        samples=feature.candidate.current_rows,
+        unit="input rows",
+        bounds=bounds,
+        grown=lambda f: _family_test([t.scaled(f) for t in tests], worst, within),
+        within=within,
+        describe=describe,
+    )
