@@ -115,6 +115,13 @@ class Kube:
         pods = self.pods(f"{REVISION_LABEL}={revision}")
         return sorted(pods, key=lambda pod: str(pod["metadata"]["name"]))
 
+    def logs(self, pod: Mapping[str, Any], container: str) -> str:
+        """The log of one of a pod's containers, as ``kubectl logs`` shows it ("" when it
+        could not be read: the pod gone, its container not started)."""
+        name = str(pod["metadata"]["name"])
+        result = self.run("logs", name, "-c", container, "--tail=-1", check=False)
+        return result.stdout if result.returncode == 0 else ""
+
     def rollout_status(self, deployment: str, timeout: int = 60) -> None:
         self.run("rollout", "status", f"deployment/{deployment}", f"--timeout={timeout}s")
 
