@@ -34,7 +34,7 @@ from typing import Any
 from kit import modeldeployment
 from kit.figures import Figures
 from kit.kube import REVISION_LABEL, Kube, ready, safe
-from kit.modeldeployment import Setup
+from kit.modeldeployment import ModelStore, Setup
 from kit.operator import OperatorProcess
 from kit.status import describe, status
 from kit.waits import Watch
@@ -59,17 +59,33 @@ def seeded_rng(name: str) -> tuple[random.Random, int]:
     return random.Random(seed), seed
 
 
-def manifest(model: TrainedModel, steps: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
-    """The wine ModelDeployment of the kit, with the fault tests' progress deadline."""
-    return modeldeployment.manifest(model, steps, **{"deadline": DEADLINE, **options})
+def manifest(
+    model: TrainedModel,
+    steps: list[dict[str, Any]],
+    store: ModelStore | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The wine ModelDeployment of the kit, with the fault tests' progress deadline; with
+    ``store``, served from it on the real node by the image built here."""
+    options = {"deadline": DEADLINE, **options}
+    if store is not None:
+        return store.manifest(model, steps, **options)
+    return modeldeployment.manifest(model, steps, **options)
 
 
 def deploy(
-    kube: Kube, logs: Path, tmp_path: Path, steps: list[dict[str, Any]], **options: Any
+    kube: Kube,
+    tmp_path: Path,
+    steps: list[dict[str, Any]],
+    *,
+    store: ModelStore | None = None,
+    logs: Path | None = None,
+    **options: Any,
 ) -> Setup:
-    """Stable wine model v1 serving on every replica, live traffic flowing."""
+    """Stable wine model v1 serving on every replica, live traffic flowing (with ``store``:
+    on the real node, through its Service; else on the workload runner's pods)."""
     return modeldeployment.deploy(
-        kube, tmp_path, steps, logs=logs, **{"deadline": DEADLINE, **options}
+        kube, tmp_path, steps, store=store, logs=logs, **{"deadline": DEADLINE, **options}
     )
 
 

@@ -7,6 +7,11 @@ are missing), and carry on once Prometheus is back (same port, same data
 folder: it replays its write-ahead log). The outage lasts longer than the
 canary step, so a rollout that judged on stale or absent figures would
 promote during it.
+
+The model pods are real containers on the real node (fixture ``store``), live
+traffic goes through the Service's ClusterIP, and Prometheus (a process on
+this machine) finds the pods through Kubernetes service discovery (role pod,
+the manifests' scrape job) and scrapes them at their pod IPs.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from fault_checks import (
     record,
 )
 from kit.kube import Kube
+from kit.modeldeployment import ModelStore
 from kit.operator import OperatorProcess
 from kit.status import candidate_reason, condition, describe, promoted
 from kit.waits import watch_until
 
-from vigil.devcluster.models import train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
 
 pytestmark = pytest.mark.faults
@@ -48,15 +53,15 @@ OUTAGE_SECONDS = 20
 def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
     kube: Kube,
     operator: OperatorProcess,
-    workload_runner: Path,
+    store: ModelStore,
     prometheus: LocalPrometheus,
     tmp_path: Path,
 ) -> None:
     metrics = {"source": "prometheus", "prometheusURL": prometheus.url}
-    setup = deploy(kube, workload_runner, tmp_path, STEPS, metrics=metrics)
+    setup = deploy(kube, tmp_path, STEPS, store=store, metrics=metrics)
     try:
-        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
-        kube.apply(manifest(candidate, STEPS, metrics=metrics))
+        candidate = store.train("wine-2", version="2", seed=1)
+        kube.apply(manifest(candidate, STEPS, store, metrics=metrics))
         watch = watch_until(
             kube,
             lambda s: (

@@ -1,19 +1,23 @@
-"""A candidate pod's sidecar SIGKILLed (crash-looping for a while) during the shadow step.
+"""A candidate pod's sidecar container SIGKILLed (crash-looping for a while) during shadow.
 
-Two replicas, so the candidate has two pods during shadow. The sidecar of
-one of them (the first by name: with ``--pod-addressing`` the one the
-stable's copies go to) is killed each time it comes back, ``CRASH_KILLS``
-times; the workload runner, standing in for the kubelet, restarts it with
-its back-off (1 s, 2 s, 5 s, then 10 s), so that pod sends no figures for
-some twenty seconds.
+Two replicas, so the candidate has two pods during shadow; they are real
+containers on the real node (fixture ``store``), live traffic goes through
+the Service's ClusterIP. The sidecar container of one of them (the first by
+name) is killed each time the kubelet brings it back (it serves again and
+has logged its start), ``CRASH_KILLS`` times: its process SIGKILLed on this
+machine (the node's containers share its process table), as a crash would.
+The kubelet restarts it with its back-off (10 s, 20 s ...), so that pod
+sends no figures for some thirty seconds.
 
 What happens to that pod, as this test checks it:
 
-* it stays the same pod (same uid, name and IP) and stays Ready in the API:
-  kwok runs no probes, so nothing marks it unready and its restarts are not
-  reported in ``restartCount`` (the runner writes no pod status);
-* its MLServer keeps running; its sidecar is restarted by the runner
-  (a ``--- start:`` line per start in its container log) and, once back,
+* it stays the same pod (same uid, name and IP); while its sidecar is down
+  it is not Ready (the sidecar's readiness probe), so its per-revision
+  Service sends the stable's shadow copies to the other candidate pod; once
+  the sidecar is back it is Ready again;
+* its MLServer container keeps running (no restart); its sidecar container is
+  restarted by the kubelet (``restartCount`` goes up by ``CRASH_KILLS``; the
+  killed instance's log is kept, ``kubectl logs --previous``) and, once back,
   answers ready at the same IP, counting from zero again (a new
   ``vigil_sidecar_start_time_seconds``), which the operator's direct source
   reads as a counter reset;
@@ -25,9 +29,6 @@ What happens to that pod, as this test checks it:
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -39,14 +40,17 @@ from fault_checks import (
     manifest,
     record,
 )
-from kit.kube import Kube, pod_ip
+from kit.incluster import kill_container, pod_pids
+from kit.kube import Kube, pod_ip, ready, restart_count, safe
 from kit.metrics import total
+from kit.modeldeployment import ModelStore
 from kit.operator import OperatorProcess
 from kit.status import at_step, describe, promoted
 from kit.traffic import answers_ready, pod_metrics
-from kit.waits import watch_until
+from kit.waits import wait_for, watch_until
 
-from vigil.devcluster.models import train_wine
+from vigil.core.desired import SERVER_CONTAINER, SIDECAR_CONTAINER
+from vigil.core.metric_names import SIDECAR_START_TIME
 
 pytestmark = pytest.mark.faults
 
@@ -58,33 +62,27 @@ STEPS = [
     {"shadow": {"duration": "5s", "percent": 100, "minRequests": 20}},
     {"shadow": {"duration": "45s", "percent": 50, "minRequests": 20}},
 ]
-#: Kills in a row (each once the runner restarted it), within a bounded time.
+#: Kills in a row (each once the kubelet restarted it and it serves), within a bounded time.
 CRASH_KILLS = 3
-CRASH_LIMIT_SECONDS = 60
+CRASH_LIMIT_SECONDS = 90
+#: The sidecar process, as its container's command runs it.
+SIDECAR_COMMAND = "vigil-sidecar"
+#: What a sidecar logs once it listens (one line per start).
+STARTED_LINE = "vigil-sidecar listening on"
 
 
-def sidecar_pids(ip: str) -> list[int]:
-    """Pids of the sidecar processes listening on this pod IP (the runner's children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if any(a.endswith(b"vigil-sidecar") for a in argv[:2]) and (
-                b"--listen-host" in argv and argv[argv.index(b"--listen-host") + 1] == ip.encode()
-            ):
-                found.append(int(entry.name))
-    return found
+def started_at(ip: str) -> float:
+    """The serving sidecar's start time at this pod IP (0 when it does not answer)."""
+    return total(pod_metrics(ip), SIDECAR_START_TIME)
 
 
 def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_data(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube, operator: OperatorProcess, store: ModelStore, tmp_path: Path
 ) -> None:
-    setup = deploy(kube, workload_runner, tmp_path, STEPS, replicas=2)
+    setup = deploy(kube, tmp_path, STEPS, store=store, replicas=2)
     try:
-        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
-        kube.apply(manifest(candidate, STEPS, replicas=2))
+        candidate = store.train("wine-2", version="2", seed=1)
+        kube.apply(manifest(candidate, STEPS, store, replicas=2))
         watch = watch_until(kube, at_step("shadow 50%"), 150, "the candidate judged in shadow")
         revision = watch.last["candidate"]["revision"]
         pods = kube.revision_pods(revision)
@@ -96,37 +94,47 @@ def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_dat
             "both candidate pods' sidecars to answer ready",
             watch,
         )
-        victim = pods[0]
+        victim, other = pods
         name, uid, ip = victim["metadata"]["name"], victim["metadata"]["uid"], pod_ip(victim)
-        other_ip = pod_ip(pods[1])
-        started_before = total(pod_metrics(ip), "vigil_sidecar_start_time_seconds")
-        other_pids = sidecar_pids(other_ip)
+        other_name, other_uid = other["metadata"]["name"], other["metadata"]["uid"]
+        started_before = started_at(ip)
+        assert started_before > 0, f"the sidecar of {name} at {ip} shows no start time"
+        other_pids = pod_pids(other_uid, SIDECAR_COMMAND)
+        assert other_pids, f"no {SIDECAR_COMMAND} process in pod {other_name}"
 
-        # Crash-loop the sidecar: kill it each time the runner brings it back.
+        # Crash-loop the sidecar: kill it each time the kubelet brings it back (a new
+        # instance serves its metrics and has logged its start).
         kills: list[float] = []
+        killed_start = 0.0  # the start time of the instance killed last
+        seen_unready = False
         crash_start = looked = time.monotonic()
         while len(kills) < CRASH_KILLS and time.monotonic() - crash_start < CRASH_LIMIT_SECONDS:
-            for pid in sidecar_pids(ip):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            serving_since = started_at(ip)
+            if (
+                serving_since > killed_start
+                and STARTED_LINE in safe(lambda: kube.logs(name, SIDECAR_CONTAINER), "")
+                and kill_container(victim, SIDECAR_COMMAND)
+            ):
                 kills.append(round(time.monotonic() - crash_start, 1))
+                killed_start = serving_since
             if time.monotonic() - looked > 2.0:  # status reads are slow: not at every turn
                 current = watch.see(kube)
                 assert current.get("phase") != "RolledBack", describe(current)
+                seen_unready = seen_unready or not ready(kube.get("pod", name) or {})
                 looked = time.monotonic()
-            time.sleep(0.1)
+            time.sleep(0.2)
         assert len(kills) == CRASH_KILLS, f"sidecar of pod {name} at {ip} killed at {kills}"
-        # Back: the runner restarts it after its back-off; same pod, same IP.
+        # Back: the kubelet restarts it after its back-off; same pod, same IP, Ready again.
         back = watch_until(
             kube,
             lambda s: answers_ready(ip),
-            60,
+            90,
             f"the sidecar of {name} to answer ready again at {ip}",
             watch,
         )
         assert back.last.get("phase") != "RolledBack", describe(back.last)
         down_seconds = time.monotonic() - crash_start
-        started_after = total(pod_metrics(ip), "vigil_sidecar_start_time_seconds")
+        started_after = started_at(ip)
         watch_until(kube, promoted("2"), 150, "the promotion after the sidecar came back", watch)
         final = assert_consistent(kube, replicas=2)
     finally:
@@ -135,24 +143,34 @@ def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_dat
     # The rollout: promoted once, never rolled back, no Ready-less moment for live traffic.
     assert_promoted_once(kube, operator, final, revision, watch)
     assert watch.steps == ["shadow 100%", "shadow 50%"], watch.steps
-    # The pod: the same object, still Ready in the API, now one of the new stable's pods.
-    same = kube.get("pod", name) or {}
+    # The pod: the same object, Ready again (the kubelet's probe), one of the new stable's.
+    same = wait_for(
+        lambda: (pod := kube.get("pod", name) or {}) and ready(pod) and pod,
+        timeout=30,
+        what=lambda: f"pod {name} Ready again: {(kube.get('pod', name) or {}).get('status')}",
+    )
     assert same["metadata"]["uid"] == uid and same["status"]["podIP"] == ip
-    ready = [c for c in same["status"]["conditions"] if c["type"] == "Ready"]
-    assert ready and ready[0]["status"] == "True"
-    # Its sidecar was restarted by the runner (one start line per start), counting anew.
-    log = next(workload_runner.glob(f"*.{name}.*/sidecar.log")).read_text(errors="replace")
-    assert log.count("--- start:") == CRASH_KILLS + 1, log[-2000:]
+    assert seen_unready, f"pod {name} was never seen unready while its sidecar was down"
+    # Its sidecar was restarted by the kubelet once per kill, counting anew; its MLServer
+    # ran through.
+    assert restart_count(same, SIDECAR_CONTAINER) == CRASH_KILLS, same["status"]
+    assert restart_count(same, SERVER_CONTAINER) == 0, same["status"]
+    log = kube.logs(name, SIDECAR_CONTAINER)
+    previous = kube.logs(name, SIDECAR_CONTAINER, previous=True)
+    assert log.count(STARTED_LINE) == 1, log[-2000:]
+    assert previous.count(STARTED_LINE) == 1, previous[-2000:]  # the killed instance's log
     assert started_after > started_before
     # The other candidate pod's sidecar ran through untouched.
-    assert sidecar_pids(other_ip) == other_pids
+    untouched = kube.get("pod", other_name) or {}
+    assert restart_count(untouched, SIDECAR_CONTAINER) == 0, untouched.get("status")
+    assert pod_pids(other_uid, SIDECAR_COMMAND) == other_pids
     operator.assert_no_errors()
     record(
         "sidecar-killed",
         pod=name,
         kills_at_seconds=kills,
         sidecar_down_seconds=round(down_seconds, 1),
-        starts=log.count("--- start:"),
+        restarts=restart_count(same, SIDECAR_CONTAINER),
         reasons=watch.reasons,
         steps=watch.steps,
     )

@@ -54,6 +54,14 @@ def pod_ip(pod: Mapping[str, Any]) -> str:
     return str(pod["status"]["podIP"])
 
 
+def restart_count(pod: Mapping[str, Any], container: str) -> int:
+    """How many times the kubelet restarted ``container`` of ``pod``, as its status says."""
+    for found in (pod.get("status") or {}).get("containerStatuses") or ():
+        if found.get("name") == container:
+            return int(found.get("restartCount") or 0)
+    raise AssertionError(f"pod {pod['metadata']['name']} reports no container {container}")
+
+
 @dataclass(frozen=True)
 class ServiceView:
     """What a Service selects at one moment."""
@@ -115,12 +123,11 @@ class Kube:
         pods = self.pods(f"{REVISION_LABEL}={revision}")
         return sorted(pods, key=lambda pod: str(pod["metadata"]["name"]))
 
-    def logs(self, pod: Mapping[str, Any], container: str) -> str:
-        """The log of one of a pod's containers, as ``kubectl logs`` shows it ("" when it
-        could not be read: the pod gone, its container not started)."""
-        name = str(pod["metadata"]["name"])
-        result = self.run("logs", name, "-c", container, "--tail=-1", check=False)
-        return result.stdout if result.returncode == 0 else ""
+    def logs(self, pod: str, container: str, *, previous: bool = False) -> str:
+        """``kubectl logs`` of one container (``previous``: of its instance before the last
+        restart), which must succeed."""
+        extra = ["--previous"] if previous else []
+        return self.run("logs", pod, "-c", container, *extra).stdout
 
     def rollout_status(self, deployment: str, timeout: int = 60) -> None:
         self.run("rollout", "status", f"deployment/{deployment}", f"--timeout={timeout}s")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 from kit.figures import Figures
-from kit.kube import Kube
+from kit.kube import Kube, safe
 from kit.modeldeployment import ModelStore, apply_with_reference, serve
 from kit.operator import OperatorProcess
 from kit.status import at_step, candidate_gates, condition, gate_verdicts, latest, status
@@ -164,6 +164,12 @@ def roll_out(kube: Kube, store: ModelStore, model: TrainedModel) -> float:
     return time.monotonic()
 
 
+def sidecar_log(kube: Kube, pod: dict[str, Any]) -> str:
+    """The pod's sidecar's log; "" when it could not be read (a failed read on a busy
+    machine, a container not started yet): no observation."""
+    return safe(lambda: kube.logs(pod["metadata"]["name"], SIDECAR_CONTAINER), "")
+
+
 def shadow_tolerances(kube: Kube, revision: str, target: str) -> list[tuple[float, float]]:
     """(absolute, relative) tolerance the sidecars of ``revision``'s pods logged (``kubectl
     logs``) for copies to ``target``."""
@@ -172,7 +178,7 @@ def shadow_tolerances(kube: Kube, revision: str, target: str) -> list[tuple[floa
     return [
         (float(absolute), float(relative))
         for pod in kube.revision_pods(revision)
-        for absolute, relative in re.findall(pattern, kube.logs(pod, SIDECAR_CONTAINER))
+        for absolute, relative in re.findall(pattern, sidecar_log(kube, pod))
     ]
 
 
