@@ -2,7 +2,7 @@
 
 By concern:
 
-- ``kit.kube``: kubectl bound to a namespace, fresh namespaces, pods, RBAC checks,
+- ``kit.kube``: kubectl bound to a namespace, fresh namespaces, pods and their logs, RBAC checks,
   reads that tolerate an absent API server;
 - ``kit.status``: a ModelDeployment's status and conditions, what a failure shows
   of them, and what waits end on (``promoted``, ``rolled_back`` ...);

@@ -1,10 +1,8 @@
 """Fixtures for the rollout e2e tests: the operator with short intervals.
 
-Tests whose models run on the real node (they use ``store``) reach them as a
-cluster would: the operator addresses a candidate at its per-revision
-Service. The workload runner's kwok pods have no Service networking, so
-tests still on it run the operator with ``--pod-addressing`` (shadow copies
-and golden replays to a candidate pod's IP). The shared fixtures live in
+Every test here runs its models on the real node (it uses ``store``), and the
+operator reaches them as a cluster would: a candidate at its per-revision
+Service, by name, through the cluster's DNS. The shared fixtures live in
 tests/e2e/conftest.py.
 """
 
@@ -16,6 +14,5 @@ HEALTH_INTERVAL = 3
 
 
 @pytest.fixture
-def operator_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
-    args = ("--health-interval", str(HEALTH_INTERVAL))
-    return args if "store" in request.fixturenames else (*args, "--pod-addressing")
+def operator_args() -> tuple[str, ...]:
+    return ("--health-interval", str(HEALTH_INTERVAL))

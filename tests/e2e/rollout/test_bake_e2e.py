@@ -1,12 +1,14 @@
 """A revision promoted, then found worse by its labels, is rolled back in its bake period.
 
-Real MLServer wine models behind real sidecars, the real operator. The
+Real MLServer wine models behind real sidecars on the real node (served
+from the test's volume by the images built here), the real operator. The
 candidate was trained with one row in ten given another class: it answers
 every request, fast, much like the stable, so a canary without a
 performance gate promotes it. ``spec.rollout.bake`` keeps the previous
-revision, scaled to zero, for the bake. Live traffic carries request ids
-and each answered request's true class goes to the feedback port of the pod
-that answered; once the promoted revision's labels show its accuracy below
+revision, scaled to zero, for the bake. Live traffic through the Service
+carries request ids and each answered request's true class goes to the
+Service's feedback port (the sidecars pass a label to the peer holding its
+prediction); once the promoted revision's labels show its accuracy below
 ``monitoring.performance.minAccuracy`` (PerformanceDegraded turns True),
 the previous revision is started again and live traffic goes back to it,
 never to a revision without Ready pods. The spec is untouched.
@@ -19,18 +21,17 @@ rollback, labels judged) are appended to
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from kit.figures import Figures
 from kit.kube import Kube
-from kit.modeldeployment import manifest, serve
+from kit.modeldeployment import ModelStore, serve
 from kit.operator import OperatorProcess
 from kit.status import condition, status
 from kit.waits import wait_deployments, watch_until
 
 from vigil.common.times import parse_unix
-from vigil.devcluster.models import TrainedModel, mislabelled_wine, train_wine
+from vigil.devcluster.models import TrainedModel, mislabelled_wine
 
 #: One short canary, judged on errors and latency only: the worse model passes it.
 STEPS = [{"canary": {"weight": 50, "duration": "6s"}}]
@@ -43,8 +44,8 @@ RATE = 20.0
 record = Figures("rollout").record
 
 
-def baked(model: TrainedModel) -> dict[str, Any]:
-    document = manifest(model, STEPS, deadline="3m")
+def baked(store: ModelStore, model: TrainedModel) -> dict[str, Any]:
+    document = store.manifest(model, STEPS, deadline="3m")
     document["spec"]["rollout"]["bake"] = BAKE
     document["spec"]["monitoring"]["performance"] = PERFORMANCE
     return document
@@ -56,10 +57,10 @@ def posted(event: dict[str, Any]) -> float:
 
 
 def test_a_revision_promoted_then_degraded_is_rolled_back_in_its_bake_period(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
+    kube: Kube, operator: OperatorProcess, store: ModelStore
 ) -> None:
-    stable = train_wine(tmp_path / "wine-1", version="1", seed=0)
-    endpoint = serve(kube, stable, baked(stable), logs=workload_runner)
+    stable = store.train("wine-1", version="1", seed=0)
+    endpoint = serve(kube, stable, baked(store, stable), real_node=True)
     previous = status(kube)["stable"]["revision"]
     traffic = endpoint.traffic(stable.X, rate=RATE, seed=5, labels=stable.y)
     bakes: list[dict[str, Any]] = []
@@ -70,9 +71,9 @@ def test_a_revision_promoted_then_degraded_is_rolled_back_in_its_bake_period(
         return current.get("phase") == "RolledBack"
 
     try:
-        worse, accuracy = mislabelled_wine(tmp_path / "wine-2", stable)
+        worse, accuracy = mislabelled_wine(store.folder / "wine-2", stable)
         assert 0.85 <= accuracy <= 0.93, f"the candidate's accuracy on the rows sent: {accuracy}"
-        kube.apply(baked(worse))
+        kube.apply(baked(store, worse))
         watch = watch_until(kube, back, 360, "the rollback in the bake period")
         back_at = time.time()
     finally:

@@ -4,8 +4,9 @@ A retrained model usually comes with its own profile, in its own ConfigMap
 (docs/howto/reference-profile.md). Each revision's sidecars then count
 predictions in different bins; compared slot by slot a bad regressor looked
 like the stable and was promoted (issue 13). Here, with real MLServer
-processes behind real sidecars, models trained in the test on scikit-learn's
-bundled data, and the defaults for tolerance and agreement:
+containers behind real sidecars on the real node, models trained in the test
+on scikit-learn's bundled data into its volume, live traffic through the
+Service, and the defaults for tolerance and agreement:
 
 * one after another, bad candidates each with its own profile are rolled
   back in shadow, with the failed gates and their values in the message,
@@ -22,18 +23,18 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from kit.figures import Figures
-from kit.kube import Kube
-from kit.modeldeployment import apply_with_reference, manifest, serve
+from kit.kube import Kube, safe
+from kit.modeldeployment import ModelStore, apply_with_reference, serve
 from kit.operator import OperatorProcess
-from kit.status import candidate_gates, condition, gate_verdicts, latest, status
+from kit.status import at_step, candidate_gates, condition, gate_verdicts, latest, status
 from kit.waits import wait_deployments, wait_for, watch_until
 
+from vigil.core.desired import SIDECAR_CONTAINER
 from vigil.devcluster.models import TrainedModel, served_estimator
 from vigil.profile import load_profile
 
@@ -57,10 +58,13 @@ Fit = Callable[[np.ndarray, np.ndarray], Any]
 record = Figures("rollout").record
 
 
-def trained(folder: Path, name: str, version: str, X: np.ndarray, y: np.ndarray, fit: Fit):
-    """An MLServer model folder and *its own* profile, built from its own answers."""
+def trained(
+    store: ModelStore, folder: str, name: str, version: str, X: np.ndarray, y: np.ndarray, fit: Fit
+):
+    """An MLServer model folder of the volume and *its own* profile, built from its own
+    answers."""
     features = [f"f{i}" for i in range(X.shape[1])]
-    return served_estimator(folder, name, version, fit(X, y), X, y, features)
+    return served_estimator(store.folder / folder, name, version, fit(X, y), X, y, features)
 
 
 def linear(X: np.ndarray, y: np.ndarray) -> Any:
@@ -147,26 +151,34 @@ CLASSIFICATION = Scenario(
 )
 
 
-def spec_for(model: TrainedModel) -> dict[str, Any]:
-    """The kit's manifest, for this model, its own profile and default agreement."""
+def spec_for(store: ModelStore, model: TrainedModel) -> dict[str, Any]:
+    """The kit's manifest, for this model served from the volume, its own profile and
+    default agreement."""
     reference = f"{model.name}-reference-{model.version}"
-    return manifest(model, STEPS, reference=reference, analysis=ANALYSIS)
+    return store.manifest(model, STEPS, reference=reference, analysis=ANALYSIS)
 
 
-def roll_out(kube: Kube, model: TrainedModel) -> float:
+def roll_out(kube: Kube, store: ModelStore, model: TrainedModel) -> float:
     """Apply the model with its own profile ConfigMap; returns when it was applied."""
-    apply_with_reference(kube, model, spec_for(model))
+    apply_with_reference(kube, model, spec_for(store, model))
     return time.monotonic()
 
 
-def shadow_tolerances(runner: Path, deployment: str, target: str) -> list[tuple[float, float]]:
-    """(absolute, relative) tolerance the stable's sidecars logged for copies to ``target``."""
+def sidecar_log(kube: Kube, pod: dict[str, Any]) -> str:
+    """The pod's sidecar's log; "" when it could not be read (a failed read on a busy
+    machine, a container not started yet): no observation."""
+    return safe(lambda: kube.logs(pod["metadata"]["name"], SIDECAR_CONTAINER), "")
+
+
+def shadow_tolerances(kube: Kube, revision: str, target: str) -> list[tuple[float, float]]:
+    """(absolute, relative) tolerance the sidecars of ``revision``'s pods logged (``kubectl
+    logs``) for copies to ``target``."""
     number = r"([0-9.]+(?:e[-+][0-9]+)?)"
     pattern = rf"revision={target} percent=\S+ tolerance={number}\+{number}\*\|local\|"
     return [
         (float(absolute), float(relative))
-        for log in sorted(runner.glob(f"*.{deployment}-*/sidecar.log"))
-        for absolute, relative in re.findall(pattern, log.read_text(errors="replace"))
+        for pod in kube.revision_pods(revision)
+        for absolute, relative in re.findall(pattern, sidecar_log(kube, pod))
     ]
 
 
@@ -183,21 +195,19 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
     scenario: Scenario,
     kube: Kube,
     operator: OperatorProcess,
-    workload_runner: Path,
-    tmp_path: Path,
+    store: ModelStore,
 ) -> None:
     name = scenario.name
     X, y = scenario.load()
-    stable = trained(tmp_path / "stable", name, "1", X, y, scenario.stable)
-    endpoint = serve(kube, stable, spec_for(stable), logs=workload_runner)
-    stable_ips = set(endpoint.pod_ips())
+    stable = trained(store, "stable", name, "1", X, y, scenario.stable)
+    endpoint = serve(kube, stable, spec_for(store, stable), real_node=True)
     stable_revision = status(kube, name)["stable"]["revision"]
     traffic = endpoint.traffic(X, rate=20.0, seed=5)
     difference: float | None = None
     try:
         for label, fit in scenario.bad.items():
-            bad = trained(tmp_path / label, name, f"2-{label}", X, y, fit)
-            applied = roll_out(kube, bad)
+            bad = trained(store, label, name, f"2-{label}", X, y, fit)
+            applied = roll_out(kube, store, bad)
             watch = watch_until(
                 kube, latest(bad.version, "RolledBack"), 120, f"{label} to roll back", name=name
             )
@@ -235,19 +245,38 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
                 )
                 assert difference > 10, difference
             wait_deployments(kube, [f"{name}-{stable_revision}"])
-        # Clients only ever talked to the stable's pods while the bad models were shadowed.
-        assert set(traffic.stats.by_pod) <= stable_ips, (traffic.stats.by_pod, stable_ips)
+        # Clients only ever got answers from the stable's pods (each answer names the
+        # revision whose sidecar served it) while the bad models were shadowed.
+        answered_by = traffic.stats.by_revision
+        assert set(answered_by) <= {stable_revision}, (answered_by, stable_revision)
         sent_while_bad = traffic.stats.sent
 
-        good = trained(tmp_path / "good", name, "3", X, y, scenario.good)
-        applied = roll_out(kube, good)
+        good = trained(store, "good", name, "3", X, y, scenario.good)
+        applied = roll_out(kube, store, good)
         watch = watch_until(
-            kube, latest(good.version, "Promoted"), 150, "the good model to be promoted", name=name
+            kube, at_step("shadow 100%"), 120, "the good model in shadow", name=name
+        )
+        target = watch.last["candidate"]["revision"]
+        # The stable's pods go at the promotion: read what their sidecars were told while
+        # they run (the shadow step cannot end before they copy to the candidate).
+        told = wait_for(
+            lambda: shadow_tolerances(kube, stable_revision, target),
+            timeout=60,
+            what=f"the stable's sidecars to log the shadow settings for {target}",
+        )
+        watch = watch_until(
+            kube,
+            latest(good.version, "Promoted"),
+            150,
+            "the good model to be promoted",
+            watch,
+            name=name,
         )
         seconds = time.monotonic() - applied
     finally:
         stats = traffic.stop()
     promoted = watch.last["stable"]["revision"]
+    assert promoted == target, (promoted, target)
     log = operator.log_path.read_text(errors="replace")
     assert f"rollout of {promoted}: StepAdvanced step 2/2 (canary 50%)" in log
     agreements = operator.gate_values("agreement", promoted)
@@ -257,7 +286,6 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
     prediction = load_profile(stable.profile_path).prediction
     assert prediction is not None and prediction.summary is not None
     std = prediction.summary.std if name == REGRESSION.name else 0.0
-    told = shadow_tolerances(workload_runner, f"{name}-{stable_revision}", promoted)
     assert told and told[-1] == pytest.approx((0.05 * std, 0.05), rel=1e-4), (told, std)
     record(
         "own-profile-good",

@@ -7,10 +7,9 @@ with its own RBAC that reaches candidates at their Services, and live
 traffic from the TrafficGenerator through the Service ``wine``'s ClusterIP
 (kube-proxy picks the pod), as a user's client sends it.
 
-Tests not moved yet (``deployed_by_runner`` and the ``workload_runner``
-fixture) run on kwok pods whose containers the workload runner starts as
-local processes, with the operator's ``--pod-addressing`` and the traffic
-sent to the Ready pods the Service selects.
+With Gateway API routing the traffic generator plays the gateway: each
+request goes to the ClusterIP of a backend Service the HTTPRoute names,
+chosen by its weights.
 
 Short steps (seconds) keep each scenario well under two minutes; every wait
 is bounded and says what it saw last. Measured figures are appended to
@@ -31,7 +30,7 @@ from kit.backend_watch import BackendWatch
 from kit.figures import Figures
 from kit.kube import MD_LABEL, REVISION_LABEL, Kube, pod_ip
 from kit.metrics import total
-from kit.modeldeployment import STEPS, ModelStore, Setup, deploy, golden_configmap, manifest
+from kit.modeldeployment import STEPS, ModelStore, Setup, deploy, golden_configmap
 from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import (
     Status,
@@ -50,7 +49,7 @@ from kit.traffic import pod_metrics
 from kit.waits import Watch, wait_deployments, wait_for, watch_until
 
 from vigil.common.times import parse_unix
-from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.models import TrainedModel
 from vigil.devcluster.prometheus import LocalPrometheus
 
 #: How long traffic goes on after the old revision's Deployment is gone (its pods terminate).
@@ -65,17 +64,6 @@ def deployed(
 ) -> Iterator[Setup]:
     """Model v1 serving on the real node, traffic through its Service."""
     setup = deploy(kube, tmp_path, store=store)
-    try:
-        yield setup
-    finally:
-        setup.traffic.stop()
-
-
-@pytest.fixture
-def deployed_by_runner(
-    kube: Kube, operator: OperatorProcess, workload_runner: Path, tmp_path: Path
-) -> Iterator[Setup]:
-    setup = deploy(kube, tmp_path, logs=workload_runner)
     try:
         yield setup
     finally:
@@ -317,19 +305,16 @@ def test_tweak_runs_only_the_tweak_steps(deployed: Setup, store: ModelStore) -> 
     assert watch.no_ready_pods == 0
 
 
-def test_spec_change_supersedes_and_change_back_aborts(
-    deployed_by_runner: Setup, tmp_path: Path
-) -> None:
-    deployed = deployed_by_runner
+def test_spec_change_supersedes_and_change_back_aborts(deployed: Setup, store: ModelStore) -> None:
     kube = deployed.kube
     slow = [{"shadow": {"duration": "120s", "percent": 100, "minRequests": 20}}]
-    second = train_wine(tmp_path / "wine-2", version="2", seed=1)
-    kube.apply(manifest(second, slow))
+    second = store.train("wine-2", version="2", seed=1)
+    kube.apply(store.manifest(second, slow))
     first = watch_until(kube, at_step("shadow 100%"), 90, "the first candidate in shadow").last[
         "candidate"
     ]["revision"]
-    third = train_wine(tmp_path / "wine-3", version="3", seed=2)
-    kube.apply(manifest(third, slow))
+    third = store.train("wine-3", version="3", seed=2)
+    kube.apply(store.manifest(third, slow))
     watch = watch_until(
         kube,
         lambda s: (
@@ -342,7 +327,7 @@ def test_spec_change_supersedes_and_change_back_aborts(
     entries = {(e["revision"], e["outcome"]) for e in watch.last.get("history") or ()}
     assert (first, "Superseded") in entries
     newer = watch.last["candidate"]["revision"]
-    kube.apply(manifest(deployed.stable, slow))
+    kube.apply(store.manifest(deployed.stable, slow))
     watch = watch_until(
         kube,
         lambda s: not s.get("candidate") and f"wine-{newer}" not in kube.deployments(),
@@ -355,16 +340,15 @@ def test_spec_change_supersedes_and_change_back_aborts(
 
 
 def test_pause_resume_promote_and_abort_through_the_plugin(
-    deployed_by_runner: Setup, tmp_path: Path
+    deployed: Setup, store: ModelStore
 ) -> None:
-    deployed = deployed_by_runner
     kube = deployed.kube
     slow = [
         {"shadow": {"duration": "300s", "percent": 100, "minRequests": 20}},
         {"canary": {"weight": 50, "duration": "300s"}},
     ]
-    second = train_wine(tmp_path / "wine-2", version="2", seed=1)
-    kube.apply(manifest(second, slow))
+    second = store.train("wine-2", version="2", seed=1)
+    kube.apply(store.manifest(second, slow))
     watch_until(kube, at_step("shadow 100%"), 90, "the candidate in shadow")
     kubectl_vigil(kube, "pause")
     watch_until(
@@ -385,8 +369,8 @@ def test_pause_resume_promote_and_abort_through_the_plugin(
     kubectl_vigil(kube, "promote")
     watch = watch_until(kube, newest_outcome("Promoted"), 90, "the promotion a person asked for")
     promoted_revision = watch.last["stable"]["revision"]
-    third = train_wine(tmp_path / "wine-3", version="3", seed=2)
-    kube.apply(manifest(third, slow))
+    third = store.train("wine-3", version="3", seed=2)
+    kube.apply(store.manifest(third, slow))
     watch_until(kube, at_step("shadow 100%"), 90, "the third model in shadow")
     kubectl_vigil(kube, "abort")
     watch = watch_until(kube, in_phase("RolledBack"), 60, "the abort a person asked for")
@@ -395,19 +379,18 @@ def test_pause_resume_promote_and_abort_through_the_plugin(
 
 
 def test_operator_killed_at_random_moments_promotes_exactly_once(
-    deployed_by_runner: Setup, operator: OperatorProcess, tmp_path: Path
+    deployed: Setup, operator: OperatorProcess, store: ModelStore
 ) -> None:
     """SIGKILL the operator 5 times during the good rollout; it resumes from status."""
-    deployed = deployed_by_runner
     kube = deployed.kube
     rng = random.Random(11)
-    candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+    candidate = store.train("wine-2", version="2", seed=1)
     longer = [
         {"shadow": {"duration": "15s", "percent": 100, "minRequests": 20}},
         {"canary": {"weight": 20, "duration": "12s"}},
         {"canary": {"weight": 50, "duration": "12s"}},
     ]
-    kube.apply(manifest(candidate, longer))
+    kube.apply(store.manifest(candidate, longer))
     kills: list[str] = []
     watch = Watch()
     for _ in range(5):
@@ -433,16 +416,16 @@ def test_operator_killed_at_random_moments_promotes_exactly_once(
 def test_metrics_outage_during_canary_holds_then_resumes(
     kube: Kube,
     operator: OperatorProcess,
-    workload_runner: Path,
+    store: ModelStore,
     prometheus: LocalPrometheus,
     tmp_path: Path,
 ) -> None:
     metrics = {"source": "prometheus", "prometheusURL": prometheus.url}
-    setup = deploy(kube, tmp_path, logs=workload_runner, metrics=metrics)
+    setup = deploy(kube, tmp_path, store=store, metrics=metrics)
     try:
-        candidate = train_wine(tmp_path / "wine-2", version="2", seed=1)
+        candidate = store.train("wine-2", version="2", seed=1)
         steps = [{"canary": {"weight": 50, "duration": "25s"}}]
-        kube.apply(manifest(candidate, steps, metrics=metrics))
+        kube.apply(store.manifest(candidate, steps, metrics=metrics))
         watch_until(
             kube,
             candidate_reason("StepInProgress"),
@@ -523,7 +506,7 @@ def applied_revision(kube: Kube, document: dict[str, Any]) -> str:
 def test_gateway_api_route_never_names_a_deleted_service(
     kube: Kube,
     operator: OperatorProcess,
-    workload_runner: Path,
+    store: ModelStore,
     gateway_api_crds: None,
     tmp_path: Path,
 ) -> None:
@@ -550,7 +533,7 @@ def test_gateway_api_route_never_names_a_deleted_service(
         }
     )
     routing = {"gatewayAPI": {"httpRoute": "wine"}}
-    setup = deploy(kube, tmp_path, logs=workload_runner, routing=routing)
+    setup = deploy(kube, tmp_path, store=store, routing=routing)
     seen: list[tuple[tuple[str, int], ...]] = []
 
     def record_weights() -> None:
@@ -559,12 +542,12 @@ def test_gateway_api_route_never_names_a_deleted_service(
             seen.append(weights)
 
     def roll(model: TrainedModel, **options: Any) -> str:
-        return applied_revision(kube, manifest(model, routing=routing, **options))
+        return applied_revision(kube, store.manifest(model, routing=routing, **options))
 
     seconds: dict[str, float] = {}
     try:
         # 1. Promotion through the steps: the route carries the canary weights.
-        good = train_wine(tmp_path / "wine-2", version="2", seed=1)
+        good = store.train("wine-2", version="2", seed=1)
         first = roll(good)
         watch = watch_until(
             kube,
@@ -588,19 +571,19 @@ def test_gateway_api_route_never_names_a_deleted_service(
         )
         seconds["blue-green"] = wait_for_route_and_services(kube, switched, first, "blue/green")
         # 3. Rollback (a bad model, in shadow).
-        bad = train_wine(tmp_path / "wine-bad", version="3", shuffled_labels=True, seed=0)
+        bad = store.train("wine-bad", version="3", shuffled_labels=True, seed=0)
         rolled_back = roll(bad)
         watch_until(kube, in_phase("RolledBack"), 120, "the rollback")
         seconds["rollback"] = wait_for_route_and_services(kube, switched, rolled_back, "rollback")
         # 4. Abort, a person's, while the canary holds half of the route.
         slow = [{"canary": {"weight": 50, "duration": "300s"}}]
-        aborted = roll(train_wine(tmp_path / "wine-4", version="4", seed=2), steps=slow)
+        aborted = roll(store.train("wine-4", version="4", seed=2), steps=slow)
         half = ((f"wine-{switched}", 50), (f"wine-{aborted}", 50))
         wait_for(lambda: route_weights(kube, "wine") == half, timeout=90, what=f"route {half}")
         kubectl_vigil(kube, "abort", "--wait", "30")
         seconds["abort"] = wait_for_route_and_services(kube, switched, aborted, "abort")
         # 5. Deadline failure: a candidate that never serves.
-        broken = train_wine(tmp_path / "wine-5", version="5", seed=1)
+        broken = store.train("wine-5", version="5", seed=1)
         (broken.folder / "model.joblib").unlink()
         failed = roll(broken, deadline="15s", readiness_path="/v2/models/wine/ready")
         watch_until(kube, in_phase("Failed"), 90, "the deadline failure")
