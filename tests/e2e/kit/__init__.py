@@ -20,5 +20,10 @@ By concern:
   its pod);
 - ``kit.modelpods``: model pods as plain objects (no operator);
 - ``kit.figures``: measured figures appended for the report;
-- ``kit.backend_watch``: a watch of Services and HTTPRoutes in etcd order.
+- ``kit.backend_watch``: a watch of Services and HTTPRoutes in etcd order;
+- ``kit.gitserver``: a Git repository served on 127.0.0.1 by ``git http-backend``;
+- ``kit.flux``: Flux's source- and kustomize-controller (``hack/build-flux.sh``) as host
+  processes, their CRDs;
+- ``kit.gitops``: the ``manifests/gitops/flux`` example in a test's repository, Flux's
+  view of it.
 """
