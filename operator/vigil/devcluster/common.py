@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -34,6 +35,18 @@ def free_port(host: str = "127.0.0.1") -> int:
             if (host, port) not in _handed_out:
                 _handed_out.add((host, port))
                 return port
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, SIGKILL once ``grace`` seconds have passed; reaped either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def pid_alive(pid: int) -> bool:

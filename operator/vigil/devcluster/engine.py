@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.devcluster.common import stop_process
 from vigil.devcluster.packages import PackageError, ensure_packages, find
 
 Log = Callable[[str], None]
@@ -188,7 +189,8 @@ def docker_engine(data_root: Path, log_dir: Path, say: Log) -> Iterator[Docker]:
         _wait_for_engine(docker, process, log_path)
         yield docker
     finally:
-        _stop(process)
+        # dockerd stops its containers and its containerd on SIGTERM: give it a minute.
+        stop_process(process, 60)
         # dockerd leaves its bind mount of the host's network namespace behind.
         unmount_under(run_dir)
 
@@ -214,16 +216,6 @@ def _wait_for_engine(docker: Docker, process: subprocess.Popen[bytes], log_path:
         f"dockerd did not answer on {docker.socket} within {ENGINE_START_TIMEOUT:.0f}s "
         f"(log: {log_path})"
     )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (dockerd stops its containers and its containerd), SIGKILL after 60 s."""
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _stop_leftover(pidfile: Path) -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from kit.kube import ROOT
 from vigil.devcluster import ClusterClient
-from vigil.devcluster.common import free_port
+from vigil.devcluster.common import free_port, stop_process
 
 SOURCE_CRDS = (
     "buckets",
@@ -148,17 +148,7 @@ def running_flux(cluster: ClusterClient, folder: Path, work: Path) -> Iterator[F
                 env=env,
                 start_new_session=True,
             )
-            stack.callback(_stop, process)
+            stack.callback(stop_process, process, 15)
             metrics[name] = f"http://127.0.0.1:{metrics_port}/metrics"
             _wait_healthy(name, f"http://127.0.0.1:{health_port}/readyz", process, logs[name])
         yield FluxControllers(logs, metrics)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
