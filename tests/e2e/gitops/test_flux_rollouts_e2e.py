@@ -453,5 +453,5 @@ def test_a_persons_pause_and_promote_survive_flux_resyncs(
         flux_passes_while_promote_pending=len(while_pending),
         flux_apply_passes=len(applies),
         promote_to_flux_ready_seconds=round((seen.flux_ready_at or 0) - requested_wall, 1),
-        steps=watch.steps,
+        steps=[name for _, _, name in seen.steps],
     )
