@@ -26,7 +26,7 @@ the median of the next 3 samples and the end value the median of the last
 3; pass = RSS grows by at most 10 %, and fds, connections and tasks by at
 most 10 % or 2 (small counts).
 
-Usage: .venv/bin/python bench/soak/run.py [--minutes 30] [--warmup 5] [--port-base 26900]
+Usage: .venv/bin/python bench/soak/run.py [--minutes 30] [--warmup 5] [--port-base 26900] [--out F]
 (the verdicts need at least warmup + 5 minutes; root, for the real node)
 """
 
@@ -428,6 +428,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5, help="minutes before the baseline")
     parser.add_argument("--port-base", type=int, default=PORT_BASE)
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "last-run.json", help="where the record goes"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-soak-"))
     work.chmod(0o755)  # the pods' non-root users read the model volume below it
@@ -543,8 +546,8 @@ def main() -> None:
             "idle_status_sample": final_status.get("idle-000"),
             "samples": samples,
         }
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / "last-run.json"
+        path = args.out
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2, default=str))
         log(f"verdicts: {json.dumps(verdicts, indent=1)}")
         log(f"wrote {path}; work folder {work}")
