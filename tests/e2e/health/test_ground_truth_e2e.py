@@ -109,6 +109,10 @@ class Pipeline:
             assert not answer.get("errors"), answer
             pending = [label for label in pending if label["id"] in retry]
             self.resent_ids += len(pending)
+            if pending:
+                # Unreachable: most often a pod handing its predictions over (it says
+                # Retry-After 1); resent at once they would find it still on the way.
+                time.sleep(1)
         raise AssertionError(f"{len(pending)} labels never got an outcome")
 
     def _post_once(self, labels: list[dict[str, Any]]) -> dict[str, Any] | None:
