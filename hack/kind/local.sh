@@ -19,6 +19,8 @@
 # masquerading off: it has no default route, and the host reaches it on the
 # bridge vigil-kind0 (10.89.0.1 -> node 10.89.0.2). The API server is reached
 # at the node's address (an internal network publishes no ports).
+# Containers run through hack/kind/runc-bounded: Docker 20.10 gives a
+# privileged container (kind's nodes) capabilities root may not have here.
 # Needs root (dockerd, debootstrap).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -60,6 +62,8 @@ start_engine() {
     --iptables=false \
     --ip-forward=false \
     --ip-masq=false \
+    --add-runtime="vigil-runc=$root/hack/kind/runc-bounded" \
+    --default-runtime=vigil-runc \
     --log-level=warn \
     >>"$state/dockerd.log" 2>&1 </dev/null &
   for _ in $(seq 1 180); do
