@@ -53,19 +53,29 @@ start_engine() {
   command -v dockerd >/dev/null || die "dockerd is missing: apt-get install docker.io"
   mkdir -p "$run_dir" "$state"
   say "starting a private dockerd (data root $state/docker, log $state/dockerd.log)"
-  setsid dockerd \
-    --data-root="$state/docker" \
-    --exec-root="$run_dir/exec" \
-    --pidfile="$run_dir/dockerd.pid" \
-    --host="unix://$socket" \
-    --bridge=none \
-    --iptables=false \
-    --ip-forward=false \
-    --ip-masq=false \
-    --add-runtime="vigil-runc=$root/hack/kind/runc-bounded" \
-    --default-runtime=vigil-runc \
-    --log-level=warn \
-    >>"$state/dockerd.log" 2>&1 </dev/null &
+  # The engine outlives this script: it must not keep any descriptor it
+  # inherited open, above all the lock of `flock /tmp/vigil-heavy.lock make
+  # kind-up`, which would stay held for as long as the engine runs (a
+  # subshell closes them, so this script keeps its own).
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if (( fd > 2 )); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid dockerd \
+      --data-root="$state/docker" \
+      --exec-root="$run_dir/exec" \
+      --pidfile="$run_dir/dockerd.pid" \
+      --host="unix://$socket" \
+      --bridge=none \
+      --iptables=false \
+      --ip-forward=false \
+      --ip-masq=false \
+      --add-runtime="vigil-runc=$root/hack/kind/runc-bounded" \
+      --default-runtime=vigil-runc \
+      --log-level=warn \
+      >>"$state/dockerd.log" 2>&1 </dev/null
+  ) &
   for _ in $(seq 1 180); do
     docker_ version >/dev/null 2>&1 && return
     sleep 0.5
