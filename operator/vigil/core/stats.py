@@ -21,6 +21,7 @@ function to SciPy.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -218,6 +219,9 @@ class BetaBinomial:
         return Bounds(low, high, p_above, p_below)
 
 
+# Remembered: a bisection asks the same tails again (the prior's at each p), and a
+# reconcile judges the same figures on every event until new ones come.
+@functools.lru_cache(maxsize=16384)
 def _log_beta_tail(a: float, b: float, x: float, *, upper: bool) -> float:
     """log P(X > x) (``upper``) or log P(X < x) for X ~ Beta(a, b), accurate in far tails."""
     if upper:

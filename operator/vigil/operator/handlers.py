@@ -72,32 +72,19 @@ async def cached(resource: kopf.Resource, body: kopf.Body, memo: kopf.Memo, **_:
 @kopf.on.event("apps", "v1", "deployments", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
 @kopf.on.event("", "v1", "services", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
 async def child_changed(
-    type: str | None,
-    resource: kopf.Resource,
-    body: kopf.Body,
-    labels: kopf.Labels,
-    namespace: str,
-    memo: kopf.Memo,
-    **_: Any,
+    type: str | None, resource: kopf.Resource, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
     runtime.remember(memo.runtime, resource.plural, type, body)
-    memo.runtime.reconciler.nudge(namespace, labels[naming.LABEL_MODEL_DEPLOYMENT])
+    _nudge_owner(memo, body)
 
 
 @kopf.on.event("", "v1", "configmaps", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
-async def settings_changed(
-    type: str | None,
-    body: kopf.Body,
-    labels: kopf.Labels,
-    namespace: str,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
+async def settings_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime.remember(memo.runtime, "configmaps", type, body)
     # A revision's sidecar settings are written by the reconciler itself; only a
     # deletion (by someone else) needs a reconcile, which writes them again.
     if type == "DELETED":
-        memo.runtime.reconciler.nudge(namespace, labels[naming.LABEL_MODEL_DEPLOYMENT])
+        _nudge_owner(memo, body)
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.PLURAL)
@@ -114,15 +101,14 @@ async def model_deployment_seen(
 
 
 @kopf.on.event("", "v1", "pods", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
-async def model_pod_seen(
-    type: str | None,
-    body: kopf.Body,
-    labels: kopf.Labels,
-    namespace: str,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
+async def model_pod_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # A pod's artifact fetch that says something new (failed, retrying) is reported by a
     # reconcile of its ModelDeployment; other pod changes reach it through its Deployment.
     if memo.runtime.health.observe_pod(type, body):
-        memo.runtime.reconciler.nudge(namespace, labels[naming.LABEL_MODEL_DEPLOYMENT])
+        _nudge_owner(memo, body)
+
+
+def _nudge_owner(memo: kopf.Memo, child: kopf.Body) -> None:
+    """Reconcile the ModelDeployment a child belongs to (its label names it)."""
+    meta = child.metadata
+    memo.runtime.reconciler.nudge(meta.namespace, meta.labels[naming.LABEL_MODEL_DEPLOYMENT])

@@ -63,6 +63,7 @@ from vigil.sidecar.joinstore import (
     Labelled,
     StoredRecord,
 )
+from vigil.sidecar.listening import bound_port
 from vigil.sidecar.monitor import Monitor
 
 __all__ = ["DELAY_BUCKETS", "FeedbackMetrics", "FeedbackService", "Label", "parse_labels"]
@@ -608,10 +609,7 @@ class FeedbackService:
 
     @property
     def port(self) -> int:
-        assert self.runner is not None
-        for addr in self.runner.addresses:
-            return int(addr[1])
-        return self.settings.port
+        return bound_port(self.runner, self.settings.port)
 
     async def stop(self) -> None:
         if self.runner is not None:

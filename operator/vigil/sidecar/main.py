@@ -27,6 +27,7 @@ from vigil.profile import ReferenceProfile
 from vigil.sidecar.config import ConfigError, Settings, SettingsWatcher, load_settings
 from vigil.sidecar.feedback import FeedbackMetrics, FeedbackService
 from vigil.sidecar.identity import IdMaker
+from vigil.sidecar.listening import bound_port
 from vigil.sidecar.metrics import OpsMetrics
 from vigil.sidecar.monitor import Monitor, load_reference
 from vigil.sidecar.proxy import Proxy
@@ -143,10 +144,7 @@ class Sidecar:
 
     @property
     def metrics_port(self) -> int:
-        assert self.metrics_runner is not None
-        for addr in self.metrics_runner.addresses:
-            return int(addr[1])
-        return self.settings.metrics_port
+        return bound_port(self.metrics_runner, self.settings.metrics_port)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(

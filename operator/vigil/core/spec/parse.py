@@ -10,31 +10,8 @@ from typing import Any
 
 from vigil.core.spec.defaults import (
     DEFAULT_BAKE_MIN_REPLICAS,
-    DEFAULT_CONFIDENCE,
-    DEFAULT_DRIFT_CONFIDENCE,
-    DEFAULT_DRIFT_METHOD,
-    DEFAULT_DRIFT_THRESHOLD,
-    DEFAULT_DRIFT_WARNING,
-    DEFAULT_EARLY_ADVANCE,
-    DEFAULT_FAILURE_LIMIT,
-    DEFAULT_FEATURE_CAP,
-    DEFAULT_GATE_MIN_LABELS,
-    DEFAULT_INPUT_DRIFT_MARGIN,
-    DEFAULT_INTERVAL,
-    DEFAULT_LATENCY_MARGIN,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_ERROR_RATE,
-    DEFAULT_MAX_LATENCY_P95,
-    DEFAULT_MAX_PREDICTION_SHIFT,
-    DEFAULT_METRICS_SOURCE,
-    DEFAULT_MIN_AGREEMENT,
-    DEFAULT_MIN_REQUESTS,
     DEFAULT_MODEL_PATH,
     DEFAULT_PAUSED,
-    DEFAULT_PERFORMANCE_MAX_DROP,
-    DEFAULT_PERFORMANCE_MIN_LABELS,
-    DEFAULT_PERFORMANCE_WINDOW,
-    DEFAULT_PROGRESS_DEADLINE,
     DEFAULT_PROTOCOL,
     DEFAULT_REPLICAS,
     DEFAULT_SERVER_PORT,
@@ -42,7 +19,6 @@ from vigil.core.spec.defaults import (
     DEFAULT_SHADOW_PERCENT,
     DEFAULT_STEP_DURATION,
     DEFAULT_VALIDATE_MIN_AGREEMENT,
-    DEFAULT_WINDOW,
     DRIFT_METHODS,
     PROTOCOLS,
     SOURCE_DIRECT,
@@ -80,6 +56,13 @@ from vigil.core.spec.model import (
     Tolerance,
     parse_pvc_uri,
 )
+
+# An absent key takes the typed section's own default (vigil.core.spec.model), so each
+# default is written once; only those of sections without defaults are named here.
+_DEFAULT_MONITORING = MonitoringSpec()
+_DEFAULT_ANALYSIS = AnalysisSpec()
+_DEFAULT_ROLLOUT = RolloutSpec()
+_DEFAULT_GATE = PerformanceGate()
 
 
 def _section(value: Any) -> Mapping[str, Any]:
@@ -268,16 +251,20 @@ def _monitoring(spec: Mapping[str, Any]) -> MonitoringSpec:
     sidecar_raw = _mapping(raw.get("sidecar"), "spec.monitoring.sidecar")
     shaping = MonitoringSpec(
         reference=reference,
-        window=str(raw.get("window") or DEFAULT_WINDOW),
+        window=str(raw.get("window") or _DEFAULT_MONITORING.window),
         drift=DriftSpec(
-            method=str(drift_raw.get("method") or DEFAULT_DRIFT_METHOD),
-            warning=float(drift_raw.get("warning", DEFAULT_DRIFT_WARNING)),
-            threshold=float(drift_raw.get("threshold", DEFAULT_DRIFT_THRESHOLD)),
-            confidence=float(drift_raw.get("confidence", DEFAULT_DRIFT_CONFIDENCE)),
+            method=str(drift_raw.get("method") or _DEFAULT_MONITORING.drift.method),
+            warning=float(drift_raw.get("warning", _DEFAULT_MONITORING.drift.warning)),
+            threshold=float(drift_raw.get("threshold", _DEFAULT_MONITORING.drift.threshold)),
+            confidence=float(drift_raw.get("confidence", _DEFAULT_MONITORING.drift.confidence)),
         ),
         sidecar=SidecarLimits(
-            max_body_bytes=int(sidecar_raw.get("maxBodyBytes") or DEFAULT_MAX_BODY_BYTES),
-            feature_cap=int(sidecar_raw.get("featureCap") or DEFAULT_FEATURE_CAP),
+            max_body_bytes=int(
+                sidecar_raw.get("maxBodyBytes") or _DEFAULT_MONITORING.sidecar.max_body_bytes
+            ),
+            feature_cap=int(
+                sidecar_raw.get("featureCap") or _DEFAULT_MONITORING.sidecar.feature_cap
+            ),
         ),
     )
     return _reported(lambda: _judging(shaping, raw), shaping)
@@ -291,12 +278,12 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
         raise ValueError(
             f"spec.monitoring.drift.confidence {shaping.drift.confidence:g} must be between 0 and 1"
         )
-    window_seconds = parse_duration(shaping.window, default_seconds(DEFAULT_WINDOW))
+    window_seconds = parse_duration(shaping.window, _DEFAULT_MONITORING.window_seconds)
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.window must be longer than 0s")
     slo = _section(raw.get("slo"))
     metrics = _section(raw.get("metrics"))
-    source = str(metrics.get("source") or DEFAULT_METRICS_SOURCE)
+    source = str(metrics.get("source") or _DEFAULT_MONITORING.metrics.source)
     url = metrics.get("prometheusURL")
     if source == SOURCE_PROMETHEUS and not url:
         raise ValueError("spec.monitoring.metrics.prometheusURL is required with source prometheus")
@@ -305,9 +292,9 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
         window_seconds=window_seconds,
         performance=_performance(_section(raw.get("performance"))),
         slo=SLOSpec(
-            max_error_rate=float(slo.get("maxErrorRate", DEFAULT_MAX_ERROR_RATE)),
+            max_error_rate=float(slo.get("maxErrorRate", _DEFAULT_MONITORING.slo.max_error_rate)),
             max_latency_p95=parse_duration(
-                slo.get("maxLatencyP95"), default_seconds(DEFAULT_MAX_LATENCY_P95)
+                slo.get("maxLatencyP95"), _DEFAULT_MONITORING.slo.max_latency_p95
             ),
         ),
         metrics=MetricsSpec(
@@ -327,8 +314,8 @@ def _one_limit(raw: Mapping[str, Any], where: str) -> None:
 
 def _performance(raw: Mapping[str, Any]) -> PerformanceSpec:
     """``spec.monitoring.performance`` (ValueError: unusable)."""
-    window = str(raw.get("window") or DEFAULT_PERFORMANCE_WINDOW)
-    window_seconds = parse_duration(window, default_seconds(DEFAULT_PERFORMANCE_WINDOW))
+    window = str(raw.get("window") or _DEFAULT_MONITORING.performance.window)
+    window_seconds = parse_duration(window, _DEFAULT_MONITORING.performance.window_seconds)
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.performance.window must be longer than 0s")
     _one_limit(raw, "spec.monitoring.performance")
@@ -336,8 +323,8 @@ def _performance(raw: Mapping[str, Any]) -> PerformanceSpec:
     return PerformanceSpec(
         min_accuracy=None if min_accuracy is None else float(min_accuracy),
         max_mae=None if max_mae is None else float(max_mae),
-        max_drop=float(raw.get("maxDrop", DEFAULT_PERFORMANCE_MAX_DROP)),
-        min_labels=int(raw.get("minLabels", DEFAULT_PERFORMANCE_MIN_LABELS)),
+        max_drop=float(raw.get("maxDrop", _DEFAULT_MONITORING.performance.max_drop)),
+        min_labels=int(raw.get("minLabels", _DEFAULT_MONITORING.performance.min_labels)),
         window=window,
         window_seconds=window_seconds,
     )
@@ -395,19 +382,19 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
 
     analysis = AnalysisSpec(
         interval_seconds=parse_duration(
-            analysis_raw.get("interval"), default_seconds(DEFAULT_INTERVAL)
+            analysis_raw.get("interval"), _DEFAULT_ANALYSIS.interval_seconds
         ),
-        min_requests=int(analysis_raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
-        failure_limit=int(analysis_raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
-        min_agreement=float(analysis_raw.get("minAgreement", DEFAULT_MIN_AGREEMENT)),
+        min_requests=int(analysis_raw.get("minRequests", _DEFAULT_ANALYSIS.min_requests)),
+        failure_limit=int(analysis_raw.get("failureLimit", _DEFAULT_ANALYSIS.failure_limit)),
+        min_agreement=float(analysis_raw.get("minAgreement", _DEFAULT_ANALYSIS.min_agreement)),
         max_prediction_shift=float(
-            analysis_raw.get("maxPredictionShift", DEFAULT_MAX_PREDICTION_SHIFT)
+            analysis_raw.get("maxPredictionShift", _DEFAULT_ANALYSIS.max_prediction_shift)
         ),
         tolerance=tolerance,
-        confidence=float(analysis_raw.get("confidence", DEFAULT_CONFIDENCE)),
-        latency_margin=float(margins.get("latency", DEFAULT_LATENCY_MARGIN)),
-        input_drift_margin=float(margins.get("inputDrift", DEFAULT_INPUT_DRIFT_MARGIN)),
-        early_advance=bool(analysis_raw.get("earlyAdvance", DEFAULT_EARLY_ADVANCE)),
+        confidence=float(analysis_raw.get("confidence", _DEFAULT_ANALYSIS.confidence)),
+        latency_margin=float(margins.get("latency", _DEFAULT_ANALYSIS.latency_margin)),
+        input_drift_margin=float(margins.get("inputDrift", _DEFAULT_ANALYSIS.input_drift_margin)),
+        early_advance=bool(analysis_raw.get("earlyAdvance", _DEFAULT_ANALYSIS.early_advance)),
         performance=_performance_gate(analysis_raw.get("performance")),
     )
     if not 0.0 < analysis.confidence < 1.0:
@@ -427,7 +414,7 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
         tweak=steps("tweak"),
         analysis=analysis,
         progress_deadline_seconds=parse_duration(
-            raw.get("progressDeadline"), default_seconds(DEFAULT_PROGRESS_DEADLINE)
+            raw.get("progressDeadline"), _DEFAULT_ROLLOUT.progress_deadline_seconds
         ),
         http_route=str(route) if route else None,
         bake=_bake(raw.get("bake")),
@@ -468,7 +455,7 @@ def _performance_gate(raw: Mapping[str, Any] | None) -> PerformanceGate | None:
         min_accuracy=number("minAccuracy", 1.0),
         max_mae=number("maxMAE"),
         max_drop=number("maxDrop", 1.0),
-        min_labels=int(raw.get("minLabels", DEFAULT_GATE_MIN_LABELS)),
+        min_labels=int(raw.get("minLabels", _DEFAULT_GATE.min_labels)),
     )
     _one_limit(raw, where)
     if not gate.gates:
@@ -482,8 +469,8 @@ def parse_policy(
     rollout: Mapping[str, Any],
     change: str,
     *,
-    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
-    max_latency_p95: float = default_seconds(DEFAULT_MAX_LATENCY_P95),
+    max_error_rate: float = _DEFAULT_MONITORING.slo.max_error_rate,
+    max_latency_p95: float = _DEFAULT_MONITORING.slo.max_latency_p95,
 ) -> RolloutPolicy:
     """The policy for one change kind ('replacement' or 'tweak'; 'new' has no steps)."""
     return parse_rollout(rollout).policy(change, SLOSpec(max_error_rate, max_latency_p95))
