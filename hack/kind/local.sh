@@ -150,7 +150,17 @@ up() {
     [[ -e /lib/modules ]] || touch "$state/made-lib-modules"
     sed "s|@NODE_IMAGE@|${ref[kind-node]}|" hack/kind/local-cluster.yaml > .vigil/kind-local-cluster.yaml
     say "creating kind cluster $KIND_CLUSTER (node image ${ref[kind-node]})"
-    kind create cluster --name "$KIND_CLUSTER" --config .vigil/kind-local-cluster.yaml --wait 300s
+    # kind's last step reads the API server's published port for the host's
+    # kubeconfig, and an internal network publishes none: that one error,
+    # after the node is Ready, is expected (--retain keeps the node); any
+    # other fails here.
+    if ! kind create cluster --name "$KIND_CLUSTER" --config .vigil/kind-local-cluster.yaml \
+      --wait 300s --retain 2>&1 | tee "$state/create.log"; then :; fi
+    if ! grep -q "Ready after" "$state/create.log" \
+      || { grep -q "^ERROR" "$state/create.log" \
+        && ! grep -q "ERROR: failed to create cluster: failed to get api server port" "$state/create.log"; }; then
+      die "kind create cluster failed (log: $state/create.log; node logs: kind export logs --name $KIND_CLUSTER)"
+    fi
   fi
   # The internal network publishes no ports: the node's own address.
   local node_ip
