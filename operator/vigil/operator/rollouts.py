@@ -49,7 +49,6 @@ from vigil.core.spec import (
     ModelDeploymentSpec,
     MonitoringSettings,
     health_settings,
-    parse_rollout,
 )
 from vigil.core.vocabulary import Reason
 from vigil.kube.client import KubeError
@@ -336,7 +335,7 @@ class Rollouts:
         """
         view = objects.body(body)
         namespace, name = view.meta.namespace, view.meta.name
-        router = router_for(parse_rollout(section(view.spec, "rollout")).http_route)
+        router = router_for(action.http_route)
         routing_api: RoutingApi = api
         key = (namespace, name)
         target = RoutingTarget(name, namespace, action.stable, action.candidate)
