@@ -85,7 +85,7 @@ bench-gates: $(STAMP) ## rollout gates' false-rollback/promotion rates, simulate
 	$(PY) bench/gates/run.py $(BENCH_ARGS)
 
 .PHONY: bench-detection
-bench-detection: $(STAMP) $(MLSTAMP) cluster-build ## drift and bad-candidate detection latency on the local cluster (in windows and intervals)
+bench-detection: $(STAMP) cluster-build ## drift and bad-candidate detection latency on the local cluster's real node (in windows and intervals)
 	$(PY) bench/detection/run.py $(BENCH_ARGS)
 
 .PHONY: bench-health
@@ -97,7 +97,7 @@ bench-scale: $(STAMP) cluster-build ## 100/500/1000 ModelDeployments to Ready vs
 	$(PY) bench/scale/run.py $(BENCH_ARGS)
 
 .PHONY: bench-soak
-bench-soak: $(STAMP) $(MLSTAMP) cluster-build ## 30-minute soak: 100 ModelDeployments, traffic on 3 real sidecars; RSS/fds/connections/tasks (own cluster, ports 26900+)
+bench-soak: $(STAMP) cluster-build ## 30-minute soak: 100 ModelDeployments, traffic on 3 on the real node; RSS/fds/connections/tasks (own cluster, ports 26900+, root)
 	$(PY) bench/soak/run.py $(BENCH_ARGS)
 
 IMAGE ?= ghcr.io/vigil-dev/vigil:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

@@ -2,13 +2,14 @@
 
 Not a test: it measures and prints (and writes ``last-run.json`` and a copy
 under ``results/``). Everything is real: the shared local cluster
-(``vigil.devcluster.connect()``, started or reused and left running), the
-operator as a subprocess with nothing but its own RBAC (as the e2e tests run
-it, ``--pod-addressing`` since this cluster has no Service networking), and
-the wine model served by MLServer behind the real sidecar, run by the
-workload runner on the pod IPs. Live traffic comes from
-:class:`vigil.devcluster.traffic.TrafficGenerator` (one training row per
-request, at a fixed rate, to the pods the Service selects).
+(``vigil.devcluster.connect()``, started or reused and left running, with its
+real node), the operator as a subprocess with nothing but its own RBAC,
+resolving names with the cluster's DNS (as the e2e tests run it: candidates
+at their per-revision Services), and the wine model served from a local
+volume (``pvc://models/...``) by MLServer behind the real sidecar, real
+containers of the images built here on the real node. Live traffic comes
+from :class:`vigil.devcluster.traffic.TrafficGenerator` (one training row per
+request, at a fixed rate, through the Service's ClusterIP).
 
 (a) Drift: traffic from the training data until the window is normal, then
     two features shifted by one reference standard deviation (``alcohol``
@@ -43,8 +44,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +56,17 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from kit.kube import Kube  # noqa: E402
-from kit.operator import OperatorProcess  # noqa: E402
+from kit.modeldeployment import SERVER_RESOURCES, ModelStore, model_store  # noqa: E402
+from kit.operator import OperatorProcess, cluster_resolv_conf  # noqa: E402
 
 from vigil.core.drift import DEFAULT_EPSILON, bin_index, psi  # noqa: E402
 from vigil.devcluster import ClusterClient, connect  # noqa: E402
+from vigil.devcluster.images import ensure_images  # noqa: E402
+from vigil.devcluster.incluster import running_real_node  # noqa: E402
 from vigil.devcluster.models import TrainedModel, train_wine  # noqa: E402
-from vigil.devcluster.runner import workload_runner_process  # noqa: E402
 from vigil.devcluster.traffic import TrafficGenerator, serving_pod_ips  # noqa: E402
 from vigil.profile import parse_profile  # noqa: E402
 
-MLSERVER_IMAGE = "seldonio/mlserver:1.7.1-sklearn"
 SHIFTED = ("alcohol", "color_intensity")
 SHIFT_STDS = 1.0
 DRIFT_THRESHOLD = 0.2
@@ -107,22 +108,22 @@ def install_vigil(cluster: ClusterClient) -> str:
     return cluster.serviceaccount_kubeconfig("vigil-system", "vigil-operator")
 
 
-@contextmanager
-def workload_runner(cluster: ClusterClient, namespace: str, work: Path) -> Iterator[Path]:
-    """Runs the namespace's pods' containers as local processes on their pod IPs."""
-    with workload_runner_process(cluster.kubeconfig, namespace, work) as work_dir:
-        yield work_dir
-
-
-def manifest(model: TrainedModel, args: argparse.Namespace) -> dict[str, Any]:
-    """The ModelDeployment: drift judged by the health loop, a shadow step for replacements."""
+def manifest(model: TrainedModel, store: ModelStore, args: argparse.Namespace) -> dict[str, Any]:
+    """The ModelDeployment: drift judged by the health loop, a shadow step for replacements;
+    served from the store's volume by the image built here, ready once the model is."""
     return {
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": "wine"},
         "spec": {
-            "model": {"name": "wine", "version": model.version, "uri": model.storage_uri},
-            "server": {"image": MLSERVER_IMAGE, "protocol": "v2"},
+            "model": {"name": "wine", "version": model.version, "uri": store.uri(model)},
+            "server": {
+                "image": store.server_image,
+                "protocol": "v2",
+                "readinessPath": "/v2/models/wine/ready",
+                "readOnlyRootFilesystem": True,
+                "resources": SERVER_RESOURCES,
+            },
             "replicas": 1,
             "monitoring": {
                 "reference": {"configMapKeyRef": {"name": "wine-reference", "key": "profile.json"}},
@@ -443,7 +444,7 @@ class ShadowWatch:
 
 
 def rollout_runs(
-    kube: Kube, stable: TrainedModel, tmp: Path, args: argparse.Namespace
+    kube: Kube, stable: TrainedModel, store: ModelStore, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
     current = status(kube)
     stable_revision = current["stable"]["revision"]
@@ -453,15 +454,13 @@ def rollout_runs(
     runs = []
     tried: set[str] = set()
     for rep in range(args.reps):
-        bad = train_wine(
-            tmp / f"wine-bad-{rep}", version=str(rep + 2), shuffled_labels=True, seed=rep
-        )
+        bad = store.train(f"wine-bad-{rep}", version=str(rep + 2), shuffled_labels=True, seed=rep)
         marks: dict[str, float] = {}
         last: dict[str, Any] = {}
         revision = ""
         with ShadowWatch(stable_ip, SHADOW_MIN_REQUESTS) as copies:
             applied = time.monotonic()
-            kube.apply(yaml.safe_dump(manifest(bad, args)))
+            kube.apply(yaml.safe_dump(manifest(bad, store, args)))
             deadline = applied + 300
             while time.monotonic() < deadline:
                 last = status(kube)
@@ -622,9 +621,11 @@ def main() -> None:
 
     threading.Thread(target=sample_load, daemon=True).start()
     cluster = connect(log=lambda line: print(line, flush=True))
+    local = running_real_node()
     kubeconfig = install_vigil(cluster)
+    images = ensure_images(["vigil", "mlserver-sklearn"], local.log)
+    local.node().load_images(list(images.values()))
     namespace = f"bench-detection-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", namespace)
     kube = Kube(cluster, namespace)
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-detection-"))
     log_dir = REPO / ".vigil" / "bench-logs"
@@ -632,17 +633,15 @@ def main() -> None:
         kubeconfig,
         [namespace],
         log_dir,
-        (
-            "--health-interval",
-            str(args.health_interval),
-            "--pod-addressing",
-        ),
+        ("--health-interval", str(args.health_interval)),
+        resolv_conf=cluster_resolv_conf(local, tmp),
+        sidecar_image=images["vigil"].ref,
     )
     traffic: TrafficGenerator | None = None
     try:
-        with workload_runner(cluster, namespace, tmp / "workloads") as work:
+        with model_store(cluster, local, namespace, images["mlserver-sklearn"].ref) as store:
             operator.start()
-            stable = train_wine(tmp / "wine-1", version="1", seed=0)
+            stable = store.train("wine-1", version="1", seed=0)
             report["expected_drift_share"] = drift_fraction(stable)
             kube.apply(
                 yaml.safe_dump(
@@ -654,24 +653,25 @@ def main() -> None:
                     }
                 )
             )
-            kube.apply(yaml.safe_dump(manifest(stable, args)))
-            kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=120s")
+            kube.apply(yaml.safe_dump(manifest(stable, store, args)))
+            kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=180s")
             wait_until(
                 lambda: all(
                     http_status(f"http://{ip}:8000/v2/models/wine/ready") == 200
                     for ip in serving_pod_ips(cluster, namespace, "wine") or ["-"]
                 ),
                 240,
-                f"MLServer behind the sidecar to serve (runner logs: {work})",
+                f"MLServer behind the sidecar to serve (kubectl get pods -n {namespace})",
             )
             traffic = TrafficGenerator(
-                cluster, namespace, "wine", "wine", stable.X, rate=args.rate, seed=3
-            ).start()
+                cluster, namespace, "wine", "wine", stable.X, rate=args.rate, seed=3,
+                through_service=True,
+            ).start()  # fmt: skip
             traffic_started = time.monotonic()
             if args.only in (None, "drift"):
                 report["drift"] = drift_runs(kube, traffic, traffic_started, stable, args)
             if args.only in (None, "rollout"):
-                report["rollout"] = rollout_runs(kube, stable, tmp, args)
+                report["rollout"] = rollout_runs(kube, stable, store, args)
             report["traffic"] = {"sent": traffic.stats.sent, "failed": traffic.stats.failed}
             traffic.stop()
             traffic = None

@@ -71,8 +71,9 @@ class BenchCluster(LocalCluster):
     local_pod_range: str | None = None
 
     def up(self) -> Path:
-        """Give pods addresses Kubernetes accepts in Endpoints (127.x are refused) that
-        still answer locally: 10.<octet>.0.0/16 on the loopback interface (needs root).
+        """Give kwok pods addresses Kubernetes accepts in Endpoints (127.x are refused) that
+        still answer locally: a range of this cluster's 10.<octet>.0.0/16 on the loopback
+        interface (needs root).
 
         Why: with 127.x pod IPs the EndpointSlice and Endpoints controllers fail on
         every Service the operator creates and retry for ever (N = 500: 1 671
@@ -80,8 +81,24 @@ class BenchCluster(LocalCluster):
         ramp), a load that plain Deployments (no Service) never see and a real
         cluster never has. On these addresses nothing listens, so the health
         loop's scrapes are refused at once, as on 127.x.
+
+        With a real node the range is 10.<octet>.64.0/18, outside the node's pod,
+        Service and link ranges, and is added once the node is up: the node's start
+        refuses a machine that already routes any of the cluster's /16.
         """
-        network = f"10.{pod_octet(self.ports.etcd_client)}.0.0/16"
+        if not self.real_node:
+            self._add_local_pod_range()
+            return super().up()
+        kubeconfig = super().up()
+        self._add_local_pod_range()
+        return kubeconfig
+
+    def _local_range(self) -> str:
+        octet = pod_octet(self.ports.etcd_client)
+        return f"10.{octet}.64.0/18" if self.real_node else f"10.{octet}.0.0/16"
+
+    def _add_local_pod_range(self) -> None:
+        network = self._local_range()
         added = subprocess.run(
             ["ip", "addr", "add", network, "dev", "lo"], capture_output=True, text=True
         )
@@ -96,19 +113,20 @@ class BenchCluster(LocalCluster):
                 f"bench: cannot put {network} on lo ({added.stderr.strip()}); pods get 127.x"
                 " addresses and the endpoint controllers fail on every Service"
             )
-        return super().up()
 
     def down(self) -> None:
+        local_range = self.local_pod_range or self._local_range()
+        # Before the cluster's own teardown, which checks the machine for its routes.
+        subprocess.run(["ip", "addr", "del", local_range, "dev", "lo"], capture_output=True)
         super().down()
-        if self.local_pod_range is not None:
-            subprocess.run(
-                ["ip", "addr", "del", self.local_pod_range, "dev", "lo"], capture_output=True
-            )
 
     def pod_cidr(self, node: int) -> str:
+        octet = pod_octet(self.ports.etcd_client)
+        if self.real_node:
+            return f"10.{octet}.{64 + node}.0/24"
         if self.local_pod_range is None:
             return super().pod_cidr(node)
-        return f"10.{pod_octet(self.ports.etcd_client)}.{node}.0/24"
+        return f"10.{octet}.{node}.0/24"
 
     def component_cpu(self) -> dict[str, float]:
         """CPU seconds (user + system) each control-plane component has used so far."""
@@ -458,6 +476,7 @@ class OperatorRunner:
     metrics_port: int = 0
     health_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    sidecar_image: str = SIDECAR_IMAGE
 
     def start(self, timeout: float = 60) -> None:
         if not OPERATOR_BIN.exists():
@@ -469,7 +488,7 @@ class OperatorRunner:
             self.process = subprocess.Popen(
                 operator_command(
                     self.namespaces,
-                    sidecar_image=SIDECAR_IMAGE,
+                    sidecar_image=self.sidecar_image,
                     metrics_port=self.metrics_port,
                     health_port=self.health_port,
                     extra_args=self.extra_args,

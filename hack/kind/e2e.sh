@@ -1,10 +1,6 @@
 #!/usr/bin/env bash
 # make kind-e2e: the e2e suite against the kind cluster's real pods.
 #
-# Tests that run pods' containers as local processes on loopback pod IPs
-# (marker local_processes: the workload runner of the Docker-free cluster)
-# are deselected: on kind the containers really run in the pods.
-#
 # One operator at a time: the suite starts its own operator process per test
 # (tests/e2e/conftest.py, watching that test's namespace, with the
 # ServiceAccount's token), while make kind-up installed one watching every
@@ -50,4 +46,4 @@ if [[ "${KIND_POD_ROUTES:-0}" == 1 ]]; then
 fi
 
 export VIGIL_KUBECONFIG=$kubeconfig VIGIL_REAL_PODS=1
-.venv/bin/python -m pytest tests/e2e -m "not local_processes" "$@"
+.venv/bin/python -m pytest tests/e2e "$@"

@@ -29,17 +29,12 @@ from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ImageArchive, ensure_images
 from vigil.devcluster.incluster import running_real_node
 from vigil.devcluster.prometheus import LocalPrometheus
-from vigil.devcluster.runner import workload_runner_process
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.e2e)
-        if "workload_runner" in getattr(item, "fixturenames", ()):
-            # Runs pods' containers as local processes on loopback pod IPs: the
-            # Docker-free cluster only (kind-e2e deselects these).
-            item.add_marker(pytest.mark.local_processes)
 
 
 @pytest.fixture(scope="session")
@@ -85,20 +80,6 @@ def namespace(cluster: ClusterClient, request: pytest.FixtureRequest) -> Iterato
     """A namespace of this test's own, deleted (without waiting) afterwards."""
     with fresh_namespace(cluster, request.node.name) as name:
         yield name
-
-
-@pytest.fixture
-def workload_runner(
-    cluster: ClusterClient, namespace: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """Runs this namespace's pods' containers as local processes on their pod IPs.
-
-    Yields the runner's work folder (per-pod folders with container logs).
-    """
-    with workload_runner_process(
-        cluster.kubeconfig, namespace, tmp_path_factory.mktemp("workloads")
-    ) as work_dir:
-        yield work_dir
 
 
 # -- the operator under test (tests/e2e/{operator,health,rollout}) -----------------

@@ -1,4 +1,4 @@
-"""``vigil-devcluster up|down|status|kubeconfig|run-workloads``: the local cluster from a shell.
+"""``vigil-devcluster up|down|status|kubeconfig|demo``: the local cluster from a shell.
 
 ``make cluster-up`` and ``make cluster-down`` call this.
 """
@@ -13,10 +13,6 @@ from vigil.devcluster.cluster import ClusterError, LocalCluster, real_node_wante
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["run-workloads"]:
-        from vigil.devcluster.runner import main as run_workloads
-
-        return run_workloads(argv[1:])
     if argv[:1] == ["demo"]:
         from vigil.devcluster.demo import main as demo
 
@@ -28,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "command",
-        choices=["up", "down", "status", "kubeconfig", "run-workloads", "demo"],
-        help="run-workloads: run kwok pods' containers as local processes (see --help there)",
+        choices=["up", "down", "status", "kubeconfig", "demo"],
     )
     parser.add_argument("--nodes", type=int, default=2, help="kwok nodes to create (default 2)")
     parser.add_argument(

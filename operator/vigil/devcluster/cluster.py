@@ -59,8 +59,9 @@ COMPONENTS = (
 
 DEFAULT_PORT_BASE = 26400
 # Pod IPs come from each node's podCIDR. Loopback ranges are accepted by the
-# API server and kwok (see README, "Development"), so the workload runner can
-# run a pod's processes on its very IP. The second octet follows the port
+# API server and kwok (see README, "Development"): a kwok pod's address stays on
+# this machine, where nothing listens (a scrape is refused at once, never sent
+# off the machine). The second octet follows the port
 # base, so two local clusters (another checkout, a CI clone) never hand out
 # the same pod IPs: 26400 -> 127.164.<node>.0/24.
 POD_CIDR_TEMPLATE = "127.{octet}.{index}.0/24"

@@ -44,8 +44,8 @@ from vigil.devcluster.packages import NODE_PACKAGES, PackageError, ensure_packag
 
 NODE_NAME = "real-node"
 #: Pods that must run for real select the real node with this label. It is also
-#: tainted with it for now: pods without the toleration (the e2e suites still on
-#: the workload runner) keep landing on kwok nodes until they are moved.
+#: tainted with it, so pods that do not ask for it (the scale benchmarks' and other
+#: kwok pods that run nothing) land on kwok nodes.
 NODE_LABEL = ("vigil.dev/node", "real")
 NODE_COMPONENTS = ("kube-apiserver-forward", "containerd", "kubelet", "kube-proxy", "coredns")
 KUBELET_PORT = 10250

@@ -72,9 +72,8 @@ def serving_pod_ips(
 ) -> list[str]:
     """IPs of the Ready pods the Service ``name`` selects (what a Service would route to).
 
-    kwok marks pods Ready at once, before the workload runner's processes
-    serve; ``answering`` keeps only pods whose sidecar answers its readiness
-    probe, as endpoints would with real probes. A missing Service selects
+    A pod's readiness may be its server's, not its model's; ``answering``
+    keeps only pods whose sidecar answers its readiness probe. A missing Service selects
     nothing; a failed read raises :class:`ReadFailed`, and so does a selector
     that changed while the pods were read (a promotion switches the Service
     and deletes the old revision 50 ms apart: the old selector read before the

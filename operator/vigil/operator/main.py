@@ -99,14 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $VIGIL_HEALTH_INTERVAL or %(default)g)",
     )
     parser.add_argument(
-        "--pod-addressing",
-        action="store_true",
-        default=os.environ.get("VIGIL_POD_ADDRESSING", "") == "1",
-        help="reach rollout candidates at their pod IPs (shadow copies, golden replays) "
-        "instead of their per-revision Service: for clusters without Service networking "
-        "such as the Docker-free dev cluster (default: off, or $VIGIL_POD_ADDRESSING=1)",
-    )
-    parser.add_argument(
         "--log-format",
         choices=("plain", "json"),
         default="plain",
@@ -133,7 +125,6 @@ def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
         peering_name=args.peering,
         verbose=bool(args.verbose),
         health_interval=float(args.health_interval),
-        pod_addressing=bool(args.pod_addressing),
     )
 
 

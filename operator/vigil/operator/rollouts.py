@@ -7,9 +7,7 @@ Before each reconcile of a ModelDeployment with a candidate:
   two windows to ``CandidateFigures`` (vigil.core.analysis, pure);
 * give the address the stable's sidecars copy shadow requests to, and the
   golden replay goes to: the candidate's per-revision Service
-  (``http://<name>-<revision>.<ns>.svc:80``, the default), or with
-  ``--pod-addressing`` a candidate pod's IP (``http://<pod IP>:8000``) for
-  clusters without Service networking (the Docker-free dev cluster);
+  (``http://<name>-<revision>.<ns>.svc:80``);
 * the traffic router's pure plan (replicas, Service selector).
 
 While writing the plan: point the HTTPRoute (Gateway API router) where the
@@ -38,7 +36,6 @@ from vigil.core.candidate import RolloutInputs, RoutePlanner, evidence_seconds
 from vigil.core.desired import (
     METRICS_PORT,
     REFERENCE_VOLUME,
-    SIDECAR_PORT,
     SIDECAR_READY_PATH,
 )
 from vigil.core.reconcile import Event, Plan, Route
@@ -106,13 +103,11 @@ class Rollouts:
         self,
         pods: PodsProvider,
         *,
-        pod_addressing: bool = False,
         sidecar_image: str = "",
         source_factory: SourceFactory = default_source,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pods = pods
-        self.pod_addressing = pod_addressing
         self.sidecar_image = sidecar_image
         self._source_factory = source_factory
         self._sources: dict[tuple[str, str], MetricsSource] = {}
@@ -136,12 +131,9 @@ class Rollouts:
         )
 
     def candidate_urls(self, namespace: str, name: str, revision: str) -> list[str]:
-        """Where shadow copies and the golden replay can reach the candidate."""
-        if not self.pod_addressing:
-            return [f"http://{naming.deployment_name(name, revision)}.{namespace}.svc:80"]
-        return [
-            f"http://{ip}:{SIDECAR_PORT}" for _, ip in self._running_pods(namespace, name, revision)
-        ]
+        """Where shadow copies and the golden replay can reach the candidate: its
+        per-revision Service, which follows its pods as they come and go."""
+        return [f"http://{naming.deployment_name(name, revision)}.{namespace}.svc:80"]
 
     async def _answers_ready(self, url: str) -> bool:
         timeout = aiohttp.ClientTimeout(total=READY_PROBE_SECONDS)

@@ -68,9 +68,6 @@ class OperatorOptions:
     peering_name: str | None = None
     verbose: bool = False
     health_interval: float = DEFAULT_INTERVAL_SECONDS
-    #: Reach candidates at their pod IPs (shadow copies, golden replays) instead of their
-    #: per-revision Service: for clusters without Service networking (the dev cluster).
-    pod_addressing: bool = False
 
 
 @dataclass
@@ -144,7 +141,6 @@ def build_runtime(options: OperatorOptions) -> Runtime:
     reconciler.fetches = health.fetches
     reconciler.rollouts = Rollouts(
         lambda: health.pods,
-        pod_addressing=options.pod_addressing,
         sidecar_image=options.sidecar_image,
     )
     runtime = Runtime(options=options, metrics=metrics, reconciler=reconciler, health=health)

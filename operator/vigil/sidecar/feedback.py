@@ -228,6 +228,49 @@ class _RevisionFigures:
         self.squared_error = 0.0
         self.delay = [0.0] * (len(DELAY_BUCKETS) + 2)  # bucket counts, +Inf, sum
 
+    def copy(self) -> _RevisionFigures:
+        out = _RevisionFigures()
+        out.outcomes = dict(self.outcomes)
+        out.scored = dict(self.scored)
+        out.correct = dict(self.correct)
+        out.abs_error, out.squared_error = self.abs_error, self.squared_error
+        out.delay = list(self.delay)
+        return out
+
+    def since(self, before: _RevisionFigures | None) -> dict[str, Any] | None:
+        """What was added after ``before`` (a handoff's figures); None when nothing was."""
+        before = before or _RevisionFigures()
+
+        def grown(now: dict[str, int], then: dict[str, int]) -> dict[str, int]:
+            return {k: n - then.get(k, 0) for k, n in now.items() if n > then.get(k, 0)}
+
+        doc: dict[str, Any] = {
+            "outcomes": grown(self.outcomes, before.outcomes),
+            "scored": grown(self.scored, before.scored),
+            "correct": grown(self.correct, before.correct),
+            "absError": self.abs_error - before.abs_error,
+            "squaredError": self.squared_error - before.squared_error,
+            "delay": [a - b for a, b in zip(self.delay, before.delay, strict=True)],
+        }
+        return doc if doc["outcomes"] else None
+
+    def add(self, doc: dict[str, Any], slot: Callable[[str], str]) -> None:
+        """Add a handoff's figures (``since`` of a peer); ``slot`` names a true class here."""
+        for mine, theirs, name in (
+            (self.outcomes, doc["outcomes"], None),
+            (self.scored, doc["scored"], slot),
+            (self.correct, doc["correct"], slot),
+        ):
+            for key, n in theirs.items():
+                key = name(str(key)) if name is not None else str(key)
+                mine[key] = mine.get(key, 0) + int(n)
+        self.abs_error += float(doc["absError"])
+        self.squared_error += float(doc["squaredError"])
+        delay = [float(x) for x in doc["delay"]]
+        if len(delay) != len(self.delay):
+            raise ValueError("delay buckets differ")
+        self.delay = [a + b for a, b in zip(self.delay, delay, strict=True)]
+
 
 class FeedbackMetrics(Collector):
     """Counters of labels per serving revision; turned into series at scrape time.
@@ -252,6 +295,9 @@ class FeedbackMetrics(Collector):
         self.peer_failures = 0
         self.handoff: dict[str, int] = {}
         self.store: JoinStore | None = None
+        #: The label figures as the last scrape read them: a handoff moves only what came
+        #: after to a peer, so whoever scrapes the pods counts every label once.
+        self.scraped: dict[str, _RevisionFigures] = {}
         if registry is not None:
             registry.register(self)
 
@@ -266,11 +312,33 @@ class FeedbackMetrics(Collector):
         outcomes[outcome] = outcomes.get(outcome, 0) + n
 
     def class_label(self, truth: Any) -> str:
-        key = category_key(truth) or ""
+        return self.class_slot(category_key(truth) or "")
+
+    def class_slot(self, key: str) -> str:
+        """The series a true class is counted in: its own while there is room, else OTHER."""
         if key not in self.known_classes and self.room > 0:
             self.known_classes.add(key)
             self.room -= 1
         return key if key in self.known_classes else OTHER
+
+    def take_unscraped(self) -> dict[str, dict[str, Any]]:
+        """The label figures no scrape has read yet, taken out (shutdown: for a peer).
+
+        The series go back to what the last scrape read, so a scrape after this
+        sees no decrease (no counter reset) and nothing twice.
+        """
+        taken = {
+            revision: doc
+            for revision, fig in self.revisions.items()
+            if (doc := fig.since(self.scraped.get(revision))) is not None
+        }
+        self.revisions = {revision: fig.copy() for revision, fig in self.scraped.items()}
+        return taken
+
+    def add_figures(self, figures: dict[str, dict[str, Any]]) -> None:
+        """Count a peer's ``take_unscraped`` here (handoff; also: given back when undelivered)."""
+        for revision, doc in figures.items():
+            self.figures(str(revision)).add(doc, self.class_slot)
 
     def joined(self, found: Labelled, truth: Any, task: str, delay: float) -> None:
         figures = self.figures(found.revision)
@@ -355,6 +423,9 @@ class FeedbackMetrics(Collector):
                     cumulative += n
                     buckets.append(("+Inf" if math.isinf(bound) else repr(bound), cumulative))
                 delay.add_metric(labels(revision), buckets, sum_value=fig.delay[-1])
+        # What this scrape reads (it is served as it is: the event loop runs nothing else
+        # meanwhile).
+        self.scraped = {revision: fig.copy() for revision, fig in self.revisions.items()}
         yield outcomes
         yield scored
         yield correct
@@ -568,6 +639,8 @@ class FeedbackService:
             settings.labels_per_second, settings.burst_labels, time.monotonic
         )
         self.busy = 0
+        #: Requests joining labels here now (public and peers'): a handoff waits for them.
+        self.joining = 0
         #: Handing the store over (shutdown): a label joined here now would be lost.
         self.leaving = False
         self.runner: web.AppRunner | None = None
@@ -674,6 +747,7 @@ class FeedbackService:
                 429, "busy", "too many feedback requests at once", {"Retry-After": "1"}
             )
         self.busy += 1
+        self.joining += 1
         try:
             doc = await self._body(request)
             try:
@@ -699,6 +773,7 @@ class FeedbackService:
             return web.json_response(summary)
         finally:
             self.busy -= 1
+            self.joining -= 1
 
     async def join(self, parsed: ParsedLabels) -> dict[str, Any]:
         """Join a batch of labels wherever their predictions are; count each once."""
@@ -780,28 +855,49 @@ class FeedbackService:
             *first.items(),
             *((peer, pending) for peer in peers),
         ]
+        refused: set[str] = set()
         for peer, candidates in rounds:
             batch = [i for i in candidates if not i.done and peer not in i.asked]
-            if not batch:
-                continue
-            for item in batch:
-                item.asked.add(peer)
-            answers = await self._call_peer(peer, batch)
-            if answers is None:
-                failed.add(peer)
-                continue
-            for item, answer in zip(batch, answers, strict=True):
-                outcome = str(answer[0]) if answer else ABSENT
-                if outcome == FORGOTTEN:
-                    item.forgotten = True
-                elif outcome != ABSENT:
-                    item.done = True
-                    tally[outcome if outcome in tally else INVALID] += 1
-                    if outcome == INVALID and len(answer) > 1:
-                        errors.append(f"{item.label.request_id}: {answer[1]}")
+            if batch:
+                for item in batch:
+                    item.asked.add(peer)
+                await self._ask_peer(peer, batch, tally, errors, failed, refused)
+        if refused:
+            # A pod stops listening only after handing its predictions over, perhaps to a
+            # peer asked before it: ask the peers that answered once more.
+            for peer in peers:
+                batch = [i for i in pending if not i.done]
+                if batch and peer not in failed | refused:
+                    await self._ask_peer(peer, batch, tally, errors, failed, refused)
         return failed
 
-    async def _call_peer(self, peer: str, batch: Sequence[_Pending]) -> list[list[Any]] | None:
+    async def _ask_peer(
+        self,
+        peer: str,
+        batch: list[_Pending],
+        tally: dict[str, int],
+        errors: list[str],
+        failed: set[str],
+        refused: set[str],
+    ) -> None:
+        """One peer's answers for ``batch``: its labels joined there are done."""
+        answers = await self._call_peer(peer, batch, refused)
+        if answers is None:
+            failed.add(peer)
+            return
+        for item, answer in zip(batch, answers, strict=True):
+            outcome = str(answer[0]) if answer else ABSENT
+            if outcome == FORGOTTEN:
+                item.forgotten = True
+            elif outcome != ABSENT:
+                item.done = True
+                tally[outcome if outcome in tally else INVALID] += 1
+                if outcome == INVALID and len(answer) > 1:
+                    errors.append(f"{item.label.request_id}: {answer[1]}")
+
+    async def _call_peer(
+        self, peer: str, batch: Sequence[_Pending], refused: set[str]
+    ) -> list[list[Any]] | None:
         payload = orjson.dumps(
             {"labels": [[i.label.request_id, i.label.row, i.label.truth, i.at] for i in batch]}
         )
@@ -818,7 +914,8 @@ class FeedbackService:
             self.metrics.peer_failures += 1
             if isinstance(error.os_error, ConnectionRefusedError):
                 # Nothing listens there (a pod gone or restarting): it holds nothing,
-                # whatever it held is lost. Not worth a retry.
+                # whatever it held is lost or was handed over. Not worth a retry.
+                refused.add(peer)
                 return [[ABSENT] for _ in batch]
             log.warning("feedback: peer %s did not answer: %s", peer, error)
             return None
@@ -838,6 +935,13 @@ class FeedbackService:
         if not await self.peers.allows(request.remote):
             raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
         self._check_leaving()  # the asking pod counts these unreachable: a retry finds them
+        self.joining += 1
+        try:
+            return await self._peer_join(request)
+        finally:
+            self.joining -= 1
+
+    async def _peer_join(self, request: web.Request) -> web.Response:
         doc = await self._body(request)
         try:
             rows = doc["labels"]
@@ -863,6 +967,7 @@ class FeedbackService:
         doc = await self._body(request)
         adopted = 0
         try:
+            figures = doc.get("figures") or {}
             for key, served_at, revision, flags, rows in doc["records"]:
                 record = StoredRecord(
                     int(key),
@@ -872,36 +977,49 @@ class FeedbackService:
                     tuple((None if v is None else float(v), bool(seen)) for v, seen in rows),
                 )
                 adopted += self.store.adopt(record)
-        except (TypeError, KeyError, ValueError, OverflowError):
+            # The leaving pod's labels no scrape read: counted here from now on.
+            self.metrics.add_figures(figures)
+        except (TypeError, KeyError, ValueError, OverflowError, AttributeError):
             raise self._refuse(400, "bad_request", "malformed handoff") from None
         self.metrics.handoff["adopted"] = self.metrics.handoff.get("adopted", 0) + adopted
         return web.json_response({"adopted": adopted})
 
     async def handoff(self) -> int:
-        """Hand every held prediction to the peers (shutdown); returns how many went."""
+        """Hand every held prediction to the peers (shutdown); returns how many went.
+
+        With them go the label figures no scrape has read yet: counted on a peer,
+        they are not lost with this pod (labels joined here since its last scrape).
+        """
         self.leaving = True
+        deadline = time.monotonic() + self.settings.handoff_timeout_seconds
+        # A request already joining here would mark or count after the export below:
+        # that label would be lost, or joined a second time at the peer.
+        while self.joining and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         self.monitor.drain()
         records = list(self.store.export())
-        if not records:
+        figures = self.metrics.take_unscraped()
+        if not records and not figures:
             return 0
         try:
             peers = await self.peers.resolve(fresh=True)
         except OSError:
             peers = ()
         if not peers:
+            self.metrics.add_figures(figures)  # a last scrape may still read them here
             self.metrics.handoff["failed"] = self.metrics.handoff.get("failed", 0) + len(records)
             log.warning("feedback: no peer to hand %d predictions to: lost", len(records))
             return 0
         sent = 0
-        deadline = time.monotonic() + self.settings.handoff_timeout_seconds
         chunks = [records[i : i + HANDOFF_CHUNK] for i in range(0, len(records), HANDOFF_CHUNK)]
-        for index, chunk in enumerate(chunks):
+        for index, chunk in enumerate(chunks or [[]]):
             payload = orjson.dumps(
                 {
                     "records": [
                         [str(r.key), r.served_at, r.revision, r.flags, [list(x) for x in r.rows]]
                         for r in chunk
-                    ]
+                    ],
+                    **({"figures": figures} if figures else {}),
                 }
             )
             delivered = False
@@ -925,6 +1043,9 @@ class FeedbackService:
             outcome = "sent" if delivered else "failed"
             self.metrics.handoff[outcome] = self.metrics.handoff.get(outcome, 0) + len(chunk)
             sent += len(chunk) if delivered else 0
+            if figures and not delivered:
+                self.metrics.add_figures(figures)  # a last scrape may still read them here
+            figures = {}  # with the first chunk only
         log.info("feedback: handed %d of %d predictions to peers", sent, len(records))
         return sent
 

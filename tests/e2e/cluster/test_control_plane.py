@@ -55,7 +55,8 @@ def test_deployment_gets_three_ready_pods_within_60s(
 
 
 def test_pod_ips_come_from_loopback_pod_cidrs(cluster: ClusterClient, namespace: str) -> None:
-    """Pods get 127.x addresses, so the workload runner can serve on each pod's IP."""
+    """kwok pods get 127.x addresses: nothing listens there, and nothing sent to one
+    leaves the machine."""
     cluster.apply(DEPLOYMENT, namespace=namespace)
     cluster.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
     pods = cluster.get_json("pods", "-n", namespace, "-l", "app=web")["items"]

@@ -83,7 +83,7 @@ def deploy(
     **options: Any,
 ) -> Setup:
     """Stable wine model v1 serving on every replica, live traffic flowing (with ``store``:
-    on the real node, through its Service; else on the workload runner's pods)."""
+    on the real node, through its Service)."""
     return modeldeployment.deploy(
         kube, tmp_path, steps, store=store, logs=logs, **{"deadline": DEADLINE, **options}
     )

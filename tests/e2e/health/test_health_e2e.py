@@ -6,9 +6,7 @@ the wine model from a volume), the real operator as a subprocess with its
 own RBAC and a 3 s health interval, and for ``source: prometheus`` a real
 Prometheus discovering the pods. Traffic goes through the model's Service
 (ClusterIP, kube-proxy), as a user's client sends it; the test reads what
-the operator wrote in ``status.health`` and the conditions. (Tests not moved
-yet run on kwok pods whose containers the workload runner starts as local
-processes, and send to a pod's sidecar port.)
+the operator wrote in ``status.health`` and the conditions.
 
 Each scenario runs in a fresh namespace; every wait is bounded and a failure
 says what was seen last.

@@ -224,7 +224,7 @@ class Setup:
     kube: Kube
     stable: TrainedModel
     endpoint: ModelEndpoint
-    #: Where its models live on the real node (None: the workload runner's pods).
+    #: Where its models live on the real node.
     store: ModelStore | None
     traffic: LiveTraffic
     revision: str

@@ -2,10 +2,9 @@
 
 ``ModelEndpoint`` is the one place that knows how a request reaches the model
 behind a Service. On the real node (``through_service``) a client sends to the
-Service's ClusterIP and kube-proxy picks a pod, as a user's client would. For
-kwok pods whose containers the workload runner runs as processes on loopback
-pod IPs, a Service has no working ClusterIP: a client goes where kube-proxy
-would send it, to a Ready pod the Service selects, at the sidecar's port.
+Service's ClusterIP and kube-proxy picks a pod, as a user's client would.
+Without it a client goes where kube-proxy would send it: to a Ready pod the
+Service selects, at the sidecar's port.
 
 Requests that are about one pod (its metrics, its sidecar's probes) go to the
 pod's IP on every kind of cluster: ``sidecar_url`` and ``pod_metrics``.
@@ -116,8 +115,7 @@ class ModelEndpoint:
         """The pods' IPs once the model answers ready at every one of them (``replicas``
         of them, if given) and through the Service; [] before.
 
-        kwok marks pods Ready at once, before the workload runner's processes serve;
-        a real pod's readiness may be the server's, not the model's.
+        A pod's readiness may be the server's, not the model's.
         """
         ips = self.pod_ips()
         if not ips or (replicas is not None and len(ips) != replicas):
@@ -140,7 +138,7 @@ class ModelEndpoint:
             except (AssertionError, subprocess.SubprocessError, OSError, ReadFailed):
                 return []  # a read that failed on a busy machine: look again
 
-        where = f" (workload runner logs: {logs})" if logs else ""
+        where = f" (logs: {logs})" if logs else ""
         return wait_for(
             look,
             timeout=timeout,

@@ -72,27 +72,3 @@ def test_down_leaves_no_state_behind(tmp_path: Path) -> None:
     (state / "state.json").write_text('{"pids": {}, "ports": {}}')
     cluster.down()
     assert not state.exists()
-
-
-class TestRunnerPathRelocation:
-    def relocate(self, text: str, mounts: dict[str, str]) -> str:
-        from vigil.devcluster.runner import WorkloadRunner
-
-        runner = WorkloadRunner.__new__(WorkloadRunner)
-        return runner._relocate(text, {k: Path(v) for k, v in mounts.items()})
-
-    def test_one_pass_never_rewrites_a_rewritten_path(self) -> None:
-        mounts = {"/etc/vigil": "/tmp/w/pod/volumes/cfg", "/tmp": "/tmp/w/pod/volumes/tmp"}
-        assert self.relocate("--config /etc/vigil/sidecar.json", mounts) == (
-            "--config /tmp/w/pod/volumes/cfg/sidecar.json"
-        )
-        assert self.relocate("/tmp/x", mounts) == "/tmp/w/pod/volumes/tmp/x"
-
-    def test_only_whole_path_segments_match(self) -> None:
-        mounts = {"/etc/vigil": "/local/cfg"}
-        assert self.relocate("/etc/vigilant/x /etc/vigil", mounts) == "/etc/vigilant/x /local/cfg"
-
-    def test_paths_inside_json(self) -> None:
-        mounts = {"/var/lib/vigil/reference": "/local/ref"}
-        text = '{"referenceProfile": "/var/lib/vigil/reference/profile.json"}'
-        assert self.relocate(text, mounts) == '{"referenceProfile": "/local/ref/profile.json"}'

@@ -252,7 +252,13 @@ async def test_the_route_leaves_a_service_before_it_is_deleted(harness: Harness)
     and a route write that fails stops the plan before any deletion."""
     from vigil.operator.rollouts import Rollouts
 
-    harness.reconciler.rollouts = Rollouts(lambda: {}, pod_addressing=True)
+    class SilentCandidate(Rollouts):
+        """Its candidate never answers ready, so no address is probed (no network here)."""
+
+        async def candidate_url(self, namespace: str, name: str, revision: str) -> str | None:
+            return None
+
+    harness.reconciler.rollouts = SilentCandidate(lambda: {})
     routing = {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}
     harness.api.add(model_deployment(rollout=routing))
     harness.api.add(

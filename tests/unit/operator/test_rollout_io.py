@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from vigil.core.candidate import Request
 from vigil.core.reconcile import Plan, Route
 from vigil.core.rollout import Traffic
 from vigil.core.spec import parse_rollout
 from vigil.operator.health import PodInfo
-from vigil.operator.main import parse_options
 from vigil.operator.rollouts import Rollouts, route_planner
 from vigil.plugin.requests import parse_request as read_request
 
@@ -43,17 +40,9 @@ PODS = {
 }
 
 
-def test_candidate_addresses_service_by_default_pods_with_pod_addressing() -> None:
-    service = Rollouts(lambda: PODS)
-    assert service.candidate_urls("ml", "wine", "c1") == ["http://wine-c1.ml.svc:80"]
-    pods = Rollouts(lambda: PODS, pod_addressing=True)
-    assert pods.candidate_urls("ml", "wine", "c1") == ["http://10.0.0.7:8000"]
-
-
-@pytest.mark.parametrize(("argv", "expected"), [([], False), (["--pod-addressing"], True)])
-def test_pod_addressing_flag(argv: list[str], expected: bool) -> None:
-    options = parse_options(["-n", "ml", "--standalone", *argv])
-    assert options.pod_addressing is expected
+def test_candidate_is_addressed_at_its_revision_service_never_a_pod_ip() -> None:
+    rollouts = Rollouts(lambda: PODS)
+    assert rollouts.candidate_urls("ml", "wine", "c1") == ["http://wine-c1.ml.svc:80"]
 
 
 def test_rollout_metrics_weight_gates_and_duration() -> None:

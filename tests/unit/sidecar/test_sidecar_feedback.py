@@ -238,8 +238,64 @@ class TestPeers:
         _, summary, _ = await send(http, b, {"id": second, "truth": p2})
         assert summary["joined"] == 1
         mb = await scrape(http, b)
-        assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 1
+        # The first label was joined at a, which no scrape read before it left: b counts it.
+        assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 2
         assert value(mb, "vigil_feedback_handoff_predictions_total", outcome="adopted") == 2
+
+    async def test_labels_counted_after_the_last_scrape_move_to_a_peer_at_shutdown(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar)
+        ids = [await predict(http, a, [[float(i), 0, 0]]) for i in range(1, 5)]
+        labels = [{"id": made, "truth": pred} for made, (pred,) in ids]
+        await send(http, a, {"labels": [*labels[:1], {"id": "nobody", "truth": 1}]})
+        seen = await scrape(http, a)  # the operator (or Prometheus) read these
+        await send(http, a, {"labels": labels[1:3]})
+        await send(http, b, {"labels": [labels[0], {"id": "nobody-2", "truth": 1}]})
+        assert await a.feedback.handoff() == 4  # what a's shutdown does after the drain
+        # A scrape after the handoff reads what the last one did: no reset, nothing twice.
+        after = await scrape(http, a)
+        mb = await scrape(http, b)
+        name = "vigil_feedback_labels_total"
+        for metrics in (seen, after):
+            assert value(metrics, name, revision="r1", outcome="joined") == 1
+            assert value(metrics, name, revision="r1", outcome="unknown") == 1
+            assert value(metrics, name, revision="r1", outcome="duplicate") == 0
+        # Two joined at a after its scrape, one duplicate it found for b: now b's to count.
+        assert value(mb, name, revision="r1", outcome="joined") == 2
+        assert value(mb, name, revision="r1", outcome="duplicate") == 1
+        assert value(mb, name, revision="r2", outcome="unknown") == 1
+        assert value(mb, "vigil_feedback_scored_total", revision="r1") == 2
+        assert value(mb, "vigil_feedback_correct_total", revision="r1") == 2
+        assert value(mb, "vigil_feedback_label_delay_seconds_count", revision="r1") == 2
+        # Every label once over both pods; the last one still joins at b.
+        _, summary, _ = await send(http, b, {"labels": labels[3:]})
+        assert summary["joined"] == 1
+
+    async def test_figures_no_peer_took_stay_for_a_last_scrape(self, model, start_sidecar, http):
+        a = await start_sidecar(model.url, feedback=fb())
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await send(http, a, {"id": made, "truth": pred})
+        await a.feedback.handoff()  # no peers: nothing leaves
+        ma = await scrape(http, a)
+        assert value(ma, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 1
+
+    async def test_a_handoff_waits_for_labels_being_joined_here(self, model, start_sidecar, http):
+        a, b = await self.two(model, start_sidecar)
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        a.feedback.joining += 1  # a request between the check and its joins
+        handing = asyncio.create_task(a.feedback.handoff())
+        await asyncio.sleep(0.1)
+        assert not handing.done() and a.feedback.leaving
+        a.feedback._join_here(parse_labels({"id": made, "truth": pred}, "classification", 9)
+                              .labels[0], 0.0, [])  # fmt: skip
+        a.feedback.joining -= 1
+        assert await handing == 1
+        # The row went over labelled and its count with it: a second label is a duplicate.
+        _, summary, _ = await send(http, b, {"id": made, "truth": pred})
+        assert summary["duplicate"] == 1
+        mb = await scrape(http, b)
+        assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 1
 
     async def test_a_killed_pods_predictions_are_lost_and_counted(self, model, start_sidecar, http):
         a, b = await self.two(model, start_sidecar)
@@ -272,6 +328,35 @@ class TestPeers:
         assert summary["unknown"] == 1 and summary["retry"] == []
         mb = await scrape(http, b)
         assert value(mb, "vigil_feedback_peer_failures_total") == 2
+
+    async def test_a_label_asked_for_before_its_pod_handed_over_joins_at_the_adopter(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar)
+        c = await start_sidecar(model.url, revision="r3", feedback=fb())
+        a.feedback.peers.entries = (c.feedback.address,)
+        _, (pred,) = await predict(http, a, [[1.0, 0, 0]], request_id="client-r")
+        order = (c.feedback.address, a.feedback.address)
+
+        async def in_order(fresh: bool = False) -> tuple[str, ...]:
+            return order
+
+        b.feedback.peers.resolve = in_order
+        asked = b.feedback._call_peer
+
+        async def then_a_leaves(peer, batch, refused):
+            answers = await asked(peer, batch, refused)
+            if peer == c.feedback.address and a.feedback.runner is not None:
+                # c holds nothing yet; now a hands its predictions to c and stops listening.
+                assert await a.feedback.handoff() == 1
+                await a.feedback.stop()
+            return answers
+
+        b.feedback._call_peer = then_a_leaves
+        _, summary, _ = await send(http, b, {"id": "client-r", "truth": pred})
+        assert (summary["joined"], summary["unknown"]) == (1, 0), summary
+        mc = await scrape(http, c)
+        assert value(mc, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 1
 
     async def test_a_pod_handing_over_asks_for_a_retry(self, model, start_sidecar, http):
         a, b = await self.two(model, start_sidecar)
