@@ -114,8 +114,9 @@ kind-up: ## a kind cluster with the image loaded, Prometheus and the operator (n
 kind-e2e: kind-up ## the e2e suite against the kind cluster's real pods
 	IMAGE=$(IMAGE) KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/e2e.sh
 
-kind-down: ## delete the kind cluster
-	kind delete cluster --name $(KIND_CLUSTER)
+kind-down: ## delete the kind cluster (and, on a machine with no Docker, the private engine: hack/kind/local.sh)
+	@if docker info >/dev/null 2>&1; then kind delete cluster --name $(KIND_CLUSTER); \
+	else KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/local.sh down; fi
 
 AUDIT_VENV := .venv-audit
 .PHONY: audit

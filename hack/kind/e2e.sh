@@ -20,6 +20,15 @@ cd "$root"
 kubeconfig="$root/.vigil/kind-kubeconfig"
 [[ -f "$kubeconfig" ]] || { echo "kind-e2e: $kubeconfig missing: run make kind-up" >&2; exit 1; }
 export KUBECONFIG=$kubeconfig
+# The kind cluster of hack/kind/local.sh (no Docker of the user's): its tools
+# are in the cache, and this host reaches pods and Services only through a
+# route via the node (the suite's operator reads sidecars at pod IPs).
+local_services=""
+if ! docker info >/dev/null 2>&1; then
+  eval "$(bash hack/kind/local.sh env)"
+  KIND_POD_ROUTES=${KIND_POD_ROUTES:-1}
+  local_services=10.91.0.0/16
+fi
 
 routes=()
 sudo=""
@@ -42,6 +51,12 @@ if [[ "${KIND_POD_ROUTES:-0}" == 1 ]]; then
     echo "kind-e2e: route $cidr via $address"
     $sudo ip route replace "$cidr" via "$address"
     routes+=("$cidr via $address")
+    if [[ -n "$local_services" ]]; then
+      echo "kind-e2e: route $local_services via $address"
+      $sudo ip route replace "$local_services" via "$address"
+      routes+=("$local_services via $address")
+      local_services=""
+    fi
   done < <(kubectl get nodes -o jsonpath='{range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
 fi
 

@@ -22,6 +22,13 @@ E2E_SIDECAR_IMAGE=ghcr.io/vigil-dev/vigil:e2e
 
 step() { echo "kind-up: [$SECONDS s] $*"; }
 need() { command -v "$1" >/dev/null || { echo "kind-up: $1 is required on PATH" >&2; exit 1; }; }
+# No Docker engine of the user's and no registry (this project's own
+# machines): hack/kind/local.sh builds everything here and comes back here
+# with DOCKER_HOST pointing at its private engine.
+if ! docker info >/dev/null 2>&1 && [[ -z "${DOCKER_HOST:-}" ]]; then
+  echo "kind-up: no Docker engine reachable (docker info failed): building the node and images here (hack/kind/local.sh)" >&2
+  exec bash hack/kind/local.sh up
+fi
 need docker; need kind; need kubectl
 docker info >/dev/null 2>&1 || { echo "kind-up: no Docker engine reachable (docker info failed)" >&2; exit 1; }
 
@@ -33,11 +40,16 @@ else
 fi
 mkdir -p "$root/.vigil"
 kubeconfig="$root/.vigil/kind-kubeconfig"
-kind get kubeconfig --name "$KIND_CLUSTER" > "$kubeconfig"
+# local.sh wrote it already (the node's address: its network publishes no ports).
+[[ "${KUBECONFIG_READY:-0}" == 1 ]] || kind get kubeconfig --name "$KIND_CLUSTER" > "$kubeconfig"
 export KUBECONFIG=$kubeconfig
 
-step "building $IMAGE"
-make image IMAGE="$IMAGE"
+if [[ "${IMAGE_PREBUILT:-0}" == 1 ]]; then
+  step "$IMAGE: built by hack/build-images.sh (local.sh)"
+else
+  step "building $IMAGE"
+  make image IMAGE="$IMAGE"
+fi
 step "loading images into the nodes"
 docker tag "$IMAGE" "$KIND_IMAGE"
 docker tag "$IMAGE" "$E2E_SIDECAR_IMAGE"

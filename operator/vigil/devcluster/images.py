@@ -161,8 +161,13 @@ def engine_session(log: Log = print) -> Iterator[Docker]:
 class Builder:
     """Builds images into the cache, one process at a time (a file lock)."""
 
-    def __init__(self, root: Path, cache: Path, log: Log) -> None:
+    def __init__(
+        self, root: Path, cache: Path, log: Log, recipes: Mapping[str, Recipe] | None = None
+    ) -> None:
         self.root = root
+        # Images built elsewhere (kind_node.py) bring their recipes; keys and
+        # archives work the same for them.
+        self.recipes = {**RECIPES, **(recipes or {})}
         self.cache = cache
         self.log = log
         self.started = time.monotonic()
@@ -196,7 +201,7 @@ class Builder:
 
     def key(self, name: str) -> str:
         if name not in self._keys:
-            self._keys[name] = RECIPES[name].key(self)
+            self._keys[name] = self.recipes[name].key(self)
         return self._keys[name]
 
     def ensure(self, name: str) -> ImageArchive:
@@ -215,7 +220,7 @@ class Builder:
             log_path = self.logs / f"{name}.log"
             log_path.write_text("")
             with _work_dir(folder, name) as work:
-                recipe_size = RECIPES[name].build(self, archive, work, log_path)
+                recipe_size = self.recipes[name].build(self, archive, work, log_path)
             leaks = find_secrets(archive.path, machine_secrets())
             if leaks:
                 archive.path.unlink()

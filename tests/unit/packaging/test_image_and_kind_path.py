@@ -18,7 +18,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_kind_scripts_parse() -> None:
-    for script in ("hack/kind/up.sh", "hack/kind/e2e.sh", "hack/image/lock.sh"):
+    for script in (
+        "hack/kind/up.sh",
+        "hack/kind/e2e.sh",
+        "hack/kind/local.sh",
+        "hack/kind/build-tools.sh",
+        "hack/kind/node/import-images.sh",
+        "hack/image/lock.sh",
+    ):
         result = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
         assert result.returncode == 0, f"{script}: {result.stderr}"
 
