@@ -29,7 +29,10 @@ from vigil.plugin.requests import (
 )
 
 RESOURCE = "modeldeployments.vigil.dev"
-FIELD_MANAGER = "kubectl-vigil"
+#: The field manager of the request annotations. Not "kubectl...": Flux's kustomize-controller
+#: takes every kubectl* manager's fields over as edits to undo, so its next apply erased a
+#: request the operator had not read yet (tests/e2e/gitops).
+FIELD_MANAGER = "vigil-plugin"
 
 HELP = {
     "promote": "promote the candidate now, skipping the remaining steps and gates",

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 from kit.figures import FIGURES_DIR
 from kit.flux import FluxControllers, flux_binaries, install_flux_crds, running_flux
-from kit.gitops import GitOps, example_objects, seed_repository, waiting_for_the_model
+from kit.gitops import (
+    PATIENT,
+    FluxTiming,
+    GitOps,
+    example_objects,
+    seed_repository,
+    waiting_for_the_model,
+)
 from kit.gitserver import git_server
 from kit.kube import Kube
 from kit.waits import wait_for
@@ -32,6 +39,12 @@ def operator_args() -> tuple[str, ...]:
     return ("--health-interval", str(HEALTH_INTERVAL))
 
 
+@pytest.fixture
+def kustomization_timing() -> FluxTiming:
+    """The model Kustomization's intervals and timeout; a test module overrides this fixture."""
+    return PATIENT
+
+
 @pytest.fixture(scope="session")
 def flux(cluster: ClusterClient) -> Iterator[FluxControllers]:
     """Flux's controllers of the pinned versions, their CRDs installed, for the session."""
@@ -44,7 +57,9 @@ def flux(cluster: ClusterClient) -> Iterator[FluxControllers]:
 
 
 @pytest.fixture
-def gitops(kube: Kube, flux: FluxControllers, tmp_path: Path) -> Iterator[GitOps]:
+def gitops(
+    kube: Kube, flux: FluxControllers, kustomization_timing: FluxTiming, tmp_path: Path
+) -> Iterator[GitOps]:
     """A Git repository on 127.0.0.1 seeded as a fork, and the example's Flux objects in
     this test's namespace, having tried the first commit (the model's folder is not in it
     yet: not Ready, path not found); the Flux objects deleted (Flux prunes what it
@@ -52,7 +67,7 @@ def gitops(kube: Kube, flux: FluxControllers, tmp_path: Path) -> Iterator[GitOps
     with git_server(tmp_path / "git") as server:
         seed = seed_repository(tmp_path / "seed", f"http://127.0.0.1:{server.port}/vigil.git")
         repository = server.repository("vigil", seed=seed)
-        objects = example_objects(repository.work, kube.namespace)
+        objects = example_objects(repository.work, kube.namespace, kustomization_timing)
         state = GitOps(repository, kube, objects[1]["metadata"]["name"])
         kube.apply(*objects)
         try:

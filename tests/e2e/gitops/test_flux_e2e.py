@@ -24,9 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from kit.figures import Figures
-from kit.gitops import MODEL_PATH, GitOps, ready_at
+from kit.gitops import GitOps, model_files, ready_at
 from kit.kube import Kube
 from kit.modeldeployment import ModelStore
 from kit.operator import OperatorProcess
@@ -36,35 +35,6 @@ from kit.waits import wait_for
 from vigil.common.times import parse_unix
 
 record = Figures("gitops").record
-
-
-def model_files(store: ModelStore, version: str, seed: int) -> tuple[dict[str, str], Any]:
-    """The model's folder as a user commits it (the ``manifests/examples/new-model`` layout):
-    the ModelDeployment, its reference profile, a kustomization generating the ConfigMap."""
-    model = store.train(f"wine-{version}", version=version, seed=seed)
-    document = store.manifest(model)
-    reference = document["spec"]["monitoring"]["reference"]["configMapKeyRef"]
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": ["modeldeployment.yaml"],
-        "configMapGenerator": [
-            {
-                "name": reference["name"],
-                "files": [reference["key"]],
-                "options": {
-                    "disableNameSuffixHash": True,
-                    "labels": {"vigil.dev/reference-profile": "true"},
-                },
-            }
-        ],
-    }
-    files = {
-        f"{MODEL_PATH}/kustomization.yaml": yaml.safe_dump(kustomization, sort_keys=False),
-        f"{MODEL_PATH}/modeldeployment.yaml": yaml.safe_dump(document, sort_keys=False),
-        f"{MODEL_PATH}/{reference['key']}": model.profile_json(),
-    }
-    return files, model
 
 
 @dataclass
@@ -109,7 +79,8 @@ def look(gitops: GitOps, kube: Kube, pushed: float) -> Look:
 def test_a_new_model_committed_to_git_is_ready_through_flux_only_once_vigil_says_so(
     kube: Kube, store: ModelStore, operator: OperatorProcess, gitops: GitOps
 ) -> None:
-    files, model = model_files(store, "1", seed=0)
+    model = store.train("wine-1", version="1", seed=0)
+    files = model_files(store, model)
     assert kube.get("md", "wine") is None
     before = next(c for c in gitops.kustomization()["status"]["conditions"] if c["type"] == "Ready")
     assert before["status"] == "False", before  # the model's path is not in Git yet

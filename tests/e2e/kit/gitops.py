@@ -8,6 +8,7 @@ commits its model into ``MODEL_PATH``.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ import yaml
 
 from kit.gitserver import GitRepository
 from kit.kube import ROOT, Kube
+from kit.modeldeployment import ModelStore
+from vigil.common.times import parse_unix
+from vigil.devcluster.models import TrainedModel
 
 #: The example's folder, in the project and in the test's repository.
 EXAMPLE = "manifests/gitops/flux"
@@ -25,6 +29,20 @@ EXAMPLE = "manifests/gitops/flux"
 MODEL_PATH = "manifests/models/wine"
 #: How often source-controller looks at the repository (the example: 5m).
 SOURCE_INTERVAL = "2s"
+
+
+@dataclass(frozen=True)
+class FluxTiming:
+    """A model Kustomization's intervals and health-check timeout (Flux durations)."""
+
+    interval: str
+    retry_interval: str
+    timeout: str
+
+
+#: The example's Kustomization as the first scenario runs it: one health check waits
+#: for the whole of a model's start.
+PATIENT = FluxTiming(interval="10m", retry_interval="10m", timeout="5m")
 
 
 @dataclass
@@ -56,11 +74,13 @@ def seed_repository(folder: Path, url: str) -> Path:
     return folder
 
 
-def example_objects(repository: Path, namespace: str) -> list[dict[str, Any]]:
+def example_objects(
+    repository: Path, namespace: str, timing: FluxTiming = PATIENT
+) -> list[dict[str, Any]]:
     """The example's GitRepository and model Kustomization from the repository's copy,
     with what a test changes: its namespace for both and for the model, a short source
     interval, the model's path, no dependency on the operator's Kustomization (the
-    operator runs as a process of the ``operator`` fixture) and a shorter timeout."""
+    operator runs as a process of the ``operator`` fixture) and ``timing``."""
     example = repository / EXAMPLE
     source = yaml.safe_load((example / "gitrepository.yaml").read_text())
     kustomizations = list(yaml.safe_load_all((example / "kustomizations.yaml").read_text()))
@@ -72,7 +92,9 @@ def example_objects(repository: Path, namespace: str) -> list[dict[str, Any]]:
     spec.pop("dependsOn", None)
     spec["path"] = f"./{MODEL_PATH}"
     spec["targetNamespace"] = namespace
-    spec["timeout"] = "5m"
+    spec["interval"] = timing.interval
+    spec["retryInterval"] = timing.retry_interval
+    spec["timeout"] = timing.timeout
     for check in spec["healthChecks"]:
         check["namespace"] = namespace
     return [source, model]
@@ -104,3 +126,68 @@ def waiting_for_the_model(kustomization: dict[str, Any], commit: str) -> bool:
     return bool(
         tried and ready and ready[0]["status"] == "False" and "not found" in ready[0]["message"]
     )
+
+
+def model_files(
+    store: ModelStore,
+    model: TrainedModel,
+    steps: list[dict[str, Any]] | None = None,
+    **options: Any,
+) -> dict[str, str]:
+    """``model``'s folder as a user commits it (the ``manifests/examples/new-model`` layout):
+    the ModelDeployment (``store.manifest``: ``steps``, ``options``), its reference
+    profile, and a kustomization generating the profile's ConfigMap."""
+    document = store.manifest(model, steps, **options)
+    reference = document["spec"]["monitoring"]["reference"]["configMapKeyRef"]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["modeldeployment.yaml"],
+        "configMapGenerator": [
+            {
+                "name": reference["name"],
+                "files": [reference["key"]],
+                "options": {
+                    "disableNameSuffixHash": True,
+                    "labels": {"vigil.dev/reference-profile": "true"},
+                },
+            }
+        ],
+    }
+    return {
+        f"{MODEL_PATH}/kustomization.yaml": yaml.safe_dump(kustomization, sort_keys=False),
+        f"{MODEL_PATH}/modeldeployment.yaml": yaml.safe_dump(document, sort_keys=False),
+        f"{MODEL_PATH}/{reference['key']}": model.profile_json(),
+    }
+
+
+@dataclass(frozen=True)
+class FluxApply:
+    """One server-side apply pass of a Kustomization, from kustomize-controller's log."""
+
+    #: Unix seconds (the log line's time).
+    at: float
+    revision: str
+    #: Object ("ModelDeployment/<namespace>/wine") -> action (created, configured, unchanged).
+    actions: dict[str, str]
+
+    def changed(self) -> dict[str, str]:
+        """The objects this pass wrote: Flux's drift correction or a new commit's changes."""
+        return {name: action for name, action in self.actions.items() if action != "unchanged"}
+
+
+def flux_applies(log: str, namespace: str, name: str) -> list[FluxApply]:
+    """Every apply pass kustomize-controller logged for Kustomization ``namespace/name``
+    ("server-side apply completed": it logs one per reconciliation that applied objects)."""
+    found = []
+    for line in log.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 4 or parts[2] != "server-side apply completed":
+            continue
+        fields = json.loads(parts[3])
+        if fields.get("Kustomization") != {"name": name, "namespace": namespace}:
+            continue
+        at = parse_unix(parts[0])
+        assert at is not None, line
+        found.append(FluxApply(at, str(fields["revision"]), dict(fields["output"])))
+    return found

@@ -16,6 +16,7 @@ from kit.kube import ROOT
 from kit.operator import BIN, plugin_env, run_plugin
 
 from vigil.devcluster import ClusterClient
+from vigil.plugin.cli import FIELD_MANAGER
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
@@ -85,7 +86,7 @@ def test_every_verb_sets_the_annotation_and_never_the_spec(cluster, namespace, c
     entries = [
         m
         for m in after["metadata"]["managedFields"]  # type: ignore[index]
-        if m["manager"] == "kubectl-vigil"
+        if m["manager"] == FIELD_MANAGER
     ]
     assert entries
     for entry in entries:

@@ -12,6 +12,7 @@ import pytest
 
 from vigil.cli import main
 from vigil.core.candidate import Request as ManualRequest
+from vigil.plugin.cli import FIELD_MANAGER
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
@@ -131,7 +132,7 @@ def test_cli_annotates_with_kubectl(fake_kubectl, capsys):
         "wine",
         "--overwrite",
     ]
-    assert "--field-manager=kubectl-vigil" in call
+    assert f"--field-manager={FIELD_MANAGER}" in call
     assert f"{ANNOTATION_REQUEST}=promote" in call
     assert any(a.startswith(f"{ANNOTATION_REQUEST_ID}=") for a in call)
     assert "promote requested" in capsys.readouterr().out
@@ -171,3 +172,13 @@ def test_cli_without_kubectl_says_so(monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(Path(os.devnull).parent / "nonexistent"))
     assert main(["resume", "wine"]) == 1
     assert "kubectl not found" in capsys.readouterr().err
+
+
+#: Field-manager prefixes whose fields Flux's kustomize-controller (v1.9.6, fluxcd/pkg/ssa
+#: cleanup) renames to its own before each apply, so that its apply then removes them.
+FLUX_TAKES_OVER = ("kubectl", "before-first-apply", "kustomize-controller")
+
+
+def test_requests_are_placed_under_a_field_manager_flux_leaves_alone():
+    # A request pending while Flux syncs (the operator restarting) must survive the sync.
+    assert not FIELD_MANAGER.startswith(FLUX_TAKES_OVER), FIELD_MANAGER
