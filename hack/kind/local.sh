@@ -96,7 +96,7 @@ stop_engine() {
     [[ -d "/proc/$pid" ]] && kill -KILL "$pid"
   fi
   # dockerd leaves its bind mount of the host's network namespace behind.
-  grep -o " $run_dir/[^ ]*" /proc/self/mountinfo | sort -r | while read -r point; do
+  { grep -o " $run_dir/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r point; do
     umount --lazy "$point" || true
   done
   rm -rf "$run_dir"
@@ -197,11 +197,16 @@ up() {
 }
 
 down() {
+  # A stopped engine still holds the node container and its volume on disk.
+  if ! docker_ version >/dev/null 2>&1 && [[ -n "$(ls -A "$state/docker/containers" 2>/dev/null)" ]]; then
+    start_engine
+  fi
   if docker_ version >/dev/null 2>&1; then
     export DOCKER_HOST="unix://$socket"
+    PATH="$(bash hack/kind/build-tools.sh --print):$PATH"
     if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
       say "deleting kind cluster $KIND_CLUSTER"
-      PATH="$(bash hack/kind/build-tools.sh --print):$PATH" kind delete cluster --name "$KIND_CLUSTER"
+      kind delete cluster --name "$KIND_CLUSTER"
     fi
     docker_ network rm "$network" >/dev/null 2>&1 || true
     # Node containers' anonymous /var volumes.

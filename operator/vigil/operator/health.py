@@ -258,7 +258,7 @@ class HealthLoop:
                 continue  # nothing serves yet: nothing to judge
             revision = status["stable"]["revision"]
             try:
-                settings = monitoring_settings(body.get("spec"))
+                settings = monitoring_settings(view.spec)
             except (ValueError, TypeError) as error:
                 log.warning("%s/%s: monitoring settings unusable: %s", namespace, name, error)
                 continue

@@ -46,7 +46,6 @@ from vigil.core.spec import (
     ModelDeploymentSpec,
     MonitoringSettings,
     health_settings,
-    parse_rollout,
 )
 from vigil.core.vocabulary import Reason
 from vigil.kube.client import KubeError
@@ -328,7 +327,7 @@ class Rollouts:
         """
         view = objects.body(body)
         namespace, name = view.meta.namespace, view.meta.name
-        router = router_for(parse_rollout(section(view.spec, "rollout")).http_route)
+        router = router_for(action.http_route)
         routing_api: RoutingApi = api
         key = (namespace, name)
         target = RoutingTarget(name, namespace, action.stable, action.candidate)

@@ -22,7 +22,14 @@ from vigil.common import readable
 from vigil.common.objects import Body, body, section
 from vigil.common.times import parse_time
 from vigil.core.health import format_window
-from vigil.core.spec import HealthPolicy, RolloutSpec, Step, monitoring_settings, parse_rollout
+from vigil.core.spec import (
+    HealthPolicy,
+    RolloutSpec,
+    Step,
+    monitoring_settings,
+    outline_spec,
+    parse_rollout,
+)
 
 WIDTH = 80
 BAR = 20
@@ -229,10 +236,10 @@ def _header(view: Body, style: _Style) -> list[str]:
     ]
     if ready.get("message"):
         lines.append(_clip(f"          {ready['message']}"))
-    model = section(spec, "model")
+    outline = outline_spec(str(meta.get("name", "?")), spec)
     lines.append(
-        f"Model:    {model.get('name', meta.get('name', '?'))} version {model.get('version', '?')}"
-        f"   replicas {spec.get('replicas', 1)}"
+        f"Model:    {outline.model_name} version {outline.model_version or '?'}"
+        f"   replicas {outline.replicas}"
     )
     if status.get("observedGeneration") != meta.get("generation"):
         lines.append(

@@ -128,7 +128,7 @@ GATEWAY_BODY = {
 
 def test_a_route_action_weights_the_httproute() -> None:
     api = RecordingApi()
-    action = Route("s1", "c1", Traffic(20, 0, 1, 2))
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
     assert asyncio.run(Rollouts(lambda: {}).route(api, GATEWAY_BODY, action)) == []
     ((kind, _, patch, _),) = api.patches
     assert kind == "HTTPRoute"
@@ -153,7 +153,7 @@ def test_a_routing_failure_is_an_event_once_and_its_recovery_another() -> None:
     """A missing HTTPRoute must be visible (it would hold the rollout with no cause shown)."""
     api = RecordingApi()
     route = api.route
-    action = Route("s1", "c1", Traffic(20, 0, 1, 2))
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
     rollouts = Rollouts(lambda: {})
     api.route = None  # type: ignore[assignment]
     first = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))

@@ -191,7 +191,9 @@ class Cycle:
     ) -> None:
         """Where the route should point (a later wish in the plan replaces an earlier one)."""
         if self.spec is not None and self.spec.rollout.http_route:
-            self.wanted_route = Route(stable, candidate, traffic)
+            self.wanted_route = Route(
+                stable, candidate, traffic, http_route=self.spec.rollout.http_route
+            )
 
     def ordered_actions(self) -> list[Action]:
         """Writes, then the route, then deletions (see the package docstring)."""

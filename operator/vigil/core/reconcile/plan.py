@@ -88,6 +88,8 @@ class Route:
     stable: str
     candidate: str | None = None
     traffic: Traffic = ALL_TO_STABLE
+    #: The HTTPRoute's name (``spec.rollout.trafficRouting``): the executor needs no spec.
+    http_route: str = field(kw_only=True)
 
 
 Action = Apply | Delete | Route

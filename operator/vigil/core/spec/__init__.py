@@ -18,8 +18,9 @@ cannot take (no model version, an unknown protocol) is a :class:`SpecError`.
 """
 
 # The package's face: the defaults, the typed spec (model), the health loop's view of it
-# (health) and the parser (parse).
+# (health), the parser (parse) and the lenient outline kubectl vigil shows (outline).
 from vigil.core.spec.defaults import *  # noqa: F403
 from vigil.core.spec.health import *  # noqa: F403
 from vigil.core.spec.model import *  # noqa: F403
+from vigil.core.spec.outline import *  # noqa: F403
 from vigil.core.spec.parse import *  # noqa: F403

@@ -21,7 +21,7 @@ from typing import Any
 
 from vigil.common.objects import body, section
 from vigil.common.readable import duration
-from vigil.core.spec import SOURCE_PROMETHEUS, monitoring_settings, parse_duration
+from vigil.core.spec import SOURCE_PROMETHEUS, monitoring_settings, outline_spec, parse_duration
 from vigil.plugin.cli import PluginError, _global_flags, kubectl_command
 from vigil.plugin.report.figures import Context, Measured, build
 from vigil.plugin.report.page import render
@@ -63,13 +63,14 @@ def _context(args: argparse.Namespace) -> Context:
     md, events = read_model_and_events(args)
     notes: list[str] = []
     profile = None
-    ref = section(body(md).spec, "monitoring", "reference", "configMapKeyRef")
-    if ref.get("name"):
+    view = body(md)
+    ref = outline_spec(view.meta.name, view.spec).reference
+    if ref is not None:
         try:
-            configmap = _json(args, "get", "configmap", str(ref["name"]))
-            profile = parse_profile(str(body(configmap).data.get(str(ref.get("key")), "")))
+            configmap = _json(args, "get", "configmap", ref.name)
+            profile = parse_profile(str(body(configmap).data.get(ref.key, "")))
         except (PluginError, ProfileError) as error:
-            notes.append(f"reference profile {ref['name']}: {error}")
+            notes.append(f"reference profile {ref.name}: {error}")
     else:
         notes.append("no reference profile (spec.monitoring.reference): no drift figures")
     return Context(md, events, profile, generated_at=time.time(), notes=tuple(notes))

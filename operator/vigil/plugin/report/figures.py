@@ -26,6 +26,7 @@ from vigil.core.spec import (
     SpecError,
     Step,
     monitoring_settings,
+    outline_spec,
     parse_spec,
 )
 from vigil.core.vocabulary import Outcome
@@ -410,6 +411,7 @@ def build(context: Context, measured: Measured) -> dict[str, Any]:
     md = context.model_deployment
     obj = body(md)
     settings = monitoring_settings(obj.spec)
+    outline = outline_spec(obj.meta.name, obj.spec)
     policy = settings.policy
     profile = context.profile
     reports = _evaluate_all(measured, profile, policy)
@@ -422,8 +424,8 @@ def build(context: Context, measured: Measured) -> dict[str, Any]:
         "modelDeployment": {
             "namespace": obj.meta.namespace,
             "name": obj.meta.name,
-            "model": section(obj.spec, "model").get("name") or obj.meta.name,
-            "version": section(obj.spec, "model").get("version"),
+            "model": outline.model_name,
+            "version": outline.model_version,
             "phase": obj.status.get("phase"),
             "stable": section(obj.status, "stable").get("revision"),
             "candidate": section(obj.status, "candidate").get("revision"),
