@@ -254,22 +254,53 @@ class _RevisionFigures:
         }
         return doc if doc["outcomes"] else None
 
-    def add(self, doc: dict[str, Any], slot: Callable[[str], str]) -> None:
-        """Add a handoff's figures (``since`` of a peer); ``slot`` names a true class here."""
-        for mine, theirs, name in (
-            (self.outcomes, doc["outcomes"], None),
-            (self.scored, doc["scored"], slot),
-            (self.correct, doc["correct"], slot),
+    @classmethod
+    def parse(cls, doc: Any) -> _RevisionFigures:
+        """A handoff's figures (``since`` of a peer), checked whole; raises ValueError or TypeError.
+
+        Nothing is applied while parsing: a malformed handoff must change nothing here.
+        """
+        if not isinstance(doc, dict):
+            raise TypeError("figures must be an object")
+        out = cls()
+        for mine, name in (
+            (out.outcomes, "outcomes"),
+            (out.scored, "scored"),
+            (out.correct, "correct"),
         ):
+            theirs = doc[name]
+            if not isinstance(theirs, dict):
+                raise TypeError(f"figures.{name} must be an object")
             for key, n in theirs.items():
-                key = name(str(key)) if name is not None else str(key)
-                mine[key] = mine.get(key, 0) + int(n)
-        self.abs_error += float(doc["absError"])
-        self.squared_error += float(doc["squaredError"])
-        delay = [float(x) for x in doc["delay"]]
-        if len(delay) != len(self.delay):
+                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    raise ValueError(f"figures.{name}: a count must be an integer >= 0")
+                mine[str(key)] = n
+        out.abs_error = _finite(doc["absError"])
+        out.squared_error = _finite(doc["squaredError"])
+        delay = doc["delay"]
+        if not isinstance(delay, list) or len(delay) != len(out.delay):
             raise ValueError("delay buckets differ")
-        self.delay = [a + b for a, b in zip(self.delay, delay, strict=True)]
+        out.delay = [_finite(x) for x in delay]
+        return out
+
+    def add(self, other: _RevisionFigures, slot: Callable[[str], str]) -> None:
+        """Add parsed figures; ``slot`` names a true class here."""
+        for key, n in other.outcomes.items():
+            self.outcomes[key] = self.outcomes.get(key, 0) + n
+        for mine, theirs in ((self.scored, other.scored), (self.correct, other.correct)):
+            for key, n in theirs.items():
+                key = slot(key)
+                mine[key] = mine.get(key, 0) + n
+        self.abs_error += other.abs_error
+        self.squared_error += other.squared_error
+        self.delay = [a + b for a, b in zip(self.delay, other.delay, strict=True)]
+
+
+def _finite(value: Any) -> float:
+    number = _number(value)
+    if number is None:
+        raise ValueError("figures: expected a finite number")
+    return number
 
 
 class FeedbackMetrics(Collector):
@@ -294,6 +325,8 @@ class FeedbackMetrics(Collector):
         self.requests = 0
         self.peer_failures = 0
         self.handoff: dict[str, int] = {}
+        #: The stopping pod's unscraped figures: sent, kept (given back), uncertain.
+        self.handoff_figures: dict[str, int] = {}
         self.store: JoinStore | None = None
         #: The label figures as the last scrape read them: a handoff moves only what came
         #: after to a peer, so whoever scrapes the pods counts every label once.
@@ -335,10 +368,17 @@ class FeedbackMetrics(Collector):
         self.revisions = {revision: fig.copy() for revision, fig in self.scraped.items()}
         return taken
 
-    def add_figures(self, figures: dict[str, dict[str, Any]]) -> None:
-        """Count a peer's ``take_unscraped`` here (handoff; also: given back when undelivered)."""
-        for revision, doc in figures.items():
-            self.figures(str(revision)).add(doc, self.class_slot)
+    @staticmethod
+    def parse_figures(figures: Any) -> dict[str, _RevisionFigures]:
+        """A peer's ``take_unscraped``, checked whole (raises ValueError or TypeError)."""
+        if not isinstance(figures, dict):
+            raise TypeError("figures must be an object")
+        return {str(rev): _RevisionFigures.parse(doc) for rev, doc in figures.items()}
+
+    def add_figures(self, figures: dict[str, _RevisionFigures]) -> None:
+        """Count parsed figures here (handoff; also: given back when undelivered)."""
+        for revision, parsed in figures.items():
+            self.figures(revision).add(parsed, self.class_slot)
 
     def joined(self, found: Labelled, truth: Any, task: str, delay: float) -> None:
         figures = self.figures(found.revision)
@@ -453,6 +493,13 @@ class FeedbackMetrics(Collector):
             "Predictions handed over at shutdown: sent, adopted (from a peer), failed.",
             "outcome",
             self.handoff,
+        )
+        yield families.counter_by(
+            "vigil_feedback_handoff_figures",
+            "Handoffs of the label figures no scrape read: sent (confirmed by a peer), kept "
+            "(no peer took them: still here), uncertain (sent, no answer: maybe counted there).",
+            "outcome",
+            self.handoff_figures,
         )
         store = self.store
         if store is None:
@@ -643,6 +690,8 @@ class FeedbackService:
         self.joining = 0
         #: Handing the store over (shutdown): a label joined here now would be lost.
         self.leaving = False
+        #: The store went to the peers: what it still holds is theirs to join.
+        self.exported = False
         self.runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         monitor.recorder = self.record
@@ -747,7 +796,6 @@ class FeedbackService:
                 429, "busy", "too many feedback requests at once", {"Retry-After": "1"}
             )
         self.busy += 1
-        self.joining += 1
         try:
             doc = await self._body(request)
             try:
@@ -760,6 +808,9 @@ class FeedbackService:
                 ) from None
             except ValueError as error:
                 raise self._refuse(400, "bad_request", str(error)) from None
+            # Reading the body awaited: a handoff may have begun meanwhile. From the
+            # count below the handoff waits for this request (not for a slow client).
+            self._check_leaving()
             wait = self.bucket.take(len(parsed.labels) + len(parsed.invalid))
             if wait > 0:
                 raise self._refuse(
@@ -769,11 +820,14 @@ class FeedbackService:
                     {"Retry-After": str(max(1, math.ceil(wait)))},
                 )
             self.metrics.requests += 1
-            summary = await self.join(parsed)
+            self.joining += 1
+            try:
+                summary = await self.join(parsed)
+            finally:
+                self.joining -= 1
             return web.json_response(summary)
         finally:
             self.busy -= 1
-            self.joining -= 1
 
     async def join(self, parsed: ParsedLabels) -> dict[str, Any]:
         """Join a batch of labels wherever their predictions are; count each once."""
@@ -813,6 +867,10 @@ class FeedbackService:
 
     def _join_here(self, label: Label, at: float, errors: list[str]) -> str:
         """Label a row this pod holds; counts it (JOINED, DUPLICATE, ...) or says ABSENT."""
+        if self.exported:
+            # A request that outlived the handoff's wait: the rows went to the peers
+            # unlabelled, so marking them here would let a second label join there.
+            return ABSENT
         found = self.store.label(label.key, label.row, at)
         if found.outcome in (ABSENT, FORGOTTEN):
             return found.outcome
@@ -863,13 +921,34 @@ class FeedbackService:
                     item.asked.add(peer)
                 await self._ask_peer(peer, batch, tally, errors, failed, refused)
         if refused:
-            # A pod stops listening only after handing its predictions over, perhaps to a
-            # peer asked before it: ask the peers that answered once more.
+            # A pod stops listening only after handing its predictions over, perhaps to this
+            # pod after its own look or to a peer asked before it: look here, then ask the
+            # peers that answered once more.
+            await self._join_pending_here(pending, tally, errors)
             for peer in peers:
                 batch = [i for i in pending if not i.done]
                 if batch and peer not in failed | refused:
+                    for item in batch:
+                        item.asked.add(peer)  # silent now: it may hold them (unreachable)
                     await self._ask_peer(peer, batch, tally, errors, failed, refused)
         return failed
+
+    async def _join_pending_here(
+        self, pending: list[_Pending], tally: dict[str, int], errors: list[str]
+    ) -> None:
+        """Join here what arrived (a handoff) since this pod first looked."""
+        self.monitor.drain()
+        for index, item in enumerate(pending):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            if item.done:
+                continue
+            outcome = self._join_here(item.label, item.at, errors)
+            if outcome == FORGOTTEN:
+                item.forgotten = True
+            elif outcome != ABSENT:
+                item.done = True
+                tally[outcome] += 1
 
     async def _ask_peer(
         self,
@@ -935,13 +1014,6 @@ class FeedbackService:
         if not await self.peers.allows(request.remote):
             raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
         self._check_leaving()  # the asking pod counts these unreachable: a retry finds them
-        self.joining += 1
-        try:
-            return await self._peer_join(request)
-        finally:
-            self.joining -= 1
-
-    async def _peer_join(self, request: web.Request) -> web.Response:
         doc = await self._body(request)
         try:
             rows = doc["labels"]
@@ -950,6 +1022,14 @@ class FeedbackService:
             raise self._refuse(400, "bad_request", "malformed peer request") from None
         if any(not _valid_row(label.row) for label, _ in labels):
             raise self._refuse(400, "bad_request", "malformed peer request: row")
+        self._check_leaving()  # a handoff began while the body was read
+        self.joining += 1
+        try:
+            return await self._peer_join(labels)
+        finally:
+            self.joining -= 1
+
+    async def _peer_join(self, labels: list[tuple[Label, float]]) -> web.Response:
         self.monitor.drain()
         results: list[list[Any]] = []
         for index, (label, at) in enumerate(labels):
@@ -961,28 +1041,46 @@ class FeedbackService:
         return web.json_response({"results": results})
 
     async def _handoff(self, request: web.Request) -> web.Response:
-        """A peer going away hands its predictions over."""
+        """A peer going away hands its predictions (and its unscraped figures) over.
+
+        All or nothing: a malformed handoff changes nothing, so the sender may try
+        another peer. Refused (503) while this pod leaves too: what it adopted after
+        its own export would be lost though it answered 200.
+        """
         if not await self.peers.allows(request.remote):
             raise self._refuse(403, "not_a_peer", "only the model's own sidecars call this")
+        self._check_leaving()
         doc = await self._body(request)
-        adopted = 0
         try:
-            figures = doc.get("figures") or {}
-            for key, served_at, revision, flags, rows in doc["records"]:
-                record = StoredRecord(
+            records = [
+                StoredRecord(
                     int(key),
                     float(served_at),
                     str(revision),
                     int(flags),
                     tuple((None if v is None else float(v), bool(seen)) for v, seen in rows),
                 )
-                adopted += self.store.adopt(record)
-            # The leaving pod's labels no scrape read: counted here from now on.
-            self.metrics.add_figures(figures)
+                for key, served_at, revision, flags, rows in doc["records"]
+            ]
+            given = "figures" in doc
+            figures = FeedbackMetrics.parse_figures(doc.get("figures") or {})
+            if not self.store.has_room_for_revisions({r.revision for r in records}):
+                raise ValueError("too many revisions")
         except (TypeError, KeyError, ValueError, OverflowError, AttributeError):
             raise self._refuse(400, "bad_request", "malformed handoff") from None
+        self._check_leaving()  # a handoff of this pod's own began while the body was read
+        # Nothing below awaits; counted anyway so that an export never runs mid-adoption.
+        self.joining += 1
+        try:
+            adopted = sum(self.store.adopt(record) for record in records)
+            # The leaving pod's labels no scrape read: counted here from now on.
+            self.metrics.add_figures(figures)
+        finally:
+            self.joining -= 1
         self.metrics.handoff["adopted"] = self.metrics.handoff.get("adopted", 0) + adopted
-        return web.json_response({"adopted": adopted})
+        # "figures" confirms them: a sidecar that ignores them (an older one) leaves the
+        # sender to try another peer.
+        return web.json_response({"adopted": adopted, **({"figures": True} if given else {})})
 
     async def handoff(self) -> int:
         """Hand every held prediction to the peers (shutdown); returns how many went.
@@ -991,35 +1089,45 @@ class FeedbackService:
         they are not lost with this pod (labels joined here since its last scrape).
         """
         self.leaving = True
-        deadline = time.monotonic() + self.settings.handoff_timeout_seconds
-        # A request already joining here would mark or count after the export below:
-        # that label would be lost, or joined a second time at the peer.
-        while self.joining and time.monotonic() < deadline:
+        timeout = self.settings.handoff_timeout_seconds
+        # A request already joining here would mark or count after the export below: that
+        # label would be lost, or joined a second time at the peer. Capped at half the
+        # timeout: a request waiting on a silent peer must not leave the send no time.
+        waited = time.monotonic() + timeout / 2
+        while self.joining and time.monotonic() < waited:
             await asyncio.sleep(0.01)
+        if self.joining:
+            log.warning(
+                "feedback: handing over with %d feedback requests still running here: what "
+                "they count from now on stays on this pod (read only by a scrape after this)",
+                self.joining,
+            )
         self.monitor.drain()
         records = list(self.store.export())
+        self.exported = True
         figures = self.metrics.take_unscraped()
+        deadline = time.monotonic() + timeout
         if not records and not figures:
             return 0
         try:
             peers = await self.peers.resolve(fresh=True)
         except OSError:
             peers = ()
+        if figures:
+            await self._hand_figures(peers, figures, deadline)
         if not peers:
-            self.metrics.add_figures(figures)  # a last scrape may still read them here
             self.metrics.handoff["failed"] = self.metrics.handoff.get("failed", 0) + len(records)
             log.warning("feedback: no peer to hand %d predictions to: lost", len(records))
             return 0
         sent = 0
         chunks = [records[i : i + HANDOFF_CHUNK] for i in range(0, len(records), HANDOFF_CHUNK)]
-        for index, chunk in enumerate(chunks or [[]]):
+        for index, chunk in enumerate(chunks):
             payload = orjson.dumps(
                 {
                     "records": [
                         [str(r.key), r.served_at, r.revision, r.flags, [list(x) for x in r.rows]]
                         for r in chunk
-                    ],
-                    **({"figures": figures} if figures else {}),
+                    ]
                 }
             )
             delivered = False
@@ -1043,11 +1151,49 @@ class FeedbackService:
             outcome = "sent" if delivered else "failed"
             self.metrics.handoff[outcome] = self.metrics.handoff.get(outcome, 0) + len(chunk)
             sent += len(chunk) if delivered else 0
-            if figures and not delivered:
-                self.metrics.add_figures(figures)  # a last scrape may still read them here
-            figures = {}  # with the first chunk only
         log.info("feedback: handed %d of %d predictions to peers", sent, len(records))
         return sent
+
+    async def _hand_figures(
+        self, peers: Sequence[str], figures: dict[str, dict[str, Any]], deadline: float
+    ) -> None:
+        """Send the unscraped figures alone, before the predictions (small, answered fast).
+
+        Given back here (for a last scrape) only when no peer can have counted them: a
+        failed connection, a refusal, an answer not confirming them. A timeout or a
+        reset after sending may have counted them there: then possibly lost, not twice.
+        """
+        payload = orjson.dumps({"records": [], "figures": figures})
+        done = self.metrics.handoff_figures
+        for peer in peers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                async with self._client().post(
+                    f"http://{peer}{HANDOFF_PATH}",
+                    data=payload,
+                    headers={"Content-Type": "application/json"},
+                    timeout=aiohttp.ClientTimeout(total=left),
+                ) as response:
+                    answer = orjson.loads(await response.read()) if response.status == 200 else None
+            except aiohttp.ClientConnectorError:
+                continue  # nothing was sent
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+                done["uncertain"] = done.get("uncertain", 0) + 1
+                log.warning(
+                    "feedback: label figures sent to %s, no answer (%s): maybe counted there, "
+                    "not sent again (may be missing from the sums)",
+                    peer,
+                    error,
+                )
+                return
+            if isinstance(answer, dict) and answer.get("figures") is True:
+                done["sent"] = done.get("sent", 0) + 1
+                return
+        done["kept"] = done.get("kept", 0) + 1
+        self.metrics.add_figures(FeedbackMetrics.parse_figures(figures))
+        log.warning("feedback: no peer took the label figures: kept for a last scrape here")
 
 
 def _valid_row(row: Any) -> bool:

@@ -56,6 +56,8 @@ _ROWS_UNKNOWN = 4
 #: More rows than max_rows_per_prediction: the rest were not stored.
 _TRUNCATED = 8
 
+#: Revisions one store tells apart (a uint8 per row).
+MAX_REVISIONS = 256
 #: Bloom filter: 10 hashes and 14.4 bits per key give about 0.1 % false positives.
 _BLOOM_HASHES = 10
 _BLOOM_BITS_PER_KEY = 14.4
@@ -269,8 +271,8 @@ class JoinStore:
     def _revision(self, revision: str) -> int:
         index = self._revision_index.get(revision)
         if index is None:
-            if len(self.revisions) >= 256:
-                raise OverflowError("more than 256 revisions in one join store")
+            if len(self.revisions) >= MAX_REVISIONS:
+                raise OverflowError(f"more than {MAX_REVISIONS} revisions in one join store")
             index = self._revision_index[revision] = len(self.revisions)
             self.revisions.append(revision)
         return index
@@ -400,6 +402,10 @@ class JoinStore:
                     tuple(rows),
                 )
             position += span
+
+    def has_room_for_revisions(self, revisions: set[str]) -> bool:
+        """Whether predictions of ``revisions`` fit (checked before a handoff adopts any)."""
+        return len(self._revision_index.keys() | revisions) <= MAX_REVISIONS
 
     def adopt(self, record: StoredRecord) -> bool:
         """Take over a prediction from a pod that is going away."""

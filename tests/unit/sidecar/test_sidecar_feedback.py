@@ -8,6 +8,7 @@ import math
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sidecar_testkit import base, scrape, v2_body, value
 
 from vigil.sidecar.config import ConfigError, FeedbackSettings, settings_from_mapping
@@ -410,3 +411,142 @@ class TestLivePort:
                 assert r.status == 404 and "X-Vigil-Error" not in r.headers  # the model's 404
         m = await scrape(http, sidecar)
         assert value(m, "vigil_feedback_requests_total") == 0
+
+
+class TestHandoffEdges:
+    """A stopping pod's handoff when peers leave too, stall, refuse or are older sidecars."""
+
+    two = TestPeers.two
+
+    @staticmethod
+    def in_order(sidecar, *peers) -> None:
+        async def resolve(fresh: bool = False) -> tuple[str, ...]:
+            return tuple(p.feedback.address if hasattr(p, "feedback") else p for p in peers)
+
+        sidecar.feedback.peers.resolve = resolve
+
+    async def test_a_pod_that_is_leaving_refuses_a_handoff_and_the_next_peer_adopts(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar)
+        c = await start_sidecar(model.url, revision="r3", feedback=fb())
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await send(http, a, {"id": "nobody", "truth": 1})  # a figure to hand over too
+        b.feedback.leaving = True  # b stops at the same time (a promotion's old pods)
+        self.in_order(a, b, c)
+        assert await a.feedback.handoff() == 1
+        assert b.feedback.store.predictions == 0  # refused: b would have lost it
+        mb, mc = await scrape(http, b), await scrape(http, c)
+        assert value(mb, "vigil_feedback_rejected_requests_total", reason="leaving") == 2
+        assert value(mc, "vigil_feedback_labels_total", revision="r1", outcome="unknown") == 1
+        c.feedback.peers.entries = ()
+        _, summary, _ = await send(http, c, {"id": made, "truth": pred})
+        assert summary["joined"] == 1
+
+    async def test_a_request_stuck_on_a_silent_peer_leaves_the_handoff_time_to_send(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=0.6)
+        await predict(http, a, [[1.0, 0, 0]])
+        a.feedback.joining += 1  # a feedback request waiting on a peer that never answers
+        started = asyncio.get_running_loop().time()
+        assert await a.feedback.handoff() == 1
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert b.feedback.store.predictions == 1
+
+    async def test_a_slow_client_sending_its_body_does_not_hold_up_a_handoff(
+        self, model, start_sidecar
+    ):
+        a = await start_sidecar(model.url, feedback=fb())
+        host, port = a.feedback.address.rsplit(":", 1)
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /vigil/v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        assert a.feedback.busy == 1 and a.feedback.joining == 0
+        writer.close()
+
+    async def test_figures_sent_to_a_peer_that_timed_out_are_not_counted_again_here(
+        self, model, start_sidecar, http
+    ):
+        a = await start_sidecar(model.url, feedback=fb(handoff_timeout_seconds=0.4))
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await send(http, a, {"id": made, "truth": pred})
+        # Reads the request and never answers: it may have counted the figures.
+        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        self.in_order(a, f"127.0.0.1:{silent.sockets[0].getsockname()[1]}")
+        async with silent:
+            assert await a.feedback.handoff() == 0
+        ma = await scrape(http, a)
+        assert value(ma, "vigil_feedback_labels_total", outcome="joined") == 0
+        assert value(ma, "vigil_feedback_handoff_figures_total", outcome="uncertain") == 1
+
+    async def test_a_peer_that_does_not_confirm_the_figures_leaves_them_here(
+        self, model, start_sidecar, http
+    ):
+        a = await start_sidecar(model.url, feedback=fb())
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await send(http, a, {"id": made, "truth": pred})
+
+        async def older_sidecar(request: web.Request) -> web.Response:
+            await request.read()
+            return web.json_response({"adopted": 0})  # ignores "figures"
+
+        app = web.Application()
+        app.router.add_post("/vigil/v1/feedback/handoff", older_sidecar)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            self.in_order(a, f"127.0.0.1:{runner.addresses[0][1]}")
+            await a.feedback.handoff()
+        finally:
+            await runner.cleanup()
+        ma = await scrape(http, a)
+        assert value(ma, "vigil_feedback_labels_total", outcome="joined") == 1
+        assert value(ma, "vigil_feedback_handoff_figures_total", outcome="kept") == 1
+
+    async def test_a_malformed_handoff_changes_nothing(self, model, start_sidecar, http):
+        _, b = await self.two(model, start_sidecar)
+        figures = {
+            "outcomes": {"joined": 1},
+            "scored": {},
+            "correct": {},
+            "absError": 0.0,
+            "squaredError": 0.0,
+            "delay": [1.0],  # buckets differ
+        }
+        doc = {"records": [["17", 1e12, "r1", 0, [[1.0, False]]]], "figures": {"r1": figures}}
+        async with http.post(
+            f"http://{b.feedback.address}/vigil/v1/feedback/handoff", data=json.dumps(doc)
+        ) as resp:
+            assert resp.status == 400
+        assert b.feedback.store.predictions == 0
+        mb = await scrape(http, b)
+        assert value(mb, "vigil_feedback_labels_total") == 0
+
+    async def test_a_label_whose_refused_pod_handed_over_to_the_asking_pod_joins_there(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar)
+        c = await start_sidecar(model.url, revision="r3", feedback=fb())
+        _, (pred,) = await predict(http, a, [[1.0, 0, 0]], request_id="client-q")
+        self.in_order(b, c, a)
+        asked = b.feedback._call_peer
+
+        async def then_a_leaves(peer, batch, refused):
+            if peer == a.feedback.address and a.feedback.runner is not None:
+                # b looked at its own store already; now a hands its predictions to b.
+                assert await a.feedback.handoff() == 1
+                await a.feedback.stop()
+            return await asked(peer, batch, refused)
+
+        b.feedback._call_peer = then_a_leaves
+        _, summary, _ = await send(http, b, {"id": "client-q", "truth": pred})
+        assert (summary["joined"], summary["unknown"]) == (1, 0), summary
+        mb = await scrape(http, b)
+        assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 1
