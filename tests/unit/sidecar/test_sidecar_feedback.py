@@ -550,3 +550,15 @@ class TestHandoffEdges:
         assert (summary["joined"], summary["unknown"]) == (1, 0), summary
         mb = await scrape(http, b)
         assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 1
+
+    async def test_a_request_outliving_the_wait_does_not_mark_rows_already_handed_over(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=0.2)
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        a.feedback.joining += 1  # still running when the wait ends
+        assert await a.feedback.handoff() == 1
+        label = parse_labels({"id": made, "truth": pred}, "classification", 9).labels[0]
+        assert a.feedback._join_here(label, 0.0, []) == "absent"  # b holds it now
+        _, summary, _ = await send(http, b, {"id": made, "truth": pred})
+        assert summary["joined"] == 1
