@@ -60,5 +60,5 @@ if [[ "${KIND_POD_ROUTES:-0}" == 1 ]]; then
   done < <(kubectl get nodes -o jsonpath='{range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
 fi
 
-export VIGIL_KUBECONFIG=$kubeconfig VIGIL_REAL_PODS=1
+export VIGIL_KUBECONFIG=$kubeconfig
 .venv/bin/python -m pytest tests/e2e "$@"

@@ -51,6 +51,8 @@ start_engine() {
     return
   fi
   command -v dockerd >/dev/null || die "dockerd is missing: apt-get install docker.io"
+  # hack/kind/runc-bounded edits each container's spec with jq; without it runc fails in dockerd.log only.
+  command -v jq >/dev/null || die "jq is missing (hack/kind/runc-bounded needs it): apt-get install jq"
   mkdir -p "$run_dir" "$state"
   say "starting a private dockerd (data root $state/docker, log $state/dockerd.log)"
   # The engine outlives this script: it must not keep any descriptor it
@@ -130,13 +132,17 @@ up() {
   say "images (node, pause, prometheus; vigil, mlserver-sklearn)"
   local -A ref path
   local name image archive
+  local built
+  # Not `< <(...)`: a failed build must stop here, not as an unbound name later.
+  built=$(.venv/bin/python -m vigil.devcluster.kind_node) || die "the kind node image did not build (above)"
   while read -r name image archive; do
     ref[$name]=$image; path[$name]=$archive
-  done < <(.venv/bin/python -m vigil.devcluster.kind_node)
+  done <<< "$built"
+  built=$(bash hack/build-images.sh vigil mlserver-sklearn) || die "hack/build-images.sh failed (above)"
   while read -r image archive; do
     name=${image#vigil.local/}; name=${name%%:*}
     ref[$name]=$image; path[$name]=$archive
-  done < <(bash hack/build-images.sh vigil mlserver-sklearn)
+  done <<< "$built"
   start_engine
   ensure_network
   for name in kind-node prometheus vigil mlserver-sklearn; do

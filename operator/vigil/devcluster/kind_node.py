@@ -159,6 +159,7 @@ def cluster_bin_dir(root: Path) -> Path:
             "kube-proxy",
             "etcd",
             "coredns",
+            "prometheus",
         )
         if not (folder / name).is_file()
     ]
@@ -226,6 +227,8 @@ def _node_key(builder: Builder) -> str:
         *debian_sources(),
         *(f"{name}={version}" for name, version in sorted(versions.items())),
         NODE_FORMAT,
+        # The setup script lives here, not in the recipe folder: its text is part of the key.
+        NODE_SETUP,
         builder.files_digest(str(NODE_RECIPE)),
         # Both folders are named by the versions of what they hold.
         str(cluster_bin_dir(builder.root)),
@@ -239,7 +242,13 @@ def _debootstrap(
 ) -> None:
     debootstrap = require_tool("debootstrap", "debootstrap", builder.say)
     sources = debian_sources()
-    mirror = next(line.split()[1] for line in sources if line.endswith(f" {DEBIAN_SUITE} main"))
+    mirror = next(
+        (line.split()[1] for line in sources if line.endswith(f" {DEBIAN_SUITE} main")), None
+    )
+    if mirror is None:
+        raise ImageError(
+            f"no Debian source for {DEBIAN_SUITE} main among this machine's apt sources: {sources}"
+        )
 
     def progress(line: str) -> None:
         if line.startswith(DEBOOTSTRAP_MILESTONES):
