@@ -1165,32 +1165,37 @@ class FeedbackService:
         """
         payload = orjson.dumps({"records": [], "figures": figures})
         done = self.metrics.handoff_figures
-        for peer in peers:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                async with self._client().post(
-                    f"http://{peer}{HANDOFF_PATH}",
-                    data=payload,
-                    headers={"Content-Type": "application/json"},
-                    timeout=aiohttp.ClientTimeout(total=left),
-                ) as response:
-                    answer = orjson.loads(await response.read()) if response.status == 200 else None
-            except aiohttp.ClientConnectorError:
-                continue  # nothing was sent
-            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
-                done["uncertain"] = done.get("uncertain", 0) + 1
-                log.warning(
-                    "feedback: label figures sent to %s, no answer (%s): maybe counted there, "
-                    "not sent again (may be missing from the sums)",
-                    peer,
-                    error,
-                )
-                return
-            if isinstance(answer, dict) and answer.get("figures") is True:
-                done["sent"] = done.get("sent", 0) + 1
-                return
+        # A new connection each: a pooled one the peer closed would fail after "sending".
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True)
+        ) as session:
+            for peer in peers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    async with session.post(
+                        f"http://{peer}{HANDOFF_PATH}",
+                        data=payload,
+                        headers={"Content-Type": "application/json"},
+                        timeout=aiohttp.ClientTimeout(total=left),
+                    ) as response:
+                        ok = response.status == 200
+                        answer = orjson.loads(await response.read()) if ok else None
+                except aiohttp.ClientConnectorError:
+                    continue  # nothing was sent
+                except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+                    done["uncertain"] = done.get("uncertain", 0) + 1
+                    log.warning(
+                        "feedback: label figures sent to %s, no answer (%s): maybe counted "
+                        "there, not sent again (may be missing from the sums)",
+                        peer,
+                        error,
+                    )
+                    return
+                if isinstance(answer, dict) and answer.get("figures") is True:
+                    done["sent"] = done.get("sent", 0) + 1
+                    return
         done["kept"] = done.get("kept", 0) + 1
         self.metrics.add_figures(FeedbackMetrics.parse_figures(figures))
         log.warning("feedback: no peer took the label figures: kept for a last scrape here")
