@@ -181,33 +181,30 @@ def kind_bin_dir(root: Path) -> Path:
 
 def kind_module_dir(root: Path) -> Path:
     """Where Go keeps kind's module source (downloaded once through the module proxy)."""
-    result = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kind"],
-        cwd=root / "hack" / "kind" / "tool",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    folder = Path(result.stdout.strip())
-    if result.returncode != 0 or not (folder / "images" / "base" / "files").is_dir():
-        subprocess.run(
-            ["go", "mod", "download", "sigs.k8s.io/kind"],
-            cwd=root / "hack" / "kind" / "tool",
-            check=False,
-        )
-        result = subprocess.run(
+    tool = root / "hack" / "kind" / "tool"
+
+    def listed() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             ["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kind"],
-            cwd=root / "hack" / "kind" / "tool",
+            cwd=tool,
             capture_output=True,
             text=True,
             check=False,
         )
+
+    def complete(result: subprocess.CompletedProcess[str]) -> bool:
         folder = Path(result.stdout.strip())
-    if not (folder / "images" / "base" / "files").is_dir():
+        return result.returncode == 0 and (folder / "images" / "base" / "files").is_dir()
+
+    result = listed()
+    if not complete(result):
+        subprocess.run(["go", "mod", "download", "sigs.k8s.io/kind"], cwd=tool, check=False)
+        result = listed()
+    if not complete(result):
         raise ImageError(
             f"kind's module source not found (go list -m sigs.k8s.io/kind: {result.stderr.strip()})"
         )
-    return folder
+    return Path(result.stdout.strip())
 
 
 def _recipe_lines(path: Path) -> list[str]:
