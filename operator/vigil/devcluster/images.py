@@ -676,8 +676,60 @@ def _base_key(builder: Builder) -> str:
     )
 
 
+def debootstrap(say: Log, rootfs: Path, packages: Sequence[str], name: str, log_path: Path) -> None:
+    """A minimal Debian root file system in ``rootfs`` from this machine's own mirror."""
+    tool = require_tool("debootstrap", "debootstrap", say)
+    sources = debian_sources()
+    mirror = next(
+        (line.split()[1] for line in sources if line.endswith(f" {DEBIAN_SUITE} main")), None
+    )
+    if mirror is None:
+        raise ImageError(
+            f"no Debian source for {DEBIAN_SUITE} main among this machine's apt sources: {sources}"
+        )
+
+    def progress(line: str) -> None:
+        if line.startswith(DEBOOTSTRAP_MILESTONES):
+            say(f"{name}: debootstrap: {line[3:]}")
+
+    stream(
+        [
+            tool,
+            "--variant=minbase",
+            f"--include={','.join(packages)}",
+            DEBIAN_SUITE,
+            str(rootfs),
+            mirror,
+        ],
+        what=f"debootstrap of {name}'s Debian {DEBIAN_SUITE}",
+        log_path=log_path,
+        progress=progress,
+    )
+
+
+def tar_root_filesystem(rootfs: Path, layer: Path, log_path: Path) -> None:
+    """``rootfs`` as one layer tar (numeric owners, extended attributes, a stable order)."""
+    run(
+        [
+            "tar",
+            "--create",
+            f"--file={layer}",
+            "--numeric-owner",
+            "--xattrs",
+            "--sort=name",
+            f"--directory={rootfs}",
+            # The runtime mounts its own.
+            "--exclude=./dev/*",
+            "--exclude=./proc/*",
+            "--exclude=./sys/*",
+            ".",
+        ],
+        what=f"tar of {rootfs}",
+        log_path=log_path,
+    )
+
+
 def _base_build(builder: Builder, archive: ImageArchive, work: Path, log_path: Path) -> int:
-    debootstrap = require_tool("debootstrap", "debootstrap", builder.say)
     recipe = builder.root / BASE_RECIPE
     packages = [
         line.strip()
@@ -686,26 +738,8 @@ def _base_build(builder: Builder, archive: ImageArchive, work: Path, log_path: P
     ]
     sources = debian_sources()
     wheels = builder.wheels([recipe / "requirements.txt"])
-    mirror = next(line.split()[1] for line in sources if line.endswith(f" {DEBIAN_SUITE} main"))
     rootfs = work / "rootfs"
-
-    def progress(line: str) -> None:
-        if line.startswith(DEBOOTSTRAP_MILESTONES):
-            builder.say(f"python-base: debootstrap: {line[3:]}")
-
-    stream(
-        [
-            debootstrap,
-            "--variant=minbase",
-            f"--include={','.join(packages)}",
-            DEBIAN_SUITE,
-            str(rootfs),
-            mirror,
-        ],
-        what=f"debootstrap of Debian {DEBIAN_SUITE}",
-        log_path=log_path,
-        progress=progress,
-    )
+    debootstrap(builder.say, rootfs, packages, "python-base", log_path)
     builder.say("python-base: updates, /usr/local environment, pip")
     shutil.copytree(wheels, rootfs / "tmp" / "wheels")
     shutil.copy(recipe / "setup.sh", rootfs / "tmp" / "setup.sh")
@@ -733,24 +767,7 @@ def _base_build(builder: Builder, archive: ImageArchive, work: Path, log_path: P
         what="python in the new base",
     ).split()[0]
     layer = work / "layer.tar"
-    run(
-        [
-            "tar",
-            "--create",
-            f"--file={layer}",
-            "--numeric-owner",
-            "--xattrs",
-            "--sort=name",
-            f"--directory={rootfs}",
-            # The runtime mounts its own.
-            "--exclude=./dev/*",
-            "--exclude=./proc/*",
-            "--exclude=./sys/*",
-            ".",
-        ],
-        what="tar of the base's root file system",
-        log_path=log_path,
-    )
+    tar_root_filesystem(rootfs, layer, log_path)
     config = image_config(
         {
             "Env": [f"{name}={value}" for name, value in BASE_ENV.items()]

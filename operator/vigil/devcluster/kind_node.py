@@ -39,12 +39,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vigil.devcluster.engine import ImageError, require_tool, run, stream
+from vigil.devcluster.engine import ImageError, run, stream
 from vigil.devcluster.images import (
     ARCHIVE_FORMAT,
     CLEAN_CHROOT,
     DEBIAN_SUITE,
-    DEBOOTSTRAP_MILESTONES,
     REGISTRY,
     Builder,
     ImageArchive,
@@ -53,10 +52,12 @@ from vigil.devcluster.images import (
     cache_dir,
     debian_candidates,
     debian_sources,
+    debootstrap,
     digest,
     file_layer,
     image_config,
     source_root,
+    tar_root_filesystem,
     write_docker_archive,
 )
 
@@ -180,33 +181,30 @@ def kind_bin_dir(root: Path) -> Path:
 
 def kind_module_dir(root: Path) -> Path:
     """Where Go keeps kind's module source (downloaded once through the module proxy)."""
-    result = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kind"],
-        cwd=root / "hack" / "kind" / "tool",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    folder = Path(result.stdout.strip())
-    if result.returncode != 0 or not (folder / "images" / "base" / "files").is_dir():
-        subprocess.run(
-            ["go", "mod", "download", "sigs.k8s.io/kind"],
-            cwd=root / "hack" / "kind" / "tool",
-            check=False,
-        )
-        result = subprocess.run(
+    tool = root / "hack" / "kind" / "tool"
+
+    def listed() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             ["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kind"],
-            cwd=root / "hack" / "kind" / "tool",
+            cwd=tool,
             capture_output=True,
             text=True,
             check=False,
         )
+
+    def complete(result: subprocess.CompletedProcess[str]) -> bool:
         folder = Path(result.stdout.strip())
-    if not (folder / "images" / "base" / "files").is_dir():
+        return result.returncode == 0 and (folder / "images" / "base" / "files").is_dir()
+
+    result = listed()
+    if not complete(result):
+        subprocess.run(["go", "mod", "download", "sigs.k8s.io/kind"], cwd=tool, check=False)
+        result = listed()
+    if not complete(result):
         raise ImageError(
             f"kind's module source not found (go list -m sigs.k8s.io/kind: {result.stderr.strip()})"
         )
-    return folder
+    return Path(result.stdout.strip())
 
 
 def _recipe_lines(path: Path) -> list[str]:
@@ -240,33 +238,7 @@ def _node_key(builder: Builder) -> str:
 def _debootstrap(
     builder: Builder, rootfs: Path, packages: Sequence[str], role: str, log_path: Path
 ) -> None:
-    debootstrap = require_tool("debootstrap", "debootstrap", builder.say)
-    sources = debian_sources()
-    mirror = next(
-        (line.split()[1] for line in sources if line.endswith(f" {DEBIAN_SUITE} main")), None
-    )
-    if mirror is None:
-        raise ImageError(
-            f"no Debian source for {DEBIAN_SUITE} main among this machine's apt sources: {sources}"
-        )
-
-    def progress(line: str) -> None:
-        if line.startswith(DEBOOTSTRAP_MILESTONES):
-            builder.say(f"{NODE_IMAGE}: {role}: debootstrap: {line[3:]}")
-
-    stream(
-        [
-            debootstrap,
-            "--variant=minbase",
-            f"--include={','.join(packages)}",
-            DEBIAN_SUITE,
-            str(rootfs),
-            mirror,
-        ],
-        what=f"debootstrap of the {role} root file system",
-        log_path=log_path,
-        progress=progress,
-    )
+    debootstrap(builder.say, rootfs, packages, f"{NODE_IMAGE}: {role}", log_path)
 
 
 def _chroot_setup(rootfs: Path, role: str, log_path: Path) -> None:
@@ -286,27 +258,6 @@ def _chroot_setup(rootfs: Path, role: str, log_path: Path) -> None:
         progress=lambda _line: None,
     )
     script.unlink()
-
-
-def _tar_layer(rootfs: Path, layer: Path, log_path: Path) -> None:
-    run(
-        [
-            "tar",
-            "--create",
-            f"--file={layer}",
-            "--numeric-owner",
-            "--xattrs",
-            "--sort=name",
-            f"--directory={rootfs}",
-            # The runtime mounts its own.
-            "--exclude=./dev/*",
-            "--exclude=./proc/*",
-            "--exclude=./sys/*",
-            ".",
-        ],
-        what=f"tar of {rootfs.name}",
-        log_path=log_path,
-    )
 
 
 def _binary_image(
@@ -417,7 +368,7 @@ def _node_build(builder: Builder, archive: ImageArchive, work: Path, log_path: P
     shutil.copyfile(k8s / "kube-proxy", proxy_root / "usr/local/bin/kube-proxy")
     (proxy_root / "usr/local/bin/kube-proxy").chmod(0o755)
     proxy_layer = work / "kube-proxy.layer.tar"
-    _tar_layer(proxy_root, proxy_layer, log_path)
+    tar_root_filesystem(proxy_root, proxy_layer, log_path)
     write_docker_archive(
         images / "kube-proxy.tar",
         f"{REGISTRY}/kube-proxy:{k8s_version}",
@@ -431,7 +382,7 @@ def _node_build(builder: Builder, archive: ImageArchive, work: Path, log_path: P
 
     builder.say(f"{NODE_IMAGE}: the node's layer")
     layer = work / "layer.tar"
-    _tar_layer(rootfs, layer, log_path)
+    tar_root_filesystem(rootfs, layer, log_path)
     config = image_config(
         {
             # systemd checks it to know it runs in a container (systemd.io/CONTAINER_INTERFACE).
