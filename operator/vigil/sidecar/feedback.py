@@ -1137,13 +1137,8 @@ class FeedbackService:
                 if left <= 0:
                     break
                 try:
-                    async with self._client().post(
-                        f"http://{peer}{HANDOFF_PATH}",
-                        data=payload,
-                        headers={"Content-Type": "application/json"},
-                        timeout=aiohttp.ClientTimeout(total=left),
-                    ) as response:
-                        delivered = response.status == 200
+                    status, _ = await _post_handoff(self._client(), peer, payload, left)
+                    delivered = status == 200
                 except (aiohttp.ClientError, TimeoutError, OSError):
                     delivered = False
                 if delivered:
@@ -1174,14 +1169,8 @@ class FeedbackService:
                 if left <= 0:
                     break
                 try:
-                    async with session.post(
-                        f"http://{peer}{HANDOFF_PATH}",
-                        data=payload,
-                        headers={"Content-Type": "application/json"},
-                        timeout=aiohttp.ClientTimeout(total=left),
-                    ) as response:
-                        ok = response.status == 200
-                        answer = orjson.loads(await response.read()) if ok else None
+                    status, body = await _post_handoff(session, peer, payload, left)
+                    answer = orjson.loads(body) if status == 200 else None
                 except aiohttp.ClientConnectorError:
                     continue  # nothing was sent
                 except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
@@ -1199,6 +1188,19 @@ class FeedbackService:
         done["kept"] = done.get("kept", 0) + 1
         self.metrics.add_figures(FeedbackMetrics.parse_figures(figures))
         log.warning("feedback: no peer took the label figures: kept for a last scrape here")
+
+
+async def _post_handoff(
+    session: aiohttp.ClientSession, peer: str, payload: bytes, timeout: float
+) -> tuple[int, bytes]:
+    """POST ``payload`` to ``peer``'s handoff path: its status and body."""
+    async with session.post(
+        f"http://{peer}{HANDOFF_PATH}",
+        data=payload,
+        headers={"Content-Type": "application/json"},
+        timeout=aiohttp.ClientTimeout(total=timeout),
+    ) as response:
+        return response.status, await response.read()
 
 
 def _valid_row(row: Any) -> bool:
