@@ -104,11 +104,7 @@ def served(
     model = store.train("wine-1", version="1", seed=0)
     commit = gitops.repository.commit(model_files(store, model, STEPS), "A new model: wine 1")
     pushed = time.monotonic()
-    wait_for(
-        lambda: ready_at(gitops.kustomization(), commit),
-        timeout=180,
-        what=lambda: f"Flux Ready for {commit}: {gitops.kustomization().get('status')}",
-    )
+    gitops.wait_ready_at(commit, timeout=180)
     commit_to_ready = time.monotonic() - pushed
     endpoint = ModelEndpoint(kube, "wine", model.name, through_service=True)
     endpoint.wait_serving(1, timeout=120)
@@ -153,6 +149,14 @@ class Seen:
             self.flux_messages.append(str(ready["message"]))
         if self.flux_ready_at is None and ready_at(ks, commit):
             self.flux_ready_at = now
+
+    def wait_flux_ready(self, kube: Kube, gitops: GitOps, commit: str, timeout: float) -> None:
+        """Looking on until Flux was seen Ready at ``commit``."""
+        wait_for(
+            lambda: self.look(kube, gitops, commit) or self.flux_ready_at is not None,
+            timeout=timeout,
+            what=lambda: f"Flux Ready for {commit}; Flux said: {self.flux_messages[-3:]}",
+        )
 
     def poll(self, kube: Kube, gitops: GitOps, commit: str) -> Callable[[], None]:
         return lambda: self.look(kube, gitops, commit)
@@ -241,11 +245,7 @@ def test_a_replacement_committed_to_git_rolls_out_once_and_flux_resyncs_change_n
     )
     promoted_wall = time.time()
     commit_to_promoted = time.monotonic() - pushed
-    wait_for(
-        lambda: seen.look(kube, gitops, commit) or seen.flux_ready_at is not None,
-        timeout=60,
-        what=lambda: f"Flux Ready for {commit}; Flux said: {seen.flux_messages[-3:]}",
-    )
+    seen.wait_flux_ready(kube, gitops, commit, timeout=60)
     commit_to_ready = seen.flux_ready_at - pushed_wall if seen.flux_ready_at else 0.0
 
     # Vigil ran the committed steps once, in order, for one candidate.
@@ -360,11 +360,7 @@ def test_a_bad_replacement_committed_to_git_is_rolled_back_and_fails_flux_until_
         model_files(store, served.model, STEPS), "Back to wine 1 (wine 2 was rolled back)"
     )
     reverted = time.monotonic()
-    wait_for(
-        lambda: ready_at(gitops.kustomization(), revert),
-        timeout=90,
-        what=lambda: f"Flux Ready for {revert}: {gitops.kustomization().get('status')}",
-    )
+    gitops.wait_ready_at(revert, timeout=90)
     revert_to_ready = time.monotonic() - reverted
     md = kube.get("md", "wine") or {}
     assert condition(md["status"], "Ready")["status"] == "True", md["status"]
@@ -431,11 +427,7 @@ def test_a_persons_pause_and_promote_survive_flux_resyncs(
     assert not [a.changed() for a in while_pending if a.changed()], while_pending
     operator.start()
     watch = watch_until(kube, promoted("2"), 90, "the promotion a person asked for", on_poll=poll)
-    wait_for(
-        lambda: seen.look(kube, gitops, commit) or seen.flux_ready_at is not None,
-        timeout=60,
-        what=lambda: f"Flux Ready for {commit}; Flux said: {seen.flux_messages[-3:]}",
-    )
+    seen.wait_flux_ready(kube, gitops, commit, timeout=60)
     md = kube.get("md", "wine") or {}
     entry = md["status"]["history"][0]
     assert (entry["outcome"], entry["modelVersion"]) == ("Promoted", "2"), entry

@@ -20,6 +20,7 @@ import yaml
 from kit.gitserver import GitRepository
 from kit.kube import ROOT, Kube
 from kit.modeldeployment import ModelStore
+from kit.waits import wait_for
 from vigil.common.times import parse_unix
 from vigil.devcluster.models import TrainedModel
 
@@ -56,6 +57,14 @@ class GitOps:
 
     def kustomization(self) -> dict[str, Any]:
         return self.kube.get("kustomization.kustomize.toolkit.fluxcd.io", self.name) or {}
+
+    def wait_ready_at(self, commit: str, timeout: float) -> None:
+        """Until Flux says the Kustomization is Ready at ``commit``."""
+        wait_for(
+            lambda: ready_at(self.kustomization(), commit),
+            timeout=timeout,
+            what=lambda: f"Flux Ready for {commit}: {self.kustomization().get('status')}",
+        )
 
     def source(self) -> dict[str, Any]:
         return self.kube.get("gitrepository.source.toolkit.fluxcd.io", "vigil") or {}
