@@ -7,7 +7,8 @@ busybox ``httpd`` pod (with its sha256), ``wine-s3`` in SeaweedFS running as a
 pod, read with a Secret's keys. Each reaches Ready on real MLServer containers
 and answers through its Service (ClusterIP, kube-proxy) what the model answers
 in this process. Then replacements whose artifact cannot be had (a wrong
-digest, an archive escaping its folder, a missing object, wrong keys) fail at
+digest, an archive escaping its folder, a missing object, wrong keys, a
+Secret that does not exist) fail at
 once with the fetcher's words in the Ready condition and a Warning Event,
 while the stable answers every request sent through the Service. The module
 shares one namespace, one operator and the two ModelDeployments (starting
@@ -248,6 +249,10 @@ def broken_model(served: Served, broken: str) -> tuple[dict[str, Any], str]:
     if broken == "missing object":
         model = s3_model(served, "2", "wine/2/model.tar.gz")
         return model, f"{model['uri']}: 404 Not Found: NoSuchKey"
+    if broken == "missing secret":
+        model = s3_model(served, "4", MODEL_KEY, secret="no-such-keys")
+        words = 'spec.model.storage.secretRef: CreateContainerConfigError: secret "no-such-keys"'
+        return model, words
     model = s3_model(served, "3", MODEL_KEY, secret="wrong-keys")
     return model, f"{model['uri']}: 403 Forbidden: SignatureDoesNotMatch"
 
@@ -259,6 +264,7 @@ def broken_model(served: Served, broken: str) -> tuple[dict[str, Any], str]:
         (S3, "missing object"),
         (HTTP, "escaping archive"),
         (S3, "wrong keys"),
+        (S3, "missing secret"),
     ],
 )
 def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
