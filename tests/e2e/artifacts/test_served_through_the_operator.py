@@ -66,6 +66,10 @@ from vigil.devcluster.traffic import TrafficGenerator, service_address, v2_body
 
 MODEL = "wine"
 HTTP, S3 = "wine-http", "wine-s3"
+UNREACHABLE_ROLLOUT = {
+    "replacement": {"steps": [{"canary": {"weight": 50, "duration": "10s"}}]},
+    "progressDeadline": "60s",
+}
 
 
 @dataclass(frozen=True)
@@ -308,7 +312,8 @@ def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
         wait_for(
             lambda: traffic.stats.ok >= 40, timeout=60, what="traffic answered through the Service"
         )
-        rollout = {"progressDeadline": "60s"} if broken == "unreachable host" else None
+        # Without steps a candidate has the Deployment's own 10 minutes; with one, 60 s.
+        rollout = UNREACHABLE_ROLLOUT if broken == "unreachable host" else None
         served.kube.apply(model_deployment(name, model, served.server_image, rollout))
 
         def failed() -> dict[str, Any]:
