@@ -124,19 +124,24 @@ class Stores:
         return found
 
 
-def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
-    """busybox httpd serving ``files`` (a ConfigMap's binaryData) under /a/, and its Service."""
+def server_objects(
+    name: str, container: dict[str, Any], volumes: list[dict[str, Any]], port: int, target: int
+) -> list[dict[str, Any]]:
+    """A restricted pod of one ``container`` on the real node and its Service ``name``."""
+    hardened = {
+        "imagePullPolicy": "Never",
+        "securityContext": {
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        **container,
+    }
     return [
         {
             "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "artifacts"},
-            "binaryData": {name: base64.b64encode(data).decode() for name, data in files.items()},
-        },
-        {
-            "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "metadata": {"name": name, "labels": {"app": name}},
             "spec": {
                 **PLACEMENT,
                 "securityContext": {
@@ -145,29 +150,37 @@ def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
                 "terminationGracePeriodSeconds": 1,
-                "containers": [
-                    {
-                        "name": "httpd",
-                        "image": image,
-                        "imagePullPolicy": "Never",
-                        "command": ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
-                        "securityContext": {
-                            "readOnlyRootFilesystem": True,
-                            "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        "volumeMounts": [{"name": "artifacts", "mountPath": "/www/a"}],
-                    }
-                ],
-                "volumes": [{"name": "artifacts", "configMap": {"name": "artifacts"}}],
+                "containers": [hardened],
+                "volumes": volumes,
             },
         },
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": "web"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": port, "targetPort": target}]},
         },
+    ]
+
+
+def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
+    """busybox httpd serving ``files`` (a ConfigMap's binaryData) under /a/, and its Service."""
+    httpd = {
+        "name": "httpd",
+        "image": image,
+        "command": ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
+        "volumeMounts": [{"name": "artifacts", "mountPath": "/www/a"}],
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "artifacts"},
+            "binaryData": {name: base64.b64encode(data).decode() for name, data in files.items()},
+        },
+        *server_objects(
+            "web", httpd, [{"name": "artifacts", "configMap": {"name": "artifacts"}}], 80, 8080
+        ),
     ]
 
 
@@ -227,6 +240,20 @@ def tls_objects(image: str, folder: Path) -> list[dict[str, Any]]:
         name: base64.b64encode((folder / name).read_bytes()).decode()
         for name in ("tls.crt", "tls.key")
     }
+    https = {
+        "name": "https",
+        "image": image,
+        "command": ["python", "-c", TLS_SERVER],
+        "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+        "volumeMounts": [
+            {"name": "artifacts", "mountPath": "/www"},
+            {"name": "tls", "mountPath": "/tls", "readOnly": True},
+        ],
+    }
+    volumes = [
+        {"name": "artifacts", "configMap": {"name": "artifacts"}},
+        {"name": "tls", "secret": {"secretName": "tls"}},
+    ]
     return [
         {
             "apiVersion": "v1",
@@ -244,51 +271,7 @@ def tls_objects(image: str, folder: Path) -> list[dict[str, Any]]:
             }
             for name, ca in (("ca", "ca"), ("wrong-ca", "other-ca"))
         ),
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": TLS_HOST, "labels": {"app": TLS_HOST}},
-            "spec": {
-                **PLACEMENT,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": SERVER_USER,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "terminationGracePeriodSeconds": 1,
-                "containers": [
-                    {
-                        "name": "https",
-                        "image": image,
-                        "imagePullPolicy": "Never",
-                        "command": ["python", "-c", TLS_SERVER],
-                        "securityContext": {
-                            "readOnlyRootFilesystem": True,
-                            "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
-                        "volumeMounts": [
-                            {"name": "artifacts", "mountPath": "/www"},
-                            {"name": "tls", "mountPath": "/tls", "readOnly": True},
-                        ],
-                    }
-                ],
-                "volumes": [
-                    {"name": "artifacts", "configMap": {"name": "artifacts"}},
-                    {"name": "tls", "secret": {"secretName": "tls"}},
-                ],
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": TLS_HOST},
-            "spec": {
-                "selector": {"app": TLS_HOST},
-                "ports": [{"port": 443, "targetPort": 8443}],
-            },
-        },
+        *server_objects(TLS_HOST, https, volumes, 443, 8443),
     ]
 
 
