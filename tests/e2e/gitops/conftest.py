@@ -28,6 +28,7 @@ from kit.gitops import (
 from kit.gitserver import git_server
 from kit.kube import Kube
 from kit.waits import wait_for
+from kit.workers import one_worker_at_a_time
 
 from vigil.devcluster import ClusterClient
 
@@ -49,7 +50,8 @@ def kustomization_timing() -> FluxTiming:
 def flux(cluster: ClusterClient) -> Iterator[FluxControllers]:
     """Flux's controllers of the pinned versions, their CRDs installed, for the session."""
     folder = flux_binaries()
-    install_flux_crds(cluster, folder)
+    with one_worker_at_a_time("cluster-setup"):
+        install_flux_crds(cluster, folder)
     work = FIGURES_DIR / "flux"
     shutil.rmtree(work, ignore_errors=True)
     with running_flux(cluster, folder, work) as controllers:

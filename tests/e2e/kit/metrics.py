@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from kit.workers import one_worker_at_a_time
 from vigil.devcluster import ClusterClient, ClusterError
 from vigil.devcluster.prometheus import LocalPrometheus
 
@@ -35,7 +36,9 @@ def started_prometheus(cluster: ClusterClient, state_dir: Path, **options: Any) 
     """A real Prometheus discovering pods as the manifests say, 1 s scrapes; started."""
     server = LocalPrometheus(cluster, state_dir, **{"scrape_interval": "1s", **options})
     try:
-        server.start()
+        # Its start applies the discovery ServiceAccount and RBAC, shared by every worker.
+        with one_worker_at_a_time("cluster-setup"):
+            server.start()
     except ClusterError as error:
         server.stop()
         pytest.fail(f"the e2e Prometheus did not start: {error}", pytrace=False)

@@ -14,6 +14,7 @@ import subprocess
 import pytest
 from kit.kube import ROOT
 from kit.operator import BIN, plugin_env, run_plugin
+from kit.workers import one_worker_at_a_time
 
 from vigil.devcluster import ClusterClient
 from vigil.plugin.cli import FIELD_MANAGER
@@ -41,8 +42,9 @@ spec:
 
 @pytest.fixture(scope="module")
 def crd(cluster: ClusterClient) -> None:
-    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-    cluster.wait_established("modeldeployments.vigil.dev")
+    with one_worker_at_a_time("cluster-setup"):
+        cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
+        cluster.wait_established("modeldeployments.vigil.dev")
 
 
 def annotations(cluster: ClusterClient, namespace: str) -> dict[str, str]:
