@@ -23,7 +23,7 @@ from kit.kube import ROOT, Kube, fresh_namespace
 from kit.metrics import running_prometheus
 from kit.modeldeployment import ModelStore, model_store
 from kit.operator import OperatorProcess, cluster_resolv_conf, install_vigil, running_operator
-from kit.workers import one_worker_at_a_time, worker_group
+from kit.workers import worker_group
 
 from vigil.devcluster import ClusterClient, ClusterError, connect
 from vigil.devcluster.cluster import LocalCluster
@@ -104,7 +104,7 @@ def gateway_api_crds(cluster: ClusterClient) -> None:
     args = ["apply", "--server-side", "--force-conflicts"]
     for path in files:
         args += ["-f", str(path)]
-    with one_worker_at_a_time("cluster-setup"):
+    with cluster.setup_lock():
         cluster.kubectl(*args)
         cluster.wait_established(
             "httproutes.gateway.networking.k8s.io",
@@ -120,7 +120,7 @@ def vigil_installed(cluster: ClusterClient, gateway_api_crds: None) -> str:
     The operator then runs with that ServiceAccount's token only, so a
     missing RBAC rule fails a test instead of hiding behind admin rights.
     """
-    with one_worker_at_a_time("cluster-setup"):
+    with cluster.setup_lock():
         return install_vigil(cluster)
 
 

@@ -866,6 +866,14 @@ class ClusterClient:
         self.kubeconfig = str(kubeconfig)
         self.kubectl_binary = str(kubectl_binary)
 
+    @contextlib.contextmanager
+    def setup_lock(self) -> Iterator[None]:
+        """One process at a time for cluster-wide setup (CRDs, RBAC, an operator's overlay):
+        two client-side applies that both create an object race (one gets AlreadyExists).
+        A file lock beside the kubeconfig (parallel test workers share it)."""
+        with exclusive(Path(self.kubeconfig).parent / ".vigil-setup.lock"):
+            yield
+
     def kubectl(
         self,
         *args: str,

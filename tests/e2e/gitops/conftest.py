@@ -28,7 +28,6 @@ from kit.gitops import (
 from kit.gitserver import git_server
 from kit.kube import Kube
 from kit.waits import wait_for
-from kit.workers import one_worker_at_a_time
 
 from vigil.devcluster import ClusterClient
 
@@ -50,7 +49,7 @@ def kustomization_timing() -> FluxTiming:
 def flux(cluster: ClusterClient) -> Iterator[FluxControllers]:
     """Flux's controllers of the pinned versions, their CRDs installed, for the session."""
     folder = flux_binaries()
-    with one_worker_at_a_time("cluster-setup"):
+    with cluster.setup_lock():
         install_flux_crds(cluster, folder)
     work = FIGURES_DIR / "flux"
     shutil.rmtree(work, ignore_errors=True)

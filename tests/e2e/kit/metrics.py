@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from kit.workers import one_worker_at_a_time
 from vigil.devcluster import ClusterClient, ClusterError
 from vigil.devcluster.prometheus import LocalPrometheus
 
@@ -37,7 +36,7 @@ def started_prometheus(cluster: ClusterClient, state_dir: Path, **options: Any) 
     server = LocalPrometheus(cluster, state_dir, **{"scrape_interval": "1s", **options})
     try:
         # Its start applies the discovery ServiceAccount and RBAC, shared by every worker.
-        with one_worker_at_a_time("cluster-setup"):
+        with cluster.setup_lock():
             server.start()
     except ClusterError as error:
         server.stop()

@@ -4,9 +4,10 @@
 (``-n``, ``--dist loadgroup``), then the tests marked ``serial`` alone. Each
 worker is a process with its own session fixtures, so:
 
-- one-time setup of the shared cluster (CRDs, the operator's RBAC, images in
-  the node) runs under ``one_worker_at_a_time``: the second worker finds it
-  done (every step is idempotent) instead of racing the first;
+- one-time setup of the shared cluster (CRDs, the operator's RBAC, an
+  operator overlay's cluster objects) runs under ``ClusterClient.setup_lock``
+  and image imports under the node's lock: the second worker finds it done
+  (every step is idempotent) instead of racing the first;
 - a module's tests that share a module-scoped fixture (a Deployment, an
   in-cluster operator) go to one worker (``worker_group``), which sets it up
   once, as a serial run would;
@@ -16,26 +17,11 @@ worker is a process with its own session fixtures, so:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-
-from kit.kube import ROOT
-from vigil.devcluster.common import exclusive
-
-LOCKS = ROOT / ".vigil" / "e2e-locks"
 
 #: Session fixtures that start controllers watching the whole cluster: their tests
 #: share the worker that runs them (the value: the group's name).
 CLUSTER_WIDE_CONTROLLERS = {"flux": "flux-controllers"}
-
-
-@contextmanager
-def one_worker_at_a_time(what: str) -> Iterator[None]:
-    """Hold this checkout's lock ``what`` for the block (its cluster is the workers')."""
-    with exclusive(LOCKS / f"{what}.lock"):
-        yield
 
 
 def worker_group(item: pytest.Item) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 from kit.kube import ROOT
-from kit.workers import one_worker_at_a_time
 
 from vigil.devcluster import ClusterClient
 
@@ -47,7 +46,7 @@ def third_party_crds(cluster: ClusterClient) -> None:
         args += [arg for path in files for arg in ("-f", str(path))]
     # Server-side: Argo CD's Application CRD (400 KB) is too large for the
     # last-applied annotation of a client-side apply.
-    with one_worker_at_a_time("cluster-setup"):
+    with cluster.setup_lock():
         cluster.kubectl(*args)
         cluster.wait_established(*(n for names in THIRD_PARTY_CRDS.values() for n in names))
         for namespace in GITOPS_NAMESPACES:

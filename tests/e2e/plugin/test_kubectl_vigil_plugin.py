@@ -14,7 +14,6 @@ import subprocess
 import pytest
 from kit.kube import ROOT
 from kit.operator import BIN, plugin_env, run_plugin
-from kit.workers import one_worker_at_a_time
 
 from vigil.devcluster import ClusterClient
 from vigil.plugin.cli import FIELD_MANAGER
@@ -42,7 +41,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def crd(cluster: ClusterClient) -> None:
-    with one_worker_at_a_time("cluster-setup"):
+    with cluster.setup_lock():
         cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
         cluster.wait_established("modeldeployments.vigil.dev")
 
