@@ -5,8 +5,11 @@ Sets up the local cluster with its real node, builds the images here
 node, installs the operator IN the cluster from ``manifests/overlays/local``
 (its image, its ServiceAccount, only its RBAC), a real Prometheus beside the
 cluster (Kubernetes service discovery, scraping pod IPs), and models trained
-from scikit-learn's wine data, put on a local PersistentVolume of the real
-node and named ``pvc://wine-models/<folder>``. Model pods are real containers
+from scikit-learn's wine data, uploaded as archives to SeaweedFS (an
+S3-compatible store, a pod in the demo's namespace) and named
+``s3://models/<folder>/model.tar.gz`` with a reader's keys in a Secret, as a
+team keeps them: each pod's ``vigil-fetch`` init container downloads its
+model. Model pods are real containers
 (MLServer behind the sidecar) in a namespace under PodSecurity
 ``restricted``; the demo's traffic goes to the ModelDeployment's Service
 (its ClusterIP: kube-proxy picks the pod), as a user's clients would. It
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -43,17 +48,24 @@ from vigil.devcluster.cluster import (
     real_node_wanted,
     repo_root,
 )
-from vigil.devcluster.images import ensure_images
+from vigil.devcluster.images import ImageArchive, ensure_images
 from vigil.devcluster.incluster import (
     OPERATOR,
     OVERLAY_NAMESPACE,
     InClusterOperator,
-    local_volume,
     real_node_namespace,
 )
 from vigil.devcluster.models import TrainedModel, train_wine
 from vigil.devcluster.node import NODE_NAME
 from vigil.devcluster.prometheus import LocalPrometheus
+from vigil.devcluster.seaweedfs import (
+    READER,
+    S3_PORT,
+    pod_store,
+    put_object,
+    seaweedfs_image,
+    store_objects,
+)
 from vigil.devcluster.traffic import (
     ReadFailed,
     TrafficGenerator,
@@ -63,8 +75,11 @@ from vigil.devcluster.traffic import (
 
 NAMESPACE = "vigil-demo"
 NAME = "wine"
-#: The claim holding the demo's models (a local volume of the real node).
-CLAIM = "wine-models"
+#: The demo's S3-compatible store (SeaweedFS, a pod and Service in NAMESPACE), its
+#: bucket, and the Secret with the reader's keys the ModelDeployment names.
+STORE = "seaweedfs"
+BUCKET = "models"
+STORE_SECRET = "wine-artifacts"
 PROMETHEUS_PORT = 9091
 
 
@@ -96,8 +111,18 @@ def _venv_bin(name: str) -> str:
 
 
 def model_uri(model: TrainedModel) -> str:
-    """The model's folder on the demo's volume, as a ModelDeployment names it."""
-    return f"pvc://{CLAIM}/{model.folder.name}"
+    """The model's archive in the demo's store, as a ModelDeployment names it."""
+    return f"s3://{BUCKET}/{model.folder.name}/model.tar.gz"
+
+
+def model_archive(model: TrainedModel) -> bytes:
+    """The model's folder as a .tar.gz, its files at the top: /mnt/models is MLServer's
+    model folder, as with the volume before."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(model.folder.iterdir()):
+            tar.add(path, arcname=path.name)
+    return buffer.getvalue()
 
 
 def model_deployment(
@@ -109,7 +134,15 @@ def model_deployment(
         "kind": "ModelDeployment",
         "metadata": {"name": NAME, "namespace": NAMESPACE},
         "spec": {
-            "model": {"name": model.name, "version": model.version, "uri": model_uri(model)},
+            "model": {
+                "name": model.name,
+                "version": model.version,
+                "uri": model_uri(model),
+                "storage": {
+                    "secretRef": {"name": STORE_SECRET},
+                    "endpoint": f"http://{STORE}.{NAMESPACE}.svc:{S3_PORT}",
+                },
+            },
             "server": {
                 "image": server_image,
                 "protocol": "v2",
@@ -175,6 +208,7 @@ class Demo:
         self.cluster: ClusterClient | None = None
         self.pids: dict[str, int] = {}
         self.server_image = ""
+        self.store_image: ImageArchive | None = None
 
     # -- setup -------------------------------------------------------------------------
 
@@ -196,9 +230,10 @@ class Demo:
         self.cluster = cluster
         say("building (or finding) the images vigil.local/vigil and vigil.local/mlserver-sklearn")
         images = ensure_images(["vigil", "mlserver-sklearn"], say)
-        refs = ", ".join(image.ref for image in images.values())
+        self.store_image = seaweedfs_image(say)
+        refs = ", ".join(image.ref for image in [*images.values(), self.store_image])
         say(f"importing them into the real node's containerd: {refs}")
-        local.node().load_images(list(images.values()))
+        local.node().load_images([*images.values(), self.store_image])
         self.server_image = images["mlserver-sklearn"].ref
         say(
             "installing the operator in the cluster from manifests/overlays/local "
@@ -327,11 +362,10 @@ class Demo:
         v1 = train_wine(models / "wine-1", version="1", seed=0)
         v2 = train_wine(models / "wine-2", version="2", seed=1)
         v3 = train_wine(models / "wine-3-bad", version="3", shuffled_labels=True, seed=2)
-        n.say(f"a local PersistentVolume on {NODE_NAME} holds them ({models}), claim {CLAIM}")
-        cluster.apply(local_volume(CLAIM, models, namespace=NAMESPACE))
+        self.upload(cluster, [v1, v2, v3])
 
         n.scenario("1. A brand-new model goes Ready and Healthy")
-        n.say(f"model.uri: {model_uri(v1)} (mounted read-only at /mnt/models)")
+        n.say(f"model.uri: {model_uri(v1)} (fetched by vigil-fetch, read-only at /mnt/models)")
         cluster.apply(reference_configmap(v1))
         cluster.apply(model_deployment(v1, server_image=self.server_image))
         self.wait_condition("Ready", "True", 180)
@@ -407,6 +441,34 @@ class Demo:
             print("\nThe demo finished with failures:\n  " + "\n  ".join(n.failures))
             return 1
         return 0
+
+    def upload(self, cluster: ClusterClient, models: list[TrainedModel]) -> None:
+        """SeaweedFS in the namespace, the models' archives in its bucket, and the Secret
+        with the reader's keys (read-only), as a team keeps its models."""
+        say = self.narrator.say
+        say(f"SeaweedFS (S3-compatible) in {NAMESPACE}: pod and Service {STORE}:{S3_PORT}")
+        assert self.store_image is not None, "setup() loads the store's image"
+        cluster.apply(
+            yaml.safe_dump_all(store_objects(STORE, self.store_image.ref, {})),
+            namespace=NAMESPACE,
+        )
+        cluster.kubectl(
+            "wait", "pod", STORE, "-n", NAMESPACE, "--for=condition=Ready", "--timeout=120s"
+        )
+        service: dict[str, Any] = cluster.get_json("service", STORE, "-n", NAMESPACE)
+        ip = str(service["spec"]["clusterIP"])
+        store = pod_store(ip, Path(f"kubectl logs -n {NAMESPACE} {STORE}"))
+        for model in models:
+            put_object(store, BUCKET, f"{model.folder.name}/model.tar.gz", model_archive(model))
+        say(f"uploaded {', '.join(model_uri(m) for m in models)}")
+        secret = cluster.kubectl(
+            "create", "secret", "generic", STORE_SECRET, "-n", NAMESPACE,
+            f"--from-literal=AWS_ACCESS_KEY_ID={READER.access_key}",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={READER.secret_key}",
+            "--dry-run=client", "-o", "yaml",
+        )  # fmt: skip
+        cluster.apply(secret.stdout)
+        say(f"Secret {STORE_SECRET}: the reader's keys (read and list only)")
 
     def check_placement(self) -> None:
         """Every model pod runs on the real node (the namespace's annotations put it there)."""
