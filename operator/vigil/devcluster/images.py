@@ -860,13 +860,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] in (["-h"], ["--help"]):
         print(f"usage: hack/build-images.sh [NAME ...]   (names: {', '.join(IMAGE_NAMES)})")
         return 0
+    return print_archives(
+        "build-images",
+        lambda: ensure_images(args or IMAGE_NAMES, log=lambda line: print(line, flush=True)),
+        lambda archive: f"{archive.ref} {archive.path}",
+    )
+
+
+def print_archives(
+    what: str,
+    build: Callable[[], Mapping[str, ImageArchive]],
+    line: Callable[[ImageArchive], str],
+) -> int:
+    """A build command's exit code: each archive's ``line`` on stdout, or ``what: error``."""
     try:
-        archives = ensure_images(args or IMAGE_NAMES, log=lambda line: print(line, flush=True))
+        archives = build()
     except ImageError as error:
-        print(f"build-images: {error}", file=sys.stderr)
+        print(f"{what}: {error}", file=sys.stderr)
         return 1
     for archive in archives.values():
-        print(f"{archive.ref} {archive.path}")
+        print(line(archive))
     return 0
 
 
