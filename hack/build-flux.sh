@@ -16,12 +16,14 @@
 # The folder holds source-controller, kustomize-controller and crds/*.yaml.
 set -euo pipefail
 
-# v1.10.x asks for Go 1.27 (go.mod `go 1.27.0`); the v1.9 line builds with
-# the Go this project uses (1.26). source-controller v1.9.4 to v1.9.6 need
-# github.com/fluxcd/pkg/artifact v0.18.2/v0.18.3, which the module proxy does
-# not serve (403 "This module version is not available"); v1.9.0 needs v0.18.0,
-# which it does. kustomize-controller v1.9.6 itself builds against
-# source-controller/api v1.9.0, the same API.
+# The v1.9 line builds with the Go this project uses (1.26). v1.10.x asks for
+# Go 1.27, which GOTOOLCHAIN=go1.27.3 brings, but neither controller of it
+# builds: its build lists need fluxcd/pkg modules the module proxy refuses
+# (403 "This module version is not available"; hack/flux/README.md lists them).
+# source-controller v1.9.4 to v1.9.6 likewise need github.com/fluxcd/pkg/artifact
+# v0.18.2/v0.18.3 (403); v1.9.0 needs v0.18.0, which is served.
+# kustomize-controller v1.9.6 itself builds against source-controller/api
+# v1.9.0, the same API.
 SOURCE_CONTROLLER_VERSION=v1.9.0
 KUSTOMIZE_CONTROLLER_VERSION=v1.9.6
 

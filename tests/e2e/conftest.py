@@ -23,6 +23,7 @@ from kit.kube import ROOT, Kube, fresh_namespace
 from kit.metrics import running_prometheus
 from kit.modeldeployment import ModelStore, model_store
 from kit.operator import OperatorProcess, cluster_resolv_conf, install_vigil, running_operator
+from kit.workers import worker_group
 
 from vigil.devcluster import ClusterClient, ClusterError, connect
 from vigil.devcluster.cluster import LocalCluster
@@ -31,10 +32,14 @@ from vigil.devcluster.incluster import running_real_node
 from vigil.devcluster.prometheus import LocalPrometheus
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.e2e)
+        group = worker_group(item)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +63,7 @@ def real_node(cluster: ClusterClient) -> LocalCluster:
 def node_images(real_node: LocalCluster) -> dict[str, ImageArchive]:
     """The images built here for model pods (vigil, mlserver-sklearn), in the real node."""
     images = ensure_images(["vigil", "mlserver-sklearn"], real_node.log)
-    real_node.node().load_images(list(images.values()))
+    real_node.node().load_images(list(images.values()))  # one importer at a time
     return images
 
 
@@ -99,12 +104,13 @@ def gateway_api_crds(cluster: ClusterClient) -> None:
     args = ["apply", "--server-side", "--force-conflicts"]
     for path in files:
         args += ["-f", str(path)]
-    cluster.kubectl(*args)
-    cluster.wait_established(
-        "httproutes.gateway.networking.k8s.io",
-        "gateways.gateway.networking.k8s.io",
-        "gatewayclasses.gateway.networking.k8s.io",
-    )
+    with cluster.setup_lock():
+        cluster.kubectl(*args)
+        cluster.wait_established(
+            "httproutes.gateway.networking.k8s.io",
+            "gateways.gateway.networking.k8s.io",
+            "gatewayclasses.gateway.networking.k8s.io",
+        )
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +120,8 @@ def vigil_installed(cluster: ClusterClient, gateway_api_crds: None) -> str:
     The operator then runs with that ServiceAccount's token only, so a
     missing RBAC rule fails a test instead of hiding behind admin rights.
     """
-    return install_vigil(cluster)
+    with cluster.setup_lock():
+        return install_vigil(cluster)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from vigil.devcluster.common import ClusterError, pid_alive, write_kubeconfig
+from vigil.devcluster.common import ClusterError, exclusive, pid_alive, write_kubeconfig
 from vigil.devcluster.network import NodeNetwork, pod_octet
 
 if TYPE_CHECKING:
@@ -866,6 +866,14 @@ class ClusterClient:
         self.kubeconfig = str(kubeconfig)
         self.kubectl_binary = str(kubectl_binary)
 
+    @contextlib.contextmanager
+    def setup_lock(self) -> Iterator[None]:
+        """One process at a time for cluster-wide setup (CRDs, RBAC, an operator's overlay):
+        two client-side applies that both create an object race (one gets AlreadyExists).
+        A file lock beside the kubeconfig (parallel test workers share it)."""
+        with exclusive(Path(self.kubeconfig).parent / ".vigil-setup.lock"):
+            yield
+
     def kubectl(
         self,
         *args: str,
@@ -955,20 +963,6 @@ def kubectl_binary(bin_dir: Path | None = None) -> Path:
     return Path(found)
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """One ``up`` at a time, even across concurrent pytest runs."""
-    import fcntl
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def connect(log: Callable[[str], None] = print) -> ClusterClient:
     """The cluster to test against: ``VIGIL_KUBECONFIG`` if set, else the local one (started
     or reused)."""
@@ -981,7 +975,7 @@ def connect(log: Callable[[str], None] = print) -> ClusterClient:
         log(f"devcluster: using the existing cluster in VIGIL_KUBECONFIG={existing}")
         return client
     cluster = LocalCluster(log=log, real_node=real_node_wanted())
-    with _exclusive(cluster._lock_file()):
+    with exclusive(cluster._lock_file()):
         kubeconfig = cluster.up()
     return ClusterClient(kubeconfig, cluster.bin_dir / "kubectl")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -88,5 +90,22 @@ def write_kubeconfig(
         "current-context": "vigil",
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
+    # Written aside and renamed: a process reading the previous one (parallel test
+    # workers share a ServiceAccount's kubeconfig) never sees half a file.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(yaml.safe_dump(config, sort_keys=False))
+    partial.chmod(0o600)
+    partial.replace(path)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold a file lock for the block: one holder at a time, across processes (a cluster's
+    ``up``, an image import into its node, one-time setup by parallel test workers)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -221,7 +221,8 @@ class InClusterOperator:
         wait until the operator's pod is Ready; return the image."""
         archive = archive or ensure_images(["vigil"], local.log)["vigil"]
         local.node().load_images([archive])
-        self.cluster.apply(yaml.safe_dump_all(self.render(archive.ref)))
+        with self.cluster.setup_lock():  # the CRD, a ClusterRole: created once
+            self.cluster.apply(yaml.safe_dump_all(self.render(archive.ref)))
         self.wait_ready(timeout)
         return archive
 

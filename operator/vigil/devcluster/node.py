@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from vigil.devcluster.common import ClusterError, pid_alive, write_kubeconfig
+from vigil.devcluster.common import ClusterError, exclusive, pid_alive, write_kubeconfig
 from vigil.devcluster.images import ImageArchive, ImageError, ensure_images
 from vigil.devcluster.network import NetworkError, NodeNetwork
 from vigil.devcluster.packages import NODE_PACKAGES, PackageError, ensure_packages
@@ -257,11 +257,13 @@ class RealNode:
         )
 
     def load_images(self, archives: list[ImageArchive]) -> None:
-        """Import image archives into the node's containerd (those it lacks)."""
-        present = set(self.ctr("images", "list", "--quiet").stdout.split())
-        for archive in archives:
-            if archive.ref not in present:
-                self.ctr("images", "import", str(archive.path))
+        """Import image archives into the node's containerd (those it lacks), one importer
+        at a time: containerd refuses a second ingest of the same content ("ref locked")."""
+        with exclusive(self.dir / "images.lock"):
+            present = set(self.ctr("images", "list", "--quiet").stdout.split())
+            for archive in archives:
+                if archive.ref not in present:
+                    self.ctr("images", "import", str(archive.path))
 
     def healthy(self) -> bool:
         return _get(f"http://{self.network.node_ip}:{KUBELET_HEALTHZ_PORT}/healthz")

@@ -10,7 +10,12 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from vigil.devcluster.cluster import LocalCluster, pid_alive
+
+# A second control plane: its start takes both cores for a minute (serial: see pyproject).
+pytestmark = pytest.mark.serial
 
 
 def free_port_base(span: int = 6) -> int:

@@ -26,6 +26,10 @@ from vigil.devcluster.network import NetworkError, NodeNetwork, pod_octet
 from vigil.devcluster.node import KERNEL_TUNABLES, NODE_NAME
 from vigil.devcluster.node_images import BUSYBOX_PAGE, busybox_image
 
+# Lists host-wide state (mounts, cgroups, links, iptables) before up and after down:
+# other tests' pods would change those lists (serial: see pyproject).
+pytestmark = pytest.mark.serial
+
 
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:

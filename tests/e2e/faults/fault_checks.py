@@ -79,13 +79,12 @@ def deploy(
     steps: list[dict[str, Any]],
     *,
     store: ModelStore | None = None,
-    logs: Path | None = None,
     **options: Any,
 ) -> Setup:
     """Stable wine model v1 serving on every replica, live traffic flowing (with ``store``:
     on the real node, through its Service)."""
     return modeldeployment.deploy(
-        kube, tmp_path, steps, store=store, logs=logs, **{"deadline": DEADLINE, **options}
+        kube, tmp_path, steps, store=store, **{"deadline": DEADLINE, **options}
     )
 
 

@@ -49,7 +49,8 @@ from vigil.devcluster.cluster import ClusterError, LocalCluster
 from vigil.devcluster.images import ImageArchive, ensure_images
 from vigil.devcluster.node import NODE_NAME
 
-pytestmark = pytest.mark.faults
+# A second control plane and real node on fixed ports and addresses (serial: see pyproject).
+pytestmark = [pytest.mark.faults, pytest.mark.serial]
 
 PORT_BASE = 26700
 NAMESPACE = f"faults-apiserver-{secrets.token_hex(3)}"

@@ -49,7 +49,8 @@ def kustomization_timing() -> FluxTiming:
 def flux(cluster: ClusterClient) -> Iterator[FluxControllers]:
     """Flux's controllers of the pinned versions, their CRDs installed, for the session."""
     folder = flux_binaries()
-    install_flux_crds(cluster, folder)
+    with cluster.setup_lock():
+        install_flux_crds(cluster, folder)
     work = FIGURES_DIR / "flux"
     shutil.rmtree(work, ignore_errors=True)
     with running_flux(cluster, folder, work) as controllers:

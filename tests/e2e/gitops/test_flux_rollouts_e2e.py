@@ -106,7 +106,7 @@ def served(
     pushed = time.monotonic()
     gitops.wait_ready_at(commit, timeout=180)
     commit_to_ready = time.monotonic() - pushed
-    endpoint = ModelEndpoint(kube, "wine", model.name, through_service=True)
+    endpoint = ModelEndpoint(kube, "wine", model.name)
     endpoint.wait_serving(1, timeout=120)
     traffic = endpoint.traffic(model.X, rate=15.0, seed=3)
     stable = str((kube.get("md", "wine") or {})["status"]["stable"]["revision"])

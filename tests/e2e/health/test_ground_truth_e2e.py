@@ -190,7 +190,7 @@ def test_labels_for_5000_predictions_are_counted_exactly_with_a_pod_deleted_midw
     model = store.train("wine")
     document = store.manifest(model, replicas=REPLICAS)
     document["spec"]["monitoring"]["performance"] = PERFORMANCE
-    serve(kube, model, document, real_node=True)
+    serve(kube, model, document)
     revision = str(status(kube)["stable"]["revision"])
     service = kube.get("service", "wine")
     assert service is not None

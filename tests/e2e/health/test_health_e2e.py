@@ -138,7 +138,7 @@ def deploy(
         "analysis": {"minRequests": MIN_REQUESTS},
     }
     model = store.train("wine")
-    endpoint = serve(kube, model, store.manifest(model, **options), real_node=True)
+    endpoint = serve(kube, model, store.manifest(model, **options))
     return Traffic(model, endpoint.infer_url())
 
 

@@ -204,16 +204,14 @@ def serve(
     document: Mapping[str, Any],
     *,
     timeout: float = 180,
-    logs: Path | None = None,
-    real_node: bool = False,
 ) -> ModelEndpoint:
     """Apply the profile and the ModelDeployment; wait until it is Ready and every replica
-    serves the model behind its Service (``real_node``: reached through its ClusterIP)."""
+    serves the model behind its Service (reached through its ClusterIP)."""
     apply_with_reference(kube, model, document)
     name = str(document["metadata"]["name"])
     kube.wait_ready(f"md/{name}", timeout=int(timeout))
-    endpoint = ModelEndpoint(kube, name, model.name, through_service=real_node)
-    endpoint.wait_serving(int(document["spec"]["replicas"]), timeout=timeout, logs=logs)
+    endpoint = ModelEndpoint(kube, name, model.name)
+    endpoint.wait_serving(int(document["spec"]["replicas"]), timeout=timeout)
     return endpoint
 
 
@@ -237,7 +235,6 @@ def deploy(
     tmp_path: Path,
     steps: list[dict[str, Any]] | None = None,
     *,
-    logs: Path | None = None,
     store: ModelStore | None = None,
     **options: Any,
 ) -> Setup:
@@ -254,7 +251,7 @@ def deploy(
     else:
         stable = store.train("wine-1", version="1", seed=0)
         document = store.manifest(stable, steps, **options)
-    endpoint = serve(kube, stable, document, logs=logs, real_node=store is not None)
+    endpoint = serve(kube, stable, document)
     route = ((options.get("routing") or {}).get("gatewayAPI") or {}).get("httpRoute")
     traffic = endpoint.traffic(stable.X, rate=15.0, seed=3, http_route=route)
     revision = str(status(kube)["stable"]["revision"])

@@ -1,13 +1,11 @@
 """What a client of a model does: HTTP requests, v2 bodies, and where they go.
 
 ``ModelEndpoint`` is the one place that knows how a request reaches the model
-behind a Service. On the real node (``through_service``) a client sends to the
-Service's ClusterIP and kube-proxy picks a pod, as a user's client would.
-Without it a client goes where kube-proxy would send it: to a Ready pod the
-Service selects, at the sidecar's port.
+behind a Service: a client sends to the Service's ClusterIP and kube-proxy
+picks a pod on the real node, as a user's client would.
 
 Requests that are about one pod (its metrics, its sidecar's probes) go to the
-pod's IP on every kind of cluster: ``sidecar_url`` and ``pod_metrics``.
+pod's IP: ``sidecar_url`` and ``pod_metrics``.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,38 +72,22 @@ def pod_metrics(ip: str) -> str:
 
 
 class ModelEndpoint:
-    """How a client reaches model ``model`` behind Service ``service``."""
+    """How a client reaches model ``model`` behind Service ``service``: its ClusterIP."""
 
-    def __init__(
-        self,
-        kube: Kube,
-        service: str = "wine",
-        model: str | None = None,
-        *,
-        through_service: bool = False,
-    ) -> None:
+    def __init__(self, kube: Kube, service: str = "wine", model: str | None = None) -> None:
         self.kube = kube
         self.service = service
         self.model = model or service
-        self.through_service = through_service
 
     def pod_ips(self) -> list[str]:
         """IPs of the Ready pods the Service selects (where kube-proxy sends)."""
         return list(self.kube.service_view(self.service).ready or ())
 
-    def urls(self) -> list[str]:
-        """The base URLs a client's requests may go to: the Service's ClusterIP, or one
-        per pod where Services do not route."""
-        if self.through_service:
-            address = service_address(self.kube.cluster, self.kube.namespace, self.service)
-            return [f"http://{address}"] if address else []
-        return [sidecar_url(ip) for ip in self.pod_ips()]
-
     def url(self) -> str:
-        """The base URL a client sends to (the ClusterIP's, or the first Ready pod's)."""
-        urls = self.urls()
-        assert urls, f"Service {self.service} selects no Ready pod"
-        return urls[0]
+        """The base URL a client sends to: the Service's ClusterIP and port."""
+        address = service_address(self.kube.cluster, self.kube.namespace, self.service)
+        assert address, f"Service {self.service} has no ClusterIP"
+        return f"http://{address}"
 
     def infer_url(self) -> str:
         return f"{self.url()}/v2/models/{self.model}/infer"
@@ -123,13 +104,11 @@ class ModelEndpoint:
         path = f"/v2/models/{self.model}/ready"
         if not all(http(sidecar_url(ip, path))[0] == 200 for ip in ips):
             return []
-        if self.through_service and http(f"{self.url()}{path}")[0] != 200:
+        if http(f"{self.url()}{path}")[0] != 200:
             return []
         return ips
 
-    def wait_serving(
-        self, replicas: int | None = None, timeout: float = 120, logs: Path | None = None
-    ) -> list[str]:
+    def wait_serving(self, replicas: int | None = None, timeout: float = 120) -> list[str]:
         """Wait until the model serves behind the Service; the pods' IPs."""
 
         def look() -> list[str]:
@@ -138,11 +117,8 @@ class ModelEndpoint:
             except (AssertionError, subprocess.SubprocessError, OSError, ReadFailed):
                 return []  # a read that failed on a busy machine: look again
 
-        where = f" (logs: {logs})" if logs else ""
         return wait_for(
-            look,
-            timeout=timeout,
-            what=f"the model to serve behind Service {self.service}{where}",
+            look, timeout=timeout, what=f"the model to serve behind Service {self.service}"
         )
 
     def traffic(
@@ -158,8 +134,8 @@ class ModelEndpoint:
 
         With ``http_route`` it plays the gateway: each request goes to one of the
         HTTPRoute's backend Services, chosen by the route's weights. With ``labels``
-        (one per row of ``X``) each answered request's truth goes to the feedback port
-        (of the Service, on the real node). ``stats.by_revision`` counts the answers
+        (one per row of ``X``) each answered request's truth goes to the Service's
+        feedback port. ``stats.by_revision`` counts the answers
         by the revision that served them.
         """
         generator = LiveTraffic(
@@ -172,7 +148,7 @@ class ModelEndpoint:
             seed=seed,
             http_route=http_route,
             labels=labels,
-            through_service=self.through_service,
+            through_service=True,
         )
         return generator.start()  # type: ignore[return-value]
 

@@ -46,7 +46,8 @@ def third_party_crds(cluster: ClusterClient) -> None:
         args += [arg for path in files for arg in ("-f", str(path))]
     # Server-side: Argo CD's Application CRD (400 KB) is too large for the
     # last-applied annotation of a client-side apply.
-    cluster.kubectl(*args)
-    cluster.wait_established(*(name for names in THIRD_PARTY_CRDS.values() for name in names))
-    for namespace in GITOPS_NAMESPACES:
-        cluster.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n")
+    with cluster.setup_lock():
+        cluster.kubectl(*args)
+        cluster.wait_established(*(n for names in THIRD_PARTY_CRDS.values() for n in names))
+        for namespace in GITOPS_NAMESPACES:
+            cluster.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n")

@@ -41,8 +41,9 @@ spec:
 
 @pytest.fixture(scope="module")
 def crd(cluster: ClusterClient) -> None:
-    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-    cluster.wait_established("modeldeployments.vigil.dev")
+    with cluster.setup_lock():
+        cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
+        cluster.wait_established("modeldeployments.vigil.dev")
 
 
 def annotations(cluster: ClusterClient, namespace: str) -> dict[str, str]:

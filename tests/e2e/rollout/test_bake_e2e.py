@@ -60,7 +60,7 @@ def test_a_revision_promoted_then_degraded_is_rolled_back_in_its_bake_period(
     kube: Kube, operator: OperatorProcess, store: ModelStore
 ) -> None:
     stable = store.train("wine-1", version="1", seed=0)
-    endpoint = serve(kube, stable, baked(store, stable), real_node=True)
+    endpoint = serve(kube, stable, baked(store, stable))
     previous = status(kube)["stable"]["revision"]
     traffic = endpoint.traffic(stable.X, rate=RATE, seed=5, labels=stable.y)
     bakes: list[dict[str, Any]] = []

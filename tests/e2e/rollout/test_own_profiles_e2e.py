@@ -200,7 +200,7 @@ def test_bad_candidates_with_their_own_profiles_roll_back_and_a_good_one_is_prom
     name = scenario.name
     X, y = scenario.load()
     stable = trained(store, "stable", name, "1", X, y, scenario.stable)
-    endpoint = serve(kube, stable, spec_for(store, stable), real_node=True)
+    endpoint = serve(kube, stable, spec_for(store, stable))
     stable_revision = status(kube, name)["stable"]["revision"]
     traffic = endpoint.traffic(X, rate=20.0, seed=5)
     difference: float | None = None

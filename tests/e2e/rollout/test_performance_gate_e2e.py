@@ -52,7 +52,7 @@ def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_
     kube: Kube, operator: OperatorProcess, store: ModelStore
 ) -> None:
     stable = store.train("wine-1", version="1", seed=0)
-    endpoint = serve(kube, stable, with_gate(store, stable), real_node=True)
+    endpoint = serve(kube, stable, with_gate(store, stable))
     revision = status(kube)["stable"]["revision"]
     traffic = endpoint.traffic(stable.X, rate=RATE, seed=5, labels=stable.y)
     seen_waiting: list[int] = []

@@ -1,0 +1,38 @@
+"""Parallel test workers (pytest-xdist) sharing one cluster.
+
+``make test`` runs the integration and e2e suites on several workers
+(``-n``, ``--dist loadgroup``), then the tests marked ``serial`` alone. Each
+worker is a process with its own session fixtures, so:
+
+- one-time setup of the shared cluster (CRDs, the operator's RBAC, an
+  operator overlay's cluster objects) runs under ``ClusterClient.setup_lock``
+  and image imports under the node's lock: the second worker finds it done
+  (every step is idempotent) instead of racing the first;
+- a module's tests that share a module-scoped fixture (a Deployment, an
+  in-cluster operator) go to one worker (``worker_group``), which sets it up
+  once, as a serial run would;
+- tests of a session fixture that runs cluster-wide controllers (Flux's)
+  share one worker too: two sets would fight over the same objects.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+#: Session fixtures that start controllers watching the whole cluster: their tests
+#: share the worker that runs them (the value: the group's name).
+CLUSTER_WIDE_CONTROLLERS = {"flux": "flux-controllers"}
+
+
+def worker_group(item: pytest.Item) -> str | None:
+    """The group of tests ``item`` must run with on one worker, if any."""
+    for fixture, group in CLUSTER_WIDE_CONTROLLERS.items():
+        if fixture in getattr(item, "fixturenames", ()):
+            return group
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    for definitions in info.name2fixturedefs.values():
+        if definitions and definitions[-1].scope == "module":
+            return f"module:{item.nodeid.split('::')[0]}"
+    return None
