@@ -6,7 +6,8 @@ out and busybox standing in for the model server (it only needs to read the
 folder). The init container is the real one: Vigil's image, its security
 context, its arguments, the Secret's keys as its environment. The servers
 are real too, in the cluster: busybox ``httpd`` serving a ConfigMap's
-archives, and SeaweedFS's S3 gateway with an admin that uploads and a
+archives, Python's ``http.server`` behind TLS with a certificate of a CA
+made by ``openssl`` at test time, and SeaweedFS's S3 gateway with an admin that uploads and a
 reader whose keys the fetcher gets. What the kubelet then writes in the
 pod's status is read with the operator's own ``fetch_state``: nothing for a
 fetched model, ``failed`` with ``URI: the fetcher's words`` for every
@@ -22,6 +23,7 @@ import hashlib
 import io
 import json
 import secrets
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,6 +66,9 @@ PLACEMENT = {
 SERVER_USER = 10001
 BUCKET = "models"
 MODEL_KEY = "wine/1/model.tar.gz"
+#: Larger than the folder's sizeLimit (``fetch.sizeLimit``) in the full-disk case.
+BIG_KEY = "big/weights.bin"
+BIG_SIZE = 4 * 1024 * 1024
 #: What vigil-fetch leaves beside the model: the URI, digest, files and size it fetched.
 MARKER = "/mnt/models/.vigil-fetch.json"
 
@@ -106,6 +111,10 @@ class Stores:
         return f"http://web.{self.namespace}.svc/a"
 
     @property
+    def https(self) -> str:
+        return f"https://{TLS_HOST}.{self.namespace}.svc"
+
+    @property
     def s3_endpoint(self) -> str:
         return f"http://seaweedfs.{self.namespace}.svc:{S3_PORT}"
 
@@ -115,19 +124,24 @@ class Stores:
         return found
 
 
-def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
-    """busybox httpd serving ``files`` (a ConfigMap's binaryData) under /a/, and its Service."""
+def server_objects(
+    name: str, container: dict[str, Any], volumes: list[dict[str, Any]], port: int, target: int
+) -> list[dict[str, Any]]:
+    """A restricted pod of one ``container`` on the real node and its Service ``name``."""
+    hardened = {
+        "imagePullPolicy": "Never",
+        "securityContext": {
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        **container,
+    }
     return [
         {
             "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "artifacts"},
-            "binaryData": {name: base64.b64encode(data).decode() for name, data in files.items()},
-        },
-        {
-            "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "metadata": {"name": name, "labels": {"app": name}},
             "spec": {
                 **PLACEMENT,
                 "securityContext": {
@@ -136,30 +150,139 @@ def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
                 "terminationGracePeriodSeconds": 1,
-                "containers": [
-                    {
-                        "name": "httpd",
-                        "image": image,
-                        "imagePullPolicy": "Never",
-                        "command": ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
-                        "securityContext": {
-                            "readOnlyRootFilesystem": True,
-                            "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        "volumeMounts": [{"name": "artifacts", "mountPath": "/www/a"}],
-                    }
-                ],
-                "volumes": [{"name": "artifacts", "configMap": {"name": "artifacts"}}],
+                "containers": [hardened],
+                "volumes": volumes,
             },
         },
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": "web"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": port, "targetPort": target}]},
         },
     ]
+
+
+def web_objects(image: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
+    """busybox httpd serving ``files`` (a ConfigMap's binaryData) under /a/, and its Service."""
+    httpd = {
+        "name": "httpd",
+        "image": image,
+        "command": ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
+        "volumeMounts": [{"name": "artifacts", "mountPath": "/www/a"}],
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "artifacts"},
+            "binaryData": {name: base64.b64encode(data).decode() for name, data in files.items()},
+        },
+        *server_objects(
+            "web", httpd, [{"name": "artifacts", "configMap": {"name": "artifacts"}}], 80, 8080
+        ),
+    ]
+
+
+TLS_HOST = "tls"
+#: Python's own server behind TLS (the vigil image has Python, nothing more is needed).
+TLS_SERVER = """
+import functools, http.server, ssl
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory="/www")
+server = http.server.ThreadingHTTPServer(("", 8443), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def openssl(folder: Path, *args: str) -> None:
+    try:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+    except FileNotFoundError:
+        pytest.fail("openssl is needed to make the https test's CA (apt-get install openssl)")
+
+
+def make_ca(folder: Path, name: str) -> None:
+    """``name.crt`` and ``name.key``: a CA of one day, as a team's private CA."""
+    openssl(
+        folder, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-days", "1", "-subj", f"/CN=Vigil e2e {name}",
+        "-keyout", f"{name}.key", "-out", f"{name}.crt",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+
+
+def make_server_certificate(folder: Path, ca: str, host: str) -> None:
+    """``tls.crt`` and ``tls.key`` for ``host``, signed by the CA ``ca``."""
+    (folder / "tls.ext").write_text(
+        f"subjectAltName=DNS:{host}\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    openssl(
+        folder, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", f"/CN={host}", "-keyout", "tls.key", "-out", "tls.csr",
+    )  # fmt: skip
+    openssl(
+        folder, "x509", "-req", "-in", "tls.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+        "-CAcreateserial", "-days", "1", "-extfile", "tls.ext", "-out", "tls.crt",
+    )  # fmt: skip
+
+
+def tls_objects(image: str, folder: Path) -> list[dict[str, Any]]:
+    """Python's https server with ``tls.crt``/``tls.key`` of ``folder`` serving the ConfigMap
+    ``artifacts`` (web_objects'), its Service on 443, and the ConfigMaps ``ca`` (the CA that
+    signed it) and ``wrong-ca`` (another), key ``ca.crt``."""
+    secret = {
+        name: base64.b64encode((folder / name).read_bytes()).decode()
+        for name in ("tls.crt", "tls.key")
+    }
+    https = {
+        "name": "https",
+        "image": image,
+        "command": ["python", "-c", TLS_SERVER],
+        "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+        "volumeMounts": [
+            {"name": "artifacts", "mountPath": "/www"},
+            {"name": "tls", "mountPath": "/tls", "readOnly": True},
+        ],
+    }
+    volumes = [
+        {"name": "artifacts", "configMap": {"name": "artifacts"}},
+        {"name": "tls", "secret": {"secretName": "tls"}},
+    ]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "tls"},
+            "type": "kubernetes.io/tls",
+            "data": secret,
+        },
+        *(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name},
+                "data": {"ca.crt": (folder / f"{ca}.crt").read_text()},
+            }
+            for name, ca in (("ca", "ca"), ("wrong-ca", "other-ca"))
+        ),
+        *server_objects(TLS_HOST, https, volumes, 443, 8443),
+    ]
+
+
+def down_service() -> dict[str, Any]:
+    """A Service whose pods are all gone: its address refuses every connection."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "down"},
+        "spec": {"selector": {"app": "down"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +301,11 @@ def stores(
             "escape.tar.gz": archive({"wine/model-settings.json": b"{}", "../../up": b"x"}),
         }
         kube.apply(*web_objects(busybox.ref, files))
+        certificates = tmp_path_factory.mktemp("tls")
+        make_ca(certificates, "ca")
+        make_ca(certificates, "other-ca")
+        make_server_certificate(certificates, "ca", f"{TLS_HOST}.{namespace}.svc")
+        kube.apply(*tls_objects(vigil.ref, certificates), down_service())
         kube.apply(*store_objects("seaweedfs", weed.ref, PLACEMENT))
         cluster.kubectl(
             "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"
@@ -186,6 +314,7 @@ def stores(
         ip = service["spec"]["clusterIP"]
         store = pod_store(ip, Path(f"kubectl logs -n {namespace} seaweedfs"))
         put_object(store, BUCKET, MODEL_KEY, model_tar)
+        put_object(store, BUCKET, BIG_KEY, secrets.token_bytes(BIG_SIZE))
         for name, identity in (("reader", READER), ("wrong-keys", None)):
             cluster.kubectl(
                 "create", "secret", "generic", name, "-n", namespace,
@@ -266,12 +395,12 @@ def fetched(stores: Stores, name: str) -> str:
     return str(marker.stdout)
 
 
-def failure(stores: Stores, name: str) -> FetchState:
+def failure(stores: Stores, name: str, kind: str = "failed", timeout: float = 120) -> FetchState:
     def failed() -> FetchState | None:
         state = fetch_state(stores.pod(name))
-        return state if state is not None and state.kind == "failed" else None
+        return state if state is not None and state.kind == kind else None
 
-    return wait_for(failed, timeout=120, what=f"pod {name}'s fetch to fail")
+    return wait_for(failed, timeout=timeout, what=f"pod {name}'s fetch in state {kind}")
 
 
 def served_settings(stores: Stores, name: str) -> str:
@@ -316,7 +445,55 @@ def test_an_s3_object_is_fetched_with_the_readers_keys(stores: Stores) -> None:
     assert {"name": "AWS_ENDPOINT_URL_S3", "value": stores.s3_endpoint} in env
 
 
+def test_an_https_archive_is_fetched_trusting_the_private_ca(stores: Stores) -> None:
+    uri = f"{stores.https}/model.tar.gz"
+    storage = {"caConfigMapRef": {"name": "ca", "key": "ca.crt"}}
+    name = run(stores, {"uri": uri, "storage": storage})
+    marker = json.loads(fetched(stores, name))
+    assert marker["uri"] == uri, marker
+    settings = (stores.model.folder / "model-settings.json").read_text()
+    assert served_settings(stores, name) == settings
+
+
 # -- failures: the fetcher's words in the pod's status, as the operator reads them ------------
+
+
+def test_a_certificate_of_another_ca_is_refused(stores: Stores) -> None:
+    uri = f"{stores.https}/model.tar.gz"
+    storage = {"caConfigMapRef": {"name": "wrong-ca", "key": "ca.crt"}}
+    state = failure(stores, run(stores, {"uri": uri, "storage": storage}))
+    assert state.words == (
+        f"{uri}: TLS certificate verification failed: unable to get local issuer certificate"
+    ), state
+
+
+def test_a_missing_secret_fails_naming_it(stores: Stores) -> None:
+    uri = f"s3://{BUCKET}/{MODEL_KEY}"
+    storage = {"secretRef": {"name": "no-such-keys"}, "endpoint": stores.s3_endpoint}
+    state = failure(stores, run(stores, {"uri": uri, "storage": storage}))
+    kubelet = 'CreateContainerConfigError: secret "no-such-keys" not found'
+    assert state.words == f"spec.model.storage.secretRef: {kubelet}", state
+
+
+def test_an_unreachable_host_is_retried_then_left_to_the_kubelet(stores: Stores) -> None:
+    # Transient: vigil-fetch retries (back-off 1 to 16 s), exits 75, the kubelet restarts it.
+    # This cluster's Service proxy drops packets to a Service without endpoints (no reject):
+    # each attempt waits out the fetcher's 30 s timeout.
+    host = f"down.{stores.namespace}.svc"
+    uri = f"http://{host}/model.tar.gz"
+    state = failure(stores, run(stores, {"uri": uri}), kind="retrying", timeout=300)
+    assert state.words == f"{uri}: timed out waiting for {host} (gave up after 6 attempts in a row)"
+
+
+def test_a_model_larger_than_its_folder_gets_the_pod_evicted(stores: Stores) -> None:
+    # A full disk as the node enforces it: fetch.sizeLimit below the artifact's size, so the
+    # kubelet evicts the pod (vigil-fetch sees the node's free space, not the limit).
+    uri = f"s3://{BUCKET}/{BIG_KEY}"
+    storage = {"secretRef": {"name": "reader"}, "endpoint": stores.s3_endpoint}
+    model = {"uri": uri, "storage": storage, "fetch": {"sizeLimit": "1Mi"}}
+    state = failure(stores, run(stores, model), timeout=240)
+    assert state.words.startswith("the pod was evicted: "), state
+    assert f'"{MODEL_VOLUME}"' in state.words and '"1Mi"' in state.words, state
 
 
 def test_wrong_keys_fail_with_the_stores_refusal(stores: Stores) -> None:
