@@ -236,3 +236,98 @@ class TestFailedIntervals:
         for gate in found:
             if gate.verdict == GateVerdict.FAIL:
                 assert gate.high is not None and gate.high < gate.threshold, gate
+
+
+def errors_of(errors: np.ndarray) -> RealizedPerformance:
+    """A regressor's labels as the sidecars count them: joined, the sums of |error| and
+    error² (no fourth power)."""
+    return RealizedPerformance(
+        labels_by_outcome={"joined": float(len(errors))},
+        scored_by_class={"": float(len(errors))},
+        absolute_error_sum=float(np.abs(errors).sum()),
+        squared_error_sum=float((errors**2).sum()),
+    )
+
+
+class TestRegressorAgainstNumpy:
+    """``maxMAE`` and ``maxDrop`` on a regressor's errors, checked against numpy and scipy:
+    the MAE is the mean of |e|, its variance the one of |e| (E[e²] - MAE², from the two
+    sums the sidecars count), and the bound is anytime-valid, so never narrower than
+    the fixed-sample normal interval."""
+
+    REGRESSOR = policy(maxMAE=50.0, maxDrop=0.1)
+
+    def test_the_estimate_and_interval_are_the_mean_of_the_absolute_errors(self) -> None:
+        errors = np.random.default_rng(3).normal(0, 55, 400)  # diabetes-sized errors
+        found = performance_gates(
+            gates(CANARY, self.REGRESSOR, seen(errors_of(errors), errors_of(errors)))
+        )
+        floor = found["realizedPerformance"]
+        mae = np.abs(errors).mean()
+        assert floor.value == pytest.approx(mae)
+        assert (floor.samples, floor.unit) == (400, "labels")
+        assert floor.low is not None and floor.high is not None
+        assert floor.low < mae < floor.high
+        # Each gate's interval is at the step's budget shared by its five gates (Holm).
+        alpha = step_alpha(self.REGRESSOR) / 5
+        fixed = stats.norm.ppf(1 - alpha / 2) * np.abs(errors).std() / np.sqrt(len(errors))
+        assert floor.high - mae >= fixed * 0.999
+        assert floor.high - mae < 3 * fixed  # and not uselessly wide at 400 labels
+        assert floor.text.startswith(f"realized MAE {mae:.4g} [")
+        assert "] vs 50, undecided: 400 labels, about" in floor.text
+
+    def test_a_candidate_thirty_percent_worse_fails_both_gates_a_like_one_passes(
+        self,
+    ) -> None:
+        rng = np.random.default_rng(5)
+        stable = rng.normal(0, 45, 1500)  # MAE about 36
+        worse = rng.normal(0, 45 * 1.6, 1500)  # MAE about 57
+        found = performance_gates(
+            gates(CANARY, self.REGRESSOR, seen(errors_of(worse), errors_of(stable)))
+        )
+        floor, versus = found["realizedPerformance"], found["performanceVsStable"]
+        assert floor.verdict == versus.verdict == GateVerdict.FAIL
+        assert versus.threshold == pytest.approx(1.1 * np.abs(stable).mean())
+        assert versus.low is not None and versus.low > versus.threshold
+        assert f"vs stable's {np.abs(stable).mean():.4g} x (1 + 0.1)" in versus.text
+        like, stable = rng.normal(0, 45, 5000), rng.normal(0, 45, 5000)
+        found = performance_gates(
+            gates(CANARY, self.REGRESSOR, seen(errors_of(like), errors_of(stable)))
+        )
+        assert {g.verdict for g in found.values()} == {GateVerdict.PASS}
+
+    def test_too_few_labels_hold_the_step_undecided(self) -> None:
+        errors = np.random.default_rng(1).normal(0, 200, 30)  # far worse, but 30 labels
+        found = performance_gates(
+            gates(CANARY, self.REGRESSOR, seen(errors_of(errors), errors_of(errors)))
+        )
+        floor = found["realizedPerformance"]
+        assert floor.verdict == GateVerdict.UNDECIDED and not floor.within
+        assert (floor.needed, floor.low, floor.high) == (20, None, None)
+        assert floor.text == "realized MAE: 30 labels < 50 needed"
+
+    @pytest.mark.parametrize("gate", ["realizedPerformance", "performanceVsStable"])
+    def test_a_candidate_exactly_at_its_threshold_is_rarely_rolled_back(self, gate: str) -> None:
+        """Checked after every batch of labels, a candidate whose true MAE is at the limit
+        (or at the stable's x (1 + maxDrop)) fails at most its share of the budget."""
+        policy_ = replace(self.REGRESSOR, confidence=0.9)
+        rng = np.random.default_rng(23)
+        streams, looks, batch = 200, 20, 50
+        # |e| of normal errors with sd s has mean s * sqrt(2 / pi).
+        unit = np.sqrt(2 / np.pi)
+        stable_sd = 50.0 / 1.1 / unit  # the stable's MAE x 1.1 is the 50 limit
+        candidate_sd = 50.0 / unit
+        failed = 0
+        for _ in range(streams):
+            mine = rng.normal(0, candidate_sd, batch * looks)
+            theirs = rng.normal(0, stable_sd, batch * looks)
+            for look in range(looks):
+                n = batch * (look + 1)
+                evidence = seen(errors_of(mine[:n]), errors_of(theirs[:n]))
+                if performance_gates(gates(CANARY, policy_, evidence))[gate].verdict == (
+                    GateVerdict.FAIL
+                ):
+                    failed += 1
+                    break
+        share = step_alpha(policy_) / 5
+        assert failed <= stats.binom.ppf(0.999, streams, share), (failed, share)
