@@ -92,6 +92,18 @@ class RolledBack:
     waiting: list[int]
     #: The performance gates that failed.
     failed: dict[str, dict[str, Any]]
+    #: Ready's message (RolledBack).
+    message: str
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "rollback_seconds": round(self.seconds, 1),
+            "message": self.message,
+            "gates": self.failed,
+            "labels_sent": self.stats.labels_sent,
+            "requests": {"sent": self.stats.sent, "failed": self.stats.failed},
+            "labels_missing_seen": self.waiting[:3],
+        }
 
 
 def rolled_back_on_labels(
@@ -100,9 +112,11 @@ def rolled_back_on_labels(
     stable: TrainedModel,
     candidate: Callable[[], TrainedModel],
     performance: dict[str, Any],
+    says: str,
 ) -> RolledBack:
     """``stable`` serving with the gate and labelled traffic, then ``candidate`` applied
-    until it is rolled back; the checks every such rollback must pass."""
+    until it is rolled back; the checks every such rollback must pass (Ready's message
+    ``says`` the realized figure)."""
     endpoint = serve(kube, stable, with_gate(store, stable, performance), real_node=True)
     revision = status(kube)["stable"]["revision"]
     traffic = endpoint.traffic(stable.X, rate=RATE, seed=5, labels=stable.y)
@@ -126,6 +140,9 @@ def rolled_back_on_labels(
     assert watch.steps == ["canary 50%"], watch.steps
     assert watch.no_ready_pods == 0, f"{watch.no_ready_pods} observations without Ready pods"
     assert current["stable"]["revision"] == revision
+    ready = condition(current, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RolledBack"), ready
+    assert says in ready["message"], ready
     failed = {
         name: gate(current, name)
         for name in ("realizedPerformance", "performanceVsStable")
@@ -152,7 +169,7 @@ def rolled_back_on_labels(
     )
     time.sleep(3)
     assert kube.deployments() == [f"{stable.name}-{revision}"]
-    return RolledBack(current, seconds, stats, seen_waiting, failed)
+    return RolledBack(current, seconds, stats, seen_waiting, failed, ready["message"])
 
 
 def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_gate(
@@ -167,23 +184,15 @@ def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_
         accuracies.append(accuracy)
         return model
 
-    done = rolled_back_on_labels(kube, store, stable, worse, PERFORMANCE)
+    done = rolled_back_on_labels(kube, store, stable, worse, PERFORMANCE, "realized accuracy 0.")
     (accuracy,) = accuracies
-    ready = condition(done.current, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "RolledBack"), ready
-    assert "realized accuracy 0." in ready["message"], ready
     for name, item in done.failed.items():
         assert abs(item["value"] - accuracy) < 0.06, (name, item, accuracy)
     operator.assert_no_errors()
     record(
         "performance-gate",
-        rollback_seconds=round(done.seconds, 1),
         candidate_accuracy=round(accuracy, 3),
-        message=ready["message"],
-        gates=done.failed,
-        labels_sent=done.stats.labels_sent,
-        requests={"sent": done.stats.sent, "failed": done.stats.failed},
-        labels_missing_seen=done.waiting[:3],
+        **done.figures(),
     )
 
 
@@ -200,11 +209,8 @@ def test_a_regressor_with_a_much_worse_mae_is_rolled_back_by_the_performance_gat
         return model
 
     stable_mae = float(np.abs(model_predictions(stable) - stable.y).mean())
-    done = rolled_back_on_labels(kube, store, stable, worse, REGRESSOR_PERFORMANCE)
+    done = rolled_back_on_labels(kube, store, stable, worse, REGRESSOR_PERFORMANCE, "realized MAE ")
     (mae,) = errors
-    ready = condition(done.current, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "RolledBack"), ready
-    assert "realized MAE " in ready["message"], ready
     for name, item in done.failed.items():
         # The labels are a sample of the rows: their MAE near the one over all rows.
         assert abs(item["value"] - mae) < 0.2 * mae, (name, item, mae)
@@ -214,14 +220,9 @@ def test_a_regressor_with_a_much_worse_mae_is_rolled_back_by_the_performance_gat
     operator.assert_no_errors()
     record(
         "performance-gate-regressor",
-        rollback_seconds=round(done.seconds, 1),
         stable_mae=round(stable_mae, 1),
         candidate_mae=round(mae, 1),
-        message=ready["message"],
-        gates=done.failed,
-        labels_sent=done.stats.labels_sent,
-        requests={"sent": done.stats.sent, "failed": done.stats.failed},
-        labels_missing_seen=done.waiting[:3],
+        **done.figures(),
     )
 
 
