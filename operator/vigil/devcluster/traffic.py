@@ -35,6 +35,9 @@ import numpy.typing as npt
 from vigil.core.desired import FEEDBACK_PORT
 from vigil.devcluster.cluster import ClusterClient
 
+#: A label request's client timeout (see ``TrafficGenerator._label``).
+LABEL_TIMEOUT_SECONDS = 15.0
+
 
 @dataclass
 class TrafficStats:
@@ -356,7 +359,9 @@ class TrafficGenerator:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
+            # Longer than a sidecar may take to answer: asking a peer that is gone waits
+            # feedback.peerTimeoutSeconds (5 s), after up to 2 s resolving the peers.
+            with urllib.request.urlopen(request, timeout=LABEL_TIMEOUT_SECONDS) as response:
                 response.read()
                 self.stats.labels_sent += len(labels)
         except OSError as error:  # HTTPError included: counted, the traffic goes on
