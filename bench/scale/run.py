@@ -82,7 +82,8 @@ def log(text: str) -> None:
 
 
 def model_deployment(index: int) -> dict[str, Any]:
-    """manifests/examples/new-model.yaml, numbered: what a team would apply."""
+    """manifests/examples/new-model.yaml, numbered: what a team would apply (without its
+    storage Secret: kwok's pods run no vigil-fetch)."""
     return {
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "ModelDeployment",

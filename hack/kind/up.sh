@@ -76,5 +76,7 @@ kubectl scale -n vigil-system deployment/vigil-operator --replicas=1
 kubectl rollout status -n vigil-system deployment/vigil-operator --timeout=180s
 
 step "ready: export KUBECONFIG=$kubeconfig"
+echo "  the example reads s3://models/wine/1/model.tar.gz with the Secret wine-artifacts:"
+echo "  upload the model and create the Secret first (manifests/README.md), then"
 echo "  kubectl apply -n default -k manifests/examples/new-model   # then: kubectl get md"
 echo "  Prometheus: http://127.0.0.1:30090"

@@ -113,8 +113,8 @@ PERMANENT_EXIT_CODES = (1, 2, 70)
 class FetchState:
     """One pod's artifact fetch (its vigil-fetch init container), as the kubelet reports it.
 
-    ``failed``: a permanent error (the rollout fails at once); ``retrying``: a
-    transient one, or the kubelet waiting to start it (a missing Secret), its
+    ``failed``: a permanent error or a missing Secret (the rollout fails at once);
+    ``retrying``: a transient one, or the kubelet waiting to start it, its
     words the last attempt's; ``fetching``: running. ``words`` are vigil-fetch's
     termination message (``URI: what went wrong``) or the kubelet's.
     """
@@ -157,8 +157,18 @@ def fetch_state(pod: Mapping[str, Any]) -> FetchState | None:
         return FetchState("fetching")
     if waiting and waiting.get("reason") not in (None, "PodInitializing", "ContainerCreating"):
         words = f"{waiting['reason']}: {waiting.get('message') or ''}".rstrip(": ")
+        if _secret_missing(waiting):
+            return FetchState("failed", f"spec.model.storage.secretRef: {words}")
         return FetchState("retrying", words)
     return None
+
+
+def _secret_missing(waiting: Mapping[str, Any]) -> bool:
+    """The kubelet cannot start vigil-fetch for want of the spec's Secret or one of its keys
+    (``secret "x" not found``, ``couldn't find key K in Secret ns/x``): permanent until a
+    person creates it, so the revision fails at once rather than waiting out its deadline."""
+    message = str(waiting.get("message") or "").lower()
+    return waiting.get("reason") == "CreateContainerConfigError" and "secret" in message
 
 
 def _ended(terminated: Mapping[str, Any], limit: str | None) -> FetchState:

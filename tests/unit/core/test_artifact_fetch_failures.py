@@ -137,14 +137,22 @@ class TestWithoutSteps:
         )
         assert_stable_serves_alone(world, stable)
 
-    def test_a_missing_secret_waits_for_the_secret(self) -> None:
+    def test_a_missing_secret_fails_the_candidate_at_once_naming_it(self) -> None:
         world = World()
-        serving(world)
+        stable = serving(world)
         candidate = changed(world)
         world.kubelet(pod(candidate, SECRET_MISSING))
+        plan = world.reconcile()
+        words = (
+            f"revision {candidate} could not fetch its model: spec.model.storage.secretRef: "
+            'CreateContainerConfigError: secret "wine-artifacts" not found'
+        )
+        assert [event.reason for event in plan.events] == ["ArtifactFetchFailed"]
+        assert world.status["phase"] == "Failed"
+        assert world.condition("Ready")["message"] == f"{words}; revision {stable} keeps serving"
         world.reconcile()
-        assert world.status["phase"] == "Progressing"
-        assert 'secret "wine-artifacts" not found' in world.condition("Progressing")["message"]
+        assert world.deployment(candidate) is None
+        assert_stable_serves_alone(world, stable)
 
     def test_a_running_fetch_is_said(self) -> None:
         world = World()

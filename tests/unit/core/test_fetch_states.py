@@ -37,9 +37,23 @@ class TestOnePod:
         again = pod("r2", RUNNING, terminated(75, UNREACHABLE), restarts=1)
         assert fetch_state(again) == FetchState("retrying", UNREACHABLE)
 
-    def test_a_missing_secret_waits_in_the_kubelets_words(self) -> None:
+    def test_a_missing_secret_fails_in_the_kubelets_words(self) -> None:
         assert fetch_state(pod("r2", SECRET_MISSING)) == FetchState(
-            "retrying", 'CreateContainerConfigError: secret "wine-artifacts" not found'
+            "failed",
+            "spec.model.storage.secretRef: "
+            'CreateContainerConfigError: secret "wine-artifacts" not found',
+        )
+
+    def test_a_missing_key_of_the_secret_fails_too(self) -> None:
+        message = "couldn't find key AWS_SECRET_ACCESS_KEY in Secret ml/wine-artifacts"
+        waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+        state = fetch_state(pod("r2", waiting))
+        assert state is not None and state.kind == "failed" and message in state.words
+
+    def test_another_config_error_waits(self) -> None:
+        waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": "no uid"}}
+        assert fetch_state(pod("r2", waiting)) == FetchState(
+            "retrying", "CreateContainerConfigError: no uid"
         )
 
     def test_killed_for_memory_names_the_limit(self) -> None:

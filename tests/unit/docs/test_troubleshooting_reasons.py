@@ -48,6 +48,7 @@ NOT_REASONS = {
     "Evicted",
     "PodInitializing",
     "ContainerCreating",
+    "CreateContainerConfigError",
     # terminationMessagePolicy of the fetch init container.
     "File",
     # Condition types and condition status words (the page is organised by them).
