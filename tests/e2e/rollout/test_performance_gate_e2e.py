@@ -118,7 +118,7 @@ def rolled_back_on_labels(
     until it is rolled back; the checks every such rollback must pass (Ready's message
     ``says`` the realized figure)."""
     endpoint = serve(kube, stable, with_gate(store, stable, performance), real_node=True)
-    revision = status(kube)["stable"]["revision"]
+    revision = status(kube, stable.name)["stable"]["revision"]
     traffic = endpoint.traffic(stable.X, rate=RATE, seed=5, labels=stable.y)
     seen_waiting: list[int] = []
 
@@ -132,7 +132,9 @@ def rolled_back_on_labels(
         worse = candidate()
         applied = time.monotonic()
         kube.apply(with_gate(store, worse, performance))
-        watch = watch_until(kube, rolled_back, 240, "the rollback on realized performance")
+        watch = watch_until(
+            kube, rolled_back, 240, "the rollback on realized performance", name=stable.name
+        )
         seconds = time.monotonic() - applied
     finally:
         stats = traffic.stop()
