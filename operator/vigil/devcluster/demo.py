@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from vigil.devcluster.cluster import (
@@ -51,7 +52,7 @@ from vigil.devcluster.incluster import (
     local_volume,
     real_node_namespace,
 )
-from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.models import TrainedModel, mislabelled_wine, train_wine
 from vigil.devcluster.node import NODE_NAME
 from vigil.devcluster.prometheus import LocalPrometheus
 from vigil.devcluster.traffic import (
@@ -100,10 +101,24 @@ def model_uri(model: TrainedModel) -> str:
     return f"pvc://{CLAIM}/{model.folder.name}"
 
 
+#: PerformanceDegraded from the labels of the serving revision (scenario 6 sends them).
+PERFORMANCE = {"minAccuracy": 0.95, "minLabels": 50, "window": "30s"}
+#: Scenario 6's replacement: one short canary, over before its labels arrive, then a bake.
+BAKED_STEPS = [{"canary": {"weight": 50, "duration": "10s"}}]
+BAKE = {"duration": "3m", "minReplicas": 1}
+#: Seconds from an answer to its label in scenario 6 (the label pipeline's delay).
+LABEL_DELAY = 5.0
+
+
 def model_deployment(
-    model: TrainedModel, *, server_image: str, config: dict[str, str] | None = None
+    model: TrainedModel,
+    *,
+    server_image: str,
+    config: dict[str, str] | None = None,
+    baked: bool = False,
 ) -> str:
-    """The demo's ModelDeployment: short window and interval so the demo moves quickly."""
+    """The demo's ModelDeployment: short window and interval so the demo moves quickly;
+    ``baked``: scenario 6's single canary step and bake period."""
     body: dict[str, Any] = {
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "ModelDeployment",
@@ -132,6 +147,7 @@ def model_deployment(
                 "window": "30s",
                 "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "500ms"},
                 "drift": {"method": "psi", "warning": 0.1, "threshold": 0.2},
+                "performance": PERFORMANCE,
             },
             # Short steps so the demo moves quickly; real rollouts use minutes.
             "rollout": {
@@ -154,7 +170,18 @@ def model_deployment(
             },
         },
     }
+    if baked:
+        rollout = body["spec"]["rollout"]
+        rollout["replacement"]["steps"] = BAKED_STEPS
+        rollout["bake"] = BAKE
     return yaml.safe_dump(body, sort_keys=False)
+
+
+def changed_world(model: TrainedModel, feature: str = "flavanoids") -> Any:
+    """The true classes after the world changed: same inputs, but where ``feature`` is above
+    its median the class is the next one (a concept shift no input statistic can see)."""
+    column = model.X[:, model.features.index(feature)]
+    return np.where(column > np.median(column), (model.y + 1) % 3, model.y)
 
 
 def reference_configmap(model: TrainedModel) -> str:
@@ -265,6 +292,7 @@ class Demo:
     ) -> bool:
         """Narrate each step of the rollout of ``version`` until history shows ``outcome``."""
         seen: list[str] = []
+        baking = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.md().get("status", {})
@@ -276,6 +304,13 @@ class Demo:
                 if not seen or seen[-1].split(":")[0] != step:
                     self.narrator.say(label)
                     seen.append(label)
+            bake = status.get("bake") or {}
+            if bake.get("revision") and not baking:
+                baking = True
+                self.narrator.say(
+                    f"promoted; baking: revision {bake['revision']} serves, the previous "
+                    f"{bake.get('previous')} kept until {bake.get('endsAt')}"
+                )
             latest = (status.get("history") or [{}])[0]
             if (
                 latest.get("modelVersion") == version
@@ -392,13 +427,19 @@ class Demo:
         )
         self.follow_rollout("2", "Promoted", 240, change="tweak")
         self.show()
+
+        self.ground_truth(traffic, v2, models)
         stats = traffic.stop()
         n.say(
             f"traffic through the Service: {stats.sent} sent, {stats.ok} ok, {stats.failed} failed"
+            f"; {stats.labels_sent} labels sent"
             + (f" ({stats.failures})" if stats.failures else "")
         )
         if stats.failed:
             n.failed(f"{stats.failed} requests failed: {stats.failures}")
+        labels_failed = {k: v for k, v in stats.failures.items() if k.startswith("label")}
+        if labels_failed:
+            n.failed(f"labels refused: {labels_failed}")
         n.say(f"the demo played in {time.monotonic() - n.started:.0f}s")
 
         self.write_report()
@@ -407,6 +448,85 @@ class Demo:
             print("\nThe demo finished with failures:\n  " + "\n  ".join(n.failures))
             return 1
         return 0
+
+    def ground_truth(self, traffic: TrafficGenerator, v2: TrainedModel, models: Path) -> None:
+        """Scenario 6: labels arrive late; a bake-period rollback; the world changes under
+        normal-looking inputs."""
+        assert self.cluster is not None
+        n, cluster = self.narrator, self.cluster
+        n.scenario("6. Ground truth: late labels, a bake-period rollback, a world that changed")
+        n.say(
+            f"a label pipeline sends each answered request's true class by its X-Request-Id, "
+            f"{LABEL_DELAY:.0f}s later, in batches, to the Service's feedback port "
+            f"(monitoring.performance: {PERFORMANCE})"
+        )
+        traffic.set_labels(v2.y, delay=LABEL_DELAY)
+        self.wait_condition("PerformanceDegraded", "False", 90)
+        stable = self.md().get("status", {}).get("stable", {}).get("revision", "")
+
+        worse, accuracy = mislabelled_wine(models / "wine-4", v2, version="4", share=0.2)
+        n.say(
+            f"v4: retrained with a fifth of its labels wrong (accuracy {accuracy:.2f} on the "
+            f"rows sent); one 10s canary, then a bake of {BAKE['duration']} keeping the previous "
+            f"revision at {BAKE['minReplicas']} replica"
+        )
+        cluster.apply(reference_configmap(worse))
+        cluster.apply(
+            model_deployment(
+                worse,
+                server_image=self.server_image,
+                config={"MLSERVER_LOG_LEVEL": "info"},
+                baked=True,
+            )
+        )
+        self.follow_rollout("4", "RolledBack", 240)
+        self.events("Switched", "BakeFailed", "RolledBack")
+        ready = self.condition("Ready")
+        n.say(f"Ready={ready.get('status')} reason={ready.get('reason')}: {ready.get('message')}")
+        spec = self.md().get("spec", {}).get("model", {})
+        back = self.md().get("status", {}).get("stable", {}).get("revision")
+        n.say(
+            f"live traffic back on revision {back} (before: {stable}); "
+            f"spec untouched: model.version {spec.get('version')}"
+        )
+        if back != stable:
+            n.failed(f"the stable after the bake rollback is {back}, not {stable}")
+        n.say("the owner puts v2 back in the spec: its revision is the stable, nothing rolls out")
+        cluster.apply(
+            model_deployment(
+                v2, server_image=self.server_image, config={"MLSERVER_LOG_LEVEL": "info"}
+            )
+        )
+        self.wait_condition("Ready", "True", 60)
+        self.wait_condition("PerformanceDegraded", "False", 90)
+        self.show()
+
+        n.say(
+            "the world changes: same inputs (drawn from the training data), but where "
+            "flavanoids is above its median the true class is now the next one"
+        )
+        traffic.set_labels(changed_world(v2), delay=LABEL_DELAY)
+        self.wait_condition("PerformanceDegraded", "True", 120)
+        drift = self.condition("DriftDetected")
+        n.say(
+            f"DriftDetected={drift.get('status')} reason={drift.get('reason')}: "
+            f"{drift.get('message', '')}"
+        )
+        if drift.get("status") != "False":
+            n.failed(f"DriftDetected is {drift.get('status')} with inputs like the training data")
+        self.show()
+
+    def events(self, *reasons: str) -> None:
+        """The ModelDeployment's Events with these reasons, as ``kubectl get events`` shows."""
+        assert self.cluster is not None
+        found = self.cluster.get_json(
+            "events", "-n", NAMESPACE, "--field-selector", "involvedObject.kind=ModelDeployment"
+        )["items"]  # type: ignore[index]
+        print("$ kubectl get events --field-selector involvedObject.kind=ModelDeployment")
+        found.sort(key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
+        for event in found:
+            if event.get("reason") in reasons:
+                print(f"  {event.get('type'):<8}{event['reason']:<12}{event.get('message', '')}")
 
     def check_placement(self) -> None:
         """Every model pod runs on the real node (the namespace's annotations put it there)."""

@@ -17,6 +17,7 @@ implementation does) and goes to that Service's ClusterIP
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import subprocess
@@ -33,6 +34,9 @@ import numpy.typing as npt
 
 from vigil.core.desired import FEEDBACK_PORT
 from vigil.devcluster.cluster import ClusterClient
+
+#: A label request's client timeout (see ``TrafficGenerator._label``).
+LABEL_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass
@@ -215,6 +219,11 @@ class TrafficGenerator:
         #: The true value of each row of ``X``: every request then carries an id of ours and,
         #: once answered, its row's label goes to the feedback port of the pod that answered.
         self.labels = labels
+        #: Seconds between an answer and its label (0: at once, to the pod that answered).
+        #: Later labels go in batches, as a label pipeline sends them.
+        self.label_delay = 0.0
+        self._due: collections.deque[tuple[float, str, str, Any]] = collections.deque()
+        self._labeller: threading.Thread | None = None
         self._ids = itertools.count()
         self._run_id = f"{int(time.time() * 1000):x}"
         self.stats = TrafficStats()
@@ -232,6 +241,15 @@ class TrafficGenerator:
         with self._lock:
             self.error_share = share
 
+    def set_labels(self, labels: npt.NDArray[Any] | None, delay: float = 0.0) -> None:
+        """From now on each answered request's label is ``labels[row]``, sent ``delay`` seconds
+        after the answer (a changed ``labels`` is a changed world: same inputs, other truths)."""
+        with self._lock:
+            self.labels, self.label_delay = labels, delay
+        if delay > 0 and self._labeller is None:
+            self._labeller = threading.Thread(target=self._send_due, name="labels", daemon=True)
+            self._labeller.start()
+
     def start(self) -> TrafficGenerator:
         self._watcher = threading.Thread(target=self._watch, name="traffic-routes", daemon=True)
         self._watcher.start()
@@ -241,7 +259,7 @@ class TrafficGenerator:
 
     def stop(self) -> TrafficStats:
         self._stop.set()
-        for thread in (self._thread, self._watcher):
+        for thread in (self._thread, self._watcher, self._labeller):
             if thread is not None:
                 thread.join(timeout=10)
         return self.stats
@@ -266,6 +284,7 @@ class TrafficGenerator:
         """One request to ``target``: a pod IP (its sidecar's port) or ``host:port``."""
         with self._lock:
             shifts, error_share = dict(self.shifts), self.error_share
+            labels, delay = self.labels, self.label_delay
         headers = {"Content-Type": "application/json"}
         truth = None
         if error_share and self.rng.random() < error_share:
@@ -279,8 +298,8 @@ class TrafficGenerator:
         else:
             picks = self.rng.integers(0, len(self.X), 1)
             body = v2_body(rows_at(self.X, picks, shifts))
-            if self.labels is not None:
-                truth = self.labels[int(picks[0])]
+            if labels is not None:
+                truth = labels[int(picks[0])]
                 headers["X-Request-Id"] = f"{self.name}-{self._run_id}-{next(self._ids)}"
         request = urllib.request.Request(
             f"http://{target if ':' in target else f'{target}:8000'}"
@@ -304,15 +323,33 @@ class TrafficGenerator:
         if ok and revision:
             self.stats.by_revision[revision] = self.stats.by_revision.get(revision, 0) + 1
         if ok and truth is not None:
-            self._label(target, headers["X-Request-Id"], truth)
+            if delay > 0:
+                with self._lock:
+                    self._due.append(
+                        (time.monotonic() + delay, target, headers["X-Request-Id"], truth)
+                    )
+            else:
+                self._label(target, [(headers["X-Request-Id"], truth)])
         return ok
 
-    def _label(self, target: str, request_id: str, truth: Any) -> None:
-        """The row's true value to the feedback port of the pod (or Service) that answered."""
+    def _send_due(self) -> None:
+        """Every second, the labels now due, in one batch per target (a label pipeline)."""
+        while not self._stop.wait(1.0):
+            now, due = time.monotonic(), collections.defaultdict(list)
+            with self._lock:
+                while self._due and self._due[0][0] <= now:
+                    _, target, request_id, truth = self._due.popleft()
+                    due[target].append((request_id, truth))
+            for target, labels in due.items():
+                self._label(target, labels)
+
+    def _label(self, target: str, labels: Sequence[tuple[str, Any]]) -> None:
+        """The rows' true values to the feedback port of the pod (or Service) that answered."""
         host = target.rsplit(":", 1)[0] if ":" in target else target
         label = {
             "labels": [
                 {"id": request_id, "truth": [truth.item() if hasattr(truth, "item") else truth]}
+                for request_id, truth in labels
             ]
         }
         request = urllib.request.Request(
@@ -322,9 +359,11 @@ class TrafficGenerator:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
+            # Longer than a sidecar may take to answer: asking a peer that is gone waits
+            # feedback.peerTimeoutSeconds (5 s), after up to 2 s resolving the peers.
+            with urllib.request.urlopen(request, timeout=LABEL_TIMEOUT_SECONDS) as response:
                 response.read()
-                self.stats.labels_sent += 1
+                self.stats.labels_sent += len(labels)
         except OSError as error:  # HTTPError included: counted, the traffic goes on
             self._failed(f"label: {getattr(error, 'code', None) or error}")
 
