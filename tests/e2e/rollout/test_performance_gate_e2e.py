@@ -117,7 +117,7 @@ def rolled_back_on_labels(
     """``stable`` serving with the gate and labelled traffic, then ``candidate`` applied
     until it is rolled back; the checks every such rollback must pass (Ready's message
     ``says`` the realized figure)."""
-    endpoint = serve(kube, stable, with_gate(store, stable, performance), real_node=True)
+    endpoint = serve(kube, stable, with_gate(store, stable, performance))
     revision = status(kube, stable.name)["stable"]["revision"]
     traffic = endpoint.traffic(stable.X, rate=RATE, seed=5, labels=stable.y)
     seen_waiting: list[int] = []
