@@ -12,9 +12,9 @@ like the stable (the operations gates pass), yet its realized accuracy is
 about 0.90 where the stable's is 1.00. Only the labels can tell, and
 ``spec.rollout.analysis.performance`` turns them into a gate. The regressor's
 candidate (a forest fitted to shuffled targets) answers with predictions spread
-like the stable's, its mean absolute error about 74 where the stable's (the same forest on the true targets) is 18:
-``maxMAE`` and ``maxDrop`` judge it from the sums of |error| and error² the
-sidecars count.
+like the stable's, its mean absolute error about 74 where the stable's (the same
+forest on the true targets) is 18: ``maxMAE`` and ``maxDrop`` judge it from the
+sums of |error| and error² the sidecars count.
 
 Figures (labels judged, the gate's values, seconds to the rollback) are
 appended to ``.vigil/e2e-logs/rollout-figures.jsonl``.
