@@ -7,12 +7,14 @@ busybox ``httpd`` pod (with its sha256), ``wine-s3`` in SeaweedFS running as a
 pod, read with a Secret's keys. Each reaches Ready on real MLServer containers
 and answers through its Service (ClusterIP, kube-proxy) what the model answers
 in this process. Then replacements whose artifact cannot be had (a wrong
-digest, an archive escaping its folder, a missing object, wrong keys) fail at
-once with the fetcher's words in the Ready condition and a Warning Event,
-while the stable answers every request sent through the Service. The module
-shares one namespace, one operator and the two ModelDeployments (starting
-MLServer is the slow part); the failing replacements come last. Traffic goes
-only to pod and Service addresses of this cluster.
+digest, an archive escaping its folder, a missing object, wrong keys, a
+Secret that does not exist, a folder past its sizeLimit) fail at once, an
+unreachable host at the rollout's progress deadline, with the fetcher's
+words in the Ready condition and a Warning Event, while the stable
+answers every request sent through the Service. The module shares one
+namespace, one operator and the two ModelDeployments (starting MLServer is
+the slow part); the failing replacements come last. Traffic goes only to
+pod and Service addresses of this cluster.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ from kit.kube import MD_LABEL, Kube, ready
 from kit.modeldeployment import SERVER_RESOURCES
 from kit.status import condition, status
 from kit.waits import wait_for
-from test_fetch_on_the_real_node import BUCKET, MARKER, MODEL_KEY, archive, web_objects
+from test_fetch_on_the_real_node import (
+    BIG_KEY,
+    BIG_SIZE,
+    BUCKET,
+    MARKER,
+    MODEL_KEY,
+    archive,
+    down_service,
+    web_objects,
+)
 
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
@@ -55,6 +66,11 @@ from vigil.devcluster.traffic import TrafficGenerator, service_address, v2_body
 
 MODEL = "wine"
 HTTP, S3 = "wine-http", "wine-s3"
+UNREACHABLE_ROLLOUT = {
+    "replacement": {"steps": [{"canary": {"weight": 50, "duration": "10s"}}]},
+    # Past the first exit 75: six attempts of 30 s (the proxy drops, no reject) and back-off.
+    "progressDeadline": "300s",
+}
 
 
 @dataclass(frozen=True)
@@ -89,23 +105,28 @@ class Served:
         ]
 
 
-def model_deployment(name: str, model: dict[str, Any], image: str) -> str:
+def model_deployment(
+    name: str, model: dict[str, Any], image: str, rollout: dict[str, Any] | None = None
+) -> str:
+    spec: dict[str, Any] = {
+        "model": {"name": MODEL, **model},
+        "server": {
+            "image": image,
+            # This model loaded, not only the server up.
+            "readinessPath": f"/v2/models/{MODEL}/ready",
+            "readOnlyRootFilesystem": True,
+            "resources": SERVER_RESOURCES,
+        },
+        "replicas": 1,
+    }
+    if rollout:
+        spec["rollout"] = rollout
     return yaml.safe_dump(
         {
             "apiVersion": "vigil.dev/v1alpha1",
             "kind": "ModelDeployment",
             "metadata": {"name": name},
-            "spec": {
-                "model": {"name": MODEL, **model},
-                "server": {
-                    "image": image,
-                    # This model loaded, not only the server up.
-                    "readinessPath": f"/v2/models/{MODEL}/ready",
-                    "readOnlyRootFilesystem": True,
-                    "resources": SERVER_RESOURCES,
-                },
-                "replicas": 1,
-            },
+            "spec": spec,
         }
     )
 
@@ -146,7 +167,7 @@ def served(
         escape = archive({"model-settings.json": b"{}", "../../up": b"x"})
         files = {"model.tar.gz": model_tar, "escape.tar.gz": escape}
         kube = Kube(cluster, namespace)
-        kube.apply(*web_objects(busybox.ref, files))
+        kube.apply(*web_objects(busybox.ref, files), down_service())
         kube.apply(*store_objects("seaweedfs", weed.ref, {}))
         cluster.kubectl(
             "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"
@@ -154,6 +175,7 @@ def served(
         ip = cluster.get_json("service", "seaweedfs", "-n", namespace)["spec"]["clusterIP"]
         store = pod_store(ip, Path(f"kubectl logs -n {namespace} seaweedfs"))
         put_object(store, BUCKET, MODEL_KEY, model_tar)
+        put_object(store, BUCKET, BIG_KEY, secrets.token_bytes(BIG_SIZE))
         for secret, key in (("reader", READER.secret_key), ("wrong-keys", "not-the-secret-key")):
             cluster.kubectl(
                 "create", "secret", "generic", secret, "-n", namespace,
@@ -248,6 +270,18 @@ def broken_model(served: Served, broken: str) -> tuple[dict[str, Any], str]:
     if broken == "missing object":
         model = s3_model(served, "2", "wine/2/model.tar.gz")
         return model, f"{model['uri']}: 404 Not Found: NoSuchKey"
+    if broken == "unreachable host":
+        host = f"down.{served.namespace}.svc"
+        uri = f"http://{host}/model.tar.gz"
+        words = f"{uri}: timed out waiting for {host} (gave up after 6 attempts"
+        return {"version": "4", "uri": uri}, words
+    if broken == "full disk":
+        model = {**s3_model(served, "5", BIG_KEY), "fetch": {"sizeLimit": "1Mi"}}
+        return model, 'the pod was evicted: Usage of EmptyDir volume "vigil-model" exceeds'
+    if broken == "missing secret":
+        model = s3_model(served, "4", MODEL_KEY, secret="no-such-keys")
+        words = 'spec.model.storage.secretRef: CreateContainerConfigError: secret "no-such-keys"'
+        return model, words
     model = s3_model(served, "3", MODEL_KEY, secret="wrong-keys")
     return model, f"{model['uri']}: 403 Forbidden: SignatureDoesNotMatch"
 
@@ -259,6 +293,11 @@ def broken_model(served: Served, broken: str) -> tuple[dict[str, Any], str]:
         (S3, "missing object"),
         (HTTP, "escaping archive"),
         (S3, "wrong keys"),
+        (S3, "missing secret"),
+        # Transient: retried in the pod, so it fails at the rollout's progress deadline.
+        (HTTP, "unreachable host"),
+        # What a full disk is for a pod: its model folder past fetch.sizeLimit, evicted.
+        (S3, "full disk"),
     ],
 )
 def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
@@ -274,7 +313,9 @@ def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
         wait_for(
             lambda: traffic.stats.ok >= 40, timeout=60, what="traffic answered through the Service"
         )
-        served.kube.apply(model_deployment(name, model, served.server_image))
+        # Without steps a candidate has the Deployment's own 10 minutes; with one, 300 s.
+        rollout = UNREACHABLE_ROLLOUT if broken == "unreachable host" else None
+        served.kube.apply(model_deployment(name, model, served.server_image, rollout))
 
         def failed() -> dict[str, Any]:
             # This replacement's words: an earlier one's failure may still be the condition.
@@ -284,7 +325,7 @@ def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
             return status if fetch_failed and words in ready["message"] else {}
 
         status = wait_for(
-            failed, timeout=180, what=f"{name}'s replacement failing with ArtifactFetchFailed"
+            failed, timeout=420, what=f"{name}'s replacement failing with ArtifactFetchFailed"
         )
         ready = condition(status, "Ready")
         candidate = status["candidate"]["revision"]
