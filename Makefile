@@ -52,7 +52,8 @@ cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes clus
 cluster-down: $(STAMP) ## stop the local cluster, remove its processes and data
 	$(VENV)/bin/vigil-devcluster down
 
-# The integration and e2e tests mostly wait (rollout steps, analysis windows, pods starting).
+# The integration and e2e tests wait on rollout steps and analysis windows, but keep both cores
+# about 84 % busy (bench/README.md, CI timing): three workers gave 1.8x, not more.
 # E2E_WORKERS=N runs them on N pytest-xdist workers, then the tests marked `serial` alone
 # (pyproject.toml says which, tests/e2e/kit/workers.py how workers share the cluster); both
 # phases run, the target fails if either did. Not the default yet: docs/development.md
