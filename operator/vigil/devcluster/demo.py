@@ -491,6 +491,10 @@ class Demo:
         )
         if back != stable:
             n.failed(f"the stable after the bake rollback is {back}, not {stable}")
+        if "in its bake period" not in str(ready.get("message", "")):
+            n.failed(f"v4 was rolled back, but not in its bake period: {ready.get('message')}")
+        if spec.get("version") != "4":
+            n.failed(f"the rollback changed the spec: model.version {spec.get('version')}")
         n.say("the owner puts v2 back in the spec: its revision is the stable, nothing rolls out")
         cluster.apply(
             model_deployment(
@@ -498,6 +502,9 @@ class Demo:
             )
         )
         self.wait_condition("Ready", "True", 60)
+        after = self.md().get("status", {})
+        if after.get("candidate") or after.get("stable", {}).get("revision") != stable:
+            n.failed(f"putting v2 back started a rollout: {after.get('candidate')}")
         self.wait_condition("PerformanceDegraded", "False", 90)
         self.show()
 

@@ -35,8 +35,12 @@ import numpy.typing as npt
 from vigil.core.desired import FEEDBACK_PORT
 from vigil.devcluster.cluster import ClusterClient
 
-#: A label request's client timeout (see ``TrafficGenerator._label``).
+#: A delayed label batch's client timeout: a sidecar asks the peers that may hold a
+#: prediction one after another, feedback.peerTimeoutSeconds (5 s) per silent one, after up
+#: to 2 s resolving them; a rollback takes one or two pods away at once.
 LABEL_TIMEOUT_SECONDS = 15.0
+#: A label sent with its request (no delay) waits as long as the request did.
+INLINE_LABEL_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass
@@ -261,7 +265,8 @@ class TrafficGenerator:
         self._stop.set()
         for thread in (self._thread, self._watcher, self._labeller):
             if thread is not None:
-                thread.join(timeout=10)
+                # The label thread may be inside one batch's request.
+                thread.join(timeout=max(10.0, LABEL_TIMEOUT_SECONDS + 2))
         return self.stats
 
     def _watch(self) -> None:
@@ -329,7 +334,8 @@ class TrafficGenerator:
                         (time.monotonic() + delay, target, headers["X-Request-Id"], truth)
                     )
             else:
-                self._label(target, [(headers["X-Request-Id"], truth)])
+                label = [(headers["X-Request-Id"], truth)]
+                self._label(target, label, timeout=INLINE_LABEL_TIMEOUT_SECONDS)
         return ok
 
     def _send_due(self) -> None:
@@ -341,10 +347,11 @@ class TrafficGenerator:
                     _, target, request_id, truth = self._due.popleft()
                     due[target].append((request_id, truth))
             for target, labels in due.items():
-                self._label(target, labels)
+                self._label(target, labels, timeout=LABEL_TIMEOUT_SECONDS)
 
-    def _label(self, target: str, labels: Sequence[tuple[str, Any]]) -> None:
-        """The rows' true values to the feedback port of the pod (or Service) that answered."""
+    def _label(self, target: str, labels: Sequence[tuple[str, Any]], *, timeout: float) -> None:
+        """The rows' true values to the feedback port of the pod (or Service) that answered;
+        sent again once after a sidecar's 429 (busy) or 503 (leaving), as a pipeline would."""
         host = target.rsplit(":", 1)[0] if ":" in target else target
         label = {
             "labels": [
@@ -358,17 +365,29 @@ class TrafficGenerator:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        try:
-            # Longer than a sidecar may take to answer: asking a peer that is gone waits
-            # feedback.peerTimeoutSeconds (5 s), after up to 2 s resolving the peers.
-            with urllib.request.urlopen(request, timeout=LABEL_TIMEOUT_SECONDS) as response:
-                response.read()
-                self.stats.labels_sent += len(labels)
-        except OSError as error:  # HTTPError included: counted, the traffic goes on
-            self._failed(f"label: {getattr(error, 'code', None) or error}")
+        for attempt in (1, 2):
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    response.read()
+                with self._lock:
+                    self.stats.labels_sent += len(labels)
+                return
+            except urllib.error.HTTPError as error:
+                error.read()
+                if attempt == 1 and error.code in (429, 503):
+                    retry_after = error.headers.get("Retry-After") or "1"
+                    time.sleep(min(float(retry_after) if retry_after.isdigit() else 1.0, 5.0))
+                    continue
+                self._failed(f"label: {error.code}")
+                return
+            except OSError as error:  # counted, the traffic goes on
+                self._failed(f"label: {error}")
+                return
 
     def _failed(self, why: str) -> None:
-        self.stats.failures[why] = self.stats.failures.get(why, 0) + 1
+        # The label thread and the request thread both count.
+        with self._lock:
+            self.stats.failures[why] = self.stats.failures.get(why, 0) + 1
 
     def _backends(self) -> list[tuple[list[str], int]]:
         if self.http_route is not None:

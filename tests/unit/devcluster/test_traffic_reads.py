@@ -172,3 +172,41 @@ def test_labelled_traffic_sends_each_answered_rows_truth_by_its_id() -> None:
         [truths[tuple(row)]] for row in seen["rows"]
     ]
     assert generator.stats.labels_sent == 5
+
+
+@pytest.mark.parametrize(
+    ("answers", "sent", "failures"), [((503, 200), 1, {}), ((503, 503), 0, {"label: 503": 1})]
+)
+def test_a_label_refused_by_a_leaving_sidecar_is_sent_once_more(
+    answers: tuple[int, int], sent: int, failures: dict[str, int]
+) -> None:
+    """A sidecar that is leaving answers 503 with Retry-After (a busy one 429): a label
+    pipeline sends the batch again once, and counts it failed only if refused twice."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    host = "127.213.7.2"
+    replies = list(answers)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(replies.pop(0))
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, traffic.FEEDBACK_PORT), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        generator = TrafficGenerator(Cluster(), "ml", "wine", "wine", np.zeros((4, 2)))  # type: ignore[arg-type]
+        generator._label(f"{host}:8000", [("wine-1", 2)], timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert (generator.stats.labels_sent, generator.stats.failures) == (sent, failures)
+    assert replies == []
