@@ -56,8 +56,8 @@ cluster-down: $(STAMP) ## stop the local cluster, remove its processes and data
 # about 84 % busy (bench/README.md, CI timing): three workers gave 1.8x, not more.
 # E2E_WORKERS=N runs them on N pytest-xdist workers, then the tests marked `serial` alone
 # (pyproject.toml says which, tests/e2e/kit/workers.py how workers share the cluster); both
-# phases run, the target fails if either did. Not the default yet: docs/development.md
-# says which tests still fail under that load. 0: one process, as before.
+# phases run, the target fails if either did. Not the default: bench/README.md (CI timing)
+# says which tests failed under that load. 0: one process.
 E2E_WORKERS ?= 0
 define e2e_run
 	@if [ "$(E2E_WORKERS)" = 0 ]; then \

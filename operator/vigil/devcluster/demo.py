@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from vigil.devcluster.cluster import (
@@ -177,7 +178,7 @@ def model_deployment(
     return yaml.safe_dump(body, sort_keys=False)
 
 
-def changed_world(model: TrainedModel, feature: str = "flavanoids") -> Any:
+def changed_world(model: TrainedModel, feature: str = "flavanoids") -> npt.NDArray[Any]:
     """The true classes after the world changed: same inputs, but where ``feature`` is above
     its median the class is the next one (a concept shift no input statistic can see)."""
     column = model.X[:, model.features.index(feature)]

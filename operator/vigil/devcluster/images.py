@@ -429,7 +429,8 @@ def write_docker_archive(
     config_name = f"{hashlib.sha256(blob).hexdigest()}.json"
     layer_names = [f"{diff_id.removeprefix('sha256:')}/layer.tar" for diff_id in diff_ids]
     manifest = json.dumps([{"Config": config_name, "RepoTags": [ref], "Layers": layer_names}])
-    partial = path.with_name(path.name + ".partial")
+    # One name per process: two test workers may build the same archive at once.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
         _add_bytes(archive, config_name, blob)
         for name, layer in zip(layer_names, layers, strict=True):
