@@ -67,7 +67,14 @@ NAMESPACE = "vigil-demo"
 NAME = "wine"
 #: The claim holding the demo's models (a local volume of the real node).
 CLAIM = "wine-models"
-PROMETHEUS_PORT = 9091
+#: The demo's Prometheus listens on its cluster's port base + this (26491 by default): two
+#: demos at two port bases must not reuse one Prometheus (``setup`` reuses a ready one).
+PROMETHEUS_PORT_OFFSET = 91
+
+
+def prometheus_port(port_base: int) -> int:
+    """Where the demo's Prometheus serves queries on 127.0.0.1."""
+    return port_base + PROMETHEUS_PORT_OFFSET
 
 
 class Narrator:
@@ -203,6 +210,7 @@ class Demo:
         self.cluster: ClusterClient | None = None
         self.pids: dict[str, int] = {}
         self.server_image = ""
+        self.prometheus_port = prometheus_port(LocalCluster().ports.etcd_client)
 
     # -- setup -------------------------------------------------------------------------
 
@@ -240,9 +248,9 @@ class Demo:
         # A demo played again starts from no ModelDeployment (its pods go with it).
         cluster.kubectl("delete", "md", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait")
 
-        say(f"starting Prometheus on 127.0.0.1:{PROMETHEUS_PORT} (pod discovery, scrape 2s)")
+        say(f"starting Prometheus on 127.0.0.1:{self.prometheus_port} (pod discovery, scrape 2s)")
         prometheus = LocalPrometheus(
-            cluster, self.dir / "prometheus", port=PROMETHEUS_PORT, scrape_interval="2s"
+            cluster, self.dir / "prometheus", port=self.prometheus_port, scrape_interval="2s"
         )
         if not prometheus.ready():
             prometheus.start()
@@ -576,7 +584,7 @@ class Demo:
                 NAME,
                 f"--namespace={NAMESPACE}",
                 f"--kubeconfig={self.cluster.kubeconfig}",
-                f"--prometheus=http://127.0.0.1:{PROMETHEUS_PORT}",
+                f"--prometheus=http://127.0.0.1:{self.prometheus_port}",
                 f"--since={since}",
                 f"--output={page}",
                 f"--json={page.with_suffix('.json')}",
@@ -611,7 +619,7 @@ Everything is still running. Look around:
   kubectl get pods -n {NAMESPACE} -o wide
   kubectl get events -n {NAMESPACE} --sort-by=.lastTimestamp
   kubectl logs -n {OVERLAY_NAMESPACE} deploy/{OPERATOR}
-  Prometheus:        http://127.0.0.1:{PROMETHEUS_PORT}  (try: vigil_requests_total)
+  Prometheus:        http://127.0.0.1:{self.prometheus_port}  (try: vigil_requests_total)
   Operator metrics:  http://{metrics}/metrics  (its Service; this machine routes Services)
   Model Service:     http://{service_address(cluster, NAMESPACE, NAME) if cluster else "?"}
   Dashboard:         manifests/monitoring/dashboards/vigil.json (import into Grafana)
