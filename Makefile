@@ -52,11 +52,12 @@ cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes clus
 cluster-down: $(STAMP) ## stop the local cluster, remove its processes and data
 	$(VENV)/bin/vigil-devcluster down
 
-# The integration and e2e tests mostly wait (rollout steps, analysis windows, pods starting).
+# The integration and e2e tests wait on rollout steps and analysis windows, but keep both cores
+# about 84 % busy (bench/README.md, CI timing): three workers gave 1.8x, not more.
 # E2E_WORKERS=N runs them on N pytest-xdist workers, then the tests marked `serial` alone
 # (pyproject.toml says which, tests/e2e/kit/workers.py how workers share the cluster); both
-# phases run, the target fails if either did. Not the default yet: docs/development.md
-# says which tests still fail under that load. 0: one process, as before.
+# phases run, the target fails if either did. Not the default: bench/README.md (CI timing)
+# says which tests failed under that load. 0: one process.
 E2E_WORKERS ?= 0
 define e2e_run
 	@if [ "$(E2E_WORKERS)" = 0 ]; then \
@@ -87,7 +88,7 @@ lint: $(STAMP) ## ruff and the import-linter layering contracts
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/lint-imports
 
-demo: install cluster-build ## set up everything and play the scenarios; leaves it running
+demo: install cluster-build seaweedfs ## set up everything and play the scenarios; leaves it running
 	$(VENV)/bin/vigil-devcluster demo up
 
 demo-down: $(STAMP) ## stop the demo's processes and the local cluster, remove their data

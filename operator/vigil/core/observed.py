@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -163,12 +164,20 @@ def fetch_state(pod: Mapping[str, Any]) -> FetchState | None:
     return None
 
 
+#: The kubelet's words for a Secret, or a key of it, that does not exist. Only these: its
+#: other Secret messages ("failed to sync secret cache", "secrets ... is forbidden" while the
+#: node authorizer catches up) pass on their own and must not fail a revision.
+_SECRET_NOT_FOUND = re.compile(r'secret "[^"]+" not found|couldn\'t find key \S+ in secret \S+')
+
+
 def _secret_missing(waiting: Mapping[str, Any]) -> bool:
-    """The kubelet cannot start vigil-fetch for want of the spec's Secret or one of its keys
-    (``secret "x" not found``, ``couldn't find key K in Secret ns/x``): permanent until a
-    person creates it, so the revision fails at once rather than waiting out its deadline."""
+    """The kubelet cannot start vigil-fetch for want of the spec's Secret or one of its keys:
+    permanent until a person creates it, so the revision fails at once rather than waiting
+    out its deadline."""
     message = str(waiting.get("message") or "").lower()
-    return waiting.get("reason") == "CreateContainerConfigError" and "secret" in message
+    return waiting.get("reason") == "CreateContainerConfigError" and bool(
+        _SECRET_NOT_FOUND.search(message)
+    )
 
 
 def _ended(terminated: Mapping[str, Any], limit: str | None) -> FetchState:

@@ -93,9 +93,15 @@ def write_kubeconfig(
     # Written aside and renamed: a process reading the previous one (parallel test
     # workers share a ServiceAccount's kubeconfig) never sees half a file.
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(yaml.safe_dump(config, sort_keys=False))
-    partial.chmod(0o600)
-    partial.replace(path)
+    # Created owner-only: the token is never readable by others, not even for a moment.
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(yaml.safe_dump(config, sort_keys=False))
+        partial.chmod(0o600)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

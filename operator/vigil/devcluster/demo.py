@@ -38,6 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import yaml
 
 from vigil.devcluster.cluster import (
@@ -55,12 +57,13 @@ from vigil.devcluster.incluster import (
     InClusterOperator,
     real_node_namespace,
 )
-from vigil.devcluster.models import TrainedModel, train_wine
+from vigil.devcluster.models import TrainedModel, mislabelled_wine, train_wine
 from vigil.devcluster.node import NODE_NAME
 from vigil.devcluster.prometheus import LocalPrometheus
 from vigil.devcluster.seaweedfs import (
     READER,
     S3_PORT,
+    S3Store,
     pod_store,
     put_object,
     seaweedfs_image,
@@ -80,7 +83,14 @@ NAME = "wine"
 STORE = "seaweedfs"
 BUCKET = "models"
 STORE_SECRET = "wine-artifacts"
-PROMETHEUS_PORT = 9091
+#: The demo's Prometheus listens on its cluster's port base + this (26491 by default): two
+#: demos at two port bases must not reuse one Prometheus (``setup`` reuses a ready one).
+PROMETHEUS_PORT_OFFSET = 91
+
+
+def prometheus_port(port_base: int) -> int:
+    """Where the demo's Prometheus serves queries on 127.0.0.1."""
+    return port_base + PROMETHEUS_PORT_OFFSET
 
 
 class Narrator:
@@ -110,14 +120,19 @@ def _venv_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+def model_key(model: TrainedModel) -> str:
+    """The model's archive's key in the demo's bucket."""
+    return f"{model.folder.name}/model.tar.gz"
+
+
 def model_uri(model: TrainedModel) -> str:
     """The model's archive in the demo's store, as a ModelDeployment names it."""
-    return f"s3://{BUCKET}/{model.folder.name}/model.tar.gz"
+    return f"s3://{BUCKET}/{model_key(model)}"
 
 
 def model_archive(model: TrainedModel) -> bytes:
-    """The model's folder as a .tar.gz, its files at the top: /mnt/models is MLServer's
-    model folder, as with the volume before."""
+    """The model's folder as a .tar.gz, its files at the top: unpacked at /mnt/models,
+    MLServer's model folder in the local image."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(model.folder.iterdir()):
@@ -125,10 +140,24 @@ def model_archive(model: TrainedModel) -> bytes:
     return buffer.getvalue()
 
 
+#: PerformanceDegraded from the labels of the serving revision (scenario 6 sends them).
+PERFORMANCE = {"minAccuracy": 0.95, "minLabels": 50, "window": "30s"}
+#: Scenario 6's replacement: one short canary, over before its labels arrive, then a bake.
+BAKED_STEPS = [{"canary": {"weight": 50, "duration": "10s"}}]
+BAKE = {"duration": "3m", "minReplicas": 1}
+#: Seconds from an answer to its label in scenario 6 (the label pipeline's delay).
+LABEL_DELAY = 5.0
+
+
 def model_deployment(
-    model: TrainedModel, *, server_image: str, config: dict[str, str] | None = None
+    model: TrainedModel,
+    *,
+    server_image: str,
+    config: dict[str, str] | None = None,
+    baked: bool = False,
 ) -> str:
-    """The demo's ModelDeployment: short window and interval so the demo moves quickly."""
+    """The demo's ModelDeployment: short window and interval so the demo moves quickly;
+    ``baked``: scenario 6's single canary step and bake period."""
     body: dict[str, Any] = {
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "ModelDeployment",
@@ -165,6 +194,7 @@ def model_deployment(
                 "window": "30s",
                 "slo": {"maxErrorRate": 0.05, "maxLatencyP95": "500ms"},
                 "drift": {"method": "psi", "warning": 0.1, "threshold": 0.2},
+                "performance": PERFORMANCE,
             },
             # Short steps so the demo moves quickly; real rollouts use minutes.
             "rollout": {
@@ -187,7 +217,18 @@ def model_deployment(
             },
         },
     }
+    if baked:
+        rollout = body["spec"]["rollout"]
+        rollout["replacement"]["steps"] = BAKED_STEPS
+        rollout["bake"] = BAKE
     return yaml.safe_dump(body, sort_keys=False)
+
+
+def changed_world(model: TrainedModel, feature: str = "flavanoids") -> npt.NDArray[Any]:
+    """The true classes after the world changed: same inputs, but where ``feature`` is above
+    its median the class is the next one (a concept shift no input statistic can see)."""
+    column = model.X[:, model.features.index(feature)]
+    return np.where(column > np.median(column), (model.y + 1) % 3, model.y)
 
 
 def reference_configmap(model: TrainedModel) -> str:
@@ -209,6 +250,8 @@ class Demo:
         self.pids: dict[str, int] = {}
         self.server_image = ""
         self.store_image: ImageArchive | None = None
+        self.store: S3Store | None = None
+        self.prometheus_port = prometheus_port(LocalCluster().ports.etcd_client)
 
     # -- setup -------------------------------------------------------------------------
 
@@ -247,9 +290,9 @@ class Demo:
         # A demo played again starts from no ModelDeployment (its pods go with it).
         cluster.kubectl("delete", "md", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait")
 
-        say(f"starting Prometheus on 127.0.0.1:{PROMETHEUS_PORT} (pod discovery, scrape 2s)")
+        say(f"starting Prometheus on 127.0.0.1:{self.prometheus_port} (pod discovery, scrape 2s)")
         prometheus = LocalPrometheus(
-            cluster, self.dir / "prometheus", port=PROMETHEUS_PORT, scrape_interval="2s"
+            cluster, self.dir / "prometheus", port=self.prometheus_port, scrape_interval="2s"
         )
         if not prometheus.ready():
             prometheus.start()
@@ -300,6 +343,7 @@ class Demo:
     ) -> bool:
         """Narrate each step of the rollout of ``version`` until history shows ``outcome``."""
         seen: list[str] = []
+        baking = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.md().get("status", {})
@@ -311,6 +355,13 @@ class Demo:
                 if not seen or seen[-1].split(":")[0] != step:
                     self.narrator.say(label)
                     seen.append(label)
+            bake = status.get("bake") or {}
+            if bake.get("revision") and not baking:
+                baking = True
+                self.narrator.say(
+                    f"promoted; baking: revision {bake['revision']} serves, the previous "
+                    f"{bake.get('previous')} kept until {bake.get('endsAt')}"
+                )
             latest = (status.get("history") or [{}])[0]
             if (
                 latest.get("modelVersion") == version
@@ -362,7 +413,8 @@ class Demo:
         v1 = train_wine(models / "wine-1", version="1", seed=0)
         v2 = train_wine(models / "wine-2", version="2", seed=1)
         v3 = train_wine(models / "wine-3-bad", version="3", shuffled_labels=True, seed=2)
-        self.upload(cluster, [v1, v2, v3])
+        self.start_store(cluster)
+        self.upload(v1, v2, v3)
 
         n.scenario("1. A brand-new model goes Ready and Healthy")
         n.say(f"model.uri: {model_uri(v1)} (fetched by vigil-fetch, read-only at /mnt/models)")
@@ -426,13 +478,19 @@ class Demo:
         )
         self.follow_rollout("2", "Promoted", 240, change="tweak")
         self.show()
+
+        self.ground_truth(traffic, v2, models)
         stats = traffic.stop()
         n.say(
             f"traffic through the Service: {stats.sent} sent, {stats.ok} ok, {stats.failed} failed"
+            f"; {stats.labels_sent} labels sent"
             + (f" ({stats.failures})" if stats.failures else "")
         )
         if stats.failed:
             n.failed(f"{stats.failed} requests failed: {stats.failures}")
+        labels_failed = {k: v for k, v in stats.failures.items() if k.startswith("label")}
+        if labels_failed:
+            n.failed(f"labels refused: {labels_failed}")
         n.say(f"the demo played in {time.monotonic() - n.started:.0f}s")
 
         self.write_report()
@@ -442,9 +500,9 @@ class Demo:
             return 1
         return 0
 
-    def upload(self, cluster: ClusterClient, models: list[TrainedModel]) -> None:
-        """SeaweedFS in the namespace, the models' archives in its bucket, and the Secret
-        with the reader's keys (read-only), as a team keeps its models."""
+    def start_store(self, cluster: ClusterClient) -> None:
+        """SeaweedFS in the namespace and the Secret with the reader's keys (read and list
+        only) that the ModelDeployment names, as a team keeps its models."""
         say = self.narrator.say
         say(f"SeaweedFS (S3-compatible) in {NAMESPACE}: pod and Service {STORE}:{S3_PORT}")
         assert self.store_image is not None, "setup() loads the store's image"
@@ -457,10 +515,7 @@ class Demo:
         )
         service: dict[str, Any] = cluster.get_json("service", STORE, "-n", NAMESPACE)
         ip = str(service["spec"]["clusterIP"])
-        store = pod_store(ip, Path(f"kubectl logs -n {NAMESPACE} {STORE}"))
-        for model in models:
-            put_object(store, BUCKET, f"{model.folder.name}/model.tar.gz", model_archive(model))
-        say(f"uploaded {', '.join(model_uri(m) for m in models)}")
+        self.store = pod_store(ip, Path(f"kubectl logs -n {NAMESPACE} {STORE}"))
         secret = cluster.kubectl(
             "create", "secret", "generic", STORE_SECRET, "-n", NAMESPACE,
             f"--from-literal=AWS_ACCESS_KEY_ID={READER.access_key}",
@@ -469,6 +524,101 @@ class Demo:
         )  # fmt: skip
         cluster.apply(secret.stdout)
         say(f"Secret {STORE_SECRET}: the reader's keys (read and list only)")
+
+    def upload(self, *models: TrainedModel) -> None:
+        """Each model's folder as an archive in the store's bucket (the admin's keys), before
+        a ModelDeployment names it."""
+        assert self.store is not None, "start_store() first"
+        for model in models:
+            put_object(self.store, BUCKET, model_key(model), model_archive(model))
+        self.narrator.say(f"uploaded {', '.join(model_uri(m) for m in models)}")
+
+    def ground_truth(self, traffic: TrafficGenerator, v2: TrainedModel, models: Path) -> None:
+        """Scenario 6: labels arrive late; a bake-period rollback; the world changes under
+        normal-looking inputs."""
+        assert self.cluster is not None
+        n, cluster = self.narrator, self.cluster
+        n.scenario("6. Ground truth: late labels, a bake-period rollback, a world that changed")
+        n.say(
+            f"a label pipeline sends each answered request's true class by its X-Request-Id, "
+            f"{LABEL_DELAY:.0f}s later, in batches, to the Service's feedback port "
+            f"(monitoring.performance: {PERFORMANCE})"
+        )
+        traffic.set_labels(v2.y, delay=LABEL_DELAY)
+        self.wait_condition("PerformanceDegraded", "False", 90)
+        stable = self.md().get("status", {}).get("stable", {}).get("revision", "")
+
+        worse, accuracy = mislabelled_wine(models / "wine-4", v2, version="4", share=0.2)
+        self.upload(worse)
+        n.say(
+            f"v4: retrained with a fifth of its labels wrong (accuracy {accuracy:.2f} on the "
+            f"rows sent); one 10s canary, then a bake of {BAKE['duration']} keeping the previous "
+            f"revision at {BAKE['minReplicas']} replica"
+        )
+        cluster.apply(reference_configmap(worse))
+        cluster.apply(
+            model_deployment(
+                worse,
+                server_image=self.server_image,
+                config={"MLSERVER_LOG_LEVEL": "info"},
+                baked=True,
+            )
+        )
+        self.follow_rollout("4", "RolledBack", 240)
+        self.events("Switched", "BakeFailed", "RolledBack")
+        ready = self.condition("Ready")
+        n.say(f"Ready={ready.get('status')} reason={ready.get('reason')}: {ready.get('message')}")
+        spec = self.md().get("spec", {}).get("model", {})
+        back = self.md().get("status", {}).get("stable", {}).get("revision")
+        n.say(
+            f"live traffic back on revision {back} (before: {stable}); "
+            f"spec untouched: model.version {spec.get('version')}"
+        )
+        if back != stable:
+            n.failed(f"the stable after the bake rollback is {back}, not {stable}")
+        if "in its bake period" not in str(ready.get("message", "")):
+            n.failed(f"v4 was rolled back, but not in its bake period: {ready.get('message')}")
+        if spec.get("version") != "4":
+            n.failed(f"the rollback changed the spec: model.version {spec.get('version')}")
+        n.say("the owner puts v2 back in the spec: its revision is the stable, nothing rolls out")
+        cluster.apply(
+            model_deployment(
+                v2, server_image=self.server_image, config={"MLSERVER_LOG_LEVEL": "info"}
+            )
+        )
+        self.wait_condition("Ready", "True", 60)
+        after = self.md().get("status", {})
+        if after.get("candidate") or after.get("stable", {}).get("revision") != stable:
+            n.failed(f"putting v2 back started a rollout: {after.get('candidate')}")
+        self.wait_condition("PerformanceDegraded", "False", 90)
+        self.show()
+
+        n.say(
+            "the world changes: same inputs (drawn from the training data), but where "
+            "flavanoids is above its median the true class is now the next one"
+        )
+        traffic.set_labels(changed_world(v2), delay=LABEL_DELAY)
+        self.wait_condition("PerformanceDegraded", "True", 120)
+        drift = self.condition("DriftDetected")
+        n.say(
+            f"DriftDetected={drift.get('status')} reason={drift.get('reason')}: "
+            f"{drift.get('message', '')}"
+        )
+        if drift.get("status") != "False":
+            n.failed(f"DriftDetected is {drift.get('status')} with inputs like the training data")
+        self.show()
+
+    def events(self, *reasons: str) -> None:
+        """The ModelDeployment's Events with these reasons, as ``kubectl get events`` shows."""
+        assert self.cluster is not None
+        found = self.cluster.get_json(
+            "events", "-n", NAMESPACE, "--field-selector", "involvedObject.kind=ModelDeployment"
+        )["items"]  # type: ignore[index]
+        print("$ kubectl get events --field-selector involvedObject.kind=ModelDeployment")
+        found.sort(key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
+        for event in found:
+            if event.get("reason") in reasons:
+                print(f"  {event.get('type'):<8}{event['reason']:<12}{event.get('message', '')}")
 
     def check_placement(self) -> None:
         """Every model pod runs on the real node (the namespace's annotations put it there)."""
@@ -510,7 +660,7 @@ class Demo:
                 NAME,
                 f"--namespace={NAMESPACE}",
                 f"--kubeconfig={self.cluster.kubeconfig}",
-                f"--prometheus=http://127.0.0.1:{PROMETHEUS_PORT}",
+                f"--prometheus=http://127.0.0.1:{self.prometheus_port}",
                 f"--since={since}",
                 f"--output={page}",
                 f"--json={page.with_suffix('.json')}",
@@ -545,7 +695,7 @@ Everything is still running. Look around:
   kubectl get pods -n {NAMESPACE} -o wide
   kubectl get events -n {NAMESPACE} --sort-by=.lastTimestamp
   kubectl logs -n {OVERLAY_NAMESPACE} deploy/{OPERATOR}
-  Prometheus:        http://127.0.0.1:{PROMETHEUS_PORT}  (try: vigil_requests_total)
+  Prometheus:        http://127.0.0.1:{self.prometheus_port}  (try: vigil_requests_total)
   Operator metrics:  http://{metrics}/metrics  (its Service; this machine routes Services)
   Model Service:     http://{service_address(cluster, NAMESPACE, NAME) if cluster else "?"}
   Dashboard:         manifests/monitoring/dashboards/vigil.json (import into Grafana)

@@ -429,7 +429,8 @@ def write_docker_archive(
     config_name = f"{hashlib.sha256(blob).hexdigest()}.json"
     layer_names = [f"{diff_id.removeprefix('sha256:')}/layer.tar" for diff_id in diff_ids]
     manifest = json.dumps([{"Config": config_name, "RepoTags": [ref], "Layers": layer_names}])
-    partial = path.with_name(path.name + ".partial")
+    # One name per process: two test workers may build the same archive at once.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
         _add_bytes(archive, config_name, blob)
         for name, layer in zip(layer_names, layers, strict=True):
@@ -860,13 +861,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] in (["-h"], ["--help"]):
         print(f"usage: hack/build-images.sh [NAME ...]   (names: {', '.join(IMAGE_NAMES)})")
         return 0
+    return print_archives(
+        "build-images",
+        lambda: ensure_images(args or IMAGE_NAMES, log=lambda line: print(line, flush=True)),
+        lambda archive: f"{archive.ref} {archive.path}",
+    )
+
+
+def print_archives(
+    what: str,
+    build: Callable[[], Mapping[str, ImageArchive]],
+    line: Callable[[ImageArchive], str],
+) -> int:
+    """A build command's exit code: each archive's ``line`` on stdout, or ``what: error``."""
     try:
-        archives = ensure_images(args or IMAGE_NAMES, log=lambda line: print(line, flush=True))
+        archives = build()
     except ImageError as error:
-        print(f"build-images: {error}", file=sys.stderr)
+        print(f"{what}: {error}", file=sys.stderr)
         return 1
     for archive in archives.values():
-        print(f"{archive.ref} {archive.path}")
+        print(line(archive))
     return 0
 
 

@@ -56,6 +56,7 @@ from vigil.devcluster.images import (
     digest,
     file_layer,
     image_config,
+    print_archives,
     source_root,
     tar_root_filesystem,
     write_docker_archive,
@@ -423,14 +424,11 @@ PROMETHEUS_RECIPE_ENTRY = Recipe(key=_prometheus_key, build=_prometheus_build)
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m vigil.devcluster.kind_node``: build the node image; print ``ref path`` lines."""
     del argv
-    try:
-        archives = ensure_node_image(log=lambda line: print(line, file=sys.stderr, flush=True))
-    except ImageError as error:
-        print(f"kind node image: {error}", file=sys.stderr)
-        return 1
-    for archive in archives.values():
-        print(f"{archive.name} {archive.ref} {archive.path}")
-    return 0
+    return print_archives(
+        "kind node image",
+        lambda: ensure_node_image(log=lambda line: print(line, file=sys.stderr, flush=True)),
+        lambda archive: f"{archive.name} {archive.ref} {archive.path}",
+    )
 
 
 if __name__ == "__main__":

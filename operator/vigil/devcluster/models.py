@@ -39,6 +39,12 @@ class TrainedModel:
     def profile_json(self) -> str:
         return self.profile_path.read_text()
 
+    def predict(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        """What the served estimator answers for ``rows`` (its own file, loaded here)."""
+        import joblib
+
+        return np.asarray(joblib.load(self.folder / "model.joblib").predict(rows))
+
 
 def write_mlserver_folder(folder: Path, name: str, version: str, estimator: Any) -> None:
     """An MLServer 1.7 model folder serving ``estimator`` (or a joblib file) over v2."""

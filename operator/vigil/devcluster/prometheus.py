@@ -104,6 +104,26 @@ class LocalPrometheus:
         root = repo_root()
         if root is None:
             raise ClusterError("manifests/monitoring/prometheus-rbac.yaml not found")
+        # Cluster-wide objects every Prometheus of this cluster shares: created by one
+        # process at a time (parallel test workers each start one).
+        with self.cluster.setup_lock():
+            self._apply_discovery_objects(root)
+        token = self.cluster.kubectl(
+            "create", "token", SERVICE_ACCOUNT, "-n", MONITORING_NAMESPACE, "--duration=24h"
+        ).stdout.strip()
+        token_file = self.state_dir / "token"
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+        import base64
+
+        _, ca_data = cluster_endpoint(Path(self.cluster.kubeconfig))
+        ca_file = self.state_dir / "ca.crt"
+        ca_file.write_bytes(base64.b64decode(ca_data))
+        return token_file, ca_file
+
+    def _apply_discovery_objects(self, root: Path) -> None:
+        """The monitoring namespace, Prometheus' ServiceAccount, the documented discovery
+        ClusterRole and its binding."""
         self.cluster.apply(
             f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {MONITORING_NAMESPACE}}}\n"
         )
@@ -130,18 +150,6 @@ class LocalPrometheus:
             ],
         }
         self.cluster.apply(json.dumps(binding))
-        token = self.cluster.kubectl(
-            "create", "token", SERVICE_ACCOUNT, "-n", MONITORING_NAMESPACE, "--duration=24h"
-        ).stdout.strip()
-        token_file = self.state_dir / "token"
-        token_file.write_text(token)
-        token_file.chmod(0o600)
-        import base64
-
-        _, ca_data = cluster_endpoint(Path(self.cluster.kubeconfig))
-        ca_file = self.state_dir / "ca.crt"
-        ca_file.write_bytes(base64.b64decode(ca_data))
-        return token_file, ca_file
 
     def start(self, timeout: float = 30) -> None:
         binary = prometheus_binary()

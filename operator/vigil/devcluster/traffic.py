@@ -17,6 +17,7 @@ implementation does) and goes to that Service's ClusterIP
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import subprocess
@@ -33,6 +34,13 @@ import numpy.typing as npt
 
 from vigil.core.desired import FEEDBACK_PORT
 from vigil.devcluster.cluster import ClusterClient
+
+#: A delayed label batch's client timeout: a sidecar asks the peers that may hold a
+#: prediction one after another, feedback.peerTimeoutSeconds (5 s) per silent one, after up
+#: to 2 s resolving them; a rollback takes one or two pods away at once.
+LABEL_TIMEOUT_SECONDS = 15.0
+#: A label sent with its request (no delay) waits as long as the request did.
+INLINE_LABEL_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass
@@ -215,6 +223,11 @@ class TrafficGenerator:
         #: The true value of each row of ``X``: every request then carries an id of ours and,
         #: once answered, its row's label goes to the feedback port of the pod that answered.
         self.labels = labels
+        #: Seconds between an answer and its label (0: at once, to the pod that answered).
+        #: Later labels go in batches, as a label pipeline sends them.
+        self.label_delay = 0.0
+        self._due: collections.deque[tuple[float, str, str, Any]] = collections.deque()
+        self._labeller: threading.Thread | None = None
         self._ids = itertools.count()
         self._run_id = f"{int(time.time() * 1000):x}"
         self.stats = TrafficStats()
@@ -232,6 +245,15 @@ class TrafficGenerator:
         with self._lock:
             self.error_share = share
 
+    def set_labels(self, labels: npt.NDArray[Any] | None, delay: float = 0.0) -> None:
+        """From now on each answered request's label is ``labels[row]``, sent ``delay`` seconds
+        after the answer (a changed ``labels`` is a changed world: same inputs, other truths)."""
+        with self._lock:
+            self.labels, self.label_delay = labels, delay
+        if delay > 0 and self._labeller is None:
+            self._labeller = threading.Thread(target=self._send_due, name="labels", daemon=True)
+            self._labeller.start()
+
     def start(self) -> TrafficGenerator:
         self._watcher = threading.Thread(target=self._watch, name="traffic-routes", daemon=True)
         self._watcher.start()
@@ -241,9 +263,10 @@ class TrafficGenerator:
 
     def stop(self) -> TrafficStats:
         self._stop.set()
-        for thread in (self._thread, self._watcher):
+        for thread in (self._thread, self._watcher, self._labeller):
             if thread is not None:
-                thread.join(timeout=10)
+                # The label thread may be inside one batch's request.
+                thread.join(timeout=max(10.0, LABEL_TIMEOUT_SECONDS + 2))
         return self.stats
 
     def _watch(self) -> None:
@@ -266,6 +289,7 @@ class TrafficGenerator:
         """One request to ``target``: a pod IP (its sidecar's port) or ``host:port``."""
         with self._lock:
             shifts, error_share = dict(self.shifts), self.error_share
+            labels, delay = self.labels, self.label_delay
         headers = {"Content-Type": "application/json"}
         truth = None
         if error_share and self.rng.random() < error_share:
@@ -279,8 +303,8 @@ class TrafficGenerator:
         else:
             picks = self.rng.integers(0, len(self.X), 1)
             body = v2_body(rows_at(self.X, picks, shifts))
-            if self.labels is not None:
-                truth = self.labels[int(picks[0])]
+            if labels is not None:
+                truth = labels[int(picks[0])]
                 headers["X-Request-Id"] = f"{self.name}-{self._run_id}-{next(self._ids)}"
         request = urllib.request.Request(
             f"http://{target if ':' in target else f'{target}:8000'}"
@@ -304,15 +328,35 @@ class TrafficGenerator:
         if ok and revision:
             self.stats.by_revision[revision] = self.stats.by_revision.get(revision, 0) + 1
         if ok and truth is not None:
-            self._label(target, headers["X-Request-Id"], truth)
+            if delay > 0:
+                with self._lock:
+                    self._due.append(
+                        (time.monotonic() + delay, target, headers["X-Request-Id"], truth)
+                    )
+            else:
+                label = [(headers["X-Request-Id"], truth)]
+                self._label(target, label, timeout=INLINE_LABEL_TIMEOUT_SECONDS)
         return ok
 
-    def _label(self, target: str, request_id: str, truth: Any) -> None:
-        """The row's true value to the feedback port of the pod (or Service) that answered."""
+    def _send_due(self) -> None:
+        """Every second, the labels now due, in one batch per target (a label pipeline)."""
+        while not self._stop.wait(1.0):
+            now, due = time.monotonic(), collections.defaultdict(list)
+            with self._lock:
+                while self._due and self._due[0][0] <= now:
+                    _, target, request_id, truth = self._due.popleft()
+                    due[target].append((request_id, truth))
+            for target, labels in due.items():
+                self._label(target, labels, timeout=LABEL_TIMEOUT_SECONDS)
+
+    def _label(self, target: str, labels: Sequence[tuple[str, Any]], *, timeout: float) -> None:
+        """The rows' true values to the feedback port of the pod (or Service) that answered;
+        sent again once after a sidecar's 429 (busy) or 503 (leaving), as a pipeline would."""
         host = target.rsplit(":", 1)[0] if ":" in target else target
         label = {
             "labels": [
                 {"id": request_id, "truth": [truth.item() if hasattr(truth, "item") else truth]}
+                for request_id, truth in labels
             ]
         }
         request = urllib.request.Request(
@@ -321,15 +365,29 @@ class TrafficGenerator:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                response.read()
-                self.stats.labels_sent += 1
-        except OSError as error:  # HTTPError included: counted, the traffic goes on
-            self._failed(f"label: {getattr(error, 'code', None) or error}")
+        for attempt in (1, 2):
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    response.read()
+                with self._lock:
+                    self.stats.labels_sent += len(labels)
+                return
+            except urllib.error.HTTPError as error:
+                error.read()
+                if attempt == 1 and error.code in (429, 503):
+                    retry_after = error.headers.get("Retry-After") or "1"
+                    time.sleep(min(float(retry_after) if retry_after.isdigit() else 1.0, 5.0))
+                    continue
+                self._failed(f"label: {error.code}")
+                return
+            except OSError as error:  # counted, the traffic goes on
+                self._failed(f"label: {error}")
+                return
 
     def _failed(self, why: str) -> None:
-        self.stats.failures[why] = self.stats.failures.get(why, 0) + 1
+        # The label thread and the request thread both count.
+        with self._lock:
+            self.stats.failures[why] = self.stats.failures.get(why, 0) + 1
 
     def _backends(self) -> list[tuple[list[str], int]]:
         if self.http_route is not None:

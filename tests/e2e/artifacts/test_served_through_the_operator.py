@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 import yaml
@@ -243,7 +242,7 @@ def test_the_fetched_model_answers_through_the_service_as_trained(
     )
     assert (marker["uri"], marker["sha256"]) == expected, marker
     rows = served.model.X[::20]
-    predicted = joblib.load(served.model.folder / "model.joblib").predict(rows)
+    predicted = served.model.predict(rows)
     assert np.array_equal(np.asarray(answers(served, name, rows)), predicted)
 
 

@@ -162,7 +162,6 @@ def test_project_image_defaults_to_its_non_root_user_and_cannot_write_its_root(
 def test_mlserver_image_serves_a_model_trained_here_non_root_on_a_read_only_root(
     docker: Docker, built: dict[str, images.ImageArchive], tmp_path: Path
 ) -> None:
-    import joblib
 
     from vigil.devcluster.models import train_wine
 
@@ -207,7 +206,7 @@ def test_mlserver_image_serves_a_model_trained_here_non_root_on_a_read_only_root
         }
         answer = _post(f"{base}/v2/models/wine/infer", request)
         (output,) = answer["outputs"]
-        expected = joblib.load(model.folder / "model.joblib").predict(rows)
+        expected = model.predict(rows)
         assert output["data"] == expected.tolist(), answer
         assert answer["model_name"] == "wine"
     finally:

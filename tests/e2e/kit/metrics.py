@@ -35,9 +35,7 @@ def started_prometheus(cluster: ClusterClient, state_dir: Path, **options: Any) 
     """A real Prometheus discovering pods as the manifests say, 1 s scrapes; started."""
     server = LocalPrometheus(cluster, state_dir, **{"scrape_interval": "1s", **options})
     try:
-        # Its start applies the discovery ServiceAccount and RBAC, shared by every worker.
-        with cluster.setup_lock():
-            server.start()
+        server.start()  # its cluster-wide RBAC under the cluster's setup lock
     except ClusterError as error:
         server.stop()
         pytest.fail(f"the e2e Prometheus did not start: {error}", pytrace=False)

@@ -1,7 +1,8 @@
 """Parallel test workers (pytest-xdist) sharing one cluster.
 
-``make test`` runs the integration and e2e suites on several workers
-(``-n``, ``--dist loadgroup``), then the tests marked ``serial`` alone. Each
+``E2E_WORKERS=N make test`` runs the integration and e2e suites on N workers
+(``-n``, ``--dist loadgroup``), then the tests marked ``serial`` alone (the
+default, 0, runs them all in one process). Each
 worker is a process with its own session fixtures, so:
 
 - one-time setup of the shared cluster (CRDs, the operator's RBAC, an

@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 import yaml
@@ -239,7 +238,7 @@ def test_the_model_comes_read_only_from_the_claim_and_answers_as_trained(
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
-    expected = joblib.load(deployed.model.folder / "model.joblib").predict(rows)
+    expected = deployed.model.predict(rows)
     assert np.array_equal(np.asarray(answer["outputs"][0]["data"]), expected)
 
 

@@ -56,6 +56,19 @@ class TestOnePod:
             "retrying", "CreateContainerConfigError: no uid"
         )
 
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "failed to sync secret cache: timed out waiting for the condition",
+            'secrets "wine-artifacts" is forbidden: no relationship found between node '
+            "'vigil-node' and this object",
+        ],
+    )
+    def test_a_passing_secret_error_of_the_kubelet_waits(self, message: str) -> None:
+        waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+        state = fetch_state(pod("r2", waiting))
+        assert state == FetchState("retrying", f"CreateContainerConfigError: {message}")
+
     def test_killed_for_memory_names_the_limit(self) -> None:
         state = fetch_state(pod("r2", terminated(137, reason="OOMKilled")))
         assert state == FetchState(

@@ -25,6 +25,17 @@ def test_ports_are_consecutive_from_the_base() -> None:
     )
 
 
+def test_the_demos_prometheus_follows_the_port_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two demos at two port bases never share (and so never reuse) one Prometheus."""
+    from vigil.devcluster.demo import Demo
+
+    monkeypatch.setenv("VIGIL_CLUSTER_PORT_BASE", "25600")
+    assert Demo().prometheus_port == 25691
+    monkeypatch.delenv("VIGIL_CLUSTER_PORT_BASE")
+    assert Demo().prometheus_port == 26491
+    assert 26491 not in range(26400, 26406)
+
+
 def test_each_node_has_its_own_loopback_pod_cidr(tmp_path: Path) -> None:
     nodes = LocalCluster(state_dir=tmp_path, bin_dir=tmp_path, nodes=3).node_manifests()
     cidrs = [ipaddress.ip_network(n["spec"]["podCIDR"]) for n in nodes]  # type: ignore[index]

@@ -29,6 +29,8 @@ class Cluster:
 
     def __init__(self) -> None:
         self.down = False
+        #: Reads refused while down (the test waits for one instead of sleeping).
+        self.refused = 0
         self.service: dict[str, Any] | None = {"spec": {"selector": {"app": "wine"}}}
         self.pods = [
             {
@@ -42,6 +44,7 @@ class Cluster:
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         if self.down:
+            self.refused += 1
             return subprocess.CompletedProcess(args, 1, "", "The connection was refused")
         if self.service is None:
             return subprocess.CompletedProcess(args, 1, "", 'Error (NotFound): "wine" not found')
@@ -49,6 +52,7 @@ class Cluster:
 
     def get_json(self, *args: str) -> dict[str, Any]:
         if self.down:
+            self.refused += 1
             raise subprocess.CalledProcessError(1, ["kubectl", *args], "", "refused")
         return {"items": self.pods}
 
@@ -80,7 +84,10 @@ def test_traffic_keeps_its_last_routes_while_the_api_cannot_be_read(
         time.sleep(0.05)
     assert generator._routes == [(["127.1.0.5"], 1)]
     cluster.down = True
-    time.sleep(1.5)  # at least one more read, which fails
+    deadline = time.monotonic() + 5
+    while not cluster.refused and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cluster.refused, "the watcher read nothing more in 5 s"
     assert watcher.is_alive()
     assert generator._routes == [(["127.1.0.5"], 1)]
     generator._stop.set()
@@ -147,7 +154,8 @@ def test_labelled_traffic_sends_each_answered_rows_truth_by_its_id() -> None:
 
     servers = [ThreadingHTTPServer((host, port), Handler) for port in (8000, traffic.FEEDBACK_PORT)]
     for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # shutdown() waits out a poll: 0.5 s a server by default.
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         X = np.arange(12, dtype=float).reshape(4, 3)
         y = np.array([0, 1, 2, 1])
@@ -164,3 +172,41 @@ def test_labelled_traffic_sends_each_answered_rows_truth_by_its_id() -> None:
         [truths[tuple(row)]] for row in seen["rows"]
     ]
     assert generator.stats.labels_sent == 5
+
+
+@pytest.mark.parametrize(
+    ("answers", "sent", "failures"), [((503, 200), 1, {}), ((503, 503), 0, {"label: 503": 1})]
+)
+def test_a_label_refused_by_a_leaving_sidecar_is_sent_once_more(
+    answers: tuple[int, int], sent: int, failures: dict[str, int]
+) -> None:
+    """A sidecar that is leaving answers 503 with Retry-After (a busy one 429): a label
+    pipeline sends the batch again once, and counts it failed only if refused twice."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    host = "127.213.7.2"
+    replies = list(answers)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(replies.pop(0))
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, traffic.FEEDBACK_PORT), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        generator = TrafficGenerator(Cluster(), "ml", "wine", "wine", np.zeros((4, 2)))  # type: ignore[arg-type]
+        generator._label(f"{host}:8000", [("wine-1", 2)], timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert (generator.stats.labels_sent, generator.stats.failures) == (sent, failures)
+    assert replies == []

@@ -1,0 +1,36 @@
+"""The printer columns read ``status.health.readable``: the API server prunes every key its
+structural schema does not declare, so a key written there but missing from the CRD leaves
+its column empty (the Realized column was, with realized accuracy in status)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vigil.core.performance import readable_figures
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def readable_schema(crd: Path) -> dict[str, Any]:
+    version = yaml.safe_load(crd.read_text())["spec"]["versions"][0]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return status["properties"]["health"]["properties"]["readable"]["properties"]
+
+
+def test_every_readable_figure_has_its_place_in_the_crd_and_every_column_one_there() -> None:
+    written = {"errorRate", "latencyP95"}
+    written |= set(readable_figures({"accuracy": 0.9, "labelDelayP95": 9.6}))
+    written |= set(readable_figures({"mae": 43.0}))
+    for crd in (
+        ROOT / "crds/modeldeployments.yaml",
+        ROOT / "charts/vigil/crds/modeldeployments.yaml",
+    ):
+        assert written <= set(readable_schema(crd)), crd
+        version = yaml.safe_load(crd.read_text())["spec"]["versions"][0]
+        for column in version["additionalPrinterColumns"]:
+            path = column["jsonPath"]
+            if path.startswith(".status.health.readable."):
+                assert path.rsplit(".", 1)[1] in written, column
