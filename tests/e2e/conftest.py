@@ -188,9 +188,9 @@ def incluster_operator(
 
 
 @pytest.fixture
-def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
-    """A real Prometheus discovering pods as the manifests say (1 s scrapes)."""
-    with running_prometheus(cluster, tmp_path / "prometheus") as server:
+def prometheus(cluster: ClusterClient, kube: Kube, tmp_path: Path) -> Iterator[LocalPrometheus]:
+    """A real Prometheus discovering this test's pods as the manifests say (1 s scrapes)."""
+    with running_prometheus(cluster, tmp_path / "prometheus", kube.namespace) as server:
         yield server
 
 
