@@ -621,12 +621,13 @@ class Demo:
                 print(f"  {event.get('type'):<8}{event['reason']:<12}{event.get('message', '')}")
 
     def check_placement(self) -> None:
-        """Every model pod runs on the real node (the namespace's annotations put it there)."""
+        """Every pod of the namespace (the models' and the store's) runs on the real node
+        (the namespace's annotations put it there)."""
         assert self.cluster is not None
         pods = self.cluster.get_json("pods", "-n", NAMESPACE)["items"]  # type: ignore[union-attr]
         where = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in pods}
         self.narrator.say(
-            f"model pods: {', '.join(f'{k} on {v}' for k, v in sorted(where.items()))}"
+            f"pods in {NAMESPACE}: {', '.join(f'{k} on {v}' for k, v in sorted(where.items()))}"
         )
         elsewhere = {k: v for k, v in where.items() if v != NODE_NAME}
         if elsewhere:
