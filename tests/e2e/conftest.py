@@ -23,13 +23,17 @@ from kit.kube import ROOT, Kube, fresh_namespace
 from kit.metrics import running_prometheus
 from kit.modeldeployment import ModelStore, model_store
 from kit.operator import OperatorProcess, cluster_resolv_conf, install_vigil, running_operator
-from kit.workers import worker_group
+from kit.workers import GroupsKept, worker_group
 
 from vigil.devcluster import ClusterClient, ClusterError, connect
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ImageArchive, ensure_images
 from vigil.devcluster.incluster import running_real_node
 from vigil.devcluster.prometheus import LocalPrometheus
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(GroupsKept(), "vigil-groups-kept")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
@@ -184,9 +188,9 @@ def incluster_operator(
 
 
 @pytest.fixture
-def prometheus(cluster: ClusterClient, tmp_path: Path) -> Iterator[LocalPrometheus]:
-    """A real Prometheus discovering pods as the manifests say (1 s scrapes)."""
-    with running_prometheus(cluster, tmp_path / "prometheus") as server:
+def prometheus(cluster: ClusterClient, kube: Kube, tmp_path: Path) -> Iterator[LocalPrometheus]:
+    """A real Prometheus discovering this test's pods as the manifests say (1 s scrapes)."""
+    with running_prometheus(cluster, tmp_path / "prometheus", kube.namespace) as server:
         yield server
 
 

@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,14 @@ def prometheus_binary() -> str:
 
 
 def scrape_configs(
-    api_server: str, ca_file: Path, token_file: Path, scrape_interval: str
+    api_server: str,
+    ca_file: Path,
+    token_file: Path,
+    scrape_interval: str,
+    namespaces: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """The project's scrape job, pointed at an API server from outside the cluster."""
+    """The project's scrape job, pointed at an API server from outside the cluster;
+    discovering pods in ``namespaces`` only, when given."""
     root = repo_root()
     if root is None:
         raise ClusterError("manifests/monitoring/prometheus-scrape-config.yaml not found")
@@ -66,6 +72,8 @@ def scrape_configs(
             sd["api_server"] = api_server
             sd["tls_config"] = {"ca_file": str(ca_file)}
             sd["authorization"] = {"credentials_file": str(token_file)}
+            if namespaces:
+                sd["namespaces"] = {"names": list(namespaces)}
     return jobs
 
 
@@ -80,15 +88,19 @@ class LocalPrometheus:
         scrape_interval: str = "2s",
         extra_scrape_configs: list[dict[str, Any]] | None = None,
         listen_host: str = "127.0.0.1",
+        namespaces: Sequence[str] = (),
     ) -> None:
         """``listen_host``: where it serves queries (the real node's pods reach the
-        machine's end of the node link, never its loopback)."""
+        machine's end of the node link, never its loopback). ``namespaces``: the only ones
+        whose pods it scrapes (every one when empty): a scrape is a read of a sidecar's
+        ``/metrics``, which a stopping pod's label handoff counts from (ground-truth design)."""
         self.cluster = cluster
         self.listen_host = listen_host
         self.state_dir = state_dir
         self.port = port or free_port()
         self.scrape_interval = scrape_interval
         self.extra_scrape_configs = extra_scrape_configs or []
+        self.namespaces = tuple(namespaces)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -161,7 +173,9 @@ class LocalPrometheus:
                 "scrape_interval": self.scrape_interval,
                 "evaluation_interval": self.scrape_interval,
             },
-            "scrape_configs": scrape_configs(server, ca_file, token_file, self.scrape_interval)
+            "scrape_configs": scrape_configs(
+                server, ca_file, token_file, self.scrape_interval, self.namespaces
+            )
             + self.extra_scrape_configs,
         }
         config_path = self.state_dir / "prometheus.yml"

@@ -47,7 +47,7 @@ from kit.status import read_status, status
 from kit.traffic import infer_body, pod_metrics
 from kit.waits import wait_for
 
-from vigil.core.desired import FEEDBACK_PORT
+from vigil.core.desired import FEEDBACK_PORT, SIDECAR_CONTAINER
 from vigil.core.metric_names import FEEDBACK_LABELS
 from vigil.sidecar.feedback import FEEDBACK_PATH
 
@@ -259,6 +259,7 @@ def test_labels_for_5000_predictions_are_counted_exactly_with_a_pod_deleted_midw
             rounds.append(predictions)
             if index == KILL_AFTER - 1:
                 # Graceful: SIGTERM, the sidecar drains and hands its predictions over.
+                victim_said = kube.follow_logs(victim, SIDECAR_CONTAINER)
                 kube.run("delete", "pod", victim, "--wait=false")
                 killed_at = time.monotonic()
             if index >= LAG:
@@ -288,6 +289,8 @@ def test_labels_for_5000_predictions_are_counted_exactly_with_a_pod_deleted_midw
         timeout=60,
         what=f"pod {victim} to be gone",
     )
+    # Its handoff as its sidecar told it (said when a count below is off).
+    handoff = [line for line in victim_said(30).splitlines() if "feedback" in line]
     # Status: every label of the window, by outcome, and the accuracy from them.
     not_joined = {k: v for k, v in expected.items() if k != "joined"}
 
@@ -304,7 +307,7 @@ def test_labels_for_5000_predictions_are_counted_exactly_with_a_pod_deleted_midw
         timeout=60,
         what=lambda: (
             f"status.health.performance to count {PREDICTIONS} joined and "
-            f"{not_joined} (seen: {last})"
+            f"{not_joined} (seen: {last}); the victim's sidecar said: {handoff}"
         ),
     )
     assert figures["accuracy"] == round(accuracy, 4), (figures, accuracy)

@@ -172,6 +172,7 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
         server = started_prometheus(
             request.getfixturevalue("cluster"),
             tmp_path / "prometheus",
+            kube.namespace,
             extra_scrape_configs=[
                 {
                     "job_name": "vigil-operator",

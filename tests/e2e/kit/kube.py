@@ -7,6 +7,7 @@ import re
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,22 @@ class Kube:
         restart), which must succeed."""
         extra = ["--previous"] if previous else []
         return self.run("logs", pod, "-c", container, *extra).stdout
+
+    def follow_logs(self, pod: str, container: str) -> Callable[[float], str]:
+        """``kubectl logs -f`` of one container from now on, in a thread: what it said up to
+        its exit survives the pod. The call returned waits up to its argument's seconds for
+        the stream to end and gives what it read ("" if it has not ended)."""
+        stream = ThreadPoolExecutor(1).submit(
+            self.run, "logs", "-f", pod, "-c", container, check=False
+        )
+
+        def said(timeout: float) -> str:
+            try:
+                return stream.result(timeout=timeout).stdout
+            except TimeoutError:
+                return ""
+
+        return said
 
     def rollout_status(self, deployment: str, timeout: int = 60) -> None:
         self.run("rollout", "status", f"deployment/{deployment}", f"--timeout={timeout}s")

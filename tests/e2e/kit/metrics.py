@@ -31,9 +31,14 @@ def total(text: str, name: str, /, **labels: str) -> float:
     return sum(sample.value for sample in samples(text, name, **labels))
 
 
-def started_prometheus(cluster: ClusterClient, state_dir: Path, **options: Any) -> LocalPrometheus:
-    """A real Prometheus discovering pods as the manifests say, 1 s scrapes; started."""
-    server = LocalPrometheus(cluster, state_dir, **{"scrape_interval": "1s", **options})
+def started_prometheus(
+    cluster: ClusterClient, state_dir: Path, namespace: str, **options: Any
+) -> LocalPrometheus:
+    """A real Prometheus discovering pods as the manifests say, in ``namespace`` only (a
+    parallel test's pods are not its to read), 1 s scrapes; started."""
+    server = LocalPrometheus(
+        cluster, state_dir, namespaces=[namespace], **{"scrape_interval": "1s", **options}
+    )
     try:
         server.start()  # its cluster-wide RBAC under the cluster's setup lock
     except ClusterError as error:
@@ -44,9 +49,9 @@ def started_prometheus(cluster: ClusterClient, state_dir: Path, **options: Any) 
 
 @contextmanager
 def running_prometheus(
-    cluster: ClusterClient, state_dir: Path, **options: Any
+    cluster: ClusterClient, state_dir: Path, namespace: str, **options: Any
 ) -> Iterator[LocalPrometheus]:
-    server = started_prometheus(cluster, state_dir, **options)
+    server = started_prometheus(cluster, state_dir, namespace, **options)
     try:
         yield server
     finally:

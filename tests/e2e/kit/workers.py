@@ -37,3 +37,35 @@ def worker_group(item: pytest.Item) -> str | None:
         if definitions and definitions[-1].scope == "module":
             return f"module:{item.nodeid.split('::')[0]}"
     return None
+
+
+class GroupsKept:
+    """Fails every test of a worker on which pytest-xdist did not put a grouped test's group
+    into its node id: ``--dist loadgroup`` schedules by that suffix, so without it the tests
+    of a group spread over the workers without a word (pytest-dev/pytest-xdist#1386). (A
+    collection error on a worker reaches the terminal only as an INTERNALERROR without it.)"""
+
+    def __init__(self) -> None:
+        self.broken: str | None = None
+
+    @pytest.hookimpl(trylast=True)  # after xdist's own hook wrote the suffixes
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if not getattr(config.option, "loadgroup", False):
+            return
+        for item in items:
+            marker = item.get_closest_marker("xdist_group")
+            if marker is not None and "@" not in item.nodeid:
+                self.broken = (
+                    f"{item.nodeid} is in xdist group {marker.args[0]!r} but pytest-xdist did "
+                    "not mark its node id, so --dist loadgroup would not keep the group on one "
+                    "worker: this pytest and pytest-xdist do not work together "
+                    "(pytest-dev/pytest-xdist#1386; pyproject.toml pins pytest below 9.2)"
+                )
+                return
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.broken:
+            pytest.fail(self.broken, pytrace=False)
