@@ -52,13 +52,11 @@ cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes clus
 cluster-down: $(STAMP) ## stop the local cluster, remove its processes and data
 	$(VENV)/bin/vigil-devcluster down
 
-# The integration and e2e tests wait on rollout steps and analysis windows, but keep both cores
-# about 84 % busy (bench/README.md, CI timing): three workers gave 1.8x, not more.
-# E2E_WORKERS=N runs them on N pytest-xdist workers, then the tests marked `serial` alone
-# (pyproject.toml says which, tests/e2e/kit/workers.py how workers share the cluster); both
-# phases run, the target fails if either did. Not the default: bench/README.md (CI timing)
-# says which tests failed under that load. 0: one process.
-E2E_WORKERS ?= 0
+# The integration and e2e tests run on E2E_WORKERS pytest-xdist workers, then the tests marked
+# `serial` alone (pyproject.toml says which, tests/e2e/kit/workers.py how workers share the
+# cluster); both phases run, the target fails if either did. They keep both cores about 84 %
+# busy, so three workers give about 1.5x, not 3x (bench/README.md, CI timing). 0: one process.
+E2E_WORKERS ?= 3
 define e2e_run
 	@if [ "$(E2E_WORKERS)" = 0 ]; then \
 	  echo "$(PY) -m pytest $(1) --durations=30"; \
@@ -73,7 +71,7 @@ define e2e_run
 	fi
 endef
 
-test: install cluster-build seaweedfs helm flux ## unit, integration and e2e tests (starts or reuses the local cluster); E2E_WORKERS=3: parallel
+test: install cluster-build seaweedfs helm flux ## unit, integration and e2e tests (starts or reuses the local cluster); E2E_WORKERS=0: one process
 	$(UNIT) tests/unit -n auto
 	$(call e2e_run,tests/integration tests/e2e)
 

@@ -431,8 +431,8 @@ def divergence(
     """
     if method not in _CHI_SQUARE_SCALE:
         return None
-    cur = [float(x) for x in np.asarray(current, dtype=np.float64).ravel()]
-    ref = [float(x) for x in np.asarray(reference, dtype=np.float64).ravel()]
+    cur = np.asarray(current, dtype=np.float64).ravel().tolist()
+    ref = np.asarray(reference, dtype=np.float64).ravel().tolist()
     if len(ref) != len(cur):
         raise ValueError(f"bin count mismatch: reference {len(ref)} vs current {len(cur)}")
     if not all(math.isfinite(x) and x >= 0 for x in (*ref, *cur)):

@@ -150,20 +150,18 @@ def pod_increase(scrapes: Sequence[Scrape], window_start: float) -> dict[SeriesK
         baseline = None if starts_inside else first
         rest = ordered if starts_inside else ordered[1:]
     totals: dict[SeriesKey, float] = {}
+    total = totals.get  # bound once: thousands of series per scrape
     previous = baseline
     for scrape in rest:
-        reset = previous is None or _restarted(previous, scrape)
-        for key, value in scrape.values.items():
-            if reset:
-                growth = value
-            else:
-                assert previous is not None
-                old = previous.values.get(key, 0.0)
-                if key[0] in GAUGE_SUMS:
-                    growth = value - old
-                else:
-                    growth = value - old if value >= old else value
-            totals[key] = totals.get(key, 0.0) + growth
+        if previous is None or _restarted(previous, scrape):
+            for key, value in scrape.values.items():
+                totals[key] = total(key, 0.0) + value
+        else:
+            last = previous.values.get
+            for key, value in scrape.values.items():
+                old = last(key, 0.0)
+                growth = value - old if value >= old or key[0] in GAUGE_SUMS else value
+                totals[key] = total(key, 0.0) + growth
         previous = scrape
     return totals
 

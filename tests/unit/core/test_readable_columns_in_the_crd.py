@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml_kit
 
 from vigil.core.performance import readable_figures
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def readable_schema(crd: Path) -> dict[str, Any]:
-    version = yaml.safe_load(crd.read_text())["spec"]["versions"][0]
+    version = yaml_kit.load(crd.read_text())["spec"]["versions"][0]
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
     return status["properties"]["health"]["properties"]["readable"]["properties"]
 
@@ -29,7 +29,7 @@ def test_every_readable_figure_has_its_place_in_the_crd_and_every_column_one_the
         ROOT / "charts/vigil/crds/modeldeployments.yaml",
     ):
         assert written <= set(readable_schema(crd)), crd
-        version = yaml.safe_load(crd.read_text())["spec"]["versions"][0]
+        version = yaml_kit.load(crd.read_text())["spec"]["versions"][0]
         for column in version["additionalPrinterColumns"]:
             path = column["jsonPath"]
             if path.startswith(".status.health.readable."):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml_kit
 
 from vigil.core import spec as spec_module
 from vigil.core.revision import (
@@ -45,7 +45,7 @@ def revision_of(raw: dict[str, Any], sidecar: str = SIDECAR) -> str:
 
 class TestParsing:
     def test_defaults_match_the_crd(self) -> None:
-        crd = yaml.safe_load((ROOT / "crds" / "modeldeployments.yaml").read_text())
+        crd = yaml_kit.load((ROOT / "crds" / "modeldeployments.yaml").read_text())
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         props = schema["properties"]
         server = props["server"]["properties"]

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml_kit
 
 from vigil.core import spec as spec_module
 from vigil.core.spec import parse_spec
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def spec_schema() -> Mapping[str, Any]:
-    crd = yaml.safe_load((ROOT / "crds" / "modeldeployments.yaml").read_text())
+    crd = yaml_kit.load((ROOT / "crds" / "modeldeployments.yaml").read_text())
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
 

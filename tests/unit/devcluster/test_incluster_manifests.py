@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+import yaml_kit
 
 from vigil.devcluster.common import ClusterError
 from vigil.devcluster.incluster import local_volume, real_node_namespace
@@ -40,7 +40,7 @@ def open_folder() -> Iterator[Path]:
 
 def test_a_local_volume_is_on_the_real_node_and_bound_to_its_claim(open_folder: Path) -> None:
     tmp_path = open_folder
-    volume, claim = yaml.safe_load_all(local_volume("models", tmp_path, namespace="ml"))
+    volume, claim = yaml_kit.load_all(local_volume("models", tmp_path, namespace="ml"))
     assert volume["spec"]["local"]["path"] == str(tmp_path.resolve())
     term = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]
     assert term["matchExpressions"][0]["values"] == [NODE_NAME]

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-import yaml
+import yaml_kit
 
 from vigil.devcluster import kind_node
 
@@ -23,7 +23,7 @@ KIND = ROOT / "hack" / "kind"
 
 
 def _cluster_config() -> dict[str, object]:
-    return yaml.safe_load((KIND / "local-cluster.yaml").read_text())
+    return yaml_kit.load((KIND / "local-cluster.yaml").read_text())
 
 
 def test_cluster_ranges_are_the_node_images() -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -35,7 +35,7 @@ def test_every_spec_field_has_a_description() -> None:
 
 def crd_defaults() -> dict[str, object]:
     """``{"spec.replicas": 1, ...}``: every default the CRD's schema declares, by field."""
-    crd = yaml.safe_load((ROOT / "crds" / "modeldeployments.yaml").read_text())
+    crd = yaml_kit.load((ROOT / "crds" / "modeldeployments.yaml").read_text())
     version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
     found: dict[str, object] = {}
 
@@ -61,6 +61,6 @@ def test_every_default_is_shown_whole_on_its_row() -> None:
     wrong = {}
     for field, default in defaults.items():
         shown = re.search(r"default `([^`]*)`", rows.get(field, ""))
-        if shown is None or yaml.safe_load(shown.group(1)) != default:
+        if shown is None or yaml_kit.load(shown.group(1)) != default:
             wrong[field] = (default, shown.group(1) if shown else rows.get(field))
     assert not wrong, f"defaults missing or wrong in docs/crd-reference.md: {wrong}"

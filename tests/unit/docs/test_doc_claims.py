@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-import yaml
+import yaml_kit
 from code_catalogue import ROLLOUT
 from core_world import RolloutWorld, spec
 from doc_pages import CODE_BLOCK, ROOT, prose
@@ -49,7 +49,7 @@ from vigil.sidecar import metrics, monitor, wire
 from vigil.sidecar.config import OVERRIDES, Settings, settings_from_mapping
 
 CRD_PATH = ROOT / "crds" / "modeldeployments.yaml"
-CRD = yaml.safe_load(CRD_PATH.read_text())
+CRD = yaml_kit.load(CRD_PATH.read_text())
 SCHEMA = next(v for v in CRD["spec"]["versions"] if v.get("storage"))["schema"]["openAPIV3Schema"]
 OWNER = Owner("wine", "ml", "uid")
 
@@ -213,7 +213,7 @@ def security_network_policy() -> dict[str, Any]:
     section = text[text.index("### A NetworkPolicy for the model pods") :]
     block = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
     assert block, "docs/security.md: the model pods' NetworkPolicy is gone"
-    return dict(yaml.safe_load(block.group(1)))
+    return dict(yaml_kit.load(block.group(1)))
 
 
 def test_the_model_pods_network_policy_lets_in_the_ports_vigil_uses() -> None:
@@ -227,7 +227,7 @@ def test_the_model_pods_network_policy_lets_in_the_ports_vigil_uses() -> None:
     # (readiness, golden replay, scrapes).
     assert ports[0] == {SIDECAR_PORT, FEEDBACK_PORT}
     assert ports[1] == {SIDECAR_PORT, METRICS_PORT}
-    operator = yaml.safe_load((ROOT / "manifests" / "base" / "deployment.yaml").read_text())
+    operator = yaml_kit.load((ROOT / "manifests" / "base" / "deployment.yaml").read_text())
     labels = operator["spec"]["template"]["metadata"]["labels"]
     (peer,) = rules[1]["from"]
     assert peer["podSelector"]["matchLabels"] == labels
@@ -336,7 +336,7 @@ def sidecar_sample() -> dict[str, Any]:
     section = text[text.index("## Settings file") :]
     block = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
     assert block, "docs/sidecar.md: the settings sample is gone"
-    return dict(yaml.safe_load(block.group(1)))
+    return dict(yaml_kit.load(block.group(1)))
 
 
 def test_the_sidecar_settings_sample_is_accepted_and_shows_the_defaults() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml_kit
 from code_catalogue import catalogue
 from doc_pages import PAGES, ROOT, name, prose, tables
 
@@ -56,7 +56,7 @@ def crd_descriptions() -> str:
             for value in node:
                 yield from walk(value)
 
-    return " ".join(" ".join(text.split()) for text in walk(yaml.safe_load(CRD.read_text())))
+    return " ".join(" ".join(text.split()) for text in walk(yaml_kit.load(CRD.read_text())))
 
 
 def texts() -> list[tuple[str, str]]:
@@ -111,7 +111,7 @@ def test_every_event_named_is_one_the_operator_posts(where: str, text: str) -> N
 
 
 def test_the_crd_lists_every_condition_type_the_operator_sets() -> None:
-    crd = yaml.safe_load(CRD.read_text())
+    crd = yaml_kit.load(CRD.read_text())
     version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
     conditions = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"][
         "conditions"

@@ -8,7 +8,7 @@ from typing import Any
 
 import lupa
 import pytest
-import yaml
+import yaml_kit
 
 from vigil.core.desired import Owner
 from vigil.core.reconcile import Observation, decide
@@ -37,7 +37,7 @@ def ready(flag: str, message: str = "m") -> list[dict[str, str]]:
 
 
 def test_the_configmap_patch_embeds_the_same_script() -> None:
-    patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
+    patch = yaml_kit.load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     assert patch["data"]["resource.customizations.health.vigil.dev_ModelDeployment"] == SCRIPT
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import lupa.lua51
 import lupa.lua54
 import pytest
-import yaml
+import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = (ROOT / "manifests" / "gitops" / "argocd" / "health.lua").read_text()
@@ -245,7 +245,7 @@ def test_every_argo_status_is_covered():
 
 
 def test_the_configmap_patch_carries_the_same_script():
-    patch = yaml.safe_load(PATCH.read_text())
+    patch = yaml_kit.load(PATCH.read_text())
     embedded = patch["data"]["resource.customizations.health.vigil.dev_ModelDeployment"]
     assert embedded == SCRIPT
     for _, obj, expected, _ in FIXTURES:
@@ -262,8 +262,8 @@ def test_the_configmap_patch_ignores_the_plugin_request_annotations():
     from vigil.plugin.cli import FIELD_MANAGER
     from vigil.plugin.requests import ANNOTATION_REQUEST, ANNOTATION_REQUEST_ID
 
-    patch = yaml.safe_load(PATCH.read_text())
-    ignore = yaml.safe_load(
+    patch = yaml_kit.load(PATCH.read_text())
+    ignore = yaml_kit.load(
         patch["data"]["resource.customizations.ignoreDifferences.vigil.dev_ModelDeployment"]
     )
     pointers = {

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "manifests" / "monitoring" / "rules" / "vigil-rules.yaml"
@@ -29,7 +29,7 @@ def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
+    groups = yaml_kit.load(RULES.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
 
 
@@ -58,7 +58,7 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
     fired: set[str] = set()
     silent: set[str] = set()
     for path in RULE_TESTS:
-        for case in yaml.safe_load(path.read_text())["tests"]:
+        for case in yaml_kit.load(path.read_text())["tests"]:
             for check in case.get("alert_rule_test", []):
                 (fired if check.get("exp_alerts") else silent).add(check["alertname"])
     names = {rule["alert"] for rule in alerts()}
@@ -70,7 +70,7 @@ def test_every_recording_rule_is_tested() -> None:
     tested = " ".join(
         check["expr"]
         for path in RULE_TESTS
-        for case in yaml.safe_load(path.read_text())["tests"]
+        for case in yaml_kit.load(path.read_text())["tests"]
         for check in case.get("promql_expr_test", [])
     )
     missing = {rule["record"] for rule in rules() if "record" in rule} - set(

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]
 MONITORING = ROOT / "manifests" / "monitoring"
@@ -23,15 +23,15 @@ def test_prometheusrule_is_generated_from_the_current_rules_file() -> None:
 
 
 def test_prometheusrule_holds_the_same_groups() -> None:
-    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    rule = yaml_kit.load((MONITORING / "prometheusrule.yaml").read_text())
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["kind"] == "PrometheusRule"
-    plain = yaml.safe_load((MONITORING / "rules" / "vigil-rules.yaml").read_text())
+    plain = yaml_kit.load((MONITORING / "rules" / "vigil-rules.yaml").read_text())
     assert rule["spec"] == plain
 
 
 def test_podmonitor_selects_vigil_pods_and_relabels_like_the_scrape_config() -> None:
-    monitor = yaml.safe_load((ROOT / "manifests" / "base" / "podmonitor.yaml").read_text())
+    monitor = yaml_kit.load((ROOT / "manifests" / "base" / "podmonitor.yaml").read_text())
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["kind"] == "PodMonitor"
     spec = monitor["spec"]
@@ -42,7 +42,7 @@ def test_podmonitor_selects_vigil_pods_and_relabels_like_the_scrape_config() -> 
     [endpoint] = spec["podMetricsEndpoints"]
     assert endpoint["port"] == "metrics"
 
-    [job] = yaml.safe_load((MONITORING / "prometheus-scrape-config.yaml").read_text())
+    [job] = yaml_kit.load((MONITORING / "prometheus-scrape-config.yaml").read_text())
     wanted = {
         r["target_label"]: r["source_labels"]
         for r in job["relabel_configs"]
@@ -56,8 +56,8 @@ def test_podmonitor_selects_vigil_pods_and_relabels_like_the_scrape_config() -> 
 
 
 def test_operator_servicemonitor_selects_the_metrics_service_and_keeps_its_labels() -> None:
-    monitor = yaml.safe_load((MONITORING / "servicemonitor-operator.yaml").read_text())
-    service = yaml.safe_load((ROOT / "manifests" / "base" / "service.yaml").read_text())
+    monitor = yaml_kit.load((MONITORING / "servicemonitor-operator.yaml").read_text())
+    service = yaml_kit.load((ROOT / "manifests" / "base" / "service.yaml").read_text())
     assert monitor["kind"] == "ServiceMonitor"
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
     selector = monitor["spec"]["selector"]["matchLabels"]

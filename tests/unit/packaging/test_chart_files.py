@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "vigil"
@@ -27,11 +27,11 @@ def test_chart_copies_of_the_crd_rules_and_dashboard_are_current() -> None:
 
 
 def test_chart_version_follows_the_operator() -> None:
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    chart = yaml_kit.load((CHART / "Chart.yaml").read_text())
     version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
     assert version is not None
     assert chart["version"] == chart["appVersion"] == version.group(1)
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    values = yaml_kit.load((CHART / "values.yaml").read_text())
     assert values["image"]["repository"] == "ghcr.io/vigil-dev/vigil"
 
 
@@ -44,14 +44,14 @@ def test_helm_is_pinned_once() -> None:
 
 
 def test_gitops_chart_variants_point_at_the_chart_and_its_values() -> None:
-    argo = yaml.safe_load((ROOT / "manifests/gitops/argocd/application-chart.yaml").read_text())
+    argo = yaml_kit.load((ROOT / "manifests/gitops/argocd/application-chart.yaml").read_text())
     source = argo["spec"]["source"]
     assert (ROOT / source["path"] / "Chart.yaml").is_file()
     assert all((ROOT / source["path"] / f).is_file() for f in source["helm"]["valueFiles"])
-    flux = yaml.safe_load((ROOT / "manifests/gitops/flux/helmrelease.yaml").read_text())
+    flux = yaml_kit.load((ROOT / "manifests/gitops/flux/helmrelease.yaml").read_text())
     chart = flux["spec"]["chart"]["spec"]
     assert (ROOT / chart["chart"] / "Chart.yaml").is_file()
     assert all((ROOT / f).is_file() for f in chart["valuesFiles"])
     assert flux["spec"]["install"]["crds"] == flux["spec"]["upgrade"]["crds"] == "CreateReplace"
-    repository = yaml.safe_load((ROOT / "manifests/gitops/flux/gitrepository.yaml").read_text())
+    repository = yaml_kit.load((ROOT / "manifests/gitops/flux/gitrepository.yaml").read_text())
     assert "!/charts/" in repository["spec"]["ignore"].split()

@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import yaml
+import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -31,11 +31,9 @@ def test_kind_scripts_parse() -> None:
 
 
 def test_kind_yaml_loads() -> None:
-    cluster = yaml.safe_load((ROOT / "hack/kind/cluster.yaml").read_text())
+    cluster = yaml_kit.load((ROOT / "hack/kind/cluster.yaml").read_text())
     assert cluster["kind"] == "Cluster" and len(cluster["nodes"]) == 3
-    kinds = [
-        d["kind"] for d in yaml.safe_load_all((ROOT / "hack/kind/prometheus.yaml").read_text())
-    ]
+    kinds = [d["kind"] for d in yaml_kit.load_all((ROOT / "hack/kind/prometheus.yaml").read_text())]
     assert kinds == ["Namespace", "ServiceAccount", "ClusterRoleBinding", "Deployment", "Service"]
 
 

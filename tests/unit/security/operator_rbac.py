@@ -9,6 +9,7 @@ when manifests/base is absent.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICE_ACCOUNT = ("vigil-system", "vigil-operator")
@@ -52,17 +53,21 @@ def kubectl() -> str:
 
 def rendered_manifests() -> list[dict[str, Any]]:
     """Every object a user installs with the operator (kustomize) or manifests/rbac.yaml."""
+    return [doc for doc in yaml_kit.load_all(_rendered_text()) if doc]
+
+
+# Rendered once per process: three tests read it, each render is two subprocesses.
+@functools.cache
+def _rendered_text() -> str:
     base = ROOT / "manifests" / "base"
-    if base.is_dir():
-        result = subprocess.run(
-            [kubectl(), "kustomize", str(base)], capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            pytest.fail(f"kubectl kustomize manifests/base failed: {result.stderr}")
-        text = result.stdout
-    else:
-        text = (ROOT / "manifests" / "rbac.yaml").read_text()
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    if not base.is_dir():
+        return (ROOT / "manifests" / "rbac.yaml").read_text()
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(base)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"kubectl kustomize manifests/base failed: {result.stderr}")
+    return result.stdout
 
 
 def _binds_operator(binding: dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-import yaml
+import yaml_kit
 from aiohttp import web
 
 from vigil.cli import main
@@ -285,7 +285,7 @@ def test_cli_build_from_an_outputs_array_as_a_configmap(tmp_path, capsys):
         )
         == 0
     )
-    cm = yaml.safe_load(capsys.readouterr().out)
+    cm = yaml_kit.load(capsys.readouterr().out)
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "toy-golden"
     assert len(parse_golden_set(cm["data"]["golden.json"]).inputs) == 10
 
