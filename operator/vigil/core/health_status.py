@@ -124,8 +124,9 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             ConditionType.DRIFT_DETECTED,
             False,
             Reason.DRIFT_WARNING,
-            f"{method} {max(sure.values()):.2f} >= warning {policy.drift_warning:g} "
-            f"(threshold {policy.drift_threshold:g}) over {span}: "
+            # "surely" both ways: the estimate may read over the threshold without being sure.
+            f"{method} {max(sure.values()):.2f} surely >= warning {policy.drift_warning:g}, "
+            f"not surely >= threshold {policy.drift_threshold:g} over {span}: "
             f"{list_features(sure, policy.drift_warning)}",
         )
     if report.drift_score < policy.drift_warning:

@@ -229,7 +229,7 @@ class TestConditions:
     def test_every_drift_message_names_the_window(self, reference, reference_data) -> None:
         for shift, prefix in (
             ({0: 1.0}, " >= 0.2 over 5m: "),
-            ({1: 0.5}, " (threshold 0.2) over 5m: "),
+            ({1: 0.5}, ", not surely >= threshold 0.2 over 5m: "),
         ):
             live = live_sample(reference_data, shift=shift)
             message = self.conditions(evaluate(window_for(reference, live), reference, POLICY))[
