@@ -424,7 +424,10 @@ def test_metrics_outage_during_canary_holds_then_resumes(
     setup = deploy(kube, tmp_path, store=store, metrics=metrics)
     try:
         candidate = store.train("wine-2", version="2", seed=1)
-        steps = [{"canary": {"weight": 50, "duration": "25s"}}]
+        # The step's clock starts with the candidate, whose pods take ~30 s to be ready on a
+        # loaded machine: 25 s ran out before the first check, and once every gate passed it
+        # promoted at once, before the outage (ci31).
+        steps = [{"canary": {"weight": 50, "duration": "75s"}}]
         kube.apply(store.manifest(candidate, steps, metrics=metrics))
         watch_until(
             kube,
