@@ -153,6 +153,17 @@ def source(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def changed_fields(before: Any, after: Any, path: str = "status") -> list[str]:
+    """``path: before -> after`` for each leaf that differs (a failure message's detail)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            change
+            for key in sorted(set(before) | set(after))
+            for change in changed_fields(before.get(key), after.get(key), f"{path}.{key}")
+        ]
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
+
+
 # -- scenarios ------------------------------------------------------------------------
 
 
@@ -271,9 +282,13 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
         quiet = min(3 * 3, first_sent + WINDOW - 1 - time.monotonic())
         assert quiet >= 3, f"only {quiet:.1f}s left in the window to watch for writes"
         before = operator.value("vigil_operator_writes_total", **writes)
+        status_before = status(kube)
         time.sleep(quiet)
         after = operator.value("vigil_operator_writes_total", **writes)
-        assert after == before, "status written with unchanged figures"
+        assert after == before, (
+            "status written with unchanged figures; what changed: "
+            f"{changed_fields(status_before, status(kube))}"
+        )
     operator.assert_no_errors()
 
     # A deleted ModelDeployment takes its series with it.
