@@ -11,6 +11,7 @@ works with the RBAC the project documents and nothing more.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -126,8 +127,6 @@ class LocalPrometheus:
         token_file = self.state_dir / "token"
         token_file.write_text(token)
         token_file.chmod(0o600)
-        import base64
-
         _, ca_data = cluster_endpoint(Path(self.cluster.kubeconfig))
         ca_file = self.state_dir / "ca.crt"
         ca_file.write_bytes(base64.b64decode(ca_data))

@@ -6,8 +6,8 @@ import json
 import re
 import secrets
 import subprocess
+import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,18 +131,21 @@ class Kube:
         return self.run("logs", pod, "-c", container, *extra).stdout
 
     def follow_logs(self, pod: str, container: str) -> Callable[[float], str]:
-        """``kubectl logs -f`` of one container from now on, in a thread: what it said up to
-        its exit survives the pod. The call returned waits up to its argument's seconds for
-        the stream to end and gives what it read ("" if it has not ended)."""
-        stream = ThreadPoolExecutor(1).submit(
-            self.run, "logs", "-f", pod, "-c", container, check=False
-        )
+        """``kubectl logs -f`` of one container from now on, in a daemon thread (it never
+        holds up the session's exit): what it said up to its exit survives the pod. The call
+        returned waits up to its argument's seconds for the stream to end and gives what it
+        read ("" if it has not ended)."""
+        read: list[str] = []
+
+        def follow() -> None:
+            read.append(self.run("logs", "-f", pod, "-c", container, check=False).stdout)
+
+        stream = threading.Thread(target=follow, daemon=True)
+        stream.start()
 
         def said(timeout: float) -> str:
-            try:
-                return stream.result(timeout=timeout).stdout
-            except TimeoutError:
-                return ""
+            stream.join(timeout)
+            return read[0] if read else ""
 
         return said
 
