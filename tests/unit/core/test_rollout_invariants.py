@@ -24,8 +24,9 @@ from vigil.core.rollout import (
     decide,
 )
 
-#: Histories per invariant: 150 in `make test`; VIGIL_HYPOTHESIS_EXAMPLES=2000 for a deep run.
-EXAMPLES = int(os.environ.get("VIGIL_HYPOTHESIS_EXAMPLES", "150"))
+#: Histories, each judged by every invariant: 200 in `make test`;
+#: VIGIL_HYPOTHESIS_EXAMPLES=2000 for a deep run.
+EXAMPLES = int(os.environ.get("VIGIL_HYPOTHESIS_EXAMPLES", "200"))
 
 steps = st.one_of(
     st.builds(lambda a: Step("validate", min_agreement=a), st.sampled_from([0.9, 0.99])),
@@ -83,7 +84,10 @@ cycles = st.lists(
 )
 
 
-def run(policy: RolloutPolicy, history: list[dict]) -> list[tuple[Observations, Decision]]:
+Runs = list[tuple[Observations, Decision]]
+
+
+def run(policy: RolloutPolicy, history: list[dict]) -> Runs:
     state, now, seen = RolloutState(), 1_000.0, []
     for cycle in history:
         now += cycle["advance"]
@@ -119,21 +123,19 @@ def judged_with_enough_data(policy: RolloutPolicy, obs: Observations, d: Decisio
     return have >= policy.min_requests and all(g.passed for g in d.gates)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(policies, cycles)
-def test_never_promotes_without_a_passing_check_on_enough_data(policy, history) -> None:
-    for obs, decision in run(policy, history):
+def never_promotes_without_a_passing_check_on_enough_data(
+    policy: RolloutPolicy, runs: Runs
+) -> None:
+    for obs, decision in runs:
         if decision.action == "promote":
             assert decision.reason == "AnalysisPassed"
             assert decision.state.step == len(policy.steps) - 1
             assert judged_with_enough_data(policy, obs, decision)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(policies, cycles)
-def test_missing_data_never_counts_as_a_failed_check(policy, history) -> None:
+def missing_data_never_counts_as_a_failed_check(policy: RolloutPolicy, runs: Runs) -> None:
     previous = RolloutState()
-    for obs, decision in run(policy, history):
+    for obs, decision in runs:
         no_data = not obs.metrics_available or obs.figures is None or not obs.candidate_ready
         if no_data:
             assert decision.state.failed_checks <= previous.failed_checks or (
@@ -143,31 +145,46 @@ def test_missing_data_never_counts_as_a_failed_check(policy, history) -> None:
         previous = decision.state
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(policies, cycles)
-def test_the_stable_keeps_full_capacity_until_promotion(policy, history) -> None:
-    for obs, decision in run(policy, history):
+def the_stable_keeps_full_capacity_until_promotion(policy: RolloutPolicy, runs: Runs) -> None:
+    for obs, decision in runs:
         assert decision.traffic.stable_replicas == obs.replicas
         if decision.traffic.candidate_weight > 0:
             assert decision.traffic.candidate_replicas >= 1
         assert 0 <= decision.traffic.candidate_weight < 100
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(policies, cycles)
-def test_rollback_and_failure_leave_the_candidate_without_traffic(policy, history) -> None:
-    for _, decision in run(policy, history):
+def rollback_and_failure_leave_the_candidate_without_traffic(
+    policy: RolloutPolicy, runs: Runs
+) -> None:
+    for _, decision in runs:
         if decision.action in ("rollback", "fail"):
             traffic = decision.traffic
             assert (traffic.candidate_weight, traffic.shadow_percent) == (0, 0)
             assert traffic.candidate_replicas == 0
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(policies, cycles)
-def test_steps_only_move_forward_one_at_a_time(policy, history) -> None:
+def steps_only_move_forward_one_at_a_time(policy: RolloutPolicy, runs: Runs) -> None:
     step = 0
-    for _, decision in run(policy, history):
+    for _, decision in runs:
         assert decision.state.step in (step, step + 1)
         assert decision.state.step < len(policy.steps)
         step = decision.state.step
+
+
+INVARIANTS = (
+    never_promotes_without_a_passing_check_on_enough_data,
+    missing_data_never_counts_as_a_failed_check,
+    the_stable_keeps_full_capacity_until_promotion,
+    rollback_and_failure_leave_the_candidate_without_traffic,
+    steps_only_move_forward_one_at_a_time,
+)
+
+
+# Every invariant judges every history: drawing and running a history costs far more
+# than checking it, so one run serves all five.
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(policies, cycles)
+def test_every_history_keeps_every_invariant(policy, history) -> None:
+    runs = run(policy, history)
+    for invariant in INVARIANTS:
+        invariant(policy, runs)
