@@ -12,7 +12,7 @@ UNIT := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 # MLServer runs as its own process (as in a pod), from its own environment.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 
-.PHONY: help install cluster-build seaweedfs helm flux images cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
+.PHONY: help install cluster-build seaweedfs helm flux images builds demo-builds cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -46,6 +46,15 @@ flux: ## build (once) and cache Flux's source- and kustomize-controller and thei
 images: $(STAMP) ## build (once) and cache the local container images (vigil.local/*); IMAGES="pause ..."
 	bash hack/build-images.sh $(IMAGES)
 
+# What the tests and the demo need, built side by side: each build leaves a core idle while it
+# downloads or links, and on a machine with empty caches the builds are half of the first run.
+BUILD_JOBS ?= 4
+builds: ## build (once) and cache everything make test needs: environments, binaries, images
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) install cluster-build seaweedfs helm flux images
+
+demo-builds: ## build (once) and cache what make demo needs
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) install cluster-build seaweedfs images
+
 cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes cluster
 	$(VENV)/bin/vigil-devcluster up
 
@@ -71,14 +80,14 @@ define e2e_run
 	fi
 endef
 
-test: install cluster-build seaweedfs helm flux ## unit, integration and e2e tests (starts or reuses the local cluster); E2E_WORKERS=0: one process
+test: builds ## unit, integration and e2e tests (starts or reuses the local cluster); E2E_WORKERS=0: one process
 	$(UNIT) tests/unit -n auto
 	$(call e2e_run,tests/integration tests/e2e)
 
 test-unit: $(STAMP) ## unit tests only: no cluster, on every core
 	$(UNIT) tests/unit -n auto
 
-test-e2e: install cluster-build seaweedfs helm flux ## e2e tests only (E2E_WORKERS as for make test)
+test-e2e: builds ## e2e tests only (E2E_WORKERS as for make test)
 	$(call e2e_run,tests/e2e)
 
 lint: $(STAMP) ## ruff and the import-linter layering contracts
@@ -86,7 +95,7 @@ lint: $(STAMP) ## ruff and the import-linter layering contracts
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/lint-imports
 
-demo: install cluster-build seaweedfs ## set up everything and play the scenarios; leaves it running
+demo: demo-builds ## set up everything and play the scenarios; leaves it running
 	$(VENV)/bin/vigil-devcluster demo up
 
 demo-down: $(STAMP) ## stop the demo's processes and the local cluster, remove their data
