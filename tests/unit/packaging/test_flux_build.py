@@ -51,4 +51,6 @@ def test_make_test_builds_them() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^flux:.*\n\tbash hack/build-flux.sh", makefile, re.M)
     test = re.search(r"^test: (.*) ##", makefile, re.M)
-    assert test is not None and "flux" in test.group(1).split()
+    assert test is not None and "builds" in test.group(1).split()
+    builds = re.search(r"^builds:.*\n\t(.*)", makefile, re.M)
+    assert builds is not None and "flux" in builds.group(1).split()
