@@ -1,10 +1,12 @@
 """Models fetched by vigil-fetch, served through the operator running on the real node.
 
 The operator runs IN the cluster (``manifests/overlays/local``'s Deployment,
-in this module's namespace, with only its RBAC). Two ModelDeployments there,
+in this module's namespace, with only its RBAC). Three ModelDeployments there,
 one per scheme, name the same trained model's archive: ``wine-http`` on a
-busybox ``httpd`` pod (with its sha256), ``wine-s3`` in SeaweedFS running as a
-pod, read with a Secret's keys. Each reaches Ready on real MLServer containers
+busybox ``httpd`` pod (with its sha256), ``wine-https`` on Python's https
+server with a certificate of a CA made by ``openssl`` at test time (named by
+``caConfigMapRef``), ``wine-s3`` in SeaweedFS running as a pod, read with a
+Secret's keys. Each reaches Ready on real MLServer containers
 and answers through its Service (ClusterIP, kube-proxy) what the model answers
 in this process. Then replacements whose artifact cannot be had (a wrong
 digest, an archive escaping its folder, a missing object, wrong keys, a
@@ -12,7 +14,7 @@ Secret that does not exist, a folder past its sizeLimit) fail at once, an
 unreachable host at the rollout's progress deadline, with the fetcher's
 words in the Ready condition and a Warning Event, while the stable
 answers every request sent through the Service. The module shares one
-namespace, one operator and the two ModelDeployments (starting MLServer is
+namespace, one operator and the three ModelDeployments (starting MLServer is
 the slow part); the failing replacements come last. Traffic goes only to
 pod and Service addresses of this cluster.
 """
@@ -42,8 +44,12 @@ from test_fetch_on_the_real_node import (
     BUCKET,
     MARKER,
     MODEL_KEY,
+    TLS_HOST,
     archive,
     down_service,
+    make_ca,
+    make_server_certificate,
+    tls_objects,
     web_objects,
 )
 
@@ -64,7 +70,7 @@ from vigil.devcluster.seaweedfs import (
 from vigil.devcluster.traffic import TrafficGenerator, service_address, v2_body
 
 MODEL = "wine"
-HTTP, S3 = "wine-http", "wine-s3"
+HTTP, HTTPS, S3 = "wine-http", "wine-https", "wine-s3"
 UNREACHABLE_ROLLOUT = {
     "replacement": {"steps": [{"canary": {"weight": 50, "duration": "10s"}}]},
     # Past the first exit 75: six attempts of 30 s (the proxy drops, no reject) and back-off.
@@ -88,6 +94,10 @@ class Served:
     @property
     def http_uri(self) -> str:
         return f"http://web.{self.namespace}.svc/a/model.tar.gz"
+
+    @property
+    def https_uri(self) -> str:
+        return f"https://{TLS_HOST}.{self.namespace}.svc/model.tar.gz"
 
     def storage(self, secret: str = "reader") -> dict[str, Any]:
         endpoint = f"http://seaweedfs.{self.namespace}.svc:{S3_PORT}"
@@ -134,6 +144,11 @@ def http_model(served: Served, version: str, sha256: str) -> dict[str, Any]:
     return {"version": version, "uri": served.http_uri, "sha256": sha256}
 
 
+def https_model(served: Served, version: str) -> dict[str, Any]:
+    storage = {"caConfigMapRef": {"name": "ca", "key": "ca.crt"}}
+    return {"version": version, "uri": served.https_uri, "storage": storage}
+
+
 def s3_model(served: Served, version: str, key: str, secret: str = "reader") -> dict[str, Any]:
     return {"version": version, "uri": f"s3://{BUCKET}/{key}", "storage": served.storage(secret)}
 
@@ -167,6 +182,11 @@ def served(
         files = {"model.tar.gz": model_tar, "escape.tar.gz": escape}
         kube = Kube(cluster, namespace)
         kube.apply(*web_objects(busybox.ref, files), down_service())
+        certificates = tmp_path_factory.mktemp("tls")
+        make_ca(certificates, "ca")
+        make_ca(certificates, "other-ca")
+        make_server_certificate(certificates, "ca", f"{TLS_HOST}.{namespace}.svc")
+        kube.apply(*tls_objects(images["vigil"].ref, certificates))
         kube.apply(*store_objects("seaweedfs", weed.ref, {}))
         cluster.kubectl(
             "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"
@@ -187,17 +207,18 @@ def served(
         started = time.monotonic()
         for name, spec in (
             (HTTP, http_model(result, "1", digest)),
+            (HTTPS, https_model(result, "1")),
             (S3, s3_model(result, "1", MODEL_KEY)),
         ):
             result.kube.apply(model_deployment(name, spec, result.server_image))
 
-        def both_ready() -> bool:
-            for name in (HTTP, S3):
+        def all_ready() -> bool:
+            for name in (HTTP, HTTPS, S3):
                 if name not in ready_after and ready_pods(result, name):
                     ready_after[name] = time.monotonic() - started
-            return len(ready_after) == 2
+            return len(ready_after) == 3
 
-        wait_for(both_ready, timeout=300, what="both ModelDeployments Ready on one pod each")
+        wait_for(all_ready, timeout=300, what="the three ModelDeployments Ready on one pod each")
         print(f"apply to Ready: {', '.join(f'{k} {v:.1f}s' for k, v in ready_after.items())}")
         yield result
     finally:
@@ -229,17 +250,17 @@ def fetched_marker(served: Served, name: str) -> dict[str, Any]:
 # -- served ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [HTTP, S3])
+@pytest.mark.parametrize("name", [HTTP, HTTPS, S3])
 def test_the_fetched_model_answers_through_the_service_as_trained(
     served: Served, name: str
 ) -> None:
     marker = fetched_marker(served, name)
-    # The http one names its digest (checked), the s3 one none.
-    expected = (
-        (served.http_uri, hashlib.sha256(served.model_tar).hexdigest())
-        if name == HTTP
-        else (f"s3://{BUCKET}/{MODEL_KEY}", None)
-    )
+    # The http one names its digest (checked), the others none.
+    expected = {
+        HTTP: (served.http_uri, hashlib.sha256(served.model_tar).hexdigest()),
+        HTTPS: (served.https_uri, None),
+        S3: (f"s3://{BUCKET}/{MODEL_KEY}", None),
+    }[name]
     assert (marker["uri"], marker["sha256"]) == expected, marker
     rows = served.model.X[::20]
     predicted = served.model.predict(rows)
