@@ -275,6 +275,15 @@ def tls_objects(image: str, folder: Path) -> list[dict[str, Any]]:
     ]
 
 
+def apply_tls_server(kube: Kube, image: str, folder: Path) -> None:
+    """The CAs ``ca`` and ``other-ca`` made in ``folder``, a certificate of ``ca`` for the
+    https server's Service name in ``kube``'s namespace, and tls_objects' server applied."""
+    make_ca(folder, "ca")
+    make_ca(folder, "other-ca")
+    make_server_certificate(folder, "ca", f"{TLS_HOST}.{kube.namespace}.svc")
+    kube.apply(*tls_objects(image, folder))
+
+
 def down_service() -> dict[str, Any]:
     """A Service whose pods are all gone: its address refuses every connection."""
     return {
@@ -301,11 +310,8 @@ def stores(
             "escape.tar.gz": archive({"wine/model-settings.json": b"{}", "../../up": b"x"}),
         }
         kube.apply(*web_objects(busybox.ref, files))
-        certificates = tmp_path_factory.mktemp("tls")
-        make_ca(certificates, "ca")
-        make_ca(certificates, "other-ca")
-        make_server_certificate(certificates, "ca", f"{TLS_HOST}.{namespace}.svc")
-        kube.apply(*tls_objects(vigil.ref, certificates), down_service())
+        apply_tls_server(kube, vigil.ref, tmp_path_factory.mktemp("tls"))
+        kube.apply(down_service())
         kube.apply(*store_objects("seaweedfs", weed.ref, PLACEMENT))
         cluster.kubectl(
             "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"

@@ -45,11 +45,9 @@ from test_fetch_on_the_real_node import (
     MARKER,
     MODEL_KEY,
     TLS_HOST,
+    apply_tls_server,
     archive,
     down_service,
-    make_ca,
-    make_server_certificate,
-    tls_objects,
     web_objects,
 )
 
@@ -182,11 +180,7 @@ def served(
         files = {"model.tar.gz": model_tar, "escape.tar.gz": escape}
         kube = Kube(cluster, namespace)
         kube.apply(*web_objects(busybox.ref, files), down_service())
-        certificates = tmp_path_factory.mktemp("tls")
-        make_ca(certificates, "ca")
-        make_ca(certificates, "other-ca")
-        make_server_certificate(certificates, "ca", f"{TLS_HOST}.{namespace}.svc")
-        kube.apply(*tls_objects(images["vigil"].ref, certificates))
+        apply_tls_server(kube, images["vigil"].ref, tmp_path_factory.mktemp("tls"))
         kube.apply(*store_objects("seaweedfs", weed.ref, {}))
         cluster.kubectl(
             "wait", "pod", "--all", "-n", namespace, "--for=condition=Ready", "--timeout=120s"

@@ -56,7 +56,7 @@ class Traffic:
         self.model = model
         self.rows_per_request = rows_per_request
         self.endpoint = endpoint
-        self.url = endpoint.infer_url()
+        self.url = endpoint.infer_url()  # the Service's address, read once
         self.rng = np.random.default_rng(7)
         std = model.X.std(axis=0)
         self.shift = np.zeros(model.X.shape[1])
