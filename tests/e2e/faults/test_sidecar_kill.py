@@ -42,15 +42,13 @@ from fault_checks import (
 )
 from kit.incluster import kill_container, pod_pids
 from kit.kube import Kube, pod_ip, ready, restart_count, safe
-from kit.metrics import total
 from kit.modeldeployment import ModelStore
 from kit.operator import OperatorProcess
 from kit.status import at_step, describe, promoted
-from kit.traffic import answers_ready, pod_metrics
+from kit.traffic import answers_ready, sidecar_started_at
 from kit.waits import wait_for, watch_until
 
 from vigil.core.desired import SERVER_CONTAINER, SIDECAR_CONTAINER
-from vigil.core.metric_names import SIDECAR_START_TIME
 
 pytestmark = pytest.mark.faults
 
@@ -69,11 +67,6 @@ CRASH_LIMIT_SECONDS = 90
 SIDECAR_COMMAND = "vigil-sidecar"
 #: What a sidecar logs once it listens (one line per start).
 STARTED_LINE = "vigil-sidecar listening on"
-
-
-def started_at(ip: str) -> float:
-    """The serving sidecar's start time at this pod IP (0 when it does not answer)."""
-    return total(pod_metrics(ip), SIDECAR_START_TIME)
 
 
 def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_data(
@@ -97,7 +90,7 @@ def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_dat
         victim, other = pods
         name, uid, ip = victim["metadata"]["name"], victim["metadata"]["uid"], pod_ip(victim)
         other_name, other_uid = other["metadata"]["name"], other["metadata"]["uid"]
-        started_before = started_at(ip)
+        started_before = sidecar_started_at(ip)
         assert started_before > 0, f"the sidecar of {name} at {ip} shows no start time"
         other_pids = pod_pids(other_uid, SIDECAR_COMMAND)
         assert other_pids, f"no {SIDECAR_COMMAND} process in pod {other_name}"
@@ -109,7 +102,7 @@ def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_dat
         seen_unready = False
         crash_start = looked = time.monotonic()
         while len(kills) < CRASH_KILLS and time.monotonic() - crash_start < CRASH_LIMIT_SECONDS:
-            serving_since = started_at(ip)
+            serving_since = sidecar_started_at(ip)
             if (
                 serving_since > killed_start
                 and STARTED_LINE in safe(lambda: kube.logs(name, SIDECAR_CONTAINER), "")
@@ -134,7 +127,7 @@ def test_sidecar_killed_in_one_candidate_pod_never_rolls_back_on_its_missing_dat
         )
         assert back.last.get("phase") != "RolledBack", describe(back.last)
         down_seconds = time.monotonic() - crash_start
-        started_after = started_at(ip)
+        started_after = sidecar_started_at(ip)
         watch_until(kube, promoted("2"), 150, "the promotion after the sidecar came back", watch)
         final = assert_consistent(kube, replicas=2)
     finally:

@@ -39,15 +39,16 @@ from typing import Any
 
 import numpy as np
 from kit.figures import Figures
-from kit.kube import Kube, ready
+from kit.incluster import kill_container
+from kit.kube import Kube, pod_ip, ready, restart_count
 from kit.metrics import total
 from kit.modeldeployment import ModelStore, serve
 from kit.operator import OperatorProcess
 from kit.status import read_status, status
-from kit.traffic import infer_body, pod_metrics
+from kit.traffic import infer_body, pod_metrics, sidecar_started_at, sidecar_url
 from kit.waits import wait_for
 
-from vigil.core.desired import FEEDBACK_PORT, SIDECAR_CONTAINER
+from vigil.core.desired import FEEDBACK_PORT, SERVER_CONTAINER, SIDECAR_CONTAINER
 from vigil.core.metric_names import FEEDBACK_LABELS
 from vigil.sidecar.feedback import FEEDBACK_PATH
 
@@ -355,4 +356,113 @@ def test_labels_for_5000_predictions_are_counted_exactly_with_a_pod_deleted_midw
         on_survivors=dict(on_survivors),
         seconds_sending=round(sent_seconds, 1),
         seconds_from_kill_to_end=round(time.monotonic() - killed_at, 1),
+    )
+
+
+#: Predictions each pod holds in the SIGKILL test: half under ids of ours, half under
+#: the ids its sidecar makes.
+HELD_PER_POD = 40
+
+
+def test_a_sidecar_killed_loses_its_predictions_and_their_labels_are_counted_not_dropped(
+    kube: Kube, operator: OperatorProcess, store: ModelStore
+) -> None:
+    """docs/design/ground-truth.md's failure table, the SIGKILL row, on the real node: a
+    sidecar killed (no drain, no handoff) loses the predictions it held. Its container is
+    restarted in the same pod; labels for those predictions, sent through the Service,
+    count as ``lost`` (ids its sidecar made: they name its address and a time before the
+    restart) or ``unknown`` (ids of ours name nothing), never joined and never dropped;
+    the other pod's predictions join as before."""
+    model = store.train("wine")
+    document = store.manifest(model, replicas=2)
+    document["spec"]["monitoring"]["performance"] = PERFORMANCE
+    serve(kube, model, document)
+    revision = str(status(kube)["stable"]["revision"])
+    pods = kube.revision_pods(revision)
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    victim, survivor = pods
+    name, ip = victim["metadata"]["name"], pod_ip(victim)
+    service = kube.get("service", "wine")
+    assert service is not None
+    pipeline = Pipeline(f"http://{service['spec']['clusterIP']}:{FEEDBACK_PORT}{FEEDBACK_PATH}")
+
+    # Each pod serves its own predictions (sent to its IP, so we know which holds which).
+    held: dict[str, list[Prediction]] = {}
+    for pod in pods:
+        url = sidecar_url(pod_ip(pod), f"/v2/models/{model.name}/infer")
+        pod_name = pod["metadata"]["name"]
+        held[pod_name] = []
+        for k in range(HELD_PER_POD):
+            row = k % len(model.X)
+            request_id = f"{pod_name}-{k}" if k % 2 == 0 else None
+            features = list(map(float, model.X[row]))
+            answered_id, predicted, served = predict(url, features, request_id)
+            assert served == revision, served
+            held[pod_name].append(Prediction(answered_id, predicted, int(model.y[row])))
+
+    # SIGKILL the victim's sidecar: its in-memory store goes with the process.
+    started_before = sidecar_started_at(ip)
+    assert started_before > 0, f"the sidecar of {name} at {ip} shows no start time"
+    assert kill_container(victim, "vigil-sidecar"), f"no sidecar process in pod {name}"
+    wait_for(
+        lambda: sidecar_started_at(ip) > started_before and ready(kube.get("pod", name) or {}),
+        timeout=90,
+        what=f"the sidecar of {name} restarted by the kubelet and the pod Ready again",
+    )
+    restarted = kube.get("pod", name) or {}
+    assert restart_count(restarted, SIDECAR_CONTAINER) == 1, restarted.get("status")
+    assert restart_count(restarted, SERVER_CONTAINER) == 0, restarted.get("status")
+
+    # Every label through the Service, shuffled: kube-proxy picks the pod for each request.
+    labels = [
+        {"id": p.request_id, "truth": p.truth} for predictions in held.values() for p in predictions
+    ]
+    np.random.default_rng(5).shuffle(labels)  # type: ignore[arg-type]
+    for start in range(0, len(labels), 20):
+        pipeline.post(labels[start : start + 20])
+
+    kept = held[survivor["metadata"]["name"]]
+    lost = [p for p in held[name] if not p.request_id.startswith(f"{name}-")]  # sidecar ids
+    expected = {"joined": len(kept), "lost": len(lost), "unknown": HELD_PER_POD - len(lost)}
+    unreachable = pipeline.answered["unreachable"]
+    answered = {k: v for k, v in pipeline.answered.items() if v}
+    assert answered == {**expected, **({"unreachable": unreachable} if unreachable else {})}, (
+        answered,
+        pipeline.refused,
+    )
+    accuracy = sum(p.predicted == p.truth for p in kept) / len(kept)
+
+    # Status and the operator's gauges say the same, per outcome.
+    not_joined = {k: v for k, v in expected.items() if k != "joined"}
+    last: dict[str, Any] = {}
+
+    def look() -> dict[str, Any] | None:
+        nonlocal last
+        last = (read_status(kube).get("health") or {}).get("performance") or last
+        seen = (last.get("labels"), last.get("notJoined"))
+        return last if seen == (len(kept), not_joined) else None
+
+    figures = wait_for(
+        look,
+        timeout=60,
+        what=lambda: (
+            f"status.health.performance to count {len(kept)} joined and {not_joined} (seen: {last})"
+        ),
+    )
+    assert figures["accuracy"] == round(accuracy, 4), (figures, accuracy)
+    gauges = {
+        s.labels["outcome"]: int(s.value)
+        for s in operator.samples("vigil_modeldeployment_labels", revision=revision)
+        if s.value
+    }
+    assert gauges == expected, gauges
+    operator.assert_no_errors()
+    record(
+        "sidecar-killed-labels",
+        revision=revision,
+        held_per_pod=HELD_PER_POD,
+        answered=answered,
+        refused=dict(pipeline.refused),
+        status=figures,
+        accuracy_by_hand=round(accuracy, 6),
     )

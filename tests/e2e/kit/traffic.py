@@ -20,8 +20,10 @@ import numpy as np
 import numpy.typing as npt
 
 from kit.kube import Kube
+from kit.metrics import total
 from kit.waits import wait_for
 from vigil.core.desired import FEEDBACK_PORT, METRICS_PORT, SIDECAR_PORT, SIDECAR_READY_PATH
+from vigil.core.metric_names import SIDECAR_START_TIME
 from vigil.devcluster.traffic import ReadFailed, TrafficGenerator, service_address, v2_body
 from vigil.sidecar.feedback import FEEDBACK_PATH
 
@@ -69,6 +71,12 @@ def pod_metrics(ip: str) -> str:
     """The pod sidecar's /metrics text ("" when it does not answer)."""
     status, body = http(f"http://{ip}:{METRICS_PORT}/metrics", timeout=5)
     return body.decode(errors="replace") if status == 200 else ""
+
+
+def sidecar_started_at(ip: str) -> float:
+    """The serving sidecar's start time at this pod IP (0 when it does not answer): a
+    restarted container's sidecar shows a later one."""
+    return total(pod_metrics(ip), SIDECAR_START_TIME)
 
 
 class ModelEndpoint:
