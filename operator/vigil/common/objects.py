@@ -49,7 +49,8 @@ def copied(value: Any) -> Any:
     return value
 
 
-def _int(value: Any) -> int:
+def integer_or_zero(value: Any) -> int:
+    """An integer field as the API means it: 0 where it is absent or not a number."""
     try:
         return int(value or 0)
     except (TypeError, ValueError):
@@ -76,7 +77,7 @@ class Meta:
 
     @property
     def generation(self) -> int:
-        return _int(self.raw.get("generation"))
+        return integer_or_zero(self.raw.get("generation"))
 
     @property
     def resource_version(self) -> str:

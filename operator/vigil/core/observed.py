@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vigil.common.objects import body, section
+from vigil.common.objects import body, integer_or_zero, section
 from vigil.core import naming
 from vigil.core.desired import FETCH_CONTAINER, MODEL_VOLUME
 
@@ -46,13 +46,6 @@ class DeploymentView:
         )
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 def deployment_failure(status: Mapping[str, Any]) -> str | None:
     """The Deployment controller's verdict that the pods will not come: deadline or failure."""
     for condition in status.get("conditions") or ():
@@ -84,11 +77,11 @@ def view_deployment(deployment: Mapping[str, Any]) -> DeploymentView | None:
         model_version=annotations.get(naming.ANNOTATION_MODEL_VERSION),
         image=annotations.get(naming.ANNOTATION_IMAGE),
         generation=meta.generation,
-        observed_generation=_int(status.get("observedGeneration")),
-        replicas=_int(spec.get("replicas", 1)),
-        ready_replicas=_int(status.get("readyReplicas")),
-        available_replicas=_int(status.get("availableReplicas")),
-        updated_replicas=_int(status.get("updatedReplicas")),
+        observed_generation=integer_or_zero(status.get("observedGeneration")),
+        replicas=integer_or_zero(spec.get("replicas", 1)),
+        ready_replicas=integer_or_zero(status.get("readyReplicas")),
+        available_replicas=integer_or_zero(status.get("availableReplicas")),
+        updated_replicas=integer_or_zero(status.get("updatedReplicas")),
         failure=deployment_failure(status),
     )
 
@@ -181,7 +174,7 @@ def _secret_missing(waiting: Mapping[str, Any]) -> bool:
 
 
 def _ended(terminated: Mapping[str, Any], limit: str | None) -> FetchState:
-    code = _int(terminated.get("exitCode"))
+    code = integer_or_zero(terminated.get("exitCode"))
     reason = str(terminated.get("reason") or "")
     words = " ".join(str(terminated.get("message") or "").split())
     if reason == "OOMKilled":

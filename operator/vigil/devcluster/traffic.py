@@ -75,6 +75,17 @@ class ReadFailed(RuntimeError):
     """
 
 
+def _service_spec(cluster: ClusterClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Service ``name``'s spec (None while it does not exist); a failed read raises
+    :class:`ReadFailed`."""
+    result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr:
+            return None
+        raise ReadFailed(f"get service {name}: {result.stderr.strip()}")
+    return dict(json.loads(result.stdout)["spec"])
+
+
 def serving_pod_ips(
     cluster: ClusterClient, namespace: str, name: str, *, answering: bool = False
 ) -> list[str]:
@@ -90,12 +101,8 @@ def serving_pod_ips(
     """
 
     def read_selector() -> dict[str, str] | None:
-        result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
-        if result.returncode != 0:
-            if "NotFound" in result.stderr:
-                return None
-            raise ReadFailed(f"get service {name}: {result.stderr.strip()}")
-        return dict(json.loads(result.stdout)["spec"].get("selector") or {})
+        spec = _service_spec(cluster, namespace, name)
+        return None if spec is None else dict(spec.get("selector") or {})
 
     selector = read_selector()
     if not selector:
@@ -122,13 +129,8 @@ def serving_pod_ips(
 
 def service_address(cluster: ClusterClient, namespace: str, name: str) -> str | None:
     """``clusterIP:port`` of the Service ``name`` (None while it does not exist)."""
-    result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
-        if "NotFound" in result.stderr:
-            return None
-        raise ReadFailed(f"get service {name}: {result.stderr.strip()}")
-    spec = json.loads(result.stdout)["spec"]
-    return f"{spec['clusterIP']}:{spec['ports'][0]['port']}"
+    spec = _service_spec(cluster, namespace, name)
+    return None if spec is None else f"{spec['clusterIP']}:{spec['ports'][0]['port']}"
 
 
 def route_backends(

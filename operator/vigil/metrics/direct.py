@@ -29,6 +29,7 @@ from vigil.core.window import (
     served_by,
 )
 from vigil.metrics.exposition import parse_sidecar_metrics
+from vigil.metrics.session import LazySession
 from vigil.metrics.source import Collection, PodTarget, RevisionKey, RevisionTarget
 
 #: Scrapes kept per pod beyond the window, so the baseline before it exists.
@@ -55,23 +56,18 @@ class DirectSource:
     ) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.concurrency = concurrency
-        self._session = session
-        self._owns_session = session is None
+        self._http = LazySession(session, self._open_session)
         self._history: dict[tuple[RevisionKey, str], _PodHistory] = {}
 
-    async def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=None)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
-        return self._session
+    def _open_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=None)
+        return aiohttp.ClientSession(connector=connector, timeout=self.timeout)
 
     async def close(self) -> None:
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
+        await self._http.close()
 
     async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
-        session = await self._client()
+        session = self._http.get()
         url = f"http://{pod.ip}:{pod.port}/metrics"
         try:
             async with session.get(url, timeout=self.timeout) as response:

@@ -30,6 +30,7 @@ from vigil.core.window import (
     RevisionWindow,
     SeriesKey,
 )
+from vigil.metrics.session import LazySession
 from vigil.metrics.source import Collection, RevisionKey, RevisionTarget
 
 GROUP_LABELS = ("namespace", "model_deployment", "revision")
@@ -76,13 +77,10 @@ class PrometheusSource:
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session = session
-        self._owns_session = session is None
+        self._http = LazySession(session, lambda: aiohttp.ClientSession(timeout=self.timeout))
 
     async def close(self) -> None:
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
+        await self._http.close()
 
     async def query(self, promql: str, now: float) -> list[dict[str, Any]]:
         """An instant query: a vector of ``{metric, value: [t, "v"]}``."""
@@ -96,10 +94,9 @@ class PrometheusSource:
         return await self._api("query_range", form)
 
     async def _api(self, endpoint: str, form: Mapping[str, str]) -> list[dict[str, Any]]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        session = self._http.get()
         try:
-            async with self._session.post(f"{self.url}/api/v1/{endpoint}", data=form) as response:
+            async with session.post(f"{self.url}/api/v1/{endpoint}", data=form) as response:
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             raise PrometheusError(

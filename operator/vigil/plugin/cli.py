@@ -55,6 +55,15 @@ def kubectl_command() -> str:
     return chosen
 
 
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ModelDeployment and where kubectl finds it: every plugin command takes these, and
+    :func:`_global_flags` hands them on to kubectl."""
+    parser.add_argument("name", help="the ModelDeployment")
+    parser.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: kubectl's)")
+
+
 def _global_flags(args: argparse.Namespace) -> list[str]:
     flags: list[str] = []
     if args.kubeconfig:
@@ -154,10 +163,7 @@ def register(subparsers: Any) -> None:
                 "the ModelDeployment (never its spec); the operator acts and clears it."
             ),
         )
-        parser.add_argument("name", help="the ModelDeployment")
-        parser.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
-        parser.add_argument("--context", help="kubeconfig context")
-        parser.add_argument("--kubeconfig", help="kubeconfig file (default: kubectl's)")
+        add_target_arguments(parser)
         parser.add_argument(
             "--wait",
             type=float,

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from vigil.plugin.cli import PluginError, _global_flags, kubectl_command
+from vigil.plugin.cli import PluginError, _global_flags, add_target_arguments, kubectl_command
 from vigil.plugin.status import render
 
 
@@ -69,10 +69,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "status", help="show a ModelDeployment: revisions, steps, traffic, health, events"
     )
-    parser.add_argument("name", help="the ModelDeployment")
-    parser.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
-    parser.add_argument("--context", help="kubeconfig context")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: kubectl's)")
+    add_target_arguments(parser)
     parser.add_argument("-w", "--watch", action="store_true", help="refresh until Ctrl-C")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     parser.add_argument("--no-color", action="store_true", help="plain text")

@@ -338,14 +338,21 @@ class _Client(asyncio.Protocol):
 
     # -------------------------------------------------------------- outcomes
 
-    def on_response(self, request: _Request, resp: Response) -> None:
+    def _settle(self, request: _Request) -> bool:
+        """End ``request`` as the one in flight; False when it no longer is (it timed out
+        and was answered meanwhile): then the caller does nothing more for it."""
         if self.request is not request:
-            return  # timed out meanwhile
-        proxy = self.proxy
+            return False
         if request.timer is not None:
             request.timer.cancel()
         self.request = None
         self._uncount()
+        return True
+
+    def on_response(self, request: _Request, resp: Response) -> None:
+        if not self._settle(request):
+            return
+        proxy = self.proxy
         head = request.head
         if not self.closed and self.transport is not None:
             answer_head = resp.head
@@ -370,13 +377,9 @@ class _Client(asyncio.Protocol):
         self._next(head.keep_alive and resp.keep_alive)
 
     def on_failure(self, request: _Request, error: UpstreamError) -> None:
-        if self.request is not request:
+        if not self._settle(request):
             return
         proxy = self.proxy
-        if request.timer is not None:
-            request.timer.cancel()
-        self.request = None
-        self._uncount()
         proxy.ops.upstream_failure(error.reason)
         proxy.ops.observe(
             request.endpoint,

@@ -178,6 +178,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if verdict == "PASS" else 1
 
 
+def _add_endpoint_arguments(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """How a command asks a running model (build --from-endpoint, check --endpoint): both
+    hand these three to the same client (vigil.validation.golden)."""
+    parser.add_argument("--model", help=model_help)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS)
+
+
 def register(subparsers: Any) -> None:
     """Add the ``golden`` command group (see :mod:`vigil.cli`)."""
     sub = command_group(subparsers, "golden", "build and check golden sets (validate step)")
@@ -193,7 +201,7 @@ def register(subparsers: Any) -> None:
     b.add_argument("--expected", help="JSON file: array of expected outputs, one per row")
     b.add_argument("--from-endpoint", help="ask this running model (base URL) for the outputs")
     b.add_argument("--features", help="comma-separated input columns, in model order")
-    b.add_argument("--model", help="model name (inference URL); stored in the golden set")
+    _add_endpoint_arguments(b, model_help="model name (inference URL); stored in the golden set")
     b.add_argument("--protocol", choices=("v2", "v1"), default="v2")
     b.add_argument("--task", choices=("classification", "regression"), default="classification")
     b.add_argument("--tolerance", type=float, default=0.0, help="regression: allowed |delta|")
@@ -201,8 +209,6 @@ def register(subparsers: Any) -> None:
     b.add_argument("--datatype", default="FP64", help="v2 input tensor datatype")
     b.add_argument("--sample", type=int, default=0, help="keep N random rows")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    b.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS)
     b.add_argument("--configmap", metavar="NAME", help="write a ConfigMap manifest instead")
     b.add_argument("--key", default="golden.json", help="ConfigMap key (default golden.json)")
     b.add_argument("-o", "--output", help="output file (default: stdout)")
@@ -216,9 +222,7 @@ def register(subparsers: Any) -> None:
     )
     c.add_argument("golden", help="golden set JSON or ConfigMap YAML ('-' for stdin)")
     c.add_argument("--endpoint", required=True, help="base URL, e.g. http://wine-9b1e4d0.ml.svc")
-    c.add_argument("--model", help="model name (default: the golden set's)")
+    _add_endpoint_arguments(c, model_help="model name (default: the golden set's)")
     c.add_argument("--min-agreement", type=float, default=0.99)
-    c.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    c.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS)
     c.add_argument("--key", default="golden.json", help="ConfigMap key when given a YAML")
     c.set_defaults(func=_cmd_check)

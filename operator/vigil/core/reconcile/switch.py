@@ -39,14 +39,7 @@ def switch(
             stable_view.revision, stable_view.model_version, revision, spec.model.version, then
         ),
     )
-    cycle.record(
-        revision,
-        spec.model.version,
-        spec.server.image,
-        change,
-        Outcome.PROMOTED,
-        f"{change}: available with {candidate_view.ready_replicas} ready replica(s)",
-    )
+    _record_promotion(cycle, candidate_view, change)
     reached = stable_outcome(cycle, revision, candidate_view, just_created=False)
     if baked is not None:
         reached = bake.bake_outcome(reached, Reason.BAKING, then)
@@ -83,7 +76,14 @@ def finish_cut_switch(cycle: Cycle, view: DeploymentView) -> None:
             spec.model.version,
         ),
     )
-    change = candidate.get("change")
+    _record_promotion(cycle, view, candidate.get("change"))
+
+
+def _record_promotion(cycle: Cycle, view: DeploymentView, change: str | None) -> None:
+    """The history entry of a switch to ``view``'s revision: one writer, so a switch cut
+    short (finish_cut_switch) records it in the very words of the interrupted cycle."""
+    spec = cycle.spec
+    assert spec is not None
     cycle.record(
         view.revision,
         spec.model.version,

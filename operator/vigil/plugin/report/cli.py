@@ -22,7 +22,7 @@ from typing import Any
 from vigil.common.objects import body, section
 from vigil.common.readable import duration
 from vigil.core.spec import SOURCE_PROMETHEUS, monitoring_settings, outline_spec, parse_duration
-from vigil.plugin.cli import PluginError, _global_flags, kubectl_command
+from vigil.plugin.cli import PluginError, _global_flags, add_target_arguments, kubectl_command
 from vigil.plugin.report.figures import Context, Measured, build
 from vigil.plugin.report.page import render
 from vigil.plugin.report.sources import choose_step, from_prometheus, from_scrapes
@@ -170,10 +170,7 @@ def register(subparsers: Any) -> None:
             "self-contained HTML file."
         ),
     )
-    parser.add_argument("name", help="the ModelDeployment")
-    parser.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
-    parser.add_argument("--context", help="kubeconfig context")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: kubectl's)")
+    add_target_arguments(parser)
     parser.add_argument("--since", default="1h", help="how far back (default %(default)s)")
     parser.add_argument("-o", "--output", help="the HTML file (default: NAME-report.html)")
     parser.add_argument("--json", metavar="FILE", help="also write the report's numbers as JSON")
