@@ -33,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,6 +172,44 @@ def predict_until_answered(
     raise AssertionError(f"no answer for a prediction: {last}")
 
 
+@dataclass
+class StatusCounts:
+    """``status.health.performance`` as last read, against the label counts expected there
+    (by outcome, ``joined`` included)."""
+
+    kube: Kube
+    expected: dict[str, int]
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def look(self) -> dict[str, Any] | None:
+        """The figures when they count what is expected (None otherwise)."""
+        health = read_status(self.kube).get("health") or {}
+        self.last = health.get("performance") or self.last
+        not_joined = {k: v for k, v in self.expected.items() if k != "joined"}
+        seen = (self.last.get("labels"), self.last.get("notJoined"))
+        return self.last if seen == (self.expected["joined"], not_joined) else None
+
+    def wait(self, said: Callable[[], str] | None = None) -> dict[str, Any]:
+        """The figures once they count what is expected (``said``: more for a failure)."""
+        return wait_for(
+            self.look,
+            timeout=60,
+            what=lambda: (
+                f"status.health.performance to count {self.expected} (seen: {self.last})"
+                + (said() if said else "")
+            ),
+        )
+
+
+def label_gauges(operator: OperatorProcess, revision: str) -> dict[str, int]:
+    """The operator's ``vigil_modeldeployment_labels`` for ``revision``, by outcome (non-zero)."""
+    return {
+        s.labels["outcome"]: int(s.value)
+        for s in operator.samples("vigil_modeldeployment_labels", revision=revision)
+        if s.value
+    }
+
+
 def sidecar_sums(kube: Kube, pods: list[dict[str, Any]], revision: str) -> Counter[str]:
     """``vigil_feedback_labels_total`` by outcome for ``revision``, summed over ``pods``."""
     sums: Counter[str] = Counter()
@@ -293,37 +332,16 @@ def test_labels_for_5000_predictions_are_counted_exactly_with_a_pod_deleted_midw
     # Its handoff as its sidecar told it (said when a count below is off).
     handoff = [line for line in victim_said(30).splitlines() if "feedback" in line]
     # Status: every label of the window, by outcome, and the accuracy from them.
-    not_joined = {k: v for k, v in expected.items() if k != "joined"}
-
-    last: dict[str, Any] = {}
-
-    def look() -> dict[str, Any] | None:
-        nonlocal last
-        last = (read_status(kube).get("health") or {}).get("performance") or last
-        seen = (last.get("labels"), last.get("notJoined"))
-        return last if seen == (PREDICTIONS, not_joined) else None
-
-    figures = wait_for(
-        look,
-        timeout=60,
-        what=lambda: (
-            f"status.health.performance to count {PREDICTIONS} joined and "
-            f"{not_joined} (seen: {last}); the victim's sidecar said: {handoff}"
-        ),
-    )
+    counts = StatusCounts(kube, expected)
+    figures = counts.wait(said=lambda: f"; the victim's sidecar said: {handoff}")
     assert figures["accuracy"] == round(accuracy, 4), (figures, accuracy)
     # Counted once: over the next two health cycles the figures stay as they are.
     held_until = time.monotonic() + 2 * HEALTH_INTERVAL + 1
     while time.monotonic() < held_until:
-        assert look() is not None, last
+        assert counts.look() is not None, counts.last
         time.sleep(0.5)
     # The operator's gauges, per revision.
-    gauges = {
-        s.labels["outcome"]: int(s.value)
-        for s in operator.samples("vigil_modeldeployment_labels", revision=revision)
-        if s.value
-    }
-    assert gauges == expected, gauges
+    assert label_gauges(operator, revision) == expected
     realized = operator.value("vigil_modeldeployment_realized_accuracy", revision=revision)
     assert realized == round(accuracy, 4), (realized, accuracy)
     # The sidecars of the pods that remain: the adopted predictions' labels and the
@@ -441,29 +459,9 @@ def test_a_sidecar_killed_loses_its_predictions_and_their_labels_are_counted_not
     accuracy = sum(p.predicted == p.truth for p in kept) / len(kept)
 
     # Status and the operator's gauges say the same, per outcome.
-    not_joined = {k: v for k, v in expected.items() if k != "joined"}
-    last: dict[str, Any] = {}
-
-    def look() -> dict[str, Any] | None:
-        nonlocal last
-        last = (read_status(kube).get("health") or {}).get("performance") or last
-        seen = (last.get("labels"), last.get("notJoined"))
-        return last if seen == (len(kept), not_joined) else None
-
-    figures = wait_for(
-        look,
-        timeout=60,
-        what=lambda: (
-            f"status.health.performance to count {len(kept)} joined and {not_joined} (seen: {last})"
-        ),
-    )
+    figures = StatusCounts(kube, expected).wait()
     assert figures["accuracy"] == round(accuracy, 4), (figures, accuracy)
-    gauges = {
-        s.labels["outcome"]: int(s.value)
-        for s in operator.samples("vigil_modeldeployment_labels", revision=revision)
-        if s.value
-    }
-    assert gauges == expected, gauges
+    assert label_gauges(operator, revision) == expected
     operator.assert_no_errors()
     record(
         "sidecar-killed-labels",
