@@ -1,11 +1,13 @@
-"""Fixtures for the GitOps e2e tests: real Flux controllers, a Git server, the example.
+"""Fixtures for the GitOps e2e tests: real Flux and Argo CD controllers, a Git server, the
+examples.
 
 Flux's source-controller and kustomize-controller (``hack/build-flux.sh``)
 run as host processes for the whole session (``kit/flux.py`` says why); each
 test gets a Git repository of its own on 127.0.0.1, seeded with the
 project's ``manifests/`` and ``crds/`` as a user's fork holds them, and the
 ``manifests/gitops/flux`` example's GitRepository and model Kustomization,
-pointed at that repository, in its namespace.
+pointed at that repository, in its namespace. Argo CD's tests (``kit/argocd.py``) get
+the same repository and the ``manifests/gitops/argocd`` example's model Application.
 """
 
 from __future__ import annotations
@@ -15,9 +17,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from kit.argocd import (
+    Application,
+    ArgoCD,
+    ArgoGitOps,
+    argocd_binaries,
+    example_application,
+    install_argocd,
+    running_argocd,
+)
 from kit.figures import FIGURES_DIR
 from kit.flux import FluxControllers, flux_binaries, install_flux_crds, running_flux
 from kit.gitops import (
+    MODEL_PATH,
     PATIENT,
     FluxTiming,
     GitOps,
@@ -89,3 +102,40 @@ def gitops(
                 "--timeout=60s",
                 check=False,
             )
+
+
+@pytest.fixture(scope="session")
+def argocd(cluster: ClusterClient) -> Iterator[ArgoCD]:
+    """Argo CD's repo-server and application controller of the pinned version, its CRDs,
+    settings (Vigil's health check) and default project installed, for the session."""
+    folder = argocd_binaries()
+    with cluster.setup_lock():
+        install_argocd(cluster, folder)
+    work = FIGURES_DIR / "argocd"
+    shutil.rmtree(work, ignore_errors=True)
+    with running_argocd(cluster, folder, work) as components:
+        yield components
+
+
+@pytest.fixture
+def argo_gitops(
+    kube: Kube, cluster: ClusterClient, argocd: ArgoCD, tmp_path: Path
+) -> Iterator[ArgoGitOps]:
+    """A Git repository on 127.0.0.1 seeded as a fork, and the example's model Application
+    following its model folder into this test's namespace, having looked at the first
+    commit (no model folder yet); the Application deleted before the namespace goes."""
+    with git_server(tmp_path / "git") as server:
+        seed = seed_repository(tmp_path / "seed", f"http://127.0.0.1:{server.port}/vigil.git")
+        repository = server.repository("vigil", seed=seed)
+        document = example_application(repository.url, kube.namespace, MODEL_PATH)
+        application = Application(cluster, kube.namespace)
+        cluster.apply(yaml.safe_dump(document))
+        try:
+            wait_for(
+                lambda: application.get().get("status", {}).get("conditions"),
+                timeout=60,
+                what=lambda: f"Argo CD's first look at the Application: {application.get()}",
+            )
+            yield ArgoGitOps(repository, application)
+        finally:
+            application.delete()

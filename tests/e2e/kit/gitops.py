@@ -170,6 +170,31 @@ def model_files(
     }
 
 
+def plain_model_files(
+    store: ModelStore,
+    model: TrainedModel,
+    steps: list[dict[str, Any]] | None = None,
+    **options: Any,
+) -> dict[str, str]:
+    """``model``'s folder as plain YAML (a directory Argo CD applies as it is, no
+    kustomize): the ModelDeployment and its reference profile's ConfigMap."""
+    document = store.manifest(model, steps, **options)
+    reference = document["spec"]["monitoring"]["reference"]["configMapKeyRef"]
+    profile = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": reference["name"],
+            "labels": {"vigil.dev/reference-profile": "true"},
+        },
+        "data": {reference["key"]: model.profile_json()},
+    }
+    return {
+        f"{MODEL_PATH}/modeldeployment.yaml": yaml.safe_dump(document, sort_keys=False),
+        f"{MODEL_PATH}/reference.yaml": yaml.safe_dump(profile, sort_keys=False),
+    }
+
+
 @dataclass(frozen=True)
 class FluxApply:
     """One server-side apply pass of a Kustomization, from kustomize-controller's log."""

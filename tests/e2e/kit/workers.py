@@ -12,7 +12,7 @@ worker is a process with its own session fixtures, so:
 - a module's tests that share a module-scoped fixture (a Deployment, an
   in-cluster operator) go to one worker (``worker_group``), which sets it up
   once, as a serial run would;
-- tests of a session fixture that runs cluster-wide controllers (Flux's)
+- tests of a session fixture that runs cluster-wide controllers (Flux's, Argo CD's)
   share one worker too: two sets would fight over the same objects.
 """
 
@@ -22,7 +22,7 @@ import pytest
 
 #: Session fixtures that start controllers watching the whole cluster: their tests
 #: share the worker that runs them (the value: the group's name).
-CLUSTER_WIDE_CONTROLLERS = {"flux": "flux-controllers"}
+CLUSTER_WIDE_CONTROLLERS = {"flux": "flux-controllers", "argocd": "argocd-controllers"}
 
 
 def worker_group(item: pytest.Item) -> str | None:

@@ -1,0 +1,200 @@
+"""GitOps with a real Argo CD: a model committed to Git is Healthy through Argo CD only once
+Vigil says Ready, and a refused replacement is Degraded with Vigil's reason until reverted.
+
+What this proves, with real components only: Argo CD's repo-server and application
+controller (built here from its Go module, run as host processes with Debian's Redis),
+the project's health check and diff settings (``manifests/gitops/argocd/argocd-cm-patch.yaml``
+in ``argocd-cm``) and its model Application (``manifests/gitops/argocd/application.yaml``:
+automated sync with prune and self-heal) pointed at a Git repository served on 127.0.0.1
+by git's own HTTP backend, the real operator, MLServer pods on the real node, live
+traffic through the Service's ClusterIP.
+
+- A new model committed to Git: Argo CD syncs it, shows it Progressing while Vigil
+  starts it, and Healthy only once the ModelDeployment's Ready is True.
+- A bad replacement: Vigil rolls it back at shadow (no live request reaches it); Argo CD
+  shows the Application Degraded with Vigil's phase and message, and stays Synced to the
+  bad commit (Git and the spec still name it; nothing the operator writes is drift);
+  committing the previous model returns it to Healthy without a new rollout.
+- Self-heal never syncs again for what the operator writes: one sync per commit.
+
+Figures go to ``.vigil/e2e-logs/gitops-figures.jsonl``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kit.argocd import AppView, ArgoGitOps
+from kit.figures import Figures
+from kit.gitops import plain_model_files
+from kit.kube import Kube
+from kit.modeldeployment import ModelStore
+from kit.operator import OperatorProcess
+from kit.status import condition, in_phase
+from kit.traffic import ModelEndpoint
+from kit.waits import wait_deployments, wait_for, watch_until
+
+record = Figures("gitops").record
+
+#: A replacement's rollout: a shadow step the bad model fails, then a short canary.
+STEPS: list[dict[str, Any]] = [
+    {"shadow": {"duration": "8s", "percent": 100, "minRequests": 20}},
+    {"canary": {"weight": 50, "duration": "20s"}},
+]
+
+
+@dataclass
+class Look:
+    """Argo CD's view of the Application and the ModelDeployment's Ready, seconds after
+    the push."""
+
+    at: float
+    app: AppView
+    model: str  # Ready's status ("" when the ModelDeployment or its condition is missing)
+
+
+@dataclass
+class Looks:
+    items: list[Look] = field(default_factory=list)
+
+    def take(self, gitops: ArgoGitOps, kube: Kube, pushed: float) -> Look:
+        # Argo CD's view first: a Healthy it shows must find the model already Ready.
+        app = gitops.application.view()
+        md = kube.get("md", "wine") or {}
+        look = Look(
+            round(time.monotonic() - pushed, 2),
+            app,
+            str(condition(md.get("status") or {}, "Ready").get("status", "")),
+        )
+        self.items.append(look)
+        return look
+
+
+def wait_app(
+    gitops: ArgoGitOps, kube: Kube, commit: str, health: str, timeout: float
+) -> tuple[float, Looks]:
+    """Until Argo CD shows the Application Synced to ``commit`` and of ``health``: the
+    seconds it took and what was seen on the way."""
+    looks, start = Looks(), time.monotonic()
+    wait_for(
+        lambda: looks.take(gitops, kube, start).app.at(commit, health),
+        timeout=timeout,
+        interval=0.5,
+        what=lambda: f"Argo CD to show {commit} {health}; looks: {looks.items[-4:]}",
+    )
+    return time.monotonic() - start, looks
+
+
+def compared_again(gitops: ArgoGitOps, since: AppView, times: int) -> AppView:
+    """Argo CD's view once its controller has compared the Application with Git and the
+    cluster ``times`` more times after ``since`` (its reconciledAt moved on)."""
+    seen = {since.reconciled_at}
+
+    def compared() -> AppView | None:
+        view = gitops.application.view()
+        seen.add(view.reconciled_at)
+        return view if len(seen) > times else None
+
+    found = wait_for(
+        compared,
+        timeout=30 * times,
+        what=lambda: f"{times} comparisons by Argo CD (seen {sorted(seen)})",
+    )
+    assert found is not None
+    return found
+
+
+def test_a_new_model_committed_to_git_is_healthy_in_argocd_only_once_vigil_says_ready(
+    kube: Kube, store: ModelStore, operator: OperatorProcess, argo_gitops: ArgoGitOps
+) -> None:
+    model = store.train("wine-1", version="1", seed=0)
+    assert kube.get("md", "wine") is None
+    commit = argo_gitops.repository.commit(plain_model_files(store, model), "A new model")
+    commit_to_healthy, looks = wait_app(argo_gitops, kube, commit, "Healthy", timeout=300)
+
+    md = kube.get("md", "wine") or {}
+    assert condition(md["status"], "Ready")["status"] == "True", md["status"]
+    assert md["spec"]["model"]["version"] == "1"
+    # Argo CD applied the commit, then showed the model Progressing while Vigil started it.
+    synced = [x for x in looks.items if x.app.revision == commit and x.app.sync == "Synced"]
+    progressing = [x for x in synced if x.app.health == "Progressing" and x.model != "True"]
+    assert progressing, f"never saw Argo CD wait on the model: {looks.items}"
+    healthy_early = [x for x in synced if x.app.health == "Healthy" and x.model != "True"]
+    assert not healthy_early, healthy_early
+    assert looks.items[-1].app.syncs == 1, looks.items[-1]
+    operator.assert_no_errors()
+    record(
+        "argocd-new-model",
+        commit_to_healthy_seconds=round(commit_to_healthy, 1),
+        commit_to_synced_seconds=synced[0].at,
+        progressing_looks=len(progressing),
+        argocd_message_while_progressing=progressing[0].app.health_message,
+        argocd_model_message_while_progressing=progressing[0].app.model_message,
+    )
+
+
+def test_a_bad_replacement_is_degraded_in_argocd_with_vigils_reason_until_reverted(
+    kube: Kube, store: ModelStore, operator: OperatorProcess, argo_gitops: ArgoGitOps
+) -> None:
+    model = store.train("wine-1", version="1", seed=0)
+    first = argo_gitops.repository.commit(plain_model_files(store, model, STEPS), "wine 1")
+    wait_app(argo_gitops, kube, first, "Healthy", timeout=300)
+    endpoint = ModelEndpoint(kube, "wine", model.name)
+    endpoint.wait_serving(1, timeout=120)
+    traffic = endpoint.traffic(model.X, rate=15.0, seed=3)
+    try:
+        stable = str((kube.get("md", "wine") or {})["status"]["stable"]["revision"])
+        bad = store.train("wine-bad", version="2", shuffled_labels=True, seed=0)
+        commit = argo_gitops.repository.commit(
+            plain_model_files(store, bad, STEPS), "Replace wine 1 (bad)"
+        )
+        pushed = time.monotonic()
+        watch = watch_until(kube, in_phase("RolledBack"), 150, "the rollback of the bad model")
+        commit_to_rolled_back = time.monotonic() - pushed
+        _, looks = wait_app(argo_gitops, kube, commit, "Degraded", timeout=60)
+        commit_to_degraded = time.monotonic() - pushed
+        app = looks.items[-1].app
+        md = kube.get("md", "wine") or {}
+        ready = condition(md["status"], "Ready")
+        # The Application names the ModelDeployment as the cause; the ModelDeployment's
+        # health in Argo CD's resource tree carries Vigil's phase and Ready message.
+        assert ready["reason"] == "RolledBack", ready
+        assert app.health_message == f"Caused by vigil.dev/ModelDeployment:{kube.namespace}/wine"
+        assert app.model_health == "Degraded", app
+        assert app.model_message == f"RolledBack: {ready['message']}", (app, ready)
+        assert "agreement" in app.model_message, app
+        assert not watch.spanned, "the bad model must never get live traffic"
+        # Synced to the bad commit: Git and the spec name it; the operator's writes are
+        # not drift, and self-heal never synced again (one sync per commit).
+        assert md["spec"]["model"]["uri"] == store.uri(bad)
+        assert app.syncs == 2, app
+        again = compared_again(argo_gitops, app, times=3)
+        assert (again.sync, again.health, again.syncs) == ("Synced", "Degraded", 2), again
+        assert (kube.get("md", "wine") or {})["status"]["phase"] == "RolledBack"
+        wait_deployments(kube, [f"wine-{stable}"])
+
+        # The previous model committed again: Healthy, the same stable, no new rollout.
+        revert = argo_gitops.repository.commit(
+            plain_model_files(store, model, STEPS), "Back to wine 1"
+        )
+        revert_to_healthy, _ = wait_app(argo_gitops, kube, revert, "Healthy", timeout=90)
+        md = kube.get("md", "wine") or {}
+        assert md["status"]["phase"] == "Healthy", md["status"]
+        assert md["status"]["stable"]["revision"] == stable
+        assert not md["status"].get("candidate"), md["status"]
+        assert operator.total("vigil_rollouts_total", outcome="RolledBack") == 1
+        assert operator.total("vigil_rollouts_total", outcome="Promoted") == 0
+        assert traffic.stats.failed == 0, traffic.stats
+    finally:
+        traffic.stop()
+    operator.assert_no_errors()
+    record(
+        "argocd-bad-replacement",
+        commit_to_rolled_back_seconds=round(commit_to_rolled_back, 1),
+        commit_to_degraded_seconds=round(commit_to_degraded, 1),
+        revert_to_healthy_seconds=round(revert_to_healthy, 1),
+        argocd_message=app.health_message,
+        argocd_model_message=app.model_message,
+    )

@@ -1,0 +1,317 @@
+"""Argo CD's application controller and repo-server, real, as host processes.
+
+``hack/build-argocd.sh`` (``make argocd``) builds Argo CD's one binary from its Go
+module at a pinned version and caches it with Argo CD's CRDs of the same version.
+The two components an Application needs run here as processes of this machine, as
+Flux's do (``kit/flux.py``): the repo-server (clones the Git repository on 127.0.0.1,
+renders the manifests) and the application controller (compares, syncs, and judges
+health with the Lua health checks of ``argocd-cm``), with Redis (Debian's
+``redis-server``) as their cache. ``ARGOCD_FAKE_IN_CLUSTER`` makes the in-cluster
+destination (``https://kubernetes.default.svc``) the cluster of the kubeconfig,
+as Argo CD's own Procfile does for its local runs. The API server and UI are not run:
+nothing here needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kit.gitserver import GitRepository
+from kit.kube import ROOT
+from vigil.devcluster import ClusterClient
+from vigil.devcluster.common import free_port, stop_process
+
+#: Argo CD's own namespace: its settings, the AppProject and the Applications.
+NAMESPACE = "argocd"
+#: How often the controller compares every Application with Git (Argo CD's default: 120 s).
+RESYNC_SECONDS = 5
+HEALTH_PATCH = ROOT / "manifests" / "gitops" / "argocd" / "argocd-cm-patch.yaml"
+
+
+def argocd_binaries() -> Path:
+    """The folder with ``argocd`` and its CRDs, built (once) by hack/build-argocd.sh."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "hack" / "build-argocd.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"cannot build Argo CD (hack/build-argocd.sh, `make argocd`): {result.stderr[-2000:]}",
+            pytrace=False,
+        )
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    if not (folder / "argocd").is_file() or len(list(folder.glob("crds/*.yaml"))) != 2:
+        pytest.fail(f"Argo CD's build in {folder} lacks argocd or its CRDs", pytrace=False)
+    return folder
+
+
+def redis_binary() -> str:
+    redis = shutil.which("redis-server")
+    if redis is None:
+        pytest.fail(
+            "redis-server is not installed: Argo CD's controller and repo-server cache in "
+            "Redis (Debian package redis-server; `make install` installs it as root)",
+            pytrace=False,
+        )
+    return redis
+
+
+def install_argocd(cluster: ClusterClient, folder: Path) -> None:
+    """Argo CD's CRDs (server-side: the Application CRD is too large for a last-applied
+    annotation), its namespace, ``argocd-cm`` with Vigil's health check and diff settings
+    (the project's patch, as a user merges it), ``argocd-secret`` and the ``default``
+    AppProject (which Argo CD's API server would create)."""
+    args = ["apply", "--server-side", "--force-conflicts"]
+    for path in sorted(folder.glob("crds/*.yaml")):
+        args += ["-f", str(path)]
+    cluster.kubectl(*args)
+    cluster.wait_established("applications.argoproj.io", "appprojects.argoproj.io")
+    settings = yaml.safe_load(HEALTH_PATCH.read_text())["data"]
+    labels = {"app.kubernetes.io/part-of": "argocd"}
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "argocd-cm", "namespace": NAMESPACE, "labels": labels},
+            "data": settings,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "argocd-secret", "namespace": NAMESPACE, "labels": labels},
+        },
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "AppProject",
+            "metadata": {"name": "default", "namespace": NAMESPACE},
+            "spec": {
+                "sourceRepos": ["*"],
+                "destinations": [{"server": "*", "namespace": "*"}],
+                "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+            },
+        },
+    ]
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-",
+        input=yaml.safe_dump_all(objects),
+    )  # fmt: skip
+
+
+@dataclass
+class ArgoCD:
+    """The running components: their logs and metrics endpoints."""
+
+    logs: dict[str, Path]
+    metrics: dict[str, str]
+
+    def log(self, name: str) -> str:
+        return self.logs[name].read_text(errors="replace")
+
+    def metrics_text(self, name: str) -> str:
+        with urllib.request.urlopen(self.metrics[name], timeout=5) as response:
+            return str(response.read().decode())
+
+
+def _wait_listening(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"{name} exited ({process.returncode}) at start:\n"
+                f"{log.read_text(errors='replace')[-3000:]}",
+                pytrace=False,
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"{name} not answering {url} after 60s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def running_argocd(cluster: ClusterClient, folder: Path, work: Path) -> Iterator[ArgoCD]:
+    """Redis, the repo-server and the application controller against ``cluster``; logs
+    and Argo CD's data folders under ``work``."""
+    for part in ("tls", "ssh", "gpg", "tmp"):
+        (work / part).mkdir(parents=True, exist_ok=True)
+    redis_port, repo_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        # The repo-server's helper scripts (hack/build-argocd.sh puts them beside argocd).
+        "PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ARGOCD_FAKE_IN_CLUSTER": "true",
+        "ARGOCD_TLS_DATA_PATH": str(work / "tls"),
+        "ARGOCD_SSH_DATA_PATH": str(work / "ssh"),
+        "ARGOCD_GNUPGHOME": str(work / "gpg"),
+        "ARGOCD_GPG_ENABLED": "false",
+        "TMPDIR": str(work / "tmp"),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    redis = f"127.0.0.1:{redis_port}"
+    common = ["--loglevel", "info", "--logformat", "text", "--redis", redis]
+    components: dict[str, list[str]] = {
+        "argocd-repo-server": [
+            "--address", "127.0.0.1", "--port", str(repo_port),
+            "--metrics-address", "127.0.0.1",
+            # How long a branch's resolved commit is reused (default 3m): Git's new commits
+            # reach the controller's next comparison, as Flux's 2 s source interval does.
+            "--revision-cache-expiration", f"{RESYNC_SECONDS}s",
+        ],
+        "argocd-application-controller": [
+            "--namespace", NAMESPACE,
+            "--repo-server", f"127.0.0.1:{repo_port}",
+            "--app-resync", str(RESYNC_SECONDS),
+            "--app-resync-jitter", "0",
+            # Each resource's health in the Application's status (v3 keeps it in Redis for
+            # its API server, which is not run here): where the tests read health.lua's word.
+            "--persist-resource-health",
+        ],
+    }  # fmt: skip
+    logs: dict[str, Path] = {}
+    metrics: dict[str, str] = {}
+    with ExitStack() as stack:
+        logs["redis"] = work / "redis.log"
+        out: Any = stack.enter_context(logs["redis"].open("wb"))
+        process = subprocess.Popen(
+            [redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
+             "--appendonly", "no", "--dir", str(work)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        stack.callback(stop_process, process, 15)
+        for name, args in components.items():
+            metrics_port = free_port()
+            logs[name] = work / f"{name}.log"
+            out = stack.enter_context(logs[name].open("wb"))
+            process = subprocess.Popen(
+                [str(folder / "argocd"), *common, *args, "--metrics-port", str(metrics_port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**env, "ARGOCD_BINARY_NAME": name},
+                start_new_session=True,
+            )
+            stack.callback(stop_process, process, 15)
+            metrics[name] = f"http://127.0.0.1:{metrics_port}/metrics"
+            _wait_listening(name, metrics[name], process, logs[name])
+        yield ArgoCD(logs, metrics)
+
+
+#: The example's Applications (``manifests/gitops/argocd``); the model's is ``wine``.
+EXAMPLE = ROOT / "manifests" / "gitops" / "argocd" / "application.yaml"
+
+
+def example_application(repository_url: str, namespace: str, path: str) -> dict[str, Any]:
+    """The example's model Application, with what a test changes: its name (the test's
+    namespace: Applications live in Argo CD's), the repository, the model's path (plain
+    YAML: this machine has no kustomize binary for the repo-server to run) and the
+    destination namespace."""
+    documents = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    (application,) = [d for d in documents if d["metadata"]["name"] == "wine"]
+    application["metadata"]["name"] = namespace
+    source = application["spec"]["source"]
+    source.update(repoURL=repository_url, targetRevision="main", path=path)
+    application["spec"]["destination"]["namespace"] = namespace
+    return application
+
+
+@dataclass
+class Application:
+    """One Application in Argo CD's namespace, read through the cluster."""
+
+    cluster: ClusterClient
+    name: str
+
+    def get(self) -> dict[str, Any]:
+        result = self.cluster.kubectl(
+            "get", "applications.argoproj.io", self.name, "-n", NAMESPACE, "-o", "json",
+            check=False,
+        )  # fmt: skip
+        return dict(json.loads(result.stdout)) if result.returncode == 0 else {}
+
+    def view(self) -> AppView:
+        return AppView.of(self.get())
+
+    def delete(self) -> None:
+        """The Application alone: the example has no resources finalizer, so what it
+        applied stays for the namespace's own deletion."""
+        self.cluster.kubectl(
+            "delete", "applications.argoproj.io", self.name, "-n", NAMESPACE, "--timeout=60s",
+            check=False,
+        )  # fmt: skip
+
+
+@dataclass
+class ArgoGitOps:
+    """A test's Git repository and the Application that follows it."""
+
+    repository: GitRepository
+    application: Application
+
+
+@dataclass(frozen=True)
+class AppView:
+    """What Argo CD says of an Application: sync status and revision, health and its
+    message (v3: the resource that caused it), the ModelDeployment's own health and
+    message in the resource tree (what health.lua returned), the last sync operation's
+    phase, and how many syncs it has recorded."""
+
+    sync: str
+    revision: str
+    health: str
+    health_message: str
+    model_health: str
+    model_message: str
+    operation: str
+    syncs: int
+    #: When the controller last compared the Application with Git (RFC 3339).
+    reconciled_at: str
+
+    @classmethod
+    def of(cls, application: Mapping[str, Any]) -> AppView:
+        status = application.get("status") or {}
+        sync = status.get("sync") or {}
+        health = status.get("health") or {}
+        operation = status.get("operationState") or {}
+        model = next(
+            (
+                resource.get("health") or {}
+                for resource in status.get("resources") or []
+                if (resource.get("group"), resource.get("kind")) == ("vigil.dev", "ModelDeployment")
+            ),
+            {},
+        )
+        return cls(
+            sync=str(sync.get("status", "")),
+            revision=str(sync.get("revision", "")),
+            health=str(health.get("status", "")),
+            health_message=str(health.get("message", "")),
+            model_health=str(model.get("status", "")),
+            model_message=str(model.get("message", "")),
+            operation=str(operation.get("phase", "")),
+            syncs=len(status.get("history") or []),
+            reconciled_at=str(status.get("reconciledAt", "")),
+        )
+
+    def at(self, commit: str, health: str) -> bool:
+        """Synced to ``commit`` and of ``health``."""
+        return self.sync == "Synced" and self.revision == commit and self.health == health
