@@ -12,7 +12,7 @@ UNIT := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 # MLServer runs as its own process (as in a pod), from its own environment.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 
-.PHONY: help install cluster-build seaweedfs helm flux images builds demo-builds cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
+.PHONY: help install cluster-build seaweedfs helm flux argocd images builds demo-builds cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ helm: ## build (once) and cache helm from its Go module (the chart's tests)
 flux: ## build (once) and cache Flux's source- and kustomize-controller and their CRDs (the GitOps tests)
 	bash hack/build-flux.sh >/dev/null
 
+argocd: ## build (once) and cache Argo CD (its one binary, Go 1.27.3 fetched for it) and its CRDs (the GitOps tests)
+	bash hack/build-argocd.sh >/dev/null
+
 images: $(STAMP) ## build (once) and cache the local container images (vigil.local/*); IMAGES="pause ..."
 	bash hack/build-images.sh $(IMAGES)
 
@@ -50,7 +53,7 @@ images: $(STAMP) ## build (once) and cache the local container images (vigil.loc
 # downloads or links, and on a machine with empty caches the builds are half of the first run.
 BUILD_JOBS ?= 4
 builds: ## build (once) and cache everything make test needs: environments, binaries, images
-	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) install cluster-build seaweedfs helm flux images
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) install cluster-build argocd seaweedfs helm flux images
 
 demo-builds: ## build (once) and cache what make demo needs
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) install cluster-build seaweedfs images

@@ -104,10 +104,11 @@ def gitops(
             )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def argocd(cluster: ClusterClient) -> Iterator[ArgoCD]:
     """Argo CD's repo-server and application controller of the pinned version, its CRDs,
-    settings (Vigil's health check) and default project installed, for the session."""
+    settings (Vigil's health check) and default project installed, for the module: its
+    controller caches every object of the cluster, so it stops with the tests that use it."""
     folder = argocd_binaries()
     with cluster.setup_lock():
         install_argocd(cluster, folder)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -34,6 +33,7 @@ from kit.gitserver import GitRepository
 from kit.kube import ROOT
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.common import free_port, stop_process
+from vigil.devcluster.packages import PackageError, ensure_packages, find
 
 #: Argo CD's own namespace: its settings, the AppProject and the Applications.
 NAMESPACE = "argocd"
@@ -62,13 +62,13 @@ def argocd_binaries() -> Path:
 
 
 def redis_binary() -> str:
-    redis = shutil.which("redis-server")
-    if redis is None:
-        pytest.fail(
-            "redis-server is not installed: Argo CD's controller and repo-server cache in "
-            "Redis (Debian package redis-server; `make install` installs it as root)",
-            pytrace=False,
-        )
+    """Debian's redis-server (Argo CD's components cache in Redis), installed when missing."""
+    try:
+        ensure_packages({"redis-server": "redis-server"})
+    except PackageError as error:
+        pytest.fail(f"Argo CD needs Redis: {error}", pytrace=False)
+    redis = find("redis-server")
+    assert redis is not None
     return redis
 
 
