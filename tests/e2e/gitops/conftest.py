@@ -35,10 +35,9 @@ from kit.gitops import (
     FluxTiming,
     GitOps,
     example_objects,
-    seed_repository,
+    seeded_fork,
     waiting_for_the_model,
 )
-from kit.gitserver import git_server
 from kit.kube import Kube
 from kit.waits import wait_for
 
@@ -78,9 +77,7 @@ def gitops(
     this test's namespace, having tried the first commit (the model's folder is not in it
     yet: not Ready, path not found); the Flux objects deleted (Flux prunes what it
     applied) before the namespace goes."""
-    with git_server(tmp_path / "git") as server:
-        seed = seed_repository(tmp_path / "seed", f"http://127.0.0.1:{server.port}/vigil.git")
-        repository = server.repository("vigil", seed=seed)
+    with seeded_fork(tmp_path) as repository:
         objects = example_objects(repository.work, kube.namespace, kustomization_timing)
         state = GitOps(repository, kube, objects[1]["metadata"]["name"])
         kube.apply(*objects)
@@ -125,9 +122,7 @@ def argo_gitops(
     """A Git repository on 127.0.0.1 seeded as a fork, and the example's model Application
     following its model folder into this test's namespace, having looked at the first
     commit (no model folder yet); the Application deleted before the namespace goes."""
-    with git_server(tmp_path / "git") as server:
-        seed = seed_repository(tmp_path / "seed", f"http://127.0.0.1:{server.port}/vigil.git")
-        repository = server.repository("vigil", seed=seed)
+    with seeded_fork(tmp_path) as repository:
         document = example_application(repository.url, kube.namespace, MODEL_PATH)
         application = Application(cluster, kube.namespace)
         cluster.apply(yaml.safe_dump(document))

@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -30,9 +26,10 @@ import pytest
 import yaml
 
 from kit.gitserver import GitRepository
+from kit.hostprocesses import HostControllers, built, start_logged, wait_answering
 from kit.kube import ROOT
 from vigil.devcluster import ClusterClient
-from vigil.devcluster.common import free_port, stop_process
+from vigil.devcluster.common import free_port
 from vigil.devcluster.packages import PackageError, ensure_packages, find
 
 #: Argo CD's own namespace: its settings, the AppProject and the Applications.
@@ -44,21 +41,7 @@ HEALTH_PATCH = ROOT / "manifests" / "gitops" / "argocd" / "argocd-cm-patch.yaml"
 
 def argocd_binaries() -> Path:
     """The folder with ``argocd`` and its CRDs, built (once) by hack/build-argocd.sh."""
-    result = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-argocd.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            f"cannot build Argo CD (hack/build-argocd.sh, `make argocd`): {result.stderr[-2000:]}",
-            pytrace=False,
-        )
-    folder = Path(result.stdout.strip().splitlines()[-1])
-    if not (folder / "argocd").is_file() or len(list(folder.glob("crds/*.yaml"))) != 2:
-        pytest.fail(f"Argo CD's build in {folder} lacks argocd or its CRDs", pytrace=False)
-    return folder
+    return built("build-argocd.sh", "Argo CD", "argocd", ["argocd"])
 
 
 def redis_binary() -> str:
@@ -114,38 +97,8 @@ def install_argocd(cluster: ClusterClient, folder: Path) -> None:
     )  # fmt: skip
 
 
-@dataclass
-class ArgoCD:
-    """The running components: their logs and metrics endpoints."""
-
-    logs: dict[str, Path]
-    metrics: dict[str, str]
-
-    def log(self, name: str) -> str:
-        return self.logs[name].read_text(errors="replace")
-
-    def metrics_text(self, name: str) -> str:
-        with urllib.request.urlopen(self.metrics[name], timeout=5) as response:
-            return str(response.read().decode())
-
-
-def _wait_listening(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"{name} exited ({process.returncode}) at start:\n"
-                f"{log.read_text(errors='replace')[-3000:]}",
-                pytrace=False,
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{name} not answering {url} after 60s:\n{log.read_text()[-3000:]}")
+#: Argo CD's running components (the repo-server and the application controller).
+ArgoCD = HostControllers
 
 
 @contextmanager
@@ -192,27 +145,22 @@ def running_argocd(cluster: ClusterClient, folder: Path, work: Path) -> Iterator
     metrics: dict[str, str] = {}
     with ExitStack() as stack:
         logs["redis"] = work / "redis.log"
-        out: Any = stack.enter_context(logs["redis"].open("wb"))
-        process = subprocess.Popen(
-            [redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
-             "--appendonly", "no", "--dir", str(work)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, process, 15)
+        redis_server = [
+            redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
+            "--appendonly", "no", "--dir", str(work),
+        ]  # fmt: skip
+        start_logged(stack, redis_server, logs["redis"])
         for name, args in components.items():
             metrics_port = free_port()
             logs[name] = work / f"{name}.log"
-            out = stack.enter_context(logs[name].open("wb"))
-            process = subprocess.Popen(
+            process = start_logged(
+                stack,
                 [str(folder / "argocd"), *common, *args, "--metrics-port", str(metrics_port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**env, "ARGOCD_BINARY_NAME": name},
-                start_new_session=True,
+                logs[name],
+                {**env, "ARGOCD_BINARY_NAME": name},
             )
-            stack.callback(stop_process, process, 15)
             metrics[name] = f"http://127.0.0.1:{metrics_port}/metrics"
-            _wait_listening(name, metrics[name], process, logs[name])
+            wait_answering(name, metrics[name], process, logs[name])
         yield ArgoCD(logs, metrics)
 
 

@@ -12,21 +12,13 @@ source-controller's artifacts from its storage server on 127.0.0.1.
 from __future__ import annotations
 
 import os
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from kit.kube import ROOT
+from kit.hostprocesses import HostControllers, built, start_logged, wait_answering
 from vigil.devcluster import ClusterClient
-from vigil.devcluster.common import free_port, stop_process
+from vigil.devcluster.common import free_port
 
 SOURCE_CRDS = (
     "buckets",
@@ -40,24 +32,12 @@ SOURCE_CRDS = (
 
 def flux_binaries() -> Path:
     """The folder with both controllers and their CRDs, built (once) by hack/build-flux.sh."""
-    result = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-flux.sh")], capture_output=True, text=True, check=False
+    return built(
+        "build-flux.sh",
+        "Flux's controllers",
+        "flux",
+        ["source-controller", "kustomize-controller"],
     )
-    if result.returncode != 0:
-        pytest.fail(
-            "cannot build Flux's controllers (hack/build-flux.sh, `make flux`): "
-            f"{result.stderr[-2000:]}",
-            pytrace=False,
-        )
-    folder = Path(result.stdout.strip().splitlines()[-1])
-    missing = [
-        name
-        for name in ("source-controller", "kustomize-controller")
-        if not (folder / name).is_file()
-    ]
-    if missing or not sorted(folder.glob("crds/*.yaml")):
-        pytest.fail(f"Flux's build in {folder} lacks {missing or 'its CRDs'}", pytrace=False)
-    return folder
 
 
 def install_flux_crds(cluster: ClusterClient, folder: Path) -> None:
@@ -73,38 +53,8 @@ def install_flux_crds(cluster: ClusterClient, folder: Path) -> None:
     )
 
 
-@dataclass
-class FluxControllers:
-    """The two running controllers: their logs and their metrics endpoints."""
-
-    logs: dict[str, Path]
-    metrics: dict[str, str]
-
-    def log(self, name: str) -> str:
-        return self.logs[name].read_text(errors="replace")
-
-    def metrics_text(self, name: str) -> str:
-        with urllib.request.urlopen(self.metrics[name], timeout=5) as response:
-            return str(response.read().decode())
-
-
-def _wait_healthy(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"{name} exited ({process.returncode}) at start:\n"
-                f"{log.read_text(errors='replace')[-3000:]}",
-                pytrace=False,
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{name} not healthy at {url} after 60s:\n{log.read_text()[-3000:]}")
+#: Flux's running controllers (source-controller and kustomize-controller).
+FluxControllers = HostControllers
 
 
 @contextmanager
@@ -134,8 +84,8 @@ def running_flux(cluster: ClusterClient, folder: Path, work: Path) -> Iterator[F
         for name, args in commands.items():
             metrics_port, health_port = free_port(), free_port()
             logs[name] = work / f"{name}.log"
-            out: Any = stack.enter_context(logs[name].open("wb"))
-            process = subprocess.Popen(
+            process = start_logged(
+                stack,
                 [
                     str(folder / name),
                     *common,
@@ -143,12 +93,9 @@ def running_flux(cluster: ClusterClient, folder: Path, work: Path) -> Iterator[F
                     f"--metrics-addr=127.0.0.1:{metrics_port}",
                     f"--health-addr=127.0.0.1:{health_port}",
                 ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
+                logs[name],
+                env,
             )
-            stack.callback(stop_process, process, 15)
             metrics[name] = f"http://127.0.0.1:{metrics_port}/metrics"
-            _wait_healthy(name, f"http://127.0.0.1:{health_port}/readyz", process, logs[name])
+            wait_answering(name, f"http://127.0.0.1:{health_port}/readyz", process, logs[name])
         yield FluxControllers(logs, metrics)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kit.gitserver import GitRepository
+from kit.gitserver import GitRepository, git_server
 from kit.kube import ROOT, Kube
 from kit.modeldeployment import ModelStore
 from kit.waits import wait_for
@@ -81,6 +83,15 @@ def seed_repository(folder: Path, url: str) -> Path:
     assert edits == 1, f"no single url in {path}"
     path.write_text(text)
     return folder
+
+
+@contextmanager
+def seeded_fork(folder: Path) -> Iterator[GitRepository]:
+    """A Git server on 127.0.0.1 (under ``folder``) holding one repository, ``vigil``,
+    seeded as a user's fork (``seed_repository``); stopped afterwards."""
+    with git_server(folder / "git") as server:
+        seed = seed_repository(folder / "seed", f"http://127.0.0.1:{server.port}/vigil.git")
+        yield server.repository("vigil", seed=seed)
 
 
 def example_objects(
