@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build Argo CD's one binary (every component, chosen by ARGOCD_BINARY_NAME) from its Go
-# module through the wrapper module hack/argocd/argocd, once, and cache it by version
-# under the user's cache folder with Argo CD's CRDs of the same version
+# Build Argo CD's repo-server and application controller (one binary, the component chosen
+# by ARGOCD_BINARY_NAME) from its Go module through the wrapper module hack/argocd/argocd,
+# once, and cache it by version and the wrapper's hash under the user's cache folder with Argo CD's CRDs of the same version
 # (manifests/crds), as hack/build-flux.sh does for Flux. The GitOps e2e tests
 # (tests/e2e/gitops) run its application controller and repo-server as host processes.
 #
@@ -19,7 +19,8 @@ export GOTOOLCHAIN=go1.27.3
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
-dir="$cache/bin/argocd-$ARGOCD_VERSION"
+wrapper=$(cat "$here/argocd/argocd/main.go" "$here/argocd/argocd/go.mod" | sha256sum | cut -c1-12)
+dir="$cache/bin/argocd-$ARGOCD_VERSION-$wrapper"
 module=github.com/argoproj/argo-cd/v3
 
 if [[ "${1:-}" == "--print" ]]; then
@@ -41,7 +42,7 @@ elapsed() { echo "$(( $(date +%s) - start ))s"; }
 if [[ ! -x "$dir/argocd" ]]; then
   echo "build-argocd: [$(elapsed)] building argocd $ARGOCD_VERSION ..." >&2
   (cd "$here/argocd/argocd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
-    -o "$dir/argocd.tmp" "$module/cmd") >&2
+    -o "$dir/argocd.tmp" .) >&2
   mv "$dir/argocd.tmp" "$dir/argocd"
   echo "build-argocd: [$(elapsed)] built argocd" >&2
 fi

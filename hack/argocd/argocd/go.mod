@@ -1,7 +1,7 @@
-// Wrapper module: builds Argo CD v3.6.1's one binary (github.com/argoproj/argo-cd/v3/cmd) for the
-// GitOps e2e tests; hack/build-argocd.sh names the same version. The requirements and replaces
-// are upstream's go.mod's, but for its ./gitops-engine replace (a local folder, not in the
-// module's zip): the gitops-engine module at the same released version here.
+// Wrapper module: builds Argo CD v3.6.1's repo-server and application controller (main.go) for
+// the GitOps e2e tests; hack/build-argocd.sh names the same version. The requirements and
+// replaces are upstream's go.mod's, but for its ./gitops-engine replace (a local folder, not in
+// the module's zip): the gitops-engine module at the same released version here.
 module vigil.dev/hack/argocd/argocd
 
 go 1.27.0

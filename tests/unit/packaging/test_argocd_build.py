@@ -30,8 +30,21 @@ def test_the_wrapper_builds_the_pinned_version_with_upstreams_engine() -> None:
     # engine module is required at the same released version instead.
     assert "=> ./" not in go_mod
     assert f"github.com/argoproj/argo-cd/gitops-engine/v3 {version}" in go_mod
-    tools = (WRAPPER / "tools.go").read_text()
-    assert 'import _ "github.com/argoproj/argo-cd/v3/cmd"' in tools
+
+
+def test_the_build_links_only_the_components_the_tests_run() -> None:
+    main = (WRAPPER / "main.go").read_text()
+    imported = set(re.findall(r'"github.com/argoproj/argo-cd/v3/cmd/([\w-]+)/commands"', main))
+    assert imported == {
+        "argocd-application-controller",
+        "argocd-repo-server",
+        "argocd-git-ask-pass",
+    }
+    # The kit starts these names (ARGOCD_BINARY_NAME).
+    kit = (ROOT / "tests" / "e2e" / "kit" / "argocd.py").read_text()
+    for component in ("argocd-application-controller", "argocd-repo-server"):
+        assert f'"{component}"' in kit
+    assert re.search(r'-o "\$dir/argocd.tmp" \.\)', SCRIPT.read_text())
 
 
 def test_the_build_uses_the_toolchain_its_go_mod_asks_for() -> None:
