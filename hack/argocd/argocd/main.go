@@ -17,7 +17,6 @@ import (
 	gitaskpass "github.com/argoproj/argo-cd/v3/cmd/argocd-git-ask-pass/commands"
 	reposerver "github.com/argoproj/argo-cd/v3/cmd/argocd-repo-server/commands"
 	"github.com/argoproj/argo-cd/v3/common"
-	"github.com/argoproj/argo-cd/v3/util/grpc"
 	"github.com/argoproj/argo-cd/v3/util/log"
 )
 
@@ -27,7 +26,9 @@ func init() {
 }
 
 func main() {
-	grpc.DisableSRVLookups()
+	// No grpc.DisableSRVLookups() here: gRPC turns SRV lookups on only when its grpclb balancer
+	// is linked (upstream's other components link it; these do not), and the
+	// call panics when they are already off.
 	name := filepath.Base(os.Args[0])
 	if value := os.Getenv("ARGOCD_BINARY_NAME"); value != "" {
 		name = value

@@ -48,13 +48,14 @@ from kit.gitops import (
     flux_applies,
     model_files,
     ready_at,
+    serving_live,
 )
 from kit.gitserver import git
 from kit.kube import Kube
 from kit.modeldeployment import ModelStore
 from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import Status, at_step, condition, in_phase, promoted
-from kit.traffic import LiveTraffic, ModelEndpoint
+from kit.traffic import LiveTraffic
 from kit.waits import wait_deployments, wait_for, watch_until
 
 from vigil.common.times import parse_unix
@@ -106,14 +107,8 @@ def served(
     pushed = time.monotonic()
     gitops.wait_ready_at(commit, timeout=180)
     commit_to_ready = time.monotonic() - pushed
-    endpoint = ModelEndpoint(kube, "wine", model.name)
-    endpoint.wait_serving(1, timeout=120)
-    traffic = endpoint.traffic(model.X, rate=15.0, seed=3)
-    stable = str((kube.get("md", "wine") or {})["status"]["stable"]["revision"])
-    try:
+    with serving_live(kube, model) as (traffic, stable):
         yield Served(gitops, model, commit, stable, traffic, commit_to_ready)
-    finally:
-        traffic.stop()
 
 
 @dataclass

@@ -22,6 +22,7 @@ import yaml
 from kit.gitserver import GitRepository, git_server
 from kit.kube import ROOT, Kube
 from kit.modeldeployment import ModelStore
+from kit.traffic import LiveTraffic, ModelEndpoint
 from kit.waits import wait_for
 from vigil.common.times import parse_unix
 from vigil.devcluster.models import TrainedModel
@@ -236,3 +237,16 @@ def flux_applies(log: str, namespace: str, name: str) -> list[FluxApply]:
         assert at is not None, line
         found.append(FluxApply(at, str(fields["revision"]), dict(fields["output"])))
     return found
+
+
+@contextmanager
+def serving_live(kube: Kube, model: TrainedModel) -> Iterator[tuple[LiveTraffic, str]]:
+    """Live traffic (15 requests/s) to ``wine`` once it serves ``model`` through its
+    Service, and its stable revision; the traffic stopped on exit."""
+    endpoint = ModelEndpoint(kube, "wine", model.name)
+    endpoint.wait_serving(1, timeout=120)
+    traffic = endpoint.traffic(model.X, rate=15.0, seed=3)
+    try:
+        yield traffic, str((kube.get("md", "wine") or {})["status"]["stable"]["revision"])
+    finally:
+        traffic.stop()
