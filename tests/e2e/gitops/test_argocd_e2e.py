@@ -304,6 +304,7 @@ def test_a_replacement_and_a_persons_pause_and_promote_survive_argocd_self_heal(
     watch_until(kube, promoted("2"), 90, "the promotion a person asked for", on_poll=poll)
     wait_app(argo_gitops, kube, commit, "Healthy", timeout=60)
     back_to_healthy = time.monotonic() - back
+    looks.take(argo_gitops, kube, back)
 
     md = kube.get("md", "wine") or {}
     entry = md["status"]["history"][0]
