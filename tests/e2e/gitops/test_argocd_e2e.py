@@ -199,12 +199,7 @@ def test_a_new_model_committed_to_git_is_healthy_in_argocd_only_once_vigil_says_
 def test_a_bad_replacement_is_degraded_in_argocd_with_vigils_reason_until_reverted(
     kube: Kube, store: ModelStore, operator: OperatorProcess, served: Served
 ) -> None:
-    argo_gitops, model, stable, traffic = (
-        served.gitops,
-        served.model,
-        served.stable,
-        served.traffic,
-    )
+    argo_gitops, model, stable = served.gitops, served.model, served.stable
     bad = store.train("wine-bad", version="2", shuffled_labels=True, seed=0)
     commit = argo_gitops.repository.commit(
         plain_model_files(store, bad, STEPS), "Replace wine 1 (bad)"
@@ -243,7 +238,7 @@ def test_a_bad_replacement_is_degraded_in_argocd_with_vigils_reason_until_revert
     assert not md["status"].get("candidate"), md["status"]
     assert operator.total("vigil_rollouts_total", outcome="RolledBack") == 1
     assert operator.total("vigil_rollouts_total", outcome="Promoted") == 0
-    assert traffic.stats.failed == 0, traffic.stats
+    assert served.traffic.stats.failed == 0, served.traffic.stats
     operator.assert_no_errors()
     record(
         "argocd-bad-replacement",
