@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build Argo CD's repo-server and application controller (one binary, the component chosen
 # by ARGOCD_BINARY_NAME) from its Go module through the wrapper module hack/argocd/argocd,
-# once, and cache it by version and the wrapper's hash under the user's cache folder with Argo CD's CRDs of the same version
-# (manifests/crds), as hack/build-flux.sh does for Flux. The GitOps e2e tests
-# (tests/e2e/gitops) run its application controller and repo-server as host processes.
+# once, and cache it by version and the wrapper's hash under the user's cache folder with
+# Argo CD's CRDs of the same version (manifests/crds), as hack/build-flux.sh does for Flux.
+# The GitOps e2e tests (tests/e2e/gitops) run its application controller and repo-server as
+# host processes.
 #
 # Argo CD v3.6 asks for Go 1.27: GOTOOLCHAIN=go1.27.3 makes the go command fetch that
 # toolchain from the module proxy (about 76 MB, once) for this build only; the rest of

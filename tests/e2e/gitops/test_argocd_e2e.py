@@ -127,10 +127,10 @@ def wait_app(
     return time.monotonic() - start, looks
 
 
-def compared_again(gitops: ArgoGitOps, since: AppView, times: int) -> AppView:
+def compared_again(gitops: ArgoGitOps, times: int, since: AppView | None = None) -> AppView:
     """Argo CD's view once its controller has compared the Application with Git and the
-    cluster ``times`` more times after ``since`` (its reconciledAt moved on)."""
-    seen = {since.reconciled_at}
+    cluster ``times`` more times after ``since`` (default: now; its reconciledAt moved on)."""
+    seen = {(since or gitops.application.view()).reconciled_at}
 
     def compared() -> AppView | None:
         view = gitops.application.view()
@@ -224,7 +224,7 @@ def test_a_bad_replacement_is_degraded_in_argocd_with_vigils_reason_until_revert
     # not drift, and self-heal never synced again (one sync per commit).
     assert md["spec"]["model"]["uri"] == store.uri(bad)
     assert app.syncs == 2, app
-    again = compared_again(argo_gitops, app, times=3)
+    again = compared_again(argo_gitops, times=3, since=app)
     assert (again.sync, again.health, again.syncs) == ("Synced", "Degraded", 2), again
     assert (kube.get("md", "wine") or {})["status"]["phase"] == "RolledBack"
     wait_deployments(kube, [f"wine-{stable}"])
@@ -261,7 +261,7 @@ def test_a_replacement_and_a_persons_pause_and_promote_survive_argocd_self_heal(
     looks = Looks()
     poll = looks.poll(argo_gitops, kube)
     watch = watch_until(kube, at_step("canary 50%"), 120, "the canary", on_poll=poll)
-    in_canary = compared_again(argo_gitops, argo_gitops.application.view(), times=2)
+    in_canary = compared_again(argo_gitops, times=2)
     assert (in_canary.revision, in_canary.sync, in_canary.health) == (
         commit,
         "Synced",
@@ -279,7 +279,8 @@ def test_a_replacement_and_a_persons_pause_and_promote_survive_argocd_self_heal(
         on_poll=poll,
     )
     held = watch.last["candidate"]
-    paused = compared_again(argo_gitops, argo_gitops.application.view(), times=2)
+    paused = compared_again(argo_gitops, times=2)
+    poll()  # the Suspended just compared, among the looks whatever the watches saw
     assert (paused.sync, paused.health, paused.syncs) == ("Synced", "Suspended", 2), paused
     now = (kube.get("md", "wine") or {})["status"]
     assert condition(now, "Ready")["reason"] == "RolloutPaused", condition(now, "Ready")
@@ -290,7 +291,7 @@ def test_a_replacement_and_a_persons_pause_and_promote_survive_argocd_self_heal(
     # annotations are an ignored difference (argocd-cm-patch.yaml), so no self-heal sync.
     operator.stop()
     kubectl_vigil(kube, "promote")
-    pending = compared_again(argo_gitops, argo_gitops.application.view(), times=2)
+    pending = compared_again(argo_gitops, times=2)
     annotations = (kube.get("md", "wine") or {})["metadata"].get("annotations") or {}
     assert annotations.get(ANNOTATION_REQUEST) == "promote", (annotations, pending)
     assert (pending.sync, pending.syncs) == ("Synced", 2), pending
