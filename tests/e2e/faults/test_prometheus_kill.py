@@ -31,21 +31,20 @@ from fault_checks import (
     record,
 )
 from kit.kube import Kube
-from kit.modeldeployment import ModelStore
+from kit.modeldeployment import OPEN_STEP, ModelStore, end_step, kept_open
 from kit.operator import OperatorProcess
-from kit.status import candidate_reason, condition, describe, promoted
+from kit.status import candidate_reason, condition, describe, judged_after, promoted
 from kit.waits import watch_until
 
 from vigil.devcluster.prometheus import LocalPrometheus
 
 pytestmark = pytest.mark.faults
 
-#: The kill comes once the canary is judged; its 40 s are counted from the step's
-#: start (not from the candidate's, which takes 40 s on a loaded 2-core machine), so
-#: the outage falls inside it.
+#: The kill comes once the canary is judged; the canary stays open until the test ends
+#: it (kept_open), so the outage surely falls inside it.
 STEPS = [
     {"shadow": {"duration": "6s", "percent": 100, "minRequests": 20}},
-    {"canary": {"weight": 50, "duration": "40s"}},
+    {"canary": {"weight": 50, "duration": OPEN_STEP}},
 ]
 OUTAGE_SECONDS = 20
 
@@ -61,7 +60,8 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
     setup = deploy(kube, tmp_path, STEPS, store=store, metrics=metrics)
     try:
         candidate = store.train("wine-2", version="2", seed=1)
-        kube.apply(manifest(candidate, STEPS, store, metrics=metrics))
+        document = kept_open(manifest(candidate, STEPS, store, metrics=metrics))
+        kube.apply(document)
         watch = watch_until(
             kube,
             lambda s: (
@@ -101,8 +101,10 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
             time.sleep(0.5)
         prometheus.start()
         back = time.monotonic()
-        watch_until(kube, promoted("2"), 150, "the promotion once Prometheus is back", watch)
+        watch_until(kube, judged_after(time.time()), 60, "a check once it is back", watch)
         resumed_after = time.monotonic() - back
+        end_step(kube, document, 1)
+        watch_until(kube, promoted("2"), 60, "the promotion once the step is over", watch)
         final = assert_consistent(kube)
     finally:
         setup.traffic.stop()
@@ -114,6 +116,6 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
         "prometheus-killed",
         held_after_seconds=round(held_after, 1),
         outage_seconds=OUTAGE_SECONDS,
-        promoted_after_restart_seconds=round(resumed_after, 1),
+        judged_after_restart_seconds=round(resumed_after, 1),
         reasons=watch.reasons,
     )

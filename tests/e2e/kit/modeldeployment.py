@@ -52,6 +52,8 @@ ANALYSIS: dict[str, Any] = {
     # (P(slower) 0.75 [0.60, 0.89] seen), which at the default 0.6 rolls a good one back.
     "margins": {"latency": 0.5},
 }
+#: A step no test waits out: the test ends it (``kept_open``, ``end_step``).
+OPEN_STEP = "600s"
 #: What ``changed`` removes instead of setting.
 DELETE = "DELETE"
 #: The claim of a test's ModelStore, in its namespace.
@@ -174,6 +176,23 @@ def changed(document: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str
             target.pop(leaf, None)
         else:
             target[leaf] = value
+    return result
+
+
+def kept_open(document: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` whose steps end by their durations only (earlyAdvance off): with a long
+    one (``OPEN_STEP``) a test acts while the step is surely under way, then ``end_step``."""
+    return changed(document, {"spec.rollout.analysis.earlyAdvance": False})
+
+
+def end_step(kube: Kube, document: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """Apply ``document`` with the replacement's step ``index`` shortened to 1 s, as a
+    person who has seen enough would: the next check ends the step. What was applied."""
+    result = copy.deepcopy(dict(document))
+    step = result["spec"]["rollout"]["replacement"]["steps"][index]
+    (kind,) = step
+    step[kind]["duration"] = "1s"
+    kube.apply(result)
     return result
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kit.kube import Kube, safe
+from vigil.common.times import parse_unix
 
 Status = dict[str, Any]
 Done = Callable[[Status], bool]
@@ -129,6 +130,16 @@ def at_step(step: str) -> Done:
 
 def candidate_reason(reason: str) -> Done:
     return lambda current: candidate(current).get("reason") == reason
+
+
+def judged_after(moment: float) -> Done:
+    """The step is under way and its last check came after ``moment`` (Unix seconds)."""
+
+    def done(current: Status) -> bool:
+        checked = parse_unix(candidate(current).get("lastAnalysisAt"))
+        return candidate_reason("StepInProgress")(current) and (checked or 0) > moment
+
+    return done
 
 
 def in_phase(phase: str) -> Done:

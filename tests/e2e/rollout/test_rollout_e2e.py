@@ -30,7 +30,16 @@ from kit.backend_watch import BackendWatch
 from kit.figures import Figures
 from kit.kube import MD_LABEL, REVISION_LABEL, Kube, pod_ip
 from kit.metrics import total
-from kit.modeldeployment import STEPS, ModelStore, Setup, deploy, golden_configmap
+from kit.modeldeployment import (
+    OPEN_STEP,
+    STEPS,
+    ModelStore,
+    Setup,
+    deploy,
+    end_step,
+    golden_configmap,
+    kept_open,
+)
 from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import (
     Status,
@@ -40,6 +49,7 @@ from kit.status import (
     condition,
     describe,
     in_phase,
+    judged_after,
     newest_outcome,
     promoted,
     read_status,
@@ -208,11 +218,9 @@ def test_a_canary_step_counts_the_live_requests_it_received(
     candidate = store.train("wine-2", version="2", seed=1)
     steps = [
         {"shadow": {"duration": "6s", "percent": 100, "minRequests": 20}},
-        {"canary": {"weight": 50, "duration": "600s"}},
+        {"canary": {"weight": 50, "duration": OPEN_STEP}},
     ]
-    spec = store.manifest(candidate, steps, deadline="600s")
-    spec["spec"]["rollout"]["analysis"]["earlyAdvance"] = False  # stay in the canary step
-    kube.apply(spec)
+    kube.apply(kept_open(store.manifest(candidate, steps, deadline=OPEN_STEP)))
     watch = watch_until(kube, at_step("canary 50%"), 120, "the canary step")
     revision = watch.last["candidate"]["revision"]
     ips = {pod_ip(pod) for pod in kube.revision_pods(revision)}
@@ -424,11 +432,12 @@ def test_metrics_outage_during_canary_holds_then_resumes(
     setup = deploy(kube, tmp_path, store=store, metrics=metrics)
     try:
         candidate = store.train("wine-2", version="2", seed=1)
-        # The step's clock starts with the candidate, whose pods take ~30 s to be ready on a
-        # loaded machine: 25 s ran out before the first check, and once every gate passed it
-        # promoted at once, before the outage (ci31).
-        steps = [{"canary": {"weight": 50, "duration": "75s"}}]
-        kube.apply(store.manifest(candidate, steps, metrics=metrics))
+        # The canary stays open until the test ends it: with earlyAdvance the first
+        # confident check promotes before the outage, and no fixed step length surely
+        # outlasts the data's arrival on a loaded machine.
+        steps = [{"canary": {"weight": 50, "duration": OPEN_STEP}}]
+        document = kept_open(store.manifest(candidate, steps, metrics=metrics))
+        kube.apply(document)
         watch_until(
             kube,
             candidate_reason("StepInProgress"),
@@ -450,8 +459,11 @@ def test_metrics_outage_during_canary_holds_then_resumes(
         assert held["stable"]["revision"] == setup.revision
         assert not (held.get("candidate") or {}).get("outcome")
         prometheus.start()
+        back = time.time()
+        watch = watch_until(kube, judged_after(back), 60, "a check on Prometheus figures", watch)
+        end_step(kube, document, 0)
         watch = watch_until(
-            kube, newest_outcome("Promoted"), 90, "the promotion once Prometheus is back", watch
+            kube, newest_outcome("Promoted"), 60, "the promotion once the step is over", watch
         )
         record(
             "metrics-outage",
