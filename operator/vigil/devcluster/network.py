@@ -150,7 +150,11 @@ class NodeNetwork:
         # Locally started connections to a Service address need a route before
         # kube-proxy's DNAT rewrites them; a route, not a default one.
         _ip(*inside, "route", "add", self.service_range, "dev", self.bridge, what="route Services")
-        for sysctl in ("net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"):
+        # No ICMP redirects: a pod's packets to a Service leave by the bridge they came in by,
+        # and the redirects they drew used up the kernel's per-host ICMP budget, so
+        # kube-proxy's rejects (a Service without endpoints) never reached the pod.
+        redirects = (f"net.ipv4.conf.{name}.send_redirects=0" for name in ("all", self.bridge))
+        for sysctl in ("net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1", *redirects):
             _run(
                 [*self.nsenter(), "sysctl", "-q", "-w", sysctl],
                 what=f"set {sysctl} in the node's namespace"

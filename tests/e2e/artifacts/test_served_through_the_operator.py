@@ -10,8 +10,8 @@ Secret's keys. Each reaches Ready on real MLServer containers
 and answers through its Service (ClusterIP, kube-proxy) what the model answers
 in this process. Then replacements whose artifact cannot be had (a wrong
 digest, an archive escaping its folder, a missing object, wrong keys, a
-Secret that does not exist, a folder past its sizeLimit) fail at once, an
-unreachable host at the rollout's progress deadline, with the fetcher's
+Secret that does not exist, a folder past its sizeLimit) fail at once, a
+refusing host at the rollout's progress deadline, with the fetcher's
 words in the Ready condition and a Warning Event, while the stable
 answers every request sent through the Service. The module shares one
 namespace, one operator and the three ModelDeployments (starting MLServer is
@@ -69,10 +69,10 @@ from vigil.devcluster.traffic import TrafficGenerator, service_address, v2_body
 
 MODEL = "wine"
 HTTP, HTTPS, S3 = "wine-http", "wine-https", "wine-s3"
-UNREACHABLE_ROLLOUT = {
+REFUSED_ROLLOUT = {
     "replacement": {"steps": [{"canary": {"weight": 50, "duration": "10s"}}]},
-    # Past the first exit 75: six attempts of 30 s (the proxy drops, no reject) and back-off.
-    "progressDeadline": "300s",
+    # Past the first exit 75: six refused attempts with 31 s of back-off, on a busy machine.
+    "progressDeadline": "120s",
 }
 
 
@@ -284,10 +284,10 @@ def broken_model(served: Served, broken: str) -> tuple[dict[str, Any], str]:
     if broken == "missing object":
         model = s3_model(served, "2", "wine/2/model.tar.gz")
         return model, f"{model['uri']}: 404 Not Found: NoSuchKey"
-    if broken == "unreachable host":
+    if broken == "refusing host":
         host = f"down.{served.namespace}.svc"
         uri = f"http://{host}/model.tar.gz"
-        words = f"{uri}: timed out waiting for {host} (gave up after 6 attempts"
+        words = f"{uri}: cannot connect to {host}: connection refused (gave up after 6 attempts"
         return {"version": "4", "uri": uri}, words
     if broken == "full disk":
         model = {**s3_model(served, "5", BIG_KEY), "fetch": {"sizeLimit": "1Mi"}}
@@ -309,7 +309,7 @@ def broken_model(served: Served, broken: str) -> tuple[dict[str, Any], str]:
         (S3, "wrong keys"),
         (S3, "missing secret"),
         # Transient: retried in the pod, so it fails at the rollout's progress deadline.
-        (HTTP, "unreachable host"),
+        (HTTP, "refusing host"),
         # What a full disk is for a pod: its model folder past fetch.sizeLimit, evicted.
         (S3, "full disk"),
     ],
@@ -327,8 +327,8 @@ def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
         wait_for(
             lambda: traffic.stats.ok >= 40, timeout=60, what="traffic answered through the Service"
         )
-        # Without steps a candidate has the Deployment's own 10 minutes; with one, 300 s.
-        rollout = UNREACHABLE_ROLLOUT if broken == "unreachable host" else None
+        # Without steps a candidate has the Deployment's own 10 minutes; with one, 120 s.
+        rollout = REFUSED_ROLLOUT if broken == "refusing host" else None
         served.kube.apply(model_deployment(name, model, served.server_image, rollout))
 
         def failed() -> dict[str, Any]:
@@ -339,7 +339,7 @@ def test_a_replacement_that_cannot_be_fetched_fails_while_the_stable_serves(
             return status if fetch_failed and words in ready["message"] else {}
 
         status = wait_for(
-            failed, timeout=420, what=f"{name}'s replacement failing with ArtifactFetchFailed"
+            failed, timeout=240, what=f"{name}'s replacement failing with ArtifactFetchFailed"
         )
         ready = condition(status, "Ready")
         candidate = status["candidate"]["revision"]
