@@ -45,39 +45,58 @@ k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
  -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
  -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 
-build() { # build <binary> <module dir> <package> [ldflags] [tags]
-  local name=$1 dir=$2 pkg=$3 ldflags=${4:--s -w} tags=${5:-}
-  if [[ -x "$bindir/$name" ]]; then
-    echo "build-cluster: [$(elapsed)] $name cached"
-    return
-  fi
-  echo "build-cluster: [$(elapsed)] building $name ($pkg) ..."
-  (cd "$here/$dir" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$bindir/$name.tmp" "$pkg")
-  mv "$bindir/$name.tmp" "$bindir/$name"
-  echo "build-cluster: [$(elapsed)] built $name"
+# build <module dir> <ldflags> <tags> <binary>=<package>...: the missing binaries of one
+# module, by one `go build` (its links run side by side; a package's name is its binary's).
+build() {
+  local dir=$1 ldflags=$2 tags=$3 pair names=() packages=() out tmp
+  shift 3
+  for pair in "$@"; do
+    if [[ -x "$bindir/${pair%%=*}" ]]; then
+      echo "build-cluster: [$(elapsed)] ${pair%%=*} cached"
+    else
+      names+=("${pair%%=*}") && packages+=("${pair#*=}")
+    fi
+  done
+  ((${#names[@]})) || return 0
+  echo "build-cluster: [$(elapsed)] building ${names[*]} ..."
+  tmp=$(mktemp -d "$bindir/.build-XXXXXX")
+  out="$tmp/"
+  ((${#names[@]} > 1)) || out="$tmp/${names[0]}"
+  (cd "$here/$dir" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out" "${packages[@]}")
+  for name in "${names[@]}"; do mv "$tmp/$name" "$bindir/$name"; done
+  rmdir "$tmp"
+  echo "build-cluster: [$(elapsed)] built ${names[*]}"
 }
 
-build etcd etcd go.etcd.io/etcd/server/v3
-build kwok kwok sigs.k8s.io/kwok/cmd/kwok
-build kubectl k8s k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
-build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
-build kube-controller-manager k8s k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
-build kube-scheduler k8s k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
-# The real node (operator/vigil/devcluster/node.py).
-build kubelet k8s k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
-build kube-proxy k8s k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags"
-# CoreDNS's version is not in the folder's name (a new one would rebuild
-# everything): its binary is named by version and `coredns` links to it.
-build "coredns-$COREDNS_VERSION" coredns vigil.dev/hack/coredns \
-  "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+# The modules build side by side: one module's build alone leaves a core idle while it
+# loads packages or links, and on two cores this build is the longest of `make builds`.
+prometheus_ldflags="-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION"
+groups=(
+  "etcd|-s -w||etcd=go.etcd.io/etcd/server/v3"
+  "kwok|-s -w||kwok=sigs.k8s.io/kwok/cmd/kwok"
+  # The real node's kubelet and kube-proxy too (operator/vigil/devcluster/node.py).
+  "k8s|$k8s_ldflags||kubectl=k8s.io/kubernetes/cmd/kubectl kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubelet=k8s.io/kubernetes/cmd/kubelet kube-proxy=k8s.io/kubernetes/cmd/kube-proxy"
+  # CoreDNS's version is not in the folder's name (a new one would rebuild everything):
+  # its binary is named by version and `coredns` links to it.
+  "coredns|-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION||coredns-$COREDNS_VERSION=vigil.dev/hack/coredns"
+  # Only the Kubernetes service discovery is compiled in (upstream's plugin tags);
+  # promtool checks and unit-tests the alert rules (manifests/monitoring/).
+  "prometheus|$prometheus_ldflags|remove_all_sd,enable_kubernetes_sd|prometheus=github.com/prometheus/prometheus/cmd/prometheus promtool=github.com/prometheus/prometheus/cmd/promtool"
+)
+pids=() failed=()
+for group in "${groups[@]}"; do
+  IFS="|" read -r dir ldflags tags binaries <<<"$group"
+  read -ra binaries <<<"$binaries"
+  build "$dir" "$ldflags" "$tags" "${binaries[@]}" &
+  pids+=("$!")
+done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || failed+=("${groups[$i]%%|*}")
+done
+if ((${#failed[@]})); then
+  echo "build-cluster: the build of ${failed[*]} failed (its output above)" >&2
+  exit 1
+fi
 ln -sfn "coredns-$COREDNS_VERSION" "$bindir/coredns"
-# Only the Kubernetes service discovery is compiled in (upstream's plugin tags).
-build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus \
-  "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
-  "remove_all_sd,enable_kubernetes_sd"
-# promtool checks and unit-tests the alert rules (manifests/monitoring/).
-build promtool prometheus github.com/prometheus/prometheus/cmd/promtool \
-  "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
-  "remove_all_sd,enable_kubernetes_sd"
 
 echo "build-cluster: [$(elapsed)] all binaries in $bindir ($(du -sh "$bindir" | cut -f1))"

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Build Flux's source-controller and kustomize-controller from their Go
-# modules (the wrapper modules hack/flux/{source,kustomize}-controller pin
-# them), once, and cache the binaries by version under the user's cache
-# folder with Flux's CRDs from the same module versions (config/crd/bases),
-# as hack/build-cluster.sh does for the control plane. The GitOps e2e tests
-# (tests/e2e/gitops) run them as host processes against the local cluster.
+# modules (the wrapper module hack/flux/controllers pins both), once, and cache
+# the binaries under the user's cache folder, keyed by the versions and the
+# wrapper's go.mod, with Flux's CRDs from the same module versions
+# (config/crd/bases), as hack/build-cluster.sh does for the control plane. The
+# GitOps e2e tests (tests/e2e/gitops) run them as host processes against the
+# local cluster.
 #
 # Upstream's go.mod files replace their ./api modules with local folders,
-# which `go install pkg@version` refuses: the wrapper modules require the
-# api modules at the versions upstream builds with and copy its other
-# replaces, so the build list is upstream's.
+# which `go install pkg@version` refuses: the wrapper requires the api modules
+# at the versions upstream builds with and keeps upstream's other replaces.
+# One module and one `go build` for both controllers: the packages they share
+# are compiled once (hack/flux/README.md).
 #
 # Usage: hack/build-flux.sh            build what is missing, print the folder
 #        hack/build-flux.sh --print    only print the folder
@@ -29,7 +31,9 @@ KUSTOMIZE_CONTROLLER_VERSION=v1.9.6
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
-dir="$cache/bin/flux-source-$SOURCE_CONTROLLER_VERSION-kustomize-$KUSTOMIZE_CONTROLLER_VERSION"
+module_dir="$here/flux/controllers"
+key=$(sha256sum "$module_dir/go.mod" | cut -c1-12)
+dir="$cache/bin/flux-source-$SOURCE_CONTROLLER_VERSION-kustomize-$KUSTOMIZE_CONTROLLER_VERSION-$key"
 
 if [[ "${1:-}" == "--print" ]]; then
   echo "$dir"
@@ -47,16 +51,21 @@ mkdir -p "$dir/crds"
 start=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - start ))s"; }
 
-build() { # build <name> <version>
-  local name=$1 version=$2 module="github.com/fluxcd/$1" moddir
-  if [[ ! -x "$dir/$name" ]]; then
-    echo "build-flux: [$(elapsed)] building $name $version ..." >&2
-    (cd "$here/flux/$name" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
-      -o "$dir/$name.tmp" "$module") >&2
-    mv "$dir/$name.tmp" "$dir/$name"
-    echo "build-flux: [$(elapsed)] built $name" >&2
-  fi
-  moddir=$(cd "$here/flux/$name" && go mod download -json "$module@$version" \
+controllers=(github.com/fluxcd/source-controller github.com/fluxcd/kustomize-controller)
+if [[ ! -x "$dir/source-controller" || ! -x "$dir/kustomize-controller" ]]; then
+  echo "build-flux: [$(elapsed)] building source-controller $SOURCE_CONTROLLER_VERSION" \
+    "and kustomize-controller $KUSTOMIZE_CONTROLLER_VERSION ..." >&2
+  rm -rf "$dir/.tmp" && mkdir -p "$dir/.tmp"
+  (cd "$module_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+    -o "$dir/.tmp/" "${controllers[@]}") >&2
+  mv "$dir/.tmp/source-controller" "$dir/.tmp/kustomize-controller" "$dir/"
+  rmdir "$dir/.tmp"
+  echo "build-flux: [$(elapsed)] built both" >&2
+fi
+
+crds() { # crds <module> <version>: copy its config/crd/bases
+  local module=$1 version=$2 moddir
+  moddir=$(cd "$module_dir" && go mod download -json "$module@$version" \
     | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
   [[ -d "$moddir/config/crd/bases" ]] || {
     echo "build-flux: no config/crd/bases in $module@$version ($moddir)" >&2
@@ -66,8 +75,8 @@ build() { # build <name> <version>
   chmod u+w "$dir"/crds/*.yaml
 }
 
-build source-controller "$SOURCE_CONTROLLER_VERSION"
-build kustomize-controller "$KUSTOMIZE_CONTROLLER_VERSION"
+crds github.com/fluxcd/source-controller "$SOURCE_CONTROLLER_VERSION"
+crds github.com/fluxcd/kustomize-controller "$KUSTOMIZE_CONTROLLER_VERSION"
 touch "$dir/crds/.complete"
 echo "build-flux: [$(elapsed)] $dir ($(du -sh "$dir" | cut -f1))" >&2
 echo "$dir"

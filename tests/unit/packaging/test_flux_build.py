@@ -1,6 +1,6 @@
 """Flux's controllers for the GitOps e2e tests: one pin per controller, everywhere.
 
-hack/build-flux.sh builds them from the wrapper modules under hack/flux; the
+hack/build-flux.sh builds both from the one wrapper module hack/flux/controllers; the
 vendored CRDs there (the manifests' dry runs) are the same versions'.
 Building and running them: tests/e2e/gitops.
 """
@@ -26,18 +26,28 @@ def pinned(variable: str) -> str:
     return found.group(1)
 
 
+WRAPPER = ROOT / "hack" / "flux" / "controllers"
+
+
 @pytest.mark.parametrize("controller", sorted(CONTROLLERS))
 def test_each_controller_is_pinned_once(controller: str) -> None:
     version = pinned(CONTROLLERS[controller])
-    go_mod = (ROOT / "hack" / "flux" / controller / "go.mod").read_text()
-    assert f"module vigil.dev/hack/flux/{controller}\n" in go_mod
-    assert f"require github.com/fluxcd/{controller} {version}\n" in go_mod
+    go_mod = (WRAPPER / "go.mod").read_text()
+    assert "module vigil.dev/hack/flux/controllers\n" in go_mod
+    assert re.search(rf"^\tgithub.com/fluxcd/{controller} {re.escape(version)}$", go_mod, re.M)
     # Upstream's ./api replace cannot work outside its repository: the api module
     # is required at a released version instead.
     assert "=> ./" not in go_mod
     assert re.search(rf"github.com/fluxcd/{controller}/api v1\.\d+\.\d+", go_mod)
-    tools = (ROOT / "hack" / "flux" / controller / "tools.go").read_text()
-    assert f'import _ "github.com/fluxcd/{controller}"' in tools
+    tools = (WRAPPER / "tools.go").read_text()
+    assert f'_ "github.com/fluxcd/{controller}"' in tools
+
+
+def test_both_are_built_by_one_go_build_and_cached_by_the_wrappers_go_mod() -> None:
+    script = SCRIPT.read_text()
+    assert re.search(r'go build .*\\\n\s*-o "\$dir/\.tmp/" "\$\{controllers\[@\]\}"', script)
+    assert 'key=$(sha256sum "$module_dir/go.mod"' in script
+    assert re.search(r'^dir=.*-\$key"$', script, re.M)
 
 
 def test_the_vendored_crds_are_the_built_versions() -> None:
