@@ -185,15 +185,14 @@ def kept_open(document: Mapping[str, Any]) -> dict[str, Any]:
     return changed(document, {"spec.rollout.analysis.earlyAdvance": False})
 
 
-def end_step(kube: Kube, document: Mapping[str, Any], index: int) -> dict[str, Any]:
+def end_step(kube: Kube, document: Mapping[str, Any], index: int) -> None:
     """Apply ``document`` with the replacement's step ``index`` shortened to 1 s, as a
-    person who has seen enough would: the next check ends the step. What was applied."""
-    result = copy.deepcopy(dict(document))
-    step = result["spec"]["rollout"]["replacement"]["steps"][index]
+    person who has seen enough would: the next check ends the step."""
+    shortened = copy.deepcopy(dict(document))
+    step = shortened["spec"]["rollout"]["replacement"]["steps"][index]
     (kind,) = step
     step[kind]["duration"] = "1s"
-    kube.apply(result)
-    return result
+    kube.apply(shortened)
 
 
 def golden_configmap(model: TrainedModel, name: str = "wine-golden") -> dict[str, Any]:
