@@ -7,7 +7,11 @@ between the two cannot lose it; the cycle that runs again after such a kill
 recomputes the same Event, and its name, derived from the object's
 resourceVersion and the Event's own words, makes the second post a
 conflict (409) instead of a duplicate. The same words on a later version of
-the object are a new occurrence and get a new name.
+the object are a new occurrence and get a new name. An outcome (a rollback)
+decided again after a kill has newer figures in its words, and the object
+may have a newer version by then (the health loop writes status): it names
+its occurrence (the outcome, the revision and the attempt's start) instead,
+one name for that attempt's outcome whatever the version.
 """
 
 from __future__ import annotations
@@ -39,18 +43,14 @@ def shorten(message: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
     return head + CUT_INFIX + tail
 
 
-def event_name(involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> str:
-    """`<name>.<digest>`: the same for the same words on the same version of the object."""
+def event_name(
+    involved: Mapping[str, Any], event_type: str, reason: str, message: str, occurrence: str = ""
+) -> str:
+    """`<name>.<digest>`: the same for the same words on the same version of the object, or
+    for the same ``occurrence`` (when given) on any version."""
     meta = body(involved).meta
-    key = "\x00".join(
-        (
-            meta.uid,
-            meta.resource_version,
-            event_type,
-            reason,
-            message,
-        )
-    )
+    parts = (meta.uid, occurrence) if occurrence else (meta.uid, meta.resource_version, message)
+    key = "\x00".join((*parts, event_type, reason))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return f"{(meta.name or 'object')[:MAX_NAME_PREFIX]}.{digest}"
 
@@ -63,6 +63,7 @@ def event_manifest(
     warning: bool,
     now: datetime.datetime,
     component: str,
+    occurrence: str = "",
 ) -> dict[str, Any]:
     """A core/v1 Event on `involved` (the object as read when the step was decided)."""
     metadata = involved.get("metadata") or {}
@@ -73,7 +74,7 @@ def event_manifest(
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "name": event_name(involved, event_type, reason, message),
+            "name": event_name(involved, event_type, reason, message, occurrence),
             "namespace": metadata.get("namespace"),
         },
         "involvedObject": {

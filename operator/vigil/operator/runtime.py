@@ -117,6 +117,7 @@ async def post_event(api: Api, body: Any, event: Event) -> None:
         warning=event.warning,
         now=datetime.datetime.now(datetime.UTC),
         component=REPORTING_COMPONENT,
+        occurrence=event.occurrence,
     )
     if not await api.create_event(manifest):
         log.info("event %s already posted (%s)", event.reason, manifest["metadata"]["name"])

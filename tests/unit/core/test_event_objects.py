@@ -56,6 +56,26 @@ def test_a_new_version_of_the_object_or_other_words_make_a_new_event() -> None:
     assert len(names) == 5
 
 
+def test_an_outcome_decided_again_with_newer_figures_keeps_its_name() -> None:
+    # A kill between the Event and the status: the next cycle rolls back again on newer
+    # figures, perhaps on a newer version (CI run ci41: two RolledBack Events); the
+    # occurrence (outcome, revision, the attempt's start) names it, not the words.
+    def rolled_back(version: str, agreement: str, started: str = "12:00:00") -> Any:
+        return event_manifest(
+            body(version),
+            "RolledBack",
+            f"revision 1b3318f rolled back at step 1: agreement {agreement} vs 0.900",
+            warning=True,
+            now=NOW,
+            component="vigil-operator",
+            occurrence=f"RolledBack 1b3318f {started}",
+        )["metadata"]["name"]
+
+    assert rolled_back("41", "0.256") == rolled_back("41", "0.218") == rolled_back("43", "0.2")
+    # A later attempt of the same revision is another occurrence.
+    assert rolled_back("41", "0.256") != rolled_back("41", "0.256", started="12:30:00")
+
+
 def test_the_event_points_at_the_model_deployment_and_shows_in_describe() -> None:
     event = event_manifest(
         body(), "RolledBack", "agreement 0.41 < 0.90", warning=True, now=NOW, component="vigil"

@@ -144,6 +144,9 @@ def test_a_rollback_cut_short_is_finished_once(done: int) -> None:
     world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
     cut = plan_that_posts(world, candidate, "RolledBack")
     assert not any(action.kind == "Deployment" for action in cut.actions), cut.actions
+    # Decided again on newer figures, its Event keeps its name (vigil.core.events).
+    began = world.status["candidate"]["startedAt"]
+    assert cut.events[0].occurrence == f"RolledBack {candidate} {began}"
     world.carry_out(cut.actions[:done])
     assert world.deployment(candidate) is not None
     run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")

@@ -205,8 +205,10 @@ class Cycle:
 
     # -- telling ----------------------------------------------------------------------------
 
-    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
-        self.plan.events.append(Event(reason, message, warning))
+    def event(
+        self, reason: str, message: str, *, warning: bool = False, occurrence: str = ""
+    ) -> None:
+        self.plan.events.append(Event(reason, message, warning, occurrence))
 
     def record(
         self,

@@ -102,6 +102,9 @@ class Event:
     reason: str
     message: str
     warning: bool = False
+    #: What makes it one occurrence on one version of the object, when not its words: an
+    #: outcome decided again after a kill carries newer figures (vigil.core.events).
+    occurrence: str = ""
 
 
 @dataclass

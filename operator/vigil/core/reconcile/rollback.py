@@ -106,7 +106,11 @@ def _end(
     revision = str(summary["revision"])
     stable_alone(cycle, stable_view)
     cycle.plan.recheck_after = REMOVE_AFTER_OUTCOME_SECONDS  # hold_finished removes it
-    cycle.event(event, message, warning=True)
+    # One Event per ended attempt, though a cycle run again after a kill judges newer figures
+    # and the health loop may have written status in between.
+    started = summary.get("startedAt")
+    occurrence = f"{ended} {revision} {started}" if started else ""
+    cycle.event(event, message, warning=True, occurrence=occurrence)
     cycle.record(
         revision, spec.model.version, spec.server.image, summary.get("change"), ended, why[1]
     )
