@@ -58,7 +58,7 @@ if [[ ! -x "$dir/source-controller" || ! -x "$dir/kustomize-controller" ]]; then
   rm -rf "$dir/.tmp" && mkdir -p "$dir/.tmp"
   (cd "$module_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
     -o "$dir/.tmp/" "${controllers[@]}") >&2
-  mv "$dir/.tmp/source-controller" "$dir/.tmp/kustomize-controller" "$dir/"
+  for module in "${controllers[@]}"; do mv "$dir/.tmp/${module##*/}" "$dir/"; done
   rmdir "$dir/.tmp"
   echo "build-flux: [$(elapsed)] built both" >&2
 fi

@@ -132,14 +132,16 @@ def candidate_reason(reason: str) -> Done:
     return lambda current: candidate(current).get("reason") == reason
 
 
+def checked_after(moment: float) -> Done:
+    """The candidate's last check came after ``moment`` (Unix seconds)."""
+    return lambda current: (parse_unix(candidate(current).get("lastAnalysisAt")) or 0) > moment
+
+
 def judged_after(moment: float) -> Done:
     """The step is under way and its last check came after ``moment`` (Unix seconds)."""
-
-    def done(current: Status) -> bool:
-        checked = parse_unix(candidate(current).get("lastAnalysisAt"))
-        return candidate_reason("StepInProgress")(current) and (checked or 0) > moment
-
-    return done
+    return lambda current: (
+        candidate(current).get("reason") == "StepInProgress" and checked_after(moment)(current)
+    )
 
 
 def in_phase(phase: str) -> Done:

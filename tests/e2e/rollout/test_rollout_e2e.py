@@ -42,10 +42,10 @@ from kit.modeldeployment import (
 )
 from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import (
-    Status,
     at_step,
     candidate_gates,
     candidate_reason,
+    checked_after,
     condition,
     describe,
     in_phase,
@@ -58,7 +58,6 @@ from kit.status import (
 from kit.traffic import pod_metrics
 from kit.waits import Watch, wait_deployments, wait_for, watch_until
 
-from vigil.common.times import parse_unix
 from vigil.devcluster.models import TrainedModel
 from vigil.devcluster.prometheus import LocalPrometheus
 
@@ -229,12 +228,7 @@ def test_a_canary_step_counts_the_live_requests_it_received(
     stopped = time.time()
     live = stats.by_revision.get(revision, 0)  # the answers the candidate's sidecars signed
     assert live > 20, f"{live} live requests reached the candidate in 10 s"
-
-    def checked_after_the_last_request(current: Status) -> bool:
-        checked = parse_unix((current.get("candidate") or {}).get("lastAnalysisAt"))
-        return checked is not None and checked > stopped + 1
-
-    current = watch_until(kube, checked_after_the_last_request, 30, "a check after the last").last
+    current = watch_until(kube, checked_after(stopped + 1), 30, "a check after the last").last
     gates = candidate_gates(current)
     assert gates["errorRate"]["samples"] == live, gates["errorRate"]
     answered_live = sum(sidecar_requests(ip, "live") for ip in ips)
