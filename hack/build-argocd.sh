@@ -14,8 +14,6 @@
 #        hack/build-argocd.sh --print    only print the folder
 # The folder holds argocd, the repo-server's helper scripts and crds/*.yaml.
 set -euo pipefail
-# The compiler spends about a fifth of its CPU collecting garbage at the default GOGC (bench/README.md).
-export GOGC=${GOGC:-400}
 
 ARGOCD_VERSION=v3.6.1
 export GOTOOLCHAIN=go1.27.3

@@ -10,8 +10,6 @@
 # The versions below are the single source of truth; the wrapper go.mod files
 # under hack/{k8s,etcd,kwok,prometheus,coredns} pin the same ones.
 set -euo pipefail
-# The compiler spends about a fifth of its CPU collecting garbage at the default GOGC (bench/README.md).
-export GOGC=${GOGC:-400}
 
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.10

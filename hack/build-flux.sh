@@ -17,8 +17,6 @@
 #        hack/build-flux.sh --print    only print the folder
 # The folder holds source-controller, kustomize-controller and crds/*.yaml.
 set -euo pipefail
-# The compiler spends about a fifth of its CPU collecting garbage at the default GOGC (bench/README.md).
-export GOGC=${GOGC:-400}
 
 # The v1.9 line builds with the Go this project uses (1.26). v1.10.x asks for
 # Go 1.27, which GOTOOLCHAIN=go1.27.3 brings, but neither controller of it

@@ -7,8 +7,6 @@
 # Usage: hack/build-helm.sh            build when missing, print the binary's path
 #        hack/build-helm.sh --print    only print the binary's path
 set -euo pipefail
-# The compiler spends about a fifth of its CPU collecting garbage at the default GOGC (bench/README.md).
-export GOGC=${GOGC:-400}
 
 HELM_VERSION=v3.19.5
 

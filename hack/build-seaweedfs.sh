@@ -8,8 +8,6 @@
 # The version is the one hack/seaweedfs/go.mod pins (a commit: SeaweedFS tags
 # no semantic versions).
 set -euo pipefail
-# The compiler spends about a fifth of its CPU collecting garbage at the default GOGC (bench/README.md).
-export GOGC=${GOGC:-400}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 version=$(sed -n 's|^require github.com/seaweedfs/seaweedfs \(.*\)$|\1|p' "$here/seaweedfs/go.mod")

@@ -8,8 +8,6 @@
 #
 # Usage: hack/kind/build-tools.sh [--print]
 set -euo pipefail
-# The compiler spends about a fifth of its CPU collecting garbage at the default GOGC (bench/README.md).
-export GOGC=${GOGC:-400}
 KIND_VERSION=v0.33.0
 K8S_VERSION=$(sed -n 's/^K8S_VERSION=//p' "$(dirname "$0")/../build-cluster.sh")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
