@@ -24,6 +24,7 @@ besides the kwok nodes; its addresses are in ``network.py``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -44,6 +45,7 @@ import yaml
 
 from vigil.devcluster.common import ClusterError, exclusive, pid_alive, write_kubeconfig
 from vigil.devcluster.network import NodeNetwork, pod_octet
+from vigil.devcluster.reads import ApiReader, Query, ReadError
 
 if TYPE_CHECKING:
     from vigil.devcluster.node import RealNode
@@ -856,6 +858,19 @@ def run_kubectl(
     return result
 
 
+@functools.cache
+def _reader_for(kubeconfig: str, modified: int) -> ApiReader | None:
+    return ApiReader.from_kubeconfig(kubeconfig)
+
+
+def _reader(kubeconfig: str) -> ApiReader | None:
+    """One reader per kubeconfig file and version (a rewritten file gets a new one)."""
+    try:
+        return _reader_for(kubeconfig, os.stat(kubeconfig).st_mtime_ns)
+    except (OSError, ValueError, KeyError, yaml.YAMLError):
+        return None  # kubectl will say what is wrong with it
+
+
 class ClusterClient:
     """What tests, benchmarks and the demo need from any cluster: kubectl and identities.
 
@@ -898,8 +913,34 @@ class ClusterClient:
             args += ["-n", namespace]
         return self.kubectl(*args, input=yaml_text).stdout
 
+    def get(self, *args: str) -> dict[str, Any] | None:
+        """``kubectl get <args> -o json``: the object or list, None when not found; any
+        other failure raises ``subprocess.CalledProcessError`` with the reason.
+
+        A type with a name or a selector is read in this process (``reads.py``); any
+        other form, or credentials it does not handle, runs kubectl."""
+        query = Query.parse(args)
+        reader = _reader(self.kubeconfig) if query else None
+        try:
+            if query and reader and reader.resource(query.resource):
+                return reader.get(query)
+        except (ReadError, OSError) as error:  # as kubectl's failures: unreachable, refused
+            raise subprocess.CalledProcessError(1, ["get", *args], "", str(error)) from None
+        result = self.kubectl("get", *args, "-o", "json", check=False)
+        if result.returncode == 0:
+            return dict(json.loads(result.stdout))
+        if "NotFound" in result.stderr or "not found" in result.stderr:
+            return None
+        raise subprocess.CalledProcessError(
+            result.returncode, result.args, result.stdout, f"kubectl get failed: {result.stderr}"
+        )
+
     def get_json(self, *args: str) -> dict[str, object]:
-        return dict(json.loads(self.kubectl("get", *args, "-o", "json").stdout))
+        """``get``, which must find the object."""
+        found = self.get(*args)
+        if found is None:
+            raise subprocess.CalledProcessError(1, ["get", *args], "", f"{args}: NotFound")
+        return found
 
     def wait_established(self, *crds: str, timeout: float = 60) -> None:
         """Wait until each CRD (``name.group``) serves its kind.

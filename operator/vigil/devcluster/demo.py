@@ -317,8 +317,10 @@ class Demo:
 
     def md(self) -> dict[str, Any]:
         assert self.cluster is not None
-        result = self.cluster.kubectl("get", "md", NAME, "-n", NAMESPACE, "-o", "json", check=False)
-        return json.loads(result.stdout) if result.returncode == 0 else {}
+        try:
+            return self.cluster.get("md", NAME, "-n", NAMESPACE) or {}
+        except subprocess.CalledProcessError:
+            return {}
 
     def condition(self, kind: str) -> dict[str, Any]:
         for item in self.md().get("status", {}).get("conditions", []):

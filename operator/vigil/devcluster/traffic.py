@@ -78,12 +78,11 @@ class ReadFailed(RuntimeError):
 def _service_spec(cluster: ClusterClient, namespace: str, name: str) -> dict[str, Any] | None:
     """The Service ``name``'s spec (None while it does not exist); a failed read raises
     :class:`ReadFailed`."""
-    result = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
-        if "NotFound" in result.stderr:
-            return None
-        raise ReadFailed(f"get service {name}: {result.stderr.strip()}")
-    return dict(json.loads(result.stdout)["spec"])
+    try:
+        service = cluster.get("service", name, "-n", namespace)
+    except subprocess.CalledProcessError as error:
+        raise ReadFailed(f"get service {name}: {error.stderr.strip()}") from error
+    return None if service is None else dict(service["spec"])
 
 
 def serving_pod_ips(
@@ -138,12 +137,13 @@ def route_backends(
 ) -> list[tuple[list[str], int]]:
     """(answering pod IPs, weight) for each backend Service of the HTTPRoute's first rule;
     ``through_service``: ([its ``clusterIP:port``], weight)."""
-    result = cluster.kubectl("get", "httproute", route, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
-        if "NotFound" in result.stderr:
-            return []
-        raise ReadFailed(f"get httproute {route}: {result.stderr.strip()}")
-    rules = json.loads(result.stdout)["spec"].get("rules") or [{}]
+    try:
+        found = cluster.get("httproute", route, "-n", namespace)
+    except subprocess.CalledProcessError as error:
+        raise ReadFailed(f"get httproute {route}: {error.stderr.strip()}") from error
+    if found is None:
+        return []
+    rules = found["spec"].get("rules") or [{}]
     backends = []
     for ref in rules[0].get("backendRefs") or ():
         weight = int(ref.get("weight", 1))

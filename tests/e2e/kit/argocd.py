@@ -14,8 +14,8 @@ nothing here needs them.
 
 from __future__ import annotations
 
-import json
 import os
+import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -190,11 +190,10 @@ class Application:
     name: str
 
     def get(self) -> dict[str, Any]:
-        result = self.cluster.kubectl(
-            "get", "applications.argoproj.io", self.name, "-n", NAMESPACE, "-o", "json",
-            check=False,
-        )  # fmt: skip
-        return dict(json.loads(result.stdout)) if result.returncode == 0 else {}
+        try:
+            return self.cluster.get("applications.argoproj.io", self.name, "-n", NAMESPACE) or {}
+        except subprocess.CalledProcessError:
+            return {}
 
     def view(self) -> AppView:
         return AppView.of(self.get())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import subprocess
@@ -89,12 +88,10 @@ class Kube:
 
     def get(self, *args: str) -> dict[str, Any] | None:
         """The object as JSON; None when it does not exist (any other error raises)."""
-        result = self.run("get", *args, "-o", "json", check=False)
-        if result.returncode != 0:
-            if "NotFound" in result.stderr or "not found" in result.stderr:
-                return None
-            raise AssertionError(f"kubectl get {' '.join(args)}: {result.stderr}")
-        return dict(json.loads(result.stdout))
+        try:
+            return self.cluster.get("-n", self.namespace, *args)
+        except subprocess.CalledProcessError as error:
+            raise AssertionError(f"kubectl get {' '.join(args)}: {error.stderr}") from None
 
     def items(self, kind: str, selector: str | None = None) -> list[dict[str, Any]]:
         args = [kind] + (["-l", selector] if selector else [])

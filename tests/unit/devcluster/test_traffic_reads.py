@@ -25,7 +25,7 @@ from vigil.devcluster.traffic import (
 
 
 class Cluster:
-    """Answers kubectl like the API server would, or fails like a down one."""
+    """Answers reads like the API server would, or fails like a down one."""
 
     def __init__(self) -> None:
         self.down = False
@@ -42,13 +42,11 @@ class Cluster:
             }
         ]
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def get(self, *args: str) -> dict[str, Any] | None:
         if self.down:
             self.refused += 1
-            return subprocess.CompletedProcess(args, 1, "", "The connection was refused")
-        if self.service is None:
-            return subprocess.CompletedProcess(args, 1, "", 'Error (NotFound): "wine" not found')
-        return subprocess.CompletedProcess(args, 0, json.dumps(self.service), "")
+            raise subprocess.CalledProcessError(1, ["get", *args], "", "connection refused")
+        return self.service
 
     def get_json(self, *args: str) -> dict[str, Any]:
         if self.down:
