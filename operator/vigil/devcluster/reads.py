@@ -1,7 +1,7 @@
 """Reads from the API server in this process: what ``kubectl get -o json`` prints.
 
-Tests poll several objects twice a second; a kubectl process per read cost the e2e
-phase about a fifth of its CPU (bench/README.md, CI timing). Writes, waits and what a
+Tests poll several objects twice a second; a kubectl process per read took about a
+quarter of the e2e phase's CPU (bench/README.md, CI timing). Writes, waits and what a
 person would type still go through kubectl.
 """
 
