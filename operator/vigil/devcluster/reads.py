@@ -8,6 +8,8 @@ person would type still go through kubectl.
 from __future__ import annotations
 
 import base64
+import http.client
+import io
 import json
 import os
 import ssl
@@ -15,7 +17,6 @@ import tempfile
 import threading
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,9 +98,11 @@ class ApiReader:
 
     def __init__(self, server: str, context: ssl.SSLContext, token: str | None) -> None:
         self.server = server.rstrip("/")
-        self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
-        )
+        self._address = urllib.parse.urlsplit(self.server)
+        self._tls = context
+        #: One kept-alive connection per thread: a TLS handshake per read cost the API
+        #: server more than the read itself.
+        self._connections = threading.local()
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._resources: list[Resource] | None = None
         self._lock = threading.Lock()
@@ -176,11 +179,39 @@ class ApiReader:
         return found
 
     def _json(self, path: str, accept: str = "application/json", timeout: float = 30) -> Any:
-        request = urllib.request.Request(
-            self.server + path, headers={**self._headers, "Accept": accept}
-        )
-        with self._opener.open(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        headers = {**self._headers, "Accept": accept}
+        for fresh in (False, True):
+            connection, reused = self._connection(timeout, fresh)
+            try:
+                connection.request("GET", self._address.path.rstrip("/") + path, headers=headers)
+                response = connection.getresponse()
+                body = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                connection.close()
+                self._connections.current = None
+                if reused and not fresh:
+                    continue  # the server closed a kept connection: once more on a new one
+                raise OSError(f"GET {self.server}{path}: {error!r}") from error
+            if response.status >= 400:
+                raise urllib.error.HTTPError(
+                    self.server + path, response.status, response.reason, response.headers,
+                    io.BytesIO(body),
+                )  # fmt: skip
+            return json.loads(body)
+        raise AssertionError("unreachable")
+
+    def _connection(self, timeout: float, fresh: bool) -> tuple[http.client.HTTPSConnection, bool]:
+        """This thread's connection, and whether it served a read before."""
+        connection = getattr(self._connections, "current", None)
+        if connection is not None and not fresh:
+            connection.timeout = timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+            return connection, True
+        host, port = self._address.hostname or "", self._address.port or 443
+        connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls)
+        self._connections.current = connection
+        return connection, False
 
 
 _CERTIFICATE_KEYS = frozenset(
