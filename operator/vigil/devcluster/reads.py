@@ -180,8 +180,8 @@ class ApiReader:
 
     def _json(self, path: str, accept: str = "application/json", timeout: float = 30) -> Any:
         headers = {**self._headers, "Accept": accept}
-        for fresh in (False, True):
-            connection, reused = self._connection(timeout, fresh)
+        while True:  # at most twice: a kept connection, then a new one
+            connection, reused = self._connection(timeout)
             try:
                 connection.request("GET", self._address.path.rstrip("/") + path, headers=headers)
                 response = connection.getresponse()
@@ -189,7 +189,7 @@ class ApiReader:
             except (OSError, http.client.HTTPException) as error:
                 connection.close()
                 self._connections.current = None
-                if reused and not fresh:
+                if reused:
                     continue  # the server closed a kept connection: once more on a new one
                 raise OSError(f"GET {self.server}{path}: {error!r}") from error
             if response.status >= 400:
@@ -198,12 +198,11 @@ class ApiReader:
                     io.BytesIO(body),
                 )  # fmt: skip
             return json.loads(body)
-        raise AssertionError("unreachable")
 
-    def _connection(self, timeout: float, fresh: bool) -> tuple[http.client.HTTPSConnection, bool]:
+    def _connection(self, timeout: float) -> tuple[http.client.HTTPSConnection, bool]:
         """This thread's connection, and whether it served a read before."""
         connection = getattr(self._connections, "current", None)
-        if connection is not None and not fresh:
+        if connection is not None:
             connection.timeout = timeout
             if connection.sock is not None:
                 connection.sock.settimeout(timeout)
