@@ -11,7 +11,8 @@
 # which `go install pkg@version` refuses: the wrapper requires the api modules
 # at the versions upstream builds with and keeps upstream's other replaces.
 # One module and one `go build` for both controllers: the packages they share
-# are compiled once (hack/flux/README.md).
+# are compiled once (hack/flux/README.md). kwok builds from the same module
+# (hack/build-cluster.sh), taking turns with this build.
 #
 # Usage: hack/build-flux.sh            build what is missing, print the folder
 #        hack/build-flux.sh --print    only print the folder
@@ -56,8 +57,12 @@ if [[ ! -x "$dir/source-controller" || ! -x "$dir/kustomize-controller" ]]; then
   echo "build-flux: [$(elapsed)] building source-controller $SOURCE_CONTROLLER_VERSION" \
     "and kustomize-controller $KUSTOMIZE_CONTROLLER_VERSION ..." >&2
   rm -rf "$dir/.tmp" && mkdir -p "$dir/.tmp"
-  (cd "$module_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
-    -o "$dir/.tmp/" "${controllers[@]}") >&2
+  # The module's lock, as hack/build-cluster.sh's build of kwok from it takes it: one at a
+  # time, the second finds the packages they share compiled.
+  lock="$cache/locks/flux-controllers.lock" && mkdir -p "$cache/locks"
+  flock -n "$lock" true || echo "build-flux: [$(elapsed)] waiting for kwok's build from the same module" >&2
+  (cd "$module_dir" && CGO_ENABLED=0 flock "$lock" \
+    go build -trimpath -ldflags "-s -w" -o "$dir/.tmp/" "${controllers[@]}") >&2
   for module in "${controllers[@]}"; do mv "$dir/.tmp/${module##*/}" "$dir/"; done
   rmdir "$dir/.tmp"
   echo "build-flux: [$(elapsed)] built both" >&2
