@@ -1,7 +1,8 @@
 """Flux's controllers for the GitOps e2e tests: one pin per controller, everywhere.
 
 hack/build-flux.sh builds both from the one wrapper module hack/flux/controllers; the
-vendored CRDs there (the manifests' dry runs) are the same versions'.
+vendored CRDs there (the manifests' dry runs) are the same versions'. kwok builds from
+the same module (hack/build-cluster.sh), taking turns with them on one lock.
 Building and running them: tests/e2e/gitops.
 """
 
@@ -45,7 +46,7 @@ def test_each_controller_is_pinned_once(controller: str) -> None:
 
 def test_both_are_built_by_one_go_build_and_cached_by_the_wrappers_go_mod() -> None:
     script = SCRIPT.read_text()
-    assert re.search(r'go build .*\\\n\s*-o "\$dir/\.tmp/" "\$\{controllers\[@\]\}"', script)
+    assert re.search(r'go build [^)]*-o "\$dir/\.tmp/" "\$\{controllers\[@\]\}"', script)
     assert 'key=$(sha256sum "$module_dir/go.mod"' in script
     assert re.search(r'^dir=.*-\$key"$', script, re.M)
 
@@ -64,3 +65,22 @@ def test_make_test_builds_them() -> None:
     assert test is not None and "builds" in test.group(1).split()
     builds = re.search(r"^builds:.*\n\t(.*)", makefile, re.M)
     assert builds is not None and "flux" in builds.group(1).split()
+
+
+def test_kwok_builds_from_the_same_module_taking_turns_on_its_lock() -> None:
+    cluster_script = (ROOT / "hack" / "build-cluster.sh").read_text()
+    version = re.search(r"^KWOK_VERSION=(v\d+\.\d+\.\d+)$", cluster_script, re.M)
+    assert version is not None
+    assert re.search(
+        rf"^\tsigs.k8s.io/kwok {re.escape(version.group(1))}$",
+        (WRAPPER / "go.mod").read_text(),
+        re.M,
+    )
+    assert '_ "sigs.k8s.io/kwok/cmd/kwok"' in (WRAPPER / "tools.go").read_text()
+    assert '"flux/controllers|-s -w||kwok=sigs.k8s.io/kwok/cmd/kwok"' in cluster_script
+    # build-cluster.sh names a module's lock by its folder, slashes as dashes.
+    assert 'module_lock() { echo "$cache/locks/${1//\\//-}.lock"; }' in cluster_script
+    assert 'flock "$lock" \\\n    go build' in cluster_script
+    flux_script = SCRIPT.read_text()
+    assert 'lock="$cache/locks/flux-controllers.lock"' in flux_script
+    assert 'flock "$lock" \\\n    go build' in flux_script
