@@ -52,7 +52,7 @@ k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
 # A module's builds take turns (its lock, which hack/build-flux.sh takes too): two at once
 # would each compile the packages they share, as Go's build cache does not wait for the other.
 build() {
-  local dir=$1 ldflags=$2 tags=$3 pair names=() packages=() out tmp lock
+  local dir=$1 ldflags=$2 tags=$3 pair names=() packages=() out tmp
   shift 3
   for pair in "$@"; do
     if [[ -x "$bindir/${pair%%=*}" ]]; then
@@ -66,10 +66,11 @@ build() {
   tmp=$(mktemp -d "$bindir/.build-XXXXXX")
   out="$tmp/"
   ((${#names[@]} > 1)) || out="$tmp/${names[0]}"
-  lock=$(module_lock "$dir")
-  flock -n "$lock" true || echo "build-cluster: [$(elapsed)] ${names[*]}: waiting for the other build from hack/$dir"
-  (cd "$here/$dir" && flock "$lock" \
-    go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out" "${packages[@]}")
+  (
+    exec 9>"$(module_lock "$dir")"
+    flock -n 9 || { echo "build-cluster: [$(elapsed)] ${names[*]}: waiting for the other build from hack/$dir" && flock 9; }
+    cd "$here/$dir" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out" "${packages[@]}"
+  )
   for name in "${names[@]}"; do mv "$tmp/$name" "$bindir/$name"; done
   rmdir "$tmp"
   echo "build-cluster: [$(elapsed)] built ${names[*]}"

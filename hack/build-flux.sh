@@ -59,10 +59,12 @@ if [[ ! -x "$dir/source-controller" || ! -x "$dir/kustomize-controller" ]]; then
   rm -rf "$dir/.tmp" && mkdir -p "$dir/.tmp"
   # The module's lock, as hack/build-cluster.sh's build of kwok from it takes it: one at a
   # time, the second finds the packages they share compiled.
-  lock="$cache/locks/flux-controllers.lock" && mkdir -p "$cache/locks"
-  flock -n "$lock" true || echo "build-flux: [$(elapsed)] waiting for kwok's build from the same module" >&2
-  (cd "$module_dir" && CGO_ENABLED=0 flock "$lock" \
-    go build -trimpath -ldflags "-s -w" -o "$dir/.tmp/" "${controllers[@]}") >&2
+  mkdir -p "$cache/locks"
+  (
+    exec 9>"$cache/locks/flux-controllers.lock"
+    flock -n 9 || { echo "build-flux: [$(elapsed)] waiting for kwok's build from the same module" && flock 9; }
+    cd "$module_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/.tmp/" "${controllers[@]}"
+  ) >&2
   for module in "${controllers[@]}"; do mv "$dir/.tmp/${module##*/}" "$dir/"; done
   rmdir "$dir/.tmp"
   echo "build-flux: [$(elapsed)] built both" >&2

@@ -80,7 +80,9 @@ def test_kwok_builds_from_the_same_module_taking_turns_on_its_lock() -> None:
     assert '"flux/controllers|-s -w||kwok=sigs.k8s.io/kwok/cmd/kwok"' in cluster_script
     # build-cluster.sh names a module's lock by its folder, slashes as dashes.
     assert 'module_lock() { echo "$cache/locks/${1//\\//-}.lock"; }' in cluster_script
-    assert 'flock "$lock" \\\n    go build' in cluster_script
+    assert 'exec 9>"$(module_lock "$dir")"' in cluster_script
     flux_script = SCRIPT.read_text()
-    assert 'lock="$cache/locks/flux-controllers.lock"' in flux_script
-    assert 'flock "$lock" \\\n    go build' in flux_script
+    assert 'exec 9>"$cache/locks/flux-controllers.lock"' in flux_script
+    # Each holds the lock (descriptor 9) across its go build, waiting for it if taken.
+    for script in (cluster_script, flux_script):
+        assert re.search(r"flock -n 9 \|\| \{ echo .* && flock 9; \}\n\s*cd [^\n]*go build", script)
