@@ -183,7 +183,7 @@ class ApiReader:
         while True:  # at most twice: a kept connection, then a new one
             connection, reused = self._connection(timeout)
             try:
-                connection.request("GET", self._address.path.rstrip("/") + path, headers=headers)
+                connection.request("GET", self._address.path + path, headers=headers)
                 response = connection.getresponse()
                 body = response.read()
             except (OSError, http.client.HTTPException) as error:
