@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -59,6 +58,7 @@ from kit.kube import Kube  # noqa: E402
 from kit.modeldeployment import SERVER_RESOURCES, ModelStore, model_store  # noqa: E402
 from kit.operator import OperatorProcess, cluster_resolv_conf  # noqa: E402
 
+from vigil.common import kube_yaml  # noqa: E402
 from vigil.core.drift import DEFAULT_EPSILON, bin_index, psi  # noqa: E402
 from vigil.devcluster import ClusterClient, connect  # noqa: E402
 from vigil.devcluster.images import ensure_images  # noqa: E402
@@ -460,7 +460,7 @@ def rollout_runs(
         revision = ""
         with ShadowWatch(stable_ip, SHADOW_MIN_REQUESTS) as copies:
             applied = time.monotonic()
-            kube.apply(yaml.safe_dump(manifest(bad, store, args)))
+            kube.apply(kube_yaml.dump(manifest(bad, store, args)))
             deadline = applied + 300
             while time.monotonic() < deadline:
                 last = status(kube)
@@ -644,7 +644,7 @@ def main() -> None:
             stable = store.train("wine-1", version="1", seed=0)
             report["expected_drift_share"] = drift_fraction(stable)
             kube.apply(
-                yaml.safe_dump(
+                kube_yaml.dump(
                     {
                         "apiVersion": "v1",
                         "kind": "ConfigMap",
@@ -653,7 +653,7 @@ def main() -> None:
                     }
                 )
             )
-            kube.apply(yaml.safe_dump(manifest(stable, store, args)))
+            kube.apply(kube_yaml.dump(manifest(stable, store, args)))
             kube.run("wait", "--for=condition=Ready", "md/wine", "--timeout=180s")
             wait_until(
                 lambda: all(

@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from vigil.common import kube_yaml
 from vigil.core.health import HealthPolicy, evaluate
 from vigil.devcluster.cluster import build_binaries
 from vigil.metrics import PodTarget, RevisionTarget
@@ -206,7 +206,7 @@ def start_prometheus(count: int, port: int, folder: Path) -> tuple[subprocess.Po
             }
         ],
     }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    (folder / "prometheus.yml").write_text(kube_yaml.dump(config))
     process = subprocess.Popen(
         [
             str(binary),

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
+from vigil.common import kube_yaml
 from vigil.core import naming
 from vigil.devcluster.cluster import LocalCluster, pod_octet
 from vigil.devcluster.common import free_port
@@ -144,7 +144,7 @@ class BenchCluster(LocalCluster):
 
     def _apiserver_args(self, bin_dir: Path) -> list[str]:
         policy = self.state_dir / "audit-policy.yaml"
-        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        policy.write_text(kube_yaml.dump(AUDIT_POLICY))
         return [
             *super()._apiserver_args(bin_dir),
             f"--audit-policy-file={policy}",

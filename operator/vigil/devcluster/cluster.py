@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from vigil.common import kube_yaml
 from vigil.devcluster.common import ClusterError, exclusive, pid_alive, write_kubeconfig
 from vigil.devcluster.network import NodeNetwork, pod_octet
 from vigil.devcluster.reads import ApiReader, Query, ReadError
@@ -808,7 +809,7 @@ class LocalCluster:
         ]
 
     def _create_nodes(self) -> None:
-        manifest = yaml.safe_dump_all(self.node_manifests())
+        manifest = kube_yaml.dump_all(self.node_manifests())
         self.kubectl("apply", "-f", "-", input=manifest)
         self.kubectl("wait", "node", "--all", "--for=condition=Ready", "--timeout=60s")
         self.log(f"devcluster: {self.nodes} kwok nodes Ready")
@@ -831,6 +832,14 @@ class LocalCluster:
         )
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl whose message holds kubectl's stderr (the API server's reason),
+    so a traceback says why and not only the exit status."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr}"
+
+
 def run_kubectl(
     kubectl: Path | str,
     kubeconfig: Path | str,
@@ -849,7 +858,7 @@ def run_kubectl(
         check=False,
     )
     if check and result.returncode != 0:
-        raise subprocess.CalledProcessError(
+        raise KubectlError(
             result.returncode,
             result.args,
             result.stdout,
@@ -915,7 +924,7 @@ class ClusterClient:
 
     def get(self, *args: str) -> dict[str, Any] | None:
         """``kubectl get <args> -o json``: the object or list, None when not found; any
-        other failure raises ``subprocess.CalledProcessError`` with the reason.
+        other failure raises ``KubectlError`` (a ``CalledProcessError``) with the reason.
 
         A type with a name or a selector is read in this process (``reads.py``); any
         other form, or credentials it does not handle, runs kubectl."""
@@ -925,13 +934,13 @@ class ClusterClient:
             if query and reader and reader.resource(query.resource):
                 return reader.get(query)
         except (ReadError, OSError) as error:  # as kubectl's failures: unreachable, refused
-            raise subprocess.CalledProcessError(1, ["get", *args], "", str(error)) from None
+            raise KubectlError(1, ["get", *args], "", str(error)) from None
         result = self.kubectl("get", *args, "-o", "json", check=False)
         if result.returncode == 0:
             return dict(json.loads(result.stdout))
         if "NotFound" in result.stderr or "not found" in result.stderr:
             return None
-        raise subprocess.CalledProcessError(
+        raise KubectlError(
             result.returncode, result.args, result.stdout, f"kubectl get failed: {result.stderr}"
         )
 
@@ -939,7 +948,7 @@ class ClusterClient:
         """``get``, which must find the object."""
         found = self.get(*args)
         if found is None:
-            raise subprocess.CalledProcessError(1, ["get", *args], "", f"{args}: NotFound")
+            raise KubectlError(1, ["get", *args], "", f"{args}: NotFound")
         return found
 
     def wait_established(self, *crds: str, timeout: float = 60) -> None:

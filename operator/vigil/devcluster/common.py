@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
+from vigil.common import kube_yaml
 
 
 class ClusterError(RuntimeError):
@@ -97,7 +97,7 @@ def write_kubeconfig(
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(yaml.safe_dump(config, sort_keys=False))
+            handle.write(kube_yaml.dump(config, sort_keys=False))
         partial.chmod(0o600)
         partial.replace(path)
     finally:

@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
+from vigil.common import kube_yaml
 from vigil.devcluster.cluster import (
     ClusterClient,
     ClusterError,
@@ -221,7 +221,7 @@ def model_deployment(
         rollout = body["spec"]["rollout"]
         rollout["replacement"]["steps"] = BAKED_STEPS
         rollout["bake"] = BAKE
-    return yaml.safe_dump(body, sort_keys=False)
+    return kube_yaml.dump(body, sort_keys=False)
 
 
 def changed_world(model: TrainedModel, feature: str = "flavanoids") -> npt.NDArray[Any]:
@@ -509,7 +509,7 @@ class Demo:
         say(f"SeaweedFS (S3-compatible) in {NAMESPACE}: pod and Service {STORE}:{S3_PORT}")
         assert self.store_image is not None, "setup() loads the store's image"
         cluster.apply(
-            yaml.safe_dump_all(store_objects(STORE, self.store_image.ref, {})),
+            kube_yaml.dump_all(store_objects(STORE, self.store_image.ref, {})),
             namespace=NAMESPACE,
         )
         cluster.kubectl(

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from vigil.common import kube_yaml
 from vigil.devcluster.cluster import (
     ClusterClient,
     ClusterError,
@@ -123,7 +124,7 @@ def local_volume(name: str, path: Path, *, namespace: str, size: str = "1Gi") ->
         )
     volume = f"{name}-{namespace}"
     storage_class = "vigil-local"
-    return yaml.safe_dump_all(
+    return kube_yaml.dump_all(
         [
             {
                 "apiVersion": "v1",
@@ -200,7 +201,7 @@ class InClusterOperator:
             }
             if self.suffix:
                 kustomization |= {"namespace": self.namespace, "nameSuffix": self.suffix}
-            (Path(work) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+            (Path(work) / "kustomization.yaml").write_text(kube_yaml.dump(kustomization))
             rendered = self.cluster.kubectl("kustomize", work).stdout
         objects = [doc for doc in yaml.safe_load_all(rendered) if doc]
         for deployment in (o for o in objects if o["kind"] == "Deployment"):
@@ -222,7 +223,7 @@ class InClusterOperator:
         archive = archive or ensure_images(["vigil"], local.log)["vigil"]
         local.node().load_images([archive])
         with self.cluster.setup_lock():  # the CRD, a ClusterRole: created once
-            self.cluster.apply(yaml.safe_dump_all(self.render(archive.ref)))
+            self.cluster.apply(kube_yaml.dump_all(self.render(archive.ref)))
         self.wait_ready(timeout)
         return archive
 

@@ -35,8 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
+from vigil.common import kube_yaml
 from vigil.devcluster.common import ClusterError, exclusive, pid_alive, write_kubeconfig
 from vigil.devcluster.images import ImageArchive, ImageError, ensure_images
 from vigil.devcluster.network import NetworkError, NodeNetwork
@@ -355,8 +354,8 @@ class RealNode:
             )
         )
         (self.dir / "cni/net.d/10-vigil.conflist").write_text(json.dumps(self._cni(), indent=2))
-        (self.dir / "kubelet/config.yaml").write_text(yaml.safe_dump(self._kubelet_config()))
-        (self.dir / "kube-proxy/config.yaml").write_text(yaml.safe_dump(self._proxy_config()))
+        (self.dir / "kubelet/config.yaml").write_text(kube_yaml.dump(self._kubelet_config()))
+        (self.dir / "kube-proxy/config.yaml").write_text(kube_yaml.dump(self._proxy_config()))
         (self.dir / "coredns/Corefile").write_text(
             COREFILE.format(
                 ip=net.node_ip,

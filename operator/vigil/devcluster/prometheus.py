@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from vigil.common import kube_yaml
 from vigil.devcluster.cluster import (
     ClusterClient,
     ClusterError,
@@ -178,7 +179,7 @@ class LocalPrometheus:
             + self.extra_scrape_configs,
         }
         config_path = self.state_dir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        config_path.write_text(kube_yaml.dump(config, sort_keys=False))
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [

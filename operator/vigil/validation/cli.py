@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from vigil.common import kube_yaml
 from vigil.common.commands import command_group
 from vigil.validation.golden import (
     DEFAULT_BATCH_SIZE,
@@ -145,7 +146,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         )
         return 1
     if args.configmap:
-        text = yaml.safe_dump(configmap_manifest(golden, args.configmap, args.key), sort_keys=False)
+        text = kube_yaml.dump(configmap_manifest(golden, args.configmap, args.key), sort_keys=False)
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {len(golden.inputs)} cases to {args.output}", file=sys.stderr)

@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from kit.kube import MD_LABEL, Kube, ready
 from kit.modeldeployment import SERVER_RESOURCES
 from kit.status import condition, status
@@ -51,6 +50,7 @@ from test_fetch_on_the_real_node import (
     web_objects,
 )
 
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ensure_images
@@ -128,7 +128,7 @@ def model_deployment(
     }
     if rollout:
         spec["rollout"] = rollout
-    return yaml.safe_dump(
+    return kube_yaml.dump(
         {
             "apiVersion": "vigil.dev/v1alpha1",
             "kind": "ModelDeployment",

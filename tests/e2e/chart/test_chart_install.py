@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from helm_chart import CHART, run
 from kit.kube import Kube, fresh_namespace
 from kit.status import stable
 from kit.waits import wait_for
 
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ensure_images
@@ -53,7 +53,7 @@ def _values(path: Path, image: str, models: str, namespace: str) -> Path:
     repository, tag = image.rsplit(":", 1)
     key, value = NODE_LABEL
     path.write_text(
-        yaml.safe_dump(
+        kube_yaml.dump(
             {
                 "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
                 "watchNamespaces": [models],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -23,8 +24,8 @@ KIND = ROOT / "hack" / "kind"
 def test_kind_prometheus_manifests_pass_server_side_dry_run(cluster: ClusterClient) -> None:
     documents = list(yaml.safe_load_all((KIND / "prometheus.yaml").read_text()))
     namespace = next(d for d in documents if d["kind"] == "Namespace")
-    cluster.apply(yaml.safe_dump(namespace))  # dry-run cannot create into a missing namespace
-    rest = yaml.safe_dump_all([d for d in documents if d["kind"] != "Namespace"])
+    cluster.apply(kube_yaml.dump(namespace))  # dry-run cannot create into a missing namespace
+    rest = kube_yaml.dump_all([d for d in documents if d["kind"] != "Namespace"])
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rest)
     assert "deployment.apps/prometheus created (server dry run)" in result.stdout
     assert "Warning" not in result.stderr, result.stderr

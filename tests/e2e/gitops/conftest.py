@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kit.argocd import (
     Application,
     ArgoCD,
@@ -41,6 +40,7 @@ from kit.gitops import (
 from kit.kube import Kube
 from kit.waits import wait_for
 
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 
 HEALTH_INTERVAL = 3
@@ -125,7 +125,7 @@ def argo_gitops(
     with seeded_fork(tmp_path) as repository:
         document = example_application(repository.url, kube.namespace, MODEL_PATH)
         application = Application(cluster, kube.namespace)
-        cluster.apply(yaml.safe_dump(document))
+        cluster.apply(kube_yaml.dump(document))
         try:
             wait_for(
                 lambda: application.get().get("status", {}).get("conditions"),

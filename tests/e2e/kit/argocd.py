@@ -28,6 +28,7 @@ import yaml
 from kit.gitserver import GitRepository
 from kit.hostprocesses import HostControllers, built, start_logged, wait_answering
 from kit.kube import ROOT
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.common import free_port
 from vigil.devcluster.packages import PackageError, ensure_packages, find
@@ -93,7 +94,7 @@ def install_argocd(cluster: ClusterClient, folder: Path) -> None:
     ]
     cluster.kubectl(
         "apply", "--server-side", "--force-conflicts", "-f", "-",
-        input=yaml.safe_dump_all(objects),
+        input=kube_yaml.dump_all(objects),
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from kit.kube import ROOT, Kube
 from kit.modeldeployment import ModelStore
 from kit.traffic import LiveTraffic, ModelEndpoint
 from kit.waits import wait_for
+from vigil.common import kube_yaml
 from vigil.common.times import parse_unix
 from vigil.devcluster.models import TrainedModel
 
@@ -176,8 +177,8 @@ def model_files(
         ],
     }
     return {
-        f"{MODEL_PATH}/kustomization.yaml": yaml.safe_dump(kustomization, sort_keys=False),
-        f"{MODEL_PATH}/modeldeployment.yaml": yaml.safe_dump(document, sort_keys=False),
+        f"{MODEL_PATH}/kustomization.yaml": kube_yaml.dump(kustomization, sort_keys=False),
+        f"{MODEL_PATH}/modeldeployment.yaml": kube_yaml.dump(document, sort_keys=False),
         f"{MODEL_PATH}/{reference['key']}": model.profile_json(),
     }
 
@@ -202,8 +203,8 @@ def plain_model_files(
         "data": {reference["key"]: model.profile_json()},
     }
     return {
-        f"{MODEL_PATH}/modeldeployment.yaml": yaml.safe_dump(document, sort_keys=False),
-        f"{MODEL_PATH}/reference.yaml": yaml.safe_dump(profile, sort_keys=False),
+        f"{MODEL_PATH}/modeldeployment.yaml": kube_yaml.dump(document, sort_keys=False),
+        f"{MODEL_PATH}/reference.yaml": kube_yaml.dump(profile, sort_keys=False),
     }
 
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kit import modeldeployment
 from kit.kube import Kube
@@ -36,6 +35,7 @@ from kit.modeldeployment import SERVER_RESOURCES, ModelStore, Setup, serve
 from kit.operator import OperatorReadings
 from kit.status import status
 from kit.traffic import LiveTraffic
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient, ClusterError
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ImageArchive, ensure_images
@@ -153,7 +153,7 @@ def service_for_pods(space: RealNamespace, name: str, port: int) -> str:
         "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
     }
-    space.cluster.apply(yaml.safe_dump_all([service, endpoints]), namespace=space.name)
+    space.cluster.apply(kube_yaml.dump_all([service, endpoints]), namespace=space.name)
     return f"http://{name}.{space.name}.svc:{port}"
 
 

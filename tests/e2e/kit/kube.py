@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -100,7 +99,7 @@ class Kube:
     def apply(self, *documents: str | Mapping[str, Any]) -> str:
         """``kubectl apply`` of YAML text or objects, in this namespace."""
         text = "---\n".join(
-            doc if isinstance(doc, str) else yaml.safe_dump(dict(doc)) for doc in documents
+            doc if isinstance(doc, str) else kube_yaml.dump(dict(doc)) for doc in documents
         )
         return self.cluster.apply(text, namespace=self.namespace)
 

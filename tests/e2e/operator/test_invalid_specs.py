@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 from kit.kube import Kube
 from kit.modeldeployment import DELETE, MLSERVER_IMAGE, changed
 from kit.operator import OperatorProcess
 from kit.status import condition, status
 from kit.waits import wait_for
+
+from vigil.common import kube_yaml
 
 VALID: dict[str, Any] = {
     "apiVersion": "vigil.dev/v1alpha1",
@@ -388,7 +389,7 @@ def test_there_are_at_least_thirty_rejections_with_distinct_ids() -> None:
 def test_api_server_rejects_invalid_spec_naming_the_field(
     kube: Kube, vigil_installed: str, manifest: dict[str, Any], field: str
 ) -> None:
-    result = kube.run("apply", "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    result = kube.run("apply", "-f", "-", input=kube_yaml.dump(manifest), check=False)
     assert result.returncode != 0, f"accepted: {manifest}"
     assert field in result.stderr, result.stderr
     assert kube.get("md", "bad") is None
@@ -477,5 +478,5 @@ def test_a_model_with_every_artifact_field_is_admitted(kube: Kube, vigil_install
             },
         }
     )
-    result = kube.run("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(manifest))
+    result = kube.run("apply", "--dry-run=server", "-f", "-", input=kube_yaml.dump(manifest))
     assert "(server dry run)" in result.stdout, result.stdout

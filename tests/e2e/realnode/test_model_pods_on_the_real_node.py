@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from kit.kube import MD_LABEL, Kube, ready
 from kit.modeldeployment import SERVER_RESOURCES
 from kit.status import condition
 from kit.waits import wait_for
 
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ensure_images
@@ -85,7 +85,7 @@ class Deployed:
 
 
 def model_deployment(uri: str, image: str, config: dict[str, str] | None = None) -> str:
-    return yaml.safe_dump(
+    return kube_yaml.dump(
         {
             "apiVersion": "vigil.dev/v1alpha1",
             "kind": "ModelDeployment",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
 from kit.kube import MD_LABEL, Kube, can_i, enforce_restricted
 from kit.modeldeployment import MLSERVER_IMAGE
 from kit.operator import OperatorProcess
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "security"))
 from operator_rbac import WRITE_VERBS, operator_rules
 
+from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 
 #: (verb, resource) pairs that must be denied everywhere, whatever the manifests say.
@@ -105,7 +105,7 @@ def test_restricted_pod_security_admits_a_plain_pod_that_breaks_it_not(
         "metadata": {"name": "root"},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]},
     }
-    result = kube.run("apply", "-f", "-", input=yaml.safe_dump(pod), check=False)
+    result = kube.run("apply", "-f", "-", input=kube_yaml.dump(pod), check=False)
     assert result.returncode != 0 and "violates PodSecurity" in result.stderr, result.stderr
 
 
