@@ -290,6 +290,18 @@ def test_cli_build_from_an_outputs_array_as_a_configmap(tmp_path, capsys):
     assert len(parse_golden_set(cm["data"]["golden.json"]).inputs) == 10
 
 
+def test_cli_configmap_names_that_look_like_numbers_are_quoted_for_kubectl(tmp_path, capsys):
+    """``12e3`` is a valid name and 12000 to kubectl's YAML reader: it must go out quoted."""
+    (tmp_path / "rows.json").write_text(json.dumps(ROWS))
+    (tmp_path / "preds.json").write_text(json.dumps([label(r) for r in ROWS]))
+    argv = ["golden", "build", str(tmp_path / "rows.json"), "--expected"]
+    argv += [str(tmp_path / "preds.json"), "--configmap", "12e3", "--key", "1e5"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "name: '12e3'" in text and "'1e5': " in text
+    assert yaml_kit.load(text)["metadata"]["name"] == "12e3"
+
+
 def test_cli_needs_exactly_one_source(tmp_path, capsys):
     write_csv(tmp_path / "data.csv", with_label=False)
     assert main(["golden", "build", str(tmp_path / "data.csv")]) == 1
