@@ -196,6 +196,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("port-zero", mutate("spec.server.port", 0), "spec.server.port"),
     ("port-of-sidecar-metrics", mutate("spec.server.port", 9090), "spec.server.port"),
+    ("port-of-sidecar-feedback", mutate("spec.server.port", 8001), "spec.server.port"),
     ("replicas-not-a-number", mutate("spec.replicas", "two"), "spec.replicas"),
     ("paused-not-a-boolean", mutate("spec.paused", "yes"), "spec.paused"),
     ("config-value-not-a-string", mutate("spec.config", {"THREADS": 4}), "spec.config.THREADS"),
