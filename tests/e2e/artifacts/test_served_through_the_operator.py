@@ -36,6 +36,7 @@ import pytest
 from kit.kube import MD_LABEL, Kube, ready
 from kit.modeldeployment import SERVER_RESOURCES
 from kit.status import condition, status
+from kit.traffic import ModelEndpoint
 from kit.waits import wait_for
 from test_fetch_on_the_real_node import (
     BIG_KEY,
@@ -214,6 +215,9 @@ def served(
 
         wait_for(all_ready, timeout=300, what="the three ModelDeployments Ready on one pod each")
         print(f"apply to Ready: {', '.join(f'{k} {v:.1f}s' for k, v in ready_after.items())}")
+        # A Ready pod is not yet in kube-proxy's rules: until it is, the ClusterIP refuses.
+        for name in (HTTP, HTTPS, S3):
+            ModelEndpoint(kube, name, MODEL).wait_serving(replicas=1, timeout=60)
         yield result
     finally:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -116,17 +116,19 @@ class ModelEndpoint:
             return []
         return ips
 
+    def answering(self, replicas: int | None = None) -> list[str]:
+        """``serving``, and [] when a read failed on a busy machine (look again)."""
+        try:
+            return self.serving(replicas)
+        except (AssertionError, subprocess.SubprocessError, OSError, ReadFailed):
+            return []
+
     def wait_serving(self, replicas: int | None = None, timeout: float = 120) -> list[str]:
         """Wait until the model serves behind the Service; the pods' IPs."""
-
-        def look() -> list[str]:
-            try:
-                return self.serving(replicas)
-            except (AssertionError, subprocess.SubprocessError, OSError, ReadFailed):
-                return []  # a read that failed on a busy machine: look again
-
         return wait_for(
-            look, timeout=timeout, what=f"the model to serve behind Service {self.service}"
+            lambda: self.answering(replicas),
+            timeout=timeout,
+            what=f"the model to serve behind Service {self.service}",
         )
 
     def traffic(

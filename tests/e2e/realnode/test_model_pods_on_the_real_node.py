@@ -32,6 +32,7 @@ import pytest
 from kit.kube import MD_LABEL, Kube, ready
 from kit.modeldeployment import SERVER_RESOURCES
 from kit.status import condition
+from kit.traffic import ModelEndpoint
 from kit.waits import wait_for
 
 from vigil.common import kube_yaml
@@ -108,12 +109,15 @@ def model_deployment(uri: str, image: str, config: dict[str, str] | None = None)
 
 
 def serving(deployed: Deployed) -> list[dict[str, Any]]:
-    """The model's pods once it is Ready with one pod Ready and answering (else [])."""
+    """The model's pods once it is Ready with one pod Ready and answering through the
+    Service (else []): a Ready pod is not yet in kube-proxy's rules."""
     if deployed.condition("Ready").get("status") != "True":
         return []
     pods = deployed.model_pods()
     ready_pods = [p for p in pods if ready(p)]
-    return ready_pods if len(ready_pods) == len(pods) == 1 else []
+    if not len(ready_pods) == len(pods) == 1:
+        return []
+    return ready_pods if ModelEndpoint(deployed.kube, NAME).answering(replicas=1) else []
 
 
 @pytest.fixture(scope="module")
