@@ -199,7 +199,7 @@ def assert_promoted_once(
     (history, the operator's counters, the Events), and live traffic always had a Ready pod."""
     assert final["stable"]["revision"] == revision, describe(final)
     assert_history(final, promoted=[revision])
-    assert operator.total("vigil_rollouts_total", outcome="Promoted") == 1
+    operator.wait_total("vigil_rollouts_total", 1, outcome="Promoted")
     assert operator.total("vigil_rollouts_total", outcome="RolledBack") == 0
     assert len(switched_events(kube)) == 1
     assert rolled_back_events(kube) == []

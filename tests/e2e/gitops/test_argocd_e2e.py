@@ -37,7 +37,7 @@ from kit.argocd import AppView, ArgoGitOps
 from kit.figures import Figures
 from kit.gitops import plain_model_files, serving_live
 from kit.kube import Kube
-from kit.modeldeployment import ModelStore
+from kit.modeldeployment import ANALYSIS, ModelStore
 from kit.operator import OperatorProcess, kubectl_vigil
 from kit.status import at_step, condition, in_phase, promoted
 from kit.traffic import LiveTraffic
@@ -53,11 +53,12 @@ STEPS: list[dict[str, Any]] = [
     {"shadow": {"duration": "8s", "percent": 100, "minRequests": 20}},
     {"canary": {"weight": 50, "duration": "20s"}},
 ]
-#: A canary that only a person ends (the pause and promote scenario).
+#: A canary that only a person ends (the pause and promote scenario): no early advance.
 SLOW: list[dict[str, Any]] = [
     {"shadow": {"duration": "8s", "percent": 100, "minRequests": 20}},
     {"canary": {"weight": 50, "duration": "600s"}},
 ]
+SLOW_ANALYSIS = ANALYSIS | {"earlyAdvance": False}
 
 
 @dataclass
@@ -236,7 +237,7 @@ def test_a_bad_replacement_is_degraded_in_argocd_with_vigils_reason_until_revert
     assert md["status"]["phase"] == "Healthy", md["status"]
     assert md["status"]["stable"]["revision"] == stable
     assert not md["status"].get("candidate"), md["status"]
-    assert operator.total("vigil_rollouts_total", outcome="RolledBack") == 1
+    operator.wait_total("vigil_rollouts_total", 1, outcome="RolledBack")
     assert operator.total("vigil_rollouts_total", outcome="Promoted") == 0
     assert served.traffic.stats.failed == 0, served.traffic.stats
     operator.assert_no_errors()
@@ -256,7 +257,8 @@ def test_a_replacement_and_a_persons_pause_and_promote_survive_argocd_self_heal(
     argo_gitops = served.gitops
     replacement = store.train("wine-2", version="2", seed=1)
     commit = argo_gitops.repository.commit(
-        plain_model_files(store, replacement, SLOW, deadline="300s"), "Replace wine 1 with wine 2"
+        plain_model_files(store, replacement, SLOW, deadline="300s", analysis=SLOW_ANALYSIS),
+        "Replace wine 1 with wine 2",
     )
     looks = Looks()
     poll = looks.poll(argo_gitops, kube)

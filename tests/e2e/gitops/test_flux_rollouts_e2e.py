@@ -52,8 +52,8 @@ from kit.gitops import (
 )
 from kit.gitserver import git
 from kit.kube import Kube
-from kit.modeldeployment import ModelStore
-from kit.operator import OperatorProcess, kubectl_vigil
+from kit.modeldeployment import ANALYSIS, ModelStore
+from kit.operator import OperatorProcess, kubectl_vigil, wait_request_cleared
 from kit.status import Status, at_step, condition, in_phase, promoted
 from kit.traffic import LiveTraffic
 from kit.waits import wait_deployments, wait_for, watch_until
@@ -72,11 +72,12 @@ STEPS: list[dict[str, Any]] = [
     {"canary": {"weight": 20, "duration": "35s"}},
     {"canary": {"weight": 50, "duration": "35s"}},
 ]
-#: A canary that only a person ends (the pause and promote scenario).
+#: A canary that only a person ends (the pause and promote scenario): no early advance.
 SLOW: list[dict[str, Any]] = [
     {"shadow": {"duration": "8s", "percent": 100, "minRequests": 20}},
     {"canary": {"weight": 50, "duration": "600s"}},
 ]
+SLOW_ANALYSIS = ANALYSIS | {"earlyAdvance": False}
 #: Field managers of the ModelDeployment that are Flux's.
 FLUX = "kustomize-controller"
 
@@ -247,7 +248,7 @@ def test_a_replacement_committed_to_git_rolls_out_once_and_flux_resyncs_change_n
     assert watch.steps == ["shadow 100%", "canary 20%", "canary 50%"], watch.steps
     assert [index for _, index, _ in seen.steps] == [0, 1, 2], seen.steps
     assert len(seen.candidates) == 1, seen.candidates
-    assert operator.total("vigil_rollouts_total", outcome="Promoted") == 1
+    operator.wait_total("vigil_rollouts_total", 1, outcome="Promoted")
     assert watch.no_ready_pods == 0, watch.without_ready_pods
     # Flux: the commit's apply wrote both objects; every later pass wrote nothing.
     applies = applies_since(flux, kube, gitops, pushed_wall - 1)
@@ -362,7 +363,7 @@ def test_a_bad_replacement_committed_to_git_is_rolled_back_and_fails_flux_until_
     assert md["status"]["phase"] == "Healthy", md["status"]["phase"]
     assert md["status"]["stable"]["revision"] == served.stable
     assert not md["status"].get("candidate"), md["status"]
-    assert operator.total("vigil_rollouts_total", outcome="RolledBack") == 1
+    operator.wait_total("vigil_rollouts_total", 1, outcome="RolledBack")
     assert operator.total("vigil_rollouts_total", outcome="Promoted") == 0
     operator.assert_no_errors()
     record(
@@ -387,7 +388,8 @@ def test_a_persons_pause_and_promote_survive_flux_resyncs(
     replacement = store.train("wine-2", version="2", seed=1)
     pushed_wall = time.time()
     commit = gitops.repository.commit(
-        model_files(store, replacement, SLOW, deadline="300s"), "Replace wine 1 with wine 2"
+        model_files(store, replacement, SLOW, deadline="300s", analysis=SLOW_ANALYSIS),
+        "Replace wine 1 with wine 2",
     )
     seen = Seen()
     poll = seen.poll(kube, gitops, commit)
@@ -427,7 +429,7 @@ def test_a_persons_pause_and_promote_survive_flux_resyncs(
     entry = md["status"]["history"][0]
     assert (entry["outcome"], entry["modelVersion"]) == ("Promoted", "2"), entry
     assert md["status"]["lastRequest"]["verb"] == "promote", md["status"]["lastRequest"]
-    assert "vigil.dev/request" not in (md["metadata"].get("annotations") or {})
+    wait_request_cleared(kube)
     assert len(seen.candidates) == 1, seen.candidates
     assert holds(md["spec"], committed(gitops)["spec"]), md["spec"]
     applies = applies_since(flux, kube, gitops, pushed_wall - 1)

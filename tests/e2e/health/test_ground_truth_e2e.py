@@ -344,11 +344,15 @@ def test_labels_for_5000_predictions_are_counted_exactly_with_a_pod_deleted_midw
     assert label_gauges(operator, revision) == expected
     realized = operator.value("vigil_modeldeployment_realized_accuracy", revision=revision)
     assert realized == round(accuracy, 4), (realized, accuracy)
+
     # The sidecars of the pods that remain: the adopted predictions' labels and the
     # victim's last counts (handed over at its shutdown) are on them; what the operator
     # saw of the victim before, not. Never more than the whole.
-    survivors = [p for p in kube.revision_pods(revision) if ready(p)]
-    assert len(survivors) == REPLICAS, [p["metadata"]["name"] for p in survivors]
+    def ready_replicas() -> list[dict[str, Any]]:
+        pods = [p for p in kube.revision_pods(revision) if ready(p)]
+        return pods if len(pods) == REPLICAS else []
+
+    survivors = wait_for(ready_replicas, timeout=120, what="the victim's replacement Ready")
     on_survivors = sidecar_sums(kube, survivors, revision)
     assert all(on_survivors[k] <= v for k, v in expected.items()), (on_survivors, expected)
     assert on_survivors["lost"] == on_survivors["expired"] == 0, on_survivors

@@ -257,7 +257,7 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
     assert operator.value("vigil_modeldeployment_slo_max_error_rate", **md) == 0.05
     assert operator.value("vigil_modeldeployment_slo_latency_p95_seconds", **md) == 5
     assert operator.value("vigil_modeldeployment_drift_threshold", **md) == 0.2
-    assert operator.value("vigil_modeldeployment_phase", **md, phase="Healthy") == 1
+    operator.wait_total("vigil_modeldeployment_phase", 1, **md, phase="Healthy")
     assert operator.value("vigil_modeldeployment_phase", **md, phase="Degraded") == 0
     assert operator.value("vigil_health_cycle_seconds_count") > 0
 
@@ -466,7 +466,7 @@ def test_model_errors_make_it_unhealthy_with_the_measured_error_rate(
     assert current["phase"] == "Degraded"
     assert kube.events("ErrorRateHigh"), "no Event for the transition"
     md = {"namespace": kube.namespace, "name": "wine"}
-    assert operator.value("vigil_modeldeployment_phase", **md, phase="Degraded") == 1
+    operator.wait_total("vigil_modeldeployment_phase", 1, **md, phase="Degraded")
     assert operator.value("vigil_modeldeployment_error_rate", **md) == measured
     record("errors", sent_error_rate=round(sent_rate, 4), measured=measured, message=healthy)
     operator.assert_no_errors()

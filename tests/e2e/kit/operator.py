@@ -31,6 +31,7 @@ from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.common import free_port
 from vigil.devcluster.operator_process import OPERATOR_BIN, operator_command
+from vigil.plugin.requests import ANNOTATION_REQUEST
 
 BIN = Path(sys.executable).parent
 SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:e2e"
@@ -84,6 +85,16 @@ class OperatorReadings:
     def total(self, name: str, /, **labels: str) -> float:
         """The sum of those samples (0 when there is none)."""
         return sum(sample.value for sample in self.samples(name, **labels))
+
+    def wait_total(self, name: str, expected: float, /, timeout: float = 15, **labels: str) -> None:
+        """Until those samples sum to ``expected``. The operator moves its counters and
+        phase gauges once its status write has returned (after clearing a request
+        annotation, for a rollout's outcome): a test that saw the status can be early."""
+        wait_for(
+            lambda: self.total(name, **labels) == expected,
+            timeout=timeout,
+            what=lambda: f"{name}{labels} to sum to {expected}: {self.samples(name, **labels)}",
+        )
 
     def value(self, name: str, /, **labels: str) -> float:
         """The value of the one sample named ``name`` with ``labels``."""
@@ -259,3 +270,18 @@ def kubectl_vigil(kube: Kube, *args: str, name: str = "wine") -> subprocess.Comp
     result = run_plugin(kube.cluster, *args, name, "-n", kube.namespace)
     assert result.returncode == 0, result.stderr
     return result
+
+
+def wait_request_cleared(kube: Kube, name: str = "wine", timeout: float = 30) -> None:
+    """Until a person's request annotation is gone: the operator answers it in status
+    first, then removes it (a patch that tests the request's id)."""
+
+    def pending() -> str | None:
+        annotations = ((kube.get("md", name) or {}).get("metadata") or {}).get("annotations")
+        return (annotations or {}).get(ANNOTATION_REQUEST)
+
+    wait_for(
+        lambda: pending() is None,
+        timeout=timeout,
+        what=lambda: f"the request annotation of {name} cleared (still {pending()!r})",
+    )

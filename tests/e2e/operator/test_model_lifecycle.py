@@ -135,7 +135,7 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     # The operator's own metrics moved.
     assert operator.total("vigil_operator_reconciles_total", outcome="changed") >= 1
     assert operator.value("vigil_operator_reconcile_duration_seconds_count") >= 1
-    assert operator.value("vigil_operator_model_deployments", phase="Healthy") == 1
+    operator.wait_total("vigil_operator_model_deployments", 1, phase="Healthy")
     operator.assert_no_errors()
 
 

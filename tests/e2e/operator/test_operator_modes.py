@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 from kit.kube import ROOT, Kube, fresh_namespace
 from kit.operator import running_operator
-from kit.waits import wait_for
 
 from vigil.devcluster import ClusterClient
 
@@ -44,16 +43,7 @@ def test_one_operator_serves_several_namespaces_and_logs_json(
         records = [json.loads(line) for line in lines if line.startswith("{")]
         assert len(records) >= len(lines) * 0.9, lines[:5]
         assert any("apply Deployment" in record.get("message", "") for record in records)
-        # The operator sets its phase gauge once its status write has returned; kubectl
-        # wait can see that status a moment before.
-        wait_for(
-            lambda: process.total("vigil_operator_model_deployments", phase="Healthy") == 2,
-            timeout=10,
-            what=lambda: (
-                "the phase gauge to count 2 Healthy: "
-                f"{process.samples('vigil_operator_model_deployments')}"
-            ),
-        )
+        process.wait_total("vigil_operator_model_deployments", 2, phase="Healthy")
         process.assert_no_errors()
 
 

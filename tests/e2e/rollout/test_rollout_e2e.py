@@ -40,7 +40,7 @@ from kit.modeldeployment import (
     golden_configmap,
     kept_open,
 )
-from kit.operator import OperatorProcess, kubectl_vigil
+from kit.operator import OperatorProcess, kubectl_vigil, wait_request_cleared
 from kit.status import (
     at_step,
     candidate_gates,
@@ -151,7 +151,7 @@ def test_good_replacement_goes_shadow_canary_and_is_promoted(
         f"{stats.failed - before.failed} of {stats.sent - before.sent} requests failed "
         "during the rollout"
     )
-    assert operator.total("vigil_rollouts_total", outcome="Promoted") == 1
+    operator.wait_total("vigil_rollouts_total", 1, outcome="Promoted")
     assert_operator_writes_only_status_and_children(kube)
     operator.assert_no_errors()
     record(
@@ -184,7 +184,7 @@ def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
     assert "agreement" in ready["message"] and " vs 0.90" in ready["message"], ready
     assert current["history"][0]["outcome"] == "RolledBack"
     assert kube.events("RolledBack"), "a RolledBack Event"
-    assert operator.total("vigil_rollouts_total", outcome="RolledBack") == 1
+    operator.wait_total("vigil_rollouts_total", 1, outcome="RolledBack")
     # The candidate is removed; the stable untouched; not retried on later cycles.
     time.sleep(5)
     assert kube.deployments() == [f"wine-{deployed.revision}"]
@@ -311,12 +311,12 @@ def test_spec_change_supersedes_and_change_back_aborts(deployed: Setup, store: M
     kube = deployed.kube
     slow = [{"shadow": {"duration": "120s", "percent": 100, "minRequests": 20}}]
     second = store.train("wine-2", version="2", seed=1)
-    kube.apply(store.manifest(second, slow))
+    kube.apply(kept_open(store.manifest(second, slow)))
     first = watch_until(kube, at_step("shadow 100%"), 90, "the first candidate in shadow").last[
         "candidate"
     ]["revision"]
     third = store.train("wine-3", version="3", seed=2)
-    kube.apply(store.manifest(third, slow))
+    kube.apply(kept_open(store.manifest(third, slow)))
     watch = watch_until(
         kube,
         lambda s: (
@@ -350,7 +350,7 @@ def test_pause_resume_promote_and_abort_through_the_plugin(
         {"canary": {"weight": 50, "duration": "300s"}},
     ]
     second = store.train("wine-2", version="2", seed=1)
-    kube.apply(store.manifest(second, slow))
+    kube.apply(kept_open(store.manifest(second, slow)))
     watch_until(kube, at_step("shadow 100%"), 90, "the candidate in shadow")
     kubectl_vigil(kube, "pause")
     watch_until(
@@ -359,8 +359,7 @@ def test_pause_resume_promote_and_abort_through_the_plugin(
         30,
         "the pause to be taken",
     )
-    annotations = (kube.get("md", "wine") or {})["metadata"].get("annotations") or {}
-    assert "vigil.dev/request" not in annotations
+    wait_request_cleared(kube)
     kubectl_vigil(kube, "resume")
     watch_until(
         kube,
@@ -372,7 +371,7 @@ def test_pause_resume_promote_and_abort_through_the_plugin(
     watch = watch_until(kube, newest_outcome("Promoted"), 90, "the promotion a person asked for")
     promoted_revision = watch.last["stable"]["revision"]
     third = store.train("wine-3", version="3", seed=2)
-    kube.apply(store.manifest(third, slow))
+    kube.apply(kept_open(store.manifest(third, slow)))
     watch_until(kube, at_step("shadow 100%"), 90, "the third model in shadow")
     kubectl_vigil(kube, "abort")
     watch = watch_until(kube, in_phase("RolledBack"), 60, "the abort a person asked for")
