@@ -27,11 +27,12 @@ from prometheus_client.samples import Sample
 from kit import metrics
 from kit.kube import ROOT, Kube
 from kit.waits import wait_for
+from vigil.common import objects
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.common import free_port
 from vigil.devcluster.operator_process import OPERATOR_BIN, operator_command
-from vigil.plugin.requests import ANNOTATION_REQUEST
+from vigil.plugin.requests import Request, parse_request
 
 BIN = Path(sys.executable).parent
 SIDECAR_IMAGE = "ghcr.io/vigil-dev/vigil:e2e"
@@ -276,9 +277,8 @@ def wait_request_cleared(kube: Kube, name: str = "wine", timeout: float = 30) ->
     """Until a person's request annotation is gone: the operator answers it in status
     first, then removes it (a patch that tests the request's id)."""
 
-    def pending() -> str | None:
-        annotations = ((kube.get("md", name) or {}).get("metadata") or {}).get("annotations")
-        return (annotations or {}).get(ANNOTATION_REQUEST)
+    def pending() -> Request | None:
+        return parse_request(objects.body(kube.get("md", name) or {}).meta.annotations)
 
     wait_for(
         lambda: pending() is None,
