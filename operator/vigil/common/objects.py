@@ -34,6 +34,10 @@ def items(value: Any, *path: str) -> Sequence[Any]:
     return found if isinstance(found, list | tuple) else ()
 
 
+#: Leaves ``copied`` returns as they are, without a call per leaf.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def copied(value: Any) -> Any:
     """A deep copy of JSON-like data (dicts, lists, tuples and plain values).
 
@@ -41,11 +45,11 @@ def copied(value: Any) -> Any:
     every manifest the reconcile stamps is copied once per cycle.
     """
     if isinstance(value, dict):
-        return {key: copied(item) for key, item in value.items()}
+        return {key: item if type(item) in _PLAIN else copied(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [copied(item) for item in value]
+        return [item if type(item) in _PLAIN else copied(item) for item in value]
     if type(value) is tuple:
-        return tuple(copied(item) for item in value)
+        return tuple(item if type(item) in _PLAIN else copied(item) for item in value)
     return value
 
 

@@ -26,11 +26,13 @@ def format_micro_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def format_unix(seconds: float | None) -> str | None:
-    """Unix seconds as :func:`format_time` writes them (None stays None)."""
+def format_unix(seconds: float | None, *, micro: bool = False) -> str | None:
+    """Unix seconds as :func:`format_time` (or, ``micro``, :func:`format_micro_time`)
+    writes them; None stays None."""
     if seconds is None:
         return None
-    return format_time(datetime.datetime.fromtimestamp(seconds, datetime.UTC))
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return format_micro_time(moment) if micro else format_time(moment)
 
 
 def parse_time(value: Any) -> datetime.datetime | None:

@@ -67,6 +67,9 @@ class Request:
 
     verb: str
     request_id: str
+    #: The candidate revision the person saw (None when not given): a request for one
+    #: rollout is refused in another.
+    revision: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -92,7 +95,8 @@ def state_to_status(state: RolloutState) -> dict[str, Any]:
     """The fields of ``status.candidate`` that hold the state (None = absent)."""
     return {
         "step": state.step,
-        "stepStartedAt": format_unix(state.step_started_at),
+        # Microseconds: the step's evidence starts after the advancing cycle's scrape.
+        "stepStartedAt": format_unix(state.step_started_at, micro=True),
         "failedChecks": state.failed_checks,
         "heldSince": format_unix(state.held_since),
         "lastAnalysisAt": format_unix(state.last_analysis_at),
@@ -113,6 +117,8 @@ def evidence_seconds(candidate: Mapping[str, Any] | None, revision: str, now: fl
     started = parse_unix(candidate.get("stepStartedAt"))
     if candidate.get("revision") != revision or started is None:
         return 0.0
+    # The cycle that advanced scraped before it read the clock it stamped the step with,
+    # and routed traffic after: its scrape is the baseline, to the microsecond.
     return max(0.0, now - started)
 
 

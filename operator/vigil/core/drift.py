@@ -399,9 +399,14 @@ def _scores(method: str, reference: list[float], current: list[float], floor: fl
     ref_total, cur_total = sum(reference), sum(current)
     if method == "psi":
         score = 0.0
+        ln = math.log
         for r, c in zip(reference, current, strict=True):
-            p, q = max(r / ref_total, floor), max(c / cur_total, floor)
-            score += (q - p) * math.log(q / p)
+            p, q = r / ref_total, c / cur_total
+            if p < floor:
+                p = floor
+            if q < floor:
+                q = floor
+            score += (q - p) * ln(q / p)
         return score
     divergence = 0.0
     for r, c in zip(reference, current, strict=True):
@@ -412,6 +417,17 @@ def _scores(method: str, reference: list[float], current: list[float], floor: fl
         if q > 0:
             divergence += 0.5 * q * math.log2(q / m)
     return math.sqrt(max(divergence, 0.0))
+
+
+def _counts(values: ArrayLike) -> list[float]:
+    """Counts as a flat list of floats (a list or tuple of numbers without NumPy's
+    round trip: the gates read a dozen slots per feature, many times a cycle)."""
+    if isinstance(values, list | tuple):
+        try:
+            return [float(x) for x in values]
+        except TypeError:  # nested: NumPy flattens it
+            pass
+    return np.asarray(values, dtype=np.float64).ravel().tolist()
 
 
 def divergence(
@@ -431,8 +447,7 @@ def divergence(
     """
     if method not in _CHI_SQUARE_SCALE:
         return None
-    cur = np.asarray(current, dtype=np.float64).ravel().tolist()
-    ref = np.asarray(reference, dtype=np.float64).ravel().tolist()
+    cur, ref = _counts(current), _counts(reference)
     if len(ref) != len(cur):
         raise ValueError(f"bin count mismatch: reference {len(ref)} vs current {len(cur)}")
     if not all(math.isfinite(x) and x >= 0 for x in (*ref, *cur)):

@@ -210,8 +210,11 @@ class TrafficGenerator:
         http_route: str | None = None,
         through_service: bool = False,
         labels: npt.NDArray[Any] | None = None,
+        reread_seconds: float = 1.0,
     ) -> None:
         self.cluster = cluster
+        #: How often the watcher re-reads where traffic goes.
+        self.reread_seconds = reread_seconds
         self.namespace = namespace
         self.name = name
         self.model_name = model_name
@@ -272,7 +275,7 @@ class TrafficGenerator:
         return self.stats
 
     def _watch(self) -> None:
-        """Re-reads where traffic goes about every second, off the sending thread.
+        """Re-reads where traffic goes every ``reread_seconds``, off the sending thread.
 
         Reading it takes several kubectl calls; done between requests, on a
         busy machine it would set the request rate instead of ``rate``.
@@ -285,7 +288,7 @@ class TrafficGenerator:
             else:
                 with self._lock:
                     self._routes = backends
-            self._stop.wait(1.0)
+            self._stop.wait(self.reread_seconds)
 
     def send_one(self, target: str) -> bool:
         """One request to ``target``: a pod IP (its sidecar's port) or ``host:port``."""

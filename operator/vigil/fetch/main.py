@@ -42,6 +42,7 @@ from vigil.fetch.transfer import (
     default_ssl_context,
     describe_status,
     download,
+    local_write_error,
     log,
 )
 from vigil.fetch.unpack import unpack
@@ -245,7 +246,10 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
     progress.set_total(total)
     for obj in objects:
         target = folder / relative_key(obj.key, prefix)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # keys "a" and "a/b": a store allows both, a folder not
+            raise local_write_error(error, target, 0).about(f"object {obj.key}") from None
         try:
             _get(
                 options,
@@ -279,6 +283,8 @@ def _list(options: Options, bucket: str, prefix: str, folder: Path) -> list[S3Ob
         objects.extend(page.objects)
         if page.next_token is None:
             return objects
+        if page.next_token == token:
+            raise PermanentError(f"the store listed s3://{bucket}/{prefix} with a page loop")
         token = page.next_token
 
 

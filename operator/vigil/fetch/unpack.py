@@ -11,11 +11,14 @@ no group or world write), as tarfile's ``data`` filter does.
 
 from __future__ import annotations
 
+import gzip
 import os
+import posixpath
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +52,20 @@ def unpack(archive: Path, layout: Layout, folder: Path) -> int:
             return _unpack_tar(archive, folder)
         if layout is Layout.ZIP:
             return _unpack_zip(archive, folder)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
+    except (
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        gzip.BadGzipFile,
+        zlib.error,
+        EOFError,
+        NotImplementedError,  # a zip compression Python cannot read (deflate64, zstd)
+        RuntimeError,  # an encrypted zip
+    ) as error:
         raise PermanentError(
             f"{archive.name} is not a readable {layout} archive: {error}"
         ) from None
+    except OSError as error:  # a member whose path clashes with another's, or a full disk
+        raise local_write_error(error, Path(error.filename or folder), 0) from None
     raise ValueError(f"not an archive layout: {layout}")
 
 
@@ -127,6 +140,13 @@ def _make_links(folder: Path, links: list[_Link]) -> None:
                 f"archive symlink {link.name!r} points to {link.target!r},"
                 " outside the destination folder"
             )
+        # Read as text too: the folder is a work area moved into place afterwards, so a
+        # target above the archive's root that lands inside the work area is refused.
+        lexical = posixpath.normpath(posixpath.join(posixpath.dirname(link.name), link.target))
+        if lexical == ".." or lexical.startswith("../"):
+            raise UnsafeArchive(
+                f"archive symlink {link.name!r} points to {link.target!r}, above the archive's root"
+            )
         _remove(path)
         os.symlink(link.target, path)
     # A later link can change where an earlier one leads ("a -> b/.." then
@@ -147,8 +167,10 @@ def _remove(path: Path) -> None:
 def _unpack_tar(archive: Path, folder: Path) -> int:
     files = 0
     links: list[_Link] = []
-    # Stream mode: one pass over the compressed data, constant memory.
-    with tarfile.open(archive, mode="r|gz") as tar:
+    # Stream mode: one pass over the compressed data, constant memory. tarfile stops at
+    # its end-of-archive blocks and never checks gzip's length and CRC: the rest of the
+    # stream is read below, so a file cut short or corrupted fails instead.
+    with gzip.open(archive, "rb") as compressed, tarfile.open(fileobj=compressed, mode="r|") as tar:
         for member in tar:
             name = checked_name(member.name)
             if member.isdir():
@@ -165,6 +187,8 @@ def _unpack_tar(archive: Path, folder: Path) -> int:
                 raise UnsafeArchive(
                     f"archive member {member.name!r} is a device, FIFO or other special file"
                 )
+        while compressed.read(BUFFER_BYTES):
+            pass
     _make_links(folder, links)
     return files + len(links)
 

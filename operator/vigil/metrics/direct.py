@@ -58,6 +58,8 @@ class DirectSource:
         self.concurrency = concurrency
         self._http = LazySession(session, self._open_session)
         self._history: dict[tuple[RevisionKey, str], _PodHistory] = {}
+        #: How long each revision's scrapes are kept, as its last collection asked.
+        self._retention: dict[RevisionKey, float] = {}
 
     def _open_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=None)
@@ -139,13 +141,18 @@ class DirectSource:
         return RevisionWindow.from_series(series, pods=answered)
 
     def _forget_old(self, targets: Sequence[RevisionTarget], now: float) -> None:
-        """Drop scrapes older than their window (plus the baseline margin)."""
-        windows = {t.key: t.retention_seconds for t in targets}
-        longest = max(windows.values(), default=0.0)
+        """Drop scrapes older than their window (plus the baseline margin).
+
+        One source serves every ModelDeployment: each revision keeps its scrapes as
+        long as its own last collection asked, whoever collects now.
+        """
+        self._retention.update({t.key: t.retention_seconds for t in targets})
         for key in list(self._history):
             history = self._history[key]
-            keep = windows.get(key[0], longest) + EXTRA_RETENTION_SECONDS
+            keep = self._retention.get(key[0], 0.0) + EXTRA_RETENTION_SECONDS
             while len(history.scrapes) > 1 and history.scrapes[1].at < now - keep:
                 history.scrapes.popleft()
             if history.last_seen < now - keep:
                 del self._history[key]
+        kept = {key for key, _ in self._history} | {t.key for t in targets}
+        self._retention = {k: v for k, v in self._retention.items() if k in kept}

@@ -245,11 +245,14 @@ class Reconciler:
         observation = await self._observe(api, body)
         plan = decide(observation)
         if plan.run_golden_set is not None and self.rollouts is not None:
-            # The validate step asked for a replay: run it, then decide with its result.
+            # The validate step asked for a replay: run it, then observe again (so the
+            # next step starts after it and measures from a scrape taken after it: its
+            # requests are no traffic of that step) and decide with its result.
             assert observation.parsed is not None  # a rollout with steps read its spec
             result = await self.rollouts.replay(
                 api, namespace, name, observation.parsed, plan.run_golden_set
             )
+            observation = await self._observe(api, body)
             inputs = dataclasses.replace(
                 observation.rollout or RolloutInputs(metrics_available=False), golden=result
             )

@@ -61,8 +61,9 @@ from vigil.validation.golden import GoldenSetError, load_golden_set, replay
 log = logging.getLogger("vigil.operator.rollouts")
 
 READY_PROBE_SECONDS = 2.0
-#: A step that has just started is measured over this much (a range query needs one).
-MIN_EVIDENCE_SECONDS = 1.0
+#: A step that has just started is measured over this much (a range query needs one):
+#: short, so that its window does not reach back before the step into the one before.
+MIN_EVIDENCE_SECONDS = 0.001
 
 PodsProvider = Callable[[], Mapping[tuple[str, str], PodInfo]]
 
@@ -255,10 +256,20 @@ class Rollouts:
             return RolloutInputs(
                 metrics_available=False, metrics_error=problem, shadow_target=target
             )
+        stable_window = collection.windows.get(targets[1].key)
+        if stable_window is None:
+            # Without it the comparisons (latency, predictions, inputs) would be left
+            # out, not held: missing data never promote.
+            problem = collection.errors.get(targets[1].key, "no metrics")
+            return RolloutInputs(
+                metrics_available=False,
+                metrics_error=f"the stable: {problem}",
+                shadow_target=target,
+            )
         figures = candidate_figures(
             candidate,
             cand,
-            collection.windows.get(targets[1].key),
+            stable_window,
             method=settings.policy.drift_method,  # type: ignore[arg-type]
             reference=reference,
             stable_reference=stable_reference,

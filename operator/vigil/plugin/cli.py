@@ -19,9 +19,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from vigil.common.objects import body
+from vigil.common.objects import body, section
+from vigil.core.vocabulary import RequestVerb
 from vigil.plugin.requests import (
+    ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
+    REQUEST_ANNOTATIONS,
     VERBS,
     answer_to,
     new_request_id,
@@ -75,43 +78,56 @@ def _global_flags(args: argparse.Namespace) -> list[str]:
     return flags
 
 
-def annotate_command(args: argparse.Namespace, annotations: dict[str, str]) -> list[str]:
-    """The kubectl invocation that places the request (and nothing else)."""
+def annotate_command(
+    args: argparse.Namespace, annotations: dict[str, str], replacing: str = ""
+) -> list[str]:
+    """The kubectl invocation that places the request (and nothing else). kubectl refuses
+    while another request is there, which would otherwise be dropped unread; ``replacing``
+    (a resourceVersion) overwrites one the operator has answered, if the object is still
+    as read."""
     return [
         kubectl_command(),
         *_global_flags(args),
         "annotate",
         RESOURCE,
         args.name,
-        "--overwrite",
+        *(["--overwrite", f"--resource-version={replacing}"] if replacing else []),
         f"--field-manager={FIELD_MANAGER}",
         *(f"{key}={value}" for key, value in annotations.items()),
     ]
 
 
-def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+def run_kubectl(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run a kubectl command line; one that cannot run is a :class:`PluginError`."""
     try:
         return subprocess.run(list(command), capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise PluginError(f"cannot run kubectl: {error}") from error
 
 
-def _read(args: argparse.Namespace) -> dict[str, Any]:
-    result = _run(
-        [kubectl_command(), *_global_flags(args), "get", RESOURCE, args.name, "-o", "json"]
-    )
+def kubectl_output(args: argparse.Namespace, *command: str) -> str:
+    """What ``kubectl COMMAND`` printed, with the target's flags; its error as a PluginError."""
+    result = run_kubectl([kubectl_command(), *_global_flags(args), *command])
     if result.returncode != 0:
-        raise PluginError(result.stderr.strip() or "kubectl get failed")
-    return dict(json.loads(result.stdout))
+        raise PluginError(result.stderr.strip() or f"kubectl {' '.join(command)} failed")
+    return result.stdout
+
+
+def _read(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(json.loads(kubectl_output(args, "get", RESOURCE, args.name, "-o", "json")))
 
 
 def _report(args: argparse.Namespace, verb: str, request_id: str, found: dict[str, Any]) -> int:
     """Say what the operator answered: 0 when it took the request, 1 when it refused it."""
     answer = answer_to(found.get("status"), request_id)
     where = f"modeldeployment/{args.name}"
-    if answer is None:  # cleared without an answer in status (an older operator, a person)
-        print(f"{where}: the {verb} request was cleared")
-        return 0
+    if answer is None:  # the operator answers before it clears: removed, or replaced
+        print(
+            f"{where}: no answer to the {verb} request (removed by a person, or replaced "
+            "by a newer request before its answer was read)",
+            file=sys.stderr,
+        )
+        return 1
     if answer.taken:
         print(f"{where}: the operator took the {verb} request: {answer.message}")
         return 0
@@ -119,15 +135,60 @@ def _report(args: argparse.Namespace, verb: str, request_id: str, found: dict[st
     return 1
 
 
+def _place(args: argparse.Namespace, annotations: dict[str, str]) -> None:
+    """Annotate; over an earlier request only once the operator has answered it (it then
+    clears it a moment later, with a patch that leaves a newer request alone)."""
+    replacing = ""
+    for _ in range(3):
+        result = run_kubectl(annotate_command(args, annotations, replacing))
+        if result.returncode == 0:
+            return
+        refused = ("already has a value", "the object has been modified")
+        if not any(words in result.stderr for words in refused):
+            raise PluginError(
+                result.stderr.strip() or f"kubectl annotate failed ({result.returncode})"
+            )
+        found = _read(args)
+        placed = body(found).meta.annotations
+        if not any(key in placed for key in REQUEST_ANNOTATIONS):  # cleared meanwhile
+            replacing = ""
+            continue
+        earlier = placed.get(ANNOTATION_REQUEST_ID, "")
+        if ANNOTATION_REQUEST in placed and answer_to(found.get("status"), earlier) is None:
+            raise PluginError(_pending(args, found))
+        # Answered, or leftovers of a request (no verb): replaced if the object is as read.
+        replacing = body(found).meta.resource_version
+    raise PluginError(f"modeldeployment/{args.name} kept changing: try again")
+
+
+def _pending(args: argparse.Namespace, found: dict[str, Any]) -> str:
+    """Why a request cannot be placed: another one waits for the operator."""
+    annotations = body(found).meta.annotations
+    placed = [key for key in REQUEST_ANNOTATIONS if key in annotations]
+    return (
+        f"modeldeployment/{args.name}: a request is still pending "
+        f"({annotations.get(ANNOTATION_REQUEST, '?')}, "
+        f"id {annotations.get(ANNOTATION_REQUEST_ID, '?')}): wait for the "
+        "operator's answer (kubectl vigil status), or withdraw it with kubectl annotate "
+        f"{' '.join(_global_flags(args))} {RESOURCE} {args.name} "
+        f"{' '.join(f'{key}-' for key in placed)}"
+    )
+
+
 def request(args: argparse.Namespace) -> int:
     """Place the request; optionally wait until the operator has taken it."""
     verb = args.verb
     request_id = new_request_id()
-    result = _run(annotate_command(args, request_annotations(verb, request_id)))
-    if result.returncode != 0:
-        raise PluginError(result.stderr.strip() or f"kubectl annotate failed ({result.returncode})")
+    revision = ""
+    if verb != RequestVerb.RETRY:
+        # The rollout it is for: refused if another one runs by the time it is read.
+        candidate = section(_read(args), "status", "candidate")
+        if not candidate.get("outcome"):  # one that ended is no rollout to act on
+            revision = str(candidate.get("revision") or "")
+    _place(args, request_annotations(verb, request_id, revision))
     where = f" in namespace {args.namespace}" if args.namespace else ""
-    print(f"modeldeployment/{args.name}{where}: {verb} requested (id {request_id})")
+    target = f" for revision {revision}" if revision else ""
+    print(f"modeldeployment/{args.name}{where}: {verb} requested{target} (id {request_id})")
     if args.wait <= 0:
         return 0
     deadline = time.monotonic() + args.wait

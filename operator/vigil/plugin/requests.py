@@ -1,9 +1,11 @@
 """The manual-request annotation contract, as pure functions (operator and plugin share them).
 
-A person's request is two annotations on the ModelDeployment::
+A person's request is two annotations on the ModelDeployment, and a third
+for a rollout's verbs (promote, abort, pause, resume)::
 
     vigil.dev/request: promote        # promote | abort | pause | resume | retry
     vigil.dev/request-id: 5f0c...     # a fresh UUID per request
+    vigil.dev/request-revision: 9b1e4d0   # the candidate the person saw (optional)
 
 The operator, on seeing them:
 
@@ -12,11 +14,11 @@ The operator, on seeing them:
    ``RolloutState.requested``; ``retry`` lets the reconciler start the
    rolled-back revision again) or refuses it, and writes the answer with
    the request's id in ``status.lastRequest`` (read by :func:`answer_to`),
-3. clears both annotations with :func:`clear_request_patch`, a JSON patch
+3. clears the annotations with :func:`clear_request_patch`, a JSON patch
    that first *tests* the id, so a newer request that arrived meanwhile is
    never wiped (the patch then fails with 422 and the operator re-reads).
 
-These two annotations are the only metadata the operator ever writes on a
+These annotations are the only metadata the operator ever writes on a
 ModelDeployment.
 """
 
@@ -33,6 +35,8 @@ from vigil.core.vocabulary import RequestVerb
 
 ANNOTATION_REQUEST = "vigil.dev/request"
 ANNOTATION_REQUEST_ID = "vigil.dev/request-id"
+ANNOTATION_REQUEST_REVISION = "vigil.dev/request-revision"
+REQUEST_ANNOTATIONS = (ANNOTATION_REQUEST, ANNOTATION_REQUEST_ID, ANNOTATION_REQUEST_REVISION)
 VERBS: tuple[str, ...] = tuple(RequestVerb)
 
 RolloutRequest = Literal["promote", "abort", "pause", "resume", ""]
@@ -49,7 +53,8 @@ def parse_request(annotations: Mapping[str, str] | None) -> Request | None:
     if raw is None:
         return None
     request_id = str((annotations or {}).get(ANNOTATION_REQUEST_ID, ""))
-    return Request(str(raw), request_id)
+    revision = (annotations or {}).get(ANNOTATION_REQUEST_REVISION)
+    return Request(str(raw), request_id, None if revision is None else str(revision))
 
 
 def read_request(annotations: Mapping[str, str] | None) -> str:
@@ -76,11 +81,16 @@ def new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def request_annotations(verb: str, request_id: str | None = None) -> dict[str, str]:
-    """The annotations the plugin sets for a request."""
+def request_annotations(
+    verb: str, request_id: str | None = None, revision: str = ""
+) -> dict[str, str]:
+    """The annotations the plugin sets for a request (``revision``: the candidate it is for)."""
     if verb not in VERBS:
         raise ValueError(f"unknown request {verb!r}: one of {', '.join(VERBS)}")
-    return {ANNOTATION_REQUEST: verb, ANNOTATION_REQUEST_ID: request_id or new_request_id()}
+    placed = {ANNOTATION_REQUEST: verb, ANNOTATION_REQUEST_ID: request_id or new_request_id()}
+    if revision:
+        placed[ANNOTATION_REQUEST_REVISION] = revision
+    return placed
 
 
 def request_patch(verb: str, request_id: str | None = None) -> dict[str, Any]:
@@ -119,4 +129,6 @@ def clear_request_patch(request: Request) -> list[dict[str, Any]]:
     else:
         ops.append({"op": "test", "path": _pointer(ANNOTATION_REQUEST), "value": request.verb})
     ops.append({"op": "remove", "path": _pointer(ANNOTATION_REQUEST)})
+    if request.revision is not None:
+        ops.append({"op": "remove", "path": _pointer(ANNOTATION_REQUEST_REVISION)})
     return ops

@@ -10,26 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
 
-from vigil.plugin.cli import PluginError, _global_flags, add_target_arguments, kubectl_command
+from vigil.plugin.cli import PluginError, add_target_arguments, kubectl_output
 from vigil.plugin.status import render
 
 
 def _kubectl_json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [kubectl_command(), *_global_flags(args), *command, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise PluginError(result.stderr.strip() or f"kubectl {' '.join(command)} failed")
-    return dict(json.loads(result.stdout))
+    return dict(json.loads(kubectl_output(args, *command, "-o", "json")))
 
 
 def read_model_and_events(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
@@ -65,12 +55,26 @@ def status(args: argparse.Namespace) -> int:
         return 1
 
 
+def _refresh_seconds(text: str) -> float:
+    """A refresh interval: a number of seconds, at least half a second (two kubectl reads
+    per refresh)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds >= 0.5:
+        raise argparse.ArgumentTypeError(f"at least 0.5 seconds, got {text}")
+    return seconds
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "status", help="show a ModelDeployment: revisions, steps, traffic, health, events"
     )
     add_target_arguments(parser)
     parser.add_argument("-w", "--watch", action="store_true", help="refresh until Ctrl-C")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    parser.add_argument(
+        "--interval", type=_refresh_seconds, default=2.0, help="seconds between refreshes (>= 0.5)"
+    )
     parser.add_argument("--no-color", action="store_true", help="plain text")
     parser.set_defaults(func=status)

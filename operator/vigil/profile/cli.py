@@ -155,10 +155,13 @@ def read_table(
             bar.update(rows / total_rows, rows)
     else:
         with file.open("rb") as handle:
-            for chunk in pd.read_csv(handle, chunksize=CSV_CHUNK_ROWS):
-                frames.append(chunk)
-                rows += len(chunk)
-                bar.update(handle.tell() / max(size, 1), rows)
+            try:
+                for chunk in pd.read_csv(handle, chunksize=CSV_CHUNK_ROWS):
+                    frames.append(chunk)
+                    rows += len(chunk)
+                    bar.update(handle.tell() / max(size, 1), rows)
+            except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+                raise ProfileError(f"{path} is not a readable CSV: {error}") from None
     bar.update(1.0, rows)
     bar.close()
     if not frames:
@@ -179,7 +182,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
             if missing:
                 raise ProfileError(f"feature columns not found: {missing}")
             keep = features + ([args.prediction_column] if args.prediction_column else [])
-            frame = frame[keep + ([args.label_column] if args.label_column else [])]
+            keep += [args.label_column] if args.label_column else []
+            absent = [column for column in keep if column not in frame.columns]
+            if absent:
+                raise ProfileError(f"prediction or label column not found: {absent}")
+            frame = frame[keep]
         truths = _take_labels(frame, args)
         if truths is not None:
             frame = frame.drop(columns=[args.label_column])

@@ -129,6 +129,8 @@ class Settings:
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     config_path: str = ""
+    #: Fields a flag or an environment variable set: the file never changes them.
+    pinned: frozenset[str] = frozenset()
 
     @property
     def upstream_host(self) -> str:
@@ -233,7 +235,10 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
         if kind == "float":
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+            return number
         if kind == "bool":
             if not isinstance(value, bool):
                 raise TypeError
@@ -242,6 +247,8 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise TypeError
             return tuple(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: expected {kind.split('[')[0]}, got {value!r}") from exc
     raise ConfigError(f"{name}: unsupported type {kind}")
@@ -335,6 +342,19 @@ def validate(s: Settings) -> None:
         raise ConfigError("monitoring.queueSize: must be >= 1")
     if s.prediction_window_seconds <= 0:
         raise ConfigError("monitoring.predictionWindowSeconds: must be positive")
+    for key, seconds in (
+        ("upstream.timeoutSeconds", s.upstream_timeout_seconds),
+        ("listen.idleTimeoutSeconds", s.idle_timeout_seconds),
+        ("reloadIntervalSeconds", s.reload_interval_seconds),
+    ):
+        if seconds <= 0:
+            raise ConfigError(f"{key}: must be positive, got {seconds}")
+    for key, seconds in (
+        ("shutdown.delaySeconds", s.shutdown_delay_seconds),
+        ("shutdown.drainTimeoutSeconds", s.drain_timeout_seconds),
+    ):
+        if seconds < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {seconds}")
     if s.event_loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError("eventLoop: auto, uvloop or asyncio")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -441,7 +461,7 @@ def load_settings(
             raw, source = env[var], var
         if raw is not None:
             values[attr] = _coerce(source, raw, str(_TYPES[attr]))
-    settings = replace(settings, **values, config_path=path)
+    settings = replace(settings, **values, config_path=path, pinned=frozenset(values))
     validate(settings)
     return settings
 
@@ -451,7 +471,10 @@ class SettingsWatcher:
 
     Content hashing (not mtime alone) because a ConfigMap update swaps the
     ``..data`` symlink and may keep timestamps; a bad new file keeps the old
-    settings and is reported through ``on_error``.
+    settings and is reported through ``on_error``, as is a file that cannot
+    be read (once until it can again). The first poll reads the file anew and
+    compares it with what runs: one that changed since the start-up read is
+    applied, or its static changes logged.
     """
 
     def __init__(
@@ -463,22 +486,19 @@ class SettingsWatcher:
         self.settings = settings
         self._apply = apply
         self._on_error = on_error
-        self._digest = self._read_digest()
-        self._file_settings = self._read_file_settings()
-
-    def _read_file_settings(self) -> Settings | None:
-        if not self.settings.config_path:
-            return None
-        try:
-            return settings_from_mapping(read_document(self.settings.config_path), Settings())
-        except ConfigError:
-            return None
+        self._digest = ""
+        self._unreadable = False
 
     def _read_digest(self) -> str:
         try:
-            return hashlib.sha256(Path(self.settings.config_path).read_bytes()).hexdigest()
-        except OSError:
+            digest = hashlib.sha256(Path(self.settings.config_path).read_bytes()).hexdigest()
+        except OSError as exc:
+            if not self._unreadable:
+                self._on_error(f"cannot read the settings file: {exc}")
+            self._unreadable = True
             return ""
+        self._unreadable = False
+        return digest
 
     def check(self) -> bool:
         """Re-read the file once; returns True when new settings were applied."""
@@ -495,13 +515,13 @@ class SettingsWatcher:
             self._on_error(str(exc))
             return False
         current = self.settings
-        previous = self._file_settings or Settings()
-        self._file_settings = fresh
+        # Against what runs (a flag or the environment set what is pinned).
         changed_static = [
             f.name
             for f in fields(Settings)
-            if f.name not in ("shadow", "sample_percent", "log_level", "config_path")
-            and getattr(fresh, f.name) != getattr(previous, f.name)
+            if f.name not in ("shadow", "sample_percent", "log_level", "config_path", "pinned")
+            and f.name not in current.pinned
+            and getattr(fresh, f.name) != getattr(current, f.name)
         ]
         if changed_static:
             log.warning(
@@ -512,7 +532,7 @@ class SettingsWatcher:
             current,
             shadow=fresh.shadow,
             sample_percent=fresh.sample_percent,
-            log_level=fresh.log_level,
+            log_level=current.log_level if "log_level" in current.pinned else fresh.log_level,
         )
         if updated.runtime_view() == current.runtime_view():
             return False

@@ -50,7 +50,7 @@ from vigil.profile import OTHER
 from vigil.profile.model import category_key
 from vigil.sidecar.config import FeedbackSettings
 from vigil.sidecar.exposition import Families
-from vigil.sidecar.identity import clean_id, id_key, parse_sidecar_id
+from vigil.sidecar.identity import MAX_ID_LENGTH, clean_id, id_key, parse_sidecar_id
 from vigil.sidecar.joinstore import (
     ABSENT,
     DUPLICATE,
@@ -98,6 +98,8 @@ DELAY_BUCKETS = (
 )
 #: True classes counted by name beyond the reference's (then __other__), as predictions are.
 MAX_UNLISTED_CLASSES = 50
+#: A longer truth is no class name: refused, as ids over their length are.
+MAX_TRUTH_LENGTH = MAX_ID_LENGTH
 HANDOFF_CHUNK = 20_000
 #: Labels joined between two yields to the event loop (about 10 us each).
 YIELD_EVERY = 256
@@ -154,6 +156,8 @@ def _truth_error(truth: Any, task: str) -> str | None:
         return "truth is missing"
     if isinstance(truth, list | dict):
         return "truth must be a number or a string"
+    if isinstance(truth, str) and len(truth) > MAX_TRUTH_LENGTH:
+        return f"truth longer than {MAX_TRUTH_LENGTH} characters"
     if task == "regression" and _number(truth) is None:
         return "truth must be a finite number (regression)"
     if isinstance(truth, float) and not math.isfinite(truth):
@@ -197,6 +201,9 @@ def parse_labels(doc: Any, task: str, limit: int) -> ParsedLabels:
                 out.invalid.append(f"{request_id}: give 'row' with one truth, not a list")
                 continue
             for index, value in enumerate(truth):
+                # Counted as they are made: one item may hold millions of rows.
+                if len(out.labels) + len(out.invalid) > limit:
+                    raise OverflowError(limit)
                 if value is None:
                     continue
                 error = _truth_error(value, task)
@@ -578,14 +585,22 @@ class Peers:
         self.me = _normal_address(me) if me else ""
         self.clock = clock
         self._cached: tuple[float, tuple[str, ...]] = (-math.inf, ())
+        #: Each entry's addresses at its last answered lookup.
+        self._last_answer: dict[str, set[str]] = {}
+        #: Entries the last lookup could not resolve: the peers may be more than listed.
+        self.unresolved: tuple[str, ...] = ()
 
     async def resolve(self, fresh: bool = False) -> tuple[str, ...]:
-        """Every peer address but this pod's own, sorted (a stable order for every pod)."""
+        """Every peer address but this pod's own, sorted (a stable order for every pod).
+
+        An entry that cannot be resolved now (a DNS outage) keeps its last answer and
+        is listed in ``unresolved``."""
         at, cached = self._cached
         if not fresh and self.clock() - at < PEER_CACHE_SECONDS:
             return cached
         loop = asyncio.get_running_loop()
         found: set[str] = set()
+        unresolved: list[str] = []
         for entry in self.entries:
             host, _, port = entry.rpartition(":")
             host = host.strip("[]")
@@ -596,9 +611,13 @@ class Peers:
                 )
             except (OSError, TimeoutError) as error:
                 log.warning("feedback peers: cannot resolve %s: %s", entry, error)
+                unresolved.append(entry)
+                found |= self._last_answer.get(entry, set())
                 continue
-            for info in infos:
-                found.add(_normal_address(f"{info[4][0]}:{port}"))
+            answer = {_normal_address(f"{info[4][0]}:{port}") for info in infos}
+            self._last_answer[entry] = answer
+            found |= answer
+        self.unresolved = tuple(unresolved)
         found.discard(self.me)
         peers = tuple(sorted(found))
         self._cached = (self.clock(), peers)
@@ -885,7 +904,9 @@ class FeedbackService:
     def _unjoined(self, item: _Pending, failed: set[str], now: float) -> tuple[str, str]:
         """What a label no pod joined counts as, and against which revision."""
         sid = parse_sidecar_id(item.label.request_id)
-        if item.asked & failed:
+        # Peers unknown (a DNS outage): a label none of the known ones holds may be at
+        # one of them, so it is unreachable (resend it), not unknown or lost.
+        if item.asked & failed or self.peers.unresolved:
             return UNREACHABLE, sid.revision if sid else self.revision
         if sid is not None:
             if item.forgotten or sid.served_at < now - self.settings.window_seconds:
@@ -1120,6 +1141,7 @@ class FeedbackService:
             log.warning("feedback: no peer to hand %d predictions to: lost", len(records))
             return 0
         sent = 0
+        silent: set[str] = set()  # timed out once: asked again only when no other is left
         chunks = [records[i : i + HANDOFF_CHUNK] for i in range(0, len(records), HANDOFF_CHUNK)]
         for index, chunk in enumerate(chunks):
             payload = orjson.dumps(
@@ -1131,16 +1153,21 @@ class FeedbackService:
                 }
             )
             delivered = False
-            for attempt in range(len(peers)):
-                peer = peers[(index + attempt) % len(peers)]
+            order = [peers[(index + k) % len(peers)] for k in range(len(peers))]
+            order = [peer for peer in order if peer not in silent] or order
+            for attempt, peer in enumerate(order):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
+                # Each peer left to try gets its share: a silent one cannot take it all.
+                share = left / (len(order) - attempt)
                 try:
-                    status, _ = await _post_handoff(self._client(), peer, payload, left)
+                    status, _ = await _post_handoff(self._client(), peer, payload, share)
                     delivered = status == 200
-                except (aiohttp.ClientError, TimeoutError, OSError):
-                    delivered = False
+                except TimeoutError:
+                    silent.add(peer)
+                except (aiohttp.ClientError, OSError):
+                    pass
                 if delivered:
                     break
             outcome = "sent" if delivered else "failed"
@@ -1169,7 +1196,8 @@ class FeedbackService:
                 if left <= 0:
                     break
                 try:
-                    status, body = await _post_handoff(session, peer, payload, left)
+                    # At most half the time left: the predictions are sent after them.
+                    status, body = await _post_handoff(session, peer, payload, left / 2)
                     answer = orjson.loads(body) if status == 200 else None
                 except aiohttp.ClientConnectorError:
                     continue  # nothing was sent

@@ -171,6 +171,9 @@ class Shadow:
         self.settings = settings
         self.queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=settings.queue_size)
         self._workers: list[asyncio.Task[None]] = []
+        self._comparing = 0
+        #: Workers waiting for a copy (the others are comparing one).
+        self._waiting: set[asyncio.Task[Any] | None] = set()
         self._client = TargetClient()
         self._children_by_labels: dict[tuple[str, ...], _Children] = {}
         labels = [*BASE_LABELS, "target_revision"]
@@ -252,7 +255,8 @@ class Shadow:
         )
 
     def configure(self, settings: ShadowSettings) -> None:
-        """Apply new settings at run time (queued copies keep their old target)."""
+        """Apply new settings at run time: a queued copy goes to the target in force when a
+        worker takes it, and is discarded if shadowing is off by then."""
         if settings == self.settings:
             return
         old = self.settings
@@ -270,14 +274,38 @@ class Shadow:
             old.target_revision or "-",
             old.percent,
         )
-        if settings.queue_size != old.queue_size:
-            fresh: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=settings.queue_size)
-            while not self.queue.empty() and not fresh.full():
-                fresh.put_nowait(self.queue.get_nowait())
-            self.queue = fresh
-        if self._workers and settings.concurrency != len(self._workers):
-            self._stop_workers()
-            self._start_workers()
+        resized = settings.queue_size != old.queue_size
+        if resized:
+            self._resize_queue(settings.queue_size)
+        if self._workers and (resized or settings.concurrency != len(self._workers)):
+            self._restaff()
+
+    def _resize_queue(self, size: int) -> None:
+        """Queued copies move to a queue of ``size``; those beyond it are counted as dropped."""
+        fresh: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=size)
+        while not self.queue.empty():
+            copy = self.queue.get_nowait()
+            if fresh.full():
+                self.dropped.labels(*self._labels()).inc()
+            else:
+                fresh.put_nowait(copy)
+        self.queue = fresh
+
+    def _restaff(self) -> None:
+        """``concurrency`` workers on ``self.queue``. Idle workers are replaced: they wait on
+        the queue they started on, which may be gone. A busy one finishes its copy and takes
+        the next from the new queue, unless more are busy than wanted (those are cancelled
+        and their copy abandoned)."""
+        want = self.settings.concurrency
+        busy = [task for task in self._workers if task not in self._waiting]
+        for task in self._workers:
+            if task in self._waiting or task in busy[want:]:
+                task.cancel()
+        loop = asyncio.get_running_loop()
+        self._workers = busy[:want] + [
+            loop.create_task(self._worker(), name="vigil-shadow")
+            for _ in range(want - len(busy[:want]))
+        ]
 
     # ------------------------------------------------------------ hot path
 
@@ -317,9 +345,20 @@ class Shadow:
                 await task
         self._client.close()
 
+    @property
+    def pending(self) -> int:
+        """Copies queued or being compared."""
+        return self.queue.qsize() + self._comparing
+
     async def _worker(self) -> None:
+        me = asyncio.current_task()
         while True:
-            copy = await self.queue.get()
+            self._waiting.add(me)
+            try:
+                copy = await self.queue.get()
+            finally:
+                self._waiting.discard(me)
+            self._comparing += 1
             try:
                 await self._compare(copy)
             except asyncio.CancelledError:
@@ -327,6 +366,8 @@ class Shadow:
             except Exception:
                 log.exception("shadow comparison failed")
                 self.requests.labels(*self._labels(), "unparseable").inc()
+            finally:
+                self._comparing -= 1
 
     async def _compare(self, copy: ShadowCopy) -> None:
         s = self.settings

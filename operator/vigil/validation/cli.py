@@ -158,7 +158,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
         text = sys.stdin.read() if args.golden == "-" else Path(args.golden).read_text()
-        if args.golden.endswith((".yaml", ".yml")):
+        # A ConfigMap in YAML (a .yaml file, or on stdin, as `golden build --configmap` writes).
+        if args.golden.endswith((".yaml", ".yml")) or (
+            args.golden == "-" and not text.lstrip().startswith(("{", "["))
+        ):
             text = yaml.safe_load(text)["data"][args.key]
         golden = parse_golden_set(text)
         report = asyncio.run(
@@ -170,7 +173,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 timeout_seconds=args.timeout,
             )
         )
-    except (GoldenSetError, OSError, KeyError, TypeError) as error:
+    except (GoldenSetError, OSError, KeyError, TypeError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     agreement = report.result.agreement

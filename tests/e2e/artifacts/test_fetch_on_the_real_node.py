@@ -68,6 +68,8 @@ BUCKET = "models"
 MODEL_KEY = "wine/1/model.tar.gz"
 #: Larger than the folder's sizeLimit (``fetch.sizeLimit``) in the full-disk case.
 BIG_KEY = "big/weights.bin"
+CLASHING_PREFIX = "clash"
+CLASHING_KEYS = (f"{CLASHING_PREFIX}/a", f"{CLASHING_PREFIX}/a/b")
 BIG_SIZE = 4 * 1024 * 1024
 #: What vigil-fetch leaves beside the model: the URI, digest, files and size it fetched.
 MARKER = "/mnt/models/.vigil-fetch.json"
@@ -308,6 +310,8 @@ def stores(
         files = {
             "model.tar.gz": model_tar,
             "escape.tar.gz": archive({"wine/model-settings.json": b"{}", "../../up": b"x"}),
+            # gzip's length and CRC cut off: tarfile alone unpacks all of it "complete".
+            "truncated.tar.gz": model_tar[:-8],
         }
         kube.apply(*web_objects(busybox.ref, files))
         apply_tls_server(kube, vigil.ref, tmp_path_factory.mktemp("tls"))
@@ -321,6 +325,8 @@ def stores(
         store = pod_store(ip, Path(f"kubectl logs -n {namespace} seaweedfs"))
         put_object(store, BUCKET, MODEL_KEY, model_tar)
         put_object(store, BUCKET, BIG_KEY, secrets.token_bytes(BIG_SIZE))
+        for key in CLASHING_KEYS:  # a store holds both; a folder cannot
+            put_object(store, BUCKET, key, b"x")
         for name, identity in (("reader", READER), ("wrong-keys", None)):
             cluster.kubectl(
                 "create", "secret", "generic", name, "-n", namespace,
@@ -521,6 +527,19 @@ def test_a_missing_file_fails_with_404(stores: Stores) -> None:
     uri = f"{stores.http}/missing.tar.gz"
     state = failure(stores, run(stores, {"uri": uri}))
     assert state.words.startswith(f"{uri}: 404 "), state
+
+
+def test_an_archive_cut_short_is_not_served(stores: Stores) -> None:
+    uri = f"{stores.http}/truncated.tar.gz"
+    state = failure(stores, run(stores, {"uri": uri}))
+    assert state.words.startswith(f"{uri}: truncated.tar.gz is not a readable"), state
+
+
+def test_objects_whose_keys_clash_as_paths_fail_naming_the_key(stores: Stores) -> None:
+    uri = f"s3://{BUCKET}/{CLASHING_PREFIX}"
+    storage = {"secretRef": {"name": "reader"}, "endpoint": stores.s3_endpoint}
+    state = failure(stores, run(stores, {"uri": uri, "storage": storage}))
+    assert state.words.startswith(f"{uri}: object {CLASHING_KEYS[1]}: cannot write "), state
 
 
 def test_an_archive_escaping_its_folder_is_refused(stores: Stores) -> None:

@@ -20,6 +20,7 @@ from vigil.plugin.cli import FIELD_MANAGER
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
+    REQUEST_ANNOTATIONS,
     VERBS,
     Request,
     clear_request_patch,
@@ -79,6 +80,12 @@ def test_every_verb_sets_the_annotation_and_never_the_spec(cluster, namespace, c
         found = annotations(cluster, namespace)
         assert read_request(found) == verb
         seen_ids.add(found[ANNOTATION_REQUEST_ID])
+        # As the operator does once it has answered: the next request finds none pending
+        # (the last is left, for the managed fields below).
+        read = parse_request(found)
+        assert read is not None
+        if verb != VERBS[-1]:
+            clear(cluster, namespace, read)
     assert len(seen_ids) == len(VERBS)
     after = cluster.get_json("modeldeployment", "wine", "-n", namespace, "--show-managed-fields")
     assert after["spec"] == before["spec"]
@@ -95,8 +102,7 @@ def test_every_verb_sets_the_annotation_and_never_the_spec(cluster, namespace, c
         assert set(fields) == {"f:metadata"}
         assert set(fields["f:metadata"]) == {"f:annotations"}
         assert set(fields["f:metadata"]["f:annotations"]) <= {
-            f"f:{ANNOTATION_REQUEST}",
-            f"f:{ANNOTATION_REQUEST_ID}",
+            f"f:{key}" for key in REQUEST_ANNOTATIONS
         }
 
 
@@ -125,7 +131,17 @@ def test_operator_clear_patch_removes_only_the_request_it_read(cluster, namespac
     assert run_plugin(cluster, "promote", "wine", "-n", namespace).returncode == 0
     read = parse_request(annotations(cluster, namespace))
     assert read is not None
-    # A person asks again before the operator clears: the stale clear is refused.
+    # A person asks again before the operator answers: refused, the first one kept.
+    refused = run_plugin(cluster, "abort", "wine", "-n", namespace)
+    assert refused.returncode == 1 and "a request is still pending (promote" in refused.stderr
+    assert read_request(annotations(cluster, namespace)) == "promote"
+    # Answered (status.lastRequest), not yet cleared: the newer request replaces it, and
+    # the operator's clear of the one it answered is refused.
+    answered = {"id": read.request_id, "verb": "promote", "answer": "Taken", "message": "m"}
+    cluster.kubectl(
+        "patch", "modeldeployment", "wine", "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": {"lastRequest": answered}}),
+    )  # fmt: skip
     assert run_plugin(cluster, "abort", "wine", "-n", namespace).returncode == 0
     stale = clear(cluster, namespace, read, check=False)
     assert stale.returncode != 0

@@ -186,7 +186,8 @@ def test_a_candidate_ten_points_less_accurate_is_rolled_back_by_the_performance_
     done = rolled_back_on_labels(kube, store, stable, worse, PERFORMANCE, "realized accuracy 0.")
     (accuracy,) = accuracies
     for name, item in done.failed.items():
-        assert abs(item["value"] - accuracy) < 0.06, (name, item, accuracy)
+        # The labels are a sample of the rows: the accuracy over all rows in its interval.
+        assert item["low"] <= accuracy <= item["high"], (name, item, accuracy)
     operator.assert_no_errors()
     record(
         "performance-gate",
@@ -211,8 +212,9 @@ def test_a_regressor_with_a_much_worse_mae_is_rolled_back_by_the_performance_gat
     done = rolled_back_on_labels(kube, store, stable, worse, REGRESSOR_PERFORMANCE, "realized MAE ")
     (mae,) = errors
     for name, item in done.failed.items():
-        # The labels are a sample of the rows: their MAE near the one over all rows.
-        assert abs(item["value"] - mae) < 0.2 * mae, (name, item, mae)
+        # The labels are a sample of the rows (about 100 at the decision, |errors| spread
+        # wide): the MAE over all rows lies in the gate's interval, not within 20 % of it.
+        assert item["low"] <= mae <= item["high"], (name, item, mae)
     versus = done.failed.get("performanceVsStable")
     if versus is not None:
         assert abs(versus["threshold"] - 1.2 * stable_mae) < 0.25 * stable_mae, versus

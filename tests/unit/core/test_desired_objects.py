@@ -518,6 +518,16 @@ class TestServiceAndSettings:
         pod = deployment()["spec"]["template"]["spec"]
         assert sleep < pod.get("terminationGracePeriodSeconds", 30)
 
+    def test_the_grace_period_covers_the_sidecars_whole_shutdown(self) -> None:
+        # Delay, drain, then the feedback handoff (its wait is half its timeout).
+        settings = settings_from_mapping(sidecar_settings(OWNER, parsed(), INFO))
+        stopping = (
+            settings.shutdown_delay_seconds
+            + settings.drain_timeout_seconds
+            + 1.5 * settings.feedback.handoff_timeout_seconds
+        )
+        assert stopping < deployment()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+
     def test_settings_without_reference_leave_drift_off(self) -> None:
         settings = settings_from_mapping(sidecar_settings(OWNER, parsed(), INFO))
         assert settings.reference_profile == ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
+import functools
 from typing import Any, ClassVar
 
 import pytest
@@ -115,13 +117,19 @@ def settled_posts(world: RolloutWorld, reason: str) -> list[str]:
     return [e.message for plan in world.plans for e in plan.events if e.reason == reason]
 
 
+@functools.cache
+def _at_the_switch() -> tuple[RolloutWorld, str, str, Plan]:
+    """A rollout up to its switch's plan (not carried out), built once for every cut."""
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    return world, stable, candidate, plan_that_posts(world, candidate, "Switched")
+
+
 @pytest.mark.parametrize("done", range(7))
 def test_a_promotion_cut_short_is_finished_once_in_the_same_words(done: int) -> None:
     # The operator stopped after `done` of the switch's actions, before its Events and
     # status (a kill): the next cycles finish this very promotion, nothing twice.
-    world, stable, candidate = started()
-    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
-    cut = plan_that_posts(world, candidate, "Switched")
+    world, stable, candidate, cut = copy.deepcopy(_at_the_switch())
     assert [e.reason for e in cut.events] == ["Switched"] and len(cut.actions) == 6
     world.carry_out(cut.actions[:done])
     run_until(world, candidate, lambda: world.status["stable"]["revision"] == candidate)
@@ -283,6 +291,26 @@ def test_a_pause_does_not_count_against_the_deadline() -> None:
     run_until(world, candidate, lambda: world.status["phase"] == "Failed", limit=90)
     assert (world.now - resumed).total_seconds() >= 60
     assert world.condition("Ready")["reason"] == "ProgressDeadlineExceeded"
+
+
+def test_a_request_for_another_rollout_is_refused_and_its_own_taken() -> None:
+    """A promote placed while revision X rolled out (the operator down, Git synced Y)."""
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    world.pods_ready(candidate)
+    world.request = Request("promote", "p1", "0ther00")
+    world.reconcile()
+    answer = world.status["lastRequest"]
+    assert (answer["answer"], answer["message"]) == (
+        "Refused",
+        f"it was for revision 0ther00; revision {candidate} is rolling out now",
+    )
+    assert world.status["candidate"]["revision"] == candidate
+    assert world.status["phase"] != "Promoting" and "promoting" not in world.status["candidate"]
+    world.request = Request("pause", "p2", candidate)
+    world.reconcile()
+    assert world.status["lastRequest"]["answer"] == "Taken"
+    assert world.condition("Ready")["reason"] == "RolloutPaused"
 
 
 def promoting_short_of_capacity() -> tuple[RolloutWorld, str, str]:

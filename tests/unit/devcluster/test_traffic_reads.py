@@ -69,12 +69,17 @@ def test_a_failed_read_is_not_an_empty_service() -> None:
         serving_pod_ips(cluster, "ml", "wine")  # type: ignore[arg-type]
 
 
+def wine_traffic(cluster: Cluster, **options: Any) -> TrafficGenerator:
+    """Traffic for the model "wine" in "ml", read through the fake ``cluster``."""
+    return TrafficGenerator(cluster, "ml", "wine", "wine", np.zeros((4, 2)), **options)  # type: ignore[arg-type]
+
+
 def test_traffic_keeps_its_last_routes_while_the_api_cannot_be_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(traffic, "sidecar_ready", lambda ip, timeout=0.5: True)
     cluster = Cluster()
-    generator = TrafficGenerator(cluster, "ml", "wine", "wine", np.zeros((4, 2)))  # type: ignore[arg-type]
+    generator = wine_traffic(cluster, reread_seconds=0.05)
     watcher = threading.Thread(target=generator._watch, daemon=True)
     watcher.start()
     deadline = time.monotonic() + 5
@@ -111,14 +116,7 @@ def test_a_selector_switched_while_the_pods_were_read_is_no_observation() -> Non
 def test_through_the_service_traffic_goes_to_its_cluster_ip_and_port() -> None:
     cluster = Cluster()
     cluster.service = {"spec": {"clusterIP": "10.150.128.7", "ports": [{"port": 80}]}}
-    generator = TrafficGenerator(
-        cluster,  # type: ignore[arg-type]
-        "ml",
-        "wine",
-        "wine",
-        np.zeros((4, 2)),
-        through_service=True,
-    )
+    generator = wine_traffic(cluster, through_service=True)
     assert generator._backends() == [(["10.150.128.7:80"], 1)]
     cluster.service = None  # not created yet: nowhere to send, not a failure
     assert generator._backends() == []

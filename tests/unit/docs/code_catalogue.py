@@ -298,6 +298,8 @@ def _stepped_endings(seen: Catalogue) -> None:
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
     world.request = Request("stop", "a0")  # an unknown verb
     _cycle(world, seen)
+    world.request = Request("pause", "a0b", "abc1234")  # meant for another rollout
+    _cycle(world, seen)
     world.request = Request("abort", "a1")
     _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 10)
 

@@ -163,3 +163,64 @@ def test_harmless_names_are_normalised(name: str, kept: str) -> None:
 def test_overlong_names_are_refused() -> None:
     with pytest.raises(UnsafeArchive, match="longer than 1024 bytes"):
         checked_name("a/" * 600)
+
+
+def model_tar_gz(path: Path) -> Path:
+    return tar_gz(
+        path, [(f"m/part-{i}", b"weights %d" % i * 50, tarfile.REGTYPE) for i in range(8)]
+    )
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[:-8], id="gzip trailer cut off"),
+        pytest.param(lambda data: data[:-4] + b"\0\0\0\0", id="wrong length"),
+        pytest.param(lambda data: data[:-8] + bytes(4) + data[-4:], id="wrong CRC"),
+    ],
+)
+def test_a_tar_gz_cut_short_or_corrupted_is_not_unpacked_as_complete(
+    tmp_path: Path, out: Path, damage
+) -> None:
+    # tarfile alone stops at its end-of-archive blocks and never checks gzip's trailer.
+    archive = model_tar_gz(tmp_path / "model.tar.gz")
+    archive.write_bytes(damage(archive.read_bytes()))
+    with pytest.raises(PermanentError, match=r"model\.tar\.gz is not a readable"):
+        unpack(archive, Layout.TAR_GZ, out)
+
+
+def test_a_symlink_above_the_archives_root_is_refused_even_when_it_lands_inside(
+    tmp_path: Path, out: Path
+) -> None:
+    """The folder is a work area moved into place afterwards: "../out/x" resolves inside it
+    now, and outside the model folder once moved."""
+    archive = tar_gz(
+        tmp_path / "m.tar.gz",
+        [("model.bin", b"w", tarfile.REGTYPE), ("escape", "../out/model.bin", tarfile.SYMTYPE)],
+    )
+    with pytest.raises(UnsafeArchive, match=r"'escape' points to '\.\./out/model\.bin', above"):
+        unpack(archive, Layout.TAR_GZ, out)
+
+
+def test_a_member_clashing_with_another_is_a_permanent_error_not_a_crash(
+    tmp_path: Path, out: Path
+) -> None:
+    archive = tar_gz(
+        tmp_path / "m.tar.gz", [("a", b"x", tarfile.REGTYPE), ("a/", None, tarfile.DIRTYPE)]
+    )
+    with pytest.raises(PermanentError, match=r"cannot write .*/out/a"):
+        unpack(archive, Layout.TAR_GZ, out)
+
+
+def test_a_zip_compression_python_cannot_read_is_a_permanent_error(
+    tmp_path: Path, out: Path
+) -> None:
+    archive = zip_file(tmp_path / "m.zip", [("model.bin", b"weights", stat.S_IFREG | 0o644)])
+    data = bytearray(archive.read_bytes())
+    deflate64 = (9).to_bytes(2, "little")
+    data[8:10] = deflate64  # the local header's compression method
+    central = data.index(b"PK\x01\x02")
+    data[central + 10 : central + 12] = deflate64
+    archive.write_bytes(bytes(data))
+    with pytest.raises(PermanentError, match=r"m\.zip is not a readable .*compression"):
+        unpack(archive, Layout.ZIP, out)

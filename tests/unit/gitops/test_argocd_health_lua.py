@@ -260,7 +260,7 @@ def test_no_status_at_all_is_progressing():
 
 def test_the_configmap_patch_ignores_the_plugin_request_annotations():
     from vigil.plugin.cli import FIELD_MANAGER
-    from vigil.plugin.requests import ANNOTATION_REQUEST, ANNOTATION_REQUEST_ID
+    from vigil.plugin.requests import REQUEST_ANNOTATIONS
 
     patch = yaml_kit.load(PATCH.read_text())
     ignore = yaml_kit.load(
@@ -268,7 +268,7 @@ def test_the_configmap_patch_ignores_the_plugin_request_annotations():
     )
     pointers = {
         "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
-        for key in (ANNOTATION_REQUEST, ANNOTATION_REQUEST_ID)
+        for key in REQUEST_ANNOTATIONS
     }
     assert set(ignore["jsonPointers"]) == pointers
     assert ignore["managedFieldsManagers"] == [FIELD_MANAGER]

@@ -14,6 +14,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from vigil.core.candidate import evidence_seconds, state_to_status
+from vigil.core.rollout import RolloutState
 from vigil.core.window import FAMILY_LABELS, series_key
 from vigil.metrics import PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
@@ -140,6 +142,48 @@ class TestDirectSource:
             "success": 30,
             "model_error": 1,
         }
+
+    async def test_another_rollouts_shorter_window_keeps_this_ones_baseline(self, sidecar) -> None:
+        # One source serves every ModelDeployment: a 10 s step elsewhere, collected in
+        # between, must not trim this 600 s step's scrapes to its own window.
+        fake, port = sidecar
+        pod = (PodTarget("p", "127.0.0.1", port),)
+        long_step = RevisionTarget("ns", "wine", "r1", 600, pod)
+        short_step = RevisionTarget("ns", "iris", "r9", 10, pod)
+        source = DirectSource()
+        try:
+            fake.text = sidecar_text(requests=10, errors=0, start=0)
+            await source.collect([long_step], now=1000)
+            fake.text = sidecar_text(requests=300, errors=0, start=0)
+            await source.collect([short_step], now=1400)
+            fake.text = sidecar_text(requests=400, errors=0, start=0)
+            result = await source.collect([long_step], now=1500)
+        finally:
+            await source.close()
+        assert result.windows[long_step.key].requests == 390
+
+    async def test_a_step_counts_from_the_scrape_of_the_cycle_that_started_it(
+        self, sidecar
+    ) -> None:
+        # Scrapes every 10 s; the cycle that scraped at 100.3 s advanced the step at
+        # 100.35 s and routed its traffic after; another cycle scraped at 101.0 s (the
+        # status write woke it). The window at 110.3 s is the 10 requests since 100.3 s:
+        # not the 60 since the scrape before, nor the 6 since the one after.
+        fake, port = sidecar
+        pod = (PodTarget("p", "127.0.0.1", port),)
+        step = state_to_status(RolloutState(step=1, step_started_at=100.35)) | {"revision": "r1"}
+        source = DirectSource()
+        try:
+            for at, requests in ((90.3, 0), (100.3, 50), (101.0, 54)):
+                fake.text = sidecar_text(requests=requests, errors=0, start=0)
+                await source.collect([RevisionTarget("ns", "wine", "r1", 60, pod)], now=at)
+            fake.text = sidecar_text(requests=60, errors=0, start=0)
+            window = evidence_seconds(step, "r1", 110.3)
+            target = RevisionTarget("ns", "wine", "r1", window, pod)
+            result = await source.collect([target], now=110.3)
+        finally:
+            await source.close()
+        assert result.windows[target.key].requests == 10
 
     async def test_unanswering_sidecars_are_skipped_and_counted(self, sidecar) -> None:
         fake, port = sidecar

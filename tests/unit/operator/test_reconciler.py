@@ -460,3 +460,47 @@ async def test_a_refused_child_ends_in_deploy_failed_with_the_api_servers_words(
     assert ready["Stalled"]["status"] == "True"
     # nothing after the refused write: only the ConfigMap before it, then the status
     assert [kind for _, kind, _ in harness.api.writes] == ["ConfigMap", "ModelDeployment"]
+
+
+async def test_a_golden_replay_is_no_traffic_of_the_step_after_it(harness: Harness) -> None:
+    """The validate step's replay goes through the candidate's sidecar: the next step
+    starts after it and is measured from a scrape taken after it."""
+    from vigil.core.candidate import RolloutInputs
+    from vigil.core.rollout import GoldenResult
+    from vigil.operator.rollouts import Rollouts
+
+    clock = [NOW]
+    harness.reconciler._clock = lambda: clock[0]
+    happened: list[tuple[str, datetime.datetime]] = []
+
+    class Recording(Rollouts):
+        async def inputs(self, api: Any, body: Any, spec: Any, *rest: Any) -> RolloutInputs:
+            happened.append(("measured", clock[0]))
+            return RolloutInputs(metrics_available=False, metrics_error="not yet")
+
+        async def replay(self, *args: Any) -> GoldenResult:
+            clock[0] += datetime.timedelta(seconds=30)  # a replay takes its time
+            happened.append(("replayed", clock[0]))
+            return GoldenResult(200, 200)
+
+    harness.reconciler.rollouts = Recording(lambda: {})
+    harness.api.add(model_deployment())
+    await harness.reconciler.reconcile("ml", "wine")
+    harness.api.make_ready()
+    await harness.reconciler.reconcile("ml", "wine")
+    golden = {"configMapKeyRef": {"name": "g", "key": "golden.json"}}
+    steps = [{"validate": {"goldenSet": golden}}, {"canary": {"weight": 20, "duration": "5m"}}]
+    changed = model_deployment(version="2", rollout={"replacement": {"steps": steps}})
+    changed["metadata"]["generation"] = 2
+    changed["status"] = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]
+    harness.api.add(changed)
+    for _ in range(4):
+        await harness.reconciler.reconcile("ml", "wine")
+        harness.api.make_ready()
+        if any(what == "replayed" for what, _ in happened):
+            break
+    replayed = next(at for what, at in happened if what == "replayed")
+    assert any(what == "measured" and at >= replayed for what, at in happened)
+    candidate = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]["candidate"]
+    assert candidate["step"] == 1
+    assert candidate["stepStartedAt"] == replayed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -7,7 +7,9 @@ import asyncio
 from vigil.core.candidate import Request
 from vigil.core.reconcile import Plan, Route
 from vigil.core.rollout import Traffic
-from vigil.core.spec import parse_rollout
+from vigil.core.spec import monitoring_settings, parse_rollout
+from vigil.core.window import RevisionWindow
+from vigil.metrics.source import Collection
 from vigil.operator.health import PodInfo
 from vigil.operator.rollouts import Rollouts, route_planner
 from vigil.plugin.requests import parse_request as read_request
@@ -164,3 +166,33 @@ def test_a_routing_failure_is_an_event_once_and_its_recovery_another() -> None:
     api.route = route
     back = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
     assert [e.reason for e in back] == ["RoutingApplied"]
+
+
+class OnlyTheCandidate:
+    """A metrics source that measures the candidate and fails the stable."""
+
+    async def collect(self, targets, now):
+        candidate, stable = targets
+        return Collection(
+            windows={candidate.key: RevisionWindow(requests_by_outcome={"success": 500.0})},
+            errors={stable.key: "no sidecar answered (2 pods): p: TimeoutError"},
+        )
+
+    async def close(self) -> None:
+        pass
+
+
+def test_without_the_stables_figures_the_step_holds_instead_of_judging_half() -> None:
+    """The comparisons with the stable would be left out, not held: never promote on that."""
+    rollouts = Rollouts(lambda: PODS, source_factory=lambda key: OnlyTheCandidate())
+
+    async def answering(*_args):
+        return "http://wine-c1.ml.svc:80"
+
+    rollouts.candidate_url = answering  # type: ignore[method-assign]
+    settings = monitoring_settings({"monitoring": {}, "rollout": {}})
+    measured = asyncio.run(
+        rollouts._measure("ml", "wine", "c1", "s1", settings, None, None, 60.0, 1000.0)
+    )
+    assert not measured.metrics_available
+    assert measured.metrics_error == "the stable: no sidecar answered (2 pods): p: TimeoutError"

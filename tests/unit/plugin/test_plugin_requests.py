@@ -16,6 +16,7 @@ from vigil.plugin.cli import FIELD_MANAGER
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
+    ANNOTATION_REQUEST_REVISION,
     VERBS,
     Answer,
     answer_to,
@@ -100,14 +101,33 @@ def fake_kubectl(tmp_path, monkeypatch):
         "import json, os, sys\n"
         f"LOG = {str(log)!r}\n"
         "open(LOG, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "pending = os.environ.get('FAKE_PENDING')\n"
+        "leftover = os.environ.get('FAKE_LEFTOVER')\n"
+        "if 'annotate' in sys.argv and (pending or leftover) and '--overwrite' not in sys.argv:\n"
+        "    sys.stderr.write('error: --overwrite is false but found the following declared '\n"
+        "                     \"annotation(s): 'vigil.dev/request' \"\n"
+        '                     f"already has a value ({pending})\\n")\n'
+        "    sys.exit(1)\n"
         "if 'get' in sys.argv:\n"
         "    obj = {'metadata': {'annotations': {}}}\n"
+        "    if pending:\n"
+        "        obj['metadata']['resourceVersion'] = '7'\n"
+        "        obj['metadata']['annotations'] = {\n"
+        "            'vigil.dev/request': pending, 'vigil.dev/request-id': 'id-of-theirs'}\n"
+        "    if leftover:\n"
+        "        obj['metadata']['resourceVersion'] = '8'\n"
+        "        obj['metadata']['annotations'] = {'vigil.dev/request-revision': leftover}\n"
+        "    if os.environ.get('FAKE_PENDING_ANSWERED'):\n"
+        "        obj['status'] = {'lastRequest': {'id': 'id-of-theirs', 'answer': 'Taken'}}\n"
         "    answer = os.environ.get('FAKE_ANSWER')\n"
-        "    if answer:\n"
-        "        asked = [json.loads(l) for l in open(LOG)][0]\n"
+        "    placed = [c for c in map(json.loads, open(LOG)) if 'annotate' in c]\n"
+        "    if answer and placed:\n"
+        "        asked = placed[0]\n"
         "        rid = [a for a in asked if a.startswith('vigil.dev/request-id=')][0]\n"
         "        last = {'id': rid.split('=', 1)[1], 'answer': answer, 'message': 'why'}\n"
         "        obj['status'] = {'lastRequest': last}\n"
+        "    if os.environ.get('FAKE_CANDIDATE'):\n"
+        "        obj.setdefault('status', {})['candidate'] = {'revision': 'cafe123'}\n"
         "    print(json.dumps(obj))\n"
         "if 'missing' in sys.argv:\n"
         "    sys.stderr.write('Error from server (NotFound): not found\\n'); sys.exit(1)\n"
@@ -123,15 +143,17 @@ def fake_kubectl(tmp_path, monkeypatch):
 
 def test_cli_annotates_with_kubectl(fake_kubectl, capsys):
     assert main(["promote", "wine", "-n", "ml", "--context", "prod"]) == 0
-    (call,) = fake_kubectl()
+    read, call = fake_kubectl()
+    assert read[2] == "get"
     assert call[:6] == [
         "--context=prod",
         "--namespace=ml",
         "annotate",
         "modeldeployments.vigil.dev",
         "wine",
-        "--overwrite",
+        f"--field-manager={FIELD_MANAGER}",
     ]
+    assert "--overwrite" not in call  # a pending request is refused, not replaced
     assert f"--field-manager={FIELD_MANAGER}" in call
     assert f"{ANNOTATION_REQUEST}=promote" in call
     assert any(a.startswith(f"{ANNOTATION_REQUEST_ID}=") for a in call)
@@ -143,10 +165,32 @@ def test_cli_reports_kubectl_errors(fake_kubectl, capsys):
     assert "NotFound" in capsys.readouterr().err
 
 
-def test_cli_wait_returns_once_the_request_is_taken(fake_kubectl):
-    # The fake's object has no request-id: the operator "took" it at once.
-    assert main(["pause", "wine", "--wait", "5"]) == 0
-    assert [c[0] for c in fake_kubectl()] == ["annotate", "get"]
+def test_cli_wait_fails_when_the_request_was_removed_without_an_answer(fake_kubectl, capsys):
+    # The fake's object has no request-id and no answer: a person withdrew it.
+    assert main(["pause", "wine", "--wait", "5"]) == 1
+    assert [c[0] for c in fake_kubectl()] == ["get", "annotate", "get"]
+    assert "no answer to the pause request (removed by a person" in capsys.readouterr().err
+
+
+def test_a_pending_request_is_not_replaced_and_the_refusal_says_how_to_withdraw_it(
+    fake_kubectl, monkeypatch, capsys
+):
+    monkeypatch.setenv("FAKE_PENDING", "abort")
+    assert main(["promote", "wine", "-n", "ml"]) == 1
+    err = capsys.readouterr().err
+    assert "a request is still pending (abort, id id-of-theirs)" in err
+    assert "vigil.dev/request- vigil.dev/request-id-" in err
+    assert not any("--overwrite" in call for call in fake_kubectl())
+
+
+def test_a_request_already_answered_is_replaced_if_the_object_is_as_read(fake_kubectl, monkeypatch):
+    # Answered, not yet cleared (the operator clears it a moment after its status write).
+    monkeypatch.setenv("FAKE_PENDING", "resume")
+    monkeypatch.setenv("FAKE_PENDING_ANSWERED", "1")
+    assert main(["promote", "wine", "-n", "ml"]) == 0
+    _, first, read, replaced = fake_kubectl()
+    assert (first[1], read[1], replaced[1]) == ("annotate", "get", "annotate")
+    assert "--overwrite" in replaced and "--resource-version=7" in replaced
 
 
 def test_cli_wait_prints_the_operators_answer(fake_kubectl, monkeypatch, capsys):
@@ -182,3 +226,57 @@ FLUX_TAKES_OVER = ("kubectl", "before-first-apply", "kustomize-controller")
 def test_requests_are_placed_under_a_field_manager_flux_leaves_alone():
     # A request pending while Flux syncs (the operator restarting) must survive the sync.
     assert not FIELD_MANAGER.startswith(FLUX_TAKES_OVER), FIELD_MANAGER
+
+
+def test_status_says_when_kubectl_cannot_run(monkeypatch, capsys):
+    monkeypatch.setenv("VIGIL_KUBECTL", "/nonexistent/kubectl")
+    assert main(["status", "wine"]) == 1
+    assert "vigil status: cannot run kubectl:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["status", "wine", "--watch", "--interval", "0"], "at least 0.5 seconds"),
+        (["report", "wine", "--since", "1d"], "not a duration: '1d' (a number and a unit"),
+        (["report", "wine", "--step", "90"], "not a duration: '90'"),
+        (["report", "wine", "--window", "0s"], "must be more than 0"),
+    ],
+)
+def test_bad_durations_are_refused_before_anything_is_read(fake_kubectl, capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and words in capsys.readouterr().err
+    assert fake_kubectl() == []
+
+
+def test_a_rollouts_request_names_the_candidate_the_person_saw(fake_kubectl, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_CANDIDATE", "1")
+    assert main(["abort", "wine"]) == 0
+    read, placed = fake_kubectl()
+    assert read[0] == "get" and f"{ANNOTATION_REQUEST_REVISION}=cafe123" in placed
+    assert "abort requested for revision cafe123" in capsys.readouterr().out
+    assert main(["retry", "wine"]) == 0  # retry names no rollout: nothing read first
+    assert fake_kubectl()[-1][0] == "annotate"
+    assert not any(a.startswith(ANNOTATION_REQUEST_REVISION) for a in fake_kubectl()[-1])
+
+
+def test_a_request_names_its_revision_and_is_cleared_with_it():
+    placed = request_annotations("pause", "id-1", "cafe123")
+    request = parse_request(placed)
+    assert request is not None and request.revision == "cafe123"
+    assert clear_request_patch(request)[-1] == {
+        "op": "remove",
+        "path": "/metadata/annotations/vigil.dev~1request-revision",
+    }
+
+
+def test_leftovers_of_a_cleared_request_are_replaced_not_reported_pending(
+    fake_kubectl, monkeypatch
+):
+    # Only vigil.dev/request-revision left (removed by hand, or by an older operator).
+    monkeypatch.setenv("FAKE_LEFTOVER", "cafe123")
+    assert main(["retry", "wine", "-n", "ml"]) == 0
+    first, read, replaced = fake_kubectl()
+    assert (first[1], read[1], replaced[1]) == ("annotate", "get", "annotate")
+    assert "--overwrite" in replaced and "--resource-version=8" in replaced

@@ -65,6 +65,17 @@ def test_build_reports_missing_input_without_traceback(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_build_names_a_missing_prediction_column_and_an_empty_csv(frame, tmp_path, capsys):
+    src = tmp_path / "data.csv"
+    frame.to_csv(src, index=False)
+    argv = ["profile", "build", str(src), "--features", "a", "--prediction-column", "nope"]
+    assert main(argv) == 1
+    assert "prediction or label column not found: ['nope']" in capsys.readouterr().err
+    (tmp_path / "empty.csv").write_text("")
+    assert main(["profile", "build", str(tmp_path / "empty.csv")]) == 1
+    assert "empty.csv is not a readable CSV" in capsys.readouterr().err
+
+
 def test_show_prints_a_table(frame, tmp_path, capsys):
     src = tmp_path / "data.csv"
     frame.to_csv(src, index=False)

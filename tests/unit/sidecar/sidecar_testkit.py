@@ -151,11 +151,11 @@ def value(metrics: dict[tuple, float], name: str, **labels: str) -> float:
 
 
 async def settle(sidecar: Sidecar, timeout: float = 5.0) -> None:
-    """Wait until the monitoring and shadow queues are empty (bounded)."""
+    """Wait until every answered request is counted: nothing left in the monitoring queue
+    (a batch is processed as it leaves it) and no shadow copy queued or being compared."""
     async with asyncio.timeout(timeout):
-        while sidecar.monitor.pending or not sidecar.shadow.queue.empty():
+        while sidecar.monitor.pending or sidecar.shadow.pending:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
 
 
 def v2_body(rows: list[list[Any]]) -> bytes:

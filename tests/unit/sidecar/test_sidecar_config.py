@@ -106,6 +106,11 @@ def test_null_means_default_and_shadow_null_disables():
         ({"shadow": {"relativeTolerance": -1}}, "shadow.relativeTolerance"),
         ({"shadow": {"relativeTolerance": "lots"}}, "shadow.relativeTolerance"),
         ({"monitoring": {"samplePercent": -1}}, "samplePercent"),
+        ({"shadow": {"timeoutSeconds": float("nan")}}, "shadow.timeoutSeconds: must be a finite"),
+        ({"shadow": {"timeoutSeconds": float("inf")}}, "shadow.timeoutSeconds: must be a finite"),
+        ({"upstream": {"timeoutSeconds": 0}}, "upstream.timeoutSeconds: must be positive"),
+        ({"reloadIntervalSeconds": -1}, "reloadIntervalSeconds: must be positive"),
+        ({"shutdown": {"drainTimeoutSeconds": -1}}, "shutdown.drainTimeoutSeconds"),
     ],
 )
 def test_invalid_settings_name_the_offending_key(doc, where):
@@ -161,3 +166,59 @@ def test_watcher_follows_a_configmap_style_symlink_swap(tmp_path):
     (tmp_path / "..tmp").symlink_to("v2")
     (tmp_path / "..tmp").rename(tmp_path / "..data")
     assert watcher.check() and applied[-1].shadow.percent == 20
+
+
+def test_a_flag_or_environment_log_level_outlives_a_reload(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"revision": "a", "logLevel": "warning"}))
+    applied = []
+    s = load_settings(str(path), {}, {"VIGIL_LOG_LEVEL": "debug"})
+    assert s.log_level == "debug" and s.pinned == {"log_level"}
+    watcher = SettingsWatcher(s, applied.append, lambda m: None)
+    path.write_text(json.dumps({"revision": "a", "logLevel": "error", "shadow": {"percent": 5}}))
+    assert watcher.check() is True
+    assert (applied[-1].log_level, applied[-1].shadow.percent) == ("debug", 5)
+
+
+def test_a_file_changed_while_the_sidecar_started_is_applied_at_the_first_poll(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"revision": "a"}))
+    applied = []
+    s = load_settings(str(path), {}, {})
+    path.write_text(
+        json.dumps({"revision": "a", "shadow": {"target": "http://127.0.0.1:1", "percent": 5}})
+    )
+    watcher = SettingsWatcher(s, applied.append, lambda m: None)
+    assert watcher.check() is True and applied[-1].shadow.enabled
+    assert watcher.check() is False and len(applied) == 1
+
+
+def test_an_unreadable_file_is_reported_once_until_it_is_back(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"revision": "a"}))
+    applied, errors = [], []
+    watcher = SettingsWatcher(load_settings(str(path), {}, {}), applied.append, errors.append)
+    assert watcher.check() is False and errors == []
+    path.unlink()
+    assert watcher.check() is False and watcher.check() is False
+    assert len(errors) == 1 and "cannot read the settings file" in errors[0]
+    path.write_text(
+        json.dumps({"revision": "a", "shadow": {"target": "http://127.0.0.1:1", "percent": 5}})
+    )
+    assert watcher.check() is True and applied[-1].shadow.enabled
+    path.unlink()
+    assert watcher.check() is False and len(errors) == 2
+
+
+def test_static_changes_are_told_against_what_runs(tmp_path, caplog):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"revision": "a", "listen": {"port": 8100}}))
+    s = load_settings(str(path), {"listen_port": 8200}, {})
+    watcher = SettingsWatcher(s, lambda _: None, lambda m: None)
+    assert watcher.check() is False and "restart" not in caplog.text  # nothing changed
+    path.write_text(json.dumps({"revision": "a", "listen": {"port": 8101}}))
+    watcher.check()
+    assert "restart" not in caplog.text  # the flag sets the port, whatever the file says
+    path.write_text(json.dumps({"revision": "b", "listen": {"port": 8101}}))
+    watcher.check()
+    assert "take effect after a restart: revision" in caplog.text

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 
 import aiohttp
 import pytest
 from aiohttp import web
 from sidecar_testkit import base, scrape, v2_body, value
 
+from vigil.sidecar import feedback as feedback_module
 from vigil.sidecar.config import ConfigError, FeedbackSettings, settings_from_mapping
 from vigil.sidecar.feedback import parse_labels
 
@@ -71,6 +73,17 @@ class TestLabels:
             parse_labels({"labels": [{"id": str(i), "truth": 1} for i in range(11)]}, "", 10)
         with pytest.raises(ValueError):
             parse_labels([1, 2], "", 10)
+
+    def test_one_label_with_a_million_rows_is_refused_before_they_are_made(self, monkeypatch):
+        made = []
+        monkeypatch.setattr(feedback_module, "Label", lambda *a: made.append(a) or a)
+        with pytest.raises(OverflowError):
+            parse_labels({"id": "a", "truth": [1] * 1_000_000}, "", 10)
+        assert len(made) == 11
+
+    def test_a_truth_longer_than_an_id_is_no_class(self):
+        parsed = parse_labels({"labels": [{"id": "a", "truth": "x" * 257}]}, "classification", 9)
+        assert parsed.invalid == ["a: truth longer than 256 characters"] and not parsed.labels
 
 
 class TestJoinOnOnePod:
@@ -208,6 +221,34 @@ class TestPeers:
         b.feedback.peers.entries = (a.feedback.address,)
         return a, b
 
+    async def test_peers_that_cannot_be_looked_up_keep_their_last_answer(
+        self, model, start_sidecar, http, monkeypatch
+    ):
+        """A DNS outage: a label no known pod holds may be at another, so it is unreachable
+        (resend it), not unknown; and the pods known before are still asked."""
+        a, b = await self.two(model, start_sidecar)
+        _, (pred,) = await predict(http, a, [[1.0, 0, 0]], request_id="client-7")
+        host, port = a.feedback.address.rsplit(":", 1)
+        b.feedback.peers.entries = (f"peers.example:{port}",)
+        loop = asyncio.get_running_loop()
+        answer = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, int(port)))]
+
+        async def looked_up(*_args, **_kwargs):
+            return answer
+
+        async def outage(*_args, **_kwargs):
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+        monkeypatch.setattr(loop, "getaddrinfo", looked_up)
+        assert await b.feedback.peers.resolve(fresh=True) == (a.feedback.address,)
+        monkeypatch.setattr(loop, "getaddrinfo", outage)
+        assert await b.feedback.peers.resolve(fresh=True) == (a.feedback.address,)
+        assert b.feedback.peers.unresolved == (f"peers.example:{port}",)
+        _, summary, _ = await send(http, b, {"id": "client-7", "truth": pred})
+        assert summary["joined"] == 1  # asked where the last answer said
+        _, summary, _ = await send(http, b, {"id": "client-nowhere", "truth": pred})
+        assert summary["unreachable"] == 1 and summary["retry"] == ["client-nowhere"]
+
     async def test_a_label_at_the_wrong_pod_joins_once_at_the_right_one(
         self, model, start_sidecar, http
     ):
@@ -312,7 +353,8 @@ class TestPeers:
     async def test_a_silent_peer_asks_for_a_retry_a_gone_one_does_not(
         self, model, start_sidecar, http
     ):
-        a, b = await self.two(model, start_sidecar, peer_timeout_seconds=0.5)
+        # Only the silent peer waits the timeout out: short, nothing healthy has to beat it.
+        a, b = await self.two(model, start_sidecar, peer_timeout_seconds=0.2)
         await predict(http, a, [[1.0, 0, 0]], request_id="client-9")
         await a.feedback.stop()
         # Accepts and never answers: may hold the prediction.
@@ -425,6 +467,22 @@ class TestHandoffEdges:
 
         sidecar.feedback.peers.resolve = resolve
 
+    async def test_a_silent_peer_first_in_line_leaves_the_others_their_share(
+        self, model, start_sidecar, http
+    ):
+        """A pod on a lost node is still listed: the figures and each chunk give it only a
+        share of the handoff's time, then the next peer adopts everything."""
+        a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=1.6)
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await send(http, a, {"id": "nobody", "truth": 1})  # a figure to hand over too
+        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        self.in_order(a, f"127.0.0.1:{silent.sockets[0].getsockname()[1]}", b)
+        async with silent:
+            assert await a.feedback.handoff() == 1
+        assert b.feedback.store.predictions == 1
+        _, summary, _ = await send(http, b, {"id": made, "truth": pred})
+        assert summary["joined"] == 1
+
     async def test_a_pod_that_is_leaving_refuses_a_handoff_and_the_next_peer_adopts(
         self, model, start_sidecar, http
     ):
@@ -472,7 +530,7 @@ class TestHandoffEdges:
     async def test_figures_sent_to_a_peer_that_timed_out_are_not_counted_again_here(
         self, model, start_sidecar, http
     ):
-        a = await start_sidecar(model.url, feedback=fb(handoff_timeout_seconds=0.4))
+        a = await start_sidecar(model.url, feedback=fb(handoff_timeout_seconds=0.2))
         made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
         await send(http, a, {"id": made, "truth": pred})
         # Reads the request and never answers: it may have counted the figures.

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -83,6 +84,45 @@ async def test_full_shadow_queue_drops_and_counts(model, start_sidecar, http):
     assert value(m, "vigil_shadow_dropped_total", target_revision="t") == 3
 
 
+async def test_a_new_queue_size_at_run_time_keeps_copies_compared(model, start_sidecar, http):
+    """The workers move to the resized queue; copies beyond its size are counted as dropped."""
+    settings = ShadowSettings(target=model.url, target_revision="t", percent=100, queue_size=4)
+    sidecar = await start_sidecar(model.url, shadow=settings)
+    for size in (4, 8):  # the workers wait on the first queue, then on the resized one
+        sidecar.shadow.configure(replace(settings, queue_size=size))
+        async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)) as r:
+            assert r.status == 200
+        await settle(sidecar)
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_shadow_requests_total", target_revision="t", outcome="compared") == 2
+    await sidecar.shadow.stop()  # no workers: the queue keeps what comes
+    for _ in range(3):
+        async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)):
+            pass
+    sidecar.shadow.configure(replace(settings, queue_size=1))
+    assert sidecar.shadow.pending == 1
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_shadow_dropped_total", target_revision="t") == 2
+
+
+async def test_a_copy_being_compared_is_not_abandoned_for_a_new_queue_size(
+    model, other_model, start_sidecar, http
+):
+    other_model.delay = 0.3
+    settings = ShadowSettings(target=other_model.url, target_revision="t", percent=100)
+    sidecar = await start_sidecar(model.url, shadow=settings)
+    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)) as r:
+        assert r.status == 200
+    async with asyncio.timeout(5):
+        while sidecar.shadow.queue.qsize() or not sidecar.shadow.pending:
+            await asyncio.sleep(0.01)  # taken by a worker, its target still answering
+    sidecar.shadow.configure(replace(settings, queue_size=8, concurrency=2))
+    await settle(sidecar)
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_shadow_requests_total", target_revision="t", outcome="compared") == 1
+    assert len(sidecar.shadow._workers) == 2
+
+
 async def test_unreachable_target_is_counted(model, start_sidecar, http):
     sidecar = await start_sidecar(
         model.url,
@@ -91,7 +131,6 @@ async def test_unreachable_target_is_counted(model, start_sidecar, http):
     async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)) as r:
         assert r.status == 200
     await settle(sidecar)
-    await asyncio.sleep(0.2)
     m = await scrape(http, sidecar)
     assert (
         value(m, "vigil_shadow_requests_total", target_revision="gone", outcome="unreachable") == 1

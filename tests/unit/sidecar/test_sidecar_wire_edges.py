@@ -56,6 +56,7 @@ async def test_close_delimited_and_interim_responses_from_upstream(start_sidecar
 async def test_stale_keep_alive_connection_is_retried_once(start_sidecar, http):
     """The model server closes idle connections; the next request must not fail."""
     served = 0
+    closed = asyncio.Queue()
 
     async def handler(reader, writer):
         nonlocal served
@@ -65,14 +66,16 @@ async def test_stale_keep_alive_connection_is_retried_once(start_sidecar, http):
         await writer.drain()
         await asyncio.sleep(0.05)
         writer.close()  # keep-alive promised, then closed while idle
+        await writer.wait_closed()
+        closed.put_nowait(served)
 
     server, url = await _raw_server(handler)
     try:
         sidecar = await start_sidecar(url)
-        for _ in range(3):
+        for n in range(1, 4):
             async with http.get(f"{base(sidecar)}/x") as resp:
                 assert resp.status == 200 and await resp.read() == b"ok"
-            await asyncio.sleep(0.2)
+            assert await asyncio.wait_for(closed.get(), 5) == n  # its connection is stale now
         assert served == 3
     finally:
         server.close()
@@ -101,12 +104,16 @@ async def test_client_gone_mid_request_is_recorded_and_nothing_breaks(model, sta
     )
     await writer.drain()
     writer.close()
-    await asyncio.sleep(0.6)
+    async with asyncio.timeout(5):  # the model answers after its delay; nobody reads it
+        while not value(await scrape(http, sidecar), "vigil_requests_total", outcome="success"):
+            await asyncio.sleep(0.02)
     assert sidecar.proxy.in_flight == 0
-    m = await scrape(http, sidecar)
-    assert value(m, "vigil_requests_total", outcome="success") == 1
     async with http.get(f"{base(sidecar)}/healthz/live") as resp:
         assert resp.status == 200
+    # Counted once, as answered: nothing more for it after the client's connection closed.
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_requests_total", endpoint="infer") == 1
+    assert value(m, "vigil_requests_total", outcome="success", endpoint="infer") == 1
 
 
 async def test_slow_request_body_times_out_with_400(model, start_sidecar):

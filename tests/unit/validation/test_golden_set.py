@@ -341,7 +341,7 @@ async def test_cli_build_from_endpoint_then_check(server, tmp_path, capsys):
     assert "FAIL: agreement 0.0000" in capsys.readouterr().out
 
 
-async def test_cli_check_reads_a_configmap_yaml(server, tmp_path, capsys):
+async def test_cli_check_reads_a_configmap_yaml(server, tmp_path, capsys, monkeypatch):
     _model, url = server
     (tmp_path / "rows.json").write_text(json.dumps(ROWS))
     (tmp_path / "preds.json").write_text(json.dumps([label(r) for r in ROWS]))
@@ -362,4 +362,10 @@ async def test_cli_check_reads_a_configmap_yaml(server, tmp_path, capsys):
     assert await asyncio.to_thread(main, build) == 0
     check = ["golden", "check", str(cm), "--endpoint", url, "--min-agreement", "1.0"]
     assert await asyncio.to_thread(main, check) == 0
+    assert "PASS: agreement 1.0000" in capsys.readouterr().out
+    # The same ConfigMap piped in: `golden build --configmap ... | golden check - ...`.
+    with cm.open() as piped:
+        monkeypatch.setattr("sys.stdin", piped)
+        check[2] = "-"
+        assert await asyncio.to_thread(main, check) == 0
     assert "PASS: agreement 1.0000" in capsys.readouterr().out

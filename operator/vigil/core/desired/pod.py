@@ -57,6 +57,14 @@ SIDECAR_SHUTDOWN_DELAY_SECONDS = 5
 # seconds would fail). Its preStop sleep keeps it serving through the sidecar's
 # delay and a margin for the requests still in flight when the sidecar closes.
 SERVER_SHUTDOWN_DELAY_SECONDS = SIDECAR_SHUTDOWN_DELAY_SECONDS + 5
+# A stopping sidecar at its defaults: its delay, the drain of requests in flight, then the
+# feedback handoff's wait and send (half its timeout, then all of it), beyond Kubernetes'
+# 30 s: killed mid-handoff, the pod's unlabelled predictions would be lost.
+SIDECAR_DRAIN_SECONDS = 20
+SIDECAR_HANDOFF_SECONDS = 5
+TERMINATION_GRACE_SECONDS = (
+    SIDECAR_SHUTDOWN_DELAY_SECONDS + SIDECAR_DRAIN_SECONDS + 2 * SIDECAR_HANDOFF_SECONDS + 5
+)
 PROGRESS_DEADLINE_SECONDS = 600
 
 # The sidecar's own footprint: small and bounded, so that it never starves the model.
@@ -289,6 +297,7 @@ def pod_spec(
     return {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},

@@ -160,6 +160,13 @@ def _judge(
     spec, obs = cycle.spec, cycle.obs
     assert spec is not None
     state = state_from_status(attempt.previous)
+    asked_for = obs.request.revision if obs.request is not None else None
+    if cycle.verb in _STATE_VERBS and asked_for not in (None, "", attempt.revision):
+        # Placed while another rollout ran (the operator down meanwhile, Git synced).
+        cycle.answer(
+            False,
+            f"it was for revision {asked_for}; revision {attempt.revision} is rolling out now",
+        )
     if cycle.verb in _STATE_VERBS:
         state = replace(state, requested=RequestVerb(cycle.verb))
     golden = (obs.rollout.golden if obs.rollout else None) or golden_from_status(attempt.previous)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 from vigil.common.objects import body, section
 from vigil.common.readable import duration
 from vigil.core.spec import SOURCE_PROMETHEUS, monitoring_settings, outline_spec, parse_duration
-from vigil.plugin.cli import PluginError, _global_flags, add_target_arguments, kubectl_command
+from vigil.plugin.cli import PluginError, add_target_arguments, kubectl_output
 from vigil.plugin.report.figures import Context, Measured, build
 from vigil.plugin.report.page import render
 from vigil.plugin.report.sources import choose_step, from_prometheus, from_scrapes
@@ -36,22 +36,6 @@ SIDECAR_METRICS_PORT = 9090
 
 def _progress(text: str) -> None:
     print(f"report: {text}", file=sys.stderr, flush=True)
-
-
-def _kubectl(args: argparse.Namespace, *command: str) -> str:
-    try:
-        result = subprocess.run(
-            [kubectl_command(), *_global_flags(args), *command],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise PluginError(f"cannot run kubectl: {error}") from error
-    if result.returncode != 0:
-        raise PluginError(result.stderr.strip() or f"kubectl {' '.join(command)} failed")
-    return result.stdout
 
 
 def _json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
@@ -93,19 +77,31 @@ def _direct(args: argparse.Namespace, context: Context) -> Measured:
         "items", []
     )
     scrapes: dict[str, list[tuple[str, str]]] = {}
+    unread: list[str] = []
     for pod in pods:
         obj = body(pod)
-        if section(pod, "status").get("phase") != "Running":
+        if section(pod, "status").get("phase") != "Running" or obj.meta.deleting:
             continue
         path = (
             f"/api/v1/namespaces/{obj.meta.namespace}/pods/"
             f"{obj.meta.name}:{SIDECAR_METRICS_PORT}/proxy/metrics"
         )
-        text = _kubectl(args, "get", "--raw", path)
+        try:
+            text = kubectl_output(args, "get", "--raw", path)
+        except PluginError as error:  # one pod (starting, stopping) need not sink the report
+            _progress(f"direct: cannot read {obj.meta.name}: {error}")
+            unread.append(f"{obj.meta.name}: {error}")
+            continue
         scrapes.setdefault(obj.meta.labels.get(LABEL_REVISION, ""), []).append(
             (obj.meta.name, text)
         )
-    return from_scrapes(scrapes, now=time.time(), progress=_progress)
+    if unread and not scrapes:
+        raise PluginError(f"no sidecar could be read: {unread[0]}")
+    measured = from_scrapes(scrapes, now=time.time(), progress=_progress)
+    if not unread:
+        return measured
+    missing = f"pods not read (their figures are missing): {'; '.join(unread)}"
+    return dataclasses.replace(measured, notes=(*measured.notes, missing))
 
 
 def measure(args: argparse.Namespace, context: Context) -> Measured:
@@ -115,10 +111,10 @@ def measure(args: argparse.Namespace, context: Context) -> Measured:
         _progress("no Prometheus given (--prometheus URL): reading the sidecars directly")
         return _direct(args, context)
     end = time.time()
-    start = end - parse_duration(args.since, 3600.0)
+    start = end - args.since
     settings = monitoring_settings(body(md).spec)
-    step = parse_duration(args.step, 0.0) if args.step else choose_step(end - start)
-    window = parse_duration(args.window, 0.0) if args.window else settings.policy.window_seconds
+    step = args.step or choose_step(end - start)
+    window = args.window or settings.policy.window_seconds
     window = max(window, step)
     _progress(
         f"prometheus {url}: {duration(end - start)} every {duration(step)}, "
@@ -151,13 +147,30 @@ def report(args: argparse.Namespace) -> int:
         return 1
     numbers = build(context, measured)
     output = Path(args.output or f"{args.name}-report.html")
-    output.write_text(render(numbers), encoding="utf-8")
-    if args.json:
-        Path(args.json).write_text(json.dumps(numbers, indent=1, allow_nan=False) + "\n")
+    try:
+        output.write_text(render(numbers), encoding="utf-8")
+        if args.json:
+            Path(args.json).write_text(json.dumps(numbers, indent=1, allow_nan=False) + "\n")
+    except OSError as error:
+        print(f"vigil report: cannot write the report: {error}", file=sys.stderr)
+        return 1
     size = output.stat().st_size
     _progress(f"wrote {output} ({size / 1024:.0f} KiB) in {time.monotonic() - started:.1f}s")
     print(output.resolve())
     return 0
+
+
+def _duration(text: str) -> float:
+    """A positive duration as the CRD writes them (``90s``, ``5m``, ``1h30m``), in seconds."""
+    try:
+        seconds = parse_duration(text, 0.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (a number and a unit: ms, s, m or h, e.g. 1h30m)"
+        ) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return seconds
 
 
 def register(subparsers: Any) -> None:
@@ -171,7 +184,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_target_arguments(parser)
-    parser.add_argument("--since", default="1h", help="how far back (default %(default)s)")
+    parser.add_argument(
+        "--since",
+        type=_duration,
+        default="1h",
+        help="how far back, e.g. 90m or 1h30m (units ms, s, m, h; default %(default)s)",
+    )
     parser.add_argument("-o", "--output", help="the HTML file (default: NAME-report.html)")
     parser.add_argument("--json", metavar="FILE", help="also write the report's numbers as JSON")
     source = parser.add_mutually_exclusive_group()
@@ -185,8 +203,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="read the sidecars through the API server's pod proxy (no history)",
     )
-    parser.add_argument("--step", help="time between points (default: about 120 points)")
     parser.add_argument(
-        "--window", help="each point's window (default: spec.monitoring.window, at least the step)"
+        "--step", type=_duration, help="time between points (default: about 120 points)"
+    )
+    parser.add_argument(
+        "--window",
+        type=_duration,
+        help="each point's window (default: spec.monitoring.window, at least the step)",
     )
     parser.set_defaults(func=report)
