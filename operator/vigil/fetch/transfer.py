@@ -511,13 +511,16 @@ class DirectBody:
         want = min(len(view), self._left)
         if want <= 0:
             return 0
+        count = 0
         if self._first:
             # What http.client read ahead with the headers comes first.
             self._first = False
             data = self._response.fp.read1(min(want, BUFFER_BYTES))
             count = len(data)
             view[:count] = data
-        else:
+        if not count:
+            # Also after an empty first read: the buffered reader answers a timeout with
+            # no bytes, as it does the end; the socket itself tells them apart.
             try:
                 count = self._sock.recv_into(view, want, socket.MSG_WAITALL)
             except BlockingIOError:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vigil.common.objects import body, section
@@ -65,6 +66,21 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
     parser.add_argument("--context", help="kubeconfig context")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: kubectl's)")
+
+
+def seconds_at_least(minimum: float) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, ``minimum`` or more."""
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not minimum <= value < math.inf:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"at least {minimum:g} seconds, got {text}")
+        return value
+
+    return seconds
 
 
 def _global_flags(args: argparse.Namespace) -> list[str]:
@@ -227,7 +243,7 @@ def register(subparsers: Any) -> None:
         add_target_arguments(parser)
         parser.add_argument(
             "--wait",
-            type=float,
+            type=seconds_at_least(0),
             default=0.0,
             metavar="SECONDS",
             help="wait up to this long for the operator's answer (exit 1 if refused)",

@@ -14,7 +14,12 @@ import sys
 import time
 from typing import Any
 
-from vigil.plugin.cli import PluginError, add_target_arguments, kubectl_output
+from vigil.plugin.cli import (
+    PluginError,
+    add_target_arguments,
+    kubectl_output,
+    seconds_at_least,
+)
 from vigil.plugin.status import render
 
 
@@ -55,18 +60,6 @@ def status(args: argparse.Namespace) -> int:
         return 1
 
 
-def _refresh_seconds(text: str) -> float:
-    """A refresh interval: a number of seconds, at least half a second (two kubectl reads
-    per refresh)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not seconds >= 0.5:
-        raise argparse.ArgumentTypeError(f"at least 0.5 seconds, got {text}")
-    return seconds
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "status", help="show a ModelDeployment: revisions, steps, traffic, health, events"
@@ -74,7 +67,10 @@ def register(subparsers: Any) -> None:
     add_target_arguments(parser)
     parser.add_argument("-w", "--watch", action="store_true", help="refresh until Ctrl-C")
     parser.add_argument(
-        "--interval", type=_refresh_seconds, default=2.0, help="seconds between refreshes (>= 0.5)"
+        "--interval",
+        type=seconds_at_least(0.5),
+        default=2.0,
+        help="seconds between refreshes (>= 0.5)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text")
     parser.set_defaults(func=status)

@@ -7,6 +7,7 @@ Routes, each over the files of one folder:
   /chunked/NAME         the file with no Content-Length (chunked transfer)
   /stall/NAME           the first request gets half the body, then silence (the
                         connection stays open until the client leaves)
+  /mute/NAME            the first request gets the headers and no body, then silence
   /redirect/NAME        302 to /files/NAME
 Every request is recorded (path and Range header) so tests can tell retries
 and resumed transfers apart.
@@ -65,6 +66,7 @@ class ArtifactServer:
             app.router.add_get("/reset/{name}", self._reset)
             app.router.add_get("/chunked/{name}", self._chunked)
             app.router.add_get("/stall/{name}", self._stall)
+            app.router.add_get("/mute/{name}", self._mute)
             app.router.add_get("/redirect/{name}", self._redirect)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
@@ -110,22 +112,25 @@ class ArtifactServer:
             raise web.HTTPServiceUnavailable(text="warming up")
         return web.FileResponse(self._path(request))
 
-    async def _half_then(self, request: web.Request, stall: bool) -> web.StreamResponse:
-        """The file again after the first request, which gets half the body, then a
-        closed connection (``stall`` False) or silence until the client leaves."""
+    async def _half_then(
+        self, request: web.Request, stall: bool, share: float = 0.5
+    ) -> web.StreamResponse:
+        """The file again after the first request, which gets ``share`` of the body, then
+        a closed connection (``stall`` False) or silence until the client leaves."""
         path = self._path(request)
         if self._record(request) > 1:
             return web.FileResponse(path)
         data = path.read_bytes()
         response = web.StreamResponse(headers={"Content-Length": str(len(data))})
-        await response.prepare(request)
-        await response.write(data[: len(data) // 2])
-        assert request.transport is not None
+        await response.prepare(request)  # sends the headers at once
+        if sent := int(len(data) * share):
+            await response.write(data[:sent])
         for _ in range(300 if stall else 0):  # at most 30 s
-            if request.transport.is_closing():
-                break
+            if request.transport is None or request.transport.is_closing():
+                break  # the client left
             await asyncio.sleep(0.1)
-        request.transport.close()
+        if request.transport is not None:
+            request.transport.close()
         return response
 
     async def _reset(self, request: web.Request) -> web.StreamResponse:
@@ -133,6 +138,9 @@ class ArtifactServer:
 
     async def _stall(self, request: web.Request) -> web.StreamResponse:
         return await self._half_then(request, stall=True)
+
+    async def _mute(self, request: web.Request) -> web.StreamResponse:
+        return await self._half_then(request, stall=True, share=0.0)
 
     async def _chunked(self, request: web.Request) -> web.StreamResponse:
         self._record(request)

@@ -134,6 +134,16 @@ def test_a_server_gone_silent_times_out_and_the_transfer_resumes(
     )
 
 
+def test_a_server_silent_after_its_headers_times_out_and_is_asked_again(
+    http_server: ArtifactServer, artifacts: Artifacts, dest: Path
+) -> None:
+    done = run_fetch(http_server.url("mute", A.MODEL), dest, "--timeout", "1")
+    assert done.code == 0, done.log
+    assert (dest / A.MODEL).read_bytes() == artifacts.model
+    assert f"timed out waiting for 127.0.0.1:{http_server.port}; retry 1 of 5" in done.log
+    assert "closed early" not in done.log
+
+
 def test_an_unreachable_host_ends_as_transient_after_the_retries(dest: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -238,6 +238,10 @@ def test_status_says_when_kubectl_cannot_run(monkeypatch, capsys):
     ("argv", "words"),
     [
         (["status", "wine", "--watch", "--interval", "0"], "at least 0.5 seconds"),
+        (["status", "wine", "--watch", "--interval", "inf"], "at least 0.5 seconds"),
+        (["pause", "wine", "--wait", "-1"], "at least 0 seconds, got -1"),
+        (["pause", "wine", "--wait", "nan"], "at least 0 seconds, got nan"),
+        (["abort", "wine", "--wait", "soon"], "not a number of seconds: 'soon'"),
         (["report", "wine", "--since", "1d"], "not a duration: '1d' (a number and a unit"),
         (["report", "wine", "--step", "90"], "not a duration: '90'"),
         (["report", "wine", "--window", "0s"], "must be more than 0"),
