@@ -32,6 +32,10 @@ from vigil.fetch.uri import Layout
 #: path checks have failed before).
 MAX_NAME_BYTES = 1024
 
+#: What may follow a tar archive's end inside its gzip stream: tar pads to its record
+#: size (10 KiB by default); zeros beyond that would only cost time to read.
+MAX_TRAILING_BYTES = 1 << 20
+
 
 class UnsafeArchive(PermanentError):
     """The archive tried to put something outside its folder."""
@@ -187,8 +191,14 @@ def _unpack_tar(archive: Path, folder: Path) -> int:
                 raise UnsafeArchive(
                     f"archive member {member.name!r} is a device, FIFO or other special file"
                 )
-        while compressed.read(BUFFER_BYTES):
-            pass
+        trailing = 0
+        while chunk := compressed.read(BUFFER_BYTES):
+            trailing += len(chunk)
+            if trailing > MAX_TRAILING_BYTES:
+                raise PermanentError(
+                    f"{archive.name}: more than {MAX_TRAILING_BYTES >> 20} MiB follows the end"
+                    " of its tar archive inside the gzip stream"
+                )
     _make_links(folder, links)
     return files + len(links)
 

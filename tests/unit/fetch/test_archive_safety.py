@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import stat
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vigil.fetch.errors import PermanentError
-from vigil.fetch.unpack import UnsafeArchive, checked_name, unpack
+from vigil.fetch.unpack import MAX_TRAILING_BYTES, UnsafeArchive, checked_name, unpack
 from vigil.fetch.uri import Layout
 
 
@@ -187,6 +188,24 @@ def test_a_tar_gz_cut_short_or_corrupted_is_not_unpacked_as_complete(
     archive.write_bytes(damage(archive.read_bytes()))
     with pytest.raises(PermanentError, match=r"model\.tar\.gz is not a readable"):
         unpack(archive, Layout.TAR_GZ, out)
+
+
+def test_a_tar_gz_with_its_padding_unpacks_and_one_padded_past_a_mebibyte_is_refused(
+    tmp_path: Path, out: Path
+) -> None:
+    # A gzip stream may run on long after the tar's end (zeros compress a thousandfold).
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        info = tarfile.TarInfo("model.bin")
+        info.size = 1
+        archive.addfile(info, io.BytesIO(b"w"))
+    padded = tmp_path / "padded.tar.gz"
+    padded.write_bytes(gzip.compress(tar.getvalue() + bytes(512 * 1024)))
+    assert unpack(padded, Layout.TAR_GZ, out) == 1
+    bomb = tmp_path / "bomb.tar.gz"
+    bomb.write_bytes(gzip.compress(tar.getvalue() + bytes(MAX_TRAILING_BYTES + 1)))
+    with pytest.raises(PermanentError, match=r"bomb\.tar\.gz: more than 1 MiB follows the end"):
+        unpack(bomb, Layout.TAR_GZ, tmp_path / "other")
 
 
 def test_a_symlink_above_the_archives_root_is_refused_even_when_it_lands_inside(
