@@ -106,6 +106,9 @@ YIELD_EVERY = 256
 PEER_CACHE_SECONDS = 2.0
 #: A resolver that does not answer must not hold up a feedback request or a shutdown.
 RESOLVE_TIMEOUT_SECONDS = 2.0
+#: The least time one peer gets for a chunk of the handoff (when that much is left):
+#: a busy peer cut off after adopting it would see the chunk land twice.
+HANDOFF_MIN_SHARE_SECONDS = 1.0
 
 
 @functools.lru_cache(maxsize=4096)
@@ -577,6 +580,12 @@ def _normal_address(address: str) -> str:
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
 
 
+def _no_such_name(error: BaseException) -> bool:
+    """The DNS server answered that the name has no address (not an outage)."""
+    answered = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    return isinstance(error, socket.gaierror) and error.errno in answered
+
+
 class Peers:
     """The other sidecars of this ModelDeployment: host:port entries, DNS names resolved."""
 
@@ -610,10 +619,13 @@ class Peers:
                     RESOLVE_TIMEOUT_SECONDS,
                 )
             except (OSError, TimeoutError) as error:
-                log.warning("feedback peers: cannot resolve %s: %s", entry, error)
-                unresolved.append(entry)
-                found |= self._last_answer.get(entry, set())
-                continue
+                if _no_such_name(error):
+                    infos = []  # an answer: no pod behind the name now (none ready)
+                else:
+                    log.warning("feedback peers: cannot resolve %s: %s", entry, error)
+                    unresolved.append(entry)
+                    found |= self._last_answer.get(entry, set())
+                    continue
             answer = {_normal_address(f"{info[4][0]}:{port}") for info in infos}
             self._last_answer[entry] = answer
             found |= answer
@@ -1134,14 +1146,13 @@ class FeedbackService:
             peers = await self.peers.resolve(fresh=True)
         except OSError:
             peers = ()
-        if figures:
-            await self._hand_figures(peers, figures, deadline)
+        # A peer that timed out on the figures is asked for predictions only when no other is.
+        silent = await self._hand_figures(peers, figures, deadline) if figures else set()
         if not peers:
             self.metrics.handoff["failed"] = self.metrics.handoff.get("failed", 0) + len(records)
             log.warning("feedback: no peer to hand %d predictions to: lost", len(records))
             return 0
         sent = 0
-        silent: set[str] = set()  # timed out once: asked again only when no other is left
         chunks = [records[i : i + HANDOFF_CHUNK] for i in range(0, len(records), HANDOFF_CHUNK)]
         for index, chunk in enumerate(chunks):
             payload = orjson.dumps(
@@ -1160,12 +1171,12 @@ class FeedbackService:
                 if left <= 0:
                     break
                 # Each peer left to try gets its share: a silent one cannot take it all.
-                share = left / (len(order) - attempt)
+                share = max(left / (len(order) - attempt), min(left, HANDOFF_MIN_SHARE_SECONDS))
                 try:
                     status, _ = await _post_handoff(self._client(), peer, payload, share)
                     delivered = status == 200
                 except TimeoutError:
-                    silent.add(peer)
+                    silent.add(peer)  # asked again only when no other is left
                 except (aiohttp.ClientError, OSError):
                     pass
                 if delivered:
@@ -1178,8 +1189,9 @@ class FeedbackService:
 
     async def _hand_figures(
         self, peers: Sequence[str], figures: dict[str, dict[str, Any]], deadline: float
-    ) -> None:
-        """Send the unscraped figures alone, before the predictions (small, answered fast).
+    ) -> set[str]:
+        """Send the unscraped figures alone, before the predictions (small, answered fast);
+        returns the peers that timed out.
 
         Given back here (for a last scrape) only when no peer can have counted them: a
         failed connection, a refusal, an answer not confirming them. A timeout or a
@@ -1209,13 +1221,14 @@ class FeedbackService:
                         peer,
                         error,
                     )
-                    return
+                    return {peer} if isinstance(error, TimeoutError) else set()
                 if isinstance(answer, dict) and answer.get("figures") is True:
                     done["sent"] = done.get("sent", 0) + 1
-                    return
+                    return set()
         done["kept"] = done.get("kept", 0) + 1
         self.metrics.add_figures(FeedbackMetrics.parse_figures(figures))
         log.warning("feedback: no peer took the label figures: kept for a last scrape here")
+        return set()
 
 
 async def _post_handoff(

@@ -249,6 +249,27 @@ class TestPeers:
         _, summary, _ = await send(http, b, {"id": "client-nowhere", "truth": pred})
         assert summary["unreachable"] == 1 and summary["retry"] == ["client-nowhere"]
 
+    async def test_a_name_with_no_address_is_an_answer_not_an_outage(
+        self, model, start_sidecar, monkeypatch
+    ):
+        """A headless Service with no ready pod has no address: none are peers now."""
+        a, b = await self.two(model, start_sidecar)
+        host, port = a.feedback.address.rsplit(":", 1)
+        b.feedback.peers.entries = (f"peers.example:{port}",)
+        loop = asyncio.get_running_loop()
+
+        async def looked_up(*_args, **_kwargs):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, int(port)))]
+
+        async def no_such_name(*_args, **_kwargs):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+        monkeypatch.setattr(loop, "getaddrinfo", looked_up)
+        assert await b.feedback.peers.resolve(fresh=True) == (a.feedback.address,)
+        monkeypatch.setattr(loop, "getaddrinfo", no_such_name)
+        assert await b.feedback.peers.resolve(fresh=True) == ()
+        assert b.feedback.peers.unresolved == ()
+
     async def test_a_label_at_the_wrong_pod_joins_once_at_the_right_one(
         self, model, start_sidecar, http
     ):
@@ -482,6 +503,53 @@ class TestHandoffEdges:
         assert b.feedback.store.predictions == 1
         _, summary, _ = await send(http, b, {"id": made, "truth": pred})
         assert summary["joined"] == 1
+
+    async def test_a_peer_silent_on_the_figures_is_not_asked_for_the_predictions(
+        self, model, start_sidecar, http
+    ):
+        a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=1.6)
+        await predict(http, a, [[1.0, 0, 0]])
+        await send(http, a, {"id": "nobody", "truth": 1})  # a figure to hand over
+        connections = 0
+
+        def accepted(_reader, _writer) -> None:
+            nonlocal connections
+            connections += 1
+
+        silent = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        self.in_order(a, f"127.0.0.1:{silent.sockets[0].getsockname()[1]}", b)
+        async with silent:
+            assert await a.feedback.handoff() == 1
+        assert connections == 1 and b.feedback.store.predictions == 1
+
+    async def test_among_many_peers_a_busy_one_gets_a_second_before_the_next_is_asked(
+        self, model, start_sidecar, http
+    ):
+        """Twelve peers in five seconds: an even share (0.4 s) would cut off a peer that
+        adopts the chunk in 0.6 s, and the next would adopt it too."""
+        a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=5.0)
+        await predict(http, a, [[1.0, 0, 0]])
+        received = []
+
+        async def adopt_slowly(request: web.Request) -> web.Response:
+            received.append(await request.read())
+            await asyncio.sleep(0.6)
+            return web.json_response({"adopted": 1})
+
+        app = web.Application()
+        app.router.add_post(feedback_module.HANDOFF_PATH, adopt_slowly)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        busy = f"127.0.0.1:{runner.addresses[0][1]}"
+        refusing = [f"127.0.0.1:{port}" for port in range(1, 11)]
+        self.in_order(a, busy, b, *refusing)
+        try:
+            assert await a.feedback.handoff() == 1
+        finally:
+            await runner.cleanup()
+        assert len(received) == 1 and b.feedback.store.predictions == 0
 
     async def test_a_pod_that_is_leaving_refuses_a_handoff_and_the_next_peer_adopts(
         self, model, start_sidecar, http
