@@ -221,7 +221,8 @@ def render(
     lines += _conditions(view.status, style)
     lines += _events(events, style, now)
     lines += _history(view.status, style, now)
-    return "\n".join(line.rstrip() for line in lines)
+    # Every line within the width: names, messages and reasons run to any length.
+    return "\n".join(_clip(line).rstrip() for line in lines)
 
 
 def _header(view: Body, style: _Style) -> list[str]:
@@ -235,7 +236,7 @@ def _header(view: Body, style: _Style) -> list[str]:
         f"   Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}",
     ]
     if ready.get("message"):
-        lines.append(_clip(f"          {ready['message']}"))
+        lines.append(f"          {ready['message']}")
     outline = outline_spec(str(meta.get("name", "?")), spec)
     lines.append(
         f"Model:    {outline.model_name} version {outline.model_version or '?'}"
@@ -264,12 +265,10 @@ def _revisions(
     stable = section(status, "stable")
     if stable:
         lines.append(
-            _clip(
-                f"  stable     {stable.get('revision', '?'):<8}"
-                f" v{stable.get('modelVersion', '?'):<6}"
-                f" {stable.get('readyReplicas', 0)}/{stable.get('replicas', 0)} ready"
-                f"   since {_age(stable.get('since'), now)}"
-            )
+            f"  stable     {stable.get('revision', '?'):<8}"
+            f" v{stable.get('modelVersion', '?'):<6}"
+            f" {stable.get('readyReplicas', 0)}/{stable.get('replicas', 0)} ready"
+            f"   since {_age(stable.get('since'), now)}"
         )
     else:
         lines.append("  stable     (none yet)")
@@ -278,16 +277,14 @@ def _revisions(
         return lines
     change = candidate.get("change", "?")
     lines.append(
-        _clip(
-            f"  candidate  {candidate.get('revision', '?'):<8}"
-            f" v{candidate.get('modelVersion', '?'):<6}"
-            f" {change}   failed checks {candidate.get('failedChecks', 0)}"
-            f"/{limits.failure_limit}"
-        )
+        f"  candidate  {candidate.get('revision', '?'):<8}"
+        f" v{candidate.get('modelVersion', '?'):<6}"
+        f" {change}   failed checks {candidate.get('failedChecks', 0)}"
+        f"/{limits.failure_limit}"
     )
     for label, key in (("features added", "featuresAdded"), ("dropped", "featuresDropped")):
         if candidate.get(key):
-            lines.append(_clip(f"  {label}: {', '.join(candidate[key])}"))
+            lines.append(f"  {label}: {', '.join(candidate[key])}")
     lines += _steps(candidate, limits.rollout.steps_for(str(change)), style)
     lines += _traffic(candidate, style)
     lines += _gates(candidate, style, now)
@@ -483,11 +480,9 @@ def _events(
             at = event.get("lastTimestamp") or event.get("eventTime")
             kind = event.get("type", "Normal")
             add(
-                _clip(
-                    f"  {_age(at, now):>4}  "
-                    f"{style(f'{kind:<8}', 'red' if kind == 'Warning' else 'dim')}"
-                    f"{event.get('reason', ''):<17} {event.get('message', '')}"
-                )
+                f"  {_age(at, now):>4}  "
+                f"{style(f'{kind:<8}', 'red' if kind == 'Warning' else 'dim')}"
+                f"{event.get('reason', ''):<17} {event.get('message', '')}"
             )
     return lines
 
@@ -504,12 +499,10 @@ def _history(status: Mapping[str, Any], style: _Style, now: datetime.datetime) -
             outcome = entry.get("outcome", "?")
             colour = "red" if outcome in ("RolledBack", "Failed") else "green"
             add(
-                _clip(
-                    f"  {entry.get('revision', '?'):<8} v{entry.get('modelVersion', '?'):<5}"
-                    f" {entry.get('change', '?'):<12}{style(f'{outcome:<11}', colour)}"
-                    f"{_age(entry.get('at'), now):>5}"
-                )
+                f"  {entry.get('revision', '?'):<8} v{entry.get('modelVersion', '?'):<5}"
+                f" {entry.get('change', '?'):<12}{style(f'{outcome:<11}', colour)}"
+                f"{_age(entry.get('at'), now):>5}"
             )
             if entry.get("reason"):
-                add(_clip(f"           {entry['reason']}"))
+                add(f"           {entry['reason']}")
     return lines

@@ -25,6 +25,22 @@ def test_fits_80_columns_without_colour() -> None:
     assert max(len(line) for line in screen.splitlines()) <= 80
 
 
+def test_long_names_messages_and_reasons_stay_within_80_columns() -> None:
+    long = "x" * 90
+    md = json.loads(json.dumps(MD))
+    md["metadata"].update(name="n" * 63, namespace="s" * 63)
+    md["spec"]["model"].update(name="m" * 63, version=long)
+    for condition in md["status"]["conditions"]:
+        condition.update(reason=f"{condition['reason']}{long}", message=long)
+    md["status"]["candidate"]["gates"][0]["name"] += long
+    md["status"]["candidate"]["featuresAdded"] = [long, long]
+    md["status"]["history"][0]["reason"] += long
+    events = [{**event, "reason": event["reason"] + long} for event in EVENTS]
+    for colour in (False, True):
+        screen = ANSI.sub("", render(md, events, now=NOW, colour=colour))
+        assert max(len(line) for line in screen.splitlines()) <= 80
+
+
 def test_shows_revisions_steps_and_traffic() -> None:
     screen = render(MD, EVENTS, now=NOW)
     assert "stable     7f3c2a1  v2      2/2 ready   since 2h" in screen
