@@ -98,6 +98,9 @@ DELAY_BUCKETS = (
 )
 #: True classes counted by name beyond the reference's (then __other__), as predictions are.
 MAX_UNLISTED_CLASSES = 50
+#: Revisions a pod counts labels for by name; one named only by a label's id (anyone who
+#: sends labels can write one) beyond these is counted as __other__.
+MAX_NAMED_REVISIONS = 16
 #: A longer truth is no class name: refused, as ids over their length are.
 MAX_TRUTH_LENGTH = MAX_ID_LENGTH
 HANDOFF_CHUNK = 20_000
@@ -349,6 +352,13 @@ class FeedbackMetrics(Collector):
         if found is None:
             found = self.revisions[revision] = _RevisionFigures()
         return found
+
+    def named_revision(self, revision: str) -> str:
+        """The series a revision read from a label's id is counted in: its own while there
+        is room (its pods' and the ones handed over always have theirs), else OTHER."""
+        if revision in self.revisions or len(self.revisions) < MAX_NAMED_REVISIONS:
+            return revision
+        return OTHER
 
     def count(self, revision: str, outcome: str, n: int = 1) -> None:
         outcomes = self.figures(revision).outcomes
@@ -916,14 +926,15 @@ class FeedbackService:
     def _unjoined(self, item: _Pending, failed: set[str], now: float) -> tuple[str, str]:
         """What a label no pod joined counts as, and against which revision."""
         sid = parse_sidecar_id(item.label.request_id)
+        named = self.metrics.named_revision(sid.revision) if sid else self.revision
         # Peers unknown (a DNS outage): a label none of the known ones holds may be at
         # one of them, so it is unreachable (resend it), not unknown or lost.
         if item.asked & failed or self.peers.unresolved:
-            return UNREACHABLE, sid.revision if sid else self.revision
+            return UNREACHABLE, named
         if sid is not None:
             if item.forgotten or sid.served_at < now - self.settings.window_seconds:
-                return EXPIRED, sid.revision
-            return LOST, sid.revision
+                return EXPIRED, named
+            return LOST, named
         return (EXPIRED if item.forgotten else UNKNOWN), self.revision
 
     async def _ask_peers(

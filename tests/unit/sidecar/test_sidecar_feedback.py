@@ -12,9 +12,11 @@ import pytest
 from aiohttp import web
 from sidecar_testkit import base, scrape, v2_body, value
 
+from vigil.profile import OTHER
 from vigil.sidecar import feedback as feedback_module
 from vigil.sidecar.config import ConfigError, FeedbackSettings, settings_from_mapping
 from vigil.sidecar.feedback import parse_labels
+from vigil.sidecar.identity import IdMaker
 
 
 def fb(**overrides) -> FeedbackSettings:
@@ -370,6 +372,26 @@ class TestPeers:
         assert summary["lost"] == 1
         mb = await scrape(http, b)
         assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="lost") == 1
+
+    async def test_ids_naming_made_up_revisions_add_at_most_a_bounded_number_of_series(
+        self, model, start_sidecar, http
+    ):
+        """A sidecar id's check is no secret: anyone who sends labels can name revisions."""
+        a = await start_sidecar(model.url, feedback=fb())
+        a.feedback.peers.entries = ()
+        forged = [IdMaker(f"made-up-{i}", "").make() for i in range(40)]
+        _, summary, _ = await send(http, a, {"labels": [{"id": i, "truth": 1} for i in forged]})
+        assert summary["lost"] == 40
+        ma = await scrape(http, a)
+        revisions = {
+            dict(labels)["revision"]
+            for name, labels in ma
+            if name == "vigil_feedback_labels_total" and dict(labels).get("outcome") == "lost"
+        }
+        assert (
+            OTHER in revisions and len(revisions - {OTHER}) <= feedback_module.MAX_NAMED_REVISIONS
+        )
+        assert value(ma, "vigil_feedback_labels_total", outcome="lost") == 40
 
     async def test_a_silent_peer_asks_for_a_retry_a_gone_one_does_not(
         self, model, start_sidecar, http
