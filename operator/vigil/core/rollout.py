@@ -7,7 +7,8 @@ and returns a :class:`Decision`. It writes nothing; the operator applies the
 traffic it asks for and persists the new state in status, so a restart
 resumes exactly where it stopped.
 
-It starts once the candidate revision's Deployment exists; the reconciler
+It starts once the candidate revision's Deployment exists (its first step's
+clock once the candidate is ready); the reconciler
 (``vigil.core.reconcile``) creates it, cleans up superseded candidates and
 finishes a promotion with its blue/green switch (the Service moves only to
 an available revision).
@@ -18,7 +19,8 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
     a person promoted                          -> promote now
     a person paused or resumed                 -> remember it (a resume with nothing to
                                                   resume is refused, with the reason)
-    paused (spec.paused or a person)           -> hold everything where it is; the deadline
+    paused (spec.paused or a person)           -> hold everything where it is (a decided
+                                                  promotion at full capacity); the deadline
                                                   counts again from the resume
     promotion decided                          -> switch once the candidate has all its
                                                   replicas ready (deadline: progressDeadline)
@@ -190,7 +192,9 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         raise ValueError("decide() needs rollout steps; without steps the switch is blue/green")
     index = min(state.step, len(steps) - 1)
     step = steps[index]
-    state = replace(state, step=index, step_started_at=state.step_started_at or now)
+    # The first step starts when the candidate is ready: its duration is for evidence.
+    started = state.step_started_at or (now if obs.candidate_ready else None)
+    state = replace(state, step=index, step_started_at=started)
     cycle = _Cycle(policy, obs, now, traffic_at(steps, index, obs.replicas))
 
     # A person aborted: roll back now (a decided promotion too: the stable still serves).
@@ -206,7 +210,8 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     # A person paused or resumed: remember it, or say why not (a resume releases a pause step).
     state, refused = _pause_or_resume(state, step, obs.spec_paused)
     cycle = replace(cycle, refused=refused)
-    # Paused: hold traffic and step where they are; a pause is no hold (deadline restarts).
+    # Paused: hold traffic and step where they are (a decided promotion at full capacity);
+    # a pause is no hold (the deadline restarts).
     if obs.spec_paused or state.paused:
         who = "spec.paused" if obs.spec_paused else "a person"
         return cycle.decision(
@@ -214,6 +219,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             replace(state, held_since=None),
             Reason.PAUSED,
             f"paused by {who} at step {index + 1}/{len(steps)} ({step.describe()})",
+            traffic=cycle.full_capacity if state.promoting else cycle.traffic,
         )
     # Promotion decided: switch once the candidate has full capacity, within the deadline.
     if state.promoting:
@@ -243,6 +249,8 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     # pause: wait for a person, or for its duration; a final pause then needs fresh evidence.
     if step.kind == "pause":
         elapsed = now - (state.step_started_at or now)
+        # Waiting here is no hold: a not-ready blip before it starts no deadline's clock.
+        state = replace(state, held_since=None)
         if step.duration_seconds is None and not state.released:
             return cycle.decision(
                 Action.WAIT,

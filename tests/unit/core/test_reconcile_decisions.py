@@ -318,6 +318,24 @@ class TestBlueGreen:
         assert world.service_revision() == old
         assert not any(isinstance(a, Delete) for a in plan.actions)
 
+    def test_service_does_not_move_to_a_candidate_deployment_smaller_than_the_spec(self) -> None:
+        # e.g. a revision kept at a bake's minReplicas, or a canary's size when the steps
+        # were removed mid-rollout: all its own pods ready, but too few for the spec.
+        world = converged_world(replicas=4)
+        old = world.status["revision"]
+        world.set_spec(spec("2", replicas=4))
+        world.reconcile()
+        new = world.status["revision"]
+        world.deployment(new)["spec"]["replicas"] = 1
+        world.pods_ready(new)
+        plan = world.reconcile()
+        assert world.service_revision() == old
+        assert not any(isinstance(a, Delete) for a in plan.actions)
+        assert world.deployment(new)["spec"]["replicas"] == 4  # scaled up first
+        world.pods_ready(new)
+        world.reconcile()
+        assert world.service_revision() == new
+
     def test_switch_moves_the_service_before_deleting_the_old_revision(self) -> None:
         world, old, new = candidate_ready()
         plan = world.reconcile()

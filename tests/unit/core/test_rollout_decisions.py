@@ -179,6 +179,16 @@ class TestWaitingAndHolding:
         assert late.action == "fail" and late.reason == "ProgressDeadlineExceeded"
         assert late.traffic.candidate_weight == 0 and late.traffic.stable_replicas == 4
 
+    def test_the_first_step_starts_when_the_candidate_is_ready(self) -> None:
+        # A model that loads for 110 s still gets its first step's whole duration.
+        loading = decide(POLICY, RolloutState(), obs(candidate_ready=False), T0)
+        assert loading.state.step_started_at is None
+        ready = decide(POLICY, loading.state, obs(candidate_ready=False), T0 + 60)
+        ready = decide(POLICY, ready.state, obs(), T0 + 110)
+        assert ready.state.step_started_at == T0 + 110
+        blip = decide(POLICY, ready.state, obs(candidate_ready=False), T0 + 200)
+        assert blip.state.step_started_at == T0 + 110  # a later blip keeps the step's start
+
     def test_metrics_unavailable_holds_without_counting_a_failure(self) -> None:
         state = at_step(2, failed_checks=1)
         d = decide(POLICY, state, obs(metrics_available=False, metrics_error="timeout"), T0)
@@ -422,6 +432,13 @@ class TestPromotion:
         resumed = decide(POLICY, replace(paused.state, requested="resume"), obs(), T0 + 5000)
         assert resumed.reason == "Promoting" and resumed.state.held_since == T0 + 5000
 
+    def test_a_pause_keeps_the_candidate_at_full_capacity_out_of_live_traffic(self) -> None:
+        paused = decide(POLICY, replace(self.promoting(), requested="pause"), obs(), T0 + 60)
+        assert paused.reason == "Paused"
+        assert paused.traffic.candidate_replicas == 4 and paused.traffic.candidate_weight == 0
+        spec = decide(POLICY, self.promoting(), obs(spec_paused=True), T0 + 60)
+        assert spec.reason == "Paused" and spec.traffic.candidate_weight == 0
+
     def test_a_second_promote_keeps_the_promotions_clock(self) -> None:
         again = decide(POLICY, replace(self.promoting(), requested="promote"), obs(), T0 + 600)
         assert again.action == "promote" and again.state.held_since == T0
@@ -440,6 +457,17 @@ class TestPauseSteps:
         d = decide(self.POLICY, at_step(1), obs(), T0 + 10_000)
         assert d.action == "wait" and d.reason == "WaitingForPerson"
         assert d.traffic.candidate_weight == 50
+
+    @pytest.mark.parametrize(("step", "at"), [(1, T0 + 7200), (3, T0 + 60)])
+    def test_waiting_in_a_pause_is_no_hold(self, step: int, at: float) -> None:
+        # A not-ready blip before the pause began a hold; the wait ends it, so a second
+        # blip hours later starts its own deadline instead of failing at once.
+        blip = decide(self.POLICY, at_step(step), obs(candidate_ready=False), T0)
+        assert blip.state.held_since == T0
+        waiting = decide(self.POLICY, blip.state, obs(), at)
+        assert waiting.action == "wait" and waiting.state.held_since is None
+        again = decide(self.POLICY, waiting.state, obs(candidate_ready=False), at + 10)
+        assert again.action == "hold" and again.state.held_since == at + 10
 
     def test_resume_releases_it(self) -> None:
         d = decide(self.POLICY, at_step(1, requested="resume"), obs(), T0)

@@ -86,8 +86,13 @@ def replace_stable(
             f"revision {revision} ({change}: model {spec.model.name} version "
             f"{spec.model.version}) starting; revision {stable_view.revision} keeps serving",
         )
-    # Switch only to an available candidate: the Service never selects zero Ready pods.
-    if candidate_view is not None and candidate_view.is_available:
+    # Switch only to a candidate with all its replicas available (one kept small by a bake
+    # or a canary step is scaled up first): the Service never selects too few Ready pods.
+    if (
+        candidate_view is not None
+        and candidate_view.is_available
+        and candidate_view.replicas >= spec.replicas
+    ):
         return switch(cycle, identity, change, stable_view, candidate_view)
     reached = _starting(cycle, revision, stable_view, candidate_view)
     return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
