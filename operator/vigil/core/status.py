@@ -37,6 +37,7 @@ OWNED_KEYS = (
     "candidate",
     "bake",
     "history",
+    "lastRequest",
 )
 
 

@@ -177,6 +177,13 @@ class TestNothingChanged:
         assert plan.events == []
         assert world.status_writes == writes
 
+    def test_an_answered_request_costs_no_status_write_later(self) -> None:
+        world = converged_world()
+        world.status["lastRequest"] = {"verb": "retry", "answer": "Refused", "message": "-"}
+        writes = world.status_writes
+        world.reconcile(advance=3600)
+        assert world.status_writes == writes
+
     def test_timestamps_are_kept(self) -> None:
         world = converged_world()
         since = world.status["stable"]["since"]
