@@ -396,6 +396,8 @@ class HealthLoop:
         )
         writes = []
         for (target, settings, body), (profile, problem) in zip(targets, references, strict=True):
+            if (target.namespace, target.name) not in self.models:
+                continue  # deleted while this cycle collected: its series are gone with it
             if problem:
                 log.warning("%s/%s: %s", target.namespace, target.name, problem)
             window = collection.windows.get(target.key)

@@ -358,6 +358,8 @@ class OperatorMetrics:
         self._phases.phases.pop((namespace, name), None)
         self._phases.health.pop((namespace, name), None)
         self._phases.gates.pop((namespace, name), None)
+        for family in (self.rollout_weight, self.rollouts, self.rollout_analysis):
+            family.remove_by_labels({"namespace": namespace, "name": name})
 
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
         """Record an object's phase (None forgets the object, e.g. once deleted)."""

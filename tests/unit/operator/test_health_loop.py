@@ -303,6 +303,42 @@ async def test_a_deleted_model_loses_its_series(loop: Loop) -> None:
     assert loop.sources[("direct", "")].closed  # no model uses it any more
 
 
+async def test_a_model_deleted_while_the_cycle_collects_gets_no_series_back(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    direct = loop._source(("direct", ""))
+    direct.windows[("ml", "wine", "r1")] = GOOD
+    collect = direct.collect
+
+    async def deleted_meanwhile(targets: Sequence[RevisionTarget], now: float) -> Collection:
+        collected = await collect(targets, now)
+        loop.loop.observe_model("DELETED", loop.api.objects.pop(("ModelDeployment", "ml", "wine")))
+        return collected
+
+    direct.collect = deleted_meanwhile  # type: ignore[method-assign]
+    await loop.cycle()
+    named = {"namespace": "ml", "name": "wine"}
+    assert loop.sample("vigil_modeldeployment_metrics_available", **named) is None
+    assert not loop.api.writes
+
+
+def test_a_deleted_model_loses_its_rollout_series(loop: Loop) -> None:
+    metrics = loop.metrics
+    metrics.rollout_finished("ml", "wine", "Promoted")
+    running = {"weight": 20, "lastAnalysisAt": "2026-12-05T00:00:00Z"}
+    gates = [{"name": "errorRate", "passed": True}]
+    metrics.rollout_progress("ml", "wine", {}, {**running, "gates": gates}, None, 0.0)
+    metrics.rollout_finished("ml", "other", "Promoted")
+    named = {"namespace": "ml", "name": "wine"}
+    assert loop.sample("vigil_rollout_weight", **named) == 20
+    metrics.forget("ml", "wine")
+    assert loop.sample("vigil_rollout_weight", **named) is None
+    assert loop.sample("vigil_rollouts_total", **named, outcome="Promoted") is None
+    analysis = {**named, "gate": "errorRate", "result": "passed"}
+    assert loop.sample("vigil_rollout_analysis_total", **analysis) is None
+    other = {"namespace": "ml", "name": "other", "outcome": "Promoted"}
+    assert loop.sample("vigil_rollouts_total", **other) == 1
+
+
 async def test_the_reference_is_parsed_once_per_resource_version(
     loop: Loop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
