@@ -197,7 +197,7 @@ class Reconciler:
             previous = self._timers.pop(key, None)
             if previous is not None:
                 previous.cancel()
-            self._timers[key] = loop.call_later(delay, self.nudge, namespace, name)
+            self._timers[key] = loop.call_later(delay, self._timer_fired, namespace, name)
             return
         if key in self._queued:
             return
@@ -205,6 +205,10 @@ class Reconciler:
         task = asyncio.get_running_loop().create_task(self._nudged(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _timer_fired(self, namespace: str, name: str) -> None:
+        self._timers.pop((namespace, name), None)  # a deleted object leaves no handle behind
+        self.nudge(namespace, name)
 
     async def _nudged(self, key: tuple[str, str]) -> None:
         # Nudges arriving meanwhile find the key queued and join this reconcile.
@@ -216,6 +220,10 @@ class Reconciler:
             except RetryLater as error:
                 log.warning("reconcile of %s/%s will be retried: %s", *key, error)
                 self.nudge(*key, delay=error.delay)
+            except Exception:  # a bug or an unreadable answer: the object is not forgotten
+                log.exception("reconcile of %s/%s failed; retried in %.0fs", *key, RETRY_SECONDS)
+                self.metrics.reconciles.labels(OUTCOME_ERROR).inc()
+                self.nudge(*key, delay=RETRY_SECONDS)
 
     async def close(self) -> None:
         for timer in self._timers.values():

@@ -361,6 +361,22 @@ async def test_a_failed_nudge_schedules_its_own_retry(harness: Harness) -> None:
     await harness.reconciler.close()
 
 
+async def test_an_unexpected_error_schedules_a_retry_too(harness: Harness) -> None:
+    # e.g. a proxy's HTML page where the API server's JSON was due
+    harness.reconciler.coalesce_seconds = 0.01
+    harness.api.add(model_deployment())
+
+    async def unreadable(*_args: Any, **_kwargs: Any) -> Any:
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")
+
+    harness.api.get = unreadable  # type: ignore[method-assign]
+    harness.reconciler.nudge("ml", "wine")
+    await settled(harness)
+    assert ("ml", "wine") in harness.reconciler._timers
+    assert harness.metric("vigil_operator_reconciles_total", outcome="error") == 1
+    await harness.reconciler.close()
+
+
 async def test_post_event_failures_never_fail_a_reconcile() -> None:
     harness = Harness()
 
