@@ -52,6 +52,8 @@ def test_gitops_chart_variants_point_at_the_chart_and_its_values() -> None:
     chart = flux["spec"]["chart"]["spec"]
     assert (ROOT / chart["chart"] / "Chart.yaml").is_file()
     assert all((ROOT / f).is_file() for f in chart["valuesFiles"])
+    # Flux's source-controller uses the listed files instead of the chart's defaults.
+    assert chart["valuesFiles"][0] == f"{chart['chart']}/values.yaml"
     assert flux["spec"]["install"]["crds"] == flux["spec"]["upgrade"]["crds"] == "CreateReplace"
     repository = yaml_kit.load((ROOT / "manifests/gitops/flux/gitrepository.yaml").read_text())
     assert "!/charts/" in repository["spec"]["ignore"].split()
