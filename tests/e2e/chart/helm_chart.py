@@ -32,6 +32,7 @@ def template(helm: Path, *values: str, namespace: str = "vigil-system") -> list[
 #: Every optional object on: what the dry-run and lint must accept too.
 EVERYTHING = (
     "--set=metrics.podMonitor.enabled=true",
+    "--set=metrics.serviceMonitor.enabled=true",
     "--set=metrics.prometheusRule.enabled=true",
     "--set=metrics.dashboard.enabled=true",
     "--set=networkPolicy.enabled=true",

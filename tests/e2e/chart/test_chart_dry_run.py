@@ -13,7 +13,7 @@ from kit.kube import ROOT
 
 from vigil.devcluster import ClusterClient
 
-PROMETHEUS_OPERATOR_CRDS = ("podmonitors", "prometheusrules")
+PROMETHEUS_OPERATOR_CRDS = ("podmonitors", "servicemonitors", "prometheusrules")
 
 
 @pytest.fixture

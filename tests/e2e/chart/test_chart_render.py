@@ -114,6 +114,15 @@ def test_optional_monitoring_objects_carry_the_shared_rules_and_dashboard(helm) 
     assert docs["ConfigMap/vigil-dashboard"]["data"]["vigil.json"] == dashboard.rstrip("\n")
 
 
+def test_the_operators_service_monitor_is_the_monitoring_manifests_one(helm) -> None:
+    docs = _by_name(template(helm, *EVERYTHING))
+    ours = yaml.safe_load((ROOT / "manifests/monitoring/servicemonitor-operator.yaml").read_text())
+    assert docs["ServiceMonitor/vigil-operator"]["spec"] == ours["spec"]
+    service = docs["Service/vigil-operator-metrics"]
+    selector = docs["ServiceMonitor/vigil-operator"]["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+
+
 def test_helm_lint_passes_with_defaults_and_everything_on(helm) -> None:
     run(helm, "lint", "--strict", CHART)
     run(helm, "lint", "--strict", CHART, *EVERYTHING, "--set=watchNamespaces={ml}")
