@@ -396,6 +396,17 @@ def test_api_server_rejects_invalid_spec_naming_the_field(
     assert kube.get("md", "bad") is None
 
 
+@pytest.mark.parametrize("threshold", [0.1, 0.05])
+def test_a_drift_threshold_below_the_usual_warning_is_admitted_alone(
+    kube: Kube, vigil_installed: str, threshold: float
+) -> None:
+    """No schema default for drift.warning: with one (0.1), the API server checked the
+    warning < threshold rule against a value the user never wrote."""
+    manifest = mutate("spec.monitoring.drift", {"method": "jsd", "threshold": threshold})
+    result = kube.run("apply", "--dry-run=server", "-f", "-", input=kube_yaml.dump(manifest))
+    assert "(server dry run)" in result.stdout, result.stdout
+
+
 def _ready(kube: Kube, name: str = "bad") -> dict[str, Any]:
     return condition(status(kube, name), "Ready")
 

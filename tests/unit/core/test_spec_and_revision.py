@@ -59,9 +59,20 @@ class TestParsing:
         assert sidecar["featureCap"]["default"] == spec_module.DEFAULT_FEATURE_CAP
         drift = monitoring["drift"]["properties"]
         assert drift["method"]["default"] == spec_module.DEFAULT_DRIFT_METHOD
-        assert drift["warning"]["default"] == spec_module.DEFAULT_DRIFT_WARNING
+        assert "default" not in drift["warning"]  # the operator's depends on the threshold
         assert drift["threshold"]["default"] == spec_module.DEFAULT_DRIFT_THRESHOLD
         assert tuple(server["protocol"]["enum"]) == spec_module.PROTOCOLS
+
+    @pytest.mark.parametrize(
+        ("drift", "warning"),
+        [({}, 0.1), ({"threshold": 0.5}, 0.1), ({"threshold": 0.1}, 0.05), ({"warning": 0.3}, 0.3)],
+    )
+    def test_a_drift_threshold_alone_gets_a_warning_below_it(self, drift, warning) -> None:
+        # The CRD's rule warning < threshold would refuse a schema default of 0.1 beside a
+        # threshold of 0.1, which the user never wrote: the operator defaults it instead.
+        spec = {"model": {"version": "3"}, "server": {"image": "img"}}
+        parsed = parse_spec("wine", {**spec, "monitoring": {"drift": drift}})
+        assert parsed.monitoring.drift.warning == warning
 
     def test_minimal_spec_gets_defaults(self) -> None:
         parsed = parse_spec("wine", {"model": {"version": "3"}, "server": {"image": "img"}})

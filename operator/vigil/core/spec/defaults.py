@@ -65,6 +65,13 @@ DEFAULT_FETCH_RESOURCES: Mapping[str, Any] = {
     "limits": {"memory": "256Mi"},
 }
 
+
+def default_drift_warning(threshold: float) -> float:
+    """The warning a drift spec without one gets: 0.1, or half a threshold below 0.2 (the
+    CRD has no default for it: the API server would check it against a lower threshold)."""
+    return min(DEFAULT_DRIFT_WARNING, threshold / 2)
+
+
 #: Every ``default:`` of the CRD's spec, by path ("[]" = each item of a list).
 CRD_DEFAULTS: Mapping[str, Any] = {
     "server.port": DEFAULT_SERVER_PORT,
@@ -72,7 +79,6 @@ CRD_DEFAULTS: Mapping[str, Any] = {
     "replicas": DEFAULT_REPLICAS,
     "monitoring.window": DEFAULT_WINDOW,
     "monitoring.drift.method": DEFAULT_DRIFT_METHOD,
-    "monitoring.drift.warning": DEFAULT_DRIFT_WARNING,
     "monitoring.drift.threshold": DEFAULT_DRIFT_THRESHOLD,
     "monitoring.drift.confidence": DEFAULT_DRIFT_CONFIDENCE,
     "monitoring.metrics.source": DEFAULT_METRICS_SOURCE,

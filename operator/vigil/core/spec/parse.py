@@ -24,6 +24,7 @@ from vigil.core.spec.defaults import (
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
     SpecError,
+    default_drift_warning,
     default_readiness_path,
     default_seconds,
     parse_duration,
@@ -249,13 +250,14 @@ def _monitoring(spec: Mapping[str, Any]) -> MonitoringSpec:
         )
     drift_raw = _mapping(raw.get("drift"), "spec.monitoring.drift")
     sidecar_raw = _mapping(raw.get("sidecar"), "spec.monitoring.sidecar")
+    threshold = float(drift_raw.get("threshold", _DEFAULT_MONITORING.drift.threshold))
     shaping = MonitoringSpec(
         reference=reference,
         window=str(raw.get("window") or _DEFAULT_MONITORING.window),
         drift=DriftSpec(
             method=str(drift_raw.get("method") or _DEFAULT_MONITORING.drift.method),
-            warning=float(drift_raw.get("warning", _DEFAULT_MONITORING.drift.warning)),
-            threshold=float(drift_raw.get("threshold", _DEFAULT_MONITORING.drift.threshold)),
+            warning=float(drift_raw.get("warning", default_drift_warning(threshold))),
+            threshold=threshold,
             confidence=float(drift_raw.get("confidence", _DEFAULT_MONITORING.drift.confidence)),
         ),
         sidecar=SidecarLimits(
