@@ -53,7 +53,12 @@ def _constraints(schema: dict[str, Any]) -> str:
     ):
         if key in schema:
             value = schema[key]
-            parts.append(f"{label} `{value}`")
+            exclusive = schema.get(f"exclusive{key.title()}") is True
+            parts.append(
+                f"{'>' if key == 'minimum' else '<'} `{value}`"
+                if exclusive
+                else f"{label} `{value}`"
+            )
     for rule in schema.get("x-kubernetes-validations", []) or []:
         parts.append(f"rule: {rule.get('message') or rule.get('rule')}")
     return "; ".join(parts)
