@@ -350,6 +350,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("path-relative", fetched({"path": "models"}), "spec.model.path"),
     ("path-root", fetched({"path": "/"}), "spec.model.path"),
+    ("path-root-twice", fetched({"path": "//"}), "spec.model.path"),
+    ("uri-pvc-path-from-root", mutate("spec.model.uri", "pvc://models//wine"), "spec.model.uri"),
     ("path-escapes", fetched({"path": "/mnt/../etc"}), "spec.model.path"),
     ("path-without-placed-uri", fetched({"uri": "gs://m/w", "path": "/m"}), "spec.model.path"),
     (
