@@ -288,10 +288,14 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     results = gates(judged, policy, obs.figures, elapsed=elapsed)
     state = replace(state, last_analysis_at=now)
     failed = [g for g in results if g.verdict == GateVerdict.FAIL]
+    duration = judged.duration_seconds if step.kind != "pause" else None
+    over = duration is None or elapsed >= duration
     if failed:
         count = state.failed_checks + 1
         text = "; ".join(g.text for g in failed)
-        state = replace(state, failed_checks=count, held_since=None)
+        # Past the step's end, a hold on undecided gates goes on through a failed check: a
+        # gate alternating between the two would otherwise never meet a deadline.
+        state = replace(state, failed_checks=count, held_since=state.held_since if over else None)
         if count >= policy.failure_limit:
             return cycle.rollback(
                 state, Reason.ANALYSIS_FAILED, f"{text} in {count} checks", results
@@ -308,8 +312,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     # Every gate passed with confidence: the step has its evidence.
     if policy.early_advance and not undecided and step.kind != "pause":
         return cycle.next_step(replace(state, held_since=None), results, evaluated=True)
-    duration = judged.duration_seconds if step.kind != "pause" else None
-    if duration is not None and elapsed < duration:
+    if not over:
         return cycle.decision(
             Action.WAIT,
             replace(state, held_since=None),

@@ -294,6 +294,22 @@ class TestAnalysis:
         fine = decide(POLICY, at_step(2), obs(figures=seen(requests=100)), T0 + 300)
         assert fine.action == "advance"
 
+    def test_a_gate_alternating_failed_and_undecided_after_the_step_meets_the_deadline(
+        self,
+    ) -> None:
+        # failureLimit is never reached in a row, and a failed check used to end the hold.
+        doubtful = obs(figures=seen(requests=100, error_rate=0.02))
+        failing = obs(figures=seen(requests=500, error_rate=0.2))
+        state, at = at_step(2), T0 + 300
+        actions = []
+        while at <= T0 + 2400 and "fail" not in actions:
+            figures = failing if len(actions) % 2 else doubtful
+            d = decide(POLICY, replace(state, last_analysis_at=None), figures, at)
+            actions.append(d.action)
+            state, at = d.state, at + 30
+        assert actions[:2] == ["hold", "wait"] and actions[-1] == "fail"
+        assert d.reason == "ProgressDeadlineExceeded" and at - 30 == T0 + 300 + 1800
+
     def test_passing_after_the_duration_advances(self) -> None:
         d = decide(POLICY, at_step(2), obs(), T0 + 300)
         assert d.action == "advance" and d.state.step == 3
