@@ -126,4 +126,9 @@ def golden_from_status(candidate: Mapping[str, Any] | None) -> GoldenResult | No
     golden = (candidate or {}).get("golden") or {}
     if "total" not in golden:
         return None
-    return GoldenResult(total=int(golden["total"]), agreed=int(golden.get("agreed") or 0))
+    step = golden.get("step")
+    return GoldenResult(
+        total=int(golden["total"]),
+        agreed=int(golden.get("agreed") or 0),
+        step=int(step) if step is not None else None,
+    )

@@ -7,11 +7,10 @@ and returns a :class:`Decision`. It writes nothing; the operator applies the
 traffic it asks for and persists the new state in status, so a restart
 resumes exactly where it stopped.
 
-It starts once the candidate revision's Deployment exists (its first step's
-clock once the candidate is ready); the reconciler
-(``vigil.core.reconcile``) creates it, cleans up superseded candidates and
-finishes a promotion with its blue/green switch (the Service moves only to
-an available revision).
+It starts once the candidate revision's Deployment exists (the first step's
+clock once it is ready); the reconciler (``vigil.core.reconcile``) creates
+it, cleans up superseded candidates and finishes a promotion with its
+blue/green switch (the Service moves only to an available revision).
 
 The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
 
@@ -101,6 +100,8 @@ class GoldenResult:
 
     total: int
     agreed: int
+    #: The validate step (0-based) that replayed it: a later validate step replays its own.
+    step: int | None = None
 
     @property
     def agreement(self) -> float:
@@ -210,8 +211,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     # A person paused or resumed: remember it, or say why not (a resume releases a pause step).
     state, refused = _pause_or_resume(state, step, obs.spec_paused)
     cycle = replace(cycle, refused=refused)
-    # Paused: hold traffic and step where they are (a decided promotion at full capacity);
-    # a pause is no hold (the deadline restarts).
+    # Paused: hold traffic (a decided promotion's full capacity) and step; no hold's deadline.
     if obs.spec_paused or state.paused:
         who = "spec.paused" if obs.spec_paused else "a person"
         return cycle.decision(
@@ -288,13 +288,11 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     results = gates(judged, policy, obs.figures, elapsed=elapsed)
     state = replace(state, last_analysis_at=now)
     failed = [g for g in results if g.verdict == GateVerdict.FAIL]
-    duration = judged.duration_seconds if step.kind != "pause" else None
-    over = duration is None or elapsed >= duration
+    over = step.kind == "pause" or elapsed >= (judged.duration_seconds or 0.0)
     if failed:
         count = state.failed_checks + 1
         text = "; ".join(g.text for g in failed)
-        # Past the step's end, a hold on undecided gates goes on through a failed check: a
-        # gate alternating between the two would otherwise never meet a deadline.
+        # Past the step's end a failed check keeps the hold: alternating gates meet its deadline.
         state = replace(state, failed_checks=count, held_since=state.held_since if over else None)
         if count >= policy.failure_limit:
             return cycle.rollback(
@@ -317,7 +315,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             Action.WAIT,
             replace(state, held_since=None),
             Reason.STEP_IN_PROGRESS,
-            f"{_standing(results)}, {duration - elapsed:.0f}s left",
+            f"{_standing(results)}, {(judged.duration_seconds or 0.0) - elapsed:.0f}s left",
             gates=results,
             evaluated=True,
         )

@@ -243,6 +243,28 @@ def test_golden_set_failure_stops_at_validate() -> None:
     assert world.shadow(stable) is None
 
 
+def test_a_second_validate_step_replays_its_own_golden_set() -> None:
+    def validate(name: str) -> dict[str, Any]:
+        ref = {"configMapKeyRef": {"name": name, "key": "golden.json"}}
+        return {"validate": {"goldenSet": ref, "minAgreement": 0.9}}
+
+    steps = {"replacement": {"steps": [validate("g1"), validate("g2")]}}
+    world, _, candidate = started(rollout={**ROLLOUT, **steps})
+    world.pods_ready(candidate)
+    world.inputs = RolloutInputs(
+        figures=GOOD, shadow_target="http://x", golden=GoldenResult(total=100, agreed=100)
+    )
+    world.reconcile()
+    assert world.status["candidate"]["step"] == 1
+    assert world.status["candidate"]["golden"] == {
+        "total": 100, "agreed": 100, "agreement": 1.0, "step": 0
+    }  # fmt: skip
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")  # the replay's cycle only
+    plan = world.reconcile()
+    assert plan.run_golden_set is not None and plan.run_golden_set.name == "g2"
+    assert world.status["candidate"]["step"] == 1
+
+
 def test_missing_metrics_hold_then_fail_at_deadline() -> None:
     world, stable, candidate = started()
     world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")

@@ -83,7 +83,7 @@ def progress(
         return fetch_failed(cycle, stable_view, attempt.summary, fetch.words)
     # Judge what was measured.
     decision, seen, was_promoting = _judge(cycle, attempt, stable_view, candidate_view, policy)
-    golden = attempt.summary["golden"] = golden_status(seen.golden)
+    golden = attempt.summary["golden"]
     # Past the deadline while the fetch kept failing: say so in the fetch's words.
     if decision.action == Action.FAIL and fetch is not None and fetch.kind == "retrying":
         words = f"{fetch.words} ({decision.message})"
@@ -169,7 +169,14 @@ def _judge(
         )
     if cycle.verb in _STATE_VERBS:
         state = replace(state, requested=RequestVerb(cycle.verb))
-    golden = (obs.rollout.golden if obs.rollout else None) or golden_from_status(attempt.previous)
+    fresh = obs.rollout.golden if obs.rollout else None
+    if fresh is not None:
+        fresh = replace(fresh, step=state.step)
+    golden = fresh or golden_from_status(attempt.previous)
+    attempt.summary["golden"] = golden_status(golden)
+    # A replay answers its own validate step: a later one replays its own golden set.
+    if golden is not None and golden.step not in (None, state.step):
+        golden = None
     inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
     attempt.summary.update(_feature_changes(inputs, attempt.previous))
     if candidate_view is None and not attempt.previous:
@@ -324,7 +331,9 @@ def _feature_changes(
 def golden_status(golden: GoldenResult | None) -> dict[str, Any] | None:
     if golden is None:
         return None
-    return {"total": golden.total, "agreed": golden.agreed, "agreement": round(golden.agreement, 4)}
+    status = {"total": golden.total, "agreed": golden.agreed}
+    status["agreement"] = round(golden.agreement, 4)
+    return status if golden.step is None else {**status, "step": golden.step}
 
 
 def _figure(value: float | None) -> float | None:
