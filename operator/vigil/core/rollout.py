@@ -250,18 +250,18 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     if step.kind == "pause":
         elapsed = now - (state.step_started_at or now)
         # Waiting here is no hold: a not-ready blip before it starts no deadline's clock.
-        state = replace(state, held_since=None)
+        waiting = replace(state, held_since=None)
         if step.duration_seconds is None and not state.released:
             return cycle.decision(
                 Action.WAIT,
-                state,
+                waiting,
                 Reason.WAITING_FOR_PERSON,
                 "waits for a person (kubectl vigil resume NAME, or promote)",
             )
         if step.duration_seconds is not None and elapsed < step.duration_seconds:
             return cycle.decision(
                 Action.WAIT,
-                state,
+                waiting,
                 Reason.PAUSING,
                 f"pause, {step.duration_seconds - elapsed:.0f}s left",
             )

@@ -213,13 +213,15 @@ def test_traffic_from_the_training_data_is_healthy_and_counted(
     first_sent = time.monotonic()
     traffic.normal(10)
     if server is not None:
-        # Scraped before the burst: a series Prometheus first sees after it starts at its
-        # final value, and increase() over the window then counts nothing (ci60).
-        scraped = f'sum(vigil_requests_total{{namespace="{kube.namespace}"}}) >= 10'
+        # increase() counts from a series' first sample: Prometheus must have sampled the
+        # inference series before the burst, or the burst is all in that first sample.
+        scraped = (
+            f'sum(vigil_requests_total{{namespace="{kube.namespace}",endpoint="infer"}}) >= 10'
+        )
         wait_for(
             lambda: server.query(scraped),
             timeout=30,
-            what=lambda: f"Prometheus to scrape the first 10 requests; targets: {server.targets()}",
+            what=lambda: f"Prometheus to sample the first 10 requests; targets: {server.targets()}",
         )
     else:
         time.sleep(3)

@@ -297,7 +297,7 @@ class TestAnalysis:
     def test_a_gate_alternating_failed_and_undecided_after_the_step_meets_the_deadline(
         self,
     ) -> None:
-        # failureLimit is never reached in a row, and a failed check used to end the hold.
+        # failureLimit is never reached in a row: the hold must outlast a failed check.
         doubtful = obs(figures=seen(requests=100, error_rate=0.02))
         failing = obs(figures=seen(requests=500, error_rate=0.2))
         state, at = at_step(2), T0 + 300
@@ -484,6 +484,15 @@ class TestPauseSteps:
         assert waiting.action == "wait" and waiting.state.held_since is None
         again = decide(self.POLICY, waiting.state, obs(candidate_ready=False), at + 10)
         assert again.action == "hold" and again.state.held_since == at + 10
+
+    def test_a_final_pause_holding_on_too_few_requests_meets_the_deadline(self) -> None:
+        few = obs(figures=seen(requests=3))
+        held = decide(self.POLICY, at_step(3), few, T0 + 120)
+        assert held.action == "hold" and held.state.held_since == T0 + 120
+        later = decide(self.POLICY, held.state, few, T0 + 120 + 1799)
+        assert later.action == "hold" and later.state.held_since == T0 + 120
+        failed = decide(self.POLICY, later.state, few, T0 + 120 + 1800)
+        assert failed.action == "fail" and failed.reason == "ProgressDeadlineExceeded"
 
     def test_resume_releases_it(self) -> None:
         d = decide(self.POLICY, at_step(1, requested="resume"), obs(), T0)
