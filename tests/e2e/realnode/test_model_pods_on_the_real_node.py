@@ -168,7 +168,8 @@ def containers(deployed: Deployed) -> list[tuple[str, str, int]]:
     ("uri", "words"),
     [
         ("pvc://Models_1/wine", "a pvc:// URI is pvc://<claim>/<path>"),
-        ("pvc://models/wine/../../etc", "must stay inside the volume (no '..' segment)"),
+        ("pvc://models/wine/../../etc", "must stay inside the volume (no '..' segment"),
+        ("pvc://models//etc", "no '/' right after the claim"),
     ],
 )
 def test_the_api_server_refuses_a_bad_pvc_uri_naming_the_field(
