@@ -8,6 +8,7 @@ real sidecars in front of MLServer).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vigil.core.candidate import evidence_seconds, state_to_status
 from vigil.core.rollout import RolloutState
 from vigil.core.window import FAMILY_LABELS, series_key
-from vigil.metrics import PodTarget, RevisionTarget
+from vigil.metrics import Collection, PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.exposition import parse_sidecar_metrics
 from vigil.metrics.prometheus import _group, family_query, pods_query
@@ -91,6 +92,19 @@ class _FakeSidecar:
         return web.Response(text=self.text, status=self.status)
 
 
+async def collect_at(
+    source: DirectSource,
+    fake: Any,
+    target: RevisionTarget,
+    now: float,
+    requests: float,
+    errors: float = 0,
+) -> Collection:
+    """The sidecar has answered ``requests`` (``errors`` of them failed); one collection."""
+    fake.text = sidecar_text(requests=requests, errors=errors, start=0)
+    return await source.collect([target], now=now)
+
+
 @pytest.fixture
 async def sidecar():
     fake = _FakeSidecar()
@@ -111,10 +125,8 @@ class TestDirectSource:
         target = RevisionTarget("ns", "wine", "r1", 60, (PodTarget("p", "127.0.0.1", port),))
         source = DirectSource()
         try:
-            fake.text = sidecar_text(requests=10, errors=0, start=0)
-            await source.collect([target], now=1000)
-            fake.text = sidecar_text(requests=40, errors=2, start=0)
-            result = await source.collect([target], now=1030)
+            await collect_at(source, fake, target, 1000, 10)
+            result = await collect_at(source, fake, target, 1030, 40, errors=2)
         finally:
             await source.close()
         window = result.windows[target.key]
@@ -129,12 +141,9 @@ class TestDirectSource:
         target = RevisionTarget("ns", "wine", "r1", 60, (PodTarget("p", "127.0.0.1", port),))
         source = DirectSource()
         try:
-            fake.text = sidecar_text(requests=10, errors=0, start=0)
-            await source.collect([target], now=1000)
-            fake.text = sidecar_text(requests=5000, errors=50, start=0)
-            first = await source.collect([target], now=4600)
-            fake.text = sidecar_text(requests=5030, errors=51, start=0)
-            second = await source.collect([target], now=4630)
+            await collect_at(source, fake, target, 1000, 10)
+            first = await collect_at(source, fake, target, 4600, 5000, errors=50)
+            second = await collect_at(source, fake, target, 4630, 5030, errors=51)
         finally:
             await source.close()
         assert first.windows[target.key].requests == 0
@@ -152,12 +161,9 @@ class TestDirectSource:
         short_step = RevisionTarget("ns", "iris", "r9", 10, pod)
         source = DirectSource()
         try:
-            fake.text = sidecar_text(requests=10, errors=0, start=0)
-            await source.collect([long_step], now=1000)
-            fake.text = sidecar_text(requests=300, errors=0, start=0)
-            await source.collect([short_step], now=1400)
-            fake.text = sidecar_text(requests=400, errors=0, start=0)
-            result = await source.collect([long_step], now=1500)
+            await collect_at(source, fake, long_step, 1000, 10)
+            await collect_at(source, fake, short_step, 1400, 300)
+            result = await collect_at(source, fake, long_step, 1500, 400)
         finally:
             await source.close()
         assert result.windows[long_step.key].requests == 390
@@ -175,12 +181,12 @@ class TestDirectSource:
         source = DirectSource()
         try:
             for at, requests in ((90.3, 0), (100.3, 50), (101.0, 54)):
-                fake.text = sidecar_text(requests=requests, errors=0, start=0)
-                await source.collect([RevisionTarget("ns", "wine", "r1", 60, pod)], now=at)
-            fake.text = sidecar_text(requests=60, errors=0, start=0)
+                await collect_at(
+                    source, fake, RevisionTarget("ns", "wine", "r1", 60, pod), at, requests
+                )
             window = evidence_seconds(step, "r1", 110.3)
             target = RevisionTarget("ns", "wine", "r1", window, pod)
-            result = await source.collect([target], now=110.3)
+            result = await collect_at(source, fake, target, 110.3, 60)
         finally:
             await source.close()
         assert result.windows[target.key].requests == 10

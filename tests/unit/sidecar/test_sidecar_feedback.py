@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -40,6 +43,27 @@ async def send(http, sidecar, doc, **kw):
     url = f"http://{sidecar.feedback.address}/vigil/v1/feedback"
     async with http.post(url, data=json.dumps(doc).encode(), **kw) as resp:
         return resp.status, await resp.json(), resp.headers
+
+
+@dataclass
+class SilentPeer:
+    """A peer that accepts connections, reads nothing and never answers (a lost node)."""
+
+    address: str = ""
+    connections: int = 0
+
+
+@contextlib.asynccontextmanager
+async def silent_peer() -> AsyncIterator[SilentPeer]:
+    peer = SilentPeer()
+
+    def accepted(_reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
+        peer.connections += 1
+
+    server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+    peer.address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        yield peer
 
 
 class TestLabels:
@@ -400,11 +424,8 @@ class TestPeers:
         a, b = await self.two(model, start_sidecar, peer_timeout_seconds=0.2)
         await predict(http, a, [[1.0, 0, 0]], request_id="client-9")
         await a.feedback.stop()
-        # Accepts and never answers: may hold the prediction.
-        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        port = silent.sockets[0].getsockname()[1]
-        b.feedback.peers.entries = (f"127.0.0.1:{port}",)
-        async with silent:
+        async with silent_peer() as silent:  # it may hold the prediction
+            b.feedback.peers.entries = (silent.address,)
             _, summary, _ = await send(http, b, {"id": "client-9", "truth": 1})
         assert summary["unreachable"] == 1 and summary["retry"] == ["client-9"]
         # Refuses connections: nothing runs there, nothing is held there.
@@ -518,9 +539,8 @@ class TestHandoffEdges:
         a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=1.6)
         made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
         await send(http, a, {"id": "nobody", "truth": 1})  # a figure to hand over too
-        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        self.in_order(a, f"127.0.0.1:{silent.sockets[0].getsockname()[1]}", b)
-        async with silent:
+        async with silent_peer() as silent:
+            self.in_order(a, silent.address, b)
             assert await a.feedback.handoff() == 1
         assert b.feedback.store.predictions == 1
         _, summary, _ = await send(http, b, {"id": made, "truth": pred})
@@ -532,17 +552,10 @@ class TestHandoffEdges:
         a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=1.6)
         await predict(http, a, [[1.0, 0, 0]])
         await send(http, a, {"id": "nobody", "truth": 1})  # a figure to hand over
-        connections = 0
-
-        def accepted(_reader, _writer) -> None:
-            nonlocal connections
-            connections += 1
-
-        silent = await asyncio.start_server(accepted, "127.0.0.1", 0)
-        self.in_order(a, f"127.0.0.1:{silent.sockets[0].getsockname()[1]}", b)
-        async with silent:
+        async with silent_peer() as silent:
+            self.in_order(a, silent.address, b)
             assert await a.feedback.handoff() == 1
-        assert connections == 1 and b.feedback.store.predictions == 1
+        assert silent.connections == 1 and b.feedback.store.predictions == 1
 
     async def test_among_many_peers_a_busy_one_gets_a_second_before_the_next_is_asked(
         self, model, start_sidecar, http
@@ -623,10 +636,8 @@ class TestHandoffEdges:
         a = await start_sidecar(model.url, feedback=fb(handoff_timeout_seconds=0.2))
         made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
         await send(http, a, {"id": made, "truth": pred})
-        # Reads the request and never answers: it may have counted the figures.
-        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        self.in_order(a, f"127.0.0.1:{silent.sockets[0].getsockname()[1]}")
-        async with silent:
+        async with silent_peer() as silent:  # it may have counted the figures
+            self.in_order(a, silent.address)
             assert await a.feedback.handoff() == 0
         ma = await scrape(http, a)
         assert value(ma, "vigil_feedback_labels_total", outcome="joined") == 0
