@@ -220,10 +220,6 @@ class Reconciler:
             except RetryLater as error:
                 log.warning("reconcile of %s/%s will be retried: %s", *key, error)
                 self.nudge(*key, delay=error.delay)
-            except Exception:  # a bug or an unreadable answer: the object is not forgotten
-                log.exception("reconcile of %s/%s failed; retried in %.0fs", *key, RETRY_SECONDS)
-                self.metrics.reconciles.labels(OUTCOME_ERROR).inc()
-                self.nudge(*key, delay=RETRY_SECONDS)
 
     async def close(self) -> None:
         for timer in self._timers.values():
@@ -238,6 +234,10 @@ class Reconciler:
         except KubeError as error:
             self.metrics.reconciles.labels(OUTCOME_ERROR).inc()
             raise RetryLater(str(error), RETRY_SECONDS if error.retryable else 60.0) from error
+        except Exception as error:  # a bug or an unreadable answer: retried, not forgotten
+            log.exception("reconcile of %s/%s failed", namespace, name)
+            self.metrics.reconciles.labels(OUTCOME_ERROR).inc()
+            raise RetryLater(f"{type(error).__name__}: {error}") from error
         finally:
             self.metrics.duration.observe(time.monotonic() - started)
         self.metrics.reconciles.labels(OUTCOME_CHANGED if changed else OUTCOME_UNCHANGED).inc()

@@ -590,10 +590,12 @@ def _normal_address(address: str) -> str:
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
 
 
+#: getaddrinfo's errors that are the DNS server's answer "no address", not an outage.
+_NO_SUCH_NAME = frozenset({socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)})
+
+
 def _no_such_name(error: BaseException) -> bool:
-    """The DNS server answered that the name has no address (not an outage)."""
-    answered = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
-    return isinstance(error, socket.gaierror) and error.errno in answered
+    return isinstance(error, socket.gaierror) and error.errno in _NO_SUCH_NAME
 
 
 class Peers:

@@ -331,9 +331,12 @@ def _feature_changes(
 def golden_status(golden: GoldenResult | None) -> dict[str, Any] | None:
     if golden is None:
         return None
-    status = {"total": golden.total, "agreed": golden.agreed}
-    status["agreement"] = round(golden.agreement, 4)
-    return status if golden.step is None else {**status, "step": golden.step}
+    return {
+        "total": golden.total,
+        "agreed": golden.agreed,
+        "agreement": round(golden.agreement, 4),
+        **({"step": golden.step} if golden.step is not None else {}),
+    }
 
 
 def _figure(value: float | None) -> float | None:
