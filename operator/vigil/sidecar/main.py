@@ -107,8 +107,11 @@ class Sidecar:
         return cls(settings, registry, ops, monitor, shadow, proxy, watcher, feedback)
 
     async def start(self) -> None:
-        """Bind both ports and start the background tasks."""
-        await self.proxy.start()
+        """Start the background tasks and bind both ports, the serving port last.
+
+        A probe that sees the serving port answer may scrape the metrics port and
+        send requests at once: the monitor, the ids and the metrics must be up.
+        """
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         for path in ("/healthz", "/healthz/live"):
@@ -127,6 +130,7 @@ class Sidecar:
             self.proxy.ids = IdMaker(self.settings.revision, self.feedback.address)
         self.monitor.start()
         self.shadow.start()
+        await self.proxy.start()
         loop = asyncio.get_running_loop()
         self._tasks = (
             loop.create_task(self.watcher.run(), name="vigil-settings"),

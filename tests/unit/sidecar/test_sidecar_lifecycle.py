@@ -10,6 +10,7 @@ from sidecar_testkit import base, v2_body
 
 from vigil.devcluster.common import free_port
 from vigil.sidecar import proxy
+from vigil.sidecar.main import Sidecar
 
 
 async def test_readiness_follows_the_model_server(model, start_sidecar, http, monkeypatch):
@@ -111,3 +112,33 @@ async def test_idle_and_slow_header_connections_are_closed(model, start_sidecar)
     finally:
         idle_w.close()
         slow_w.close()
+
+
+async def test_the_serving_port_opens_last_so_its_answer_means_everything_is_up(
+    model, start_sidecar, monkeypatch
+):
+    # A probe (or a test) that saw the serving port answer goes on to scrape the
+    # metrics port and to send requests that need the monitor and the ids.
+    seen: dict[str, bool] = {}
+    original = proxy.Proxy.start
+
+    async def start_and_look(self: proxy.Proxy) -> None:
+        sidecar = started[0]
+        seen["metrics bound"] = sidecar.metrics_runner is not None and bool(
+            sidecar.metrics_runner.addresses
+        )
+        seen["monitor started"] = sidecar.monitor._task is not None
+        await original(self)
+
+    started: list = []
+    monkeypatch.setattr(proxy.Proxy, "start", start_and_look)
+    real_create = Sidecar.create
+
+    def create_and_remember(settings):
+        sidecar = real_create(settings)
+        started.append(sidecar)
+        return sidecar
+
+    monkeypatch.setattr(Sidecar, "create", staticmethod(create_and_remember))
+    await start_sidecar(model.url)
+    assert seen == {"metrics bound": True, "monitor started": True}
