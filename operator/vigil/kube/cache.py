@@ -28,11 +28,15 @@ vigil.operator.handlers).
 A watch that cannot resume (its resourceVersion expired, e.g. after an API
 server restart) lists everything again, and kopf reports no DELETED event
 for what vanished in between: the cache would keep a ghost. So a listing
-(``type None`` events of a kind in a namespace, at start or later) opens a
-window of LISTING_SECONDS during which reads of that kind and namespace go
-to the API server; when it closes, whatever the listing did not show is
-dropped (client-go's informers "replace" their store the same way). An
-operator restarting therefore reads afresh for its first minute.
+(announced by the watch when it starts, see
+vigil.operator.runtime.announce_listings, and seen in its ``type None``
+events) opens a window of LISTING_SECONDS during which reads of that kind in
+that namespace (every namespace, for a cluster-wide watch) go to the API
+server; when it closes, whatever the listing did not show is dropped
+(client-go's informers "replace" their store the same way). The watch's own
+announcement matters when a namespace has none left: then no listed object
+says that a listing ran. An operator restarting reads afresh for its first
+minute.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ import orjson
 from vigil.common.objects import Body, section
 
 Key = tuple[str, str, str]  # kind, namespace, name
+#: The namespace of a cluster-wide listing's window.
+EVERY_NAMESPACE = "*"
 
 #: How long a deletion is remembered (late events of the object arrive well within it).
 TOMBSTONE_SECONDS = 120.0
@@ -164,22 +170,37 @@ class ObjectCache:
             self._listing(kind, key[1])
         self.store(kind, body)
 
+    def listing_started(self, kind: str, namespace: str | None) -> None:
+        """A watch of this kind starts by listing it in a namespace (None: cluster-wide)."""
+        if kind in self.kinds:
+            self._listing(kind, EVERY_NAMESPACE if namespace is None else namespace)
+
     def _listing(self, kind: str, namespace: str) -> None:
-        """A ``type None`` event is part of a listing: open its window (once per listing)."""
+        """Open the window of a listing (once: its listed objects come after its start)."""
         self._listings.setdefault((kind, namespace), self._clock())
 
     def _trusted(self, kind: str, namespace: str) -> bool:
-        """False while a relisting of this kind and namespace runs; closes expired windows."""
-        since = self._listings.get((kind, namespace))
+        """False while a relisting of this kind covering the namespace runs; closes expired
+        windows."""
+        here = self._closed(kind, namespace)
+        everywhere = self._closed(kind, EVERY_NAMESPACE)  # both run: each closes its window
+        return here and everywhere
+
+    def _closed(self, kind: str, window: str) -> bool:
+        """Whether no listing window of the kind is open there; an expired one drops the
+        objects its listing did not show."""
+        since = self._listings.get((kind, window))
         if since is None:
             return True
         if self._clock() - since < LISTING_SECONDS:
             return False
-        del self._listings[(kind, namespace)]
+        del self._listings[(kind, window)]
         ghosts = [
             key
             for key in self._objects
-            if key[0] == kind and key[1] == namespace and self._seen.get(key, 0.0) < since
+            if key[0] == kind
+            and window in (key[1], EVERY_NAMESPACE)
+            and self._seen.get(key, 0.0) < since
         ]
         for key in ghosts:
             self._remove(key)

@@ -12,12 +12,14 @@ import json
 import logging
 import time
 import types
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 import orjson
 from kopf._cogs.clients import api as kopf_api
+from kopf._cogs.clients import watching as kopf_watching
 
 from vigil import __version__
 from vigil.core import naming
@@ -102,6 +104,13 @@ def remember(runtime: Runtime, plural: str, event_type: str | None, body: Any) -
         runtime.cache.observe(kind, event_type, dict(body))
 
 
+def listing(runtime: Runtime, plural: str, namespace: str | None) -> None:
+    """A watch starts by listing (None: cluster-wide): the cache distrusts what it holds."""
+    kind = CACHED_PLURALS.get(plural)
+    if kind is not None:
+        runtime.cache.listing_started(kind, namespace)
+
+
 async def post_event(api: Api, body: Any, event: Event) -> None:
     """Post a Kubernetes Event on the ModelDeployment and wait for the API server's answer.
 
@@ -165,6 +174,30 @@ def decode_watch_streams_with_orjson() -> None:
     kopf_api.json = faster  # type: ignore[attr-defined]
 
 
+def announce_listings(on_listing: Callable[[str, str | None], None]) -> None:
+    """Call ``on_listing(plural, namespace)`` whenever a kopf watch (re)starts by listing.
+
+    Why: a relisting that finds no object in a namespace shows no event at all,
+    and the cache would keep the objects deleted meanwhile (vigil.kube.cache).
+    It wraps `continuous_watch` of a private kopf module,
+    `kopf._cogs.clients.watching`; test_kopf_announces_each_listing fails loudly
+    when a kopf release moves it. Installed again, it replaces the listener.
+    """
+    original = getattr(
+        kopf_watching.continuous_watch, "__wrapped__", kopf_watching.continuous_watch
+    )
+
+    async def continuous_watch(
+        *, resource: Any, namespace: str | None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        on_listing(resource.plural, namespace)
+        async for event in original(resource=resource, namespace=namespace, **kwargs):
+            yield event
+
+    continuous_watch.__wrapped__ = original  # type: ignore[attr-defined]
+    kopf_watching.continuous_watch = continuous_watch
+
+
 #: Watch handlers that only feed the health loop or the cache: their success lines are noise.
 QUIET_HANDLERS = ("model_deployment_seen", "model_pod_seen", "settings_changed", "child_changed")
 
@@ -213,8 +246,10 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     - Child watches are filtered server-side by Vigil's label.
     - Events: only those the operator posts on purpose (Deployed, Switched...).
     - Watch events decoded by orjson (see decode_watch_streams_with_orjson).
+    - Each listing announced to the cache (see announce_listings).
     """
     decode_watch_streams_with_orjson()
+    announce_listings(lambda plural, namespace: listing(runtime, plural, namespace))
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.scanning.disabled = True

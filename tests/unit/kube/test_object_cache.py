@@ -170,6 +170,40 @@ class TestRelisting:
         assert cache.serves_list("Deployment", "other", f"{LABEL}=wine")
         assert cache.serves_list("Service", "ml", f"{LABEL}=wine")
 
+    def test_an_empty_relisting_drops_what_the_namespace_held(
+        self, cache: ObjectCache, clock: Clock
+    ) -> None:
+        # Its last Deployment deleted while the watch was away: the listing shows nothing,
+        # so no listed object says that it ran; the watch says so when it starts.
+        cache.observe("Deployment", "ADDED", obj("wine-ghost", 2))
+        clock.now += 5
+        cache.listing_started("Deployment", "ml")
+        assert cache.get("Deployment", "ml", "wine-ghost") is None  # read from the API server
+        clock.now += LISTING_SECONDS
+        assert cache.serves_list("Deployment", "ml", f"{LABEL}=wine")
+        assert cache.list("Deployment", "ml", f"{LABEL}=wine") == []
+        assert cache.get("Deployment", "ml", "wine-ghost") is None
+        assert len(cache) == 0
+
+    def test_a_cluster_wide_relisting_covers_every_namespace(
+        self, cache: ObjectCache, clock: Clock
+    ) -> None:
+        cache.observe("Deployment", "ADDED", obj("wine-a", 1))
+        cache.observe(
+            "Deployment",
+            "ADDED",
+            {**obj("gone", 2), "metadata": {**obj("gone", 2)["metadata"], "namespace": "other"}},
+        )
+        clock.now += 5
+        cache.listing_started("Deployment", None)
+        cache.observe("Deployment", None, obj("wine-a", 1))  # "other" now holds none
+        assert not cache.serves_list("Deployment", "other", f"{LABEL}=wine")
+        assert cache.serves_list("Service", "other", f"{LABEL}=wine")
+        clock.now += LISTING_SECONDS
+        assert cache.get("Deployment", "other", "gone") is None
+        assert cache.get("Deployment", "ml", "wine-a") is not None
+        assert len(cache) == 1
+
     def test_objects_written_during_a_listing_survive_it(
         self, cache: ObjectCache, clock: Clock
     ) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kopf
 import pytest
 
+from vigil.core import naming
 from vigil.operator import handlers
 from vigil.operator.main import check_kopf_version, parse_options
 from vigil.operator.metrics import OperatorMetrics
@@ -184,3 +186,45 @@ def test_kopf_decodes_watch_events_with_orjson() -> None:
     )
     line = b'{"type":"MODIFIED","object":{"metadata":{"name":"caf\\u00e9"},"spec":{"n":1.5}}}'
     assert kopf_api.json.loads(line.decode("utf-8")) == json.loads(line)
+
+
+async def test_kopf_announces_each_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    from kopf._cogs.clients import watching as kopf_watching
+    from kopf._cogs.structs import references
+
+    from vigil.operator.runtime import announce_listings
+
+    assert "continuous_watch(" in inspect.getsource(kopf_watching.infinite_watch), (
+        "kopf's watch no longer (re)starts through kopf._cogs.clients.watching."
+        "continuous_watch: vigil.operator.runtime.announce_listings now announces nothing "
+        "and the object cache keeps ghosts after an empty relisting"
+    )
+    calls: list[tuple[str, str | None]] = []
+
+    async def empty_listing(**_: Any) -> Any:
+        # What kopf's watch yields for a namespace with nothing left in it.
+        yield kopf_watching.Bookmark.LISTED
+
+    monkeypatch.setattr(kopf_watching, "continuous_watch", empty_listing)
+    announce_listings(lambda plural, namespace: calls.append(("first", namespace)))
+    announce_listings(lambda plural, namespace: calls.append((plural, namespace)))  # replaces
+    resource = references.Resource("apps", "v1", "deployments")
+    settings = kopf.OperatorSettings()
+    settings.watching.reconnect_backoff = 0
+
+    async def watch(namespace: str | None) -> list[Any]:
+        stream = kopf_watching.infinite_watch(
+            settings=settings, resource=resource, namespace=namespace, _iterations=2
+        )
+        return [event async for event in stream]
+
+    assert await watch("ml") == [kopf_watching.Bookmark.LISTED] * 2
+    assert calls == [("deployments", "ml"), ("deployments", "ml")]
+    # The operator's settings point the announcements at its cache.
+    runtime = build_runtime(OperatorOptions())
+    configure_kopf(settings, runtime)
+    await watch(None)
+    assert not runtime.cache.serves_list("Deployment", "ml", f"{naming.LABEL_MODEL_DEPLOYMENT}=m")
+    assert runtime.cache.serves_list("Service", "ml", f"{naming.LABEL_MODEL_DEPLOYMENT}=m")
