@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.common import objects
+from vigil.common.locks import KeyedLocks
 from vigil.common.objects import section
 from vigil.common.times import utc_now
 from vigil.core import naming
@@ -170,7 +171,7 @@ class Reconciler:
         self.metrics = metrics
         self._post_event = post_event
         self._clock = clock
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks = KeyedLocks()
         self._queued: set[tuple[str, str]] = set()
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -180,13 +181,10 @@ class Reconciler:
         self.fetches: Callable[[str, str], Mapping[str, FetchState]] = lambda _ns, _name: {}
         self.coalesce_seconds = COALESCE_SECONDS
 
-    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
-
     async def reconcile(self, namespace: str, name: str) -> None:
         """Reconcile now (from a ModelDeployment handler); RetryLater when it should be retried."""
         key = (namespace, name)
-        async with self._lock(key):
+        async with self._locks.hold(key):
             await self._reconcile_once(namespace, name)
 
     def nudge(self, namespace: str, name: str, delay: float = 0.0) -> None:
@@ -213,7 +211,7 @@ class Reconciler:
     async def _nudged(self, key: tuple[str, str]) -> None:
         # Nudges arriving meanwhile find the key queued and join this reconcile.
         await asyncio.sleep(self.coalesce_seconds)
-        async with self._lock(key):
+        async with self._locks.hold(key):
             self._queued.discard(key)
             try:
                 await self._reconcile_once(*key)
@@ -422,7 +420,7 @@ class Reconciler:
         Event (Warning when it calls for attention). Returns whether anything
         was written.
         """
-        async with self._lock((namespace, name)):
+        async with self._locks.hold((namespace, name)):
             api = self._api_factory()
             body = await api.get("ModelDeployment", namespace, name)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
