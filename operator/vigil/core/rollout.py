@@ -1,8 +1,7 @@
 """The progressive rollout state machine: ``decide(policy, state, observations, now)``.
 
-Pure: it reads the rollout policy (``spec.rollout``, typed by
-:mod:`vigil.core.spec`), the rollout state
-(from ``status.candidate``), what was measured this cycle, and the time,
+Pure: it reads the rollout policy (``spec.rollout``, typed by :mod:`vigil.core.spec`),
+the rollout state (from ``status.candidate``), what was measured this cycle, and the time,
 and returns a :class:`Decision`. It writes nothing; the operator applies the
 traffic it asks for and persists the new state in status, so a restart
 resumes exactly where it stopped.
@@ -41,16 +40,16 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
     step over, more steps                      -> next step
     last step over                             -> promote
 
-Each step judges its own evidence: the requests (a canary's live requests, a
-shadow step's copies), comparisons, predictions, input rows and (canary,
-with ``analysis.performance``) labels since the step started
-(vigil.core.judges: confidence sequences, Holm across gates).
+Each step judges its own evidence: the requests (a canary's live requests, a shadow
+step's copies), comparisons, predictions, input rows and (canary, with
+``analysis.performance``) labels since the step started (vigil.core.judges:
+confidence sequences, Holm across gates). Between two checks nothing new is said.
 
-Invariants (property-tested): never promote without an evaluation of at
-least ``minRequests`` with no failed gate at the final step (a person's promote aside); never
-count a failed check on missing data; the stable keeps its full replica
-count until the candidate is promoted; a rollback always leaves the
-candidate at zero traffic. Nothing waits without a deadline but a pause.
+Invariants (property-tested): never promote without an evaluation of at least
+``minRequests`` with no failed gate at the final step (a person's promote aside); never
+count a failed check on missing data; the stable keeps its full replica count until the
+candidate is promoted; a rollback always leaves the candidate at zero traffic; nothing
+waits without a deadline but a pause.
 """
 
 from __future__ import annotations
@@ -60,11 +59,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from vigil.common.times import format_unix
 from vigil.core.analysis import CandidateFigures
 from vigil.core.judges import Gate, gates, golden_gate
 from vigil.core.spec import RolloutPolicy, Step, Tolerance
-
-# The policy's types are the spec's (vigil.core.spec reads spec.rollout).
 from vigil.core.vocabulary import Action, GateVerdict, Outcome, Reason, RequestVerb
 
 # -- state (lives in status.candidate) --------------------------------------------------
@@ -150,6 +148,8 @@ class Decision:
     events: tuple[str, ...] = field(default_factory=tuple)
     #: Why a person's request was not taken ("" = taken, or none was made).
     refused: str = ""
+    #: A wait between two checks: status keeps the words of the last check.
+    between_checks: bool = False
 
 
 def candidate_replicas_for(weight: int, replicas: int) -> int:
@@ -226,9 +226,8 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         return cycle.promoting(state)
     # Candidate pods not ready: wait for them, within the deadline.
     if not obs.candidate_ready:
-        return cycle.hold(
-            state, Reason.CANDIDATE_NOT_READY, "waiting for the candidate's pods to become ready"
-        )
+        waiting = "waiting for the candidate's pods to become ready"
+        return cycle.hold(state, Reason.CANDIDATE_NOT_READY, waiting)
 
     # validate: replay the golden set before any live traffic.
     if step.kind == "validate":
@@ -248,7 +247,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
 
     # pause: wait for a person, or for its duration; a final pause then needs fresh evidence.
     if step.kind == "pause":
-        elapsed = now - (state.step_started_at or now)
+        started = state.step_started_at or now
         # Waiting here is no hold: a not-ready blip before it starts no deadline's clock.
         waiting = replace(state, held_since=None)
         if step.duration_seconds is None and not state.released:
@@ -258,12 +257,12 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
                 Reason.WAITING_FOR_PERSON,
                 "waits for a person (kubectl vigil resume NAME, or promote)",
             )
-        if step.duration_seconds is not None and elapsed < step.duration_seconds:
+        if step.duration_seconds is not None and now < started + step.duration_seconds:
             return cycle.decision(
                 Action.WAIT,
                 waiting,
                 Reason.PAUSING,
-                f"pause, {step.duration_seconds - elapsed:.0f}s left",
+                f"pause until {format_unix(started + step.duration_seconds)}",
             )
         if index + 1 < len(steps):
             return cycle.next_step(state, (), evaluated=False)
@@ -283,7 +282,8 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         and now - state.last_analysis_at < policy.interval_seconds
     ):
         wait = policy.interval_seconds - (now - state.last_analysis_at)
-        return cycle.decision(Action.WAIT, state, Reason.ANALYZING, f"next check in {wait:.0f}s")
+        words = f"next check in {wait:.0f}s"
+        return cycle.decision(Action.WAIT, state, Reason.ANALYZING, words, between_checks=True)
     elapsed = now - (state.step_started_at or now)
     results = gates(judged, policy, obs.figures, elapsed=elapsed)
     state = replace(state, last_analysis_at=now)

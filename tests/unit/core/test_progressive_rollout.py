@@ -784,3 +784,39 @@ class TestTheRouteLeavesAServiceBeforeItIsDeleted:
         kinds = [type(action).__name__ for action in plan.actions]
         assert kinds.index("Route") < kinds.index("Delete")
         assert all(k != "Delete" for k in kinds[: kinds.index("Route")])
+
+
+def test_between_checks_status_keeps_the_words_of_the_last_check() -> None:
+    # Checks every 10 s, cycles every second: status changes at each check, not each cycle,
+    # and Progressing keeps the check's reason (no StepInProgress/Analyzing flapping).
+    rollout = {
+        "replacement": {"steps": [{"canary": {"weight": 20, "duration": "120s"}}]},
+        "analysis": {"interval": "10s", "minRequests": 20},
+    }
+    world, _stable, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD)
+    run_until(world, candidate, lambda: world.status["candidate"]["reason"] == "StepInProgress")
+    writes, reasons = world.status_writes, set()
+    for _ in range(30):
+        world.reconcile()
+        reasons.add((world.status["candidate"]["reason"], world.condition("Progressing")["reason"]))
+    assert reasons == {("StepInProgress", "StepInProgress")}
+    assert world.status_writes - writes == 3
+    assert world.status["candidate"]["message"].endswith("s left")
+
+
+def test_a_timed_pause_says_when_it_ends_and_writes_status_once() -> None:
+    rollout = {
+        "replacement": {"steps": [{"pause": {"duration": "60s"}}, {"canary": {"weight": 20}}]},
+        "analysis": {"interval": "10s", "minRequests": 20},
+    }
+    world, _stable, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD)
+    run_until(world, candidate, lambda: world.status["candidate"]["reason"] == "Pausing")
+    writes, message = world.status_writes, world.status["candidate"]["message"]
+    for _ in range(30):
+        world.reconcile()
+    assert world.status_writes == writes and world.status["candidate"]["message"] == message
+    started_at = world.status["candidate"]["stepStartedAt"]
+    assert message.startswith("step 1/2 (pause (timed)): pause until 20"), message
+    assert started_at < message.rpartition(" ")[2]

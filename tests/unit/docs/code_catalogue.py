@@ -303,6 +303,16 @@ def _stepped_endings(seen: Catalogue) -> None:
     world.request = Request("abort", "a1")
     _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 10)
 
+    # Metrics back between two checks, after a hold: Analyzing until the next check.
+    world, candidate = _rollout(seen, version="1", config={"K": "2"})  # a tweak: one canary
+    world.inputs = RolloutInputs(figures=DOUBTFUL)
+    _drive(world, candidate, seen, lambda: _reason(world) == "StepInProgress", 10)
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")
+    _cycle(world, seen, advance=0.5)
+    world.inputs = RolloutInputs(figures=DOUBTFUL)
+    _cycle(world, seen, advance=0.5)
+    assert _reason(world) == "Analyzing", world.status
+
     world, candidate = _rollout(seen, version="1", config={"K": "1"})  # a tweak: one canary
     world.inputs = RolloutInputs(figures=figures(**{**SEEN, "requests": 12}))
     _drive(world, candidate, seen, lambda: world.status["phase"] == "Failed", 90)

@@ -51,6 +51,8 @@ from vigil.core.vocabulary import Outcome as HistoryOutcome
 
 #: The verbs ``RolloutState.requested`` takes (retry is the reconcile's own).
 _STATE_VERBS = (RequestVerb.PROMOTE, RequestVerb.ABORT, RequestVerb.PAUSE, RequestVerb.RESUME)
+#: What a check says (status.candidate.reason) until the next one.
+CHECK_REASONS = (Reason.STEP_IN_PROGRESS, Reason.CHECK_FAILED, Reason.UNDECIDED)
 
 
 @dataclass
@@ -291,26 +293,35 @@ def _step_report(
     fetching = cycle.fetch_progress(attempt.revision)
     if decision.reason == Reason.CANDIDATE_NOT_READY and fetching:
         message = f"{message} ({fetching})"
+    reason = decision.reason
+    previous = attempt.previous
+    # Between two checks, the last check's words stand (no write, no flapping reason).
+    if (
+        decision.between_checks
+        and previous.get("step") == state.step
+        and previous.get("reason") in CHECK_REASONS
+    ):
+        reason, message = previous["reason"], previous["message"]
     attempt.summary.update(state_to_status(state))
     attempt.summary.update(
         {
             "stepName": step.describe(),
             "weight": round(effective) if traffic.candidate_weight else 0,
             "shadowPercent": traffic.shadow_percent or None,
-            "reason": decision.reason,
+            "reason": reason,
             "message": message,
         }
     )
     ready_reason = {
         Reason.PAUSED: Reason.ROLLOUT_PAUSED,
         Reason.WAITING_FOR_PERSON: Reason.WAITING_FOR_PERSON,
-    }.get(decision.reason, Reason.ROLLOUT_IN_PROGRESS)
+    }.get(reason, Reason.ROLLOUT_IN_PROGRESS)
     text = (
         f"revision {attempt.revision} ({attempt.change}) {message}; "
         f"revision {stable_view.revision} keeps serving"
     )
     active = ready_reason != Reason.ROLLOUT_PAUSED
-    return outcome(Phase.PROGRESSING, (False, ready_reason), (active, decision.reason), text)
+    return outcome(Phase.PROGRESSING, (False, ready_reason), (active, reason), text)
 
 
 def _feature_changes(
