@@ -8,6 +8,10 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 
 
+class Busy(Exception):
+    """The key's lock was not free within the wait asked for."""
+
+
 @dataclass
 class _Held:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -28,12 +32,20 @@ class KeyedLocks:
         return len(self._held)
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+    async def hold(self, key: Hashable, wait: float | None = None) -> AsyncIterator[None]:
+        """Hold the key's lock; with ``wait``, raise Busy when it is not free that soon."""
         held = self._held.setdefault(key, _Held())
         held.users += 1
         try:
-            async with held.lock:
+            try:
+                async with asyncio.timeout(wait):
+                    await held.lock.acquire()
+            except TimeoutError:
+                raise Busy(key) from None
+            try:
                 yield
+            finally:
+                held.lock.release()
         finally:
             held.users -= 1
             if held.users == 0:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.common import objects
-from vigil.common.locks import KeyedLocks
+from vigil.common.locks import Busy, KeyedLocks
 from vigil.common.objects import section
 from vigil.common.times import utc_now
 from vigil.core import naming
@@ -68,6 +68,9 @@ INVALID_STATUSES = (400, 422)
 #: Deployment's status moves through several replica counts within a second or two)
 #: costs one reconcile (its reads and its status patch) instead of one per event.
 COALESCE_SECONDS = 0.5
+#: How long a health write waits for a reconcile of its object before leaving it to the
+#: next cycle (a reconcile takes well under a second; a golden replay up to a minute).
+HEALTH_WAIT_SECONDS = 5.0
 
 
 #: Posts an Event about the object (as read) through the API and waits for the answer.
@@ -418,35 +421,50 @@ class Reconciler:
         the two never interleave their reads and writes; rollout conditions are
         kept as they are. Each health condition whose status flips gets an
         Event (Warning when it calls for attention). Returns whether anything
-        was written.
+        was written: nothing when a reconcile holds the object longer than
+        HEALTH_WAIT_SECONDS (a golden replay holds it up to a minute, and the
+        loop waits for all its writes); the next cycle writes it.
         """
-        async with self._locks.hold((namespace, name)):
-            api = self._api_factory()
-            body = await api.get("ModelDeployment", namespace, name)
-            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
-                return False
-            status = body.get("status") or {}
-            patch, phase = health_patch(body, health, conditions, self._clock())
-            if not patch:
-                return False
-            # An Event per condition whose status flips (Healthy True -> False...),
-            # posted before the status that records the flip (see _write).
-            flips = transitions(status.get("conditions"), conditions)
-            await self._emit(
-                api,
-                body,
-                *(
-                    Event(
-                        state.reason,
-                        f"{state.type} is {condition_word(state.status)}: {state.message}",
-                        warning=attention,
-                    )
-                    for state, attention in flips
-                ),
-            )
-            await api.patch_status("ModelDeployment", namespace, name, patch)
-            self.metrics.writes.labels("ModelDeployment", "status").inc()
-            self.metrics.set_phase(namespace, name, phase)
+        try:
+            async with self._locks.hold((namespace, name), wait=HEALTH_WAIT_SECONDS):
+                return await self._write_health(namespace, name, health, conditions)
+        except Busy:
+            log.info("%s/%s: health left to the next cycle (a reconcile runs)", namespace, name)
+            return False
+
+    async def _write_health(
+        self,
+        namespace: str,
+        name: str,
+        health: Mapping[str, Any],
+        conditions: Sequence[ConditionState],
+    ) -> bool:
+        api = self._api_factory()
+        body = await api.get("ModelDeployment", namespace, name)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return False
+        status = body.get("status") or {}
+        patch, phase = health_patch(body, health, conditions, self._clock())
+        if not patch:
+            return False
+        # An Event per condition whose status flips (Healthy True -> False...),
+        # posted before the status that records the flip (see _write).
+        flips = transitions(status.get("conditions"), conditions)
+        await self._emit(
+            api,
+            body,
+            *(
+                Event(
+                    state.reason,
+                    f"{state.type} is {condition_word(state.status)}: {state.message}",
+                    warning=attention,
+                )
+                for state, attention in flips
+            ),
+        )
+        await api.patch_status("ModelDeployment", namespace, name, patch)
+        self.metrics.writes.labels("ModelDeployment", "status").inc()
+        self.metrics.set_phase(namespace, name, phase)
         if flips and status.get("bake"):
             # A bake judges these conditions: its reconcile need not wait for its recheck.
             self.nudge(namespace, name)

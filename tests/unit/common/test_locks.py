@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from vigil.common.locks import KeyedLocks
+from vigil.common.locks import Busy, KeyedLocks
 
 
 async def test_one_holder_per_key_and_other_keys_run_beside_it() -> None:
@@ -49,4 +49,16 @@ async def test_a_waiter_cancelled_or_a_holder_failing_leaves_nothing_behind() ->
         await first
     with pytest.raises(asyncio.CancelledError):
         await second
+    assert len(locks) == 0
+
+
+async def test_a_bounded_wait_gives_up_and_leaves_the_holder_alone() -> None:
+    locks = KeyedLocks()
+    async with locks.hold("a"):
+        with pytest.raises(Busy):
+            async with locks.hold("a", wait=0.01):
+                raise AssertionError("held twice")
+        assert len(locks) == 1
+    async with locks.hold("a", wait=0.01):
+        pass
     assert len(locks) == 0

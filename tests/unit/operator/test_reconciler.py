@@ -16,6 +16,7 @@ import pytest
 from vigil.core.reconcile import Event
 from vigil.core.status import ConditionState
 from vigil.kube.client import KubeError
+from vigil.operator import reconciler as reconciler_module
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig, RetryLater
 
@@ -520,3 +521,29 @@ async def test_a_golden_replay_is_no_traffic_of_the_step_after_it(harness: Harne
     candidate = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]["candidate"]
     assert candidate["step"] == 1
     assert candidate["stepStartedAt"] == replayed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def test_health_waits_for_no_reconcile_and_is_written_the_next_cycle(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reconcile can hold the object for a minute (a golden replay): the health cycle,
+    # which waits for all its writes, must not wait for it (other models' health would).
+    await converged(harness)
+    release = asyncio.Event()
+    read = harness.api.get
+
+    async def stuck(*args: Any, **kwargs: Any) -> Any:
+        await release.wait()
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(harness.api, "get", stuck)
+    reconciling = asyncio.create_task(harness.reconciler.reconcile("ml", "wine"))
+    await asyncio.sleep(0)
+    monkeypatch.setattr(harness.api, "get", read)
+    monkeypatch.setattr(reconciler_module, "HEALTH_WAIT_SECONDS", 0.05)
+    health = {"verdict": "Degraded", "errorRate": 0.05}
+    written = harness.reconciler.record_health("ml", "wine", health, BROKEN)
+    assert not await asyncio.wait_for(written, 1)
+    release.set()
+    await reconciling
+    assert await harness.reconciler.record_health("ml", "wine", health, BROKEN)
