@@ -202,7 +202,11 @@ class RolloutWorld(World):
 
     def observe(self) -> Observation:
         base = super().observe()
-        router = router_for(parse_rollout(self.spec.get("rollout") or {}).http_route)
+        try:
+            route = parse_rollout(self.spec.get("rollout") or {}).http_route
+        except ValueError:  # unreadable: the operator's parsed spec keeps the default
+            route = None
+        router = router_for(route)
 
         def planner(stable: str, candidate: str | None, traffic: Any) -> Any:
             return router.plan(RoutingTarget("wine", "ml", stable, candidate), traffic)

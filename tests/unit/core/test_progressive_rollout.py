@@ -820,3 +820,45 @@ def test_a_timed_pause_says_when_it_ends_and_writes_status_once() -> None:
     started_at = world.status["candidate"]["stepStartedAt"]
     assert message.startswith("step 1/2 (pause (timed)): pause until 20"), message
     assert started_at < message.rpartition(" ")[2]
+
+
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [("monitoring", {"window": "0s"}), ("rollout", {**ROLLOUT, "analysis": {"interval": "fast"}})],
+)
+def test_an_unreadable_section_mid_rollout_blocks_it_and_never_switches(
+    section: str, value: dict[str, Any]
+) -> None:
+    # An older schema or a non-validating client let it through: the candidate must not
+    # take the Service unjudged; the rollout stands where it was until the spec is fixed.
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "shadow 100%")
+    step = world.status["candidate"]["step"]
+    world.set_spec(spec("2", 2, **{"rollout": ROLLOUT, section: value}))
+    for _ in range(3):
+        world.pods_ready(candidate)
+        world.reconcile()
+    assert world.service_revision() == stable and world.status["stable"]["revision"] == stable
+    ready = world.condition("Ready")
+    assert ready["reason"] == "InvalidSpec" and f"spec.{section}" in ready["message"]
+    assert world.status["candidate"]["revision"] == candidate
+    world.set_spec(spec("2", 2, rollout=ROLLOUT))
+    world.reconcile()
+    assert world.status["candidate"]["step"] == step  # resumed, not restarted
+
+
+def test_an_invalid_spec_mid_rollout_keeps_the_rollouts_state() -> None:
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 50%")
+    kept = world.status["candidate"]
+    bad = spec("2", 2, rollout=ROLLOUT)
+    bad["replicas"] = 0
+    world.set_spec(bad)
+    world.reconcile()
+    assert world.condition("Ready")["reason"] == "InvalidSpec"
+    assert world.status["candidate"]["step"] == kept["step"]
+    world.set_spec(spec("2", 2, rollout=ROLLOUT))
+    world.reconcile()
+    assert world.status["candidate"]["stepName"] == "canary 50%"

@@ -116,12 +116,10 @@ def _supersede_others(
 
 
 def _policy(cycle: Cycle, change: ChangeKind) -> RolloutPolicy | None:
-    """The change kind's steps with the SLOs the gates use; None without steps (blue/green),
-    or when spec.rollout or spec.monitoring cannot be read."""
+    """The change kind's steps with the SLOs the gates use; None without steps (blue/green).
+    A change with an unreadable spec.rollout or spec.monitoring is blocked before (runbook)."""
     spec = cycle.spec
     assert spec is not None
-    if spec.rollout.problem or spec.monitoring.problem:
-        return None
     policy = spec.rollout.policy(change, spec.monitoring.slo)
     return policy if policy.steps else None
 

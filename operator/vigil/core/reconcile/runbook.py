@@ -67,6 +67,11 @@ def _decide(cycle: Cycle) -> Plan:
         desired_identity=identity,
     )
 
+    # A change is never rolled out on a policy or thresholds the operator cannot read.
+    unreadable = _unreadable_section(spec)
+    if unreadable is not None and change not in (None, ChangeKind.NEW):
+        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, unreadable)
+
     # A new revision needs its reference profile before its pods can start.
     if _missing_reference(obs, spec) and revision not in views:
         ref = spec.monitoring.reference
@@ -90,6 +95,17 @@ def _decide(cycle: Cycle) -> Plan:
     # Children a revision left behind go with it.
     _sweep_leftovers(cycle, views)
     return plan
+
+
+def _unreadable_section(spec: ModelDeploymentSpec) -> str | None:
+    """What makes spec.rollout or spec.monitoring unreadable (an older schema let it in)."""
+    for section, problem in (
+        ("rollout", spec.rollout.problem),
+        ("monitoring", spec.monitoring.problem),
+    ):
+        if problem:
+            return f"spec.{section} cannot be used ({problem}); the rollout waits for a fix"
+    return None
 
 
 def _missing_reference(obs: Observation, spec: ModelDeploymentSpec) -> bool:
@@ -145,7 +161,11 @@ def _blocked(cycle: Cycle, stable_view: DeploymentView | None, reason: str, mess
     if cycle.verb:
         cycle.answer(False, f"the operator cannot act on this spec ({reason}): {message}")
     reached = not_ready(Phase.FAILED, reason, message, progressing=False)
-    return finish(cycle, reached, revision=None, stable=Side(stable_view) if stable_view else None)
+    plan = finish(cycle, reached, revision=None, stable=Side(stable_view) if stable_view else None)
+    # A rollout or bake under way resumes where it stood once the spec is fixed.
+    for key in ("candidate", "bake"):
+        plan.status[key] = cycle.obs.status.get(key)
+    return plan
 
 
 def _sweep_leftovers(cycle: Cycle, views: Mapping[str, DeploymentView]) -> None:

@@ -12,9 +12,10 @@ operator reads :class:`ModelDeploymentSpec`, never the raw mapping.
 What an older schema or a non-validating client could let through is
 reported, not raised, where the operator can still act: a section that
 cannot be read keeps its defaults and says why in ``problem`` (monitoring:
-the health loop skips the object and a rollout measures nothing; rollout:
-the change is switched blue/green, as without steps). What the pods
-cannot take (no model version, an unknown protocol) is a :class:`SpecError`.
+the health loop skips the object; either section: a change of the model is
+blocked with InvalidSpec, its rollout kept where it stood, until the spec is
+fixed). What the pods cannot take (no model version, an unknown protocol) is
+a :class:`SpecError`.
 """
 
 # The package's face: the defaults, the typed spec (model), the health loop's view of it
