@@ -334,6 +334,8 @@ def _figures(
         drift_note=(
             "no reference profile: drift is not measured"
             if reference is None
+            else "no reference features: the profile lists no inputs, drift is not measured"
+            if not reference.features
             else f"{round(rows)} input rows < {_rows_needed(reference)} needed to judge drift"
             if not scores
             else ""

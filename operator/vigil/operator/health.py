@@ -132,6 +132,8 @@ class CycleResult:
     evaluated: int = 0
     written: int = 0
     held: int = 0
+    #: Targets whose evaluation raised (logged; the others are judged).
+    failed: int = 0
     queries: int = 0
     scrapes: int = 0
     scrape_failures: int = 0
@@ -367,6 +369,38 @@ class HealthLoop:
         self._references[(namespace, name)] = _Reference(version, key, profile, problem)
         return profile, problem
 
+    def _judge(
+        self,
+        target: RevisionTarget,
+        settings: MonitoringSettings,
+        body: Mapping[str, Any],
+        profile: ReferenceProfile | None,
+        collection: Collection,
+        result: CycleResult,
+        now: float,
+        evaluated_at: str,
+    ) -> tuple[dict[str, Any], list[ConditionState]] | None:
+        """One target's health and conditions, or None when nothing is to be written."""
+        window = collection.windows.get(target.key)
+        error = collection.errors.get(target.key)
+        report = evaluate(window, profile, settings.policy, error)
+        result.reports[(target.namespace, target.name)] = report
+        result.evaluated += 1
+        if report.verdict == "InsufficientData" and self._warming_up(target, settings, now):
+            # The direct source has watched this revision for less than a
+            # window (an operator restart): too few requests may only mean
+            # too short a history. Hold the last verdict.
+            result.held += 1
+            return None
+        previous = objects.body(body).status.get("health")
+        performance = self._performance(target, settings, profile, window, now)
+        health = next_health(previous, report, settings.policy, evaluated_at, performance)
+        conditions = health_conditions(report, settings.policy, performance)
+        self._update_gauges(target, settings, report, performance)
+        if self.reconciler.health_unchanged(body, health, conditions):
+            return None  # not even a read: the watched copy already says all this
+        return health, conditions
+
     async def cycle(self) -> CycleResult:
         """One cycle over every ModelDeployment (see the module docstring)."""
         started = time.monotonic()
@@ -386,6 +420,10 @@ class HealthLoop:
             self.metrics.scrape_failures.inc(collection.scrape_failures)
 
         api = self._api_factory()
+        # Profiles no model reads any more (deleted, or pointed elsewhere) are let go.
+        wanted = {(t.namespace, s.reference[0]) for t, s, _ in targets if s.reference}
+        for stale in [key for key in self._references if key not in wanted]:
+            del self._references[stale]
         references = await asyncio.gather(
             *(
                 self._reference(api, target.namespace, settings.reference)
@@ -400,25 +438,16 @@ class HealthLoop:
                 continue  # deleted while this cycle collected: its series are gone with it
             if problem:
                 log.warning("%s/%s: %s", target.namespace, target.name, problem)
-            window = collection.windows.get(target.key)
-            error = collection.errors.get(target.key)
-            report = evaluate(window, profile, settings.policy, error)
-            result.reports[(target.namespace, target.name)] = report
-            result.evaluated += 1
-            if report.verdict == "InsufficientData" and self._warming_up(target, settings, now):
-                # The direct source has watched this revision for less than a
-                # window (an operator restart): too few requests may only mean
-                # too short a history. Hold the last verdict.
-                result.held += 1
+            try:
+                write = self._judge(
+                    target, settings, body, profile, collection, result, now, evaluated_at
+                )
+            except Exception:  # one model's figures meeting a bug must not stall the others
+                log.exception("%s/%s: health not evaluated", target.namespace, target.name)
+                result.failed += 1
                 continue
-            previous = objects.body(body).status.get("health")
-            performance = self._performance(target, settings, profile, window, now)
-            health = next_health(previous, report, settings.policy, evaluated_at, performance)
-            conditions = health_conditions(report, settings.policy, performance)
-            self._update_gauges(target, settings, report, performance)
-            if self.reconciler.health_unchanged(body, health, conditions):
-                continue  # not even a read: the watched copy already says all this
-            writes.append(self._record(target, health, conditions))
+            if write is not None:
+                writes.append(self._record(target, *write))
         outcomes = await asyncio.gather(*writes)
         result.written = sum(1 for written in outcomes if written)
         self.metrics.health_cycle.observe(time.monotonic() - started)

@@ -169,6 +169,17 @@ class TestVerdicts:
         assert report.verdict == "Healthy"
         assert report.drift_level == "unknown" and report.drift_score is None
 
+    def test_a_reference_without_input_features_judges_the_rest(
+        self, reference, reference_data
+    ) -> None:
+        # A hand-written profile kept for its predictions only.
+        window = window_for(reference, live_sample(reference_data))
+        report = evaluate(window, replace(reference, features=()), POLICY)
+        assert report.verdict == "Healthy" and report.drift_level == "unknown"
+        assert report.drift_note.startswith("no reference features")
+        state = {c.type: c for c in health_conditions(report, POLICY)}["DriftDetected"]
+        assert (state.status, state.reason) == (None, "NoReference")
+
     def test_no_requests_and_no_minimum_never_divides_by_zero(self, reference) -> None:
         policy = HealthPolicy(min_requests=0)
         report = evaluate(RevisionWindow(), reference, policy)

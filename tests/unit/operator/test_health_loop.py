@@ -541,3 +541,46 @@ class TestRealizedPerformance:
             assert loop.condition("PerformanceDegraded")["status"] == "True"
         await loop.cycle()
         assert loop.condition("PerformanceDegraded")["reason"] == "InsufficientLabels"
+
+
+async def test_one_model_that_cannot_be_evaluated_leaves_the_others_judged(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vigil.operator import health as module
+
+    evaluate = module.evaluate
+
+    def failing_for_one(window: Any, profile: Any, policy: Any, error: Any) -> Any:
+        if window is BAD:
+            raise ValueError("a bug met by one model's figures")
+        return evaluate(window, profile, policy, error)
+
+    monkeypatch.setattr(module, "evaluate", failing_for_one)
+    loop.add(md("broken", "r2"), pod("broken-a", "broken", "r2", "10.0.0.2"))
+    loop.add(md(), pod("wine-a"))
+    direct = loop._source(("direct", ""))
+    direct.windows[("ml", "broken", "r2")] = BAD
+    direct.windows[("ml", "wine", "r1")] = GOOD
+    result = await loop.cycle()
+    assert result.evaluated == 1 and result.written == 1
+    assert loop.condition("Healthy")["status"] == "True"
+    assert "health" not in loop.status("broken")
+
+
+async def test_a_reference_no_model_reads_any_more_is_let_go(loop: Loop) -> None:
+    ref = {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}
+    body = md(reference=ref)
+    loop.add(body, pod("wine-a"))
+    loop.api.add(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "ref", "namespace": "ml", "resourceVersion": "1"},
+            "data": {"profile.json": "{}"},
+        }
+    )
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
+    await loop.cycle()
+    assert list(loop.loop._references) == [("ml", "ref")]
+    loop.loop.observe_model("DELETED", body)
+    await loop.cycle()
+    assert loop.loop._references == {}
