@@ -304,17 +304,21 @@ class Rollouts:
 
     async def replay(
         self, api: Api, namespace: str, name: str, spec: ModelDeploymentSpec, ref: GoldenSetRef
-    ) -> GoldenResult:
-        """Replay the golden set against the candidate (a failure reproduces nothing)."""
+    ) -> GoldenResult | None:
+        """Replay the golden set against the candidate: None when it could not run (the
+        step stays pending and replays again), nothing reproduced when the set is unusable."""
         revision = compute_revision(spec, self.sidecar_image)
         url = await self.candidate_url(namespace, name, revision)
         if url is None:
             log.warning("%s/%s: no candidate address for the golden replay", namespace, name)
-            return GoldenResult(total=0, agreed=0)
+            return None
         try:
             golden = await load_golden_set(api, namespace, ref)
             result = await replay(golden, url, model=spec.model.name)
-        except (GoldenSetError, KubeError) as error:
+        except KubeError as error:
+            log.warning("%s/%s: golden set not read: %s", namespace, name, error)
+            return None
+        except GoldenSetError as error:
             log.warning("%s/%s: golden set unusable: %s", namespace, name, error)
             return GoldenResult(total=0, agreed=0)
         log.info(

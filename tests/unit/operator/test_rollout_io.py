@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from typing import Any
+
+import pytest
 
 from vigil.core.candidate import Request
 from vigil.core.reconcile import Plan, Route
@@ -196,3 +200,37 @@ def test_without_the_stables_figures_the_step_holds_instead_of_judging_half() ->
     )
     assert not measured.metrics_available
     assert measured.metrics_error == "the stable: no sidecar answered (2 pods): p: TimeoutError"
+
+
+async def test_a_replay_that_could_not_run_is_no_result_but_an_unusable_golden_set_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No result: the validate step stays pending and replays again (within the deadline);
+    # a 0/0 result is a mismatch that rolls the candidate back at once.
+    from vigil.core.spec import GoldenSetRef, parse_spec
+    from vigil.kube.client import KubeError
+    from vigil.operator import rollouts as module
+    from vigil.validation.golden import GoldenSetError
+
+    spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
+    answers = [False]
+
+    async def candidate_url(namespace: str, name: str, revision: str) -> str | None:
+        return "http://wine-c1.ml.svc:80" if answers[0] else None
+
+    def loading(error: Exception) -> Any:
+        async def load(*_: Any) -> None:
+            raise error
+
+        return load
+
+    rollouts = Rollouts(lambda: PODS)
+    monkeypatch.setattr(rollouts, "candidate_url", candidate_url)
+    replay = functools.partial(rollouts.replay, None, "ml", "wine", spec, GoldenSetRef("g", "k"))
+    assert await replay() is None  # the candidate's sidecar did not answer ready
+    answers[0] = True
+    monkeypatch.setattr(module, "load_golden_set", loading(KubeError(503, "restarting")))
+    assert await replay() is None
+    monkeypatch.setattr(module, "load_golden_set", loading(GoldenSetError("no rows")))
+    result = await replay()
+    assert result is not None and (result.total, result.agreed) == (0, 0)
