@@ -13,7 +13,7 @@ from figures_kit import figures as seen
 
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
-from vigil.core.reconcile import Delete, Plan, Route, decide
+from vigil.core.reconcile import Apply, Delete, Plan, Route, decide
 from vigil.core.rollout import GoldenResult
 from vigil.core.window import RevisionWindow
 from vigil.routing import RoutingTarget
@@ -693,6 +693,11 @@ class RoutedWorld(RolloutWorld):
                 assert action.name not in dict(self.backends()), (
                     f"Service {action.name} deleted while the route sends {self.backends()}"
                 )
+            elif isinstance(action, Apply) and action.kind == "Deployment":
+                weight = dict(self.backends()).get(action.name, 0)
+                assert action.manifest["spec"]["replicas"] > 0 or not weight, (
+                    f"Deployment {action.name} scaled to 0 while the route sends {self.backends()}"
+                )
             super().carry_out([action])
 
 
@@ -709,6 +714,16 @@ def settle(world: RoutedWorld, candidate: str, done: Any) -> None:
     run_until(world, candidate, done, limit=90)
     for _ in range(3):
         world.reconcile()
+
+
+def test_a_bake_scales_the_old_revision_down_only_after_the_route_left_it() -> None:
+    world, stable, candidate = routed_rollout(
+        rollout={**RoutedWorld.ROLLOUT, "bake": {"duration": "10m"}}
+    )
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    settle(world, candidate, lambda: world.status["stable"]["revision"] == candidate)
+    assert world.backends() == [("wine", 100)]
+    assert world.replicas(stable) == 0 and world.status["bake"]["previous"] == stable
 
 
 class TestTheRouteLeavesAServiceBeforeItIsDeleted:

@@ -55,9 +55,9 @@ is available (all replicas ready), and the old revision is deleted only
 after the move was written: the Service never selects zero Ready pods
 during a switch. With a route outside the operator's children (a Gateway
 API HTTPRoute), every plan says where it points, and a plan's actions run
-in one order: writes, then the route, then deletions. So the route names
-only Services that exist, and a Service is deleted only once the route has
-left it.
+in one order: writes, then the route, then scale-downs and deletions. So the
+route names only Services that exist, and a revision loses its pods or its
+Service only once the route has left it.
 """
 
 # The package's face: what the operator and the tests use (``import X as X`` re-exports).

@@ -196,12 +196,24 @@ class Cycle:
             )
 
     def ordered_actions(self) -> list[Action]:
-        """Writes, then the route, then deletions (see the package docstring)."""
+        """Writes, then the route, then scale-downs and deletions: capacity comes before the
+        traffic that needs it and leaves after it (see the package docstring)."""
         actions = self.plan.actions
-        writes = [action for action in actions if not isinstance(action, Delete)]
+        shrinking = [action for action in actions if self._shrinks(action)]
+        writes = [a for a in actions if not isinstance(a, Delete) and a not in shrinking]
         deletions = [action for action in actions if isinstance(action, Delete)]
         route = [self.wanted_route] if self.wanted_route is not None else []
-        return [*writes, *route, *deletions]
+        return [*writes, *route, *shrinking, *deletions]
+
+    def _shrinks(self, action: Action) -> bool:
+        """An Apply that leaves a live Deployment with fewer replicas."""
+        if not isinstance(action, Apply) or action.kind != "Deployment":
+            return False
+        live = self.live.get(("Deployment", action.name))
+        if live is None:
+            return False
+        wanted = action.manifest.get("spec", {}).get("replicas")
+        return isinstance(wanted, int) and wanted < (body(live).spec.get("replicas") or 0)
 
     # -- telling ----------------------------------------------------------------------------
 
