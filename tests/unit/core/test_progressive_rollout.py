@@ -877,3 +877,16 @@ def test_an_invalid_spec_mid_rollout_keeps_the_rollouts_state() -> None:
     world.set_spec(spec("2", 2, rollout=ROLLOUT))
     world.reconcile()
     assert world.status["candidate"]["stepName"] == "canary 50%"
+
+
+def test_spec_replicas_edited_mid_rollout_reach_the_stable_too() -> None:
+    # The candidate's share is its replicas over both: a stable left at its old count
+    # would take the canary from 20 % of the traffic to 50 %.
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 20%")
+    world.set_spec(spec("2", 10, rollout=ROLLOUT))
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.status["candidate"]["stepName"] == "canary 20%"
+    assert (world.replicas(stable), world.replicas(candidate)) == (10, 2)
