@@ -38,6 +38,7 @@ OWNED_KEYS = (
     "bake",
     "history",
     "lastRequest",
+    "httpRoute",
 )
 
 

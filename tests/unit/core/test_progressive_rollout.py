@@ -726,6 +726,17 @@ def test_a_bake_scales_the_old_revision_down_only_after_the_route_left_it() -> N
     assert world.replicas(stable) == 0 and world.status["bake"]["previous"] == stable
 
 
+def test_a_route_dropped_from_the_spec_mid_rollout_is_reset_before_its_services_go() -> None:
+    world, _stable, candidate = routed_rollout()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 20%")
+    assert (f"wine-{candidate}", 20) in world.backends() and world.status["httpRoute"] == "wine"
+    world.set_spec(spec("2", 2, rollout=ROLLOUT))  # trafficRouting removed
+    world.reconcile()
+    assert world.backends() == [("wine", 100)] and "httpRoute" not in world.status
+    settle(world, candidate, lambda: world.status["stable"]["revision"] == candidate)
+
+
 class TestTheRouteLeavesAServiceBeforeItIsDeleted:
     """A backend Service is deleted only after no route references it (Gateway API)."""
 

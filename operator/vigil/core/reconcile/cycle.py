@@ -203,7 +203,24 @@ class Cycle:
         writes = [a for a in actions if not isinstance(a, Delete) and a not in shrinking]
         deletions = [action for action in actions if isinstance(action, Delete)]
         route = [self.wanted_route] if self.wanted_route is not None else []
-        return [*writes, *route, *shrinking, *deletions]
+        return [*writes, *self._dropped_route(), *route, *shrinking, *deletions]
+
+    def routed_by(self) -> str | None:
+        """The HTTPRoute this plan leaves pointing at the model (``status.httpRoute``): the
+        spec's; a spec that cannot be read keeps the one recorded."""
+        recorded = self.obs.status.get("httpRoute") or None
+        if self.spec is None or self.spec.rollout.problem:
+            return recorded
+        return self.spec.rollout.http_route
+
+    def _dropped_route(self) -> list[Route]:
+        """A route the spec no longer names (dropped, renamed) still sends traffic to revision
+        Services: it goes back to the Service ``<name>`` before any of them is deleted."""
+        recorded = self.obs.status.get("httpRoute")
+        if not recorded or recorded == self.routed_by():
+            return []
+        stable = str((self.obs.status.get("stable") or {}).get("revision") or "")
+        return [Route(stable, http_route=str(recorded))]
 
     def _shrinks(self, action: Action) -> bool:
         """An Apply that leaves a live Deployment with fewer replicas."""

@@ -30,6 +30,7 @@ def decide(obs: Observation) -> Plan:
     last = cycle.answered or obs.status.get("lastRequest")
     if last:
         plan.status["lastRequest"] = last
+    plan.status["httpRoute"] = cycle.routed_by()
     plan.actions = cycle.ordered_actions()
     return plan
 
@@ -68,8 +69,7 @@ def _decide(cycle: Cycle) -> Plan:
     )
 
     # A change is never rolled out on a policy or thresholds the operator cannot read.
-    unreadable = _unreadable_section(spec)
-    if unreadable is not None and change not in (None, ChangeKind.NEW):
+    if change not in (None, ChangeKind.NEW) and (unreadable := _unreadable_section(spec)):
         return _blocked(cycle, stable_view, Reason.INVALID_SPEC, unreadable)
 
     # A new revision needs its reference profile before its pods can start.
