@@ -218,6 +218,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.monitoring.slo.maxLatencyP95",
     ),
     (
+        "latency-slo-beyond-the-histogram",
+        mutate("spec.monitoring.slo", {"maxLatencyP95": "10s"}),
+        "spec.monitoring.slo.maxLatencyP95",
+    ),
+    (
         "drift-warning-negative",
         mutate("spec.monitoring.drift", {"warning": -1}),
         "spec.monitoring.drift.warning",

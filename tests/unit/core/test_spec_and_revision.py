@@ -19,6 +19,7 @@ from vigil.core.revision import (
 )
 from vigil.core.spec import SpecError, default_readiness_path, parse_spec
 from vigil.core.vocabulary import ChangeKind as Change
+from vigil.sidecar.metrics import LATENCY_BUCKETS
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE: dict[str, Any] = {
@@ -73,6 +74,17 @@ class TestParsing:
         spec = {"model": {"version": "3"}, "server": {"image": "img"}}
         parsed = parse_spec("wine", {**spec, "monitoring": {"drift": drift}})
         assert parsed.monitoring.drift.warning == warning
+
+    @pytest.mark.parametrize("slo", ["10s", "30s", "1h"])
+    def test_a_latency_slo_the_sidecar_cannot_measure_is_a_problem(self, slo: str) -> None:
+        # The sidecar's histogram ends at 10 s: a p95 beyond it reads as 10 s, never above.
+        spec = {"model": {"version": "3"}, "server": {"image": "img"}}
+        parsed = parse_spec("wine", {**spec, "monitoring": {"slo": {"maxLatencyP95": slo}}})
+        assert parsed.monitoring.problem == (
+            "spec.monitoring.slo.maxLatencyP95 must be under 10s: "
+            "the sidecar measures latency up to 10s"
+        )
+        assert LATENCY_BUCKETS[-1] == spec_module.MAX_MEASURED_LATENCY_SECONDS
 
     def test_minimal_spec_gets_defaults(self) -> None:
         parsed = parse_spec("wine", {"model": {"version": "3"}, "server": {"image": "img"}})

@@ -55,6 +55,9 @@ DEFAULT_BAKE_MIN_REPLICAS = 0
 # Defaults the CRD leaves to the operator (documented in docs/crd-reference.md).
 DEFAULT_MAX_ERROR_RATE = 0.01
 DEFAULT_MAX_LATENCY_P95 = "250ms"
+#: The sidecar's largest latency bucket (a test holds them equal): a p95 beyond it reads as
+#: this, so an SLO at or above it could never be breached.
+MAX_MEASURED_LATENCY_SECONDS = 10.0
 #: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
 DEFAULT_RELATIVE_TOLERANCE = 0.05
 #: Where the server finds the model (KServe's path; MLSERVER_MODELS_DIR of the local image).

@@ -20,6 +20,7 @@ from vigil.core.spec.defaults import (
     DEFAULT_STEP_DURATION,
     DEFAULT_VALIDATE_MIN_AGREEMENT,
     DRIFT_METHODS,
+    MAX_MEASURED_LATENCY_SECONDS,
     PROTOCOLS,
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
@@ -287,6 +288,15 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     metrics = _section(raw.get("metrics"))
     source = str(metrics.get("source") or _DEFAULT_MONITORING.metrics.source)
     url = metrics.get("prometheusURL")
+    max_latency_p95 = parse_duration(
+        slo.get("maxLatencyP95"), _DEFAULT_MONITORING.slo.max_latency_p95
+    )
+    if max_latency_p95 >= MAX_MEASURED_LATENCY_SECONDS:
+        limit = f"{MAX_MEASURED_LATENCY_SECONDS:g}s"
+        raise ValueError(
+            f"spec.monitoring.slo.maxLatencyP95 must be under {limit}: "
+            f"the sidecar measures latency up to {limit}"
+        )
     if source == SOURCE_PROMETHEUS and not url:
         raise ValueError("spec.monitoring.metrics.prometheusURL is required with source prometheus")
     return replace(
@@ -295,9 +305,7 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
         performance=_performance(_section(raw.get("performance"))),
         slo=SLOSpec(
             max_error_rate=float(slo.get("maxErrorRate", _DEFAULT_MONITORING.slo.max_error_rate)),
-            max_latency_p95=parse_duration(
-                slo.get("maxLatencyP95"), _DEFAULT_MONITORING.slo.max_latency_p95
-            ),
+            max_latency_p95=max_latency_p95,
         ),
         metrics=MetricsSpec(
             source=source if source in (SOURCE_DIRECT, SOURCE_PROMETHEUS) else SOURCE_DIRECT,
