@@ -38,14 +38,15 @@ from vigil.sidecar.wire import (
     MAX_HEADER_BYTES,
     BadMessage,
     BodyTooLarge,
+    ChunkedScanner,
     RequestHead,
     Response,
     ResponseConnection,
     error_response,
     parse_request_head,
     read_response,
-    scan_chunked,
     simple_response,
+    with_connection_close,
     with_identity_headers,
     with_request_header,
 )
@@ -66,6 +67,10 @@ PIPELINE_BUFFER = 1024 * 1024
 #: reset, and a client still uploading its (too large) body would then lose the answer.
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 64 * 1024 * 1024
+#: A chunked request may hold this much framing (chunk-size lines with extensions,
+#: trailers) besides its limits.maxBodyBytes of data, or an eighth of that if more:
+#: enough for chunks down to ~60 bytes, and the buffer stays bounded.
+CHUNK_FRAMING_BYTES = 64 * 1024
 _BUSY = float("inf")  # activity mark of a connection with a request in progress
 
 
@@ -117,8 +122,9 @@ class _Upstream(ResponseConnection):
         if request is None or client is None:
             return
         head = self.head
-        if head is not None and not head.chunked and head.content_length is None:
-            # A response delimited by the end of the connection: complete now.
+        if head is not None and not head.chunked and head.content_length is None and exc is None:
+            # A response delimited by the end of the connection: complete now (a reset,
+            # exc, cuts it short instead: a 502 below, never half an answer as a whole).
             body = bytes(self.buf)
             self._finish(
                 Response(
@@ -140,10 +146,8 @@ class _Upstream(ResponseConnection):
             request.retried = True
             self.proxy.connect_and_send(client, request)
             return
-        client.on_failure(
-            request,
-            UpstreamError("reset", 502, "model server closed the connection without an answer"),
-        )
+        why = "reset the connection mid-answer" if self.got_bytes else "closed the connection"
+        client.on_failure(request, UpstreamError("reset", 502, f"model server {why}"))
 
     # -------------------------------------------------------------- actions
 
@@ -216,6 +220,8 @@ class _Client(asyncio.Protocol):
         self.buf = bytearray()
         self.head: RequestHead | None = None
         self.head_end = 0
+        #: Where framing the chunked body of ``head`` stopped (None: not started).
+        self.chunks: ChunkedScanner | None = None
         self.start = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.request: _Request | None = None
@@ -303,17 +309,23 @@ class _Client(asyncio.Protocol):
                 )
             endpoint = endpoint_of(settings.protocol, head.method, head.path)
             if head.chunked:
+                chunks = self.chunks
+                if chunks is None:
+                    limit = settings.max_body_bytes
+                    framing = max(CHUNK_FRAMING_BYTES, limit // 8)
+                    chunks = self.chunks = ChunkedScanner(0, limit, limit + framing)
                 try:
-                    found = scan_chunked(self.buf, 0, settings.max_body_bytes)
+                    found = chunks.scan(self.buf)
                 except BodyTooLarge:
                     self._too_large(head)
                     return
                 except BadMessage as exc:
-                    self._bad_body(endpoint, str(exc))
+                    self._bad_body(endpoint, str(exc), origin_of(head.shadow_copy))
                     return
                 if found is None:
                     self._maybe_continue(head)
                     return
+                self.chunks = None
                 end, body = found
                 raw_body = bytes(self.buf[:end])
             else:
@@ -354,8 +366,13 @@ class _Client(asyncio.Protocol):
             return
         proxy = self.proxy
         head = request.head
+        # Computed before the write: the answer must say so when it is the last one.
+        closing = self._closing(head.keep_alive and resp.keep_alive)
         if not self.closed and self.transport is not None:
             answer_head = resp.head
+            if closing and resp.keep_alive:
+                # The model server's head promises keep-alive; pooled clients would reuse it.
+                answer_head = with_connection_close(answer_head)
             if request.request_id:
                 answer_head = with_identity_headers(
                     answer_head,
@@ -374,7 +391,7 @@ class _Client(asyncio.Protocol):
         )
         if request.endpoint == "infer" and proxy.settings.protocol != "raw":
             proxy.record(request, resp)
-        self._next(head.keep_alive and resp.keep_alive)
+        self._next(closing)
 
     def on_failure(self, request: _Request, error: UpstreamError) -> None:
         if not self._settle(request):
@@ -390,34 +407,41 @@ class _Client(asyncio.Protocol):
             0,
             origin_of(request.head.shadow_copy),
         )
+        closing = self._closing(request.head.keep_alive)
         if not self.closed and self.transport is not None:
             self.transport.write(
-                error_response(error.status, f"upstream_{error.reason}", str(error))
+                error_response(error.status, f"upstream_{error.reason}", str(error), close=closing)
             )
-        self._next(request.head.keep_alive)
+        self._next(closing)
 
     def _timed_out(self) -> None:
         request = self.request
         if request is None:  # still reading the body: the client is too slow
             self.timer = None
-            self._bad_body(
-                endpoint_of(self.proxy.settings.protocol, self.head.method, self.head.path)
-                if self.head is not None
-                else "other",
-                "timed out",
-            )
+            head = self.head
+            if head is None:
+                self._bad_body("other", "timed out", origin_of(False))
+            else:
+                endpoint = endpoint_of(self.proxy.settings.protocol, head.method, head.path)
+                self._bad_body(endpoint, "timed out", origin_of(head.shadow_copy))
             return
         request.timer = None
         if request.upstream is not None:
             request.upstream.abandon()
         self.on_failure(request, UpstreamError("timeout", 504, "model server timed out"))
 
-    def _next(self, keep_alive: bool) -> None:
+    def _closing(self, keep_alive: bool) -> bool:
+        """Whether the connection closes after the answer being written now: the
+        exchange was not keep-alive, the sidecar is draining, or the client half-closed
+        and nothing it sent is left to answer."""
+        return not keep_alive or self.proxy.draining or (self.eof and not self.buf)
+
+    def _next(self, closing: bool) -> None:
         """After an answer: close, or go on with the next (pipelined) request."""
         if self.closed or self.transport is None:
             return
-        if not keep_alive or self.proxy.draining or self.eof:
-            self.transport.close()
+        if closing:
+            self.close()
             return
         self.proxy.clients[self] = self.proxy.loop.time()
         if self.paused:
@@ -425,6 +449,9 @@ class _Client(asyncio.Protocol):
             self.transport.resume_reading()
         if self.buf:
             self._parse()
+        if self.eof and self.request is None and self.local_task is None and not self.closed:
+            # Half-closed: what is left cannot become a request, and no answer is due.
+            self.close()
 
     # -------------------------------------------------------------- local answers
 
@@ -432,23 +459,20 @@ class _Client(asyncio.Protocol):
         # A body we do not read: do not reuse the connection.
         keep = head.keep_alive and not (head.content_length or head.chunked)
         if head.path in HEALTH_PATHS:
-            self._write(simple_response(200, b'{"alive":true}'))
-            if not keep and self.transport is not None:
-                self.transport.close()
+            self._write(simple_response(200, b'{"alive":true}', close=not keep))
+            if not keep:
+                self.close()  # and nothing behind it is parsed or served
             return
         self.local_task = self.proxy.loop.create_task(self._ready(keep))
 
     async def _ready(self, keep: bool) -> None:
         try:
             status, body = await self.proxy.readiness()
-            self._write(simple_response(status, body))
         finally:
             self.local_task = None
-        if not keep or self.proxy.draining or self.eof:
-            if self.transport is not None:
-                self.transport.close()
-        elif self.buf and not self.closed:
-            self._parse()
+        closing = self._closing(keep)
+        self._write(simple_response(status, body, close=closing))
+        self._next(closing)
 
     # -------------------------------------------------------------- helpers
 
@@ -459,9 +483,9 @@ class _Client(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         """The client finished sending (half-close).
 
-        A request in flight still gets its answer: keep the connection open and
-        close it after the answer (``_next``). Otherwise, and while lingering,
-        close now.
+        A request in flight still gets its answer, and so do the complete ones
+        pipelined behind it: keep the connection open and close it once none is
+        left (``_next``). Otherwise, and while lingering, close now.
         """
         if self.linger_budget is None and (self.request is not None or self.local_task is not None):
             self.eof = True
@@ -474,6 +498,7 @@ class _Client(asyncio.Protocol):
         self._cancel_timer()
         self._uncount()
         self.head = None
+        self.chunks = None
         self.closed = True
         self._linger()
 
@@ -511,7 +536,15 @@ class _Client(asyncio.Protocol):
         proxy = self.proxy
         endpoint = endpoint_of(proxy.settings.protocol, head.method, head.path)
         proxy.ops.reject("body_too_large")
-        proxy.ops.observe(endpoint, "rejected", 413, proxy.clock() - self.start, 0, 0)
+        proxy.ops.observe(
+            endpoint,
+            "rejected",
+            413,
+            proxy.clock() - self.start,
+            0,
+            0,
+            origin_of(head.shadow_copy),
+        )
         self._reply_and_close(
             error_response(
                 413,
@@ -521,10 +554,10 @@ class _Client(asyncio.Protocol):
             )
         )
 
-    def _bad_body(self, endpoint: str, why: str) -> None:
+    def _bad_body(self, endpoint: str, why: str, origin: str) -> None:
         proxy = self.proxy
         proxy.ops.reject("bad_request")
-        proxy.ops.observe(endpoint, "rejected", 400, proxy.clock() - self.start, 0, 0)
+        proxy.ops.observe(endpoint, "rejected", 400, proxy.clock() - self.start, 0, 0, origin)
         self._reply_and_close(
             error_response(400, "bad_request", f"bad request body: {why}", close=True)
         )
@@ -545,6 +578,9 @@ class _Client(asyncio.Protocol):
             self.timer = None
 
     def close(self) -> None:
+        # Marked at once, not in connection_lost: bytes already buffered behind the
+        # last answer must not be parsed and served.
+        self.closed = True
         if self.transport is not None:
             self.transport.close()
 
@@ -697,15 +733,15 @@ class Proxy:
     def identify(self, head: RequestHead, body: bytes) -> str:
         """The id of an inference request: the client's header, the body's ``id``, or a new one.
 
-        The model server gets the id in ``X-Request-Id`` when the client sent none.
+        The model server gets the id in ``X-Request-Id`` when the client sent none,
+        or one not used (too long, blanks): then it is replaced.
         """
         given = clean_id(head.request_id) if head.request_id else None
         if given is not None:
             return given
         found = body_id(body) if self._parse_body_id else None
         request_id = found if found is not None else self.ids.make()
-        if not head.request_id:
-            head.raw = with_request_header(head.raw, request_id)
+        head.raw = with_request_header(head.raw, request_id, replace=bool(head.request_id))
         return request_id
 
     def record(self, request: _Request, resp: Response) -> None:

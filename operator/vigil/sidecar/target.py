@@ -74,12 +74,15 @@ class _Connection(ResponseConnection):
         if waiter is None or waiter.done():
             return
         head = self.head
-        if head is not None and not head.chunked and head.content_length is None:
-            # An answer delimited by the end of the connection: complete now.
+        if head is not None and not head.chunked and head.content_length is None and exc is None:
+            # An answer delimited by the end of the connection: complete now (a reset cuts
+            # it short: half a prediction would read as a disagreement).
             self._done(head, bytes(self.buf), reusable=False)
             return
         if not self.got_bytes and self.reused:
             self._fail(_Stale("kept-alive connection closed by the shadow target"))
+        elif self.got_bytes and exc is not None:
+            self._fail(TargetError("shadow target reset the connection mid-answer"))
         else:
             self._fail(TargetError("shadow target closed the connection without an answer"))
 

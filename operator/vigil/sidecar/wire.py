@@ -20,6 +20,7 @@ from typing import cast
 __all__ = [
     "BadMessage",
     "BodyTooLarge",
+    "ChunkedScanner",
     "RequestHead",
     "Response",
     "ResponseConnection",
@@ -30,11 +31,14 @@ __all__ = [
     "read_response",
     "scan_chunked",
     "take_response_body",
+    "with_connection_close",
     "with_identity_headers",
     "with_request_header",
 ]
 
 MAX_HEADER_BYTES = 64 * 1024
+#: Longest chunk-size line (with its extensions) and longest trailer line.
+MAX_CHUNK_LINE = 4096
 #: RFC 9110/9112 grammar only. Python's int() also takes "+5", " 5", "1_0" and
 #: "0x10": a proxy that reads those differently from the server behind it can be
 #: made to see two requests where the server sees one (request smuggling).
@@ -138,7 +142,12 @@ def parse_request_head(raw: bytes) -> RequestHead:
         name, sep, value = line.partition(b":")
         if not sep:
             raise BadMessage("malformed header line")
-        key = name.strip().lower()
+        key = name.strip()
+        if len(key) != len(name):
+            # RFC 9112 5.1, 5.2: "Name :" and obs-fold lines must get 400; a server
+            # behind the proxy may read them differently (request smuggling).
+            raise BadMessage("whitespace around a header name")
+        key = key.lower()
         if key == b"content-length":
             length = _content_length(value)
             if content_length is not None and content_length != length:
@@ -161,8 +170,10 @@ def parse_request_head(raw: bytes) -> RequestHead:
             shadow_copy = True
         elif key == b"x-request-id":
             request_id = value.strip().decode("latin-1")
-    if chunked:
-        content_length = None  # RFC 9112: Transfer-Encoding wins
+    if chunked and content_length is not None:
+        # RFC 9112 6.3: the upstream connection is shared, and a server behind the
+        # proxy that framed it by Content-Length would read a second request out of it.
+        raise BadMessage("both Transfer-Encoding and Content-Length")
     keep_alive = (b"keep-alive" in connection) if http10 else (b"close" not in connection)
     target = target_b.decode("latin-1")
     path = target.split("?", 1)[0]
@@ -300,9 +311,34 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
     )
 
 
-def with_request_header(raw_head: bytes, request_id: str) -> bytes:
-    """A request head with ``X-Request-Id`` added (the client sent none)."""
+def with_request_header(raw_head: bytes, request_id: str, replace: bool = False) -> bytes:
+    """A request head with ``X-Request-Id`` added.
+
+    ``replace``: the client sent an id the sidecar does not use; the model server
+    gets the sidecar's instead, so that both name the request alike.
+    """
+    if replace:
+        lines = raw_head[:-4].split(b"\r\n")
+        kept = [
+            lines[0],
+            *(h for h in lines[1:] if h.partition(b":")[0].lower() != b"x-request-id"),
+        ]
+        raw_head = b"\r\n".join(kept) + b"\r\n\r\n"
     return raw_head[:-2] + b"X-Request-Id: " + request_id.encode("latin-1") + b"\r\n\r\n"
+
+
+def with_connection_close(raw_head: bytes) -> bytes:
+    """A response head that says ``Connection: close`` (any Connection line replaced).
+
+    For answers after which the sidecar closes the connection: a pooled client
+    must not send its next request on it.
+    """
+    lines = raw_head[:-4].split(b"\r\n")
+    kept = [
+        lines[0],
+        *(h for h in lines[1:] if h.partition(b":")[0].strip().lower() != b"connection"),
+    ]
+    return b"\r\n".join(kept) + b"\r\nConnection: close\r\n\r\n"
 
 
 def with_identity_headers(raw_head: bytes, identity: bytes, replace_id: bool) -> bytes:
@@ -333,6 +369,8 @@ class ResponseConnection(asyncio.Protocol):
         self.got_bytes = False
         self.reused = False
         self.closed = False
+        #: Where framing the chunked body of ``head`` stopped (a new one for each head).
+        self.chunks: ChunkedScanner | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
@@ -365,7 +403,8 @@ class ResponseConnection(asyncio.Protocol):
                 return None
             head, self.head_raw = taken
             self.head = head
-        found = take_response_body(self.buf, head, no_body)
+            self.chunks = ChunkedScanner() if head.chunked else None
+        found = take_response_body(self.buf, head, no_body, self.chunks)
         if found is None:
             return None
         return head, found[0], found[1]
@@ -406,19 +445,20 @@ def take_final_response_head(buf: bytearray) -> tuple[ResponseHead, bytes] | Non
 
 
 def take_response_body(
-    buf: bytearray, head: ResponseHead, no_body: bool
+    buf: bytearray, head: ResponseHead, no_body: bool, chunks: ChunkedScanner | None = None
 ) -> tuple[int, bytes] | None:
     """Where the body of the response ``head`` ends in ``buf`` and the body (de-chunked).
 
-    ``no_body``: the answer to a HEAD request. None while the body has not all
-    arrived, and for a body delimited by the end of the connection (complete only
-    when it closes). Shared by the proxy's upstream connections and the shadow
-    copies' client.
+    ``no_body``: the answer to a HEAD request. ``chunks``: the scanner of this
+    body, kept by the caller between reads so that each byte is framed once (a
+    fresh one without). None while the body has not all arrived, and for a body
+    delimited by the end of the connection (complete only when it closes).
+    Shared by the proxy's upstream connections and the shadow copies' client.
     """
     if no_body or head.status in (204, 304):
         return 0, b""
     if head.chunked:
-        return scan_chunked(buf, 0, None)
+        return (chunks if chunks is not None else ChunkedScanner()).scan(buf)
     end = head.content_length
     if end is None or len(buf) < end:
         return None
@@ -426,41 +466,112 @@ def take_response_body(
 
 
 def scan_chunked(buf: bytes | bytearray, start: int, limit: int | None) -> tuple[int, bytes] | None:
-    """Find the end of a chunked body that starts at ``buf[start]``.
+    """Find the end of a chunked body that starts at ``buf[start]`` (in one go).
 
     Returns ``(end, decoded body)`` once the whole body (with trailers) is in
     ``buf``, ``None`` while more bytes are needed. Raises
     :class:`BadMessage` on bad framing and :class:`BodyTooLarge` over ``limit``.
+    A body that arrives in pieces: :class:`ChunkedScanner`.
     """
-    pos = start
-    body = bytearray()
-    size_end = len(buf)
-    for _ in range(1_000_000):
-        eol = buf.find(b"\r\n", pos, size_end)
-        if eol < 0:
-            if size_end - pos > 4096:
-                raise BadMessage("chunk size line too long")
-            return None
-        size = _chunk_size(bytes(buf[pos:eol]))
-        pos = eol + 2
-        if size == 0:
-            for _ in range(1000):  # trailers, up to the empty line
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    return None
-                if eol == pos:
-                    return pos + 2, bytes(body)
-                pos = eol + 2
-            raise BadMessage("too many trailers")
-        if limit is not None and len(body) + size > limit:
+    return ChunkedScanner(start, limit).scan(buf)
+
+
+_SIZE, _DATA, _TRAILER = 0, 1, 2
+
+
+class ChunkedScanner:
+    """Frames one chunked body as it arrives: each :meth:`scan` goes on where the
+    last one stopped, so a body in many small reads costs linear, not quadratic, work.
+
+    ``limit`` bounds the decoded body; ``raw_limit`` everything the body takes
+    in the buffer (data and framing: chunk-size lines with their extensions,
+    trailers), which would otherwise grow without bound. No line is longer than
+    :data:`MAX_CHUNK_LINE`. The buffer may only grow between scans.
+    """
+
+    __slots__ = (
+        "_body",
+        "_left",
+        "_lines",
+        "_pos",
+        "_seen",
+        "_start",
+        "_state",
+        "limit",
+        "raw_limit",
+    )
+
+    def __init__(
+        self, start: int = 0, limit: int | None = None, raw_limit: int | None = None
+    ) -> None:
+        self.limit = limit
+        self.raw_limit = raw_limit
+        self._start = start
+        self._pos = start  # the first byte not framed yet
+        self._seen = start  # no line end before here in the line that starts at _pos
+        self._state = _SIZE
+        self._left = 0  # data bytes of the current chunk (in _DATA)
+        self._lines = 0  # chunk-size and trailer lines so far
+        self._body = bytearray()
+
+    def scan(self, buf: bytes | bytearray) -> tuple[int, bytes] | None:
+        """``(end, decoded body)`` once the body is complete in ``buf``; None until then.
+
+        Raises :class:`BadMessage` on bad framing and :class:`BodyTooLarge` over a limit.
+        """
+        pos, n, raw_limit = self._pos, len(buf), self.raw_limit
+        try:
+            while True:
+                if self._state == _DATA:
+                    left = self._left
+                    if n < pos + left + 2:
+                        break
+                    if buf[pos + left : pos + left + 2] != b"\r\n":
+                        raise BadMessage("bad chunk terminator")
+                    self._body += buf[pos : pos + left]
+                    pos += left + 2
+                    self._state = _SIZE
+                    continue
+                # A chunk-size or trailer line. Search only what is new (a CR may end the
+                # bytes seen so far), so that a line in small pieces is not rescanned.
+                eol = buf.find(b"\r\n", max(pos, self._seen - 1))
+                if eol < 0 or eol - pos > MAX_CHUNK_LINE:
+                    if eol >= 0 or n - pos > MAX_CHUNK_LINE:
+                        raise BadMessage(
+                            "trailer line too long"
+                            if self._state == _TRAILER
+                            else "chunk size line too long"
+                        )
+                    self._seen = n
+                    break
+                self._lines += 1
+                if self._state == _TRAILER:
+                    if eol == pos:  # the empty line: the end
+                        end = pos + 2
+                        if raw_limit is not None and end - self._start > raw_limit:
+                            raise BodyTooLarge()
+                        return end, bytes(self._body)
+                    pos = eol + 2
+                    if self._lines > 1000:
+                        raise BadMessage("too many trailers")
+                else:
+                    if self._lines > 1_000_000:
+                        raise BadMessage("too many chunks")
+                    size = _chunk_size(bytes(buf[pos:eol]))
+                    pos = eol + 2
+                    if size == 0:
+                        self._state, self._lines = _TRAILER, 0
+                    else:
+                        if self.limit is not None and len(self._body) + size > self.limit:
+                            raise BodyTooLarge()
+                        self._state, self._left = _DATA, size
+                if raw_limit is not None and pos - self._start > raw_limit:
+                    raise BodyTooLarge()
+        finally:
+            self._pos = pos
+        if raw_limit is not None and n - self._start > raw_limit:
             raise BodyTooLarge()
-        if len(buf) < pos + size + 2:
-            return None
-        if buf[pos + size : pos + size + 2] != b"\r\n":
-            raise BadMessage("bad chunk terminator")
-        body += buf[pos : pos + size]
-        pos += size + 2
-    raise BadMessage("too many chunks")
+        return None
 
 
 def error_response(status: int, code: str, message: str, *, close: bool = False) -> bytes:
@@ -479,11 +590,13 @@ def error_response(status: int, code: str, message: str, *, close: bool = False)
     return head.encode("latin-1") + body
 
 
-def simple_response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
-    """A complete response for the sidecar's own endpoints."""
+def simple_response(
+    status: int, body: bytes, content_type: str = "application/json", *, close: bool = False
+) -> bytes:
+    """A complete response for the sidecar's own endpoints (``close``: the last one)."""
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
         f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
     )
     return head.encode("latin-1") + body

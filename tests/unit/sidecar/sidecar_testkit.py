@@ -13,6 +13,8 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from vigil.sidecar.main import Sidecar
+from vigil.sidecar.proxy import Proxy, _Client, _Request
+from vigil.sidecar.wire import Response
 
 FEATURES = ["a", "b", "c"]
 
@@ -38,6 +40,8 @@ class FakeModel:
         #: Set on stop: a delayed answer is cut short, so teardown does not wait it out.
         self.stopping = asyncio.Event()
         self.requests: list[bytes] = []
+        #: The X-Request-Id header lines of each inference request, as received.
+        self.request_ids: list[list[str]] = []
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -72,6 +76,7 @@ class FakeModel:
     async def v2(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.requests.append(body)
+        self.request_ids.append(request.headers.getall("X-Request-Id", []))
         if self.delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.delay)
@@ -166,3 +171,64 @@ def v2_body(rows: list[list[Any]]) -> bytes:
             ]
         }
     ).encode()
+
+
+class FakeTransport:
+    """Stands in for a socket under one of the proxy's protocols: records what is written
+    and whether reading is paused. A test then drives the callbacks one by one, with no
+    timing and no TCP coalescing in the way. Like a real transport, ``close`` does not
+    call ``connection_lost`` at once."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closing = False
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def can_write_eof(self) -> bool:
+        return False  # the proxy then closes instead of lingering
+
+    def write_eof(self) -> None:
+        raise AssertionError("can_write_eof() said no")
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def answers(self) -> list[bytes]:
+        """The status lines written so far."""
+        return [line for line in bytes(self.written).split(b"\r\n") if line.startswith(b"HTTP/1.")]
+
+
+def fake_client(proxy: Proxy) -> tuple[_Client, FakeTransport]:
+    """A client connection of ``proxy`` on a :class:`FakeTransport`."""
+    client = _Client(proxy)
+    transport = FakeTransport()
+    client.connection_made(transport)  # type: ignore[arg-type]
+    return client, transport
+
+
+def capture_dispatch(proxy: Proxy, monkeypatch: Any) -> list[_Request]:
+    """Keep the requests ``proxy`` would send to the model server, instead of sending them."""
+    sent: list[_Request] = []
+    monkeypatch.setattr(proxy, "dispatch", lambda client, request: sent.append(request))
+    return sent
+
+
+def answer_ok(client: _Client, request: _Request) -> None:
+    """Answer ``request`` as the model server would: 200, body ``ok``, keep-alive."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+    client.on_response(request, Response(200, head, b"ok", b"ok", True))

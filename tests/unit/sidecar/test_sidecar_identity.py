@@ -110,6 +110,22 @@ class TestThroughTheProxy:
         async with http.post(url, data=with_id) as resp:
             assert resp.headers["X-Request-Id"] == "body-7"
 
+    @pytest.mark.parametrize(
+        "unusable", ["has spaces", "x" * 300, "tab\there"], ids=["spaces", "too-long", "tab"]
+    )
+    async def test_an_unusable_client_id_is_replaced_for_the_model_server_too(
+        self, model, start_sidecar, http, unusable
+    ):
+        # The model server's logs must name the id the prediction is kept under.
+        sidecar = await start_sidecar(model.url)
+        url = f"{base(sidecar)}/v2/models/m/infer"
+        body = v2_body([[1.0, 2.0, 3.0]])
+        async with http.post(url, data=body, headers={"X-Request-Id": unusable}) as resp:
+            assert resp.status == 200
+            made = resp.headers["X-Request-Id"]
+        assert made != unusable and parse_sidecar_id(made) is not None
+        assert model.request_ids == [[made]]
+
     async def test_v1_body_id(self, model, start_sidecar, http):
         sidecar = await start_sidecar(model.url, protocol="v1")
         body = json.dumps({"id": "v1-9", "instances": [[1.0, 2.0, 3.0]]}).encode()

@@ -1,8 +1,10 @@
 """Metrics: one prefix, identity labels everywhere, correct counts per feature and class."""
 
+import asyncio
 import json
 
 import numpy as np
+import pytest
 from sidecar_testkit import FEATURES, base, scrape, settle, v2_body, value
 
 from vigil.core.drift import bin_index
@@ -175,3 +177,31 @@ async def test_shadow_copies_are_counted_apart_from_live_requests(
     assert value(m, "vigil_requests_total", origin="shadow", **ok) == 1
     shadow_latency = {"endpoint": "infer", "origin": "shadow", "le": "+Inf"}
     assert value(m, "vigil_request_duration_seconds_bucket", **shadow_latency) == 1
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "code"),
+    [
+        pytest.param(b"Content-Length: 5000\r\n\r\n", "413", id="body-too-large"),
+        pytest.param(b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "400", id="bad-body"),
+        pytest.param(b"Content-Length: 10\r\n\r\nslow", "400", id="body-timed-out"),
+    ],
+)
+async def test_shadow_copies_the_sidecar_rejects_are_counted_as_shadow(
+    model, start_sidecar, http, request_bytes, code
+):
+    # Else a candidate's error rate counts the copies it refused as live traffic.
+    sidecar = await start_sidecar(model.url, max_body_bytes=1000, upstream_timeout_seconds=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+    try:
+        writer.write(
+            b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nX-Vigil-Shadow: 1\r\n" + request_bytes
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.split(b" ")[1].decode() == code
+    finally:
+        writer.close()
+    m = await scrape(http, sidecar)
+    rejected = {"outcome": "rejected", "code": code}
+    assert value(m, "vigil_requests_total", origin="shadow", **rejected) == 1
+    assert value(m, "vigil_requests_total", origin="live", **rejected) == 0

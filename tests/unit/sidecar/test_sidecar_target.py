@@ -309,3 +309,21 @@ async def test_identical_answers_are_parsed_once_and_still_compared(
     assert len(calls) == 1
     m = await scrape(http, sidecar)
     assert value(m, "vigil_shadow_agreements_total", target_revision="same") == 3
+
+
+async def test_an_answer_delimited_by_the_end_but_cut_by_a_reset_is_an_error() -> None:
+    # Only a clean end of the connection ends such an answer: half a prediction compared
+    # with the stable's whole one would count as a disagreement.
+    from sidecar_testkit import FakeTransport
+
+    from vigil.sidecar.target import _Connection
+
+    client = TargetClient()
+    connection = _Connection(client, ("127.0.0.1", 1))
+    connection.connection_made(FakeTransport())  # type: ignore[arg-type]
+    waiter: asyncio.Future = asyncio.get_running_loop().create_future()
+    connection.send(b"POST / HTTP/1.1\r\n\r\n", waiter, no_body=False, reused=False)
+    connection.data_received(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"out')
+    connection.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+    with pytest.raises(TargetError, match="reset"):
+        await waiter

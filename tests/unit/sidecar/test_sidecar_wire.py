@@ -34,11 +34,38 @@ def test_request_head_framing_and_keep_alive():
     assert not close.keep_alive
 
 
-def test_transfer_encoding_wins_over_content_length():
-    h = parse_request_head(
-        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+class TestRequestsFramedTwoWaysAreRefused:
+    """RFC 9112 6.3 and 5.1: a proxy and the server behind it could frame these
+    differently (request smuggling), so the sidecar answers 400 instead of guessing."""
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+            b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+        ],
     )
-    assert h.chunked and h.content_length is None
+    def test_transfer_encoding_with_content_length(self, headers):
+        with pytest.raises(BadMessage, match="Transfer-Encoding and Content-Length"):
+            parse_request_head(b"POST / HTTP/1.1\r\n" + headers + b"\r\n")
+
+    @pytest.mark.parametrize(
+        "line",
+        [
+            b"Content-Length : 5",
+            b"Content-Length\t: 5",
+            b"Transfer-Encoding : chunked",
+            b" Content-Length: 5",  # obs-fold: a continuation of the line before
+            b"\tContent-Length: 5",
+        ],
+    )
+    def test_whitespace_around_a_header_name(self, line):
+        with pytest.raises(BadMessage, match="whitespace"):
+            parse_request_head(b"POST / HTTP/1.1\r\nHost: x\r\n" + line + b"\r\n\r\n")
+
+    def test_blanks_around_a_value_are_still_fine(self):
+        h = parse_request_head(b"POST / HTTP/1.1\r\nContent-Length: \t5 \r\n\r\n")
+        assert h.content_length == 5
 
 
 def test_expect_header_is_stripped_from_the_forwarded_head():

@@ -2,7 +2,9 @@
 
 import asyncio
 
-from sidecar_testkit import base, scrape, value
+from sidecar_testkit import FakeTransport, base, capture_dispatch, fake_client, scrape, value
+
+from vigil.sidecar.proxy import _Upstream
 
 
 async def _raw_server(handler):
@@ -51,6 +53,25 @@ async def test_close_delimited_and_interim_responses_from_upstream(start_sidecar
                 assert await resp.read() == b"until the end"
     finally:
         server.close()
+
+
+async def test_close_delimited_answer_cut_by_a_reset_is_a_502(
+    model, start_sidecar, http, monkeypatch
+):
+    # Only a clean end of the connection ends such an answer; a reset means it is cut short.
+    sidecar = await start_sidecar(model.url)
+    sent = capture_dispatch(sidecar.proxy, monkeypatch)
+    client, transport = fake_client(sidecar.proxy)
+    client.data_received(b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n")
+    upstream = _Upstream(sidecar.proxy)
+    upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
+    upstream.send(client, sent[0], reused=False)
+    upstream.data_received(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe first half")
+    upstream.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+    assert transport.answers() == [b"HTTP/1.1 502 Bad Gateway"]
+    assert b"the first half" not in transport.written
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_upstream_failures_total", reason="reset") == 1
 
 
 async def test_stale_keep_alive_connection_is_retried_once(start_sidecar, http):
