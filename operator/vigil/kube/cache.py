@@ -49,6 +49,7 @@ from typing import Any
 import orjson
 
 from vigil.common.objects import Body, section
+from vigil.common.relisting import LISTING_SECONDS
 
 Key = tuple[str, str, str]  # kind, namespace, name
 #: The namespace of a cluster-wide listing's window.
@@ -56,8 +57,6 @@ EVERY_NAMESPACE = "*"
 
 #: How long a deletion is remembered (late events of the object arrive well within it).
 TOMBSTONE_SECONDS = 120.0
-#: A listing's window: reads bypass the cache; then the objects it did not show are dropped.
-LISTING_SECONDS = 60.0
 
 
 def _version(body: Mapping[str, Any]) -> int | None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from vigil.common import objects
+from vigil.common.relisting import Relistings
 from vigil.common.times import format_time, utc_now
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT
@@ -171,8 +172,27 @@ class HealthLoop:
         self._references: dict[tuple[str, str], _Reference] = {}
         self._first_seen: dict[tuple[str, str, str], float] = {}
         self._task: asyncio.Task[None] | None = None
+        #: What a relisting of ModelDeployments or pods no longer shows is gone.
+        self._relisted = {
+            naming.PLURAL: Relistings(clock),
+            "pods": Relistings(clock),
+        }
 
     # -- what the watches tell -------------------------------------------------------
+
+    def listing_started(self, plural: str, namespace: str | None) -> None:
+        """A watch (re)starts by listing ModelDeployments or pods (None: cluster-wide)."""
+        relisted = self._relisted.get(plural)
+        if relisted is not None:
+            relisted.listing_started(namespace)
+
+    def _drop_ghosts(self) -> None:
+        """Forget what a finished relisting did not show (deleted while the watch was away)."""
+        for namespace, name in self._relisted[naming.PLURAL].ghosts():
+            log.info("%s/%s: gone (a relisting did not show it)", namespace, name)
+            self.observe_model("DELETED", {"metadata": {"namespace": namespace, "name": name}})
+        for namespace, name in self._relisted["pods"].ghosts():
+            self.observe_pod("DELETED", {"metadata": {"namespace": namespace, "name": name}})
 
     def observe_model(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A ModelDeployment was listed, changed or deleted."""
@@ -180,9 +200,11 @@ class HealthLoop:
         key = (meta.namespace, meta.name)
         if event_type == "DELETED":
             self.models.pop(key, None)
+            self._relisted[naming.PLURAL].forget(key)
             self.metrics.forget(*key)
             return
         self.models[key] = compact(body)
+        self._relisted[naming.PLURAL].seen(key)
 
     def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """A model pod was listed, changed or deleted; True when its artifact fetch says
@@ -192,10 +214,12 @@ class HealthLoop:
         info = pod_info(body)
         if event_type == "DELETED" or info is None:
             before = self.pods.pop(key, None)
+            self._relisted["pods"].forget(key)
             info = None
         else:
             before = self.pods.get(key)
             self.pods[key] = info
+            self._relisted["pods"].seen(key)
         if before is not None:
             self._fetching.get((meta.namespace, before.model_deployment), {}).pop(meta.name, None)
         if info is not None and info.fetch is not None:
@@ -405,6 +429,7 @@ class HealthLoop:
         """One cycle over every ModelDeployment (see the module docstring)."""
         started = time.monotonic()
         result = CycleResult()
+        self._drop_ghosts()
         now = self._clock()
         evaluated_at = format_time(self._utcnow())
         targets = self._targets()

@@ -105,10 +105,12 @@ def remember(runtime: Runtime, plural: str, event_type: str | None, body: Any) -
 
 
 def listing(runtime: Runtime, plural: str, namespace: str | None) -> None:
-    """A watch starts by listing (None: cluster-wide): the cache distrusts what it holds."""
+    """A watch starts by listing (None: cluster-wide): the cache and the health loop learn
+    what it no longer shows."""
     kind = CACHED_PLURALS.get(plural)
     if kind is not None:
         runtime.cache.listing_started(kind, namespace)
+    runtime.health.listing_started(plural, namespace)
 
 
 async def post_event(api: Api, body: Any, event: Event) -> None:

@@ -584,3 +584,25 @@ async def test_a_reference_no_model_reads_any_more_is_let_go(loop: Loop) -> None
     loop.loop.observe_model("DELETED", body)
     await loop.cycle()
     assert loop.loop._references == {}
+
+
+async def test_what_a_relisting_no_longer_shows_is_dropped(loop: Loop) -> None:
+    # Deleted while the watch was away: kopf reports no DELETED; the listing shows the rest.
+    from vigil.common.relisting import LISTING_SECONDS
+
+    gone = md("gone", "r2")
+    loop.add(gone, pod("gone-a", "gone", "r2", "10.0.0.2"))
+    loop.add(md(), pod("wine-a"), pod("wine-b", ip="10.0.0.3"))
+    del loop.api.objects[("ModelDeployment", "ml", "gone")]  # deleted in the cluster
+    loop.now += datetime.timedelta(seconds=5)
+    loop.loop.listing_started("modeldeployments", "ml")
+    loop.loop.listing_started("pods", None)
+    loop.loop.observe_model(None, md())
+    loop.loop.observe_pod(None, pod("wine-a"))
+    loop.now += datetime.timedelta(seconds=LISTING_SECONDS)
+    direct = loop._source(("direct", ""))
+    direct.windows[("ml", "wine", "r1")] = GOOD
+    await loop.cycle()
+    assert list(loop.loop.models) == [("ml", "wine")]
+    assert list(loop.loop.pods) == [("ml", "wine-a")]
+    assert [p.ip for p in direct.calls[-1][0].pods] == ["10.0.0.1"]

@@ -1,0 +1,51 @@
+"""Which watched objects a relisting no longer shows.
+
+A watch that cannot resume lists everything again, and kopf reports no
+DELETED event for what vanished in between (nor any event at all for a
+namespace left empty). The watch announces each listing as it starts
+(vigil.operator.runtime.announce_listings); what it did not show within
+a window after that start is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Key = tuple[str, str]  # namespace, name
+#: How long a listing may take to show every object (its events are handled in turn).
+LISTING_SECONDS = 60.0
+
+
+class Relistings:
+    """The objects of one watched kind, by when they were last shown, and the listings
+    under way (``None``: cluster-wide)."""
+
+    def __init__(self, clock: Callable[[], float], window: float = LISTING_SECONDS) -> None:
+        self._clock = clock
+        self._window = window
+        self._seen: dict[Key, float] = {}
+        self._listings: dict[str | None, float] = {}
+
+    def listing_started(self, namespace: str | None) -> None:
+        self._listings.setdefault(namespace, self._clock())
+
+    def seen(self, key: Key) -> None:
+        self._seen[key] = self._clock()
+
+    def forget(self, key: Key) -> None:
+        self._seen.pop(key, None)
+
+    def ghosts(self) -> list[Key]:
+        """The objects a finished listing did not show (forgotten here too)."""
+        now = self._clock()
+        gone: list[Key] = []
+        for namespace, since in list(self._listings.items()):
+            if now - since < self._window:
+                continue
+            del self._listings[namespace]
+            gone += [
+                key for key, at in self._seen.items() if at < since and namespace in (None, key[0])
+            ]
+        for key in gone:
+            self._seen.pop(key, None)
+        return sorted(set(gone))

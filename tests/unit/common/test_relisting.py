@@ -1,0 +1,37 @@
+"""Relistings: what a finished listing did not show is gone, in its namespace or all."""
+
+from vigil.common.relisting import LISTING_SECONDS, Relistings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_what_a_listing_did_not_show_is_gone_once_it_is_over() -> None:
+    clock = Clock()
+    relistings = Relistings(clock)
+    for key in (("ml", "a"), ("ml", "b"), ("other", "c")):
+        relistings.seen(key)
+    clock.now += 5
+    relistings.listing_started("ml")
+    relistings.seen(("ml", "a"))  # listed again; b was deleted meanwhile
+    assert relistings.ghosts() == []  # not over yet
+    clock.now += LISTING_SECONDS
+    assert relistings.ghosts() == [("ml", "b")]
+    assert relistings.ghosts() == []
+
+
+def test_a_cluster_wide_listing_covers_every_namespace_and_an_empty_one_too() -> None:
+    clock = Clock()
+    relistings = Relistings(clock)
+    relistings.seen(("ml", "a"))
+    relistings.seen(("other", "c"))
+    relistings.forget(("ml", "a"))  # deleted, as the watch said
+    clock.now += 5
+    relistings.listing_started(None)
+    clock.now += LISTING_SECONDS
+    assert relistings.ghosts() == [("other", "c")]
