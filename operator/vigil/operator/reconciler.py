@@ -12,6 +12,7 @@ and the status is patched at most once per reconcile, only when it changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -425,50 +426,43 @@ class Reconciler:
         HEALTH_WAIT_SECONDS (a golden replay holds it up to a minute, and the
         loop waits for all its writes); the next cycle writes it.
         """
-        try:
-            async with self._locks.hold((namespace, name), wait=HEALTH_WAIT_SECONDS):
-                return await self._write_health(namespace, name, health, conditions)
-        except Busy:
-            log.info("%s/%s: health left to the next cycle (a reconcile runs)", namespace, name)
-            return False
-
-    async def _write_health(
-        self,
-        namespace: str,
-        name: str,
-        health: Mapping[str, Any],
-        conditions: Sequence[ConditionState],
-    ) -> bool:
-        api = self._api_factory()
-        body = await api.get("ModelDeployment", namespace, name)
-        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
-            return False
-        status = body.get("status") or {}
-        patch, phase = health_patch(body, health, conditions, self._clock())
-        if not patch:
-            return False
-        # An Event per condition whose status flips (Healthy True -> False...),
-        # posted before the status that records the flip (see _write).
-        flips = transitions(status.get("conditions"), conditions)
-        await self._emit(
-            api,
-            body,
-            *(
-                Event(
-                    state.reason,
-                    f"{state.type} is {condition_word(state.status)}: {state.message}",
-                    warning=attention,
-                )
-                for state, attention in flips
-            ),
-        )
-        await api.patch_status("ModelDeployment", namespace, name, patch)
-        self.metrics.writes.labels("ModelDeployment", "status").inc()
-        self.metrics.set_phase(namespace, name, phase)
-        if flips and status.get("bake"):
-            # A bake judges these conditions: its reconcile need not wait for its recheck.
-            self.nudge(namespace, name)
-        return True
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                key = (namespace, name)
+                await held.enter_async_context(self._locks.hold(key, wait=HEALTH_WAIT_SECONDS))
+            except Busy:
+                log.info("%s/%s: health left to the next cycle (a reconcile runs)", namespace, name)
+                return False
+            api = self._api_factory()
+            body = await api.get("ModelDeployment", namespace, name)
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                return False
+            status = body.get("status") or {}
+            patch, phase = health_patch(body, health, conditions, self._clock())
+            if not patch:
+                return False
+            # An Event per condition whose status flips (Healthy True -> False...),
+            # posted before the status that records the flip (see _write).
+            flips = transitions(status.get("conditions"), conditions)
+            await self._emit(
+                api,
+                body,
+                *(
+                    Event(
+                        state.reason,
+                        f"{state.type} is {condition_word(state.status)}: {state.message}",
+                        warning=attention,
+                    )
+                    for state, attention in flips
+                ),
+            )
+            await api.patch_status("ModelDeployment", namespace, name, patch)
+            self.metrics.writes.labels("ModelDeployment", "status").inc()
+            self.metrics.set_phase(namespace, name, phase)
+            if flips and status.get("bake"):
+                # A bake judges these conditions: its reconcile need not wait for its recheck.
+                self.nudge(namespace, name)
+            return True
 
     def health_unchanged(
         self,

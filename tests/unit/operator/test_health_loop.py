@@ -339,15 +339,10 @@ def test_a_deleted_model_loses_its_rollout_series(loop: Loop) -> None:
     assert loop.sample("vigil_rollouts_total", **other) == 1
 
 
-async def test_the_reference_is_parsed_once_per_resource_version(
-    loop: Loop, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from vigil.operator import health as module
-
-    parsed: list[str] = []
-    monkeypatch.setattr(module, "parse_profile", lambda text: parsed.append(text) or None)
-    ref = {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}
-    loop.add(md(reference=ref), pod("wine-a"))
+def with_reference(loop: Loop) -> dict[str, Any]:
+    """A model whose reference profile is the ConfigMap ``ref`` (version 1), with traffic."""
+    body = md(reference={"configMapKeyRef": {"name": "ref", "key": "profile.json"}})
+    loop.add(body, pod("wine-a"))
     loop.api.add(
         {
             "kind": "ConfigMap",
@@ -356,6 +351,17 @@ async def test_the_reference_is_parsed_once_per_resource_version(
         }
     )
     loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
+    return body
+
+
+async def test_the_reference_is_parsed_once_per_resource_version(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vigil.operator import health as module
+
+    parsed: list[str] = []
+    monkeypatch.setattr(module, "parse_profile", lambda text: parsed.append(text) or None)
+    with_reference(loop)
     await loop.cycle()
     await loop.cycle()
     assert parsed == ["{}"]
@@ -568,17 +574,7 @@ async def test_one_model_that_cannot_be_evaluated_leaves_the_others_judged(
 
 
 async def test_a_reference_no_model_reads_any_more_is_let_go(loop: Loop) -> None:
-    ref = {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}
-    body = md(reference=ref)
-    loop.add(body, pod("wine-a"))
-    loop.api.add(
-        {
-            "kind": "ConfigMap",
-            "metadata": {"name": "ref", "namespace": "ml", "resourceVersion": "1"},
-            "data": {"profile.json": "{}"},
-        }
-    )
-    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
+    body = with_reference(loop)
     await loop.cycle()
     assert list(loop.loop._references) == [("ml", "ref")]
     loop.loop.observe_model("DELETED", body)
