@@ -8,14 +8,22 @@ window: per-pod increases (counter resets and restarts handled, see
 went away still counts for the part of the window it was alive; its
 scrapes are dropped once they are older than the window. A sidecar that
 does not answer is skipped and counted.
+
+Two windows, two retentions: the health window (minutes) reads every
+series but ground truth; the labels window (an hour by default) reads only
+the ground-truth series (:data:`~vigil.core.window.SERVED_REVISION_FAMILIES`).
+So each scrape is kept in two parts: all of it but ground truth for the
+health window, its ground-truth series for the labels window. Keeping whole
+scrapes for the hour (feature bins, latency buckets) cost 11-30 MB per pod.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import aiohttp
 
@@ -32,14 +40,52 @@ from vigil.metrics.exposition import parse_sidecar_metrics
 from vigil.metrics.session import LazySession
 from vigil.metrics.source import Collection, PodTarget, RevisionKey, RevisionTarget
 
-#: Scrapes kept per pod beyond the window, so the baseline before it exists.
+#: Scrapes kept per pod beyond the window, so the baseline before it exists: a rollout
+#: step's window grows between its collections, and others' collections trim in between.
 EXTRA_RETENTION_SECONDS = 120.0
+
+#: The ground-truth part of a scrape without labels (no feedback): one shared empty mapping.
+_NO_SERIES: Mapping[SeriesKey, float] = MappingProxyType({})
+
+
+def _trim(scrapes: deque[Scrape], cutoff: float) -> None:
+    """Drop the scrapes before ``cutoff`` but the last of them.
+
+    That one is :func:`~vigil.core.window.pod_increase`'s baseline for a window that
+    starts at or after ``cutoff`` (the last scrape at or before its start).
+    """
+    while len(scrapes) > 1 and scrapes[1].at < cutoff:
+        scrapes.popleft()
 
 
 @dataclass
 class _PodHistory:
-    scrapes: deque[Scrape]
+    """One pod's past scrapes, each split in two parts kept for different times."""
+
     last_seen: float
+    #: Every series but ground truth, kept for the health window.
+    recent: deque[Scrape] = field(default_factory=deque)
+    #: The ground-truth series alone, kept for the labels window (or the health one, if longer).
+    truth: deque[Scrape] = field(default_factory=deque)
+    #: The last scrape's keys: equal keys of the next scrape share these tuples and
+    #: strings instead of holding their own copies (most of a kept sample's bytes).
+    keys: dict[SeriesKey, SeriesKey] = field(default_factory=dict)
+
+    def add(self, scrape: Scrape) -> None:
+        known = self.keys
+        keys: dict[SeriesKey, SeriesKey] = {}
+        health: dict[SeriesKey, float] = {}
+        truth: dict[SeriesKey, float] = {}
+        for key, value in scrape.values.items():
+            key = keys[key] = known.get(key, key)
+            if key[0] in SERVED_REVISION_FAMILIES:
+                truth[key] = value
+            else:
+                health[key] = value
+        self.keys = keys
+        self.recent.append(Scrape(scrape.at, scrape.started_at, health))
+        self.truth.append(Scrape(scrape.at, scrape.started_at, truth or _NO_SERIES))
+        self.last_seen = scrape.at
 
 
 class DirectSource:
@@ -58,8 +104,9 @@ class DirectSource:
         self.concurrency = concurrency
         self._http = LazySession(session, self._open_session)
         self._history: dict[tuple[RevisionKey, str], _PodHistory] = {}
-        #: How long each revision's scrapes are kept, as its last collection asked.
-        self._retention: dict[RevisionKey, float] = {}
+        #: How long each revision's scrapes are kept, as its last collection asked:
+        #: (whole scrapes but ground truth, ground truth).
+        self._retention: dict[RevisionKey, tuple[float, float]] = {}
 
     def _open_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=None)
@@ -103,11 +150,8 @@ class DirectSource:
                     result.scrape_failures += 1
                     failures.append(scraped)
                     continue
-                history = self._history.setdefault(
-                    (target.key, pod_name), _PodHistory(deque(), now)
-                )
-                history.scrapes.append(scraped)
-                history.last_seen = now
+                history = self._history.setdefault((target.key, pod_name), _PodHistory(now))
+                history.add(scraped)
             answered[target.key] = len(target.pods) - len(failures)
             if target.pods and answered[target.key] == 0:
                 result.errors[target.key] = (
@@ -129,12 +173,11 @@ class DirectSource:
         for (key, _), history in self._history.items():
             if key[:2] != target.key[:2] or history.last_seen < min(start, labels_start):
                 continue
-            scrapes = list(history.scrapes)
-            # Labels over their own (longer) window of arrival.
-            everyone.append(pod_increase(scrapes, labels_start))
+            # Labels over their own (longer) window of arrival: ground-truth series only.
+            everyone.append(pod_increase(history.truth, labels_start))
             if key == target.key and history.last_seen >= start:
-                own.append(pod_increase(scrapes, start))
-        series = {k: v for k, v in add_series(own).items() if k[0] not in SERVED_REVISION_FAMILIES}
+                own.append(pod_increase(history.recent, start))
+        series = add_series(own)  # no ground truth in it: that is counted by served revision
         # Labels are counted where the prediction is, against the revision that served
         # it: the ModelDeployment's scraped pods, this revision's series.
         series.update(served_by(add_series(everyone), target.revision))
@@ -143,16 +186,18 @@ class DirectSource:
     def _forget_old(self, targets: Sequence[RevisionTarget], now: float) -> None:
         """Drop scrapes older than their window (plus the baseline margin).
 
-        One source serves every ModelDeployment: each revision keeps its scrapes as
-        long as its own last collection asked, whoever collects now.
+        Whole scrapes (but ground truth) go after the health window; their ground-truth
+        series after the labels window. One source serves every ModelDeployment: each
+        revision keeps its scrapes as long as its own last collection asked, whoever
+        collects now.
         """
-        self._retention.update({t.key: t.retention_seconds for t in targets})
+        self._retention.update({t.key: (t.window_seconds, t.retention_seconds) for t in targets})
         for key in list(self._history):
             history = self._history[key]
-            keep = self._retention.get(key[0], 0.0) + EXTRA_RETENTION_SECONDS
-            while len(history.scrapes) > 1 and history.scrapes[1].at < now - keep:
-                history.scrapes.popleft()
-            if history.last_seen < now - keep:
+            health, labels = self._retention.get(key[0], (0.0, 0.0))
+            _trim(history.recent, now - health - EXTRA_RETENTION_SECONDS)
+            _trim(history.truth, now - labels - EXTRA_RETENTION_SECONDS)
+            if history.last_seen < now - labels - EXTRA_RETENTION_SECONDS:
                 del self._history[key]
         kept = {key for key, _ in self._history} | {t.key for t in targets}
         self._retention = {k: v for k, v in self._retention.items() if k in kept}

@@ -1,0 +1,293 @@
+"""What the direct source keeps of past scrapes, and that its figures do not depend on it.
+
+Whole scrapes are kept for the health window only; past it, only their
+ground-truth series, for the labels window (an hour by default). The
+figures must stay those of the old rule, every series of every scrape kept:
+:func:`old_rule_window` computes them from every scrape ever taken.
+
+The source's HTTP GET is replaced by the cycle's exposition text, read by
+the real parser (the HTTP side is covered in ``test_metrics_sources.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from vigil.core.window import (
+    SERVED_REVISION_FAMILIES,
+    RevisionWindow,
+    Scrape,
+    SeriesKey,
+    add_series,
+    pod_increase,
+    served_by,
+)
+from vigil.metrics import PodTarget, RevisionTarget
+from vigil.metrics.direct import EXTRA_RETENTION_SECONDS, DirectSource
+from vigil.metrics.exposition import parse_sidecar_metrics
+
+INTERVAL = 30.0
+HEALTH_WINDOW = 300.0
+LABELS_WINDOW = 3600.0
+BINS = 12
+LATENCY = ("0.01", "0.1", "1.0", "+Inf")
+DELAYS = ("60.0", "600.0", "3600.0", "+Inf")
+
+
+class Pod:
+    """One sidecar's counters; each scrape they grow by a seeded random amount."""
+
+    def __init__(self, name: str, revision: str, features: int, seed: int) -> None:
+        self.name = name
+        self.revision = revision
+        self.features = features
+        self.random = random.Random(seed)
+        self.started_at = 1.0
+        self.scraped = 0
+        self.counts: dict[str, float] = {}
+        self.gauge = 0.0
+        #: The revisions whose predictions this pod's labels are counted for.
+        self.served = [revision]
+
+    def grow(self, line: str, most: int = 5) -> str:
+        self.counts[line] = self.counts.get(line, 0) + self.random.randint(0, most)
+        return f"{line} {self.counts[line]}"
+
+    def restart(self, at: float) -> None:
+        self.started_at = at
+        self.counts.clear()
+
+    def text(self, labels_from: float, now: float) -> str:
+        self.scraped += 1
+        base = f'model="wine",version="1",revision="{self.revision}",role="stable"'
+        lines = [f"vigil_sidecar_start_time_seconds{{{base}}} {self.started_at}"]
+        for origin in ("live", "shadow"):
+            infer = f'{base},endpoint="infer",origin="{origin}"'
+            for outcome, code in (("success", "200"), ("model_error", "500")):
+                lines.append(
+                    self.grow(f'vigil_requests_total{{{infer},outcome="{outcome}",code="{code}"}}')
+                )
+            cumulative = 0.0
+            for le in LATENCY:
+                key = f'vigil_request_duration_seconds_bucket{{{infer},le="{le}"}}'
+                cumulative = self.counts[key] = max(
+                    self.counts.get(key, 0) + self.random.randint(0, 3), cumulative
+                )
+                lines.append(f"{key} {cumulative}")
+        for f in range(self.features):
+            # A bin that comes and goes: a series missing from a scrape counts from zero after.
+            gone = f == 0 and self.scraped % 10 == 3
+            for b in range(1 if gone else 0, BINS):
+                lines.append(
+                    self.grow(f'vigil_feature_bin_total{{{base},feature="f{f}",bin="{b}"}}')
+                )
+            lines.append(self.grow(f'vigil_feature_missing_total{{{base},feature="f{f}"}}', 1))
+        # A running sum that may go down (negative predictions): never a reset.
+        self.gauge += self.random.choice((-2.5, -0.5, 1.0, 3.5))
+        lines.append(f"vigil_prediction_value_sum{{{base}}} {self.gauge}")
+        if now >= labels_from:
+            for served in self.served:
+                truth = f'model="wine",version="1",revision="{served}",role="stable"'
+                for outcome in ("joined", "unknown"):
+                    line = f'vigil_feedback_labels_total{{{truth},outcome="{outcome}"}}'
+                    lines.append(self.grow(line))
+                for klass in ("0", "1"):
+                    line = f'vigil_feedback_scored_total{{{truth},class="{klass}"}}'
+                    lines.append(self.grow(line))
+                    lines.append(
+                        self.grow(f'vigil_feedback_correct_total{{{truth},class="{klass}"}}', 2)
+                    )
+                for le in DELAYS:
+                    lines.append(
+                        self.grow(f'vigil_feedback_label_delay_seconds_bucket{{{truth},le="{le}"}}')
+                    )
+        lines.append('vigil_model_info{model="wine",protocol="v2"} 1')  # not read
+        return "\n".join(lines) + "\n"
+
+
+class FedSource(DirectSource):
+    """A direct source whose GET returns the pod's text; keeps every scrape for the old rule."""
+
+    def __init__(self, pods: Iterable[Pod], labels_from: float = 0.0) -> None:
+        super().__init__()
+        self.pods = {pod.name: pod for pod in pods}
+        self.labels_from = labels_from
+        #: Every scrape ever taken, per (revision, pod), whole, never trimmed.
+        self.taken: dict[tuple[tuple[str, str, str], str], list[Scrape]] = {}
+
+    async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
+        sidecar = self.pods[pod.name]
+        values, started_at = parse_sidecar_metrics(sidecar.text(self.labels_from, now))
+        scrape = Scrape(at=now, started_at=started_at, values=values)
+        self.taken.setdefault((("ns", "wine", sidecar.revision), pod.name), []).append(scrape)
+        return scrape
+
+
+def old_rule_window(
+    taken: dict[tuple[tuple[str, str, str], str], list[Scrape]],
+    target: RevisionTarget,
+    now: float,
+    answered: int,
+) -> RevisionWindow:
+    """The figures of the old rule: every series of every scrape, never trimmed."""
+    start, labels_start = now - target.window_seconds, now - target.labels_window
+    own: list[dict[SeriesKey, float]] = []
+    everyone: list[dict[SeriesKey, float]] = []
+    for (key, _), scrapes in taken.items():
+        last_seen = scrapes[-1].at
+        if key[:2] != target.key[:2] or last_seen < min(start, labels_start):
+            continue
+        everyone.append(pod_increase(scrapes, labels_start))
+        if key == target.key and last_seen >= start:
+            own.append(pod_increase(scrapes, start))
+    series = {k: v for k, v in add_series(own).items() if k[0] not in SERVED_REVISION_FAMILIES}
+    series.update(served_by(add_series(everyone), target.revision))
+    return RevisionWindow.from_series(series, pods=answered)
+
+
+def health_targets(pods: dict[str, list[Pod]], labels_window: float | None) -> list[RevisionTarget]:
+    return [
+        RevisionTarget(
+            "ns",
+            "wine",
+            revision,
+            HEALTH_WINDOW,
+            tuple(PodTarget(p.name, "10.0.0.1") for p in members),
+            labels_window_seconds=labels_window,
+        )
+        for revision, members in pods.items()
+        if members
+    ]
+
+
+async def run_cycles(
+    source: FedSource,
+    until: float,
+    targets_at: Callable[[float], list[RevisionTarget]],
+    each: Callable[[float], None] = lambda now: None,
+    compare: bool = True,
+) -> int:
+    """Collect every INTERVAL from 0 to ``until``; compare every window with the old rule's."""
+    compared = 0
+    now = 0.0
+    while now <= until:
+        each(now)
+        targets = targets_at(now)
+        windows = (await source.collect(targets, now)).windows
+        for target in targets if compare else ():
+            expected = old_rule_window(source.taken, target, now, len(target.pods))
+            assert windows[target.key] == expected, (now, target.key)
+            compared += 1
+        now += INTERVAL
+    return compared
+
+
+def scrapes_kept(source: DirectSource) -> list[Scrape]:
+    """Every scrape (or part of one) the source holds: each deque of its pods' histories."""
+    return [
+        scrape
+        for history in source._history.values()
+        for part in vars(history).values()
+        if isinstance(part, deque)
+        for scrape in part
+    ]
+
+
+def kept(source: DirectSource) -> tuple[int, int, int]:
+    """(scrapes, samples, ground-truth samples) the source holds, over every pod's history."""
+    scrapes = scrapes_kept(source)
+    samples = sum(len(s.values) for s in scrapes)
+    truth = sum(1 for s in scrapes for k in s.values if k[0] in SERVED_REVISION_FAMILIES)
+    return len(scrapes), samples, truth
+
+
+class TestFiguresMatchTheOldRule:
+    async def test_health_and_labels_windows_over_ninety_minutes_of_a_rollout(self) -> None:
+        # Two pods of r1; r2's pod starts at 30 min and counts labels of r1's predictions
+        # too (a handoff); one r1 pod restarts (counters reset), the other goes away.
+        a, b, c = Pod("a", "r1", 3, 1), Pod("b", "r1", 3, 2), Pod("c", "r2", 3, 3)
+        c.served = ["r2", "r1"]
+        source = FedSource([a, b, c], labels_from=600.0)
+
+        def targets_at(now: float) -> list[RevisionTarget]:
+            r1 = [p for p in (a, b) if not (p is a and now >= 3000)]
+            r2 = [c] if now >= 1800 else []
+            return health_targets({"r1": r1, "r2": r2}, LABELS_WINDOW)
+
+        def each(now: float) -> None:
+            if now == 2400:
+                b.restart(now - 5)
+
+        compared = await run_cycles(source, 5400, targets_at, each)
+        assert compared > 250
+
+    async def test_a_labels_window_shorter_than_the_health_window(self) -> None:
+        pod = Pod("a", "r1", 3, 4)
+        source = FedSource([pod])
+        targets = [
+            RevisionTarget(
+                "ns", "wine", "r1", 900, (PodTarget("a", "10.0.0.1"),), labels_window_seconds=600
+            )
+        ]
+        assert await run_cycles(source, 3000, lambda now: targets) > 90
+
+    async def test_a_rollout_steps_growing_window_with_no_labels_window(self) -> None:
+        # The rollout's targets: the window runs from the step's start and grows each
+        # cycle; the labels window is the same (None). Steps of 10 minutes.
+        pod = Pod("a", "r1", 3, 5)
+        source = FedSource([pod])
+
+        def targets_at(now: float) -> list[RevisionTarget]:
+            evidence = max(10.0, now - (now // 600) * 600 + 0.35)
+            return [RevisionTarget("ns", "wine", "r1", evidence, (PodTarget("a", "10.0.0.1"),))]
+
+        assert await run_cycles(source, 3000, targets_at) > 90
+
+
+class TestWhatIsKept:
+    async def hour_of(self, features: int) -> tuple[FedSource, tuple[int, int, int]]:
+        pod = Pod("a", "r1", features, 6)
+        source = FedSource([pod])
+        targets = health_targets({"r1": [pod]}, LABELS_WINDOW)
+        hour = LABELS_WINDOW + EXTRA_RETENTION_SECONDS
+        await run_cycles(source, hour, lambda now: targets, compare=False)
+        return source, kept(source)
+
+    async def test_after_an_hour_feature_bins_are_kept_for_the_health_window_only(self) -> None:
+        _, (_, samples_few, truth_few) = await self.hour_of(3)
+        _, (_, samples_more, truth_more) = await self.hour_of(13)
+        # Each feature adds BINS + 1 series per scrape (bins, missing), in the scrapes the
+        # health window needs: its length and margin, the baseline before it, this one.
+        whole_scrapes = int((HEALTH_WINDOW + EXTRA_RETENTION_SECONDS) / INTERVAL) + 2
+        assert samples_more - samples_few == (13 - 3) * (BINS + 1) * whole_scrapes
+        # Ground truth (10 series a scrape here) is kept for the hour and its margin.
+        hour = int((LABELS_WINDOW + EXTRA_RETENTION_SECONDS) / INTERVAL) + 1
+        assert truth_more == truth_few == 10 * hour
+
+    async def test_past_the_health_window_only_ground_truth_series_are_kept(self) -> None:
+        source, _ = await self.hour_of(3)
+        last = LABELS_WINDOW + EXTRA_RETENTION_SECONDS
+        # Older than the health window, its margin and the baseline scrape before them.
+        older = last - HEALTH_WINDOW - EXTRA_RETENTION_SECONDS - INTERVAL
+        old = [scrape for scrape in scrapes_kept(source) if scrape.at < older]
+        assert len(old) == older / INTERVAL
+        assert all(key[0] in SERVED_REVISION_FAMILIES for s in old for key in s.values)
+
+    async def test_a_series_in_consecutive_scrapes_keeps_one_copy_of_its_key(self) -> None:
+        # Parsed anew each scrape, a key's tuples and strings were most of a sample's bytes.
+        source, _ = await self.hour_of(3)
+        shared = 0
+        for history in source._history.values():
+            for part in vars(history).values():
+                if not isinstance(part, deque):
+                    continue
+                for before, after in itertools.pairwise(part):
+                    keys = dict(zip(before.values, before.values, strict=True))
+                    for key in after.values:
+                        if key in keys:
+                            assert keys[key] is key
+                            shared += 1
+        assert shared > 1000
