@@ -123,9 +123,11 @@ class DirectSource:
                 if response.status != 200:
                     return f"{pod.name}: HTTP {response.status}"
                 body = await response.text()
+            values, started_at = parse_sidecar_metrics(body)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             return f"{pod.name}: {type(error).__name__} {error}".strip()
-        values, started_at = parse_sidecar_metrics(body)
+        except (ValueError, IndexError) as error:  # not a sidecar's text (nor UTF-8)
+            return f"{pod.name}: unreadable metrics: {error}"
         return Scrape(at=now, started_at=started_at, values=values)
 
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:

@@ -85,10 +85,12 @@ class _FakeSidecar:
     """Serves whatever exposition text the test sets, or fails."""
 
     def __init__(self) -> None:
-        self.text = ""
+        self.text: str | bytes = ""
         self.status = 200
 
     async def handle(self, request: web.Request) -> web.Response:
+        if isinstance(self.text, bytes):  # not UTF-8 text
+            return web.Response(body=self.text, content_type="text/plain", charset="utf-8")
         return web.Response(text=self.text, status=self.status)
 
 
@@ -120,6 +122,30 @@ async def sidecar():
 
 
 class TestDirectSource:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            'vigil_requests_total{endpoint="infer" 5\n',
+            'vigil_requests_total{endpoint="infer} 5\n',
+            b"vigil_requests_total \xff 1\n",
+        ],
+    )
+    async def test_an_answer_that_cannot_be_read_fails_that_pod_alone(
+        self, sidecar, text: str | bytes
+    ) -> None:
+        # Something else at a reused pod IP, or a broken sidecar: that pod's scrape fails,
+        # every other target is still collected.
+        fake, port = sidecar
+        fake.text = text
+        broken = RevisionTarget("ns", "bad", "r1", 60, (PodTarget("b", "127.0.0.1", port),))
+        source = DirectSource()
+        try:
+            result = await source.collect([broken], now=1000)
+        finally:
+            await source.close()
+        assert result.scrape_failures == 1
+        assert result.errors[broken.key].startswith("no sidecar answered")
+
     async def test_window_is_the_increase_since_the_baseline(self, sidecar) -> None:
         fake, port = sidecar
         target = RevisionTarget("ns", "wine", "r1", 60, (PodTarget("p", "127.0.0.1", port),))
