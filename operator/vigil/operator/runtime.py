@@ -180,7 +180,8 @@ def announce_listings(on_listing: Callable[[str, str | None], None]) -> None:
     """Call ``on_listing(plural, namespace)`` whenever a kopf watch (re)starts by listing.
 
     Why: a relisting that finds no object in a namespace shows no event at all,
-    and the cache would keep the objects deleted meanwhile (vigil.kube.cache).
+    and the cache and the health loop would keep the objects deleted meanwhile
+    (vigil.kube.cache, vigil.common.relisting).
     It wraps `continuous_watch` of a private kopf module,
     `kopf._cogs.clients.watching`; test_kopf_announces_each_listing fails loudly
     when a kopf release moves it. Installed again, it replaces the listener.
@@ -248,7 +249,7 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     - Child watches are filtered server-side by Vigil's label.
     - Events: only those the operator posts on purpose (Deployed, Switched...).
     - Watch events decoded by orjson (see decode_watch_streams_with_orjson).
-    - Each listing announced to the cache (see announce_listings).
+    - Each listing announced to the cache and the health loop (see announce_listings).
     """
     decode_watch_streams_with_orjson()
     announce_listings(lambda plural, namespace: listing(runtime, plural, namespace))
