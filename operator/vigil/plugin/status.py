@@ -64,12 +64,23 @@ def _get(mapping: Mapping[str, Any] | None, *path: str, default: Any = None) -> 
     return current
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
+def _percent(value: float | None, extra: int = 0) -> str:
+    return "-" if value is None else f"{value * 100:.{1 + extra}f}%"
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.0f}ms"
+def _ms(value: float | None, extra: int = 0) -> str:
+    return "-" if value is None else f"{value * 1000:.{extra}f}ms"
+
+
+def _beside(value: float, limit: float | None, shown: Callable[[float, int], str]) -> str:
+    """``value`` as ``shown`` writes it, with more digits while it reads as ``limit`` does:
+    "1.0% <= 1.0% FAIL" would look like a wrong verdict."""
+    text = shown(value, 0)
+    for extra in range(1, 7):
+        if limit is None or value == limit or text != shown(limit, extra - 1):
+            break
+        text = shown(value, extra)
+    return text
 
 
 def _bar(fraction: float, width: int = BAR) -> str:
@@ -114,21 +125,21 @@ def _step_label(step: Step) -> str:
     return step.describe()
 
 
-def _decimals(value: float) -> str:
-    return f"{value:.3f}"
+def _decimals(value: float, extra: int = 0) -> str:
+    return f"{value:.{3 + extra}f}"
 
 
-def _general(value: float) -> str:
-    return f"{value:g}"
+def _general(value: float, extra: int = 0) -> str:
+    return f"{value:.{6 + extra}g}"
 
 
-def _ms_or_open(value: float) -> str:
-    return "inf" if math.isinf(value) else _ms(value)
+def _ms_or_open(value: float, extra: int = 0) -> str:
+    return "inf" if math.isinf(value) else _ms(value, extra)
 
 
 #: How each rollout gate (vigil.core.judges) reads: label, value and threshold formats,
 #: and the side of the threshold that passes.
-_GATES: dict[str, tuple[str, Callable[[float], str], Callable[[float], str], str]] = {
+_GATES: dict[str, tuple[str, Callable[[float, int], str], Callable[[float], str], str]] = {
     "errorRate": ("error rate", _percent, _percent, "<="),
     "latencyP95": ("p95 latency", _ms_or_open, _ms, "<="),
     "latencyVsStable": ("P(slower than stable)", _decimals, _general, "<="),
@@ -155,7 +166,7 @@ def _gate_line(gate: Mapping[str, Any], style: _Style) -> str:
         else ""
     )
     words, colour = _verdict(gate)
-    measured = "-" if value is None else value_text(value)
+    measured = "-" if value is None else _beside(value, threshold, value_text)
     limit = "-" if threshold is None else f"{side} {threshold_text(threshold)}".strip()
     return f"  {label:<21} {measured:>7} {interval:<16} {limit:<9} {style(words, colour)}"
 
@@ -351,14 +362,15 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
     )
     for label, value, limit, shown in slos:
         ok = None if value is None else value <= limit
-        add(_gate_row(label, shown(value), f"<= {shown(limit)}", ok, style))
+        measured = shown(None) if value is None else _beside(value, limit, shown)
+        add(_gate_row(label, measured, f"<= {shown(limit)}", ok, style))
     drift = health.get("drift") or {}
     threshold = limits.health.drift_threshold
     score = drift.get("score")
     add(
         _gate_row(
             f"drift ({drift.get('method', limits.health.drift_method)})",
-            "-" if score is None else f"{score:.3f}",
+            "-" if score is None else _beside(score, threshold, _decimals),
             f"< {threshold:g}",
             None if score is None else score < threshold,
             style,
@@ -369,7 +381,7 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
         add(
             _gate_row(
                 "shadow agreement",
-                f"{agreement:.3f}",
+                _beside(agreement, limits.min_agreement, _decimals),
                 f">= {limits.min_agreement:g}",
                 agreement >= limits.min_agreement,
                 style,
@@ -416,7 +428,7 @@ def _realized(performance: Mapping[str, Any], limits: _Limits, style: _Style) ->
         rows.append(
             _gate_row(
                 label,
-                f"{value:.3f}",
+                _beside(value, limit, _decimals),
                 shown,
                 None if limit is None else better(value, limit),
                 style,

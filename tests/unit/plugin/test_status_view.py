@@ -90,6 +90,21 @@ def test_every_health_figure_beside_its_threshold() -> None:
     assert re.search(r"shadow agreement\s+0\.980\s+>= 0\.95\s+ok", screen)
 
 
+def test_a_figure_that_rounds_to_its_threshold_shows_the_digits_that_decide() -> None:
+    # "1.0% <= 1.0% FAIL" reads as a wrong verdict: the figure gets more digits.
+    md = json.loads(json.dumps(MD))
+    md["status"]["health"].update(errorRate=0.01049, latencyP95=0.2503, agreement=0.94996)
+    md["status"]["health"]["drift"]["score"] = 0.19996
+    gate = {"name": "goldenSet", "verdict": "fail", "value": 2969 / 2999, "threshold": 0.99}
+    md["status"]["candidate"]["gates"] = [gate]
+    screen = render(md, EVENTS, now=NOW)
+    assert re.search(r"error rate\s+1\.05%\s+<= 1\.0%\s+FAIL", screen)
+    assert re.search(r"p95 latency\s+250\.3ms\s+<= 250ms\s+FAIL", screen)
+    assert re.search(r"shadow agreement\s+0\.94996\s+>= 0\.95\s+FAIL", screen)
+    assert re.search(r"drift \(psi\)\s+0\.19996\s+< 0\.2\s+ok", screen)
+    assert re.search(r"golden set\s+0\.989997\s+>= 0\.99\s+FAIL", screen)
+
+
 def test_drift_bars_worst_first() -> None:
     lines = render(MD, EVENTS, now=NOW).splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Drift by feature"))
