@@ -156,3 +156,19 @@ def test_range_answers_group_per_evaluation_time() -> None:
 
 def test_about_120_points_whatever_the_range() -> None:
     assert choose_step(3600) == 30 and choose_step(600) == 5 and choose_step(86400) == 720
+
+
+def test_a_pod_whose_metrics_cannot_be_read_is_noted_and_the_rest_counted() -> None:
+    # Something else at a reused pod IP, or a broken sidecar: the report still comes out.
+    measured = from_scrapes(
+        {
+            "r1": [
+                ("wine-r1-0", _sidecar_text(0.0)),
+                ("wine-r1-1", 'vigil_requests_total{a="b" 1\n'),
+            ]
+        },
+        now=1000.0,
+        progress=print,
+    )
+    assert measured.points[1000.0]["r1"].pods == 1
+    assert any("wine-r1-1" in note and "not read" in note for note in measured.notes)

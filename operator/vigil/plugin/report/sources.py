@@ -138,9 +138,15 @@ def from_scrapes(
     everyone: list[dict[SeriesKey, float]] = []
     own: dict[str, list[dict[SeriesKey, float]]] = {}
     starts: list[float] = []
+    unreadable: list[str] = []
     for revision, pods in scrapes.items():
         for pod, text in pods:
-            values, started_at = parse_sidecar_metrics(text)
+            try:
+                values, started_at = parse_sidecar_metrics(text)
+            except (ValueError, IndexError) as error:  # not a sidecar's metrics text
+                progress(f"direct: cannot read {pod}: {error}")
+                unreadable.append(pod)
+                continue
             progress(f"direct: read {pod} ({len(values)} series)")
             everyone.append(values)
             own.setdefault(revision, []).append(
@@ -167,6 +173,11 @@ def from_scrapes(
         notes=(
             "direct source: one point per revision (counters since each sidecar started); "
             "figures over time need Prometheus (--prometheus URL)",
+            *(
+                [f"pods not read (not a sidecar's metrics): {', '.join(unreadable)}"]
+                if unreadable
+                else []
+            ),
         ),
     )
 
