@@ -210,7 +210,9 @@ def request(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
         found = _read(args)
-        if body(found).meta.annotations.get(ANNOTATION_REQUEST_ID) != request_id:
+        # Answered (status first, the annotation cleared after), or gone without an answer.
+        answered = answer_to(found.get("status"), request_id) is not None
+        if answered or body(found).meta.annotations.get(ANNOTATION_REQUEST_ID) != request_id:
             return _report(args, verb, request_id, found)
         time.sleep(1.0)
     print(

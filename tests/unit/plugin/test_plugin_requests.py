@@ -126,6 +126,8 @@ def fake_kubectl(tmp_path, monkeypatch):
         "        rid = [a for a in asked if a.startswith('vigil.dev/request-id=')][0]\n"
         "        last = {'id': rid.split('=', 1)[1], 'answer': answer, 'message': 'why'}\n"
         "        obj['status'] = {'lastRequest': last}\n"
+        "        if os.environ.get('FAKE_NOT_CLEARED'):\n"
+        "            obj['metadata']['annotations'] = {'vigil.dev/request-id': last['id']}\n"
         "    if os.environ.get('FAKE_CANDIDATE'):\n"
         "        obj.setdefault('status', {})['candidate'] = {'revision': 'cafe123'}\n"
         "    print(json.dumps(obj))\n"
@@ -196,6 +198,17 @@ def test_a_request_already_answered_is_replaced_if_the_object_is_as_read(fake_ku
 def test_cli_wait_prints_the_operators_answer(fake_kubectl, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_ANSWER", "Taken")
     assert main(["pause", "wine", "-n", "ml", "--wait", "5"]) == 0
+    assert "the operator took the pause request: why" in capsys.readouterr().out
+
+
+def test_cli_wait_reports_an_answer_written_before_the_request_is_cleared(
+    fake_kubectl, monkeypatch, capsys
+):
+    # The operator answers in status, then clears the annotation (a later patch, which
+    # can fail and wait for the next cycle): the answer is what --wait waits for.
+    monkeypatch.setenv("FAKE_ANSWER", "Taken")
+    monkeypatch.setenv("FAKE_NOT_CLEARED", "1")
+    assert main(["pause", "wine", "-n", "ml", "--wait", "2"]) == 0
     assert "the operator took the pause request: why" in capsys.readouterr().out
 
 
