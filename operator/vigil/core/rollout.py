@@ -173,17 +173,18 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
     if effective.kind == "shadow":
         # Mirrored load is the full live load (at percent): the candidate gets full capacity.
         return Traffic(0, effective.percent, replicas, replicas, effective.tolerance)
-    return Traffic(
-        effective.weight, 0, candidate_replicas_for(effective.weight, replicas), replicas
-    )
+    weight = effective.weight
+    return Traffic(weight, 0, candidate_replicas_for(weight, replicas), replicas)
 
 
 def _samples(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[int, int, str]:
-    """(have, need, what): a shadow step counts compared predictions, a canary requests."""
+    """(have, need, what), never less than one needed: a shadow step counts compared
+    predictions and the copies it failed (never compared), a canary its live requests."""
     if step.kind == "shadow":
-        need = max(step.min_requests or 0, policy.min_requests)
-        return figures.compared, need, "compared predictions"
-    return figures.requests, policy.min_requests, "candidate requests"
+        failed = round(figures.copies.failures)
+        what = "compared predictions" + (f" and failed copies ({failed})" if failed else "")
+        return figures.compared + failed, max(1, step.min_requests or 0, policy.min_requests), what
+    return figures.requests, max(1, policy.min_requests), "candidate requests"
 
 
 def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: float) -> Decision:
@@ -350,9 +351,7 @@ def _standing(results: Sequence[Gate]) -> str:
     return f"no gate failing, {len(undecided)} undecided ({', '.join(undecided)})"
 
 
-def _pause_or_resume(
-    state: RolloutState, step: Step, spec_paused: bool
-) -> tuple[RolloutState, str]:
+def _pause_or_resume(state: RolloutState, step: Step, by_spec: bool) -> tuple[RolloutState, str]:
     """A person's pause or resume taken into the state, or why it is refused ("" = taken)."""
     if state.requested == RequestVerb.PAUSE:
         return replace(state, paused=True, requested=""), ""
@@ -362,7 +361,7 @@ def _pause_or_resume(
     waiting = step.kind == "pause" and step.duration_seconds is None and not state.released
     if state.paused or waiting:
         return replace(state, paused=False, released=True), ""
-    if spec_paused:
+    if by_spec:
         return state, "spec.paused holds the rollout: set it to false to resume"
     return state, "nothing to resume: the rollout is not paused"
 

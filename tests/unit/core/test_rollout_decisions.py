@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -202,6 +203,24 @@ class TestWaitingAndHolding:
     def test_shadow_counts_compared_predictions(self) -> None:
         d = decide(POLICY, at_step(1), obs(figures=seen(compared=150)), T0)
         assert d.message == "150 compared predictions < 200 needed"
+
+    def test_a_shadow_candidate_failing_every_copy_is_rolled_back_not_held(self) -> None:
+        # Failed copies are never compared: they count as evidence (of errors) all the same.
+        failing = obs(figures=figures(requests=0, copies=5000, error_rate=1.0))
+        first = decide(POLICY, at_step(1), failing, T0)
+        assert first.action == "wait" and first.reason == "CheckFailed", first.message
+        assert "error rate" in first.message
+        second = decide(POLICY, first.state, failing, T0 + 60)
+        assert second.action == "rollback" and second.reason == "AnalysisFailed"
+
+    @pytest.mark.parametrize("step", [1, 2])
+    def test_no_evidence_is_never_enough_even_with_min_requests_zero(self, step: int) -> None:
+        policy = dataclasses.replace(POLICY, min_requests=0)
+        policy = dataclasses.replace(
+            policy, steps=tuple(dataclasses.replace(s, min_requests=0) for s in policy.steps)
+        )
+        d = decide(policy, at_step(step), obs(figures=seen(requests=0, copies=0, compared=0)), T0 + 600)
+        assert d.action == "hold" and d.reason == "InsufficientData", d.message
 
     def test_holding_resumes_when_data_returns(self) -> None:
         held = decide(POLICY, at_step(2), obs(metrics_available=False), T0)
