@@ -374,6 +374,21 @@ class TestAnalysis:
         )
         assert decide(POLICY, at_step(2), obs(figures=same), T0 + 300).action == "advance"
 
+    def test_input_drift_shares_its_error_among_every_shared_feature_from_the_first_check(
+        self,
+    ) -> None:
+        # A feature judged before the other nine have enough rows gets a tenth of alpha,
+        # as it will once they have: the family is the features both references share.
+        one = seen(candidate_drift=0.215, stable_drift=0.0, requests=300)
+        alone = dataclasses.replace(one, shared_features=1)
+        among_ten = dataclasses.replace(one, shared_features=10)
+
+        def verdict(figures: object) -> str:
+            d = decide(POLICY, at_step(2), obs(figures=figures), T0 + 10)
+            return {g.name: g.verdict for g in d.gates}["inputDrift"]
+
+        assert (verdict(alone), verdict(among_ten)) == ("fail", "undecided")
+
     def test_agreement_is_a_shadow_gate_only(self) -> None:
         d = decide(POLICY, at_step(2), obs(figures=seen(agreement=0.5)), T0 + 300)
         assert d.action == "advance"

@@ -17,7 +17,8 @@ gates' anytime p-values decides which fail (the input-drift gate is one
 family over its features, Bonferroni within), and the intervals shown are
 the simultaneous ones (each gate at the step's budget divided by the
 number of gates). So a candidate exactly as good as the stable is rolled
-back with probability at most ``1 - confidence``, at any rate of traffic.
+back with probability at most ``1 - confidence``, at any rate of traffic,
+when the stable itself meets the absolute limits (SLOs, minAccuracy).
 
 The gates, and the evidence each counts (a shadow step judges the copies
 the candidate answered, a canary step its live requests):

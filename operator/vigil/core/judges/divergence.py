@@ -108,18 +108,19 @@ def input_drift(figures: CandidateFigures, margin: float) -> GateTest | None:
     if not features:
         return None
     tests = [_FeatureTest(f, margin) for f in features]
-    d = len(tests)
+    # The family is every feature both references share, from the first check on: those
+    # with enough rows yet are judged at their share of alpha, as they will be later.
+    d = max(len(tests), figures.shared_features)
     # Settled at the step's end by the estimates, allowing for the largest of d noises.
     allowance = normal_quantile(1 - 0.5 / d) if d > 1 else 0.0
     within = all(t.excess <= allowance for t in tests)
-    worst = max(range(d), key=lambda i: tests[i].excess)
-    return _family_test(tests, worst, within)
+    worst = max(range(len(tests)), key=lambda i: tests[i].excess)
+    return _family_test(tests, worst, within, d)
 
 
-def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool) -> GateTest:
+def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool, d: int) -> GateTest:
     """One gate over d features: Bonferroni within (the gate's p-value is d times the
     smallest; it passes when every feature passes at its share)."""
-    d = len(tests)
     shown = tests[worst]
     feature = shown.feature
 
@@ -147,7 +148,7 @@ def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool) -> Gat
         samples=feature.candidate.current_rows,
         unit="input rows",
         bounds=bounds,
-        grown=lambda f: _family_test([t.scaled(f) for t in tests], worst, within),
+        grown=lambda f: _family_test([t.scaled(f) for t in tests], worst, within, d),
         within=within,
         describe=describe,
     )
