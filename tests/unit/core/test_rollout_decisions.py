@@ -219,7 +219,9 @@ class TestWaitingAndHolding:
         policy = dataclasses.replace(
             policy, steps=tuple(dataclasses.replace(s, min_requests=0) for s in policy.steps)
         )
-        d = decide(policy, at_step(step), obs(figures=seen(requests=0, copies=0, compared=0)), T0 + 600)
+        d = decide(
+            policy, at_step(step), obs(figures=seen(requests=0, copies=0, compared=0)), T0 + 600
+        )
         assert d.action == "hold" and d.reason == "InsufficientData", d.message
 
     def test_holding_resumes_when_data_returns(self) -> None:
