@@ -90,10 +90,9 @@ class TestParsing:
         assert parse_policy(API_EXAMPLE, "new").steps == ()
 
     def test_pause_steps(self) -> None:
-        policy = parse_policy(
-            {"tweak": {"steps": [{"pause": {}}, {"pause": {"duration": "1m"}}]}}, "tweak"
-        )
-        assert [(s.kind, s.duration_seconds) for s in policy.steps] == [
+        steps = [{"canary": {"weight": 10}}, {"pause": {}}, {"pause": {"duration": "1m"}}]
+        policy = parse_policy({"tweak": {"steps": steps}}, "tweak")
+        assert [(s.kind, s.duration_seconds) for s in policy.steps[1:]] == [
             ("pause", None),
             ("pause", 60),
         ]

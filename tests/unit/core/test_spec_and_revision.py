@@ -75,6 +75,22 @@ class TestParsing:
         parsed = parse_spec("wine", {**spec, "monitoring": {"drift": drift}})
         assert parsed.monitoring.drift.warning == warning
 
+    @pytest.mark.parametrize("change", ["replacement", "tweak"])
+    def test_a_final_pause_needs_traffic_before_it_to_judge(self, change: str) -> None:
+        # It judges the traffic of the last shadow or canary step; with none, it held until
+        # progressDeadline and failed whatever the candidate was.
+        spec = {"model": {"version": "3"}, "server": {"image": "img"}}
+        steps = [{"validate": {"goldenSet": {"configMapKeyRef": {"name": "g"}}}}, {"pause": {}}]
+        parsed = parse_spec("wine", {**spec, "rollout": {change: {"steps": steps}}})
+        assert parsed.rollout.problem == (
+            f"spec.rollout.{change}.steps: a final pause judges the traffic of a shadow or "
+            "canary step before it; add one, or end the steps before the pause"
+        )
+        fine = [{"canary": {"weight": 10}}, {"pause": {}}]
+        assert not parse_spec(
+            "wine", {**spec, "rollout": {change: {"steps": fine}}}
+        ).rollout.problem
+
     @pytest.mark.parametrize("slo", ["10s", "30s", "1h"])
     def test_a_latency_slo_the_sidecar_cannot_measure_is_a_problem(self, slo: str) -> None:
         # The sidecar's histogram ends at 10 s: a p95 beyond it reads as 10 s, never above.

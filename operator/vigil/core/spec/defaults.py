@@ -58,6 +58,8 @@ DEFAULT_MAX_LATENCY_P95 = "250ms"
 #: The sidecar's largest latency bucket (a test holds them equal): a p95 beyond it reads as
 #: this, so an SLO at or above it could never be breached.
 MAX_MEASURED_LATENCY_SECONDS = 10.0
+
+
 #: Shadow: a regression prediction agrees within this share of the stable's value (5 %).
 DEFAULT_RELATIVE_TOLERANCE = 0.05
 #: Where the server finds the model (KServe's path; MLSERVER_MODELS_DIR of the local image).
@@ -163,3 +165,13 @@ def default_readiness_path(protocol: str, model_name: str) -> str:
     if protocol == "v1":
         return f"/v1/models/{model_name}"
     return "/"
+
+
+def measurable_latency(seconds: float) -> float:
+    """``slo.maxLatencyP95`` if the sidecar can measure a p95 above it (ValueError if not)."""
+    if seconds >= (limit := MAX_MEASURED_LATENCY_SECONDS):
+        raise ValueError(
+            f"spec.monitoring.slo.maxLatencyP95 must be under {limit:g}s: "
+            f"the sidecar measures latency up to {limit:g}s"
+        )
+    return seconds

@@ -20,7 +20,6 @@ from vigil.core.spec.defaults import (
     DEFAULT_STEP_DURATION,
     DEFAULT_VALIDATE_MIN_AGREEMENT,
     DRIFT_METHODS,
-    MAX_MEASURED_LATENCY_SECONDS,
     PROTOCOLS,
     SOURCE_DIRECT,
     SOURCE_PROMETHEUS,
@@ -28,6 +27,7 @@ from vigil.core.spec.defaults import (
     default_drift_warning,
     default_readiness_path,
     default_seconds,
+    measurable_latency,
     parse_duration,
 )
 from vigil.core.spec.health import MonitoringSettings, health_settings
@@ -288,15 +288,9 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     metrics = _section(raw.get("metrics"))
     source = str(metrics.get("source") or _DEFAULT_MONITORING.metrics.source)
     url = metrics.get("prometheusURL")
-    max_latency_p95 = parse_duration(
-        slo.get("maxLatencyP95"), _DEFAULT_MONITORING.slo.max_latency_p95
+    max_latency_p95 = measurable_latency(
+        parse_duration(slo.get("maxLatencyP95"), _DEFAULT_MONITORING.slo.max_latency_p95)
     )
-    if max_latency_p95 >= MAX_MEASURED_LATENCY_SECONDS:
-        limit = f"{MAX_MEASURED_LATENCY_SECONDS:g}s"
-        raise ValueError(
-            f"spec.monitoring.slo.maxLatencyP95 must be under {limit}: "
-            f"the sidecar measures latency up to {limit}"
-        )
     if source == SOURCE_PROMETHEUS and not url:
         raise ValueError("spec.monitoring.metrics.prometheusURL is required with source prometheus")
     return replace(
@@ -416,7 +410,14 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
 
     def steps(change: str) -> tuple[Step, ...]:
         section = _section(raw.get(change))
-        return tuple(parse_step(s, tolerance) for s in section.get("steps") or ())
+        parsed = tuple(parse_step(s, tolerance) for s in section.get("steps") or ())
+        judged = [s for s in parsed if s.kind in ("shadow", "canary")]
+        if parsed and parsed[-1].kind == "pause" and not judged:
+            raise ValueError(
+                f"spec.rollout.{change}.steps: a final pause judges the traffic of a shadow "
+                "or canary step before it; add one, or end the steps before the pause"
+            )
+        return parsed
 
     route = _section(_section(raw.get("trafficRouting")).get("gatewayAPI")).get("httpRoute")
     return RolloutSpec(
