@@ -9,6 +9,7 @@ and the operator count and compare against the very same bins.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -75,14 +76,40 @@ def _quantile_edges(x: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.flo
     return edges
 
 
-def _summary(x: npt.NDArray[np.float64]) -> Summary:
-    return Summary(
-        mean=float(np.mean(x)),
-        std=float(np.std(x)),
-        min=float(np.min(x)),
-        max=float(np.max(x)),
-        median=float(np.median(x)),
-    )
+def _rows(indices: Sequence[int]) -> str:
+    """Data rows (0-based positions) as a user counts them, from 1; the first few."""
+    shown = ", ".join(str(i + 1) for i in indices[:5])
+    more = f" (and {len(indices) - 5} more)" if len(indices) > 5 else ""
+    return f"data row{'s' if len(indices) > 1 else ''} {shown}{more}"
+
+
+def _check_finite(source: str, numeric: npt.NDArray[np.float64]) -> None:
+    """Refuse +-inf: bins, mean and std would be infinite, and JSON has no infinity."""
+    infinite = np.flatnonzero(np.isinf(numeric))
+    if infinite.size:
+        first = int(infinite[0])
+        raise ProfileError(
+            f"column {source!r}: {_rows([first])} holds {numeric[first]:g} (not a finite number)"
+        )
+
+
+def _summary(x: npt.NDArray[np.float64], source: str) -> Summary:
+    # Finite values near the float limit (about 1e154 and up) overflow the std's squares.
+    with np.errstate(over="ignore", invalid="ignore"):
+        summary = Summary(
+            mean=float(np.mean(x)),
+            std=float(np.std(x)),
+            min=float(np.min(x)),
+            max=float(np.max(x)),
+            median=float(np.median(x)),
+        )
+    for figure, value in summary.to_dict().items():
+        if not math.isfinite(value):
+            raise ProfileError(
+                f"column {source!r}: its {figure} does not fit a float (values up to "
+                f"{float(np.max(np.abs(x))):g}): rescale the column"
+            )
+    return summary
 
 
 def profile_column(
@@ -94,26 +121,39 @@ def profile_column(
     bins: int = DEFAULT_BINS,
     top_k: int = DEFAULT_TOP_K,
     max_allowed: int = DEFAULT_MAX_ALLOWED,
+    source: str | None = None,
 ) -> FeatureProfile:
-    """Profile one column. ``categorical=None`` decides from the data type."""
+    """Profile one column. ``categorical=None`` decides from the data type.
+
+    ``source``: the column's name in the data for error messages (default ``name``).
+    Missing values (NaN, None) are counted apart; an infinite one is an error.
+    """
+    source = source or name
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise ProfileError(f"column {name!r} must be one-dimensional")
+        raise ProfileError(f"column {source!r} must be one-dimensional")
     if arr.size == 0:
-        raise ProfileError(f"column {name!r} is empty")
+        raise ProfileError(f"column {source!r} is empty")
     numeric = _to_float(arr)
     if categorical is None:
         categorical = numeric is None
     if not categorical and numeric is None:
-        raise ProfileError(f"column {name!r} holds non-numeric values")
+        raise ProfileError(f"column {source!r} holds non-numeric values")
     total = arr.shape[0]
+    if numeric is not None:
+        _check_finite(source, numeric)
 
     if not categorical:
         assert numeric is not None
         present = numeric[~np.isnan(numeric)]
         if present.size == 0:
-            raise ProfileError(f"column {name!r} has no values (all missing)")
-        edges = _quantile_edges(present, bins)
+            raise ProfileError(f"column {source!r} has no values (all missing)")
+        summary = _summary(present, source)
+        with np.errstate(over="ignore", invalid="ignore"):
+            edges = _quantile_edges(present, bins)
+        if not np.isfinite(edges).all():
+            # Interpolating between values near -1e308 and 1e308 overflows.
+            raise ProfileError(f"column {source!r}: its bin edges do not fit a float: rescale it")
         counts = np.bincount(bin_index(present, edges), minlength=edges.size + 1)
         return FeatureProfile(
             name=name,
@@ -123,16 +163,16 @@ def profile_column(
             null_rate=float(1.0 - present.size / total),
             nullable=bool(present.size < total),
             proportions=tuple(float(c) for c in counts / present.size),
-            summary=_summary(present),
+            summary=summary,
             edges=tuple(float(e) for e in edges),
         )
 
     keys = [category_key(v.item() if isinstance(v, np.generic) else v) for v in arr]
     present_keys = [k for k in keys if k is not None]
     if not present_keys:
-        raise ProfileError(f"column {name!r} has no values (all missing)")
+        raise ProfileError(f"column {source!r} has no values (all missing)")
     if OTHER in present_keys:
-        raise ProfileError(f"column {name!r}: the value {OTHER!r} is reserved")
+        raise ProfileError(f"column {source!r}: the value {OTHER!r} is reserved")
     counter = Counter(present_keys)
     # Most common first; ties by name so that the profile is deterministic.
     ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -143,7 +183,7 @@ def profile_column(
     summary = None
     if numeric is not None:
         present_num = numeric[~np.isnan(numeric)]
-        summary = _summary(present_num)
+        summary = _summary(present_num, source)
     allowed = tuple(sorted(counter)) if len(counter) <= max_allowed else None
     return FeatureProfile(
         name=name,
@@ -176,7 +216,8 @@ def infer_task(values: npt.ArrayLike) -> tuple[Task, str]:
     present = numeric[~np.isnan(numeric)]
     if present.size == 0:
         return "regression", "no values (all missing)"
-    fractional = present[np.mod(present, 1) != 0]
+    with np.errstate(invalid="ignore"):  # inf has no remainder; building then refuses it
+        fractional = present[np.mod(present, 1) != 0]
     if fractional.size:
         return "regression", f"numbers with a fractional part (e.g. {fractional[0]:g})"
     distinct = int(np.unique(present).size)
@@ -285,6 +326,7 @@ def build_profile(
             bins=bins,
             top_k=max(top_k, MAX_CLASSES_GUESS) if resolved_task == "classification" else top_k,
             max_allowed=max_allowed,
+            source=prediction_column or "predictions",
         )
     when = created_at or dt.datetime.now(dt.UTC)
     return ReferenceProfile(
@@ -300,33 +342,64 @@ def build_profile(
 
 
 def validation_score(
-    predictions: npt.ArrayLike, truths: npt.ArrayLike, task: Task, method: ValidationMethod
+    predictions: npt.ArrayLike,
+    truths: npt.ArrayLike,
+    task: Task,
+    method: ValidationMethod,
+    *,
+    prediction_column: str | None = None,
 ) -> Validation:
     """The model's score on labelled rows (rows without a truth are skipped).
 
     Classes are compared as the sidecar compares a label with its prediction
-    (:func:`~vigil.profile.model.category_key`: ``1`` and ``1.0`` are one class).
+    (:func:`~vigil.profile.model.category_key`: ``1`` and ``1.0`` are one class);
+    a labelled row without a prediction counts as a wrong answer. A regressor's
+    labelled row without a prediction is an error (``ProfileError`` naming the
+    rows): it has no error to average, and skipping it would flatter the score.
+    ``prediction_column`` names the column in error messages.
     """
     pred = np.asarray(predictions, dtype=object).reshape(-1)
     truth = np.asarray(truths, dtype=object).reshape(-1)
     if pred.shape != truth.shape:
         raise ProfileError(f"{pred.shape[0]} predictions for {truth.shape[0]} labels")
-    pairs = [(p, t) for p, t in zip(pred, truth, strict=True) if category_key(t) is not None]
-    if not pairs:
+    labelled = [
+        (i, p, t)
+        for i, (p, t) in enumerate(zip(pred, truth, strict=True))
+        if category_key(t) is not None
+    ]
+    if not labelled:
         raise ProfileError("no labelled rows to compute the validation score from")
     if task == "classification":
-        correct = sum(1 for p, t in pairs if category_key(p) == category_key(t))
-        return Validation(method, len(pairs), accuracy=round(correct / len(pairs), 6))
+        correct = sum(1 for _, p, t in labelled if category_key(p) == category_key(t))
+        return Validation(method, len(labelled), accuracy=round(correct / len(labelled), 6))
+    where = f"column {prediction_column!r}: " if prediction_column else ""
+    unanswered = [i for i, p, _ in labelled if category_key(p) is None]
+    if unanswered:
+        verb = "have" if len(unanswered) > 1 else "has"
+        raise ProfileError(
+            f"{where}{_rows(unanswered)} {verb} a label but no prediction "
+            "(a regressor's error cannot be scored without one: fill or drop the row)"
+        )
     try:
-        errors = np.asarray([float(p) - float(t) for p, t in pairs])
+        errors = np.asarray([float(p) - float(t) for _, p, t in labelled])
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"a regressor's predictions and labels must be numbers: {exc}") from exc
-    return Validation(
-        method,
-        len(pairs),
-        mae=round(float(np.mean(np.abs(errors))), 6),
-        rmse=round(float(np.sqrt(np.mean(errors**2))), 6),
-    )
+    infinite = [labelled[k] for k in np.flatnonzero(~np.isfinite(errors))]
+    if infinite:
+        _, p, t = infinite[0]
+        raise ProfileError(
+            f"{where}{_rows([i for i, _, _ in infinite])}: a prediction or label is not a "
+            f"finite number ({float(p):g} predicted for {float(t):g})"
+        )
+    with np.errstate(over="ignore"):
+        mae = float(np.mean(np.abs(errors)))
+        rmse = float(np.sqrt(np.mean(errors**2)))
+    if not (math.isfinite(mae) and math.isfinite(rmse)):
+        raise ProfileError(
+            f"{where}the validation errors (up to {float(np.max(np.abs(errors))):g}) overflow "
+            "a float's MAE/RMSE: rescale the target"
+        )
+    return Validation(method, len(labelled), mae=round(mae, 6), rmse=round(rmse, 6))
 
 
 def _frame_column(series: Any) -> npt.NDArray[Any]:

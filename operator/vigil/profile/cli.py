@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import replace
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vigil.common.commands import command_group
+from vigil.common.text import not_utf8
 from vigil.profile.build import (
     DEFAULT_BINS,
     DEFAULT_TOP_K,
@@ -147,21 +149,32 @@ def read_table(
             import pyarrow.parquet as pq
         except ImportError as exc:  # pragma: no cover
             raise ProfileError("reading Parquet needs pyarrow: pip install pyarrow") from exc
-        pfile = pq.ParquetFile(file)
-        total_rows = pfile.metadata.num_rows or 1
-        for batch in pfile.iter_batches(batch_size=CSV_CHUNK_ROWS):
-            frames.append(batch.to_pandas())
-            rows += batch.num_rows
-            bar.update(rows / total_rows, rows)
+        import pyarrow as pa
+
+        try:
+            pfile = pq.ParquetFile(file)
+            total_rows = pfile.metadata.num_rows or 1
+            for batch in pfile.iter_batches(batch_size=CSV_CHUNK_ROWS):
+                frames.append(batch.to_pandas())
+                rows += batch.num_rows
+                bar.update(rows / total_rows, rows)
+        except (pa.ArrowException, OSError) as error:
+            raise ProfileError(f"{path} is not a readable Parquet file: {error}") from None
     else:
-        with file.open("rb") as handle:
-            try:
-                for chunk in pd.read_csv(handle, chunksize=CSV_CHUNK_ROWS):
+        try:
+            with file.open("rb") as handle:
+                # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+                for chunk in pd.read_csv(handle, chunksize=CSV_CHUNK_ROWS, encoding="utf-8-sig"):
                     frames.append(chunk)
                     rows += len(chunk)
                     bar.update(handle.tell() / max(size, 1), rows)
-            except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
-                raise ProfileError(f"{path} is not a readable CSV: {error}") from None
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+            raise ProfileError(f"{path} is not a readable CSV: {error}") from None
+        except UnicodeDecodeError:
+            where = not_utf8(file.read_bytes())
+            raise ProfileError(f"{path} is not UTF-8 text ({where}): save it as UTF-8") from None
+        except OSError as error:
+            raise ProfileError(f"cannot read {path}: {error.strerror or error}") from None
     bar.update(1.0, rows)
     bar.close()
     if not frames:
@@ -173,8 +186,16 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def _check_thresholds(args: argparse.Namespace) -> None:
+    """NaN or infinity passes argparse's float() but no JSON writer and no drift comparison."""
+    for option, value in (("--warning", args.warning), ("--threshold", args.threshold)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ProfileError(f"{option} must be a finite number >= 0, not {value}")
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     try:
+        _check_thresholds(args)
         frame = read_table(args.input, args.format, args.progress)
         features = _split(args.features)
         if features:
@@ -203,15 +224,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
         )
         if truths is not None:
             profile = replace(profile, validation=_validation(args, frame, truths, profile.task))
+        text = _to_json(profile)
+        if args.output:
+            _write(args.output, text)
     except ProfileError as exc:
         print(f"vigil profile build: {exc}", file=sys.stderr)
         return 1
     print(f"task: {profile.task} ({_task_reason(args, frame)})", file=sys.stderr)
     if profile.validation is not None:
         print(f"validation: {_describe_validation(profile.validation)}", file=sys.stderr)
-    text = profile.to_json()
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
         print(
             f"wrote {args.output}: {len(profile.features)} features, "
             f"{profile.row_count} rows, {profile.fingerprint[:19]}",
@@ -220,6 +242,20 @@ def _cmd_build(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _to_json(profile: ReferenceProfile) -> str:
+    try:
+        return profile.to_json()
+    except ValueError as exc:  # a non-finite figure the checks in build.py did not foresee
+        raise ProfileError(f"the profile holds a number JSON cannot carry: {exc}") from None
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _take_labels(frame: Any, args: argparse.Namespace) -> Any:
@@ -244,14 +280,24 @@ def _validation(args: argparse.Namespace, frame: Any, truths: Any, task: Task) -
         missing = [c for c in (args.prediction_column, args.label_column) if c not in holdout]
         if missing:
             raise ProfileError(f"--holdout {args.holdout}: columns not found: {missing}")
-        return validation_score(
-            holdout[args.prediction_column].to_numpy(),
-            holdout[args.label_column].to_numpy(),
-            task,
-            "holdout",
-        )
+        try:
+            return validation_score(
+                holdout[args.prediction_column].to_numpy(),
+                holdout[args.label_column].to_numpy(),
+                task,
+                "holdout",
+                prediction_column=args.prediction_column,
+            )
+        except ProfileError as exc:
+            raise ProfileError(f"--holdout {args.holdout}: {exc}") from None
     method: ValidationMethod = "cross-validation" if args.out_of_fold else "in-sample"
-    return validation_score(frame[args.prediction_column].to_numpy(), truths, task, method)
+    return validation_score(
+        frame[args.prediction_column].to_numpy(),
+        truths,
+        task,
+        method,
+        prediction_column=args.prediction_column,
+    )
 
 
 def _describe_validation(validation: Validation) -> str:
@@ -350,7 +396,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
         if args.path == "-":
             from vigil.profile.model import parse_profile
 
-            profile = parse_profile(sys.stdin.read())
+            try:
+                text = sys.stdin.read()
+            except UnicodeDecodeError as exc:
+                raise ProfileError(f"stdin is not UTF-8 text ({exc.reason})") from None
+            profile = parse_profile(text)
         else:
             profile = load_profile(args.path)
     except ProfileError as exc:

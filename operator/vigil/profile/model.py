@@ -22,6 +22,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
+from vigil.common.text import not_utf8
+
 #: Identifies the document type (a profile is plain JSON, often in a ConfigMap).
 FORMAT = "vigil.dev/reference-profile"
 #: Incremented on incompatible changes of the JSON layout.
@@ -288,10 +290,13 @@ def _validation(doc: Any) -> Validation | None:
 def load_profile(path: str | Path, *, verify: bool = True) -> ReferenceProfile:
     """Read and validate a profile file; raises :class:`ProfileError`."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ProfileError(f"cannot read reference profile {path}: {exc.strerror or exc}") from exc
-    return parse_profile(text, verify=verify)
+    where = not_utf8(data)
+    if where:
+        raise ProfileError(f"reference profile {path} is not UTF-8 text ({where})")
+    return parse_profile(data.decode("utf-8"), verify=verify)
 
 
 def parse_profile(text: str | bytes | dict[str, Any], *, verify: bool = True) -> ReferenceProfile:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import random
 import sys
 from dataclasses import replace
@@ -22,13 +23,16 @@ import yaml
 
 from vigil.common import kube_yaml
 from vigil.common.commands import command_group
+from vigil.common.text import not_utf8
 from vigil.validation.golden import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_TIMEOUT_SECONDS,
     MAX_BYTES,
     GoldenSet,
     GoldenSetError,
+    check_tensor_value,
     configmap_manifest,
+    numeric_datatype,
     parse_golden_set,
     predict,
     replay_report,
@@ -36,54 +40,171 @@ from vigil.validation.golden import (
 
 
 def _number(text: str) -> Any:
+    """A CSV cell as the JSON value a model takes: a whole number stays an exact int (through
+    float, one above 2**53 would change), another number a float, anything else the text."""
     try:
-        value = float(text)
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
     except ValueError:
         return text
-    return (
-        int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-    )
 
 
-def read_rows(
-    path: Path, expected_column: str | None, features: list[str] | None
+def _cell(text: str, where: str, datatype: str | None) -> Any:
+    """One CSV cell, refused when empty or not a number a numeric tensor (``datatype``) takes."""
+    if not text.strip():
+        # A blank cell went out as "" and the model server refused the whole batch.
+        raise GoldenSetError(f"{where}: empty cell (a case needs every value: fill or drop it)")
+    value = _number(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise GoldenSetError(f"{where}: {text!r} is not a finite number")
+    if datatype:
+        check_tensor_value(value, datatype, where)
+    return value
+
+
+def _not_utf8(path: Path) -> GoldenSetError:
+    where = not_utf8(path.read_bytes())
+    return GoldenSetError(f"{path}: not UTF-8 text{f' ({where})' if where else ''}; save as UTF-8")
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; utf-8-sig drops the byte order mark Excel writes before the header."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except ValueError as error:
+        if isinstance(error, GoldenSetError):
+            raise
+        raise GoldenSetError(f"{path}: not JSON: {error}") from None
+
+
+def _read_json_rows(
+    path: Path, expected_column: str | None, features: list[str] | None, datatype: str | None
 ) -> tuple[list[str], list[list[Any]], list[Any] | None]:
-    """(feature names, rows, expected column values or None) from a CSV or JSON file."""
-    if path.suffix.lower() == ".json":
-        doc = json.loads(path.read_text())
-        if isinstance(doc, dict) and "inputs" in doc:
-            doc = doc["inputs"]
-        if not isinstance(doc, list) or not doc:
-            raise GoldenSetError(f"{path}: expected a non-empty JSON array of rows")
-        if all(isinstance(r, dict) for r in doc):
-            names = features or [k for k in doc[0] if k != expected_column]
-            rows = [[r[n] for n in names] for r in doc]
-            expected = [r[expected_column] for r in doc] if expected_column else None
-            return names, rows, expected
+    doc = _read_json(path)
+    if isinstance(doc, dict) and "inputs" in doc:
+        doc = doc["inputs"]
+    if not isinstance(doc, list) or not doc:
+        raise GoldenSetError(f"{path}: expected a non-empty JSON array of rows")
+    for i, record in enumerate(doc):
+        if not isinstance(record, dict | list):
+            raise GoldenSetError(f"{path}: [{i}] is neither a row (array) nor an object")
+        if isinstance(record, dict) != isinstance(doc[0], dict):
+            raise GoldenSetError(f"{path}: [{i}] and [0] differ: use all arrays or all objects")
+    if not isinstance(doc[0], dict):
         if expected_column:
             raise GoldenSetError("--expected-column needs named columns (CSV or JSON objects)")
+        if datatype:
+            for i, record in enumerate(doc):
+                for j, value in enumerate(record):
+                    check_tensor_value(value, datatype, f"{path}: [{i}][{j}]")
         return list(features or []), [list(r) for r in doc], None
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = list(reader.fieldnames or [])
-        if expected_column and expected_column not in header:
-            raise GoldenSetError(f"{path}: no column {expected_column!r} (columns: {header})")
-        names = features or [c for c in header if c != expected_column]
-        missing = [n for n in names if n not in header]
+    names = features or [k for k in doc[0] if k != expected_column]
+    wanted = [*names, *([expected_column] if expected_column else [])]
+    rows: list[list[Any]] = []
+    for i, record in enumerate(doc):
+        missing = [n for n in wanted if n not in record]
         if missing:
-            raise GoldenSetError(f"{path}: no column(s) {missing}")
-        rows: list[list[Any]] = []
-        expected_values: list[Any] = []
-        for record in reader:
-            rows.append([_number(record[n]) for n in names])
-            if expected_column:
-                expected_values.append(_number(record[expected_column]))
+            raise GoldenSetError(f"{path}: [{i}] has no {', '.join(map(repr, missing))}")
+        if datatype:
+            for name in names:
+                check_tensor_value(record[name], datatype, f"{path}: [{i}] column {name!r}")
+        rows.append([record[n] for n in names])
+    expected = [r[expected_column] for r in doc] if expected_column else None
+    return names, rows, expected
+
+
+def _read_csv_rows(
+    path: Path, expected_column: str | None, features: list[str] | None, datatype: str | None
+) -> tuple[list[str], list[list[Any]], list[Any] | None]:
+    rows: list[list[Any]] = []
+    expected_values: list[Any] = []
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark, else part of the first name.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise GoldenSetError(f"{path}: empty file (expected a header line)")
+            doubled = sorted({c for c in header if header.count(c) > 1})
+            if doubled:
+                raise GoldenSetError(f"{path}: columns named twice: {doubled}")
+            if expected_column and expected_column not in header:
+                raise GoldenSetError(f"{path}: no column {expected_column!r} (columns: {header})")
+            names = features or [c for c in header if c != expected_column]
+            missing = [n for n in names if n not in header]
+            if missing:
+                raise GoldenSetError(f"{path}: no column(s) {missing}")
+            positions = [header.index(n) for n in names]
+            label_at = header.index(expected_column) if expected_column else -1
+            for record in reader:
+                if not record:
+                    continue  # a blank line, as csv.DictReader skips it
+                line = f"{path}: line {reader.line_num}"
+                if len(record) != len(header):
+                    raise GoldenSetError(
+                        f"{line}: {len(record)} cells, the header has {len(header)}"
+                    )
+                rows.append(
+                    [
+                        _cell(record[p], f"{line}, column {n!r}", datatype)
+                        for n, p in zip(names, positions, strict=True)
+                    ]
+                )
+                if expected_column:
+                    where = f"{line}, column {expected_column!r}"
+                    expected_values.append(_cell(record[label_at], where, None))
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
     return names, rows, expected_values if expected_column else None
 
 
+def read_rows(
+    path: Path,
+    expected_column: str | None,
+    features: list[str] | None,
+    datatype: str | None = None,
+) -> tuple[list[str], list[list[Any]], list[Any] | None]:
+    """(feature names, rows, expected column values or None) from a CSV or JSON file.
+
+    ``datatype``: the numeric tensor type the rows go out as (None: any value); text in one
+    is refused here, where the file's line (CSV) or element (JSON) can be named.
+    """
+    if path.suffix.lower() == ".json":
+        return _read_json_rows(path, expected_column, features, datatype)
+    return _read_csv_rows(path, expected_column, features, datatype)
+
+
+def _tolerance(args: argparse.Namespace) -> float:
+    """The regression tolerance; a classifier compares labels and needs none."""
+    if args.tolerance is None:
+        if args.task == "regression":
+            # No safe default: 0 asks for exact equality, and the scale of the outputs is unknown.
+            raise GoldenSetError(
+                "--tolerance is required for a regression golden set (the model server's "
+                "float32 answers differ from the research run's floats in the last digits; "
+                "|got - expected| <= tolerance: 1e-6 x the outputs' magnitude is a start)"
+            )
+        return 0.0
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise GoldenSetError(f"--tolerance must be a finite number >= 0, not {args.tolerance}")
+    return float(args.tolerance)
+
+
 def build(args: argparse.Namespace) -> GoldenSet:
+    tolerance = _tolerance(args)
     features = [f for f in (args.features or "").split(",") if f] or None
-    names, rows, expected = read_rows(Path(args.input), args.expected_column, features)
+    numeric = args.datatype if numeric_datatype(args.protocol, args.datatype) else None
+    names, rows, expected = read_rows(Path(args.input), args.expected_column, features, numeric)
     if args.sample and args.sample < len(rows):
         picked = sorted(random.Random(args.seed).sample(range(len(rows)), args.sample))
         rows = [rows[i] for i in picked]
@@ -99,14 +220,14 @@ def build(args: argparse.Namespace) -> GoldenSet:
         expected=tuple(expected or [None] * len(rows)),
         protocol=args.protocol,
         task=args.task,
-        tolerance=args.tolerance,
+        tolerance=tolerance,
         model=args.model or "",
         features=tuple(names),
         input_name=args.input_name,
         datatype=args.datatype,
     )
     if args.expected:
-        values = json.loads(Path(args.expected).read_text())
+        values = _read_json(Path(args.expected))
         if isinstance(values, dict):
             values = values.get("expected") or values.get("predictions")
         if not isinstance(values, list) or len(values) != len(rows):
@@ -148,16 +269,27 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.configmap:
         text = kube_yaml.dump(configmap_manifest(golden, args.configmap, args.key), sort_keys=False)
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as error:
+            print(f"error: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+            return 1
         print(f"wrote {len(golden.inputs)} cases to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
 
 
+def _read_stdin() -> str:
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as error:
+        raise GoldenSetError(f"stdin: not UTF-8 text ({error.reason})") from None
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
-        text = sys.stdin.read() if args.golden == "-" else Path(args.golden).read_text()
+        text = _read_stdin() if args.golden == "-" else _read_text(Path(args.golden))
         # A ConfigMap in YAML (a .yaml file, or on stdin, as `golden build --configmap` writes).
         if args.golden.endswith((".yaml", ".yml")) or (
             args.golden == "-" and not text.lstrip().startswith(("{", "["))
@@ -208,7 +340,11 @@ def register(subparsers: Any) -> None:
     _add_endpoint_arguments(b, model_help="model name (inference URL); stored in the golden set")
     b.add_argument("--protocol", choices=("v2", "v1"), default="v2")
     b.add_argument("--task", choices=("classification", "regression"), default="classification")
-    b.add_argument("--tolerance", type=float, default=0.0, help="regression: allowed |delta|")
+    b.add_argument(
+        "--tolerance",
+        type=float,
+        help="regression (required there): allowed |got - expected|; classification: unused",
+    )
     b.add_argument("--input-name", default="input-0", help="v2 input tensor name")
     b.add_argument("--datatype", default="FP64", help="v2 input tensor datatype")
     b.add_argument("--sample", type=int, default=0, help="keep N random rows")

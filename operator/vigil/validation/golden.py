@@ -110,8 +110,27 @@ def _number_or_value(value: Any, where: str) -> Any:
     return value
 
 
+def numeric_datatype(protocol: str, datatype: str) -> bool:
+    """Whether the rows go out as a numeric tensor (v2 FP*/INT*/UINT*), which holds no text."""
+    return protocol == "v2" and datatype.upper().startswith(("FP", "INT", "UINT"))
+
+
+def check_tensor_value(value: Any, datatype: str, where: str) -> None:
+    """Refuse text in a numeric tensor: the model server rejects the whole batch it is in
+    (a rollout's validate step would then fail every case and roll the candidate back)."""
+    if isinstance(value, str):
+        raise GoldenSetError(
+            f"{where}: {value!r} is not a number (input datatype {datatype}; "
+            "a model that takes text needs datatype BYTES or protocol v1)"
+        )
+
+
 def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
-    """Read and validate a golden set document (JSON text or decoded)."""
+    """Read and validate a golden set document (JSON text or decoded).
+
+    A v2 numeric tensor (FP*/INT*/UINT*) holds no text: a string input there is refused
+    here, not by the model server in the middle of a rollout.
+    """
     if isinstance(source, str | bytes):
         try:
             doc = json.loads(source)
@@ -148,14 +167,19 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
         tolerance = float(doc.get("tolerance", 0.0))
     except (TypeError, ValueError) as error:
         raise GoldenSetError("tolerance: expected a number") from error
-    if not tolerance >= 0:
-        raise GoldenSetError("tolerance: must be >= 0")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise GoldenSetError("tolerance: must be a finite number >= 0")
     inputs = doc.get("inputs")
     expected = doc.get("expected")
     if not isinstance(inputs, list) or not inputs:
         raise GoldenSetError("inputs: expected a non-empty list of rows")
     if not isinstance(expected, list) or len(expected) != len(inputs):
         raise GoldenSetError("expected: one output per input row")
+    tensor = doc.get("input") or {}
+    if not isinstance(tensor, Mapping):
+        raise GoldenSetError("input: expected {name, datatype}")
+    datatype = str(tensor.get("datatype") or "FP64")
+    numeric = numeric_datatype(protocol, datatype)
     rows: list[tuple[Any, ...]] = []
     width = None
     for i, row in enumerate(inputs):
@@ -165,14 +189,14 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
             width = len(row)
         elif len(row) != width:
             raise GoldenSetError(f"inputs[{i}]: {len(row)} values, the first row has {width}")
+        if numeric:
+            for j, value in enumerate(row):
+                check_tensor_value(value, datatype, f"inputs[{i}][{j}]")
         rows.append(tuple(_number_or_value(v, f"inputs[{i}]") for v in row))
     outputs = tuple(_number_or_value(v, f"expected[{i}]") for i, v in enumerate(expected))
     features = tuple(str(f) for f in doc.get("features") or ())
     if features and len(features) != width:
         raise GoldenSetError(f"features: {len(features)} names for {width} input columns")
-    tensor = doc.get("input") or {}
-    if not isinstance(tensor, Mapping):
-        raise GoldenSetError("input: expected {name, datatype}")
     return GoldenSet(
         inputs=tuple(rows),
         expected=outputs,
@@ -182,7 +206,7 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
         model=str(doc.get("model") or ""),
         features=features,
         input_name=str(tensor.get("name") or "input-0"),
-        datatype=str(tensor.get("datatype") or "FP64"),
+        datatype=datatype,
     )
 
 

@@ -108,6 +108,22 @@ def test_bad_input_raises_profile_error():
         build_profile(pd.DataFrame({"x": [math.nan, math.nan]}))
 
 
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ([1.0, 2.0, math.inf], r"column 'x': data row 3 holds inf \(not a finite number\)"),
+        ([-math.inf, 1.0, 2.0], r"column 'x': data row 1 holds -inf"),
+        ([1.0, 2.0, 1e200], r"column 'x': its std does not fit a float"),
+    ],
+)
+def test_non_finite_feature_values_are_refused_naming_the_column(values, says):
+    """Infinite bin edges and means made the profile unwritable as JSON (a traceback)."""
+    with pytest.raises(ProfileError, match=says):
+        build_profile(pd.DataFrame({"x": values, "y": [1.0, 2.0, 3.0]}))
+    with pytest.raises(ProfileError, match=says.replace("'x'", "'p'")):
+        build_profile(pd.DataFrame({"y": [1.0, 2.0, 3.0], "p": values}), prediction_column="p")
+
+
 def test_created_at_is_utc_iso():
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     profile = build_profile(np.ones((3, 1)), created_at=when)

@@ -76,6 +76,34 @@ def test_build_names_a_missing_prediction_column_and_an_empty_csv(frame, tmp_pat
     assert "empty.csv is not a readable CSV" in capsys.readouterr().err
 
 
+def test_build_reads_a_csv_saved_with_a_byte_order_mark(tmp_path, capsys):
+    """Excel's "CSV UTF-8" starts with a BOM: it must not become part of the first name."""
+    (tmp_path / "excel.csv").write_bytes("\ufeffa,b\n1,2\n3,4\n".encode())
+    assert main(["profile", "build", str(tmp_path / "excel.csv")]) == 0
+    assert [f["name"] for f in json.loads(capsys.readouterr().out)["features"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "says"),
+    [
+        (b"a,b\n\xff\xfe,1\n", (), "data.csv is not UTF-8 text (line 2: byte 0xff)"),
+        (b"a,b\n1,2\n", ("--format", "parquet"), "data.csv is not a readable Parquet file"),
+        (b"a,b\n1,2\n", ("--threshold", "nan"), "--threshold must be a finite number >= 0"),
+        (b"a,b\n1,2\n", ("--warning", "inf"), "--warning must be a finite number >= 0"),
+        (b"a,b\n1,2\n", ("-o", "missing/p.json"), "cannot write missing/p.json"),
+        (b"a,b\n1,inf\n", (), "column 'b': data row 1 holds inf"),
+    ],
+)
+def test_build_reports_bad_input_in_one_line_without_traceback(
+    tmp_path, capsys, monkeypatch, content, extra, says
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_bytes(content)
+    assert main(["profile", "build", "data.csv", *extra]) == 1
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+
+
 def test_show_prints_a_table(frame, tmp_path, capsys):
     src = tmp_path / "data.csv"
     frame.to_csv(src, index=False)
@@ -93,6 +121,9 @@ def test_show_rejects_invalid_profile(tmp_path, capsys):
     bad.write_text("[]")
     assert main(["profile", "show", str(bad)]) == 1
     assert "JSON object" in capsys.readouterr().err
+    bad.write_bytes(b'{"model": "\xe9"}')
+    assert main(["profile", "show", str(bad)]) == 1
+    assert "bad.json is not UTF-8 text (line 1: byte 0xe9)" in capsys.readouterr().err
 
 
 class TestValidationBaseline:
@@ -142,6 +173,36 @@ class TestValidationBaseline:
         assert rc == 0, err
         validation = load_profile(tmp_path / "profile.json").validation
         assert (validation.mae, validation.rmse) == (0.625, round((4.25 / 4) ** 0.5, 6))
+
+    def test_a_regressor_with_a_missing_prediction_is_refused_naming_the_row(
+        self, tmp_path, capsys
+    ):
+        """A labelled row without a prediction made the MAE NaN and the JSON unwritable.
+
+        A classifier counts such a row as a wrong answer; a regressor has no error to count,
+        and skipping the row would flatter it, so the build stops and names the row.
+        """
+        frame = pd.DataFrame({"a": [1.0, 2, 3], "pred": [1.5, None, 3.0], "y": [1, 2, 3]})
+        frame.to_csv(tmp_path / "train.csv", index=False)
+        rc, err = self.build(tmp_path, capsys, "--label-column", "y", "--task", "regression")
+        assert rc == 1
+        assert "column 'pred': data row 2 has a label but no prediction" in err
+
+    def test_a_regressor_with_an_infinite_label_is_refused_naming_the_row(self, tmp_path, capsys):
+        """An infinite error made the MAE infinite and the JSON unwritable (a traceback)."""
+        frame = pd.DataFrame({"a": [1.0, 2, 3], "pred": [1.5, 2.0, 3.0], "y": [1, "inf", 3]})
+        frame.to_csv(tmp_path / "train.csv", index=False)
+        rc, err = self.build(tmp_path, capsys, "--label-column", "y", "--task", "regression")
+        assert rc == 1
+        assert "column 'pred': data row 2: a prediction or label is not a finite number" in err
+
+    def test_a_classifier_counts_a_missing_prediction_as_wrong(self, tmp_path, capsys):
+        frame = pd.DataFrame({"a": [1.0, 2, 3, 4], "pred": [1, None, 0, 1], "y": [1, 1, 0, 1]})
+        frame.to_csv(tmp_path / "train.csv", index=False)
+        rc, err = self.build(tmp_path, capsys, "--label-column", "y", "--task", "classification")
+        assert rc == 0, err
+        validation = load_profile(tmp_path / "profile.json").validation
+        assert (validation.rows, validation.accuracy) == (4, 0.75)
 
     def test_profiles_without_it_keep_their_fingerprint(self, tmp_path, capsys):
         self.labelled(300, 1, 10).to_csv(tmp_path / "train.csv", index=False)

@@ -125,11 +125,24 @@ def test_round_trip():
         ({"colour": "red"}, "unknown keys"),
         ({"format": "other/v9"}, "format"),
         ({"inputs": [[{"x": 1}]] * 10}, "scalar"),
+        ({"tolerance": float("inf")}, "tolerance"),
+        ({"inputs": [[1.0, "", 1.0], *ROWS[1:]]}, r"inputs\[0\]\[1\]: '' is not a number"),
+        (
+            {"inputs": [["7", 1.0, 1.0], *ROWS[1:]], "input": {"datatype": "INT64"}},
+            r"inputs\[0\]\[0\]: '7' is not a number \(input datatype INT64",
+        ),
     ],
 )
 def test_invalid_documents_name_the_problem(change, message):
     with pytest.raises(GoldenSetError, match=message):
         golden(**change)
+
+
+def test_text_inputs_are_kept_where_the_model_takes_text():
+    """Only a v2 numeric tensor refuses strings: a BYTES tensor and v1 instances carry text."""
+    rows = [["red", 1.0]] * 10
+    assert golden(inputs=rows, input={"datatype": "BYTES"}).inputs[0] == ("red", 1.0)
+    assert golden(inputs=rows, protocol="v1").inputs[0] == ("red", 1.0)
 
 
 def test_not_json():
@@ -306,6 +319,100 @@ def test_cli_needs_exactly_one_source(tmp_path, capsys):
     write_csv(tmp_path / "data.csv", with_label=False)
     assert main(["golden", "build", str(tmp_path / "data.csv")]) == 1
     assert "exactly one source" in capsys.readouterr().err
+
+
+def build_cli(tmp_path, name: str, text: str | bytes, *extra: str) -> int:
+    """``golden build`` on a file holding ``text``, the expected outputs in column ``label``."""
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    argv = ["golden", "build", str(path), "--model", "toy", "-o", str(tmp_path / "golden.json")]
+    if not any(e.startswith("--expected") for e in extra):
+        argv += ["--expected-column", "label"]
+    return main([*argv, *extra])
+
+
+def test_cli_build_refuses_an_empty_cell_naming_its_line_and_column(tmp_path, capsys):
+    """A blank cell went out as "" in an FP64 tensor: the model server refused every batch."""
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1,2,0\n1,,0\n") == 1
+    err = capsys.readouterr().err
+    assert "data.csv: line 3, column 'b': empty cell" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "golden.json").exists()
+
+
+def test_cli_build_refuses_text_in_a_numeric_tensor_naming_the_cell(tmp_path, capsys):
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1,red,0\n") == 1
+    assert "line 2, column 'b': 'red' is not a number (input datatype FP64" in (
+        capsys.readouterr().err
+    )
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1,red,0\n", "--datatype", "BYTES") == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        ("short.csv", "a,b,label\n1,2,0\n1,2\n", "line 3: 2 cells, the header has 3"),
+        ("long.csv", "a,b,label\n1,2,0,9\n", "line 2: 4 cells, the header has 3"),
+        (
+            "objects.json",
+            json.dumps([{"a": 1, "b": 2, "label": 0}, {"a": 1, "label": 1}]),
+            "objects.json: [1] has no 'b'",
+        ),
+        (
+            "unlabelled.json",
+            json.dumps([{"a": 1, "b": 2, "label": 0}, {"a": 1, "b": 2}]),
+            "unlabelled.json: [1] has no 'label'",
+        ),
+        ("scalars.json", json.dumps([1, 2, 3]), "scalars.json: [0] is neither"),
+        ("latin1.csv", "a,b,label\n\u00e9,2,0\n".encode("latin-1"), "latin1.csv: not UTF-8"),
+        ("broken.json", "[{", "broken.json: not JSON"),
+    ],
+)
+def test_cli_build_refuses_ragged_or_unreadable_input_naming_the_row(
+    tmp_path, capsys, name, text, says
+):
+    """Short rows and objects without a column raised TypeError/KeyError tracebacks."""
+    assert build_cli(tmp_path, name, text) == 1
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+def test_cli_build_regression_needs_a_tolerance(tmp_path, capsys):
+    """A default of 0 asked a float32 server for the research run's exact float64 digits."""
+    text = "a,b,label\n1,2,0.3\n2,3,0.7\n"
+    assert build_cli(tmp_path, "data.csv", text, "--task", "regression") == 1
+    assert "--tolerance is required for a regression golden set" in capsys.readouterr().err
+    assert build_cli(tmp_path, "data.csv", text, "--task", "regression", "--tolerance", "1e-6") == 0
+    assert parse_golden_set((tmp_path / "golden.json").read_text()).tolerance == 1e-6
+    # A classifier compares labels: no tolerance needed, 0 as before.
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1,2,0\n") == 0
+
+
+def test_cli_build_reads_a_csv_saved_with_a_byte_order_mark(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM; it became part of the first column's name."""
+    assert build_cli(tmp_path, "excel.csv", "\ufeffa,b,label\n1,2,0\n") == 0
+    assert parse_golden_set((tmp_path / "golden.json").read_text()).features == ("a", "b")
+
+
+def test_cli_build_keeps_integers_beyond_float_precision(tmp_path):
+    """2**53 + 1 went through float and came out as 2**53."""
+    assert build_cli(tmp_path, "ids.csv", f"a,b,label\n{2**53 + 1},2.50,0\n") == 0
+    g = parse_golden_set((tmp_path / "golden.json").read_text())
+    assert g.inputs[0] == (2**53 + 1, 2.5)
+
+
+def test_cli_build_reports_an_unwritable_output_without_traceback(tmp_path, capsys):
+    write_csv(tmp_path / "data.csv")
+    argv = ["golden", "build", str(tmp_path / "data.csv"), "--expected-column", "label"]
+    assert main([*argv, "-o", str(tmp_path / "missing" / "golden.json")]) == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_cli_check_names_a_file_that_is_not_utf8(tmp_path, capsys):
+    (tmp_path / "golden.json").write_bytes(b'{"inputs": "\xe9"}')
+    argv = ["golden", "check", str(tmp_path / "golden.json"), "--endpoint", "http://127.0.0.1:9"]
+    assert main(argv) == 1
+    assert "golden.json: not UTF-8 text" in capsys.readouterr().err
 
 
 async def test_cli_build_from_endpoint_then_check(server, tmp_path, capsys):

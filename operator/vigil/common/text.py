@@ -1,0 +1,16 @@
+"""Reading users' files as text."""
+
+from __future__ import annotations
+
+
+def not_utf8(data: bytes) -> str:
+    """Where bytes stop being UTF-8, as ``line N: byte 0xNN`` (empty when they are UTF-8).
+
+    Decoding the whole again because a text reader decodes ahead: its position is vague.
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return f"line {line}: byte {data[exc.start]:#04x}"
+    return ""
