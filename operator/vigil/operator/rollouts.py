@@ -56,7 +56,7 @@ from vigil.plugin.requests import clear_request_patch
 from vigil.profile.model import ProfileError, ReferenceProfile, parse_profile
 from vigil.routing import RoutingError, RoutingTarget, router_for
 from vigil.routing.base import RoutingApi
-from vigil.validation.golden import GoldenSetError, load_golden_set, replay
+from vigil.validation.golden import GoldenSetError, load_golden_set, replay_report
 
 log = logging.getLogger("vigil.operator.rollouts")
 
@@ -314,22 +314,18 @@ class Rollouts:
             return None
         try:
             golden = await load_golden_set(api, namespace, ref)
-            result = await replay(golden, url, model=spec.model.name)
+            report = await replay_report(golden, url, model=spec.model.name)
         except KubeError as error:
             log.warning("%s/%s: golden set not read: %s", namespace, name, error)
             return None
         except GoldenSetError as error:
             log.warning("%s/%s: golden set unusable: %s", namespace, name, error)
             return GoldenResult(total=0, agreed=0)
-        log.info(
-            "%s/%s: golden replay against %s: %d/%d reproduced",
-            namespace,
-            name,
-            url,
-            result.agreed,
-            result.total,
-        )
-        return result
+        if report.unreachable:  # gone between the probe and the replay (a restart)
+            log.warning("%s/%s: golden replay: %s", namespace, name, report.summary())
+            return None
+        log.info("%s/%s: golden replay against %s: %s", namespace, name, url, report.summary())
+        return report.result
 
     async def route(self, api: Api, body: Mapping[str, Any], action: Route) -> list[Event]:
         """Point the route (HTTPRoute) as the plan's Route action says; the Events to post.

@@ -288,6 +288,8 @@ class ReplayReport:
     mismatches: tuple[Mismatch, ...] = ()
     errors: tuple[str, ...] = ()
     elapsed_seconds: float = 0.0
+    #: No batch could connect: the model was never asked (the rollout replays again).
+    unreachable: bool = False
 
     def summary(self, limit: int = 3) -> str:
         text = f"{self.result.agreed}/{self.result.total} golden outputs reproduced"
@@ -308,6 +310,8 @@ class _Batch:
     rows: Sequence[Sequence[Any]]
     predictions: list[Any] | None = None
     error: str = ""
+    #: No connection could be made (refused, reset, no route): the model was never asked.
+    unreachable: bool = False
 
 
 async def _send(
@@ -333,6 +337,7 @@ async def _send(
             )
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
         batch.error = f"{type(error).__name__}: {error}"
+        batch.unreachable = isinstance(error, aiohttp.ClientConnectorError)
         return
     if parsed.values is None or len(parsed.values) != len(batch.rows):
         count = "no" if parsed.values is None else str(len(parsed.values))
@@ -353,6 +358,31 @@ async def predict(
     session: aiohttp.ClientSession | None = None,
 ) -> tuple[list[Any | None], list[str]]:
     """Send every input row; one prediction per row (None where its batch failed) and errors."""
+    batches = await _send_batches(
+        golden,
+        base_url,
+        model=model,
+        batch_size=batch_size,
+        timeout_seconds=timeout_seconds,
+        request_timeout_seconds=request_timeout_seconds,
+        concurrency=concurrency,
+        session=session,
+    )
+    return _predictions(golden, batches)
+
+
+async def _send_batches(
+    golden: GoldenSet,
+    base_url: str,
+    *,
+    model: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    session: aiohttp.ClientSession | None = None,
+) -> list[_Batch]:
+    """Every input row sent in batches (each with its predictions, or its error)."""
     name = model or golden.model
     if not name:
         raise GoldenSetError("no model name: pass model= or set 'model' in the golden set")
@@ -388,6 +418,13 @@ async def predict(
     finally:
         if own:
             await client.close()
+    return batches
+
+
+def _predictions(
+    golden: GoldenSet, batches: Sequence[_Batch]
+) -> tuple[list[Any | None], list[str]]:
+    """One prediction per row (None where its batch failed) and the batches' errors."""
     predictions: list[Any | None] = [None] * len(golden.inputs)
     errors: list[str] = []
     for batch in batches:
@@ -417,13 +454,15 @@ def compare(golden: GoldenSet, predictions: Sequence[Any | None]) -> tuple[int, 
 async def replay_report(golden: GoldenSet, base_url: str, **options: Any) -> ReplayReport:
     """Replay the golden set against ``base_url`` and keep the evidence."""
     started = time.monotonic()
-    predictions, errors = await predict(golden, base_url, **options)
+    batches = await _send_batches(golden, base_url, **options)
+    predictions, errors = _predictions(golden, batches)
     agreed, mismatches = compare(golden, predictions)
     return ReplayReport(
         GoldenResult(total=len(golden.inputs), agreed=agreed),
         tuple(mismatches),
         tuple(errors),
         round(time.monotonic() - started, 3),
+        unreachable=bool(batches) and all(batch.unreachable for batch in batches),
     )
 
 

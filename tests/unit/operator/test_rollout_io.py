@@ -207,10 +207,11 @@ async def test_a_replay_that_could_not_run_is_no_result_but_an_unusable_golden_s
 ) -> None:
     # No result: the validate step stays pending and replays again (within the deadline);
     # a 0/0 result is a mismatch that rolls the candidate back at once.
+    from vigil.core.rollout import GoldenResult
     from vigil.core.spec import GoldenSetRef, parse_spec
     from vigil.kube.client import KubeError
     from vigil.operator import rollouts as module
-    from vigil.validation.golden import GoldenSetError
+    from vigil.validation.golden import GoldenSetError, ReplayReport
 
     spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
     answers = [False]
@@ -234,3 +235,15 @@ async def test_a_replay_that_could_not_run_is_no_result_but_an_unusable_golden_s
     monkeypatch.setattr(module, "load_golden_set", loading(GoldenSetError("no rows")))
     result = await replay()
     assert result is not None and (result.total, result.agreed) == (0, 0)
+    # The candidate gone between the probe and the replay: every batch refused.
+    refused = ReplayReport(GoldenResult(10, 0), errors=("refused",), unreachable=True)
+
+    async def load(*_: Any) -> None:
+        return None
+
+    async def report(*_: Any, **__: Any) -> ReplayReport:
+        return refused
+
+    monkeypatch.setattr(module, "load_golden_set", load)
+    monkeypatch.setattr(module, "replay_report", report)
+    assert await replay() is None

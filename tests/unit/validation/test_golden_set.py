@@ -224,10 +224,16 @@ async def test_server_errors_count_as_not_reproduced(server):
     assert len(report.errors) == 2 and "HTTP 500" in report.errors[0]
 
 
-async def test_unreachable_endpoint_counts_as_not_reproduced():
+async def test_unreachable_endpoint_reproduces_nothing_and_says_it_was_unreachable():
     report = await replay_report(golden(), "http://127.0.0.1:9", request_timeout_seconds=2)
     assert report.result == GoldenResult(10, 0)
-    assert report.errors
+    assert report.errors and report.unreachable
+
+
+async def test_a_model_that_answers_errors_was_reached(server):
+    model, url = server
+    model.mode = "error"
+    assert not (await replay_report(golden(), url, batch_size=5)).unreachable
 
 
 async def test_replay_is_bounded_in_time(server):
