@@ -737,6 +737,24 @@ def test_a_route_dropped_from_the_spec_mid_rollout_is_reset_before_its_services_
     settle(world, candidate, lambda: world.status["stable"]["revision"] == candidate)
 
 
+def test_a_refused_write_keeps_the_route_that_still_needs_its_reset() -> None:
+    # The plan stopped before its Route: status must still name the route to reset.
+    from vigil.core.reconcile import refused_write_status
+
+    planned = {"httpRoute": None, "phase": "Progressing"}
+    kept = refused_write_status(
+        planned,
+        {"httpRoute": "wine"},
+        "refused",
+        generation=2,
+        now=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    )
+    assert kept["httpRoute"] == "wine"
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    fresh = refused_write_status({"httpRoute": "wine"}, {}, "refused", generation=1, now=now)
+    assert fresh["httpRoute"] == "wine"
+
+
 class TestTheRouteLeavesAServiceBeforeItIsDeleted:
     """A backend Service is deleted only after no route references it (Gateway API)."""
 

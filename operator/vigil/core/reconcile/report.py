@@ -81,6 +81,8 @@ def refused_write_status(
         "observedGeneration": generation,
         "phase": Phase.FAILED,
         "conditions": conditions,
+        # The plan's Route did not run: a route it was to reset still needs it.
+        "httpRoute": (previous or {}).get("httpRoute") or planned.get("httpRoute"),
     }
 
 
