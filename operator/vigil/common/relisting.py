@@ -2,9 +2,10 @@
 
 A watch that cannot resume lists everything again, and kopf reports no
 DELETED event for what vanished in between (nor any event at all for a
-namespace left empty). The watch announces each listing as it starts
-(vigil.operator.runtime.announce_listings); what it did not show within
-a window after that start is gone.
+namespace left empty). The watch announces each listing as it starts and
+once it is complete (vigil.operator.runtime.announce_listings); what a
+complete listing did not show within a window after its start is gone. A
+listing that fails (the API server unreachable) says nothing.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ class Relistings:
         self._clock = clock
         self._window = window
         self._seen: dict[Key, float] = {}
+        #: Listings under way (not known complete yet) and complete ones, by their start.
+        self._started: dict[str | None, float] = {}
         self._listings: dict[str | None, float] = {}
 
     def listing_started(self, namespace: str | None) -> None:
-        self._listings.setdefault(namespace, self._clock())
+        self._started[namespace] = self._clock()
+
+    def listing_done(self, namespace: str | None) -> None:
+        since = self._started.pop(namespace, self._clock())
+        self._listings.setdefault(namespace, since)
 
     def seen(self, key: Key) -> None:
         self._seen[key] = self._clock()

@@ -27,15 +27,14 @@ vigil.operator.handlers).
 
 A watch that cannot resume (its resourceVersion expired, e.g. after an API
 server restart) lists everything again, and kopf reports no DELETED event
-for what vanished in between: the cache would keep a ghost. So a listing
-(announced by the watch when it starts, see
-vigil.operator.runtime.announce_listings, and seen in its ``type None``
-events) opens a window of LISTING_SECONDS during which reads of that kind in
+for what vanished in between: the cache would keep a ghost. So a complete
+listing (announced by the watch, see vigil.operator.runtime.announce_listings:
+also one that found nothing, which no listed object would tell) opens a
+window of LISTING_SECONDS from its start during which reads of that kind in
 that namespace (every namespace, for a cluster-wide watch) go to the API
 server; when it closes, whatever the listing did not show is dropped
-(client-go's informers "replace" their store the same way). The watch's own
-announcement matters when a namespace has none left: then no listed object
-says that a listing ran. An operator restarting reads afresh for its first
+(client-go's informers "replace" their store the same way). A listing that
+failed drops nothing. An operator restarting reads afresh for its first
 minute.
 """
 
@@ -127,7 +126,9 @@ class ObjectCache:
         self._tombstones: dict[Key, tuple[int | None, float]] = {}
         #: When each object was last shown by its watch or written (for listings).
         self._seen: dict[Key, float] = {}
-        #: (kind, namespace) -> when a listing started whose window is open.
+        #: (kind, namespace) -> when a listing started: under way, and complete with its
+        #: window open.
+        self._started: dict[tuple[str, str], float] = {}
         self._listings: dict[tuple[str, str], float] = {}
 
     def __len__(self) -> int:
@@ -165,18 +166,20 @@ class ObjectCache:
         if event_type == "DELETED":
             self._bury(key, _version(body))
             return
-        if event_type is None:
-            self._listing(kind, key[1])
         self.store(kind, body)
 
     def listing_started(self, kind: str, namespace: str | None) -> None:
         """A watch of this kind starts by listing it in a namespace (None: cluster-wide)."""
         if kind in self.kinds:
-            self._listing(kind, EVERY_NAMESPACE if namespace is None else namespace)
+            self._started[(kind, EVERY_NAMESPACE if namespace is None else namespace)] = (
+                self._clock()
+            )
 
-    def _listing(self, kind: str, namespace: str) -> None:
-        """Open the window of a listing (once: its listed objects come after its start)."""
-        self._listings.setdefault((kind, namespace), self._clock())
+    def listing_done(self, kind: str, namespace: str | None) -> None:
+        """That listing is complete: open its window, from its start."""
+        if kind in self.kinds:
+            key = (kind, EVERY_NAMESPACE if namespace is None else namespace)
+            self._listings.setdefault(key, self._started.pop(key, self._clock()))
 
     def _trusted(self, kind: str, namespace: str) -> bool:
         """False while a relisting of this kind covering the namespace runs; closes expired

@@ -180,11 +180,12 @@ class HealthLoop:
 
     # -- what the watches tell -------------------------------------------------------
 
-    def listing_started(self, plural: str, namespace: str | None) -> None:
-        """A watch (re)starts by listing ModelDeployments or pods (None: cluster-wide)."""
+    def listing(self, plural: str, namespace: str | None, done: bool) -> None:
+        """A watch (re)starts listing ModelDeployments or pods (None: cluster-wide), or that
+        listing is complete."""
         relisted = self._relisted.get(plural)
         if relisted is not None:
-            relisted.listing_started(namespace)
+            (relisted.listing_done if done else relisted.listing_started)(namespace)
 
     def _drop_ghosts(self) -> None:
         """Forget what a finished relisting did not show (deleted while the watch was away)."""

@@ -8,6 +8,7 @@ explained in one place.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import time
@@ -104,13 +105,14 @@ def remember(runtime: Runtime, plural: str, event_type: str | None, body: Any) -
         runtime.cache.observe(kind, event_type, dict(body))
 
 
-def listing(runtime: Runtime, plural: str, namespace: str | None) -> None:
-    """A watch starts by listing (None: cluster-wide): the cache and the health loop learn
-    what it no longer shows."""
+def listing(runtime: Runtime, plural: str, namespace: str | None, done: bool) -> None:
+    """A watch starts listing (None: cluster-wide), or the listing is complete: the cache
+    and the health loop learn what it no longer shows."""
     kind = CACHED_PLURALS.get(plural)
     if kind is not None:
-        runtime.cache.listing_started(kind, namespace)
-    runtime.health.listing_started(plural, namespace)
+        cache = runtime.cache
+        (cache.listing_done if done else cache.listing_started)(kind, namespace)
+    runtime.health.listing(plural, namespace, done)
 
 
 async def post_event(api: Api, body: Any, event: Event) -> None:
@@ -176,8 +178,10 @@ def decode_watch_streams_with_orjson() -> None:
     kopf_api.json = faster  # type: ignore[attr-defined]
 
 
-def announce_listings(on_listing: Callable[[str, str | None], None]) -> None:
-    """Call ``on_listing(plural, namespace)`` whenever a kopf watch (re)starts by listing.
+def announce_listings(on_listing: Callable[[str, str | None, bool], None]) -> None:
+    """Call ``on_listing(plural, namespace, False)`` whenever a kopf watch (re)starts by
+    listing, and ``(..., True)`` once that listing is complete (kopf's Bookmark.LISTED,
+    also for an empty one; a listing that fails ends without it).
 
     Why: a relisting that finds no object in a namespace shows no event at all,
     and the cache and the health loop would keep the objects deleted meanwhile
@@ -193,8 +197,10 @@ def announce_listings(on_listing: Callable[[str, str | None], None]) -> None:
     async def continuous_watch(
         *, resource: Any, namespace: str | None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        on_listing(resource.plural, namespace)
+        on_listing(resource.plural, namespace, False)
         async for event in original(resource=resource, namespace=namespace, **kwargs):
+            if event is kopf_watching.Bookmark.LISTED:
+                on_listing(resource.plural, namespace, True)
             yield event
 
     continuous_watch.__wrapped__ = original  # type: ignore[attr-defined]
@@ -252,7 +258,7 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     - Each listing announced to the cache and the health loop (see announce_listings).
     """
     decode_watch_streams_with_orjson()
-    announce_listings(lambda plural, namespace: listing(runtime, plural, namespace))
+    announce_listings(functools.partial(listing, runtime))
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.scanning.disabled = True

@@ -19,6 +19,7 @@ def test_what_a_listing_did_not_show_is_gone_once_it_is_over() -> None:
     clock.now += 5
     relistings.listing_started("ml")
     relistings.seen(("ml", "a"))  # listed again; b was deleted meanwhile
+    relistings.listing_done("ml")
     assert relistings.ghosts() == []  # not over yet
     clock.now += LISTING_SECONDS
     assert relistings.ghosts() == [("ml", "b")]
@@ -33,5 +34,17 @@ def test_a_cluster_wide_listing_covers_every_namespace_and_an_empty_one_too() ->
     relistings.forget(("ml", "a"))  # deleted, as the watch said
     clock.now += 5
     relistings.listing_started(None)
+    relistings.listing_done(None)
     clock.now += LISTING_SECONDS
     assert relistings.ghosts() == [("other", "c")]
+
+
+def test_a_listing_that_failed_drops_nothing() -> None:
+    # The API server unreachable: kopf's listing gives up without completing.
+    clock = Clock()
+    relistings = Relistings(clock)
+    relistings.seen(("ml", "a"))
+    clock.now += 5
+    relistings.listing_started("ml")
+    clock.now += LISTING_SECONDS * 3
+    assert relistings.ghosts() == []

@@ -154,7 +154,9 @@ class TestRelisting:
         cache.observe("Deployment", "ADDED", obj("wine-a", 1))
         cache.observe("Deployment", "ADDED", obj("wine-ghost", 2))  # deleted while disconnected
         clock.now += 5
+        cache.listing_started("Deployment", "ml")
         cache.observe("Deployment", None, obj("wine-a", 1))  # the relisting shows only wine-a
+        cache.listing_done("Deployment", "ml")
         assert not cache.serves_list("Deployment", "ml", f"{LABEL}=wine")
         assert cache.get("Deployment", "ml", "wine-a") is None  # read from the API server
         clock.now += LISTING_SECONDS
@@ -165,7 +167,9 @@ class TestRelisting:
         assert names == ["wine-a"]
 
     def test_a_listing_in_one_namespace_leaves_the_others_trusted(self, cache: ObjectCache) -> None:
+        cache.listing_started("Deployment", "ml")
         cache.observe("Deployment", None, obj("wine-a", 1))
+        cache.listing_done("Deployment", "ml")
         assert not cache.serves_list("Deployment", "ml", f"{LABEL}=wine")
         assert cache.serves_list("Deployment", "other", f"{LABEL}=wine")
         assert cache.serves_list("Service", "ml", f"{LABEL}=wine")
@@ -178,6 +182,7 @@ class TestRelisting:
         cache.observe("Deployment", "ADDED", obj("wine-ghost", 2))
         clock.now += 5
         cache.listing_started("Deployment", "ml")
+        cache.listing_done("Deployment", "ml")  # it found nothing
         assert cache.get("Deployment", "ml", "wine-ghost") is None  # read from the API server
         clock.now += LISTING_SECONDS
         assert cache.serves_list("Deployment", "ml", f"{LABEL}=wine")
@@ -197,6 +202,7 @@ class TestRelisting:
         clock.now += 5
         cache.listing_started("Deployment", None)
         cache.observe("Deployment", None, obj("wine-a", 1))  # "other" now holds none
+        cache.listing_done("Deployment", None)
         assert not cache.serves_list("Deployment", "other", f"{LABEL}=wine")
         assert cache.serves_list("Service", "other", f"{LABEL}=wine")
         clock.now += LISTING_SECONDS
@@ -204,10 +210,20 @@ class TestRelisting:
         assert cache.get("Deployment", "ml", "wine-a") is not None
         assert len(cache) == 1
 
+    def test_a_listing_that_failed_drops_nothing(self, cache: ObjectCache, clock: Clock) -> None:
+        # The API server unreachable: kopf's listing gives up without completing.
+        cache.observe("Deployment", "ADDED", obj("wine-a", 1))
+        clock.now += 5
+        cache.listing_started("Deployment", "ml")
+        clock.now += LISTING_SECONDS * 3
+        assert cache.get("Deployment", "ml", "wine-a") is not None
+
     def test_objects_written_during_a_listing_survive_it(
         self, cache: ObjectCache, clock: Clock
     ) -> None:
+        cache.listing_started("Service", "ml")
         cache.observe("Service", None, obj("wine", 1))
+        cache.listing_done("Service", "ml")
         clock.now += 1
         cache.store("Service", obj("wine-b", 5))  # applied while the listing ran
         clock.now += LISTING_SECONDS

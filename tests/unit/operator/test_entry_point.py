@@ -201,15 +201,15 @@ async def test_kopf_announces_each_listing(monkeypatch: pytest.MonkeyPatch) -> N
         "continuous_watch: vigil.operator.runtime.announce_listings now announces nothing "
         "and the object cache keeps ghosts after an empty relisting"
     )
-    calls: list[tuple[str, str | None]] = []
+    calls: list[tuple[str, str | None, bool]] = []
 
     async def empty_listing(**_: Any) -> Any:
         # What kopf's watch yields for a namespace with nothing left in it.
         yield kopf_watching.Bookmark.LISTED
 
     monkeypatch.setattr(kopf_watching, "continuous_watch", empty_listing)
-    announce_listings(lambda plural, namespace: calls.append(("first", namespace)))
-    announce_listings(lambda plural, namespace: calls.append((plural, namespace)))  # replaces
+    announce_listings(lambda plural, namespace, done: calls.append(("first", namespace, done)))
+    announce_listings(lambda *call: calls.append(call))  # replaces
     resource = references.Resource("apps", "v1", "deployments")
     settings = kopf.OperatorSettings()
     settings.watching.reconnect_backoff = 0
@@ -221,7 +221,19 @@ async def test_kopf_announces_each_listing(monkeypatch: pytest.MonkeyPatch) -> N
         return [event async for event in stream]
 
     assert await watch("ml") == [kopf_watching.Bookmark.LISTED] * 2
-    assert calls == [("deployments", "ml"), ("deployments", "ml")]
+    assert calls == [("deployments", "ml", False), ("deployments", "ml", True)] * 2
+
+    async def failed_listing(**_: Any) -> Any:
+        # kopf gives up a listing the API server does not answer: no LISTED.
+        return
+        yield
+
+    monkeypatch.setattr(kopf_watching, "continuous_watch", failed_listing)
+    announce_listings(lambda *call: calls.append(call))
+    calls.clear()
+    assert await watch("ml") == []
+    assert calls == [("deployments", "ml", False)] * 2
+    monkeypatch.setattr(kopf_watching, "continuous_watch", empty_listing)
     # The operator's settings point the announcements at its cache.
     runtime = build_runtime(OperatorOptions())
     configure_kopf(settings, runtime)

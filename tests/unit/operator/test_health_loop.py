@@ -591,10 +591,13 @@ async def test_what_a_relisting_no_longer_shows_is_dropped(loop: Loop) -> None:
     loop.add(md(), pod("wine-a"), pod("wine-b", ip="10.0.0.3"))
     del loop.api.objects[("ModelDeployment", "ml", "gone")]  # deleted in the cluster
     loop.now += datetime.timedelta(seconds=5)
-    loop.loop.listing_started("modeldeployments", "ml")
-    loop.loop.listing_started("pods", None)
+    loop.loop.listing("modeldeployments", "ml", False)
+    loop.loop.listing("pods", None, False)
+    loop.loop.listing("pods", "other", False)  # never complete (the API server went away)
     loop.loop.observe_model(None, md())
     loop.loop.observe_pod(None, pod("wine-a"))
+    loop.loop.listing("modeldeployments", "ml", True)
+    loop.loop.listing("pods", None, True)
     loop.now += datetime.timedelta(seconds=LISTING_SECONDS)
     direct = loop._source(("direct", ""))
     direct.windows[("ml", "wine", "r1")] = GOOD
