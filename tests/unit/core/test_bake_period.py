@@ -256,6 +256,19 @@ class TestTheSwitchKeepsThePreviousRevision:
         assert "bake" not in world.status
 
 
+def test_an_unreadable_rollout_during_a_bake_keeps_the_previous_revision() -> None:
+    # Read with its defaults, the section has no bake: the previous revision went unjudged.
+    world, previous, revision = promoted()
+    world.set_spec(spec("2", 2, rollout={**baked(), "analysis": {"interval": "fast"}}))
+    world.reconcile(60)
+    assert world.deployment(previous) is not None
+    assert world.status["bake"]["previous"] == previous
+    assert world.condition("Ready")["reason"] == "InvalidSpec"
+    world.set_spec(spec("2", 2, rollout=baked()))
+    world.reconcile(60)
+    assert world.status["bake"]["reason"] == "Baking" and world.deployment(previous) is not None
+
+
 class TestABakeThatPasses:
     def test_removes_the_previous_revision_when_its_time_is_over(self) -> None:
         world, previous, revision = promoted()

@@ -68,8 +68,8 @@ def _decide(cycle: Cycle) -> Plan:
         desired_identity=identity,
     )
 
-    # A change is never rolled out on a policy or thresholds the operator cannot read.
-    if change not in (None, ChangeKind.NEW) and (unreadable := _unreadable_section(spec)):
+    # A change (or a bake) is never judged on a policy or thresholds the operator cannot read.
+    if unreadable := _unreadable_section(spec, change, obs.status):
         return _blocked(cycle, stable_view, Reason.INVALID_SPEC, unreadable)
 
     # A new revision needs its reference profile before its pods can start.
@@ -97,8 +97,13 @@ def _decide(cycle: Cycle) -> Plan:
     return plan
 
 
-def _unreadable_section(spec: ModelDeploymentSpec) -> str | None:
-    """What makes spec.rollout or spec.monitoring unreadable (an older schema let it in)."""
+def _unreadable_section(
+    spec: ModelDeploymentSpec, change: ChangeKind | None, status: Mapping[str, Any]
+) -> str | None:
+    """What makes spec.rollout or spec.monitoring unreadable (an older schema let it in),
+    when a change or a bake under way is to be judged by them."""
+    if change in (None, ChangeKind.NEW) and not status.get("bake"):
+        return None
     for section, problem in (
         ("rollout", spec.rollout.problem),
         ("monitoring", spec.monitoring.problem),
