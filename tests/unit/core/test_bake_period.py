@@ -258,7 +258,7 @@ class TestTheSwitchKeepsThePreviousRevision:
 
 def test_an_unreadable_rollout_during_a_bake_keeps_the_previous_revision() -> None:
     # Read with its defaults, the section has no bake: the previous revision went unjudged.
-    world, previous, revision = promoted()
+    world, previous, _revision = promoted()
     world.set_spec(spec("2", 2, rollout={**baked(), "analysis": {"interval": "fast"}}))
     world.reconcile(60)
     assert world.deployment(previous) is not None

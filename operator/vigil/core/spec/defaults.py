@@ -56,7 +56,7 @@ DEFAULT_BAKE_MIN_REPLICAS = 0
 DEFAULT_MAX_ERROR_RATE = 0.01
 DEFAULT_MAX_LATENCY_P95 = "250ms"
 #: The sidecar's largest latency bucket (a test holds them equal): a p95 beyond it reads as
-#: this, so an SLO at or above it could never be breached.
+#: this, so an SLO at or above it could never be breached (the CRD refuses one).
 MAX_MEASURED_LATENCY_SECONDS = 10.0
 
 
@@ -165,13 +165,3 @@ def default_readiness_path(protocol: str, model_name: str) -> str:
     if protocol == "v1":
         return f"/v1/models/{model_name}"
     return "/"
-
-
-def measurable_latency(seconds: float) -> float:
-    """``slo.maxLatencyP95`` if the sidecar can measure a p95 above it (ValueError if not)."""
-    if seconds >= (limit := MAX_MEASURED_LATENCY_SECONDS):
-        raise ValueError(
-            f"spec.monitoring.slo.maxLatencyP95 must be under {limit:g}s: "
-            f"the sidecar measures latency up to {limit:g}s"
-        )
-    return seconds
