@@ -28,6 +28,7 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
     validate step, replay passed               -> next step
     pause step without duration                -> wait for a person (resume/promote)
     pause step with duration                   -> next step when it has elapsed
+    last a pause, no shadow/canary to judge    -> wait for a person (promote or abort)
     metrics unavailable                        -> hold (never judge on missing data)
     too few requests in the step so far        -> hold (InsufficientData)
         held longer than progressDeadline      -> fail; the stable stays untouched
@@ -64,6 +65,11 @@ from vigil.core.analysis import CandidateFigures
 from vigil.core.judges import Gate, gates, golden_gate
 from vigil.core.spec import RolloutPolicy, Step, Tolerance
 from vigil.core.vocabulary import Action, GateVerdict, Outcome, Reason, RequestVerb
+
+WAITS_FOR_PERSON = "waits for a person (kubectl vigil resume NAME, or promote)"
+NOTHING_TO_JUDGE = (
+    "no shadow or canary step to judge: promote or abort (kubectl vigil promote NAME)"
+)
 
 # -- state (lives in status.candidate) --------------------------------------------------
 
@@ -248,23 +254,18 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
 
     # pause: wait for a person, or for its duration; a final pause then needs fresh evidence.
     if step.kind == "pause":
-        started = state.step_started_at or now
         # Waiting here is no hold: a not-ready blip before it starts no deadline's clock.
         waiting = replace(state, held_since=None)
-        if step.duration_seconds is None and not state.released:
-            return cycle.decision(
-                Action.WAIT,
-                waiting,
-                Reason.WAITING_FOR_PERSON,
-                "waits for a person (kubectl vigil resume NAME, or promote)",
-            )
-        if step.duration_seconds is not None and now < started + step.duration_seconds:
-            return cycle.decision(
-                Action.WAIT,
-                waiting,
-                Reason.PAUSING,
-                f"pause until {format_unix(started + step.duration_seconds)}",
-            )
+        timed = step.duration_seconds is not None
+        end = (state.step_started_at or now) + (step.duration_seconds or 0.0)
+        if timed and now < end:
+            pausing = f"pause until {format_unix(end)}"
+            return cycle.decision(Action.WAIT, waiting, Reason.PAUSING, pausing)
+        # Open-ended, or last with no shadow or canary step to judge: a person decides.
+        unjudged = index + 1 == len(steps) and _last_traffic_step(steps, index) is None
+        if (not timed and not state.released) or unjudged:
+            words = NOTHING_TO_JUDGE if unjudged else WAITS_FOR_PERSON
+            return cycle.decision(Action.WAIT, waiting, Reason.WAITING_FOR_PERSON, words)
         if index + 1 < len(steps):
             return cycle.next_step(state, (), evaluated=False)
 

@@ -42,7 +42,6 @@ def fetched(model: dict[str, Any]) -> dict[str, Any]:
 
 
 STEP = {"canary": {"weight": 20}}
-GOLDEN = {"configMapKeyRef": {"name": "golden", "key": "golden.json"}}
 
 # (id, manifest, text the API server's message must contain: the field named)
 CASES: list[tuple[str, dict[str, Any], str]] = [
@@ -252,14 +251,6 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "sidecar-feature-cap-zero",
         mutate("spec.monitoring.sidecar", {"featureCap": 0}),
         "spec.monitoring.sidecar.featureCap",
-    ),
-    (
-        "final-pause-with-no-traffic-to-judge",
-        mutate(
-            "spec.rollout",
-            {"tweak": {"steps": [{"validate": {"goldenSet": GOLDEN}}, {"pause": {}}]}},
-        ),
-        "spec.rollout.tweak.steps",
     ),
     (
         "steps-too-many",

@@ -18,7 +18,7 @@ from vigil.core.rollout import (
     decide,
     traffic_at,
 )
-from vigil.core.spec import PerformanceGate, parse_duration, parse_policy
+from vigil.core.spec import GoldenSetRef, PerformanceGate, parse_duration, parse_policy
 
 API_EXAMPLE = {
     "replacement": {
@@ -540,3 +540,19 @@ class TestPauseSteps:
         assert no_data.action == "hold"
         done = decide(self.POLICY, at_step(3), obs(), T0 + 120)
         assert done.action == "promote"
+
+    @pytest.mark.parametrize("pause", [Step("pause"), Step("pause", 60)])
+    def test_a_final_pause_with_no_traffic_step_to_judge_waits_for_a_person(
+        self, pause: Step
+    ) -> None:
+        # validate, then approval: nothing live to judge, so no deadline runs out; a person
+        # promotes (or aborts). It held on 0 requests and failed at progressDeadline.
+        golden = GoldenSetRef("golden", "golden.json")
+        policy = RolloutPolicy(steps=(Step("validate", golden_set=golden), pause))
+        resumed = at_step(1, requested="resume", released=False)
+        for state in (at_step(1), resumed):
+            d = decide(policy, state, obs(figures=seen(requests=0)), T0 + 7200)
+            assert d.action == "wait" and d.reason == "WaitingForPerson", d.message
+            assert "promote" in d.message and d.state.held_since is None
+        promoted = decide(policy, at_step(1, requested="promote"), obs(), T0 + 7200)
+        assert promoted.action == "promote"

@@ -75,22 +75,6 @@ class TestParsing:
         parsed = parse_spec("wine", {**spec, "monitoring": {"drift": drift}})
         assert parsed.monitoring.drift.warning == warning
 
-    @pytest.mark.parametrize("change", ["replacement", "tweak"])
-    def test_a_final_pause_needs_traffic_before_it_to_judge(self, change: str) -> None:
-        # It judges the traffic of the last shadow or canary step; with none, it held until
-        # progressDeadline and failed whatever the candidate was.
-        spec = {"model": {"version": "3"}, "server": {"image": "img"}}
-        steps = [{"validate": {"goldenSet": {"configMapKeyRef": {"name": "g"}}}}, {"pause": {}}]
-        parsed = parse_spec("wine", {**spec, "rollout": {change: {"steps": steps}}})
-        assert parsed.rollout.problem == (
-            f"spec.rollout.{change}.steps: a final pause judges the traffic of a shadow or "
-            "canary step before it; add one, or end the steps before the pause"
-        )
-        fine = [{"canary": {"weight": 10}}, {"pause": {}}]
-        assert not parse_spec(
-            "wine", {**spec, "rollout": {change: {"steps": fine}}}
-        ).rollout.problem
-
     def test_the_crd_refuses_a_latency_slo_the_sidecar_cannot_measure(self) -> None:
         # A p95 beyond the sidecar's largest latency bucket reads as that bucket.
         crd = yaml_kit.load((ROOT / "crds" / "modeldeployments.yaml").read_text())

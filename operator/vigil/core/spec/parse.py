@@ -410,14 +410,7 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
 
     def steps(change: str) -> tuple[Step, ...]:
         section = _section(raw.get(change))
-        parsed = tuple(parse_step(s, tolerance) for s in section.get("steps") or ())
-        judged = [s for s in parsed if s.kind in ("shadow", "canary")]
-        if parsed and parsed[-1].kind == "pause" and not judged:
-            raise ValueError(
-                f"spec.rollout.{change}.steps: a final pause judges the traffic of a shadow "
-                "or canary step before it; add one, or end the steps before the pause"
-            )
-        return parsed
+        return tuple(parse_step(s, tolerance) for s in section.get("steps") or ())
 
     route = _section(_section(raw.get("trafficRouting")).get("gatewayAPI")).get("httpRoute")
     return RolloutSpec(
