@@ -252,7 +252,8 @@ def _set_up_traffic(
     info = RevisionInfo(revision, identity, naming.ROLE_CANDIDATE)
     cycle.ensure_revision(info, replicas.get(revision, traffic.candidate_replicas))
     # spec.replicas edited mid-rollout: the stable follows (its share depends on it).
-    cycle.scale_revision(stable, replicas.get(stable, traffic.stable_replicas))
+    if stable_view.replicas != (wanted := replicas.get(stable, traffic.stable_replicas)):
+        cycle.scale_revision(stable, wanted)
     cycle.ensure(desired_revision_service(owner, stable, naming.ROLE_STABLE))
     cycle.ensure(desired_revision_service(owner, revision, naming.ROLE_CANDIDATE))
     cycle.serve(stable, selector)
