@@ -59,7 +59,12 @@ def category_key(value: object) -> str | None:
         return repr(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    return str(value)
+    text = str(value)
+    if text.isascii():
+        return text
+    # A lone surrogate (JSON allows "\ud800") is no UTF-8: as a metric label it would
+    # make every scrape fail.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True)

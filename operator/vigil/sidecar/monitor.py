@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import random
+import sys
 import time
 import zlib
 from bisect import bisect_right
@@ -143,8 +144,10 @@ class _NumericCounts:
         bins = self.bins
         for v in values:
             t = type(v)
-            if t is float or t is int:
-                f: float | None = float(v)
+            if t is float:
+                f: float | None = v
+            elif t is int:
+                f = _int_float(v)
             elif v is None:
                 self.missing += 1
                 continue
@@ -166,7 +169,10 @@ class _NumericCounts:
 
     def _add_large(self, values: list[Any]) -> None:
         if set(map(type, values)) <= _JSON_NUMBERS:
-            arr = np.asarray(values, dtype=np.float64)
+            try:
+                arr = np.asarray(values, dtype=np.float64)
+            except OverflowError:  # an integer past the largest float: +-inf, out of range
+                arr = np.asarray([_int_float(v) if type(v) is int else v for v in values])
         else:
             present = [v for v in values if v is not None]
             self.missing += len(values) - len(present)
@@ -190,12 +196,26 @@ class _NumericCounts:
 _JSON_NUMBERS = frozenset({float, int})
 
 
+def _int_float(value: int) -> float:
+    """An integer as a float; one past the largest float (JSON allows it) as +-inf."""
+    if -_LARGEST <= value <= _LARGEST:
+        return float(value)
+    return math.inf if value > 0 else -math.inf
+
+
+_LARGEST = sys.float_info.max
+#: The square of a prediction past it overflows the running sum of squares.
+_MOMENT_LIMIT = 1e150
+
+
 def _to_float(value: Any) -> float | None:
     """Float of a JSON value: None/null -> NaN (missing); not a number -> None."""
     if value is None:
         return math.nan
-    if isinstance(value, bool | int | float):
-        return float(value)
+    if isinstance(value, int):  # bool too
+        return _int_float(value)
+    if isinstance(value, float):
+        return value
     if isinstance(value, str):
         try:
             return float(value)
@@ -475,10 +495,12 @@ class Monitor(Collector):
     def _add_predictions(self, values: list[Any]) -> None:
         if self.prediction is not None:
             self.prediction.add(values)
+        # Moments of plausible numbers only: a value near the float limit (or an integer past
+        # it) would make the sums infinite for good.
         numbers = [
-            float(v)
-            for v in values
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            x
+            for x in (_int_float(v) if type(v) is int else v for v in values)
+            if type(x) is float and abs(x) < _MOMENT_LIMIT
         ]
         if not numbers:
             return

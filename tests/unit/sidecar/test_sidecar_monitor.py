@@ -152,3 +152,36 @@ def test_predicted_classes_outside_the_reference_are_counted_by_label_up_to_a_ca
     assert (counts["0"], counts["1"], counts["2"], counts["3"], counts["spam"]) == (1, 1, 0, 2, 1)
     assert len(counts) == 3 + MAX_UNLISTED_CLASSES + 1  # the profile's, the unlisted, __other__
     assert counts["__other__"] == 7  # labels past the cap
+
+
+def test_a_label_that_is_not_utf8_text_never_breaks_the_metrics():
+    # JSON allows a lone surrogate ("\ud800"); written as a label it made every scrape fail.
+    from prometheus_client import generate_latest
+
+    x = np.arange(300.0).reshape(-1, 1)
+    profile = build_profile(x, predictions=np.arange(300) % 3, feature_names=["x"])
+    registry = CollectorRegistry()
+    monitor = Monitor(
+        protocol="v2",
+        base=BASE,
+        registry=registry,
+        reference=ReferenceState(profile, "ok"),
+        max_features=20,
+    )
+    resp = b'{"outputs": [{"name": "y", "shape": [1], "datatype": "BYTES", "data": ["a\\ud800"]}]}'
+    monitor.process([Exchange(_v2([[1.0]]), "application/json", resp, "application/json")])
+    assert b'class="a?"' in generate_latest(registry)
+
+
+@pytest.mark.parametrize("repeats", [1, 20])
+def test_a_huge_integer_is_out_of_range_and_the_batch_is_still_counted(repeats):
+    # float() of an integer past 1e308 raises: one such value dropped a whole batch.
+    profile = build_profile(np.arange(100.0).reshape(-1, 1), feature_names=["x"])
+    monitor = _monitor(profile)
+    huge = 10**400
+    body = _one_feature_request([huge, 5, -huge, 7] * repeats, "FP64")
+    good = _one_feature_request([1.0] * 4, "FP64")
+    monitor.process([Exchange(good, "application/json", None, ""), Exchange(body, "", None, "")])
+    c = monitor.counters["x"]
+    assert monitor.errors == 0
+    assert sum(c.bins) == 4 + 4 * repeats and c.out_of_range == 2 * repeats
