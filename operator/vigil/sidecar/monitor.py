@@ -43,6 +43,11 @@ __all__ = ["Exchange", "Monitor", "Recorder", "ReferenceState", "load_reference"
 
 log = logging.getLogger("vigil.sidecar")
 BATCH = 256
+#: A batch stops at this many request and answer bytes (batch scoring sends megabytes a
+#: request): parsing runs on the proxy's event loop, which yields between batches.
+BATCH_BYTES = 1024 * 1024
+#: Queued copies beyond this many bytes are dropped (counted), like those beyond the count.
+QUEUE_BYTES = 64 * 1024 * 1024
 #: How often queued exchanges are processed. Metrics lag by at most this much;
 #: a batch at 500 rps (~25 one-row requests) takes well under a millisecond.
 FLUSH_INTERVAL = 0.05
@@ -63,6 +68,10 @@ class Exchange:
     served_at: float = 0.0
     #: False: sampled out of input monitoring, queued only to read its prediction.
     sampled: bool = True
+
+
+def _size(exchange: Exchange) -> int:
+    return len(exchange.request) + len(exchange.response or b"")
 
 
 #: Keeps a prediction for the labels to come: (request id, served at, row values or
@@ -316,6 +325,7 @@ class Monitor(Collector):
         self.sample_percent = sample_percent
         self.queue: deque[Exchange] = deque()
         self.queue_size = queue_size
+        self.queued_bytes = 0
         self.dropped = 0
         self.errors = 0
         self.exchanges = 0
@@ -378,13 +388,15 @@ class Monitor(Collector):
             if not keep:
                 return
             exchange.sampled = False
-        if len(self.queue) >= self.queue_size:
+        size = _size(exchange)
+        if len(self.queue) >= self.queue_size or self.queued_bytes + size > QUEUE_BYTES:
             self.dropped += 1
             if keep:
                 assert self.recorder is not None
                 self.recorder(exchange.request_id, exchange.served_at, None)
         else:
             self.queue.append(exchange)
+            self.queued_bytes += size
 
     def drain(self) -> None:
         """Process everything queued now (labels must see every prediction answered)."""
@@ -414,12 +426,19 @@ class Monitor(Collector):
         return len(self.queue)
 
     def flush(self, limit: int = BATCH) -> int:
-        """Process up to ``limit`` queued exchanges now; returns how many."""
-        n = min(limit, len(self.queue))
-        if n == 0:
+        """Process up to ``limit`` queued exchanges (and about BATCH_BYTES) now; returns how
+        many."""
+        queue = self.queue
+        batch: list[Exchange] = []
+        size = 0
+        while queue and len(batch) < limit and size < BATCH_BYTES:
+            exchange = queue.popleft()
+            batch.append(exchange)
+            size += _size(exchange)
+        if not batch:
             return 0
-        popleft = self.queue.popleft
-        batch = [popleft() for _ in range(n)]
+        self.queued_bytes -= size
+        n = len(batch)
         try:
             self.process(batch)
         except Exception:  # monitoring must never take the proxy down

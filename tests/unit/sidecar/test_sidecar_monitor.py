@@ -185,3 +185,21 @@ def test_a_huge_integer_is_out_of_range_and_the_batch_is_still_counted(repeats):
     c = monitor.counters["x"]
     assert monitor.errors == 0
     assert sum(c.bins) == 4 + 4 * repeats and c.out_of_range == 2 * repeats
+
+
+def test_large_requests_are_monitored_a_bounded_number_of_bytes_at_a_time(monkeypatch):
+    # Counted by exchanges alone, 256 batch-scoring requests of megabytes each were parsed
+    # in one go on the proxy's event loop (seconds of stall, hundreds of MB).
+    from vigil.sidecar import monitor as module
+
+    monkeypatch.setattr(module, "BATCH_BYTES", 1000)
+    monkeypatch.setattr(module, "QUEUE_BYTES", 3000)
+    profile = build_profile(np.arange(100.0).reshape(-1, 1), feature_names=["x"])
+    monitor = _monitor(profile)
+    body = _one_feature_request([1.0] * 80, "FP64")  # about 400 bytes
+    for _ in range(10):
+        monitor.submit(Exchange(body, "application/json", None, ""))
+    assert monitor.pending == 3000 // len(body) and monitor.dropped == 10 - monitor.pending
+    assert monitor.flush() == -(-1000 // len(body))  # whole exchanges up to the budget
+    monitor.drain()
+    assert monitor.pending == 0 and monitor.queued_bytes == 0
