@@ -250,11 +250,9 @@ def _parse_v1_request(doc: Any, features: tuple[str, ...], out: ParsedInput) -> 
             for col, value in zip(columns, row, strict=True):
                 col.append(value)
         elif isinstance(row, dict):
-            if any(name not in row for name in features):
-                bad_count = True
-                continue
+            # A key left out is a missing value (JSON clients drop null fields).
             for col, name in zip(columns, features, strict=True):
-                col.append(row[name])
+                col.append(row.get(name))
         elif nfeat == 1:
             columns[0].append(row)
         else:

@@ -92,6 +92,13 @@ def test_v2_response_predictions_and_argmax_for_probabilities():
     assert parse_response("v2", b"{}", "", True).violations == ["unknown_payload"]
 
 
+def test_v1_objects_without_a_key_count_that_feature_as_missing():
+    # JSON clients leave null fields out: the row still counts, the feature as missing.
+    parsed = parse_request("v1", b'{"instances": [{"a": 1, "b": 2, "c": 3}, {"a": 4}]}', "", F)
+    assert parsed.rows == 2 and parsed.violations == []
+    assert parsed.columns == {"a": [1, 4], "b": [2, None], "c": [3, None]}
+
+
 def test_v1_response_predictions():
     assert parse_response("v1", b'{"predictions": [1, 0, 2]}', "", True).values == [1, 0, 2]
     assert parse_response("v1", b'{"predictions": [[0.2, 0.8]]}', "", True).values == [1]
