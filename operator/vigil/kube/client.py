@@ -204,9 +204,14 @@ class KubeClient:
 
     @staticmethod
     def _path(kind: str, namespace: str, name: str | None = None) -> str:
+        """The collection's path (``name`` None), or one object's (an empty name is none)."""
         prefix, plural = _RESOURCES[kind]
         path = f"{prefix}/namespaces/{namespace}/{plural}"
-        return f"{path}/{name}" if name else path
+        if name is None:
+            return path
+        if not name:
+            raise KubeError(400, f"{kind} in {namespace}: an empty name names no object")
+        return f"{path}/{name}"
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""

@@ -193,6 +193,9 @@ class Reconciler:
 
     def nudge(self, namespace: str, name: str, delay: float = 0.0) -> None:
         """Ask for a reconcile soon (an owned object changed); bursts collapse into one."""
+        if not name:  # a child labelled with no owner's name (set by someone else)
+            log.debug("%s: a nudge names no ModelDeployment; ignored", namespace)
+            return
         key = (namespace, name)
         if delay > 0:
             loop = asyncio.get_running_loop()

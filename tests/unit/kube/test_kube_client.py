@@ -184,3 +184,10 @@ async def test_writes_in_flight_are_capped_services_apart_and_connections_bounde
     assert peak["configmaps"] == MAX_CONCURRENT_WRITES
     assert peak["GET"] > 1
     assert peak["all"] <= MAX_CONNECTIONS
+
+
+def test_an_empty_name_names_no_object() -> None:
+    # It used to address the whole collection: a GET answered with a List.
+    with pytest.raises(KubeError, match="an empty name names no object"):
+        KubeClient._path("Deployment", "ml", "")
+    assert KubeClient._path("Deployment", "ml").endswith("/namespaces/ml/deployments")

@@ -547,3 +547,11 @@ async def test_health_waits_for_no_reconcile_and_is_written_the_next_cycle(
     release.set()
     await reconciling
     assert await harness.reconciler.record_health("ml", "wine", health, BROKEN)
+
+
+async def test_a_nudge_for_no_name_is_ignored(harness: Harness) -> None:
+    # A child labelled vigil.dev/model-deployment="" named no object: the reconcile read the
+    # whole collection as one object and failed every 10 s for ever.
+    harness.reconciler.nudge("ml", "")
+    harness.reconciler.nudge("ml", "", delay=5)
+    assert not harness.reconciler._tasks and not harness.reconciler._timers
