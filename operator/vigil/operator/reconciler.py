@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ from vigil.plugin.requests import ANNOTATION_REQUEST, parse_request
 log = logging.getLogger("vigil.operator")
 
 RETRY_SECONDS = 10.0
+#: The longest wait between two retries of a reconcile that keeps failing.
+MAX_RETRY_SECONDS = 300.0
 #: API answers that mean "this object, as it is, will never be accepted".
 INVALID_STATUSES = (400, 422)
 #: A nudge waits this long before it reconciles, so that a burst of child events (a
@@ -176,6 +179,8 @@ class Reconciler:
         self._post_event = post_event
         self._clock = clock
         self._locks = KeyedLocks()
+        #: Reconciles that failed in a row, by object (for the retries' backoff).
+        self._failures: dict[tuple[str, str], int] = {}
         self._queued: set[tuple[str, str]] = set()
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -234,18 +239,30 @@ class Reconciler:
 
     async def _reconcile_once(self, namespace: str, name: str) -> None:
         started = time.monotonic()
+        key = (namespace, name)
         try:
             changed = await self._observe_decide_write(namespace, name)
         except KubeError as error:
             self.metrics.reconciles.labels(OUTCOME_ERROR).inc()
-            raise RetryLater(str(error), RETRY_SECONDS if error.retryable else 60.0) from error
+            delay = self._backoff(key, RETRY_SECONDS if error.retryable else 60.0)
+            raise RetryLater(str(error), delay) from error
         except Exception as error:  # a bug or an unreadable answer: retried, not forgotten
             log.exception("reconcile of %s/%s failed", namespace, name)
             self.metrics.reconciles.labels(OUTCOME_ERROR).inc()
-            raise RetryLater(f"{type(error).__name__}: {error}") from error
+            raise RetryLater(f"{type(error).__name__}: {error}", self._backoff(key)) from error
         finally:
             self.metrics.duration.observe(time.monotonic() - started)
+        self._failures.pop(key, None)
         self.metrics.reconciles.labels(OUTCOME_CHANGED if changed else OUTCOME_UNCHANGED).inc()
+
+    def _backoff(self, key: tuple[str, str], first: float = RETRY_SECONDS) -> float:
+        """The delay before retrying a reconcile that failed: ``first``, then about twice as
+        long each time (jittered: objects failing together do not retry together), at most
+        MAX_RETRY_SECONDS; a success starts over."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        if failures == 1:
+            return first
+        return min(MAX_RETRY_SECONDS, first * 2 ** (failures - 1)) * random.uniform(0.8, 1.0)
 
     async def _observe_decide_write(self, namespace: str, name: str) -> bool:
         """One full cycle; True when anything was written."""

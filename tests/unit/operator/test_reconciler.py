@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -555,3 +556,28 @@ async def test_a_nudge_for_no_name_is_ignored(harness: Harness) -> None:
     harness.reconciler.nudge("ml", "")
     harness.reconciler.nudge("ml", "", delay=5)
     assert not harness.reconciler._tasks and not harness.reconciler._timers
+
+
+async def test_retries_of_a_failing_reconcile_back_off_and_reset_on_success(
+    harness: Harness,
+) -> None:
+    # After an API-server brownout every object failed at once and retried every 10 s in
+    # lockstep, for ever: each further failure waits about twice as long (jittered).
+    harness.api.add(model_deployment())
+    harness.api.fail_on = ("apply", "Deployment")
+    delays = []
+    for _ in range(7):
+        with pytest.raises(RetryLater) as caught:
+            await harness.reconciler.reconcile("ml", "wine")
+        delays.append(caught.value.delay)
+    assert delays[0] == 10.0
+    for before, after in pairwise(delays[:5]):
+        assert 1.6 * before * 0.8 <= after <= 2 * before / 0.8
+    assert max(delays) <= 300.0
+    harness.api.fail_on = None
+    await harness.reconciler.reconcile("ml", "wine")
+    harness.api.fail_on = ("apply", "Deployment")
+    harness.api.objects[("ModelDeployment", "ml", "wine")]["spec"]["replicas"] = 3
+    with pytest.raises(RetryLater) as caught:
+        await harness.reconciler.reconcile("ml", "wine")
+    assert caught.value.delay == 10.0
