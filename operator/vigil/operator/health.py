@@ -172,6 +172,8 @@ class HealthLoop:
         self._references: dict[tuple[str, str], _Reference] = {}
         self._first_seen: dict[tuple[str, str, str], float] = {}
         self._task: asyncio.Task[None] | None = None
+        #: False while kopf pauses the operator (peering): nothing is judged or written.
+        self.active = True
         #: What a relisting of ModelDeployments or pods no longer shows is gone.
         self._relisted = {
             naming.PLURAL: Relistings(clock),
@@ -430,6 +432,8 @@ class HealthLoop:
         """One cycle over every ModelDeployment (see the module docstring)."""
         started = time.monotonic()
         result = CycleResult()
+        if not self.active:
+            return result
         self._drop_ghosts()
         now = self._clock()
         evaluated_at = format_time(self._utcnow())

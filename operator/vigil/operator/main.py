@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import os
+import random
 import sys
 from collections.abc import Sequence
 
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="kopf peering object NAME: instances coordinate, only one acts at a time",
     )
     parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="with --peering: the instance of highest priority acts, the others wait "
+        "(default: random; instances of equal priority would all wait)",
+    )
+    parser.add_argument(
         "--sidecar-image",
         default=os.environ.get("VIGIL_SIDECAR_IMAGE", DEFAULT_SIDECAR_IMAGE),
         help="image of the monitoring sidecar injected into model pods "
@@ -123,6 +131,7 @@ def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
         log_format=args.log_format,
         standalone=bool(args.standalone),
         peering_name=args.peering,
+        priority=args.priority if args.priority is not None else random.randint(1, 1 << 30),
         verbose=bool(args.verbose),
         health_interval=float(args.health_interval),
     )
@@ -137,6 +146,7 @@ async def run(options: OperatorOptions) -> None:
         namespaces=options.namespaces,
         standalone=options.standalone,
         peering_name=options.peering_name,
+        priority=options.priority,
         liveness_endpoint=liveness,
         memo=kopf.Memo(runtime=runtime),
     )

@@ -179,6 +179,8 @@ class Reconciler:
         self._post_event = post_event
         self._clock = clock
         self._locks = KeyedLocks()
+        #: False while kopf pauses the operator (peering): nothing is reconciled.
+        self.active = True
         #: Reconciles that failed in a row, by object (for the retries' backoff).
         self._failures: dict[tuple[str, str], int] = {}
         self._queued: set[tuple[str, str]] = set()
@@ -238,6 +240,8 @@ class Reconciler:
             task.cancel()
 
     async def _reconcile_once(self, namespace: str, name: str) -> None:
+        if not self.active:  # resumed, kopf relists: every object is reconciled then
+            return
         started = time.monotonic()
         key = (namespace, name)
         try:

@@ -69,6 +69,8 @@ class OperatorOptions:
     log_format: str = "plain"
     standalone: bool = True
     peering_name: str | None = None
+    #: With peering, the instance of highest priority acts (kopf pauses all on a tie).
+    priority: int = 0
     verbose: bool = False
     health_interval: float = DEFAULT_INTERVAL_SECONDS
 
@@ -84,6 +86,12 @@ class Runtime:
     cache: ObjectCache = field(default_factory=lambda: ObjectCache(CACHED_KINDS))
     client: KubeClient | None = None
     started: float = field(default_factory=time.monotonic)
+
+    def set_active(self, active: bool) -> None:
+        """kopf paused the operator (False: another instance acts) or resumed it."""
+        if active != self.reconciler.active:
+            log.info("operator %s", "resumed" if active else "paused: another instance acts")
+        self.reconciler.active = self.health.active = active
 
     def api(self) -> KubeClient:
         if self.client is None:
@@ -178,7 +186,10 @@ def decode_watch_streams_with_orjson() -> None:
     kopf_api.json = faster  # type: ignore[attr-defined]
 
 
-def announce_listings(on_listing: Callable[[str, str | None, bool], None]) -> None:
+def announce_listings(
+    on_listing: Callable[[str, str | None, bool], None],
+    on_active: Callable[[bool], None] | None = None,
+) -> None:
     """Call ``on_listing(plural, namespace, False)`` whenever a kopf watch (re)starts by
     listing, and ``(..., True)`` once that listing is complete (kopf's Bookmark.LISTED,
     also for an empty one; a listing that fails ends without it).
@@ -188,7 +199,11 @@ def announce_listings(on_listing: Callable[[str, str | None, bool], None]) -> No
     (vigil.kube.cache, vigil.common.relisting).
     It wraps `continuous_watch` of a private kopf module,
     `kopf._cogs.clients.watching`; test_kopf_announces_each_listing fails loudly
-    when a kopf release moves it. Installed again, it replaces the listener.
+    when a kopf release moves it. Installed again, it replaces the listeners.
+
+    ``on_active(True)`` as a watch starts (kopf is not paused), ``(False)`` when kopf
+    pauses the operator (peering: another instance acts): the operator's own loops,
+    which kopf does not pause, stop writing too.
     """
     original = getattr(
         kopf_watching.continuous_watch, "__wrapped__", kopf_watching.continuous_watch
@@ -197,6 +212,11 @@ def announce_listings(on_listing: Callable[[str, str | None, bool], None]) -> No
     async def continuous_watch(
         *, resource: Any, namespace: str | None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        waiter = kwargs.get("operator_pause_waiter")
+        if on_active is not None:
+            on_active(True)
+            if waiter is not None:  # done: paused; cancelled: only this stream ended
+                waiter.add_done_callback(lambda done: done.cancelled() or on_active(False))
         on_listing(resource.plural, namespace, False)
         async for event in original(resource=resource, namespace=namespace, **kwargs):
             if event is kopf_watching.Bookmark.LISTED:
@@ -258,7 +278,7 @@ def configure_kopf(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     - Each listing announced to the cache and the health loop (see announce_listings).
     """
     decode_watch_streams_with_orjson()
-    announce_listings(functools.partial(listing, runtime))
+    announce_listings(functools.partial(listing, runtime), runtime.set_active)
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.scanning.disabled = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -228,6 +229,30 @@ async def test_kopf_announces_each_listing(monkeypatch: pytest.MonkeyPatch) -> N
         return
         yield
 
+    # The pause waiter: done when kopf pauses the operator (peering), cancelled when only
+    # this stream ends (a relisting).
+    paused_states: list[bool] = []
+
+    async def paused_then_cancelled(**kwargs: Any) -> Any:
+        waiter = kwargs["operator_pause_waiter"]
+        if not waiter.done():
+            waiter.set_result(None)
+        yield kopf_watching.Bookmark.LISTED
+
+    monkeypatch.setattr(kopf_watching, "continuous_watch", paused_then_cancelled)
+    announce_listings(lambda *call: None, paused_states.append)
+    loop = asyncio.get_running_loop()
+    for end in ("pause", "cancel"):
+        waiter = loop.create_future()
+        stream = kopf_watching.continuous_watch(
+            settings=settings, resource=resource, namespace="ml", operator_pause_waiter=waiter
+        )
+        if end == "cancel":
+            waiter.cancel()
+        assert [event async for event in stream] == [kopf_watching.Bookmark.LISTED]
+        await asyncio.sleep(0)
+    assert paused_states == [True, False, True]
+
     monkeypatch.setattr(kopf_watching, "continuous_watch", failed_listing)
     announce_listings(lambda *call: calls.append(call))
     calls.clear()
@@ -240,3 +265,11 @@ async def test_kopf_announces_each_listing(monkeypatch: pytest.MonkeyPatch) -> N
     await watch(None)
     assert not runtime.cache.serves_list("Deployment", "ml", f"{naming.LABEL_MODEL_DEPLOYMENT}=m")
     assert runtime.cache.serves_list("Service", "ml", f"{naming.LABEL_MODEL_DEPLOYMENT}=m")
+
+
+def test_peers_get_distinct_priorities_unless_told() -> None:
+    # kopf pauses every instance of equal priority: two replicas would both wait.
+    args = ["--all-namespaces", "--peering", "vigil"]
+    drawn = {parse_options(args).priority for _ in range(5)}
+    assert len(drawn) > 1
+    assert parse_options([*args, "--priority", "7"]).priority == 7

@@ -605,3 +605,13 @@ async def test_what_a_relisting_no_longer_shows_is_dropped(loop: Loop) -> None:
     assert list(loop.loop.models) == [("ml", "wine")]
     assert list(loop.loop.pods) == [("ml", "wine-a")]
     assert [p.ip for p in direct.calls[-1][0].pods] == ["10.0.0.1"]
+
+
+async def test_a_paused_operator_judges_and_writes_nothing(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
+    loop.loop.active = False
+    result = await loop.cycle()
+    assert result.evaluated == 0 and loop.api.writes == []
+    loop.loop.active = True
+    assert (await loop.cycle()).written == 1

@@ -581,3 +581,15 @@ async def test_retries_of_a_failing_reconcile_back_off_and_reset_on_success(
     with pytest.raises(RetryLater) as caught:
         await harness.reconciler.reconcile("ml", "wine")
     assert caught.value.delay == 10.0
+
+
+async def test_a_paused_operator_reconciles_nothing(harness: Harness) -> None:
+    # kopf's peering paused this instance (another one acts): its own timers and nudges
+    # must not write either. Resumed, kopf relists and every object is reconciled again.
+    harness.api.add(model_deployment())
+    harness.reconciler.active = False
+    await harness.reconciler.reconcile("ml", "wine")
+    assert harness.api.writes == []
+    harness.reconciler.active = True
+    await harness.reconciler.reconcile("ml", "wine")
+    assert harness.api.writes
