@@ -58,7 +58,10 @@ EVERY_NAMESPACE = "*"
 TOMBSTONE_SECONDS = 120.0
 
 
-def _version(body: Mapping[str, Any]) -> int | None:
+def resource_version(body: Any) -> int | None:
+    """An object's resourceVersion as the integer it is (None: absent, not one, no object)."""
+    if not isinstance(body, Mapping):
+        return None
     value = section(body, "metadata").get("resourceVersion")
     try:
         return int(value)
@@ -164,7 +167,7 @@ class ObjectCache:
             return
         key = self._key(kind, body)
         if event_type == "DELETED":
-            self._bury(key, _version(body))
+            self._bury(key, resource_version(body))
             return
         self.store(kind, body)
 
@@ -213,7 +216,7 @@ class ObjectCache:
         if kind not in self.kinds or not body:
             return
         key = self._key(kind, body)
-        version = _version(body)
+        version = resource_version(body)
         tombstone = self._tombstones.get(key)
         if tombstone is not None:
             deleted_at = tombstone[0]
@@ -233,11 +236,13 @@ class ObjectCache:
         if label is not None:
             self._by_label.setdefault((kind, key[1], label), set()).add(key[2])
 
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        """The operator deleted the object: drop it, and ignore copies not newer than the last."""
+    def forget(self, kind: str, namespace: str, name: str, deleted_at: int | None = None) -> None:
+        """The operator deleted the object: drop it, and ignore copies not newer than the
+        deletion (``deleted_at``: the resourceVersion of the DELETE's answer) or the last."""
         key = (kind, namespace, name)
         current = self._objects.get(key)
-        self._bury(key, None if current is None else current.version)
+        versions = [v for v in (deleted_at, current and current.version) if v is not None]
+        self._bury(key, max(versions) if versions else None)
 
     def _bury(self, key: Key, version: int | None) -> None:
         self._remove(key)

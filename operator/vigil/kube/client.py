@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from vigil.kube.cache import ObjectCache
+from vigil.kube.cache import ObjectCache, resource_version
 
 FIELD_MANAGER = "vigil-operator"
 
@@ -251,8 +251,9 @@ class KubeClient:
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete in the background (dependents are garbage-collected); gone already is fine."""
+        answer: Any = None
         try:
-            await self._request(
+            answer = await self._request(
                 "DELETE",
                 self._path(kind, namespace, name),
                 body={
@@ -265,7 +266,8 @@ class KubeClient:
             if error.status != 404:
                 raise
         if self.cache is not None:
-            self.cache.forget(kind, namespace, name)
+            # The answer is the object as deleted (its last resourceVersion), or a Status.
+            self.cache.forget(kind, namespace, name, deleted_at=resource_version(answer))
 
     async def create_event(self, manifest: Mapping[str, Any]) -> bool:
         """Create a core/v1 Event; False when one of that name exists (already posted)."""

@@ -106,6 +106,18 @@ class TestDeletions:
         cache.store("Service", obj("wine-a", 11))  # applied again
         assert cache.get("Service", "ml", "wine-a") is not None
 
+    def test_updates_in_flight_at_the_deletion_do_not_bring_it_back(
+        self, cache: ObjectCache
+    ) -> None:
+        # A Deployment still scaling when the operator deleted it: its MODIFIED events,
+        # newer than the cached copy but older than the deletion, arrive after the DELETE.
+        cache.observe("Deployment", "ADDED", obj("wine-old", 5))
+        cache.forget("Deployment", "ml", "wine-old", deleted_at=9)
+        cache.observe("Deployment", "MODIFIED", obj("wine-old", 8))
+        assert cache.get("Deployment", "ml", "wine-old") is None
+        cache.store("Deployment", obj("wine-old", 12))  # created again later
+        assert cache.get("Deployment", "ml", "wine-old") is not None
+
     def test_tombstones_expire(self, cache: ObjectCache, clock: Clock) -> None:
         cache.observe("Deployment", "DELETED", obj("wine-a", 15))
         clock.now += TOMBSTONE_SECONDS + 1
@@ -302,3 +314,6 @@ class TestClientWithCache:
         await client.delete("Service", "ml", "wine-b")
         assert cache.get("Service", "ml", "wine-b") is None
         assert [request.split()[0] for request in requests] == ["PATCH", "PATCH", "DELETE"]
+        # The DELETE's answer (the object as deleted, version 100) buries it at that version.
+        cache.observe("Service", "MODIFIED", obj("wine-b", 99))
+        assert cache.get("Service", "ml", "wine-b") is None
