@@ -64,6 +64,8 @@ from vigil.plugin.requests import ANNOTATION_REQUEST, parse_request
 log = logging.getLogger("vigil.operator")
 
 RETRY_SECONDS = 10.0
+#: How long a stopping operator lets reconciles under way finish (its pod has 40 s).
+CLOSE_GRACE_SECONDS = 20.0
 #: The longest wait between two retries of a reconcile that keeps failing.
 MAX_RETRY_SECONDS = 300.0
 #: API answers that mean "this object, as it is, will never be accepted".
@@ -233,9 +235,13 @@ class Reconciler:
                 log.warning("reconcile of %s/%s will be retried: %s", *key, error)
                 self.nudge(*key, delay=error.delay)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Stop: no more retries or rechecks; reconciles under way may finish their plan."""
         for timer in self._timers.values():
             timer.cancel()
+        self.active = False  # queued ones (still coalescing) do nothing
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
 

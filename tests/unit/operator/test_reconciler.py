@@ -593,3 +593,20 @@ async def test_a_paused_operator_reconciles_nothing(harness: Harness) -> None:
     harness.reconciler.active = True
     await harness.reconciler.reconcile("ml", "wine")
     assert harness.api.writes
+
+
+async def test_shutting_down_lets_a_running_reconcile_finish(harness: Harness) -> None:
+    # Cancelled mid-plan, a rolling restart of the operator interrupted writes every time.
+    harness.api.add(model_deployment())
+    harness.reconciler.coalesce_seconds = 0
+    read = harness.api.get
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)
+        return await read(*args, **kwargs)
+
+    harness.api.get = slow  # type: ignore[method-assign]
+    harness.reconciler.nudge("ml", "wine")
+    await asyncio.sleep(0.01)  # the reconcile is running
+    await harness.reconciler.close()
+    assert ("status", "ModelDeployment", "wine") in harness.api.writes
