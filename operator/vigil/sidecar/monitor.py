@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 
 from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
-from vigil.profile.bins import bin_index
+from vigil.profile.bins import bin_index, float32_bounds
 from vigil.profile.model import category_key
 from vigil.sidecar.exposition import Families
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
@@ -133,7 +133,10 @@ class _NumericCounts:
     def __init__(self, profile: FeatureProfile) -> None:
         assert profile.edges is not None
         self.edges = np.asarray(profile.edges, dtype=np.float64)
-        self.edge_list = [float(e) for e in profile.edges]
+        # Where each edge begins in float32 terms (vigil.profile.bins), for the bisect path.
+        low, high = float32_bounds(self.edges)
+        self.low_list = [float(e) for e in low]
+        self.last_high = float(high[-1])
         self.bins = [0] * (self.edges.size + 1)
         self.missing = 0
         self.out_of_range = 0
@@ -147,8 +150,8 @@ class _NumericCounts:
 
     def _add_small(self, values: list[Any]) -> None:
         """Same rule as :func:`vigil.core.drift.bin_index`, one value at a time."""
-        edges = self.edge_list
-        last = edges[-1]
+        edges = self.low_list
+        last = self.last_high
         top = len(edges) - 1
         bins = self.bins
         for v in values:
@@ -171,7 +174,9 @@ class _NumericCounts:
             if f != f:  # NaN: missing
                 self.missing += 1
                 continue
-            i = top if f == last else bisect_right(edges, f)
+            i = bisect_right(edges, f)
+            if i == top + 1 and f < last:  # on the last edge (in float32): inside
+                i = top
             bins[i] += 1
             if i == 0 or i == top + 1:
                 self.out_of_range += 1

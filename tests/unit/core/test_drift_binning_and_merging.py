@@ -101,3 +101,16 @@ class TestRebin:
     def test_mismatched_slots_are_refused(self):
         with pytest.raises(ValueError, match="slots need"):
             drift.rebin([1, 2, 3], [0, 1, 2], [0, 1])
+
+
+def test_a_value_and_an_edge_equal_in_float32_share_a_bin():
+    # A float32 training column widened to float64 has an edge at 0.30000001192092896; a
+    # JSON client sends 0.3 (and an FP32 tensor, 0.3f, against a float64 edge of 0.3).
+    # Compared exactly, every such value fell a bin low: false drift, out of range.
+    f32 = float(np.float32(0.3))
+    assert drift.bin_index([0.3, f32, 0.2999], [0.1, f32, 0.5]).tolist() == [2, 2, 1]
+    assert drift.bin_index([0.3, f32, 0.3001], [0.1, 0.3, 0.5]).tolist() == [2, 2, 2]
+    # The last edge is inside: so is a value equal to it in float32.
+    assert drift.bin_index([0.5, float(np.float32(0.5)), 0.5001], [0.1, 0.5]).tolist() == [1, 1, 2]
+    top = float(np.float32(0.7))
+    assert drift.bin_index([0.7, 0.69], [0.1, top]).tolist() == [1, 1]

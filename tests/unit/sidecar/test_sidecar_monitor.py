@@ -203,3 +203,17 @@ def test_large_requests_are_monitored_a_bounded_number_of_bytes_at_a_time(monkey
     assert monitor.flush() == -(-1000 // len(body))  # whole exchanges up to the budget
     monitor.drain()
     assert monitor.pending == 0 and monitor.queued_bytes == 0
+
+
+@pytest.mark.parametrize("repeats", [1, 20])  # the bisect path and the NumPy path
+def test_float32_training_data_and_float64_requests_bin_alike(repeats):
+    # Ratings stored as float32 for training, sent as JSON numbers: the same values.
+    ref = np.repeat(np.array([0.1, 0.3, 0.7, 1.1], dtype=np.float32), 50).reshape(-1, 1)
+    profile = build_profile(ref, feature_names=["x"])
+    monitor = _monitor(profile)
+    live = [0.1, 0.3, 0.7, 1.1] * repeats
+    monitor.process([Exchange(_one_feature_request(live, "FP64"), "application/json", None, "")])
+    counts = monitor.counters["x"]
+    assert counts.out_of_range == 0
+    expected = np.bincount(bin_index(ref[:, 0], profile.feature("x").edges), minlength=12)
+    assert [b for b in counts.bins if b] == [b * repeats // 50 for b in expected if b]
