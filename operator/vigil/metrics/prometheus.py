@@ -26,6 +26,7 @@ import aiohttp
 from vigil.core.window import (
     FAMILY_FILTERS,
     FAMILY_LABELS,
+    GAUGE_SUMS,
     SERVED_REVISION_FAMILIES,
     RevisionWindow,
     SeriesKey,
@@ -49,13 +50,17 @@ def _selector(matchers: Mapping[str, str]) -> str:
 
 
 def family_query(family: str, window_seconds: float, where: Mapping[str, str] | None = None) -> str:
-    """``sum by (namespace, model_deployment, revision, <kept>) (increase(...[w]))``.
+    """``sum by (namespace, model_deployment, revision, <kept>) (increase(...[w]))``, or
+    ``delta`` for a gauge.
 
     ``where`` adds label matchers (one ModelDeployment's series, for the report).
     """
     by = ", ".join((*GROUP_LABELS, *FAMILY_LABELS[family]))
     selector = _selector({**FAMILY_FILTERS.get(family, {}), **(where or {})})
-    return f"sum by ({by}) (increase({family}{{{selector}}}[{_duration(window_seconds)}]))"
+    # The prediction sums are gauges (they fall with negative predictions): their change,
+    # not increase(), which takes every fall for a counter reset.
+    change = "delta" if family in GAUGE_SUMS else "increase"
+    return f"sum by ({by}) ({change}({family}{{{selector}}}[{_duration(window_seconds)}]))"
 
 
 def pods_query(where: Mapping[str, str] | None = None) -> str:
