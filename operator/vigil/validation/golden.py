@@ -347,28 +347,13 @@ async def _send(
 
 
 async def predict(
-    golden: GoldenSet,
-    base_url: str,
-    *,
-    model: str | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
-    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    session: aiohttp.ClientSession | None = None,
+    golden: GoldenSet, base_url: str, **options: Any
 ) -> tuple[list[Any | None], list[str]]:
-    """Send every input row; one prediction per row (None where its batch failed) and errors."""
-    batches = await _send_batches(
-        golden,
-        base_url,
-        model=model,
-        batch_size=batch_size,
-        timeout_seconds=timeout_seconds,
-        request_timeout_seconds=request_timeout_seconds,
-        concurrency=concurrency,
-        session=session,
-    )
-    return _predictions(golden, batches)
+    """Send every input row; one prediction per row (None where its batch failed) and errors.
+
+    ``options``: those of :func:`replay`.
+    """
+    return _predictions(golden, await _send_batches(golden, base_url, **options))
 
 
 async def _send_batches(
