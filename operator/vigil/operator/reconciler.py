@@ -272,7 +272,8 @@ class Reconciler:
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         if failures == 1:
             return first
-        return min(MAX_RETRY_SECONDS, first * 2 ** (failures - 1)) * random.uniform(0.8, 1.0)
+        doubled = first * 2 ** min(failures - 1, 16)  # past the cap long before 2**16
+        return min(MAX_RETRY_SECONDS, doubled) * random.uniform(0.8, 1.0)
 
     async def _observe_decide_write(self, namespace: str, name: str) -> bool:
         """One full cycle; True when anything was written."""

@@ -33,7 +33,8 @@ def bin_index(values: npt.ArrayLike, edges: npt.ArrayLike) -> npt.NDArray[np.int
         raise ValueError("edges must be a vector of at least 2 values")
     low, high = float32_bounds(e)
     idx = np.searchsorted(low, v, side="right")
-    idx[(idx == e.size) & (v < high[-1])] = e.size - 1  # on the last edge: inside
+    on_last = (v < high[-1]) | (v == e[-1])  # the edge itself may round to its neighbour
+    idx[(idx == e.size) & on_last] = e.size - 1  # on the last edge: inside
     idx[np.isnan(v)] = -1
     return idx
 
@@ -44,11 +45,11 @@ def float32_bounds(edges: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float
     Half-way to the neighbouring float32 values; an edge beyond float32's range keeps
     its own value as both bounds.
     """
-    e32 = edges.astype(np.float32)
-    down = np.nextafter(e32, np.float32(-np.inf)).astype(np.float64)
-    up = np.nextafter(e32, np.float32(np.inf)).astype(np.float64)
-    centre = e32.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # edges beyond float32: kept below
+        e32 = edges.astype(np.float32)
+        down = np.nextafter(e32, np.float32(-np.inf)).astype(np.float64)
+        up = np.nextafter(e32, np.float32(np.inf)).astype(np.float64)
+        centre = e32.astype(np.float64)
         low = (centre + down) / 2
         high = (centre + up) / 2
     inside = np.isfinite(centre) & np.isfinite(low) & np.isfinite(high)

@@ -137,6 +137,7 @@ class _NumericCounts:
         low, high = float32_bounds(self.edges)
         self.low_list = [float(e) for e in low]
         self.last_high = float(high[-1])
+        self.last_edge = float(self.edges[-1])
         self.bins = [0] * (self.edges.size + 1)
         self.missing = 0
         self.out_of_range = 0
@@ -151,7 +152,7 @@ class _NumericCounts:
     def _add_small(self, values: list[Any]) -> None:
         """Same rule as :func:`vigil.core.drift.bin_index`, one value at a time."""
         edges = self.low_list
-        last = self.last_high
+        last, last_edge = self.last_high, self.last_edge
         top = len(edges) - 1
         bins = self.bins
         for v in values:
@@ -175,7 +176,7 @@ class _NumericCounts:
                 self.missing += 1
                 continue
             i = bisect_right(edges, f)
-            if i == top + 1 and f < last:  # on the last edge (in float32): inside
+            if i == top + 1 and (f < last or f == last_edge):  # on the last edge: inside
                 i = top
             bins[i] += 1
             if i == 0 or i == top + 1:

@@ -114,3 +114,9 @@ def test_a_value_and_an_edge_equal_in_float32_share_a_bin():
     assert drift.bin_index([0.5, float(np.float32(0.5)), 0.5001], [0.1, 0.5]).tolist() == [1, 1, 2]
     top = float(np.float32(0.7))
     assert drift.bin_index([0.7, 0.69], [0.1, top]).tolist() == [1, 1]
+
+
+def test_a_last_edge_half_way_between_two_float32_values_is_inside():
+    # 20240101 (a YYYYMMDD feature) lies half-way between two float32 values.
+    assert drift.bin_index([20240101.0], [20231201.0, 20240101.0]).tolist() == [1]
+    assert drift.bin_index([16777217.0], [16777217.0, 16777217.0]).tolist() == [1]

@@ -610,3 +610,8 @@ async def test_shutting_down_lets_a_running_reconcile_finish(harness: Harness) -
     await asyncio.sleep(0.01)  # the reconcile is running
     await harness.reconciler.close()
     assert ("status", "ModelDeployment", "wine") in harness.api.writes
+
+
+def test_the_backoff_stays_capped_however_long_it_fails(harness: Harness) -> None:
+    harness.reconciler._failures[("ml", "wine")] = 5000
+    assert harness.reconciler._backoff(("ml", "wine")) <= 300.0

@@ -217,3 +217,15 @@ def test_float32_training_data_and_float64_requests_bin_alike(repeats):
     assert counts.out_of_range == 0
     expected = np.bincount(bin_index(ref[:, 0], profile.feature("x").edges), minlength=12)
     assert [b for b in counts.bins if b] == [b * repeats // 50 for b in expected if b]
+
+
+def test_both_paths_put_a_last_edge_half_way_between_float32_values_inside():
+    ref = np.array([20231201.0, 20240101.0] * 50).reshape(-1, 1)
+    profile = build_profile(ref, feature_names=["x"])
+    for repeats in (1, 60):
+        monitor = _monitor(profile)
+        values = [20240101.0] * repeats
+        monitor.process(
+            [Exchange(_one_feature_request(values, "FP64"), "application/json", None, "")]
+        )
+        assert monitor.counters["x"].out_of_range == 0
