@@ -7,6 +7,7 @@ explained in one place.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import json
@@ -166,6 +167,8 @@ def build_runtime(options: OperatorOptions) -> Runtime:
         sidecar_image=options.sidecar_image,
     )
     runtime = Runtime(options=options, metrics=metrics, reconciler=reconciler, health=health)
+    # With peering kopf starts paused: acting waits for a stream it lets run.
+    runtime.reconciler.active = runtime.health.active = options.peering_name is None
     holder["runtime"] = runtime
     return runtime
 
@@ -213,10 +216,12 @@ def announce_listings(
         *, resource: Any, namespace: str | None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         waiter = kwargs.get("operator_pause_waiter")
-        if on_active is not None:
+        # kopf gives a stream it can pause a task (a resource's); one it cannot (peering's
+        # own, which runs while paused) a bare future that never completes.
+        if on_active is not None and isinstance(waiter, asyncio.Task):
             on_active(True)
-            if waiter is not None:  # done: paused; cancelled: only this stream ended
-                waiter.add_done_callback(lambda done: done.cancelled() or on_active(False))
+            # Done: paused; cancelled: only this stream ended (a relisting, the exit).
+            waiter.add_done_callback(lambda done: done.cancelled() or on_active(False))
         on_listing(resource.plural, namespace, False)
         async for event in original(resource=resource, namespace=namespace, **kwargs):
             if event is kopf_watching.Bookmark.LISTED:

@@ -229,29 +229,34 @@ async def test_kopf_announces_each_listing(monkeypatch: pytest.MonkeyPatch) -> N
         return
         yield
 
-    # The pause waiter: done when kopf pauses the operator (peering), cancelled when only
-    # this stream ends (a relisting).
-    paused_states: list[bool] = []
+    # kopf's pause waiter: a task done when it pauses the operator (peering), cancelled
+    # when only the stream ends; a bare future for a stream it does not pause.
+    active: list[bool] = []
 
-    async def paused_then_cancelled(**kwargs: Any) -> Any:
-        waiter = kwargs["operator_pause_waiter"]
-        if not waiter.done():
-            waiter.set_result(None)
+    async def listed(**kwargs: Any) -> Any:
         yield kopf_watching.Bookmark.LISTED
 
-    monkeypatch.setattr(kopf_watching, "continuous_watch", paused_then_cancelled)
-    announce_listings(lambda *call: None, paused_states.append)
-    loop = asyncio.get_running_loop()
-    for end in ("pause", "cancel"):
-        waiter = loop.create_future()
-        stream = kopf_watching.continuous_watch(
+    monkeypatch.setattr(kopf_watching, "continuous_watch", listed)
+    announce_listings(lambda *call: None, active.append)
+
+    async def stream(waiter: Any) -> None:
+        watch = kopf_watching.continuous_watch(
             settings=settings, resource=resource, namespace="ml", operator_pause_waiter=waiter
         )
-        if end == "cancel":
-            waiter.cancel()
-        assert [event async for event in stream] == [kopf_watching.Bookmark.LISTED]
-        await asyncio.sleep(0)
-    assert paused_states == [True, False, True]
+        assert [event async for event in watch] == [kopf_watching.Bookmark.LISTED]
+
+    pause = asyncio.Event()
+    paused = asyncio.create_task(pause.wait())
+    await stream(paused)
+    pause.set()
+    await paused
+    ended = asyncio.create_task(asyncio.Event().wait())
+    await stream(ended)
+    ended.cancel()
+    await stream(asyncio.get_running_loop().create_future())  # peering's own stream
+    await asyncio.sleep(0)
+    assert active == [True, False, True]
+    assert build_runtime(OperatorOptions(peering_name="vigil")).reconciler.active is False
 
     monkeypatch.setattr(kopf_watching, "continuous_watch", failed_listing)
     announce_listings(lambda *call: calls.append(call))
