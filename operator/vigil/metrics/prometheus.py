@@ -23,10 +23,10 @@ from typing import Any
 
 import aiohttp
 
+from vigil.core import metric_names
 from vigil.core.window import (
     FAMILY_FILTERS,
     FAMILY_LABELS,
-    GAUGE_SUMS,
     SERVED_REVISION_FAMILIES,
     RevisionWindow,
     SeriesKey,
@@ -57,9 +57,10 @@ def family_query(family: str, window_seconds: float, where: Mapping[str, str] | 
     """
     by = ", ".join((*GROUP_LABELS, *FAMILY_LABELS[family]))
     selector = _selector({**FAMILY_FILTERS.get(family, {}), **(where or {})})
-    # The prediction sums are gauges (they fall with negative predictions): their change,
-    # not increase(), which takes every fall for a counter reset.
-    change = "delta" if family in GAUGE_SUMS else "increase"
+    # The sum of predictions falls with every negative one: increase() would take each
+    # fall for a counter reset. delta() does not see a sidecar's restart (that window's
+    # mean is off); the sum of squares never falls but at a restart: increase().
+    change = "delta" if family == metric_names.PREDICTION_VALUE_SUM else "increase"
     return f"sum by ({by}) ({change}({family}{{{selector}}}[{_duration(window_seconds)}]))"
 
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vigil.core.candidate import evidence_seconds, state_to_status
 from vigil.core.rollout import RolloutState
-from vigil.core.window import FAMILY_LABELS, GAUGE_SUMS, series_key
+from vigil.core.window import FAMILY_LABELS, series_key
 from vigil.metrics import Collection, PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.exposition import parse_sidecar_metrics
@@ -260,14 +260,13 @@ class TestPrometheusQueries:
         assert "count by (namespace, model_deployment, revision)" in pods_query()
 
     def test_every_family_has_a_query(self) -> None:
-        counters = [f for f in FAMILY_LABELS if f not in GAUGE_SUMS]
+        counters = [f for f in FAMILY_LABELS if f != "vigil_prediction_value_sum"]
         assert all("increase(" + f in family_query(f, 60) for f in counters)
 
-    def test_the_prediction_sums_are_gauges_read_by_their_change(self) -> None:
-        # increase() takes a gauge's every fall for a counter reset and adds it back: with
-        # negative predictions the window's mean and std came out wrong.
-        for family in GAUGE_SUMS:
-            assert f"delta({family}{{" in family_query(family, 60)
+    def test_the_sum_of_predictions_is_read_by_its_change(self) -> None:
+        # increase() takes the sum's every fall (a negative prediction) for a counter reset
+        # and adds it back: a regressor's window mean came out wrong.
+        assert "delta(vigil_prediction_value_sum{" in family_query("vigil_prediction_value_sum", 60)
 
     def test_answers_are_grouped_per_revision(self) -> None:
         answer = [
