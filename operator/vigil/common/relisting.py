@@ -36,6 +36,11 @@ class Relistings:
         since = self._started.pop(namespace, self._clock())
         self._listings.setdefault(namespace, since)
 
+    def listing_open(self, namespace: str) -> bool:
+        """Whether a complete listing covering the namespace still has its window open
+        (call :meth:`ghosts` first: it closes the windows that are over)."""
+        return namespace in self._listings or None in self._listings
+
     def seen(self, key: Key) -> None:
         self._seen[key] = self._clock()
 

@@ -48,11 +48,10 @@ from typing import Any
 import orjson
 
 from vigil.common.objects import Body, section
-from vigil.common.relisting import LISTING_SECONDS
+from vigil.common.relisting import LISTING_SECONDS as LISTING_SECONDS  # its window, re-exported
+from vigil.common.relisting import Relistings
 
 Key = tuple[str, str, str]  # kind, namespace, name
-#: The namespace of a cluster-wide listing's window.
-EVERY_NAMESPACE = "*"
 
 #: How long a deletion is remembered (late events of the object arrive well within it).
 TOMBSTONE_SECONDS = 120.0
@@ -127,12 +126,8 @@ class ObjectCache:
         self._by_label: dict[Key, set[str]] = {}
         #: Deleted objects -> (last resourceVersion, when), oldest first.
         self._tombstones: dict[Key, tuple[int | None, float]] = {}
-        #: When each object was last shown by its watch or written (for listings).
-        self._seen: dict[Key, float] = {}
-        #: (kind, namespace) -> when a listing started: under way, and complete with its
-        #: window open.
-        self._started: dict[tuple[str, str], float] = {}
-        self._listings: dict[tuple[str, str], float] = {}
+        #: Per kind, when each object was last shown or written, and the listings.
+        self._relisted = {kind: Relistings(clock) for kind in self.kinds}
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -151,7 +146,7 @@ class ObjectCache:
         return None if value is None else str(value)
 
     def _remove(self, key: Key) -> None:
-        self._seen.pop(key, None)
+        self._relisted[key[0]].forget(key[1:])
         previous = self._objects.pop(key, None)
         if previous is not None and previous.label is not None:
             label_key = (key[0], key[1], previous.label)
@@ -174,42 +169,20 @@ class ObjectCache:
     def listing_started(self, kind: str, namespace: str | None) -> None:
         """A watch of this kind starts by listing it in a namespace (None: cluster-wide)."""
         if kind in self.kinds:
-            self._started[(kind, EVERY_NAMESPACE if namespace is None else namespace)] = (
-                self._clock()
-            )
+            self._relisted[kind].listing_started(namespace)
 
     def listing_done(self, kind: str, namespace: str | None) -> None:
         """That listing is complete: open its window, from its start."""
         if kind in self.kinds:
-            key = (kind, EVERY_NAMESPACE if namespace is None else namespace)
-            self._listings.setdefault(key, self._started.pop(key, self._clock()))
+            self._relisted[kind].listing_done(namespace)
 
     def _trusted(self, kind: str, namespace: str) -> bool:
-        """False while a relisting of this kind covering the namespace runs; closes expired
-        windows."""
-        here = self._closed(kind, namespace)
-        everywhere = self._closed(kind, EVERY_NAMESPACE)  # both run: each closes its window
-        return here and everywhere
-
-    def _closed(self, kind: str, window: str) -> bool:
-        """Whether no listing window of the kind is open there; an expired one drops the
-        objects its listing did not show."""
-        since = self._listings.get((kind, window))
-        if since is None:
-            return True
-        if self._clock() - since < LISTING_SECONDS:
-            return False
-        del self._listings[(kind, window)]
-        ghosts = [
-            key
-            for key in self._objects
-            if key[0] == kind
-            and window in (key[1], EVERY_NAMESPACE)
-            and self._seen.get(key, 0.0) < since
-        ]
-        for key in ghosts:
-            self._remove(key)
-        return True
+        """False while a relisting of this kind covering the namespace runs; the windows
+        that are over drop the objects their listings did not show."""
+        relisted = self._relisted[kind]
+        for gone in relisted.ghosts():
+            self._remove((kind, *gone))
+        return not relisted.listing_open(namespace)
 
     def store(self, kind: str, body: Mapping[str, Any]) -> None:
         """Keep this copy unless the cache holds a newer one or saw a later deletion."""
@@ -227,12 +200,12 @@ class ObjectCache:
         if current is not None:
             known = current.version
             if version is not None and known is not None and version <= known:
-                self._seen[key] = self._clock()  # seen again; the cached copy is as new
+                self._relisted[kind].seen(key[1:])  # seen again; the cached copy is as new
                 return
         self._remove(key)
         label = self._label(kind, body)
         self._objects[key] = _Entry(version, label, compact(body))
-        self._seen[key] = self._clock()
+        self._relisted[kind].seen(key[1:])
         if label is not None:
             self._by_label.setdefault((kind, key[1], label), set()).add(key[2])
 
