@@ -19,19 +19,24 @@ import numpy as np
 import numpy.typing as npt
 
 
-def bin_index(values: npt.ArrayLike, edges: npt.ArrayLike) -> npt.NDArray[np.intp]:
+def bin_index(
+    values: npt.ArrayLike,
+    edges: npt.ArrayLike,
+    bounds: tuple[npt.NDArray[np.float64], ...] | None = None,
+) -> npt.NDArray[np.intp]:
     """Slot of each value against reference edges (see the module docstring).
 
     ``edges`` needs at least two values (a constant feature uses ``[c, c]``:
     one inner bin that holds exactly ``c``). Returns indices in
     ``0 .. len(edges)`` (always an array, also for a single value): 0 = underflow,
     ``len(edges)`` = overflow. NaN values get ``-1`` (missing, not binned).
+    ``bounds``: :func:`float32_bounds` of the edges, when the caller keeps them.
     """
     v = np.atleast_1d(np.asarray(values, dtype=np.float64))
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 2:
         raise ValueError("edges must be a vector of at least 2 values")
-    low, high = float32_bounds(e)
+    low, high = bounds if bounds is not None else float32_bounds(e)
     idx = np.searchsorted(low, v, side="right")
     on_last = (v < high[-1]) | (v == e[-1])  # the edge itself may round to its neighbour
     idx[(idx == e.size) & on_last] = e.size - 1  # on the last edge: inside

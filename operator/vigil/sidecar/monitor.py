@@ -134,7 +134,7 @@ class _NumericCounts:
         assert profile.edges is not None
         self.edges = np.asarray(profile.edges, dtype=np.float64)
         # Where each edge begins in float32 terms (vigil.profile.bins), for the bisect path.
-        low, high = float32_bounds(self.edges)
+        self.bounds = low, high = float32_bounds(self.edges)
         self.low_list = [float(e) for e in low]
         self.last_high = float(high[-1])
         self.last_edge = float(self.edges[-1])
@@ -200,7 +200,7 @@ class _NumericCounts:
         if present_values.size == 0:
             return
         counts = np.bincount(
-            bin_index(present_values, self.edges), minlength=len(self.bins)
+            bin_index(present_values, self.edges, self.bounds), minlength=len(self.bins)
         ).tolist()
         for i, n in enumerate(counts):
             self.bins[i] += n
