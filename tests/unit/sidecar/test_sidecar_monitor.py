@@ -15,11 +15,11 @@ from vigil.sidecar.monitor import Exchange, Monitor, ReferenceState, decode_body
 BASE = {"model": "m", "version": "1", "revision": "r", "role": "stable"}
 
 
-def _monitor(profile, **kw):
+def _monitor(profile, registry=None, **kw):
     return Monitor(
         protocol="v2",
         base=BASE,
-        registry=CollectorRegistry(),
+        registry=registry or CollectorRegistry(),
         reference=ReferenceState(profile, "ok"),
         max_features=20,
         **kw,
@@ -161,13 +161,7 @@ def test_a_label_that_is_not_utf8_text_never_breaks_the_metrics():
     x = np.arange(300.0).reshape(-1, 1)
     profile = build_profile(x, predictions=np.arange(300) % 3, feature_names=["x"])
     registry = CollectorRegistry()
-    monitor = Monitor(
-        protocol="v2",
-        base=BASE,
-        registry=registry,
-        reference=ReferenceState(profile, "ok"),
-        max_features=20,
-    )
+    monitor = _monitor(profile, registry)
     resp = b'{"outputs": [{"name": "y", "shape": [1], "datatype": "BYTES", "data": ["a\\ud800"]}]}'
     monitor.process([Exchange(_v2([[1.0]]), "application/json", resp, "application/json")])
     assert b'class="a?"' in generate_latest(registry)
