@@ -830,6 +830,51 @@ class TestTheRouteLeavesAServiceBeforeItIsDeleted:
         assert all(k != "Delete" for k in kinds[: kinds.index("Route")])
 
 
+class TestAStepAdvanceWaitsForThePodsThatCarryIt:
+    """20 % on one pod, then 80 % wants both: while the second pod starts, the candidate
+    keeps the live traffic its ready pod carries (it went to 0 %, then jumped to 80 %)."""
+
+    STEPS: ClassVar[dict[str, Any]] = {
+        "steps": [
+            {"canary": {"weight": 20, "duration": "10s"}},
+            {"canary": {"weight": 80, "duration": "5m"}},
+        ]
+    }
+
+    def scaled_up(self, world: RolloutWorld, candidate: str, share: Any) -> list[Any]:
+        """The candidate's share each cycle while its second pod never becomes ready."""
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        run_until(world, candidate, lambda: world.status["candidate"].get("weight", 0) > 0)
+        shares = []
+        for _ in range(25):
+            world.reconcile()
+            shares.append(share())
+        assert world.status["candidate"]["stepName"] == "canary 80%"
+        assert world.replicas(candidate) == 2 and world.status["phase"] == "Progressing"
+        return shares
+
+    def test_under_a_gateway_route_the_weight_stays_within_the_ready_pods(self) -> None:
+        world, _stable, candidate = routed_rollout(
+            rollout={**RoutedWorld.ROLLOUT, "replacement": self.STEPS}
+        )
+        shares = self.scaled_up(
+            world, candidate, lambda: dict(world.backends())[f"wine-{candidate}"]
+        )
+        assert min(shares) == 20 and max(shares) == 50 and shares[-1] == 50
+        assert world.status["candidate"]["weight"] == 50
+        world.pods_ready(candidate)
+        world.reconcile()
+        assert dict(world.backends())[f"wine-{candidate}"] == 80
+
+    def test_under_replica_ratio_the_service_keeps_selecting_the_candidate(self) -> None:
+        world, _stable, candidate = started(rollout={**ROLLOUT, "replacement": self.STEPS})
+
+        def selected() -> str | None:
+            return world.objects[("Service", "wine")]["spec"]["selector"].get("vigil.dev/revision")
+
+        assert set(self.scaled_up(world, candidate, selected)) == {None}
+
+
 def test_between_checks_status_keeps_the_words_of_the_last_check() -> None:
     # Checks every 10 s, cycles every second: status changes at each check, not each cycle,
     # and Progressing keeps the check's reason (no StepInProgress/Analyzing flapping).

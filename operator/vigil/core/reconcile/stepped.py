@@ -8,7 +8,6 @@ the traffic the step asks for and report the step.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -106,7 +105,9 @@ def progress(
         plan.rollout_outcome = HistoryOutcome.PROMOTED
         return plan
     # Otherwise: the traffic this step asks for, and where the rollout stands.
-    traffic, effective = _set_up_traffic(cycle, identity, revision, stable_view, decision, seen)
+    traffic, effective = _set_up_traffic(
+        cycle, identity, revision, (stable_view, candidate_view), decision, seen
+    )
     for reason in (Reason.STEP_ADVANCED, Reason.UNDECIDED):
         if reason in decision.events:
             cycle.event(reason, decision.message)
@@ -227,22 +228,15 @@ def _set_up_traffic(
     cycle: Cycle,
     identity: str,
     revision: str,
-    stable_view: DeploymentView,
+    views: tuple[DeploymentView, DeploymentView | None],
     decision: Decision,
     seen: Observations,
 ) -> tuple[Traffic, float]:
     """Replicas, Services, route and shadow copies for this step: the traffic set up, and the
-    candidate's real share of it.
-
-    Copies and live traffic reach the candidate only once it serves (a request
-    to a model still loading fails, and counts against it): until then the
-    Service stays on the stable and the stable sends no copies; the
-    candidate's replicas start anyway.
-    """
+    candidate's real share of it (see ``_carried``); the candidate's replicas start anyway."""
+    stable_view, candidate_view = views
     owner, stable = cycle.obs.owner, stable_view.revision
-    traffic = decision.traffic
-    if not seen.candidate_ready:
-        traffic = dataclasses.replace(traffic, shadow_percent=0, candidate_weight=0)
+    traffic = _carried(cycle, decision, seen, candidate_view)
     replicas, selector, effective = _route_plan(cycle, stable, revision, traffic)
     inputs = cycle.obs.rollout
     target = inputs.shadow_target if inputs is not None else None
@@ -260,6 +254,26 @@ def _set_up_traffic(
     cycle.route(stable, revision, traffic)
     cycle.keep_in_history(stable_view)
     return traffic, effective
+
+
+def _carried(
+    cycle: Cycle, decision: Decision, seen: Observations, candidate_view: DeploymentView | None
+) -> Traffic:
+    """The step's traffic as far as the candidate's ready pods can take it.
+
+    Nothing before it serves: a request to a model still loading fails, and
+    counts against it. Once it has served in this rollout, a step that scales
+    it up (or a lost pod) leaves it the live share its ready pods carry at a
+    stable pod's load, not 0 % until every new pod is ready.
+    """
+    traffic = decision.traffic
+    ready = candidate_view.ready_replicas if candidate_view is not None else 0
+    serving = cycle.obs.rollout is None or cycle.obs.rollout.candidate_serving
+    served = decision.state.step_started_at is not None and serving and ready > 0
+    if not (seen.candidate_ready or served):
+        return replace(traffic, shadow_percent=0, candidate_weight=0)
+    carried = 100 * ready // max(1, seen.replicas)
+    return replace(traffic, candidate_weight=min(traffic.candidate_weight, carried))
 
 
 def _route_plan(
