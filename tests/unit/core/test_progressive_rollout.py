@@ -866,6 +866,27 @@ class TestAStepAdvanceWaitsForThePodsThatCarryIt:
         world.reconcile()
         assert dict(world.backends())[f"wine-{candidate}"] == 80
 
+    def test_shadow_copies_after_a_validate_step_stay_within_the_ready_pods(self) -> None:
+        # validate runs one pod; the shadow step's full load of copies waits for the others.
+        ref = {"configMapKeyRef": {"name": "g", "key": "golden.json"}}
+        steps = {"steps": [{"validate": {"goldenSet": ref}}, {"shadow": {"duration": "5m"}}]}
+        world, stable, candidate = started(rollout={**ROLLOUT, "replacement": steps})
+        world.pods_ready(candidate)
+        world.inputs = RolloutInputs(
+            figures=GOOD, shadow_target="http://x", golden=GoldenResult(total=100, agreed=100)
+        )
+        world.reconcile()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        percents = []
+        for _ in range(5):
+            world.reconcile()
+            percents.append(world.shadow(stable)["percent"])
+        assert world.status["candidate"]["stepName"].startswith("shadow")
+        assert world.replicas(candidate) == 2 and percents == [50] * 5
+        world.pods_ready(candidate)
+        world.reconcile()
+        assert world.shadow(stable)["percent"] == 100
+
     def test_under_replica_ratio_the_service_keeps_selecting_the_candidate(self) -> None:
         world, _stable, candidate = started(rollout={**ROLLOUT, "replacement": self.STEPS})
 

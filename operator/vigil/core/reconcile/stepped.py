@@ -263,8 +263,8 @@ def _carried(
 
     Nothing before it serves: a request to a model still loading fails, and
     counts against it. Once it has served in this rollout, a step that scales
-    it up (or a lost pod) leaves it the live share its ready pods carry at a
-    stable pod's load, not 0 % until every new pod is ready.
+    it up (or a lost pod) leaves it the live share and the copies its ready
+    pods carry at a stable pod's load, not 0 % until every new pod is ready.
     """
     traffic = decision.traffic
     ready = candidate_view.ready_replicas if candidate_view is not None else 0
@@ -273,7 +273,11 @@ def _carried(
     if not (seen.candidate_ready or served):
         return replace(traffic, shadow_percent=0, candidate_weight=0)
     carried = 100 * ready // max(1, seen.replicas)
-    return replace(traffic, candidate_weight=min(traffic.candidate_weight, carried))
+    return replace(
+        traffic,
+        candidate_weight=min(traffic.candidate_weight, carried),
+        shadow_percent=min(traffic.shadow_percent, carried),
+    )
 
 
 def _route_plan(
