@@ -7,7 +7,8 @@ window: per-pod increases (counter resets and restarts handled, see
 :func:`~vigil.core.window.pod_increase`), summed over the pods. A pod that
 went away still counts for the part of the window it was alive; its
 scrapes are dropped once they are older than the window. A sidecar that
-does not answer is skipped and counted.
+does not answer is skipped and counted; one silent for longer than the
+window counts again from its return.
 
 Two windows, two retentions: the health window (minutes) reads every
 series but ground truth; the labels window (an hour by default) reads only
@@ -49,12 +50,14 @@ _NO_SERIES: Mapping[SeriesKey, float] = MappingProxyType({})
 
 
 def _trim(scrapes: deque[Scrape], cutoff: float) -> None:
-    """Drop the scrapes before ``cutoff`` but the last of them.
+    """Drop the scrapes before ``cutoff`` but the last of them, while a later one follows.
 
     That one is :func:`~vigil.core.window.pod_increase`'s baseline for a window that
-    starts at or after ``cutoff`` (the last scrape at or before its start).
+    starts at or after ``cutoff`` (the last scrape at or before its start). Alone, it
+    goes too: a pod silent since before ``cutoff`` would count, on its return, all
+    it served since then in a window that starts long after.
     """
-    while len(scrapes) > 1 and scrapes[1].at < cutoff:
+    while scrapes and scrapes[0].at < cutoff and (len(scrapes) == 1 or scrapes[1].at < cutoff):
         scrapes.popleft()
 
 

@@ -291,3 +291,35 @@ class TestWhatIsKept:
                             assert keys[key] is key
                             shared += 1
         assert shared > 1000
+
+
+class SilentSource(FedSource):
+    """The pod keeps serving (its counters grow) while its scrapes fail for a while."""
+
+    def __init__(self, pod: Pod, silent: tuple[float, float]) -> None:
+        super().__init__([pod])
+        self.silent = silent
+
+    async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
+        scraped = await super()._scrape(pod, now)
+        return "a: timeout" if self.silent[0] <= now < self.silent[1] else scraped
+
+
+class TestAPodSilentPastTheWindow:
+    async def test_its_return_counts_nothing_from_before_the_window(self) -> None:
+        # Silent for 20 minutes (the health window is 5): the scrape before the silence is
+        # no baseline for a window that starts 15 minutes after it.
+        pod = Pod("a", "r1", 1, 7)
+        source = SilentSource(pod, (600.0, 1800.0))
+        targets = health_targets({"r1": [pod]}, LABELS_WINDOW)
+
+        await run_cycles(source, 570, lambda now: targets, compare=False)
+        for now in (600.0, 900.0, 1500.0):
+            await source.collect(targets, now)
+        back = (await source.collect(targets, 1800.0)).windows[targets[0].key]
+        assert back.requests == 0
+        after = (await source.collect(targets, 1830.0)).windows[targets[0].key]
+        one_scrape = old_rule_window(
+            {k: v[-2:] for k, v in source.taken.items()}, targets[0], 1830.0, 1
+        )
+        assert 0 < after.requests == one_scrape.requests
