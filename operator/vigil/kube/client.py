@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import ssl
 import urllib.parse
@@ -56,13 +57,36 @@ def yaml_safe_json(text: str) -> str:
     return _SURROGATE_PAIR.sub(join, text)
 
 
-class KubeError(RuntimeError):
-    """An API call failed; `status` is the HTTP status (0 for a connection failure)."""
+#: The longest Retry-After honoured: a misconfigured server cannot park the operator.
+MAX_RETRY_AFTER_SECONDS = 300.0
 
-    def __init__(self, status: int, message: str) -> None:
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header's seconds (at most MAX_RETRY_AFTER_SECONDS); None when absent
+    or unreadable (the API server sends seconds, never the HTTP-date form)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
+
+
+class KubeError(RuntimeError):
+    """An API call failed; `status` is the HTTP status (0 for a connection failure).
+
+    `retry_after`: the seconds the server asked to wait before trying again (its
+    Retry-After header: a 429 from API Priority and Fairness, some 5xx), or None.
+    """
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}: {message}" if status else message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
     @property
     def retryable(self) -> bool:
@@ -115,7 +139,12 @@ class KubeClient:
         self._connection = connection
         self.cache = cache
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        #: The session of the current credentials; None until a request needs one.
         self._session: aiohttp.ClientSession | None = None
+        #: Requests in flight by session: the current one's, and those of sessions replaced
+        #: by a login while busy (the last of their requests closes them).
+        self._in_flight: dict[aiohttp.ClientSession, int] = {}
+        self._closed = False
         self._write_slots = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
         self._service_write_slots = asyncio.Semaphore(MAX_CONCURRENT_SERVICE_WRITES)
 
@@ -135,8 +164,15 @@ class KubeClient:
             context.load_cert_chain(connection.certificate_path, connection.private_key_path)
         return context
 
-    async def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _open(self) -> aiohttp.ClientSession:
+        """The current session, counted as in use until `_release`.
+
+        Not a coroutine: nothing runs between finding no session and storing the new
+        one, so concurrent requests never open two.
+        """
+        if self._closed:
+            raise KubeError(0, "the API client is closed (the operator is stopping)")
+        if self._session is None:
             headers = {"Accept": "application/json", "User-Agent": FIELD_MANAGER}
             if self._connection.token:
                 headers["Authorization"] = (
@@ -148,12 +184,44 @@ class KubeClient:
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=MAX_CONNECTIONS),
             )
+        self._in_flight[self._session] = self._in_flight.get(self._session, 0) + 1
         return self._session
 
+    async def _release(self, session: aiohttp.ClientSession) -> None:
+        """A request on `session` is over: the last one on a replaced session closes it."""
+        users = self._in_flight.get(session, 0) - 1
+        if users < 0:  # close() closed it already
+            return
+        if users:
+            self._in_flight[session] = users
+            return
+        del self._in_flight[session]
+        if session is not self._session:  # replaced by a login: nothing will use it again
+            await session.close()
+
+    async def reconnect(self, connection: Connection) -> None:
+        """New credentials (a login again): later requests use them, on a new session.
+
+        The client stays the same object, so a caller holding it (a reconcile under
+        way) goes on with the new credentials. Requests in flight finish on the
+        previous session, which the last of them closes: closing it under them would
+        fail them (or cancel those waiting for a connection).
+        """
+        self._connection = connection
+        # Detached before any await: a request meanwhile opens the new session.
+        session, self._session = self._session, None
+        if session is not None and session not in self._in_flight:
+            await session.close()
+
     async def close(self) -> None:
+        """For good, requests in flight too; later ones fail instead of opening a session."""
+        self._closed = True
+        sessions = set(self._in_flight)
         if self._session is not None:
-            await self._session.close()
-            self._session = None
+            sessions.add(self._session)
+        self._session = None
+        self._in_flight.clear()  # so that no `_release` closes one of them again
+        await asyncio.gather(*(session.close() for session in sessions))
 
     async def _request(
         self,
@@ -179,14 +247,15 @@ class KubeClient:
         body: Any,
         content_type: str,
     ) -> dict[str, Any] | None:
-        session = await self._open()
-        url = self._connection.server.rstrip("/") + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body)
         if data is not None and content_type == "application/apply-patch+yaml":
             data = yaml_safe_json(data)
         headers = {"Content-Type": content_type} if data is not None else {}
+        # The URL with the session: both of the same credentials, should a login change them.
+        url = self._connection.server.rstrip("/") + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        session = self._open()
         try:
             async with session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()
@@ -197,10 +266,16 @@ class KubeClient:
                         message = json.loads(text).get("message", text)
                     except ValueError:
                         message = text
-                    raise KubeError(response.status, f"{method} {path}: {message}")
+                    raise KubeError(
+                        response.status,
+                        f"{method} {path}: {message}",
+                        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                    )
                 return json.loads(text) if text else {}
         except (aiohttp.ClientError, TimeoutError) as error:
             raise KubeError(0, f"{method} {path}: {error!r}") from error
+        finally:
+            await self._release(session)
 
     @staticmethod
     def _path(kind: str, namespace: str, name: str | None = None) -> str:

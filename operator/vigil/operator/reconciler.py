@@ -255,6 +255,8 @@ class Reconciler:
         except KubeError as error:
             self.metrics.reconciles.labels(OUTCOME_ERROR).inc()
             delay = self._backoff(key, RETRY_SECONDS if error.retryable else 60.0)
+            # Retry-After (a 429 from API Priority and Fairness): never sooner than asked.
+            delay = max(delay, error.retry_after or 0.0)
             raise RetryLater(str(error), delay) from error
         except Exception as error:  # a bug or an unreadable answer: retried, not forgotten
             log.exception("reconcile of %s/%s failed", namespace, name)

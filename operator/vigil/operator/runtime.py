@@ -308,27 +308,26 @@ async def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """Log in as kopf does (in-cluster service account, else kubeconfig), and share it.
 
     Kopf logs in again when the API server answers 401 (a rotated token): the
-    previous client is closed and replaced, so both always use the same identity.
+    client takes the new credentials, so both always use the same identity. It
+    stays the same object: reconciles and health cycles under way hold it.
     """
     info = kopf.login_via_client(**kwargs)
     if info is None:
         return None
-    previous = state.client
-    state.client = RoutingKubeClient(
-        Connection(
-            server=info.server,
-            ca_path=str(info.ca_path) if info.ca_path else None,
-            ca_data=info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data,
-            insecure=bool(info.insecure),
-            token=info.token,
-            scheme=info.scheme,
-            certificate_path=str(info.certificate_path) if info.certificate_path else None,
-            private_key_path=str(info.private_key_path) if info.private_key_path else None,
-        ),
-        cache=state.cache,
+    connection = Connection(
+        server=info.server,
+        ca_path=str(info.ca_path) if info.ca_path else None,
+        ca_data=info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data,
+        insecure=bool(info.insecure),
+        token=info.token,
+        scheme=info.scheme,
+        certificate_path=str(info.certificate_path) if info.certificate_path else None,
+        private_key_path=str(info.private_key_path) if info.private_key_path else None,
     )
-    if previous is not None:
-        await previous.close()
+    if state.client is None:
+        state.client = RoutingKubeClient(connection, cache=state.cache)
+    else:
+        await state.client.reconnect(connection)
     return info
 
 

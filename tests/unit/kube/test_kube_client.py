@@ -191,3 +191,41 @@ def test_an_empty_name_names_no_object() -> None:
     with pytest.raises(KubeError, match="an empty name names no object"):
         KubeClient._path("Deployment", "ml", "")
     assert KubeClient._path("Deployment", "ml").endswith("/namespaces/ml/deployments")
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "retry_after"),
+    [
+        (429, "7", 7.0),
+        (429, "0.5", 0.5),
+        (503, "2", 2.0),
+        (429, "86400", 300.0),  # capped: a misconfigured server cannot park the operator
+        (429, "soon", None),
+        (429, "-3", None),
+        (429, "nan", None),
+        (429, None, None),
+    ],
+)
+async def test_an_error_carries_how_long_the_server_asked_to_wait(
+    status: int, header: str | None, retry_after: float | None
+) -> None:
+    async def throttled(request: web.Request) -> web.Response:
+        # API Priority and Fairness answers in plain text, its wait in the header.
+        headers = {"Retry-After": header} if header is not None else {}
+        return web.Response(status=status, text="Too many requests", headers=headers)
+
+    async with local_api(throttled) as client:
+        with pytest.raises(KubeError) as caught:
+            await client.get("Deployment", "ml", "d")
+    assert caught.value.retry_after == retry_after
+    assert caught.value.retryable
+
+
+async def test_an_unreachable_server_names_no_wait() -> None:
+    client = KubeClient(Connection(server="http://127.0.0.1:9"), timeout=2)
+    try:
+        with pytest.raises(KubeError) as caught:
+            await client.get("Service", "ml", "x")
+        assert caught.value.retry_after is None
+    finally:
+        await client.close()

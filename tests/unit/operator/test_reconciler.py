@@ -45,6 +45,7 @@ class MemoryApi:
         self.writes: list[tuple[str, str, str]] = []
         self.fail_on: tuple[str, str] | None = None  # (verb, kind)
         self.fail_status = 500
+        self.fail_retry_after: float | None = None
 
     def add(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -64,7 +65,9 @@ class MemoryApi:
 
     def _maybe_fail(self, verb: str, kind: str) -> None:
         if self.fail_on == (verb, kind):
-            raise KubeError(self.fail_status, f"{verb} {kind} refused")
+            raise KubeError(
+                self.fail_status, f"{verb} {kind} refused", retry_after=self.fail_retry_after
+            )
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self._maybe_fail("apply", manifest["kind"])
@@ -581,6 +584,20 @@ async def test_retries_of_a_failing_reconcile_back_off_and_reset_on_success(
     with pytest.raises(RetryLater) as caught:
         await harness.reconciler.reconcile("ml", "wine")
     assert caught.value.delay == 10.0
+
+
+async def test_a_retry_waits_as_long_as_the_api_server_asked(harness: Harness) -> None:
+    # A 429 from API Priority and Fairness says Retry-After: 120; the retry came after 10 s.
+    harness.api.add(model_deployment())
+    harness.api.fail_on = ("apply", "Deployment")
+    harness.api.fail_status, harness.api.fail_retry_after = 429, 120.0
+    with pytest.raises(RetryLater) as caught:
+        await harness.reconciler.reconcile("ml", "wine")
+    assert caught.value.delay == 120.0
+    harness.api.fail_retry_after = 1.0  # a shorter wish does not cut the backoff
+    with pytest.raises(RetryLater) as caught:
+        await harness.reconciler.reconcile("ml", "wine")
+    assert caught.value.delay >= 16.0
 
 
 async def test_a_paused_operator_reconciles_nothing(harness: Harness) -> None:
