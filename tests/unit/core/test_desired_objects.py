@@ -600,3 +600,20 @@ class TestNeedsWrite:
         live = self.live(deployment())
         live["metadata"]["ownerReferences"] = []
         assert needs_write(deployment(), live)
+
+
+class TestProgressDeadline:
+    """How long a revision's Deployment may take to come up before it counts as failed."""
+
+    def test_a_fetched_model_has_the_rollouts_progress_deadline(self) -> None:
+        # A download may outlast the usual 10 minutes: a 20-minute fetch failed the
+        # revision while it ran (RolloutFailed, the candidate deleted).
+        default = deployment(model__uri="s3://models/wine/3")
+        assert default["spec"]["progressDeadlineSeconds"] == 1800
+        longer = deployment(model__uri="https://h/wine.tgz", rollout__progressDeadline="45m")
+        assert longer["spec"]["progressDeadlineSeconds"] == 2700
+
+    @pytest.mark.parametrize("uri", ["gs://m/wine/3", "pvc://models/wine"])
+    def test_other_models_keep_ten_minutes(self, uri: str) -> None:
+        manifest = deployment(model__uri=uri, rollout__progressDeadline="45m")
+        assert manifest["spec"]["progressDeadlineSeconds"] == 600

@@ -10,12 +10,12 @@ from vigil.core.desired.meta import Owner, RevisionInfo, head, metadata, with_ap
 from vigil.core.desired.pod import (
     FEEDBACK_PORT,
     METRICS_PORT,
-    PROGRESS_DEADLINE_SECONDS,
     REFERENCE_DIR,
     SIDECAR_CONFIG_KEY,
     SIDECAR_PORT,
     SIDECAR_SHUTDOWN_DELAY_SECONDS,
     pod_spec,
+    progress_deadline_seconds,
 )
 from vigil.core.shadow import render_settings
 from vigil.core.spec import ModelDeploymentSpec
@@ -106,7 +106,7 @@ def desired_deployment(
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": pod_labels},
-                "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
+                "progressDeadlineSeconds": progress_deadline_seconds(spec),
                 "revisionHistoryLimit": 2,
                 "strategy": {
                     "type": "RollingUpdate",

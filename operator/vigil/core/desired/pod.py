@@ -4,6 +4,7 @@ container that fetches the model, and the volumes they share."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from vigil.core import naming
@@ -66,6 +67,16 @@ TERMINATION_GRACE_SECONDS = (
     SIDECAR_SHUTDOWN_DELAY_SECONDS + SIDECAR_DRAIN_SECONDS + 2 * SIDECAR_HANDOFF_SECONDS + 5
 )
 PROGRESS_DEADLINE_SECONDS = 600
+
+
+def progress_deadline_seconds(spec: ModelDeploymentSpec) -> int:
+    """The Deployment's ``progressDeadlineSeconds``: 10 minutes, or for a model that
+    vigil-fetch downloads ``spec.rollout.progressDeadline`` (a download may take longer;
+    its progress shows in status, and docs/howto/model-artifacts.md promises that deadline)."""
+    if spec.model.fetched:
+        return max(1, math.ceil(spec.rollout.progress_deadline_seconds))
+    return PROGRESS_DEADLINE_SECONDS
+
 
 # The sidecar's own footprint: small and bounded, so that it never starves the model.
 SIDECAR_RESOURCES: dict[str, Any] = {
