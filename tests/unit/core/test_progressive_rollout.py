@@ -887,6 +887,25 @@ class TestAStepAdvanceWaitsForThePodsThatCarryIt:
         world.reconcile()
         assert world.shadow(stable)["percent"] == 100
 
+    def test_a_candidate_short_of_pods_is_still_checked_and_rolled_back(self) -> None:
+        # It keeps what its ready pods carry, so its gates must keep judging it: it held
+        # CandidateNotReady with 50 % errors at its capped weight until progressDeadline.
+        world, _stable, candidate = routed_rollout(
+            rollout={**RoutedWorld.ROLLOUT, "replacement": self.STEPS, "progressDeadline": "30m"}
+        )
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        run_until(world, candidate, lambda: world.status["candidate"].get("weight") == 80)
+        world.pods_ready(candidate, ready=1)  # one pod lost
+        world.inputs = RolloutInputs(
+            figures=seen(requests=200, error_rate=0.5, latency_p95=0.01), shadow_target="http://x"
+        )
+        world.reconcile()
+        assert dict(world.backends())[f"wine-{candidate}"] == 50
+        for _ in range(10):
+            world.reconcile(advance=2.0)
+        assert world.status["phase"] == "RolledBack"
+        assert world.status["candidate"]["reason"] == "AnalysisFailed"
+
     def test_under_replica_ratio_the_service_keeps_selecting_the_candidate(self) -> None:
         world, _stable, candidate = started(rollout={**ROLLOUT, "replacement": self.STEPS})
 

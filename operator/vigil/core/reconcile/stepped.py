@@ -189,7 +189,7 @@ def _judge(
             f"{spec.model.version}) starting with {len(policy.steps)} step(s); "
             f"revision {stable_view.revision} keeps serving",
         )
-    seen = _observations(cycle, candidate_view, golden, inputs)
+    seen = _observations(cycle, candidate_view, golden, inputs, started=bool(state.step_started_at))
     decision = decide(policy, state, seen, obs.now.timestamp())
     if decision.run_golden_set:
         cycle.plan.run_golden_set = policy.steps[decision.state.step].golden_set
@@ -206,14 +206,23 @@ def _observations(
     candidate_view: DeploymentView | None,
     golden: GoldenResult | None,
     inputs: RolloutInputs,
+    *,
+    started: bool,
 ) -> Observations:
-    """What ``rollout.decide`` learns about the candidate this cycle."""
+    """What ``rollout.decide`` learns about the candidate this cycle.
+
+    Ready: every pod ready before the rollout's first step starts; after that,
+    any ready pod (a step that scales it up, a lost pod): it keeps what those
+    carry (``_carried``) and its checks go on, so a failing candidate is still
+    rolled back.
+    """
     spec = cycle.spec
     assert spec is not None
     available = candidate_view is not None and candidate_view.is_available
     serving = cycle.obs.rollout is None or cycle.obs.rollout.candidate_serving
+    ready = candidate_view.ready_replicas if candidate_view is not None else 0
     return Observations(
-        candidate_ready=available and serving and candidate_view.ready_replicas > 0,
+        candidate_ready=(available or started) and serving and ready > 0,
         replicas=spec.replicas,
         metrics_available=inputs.metrics_available and inputs.figures is not None,
         metrics_error=inputs.metrics_error,
@@ -236,7 +245,7 @@ def _set_up_traffic(
     candidate's real share of it (see ``_carried``); the candidate's replicas start anyway."""
     stable_view, candidate_view = views
     owner, stable = cycle.obs.owner, stable_view.revision
-    traffic = _carried(cycle, decision, seen, candidate_view)
+    traffic = _carried(decision, seen, candidate_view)
     replicas, selector, effective = _route_plan(cycle, stable, revision, traffic)
     inputs = cycle.obs.rollout
     target = inputs.shadow_target if inputs is not None else None
@@ -257,21 +266,19 @@ def _set_up_traffic(
 
 
 def _carried(
-    cycle: Cycle, decision: Decision, seen: Observations, candidate_view: DeploymentView | None
+    decision: Decision, seen: Observations, candidate_view: DeploymentView | None
 ) -> Traffic:
     """The step's traffic as far as the candidate's ready pods can take it.
 
-    Nothing before it serves: a request to a model still loading fails, and
-    counts against it. Once it has served in this rollout, a step that scales
-    it up (or a lost pod) leaves it the live share and the copies its ready
-    pods carry at a stable pod's load, not 0 % until every new pod is ready.
+    Nothing before it is ready (a request to a model still loading fails, and
+    counts against it); then the live share and the copies its ready pods carry
+    at a stable pod's load: a step that scales it up, or a lost pod, does not
+    take all its traffic away until every pod is ready.
     """
     traffic = decision.traffic
-    ready = candidate_view.ready_replicas if candidate_view is not None else 0
-    serving = cycle.obs.rollout is None or cycle.obs.rollout.candidate_serving
-    served = decision.state.step_started_at is not None and serving and ready > 0
-    if not (seen.candidate_ready or served):
+    if not seen.candidate_ready or candidate_view is None:
         return replace(traffic, shadow_percent=0, candidate_weight=0)
+    ready = candidate_view.ready_replicas
     carried = 100 * ready // max(1, seen.replicas)
     return replace(
         traffic,
