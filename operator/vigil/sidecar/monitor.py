@@ -25,6 +25,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -237,6 +238,15 @@ def _to_float(value: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _scores(values: list[Any]) -> bool:
+    """Whether one answer's predictions are scores (probabilities), not class labels.
+
+    A float that is no whole number cannot be a label (labels arrive as ``1`` or
+    ``1.0``); counted as labels, each distinct probability became a class of its own.
+    """
+    return any(type(v) is float and not v.is_integer() and v == v for v in values)
 
 
 #: Class labels outside the reference a prediction counter still counts by name
@@ -464,6 +474,8 @@ class Monitor(Collector):
         """Parse and count a batch (synchronous; also used by tests)."""
         columns: dict[str, list[Any]] = {name: [] for name in self.counters}
         predictions: list[Any] = []
+        scores: list[Any] = []
+        classes = isinstance(self.prediction, _CategoryCounts)
         for ex in batch:
             if not ex.sampled:
                 self._record(ex, None)
@@ -488,7 +500,7 @@ class Monitor(Collector):
                 out = parse_response(self.protocol, response, ex.response_type, self.classification)
                 for kind in out.violations:
                     self.prediction_violations[kind] = self.prediction_violations.get(kind, 0) + 1
-                predictions.extend(out.values)
+                (scores if classes and _scores(out.values) else predictions).extend(out.values)
                 if ex.request_id and self.recorder is not None:
                     self.recorder(ex.request_id, ex.served_at, out.values or None)
             elif ex.request_id and self.recorder is not None:
@@ -502,8 +514,8 @@ class Monitor(Collector):
                     self.violations[TYPE] = (
                         self.violations.get(TYPE, 0) + counter.type_errors - before
                     )
-        if predictions:
-            self._add_predictions(predictions)
+        if predictions or scores:
+            self._add_predictions(predictions, scores)
 
     def _record(self, ex: Exchange, values: list[Any] | None) -> None:
         """Keep the prediction of an exchange not monitored (sampled out or unreadable)."""
@@ -517,14 +529,22 @@ class Monitor(Collector):
                 ).values
         self.recorder(ex.request_id, ex.served_at, values or None)
 
-    def _add_predictions(self, values: list[Any]) -> None:
-        if self.prediction is not None:
-            self.prediction.add(values)
+    def _add_predictions(self, values: list[Any], scores: list[Any]) -> None:
+        """Count ``values`` by class or bin, and their numbers in the moments; ``scores``
+        (a classifier's probabilities) count in the moments alone."""
+        counter = self.prediction
+        if counter is not None and values:
+            before = counter.type_errors
+            counter.add(values)
+            if counter.type_errors > before:
+                self.prediction_violations[TYPE] = (
+                    self.prediction_violations.get(TYPE, 0) + counter.type_errors - before
+                )
         # Moments of plausible numbers only: a value near the float limit (or an integer past
         # it) would make the sums infinite for good.
         numbers = [
             x
-            for x in (_int_float(v) if type(v) is int else v for v in values)
+            for x in (_int_float(v) if type(v) is int else v for v in chain(values, scores))
             if type(x) is float and abs(x) < _MOMENT_LIMIT
         ]
         if not numbers:
@@ -554,10 +574,15 @@ class Monitor(Collector):
         )
         yield families.counter_by(
             "vigil_prediction_schema_violations",
-            "Inference responses whose predictions could not be read, by kind.",
+            "Inference responses whose predictions could not be read, by kind (or "
+            "predictions, for kind=type).",
             "kind",
             self.prediction_violations,
         )
+        pmiss = counter("vigil_prediction_missing", "Missing (null/NaN) predictions.")
+        if self.prediction is not None:  # counted against the reference's prediction only
+            pmiss.add_metric(base, self.prediction.missing)
+        yield pmiss
 
         fbin = counter(
             metric_names.FEATURE_BIN,

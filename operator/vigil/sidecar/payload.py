@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -132,19 +133,23 @@ def _size(shape: Any) -> int | None:
     return total
 
 
-def _flatten(data: Any) -> list[Any]:
-    """Row-major flattening of nested lists (v2 allows nested ``data``)."""
+def _flatten(data: Any) -> list[Any] | None:
+    """Row-major flattening of nested lists (v2 allows nested ``data``).
+
+    None for ragged nesting (rows of unequal length, lists beside values): its
+    values cannot be told apart by row and column, even when their total fits.
+    """
     if not isinstance(data, list) or not data or not isinstance(data[0], list):
         return data if isinstance(data, list) else [data]
-    out: list[Any] = []
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        else:
-            out.append(item)
-    return out
+    level: list[Any] = data
+    while level and type(level[0]) is list:
+        width = len(level[0])
+        if any(type(row) is not list or len(row) != width for row in level):
+            return None
+        level = list(chain.from_iterable(level))
+    if any(type(value) is list for value in level):
+        return None
+    return level
 
 
 def _v2_tensor(tensor: Any) -> tuple[list[Any] | None, list[int] | None, str | None]:
@@ -157,7 +162,7 @@ def _v2_tensor(tensor: Any) -> tuple[list[Any] | None, list[int] | None, str | N
     if total is None or data is None:
         return None, None, SHAPE
     flat = _flatten(data)
-    if len(flat) != total:
+    if flat is None or len(flat) != total:
         return None, None, SHAPE
     return flat, shape, None
 
@@ -188,17 +193,15 @@ def _parse_v2_request(doc: Any, features: tuple[str, ...], out: ParsedInput) -> 
         if bad is not None or flat is None or shape is None:
             out.violations.append(bad or SHAPE)
             return
-        rows = shape[0]
-        width = (len(flat) // rows) if rows else 0
         if len(shape) > 2:
             out.violations.append(SHAPE)
             return
+        # From the shape, not the data: an empty batch ([0, F]) still has F columns.
+        rows, width = shape[0], shape[1] if len(shape) == 2 else 1
         if nfeat == 1 and (len(shape) == 1 or width == 1):
             out.rows = rows
             out.columns = {features[0]: flat}
             return
-        if len(shape) == 1:
-            width = 1
         if nfeat and width != nfeat:
             out.rows = rows
             out.violations.append(FEATURE_COUNT)

@@ -67,11 +67,19 @@ PIPELINE_BUFFER = 1024 * 1024
 #: reset, and a client still uploading its (too large) body would then lose the answer.
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 64 * 1024 * 1024
-#: A chunked request may hold this much framing (chunk-size lines with extensions,
-#: trailers) besides its limits.maxBodyBytes of data, or an eighth of that if more:
-#: enough for chunks down to ~60 bytes, and the buffer stays bounded.
+#: A chunked request, or answer, may hold this much framing (chunk-size lines with
+#: extensions, trailers) besides its limits.maxBodyBytes of data, or an eighth of that if
+#: more: enough for chunks down to ~60 bytes, and the buffer stays bounded.
 CHUNK_FRAMING_BYTES = 64 * 1024
+#: An answer is buffered whole (its predictions are read): past this, or past
+#: limits.maxBodyBytes if larger, it is a 502, not the sidecar's memory (256Mi by default).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 _BUSY = float("inf")  # activity mark of a connection with a request in progress
+
+
+def _bounded_scanner(limit: int) -> ChunkedScanner:
+    """A chunked body's scanner: ``limit`` bytes of data, framing as CHUNK_FRAMING_BYTES says."""
+    return ChunkedScanner(0, limit, limit + max(CHUNK_FRAMING_BYTES, limit // 8))
 
 
 class UpstreamError(Exception):
@@ -159,10 +167,33 @@ class _Upstream(ResponseConnection):
         head = request.head
         self.transport.write(head.raw + request.raw_body if request.raw_body else head.raw)
 
+    def _answer_limit(self) -> int:
+        return max(MAX_ANSWER_BYTES, self.proxy.settings.max_body_bytes)
+
+    def _chunked_scanner(self) -> ChunkedScanner:
+        return _bounded_scanner(self._answer_limit())
+
     def _parse(self) -> None:
         request = self.request
         assert request is not None
-        taken = self._take_response(no_body=request.head.method == "HEAD")
+        limit = self._answer_limit()
+        try:
+            taken = self._take_response(no_body=request.head.method == "HEAD")
+            head = self.head
+            # A chunked answer's scanner bounds it; any other is refused once its length
+            # says so, or once more than the limit has come before the connection closes.
+            if (
+                taken is None
+                and head is not None
+                and not head.chunked
+                and max(head.content_length or 0, len(self.buf)) > limit
+            ):
+                raise BodyTooLarge
+        except BodyTooLarge:
+            self.fail(
+                UpstreamError("body_too_large", 502, f"model server answer over {limit} bytes")
+            )
+            return
         if taken is None:
             return  # more to come, or until the connection closes
         head, end, body = taken
@@ -311,9 +342,7 @@ class _Client(asyncio.Protocol):
             if head.chunked:
                 chunks = self.chunks
                 if chunks is None:
-                    limit = settings.max_body_bytes
-                    framing = max(CHUNK_FRAMING_BYTES, limit // 8)
-                    chunks = self.chunks = ChunkedScanner(0, limit, limit + framing)
+                    chunks = self.chunks = _bounded_scanner(settings.max_body_bytes)
                 try:
                     found = chunks.scan(self.buf)
                 except BodyTooLarge:

@@ -403,11 +403,15 @@ class ResponseConnection(asyncio.Protocol):
                 return None
             head, self.head_raw = taken
             self.head = head
-            self.chunks = ChunkedScanner() if head.chunked else None
+            self.chunks = self._chunked_scanner() if head.chunked else None
         found = take_response_body(self.buf, head, no_body, self.chunks)
         if found is None:
             return None
         return head, found[0], found[1]
+
+    def _chunked_scanner(self) -> ChunkedScanner:
+        """The scanner of a chunked answer (unbounded here; a subclass may bound it)."""
+        return ChunkedScanner()
 
     def _expecting(self) -> bool:
         """Whether an exchange waits for a response."""

@@ -1,10 +1,13 @@
 """Bad input and faults: clear answers, counted, and the sidecar keeps serving."""
 
 import asyncio
+import json
 
+import pytest
 from sidecar_testkit import base, scrape, settle, v2_body, value
 
 from vigil.devcluster.common import free_port
+from vigil.sidecar import proxy
 
 
 async def test_body_over_limit_gets_413_and_is_counted(model, start_sidecar, http):
@@ -147,3 +150,89 @@ async def test_missing_or_invalid_reference_keeps_proxying_and_says_why(
         assert value(m, "vigil_drift_monitoring_enabled", reason=reason) == 0
         assert value(m, "vigil_requests_total", outcome="success") == 1
         assert f"drift monitoring is off ({reason})" in caplog.text
+
+
+async def test_a_ragged_request_is_forwarded_and_counted_as_a_shape_violation(
+    model, start_sidecar, http, profile_path
+):
+    sidecar = await start_sidecar(model.url, reference_profile=str(profile_path))
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [2, 3], "datatype": "FP64", "data": [[1, 2], [3, 4, 5, 6]]}
+            ]
+        }
+    ).encode()
+    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=body) as resp:
+        assert "X-Vigil-Error" not in resp.headers  # the model server's own answer
+    assert model.requests == [body]
+    await settle(sidecar)
+    m = await scrape(http, sidecar)
+    assert value(m, "vigil_input_schema_violations_total", kind="shape") == 1
+    assert value(m, "vigil_feature_bin_total") == 0
+
+
+async def test_an_endless_chunked_answer_gets_502_once_past_the_answer_limit(
+    start_sidecar, http, monkeypatch
+):
+    monkeypatch.setattr(proxy, "MAX_ANSWER_BYTES", 64 * 1024)
+    sent = [0]
+
+    async def endless(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"400\r\n" + b"x" * 1024 + b"\r\n"
+        while sent[0] < 64 * 1024 * 1024:  # stops on its own should the sidecar never cut it
+            writer.write(chunk)
+            sent[0] += len(chunk)
+            await writer.drain()
+
+    server, url = await _raw_upstream(endless)
+    try:
+        sidecar = await start_sidecar(url, max_body_bytes=1024, upstream_timeout_seconds=5)
+        async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body([[1, 2, 3]])) as r:
+            assert r.status == 502
+            assert r.headers["X-Vigil-Error"] == "upstream_body_too_large"
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_upstream_failures_total", reason="body_too_large") == 1
+        assert value(m, "vigil_requests_total", outcome="upstream_error", code="502") == 1
+        assert sent[0] < 64 * 1024 * 1024
+    finally:
+        server.close()
+
+
+async def test_a_chunked_answer_within_the_body_limit_is_forwarded(start_sidecar, http):
+    async def chunked(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        writer.write(b"400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n")
+        await writer.drain()
+
+    server, url = await _raw_upstream(chunked)
+    try:
+        sidecar = await start_sidecar(url, max_body_bytes=1024)
+        async with http.get(f"{base(sidecar)}/x") as resp:
+            assert resp.status == 200 and await resp.read() == b"x" * 1024
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "until-close"])
+async def test_an_answer_past_the_answer_limit_gets_502(start_sidecar, http, monkeypatch, framing):
+    monkeypatch.setattr(proxy, "MAX_ANSWER_BYTES", 64 * 1024)
+    size = 1024 * 1024
+
+    async def large(reader, writer):
+        length = f"Content-Length: {size}\r\n" if framing == "content-length" else ""
+        writer.write(f"HTTP/1.1 200 OK\r\n{length}Connection: close\r\n\r\n".encode())
+        for _ in range(size // 4096):
+            writer.write(b"x" * 4096)
+            await writer.drain()
+        writer.close()
+
+    server, url = await _raw_upstream(large)
+    try:
+        sidecar = await start_sidecar(url, max_body_bytes=1024, upstream_timeout_seconds=5)
+        async with http.get(f"{base(sidecar)}/x") as resp:
+            assert resp.status == 502
+            assert resp.headers["X-Vigil-Error"] == "upstream_body_too_large"
+    finally:
+        server.close()

@@ -223,3 +223,96 @@ def test_both_paths_put_a_last_edge_half_way_between_float32_values_inside():
             [Exchange(_one_feature_request(values, "FP64"), "application/json", None, "")]
         )
         assert monitor.counters["x"].out_of_range == 0
+
+
+def _classifier_monitor(registry=None):
+    x = np.arange(300.0).reshape(-1, 1)
+    profile = build_profile(x, predictions=np.arange(300) % 2, feature_names=["x"])
+    assert profile.task == "classification"
+    return _monitor(profile, registry)
+
+
+def _output(shape, data, datatype="FP64"):
+    return json.dumps(
+        {"outputs": [{"name": "y", "shape": shape, "datatype": datatype, "data": data}]}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("shape", "data"),
+    [
+        pytest.param([3], [0.13, 0.87, 1.0], id="one-probability-per-row"),
+        pytest.param([3, 1], [[0.13], [0.87], [1.0]], id="one-column"),
+    ],
+)
+def test_a_classifier_answering_probabilities_counts_numbers_not_classes(shape, data):
+    # Each distinct probability used to become a class label of its own (up to the cap).
+    monitor = _classifier_monitor()
+    resp = _output(shape, data)
+    monitor.process([Exchange(_v2([[1.0]] * 3), "", resp, "application/json")])
+    assert monitor.prediction.counts == {"0": 0, "1": 0, "__other__": 0}
+    assert monitor.pred_count == 3 and monitor.pred_sum == pytest.approx(2.0)
+    assert monitor.window.bounds() == (0.13, 1.0)
+
+
+def test_a_classifier_answering_probabilities_in_v1_counts_numbers_not_classes():
+    monitor = _classifier_monitor()
+    monitor.protocol = "v1"
+    request = b'{"instances": [[1.0], [2.0]]}'
+    monitor.process([Exchange(request, "", b'{"predictions": [0.25, [0.5]]}', "")])
+    assert monitor.prediction.counts == {"0": 0, "1": 0, "__other__": 0}
+    assert monitor.pred_count == 2
+
+
+def test_a_classifier_answering_labels_as_whole_floats_still_counts_classes():
+    monitor = _classifier_monitor()
+    resp = _output([3], [1.0, 0.0, 1.0])
+    monitor.process([Exchange(_v2([[1.0]] * 3), "", resp, "application/json")])
+    assert monitor.prediction.counts == {"0": 1, "1": 2, "__other__": 0}
+
+
+def test_prediction_missing_values_and_type_violations_are_exported():
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = CollectorRegistry()
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 1))
+    profile = build_profile(x, predictions=x[:, 0], feature_names=["x"])
+    monitor = _monitor(profile, registry)
+    resp = _output([4], [0.5, None, "abc", [1.0]], datatype="BYTES")
+    monitor.process([Exchange(_v2([[1.0]] * 4), "", resp, "application/json")])
+    samples = {
+        (s.name, s.labels.get("kind")): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    assert samples[("vigil_prediction_missing_total", None)] == 1
+    assert samples[("vigil_prediction_schema_violations_total", "type")] == 2
+    assert ("vigil_input_schema_violations_total", "type") not in samples  # inputs are fine
+
+
+def test_an_empty_v2_batch_counts_nothing():
+    monitor = _classifier_monitor()
+    request = json.dumps(
+        {"inputs": [{"name": "x", "shape": [0, 1], "datatype": "FP64", "data": []}]}
+    ).encode()
+    monitor.process([Exchange(request, "", _output([0, 1], []), "application/json")])
+    assert monitor.violations == {} and monitor.prediction_violations == {}
+    assert monitor.rows == 0 and sum(monitor.counters["x"].bins) == 0
+    assert sum(monitor.prediction.counts.values()) == 0 and monitor.pred_count == 0
+
+
+def test_a_ragged_request_is_counted_as_a_shape_violation_and_bins_nothing():
+    profile = build_profile(np.arange(300.0).reshape(-1, 3), feature_names=["a", "b", "c"])
+    monitor = _monitor(profile)
+    request = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [2, 3], "datatype": "FP64", "data": [[1, 2], [3, 4, 5, 6]]}
+            ]
+        }
+    ).encode()
+    monitor.process([Exchange(request, "application/json", None, "")])
+    assert monitor.violations == {"shape": 1}
+    assert all(sum(c.bins) == 0 for c in monitor.counters.values())

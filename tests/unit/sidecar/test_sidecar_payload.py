@@ -112,3 +112,43 @@ def test_endpoint_classification_by_protocol():
     assert endpoint_of("v1", "POST", "/v1/models/wine:predict") == "infer"
     assert endpoint_of("v1", "POST", "/v2/models/wine/infer") == "other"
     assert endpoint_of("raw", "POST", "/anything") == "infer"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param([[1, 2], [3, 4, 5, 6]], id="rows-of-unequal-length"),
+        pytest.param([[1, 2, 3], 4, 5, 6], id="rows-and-scalars"),
+        pytest.param([[1, [2], 3], [4, 5, 6]], id="a-list-among-values"),
+    ],
+)
+def test_v2_ragged_nested_data_is_a_shape_violation_even_with_the_right_total(data):
+    # Six values for a [2, 3] tensor, but not two rows of three: no column is right.
+    parsed = parse_request("v2", _v2([2, 3], data), "application/json", F)
+    assert parsed.violations == ["shape"] and parsed.columns == {}
+
+
+def test_v2_ragged_nested_output_is_a_prediction_shape_violation():
+    body = json.dumps(
+        {"outputs": [{"name": "p", "shape": [2, 2], "datatype": "FP64", "data": [[1], [2, 3, 4]]}]}
+    ).encode()
+    parsed = parse_response("v2", body, "application/json", True)
+    assert parsed.violations == ["shape"] and parsed.values == []
+
+
+def test_v2_nested_data_of_another_regular_shape_is_read_in_row_major_order():
+    # The element order of a regular nested array is its flat order, whatever its rows.
+    parsed = parse_request("v2", _v2([2, 3], [[1, 2, 3, 4, 5, 6]]), "", F)
+    assert parsed.violations == [] and parsed.columns == {"a": [1, 4], "b": [2, 5], "c": [3, 6]}
+
+
+@pytest.mark.parametrize("features", [F, ("a",), ()])
+def test_v2_empty_batch_is_no_violation_and_counts_no_row(features):
+    width = len(features) or 3
+    parsed = parse_request("v2", _v2([0, width], []), "application/json", features)
+    assert parsed.violations == [] and parsed.rows == 0
+    assert parsed.columns == {name: [] for name in features}
+
+
+def test_v2_empty_batch_of_the_wrong_width_is_still_a_feature_count_violation():
+    assert parse_request("v2", _v2([0, 5], []), "", F).violations == ["feature_count"]
