@@ -438,8 +438,8 @@ class _Cycle:
         )
 
     @property
-    def full_capacity(self) -> Traffic:
-        return Traffic(0, 0, self.obs.replicas, self.obs.replicas)
+    def full_capacity(self) -> Traffic:  # the step's share kept while the candidate scales up
+        return Traffic(self.traffic.candidate_weight, 0, self.obs.replicas, self.obs.replicas)
 
     def hold(self, state: RolloutState, reason: str, message: str, **extra: Any) -> Decision:
         """Hold on missing or too few data; fail once held past progressDeadline."""

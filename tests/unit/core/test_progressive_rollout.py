@@ -906,6 +906,21 @@ class TestAStepAdvanceWaitsForThePodsThatCarryIt:
         assert world.status["phase"] == "RolledBack"
         assert world.status["candidate"]["reason"] == "AnalysisFailed"
 
+    def test_a_decided_promotion_keeps_the_share_while_the_candidate_scales_up(self) -> None:
+        # Promoted at canary 50 % on one pod of two: the route went 50 -> 0 -> 100.
+        world, _stable, candidate = routed_rollout()
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        run_until(world, candidate, lambda: world.status["candidate"].get("weight") == 50)
+        shares = []
+        for _ in range(30):
+            world.reconcile()
+            shares.append(dict(world.backends()).get(f"wine-{candidate}"))
+        assert world.status["candidate"]["reason"] == "Promoting"
+        assert world.replicas(candidate) == 2 and set(shares) == {50}
+        world.pods_ready(candidate)
+        world.reconcile()
+        assert world.backends() == [("wine", 100)] and world.service_revision() == candidate
+
     def test_under_replica_ratio_the_service_keeps_selecting_the_candidate(self) -> None:
         world, _stable, candidate = started(rollout={**ROLLOUT, "replacement": self.STEPS})
 

@@ -483,12 +483,14 @@ class TestPromotion:
         resumed = decide(POLICY, replace(paused.state, requested="resume"), obs(), T0 + 5000)
         assert resumed.reason == "Promoting" and resumed.state.held_since == T0 + 5000
 
-    def test_a_pause_keeps_the_candidate_at_full_capacity_out_of_live_traffic(self) -> None:
+    def test_a_pause_keeps_the_candidate_at_full_capacity_and_its_steps_share(self) -> None:
+        # As any pause holds the step's traffic; 0 % made the route go 50 -> 0 -> 100.
         paused = decide(POLICY, replace(self.promoting(), requested="pause"), obs(), T0 + 60)
         assert paused.reason == "Paused"
-        assert paused.traffic.candidate_replicas == 4 and paused.traffic.candidate_weight == 0
+        weight = traffic_at(POLICY.steps, self.promoting().step, 4).candidate_weight
+        assert paused.traffic.candidate_replicas == 4 and paused.traffic.candidate_weight == weight
         spec = decide(POLICY, self.promoting(), obs(spec_paused=True), T0 + 60)
-        assert spec.reason == "Paused" and spec.traffic.candidate_weight == 0
+        assert spec.reason == "Paused" and spec.traffic.candidate_weight == weight
 
     def test_a_second_promote_keeps_the_promotions_clock(self) -> None:
         again = decide(POLICY, replace(self.promoting(), requested="promote"), obs(), T0 + 600)
