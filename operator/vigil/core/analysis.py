@@ -118,6 +118,9 @@ class CandidateFigures:
     input_drift: tuple[FeatureDrift, ...] = ()
     #: Features both references share (0: a reference is unknown, input drift is not judged).
     shared_features: int = 0
+    #: Why input drift has no evidence though both revisions have a reference (the
+    #: stable's could not be read): the gate waits, saying so.
+    input_drift_unjudged: str = ""
     #: Labels that arrived over the step for each revision's live predictions.
     realized: RealizedPerformance = field(default_factory=RealizedPerformance)
     stable_realized: RealizedPerformance = field(default_factory=RealizedPerformance)
@@ -330,17 +333,22 @@ def candidate_figures(
     method: drift.DriftMethod = "psi",
     reference: ReferenceProfile | None = None,
     stable_reference: ReferenceProfile | None = None,
+    stable_reference_unread: str = "",
 ) -> CandidateFigures:
     """The evidence of this step so far (empty where a figure cannot be measured).
 
     ``reference`` is the candidate's profile, ``stable_reference`` the
     stable's (the same one when the change kept it; None = unknown, then the
     candidate's serves for both input-drift figures, as the stable's sidecars
-    were not told otherwise). The prediction shift uses only what is known:
-    with the stable's profile unknown its bins are too, and the shift is
-    measured from the means and standard deviations.
+    were not told otherwise). ``stable_reference_unread`` says why the
+    profile the stable's pods mount could not be read: its sidecars count in
+    bins no other profile describes, so input drift has no evidence. The
+    prediction shift uses only what is known: with the stable's profile
+    unknown its bins are too, and the shift is measured from the means and
+    standard deviations.
     """
-    stable_profile = stable_reference if stable_reference is not None else reference
+    unread = stable_reference_unread if reference is not None else ""
+    stable_profile = stable_reference if stable_reference is not None or unread else reference
     _, _, shared = feature_changes(reference, stable_profile)
     live = Answered.of(candidate.live_by_outcome, candidate.live_latency_buckets)
     copies = Answered.of(candidate.copies_by_outcome, candidate.copy_latency_buckets)
@@ -364,6 +372,7 @@ def candidate_figures(
         prediction_shift_basis=shift.basis if shift is not None else "",
         input_drift=input_drift(candidate, stable, method, reference, stable_profile, shared),
         shared_features=len(shared) if shared is not None else 0,
+        input_drift_unjudged=unread,
         realized=candidate.realized,
         stable_realized=stable.realized,
     )

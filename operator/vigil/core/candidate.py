@@ -131,4 +131,5 @@ def golden_from_status(candidate: Mapping[str, Any] | None) -> GoldenResult | No
         total=int(golden["total"]),
         agreed=int(golden.get("agreed") or 0),
         step=int(step) if step is not None else None,
+        message=str(golden.get("message") or ""),
     )

@@ -1,15 +1,13 @@
 """The progressive rollout state machine: ``decide(policy, state, observations, now)``.
 
-Pure: it reads the rollout policy (``spec.rollout``, typed by :mod:`vigil.core.spec`),
-the rollout state (from ``status.candidate``), what was measured this cycle, and the time,
-and returns a :class:`Decision`. It writes nothing; the operator applies the
-traffic it asks for and persists the new state in status, so a restart
-resumes exactly where it stopped.
+Pure: it reads the rollout policy (``spec.rollout``, typed by :mod:`vigil.core.spec`), the
+rollout state (from ``status.candidate``), what was measured this cycle, and the time, and
+returns a :class:`Decision`. It writes nothing; the operator applies the traffic it asks
+for and persists the new state in status, so a restart resumes exactly where it stopped.
 
-It starts once the candidate revision's Deployment exists (the first step's
-clock once it is ready); the reconciler (``vigil.core.reconcile``) creates
-it, cleans up superseded candidates and finishes a promotion with its
-blue/green switch (the Service moves only to an available revision).
+It starts once the candidate's Deployment exists (the first step's clock once it is
+ready); the reconciler (``vigil.core.reconcile``) creates it, cleans up superseded
+candidates and ends a promotion with its blue/green switch (to an available revision).
 
 The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
 
@@ -22,7 +20,7 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
                                                   counts again from the resume
     promotion decided                          -> switch once the candidate has all its
                                                   replicas ready (deadline: progressDeadline)
-    candidate pods not ready yet               -> wait (deadline: progressDeadline)
+    candidate not ready (no pod; at first: all) -> wait (deadline: progressDeadline)
     validate step, golden set not replayed yet -> ask for the replay, wait
     validate step, replay below minAgreement   -> roll back at once (a replay cannot grow)
     validate step, replay passed               -> next step
@@ -106,6 +104,7 @@ class GoldenResult:
     agreed: int
     #: The validate step (0-based) that replayed it: a later validate step replays its own.
     step: int | None = None
+    message: str = ""  # why the set was unusable, or the replay's first mismatches
 
     @property
     def agreement(self) -> float:
@@ -246,7 +245,8 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
                 run_golden_set=True,
             )
         need = step.min_agreement if step.min_agreement is not None else policy.min_agreement
-        gate = golden_gate(obs.golden.agreed, obs.golden.total, need, policy.confidence)
+        golden = obs.golden
+        gate = golden_gate(golden.agreed, golden.total, need, policy.confidence, golden.message)
         # A replay cannot grow: an undecided one is settled by its estimate.
         if gate.verdict == GateVerdict.FAIL or not gate.within:
             return cycle.rollback(state, Reason.GOLDEN_SET_MISMATCH, gate.text, (gate,))

@@ -38,6 +38,7 @@ from vigil.core.desired import (
     REFERENCE_VOLUME,
     SIDECAR_READY_PATH,
 )
+from vigil.core.events import shorten
 from vigil.core.reconcile import Event, Plan, Route
 from vigil.core.revision import compute_revision
 from vigil.core.rollout import GoldenResult, Traffic
@@ -186,7 +187,7 @@ class Rollouts:
         reference = (
             _profile(reference_configmap, settings.reference[1]) if settings.reference else None
         )
-        stable_reference = await self._stable_reference(
+        stable_reference, unread = await self._stable_reference(
             api, namespace, deployments.get(stable), reference_configmap
         )
         changes = None
@@ -196,7 +197,16 @@ class Rollouts:
         now = self._clock()
         window = evidence_seconds(section(view.status, "candidate"), candidate, now)
         measured = await self._measure(
-            namespace, name, candidate, stable, settings, reference, stable_reference, window, now
+            namespace,
+            name,
+            candidate,
+            stable,
+            settings,
+            reference,
+            stable_reference,
+            window,
+            now,
+            stable_reference_unread=unread,
         )
         return dataclasses.replace(measured, feature_changes=changes)
 
@@ -211,6 +221,8 @@ class Rollouts:
         stable_reference: ReferenceProfile | None,
         evidence: float,
         now: float,
+        *,
+        stable_reference_unread: str = "",
     ) -> RolloutInputs:
         """Both revisions since the step started (``evidence`` seconds; at least one)."""
         target = await self.candidate_url(namespace, name, candidate)
@@ -273,6 +285,7 @@ class Rollouts:
             method=settings.policy.drift_method,  # type: ignore[arg-type]
             reference=reference,
             stable_reference=stable_reference,
+            stable_reference_unread=stable_reference_unread,
         )
         return RolloutInputs(figures=figures, shadow_target=target)
 
@@ -282,8 +295,9 @@ class Rollouts:
         namespace: str,
         deployment: Mapping[str, Any] | None,
         reference_configmap: Mapping[str, Any] | None,
-    ) -> ReferenceProfile | None:
-        """The stable's reference profile, from the ConfigMap its pod template mounts.
+    ) -> tuple[ReferenceProfile | None, str]:
+        """The stable's reference profile, from the ConfigMap its pod template mounts, and
+        why it could not be read ("": read, or none mounted).
 
         The spec now names the candidate's profile; the stable's pods still
         mount the one they were built with (usually the same ConfigMap, read
@@ -291,16 +305,20 @@ class Rollouts:
         """
         ref = _mounted_reference(deployment)
         if ref is None:
-            return None
+            return None, ""
         name, key = ref
-        if reference_configmap is not None and (
-            (reference_configmap.get("metadata") or {}).get("name") == name
-        ):
-            return _profile(reference_configmap, key)
-        try:
-            return _profile(await api.get("ConfigMap", namespace, name), key)
-        except KubeError:
-            return None
+        configmap = reference_configmap
+        if configmap is None or (configmap.get("metadata") or {}).get("name") != name:
+            try:
+                configmap = await api.get("ConfigMap", namespace, name)
+            except KubeError as error:
+                return None, f"the stable's reference ConfigMap {name} could not be read: {error}"
+        profile = _profile(configmap, key)
+        if profile is not None:
+            return profile, ""
+        if configmap is None:
+            return None, f"the stable's reference ConfigMap {name} was not found"
+        return None, f"the stable's reference ConfigMap {name} holds no profile under {key!r}"
 
     async def replay(
         self, api: Api, namespace: str, name: str, spec: ModelDeploymentSpec, ref: GoldenSetRef
@@ -320,11 +338,13 @@ class Rollouts:
             return None
         except GoldenSetError as error:
             log.warning("%s/%s: golden set unusable: %s", namespace, name, error)
-            return GoldenResult(total=0, agreed=0)
+            return GoldenResult(total=0, agreed=0, message=f"golden set unusable: {error}")
         if report.unreachable:  # gone between the probe and the replay (a restart)
             log.warning("%s/%s: golden replay: %s", namespace, name, report.summary())
             return None
         log.info("%s/%s: golden replay against %s: %s", namespace, name, url, report.summary())
+        if report.result.agreed < report.result.total:  # what did not reproduce, in status
+            return dataclasses.replace(report.result, message=shorten(report.summary(), 512))
         return report.result
 
     async def route(self, api: Api, body: Mapping[str, Any], action: Route) -> list[Event]:

@@ -68,6 +68,13 @@ class TestGoldenSet:
         assert golden_gate(0, 0, 0.9, 0.99).verdict == GateVerdict.FAIL
         assert "(198/200 reproduced)" in undecided.text
 
+    def test_an_unusable_set_says_why_where_its_verdict_is_read(self) -> None:
+        cause = "golden set unusable: ConfigMap g has no key 'golden.json' (golden set)"
+        gate = golden_gate(0, 0, 0.9, 0.99, cause=cause)
+        assert gate.verdict == GateVerdict.FAIL
+        assert gate.text.endswith(f"(0/0 reproduced): {cause}")
+        assert golden_gate(0, 0, 0.9, 0.99).text.endswith("(0/0 reproduced)")
+
 
 class TestVerdictsAgreeWithTheIntervals:
     """The interval shown is the one judged: beyond the threshold fails, within it passes."""

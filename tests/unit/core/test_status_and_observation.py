@@ -10,6 +10,9 @@ from vigil.common.times import format_time as timestamp
 from vigil.core.observed import deployment_failure, service_revision, view_deployment
 from vigil.core.reconcile import has_served
 from vigil.core.status import (
+from vigil.core.judges import Explanation, Gate
+from vigil.core.reconcile.stepped import gates_status
+from vigil.core.vocabulary import GateVerdict
     HISTORY_LIMIT,
     ConditionState,
     build_conditions,
@@ -321,3 +324,24 @@ class TestWhetherTheStableRevisionHasServed:
     def test_a_status_from_before_conditions_counts_as_served(self) -> None:
         # Written by an older operator or by hand: judge it rather than go silent.
         assert has_served(self.status(None))
+
+
+def test_gate_figures_in_status_keep_four_significant_digits() -> None:
+    """A tiny error rate the verdict used (4e-05) must not read 0 in status, nor its
+    interval [0, 0]; every figure keeps four significant digits, large ones too."""
+    tiny = Gate(
+        name="errorRate",
+        verdict=GateVerdict.PASS,
+        value=0.0000412345,
+        threshold=0.00005,
+        explain=lambda: Explanation(0.0000123456, 0.0000456789, ""),
+    )
+    large = Gate(name="latencyP95", verdict=GateVerdict.PASS, value=123.45678, threshold=250.0)
+    (small, big) = gates_status([tiny, large]) or []
+    assert (small["value"], small["low"], small["high"], small["threshold"]) == (
+        0.00004123,
+        0.00001235,
+        0.00004568,
+        0.00005,
+    )
+    assert (big["value"], big["threshold"]) == (123.5, 250.0)

@@ -247,3 +247,149 @@ async def test_a_replay_that_could_not_run_is_no_result_but_an_unusable_golden_s
     monkeypatch.setattr(module, "load_golden_set", load)
     monkeypatch.setattr(module, "replay_report", report)
     assert await replay() is None
+
+
+class BothRevisions:
+    """A metrics source that measures both revisions: the same inputs, so no drift."""
+
+    def __init__(self, window: RevisionWindow) -> None:
+        self.window = window
+
+    async def collect(self, targets, now):
+        return Collection(windows={t.key: self.window for t in targets})
+
+    async def close(self) -> None:
+        pass
+
+
+def _binned(reference: Any, live: Any) -> RevisionWindow:
+    """Live rows counted in ``reference``'s bins, as its sidecars count them."""
+    from vigil.core import drift
+
+    bins = {}
+    for feature in reference.features:
+        slots = drift.bin_index(live[:, feature.index], feature.edges)
+        bins[feature.name] = {
+            str(slot): float((slots == slot).sum()) for slot in range(len(feature.proportions))
+        }
+    rows = float(len(live))
+    return RevisionWindow(requests_by_outcome={"success": rows}, input_rows=rows, feature_bins=bins)
+
+
+class StableReference:
+    """The API holding the stable's reference ConfigMap (None: deleted), or refusing it."""
+
+    def __init__(self, configmap: dict[str, Any] | None, error: Exception | None) -> None:
+        self.configmap, self.error = configmap, error
+        self.reads: list[tuple[str, str]] = []
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append((kind, name))
+        if self.error is not None:
+            raise self.error
+        return self.configmap
+
+
+@pytest.mark.parametrize(
+    ("unread", "why"),
+    [
+        ("deleted", "ConfigMap ref-v1 was not found"),
+        ("refused", "ConfigMap ref-v1 could not be read: "),
+        ("emptied", "ConfigMap ref-v1 holds no profile under 'p.json'"),
+        ("", ""),
+    ],
+)
+async def test_a_stable_whose_reference_cannot_be_read_is_never_judged_with_the_candidates(
+    monkeypatch: pytest.MonkeyPatch, unread: str, why: str
+) -> None:
+    """Its drift against the candidate's reference would be measured in the wrong bins:
+    the inputDrift gate has no evidence, and says which ConfigMap it could not read."""
+    import numpy as np
+
+    from vigil.core.judges import gates
+    from vigil.core.revision import compute_revision
+    from vigil.core.spec import parse_policy, parse_spec
+    from vigil.core.vocabulary import GateVerdict
+    from vigil.kube.client import KubeError
+    from vigil.profile import build_profile
+
+    live = np.random.default_rng(3).normal(size=(3000, 2))
+    reference = build_profile(live, feature_names=["a", "b"], model_name="wine")
+    raw_spec = {
+        "model": {"version": "2"},
+        "server": {"image": "img:1"},
+        "monitoring": {"reference": {"configMapKeyRef": {"name": "ref-v2", "key": "p.json"}}},
+    }
+    spec = parse_spec("wine", raw_spec)
+    candidate = compute_revision(spec, "")
+    mounted = {"name": "reference", "configMap": {"name": "ref-v1", "items": [{"key": "p.json"}]}}
+    stable = {"spec": {"template": {"spec": {"volumes": [mounted]}}}}
+    pods = {
+        ("ml", "wine-c-a"): PodInfo("wine", candidate, "10.0.0.7", True),
+        ("ml", "wine-s1-a"): PodInfo("wine", "s1", "10.0.0.3", True),
+    }
+    window = _binned(reference, live)
+    rollouts = Rollouts(lambda: pods, source_factory=lambda key: BothRevisions(window))
+
+    async def answering(*_args: Any) -> str:
+        return "http://wine-c.ml.svc:80"
+
+    monkeypatch.setattr(rollouts, "candidate_url", answering)
+    old = {
+        "deleted": None,
+        "refused": None,
+        "emptied": {"metadata": {"name": "ref-v1"}, "data": {}},
+        "": {"metadata": {"name": "ref-v1"}, "data": {"p.json": reference.to_json()}},
+    }[unread]
+    api = StableReference(old, KubeError(403, "forbidden") if unread == "refused" else None)
+    body = {
+        "metadata": {"namespace": "ml", "name": "wine"},
+        "status": {"stable": {"revision": "s1"}},
+    }
+    configmap = {"metadata": {"name": "ref-v2"}, "data": {"p.json": reference.to_json()}}
+    deployments = {candidate: {}, "s1": stable}
+    inputs = await rollouts.inputs(api, body, spec, deployments, configmap)  # type: ignore[arg-type]
+
+    assert api.reads == [("ConfigMap", "ref-v1")]
+    assert inputs is not None and inputs.figures is not None
+    policy = parse_policy({"replacement": {"steps": [{"canary": {"weight": 50}}]}}, "replacement")
+    (gate,) = (g for g in gates(policy.steps[0], policy, inputs.figures) if g.name == "inputDrift")
+    if not unread:  # read: each revision against its own reference, as always
+        assert len(inputs.figures.input_drift) == 2 and gate.text.startswith("input drift of ")
+        return
+    assert inputs.figures.input_drift == ()
+    assert gate.verdict == GateVerdict.UNDECIDED and not gate.within
+    assert gate.text.startswith(f"input drift not judged: the stable's reference {why}")
+
+
+async def test_an_unusable_golden_sets_cause_is_shown_where_its_rollback_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 0/0 replay rolls back; the cause (ConfigMap missing, rows unreadable) must be in
+    the rollback's words and in status.candidate.golden, not only in the operator's log."""
+    from vigil.core.reconcile.stepped import golden_status
+    from vigil.core.rollout import Observations, RolloutState, decide
+    from vigil.core.spec import GoldenSetRef, parse_policy, parse_spec
+    from vigil.operator import rollouts as module
+    from vigil.validation.golden import GoldenSetError
+
+    cause = "ConfigMap g has no key 'golden.json' (golden set)"
+
+    async def unusable(*_: Any) -> None:
+        raise GoldenSetError(cause)
+
+    async def answering(*_args: Any) -> str:
+        return "http://wine-c1.ml.svc:80"
+
+    rollouts = Rollouts(lambda: PODS)
+    monkeypatch.setattr(rollouts, "candidate_url", answering)
+    monkeypatch.setattr(module, "load_golden_set", unusable)
+    spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
+    result = await rollouts.replay(None, "ml", "wine", spec, GoldenSetRef("g", "golden.json"))  # type: ignore[arg-type]
+    assert result is not None and (result.total, result.agreed) == (0, 0)
+    validate = {"validate": {"goldenSet": {"configMapKeyRef": {"name": "g", "key": "golden.json"}}}}
+    policy = parse_policy({"replacement": {"steps": [validate]}}, "replacement")
+    seen = Observations(candidate_ready=True, replicas=1, golden=result)
+    decision = decide(policy, RolloutState(step=0, step_started_at=0.0), seen, 0.0)
+    assert decision.action == "rollback" and cause in decision.message
+    assert cause in (golden_status(result) or {}).get("message", "")

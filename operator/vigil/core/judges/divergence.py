@@ -65,9 +65,15 @@ class _FeatureTest:
         return d.to_divergence(d.from_divergence(self.stable) + self.margin) - self.stable
 
     @property
+    def boundary(self) -> float:
+        """The candidate's drift the test allows: the stable's as corrected (below 0 when
+        it reads under noise) plus the allowance, on the divergence scale."""
+        return self.feature.stable.corrected + self.allowed
+
+    @property
     def deviation(self) -> float:
         """Candidate minus stable minus the allowance: > 0 is too much drift."""
-        return self.feature.candidate.corrected - self.feature.stable.corrected - self.allowed
+        return self.feature.candidate.corrected - self.boundary
 
     @property
     def variance(self) -> float:
@@ -83,10 +89,10 @@ class _FeatureTest:
         return normal_p_values(self.deviation, 0.0, self.variance, self.mixing)
 
     def interval(self, alpha: float) -> tuple[float, float]:
-        """The candidate's drift (method's units), as the stable's plus the difference."""
+        """The candidate's drift (method's units): the difference's interval around it."""
         radius = normal_radius(self.variance, self.mixing, alpha)
-        d, shift = self._scale, self.stable + self.allowed + self.deviation
-        return d.from_divergence(shift - radius), d.from_divergence(shift + radius)
+        shift = self.feature.candidate.corrected
+        return _units(self._scale, shift - radius), _units(self._scale, shift + radius)
 
     @property
     def excess(self) -> float:
@@ -103,8 +109,16 @@ class _FeatureTest:
         )
 
 
+def _units(d: Divergence, value: float) -> float:
+    """``value`` (divergence scale) in the method's units, its sign kept: the gate shows a
+    corrected drift below 0 as its test uses it, not as 0."""
+    return math.copysign(d.from_divergence(abs(value)), value)
+
+
 def input_drift(figures: CandidateFigures, margin: float) -> GateTest | None:
     features = figures.input_drift
+    if figures.input_drift_unjudged:
+        return _unjudged(figures.input_drift_unjudged)
     if not features:
         return None
     tests = [_FeatureTest(f, margin) for f in features]
@@ -116,6 +130,22 @@ def input_drift(figures: CandidateFigures, margin: float) -> GateTest | None:
     within = all(t.excess <= allowance for t in tests)
     worst = max(range(len(tests)), key=lambda i: tests[i].excess)
     return _family_test(tests, worst, within, d)
+
+
+def _unjudged(why: str) -> GateTest:
+    """No evidence to judge (a reference unread): undecided, never passing, no figures."""
+    return GateTest(
+        name="inputDrift",
+        threshold=math.nan,
+        estimate=math.nan,
+        at_most=True,
+        samples=0.0,
+        unit="input rows",
+        bounds=lambda alpha, interval: Bounds(math.nan, math.nan),
+        grown=None,
+        within=False,
+        describe=lambda value, low, high: f"input drift not judged: {why}",
+    )
 
 
 def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool, d: int) -> GateTest:
@@ -131,8 +161,9 @@ def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool, d: int
         low, high = shown.interval(alpha / d) if interval else (0.0, math.inf)
         return Bounds(low, high, p_fail, p_pass)
 
-    stable = feature.stable.estimate
-    threshold = stable + shown.margin
+    # Shown as tested: candidate <= stable + margin, with the stable's drift as corrected.
+    threshold = _units(feature.candidate, shown.boundary)
+    stable = feature.stable.estimate if feature.stable.corrected >= 0 else threshold - shown.margin
 
     def describe(value: float, low: float, high: float) -> str:
         return (
@@ -143,7 +174,7 @@ def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool, d: int
     return GateTest(
         name="inputDrift",
         threshold=threshold,
-        estimate=feature.candidate.estimate,
+        estimate=_units(feature.candidate, feature.candidate.corrected),
         at_most=True,
         samples=feature.candidate.current_rows,
         unit="input rows",

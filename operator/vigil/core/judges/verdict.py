@@ -108,6 +108,8 @@ def _explainer(
         if test.waiting:
             return Explanation(None, None, test.describe(0.0, 0.0, 0.0), test.waiting)
         bounds = test.bounds(alpha, True)
+        if math.isnan(bounds.low):  # nothing measured (a reference unread): the words alone
+            return Explanation(None, None, test.describe(test.estimate, 0.0, 0.0))
         text = test.describe(test.estimate, bounds.low, bounds.high)
         if verdict != GateVerdict.UNDECIDED:
             return Explanation(bounds.low, bounds.high, text)
@@ -162,9 +164,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def golden_gate(agreed: int, total: int, need: float, confidence: float) -> Gate:
+def golden_gate(agreed: int, total: int, need: float, confidence: float, cause: str = "") -> Gate:
     """The validate step's replay: exact interval; a replay cannot grow, so an undecided
-    one is settled by its estimate (``within``)."""
+    one is settled by its estimate (``within``). ``cause``: why the set could not be used
+    or the replay's first mismatches, shown with the verdict (else only in the log)."""
     estimate = agreed / total if total else 0.0
     low, high = clopper_pearson(agreed, total, confidence)
     if total > 0 and low >= need:
@@ -176,7 +179,7 @@ def golden_gate(agreed: int, total: int, need: float, confidence: float) -> Gate
     text = (
         f"golden set agreement {estimate:.3f} [{low:.3f}, {high:.3f}] vs {need:.3f} "
         f"({agreed}/{total} reproduced)"
-    )
+    ) + (f": {cause}" if cause else "")
     return Gate(
         name="goldenSet",
         verdict=verdict,

@@ -375,11 +375,13 @@ def golden_status(golden: GoldenResult | None) -> dict[str, Any] | None:
         "agreed": golden.agreed,
         "agreement": round(golden.agreement, 4),
         **({"step": golden.step} if golden.step is not None else {}),
+        **({"message": golden.message} if golden.message else {}),
     }
 
 
 def _figure(value: float | None) -> float | None:
-    return round(value, 4) if value is not None and math.isfinite(value) else None
+    """Four significant digits: a tiny error rate keeps its size in status, not 0."""
+    return float(f"{value:.4g}") if value is not None and math.isfinite(value) else None
 
 
 def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
