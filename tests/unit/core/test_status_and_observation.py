@@ -7,12 +7,11 @@ import datetime
 import pytest
 
 from vigil.common.times import format_time as timestamp
+from vigil.core.judges import Explanation, Gate
 from vigil.core.observed import deployment_failure, service_revision, view_deployment
 from vigil.core.reconcile import has_served
-from vigil.core.status import (
-from vigil.core.judges import Explanation, Gate
 from vigil.core.reconcile.stepped import gates_status
-from vigil.core.vocabulary import GateVerdict
+from vigil.core.status import (
     HISTORY_LIMIT,
     ConditionState,
     build_conditions,
@@ -24,6 +23,7 @@ from vigil.core.vocabulary import GateVerdict
     replacing_merge_patch,
     status_patch,
 )
+from vigil.core.vocabulary import GateVerdict
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)
