@@ -930,6 +930,20 @@ class TestAStepAdvanceWaitsForThePodsThatCarryIt:
         assert set(self.scaled_up(world, candidate, selected)) == {None}
 
 
+def test_a_change_without_steps_ends_the_stables_shadow_copies_to_a_superseded_one() -> None:
+    # The stable kept copying requests to the deleted candidate for as long as the
+    # blue/green candidate ran.
+    world, stable, candidate = started(rollout={**ROLLOUT, "tweak": {"steps": []}})
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.shadow(stable) is not None
+    server = {"image": "seldonio/mlserver:1.7.1-sklearn", "env": [{"name": "X", "value": "1"}]}
+    world.set_spec(spec("1", 2, rollout={**ROLLOUT, "tweak": {"steps": []}}, server=server))
+    world.reconcile()
+    assert world.deployment(candidate) is None and world.shadow(stable) is None
+
+
 def test_between_checks_status_keeps_the_words_of_the_last_check() -> None:
     # Checks every 10 s, cycles every second: status changes at each check, not each cycle,
     # and Progressing keeps the check's reason (no StepInProgress/Analyzing flapping).

@@ -464,6 +464,23 @@ class TestBlueGreen:
         assert world.status["candidate"]["modelVersion"] == "2"
         assert world.service_revision() == old
 
+    @pytest.mark.parametrize("candidate", ["starting", "failed"])
+    def test_spec_replicas_reach_the_stable_while_a_candidate_waits(self, candidate: str) -> None:
+        # 2 -> 5 replicas reached only the candidate: a failed one ran 5 pods, the stable 2.
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        new = world.status["revision"]
+        if candidate == "failed":
+            world.deadline_exceeded(new)
+            world.reconcile()
+            assert world.status["phase"] == "Failed"
+        world.set_spec(spec("2", 5))
+        world.reconcile()
+        assert world.deployment(old)["spec"]["replicas"] == 5
+        assert world.service_revision() == old
+
     def test_candidate_step_start_is_kept_across_reconciles(self) -> None:
         world = converged_world()
         world.set_spec(spec("2"))

@@ -49,9 +49,12 @@ def replace_stable(
     assert spec is not None
     candidate_view = views.get(revision)
     policy = _policy(cycle, change)
-    # Keep live traffic on the stable revision until the candidate is ready.
+    # Blue/green: the stable alone serves (no copies to a superseded stepped candidate) at
+    # spec.replicas until the candidate is ready.
     if policy is None:
-        cycle.serve(stable_view.revision)
+        stable_alone(cycle, stable_view)
+        if stable_view.replicas != spec.replicas:
+            cycle.scale_revision(stable_view.revision, spec.replicas)
     cycle.keep_in_history(stable_view)
     _supersede_others(cycle, revision, stable_view, views)
     # The change kind has steps: a stepped rollout (validate, shadow, canary, pause).
