@@ -49,12 +49,9 @@ def replace_stable(
     assert spec is not None
     candidate_view = views.get(revision)
     policy = _policy(cycle, change)
-    # Blue/green: the stable alone serves (no copies to a superseded stepped candidate) at
-    # spec.replicas until the candidate is ready.
+    # Blue/green: the stable alone serves until the candidate is ready.
     if policy is None:
-        stable_alone(cycle, stable_view)
-        if stable_view.replicas != spec.replicas:
-            cycle.scale_revision(stable_view.revision, spec.replicas)
+        _stable_until_switch(cycle, stable_view)
     cycle.keep_in_history(stable_view)
     _supersede_others(cycle, revision, stable_view, views)
     # The change kind has steps: a stepped rollout (validate, shadow, canary, pause).
@@ -99,6 +96,15 @@ def replace_stable(
         return switch(cycle, identity, change, stable_view, candidate_view)
     reached = _starting(cycle, revision, stable_view, candidate_view)
     return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
+
+
+def _stable_until_switch(cycle: Cycle, stable_view: DeploymentView) -> None:
+    """At spec.replicas (an edit reaches it while the candidate starts or has failed), with
+    no shadow copies (to a stepped candidate this change superseded)."""
+    assert cycle.spec is not None
+    stable_alone(cycle, stable_view)
+    if stable_view.replicas != cycle.spec.replicas:
+        cycle.scale_revision(stable_view.revision, cycle.spec.replicas)
 
 
 def _supersede_others(
