@@ -10,8 +10,11 @@ the pod's status, says what happened in one line.
 from __future__ import annotations
 
 import argparse
+import decimal
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -45,8 +48,8 @@ from vigil.fetch.transfer import (
     local_write_error,
     log,
 )
-from vigil.fetch.unpack import unpack
-from vigil.fetch.uri import ArtifactUri, Layout, Scheme, layout_of, parse_uri
+from vigil.fetch.unpack import Room, unpack
+from vigil.fetch.uri import ArtifactUri, Layout, Scheme, layout_of, parse_uri, shown_uri
 
 EXIT_BUG = 70
 TERMINATION_LOG = "/dev/termination-log"
@@ -66,6 +69,8 @@ class Options:
     connection: Connection
     s3: S3Settings | None
     progress_interval: float
+    #: ``--size-limit``: the most the folder may hold, and as the spec says it.
+    size_limit: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("uri", help="http(s)://host/path, s3://bucket/key or s3://bucket/prefix/")
     parser.add_argument("--dest", required=True, type=Path, help="the folder to fill")
     parser.add_argument("--sha256", help="expected sha256 (hex) of the file or archive")
+    parser.add_argument(
+        "--size-limit",
+        help="the most the folder may hold, a quantity (20Gi): what an archive unpacks to stops"
+        " there (spec.model.fetch.sizeLimit)",
+    )
     s3 = parser.add_argument_group("S3 (defaults from AWS_ENDPOINT_URL_S3, AWS_REGION ...)")
     s3.add_argument("--s3-endpoint", help="http(s)://host[:port] of an S3-compatible store")
     s3.add_argument("--s3-region", help="the signing region (default us-east-1)")
@@ -125,7 +135,28 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Option
         ),
         s3=s3,
         progress_interval=args.progress_interval,
+        size_limit=None
+        if args.size_limit is None
+        else (quantity(args.size_limit), args.size_limit),
     )
+
+
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[kMGTPE])?")
+_FACTORS = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_FACTORS |= {f"{k.upper()}i": 1 << (10 * (i + 1)) for i, k in enumerate("kMGTPE")}
+
+
+def quantity(value: str) -> int:
+    """Bytes of a Kubernetes quantity (``20Gi``, ``500M``, ``1e9``, ``1073741824``)."""
+    match = _QUANTITY.fullmatch(value.strip())
+    if match is None:
+        raise PermanentError(f"size limit {value!r} is not a quantity such as 20Gi")
+    number, suffix = decimal.Decimal(match[1]), match[2] or ""
+    if suffix[:1] in ("e", "E"):
+        number *= decimal.Decimal(10) ** int(suffix[1:])
+    elif suffix:
+        number *= _FACTORS[suffix]
+    return math.ceil(number)
 
 
 def checked_sha256(value: str | None) -> str | None:
@@ -160,7 +191,7 @@ def fetch(options: Options) -> Fetched:
         size, digest = _download_all(options, work / "download")
         if options.sha256 and digest != options.sha256:
             raise PermanentError(f"sha256 mismatch: expected {options.sha256}, got {digest}")
-        files = _lay_down(uri, work, previous is not None)
+        files = _lay_down(uri, work, previous is not None, options.size_limit)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = Fetched(files, size, digest, time.monotonic() - started)
@@ -232,7 +263,14 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
             if error.status != 404:
                 raise
             prefix = uri.path + "/"
-            objects = _list(options, bucket, prefix, folder)
+            try:
+                objects = _list(options, bucket, prefix, folder)
+            except HttpStatusError as refused:
+                # Keys that may read objects but not list them: the object's absence is news.
+                raise HttpStatusError(
+                    f"{error} (and listing s3://{bucket}/{prefix} as a folder: {refused})",
+                    error.status,
+                ) from None
             if not objects:
                 raise
             if hashed:
@@ -288,14 +326,16 @@ def _list(options: Options, bucket: str, prefix: str, folder: Path) -> list[S3Ob
         token = page.next_token
 
 
-def _lay_down(uri: ArtifactUri, work: Path, replace: bool) -> int:
+def _lay_down(
+    uri: ArtifactUri, work: Path, replace: bool, size_limit: tuple[int, str] | None
+) -> int:
     """Unpack an archive, then move everything from the work area into the folder."""
     downloaded = work / "download"
     staged = downloaded
     if uri.layout is not Layout.FILE:
         staged = work / "unpacked"
         archive = downloaded / uri.file_name
-        files = unpack(archive, layout_of(uri.file_name), staged)
+        files = unpack(archive, layout_of(uri.file_name), staged, _room(work.parent, size_limit))
         archive.unlink()
     else:
         files = sum(1 for p in staged.rglob("*") if not p.is_dir())
@@ -309,6 +349,23 @@ def _lay_down(uri: ArtifactUri, work: Path, replace: bool) -> int:
         _remove_entry(dest / entry.name)
         os.replace(entry, dest / entry.name)
     return files
+
+
+def _room(dest: Path, size_limit: tuple[int, str] | None) -> Room:
+    """What an archive may unpack to: the disk's free bytes, or less under a size limit
+    (the kubelet measures the whole folder, the archive and any earlier model in it)."""
+    room = Room.free(dest)
+    if size_limit is None:
+        return room
+    limit, words = size_limit
+    used = sum(p.lstat().st_size for p in dest.rglob("*") if not p.is_dir())
+    if limit - used >= room.most:
+        return room
+    return Room(
+        max(limit - used, 0),
+        f"past the folder's size limit of {words} ({used} bytes in it already, the archive's"
+        " included; spec.model.fetch.sizeLimit)",
+    )
 
 
 def _remove_entry(path: Path) -> None:
@@ -338,32 +395,34 @@ def _files(count: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
+    uri = shown_uri(args.uri)
     try:
         options = options_from(args, os.environ)
-        log(f"fetching {options.uri.raw} into {options.dest}")
+        log(f"fetching {uri} into {options.dest}")
         result = fetch(options)
     except FetchError as error:
-        message = f"{args.uri}: {error}"
+        message = f"{uri}: {error}"
         log(message)
         write_termination_message(message, args.termination_log)
         return error.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        traceback.print_exc()
-        message = f"{args.uri}: internal error: {type(error).__name__}: {error}"
+        # The frames, never the words: an exception's text may quote a header (a key, a
+        # token) or a URL's signature, and the message goes to the pod's status and Events.
+        log(f"internal error: {type(error).__name__}, raised at (its text left out):")
+        traceback.print_tb(error.__traceback__)
+        message = f"{uri}: internal error: {type(error).__name__} (a bug; the log has where)"
         log(message)
         write_termination_message(message, args.termination_log)
         return EXIT_BUG
     if result.skipped:
-        summary = (
-            f"{args.uri}: already in {args.dest} ({_files(result.files)}, {result.size} bytes)"
-        )
+        summary = f"{uri}: already in {args.dest} ({_files(result.files)}, {result.size} bytes)"
     else:
         seconds = time.monotonic() - started
         rate = result.size / max(seconds, 1e-9) / 1e6
         summary = (
-            f"{args.uri}: fetched {_files(result.files)}, {result.size} bytes into {args.dest}"
+            f"{uri}: fetched {_files(result.files)}, {result.size} bytes into {args.dest}"
             f" in {seconds:.1f} s ({rate:.1f} MB/s)"
         )
     if result.sha256:

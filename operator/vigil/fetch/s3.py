@@ -18,6 +18,7 @@ from pathlib import Path
 from vigil.fetch.errors import PermanentError
 from vigil.fetch.sigv4 import Credentials, canonical_query, sign, uri_encode
 from vigil.fetch.transfer import Request
+from vigil.fetch.uri import shown_uri
 
 #: Key names in the credentials folder (a mounted Secret) and in the environment.
 ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
@@ -51,10 +52,16 @@ class S3Settings:
     def base(self) -> urllib.parse.SplitResult:
         endpoint = self.endpoint or f"https://s3.{self.region}.amazonaws.com"
         parts = urllib.parse.urlsplit(endpoint)
+        shown = shown_uri(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise PermanentError(f"S3 endpoint {endpoint!r} is not an http(s)://host[:port] URL")
+            raise PermanentError(f"S3 endpoint {shown!r} is not an http(s)://host[:port] URL")
+        if "@" in parts.netloc:
+            raise PermanentError(
+                f"S3 endpoint {shown!r} must have no user or password:"
+                " the keys come from spec.model.storage.secretRef"
+            )
         if parts.path not in ("", "/") or parts.query:
-            raise PermanentError(f"S3 endpoint {endpoint!r} must have no path")
+            raise PermanentError(f"S3 endpoint {shown!r} must have no path")
         return parts
 
     def path_style(self, bucket: str) -> bool:
@@ -125,7 +132,12 @@ def load_credentials(folder: Path | None, environ: Mapping[str, str]) -> Credent
         return Credentials(
             values[ACCESS_KEY_ID], values[SECRET_ACCESS_KEY], _read_key(folder, SESSION_TOKEN)
         )
-    key_id, secret = environ.get(ACCESS_KEY_ID), environ.get(SECRET_ACCESS_KEY)
+    # Stripped like the files: a Secret made with --from-file keeps the file's last line
+    # break, and http.client refuses a header value ending with one.
+    key_id, secret, token = (
+        (environ.get(name) or "").strip()
+        for name in (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)
+    )
     if not key_id and not secret:
         return None
     if not key_id or not secret:
@@ -133,7 +145,7 @@ def load_credentials(folder: Path | None, environ: Mapping[str, str]) -> Credent
             (ACCESS_KEY_ID, SECRET_ACCESS_KEY) if key_id else (SECRET_ACCESS_KEY, ACCESS_KEY_ID)
         )
         raise PermanentError(f"{given} is set but {missing_name} is not")
-    return Credentials(key_id, secret, environ.get(SESSION_TOKEN) or None)
+    return Credentials(key_id, secret, token or None)
 
 
 def _read_key(folder: Path, name: str) -> str | None:

@@ -15,6 +15,7 @@ import http.client
 import os
 import queue
 import random
+import re
 import shutil
 import socket
 import ssl
@@ -217,7 +218,7 @@ class HashingSink:
 
 def local_write_error(error: OSError, path: Path, written: int) -> PermanentError:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = _free_bytes(path.parent)
+        free = free_bytes(path.parent)
         return PermanentError(
             f"no space left on device writing {path.name} after {written} bytes"
             f" ({free} bytes free in {path.parent})"
@@ -225,7 +226,7 @@ def local_write_error(error: OSError, path: Path, written: int) -> PermanentErro
     return PermanentError(f"cannot write {path}: {error.strerror or error}")
 
 
-def _free_bytes(folder: Path) -> int:
+def free_bytes(folder: Path) -> int:
     try:
         return shutil.disk_usage(folder).free
     except OSError:
@@ -234,18 +235,29 @@ def _free_bytes(folder: Path) -> int:
 
 def check_room(folder: Path, needed: int, what: str) -> None:
     """Fail before downloading when the folder cannot hold ``needed`` bytes."""
-    free = _free_bytes(folder)
+    free = free_bytes(folder)
     if needed > free:
         raise PermanentError(
             f"no space left on device: {what} needs {needed} bytes, {free} bytes free in {folder}"
         )
 
 
+#: What a request line cannot carry as it is: controls, space, and all that is not ASCII.
+_UNSENDABLE = re.compile(rb"[^\x21-\x7e]")
+
+
+def escape_unsendable(text: str) -> str:
+    """Percent-encode (UTF-8) what a request line cannot carry; the rest, escapes
+    included, stays as written, so an S3 request keeps the path it signed."""
+    data = text.encode("utf-8", errors="surrogateescape")
+    return _UNSENDABLE.sub(lambda m: b"%%%02X" % m[0][0], data).decode("ascii")
+
+
 def _connect(url: str, connection: Connection) -> tuple[http.client.HTTPConnection, str]:
     parts = urllib.parse.urlsplit(url)
-    target = parts.path or "/"
+    target = escape_unsendable(parts.path or "/")
     if parts.query:
-        target += "?" + parts.query
+        target += "?" + escape_unsendable(parts.query)
     host = parts.hostname or ""
     if parts.scheme == "https":
         context = connection.ssl_context or ssl.create_default_context()
@@ -257,38 +269,79 @@ def _connect(url: str, connection: Connection) -> tuple[http.client.HTTPConnecti
     return conn, target
 
 
+@dataclass
+class Opened:
+    """A response, its connection (the caller closes it), and its TLS socket if any:
+    http.client lets go of the socket of a response read until the connection closes."""
+
+    conn: http.client.HTTPConnection
+    response: http.client.HTTPResponse
+    tls: ssl.SSLSocket | None
+
+
+def _unsendable_request(headers: Mapping[str, str], url: str, error: Exception) -> PermanentError:
+    """Words for a request http.client refused to send. Never the values: a header
+    holds a credential, a URL's query a signature."""
+    for name, value in headers.items():
+        if re.search(r"[\r\n\0]|[^\x00-\xff]", value):
+            return PermanentError(
+                f"cannot send the request: its {name} header holds a line break or a character"
+                " HTTP cannot carry (check the credentials it is made from)"
+            )
+    return PermanentError(
+        f"cannot send the request to {_where(url)}: its URL or headers hold what HTTP"
+        f" cannot carry ({type(error).__name__})"
+    )
+
+
 def open_response(
     request: Request,
     extra_headers: Mapping[str, str],
     connection: Connection,
     *,
     follow_redirects: bool,
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+) -> Opened:
     """Send the GET (following redirects when asked); the caller closes the connection."""
     url = request.url
     headers = {**request.headers, **extra_headers}
     for _ in range(MAX_REDIRECTS + 1):
-        conn, target = _connect(url, connection)
         try:
-            conn.request("GET", target, headers=headers)
+            conn, target = _connect(url, connection)
+        except (ValueError, http.client.InvalidURL) as error:  # a port that is no number
+            raise _unsendable_request(headers, url, error) from None
+        try:
+            try:
+                conn.request("GET", target, headers=headers)
+            except (ValueError, http.client.InvalidURL) as error:  # UnicodeError included
+                raise _unsendable_request(headers, url, error) from None
+            sock = conn.sock
             response = conn.getresponse()
         except BaseException:
             conn.close()
             raise
         location = response.getheader("Location")
         if not (follow_redirects and response.status in _REDIRECTS and location):
-            return conn, response
+            return Opened(conn, response, sock if isinstance(sock, ssl.SSLSocket) else None)
         conn.close()
+        # http.client reads header bytes as Latin-1: back to the server's bytes (UTF-8, as
+        # browsers take them), percent-encoded when sent.
+        with contextlib.suppress(UnicodeError):
+            location = location.encode("latin-1").decode("utf-8", errors="surrogateescape")
         url = urllib.parse.urljoin(url, location)
         # A redirect elsewhere gets none of the original request's headers.
         headers = dict(extra_headers)
     raise PermanentError(f"more than {MAX_REDIRECTS} redirects")
 
 
+def _where(url: str) -> str:
+    """``host[:port]`` of a URL, never a ``user:password@``."""
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
+
+
 def transient_error_words(error: BaseException, url: str) -> str | None:
     """The words of a network error worth retrying; None when it is not one."""
     parts = urllib.parse.urlsplit(url)
-    where = parts.netloc
+    where = _where(url)
     if isinstance(error, http.client.IncompleteRead):
         return f"connection closed early by {where} (body incomplete)"
     if isinstance(error, ssl.SSLCertVerificationError):
@@ -423,10 +476,10 @@ def _attempt(
         if validator:
             extra["If-Range"] = validator
     conn: http.client.HTTPConnection | None = None
+    unverified = False
     try:
-        conn, response = open_response(
-            request, extra, connection, follow_redirects=follow_redirects
-        )
+        opened = open_response(request, extra, connection, follow_redirects=follow_redirects)
+        conn, response = opened.conn, opened.response
         status = response.status
         if status >= 300 and not (status == 416 and offset):
             body = response.read(ERROR_BODY_BYTES)
@@ -453,6 +506,13 @@ def _attempt(
             progress.set_total(total)
         if remaining is not None:
             check_room(file_sink.path.parent, remaining, file_sink.path.name)
+        # Read until the connection closes: only how it closes can tell a cut, and only a
+        # digest can check the bytes.
+        unverified = total is None and not response.chunked and not isinstance(sink, HashingSink)
+        if unverified and opened.tls is not None:
+            # A TLS connection closed without close_notify may have been cut: an error, to
+            # retry, rather than the end Python takes it for by default.
+            opened.tls.suppress_ragged_eofs = False
         etag = response.getheader("ETag")
         validator = (
             etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
@@ -461,10 +521,21 @@ def _attempt(
         offset = file_sink.written
         if total is not None and offset != total:
             raise _Retry(f"connection closed early by the server ({offset} of {total} bytes)")
+        if unverified:
+            name = file_sink.path.name
+            log(
+                f"warning: the server sent {name} without a length, ending it by closing the"
+                f" connection: the size of {name} could not be verified (set sha256 to verify it)"
+            )
         return offset, validator
     except (FetchError, _Retry):
         raise
     except (OSError, http.client.HTTPException) as error:
+        if unverified and isinstance(error, ssl.SSLEOFError):
+            raise _Retry(
+                f"{_where(request.url)} closed the TLS connection without close_notify, so a"
+                " body without a length may be cut short (set sha256 to check it instead)"
+            ) from None
         words = transient_error_words(error, request.url)
         if words is None:
             if isinstance(error, ssl.SSLCertVerificationError):

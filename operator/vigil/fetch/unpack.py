@@ -6,7 +6,10 @@ files and folders are written first, links last: while files are written
 no link exists on disk, so no write can be redirected through one; each
 link is then checked against what is really on disk before it is made.
 Modes keep only the owner's execute bit and the usual read bits (no setuid,
-no group or world write), as tarfile's ``data`` filter does.
+no group or world write), as tarfile's ``data`` filter does. What an archive
+unpacks to is bounded by the room left (free disk, or a size limit): sizes
+its headers declare and bytes really written both count, hard links as the
+copies they become.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from vigil.fetch.errors import PermanentError
-from vigil.fetch.transfer import BUFFER_BYTES, local_write_error
+from vigil.fetch.transfer import BUFFER_BYTES, free_bytes, local_write_error
 from vigil.fetch.uri import Layout
 
 #: Longer names are refused outright (resolving very long paths is where
@@ -48,14 +51,59 @@ class _Link:
     hard: bool
 
 
-def unpack(archive: Path, layout: Layout, folder: Path) -> int:
-    """Unpack into ``folder`` (created); returns the number of files written."""
+@dataclass(frozen=True)
+class Room:
+    """The most bytes an archive may unpack to, and what bounds them."""
+
+    most: int
+    #: Ends the message "NAME unpacks to more than MOST bytes, ...".
+    why: str
+    #: Said as a full disk ("no space left on device"), the words a full disk gets elsewhere.
+    disk: bool = False
+
+    @classmethod
+    def free(cls, folder: Path) -> Room:
+        free = free_bytes(folder)
+        return cls(free, f"{free} bytes free in {folder}", disk=True)
+
+
+class _Budget:
+    """Running totals of the sizes members declare and of the bytes really written:
+    a header may lie, and writing stops before the room is gone, not after."""
+
+    def __init__(self, archive: Path, room: Room) -> None:
+        self._archive = archive
+        self._room = room
+        self._declared = 0
+        self._written = 0
+
+    def declare(self, size: int) -> None:
+        self._declared += size
+        self._check(self._declared)
+
+    def wrote(self, count: int) -> None:
+        self._written += count
+        self._check(self._written)
+
+    def _check(self, total: int) -> None:
+        room = self._room
+        if total > room.most:
+            raise PermanentError(
+                ("no space left on device: " if room.disk else "")
+                + f"{self._archive.name} unpacks to more than {room.most} bytes, {room.why}"
+            )
+
+
+def unpack(archive: Path, layout: Layout, folder: Path, room: Room | None = None) -> int:
+    """Unpack into ``folder`` (created), in ``room`` (default: the disk's free bytes);
+    returns the number of files written."""
     folder.mkdir(parents=True, exist_ok=True)
+    budget = _Budget(archive, room or Room.free(folder))
     try:
         if layout is Layout.TAR_GZ:
-            return _unpack_tar(archive, folder)
+            return _unpack_tar(archive, folder, budget)
         if layout is Layout.ZIP:
-            return _unpack_zip(archive, folder)
+            return _unpack_zip(archive, folder, budget)
     except (
         tarfile.TarError,
         zipfile.BadZipFile,
@@ -97,7 +145,10 @@ def _safe_mode(mode: int) -> int:
     return 0o755 if executable else 0o644
 
 
-def _write_file(folder: Path, name: str, source: IO[bytes], mode: int) -> None:
+def _write_file(
+    folder: Path, name: str, source: IO[bytes], mode: int, size: int, budget: _Budget
+) -> None:
+    budget.declare(size)
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir() and not path.is_symlink():
@@ -106,6 +157,7 @@ def _write_file(folder: Path, name: str, source: IO[bytes], mode: int) -> None:
     try:
         with open(path, "wb") as out:
             while chunk := source.read(BUFFER_BYTES):
+                budget.wrote(len(chunk))
                 out.write(chunk)
                 written += len(chunk)
     except OSError as error:
@@ -113,7 +165,7 @@ def _write_file(folder: Path, name: str, source: IO[bytes], mode: int) -> None:
     os.chmod(path, _safe_mode(mode))
 
 
-def _make_links(folder: Path, links: list[_Link]) -> None:
+def _make_links(folder: Path, links: list[_Link], budget: _Budget) -> None:
     for link in links:
         if len(link.target.encode()) > MAX_NAME_BYTES:
             raise UnsafeArchive(f"archive link {link.name!r} has a target over 1024 bytes")
@@ -132,6 +184,10 @@ def _make_links(folder: Path, links: list[_Link]) -> None:
                     f"archive hard link {link.name!r} points to {link.target!r},"
                     " which is not a file inside the destination folder"
                 )
+            # A copy: it takes its room again.
+            size = source.stat().st_size
+            budget.declare(size)
+            budget.wrote(size)
             _remove(path)
             shutil.copyfile(os.path.realpath(source), path)
             continue
@@ -168,7 +224,7 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _unpack_tar(archive: Path, folder: Path) -> int:
+def _unpack_tar(archive: Path, folder: Path, budget: _Budget) -> int:
     files = 0
     links: list[_Link] = []
     # Stream mode: one pass over the compressed data, constant memory. tarfile stops at
@@ -183,7 +239,7 @@ def _unpack_tar(archive: Path, folder: Path) -> int:
             elif member.isfile():
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file always has data
-                _write_file(folder, name, source, member.mode)
+                _write_file(folder, name, source, member.mode, member.size, budget)
                 files += 1
             elif member.issym() or member.islnk():
                 links.append(_Link(name, member.linkname, hard=member.islnk()))
@@ -199,7 +255,7 @@ def _unpack_tar(archive: Path, folder: Path) -> int:
                     f"{archive.name}: more than {MAX_TRAILING_BYTES >> 20} MiB follows the end"
                     " of its tar archive inside the gzip stream"
                 )
-    _make_links(folder, links)
+    _make_links(folder, links, budget)
     return files + len(links)
 
 
@@ -208,7 +264,7 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, in
         yield info, info.external_attr >> 16
 
 
-def _unpack_zip(archive: Path, folder: Path) -> int:
+def _unpack_zip(archive: Path, folder: Path, budget: _Budget) -> int:
     files = 0
     links: list[_Link] = []
     with zipfile.ZipFile(archive) as zipped:
@@ -229,7 +285,7 @@ def _unpack_zip(archive: Path, folder: Path) -> int:
                 )
             else:
                 with zipped.open(info) as source:
-                    _write_file(folder, name, source, mode)
+                    _write_file(folder, name, source, mode, info.file_size, budget)
                 files += 1
-    _make_links(folder, links)
+    _make_links(folder, links, budget)
     return files + len(links)

@@ -7,6 +7,7 @@ import urllib.parse
 from dataclasses import dataclass
 from enum import StrEnum
 
+from vigil.common.uris import shown_uri
 from vigil.fetch.errors import PermanentError
 
 
@@ -72,17 +73,27 @@ class ArtifactUri:
 
 def parse_uri(raw: str) -> ArtifactUri:
     """Parse and check a URI; bad input is a permanent error naming what is wrong."""
-    parsed = urllib.parse.urlsplit(raw)
+    shown = shown_uri(raw)
+    try:
+        parsed = urllib.parse.urlsplit(raw)
+    except ValueError as error:
+        raise PermanentError(f"not a URI: {error}") from None
     try:
         scheme = Scheme(parsed.scheme.lower())
     except ValueError:
         known = ", ".join(f"{s.value}://" for s in Scheme)
         raise PermanentError(
             f"unsupported URI scheme {parsed.scheme + '://' if parsed.scheme else '(none)'}"
-            f" in {raw!r}: use one of {known}"
+            f" in {shown!r}: use one of {known}"
         ) from None
     if not parsed.netloc:
-        raise PermanentError(f"{raw!r} names no host, bucket or claim after {scheme.value}://")
+        raise PermanentError(f"{shown!r} names no host, bucket or claim after {scheme.value}://")
+    if scheme in (Scheme.HTTP, Scheme.HTTPS) and "@" in parsed.netloc:
+        # http.client would drop them silently, and every message would show them.
+        raise PermanentError(
+            "credentials in the URI are not supported: serve the file where a plain URL"
+            " reaches it, or from an S3 store with spec.model.storage.secretRef"
+        )
     if scheme in (Scheme.HTTP, Scheme.HTTPS):
         path = urllib.parse.unquote(parsed.path)
         uri = ArtifactUri(raw=raw, scheme=scheme, location=raw, path=path.lstrip("/"))
@@ -93,5 +104,5 @@ def parse_uri(raw: str) -> ArtifactUri:
         uri = ArtifactUri(raw=raw, scheme=scheme, location=location, path=path)
     name = uri.file_name
     if scheme is not Scheme.PVC and not uri.is_prefix and name in ("", ".", ".."):
-        raise PermanentError(f"{raw!r} names no file (the path ends with {name or '/'!r})")
+        raise PermanentError(f"{shown!r} names no file (the path ends with {name or '/'!r})")
     return uri

@@ -360,7 +360,7 @@ class TestModelFetched:
         manifest = deployment(
             model__uri=self.URI, model__sha256=digest.upper(), model__fetch={"sizeLimit": "2Gi"}
         )
-        assert fetcher(manifest)["args"][3:] == ["--sha256", digest]
+        assert fetcher(manifest)["args"][3:] == ["--sha256", digest, "--size-limit", "2Gi"]
         volumes = pod_spec(manifest)["volumes"]
         assert {"name": MODEL_VOLUME, "emptyDir": {"sizeLimit": "2Gi"}} in volumes
 
@@ -375,7 +375,7 @@ class TestModelFetched:
         assert container["command"] == ["vigil-fetch"]
         args = build_parser().parse_args(container["args"])
         assert (args.uri, args.sha256) == ("s3://models/wine/3/model.tar.gz", "ab" * 32)
-        assert args.ca_file == "/var/run/vigil/ca/ca.crt"
+        assert args.ca_file == "/var/run/vigil/ca/ca.crt" and args.size_limit == "2Gi"
 
     def test_the_spec_sets_the_fetchers_resources(self) -> None:
         resources = {"limits": {"memory": "1Gi"}}

@@ -282,6 +282,14 @@ class TestModelArtifactFields:
         with pytest.raises(SpecError, match=re.escape(words)):
             parse_spec("wine", raw)
 
+    def test_a_refused_uri_is_named_without_its_query(self) -> None:
+        # A presigned URL's query holds its signature: InvalidSpec goes to status and Events.
+        raw = changed("model.uri", "https://h/wine.tgz?X-Amz-Signature=secret")
+        raw["model"]["storage"] = {"region": "r"}
+        with pytest.raises(SpecError) as refused:
+            parse_spec("wine", raw)
+        assert "secret" not in str(refused.value) and "https://h/wine.tgz?…" in str(refused.value)
+
     def test_a_private_ca_serves_https_too(self) -> None:
         raw = changed("model.uri", self.HTTP)
         raw["model"]["storage"] = {"caConfigMapRef": {"name": "ca", "key": "k"}}

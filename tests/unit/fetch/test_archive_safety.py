@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import stat
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,3 +245,41 @@ def test_a_zip_compression_python_cannot_read_is_a_permanent_error(
     archive.write_bytes(bytes(data))
     with pytest.raises(PermanentError, match=r"m\.zip is not a readable .*compression"):
         unpack(archive, Layout.ZIP, out)
+
+
+def free_room(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
+    real = shutil.disk_usage
+
+    def disk_usage(path: str | os.PathLike[str]) -> Any:
+        return real(path)._replace(free=free)
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+
+
+@pytest.mark.parametrize(("layout", "suffix"), [(Layout.TAR_GZ, ".tar.gz"), (Layout.ZIP, ".zip")])
+def test_an_archive_unpacking_past_the_free_room_fails_before_filling_the_disk(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch, layout: Layout, suffix: str
+) -> None:
+    zeros = bytes(4 << 20)  # compresses a thousandfold
+    if layout is Layout.TAR_GZ:
+        archive = tar_gz(tmp_path / "bomb.tar.gz", [("zeros.bin", zeros, tarfile.REGTYPE)])
+    else:
+        archive = tmp_path / "bomb.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            zipped.writestr("zeros.bin", zeros)
+    free_room(monkeypatch, 1 << 20)
+    with pytest.raises(PermanentError, match=rf"no space left on device: bomb{suffix} unpacks to"):
+        unpack(archive, layout, out)
+    assert not (out / "zeros.bin").exists()
+
+
+def test_hard_links_count_for_the_room_they_take_as_copies(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = bytes(1 << 20)
+    members: list[tuple[str, bytes | str | None, int]] = [("w.bin", weights, tarfile.REGTYPE)]
+    members += [(f"copy-{i}", "w.bin", tarfile.LNKTYPE) for i in range(8)]
+    archive = tar_gz(tmp_path / "links.tar.gz", members)
+    free_room(monkeypatch, 4 << 20)
+    with pytest.raises(PermanentError, match=r"no space left on device: links\.tar\.gz unpacks"):
+        unpack(archive, Layout.TAR_GZ, out)

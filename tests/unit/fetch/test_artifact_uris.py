@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vigil.fetch.errors import PermanentError
-from vigil.fetch.uri import Layout, Scheme, layout_of, parse_uri
+from vigil.fetch.uri import Layout, Scheme, layout_of, parse_uri, shown_uri
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,35 @@ def test_a_pvc_uri_is_a_claim_and_a_path() -> None:
 def test_bad_uris_are_refused_with_what_is_wrong(raw: str, words: str) -> None:
     with pytest.raises(PermanentError, match=words.replace("(", r"\(").replace(")", r"\)")):
         parse_uri(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        (
+            "https://h.example/m.onnx?X-Amz-Signature=abc&X-Amz-Security-Token=t",
+            "https://h.example/m.onnx?…",
+        ),
+        ("http://user:pw@h.example:8080/a/m.bin#frag", "http://h.example:8080/a/m.bin"),
+        ("https://h.example/m.onnx", "https://h.example/m.onnx"),
+        ("s3://models/wine/model?v=1.bin", "s3://models/wine/model?v=1.bin"),  # a key, as it is
+        ("ftp://user:pw@h.example/m?x", "ftp://h.example/m?…"),
+    ],
+)
+def test_a_uri_is_shown_without_its_query_or_credentials(raw: str, shown: str) -> None:
+    assert shown_uri(raw) == shown
+
+
+@pytest.mark.parametrize(
+    "raw", ["https://reader:SECRET@h.example/m.onnx", "http://SECRET@h.example/m.onnx"]
+)
+def test_credentials_in_an_http_uri_are_refused_without_being_shown(raw: str) -> None:
+    with pytest.raises(PermanentError, match="credentials in the URI are not supported") as error:
+        parse_uri(raw)
+    assert "SECRET" not in str(error.value)
+
+
+def test_a_refused_uri_is_named_without_its_query() -> None:
+    with pytest.raises(PermanentError, match="names no file") as error:
+        parse_uri("https://h.example/?X-Amz-Signature=SECRET")
+    assert "SECRET" not in str(error.value)

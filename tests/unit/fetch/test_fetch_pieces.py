@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from vigil.fetch.errors import EXIT_PERMANENT, EXIT_TRANSIENT, PermanentError, TransientError
-from vigil.fetch.main import TERMINATION_MESSAGE_BYTES, checked_sha256, write_termination_message
+from vigil.fetch.main import (
+    TERMINATION_MESSAGE_BYTES,
+    checked_sha256,
+    quantity,
+    write_termination_message,
+)
 from vigil.fetch.transfer import (
     Progress,
     RetryPolicy,
@@ -109,3 +114,17 @@ def test_without_a_container_s_termination_log_none_is_created(
     absent.write_text("")  # the kubelet's bind mount exists in a container
     write_termination_message("a message", None)
     assert absent.read_text() == "a message"
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("20Gi", 20 << 30), ("500M", 500_000_000), ("1e3", 1000), ("1.5Ki", 1536), ("4096", 4096)],
+)
+def test_a_size_limit_is_a_kubernetes_quantity(value: str, size: int) -> None:
+    assert quantity(value) == size
+
+
+@pytest.mark.parametrize("value", ["20GB", "-1Gi", "Gi", ""])
+def test_a_size_limit_that_is_no_quantity_is_refused(value: str) -> None:
+    with pytest.raises(PermanentError, match="is not a quantity such as 20Gi"):
+        quantity(value)

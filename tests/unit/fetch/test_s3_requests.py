@@ -138,3 +138,14 @@ def test_keys_under_a_prefix_land_inside_the_folder_or_are_refused() -> None:
     for key in ("wine/../escape", "wine/a//b", "wine/./x"):
         with pytest.raises(PermanentError, match="does not name a file inside the folder"):
             relative_key(key, "wine/")
+
+
+def test_credentials_from_the_environment_are_stripped_like_those_of_a_secret_mount() -> None:
+    # kubectl create secret --from-file keeps the file's last line break.
+    environ = {
+        "AWS_ACCESS_KEY_ID": "AKID\n",
+        "AWS_SECRET_ACCESS_KEY": " secret\n",
+        "AWS_SESSION_TOKEN": "token\n",
+    }
+    assert load_credentials(None, environ) == Credentials("AKID", "secret", "token")
+    assert load_credentials(None, {"AWS_ACCESS_KEY_ID": "\n", "AWS_SECRET_ACCESS_KEY": ""}) is None

@@ -177,6 +177,8 @@ def _fetch_container(spec: ModelDeploymentSpec, image: str) -> dict[str, Any]:
     args = [model.uri, "--dest", model.path]
     if model.sha256:
         args += ["--sha256", model.sha256]
+    if model.fetch.size_limit:  # an archive stops unpacking there, not at the kubelet's eviction
+        args += ["--size-limit", model.fetch.size_limit]
     mounts: list[dict[str, Any]] = [{"name": MODEL_VOLUME, "mountPath": model.path}]
     if storage.ca is not None:
         mounts.append({"name": FETCH_CA_VOLUME, "mountPath": FETCH_CA_DIR, "readOnly": True})

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from vigil.common.uris import shown_uri
 from vigil.core.spec.defaults import (
     DEFAULT_BAKE_MIN_REPLICAS,
     DEFAULT_MODEL_PATH,
@@ -199,7 +200,7 @@ def _storage(raw: Mapping[str, Any], uri: str | None) -> StorageSpec:
     if storage.inputs() and not scheme_ok:
         raise SpecError(
             f"{where} is for s3:// URIs (its caConfigMapRef also for https://), "
-            f"not for spec.model.uri {uri!r}"
+            f"not for spec.model.uri {shown_uri(uri or '')!r}"
         )
     if storage.endpoint and not storage.endpoint.startswith(("http://", "https://")):
         raise SpecError(f"{where}.endpoint must be an http:// or https:// URL")

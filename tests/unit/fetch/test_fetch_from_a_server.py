@@ -1,0 +1,252 @@
+"""The entry point against a local server: what its messages show, and odd bodies and URLs."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vigil.fetch import main as fetch_main
+from vigil.fetch.errors import EXIT_PERMANENT
+
+DATA = bytes(range(256)) * 4096  # 1 MiB
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+@dataclass
+class Server:
+    """Answers each path with its route (404 otherwise); remembers the paths asked for."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    state = Server()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            state.asked.append(self.path)
+            route = state.routes.get(self.path.split("?", 1)[0])
+            if route is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            route(self)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = http.server_address[1]
+    # shutdown() waits out a poll: 0.5 s by default.
+    threading.Thread(target=http.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield state
+    finally:
+        http.shutdown()
+        http.server_close()
+
+
+def send(data: bytes, *, status: int = 200, length: bool = True) -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        if length:
+            handler.send_header("Content-Length", str(len(data)))
+        else:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(data)
+        handler.close_connection = True
+
+    return route
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    message: str
+    log: str
+    dest: Path
+
+
+@pytest.fixture
+def run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Run]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("VIGIL_S3_CREDENTIALS", raising=False)
+
+    def fetch(uri: str, *args: str) -> Run:
+        dest, termination = tmp_path / "model", tmp_path / "termination-log"
+        retries = ["--retries", "1", "--retry-base-seconds", "0.01"]
+        code = fetch_main.main(
+            [uri, "--dest", str(dest), "--termination-log", str(termination), *retries, *args]
+        )
+        captured = capsys.readouterr()
+        return Run(code, termination.read_text(), captured.out + captured.err, dest)
+
+    return fetch
+
+
+@pytest.mark.parametrize("token", ["SESSIONTOKEN\nMORE", "SESSIONTOKEN€MORE"])
+def test_a_credential_http_cannot_carry_fails_permanently_without_being_shown(
+    server: Server, run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRETKEY")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", token)
+    done = run("s3://models/wine/model.bin", "--s3-endpoint", server.url(""))
+    assert done.code == EXIT_PERMANENT
+    assert "x-amz-security-token header" in done.message
+    for secret in ("SESSIONTOKEN", "MORE", "SECRETKEY"):
+        assert secret not in done.message
+        assert secret not in done.log
+    assert server.asked == []  # nothing was sent
+
+
+def test_a_bug_is_reported_by_its_type_never_its_words(
+    run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "".join(["SESSION", "TOKEN"])  # a value at run time, not in a source line
+
+    def broken(_options: object) -> None:
+        raise RuntimeError(f"Invalid header value b'{token}'")
+
+    monkeypatch.setattr(fetch_main, "fetch", broken)
+    done = run("https://models.example/wine/model.bin")
+    assert done.code == fetch_main.EXIT_BUG
+    assert "internal error: RuntimeError" in done.message
+    assert "SESSIONTOKEN" not in done.message
+    assert "SESSIONTOKEN" not in done.log
+    assert "line" in done.log  # the traceback's frames are still there
+
+
+def test_a_presigned_url_s_query_is_never_shown(server: Server, run: Callable[..., Run]) -> None:
+    query = "?X-Amz-Signature=SIGNATURE&X-Amz-Security-Token=TOKEN"
+    done = run(server.url("/wine/missing.bin") + query)
+    assert done.code == EXIT_PERMANENT
+    assert done.message == server.url("/wine/missing.bin") + "?…: 404 Not Found"
+    assert "SIGNATURE" not in done.log and "TOKEN" not in done.log
+    assert server.asked == ["/wine/missing.bin" + query]  # sent as it is
+
+
+def test_a_user_and_password_in_the_uri_are_refused_and_never_shown(
+    run: Callable[..., Run],
+) -> None:
+    done = run("https://reader:PASSWORD@models.example/wine/model.bin")
+    assert done.code == EXIT_PERMANENT
+    assert done.message.startswith("https://models.example/wine/model.bin: credentials in the URI")
+    assert "PASSWORD" not in done.log and "reader" not in done.log
+
+
+def test_non_ascii_in_a_url_and_a_redirect_is_percent_encoded(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    def moved(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        # A server's raw UTF-8: http.client reads header bytes as Latin-1.
+        handler.send_header("Location", "/neu/modèle.onnx".encode().decode("latin-1"))
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    server.routes["/caf%C3%A9/mod%C3%A8le.onnx"] = moved
+    server.routes["/neu/mod%C3%A8le.onnx"] = send(DATA)
+    done = run(server.url("/caf%C3%A9/modèle.onnx?v=é"))
+    assert done.code == 0, done.message
+    assert server.asked == ["/caf%C3%A9/mod%C3%A8le.onnx?v=%C3%A9", "/neu/mod%C3%A8le.onnx"]
+    assert (done.dest / "modèle.onnx").read_bytes() == DATA
+
+
+def test_a_body_ended_by_a_clean_close_is_kept_with_a_warning_its_size_is_unverified(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    server.routes["/m.bin"] = send(DATA, length=False)
+    done = run(server.url("/m.bin"))
+    assert done.code == 0, done.message
+    assert (done.dest / "m.bin").read_bytes() == DATA
+    assert "the size of m.bin could not be verified" in done.log
+    assert "set sha256" in done.log
+
+
+def test_a_body_without_a_length_cut_by_a_reset_is_fetched_again(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    attempts = []
+
+    def cut_once(handler: BaseHTTPRequestHandler) -> None:
+        attempts.append(1)
+        if len(attempts) > 1:
+            send(DATA, length=False)(handler)
+            return
+        handler.send_response(200)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(DATA[: len(DATA) // 2])
+        handler.wfile.flush()
+        # SO_LINGER 0: closing sends a reset, not the end of the stream (the server's own
+        # shutdown() afterwards would send the end first).
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
+        handler.close_connection = True
+
+    server.routes["/m.bin"] = cut_once
+    done = run(server.url("/m.bin"))
+    assert done.code == 0, done.message
+    assert len(attempts) == 2
+    assert (done.dest / "m.bin").read_bytes() == DATA
+
+
+def zeros_tar_gz(size: int) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BytesIO(bytes(size)))
+    return buffer.getvalue()
+
+
+def test_an_archive_unpacking_past_the_size_limit_fails_before_filling_the_folder(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    server.routes["/model.tar.gz"] = send(zeros_tar_gz(8 << 20))
+    done = run(server.url("/model.tar.gz"), "--size-limit", "4Mi")
+    assert done.code == EXIT_PERMANENT
+    assert "model.tar.gz unpacks to more than" in done.message
+    assert "size limit" in done.message
+    assert sorted(p.name for p in done.dest.iterdir()) == []
+    assert run(server.url("/model.tar.gz"), "--size-limit", "9Mi").code == 0
+
+
+def s3_error(status: int, code: str) -> Route:
+    body = f"<Error><Code>{code}</Code><Message>{code} says the store</Message></Error>"
+    return send(body.encode(), status=status)
+
+
+def test_a_missing_key_is_reported_missing_when_listing_it_as_a_folder_is_refused(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    server.routes["/models/wine/model.bin"] = s3_error(404, "NoSuchKey")
+    server.routes["/models"] = s3_error(403, "AccessDenied")
+    done = run("s3://models/wine/model.bin", "--s3-endpoint", server.url(""))
+    assert done.code == EXIT_PERMANENT
+    assert done.message.startswith("s3://models/wine/model.bin: 404 Not Found: NoSuchKey")
+    assert "403 Forbidden: AccessDenied" in done.message
