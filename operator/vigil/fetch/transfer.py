@@ -312,6 +312,8 @@ def open_response(
         try:
             try:
                 conn.request("GET", target, headers=headers)
+            except ssl.SSLError:  # a ValueError too (a certificate refused): said elsewhere
+                raise
             except (ValueError, http.client.InvalidURL) as error:  # UnicodeError included
                 raise _unsendable_request(headers, url, error) from None
             sock = conn.sock
