@@ -9,10 +9,14 @@
 set -euo pipefail
 
 HELM_VERSION=v3.19.5
+# The Kubernetes version `helm template` assumes without a cluster, as helm's own release
+# builds set it (its Makefile, from its client-go): left out, it is v1.20, which the
+# chart's kubeVersion (>= 1.29) refuses.
+HELM_K8S_MINOR=34
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
-binary="$cache/bin/helm-$HELM_VERSION/helm"
+binary="$cache/bin/helm-$HELM_VERSION-k8s1.$HELM_K8S_MINOR/helm"
 
 if [[ "${1:-}" == "--print" || -x "$binary" ]]; then
   echo "$binary"
@@ -26,7 +30,11 @@ mkdir -p "$(dirname "$binary")"
 start=$(date +%s)
 echo "build-helm: building helm $HELM_VERSION ..." >&2
 (cd "$here/helm" && CGO_ENABLED=0 go build -trimpath \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR" \
   -o "$binary.tmp" helm.sh/helm/v3/cmd/helm) >&2
 mv "$binary.tmp" "$binary"
 echo "build-helm: built $binary in $(( $(date +%s) - start ))s" >&2

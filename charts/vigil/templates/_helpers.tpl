@@ -24,3 +24,15 @@ app.kubernetes.io/component: operator
 {{- define "vigil.serviceAccountName" -}}
 {{ required "serviceAccount.name is required" .Values.serviceAccount.name }}
 {{- end -}}
+
+{{/* "true" when the sidecars' PodMonitor is rendered: metrics.podMonitor.enabled
+true, or auto on a cluster that serves the kind; "" otherwise. */}}
+{{- define "vigil.podMonitor" -}}
+{{- $enabled := toString .Values.metrics.podMonitor.enabled -}}
+{{- if not (has $enabled (list "true" "false" "auto")) -}}
+{{- fail (printf "metrics.podMonitor.enabled must be true, false or auto, not %q" $enabled) -}}
+{{- end -}}
+{{- if or (eq $enabled "true") (and (eq $enabled "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PodMonitor")) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,36 @@ def documents(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
+def _cluster_version() -> str:
+    match = re.search(r"^K8S_VERSION=v(\S+)$", (ROOT / "hack/build-cluster.sh").read_text(), re.M)
+    assert match, "hack/build-cluster.sh must set K8S_VERSION"
+    return match.group(1)
+
+
+#: The Kubernetes version ``helm template`` checks the chart's kubeVersion against:
+#: the local cluster's (a helm built from its Go module, as here, assumes v1.20.0).
+KUBE_VERSION = f"--kube-version={_cluster_version()}"
+
+#: What a cluster with the Prometheus Operator's CRDs tells Helm (Capabilities.APIVersions).
+WITH_PODMONITOR = "--api-versions=monitoring.coreos.com/v1/PodMonitor"
+
+
 def template(helm: Path, *values: str, namespace: str = "vigil-system") -> list[dict[str, Any]]:
     """``helm template`` of the chart with its CRD, as an install would create it."""
-    return documents(
-        run(helm, "template", "vigil", CHART, "--namespace", namespace, "--include-crds", *values)
+    command = ["template", "vigil", CHART, "--namespace", namespace, "--include-crds"]
+    return documents(run(helm, *command, KUBE_VERSION, *values))
+
+
+def refused(helm: Path, *values: str) -> str:
+    """``helm template`` that must fail: its error message."""
+    result = subprocess.run(
+        [str(helm), "template", "vigil", str(CHART), KUBE_VERSION, *values],
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    assert result.returncode != 0, f"rendered with {values}"
+    return result.stderr
 
 
 #: Every optional object on: what the dry-run and lint must accept too.

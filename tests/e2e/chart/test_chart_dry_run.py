@@ -8,7 +8,7 @@ chain, PodSecurity "restricted" included, in a namespace of this test's own.
 from __future__ import annotations
 
 import pytest
-from helm_chart import CHART, EVERYTHING, documents, run
+from helm_chart import CHART, EVERYTHING, KUBE_VERSION, documents, run
 from kit.kube import ROOT
 
 from vigil.devcluster import ClusterClient
@@ -35,8 +35,9 @@ def test_rendered_chart_passes_server_side_dry_run(
         "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
     )
     text = run(
-        helm, "template", "vigil", CHART, "--namespace", namespace, "--include-crds", *EVERYTHING
-    )
+        helm, "template", "vigil", CHART, "--namespace", namespace, "--include-crds",
+        KUBE_VERSION, *EVERYTHING,
+    )  # fmt: skip
     result = cluster.kubectl(
         "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-",
         input=text, check=False,

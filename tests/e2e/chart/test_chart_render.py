@@ -2,19 +2,29 @@
 
 The default values render the objects of manifests/base (the Namespace
 aside: Helm installs into the release's namespace; the PodMonitor is
-optional), values-production.yaml those of manifests/overlays/production;
+optional), values-production.yaml those of manifests/overlays/production
+(on a cluster that serves the PodMonitor kind: production's `auto`);
 compared whole, RBAC rules and pod spec included, after Helm's own labels
 are set aside. Lint and template run with every optional object on.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helm_chart import CHART, EVERYTHING, documents, run, template
+from helm_chart import (
+    CHART,
+    EVERYTHING,
+    WITH_PODMONITOR,
+    documents,
+    refused,
+    run,
+    template,
+)
 from kit.kube import ROOT
 
 #: Labels only Helm adds (the kustomize objects have the other two).
@@ -47,7 +57,10 @@ def _kustomize(kubectl: Path, folder: str) -> dict[str, dict[str, Any]]:
     ("folder", "values"),
     [
         ("manifests/base", ["--set=metrics.podMonitor.enabled=true"]),
-        ("manifests/overlays/production", [f"--values={CHART / 'values-production.yaml'}"]),
+        (
+            "manifests/overlays/production",
+            [f"--values={CHART / 'values-production.yaml'}", WITH_PODMONITOR],
+        ),
     ],
 )
 def test_chart_renders_the_same_objects_as_kustomize(helm, kubectl, folder, values) -> None:
@@ -95,15 +108,73 @@ def test_values_reach_the_operator(helm) -> None:
 
 
 def test_a_wrong_log_format_is_refused_by_name(helm) -> None:
-    import subprocess
+    assert "logFormat must be json or plain" in refused(helm, "--set=logFormat=xml")
 
+
+PRODUCTION = f"--values={CHART / 'values-production.yaml'}"
+
+
+def test_production_values_render_the_podmonitor_only_where_the_cluster_serves_it(helm) -> None:
+    """Without the Prometheus Operator's CRDs a PodMonitor fails the whole install or sync."""
+    assert "PodMonitor/vigil-sidecars" not in _by_name(template(helm, PRODUCTION))
+    assert "PodMonitor/vigil-sidecars" in _by_name(template(helm, PRODUCTION, WITH_PODMONITOR))
+    # true insists (the install fails loudly where the kind is missing); false never.
+    forced = template(helm, PRODUCTION, "--set=metrics.podMonitor.enabled=true")
+    assert "PodMonitor/vigil-sidecars" in _by_name(forced)
+    off = template(helm, PRODUCTION, WITH_PODMONITOR, "--set=metrics.podMonitor.enabled=false")
+    assert "PodMonitor/vigil-sidecars" not in _by_name(off)
+    message = refused(helm, "--set=metrics.podMonitor.enabled=yes")
+    assert "metrics.podMonitor.enabled must be true, false or auto" in message
+
+
+def test_the_chart_refuses_kubernetes_older_than_its_crd_needs(helm) -> None:
+    # The CRD's CEL quantity() rules: a 1.28 API server refuses them in a new CRD.
+    chart = (CHART / "Chart.yaml").read_text()
+    assert 'kubeVersion: ">=1.29.0-0"' in chart
+    run(helm, "template", "vigil", CHART, "--kube-version=1.29.0")
     result = subprocess.run(
-        [str(helm), "template", "vigil", str(CHART), "--set=logFormat=xml"],
+        [str(helm), "template", "vigil", str(CHART), "--kube-version=1.28.15"],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode != 0 and "logFormat must be json or plain" in result.stderr
+    assert result.returncode != 0 and "kubeVersion" in result.stderr
+
+
+def _operator(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return docs["Deployment/vigil-operator"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_port_0_turns_the_metrics_and_health_ports_off_without_a_port_0_anywhere(helm) -> None:
+    docs = _by_name(template(helm, "--set=metrics.port=0", "--set=healthPort=0"))
+    container = _operator(docs)
+    assert {"--metrics-port=0", "--health-port=0"} <= set(container["command"])
+    assert "ports" not in container and "livenessProbe" not in container
+    assert "Service/vigil-operator-metrics" not in docs
+    only_metrics = _operator(_by_name(template(helm, "--set=healthPort=0")))
+    assert [p["name"] for p in only_metrics["ports"]] == ["metrics"]
+    assert "livenessProbe" not in only_metrics
+    only_health = _by_name(template(helm, "--set=metrics.port=0"))
+    assert [p["name"] for p in _operator(only_health)["ports"]] == ["health"]
+    assert _operator(only_health)["livenessProbe"]["httpGet"]["port"] == "health"
+    assert "Service/vigil-operator-metrics" not in only_health
+    message = refused(helm, "--set=metrics.port=0", "--set=metrics.serviceMonitor.enabled=true")
+    assert "metrics.serviceMonitor.enabled=true needs metrics.port" in message
+
+
+def test_a_service_monitor_without_the_metrics_service_is_refused_by_name(helm) -> None:
+    message = refused(
+        helm, "--set=metrics.serviceMonitor.enabled=true", "--set=metrics.service.enabled=false"
+    )
+    assert "metrics.serviceMonitor.enabled=true needs metrics.service.enabled=true" in message
+
+
+def test_the_operator_writes_its_temporary_files_to_its_emptydir(helm) -> None:
+    """The image's TMPDIR lies on the read-only root file system."""
+    container = _operator(_by_name(template(helm)))
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["TMPDIR"] == mounts["tmp"] == "/tmp"
 
 
 def test_optional_monitoring_objects_carry_the_shared_rules_and_dashboard(helm) -> None:
