@@ -21,9 +21,22 @@ The state machine, Flagger-style (each line is a step of the runbook)::
 
     a person's request answered before         -> clear it only
     a person's request with an unknown verb    -> refuse it (RequestRefused)
-    spec invalid or names too long             -> report InvalidSpec, touch nothing
+    spec invalid or names too long             -> report InvalidSpec, touch nothing but
+                                                  candidates of another revision (superseded:
+                                                  the stable alone)
     a foreign Service holds our name           -> report ServiceConflict, touch nothing
-    reference profile missing (new revision)   -> hold, report ReferenceNotFound, recheck
+    reference profile missing (new revision)   -> supersede other candidates, hold, report
+                                                  ReferenceNotFound, recheck
+    the stable: the revision status names, else the Service's, else the Deployment labelled
+    stable (a Warning RolloutRetried then: the rollout starts again against it)
+    stable lost (named, its Deployment gone):
+        the spec makes it                      -> make it again (Warning Deployed), Degraded
+                                                  until its pods are back, history kept
+        a person promotes, or no steps         -> deploy the desired revision in its place
+                                                  (Warning Deployed), candidates superseded
+        otherwise (steps, paused, rejected)    -> hold (RolloutFailed): live traffic to the
+                                                  lost stable alone, until the spec goes back
+                                                  to it or a person promotes
     no stable revision                         -> deploy the revision as stable ("new")
     stable revision == desired revision        -> keep it: scale in place, abort any candidate
         a switch cut short before its status   -> record it (Switched, Promoted)

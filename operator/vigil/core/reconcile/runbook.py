@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vigil.common import objects
 from vigil.common.objects import body
 from vigil.core import naming
 from vigil.core.observed import DeploymentView, service_revision
-from vigil.core.reconcile import bluegreen, stable
+from vigil.core.reconcile import bake, bluegreen, stable
 from vigil.core.reconcile.cycle import Cycle
-from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan
+from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan, Route
 from vigil.core.reconcile.report import Side, finish, not_ready
+from vigil.core.reconcile.rollback import stable_alone
 from vigil.core.revision import REVISION_LENGTH, classify_change, compute_identity, compute_revision
 from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
 from vigil.core.status import find_condition
-from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason, RequestVerb
+from vigil.core.vocabulary import (
+    FINISHED,
+    ChangeKind,
+    ConditionType,
+    Outcome,
+    Phase,
+    Reason,
+    RequestVerb,
+)
 
 
 def decide(obs: Observation) -> Plan:
@@ -45,7 +55,8 @@ def _decide(cycle: Cycle) -> Plan:
     try:
         spec = obs.parsed or parse_spec(obs.owner.name, obs.spec)
     except SpecError as error:
-        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, str(error))
+        retired = _supersede(cycle, stable_view, None)
+        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, str(error), retired)
     problem = naming.name_problem(obs.owner.name, REVISION_LENGTH)
     if problem is not None:
         return _blocked(cycle, stable_view, Reason.INVALID_SPEC, problem)
@@ -60,17 +71,20 @@ def _decide(cycle: Cycle) -> Plan:
         return _blocked(cycle, stable_view, Reason.SERVICE_CONFLICT, message)
 
     revision = compute_revision(spec, obs.sidecar_image)
-    identity = compute_identity(spec)
+    # A stable whose Deployment is gone while this spec still makes it: made again (kept).
+    if stable.lost_revision(obs, views) == revision:
+        stable_revision, stable_view = revision, None
     change = classify_change(
         stable_revision=stable_revision,
         stable_identity=stable_view.identity if stable_view else None,
         desired_revision=revision,
-        desired_identity=identity,
+        desired_identity=compute_identity(spec),
     )
 
     # A change (or a bake) is never judged on a policy or thresholds the operator cannot read.
     if unreadable := _unreadable_section(spec, change, obs.status):
-        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, unreadable)
+        retired = _supersede(cycle, stable_view, revision)
+        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, unreadable, retired)
 
     # A new revision needs its reference profile before its pods can start.
     if _missing_reference(obs, spec) and revision not in views:
@@ -80,21 +94,37 @@ def _decide(cycle: Cycle) -> Plan:
             f"ConfigMap {ref.name!r} with key {ref.key!r} (spec.monitoring.reference) "
             "was not found in this namespace"
         )
-        plan = _blocked(cycle, stable_view, Reason.REFERENCE_NOT_FOUND, message)
+        retired = _supersede(cycle, stable_view, revision)
+        plan = _blocked(cycle, stable_view, Reason.REFERENCE_NOT_FOUND, message, retired)
         plan.recheck_after = RECHECK_SECONDS
         return plan
-
-    # No stable yet: deploy at once. The stable asked for: keep it. Else replace it.
-    if change is ChangeKind.NEW:
-        plan = stable.deploy_new(cycle, revision, identity, views)
-    elif change is None:
-        plan = stable.keep(cycle, revision, identity, views)
-    else:
-        assert stable_view is not None
-        plan = bluegreen.replace_stable(cycle, revision, identity, change, stable_view, views)
+    plan = _act(cycle, revision, change, stable_view, views)
     # Children a revision left behind go with it.
     _sweep_leftovers(cycle, views)
     return plan
+
+
+def _act(
+    cycle: Cycle,
+    revision: str,
+    change: ChangeKind | None,
+    stable_view: DeploymentView | None,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """No stable yet: deploy at once. The stable asked for: keep it. Else replace it."""
+    assert cycle.spec is not None
+    identity = compute_identity(cycle.spec)
+    if change is ChangeKind.NEW:
+        # Unless a stable was there: its Deployment gone, a candidate left or a status naming it.
+        lost = stable.lost_revision(cycle.obs, views)
+        if lost is not None or any(v.role == naming.ROLE_CANDIDATE for v in views.values()):
+            return stable.replace_lost(cycle, lost, revision, identity, views)
+        return stable.deploy_new(cycle, revision, identity, views)
+    if change is None:
+        return stable.keep(cycle, revision, identity, views)
+    assert stable_view is not None
+    stable.found_by_label(cycle, stable_view, revision)
+    return bluegreen.replace_stable(cycle, revision, identity, change, stable_view, views)
 
 
 def _unreadable_section(
@@ -142,10 +172,12 @@ def find_stable_revision(
     views: Mapping[str, DeploymentView],
     service: Mapping[str, Any] | None,
 ) -> str | None:
-    """The revision serving live traffic: the one status names, else the one the Service selects.
+    """The revision serving live traffic: the one status names, else the one the Service
+    selects, else the one whose Deployment is labelled stable.
 
-    A revision only counts if its Deployment still exists; the Service
-    fallback recovers from a lost status (restored backup, status wiped).
+    A revision only counts if its Deployment still exists; the fallbacks
+    recover from a lost status (restored backup, status wiped), the label
+    where the Service names no revision (a canary over both revisions' pods).
     """
     recorded = ((status.get("stable") or {}).get("revision")) or None
     if recorded in views:
@@ -153,12 +185,22 @@ def find_stable_revision(
     selected = service_revision(service)
     if selected in views:
         return selected
+    # A bake's previous revision keeps the label: the one with the most ready pods serves.
+    labelled = [view for view in views.values() if view.role == naming.ROLE_STABLE]
+    if labelled:
+        return max(labelled, key=lambda view: (view.ready_replicas, view.revision)).revision
     return None
 
 
-def _blocked(cycle: Cycle, stable_view: DeploymentView | None, reason: str, message: str) -> Plan:
+def _blocked(
+    cycle: Cycle,
+    stable_view: DeploymentView | None,
+    reason: str,
+    message: str,
+    retired: Sequence[str] = (),
+) -> Plan:
     """Report a spec the operator cannot act on (a warning Event of the same reason); keep
-    whatever serves now."""
+    whatever serves now (but the candidates ``retired``: see _supersede)."""
     if stable_view is not None:
         message = f"{message}; revision {stable_view.revision} keeps serving"
     if cycle.previous_reason(ConditionType.READY) != reason:
@@ -170,7 +212,62 @@ def _blocked(cycle: Cycle, stable_view: DeploymentView | None, reason: str, mess
     # A rollout or bake under way resumes where it stood once the spec is fixed.
     for key in ("candidate", "bake"):
         plan.status[key] = cycle.obs.status.get(key)
+    if (plan.status["candidate"] or {}).get("revision") in retired:
+        plan.status["candidate"] = None
     return plan
+
+
+def _supersede(cycle: Cycle, stable_view: DeploymentView | None, revision: str | None) -> list[str]:
+    """A newer spec that cannot start yet still supersedes the candidates it replaces, so
+    none keeps live or shadow traffic unjudged while it waits: those of another revision;
+    for a spec that cannot be read (``revision`` None), those running another model version
+    or image than it asks for (either makes another revision). The stable then serves
+    alone; the revisions retired."""
+    if stable_view is None:
+        return []
+    baking = bake.baking(cycle, stable_view.revision)
+    kept = {stable_view.revision, revision, baking.previous if baking else None}
+    others = [
+        view
+        for other, view in cycle.views().items()
+        if other not in kept and (revision or _asks_another(cycle.obs.spec, view))
+    ]
+    by = f"revision {revision}" if revision else "the new spec"
+    ended = cycle.obs.status.get("candidate") or {}
+    retired: list[str] = []
+    for view in others:
+        # One rolled back or failed, removed a cycle after its outcome, keeps that outcome.
+        if ended.get("revision") == view.revision and ended.get("outcome") in FINISHED:
+            cycle.delete_revision(view.revision)
+            continue
+        retired.append(view.revision)
+        cycle.retire(
+            view,
+            Reason.ROLLOUT_SUPERSEDED,
+            f"revision {view.revision} removed: superseded by {by}",
+            Outcome.SUPERSEDED,
+            f"superseded by {by}",
+        )
+    if others:
+        stable_alone(cycle, stable_view)
+        # A spec.rollout not read names no route: the one status recorded leaves them.
+        recorded = cycle.obs.status.get("httpRoute")
+        if recorded and (cycle.spec is None or cycle.spec.rollout.problem):
+            cycle.wanted_route = Route(stable_view.revision, http_route=str(recorded))
+    return retired
+
+
+def _asks_another(spec: Mapping[str, Any], view: DeploymentView) -> bool:
+    """Whether a spec that cannot be read asks for another model version or image than the
+    revision ``view`` runs (a value missing or unrecorded says nothing)."""
+    asked = (
+        objects.section(spec, "model").get("version"),
+        objects.section(spec, "server").get("image"),
+    )
+    return any(
+        isinstance(want, str) and want and have is not None and want != have
+        for want, have in zip(asked, (view.model_version, view.image), strict=True)
+    )
 
 
 def _sweep_leftovers(cycle: Cycle, views: Mapping[str, DeploymentView]) -> None:

@@ -1,34 +1,66 @@
-"""The first deployment (change "new") and keeping the stable revision as it is."""
+"""The first deployment (change "new"), keeping the stable revision, and a stable that is lost.
+
+A stable revision is lost when status (else the Service) names it and its
+Deployment is gone: deleted by someone, or a status restored without it.
+A spec that still makes that revision makes it again (:func:`keep`); one
+that makes another revision never promotes that revision unjudged
+(:func:`replace_lost`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from vigil.core import naming
 from vigil.core.desired import RevisionInfo
-from vigil.core.observed import DeploymentView
+from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake
 from vigil.core.reconcile.cycle import Cycle
-from vigil.core.reconcile.plan import Plan
-from vigil.core.reconcile.report import Side, finish, planned_summary, stable_outcome
+from vigil.core.reconcile.plan import Observation, Plan
+from vigil.core.reconcile.report import (
+    Side,
+    finish,
+    has_served,
+    not_ready,
+    planned_summary,
+    replicas_message,
+    stable_outcome,
+)
+from vigil.core.reconcile.rollback import finished_attempt
 from vigil.core.reconcile.switch import finish_cut_switch
-from vigil.core.vocabulary import ChangeKind, Outcome, Reason
+from vigil.core.status import find_condition
+from vigil.core.vocabulary import (
+    FINISHED,
+    ChangeKind,
+    ConditionType,
+    Outcome,
+    Phase,
+    Reason,
+    RequestVerb,
+)
 
 
 def deploy_new(
-    cycle: Cycle, revision: str, identity: str, views: Mapping[str, DeploymentView]
+    cycle: Cycle,
+    revision: str,
+    identity: str,
+    views: Mapping[str, DeploymentView],
+    took_over: tuple[Outcome, str, str] | None = None,
 ) -> Plan:
-    """No stable revision yet: deploy this one at once and let it serve (change "new")."""
+    """No stable revision yet: deploy this one at once and let it serve (change "new").
+
+    ``took_over``: it takes the place of a lost stable instead (the history's outcome, its
+    change kind and why); the candidates left are superseded.
+    """
     spec = cycle.spec
     assert spec is not None
     info = RevisionInfo(revision, identity, naming.ROLE_STABLE)
     created = cycle.ensure_revision(info, spec.replicas) and revision not in views
     cycle.serve(revision)
-    # Superseded leftovers (a candidate of a stable that was deleted) go away.
-    for other in views:
-        if other != revision:
-            cycle.delete_revision(other)
-    if created:
+    if took_over is not None:
+        _take_over(cycle, revision, views, took_over)
+    elif created:
         cycle.event(
             Reason.DEPLOYED,
             f"revision {revision} (model {spec.model.name} version {spec.model.version}) "
@@ -47,15 +79,18 @@ def deploy_new(
         cycle,
         stable_outcome(cycle, revision, view, just_created=created),
         revision=revision,
-        stable=Side(view, planned_summary(spec, revision)),
+        stable=Side(view, planned_summary(spec, revision), new=took_over is not None),
     )
 
 
 def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, DeploymentView]) -> Plan:
-    """The spec asks for the stable revision: keep it, scale it in place, drop any candidate."""
+    """The spec asks for the stable revision: keep it (made again when its Deployment is
+    lost), scale it in place, drop any candidate."""
     spec = cycle.spec
     assert spec is not None
-    view = views[revision]
+    view = views.get(revision)
+    if view is None:
+        return _make_again(cycle, revision, identity, views)
     finish_cut_switch(cycle, view)
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_STABLE), spec.replicas)
     if view.replicas != spec.replicas:
@@ -66,9 +101,20 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
     cycle.serve(revision)
     # A bake keeps the previous revision until it passes (or traffic goes back to it).
     baking = bake.baking(cycle, revision)
-    # A spec change back to the stable revision aborts the rollout.
+    _abort_others(cycle, revision, views, baking.previous if baking else None)
+    cycle.keep_in_history(view)
+    reached = stable_outcome(cycle, revision, view, just_created=False)
+    if baking is not None:
+        return bake.watch(cycle, baking, view, views.get(baking.previous), reached)
+    return finish(cycle, reached, revision=revision, stable=Side(view))
+
+
+def _abort_others(
+    cycle: Cycle, revision: str, views: Mapping[str, DeploymentView], kept: str | None
+) -> None:
+    """A spec change back to the stable revision aborts the rollout."""
     for other, other_view in views.items():
-        if other != revision and (baking is None or other != baking.previous):
+        if other not in (revision, kept):
             cycle.retire(
                 other_view,
                 Reason.ROLLOUT_ABORTED,
@@ -76,8 +122,178 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
                 Outcome.ABORTED,
                 f"the spec returned to revision {revision}",
             )
-    cycle.keep_in_history(view)
-    reached = stable_outcome(cycle, revision, view, just_created=False)
-    if baking is not None:
-        return bake.watch(cycle, baking, view, views.get(baking.previous), reached)
-    return finish(cycle, reached, revision=revision, stable=Side(view))
+
+
+def _make_again(
+    cycle: Cycle, revision: str, identity: str, views: Mapping[str, DeploymentView]
+) -> Plan:
+    """The stable's Deployment is gone and the spec still makes it: made again, its history
+    entry kept, Degraded until its pods are back."""
+    spec = cycle.spec
+    assert spec is not None
+    # Never served: its first Deployment never came (a refused write), deployed as first.
+    if not has_served(cycle.obs.status):
+        return deploy_new(cycle, revision, identity, views)
+    cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_STABLE), spec.replicas)
+    cycle.serve(revision)
+    baking = bake.baking(cycle, revision)
+    _abort_others(cycle, revision, views, baking.previous if baking else None)
+    cycle.event(
+        Reason.DEPLOYED,
+        f"the Deployment of stable revision {revision} was missing (deleted outside the "
+        f"operator); made again from the spec with {spec.replicas} replica(s)",
+        warning=True,
+    )
+    if not any(item.get("revision") == revision for item in cycle.history):
+        why = "made again from the spec: its Deployment was missing"
+        cycle.record(revision, spec.model.version, spec.server.image, None, Outcome.DEPLOYED, why)
+    message = f"{replicas_message(revision, 0, spec.replicas)} (its Deployment was missing)"
+    reached = not_ready(Phase.DEGRADED, Reason.REPLICAS_UNAVAILABLE, message, progressing=True)
+    summary = planned_summary(spec, revision)
+    plan = finish(cycle, reached, revision=revision, stable=Side(None, summary))
+    # A bake under way goes on once the Deployment reports.
+    plan.status["bake"] = cycle.obs.status.get("bake") if baking else None
+    return plan
+
+
+def lost_revision(obs: Observation, views: Mapping[str, DeploymentView]) -> str | None:
+    """The stable revision status (else the Service) names whose Deployment is gone, unless
+    a live revision serves in its place (a switch cut short moved the Service)."""
+    recorded = (obs.status.get("stable") or {}).get("revision") or None
+    selected = service_revision(obs.service)
+    if recorded in views or selected in views:
+        return None
+    lost = recorded or selected
+    return str(lost) if lost else None
+
+
+def found_by_label(cycle: Cycle, stable_view: DeploymentView, revision: str) -> None:
+    """Say so when the stable was found by its Deployment's label alone (status lost, and
+    a canary's Service names no revision): the rollout starts again against it."""
+    recorded = (cycle.obs.status.get("stable") or {}).get("revision")
+    if stable_view.revision in (recorded, service_revision(cycle.obs.service)):
+        return
+    candidate = cycle.obs.status.get("candidate") or {}
+    again = "goes on" if candidate.get("revision") == revision else "starts again"
+    missing = f" (revision {recorded}: its Deployment is missing)" if recorded else ""
+    cycle.event(
+        Reason.ROLLOUT_RETRIED,
+        f"status names no live stable revision{missing} and the Service selects none: "
+        f"revision {stable_view.revision}, whose Deployment is labelled stable, keeps serving "
+        f"as the stable; the rollout of revision {revision} {again}",
+        warning=True,
+    )
+
+
+def replace_lost(
+    cycle: Cycle,
+    lost: str | None,
+    revision: str,
+    identity: str,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """The stable is lost and the spec makes another revision, which never takes its place
+    unjudged: a person's promote, or a change without steps, deploys it in its place; else
+    the rollout holds (:func:`_hold_lost`)."""
+    spec = cycle.spec
+    assert spec is not None
+    previous = cycle.obs.status.get("candidate") or {}
+    mine = previous if previous.get("revision") == revision else {}
+    # The stable's identity went with its Deployment: the cautious kind, as classify_change.
+    change = str(mine.get("change") or ChangeKind.REPLACEMENT)
+    gone = (
+        f"the Deployment of stable revision {lost} is missing"
+        if lost
+        else "no stable revision's Deployment is left"
+    )
+    asked = cycle.obs.request.revision if cycle.obs.request is not None else None
+    if cycle.verb == RequestVerb.PROMOTE and asked in (None, "", revision):
+        cycle.answer(True, f"revision {revision} takes the stable's place ({gone})")
+        why = f"promoted by a person: {gone}"
+        return deploy_new(cycle, revision, identity, views, (Outcome.PROMOTED, change, why))
+    held = _why_held(cycle, change, mine, revision)
+    if held is None:
+        why = f"deployed in place of the stable (a change without steps): {gone}"
+        return deploy_new(cycle, revision, identity, views, (Outcome.DEPLOYED, change, why))
+    ended = f" (it ended {mine['outcome']})" if mine.get("outcome") in FINISHED else ""
+    back = f"set the spec back to revision {lost}'s to make it again, or " if lost else ""
+    message = (
+        f"{gone} (deleted outside the operator) and the spec makes revision {revision}, "
+        f"which is {held}{ended}: {back}`kubectl vigil promote` to make revision "
+        f"{revision} the stable"
+    )
+    return _hold_lost(cycle, lost, revision, mine, message, views)
+
+
+def _why_held(cycle: Cycle, change: str, mine: Mapping[str, Any], revision: str) -> str | None:
+    """Why the revision may not take a lost stable's place by itself (None: it may, as a
+    change without steps switches once available)."""
+    spec = cycle.spec
+    assert spec is not None
+    if spec.rollout.problem:
+        return "not promoted while spec.rollout cannot be read"
+    if spec.rollout.policy(change, spec.monitoring.slo).steps:
+        return "not promoted without its steps"
+    if spec.paused:
+        return "paused (spec.paused)"
+    if mine.get("outcome") in FINISHED and finished_attempt(cycle, revision) is not None:
+        return "held out"
+    return None
+
+
+def _hold_lost(
+    cycle: Cycle,
+    lost: str | None,
+    revision: str,
+    mine: Mapping[str, Any],
+    message: str,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """Hold until a person says. Live traffic goes to the lost stable's Service alone,
+    which answers once the spec makes it again: failing requests are louder than an
+    unjudged model's answers. A rejected candidate is removed."""
+    if lost:
+        cycle.serve(lost)
+    if mine.get("outcome") in FINISHED:
+        cycle.delete_revision(revision)
+    previous = find_condition(cycle.obs.status.get("conditions"), ConditionType.READY) or {}
+    if previous.get("message") != message:
+        cycle.event(Reason.ROLLOUT_FAILED, message, warning=True)
+    if cycle.verb:
+        cycle.answer(False, message)
+    reached = not_ready(Phase.FAILED, Reason.ROLLOUT_FAILED, message, progressing=False)
+    recorded = cycle.obs.status.get("stable")
+    stable = Side(None, {**recorded, "replicas": 0, "readyReplicas": 0}) if recorded else None
+    # The rollout's state as it stood (it resumes should the stable come back), out of traffic.
+    frozen = {**mine, "weight": 0, "shadowPercent": None} if mine else None
+    candidate = Side(views.get(revision), frozen, rollout=frozen) if frozen else None
+    return finish(cycle, reached, revision=revision, stable=stable, candidate=candidate)
+
+
+def _take_over(
+    cycle: Cycle,
+    revision: str,
+    views: Mapping[str, DeploymentView],
+    took_over: tuple[Outcome, str, str],
+) -> None:
+    """The revision deployed in a lost stable's place: a Warning saying so, its history
+    entry, and the other candidates superseded."""
+    spec = cycle.spec
+    assert spec is not None
+    outcome, change, why = took_over
+    for other, view in views.items():
+        if other != revision:
+            cycle.retire(
+                view,
+                Reason.ROLLOUT_SUPERSEDED,
+                f"revision {other} removed: revision {revision} took the stable's place",
+                Outcome.SUPERSEDED,
+                f"revision {revision} took the stable's place",
+            )
+    cycle.event(
+        Reason.DEPLOYED,
+        f"revision {revision} (model {spec.model.name} version {spec.model.version}) "
+        f"serves with {spec.replicas} replica(s), {why}",
+        warning=True,
+    )
+    cycle.record(revision, spec.model.version, spec.server.image, change, outcome, why)
