@@ -64,10 +64,10 @@ def test_the_estimate_is_within_the_threshold_exactly_when_the_test_says_so(
     assert gate.low <= gate.value <= gate.high
 
 
-def test_without_the_stables_reference_the_gate_waits_and_says_why() -> None:
+def test_without_the_stables_reference_the_gate_says_why_and_holds_no_step() -> None:
     why = "the stable's reference ConfigMap ref-v1 was not found"
     unjudged = replace(figures(requests=500), input_drift_unjudged=why)
     gate = input_drift(unjudged)
-    assert gate.verdict == GateVerdict.UNDECIDED and not gate.within
+    assert gate.verdict == GateVerdict.UNDECIDED and gate.within
     assert (gate.low, gate.high, gate.needed) == (None, None, None)
     assert gate.text == f"input drift not judged: {why}"

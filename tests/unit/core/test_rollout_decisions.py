@@ -65,6 +65,16 @@ def at_step(step: int, started: float = T0, **changes) -> RolloutState:
     return replace(RolloutState(step=step, step_started_at=started), **changes)
 
 
+def test_a_step_ends_with_input_drift_unjudged_for_want_of_the_stables_reference() -> None:
+    # configMapGenerator with prune deletes the stable's ConfigMap as the candidate starts:
+    # holding the step for it failed every such rollout at progressDeadline.
+    why = "the stable's reference ConfigMap ref-v1 was not found"
+    unjudged = replace(GOOD, input_drift_unjudged=why)
+    d = decide(POLICY, at_step(3, started=T0 - 3600), obs(figures=unjudged), T0)
+    assert d.action == "promote"
+    assert any(g.name == "inputDrift" and why in g.text for g in d.gates)
+
+
 class TestParsing:
     @pytest.mark.parametrize(
         ("text", "seconds"),

@@ -133,7 +133,9 @@ def input_drift(figures: CandidateFigures, margin: float) -> GateTest | None:
 
 
 def _unjudged(why: str) -> GateTest:
-    """No evidence to judge (a reference unread): undecided, never passing, no figures."""
+    """No evidence to judge (the stable's reference unread): undecided and said, never
+    passing, but holding no step: kustomize's configMapGenerator with prune removes the
+    stable's old ConfigMap at the very sync that starts the candidate."""
     return GateTest(
         name="inputDrift",
         threshold=math.nan,
@@ -143,7 +145,7 @@ def _unjudged(why: str) -> GateTest:
         unit="input rows",
         bounds=lambda alpha, interval: Bounds(math.nan, math.nan),
         grown=None,
-        within=False,
+        within=True,
         describe=lambda value, low, high: f"input drift not judged: {why}",
     )
 
