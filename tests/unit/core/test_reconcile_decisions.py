@@ -280,6 +280,32 @@ class TestScaling:
         world.reconcile()
         assert world.status["phase"] == "Healthy"
 
+    def test_a_serving_revision_whose_scale_up_times_out_is_not_failed(self) -> None:
+        # Phase Failed / DeployFailed (for a revision that never served) on a model that
+        # serves: Flux reported Failed and the alert fired; the advice was a new spec.
+        world = converged_world(replicas=2)
+        revision = world.status["revision"]
+        world.set_spec(spec("1", replicas=5))
+        world.reconcile()
+        world.pods_ready(revision, ready=2)
+        world.deadline_exceeded(revision)
+        plan = world.reconcile()
+        assert world.status["phase"] == "Progressing"
+        assert world.condition("Ready")["reason"] == "Scaling"
+        assert "timed out progressing" in world.condition("Ready")["message"]
+        assert "DeployFailed" not in [e.reason for e in plan.events]
+
+    def test_a_serving_revision_that_loses_pods_to_a_replica_failure_is_degraded(self) -> None:
+        world = converged_world(replicas=2)
+        revision = world.status["revision"]
+        world.pods_ready(revision, ready=1)
+        world.deployment(revision)["status"]["conditions"] = [
+            {"type": "ReplicaFailure", "status": "True", "message": "exceeded quota: pods"}
+        ]
+        world.reconcile()
+        assert world.status["phase"] == "Degraded"
+        assert "exceeded quota" in world.condition("Ready")["message"]
+
     def test_scaling_down_is_ready_at_once(self) -> None:
         world = converged_world(replicas=4)
         revision = world.status["revision"]

@@ -248,7 +248,10 @@ def stable_outcome(
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ARTIFACT_FETCH_FAILED:
             cycle.event(Reason.ARTIFACT_FETCH_FAILED, message, warning=True)
         return not_ready(Phase.FAILED, Reason.ARTIFACT_FETCH_FAILED, message, progressing=False)
-    if view.failure is not None and not view.is_available:
+    # Never served: the Deployment's verdict fails it. One that serves keeps its phase,
+    # Scaling or Degraded, the verdict in its words.
+    never_served = previous in (None, Reason.DEPLOYING, Reason.DEPLOY_FAILED)
+    if view.failure is not None and not view.is_available and never_served:
         message = f"revision {revision} is not available: {view.failure}"
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.DEPLOY_FAILED:
             cycle.event(Reason.DEPLOY_FAILED, message, warning=True)
@@ -257,11 +260,13 @@ def stable_outcome(
         message = f"revision {revision} serves with {ready}/{wanted} ready replica(s)"
         return outcome(Phase.HEALTHY, (True, Reason.AVAILABLE), (False, Reason.COMPLETE), message)
     message = replicas_message(revision, ready, wanted)
-    fetching = (
-        f"could not fetch its model: {gave_up}" if gave_up else cycle.fetch_progress(revision)
+    detail = (
+        f"could not fetch its model: {gave_up}"
+        if gave_up
+        else cycle.fetch_progress(revision) or view.failure
     )
-    if fetching:
-        message = f"{message} ({fetching})"
+    if detail:
+        message = f"{message} ({detail})"
     # A revision that served fully and lost pods without a spec change is degraded.
     if view.replicas == wanted and previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE):
         return not_ready(Phase.DEGRADED, Reason.REPLICAS_UNAVAILABLE, message, progressing=True)
