@@ -8,63 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
 
-import aiohttp
 import pytest
+from fake_sessions import FakeSession, fake_sessions
 
 from vigil.kube.client import Connection, KubeClient, KubeError
 
 
-class FakeResponse:
-    status = 200
-
-    async def text(self) -> str:
-        return "{}"
-
-
-class FakeSession:
-    """Stands in for aiohttp.ClientSession: answers {} and counts its closes."""
-
-    #: When set, answers wait for it (a request held in flight).
-    gate: asyncio.Event | None = None
-
-    def __init__(self, *, headers: dict[str, str], **_: Any) -> None:
-        self.authorization = headers.get("Authorization")
-        self.closes = 0
-        self.closed = False
-        self.requests = 0
-
-    @contextlib.asynccontextmanager
-    async def request(self, method: str, url: str, **_: Any) -> AsyncIterator[FakeResponse]:
-        if self.closed:
-            raise RuntimeError("Session is closed")  # what aiohttp raises
-        self.requests += 1
-        await asyncio.sleep(0)  # in flight: other tasks (a close, a login) run meanwhile
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.closed:
-            raise aiohttp.ClientConnectionError("Connector is closed.")
-        yield FakeResponse()
-
-    async def close(self) -> None:
-        self.closes += 1
-        self.closed = True  # at once, as aiohttp marks its connector
-        await asyncio.sleep(0)  # its connections close meanwhile
-
-
 @pytest.fixture
 def sessions(monkeypatch: pytest.MonkeyPatch) -> list[FakeSession]:
-    opened: list[FakeSession] = []
-
-    def open_session(**kwargs: Any) -> FakeSession:
-        opened.append(FakeSession(**kwargs))
-        return opened[-1]
-
-    monkeypatch.setattr(aiohttp, "ClientSession", open_session)
-    monkeypatch.setattr(aiohttp, "TCPConnector", lambda **_: None)
-    return opened
+    return fake_sessions(monkeypatch)
 
 
 def connection(token: str) -> Connection:
@@ -111,7 +64,7 @@ async def test_new_credentials_serve_later_requests_and_every_session_is_closed_
 
     # Every request finished (none failed as its session closed under it), and each
     # session was closed once, after its last request.
-    assert sum(session.requests for session in sessions) == 3 * 21
+    assert sum(len(session.sent) for session in sessions) == 3 * 21
     assert [session.closes for session in sessions] == [1] * len(sessions)
 
 

@@ -3,60 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import kopf
 import pytest
+from fake_sessions import FakeSession, fake_sessions
 
 from vigil.operator.runtime import OperatorOptions, build_runtime, login, shutdown
 
 
-class FakeResponse:
-    status = 200
-
-    async def text(self) -> str:
-        return "{}"
-
-
-class FakeSession:
-    """Stands in for aiohttp.ClientSession: answers {}, records the token of each request."""
-
-    def __init__(self, *, headers: dict[str, str], **_: Any) -> None:
-        self.authorization = headers.get("Authorization")
-        self.closes = 0
-        self.closed = False
-        self.sent: list[str | None] = []
-
-    @contextlib.asynccontextmanager
-    async def request(self, method: str, url: str, **_: Any) -> AsyncIterator[FakeResponse]:
-        if self.closed:
-            raise RuntimeError("Session is closed")  # what aiohttp raises
-        self.sent.append(self.authorization)
-        await asyncio.sleep(0)  # in flight: a login runs meanwhile
-        if self.closed:
-            raise aiohttp.ClientConnectionError("Connector is closed.")
-        yield FakeResponse()
-
-    async def close(self) -> None:
-        self.closes += 1
-        self.closed = True
-        await asyncio.sleep(0)
-
-
 @pytest.fixture
 def sessions(monkeypatch: pytest.MonkeyPatch) -> list[FakeSession]:
-    opened: list[FakeSession] = []
-
-    def open_session(**kwargs: Any) -> FakeSession:
-        opened.append(FakeSession(**kwargs))
-        return opened[-1]
-
-    monkeypatch.setattr(aiohttp, "ClientSession", open_session)
-    monkeypatch.setattr(aiohttp, "TCPConnector", lambda **_: None)
-    return opened
+    return fake_sessions(monkeypatch)
 
 
 @pytest.fixture
