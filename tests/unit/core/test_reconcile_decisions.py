@@ -295,6 +295,21 @@ class TestScaling:
         assert "timed out progressing" in world.condition("Ready")["message"]
         assert "DeployFailed" not in [e.reason for e in plan.events]
 
+    def test_a_revision_that_never_served_fails_even_after_a_blocked_spec(self) -> None:
+        # "Never served" read as the previous reason being Deploying: an InvalidSpec between
+        # made a Deployment that gave up read Scaling for ever.
+        world = World()
+        world.reconcile()
+        revision = world.status["revision"]
+        world.set_spec({**spec(), "model": {"name": "wine", "version": "1", "fetch": {}}})
+        world.reconcile()
+        assert world.condition("Ready")["reason"] == "InvalidSpec"
+        world.deadline_exceeded(revision)
+        world.set_spec(spec())
+        world.reconcile()
+        assert world.status["phase"] == "Failed"
+        assert world.condition("Ready")["reason"] == "DeployFailed"
+
     def test_a_serving_revision_that_loses_pods_to_a_replica_failure_is_degraded(self) -> None:
         world = converged_world(replicas=2)
         revision = world.status["revision"]

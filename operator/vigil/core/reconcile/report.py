@@ -248,10 +248,10 @@ def stable_outcome(
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ARTIFACT_FETCH_FAILED:
             cycle.event(Reason.ARTIFACT_FETCH_FAILED, message, warning=True)
         return not_ready(Phase.FAILED, Reason.ARTIFACT_FETCH_FAILED, message, progressing=False)
-    # Never served: the Deployment's verdict fails it. One that serves keeps its phase,
-    # Scaling or Degraded, the verdict in its words.
-    never_served = previous in (None, Reason.DEPLOYING, Reason.DEPLOY_FAILED)
-    if view.failure is not None and not view.is_available and never_served:
+    # The Deployment's verdict fails a revision, unless it was serving last cycle: that one
+    # keeps its phase, Scaling or Degraded, the verdict in its words.
+    serving = previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE, Reason.SCALING)
+    if view.failure is not None and not view.is_available and not serving:
         message = f"revision {revision} is not available: {view.failure}"
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.DEPLOY_FAILED:
             cycle.event(Reason.DEPLOY_FAILED, message, warning=True)
