@@ -187,9 +187,12 @@ class Rollouts:
         reference = (
             _profile(reference_configmap, settings.reference[1]) if settings.reference else None
         )
-        stable_reference, unread = await self._stable_reference(
-            api, namespace, deployments.get(stable), reference_configmap
-        )
+        try:
+            stable_reference, unread = await self._stable_reference(
+                api, namespace, deployments.get(stable), reference_configmap
+            )
+        except KubeError as error:  # not an absent ConfigMap: no figures, the step holds
+            return RolloutInputs(metrics_available=False, metrics_error=str(error))
         changes = None
         if reference is not None and stable_reference is not None:
             added, dropped, _ = feature_changes(reference, stable_reference)
@@ -297,7 +300,8 @@ class Rollouts:
         reference_configmap: Mapping[str, Any] | None,
     ) -> tuple[ReferenceProfile | None, str]:
         """The stable's reference profile, from the ConfigMap its pod template mounts, and
-        why it could not be read ("": read, or none mounted).
+        why there is none ("": read, or none mounted); KubeError when the API server did not
+        answer (a 429, a 5xx: no reason to judge without it).
 
         The spec now names the candidate's profile; the stable's pods still
         mount the one they were built with (usually the same ConfigMap, read
@@ -309,10 +313,7 @@ class Rollouts:
         name, key = ref
         configmap = reference_configmap
         if configmap is None or (configmap.get("metadata") or {}).get("name") != name:
-            try:
-                configmap = await api.get("ConfigMap", namespace, name)
-            except KubeError as error:
-                return None, f"the stable's reference ConfigMap {name} could not be read: {error}"
+            configmap = await api.get("ConfigMap", namespace, name)
         profile = _profile(configmap, key)
         if profile is not None:
             return profile, ""
