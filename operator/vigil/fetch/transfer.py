@@ -269,16 +269,6 @@ def _connect(url: str, connection: Connection) -> tuple[http.client.HTTPConnecti
     return conn, target
 
 
-@dataclass
-class Opened:
-    """A response, its connection (the caller closes it), and its TLS socket if any:
-    http.client lets go of the socket of a response read until the connection closes."""
-
-    conn: http.client.HTTPConnection
-    response: http.client.HTTPResponse
-    tls: ssl.SSLSocket | None
-
-
 def _unsendable_request(headers: Mapping[str, str], url: str, error: Exception) -> PermanentError:
     """Words for a request http.client refused to send. Never the values: a header
     holds a credential, a URL's query a signature."""
@@ -300,7 +290,7 @@ def open_response(
     connection: Connection,
     *,
     follow_redirects: bool,
-) -> Opened:
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     """Send the GET (following redirects when asked); the caller closes the connection."""
     url = request.url
     headers = {**request.headers, **extra_headers}
@@ -316,14 +306,13 @@ def open_response(
                 raise
             except (ValueError, http.client.InvalidURL) as error:  # UnicodeError included
                 raise _unsendable_request(headers, url, error) from None
-            sock = conn.sock
             response = conn.getresponse()
         except BaseException:
             conn.close()
             raise
         location = response.getheader("Location")
         if not (follow_redirects and response.status in _REDIRECTS and location):
-            return Opened(conn, response, sock if isinstance(sock, ssl.SSLSocket) else None)
+            return conn, response
         conn.close()
         # http.client reads header bytes as Latin-1: back to the server's bytes (UTF-8, as
         # browsers take them), percent-encoded when sent.
@@ -480,8 +469,9 @@ def _attempt(
     conn: http.client.HTTPConnection | None = None
     unverified = False
     try:
-        opened = open_response(request, extra, connection, follow_redirects=follow_redirects)
-        conn, response = opened.conn, opened.response
+        conn, response = open_response(
+            request, extra, connection, follow_redirects=follow_redirects
+        )
         status = response.status
         if status >= 300 and not (status == 416 and offset):
             body = response.read(ERROR_BODY_BYTES)
@@ -510,11 +500,9 @@ def _attempt(
             check_room(file_sink.path.parent, remaining, file_sink.path.name)
         # Read until the connection closes: only how it closes can tell a cut, and only a
         # digest can check the bytes.
+        # Over TLS too, a close without close_notify counts as the end: many servers skip
+        # it, and one that always does could never be fetched.
         unverified = total is None and not response.chunked and not isinstance(sink, HashingSink)
-        if unverified and opened.tls is not None:
-            # A TLS connection closed without close_notify may have been cut: an error, to
-            # retry, rather than the end Python takes it for by default.
-            opened.tls.suppress_ragged_eofs = False
         etag = response.getheader("ETag")
         validator = (
             etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
@@ -533,11 +521,6 @@ def _attempt(
     except (FetchError, _Retry):
         raise
     except (OSError, http.client.HTTPException) as error:
-        if unverified and isinstance(error, ssl.SSLEOFError):
-            raise _Retry(
-                f"{_where(request.url)} closed the TLS connection without close_notify, so a"
-                " body without a length may be cut short (set sha256 to check it instead)"
-            ) from None
         words = transient_error_words(error, request.url)
         if words is None:
             if isinstance(error, ssl.SSLCertVerificationError):
