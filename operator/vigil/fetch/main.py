@@ -141,8 +141,9 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Option
     )
 
 
-_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[kMGTPE])?")
+_QUANTITY = re.compile(r"\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[mkMGTPE])?")
 _FACTORS = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_FACTORS["m"] = decimal.Decimal("0.001")  # the CRD takes what Kubernetes does: "500m" too
 _FACTORS |= {f"{k.upper()}i": 1 << (10 * (i + 1)) for i, k in enumerate("kMGTPE")}
 
 

@@ -118,7 +118,16 @@ def test_without_a_container_s_termination_log_none_is_created(
 
 @pytest.mark.parametrize(
     ("value", "size"),
-    [("20Gi", 20 << 30), ("500M", 500_000_000), ("1e3", 1000), ("1.5Ki", 1536), ("4096", 4096)],
+    [
+        ("20Gi", 20 << 30),
+        ("500M", 500_000_000),
+        ("1e3", 1000),
+        ("1.5Ki", 1536),
+        ("4096", 4096),
+        # The CRD takes what Kubernetes takes: a sign and milli too (it failed the fetch).
+        ("+1Gi", 1 << 30),
+        ("1500m", 2),
+    ],
 )
 def test_a_size_limit_is_a_kubernetes_quantity(value: str, size: int) -> None:
     assert quantity(value) == size
