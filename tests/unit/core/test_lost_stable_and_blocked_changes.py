@@ -86,18 +86,20 @@ class TestAStatusLostMidCanary:
 
 class TestAStableDeletedMidRollout:
     @pytest.mark.parametrize("routed", [False, True], ids=["replica-ratio", "gateway-api"])
-    def test_the_candidate_is_never_promoted_and_leaves_live_traffic(self, routed: bool) -> None:
+    def test_the_candidate_serves_meanwhile_but_is_never_promoted(self, routed: bool) -> None:
+        # The one revision left that can answer: pointing the Service at the lost stable
+        # failed every request until a person acted.
         world, stable, candidate = canary(routed)
         replicas = world.replicas(candidate)
         delete_deployment(world, stable)
         for _ in range(5):  # the candidate ready all along: never promoted all the same
             world.pods_ready(candidate)
             world.reconcile()
-        assert selected(world) == stable  # the stable alone: the candidate takes no traffic
+        assert selected(world) == candidate
         assert world.replicas(candidate) == replicas and role(world, candidate) == "candidate"
         assert world.status["stable"]["revision"] == stable
         assert world.status["candidate"]["revision"] == candidate
-        assert world.status["candidate"]["weight"] == 0
+        assert world.status["candidate"]["weight"] == 100
         assert world.status["phase"] == "Failed"
         assert world.condition("Ready")["reason"] == "RolloutFailed"
         assert outcomes(world) == [(stable, "Deployed")]
@@ -168,6 +170,9 @@ class TestAStableDeletedMidRollout:
         assert world.replicas(candidate) == replicas and role(world, candidate) == "candidate"
         assert world.condition("Ready")["reason"] == "RolloutFailed"
         assert "no stable revision's Deployment is left" in warnings(plan)[0][1]
+        # It serves, and status says so (a canary's Service had left it all traffic unsaid).
+        assert selected(world) == candidate
+        assert f"meanwhile revision {candidate} serves all live traffic" in warnings(plan)[0][1]
 
     def test_a_spec_without_steps_deploys_the_candidate_in_the_stables_place(self) -> None:
         world, stable, candidate = started(rollout={})

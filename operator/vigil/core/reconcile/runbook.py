@@ -183,7 +183,8 @@ def find_stable_revision(
     if recorded in views:
         return str(recorded)
     selected = service_revision(service)
-    if selected in views:
+    # Not a candidate: one serves in a lost stable's place, never promoted by that.
+    if selected in views and views[selected].role != naming.ROLE_CANDIDATE:
         return selected
     # A bake's previous revision keeps the label: the one with the most ready pods serves.
     labelled = [view for view in views.values() if view.role == naming.ROLE_STABLE]

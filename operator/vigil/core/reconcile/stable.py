@@ -161,7 +161,8 @@ def lost_revision(obs: Observation, views: Mapping[str, DeploymentView]) -> str 
     a live revision serves in its place (a switch cut short moved the Service)."""
     recorded = (obs.status.get("stable") or {}).get("revision") or None
     selected = service_revision(obs.service)
-    if recorded in views or selected in views:
+    # A candidate the Service selects serves in a lost stable's place (_hold_lost): no stable.
+    if recorded in views or (selected in views and views[selected].role != naming.ROLE_CANDIDATE):
         return None
     lost = recorded or selected
     return str(lost) if lost else None
@@ -249,12 +250,19 @@ def _hold_lost(
     message: str,
     views: Mapping[str, DeploymentView],
 ) -> Plan:
-    """Hold until a person says. Live traffic goes to the lost stable's Service alone,
-    which answers once the spec makes it again: failing requests are louder than an
-    unjudged model's answers. A rejected candidate is removed."""
-    if lost:
+    """Hold until a person says. Live traffic goes to the candidate if it has ready pods:
+    unjudged, but the one revision left that can answer (pointing the Service at the lost
+    stable would fail every request). A rejected candidate is removed, and traffic goes to
+    the lost stable's Service, which answers once the spec makes it again."""
+    view = views.get(revision)
+    rejected = mine.get("outcome") in FINISHED
+    serving = not rejected and view is not None and view.ready_replicas > 0
+    if serving:
+        cycle.serve(revision)
+        message = f"{message}; meanwhile revision {revision} serves all live traffic"
+    elif lost:
         cycle.serve(lost)
-    if mine.get("outcome") in FINISHED:
+    if rejected:
         cycle.delete_revision(revision)
     previous = find_condition(cycle.obs.status.get("conditions"), ConditionType.READY) or {}
     if previous.get("message") != message:
@@ -264,8 +272,8 @@ def _hold_lost(
     reached = not_ready(Phase.FAILED, Reason.ROLLOUT_FAILED, message, progressing=False)
     recorded = cycle.obs.status.get("stable")
     stable = Side(None, {**recorded, "replicas": 0, "readyReplicas": 0}) if recorded else None
-    # The rollout's state as it stood (it resumes should the stable come back), out of traffic.
-    frozen = {**mine, "weight": 0, "shadowPercent": None} if mine else None
+    # The rollout's state as it stood (it resumes should the stable come back).
+    frozen = {**mine, "weight": 100 if serving else 0, "shadowPercent": None} if mine else None
     candidate = Side(views.get(revision), frozen, rollout=frozen) if frozen else None
     return finish(cycle, reached, revision=revision, stable=stable, candidate=candidate)
 
