@@ -31,7 +31,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,7 @@ from vigil.sidecar.joinstore import (
     StoredRecord,
 )
 from vigil.sidecar.listening import bound_port
-from vigil.sidecar.monitor import Monitor
+from vigil.sidecar.monitor import Monitor, holds_scores
 
 __all__ = ["DELAY_BUCKETS", "FeedbackMetrics", "FeedbackService", "Label", "parse_labels"]
 
@@ -103,7 +103,13 @@ MAX_UNLISTED_CLASSES = 50
 MAX_NAMED_REVISIONS = 16
 #: A longer truth is no class name: refused, as ids over their length are.
 MAX_TRUTH_LENGTH = MAX_ID_LENGTH
+#: Predictions per handoff request at most (the peer adopts them without yielding).
 HANDOFF_CHUNK = 20_000
+#: A handoff request's body is cut at this share of ``max_body_bytes``: the peer runs the
+#: same settings, and the rest is room for one whose limit is lower (413: halves go again).
+HANDOFF_BODY_SHARE = 0.5
+#: The tasks a handoff may name for a revision; anything else is no task (not scored).
+TASKS = ("classification", "regression")
 #: Labels joined between two yields to the event loop (about 10 us each).
 YIELD_EVERY = 256
 PEER_CACHE_SECONDS = 2.0
@@ -130,6 +136,10 @@ def _number(value: Any) -> float | None:
 def prediction_values(values: Sequence[Any], task: str) -> list[float]:
     """A prediction's rows as the store keeps them (NaN: a row without a usable value)."""
     if task == "classification":
+        if holds_scores(values):
+            # Probabilities, not classes (the monitor's rule): no class was predicted, so
+            # their labels count as no_prediction rather than as wrong.
+            return [math.nan] * len(values)
         out = []
         for value in values:
             key = category_key(value) if not isinstance(value, list | dict) else None
@@ -157,26 +167,38 @@ class ParsedLabels:
     invalid: list[str] = field(default_factory=list)
 
 
-def _truth_error(truth: Any, task: str) -> str | None:
+def booleans_are_classes(classes: Collection[str]) -> bool:
+    """Whether a JSON ``true``/``false`` truth may name a class: only for a model whose
+    reference classes are booleans (or are not known)."""
+    return not classes or not {"true", "false"}.isdisjoint(classes)
+
+
+def _truth_error(truth: Any, task: str, booleans: bool = True) -> str | None:
     if truth is None:
         return "truth is missing"
     if isinstance(truth, list | dict):
         return "truth must be a number or a string"
     if isinstance(truth, str) and len(truth) > MAX_TRUTH_LENGTH:
         return f"truth longer than {MAX_TRUTH_LENGTH} characters"
+    if isinstance(truth, str) and not truth.strip():
+        return "truth is blank: no class or number"
     if task == "regression" and _number(truth) is None:
         return "truth must be a finite number (regression)"
+    if task == "classification" and isinstance(truth, bool) and not booleans:
+        return "truth is a boolean but the model's classes are not: send the class"
     if isinstance(truth, float) and not math.isfinite(truth):
         return "truth must be finite"
     return None
 
 
-def parse_labels(doc: Any, task: str, limit: int) -> ParsedLabels:
+def parse_labels(doc: Any, task: str, limit: int, classes: Collection[str] = ()) -> ParsedLabels:
     """Labels of a feedback body: ``{"id", "truth"[, "row"]}`` or ``{"labels": [...]}``.
 
-    A list ``truth`` gives one truth per row (null skips a row). Raises
-    OverflowError past ``limit`` rows, ValueError for a body of another shape.
+    A list ``truth`` gives one truth per row (null skips a row); ``classes`` are the
+    reference's. Raises OverflowError past ``limit`` rows, ValueError for a body of
+    another shape.
     """
+    booleans = booleans_are_classes(classes)
     if isinstance(doc, dict) and "labels" in doc:
         items = doc["labels"]
         if not isinstance(items, list):
@@ -212,13 +234,13 @@ def parse_labels(doc: Any, task: str, limit: int) -> ParsedLabels:
                     raise OverflowError(limit)
                 if value is None:
                     continue
-                error = _truth_error(value, task)
+                error = _truth_error(value, task, booleans)
                 if error:
                     out.invalid.append(f"{request_id}[{index}]: {error}")
                 else:
                     out.labels.append(Label(request_id, key, index, value))
             continue
-        error = _truth_error(truth, task)
+        error = _truth_error(truth, task, booleans)
         if error:
             out.invalid.append(f"{request_id}: {error}")
             continue
@@ -332,6 +354,9 @@ class FeedbackMetrics(Collector):
     ) -> None:
         self.base = base
         self.revisions: dict[str, _RevisionFigures] = {}
+        #: The reference's classes: what a truth is checked against.
+        self.classes = tuple(classes)
+        self.booleans = booleans_are_classes(self.classes)
         self.known_classes = set(classes)
         self.room = MAX_UNLISTED_CLASSES
         self.rejected: dict[str, int] = {}
@@ -352,6 +377,20 @@ class FeedbackMetrics(Collector):
         if found is None:
             found = self.revisions[revision] = _RevisionFigures()
         return found
+
+    def zero_series(self, revision: str, task: str) -> None:
+        """Show this pod's revision's series at 0 from startup: Prometheus' increase()
+        skips a series' first sample, which would otherwise hold the first labels.
+
+        The label sets are those its labels are counted in later: each outcome, the
+        reference's classes (classification) or the one regression series, the delays.
+        """
+        figures = self.figures(revision)
+        for outcome in OUTCOMES:
+            figures.outcomes.setdefault(outcome, 0)
+        slots = {"classification": self.classes, "regression": ("",)}.get(task, ())
+        for slot in slots:
+            figures.scored.setdefault(slot, 0)
 
     def named_revision(self, revision: str) -> str:
         """The series a revision read from a label's id is counted in: its own while there
@@ -408,6 +447,9 @@ class FeedbackMetrics(Collector):
         hist[index] += 1
         hist[-1] += delay
         if found.prediction is None or not task:
+            return
+        # A truth checked by a pod of another task (a peer's label) may be no class.
+        if _truth_error(truth, task, self.booleans) is not None:
             return
         if task == "classification":
             label = self.class_label(truth)
@@ -476,7 +518,7 @@ class FeedbackMetrics(Collector):
             if "" in fig.scored:
                 abs_error.add_metric(labels(revision), fig.abs_error)
                 squared_error.add_metric(labels(revision), fig.squared_error)
-            if fig.outcomes.get(JOINED):
+            if JOINED in fig.outcomes:
                 cumulative = 0.0
                 buckets = []
                 for bound, n in zip((*DELAY_BUCKETS, math.inf), fig.delay[:-1], strict=True):
@@ -713,8 +755,12 @@ class FeedbackService:
         self.host = settings.host or listen_host
         self.revision = revision
         self.task = task
+        #: Each held revision's task: a prediction is scored by the task of the revision
+        #: that made it ("": none known, joined but not scored), wherever it is held.
+        self.tasks: dict[str, str] = {revision: task}
         self.monitor = monitor
         self.metrics = metrics
+        metrics.zero_series(revision, task)
         self.clock = clock
         self.store = JoinStore(
             settings.max_predictions,
@@ -842,7 +888,9 @@ class FeedbackService:
         try:
             doc = await self._body(request)
             try:
-                parsed = parse_labels(doc, self.task, self.settings.max_labels_per_request)
+                parsed = parse_labels(
+                    doc, self.task, self.settings.max_labels_per_request, self.metrics.classes
+                )
             except OverflowError:
                 raise self._refuse(
                     413,
@@ -918,7 +966,8 @@ class FeedbackService:
         if found.outcome in (ABSENT, FORGOTTEN):
             return found.outcome
         if found.outcome == JOINED:
-            self.metrics.joined(found, label.truth, self.task, max(0.0, at - found.served_at))
+            task = self.tasks.get(found.revision, "")
+            self.metrics.joined(found, label.truth, task, max(0.0, at - found.served_at))
             return JOINED
         if found.outcome == INVALID and found.detail:
             errors.append(f"{label.request_id}: {found.detail}")
@@ -1108,6 +1157,10 @@ class FeedbackService:
                 )
                 for key, served_at, revision, flags, rows in doc["records"]
             ]
+            # A sender that names no task for a revision (an older sidecar) leaves it unscored.
+            stated = doc.get("tasks") or {}
+            if not isinstance(stated, dict):
+                raise TypeError("tasks must be an object")
             given = "figures" in doc
             figures = FeedbackMetrics.parse_figures(doc.get("figures") or {})
             if not self.store.has_room_for_revisions({r.revision for r in records}):
@@ -1118,7 +1171,13 @@ class FeedbackService:
         # Nothing below awaits; counted anyway so that an export never runs mid-adoption.
         self.joining += 1
         try:
-            adopted = sum(self.store.adopt(record) for record in records)
+            adopted = 0
+            for record in records:
+                if self.store.adopt(record):
+                    adopted += 1
+                    if record.revision not in self.tasks:
+                        task = stated.get(record.revision)
+                        self.tasks[record.revision] = task if task in TASKS else ""
             # The leaving pod's labels no scrape read: counted here from now on.
             self.metrics.add_figures(figures)
         finally:
@@ -1165,18 +1224,21 @@ class FeedbackService:
             self.metrics.handoff["failed"] = self.metrics.handoff.get("failed", 0) + len(records)
             log.warning("feedback: no peer to hand %d predictions to: lost", len(records))
             return 0
-        sent = 0
-        chunks = [records[i : i + HANDOFF_CHUNK] for i in range(0, len(records), HANDOFF_CHUNK)]
-        for index, chunk in enumerate(chunks):
-            payload = orjson.dumps(
-                {
-                    "records": [
-                        [str(r.key), r.served_at, r.revision, r.flags, [list(x) for x in r.rows]]
-                        for r in chunk
-                    ]
-                }
-            )
-            delivered = False
+        revisions = {r.revision for r in records}
+        head = b'{"tasks":%s,"records":' % orjson.dumps(
+            {revision: self.tasks.get(revision, "") for revision in revisions}
+        )
+        budget = max(1, int(self.settings.max_body_bytes * HANDOFF_BODY_SHARE))
+        chunks = _handoff_chunks(records, len(head), budget)
+        # Halves of a chunk a peer refused as too large (413: it adopted none), next first.
+        halves: list[list[bytes]] = []
+        sent = index = 0
+        while time.monotonic() < deadline:
+            chunk = halves.pop() if halves else next(chunks, None)
+            if chunk is None:
+                break
+            payload = b"%s[%s]}" % (head, b",".join(chunk))
+            delivered = too_large = False
             order = [peers[(index + k) % len(peers)] for k in range(len(peers))]
             order = [peer for peer in order if peer not in silent] or order
             for attempt, peer in enumerate(order):
@@ -1187,16 +1249,23 @@ class FeedbackService:
                 share = max(left / (len(order) - attempt), min(left, HANDOFF_MIN_SHARE_SECONDS))
                 try:
                     status, _ = await _post_handoff(self._client(), peer, payload, share)
-                    delivered = status == 200
+                    delivered, too_large = status == 200, status == 413
                 except TimeoutError:
                     silent.add(peer)  # asked again only when no other is left
                 except (aiohttp.ClientError, OSError):
                     pass
-                if delivered:
+                if delivered or (too_large and len(chunk) > 1):
                     break
-            outcome = "sent" if delivered else "failed"
-            self.metrics.handoff[outcome] = self.metrics.handoff.get(outcome, 0) + len(chunk)
+            if too_large and not delivered and len(chunk) > 1:
+                half = len(chunk) // 2
+                halves += [chunk[half:], chunk[:half]]
+                continue
+            index += 1
             sent += len(chunk) if delivered else 0
+        # Whatever was not delivered (refused, no answer, out of time) is lost with this pod.
+        for outcome, n in (("sent", sent), ("failed", len(records) - sent)):
+            if n:
+                self.metrics.handoff[outcome] = self.metrics.handoff.get(outcome, 0) + n
         log.info("feedback: handed %d of %d predictions to peers", sent, len(records))
         return sent
 
@@ -1242,6 +1311,26 @@ class FeedbackService:
         self.metrics.add_figures(FeedbackMetrics.parse_figures(figures))
         log.warning("feedback: no peer took the label figures: kept for a last scrape here")
         return set()
+
+
+def _handoff_chunks(
+    records: Sequence[StoredRecord], head: int, budget: int
+) -> Iterator[list[bytes]]:
+    """The records encoded, in chunks whose body (``head`` bytes before them) stays within
+    ``budget`` bytes and HANDOFF_CHUNK records; a record over the budget alone goes alone."""
+    chunk: list[bytes] = []
+    size = head + 2
+    for r in records:
+        part = orjson.dumps(
+            [str(r.key), r.served_at, r.revision, r.flags, [list(x) for x in r.rows]]
+        )
+        if chunk and (size + len(part) + 1 > budget or len(chunk) >= HANDOFF_CHUNK):
+            yield chunk
+            chunk, size = [], head + 2
+        chunk.append(part)
+        size += len(part) + 1
+    if chunk:
+        yield chunk
 
 
 async def _post_handoff(

@@ -23,7 +23,7 @@ import time
 import zlib
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -40,7 +40,7 @@ from vigil.profile.model import category_key
 from vigil.sidecar.exposition import Families
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
-__all__ = ["Exchange", "Monitor", "Recorder", "ReferenceState", "load_reference"]
+__all__ = ["Exchange", "Monitor", "Recorder", "ReferenceState", "holds_scores", "load_reference"]
 
 log = logging.getLogger("vigil.sidecar")
 BATCH = 256
@@ -240,11 +240,12 @@ def _to_float(value: Any) -> float | None:
     return None
 
 
-def _scores(values: list[Any]) -> bool:
+def holds_scores(values: Sequence[Any]) -> bool:
     """Whether one answer's predictions are scores (probabilities), not class labels.
 
     A float that is no whole number cannot be a label (labels arrive as ``1`` or
     ``1.0``); counted as labels, each distinct probability became a class of its own.
+    The join store follows the same rule (feedback.prediction_values).
     """
     return any(type(v) is float and not v.is_integer() and v == v for v in values)
 
@@ -500,7 +501,7 @@ class Monitor(Collector):
                 out = parse_response(self.protocol, response, ex.response_type, self.classification)
                 for kind in out.violations:
                     self.prediction_violations[kind] = self.prediction_violations.get(kind, 0) + 1
-                (scores if classes and _scores(out.values) else predictions).extend(out.values)
+                (scores if classes and holds_scores(out.values) else predictions).extend(out.values)
                 if ex.request_id and self.recorder is not None:
                     self.recorder(ex.request_id, ex.served_at, out.values or None)
             elif ex.request_id and self.recorder is not None:
