@@ -170,7 +170,9 @@ class HealthLoop:
         self._fetching: dict[tuple[str, str], dict[str, tuple[str, FetchState]]] = {}
         self._sources: dict[SourceKey, MetricsSource] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
-        self._first_seen: dict[tuple[str, str, str], float] = {}
+        #: When this loop began watching (its first cycle, or the first after a pause): a
+        #: direct source's history is no longer than that.
+        self._watching_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         #: False while kopf pauses the operator (peering): nothing is judged or written.
         self.active = True
@@ -317,19 +319,13 @@ class HealthLoop:
         now: float,
         window: float | None = None,
     ) -> bool:
-        """The direct source has watched this revision for less than ``window`` (an operator
-        restart): too few requests or labels may only mean too short a history."""
+        """The direct source has watched for less than ``window`` (an operator restart): too
+        few requests or labels may only mean too short a history. Not for a revision new
+        since (a promotion): its few figures are its own, not a reason to show another's."""
         if settings.source_key[0] == SOURCE_PROMETHEUS:
             return False  # Prometheus has the history
-        first = self._first_seen.get(target.key, now)
-        return now - first < (target.window_seconds if window is None else window)
-
-    def _track_first_seen(self, targets: list[RevisionTarget], now: float) -> None:
-        keys = {target.key for target in targets}
-        for key in keys:
-            self._first_seen.setdefault(key, now)
-        for key in [k for k in self._first_seen if k not in keys]:
-            del self._first_seen[key]
+        since = self._watching_since if self._watching_since is not None else now
+        return now - since < (target.window_seconds if window is None else window)
 
     def _source(self, key: SourceKey) -> MetricsSource:
         source = self._sources.get(key)
@@ -433,16 +429,18 @@ class HealthLoop:
         started = time.monotonic()
         result = CycleResult()
         if not self.active:
+            self._watching_since = None
             return result
         self._drop_ghosts()
         now = self._clock()
+        if self._watching_since is None:
+            self._watching_since = now
         evaluated_at = format_time(self._utcnow())
         targets = self._targets()
         groups: dict[SourceKey, list[RevisionTarget]] = {}
         for target, settings, _ in targets:
             groups.setdefault(settings.source_key, []).append(target)
         collection = await self._collect(groups, now)
-        self._track_first_seen([target for target, _, _ in targets], now)
         result.queries = collection.queries
         result.scrapes = collection.scrapes
         result.scrape_failures = collection.scrape_failures

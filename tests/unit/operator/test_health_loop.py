@@ -548,6 +548,26 @@ class TestRealizedPerformance:
         await loop.cycle()
         assert loop.condition("PerformanceDegraded")["reason"] == "InsufficientLabels"
 
+    async def test_a_promoted_revision_is_not_shown_its_predecessors_judgement(
+        self, loop: Loop
+    ) -> None:
+        # The hold is for an operator that restarted; after a promotion the new revision's
+        # few labels showed the old revision's verdict for the whole labels window.
+        performance = {"window": "1m", "minAccuracy": 0.9, "minLabels": 50}
+        loop.add(md(performance=performance), pod("wine-a"))
+        source = loop._source(("direct", ""))
+        source.windows[("ml", "wine", "r1")] = self.with_labels(400, 300)
+        for _ in range(21):  # past the operator's first minute
+            await loop.cycle()
+        assert loop.condition("PerformanceDegraded")["reason"] == "PerformanceBelowThreshold"
+        promoted = loop.api.objects[("ModelDeployment", "ml", "wine")]
+        promoted["status"]["stable"] = {"revision": "r2"}
+        loop.loop.observe_model("MODIFIED", promoted)
+        loop.loop.observe_pod("ADDED", pod("wine-b", revision="r2", ip="10.0.0.2"))
+        source.windows[("ml", "wine", "r2")] = self.with_labels(5, 5)
+        await loop.cycle()
+        assert loop.condition("PerformanceDegraded")["reason"] == "InsufficientLabels"
+
 
 async def test_one_model_that_cannot_be_evaluated_leaves_the_others_judged(
     loop: Loop, monkeypatch: pytest.MonkeyPatch
