@@ -270,13 +270,14 @@ def prediction_shift(
     candidate_edges = _numeric_prediction(candidate_profile)
     pair: tuple[np.ndarray, np.ndarray] | None
     basis: Basis
-    if candidate.prediction_classes and stable.prediction_classes:
+    # Counts, not just series: a classifier answering scores exports its classes at 0.
+    if _counted(candidate.prediction_classes) and _counted(stable.prediction_classes):
         pair, basis = _by_label(candidate, stable), "by class label"
     elif (
         stable_edges is not None
         and candidate_edges is not None
-        and stable.prediction_bins
-        and candidate.prediction_bins
+        and _counted(stable.prediction_bins)
+        and _counted(candidate.prediction_bins)
     ):
         pair = _on_stable_bins(candidate, stable, candidate_edges, stable_edges)
         basis = "on the stable's bins"
@@ -288,6 +289,10 @@ def prediction_shift(
     if not math.isfinite(score):
         return None
     return PredictionShift(score, basis, drift.divergence(method, pair[0], pair[1]))
+
+
+def _counted(slots: Mapping[str, float]) -> bool:
+    return sum(slots.values()) > 0
 
 
 def input_drift(

@@ -181,6 +181,22 @@ def test_a_regressor_against_a_classifier_falls_back_to_moments():
     assert shift is not None and shift.basis == "from mean and std" and shift.score > 1.0
 
 
+def test_classifiers_answering_scores_are_compared_from_their_moments():
+    # The sidecar exports every reference class, at 0 when the answers are probabilities
+    # (counted as numbers): by class label the shift was None and the gate went missing.
+    def scores(mean: float) -> RevisionWindow:
+        values = np.clip(RNG.normal(mean, 0.1, 400), 0, 1)
+        return RevisionWindow(
+            prediction_classes={"0": 0.0, "1": 0.0},
+            predictions=float(values.size),
+            prediction_sum=float(values.sum()),
+            prediction_squares_sum=float((values**2).sum()),
+        )
+
+    shift = prediction_shift(scores(0.8), scores(0.3), "psi")
+    assert shift is not None and shift.basis == "from mean and std" and shift.score > 1.0
+
+
 def test_too_few_predictions_give_no_shift():
     few = RevisionWindow(
         prediction_bins={"1": MIN_PREDICTIONS_FOR_SHIFT - 1.0},
