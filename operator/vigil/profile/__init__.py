@@ -8,6 +8,8 @@ sidecar depend on it):
 * :class:`ReferenceProfile`, :class:`FeatureProfile` - the data, with
   ``to_json()`` and ``fingerprint``;
 * :data:`OTHER` - the label of the "everything else" category bucket.
+* :class:`ProfileError` (refused) and :class:`ProfileWarning` (built, but a
+  feature monitors less than it seems to: bins that merge in float32).
 
 The format is documented in ``docs/reference-profile.md``.
 """
@@ -20,6 +22,7 @@ from vigil.profile.model import (
     DriftDefaults,
     FeatureProfile,
     ProfileError,
+    ProfileWarning,
     ReferenceProfile,
     Summary,
     Validation,
@@ -35,6 +38,7 @@ __all__ = [
     "DriftDefaults",
     "FeatureProfile",
     "ProfileError",
+    "ProfileWarning",
     "ReferenceProfile",
     "Summary",
     "Validation",

@@ -9,7 +9,11 @@ and the operator count and compare against the very same bins.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
+import numbers
+import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -18,12 +22,13 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.common.times import format_time
-from vigil.profile.bins import bin_index
+from vigil.profile.bins import bin_index, float32_bounds
 from vigil.profile.model import (
     OTHER,
     DriftDefaults,
     FeatureProfile,
     ProfileError,
+    ProfileWarning,
     ReferenceProfile,
     Summary,
     Task,
@@ -32,7 +37,7 @@ from vigil.profile.model import (
     category_key,
 )
 
-__all__ = ["build_profile", "infer_task", "profile_column", "validation_score"]
+__all__ = ["build_profile", "frame_column", "infer_task", "profile_column", "validation_score"]
 
 #: Default number of quantile bins per numeric feature (plus underflow/overflow).
 DEFAULT_BINS = 10
@@ -50,6 +55,16 @@ def _is_numeric_array(values: npt.NDArray[Any]) -> bool:
     return values.dtype.kind in "iuf" and values.dtype.kind != "b"
 
 
+def _number(value: object) -> float | None:
+    """A number's float (Decimal too: pyarrow's decimal128); None for anything else."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | decimal.Decimal):
+        return None
+    try:
+        return float(value)
+    except (ValueError, OverflowError):  # a signalling Decimal NaN, a Fraction past 1e308
+        return None
+
+
 def _to_float(values: npt.NDArray[Any]) -> npt.NDArray[np.float64] | None:
     """Float view of a column, or ``None`` when it holds non-numbers."""
     if _is_numeric_array(values):
@@ -58,15 +73,81 @@ def _to_float(values: npt.NDArray[Any]) -> npt.NDArray[np.float64] | None:
         return None
     out = np.empty(values.shape[0], dtype=np.float64)
     for i, v in enumerate(values):
-        if v is None:
-            out[i] = np.nan
-        elif isinstance(v, int | float | np.integer | np.floating) and not isinstance(
-            v, bool | np.bool_
-        ):
-            out[i] = float(v)
-        else:
+        number = np.nan if v is None else _number(v)
+        if number is None:
             return None
+        out[i] = number
     return out
+
+
+def _reads_as_number(value: object) -> bool:
+    if _number(value) is not None:
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_not_numbers_with_words(source: str, values: npt.NDArray[Any]) -> None:
+    """Refuse a column of numbers with a few words in it (a missing-value marker such as "?").
+
+    Read as categorical it would be unmonitored as a number without a word; which the
+    words are (missing values or categories) only the user knows. Text that is mostly
+    words, or only numbers written as text (zip codes), stays categorical.
+    """
+    if values.dtype.kind != "O":
+        return
+    try:
+        counts = Counter(v for v in values if v is not None)
+    except TypeError:  # lists or dicts in it: no column of numbers
+        return
+    present = sum(counts.values())
+    words: Counter[Any] = Counter()
+    held = 0
+    for value, n in counts.items():  # distinct values: a text column has few
+        if not _reads_as_number(value):
+            words[value] = n
+            held += n
+            if held * 2 >= present:  # mostly words: categorical, as it reads
+                return
+    if not words:
+        return
+    shown = ", ".join(
+        f"{word!r} ({n} row{'s' if n > 1 else ''})" for word, n in words.most_common(5)
+    )
+    more = f" and {len(words) - 5} more" if len(words) > 5 else ""
+    markers = ",".join(str(word) for word, _ in words.most_common(5))
+    raise ProfileError(
+        f"column {source!r} holds numbers and {held} values that are not: "
+        f"{shown}{more}; if they mark missing values, read them as missing (vigil profile "
+        f"build --missing-values '{markers}'; pandas: na_values), if they are categories, "
+        f"declare the column categorical (--categorical {source})"
+    )
+
+
+def _check_float32_edges(source: str, edges: npt.NDArray[np.float64]) -> None:
+    """Warn when bin edges are one number in float32, the precision values are binned at.
+
+    Bins between such edges stay empty (a range about 1e-7 of the values' magnitude or
+    narrower falls in one bin), so drift inside them is not seen; binning is kept as is.
+    """
+    low, _ = float32_bounds(edges)
+    distinct = int(np.unique(low).size)
+    if edges[0] == edges[-1] or distinct == edges.size:
+        return  # a constant feature has its two equal edges by design
+    warnings.warn(
+        ProfileWarning(
+            f"column {source!r}: its {edges.size - 1} bins ({edges[0]:.10g} .. "
+            f"{edges[-1]:.10g}) merge into {max(distinct - 1, 1)} in float32, the precision "
+            "values are binned at (about 7 significant digits): drift within them goes "
+            "unseen; subtract an offset or rescale the column"
+        ),
+        stacklevel=3,
+    )
 
 
 def _quantile_edges(x: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.float64]:
@@ -136,6 +217,8 @@ def profile_column(
         raise ProfileError(f"column {source!r} is empty")
     numeric = _to_float(arr)
     if categorical is None:
+        if numeric is None:
+            _check_not_numbers_with_words(source, arr)
         categorical = numeric is None
     if not categorical and numeric is None:
         raise ProfileError(f"column {source!r} holds non-numeric values")
@@ -154,6 +237,7 @@ def profile_column(
         if not np.isfinite(edges).all():
             # Interpolating between values near -1e308 and 1e308 overflows.
             raise ProfileError(f"column {source!r}: its bin edges do not fit a float: rescale it")
+        _check_float32_edges(source, edges)
         counts = np.bincount(bin_index(present, edges), minlength=edges.size + 1)
         return FeatureProfile(
             name=name,
@@ -208,7 +292,11 @@ def infer_task(values: npt.ArrayLike) -> tuple[Task, str]:
     score in whole units with hundreds of values is a regression target.
     """
     arr = np.asarray(values)
-    if arr.dtype.kind == "b":
+    if arr.dtype.kind == "b" or (
+        arr.dtype.kind == "O"
+        and any(v is not None for v in arr)
+        and all(isinstance(v, bool | np.bool_) for v in arr if v is not None)
+    ):
         return "classification", "boolean values"
     numeric = _to_float(arr)
     if numeric is None:
@@ -266,10 +354,12 @@ def build_profile(
                 raise ProfileError(f"prediction column {prediction_column!r} not found")
             if predictions is not None:
                 raise ProfileError("give predictions or prediction_column, not both")
-            predictions = frame[prediction_column].to_numpy()
+            predictions = frame_column(frame[prediction_column])
             frame = frame.drop(columns=[prediction_column])
         names = [str(c) for c in frame.columns]
-        columns = [(n, _frame_column(frame[c])) for n, c in zip(names, frame.columns, strict=True)]
+        if feature_names is None:
+            _check_named(names)
+        columns = [(n, frame_column(frame[c])) for n, c in zip(names, frame.columns, strict=True)]
     else:
         if prediction_column is not None:
             raise ProfileError("prediction_column needs a DataFrame")
@@ -402,13 +492,33 @@ def validation_score(
     return Validation(method, len(labelled), mae=round(mae, 6), rmse=round(rmse, 6))
 
 
-def _frame_column(series: Any) -> npt.NDArray[Any]:
-    """A DataFrame column as an array; pandas NA/NaT become ``None``/NaN."""
+#: pandas' name for a CSV column without a header, such as the index ``df.to_csv()`` writes.
+_UNNAMED = re.compile(r"Unnamed: \d+")
+
+
+def _check_named(names: Sequence[str]) -> None:
+    """Refuse a column pandas named for want of a header: a feature the model does not take.
+
+    Almost always the index written by ``df.to_csv(path)``; dropping it unasked would
+    hide the rare column that is one, so the user says which it is.
+    """
+    unnamed = [n for n in names if _UNNAMED.fullmatch(n)]
+    if unnamed:
+        raise ProfileError(
+            f"column {unnamed[0]!r} has no name in the header (pandas names it so), most "
+            "likely the index df.to_csv() writes: write the CSV with index=False, or name "
+            "the feature columns (vigil profile build --features a,b,c)"
+        )
+
+
+def frame_column(series: Any) -> npt.NDArray[Any]:
+    """A DataFrame column as an array: numbers as floats (missing: NaN), anything else,
+    nullable booleans included, as objects with ``None`` where a value is missing
+    (a ``pd.NA`` left in became the category ``"<NA>"``).
+    """
     kind = getattr(series.dtype, "kind", "O")
     if kind in "iuf":
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    if kind == "b":
-        return series.to_numpy(dtype=object)
     values = series.astype(object).to_numpy(copy=True)
     mask = series.isna().to_numpy()
     values[mask] = None

@@ -12,6 +12,8 @@ import json
 import math
 import sys
 import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,6 +24,7 @@ from vigil.profile.build import (
     DEFAULT_BINS,
     DEFAULT_TOP_K,
     build_profile,
+    frame_column,
     infer_task,
     validation_score,
 )
@@ -30,6 +33,7 @@ from vigil.profile.model import (
     DriftDefaults,
     FeatureProfile,
     ProfileError,
+    ProfileWarning,
     ReferenceProfile,
     Task,
     Validation,
@@ -40,6 +44,8 @@ from vigil.profile.model import (
 #: Files larger than this show a progress line on stderr while they load.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 CSV_CHUNK_ROWS = 50_000
+#: File extensions (and ``--format``) read as Parquet; anything else is CSV.
+PARQUET = ("parquet", "pq")
 
 
 def register(subparsers: Any) -> None:
@@ -84,6 +90,12 @@ def register(subparsers: Any) -> None:
         "--features", help="comma-separated feature columns in model input order (default: all)"
     )
     build.add_argument("--categorical", default="", help="comma-separated categorical columns")
+    build.add_argument(
+        "--missing-values",
+        default="",
+        help="comma-separated CSV cell values that mean missing, such as '?' "
+        "(besides empty cells, NA, NaN, null)",
+    )
     build.add_argument("--bins", type=int, default=DEFAULT_BINS, help="quantile bins per feature")
     build.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="categories kept")
     build.add_argument("--method", choices=("psi", "jsd"), default="psi")
@@ -128,9 +140,17 @@ class _Progress:
 
 
 def read_table(
-    path: str, fmt: str | None = None, progress: str = "auto", stream: TextIO | None = None
+    path: str,
+    fmt: str | None = None,
+    progress: str = "auto",
+    stream: TextIO | None = None,
+    missing: Sequence[str] = (),
 ) -> Any:
-    """Load a CSV or Parquet file into a DataFrame, chunk by chunk with progress."""
+    """Load a CSV or Parquet file into a DataFrame, chunk by chunk with progress.
+
+    ``missing``: CSV cell values read as missing besides pandas' own (empty, NA, ...);
+    Parquet has typed columns and ignores them.
+    """
     try:
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - pandas is in the dev extras
@@ -138,7 +158,7 @@ def read_table(
     file = Path(path)
     if not file.is_file():
         raise ProfileError(f"no such file: {path}")
-    fmt = fmt or ("parquet" if file.suffix.lower() in (".parquet", ".pq") else "csv")
+    fmt = fmt or ("parquet" if file.suffix.lower().lstrip(".") in PARQUET else "csv")
     size = file.stat().st_size
     enabled = progress == "always" or (progress == "auto" and size >= PROGRESS_MIN_BYTES)
     bar = _Progress(f"reading {file.name}", 1.0, enabled, stream or sys.stderr)
@@ -164,7 +184,13 @@ def read_table(
         try:
             with file.open("rb") as handle:
                 # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
-                for chunk in pd.read_csv(handle, chunksize=CSV_CHUNK_ROWS, encoding="utf-8-sig"):
+                chunks = pd.read_csv(
+                    handle,
+                    chunksize=CSV_CHUNK_ROWS,
+                    encoding="utf-8-sig",
+                    na_values=list(missing) or None,
+                )
+                for chunk in chunks:
                     frames.append(chunk)
                     rows += len(chunk)
                     bar.update(handle.tell() / max(size, 1), rows)
@@ -196,7 +222,11 @@ def _check_thresholds(args: argparse.Namespace) -> None:
 def _cmd_build(args: argparse.Namespace) -> int:
     try:
         _check_thresholds(args)
-        frame = read_table(args.input, args.format, args.progress)
+        markers = _split(args.missing_values)
+        if markers and (args.format or Path(args.input).suffix.lower().lstrip(".")) in PARQUET:
+            # Markers gone, a Parquet column of text stays text: categorical, not numeric.
+            raise ProfileError("--missing-values applies to CSV files, not to Parquet")
+        frame = read_table(args.input, args.format, args.progress, missing=markers)
         features = _split(args.features)
         if features:
             missing = [f for f in features if f not in frame.columns]
@@ -211,25 +241,38 @@ def _cmd_build(args: argparse.Namespace) -> int:
         truths = _take_labels(frame, args)
         if truths is not None:
             frame = frame.drop(columns=[args.label_column])
-        profile = build_profile(
-            frame,
-            prediction_column=args.prediction_column,
-            categorical=_split(args.categorical),
-            task=args.task,
-            model_name=args.model_name,
-            model_version=args.model_version,
-            bins=args.bins,
-            top_k=args.top_k,
-            drift=DriftDefaults(method=args.method, warning=args.warning, threshold=args.threshold),
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ProfileWarning)
+            profile = build_profile(
+                frame,
+                prediction_column=args.prediction_column,
+                categorical=_split(args.categorical),
+                task=args.task,
+                model_name=args.model_name,
+                model_version=args.model_version,
+                bins=args.bins,
+                top_k=args.top_k,
+                drift=DriftDefaults(
+                    method=args.method, warning=args.warning, threshold=args.threshold
+                ),
+            )
         if truths is not None:
-            profile = replace(profile, validation=_validation(args, frame, truths, profile.task))
+            profile = replace(
+                profile, validation=_validation(args, frame, truths, profile.task, markers)
+            )
         text = _to_json(profile)
         if args.output:
             _write(args.output, text)
     except ProfileError as exc:
         print(f"vigil profile build: {exc}", file=sys.stderr)
         return 1
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    # Said for every feature: a column of numbers profiled as categories is barely monitored.
+    for kind in ("numeric", "categorical"):
+        names = [f.name for f in profile.features if f.type == kind]
+        if names:
+            print(f"{kind} ({len(names)}): {', '.join(names)}", file=sys.stderr)
     print(f"task: {profile.task} ({_task_reason(args, frame)})", file=sys.stderr)
     if profile.validation is not None:
         print(f"validation: {_describe_validation(profile.validation)}", file=sys.stderr)
@@ -270,20 +313,22 @@ def _take_labels(frame: Any, args: argparse.Namespace) -> Any:
         raise ProfileError("give --holdout or --out-of-fold, not both")
     if args.label_column not in frame.columns:
         raise ProfileError(f"label column {args.label_column!r} not found")
-    return frame[args.label_column].to_numpy()
+    return frame_column(frame[args.label_column])
 
 
-def _validation(args: argparse.Namespace, frame: Any, truths: Any, task: Task) -> Validation:
+def _validation(
+    args: argparse.Namespace, frame: Any, truths: Any, task: Task, markers: Sequence[str]
+) -> Validation:
     """The score on the holdout file, or on the input's rows (out-of-fold or in-sample)."""
     if args.holdout:
-        holdout = read_table(args.holdout, None, args.progress)
+        holdout = read_table(args.holdout, None, args.progress, missing=markers)
         missing = [c for c in (args.prediction_column, args.label_column) if c not in holdout]
         if missing:
             raise ProfileError(f"--holdout {args.holdout}: columns not found: {missing}")
         try:
             return validation_score(
-                holdout[args.prediction_column].to_numpy(),
-                holdout[args.label_column].to_numpy(),
+                frame_column(holdout[args.prediction_column]),
+                frame_column(holdout[args.label_column]),
                 task,
                 "holdout",
                 prediction_column=args.prediction_column,
@@ -292,7 +337,7 @@ def _validation(args: argparse.Namespace, frame: Any, truths: Any, task: Task) -
             raise ProfileError(f"--holdout {args.holdout}: {exc}") from None
     method: ValidationMethod = "cross-validation" if args.out_of_fold else "in-sample"
     return validation_score(
-        frame[args.prediction_column].to_numpy(),
+        frame_column(frame[args.prediction_column]),
         truths,
         task,
         method,
@@ -320,7 +365,7 @@ def _task_reason(args: argparse.Namespace, frame: Any) -> str:
         return "given by --task"
     if not args.prediction_column:
         return "the default without --prediction-column; --task classification for a classifier"
-    task, why = infer_task(frame[args.prediction_column].to_numpy())
+    task, why = infer_task(frame_column(frame[args.prediction_column]))
     other = "regression" if task == "classification" else "classification"
     return f"inferred from column {args.prediction_column!r}: {why}; --task {other} to override"
 

@@ -39,6 +39,10 @@ class ProfileError(ValueError):
     """A profile is missing, unreadable or does not follow the format."""
 
 
+class ProfileWarning(UserWarning):
+    """A profile was built, but part of it will monitor less than it seems to."""
+
+
 def category_key(value: object) -> str | None:
     """Canonical string for a categorical value (``None`` for missing).
 

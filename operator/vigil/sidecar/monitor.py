@@ -254,18 +254,28 @@ def holds_scores(values: Sequence[Any]) -> bool:
 #: (then ``__other__``): another revision's classes are compared by label.
 MAX_UNLISTED_CLASSES = 50
 
+#: The boolean each of the numbers 0 and 1 (as category keys) stands for.
+_NUMBERS_AS_BOOLEANS = {"0": "false", "1": "true"}
+
 
 class _CategoryCounts:
     """Live counts of one categorical feature (top-K + other), or of predicted classes.
 
     ``unlisted`` labels outside the reference are counted under their own
-    name (at most that many), the rest under :data:`OTHER`.
+    name (at most that many), the rest under :data:`OTHER`. ``numbers_as_booleans``:
+    when every allowed category is a boolean, the numbers 0 and 1 count as false and true.
     """
 
-    def __init__(self, profile: FeatureProfile, unlisted: int = 0) -> None:
+    def __init__(
+        self, profile: FeatureProfile, unlisted: int = 0, *, numbers_as_booleans: bool = False
+    ) -> None:
         self.known = set(profile.categories or ())
         self.room = unlisted
         self.allowed = frozenset(profile.allowed) if profile.allowed is not None else None
+        # An FP32 tensor or one-hot columns carry a boolean as 0/1, keyed "0"/"1": never
+        # the reference's true/false. category_key stays as is (profile fingerprints).
+        booleans = self.allowed is not None and self.allowed <= {"false", "true"}
+        self.aliases = _NUMBERS_AS_BOOLEANS if numbers_as_booleans and booleans else {}
         self.counts: dict[str, int] = dict.fromkeys((*(profile.categories or ()), OTHER), 0)
         self.missing = 0
         self.out_of_range = 0
@@ -280,6 +290,8 @@ class _CategoryCounts:
             if key is None:
                 self.missing += 1
                 continue
+            if self.aliases and type(value) in _JSON_NUMBERS:
+                key = self.aliases.get(key, key)
             if key not in self.known and self.room > 0:
                 self.known.add(key)
                 self.counts[key] = 0
@@ -370,10 +382,14 @@ class Monitor(Collector):
             )
         self.counters: dict[str, _NumericCounts | _CategoryCounts] = {}
         if profile is not None:
+            # Features only: predicted classes are compared by label with another revision's,
+            # whose profile may key them as numbers.
             for name in self.monitored:
                 fp = profile.feature(name)
                 self.counters[name] = (
-                    _NumericCounts(fp) if fp.type == "numeric" else _CategoryCounts(fp)
+                    _NumericCounts(fp)
+                    if fp.type == "numeric"
+                    else _CategoryCounts(fp, numbers_as_booleans=True)
                 )
         self.prediction: _NumericCounts | _CategoryCounts | None = None
         if profile is not None and profile.prediction is not None:

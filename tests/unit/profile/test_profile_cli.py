@@ -224,3 +224,91 @@ class TestValidationBaseline:
         self.labelled(50, 1, 10).to_csv(tmp_path / "train.csv", index=False)
         rc, err = self.build(tmp_path, capsys, *extra)
         assert rc == 1 and says in err
+
+
+def test_a_csv_written_with_its_index_is_refused_with_the_way_out(frame, tmp_path, capsys):
+    """``df.to_csv(path)`` writes the index unnamed: it became feature "Unnamed: 0" of 3,
+    the model takes 2, and every request then failed the feature-count check."""
+    src = tmp_path / "data.csv"
+    frame.to_csv(src)
+    assert main(["profile", "build", str(src), "--prediction-column", "label"]) == 1
+    err = capsys.readouterr().err
+    assert "'Unnamed: 0'" in err and "index=False" in err and "--features" in err
+    assert len(err.strip().splitlines()) == 1
+    argv = ["profile", "build", str(src), "--prediction-column", "label", "--features", "a,b"]
+    assert main(argv) == 0
+
+
+def test_build_says_which_features_are_numeric_and_which_categorical(tmp_path, capsys):
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"], "k": [1, 2, 1]})
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "p.json"
+    argv = ["profile", "build", str(tmp_path / "data.csv"), "--categorical", "k", "-o", str(out)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "numeric (1): a\n" in err and "categorical (2): colour, k\n" in err
+
+
+def test_a_stray_missing_marker_is_refused_then_read_as_missing_on_request(tmp_path, capsys):
+    """A "?" in a column of numbers made it categorical without a word."""
+    values = [f"{v:.3f}" for v in np.linspace(0.0, 1.0, 40)]
+    values[5] = "?"
+    (tmp_path / "data.csv").write_text(
+        "x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(values))
+    )
+    assert main(["profile", "build", str(tmp_path / "data.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "column 'x'" in err and "'?' (1 row)" in err and "--missing-values" in err
+    out = tmp_path / "p.json"
+    argv = ["profile", "build", str(tmp_path / "data.csv"), "--missing-values", "?", "-o", str(out)]
+    assert main(argv) == 0
+    x = load_profile(out).feature("x")
+    assert x.type == "numeric" and x.null_rate == pytest.approx(1 / 40)
+
+
+def test_parquet_decimals_and_nullable_booleans_keep_their_kind(tmp_path, capsys):
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    prices = [decimal.Decimal(f"{v:.2f}") for v in np.linspace(1.0, 50.0, 40)]
+    flags = [None if i % 4 == 0 else i % 3 == 0 for i in range(40)]
+    table = pa.table({"price": pa.array(prices, pa.decimal128(10, 2)), "flag": flags})
+    pq.write_table(table, tmp_path / "data.parquet")
+    out = tmp_path / "p.json"
+    assert main(["profile", "build", str(tmp_path / "data.parquet"), "-o", str(out)]) == 0
+    profile = load_profile(out)
+    assert profile.feature("price").type == "numeric"
+    assert profile.feature("flag").allowed == ("false", "true")
+    assert profile.feature("flag").null_rate == pytest.approx(0.25)
+
+
+def test_a_label_missing_from_a_nullable_column_is_no_labelled_row(tmp_path, capsys):
+    frame = pd.DataFrame(
+        {
+            "a": [1.0, 2.0, 3.0, 4.0],
+            "pred": [True, False, False, True],
+            "y": pd.array([True, None, False, True], dtype="boolean"),
+        }
+    )
+    frame.to_parquet(tmp_path / "data.parquet")
+    out = tmp_path / "p.json"
+    argv = ["profile", "build", str(tmp_path / "data.parquet"), "-o", str(out)]
+    assert main([*argv, "--prediction-column", "pred", "--label-column", "y"]) == 0
+    validation = load_profile(out).validation
+    assert (validation.rows, validation.accuracy) == (3, 1.0)
+
+
+def test_a_range_float32_cannot_tell_apart_is_warned_about_on_stderr(tmp_path, capsys):
+    narrow = 1e6 + np.random.default_rng(0).random(200) * 0.01
+    pd.DataFrame({"narrow": narrow}).to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "p.json"
+    assert main(["profile", "build", str(tmp_path / "data.csv"), "-o", str(out)]) == 0
+    assert "warning: column 'narrow'" in capsys.readouterr().err
+
+
+def test_missing_values_apply_to_csv_not_to_parquet(frame, tmp_path, capsys):
+    frame.to_parquet(tmp_path / "data.parquet")
+    assert main(["profile", "build", str(tmp_path / "data.parquet"), "--missing-values", "?"]) == 1
+    assert "--missing-values applies to CSV files" in capsys.readouterr().err

@@ -154,6 +154,24 @@ def test_predicted_classes_outside_the_reference_are_counted_by_label_up_to_a_ca
     assert counts["__other__"] == 7  # labels past the cap
 
 
+def test_a_boolean_feature_counts_the_numbers_0_and_1_as_false_and_true():
+    """An FP32 tensor (or get_dummies' bool columns) carries booleans as 0/1: keyed "0"/"1"
+    they never matched the reference's true/false, every value out of range."""
+    import pandas as pd
+
+    flags = np.arange(200) % 5 == 0
+    profile = build_profile(
+        pd.DataFrame({"flag": flags, "code": np.arange(200) % 2}), categorical=["code"]
+    )
+    monitor = _monitor(profile)
+    rows = [[1.0, 1.0], [0.0, 0.0], [0, 1], [True, 1.0], [1, 0], ["1", 0]]
+    monitor.process([Exchange(_v2(rows), "application/json", None, "")])
+    flag, code = monitor.counters["flag"], monitor.counters["code"]
+    assert flag.counts == {"true": 3, "false": 2, "__other__": 1}
+    assert flag.out_of_range == 1  # the string "1" is no number
+    assert code.counts == {"1": 3, "0": 3, "__other__": 0} and code.out_of_range == 0
+
+
 def test_a_label_that_is_not_utf8_text_never_breaks_the_metrics():
     # JSON allows a lone surrogate ("\ud800"); written as a label it made every scrape fail.
     from prometheus_client import generate_latest

@@ -1,0 +1,44 @@
+"""What the profile pages say about binning and judging is what the code does."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from vigil.core.drift import divergence
+from vigil.profile import build_profile
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+
+def _first_judged(proportions: tuple[float, ...], slots: list[int]) -> int:
+    """The fewest live rows, spread over ``slots``, the divergence is computed from."""
+    rows = 1
+    while True:
+        counts = [0.0] * len(proportions)
+        for i in range(rows):
+            counts[slots[i % len(slots)]] += 1
+        if divergence("psi", list(proportions), counts, reference_rows=1000) is not None:
+            return rows
+        rows += 1
+
+
+def test_the_howto_gives_the_rows_drift_is_first_judged_from():
+    """It said 60 for 10 bins; the outer slots count only once live values fall there."""
+    text = " ".join((DOCS / "howto" / "reference-profile.md").read_text().split())
+    found = re.search(
+        r"\((\d+) for a numeric feature's (\d+) bins when its values stay in range, up to (\d+)",
+        text,
+    )
+    assert found, "the howto no longer gives the example: check it against the code"
+    inside, bins, outside = (int(g) for g in found.groups())
+    profile = build_profile(np.arange(1000.0).reshape(-1, 1), bins=bins)
+    proportions = profile.features[0].proportions
+    assert _first_judged(proportions, list(range(1, bins + 1))) == inside
+    assert _first_judged(proportions, list(range(bins + 2))) == outside
+
+
+def test_the_format_page_gives_the_float32_tolerance_of_the_edge_rule():
+    text = " ".join((DOCS / "reference-profile.md").read_text().split())
+    rule = text[text.index("Edge rule") : text.index("Categorical features add")]
+    assert "float32" in rule
