@@ -9,7 +9,10 @@ judges (with confidence) and ``rollout.decide`` acts on:
 * requests, failures and the latency histogram: the candidate's *live*
   requests and, apart, the shadow copies it answered (a canary step judges
   the first, a shadow step the second), and the stable's live requests over
-  the same span (latency candidate vs stable);
+  the same span (latency candidate vs stable); the copies the stable's
+  sidecars could not compare (timed out, unparseable, another
+  number of rows, unreachable: ``vigil_shadow_requests_total{outcome}``)
+  count as copies the candidate failed (:func:`shadow_copies`);
 * agreement, compared predictions and their mean absolute difference
   (regression): the *stable's* sidecars count the shadow copies they sent
   to the candidate (``vigil_shadow_*`` labelled with ``target_revision`` =
@@ -42,11 +45,20 @@ import numpy as np
 from vigil.core import drift
 from vigil.core.drift import Divergence
 from vigil.core.health import feature_divergences
-from vigil.core.window import RealizedPerformance, RevisionWindow, quantile_from_buckets
+from vigil.core.window import (
+    NOT_COMPARED,
+    RealizedPerformance,
+    RevisionWindow,
+    quantile_from_buckets,
+)
 from vigil.profile import ReferenceProfile
 
 #: Fewer predictions than this on either side: no prediction shift is computed.
 MIN_PREDICTIONS_FOR_SHIFT = 20
+
+#: Copies the candidate never saw (the stable's sidecar could not reach it): its sidecar
+#: counted none of them, so they are added to its copies, not moved from its successes.
+UNSEEN = frozenset({"unreachable"})
 
 #: Latency histogram: (upper bound in seconds, cumulative count), sorted, ending with +Inf.
 Buckets = tuple[tuple[float, float], ...]
@@ -108,6 +120,8 @@ class CandidateFigures:
     #: Paired comparisons (shadow): compared predictions and how many agreed.
     compared: int = 0
     agreed: float = 0.0
+    #: Copies the stable's sidecars could not compare, by why (counted in ``copies`` as failed).
+    not_compared: Mapping[str, float] = field(default_factory=dict)
     #: Mean |candidate - stable| over the paired numeric predictions (shadow).
     mean_abs_difference: float | None = None
     #: Candidate-vs-stable prediction divergence (drift method), corrected for sample size.
@@ -133,6 +147,16 @@ class CandidateFigures:
     @property
     def agreement(self) -> float | None:
         return self.agreed / self.compared if self.compared > 0 else None
+
+    @property
+    def not_compared_text(self) -> str:
+        """'12 copies not compared (timeout 5, unparseable 7)'; '' when none was left out."""
+        counts = [(why, round(self.not_compared.get(why, 0.0))) for why in NOT_COMPARED]
+        counts = [(why, n) for why, n in counts if n > 0]
+        if not counts:
+            return ""
+        whys = ", ".join(f"{why} {n}" for why, n in counts)
+        return f"{sum(n for _, n in counts)} copies not compared ({whys})"
 
     def answered(self, shadow: bool) -> Answered:
         """What the candidate answered in a shadow step (copies) or a canary step (live)."""
@@ -330,6 +354,24 @@ def feature_changes(
     return added, dropped, frozenset(new) & frozenset(old)
 
 
+def shadow_copies(candidate: RevisionWindow, not_compared: Mapping[str, float]) -> Answered:
+    """The copies the candidate answered, those the stable's sidecars could not compare failed.
+
+    Its sidecar counted a late, unparseable or mismatched answer as a success: that many
+    successes become failures, never more than there are (the two sides are counted by
+    different pods at slightly different times). Unreachable copies it never counted:
+    they are added, failed.
+    """
+    by_outcome = dict(candidate.copies_by_outcome)
+    unseen = sum(n for why, n in not_compared.items() if why in UNSEEN)
+    success = by_outcome.get("success", 0.0)
+    moved = min(success, sum(not_compared.values()) - unseen)
+    if moved > 0 or unseen > 0:
+        by_outcome["success"] = success - moved
+        by_outcome["not_compared"] = by_outcome.get("not_compared", 0.0) + moved + unseen
+    return Answered.of(by_outcome, candidate.copy_latency_buckets)
+
+
 def candidate_figures(
     candidate_revision: str,
     candidate: RevisionWindow,
@@ -356,9 +398,10 @@ def candidate_figures(
     stable_profile = stable_reference if stable_reference is not None or unread else reference
     _, _, shared = feature_changes(reference, stable_profile)
     live = Answered.of(candidate.live_by_outcome, candidate.live_latency_buckets)
-    copies = Answered.of(candidate.copies_by_outcome, candidate.copy_latency_buckets)
     if stable is None:
+        copies = Answered.of(candidate.copies_by_outcome, candidate.copy_latency_buckets)
         return CandidateFigures(live=live, copies=copies, realized=candidate.realized)
+    not_compared = stable.shadow_not_compared.get(candidate_revision, {})
     sent = stable.shadow_predictions.get(candidate_revision, 0.0)
     mean_abs_difference = None
     if stable_profile is None or stable_profile.task == "regression":
@@ -368,10 +411,11 @@ def candidate_figures(
     )
     return CandidateFigures(
         live=live,
-        copies=copies,
+        copies=shadow_copies(candidate, not_compared),
         stable=Answered.of(stable.live_by_outcome, stable.live_latency_buckets),
         compared=round(sent),
         agreed=stable.shadow_agreements.get(candidate_revision, 0.0),
+        not_compared=not_compared,
         mean_abs_difference=mean_abs_difference,
         prediction_shift=shift.divergence if shift is not None else None,
         prediction_shift_basis=shift.basis if shift is not None else "",

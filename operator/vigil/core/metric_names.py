@@ -33,6 +33,9 @@ PREDICTIONS = "vigil_predictions"
 PREDICTION_VALUE_SUM = "vigil_prediction_value_sum"
 PREDICTION_VALUE_SQUARES_SUM = "vigil_prediction_value_squares_sum"
 # Shadow comparisons, counted by the stable's sidecars (counters; a histogram).
+#: Copies sent, by ``target_revision`` and ``outcome``: compared, or why not (timeout,
+#: unreachable, target_error, unparseable, mismatch).
+SHADOW_REQUESTS = "vigil_shadow_requests"
 SHADOW_PREDICTIONS = "vigil_shadow_predictions"
 SHADOW_AGREEMENTS = "vigil_shadow_agreements"
 SHADOW_ABS_DIFFERENCE = "vigil_shadow_abs_difference"

@@ -183,13 +183,15 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
 
 
 def _samples(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[int, int, str]:
-    """(have, need, what), never less than one needed: a shadow step counts compared
-    predictions and the copies it failed (never compared), a canary its live requests."""
+    """(have, need, a hold's words), never less than one needed: a shadow step counts compared
+    predictions and the copies it failed (never compared, and why), a canary its live requests."""
+    have, need, what, why = figures.requests, max(1, policy.min_requests), "candidate requests", ""
     if step.kind == "shadow":
         failed = round(figures.copies.failures)
+        have, need = figures.compared + failed, max(need, step.min_requests or 0)
         what = "compared predictions" + (f" and failed copies ({failed})" if failed else "")
-        return figures.compared + failed, max(1, step.min_requests or 0, policy.min_requests), what
-    return figures.requests, max(1, policy.min_requests), "candidate requests"
+        why = f"; {figures.not_compared_text}" if figures.not_compared_text else ""
+    return have, need, f"{have} {what} < {need} needed{why}"
 
 
 def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: float) -> Decision:
@@ -275,15 +277,13 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             state, Reason.METRICS_UNAVAILABLE, obs.metrics_error or "no metrics for the candidate"
         )
     judged = step if step.kind != "pause" else (_last_traffic_step(steps, index) or step)
-    have, need, what = _samples(judged, policy, obs.figures)
+    have, need, words = _samples(judged, policy, obs.figures)
     if have < need:
-        return cycle.hold(state, Reason.INSUFFICIENT_DATA, f"{have} {what} < {need} needed")
+        return cycle.hold(state, Reason.INSUFFICIENT_DATA, words)
     # Judge at most once per interval (the evidence grows between checks).
-    if (
-        state.last_analysis_at is not None
-        and now - state.last_analysis_at < policy.interval_seconds
-    ):
-        wait = policy.interval_seconds - (now - state.last_analysis_at)
+    last = state.last_analysis_at
+    if last is not None and now - last < policy.interval_seconds:
+        wait = policy.interval_seconds - (now - last)
         words = f"next check in {wait:.0f}s"
         return cycle.decision(Action.WAIT, state, Reason.ANALYZING, words, between_checks=True)
     elapsed = now - (state.step_started_at or now)

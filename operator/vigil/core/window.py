@@ -40,6 +40,7 @@ FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
     total(names.PREDICTIONS): (),
     names.PREDICTION_VALUE_SUM: (),
     names.PREDICTION_VALUE_SQUARES_SUM: (),
+    total(names.SHADOW_REQUESTS): ("target_revision", "outcome"),
     total(names.SHADOW_PREDICTIONS): ("target_revision",),
     total(names.SHADOW_AGREEMENTS): ("target_revision",),
     sum_of(names.SHADOW_ABS_DIFFERENCE): ("target_revision",),
@@ -77,6 +78,11 @@ FAMILY_FILTERS: Mapping[str, Mapping[str, str]] = {
 GAUGE_SUMS = frozenset({names.PREDICTION_VALUE_SUM, names.PREDICTION_VALUE_SQUARES_SUM})
 
 START_TIME_METRIC = names.SIDECAR_START_TIME
+
+#: Outcomes of the shadow copies a stable's sidecars sent but could not compare, though the
+#: candidate's pods were to answer them: it answered late, unparseably or with another number
+#: of rows, or could not be reached. Not ``target_error``: its own sidecar counts that one.
+NOT_COMPARED = ("timeout", "unparseable", "mismatch", "unreachable")
 
 
 def series_key(name: str, labels: Mapping[str, str]) -> SeriesKey | None:
@@ -206,6 +212,16 @@ def _nested(
     return out
 
 
+def _not_compared(series: Mapping[SeriesKey, float]) -> dict[str, dict[str, float]]:
+    """Per target revision, the copies of each :data:`NOT_COMPARED` outcome (none: left out)."""
+    sent = _nested(series, total(names.SHADOW_REQUESTS), "target_revision", "outcome")
+    out = {
+        target: {why: n for why, n in outcomes.items() if why in NOT_COMPARED and n > 0}
+        for target, outcomes in sent.items()
+    }
+    return {target: outcomes for target, outcomes in out.items() if outcomes}
+
+
 def _total(series: Mapping[SeriesKey, float], name: str) -> float:
     return sum(value for (metric, _), value in series.items() if metric == name)
 
@@ -322,6 +338,9 @@ class RevisionWindow:
     #: Sum and count of |local - target| over paired numeric predictions.
     shadow_difference_sum: Mapping[str, float] = field(default_factory=dict)
     shadow_differences: Mapping[str, float] = field(default_factory=dict)
+    #: Per target revision, the copies sent that could not be compared, by outcome
+    #: (:data:`NOT_COMPARED`).
+    shadow_not_compared: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     pods: int = 0
     realized: RealizedPerformance = field(default_factory=RealizedPerformance)
 
@@ -390,6 +409,7 @@ class RevisionWindow:
             shadow_differences=_by(
                 series, count_of(names.SHADOW_ABS_DIFFERENCE), "target_revision"
             ),
+            shadow_not_compared=_not_compared(series),
             pods=pods,
             realized=RealizedPerformance.from_series(series),
         )

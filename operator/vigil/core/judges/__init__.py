@@ -21,7 +21,8 @@ back with probability at most ``1 - confidence``, at any rate of traffic,
 when the stable itself meets the absolute limits (SLOs, minAccuracy).
 
 The gates, and the evidence each counts (a shadow step judges the copies
-the candidate answered, a canary step its live requests):
+the candidate answered, those the stable's sidecars could not compare as
+failed; a canary step its live requests):
 
 ========================  ===========================================================
 ``errorRate``             share of failed requests vs ``monitoring.slo.maxErrorRate``

@@ -25,7 +25,8 @@ P95_TAIL = 0.05
 MIN_RANK_REQUESTS = 10
 
 
-def error_rate(answered: Answered, limit: float) -> GateTest | None:
+def error_rate(answered: Answered, limit: float, note: str = "") -> GateTest | None:
+    """``note``: what the text adds (a shadow step's copies that could not be compared)."""
     if answered.requests <= 0:
         return None
     return proportion(
@@ -35,7 +36,7 @@ def error_rate(answered: Answered, limit: float) -> GateTest | None:
         limit,
         at_most=True,
         unit="requests",
-        describe=describing("error rate", pct, limit),
+        describe=describing("error rate", pct, limit, f", {note}" if note else ""),
     )
 
 

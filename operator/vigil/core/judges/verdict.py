@@ -29,7 +29,7 @@ def _tests(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> list
     shadow = step.kind == "shadow"
     answered = figures.answered(shadow)
     found = [
-        error_rate(answered, policy.max_error_rate),
+        error_rate(answered, policy.max_error_rate, figures.not_compared_text if shadow else ""),
         latency_p95(answered, policy.max_latency_p95),
         latency_vs_stable(answered, figures.stable, policy.latency_margin),
         agreement(figures, policy.min_agreement) if shadow else None,
