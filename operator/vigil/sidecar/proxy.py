@@ -77,6 +77,17 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024
 _BUSY = float("inf")  # activity mark of a connection with a request in progress
 
 
+def _without_shadow_mark(raw: bytes) -> bytes:
+    """A request head without its ``X-Vigil-Shadow`` lines.
+
+    The mark is Vigil's, between two sidecars: the model server has no use for it (and
+    the head's parser has refused whitespace before a header's colon).
+    """
+    lines = raw[:-4].split(b"\r\n")
+    kept = [lines[0], *(h for h in lines[1:] if not h.lower().startswith(b"x-vigil-shadow:"))]
+    return b"\r\n".join(kept) + b"\r\n\r\n"
+
+
 def _bounded_scanner(limit: int) -> ChunkedScanner:
     """A chunked body's scanner: ``limit`` bytes of data, framing as CHUNK_FRAMING_BYTES says."""
     return ChunkedScanner(0, limit, limit + max(CHUNK_FRAMING_BYTES, limit // 8))
@@ -326,6 +337,8 @@ class _Client(asyncio.Protocol):
                     self._reply_and_close(error_response(400, "bad_request", str(exc), close=True))
                     return
                 del self.buf[: end + 4]
+                if head.shadow_copy:
+                    head.raw = _without_shadow_mark(head.raw)
                 if head.path in HEALTH_PATHS or head.path in READY_PATHS:
                     self._local(head)
                     continue

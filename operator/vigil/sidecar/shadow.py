@@ -7,8 +7,13 @@ queue (full queue = counted drop); workers post the request to the target
 (``vigil.sidecar.target``: raw asyncio protocols like the proxy's, not an
 HTTP client library) and compare the predictions row by row:
 classification agrees when the classes are equal, regression when
-``|local - target| <= tolerance + relativeTolerance x |local|``. Settings (target, revision,
-percent, ...) can change while running via :meth:`Shadow.configure`.
+``|local - target| <= tolerance + relativeTolerance x |local|``; a classifier's scores
+(probabilities: non-whole floats on either side) are compared as numbers too. Settings
+(target, revision, percent, ...) can change while running via :meth:`Shadow.configure`.
+
+The comparison runs on the proxy's event loop, so it is bounded: queued copies hold at
+most :data:`QUEUE_BYTES`, and answers over :data:`MAX_COMPARED_BYTES` or
+:data:`MAX_COMPARED_ROWS` are counted (``too_large``), not compared.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import logging
 import math
 import random
 import time
+import zlib
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,14 +38,23 @@ from vigil.core import metric_names
 from vigil.profile.model import category_key
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
-from vigil.sidecar.monitor import decode_body
+from vigil.sidecar.monitor import holds_scores
 from vigil.sidecar.payload import parse_response
-from vigil.sidecar.target import TargetClient
+from vigil.sidecar.target import AnswerTooLarge, TargetClient
 
-__all__ = ["Shadow", "ShadowCopy", "compare_predictions"]
+__all__ = ["Shadow", "ShadowCopy", "compare_predictions", "observe_all"]
 
 log = logging.getLogger("vigil.sidecar")
 DIFF_BUCKETS = (1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 100.0)
+#: Copies queued or being compared hold at most this many request and answer bytes; one
+#: more is dropped (counted). A slow target must not fill the sidecar's memory (256Mi by
+#: default) with copies of request bodies of up to limits.maxBodyBytes each.
+QUEUE_BYTES = 32 * 1024 * 1024
+#: Answers over this many bytes (as sent, or decoded) are not compared (``too_large``):
+#: parsing runs on the proxy's event loop, ~10 ms per MB (a monitoring batch's bound).
+MAX_COMPARED_BYTES = 1024 * 1024
+#: Nor answers of more rows: comparing costs ~1 us a row, on the same loop.
+MAX_COMPARED_ROWS = 20_000
 
 
 @dataclass(slots=True)
@@ -53,6 +69,50 @@ class ShadowCopy:
     local_content_type: str
     content_encoding: str = ""
     local_encoding: str = ""
+
+
+def _size(copy: ShadowCopy) -> int:
+    return len(copy.body) + len(copy.local_response)
+
+
+def _decoded(body: bytes, encoding: str, limit: int) -> bytes | None:
+    """The answer without its gzip/deflate, cut just past ``limit`` bytes (then too large
+    to compare: inflating it all would take the loop's time and memory for nothing).
+
+    None for an unknown encoding or a corrupt body, as ``monitor.decode_body``.
+    """
+    if not encoding or encoding == "identity":
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return None
+    try:
+        return zlib.decompressobj(47 if encoding != "deflate" else 15).decompress(body, limit + 1)
+    except zlib.error:
+        return None
+
+
+def observe_all(histogram: Any, amounts: list[float]) -> None:
+    """``histogram.observe(a)`` for each of ``amounts``, one increment per bucket.
+
+    Observing row by row took longer than comparing the rows (a lock and a bucket search
+    each). Uses the client library's histogram internals; without them, one by one.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    if not amounts:
+        return
+    counts = [0] * len(bounds)
+    for amount in amounts:
+        counts[bisect_left(bounds, amount)] += 1  # the first bound >= amount; +Inf is last
+    total.inc(math.fsum(amounts))
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +181,12 @@ def compare_predictions(
     Classes agree when their labels are equal; numbers when
     ``|local - target| <= tolerance + relative_tolerance x |local|`` (the
     local answer is the stable's: the candidate is measured against it).
+    An answer holding scores (a non-whole float: ``monitor.holds_scores``) is
+    compared as numbers even for a classifier.
     """
+    if classification and (holds_scores(local) or holds_scores(target)):
+        # A probability per row is no label: 0.91 and 0.9100001 are the same answer.
+        classification = False
     agree = 0
     diffs: list[float] = []
     for a, b in zip(local, target, strict=True):
@@ -170,6 +235,8 @@ class Shadow:
         self.default_tolerance = default_absolute_tolerance(prediction_std)
         self.settings = settings
         self.queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=settings.queue_size)
+        #: Request and answer bytes of the copies queued or being compared.
+        self.held_bytes = 0
         self._workers: list[asyncio.Task[None]] = []
         self._comparing = 0
         #: Workers waiting for a copy (the others are comparing one).
@@ -180,7 +247,8 @@ class Shadow:
         self.requests = Counter(
             "vigil_shadow_requests",
             "Shadow copies by outcome: compared, target_error (non-2xx), unreachable, timeout, "
-            "unparseable, mismatch (different number of predictions).",
+            "unparseable, mismatch (different number of predictions), too_large (an answer "
+            "too large to compare).",
             [*labels, "outcome"],
             registry=registry,
         )
@@ -205,7 +273,7 @@ class Shadow:
         )
         self.dropped = Counter(
             "vigil_shadow_dropped",
-            "Shadow copies dropped because the shadow queue was full.",
+            "Shadow copies dropped because the shadow queue was full (in copies or bytes).",
             labels,
             registry=registry,
         )
@@ -287,6 +355,7 @@ class Shadow:
             copy = self.queue.get_nowait()
             if fresh.full():
                 self.dropped.labels(*self._labels()).inc()
+                self.held_bytes -= _size(copy)
             else:
                 fresh.put_nowait(copy)
         self.queue = fresh
@@ -315,10 +384,16 @@ class Shadow:
         return s.enabled and (s.percent >= 100.0 or random.random() * 100.0 < s.percent)
 
     def submit(self, copy: ShadowCopy) -> None:
+        size = _size(copy)
+        if self.held_bytes + size > QUEUE_BYTES:
+            self.dropped.labels(*self._labels()).inc()
+            return
         try:
             self.queue.put_nowait(copy)
         except asyncio.QueueFull:
             self.dropped.labels(*self._labels()).inc()
+            return
+        self.held_bytes += size
 
     # ------------------------------------------------------------ workers
 
@@ -368,6 +443,7 @@ class Shadow:
                 self.requests.labels(*self._labels(), "unparseable").inc()
             finally:
                 self._comparing -= 1
+                self.held_bytes -= _size(copy)
 
     async def _compare(self, copy: ShadowCopy) -> None:
         s = self.settings
@@ -381,8 +457,11 @@ class Shadow:
         try:
             async with asyncio.timeout(s.timeout_seconds):
                 resp = await self._client.request(
-                    target.host, target.port, raw, copy.method == "HEAD"
+                    target.host, target.port, raw, copy.method == "HEAD", MAX_COMPARED_BYTES
                 )
+        except AnswerTooLarge:
+            self._count(children, labels, "too_large")
+            return
         except TimeoutError:
             self._count(children, labels, "timeout")
             return
@@ -394,14 +473,20 @@ class Shadow:
             self._count(children, labels, "target_error")
             return
         classification = self.classification
-        local_body = decode_body(copy.local_response, copy.local_encoding) or b""
-        body = decode_body(resp.body, resp.content_encoding) or b""
+        cap = MAX_COMPARED_BYTES
+        local_body = _decoded(copy.local_response, copy.local_encoding, cap)
+        body = _decoded(resp.body, resp.content_encoding, cap)
+        if len(local_body or b"") > cap or len(body or b"") > cap:
+            self._count(children, labels, "too_large")
+            return
+        local_body, body = local_body or b"", body or b""
         local = parse_response(
             self.protocol, local_body, copy.local_content_type, bool(classification)
         )
         if body == local_body and resp.content_type == copy.local_content_type:
             remote = local  # the same bytes: the same parse (a pure function)
         else:
+            await asyncio.sleep(0)  # live requests go on between the parses
             remote = parse_response(self.protocol, body, resp.content_type, bool(classification))
         if local.violations or remote.violations:
             self._count(children, labels, "unparseable")
@@ -409,6 +494,10 @@ class Shadow:
         if len(local.values) != len(remote.values):
             self._count(children, labels, "mismatch")
             return
+        if len(local.values) > MAX_COMPARED_ROWS:
+            self._count(children, labels, "too_large")
+            return
+        await asyncio.sleep(0)  # and before the comparison
         if classification is None:
             # No reference: integral numbers and strings are class labels.
             classification = all(
@@ -423,6 +512,4 @@ class Shadow:
         children.predictions.inc(len(local.values))
         if agree:
             children.agreements.inc(agree)
-        hist = children.difference
-        for d in diffs:
-            hist.observe(d)
+        observe_all(children.difference, diffs)

@@ -16,17 +16,23 @@ from dataclasses import dataclass
 
 from vigil.sidecar.wire import (
     BadMessage,
+    BodyTooLarge,
+    ChunkedScanner,
     ResponseConnection,
     ResponseHead,
 )
 
-__all__ = ["TargetClient", "TargetError", "TargetResponse"]
+__all__ = ["AnswerTooLarge", "TargetClient", "TargetError", "TargetResponse"]
 
 MAX_IDLE = 64
 
 
 class TargetError(ConnectionError):
     """The target broke the exchange: closed the connection, or sent invalid HTTP."""
+
+
+class AnswerTooLarge(TargetError):
+    """The answer is over the exchange's ``max_body``: not read further, the connection closed."""
 
 
 class _Stale(TargetError):
@@ -52,12 +58,19 @@ class _Connection(ResponseConnection):
         self.key = key
         self.waiter: asyncio.Future[TargetResponse] | None = None
         self.no_body = False
+        self.max_body: int | None = None
 
     def send(
-        self, raw: bytes, waiter: asyncio.Future[TargetResponse], no_body: bool, reused: bool
+        self,
+        raw: bytes,
+        waiter: asyncio.Future[TargetResponse],
+        no_body: bool,
+        reused: bool,
+        max_body: int | None = None,
     ) -> None:
         assert self.transport is not None
         self.waiter, self.no_body, self.reused = waiter, no_body, reused
+        self.max_body = max_body
         self.got_bytes = False
         self.transport.write(raw)
 
@@ -86,8 +99,28 @@ class _Connection(ResponseConnection):
         else:
             self._fail(TargetError("shadow target closed the connection without an answer"))
 
+    def _chunked_scanner(self) -> ChunkedScanner:
+        limit = self.max_body
+        # Framing besides the data: as much again (chunks down to a few bytes), bounded.
+        return ChunkedScanner(0, limit, 2 * limit + 4096) if limit is not None else ChunkedScanner()
+
     def _parse(self) -> None:
-        taken = self._take_response(no_body=self.no_body)
+        limit = self.max_body
+        try:
+            taken = self._take_response(no_body=self.no_body)
+            head = self.head
+            if limit is not None and head is not None and not head.chunked:
+                # Refused once its length says so, or once more has come before the end
+                # (a chunked one: by its scanner).
+                if taken is not None:
+                    size = len(taken[2])
+                else:
+                    size = max(head.content_length or 0, len(self.buf))
+                if size > limit:
+                    raise BodyTooLarge
+        except BodyTooLarge:
+            self._fail(AnswerTooLarge(f"shadow target answer over {limit} bytes"))
+            return
         if taken is None:
             return  # more to come, or until the connection closes
         head, end, body = taken
@@ -122,12 +155,16 @@ class TargetClient:
         self.max_idle = max_idle
         self.idle: list[_Connection] = []
 
-    async def request(self, host: str, port: int, raw: bytes, no_body: bool) -> TargetResponse:
+    async def request(
+        self, host: str, port: int, raw: bytes, no_body: bool, max_body: int | None = None
+    ) -> TargetResponse:
         """Send ``raw`` (a complete request) and return the answer.
 
         Raises :class:`TargetError` (an ``OSError``) when the exchange breaks and
-        ``OSError`` when the target cannot be reached. Cancelled (a timeout), the
-        connection is closed: a late answer must not reach the next exchange.
+        ``OSError`` when the target cannot be reached; :class:`AnswerTooLarge` (a
+        TargetError) for a body over ``max_body`` bytes (as sent: still encoded).
+        Cancelled (a timeout), the connection is closed: a late answer must not reach
+        the next exchange.
         """
         loop = asyncio.get_running_loop()
         key = (host, port)
@@ -137,7 +174,7 @@ class TargetClient:
             if conn is None:
                 _, conn = await loop.create_connection(lambda: _Connection(self, key), host, port)
             waiter: asyncio.Future[TargetResponse] = loop.create_future()
-            conn.send(raw, waiter, no_body, reused)
+            conn.send(raw, waiter, no_body, reused, max_body)
             try:
                 return await waiter
             except _Stale:

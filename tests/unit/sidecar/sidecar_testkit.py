@@ -42,6 +42,8 @@ class FakeModel:
         self.requests: list[bytes] = []
         #: The X-Request-Id header lines of each inference request, as received.
         self.request_ids: list[list[str]] = []
+        #: The X-Vigil-Shadow header of each inference request (None: none came).
+        self.shadow_marks: list[str | None] = []
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -77,6 +79,7 @@ class FakeModel:
         body = await request.read()
         self.requests.append(body)
         self.request_ids.append(request.headers.getall("X-Request-Id", []))
+        self.shadow_marks.append(request.headers.get("X-Vigil-Shadow"))
         if self.delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.delay)
