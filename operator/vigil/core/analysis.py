@@ -59,6 +59,9 @@ MIN_PREDICTIONS_FOR_SHIFT = 20
 #: Copies the candidate never saw (the stable's sidecar could not reach it): its sidecar
 #: counted none of them, so they are added to its copies, not moved from its successes.
 UNSEEN = frozenset({"unreachable"})
+#: Copies left out for their size (the stable's sidecar does not compare answers that
+#: large): said in a hold's words, never counted against the candidate.
+EXCUSED = frozenset({"too_large"})
 
 #: Latency histogram: (upper bound in seconds, cumulative count), sorted, ending with +Inf.
 Buckets = tuple[tuple[float, float], ...]
@@ -360,12 +363,13 @@ def shadow_copies(candidate: RevisionWindow, not_compared: Mapping[str, float]) 
     Its sidecar counted a late, unparseable or mismatched answer as a success: that many
     successes become failures, never more than there are (the two sides are counted by
     different pods at slightly different times). Unreachable copies it never counted:
-    they are added, failed.
+    they are added, failed. Copies too large to compare are neither.
     """
     by_outcome = dict(candidate.copies_by_outcome)
     unseen = sum(n for why, n in not_compared.items() if why in UNSEEN)
+    blamed = sum(n for why, n in not_compared.items() if why not in UNSEEN | EXCUSED)
     success = by_outcome.get("success", 0.0)
-    moved = min(success, sum(not_compared.values()) - unseen)
+    moved = min(success, blamed)
     if moved > 0 or unseen > 0:
         by_outcome["success"] = success - moved
         by_outcome["not_compared"] = by_outcome.get("not_compared", 0.0) + moved + unseen

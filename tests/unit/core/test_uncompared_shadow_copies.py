@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vigil.core.analysis import CandidateFigures, candidate_figures
+from vigil.core.analysis import CandidateFigures, candidate_figures, shadow_copies
 from vigil.core.rollout import Decision, Observations, RolloutPolicy, RolloutState, Step, decide
 from vigil.core.window import RevisionWindow, SeriesKey, series_key
 
@@ -168,3 +168,13 @@ def test_a_canary_steps_error_rate_is_on_live_requests_alone() -> None:
     d = decide(policy, state, Observations(True, 2, figures=figures), T0 + 120)
     error_rate = next(g for g in d.gates if g.name == "errorRate")
     assert error_rate.verdict != "fail" and "not compared" not in error_rate.text
+
+
+def test_copies_too_large_to_compare_are_said_but_not_failed() -> None:
+    # The stable's sidecar does not compare answers over its cap: not the candidate's fault,
+    # but a step that compares nothing must say why.
+    window = RevisionWindow(copies_by_outcome={"success": 40.0})
+    copies = shadow_copies(window, {"too_large": 40.0})
+    assert copies.failures == 0
+    figures = CandidateFigures(copies=copies, not_compared={"too_large": 40.0})
+    assert figures.not_compared_text == "40 copies not compared (too_large 40)"
