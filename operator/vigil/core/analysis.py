@@ -59,9 +59,10 @@ MIN_PREDICTIONS_FOR_SHIFT = 20
 #: Copies the candidate never saw (the stable's sidecar could not reach it): its sidecar
 #: counted none of them, so they are added to its copies, not moved from its successes.
 UNSEEN = frozenset({"unreachable"})
-#: Copies left out for their size (the stable's sidecar does not compare answers that
-#: large): said in a hold's words, never counted against the candidate.
-EXCUSED = frozenset({"too_large"})
+#: Said in a hold's words, never counted against the candidate: answers too large to
+#: compare on the stable's side, and copies that timed out (the candidate's own sidecar
+#: records their real latency, which the latency gates judge; the copy's timeout is fixed).
+EXCUSED = frozenset({"too_large", "timeout"})
 
 #: Latency histogram: (upper bound in seconds, cumulative count), sorted, ending with +Inf.
 Buckets = tuple[tuple[float, float], ...]
@@ -360,7 +361,7 @@ def feature_changes(
 def shadow_copies(candidate: RevisionWindow, not_compared: Mapping[str, float]) -> Answered:
     """The copies the candidate answered, those the stable's sidecars could not compare failed.
 
-    Its sidecar counted a late, unparseable or mismatched answer as a success: that many
+    Its sidecar counted an unparseable or mismatched answer as a success: that many
     successes become failures, never more than there are (the two sides are counted by
     different pods at slightly different times). Unreachable copies it never counted:
     they are added, failed. Copies too large to compare are neither.

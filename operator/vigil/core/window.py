@@ -82,7 +82,14 @@ START_TIME_METRIC = names.SIDECAR_START_TIME
 #: Outcomes of the shadow copies a stable's sidecars sent but could not compare, though the
 #: candidate's pods were to answer them: it answered late, unparseably or with another number
 #: of rows, or could not be reached. Not ``target_error``: its own sidecar counts that one.
-NOT_COMPARED = ("timeout", "unparseable", "mismatch", "unreachable", "too_large")
+NOT_COMPARED = (
+    "timeout",
+    "unparseable",
+    "mismatch",
+    "unreachable",
+    "target_too_large",
+    "too_large",
+)
 
 
 def series_key(name: str, labels: Mapping[str, str]) -> SeriesKey | None:

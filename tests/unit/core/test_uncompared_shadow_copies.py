@@ -123,16 +123,14 @@ def test_the_deadline_failure_says_why_no_copy_was_compared() -> None:
     assert "12 copies not compared (timeout 5, unparseable 7)" in d.message
 
 
-def test_late_answers_to_timed_out_copies_are_failed_copies() -> None:
-    # The candidate answered after the stable's shadow client gave up: its sidecar
-    # counted a success the comparison never saw.
+def test_late_answers_to_timed_out_copies_are_said_not_failed() -> None:
+    # The candidate answered after the stable's shadow client gave up (its fixed 5 s): its
+    # sidecar recorded the real latency, which the latency gates judge; failing the copies
+    # too made a healthy but slow candidate fail its shadow step.
     figures = _figures(_stable(0, timeout=30), _candidate(success=30))
-    assert (figures.copies.requests, figures.copies.failures) == (30, 30)
+    assert (figures.copies.requests, figures.copies.failures) == (30, 0)
     d = _decide(figures)
-    assert d.message == (
-        "30 compared predictions and failed copies (30) < 50 needed; "
-        "30 copies not compared (timeout 30)"
-    )
+    assert d.message == "0 compared predictions < 50 needed; 30 copies not compared (timeout 30)"
 
 
 def test_never_more_failed_than_the_copies_the_candidate_counted_as_success() -> None:
