@@ -174,6 +174,18 @@ class TestAStableDeletedMidRollout:
         assert selected(world) == candidate
         assert f"meanwhile revision {candidate} serves all live traffic" in warnings(plan)[0][1]
 
+    def test_status_lost_while_the_candidate_serves_leaves_it_unpromoted(self) -> None:
+        world, stable, candidate = canary()
+        delete_deployment(world, stable)
+        world.reconcile()  # the candidate serves in the lost stable's place
+        world.status = {}
+        for _ in range(3):
+            world.pods_ready(candidate)
+            plan = world.reconcile()
+        assert role(world, candidate) == "candidate" and selected(world) == candidate
+        assert world.condition("Ready")["reason"] == "RolloutFailed"
+        assert not any(e.reason == "Deployed" for e in plan.events)
+
     def test_a_spec_without_steps_deploys_the_candidate_in_the_stables_place(self) -> None:
         world, stable, candidate = started(rollout={})
         delete_deployment(world, stable)

@@ -164,7 +164,9 @@ def lost_revision(obs: Observation, views: Mapping[str, DeploymentView]) -> str 
     # A candidate the Service selects serves in a lost stable's place (_hold_lost): no stable.
     if recorded in views or (selected in views and views[selected].role != naming.ROLE_CANDIDATE):
         return None
-    lost = recorded or selected
+    # A live revision the Service selects is no lost one (with status lost too, the candidate
+    # serving in a lost stable's place was taken for it, and kept: promoted unjudged).
+    lost = recorded or (selected if selected not in views else None)
     return str(lost) if lost else None
 
 
