@@ -90,13 +90,13 @@ class TestAStableDeletedMidRollout:
         # The one revision left that can answer: pointing the Service at the lost stable
         # failed every request until a person acted.
         world, stable, candidate = canary(routed)
-        replicas = world.replicas(candidate)
         delete_deployment(world, stable)
         for _ in range(5):  # the candidate ready all along: never promoted all the same
             world.pods_ready(candidate)
             world.reconcile()
         assert selected(world) == candidate
-        assert world.replicas(candidate) == replicas and role(world, candidate) == "candidate"
+        # All the traffic: the stable's replicas (2), a candidate all the same.
+        assert world.replicas(candidate) == 2 and role(world, candidate) == "candidate"
         assert world.status["stable"]["revision"] == stable
         assert world.status["candidate"]["revision"] == candidate
         assert world.status["candidate"]["weight"] == 100
@@ -126,14 +126,18 @@ class TestAStableDeletedMidRollout:
         delete_deployment(world, stable)
         world.reconcile()
         world.set_spec(spec("1", 2, rollout=ROLLOUT))
-        plan = world.reconcile()
+        world.reconcile()
         assert world.replicas(stable) == 2 and role(world, stable) == "stable"
+        # The candidate serves until the stable made again is available (it was deleted at
+        # once and the Service moved to a stable with no ready pod: an outage).
+        assert selected(world) == candidate and world.deployment(candidate) is not None
+        world.pods_ready(stable)
+        plan = world.reconcile()
         assert world.deployment(candidate) is None
         assert selected(world) == stable
         assert ("RolloutAborted", False) in [(e.reason, e.warning) for e in plan.events]
         assert outcomes(world) == [(candidate, "Aborted"), (stable, "Deployed")]
         assert world.status["history"][1]["reason"] == "first revision of this ModelDeployment"
-        world.pods_ready(stable)
         world.reconcile()
         assert world.status["phase"] == "Healthy"
 
@@ -161,13 +165,28 @@ class TestAStableDeletedMidRollout:
         last = world.status["lastRequest"]
         assert last["answer"] == "Refused" and f"stable revision {stable}" in last["message"]
 
+    def test_a_candidate_serving_in_its_place_keeps_the_service_whatever_its_readiness(
+        self,
+    ) -> None:
+        # Serving only while it had ready pods, the Service went back and forth with a
+        # Warning at each turn.
+        world, stable, candidate = canary()
+        delete_deployment(world, stable)
+        world.reconcile()
+        posted = []
+        for ready in (0, 1, 0, 1):
+            world.pods_ready(candidate, ready)
+            plan = world.reconcile()
+            assert selected(world) == candidate and world.status["candidate"]["weight"] == 100
+            posted += warnings(plan)
+        assert posted == []
+
     def test_a_lost_status_too_leaves_the_candidate_unpromoted(self) -> None:
         world, stable, candidate = canary()
-        replicas = world.replicas(candidate)
         delete_deployment(world, stable)
         world.status = {}
         plan = world.reconcile()
-        assert world.replicas(candidate) == replicas and role(world, candidate) == "candidate"
+        assert world.replicas(candidate) == 2 and role(world, candidate) == "candidate"
         assert world.condition("Ready")["reason"] == "RolloutFailed"
         assert "no stable revision's Deployment is left" in warnings(plan)[0][1]
         # It serves, and status says so (a canary's Service had left it all traffic unsaid).
@@ -203,7 +222,8 @@ class TestAStableDeletedMidRollout:
         delete_deployment(world, stable)
         world.set_spec({**spec("2", 2, rollout={}), "paused": True})
         world.reconcile()
-        assert role(world, candidate) == "candidate" and selected(world) == stable
+        # Not promoted; it takes the Service all the same, the one revision that can answer.
+        assert role(world, candidate) == "candidate" and selected(world) == candidate
         assert "which is paused (spec.paused)" in world.condition("Ready")["message"]
 
 

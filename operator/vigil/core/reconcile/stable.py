@@ -98,15 +98,37 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
             Reason.SCALED,
             f"revision {revision} scaled from {view.replicas} to {spec.replicas} replica(s)",
         )
-    cycle.serve(revision)
     # A bake keeps the previous revision until it passes (or traffic goes back to it).
     baking = bake.baking(cycle, revision)
-    _abort_others(cycle, revision, views, baking.previous if baking else None)
+    _serve_when_ready(cycle, revision, view, views, baking.previous if baking else None)
     cycle.keep_in_history(view)
     reached = stable_outcome(cycle, revision, view, just_created=False)
     if baking is not None:
         return bake.watch(cycle, baking, view, views.get(baking.previous), reached)
     return finish(cycle, reached, revision=revision, stable=Side(view))
+
+
+def _serve_when_ready(
+    cycle: Cycle,
+    revision: str,
+    view: DeploymentView | None,
+    views: Mapping[str, DeploymentView],
+    kept: str | None,
+) -> None:
+    """Live traffic to the stable and any candidate aborted, once the stable can take it:
+    one that served in a lost stable's place keeps serving until the stable made again is
+    available (the Service only moves to an available revision)."""
+    standin = views.get(service_revision(cycle.obs.service) or "")
+    if (
+        standin is not None
+        and standin.revision != revision
+        and standin.ready_replicas > 0
+        and (view is None or not view.is_available)
+    ):
+        cycle.serve(standin.revision)
+        return
+    cycle.serve(revision)
+    _abort_others(cycle, revision, views, kept)
 
 
 def _abort_others(
@@ -135,9 +157,8 @@ def _make_again(
     if not has_served(cycle.obs.status):
         return deploy_new(cycle, revision, identity, views)
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_STABLE), spec.replicas)
-    cycle.serve(revision)
     baking = bake.baking(cycle, revision)
-    _abort_others(cycle, revision, views, baking.previous if baking else None)
+    _serve_when_ready(cycle, revision, None, views, baking.previous if baking else None)
     cycle.event(
         Reason.DEPLOYED,
         f"the Deployment of stable revision {revision} was missing (deleted outside the "
@@ -252,15 +273,19 @@ def _hold_lost(
     message: str,
     views: Mapping[str, DeploymentView],
 ) -> Plan:
-    """Hold until a person says. Live traffic goes to the candidate if it has ready pods:
-    unjudged, but the one revision left that can answer (pointing the Service at the lost
-    stable would fail every request). A rejected candidate is removed, and traffic goes to
-    the lost stable's Service, which answers once the spec makes it again."""
+    """Hold until a person says. Live traffic goes to the candidate, at the stable's
+    replicas: unjudged, but the one revision left that can answer (pointing the Service at
+    the lost stable would fail every request). A rejected candidate is removed, and traffic
+    goes to the lost stable's Service, which answers once the spec makes it again."""
     view = views.get(revision)
     rejected = mine.get("outcome") in FINISHED
-    serving = not rejected and view is not None and view.ready_replicas > 0
+    # Whatever its pods' readiness now (the missing stable has none): no flapping Service.
+    serving = not rejected and view is not None
     if serving:
+        assert cycle.spec is not None and view is not None
         cycle.serve(revision)
+        if view.replicas != cycle.spec.replicas:  # all the traffic: the stable's capacity
+            cycle.scale_revision(revision, cycle.spec.replicas)
         message = f"{message}; meanwhile revision {revision} serves all live traffic"
     elif lost:
         cycle.serve(lost)
