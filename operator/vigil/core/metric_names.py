@@ -34,7 +34,8 @@ PREDICTION_VALUE_SUM = "vigil_prediction_value_sum"
 PREDICTION_VALUE_SQUARES_SUM = "vigil_prediction_value_squares_sum"
 # Shadow comparisons, counted by the stable's sidecars (counters; a histogram).
 #: Copies sent, by ``target_revision`` and ``outcome``: compared, or why not (timeout,
-#: unreachable, target_error, unparseable, mismatch).
+#: unreachable, target_error, unparseable, mismatch, target_too_large, too_large,
+#: stable_unparseable, compare_error).
 SHADOW_REQUESTS = "vigil_shadow_requests"
 SHADOW_PREDICTIONS = "vigil_shadow_predictions"
 SHADOW_AGREEMENTS = "vigil_shadow_agreements"

@@ -1157,10 +1157,12 @@ class FeedbackService:
                 )
                 for key, served_at, revision, flags, rows in doc["records"]
             ]
-            # A sender that names no task for a revision (an older sidecar) leaves it unscored.
+            # A sender that names tasks but none for a revision leaves it unscored. One that
+            # names none at all (an older sidecar) is scored by this pod's task, as it was.
             stated = doc.get("tasks") or {}
             if not isinstance(stated, dict):
                 raise TypeError("tasks must be an object")
+            unstated = "tasks" not in doc
             given = "figures" in doc
             figures = FeedbackMetrics.parse_figures(doc.get("figures") or {})
             if not self.store.has_room_for_revisions({r.revision for r in records}):
@@ -1176,7 +1178,7 @@ class FeedbackService:
                 if self.store.adopt(record):
                     adopted += 1
                     if record.revision not in self.tasks:
-                        task = stated.get(record.revision)
+                        task = self.task if unstated else stated.get(record.revision)
                         self.tasks[record.revision] = task if task in TASKS else ""
             # The leaving pod's labels no scrape read: counted here from now on.
             self.metrics.add_figures(figures)

@@ -8,12 +8,16 @@ queue (full queue = counted drop); workers post the request to the target
 HTTP client library) and compare the predictions row by row:
 classification agrees when the classes are equal, regression when
 ``|local - target| <= tolerance + relativeTolerance x |local|``; a classifier's scores
-(probabilities: non-whole floats on either side) are compared as numbers too. Settings
-(target, revision, percent, ...) can change while running via :meth:`Shadow.configure`.
+(probabilities: non-whole floats on either side) are compared as the decisions they
+stand for (>= 0.5: the positive class), or as numbers when the settings give an absolute
+``tolerance``. Settings (target, revision, percent, ...) can change while running via
+:meth:`Shadow.configure`.
 
 The comparison runs on the proxy's event loop, so it is bounded: queued copies hold at
 most :data:`QUEUE_BYTES`, and answers over :data:`MAX_COMPARED_BYTES` or
-:data:`MAX_COMPARED_ROWS` are counted (``too_large``), not compared.
+:data:`MAX_COMPARED_ROWS` are counted, not compared: ``too_large`` when the local
+(stable's) answer is, ``target_too_large`` when only the target's is. Only a fault of the
+target's answer counts as ``unparseable``; the local answer's is ``stable_unparseable``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from vigil.profile.model import category_key
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
 from vigil.sidecar.monitor import holds_scores
-from vigil.sidecar.payload import parse_response
+from vigil.sidecar.payload import ParsedOutput, parse_response
 from vigil.sidecar.target import AnswerTooLarge, TargetClient
 
 __all__ = ["Shadow", "ShadowCopy", "compare_predictions", "observe_all"]
@@ -55,6 +59,18 @@ QUEUE_BYTES = 32 * 1024 * 1024
 MAX_COMPARED_BYTES = 1024 * 1024
 #: Nor answers of more rows: comparing costs ~1 us a row, on the same loop.
 MAX_COMPARED_ROWS = 20_000
+#: Outcomes whose series exist at 0 once a target is set: those the operator reads
+#: (core/window.py NOT_COMPARED) and ``compared``. A series born at its first count loses
+#: that count to Prometheus' increase(). A fixed list: a bounded number of series.
+ZEROED_OUTCOMES = (
+    "compared",
+    "timeout",
+    "unparseable",
+    "mismatch",
+    "unreachable",
+    "too_large",
+    "target_too_large",
+)
 
 
 @dataclass(slots=True)
@@ -169,32 +185,51 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _decision(value: Any) -> Any:
+    """The class a score stands for: 1 (positive) at 0.5 or more, else 0; not a number: as is."""
+    number = _number(value)
+    return value if number is None else int(number >= 0.5)
+
+
 def compare_predictions(
     local: list[Any],
     target: list[Any],
     classification: bool,
     tolerance: float,
     relative_tolerance: float = 0.0,
+    *,
+    scores_as_numbers: bool = False,
 ) -> tuple[int, list[float]]:
     """Agreeing rows and the absolute numeric differences (rows where both are numbers).
 
     Classes agree when their labels are equal; numbers when
     ``|local - target| <= tolerance + relative_tolerance x |local|`` (the
     local answer is the stable's: the candidate is measured against it).
-    An answer holding scores (a non-whole float: ``monitor.holds_scores``) is
-    compared as numbers even for a classifier.
+    A classifier's answer holding scores (a non-whole float: ``monitor.holds_scores``)
+    is compared by its decisions (a score >= 0.5 is the class 1; the other side's labels
+    as they are), or as numbers with ``scores_as_numbers``.
     """
-    if classification and (holds_scores(local) or holds_scores(target)):
-        # A probability per row is no label: 0.91 and 0.9100001 are the same answer.
-        classification = False
+    decided_local, decided_target = local, target
+    if classification:
+        local_scores, target_scores = holds_scores(local), holds_scores(target)
+        if scores_as_numbers and (local_scores or target_scores):
+            classification = False
+        else:
+            # A retrained classifier's scores move a little, its decisions hardly: compared
+            # as numbers (5 % relative), score noise of sd 0.005 read as 17 % disagreement.
+            if local_scores:
+                decided_local = [_decision(v) for v in local]
+            if target_scores:
+                decided_target = [_decision(v) for v in target]
     agree = 0
     diffs: list[float] = []
-    for a, b in zip(local, target, strict=True):
+    rows = zip(local, target, decided_local, decided_target, strict=True)
+    for a, b, da, db in rows:
         na, nb = _number(a), _number(b)
         if na is not None and nb is not None:
             diffs.append(abs(na - nb))
         if classification:
-            agree += int(category_key(a) == category_key(b))
+            agree += int(category_key(da) == category_key(db))
         elif na is not None and nb is not None:
             agree += int(abs(na - nb) <= tolerance + relative_tolerance * abs(na))
         else:
@@ -247,8 +282,10 @@ class Shadow:
         self.requests = Counter(
             "vigil_shadow_requests",
             "Shadow copies by outcome: compared, target_error (non-2xx), unreachable, timeout, "
-            "unparseable, mismatch (different number of predictions), too_large (an answer "
-            "too large to compare).",
+            "unparseable (the target's answer), mismatch (different number of predictions), "
+            "target_too_large (the target's answer too large to compare), too_large (this "
+            "revision's own answer too large to compare), stable_unparseable (this revision's "
+            "own answer unparseable), compare_error (the comparison failed).",
             [*labels, "outcome"],
             registry=registry,
         )
@@ -321,6 +358,13 @@ class Shadow:
         self.percent.labels(*self._labels()).set(
             self.settings.percent if self.settings.enabled else 0
         )
+        if self.settings.target:
+            # At 0 before the first copy: increase() counts the first one of each outcome.
+            labels = self._labels()
+            children = self._children(labels)
+            for outcome in ZEROED_OUTCOMES:
+                if outcome not in children.requests:
+                    children.requests[outcome] = self.requests.labels(*labels, outcome)
 
     def configure(self, settings: ShadowSettings) -> None:
         """Apply new settings at run time: a queued copy goes to the target in force when a
@@ -439,8 +483,9 @@ class Shadow:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # A fault of this sidecar's, not of either answer: never the target's.
                 log.exception("shadow comparison failed")
-                self.requests.labels(*self._labels(), "unparseable").inc()
+                self.requests.labels(*self._labels(), "compare_error").inc()
             finally:
                 self._comparing -= 1
                 self.held_bytes -= _size(copy)
@@ -460,7 +505,9 @@ class Shadow:
                     target.host, target.port, raw, copy.method == "HEAD", MAX_COMPARED_BYTES
                 )
         except AnswerTooLarge:
-            self._count(children, labels, "too_large")
+            # The target's answer alone is over the cap, unless the local one is no measure.
+            local = self._local_answer(copy, bool(self.classification))
+            self._count(children, labels, local if isinstance(local, str) else "target_too_large")
             return
         except TimeoutError:
             self._count(children, labels, "timeout")
@@ -473,29 +520,29 @@ class Shadow:
             self._count(children, labels, "target_error")
             return
         classification = self.classification
-        cap = MAX_COMPARED_BYTES
-        local_body = _decoded(copy.local_response, copy.local_encoding, cap)
-        body = _decoded(resp.body, resp.content_encoding, cap)
-        if len(local_body or b"") > cap or len(body or b"") > cap:
-            self._count(children, labels, "too_large")
+        found = self._local_answer(copy, bool(classification))
+        if isinstance(found, str):
+            self._count(children, labels, found)
             return
-        local_body, body = local_body or b"", body or b""
-        local = parse_response(
-            self.protocol, local_body, copy.local_content_type, bool(classification)
-        )
+        local_body, local = found
+        # The target was asked for identity: an encoding it cannot undo is the target's.
+        body = _decoded(resp.body, resp.content_encoding, MAX_COMPARED_BYTES)
+        if body is None:
+            self._count(children, labels, "unparseable")
+            return
+        if len(body) > MAX_COMPARED_BYTES:
+            self._count(children, labels, "target_too_large")
+            return
         if body == local_body and resp.content_type == copy.local_content_type:
             remote = local  # the same bytes: the same parse (a pure function)
         else:
             await asyncio.sleep(0)  # live requests go on between the parses
             remote = parse_response(self.protocol, body, resp.content_type, bool(classification))
-        if local.violations or remote.violations:
+        if remote.violations:
             self._count(children, labels, "unparseable")
             return
         if len(local.values) != len(remote.values):
             self._count(children, labels, "mismatch")
-            return
-        if len(local.values) > MAX_COMPARED_ROWS:
-            self._count(children, labels, "too_large")
             return
         await asyncio.sleep(0)  # and before the comparison
         if classification is None:
@@ -505,11 +552,37 @@ class Shadow:
                 for v in local.values
             )
         absolute = s.tolerance if s.tolerance is not None else self.default_tolerance
+        # A tolerance the settings give is the user's word on how close scores must be.
         agree, diffs = compare_predictions(
-            local.values, remote.values, classification, absolute, s.relative_tolerance
+            local.values,
+            remote.values,
+            classification,
+            absolute,
+            s.relative_tolerance,
+            scores_as_numbers=s.tolerance is not None,
         )
         self._count(children, labels, "compared")
         children.predictions.inc(len(local.values))
         if agree:
             children.agreements.inc(agree)
         observe_all(children.difference, diffs)
+
+    def _local_answer(
+        self, copy: ShadowCopy, classification: bool
+    ) -> tuple[bytes, ParsedOutput] | str:
+        """The local (stable's) answer decoded and parsed, or the outcome that leaves the copy
+        uncompared through no fault of the target's: ``stable_unparseable`` (an encoding
+        this sidecar cannot undo, such as br or zstd; a corrupt or unparseable body) or
+        ``too_large`` (over :data:`MAX_COMPARED_BYTES` or :data:`MAX_COMPARED_ROWS`)."""
+        cap = MAX_COMPARED_BYTES
+        body = _decoded(copy.local_response, copy.local_encoding, cap)
+        if body is None:
+            return "stable_unparseable"
+        if len(body) > cap:
+            return "too_large"
+        parsed = parse_response(self.protocol, body, copy.local_content_type, classification)
+        if parsed.violations:
+            return "stable_unparseable"
+        if len(parsed.values) > MAX_COMPARED_ROWS:
+            return "too_large"
+        return body, parsed

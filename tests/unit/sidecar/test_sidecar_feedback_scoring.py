@@ -251,6 +251,40 @@ class TestPredictionsScoredByTheirRevisionsTask:
         m = await scrape(http, c)
         assert value(m, "vigil_feedback_scored_total", revision="r1") == 0
 
+    @pytest.mark.parametrize(
+        "tasks, scored",
+        [(None, 1), ({}, 0)],
+        ids=["no-tasks-key", "tasks-without-the-revision"],
+    )
+    async def test_an_older_senders_handoff_without_tasks_is_scored_with_the_receivers_task(
+        self, model, start_sidecar, http, monkeypatch, tasks: dict[str, str] | None, scored: int
+    ):
+        """A sender from before tasks were handed over names none: its predictions are
+        scored as before (by the receiver's task); one that names tasks but not this
+        revision's leaves them unscored."""
+        from vigil.sidecar import feedback as feedback_module
+
+        real = feedback_module._post_handoff
+
+        async def older(
+            session: Any, peer: str, payload: bytes, timeout: float
+        ) -> tuple[int, bytes]:
+            doc = json.loads(payload)
+            if tasks is None:
+                del doc["tasks"]
+            else:
+                doc["tasks"] = tasks
+            return await real(session, peer, json.dumps(doc).encode(), timeout)
+
+        monkeypatch.setattr(feedback_module, "_post_handoff", older)
+        a, b = await pair(start_sidecar, model.url, fb(), fb())
+        rid, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await a.stop()
+        assert (await send(http, b, {"id": rid, "truth": pred}))["joined"] == 1
+        m = await scrape(http, b)
+        assert value(m, "vigil_feedback_scored_total", revision="r1") == scored
+        assert value(m, "vigil_feedback_correct_total", revision="r1") == scored
+
 
 class TestTruthsThatAreNoClass:
     def test_blank_truths_are_invalid_for_a_classifier(self):

@@ -1,8 +1,9 @@
 """Shadow copies: scores compared as numbers, bounded memory and loop time, the reserved header.
 
-A classifier's probabilities are scores, not labels; the copies a slow target leaves
-queued are bounded in bytes; answers too large to compare on the event loop are counted,
-not compared; and ``X-Vigil-Shadow`` stays between the sidecars.
+A classifier's probabilities are scores, not labels (compared as numbers when a tolerance
+is set; by their decisions otherwise: test_sidecar_shadow_outcomes); the copies a slow
+target leaves queued are bounded in bytes; answers too large to compare on the event loop
+are counted, not compared; and ``X-Vigil-Shadow`` stays between the sidecars.
 """
 
 from __future__ import annotations
@@ -63,21 +64,26 @@ def _dropped(registry: CollectorRegistry) -> float:
 # ---------------------------------------------------------------- scores
 
 
-def test_a_classifier_answering_one_score_per_row_agrees_with_itself_within_the_tolerance():
+def test_a_classifier_answering_one_score_per_row_agrees_with_itself_within_a_tolerance_set():
     # One probability per row (a binary classifier): float noise is no disagreement.
     stable, candidate = [0.91, 0.12, 0.55], [0.9100001, 0.12003, 0.5501]
-    agree, diffs = compare_predictions(stable, candidate, True, 0.0, 0.05)
+    agree, diffs = compare_predictions(stable, candidate, True, 0.0, 0.05, scores_as_numbers=True)
     assert agree == 3
     assert diffs == pytest.approx([1e-7, 3e-5, 1e-4], abs=1e-9)
     # ... and a different score is still a disagreement.
-    assert compare_predictions([0.91], [0.5], True, 0.0, 0.05)[0] == 0
+    assert compare_predictions([0.91], [0.5], True, 0.0, 0.05, scores_as_numbers=True)[0] == 0
 
 
-def test_scores_on_either_side_are_compared_as_numbers():
+def test_scores_on_either_side_are_compared_as_numbers_within_a_tolerance_set():
     # The stable answers 1.0/0.0, the candidate probabilities: numbers, with the tolerance.
-    agree, _ = compare_predictions([1.0, 0.0], [0.9999, 0.0001], True, 0.001, 0.0)
+    agree, _ = compare_predictions(
+        [1.0, 0.0], [0.9999, 0.0001], True, 0.001, 0.0, scores_as_numbers=True
+    )
     assert agree == 2
-    assert compare_predictions([0.9999, 0.0001], [1.0, 0.0], True, 0.001, 0.0)[0] == 2
+    assert (
+        compare_predictions([0.99, 0.0001], [1.0, 0.0], True, 0.001, 0.0, scores_as_numbers=True)[0]
+        == 1
+    )
 
 
 def test_class_labels_are_still_compared_as_labels():
@@ -209,9 +215,9 @@ async def test_the_comparison_lets_the_event_loop_run_between_its_steps(
         loop.call_soon(ran.append, "parsed")
         return real_parse(*args)
 
-    def compare(*args: Any) -> Any:
+    def compare(*args: Any, **kwargs: Any) -> Any:
         seen_at_compare.append(list(ran))
-        return real_compare(*args)
+        return real_compare(*args, **kwargs)
 
     monkeypatch.setattr(shadow_module, "parse_response", parse)
     monkeypatch.setattr(shadow_module, "compare_predictions", compare)
