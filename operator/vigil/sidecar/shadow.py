@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from vigil.core import metric_names
+from vigil.core.window import NOT_COMPARED
 from vigil.profile.model import category_key
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
@@ -60,17 +61,9 @@ MAX_COMPARED_BYTES = 1024 * 1024
 #: Nor answers of more rows: comparing costs ~1 us a row, on the same loop.
 MAX_COMPARED_ROWS = 20_000
 #: Outcomes whose series exist at 0 once a target is set: those the operator reads
-#: (core/window.py NOT_COMPARED) and ``compared``. A series born at its first count loses
-#: that count to Prometheus' increase(). A fixed list: a bounded number of series.
-ZEROED_OUTCOMES = (
-    "compared",
-    "timeout",
-    "unparseable",
-    "mismatch",
-    "unreachable",
-    "too_large",
-    "target_too_large",
-)
+#: and ``compared``. A series born at its first count loses that count to Prometheus'
+#: increase(). A fixed list: a bounded number of series.
+ZEROED_OUTCOMES = ("compared", *NOT_COMPARED)
 
 
 @dataclass(slots=True)

@@ -235,3 +235,24 @@ def answer_ok(client: _Client, request: _Request) -> None:
     """Answer ``request`` as the model server would: 200, body ``ok``, keep-alive."""
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
     client.on_response(request, Response(200, head, b"ok", b"ok", True))
+
+
+#: Three rows the fake model answers 0, 1, 2; the stable's sidecar labels of a shadow test.
+SHADOW_ROWS = [[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]]
+SHADOW_LABELS = {"model": "m", "version": "1", "revision": "st", "role": "stable"}
+
+
+def stable_shadow(target: str, registry: Any, **settings: Any) -> Any:
+    """A stable's shadow copier to ``target`` (revision "c", every request copied)."""
+    from vigil.sidecar.config import ShadowSettings
+    from vigil.sidecar.shadow import Shadow
+
+    return Shadow(
+        protocol="v2",
+        base=SHADOW_LABELS,
+        registry=registry,
+        classification=True,
+        settings=ShadowSettings(
+            **{"target": target, "target_revision": "c", "percent": 100, **settings}
+        ),
+    )

@@ -16,32 +16,25 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from sidecar_testkit import (
+    SHADOW_LABELS,
+    SHADOW_ROWS,
     FakeModel,
     base,
     capture_dispatch,
     fake_client,
     scrape,
     settle,
+    stable_shadow,
     v2_body,
     value,
 )
 
 from vigil.sidecar import shadow as shadow_module
 from vigil.sidecar.config import ShadowSettings
-from vigil.sidecar.shadow import DIFF_BUCKETS, Shadow, ShadowCopy, compare_predictions
+from vigil.sidecar.shadow import DIFF_BUCKETS, ShadowCopy, compare_predictions
 
-ROWS = [[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]]
-LABELS = {"model": "m", "version": "1", "revision": "st", "role": "stable"}
-
-
-def _shadow(target: str, registry: CollectorRegistry, **settings: Any) -> Shadow:
-    return Shadow(
-        protocol="v2",
-        base=LABELS,
-        registry=registry,
-        classification=True,
-        settings=ShadowSettings(target=target, target_revision="c", percent=100, **settings),
-    )
+ROWS = SHADOW_ROWS
+LABELS = SHADOW_LABELS
 
 
 def _answer(values: list[Any]) -> bytes:
@@ -95,7 +88,7 @@ def test_class_labels_are_still_compared_as_labels():
 
 async def test_queued_copies_are_bounded_by_bytes_and_the_overflow_counted_as_dropped():
     registry = CollectorRegistry()
-    shadow = _shadow("http://127.0.0.1:9", registry)  # not started: nothing leaves the queue
+    shadow = stable_shadow("http://127.0.0.1:9", registry)  # not started: nothing leaves the queue
     body = b"x" * (1 << 20)
     for _ in range(300):
         shadow.submit(_copy(body))
@@ -109,7 +102,7 @@ async def test_a_copy_frees_its_bytes_once_compared(model: FakeModel, monkeypatc
     size = len(v2_body(ROWS)) + 2
     monkeypatch.setattr(shadow_module, "QUEUE_BYTES", 3 * size)
     registry = CollectorRegistry()
-    shadow = _shadow(model.url, registry)
+    shadow = stable_shadow(model.url, registry)
     shadow.start()
     try:
         for _ in range(3):  # one budget's worth at a time, three times over
@@ -127,7 +120,7 @@ async def test_a_copy_frees_its_bytes_once_compared(model: FakeModel, monkeypatc
 
 async def test_copies_dropped_for_a_smaller_queue_free_their_bytes():
     registry = CollectorRegistry()
-    shadow = _shadow("http://127.0.0.1:9", registry, queue_size=4)
+    shadow = stable_shadow("http://127.0.0.1:9", registry, queue_size=4)
     for _ in range(3):
         shadow.submit(_copy(b"x" * 100))
     shadow.configure(replace(shadow.settings, queue_size=1))
@@ -137,11 +130,15 @@ async def test_copies_dropped_for_a_smaller_queue_free_their_bytes():
 # ---------------------------------------------------------------- too large to compare
 
 
-async def test_an_answer_over_the_compare_cap_is_counted_too_large_and_not_compared(
-    model, start_sidecar, http, monkeypatch
+@pytest.mark.parametrize(
+    ("cap", "size"),
+    # The fake model's answer to ROWS is ~110 bytes of 3 rows: over either cap.
+    [("MAX_COMPARED_BYTES", 50), ("MAX_COMPARED_ROWS", 2)],
+)
+async def test_an_answer_over_a_compare_cap_is_counted_too_large_and_not_compared(
+    model, start_sidecar, http, monkeypatch, cap, size
 ):
-    # The fake model's answer to ROWS is ~110 bytes: over a cap of 50.
-    monkeypatch.setattr(shadow_module, "MAX_COMPARED_BYTES", 50, raising=False)
+    monkeypatch.setattr(shadow_module, cap, size, raising=False)
     sidecar = await start_sidecar(
         model.url, shadow=ShadowSettings(target=model.url, target_revision="t", percent=100)
     )
@@ -158,7 +155,7 @@ async def test_a_local_answer_over_the_compare_cap_is_too_large_whatever_the_tar
 ):
     monkeypatch.setattr(shadow_module, "MAX_COMPARED_BYTES", 1000, raising=False)
     registry = CollectorRegistry()
-    shadow = _shadow(model.url, registry)
+    shadow = stable_shadow(model.url, registry)
     shadow.start()
     try:
         local = _answer([0.5] * 300)  # the target's answer (~110 bytes) is under the cap
@@ -172,21 +169,6 @@ async def test_a_local_answer_over_the_compare_cap_is_too_large_whatever_the_tar
     outcome = {**LABELS, "target_revision": "c", "outcome": "too_large"}
     assert registry.get_sample_value("vigil_shadow_requests_total", outcome) == 1
     assert len(model.requests) == 1  # the candidate still had the copy to answer
-
-
-async def test_an_answer_over_the_row_cap_is_counted_too_large_and_not_compared(
-    model, start_sidecar, http, monkeypatch
-):
-    monkeypatch.setattr(shadow_module, "MAX_COMPARED_ROWS", 2, raising=False)
-    sidecar = await start_sidecar(
-        model.url, shadow=ShadowSettings(target=model.url, target_revision="t", percent=100)
-    )
-    async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)) as r:
-        assert r.status == 200
-    await settle(sidecar)
-    m = await scrape(http, sidecar)
-    assert value(m, "vigil_shadow_requests_total", target_revision="t", outcome="too_large") == 1
-    assert value(m, "vigil_shadow_predictions_total", target_revision="t") == 0
 
 
 async def test_a_gzip_answer_over_the_cap_once_decoded_is_too_large(monkeypatch):

@@ -18,24 +18,17 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from sidecar_testkit import FakeModel, v2_body
+from sidecar_testkit import SHADOW_LABELS, SHADOW_ROWS, FakeModel, stable_shadow, v2_body
 
+from vigil.core.window import NOT_COMPARED
 from vigil.sidecar import shadow as shadow_module
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.shadow import Shadow, ShadowCopy, compare_predictions
 
-ROWS = [[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]]
-LABELS = {"model": "m", "version": "1", "revision": "st", "role": "stable"}
-#: What the operator reads (core/window.py NOT_COMPARED) and the count of compared copies.
-READ_BY_THE_OPERATOR = (
-    "compared",
-    "timeout",
-    "unparseable",
-    "mismatch",
-    "unreachable",
-    "too_large",
-    "target_too_large",
-)
+ROWS = SHADOW_ROWS
+LABELS = SHADOW_LABELS
+#: What the operator reads, and the count of compared copies.
+READ_BY_THE_OPERATOR = ("compared", *NOT_COMPARED)
 
 
 def _answer(values: list[Any]) -> bytes:
@@ -43,18 +36,6 @@ def _answer(values: list[Any]) -> bytes:
     return json.dumps(
         {"outputs": [{"shape": [len(values)], "data": values}]}, separators=(",", ":")
     ).encode()
-
-
-def _shadow(target: str, registry: CollectorRegistry, **settings: Any) -> Shadow:
-    return Shadow(
-        protocol="v2",
-        base=LABELS,
-        registry=registry,
-        classification=True,
-        settings=ShadowSettings(
-            **{"target": target, "target_revision": "c", "percent": 100, **settings}
-        ),
-    )
 
 
 async def _run(shadow: Shadow, *copies: ShadowCopy) -> None:
@@ -150,7 +131,7 @@ async def test_a_stable_answer_its_sidecar_cannot_parse_is_not_blamed_on_the_can
     model: FakeModel, local: bytes, content_type: str, encoding: str
 ):
     registry = CollectorRegistry()
-    await _run(_shadow(model.url, registry), _copy(local, content_type, encoding))
+    await _run(stable_shadow(model.url, registry), _copy(local, content_type, encoding))
     assert _count(registry, "stable_unparseable") == 1
     assert not _count(registry, "unparseable")
     assert not _count(registry, "compared")
@@ -159,7 +140,7 @@ async def test_a_stable_answer_its_sidecar_cannot_parse_is_not_blamed_on_the_can
 async def test_a_candidate_answer_that_cannot_be_parsed_is_still_unparseable(answering):
     target = await answering(b"not json")
     registry = CollectorRegistry()
-    await _run(_shadow(target, registry), _copy(_answer([0, 1, 2])))
+    await _run(stable_shadow(target, registry), _copy(_answer([0, 1, 2])))
     assert _count(registry, "unparseable") == 1
     assert not _count(registry, "stable_unparseable")
 
@@ -172,7 +153,7 @@ async def test_a_failing_comparison_is_a_compare_error_not_the_candidates(
 
     monkeypatch.setattr(shadow_module, "compare_predictions", broken)
     registry = CollectorRegistry()
-    await _run(_shadow(model.url, registry), _copy(_answer([0, 1, 2])))
+    await _run(stable_shadow(model.url, registry), _copy(_answer([0, 1, 2])))
     assert _count(registry, "compare_error") == 1
     assert not _count(registry, "unparseable")
 
@@ -188,7 +169,7 @@ async def test_a_candidate_answer_over_the_cap_counts_as_target_too_large(
     local = _answer([0, 1, 2])
     assert len(local) < 80
     registry = CollectorRegistry()
-    await _run(_shadow(model.url, registry), _copy(local))
+    await _run(stable_shadow(model.url, registry), _copy(local))
     assert _count(registry, "target_too_large") == 1
     assert not _count(registry, "too_large")
 
@@ -199,7 +180,7 @@ async def test_a_gzip_candidate_answer_over_the_cap_once_decoded_is_target_too_l
     monkeypatch.setattr(shadow_module, "MAX_COMPARED_BYTES", 1000)
     target = await answering(gzip.compress(_answer([1] * 3000)), b"Content-Encoding: gzip\r\n")
     registry = CollectorRegistry()
-    await _run(_shadow(target, registry), _copy(_answer([0, 1, 2])))
+    await _run(stable_shadow(target, registry), _copy(_answer([0, 1, 2])))
     assert _count(registry, "target_too_large") == 1
     assert not _count(registry, "too_large")
 
@@ -209,7 +190,7 @@ async def test_when_both_answers_are_over_the_cap_the_copy_is_too_large(
 ):
     monkeypatch.setattr(shadow_module, "MAX_COMPARED_BYTES", 80)
     registry = CollectorRegistry()
-    await _run(_shadow(model.url, registry), _copy(_answer([0] * 100)))
+    await _run(stable_shadow(model.url, registry), _copy(_answer([0] * 100)))
     assert _count(registry, "too_large") == 1
     assert not _count(registry, "target_too_large")
 
@@ -219,7 +200,7 @@ async def test_a_stable_answer_unparseable_besides_an_oversized_candidate_one_is
 ):
     monkeypatch.setattr(shadow_module, "MAX_COMPARED_BYTES", 80)
     registry = CollectorRegistry()
-    await _run(_shadow(model.url, registry), _copy(b"not json"))
+    await _run(stable_shadow(model.url, registry), _copy(b"not json"))
     assert _count(registry, "stable_unparseable") == 1
     assert not _count(registry, "target_too_large")
 
@@ -261,7 +242,7 @@ async def test_a_classifiers_scores_are_compared_as_numbers_only_with_a_toleranc
 ):
     target = await answering(_answer([0.7, 0.4, 0.51]))
     registry = CollectorRegistry()
-    shadow = _shadow(target, registry, tolerance=tolerance)
+    shadow = stable_shadow(target, registry, tolerance=tolerance)
     await _run(shadow, _copy(_answer([0.9, 0.2, 0.6])))
     labels = {**LABELS, "target_revision": "c"}
     assert registry.get_sample_value("vigil_shadow_predictions_total", labels) == 3
@@ -273,7 +254,7 @@ async def test_a_classifiers_scores_are_compared_as_numbers_only_with_a_toleranc
 
 def test_the_outcomes_the_operator_reads_are_at_zero_once_a_target_is_set():
     registry = CollectorRegistry()
-    shadow = _shadow("http://127.0.0.1:9", registry, percent=0)  # not copying yet
+    shadow = stable_shadow("http://127.0.0.1:9", registry, percent=0)  # not copying yet
     assert {o: _count(registry, o) for o in READ_BY_THE_OPERATOR} == dict.fromkeys(
         READ_BY_THE_OPERATOR, 0.0
     )
@@ -297,7 +278,7 @@ def test_without_a_target_no_outcome_series_is_made():
 
 async def test_an_outcome_series_made_at_zero_counts_the_copies_after(model: FakeModel):
     registry = CollectorRegistry()
-    await _run(_shadow(model.url, registry), _copy(_answer([0, 1, 2])))
+    await _run(stable_shadow(model.url, registry), _copy(_answer([0, 1, 2])))
     assert _samples(registry, "vigil_shadow_requests_total") == {
         **dict.fromkeys(READ_BY_THE_OPERATOR, 0.0),
         "compared": 1.0,
