@@ -45,6 +45,10 @@ from vigil.metrics.source import Collection, PodTarget, RevisionKey, RevisionTar
 #: step's window grows between its collections, and others' collections trim in between.
 EXTRA_RETENTION_SECONDS = 120.0
 
+#: How long a collection's ask for a revision's retention holds at least (else its own
+#: retention): the health loop and a rollout step read one revision over different windows.
+ASK_SECONDS = 3600.0
+
 #: The ground-truth part of a scrape without labels (no feedback): one shared empty mapping.
 _NO_SERIES: Mapping[SeriesKey, float] = MappingProxyType({})
 
@@ -75,6 +79,8 @@ class _PodHistory:
     keys: dict[SeriesKey, SeriesKey] = field(default_factory=dict)
 
     def add(self, scrape: Scrape) -> None:
+        if scrape.at < self.last_seen:
+            return  # another reader's later scrape came in first: it holds all of this one
         known = self.keys
         keys: dict[SeriesKey, SeriesKey] = {}
         health: dict[SeriesKey, float] = {}
@@ -107,9 +113,9 @@ class DirectSource:
         self.concurrency = concurrency
         self._http = LazySession(session, self._open_session)
         self._history: dict[tuple[RevisionKey, str], _PodHistory] = {}
-        #: How long each revision's scrapes are kept, as its last collection asked:
-        #: (whole scrapes but ground truth, ground truth).
-        self._retention: dict[RevisionKey, tuple[float, float]] = {}
+        #: How long each revision's scrapes are kept, as its collections asked
+        #: (whole scrapes but ground truth, ground truth), with when each last asked.
+        self._asks: dict[RevisionKey, dict[tuple[float, float], float]] = {}
 
     def _open_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=None)
@@ -192,17 +198,24 @@ class DirectSource:
         """Drop scrapes older than their window (plus the baseline margin).
 
         Whole scrapes (but ground truth) go after the health window; their ground-truth
-        series after the labels window. One source serves every ModelDeployment: each
-        revision keeps its scrapes as long as its own last collection asked, whoever
-        collects now.
+        series after the labels window. One source serves every ModelDeployment, the
+        health loop and the rollouts: each revision keeps its scrapes as long as the
+        longest window any collection asked for lately (:data:`ASK_SECONDS`).
         """
-        self._retention.update({t.key: (t.window_seconds, t.retention_seconds) for t in targets})
+        for t in targets:
+            self._asks.setdefault(t.key, {})[(t.window_seconds, t.retention_seconds)] = now
+        retention: dict[RevisionKey, tuple[float, float]] = {}
+        for key, asks in list(self._asks.items()):
+            live = {a: at for a, at in asks.items() if at >= now - max(ASK_SECONDS, a[1])}
+            if live:
+                self._asks[key] = live
+                retention[key] = (max(h for h, _ in live), max(lab for _, lab in live))
         for key in list(self._history):
             history = self._history[key]
-            health, labels = self._retention.get(key[0], (0.0, 0.0))
+            health, labels = retention.get(key[0], (0.0, 0.0))
             _trim(history.recent, now - health - EXTRA_RETENTION_SECONDS)
             _trim(history.truth, now - labels - EXTRA_RETENTION_SECONDS)
             if history.last_seen < now - labels - EXTRA_RETENTION_SECONDS:
                 del self._history[key]
         kept = {key for key, _ in self._history} | {t.key for t in targets}
-        self._retention = {k: v for k, v in self._retention.items() if k in kept}
+        self._asks = {k: v for k, v in self._asks.items() if k in kept and k in retention}

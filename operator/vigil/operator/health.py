@@ -49,9 +49,8 @@ from vigil.core.vocabulary import Reason
 from vigil.core.window import RevisionWindow
 from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
-from vigil.metrics import Collection, MetricsSource, PodTarget, RevisionTarget
-from vigil.metrics.direct import DirectSource
-from vigil.metrics.prometheus import PrometheusSource
+from vigil.metrics import Collection, PodTarget, RevisionTarget
+from vigil.metrics.pool import SourceKey, SourcePool
 from vigil.operator.api import Api
 from vigil.operator.memory import release_free_memory
 from vigil.operator.metrics import HealthFigures, OperatorMetrics
@@ -61,17 +60,6 @@ from vigil.profile.model import ProfileError, parse_profile
 log = logging.getLogger("vigil.operator.health")
 
 DEFAULT_INTERVAL_SECONDS = 30.0
-
-SourceKey = tuple[str, str]
-SourceFactory = Callable[[SourceKey], MetricsSource]
-
-
-def default_source(key: SourceKey) -> MetricsSource:
-    """A direct source, or a Prometheus source for the URL in the key."""
-    kind, url = key
-    if kind == SOURCE_PROMETHEUS:
-        return PrometheusSource(url)
-    return DirectSource()
 
 
 class HealthRecorder(Protocol):
@@ -151,7 +139,7 @@ class HealthLoop:
         metrics: OperatorMetrics,
         *,
         interval: float = DEFAULT_INTERVAL_SECONDS,
-        source_factory: SourceFactory = default_source,
+        sources: SourcePool | None = None,
         clock: Callable[[], float] = time.time,
         utcnow: Callable[[], datetime.datetime] = utc_now,
     ) -> None:
@@ -159,7 +147,8 @@ class HealthLoop:
         self.reconciler = reconciler
         self.metrics = metrics
         self.interval = interval
-        self._source_factory = source_factory
+        #: Shared with the rollouts: one reader of each sidecar's /metrics.
+        self.sources = sources or SourcePool()
         self._clock = clock
         self._utcnow = utcnow
         #: The watched ModelDeployments, compact (vigil.kube.cache.compact): at N = 1000 the
@@ -168,7 +157,6 @@ class HealthLoop:
         self.pods: dict[tuple[str, str], PodInfo] = {}
         #: Pods whose artifact fetch has something to say, by (namespace, ModelDeployment).
         self._fetching: dict[tuple[str, str], dict[str, tuple[str, FetchState]]] = {}
-        self._sources: dict[SourceKey, MetricsSource] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
         #: When this loop began watching (its first cycle, or the first after a pause): a
         #: direct source's history is no longer than that.
@@ -253,9 +241,7 @@ class HealthLoop:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        for source in self._sources.values():
-            await source.close()
-        self._sources.clear()
+        await self.sources.close()
 
     async def run_forever(self) -> None:
         """A cycle every interval (a slow cycle delays the next one, never overlaps it).
@@ -327,18 +313,12 @@ class HealthLoop:
         since = self._watching_since if self._watching_since is not None else now
         return now - since < (target.window_seconds if window is None else window)
 
-    def _source(self, key: SourceKey) -> MetricsSource:
-        source = self._sources.get(key)
-        if source is None:
-            source = self._sources[key] = self._source_factory(key)
-        return source
-
     async def _collect(
         self, groups: Mapping[SourceKey, list[RevisionTarget]], now: float
     ) -> Collection:
         async def one(key: SourceKey, targets: list[RevisionTarget]) -> Collection:
             try:
-                return await self._source(key).collect(targets, now)
+                return await self.sources.get(key).collect(targets, now)
             except Exception as error:  # a broken source must not stop the others
                 log.exception("metrics source %s failed", key[0])
                 failed = Collection()
@@ -357,8 +337,7 @@ class HealthLoop:
             if result.errors:
                 self.metrics.source_failures.labels(key[0]).inc(len(result.errors))
         # Sources of URLs no ModelDeployment names any more are closed.
-        for key in [k for k in self._sources if k not in groups]:
-            await self._sources.pop(key).close()
+        await self.sources.close_unnamed(groups)
         return merged
 
     async def _reference(

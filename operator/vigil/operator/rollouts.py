@@ -50,9 +50,10 @@ from vigil.core.spec import (
 )
 from vigil.core.vocabulary import Reason
 from vigil.kube.client import KubeError
-from vigil.metrics import MetricsSource, PodTarget, RevisionTarget
+from vigil.metrics import PodTarget, RevisionTarget
+from vigil.metrics.pool import SourcePool
 from vigil.operator.api import Api
-from vigil.operator.health import PodInfo, SourceFactory, default_source
+from vigil.operator.health import PodInfo
 from vigil.plugin.requests import clear_request_patch
 from vigil.profile.model import ProfileError, ReferenceProfile, parse_profile
 from vigil.routing import RoutingError, RoutingTarget, router_for
@@ -106,21 +107,19 @@ class Rollouts:
         pods: PodsProvider,
         *,
         sidecar_image: str = "",
-        source_factory: SourceFactory = default_source,
+        sources: SourcePool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pods = pods
         self.sidecar_image = sidecar_image
-        self._source_factory = source_factory
-        self._sources: dict[tuple[str, str], MetricsSource] = {}
+        #: Shared with the health loop: one reader of each sidecar's /metrics.
+        self.sources = sources or SourcePool()
         #: The last routing failure per ModelDeployment (an Event only when it changes).
         self._routing_errors: dict[tuple[str, str], str] = {}
         self._clock = clock
 
     async def close(self) -> None:
-        for source in self._sources.values():
-            await source.close()
-        self._sources.clear()
+        await self.sources.close()
 
     def _running_pods(self, namespace: str, name: str, revision: str) -> list[tuple[str, str]]:
         return sorted(
@@ -256,9 +255,7 @@ class Rollouts:
                 shadow_target=target,
             )
         key = settings.source_key
-        source = self._sources.get(key)
-        if source is None:
-            source = self._sources[key] = self._source_factory(key)
+        source = self.sources.get(key)
         try:
             collection = await source.collect(targets, now)
         except Exception as error:  # a broken source holds the rollout, never judges it

@@ -165,6 +165,7 @@ def build_runtime(options: OperatorOptions) -> Runtime:
     reconciler.rollouts = Rollouts(
         lambda: health.pods,
         sidecar_image=options.sidecar_image,
+        sources=health.sources,
     )
     runtime = Runtime(options=options, metrics=metrics, reconciler=reconciler, health=health)
     # With peering kopf starts paused: acting waits for a stream it lets run.

@@ -11,6 +11,7 @@ the real parser (the HTTP side is covered in ``test_metrics_sources.py``).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from collections import deque
@@ -323,3 +324,60 @@ class TestAPodSilentPastTheWindow:
             {k: v[-2:] for k, v in source.taken.items()}, targets[0], 1830.0, 1
         )
         assert 0 < after.requests == one_scrape.requests
+
+
+class HeldSource(FedSource):
+    """A collection at ``held`` reads its pod at once, then waits (its other pods are slow)."""
+
+    def __init__(self, pod: Pod, held: float) -> None:
+        super().__init__([pod])
+        self.held = held
+        self.release = asyncio.Event()
+
+    async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
+        scraped = await super()._scrape(pod, now)
+        if now == self.held:
+            await self.release.wait()
+        return scraped
+
+
+class TestOneSourceForTheHealthLoopAndTheRollouts:
+    """The operator's health loop and its rollouts read the sidecars through one source
+    (a sidecar hands over what no read has returned: two readers would each miss some)."""
+
+    async def test_a_rollouts_short_windows_keep_the_health_loops_history(self) -> None:
+        # The health loop every 30 s (5-minute window, an hour of labels); a rollout's
+        # growing step window 10 s after each, without a labels window of its own.
+        pod = Pod("a", "r1", 2, 8)
+        source = FedSource([pod], labels_from=0.0)
+        health = health_targets({"r1": [pod]}, LABELS_WINDOW)
+        compared = 0
+        for now in range(0, 5400, 30):
+            evidence = max(10.0, now % 600 + 10.35)
+            rollout = [RevisionTarget("ns", "wine", "r1", evidence, health[0].pods)]
+            for targets, at in ((health, float(now)), (rollout, now + 10.0)):
+                windows = (await source.collect(targets, at)).windows
+                expected = old_rule_window(source.taken, targets[0], at, 1)
+                assert windows[targets[0].key] == expected, (at, targets[0].window_seconds)
+                compared += 1
+        assert compared == 360
+
+    async def test_a_read_that_ends_after_a_later_one_is_not_kept(self) -> None:
+        # The health loop's read at 60 s has the pod's text but waits on other pods while
+        # a rollout reads it at 61 s: kept after that one, its smaller counters would read
+        # as a restart (everything since the start counted again).
+        pod = Pod("a", "r1", 1, 9)
+        source = HeldSource(pod, held=60.0)
+        targets = health_targets({"r1": [pod]}, LABELS_WINDOW)
+        for now in (0.0, 30.0):
+            await source.collect(targets, now)
+        slow = asyncio.create_task(source.collect(targets, 60.0))
+        while not source.taken or len(next(iter(source.taken.values()))) < 3:
+            await asyncio.sleep(0)
+        await source.collect(targets, 61.0)
+        source.release.set()
+        await slow
+        window = (await source.collect(targets, 90.0)).windows[targets[0].key]
+        kept = {k: [s for s in v if s.at != 60.0] for k, v in source.taken.items()}
+        assert window == old_rule_window(kept, targets[0], 90.0, 1)
+        assert window.requests > 0

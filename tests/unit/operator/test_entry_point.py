@@ -278,3 +278,13 @@ def test_peers_get_distinct_priorities_unless_told() -> None:
     drawn = {parse_options(args).priority for _ in range(5)}
     assert len(drawn) > 1
     assert parse_options([*args, "--priority", "7"]).priority == 7
+
+
+def test_the_health_loop_and_the_rollouts_read_the_sidecars_through_one_source() -> None:
+    # A sidecar hands a peer what no read of its /metrics returned: two readers would
+    # each miss what the other read (docs/design/ground-truth.md).
+    runtime = build_runtime(OperatorOptions())
+    rollouts = runtime.reconciler.rollouts
+    assert rollouts is not None
+    assert rollouts.sources is runtime.health.sources
+    assert rollouts.sources.get(("direct", "")) is runtime.health.sources.get(("direct", ""))

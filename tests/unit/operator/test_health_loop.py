@@ -21,6 +21,7 @@ from test_reconciler import NOW, MemoryApi
 from vigil.core.reconcile import Event
 from vigil.core.window import RealizedPerformance, RevisionWindow
 from vigil.metrics import Collection, RevisionTarget
+from vigil.metrics.pool import SourcePool
 from vigil.operator.health import HealthLoop, pod_info
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig
@@ -113,7 +114,7 @@ class Loop:
             reconciler,
             self.metrics,
             interval=3,
-            source_factory=self._source,
+            sources=SourcePool(self._source),
             clock=lambda: self.now.timestamp(),
             utcnow=lambda: self.now,
         )

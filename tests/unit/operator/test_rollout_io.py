@@ -13,6 +13,7 @@ from vigil.core.reconcile import Plan, Route
 from vigil.core.rollout import Traffic
 from vigil.core.spec import monitoring_settings, parse_rollout
 from vigil.core.window import RevisionWindow
+from vigil.metrics.pool import SourcePool
 from vigil.metrics.source import Collection
 from vigil.operator.health import PodInfo
 from vigil.operator.rollouts import Rollouts, route_planner
@@ -188,7 +189,7 @@ class OnlyTheCandidate:
 
 def test_without_the_stables_figures_the_step_holds_instead_of_judging_half() -> None:
     """The comparisons with the stable would be left out, not held: never promote on that."""
-    rollouts = Rollouts(lambda: PODS, source_factory=lambda key: OnlyTheCandidate())
+    rollouts = Rollouts(lambda: PODS, sources=SourcePool(lambda key: OnlyTheCandidate()))
 
     async def answering(*_args):
         return "http://wine-c1.ml.svc:80"
@@ -329,7 +330,7 @@ async def test_a_stable_whose_reference_cannot_be_read_is_never_judged_with_the_
         ("ml", "wine-s1-a"): PodInfo("wine", "s1", "10.0.0.3", True),
     }
     window = _binned(reference, live)
-    rollouts = Rollouts(lambda: pods, source_factory=lambda key: BothRevisions(window))
+    rollouts = Rollouts(lambda: pods, sources=SourcePool(lambda key: BothRevisions(window)))
 
     async def answering(*_args: Any) -> str:
         return "http://wine-c.ml.svc:80"
