@@ -112,6 +112,10 @@ class FeatureDrift:
     candidate: Divergence
     stable: Divergence
 
+    def scaled(self, factor: float) -> FeatureDrift:
+        """The same estimates on ``factor`` times the rows (how many would decide)."""
+        return FeatureDrift(self.name, self.candidate.scaled(factor), self.stable.scaled(factor))
+
 
 @dataclass(frozen=True)
 class CandidateFigures:

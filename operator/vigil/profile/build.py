@@ -22,20 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.common.times import format_time
+from vigil.profile import model
 from vigil.profile.bins import bin_index, float32_bounds
-from vigil.profile.model import (
-    OTHER,
-    DriftDefaults,
-    FeatureProfile,
-    ProfileError,
-    ProfileWarning,
-    ReferenceProfile,
-    Summary,
-    Task,
-    Validation,
-    ValidationMethod,
-    category_key,
-)
+from vigil.profile.model import ProfileError
 
 __all__ = ["build_profile", "frame_column", "infer_task", "profile_column", "validation_score"]
 
@@ -140,7 +129,7 @@ def _check_float32_edges(source: str, edges: npt.NDArray[np.float64]) -> None:
     if edges[0] == edges[-1] or distinct == edges.size:
         return  # a constant feature has its two equal edges by design
     warnings.warn(
-        ProfileWarning(
+        model.ProfileWarning(
             f"column {source!r}: its {edges.size - 1} bins ({edges[0]:.10g} .. "
             f"{edges[-1]:.10g}) merge into {max(distinct - 1, 1)} in float32, the precision "
             "values are binned at (about 7 significant digits): drift within them goes "
@@ -174,10 +163,10 @@ def _check_finite(source: str, numeric: npt.NDArray[np.float64]) -> None:
         )
 
 
-def _summary(x: npt.NDArray[np.float64], source: str) -> Summary:
+def _summary(x: npt.NDArray[np.float64], source: str) -> model.Summary:
     # Finite values near the float limit (about 1e154 and up) overflow the std's squares.
     with np.errstate(over="ignore", invalid="ignore"):
-        summary = Summary(
+        summary = model.Summary(
             mean=float(np.mean(x)),
             std=float(np.std(x)),
             min=float(np.min(x)),
@@ -203,7 +192,7 @@ def profile_column(
     top_k: int = DEFAULT_TOP_K,
     max_allowed: int = DEFAULT_MAX_ALLOWED,
     source: str | None = None,
-) -> FeatureProfile:
+) -> model.FeatureProfile:
     """Profile one column. ``categorical=None`` decides from the data type.
 
     ``source``: the column's name in the data for error messages (default ``name``).
@@ -239,7 +228,7 @@ def profile_column(
             raise ProfileError(f"column {source!r}: its bin edges do not fit a float: rescale it")
         _check_float32_edges(source, edges)
         counts = np.bincount(bin_index(present, edges), minlength=edges.size + 1)
-        return FeatureProfile(
+        return model.FeatureProfile(
             name=name,
             index=index,
             type="numeric",
@@ -251,12 +240,12 @@ def profile_column(
             edges=tuple(float(e) for e in edges),
         )
 
-    keys = [category_key(v.item() if isinstance(v, np.generic) else v) for v in arr]
+    keys = [model.category_key(v.item() if isinstance(v, np.generic) else v) for v in arr]
     present_keys = [k for k in keys if k is not None]
     if not present_keys:
         raise ProfileError(f"column {source!r} has no values (all missing)")
-    if OTHER in present_keys:
-        raise ProfileError(f"column {source!r}: the value {OTHER!r} is reserved")
+    if model.OTHER in present_keys:
+        raise ProfileError(f"column {source!r}: the value {model.OTHER!r} is reserved")
     counter = Counter(present_keys)
     # Most common first; ties by name so that the profile is deterministic.
     ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -269,7 +258,7 @@ def profile_column(
         present_num = numeric[~np.isnan(numeric)]
         summary = _summary(present_num, source)
     allowed = tuple(sorted(counter)) if len(counter) <= max_allowed else None
-    return FeatureProfile(
+    return model.FeatureProfile(
         name=name,
         index=index,
         type="categorical",
@@ -283,7 +272,7 @@ def profile_column(
     )
 
 
-def infer_task(values: npt.ArrayLike) -> tuple[Task, str]:
+def infer_task(values: npt.ArrayLike) -> tuple[model.Task, str]:
     """The task a prediction (or target) column suggests, and why, in words.
 
     Text and booleans are class labels; numbers with a fractional part are a
@@ -327,15 +316,15 @@ def build_profile(
     prediction_column: str | None = None,
     feature_names: Sequence[str] | None = None,
     categorical: Sequence[str] = (),
-    task: Task | None = None,
+    task: model.Task | None = None,
     model_name: str = "",
     model_version: str = "",
     bins: int = DEFAULT_BINS,
     top_k: int = DEFAULT_TOP_K,
     max_allowed: int = DEFAULT_MAX_ALLOWED,
-    drift: DriftDefaults | None = None,
+    drift: model.DriftDefaults | None = None,
     created_at: dt.datetime | None = None,
-) -> ReferenceProfile:
+) -> model.ReferenceProfile:
     """Build a profile from a 2-D NumPy array or a pandas DataFrame.
 
     ``data`` holds one row per example and the features in model input
@@ -401,7 +390,7 @@ def build_profile(
         for i, (name, col) in enumerate(columns)
     )
     prediction = None
-    resolved_task: Task = task or "regression"
+    resolved_task: model.Task = task or "regression"
     if predictions is not None:
         pred = np.asarray(predictions)
         if pred.ndim == 2 and pred.shape[1] == 1:
@@ -419,7 +408,7 @@ def build_profile(
             source=prediction_column or "predictions",
         )
     when = created_at or dt.datetime.now(dt.UTC)
-    return ReferenceProfile(
+    return model.ReferenceProfile(
         model_name=model_name,
         model_version=model_version,
         row_count=row_count,
@@ -427,18 +416,18 @@ def build_profile(
         task=resolved_task,
         features=features,
         prediction=prediction,
-        drift=drift or DriftDefaults(),
+        drift=drift or model.DriftDefaults(),
     )
 
 
 def validation_score(
     predictions: npt.ArrayLike,
     truths: npt.ArrayLike,
-    task: Task,
-    method: ValidationMethod,
+    task: model.Task,
+    method: model.ValidationMethod,
     *,
     prediction_column: str | None = None,
-) -> Validation:
+) -> model.Validation:
     """The model's score on labelled rows (rows without a truth are skipped).
 
     Classes are compared as the sidecar compares a label with its prediction
@@ -455,15 +444,15 @@ def validation_score(
     labelled = [
         (i, p, t)
         for i, (p, t) in enumerate(zip(pred, truth, strict=True))
-        if category_key(t) is not None
+        if model.category_key(t) is not None
     ]
     if not labelled:
         raise ProfileError("no labelled rows to compute the validation score from")
     if task == "classification":
-        correct = sum(1 for _, p, t in labelled if category_key(p) == category_key(t))
-        return Validation(method, len(labelled), accuracy=round(correct / len(labelled), 6))
+        correct = sum(1 for _, p, t in labelled if model.category_key(p) == model.category_key(t))
+        return model.Validation(method, len(labelled), accuracy=round(correct / len(labelled), 6))
     where = f"column {prediction_column!r}: " if prediction_column else ""
-    unanswered = [i for i, p, _ in labelled if category_key(p) is None]
+    unanswered = [i for i, p, _ in labelled if model.category_key(p) is None]
     if unanswered:
         verb = "have" if len(unanswered) > 1 else "has"
         raise ProfileError(
@@ -489,7 +478,7 @@ def validation_score(
             f"{where}the validation errors (up to {float(np.max(np.abs(errors))):g}) overflow "
             "a float's MAE/RMSE: rescale the target"
         )
-    return Validation(method, len(labelled), mae=round(mae, 6), rmse=round(rmse, 6))
+    return model.Validation(method, len(labelled), mae=round(mae, 6), rmse=round(rmse, 6))
 
 
 #: pandas' name for a CSV column without a header, such as the index ``df.to_csv()`` writes.

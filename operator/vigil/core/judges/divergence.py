@@ -100,13 +100,7 @@ class _FeatureTest:
         return self.deviation / math.sqrt(self.variance) if self.variance > 0 else 0.0
 
     def scaled(self, factor: float) -> _FeatureTest:
-        feature = self.feature
-        return _FeatureTest(
-            FeatureDrift(
-                feature.name, feature.candidate.scaled(factor), feature.stable.scaled(factor)
-            ),
-            self.margin,
-        )
+        return _FeatureTest(self.feature.scaled(factor), self.margin)
 
 
 def _units(d: Divergence, value: float) -> float:

@@ -19,6 +19,7 @@ from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import (
     Outcome,
     Side,
+    failed,
     fetch_gave_up,
     finish,
     not_ready,
@@ -145,7 +146,7 @@ def _starting(
         )
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ROLLOUT_FAILED:
             cycle.event(Reason.ROLLOUT_FAILED, message, warning=True)
-        return not_ready(Phase.FAILED, Reason.ROLLOUT_FAILED, message, progressing=False)
+        return failed(Reason.ROLLOUT_FAILED, message)
     ready = candidate_view.ready_replicas if candidate_view else 0
     fetching = cycle.fetch_progress(revision)
     message = (

@@ -49,6 +49,11 @@ def not_ready(phase: str, reason: str, message: str, *, progressing: bool) -> Ou
     return outcome(phase, (False, reason), (progressing, reason), message)
 
 
+def failed(reason: str, message: str) -> Outcome:
+    """Failed: not Ready, and nothing progresses until the spec or the cluster changes."""
+    return not_ready(Phase.FAILED, reason, message, progressing=False)
+
+
 def refused_write_status(
     planned: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
@@ -65,7 +70,7 @@ def refused_write_status(
     Whatever already serves keeps serving (the writes after the refused one,
     such as removing an old revision, did not happen).
     """
-    refused = not_ready(Phase.FAILED, Reason.DEPLOY_FAILED, message, progressing=False)
+    refused = failed(Reason.DEPLOY_FAILED, message)
     conditions = build_conditions(
         [
             refused.ready,
@@ -247,7 +252,7 @@ def stable_outcome(
         message = f"revision {revision} could not fetch its model: {gave_up}"
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ARTIFACT_FETCH_FAILED:
             cycle.event(Reason.ARTIFACT_FETCH_FAILED, message, warning=True)
-        return not_ready(Phase.FAILED, Reason.ARTIFACT_FETCH_FAILED, message, progressing=False)
+        return failed(Reason.ARTIFACT_FETCH_FAILED, message)
     # The Deployment's verdict fails a revision, unless it was serving last cycle: that one
     # keeps its phase, Scaling or Degraded, the verdict in its words.
     serving = previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE, Reason.SCALING)
@@ -255,7 +260,7 @@ def stable_outcome(
         message = f"revision {revision} is not available: {view.failure}"
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.DEPLOY_FAILED:
             cycle.event(Reason.DEPLOY_FAILED, message, warning=True)
-        return not_ready(Phase.FAILED, Reason.DEPLOY_FAILED, message, progressing=False)
+        return failed(Reason.DEPLOY_FAILED, message)
     if view.replicas == wanted and view.is_available:
         message = f"revision {revision} serves with {ready}/{wanted} ready replica(s)"
         return outcome(Phase.HEALTHY, (True, Reason.AVAILABLE), (False, Reason.COMPLETE), message)

@@ -12,7 +12,7 @@ from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake, bluegreen, stable
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan, Route
-from vigil.core.reconcile.report import Side, finish, not_ready
+from vigil.core.reconcile.report import Side, failed, finish
 from vigil.core.reconcile.rollback import stable_alone
 from vigil.core.revision import REVISION_LENGTH, classify_change, compute_identity, compute_revision
 from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
@@ -22,7 +22,6 @@ from vigil.core.vocabulary import (
     ChangeKind,
     ConditionType,
     Outcome,
-    Phase,
     Reason,
     RequestVerb,
 )
@@ -208,7 +207,7 @@ def _blocked(
         cycle.event(reason, message, warning=True)
     if cycle.verb:
         cycle.answer(False, f"the operator cannot act on this spec ({reason}): {message}")
-    reached = not_ready(Phase.FAILED, reason, message, progressing=False)
+    reached = failed(reason, message)
     plan = finish(cycle, reached, revision=None, stable=Side(stable_view) if stable_view else None)
     # A rollout or bake under way resumes where it stood once the spec is fixed.
     for key in ("candidate", "bake"):

@@ -20,6 +20,7 @@ from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Observation, Plan
 from vigil.core.reconcile.report import (
     Side,
+    failed,
     finish,
     has_served,
     not_ready,
@@ -296,7 +297,7 @@ def _hold_lost(
         cycle.event(Reason.ROLLOUT_FAILED, message, warning=True)
     if cycle.verb:
         cycle.answer(False, message)
-    reached = not_ready(Phase.FAILED, Reason.ROLLOUT_FAILED, message, progressing=False)
+    reached = failed(Reason.ROLLOUT_FAILED, message)
     recorded = cycle.obs.status.get("stable")
     stable = Side(None, {**recorded, "replicas": 0, "readyReplicas": 0}) if recorded else None
     # The rollout's state as it stood (it resumes should the stable come back).
