@@ -26,6 +26,20 @@ def percent(share: float) -> str:
     return f"{_trim(f'{value:.1f}')}%"
 
 
+#: The units of a duration from a second up, largest first, with their length in seconds.
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def time_unit(seconds: float, *, at_least: float = 1) -> tuple[str, int]:
+    """The largest unit (``d``, ``h``, ``m``, ``s``) of which ``seconds`` holds ``at_least``,
+    and its length in seconds: 3600 -> (``h``, 3600); with ``at_least=2``, 3600 -> (``m``, 60);
+    (``s``, 1) when none does."""
+    for unit, length in _UNITS:
+        if seconds >= at_least * length:
+            return unit, length
+    return "s", 1
+
+
 def duration(seconds: float) -> str:
     """Seconds with a unit: 0.0225 -> ``23ms``, 0.0004 -> ``0.4ms``, 2.5 -> ``2.5s``."""
     if not math.isfinite(seconds):
@@ -34,11 +48,8 @@ def duration(seconds: float) -> str:
         return f"{_trim(f'{seconds * 1000:.2f}')}ms"
     if seconds < 1:
         return f"{round(seconds * 1000 + 1e-9):d}ms"
-    if seconds < 60:
+    unit, length = time_unit(seconds)
+    if unit == "s":
         return f"{_trim(f'{seconds:.2f}')}s"
     # Label delays run to days.
-    if seconds < 3600:
-        return f"{_trim(f'{seconds / 60:.1f}')}m"
-    if seconds < 86400:
-        return f"{_trim(f'{seconds / 3600:.1f}')}h"
-    return f"{_trim(f'{seconds / 86400:.1f}')}d"
+    return f"{_trim(f'{seconds / length:.1f}')}{unit}"

@@ -193,6 +193,32 @@ def v2_body(rows: Sequence[Sequence[float]]) -> bytes:
     ).encode()
 
 
+@dataclass(frozen=True)
+class TrafficTarget:
+    """Where a generator's requests go: the Ready pods the Service ``name`` selects, or
+    its ClusterIP (``through_service``); with ``http_route``, the route's backend Services
+    instead, each with its weight."""
+
+    cluster: ClusterClient
+    namespace: str
+    name: str
+    http_route: str | None = None
+    through_service: bool = False
+
+    def backends(self) -> list[tuple[list[str], int]]:
+        """(addresses, weight) of each backend as the API server says now; a failed read
+        raises :class:`ReadFailed`."""
+        if self.http_route is not None:
+            return route_backends(
+                self.cluster, self.namespace, self.http_route, through_service=self.through_service
+            )
+        if self.through_service:
+            address = service_address(self.cluster, self.namespace, self.name)
+            return [([address], 1)] if address else []
+        ips = serving_pod_ips(self.cluster, self.namespace, self.name, answering=True)
+        return [(ips, 1)] if ips else []
+
+
 class TrafficGenerator:
     """Sends requests at ``rate`` per second until stopped (a thread of its own)."""
 
@@ -212,19 +238,15 @@ class TrafficGenerator:
         labels: npt.NDArray[Any] | None = None,
         reread_seconds: float = 1.0,
     ) -> None:
-        self.cluster = cluster
+        self.target = TrafficTarget(cluster, namespace, name, http_route, through_service)
         #: How often the watcher re-reads where traffic goes.
         self.reread_seconds = reread_seconds
-        self.namespace = namespace
-        self.name = name
         self.model_name = model_name
         self.X = X
         self.rate = rate
         self.shifts = dict(shifts or {})
         self.error_share = error_share
         self.rng = np.random.default_rng(seed)
-        self.http_route = http_route
-        self.through_service = through_service
         #: The true value of each row of ``X``: every request then carries an id of ours and,
         #: once answered, its row's label goes to the feedback port of the pod that answered.
         self.labels = labels
@@ -310,7 +332,7 @@ class TrafficGenerator:
             body = v2_body(rows_at(self.X, picks, shifts))
             if labels is not None:
                 truth = labels[int(picks[0])]
-                headers["X-Request-Id"] = f"{self.name}-{self._run_id}-{next(self._ids)}"
+                headers["X-Request-Id"] = f"{self.target.name}-{self._run_id}-{next(self._ids)}"
         request = urllib.request.Request(
             f"http://{target if ':' in target else f'{target}:8000'}"
             f"/v2/models/{self.model_name}/infer",
@@ -395,15 +417,7 @@ class TrafficGenerator:
             self.stats.failures[why] = self.stats.failures.get(why, 0) + 1
 
     def _backends(self) -> list[tuple[list[str], int]]:
-        if self.http_route is not None:
-            return route_backends(
-                self.cluster, self.namespace, self.http_route, through_service=self.through_service
-            )
-        if self.through_service:
-            address = service_address(self.cluster, self.namespace, self.name)
-            return [([address], 1)] if address else []
-        ips = serving_pod_ips(self.cluster, self.namespace, self.name, answering=True)
-        return [(ips, 1)] if ips else []
+        return self.target.backends()
 
     def _pick(self, backends: list[tuple[list[str], int]]) -> list[str]:
         """One backend's pods, chosen in proportion to the backend weights."""

@@ -96,13 +96,9 @@ def _age(at: Any, now: datetime.datetime) -> str:
     if moment is None:
         return at
     seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    # Whole units, at least two of them: 119s, then 2m ... 119m, then 2h ... 47h, then 2d.
+    unit, length = readable.time_unit(seconds, at_least=2)
+    return f"{seconds // length}{unit}"
 
 
 _ANSI = re.compile(r"\033\[[0-9;]*m")
