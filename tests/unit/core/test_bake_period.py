@@ -256,6 +256,46 @@ class TestTheSwitchKeepsThePreviousRevision:
         assert "bake" not in world.status
 
 
+class TestASwitchCutShortBeforeItsStatusWrite:
+    """The operator stopped after the switch moved the Service (and kept the previous
+    revision for the bake), before status said so: status names the old stable still."""
+
+    def cut_switch(self, rollout: dict[str, Any]) -> tuple[World, str, str]:
+        world, previous = serving(rollout)
+        world.set_spec(spec("2", 2, rollout=rollout))
+        world.reconcile()
+        revision = world.status["candidate"]["revision"]
+        world.pods_ready(revision)
+        world.now += datetime.timedelta(seconds=1)
+        world.carry_out(reconcile_decide(world.observe()).actions)
+        assert world.service_revision() == revision
+        assert world.status["stable"]["revision"] == previous
+        return world, previous, revision
+
+    def test_live_traffic_stays_on_the_promoted_revision_with_a_pod_unready(self) -> None:
+        # The previous revision is at minReplicas 0: moved back there, traffic met no pod.
+        world, previous, revision = self.cut_switch(baked())
+        world.pods_ready(revision, 1)
+        world.reconcile()
+        assert world.service_revision() == revision
+        assert ready_behind_the_service(world) == 1
+        assert world.status["stable"]["revision"] == revision
+        bake = world.status["bake"]
+        assert (bake["revision"], bake["previous"]) == (revision, previous)
+        assert replicas(world, previous) == 0
+        history = [(h["revision"], h["outcome"]) for h in world.status["history"]]
+        assert (revision, "Promoted") in history
+
+    def test_without_a_bake_the_previous_revision_goes(self) -> None:
+        world, previous, revision = self.cut_switch({})
+        world.pods_ready(revision, 1)
+        world.reconcile()
+        assert world.service_revision() == revision
+        assert world.status["stable"]["revision"] == revision
+        assert world.deployment(previous) is None
+        assert "bake" not in world.status
+
+
 def test_an_unreadable_rollout_during_a_bake_keeps_the_previous_revision() -> None:
     # Read with its defaults, the section has no bake: the previous revision went unjudged.
     world, previous, _revision = promoted()

@@ -171,17 +171,24 @@ def find_stable_revision(
     views: Mapping[str, DeploymentView],
     service: Mapping[str, Any] | None,
 ) -> str | None:
-    """The revision serving live traffic: the one status names, else the one the Service
-    selects, else the one whose Deployment is labelled stable.
+    """The revision serving live traffic: the one status names (unless a switch was cut
+    short), else the one the Service selects, else the one whose Deployment is labelled
+    stable.
 
     A revision only counts if its Deployment still exists; the fallbacks
     recover from a lost status (restored backup, status wiped), the label
     where the Service names no revision (a canary over both revisions' pods).
     """
     recorded = ((status.get("stable") or {}).get("revision")) or None
+    selected = service_revision(service)
+    # A switch cut short before its status write: the Service moved to the candidate,
+    # labelled stable (the previous revision may be kept for a bake).
+    switched = (status.get("candidate") or {}).get("revision")
+    switched_view = views.get(selected) if selected and switched == selected else None
+    if switched_view is not None and switched_view.role == naming.ROLE_STABLE:
+        return switched_view.revision
     if recorded in views:
         return str(recorded)
-    selected = service_revision(service)
     # Not a candidate: one serves in a lost stable's place, never promoted by that.
     if selected in views and views[selected].role != naming.ROLE_CANDIDATE:
         return selected

@@ -92,7 +92,7 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
     view = views.get(revision)
     if view is None:
         return _make_again(cycle, revision, identity, views)
-    finish_cut_switch(cycle, view)
+    resumed = finish_cut_switch(cycle, view, views)
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_STABLE), spec.replicas)
     if view.replicas != spec.replicas:
         cycle.event(
@@ -100,8 +100,9 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
             f"revision {revision} scaled from {view.replicas} to {spec.replicas} replica(s)",
         )
     # A bake keeps the previous revision until it passes (or traffic goes back to it).
-    baking = bake.baking(cycle, revision)
-    _serve_when_ready(cycle, revision, view, views, baking.previous if baking else None)
+    baking = resumed.bake if resumed else bake.baking(cycle, revision)
+    kept = baking.previous if baking else resumed.previous if resumed else None
+    _serve_when_ready(cycle, revision, view, views, kept)
     cycle.keep_in_history(view)
     reached = stable_outcome(cycle, revision, view, just_created=False)
     if baking is not None:

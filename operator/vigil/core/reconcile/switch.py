@@ -7,7 +7,11 @@ after the move was written.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from vigil.core import naming
+from vigil.core.bake import BakeState, state_from_status
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile import bake
@@ -49,14 +53,26 @@ def switch(
     return plan
 
 
-def finish_cut_switch(cycle: Cycle, view: DeploymentView) -> None:
-    """Record a switch to this revision that was cut short before its status write.
+@dataclass(frozen=True)
+class CutSwitch:
+    """A switch finished after its status write was cut: the old revision, removed or kept
+    for the bake that starts now."""
 
-    The operator stopped after the Service moved and the old revision's
-    Deployment went, before the status said so: status still names the old
-    stable and this revision as the candidate. Its history entry and its
-    Switched Event are written now, in the very words of the interrupted
-    cycle (an Event it did post is then found under the same name).
+    previous: str
+    bake: BakeState | None
+
+
+def finish_cut_switch(
+    cycle: Cycle, view: DeploymentView, views: Mapping[str, DeploymentView]
+) -> CutSwitch | None:
+    """Finish a switch to this revision that was cut short before its status write.
+
+    The operator stopped after the Service moved, before the status said so:
+    status still names the old stable and this revision as the candidate. Its
+    history entry and its Switched Event are written now, in the very words of
+    the interrupted cycle (an Event it did post is then found under the same
+    name); the old revision, if still there, is kept for the bake (started
+    now) or removed, as the switch would have.
     """
     spec = cycle.spec
     assert spec is not None
@@ -66,7 +82,13 @@ def finish_cut_switch(cycle: Cycle, view: DeploymentView) -> None:
         None,
         view.revision,
     ):
-        return
+        return None
+    previous_view = views.get(str(previous["revision"]))
+    then, baked = (
+        bake.start(cycle, candidate.get("change") or "", previous_view, view.revision)
+        if previous_view is not None
+        else (None, None)
+    )
     cycle.event(
         Reason.SWITCHED,
         switched_message(
@@ -74,9 +96,11 @@ def finish_cut_switch(cycle: Cycle, view: DeploymentView) -> None:
             previous.get("modelVersion"),
             view.revision,
             spec.model.version,
+            then,
         ),
     )
     _record_promotion(cycle, view, candidate.get("change"))
+    return CutSwitch(str(previous["revision"]), state_from_status(baked))
 
 
 def _record_promotion(cycle: Cycle, view: DeploymentView, change: str | None) -> None:
