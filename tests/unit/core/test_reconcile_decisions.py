@@ -32,6 +32,9 @@ def kinds(plan) -> list[tuple[str, str, str]]:
     return [("apply" if isinstance(a, Apply) else "delete", a.kind, a.name) for a in plan.actions]
 
 
+RETIRED = ("RolloutAborted", "RolloutSuperseded")
+
+
 class TestBrandNewModel:
     def test_creates_settings_then_deployment_then_service(self) -> None:
         world = World()
@@ -494,6 +497,28 @@ class TestBlueGreen:
         assert "RolloutSuperseded" in [e.reason for e in plan.events]
         assert world.names("Deployment") == sorted([f"wine-{old}", f"wine-{third}"])
         assert world.status["history"][0]["outcome"] == "Superseded"
+
+    @pytest.mark.parametrize("back_to_stable", [True, False], ids=["aborted", "superseded"])
+    def test_a_restart_before_the_status_write_keeps_the_history_entry(
+        self, back_to_stable: bool
+    ) -> None:
+        # The operator stops after deleting the candidate, before status records why: the
+        # next cycle finds no Deployment to retire, and wrote no history entry for it.
+        world = converged_world()
+        world.set_spec(spec("2"))
+        world.reconcile()
+        second = world.status["revision"]
+        world.set_spec(spec("1" if back_to_stable else "3"))
+        cut = decide(world.observe())
+        world.carry_out(cut.actions)
+        assert world.deployment(second) is None
+        plan = world.reconcile()
+        entries = [h for h in world.status["history"] if h["revision"] == second]
+        assert [h["outcome"] for h in entries] == ["Aborted" if back_to_stable else "Superseded"]
+        assert [(e.reason, e.message) for e in plan.events if e.reason in RETIRED] == [
+            (e.reason, e.message) for e in cut.events if e.reason in RETIRED
+        ]
+        assert world.reconcile().events == []
 
     def test_paused_holds_the_rollout_before_it_starts(self) -> None:
         world = converged_world()

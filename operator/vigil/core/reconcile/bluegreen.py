@@ -14,7 +14,7 @@ from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile import bake, stepped
-from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.cycle import Cycle, superseded
 from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import (
     Outcome,
@@ -34,7 +34,6 @@ from vigil.core.reconcile.rollback import (
 from vigil.core.reconcile.switch import switch
 from vigil.core.spec import RolloutPolicy
 from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason
-from vigil.core.vocabulary import Outcome as HistoryOutcome
 
 
 def replace_stable(
@@ -116,13 +115,7 @@ def _supersede_others(
         if other in (revision, stable_view.revision):
             continue
         if not bake.supersede(cycle, stable_view.revision, other, revision):
-            cycle.retire(
-                other_view,
-                Reason.ROLLOUT_SUPERSEDED,
-                f"revision {other} removed: superseded by revision {revision}",
-                HistoryOutcome.SUPERSEDED,
-                f"superseded by revision {revision}",
-            )
+            cycle.retire(other_view, superseded(other, f"revision {revision}"))
 
 
 def _policy(cycle: Cycle, change: ChangeKind) -> RolloutPolicy | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from vigil.common.objects import body
@@ -262,15 +263,45 @@ class Cycle:
             },
         )
 
-    def retire(
-        self, view: DeploymentView, event: str, message: str, outcome: str, why: str
-    ) -> None:
+    def retire(self, view: DeploymentView, retirement: Retirement) -> None:
         """Remove a candidate revision that will not serve: an Event, and its history entry."""
         self.delete_revision(view.revision)
-        self.event(event, message)
+        self.event(retirement.event, retirement.message)
         candidate = self.obs.status.get("candidate") or {}
         change = candidate.get("change") if candidate.get("revision") == view.revision else None
-        self.record(view.revision, view.model_version, view.image, change, outcome, why)
+        self.record(
+            view.revision,
+            view.model_version,
+            view.image,
+            change,
+            retirement.outcome,
+            retirement.why,
+        )
+
+    def finish_cut_retire(self, revision: str | None, stable: DeploymentView | None) -> None:
+        """A candidate retired by a cycle cut short before its status write (its Deployment
+        gone, status naming it still, with no outcome): its Event and history entry now,
+        in the words of the interrupted cycle (an Event it did post has the same name)."""
+        candidate = self.obs.status.get("candidate") or {}
+        gone = candidate.get("revision")
+        if not gone or candidate.get("outcome") or stable is None:
+            return
+        if gone in self.views() or gone in (revision, stable.revision):
+            return
+        retirement = (
+            aborted(gone, stable.revision)
+            if revision == stable.revision
+            else superseded(gone, f"revision {revision}" if revision else "the new spec")
+        )
+        self.event(retirement.event, retirement.message)
+        self.record(
+            gone,
+            candidate.get("modelVersion"),
+            candidate.get("image"),
+            candidate.get("change"),
+            retirement.outcome,
+            retirement.why,
+        )
 
     def keep_in_history(self, view: DeploymentView) -> None:
         """The stable revision always has a history entry (even after a lost status)."""
@@ -308,3 +339,31 @@ class Cycle:
             self.event(
                 Reason.REQUEST_REFUSED, f"request {request.verb!r} refused: {message}", warning=True
             )
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """Why a candidate revision goes without serving: its Event and its history entry."""
+
+    event: str
+    message: str
+    outcome: str
+    why: str
+
+
+def superseded(revision: str, by: str) -> Retirement:
+    return Retirement(
+        Reason.ROLLOUT_SUPERSEDED,
+        f"revision {revision} removed: superseded by {by}",
+        Outcome.SUPERSEDED,
+        f"superseded by {by}",
+    )
+
+
+def aborted(revision: str, stable: str) -> Retirement:
+    return Retirement(
+        Reason.ROLLOUT_ABORTED,
+        f"revision {revision} removed: the spec returned to the stable revision {stable}",
+        Outcome.ABORTED,
+        f"the spec returned to revision {stable}",
+    )

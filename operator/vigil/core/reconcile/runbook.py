@@ -10,7 +10,7 @@ from vigil.common.objects import body
 from vigil.core import naming
 from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake, bluegreen, stable
-from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.cycle import Cycle, superseded
 from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan, Route
 from vigil.core.reconcile.report import Side, failed, finish
 from vigil.core.reconcile.rollback import stable_alone
@@ -21,7 +21,6 @@ from vigil.core.vocabulary import (
     FINISHED,
     ChangeKind,
     ConditionType,
-    Outcome,
     Reason,
     RequestVerb,
 )
@@ -54,6 +53,7 @@ def _decide(cycle: Cycle) -> Plan:
     try:
         spec = obs.parsed or parse_spec(obs.owner.name, obs.spec)
     except SpecError as error:
+        cycle.finish_cut_retire(None, stable_view)
         retired = _supersede(cycle, stable_view, None)
         return _blocked(cycle, stable_view, Reason.INVALID_SPEC, str(error), retired)
     problem = naming.name_problem(obs.owner.name, REVISION_LENGTH)
@@ -70,6 +70,8 @@ def _decide(cycle: Cycle) -> Plan:
         return _blocked(cycle, stable_view, Reason.SERVICE_CONFLICT, message)
 
     revision = compute_revision(spec, obs.sidecar_image)
+    # A candidate retired by a cycle cut short keeps its history entry.
+    cycle.finish_cut_retire(revision, stable_view)
     # A stable whose Deployment is gone while this spec still makes it: made again (kept).
     if stable.lost_revision(obs, views) == revision:
         stable_revision, stable_view = revision, None
@@ -248,13 +250,7 @@ def _supersede(cycle: Cycle, stable_view: DeploymentView | None, revision: str |
             cycle.delete_revision(view.revision)
             continue
         retired.append(view.revision)
-        cycle.retire(
-            view,
-            Reason.ROLLOUT_SUPERSEDED,
-            f"revision {view.revision} removed: superseded by {by}",
-            Outcome.SUPERSEDED,
-            f"superseded by {by}",
-        )
+        cycle.retire(view, superseded(view.revision, by))
     if others:
         stable_alone(cycle, stable_view)
         # A spec.rollout not read names no route: the one status recorded leaves them.

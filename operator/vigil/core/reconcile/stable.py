@@ -16,7 +16,7 @@ from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake
-from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.cycle import Cycle, Retirement, aborted
 from vigil.core.reconcile.plan import Observation, Plan
 from vigil.core.reconcile.report import (
     Side,
@@ -139,13 +139,7 @@ def _abort_others(
     """A spec change back to the stable revision aborts the rollout."""
     for other, other_view in views.items():
         if other not in (revision, kept):
-            cycle.retire(
-                other_view,
-                Reason.ROLLOUT_ABORTED,
-                f"revision {other} removed: the spec returned to the stable revision {revision}",
-                Outcome.ABORTED,
-                f"the spec returned to revision {revision}",
-            )
+            cycle.retire(other_view, aborted(other, revision))
 
 
 def _make_again(
@@ -322,10 +316,12 @@ def _take_over(
         if other != revision:
             cycle.retire(
                 view,
-                Reason.ROLLOUT_SUPERSEDED,
-                f"revision {other} removed: revision {revision} took the stable's place",
-                Outcome.SUPERSEDED,
-                f"revision {revision} took the stable's place",
+                Retirement(
+                    Reason.ROLLOUT_SUPERSEDED,
+                    f"revision {other} removed: revision {revision} took the stable's place",
+                    Outcome.SUPERSEDED,
+                    f"revision {revision} took the stable's place",
+                ),
             )
     cycle.event(
         Reason.DEPLOYED,
