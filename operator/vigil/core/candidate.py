@@ -55,6 +55,8 @@ class RolloutInputs:
     #: (added, dropped) input features of the candidate's reference profile against the
     #: stable's; None when either profile could not be read this cycle.
     feature_changes: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    #: Why the last Route action could not be applied ("": applied, or none needed).
+    routing_error: str = ""
 
 
 @dataclass(frozen=True)

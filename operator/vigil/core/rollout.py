@@ -438,7 +438,7 @@ class _Cycle:
         )
 
     @property
-    def full_capacity(self) -> Traffic:  # the step's share kept while the candidate scales up
+    def full_capacity(self) -> Traffic:  # the step's weight asked while the candidate scales up
         return Traffic(self.traffic.candidate_weight, 0, self.obs.replicas, self.obs.replicas)
 
     def hold(self, state: RolloutState, reason: str, message: str, **extra: Any) -> Decision:

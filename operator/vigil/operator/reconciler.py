@@ -340,6 +340,9 @@ class Reconciler:
                 for item in owned
             }
             rollout_inputs = await self.rollouts.inputs(api, body, spec, by_revision, reference)
+            if rollout_inputs is not None:  # status then shows no live share, and why
+                routing_error = self.rollouts.routing_error(namespace, name)
+                rollout_inputs = dataclasses.replace(rollout_inputs, routing_error=routing_error)
             planner = route_planner(name, namespace, spec.rollout.http_route)
         ours = service is not None and objects.body(service).meta.controlled_by(uid)
         return Observation(

@@ -345,6 +345,10 @@ class Rollouts:
             return dataclasses.replace(report.result, message=shorten(report.summary(), 512))
         return report.result
 
+    def routing_error(self, namespace: str, name: str) -> str:
+        """Why the last route of this ModelDeployment could not be applied ("": it was)."""
+        return self._routing_errors.get((namespace, name), "")
+
     async def route(self, api: Api, body: Mapping[str, Any], action: Route) -> list[Event]:
         """Point the route (HTTPRoute) as the plan's Route action says; the Events to post.
 

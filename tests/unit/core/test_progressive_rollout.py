@@ -929,6 +929,30 @@ class TestAStepAdvanceWaitsForThePodsThatCarryIt:
 
         assert set(self.scaled_up(world, candidate, selected)) == {None}
 
+    def test_under_replica_ratio_status_shows_the_share_of_the_ready_pods(self) -> None:
+        # 80 % asks for both candidate pods next to two stable ones; with one of them ready
+        # the Service spreads over 2 stable + 1 candidate pods: 33 %, not the 50 % of four.
+        world, _stable, candidate = started(rollout={**ROLLOUT, "replacement": self.STEPS})
+        weights = self.scaled_up(world, candidate, lambda: world.status["candidate"]["weight"])
+        assert weights[-1] == 33
+        world.pods_ready(candidate)
+        world.reconcile()
+        assert world.status["candidate"]["weight"] == 50
+
+
+def test_a_route_not_applied_shows_no_live_share() -> None:
+    # The HTTPRoute could not be written (missing, no Gateway API): the candidate gets no
+    # live traffic, and status said it had its step's share.
+    world, _stable, candidate = routed_rollout()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("weight", 0) > 0)
+    error = "HTTPRoute ml/wine does not exist"
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x", routing_error=error)
+    world.reconcile()
+    assert world.status["candidate"]["weight"] == 0
+    assert f"routing not applied: {error}" in world.status["candidate"]["message"]
+    assert f"routing not applied: {error}" in world.condition("Progressing")["message"]
+
 
 def test_a_change_without_steps_ends_the_stables_shadow_copies_to_a_superseded_one() -> None:
     # The stable kept copying requests to the deleted candidate for as long as the

@@ -173,6 +173,20 @@ def test_a_routing_failure_is_an_event_once_and_its_recovery_another() -> None:
     assert [e.reason for e in back] == ["RoutingApplied"]
 
 
+def test_the_next_cycle_reads_why_the_route_was_not_applied() -> None:
+    # Status then shows no live share with the reason (it showed the step's weight).
+    api = RecordingApi()
+    route = api.route
+    rollouts = Rollouts(lambda: {})
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
+    api.route = None  # type: ignore[assignment]
+    asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
+    assert "wine" in rollouts.routing_error("ml", "wine")
+    api.route = route
+    asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
+    assert rollouts.routing_error("ml", "wine") == ""
+
+
 class OnlyTheCandidate:
     """A metrics source that measures the candidate and fails the stable."""
 

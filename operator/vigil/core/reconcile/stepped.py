@@ -247,6 +247,10 @@ def _set_up_traffic(
     owner, stable = cycle.obs.owner, stable_view.revision
     traffic = _carried(decision, seen, candidate_view)
     replicas, selector, effective = _route_plan(cycle, stable, revision, traffic)
+    if naming.LABEL_REVISION not in selector:
+        # The Service spans both revisions: it spreads over their ready pods, whatever the
+        # router planned with the replicas asked for (some still start, some are lost).
+        effective = _ready_share(stable_view, candidate_view, effective)
     inputs = cycle.obs.rollout
     target = inputs.shadow_target if inputs is not None else None
     set_stable_shadow(
@@ -285,6 +289,16 @@ def _carried(
         candidate_weight=min(traffic.candidate_weight, carried),
         shadow_percent=min(traffic.shadow_percent, carried),
     )
+
+
+def _ready_share(
+    stable_view: DeploymentView, candidate_view: DeploymentView | None, planned: float
+) -> float:
+    """The candidate's share of the ready pods behind a Service that selects both revisions
+    (``planned`` until either reports a ready pod)."""
+    ready = candidate_view.ready_replicas if candidate_view is not None else 0
+    total = stable_view.ready_replicas + ready
+    return round(100.0 * ready / total, 1) if total else planned
 
 
 def _route_plan(
@@ -330,11 +344,15 @@ def _step_report(
         and previous.get("reason") in CHECK_REASONS
     ):
         reason, message = previous["reason"], previous["message"]
+    weight = round(effective) if traffic.candidate_weight else 0
+    inputs = cycle.obs.rollout
+    if weight and inputs is not None and inputs.routing_error:
+        weight, message = 0, f"{message}; routing not applied: {inputs.routing_error}"
     attempt.summary.update(state_to_status(state))
     attempt.summary.update(
         {
             "stepName": step.describe(),
-            "weight": round(effective) if traffic.candidate_weight else 0,
+            "weight": weight,
             "shadowPercent": traffic.shadow_percent or None,
             "reason": reason,
             "message": message,
