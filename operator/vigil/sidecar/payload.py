@@ -10,7 +10,8 @@ Supported payloads:
   "data"}]}``. One tensor of shape ``[N, F]`` maps its columns to the
   reference's features in order; several tensors of shape ``[N]`` or
   ``[N, 1]`` map by tensor name to feature name. Response: the first entry
-  of ``outputs``.
+  of ``outputs`` (:func:`prediction_output`; a shadow comparison reads the
+  other answer's output of the same name).
 * KServe V1: ``{"instances": [...]}`` (or ``"inputs"``), rows as lists (in
   feature order) or objects (by feature name). Response ``{"predictions":
   [...]}``.
@@ -32,6 +33,7 @@ __all__ = [
     "endpoint_of",
     "parse_request",
     "parse_response",
+    "prediction_output",
 ]
 
 _V2_INFER = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
@@ -76,6 +78,8 @@ class ParsedOutput:
 
     values: list[Any] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: The ``name`` of the v2 output the values came from (None: unnamed, or not v2).
+    output: str | None = None
 
 
 #: ``_loads`` marks: digits become ``0``, ``[`` and ``{`` become ``[``, the rest a blank.
@@ -283,13 +287,37 @@ def _reduce_rows(values: list[Any], shape: list[int], classification: bool) -> l
     return out
 
 
+def prediction_output(outputs: list[Any], name: str | None = None) -> Any:
+    """The v2 output that holds the prediction: the first one (the monitor's rule).
+
+    ``name``: the output another answer's prediction came from (a shadow comparison):
+    the output so named, or the first when this answer names none of its outputs.
+    None when it names them but none so: it lacks the output compared.
+    """
+    if name is None:
+        return outputs[0]
+    unnamed = True
+    for output in outputs:
+        found = output.get("name") if isinstance(output, dict) else None
+        if found == name:
+            return output
+        unnamed = unnamed and found is None
+    return outputs[0] if unnamed else None
+
+
 def parse_response(
-    protocol: str, body: bytes, content_type: str, classification: bool
+    protocol: str,
+    body: bytes,
+    content_type: str,
+    classification: bool,
+    output_name: str | None = None,
 ) -> ParsedOutput:
     """Extract one prediction per row from a response body.
 
     A 2-D output ``[N, C]`` with ``C > 1`` (probabilities or scores) becomes
     the arg-max index for classification and the first column otherwise.
+    ``output_name``: read the v2 output of this name (:func:`prediction_output`);
+    an answer that names its outputs but none so is an ``unknown_payload``.
     """
     out = ParsedOutput()
     doc, out.violations = _decode(body, content_type)
@@ -300,11 +328,17 @@ def parse_response(
         if not isinstance(outputs, list) or not outputs:
             out.violations.append(UNKNOWN_PAYLOAD)
             return out
-        flat, shape, bad = _v2_tensor(outputs[0])
+        tensor = prediction_output(outputs, output_name)
+        if tensor is None:
+            out.violations.append(UNKNOWN_PAYLOAD)
+            return out
+        flat, shape, bad = _v2_tensor(tensor)
         if bad is not None or flat is None or shape is None:
             out.violations.append(bad or SHAPE)
             return out
         out.values = _reduce_rows(flat, shape, classification)
+        name = tensor.get("name")
+        out.output = name if isinstance(name, str) else None
     elif protocol == "v1":
         preds = doc.get("predictions") if isinstance(doc, dict) else None
         if not isinstance(preds, list):

@@ -814,6 +814,7 @@ class Proxy:
                     resp.content_type,
                     head.content_encoding,
                     resp.content_encoding,
+                    head.raw,
                 )
             )
 

@@ -5,7 +5,9 @@ sent, a sampled copy of the request and the local response go on a bounded
 queue (full queue = counted drop); workers post the request to the target
 (another revision's service or pod) over pooled keep-alive connections
 (``vigil.sidecar.target``: raw asyncio protocols like the proxy's, not an
-HTTP client library) and compare the predictions row by row:
+HTTP client library), with the live request's end-to-end headers (:func:`_forwarded`),
+and compare the predictions (in v2, the local prediction's output and the target's
+output of the same name: ``payload.prediction_output``) row by row:
 classification agrees when the classes are equal, regression when
 ``|local - target| <= tolerance + relativeTolerance x |local|``; a classifier's scores
 (probabilities: non-whole floats on either side) are compared as the decisions they
@@ -78,10 +80,13 @@ class ShadowCopy:
     local_content_type: str
     content_encoding: str = ""
     local_encoding: str = ""
+    #: The live request's head as the model server got it; the copy carries its
+    #: end-to-end headers (:func:`_forwarded`). Empty: Content-Type and -Encoding alone.
+    head: bytes = b""
 
 
 def _size(copy: ShadowCopy) -> int:
-    return len(copy.body) + len(copy.local_response)
+    return len(copy.body) + len(copy.local_response) + len(copy.head)
 
 
 def _decoded(body: bytes, encoding: str, limit: int) -> bytes | None:
@@ -141,20 +146,70 @@ def _target_of(url: str) -> _Target:
     return _Target(parts.hostname or "127.0.0.1", parts.port or 80, netloc, parts.path.rstrip("/"))
 
 
+#: Headers of the live request a copy does not carry: the hop-by-hop ones (RFC 9110
+#: 7.6.1; also those its Connection header names), which were for the hop to this
+#: sidecar, and those the copy sets itself: Host (the target's), Content-Length (the body
+#: goes de-chunked), Accept-Encoding (identity: the answer is read), Expect (the copy
+#: waits for no 100) and X-Vigil-Shadow (its own mark).
+_NOT_FORWARDED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+        b"host",
+        b"content-length",
+        b"accept-encoding",
+        b"expect",
+        b"x-vigil-shadow",
+    }
+)
+
+
+def _forwarded(head: bytes) -> list[bytes]:
+    """The header lines of the live request ``head`` a copy carries: the end-to-end ones,
+    as received. Those that give the body its meaning (Content-Type, Content-Encoding,
+    the binary tensor extension's Inference-Header-Content-Length) and the client's own
+    credentials (Authorization, Cookie: the candidate is the same model's server, and
+    would refuse a copy without them as it would the client's request)."""
+    kept: list[tuple[bytes, bytes]] = []
+    named: set[bytes] = set()  # the names the Connection header lists
+    for line in head[:-4].split(b"\r\n")[1:]:
+        colon = line.find(b":")  # every line has one (parse_request_head)
+        name = line[:colon].lower()
+        if name not in _NOT_FORWARDED:
+            kept.append((name, line))
+        elif name == b"connection":
+            named.update(token.strip().lower() for token in line[colon + 1 :].split(b","))
+    return [line for name, line in kept if name not in named]
+
+
 def _request_bytes(target: _Target, copy: ShadowCopy) -> bytes:
     """The copy as sent to the target (body as received, with its Content-Encoding)."""
     fields = (copy.method, copy.target, copy.content_type, copy.content_encoding)
     if any("\r" in f or "\n" in f for f in fields):
         raise ValueError("line break in a header of the shadow copy")
+    if copy.head:
+        lines = _forwarded(copy.head)
+        if not any(line[:13].lower() == b"content-type:" for line in lines):
+            lines.append(b"Content-Type: application/json")
+    else:
+        lines = [f"Content-Type: {copy.content_type or 'application/json'}".encode("latin-1")]
+        if copy.content_encoding:
+            lines.append(f"Content-Encoding: {copy.content_encoding}".encode("latin-1"))
     head = (
         f"{copy.method} {target.prefix}{copy.target} HTTP/1.1\r\n"
         f"Host: {target.host_header}\r\n"
-        f"Content-Type: {copy.content_type or 'application/json'}\r\n"
         f"Content-Length: {len(copy.body)}\r\n"
-        + (f"Content-Encoding: {copy.content_encoding}\r\n" if copy.content_encoding else "")
-        + "Accept-Encoding: identity\r\nX-Vigil-Shadow: 1\r\n\r\n"
+        "Accept-Encoding: identity\r\nX-Vigil-Shadow: 1\r\n"
     )
-    return head.encode("latin-1") + copy.body
+    return head.encode("latin-1") + b"\r\n".join(lines) + b"\r\n\r\n" + copy.body
 
 
 @dataclass(slots=True)
@@ -530,7 +585,10 @@ class Shadow:
             remote = local  # the same bytes: the same parse (a pure function)
         else:
             await asyncio.sleep(0)  # live requests go on between the parses
-            remote = parse_response(self.protocol, body, resp.content_type, bool(classification))
+            # The target's output of the name the local prediction came from (v2).
+            remote = parse_response(
+                self.protocol, body, resp.content_type, bool(classification), local.output
+            )
         if remote.violations:
             self._count(children, labels, "unparseable")
             return

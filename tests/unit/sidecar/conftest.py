@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -80,3 +81,44 @@ async def start_sidecar() -> AsyncIterator[Callable[..., Any]]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         yield session
+
+
+@pytest.fixture
+async def answering() -> AsyncIterator[Callable[[bytes], Any]]:
+    """Factory: a loopback target answering every request 200 with ``body`` (JSON)."""
+    servers: list[asyncio.Server] = []
+
+    async def start(body: bytes, extra: bytes = b"") -> str:
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + extra
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = next(
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    )
+                    await reader.readexactly(length)
+                    writer.write(answer)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()

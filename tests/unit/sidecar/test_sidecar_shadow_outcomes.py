@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -70,47 +69,6 @@ def _samples(registry: CollectorRegistry, name: str) -> dict[str, float]:
         for s in family.samples
         if s.name == name
     }
-
-
-@pytest.fixture
-async def answering() -> AsyncIterator[Callable[[bytes], Any]]:
-    """Factory: a loopback target answering every request 200 with ``body`` (JSON)."""
-    servers: list[asyncio.Server] = []
-
-    async def start(body: bytes, extra: bytes = b"") -> str:
-        answer = (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + extra
-            + b"Content-Length: %d\r\n\r\n" % len(body)
-            + body
-        )
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = next(
-                        int(line.split(b":", 1)[1])
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length:")
-                    )
-                    await reader.readexactly(length)
-                    writer.write(answer)
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.close()
 
 
 # ---------------------------------------------------------------- whose answer failed

@@ -20,8 +20,9 @@ from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.target import TargetClient, TargetError
 
 ROWS = [[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]]
+#: Named as the fake model names its output: the comparison reads outputs by name.
 ANSWER = json.dumps(
-    {"outputs": [{"name": "p", "shape": [3, 1], "datatype": "INT64", "data": [0, 1, 2]}]}
+    {"outputs": [{"name": "predict", "shape": [3, 1], "datatype": "INT64", "data": [0, 1, 2]}]}
 ).encode()
 
 
