@@ -100,7 +100,8 @@ def annotate_command(
     """The kubectl invocation that places the request (and nothing else). kubectl refuses
     while another request is there, which would otherwise be dropped unread; ``replacing``
     (a resourceVersion) overwrites one the operator has answered, if the object is still
-    as read."""
+    as read. A request key it does not set is removed (``KEY-``): a revision left by the
+    request it replaces would otherwise name the rollout this one is for."""
     return [
         kubectl_command(),
         *_global_flags(args),
@@ -110,6 +111,7 @@ def annotate_command(
         *(["--overwrite", f"--resource-version={replacing}"] if replacing else []),
         f"--field-manager={FIELD_MANAGER}",
         *(f"{key}={value}" for key, value in annotations.items()),
+        *(f"{key}-" for key in REQUEST_ANNOTATIONS if key not in annotations),
     ]
 
 
@@ -197,10 +199,9 @@ def request(args: argparse.Namespace) -> int:
     request_id = new_request_id()
     revision = ""
     if verb != RequestVerb.RETRY:
-        # The rollout it is for: refused if another one runs by the time it is read.
-        candidate = section(_read(args), "status", "candidate")
-        if not candidate.get("outcome"):  # one that ended is no rollout to act on
-            revision = str(candidate.get("revision") or "")
+        # The candidate the person saw, ended or not: the request is refused in a rollout
+        # of another revision started before the operator reads it (a spec edit, a sync).
+        revision = str(section(_read(args), "status", "candidate").get("revision") or "")
     _place(args, request_annotations(verb, request_id, revision))
     where = f" in namespace {args.namespace}" if args.namespace else ""
     target = f" for revision {revision}" if revision else ""

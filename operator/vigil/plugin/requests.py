@@ -93,9 +93,12 @@ def request_annotations(
     return placed
 
 
-def request_patch(verb: str, request_id: str | None = None) -> dict[str, Any]:
-    """A JSON merge patch that places a request (touches nothing else)."""
-    return {"metadata": {"annotations": request_annotations(verb, request_id)}}
+def request_patch(verb: str, request_id: str | None = None, revision: str = "") -> dict[str, Any]:
+    """A JSON merge patch that places a request (touches nothing else). Without a revision it
+    removes one an earlier request left, which would name the rollout this one is for."""
+    placed: dict[str, str | None] = {ANNOTATION_REQUEST_REVISION: None}
+    placed.update(request_annotations(verb, request_id, revision))
+    return {"metadata": {"annotations": placed}}
 
 
 @dataclass(frozen=True)

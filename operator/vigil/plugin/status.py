@@ -283,31 +283,49 @@ def _revisions(
     if not candidate:
         return lines
     change = candidate.get("change", "?")
-    lines.append(
+    steps = limits.rollout.steps_for(str(change))
+    checks = f"failed checks {candidate.get('failedChecks', 0)}/{limits.failure_limit}"
+    head = (
         f"  candidate  {candidate.get('revision', '?'):<8}"
-        f" v{candidate.get('modelVersion', '?'):<6}"
-        f" {change}   failed checks {candidate.get('failedChecks', 0)}"
-        f"/{limits.failure_limit}"
+        f" v{candidate.get('modelVersion', '?'):<6} {change}   "
     )
+    ended = candidate.get("outcome")
+    if ended:  # rolled back or failed: no rollout runs, the stable serves alone
+        reason = f" ({candidate['reason']})" if candidate.get("reason") else ""
+        lines.append(head + style(f"{ended}{reason}", "red"))
+        lines.append(f"             {_ended_at(candidate, steps)}{checks}")
+    else:
+        lines.append(head + checks)
     for label, key in (("features added", "featuresAdded"), ("dropped", "featuresDropped")):
         if candidate.get(key):
             lines.append(f"  {label}: {', '.join(candidate[key])}")
-    lines += _steps(candidate, limits.rollout.steps_for(str(change)), style)
-    lines += _traffic(candidate, style)
+    lines += _steps(candidate, steps, style)
+    if not ended:
+        lines += _traffic(candidate, style)
     lines += _gates(candidate, style, now)
     return lines
 
 
+def _ended_at(candidate: Mapping[str, Any], steps: Sequence[Step]) -> str:
+    """Where an ended attempt stopped ("" past its steps: in the bake after promotion)."""
+    index = int(candidate.get("step", 0))
+    if not 0 <= index < len(steps):
+        return ""
+    return f"ended at step {index + 1}/{len(steps)} ({_step_label(steps[index])}), "
+
+
 def _steps(candidate: Mapping[str, Any], steps: Sequence[Step], style: _Style) -> list[str]:
+    """Passed, current and to come; an ended attempt's last step is marked ✘, not current."""
     if not steps:
         return []
     lines = ["", style(f"Steps ({candidate.get('change', '?')})", "bold")]
     current = int(candidate.get("step", 0))
+    here = style("✘", "red") if candidate.get("outcome") else style("►", "blue")
     for index, step in enumerate(steps):
         if index < current:
             mark = style("✔", "green")
         elif index == current:
-            mark = style("►", "blue")
+            mark = here
         else:
             mark = style("·", "dim")
         lines.append(f"  {mark} {index + 1} {_step_label(step)}")

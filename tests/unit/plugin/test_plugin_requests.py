@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -12,7 +13,7 @@ import pytest
 
 from vigil.cli import main
 from vigil.core.candidate import Request as ManualRequest
-from vigil.plugin.cli import FIELD_MANAGER
+from vigil.plugin.cli import FIELD_MANAGER, annotate_command
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
@@ -49,12 +50,20 @@ def test_rollout_request_maps_to_rollout_state():
     assert rollout_request({ANNOTATION_REQUEST: "retry"}) == ""
 
 
-def test_request_patch_touches_only_the_two_annotations():
+def test_request_patch_touches_only_the_request_annotations():
     patch = request_patch("pause", "id-1")
     assert patch == {
-        "metadata": {"annotations": {ANNOTATION_REQUEST: "pause", ANNOTATION_REQUEST_ID: "id-1"}}
+        "metadata": {
+            "annotations": {
+                ANNOTATION_REQUEST: "pause",
+                ANNOTATION_REQUEST_ID: "id-1",
+                ANNOTATION_REQUEST_REVISION: None,  # an earlier request's revision removed
+            }
+        }
     }
     assert "spec" not in patch
+    placed = request_patch("pause", "id-1", "cafe123")["metadata"]["annotations"]
+    assert placed[ANNOTATION_REQUEST_REVISION] == "cafe123"
 
 
 def test_ids_are_fresh():
@@ -130,6 +139,8 @@ def fake_kubectl(tmp_path, monkeypatch):
         "            obj['metadata']['annotations'] = {'vigil.dev/request-id': last['id']}\n"
         "    if os.environ.get('FAKE_CANDIDATE'):\n"
         "        obj.setdefault('status', {})['candidate'] = {'revision': 'cafe123'}\n"
+        "    if os.environ.get('FAKE_OUTCOME'):\n"
+        "        obj['status']['candidate']['outcome'] = os.environ['FAKE_OUTCOME']\n"
         "    print(json.dumps(obj))\n"
         "if 'missing' in sys.argv:\n"
         "    sys.stderr.write('Error from server (NotFound): not found\\n'); sys.exit(1)\n"
@@ -275,7 +286,7 @@ def test_a_rollouts_request_names_the_candidate_the_person_saw(fake_kubectl, mon
     assert "abort requested for revision cafe123" in capsys.readouterr().out
     assert main(["retry", "wine"]) == 0  # retry names no rollout: nothing read first
     assert fake_kubectl()[-1][0] == "annotate"
-    assert not any(a.startswith(ANNOTATION_REQUEST_REVISION) for a in fake_kubectl()[-1])
+    assert not any(a.startswith(f"{ANNOTATION_REQUEST_REVISION}=") for a in fake_kubectl()[-1])
 
 
 def test_a_request_names_its_revision_and_is_cleared_with_it():
@@ -297,3 +308,61 @@ def test_leftovers_of_a_cleared_request_are_replaced_not_reported_pending(
     first, read, replaced = fake_kubectl()
     assert (first[1], read[1], replaced[1]) == ("annotate", "get", "annotate")
     assert "--overwrite" in replaced and "--resource-version=8" in replaced
+
+
+def _annotated(before: dict[str, str], command: list[str]) -> dict[str, str]:
+    """The annotations after ``kubectl annotate`` ran ``command`` (KEY=VALUE sets, KEY-
+    removes) on an object that had ``before``."""
+    after = dict(before)
+    for word in command[command.index("annotate") + 3 :]:
+        if word.startswith("--"):
+            continue
+        if "=" in word:
+            key, value = word.split("=", 1)
+            after[key] = value
+        elif word.endswith("-"):
+            after.pop(word[:-1], None)
+    return after
+
+
+@pytest.mark.parametrize("verb", ["pause", "resume", "retry"])
+def test_a_request_without_revision_replaces_an_answered_ones_revision(fake_kubectl, verb):
+    # An answered promote for revision aaaaaaa, not yet cleared; then a pause, resume or
+    # retry with no revision: the operator must not read it as for revision aaaaaaa.
+    answered = {
+        ANNOTATION_REQUEST: "promote",
+        ANNOTATION_REQUEST_ID: "id-1",
+        ANNOTATION_REQUEST_REVISION: "aaaaaaa",
+    }
+    args = argparse.Namespace(name="wine", namespace="ml", context=None, kubeconfig=None)
+    command = annotate_command(args, request_annotations(verb, "id-2"), replacing="42")
+    assert f"{ANNOTATION_REQUEST_REVISION}-" in command
+    request = parse_request(_annotated(answered, command))
+    assert request == ManualRequest(verb, "id-2", None)
+    # With a revision, it is set (kubectl refuses to set and remove one key at once).
+    command = annotate_command(args, request_annotations(verb, "id-3", "bbbbbbb"), "42")
+    assert not any(word.endswith("-") for word in command if not word.startswith("-"))
+    assert parse_request(_annotated(answered, command)) == ManualRequest(verb, "id-3", "bbbbbbb")
+
+
+def test_replacing_an_answered_request_removes_its_revision(fake_kubectl, monkeypatch):
+    monkeypatch.setenv("FAKE_PENDING", "promote")
+    monkeypatch.setenv("FAKE_PENDING_ANSWERED", "1")
+    assert main(["pause", "wine", "-n", "ml"]) == 0
+    first, _, replaced = fake_kubectl()[1:]
+    assert f"{ANNOTATION_REQUEST_REVISION}-" in first  # leftovers of a cleared one too
+    assert "--overwrite" in replaced and f"{ANNOTATION_REQUEST_REVISION}-" in replaced
+
+
+@pytest.mark.parametrize("outcome", ["RolledBack", "Failed"])
+@pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume"])
+def test_a_request_at_an_ended_attempt_names_its_revision(
+    fake_kubectl, monkeypatch, capsys, verb, outcome
+):
+    # A restarted or new rollout by the time the operator reads it is not the one seen.
+    monkeypatch.setenv("FAKE_CANDIDATE", "1")
+    monkeypatch.setenv("FAKE_OUTCOME", outcome)
+    assert main([verb, "wine"]) == 0
+    _, placed = fake_kubectl()
+    assert f"{ANNOTATION_REQUEST_REVISION}=cafe123" in placed
+    assert f"{verb} requested for revision cafe123" in capsys.readouterr().out

@@ -185,3 +185,51 @@ def test_realized_performance_beside_its_threshold_with_labels_and_delay() -> No
     assert "PerformanceDegraded True    PerformanceBelowThreshold" in screen
     assert "  Healthy          " in screen  # the other conditions keep their columns
     assert max(len(line) for line in screen.splitlines()) <= 80
+
+
+def _ended(outcome: str, reason: str) -> dict[str, Any]:
+    """The fixture once its candidate ended at step 3/4 (the operator's summary then)."""
+    md = json.loads(json.dumps(MD))
+    md["status"]["phase"] = outcome
+    md["status"]["candidate"].update(
+        weight=0,
+        shadowPercent=None,
+        replicas=0,
+        readyReplicas=0,
+        failedChecks=2,
+        outcome=outcome,
+        reason=reason,
+        message="revision 9b1e4d0 rolled back at step 3 (AnalysisFailed): p95 298ms",
+    )
+    return md
+
+
+def test_an_ended_attempt_shows_its_outcome_not_a_running_rollout() -> None:
+    screen = render(_ended("RolledBack", "AnalysisFailed"), EVENTS, now=NOW)
+    lines = screen.splitlines()
+    at = lines.index("  candidate  9b1e4d0  v3      replacement   RolledBack (AnalysisFailed)")
+    assert lines[at + 1] == "             ended at step 3/4 (canary 20%), failed checks 2/2"
+    steps = screen[screen.index("Steps (") : screen.index("Gates (")]
+    assert "►" not in steps  # no step is under way
+    assert "✔ 2 shadow 100%" in steps and "✘ 3 canary 20%" in steps and "· 4 canary 50%" in steps
+    assert "Traffic" not in screen and "candidate 0%" not in screen
+    assert re.search(r"p95 latency\s+298ms\s+\[250ms, inf\]\s+<= 250ms\s+FAIL", screen)
+    assert max(len(line) for line in lines) <= 80
+    failed = render(_ended("Failed", "ProgressDeadlineExceeded"), EVENTS, now=NOW, colour=True)
+    assert "\033[31mFailed (ProgressDeadlineExceeded)\033[0m" in failed
+    assert "\033[31m✘\033[0m 3 canary 20%" in failed
+
+
+def test_an_attempt_ended_after_its_steps_says_no_step() -> None:
+    # A promoted revision that failed its bake: every step passed.
+    md = _ended("RolledBack", "BakeFailed")
+    md["status"]["candidate"]["step"] = 4
+    screen = render(md, EVENTS, now=NOW)
+    assert "\n             failed checks 2/2\n" in screen
+    assert "✔ 4 canary 50%" in screen and "✘" not in screen and "►" not in screen
+
+
+def test_a_running_rollout_keeps_its_candidate_line_marker_and_traffic() -> None:
+    screen = render(MD, EVENTS, now=NOW)
+    assert "candidate  9b1e4d0  v3      replacement   failed checks 1/2\n\n" in screen
+    assert "✘" not in screen and "► 3 canary 20%" in screen and "Traffic" in screen
