@@ -294,6 +294,27 @@ def test_status_keeps_the_last_evaluated_gates_through_holds_and_an_abort() -> N
     assert world.status["candidate"]["gates"] == evaluated
 
 
+@pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume"])
+def test_a_request_at_an_ended_attempt_is_refused_when_it_starts_again(verb: str) -> None:
+    # Typed at a rolled-back attempt (the plugin names its revision); a spec edit restarts
+    # it before the operator reads the request: a promote would skip every gate of it.
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["phase"] == "RolledBack")
+    world.reconcile()
+    world.set_spec({**world.spec, "paused": False})
+    world.request = Request(verb, "r1", candidate)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    plan = world.reconcile()
+    assert "RolloutRetried" in [e.reason for e in plan.events]
+    answer = world.status["lastRequest"]
+    assert answer["answer"] == "Refused"
+    assert f"the rollout of revision {candidate} started again" in answer["message"]
+    assert world.status["candidate"]["step"] == 0
+    assert "promoting" not in world.status["candidate"]
+    assert world.condition("Ready")["reason"] != "RolloutPaused"
+
+
 def test_a_pause_does_not_count_against_the_deadline() -> None:
     # Held 50 of 60 s, paused 5 minutes, resumed: status keeps no hold across the pause,
     # and the rollout fails only a full progressDeadline after the resume.

@@ -132,6 +132,12 @@ def _hold_or_restart(cycle: Cycle, attempt: _Attempt, stable_view: DeploymentVie
             return hold_finished(cycle, stable_view, finished, revision)
         attempt.previous = {}
         attempt.summary["startedAt"] = format_time(cycle.obs.now)
+        if cycle.verb in _STATE_VERBS:  # placed while the person saw the attempt ended
+            cycle.answer(
+                False,
+                f"the rollout of revision {revision} started again (the spec changed) after "
+                "this request was placed; look at it and ask again",
+            )
     if cycle.verb == RequestVerb.RETRY:
         cycle.answer(
             False,
