@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from vigil.core import naming
 from vigil.core.desired import (
@@ -85,6 +85,18 @@ class RoutingApi(Protocol):
         *,
         content_type: str = "application/merge-patch+json",
     ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class DiscoveryApi(Protocol):
+    """An API that can say which resources a group version serves (API discovery).
+
+    Optional: a router asks it only to explain a 404 (:mod:`vigil.routing.kube` has it).
+    """
+
+    async def served_resources(self, group_version: str) -> frozenset[str] | None:
+        """The resources (plurals) ``/apis/<group_version>`` serves; None when it is not served."""
+        ...
 
 
 class Router(Protocol):

@@ -21,9 +21,14 @@ taken from the first of ours.
 
 The write is a JSON merge patch of ``spec.rules`` carrying the
 ``resourceVersion`` read, so a concurrent edit of the route is never
-overwritten (409, retried on a fresh read). Replicas follow ``decide()``
-(``ceil(w% x R)`` for the candidate, the stable at full count) and the
-Service ``<name>`` keeps selecting the stable only: in-cluster clients that
+overwritten (409, retried on a fresh read); it is sent only when the rules
+differ once the CRD's defaults (``group: ""``, ``kind: Service``,
+``weight: 1``) fill in every backendRef on both sides, as the API server
+stores them. A 404 on the route is explained by a discovery read of
+``/apis/gateway.networking.k8s.io/v1`` (then ``v1beta1``): no Gateway API
+CRDs, only v1beta1 (before v1.0), or no such route. Replicas follow
+``decide()`` (``ceil(w% x R)`` for the candidate, the stable at full
+count) and the Service ``<name>`` keeps selecting the stable only: in-cluster clients that
 call it directly bypass the gateway and stay on the stable.
 
 GitOps: the route's weights change during a rollout; tell Argo CD to
@@ -43,13 +48,22 @@ from vigil.core.desired import SERVICE_PORT
 from vigil.core.revision import REVISION_LENGTH
 from vigil.core.rollout import Traffic
 from vigil.kube.client import KubeError
-from vigil.routing.base import RoutePlan, RoutingApi, RoutingError, RoutingTarget
+from vigil.routing.base import (
+    DiscoveryApi,
+    RoutePlan,
+    RoutingApi,
+    RoutingError,
+    RoutingTarget,
+)
 
 GROUP = "gateway.networking.k8s.io"
 VERSION = "v1"
 HTTPROUTE = "HTTPRoute"
 #: Conflicting writes (someone edited the route between our read and write) retried.
 MAX_CONFLICT_RETRIES = 3
+#: What the API server fills in on a backendRef written without them (the HTTPRoute
+#: CRD's defaults, v1 and v1beta1 alike: hack/gateway-api/).
+BACKEND_REF_DEFAULTS: Mapping[str, Any] = {"group": "", "kind": "Service", "weight": 1}
 
 
 def _ours(ref: Mapping[str, Any], target: RoutingTarget) -> bool:
@@ -112,12 +126,26 @@ def desired_rules(
     return rules
 
 
+def as_stored(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rules`` with the HTTPRoute CRD's defaults on every backendRef, as the API server
+    stores them (a copy; ``BACKEND_REF_DEFAULTS``)."""
+    stored = copy.deepcopy(rules)
+    for rule in stored:
+        if isinstance(rule, dict) and rule.get("backendRefs"):
+            rule["backendRefs"] = [{**BACKEND_REF_DEFAULTS, **ref} for ref in rule["backendRefs"]]
+    return stored
+
+
 def route_patch(
     route: Mapping[str, Any], target: RoutingTarget, traffic: Traffic
 ) -> dict[str, Any] | None:
-    """The merge patch that sets the weights, or None when the route already has them."""
+    """The merge patch that sets the weights, or None when the route already has them.
+
+    Compared with the CRD's defaults on both sides: the server fills them in on the
+    refs we write, which would otherwise differ from ours on every cycle.
+    """
     rules = desired_rules(route, target, traffic)
-    if rules == list(items(route, "spec", "rules")):
+    if as_stored(rules) == as_stored(list(items(route, "spec", "rules"))):
         return None
     version = body(route).meta.resource_version
     patch: dict[str, Any] = {"spec": {"rules": rules}}
@@ -136,13 +164,41 @@ def route_weights(route: Mapping[str, Any], target: RoutingTarget) -> dict[str, 
     return weights
 
 
+def not_found_message(
+    namespace: str, route: str, served: Mapping[str, frozenset[str] | None]
+) -> str:
+    """The cause of a 404 on the route and its fix; ``served``: API version -> resources
+    discovery lists (None: not served), empty when discovery was not possible."""
+    create = (
+        f"create the HTTPRoute {route} in namespace {namespace} "
+        "(or name an existing one in spec.rollout.trafficRouting.gatewayAPI.httpRoute)"
+    )
+    install = (
+        f"install the Gateway API CRDs, v1.0 or later (they serve HTTPRoute as {GROUP}/{VERSION})"
+    )
+    if not served:
+        return f"HTTPRoute {namespace}/{route} does not exist: {create}; or {install}"
+    if "httproutes" in (served.get(VERSION) or ()):
+        return f"HTTPRoute {namespace}/{route} does not exist: {create}"
+    if "httproutes" in (served.get("v1beta1") or ()):
+        return (
+            f"the cluster serves HTTPRoute only as {GROUP}/v1beta1 (Gateway API before v1.0); "
+            f"Vigil needs {GROUP}/{VERSION}: upgrade the Gateway API CRDs to v1.0 or later"
+        )
+    return (
+        f"the cluster does not serve HTTPRoute (the Gateway API CRDs are not installed): {install}"
+    )
+
+
 class GatewayAPIRouter:
     """Weights on one HTTPRoute; replicas as decide() asks; the Service stays on the stable.
 
     ``apply`` raises RoutingError when the route cannot point at this model
     (missing, or no backendRef of ours: then no route names our Services
     either), KubeError when the API refused or failed (the route may still
-    name what it named).
+    name what it named). On a missing route, API discovery (when the API
+    offers it) tells which cause it is: Gateway API CRDs not installed, only
+    ``v1beta1`` served, or no route of that name.
     """
 
     kind = "gatewayAPI"
@@ -167,10 +223,7 @@ class GatewayAPIRouter:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             route = await api.get(HTTPROUTE, target.namespace, self.http_route)
             if route is None:
-                raise RoutingError(
-                    f"HTTPRoute {target.namespace}/{self.http_route} "
-                    "(spec.rollout.trafficRouting.gatewayAPI.httpRoute) does not exist"
-                )
+                raise await self.not_found(api, target.namespace)
             patch = route_patch(route, target, traffic)
             if patch is None:
                 break
@@ -181,3 +234,17 @@ class GatewayAPIRouter:
                 if error.status != 409 or attempt == MAX_CONFLICT_RETRIES:
                     raise
         return self.plan(target, traffic)
+
+    async def not_found(self, api: RoutingApi, namespace: str) -> RoutingError:
+        """Why the GET of the route found nothing, told apart by API discovery when the API
+        offers it: no Gateway API, only its v1beta1 (before v1.0), or no such route."""
+        served: dict[str, frozenset[str] | None] = {}
+        if isinstance(api, DiscoveryApi):
+            try:
+                for version in (VERSION, "v1beta1"):
+                    served[version] = await api.served_resources(f"{GROUP}/{version}")
+                    if "httproutes" in (served[version] or ()):
+                        break
+            except KubeError:
+                served = {}  # discovery failed: say every cause
+        return RoutingError(not_found_message(namespace, self.http_route, served))

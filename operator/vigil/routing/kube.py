@@ -21,7 +21,8 @@ EXTRA_RESOURCES: dict[str, tuple[str, str]] = {
 
 
 class RoutingKubeClient(KubeClient):
-    """KubeClient + HTTPRoutes + ``patch`` (satisfies :class:`vigil.routing.base.RoutingApi`)."""
+    """KubeClient + HTTPRoutes + ``patch`` + discovery (satisfies
+    :class:`vigil.routing.base.RoutingApi` and :class:`vigil.routing.base.DiscoveryApi`)."""
 
     @staticmethod
     def _path(kind: str, namespace: str, name: str | None = None) -> str:
@@ -45,3 +46,14 @@ class RoutingKubeClient(KubeClient):
             "PATCH", self._path(kind, namespace, name), body=patch, content_type=content_type
         )
         return result or {}
+
+    async def served_resources(self, group_version: str) -> frozenset[str] | None:
+        """The resources ``/apis/<group_version>`` lists (``httproutes``...); None on a 404.
+
+        A discovery read: every authenticated client may make it (ClusterRole
+        ``system:discovery``), so it needs no RBAC rule of the operator's.
+        """
+        found = await self._request("GET", f"/apis/{group_version}")
+        if found is None:
+            return None
+        return frozenset(str(r.get("name", "")) for r in found.get("resources") or [])

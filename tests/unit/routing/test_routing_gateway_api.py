@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml_kit
 
 from vigil.core import naming
 from vigil.core.desired import Owner, desired_revision_service
 from vigil.core.rollout import Traffic
 from vigil.kube.client import KubeError
-from vigil.routing.base import RoutingError, RoutingTarget
+from vigil.routing.base import DiscoveryApi, RoutingError, RoutingTarget
 from vigil.routing.gateway_api import (
+    BACKEND_REF_DEFAULTS,
     GatewayAPIRouter,
     desired_rules,
     route_patch,
     route_weights,
 )
 from vigil.routing.kube import RoutingKubeClient
+
+HTTPROUTE_CRD = (
+    Path(__file__).parents[3] / "hack/gateway-api/gateway.networking.k8s.io_httproutes.yaml"
+)
 
 TARGET = RoutingTarget("wine", "ml", stable="aaaaaaa", candidate="bbbbbbb")
 
@@ -192,3 +202,169 @@ def test_routing_client_knows_httproutes():
         "/apis/gateway.networking.k8s.io/v1/namespaces/ml/httproutes/wine"
     )
     assert RoutingKubeClient._path("Service", "ml", "wine") == "/api/v1/namespaces/ml/services/wine"
+
+
+# -- the route as the API server stores it -----------------------------------------------------
+
+
+@functools.cache
+def httproute_schema(version: str = "v1") -> Mapping[str, Any]:
+    """The vendored HTTPRoute CRD's schema (hack/gateway-api/, Gateway API v1.3.0)."""
+    crd = yaml_kit.load(HTTPROUTE_CRD.read_text())
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return served["schema"]["openAPIV3Schema"]
+
+
+def stored(value: Any, schema: Mapping[str, Any] | None = None) -> Any:
+    """``value`` with every absent field that has a default in the CRD given it, as the API
+    server stores an HTTPRoute."""
+    schema = httproute_schema() if schema is None else schema
+    if isinstance(value, list):
+        return [stored(item, schema.get("items", {})) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = copy.deepcopy(value)
+    for key, child in (schema.get("properties") or {}).items():
+        if key not in out and "default" in child:
+            out[key] = copy.deepcopy(child["default"])
+        if key in out:
+            out[key] = stored(out[key], child)
+    return out
+
+
+class ServerApi(FakeApi):
+    """FakeApi that fills in the CRD's defaults on every write, like the API server."""
+
+    async def patch(
+        self, kind, namespace, name, patch, *, content_type="application/merge-patch+json"
+    ):
+        await super().patch(kind, namespace, name, patch, content_type=content_type)
+        self.obj = stored(self.obj)
+        return self.obj
+
+
+def test_the_crd_defaults_the_refs_we_write_and_we_know_its_defaults():
+    # What the second cycle compared with: the server's copy has group, kind (and weight).
+    refs = [{"name": "wine-aaaaaaa", "port": 80, "weight": 80}, {"name": "x", "port": 80}]
+    assert stored(route({"backendRefs": refs}))["spec"]["rules"][0]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "wine-aaaaaaa", "port": 80, "weight": 80},
+        {"group": "", "kind": "Service", "name": "x", "port": 80, "weight": 1},
+    ]
+    items = httproute_schema()["properties"]["spec"]["properties"]["rules"]["items"]
+    for version in ("v1", "v1beta1"):
+        schema = httproute_schema(version)["properties"]["spec"]["properties"]["rules"]
+        ref = schema["items"]["properties"]["backendRefs"]["items"]["properties"]
+        defaults = {key: field["default"] for key, field in ref.items() if "default" in field}
+        assert defaults == BACKEND_REF_DEFAULTS
+    assert "default" not in items["properties"]["backendRefs"]
+
+
+@pytest.mark.parametrize("candidate", ["bbbbbbb", None], ids=["rollout", "no-candidate"])
+def test_a_route_as_the_server_stores_it_is_written_once(candidate):
+    # Old code: the server's group/kind made the route differ from ours on every cycle,
+    # a GET and a PATCH each reconcile (and 409s to lose).
+    api = ServerApi(stored(route(USER_RULE)))
+    router = GatewayAPIRouter("wine")
+    target = RoutingTarget("wine", "ml", stable="aaaaaaa", candidate=candidate)
+    for _ in range(3):
+        asyncio.run(router.apply(api, target, Traffic(20, 0, 1, 2)))
+    assert len(api.patches) == 1
+    assert api.obj["spec"]["rules"][0]["backendRefs"][0]["kind"] == "Service"
+    asyncio.run(router.apply(api, target, Traffic(50, 0, 1, 2)))
+    assert len(api.patches) == (2 if candidate else 1)
+
+
+def test_the_patch_writes_no_defaults_and_keeps_the_other_refs_as_stored():
+    other = {"group": "", "kind": "Service", "name": "legacy", "port": 80, "weight": 1}
+    rule = {"backendRefs": [{"group": "", "kind": "Service", "name": "wine", "port": 80}, other]}
+    patch = route_patch(stored(route(rule)), TARGET, Traffic(20, 0, 1, 2))
+    assert patch is not None
+    assert patch["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "wine-aaaaaaa", "port": 80, "weight": 80},
+        {"name": "wine-bbbbbbb", "port": 80, "weight": 20},
+        other,
+    ]
+
+
+# -- a missing route: which of three causes ------------------------------------------------------
+
+HTTPROUTES = frozenset({"httproutes", "httproutes/status", "gateways"})
+
+
+class Discovering(FakeApi):
+    """No route; API discovery answers from ``served`` (group version -> resources)."""
+
+    def __init__(self, served: Mapping[str, frozenset[str] | None] | None = None) -> None:
+        super().__init__(None)
+        self.served = served
+        self.asked: list[str] = []
+
+    async def get(self, kind, namespace, name):
+        return None
+
+    async def served_resources(self, group_version: str) -> frozenset[str] | None:
+        self.asked.append(group_version)
+        if self.served is None:
+            raise KubeError(503, "discovery unavailable")
+        return self.served.get(group_version)
+
+
+def missing(api: FakeApi) -> str:
+    with pytest.raises(RoutingError) as raised:
+        asyncio.run(GatewayAPIRouter("wine").apply(api, TARGET, Traffic(20, 0, 1, 2)))
+    return str(raised.value)
+
+
+def test_a_missing_route_in_a_cluster_serving_httproutes_v1_says_create_it():
+    # Old code: "does not exist" for all three causes, no fix named.
+    api = Discovering({"gateway.networking.k8s.io/v1": HTTPROUTES})
+    message = missing(api)
+    assert message.startswith("HTTPRoute ml/wine does not exist: create the HTTPRoute wine in ")
+    assert "namespace ml" in message and "install" not in message
+    assert api.asked == ["gateway.networking.k8s.io/v1"]
+
+
+def test_without_the_gateway_api_crds_it_says_install_them():
+    api = Discovering({})
+    message = missing(api)
+    assert "does not exist" not in message
+    assert message.startswith("the cluster does not serve HTTPRoute (the Gateway API CRDs are ")
+    assert "not installed): install the Gateway API CRDs, v1.0 or later" in message
+    assert api.asked == ["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
+
+
+def test_with_only_v1beta1_served_it_says_v1_is_needed():
+    older = {
+        "gateway.networking.k8s.io/v1": frozenset({"gateways"}),
+        "gateway.networking.k8s.io/v1beta1": HTTPROUTES,
+    }
+    message = missing(Discovering(older))
+    assert "only as gateway.networking.k8s.io/v1beta1" in message
+    assert "upgrade the Gateway API CRDs to v1.0 or later" in message
+
+
+@pytest.mark.parametrize("api", [Discovering(None), FakeApi(None)], ids=["failed", "none"])
+def test_without_discovery_every_cause_and_its_fix_is_named(api):
+    # Discovery failed (503), or the API has none (FakeApi): no route, cause unknown.
+    message = missing(api)
+    assert "does not exist: create the HTTPRoute wine in namespace ml" in message
+    assert "or install the Gateway API CRDs, v1.0 or later" in message
+
+
+def test_the_routing_client_reads_discovery():
+    class Answering(RoutingKubeClient):
+        def __init__(self, answers: dict[str, dict[str, Any] | None]) -> None:
+            self.answers = answers
+
+        async def _request(self, method, path, **_):
+            assert method == "GET"
+            return self.answers.get(path)
+
+    resources = {"resources": [{"name": "httproutes"}, {"name": "httproutes/status"}]}
+    client = Answering({"/apis/gateway.networking.k8s.io/v1": resources})
+    assert isinstance(client, DiscoveryApi)
+    assert asyncio.run(client.served_resources("gateway.networking.k8s.io/v1")) == {
+        "httproutes",
+        "httproutes/status",
+    }
+    assert asyncio.run(client.served_resources("gateway.networking.k8s.io/v1beta1")) is None
