@@ -19,6 +19,7 @@ import pytest
 import yaml_kit
 from code_catalogue import ROLLOUT
 from core_world import RolloutWorld, spec
+from crd_kit import with_crd_defaults
 from doc_pages import CODE_BLOCK, ROOT, prose
 from figures_kit import figures
 
@@ -156,21 +157,6 @@ def test_shadow_min_requests_counts_compared_predictions_at_least_analysis_min_r
         "InsufficientData",
         "30 compared predictions < 50 needed",
     )
-
-
-def with_crd_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
-    """``value`` as the API server stores it: every absent field with a default gets it."""
-    if isinstance(value, list):
-        return [with_crd_defaults(item, schema.get("items", {})) for item in value]
-    if not isinstance(value, dict):
-        return value
-    out = copy.deepcopy(value)
-    for key, child in (schema.get("properties") or {}).items():
-        if key not in out and "default" in child:
-            out[key] = copy.deepcopy(child["default"])
-        if key in out:
-            out[key] = with_crd_defaults(out[key], child)
-    return out
 
 
 def test_the_operators_defaults_are_the_crds() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml_kit
+from crd_kit import with_crd_defaults
 
 from vigil.core import naming
 from vigil.core.desired import Owner, desired_revision_service
@@ -215,21 +216,10 @@ def httproute_schema(version: str = "v1") -> Mapping[str, Any]:
     return served["schema"]["openAPIV3Schema"]
 
 
-def stored(value: Any, schema: Mapping[str, Any] | None = None) -> Any:
+def stored(value: Any) -> Any:
     """``value`` with every absent field that has a default in the CRD given it, as the API
     server stores an HTTPRoute."""
-    schema = httproute_schema() if schema is None else schema
-    if isinstance(value, list):
-        return [stored(item, schema.get("items", {})) for item in value]
-    if not isinstance(value, dict):
-        return value
-    out = copy.deepcopy(value)
-    for key, child in (schema.get("properties") or {}).items():
-        if key not in out and "default" in child:
-            out[key] = copy.deepcopy(child["default"])
-        if key in out:
-            out[key] = stored(out[key], child)
-    return out
+    return with_crd_defaults(value, httproute_schema())
 
 
 class ServerApi(FakeApi):

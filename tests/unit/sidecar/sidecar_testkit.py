@@ -30,6 +30,33 @@ def _predict(rows: list[list[Any]], offset: int = 0) -> list[int]:
     return out
 
 
+class V2Server:
+    """A v2 model server's two routes on a free port; subclasses answer ``infer``."""
+
+    def __init__(self) -> None:
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v2/models/{name}/infer", self.infer)
+        app.router.add_get("/v2/health/ready", self.ready)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        return web.json_response({"ready": True})
+
+    async def infer(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
+
+
 class FakeModel:
     """A small aiohttp model server speaking v2 and v1 (and some misbehaviour)."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sidecar_testkit import base, scrape, v2_body, value
+from sidecar_testkit import V2Server, base, scrape, v2_body, value
 
 from vigil.sidecar.config import FeedbackSettings
 from vigil.sidecar.feedback import parse_labels
@@ -53,25 +53,12 @@ def series(metrics: dict[tuple, float], prefix: str) -> set[tuple]:
     return {key for key in metrics if key[0].startswith(prefix)}
 
 
-class OutputModel:
+class OutputModel(V2Server):
     """A v2 model answering one output made from the number of rows."""
 
     def __init__(self, output: Callable[[int], dict[str, Any]]) -> None:
+        super().__init__()
         self.output = output
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v2/models/{name}/infer", self.infer)
-        app.router.add_get("/v2/health/ready", self.ready)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-
-    async def ready(self, _request: web.Request) -> web.Response:
-        return web.json_response({"ready": True})
 
     async def infer(self, request: web.Request) -> web.Response:
         rows = json.loads(await request.read())["inputs"][0]["shape"][0]
@@ -88,8 +75,7 @@ async def probability_model() -> AsyncIterator[OutputModel]:
     try:
         yield server
     finally:
-        assert server.runner is not None
-        await server.runner.cleanup()
+        await server.stop()
 
 
 class TestHandoffFitsThePeersBodyLimit:

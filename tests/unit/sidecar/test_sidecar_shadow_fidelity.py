@@ -18,7 +18,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from sidecar_testkit import SHADOW_LABELS, base, scrape, settle, stable_shadow, v2_body, value
+from sidecar_testkit import (
+    SHADOW_LABELS,
+    V2Server,
+    base,
+    scrape,
+    settle,
+    stable_shadow,
+    v2_body,
+    value,
+)
 
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.payload import parse_response
@@ -30,32 +39,14 @@ INFER = "/v2/models/m/infer"
 # ---------------------------------------------------------------- headers of the copy
 
 
-class BinaryModel:
+class BinaryModel(V2Server):
     """A model server speaking the binary tensor extension, as Triton does: the body is
     a JSON header of ``Inference-Header-Content-Length`` bytes, then the tensors' bytes.
     Without the header the body is read as JSON, which a binary tail is not (400)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.headers: list[dict[str, str]] = []
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v2/models/{name}/infer", self.infer)
-        app.router.add_get("/v2/health/ready", self.ready)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    async def ready(self, request: web.Request) -> web.Response:
-        return web.json_response({})
 
     async def infer(self, request: web.Request) -> web.Response:
         self.headers.append(dict(request.headers))

@@ -351,19 +351,18 @@ class Retirement:
     why: str
 
 
+def retired(
+    event: str, outcome: str, revision: str, why: str, words: str | None = None
+) -> Retirement:
+    """A retirement whose Event says "revision <revision> removed: <words or why>"."""
+    return Retirement(event, f"revision {revision} removed: {words or why}", outcome, why)
+
+
 def superseded(revision: str, by: str) -> Retirement:
-    return Retirement(
-        Reason.ROLLOUT_SUPERSEDED,
-        f"revision {revision} removed: superseded by {by}",
-        Outcome.SUPERSEDED,
-        f"superseded by {by}",
-    )
+    return retired(Reason.ROLLOUT_SUPERSEDED, Outcome.SUPERSEDED, revision, f"superseded by {by}")
 
 
 def aborted(revision: str, stable: str) -> Retirement:
-    return Retirement(
-        Reason.ROLLOUT_ABORTED,
-        f"revision {revision} removed: the spec returned to the stable revision {stable}",
-        Outcome.ABORTED,
-        f"the spec returned to revision {stable}",
-    )
+    why = f"the spec returned to revision {stable}"
+    words = f"the spec returned to the stable revision {stable}"
+    return retired(Reason.ROLLOUT_ABORTED, Outcome.ABORTED, revision, why, words)

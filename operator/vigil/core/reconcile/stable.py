@@ -16,7 +16,7 @@ from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake
-from vigil.core.reconcile.cycle import Cycle, Retirement, aborted
+from vigil.core.reconcile.cycle import Cycle, aborted, retired
 from vigil.core.reconcile.plan import Observation, Plan
 from vigil.core.reconcile.report import (
     Side,
@@ -316,10 +316,10 @@ def _take_over(
         if other != revision:
             cycle.retire(
                 view,
-                Retirement(
+                retired(
                     Reason.ROLLOUT_SUPERSEDED,
-                    f"revision {other} removed: revision {revision} took the stable's place",
                     Outcome.SUPERSEDED,
+                    other,
                     f"revision {revision} took the stable's place",
                 ),
             )
