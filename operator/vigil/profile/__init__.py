@@ -9,7 +9,8 @@ sidecar depend on it):
   ``to_json()`` and ``fingerprint``;
 * :data:`OTHER` - the label of the "everything else" category bucket.
 * :class:`ProfileError` (refused) and :class:`ProfileWarning` (built, but a
-  feature monitors less than it seems to: bins that merge in float32).
+  feature monitors less than it seems to: bins that merge in float32; or the JSON
+  is too large for ``kubectl apply``'s annotation).
 
 The format is documented in ``docs/reference-profile.md``.
 """

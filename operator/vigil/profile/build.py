@@ -240,7 +240,7 @@ def profile_column(
             edges=tuple(float(e) for e in edges),
         )
 
-    keys = [model.category_key(v.item() if isinstance(v, np.generic) else v) for v in arr]
+    keys = _category_keys(arr)
     present_keys = [k for k in keys if k is not None]
     if not present_keys:
         raise ProfileError(f"column {source!r} has no values (all missing)")
@@ -270,6 +270,28 @@ def profile_column(
         categories=tuple(top),
         allowed=allowed,
     )
+
+
+def _category_keys(arr: npt.NDArray[Any]) -> list[str | None]:
+    """Each value's :func:`~vigil.profile.model.category_key`.
+
+    A float32 (float16) value is keyed as the float32 it is, not as the float64 it
+    widens to (see ``category_key``); such a column is keyed once per distinct value.
+    """
+    if arr.dtype.kind == "f" and arr.dtype.itemsize < 8:
+        distinct, inverse = np.unique(arr, return_inverse=True)
+        keys = [model.category_key(v) for v in distinct]
+        return [keys[i] for i in inverse.reshape(-1)]
+    return [
+        model.category_key(
+            v
+            if isinstance(v, np.float16 | np.float32)
+            else v.item()
+            if isinstance(v, np.generic)
+            else v
+        )
+        for v in arr
+    ]
 
 
 def infer_task(values: npt.ArrayLike) -> tuple[model.Task, str]:
@@ -503,9 +525,12 @@ def _check_named(names: Sequence[str]) -> None:
 def frame_column(series: Any) -> npt.NDArray[Any]:
     """A DataFrame column as an array: numbers as floats (missing: NaN), anything else,
     nullable booleans included, as objects with ``None`` where a value is missing
-    (a ``pd.NA`` left in became the category ``"<NA>"``).
+    (a ``pd.NA`` left in became the category ``"<NA>"``). A float32 (float16) column
+    stays one: as a category, its 0.1 is keyed ``"0.1"``, not as the float64 it widens to.
     """
     kind = getattr(series.dtype, "kind", "O")
+    if kind == "f" and series.dtype.itemsize < 8:
+        return series.to_numpy(dtype=series.dtype.type, na_value=np.nan)
     if kind in "iuf":
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     values = series.astype(object).to_numpy(copy=True)

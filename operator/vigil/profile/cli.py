@@ -38,6 +38,7 @@ from vigil.profile.model import (
     Task,
     Validation,
     ValidationMethod,
+    check_size,
     load_profile,
 )
 
@@ -89,7 +90,12 @@ def register(subparsers: Any) -> None:
     build.add_argument(
         "--features", help="comma-separated feature columns in model input order (default: all)"
     )
-    build.add_argument("--categorical", default="", help="comma-separated categorical columns")
+    build.add_argument(
+        "--categorical",
+        default="",
+        help="comma-separated categorical columns (in a CSV, numbers written with leading "
+        "zeros, such as zip codes, are read as text)",
+    )
     build.add_argument(
         "--missing-values",
         default="",
@@ -208,6 +214,48 @@ def read_table(
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+#: A number written with a leading zero ("02134", "-007"): an identifier, not a quantity.
+_PADDED = r"\s*[+-]?0\d"
+
+
+def _padded_as_text(
+    frame: Any, path: str, fmt: str | None, categorical: Sequence[str], missing: Sequence[str]
+) -> list[str]:
+    """Put back as text the categorical CSV columns that hold numbers with leading zeros.
+
+    pandas reads the zip code "02134" as the number 2134: keyed "2134", while clients
+    send "02134". Such a column is read again as text (only those columns), every cell
+    as the file writes it; a categorical column of numbers without leading zeros stays
+    as pandas reads it ("1.0" the number 1, as a client sends it). Returns the names.
+    """
+    if (fmt or Path(path).suffix.lower().lstrip(".")) in PARQUET:
+        return []  # Parquet columns have their type: a zip code stored as text stays text
+    import pandas as pd
+
+    suspects = [
+        c for c in categorical if c in frame.columns and not pd.api.types.is_string_dtype(frame[c])
+    ]
+    if not suspects:
+        return []
+    try:
+        with Path(path).open("rb") as handle:  # as read_table reads it
+            text = pd.read_csv(
+                handle,
+                usecols=suspects,
+                dtype=str,
+                encoding="utf-8-sig",
+                na_values=list(missing) or None,
+            )
+    except (ValueError, OSError) as error:  # it was read once: hardly ever
+        raise ProfileError(f"cannot read {path} again: {error}") from None
+    if len(text) != len(frame):  # hardly ever: the same file, read as before
+        return []
+    padded = [c for c in suspects if text[c].dropna().str.match(_PADDED).any()]
+    for column in padded:
+        frame[column] = text[column].to_numpy(dtype=object)
+    return padded
+
+
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -227,6 +275,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             # Markers gone, a Parquet column of text stays text: categorical, not numeric.
             raise ProfileError("--missing-values applies to CSV files, not to Parquet")
         frame = read_table(args.input, args.format, args.progress, missing=markers)
+        padded = _padded_as_text(frame, args.input, args.format, _split(args.categorical), markers)
         features = _split(args.features)
         if features:
             missing = [f for f in features if f not in frame.columns]
@@ -261,6 +310,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 profile, validation=_validation(args, frame, truths, profile.task, markers)
             )
         text = _to_json(profile)
+        with warnings.catch_warnings(record=True) as sized:
+            warnings.simplefilter("always", ProfileWarning)
+            check_size(profile, text)
+        caught.extend(sized)
         if args.output:
             _write(args.output, text)
     except ProfileError as exc:
@@ -268,6 +321,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return 1
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
+    if padded:
+        print(
+            f"read as text (numbers written with leading zeros, such as zip codes; "
+            f"clients send them as strings): {', '.join(padded)}",
+            file=sys.stderr,
+        )
     # Said for every feature: a column of numbers profiled as categories is barely monitored.
     for kind in ("numeric", "categorical"):
         names = [f.name for f in profile.features if f.type == kind]

@@ -17,7 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import struct
+import warnings
 from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -40,14 +43,19 @@ class ProfileError(ValueError):
 
 
 class ProfileWarning(UserWarning):
-    """A profile was built, but part of it will monitor less than it seems to."""
+    """A profile was built, but part of it will monitor less than it seems to (or it is
+    too large for ``kubectl apply``'s client-side annotation: :func:`check_size`)."""
 
 
 def category_key(value: object) -> str | None:
     """Canonical string for a categorical value (``None`` for missing).
 
-    Class labels arrive as ``1`` from one runtime and ``1.0`` from another;
-    both must land in the same category, so integral floats become ints.
+    One value, one key, whatever its type: class labels arrive as ``1`` from one
+    runtime and ``1.0`` from another, so integral numbers become ints (a
+    ``Decimal('11.00')`` too); a non-integral ``Decimal`` is keyed as the float a
+    client sends for it (``Decimal('0.10')`` as ``0.1``); a NumPy float32 (or
+    float16) as the float32 it is, written shortest (``float32(0.1)`` as ``"0.1"``,
+    not ``"0.10000000149011612"``).
     """
     if value is None:
         return None
@@ -55,20 +63,108 @@ def category_key(value: object) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float):
+    if isinstance(value, float):  # inline: the sidecar's hot path
         if math.isnan(value):
             return None
         if value.is_integer():
             return str(int(value))
-        return repr(value)
+        return repr(value) if type(value) is float else float.__repr__(value)
+    if type(value) is str:
+        return _text_key(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    text = str(value)
+    if isinstance(value, Decimal):
+        if value.is_nan():
+            return None
+        if value.is_finite() and value == value.to_integral_value():
+            return str(int(value))
+        return _float_key(float(value))
+    dtype = getattr(value, "dtype", None) if type(value).__module__ == "numpy" else None
+    if dtype is not None:  # a NumPy scalar (NumPy is not imported here)
+        if dtype.kind == "b":
+            return "true" if value else "false"
+        if dtype.kind in ("i", "u"):
+            return str(value)
+        if dtype.kind == "f" and dtype.itemsize in _NARROW_FLOATS:
+            return _float_key(_shortest(float(value), _NARROW_FLOATS[dtype.itemsize]))
+    # Text; also float64 beyond a float (longdouble), dates and the like, as before.
+    return _text_key(str(value))
+
+
+def to_float32(value: float) -> float | None:
+    """``value`` rounded to float32 (as a float); ``None`` beyond float32's range.
+
+    0.1 and 0.10000000149011612 (float32(0.1) sent as a float64) are one float32: the
+    sidecar falls back on it for a float that no reference category matches.
+    """
+    try:
+        return float(_FLOAT32.unpack(_FLOAT32.pack(value))[0])
+    except OverflowError:
+        return None
+
+
+def _float_key(value: float) -> str | None:
+    if math.isnan(value):
+        return None
+    if value.is_integer():
+        return str(int(value))
+    return repr(value)
+
+
+def _text_key(text: str) -> str:
     if text.isascii():
         return text
     # A lone surrogate (JSON allows "\ud800") is no UTF-8: as a metric label it would
     # make every scrape fail.
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+_FLOAT32 = struct.Struct("<f")
+#: Packers of the floats narrower than float64, by size in bytes (float16, float32).
+_NARROW_FLOATS = {2: struct.Struct("<e"), 4: _FLOAT32}
+
+
+def _shortest(value: float, packer: struct.Struct) -> float:
+    """The float64 of the shortest decimal that reads back as ``value`` in a narrow float.
+
+    ``value`` is one in that format (or not finite); of the shortest decimals, the
+    nearest: what NumPy prints a float32 as, and what a client writes for it. A
+    decimal of n digits that reads back is one of n + 1 digits too: binary search.
+    """
+    if not math.isfinite(value) or value.is_integer():
+        return value
+    low, high = 1, 9 if packer.size == 4 else 5  # digits that tell any two apart
+    found = value
+    while low <= high:
+        digits = (low + high) // 2
+        candidate = _decimal(value, digits, packer)
+        if candidate is None:
+            low = digits + 1
+        else:
+            found, high = candidate, digits - 1
+    return found
+
+
+def _decimal(value: float, digits: int, packer: struct.Struct) -> float | None:
+    """The nearest decimal of ``digits`` digits that reads back as ``value``, or None."""
+    text = f"{value:.{digits - 1}e}"
+    if _reads_back(text, value, packer):
+        return float(text)
+    if abs(math.frexp(value)[0]) != 0.5:
+        return None
+    # At a power of two the gap below is half the one above: the nearest decimal can
+    # fall short where the next one away from zero does not.
+    mantissa, exponent = text.split("e")
+    step = Decimal(1).scaleb(int(exponent) - digits + 1).copy_sign(Decimal(mantissa))
+    further = str(Decimal(text) + step)
+    return float(further) if _reads_back(further, value, packer) else None
+
+
+def _reads_back(text: str, value: float, packer: struct.Struct) -> bool:
+    try:
+        return bool(packer.unpack(packer.pack(float(text)))[0] == value)
+    except OverflowError:  # past the format's largest value
+        return False
 
 
 @dataclass(frozen=True)
@@ -270,6 +366,63 @@ class ReferenceProfile:
 
     def with_model(self, name: str, version: str) -> ReferenceProfile:
         return replace(self, model_name=name, model_version=version)
+
+
+#: ``kubectl apply`` (client-side) keeps a copy of the object, JSON-escaped, in its
+#: last-applied-configuration annotation; an object's annotations hold at most 256 KiB.
+APPLY_ANNOTATION_BYTES = 256 * 1024
+#: What a ConfigMap's data holds at most (all keys together).
+CONFIGMAP_BYTES = 1024 * 1024
+
+
+def check_size(profile: ReferenceProfile, text: str) -> None:
+    """Refuse profile JSON no ConfigMap holds; warn when ``kubectl apply`` cannot store it.
+
+    ``text`` is the profile's JSON as written. Above :data:`CONFIGMAP_BYTES` raises
+    :class:`ProfileError`; above :data:`APPLY_ANNOTATION_BYTES` once JSON-escaped (as
+    the annotation holds it) warns :class:`ProfileWarning`. Both name the largest features.
+    """
+    size = len(text.encode())
+    escaped = len(json.dumps(text, ensure_ascii=False).encode())
+    if escaped <= APPLY_ANNOTATION_BYTES and size <= CONFIGMAP_BYTES:
+        return
+    smaller = (
+        f"make it smaller: fewer features (largest: {_largest(profile)}), bins (--bins) "
+        "or categories (--top-k)"
+    )
+    if size > CONFIGMAP_BYTES:
+        raise ProfileError(
+            f"the profile is {_kib(size)} of JSON, more than a ConfigMap holds (1 MiB): {smaller}"
+        )
+    warnings.warn(
+        ProfileWarning(
+            f"the profile is {_kib(size)} of JSON ({_kib(escaped)} escaped): kubectl apply "
+            "(client-side) copies it into its last-applied-configuration annotation, which "
+            "holds at most 256 KiB, and fails; create the ConfigMap with kubectl create "
+            f"configmap or apply it server-side (kubectl apply --server-side), or {smaller}"
+        ),
+        stacklevel=2,
+    )
+
+
+def _kib(size: int) -> str:
+    return f"{size / 1024:.0f} KiB"
+
+
+def _largest(profile: ReferenceProfile, shown: int = 3) -> str:
+    """The features taking the most JSON, with what they hold."""
+    blocks = [*profile.features, *([profile.prediction] if profile.prediction else [])]
+    sized = sorted(blocks, key=lambda f: -len(json.dumps(f.to_dict(), indent=2)))[:shown]
+    return ", ".join(
+        f"{f.name!r} ({_kib(len(json.dumps(f.to_dict(), indent=2)))}: {_holds(f)})" for f in sized
+    )
+
+
+def _holds(feature: FeatureProfile) -> str:
+    if feature.type == "numeric":
+        return f"{len(feature.proportions) - 2} bins"
+    allowed = f", {len(feature.allowed)} allowed values" if feature.allowed is not None else ""
+    return f"{len(feature.categories or ())} categories{allowed}"
 
 
 # --------------------------------------------------------------------- parsing

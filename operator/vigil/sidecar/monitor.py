@@ -23,7 +23,7 @@ import time
 import zlib
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
 from vigil.profile.bins import bin_index, float32_bounds
-from vigil.profile.model import category_key
+from vigil.profile.model import category_key, to_float32
 from vigil.sidecar.exposition import Families
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
@@ -277,6 +277,7 @@ class _CategoryCounts:
         booleans = self.allowed is not None and self.allowed <= {"false", "true"}
         self.aliases = _NUMBERS_AS_BOOLEANS if numbers_as_booleans and booleans else {}
         self.counts: dict[str, int] = dict.fromkeys((*(profile.categories or ()), OTHER), 0)
+        self.float32 = _float32_categories(self.allowed or self.known)
         self.missing = 0
         self.out_of_range = 0
         self.type_errors = 0
@@ -292,13 +293,43 @@ class _CategoryCounts:
                 continue
             if self.aliases and type(value) in _JSON_NUMBERS:
                 key = self.aliases.get(key, key)
-            if key not in self.known and self.room > 0:
-                self.known.add(key)
-                self.counts[key] = 0
-                self.room -= 1
+            if key not in self.known:
+                if self.float32 and type(value) is float:
+                    key = self._as_float32(key, value)
+                if key not in self.known and self.room > 0:
+                    self.known.add(key)
+                    self.counts[key] = 0
+                    self.room -= 1
             self.counts[key if key in self.known else OTHER] += 1
             if self.allowed is not None and key not in self.allowed:
                 self.out_of_range += 1
+
+    def _as_float32(self, key: str, value: float) -> str:
+        """The reference category that is ``value`` in float32, when none is ``value``.
+
+        A float32 column's 0.1 is keyed "0.1" (``category_key``); a client holding it
+        as float32 sends 0.10000000149011612, and a float64 column's 0.1 meets float32
+        senders: one number, as bins compare (``vigil.profile.bins``).
+        """
+        if self.allowed is not None and key in self.allowed:
+            return key
+        return self.float32.get(to_float32(value), key)
+
+
+def _float32_categories(categories: Iterable[str]) -> dict[float | None, str]:
+    """The categories that are non-integral numbers, by their float32 value (of two that
+    share it, the one with the shorter key: a float32's own)."""
+    out: dict[float | None, str] = {}
+    for category in sorted(categories, key=lambda c: (len(c), c)):
+        try:
+            number = float(category)
+        except ValueError:
+            continue
+        single = to_float32(number)
+        if single is None or category_key(number) != category or number.is_integer():
+            continue
+        out.setdefault(single, category)
+    return out
 
 
 class _Window:

@@ -42,3 +42,28 @@ def test_the_format_page_gives_the_float32_tolerance_of_the_edge_rule():
     text = " ".join((DOCS / "reference-profile.md").read_text().split())
     rule = text[text.index("Edge rule") : text.index("Categorical features add")]
     assert "float32" in rule
+
+
+def test_the_format_page_gives_the_category_keys_the_code_computes():
+    import decimal
+
+    from vigil.profile import category_key
+
+    text = " ".join((DOCS / "reference-profile.md").read_text().split())
+    assert (
+        "`Decimal('11.00')` -> `\"11\"`" in text and category_key(decimal.Decimal("11.00")) == "11"
+    )
+    assert (
+        "`Decimal('2.50')` -> `\"2.5\"`" in text and category_key(decimal.Decimal("2.50")) == "2.5"
+    )
+    assert '`float32(0.1)` -> `"0.1"`' in text and category_key(np.float32(0.1)) == "0.1"
+
+
+def test_the_howto_gives_the_size_limits_the_build_checks():
+    from vigil.profile.model import APPLY_ANNOTATION_BYTES, CONFIGMAP_BYTES
+
+    text = " ".join((DOCS / "howto" / "reference-profile.md").read_text().split())
+    found = re.search(r"refuses a profile over (\d+) MiB of JSON, and warns above (\d+) KiB", text)
+    assert found, "the howto no longer gives the limits: check them against the code"
+    assert int(found.group(1)) * 2**20 == CONFIGMAP_BYTES
+    assert int(found.group(2)) * 2**10 == APPLY_ANNOTATION_BYTES
