@@ -8,7 +8,8 @@ order, like a runbook:
 
 1. No figures at all (the source failed)   -> ``MetricsUnavailable``.
 2. Fewer requests than ``minRequests``      -> ``InsufficientData`` (never judge on too little).
-3. Error rate or p95 latency over the SLO   -> ``Degraded``.
+3. Error rate or p95 latency surely over the SLO (or not surely back within it
+   after a ``Degraded``)                     -> ``Degraded``.
 4. A feature's drift at or over threshold   -> ``DriftDetected`` (level ``threshold``).
 5. Otherwise                                -> ``Healthy`` (drift may still be at ``warning``).
 
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from vigil.core import drift
+from vigil.core.slo import error_rate_of, format_percent, format_seconds, judge_slos
 from vigil.core.spec import HealthPolicy
 from vigil.core.vocabulary import Reason, Verdict
 from vigil.core.window import RevisionWindow, quantile_from_buckets
@@ -74,6 +76,8 @@ class HealthReport:
     drift_note: str = ""
     #: The features whose drift surely reaches the warning (or the threshold).
     drift_sure: Mapping[str, float] = field(default_factory=dict)
+    #: Each SLO figure beside its limit, judged on its interval ("" before any is judged).
+    slos: str = ""
 
 
 def _finite(value: float | None, digits: int) -> float | None:
@@ -90,22 +94,6 @@ def format_window(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
     return f"{seconds:g}s"
-
-
-def format_percent(value: float) -> str:
-    return f"{value * 100:.1f}%" if value >= 0.001 or value == 0 else f"{value * 100:.2f}%"
-
-
-def format_seconds(value: float) -> str:
-    return f"{value * 1000:.0f}ms" if value < 10 else f"{value:.1f}s"
-
-
-def _error_rate(window: RevisionWindow) -> float | None:
-    total = window.requests
-    if total <= 0:
-        return None
-    errors = total - window.requests_by_outcome.get("success", 0.0)
-    return max(0.0, errors) / total
 
 
 def _prediction_moments(window: RevisionWindow) -> tuple[float | None, float | None]:
@@ -230,8 +218,11 @@ def evaluate(
     reference: ReferenceProfile | None,
     policy: HealthPolicy,
     source_error: str | None = None,
+    *,
+    degraded_by: str = "",
 ) -> HealthReport:
-    """The verdict on one revision over one window (see the module docstring)."""
+    """The verdict on one revision over one window (see the module docstring);
+    ``degraded_by``: the reason of its last ``Degraded`` verdict, held until surely met."""
     span = format_window(policy.window_seconds)
     # 1. No figures: say why, judge nothing.
     if window is None:
@@ -244,22 +235,25 @@ def evaluate(
         )
     figures, measured = _figures(window, reference, policy)
     requests = figures.requests
-    # 2. Too few requests: hold judgement.
-    if requests < policy.min_requests:
+    # 2. Too few requests (none, whatever minRequests says): hold judgement.
+    needed = max(1, policy.min_requests)
+    if requests < needed:
         return replace(
             figures,
             verdict=Verdict.INSUFFICIENT_DATA,
             reason=Reason.INSUFFICIENT_DATA,
-            message=f"{requests} requests < {policy.min_requests} needed over {span}",
+            message=f"{requests} requests < {needed} needed over {span}",
         )
-    # 3. SLOs: errors first, then latency.
-    breaches = _breaches(measured, policy, span)
+    # 3. SLOs: errors first, then latency; each judged on its interval.
+    slos = judge_slos(window, policy)
+    figures = replace(figures, slos=", ".join(slo.said() for slo in slos))
+    breaches = [slo for slo in slos if slo.breached(degraded_by)]
     if breaches:
         return replace(
             figures,
             verdict=Verdict.DEGRADED,
-            reason=breaches[0][0],
-            message="; ".join(text for _, text in breaches) + f" ({requests} requests)",
+            reason=breaches[0].reason,
+            message="; ".join(slo.said(span) for slo in breaches) + f" ({requests} requests)",
         )
     # 4. Drift surely at threshold: name the features that crossed it, worst first.
     if figures.drift_level == "threshold" and measured.scores:
@@ -272,9 +266,10 @@ def evaluate(
             ),
         )
     # 5. Healthy: the SLO figures beside their thresholds.
-    met = slos_met(measured.error_rate, measured.p95, policy)
     return replace(
-        figures, reason=Reason.SLOS_MET, message=f"{met} over {span} ({requests} requests)"
+        figures,
+        reason=Reason.SLOS_MET,
+        message=f"{figures.slos} over {span} ({requests} requests)",
     )
 
 
@@ -294,7 +289,7 @@ def _figures(
     window: RevisionWindow, reference: ReferenceProfile | None, policy: HealthPolicy
 ) -> tuple[HealthReport, _Measured]:
     """Every figure of the window, rounded for status (verdict Healthy until judged)."""
-    error_rate = _error_rate(window)
+    error_rate = error_rate_of(window)
     p95 = quantile_from_buckets(0.95, window.latency_buckets)
     mean, std = _prediction_moments(window)
     judged = judge_drift(reference, window, policy) if reference else DriftJudgement({}, {})
@@ -343,28 +338,6 @@ def _figures(
         drift_sure=_finite_values(judged.at("threshold", "warning"), 3),
     )
     return report, _Measured(error_rate, p95, judged.at("threshold"), overall)
-
-
-def _breaches(measured: _Measured, policy: HealthPolicy, span: str) -> list[tuple[str, str]]:
-    """(reason, message) of each SLO the window breaks: the error rate first, then p95."""
-    breaches = []
-    if measured.error_rate is not None and measured.error_rate > policy.max_error_rate:
-        breaches.append(
-            (
-                Reason.ERROR_RATE_HIGH,
-                f"error rate {format_percent(measured.error_rate)} > "
-                f"{format_percent(policy.max_error_rate)} over {span}",
-            )
-        )
-    if measured.p95 is not None and measured.p95 > policy.max_latency_p95:
-        breaches.append(
-            (
-                Reason.LATENCY_HIGH,
-                f"p95 latency {format_seconds(measured.p95)} > "
-                f"{format_seconds(policy.max_latency_p95)} over {span}",
-            )
-        )
-    return breaches
 
 
 def _finite_values(values: Mapping[str, float], digits: int) -> dict[str, float]:

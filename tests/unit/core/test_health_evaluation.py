@@ -114,7 +114,9 @@ class TestVerdicts:
         report = evaluate(window, reference, POLICY)
         assert report.verdict == "Degraded"
         assert report.reason == "ErrorRateHigh"
-        assert report.message == "error rate 3.2% > 1.0% over 5m (1000 requests)"
+        assert report.message == (
+            "error rate 3.2% > 1.0% over 5m, 99% interval 2.0%-5.0% (1000 requests)"
+        )
         assert report.error_rate == 0.032
 
     def test_latency_over_slo_is_degraded(self, reference, reference_data) -> None:
@@ -181,9 +183,12 @@ class TestVerdicts:
         assert (state.status, state.reason) == (None, "NoReference")
 
     def test_no_requests_and_no_minimum_never_divides_by_zero(self, reference) -> None:
+        # minRequests 0 (the CRD allows it): no request is still no evidence (it read
+        # Healthy with an empty message).
         policy = HealthPolicy(min_requests=0)
         report = evaluate(RevisionWindow(), reference, policy)
-        assert report.verdict == "Healthy"
+        assert report.verdict == "InsufficientData"
+        assert report.message == "0 requests < 1 needed over 5m"
         assert report.error_rate is None and report.latency_p95 is None
         assert report.prediction_mean is None
 
@@ -227,7 +232,7 @@ class TestConditions:
         assert found["Healthy"] == (
             False,
             "ErrorRateHigh",
-            "error rate 3.2% > 1.0% over 5m (1000 requests)",
+            "error rate 3.2% > 1.0% over 5m, 99% interval 2.0%-5.0% (1000 requests)",
         )
 
     def test_drift_keeps_healthy_true(self, reference, reference_data) -> None:

@@ -1,0 +1,98 @@
+"""SLO breaches judged on intervals: no Degraded on one failed request, no flapping near
+the limit, the verdict kept until the evidence says otherwise (vigil.core.slo)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from vigil.core.health import HealthPolicy, evaluate
+from vigil.core.slo import SLO_CONFIDENCE, judge_slos
+from vigil.core.window import RevisionWindow
+
+POLICY = HealthPolicy(window_seconds=300, max_error_rate=0.01, max_latency_p95=0.25)
+
+
+def window(requests: float, errors: float = 0, slow: float = 0) -> RevisionWindow:
+    """``requests`` of which ``errors`` failed and ``slow`` took 0.5 s (the rest 20 ms)."""
+    fast = requests - slow
+    return RevisionWindow(
+        requests_by_outcome={"success": requests - errors, "model_error": errors},
+        latency_buckets=((0.025, fast), (0.25, fast), (1.0, requests), (math.inf, requests)),
+    )
+
+
+class TestTheErrorRate:
+    def test_one_failed_request_in_sixty_is_no_breach(self) -> None:
+        # 1.7 % over a 1 % limit on its point estimate: Degraded, then a bake rolled back.
+        report = evaluate(window(60, errors=1), None, POLICY)
+        assert report.verdict == "Healthy"
+        assert report.message.startswith("error rate 1.7% not surely over 1.0%, 99% interval")
+
+    def test_surely_over_is_degraded_with_its_interval(self) -> None:
+        report = evaluate(window(1000, errors=32), None, POLICY)
+        assert (report.verdict, report.reason) == ("Degraded", "ErrorRateHigh")
+        assert report.message.startswith("error rate 3.2% > 1.0% over 5m, 99% interval 2.0%-5.0%")
+
+    def test_a_breach_stays_until_the_rate_is_surely_back_within(self) -> None:
+        undecided = window(300, errors=5)  # 1.7 %: neither surely over nor surely within
+        held = evaluate(undecided, None, POLICY, degraded_by="ErrorRateHigh")
+        assert (held.verdict, held.reason) == ("Degraded", "ErrorRateHigh")
+        assert "error rate 1.7% not surely within 1.0% over 5m" in held.message
+        assert evaluate(undecided, None, POLICY).verdict == "Healthy"
+        back = evaluate(window(3000, errors=3), None, POLICY, degraded_by="ErrorRateHigh")
+        assert back.verdict == "Healthy"
+        # Another SLO's breach holds only itself.
+        other = evaluate(undecided, None, POLICY, degraded_by="LatencyHigh")
+        assert other.verdict == "Healthy"
+
+    def test_the_interval_is_wilsons(self) -> None:
+        (errors,) = [s for s in judge_slos(window(400, errors=9), POLICY) if "error" in s.figure]
+        z = stats.norm.ppf(0.5 + SLO_CONFIDENCE / 2)
+        p, n = 9 / 400, 400
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        assert f"{(centre - half) * 100:.1f}%-{(centre + half) * 100:.1f}%" in errors.interval
+
+    @pytest.mark.parametrize(("rate", "requests"), [(0.005, 400), (0.008, 2000), (0.01, 400)])
+    def test_a_model_within_its_slo_does_not_flap(self, rate: float, requests: int) -> None:
+        # On point estimates a model at half its SLO flipped Healthy/Degraded about 3 times
+        # an hour (every 30 s, 5-minute windows); at the limit itself, every other cycle.
+        # At the limit either verdict is fair: it must only not flip back and forth.
+        rng = np.random.default_rng(7)
+        verdicts, degraded_by = [], ""
+        for errors in rng.binomial(requests, rate, size=2000):
+            found = window(requests, errors=float(errors))
+            report = evaluate(found, None, POLICY, degraded_by=degraded_by)
+            degraded_by = report.reason if report.verdict == "Degraded" else ""
+            verdicts.append(report.verdict)
+        flips = sum(a != b for a, b in itertools.pairwise(verdicts))
+        assert flips <= 6
+        if rate < POLICY.max_error_rate:
+            assert verdicts.count("Degraded") <= 2000 * (1 - SLO_CONFIDENCE) / 2
+
+
+class TestTheP95:
+    def test_judged_as_the_share_of_requests_slower_than_the_limit(self) -> None:
+        report = evaluate(window(1000, slow=80), None, POLICY)  # 8 % slower than 250 ms
+        assert (report.verdict, report.reason) == ("Degraded", "LatencyHigh")
+        assert "8.0% of requests slower than 250ms, 99% interval" in report.message
+
+    def test_a_few_slow_requests_of_a_hundred_are_no_breach(self) -> None:
+        report = evaluate(window(100, slow=7), None, POLICY)
+        assert report.verdict == "Healthy"
+        assert "not surely over 250ms" in report.message
+
+    def test_a_limit_past_the_highest_bucket_is_met(self) -> None:
+        report = evaluate(window(1000, slow=300), None, HealthPolicy(max_latency_p95=5.0))
+        assert report.verdict == "Healthy" and "p95 " in report.message
+
+
+def test_a_value_and_its_limit_never_read_alike() -> None:
+    # 1 error in 99 requests read "error rate 1.0% > 1.0%".
+    (errors,) = [s for s in judge_slos(window(99, errors=1), POLICY) if "error" in s.figure]
+    assert (errors.figure, errors.limit) == ("error rate 1.01%", "1.00%")
