@@ -34,7 +34,8 @@ class Relistings:
 
     def listing_done(self, namespace: str | None) -> None:
         since = self._started.pop(namespace, self._clock())
-        self._listings.setdefault(namespace, since)
+        # The newer complete listing is the authority: its window ends later.
+        self._listings[namespace] = since
 
     def listing_open(self, namespace: str) -> bool:
         """Whether a complete listing covering the namespace still has its window open

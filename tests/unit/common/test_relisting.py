@@ -48,3 +48,20 @@ def test_a_listing_that_failed_drops_nothing() -> None:
     relistings.listing_started("ml")
     clock.now += LISTING_SECONDS * 3
     assert relistings.ghosts() == []
+
+
+def test_a_second_listing_within_the_window_judges_from_its_own_start() -> None:
+    # Two relistings 10 s apart (API servers restarted in turn): b, shown by the first and
+    # deleted before the second, was kept for good (the first's start was kept).
+    clock = Clock()
+    relistings = Relistings(clock)
+    relistings.listing_started("ml")
+    relistings.seen(("ml", "a"))
+    relistings.seen(("ml", "b"))
+    relistings.listing_done("ml")
+    clock.now += 10
+    relistings.listing_started("ml")
+    relistings.seen(("ml", "a"))
+    relistings.listing_done("ml")
+    clock.now += LISTING_SECONDS
+    assert relistings.ghosts() == [("ml", "b")]
