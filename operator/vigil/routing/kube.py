@@ -41,10 +41,13 @@ class RoutingKubeClient(KubeClient):
         *,
         content_type: str = "application/merge-patch+json",
     ) -> dict[str, Any]:
-        """A merge patch (default) or JSON patch (``application/json-patch+json``)."""
+        """A merge patch (default) or JSON patch (``application/json-patch+json``); a watched
+        object's answer is kept as its cached copy (a reconcile right after reads it)."""
         result = await self._request(
             "PATCH", self._path(kind, namespace, name), body=patch, content_type=content_type
         )
+        if result and self.cache is not None:
+            self.cache.store(kind, result)
         return result or {}
 
     async def served_resources(self, group_version: str) -> frozenset[str] | None:

@@ -16,6 +16,7 @@ from crd_kit import with_crd_defaults
 from vigil.core import naming
 from vigil.core.desired import Owner, desired_revision_service
 from vigil.core.rollout import Traffic
+from vigil.kube.cache import ObjectCache
 from vigil.kube.client import KubeError
 from vigil.routing.base import DiscoveryApi, RoutingError, RoutingTarget
 from vigil.routing.gateway_api import (
@@ -358,3 +359,26 @@ def test_the_routing_client_reads_discovery():
         "httproutes/status",
     }
     assert asyncio.run(client.served_resources("gateway.networking.k8s.io/v1beta1")) is None
+
+
+def test_a_patched_watched_object_is_cached_as_answered():
+    # A request annotation cleared by a JSON patch: the reconcile nudged right after read
+    # the cached copy that still had it, and sent the patch again (422, logged).
+    class Answering(RoutingKubeClient):
+        def __init__(self, cache: ObjectCache) -> None:
+            self.cache = cache
+
+        async def _request(self, method, path, **_):
+            assert method == "PATCH"
+            return {"kind": "ModelDeployment", "metadata": meta(resourceVersion="8")}
+
+    def meta(**more: str) -> dict[str, Any]:
+        return {"namespace": "ml", "name": "wine", **more}
+
+    cache = ObjectCache({"ModelDeployment": None})
+    annotated = {"metadata": meta(resourceVersion="7", annotations={"vigil.dev/request": "x"})}
+    cache.store("ModelDeployment", {"kind": "ModelDeployment", **annotated})
+    client = Answering(cache)
+    asyncio.run(client.patch("ModelDeployment", "ml", "wine", [], content_type="x"))
+    cached = cache.get("ModelDeployment", "ml", "wine")
+    assert cached is not None and "annotations" not in cached["metadata"]
