@@ -101,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--health-interval",
         type=float,
-        default=float(os.environ.get("VIGIL_HEALTH_INTERVAL", "30")),
+        # A string: argparse converts it as it converts the flag, and a bad value is a
+        # usage error naming the flag (float() here raised a traceback at startup).
+        default=os.environ.get("VIGIL_HEALTH_INTERVAL", "30"),
         metavar="SECONDS",
         help="seconds between two health cycles over every ModelDeployment "
-        "(default: $VIGIL_HEALTH_INTERVAL or %(default)g)",
+        "(default: $VIGIL_HEALTH_INTERVAL or %(default)s)",
     )
     parser.add_argument(
         "--log-format",

@@ -62,6 +62,17 @@ class TestOptions:
         options = parse_options(["-A", "--standalone", "--health-interval", "2.5"])
         assert options.health_interval == 2.5
 
+    def test_health_interval_from_the_environment_and_a_bad_one_is_a_usage_error(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("VIGIL_HEALTH_INTERVAL", "12")
+        assert parse_options(["-A", "--standalone"]).health_interval == 12
+        monkeypatch.setenv("VIGIL_HEALTH_INTERVAL", "30s")  # a traceback at startup
+        with pytest.raises(SystemExit) as exited:
+            parse_options(["-A", "--standalone"])
+        assert exited.value.code == 2
+        assert "--health-interval: invalid float value: '30s'" in capsys.readouterr().err
+
     def test_sidecar_image_from_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("VIGIL_SIDECAR_IMAGE", "from-env:1")
         assert parse_options(["-A", "--standalone"]).sidecar_image == "from-env:1"
