@@ -110,16 +110,18 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
         return ConditionState(
             ConditionType.DRIFT_DETECTED, None, reason, report.drift_note or "drift is not measured"
         )
-    features = dict(report.drift_features)
+    # The features whose drift surely reaches a level, as the verdict names them: an
+    # estimate over the threshold on too few rows to be sure of it is not named.
+    sure = dict(report.drift_sure) or dict(report.drift_features)
     if report.drift_level == "threshold":
+        over = {name: score for name, score in sure.items() if score >= policy.drift_threshold}
         return ConditionState(
             ConditionType.DRIFT_DETECTED,
             True,
             Reason.DRIFT_ABOVE_THRESHOLD,
-            over_threshold(method, report.drift_score, features, policy),
+            over_threshold(method, max(over.values(), default=report.drift_score), over, policy),
         )
     if report.drift_level == "warning":
-        sure = dict(report.drift_sure) or dict(report.drift_features)
         return ConditionState(
             ConditionType.DRIFT_DETECTED,
             False,
@@ -150,15 +152,18 @@ def health_status(
     policy: HealthPolicy,
     evaluated_at: str,
     realized: Mapping[str, Any] | None = None,
+    *,
+    revision: str | None = None,
 ) -> dict[str, Any]:
     """``status.health`` as api.md shows it (no None values, nothing non-finite).
 
     ``realized``: ``status.health.performance`` (the labels' figures, see
-    :mod:`vigil.core.performance`).
+    :mod:`vigil.core.performance`); ``revision``: the revision measured.
     """
     realized = realized or {}
     health: dict[str, Any] = {
         "evaluatedAt": evaluated_at,
+        "revision": revision,
         "window": format_window(policy.window_seconds),
         "verdict": report.verdict,
         "requests": report.requests,
@@ -213,41 +218,58 @@ def same_figures(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> 
     }
 
 
+def judged_revision(previous: Mapping[str, Any] | None, revision: str | None) -> bool:
+    """Whether ``previous`` (``status.health``) holds figures of ``revision``.
+
+    A ``status.health`` written before it named its revision counts as that revision's.
+    """
+    if not isinstance(previous, Mapping) or not previous.get("evaluatedAt"):
+        return False
+    return revision is None or previous.get("revision") in (None, revision)
+
+
 def next_health(
     previous: Mapping[str, Any] | None,
     report: HealthReport,
     policy: HealthPolicy,
     evaluated_at: str,
     performance: PerformanceReport | None = None,
+    *,
+    revision: str | None = None,
 ) -> dict[str, Any]:
-    """The ``status.health`` to write after an evaluation.
+    """The ``status.health`` to write after an evaluation of ``revision``.
 
     - The source failed (``MetricsUnavailable``): the last figures stay,
       marked ``stale: true`` (their ``evaluatedAt`` says how old they are);
-      with no figures yet, the verdict alone.
+      with no figures of this revision yet (none at all, or another
+      revision's: a promotion), the verdict alone.
     - Otherwise the fresh figures; when they equal the last ones after
       rounding, the last ``evaluatedAt`` is kept so that nothing is written.
-      Without a fresh ``performance`` judgement (held) its last figures stay.
+      Without a fresh ``performance`` judgement (held) the last figures of
+      this revision stay.
     """
+    same = judged_revision(previous, revision)
     if report.verdict == Verdict.METRICS_UNAVAILABLE:
-        if isinstance(previous, Mapping) and previous.get("evaluatedAt"):
+        if same and previous is not None:
             if previous.get("verdict") == Verdict.METRICS_UNAVAILABLE:
                 return dict(previous)  # never had figures: nothing to mark stale
             kept = dict(previous)
             kept["stale"] = True
             return kept
-        return {
+        unavailable = {
             "evaluatedAt": evaluated_at,
+            "revision": revision,
             "window": format_window(policy.window_seconds),
             "verdict": Verdict.METRICS_UNAVAILABLE,
             "requests": 0,
         }
+        return {k: v for k, v in unavailable.items() if v is not None}
     realized = (
         performance.figures
         if performance is not None
-        else (previous.get("performance") if isinstance(previous, Mapping) else None)
+        else (previous.get("performance") if same and previous is not None else None)
     )
-    fresh = health_status(report, policy, evaluated_at, realized)
+    fresh = health_status(report, policy, evaluated_at, realized, revision=revision)
     if isinstance(previous, Mapping) and same_figures(previous, fresh):
         fresh["evaluatedAt"] = previous["evaluatedAt"]
     return fresh

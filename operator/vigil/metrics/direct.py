@@ -116,6 +116,9 @@ class DirectSource:
         #: How long each revision's scrapes are kept, as its collections asked
         #: (whole scrapes but ground truth, ground truth), with when each last asked.
         self._asks: dict[RevisionKey, dict[tuple[float, float], float]] = {}
+        #: Per collection under way, the ModelDeployments forgotten since it began: its
+        #: scrapes of them, answered after, are not kept.
+        self._forgotten_during: list[set[tuple[str, str]]] = []
 
     def _open_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=None)
@@ -139,7 +142,27 @@ class DirectSource:
             return f"{pod.name}: unreadable metrics: {error}"
         return Scrape(at=now, started_at=started_at, values=values)
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop every scrape of a deleted ModelDeployment's pods: its revisions are hashes
+        of its spec, so one created again under its name would count them as its own."""
+        for key in [k for k in self._history if k[0][:2] == (namespace, name)]:
+            del self._history[key]
+        for revision in [k for k in self._asks if k[:2] == (namespace, name)]:
+            del self._asks[revision]
+        for forgotten in self._forgotten_during:
+            forgotten.add((namespace, name))
+
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
+        forgotten: set[tuple[str, str]] = set()
+        self._forgotten_during.append(forgotten)
+        try:
+            return await self._collect(targets, now, forgotten)
+        finally:
+            self._forgotten_during.remove(forgotten)
+
+    async def _collect(
+        self, targets: Sequence[RevisionTarget], now: float, forgotten: set[tuple[str, str]]
+    ) -> Collection:
         result = Collection()
         # Before this cycle's scrapes join: a pod last scraped long ago (in an earlier
         # rollout) would otherwise use that old scrape as its window's baseline.
@@ -154,6 +177,9 @@ class DirectSource:
         answered: dict[RevisionKey, int] = {}
         outcomes = await asyncio.gather(*(job for _, job in jobs))
         for (target, _), pod_results in zip(jobs, outcomes, strict=True):
+            if target.key[:2] in forgotten:  # deleted while its sidecars answered
+                result.errors[target.key] = "the ModelDeployment was deleted"
+                continue
             failures = []
             for pod_name, scraped in pod_results:
                 result.scrapes += 1

@@ -44,6 +44,11 @@ class SourcePool:
             source = self._sources[key] = self._factory(key)
         return source
 
+    def forget(self, namespace: str, name: str) -> None:
+        """A ModelDeployment was deleted: every source drops what it kept of it."""
+        for source in self._sources.values():
+            source.forget(namespace, name)
+
     async def close_unnamed(self, named: Iterable[SourceKey]) -> None:
         """Close the sources of keys not in ``named`` (URLs no ModelDeployment names any
         more) that nobody asked for since the last call (a rollout reads between)."""

@@ -113,6 +113,9 @@ class PrometheusSource:
             raise PrometheusError(f"prometheus {self.url}: query failed: {detail}")
         return list(body["data"]["result"])
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Nothing kept here: Prometheus holds the history."""
+
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
         result = Collection()
         by_window: dict[tuple[float, float], list[RevisionTarget]] = defaultdict(list)

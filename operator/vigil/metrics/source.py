@@ -70,4 +70,8 @@ class MetricsSource(Protocol):
 
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection: ...
 
+    def forget(self, namespace: str, name: str) -> None:
+        """A ModelDeployment was deleted: drop what was kept of it (one created again under
+        its name must not count the old one's figures)."""
+
     async def close(self) -> None: ...

@@ -19,7 +19,8 @@ Each cycle, like a runbook:
 6. Update the per-ModelDeployment gauges.
 
 A failing source changes no verdict: ``MetricsAvailable`` turns False with
-the error and the last figures stay, marked stale.
+the error and the last figures stay, marked stale (those of the revision
+judged: ``status.health.revision`` says which).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from vigil.common.times import format_time, utc_now
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT
 from vigil.core.health import HealthReport, evaluate, format_window
-from vigil.core.health_status import health_conditions, next_health
+from vigil.core.health_status import health_conditions, judged_revision, next_health
 from vigil.core.observed import FetchState, fetch_state, fetches_by_revision
 from vigil.core.performance import PerformanceReport, judge
 from vigil.core.reconcile import has_served
@@ -71,6 +72,9 @@ class HealthRecorder(Protocol):
         name: str,
         health: Mapping[str, Any],
         conditions: Sequence[ConditionState],
+        *,
+        revision: str,
+        uid: str,
     ) -> bool: ...
 
     def health_unchanged(
@@ -162,13 +166,23 @@ class HealthLoop:
         #: direct source's history is no longer than that.
         self._watching_since: float | None = None
         self._task: asyncio.Task[None] | None = None
-        #: False while kopf pauses the operator (peering): nothing is judged or written.
-        self.active = True
+        self._active = True
         #: What a relisting of ModelDeployments or pods no longer shows is gone.
         self._relisted = {
             naming.PLURAL: Relistings(clock),
             "pods": Relistings(clock),
         }
+
+    @property
+    def active(self) -> bool:
+        """False while kopf pauses the operator (peering): nothing is judged or written."""
+        return self._active
+
+    @active.setter
+    def active(self, active: bool) -> None:
+        self._active = active
+        if not active:  # another instance judges: its gauges, not this one's stale ones
+            self.metrics.forget_all()
 
     # -- what the watches tell -------------------------------------------------------
 
@@ -195,9 +209,13 @@ class HealthLoop:
             self.models.pop(key, None)
             self._relisted[naming.PLURAL].forget(key)
             self.metrics.forget(*key)
+            # Its revisions are hashes of its spec: one created again under its name
+            # would otherwise read the deleted one's scrapes as its own.
+            self.sources.forget(*key)
             return
         self.models[key] = compact(body)
         self._relisted[naming.PLURAL].seen(key)
+        self.metrics.seen(*key)
 
     def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """A model pod was listed, changed or deleted; True when its artifact fetch says
@@ -303,13 +321,17 @@ class HealthLoop:
         target: RevisionTarget,
         settings: MonitoringSettings,
         now: float,
+        previous: Mapping[str, Any] | None,
         window: float | None = None,
     ) -> bool:
         """The direct source has watched for less than ``window`` (an operator restart): too
         few requests or labels may only mean too short a history. Not for a revision new
-        since (a promotion): its few figures are its own, not a reason to show another's."""
+        since (a promotion): its few figures are its own, not a reason to show another's;
+        so only while the last verdict (``previous``, status.health) is of this revision."""
         if settings.source_key[0] == SOURCE_PROMETHEUS:
             return False  # Prometheus has the history
+        if not judged_revision(previous, target.revision):
+            return False  # nothing of this revision to hold
         since = self._watching_since if self._watching_since is not None else now
         return now - since < (target.window_seconds if window is None else window)
 
@@ -388,15 +410,19 @@ class HealthLoop:
         report = evaluate(window, profile, settings.policy, error)
         result.reports[(target.namespace, target.name)] = report
         result.evaluated += 1
-        if report.verdict == "InsufficientData" and self._warming_up(target, settings, now):
+        previous = objects.body(body).status.get("health")
+        if report.verdict == "InsufficientData" and self._warming_up(
+            target, settings, now, previous
+        ):
             # The direct source has watched this revision for less than a
             # window (an operator restart): too few requests may only mean
             # too short a history. Hold the last verdict.
             result.held += 1
             return None
-        previous = objects.body(body).status.get("health")
-        performance = self._performance(target, settings, profile, window, now)
-        health = next_health(previous, report, settings.policy, evaluated_at, performance)
+        performance = self._performance(target, settings, profile, window, now, previous)
+        health = next_health(
+            previous, report, settings.policy, evaluated_at, performance, revision=target.revision
+        )
         conditions = health_conditions(report, settings.policy, performance)
         self._update_gauges(target, settings, report, performance)
         if self.reconciler.health_unchanged(body, health, conditions):
@@ -409,6 +435,7 @@ class HealthLoop:
         result = CycleResult()
         if not self.active:
             self._watching_since = None
+            self.metrics.forget_all()  # what a reconcile under way at the pause set since
             return result
         self._drop_ghosts()
         now = self._clock()
@@ -454,7 +481,7 @@ class HealthLoop:
                 result.failed += 1
                 continue
             if write is not None:
-                writes.append(self._record(target, *write))
+                writes.append(self._record(target, objects.body(body).meta.uid, *write))
         outcomes = await asyncio.gather(*writes)
         result.written = sum(1 for written in outcomes if written)
         self.metrics.health_cycle.observe(time.monotonic() - started)
@@ -475,6 +502,7 @@ class HealthLoop:
         profile: ReferenceProfile | None,
         window: RevisionWindow | None,
         now: float,
+        previous: Mapping[str, Any] | None,
     ) -> PerformanceReport | None:
         """PerformanceDegraded from the labels of the window (None: nothing to say now).
 
@@ -491,15 +519,20 @@ class HealthLoop:
             format_window(policy.window_seconds),
         )
         if report.condition.reason == Reason.INSUFFICIENT_LABELS and self._warming_up(
-            target, settings, now, policy.window_seconds
+            target, settings, now, previous, policy.window_seconds
         ):
             return None
         return report
 
-    async def _record(self, target: RevisionTarget, health: Any, conditions: Any) -> bool:
+    async def _record(self, target: RevisionTarget, uid: str, health: Any, conditions: Any) -> bool:
         try:
             return await self.reconciler.record_health(
-                target.namespace, target.name, health, conditions
+                target.namespace,
+                target.name,
+                health,
+                conditions,
+                revision=target.revision,
+                uid=uid,
             )
         except KubeError as error:
             log.warning(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,9 @@ PHASES = ("Pending", "Progressing", "Healthy", "Degraded", "RolledBack", "Failed
 OUTCOME_CHANGED = "changed"
 OUTCOME_UNCHANGED = "unchanged"
 OUTCOME_ERROR = "error"
+#: How long the series of a deleted ModelDeployment stay gone whatever a reconcile or a
+#: health write under way when it was deleted sets after (unless the watch sees it again).
+DELETED_SECONDS = 600.0
 
 
 # (health figure's attribute, metric name, help) of the per-revision and per-object gauges.
@@ -243,7 +247,10 @@ _GATE_FIGURES = (
 class OperatorMetrics:
     """Reconciles by outcome, their duration, writes by kind and verb, objects by phase."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        #: ModelDeployments deleted lately, with when (see :data:`DELETED_SECONDS`).
+        self._deleted: dict[tuple[str, str], float] = {}
         self.registry = CollectorRegistry()
         # Every metric in this instance's own registry.
         counter, gauge, histogram = (
@@ -316,7 +323,8 @@ class OperatorMetrics:
 
     def rollout_finished(self, namespace: str, name: str, outcome: str) -> None:
         """Count a finished rollout (``vigil_rollouts_total{namespace,name,outcome}``)."""
-        self.rollouts.labels(namespace, name, outcome).inc()
+        if not self._deleted_lately(namespace, name):
+            self.rollouts.labels(namespace, name, outcome).inc()
 
     def rollout_progress(
         self,
@@ -328,6 +336,8 @@ class OperatorMetrics:
         now: float,
     ) -> None:
         """One rollout cycle: the weight, new gate evaluations, the duration of a finished one."""
+        if self._deleted_lately(namespace, name):
+            return
         running = bool(after) and not after.get("outcome")
         self.rollout_weight.labels(namespace, name).set(
             float(after.get("weight") or 0) if running else 0.0
@@ -348,24 +358,51 @@ class OperatorMetrics:
 
     def set_health(self, namespace: str, name: str, figures: HealthFigures) -> None:
         """Record a ModelDeployment's latest health figures (its gauges)."""
-        self._phases.health[(namespace, name)] = figures
+        if not self._deleted_lately(namespace, name):
+            self._phases.health[(namespace, name)] = figures
 
     def health_of(self, namespace: str, name: str) -> HealthFigures | None:
         return self._phases.health.get((namespace, name))
 
     def forget(self, namespace: str, name: str) -> None:
-        """Drop every series of a deleted ModelDeployment."""
+        """Drop every series of a deleted ModelDeployment.
+
+        A reconcile or a health write under way sets none again after (for
+        :data:`DELETED_SECONDS`, or until :meth:`seen` says the object is back).
+        """
+        now = self._clock()
+        self._deleted = {k: at for k, at in self._deleted.items() if now - at < DELETED_SECONDS}
+        self._deleted[(namespace, name)] = now
         self._phases.phases.pop((namespace, name), None)
         self._phases.health.pop((namespace, name), None)
         self._phases.gates.pop((namespace, name), None)
         for family in (self.rollout_weight, self.rollouts, self.rollout_analysis):
             family.remove_by_labels({"namespace": namespace, "name": name})
 
+    def seen(self, namespace: str, name: str) -> None:
+        """The watch shows the ModelDeployment (created again after a deletion: series again)."""
+        if self._deleted:
+            self._deleted.pop((namespace, name), None)
+
+    def _deleted_lately(self, namespace: str, name: str) -> bool:
+        at = self._deleted.get((namespace, name))
+        return at is not None and self._clock() - at < DELETED_SECONDS
+
+    def forget_all(self) -> None:
+        """Drop the per-ModelDeployment gauges (phase, health, gates, rollout weight) of all:
+        this instance is paused (kopf peering) and another one judges; a stale value here
+        would keep the alerts' ``max by (namespace, name)`` up. They are set again once
+        it acts again."""
+        self._phases.phases.clear()
+        self._phases.health.clear()
+        self._phases.gates.clear()
+        self.rollout_weight.clear()
+
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
         """Record an object's phase (None forgets the object, e.g. once deleted)."""
         if phase is None:
             self._phases.phases.pop((namespace, name), None)
-        else:
+        elif not self._deleted_lately(namespace, name):
             self._phases.phases[(namespace, name)] = phase
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:

@@ -450,17 +450,24 @@ class Reconciler:
         name: str,
         health: Mapping[str, Any],
         conditions: Sequence[ConditionState],
+        *,
+        revision: str,
+        uid: str,
     ) -> bool:
         """Write a health evaluation (status.health, its conditions, the phase) in one patch.
 
         For the monitoring loop (vigil.core.health computes `health` and
-        `conditions`). It runs under the same per-object lock as reconciles, so
-        the two never interleave their reads and writes; rollout conditions are
-        kept as they are. Each health condition whose status flips gets an
-        Event (Warning when it calls for attention). Returns whether anything
-        was written: nothing when a reconcile holds the object longer than
-        HEALTH_WAIT_SECONDS (a golden replay holds it up to a minute, and the
-        loop waits for all its writes); the next cycle writes it.
+        `conditions` for the serving ``revision`` of the object ``uid``). It runs
+        under the same per-object lock as reconciles, so the two never interleave
+        their reads and writes; rollout conditions are kept as they are. Each
+        health condition whose status flips gets an Event (Warning when it calls
+        for attention). Returns whether anything was written: nothing when a
+        reconcile holds the object longer than HEALTH_WAIT_SECONDS (a golden
+        replay holds it up to a minute, and the loop waits for all its writes);
+        the next cycle writes it. Nothing either when the object read then serves
+        another revision (a promotion while the loop judged: the old revision's
+        breach would count against the new one's bake) or is another object of
+        that name (deleted and created again): the verdict is not theirs.
         """
         async with contextlib.AsyncExitStack() as held:
             try:
@@ -474,6 +481,18 @@ class Reconciler:
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
                 return False
             status = body.get("status") or {}
+            now_serving = (objects.body(body).meta.uid, section(status, "stable").get("revision"))
+            if now_serving != (uid, revision):
+                log.debug(
+                    "%s/%s: health of revision %s (uid %s) not written: now %s (uid %s)",
+                    namespace,
+                    name,
+                    revision,
+                    uid,
+                    now_serving[1],
+                    now_serving[0],
+                )
+                return False
             patch, phase = health_patch(body, health, conditions, self._clock())
             if not patch:
                 return False

@@ -10,15 +10,21 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from test_reconciler import NOW, MemoryApi
 
+from vigil.core.health import HealthReport
+from vigil.core.health_status import health_conditions
 from vigil.core.reconcile import Event
+from vigil.core.spec.health import HealthPolicy
+from vigil.core.vocabulary import ConditionType
 from vigil.core.window import RealizedPerformance, RevisionWindow
 from vigil.metrics import Collection, RevisionTarget
 from vigil.metrics.pool import SourcePool
@@ -46,6 +52,7 @@ class FakeSource:
         self.windows: dict[tuple[str, str, str], RevisionWindow] = {}
         self.error: str | None = None
         self.closed = False
+        self.forgotten: list[tuple[str, str]] = []
 
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
         self.calls.append(list(targets))
@@ -58,6 +65,9 @@ class FakeSource:
             else:
                 result.errors[target.key] = "no sidecar answered"
         return result
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.forgotten.append((namespace, name))
 
     async def close(self) -> None:
         self.closed = True
@@ -166,6 +176,7 @@ async def test_a_healthy_revision_gets_figures_conditions_and_gauges(loop: Loop)
     assert targets[0].pods[0].port == 9090 and targets[0].window_seconds == 30
     health = loop.status()["health"]
     assert health["requests"] == 100 and health["errorRate"] == 0 and health["window"] == "30s"
+    assert health["revision"] == "r1"
     assert loop.condition("Healthy")["status"] == "True"
     assert loop.condition("MetricsAvailable")["status"] == "True"
     assert loop.status()["phase"] == "Healthy"
@@ -241,6 +252,27 @@ async def test_a_failing_source_keeps_figures_stale_and_changes_no_verdict(loop:
     assert loop.condition("MetricsAvailable")["status"] == "True"
 
 
+@pytest.mark.parametrize(
+    "meanwhile",
+    [
+        pytest.param(("status", "stable", {"revision": "r2"}), id="promoted"),
+        pytest.param(("metadata", "uid", "uid-recreated"), id="recreated"),
+    ],
+)
+async def test_a_verdict_is_written_only_onto_what_was_judged(
+    loop: Loop, meanwhile: tuple[str, str, Any]
+) -> None:
+    # The watched copy serves r1; before the write (which may wait for a promoting
+    # reconcile) the object serves r2, or is another object of the same name.
+    loop.add(md(), pod("wine-a"))
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = BAD
+    part, key, value = meanwhile
+    loop.api.objects[("ModelDeployment", "ml", "wine")][part][key] = value
+    result = await loop.loop.cycle()
+    assert result.evaluated == 1 and result.written == 0
+    assert loop.api.writes == [] and loop.events == []
+
+
 async def test_prometheus_models_share_one_source_per_url(loop: Loop) -> None:
     url = {"metrics": {"source": "prometheus", "prometheusURL": "http://prom:9090"}}
     for index in range(5):
@@ -290,6 +322,7 @@ async def test_a_deleted_model_loses_its_series(loop: Loop) -> None:
     await loop.cycle()
     assert loop.sample("vigil_modeldeployment_metrics_available", namespace="ml", name="wine")
     loop.loop.observe_model("DELETED", loop.api.objects.pop(("ModelDeployment", "ml", "wine")))
+    assert loop.sources[("direct", "")].forgotten == [("ml", "wine")]  # its scrapes too
     for metric in (
         "vigil_modeldeployment_metrics_available",
         "vigil_modeldeployment_drift_threshold",
@@ -380,9 +413,14 @@ def test_pod_info_reads_labels_ip_and_phase() -> None:
     assert not pod_info(going).running  # type: ignore[union-attr]
 
 
-async def test_too_few_requests_right_after_a_start_hold_the_last_verdict(loop: Loop) -> None:
+@pytest.mark.parametrize("judged", ["r1", None], ids=["this-revision", "unnamed-before"])
+async def test_too_few_requests_right_after_a_start_hold_the_last_verdict(
+    loop: Loop, judged: str | None
+) -> None:
     body = md()
     body["status"]["health"] = {"evaluatedAt": "2025-12-31T23:59:00Z", "verdict": "Healthy"}
+    if judged:  # else written before status.health named its revision: held all the same
+        body["status"]["health"]["revision"] = judged
     body["status"]["conditions"].append(
         {"type": "Healthy", "status": "True", "reason": "SLOsMet", "message": ""}
     )
@@ -396,6 +434,60 @@ async def test_too_few_requests_right_after_a_start_hold_the_last_verdict(loop: 
     # A full window later, too few requests is a verdict.
     await loop.cycle()
     assert loop.condition("Healthy")["status"] == "Unknown"
+
+
+def promoted_right_after_a_start(loop: Loop) -> None:
+    """r0's figures and verdict in status (Healthy), r1 promoted in the operator's first
+    window: the direct source's history is shorter than the window."""
+    body = md(revision="r1")
+    body["status"]["health"] = {
+        "evaluatedAt": "2025-12-31T23:59:00Z",
+        "revision": "r0",
+        "window": "30s",
+        "verdict": "Healthy",
+        "requests": 900,
+        "errorRate": 0.001,
+    }
+    body["status"]["conditions"].append(
+        {"type": "Healthy", "status": "True", "reason": "SLOsMet", "message": "r0's figures"}
+    )
+    loop.add(body, pod("wine-a"))
+
+
+async def test_a_revision_promoted_right_after_a_start_is_judged_not_held(loop: Loop) -> None:
+    # The hold is for the revision the last verdict judged: r0's Healthy and figures
+    # stood for r1 for a whole window, with no gauges.
+    promoted_right_after_a_start(loop)
+    few = RevisionWindow(requests_by_outcome={"success": 3.0})
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = few
+    result = await loop.cycle()
+    assert result.held == 0 and result.written == 1
+    health = loop.status()["health"]
+    assert (health["revision"], health["verdict"], health["requests"]) == (
+        "r1",
+        "InsufficientData",
+        3,
+    )
+    assert loop.condition("Healthy")["status"] == "Unknown"
+    assert loop.sample("vigil_modeldeployment_metrics_available", namespace="ml", name="wine")
+
+
+async def test_no_metrics_for_a_promoted_revision_show_no_figures_of_the_last(
+    loop: Loop,
+) -> None:
+    # r1 has no figures yet: r0's are not shown as r1's (stale or not); the verdict's
+    # conditions keep their last value, as when any source fails.
+    promoted_right_after_a_start(loop)
+    await loop.cycle()  # no window for r1: "no sidecar answered"
+    assert loop.status()["health"] == {
+        "evaluatedAt": "2026-01-01T00:00:00Z",
+        "revision": "r1",
+        "window": "30s",
+        "verdict": "MetricsUnavailable",
+        "requests": 0,
+    }
+    assert loop.condition("Healthy")["message"] == "r0's figures"
+    assert loop.condition("MetricsAvailable")["status"] == "False"
 
 
 async def test_unavailable_metrics_without_figures_are_written_once(loop: Loop) -> None:
@@ -533,6 +625,7 @@ class TestRealizedPerformance:
 
     async def test_too_few_labels_after_a_start_hold_the_last_judgement(self, loop: Loop) -> None:
         body = md(performance={"window": "1m", "minAccuracy": 0.9, "minLabels": 50})
+        body["status"]["health"] = {"evaluatedAt": "2025-12-31T23:59:00Z", "revision": "r1"}
         body["status"]["conditions"].append(
             {
                 "type": "PerformanceDegraded",
@@ -636,3 +729,55 @@ async def test_a_paused_operator_judges_and_writes_nothing(loop: Loop) -> None:
     assert result.evaluated == 0 and loop.api.writes == []
     loop.loop.active = True
     assert (await loop.cycle()).written == 1
+
+
+async def test_a_paused_operator_exports_no_per_model_series_until_it_acts_again(
+    loop: Loop,
+) -> None:
+    # Another instance judges now: this one's last values (an error rate, a Degraded
+    # phase) kept the alerts' max by (namespace, name) firing for as long as it ran.
+    loop.add(md(), pod("wine-a"))
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = BAD
+    await loop.cycle()
+    loop.metrics.rollout_progress("ml", "wine", {}, {"weight": 20, "gates": [{}]}, None, 0.0)
+    named = {"namespace": "ml", "name": "wine"}
+    per_model = (
+        ("vigil_modeldeployment_error_rate", {**named, "revision": "r1"}),
+        ("vigil_modeldeployment_metrics_available", named),
+        ("vigil_modeldeployment_phase", {**named, "phase": "Degraded"}),
+        ("vigil_rollout_weight", named),
+        ("vigil_rollout_gate_verdict", {**named, "gate": "None", "verdict": "fail"}),
+    )
+    assert all(loop.sample(metric, **labels) is not None for metric, labels in per_model)
+    loop.loop.active = False
+    assert all(loop.sample(metric, **labels) is None for metric, labels in per_model)
+    # A reconcile under way at the pause sets its phase after: the next paused cycle drops it.
+    loop.metrics.set_phase("ml", "wine", "Degraded")
+    await loop.cycle()
+    assert loop.sample("vigil_modeldeployment_phase", **named, phase="Degraded") is None
+    loop.loop.active = True
+    await loop.cycle()
+    assert loop.sample("vigil_modeldeployment_error_rate", **named, revision="r1") == 0.1
+
+
+def test_drift_detected_names_the_features_the_verdict_names() -> None:
+    # proline's estimate reads over the threshold on too few rows to be sure of it: the
+    # verdict does not name it, and neither does the condition.
+    policy = HealthPolicy()
+    report = HealthReport(
+        "DriftDetected",
+        500,
+        drift_score=0.41,
+        drift_level="threshold",
+        drift_features={"proline": 0.41, "alcohol": 0.31, "ash": 0.01},
+        drift_sure={"alcohol": 0.31},
+    )
+    (drift,) = [c for c in health_conditions(report, policy) if c.type == "DriftDetected"]
+    assert drift.message == f"psi 0.31 >= {policy.drift_threshold:g} over 5m: alcohol 0.31"
+
+
+def test_the_conditions_concepts_lists_are_the_codes() -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "concepts.md").read_text()
+    listed = re.search(r"conditions \((.*?)\),\s+each with", text, flags=re.DOTALL)
+    assert listed, "docs/concepts.md: the list of conditions moved"
+    assert set(re.findall(r"`(\w+)`", listed.group(1))) == {c.value for c in ConditionType}

@@ -18,7 +18,7 @@ from vigil.core.reconcile import Event
 from vigil.core.status import ConditionState
 from vigil.kube.client import KubeError
 from vigil.operator import reconciler as reconciler_module
-from vigil.operator.metrics import OperatorMetrics
+from vigil.operator.metrics import DELETED_SECONDS, OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig, RetryLater
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -149,6 +149,20 @@ class Harness:
     def metric(self, name: str, **labels: str) -> float:
         value = self.metrics.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
+
+    async def record_health(
+        self, health: dict[str, Any], conditions: list[ConditionState], name: str = "wine"
+    ) -> bool:
+        """A health evaluation of the revision the stored object serves now."""
+        stored = self.api.objects.get(("ModelDeployment", "ml", name)) or {}
+        return await self.reconciler.record_health(
+            "ml",
+            name,
+            health,
+            conditions,
+            revision=stored.get("status", {}).get("stable", {}).get("revision", ""),
+            uid=stored.get("metadata", {}).get("uid", ""),
+        )
 
 
 @pytest.fixture
@@ -413,7 +427,7 @@ FINE = [ConditionState("Healthy", True, "SLOsMet", "ok")]
 async def test_health_is_written_once_with_its_conditions_and_phase(harness: Harness) -> None:
     await converged(harness)
     health = {"verdict": "Degraded", "errorRate": 0.05, "agreement": 0.9}
-    assert await harness.reconciler.record_health("ml", "wine", health, BROKEN)
+    assert await harness.record_health(health, BROKEN)
     assert harness.api.writes == [("status", "ModelDeployment", "wine")]
     status = stored_status(harness)
     assert status["health"] == health
@@ -422,7 +436,7 @@ async def test_health_is_written_once_with_its_conditions_and_phase(harness: Har
     assert types[:4] == ["Ready", "Progressing", "Reconciling", "Stalled"]
     assert "Healthy" in types
     # The same evaluation again writes nothing.
-    assert not await harness.reconciler.record_health("ml", "wine", health, BROKEN)
+    assert not await harness.record_health(health, BROKEN)
     assert len(harness.api.writes) == 1
 
 
@@ -430,10 +444,8 @@ async def test_recovered_health_returns_to_healthy_and_drops_stale_figures(
     harness: Harness,
 ) -> None:
     await converged(harness)
-    await harness.reconciler.record_health(
-        "ml", "wine", {"verdict": "Degraded", "agreement": 0.9}, BROKEN
-    )
-    await harness.reconciler.record_health("ml", "wine", {"verdict": "Healthy"}, FINE)
+    await harness.record_health({"verdict": "Degraded", "agreement": 0.9}, BROKEN)
+    await harness.record_health({"verdict": "Healthy"}, FINE)
     status = stored_status(harness)
     assert status["phase"] == "Healthy"
     assert status["health"] == {"verdict": "Healthy"}
@@ -445,7 +457,7 @@ async def test_recovered_health_returns_to_healthy_and_drops_stale_figures(
 
 async def test_the_rollout_keeps_a_degraded_verdict(harness: Harness) -> None:
     await converged(harness)
-    await harness.reconciler.record_health("ml", "wine", {"verdict": "Degraded"}, BROKEN)
+    await harness.record_health({"verdict": "Degraded"}, BROKEN)
     harness.api.writes.clear()
     await harness.reconciler.reconcile("ml", "wine")
     assert harness.api.writes == []
@@ -455,12 +467,35 @@ async def test_the_rollout_keeps_a_degraded_verdict(harness: Harness) -> None:
 async def test_health_does_not_override_a_rollout_phase(harness: Harness) -> None:
     harness.api.add(model_deployment())
     await harness.reconciler.reconcile("ml", "wine")  # Pending: pods not ready yet
-    await harness.reconciler.record_health("ml", "wine", {"verdict": "Degraded"}, BROKEN)
+    assert await harness.record_health({"verdict": "Degraded"}, BROKEN)
     assert stored_status(harness)["phase"] == "Pending"
 
 
 async def test_health_for_a_missing_object_is_dropped(harness: Harness) -> None:
-    assert not await harness.reconciler.record_health("ml", "nope", {}, FINE)
+    assert not await harness.record_health({}, FINE, name="nope")
+
+
+async def test_health_judged_on_another_revision_or_object_is_not_written(
+    harness: Harness,
+) -> None:
+    # The loop judged revision A; meanwhile (it waits for the lock a promoting reconcile
+    # holds) B was promoted: A's breach written onto B counted as B's bake failure and
+    # rolled B back. A recreated object (kubectl replace --force) took the deleted one's.
+    await converged(harness)
+    harness.events.clear()
+    stored = harness.api.objects[("ModelDeployment", "ml", "wine")]
+    serving, uid = stored["status"]["stable"]["revision"], stored["metadata"]["uid"]
+    health = {"verdict": "Degraded", "errorRate": 0.05}
+    judged_elsewhere = (("old-revision", uid), (serving, "uid-of-the-deleted-one"))
+    for revision, judged_uid in judged_elsewhere:
+        assert not await harness.reconciler.record_health(
+            "ml", "wine", health, BROKEN, revision=revision, uid=judged_uid
+        )
+    assert harness.api.writes == [] and harness.events == []
+    assert "health" not in stored_status(harness)
+    assert await harness.reconciler.record_health(
+        "ml", "wine", health, BROKEN, revision=serving, uid=uid
+    )
 
 
 async def test_a_refused_child_ends_in_deploy_failed_with_the_api_servers_words(
@@ -546,11 +581,11 @@ async def test_health_waits_for_no_reconcile_and_is_written_the_next_cycle(
     monkeypatch.setattr(harness.api, "get", read)
     monkeypatch.setattr(reconciler_module, "HEALTH_WAIT_SECONDS", 0.05)
     health = {"verdict": "Degraded", "errorRate": 0.05}
-    written = harness.reconciler.record_health("ml", "wine", health, BROKEN)
+    written = harness.record_health(health, BROKEN)
     assert not await asyncio.wait_for(written, 1)
     release.set()
     await reconciling
-    assert await harness.reconciler.record_health("ml", "wine", health, BROKEN)
+    assert await harness.record_health(health, BROKEN)
 
 
 async def test_a_nudge_for_no_name_is_ignored(harness: Harness) -> None:
@@ -632,3 +667,45 @@ async def test_shutting_down_lets_a_running_reconcile_finish(harness: Harness) -
 def test_the_backoff_stays_capped_however_long_it_fails(harness: Harness) -> None:
     harness.reconciler._failures[("ml", "wine")] = 5000
     assert harness.reconciler._backoff(("ml", "wine")) <= 300.0
+
+
+async def test_a_model_deployment_deleted_during_a_reconcile_gets_no_series_back(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The DELETED event (its series forgotten) lands while the reconcile awaits its status
+    # patch: the phase and rollout weight it set after came back and stayed for ever.
+    harness.api.add(model_deployment())
+    patch = harness.api.patch_status
+
+    async def deleted_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        written = await patch(*args, **kwargs)
+        harness.metrics.forget("ml", "wine")
+        return written
+
+    monkeypatch.setattr(harness.api, "patch_status", deleted_meanwhile)
+    await harness.reconciler.reconcile("ml", "wine")
+    named = {"namespace": "ml", "name": "wine"}
+    phase = {**named, "phase": stored_status(harness)["phase"]}
+    get = harness.metrics.registry.get_sample_value
+    assert get("vigil_modeldeployment_phase", phase) is None
+    assert get("vigil_rollout_weight", named) is None
+    # Created again: once the watch shows it, its series come back.
+    monkeypatch.setattr(harness.api, "patch_status", patch)
+    harness.metrics.seen("ml", "wine")
+    await harness.reconciler.reconcile("ml", "wine")
+    assert get("vigil_modeldeployment_phase", phase) == 1
+    assert get("vigil_rollout_weight", named) == 0
+
+
+def test_a_deleted_model_deployments_series_are_set_again_after_a_while() -> None:
+    now = [0.0]
+    metrics = OperatorMetrics(clock=lambda: now[0])
+    metrics.forget("ml", "wine")
+    metrics.set_phase("ml", "wine", "Healthy")
+    named = {"namespace": "ml", "name": "wine", "phase": "Healthy"}
+    assert metrics.registry.get_sample_value("vigil_modeldeployment_phase", named) is None
+    now[0] += DELETED_SECONDS
+    metrics.forget("ml", "other")  # also lets old entries go
+    metrics.set_phase("ml", "wine", "Healthy")
+    assert metrics.registry.get_sample_value("vigil_modeldeployment_phase", named) == 1
+    assert list(metrics._deleted) == [("ml", "other")]
