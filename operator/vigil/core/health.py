@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from vigil.core import drift
-from vigil.core.slo import error_rate_of, format_percent, format_seconds, judge_slos
+from vigil.core.slo import error_rate_of, judge_slos
 from vigil.core.spec import HealthPolicy
 from vigil.core.vocabulary import Reason, Verdict
 from vigil.core.window import RevisionWindow, quantile_from_buckets
@@ -271,18 +271,6 @@ def evaluate(
         reason=Reason.SLOS_MET,
         message=f"{figures.slos} over {span} ({requests} requests)",
     )
-
-
-def slos_met(error_rate: float | None, p95: float | None, policy: HealthPolicy) -> str:
-    """'error rate 0.2% <= 1.0%, p95 40ms <= 250ms': each measured SLO figure and its limit."""
-    parts = []
-    if error_rate is not None:
-        parts.append(
-            f"error rate {format_percent(error_rate)} <= {format_percent(policy.max_error_rate)}"
-        )
-    if p95 is not None:
-        parts.append(f"p95 {format_seconds(p95)} <= {format_seconds(policy.max_latency_p95)}")
-    return ", ".join(parts)
 
 
 def _figures(

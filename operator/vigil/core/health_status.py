@@ -13,15 +13,9 @@ from dataclasses import replace
 from typing import Any
 
 from vigil.common import readable
-from vigil.core.health import (
-    HealthReport,
-    format_percent,
-    format_window,
-    list_features,
-    over_threshold,
-    slos_met,
-)
+from vigil.core.health import HealthReport, format_window, list_features, over_threshold
 from vigil.core.performance import PerformanceReport, readable_figures
+from vigil.core.slo import format_percent
 from vigil.core.spec import HealthPolicy
 from vigil.core.status import ConditionState
 from vigil.core.vocabulary import ConditionType, Reason, Verdict
@@ -75,8 +69,7 @@ def _health_conditions(report: HealthReport, policy: HealthPolicy) -> list[Condi
 
 
 def _slo_summary(report: HealthReport, policy: HealthPolicy) -> str:
-    met = slos_met(report.error_rate, report.latency_p95, policy)
-    return f"{met} over {format_window(policy.window_seconds)}"
+    return f"{report.slos} over {format_window(policy.window_seconds)}"
 
 
 def _data_quality(report: HealthReport) -> str:

@@ -45,8 +45,8 @@ from vigil.core.observed import FetchState, fetch_state, fetches_by_revision
 from vigil.core.performance import PerformanceReport, judge
 from vigil.core.reconcile import has_served
 from vigil.core.spec import SOURCE_PROMETHEUS, MonitoringSettings, monitoring_settings
-from vigil.core.status import ConditionState
-from vigil.core.vocabulary import Reason
+from vigil.core.status import ConditionState, find_condition
+from vigil.core.vocabulary import ConditionType, Reason
 from vigil.core.window import RevisionWindow
 from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
@@ -61,6 +61,17 @@ from vigil.profile.model import ProfileError, parse_profile
 log = logging.getLogger("vigil.operator.health")
 
 DEFAULT_INTERVAL_SECONDS = 30.0
+
+
+def _degraded_by(status: Mapping[str, Any], target: RevisionTarget) -> str:
+    """The SLO that made this revision's last verdict Degraded ("" for none): it stays
+    breached until surely met (vigil.core.slo)."""
+    if not judged_revision(status.get("health"), target.revision):
+        return ""
+    healthy = find_condition(status.get("conditions"), ConditionType.HEALTHY) or {}
+    if healthy.get("status") != "False":
+        return ""
+    return str(healthy.get("reason") or "")
 
 
 class HealthRecorder(Protocol):
@@ -407,10 +418,13 @@ class HealthLoop:
         """One target's health and conditions, or None when nothing is to be written."""
         window = collection.windows.get(target.key)
         error = collection.errors.get(target.key)
-        report = evaluate(window, profile, settings.policy, error)
+        status = objects.body(body).status
+        previous = status.get("health")
+        report = evaluate(
+            window, profile, settings.policy, error, degraded_by=_degraded_by(status, target)
+        )
         result.reports[(target.namespace, target.name)] = report
         result.evaluated += 1
-        previous = objects.body(body).status.get("health")
         if report.verdict == "InsufficientData" and self._warming_up(
             target, settings, now, previous
         ):

@@ -31,7 +31,7 @@ from kit.status import condition, describe, status
 from kit.traffic import ModelEndpoint, http, infer_body, pod_metrics
 from kit.waits import wait_for, wait_status
 
-from vigil.core.health import format_percent
+from vigil.core.slo import format_percent
 from vigil.devcluster.images import ImageArchive
 from vigil.devcluster.models import TrainedModel
 from vigil.devcluster.prometheus import LocalPrometheus

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from vigil.core import drift
-from vigil.core.health import HealthPolicy, evaluate, format_percent, format_window
+from vigil.core.health import HealthPolicy, evaluate, format_window
 from vigil.core.health_status import health_conditions, health_status
+from vigil.core.slo import format_percent
 from vigil.core.window import RevisionWindow
 from vigil.profile import ReferenceProfile, build_profile
 

@@ -670,10 +670,10 @@ async def test_one_model_that_cannot_be_evaluated_leaves_the_others_judged(
 
     evaluate = module.evaluate
 
-    def failing_for_one(window: Any, profile: Any, policy: Any, error: Any) -> Any:
+    def failing_for_one(window: Any, profile: Any, policy: Any, error: Any, **more: Any) -> Any:
         if window is BAD:
             raise ValueError("a bug met by one model's figures")
-        return evaluate(window, profile, policy, error)
+        return evaluate(window, profile, policy, error, **more)
 
     monkeypatch.setattr(module, "evaluate", failing_for_one)
     loop.add(md("broken", "r2"), pod("broken-a", "broken", "r2", "10.0.0.2"))
@@ -781,3 +781,30 @@ def test_the_conditions_concepts_lists_are_the_codes() -> None:
     listed = re.search(r"conditions \((.*?)\),\s+each with", text, flags=re.DOTALL)
     assert listed, "docs/concepts.md: the list of conditions moved"
     assert set(re.findall(r"`(\w+)`", listed.group(1))) == {c.value for c in ConditionType}
+
+
+async def test_a_breach_stays_until_the_figures_surely_meet_the_slo_again(loop: Loop) -> None:
+    # 5 errors in 300 (1.7 % against 1 %) prove neither a breach nor a recovery: the last
+    # verdict stays, whichever it was (on point estimates it flipped at each cycle).
+    def errors(requests: float, failed: float) -> RevisionWindow:
+        return RevisionWindow(
+            requests_by_outcome={"success": requests - failed, "model_error": failed},
+            latency_buckets=((0.05, requests), (math.inf, requests)),
+        )
+
+    loop.add(md(), pod("wine-a"))
+    direct = loop._source(("direct", ""))
+    direct.windows[("ml", "wine", "r1")] = errors(300, 5)
+    await loop.cycle()
+    assert loop.condition("Healthy")["status"] == "True"
+    direct.windows[("ml", "wine", "r1")] = errors(1000, 50)
+    await loop.cycle()
+    assert loop.condition("Healthy")["reason"] == "ErrorRateHigh"
+    direct.windows[("ml", "wine", "r1")] = errors(300, 5)
+    await loop.cycle()
+    healthy = loop.condition("Healthy")
+    assert (healthy["status"], healthy["reason"]) == ("False", "ErrorRateHigh")
+    assert "error rate 1.7% not surely within 1.0%" in healthy["message"]
+    direct.windows[("ml", "wine", "r1")] = errors(3000, 3)
+    await loop.cycle()
+    assert loop.condition("Healthy")["status"] == "True"
