@@ -243,7 +243,11 @@ class HealthLoop:
             self.pods[key] = info
             self._relisted["pods"].seen(key)
         if before is not None:
-            self._fetching.get((meta.namespace, before.model_deployment), {}).pop(meta.name, None)
+            owner_key = (meta.namespace, before.model_deployment)
+            fetching = self._fetching.get(owner_key, {})
+            fetching.pop(meta.name, None)
+            if not fetching:  # its ModelDeployment may be gone: no reconcile reads it again
+                self._fetching.pop(owner_key, None)
         if info is not None and info.fetch is not None:
             owner = self._fetching.setdefault((meta.namespace, info.model_deployment), {})
             owner[meta.name] = (info.revision, info.fetch)
@@ -265,12 +269,13 @@ class HealthLoop:
             self._task = asyncio.get_running_loop().create_task(self.run_forever())
 
     async def stop(self) -> None:
+        """Stop the cycles; the sources stay open for the reconciles under way (they share
+        them: the runtime closes them after those)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        await self.sources.close()
 
     async def run_forever(self) -> None:
         """A cycle every interval (a slow cycle delays the next one, never overlaps it).

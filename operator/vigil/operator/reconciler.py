@@ -284,6 +284,8 @@ class Reconciler:
         if body is None or objects.body(body).meta.deleting:
             # Gone or going: garbage collection removes the children.
             self.metrics.set_phase(namespace, name, None)
+            if body is None and self.rollouts is not None:
+                self.rollouts.forget(namespace, name)
             return False
         observation = await self._observe(api, body)
         plan = decide(observation)

@@ -345,6 +345,10 @@ class Rollouts:
             return dataclasses.replace(report.result, message=shorten(report.summary(), 512))
         return report.result
 
+    def forget(self, namespace: str, name: str) -> None:
+        """A deleted ModelDeployment: nothing of it is kept."""
+        self._routing_errors.pop((namespace, name), None)
+
     def routing_error(self, namespace: str, name: str) -> str:
         """Why the last route of this ModelDeployment could not be applied ("": it was)."""
         return self._routing_errors.get((namespace, name), "")

@@ -335,8 +335,9 @@ async def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
 async def shutdown(runtime: Runtime) -> None:
     await runtime.health.stop()
     await runtime.reconciler.close()
-    if runtime.reconciler.rollouts is not None:
-        await runtime.reconciler.rollouts.close()
+    # After the reconciles under way: a rollout measuring at SIGTERM read "no sidecar
+    # answered" from a closed session, and wrote it.
+    await runtime.health.sources.close()
     if runtime.client is not None:
         await runtime.client.close()
 

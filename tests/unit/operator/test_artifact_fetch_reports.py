@@ -51,6 +51,7 @@ class TestThePodTable:
         assert health.observe_pod("MODIFIED", failed("r2")) is False
         assert health.fetches("ml", "wine") == {"r2": FetchState("failed", FORBIDDEN)}
         assert health.observe_pod("DELETED", failed("r2")) is True
+        assert health._fetching == {}  # no reconcile of a deleted model reads it again
         assert health.fetches("ml", "wine") == {}
 
     def test_pods_are_kept_apart_by_model_deployment_and_revision(self, harness: Harness) -> None:

@@ -20,6 +20,7 @@ from vigil.kube.client import KubeError
 from vigil.operator import reconciler as reconciler_module
 from vigil.operator.metrics import DELETED_SECONDS, OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig, RetryLater
+from vigil.operator.rollouts import Rollouts
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -709,3 +710,13 @@ def test_a_deleted_model_deployments_series_are_set_again_after_a_while() -> Non
     metrics.set_phase("ml", "wine", "Healthy")
     assert metrics.registry.get_sample_value("vigil_modeldeployment_phase", named) == 1
     assert list(metrics._deleted) == [("ml", "other")]
+
+
+async def test_a_deleted_model_deployments_rollout_state_is_let_go() -> None:
+    # Deleted while its HTTPRoute could not be written: the routing error stayed for good.
+    harness = Harness()
+    rollouts = Rollouts(lambda: {})
+    rollouts._routing_errors[("ml", "gone")] = "HTTPRoute ml/gone does not exist"
+    harness.reconciler.rollouts = rollouts
+    await harness.reconciler.reconcile("ml", "gone")
+    assert rollouts.routing_error("ml", "gone") == ""

@@ -187,6 +187,16 @@ def test_the_next_cycle_reads_why_the_route_was_not_applied() -> None:
     assert rollouts.routing_error("ml", "wine") == ""
 
 
+def test_a_deleted_models_routing_error_is_forgotten() -> None:
+    api = RecordingApi()
+    api.route = None  # type: ignore[assignment]
+    rollouts = Rollouts(lambda: {})
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
+    asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
+    rollouts.forget("ml", "wine")
+    assert rollouts._routing_errors == {}
+
+
 class OnlyTheCandidate:
     """A metrics source that measures the candidate and fails the stable."""
 

@@ -75,3 +75,24 @@ async def test_requests_racing_logins_all_succeed_and_leave_no_session_open(
         "Bearer t3",
     ]
     assert [session.closes for session in sessions] == [1] * len(sessions)
+
+
+async def test_shutdown_closes_the_metrics_sources_after_the_reconciles_under_way() -> None:
+    # A rollout measuring at SIGTERM read "no sidecar answered" from a session the health
+    # loop's stop had closed, and wrote it into status.
+    runtime = build_runtime(OperatorOptions())
+    order: list[str] = []
+    reconciler_close, sources_close = runtime.reconciler.close, runtime.health.sources.close
+
+    async def reconciles_finish(grace: float = 0.0) -> None:
+        order.append("reconciles")
+        await reconciler_close(grace)
+
+    async def sources_closed() -> None:
+        order.append("sources")
+        await sources_close()
+
+    runtime.reconciler.close = reconciles_finish  # type: ignore[method-assign]
+    runtime.health.sources.close = sources_closed  # type: ignore[method-assign]
+    await shutdown(runtime)
+    assert order == ["reconciles", "sources"]
