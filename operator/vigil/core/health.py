@@ -76,6 +76,8 @@ class HealthReport:
     drift_note: str = ""
     #: The features whose drift surely reaches the warning (or the threshold).
     drift_sure: Mapping[str, float] = field(default_factory=dict)
+    #: The features whose drift surely reaches the threshold (the verdict names them).
+    drift_over: Mapping[str, float] = field(default_factory=dict)
     #: Each SLO figure beside its limit, judged on its interval ("" before any is judged).
     slos: str = ""
 
@@ -324,6 +326,7 @@ def _figures(
             else ""
         ),
         drift_sure=_finite_values(judged.at("threshold", "warning"), 3),
+        drift_over=_finite_values(judged.at("threshold"), 3),
     )
     return report, _Measured(error_rate, p95, judged.at("threshold"), overall)
 

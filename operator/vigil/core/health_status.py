@@ -107,7 +107,7 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     # estimate over the threshold on too few rows to be sure of it is not named.
     sure = dict(report.drift_sure) or dict(report.drift_features)
     if report.drift_level == "threshold":
-        over = {name: score for name, score in sure.items() if score >= policy.drift_threshold}
+        over = dict(report.drift_over)
         return ConditionState(
             ConditionType.DRIFT_DETECTED,
             True,

@@ -770,7 +770,8 @@ def test_drift_detected_names_the_features_the_verdict_names() -> None:
         drift_score=0.41,
         drift_level="threshold",
         drift_features={"proline": 0.41, "alcohol": 0.31, "ash": 0.01},
-        drift_sure={"alcohol": 0.31},
+        drift_sure={"alcohol": 0.31, "ash": 0.01},
+        drift_over={"alcohol": 0.31},
     )
     (drift,) = [c for c in health_conditions(report, policy) if c.type == "DriftDetected"]
     assert drift.message == f"psi 0.31 >= {policy.drift_threshold:g} over 5m: alcohol 0.31"
