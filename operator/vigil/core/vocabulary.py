@@ -46,6 +46,7 @@ class Reason(enum.StrEnum):
     COMPLETE = "Complete"
     DEPLOYING = "Deploying"
     SCALING = "Scaling"
+    UPDATING = "Updating"
     REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
     ROLLOUT_IN_PROGRESS = "RolloutInProgress"
     ROLLOUT_FAILED = "RolloutFailed"

@@ -334,6 +334,44 @@ class TestScaling:
         assert world.condition("Ready")["status"] == "True"
 
 
+class TestPodsReplacedInPlace:
+    """A serving revision's pods replaced in place (an operator upgrade that changes the pod
+    template, `kubectl rollout restart`): maxUnavailable 0 keeps its capacity meanwhile."""
+
+    def test_it_stays_ready_and_says_it_updates(self) -> None:
+        # It read Degraded, Ready False ReplicasUnavailable: every Application Degraded at
+        # each operator upgrade, at full capacity.
+        world = converged_world()
+        revision = world.status["stable"]["revision"]
+        deployment = world.deployment(revision)
+        assert deployment is not None
+        deployment["metadata"]["generation"] += 1
+        deployment["status"].update({"replicas": 3, "updatedReplicas": 1})
+        world.reconcile()
+        assert world.status["phase"] == "Healthy"
+        assert (world.condition("Ready")["status"], world.condition("Ready")["reason"]) == (
+            "True",
+            "Available",
+        )
+        progressing = world.condition("Progressing")
+        assert (progressing["status"], progressing["reason"]) == ("True", "Updating")
+        assert "replacing its pods (1/2 updated)" in progressing["message"]
+        world.pods_ready(revision)
+        world.reconcile()
+        assert world.condition("Progressing")["reason"] == "Complete"
+
+    def test_a_pod_lost_meanwhile_is_degraded(self) -> None:
+        world = converged_world()
+        revision = world.status["stable"]["revision"]
+        deployment = world.deployment(revision)
+        assert deployment is not None
+        deployment["metadata"]["generation"] += 1
+        deployment["status"].update({"updatedReplicas": 1, "readyReplicas": 1})
+        world.reconcile()
+        assert world.status["phase"] == "Degraded"
+        assert world.condition("Ready")["reason"] == "ReplicasUnavailable"
+
+
 class TestBlueGreen:
     def test_new_version_starts_a_candidate_and_keeps_traffic_on_stable(self) -> None:
         world = converged_world()

@@ -141,6 +141,13 @@ def _first_revision(seen: Catalogue) -> None:
     _cycle(world, seen)
     world.pods_ready(revision)
     _cycle(world, seen)
+    world.pods_ready(revision)
+    _cycle(world, seen)
+    deployment = world.deployment(revision)
+    assert deployment is not None
+    deployment["metadata"]["generation"] += 1  # pods replaced in place (a rollout restart)
+    deployment["status"]["updatedReplicas"] = 1
+    _cycle(world, seen)
     world.pods_ready(revision, 1)  # pods lost without a spec change
     _cycle(world, seen)
     broken = World()

@@ -272,8 +272,13 @@ def stable_outcome(
     )
     if detail:
         message = f"{message} ({detail})"
+    # Its pods replaced in place (a changed pod template, a rollout restart): with
+    # maxUnavailable 0 it keeps serving at full capacity meanwhile.
+    serving_before = previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE)
+    if view.replicas == wanted and ready >= wanted and serving_before:
+        return _updating(revision, view, wanted)
     # A revision that served fully and lost pods without a spec change is degraded.
-    if view.replicas == wanted and previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE):
+    if view.replicas == wanted and serving_before:
         return not_ready(Phase.DEGRADED, Reason.REPLICAS_UNAVAILABLE, message, progressing=True)
     # Until a revision has been Ready once, it is still being deployed, not scaled;
     # Pending (as a pod is) until its first replica is ready.
@@ -281,6 +286,16 @@ def stable_outcome(
         phase = Phase.PENDING if ready == 0 else Phase.PROGRESSING
         return not_ready(phase, Reason.DEPLOYING, message, progressing=True)
     return not_ready(Phase.PROGRESSING, Reason.SCALING, message, progressing=True)
+
+
+def _updating(revision: str, view: DeploymentView, wanted: int) -> Outcome:
+    """A serving revision at full capacity while its pods are replaced in place."""
+    message = (
+        f"revision {revision} serves with {view.ready_replicas}/{wanted} ready replica(s), "
+        f"replacing its pods ({min(view.updated_replicas, wanted)}/{wanted} updated"
+        f"{': ' + view.failure if view.failure else ''})"
+    )
+    return outcome(Phase.HEALTHY, (True, Reason.AVAILABLE), (True, Reason.UPDATING), message)
 
 
 def fetch_gave_up(fetch: FetchState | None, view: DeploymentView | None) -> str | None:
