@@ -6,6 +6,7 @@ import pytest
 from core_world import World, spec
 
 from vigil.core.reconcile import Apply, Delete, decide
+from vigil.core.status import ConditionState, build_conditions
 
 
 def converged_world(version: str = "1", replicas: int = 2) -> World:
@@ -332,6 +333,35 @@ class TestScaling:
         world.deployment(revision)["status"]["observedGeneration"] += 1
         world.reconcile()
         assert world.condition("Ready")["status"] == "True"
+
+
+class TestANewStableIsNotJudgedByTheLastOnesHealth:
+    """The health conditions speak of the revision that served: when another takes live
+    traffic they are Unknown until the health loop has judged it."""
+
+    def test_a_model_promoted_to_fix_drift_is_not_degraded_by_the_old_ones(self) -> None:
+        # A retrained model shipped to fix drift read Degraded (Argo CD, kubectl get) until
+        # the next health cycle, longer when its metrics were unavailable.
+        world, old, new = candidate_ready()
+        verdicts = [
+            ConditionState("Healthy", False, "ErrorRateHigh", "error rate 3.2% > 1.0% over 5m"),
+            ConditionState("DriftDetected", True, "DriftAboveThreshold", "psi 0.31 >= 0.2"),
+        ]
+        world.status["conditions"] = build_conditions(
+            verdicts, world.status["conditions"], generation=world.generation, now=world.now
+        )
+        world.reconcile()
+        assert world.service_revision() == new
+        assert world.status["phase"] == "Healthy"
+        for kind in ("Healthy", "DriftDetected"):
+            condition = world.condition(kind)
+            assert (condition["status"], condition["reason"]) == ("Unknown", "InsufficientData")
+            assert condition["message"] == (
+                f"revision {new} has just taken live traffic: not judged yet"
+            )
+        assert all(c["type"] != "PerformanceDegraded" for c in world.status["conditions"])
+        world.reconcile()
+        assert world.condition("Healthy")["reason"] == "InsufficientData"  # kept, not redone
 
 
 class TestPodsReplacedInPlace:

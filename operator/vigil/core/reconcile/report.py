@@ -162,6 +162,7 @@ def finish(
 ) -> Plan:
     """Assemble the complete owned status (computed in memory, persisted once)."""
     obs = cycle.obs
+    serving = _stable_status(cycle, stable) if stable is not None else None
     conditions = build_conditions(
         [
             reached.ready,
@@ -171,6 +172,7 @@ def finish(
                 reached.phase in (Phase.FAILED, Phase.ROLLED_BACK),
                 reached.ready,
             ),
+            *_not_judged_yet(obs.status, serving),
         ],
         obs.status.get("conditions"),
         generation=obs.generation,
@@ -183,12 +185,38 @@ def finish(
         "revision": revision,
         "history": cycle.history or None,
     }
-    if stable is not None:
-        status["stable"] = _stable_status(cycle, stable)
+    if serving is not None:
+        status["stable"] = serving
     if candidate is not None:
         status["candidate"] = _candidate_status(cycle, candidate)
     cycle.plan.status = status
     return cycle.plan
+
+
+#: The health loop's conditions, and the reason each has before its first verdict.
+_HEALTH_CONDITIONS = (
+    (ConditionType.HEALTHY, Reason.INSUFFICIENT_DATA),
+    (ConditionType.DRIFT_DETECTED, Reason.INSUFFICIENT_DATA),
+    (ConditionType.PERFORMANCE_DEGRADED, Reason.INSUFFICIENT_LABELS),
+)
+
+
+def _not_judged_yet(
+    status: Mapping[str, Any], serving: Mapping[str, Any] | None
+) -> list[ConditionState]:
+    """Another revision takes live traffic (a switch, a bake going back): the health
+    conditions, which speak of the one before, are Unknown until it is judged."""
+    before = (status.get("stable") or {}).get("revision")
+    now = (serving or {}).get("revision")
+    if not before or not now or before == now:
+        return []
+    message = f"revision {now} has just taken live traffic: not judged yet"
+    present = {str(c.get("type")) for c in status.get("conditions") or ()}
+    return [
+        ConditionState(kind, None, reason, message)
+        for kind, reason in _HEALTH_CONDITIONS
+        if kind in present
+    ]
 
 
 def _since(previous: Mapping[str, Any], revision: Any, key: str, now: str, *, keep: bool) -> Any:
