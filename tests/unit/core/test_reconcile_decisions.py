@@ -342,7 +342,7 @@ class TestANewStableIsNotJudgedByTheLastOnesHealth:
     def test_a_model_promoted_to_fix_drift_is_not_degraded_by_the_old_ones(self) -> None:
         # A retrained model shipped to fix drift read Degraded (Argo CD, kubectl get) until
         # the next health cycle, longer when its metrics were unavailable.
-        world, old, new = candidate_ready()
+        world, _old, new = candidate_ready()
         verdicts = [
             ConditionState("Healthy", False, "ErrorRateHigh", "error rate 3.2% > 1.0% over 5m"),
             ConditionState("DriftDetected", True, "DriftAboveThreshold", "psi 0.31 >= 0.2"),
