@@ -79,6 +79,7 @@ def test_the_configmap_patch_embeds_the_same_script() -> None:
             md(status={"observedGeneration": 2, "phase": "Degraded", "conditions": ready("True")}),
             "Degraded",
         ),
+        # spec.paused alone (no pause reason: a first deploy, a scale) is no pause.
         (
             md(
                 status={
@@ -88,7 +89,7 @@ def test_the_configmap_patch_embeds_the_same_script() -> None:
                 },
                 paused=True,
             ),
-            "Suspended",
+            "Progressing",
         ),
     ],
 )
@@ -123,3 +124,52 @@ def test_a_status_the_operator_computes_reads_as_progressing_then_degraded() -> 
     long_name = Observation(**{**observation.__dict__, "owner": Owner("n" * 60, "ml", "u")})
     status = decide(long_name).status
     assert health(md(generation=1, status=status))[0] == "Degraded"
+
+
+def test_the_operators_bake_and_spec_paused_read_as_the_tools_should() -> None:
+    """A bake reads Progressing until it passes; spec.paused alone suspends no deploy."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
+    from core_world import World, spec
+
+    from vigil.core.status import ConditionState, build_conditions
+
+    def seen(world: World) -> tuple[str, str]:
+        return health(md(generation=world.generation, status=world.status, **world.spec))
+
+    # spec.paused holds rollouts only: the first deploy goes on (was Suspended).
+    world = World()
+    world.spec = spec("1", 2, paused=True)
+    world.reconcile()
+    assert seen(world)[0] == "Progressing"
+    world.pods_ready(world.status["stable"]["revision"])
+    world.reconcile()
+    assert seen(world)[0] == "Healthy"
+
+    rollout = {"bake": {"duration": "10m"}}
+    world = World()
+    world.spec = spec("1", 2, rollout=rollout)
+    world.reconcile()
+    world.pods_ready(world.status["stable"]["revision"])
+    world.reconcile()
+    world.set_spec(spec("2", 2, rollout=rollout))
+    world.reconcile()
+    candidate = world.status["candidate"]["revision"]
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.service_revision() == candidate
+    # Switched, Ready True, baking: not Healthy yet (was Healthy).
+    assert world.condition("Ready")["status"] == "True"
+    assert seen(world)[0] == "Progressing"
+    world.status["conditions"] = build_conditions(
+        [ConditionState("Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")],
+        world.status.get("conditions"),
+        generation=world.generation,
+        now=world.now,
+    )
+    world.reconcile(60)
+    assert seen(world)[0] == "Progressing"
+    world.reconcile(600)
+    assert "bake" not in world.status
+    assert seen(world)[0] == "Healthy"

@@ -209,6 +209,73 @@ FIXTURES: list[tuple[str, dict[str, Any], str, str]] = [
         "Suspended",
         "kubectl vigil resume",
     ),
+    # Ready True while something is still under way: not Healthy yet (these
+    # three read Healthy before the Lua looked at Progressing).
+    (
+        "baking after the switch (the bake can still send traffic back)",
+        model(
+            conditions=[
+                condition("Ready", "True", "Available", "revision 9b1e4d0 serves 2/2"),
+                condition("Progressing", "True", "Baking", "baking revision 9b1e4d0 until 10:30"),
+                condition("Reconciling", "True", "Baking", "baking revision 9b1e4d0 until 10:30"),
+            ],
+        ),
+        "Progressing",
+        "baking revision 9b1e4d0",
+    ),
+    (
+        "scaling while Ready",
+        model(
+            conditions=[
+                condition("Ready", "True", "Available", "revision 7f3c2a1 serves 2/2"),
+                condition("Progressing", "True", "Scaling", "scaling to 4"),
+            ],
+        ),
+        "Progressing",
+        "scaling to 4",
+    ),
+    (
+        "a failed bake going back stays Degraded",
+        model(
+            phase="Degraded",
+            conditions=[
+                condition("Ready", "True", "Available", "revision 9b1e4d0 serves 2/2"),
+                condition("Progressing", "True", "BakeFailed", "going back to 7f3c2a1"),
+            ],
+        ),
+        "Degraded",
+        "Degraded: revision 9b1e4d0",
+    ),
+    # spec.paused holds only rollouts: a first deploy or a scale under it
+    # goes on, so it is not Suspended (both read Suspended before).
+    (
+        "spec.paused on a first deploy",
+        model(
+            observed=1,
+            generation=1,
+            phase="Pending",
+            paused=True,
+            conditions=[
+                condition("Ready", "False", "Deploying", "revision 7f3c2a1: 0/2 ready"),
+                condition("Progressing", "True", "Deploying", "revision 7f3c2a1: 0/2 ready"),
+            ],
+        ),
+        "Progressing",
+        "0/2 ready",
+    ),
+    (
+        "spec.paused during a scale",
+        model(
+            phase="Progressing",
+            paused=True,
+            conditions=[
+                condition("Ready", "False", "Scaling", "revision 7f3c2a1: 2/4 ready"),
+                condition("Progressing", "True", "Scaling", "revision 7f3c2a1: 2/4 ready"),
+            ],
+        ),
+        "Progressing",
+        "2/4 ready",
+    ),
     (
         "spec.paused with nothing to roll out stays Healthy",
         model(paused=True, conditions=HEALTHY),
