@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from vigil.common.objects import copied
 from vigil.core.candidate import Request, RolloutInputs
@@ -20,7 +20,7 @@ from vigil.core.observed import fetch_state, fetches_by_revision
 from vigil.core.reconcile import Action, Apply, Delete, Observation, Plan, decide
 from vigil.core.rollout import GoldenResult
 from vigil.core.spec import parse_rollout
-from vigil.core.status import status_patch
+from vigil.core.status import ConditionState, build_conditions, status_patch
 from vigil.routing import RoutingTarget, router_for
 
 OWNER = Owner(name="wine", namespace="ml", uid="uid-wine")
@@ -232,3 +232,42 @@ class RolloutWorld(World):
     def replicas(self, revision: str) -> int:
         deployment = self.deployment(revision)
         return -1 if deployment is None else deployment["spec"]["replicas"]
+
+
+AnyWorld = TypeVar("AnyWorld", bound=World)
+
+
+def serving(rollout: dict[str, Any], world: AnyWorld | None = None) -> tuple[AnyWorld, str]:
+    """Version 1 serving with all its replicas: (world, its revision)."""
+    world = world if world is not None else World()  # type: ignore[assignment]
+    assert world is not None
+    world.spec = spec("1", 2, rollout=rollout)
+    world.reconcile()
+    revision = world.status["stable"]["revision"]
+    world.pods_ready(revision)
+    world.reconcile()
+    return world, revision
+
+
+def promoted_with_bake(rollout: dict[str, Any] | None = None) -> tuple[World, str, str]:
+    """Version 2 switched in blue/green with a bake (10m by default): (world, previous,
+    promoted)."""
+    rollout = rollout or {"bake": {"duration": "10m"}}
+    world, previous = serving(rollout)
+    world.set_spec(spec("2", 2, rollout=rollout))
+    world.reconcile()
+    revision = world.status["candidate"]["revision"]
+    world.pods_ready(revision)
+    world.reconcile()
+    assert world.service_revision() == revision
+    return world, previous, revision
+
+
+def judged(world: World, kind: str, status: bool | None, reason: str, message: str) -> None:
+    """What the health loop writes: one condition, its transition time now."""
+    world.status["conditions"] = build_conditions(
+        [ConditionState(kind, status, reason, message)],
+        world.status.get("conditions"),
+        generation=world.generation,
+        now=world.now,
+    )

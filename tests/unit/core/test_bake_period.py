@@ -13,7 +13,7 @@ import datetime
 from typing import Any
 
 import pytest
-from core_world import World, spec
+from core_world import World, judged, promoted_with_bake, serving, spec
 
 from vigil.common.times import format_time
 from vigil.core.bake import (
@@ -27,7 +27,6 @@ from vigil.core.bake import (
 )
 from vigil.core.reconcile import decide as reconcile_decide
 from vigil.core.spec import BakeSpec, parse_rollout
-from vigil.core.status import ConditionState, build_conditions
 from vigil.core.vocabulary import BakeMove, Reason
 
 BAKE = BakeSpec("10m", 600.0, 0)
@@ -165,40 +164,13 @@ def baked(duration: str = "10m", **bake: Any) -> dict[str, Any]:
     return {"bake": {"duration": duration, **bake}}
 
 
-def serving(rollout: dict[str, Any]) -> tuple[World, str]:
-    world = World()
-    world.spec = spec("1", 2, rollout=rollout)
-    world.reconcile()
-    revision = world.status["stable"]["revision"]
-    world.pods_ready(revision)
-    world.reconcile()
-    return world, revision
-
-
 def promoted(rollout: dict[str, Any] | None = None) -> tuple[World, str, str]:
     """Version 2 switched in blue/green with a bake: (world, previous, promoted)."""
-    world, previous = serving(rollout or baked())
-    world.set_spec(spec("2", 2, rollout=rollout or baked()))
-    world.reconcile()
-    revision = world.status["candidate"]["revision"]
-    world.pods_ready(revision)
-    world.reconcile()
-    assert world.service_revision() == revision
-    return world, previous, revision
-
-
-def health(world: World, kind: str, status: bool | None, reason: str, message: str) -> None:
-    """What the health loop writes: one condition, its transition time now."""
-    world.status["conditions"] = build_conditions(
-        [ConditionState(kind, status, reason, message)],
-        world.status.get("conditions"),
-        generation=world.generation,
-        now=world.now,
-    )
+    return promoted_with_bake(rollout or baked())
 
 
 def degrade(world: World) -> None:
-    health(
+    judged(
         world,
         "PerformanceDegraded",
         True,
@@ -312,7 +284,7 @@ def test_an_unreadable_rollout_during_a_bake_keeps_the_previous_revision() -> No
 class TestABakeThatPasses:
     def test_removes_the_previous_revision_when_its_time_is_over(self) -> None:
         world, previous, revision = promoted()
-        health(world, "Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")
+        judged(world, "Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")
         world.reconcile(60)
         assert world.deployment(previous) is not None
         assert world.status["bake"]["reason"] == "Baking"

@@ -7,6 +7,7 @@ import datetime
 import functools
 from typing import Any, ClassVar
 
+import core_world
 import pytest
 from core_world import RolloutWorld, spec
 from figures_kit import figures as seen
@@ -40,13 +41,7 @@ def serving(
     world: RolloutWorld | None = None, rollout: dict[str, Any] = ROLLOUT
 ) -> tuple[RolloutWorld, str]:
     """Version 1 serving with all its replicas: the stable revision."""
-    world = world or RolloutWorld()
-    world.spec = spec("1", 2, rollout=rollout)
-    world.reconcile()
-    stable = world.status["stable"]["revision"]
-    world.pods_ready(stable)
-    world.reconcile()
-    return world, stable
+    return core_world.serving(rollout, world or RolloutWorld())
 
 
 def started(

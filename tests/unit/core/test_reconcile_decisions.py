@@ -368,16 +368,21 @@ class TestPodsReplacedInPlace:
     """A serving revision's pods replaced in place (an operator upgrade that changes the pod
     template, `kubectl rollout restart`): maxUnavailable 0 keeps its capacity meanwhile."""
 
-    def test_it_stays_ready_and_says_it_updates(self) -> None:
-        # It read Degraded, Ready False ReplicasUnavailable: every Application Degraded at
-        # each operator upgrade, at full capacity.
+    def replacing(self, counts: dict[str, int]) -> tuple[World, str]:
+        """A converged world whose stable's Deployment rolls a new template, then a cycle."""
         world = converged_world()
         revision = world.status["stable"]["revision"]
         deployment = world.deployment(revision)
         assert deployment is not None
         deployment["metadata"]["generation"] += 1
-        deployment["status"].update({"replicas": 3, "updatedReplicas": 1})
+        deployment["status"].update(counts)
         world.reconcile()
+        return world, revision
+
+    def test_it_stays_ready_and_says_it_updates(self) -> None:
+        # It read Degraded, Ready False ReplicasUnavailable: every Application Degraded at
+        # each operator upgrade, at full capacity.
+        world, revision = self.replacing({"replicas": 3, "updatedReplicas": 1})
         assert world.status["phase"] == "Healthy"
         assert (world.condition("Ready")["status"], world.condition("Ready")["reason"]) == (
             "True",
@@ -391,13 +396,7 @@ class TestPodsReplacedInPlace:
         assert world.condition("Progressing")["reason"] == "Complete"
 
     def test_a_pod_lost_meanwhile_is_degraded(self) -> None:
-        world = converged_world()
-        revision = world.status["stable"]["revision"]
-        deployment = world.deployment(revision)
-        assert deployment is not None
-        deployment["metadata"]["generation"] += 1
-        deployment["status"].update({"updatedReplicas": 1, "readyReplicas": 1})
-        world.reconcile()
+        world, _ = self.replacing({"updatedReplicas": 1, "readyReplicas": 1})
         assert world.status["phase"] == "Degraded"
         assert world.condition("Ready")["reason"] == "ReplicasUnavailable"
 

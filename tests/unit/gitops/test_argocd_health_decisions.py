@@ -131,9 +131,7 @@ def test_the_operators_bake_and_spec_paused_read_as_the_tools_should() -> None:
     import sys
 
     sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
-    from core_world import World, spec
-
-    from vigil.core.status import ConditionState, build_conditions
+    from core_world import World, judged, promoted_with_bake, spec
 
     def seen(world: World) -> tuple[str, str]:
         return health(md(generation=world.generation, status=world.status, **world.spec))
@@ -147,27 +145,11 @@ def test_the_operators_bake_and_spec_paused_read_as_the_tools_should() -> None:
     world.reconcile()
     assert seen(world)[0] == "Healthy"
 
-    rollout = {"bake": {"duration": "10m"}}
-    world = World()
-    world.spec = spec("1", 2, rollout=rollout)
-    world.reconcile()
-    world.pods_ready(world.status["stable"]["revision"])
-    world.reconcile()
-    world.set_spec(spec("2", 2, rollout=rollout))
-    world.reconcile()
-    candidate = world.status["candidate"]["revision"]
-    world.pods_ready(candidate)
-    world.reconcile()
-    assert world.service_revision() == candidate
+    world, _, _ = promoted_with_bake()
     # Switched, Ready True, baking: not Healthy yet (was Healthy).
     assert world.condition("Ready")["status"] == "True"
     assert seen(world)[0] == "Progressing"
-    world.status["conditions"] = build_conditions(
-        [ConditionState("Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")],
-        world.status.get("conditions"),
-        generation=world.generation,
-        now=world.now,
-    )
+    judged(world, "Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")
     world.reconcile(60)
     assert seen(world)[0] == "Progressing"
     world.reconcile(600)

@@ -462,22 +462,9 @@ sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
 
 
 def test_a_bake_the_operator_runs_is_not_current_until_it_passes() -> None:
-    from core_world import World, spec
+    from core_world import judged, promoted_with_bake
 
-    from vigil.core.status import ConditionState, build_conditions
-
-    rollout = {"bake": {"duration": "10m"}}
-    world = World()
-    world.spec = spec("1", 2, rollout=rollout)
-    world.reconcile()
-    world.pods_ready(world.status["stable"]["revision"])
-    world.reconcile()
-    world.set_spec(spec("2", 2, rollout=rollout))
-    world.reconcile()
-    candidate = world.status["candidate"]["revision"]
-    world.pods_ready(candidate)
-    world.reconcile()
-    assert world.service_revision() == candidate
+    world, _, _ = promoted_with_bake()
 
     def as_object() -> dict[str, Any]:
         return {
@@ -490,12 +477,7 @@ def test_a_bake_the_operator_runs_is_not_current_until_it_passes() -> None:
 
     assert world.condition("Ready")["status"] == "True"
     assert (flux_cel(as_object()), flux_kstatus(as_object())) == ("InProgress", "InProgress")
-    world.status["conditions"] = build_conditions(
-        [ConditionState("Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")],
-        world.status.get("conditions"),
-        generation=world.generation,
-        now=world.now,
-    )
+    judged(world, "Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")
     world.reconcile(60)
     assert flux_cel(as_object()) == "InProgress"
     world.reconcile(600)
