@@ -58,7 +58,13 @@ from vigil.plugin.requests import clear_request_patch
 from vigil.profile.model import ProfileError, ReferenceProfile, parse_profile
 from vigil.routing import RoutingError, RoutingTarget, router_for
 from vigil.routing.base import RoutingApi
-from vigil.validation.golden import GoldenSetError, load_golden_set, replay_report
+from vigil.validation.golden import (
+    DEFAULT_CONCURRENCY,
+    GoldenSetError,
+    GoldenSetNotFound,
+    load_golden_set,
+    replay_report,
+)
 
 log = logging.getLogger("vigil.operator.rollouts")
 
@@ -322,23 +328,34 @@ class Rollouts:
         self, api: Api, namespace: str, name: str, spec: ModelDeploymentSpec, ref: GoldenSetRef
     ) -> GoldenResult | None:
         """Replay the golden set against the candidate: None when it could not run (the
-        step stays pending and replays again), nothing reproduced when the set is unusable."""
+        step stays pending and replays again), nothing reproduced when the set is unusable.
+
+        No result also when its ConfigMap does not exist yet (GitOps may apply it after
+        the ModelDeployment) or when rows got no answer even on a retry (timeouts, 5xx,
+        the pod gone between the probe and the replay): no evidence judges no candidate.
+        """
         revision = compute_revision(spec, self.sidecar_image)
         url = await self.candidate_url(namespace, name, revision)
         if url is None:
             log.warning("%s/%s: no candidate address for the golden replay", namespace, name)
             return None
+        # One batch at a time per candidate pod: a validate step runs one, and a
+        # single-worker server would queue the rest until they time out.
+        pods = len(self._running_pods(namespace, name, revision))
+        concurrency = min(DEFAULT_CONCURRENCY, max(1, pods))
         try:
             golden = await load_golden_set(api, namespace, ref)
-            report = await replay_report(golden, url, model=spec.model.name)
-        except KubeError as error:
-            log.warning("%s/%s: golden set not read: %s", namespace, name, error)
+            report = await replay_report(
+                golden, url, model=spec.model.name, concurrency=concurrency
+            )
+        except (KubeError, GoldenSetNotFound) as error:
+            log.warning("%s/%s: golden set not read (replayed again): %s", namespace, name, error)
             return None
         except GoldenSetError as error:
             log.warning("%s/%s: golden set unusable: %s", namespace, name, error)
             return GoldenResult(total=0, agreed=0, message=f"golden set unusable: {error}")
-        if report.unreachable:  # gone between the probe and the replay (a restart)
-            log.warning("%s/%s: golden replay: %s", namespace, name, report.summary())
+        if not report.complete:  # no answer for some rows: replayed again next cycle
+            log.warning("%s/%s: golden replay incomplete: %s", namespace, name, report.summary())
             return None
         log.info("%s/%s: golden replay against %s: %s", namespace, name, url, report.summary())
         if report.result.agreed < report.result.total:  # what did not reproduce, in status

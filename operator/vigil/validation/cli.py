@@ -24,14 +24,17 @@ import yaml
 from vigil.common import kube_yaml
 from vigil.common.commands import command_group
 from vigil.common.text import not_utf8
+from vigil.core.spec import GoldenSetRef
 from vigil.validation.golden import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_TIMEOUT_SECONDS,
     MAX_BYTES,
     GoldenSet,
     GoldenSetError,
+    ReplayReport,
     check_tensor_value,
     configmap_manifest,
+    golden_from_configmap,
     numeric_datatype,
     parse_golden_set,
     predict,
@@ -50,6 +53,15 @@ def _number(text: str) -> Any:
         return float(text)
     except ValueError:
         return text
+
+
+def _label(text: str, where: str) -> Any:
+    """An expected-column cell: ``true``/``false`` in any case (pandas writes a bool column
+    as ``True``/``False``) is the boolean, compared with the model's ``true`` or ``1``."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return _cell(text, where, None)
 
 
 def _cell(text: str, where: str, datatype: str | None) -> Any:
@@ -162,7 +174,7 @@ def _read_csv_rows(
                 )
                 if expected_column:
                     where = f"{line}, column {expected_column!r}"
-                    expected_values.append(_cell(record[label_at], where, None))
+                    expected_values.append(_label(record[label_at], where))
         except UnicodeDecodeError:
             raise _not_utf8(path) from None
     return names, rows, expected_values if expected_column else None
@@ -287,6 +299,26 @@ def _read_stdin() -> str:
         raise GoldenSetError(f"stdin: not UTF-8 text ({error.reason})") from None
 
 
+def _from_configmap_yaml(text: str, key: str) -> GoldenSet:
+    """The golden set in a ConfigMap manifest (``data`` or ``binaryData``), as the operator
+    reads it."""
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict) or doc.get("kind", "ConfigMap") != "ConfigMap":
+        raise GoldenSetError("expected a golden set (JSON) or a ConfigMap (YAML)")
+    name = str((doc.get("metadata") or {}).get("name") or "(unnamed)")
+    return golden_from_configmap(doc, GoldenSetRef(name, key))
+
+
+def _no_answer(report: ReplayReport, endpoint: str) -> str:
+    """Why a replay is no verdict: rows the endpoint never answered, even on a retry."""
+    total = report.result.total
+    if report.unreachable or report.unanswered >= total:
+        what = f"no answer from {endpoint}"
+    else:
+        what = f"{report.unanswered}/{total} rows got no answer from {endpoint} (no verdict)"
+    return f"{what}: {report.errors[0] if report.errors else 'no request was sent'}"
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
         text = _read_stdin() if args.golden == "-" else _read_text(Path(args.golden))
@@ -294,8 +326,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if args.golden.endswith((".yaml", ".yml")) or (
             args.golden == "-" and not text.lstrip().startswith(("{", "["))
         ):
-            text = yaml.safe_load(text)["data"][args.key]
-        golden = parse_golden_set(text)
+            golden = _from_configmap_yaml(text, args.key)
+        else:
+            golden = parse_golden_set(text)
         report = asyncio.run(
             replay_report(
                 golden,
@@ -308,6 +341,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except (GoldenSetError, OSError, KeyError, TypeError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if not report.complete:
+        # No answer is no verdict (the operator replays again): neither PASS nor FAIL.
+        print(f"error: {_no_answer(report, args.endpoint)}", file=sys.stderr)
+        return 2
     agreement = report.result.agreement
     verdict = "PASS" if agreement >= args.min_agreement else "FAIL"
     print(f"{verdict}: agreement {agreement:.4f} (min {args.min_agreement}); {report.summary()}")
@@ -358,7 +395,8 @@ def register(subparsers: Any) -> None:
         "check",
         help="replay a golden set against an endpoint",
         description="Replay a golden set (JSON, or a ConfigMap YAML) against a running model "
-        "and print the agreement; exit 1 below --min-agreement.",
+        "and print the agreement; exit 1 below --min-agreement, 2 when rows got no answer "
+        "(an unreachable endpoint, timeouts: no verdict).",
     )
     c.add_argument("golden", help="golden set JSON or ConfigMap YAML ('-' for stdin)")
     c.add_argument("--endpoint", required=True, help="base URL, e.g. http://wine-9b1e4d0.ml.svc")

@@ -19,12 +19,20 @@ outputs the research environment produced for them::
 Replaying sends the rows in batches (``batch_size`` rows per request) to the
 candidate -- v2: ``POST {url}/v2/models/{model}/infer`` with one ``[N, F]``
 tensor; v1: ``POST {url}/v1/models/{model}:predict`` with ``{"instances":
-rows}`` -- and compares each answer with the expected output exactly as
-the sidecar compares shadow predictions (``vigil.sidecar.shadow``): class
-labels by value (``1`` == ``1.0``), numbers within ``tolerance``; a
-``[N, C]`` output becomes the arg-max (classification) or its first column.
-A case whose request fails, times out or returns something unreadable
-counts as not agreed. The whole replay is bounded by ``timeout_seconds``.
+rows}`` -- and compares each answer with the expected output (:func:`compare`):
+class labels exactly, by value (``1`` == ``1.0``; ``true`` == ``1``), a score
+where a label was expected being a mismatch; scores only where the expected
+outputs are scores (by their decision at 0.5); numbers within ``tolerance``
+(``task: regression`` requires one); a ``[N, C]`` output becomes the arg-max
+(classification) or its first column.
+
+The model's answer is judged: its predictions, or a refusal of the input
+(4xx but 408 and 429), whose rows count as not reproduced. No answer (a
+timeout, a 5xx, a dropped or refused connection, the time budget spent) is no
+evidence: the batch is sent once more, one at a time; rows still without an
+answer make the replay incomplete (``ReplayReport.unanswered``), which the
+operator takes as no result. At most ``concurrency`` batches go at once,
+halved on each timeout. The whole replay is bounded by ``timeout_seconds``.
 
 A ConfigMap holds at most 1 MiB: a few thousand rows of tens of features
 fit (``vigil golden build`` refuses more than :data:`MAX_BYTES`).
@@ -36,6 +44,7 @@ import asyncio
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,8 +54,9 @@ import aiohttp
 from vigil.common.objects import body
 from vigil.core.rollout import GoldenResult
 from vigil.core.spec import GoldenSetRef
+from vigil.profile.model import category_key
+from vigil.sidecar.monitor import holds_scores
 from vigil.sidecar.payload import parse_response
-from vigil.sidecar.shadow import compare_predictions
 
 FORMAT = "vigil.dev/golden-set/v1"
 PROTOCOLS = ("v2", "v1")
@@ -62,6 +72,11 @@ USER_AGENT = "vigil-golden-set"
 
 class GoldenSetError(ValueError):
     """The golden set is missing or malformed; the message says what and where."""
+
+
+class GoldenSetNotFound(GoldenSetError):
+    """The golden set's ConfigMap does not exist (yet: GitOps may apply it after the
+    ModelDeployment): no result, the validate step waits for it within progressDeadline."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,13 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     task = str(doc.get("task", "classification"))
     if task not in TASKS:
         raise GoldenSetError(f"task: one of {TASKS}")
+    if task == "regression" and doc.get("tolerance") is None:
+        # No safe default: 0 asks for exact equality, which float32 answers never give.
+        raise GoldenSetError(
+            'tolerance: required for task regression: set "tolerance" to the allowed '
+            "|got - expected| (the model server's float32 answers differ from the research "
+            "run's floats in the last digits: 1e-6 x the outputs' magnitude is a start)"
+        )
     try:
         tolerance = float(doc.get("tolerance", 0.0))
     except (TypeError, ValueError) as error:
@@ -219,12 +241,15 @@ class ObjectReader(Protocol):
 def golden_from_configmap(configmap: Mapping[str, Any] | None, ref: GoldenSetRef) -> GoldenSet:
     """The golden set stored under ``ref.key`` of a ConfigMap (``data`` or ``binaryData``)."""
     if configmap is None:
-        raise GoldenSetError(f"ConfigMap {ref.name} (golden set) does not exist")
-    data = body(configmap).data
-    if ref.key not in data:
+        raise GoldenSetNotFound(f"ConfigMap {ref.name} (golden set) does not exist")
+    try:
+        value = body(configmap).value(ref.key)
+    except ValueError as error:  # binaryData that is no base64
+        raise GoldenSetError(f"ConfigMap {ref.name} key {ref.key}: {error}") from error
+    if value is None:
         raise GoldenSetError(f"ConfigMap {ref.name} has no key {ref.key!r} (golden set)")
     try:
-        return parse_golden_set(data[ref.key])
+        return parse_golden_set(value)
     except GoldenSetError as error:
         raise GoldenSetError(f"ConfigMap {ref.name} key {ref.key}: {error}") from error
 
@@ -290,9 +315,19 @@ class ReplayReport:
     elapsed_seconds: float = 0.0
     #: No batch could connect: the model was never asked (the rollout replays again).
     unreachable: bool = False
+    #: Rows that got no answer, even on a retry (a timeout, a 5xx, a dropped connection,
+    #: the time budget spent): no evidence either way, so the replay is no result.
+    unanswered: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every row got the model's answer (a prediction, or a refusal of its input)."""
+        return self.unanswered == 0 and not self.unreachable
 
     def summary(self, limit: int = 3) -> str:
         text = f"{self.result.agreed}/{self.result.total} golden outputs reproduced"
+        if self.unanswered:
+            text += f", {self.unanswered} row(s) got no answer"
         if self.mismatches:
             shown = ", ".join(
                 f"#{m.index}: expected {m.expected!r}, got {m.got!r}"
@@ -304,20 +339,43 @@ class ReplayReport:
         return text
 
 
+#: 4xx statuses that say nothing of the model: the request timed out or was throttled
+#: on its way (the other 4xx are the model refusing its input: its answer).
+NO_ANSWER_4XX = frozenset({408, 429})
+
+
+def model_answered(status: int) -> bool:
+    """Whether an HTTP status is the model's answer (judged) rather than no answer (retried).
+
+    2xx: its predictions (an unreadable body is its answer too); 4xx but 408 and 429: the
+    model refused the input (a regression). 5xx, 3xx, 408, 429: no answer (a server
+    warming up or restarting, an overloaded or misrouted request).
+    """
+    return 200 <= status < 300 or (400 <= status < 500 and status not in NO_ANSWER_4XX)
+
+
 @dataclass
 class _Batch:
     start: int
     rows: Sequence[Sequence[Any]]
     predictions: list[Any] | None = None
     error: str = ""
+    #: The model answered (predictions, or a refusal of the input): judged, never retried.
+    answered: bool = False
     #: No connection could be made (refused, reset, no route): the model was never asked.
     unreachable: bool = False
+    #: The request timed out (the server queues: fewer requests at once).
+    timed_out: bool = False
+
+    def reset(self) -> None:
+        self.error, self.unreachable, self.timed_out = "", False, False
 
 
 async def _send(
     session: aiohttp.ClientSession, url: str, golden: GoldenSet, batch: _Batch, timeout: float
 ) -> None:
     encoded = json.dumps(request_body(golden, batch.rows)).encode()
+    batch.reset()
     try:
         async with session.post(
             url,
@@ -328,6 +386,7 @@ async def _send(
             payload = await response.read()
             if response.status >= 300:
                 batch.error = f"HTTP {response.status}: {payload[:200].decode(errors='replace')}"
+                batch.answered = model_answered(response.status)
                 return
             parsed = parse_response(
                 golden.protocol,
@@ -338,7 +397,9 @@ async def _send(
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
         batch.error = f"{type(error).__name__}: {error}"
         batch.unreachable = isinstance(error, aiohttp.ClientConnectorError)
+        batch.timed_out = isinstance(error, TimeoutError)
         return
+    batch.answered = True
     if parsed.values is None or len(parsed.values) != len(batch.rows):
         count = "no" if parsed.values is None else str(len(parsed.values))
         batch.error = f"unreadable answer: {count} predictions for {len(batch.rows)} rows"
@@ -367,7 +428,12 @@ async def _send_batches(
     concurrency: int = DEFAULT_CONCURRENCY,
     session: aiohttp.ClientSession | None = None,
 ) -> list[_Batch]:
-    """Every input row sent in batches (each with its predictions, or its error)."""
+    """Every input row sent in batches (each with its predictions, or its error).
+
+    Up to ``concurrency`` batches at once, halved on each timeout (a server that queues
+    them, one worker on one replica, times the waiting ones out); then each batch that got
+    no answer is sent once more, one at a time, within what is left of the time budget.
+    """
     name = model or golden.model
     if not name:
         raise GoldenSetError("no model name: pass model= or set 'model' in the golden set")
@@ -377,29 +443,41 @@ async def _send_batches(
         _Batch(start, golden.inputs[start : start + size])
         for start in range(0, len(golden.inputs), size)
     ]
-    gate = asyncio.Semaphore(max(1, concurrency))
     deadline = time.monotonic() + timeout_seconds
+    spent = f"replay time budget of {timeout_seconds:g}s spent"
     own = session is None
     client = session or aiohttp.ClientSession()
+    waiting = deque(batches)
+    limit = max(1, concurrency)
 
-    async def one(batch: _Batch) -> None:
-        async with gate:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                batch.error = f"replay time budget of {timeout_seconds:g}s spent"
-                return
-            await _send(client, url, golden, batch, min(request_timeout_seconds, left))
+    async def attempt(batch: _Batch) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            batch.error = spent
+            return
+        await _send(client, url, golden, batch, min(request_timeout_seconds, left))
+
+    async def worker(index: int) -> None:
+        nonlocal limit
+        while waiting and index < limit:  # a worker above the limit stops
+            batch = waiting.popleft()
+            await attempt(batch)
+            if batch.timed_out:
+                limit = max(1, limit // 2)
+
+    async def run() -> None:
+        await asyncio.gather(*(worker(i) for i in range(limit)))
+        for batch in batches:  # once more, one at a time: no answer is no evidence
+            if not batch.answered:
+                await attempt(batch)
 
     try:
-        tasks = [asyncio.ensure_future(one(b)) for b in batches]
         try:
-            await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout_seconds + 1)
+            await asyncio.wait_for(run(), timeout=timeout_seconds + 1)
         except TimeoutError:
-            for task in tasks:
-                task.cancel()
             for batch in batches:
-                if batch.predictions is None and not batch.error:
-                    batch.error = f"replay time budget of {timeout_seconds:g}s spent"
+                if not batch.answered and not batch.error:
+                    batch.error = spent
     finally:
         if own:
             await client.close()
@@ -420,16 +498,48 @@ def _predictions(
     return predictions, errors
 
 
+def label_key(value: Any) -> str | None:
+    """A class label's key: :func:`vigil.profile.model.category_key` (``1`` == ``1.0``), with
+    a boolean's forms one label, keyed as it keys booleans: ``True``, ``1``, ``"true"`` (any
+    case) and ``"1"`` are ``"true"`` (a BOOL tensor, a 0/1 column, pandas' ``True``)."""
+    key = category_key(value)
+    if key is None:
+        return None
+    lowered = key.lower()
+    if lowered in ("true", "false"):
+        return lowered
+    return {"1": "true", "0": "false"}.get(key, key)
+
+
+def _finite(value: Any) -> float | None:
+    """A number (a boolean is none) that is finite; None otherwise."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return None if number is None or not math.isfinite(number) else float(number)
+
+
+def _agrees(golden: GoldenSet, expected: Any, got: Any, scores: bool) -> bool:
+    if not golden.classification:
+        a, b = _finite(expected), _finite(got)
+        return a is not None and b is not None and abs(a - b) <= golden.tolerance
+    if scores:  # the research outputs were scores: compared by the class each stands for
+        expected, got = (v if _finite(v) is None else int(v >= 0.5) for v in (expected, got))
+    key = label_key(expected)
+    return key is not None and key == label_key(got)
+
+
 def compare(golden: GoldenSet, predictions: Sequence[Any | None]) -> tuple[int, list[Mismatch]]:
-    """Agreed cases and the mismatches (a missing prediction never agrees)."""
+    """Agreed cases and the mismatches (a missing prediction never agrees).
+
+    Classification compares labels exactly (:func:`label_key`): an answer that is no label
+    (a logit, a probability where labels were expected) is a mismatch. Only a golden set
+    whose expected outputs are scores (any non-whole float) compares decisions, at 0.5.
+    Regression: ``|got - expected| <= tolerance``, numbers only.
+    """
+    scores = golden.classification and holds_scores(golden.expected)
     agreed = 0
     mismatches: list[Mismatch] = []
     for index, (expected, got) in enumerate(zip(golden.expected, predictions, strict=True)):
-        ok = False
-        if got is not None:
-            ok = compare_predictions([got], [expected], golden.classification, golden.tolerance)[0]
-            ok = bool(ok)
-        if ok:
+        if got is not None and _agrees(golden, expected, got, scores):
             agreed += 1
         elif got is not None:
             mismatches.append(Mismatch(index, expected, got))
@@ -448,6 +558,7 @@ async def replay_report(golden: GoldenSet, base_url: str, **options: Any) -> Rep
         tuple(errors),
         round(time.monotonic() - started, 3),
         unreachable=bool(batches) and all(batch.unreachable for batch in batches),
+        unanswered=sum(len(batch.rows) for batch in batches if not batch.answered),
     )
 
 

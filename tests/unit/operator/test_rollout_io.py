@@ -274,6 +274,56 @@ async def test_a_replay_that_could_not_run_is_no_result_but_an_unusable_golden_s
     assert await replay() is None
 
 
+async def test_a_golden_replay_without_answers_or_configmap_waits_and_one_pod_gets_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows with no answer (timeouts, 5xx: a failed batch), or a golden-set ConfigMap not
+    applied yet, rolled a good candidate back; now no result: the step replays again."""
+    from vigil.core.revision import compute_revision
+    from vigil.core.rollout import GoldenResult
+    from vigil.core.spec import GoldenSetRef, parse_spec
+    from vigil.operator import rollouts as module
+    from vigil.validation.golden import ReplayReport, parse_golden_set
+
+    spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
+    revision = compute_revision(spec, "")
+    one_pod = {("ml", "wine-c-a"): PodInfo("wine", revision, "10.0.0.9", True)}
+    rollouts = Rollouts(lambda: one_pod)
+
+    async def answering(*_args: Any) -> str:
+        return "http://wine-c1.ml.svc:80"
+
+    class NoConfigMap:
+        async def get(self, kind: str, namespace: str, name: str) -> None:
+            return None
+
+    monkeypatch.setattr(rollouts, "candidate_url", answering)
+    ref = GoldenSetRef("g", "golden.json")
+    assert await rollouts.replay(NoConfigMap(), "ml", "wine", spec, ref) is None  # type: ignore[arg-type]
+
+    golden = parse_golden_set({"model": "wine", "inputs": [[1.0]] * 10, "expected": [0] * 10})
+    asked: list[int] = []
+    reports = [
+        ReplayReport(GoldenResult(10, 6), errors=("rows 6..9: HTTP 503",), unanswered=4),
+        ReplayReport(GoldenResult(10, 6), errors=("rows 6..9: HTTP 422",)),
+    ]
+
+    async def load(*_: Any) -> Any:
+        return golden
+
+    async def report(*_: Any, concurrency: int, **__: Any) -> ReplayReport:
+        asked.append(concurrency)
+        return reports.pop(0)
+
+    monkeypatch.setattr(module, "load_golden_set", load)
+    monkeypatch.setattr(module, "replay_report", report)
+    assert await rollouts.replay(None, "ml", "wine", spec, ref) is None  # type: ignore[arg-type]
+    judged = await rollouts.replay(None, "ml", "wine", spec, ref)  # type: ignore[arg-type]
+    assert judged is not None and (judged.total, judged.agreed) == (10, 6)
+    assert "HTTP 422" in judged.message
+    assert asked == [1, 1]  # one candidate pod (a validate step's): one batch at a time
+
+
 class BothRevisions:
     """A metrics source that measures both revisions: the same inputs, so no drift."""
 

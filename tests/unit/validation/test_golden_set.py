@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
@@ -17,8 +18,12 @@ from vigil.core.spec import GoldenSetRef
 from vigil.validation.golden import (
     GoldenSet,
     GoldenSetError,
+    GoldenSetNotFound,
+    compare,
     configmap_manifest,
     golden_from_configmap,
+    label_key,
+    model_answered,
     parse_golden_set,
     replay,
     replay_report,
@@ -37,11 +42,16 @@ class Model:
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.mode = "ok"  # ok | probabilities | error | slow | flip | regression
+        #: ok | probabilities | error | slow | flip | regression | warming | refuse | short
+        #: | one-at-a-time | logits
+        self.mode = "ok"
         #: Set on teardown: a slow answer is cut short, so teardown does not wait it out.
         self.stopping = asyncio.Event()
+        self.busy = False
 
     def predict(self, rows):
+        if self.mode == "logits":  # raw scores where the golden set holds labels
+            return [37.5 if label(r) else -3.2 for r in rows]
         if self.mode == "regression":
             return [sum(r) + 0.001 for r in rows]
         if self.mode == "flip":
@@ -51,14 +61,22 @@ class Model:
     async def v2(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
-        if self.mode == "error":
+        if self.mode == "error" or (self.mode == "warming" and len(self.requests) == 1):
             return web.json_response({"error": "boom"}, status=500)
-        if self.mode == "slow":
-            with contextlib.suppress(TimeoutError):  # past the replay's 0.5 s timeout
+        if self.mode == "refuse":  # the model refuses the input: its answer
+            return web.json_response({"error": "expected 4 features"}, status=422)
+        if self.mode == "slow" or (self.mode == "one-at-a-time" and self.busy):
+            with contextlib.suppress(TimeoutError):  # past the replay's request timeout
                 await asyncio.wait_for(self.stopping.wait(), 1)
         tensor = body["inputs"][0]
         rows = tensor["data"]
+        if self.mode == "one-at-a-time":  # one worker: a request while it works waits
+            self.busy = True
+            await asyncio.sleep(0.02)
+            self.busy = False
         assert tensor["shape"] == [len(rows), len(rows[0])]
+        if self.mode == "short":  # one prediction fewer than rows
+            rows = rows[1:]
         if self.mode == "probabilities":
             data = [[0.9, 0.1] if label(r) == 0 else [0.2, 0.8] for r in rows]
             out = {"name": "predict", "shape": [len(rows), 2], "datatype": "FP64", "data": data}
@@ -150,6 +168,24 @@ def test_not_json():
         parse_golden_set("{")
 
 
+def test_a_hand_written_regression_set_needs_a_tolerance():
+    """A default of 0 asked a float32 server for the research run's exact float64 digits."""
+    with pytest.raises(GoldenSetError, match='tolerance: required for task regression: set "tol'):
+        golden(task="regression", expected=[0.1] * 10)
+    assert golden(task="regression", expected=[0.1] * 10, tolerance=1e-6).tolerance == 1e-6
+    assert golden().tolerance == 0.0  # a classifier compares labels
+
+
+def test_a_golden_set_under_binary_data_is_read():
+    doc = golden().to_json().encode()
+    cm = {"metadata": {"name": "g"}, "binaryData": {"golden.json": base64.b64encode(doc)}}
+    assert golden_from_configmap(cm, GoldenSetRef("g", "golden.json")) == golden()
+    with pytest.raises(GoldenSetError, match=r"no key 'other\.json'"):
+        golden_from_configmap(cm, GoldenSetRef("g", "other.json"))
+    with pytest.raises(GoldenSetNotFound, match="does not exist"):
+        golden_from_configmap(None, GoldenSetRef("g", "golden.json"))
+
+
 def test_configmap_round_trip_and_errors():
     g = golden()
     cm = configmap_manifest(g, "wine-golden")
@@ -199,6 +235,47 @@ async def test_probabilities_become_the_arg_max(server):
     assert (await replay(golden(), url)).agreement == 1.0
 
 
+async def test_logits_where_labels_were_expected_reproduce_nothing(server):
+    """Any non-whole number read as a score (>= 0.5: class 1): logits passed a label set."""
+    model, url = server
+    model.mode = "logits"
+    assert await replay(golden(), url) == GoldenResult(10, 0)
+
+
+@pytest.mark.parametrize(
+    ("expected", "got", "agreed"),
+    [
+        ([1, 1, 0, 2], [37.5, 0.51, -3.2, 2.4], 0),  # raw scores are no labels
+        ([1, 1, 0, 2], [1.0, 1, 0, 2], 4),  # 1 == 1.0
+        ([0.51, 0.02], [0.99, 0.49], 2),  # expected scores: their decisions at 0.5
+        ([0.8, 0.2, 1.0], [1, 0, 0.7], 3),  # a saturated score (1.0) in a set of scores
+        ([0.51, 0.02], [0.3, 0.6], 0),
+        (["red", "white"], [0, 1], 0),
+        (["red", "white"], ["red", "white"], 2),
+        ([True, False], [1, 0], 2),  # a BOOL column against 0/1
+        ([True, False], ["true", "FALSE"], 2),
+        (["True", "False"], [True, False], 2),  # hand-written text labels
+        ([1, 0], [True, False], 2),
+        ([2, 0], [True, False], 1),  # only 0/1 are booleans
+    ],
+)
+def test_classification_compares_labels_exactly_scores_only_against_scores(expected, got, agreed):
+    g = parse_golden_set({"model": "m", "inputs": [[1.0]] * len(expected), "expected": expected})
+    assert compare(g, got)[0] == agreed
+
+
+def test_booleans_key_as_the_profile_keys_them():
+    assert [label_key(v) for v in (True, 1, 1.0, "1", "TRUE")] == ["true"] * 5
+    assert label_key(2) == "2" and label_key(None) is None
+
+
+def test_regression_compares_numbers_only():
+    g = parse_golden_set(
+        {"model": "m", "task": "regression", "tolerance": 0.0, "inputs": [[1]], "expected": [1.0]}
+    )
+    assert compare(g, [True])[0] == 0 and compare(g, [1])[0] == 1
+
+
 async def test_v1_protocol(server):
     model, url = server
     assert await replay(golden(protocol="v1"), url) == GoldenResult(10, 10)
@@ -216,12 +293,62 @@ async def test_regression_within_tolerance(server):
     assert (await replay(strict, url)).agreed == 0
 
 
-async def test_server_errors_count_as_not_reproduced(server):
+async def test_server_errors_are_sent_again_then_no_answer_not_a_mismatch(server):
     model, url = server
     model.mode = "error"
     report = await replay_report(golden(), url, batch_size=5)
-    assert report.result == GoldenResult(10, 0)
+    assert report.result == GoldenResult(10, 0) and not report.mismatches
     assert len(report.errors) == 2 and "HTTP 500" in report.errors[0]
+    assert len(model.requests) == 4  # each batch once more
+    assert report.unanswered == 10 and not report.complete
+    assert "10 row(s) got no answer" in report.summary()
+
+
+async def test_one_failed_batch_is_sent_again_and_a_good_model_passes(server):
+    """A 5xx on one batch (a cold start) counted its rows as not reproduced: rolled back."""
+    model, url = server
+    model.mode = "warming"
+    report = await replay_report(golden(), url, batch_size=5)
+    assert report.result == GoldenResult(10, 10) and report.complete
+    assert len(model.requests) == 3
+
+
+async def test_a_single_worker_server_that_queues_batches_still_answers_every_row(server):
+    """Concurrent batches queued behind one worker timed out: their rows were counted
+    as not reproduced. Timeouts halve the concurrency; what got no answer is sent again."""
+    model, url = server
+    model.mode = "one-at-a-time"
+    report = await replay_report(golden(), url, batch_size=1, request_timeout_seconds=0.3)
+    assert report.result == GoldenResult(10, 10) and report.complete
+    assert len(model.requests) > 10  # the timed-out batches, sent again
+
+
+@pytest.mark.parametrize(("mode", "error"), [("refuse", "HTTP 422"), ("short", "unreadable")])
+async def test_the_models_refusal_or_unreadable_answer_is_judged_not_retried(server, mode, error):
+    model, url = server
+    model.mode = mode
+    report = await replay_report(golden(), url, batch_size=5)
+    assert report.result == GoldenResult(10, 0) and report.complete
+    assert len(model.requests) == 2 and error in report.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("status", "answered"),
+    [
+        *((code, True) for code in (200, 400, 404, 422)),
+        *((code, False) for code in (302, 408, 429, 500, 502, 503, 504)),
+    ],
+)
+def test_which_statuses_are_the_models_answer(status, answered):
+    assert model_answered(status) is answered
+
+
+async def test_a_replay_whose_time_budget_is_spent_is_incomplete(server):
+    model, url = server
+    model.mode = "slow"
+    report = await replay_report(golden(), url, timeout_seconds=0.5, batch_size=2)
+    assert report.unanswered == 10 and not report.complete
+    assert not report.mismatches
 
 
 async def test_unreachable_endpoint_reproduces_nothing_and_says_it_was_unreachable():
@@ -482,3 +609,48 @@ async def test_cli_check_reads_a_configmap_yaml(server, tmp_path, capsys, monkey
         check[2] = "-"
         assert await asyncio.to_thread(main, check) == 0
     assert "PASS: agreement 1.0000" in capsys.readouterr().out
+
+
+async def test_cli_check_reads_a_configmap_yaml_with_binary_data(server, tmp_path, capsys):
+    """`golden check cm.yaml` printed "error: 'data'" for a golden set under binaryData."""
+    _model, url = server
+    encoded = base64.b64encode(golden().to_json().encode()).decode()
+    cm = tmp_path / "cm.yaml"
+    cm.write_text(
+        f"kind: ConfigMap\nmetadata: {{name: g}}\nbinaryData: {{golden.json: {encoded}}}\n"
+    )
+    check = ["golden", "check", str(cm), "--endpoint", url, "--min-agreement", "1.0"]
+    assert await asyncio.to_thread(main, check) == 0
+    assert "PASS: agreement 1.0000" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*check, "--key", "nope"]) == 1
+    assert "error: ConfigMap g has no key 'nope' (golden set)" in capsys.readouterr().err
+
+
+def test_cli_build_reads_true_false_labels_as_booleans(tmp_path):
+    """pandas writes a bool column as True/False: kept as text, never matched `true` or 1."""
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1,2,True\n3,4,false\n5,6,1\n") == 0
+    g = parse_golden_set((tmp_path / "golden.json").read_text())
+    assert list(g.expected) == [True, False, 1]
+    assert compare(g, [True, 0, True])[0] == 3 and compare(g, [1, False, 1])[0] == 3
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "wine.ml.svc"])
+def test_cli_check_without_any_answer_is_an_error_not_a_model_failure(tmp_path, capsys, endpoint):
+    (tmp_path / "golden.json").write_text(golden().to_json())
+    argv = ["golden", "check", str(tmp_path / "golden.json"), "--endpoint", endpoint]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert f"error: no answer from {endpoint}: rows 0..9: " in captured.err
+    assert "FAIL" not in captured.out
+
+
+async def test_cli_check_with_rows_left_unanswered_gives_no_verdict(server, tmp_path, capsys):
+    model, url = server
+    model.mode = "error"
+    (tmp_path / "golden.json").write_text(golden().to_json())
+    argv = ["golden", "check", str(tmp_path / "golden.json"), "--endpoint", url]
+    assert await asyncio.to_thread(main, argv) == 2
+    assert f"error: no answer from {url}: rows 0..9: HTTP 500" in capsys.readouterr().err
+    model.mode = "refuse"  # the model's answer: a verdict
+    assert await asyncio.to_thread(main, argv) == 1
+    assert "FAIL: agreement 0.0000" in capsys.readouterr().out
