@@ -57,6 +57,8 @@ class RolloutInputs:
     feature_changes: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     #: Why the last Route action could not be applied ("": applied, or none needed).
     routing_error: str = ""
+    #: Why the golden replay run this cycle gave no result ("": it did, or none ran).
+    golden_pending: str = ""
 
 
 @dataclass(frozen=True)

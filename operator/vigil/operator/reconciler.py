@@ -299,7 +299,9 @@ class Reconciler:
             )
             observation = await self._observe(api, body)
             inputs = dataclasses.replace(
-                observation.rollout or RolloutInputs(metrics_available=False), golden=result
+                observation.rollout or RolloutInputs(metrics_available=False),
+                golden=result,
+                golden_pending=self.rollouts.golden_pending(namespace, name),
             )
             plan = decide(dataclasses.replace(observation, rollout=inputs))
         changed = await self._write(api, body, plan)

@@ -122,6 +122,8 @@ class Rollouts:
         self.sources = sources or SourcePool()
         #: The last routing failure per ModelDeployment (an Event only when it changes).
         self._routing_errors: dict[tuple[str, str], str] = {}
+        #: Why the last golden replay per ModelDeployment gave no result (status says it).
+        self._golden_pending: dict[tuple[str, str], str] = {}
         self._clock = clock
 
     async def close(self) -> None:
@@ -334,11 +336,17 @@ class Rollouts:
         the ModelDeployment) or when rows got no answer even on a retry (timeouts, 5xx,
         the pod gone between the probe and the replay): no evidence judges no candidate.
         """
+        key = (namespace, name)
+
+        def no_result(why: str) -> None:
+            log.warning("%s/%s: golden replay gave no result (replayed again): %s", *key, why)
+            self._golden_pending[key] = shorten(why, 300)
+
+        self._golden_pending.pop(key, None)
         revision = compute_revision(spec, self.sidecar_image)
         url = await self.candidate_url(namespace, name, revision)
         if url is None:
-            log.warning("%s/%s: no candidate address for the golden replay", namespace, name)
-            return None
+            return no_result("no address of the candidate")
         # One batch at a time per candidate pod: a validate step runs one, and a
         # single-worker server would queue the rest until they time out.
         pods = len(self._running_pods(namespace, name, revision))
@@ -349,22 +357,25 @@ class Rollouts:
                 golden, url, model=spec.model.name, concurrency=concurrency
             )
         except (KubeError, GoldenSetNotFound) as error:
-            log.warning("%s/%s: golden set not read (replayed again): %s", namespace, name, error)
-            return None
+            return no_result(f"golden set not read: {error}")
         except GoldenSetError as error:
             log.warning("%s/%s: golden set unusable: %s", namespace, name, error)
             return GoldenResult(total=0, agreed=0, message=f"golden set unusable: {error}")
         if not report.complete:  # no answer for some rows: replayed again next cycle
-            log.warning("%s/%s: golden replay incomplete: %s", namespace, name, report.summary())
-            return None
+            return no_result(report.summary())
         log.info("%s/%s: golden replay against %s: %s", namespace, name, url, report.summary())
         if report.result.agreed < report.result.total:  # what did not reproduce, in status
             return dataclasses.replace(report.result, message=shorten(report.summary(), 512))
         return report.result
 
+    def golden_pending(self, namespace: str, name: str) -> str:
+        """Why the last golden replay of this ModelDeployment gave no result ("": it did)."""
+        return self._golden_pending.get((namespace, name), "")
+
     def forget(self, namespace: str, name: str) -> None:
         """A deleted ModelDeployment: nothing of it is kept."""
         self._routing_errors.pop((namespace, name), None)
+        self._golden_pending.pop((namespace, name), None)
 
     def routing_error(self, namespace: str, name: str) -> str:
         """Why the last route of this ModelDeployment could not be applied ("": it was)."""

@@ -260,6 +260,21 @@ def test_a_second_validate_step_replays_its_own_golden_set() -> None:
     assert world.status["candidate"]["step"] == 1
 
 
+def test_a_replay_without_a_result_says_why_in_status() -> None:
+    # It said only "replaying the golden set against the candidate" (the cause in the
+    # operator's log): a missing ConfigMap and a slow pod looked alike.
+    ref = {"configMapKeyRef": {"name": "g", "key": "golden.json"}}
+    steps = {"replacement": {"steps": [{"validate": {"goldenSet": ref}}]}}
+    world, _, candidate = started(rollout={**ROLLOUT, **steps})
+    world.pods_ready(candidate)
+    why = "golden set not read: ConfigMap g (golden set) does not exist"
+    world.inputs = RolloutInputs(figures=GOOD, golden_pending=why)
+    world.reconcile()
+    candidate_status = world.status["candidate"]
+    assert candidate_status["reason"] == "ValidationPending"
+    assert candidate_status["message"].endswith(f"the last replay gave no result: {why}")
+
+
 def test_missing_metrics_hold_then_fail_at_deadline() -> None:
     world, stable, candidate = started()
     world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")

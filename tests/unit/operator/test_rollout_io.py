@@ -300,6 +300,7 @@ async def test_a_golden_replay_without_answers_or_configmap_waits_and_one_pod_ge
     monkeypatch.setattr(rollouts, "candidate_url", answering)
     ref = GoldenSetRef("g", "golden.json")
     assert await rollouts.replay(NoConfigMap(), "ml", "wine", spec, ref) is None  # type: ignore[arg-type]
+    assert "ConfigMap g (golden set) does not exist" in rollouts.golden_pending("ml", "wine")
 
     golden = parse_golden_set({"model": "wine", "inputs": [[1.0]] * 10, "expected": [0] * 10})
     asked: list[int] = []
@@ -318,7 +319,9 @@ async def test_a_golden_replay_without_answers_or_configmap_waits_and_one_pod_ge
     monkeypatch.setattr(module, "load_golden_set", load)
     monkeypatch.setattr(module, "replay_report", report)
     assert await rollouts.replay(None, "ml", "wine", spec, ref) is None  # type: ignore[arg-type]
+    assert "4 row(s) got no answer" in rollouts.golden_pending("ml", "wine")
     judged = await rollouts.replay(None, "ml", "wine", spec, ref)  # type: ignore[arg-type]
+    assert rollouts.golden_pending("ml", "wine") == ""
     assert judged is not None and (judged.total, judged.agreed) == (10, 6)
     assert "HTTP 422" in judged.message
     assert asked == [1, 1]  # one candidate pod (a validate step's): one batch at a time

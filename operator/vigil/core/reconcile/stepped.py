@@ -341,6 +341,9 @@ def _step_report(
     fetching = cycle.fetch_progress(attempt.revision)
     if decision.reason == Reason.CANDIDATE_NOT_READY and fetching:
         message = f"{message} ({fetching})"
+    pending = cycle.obs.rollout.golden_pending if cycle.obs.rollout else ""
+    if decision.reason == Reason.VALIDATION_PENDING and pending:
+        message = f"{message}; the last replay gave no result: {pending}"
     reason = decision.reason
     previous = attempt.previous
     # Between two checks, the last check's words stand (no write, no flapping reason).
