@@ -182,12 +182,12 @@ def sidecar_series(
     Used to check the fast window arithmetic against the metrics sources' path.
     """
     live, copy = {"endpoint": "infer", "origin": LIVE}, {"endpoint": "infer", "origin": SHADOW}
-    ok, failed = {"outcome": SUCCESS, "code": "200"}, {"outcome": ERROR, "code": "500"}
+    ok, failed = {"outcome": SUCCESS}, {"outcome": ERROR}
     samples: list[tuple[str, dict[str, str], float]] = [
-        ("vigil_requests_total", {**live, **ok}, counts[_SUCCESS] - counts[_COPY_SUCCESS]),
-        ("vigil_requests_total", {**live, **failed}, counts[_ERROR] - counts[_COPY_ERROR]),
-        ("vigil_requests_total", {**copy, **ok}, counts[_COPY_SUCCESS]),
-        ("vigil_requests_total", {**copy, **failed}, counts[_COPY_ERROR]),
+        ("vigil_request_outcomes_total", {**live, **ok}, counts[_SUCCESS] - counts[_COPY_SUCCESS]),
+        ("vigil_request_outcomes_total", {**live, **failed}, counts[_ERROR] - counts[_COPY_ERROR]),
+        ("vigil_request_outcomes_total", {**copy, **ok}, counts[_COPY_SUCCESS]),
+        ("vigil_request_outcomes_total", {**copy, **failed}, counts[_COPY_ERROR]),
         ("vigil_input_rows_total", {}, counts[_ROWS]),
         ("vigil_predictions_total", {}, counts[layout.predictions]),
     ]

@@ -13,8 +13,14 @@ from __future__ import annotations
 #: Every series of the project starts with it (the parsers skip other lines early).
 PREFIX = "vigil_"
 
-# Requests and their latency (counter; histogram), by endpoint, origin and outcome.
-REQUESTS = "vigil_requests"
+# Requests and their latency (counter; histogram), by endpoint, origin and outcome. The
+# sidecar exports every inference series of both (live and shadow, each outcome) from its
+# start at 0: Prometheus' increase() cannot count a series' first sample, so a series born
+# at its first request would lose it (a candidate's first error).
+REQUESTS = "vigil_request_outcomes"
+#: The same requests by HTTP status ``code`` too, for people: a series per code, born at
+#: its first request. The operator reads it only from sidecars without the family above.
+REQUESTS_BY_CODE = "vigil_requests"
 REQUEST_DURATION = "vigil_request_duration_seconds"
 #: ``origin`` of a request: live, or a shadow copy another revision's sidecar sent (the
 #: candidate answers them in a shadow step; the gates of a canary step count live alone).
@@ -53,7 +59,7 @@ SIDECAR_START_TIME = "vigil_sidecar_start_time_seconds"
 
 
 def total(family: str) -> str:
-    """A counter's series: ``vigil_requests`` -> ``vigil_requests_total``."""
+    """A counter's series: ``vigil_input_rows`` -> ``vigil_input_rows_total``."""
     return f"{family}_total"
 
 

@@ -4,9 +4,10 @@ Both metrics sources end here. The ``direct`` source scrapes every pod,
 keeps recent scrapes per pod and computes each series' increase over the
 window (:func:`pod_increase`), then adds the pods of a revision up
 (:func:`add_series`); the ``prometheus`` source gets the same per-revision
-increases from PromQL (``sum by (...) (increase(...))``). Either way the
-result is a mapping of :data:`SeriesKey` to a number, which
-:meth:`RevisionWindow.from_series` turns into named figures.
+increases from PromQL (``sum by (...) (increase(...))``, ``delta`` for the
+prediction count and sums). Either way the result is a mapping of
+:data:`SeriesKey` to a number, which :meth:`RevisionWindow.from_series`
+turns into named figures.
 
 Only the label dimensions in :data:`FAMILY_LABELS` are kept: model,
 version, role, pod and instance are summed away, so replicas merge and
@@ -29,6 +30,8 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 #: one batched query per cycle in the prometheus source.
 FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
     total(names.REQUESTS): ("origin", "outcome"),
+    # Read where a revision's sidecars predate the family above (an operator upgrade).
+    total(names.REQUESTS_BY_CODE): ("origin", "outcome"),
     bucket(names.REQUEST_DURATION): ("origin", "le"),
     total(names.INPUT_ROWS): (),
     total(names.FEATURE_BIN): ("feature", "bin"),
@@ -70,6 +73,7 @@ SERVED_REVISION_FAMILIES = frozenset(
 #: Only inference requests count towards health (not probes, not /metadata).
 FAMILY_FILTERS: Mapping[str, Mapping[str, str]] = {
     total(names.REQUESTS): {"endpoint": "infer"},
+    total(names.REQUESTS_BY_CODE): {"endpoint": "infer"},
     bucket(names.REQUEST_DURATION): {"endpoint": "infer"},
 }
 
@@ -389,10 +393,13 @@ class RevisionWindow:
         buckets = _by(series, bucket(names.REQUEST_DURATION), "le")
         shadow = ("origin", names.ORIGIN_SHADOW)
         copy_buckets = _by(series, bucket(names.REQUEST_DURATION), "le", shadow)
+        requests = total(names.REQUESTS)
+        if not any(key[0] == requests for key in series):  # sidecars before that family
+            requests = total(names.REQUESTS_BY_CODE)
         return cls(
-            requests_by_outcome=_by(series, total(names.REQUESTS), "outcome"),
+            requests_by_outcome=_by(series, requests, "outcome"),
             latency_buckets=tuple(sorted((_le_value(le), count) for le, count in buckets.items())),
-            copies_by_outcome=_by(series, total(names.REQUESTS), "outcome", shadow),
+            copies_by_outcome=_by(series, requests, "outcome", shadow),
             copy_latency_buckets=tuple(
                 sorted((_le_value(le), count) for le, count in copy_buckets.items())
             ),

@@ -7,10 +7,15 @@ cycle does not grow with the number of ModelDeployments. The labels
 ``namespace`` and ``model_deployment`` come from the scrape job
 (manifests/monitoring/prometheus-scrape-config.yaml or manifests/base/podmonitor.yaml).
 
-Caveat: the prediction sums are gauges that can go down for negative
-predictions; ``increase`` reads a decrease as a reset, so prediction
-mean/std are exact only for non-negative predictions in this mode (the
-direct source tells resets by the sidecar's start time instead).
+The prediction count, sum and sum of squares are read with ``delta``
+(:data:`DELTA_FAMILIES`): the sum falls with negative predictions, which
+``increase`` would read as resets; and mean and std are ratios of the three,
+which cancel the extrapolation only when all three are extrapolated alike
+(``increase`` treats a counter that starts inside the window, as every
+candidate pod's does, unlike ``delta``). Caveat: ``delta`` does not see a
+sidecar's restart, so a window in which one restarted has a wrong prediction
+mean and std in this mode (the direct source tells restarts by the sidecar's
+start time).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any
 
 import aiohttp
 
-from vigil.core import metric_names
+from vigil.core import metric_names as names
+from vigil.core.metric_names import total
 from vigil.core.window import (
     FAMILY_FILTERS,
     FAMILY_LABELS,
@@ -35,6 +41,12 @@ from vigil.metrics.session import LazySession
 from vigil.metrics.source import Collection, RevisionKey, RevisionTarget
 
 GROUP_LABELS = ("namespace", "model_deployment", "revision")
+
+#: Read with ``delta``, not ``increase``: one function for the three, so the mean and the
+#: std (their ratios) cancel its extrapolation for a pod that started inside the window.
+DELTA_FAMILIES = frozenset(
+    {total(names.PREDICTIONS), names.PREDICTION_VALUE_SUM, names.PREDICTION_VALUE_SQUARES_SUM}
+)
 
 
 class PrometheusError(RuntimeError):
@@ -51,16 +63,13 @@ def _selector(matchers: Mapping[str, str]) -> str:
 
 def family_query(family: str, window_seconds: float, where: Mapping[str, str] | None = None) -> str:
     """``sum by (namespace, model_deployment, revision, <kept>) (increase(...[w]))``, or
-    ``delta`` for a gauge.
+    ``delta`` for the prediction moments (:data:`DELTA_FAMILIES`).
 
     ``where`` adds label matchers (one ModelDeployment's series, for the report).
     """
     by = ", ".join((*GROUP_LABELS, *FAMILY_LABELS[family]))
     selector = _selector({**FAMILY_FILTERS.get(family, {}), **(where or {})})
-    # The sum of predictions falls with every negative one: increase() would take each
-    # fall for a counter reset. delta() does not see a sidecar's restart (that window's
-    # mean is off); the sum of squares never falls but at a restart: increase().
-    change = "delta" if family == metric_names.PREDICTION_VALUE_SUM else "increase"
+    change = "delta" if family in DELTA_FAMILIES else "increase"
     return f"sum by ({by}) ({change}({family}{{{selector}}}[{_duration(window_seconds)}]))"
 
 

@@ -30,7 +30,7 @@ from prometheus_client.utils import floatToGoString
 from vigil.core import metric_names
 from vigil.sidecar.exposition import Families
 
-__all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OpsMetrics", "origin_of"]
+__all__ = ["BASE_LABELS", "LATENCY_BUCKETS", "OUTCOMES", "OpsMetrics", "origin_of"]
 
 BASE_LABELS = ("model", "version", "revision", "role")
 #: Around typical model-serving SLOs (the API's example is p95 <= 250 ms).
@@ -63,6 +63,13 @@ def _le(bound: float) -> str:
 
 
 LIVE = metric_names.ORIGIN_LIVE
+#: Every ``outcome`` of a request (:func:`outcome_of`, and the sidecar's own answers).
+OUTCOMES = ("success", "client_error", "model_error", "rejected", "upstream_error")
+#: The series the operator reads exist from the start, at 0 (``metric_names.REQUESTS``):
+#: inference requests, live and shadow copies. Prometheus' ``increase()`` cannot count
+#: the first sample of a series, so one born at its first request would lose that one.
+ZEROED_ORIGINS = (metric_names.ORIGIN_LIVE, metric_names.ORIGIN_SHADOW)
+ZEROED_ENDPOINT = "infer"
 
 
 def origin_of(shadow_copy: bool) -> str:
@@ -77,6 +84,11 @@ def outcome_of(status: int) -> str:
     if status < 500:
         return "client_error"
     return "model_error"
+
+
+def _empty_histogram() -> list[float]:
+    """Bucket counts (``LATENCY_BUCKETS`` and +Inf) and the sum, all 0."""
+    return [0.0] * (len(LATENCY_BUCKETS) + 2)
 
 
 class _ProcessCollector(Collector):
@@ -156,8 +168,10 @@ class OpsMetrics:
         # Hot-path counters are plain Python numbers, turned into series at
         # scrape time: no locks, no label lookups per request.
         self.request_counts: dict[tuple[str, str, str, int], int] = {}
-        # (endpoint, origin) -> bucket counts + [sum]
-        self.latency: dict[tuple[str, str], list[float]] = {}
+        # (endpoint, origin) -> bucket counts + [sum]; inference ones from the start.
+        self.latency: dict[tuple[str, str], list[float]] = {
+            (ZEROED_ENDPOINT, origin): _empty_histogram() for origin in ZEROED_ORIGINS
+        }
         self.body_bytes: dict[str, list[int]] = {}  # endpoint -> [request, response]
         self.upstream_ready.labels(*self._base_values).set(0)
         registry.register(_ProcessCollector(base, self))
@@ -182,7 +196,7 @@ class OpsMetrics:
         counts[key] = counts.get(key, 0) + 1
         hist = self.latency.get((endpoint, origin))
         if hist is None:
-            hist = self.latency[endpoint, origin] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            hist = self.latency[endpoint, origin] = _empty_histogram()
         hist[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         hist[-1] += seconds
         sizes = self.body_bytes.get(endpoint)
@@ -191,19 +205,42 @@ class OpsMetrics:
         sizes[0] += request_bytes
         sizes[1] += response_bytes
 
-    def hot_path_metrics(self) -> Iterator[Metric]:
-        """The per-request series, built from the plain counters."""
+    def request_families(self) -> Iterator[Metric]:
+        """Requests by outcome (summed over codes; the inference ones at 0 from the start),
+        and by outcome and code."""
         names = list(BASE_LABELS)
         base = list(self._base_values)
         requests = CounterMetricFamily(
-            metric_names.REQUESTS,
+            metric_names.REQUESTS_BY_CODE,
             "Requests by endpoint (infer/other), origin (live, or a shadow copy another "
             "revision's sidecar sent), outcome and HTTP status code.",
             labels=[*names, "endpoint", "origin", "outcome", "code"],
         )
+        by_outcome = {
+            (ZEROED_ENDPOINT, origin, outcome): 0
+            for origin in ZEROED_ORIGINS
+            for outcome in OUTCOMES
+        }
         for (endpoint, origin, outcome, status), n in sorted(self.request_counts.items()):
             requests.add_metric([*base, endpoint, origin, outcome, str(status)], n)
+            key = (endpoint, origin, outcome)
+            by_outcome[key] = by_outcome.get(key, 0) + n
+        outcomes = CounterMetricFamily(
+            metric_names.REQUESTS,
+            "Requests by endpoint, origin and outcome, over every status code: the inference "
+            "ones exist from the start (at 0), the series the operator reads.",
+            labels=[*names, "endpoint", "origin", "outcome"],
+        )
+        for (endpoint, origin, outcome), n in sorted(by_outcome.items()):
+            outcomes.add_metric([*base, endpoint, origin, outcome], n)
+        yield outcomes
         yield requests
+
+    def hot_path_metrics(self) -> Iterator[Metric]:
+        """The per-request series, built from the plain counters."""
+        names = list(BASE_LABELS)
+        base = list(self._base_values)
+        yield from self.request_families()
         duration = HistogramMetricFamily(
             metric_names.REQUEST_DURATION,
             "Time from the complete request to the complete response, as the client sees it.",

@@ -38,7 +38,7 @@ def _answered(origin: str, by_outcome: Mapping[str, float]) -> list[tuple[str, d
     out: list[tuple[str, dict, float]] = []
     for outcome, n in by_outcome.items():
         labels = {"endpoint": "infer", "origin": origin, "outcome": outcome}
-        out.append(("vigil_requests_total", labels, n))
+        out.append(("vigil_request_outcomes_total", labels, n))
     total = sum(by_outcome.values())
     for le in ("0.05", "+Inf"):
         labels = {"endpoint": "infer", "origin": origin, "le": le}

@@ -16,7 +16,7 @@ from vigil.core.window import (
     series_key,
 )
 
-REQ = ("vigil_requests_total", (("origin", ""), ("outcome", "success")))
+REQ = ("vigil_request_outcomes_total", (("origin", ""), ("outcome", "success")))
 SUM = ("vigil_prediction_value_sum", ())
 
 
@@ -33,10 +33,10 @@ class TestSeriesKeys:
             "endpoint": "infer",
             "code": "200",
         }
-        assert series_key("vigil_requests_total", labels) == REQ
+        assert series_key("vigil_request_outcomes_total", labels) == REQ
 
     def test_drops_non_inference_requests(self) -> None:
-        assert series_key("vigil_requests_total", {"endpoint": "other"}) is None
+        assert series_key("vigil_request_outcomes_total", {"endpoint": "other"}) is None
 
     def test_ignores_families_health_does_not_read(self) -> None:
         assert series_key("vigil_requests_in_flight", {}) is None
@@ -68,7 +68,7 @@ class TestPodIncrease:
         assert pod_increase(scrapes, window_start=0) == {SUM: -6}
 
     def test_a_series_that_appears_later_counts_from_zero(self) -> None:
-        other = ("vigil_requests_total", (("outcome", "model_error"),))
+        other = ("vigil_request_outcomes_total", (("outcome", "model_error"),))
         scrapes = [scrape(0, 10), Scrape(30, 0.0, {REQ: 12, other: 3})]
         assert pod_increase(scrapes, window_start=0) == {REQ: 2, other: 3}
 
@@ -87,7 +87,7 @@ class TestMerging:
     def test_window_figures_from_series(self) -> None:
         series = {
             REQ: 90,
-            ("vigil_requests_total", (("outcome", "model_error"),)): 10,
+            ("vigil_request_outcomes_total", (("outcome", "model_error"),)): 10,
             ("vigil_request_duration_seconds_bucket", (("le", "0.1"),)): 50,
             ("vigil_request_duration_seconds_bucket", (("le", "+Inf"),)): 100,
             ("vigil_feature_bin_total", (("feature", "a"), ("bin", "1"))): 7,
@@ -102,7 +102,7 @@ class TestMerging:
         assert window.pods == 2
 
     def test_shadow_copies_are_apart_from_live_requests(self) -> None:
-        requests, latency = "vigil_requests_total", "vigil_request_duration_seconds_bucket"
+        requests, latency = "vigil_request_outcomes_total", "vigil_request_duration_seconds_bucket"
         series = {
             (requests, (("origin", "live"), ("outcome", "success"))): 30,
             (requests, (("origin", "shadow"), ("outcome", "success"))): 60,

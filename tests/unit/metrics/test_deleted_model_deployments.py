@@ -23,8 +23,8 @@ Counts = Callable[[float], tuple[float, float]]
 def requests(ok: float, errors: float) -> dict:
     infer = {"endpoint": "infer", "origin": "live"}
     return {
-        series_key("vigil_requests_total", {**infer, "outcome": "success"}): ok,
-        series_key("vigil_requests_total", {**infer, "outcome": "model_error"}): errors,
+        series_key("vigil_request_outcomes_total", {**infer, "outcome": "success"}): ok,
+        series_key("vigil_request_outcomes_total", {**infer, "outcome": "model_error"}): errors,
     }
 
 

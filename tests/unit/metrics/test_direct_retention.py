@@ -67,9 +67,9 @@ class Pod:
         lines = [f"vigil_sidecar_start_time_seconds{{{base}}} {self.started_at}"]
         for origin in ("live", "shadow"):
             infer = f'{base},endpoint="infer",origin="{origin}"'
-            for outcome, code in (("success", "200"), ("model_error", "500")):
+            for outcome in ("success", "model_error"):
                 lines.append(
-                    self.grow(f'vigil_requests_total{{{infer},outcome="{outcome}",code="{code}"}}')
+                    self.grow(f'vigil_request_outcomes_total{{{infer},outcome="{outcome}"}}')
                 )
             cumulative = 0.0
             for le in LATENCY:

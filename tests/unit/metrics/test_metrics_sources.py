@@ -21,7 +21,7 @@ from vigil.core.window import FAMILY_LABELS, series_key
 from vigil.metrics import Collection, PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.exposition import parse_sidecar_metrics
-from vigil.metrics.prometheus import _group, family_query, pods_query
+from vigil.metrics.prometheus import DELTA_FAMILIES, _group, family_query, pods_query
 
 BASE = ["model", "version", "revision", "role"]
 
@@ -30,11 +30,11 @@ def sidecar_text(requests: float = 10, errors: float = 1, start: float = 1000.0)
     registry = CollectorRegistry()
     labels = ["wine", "1", "r1", "stable"]
     counter = Counter(
-        "vigil_requests", "", [*BASE, "endpoint", "outcome", "code"], registry=registry
+        "vigil_request_outcomes", "", [*BASE, "endpoint", "outcome"], registry=registry
     )
-    counter.labels(*labels, "infer", "success", "200").inc(requests)
-    counter.labels(*labels, "infer", "model_error", "500").inc(errors)
-    counter.labels(*labels, "other", "success", "200").inc(99)
+    counter.labels(*labels, "infer", "success").inc(requests)
+    counter.labels(*labels, "infer", "model_error").inc(errors)
+    counter.labels(*labels, "other", "success").inc(99)
     histogram = Histogram(
         "vigil_request_duration_seconds",
         "",
@@ -73,7 +73,7 @@ class TestExposition:
 
     def test_only_inference_requests_count(self) -> None:
         ours, _ = parse_sidecar_metrics(sidecar_text(requests=10, errors=1))
-        requests = sum(v for k, v in ours.items() if k[0] == "vigil_requests_total")
+        requests = sum(v for k, v in ours.items() if k[0] == "vigil_request_outcomes_total")
         assert requests == 11
 
     def test_other_lines_are_ignored(self) -> None:
@@ -125,9 +125,9 @@ class TestDirectSource:
     @pytest.mark.parametrize(
         "text",
         [
-            'vigil_requests_total{endpoint="infer" 5\n',
-            'vigil_requests_total{endpoint="infer} 5\n',
-            b"vigil_requests_total \xff 1\n",
+            'vigil_request_outcomes_total{endpoint="infer" 5\n',
+            'vigil_request_outcomes_total{endpoint="infer} 5\n',
+            b"vigil_request_outcomes_total \xff 1\n",
         ],
     )
     async def test_an_answer_that_cannot_be_read_fails_that_pod_alone(
@@ -252,21 +252,27 @@ class TestDirectSource:
 
 class TestPrometheusQueries:
     def test_one_query_per_family_groups_by_revision(self) -> None:
-        query = family_query("vigil_requests_total", 300)
+        query = family_query("vigil_request_outcomes_total", 300)
         assert query == (
             "sum by (namespace, model_deployment, revision, origin, outcome) "
-            '(increase(vigil_requests_total{endpoint="infer"}[300s]))'
+            '(increase(vigil_request_outcomes_total{endpoint="infer"}[300s]))'
         )
         assert "count by (namespace, model_deployment, revision)" in pods_query()
 
     def test_every_family_has_a_query(self) -> None:
-        counters = [f for f in FAMILY_LABELS if f != "vigil_prediction_value_sum"]
+        counters = [f for f in FAMILY_LABELS if f not in DELTA_FAMILIES]
         assert all("increase(" + f in family_query(f, 60) for f in counters)
 
-    def test_the_sum_of_predictions_is_read_by_its_change(self) -> None:
+    def test_the_prediction_moments_are_read_by_their_change(self) -> None:
         # increase() takes the sum's every fall (a negative prediction) for a counter reset
-        # and adds it back: a regressor's window mean came out wrong.
-        assert "delta(vigil_prediction_value_sum{" in family_query("vigil_prediction_value_sum", 60)
+        # and adds it back: a regressor's window mean came out wrong. The count and the
+        # squares go alike, or the mean and std of a pod started inside the window are off.
+        for family in (
+            "vigil_prediction_value_sum",
+            "vigil_prediction_value_squares_sum",
+            "vigil_predictions_total",
+        ):
+            assert f"delta({family}{{" in family_query(family, 60)
 
     def test_answers_are_grouped_per_revision(self) -> None:
         answer = [
@@ -295,10 +301,10 @@ class TestPrometheusQueries:
                 "value": [0, "2"],
             }
         ]
-        series, counts = _group(["vigil_requests_total"], [answer], pods)
+        series, counts = _group(["vigil_request_outcomes_total"], [answer], pods)
         assert series == {
             ("a", "m", "r"): {
-                ("vigil_requests_total", (("origin", ""), ("outcome", "success"))): 12.0
+                ("vigil_request_outcomes_total", (("origin", ""), ("outcome", "success"))): 12.0
             }
         }
         assert counts == {("a", "m", "r"): 2}

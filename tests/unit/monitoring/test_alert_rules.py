@@ -16,6 +16,10 @@ from typing import Any
 import pytest
 import yaml_kit
 
+from vigil.core import metric_names
+from vigil.core.metric_names import total
+from vigil.core.vocabulary import Phase
+
 ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "manifests" / "monitoring" / "rules" / "vigil-rules.yaml"
 RULE_TESTS = sorted((RULES.parent / "tests").glob("*.test.yaml"))
@@ -91,3 +95,19 @@ def test_alert_has_severity_summary_description_and_runbook(alert: dict[str, Any
 def test_runbook_anchors_are_distinct() -> None:
     urls = [rule["annotations"]["runbook_url"] for rule in alerts()]
     assert len(urls) == len(set(urls))
+
+
+def test_sidecar_metrics_absent_covers_every_serving_phase() -> None:
+    # After a rollback the stable serves for days in phase RolledBack.
+    (rule,) = [rule for rule in alerts() if rule["alert"] == "VigilSidecarMetricsAbsent"]
+    (pattern,) = re.findall(r'vigil_modeldeployment_phase\{phase=~"([^"]+)"\}', rule["expr"])
+    serving = {phase.value for phase in Phase} - {Phase.PENDING.value, Phase.FAILED.value}
+    assert set(pattern.split("|")) == serving
+
+
+def test_rules_count_requests_with_the_series_that_exist_from_the_start() -> None:
+    # vigil_requests_total{code} series appear with their first request: rate() misses it.
+    for rule in rules():
+        assert "vigil_requests_total" not in rule["expr"], rule.get("record", rule.get("alert"))
+    (errors,) = [rule for rule in rules() if rule.get("record") == "vigil:request_errors:rate5m"]
+    assert total(metric_names.REQUESTS) in errors["expr"]

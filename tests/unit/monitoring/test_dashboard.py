@@ -12,10 +12,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from vigil.metrics.prometheus import DELTA_FAMILIES
+from vigil.operator.metrics import PER_OBJECT_GAUGES, PER_REVISION_GAUGES
+
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "manifests" / "monitoring" / "dashboards" / "vigil.json"
 VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$", re.DOTALL)
+GAUGE_BY = re.compile(r"by \(([^)]*)\) \((vigil_modeldeployment_\w+)\{")
+LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 def load() -> dict[str, Any]:
@@ -80,7 +85,7 @@ def test_the_brief_s_panels_are_there() -> None:
         "p50 / p95 / p99",
         "in-flight",
         "upstream failures",
-        "drift score per feature",
+        "drift score",
         "feature bin distribution",
         "missing values",
         "out-of-range",
@@ -122,3 +127,102 @@ def test_every_query_parses(promtool: str, tmp_path: Path) -> None:
     listing = "\n".join(f"{rule['record']}: {rule['expr']}" for rule in rules)
     assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{listing}"
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout, result.stdout
+
+
+def test_error_rates_count_requests_with_the_series_that_exist_from_the_start() -> None:
+    # vigil_requests_total{code} series appear with their first request: rate() misses it.
+    checked = 0
+    for title, target in targets(load()):
+        if 'outcome!="success"' in target["expr"]:
+            assert "vigil_requests_total" not in target["expr"], title
+            assert "vigil_request_outcomes_total" in target["expr"], title
+            checked += 1
+    assert checked
+
+
+def test_prediction_moments_share_one_function_as_the_operator_s() -> None:
+    # Mean and std are ratios: they cancel the extrapolation only if count, sum and
+    # squares are read alike (vigil.metrics.prometheus.DELTA_FAMILIES).
+    checked = 0
+    for title, target in targets(load()):
+        for family in DELTA_FAMILIES:
+            for function in re.findall(rf"(\w+)\({family}\{{", target["expr"]):
+                assert function == "delta", (title, family)
+                checked += 1
+    assert checked >= 5
+
+
+def panel_expr(title: str) -> str:
+    (target,) = [target for name, target in targets(load()) if name == title]
+    return str(target["expr"])
+
+
+def run_promtool_test(promtool: str, tmp_path: Path, case: dict[str, Any]) -> None:
+    """One ``promtool test rules`` case without rules (instant queries on input series)."""
+    path = tmp_path / "dashboard.test.yaml"
+    path.write_text(json.dumps({"rule_files": [], "evaluation_interval": "1m", "tests": [case]}))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rollouts_in_the_last_hour_count_a_series_first_outcome(
+    promtool: str, tmp_path: Path
+) -> None:
+    # vigil_rollouts_total{outcome} series appear with their first outcome (at 1).
+    expr = substitute(
+        panel_expr("Rollouts in the last hour"), {"namespace": "ml", "model_deployment": ".*"}
+    )
+    series = 'vigil_rollouts_total{{namespace="ml",name="{}",outcome="{}",instance="op"}}'
+    case = {
+        "interval": "1m",
+        "input_series": [
+            {"series": series.format("wine", "Promoted"), "values": "_x10 1x110"},
+            {"series": series.format("wine", "RolledBack"), "values": "_x10 1x50 2x59"},
+            # Older than the hour: only what it gained in the hour counts.
+            {"series": series.format("iris", "Promoted"), "values": "1x79 3x40"},
+        ],
+        "promql_expr_test": [
+            {
+                "expr": f"round({expr})",
+                "eval_time": at,
+                "exp_samples": [
+                    {"labels": f'{{namespace="ml",name="{name}",outcome="{outcome}"}}', "value": n}
+                    for name, outcome, n in expected
+                ],
+            }
+            for at, expected in (
+                (
+                    "30m",
+                    [("wine", "Promoted", 1), ("wine", "RolledBack", 1), ("iris", "Promoted", 1)],
+                ),
+                (
+                    "100m",
+                    [
+                        ("wine", "Promoted", 0),
+                        ("wine", "RolledBack", 1),
+                        ("iris", "Promoted", 2),
+                    ],
+                ),
+            )
+        ],
+    }
+    run_promtool_test(promtool, tmp_path, case)
+
+
+def test_operator_gauges_are_grouped_by_labels_they_have() -> None:
+    # vigil_modeldeployment_drift_score has no feature label: it is the largest feature's.
+    have = {metric: {"namespace", "name", "revision"} for _, metric, _ in PER_REVISION_GAUGES}
+    have |= {metric: {"namespace", "name"} for _, metric, _ in PER_OBJECT_GAUGES}
+    checked = 0
+    for title, target in targets(load()):
+        for by, metric in GAUGE_BY.findall(target["expr"]):
+            if metric not in have:
+                continue
+            labels = {label.strip() for label in by.split(",")}
+            assert labels <= have[metric], (title, metric, labels - have[metric])
+            if target["expr"].startswith(f"max by ({by}) ({metric}"):
+                assert set(LEGEND.findall(target["legendFormat"])) <= labels, title
+            checked += 1
+    assert checked >= 5

@@ -164,7 +164,7 @@ def test_a_pod_whose_metrics_cannot_be_read_is_noted_and_the_rest_counted() -> N
         {
             "r1": [
                 ("wine-r1-0", _sidecar_text(0.0)),
-                ("wine-r1-1", 'vigil_requests_total{a="b" 1\n'),
+                ("wine-r1-1", 'vigil_request_outcomes_total{a="b" 1\n'),
             ]
         },
         now=1000.0,

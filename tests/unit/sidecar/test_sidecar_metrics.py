@@ -9,6 +9,7 @@ from sidecar_testkit import FEATURES, base, scrape, settle, v2_body, value
 
 from vigil.core.drift import bin_index
 from vigil.profile import load_profile
+from vigil.sidecar.metrics import OUTCOMES, outcome_of
 
 BASE = {"model": "m", "version": "1", "revision": "r1", "role": "stable"}
 
@@ -205,3 +206,36 @@ async def test_shadow_copies_the_sidecar_rejects_are_counted_as_shadow(
     rejected = {"outcome": "rejected", "code": code}
     assert value(m, "vigil_requests_total", origin="shadow", **rejected) == 1
     assert value(m, "vigil_requests_total", origin="live", **rejected) == 0
+
+
+async def test_the_request_series_the_operator_reads_exist_before_the_first_request(
+    model, start_sidecar, http
+):
+    # Prometheus' increase() cannot count a series' first sample: a series born at its first
+    # request (value 1) would hide a fresh candidate's first error of each kind.
+    sidecar = await start_sidecar(model.url)
+    m = await scrape(http, sidecar)
+    for origin in ("live", "shadow"):
+        for outcome in OUTCOMES:
+            labels = {"endpoint": "infer", "origin": origin, "outcome": outcome}
+            assert (("vigil_request_outcomes_total", frozenset({**BASE, **labels}.items()))) in m
+            assert value(m, "vigil_request_outcomes_total", **labels) == 0
+        infer = {**BASE, "endpoint": "infer", "origin": origin, "le": "+Inf"}
+        assert m[("vigil_request_duration_seconds_bucket", frozenset(infer.items()))] == 0
+    assert {outcome_of(status) for status in (200, 302, 404, 500)} <= set(OUTCOMES)
+
+
+async def test_request_outcomes_add_up_every_status_code(model, start_sidecar, http):
+    sidecar = await start_sidecar(model.url)
+    for _ in range(2):
+        async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body([[1, 2, 3]])):
+            pass
+    for path in ("/status/500", "/status/503"):
+        async with http.get(f"{base(sidecar)}{path}"):
+            pass
+    m = await scrape(http, sidecar)
+    success = {"endpoint": "infer", "origin": "live", "outcome": "success"}
+    assert value(m, "vigil_request_outcomes_total", **success) == 2
+    errors = {"endpoint": "other", "origin": "live", "outcome": "model_error"}
+    assert value(m, "vigil_request_outcomes_total", **errors) == 2
+    assert value(m, "vigil_requests_total", **errors, code="503") == 1

@@ -1,0 +1,86 @@
+"""The prometheus source's own PromQL, evaluated by the real promtool.
+
+The prediction mean and std are ratios of three families (count, sum, sum of
+squares): they are right only if the three are extrapolated alike, including
+for a pod that started inside the window (every candidate pod).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from vigil.core import metric_names as names
+from vigil.core.metric_names import total
+from vigil.metrics.prometheus import family_query
+
+WINDOW = 300
+MOMENTS = {
+    "count": total(names.PREDICTIONS),
+    "sum": names.PREDICTION_VALUE_SUM,
+    "squares": names.PREDICTION_VALUE_SQUARES_SUM,
+}
+MEAN = "operator:sum / operator:count"
+
+
+def test_prediction_mean_and_std_of_a_pod_that_started_inside_the_window(
+    promtool: str, tmp_path: Path
+) -> None:
+    # Every 15 s scrape, 15 predictions: half 5, half 15 (mean 10, std 5). Pod a served
+    # since before the window; pod b started 2 minutes before its end.
+    per_scrape = {"count": 15, "sum": 150, "squares": 1875}
+    series = []
+    for name, family in MOMENTS.items():
+        for pod, values in (("a", "0+{}x40"), ("b", "_x32 0+{}x8")):
+            labels = f'namespace="ml",model_deployment="wine",revision="r2",pod="{pod}"'
+            series.append(
+                {
+                    "series": f"{family}{{{labels}}}",
+                    "values": values.format(per_scrape[name]),
+                }
+            )
+    rules = {
+        "groups": [
+            {
+                "name": "operator",
+                "rules": [
+                    {"record": f"operator:{name}", "expr": family_query(family, WINDOW)}
+                    for name, family in MOMENTS.items()
+                ],
+            }
+        ]
+    }
+    where = '{namespace="ml",model_deployment="wine",revision="r2"}'
+    checks = [
+        (MEAN, 10.0),
+        (f"sqrt(operator:squares / operator:count - ({MEAN}) ^ 2)", 5.0),
+    ]
+    test = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "600s",
+                        "exp_samples": [{"labels": where, "value": value}],
+                    }
+                    for expr, value in checks
+                ],
+            }
+        ],
+    }
+    (tmp_path / "rules.yaml").write_text(json.dumps(rules))
+    (tmp_path / "moments.test.yaml").write_text(json.dumps(test))
+    result = subprocess.run(
+        [promtool, "test", "rules", "moments.test.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
