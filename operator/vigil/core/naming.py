@@ -26,6 +26,8 @@ ANNOTATION_APPLIED_HASH = "vigil.dev/applied-hash"
 ANNOTATION_IDENTITY = "vigil.dev/identity"
 ANNOTATION_MODEL_VERSION = "vigil.dev/model-version"
 ANNOTATION_IMAGE = "vigil.dev/image"
+#: On the pod template: a digest of the reference profile the sidecars read at their start.
+ANNOTATION_REFERENCE_DIGEST = "vigil.dev/reference-digest"
 
 # Roles: the Deployment (and its settings ConfigMap) serving live traffic, the
 # one being rolled out, and the Service carrying live traffic.

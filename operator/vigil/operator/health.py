@@ -88,6 +88,8 @@ class HealthRecorder(Protocol):
         uid: str,
     ) -> bool: ...
 
+    def nudge(self, namespace: str, name: str, delay: float = 0.0) -> None: ...
+
     def health_unchanged(
         self,
         body: Mapping[str, Any],
@@ -173,6 +175,8 @@ class HealthLoop:
         #: Pods whose artifact fetch has something to say, by (namespace, ModelDeployment).
         self._fetching: dict[tuple[str, str], dict[str, tuple[str, FetchState]]] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
+        #: The reference ConfigMap's resourceVersion each model was last judged with.
+        self._reference_versions: dict[tuple[str, str], str | None] = {}
         #: When this loop began watching (its first cycle, or the first after a pause): a
         #: direct source's history is no longer than that.
         self._watching_since: float | None = None
@@ -218,6 +222,7 @@ class HealthLoop:
         key = (meta.namespace, meta.name)
         if event_type == "DELETED":
             self.models.pop(key, None)
+            self._reference_versions.pop(key, None)
             self._relisted[naming.PLURAL].forget(key)
             self.metrics.forget(*key)
             # Its revisions are hashes of its spec: one created again under its name
@@ -378,6 +383,25 @@ class HealthLoop:
         await self.sources.close_unnamed(groups)
         return merged
 
+    def _nudge_on_new_references(
+        self, targets: Sequence[tuple[RevisionTarget, MonitoringSettings, Any]]
+    ) -> None:
+        """A reference ConfigMap edited in place: its models are reconciled now, which
+        replaces their pods (the sidecar reads the profile at its start only); no watch
+        sees the ConfigMap (it carries none of the operator's labels)."""
+        for target, settings, _ in targets:
+            cached = (
+                self._references.get((target.namespace, settings.reference[0]))
+                if settings.reference
+                else None
+            )
+            key = (target.namespace, target.name)
+            version = cached.resource_version if cached is not None else None
+            before = self._reference_versions.get(key)
+            self._reference_versions[key] = version
+            if before is not None and version is not None and before != version:
+                self.reconciler.nudge(*key)
+
     async def _reference(
         self, api: Api, namespace: str, ref: tuple[str, str]
     ) -> tuple[ReferenceProfile | None, str | None]:
@@ -485,6 +509,7 @@ class HealthLoop:
                 for target, settings, _ in targets
             )
         )
+        self._nudge_on_new_references(targets)
         writes = []
         for (target, settings, body), (profile, problem) in zip(targets, references, strict=True):
             if (target.namespace, target.name) not in self.models:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import logging
 import random
 import time
@@ -162,6 +163,15 @@ def health_patch(
     if status.get("phase") != phase:
         patch["phase"] = phase
     return patch, phase
+
+
+def reference_digest(configmap: Mapping[str, Any] | None, key: str | None) -> str:
+    """A short digest of the reference profile's text ("" without one)."""
+    value = objects.body(configmap).value(key) if configmap is not None and key else None
+    if value is None:
+        return ""
+    raw = value.encode() if isinstance(value, str) else value
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
 
 
 class Reconciler:
@@ -365,6 +375,7 @@ class Reconciler:
                 and objects.body(item).meta.name != naming.service_name(name)
             ],
             reference_found=ref is None or objects.body(reference).has_key(ref.key),
+            reference_digest=reference_digest(reference, ref.key if ref else None),
             now=self._clock(),
             sidecar_image=self.config.sidecar_image,
             foreign_service=service is not None and not ours,

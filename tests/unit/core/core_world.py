@@ -62,6 +62,8 @@ class World:
         self.spec: dict[str, Any] = spec()
         self.now = T0
         self.reference_found = True
+        #: A digest of the reference profile's text, as the operator computes it.
+        self.reference_digest = ""
         self.foreign_service = False
         self.status_writes = 0
         #: Pods by name, as the kubelet writes them (only their artifact fetch is read).
@@ -87,6 +89,7 @@ class World:
             service=copied(service) if service else None,
             configmaps=of("ConfigMap"),
             reference_found=self.reference_found,
+            reference_digest=self.reference_digest,
             now=self.now,
             sidecar_image=SIDECAR,
             foreign_service=self.foreign_service,

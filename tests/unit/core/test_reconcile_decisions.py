@@ -401,6 +401,31 @@ class TestPodsReplacedInPlace:
         assert world.condition("Ready")["reason"] == "ReplicasUnavailable"
 
 
+class TestAReferenceEditedInPlace:
+    def test_replaces_the_pods_which_read_it_at_their_start(self) -> None:
+        # The sidecars kept counting with the old profile for as long as they lived, while
+        # the health loop judged their counts against the new one.
+        world = converged_world()
+        world.reference_digest = "sha256:aaaa"
+        world.reconcile()
+        revision = world.status["stable"]["revision"]
+        deployment = world.deployment(revision)
+        assert deployment is not None
+        template = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert template["vigil.dev/reference-digest"] == "sha256:aaaa"
+        world.pods_ready(revision)
+        world.reference_digest = "sha256:bbbb"
+        world.reconcile()
+        assert world.status["stable"]["revision"] == revision  # no new revision
+        deployment = world.deployment(revision)
+        assert deployment is not None
+        template = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert template["vigil.dev/reference-digest"] == "sha256:bbbb"
+        world.reconcile()  # the Deployment controller has not replaced them yet
+        assert world.condition("Progressing")["reason"] == "Updating"
+        assert world.condition("Ready")["status"] == "True"
+
+
 class TestBlueGreen:
     def test_new_version_starts_a_candidate_and_keeps_traffic_on_stable(self) -> None:
         world = converged_world()

@@ -30,7 +30,7 @@ from vigil.metrics import Collection, RevisionTarget
 from vigil.metrics.pool import SourcePool
 from vigil.operator.health import HealthLoop, pod_info
 from vigil.operator.metrics import OperatorMetrics
-from vigil.operator.reconciler import Reconciler, ReconcilerConfig
+from vigil.operator.reconciler import Reconciler, ReconcilerConfig, reference_digest
 from vigil.profile import Validation, build_profile
 
 GOOD = RevisionWindow(
@@ -402,6 +402,37 @@ async def test_the_reference_is_parsed_once_per_resource_version(
     loop.api.objects[("ConfigMap", "ml", "ref")]["metadata"]["resourceVersion"] = "2"
     await loop.cycle()
     assert len(parsed) == 2
+
+
+async def test_a_reference_edited_in_place_reconciles_its_models(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No watch sees the ConfigMap (none of the operator's labels): the reconcile that
+    # replaces the pods (their sidecars read the profile at their start) came late or never.
+    nudged: list[tuple[str, str]] = []
+    reconciler = loop.loop.reconciler
+    monkeypatch.setattr(reconciler, "nudge", lambda ns, name, delay=0.0: nudged.append((ns, name)))
+    with_reference(loop)
+    await loop.cycle()
+    await loop.cycle()
+    assert nudged == []
+    loop.api.objects[("ConfigMap", "ml", "ref")]["metadata"]["resourceVersion"] = "2"
+    await loop.cycle()
+    assert nudged == [("ml", "wine")]
+    await loop.cycle()
+    assert nudged == [("ml", "wine")]
+
+
+def test_the_reference_digest_follows_the_profiles_text() -> None:
+    def configmap(text: str) -> dict[str, Any]:
+        return {"metadata": {"name": "ref"}, "data": {"profile.json": text}}
+
+    first = reference_digest(configmap('{"a": 1}'), "profile.json")
+    assert first.startswith("sha256:") and len(first) == len("sha256:") + 16
+    assert reference_digest(configmap('{"a": 1}'), "profile.json") == first
+    assert reference_digest(configmap('{"a": 2}'), "profile.json") != first
+    assert reference_digest(configmap("{}"), "other.json") == ""
+    assert reference_digest(None, "profile.json") == ""
 
 
 def test_pod_info_reads_labels_ip_and_phase() -> None:

@@ -90,8 +90,13 @@ def desired_deployment(
     *,
     sidecar_image: str,
     replicas: int,
+    reference_digest: str = "",
 ) -> dict[str, Any]:
-    """The Deployment running one revision: model server + sidecar in every pod."""
+    """The Deployment running one revision: model server + sidecar in every pod.
+
+    ``reference_digest``: of the reference profile the sidecars read at their start; an
+    edited ConfigMap changes the pod template, so the pods are replaced in place.
+    """
     pod_labels = naming.selector_labels(owner.name, info.revision)
     annotations = {
         naming.ANNOTATION_IDENTITY: info.identity,
@@ -119,6 +124,11 @@ def desired_deployment(
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(METRICS_PORT),
                             "prometheus.io/path": "/metrics",
+                            **(
+                                {naming.ANNOTATION_REFERENCE_DIGEST: reference_digest}
+                                if reference_digest
+                                else {}
+                            ),
                         },
                     },
                     "spec": pod_spec(owner, spec, info, sidecar_image),

@@ -133,7 +133,12 @@ class Cycle:
         self.ensure(desired_configmap(owner, self.spec, info))
         return self.ensure(
             desired_deployment(
-                owner, self.spec, info, sidecar_image=self.obs.sidecar_image, replicas=replicas
+                owner,
+                self.spec,
+                info,
+                sidecar_image=self.obs.sidecar_image,
+                replicas=replicas,
+                reference_digest=self.obs.reference_digest,
             )
         )
 

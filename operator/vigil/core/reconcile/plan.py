@@ -47,6 +47,9 @@ class Observation:
     #: Each revision's artifact fetch, from its pods (the most telling one; absent: nothing
     #: to say: done, not started, or a model not fetched).
     fetches: Mapping[str, FetchState] = field(default_factory=dict)
+    #: A digest of the reference profile's text: in the pod template, so that an edit of
+    #: the ConfigMap replaces the pods in place (the sidecar reads it at its start only).
+    reference_digest: str = ""
 
 
 @dataclass(frozen=True)
