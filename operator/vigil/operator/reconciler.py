@@ -193,6 +193,8 @@ class Reconciler:
         self._locks = KeyedLocks()
         #: False while kopf pauses the operator (peering): nothing is reconciled.
         self.active = True
+        #: Stopping: the reconciles under way finish their plan (a pause drops it).
+        self._closing = False
         #: Reconciles that failed in a row, by object (for the retries' backoff).
         self._failures: dict[tuple[str, str], int] = {}
         self._queued: set[tuple[str, str]] = set()
@@ -249,6 +251,7 @@ class Reconciler:
         """Stop: no more retries or rechecks; reconciles under way may finish their plan."""
         for timer in self._timers.values():
             timer.cancel()
+        self._closing = True
         self.active = False  # queued ones (still coalescing) do nothing
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace)
@@ -314,6 +317,11 @@ class Reconciler:
                 golden_pending=self.rollouts.golden_pending(namespace, name),
             )
             plan = decide(dataclasses.replace(observation, rollout=inputs))
+        if not self.active and not self._closing:
+            # Paused while it observed and decided (a golden replay takes up to a minute):
+            # another instance acts now; its own reconcile decides again.
+            log.info("%s/%s: paused before writing; the plan is dropped", namespace, name)
+            return False
         changed = await self._write(api, body, plan)
         if self.rollouts is not None:
             await self.rollouts.after_write(api, body, plan)

@@ -648,6 +648,22 @@ async def test_a_paused_operator_reconciles_nothing(harness: Harness) -> None:
     assert harness.api.writes
 
 
+async def test_a_pause_while_observing_drops_the_plan(harness: Harness) -> None:
+    # Paused by peering while it read (a golden replay takes up to a minute), it wrote
+    # its plan after another instance had started acting.
+    harness.api.add(model_deployment())
+    read = harness.api.get
+
+    async def paused_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = await read(*args, **kwargs)
+        harness.reconciler.active = False
+        return found
+
+    harness.api.get = paused_meanwhile  # type: ignore[method-assign]
+    await harness.reconciler._observe_decide_write("ml", "wine")
+    assert harness.api.writes == []
+
+
 async def test_shutting_down_lets_a_running_reconcile_finish(harness: Harness) -> None:
     # Cancelled mid-plan, a rolling restart of the operator interrupted writes every time.
     harness.api.add(model_deployment())
