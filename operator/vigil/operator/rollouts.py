@@ -126,9 +126,6 @@ class Rollouts:
         self._golden_pending: dict[tuple[str, str], str] = {}
         self._clock = clock
 
-    async def close(self) -> None:
-        await self.sources.close()
-
     def _running_pods(self, namespace: str, name: str, revision: str) -> list[tuple[str, str]]:
         return sorted(
             (pod_name, info.ip)

@@ -19,6 +19,7 @@ from sidecar_testkit import (
     SHADOW_LABELS,
     SHADOW_ROWS,
     FakeModel,
+    answer_ok,
     base,
     capture_dispatch,
     fake_client,
@@ -257,6 +258,7 @@ async def test_the_shadow_header_is_not_forwarded_to_the_model_server(
     assert b"x-vigil-shadow:" not in request.head.raw.lower()
     assert b"X-Vigil-Shadow-Target: kept\r\n" in request.head.raw  # other headers untouched
     assert request.head.raw.endswith(b"\r\n\r\n")
+    answer_ok(client, request)  # unanswered, it held the sidecar's drain for 5 s
 
 
 async def test_a_copy_counts_as_a_copy_at_the_candidate_whose_model_never_sees_the_header(

@@ -143,24 +143,22 @@ async def test_a_gzip_candidate_answer_over_the_cap_once_decoded_is_target_too_l
     assert not _count(registry, "too_large")
 
 
-async def test_when_both_answers_are_over_the_cap_the_copy_is_too_large(
-    model: FakeModel, monkeypatch
+@pytest.mark.parametrize(
+    ("local", "counted", "not_counted"),
+    [
+        (_answer([0] * 100), "too_large", "target_too_large"),
+        (b"not json", "stable_unparseable", "target_too_large"),
+    ],
+    ids=["both answers over the cap: too_large", "the stable's unparseable: the stable's"],
+)
+async def test_a_failure_on_the_stables_side_besides_an_oversized_candidate_is_the_stables(
+    model: FakeModel, monkeypatch, local: bytes, counted: str, not_counted: str
 ):
     monkeypatch.setattr(shadow_module, "MAX_COMPARED_BYTES", 80)
     registry = CollectorRegistry()
-    await _run(stable_shadow(model.url, registry), _copy(_answer([0] * 100)))
-    assert _count(registry, "too_large") == 1
-    assert not _count(registry, "target_too_large")
-
-
-async def test_a_stable_answer_unparseable_besides_an_oversized_candidate_one_is_the_stables(
-    model: FakeModel, monkeypatch
-):
-    monkeypatch.setattr(shadow_module, "MAX_COMPARED_BYTES", 80)
-    registry = CollectorRegistry()
-    await _run(stable_shadow(model.url, registry), _copy(b"not json"))
-    assert _count(registry, "stable_unparseable") == 1
-    assert not _count(registry, "target_too_large")
+    await _run(stable_shadow(model.url, registry), _copy(local))
+    assert _count(registry, counted) == 1
+    assert not _count(registry, not_counted)
 
 
 # ---------------------------------------------------------------- a classifier's scores
