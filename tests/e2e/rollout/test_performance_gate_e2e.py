@@ -226,10 +226,11 @@ def test_a_regressor_with_a_much_worse_mae_is_rolled_back_by_the_performance_gat
     versus = done.failed.get("performanceVsStable")
     if versus is not None:
         # The threshold is 1.2 x the stable's MAE on the labels it got in the step, a sample
-        # of the rows: within 4 standard errors of 1.2 x its MAE over all rows.
+        # of the rows: within 5 standard errors of 1.2 x its MAE over all rows (|errors| are
+        # skewed: beyond 5 in about 5 runs in a million at 50 labels, simulated).
         stable_errors = np.abs(stable.predict(stable.X) - stable.y)
         labels = stable_labels(done.message, REGRESSOR_PERFORMANCE["minLabels"])
-        tolerance = 1.2 * 4 * float(stable_errors.std()) / labels**0.5
+        tolerance = 1.2 * 5 * float(stable_errors.std()) / labels**0.5
         assert abs(versus["threshold"] - 1.2 * stable_mae) < tolerance, (versus, labels)
     operator.assert_no_errors()
     record(
