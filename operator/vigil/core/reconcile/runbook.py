@@ -54,8 +54,8 @@ def _decide(cycle: Cycle) -> Plan:
         spec = obs.parsed or parse_spec(obs.owner.name, obs.spec)
     except SpecError as error:
         cycle.finish_cut_retire(None, stable_view)
-        retired = _supersede(cycle, stable_view, None)
-        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, str(error), retired)
+        retired, held = _supersede(cycle, stable_view, None)
+        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, str(error), retired, held)
     problem = naming.name_problem(obs.owner.name, REVISION_LENGTH)
     if problem is not None:
         return _blocked(cycle, stable_view, Reason.INVALID_SPEC, problem)
@@ -84,8 +84,8 @@ def _decide(cycle: Cycle) -> Plan:
 
     # A change (or a bake) is never judged on a policy or thresholds the operator cannot read.
     if unreadable := _unreadable_section(spec, change, obs.status):
-        retired = _supersede(cycle, stable_view, revision)
-        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, unreadable, retired)
+        retired, held = _supersede(cycle, stable_view, revision)
+        return _blocked(cycle, stable_view, Reason.INVALID_SPEC, unreadable, retired, held)
 
     # A new revision needs its reference profile before its pods can start.
     if _missing_reference(obs, spec) and revision not in views:
@@ -95,7 +95,7 @@ def _decide(cycle: Cycle) -> Plan:
             f"ConfigMap {ref.name!r} with key {ref.key!r} (spec.monitoring.reference) "
             "was not found in this namespace"
         )
-        retired = _supersede(cycle, stable_view, revision)
+        retired, _held = _supersede(cycle, stable_view, revision)
         plan = _blocked(cycle, stable_view, Reason.REFERENCE_NOT_FOUND, message, retired)
         plan.recheck_after = RECHECK_SECONDS
         return plan
@@ -207,10 +207,18 @@ def _blocked(
     reason: str,
     message: str,
     retired: Sequence[str] = (),
+    held: DeploymentView | None = None,
 ) -> Plan:
     """Report a spec the operator cannot act on (a warning Event of the same reason); keep
-    whatever serves now (but the candidates ``retired``: see _supersede)."""
-    if stable_view is not None:
+    whatever serves now (but the candidates ``retired``, and the one ``held`` out of
+    traffic: see _supersede)."""
+    why = message
+    if stable_view is not None and held is not None:
+        message = (
+            f"{message}; revision {stable_view.revision} serves alone: candidate revision "
+            f"{held.revision} gets no live or shadow traffic until the spec is fixed"
+        )
+    elif stable_view is not None:
         message = f"{message}; revision {stable_view.revision} keeps serving"
     if cycle.previous_reason(ConditionType.READY) != reason:
         cycle.event(reason, message, warning=True)
@@ -223,19 +231,46 @@ def _blocked(
         plan.status[key] = cycle.obs.status.get(key)
     if (plan.status["candidate"] or {}).get("revision") in retired:
         plan.status["candidate"] = None
+    if held is not None and (plan.status["candidate"] or {}).get("revision") == held.revision:
+        plan.status["candidate"] = _held_status(plan.status["candidate"], held, reason, why)
     return plan
 
 
-def _supersede(cycle: Cycle, stable_view: DeploymentView | None, revision: str | None) -> list[str]:
+#: What a step's evidence is measured from: started again once a held candidate resumes.
+_EVIDENCE = ("stepStartedAt", "heldSince", "lastAnalysisAt", "shadowPercent")
+
+
+def _held_status(
+    previous: Mapping[str, Any], held: DeploymentView, reason: str, why: str
+) -> dict[str, Any]:
+    """``status.candidate`` of a candidate held out of traffic: its step kept, its share 0
+    and why. Its step's evidence starts again once the spec is fixed (the rollout resumes
+    at that step): time held out is neither the step's evidence nor a hold's."""
+    kept = {key: value for key, value in previous.items() if key not in _EVIDENCE}
+    return {
+        **kept,
+        "replicas": held.replicas,
+        "readyReplicas": held.ready_replicas,
+        "weight": 0,
+        "reason": reason,
+        "message": f"{why}; no live or shadow traffic until the spec is fixed",
+    }
+
+
+def _supersede(
+    cycle: Cycle, stable_view: DeploymentView | None, revision: str | None
+) -> tuple[list[str], DeploymentView | None]:
     """A newer spec that cannot start yet still supersedes the candidates it replaces, so
     none keeps live or shadow traffic unjudged while it waits: those of another revision;
     for a spec that cannot be read (``revision`` None), those running another model version
-    or image than it asks for (either makes another revision). The stable then serves
-    alone; the revisions retired."""
+    or image than it asks for (either makes another revision). A candidate it keeps is held
+    out of traffic (its pods stay, to resume): it is not judged meanwhile. The stable then
+    serves alone; the revisions retired, and the candidate held."""
     if stable_view is None:
-        return []
+        return [], None
     baking = bake.baking(cycle, stable_view.revision)
-    kept = {stable_view.revision, revision, baking.previous if baking else None}
+    serving = {stable_view.revision, baking.previous if baking else None}
+    kept = serving | {revision}
     others = [
         view
         for other, view in cycle.views().items()
@@ -251,13 +286,28 @@ def _supersede(cycle: Cycle, stable_view: DeploymentView | None, revision: str |
             continue
         retired.append(view.revision)
         cycle.retire(view, superseded(view.revision, by))
-    if others:
+    held = _held_out(cycle, serving | {view.revision for view in others})
+    if others or held is not None:
         stable_alone(cycle, stable_view)
         # A spec.rollout not read names no route: the one status recorded leaves them.
         recorded = cycle.obs.status.get("httpRoute")
         if recorded and (cycle.spec is None or cycle.spec.rollout.problem):
             cycle.wanted_route = Route(stable_view.revision, http_route=str(recorded))
-    return retired
+    return retired, held
+
+
+def _held_out(cycle: Cycle, passed: set[str | None]) -> DeploymentView | None:
+    """The candidate a blocked spec keeps (a revision not ``passed``: not the stable, a
+    bake's previous one or one superseded), unless its attempt ended (rolled back, failed:
+    out of traffic already)."""
+    ended = cycle.obs.status.get("candidate") or {}
+    for view in cycle.views().values():
+        if view.revision in passed or view.role != naming.ROLE_CANDIDATE:
+            continue
+        if ended.get("revision") == view.revision and ended.get("outcome") in FINISHED:
+            continue
+        return view
+    return None
 
 
 def _asks_another(spec: Mapping[str, Any], view: DeploymentView) -> bool:
