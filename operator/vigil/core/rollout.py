@@ -199,11 +199,11 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     steps = policy.steps
     if not steps:
         raise ValueError("decide() needs rollout steps; without steps the switch is blue/green")
-    index = min(state.step, len(steps) - 1)
-    step = steps[index]
-    # The first step starts when the candidate is ready: its duration is for evidence.
-    started = state.step_started_at or (now if obs.candidate_ready else None)
-    state = replace(state, step=index, step_started_at=started)
+    state = replace(state, step=min(state.step, len(steps) - 1))
+    index, step = state.step, steps[state.step]
+    # The first step starts when the candidate is ready: its duration and its holds count from then.
+    if state.step_started_at is None and obs.candidate_ready:
+        state = replace(state, step_started_at=now, held_since=None)
     cycle = _Cycle(policy, obs, now, traffic_at(steps, index, obs.replicas))
 
     # A person aborted: roll back now (a decided promotion too: the stable still serves).

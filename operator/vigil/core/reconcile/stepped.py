@@ -44,7 +44,7 @@ from vigil.core.rollout import (
     decide,
 )
 from vigil.core.shadow import shadow_settings
-from vigil.core.spec import RolloutPolicy
+from vigil.core.spec import RolloutPolicy, Step
 from vigil.core.vocabulary import FINISHED, Action, ChangeKind, Phase, Reason, RequestVerb
 from vigil.core.vocabulary import Outcome as HistoryOutcome
 
@@ -62,6 +62,8 @@ class _Attempt:
     change: ChangeKind
     previous: dict[str, Any]
     summary: dict[str, Any]
+    #: The spec's steps changed under the running step: what became of it ("" = nothing).
+    edited: str = ""
 
 
 def progress(
@@ -168,7 +170,9 @@ def _judge(
     """``rollout.decide`` on this cycle's observations; the person's request answered."""
     spec, obs = cycle.spec, cycle.obs
     assert spec is not None
-    state = state_from_status(attempt.previous)
+    state, attempt.edited = steps_edited(
+        state_from_status(attempt.previous), attempt.previous, policy.steps, obs.now.timestamp()
+    )
     asked_for = obs.request.revision if obs.request is not None else None
     if cycle.verb in _STATE_VERBS and asked_for not in (None, "", attempt.revision):
         # Placed while another rollout ran (the operator down meanwhile, Git synced).
@@ -184,7 +188,7 @@ def _judge(
     golden = fresh or golden_from_status(attempt.previous)
     attempt.summary["golden"] = golden_status(golden)
     # A replay answers its own validate step: a later one replays its own golden set.
-    if golden is not None and golden.step not in (None, state.step):
+    if golden is not None and (golden.step not in (None, state.step) or attempt.edited):
         golden = None
     inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
     attempt.summary.update(_feature_changes(inputs, attempt.previous))
@@ -205,6 +209,38 @@ def _judge(
         )
     attempt.summary["gates"] = last_gates(decision, attempt.previous)
     return decision, seen, state.promoting
+
+
+def steps_edited(
+    state: RolloutState, previous: Mapping[str, Any], steps: Sequence[Step], now: float
+) -> tuple[RolloutState, str]:
+    """The state for the spec's steps, and words when they changed under the running step.
+
+    The running step (``stepName``) keeps its clock and evidence where it now is (the
+    nearest such step to its index); gone, the step now at its index starts afresh:
+    each step judges its own evidence, nothing on another step's window or clock.
+    """
+    running = previous.get("stepName")
+    index = min(state.step, len(steps) - 1)
+    if not running or state.step_started_at is None or state.promoting:
+        return state, ""
+    if steps[index].describe() == running and index == state.step:
+        return state, ""
+    was = f"the steps changed: step {state.step + 1} ({running})"
+    found = [i for i, step in enumerate(steps) if step.describe() == running]
+    if found:
+        moved = min(found, key=lambda i: (abs(i - state.step), i))
+        return replace(state, step=moved), f"{was} is now step {moved + 1}/{len(steps)}"
+    afresh = replace(
+        state,
+        step=index,
+        step_started_at=now,
+        last_analysis_at=now,  # nothing judged on the old step's window
+        failed_checks=0,
+        held_since=None,
+        released=False,
+    )
+    return afresh, f"{was} is gone; step {index + 1} starts afresh"
 
 
 def _observations(
@@ -344,11 +380,14 @@ def _step_report(
     pending = cycle.obs.rollout.golden_pending if cycle.obs.rollout else ""
     if decision.reason == Reason.VALIDATION_PENDING and pending:
         message = f"{message}; the last replay gave no result: {pending}"
+    if attempt.edited:
+        message = f"{message} ({attempt.edited})"
     reason = decision.reason
     previous = attempt.previous
     # Between two checks, the last check's words stand (no write, no flapping reason).
     if (
         decision.between_checks
+        and not attempt.edited
         and previous.get("step") == state.step
         and previous.get("reason") in CHECK_REASONS
     ):
