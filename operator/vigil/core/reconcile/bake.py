@@ -8,25 +8,44 @@ remove the previous revision once the bake passed, or go back to it
 (scaled up first: the Service only moves to an available revision). Going
 back ends like a rolled-back candidate: the promoted revision is held out
 until the spec changes or a person retries.
+
+A bake that failed is finished before anything new rolls out: a newer spec
+waits while live traffic goes back (:func:`going_back`, ``watch(asked=...)``).
+One that asks for the previous revision is answered by going back itself,
+without a rollout (the promoted revision is removed at once: should the
+cycle be cut short after that, status.bake still says what happened, and
+:func:`baking` hands it to ``watch`` to finish).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from vigil.common.times import format_unix
-from vigil.core.bake import BakeObservations, BakeState, decide, signals, state_from_status
+from vigil.core.bake import (
+    BakeDecision,
+    BakeObservations,
+    BakeState,
+    decide,
+    signals,
+    state_from_status,
+)
 from vigil.core.bake import state_to_status as bake_status
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
-from vigil.core.reconcile.plan import Plan
+from vigil.core.reconcile.plan import REMOVE_AFTER_OUTCOME_SECONDS, Plan
 from vigil.core.reconcile.report import Outcome, Side, finish, outcome
 from vigil.core.reconcile.rollback import bake_failed
+from vigil.core.spec import BakeSpec
 from vigil.core.vocabulary import BakeMove, Reason
 
 #: How often a bake looks at the health conditions at the latest (a health write that
 #: flips one asks for a reconcile at once).
 RECHECK_SECONDS = 30.0
+#: What ``decide`` is given for a failed bake whose spec no longer has one (a newer spec
+#: waits for the going back): a failed bake's moves never read it.
+_GOING_BACK_ONLY = BakeSpec("0s", 0.0, 0)
 
 
 def start(
@@ -64,9 +83,25 @@ def start(
 
 
 def baking(cycle: Cycle, revision: str) -> BakeState | None:
-    """The bake of ``revision`` (the stable one) that status records, if any."""
+    """The bake of ``revision`` (the stable one) that status records, if any; or a failed
+    bake going back to ``revision`` that was cut short after it removed the promoted one
+    (a spec asking for ``revision`` again): :func:`watch` finishes it."""
     state = state_from_status(cycle.obs.status.get("bake"))
-    return state if state is not None and state.revision == revision else None
+    if state is None:
+        return None
+    if state.revision == revision:
+        return state
+    cut = state.failed_at is not None and state.previous == revision
+    return state if cut and state.revision not in cycle.views() else None
+
+
+def going_back(cycle: Cycle, stable: str, views: Mapping[str, DeploymentView]) -> BakeState | None:
+    """The failed bake of the stable revision, its previous revision still there to go back
+    to: it is finished before a newer spec rolls out."""
+    state = baking(cycle, stable)
+    if state is None or state.failed_at is None or state.previous not in views:
+        return None
+    return state
 
 
 def watch(
@@ -75,31 +110,30 @@ def watch(
     view: DeploymentView,
     previous: DeploymentView | None,
     reached: Outcome,
+    asked: str | None = None,
 ) -> Plan:
-    """One cycle of the bake of the stable revision ``view`` (vigil.core.bake's runbook)."""
+    """One cycle of the bake of the stable revision ``view`` (vigil.core.bake's runbook).
+
+    ``asked``: the revision a newer spec asks for, which waits while a failed bake goes
+    back (None: the spec asks for the promoted revision still).
+    """
     spec = cycle.spec
     assert spec is not None
     now = cycle.obs.now.timestamp()
-    if spec.rollout.bake is None:
+    if state.revision != view.revision:
+        # Going back to ``view`` (asked for) was cut short after it removed the promoted one.
+        return _back(cycle, state, _as_recorded(cycle, state.revision), view, view.revision)
+    if spec.rollout.bake is None and asked is None:
         # spec.rollout.bake was removed: the bake ends now, the previous revision goes.
         if previous is not None:
             cycle.delete_revision(previous.revision)
         return finish(cycle, reached, revision=view.revision, stable=Side(view))
     seen = _seen(cycle, previous)
-    decision = decide(spec.rollout.bake, state, seen, now, spec.rollout.progress_deadline_seconds)
+    rules = spec.rollout.bake or _GOING_BACK_ONLY
+    decision = decide(rules, state, seen, now, spec.rollout.progress_deadline_seconds)
     # Over: passed, or the previous revision never came back (the promoted one keeps serving).
     if decision.move in (BakeMove.PASS, BakeMove.GIVE_UP):
-        if previous is not None:
-            cycle.delete_revision(previous.revision)
-        if decision.move == BakeMove.GIVE_UP:
-            cycle.event(Reason.BAKE_ROLLBACK_FAILED, decision.message, warning=True)
-        elif previous is not None:
-            cycle.event(
-                Reason.BAKE_PASSED,
-                f"revision {state.revision} passed its bake ({decision.message}); "
-                f"revision {state.previous} removed",
-            )
-        return finish(cycle, reached, revision=view.revision, stable=Side(view))
+        return _over(cycle, decision, view, previous, reached, asked)
     assert previous is not None
     cycle.scale_revision(previous.revision, decision.previous_replicas)
     after = decision.state
@@ -112,18 +146,88 @@ def watch(
         )
     # The previous revision is available: live traffic goes back to it.
     if decision.move == BakeMove.ROLL_BACK:
-        return bake_failed(cycle, previous, _rolled_back(view, after))
+        return _back(cycle, after, _as_running(view), previous, asked)
     why = Reason.BAKING if decision.move == BakeMove.BAKE else Reason.BAKE_FAILED
+    words = f"bake of revision {state.revision}: {decision.message}{_waits(after, asked)}"
     plan = finish(
         cycle,
-        bake_outcome(reached, why, f"bake of revision {state.revision}: {decision.message}"),
-        revision=view.revision,
+        bake_outcome(reached, why, words),
+        revision=asked or view.revision,
         stable=Side(view),
     )
     plan.status["bake"] = _status(after, previous, decision.previous_replicas)
     left = after.ends_at - now if decision.move == BakeMove.BAKE else RECHECK_SECONDS
     plan.recheck_after = max(1.0, min(RECHECK_SECONDS, left))
     return plan
+
+
+def _over(
+    cycle: Cycle,
+    decision: BakeDecision,
+    view: DeploymentView,
+    previous: DeploymentView | None,
+    reached: Outcome,
+    asked: str | None,
+) -> Plan:
+    """The bake passed, or its previous revision never came back: the previous revision
+    goes, the promoted one serves on (and a newer spec rolls out against it next)."""
+    state = decision.state
+    if previous is not None:
+        cycle.delete_revision(previous.revision)
+    if decision.move == BakeMove.GIVE_UP:
+        cycle.event(Reason.BAKE_ROLLBACK_FAILED, decision.message, warning=True)
+    elif previous is not None:
+        cycle.event(
+            Reason.BAKE_PASSED,
+            f"revision {state.revision} passed its bake ({decision.message}); "
+            f"revision {state.previous} removed",
+        )
+    if asked is not None:
+        words = f"{decision.message}; revision {asked} rolls out next"
+        reached = bake_outcome(reached, Reason.BAKE_ROLLBACK_FAILED, words)
+        cycle.plan.recheck_after = REMOVE_AFTER_OUTCOME_SECONDS
+    return finish(cycle, reached, revision=asked or view.revision, stable=Side(view))
+
+
+def _back(
+    cycle: Cycle,
+    state: BakeState,
+    promoted: Mapping[str, Any],
+    previous: DeploymentView,
+    asked: str | None,
+) -> Plan:
+    """Live traffic back to the available previous revision; the promoted one ends
+    RolledBack (its history entry with what it ran, not what a newer spec asks for).
+
+    A newer spec asking for the previous revision is answered by this: the promoted one is
+    removed now (not held out), as status.bake tells a cycle cut short after it."""
+    plan = bake_failed(cycle, previous, _rolled_back(promoted, state))
+    ran = {key: promoted[key] for key in ("modelVersion", "image") if promoted.get(key)}
+    cycle.history = [
+        {**entry, **ran} if entry.get("revision") == promoted["revision"] else entry
+        for entry in cycle.history
+    ]
+    plan.status["history"] = cycle.history
+    if asked is not None:
+        plan.status["revision"] = asked
+    if asked == previous.revision:
+        cycle.delete_revision(str(promoted["revision"]))
+    return plan
+
+
+def _waits(state: BakeState, asked: str | None) -> str:
+    """What a newer spec waits for while the failed bake goes back ("": none waits)."""
+    if asked is None or state.failed_at is None:
+        return ""
+    if asked == state.previous:
+        return (
+            f"; the spec asks for revision {asked} again: live traffic goes back to it once "
+            "it is available (no rollout)"
+        )
+    return (
+        f"; revision {asked} waits: the failed bake goes back to revision {state.previous} "
+        f"first, then revision {asked} rolls out against it"
+    )
 
 
 def _seen(cycle: Cycle, previous: DeploymentView | None) -> BakeObservations:
@@ -169,13 +273,28 @@ def _status(state: BakeState, previous: DeploymentView, replicas: int) -> dict[s
     }
 
 
-def _rolled_back(view: DeploymentView, state: BakeState) -> dict[str, Any]:
+def _as_running(view: DeploymentView) -> dict[str, Any]:
+    return {"revision": view.revision, "modelVersion": view.model_version, "image": view.image}
+
+
+def _as_recorded(cycle: Cycle, revision: str) -> dict[str, Any]:
+    """A revision whose Deployment is gone, as status said of it: the stable it was (a
+    cycle cut short left that), else its history entry."""
+    recorded = cycle.obs.status.get("stable") or {}
+    if recorded.get("revision") != revision:
+        recorded = next((h for h in cycle.history if h.get("revision") == revision), {})
+    return {
+        "revision": revision,
+        "modelVersion": recorded.get("modelVersion"),
+        "image": recorded.get("image"),
+    }
+
+
+def _rolled_back(promoted: Mapping[str, Any], state: BakeState) -> dict[str, Any]:
     """``status.candidate`` for the promoted revision that goes back out, as a rollback
     leaves a candidate (its outcome is written by ``bake_failed``)."""
     return {
-        "revision": view.revision,
-        "modelVersion": view.model_version,
-        "image": view.image,
+        **promoted,
         "change": state.change or None,
         "startedAt": format_unix(state.started_at),
         "message": state.message,

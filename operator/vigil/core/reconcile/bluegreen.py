@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from vigil.common.times import format_time
 from vigil.core import naming
+from vigil.core.bake import BakeState
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile import bake, stepped
@@ -24,6 +25,7 @@ from vigil.core.reconcile.report import (
     finish,
     not_ready,
     planned_summary,
+    stable_outcome,
 )
 from vigil.core.reconcile.rollback import (
     fetch_failed,
@@ -33,7 +35,7 @@ from vigil.core.reconcile.rollback import (
 )
 from vigil.core.reconcile.switch import switch
 from vigil.core.spec import RolloutPolicy
-from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason
+from vigil.core.vocabulary import FINISHED, ChangeKind, ConditionType, Phase, Reason
 
 
 def replace_stable(
@@ -47,6 +49,9 @@ def replace_stable(
     """Start the candidate, switch once available, drop the old (the runbook's third branch)."""
     spec = cycle.spec
     assert spec is not None
+    # A bake that failed goes back to the previous revision before anything new rolls out.
+    if (back := bake.going_back(cycle, stable_view.revision, views)) is not None:
+        return _back_first(cycle, revision, back, stable_view, views)
     candidate_view = views.get(revision)
     policy = _policy(cycle, change)
     # Blue/green: the stable alone serves until the candidate is ready.
@@ -81,11 +86,7 @@ def replace_stable(
     # Start the candidate: settings first, then its Deployment.
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_CANDIDATE), spec.replicas)
     if candidate_view is None:
-        cycle.event(
-            Reason.ROLLOUT_STARTED,
-            f"revision {revision} ({change}: model {spec.model.name} version "
-            f"{spec.model.version}) starting; revision {stable_view.revision} keeps serving",
-        )
+        _announce(cycle, revision, change, stable_view)
     # Switch only to a candidate with all its replicas available (one kept small by a bake
     # or a canary step is scaled up first): the Service never selects too few Ready pods.
     if (
@@ -98,6 +99,17 @@ def replace_stable(
     return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
 
 
+def _announce(cycle: Cycle, revision: str, change: ChangeKind, stable: DeploymentView) -> None:
+    """The RolloutStarted Event of a blue/green candidate."""
+    assert cycle.spec is not None
+    model = cycle.spec.model
+    cycle.event(
+        Reason.ROLLOUT_STARTED,
+        f"revision {revision} ({change}: model {model.name} version {model.version}) "
+        f"starting; revision {stable.revision} keeps serving",
+    )
+
+
 def _stable_until_switch(cycle: Cycle, stable_view: DeploymentView) -> None:
     """At spec.replicas (an edit reaches it while the candidate starts or has failed), with
     no shadow copies (to a stepped candidate this change superseded)."""
@@ -107,14 +119,40 @@ def _stable_until_switch(cycle: Cycle, stable_view: DeploymentView) -> None:
         cycle.scale_revision(stable_view.revision, cycle.spec.replicas)
 
 
+def _back_first(
+    cycle: Cycle,
+    revision: str,
+    state: BakeState,
+    stable_view: DeploymentView,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """The stable failed its bake: live traffic goes back to the previous revision first
+    (vigil.core.reconcile.bake), and the revision the spec asks for waits; no candidate
+    starts. One asking for the previous revision gets it that way, without a rollout."""
+    _stable_until_switch(cycle, stable_view)
+    _supersede_others(cycle, revision, stable_view, views, kept=state.previous)
+    reached = stable_outcome(cycle, stable_view.revision, stable_view, just_created=False)
+    previous = views[state.previous]
+    return bake.watch(cycle, state, stable_view, previous, reached, asked=revision)
+
+
 def _supersede_others(
-    cycle: Cycle, revision: str, stable_view: DeploymentView, views: Mapping[str, DeploymentView]
+    cycle: Cycle,
+    revision: str,
+    stable_view: DeploymentView,
+    views: Mapping[str, DeploymentView],
+    kept: str | None = None,
 ) -> None:
-    """A newer spec supersedes a candidate that was still starting (or baking)."""
+    """A newer spec supersedes a candidate that was still starting (or baking); ``kept``: a
+    failed bake's previous revision, which live traffic goes back to."""
+    ended = cycle.obs.status.get("candidate") or {}
     for other, other_view in views.items():
-        if other in (revision, stable_view.revision):
+        if other in (revision, stable_view.revision, kept):
             continue
-        if not bake.supersede(cycle, stable_view.revision, other, revision):
+        # One rolled back or failed, removed a cycle after its outcome, keeps that outcome.
+        if ended.get("revision") == other and ended.get("outcome") in FINISHED:
+            cycle.delete_revision(other)
+        elif not bake.supersede(cycle, stable_view.revision, other, revision):
             cycle.retire(other_view, superseded(other, f"revision {revision}"))
 
 

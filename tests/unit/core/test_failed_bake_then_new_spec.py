@@ -1,0 +1,183 @@
+"""A bake that failed is finished before a new spec rolls out.
+
+Version 2 was promoted with a bake, failed it, and live traffic is on its way back to
+version 1 (scaled up, not yet available) when a new spec arrives. Going back completes
+first: a spec asking for version 1 again is answered by it (no rollout of version 1
+against the version that failed), any other waits and then rolls out against version 1.
+History keeps version 2 RolledBack either way, and a cycle cut short anywhere finishes.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import functools
+from typing import Any
+
+import core_world
+import pytest
+from core_world import RolloutWorld, judged, spec
+from figures_kit import figures as seen
+
+from vigil.core.candidate import RolloutInputs
+from vigil.core.reconcile import Plan, decide
+
+GOOD = seen(requests=100, latency_p95=0.01, compared=100, agreement=0.99)
+BAKE = {"duration": "10m", "minReplicas": 0}
+STEPPED = {
+    "replacement": {
+        "steps": [
+            {"shadow": {"duration": "10s", "percent": 100, "minRequests": 20}},
+            {"canary": {"weight": 50, "duration": "10s"}},
+        ]
+    },
+    "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 2},
+    "progressDeadline": "60s",
+    "bake": BAKE,
+}
+BLUE_GREEN = {"bake": BAKE}
+
+
+def run_until(world: RolloutWorld, predicate: Any, limit: int = 60) -> None:
+    """Cycles, the candidate's pods ready, until ``predicate``."""
+    for _ in range(limit):
+        candidate = (world.status.get("candidate") or {}).get("revision")
+        if candidate and world.deployment(candidate) is not None:
+            world.pods_ready(candidate)
+        world.reconcile()
+        if predicate():
+            return
+    raise AssertionError(f"not reached; status: {world.status}")
+
+
+class World(RolloutWorld):
+    def outcomes(self) -> list[tuple[str, str]]:
+        return [(item["revision"], item["outcome"]) for item in self.status["history"]]
+
+    def posted(self, reason: str) -> list[str]:
+        return [e.message for plan in self.plans for e in plan.events if e.reason == reason]
+
+
+@functools.cache
+def _going_back(rollout_key: str) -> tuple[World, str, str]:
+    rollout = STEPPED if rollout_key == "stepped" else BLUE_GREEN
+    world, v1 = core_world.serving(rollout, World())
+    world.set_spec(spec("2", 2, rollout=rollout))
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, lambda: world.status["stable"]["revision"] != v1)
+    world.inputs = None
+    v2 = world.status["stable"]["revision"]
+    assert world.status["bake"]["previous"] == v1
+    world.reconcile(5)
+    judged(world, "Healthy", False, "SLOBreached", "error rate 30% > 1%")
+    world.reconcile()
+    assert world.status["bake"]["reason"] == "BakeFailed"
+    assert world.replicas(v1) == 2 and world.service_revision() == v2
+    world.plans.clear()
+    return world, v1, v2
+
+
+def going_back(rollout_key: str = "stepped") -> tuple[World, str, str]:
+    """Version 2 failed its bake; version 1 is scaling back up, not available yet."""
+    return copy.deepcopy(_going_back(rollout_key))
+
+
+def v1_ready(world: World, v1: str) -> Plan:
+    world.pods_ready(v1)
+    return world.reconcile()
+
+
+@pytest.mark.parametrize("rollout_key", ["stepped", "blue/green"])
+def test_a_spec_back_to_the_previous_revision_is_answered_by_going_back(rollout_key: str) -> None:
+    world, v1, v2 = going_back(rollout_key)
+    world.set_spec(spec("1", 2, rollout=STEPPED if rollout_key == "stepped" else BLUE_GREEN))
+    world.reconcile()
+    # No rollout of version 1 against the version that failed: it waits to take traffic back.
+    assert "candidate" not in world.status
+    assert world.deployment(v1)["metadata"]["labels"]["vigil.dev/role"] == "stable"
+    assert world.service_revision() == v2
+    assert world.status["bake"]["reason"] == "BakeFailed"
+    progressing = world.condition("Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("True", "BakeFailed")
+    assert f"the spec asks for revision {v1} again" in progressing["message"]
+    world.reconcile()
+    assert world.service_revision() == v2 and "candidate" not in world.status
+    # Available: live traffic goes back, version 2 ends RolledBack and goes.
+    plan = v1_ready(world, v1)
+    assert world.service_revision() == v1
+    assert [e.reason for e in plan.events] == ["RolledBack"]
+    for _ in range(3):
+        world.reconcile(30)
+    assert world.names("Deployment") == [f"wine-{v1}"]
+    assert world.service_revision() == v1
+    assert world.status["stable"]["revision"] == v1 and world.status["revision"] == v1
+    assert world.status["phase"] == "Healthy"
+    assert world.condition("Ready")["status"] == "True"
+    assert "bake" not in world.status and "candidate" not in world.status
+    assert world.outcomes() == [(v2, "RolledBack"), (v1, "Deployed")]
+    assert world.status["history"][0]["modelVersion"] == "2"
+    assert world.posted("RolledBack") == [plan.events[0].message]
+    for reason in ("RolloutStarted", "RolloutAborted", "RolloutSuperseded", "Switched"):
+        assert world.posted(reason) == [], reason
+
+
+def test_another_spec_waits_then_rolls_out_against_the_previous_revision() -> None:
+    world, v1, v2 = going_back()
+    world.set_spec(spec("3", 2, rollout=STEPPED))
+    world.reconcile()
+    # Going back goes on: version 1 kept, nothing of version 3 yet, status says why.
+    assert world.replicas(v1) == 2 and world.service_revision() == v2
+    assert world.names("Deployment") == sorted([f"wine-{v1}", f"wine-{v2}"])
+    assert "candidate" not in world.status
+    progressing = world.condition("Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("True", "BakeFailed")
+    assert f"goes back to revision {v1} first" in progressing["message"]
+    v3 = world.status["revision"]
+    assert v3 not in (v1, v2) and f"revision {v3} waits" in progressing["message"]
+    assert world.outcomes()[0] == (v2, "Promoted")
+    # Version 1 available: live traffic back to it, version 2 RolledBack.
+    plan = v1_ready(world, v1)
+    assert world.service_revision() == v1
+    assert [e.reason for e in plan.events] == ["RolledBack"]
+    assert world.outcomes()[0] == (v2, "RolledBack")
+    assert world.status["history"][0]["modelVersion"] == "2"
+    # Then version 3 rolls out against version 1; version 2 keeps its outcome.
+    world.reconcile()
+    assert world.deployment(v2) is None
+    assert world.status["stable"]["revision"] == v1
+    assert world.status["candidate"]["revision"] == v3
+    assert world.posted("RolloutSuperseded") == []
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, lambda: world.status["stable"]["revision"] == v3)
+    assert f"revision {v1}" in world.posted("Switched")[0].split(" to ")[0]
+    assert world.outcomes()[:3] == [(v3, "Promoted"), (v2, "RolledBack"), (v1, "Deployed")]
+
+
+@functools.cache
+def _back_cut() -> tuple[World, str, str, Plan]:
+    world, v1, _v2 = going_back()
+    world.set_spec(spec("1", 2, rollout=STEPPED))
+    world.reconcile()
+    world.pods_ready(v1)
+    world.now += datetime.timedelta(seconds=1)
+    return world, v1, _v2, decide(world.observe())
+
+
+@pytest.mark.parametrize("done", range(5))
+def test_going_back_to_the_revision_asked_for_cut_short_finishes_once(done: int) -> None:
+    # The operator stopped after `done` of the plan's writes (the promoted revision's
+    # removal among them), before its Events and status: the next cycles finish it.
+    world, v1, v2, cut = copy.deepcopy(_back_cut())
+    assert [e.reason for e in cut.events] == ["RolledBack"]
+    assert done <= len(cut.actions) == 4
+    world.carry_out(cut.actions[:done])
+    for _ in range(3):
+        world.reconcile()
+    assert world.posted("RolledBack") == [cut.events[0].message]
+    assert world.names("Deployment") == [f"wine-{v1}"]
+    assert world.service_revision() == v1
+    assert world.status["stable"]["revision"] == v1
+    assert "bake" not in world.status and "candidate" not in world.status
+    assert world.outcomes() == [(v2, "RolledBack"), (v1, "Deployed")]
+    assert world.status["history"][0]["modelVersion"] == "2"
+    assert world.posted("RolloutAborted") == [] and world.posted("RolloutStarted") == []
