@@ -35,7 +35,7 @@ from vigil.core.reconcile.rollback import (
 )
 from vigil.core.reconcile.switch import switch
 from vigil.core.spec import RolloutPolicy
-from vigil.core.vocabulary import FINISHED, ChangeKind, ConditionType, Phase, Reason
+from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason
 
 
 def replace_stable(
@@ -145,12 +145,11 @@ def _supersede_others(
 ) -> None:
     """A newer spec supersedes a candidate that was still starting (or baking); ``kept``: a
     failed bake's previous revision, which live traffic goes back to."""
-    ended = cycle.obs.status.get("candidate") or {}
     for other, other_view in views.items():
         if other in (revision, stable_view.revision, kept):
             continue
         # One rolled back or failed, removed a cycle after its outcome, keeps that outcome.
-        if ended.get("revision") == other and ended.get("outcome") in FINISHED:
+        if cycle.ended(other):
             cycle.delete_revision(other)
         elif not bake.supersede(cycle, stable_view.revision, other, revision):
             cycle.retire(other_view, superseded(other, f"revision {revision}"))

@@ -39,7 +39,7 @@ from vigil.core.reconcile.plan import (
 from vigil.core.rollout import Traffic
 from vigil.core.spec import ModelDeploymentSpec
 from vigil.core.status import find_condition, push_history
-from vigil.core.vocabulary import Answer, Outcome, Reason
+from vigil.core.vocabulary import FINISHED, Answer, Outcome, Reason
 
 
 class Cycle:
@@ -268,9 +268,18 @@ class Cycle:
             },
         )
 
+    def ended(self, revision: str) -> bool:
+        """Whether ``revision``'s attempt ended (rolled back, failed): status says so, and its
+        Deployment is only left until the cycle after that outcome."""
+        candidate = self.obs.status.get("candidate") or {}
+        return candidate.get("revision") == revision and candidate.get("outcome") in FINISHED
+
     def retire(self, view: DeploymentView, retirement: Retirement) -> None:
-        """Remove a candidate revision that will not serve: an Event, and its history entry."""
+        """Remove a candidate revision that will not serve: an Event, and its history entry
+        (one whose attempt ended keeps that outcome: removed only)."""
         self.delete_revision(view.revision)
+        if self.ended(view.revision):
+            return
         self.event(retirement.event, retirement.message)
         candidate = self.obs.status.get("candidate") or {}
         change = candidate.get("change") if candidate.get("revision") == view.revision else None

@@ -18,7 +18,6 @@ from vigil.core.revision import REVISION_LENGTH, classify_change, compute_identi
 from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
 from vigil.core.status import find_condition
 from vigil.core.vocabulary import (
-    FINISHED,
     ChangeKind,
     ConditionType,
     Reason,
@@ -277,11 +276,10 @@ def _supersede(
         if other not in kept and (revision or _asks_another(cycle.obs.spec, view))
     ]
     by = f"revision {revision}" if revision else "the new spec"
-    ended = cycle.obs.status.get("candidate") or {}
     retired: list[str] = []
     for view in others:
         # One rolled back or failed, removed a cycle after its outcome, keeps that outcome.
-        if ended.get("revision") == view.revision and ended.get("outcome") in FINISHED:
+        if cycle.ended(view.revision):
             cycle.delete_revision(view.revision)
             continue
         retired.append(view.revision)
@@ -300,13 +298,10 @@ def _held_out(cycle: Cycle, passed: set[str | None]) -> DeploymentView | None:
     """The candidate a blocked spec keeps (a revision not ``passed``: not the stable, a
     bake's previous one or one superseded), unless its attempt ended (rolled back, failed:
     out of traffic already)."""
-    ended = cycle.obs.status.get("candidate") or {}
     for view in cycle.views().values():
-        if view.revision in passed or view.role != naming.ROLE_CANDIDATE:
-            continue
-        if ended.get("revision") == view.revision and ended.get("outcome") in FINISHED:
-            continue
-        return view
+        candidate = view.role == naming.ROLE_CANDIDATE and view.revision not in passed
+        if candidate and not cycle.ended(view.revision):
+            return view
     return None
 
 
