@@ -122,8 +122,9 @@ class Seen:
     candidates: set[tuple[str, str]] = field(default_factory=set)
     #: (time, metadata.generation) at each look.
     generations: list[tuple[float, int]] = field(default_factory=list)
-    #: When Flux was first seen Ready for the commit.
+    #: When Flux was first seen Ready for the commit, and its Ready condition then.
     flux_ready_at: float | None = None
+    flux_ready: dict[str, Any] = field(default_factory=dict)
     #: Flux's Ready messages, each as it changed.
     flux_messages: list[str] = field(default_factory=list)
 
@@ -144,7 +145,7 @@ class Seen:
         ):
             self.flux_messages.append(str(ready["message"]))
         if self.flux_ready_at is None and ready_at(ks, commit):
-            self.flux_ready_at = now
+            self.flux_ready_at, self.flux_ready = now, ready
 
     def wait_flux_ready(self, kube: Kube, gitops: GitOps, commit: str, timeout: float) -> None:
         """Looking on until Flux was seen Ready at ``commit``."""
@@ -268,9 +269,15 @@ def test_a_replacement_committed_to_git_rolls_out_once_and_flux_resyncs_change_n
     assert set(writers) == {f"{FLUX}/Apply"}, writers
     assert writers[f"{FLUX}/Apply"] <= first.at + 1, (writers, first)
     assert holds(md["spec"], committed(gitops)["spec"]), md["spec"]
-    # Flux Ready for the commit only once the model was promoted.
-    assert seen.flux_ready_at is not None and seen.flux_ready_at >= promoted_wall - 1
-    assert condition(md["status"], "Ready")["status"] == "True"
+    # Flux Ready for the commit only once the model was promoted: the servers' times, each
+    # Ready's lastTransitionTime (seconds), as test_flux_e2e.py compares them; Flux's as
+    # first seen Ready for the commit (each later pass of Flux moves it on).
+    md_ready = condition(md["status"], "Ready")
+    assert md_ready["status"] == "True", md_ready
+    flux_at = parse_unix(seen.flux_ready.get("lastTransitionTime"))
+    model_at = parse_unix(md_ready.get("lastTransitionTime"))
+    assert flux_at is not None and model_at is not None, (seen.flux_ready, md_ready)
+    assert flux_at >= model_at, (seen.flux_ready, md_ready)
     wait_deployments(kube, [f"wine-{watch.last['stable']['revision']}"])
     stats = served.traffic.stop()
     assert stats.failed == before, f"{stats.failed - before} requests failed during the rollout"

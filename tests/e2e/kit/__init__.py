@@ -6,7 +6,7 @@ By concern:
   reads that tolerate an absent API server;
 - ``kit.status``: a ModelDeployment's status and conditions, what a failure shows
   of them, and what waits end on (``promoted``, ``rolled_back`` ...);
-- ``kit.waits``: bounded polling (``wait_for``, ``wait_status``) and the ``Watch``
+- ``kit.waits``: bounded polling (``wait_for``, ``wait_status``, ``wait_settled``) and the ``Watch``
   that records what a rollout went through (``watch_until``);
 - ``kit.modeldeployment``: the ModelDeployment manifests, a model deployed and
   serving (``serve``), with live traffic (``deploy``);

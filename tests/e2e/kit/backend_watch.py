@@ -7,6 +7,11 @@ change: one counter over all kinds, and a DELETED event carries the
 revision of the deletion. The two streams therefore merge into a single
 time line, and replaying it checks every moment, not samples taken by a
 poll that a short gap would slip through.
+
+``stop()`` ends the streams only once they delivered everything before it: it
+writes a sentinel of each kind (a Service and an HTTPRoute no route or
+ModelDeployment uses) and waits until each stream has seen its sentinel's
+revision, so no late event is lost. The sentinels are not among the changes.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from vigil.devcluster import ClusterClient
 
@@ -53,18 +58,48 @@ def _parse(kind: str, line: str, seen_at: float) -> Change | None:
     )
 
 
+#: What the two streams watch: the Services and the HTTPRoutes.
+_RESOURCES = ("services", "httproutes.gateway.networking.k8s.io")
+#: The name of the objects ``stop()`` writes to learn that the streams caught up.
+SENTINEL = "backend-watch-sentinel"
+
+
+def _sentinels(nonce: str) -> list[dict[str, Any]]:
+    """A headless Service without a selector and an HTTPRoute without parents: nothing
+    serves, routes or reconciles them. ``nonce`` makes each write a change."""
+    metadata = {"name": SENTINEL, "annotations": {"vigil.test/backend-watch-stop": nonce}}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata,
+            "spec": {"clusterIP": "None", "ports": [{"port": 80}]},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": metadata,
+            "spec": {},
+        },
+    ]
+
+
 @dataclass
 class _Stream:
     kind: str
     process: subprocess.Popen[str]
     changes: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: The highest revision of the sentinel this stream delivered (0: none yet).
+    sentinel: int = 0
 
     def read(self, out: IO[str]) -> None:
         for line in out:
             change = _parse(self.kind, line.rstrip("\n"), time.monotonic())
             if change is None:
                 self.errors.append(line)
+            elif change.name == SENTINEL:
+                self.sentinel = max(self.sentinel, change.revision)
             else:
                 self.changes.append(change)
 
@@ -77,12 +112,10 @@ class BackendWatch:
         self.namespace = namespace
         self._streams: list[_Stream] = []
         self._threads: list[threading.Thread] = []
+        self._errors: list[str] = []
 
     def start(self) -> BackendWatch:
-        for kind, resource in (
-            ("Service", "services"),
-            ("HTTPRoute", "httproutes.gateway.networking.k8s.io"),
-        ):
+        for kind, resource in zip(("Service", "HTTPRoute"), _RESOURCES, strict=True):
             process = subprocess.Popen(
                 [
                     self.cluster.kubectl_binary,
@@ -109,8 +142,10 @@ class BackendWatch:
             self._threads.append(thread)
         return self
 
-    def stop(self) -> None:
-        time.sleep(1.0)  # the last changes reach the watches
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the streams once each delivered every change made before this call; one
+        that had not within ``timeout`` seconds is among the ``errors()``."""
+        self._catch_up(timeout)
         for stream in self._streams:
             if stream.process.poll() is not None:
                 stream.errors.append(f"the {stream.kind} watch ended early")
@@ -118,13 +153,65 @@ class BackendWatch:
             stream.process.wait(timeout=10)
         for thread in self._threads:
             thread.join(timeout=10)
+        self.cluster.kubectl(
+            "-n",
+            self.namespace,
+            "delete",
+            ",".join(_RESOURCES),
+            SENTINEL,
+            "--ignore-not-found",
+            check=False,
+        )
+
+    def _catch_up(self, timeout: float) -> None:
+        """Write the sentinels, after every change the test made (their revisions are
+        higher), and wait until each stream delivered its own: a watch delivers its events
+        in revision order, so it then delivered every earlier one."""
+        items = {"apiVersion": "v1", "kind": "List", "items": _sentinels(str(time.time_ns()))}
+        written = self.cluster.kubectl(
+            "-n",
+            self.namespace,
+            "apply",
+            "-o",
+            "json",
+            "-f",
+            "-",
+            input=json.dumps(items),
+            check=False,
+        )
+        if written.returncode != 0:
+            self._errors.append(f"could not write the sentinels: {written.stderr.strip()}")
+            return
+        out = json.loads(written.stdout)
+        revisions = {
+            item["kind"]: int(item["metadata"]["resourceVersion"])
+            for item in out.get("items") or [out]
+        }
+
+        def behind() -> list[_Stream]:
+            return [
+                s
+                for s in self._streams
+                if s.sentinel < revisions[s.kind] and s.process.poll() is None
+            ]
+
+        deadline = time.monotonic() + timeout
+        while behind() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._errors += [
+            f"the {s.kind} watch had not delivered its sentinel (revision "
+            f"{revisions[s.kind]}) {timeout:.0f}s after it was written (last delivered: "
+            f"{max([s.sentinel, *(c.revision for c in s.changes)])}): later changes may be "
+            "missing"
+            for s in behind()
+        ]
 
     def changes(self) -> list[Change]:
         """Every change seen, in the order etcd made them."""
         return sorted((c for s in self._streams for c in s.changes), key=lambda c: c.revision)
 
     def errors(self) -> list[str]:
-        return [line for stream in self._streams for line in stream.errors]
+        return self._errors + [line for stream in self._streams for line in stream.errors]
 
     def violations(self) -> list[str]:
         """In words: each Service deleted while a route named it, and each change of a

@@ -1,6 +1,7 @@
 """Bounded waits: every one ends in time or fails saying what it saw last.
 
-``wait_for`` polls anything; ``wait_status`` polls a ModelDeployment's status;
+``wait_for`` polls anything; ``wait_settled`` reads until two reads agree;
+``wait_status`` polls a ModelDeployment's status;
 ``watch_until`` also records, at each look, what a rollout went through and
 what live traffic could reach (a ``Watch``).
 """
@@ -43,6 +44,22 @@ def wait_for(
         time.sleep(interval)
     said = what() if callable(what) else what
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {said} (last: {last!r})")
+
+
+def wait_settled(
+    read: Callable[[], T], *, apart: float = 1.0, timeout: float = 30.0, what: str = ""
+) -> T:
+    """``read()`` once two reads ``apart`` seconds apart agree: a snapshot that late writes
+    (a controller's status update, an operator's last cycle) no longer move."""
+    reads: list[T] = [read()]
+
+    def agreed() -> bool:
+        time.sleep(apart)
+        reads[:] = [reads[-1], read()]
+        return reads[0] == reads[1]
+
+    wait_for(agreed, timeout=timeout, interval=0, what=lambda: f"{what} to settle: {reads}")
+    return reads[-1]
 
 
 def wait_status(kube: Kube, done: Done, timeout: float, what: str, name: str = "wine") -> Status:

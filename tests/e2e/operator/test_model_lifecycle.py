@@ -16,7 +16,7 @@ from kit.kube import MD_LABEL, REVISION_LABEL, ROOT, Kube, safe
 from kit.modeldeployment import MLSERVER_IMAGE, changed
 from kit.operator import OperatorProcess
 from kit.status import condition, stable, status
-from kit.waits import wait_for
+from kit.waits import wait_for, wait_settled
 
 # The example is a kustomization: the ModelDeployment and its reference profile ConfigMap.
 EXAMPLE_DIR = ROOT / "manifests" / "examples" / "new-model"
@@ -246,12 +246,11 @@ def test_restarted_operator_changes_nothing(kube: Kube, operator: OperatorProces
     )
     kube.wait_ready("md/wine")
     assert len(status(kube)["history"]) == 2
-    # Let the rollout's trailing events settle before taking the snapshot.
-    time.sleep(3)
-    versions = resource_versions(kube)
-    before = status(kube)
-
     operator.stop()
+    # The snapshot the restarted operator finds, once two reads a second apart agree: the
+    # switch's late writes (kube-controller-manager's Deployment status) have landed.
+    versions = wait_settled(lambda: resource_versions(kube), what="the children's versions")
+    before = status(kube)
     operator.start()
     wait_for(
         lambda: operator.total("vigil_operator_reconciles_total", outcome="unchanged") >= 1,

@@ -34,7 +34,7 @@ from kit.kube import Kube
 from kit.modeldeployment import ModelStore, serve
 from kit.operator import OperatorProcess
 from kit.status import candidate_gates, condition, status
-from kit.waits import watch_until
+from kit.waits import wait_deployments, watch_until
 
 from vigil.devcluster.models import TrainedModel, mislabelled_wine, served_estimator
 from vigil.devcluster.traffic import TrafficStats
@@ -174,8 +174,7 @@ def rolled_back_on_labels(
     assert stats.labels_sent > 0 and not any(k.startswith("label") for k in stats.failures), (
         stats.failures
     )
-    time.sleep(3)
-    assert kube.deployments() == [f"{stable.name}-{revision}"]
+    wait_deployments(kube, [f"{stable.name}-{revision}"], why=" once the candidate is removed")
     return RolledBack(current, seconds, stats, seen_waiting, failed, ready["message"])
 
 

@@ -186,7 +186,8 @@ def test_bad_replacement_fails_agreement_in_shadow_and_rolls_back(
     assert kube.events("RolledBack"), "a RolledBack Event"
     operator.wait_total("vigil_rollouts_total", 1, outcome="RolledBack")
     # The candidate is removed; the stable untouched; not retried on later cycles.
-    time.sleep(5)
+    wait_deployments(kube, [f"wine-{deployed.revision}"], why=" once the candidate is removed")
+    time.sleep(5)  # kept: no later cycle recreates the candidate (a look 5 s on)
     assert kube.deployments() == [f"wine-{deployed.revision}"]
     assert status(kube)["phase"] == "RolledBack"
     record(
