@@ -204,13 +204,13 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     # The first step starts when the candidate is ready: its duration and its holds count from then.
     if state.step_started_at is None and obs.candidate_ready:
         state = replace(state, step_started_at=now, held_since=None)
+    began = now if state.step_started_at is None else state.step_started_at
     cycle = _Cycle(policy, obs, now, traffic_at(steps, index, obs.replicas))
 
     # A person aborted: roll back now (a decided promotion too: the stable still serves).
     if state.requested == RequestVerb.ABORT:
-        return cycle.rollback(
-            replace(state, requested=""), Reason.ABORTED, "rollout aborted by a person"
-        )
+        aborted = replace(state, requested="")
+        return cycle.rollback(aborted, Reason.ABORTED, "rollout aborted by a person")
     # A person promoted: promote now, whatever the step.
     if state.requested == RequestVerb.PROMOTE:
         return cycle.promote(
@@ -259,7 +259,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         # Waiting here is no hold: a not-ready blip before it starts no deadline's clock.
         waiting = replace(state, held_since=None)
         timed = step.duration_seconds is not None
-        end = (state.step_started_at or now) + (step.duration_seconds or 0.0)
+        end = began + (step.duration_seconds or 0.0)
         if timed and now < end:
             pausing = f"pause until {format_unix(end)}"
             return cycle.decision(Action.WAIT, waiting, Reason.PAUSING, pausing)
@@ -286,7 +286,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         wait = policy.interval_seconds - (now - last)
         words = f"next check in {wait:.0f}s"
         return cycle.decision(Action.WAIT, state, Reason.ANALYZING, words, between_checks=True)
-    elapsed = now - (state.step_started_at or now)
+    elapsed = now - began
     results = gates(judged, policy, obs.figures, elapsed=elapsed)
     state = replace(state, last_analysis_at=now)
     failed = [g for g in results if g.verdict == GateVerdict.FAIL]
