@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import logging
 import random
 import time
@@ -29,7 +28,7 @@ from vigil.common.objects import section
 from vigil.common.times import utc_now
 from vigil.core import naming
 from vigil.core.candidate import RolloutInputs
-from vigil.core.desired import Owner
+from vigil.core.desired import Owner, reference_digest
 from vigil.core.health_status import condition_word, transitions
 from vigil.core.observed import FetchState
 from vigil.core.reconcile import (
@@ -163,15 +162,6 @@ def health_patch(
     if status.get("phase") != phase:
         patch["phase"] = phase
     return patch, phase
-
-
-def reference_digest(configmap: Mapping[str, Any] | None, key: str | None) -> str:
-    """A short digest of the reference profile's text ("" without one)."""
-    value = objects.body(configmap).value(key) if configmap is not None and key else None
-    if value is None:
-        return ""
-    raw = value.encode() if isinstance(value, str) else value
-    return "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
 
 
 class Reconciler:

@@ -37,6 +37,7 @@ from vigil.core.desired import (
     METRICS_PORT,
     REFERENCE_VOLUME,
     SIDECAR_READY_PATH,
+    reference_digest,
 )
 from vigil.core.events import shorten
 from vigil.core.reconcile import Event, Plan, Route
@@ -93,6 +94,25 @@ def _profile(configmap: Mapping[str, Any] | None, key: str) -> ReferenceProfile 
         return parse_profile(raw) if raw else None
     except (ProfileError, ValueError):
         return None
+
+
+def _edited_since_started(
+    deployment: Mapping[str, Any] | None,
+    configmap: Mapping[str, Any] | None,
+    name: str,
+    key: str,
+) -> str:
+    """Why the reference ConfigMap is not the profile the pods read at their start ("":
+    it is, or their template does not say which they read)."""
+    annotations = section(deployment, "spec", "template", "metadata", "annotations")
+    started = annotations.get(naming.ANNOTATION_REFERENCE_DIGEST)
+    current = reference_digest(configmap, key)
+    if not started or started == current:
+        return ""
+    return (
+        f"the stable's reference ConfigMap {name} was edited since the stable's pods "
+        f"started (digest {current}, pods {started})"
+    )
 
 
 def route_planner(name: str, namespace: str, http_route: str | None) -> RoutePlanner:
@@ -307,7 +327,10 @@ class Rollouts:
 
         The spec now names the candidate's profile; the stable's pods still
         mount the one they were built with (usually the same ConfigMap, read
-        once already).
+        once already). Its sidecars read it at their start only, and the stable's
+        pods are not replaced during a rollout: a ConfigMap edited in place since
+        (its digest no longer the pod template's) holds bins the stable's counts
+        are not in, so it counts as unread. Pods without the digest: read as it is.
         """
         ref = _mounted_reference(deployment)
         if ref is None:
@@ -318,7 +341,8 @@ class Rollouts:
             configmap = await api.get("ConfigMap", namespace, name)
         profile = _profile(configmap, key)
         if profile is not None:
-            return profile, ""
+            edited = _edited_since_started(deployment, configmap, name, key)
+            return (None, edited) if edited else (profile, "")
         if configmap is None:
             return None, f"the stable's reference ConfigMap {name} was not found"
         return None, f"the stable's reference ConfigMap {name} holds no profile under {key!r}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from vigil.common import objects
 from vigil.core import naming
 from vigil.core.desired.meta import Owner, RevisionInfo, head, metadata, with_applied_hash
 from vigil.core.desired.pod import (
@@ -81,6 +83,15 @@ def desired_configmap(
             "data": {SIDECAR_CONFIG_KEY: render_settings(settings)},
         }
     )
+
+
+def reference_digest(configmap: Mapping[str, Any] | None, key: str | None) -> str:
+    """A short digest of the reference profile's text ("" without one)."""
+    value = objects.body(configmap).value(key) if configmap is not None and key else None
+    if value is None:
+        return ""
+    raw = value.encode() if isinstance(value, str) else value
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
 
 
 def desired_deployment(
