@@ -284,9 +284,10 @@ class TestScaling:
         world.reconcile()
         assert world.status["phase"] == "Healthy"
 
-    def test_a_serving_revision_whose_scale_up_times_out_is_not_failed(self) -> None:
+    def test_a_serving_revision_whose_scale_up_times_out_is_degraded_not_failed(self) -> None:
         # Phase Failed / DeployFailed (for a revision that never served) on a model that
-        # serves: Flux reported Failed and the alert fired; the advice was a new spec.
+        # serves: Flux reported Failed and the alert fired; the advice was a new spec. It
+        # serves short of its replicas, and stays so without help: Degraded and Stalled.
         world = converged_world(replicas=2)
         revision = world.status["revision"]
         world.set_spec(spec("1", replicas=5))
@@ -294,9 +295,10 @@ class TestScaling:
         world.pods_ready(revision, ready=2)
         world.deadline_exceeded(revision)
         plan = world.reconcile()
-        assert world.status["phase"] == "Progressing"
-        assert world.condition("Ready")["reason"] == "Scaling"
+        assert world.status["phase"] == "Degraded"
+        assert world.condition("Ready")["reason"] == "ReplicasUnavailable"
         assert "timed out progressing" in world.condition("Ready")["message"]
+        assert world.condition("Stalled")["status"] == "True"
         assert "DeployFailed" not in [e.reason for e in plan.events]
 
     def test_a_revision_that_never_served_fails_even_after_a_blocked_spec(self) -> None:

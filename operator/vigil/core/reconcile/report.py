@@ -31,16 +31,24 @@ class Outcome:
     phase: str
     ready: ConditionState
     progressing: ConditionState
+    #: Stalled True in another phase than Failed or RolledBack (those always are).
+    stalled: bool = False
 
 
 def outcome(
-    phase: str, ready: tuple[bool, str], progressing: tuple[bool, str], message: str
+    phase: str,
+    ready: tuple[bool, str],
+    progressing: tuple[bool, str],
+    message: str,
+    *,
+    stalled: bool = False,
 ) -> Outcome:
     """Ready and Progressing, each (status, reason), with one message."""
     return Outcome(
         phase,
         ConditionState(ConditionType.READY, ready[0], ready[1], message),
         ConditionState(ConditionType.PROGRESSING, progressing[0], progressing[1], message),
+        stalled,
     )
 
 
@@ -169,7 +177,7 @@ def finish(
             reached.progressing,
             *kstatus_conditions(
                 reached.progressing,
-                reached.phase in (Phase.FAILED, Phase.ROLLED_BACK),
+                reached.stalled or reached.phase in (Phase.FAILED, Phase.ROLLED_BACK),
                 reached.ready,
             ),
             *_not_judged_yet(obs.status, serving),
@@ -282,7 +290,7 @@ def stable_outcome(
             cycle.event(Reason.ARTIFACT_FETCH_FAILED, message, warning=True)
         return failed(Reason.ARTIFACT_FETCH_FAILED, message)
     # The Deployment's verdict fails a revision, unless it was serving last cycle: that one
-    # keeps its phase, Scaling or Degraded, the verdict in its words.
+    # keeps serving (Degraded and stalled while short of replicas), the verdict in its words.
     serving = previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE, Reason.SCALING)
     if view.failure is not None and not view.is_available and not serving:
         message = f"revision {revision} is not available: {view.failure}"
@@ -292,12 +300,20 @@ def stable_outcome(
     if view.replicas == wanted and view.is_available:
         message = f"revision {revision} serves with {ready}/{wanted} ready replica(s)"
         return outcome(Phase.HEALTHY, (True, Reason.AVAILABLE), (False, Reason.COMPLETE), message)
-    message = replicas_message(revision, ready, wanted)
     detail = (
         f"could not fetch its model: {gave_up}"
         if gave_up
         else cycle.fetch_progress(revision) or view.failure
     )
+    return _short(revision, view, wanted, previous, detail)
+
+
+def _short(
+    revision: str, view: DeploymentView, wanted: int, previous: str | None, detail: str | None
+) -> Outcome:
+    """A revision short of the ready replicas the spec asks for (or replacing its pods)."""
+    ready = view.ready_replicas
+    message = replicas_message(revision, ready, wanted)
     if detail:
         message = f"{message} ({detail})"
     # Its pods replaced in place (a changed pod template, a rollout restart): with
@@ -305,6 +321,17 @@ def stable_outcome(
     serving_before = previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE)
     if view.replicas == wanted and ready >= wanted and serving_before:
         return _updating(revision, view, wanted)
+    if _gave_up_short(view, wanted):
+        # Serving (a revision that never served failed above) with fewer pods than asked,
+        # and its Deployment gave up on the rest (a quota, a node's size, a fetch): it
+        # serves what it has, and nothing progresses until someone changes something.
+        return outcome(
+            Phase.DEGRADED,
+            (False, Reason.REPLICAS_UNAVAILABLE),
+            (False, Reason.REPLICAS_UNAVAILABLE),
+            message,
+            stalled=True,
+        )
     # A revision that served fully and lost pods without a spec change is degraded.
     if view.replicas == wanted and serving_before:
         return not_ready(Phase.DEGRADED, Reason.REPLICAS_UNAVAILABLE, message, progressing=True)
@@ -314,6 +341,17 @@ def stable_outcome(
         phase = Phase.PENDING if ready == 0 else Phase.PROGRESSING
         return not_ready(phase, Reason.DEPLOYING, message, progressing=True)
     return not_ready(Phase.PROGRESSING, Reason.SCALING, message, progressing=True)
+
+
+def _gave_up_short(view: DeploymentView, wanted: int) -> bool:
+    """The Deployment controller, having seen the replica count asked for, gave up on
+    the pods still missing (its progress deadline, a replica failure)."""
+    return (
+        view.failure is not None
+        and view.replicas == wanted
+        and view.observed_generation >= view.generation
+        and view.ready_replicas < wanted
+    )
 
 
 def _updating(revision: str, view: DeploymentView, wanted: int) -> Outcome:
