@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
 from typing import Any
 
 from vigil.common.times import format_time
@@ -216,31 +217,48 @@ def steps_edited(
 ) -> tuple[RolloutState, str]:
     """The state for the spec's steps, and words when they changed under the running step.
 
-    The running step (``stepName``) keeps its clock and evidence where it now is (the
-    nearest such step to its index); gone, the step now at its index starts afresh:
-    each step judges its own evidence, nothing on another step's window or clock.
-    """
+    The running step (``stepName``) keeps its clock and evidence where it now stands
+    (``_now_at``); gone, the step now at its index starts afresh: each step judges its own
+    evidence, nothing on another step's window or clock. One with its evidence dropped (held
+    out of traffic: no ``stepStartedAt``) too, started once the candidate is ready (``decide``);
+    a first step not yet started passed nothing: the edited steps begin at their first."""
     running = previous.get("stepName")
-    index = min(state.step, len(steps) - 1)
-    if not running or state.step_started_at is None or state.promoting:
+    fresh = state.step_started_at is None
+    if not running or state.promoting or (fresh and state.step == 0):
         return state, ""
-    if steps[index].describe() == running and index == state.step:
+    moved = _now_at(running, state.step, previous.get("stepNames"), steps)
+    if moved == state.step:
         return state, ""
     was = f"the steps changed: step {state.step + 1} ({running})"
-    found = [i for i, step in enumerate(steps) if step.describe() == running]
-    if found:
-        moved = min(found, key=lambda i: (abs(i - state.step), i))
+    if moved is not None:
         return replace(state, step=moved), f"{was} is now step {moved + 1}/{len(steps)}"
+    index, started = min(state.step, len(steps) - 1), None if fresh else now
     afresh = replace(
         state,
         step=index,
-        step_started_at=now,
-        last_analysis_at=now,  # nothing judged on the old step's window
+        step_started_at=started,
+        last_analysis_at=started,  # nothing judged on the old step's window
         failed_checks=0,
         held_since=None,
         released=False,
     )
     return afresh, f"{was} is gone; step {index + 1} starts afresh"
+
+
+def _now_at(running: str, step: int, before: Any, steps: Sequence[Step]) -> int | None:
+    """Where the running step (index ``step`` of ``before``, status.candidate.stepNames) now
+    stands in ``steps``; None: gone. The steps before and now are aligned (difflib): one named
+    like others (two pauses) keeps its own place when steps are inserted or removed around it.
+    Not aligned, or ``before`` unknown (an older operator's status): the same-named step
+    nearest its index, the earlier of two (a step may run again, none is skipped unjudged)."""
+    names = [each.describe() for each in steps]
+    if isinstance(before, list) and step < len(before) and before[step] == running:
+        aligned = SequenceMatcher(None, before, names, autojunk=False).get_matching_blocks()
+        for old, new, size in aligned:
+            if old <= step < old + size:
+                return new + step - old
+    found = [i for i, name in enumerate(names) if name == running]
+    return min(found, key=lambda i: (abs(i - step), i)) if found else None
 
 
 def _observations(
@@ -400,6 +418,7 @@ def _step_report(
     attempt.summary.update(
         {
             "stepName": step.describe(),
+            "stepNames": [each.describe() for each in policy.steps],
             "weight": weight,
             "shadowPercent": traffic.shadow_percent or None,
             "reason": reason,
