@@ -70,8 +70,7 @@ def replace_stable(
         if policy is not None:
             stable_alone(cycle, stable_view)
         message = (
-            f"rollout of revision {revision} is paused (spec.paused); "
-            f"revision {stable_view.revision} keeps serving"
+            f"rollout of revision {revision} is paused (spec.paused); {meanwhile(stable_view)}"
         )
         reached = not_ready(Phase.PROGRESSING, Reason.ROLLOUT_PAUSED, message, progressing=False)
         return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
@@ -106,7 +105,7 @@ def _announce(cycle: Cycle, revision: str, change: ChangeKind, stable: Deploymen
     cycle.event(
         Reason.ROLLOUT_STARTED,
         f"revision {revision} ({change}: model {model.name} version {model.version}) "
-        f"starting; revision {stable.revision} keeps serving",
+        f"starting; {meanwhile(stable)}",
     )
 
 
@@ -172,7 +171,7 @@ def _starting(
     if candidate_view is not None and candidate_view.failure is not None:
         message = (
             f"revision {revision} did not become available: {candidate_view.failure}; "
-            f"revision {stable_view.revision} keeps serving"
+            f"{meanwhile(stable_view)}"
         )
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ROLLOUT_FAILED:
             cycle.event(Reason.ROLLOUT_FAILED, message, warning=True)
@@ -181,6 +180,14 @@ def _starting(
     fetching = cycle.fetch_progress(revision)
     message = (
         f"revision {revision} starting ({ready}/{cycle.spec.replicas} ready"
-        f"{'; ' + fetching if fetching else ''}); revision {stable_view.revision} keeps serving"
+        f"{'; ' + fetching if fetching else ''}); {meanwhile(stable_view)}"
     )
     return not_ready(Phase.PROGRESSING, Reason.ROLLOUT_IN_PROGRESS, message, progressing=True)
+
+
+def meanwhile(stable: DeploymentView) -> str:
+    """What the stable does while a change waits, in a message: it keeps serving, unless no
+    pod of it is ready (then nothing serves)."""
+    if stable.ready_replicas > 0:
+        return f"revision {stable.revision} keeps serving"
+    return f"revision {stable.revision} has no ready pod: nothing serves"

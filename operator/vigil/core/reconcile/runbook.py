@@ -74,12 +74,7 @@ def _decide(cycle: Cycle) -> Plan:
     # A stable whose Deployment is gone while this spec still makes it: made again (kept).
     if stable.lost_revision(obs, views) == revision:
         stable_revision, stable_view = revision, None
-    change = classify_change(
-        stable_revision=stable_revision,
-        stable_identity=stable_view.identity if stable_view else None,
-        desired_revision=revision,
-        desired_identity=compute_identity(spec),
-    )
+    change = _classify(obs, stable_revision, stable_view, revision, spec)
 
     # A change (or a bake) is never judged on a policy or thresholds the operator cannot read.
     if unreadable := _unreadable_section(spec, change, obs.status):
@@ -114,6 +109,9 @@ def _act(
     """No stable yet: deploy at once. The stable asked for: keep it. Else replace it."""
     assert cycle.spec is not None
     identity = compute_identity(cycle.spec)
+    if change is ChangeKind.NEW and stable_view is not None:
+        # A stable that never served (_classify): this revision takes its place as a first one.
+        return stable.replace_unserved(cycle, revision, identity, stable_view, views)
     if change is ChangeKind.NEW:
         # Unless a stable was there: its Deployment gone, a candidate left or a status naming it.
         lost = stable.lost_revision(cycle.obs, views)
@@ -125,6 +123,30 @@ def _act(
     assert stable_view is not None
     stable.found_by_label(cycle, stable_view, revision)
     return bluegreen.replace_stable(cycle, revision, identity, change, stable_view, views)
+
+
+def _classify(
+    obs: Observation,
+    stable_revision: str | None,
+    stable_view: DeploymentView | None,
+    revision: str,
+    spec: ModelDeploymentSpec,
+) -> ChangeKind | None:
+    """The kind of change from the stable revision; from one that never served (a first
+    revision whose pods never came: nothing to judge against), "new", as a first one."""
+    change = classify_change(
+        stable_revision=stable_revision,
+        stable_identity=stable_view.identity if stable_view else None,
+        desired_revision=revision,
+        desired_identity=compute_identity(spec),
+    )
+    if (
+        change is not None
+        and stable_view is not None
+        and stable.never_served(obs.status, stable_view)
+    ):
+        return ChangeKind.NEW
+    return change
 
 
 def _unreadable_section(
@@ -218,7 +240,7 @@ def _blocked(
             f"{held.revision} gets no live or shadow traffic until the spec is fixed"
         )
     elif stable_view is not None:
-        message = f"{message}; revision {stable_view.revision} keeps serving"
+        message = f"{message}; {bluegreen.meanwhile(stable_view)}"
     if cycle.previous_reason(ConditionType.READY) != reason:
         cycle.event(reason, message, warning=True)
     if cycle.verb:

@@ -4,7 +4,8 @@ A stable revision is lost when status (else the Service) names it and its
 Deployment is gone: deleted by someone, or a status restored without it.
 A spec that still makes that revision makes it again (:func:`keep`); one
 that makes another revision never promotes that revision unjudged
-(:func:`replace_lost`).
+(:func:`replace_lost`). A stable that never served is no baseline: the spec
+that changes it deploys as a first revision in its place (:func:`replace_unserved`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from vigil.common.times import parse_time
 from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake
-from vigil.core.reconcile.cycle import Cycle, aborted, retired
+from vigil.core.reconcile.cycle import Cycle, aborted, retired, superseded
 from vigil.core.reconcile.plan import Observation, Plan
 from vigil.core.reconcile.report import (
     Side,
@@ -62,19 +64,7 @@ def deploy_new(
     if took_over is not None:
         _take_over(cycle, revision, views, took_over)
     elif created:
-        cycle.event(
-            Reason.DEPLOYED,
-            f"revision {revision} (model {spec.model.name} version {spec.model.version}) "
-            f"deployed with {spec.replicas} replica(s)",
-        )
-        cycle.record(
-            revision,
-            spec.model.version,
-            spec.server.image,
-            ChangeKind.NEW,
-            Outcome.DEPLOYED,
-            "first revision of this ModelDeployment",
-        )
+        _deployed_first(cycle, revision, None)
     view = views.get(revision)
     return finish(
         cycle,
@@ -103,11 +93,95 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
     baking = resumed.bake if resumed else bake.baking(cycle, revision)
     kept = baking.previous if baking else resumed.previous if resumed else None
     _serve_when_ready(cycle, revision, view, views, kept)
+    # A first deployment cut short before its status write: its Event and entry now.
+    if _deployed_unrecorded(cycle, view):
+        replaced = (cycle.obs.status.get("stable") or {}).get("revision")
+        _deployed_first(cycle, revision, replaced if replaced != revision else None)
     cycle.keep_in_history(view)
     reached = stable_outcome(cycle, revision, view, just_created=False)
     if baking is not None:
         return bake.watch(cycle, baking, view, views.get(baking.previous), reached)
     return finish(cycle, reached, revision=revision, stable=Side(view))
+
+
+def never_served(status: Mapping[str, Any], view: DeploymentView) -> bool:
+    """Whether the stable revision never served: no pod of it is ready, and status says it
+    never did (:func:`has_served`), or Ready has been False since it became the stable (a
+    spec refused meanwhile changed Ready's reason, which has_served reads)."""
+    if view.ready_replicas > 0:
+        return False
+    if not has_served(status):
+        return True
+    ready = find_condition(status.get("conditions"), ConditionType.READY) or {}
+    turned = parse_time(ready.get("lastTransitionTime"))
+    since = parse_time((status.get("stable") or {}).get("since"))
+    if ready.get("status") != "False" or turned is None or since is None:
+        return False
+    return turned <= since
+
+
+def replace_unserved(
+    cycle: Cycle,
+    revision: str,
+    identity: str,
+    stable_view: DeploymentView,
+    views: Mapping[str, DeploymentView],
+) -> Plan:
+    """The stable never served (:func:`never_served`): nothing to judge a change against, so
+    this revision is deployed as a first one (change "new": no steps, live traffic at once).
+    The one that never served is removed at once (its pods may hold the quota or the nodes
+    this one needs); a candidate left is superseded."""
+    spec = cycle.spec
+    assert spec is not None
+    info = RevisionInfo(revision, identity, naming.ROLE_STABLE)
+    created = cycle.ensure_revision(info, spec.replicas) and revision not in views
+    cycle.serve(revision)
+    for other, view in views.items():
+        if other == stable_view.revision:
+            cycle.delete_revision(other)
+        elif other != revision:
+            cycle.retire(view, superseded(other, f"revision {revision}"))
+    _deployed_first(cycle, revision, stable_view.revision)
+    view = views.get(revision)
+    return finish(
+        cycle,
+        stable_outcome(cycle, revision, view, just_created=created),
+        revision=revision,
+        stable=Side(view, planned_summary(spec, revision), new=True),
+    )
+
+
+def _deployed_first(cycle: Cycle, revision: str, replaced: str | None) -> None:
+    """The Deployed Event and history entry of a first revision (``replaced``: the stable,
+    which never served, it takes the place of). A cycle run again after a kill before its
+    status write posts the same Event: named by its occurrence, it is posted once."""
+    spec = cycle.spec
+    assert spec is not None
+    instead = f" in place of revision {replaced}, which never served" if replaced else ""
+    cycle.event(
+        Reason.DEPLOYED,
+        f"revision {revision} (model {spec.model.name} version {spec.model.version}) "
+        f"deployed with {spec.replicas} replica(s){instead}",
+        occurrence=f"{Reason.DEPLOYED} {revision} {cycle.obs.generation}",
+    )
+    why = "first revision of this ModelDeployment" + (
+        f" (revision {replaced} never served)" if replaced else ""
+    )
+    cycle.record(
+        revision, spec.model.version, spec.server.image, ChangeKind.NEW, Outcome.DEPLOYED, why
+    )
+
+
+def _deployed_unrecorded(cycle: Cycle, view: DeploymentView) -> bool:
+    """Whether the stable is a first revision whose cycle was cut short before its status
+    write: no history entry, and status says nothing served. One with ready pods under a
+    status lost whole is only found serving (Cycle.keep_in_history): nothing tells them apart."""
+    if any(item.get("revision") == view.revision for item in cycle.history):
+        return False
+    status = cycle.obs.status
+    if has_served(status):
+        return False
+    return bool((status.get("stable") or {}).get("revision")) or view.ready_replicas == 0
 
 
 def _serve_when_ready(
