@@ -9,9 +9,12 @@ evidence starts again (the time held out is neither evidence nor a hold).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from core_world import RolloutWorld, spec
 from figures_kit import figures as seen
+from test_lost_stable_and_blocked_changes import canary, delete_deployment
 from test_progressive_rollout import (
     BAD,
     GOOD,
@@ -145,3 +148,79 @@ def test_the_time_held_out_counts_against_no_deadline_once_fixed() -> None:
     assert world.status["phase"] == "Progressing"
     assert world.status["candidate"]["reason"] == "InsufficientData"
     assert world.deployment(candidate) is not None
+
+
+#: Errors in half the candidate's answers: a check fails (agreement and latency good).
+ERRORS = {
+    "requests": 100,
+    "latency_p95": 0.01,
+    "compared": 100,
+    "agreement": 0.99,
+    "error_rate": 0.5,
+}
+
+
+def test_a_check_failed_before_the_hold_counts_no_more_once_fixed() -> None:
+    # failureLimit 2: one failed check, held out, fixed; the first check after the fix is the
+    # step's first (it rolled back at once, "in 2 checks", counting the one before the hold).
+    world, _stable, candidate = at_canary_50()
+    failing = RolloutInputs(figures=seen(**ERRORS), shadow_target="http://x")
+    world.inputs = failing
+    run_until(world, candidate, lambda: world.status["candidate"].get("failedChecks") == 1)
+    blocked(world, candidate, "analysis-interval", seconds=300)
+    assert not world.status["candidate"].get("failedChecks")
+    world.set_spec(spec("2", 2, rollout=ROLLOUT))
+    world.inputs = failing
+    world.pods_ready(candidate)
+    world.reconcile(advance=1.0)
+    resumed = world.status["candidate"]
+    assert resumed["failedChecks"] == 1 and resumed["reason"] == "CheckFailed"
+    assert not resumed.get("outcome") and world.status["phase"] == "Progressing"
+
+
+def standing_in() -> tuple[RolloutWorld, str, str]:
+    """Mid-canary the stable's Deployment was deleted; the spec set back to the stable's makes
+    it again (no pod ready yet) while the candidate serves all live traffic in its place."""
+    world, stable, candidate = canary()
+    delete_deployment(world, stable)
+    world.reconcile()
+    world.set_spec(spec("1", 2, rollout=ROLLOUT))
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.deployment(stable) is not None and selected(world) == candidate
+    return world, stable, candidate
+
+
+#: Unreadable specs arriving then: two that make the candidate, one the stable's version.
+STANDING_IN = ["zero-replicas", "analysis-interval", "zero-replicas-version-1"]
+
+
+def unreadable(kind: str) -> dict[str, Any]:
+    if kind == "zero-replicas-version-1":
+        return {**spec("1", 2, rollout=ROLLOUT), "replicas": 0}
+    return UNREADABLE[kind][0](ROLLOUT)
+
+
+@pytest.mark.parametrize("kind", STANDING_IN)
+def test_a_candidate_serving_in_the_stables_place_keeps_serving_until_the_stable_is_available(
+    kind: str,
+) -> None:
+    # The stable alone was an outage: the Service selected no ready pod ("serves alone").
+    world, stable, candidate = standing_in()
+    world.set_spec(unreadable(kind))
+    for _ in range(5):
+        world.pods_ready(candidate)
+        world.reconcile(advance=1.0)
+        assert selected(world) == candidate and world.deployment(candidate) is not None
+    message = world.condition("Ready")["message"]
+    assert world.condition("Ready")["reason"] == "InvalidSpec"
+    assert f"revision {candidate} serves all live traffic until revision {stable}" in message
+    assert "alone" not in message and "nothing serves" not in message
+    # The stable available: the unreadable spec holds the candidate out, or supersedes it.
+    world.pods_ready(stable)
+    world.pods_ready(candidate)
+    plan = world.reconcile(advance=1.0)
+    assert selected(world) == stable
+    superseded = "RolloutSuperseded" in [event.reason for event in plan.events]
+    assert superseded == kind.endswith("version-1")
+    assert (world.deployment(candidate) is None) == superseded

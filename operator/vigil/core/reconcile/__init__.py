@@ -24,6 +24,12 @@ The state machine, Flagger-style (each line is a step of the runbook)::
     spec invalid or names too long             -> report InvalidSpec, touch nothing but
                                                   candidates of another revision (superseded:
                                                   the stable alone)
+        a candidate it still makes (also when  -> held out of traffic (weight 0, its pods
+          its rollout or monitoring cannot be     kept): the stable alone; once fixed, the
+          used: never judged meanwhile)           rollout resumes at its step, the step's
+                                                  evidence started again
+        a candidate serving in the place of a  -> it serves on (neither held nor superseded)
+          stable not yet available (made again)   until the stable is available
     a foreign Service holds our name           -> report ServiceConflict, touch nothing
     reference profile missing (new revision)   -> supersede other candidates, hold, report
                                                   ReferenceNotFound, recheck
@@ -38,11 +44,17 @@ The state machine, Flagger-style (each line is a step of the runbook)::
                                                   lost stable alone, until the spec goes back
                                                   to it or a person promotes
     no stable revision                         -> deploy the revision as stable ("new")
+    stable never served (0 ready pods),        -> deployed as new in its place at once (no
+      desired differs                             steps); the never-served one removed
     stable revision == desired revision        -> keep it: scale in place, abort any candidate
         a switch cut short before its status   -> record it (Switched, Promoted)
         lost pods, spec unchanged              -> Degraded (ReplicasUnavailable) until back
         never Ready yet                        -> Deploying (Pending until a pod is ready)
     stable revision != desired revision        -> replace it; older candidates superseded
+        a failed bake still going back         -> finish going back first: a spec set back
+                                                  to the previous revision is answered by
+                                                  it; another waits (Progressing says so),
+                                                  then rolls out against the previous one
       without steps (blue/green):
         paused (spec.paused)                   -> hold, do not even start the candidate
         candidate not yet available            -> start it and wait (stable keeps serving)
@@ -66,7 +78,9 @@ The state machine, Flagger-style (each line is a step of the runbook)::
 Safety rules: the Service is only ever moved to a revision whose Deployment
 is available (all replicas ready), and the old revision is deleted only
 after the move was written: the Service never selects zero Ready pods
-during a switch. With a route outside the operator's children (a Gateway
+during a switch. The one exception: a revision replacing a stable that never
+served takes live traffic before it is available, as any first revision does
+(nothing it replaces could answer). With a route outside the operator's children (a Gateway
 API HTTPRoute), every plan says where it points, and a plan's actions run
 in one order: writes, then the route, then scale-downs and deletions. So the
 route names only Services that exist, and a revision loses its pods or its

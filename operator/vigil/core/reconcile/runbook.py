@@ -234,7 +234,13 @@ def _blocked(
     whatever serves now (but the candidates ``retired``, and the one ``held`` out of
     traffic: see _supersede)."""
     why = message
-    if stable_view is not None and held is not None:
+    standin = _standin(cycle, stable_view)
+    if stable_view is not None and standin is not None:
+        message = (
+            f"{message}; revision {standin.revision} serves all live traffic until revision "
+            f"{stable_view.revision} is available"
+        )
+    elif stable_view is not None and held is not None:
         message = (
             f"{message}; revision {stable_view.revision} serves alone: candidate revision "
             f"{held.revision} gets no live or shadow traffic until the spec is fixed"
@@ -257,8 +263,9 @@ def _blocked(
     return plan
 
 
-#: What a step's evidence is measured from: started again once a held candidate resumes.
-_EVIDENCE = ("stepStartedAt", "heldSince", "lastAnalysisAt", "shadowPercent")
+#: What a step's evidence is measured from, and the checks judged on it: started again once
+#: a held candidate resumes.
+_EVIDENCE = ("stepStartedAt", "heldSince", "lastAnalysisAt", "shadowPercent", "failedChecks")
 
 
 def _held_status(
@@ -286,11 +293,18 @@ def _supersede(
     for a spec that cannot be read (``revision`` None), those running another model version
     or image than it asks for (either makes another revision). A candidate it keeps is held
     out of traffic (its pods stay, to resume): it is not judged meanwhile. The stable then
-    serves alone; the revisions retired, and the candidate held."""
+    serves alone; the revisions retired, and the candidate held. One serving all live
+    traffic in the place of a stable not yet available (_standin) keeps serving meanwhile:
+    neither retired nor held, and the stable not alone (its Service would select no ready pod)."""
     if stable_view is None:
         return [], None
     baking = bake.baking(cycle, stable_view.revision)
-    serving = {stable_view.revision, baking.previous if baking else None}
+    standin = _standin(cycle, stable_view)
+    serving = {
+        stable_view.revision,
+        baking.previous if baking else None,
+        standin.revision if standin else None,
+    }
     kept = serving | {revision}
     others = [
         view
@@ -307,13 +321,21 @@ def _supersede(
         retired.append(view.revision)
         cycle.retire(view, superseded(view.revision, by))
     held = _held_out(cycle, serving | {view.revision for view in others})
-    if others or held is not None:
+    if standin is None and (others or held is not None):
         stable_alone(cycle, stable_view)
         # A spec.rollout not read names no route: the one status recorded leaves them.
         recorded = cycle.obs.status.get("httpRoute")
         if recorded and (cycle.spec is None or cycle.spec.rollout.problem):
             cycle.wanted_route = Route(stable_view.revision, http_route=str(recorded))
     return retired, held
+
+
+def _standin(cycle: Cycle, stable_view: DeploymentView | None) -> DeploymentView | None:
+    """The revision serving all live traffic in the place of a stable not yet available (its
+    Deployment made again): stable.keep's rule, under which it serves until the stable is."""
+    if stable_view is None:
+        return None
+    return stable.serving_in_place(cycle, stable_view.revision, stable_view, cycle.views())
 
 
 def _held_out(cycle: Cycle, passed: set[str | None]) -> DeploymentView | None:

@@ -194,17 +194,27 @@ def _serve_when_ready(
     """Live traffic to the stable and any candidate aborted, once the stable can take it:
     one that served in a lost stable's place keeps serving until the stable made again is
     available (the Service only moves to an available revision)."""
-    standin = views.get(service_revision(cycle.obs.service) or "")
-    if (
-        standin is not None
-        and standin.revision != revision
-        and standin.ready_replicas > 0
-        and (view is None or not view.is_available)
-    ):
+    standin = serving_in_place(cycle, revision, view, views)
+    if standin is not None:
         cycle.serve(standin.revision)
         return
     cycle.serve(revision)
     _abort_others(cycle, revision, views, kept)
+
+
+def serving_in_place(
+    cycle: Cycle,
+    revision: str,
+    view: DeploymentView | None,
+    views: Mapping[str, DeploymentView],
+) -> DeploymentView | None:
+    """The revision serving live traffic in the stable ``revision``'s place while the stable
+    (``view``; None: no Deployment yet) is not available: the one the Service selects, if it
+    has ready pods. It keeps serving until the stable is available."""
+    standin = views.get(service_revision(cycle.obs.service) or "")
+    if standin is None or standin.revision == revision or standin.ready_replicas == 0:
+        return None
+    return standin if view is None or not view.is_available else None
 
 
 def _abort_others(
