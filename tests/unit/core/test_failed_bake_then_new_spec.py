@@ -181,3 +181,139 @@ def test_going_back_to_the_revision_asked_for_cut_short_finishes_once(done: int)
     assert world.outcomes() == [(v2, "RolledBack"), (v1, "Deployed")]
     assert world.status["history"][0]["modelVersion"] == "2"
     assert world.posted("RolloutAborted") == [] and world.posted("RolloutStarted") == []
+
+
+def conditions(world: World) -> dict[str, tuple[str, str]]:
+    """Ready, Progressing and Stalled as (status, reason), with the phase."""
+    kinds = ("Ready", "Progressing", "Stalled")
+    found = {
+        kind: (world.condition(kind)["status"], world.condition(kind)["reason"]) for kind in kinds
+    }
+    return {**found, "phase": (world.status["phase"], "")}
+
+
+@pytest.mark.parametrize("rollout_key", ["stepped", "blue/green"])
+def test_a_waiting_spec_is_not_ready_while_the_failed_bake_goes_back(rollout_key: str) -> None:
+    # `kubectl wait --for=condition=Ready` must not return for a revision not even created,
+    # and a GitOps check must not read the failed bake's RolledBack as the new spec's.
+    world, v1, v2 = going_back(rollout_key)
+    world.set_spec(spec("3", 2, rollout=STEPPED if rollout_key == "stepped" else BLUE_GREEN))
+    waiting = {
+        "Ready": ("False", "BakeFailed"),
+        "Progressing": ("True", "BakeFailed"),
+        "Stalled": ("False", "NotStalled"),
+        "phase": ("Progressing", ""),
+    }
+    for _ in range(3):
+        world.reconcile(10)
+        assert world.status["observedGeneration"] == world.generation
+        assert conditions(world) == waiting
+    v3 = world.status["revision"]
+    assert world.condition("Ready")["message"].startswith(f"revision {v3} waits: ")
+    assert f"revision {v2} keeps serving" in world.condition("Ready")["message"]
+    # The cycle that moves live traffic back: version 3 still waits, version 2 RolledBack
+    # in history and its Event only.
+    plan = v1_ready(world, v1)
+    assert world.service_revision() == v1
+    assert [e.reason for e in plan.events] == ["RolledBack"]
+    assert world.outcomes()[0] == (v2, "RolledBack")
+    assert conditions(world) == waiting
+    assert world.status["revision"] == v3
+    ready = world.condition("Ready")["message"]
+    assert ready.startswith(f"revision {v3} waits: ") and "rolls out against it next" in ready
+    world.reconcile()
+    assert world.status["candidate"]["revision"] == v3
+    assert world.condition("Stalled")["status"] == "False"
+
+
+@pytest.mark.parametrize("rollout_key", ["stepped", "blue/green"])
+def test_a_spec_back_to_the_previous_revision_is_ready_once_it_serves(rollout_key: str) -> None:
+    world, v1, v2 = going_back(rollout_key)
+    world.set_spec(spec("1", 2, rollout=STEPPED if rollout_key == "stepped" else BLUE_GREEN))
+    world.reconcile()
+    # Version 1 does not serve yet: not Ready, going back progresses.
+    assert conditions(world) == {
+        "Ready": ("False", "BakeFailed"),
+        "Progressing": ("True", "BakeFailed"),
+        "Stalled": ("False", "NotStalled"),
+        "phase": ("Progressing", ""),
+    }
+    # Live traffic back on version 1, which is what the spec asks for: Ready at once, not
+    # RolledBack nor Stalled (version 2's RolledBack is in history and its Event).
+    plan = v1_ready(world, v1)
+    assert world.service_revision() == v1
+    assert [e.reason for e in plan.events] == ["RolledBack"]
+    assert world.outcomes()[0] == (v2, "RolledBack")
+    assert world.status["observedGeneration"] == world.generation
+    assert world.status["revision"] == v1 == world.status["stable"]["revision"]
+    assert conditions(world) == {
+        "Ready": ("True", "Available"),
+        "Progressing": ("False", "Complete"),
+        "Stalled": ("False", "NotStalled"),
+        "phase": ("Healthy", ""),
+    }
+    assert "candidate" not in world.status
+    world.reconcile(30)
+    assert conditions(world)["Ready"] == ("True", "Available")
+    assert world.names("Deployment") == [f"wine-{v1}"]
+
+
+def test_a_spec_back_to_the_previous_revision_keeps_it_past_the_deadline() -> None:
+    # Version 1 does not become available within progressDeadline (60s): it is not removed
+    # and rolled out as a candidate against version 2 (its starting pods discarded); going
+    # back goes on, overdue, and live traffic moves once it is available.
+    world, v1, v2 = going_back()
+    world.set_spec(spec("1", 2, rollout=STEPPED))
+    for _ in range(70):
+        world.reconcile()
+        assert world.deployment(v1) is not None and world.replicas(v1) == 2
+        assert world.deployment(v1)["metadata"]["labels"]["vigil.dev/role"] == "stable"
+        assert "candidate" not in world.status
+    assert world.service_revision() == v2
+    assert conditions(world) == {
+        "Ready": ("False", "BakeRollbackFailed"),
+        "Progressing": ("False", "BakeRollbackFailed"),
+        "Stalled": ("True", "BakeRollbackFailed"),
+        "phase": ("Failed", ""),
+    }
+    message = world.condition("Ready")["message"]
+    assert f"revision {v1} is not available 60s (progressDeadline) after" in message
+    assert "once it is available" in message
+    assert len(world.posted("BakeRollbackFailed")) == 1
+    assert world.status["bake"]["reason"] == "BakeFailed"
+    plan = v1_ready(world, v1)
+    assert world.service_revision() == v1
+    assert [e.reason for e in plan.events] == ["RolledBack"]
+    assert conditions(world)["Ready"] == ("True", "Available")
+    assert conditions(world)["Stalled"] == ("False", "NotStalled")
+    world.reconcile(30)
+    assert world.names("Deployment") == [f"wine-{v1}"]
+    assert world.outcomes() == [(v2, "RolledBack"), (v1, "Deployed")]
+    for reason in ("RolloutStarted", "RolloutAborted", "RolloutSuperseded", "Switched"):
+        assert world.posted(reason) == [], reason
+
+
+def test_another_spec_past_the_deadline_rolls_out_against_the_promoted_revision() -> None:
+    # Version 1 never became available: it is removed, and version 3 rolls out against
+    # version 2, the only revision that serves (docs/rollouts.md says so); the give-up
+    # cycle says version 3 waits (not Ready as if version 2 were the spec's).
+    world, v1, v2 = going_back()
+    world.set_spec(spec("3", 2, rollout=STEPPED))
+    for _ in range(70):
+        plan = world.reconcile()
+        if plan.events:
+            break
+    assert [e.reason for e in plan.events] == ["BakeRollbackFailed"]
+    v3 = world.status["revision"]
+    assert conditions(world) == {
+        "Ready": ("False", "BakeRollbackFailed"),
+        "Progressing": ("True", "BakeRollbackFailed"),
+        "Stalled": ("False", "NotStalled"),
+        "phase": ("Progressing", ""),
+    }
+    assert world.condition("Ready")["message"].startswith(f"revision {v3} waits: ")
+    assert world.deployment(v1) is None
+    world.reconcile()
+    assert world.status["stable"]["revision"] == v2
+    assert world.status["candidate"]["revision"] == v3
+    assert world.outcomes()[0] == (v2, "Promoted")

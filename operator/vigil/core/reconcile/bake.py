@@ -10,11 +10,15 @@ back ends like a rolled-back candidate: the promoted revision is held out
 until the spec changes or a person retries.
 
 A bake that failed is finished before anything new rolls out: a newer spec
-waits while live traffic goes back (:func:`going_back`, ``watch(asked=...)``).
-One that asks for the previous revision is answered by going back itself,
-without a rollout (the promoted revision is removed at once: should the
-cycle be cut short after that, status.bake still says what happened, and
-:func:`baking` hands it to ``watch`` to finish).
+waits while live traffic goes back (:func:`going_back`, ``watch(asked=...)``),
+not Ready (what it asks for does not serve) and Progressing; the cycle that
+goes back records the promoted revision RolledBack in history only. One that
+asks for the previous revision is answered by going back itself, without a
+rollout (the promoted revision is removed at once: should the cycle be cut
+short after that, status.bake still says what happened, and :func:`baking`
+hands it to ``watch`` to finish); past progressDeadline it keeps going back,
+overdue (:func:`_overdue`), where another revision asked for rolls out
+against the promoted one instead (the previous revision removed).
 """
 
 from __future__ import annotations
@@ -35,10 +39,19 @@ from vigil.core.bake import state_to_status as bake_status
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import REMOVE_AFTER_OUTCOME_SECONDS, Plan
-from vigil.core.reconcile.report import Outcome, Side, finish, outcome
+from vigil.core.reconcile.report import (
+    Outcome,
+    Side,
+    failed,
+    finish,
+    meanwhile,
+    not_ready,
+    outcome,
+    stable_outcome,
+)
 from vigil.core.reconcile.rollback import bake_failed
 from vigil.core.spec import BakeSpec
-from vigil.core.vocabulary import BakeMove, Reason
+from vigil.core.vocabulary import BakeMove, ConditionType, Phase, Reason
 
 #: How often a bake looks at the health conditions at the latest (a health write that
 #: flips one asks for a reconcile at once).
@@ -109,13 +122,15 @@ def watch(
     state: BakeState,
     view: DeploymentView,
     previous: DeploymentView | None,
-    reached: Outcome,
+    reached: Outcome | None,
     asked: str | None = None,
 ) -> Plan:
     """One cycle of the bake of the stable revision ``view`` (vigil.core.bake's runbook).
 
+    ``reached``: what the stable revision reports, which the bake's status adds to.
     ``asked``: the revision a newer spec asks for, which waits while a failed bake goes
-    back (None: the spec asks for the promoted revision still).
+    back (None: the spec asks for the promoted revision still); status then speaks of
+    it (``reached`` is not read: None).
     """
     spec = cycle.spec
     assert spec is not None
@@ -125,6 +140,7 @@ def watch(
         return _back(cycle, state, _as_recorded(cycle, state.revision), view, view.revision)
     if spec.rollout.bake is None and asked is None:
         # spec.rollout.bake was removed: the bake ends now, the previous revision goes.
+        assert reached is not None
         if previous is not None:
             cycle.delete_revision(previous.revision)
         return finish(cycle, reached, revision=view.revision, stable=Side(view))
@@ -132,6 +148,9 @@ def watch(
     rules = spec.rollout.bake or _GOING_BACK_ONLY
     decision = decide(rules, state, seen, now, spec.rollout.progress_deadline_seconds)
     # Over: passed, or the previous revision never came back (the promoted one keeps serving).
+    if decision.move == BakeMove.GIVE_UP and previous is not None and asked == previous.revision:
+        # The spec asks for the previous revision: kept (overdue) until it is available.
+        return _overdue(cycle, decision, view, previous)
     if decision.move in (BakeMove.PASS, BakeMove.GIVE_UP):
         return _over(cycle, decision, view, previous, reached, asked)
     assert previous is not None
@@ -147,11 +166,9 @@ def watch(
     # The previous revision is available: live traffic goes back to it.
     if decision.move == BakeMove.ROLL_BACK:
         return _back(cycle, after, _as_running(view), previous, asked)
-    why = Reason.BAKING if decision.move == BakeMove.BAKE else Reason.BAKE_FAILED
-    words = f"bake of revision {state.revision}: {decision.message}{_waits(after, asked)}"
     plan = finish(
         cycle,
-        bake_outcome(reached, why, words),
+        _going_on(decision, view, reached, asked),
         revision=asked or view.revision,
         stable=Side(view),
     )
@@ -161,21 +178,37 @@ def watch(
     return plan
 
 
+def _going_on(
+    decision: BakeDecision, view: DeploymentView, reached: Outcome | None, asked: str | None
+) -> Outcome:
+    """A bake going on (or going back): Progressing True; Ready as the promoted revision
+    has it, unless a newer spec waits (what it asks for does not serve yet: not Ready)."""
+    state = decision.state
+    if asked is not None:
+        return _waiting(state, view, asked, decision.message)
+    assert reached is not None
+    why = Reason.BAKING if decision.move == BakeMove.BAKE else Reason.BAKE_FAILED
+    return bake_outcome(reached, why, f"bake of revision {state.revision}: {decision.message}")
+
+
 def _over(
     cycle: Cycle,
     decision: BakeDecision,
     view: DeploymentView,
     previous: DeploymentView | None,
-    reached: Outcome,
+    reached: Outcome | None,
     asked: str | None,
 ) -> Plan:
     """The bake passed, or its previous revision never came back: the previous revision
-    goes, the promoted one serves on (and a newer spec rolls out against it next)."""
+    goes, the promoted one serves on (and another revision a newer spec asks for rolls out
+    against it next: there is nothing else to roll out against)."""
     state = decision.state
     if previous is not None:
         cycle.delete_revision(previous.revision)
     if decision.move == BakeMove.GIVE_UP:
-        cycle.event(Reason.BAKE_ROLLBACK_FAILED, decision.message, warning=True)
+        # Said once: a spec that asked for the previous revision past the deadline said it.
+        if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.BAKE_ROLLBACK_FAILED:
+            cycle.event(Reason.BAKE_ROLLBACK_FAILED, decision.message, warning=True)
     elif previous is not None:
         cycle.event(
             Reason.BAKE_PASSED,
@@ -183,10 +216,49 @@ def _over(
             f"revision {state.previous} removed",
         )
     if asked is not None:
-        words = f"{decision.message}; revision {asked} rolls out next"
-        reached = bake_outcome(reached, Reason.BAKE_ROLLBACK_FAILED, words)
+        words = (
+            f"revision {asked} waits: {decision.message}; revision {state.previous} removed, "
+            f"revision {asked} rolls out against revision {view.revision} next"
+        )
+        reached = not_ready(Phase.PROGRESSING, Reason.BAKE_ROLLBACK_FAILED, words, progressing=True)
         cycle.plan.recheck_after = REMOVE_AFTER_OUTCOME_SECONDS
+    assert reached is not None
     return finish(cycle, reached, revision=asked or view.revision, stable=Side(view))
+
+
+def _overdue(
+    cycle: Cycle, decision: BakeDecision, view: DeploymentView, previous: DeploymentView
+) -> Plan:
+    """A spec asking for the previous revision again, which is still not available at
+    progressDeadline: it is kept at full replicas (not removed and rolled out again against
+    the revision that failed its bake), live traffic goes back to it once it is available;
+    meanwhile status says the going back is overdue (Stalled)."""
+    spec = cycle.spec
+    assert spec is not None
+    state = decision.state
+    full = spec.replicas
+    cycle.scale_revision(previous.revision, full)
+    deadline = spec.rollout.progress_deadline_seconds
+    then = (
+        f"the spec asks for revision {previous.revision}: it is kept at {full} replica(s), "
+        "and live traffic goes back to it once it is available"
+    )
+    if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.BAKE_ROLLBACK_FAILED:
+        cycle.event(Reason.BAKE_ROLLBACK_FAILED, f"{decision.message}; {then}", warning=True)
+    message = (
+        f"revision {previous.revision} is not available {deadline:.0f}s (progressDeadline) "
+        f"after revision {state.revision} failed its bake at {format_unix(state.failed_at)} "
+        f"({state.message}); {then}; {meanwhile(view)}"
+    )
+    plan = finish(
+        cycle,
+        failed(Reason.BAKE_ROLLBACK_FAILED, message),
+        revision=previous.revision,
+        stable=Side(view),
+    )
+    plan.status["bake"] = _status(state, previous, full)
+    plan.recheck_after = RECHECK_SECONDS
+    return plan
 
 
 def _back(
@@ -200,7 +272,10 @@ def _back(
     RolledBack (its history entry with what it ran, not what a newer spec asks for).
 
     A newer spec asking for the previous revision is answered by this: the promoted one is
-    removed now (not held out), as status.bake tells a cycle cut short after it."""
+    removed now (not held out), as status.bake tells a cycle cut short after it, and status
+    reports the previous revision as the spec's (RolledBack in history and the Event only).
+    Another revision asked for waits one more cycle (Progressing), the promoted one's
+    outcome in status.candidate for that cycle to remove it."""
     plan = bake_failed(cycle, previous, _rolled_back(promoted, state))
     ran = {key: promoted[key] for key in ("modelVersion", "image") if promoted.get(key)}
     cycle.history = [
@@ -208,26 +283,38 @@ def _back(
         for entry in cycle.history
     ]
     plan.status["history"] = cycle.history
-    if asked is not None:
-        plan.status["revision"] = asked
+    if asked is None:
+        return plan
     if asked == previous.revision:
+        # The spec's revision serves: reported as a kept stable is (RolledBack in history).
         cycle.delete_revision(str(promoted["revision"]))
-    return plan
+        reached = stable_outcome(cycle, asked, previous, just_created=False)
+        return finish(cycle, reached, revision=asked, stable=Side(previous))
+    ended = plan.status["candidate"]
+    message = (
+        f"revision {asked} waits: revision {promoted['revision']} rolled back in its bake "
+        f"period ({state.message}); live traffic is on revision {previous.revision} again, "
+        f"revision {asked} rolls out against it next"
+    )
+    reached = not_ready(Phase.PROGRESSING, Reason.BAKE_FAILED, message, progressing=True)
+    side = Side(None, ended, rollout=ended)
+    return finish(cycle, reached, revision=asked, stable=Side(previous), candidate=side)
 
 
-def _waits(state: BakeState, asked: str | None) -> str:
-    """What a newer spec waits for while the failed bake goes back ("": none waits)."""
-    if asked is None or state.failed_at is None:
-        return ""
+def _waiting(state: BakeState, view: DeploymentView, asked: str, words: str) -> Outcome:
+    """A newer spec waits while the failed bake goes back (``words``: how far it is)."""
     if asked == state.previous:
-        return (
-            f"; the spec asks for revision {asked} again: live traffic goes back to it once "
+        lead = (
+            f"the spec asks for revision {asked} again: live traffic goes back to it once "
             "it is available (no rollout)"
         )
-    return (
-        f"; revision {asked} waits: the failed bake goes back to revision {state.previous} "
-        f"first, then revision {asked} rolls out against it"
-    )
+    else:
+        lead = (
+            f"revision {asked} waits: the failed bake goes back to revision {state.previous} "
+            f"first, then revision {asked} rolls out against it"
+        )
+    message = f"{lead}; revision {state.revision} failed its bake: {words}; {meanwhile(view)}"
+    return not_ready(Phase.PROGRESSING, Reason.BAKE_FAILED, message, progressing=True)
 
 
 def _seen(cycle: Cycle, previous: DeploymentView | None) -> BakeObservations:

@@ -23,9 +23,9 @@ from vigil.core.reconcile.report import (
     failed,
     fetch_gave_up,
     finish,
+    meanwhile,
     not_ready,
     planned_summary,
-    stable_outcome,
 )
 from vigil.core.reconcile.rollback import (
     fetch_failed,
@@ -127,12 +127,13 @@ def _back_first(
 ) -> Plan:
     """The stable failed its bake: live traffic goes back to the previous revision first
     (vigil.core.reconcile.bake), and the revision the spec asks for waits; no candidate
-    starts. One asking for the previous revision gets it that way, without a rollout."""
+    starts (not Ready meanwhile). One asking for the previous revision gets it that way,
+    without a rollout."""
     _stable_until_switch(cycle, stable_view)
     _supersede_others(cycle, revision, stable_view, views, kept=state.previous)
-    reached = stable_outcome(cycle, stable_view.revision, stable_view, just_created=False)
     previous = views[state.previous]
-    return bake.watch(cycle, state, stable_view, previous, reached, asked=revision)
+    # Status speaks of the revision asked for, not of the stable as if it were the spec's.
+    return bake.watch(cycle, state, stable_view, previous, None, asked=revision)
 
 
 def _supersede_others(
@@ -183,11 +184,3 @@ def _starting(
         f"{'; ' + fetching if fetching else ''}); {meanwhile(stable_view)}"
     )
     return not_ready(Phase.PROGRESSING, Reason.ROLLOUT_IN_PROGRESS, message, progressing=True)
-
-
-def meanwhile(stable: DeploymentView) -> str:
-    """What the stable does while a change waits, in a message: it keeps serving, unless no
-    pod of it is ready (then nothing serves)."""
-    if stable.ready_replicas > 0:
-        return f"revision {stable.revision} keeps serving"
-    return f"revision {stable.revision} has no ready pod: nothing serves"

@@ -378,3 +378,11 @@ def fetch_gave_up(fetch: FetchState | None, view: DeploymentView | None) -> str 
 
 def replicas_message(revision: str, ready: int, wanted: int) -> str:
     return f"revision {revision}: {ready}/{wanted} replica(s) ready"
+
+
+def meanwhile(stable: DeploymentView) -> str:
+    """What the stable does while a change waits, in a message: it keeps serving, unless no
+    pod of it is ready (then nothing serves)."""
+    if stable.ready_replicas > 0:
+        return f"revision {stable.revision} keeps serving"
+    return f"revision {stable.revision} has no ready pod: nothing serves"

@@ -12,7 +12,7 @@ from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake, bluegreen, stable
 from vigil.core.reconcile.cycle import Cycle, superseded
 from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan, Route
-from vigil.core.reconcile.report import Side, failed, finish
+from vigil.core.reconcile.report import Side, failed, finish, meanwhile
 from vigil.core.reconcile.rollback import stable_alone
 from vigil.core.revision import REVISION_LENGTH, classify_change, compute_identity, compute_revision
 from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
@@ -246,7 +246,7 @@ def _blocked(
             f"{held.revision} gets no live or shadow traffic until the spec is fixed"
         )
     elif stable_view is not None:
-        message = f"{message}; {bluegreen.meanwhile(stable_view)}"
+        message = f"{message}; {meanwhile(stable_view)}"
     if cycle.previous_reason(ConditionType.READY) != reason:
         cycle.event(reason, message, warning=True)
     if cycle.verb:
