@@ -358,6 +358,80 @@ def _bake(seen: Catalogue) -> None:
         _cycle(world, seen)
 
 
+def _states(world: World) -> dict[str, tuple[str, str]]:
+    """Ready, Progressing and Stalled as (status, reason), with the phase."""
+    found = {
+        kind: (world.condition(kind)["status"], world.condition(kind)["reason"])
+        for kind in ("Ready", "Progressing", "Stalled")
+    }
+    return {**found, "phase": (world.status["phase"], "")}
+
+
+def _bake_failed(seen: Catalogue) -> tuple[World, str]:
+    """Version 2 promoted with a bake, its Healthy turned False: version 1 scales back up
+    (not available yet). Returns the world and version 1's revision."""
+    rollout = {"bake": {"duration": "10m"}, "progressDeadline": "60s"}
+    world, previous = _serving(seen, rollout=rollout)
+    world.set_spec(spec("2", 2, rollout=rollout))
+    _cycle(world, seen)
+    world.pods_ready(world.status["candidate"]["revision"])
+    _cycle(world, seen)
+    reference, data = _reference()
+    report = evaluate(_window(reference, data, success=968, errors=32), reference, POLICY)
+    healthy = next(s for s in health_conditions(report, POLICY) if s.type == "Healthy")
+    world.status["conditions"] = build_conditions(
+        [healthy], world.status.get("conditions"), generation=world.generation, now=world.now
+    )
+    _cycle(world, seen)
+    assert world.status["bake"]["reason"] == "BakeFailed", world.status
+    return world, previous
+
+
+def _failed_bake_then_new_spec(seen: Catalogue) -> None:
+    """A failed bake going back when a new spec arrives: another revision waits (and, past
+    progressDeadline, rolls out against the promoted one); a spec set back to the previous
+    revision is Healthy once it serves, and overdue (Failed, Stalled) past the deadline."""
+    rollout = {"bake": {"duration": "10m"}, "progressDeadline": "60s"}
+    waiting = {
+        "Ready": ("False", "BakeFailed"),
+        "Progressing": ("True", "BakeFailed"),
+        "Stalled": ("False", "NotStalled"),
+        "phase": ("Progressing", ""),
+    }
+    for version, overdue in (("3", False), ("3", True), ("1", False), ("1", True)):
+        world, previous = _bake_failed(seen)
+        world.set_spec(spec(version, 2, rollout=rollout))
+        _cycle(world, seen)
+        assert _states(world) == waiting, world.status
+        if overdue:
+            _cycle(world, seen, 61)
+        if overdue and version == "3":  # the previous revision removed, version 3 rolls out
+            assert _states(world) == {
+                **waiting,
+                "Ready": ("False", "BakeRollbackFailed"),
+                "Progressing": ("True", "BakeRollbackFailed"),
+            }, world.status
+            _cycle(world, seen)
+            assert world.status["candidate"]["revision"] == world.status["revision"]
+            continue
+        if overdue:  # version 1 kept at full replicas, overdue
+            assert _states(world) == {
+                "Ready": ("False", "BakeRollbackFailed"),
+                "Progressing": ("False", "BakeRollbackFailed"),
+                "Stalled": ("True", "BakeRollbackFailed"),
+                "phase": ("Failed", ""),
+            }, world.status
+        world.pods_ready(previous)
+        _cycle(world, seen)  # live traffic back on version 1
+        if version == "3":
+            assert _states(world) == waiting, world.status
+            _cycle(world, seen)
+            assert world.status["candidate"]["revision"] == world.status["revision"]
+        else:
+            assert _states(world)["Ready"] == ("True", "Available"), world.status
+            assert _states(world)["phase"] == ("Healthy", ""), world.status
+
+
 def _performance_gates(seen: Catalogue) -> None:
     """A tweak's canary judged on labels too: held for them, then 10 points below the
     stable, rolled back."""
@@ -603,6 +677,7 @@ def catalogue() -> Catalogue:
         _stepped,
         _stepped_endings,
         _bake,
+        _failed_bake_then_new_spec,
         _performance_gates,
         _artifacts,
         _health,
