@@ -3,6 +3,11 @@
 Blue/green: start the candidate beside the stable, switch live traffic once
 it is available, then remove the old revision. A change kind with steps
 goes through :mod:`vigil.core.reconcile.stepped` instead.
+
+A revision serving all live traffic in the place of a stable not yet available
+(its Deployment made again: :func:`vigil.core.reconcile.stable.serving_in_place`)
+keeps serving until the stable is: a blue/green candidate may switch meanwhile
+(to an available revision), a stepped rollout waits (:func:`_steps_wait`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from vigil.core.reconcile.rollback import (
     hold_finished,
     stable_alone,
 )
+from vigil.core.reconcile.stable import serving_in_place
 from vigil.core.reconcile.switch import switch
 from vigil.core.spec import RolloutPolicy
 from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason
@@ -54,24 +60,26 @@ def replace_stable(
         return _back_first(cycle, revision, back, stable_view, views)
     candidate_view = views.get(revision)
     policy = _policy(cycle, change)
-    # Blue/green: the stable alone serves until the candidate is ready.
-    if policy is None:
-        _stable_until_switch(cycle, stable_view)
+    standin = serving_in_place(cycle, stable_view.revision, stable_view, views)
+    # Blue/green: the stable alone serves until the candidate is ready (or a stand-in does).
+    if policy is None or standin is not None:
+        _stable_until_switch(cycle, stable_view, standin)
     cycle.keep_in_history(stable_view)
-    _supersede_others(cycle, revision, stable_view, views)
+    _supersede_others(cycle, revision, stable_view, views, standin.revision if standin else None)
     # The change kind has steps: a stepped rollout (validate, shadow, canary, pause).
+    if policy is not None and standin is not None:
+        return _steps_wait(cycle, revision, change, stable_view, (standin, candidate_view))
     if policy is not None and not (spec.paused and candidate_view is None):
         return stepped.progress(
             cycle, revision, identity, change, stable_view, candidate_view, policy
         )
     side = Side(candidate_view, {**planned_summary(spec, revision), "change": change})
+    serving = _meanwhile(stable_view, standin)
     # Hold where it is while paused (do not even start a candidate).
     if spec.paused:
         if policy is not None:
             stable_alone(cycle, stable_view)
-        message = (
-            f"rollout of revision {revision} is paused (spec.paused); {meanwhile(stable_view)}"
-        )
+        message = f"rollout of revision {revision} is paused (spec.paused); {serving}"
         reached = not_ready(Phase.PROGRESSING, Reason.ROLLOUT_PAUSED, message, progressing=False)
         return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
     # A candidate that could not fetch its model stays out until the spec or a person says.
@@ -85,7 +93,7 @@ def replace_stable(
     # Start the candidate: settings first, then its Deployment.
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_CANDIDATE), spec.replicas)
     if candidate_view is None:
-        _announce(cycle, revision, change, stable_view)
+        _announce(cycle, revision, change, serving)
     # Switch only to a candidate with all its replicas available (one kept small by a bake
     # or a canary step is scaled up first): the Service never selects too few Ready pods.
     if (
@@ -93,29 +101,94 @@ def replace_stable(
         and candidate_view.is_available
         and candidate_view.replicas >= spec.replicas
     ):
-        return switch(cycle, identity, change, stable_view, candidate_view)
-    reached = _starting(cycle, revision, stable_view, candidate_view)
+        return _switch_over(cycle, identity, change, stable_view, (candidate_view, standin))
+    reached = _starting(cycle, revision, serving, candidate_view)
     return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
 
 
-def _announce(cycle: Cycle, revision: str, change: ChangeKind, stable: DeploymentView) -> None:
-    """The RolloutStarted Event of a blue/green candidate."""
+def _switch_over(
+    cycle: Cycle,
+    identity: str,
+    change: ChangeKind,
+    stable_view: DeploymentView,
+    views: tuple[DeploymentView, DeploymentView | None],
+) -> Plan:
+    """The switch to the available candidate; a stand-in (another revision serving in the
+    place of the stable not yet available) is superseded by it, once the Service has moved."""
+    candidate_view, standin = views
+    if standin is not None and standin.revision != candidate_view.revision:
+        cycle.retire(standin, superseded(standin.revision, f"revision {candidate_view.revision}"))
+    return switch(cycle, identity, change, stable_view, candidate_view)
+
+
+def _announce(cycle: Cycle, revision: str, change: ChangeKind, serving: str) -> None:
+    """The RolloutStarted Event of a blue/green candidate (``serving``: who serves meanwhile)."""
     assert cycle.spec is not None
     model = cycle.spec.model
     cycle.event(
         Reason.ROLLOUT_STARTED,
         f"revision {revision} ({change}: model {model.name} version {model.version}) "
-        f"starting; {meanwhile(stable)}",
+        f"starting; {serving}",
     )
 
 
-def _stable_until_switch(cycle: Cycle, stable_view: DeploymentView) -> None:
+def _stable_until_switch(
+    cycle: Cycle, stable_view: DeploymentView, standin: DeploymentView | None = None
+) -> None:
     """At spec.replicas (an edit reaches it while the candidate starts or has failed), with
-    no shadow copies (to a stepped candidate this change superseded)."""
+    no shadow copies (to a stepped candidate this change superseded). Live traffic to it
+    alone, but while a ``standin`` serves in its place: that one keeps serving until the
+    stable is available (stable.serving_in_place; never a Service over no ready pod)."""
     assert cycle.spec is not None
     stable_alone(cycle, stable_view)
+    if standin is not None:
+        cycle.serve(standin.revision)  # replaces the stable's wish in this plan
     if stable_view.replicas != cycle.spec.replicas:
         cycle.scale_revision(stable_view.revision, cycle.spec.replicas)
+
+
+def _meanwhile(stable_view: DeploymentView, standin: DeploymentView | None) -> str:
+    """Who serves live traffic while a change waits, in a message."""
+    if standin is None:
+        return meanwhile(stable_view)
+    return (
+        f"revision {standin.revision} serves all live traffic until revision "
+        f"{stable_view.revision} is available"
+    )
+
+
+def _steps_wait(
+    cycle: Cycle,
+    revision: str,
+    change: ChangeKind,
+    stable_view: DeploymentView,
+    views: tuple[DeploymentView, DeploymentView | None],
+) -> Plan:
+    """A stepped rollout starts once the stable is available: until then the revision serving
+    in its place keeps all live traffic (_stable_until_switch), and nothing is judged (one
+    serving all of it is no canary, and the stable it is measured against has no pod): no
+    step's clock, no hold's deadline, no candidate started (the stable's pods come first).
+    The rollout then starts at its first step; a person's request waits for it too."""
+    spec = cycle.spec
+    assert spec is not None
+    standin, candidate_view = views
+    words = (
+        f"{_meanwhile(stable_view, standin)} ({stable_view.ready_replicas}/{spec.replicas} ready)"
+    )
+    message = f"revision {revision} ({change}) waits to start its steps: {words}"
+    if cycle.verb:
+        cycle.answer(False, f"the rollout of revision {revision} has not started: {words}")
+    summary = {
+        **planned_summary(spec, revision),
+        "change": change,
+        "step": 0,
+        "weight": 100 if standin.revision == revision else 0,
+        "reason": Reason.REPLICAS_UNAVAILABLE,
+        "message": message,
+    }
+    reached = not_ready(Phase.PROGRESSING, Reason.REPLICAS_UNAVAILABLE, message, progressing=True)
+    candidate = Side(candidate_view, summary, rollout=summary)
+    return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=candidate)
 
 
 def _back_first(
@@ -165,14 +238,13 @@ def _policy(cycle: Cycle, change: ChangeKind) -> RolloutPolicy | None:
 
 
 def _starting(
-    cycle: Cycle, revision: str, stable_view: DeploymentView, candidate_view: DeploymentView | None
+    cycle: Cycle, revision: str, serving: str, candidate_view: DeploymentView | None
 ) -> Outcome:
-    """A candidate on its way, or one that will not come (the stable keeps serving)."""
+    """A candidate on its way, or one that will not come (``serving``: who serves meanwhile)."""
     assert cycle.spec is not None
     if candidate_view is not None and candidate_view.failure is not None:
         message = (
-            f"revision {revision} did not become available: {candidate_view.failure}; "
-            f"{meanwhile(stable_view)}"
+            f"revision {revision} did not become available: {candidate_view.failure}; {serving}"
         )
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ROLLOUT_FAILED:
             cycle.event(Reason.ROLLOUT_FAILED, message, warning=True)
@@ -181,6 +253,6 @@ def _starting(
     fetching = cycle.fetch_progress(revision)
     message = (
         f"revision {revision} starting ({ready}/{cycle.spec.replicas} ready"
-        f"{'; ' + fetching if fetching else ''}); {meanwhile(stable_view)}"
+        f"{'; ' + fetching if fetching else ''}); {serving}"
     )
     return not_ready(Phase.PROGRESSING, Reason.ROLLOUT_IN_PROGRESS, message, progressing=True)

@@ -193,7 +193,7 @@ def _judge(
         golden = None
     inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
     attempt.summary.update(_feature_changes(inputs, attempt.previous))
-    if candidate_view is None and not attempt.previous:
+    if candidate_view is None and not attempt.previous.get("startedAt"):  # _steps_wait starts none
         cycle.event(
             Reason.ROLLOUT_STARTED,
             f"revision {attempt.revision} ({attempt.change}: model {spec.model.name} version "
