@@ -80,6 +80,23 @@ class HealthReport:
     drift_over: Mapping[str, float] = field(default_factory=dict)
     #: Each SLO figure beside its limit, judged on its interval ("" before any is judged).
     slos: str = ""
+    #: Whose counts drift was judged on, when not every pod's (:class:`DriftBasis`).
+    drift_basis: str = ""
+
+
+@dataclass(frozen=True)
+class DriftBasis:
+    """The counts drift is judged on when not all the window's are in the reference's bins.
+
+    A reference profile edited in place: the pods started before count their
+    inputs in the previous profile's bins, which scored slot by slot against
+    the new one would mean nothing. ``window``: the counts of the pods that
+    read the reference (None: drift is not judged); ``note``: said with the
+    drift verdict (why it is judged on part of the window, or not at all).
+    """
+
+    window: RevisionWindow | None
+    note: str
 
 
 def _finite(value: float | None, digits: int) -> float | None:
@@ -222,9 +239,11 @@ def evaluate(
     source_error: str | None = None,
     *,
     degraded_by: str = "",
+    drift_basis: DriftBasis | None = None,
 ) -> HealthReport:
     """The verdict on one revision over one window (see the module docstring);
-    ``degraded_by``: the reason of its last ``Degraded`` verdict, held until surely met."""
+    ``degraded_by``: the reason of its last ``Degraded`` verdict, held until surely met;
+    ``drift_basis``: the counts drift is judged on when not the whole window's."""
     span = format_window(policy.window_seconds)
     # 1. No figures: say why, judge nothing.
     if window is None:
@@ -235,7 +254,7 @@ def evaluate(
             reason=Reason.METRICS_UNAVAILABLE,
             message=source_error or "no metrics from the sidecars",
         )
-    figures, measured = _figures(window, reference, policy)
+    figures, measured = _figures(window, reference, policy, drift_basis)
     requests = figures.requests
     # 2. Too few requests (none, whatever minRequests says): hold judgement.
     needed = max(1, policy.min_requests)
@@ -276,17 +295,24 @@ def evaluate(
 
 
 def _figures(
-    window: RevisionWindow, reference: ReferenceProfile | None, policy: HealthPolicy
+    window: RevisionWindow,
+    reference: ReferenceProfile | None,
+    policy: HealthPolicy,
+    basis: DriftBasis | None = None,
 ) -> tuple[HealthReport, _Measured]:
-    """Every figure of the window, rounded for status (verdict Healthy until judged)."""
+    """Every figure of the window, rounded for status (verdict Healthy until judged); the
+    input figures (drift, missing, out of range) of ``basis``'s counts, when given."""
     error_rate = error_rate_of(window)
     p95 = quantile_from_buckets(0.95, window.latency_buckets)
     mean, std = _prediction_moments(window)
-    judged = judge_drift(reference, window, policy) if reference else DriftJudgement({}, {})
+    inputs = window if basis is None else basis.window
+    if inputs is None:  # drift not judged: no input figures either
+        inputs = RevisionWindow()
+    judged = judge_drift(reference, inputs, policy) if reference else DriftJudgement({}, {})
     scores, overall = judged.scores, judged.overall
-    rows = window.input_rows
+    rows = inputs.input_rows
     missing_rates = (
-        {name: count / rows for name, count in window.feature_missing.items()} if rows > 0 else {}
+        {name: count / rows for name, count in inputs.feature_missing.items()} if rows > 0 else {}
     )
     missing_over = tuple(
         sorted(
@@ -295,7 +321,7 @@ def _figures(
             if missing_rates.get(f.name, 0.0) > f.null_rate + MISSING_RATE_TOLERANCE
         )
     )
-    out_of_range = sum(window.feature_out_of_range.values()) / rows if rows > 0 else None
+    out_of_range = sum(inputs.feature_out_of_range.values()) / rows if rows > 0 else None
     report = HealthReport(
         verdict=Verdict.HEALTHY,
         requests=round(window.requests),
@@ -316,19 +342,24 @@ def _figures(
             if reference is None or reference.task == "regression"
             else None
         ),
-        drift_note=(
-            "no reference profile: drift is not measured"
-            if reference is None
-            else "no reference features: the profile lists no inputs, drift is not measured"
-            if not reference.features
-            else f"{round(rows)} input rows < {_rows_needed(reference)} needed to judge drift"
-            if not scores
-            else ""
-        ),
+        drift_note=_drift_note(reference, basis, rows) if not scores else "",
         drift_sure=_finite_values(judged.at("threshold", "warning"), 3),
         drift_over=_finite_values(judged.at("threshold"), 3),
+        drift_basis=basis.note if basis is not None and scores else "",
     )
     return report, _Measured(error_rate, p95, judged.at("threshold"), overall)
+
+
+def _drift_note(reference: ReferenceProfile | None, basis: DriftBasis | None, rows: float) -> str:
+    """Why drift was not judged."""
+    if reference is None:
+        return "no reference profile: drift is not measured"
+    if not reference.features:
+        return "no reference features: the profile lists no inputs, drift is not measured"
+    if basis is not None and basis.window is None:
+        return basis.note
+    note = f"{round(rows)} input rows < {_rows_needed(reference)} needed to judge drift"
+    return f"{note}; {basis.note}" if basis is not None else note
 
 
 def _finite_values(values: Mapping[str, float], digits: int) -> dict[str, float]:

@@ -88,7 +88,8 @@ def _data_quality(report: HealthReport) -> str:
 
 def _drift_condition(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     state = _drift_state(report, policy)
-    return replace(state, message=state.message + _data_quality(report))
+    basis = f"; {report.drift_basis}" if report.drift_basis else ""
+    return replace(state, message=state.message + basis + _data_quality(report))
 
 
 def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:

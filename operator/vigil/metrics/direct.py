@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -219,6 +219,34 @@ class DirectSource:
         # it: the ModelDeployment's scraped pods, this revision's series.
         series.update(served_by(add_series(everyone), target.revision))
         return RevisionWindow.from_series(series, pods=answered)
+
+    def counted_pods(self, target: RevisionTarget, now: float) -> list[str]:
+        """The pods, by name, whose counts :meth:`collect` adds up in ``target``'s health
+        window at ``now`` (gone ones too, for the part of the window they were alive)."""
+        start = now - target.window_seconds
+        return sorted(
+            pod
+            for (key, pod), history in self._history.items()
+            if key == target.key and history.last_seen >= start
+        )
+
+    def pods_window(
+        self, target: RevisionTarget, now: float, pods: Container[str]
+    ) -> RevisionWindow:
+        """``target``'s health window at ``now`` counted on ``pods`` alone (no ground truth).
+
+        For the health loop's drift after a reference profile edited in place:
+        each sidecar bins its inputs by the profile it read at its start, so
+        only the pods that read the current one count. :meth:`collect` still
+        gives every reader (the rollouts too) the whole revision's window.
+        """
+        start = now - target.window_seconds
+        own = [
+            pod_increase(history.recent, start)
+            for (key, pod), history in self._history.items()
+            if key == target.key and history.last_seen >= start and pod in pods
+        ]
+        return RevisionWindow.from_series(add_series(own), pods=len(own))
 
     def _forget_old(self, targets: Sequence[RevisionTarget], now: float) -> None:
         """Drop scrapes older than their window (plus the baseline margin).

@@ -9,7 +9,9 @@ Each cycle, like a runbook:
    stay constant whatever the number of ModelDeployments.
 3. Load each reference profile (ConfigMap; parsed again only when its
    resourceVersion changes).
-4. Judge each revision with the pure :func:`vigil.core.health.evaluate`, and
+4. Judge each revision with the pure :func:`vigil.core.health.evaluate`
+   (its drift on the counts of the pods that read that profile: see
+   :meth:`HealthLoop._drift_basis`), and
    its realized performance (labels) with :func:`vigil.core.performance.judge`.
 5. Write ``status.health`` and the conditions through
    :meth:`HealthRecorder.record_health` (the reconciler): at most one patch per object per cycle,
@@ -36,11 +38,16 @@ from typing import Any, Protocol
 
 from vigil.common import objects
 from vigil.common.relisting import Relistings
-from vigil.common.times import format_time, utc_now
+from vigil.common.times import format_time, format_unix, utc_now
 from vigil.core import naming
-from vigil.core.desired import METRICS_PORT
-from vigil.core.health import HealthReport, evaluate, format_window
-from vigil.core.health_status import health_conditions, judged_revision, next_health
+from vigil.core.desired import METRICS_PORT, reference_digest
+from vigil.core.health import DriftBasis, HealthReport, evaluate, format_window
+from vigil.core.health_status import (
+    condition_word,
+    health_conditions,
+    judged_revision,
+    next_health,
+)
 from vigil.core.observed import FetchState, fetch_state, fetches_by_revision
 from vigil.core.performance import PerformanceReport, judge
 from vigil.core.reconcile import has_served
@@ -51,6 +58,7 @@ from vigil.core.window import RevisionWindow
 from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
 from vigil.metrics import Collection, PodTarget, RevisionTarget
+from vigil.metrics.direct import DirectSource
 from vigil.metrics.pool import SourceKey, SourcePool
 from vigil.operator.api import Api
 from vigil.operator.memory import release_free_memory
@@ -61,6 +69,14 @@ from vigil.profile.model import ProfileError, parse_profile
 log = logging.getLogger("vigil.operator.health")
 
 DEFAULT_INTERVAL_SECONDS = 30.0
+
+#: How long a gone pod's reference digest is kept beyond the longest window (and a cycle):
+#: the direct source counts a pod's scrapes for the window after its last one.
+DEPARTED_MARGIN_SECONDS = 120.0
+
+#: (namespace, ModelDeployment, revision) -> each reference digest its pods read, with the
+#: last time a pod read it (now for a pod still there).
+ProfilesRead = dict[tuple[str, str, str], dict[str, float]]
 
 
 def _degraded_by(status: Mapping[str, Any], target: RevisionTarget) -> str:
@@ -108,6 +124,8 @@ class PodInfo:
     running: bool
     #: Its artifact fetch, when there is something to say (the reconciles report it).
     fetch: FetchState | None = None
+    #: The digest of the reference profile its sidecar read at its start ("": not said).
+    reference_digest: str = ""
 
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
@@ -120,7 +138,8 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
         return None
     ip = str(pod.status.get("podIP") or "")
     running = bool(ip) and pod.status.get("phase") == "Running" and not pod.meta.deleting
-    return PodInfo(model, revision, ip, running, fetch_state(body))
+    digest = str(pod.meta.annotations.get(naming.ANNOTATION_REFERENCE_DIGEST) or "")
+    return PodInfo(model, revision, ip, running, fetch_state(body), digest)
 
 
 @dataclass
@@ -129,6 +148,12 @@ class _Reference:
     key: str
     profile: ReferenceProfile | None
     error: str | None
+    #: Of the profile's text, as the pod template carries it (vigil.core.desired).
+    digest: str = ""
+    #: When this loop first read that digest, and whether it saw it change then (else it
+    #: was the first it read: the change, if any, came before).
+    since: float = 0.0
+    changed: bool = False
 
 
 @dataclass
@@ -172,6 +197,11 @@ class HealthLoop:
         #: watch's own dicts would hold tens of megabytes between cycles.
         self.models: dict[tuple[str, str], bytes] = {}
         self.pods: dict[tuple[str, str], PodInfo] = {}
+        #: Pods gone lately, with when: the direct source still counts their last scrapes
+        #: (and Prometheus its samples of them) for a window.
+        self._departed: dict[tuple[str, str], tuple[PodInfo, float]] = {}
+        #: Pods gone before this are unknown to this loop (an operator restart).
+        self._pods_since = clock()
         #: Pods whose artifact fetch has something to say, by (namespace, ModelDeployment).
         self._fetching: dict[tuple[str, str], dict[str, tuple[str, FetchState]]] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
@@ -243,10 +273,13 @@ class HealthLoop:
             before = self.pods.pop(key, None)
             self._relisted["pods"].forget(key)
             info = None
+            if before is not None:
+                self._departed[key] = (before, self._clock())
         else:
             before = self.pods.get(key)
             self.pods[key] = info
             self._relisted["pods"].seen(key)
+            self._departed.pop(key, None)
         if before is not None:
             owner_key = (meta.namespace, before.model_deployment)
             fetching = self._fetching.get(owner_key, {})
@@ -430,8 +463,119 @@ class HealthLoop:
                 profile = parse_profile(text)
             except ProfileError as error:
                 problem = f"reference ConfigMap {name}/{key}: {error}"
-        self._references[(namespace, name)] = _Reference(version, key, profile, problem)
+        digest = reference_digest(configmap, key)
+        if cached is not None and cached.key == key and cached.digest == digest:
+            since, changed = cached.since, cached.changed  # another field of it changed
+        else:
+            since, changed = self._clock(), cached is not None
+        self._references[(namespace, name)] = _Reference(
+            version, key, profile, problem, digest, since, changed
+        )
         return profile, problem
+
+    def _profiles_read(self, now: float) -> ProfilesRead:
+        """Which reference digests each revision's pods read: those there, and those gone
+        lately (forgotten once no window reaches back to them)."""
+        read: ProfilesRead = {}
+
+        def note(namespace: str, info: PodInfo, at: float) -> None:
+            if info.reference_digest:
+                digests = read.setdefault((namespace, info.model_deployment, info.revision), {})
+                digests[info.reference_digest] = max(at, digests.get(info.reference_digest, at))
+
+        for (namespace, _), info in self.pods.items():
+            note(namespace, info, now)
+        for (namespace, _), (info, gone) in self._departed.items():
+            note(namespace, info, gone)
+        return read
+
+    def _forget_departed(self, before: float) -> None:
+        for key in [k for k, (_, gone) in self._departed.items() if gone < before]:
+            del self._departed[key]
+
+    def _digest_read_by(self, namespace: str, pod: str) -> str:
+        """The reference digest a pod's sidecar read ("": not said, or a pod unknown)."""
+        info = self.pods.get((namespace, pod))
+        if info is None:
+            info, _ = self._departed.get((namespace, pod), (None, 0.0))
+        return info.reference_digest if info is not None else ""
+
+    def _drift_basis(
+        self,
+        target: RevisionTarget,
+        settings: MonitoringSettings,
+        profiles_read: ProfilesRead,
+        now: float,
+    ) -> DriftBasis | None:
+        """What drift is judged on when some counts of the window are in another profile's
+        bins than the one it is scored against (None: every count is in its bins).
+
+        A reference ConfigMap edited in place: the reconcile replaces the pods
+        (their template carries the profile's digest), and each sidecar bins by
+        the profile it read at its start. The direct source keeps each pod's
+        scrapes: drift is judged on the pods that read the current profile.
+        A source that adds the pods up (Prometheus) cannot leave any out: drift
+        is not judged until every pod reads it and a window has passed since
+        the last that did not. Pods that do not say what they read count as
+        reading the current profile (templates from before the digest).
+        """
+        if not settings.reference:
+            return None
+        name = settings.reference[0]
+        ref = self._references.get((target.namespace, name))
+        if ref is None or ref.profile is None or not ref.digest:
+            return None
+        # When a pod last read another profile than this one (gone ones: when they went).
+        others = [
+            at for digest, at in profiles_read.get(target.key, {}).items() if digest != ref.digest
+        ]
+        if not others:
+            return None
+        changed = f"ConfigMap {name} changed {'at' if ref.changed else 'before'} "
+        changed += str(format_unix(ref.since))
+        source = self.sources.get(settings.source_key)
+        if isinstance(source, DirectSource):
+            counted = source.counted_pods(target, now)
+            other = {
+                pod
+                for pod in counted
+                if self._digest_read_by(target.namespace, pod) not in ("", ref.digest)
+            }
+            if not other:
+                return None
+            kept = [pod for pod in counted if pod not in other]
+            if not kept:
+                every = "the pod" if len(counted) == 1 else f"all {len(counted)} pods"
+                reads = "reads" if len(counted) == 1 else "read"
+                return DriftBasis(
+                    None,
+                    f"drift not judged: {every} counted still {reads} the previous reference "
+                    f"profile ({changed})",
+                )
+            reads = "reads" if len(other) == 1 else "read"
+            return DriftBasis(
+                source.pods_window(target, now, kept),
+                f"inputs counted on {len(kept)} of {len(counted)} pods: {len(other)} still "
+                f"{reads} the previous reference profile",
+            )
+        if max(others) < now - target.window_seconds:
+            return None
+        return DriftBasis(
+            None,
+            f"reference {changed}: drift is judged again once every pod reads it and "
+            f"{format_window(target.window_seconds)} has passed",
+        )
+
+    def _unsure_of_the_past(
+        self, target: RevisionTarget, settings: MonitoringSettings, now: float
+    ) -> bool:
+        """Prometheus' window may reach back before this loop watched the pods (an operator
+        restart): pods gone since may have read another reference profile, unseen."""
+        return (
+            settings.source_key[0] == SOURCE_PROMETHEUS
+            and bool(settings.reference)
+            and now - self._pods_since < target.window_seconds
+        )
 
     def _judge(
         self,
@@ -443,14 +587,25 @@ class HealthLoop:
         result: CycleResult,
         now: float,
         evaluated_at: str,
+        profiles_read: ProfilesRead,
     ) -> tuple[dict[str, Any], list[ConditionState]] | None:
         """One target's health and conditions, or None when nothing is to be written."""
         window = collection.windows.get(target.key)
         error = collection.errors.get(target.key)
         status = objects.body(body).status
         previous = status.get("health")
+        basis = (
+            self._drift_basis(target, settings, profiles_read, now)
+            if window is not None and profile is not None
+            else None
+        )
         report = evaluate(
-            window, profile, settings.policy, error, degraded_by=_degraded_by(status, target)
+            window,
+            profile,
+            settings.policy,
+            error,
+            degraded_by=_degraded_by(status, target),
+            drift_basis=basis,
         )
         result.reports[(target.namespace, target.name)] = report
         result.evaluated += 1
@@ -460,6 +615,17 @@ class HealthLoop:
             # The direct source has watched this revision for less than a
             # window (an operator restart): too few requests may only mean
             # too short a history. Hold the last verdict.
+            result.held += 1
+            return None
+        if (
+            basis is None
+            and self._unsure_of_the_past(target, settings, now)
+            and _drift_changes(status, target, health_conditions(report, settings.policy))
+        ):
+            # Restarted less than a window ago: a reference edited in place may have had
+            # its pods replaced unseen, their counts in the old bins still in the window.
+            # Hold the last verdict rather than raise or clear drift on them.
+            log.debug("%s/%s: drift change held (restart)", target.namespace, target.name)
             result.held += 1
             return None
         performance = self._performance(target, settings, profile, window, now, previous)
@@ -510,6 +676,9 @@ class HealthLoop:
             )
         )
         self._nudge_on_new_references(targets)
+        longest = max((t.window_seconds for t, _, _ in targets), default=0.0)
+        self._forget_departed(now - longest - self.interval - DEPARTED_MARGIN_SECONDS)
+        profiles_read = self._profiles_read(now)
         writes = []
         for (target, settings, body), (profile, problem) in zip(targets, references, strict=True):
             if (target.namespace, target.name) not in self.models:
@@ -518,7 +687,15 @@ class HealthLoop:
                 log.warning("%s/%s: %s", target.namespace, target.name, problem)
             try:
                 write = self._judge(
-                    target, settings, body, profile, collection, result, now, evaluated_at
+                    target,
+                    settings,
+                    body,
+                    profile,
+                    collection,
+                    result,
+                    now,
+                    evaluated_at,
+                    profiles_read,
                 )
             except Exception:  # one model's figures meeting a bug must not stall the others
                 log.exception("%s/%s: health not evaluated", target.namespace, target.name)
@@ -636,3 +813,17 @@ class HealthLoop:
 
 async def _no_reference() -> tuple[ReferenceProfile | None, str | None]:
     return None, None
+
+
+def _drift_changes(
+    status: Mapping[str, Any], target: RevisionTarget, conditions: Sequence[ConditionState]
+) -> bool:
+    """Whether ``conditions`` judge drift (True or False) otherwise than the last verdict on
+    this revision did (another status or reason)."""
+    if not judged_revision(status.get("health"), target.revision):
+        return False
+    fresh = next((c for c in conditions if c.type == ConditionType.DRIFT_DETECTED), None)
+    last = find_condition(status.get("conditions"), ConditionType.DRIFT_DETECTED)
+    if fresh is None or fresh.status is None or last is None:
+        return False
+    return (condition_word(fresh.status), fresh.reason) != (last.get("status"), last.get("reason"))

@@ -1,0 +1,411 @@
+"""Drift after a reference ConfigMap edited in place (same name, same revision).
+
+The health loop loads the new profile as soon as the ConfigMap changes and
+the reconcile replaces the revision's pods; each sidecar bins its inputs by
+the profile it read at its start. Until every pod reads the new one and
+their counts fill a window, the window holds counts binned by the old
+edges, which scored slot by slot against the new profile mean nothing.
+
+The direct source keeps each pod's scrapes: drift is judged on the pods
+whose ``vigil.dev/reference-digest`` is the current profile's. A source that
+sums pods per revision (Prometheus) cannot tell them apart: the drift
+verdict is held (Unknown) until every pod reads it and a window has passed.
+
+Traffic is identical throughout (drawn from the training data), and both
+profiles describe it (built from it, with other bins): any drift raised is
+the bug's.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from test_reconciler import NOW, MemoryApi
+
+from vigil.core.desired import reference_digest
+from vigil.core.window import RevisionWindow, Scrape
+from vigil.metrics import Collection, PodTarget, RevisionTarget
+from vigil.metrics.direct import DirectSource
+from vigil.metrics.exposition import parse_sidecar_metrics
+from vigil.metrics.pool import SourcePool
+from vigil.operator.health import HealthLoop
+from vigil.operator.metrics import OperatorMetrics
+from vigil.operator.reconciler import Reconciler, ReconcilerConfig
+from vigil.profile import ReferenceProfile, build_profile
+from vigil.profile.bins import bin_index
+
+KEY = "profile.json"
+TRAINING = np.random.default_rng(3).normal(size=(20000, 2))
+#: The profile the pods started with, and the one written over it: the same data, other
+#: bins (slot 3 of one is not slot 3 of the other).
+OLD = build_profile(TRAINING, feature_names=["a", "b"], model_name="wine", bins=4)
+NEW = build_profile(TRAINING, feature_names=["a", "b"], model_name="wine", bins=10)
+WINDOW = 60.0
+CYCLE = 10.0
+ROWS = 400
+PROMETHEUS = {"source": "prometheus", "prometheusURL": "http://prom:9090"}
+
+
+def configmap(profile: ReferenceProfile, version: str) -> dict[str, Any]:
+    return {
+        "kind": "ConfigMap",
+        "metadata": {"name": "ref", "namespace": "ml", "resourceVersion": version},
+        "data": {KEY: profile.to_json()},
+    }
+
+
+def digest(profile: ReferenceProfile) -> str:
+    return reference_digest(configmap(profile, "0"), KEY)
+
+
+def model(**metrics: Any) -> dict[str, Any]:
+    monitoring: dict[str, Any] = {
+        "window": "1m",
+        "reference": {"configMapKeyRef": {"name": "ref", "key": KEY}},
+    }
+    if metrics:
+        monitoring["metrics"] = metrics
+    return {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "wine", "namespace": "ml", "uid": "uid-wine", "generation": 1},
+        "spec": {
+            "model": {"version": "1"},
+            "server": {"image": "img:1"},
+            "monitoring": monitoring,
+            "rollout": {"analysis": {"minRequests": 20}},
+        },
+        "status": {
+            "phase": "Healthy",
+            "stable": {"revision": "r1"},
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Available", "message": ""}
+            ],
+        },
+    }
+
+
+class Sidecar:
+    """One pod's sidecar: counts its inputs in the bins of the profile it started with."""
+
+    def __init__(self, profile: ReferenceProfile, seed: int, started_at: float) -> None:
+        self.profile = profile
+        self.random = np.random.default_rng(seed)
+        self.started_at = started_at
+        self.shift = 0.0
+        self.rows = 0
+        self.bins = {f.name: np.zeros(len(f.proportions)) for f in profile.features}
+
+    def serve(self, rows: int) -> None:
+        values = self.random.normal(size=(rows, 2)) + self.shift
+        for feature in self.profile.features:
+            slots = bin_index(values[:, feature.index], feature.edges)
+            self.bins[feature.name] += np.bincount(slots, minlength=len(feature.proportions))
+        self.rows += rows
+
+    def text(self) -> str:
+        base = 'model="wine",version="1",revision="r1",role="stable"'
+        infer = f'{base},endpoint="infer",origin="live"'
+        lines = [
+            f"vigil_sidecar_start_time_seconds{{{base}}} {self.started_at}",
+            f'vigil_request_outcomes_total{{{infer},outcome="success"}} {self.rows}',
+            f'vigil_request_duration_seconds_bucket{{{infer},le="0.1"}} {self.rows}',
+            f'vigil_request_duration_seconds_bucket{{{infer},le="+Inf"}} {self.rows}',
+            f"vigil_input_rows_total{{{base}}} {self.rows}",
+        ]
+        for name, counts in self.bins.items():
+            lines += [
+                f'vigil_feature_bin_total{{{base},feature="{name}",bin="{slot}"}} {count}'
+                for slot, count in enumerate(counts)
+            ]
+        return "\n".join(lines) + "\n"
+
+
+class Sidecars(DirectSource):
+    """The direct source, its GET answered by the pod's sidecar (which served ROWS since)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sidecars: dict[str, Sidecar] = {}
+
+    async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
+        sidecar = self.sidecars[pod.name]
+        sidecar.serve(ROWS)
+        values, started_at = parse_sidecar_metrics(sidecar.text())
+        return Scrape(at=now, started_at=started_at, values=values)
+
+
+class SummedByRevision:
+    """Prometheus: every pod's increase over the window (gone pods' too), summed per
+    revision; nothing tells one pod's counts from another's."""
+
+    name = "prometheus"
+
+    def __init__(self, sidecars: Sidecars) -> None:
+        self.sidecars = sidecars
+
+    async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
+        return await self.sidecars.collect(targets, now)
+
+    def forget(self, namespace: str, name: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+class Cluster:
+    """One ModelDeployment, its reference ConfigMap and pods, and the health loop."""
+
+    def __init__(self, **metrics: Any) -> None:
+        self.api = MemoryApi()
+        self.now = NOW
+        self.sidecars = Sidecars()
+        self.prometheus = bool(metrics)
+        self.source: Any = SummedByRevision(self.sidecars) if metrics else self.sidecars
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.serial = 0
+        self.api.add(model(**metrics))
+        self.api.add(configmap(OLD, "1"))
+        self.loop = self.start()
+        for _ in range(3):
+            self.add_pod(OLD)
+
+    def start(self) -> HealthLoop:
+        """A health loop, as an operator (re)started now has it."""
+        reconciler = Reconciler(
+            api_factory=lambda: self.api,
+            config=ReconcilerConfig(sidecar_image="sidecar:test"),
+            metrics=OperatorMetrics(),
+            post_event=self.post_event,
+            clock=lambda: self.now,
+        )
+        reconciler.nudge = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        loop = HealthLoop(
+            lambda: self.api,
+            reconciler,
+            reconciler.metrics,
+            interval=CYCLE,
+            sources=SourcePool(lambda key: self.source),
+            clock=lambda: self.now.timestamp(),
+            utcnow=lambda: self.now,
+        )
+        loop.observe_model("ADDED", self.api.objects[("ModelDeployment", "ml", "wine")])
+        for body in self.pods.values():
+            loop.observe_pod("ADDED", body)
+        return loop
+
+    async def post_event(self, api: Any, body: Any, event: Any) -> None:
+        pass
+
+    def add_pod(self, profile: ReferenceProfile) -> str:
+        """A pod started from the template of ``profile``: its sidecar reads that profile."""
+        self.serial += 1
+        name = f"wine-r1-{self.serial}"
+        self.pods[name] = {
+            "metadata": {
+                "name": name,
+                "namespace": "ml",
+                "labels": {"vigil.dev/model-deployment": "wine", "vigil.dev/revision": "r1"},
+                "annotations": {"vigil.dev/reference-digest": digest(profile)},
+            },
+            "status": {"phase": "Running", "podIP": f"10.0.0.{self.serial}"},
+        }
+        self.sidecars.sidecars[name] = Sidecar(profile, self.serial, self.now.timestamp())
+        self.loop.observe_pod("ADDED", self.pods[name])
+        return name
+
+    def delete_pod(self, name: str) -> None:
+        self.loop.observe_pod("DELETED", self.pods.pop(name))
+
+    def edit_reference(self) -> None:
+        """The user writes the new profile over the old one, same ConfigMap name."""
+        self.api.add(configmap(NEW, "2"))
+
+    async def roll(self) -> None:
+        """The Deployment replaces its pods one by one (a new one, then an old one goes)."""
+        for name in [n for n, body in self.pods.items() if self.reads(body, OLD)]:
+            self.add_pod(NEW)
+            await self.cycle()
+            self.delete_pod(name)
+            await self.cycle()
+
+    @staticmethod
+    def reads(body: dict[str, Any], profile: ReferenceProfile) -> bool:
+        return body["metadata"]["annotations"]["vigil.dev/reference-digest"] == digest(profile)
+
+    async def cycle(self) -> dict[str, Any]:
+        await self.loop.cycle()
+        self.loop.observe_model("MODIFIED", self.api.objects[("ModelDeployment", "ml", "wine")])
+        self.now += datetime.timedelta(seconds=CYCLE)
+        return self.drift()
+
+    async def scraped_meanwhile(self) -> None:
+        """Prometheus scrapes while no operator runs."""
+        targets = [
+            RevisionTarget(
+                "ml",
+                "wine",
+                "r1",
+                WINDOW,
+                tuple(PodTarget(n, b["status"]["podIP"]) for n, b in self.pods.items()),
+            )
+        ]
+        await self.sidecars.collect(targets, self.now.timestamp())
+        self.now += datetime.timedelta(seconds=CYCLE)
+
+    def drift(self) -> dict[str, Any]:
+        status = self.api.objects[("ModelDeployment", "ml", "wine")]["status"]
+        return next(c for c in status["conditions"] if c["type"] == "DriftDetected")
+
+
+async def settled(cluster: Cluster) -> None:
+    """Cycles until the loop judged a whole window of traffic in the old profile."""
+    for _ in range(int(WINDOW / CYCLE) + 1):
+        drift = await cluster.cycle()
+    assert (drift["status"], drift["reason"]) == ("False", "NoDrift"), drift
+
+
+def seen(drifts: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(d["status"], d["reason"]) for d in drifts}
+
+
+# -- the direct source: drift judged on the pods that read the current profile -------------
+
+
+async def test_identical_traffic_raises_no_drift_while_the_pods_move_to_an_edited_reference() -> (
+    None
+):
+    cluster = Cluster()
+    await settled(cluster)
+    cluster.edit_reference()
+    during = [await cluster.cycle()]  # the reconcile has not replaced any pod yet
+    assert (during[0]["status"], during[0]["reason"]) == ("Unknown", "InsufficientData")
+    assert "all 3 pods counted still read the previous reference profile" in during[0]["message"]
+    for name in [n for n, body in cluster.pods.items() if cluster.reads(body, OLD)]:
+        cluster.add_pod(NEW)
+        during.append(await cluster.cycle())
+        cluster.delete_pod(name)
+        during.append(await cluster.cycle())
+    for _ in range(int(WINDOW / CYCLE)):
+        during.append(await cluster.cycle())
+    assert ("True", "DriftAboveThreshold") not in seen(during)
+    assert ("False", "DriftWarning") not in seen(during)
+    assert any(
+        "inputs counted on 3 of 4 pods: 1 still reads the previous reference profile"
+        in d["message"]
+        for d in during
+    ), [d["message"] for d in during]
+
+
+async def test_drift_is_judged_on_every_pod_again_once_the_previous_profile_left_the_window() -> (
+    None
+):
+    cluster = Cluster()
+    await settled(cluster)
+    cluster.edit_reference()
+    await cluster.roll()
+    for _ in range(int(WINDOW / CYCLE)):
+        drift = await cluster.cycle()
+    assert (drift["status"], drift["reason"]) == ("False", "NoDrift")
+    assert "previous reference profile" not in drift["message"]
+    health = cluster.api.objects[("ModelDeployment", "ml", "wine")]["status"]["health"]
+    assert health["drift"]["level"] == "none" and set(health["drift"]["features"]) == {"a", "b"}
+
+
+async def test_inputs_that_drifted_are_seen_on_the_pods_that_read_the_edited_reference() -> None:
+    cluster = Cluster()
+    await settled(cluster)
+    cluster.edit_reference()
+    old = list(cluster.pods)
+    for _ in range(2):
+        cluster.sidecars.sidecars[cluster.add_pod(NEW)].shift = 1.5
+    drifts = [await cluster.cycle() for _ in range(3)]
+    assert any(cluster.reads(cluster.pods[name], OLD) for name in old)
+    assert drifts[-1]["status"] == "True" and drifts[-1]["reason"] == "DriftAboveThreshold"
+    assert (
+        "inputs counted on 2 of 5 pods: 3 still read the previous reference profile"
+        in (drifts[-1]["message"])
+    )
+
+
+async def test_the_rollouts_still_read_every_pods_counts_from_the_shared_direct_source() -> None:
+    cluster = Cluster()
+    await settled(cluster)
+    cluster.edit_reference()
+    cluster.add_pod(NEW)
+    await cluster.cycle()
+    target = RevisionTarget(
+        "ml",
+        "wine",
+        "r1",
+        WINDOW,
+        tuple(PodTarget(n, b["status"]["podIP"]) for n, b in cluster.pods.items()),
+    )
+    collection = await cluster.sidecars.collect([target], cluster.now.timestamp())
+    window: RevisionWindow = collection.windows[target.key]
+    # Every pod's inputs, the old pods' in the old bins: a rollout judges those itself.
+    assert window.pods == 4 and window.input_rows == window.requests > 4 * ROWS
+
+
+# -- a source that sums pods per revision (Prometheus): the drift verdict is held ----------
+
+
+async def test_prometheus_holds_drift_until_every_pod_reads_the_edit_and_a_window_passed() -> None:
+    cluster = Cluster(**PROMETHEUS)
+    await settled(cluster)
+    edited_at = cluster.now
+    cluster.edit_reference()
+    during = [await cluster.cycle()]
+    await cluster.roll()
+    last_old_gone = cluster.now
+    while cluster.now < last_old_gone + datetime.timedelta(seconds=WINDOW - CYCLE):
+        during.append(await cluster.cycle())
+    assert seen(during) == {("Unknown", "InsufficientData")}
+    assert {d["message"] for d in during} == {
+        f"reference ConfigMap ref changed at {edited_at:%Y-%m-%dT%H:%M:%SZ}: drift is judged "
+        "again once every pod reads it and 1m has passed"
+    }
+    # One transition for the whole hold: its message does not change from cycle to cycle.
+    assert len({d["lastTransitionTime"] for d in during}) == 1
+    drift = await cluster.cycle()
+    drift = await cluster.cycle()
+    assert (drift["status"], drift["reason"]) == ("False", "NoDrift")
+
+
+async def test_a_restarted_operator_holds_a_prometheus_drift_change_for_one_window() -> None:
+    cluster = Cluster(**PROMETHEUS)
+    await settled(cluster)
+    # The operator is down: the ConfigMap is edited, the pods replaced (all at once),
+    # Prometheus scrapes. The restarted operator sees no pod that reads the old profile.
+    cluster.edit_reference()
+    old = list(cluster.pods)
+    for _ in old:
+        cluster.add_pod(NEW)
+    await cluster.scraped_meanwhile()
+    for name in old:
+        del cluster.pods[name]
+    restarted_at = cluster.now
+    cluster.loop = cluster.start()
+    drifts = []
+    while cluster.now < restarted_at + datetime.timedelta(seconds=WINDOW):
+        drifts.append(await cluster.cycle())
+    assert seen(drifts) == {("False", "NoDrift")}
+    drift = await cluster.cycle()
+    assert (drift["status"], drift["reason"]) == ("False", "NoDrift")
+
+
+@pytest.mark.parametrize("metrics", [{}, PROMETHEUS], ids=["direct", "prometheus"])
+async def test_an_unedited_reference_is_judged_as_before(metrics: dict[str, str]) -> None:
+    cluster = Cluster(**metrics)
+    await settled(cluster)
+    for sidecar in cluster.sidecars.sidecars.values():
+        sidecar.shift = 1.5
+    for _ in range(int(WINDOW / CYCLE) + 1):
+        drift = await cluster.cycle()
+    assert (drift["status"], drift["reason"]) == ("True", "DriftAboveThreshold")
+    assert "previous reference profile" not in drift["message"]
