@@ -4,7 +4,9 @@ Before each reconcile of a ModelDeployment with a candidate:
 
 * measure the candidate and the stable (the same metrics sources as the
   health loop: direct scrapes of the sidecars or Prometheus) and reduce the
-  two windows to ``CandidateFigures`` (vigil.core.analysis, pure);
+  two windows to ``CandidateFigures`` (vigil.core.analysis, pure); the
+  candidate's inputs only as counted in the bins of the profile they are
+  scored against (see :meth:`Rollouts._candidate_inputs`);
 * give the address the stable's sidecars copy shadow requests to, and the
   golden replay goes to: the candidate's per-revision Service
   (``http://<name>-<revision>.<ns>.svc:80``);
@@ -50,8 +52,10 @@ from vigil.core.spec import (
     health_settings,
 )
 from vigil.core.vocabulary import Reason
+from vigil.core.window import RevisionWindow
 from vigil.kube.client import KubeError
 from vigil.metrics import PodTarget, RevisionTarget
+from vigil.metrics.direct import DirectSource
 from vigil.metrics.pool import SourcePool
 from vigil.operator.api import Api
 from vigil.operator.health import PodInfo
@@ -74,7 +78,15 @@ READY_PROBE_SECONDS = 2.0
 #: short, so that its window does not reach back before the step into the one before.
 MIN_EVIDENCE_SECONDS = 0.001
 
+#: How long a candidate pod's reference digest is kept after the rollouts last saw the pod,
+#: beyond the step's window: the direct source counts a gone pod's scrapes for the window
+#: after its last one, and the health loop may have scraped it after the rollouts looked.
+SEEN_MARGIN_SECONDS = 600.0
+
 PodsProvider = Callable[[], Mapping[tuple[str, str], PodInfo]]
+#: A candidate's pods, by name: the reference digest each read at its start ("": not said),
+#: and when the rollouts last saw the pod.
+PodsRead = dict[str, tuple[str, float]]
 
 
 def _mounted_reference(deployment: Mapping[str, Any] | None) -> tuple[str, str] | None:
@@ -115,6 +127,21 @@ def _edited_since_started(
     )
 
 
+def _inputs_from(window: RevisionWindow, part: RevisionWindow) -> RevisionWindow:
+    """``window`` with the figures a sidecar counts in its reference profile's bins (inputs,
+    numeric predictions) taken from ``part``; requests, latency, classes, moments, shadow
+    comparisons and labels as they are."""
+    return dataclasses.replace(
+        window,
+        input_rows=part.input_rows,
+        feature_bins=part.feature_bins,
+        feature_categories=part.feature_categories,
+        feature_missing=part.feature_missing,
+        feature_out_of_range=part.feature_out_of_range,
+        prediction_bins=part.prediction_bins,
+    )
+
+
 def route_planner(name: str, namespace: str, http_route: str | None) -> RoutePlanner:
     """The router's pure plan for this ModelDeployment (replica ratio or Gateway API)."""
     router = router_for(http_route)
@@ -144,6 +171,8 @@ class Rollouts:
         self._routing_errors: dict[tuple[str, str], str] = {}
         #: Why the last golden replay per ModelDeployment gave no result (status says it).
         self._golden_pending: dict[tuple[str, str], str] = {}
+        #: Per ModelDeployment: its candidate, and what each of the candidate's pods read.
+        self._read: dict[tuple[str, str], tuple[str, PodsRead]] = {}
         self._clock = clock
 
     def _running_pods(self, namespace: str, name: str, revision: str) -> list[tuple[str, str]]:
@@ -203,7 +232,9 @@ class Rollouts:
         stable = section(view.status, "stable").get("revision")
         candidate = compute_revision(spec, self.sidecar_image)
         if not stable or candidate == stable or candidate not in deployments:
+            self._read.pop((namespace, name), None)
             return None
+        self._note_reads(namespace, name, candidate)
         try:
             settings = health_settings(spec.monitoring, spec.rollout.analysis)
         except ValueError as error:
@@ -234,8 +265,86 @@ class Rollouts:
             window,
             now,
             stable_reference_unread=unread,
+            candidate_deployment=deployments.get(candidate),
+            reference_configmap=reference_configmap,
         )
         return dataclasses.replace(measured, feature_changes=changes)
+
+    def _note_reads(self, namespace: str, name: str, revision: str) -> None:
+        """Remember the reference digest each of the candidate's pods read: once gone, the
+        pods provider forgets them, while a window may still count their inputs."""
+        before, read = self._read.get((namespace, name), ("", {}))
+        if before != revision:
+            read = {}
+        now = self._clock()
+        for (pod_namespace, pod), info in list(self._pods().items()):
+            if (pod_namespace, info.model_deployment, info.revision) == (namespace, name, revision):
+                read[pod] = (info.reference_digest, now)
+        self._read[(namespace, name)] = (revision, read)
+
+    def _candidate_inputs(
+        self,
+        source: object,
+        target: RevisionTarget,
+        window: RevisionWindow,
+        settings: MonitoringSettings,
+        deployment: Mapping[str, Any] | None,
+        configmap: Mapping[str, Any] | None,
+        now: float,
+    ) -> tuple[RevisionWindow, str]:
+        """The candidate's window with its inputs counted in the bins of the profile they
+        are scored against, and why its input drift is not judged ("": it is).
+
+        Its reference ConfigMap edited in place during the step: the reconcile
+        renders its pod template with the new digest, and the rolling update
+        replaces its pods while the step runs; each sidecar bins by the profile
+        it read at its start. The direct source keeps each pod's scrapes: the
+        inputs are counted on the pods that read the current profile. A source
+        that adds the pods up (Prometheus) cannot leave any out: not judged
+        while its window holds a pod that read another (for the rest of the
+        step). Pods that do not say what they read count as reading it.
+        """
+        if not settings.reference:
+            return window, ""
+        name, key = settings.reference
+        current = reference_digest(configmap, key)
+        if not current:
+            return window, ""
+        start = now - target.window_seconds
+        _, read = self._read.get(target.key[:2], ("", {}))
+        for pod in [p for p, (_, seen) in read.items() if seen < start - SEEN_MARGIN_SECONDS]:
+            del read[pod]
+        edited = f"the candidate's reference ConfigMap {name} was edited during this step"
+        if isinstance(source, DirectSource):
+            counted = source.counted_pods(target, now)
+            other = {
+                pod: read[pod][0]
+                for pod in counted
+                if pod in read and read[pod][0] not in ("", current)
+            }
+            if not other:
+                return window, ""
+            kept = [pod for pod in counted if pod not in other]
+            if kept:
+                return _inputs_from(window, source.pods_window(target, now, kept)), ""
+            every = "the pod" if len(counted) == 1 else f"all {len(counted)} pods"
+            reads = "reads" if len(counted) == 1 else "read"
+            why = f"{edited} and {every} counted still {reads} the previous profile"
+            olds = set(other.values())
+        else:
+            olds = {d for d, seen in read.values() if seen >= start and d not in ("", current)}
+            annotations = section(deployment, "spec", "template", "metadata", "annotations")
+            template = str(annotations.get(naming.ANNOTATION_REFERENCE_DIGEST) or "")
+            if template not in ("", current):  # measured before its pods are replaced
+                olds.add(template)
+            if not olds:
+                return window, ""
+            why = (
+                f"{edited}: its pods counted inputs in the previous profile's bins (judged "
+                "again in a step that starts once every pod reads it)"
+            )
+        pods = ", ".join(sorted(olds))
+        return _inputs_from(window, RevisionWindow()), f"{why} (digest {current}, pods {pods})"
 
     async def _measure(
         self,
@@ -250,6 +359,8 @@ class Rollouts:
         now: float,
         *,
         stable_reference_unread: str = "",
+        candidate_deployment: Mapping[str, Any] | None = None,
+        reference_configmap: Mapping[str, Any] | None = None,
     ) -> RolloutInputs:
         """Both revisions since the step started (``evidence`` seconds; at least one)."""
         target = await self.candidate_url(namespace, name, candidate)
@@ -303,6 +414,9 @@ class Rollouts:
                 metrics_error=f"the stable: {problem}",
                 shadow_target=target,
             )
+        cand, edited = self._candidate_inputs(
+            source, targets[0], cand, settings, candidate_deployment, reference_configmap, now
+        )
         figures = candidate_figures(
             candidate,
             cand,
@@ -312,6 +426,9 @@ class Rollouts:
             stable_reference=stable_reference,
             stable_reference_unread=stable_reference_unread,
         )
+        if edited and reference is not None:
+            unjudged = "; ".join(filter(None, (figures.input_drift_unjudged, edited)))
+            figures = dataclasses.replace(figures, input_drift=(), input_drift_unjudged=unjudged)
         return RolloutInputs(figures=figures, shadow_target=target)
 
     async def _stable_reference(
@@ -397,6 +514,7 @@ class Rollouts:
         """A deleted ModelDeployment: nothing of it is kept."""
         self._routing_errors.pop((namespace, name), None)
         self._golden_pending.pop((namespace, name), None)
+        self._read.pop((namespace, name), None)
 
     def routing_error(self, namespace: str, name: str) -> str:
         """Why the last route of this ModelDeployment could not be applied ("": it was)."""
