@@ -20,11 +20,11 @@ bins): any drift the gate sees is the bug's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pytest
+from binning_sidecars import Sidecar, Sidecars, SummedByRevision
 
 from vigil.common.times import format_unix
 from vigil.core.analysis import CandidateFigures
@@ -33,15 +33,10 @@ from vigil.core.judges import gates
 from vigil.core.revision import compute_revision
 from vigil.core.spec import parse_policy, parse_spec
 from vigil.core.vocabulary import GateVerdict
-from vigil.core.window import Scrape
-from vigil.metrics import Collection, PodTarget, RevisionTarget
-from vigil.metrics.direct import DirectSource
-from vigil.metrics.exposition import parse_sidecar_metrics
 from vigil.metrics.pool import SourcePool
 from vigil.operator.health import PodInfo
 from vigil.operator.rollouts import Rollouts
 from vigil.profile import ReferenceProfile, build_profile
-from vigil.profile.bins import bin_index
 
 KEY = "profile.json"
 SERVER = {"image": "seldonio/mlserver:1.7.1-sklearn"}
@@ -88,93 +83,6 @@ def spec_of(version: str, reference: str, **metrics: Any) -> Any:
     )
 
 
-class Sidecar:
-    """One pod's sidecar: counts its inputs and predictions in the bins of the profile it
-    started with."""
-
-    def __init__(
-        self, profile: ReferenceProfile, revision: str, seed: int, started_at: float
-    ) -> None:
-        self.profile = profile
-        self.started_at = started_at
-        self.revision = revision
-        self.random = np.random.default_rng(seed)
-        self.rows = 0
-        self.bins = {f.name: np.zeros(len(f.proportions)) for f in profile.features}
-        assert profile.prediction is not None and profile.prediction.edges is not None
-        self.predicted = np.zeros(len(profile.prediction.edges) + 1)
-        self.sum = self.squares = 0.0
-
-    def serve(self, rows: int) -> None:
-        values = self.random.normal(size=(rows, 2))
-        for feature in self.profile.features:
-            slots = bin_index(values[:, feature.index], feature.edges)
-            self.bins[feature.name] += np.bincount(slots, minlength=len(feature.proportions))
-        predictions = values[:, 0] + values[:, 1]
-        edges = self.profile.prediction.edges  # type: ignore[union-attr]
-        self.predicted += np.bincount(bin_index(predictions, edges), minlength=len(edges) + 1)
-        self.sum += float(predictions.sum())
-        self.squares += float((predictions**2).sum())
-        self.rows += rows
-
-    def text(self) -> str:
-        base = f'model="wine",version="1",revision="{self.revision}",role="x"'
-        infer = f'{base},endpoint="infer",origin="live"'
-        lines = [
-            f"vigil_sidecar_start_time_seconds{{{base}}} {self.started_at}",
-            f'vigil_request_outcomes_total{{{infer},outcome="success"}} {self.rows}',
-            f'vigil_request_duration_seconds_bucket{{{infer},le="0.1"}} {self.rows}',
-            f'vigil_request_duration_seconds_bucket{{{infer},le="+Inf"}} {self.rows}',
-            f"vigil_input_rows_total{{{base}}} {self.rows}",
-            f"vigil_predictions_total{{{base}}} {self.rows}",
-            f"vigil_prediction_value_sum{{{base}}} {self.sum}",
-            f"vigil_prediction_value_squares_sum{{{base}}} {self.squares}",
-        ]
-        lines += [
-            f'vigil_prediction_bin_total{{{base},bin="{slot}"}} {count}'
-            for slot, count in enumerate(self.predicted)
-        ]
-        for name, counts in self.bins.items():
-            lines += [
-                f'vigil_feature_bin_total{{{base},feature="{name}",bin="{slot}"}} {count}'
-                for slot, count in enumerate(counts)
-            ]
-        return "\n".join(lines) + "\n"
-
-
-class Sidecars(DirectSource):
-    """The direct source, its GET answered by the pod's sidecar (which served ROWS since)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sidecars: dict[str, Sidecar] = {}
-
-    async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
-        sidecar = self.sidecars[pod.name]
-        sidecar.serve(ROWS)
-        values, started_at = parse_sidecar_metrics(sidecar.text())
-        return Scrape(at=now, started_at=started_at, values=values)
-
-
-class SummedByRevision:
-    """Prometheus: every pod's increase over the window (gone pods' too), summed per
-    revision; nothing tells one pod's counts from another's."""
-
-    name = "prometheus"
-
-    def __init__(self, sidecars: Sidecars) -> None:
-        self.sidecars = sidecars
-
-    async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
-        return await self.sidecars.collect(targets, now)
-
-    def forget(self, namespace: str, name: str) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-
 class ReadsTheStablesConfigMap:
     """The API: only the stable's ConfigMap is read (the candidate's, the reconciler read)."""
 
@@ -197,7 +105,7 @@ class Rollout:
         self.profile = OLD
         self.now = T0
         self.step_started = T0
-        self.sidecars = Sidecars()
+        self.sidecars = Sidecars(ROWS)
         source: Any = SummedByRevision(self.sidecars) if metrics else self.sidecars
         self.pods: dict[tuple[str, str], PodInfo] = {}
         self.serial = 0
@@ -220,7 +128,7 @@ class Rollout:
             "wine", revision, f"10.0.0.{self.serial}", True, None, read
         )
         started = self.now if self.now > T0 else T0 - 3600  # the first ones before the step
-        self.sidecars.sidecars[name] = Sidecar(profile, revision, self.serial, started)
+        self.sidecars.sidecars[name] = Sidecar(profile, self.serial, started, revision)
         return name
 
     def replace_a_candidate_pod(self) -> None:

@@ -19,24 +19,21 @@ the bug's.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pytest
+from binning_sidecars import Sidecar, Sidecars, SummedByRevision
 from test_reconciler import NOW, MemoryApi
 
 from vigil.core.desired import reference_digest
-from vigil.core.window import RevisionWindow, Scrape
-from vigil.metrics import Collection, PodTarget, RevisionTarget
-from vigil.metrics.direct import DirectSource
-from vigil.metrics.exposition import parse_sidecar_metrics
+from vigil.core.window import RevisionWindow
+from vigil.metrics import PodTarget, RevisionTarget
 from vigil.metrics.pool import SourcePool
 from vigil.operator.health import HealthLoop
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig
 from vigil.profile import ReferenceProfile, build_profile
-from vigil.profile.bins import bin_index
 
 KEY = "profile.json"
 TRAINING = np.random.default_rng(3).normal(size=(20000, 2))
@@ -89,82 +86,13 @@ def model(**metrics: Any) -> dict[str, Any]:
     }
 
 
-class Sidecar:
-    """One pod's sidecar: counts its inputs in the bins of the profile it started with."""
-
-    def __init__(self, profile: ReferenceProfile, seed: int, started_at: float) -> None:
-        self.profile = profile
-        self.random = np.random.default_rng(seed)
-        self.started_at = started_at
-        self.shift = 0.0
-        self.rows = 0
-        self.bins = {f.name: np.zeros(len(f.proportions)) for f in profile.features}
-
-    def serve(self, rows: int) -> None:
-        values = self.random.normal(size=(rows, 2)) + self.shift
-        for feature in self.profile.features:
-            slots = bin_index(values[:, feature.index], feature.edges)
-            self.bins[feature.name] += np.bincount(slots, minlength=len(feature.proportions))
-        self.rows += rows
-
-    def text(self) -> str:
-        base = 'model="wine",version="1",revision="r1",role="stable"'
-        infer = f'{base},endpoint="infer",origin="live"'
-        lines = [
-            f"vigil_sidecar_start_time_seconds{{{base}}} {self.started_at}",
-            f'vigil_request_outcomes_total{{{infer},outcome="success"}} {self.rows}',
-            f'vigil_request_duration_seconds_bucket{{{infer},le="0.1"}} {self.rows}',
-            f'vigil_request_duration_seconds_bucket{{{infer},le="+Inf"}} {self.rows}',
-            f"vigil_input_rows_total{{{base}}} {self.rows}",
-        ]
-        for name, counts in self.bins.items():
-            lines += [
-                f'vigil_feature_bin_total{{{base},feature="{name}",bin="{slot}"}} {count}'
-                for slot, count in enumerate(counts)
-            ]
-        return "\n".join(lines) + "\n"
-
-
-class Sidecars(DirectSource):
-    """The direct source, its GET answered by the pod's sidecar (which served ROWS since)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sidecars: dict[str, Sidecar] = {}
-
-    async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
-        sidecar = self.sidecars[pod.name]
-        sidecar.serve(ROWS)
-        values, started_at = parse_sidecar_metrics(sidecar.text())
-        return Scrape(at=now, started_at=started_at, values=values)
-
-
-class SummedByRevision:
-    """Prometheus: every pod's increase over the window (gone pods' too), summed per
-    revision; nothing tells one pod's counts from another's."""
-
-    name = "prometheus"
-
-    def __init__(self, sidecars: Sidecars) -> None:
-        self.sidecars = sidecars
-
-    async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
-        return await self.sidecars.collect(targets, now)
-
-    def forget(self, namespace: str, name: str) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-
 class Cluster:
     """One ModelDeployment, its reference ConfigMap and pods, and the health loop."""
 
     def __init__(self, **metrics: Any) -> None:
         self.api = MemoryApi()
         self.now = NOW
-        self.sidecars = Sidecars()
+        self.sidecars = Sidecars(ROWS)
         self.prometheus = bool(metrics)
         self.source: Any = SummedByRevision(self.sidecars) if metrics else self.sidecars
         self.pods: dict[str, dict[str, Any]] = {}
