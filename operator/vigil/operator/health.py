@@ -47,6 +47,7 @@ from vigil.core.health_status import (
     health_conditions,
     judged_revision,
     next_health,
+    same_figures,
 )
 from vigil.core.observed import FetchState, fetch_state, fetches_by_revision
 from vigil.core.performance import PerformanceReport, judge
@@ -201,10 +202,11 @@ class HealthLoop:
         #: (and Prometheus its samples of them) for a window.
         self._departed: dict[tuple[str, str], tuple[PodInfo, float]] = {}
         #: Pods gone before this are unknown to this loop (an operator restart).
-        self._pods_since = clock()
+        self._pods_since: float | None = clock()
         #: Pods whose artifact fetch has something to say, by (namespace, ModelDeployment).
         self._fetching: dict[tuple[str, str], dict[str, tuple[str, FetchState]]] = {}
-        self._references: dict[tuple[str, str], _Reference] = {}
+        #: By (namespace, ConfigMap, key): models may read different keys of one ConfigMap.
+        self._references: dict[tuple[str, str, str], _Reference] = {}
         #: The reference ConfigMap's resourceVersion each model was last judged with.
         self._reference_versions: dict[tuple[str, str], str | None] = {}
         #: When this loop began watching (its first cycle, or the first after a pause): a
@@ -273,13 +275,18 @@ class HealthLoop:
             before = self.pods.pop(key, None)
             self._relisted["pods"].forget(key)
             info = None
-            if before is not None:
+            if before is not None and before.running:  # a stopped one: departed when it stopped
                 self._departed[key] = (before, self._clock())
         else:
             before = self.pods.get(key)
             self.pods[key] = info
             self._relisted["pods"].seen(key)
-            self._departed.pop(key, None)
+            if info.running:
+                self._departed.pop(key, None)
+            elif before is not None and before.running:
+                # Stopped (Evicted, Failed, deleting) yet still listed: it counts no more
+                # from now on, as if gone.
+                self._departed[key] = (before, self._clock())
         if before is not None:
             owner_key = (meta.namespace, before.model_deployment)
             fetching = self._fetching.get(owner_key, {})
@@ -424,7 +431,7 @@ class HealthLoop:
         sees the ConfigMap (it carries none of the operator's labels)."""
         for target, settings, _ in targets:
             cached = (
-                self._references.get((target.namespace, settings.reference[0]))
+                self._references.get((target.namespace, *settings.reference))
                 if settings.reference
                 else None
             )
@@ -442,17 +449,17 @@ class HealthLoop:
         try:
             configmap = await api.get("ConfigMap", namespace, name)
         except KubeError as error:
-            cached = self._references.get((namespace, name))
-            if cached is not None and cached.key == key:
+            cached = self._references.get((namespace, name, key))
+            if cached is not None:
                 return cached.profile, cached.error
             return None, f"reference ConfigMap {name}: {error.message}"
         if configmap is None:
-            self._references.pop((namespace, name), None)
+            self._references.pop((namespace, name, key), None)
             return None, f"reference ConfigMap {name} not found"
         found = objects.body(configmap)
         version = found.meta.resource_version
-        cached = self._references.get((namespace, name))
-        if cached is not None and cached.resource_version == version and cached.key == key:
+        cached = self._references.get((namespace, name, key))
+        if cached is not None and cached.resource_version == version:
             return cached.profile, cached.error
         text = found.value(key)
         profile, problem = None, None
@@ -464,11 +471,11 @@ class HealthLoop:
             except ProfileError as error:
                 problem = f"reference ConfigMap {name}/{key}: {error}"
         digest = reference_digest(configmap, key)
-        if cached is not None and cached.key == key and cached.digest == digest:
+        if cached is not None and cached.digest == digest:
             since, changed = cached.since, cached.changed  # another field of it changed
         else:
             since, changed = self._clock(), cached is not None
-        self._references[(namespace, name)] = _Reference(
+        self._references[(namespace, name, key)] = _Reference(
             version, key, profile, problem, digest, since, changed
         )
         return profile, problem
@@ -484,7 +491,8 @@ class HealthLoop:
                 digests[info.reference_digest] = max(at, digests.get(info.reference_digest, at))
 
         for (namespace, _), info in self.pods.items():
-            note(namespace, info, now)
+            if info.running:  # a stopped one counts no more: since it stopped (departed)
+                note(namespace, info, now)
         for (namespace, _), (info, gone) in self._departed.items():
             note(namespace, info, gone)
         return read
@@ -521,8 +529,8 @@ class HealthLoop:
         """
         if not settings.reference:
             return None
-        name = settings.reference[0]
-        ref = self._references.get((target.namespace, name))
+        name, key = settings.reference
+        ref = self._references.get((target.namespace, name, key))
         if ref is None or ref.profile is None or not ref.digest:
             return None
         # When a pod last read another profile than this one (gone ones: when they went).
@@ -531,8 +539,15 @@ class HealthLoop:
         ]
         if not others:
             return None
-        changed = f"ConfigMap {name} changed {'at' if ref.changed else 'before'} "
-        changed += str(format_unix(ref.since))
+        # Not seen to change: the pods read another ConfigMap (or key) than the spec names
+        # now, a spec change under way; its revision's pods may never read this one (the
+        # stable during a rollout). Their bins are not this profile's: not judged either.
+        moved = not ref.changed
+        elsewhere = (
+            f"another reference profile than ConfigMap {name} "
+            "(a spec change, or an edit unseen, under way)"
+        )
+        changed = f"ConfigMap {name} changed at {format_unix(ref.since)}"
         source = self.sources.get(settings.source_key)
         if isinstance(source, DirectSource):
             counted = source.counted_pods(target, now)
@@ -547,19 +562,20 @@ class HealthLoop:
             if not kept:
                 every = "the pod" if len(counted) == 1 else f"all {len(counted)} pods"
                 reads = "reads" if len(counted) == 1 else "read"
-                return DriftBasis(
-                    None,
-                    f"drift not judged: {every} counted still {reads} the previous reference "
-                    f"profile ({changed})",
-                )
+                read = elsewhere if moved else f"the previous reference profile ({changed})"
+                what = f"{reads} {read}" if moved else f"still {reads} {read}"
+                return DriftBasis(None, f"drift not judged: {every} counted {what}")
             reads = "reads" if len(other) == 1 else "read"
+            read = elsewhere if moved else "still " + reads + " the previous reference profile"
             return DriftBasis(
                 source.pods_window(target, now, kept),
-                f"inputs counted on {len(kept)} of {len(counted)} pods: {len(other)} still "
-                f"{reads} the previous reference profile",
+                f"inputs counted on {len(kept)} of {len(counted)} pods: {len(other)} "
+                + (f"{reads} {read}" if moved else read),
             )
         if max(others) < now - target.window_seconds:
             return None
+        if moved:
+            return DriftBasis(None, f"drift not judged: its pods read {elsewhere}")
         return DriftBasis(
             None,
             f"reference {changed}: drift is judged again once every pod reads it and "
@@ -574,7 +590,8 @@ class HealthLoop:
         return (
             settings.source_key[0] == SOURCE_PROMETHEUS
             and bool(settings.reference)
-            and now - self._pods_since < target.window_seconds
+            and now - (now if self._pods_since is None else self._pods_since)
+            < target.window_seconds
         )
 
     def _judge(
@@ -617,22 +634,23 @@ class HealthLoop:
             # too short a history. Hold the last verdict.
             result.held += 1
             return None
-        if (
-            basis is None
-            and self._unsure_of_the_past(target, settings, now)
-            and _drift_changes(status, target, health_conditions(report, settings.policy))
-        ):
-            # Restarted less than a window ago: a reference edited in place may have had
-            # its pods replaced unseen, their counts in the old bins still in the window.
-            # Hold the last verdict rather than raise or clear drift on them.
-            log.debug("%s/%s: drift change held (restart)", target.namespace, target.name)
-            result.held += 1
-            return None
         performance = self._performance(target, settings, profile, window, now, previous)
         health = next_health(
             previous, report, settings.policy, evaluated_at, performance, revision=target.revision
         )
         conditions = health_conditions(report, settings.policy, performance)
+        if (
+            basis is None
+            and self._unsure_of_the_past(target, settings, now)
+            and _drift_changes(status, target, conditions)
+        ):
+            # Restarted less than a window ago: a reference edited in place may have had
+            # its pods replaced unseen, their counts in the old bins still in the window.
+            # Hold the last drift verdict rather than raise or clear drift on them; the
+            # rest (Healthy, performance) is written as ever.
+            log.debug("%s/%s: drift change held (restart)", target.namespace, target.name)
+            result.held += 1
+            health, conditions = _drift_held(previous, status, health, conditions)
         self._update_gauges(target, settings, report, performance)
         if self.reconciler.health_unchanged(body, health, conditions):
             return None  # not even a read: the watched copy already says all this
@@ -644,12 +662,15 @@ class HealthLoop:
         result = CycleResult()
         if not self.active:
             self._watching_since = None
+            self._pods_since = None  # pods may come and go unseen until active again
             self.metrics.forget_all()  # what a reconcile under way at the pause set since
             return result
         self._drop_ghosts()
         now = self._clock()
         if self._watching_since is None:
             self._watching_since = now
+        if self._pods_since is None:
+            self._pods_since = now
         evaluated_at = format_time(self._utcnow())
         targets = self._targets()
         groups: dict[SourceKey, list[RevisionTarget]] = {}
@@ -664,7 +685,7 @@ class HealthLoop:
 
         api = self._api_factory()
         # Profiles no model reads any more (deleted, or pointed elsewhere) are let go.
-        wanted = {(t.namespace, s.reference[0]) for t, s, _ in targets if s.reference}
+        wanted = {(t.namespace, *s.reference) for t, s, _ in targets if s.reference}
         for stale in [key for key in self._references if key not in wanted]:
             del self._references[stale]
         references = await asyncio.gather(
@@ -813,6 +834,31 @@ class HealthLoop:
 
 async def _no_reference() -> tuple[ReferenceProfile | None, str | None]:
     return None, None
+
+
+def _drift_held(
+    previous: Mapping[str, Any] | None,
+    status: Mapping[str, Any],
+    health: dict[str, Any],
+    conditions: list[ConditionState],
+) -> tuple[dict[str, Any], list[ConditionState]]:
+    """``health`` and ``conditions`` with the last drift verdict (DriftDetected and
+    status.health.drift) in place of the fresh one."""
+    last = find_condition(status.get("conditions"), ConditionType.DRIFT_DETECTED)
+    if last is not None:
+        word = last.get("status")
+        held = ConditionState(
+            ConditionType.DRIFT_DETECTED,
+            None if word == "Unknown" else word == "True",
+            str(last.get("reason") or ""),
+            str(last.get("message") or ""),
+        )
+        conditions = [held if c.type == ConditionType.DRIFT_DETECTED else c for c in conditions]
+    if isinstance(previous, Mapping) and "drift" in previous:
+        health = {**health, "drift": previous["drift"]}
+        if same_figures(previous, health):
+            health["evaluatedAt"] = previous["evaluatedAt"]
+    return health, conditions
 
 
 def _drift_changes(

@@ -272,13 +272,20 @@ class Rollouts:
 
     def _note_reads(self, namespace: str, name: str, revision: str) -> None:
         """Remember the reference digest each of the candidate's pods read: once gone, the
-        pods provider forgets them, while a window may still count their inputs."""
+        pods provider forgets them, while a window may still count their inputs. Only running
+        pods: one stopped (Evicted, Failed) but still listed counts nothing since, and its
+        last-seen time stays when it stopped."""
         before, read = self._read.get((namespace, name), ("", {}))
         if before != revision:
             read = {}
         now = self._clock()
         for (pod_namespace, pod), info in list(self._pods().items()):
-            if (pod_namespace, info.model_deployment, info.revision) == (namespace, name, revision):
+            ours = (pod_namespace, info.model_deployment, info.revision) == (
+                namespace,
+                name,
+                revision,
+            )
+            if ours and info.running:
                 read[pod] = (info.reference_digest, now)
         self._read[(namespace, name)] = (revision, read)
 
@@ -344,7 +351,9 @@ class Rollouts:
                 "again in a step that starts once every pod reads it)"
             )
         pods = ", ".join(sorted(olds))
-        return _inputs_from(window, RevisionWindow()), f"{why} (digest {current}, pods {pods})"
+        return _inputs_from(
+            window, RevisionWindow()
+        ), f"{why} (current {current}, pods read {pods})"
 
     async def _measure(
         self,

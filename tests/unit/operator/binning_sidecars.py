@@ -32,6 +32,9 @@ class Sidecar:
         self.revision = revision
         self.shift = 0.0
         self.rows = 0
+        #: While True, it answers as many errors as it serves rows (an outage).
+        self.failing = False
+        self.errors = 0
         self.bins = {f.name: np.zeros(len(f.proportions)) for f in profile.features}
         edges = profile.prediction.edges if profile.prediction is not None else None
         self.predicted = np.zeros(len(edges) + 1) if edges is not None else None
@@ -49,6 +52,8 @@ class Sidecar:
             self.sum += float(predictions.sum())
             self.squares += float((predictions**2).sum())
         self.rows += rows
+        if self.failing:
+            self.errors += rows
 
     def text(self) -> str:
         base = f'model="wine",version="1",revision="{self.revision}",role="stable"'
@@ -57,9 +62,11 @@ class Sidecar:
             f"vigil_sidecar_start_time_seconds{{{base}}} {self.started_at}",
             f'vigil_request_outcomes_total{{{infer},outcome="success"}} {self.rows}',
             f'vigil_request_duration_seconds_bucket{{{infer},le="0.1"}} {self.rows}',
-            f'vigil_request_duration_seconds_bucket{{{infer},le="+Inf"}} {self.rows}',
+            f'vigil_request_duration_seconds_bucket{{{infer},le="+Inf"}} {self.rows + self.errors}',
             f"vigil_input_rows_total{{{base}}} {self.rows}",
         ]
+        if self.errors:
+            lines.append(f'vigil_request_outcomes_total{{{infer},outcome="error"}} {self.errors}')
         if self.predicted is not None:
             lines += [
                 f"vigil_predictions_total{{{base}}} {self.rows}",

@@ -20,6 +20,7 @@ bins): any drift the gate sees is the bug's.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,18 @@ class Rollout:
         self.add_pod(self.candidate, self.profile, read)
         del self.pods[old]
 
+    def evict_a_candidate_pod(self) -> None:
+        """The rolling update with an old pod evicted rather than deleted: the API keeps
+        listing it (phase Failed), not running."""
+        read = digest("ref-2", self.profile)
+        old = next(
+            key
+            for key, info in self.pods.items()
+            if info.revision == self.candidate and info.reference_digest != read and info.running
+        )
+        self.add_pod(self.candidate, self.profile, read)
+        self.pods[old] = dataclasses.replace(self.pods[old], ip="", running=False)
+
     def deployments(self) -> dict[str, Any]:
         """The revisions' Deployments as the reconciler renders them (with the ConfigMap as it
         is now: the candidate's template follows an edit, the stable's is not rendered again)."""
@@ -230,7 +243,7 @@ async def test_direct_input_drift_is_not_judged_while_every_pod_counted_reads_th
     assert gate.verdict == GateVerdict.UNDECIDED and gate.within  # said, holding no step
     assert gate.text.startswith(EDITED), gate.text
     assert "all 2 pods counted still read the previous profile" in gate.text
-    assert digest("ref-2", NEW) in gate.text and digest("ref-2", OLD) in gate.text
+    assert f"(current {digest('ref-2', NEW)}, pods read {digest('ref-2', OLD)})" in gate.text
     # The predictions' bins are the old profile's too: the shift falls back to the moments.
     assert figures.prediction_shift_basis == "from mean and std"
 
@@ -335,3 +348,24 @@ async def test_a_shared_configmap_edited_says_why_for_both_revisions(
     assert candidate.startswith("the candidate's reference ConfigMap ref-2 was edited")
     assert gate.verdict == GateVerdict.UNDECIDED and gate.within
     assert figures.prediction_shift_basis == "from mean and std"
+
+
+async def test_prometheus_judges_the_next_step_though_evicted_pods_of_the_old_profile_are_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An evicted pod stays listed (phase Failed): it counts nothing since it stopped."""
+    rollout = Rollout(monkeypatch, **PROMETHEUS)
+    for _ in range(3):
+        await rollout.cycle()
+    rollout.profile = NEW
+    await rollout.cycle()
+    rollout.evict_a_candidate_pod()
+    await rollout.cycle()
+    rollout.evict_a_candidate_pod()
+    await rollout.cycle()
+
+    rollout.step_started = rollout.now
+    for _ in range(3):
+        _, gate = await rollout.cycle()
+
+    assert judged_and_passing(gate), gate.text

@@ -337,3 +337,136 @@ async def test_an_unedited_reference_is_judged_as_before(metrics: dict[str, str]
         drift = await cluster.cycle()
     assert (drift["status"], drift["reason"]) == ("True", "DriftAboveThreshold")
     assert "previous reference profile" not in drift["message"]
+
+
+# -- review findings -------------------------------------------------------------------------
+
+
+def condition(cluster: Cluster, kind: str, name: str = "wine") -> dict[str, Any]:
+    status = cluster.api.objects[("ModelDeployment", "ml", name)]["status"]
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+async def test_a_restart_holds_only_drift_an_error_rate_breach_is_written_at_once() -> None:
+    cluster = Cluster(**PROMETHEUS)
+    await settled(cluster)
+    cluster.loop = cluster.start()  # the operator restarted: a drift change is held a window
+    for sidecar in cluster.sidecars.sidecars.values():
+        sidecar.shift = 1.5
+    await cluster.cycle()
+    await cluster.cycle()
+    for sidecar in cluster.sidecars.sidecars.values():
+        sidecar.failing = True  # an outage, 30 s after the restart
+    evaluated = cluster.now
+    drift = await cluster.cycle()
+
+    healthy = condition(cluster, "Healthy")
+    assert (healthy["status"], healthy["reason"]) == ("False", "ErrorRateHigh"), healthy
+    health = cluster.api.objects[("ModelDeployment", "ml", "wine")]["status"]["health"]
+    assert health["evaluatedAt"] == f"{evaluated:%Y-%m-%dT%H:%M:%SZ}"
+    assert health["errorRate"] > 0.1
+    # The drift verdict alone is held, figures and condition.
+    assert (drift["status"], drift["reason"]) == ("False", "NoDrift")
+    assert health["drift"]["level"] == "none"
+
+
+def add_model_reading(cluster: Cluster, name: str, key: str, profile: ReferenceProfile) -> None:
+    """Another ModelDeployment reading another key of the ConfigMap ``ref``, with its pods."""
+    configmap = cluster.api.objects[("ConfigMap", "ml", "ref")]
+    configmap["data"][key] = profile.to_json()
+    other = model()
+    other["metadata"].update(name=name, uid=f"uid-{name}")
+    other["spec"]["monitoring"]["reference"]["configMapKeyRef"]["key"] = key
+    cluster.api.add(other)
+    cluster.loop.observe_model("ADDED", other)
+    for i in range(3):
+        pod = f"{name}-r1-{i}"
+        body = {
+            "metadata": {
+                "name": pod,
+                "namespace": "ml",
+                "labels": {"vigil.dev/model-deployment": name, "vigil.dev/revision": "r1"},
+                "annotations": {"vigil.dev/reference-digest": reference_digest(configmap, key)},
+            },
+            "status": {"phase": "Running", "podIP": f"10.0.1.{i}"},
+        }
+        cluster.sidecars.sidecars[pod] = Sidecar(profile, 100 + i, cluster.now.timestamp())
+        cluster.loop.observe_pod("ADDED", body)
+
+
+@pytest.mark.parametrize("metrics", [{}, PROMETHEUS], ids=["direct", "prometheus"])
+async def test_two_models_reading_two_keys_of_one_configmap_are_both_judged(
+    metrics: dict[str, str],
+) -> None:
+    cluster = Cluster(**metrics)
+    add_model_reading(cluster, "beer", "beer.json", NEW)
+    for _ in range(int(WINDOW / CYCLE) + 3):
+        await cluster.cycle()
+        cluster.loop.observe_model(
+            "MODIFIED", cluster.api.objects[("ModelDeployment", "ml", "beer")]
+        )
+    for name in ("wine", "beer"):
+        drift = condition(cluster, "DriftDetected", name)
+        assert (drift["status"], drift["reason"]) == ("False", "NoDrift"), (name, drift)
+
+
+async def test_prometheus_judges_drift_though_an_evicted_pod_of_the_old_profile_is_listed() -> None:
+    cluster = Cluster(**PROMETHEUS)
+    await settled(cluster)
+    name = cluster.add_pod(OLD)
+    cluster.pods[name]["status"] = {"phase": "Failed", "reason": "Evicted"}  # the API keeps it
+    cluster.loop.observe_pod("MODIFIED", cluster.pods[name])
+    del cluster.sidecars.sidecars[name]
+    cluster.pods.pop(name)  # out of the roll; still listed to the loop
+    cluster.edit_reference()
+    await cluster.roll()
+    for _ in range(int(WINDOW / CYCLE) + 1):
+        drift = await cluster.cycle()
+    assert (drift["status"], drift["reason"]) == ("False", "NoDrift"), drift
+
+
+@pytest.mark.parametrize("metrics", [{}, PROMETHEUS], ids=["direct", "prometheus"])
+async def test_a_spec_naming_a_new_configmap_says_the_pods_read_another_profile(
+    metrics: dict[str, str],
+) -> None:
+    """The documented way to ship a retrained profile: the stable's pods keep the old
+    ConfigMap for the whole rollout; the new one was never edited."""
+    cluster = Cluster(**metrics)
+    await settled(cluster)
+    renamed = configmap(NEW, "5")
+    renamed["metadata"]["name"] = "ref-v2"
+    cluster.api.add(renamed)
+    body = cluster.api.objects[("ModelDeployment", "ml", "wine")]
+    body["spec"]["monitoring"]["reference"]["configMapKeyRef"]["name"] = "ref-v2"
+    cluster.loop.observe_model("MODIFIED", body)
+    drifts = [await cluster.cycle() for _ in range(4)]
+
+    assert seen(drifts) == {("Unknown", "InsufficientData")}
+    messages = {d["message"] for d in drifts}
+    assert len(messages) == 1, messages  # no message moving from cycle to cycle
+    (message,) = messages
+    assert "read another reference profile than ConfigMap ref-v2 (a spec change" in message
+    assert "changed" not in message and "once every pod reads it" not in message
+    assert len({d["lastTransitionTime"] for d in drifts}) == 1
+
+
+async def test_a_standby_made_active_holds_a_prometheus_drift_change_for_one_window() -> None:
+    """Paused by peering, the loop saw none of the pods replaced meanwhile."""
+    cluster = Cluster(**PROMETHEUS)
+    await settled(cluster)
+    cluster.loop.active = False
+    await cluster.cycle()
+    cluster.edit_reference()
+    old = list(cluster.pods)
+    for _ in old:
+        cluster.add_pod(NEW)
+    await cluster.scraped_meanwhile()
+    for name in old:
+        del cluster.pods[name]
+        del cluster.loop.pods[("ml", name)]  # gone unseen
+    active_at = cluster.now
+    cluster.loop.active = True
+    drifts = []
+    while cluster.now < active_at + datetime.timedelta(seconds=WINDOW):
+        drifts.append(await cluster.cycle())
+    assert seen(drifts) == {("False", "NoDrift")}

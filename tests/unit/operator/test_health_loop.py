@@ -721,7 +721,7 @@ async def test_one_model_that_cannot_be_evaluated_leaves_the_others_judged(
 async def test_a_reference_no_model_reads_any_more_is_let_go(loop: Loop) -> None:
     body = with_reference(loop)
     await loop.cycle()
-    assert list(loop.loop._references) == [("ml", "ref")]
+    assert list(loop.loop._references) == [("ml", "ref", "profile.json")]
     loop.loop.observe_model("DELETED", body)
     await loop.cycle()
     assert loop.loop._references == {}
