@@ -415,6 +415,23 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "Failed",
     ),
     (
+        "a scale-up the Deployment gave up on (serving short of replicas)",
+        md(
+            "Degraded",
+            ("False", "ReplicasUnavailable"),
+            ("False", "ReplicasUnavailable"),
+            stalled=True,
+        ),
+        "Failed",
+        "Failed",
+    ),
+    (
+        "a newer spec waiting while a failed bake goes back",
+        md("Progressing", ("False", "BakeFailed"), ("True", "BakeFailed")),
+        "InProgress",
+        "InProgress",
+    ),
+    (
         "promoted and baked",
         md("Healthy", ("True", "Available"), ("False", "Complete")),
         "Current",
