@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -95,6 +95,21 @@ class _PodHistory:
         self.recent.append(Scrape(scrape.at, scrape.started_at, health))
         self.truth.append(Scrape(scrape.at, scrape.started_at, truth or _NO_SERIES))
         self.last_seen = scrape.at
+
+
+@dataclass(frozen=True)
+class ProfileSplit:
+    """A revision's counted pods, by the reference profile each read (a profile edited in
+    place: each sidecar bins by the one it read at its start)."""
+
+    counted: list[str]
+    #: The pods that read another profile than the current one, with the digest each read.
+    other: dict[str, str]
+
+    @property
+    def kept(self) -> list[str]:
+        """The pods that read the current profile."""
+        return [pod for pod in self.counted if pod not in self.other]
 
 
 class DirectSource:
@@ -229,6 +244,15 @@ class DirectSource:
             for (key, pod), history in self._history.items()
             if key == target.key and history.last_seen >= start
         )
+
+    def split_by_profile(
+        self, target: RevisionTarget, now: float, read_by: Callable[[str], str], current: str
+    ) -> ProfileSplit:
+        """``target``'s counted pods (:meth:`counted_pods`) split by the reference profile
+        each read (``read_by``: its digest, "" when not said: counted as the current one)."""
+        counted = self.counted_pods(target, now)
+        other = {pod: read for pod in counted if (read := read_by(pod)) not in ("", current)}
+        return ProfileSplit(counted, other)
 
     def pods_window(
         self, target: RevisionTarget, now: float, pods: Container[str]

@@ -550,15 +550,12 @@ class HealthLoop:
         changed = f"ConfigMap {name} changed at {format_unix(ref.since)}"
         source = self.sources.get(settings.source_key)
         if isinstance(source, DirectSource):
-            counted = source.counted_pods(target, now)
-            other = {
-                pod
-                for pod in counted
-                if self._digest_read_by(target.namespace, pod) not in ("", ref.digest)
-            }
+            split = source.split_by_profile(
+                target, now, lambda pod: self._digest_read_by(target.namespace, pod), ref.digest
+            )
+            counted, other, kept = split.counted, split.other, split.kept
             if not other:
                 return None
-            kept = [pod for pod in counted if pod not in other]
             if not kept:
                 every = "the pod" if len(counted) == 1 else f"all {len(counted)} pods"
                 reads = "reads" if len(counted) == 1 else "read"

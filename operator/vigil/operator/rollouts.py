@@ -323,15 +323,12 @@ class Rollouts:
             del read[pod]
         edited = f"the candidate's reference ConfigMap {name} was edited during this step"
         if isinstance(source, DirectSource):
-            counted = source.counted_pods(target, now)
-            other = {
-                pod: read[pod][0]
-                for pod in counted
-                if pod in read and read[pod][0] not in ("", current)
-            }
+            split = source.split_by_profile(
+                target, now, lambda pod: read.get(pod, ("", 0.0))[0], current
+            )
+            counted, other, kept = split.counted, split.other, split.kept
             if not other:
                 return window, ""
-            kept = [pod for pod in counted if pod not in other]
             if kept:
                 return _inputs_from(window, source.pods_window(target, now, kept)), ""
             every = "the pod" if len(counted) == 1 else f"all {len(counted)} pods"
