@@ -18,23 +18,14 @@ import core_world
 import pytest
 from core_world import RolloutWorld, judged, spec
 from figures_kit import figures as seen
+from test_ended_candidate_keeps_its_outcome import STEPPED as SHORT_STEPS
 
 from vigil.core.candidate import RolloutInputs
 from vigil.core.reconcile import Plan, decide
 
 GOOD = seen(requests=100, latency_p95=0.01, compared=100, agreement=0.99)
 BAKE = {"duration": "10m", "minReplicas": 0}
-STEPPED = {
-    "replacement": {
-        "steps": [
-            {"shadow": {"duration": "10s", "percent": 100, "minRequests": 20}},
-            {"canary": {"weight": 50, "duration": "10s"}},
-        ]
-    },
-    "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 2},
-    "progressDeadline": "60s",
-    "bake": BAKE,
-}
+STEPPED = {**SHORT_STEPS, "bake": BAKE}
 BLUE_GREEN = {"bake": BAKE}
 
 

@@ -176,6 +176,12 @@ class Rollout:
             ),
         }
 
+    async def warm_then_edit(self) -> None:
+        """Three cycles on the profile the pods started with, then the ConfigMap edited."""
+        for _ in range(3):
+            await self.cycle()
+        self.profile = NEW
+
     async def cycle(self) -> tuple[CandidateFigures, Any]:
         """One reconcile's measure, CYCLE after the last: the figures and the inputDrift gate."""
         self.now += CYCLE
@@ -252,9 +258,7 @@ async def test_direct_input_drift_is_counted_on_the_pods_that_read_the_edited_pr
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rollout = Rollout(monkeypatch)
-    for _ in range(3):
-        await rollout.cycle()
-    rollout.profile = NEW
+    await rollout.warm_then_edit()
     await rollout.cycle()
     rollout.replace_a_candidate_pod()
     await rollout.cycle()
@@ -276,9 +280,7 @@ async def test_direct_pods_of_both_profiles_count_only_the_edited_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rollout = Rollout(monkeypatch)
-    for _ in range(3):
-        await rollout.cycle()
-    rollout.profile = NEW
+    await rollout.warm_then_edit()
     rollout.replace_a_candidate_pod()  # one pod of each
 
     for _ in range(3):
@@ -292,9 +294,7 @@ async def test_prometheus_input_drift_is_not_judged_for_the_rest_of_the_step_aft
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rollout = Rollout(monkeypatch, **PROMETHEUS)
-    for _ in range(3):
-        await rollout.cycle()
-    rollout.profile = NEW
+    await rollout.warm_then_edit()
     await rollout.cycle()
     rollout.replace_a_candidate_pod()
     await rollout.cycle()
@@ -322,9 +322,7 @@ async def test_prometheus_input_drift_is_not_judged_before_the_candidates_pods_a
     """The ConfigMap edited, its pods' template not yet rendered again: the figures measured
     before the reconcile writes it are in the old bins."""
     rollout = Rollout(monkeypatch, **PROMETHEUS)
-    for _ in range(3):
-        await rollout.cycle()
-    rollout.profile = NEW
+    await rollout.warm_then_edit()
 
     figures, gate = await rollout.cycle()
 
@@ -337,9 +335,7 @@ async def test_a_shared_configmap_edited_says_why_for_both_revisions(
 ) -> None:
     """The stable's pods are not replaced during a rollout: its reason first (46c01ad)."""
     rollout = Rollout(monkeypatch, shared=True)
-    for _ in range(3):
-        await rollout.cycle()
-    rollout.profile = NEW
+    await rollout.warm_then_edit()
 
     figures, gate = await rollout.cycle()
 
@@ -355,9 +351,7 @@ async def test_prometheus_judges_the_next_step_though_evicted_pods_of_the_old_pr
 ) -> None:
     """An evicted pod stays listed (phase Failed): it counts nothing since it stopped."""
     rollout = Rollout(monkeypatch, **PROMETHEUS)
-    for _ in range(3):
-        await rollout.cycle()
-    rollout.profile = NEW
+    await rollout.warm_then_edit()
     await rollout.cycle()
     rollout.evict_a_candidate_pod()
     await rollout.cycle()

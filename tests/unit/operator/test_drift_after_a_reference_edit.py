@@ -172,6 +172,18 @@ class Cluster:
         self.now += datetime.timedelta(seconds=CYCLE)
         return self.drift()
 
+    async def edited_and_replaced_unseen(self) -> list[str]:
+        """The ConfigMap edited and every pod replaced at once, Prometheus scraping, while the
+        loop looked away; the replaced pods' names."""
+        self.edit_reference()
+        old = list(self.pods)
+        for _ in old:
+            self.add_pod(NEW)
+        await self.scraped_meanwhile()
+        for name in old:
+            del self.pods[name]
+        return old
+
     async def scraped_meanwhile(self) -> None:
         """Prometheus scrapes while no operator runs."""
         targets = [
@@ -310,13 +322,7 @@ async def test_a_restarted_operator_holds_a_prometheus_drift_change_for_one_wind
     await settled(cluster)
     # The operator is down: the ConfigMap is edited, the pods replaced (all at once),
     # Prometheus scrapes. The restarted operator sees no pod that reads the old profile.
-    cluster.edit_reference()
-    old = list(cluster.pods)
-    for _ in old:
-        cluster.add_pod(NEW)
-    await cluster.scraped_meanwhile()
-    for name in old:
-        del cluster.pods[name]
+    await cluster.edited_and_replaced_unseen()
     restarted_at = cluster.now
     cluster.loop = cluster.start()
     drifts = []
@@ -456,13 +462,7 @@ async def test_a_standby_made_active_holds_a_prometheus_drift_change_for_one_win
     await settled(cluster)
     cluster.loop.active = False
     await cluster.cycle()
-    cluster.edit_reference()
-    old = list(cluster.pods)
-    for _ in old:
-        cluster.add_pod(NEW)
-    await cluster.scraped_meanwhile()
-    for name in old:
-        del cluster.pods[name]
+    for name in await cluster.edited_and_replaced_unseen():
         del cluster.loop.pods[("ml", name)]  # gone unseen
     active_at = cluster.now
     cluster.loop.active = True
