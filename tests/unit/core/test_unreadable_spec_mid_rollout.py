@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from core_world import RolloutWorld, spec
 from figures_kit import figures as seen
-from test_lost_stable_and_blocked_changes import canary, delete_deployment
+from test_a_stand_in_keeps_serving import standing_in
 from test_progressive_rollout import (
     BAD,
     GOOD,
@@ -176,19 +176,6 @@ def test_a_check_failed_before_the_hold_counts_no_more_once_fixed() -> None:
     resumed = world.status["candidate"]
     assert resumed["failedChecks"] == 1 and resumed["reason"] == "CheckFailed"
     assert not resumed.get("outcome") and world.status["phase"] == "Progressing"
-
-
-def standing_in() -> tuple[RolloutWorld, str, str]:
-    """Mid-canary the stable's Deployment was deleted; the spec set back to the stable's makes
-    it again (no pod ready yet) while the candidate serves all live traffic in its place."""
-    world, stable, candidate = canary()
-    delete_deployment(world, stable)
-    world.reconcile()
-    world.set_spec(spec("1", 2, rollout=ROLLOUT))
-    world.pods_ready(candidate)
-    world.reconcile()
-    assert world.deployment(stable) is not None and selected(world) == candidate
-    return world, stable, candidate
 
 
 #: Unreadable specs arriving then: two that make the candidate, one the stable's version.
