@@ -40,7 +40,7 @@ from vigil.common import objects
 from vigil.common.relisting import Relistings
 from vigil.common.times import format_time, format_unix, utc_now
 from vigil.core import naming
-from vigil.core.desired import METRICS_PORT, reference_digest
+from vigil.core.desired import METRICS_PORT, mounted_reference, reference_digest
 from vigil.core.health import DriftBasis, HealthReport, evaluate, format_window
 from vigil.core.health_status import (
     condition_word,
@@ -127,6 +127,8 @@ class PodInfo:
     fetch: FetchState | None = None
     #: The digest of the reference profile its sidecar read at its start ("": not said).
     reference_digest: str = ""
+    #: (ConfigMap, key) of the reference profile it mounts (None: none, or not said).
+    reference: tuple[str, str] | None = None
 
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
@@ -140,7 +142,8 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
     ip = str(pod.status.get("podIP") or "")
     running = bool(ip) and pod.status.get("phase") == "Running" and not pod.meta.deleting
     digest = str(pod.meta.annotations.get(naming.ANNOTATION_REFERENCE_DIGEST) or "")
-    return PodInfo(model, revision, ip, running, fetch_state(body), digest)
+    mounted = mounted_reference(pod.spec)
+    return PodInfo(model, revision, ip, running, fetch_state(body), digest, mounted)
 
 
 @dataclass
@@ -358,14 +361,16 @@ class HealthLoop:
             except (ValueError, TypeError) as error:
                 log.warning("%s/%s: monitoring settings unusable: %s", namespace, name, error)
                 continue
-            pods = tuple(
-                PodTarget(pod_name, info.ip, METRICS_PORT)
+            running = [
+                (pod_name, info)
                 for (pod_namespace, pod_name), info in sorted(self.pods.items())
                 if pod_namespace == namespace
                 and info.model_deployment == name
                 and info.revision == revision
                 and info.running
-            )
+            ]
+            pods = tuple(PodTarget(pod_name, info.ip, METRICS_PORT) for pod_name, info in running)
+            settings = _as_mounted(settings, [info for _, info in running])
             target = RevisionTarget(
                 namespace,
                 name,
@@ -827,6 +832,16 @@ class HealthLoop:
         figures.slo_latency_p95 = policy.max_latency_p95
         figures.metrics_available = available
         self.metrics.set_health(target.namespace, target.name, figures)
+
+
+def _as_mounted(settings: MonitoringSettings, pods: Sequence[PodInfo]) -> MonitoringSettings:
+    """The settings with the reference profile the revision's pods mount, when they all
+    mount one other than the spec names: a rollout to a new ConfigMap leaves the stable's
+    pods on theirs until its end, and their inputs are binned by that one's edges."""
+    mounted = {info.reference for info in pods if info.reference is not None}
+    if len(mounted) != 1 or mounted == {settings.reference}:
+        return settings
+    return replace(settings, reference=mounted.pop())
 
 
 async def _no_reference() -> tuple[ReferenceProfile | None, str | None]:

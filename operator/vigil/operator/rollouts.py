@@ -37,8 +37,8 @@ from vigil.core.analysis import candidate_figures, feature_changes
 from vigil.core.candidate import RolloutInputs, RoutePlanner, evidence_seconds
 from vigil.core.desired import (
     METRICS_PORT,
-    REFERENCE_VOLUME,
     SIDECAR_READY_PATH,
+    mounted_reference,
     reference_digest,
 )
 from vigil.core.events import shorten
@@ -91,12 +91,7 @@ PodsRead = dict[str, tuple[str, float]]
 
 def _mounted_reference(deployment: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """(ConfigMap, key) of the reference profile a revision's pod template mounts."""
-    for volume in objects.items(deployment, "spec", "template", "spec", "volumes"):
-        configmap = section(volume, "configMap")
-        keys = objects.items(configmap, "items")
-        if volume.get("name") == REFERENCE_VOLUME and configmap.get("name") and keys:
-            return str(configmap["name"]), str(keys[0].get("key", ""))
-    return None
+    return mounted_reference(section(deployment, "spec", "template", "spec"))
 
 
 def _profile(configmap: Mapping[str, Any] | None, key: str) -> ReferenceProfile | None:

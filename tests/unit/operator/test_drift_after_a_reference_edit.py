@@ -59,6 +59,11 @@ def digest(profile: ReferenceProfile) -> str:
     return reference_digest(configmap(profile, "0"), KEY)
 
 
+def mounting(name: str) -> dict[str, Any]:
+    """The pod volume of the reference profile, as the operator renders it."""
+    return {"name": "reference", "configMap": {"name": name, "items": [{"key": KEY, "path": KEY}]}}
+
+
 def model(**metrics: Any) -> dict[str, Any]:
     monitoring: dict[str, Any] = {
         "window": "1m",
@@ -141,6 +146,7 @@ class Cluster:
                 "labels": {"vigil.dev/model-deployment": "wine", "vigil.dev/revision": "r1"},
                 "annotations": {"vigil.dev/reference-digest": digest(profile)},
             },
+            "spec": {"volumes": [mounting("ref")]},
             "status": {"phase": "Running", "podIP": f"10.0.0.{self.serial}"},
         }
         self.sidecars.sidecars[name] = Sidecar(profile, self.serial, self.now.timestamp())
@@ -431,20 +437,46 @@ async def test_prometheus_judges_drift_though_an_evicted_pod_of_the_old_profile_
     assert (drift["status"], drift["reason"]) == ("False", "NoDrift"), drift
 
 
-@pytest.mark.parametrize("metrics", [{}, PROMETHEUS], ids=["direct", "prometheus"])
-async def test_a_spec_naming_a_new_configmap_says_the_pods_read_another_profile(
-    metrics: dict[str, str],
-) -> None:
-    """The documented way to ship a retrained profile: the stable's pods keep the old
-    ConfigMap for the whole rollout; the new one was never edited."""
-    cluster = Cluster(**metrics)
-    await settled(cluster)
+def rename_reference(cluster: Cluster) -> None:
+    """The documented way to ship a retrained profile: a new ConfigMap named in the spec;
+    the stable's pods keep the old one for the whole rollout."""
     renamed = configmap(NEW, "5")
     renamed["metadata"]["name"] = "ref-v2"
     cluster.api.add(renamed)
     body = cluster.api.objects[("ModelDeployment", "ml", "wine")]
     body["spec"]["monitoring"]["reference"]["configMapKeyRef"]["name"] = "ref-v2"
     cluster.loop.observe_model("MODIFIED", body)
+
+
+@pytest.mark.parametrize("metrics", [{}, PROMETHEUS], ids=["direct", "prometheus"])
+async def test_a_spec_naming_a_new_configmap_judges_the_stable_on_the_one_its_pods_mount(
+    metrics: dict[str, str],
+) -> None:
+    cluster = Cluster(**metrics)
+    await settled(cluster)
+    rename_reference(cluster)
+    drifts = [await cluster.cycle() for _ in range(3)]
+    assert seen(drifts) == {("False", "NoDrift")}, drifts
+
+    for sidecar in cluster.sidecars.sidecars.values():
+        sidecar.shift = 1.5
+    for _ in range(int(WINDOW / CYCLE) + 1):
+        drift = await cluster.cycle()
+    assert (drift["status"], drift["reason"]) == ("True", "DriftAboveThreshold"), drift
+
+
+@pytest.mark.parametrize("metrics", [{}, PROMETHEUS], ids=["direct", "prometheus"])
+async def test_pods_that_do_not_say_what_they_mount_are_not_judged_on_a_renamed_reference(
+    metrics: dict[str, str],
+) -> None:
+    """Pods whose spec shows no reference volume the loop can read, yet whose sidecars read
+    a profile: their bins may be another profile's, so drift is not judged on them."""
+    cluster = Cluster(**metrics)
+    await settled(cluster)
+    for body in cluster.pods.values():
+        del body["spec"]
+        cluster.loop.observe_pod("MODIFIED", body)
+    rename_reference(cluster)
     drifts = [await cluster.cycle() for _ in range(4)]
 
     assert seen(drifts) == {("Unknown", "InsufficientData")}

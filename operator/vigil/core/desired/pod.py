@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from vigil.common import objects
 from vigil.core import naming
 from vigil.core.desired.meta import Owner, RevisionInfo
 from vigil.core.spec import ModelDeploymentSpec
@@ -300,6 +302,17 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> lis
             }
         )
     return volumes
+
+
+def mounted_reference(pod_spec: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """(ConfigMap, key) of the reference profile a pod spec mounts (None: none), as
+    ``volumes`` writes it: what that revision's sidecars read, whatever the spec names now."""
+    for volume in objects.items(pod_spec, "volumes"):
+        configmap = objects.section(volume, "configMap")
+        keys = objects.items(configmap, "items")
+        if volume.get("name") == REFERENCE_VOLUME and configmap.get("name") and keys:
+            return str(configmap["name"]), str(keys[0].get("key", ""))
+    return None
 
 
 def pod_spec(
