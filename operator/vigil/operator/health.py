@@ -641,6 +641,7 @@ class HealthLoop:
             previous, report, settings.policy, evaluated_at, performance, revision=target.revision
         )
         conditions = health_conditions(report, settings.policy, performance)
+        held_drift: Mapping[str, Any] | None = None
         if (
             basis is None
             and self._unsure_of_the_past(target, settings, now)
@@ -653,7 +654,8 @@ class HealthLoop:
             log.debug("%s/%s: drift change held (restart)", target.namespace, target.name)
             result.held += 1
             health, conditions = _drift_held(previous, status, health, conditions)
-        self._update_gauges(target, settings, report, performance)
+            held_drift = objects.section(health, "drift")  # the gauges say what status says
+        self._update_gauges(target, settings, report, performance, held_drift)
         if self.reconciler.health_unchanged(body, health, conditions):
             return None  # not even a read: the watched copy already says all this
         return health, conditions
@@ -790,7 +792,10 @@ class HealthLoop:
         settings: MonitoringSettings,
         report: HealthReport,
         performance: PerformanceReport | None = None,
+        held_drift: Mapping[str, Any] | None = None,
     ) -> None:
+        """The model's gauges from ``report`` (``held_drift``: status.health.drift as held,
+        in place of the report's drift)."""
         policy = settings.policy
         previous = self.metrics.health_of(target.namespace, target.name)
         if previous is not None and previous.revision != target.revision:
@@ -804,7 +809,7 @@ class HealthLoop:
                 revision=target.revision,
                 error_rate=report.error_rate,
                 latency_p95=report.latency_p95,
-                drift_score=report.drift_score,
+                drift_score=(report.drift_score if held_drift is None else held_drift.get("score")),
             )
             available = True
             if performance is not None:

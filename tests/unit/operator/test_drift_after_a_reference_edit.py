@@ -382,6 +382,23 @@ async def test_a_restart_holds_only_drift_an_error_rate_breach_is_written_at_onc
     assert health["drift"]["level"] == "none"
 
 
+async def test_the_drift_gauge_holds_with_the_status_after_a_restart() -> None:
+    cluster = Cluster(**PROMETHEUS)
+    await settled(cluster)
+    cluster.loop = cluster.start()  # the operator restarted: a drift change is held a window
+    for sidecar in cluster.sidecars.sidecars.values():
+        sidecar.shift = 1.5
+    await cluster.cycle()
+    result = await cluster.loop.cycle()
+
+    fresh = result.reports[("ml", "wine")]  # measured, held back from status
+    assert fresh.drift_level != "none" and (fresh.drift_score or 0) > 0.1
+    assert condition(cluster, "DriftDetected")["reason"] == "NoDrift"
+    health = cluster.api.objects[("ModelDeployment", "ml", "wine")]["status"]["health"]
+    gauge = cluster.loop.metrics.health_of("ml", "wine").drift_score
+    assert gauge == health["drift"]["score"] < 0.1, (gauge, health["drift"])
+
+
 def add_model_reading(cluster: Cluster, name: str, key: str, profile: ReferenceProfile) -> None:
     """Another ModelDeployment reading another key of the ConfigMap ``ref``, with its pods."""
     configmap = cluster.api.objects[("ConfigMap", "ml", "ref")]
