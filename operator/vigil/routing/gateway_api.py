@@ -2,9 +2,23 @@
 
 Set ``spec.rollout.trafficRouting.gatewayAPI.httpRoute: <route>``. The
 HTTPRoute belongs to the user (it names the Gateway, hostnames, paths);
-Vigil only rewrites the backendRefs that point at this ModelDeployment:
-the Service ``<name>`` or a per-revision Service ``<name>-<revision>``.
-In each such rule, during a rollout, they become
+Vigil only rewrites the backendRefs that point at this ModelDeployment,
+Services in its namespace:
+
+* the Service ``<name>``, and the stable's and the candidate's revision
+  Services ``<name>-<revision>``, ours by name;
+* any other ``<name>-<7 hex digits>`` (``REVISION_LENGTH``) left in the
+  route (an older revision, an operator stopped between two writes) only
+  when it is ours: it exists and carries this ModelDeployment's label
+  (``naming.LABEL_MODEL_DEPLOYMENT: <name>``, as every Service of its
+  own), or it does not exist (a dangling ref to a revision Service already
+  deleted). One that exists without that label (another team's Service
+  ``fraud-c0ffee1``, the Service of a ModelDeployment named
+  ``fraud-c0ffee1``, labelled with that name) is left as it is.
+
+The router reads each such Service once per ``apply``; the functions that
+build the rules stay pure, given the names those reads claimed. In each
+rule with a ref of ours, during a rollout, our refs become
 
     - {name: <name>-<stable>,    port: 80, weight: 100 - w}
     - {name: <name>-<candidate>, port: 80, weight: w}
@@ -39,7 +53,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from vigil.common.objects import body, items
@@ -64,22 +78,73 @@ MAX_CONFLICT_RETRIES = 3
 #: What the API server fills in on a backendRef written without them (the HTTPRoute
 #: CRD's defaults, v1 and v1beta1 alike: hack/gateway-api/).
 BACKEND_REF_DEFAULTS: Mapping[str, Any] = {"group": "", "kind": "Service", "weight": 1}
+_REVISION = re.compile(rf"[0-9a-f]{{{REVISION_LENGTH}}}")
 
 
-def _ours(ref: Mapping[str, Any], target: RoutingTarget) -> bool:
-    """Whether a backendRef points at this ModelDeployment's Service or one of its revisions."""
+def revision_of(name: str, target: RoutingTarget) -> str | None:
+    """The revision of a Service name ``<name>-<revision>``; None for a name of another form."""
+    prefix = f"{target.name}-"
+    if not name.startswith(prefix) or not _REVISION.fullmatch(name[len(prefix) :]):
+        return None
+    return name[len(prefix) :]
+
+
+def _service_ref(ref: Mapping[str, Any], target: RoutingTarget) -> str | None:
+    """The name of the Service in the target's namespace a backendRef points at, or None."""
     if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
-        return False
+        return None
     if (ref.get("namespace") or target.namespace) != target.namespace:
-        return False
-    name = str(ref.get("name", ""))
-    if name == naming.service_name(target.name):
-        return True
-    pattern = rf"{re.escape(target.name)}-[0-9a-f]{{{REVISION_LENGTH}}}"
-    return re.fullmatch(pattern, name) is not None or name in {
+        return None
+    return str(ref.get("name", ""))
+
+
+def _known(target: RoutingTarget) -> set[str]:
+    """The Services that are ours by name alone: ``<name>``, the stable's, the candidate's."""
+    return {
+        naming.service_name(target.name),
         target.revision_service(target.stable),
         target.revision_service(target.candidate or target.stable),
     }
+
+
+def _ours(ref: Mapping[str, Any], target: RoutingTarget, claimed: Container[str] | None) -> bool:
+    """Whether a backendRef points at this ModelDeployment's Service or one of its revisions'
+    (``claimed``: see ``desired_rules``)."""
+    name = _service_ref(ref, target)
+    if name is None:
+        return False
+    if name in _known(target):
+        return True
+    return revision_of(name, target) is not None and (claimed is None or name in claimed)
+
+
+def revision_refs_to_read(route: Mapping[str, Any], target: RoutingTarget) -> set[str]:
+    """The ``<name>-<revision>`` Services the route names that are not ours by name alone:
+    whether they are ours takes a read (``owns``)."""
+    known = _known(target)
+    names: set[str] = set()
+    for rule in items(route, "spec", "rules"):
+        for ref in rule.get("backendRefs") or []:
+            name = _service_ref(ref, target)
+            if name is not None and name not in known and revision_of(name, target) is not None:
+                names.add(name)
+    return names
+
+
+def owns(target: RoutingTarget, name: str, service: Mapping[str, Any] | None) -> bool:
+    """Whether the Service ``name`` (as read; None: it does not exist) is a revision Service of
+    the target's ModelDeployment, which the route may name only as a leftover of ours.
+
+    One that exists is ours when it carries this ModelDeployment's label, as the
+    reconciler gives every Service of its own (another ModelDeployment's carries its own
+    name); one that does not exist is a dangling ref to a revision Service already
+    deleted, taken back (no one else's Service can be hurt by dropping it).
+    """
+    if revision_of(name, target) is None:
+        return False
+    if service is None:
+        return True
+    return body(service).meta.labels.get(naming.LABEL_MODEL_DEPLOYMENT) == target.name
 
 
 def desired_backends(
@@ -102,24 +167,34 @@ def desired_backends(
 
 
 def desired_rules(
-    route: Mapping[str, Any], target: RoutingTarget, traffic: Traffic
+    route: Mapping[str, Any],
+    target: RoutingTarget,
+    traffic: Traffic,
+    *,
+    claimed: Container[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The route's rules with our backendRefs rewritten; RoutingError if none are ours."""
+    """The route's rules with our backendRefs rewritten; RoutingError if none are ours.
+
+    ``claimed``: the ``<name>-<revision>`` Services, besides the stable's and the
+    candidate's, that are ours (``owns``; the router reads them); the others of that form
+    are left as they are. None claims every name of that form: for a caller that knows
+    no one else's Service is named so (a test's world of its own).
+    """
     rules = copy.deepcopy(list(items(route, "spec", "rules")))
     found = False
     for rule in rules:
         refs = list(rule.get("backendRefs") or [])
-        mine = [r for r in refs if _ours(r, target)]
+        mine = [r for r in refs if _ours(r, target, claimed)]
         if not mine:
             continue
         found = True
-        others = [r for r in refs if not _ours(r, target)]
+        others = [r for r in refs if not _ours(r, target, claimed)]
         rule["backendRefs"] = desired_backends(target, traffic, mine[0]) + others
     if not found:
         name = body(route).meta.name or "?"
         raise RoutingError(
             f"HTTPRoute {name} has no backendRef to Service {naming.service_name(target.name)} "
-            f"or to a revision Service {target.name}-<revision>: add "
+            f"or to a revision Service {target.name}-<revision> of its own: add "
             f"'backendRefs: [{{name: {target.name}, port: {SERVICE_PORT}}}]' to the rule "
             "that should serve this model"
         )
@@ -137,14 +212,19 @@ def as_stored(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def route_patch(
-    route: Mapping[str, Any], target: RoutingTarget, traffic: Traffic
+    route: Mapping[str, Any],
+    target: RoutingTarget,
+    traffic: Traffic,
+    *,
+    claimed: Container[str] | None = None,
 ) -> dict[str, Any] | None:
-    """The merge patch that sets the weights, or None when the route already has them.
+    """The merge patch that sets the weights, or None when the route already has them
+    (``claimed``: see ``desired_rules``).
 
     Compared with the CRD's defaults on both sides: the server fills them in on the
     refs we write, which would otherwise differ from ours on every cycle.
     """
-    rules = desired_rules(route, target, traffic)
+    rules = desired_rules(route, target, traffic, claimed=claimed)
     if as_stored(rules) == as_stored(list(items(route, "spec", "rules"))):
         return None
     version = body(route).meta.resource_version
@@ -154,12 +234,15 @@ def route_patch(
     return patch
 
 
-def route_weights(route: Mapping[str, Any], target: RoutingTarget) -> dict[str, int]:
-    """Our backends and their weights as the route has them (Service name -> weight)."""
+def route_weights(
+    route: Mapping[str, Any], target: RoutingTarget, *, claimed: Container[str] | None = None
+) -> dict[str, int]:
+    """Our backends and their weights as the route has them (Service name -> weight;
+    ``claimed``: see ``desired_rules``)."""
     weights: dict[str, int] = {}
     for rule in items(route, "spec", "rules"):
         for ref in rule.get("backendRefs") or []:
-            if _ours(ref, target):
+            if _ours(ref, target, claimed):
                 weights[str(ref["name"])] = int(ref.get("weight", 1))
     return weights
 
@@ -195,8 +278,9 @@ class GatewayAPIRouter:
 
     ``apply`` raises RoutingError when the route cannot point at this model
     (missing, or no backendRef of ours: then no route names our Services
-    either), KubeError when the API refused or failed (the route may still
-    name what it named). On a missing route, API discovery (when the API
+    either), KubeError when the API refused or failed, on the route or on a
+    Service it reads to tell whether a ref is ours (the route may still name
+    what it named). On a missing route, API discovery (when the API
     offers it) tells which cause it is: Gateway API CRDs not installed, only
     ``v1beta1`` served, or no route of that name.
     """
@@ -220,11 +304,13 @@ class GatewayAPIRouter:
 
     async def apply(self, api: RoutingApi, target: RoutingTarget, traffic: Traffic) -> RoutePlan:
         """Read the route, patch its weights when they differ (optimistic concurrency)."""
+        read: dict[str, bool] = {}  # Service name -> ours, across the conflict retries
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             route = await api.get(HTTPROUTE, target.namespace, self.http_route)
             if route is None:
                 raise await self.not_found(api, target.namespace)
-            patch = route_patch(route, target, traffic)
+            claimed = await self.claimed(api, target, route, read)
+            patch = route_patch(route, target, traffic, claimed=claimed)
             if patch is None:
                 break
             try:
@@ -234,6 +320,22 @@ class GatewayAPIRouter:
                 if error.status != 409 or attempt == MAX_CONFLICT_RETRIES:
                     raise
         return self.plan(target, traffic)
+
+    @staticmethod
+    async def claimed(
+        api: RoutingApi, target: RoutingTarget, route: Mapping[str, Any], read: dict[str, bool]
+    ) -> frozenset[str]:
+        """The ``<name>-<revision>`` Services the route names that are ours (``owns``), each
+        read once per apply (``read`` keeps the answers).
+
+        A failed read (a KubeError; a 404 is None, not an error) is raised, like a failed
+        read of the route: the cycle stops before its deletions and is retried. Leaving
+        the ref instead would write a rule that may keep one of our revisions weighted
+        next to the new ones, and let the cycle delete what it still names.
+        """
+        for name in sorted(revision_refs_to_read(route, target) - read.keys()):
+            read[name] = owns(target, name, await api.get("Service", target.namespace, name))
+        return frozenset(name for name, ours in read.items() if ours)
 
     async def not_found(self, api: RoutingApi, namespace: str) -> RoutingError:
         """Why the GET of the route found nothing, told apart by API discovery when the API

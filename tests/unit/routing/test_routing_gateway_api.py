@@ -140,12 +140,24 @@ def test_plan_keeps_the_service_on_the_stable_and_weights_exact():
 
 
 class FakeApi:
-    def __init__(self, obj, conflicts=0):
+    """The route ``wine`` in namespace ``ml``; ``services``: the Services in ``ml`` (name ->
+    object, or a KubeError its read raises), the others do not exist (None, as on a 404)."""
+
+    def __init__(self, obj, conflicts=0, services=None):
         self.obj = obj
         self.conflicts = conflicts
+        self.services = dict(services or {})
         self.patches = []
+        self.service_reads: list[str] = []
 
     async def get(self, kind, namespace, name):
+        if kind == "Service":
+            assert namespace == "ml"
+            self.service_reads.append(name)
+            found = self.services.get(name)
+            if isinstance(found, KubeError):
+                raise found
+            return copy.deepcopy(found)
         assert (kind, namespace, name) == ("HTTPRoute", "ml", "wine")
         return copy.deepcopy(self.obj)
 
@@ -186,6 +198,115 @@ def test_apply_on_a_missing_route_says_so():
 
     with pytest.raises(RoutingError, match="does not exist"):
         asyncio.run(GatewayAPIRouter("wine").apply(Missing(None), TARGET, Traffic(20, 0, 1, 2)))
+
+
+# -- which <name>-<revision> refs are ours ----------------------------------------------------
+
+
+def service(name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    return {"kind": "Service", "metadata": {"name": name, "namespace": "ml", "labels": labels}}
+
+
+#: A Service of this ModelDeployment's, as the reconciler writes it (an older revision's).
+OURS = desired_revision_service(Owner("wine", "ml", "uid-1"), "c0ffee1", naming.ROLE_STABLE)
+#: Services named like a revision Service of ``wine`` that are someone else's: another
+#: team's, one without labels, the Service ``<name>`` of a ModelDeployment ``wine-abcdef1``.
+FOREIGN = {
+    "team": service("wine-abcdef1", {"app": "wine-reviews", "team": "search"}),
+    "unlabelled": {"kind": "Service", "metadata": {"name": "wine-abcdef1", "namespace": "ml"}},
+    "model-deployment": service(
+        "wine-abcdef1", naming.child_labels("wine-abcdef1", naming.ROLE_SERVING)
+    ),
+}
+UNRELATED = {"name": "wine-abcdef1", "port": 8080, "weight": 3}
+
+
+@pytest.mark.parametrize("foreign", FOREIGN.values(), ids=FOREIGN.keys())
+def test_an_unrelated_service_named_like_a_revision_is_left_in_the_route(foreign):
+    # Old code: every <name>-<7 hex> ref was ours, so wine-abcdef1 (someone else's) was
+    # rewritten out of the rule. Dangling and labelled revision refs are still taken back.
+    rule = {
+        "backendRefs": [
+            {"name": "wine-0123456", "port": 80, "weight": 60},  # deleted: taken back
+            UNRELATED,
+            {"name": "wine-c0ffee1", "port": 80, "weight": 40},  # ours (labels): taken back
+        ]
+    }
+    api = FakeApi(route(rule), services={"wine-abcdef1": foreign, "wine-c0ffee1": OURS})
+    asyncio.run(GatewayAPIRouter("wine").apply(api, TARGET, Traffic(20, 0, 1, 2)))
+    assert api.obj["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "wine-aaaaaaa", "port": 80, "weight": 80},
+        {"name": "wine-bbbbbbb", "port": 80, "weight": 20},
+        UNRELATED,
+    ]
+    assert sorted(api.service_reads) == ["wine-0123456", "wine-abcdef1", "wine-c0ffee1"]
+
+
+def test_a_rule_with_only_an_unrelated_revision_named_service_is_not_ours():
+    api = FakeApi(route({"backendRefs": [UNRELATED]}), services={"wine-abcdef1": FOREIGN["team"]})
+    with pytest.raises(RoutingError, match="no backendRef to Service wine"):
+        asyncio.run(GatewayAPIRouter("wine").apply(api, TARGET, Traffic(20, 0, 1, 2)))
+    assert api.obj["spec"]["rules"][0]["backendRefs"] == [UNRELATED] and not api.patches
+
+
+def test_after_a_promotion_the_old_stable_service_is_taken_back():
+    # The usual case of the pattern: the old stable's Service still exists (deleted only
+    # after the route left it) and is no longer the target's stable or candidate.
+    during = route(*desired_rules(route(USER_RULE), TARGET, Traffic(50, 0, 1, 2)))
+    old = desired_revision_service(Owner("wine", "ml", "uid-1"), "aaaaaaa", naming.ROLE_STABLE)
+    api = FakeApi(during, services={"wine-aaaaaaa": old})
+    promoted = RoutingTarget("wine", "ml", stable="bbbbbbb")
+    asyncio.run(GatewayAPIRouter("wine").apply(api, promoted, Traffic(0, 0, 0, 2)))
+    assert api.obj["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "wine", "port": 80, "weight": 100}
+    ]
+    assert api.service_reads == ["wine-aaaaaaa"]
+
+
+def test_each_unknown_service_is_read_once_per_apply_and_no_other():
+    # Not read: the Service <name>, the stable's and candidate's, names of another form,
+    # refs to another namespace or kind. Conflict retries reuse the answers.
+    rule = {
+        "backendRefs": [
+            {"name": "wine", "port": 80},
+            {"name": "wine-aaaaaaa", "port": 80},
+            {"name": "wine-bbbbbbb", "port": 80},
+            {"name": "wine-peers", "port": 80},
+            {"name": "wine-abcdef12", "port": 80},
+            {"name": "wine-ABCDEF1", "port": 80},
+            {"name": "wine-1234567", "namespace": "elsewhere", "port": 80},
+            {"name": "wine-7654321", "kind": "ServiceImport", "group": "x.io", "port": 80},
+            {"name": "wine-abcdef1", "port": 80},
+        ]
+    }
+    api = FakeApi(route(rule, {"backendRefs": [{"name": "wine-abcdef1"}]}), conflicts=2)
+    asyncio.run(GatewayAPIRouter("wine").apply(api, TARGET, Traffic(20, 0, 1, 2)))
+    assert len(api.patches) == 3
+    assert api.service_reads == ["wine-abcdef1"]
+
+
+def test_a_failed_service_read_fails_the_apply_and_writes_nothing():
+    # Raised, as a failed route read is: the cycle stops before its deletions and is
+    # retried, rather than writing a rule that may keep one of our revisions weighted.
+    api = FakeApi(
+        route({"backendRefs": [{"name": "wine", "port": 80}, UNRELATED]}),
+        services={"wine-abcdef1": KubeError(503, "unavailable")},
+    )
+    with pytest.raises(KubeError):
+        asyncio.run(GatewayAPIRouter("wine").apply(api, TARGET, Traffic(20, 0, 1, 2)))
+    assert not api.patches
+
+
+def test_the_pure_functions_claim_the_revision_names_they_are_given():
+    rule = {"backendRefs": [{"name": "wine-0123456", "port": 80}, UNRELATED]}
+    traffic = Traffic(20, 0, 1, 2)
+    claimed = frozenset({"wine-0123456"})
+    refs = desired_rules(route(rule), TARGET, traffic, claimed=claimed)[0]["backendRefs"]
+    assert [r["name"] for r in refs] == ["wine-aaaaaaa", "wine-bbbbbbb", "wine-abcdef1"]
+    assert route_weights(route(rule), TARGET, claimed=claimed) == {"wine-0123456": 1}
+    assert route_weights(route(rule), TARGET, claimed=frozenset()) == {}
+    patch = route_patch(route(rule), TARGET, traffic, claimed=claimed)
+    assert patch is not None and patch["spec"]["rules"][0]["backendRefs"] == refs
 
 
 def test_revision_service_selects_one_revision():
