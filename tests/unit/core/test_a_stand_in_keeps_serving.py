@@ -2,7 +2,7 @@
 
 The stable's Deployment was deleted mid-canary: the candidate serves all live
 traffic in its place; the spec set back to the stable makes it again, and the
-candidate keeps serving until it is available (stable.serving_in_place). A
+candidate keeps serving until it is available (cycle.serving_in_place). A
 change that arrives meanwhile never moves the Service to the stable with no
 ready pod: the stand-in keeps serving; a stepped rollout waits, judging
 nothing, and starts at its first step once the stable is available.
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from core_world import RolloutWorld, spec
+from kubelet_pods import failed
 from test_lost_stable_and_blocked_changes import canary, delete_deployment, role, selected
 from test_progressive_rollout import BAD, GOOD, ROLLOUT, RoutedWorld, run_until
 
@@ -159,3 +160,69 @@ class TestABlueGreenChangeWhileAStandInServes:
         world.pods_ready(stable)
         world.reconcile()
         assert selected(world) == stable and world.deployment(standin) is None
+
+
+def fetch_fails(routed: bool = False) -> tuple[RolloutWorld, str, str, str]:
+    """A change without steps while the stand-in serves, whose candidate's model fetch gave
+    up (a permanent error): (world, stable, stand-in, candidate)."""
+    world, stable, standin = standing_in(routed)
+    rollout = {"trafficRouting": RoutedWorld.ROLLOUT["trafficRouting"]} if routed else {}
+    revision = changed(world, "3", rollout=rollout)
+    assert revision != standin and world.deployment(revision) is not None
+    world.kubelet(failed(revision))
+    return world, stable, standin, revision
+
+
+class TestABlueGreenCandidateThatCannotFetchItsModel:
+    @pytest.mark.parametrize("routed", [False, True], ids=["replica-ratio", "gateway-api"])
+    def test_it_fails_and_the_stand_in_keeps_all_live_traffic(self, routed: bool) -> None:
+        world, stable, standin, revision = fetch_fails(routed)
+        plan = world.reconcile()
+        assert [e.reason for e in plan.events] == ["ArtifactFetchFailed"]
+        assert selected(world) == standin and world.deployment(standin) is not None
+        if routed:
+            assert isinstance(world, RoutedWorld)
+            assert world.backends() == [("wine", 100)]
+        candidate = world.status["candidate"]
+        assert (candidate["revision"], candidate["outcome"], candidate["reason"]) == (
+            revision,
+            "Failed",
+            "ArtifactFetchFailed",
+        )
+        assert world.status["phase"] == "Failed"
+        assert world.condition("Ready")["reason"] == "ArtifactFetchFailed"
+        assert serves_until(world, standin, stable) in candidate["message"]
+
+    def test_the_ended_attempt_keeps_the_stand_in_until_the_stable_is_available(self) -> None:
+        world, stable, standin, revision = fetch_fails()
+        world.reconcile()
+        for _ in range(3):  # the attempt held out: its candidate removed
+            world.pods_ready(standin)
+            plan = world.reconcile()
+            assert selected(world) == standin and world.deployment(standin) is not None
+            assert world.deployment(revision) is None
+            assert "ArtifactFetchFailed" not in [e.reason for e in plan.events]
+        assert world.status["candidate"]["outcome"] == "Failed"
+        world.pods_ready(stable)
+        world.reconcile()
+        assert selected(world) == stable and world.deployment(standin) is None
+        assert world.status["candidate"]["outcome"] == "Failed"
+        assert world.condition("Ready")["reason"] == "ArtifactFetchFailed"
+
+    def test_a_stand_in_that_cannot_fetch_its_model_serves_until_the_stable_is_available(
+        self,
+    ) -> None:
+        world, stable, standin = standing_in()
+        world.pods_ready(standin, 1)
+        world.kubelet(failed(standin))
+        assert changed(world, "2", rollout={}) == standin  # asked for, not yet available
+        candidate = world.status["candidate"]
+        assert (candidate["revision"], candidate["outcome"]) == (standin, "Failed")
+        assert serves_until(world, standin, stable) in candidate["message"]
+        for _ in range(3):  # held out, but the one revision with a ready pod
+            world.reconcile()
+            assert selected(world) == standin and world.deployment(standin) is not None
+        world.pods_ready(stable)
+        world.reconcile()
+        assert selected(world) == stable and world.deployment(standin) is None
+        assert world.status["candidate"]["outcome"] == "Failed"

@@ -5,7 +5,7 @@ it is available, then remove the old revision. A change kind with steps
 goes through :mod:`vigil.core.reconcile.stepped` instead.
 
 A revision serving all live traffic in the place of a stable not yet available
-(its Deployment made again: :func:`vigil.core.reconcile.stable.serving_in_place`)
+(its Deployment made again: :func:`vigil.core.reconcile.cycle.serving_in_place`)
 keeps serving until the stable is: a blue/green candidate may switch meanwhile
 (to an available revision), a stepped rollout waits (:func:`_steps_wait`).
 """
@@ -20,7 +20,7 @@ from vigil.core.bake import BakeState
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile import bake, stepped
-from vigil.core.reconcile.cycle import Cycle, superseded
+from vigil.core.reconcile.cycle import Cycle, serving_in_place, superseded
 from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import (
     Outcome,
@@ -36,9 +36,9 @@ from vigil.core.reconcile.rollback import (
     fetch_failed,
     finished_attempt,
     hold_finished,
+    in_place_words,
     stable_alone,
 )
-from vigil.core.reconcile.stable import serving_in_place
 from vigil.core.reconcile.switch import switch
 from vigil.core.spec import RolloutPolicy
 from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason
@@ -63,7 +63,7 @@ def replace_stable(
     standin = serving_in_place(cycle, stable_view.revision, stable_view, views)
     # Blue/green: the stable alone serves until the candidate is ready (or a stand-in does).
     if policy is None or standin is not None:
-        _stable_until_switch(cycle, stable_view, standin)
+        _stable_until_switch(cycle, stable_view)
     cycle.keep_in_history(stable_view)
     _supersede_others(cycle, revision, stable_view, views, standin.revision if standin else None)
     # The change kind has steps: a stepped rollout (validate, shadow, canary, pause).
@@ -132,17 +132,12 @@ def _announce(cycle: Cycle, revision: str, change: ChangeKind, serving: str) -> 
     )
 
 
-def _stable_until_switch(
-    cycle: Cycle, stable_view: DeploymentView, standin: DeploymentView | None = None
-) -> None:
+def _stable_until_switch(cycle: Cycle, stable_view: DeploymentView) -> None:
     """At spec.replicas (an edit reaches it while the candidate starts or has failed), with
     no shadow copies (to a stepped candidate this change superseded). Live traffic to it
-    alone, but while a ``standin`` serves in its place: that one keeps serving until the
-    stable is available (stable.serving_in_place; never a Service over no ready pod)."""
+    alone, but a stand-in keeps serving until the stable is available (stable_alone)."""
     assert cycle.spec is not None
     stable_alone(cycle, stable_view)
-    if standin is not None:
-        cycle.serve(standin.revision)  # replaces the stable's wish in this plan
     if stable_view.replicas != cycle.spec.replicas:
         cycle.scale_revision(stable_view.revision, cycle.spec.replicas)
 
@@ -151,10 +146,7 @@ def _meanwhile(stable_view: DeploymentView, standin: DeploymentView | None) -> s
     """Who serves live traffic while a change waits, in a message."""
     if standin is None:
         return meanwhile(stable_view)
-    return (
-        f"revision {standin.revision} serves all live traffic until revision "
-        f"{stable_view.revision} is available"
-    )
+    return in_place_words(standin, stable_view.revision)
 
 
 def _steps_wait(
@@ -165,7 +157,7 @@ def _steps_wait(
     views: tuple[DeploymentView, DeploymentView | None],
 ) -> Plan:
     """A stepped rollout starts once the stable is available: until then the revision serving
-    in its place keeps all live traffic (_stable_until_switch), and nothing is judged (one
+    in its place keeps all live traffic (stable_alone), and nothing is judged (one
     serving all of it is no canary, and the stable it is measured against has no pod): no
     step's clock, no hold's deadline, no candidate started (the stable's pods come first).
     The rollout then starts at its first step; a person's request waits for it too."""

@@ -25,7 +25,7 @@ from vigil.core.desired import (
     owner_reference,
     with_applied_hash,
 )
-from vigil.core.observed import DeploymentView, view_deployment
+from vigil.core.observed import DeploymentView, service_revision, view_deployment
 from vigil.core.reconcile.plan import (
     ALL_TO_STABLE,
     Action,
@@ -353,6 +353,21 @@ class Cycle:
             self.event(
                 Reason.REQUEST_REFUSED, f"request {request.verb!r} refused: {message}", warning=True
             )
+
+
+def serving_in_place(
+    cycle: Cycle,
+    revision: str,
+    view: DeploymentView | None,
+    views: Mapping[str, DeploymentView],
+) -> DeploymentView | None:
+    """The revision serving live traffic in the stable ``revision``'s place while the stable
+    (``view``; None: no Deployment yet) is not available: the one the Service selects, if it
+    has ready pods. It keeps serving until the stable is available."""
+    standin = views.get(service_revision(cycle.obs.service) or "")
+    if standin is None or standin.revision == revision or standin.ready_replicas == 0:
+        return None
+    return standin if view is None or not view.is_available else None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from vigil.core.candidate import state_to_status
 from vigil.core.observed import DeploymentView
-from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.cycle import Cycle, serving_in_place
 from vigil.core.reconcile.plan import REMOVE_AFTER_OUTCOME_SECONDS, Plan
 from vigil.core.reconcile.report import Side, finish, not_ready
 from vigil.core.reconcile.shadow import set_stable_shadow
@@ -20,11 +20,25 @@ from vigil.core.rollout import Decision
 from vigil.core.vocabulary import FINISHED, Action, Outcome, Phase, Reason, RequestVerb
 
 
-def stable_alone(cycle: Cycle, stable_view: DeploymentView) -> None:
-    """The stable at full capacity, without shadow copies, alone behind the Service and route."""
+def stable_alone(cycle: Cycle, stable_view: DeploymentView) -> DeploymentView:
+    """The stable without shadow copies, alone behind the Service and route; but a revision
+    serving in its place while it is not available (its Deployment made again:
+    :func:`serving_in_place`) keeps serving until it is (never a Service over no ready pod).
+    The revision left serving."""
     set_stable_shadow(cycle, stable_view, None)
-    cycle.serve(stable_view.revision)
+    standin = serving_in_place(cycle, stable_view.revision, stable_view, cycle.views())
+    serving = standin or stable_view
+    cycle.serve(serving.revision)
     cycle.keep_in_history(stable_view)
+    return serving
+
+
+def in_place_words(standin: DeploymentView, stable: str) -> str:
+    """Who serves while a stand-in keeps the stable's place (:func:`stable_alone`), in a
+    message."""
+    return (
+        f"revision {standin.revision} serves all live traffic until revision {stable} is available"
+    )
 
 
 def roll_back(
@@ -65,12 +79,16 @@ def fetch_failed(
     cycle: Cycle, stable_view: DeploymentView, summary: dict[str, Any], words: str
 ) -> Plan:
     """The candidate cannot get its model (vigil-fetch's words): it fails now, with or
-    without steps; it never had traffic, and the stable keeps serving."""
+    without steps, and the stable keeps serving (or the revision serving in its place while
+    it is made again: :func:`stable_alone`)."""
     revision = str(summary["revision"])
-    message = (
-        f"revision {revision} could not fetch its model: {words}; "
-        f"revision {stable_view.revision} keeps serving"
+    standin = serving_in_place(cycle, stable_view.revision, stable_view, cycle.views())
+    serving = (
+        in_place_words(standin, stable_view.revision)
+        if standin is not None
+        else f"revision {stable_view.revision} keeps serving"
     )
+    message = f"revision {revision} could not fetch its model: {words}; {serving}"
     reason = Reason.ARTIFACT_FETCH_FAILED
     return _end(
         cycle, stable_view, summary, Outcome.FAILED, (reason, f"{reason}: {words}"), message, reason
@@ -152,9 +170,11 @@ def finished_attempt(cycle: Cycle, revision: str) -> Mapping[str, Any] | None:
 def hold_finished(
     cycle: Cycle, stable_view: DeploymentView, previous: Mapping[str, Any], revision: str
 ) -> Plan:
-    """A rolled-back or failed revision stays out until the spec changes or a person retries."""
-    stable_alone(cycle, stable_view)
-    cycle.delete_revision(revision)
+    """A rolled-back or failed revision stays out until the spec changes or a person retries.
+    One still serving in the stable's place (:func:`stable_alone`) is removed once the stable
+    is available: the Service never selects a revision deleted in the same plan."""
+    if stable_alone(cycle, stable_view).revision != revision:
+        cycle.delete_revision(revision)
     if cycle.verb:
         cycle.answer(
             False,

@@ -10,7 +10,7 @@ from vigil.common.objects import body
 from vigil.core import naming
 from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake, bluegreen, stable
-from vigil.core.reconcile.cycle import Cycle, superseded
+from vigil.core.reconcile.cycle import Cycle, serving_in_place, superseded
 from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan, Route
 from vigil.core.reconcile.report import Side, failed, finish, meanwhile
 from vigil.core.reconcile.rollback import stable_alone
@@ -335,7 +335,7 @@ def _standin(cycle: Cycle, stable_view: DeploymentView | None) -> DeploymentView
     Deployment made again): stable.keep's rule, under which it serves until the stable is."""
     if stable_view is None:
         return None
-    return stable.serving_in_place(cycle, stable_view.revision, stable_view, cycle.views())
+    return serving_in_place(cycle, stable_view.revision, stable_view, cycle.views())
 
 
 def _held_out(cycle: Cycle, passed: set[str | None]) -> DeploymentView | None:

@@ -18,7 +18,7 @@ from vigil.core import naming
 from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile import bake
-from vigil.core.reconcile.cycle import Cycle, aborted, retired, superseded
+from vigil.core.reconcile.cycle import Cycle, aborted, retired, serving_in_place, superseded
 from vigil.core.reconcile.plan import Observation, Plan
 from vigil.core.reconcile.report import (
     Side,
@@ -200,21 +200,6 @@ def _serve_when_ready(
         return
     cycle.serve(revision)
     _abort_others(cycle, revision, views, kept)
-
-
-def serving_in_place(
-    cycle: Cycle,
-    revision: str,
-    view: DeploymentView | None,
-    views: Mapping[str, DeploymentView],
-) -> DeploymentView | None:
-    """The revision serving live traffic in the stable ``revision``'s place while the stable
-    (``view``; None: no Deployment yet) is not available: the one the Service selects, if it
-    has ready pods. It keeps serving until the stable is available."""
-    standin = views.get(service_revision(cycle.obs.service) or "")
-    if standin is None or standin.revision == revision or standin.ready_replicas == 0:
-        return None
-    return standin if view is None or not view.is_available else None
 
 
 def _abort_others(
