@@ -46,7 +46,8 @@ from vigil.core import drift
 from vigil.core.drift import Divergence
 from vigil.core.health import feature_divergences
 from vigil.core.window import (
-    NOT_COMPARED,
+    DROPPED,
+    WHY_NOT_COMPARED,
     RealizedPerformance,
     RevisionWindow,
     quantile_from_buckets,
@@ -62,7 +63,7 @@ UNSEEN = frozenset({"unreachable"})
 #: Said in a hold's words, never counted against the candidate: answers too large to
 #: compare on the stable's side, and copies that timed out (the candidate's own sidecar
 #: records their real latency, which the latency gates judge; the copy's timeout is fixed).
-EXCUSED = frozenset({"too_large", "timeout"})
+EXCUSED = frozenset({"too_large", "timeout", DROPPED})
 
 #: Latency histogram: (upper bound in seconds, cumulative count), sorted, ending with +Inf.
 Buckets = tuple[tuple[float, float], ...]
@@ -159,7 +160,7 @@ class CandidateFigures:
     @property
     def not_compared_text(self) -> str:
         """'12 copies not compared (timeout 5, unparseable 7)'; '' when none was left out."""
-        counts = [(why, round(self.not_compared.get(why, 0.0))) for why in NOT_COMPARED]
+        counts = [(why, round(self.not_compared.get(why, 0.0))) for why in WHY_NOT_COMPARED]
         counts = [(why, n) for why, n in counts if n > 0]
         if not counts:
             return ""

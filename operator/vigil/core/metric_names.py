@@ -46,6 +46,8 @@ SHADOW_REQUESTS = "vigil_shadow_requests"
 SHADOW_PREDICTIONS = "vigil_shadow_predictions"
 SHADOW_AGREEMENTS = "vigil_shadow_agreements"
 SHADOW_ABS_DIFFERENCE = "vigil_shadow_abs_difference"
+#: Copies never sent, by ``target_revision``: the shadow queue was full (copies or bytes).
+SHADOW_DROPPED = "vigil_shadow_dropped"
 # Ground truth, counted where a label joins its prediction (counters; a histogram). The
 # ``revision`` label is the revision that served the prediction (docs/howto/feedback.md).
 FEEDBACK_LABELS = "vigil_feedback_labels"

@@ -48,6 +48,7 @@ FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
     total(names.SHADOW_AGREEMENTS): ("target_revision",),
     sum_of(names.SHADOW_ABS_DIFFERENCE): ("target_revision",),
     count_of(names.SHADOW_ABS_DIFFERENCE): ("target_revision",),
+    total(names.SHADOW_DROPPED): ("target_revision",),
     total(names.FEEDBACK_LABELS): ("outcome",),
     total(names.FEEDBACK_SCORED): ("class",),
     total(names.FEEDBACK_CORRECT): ("class",),
@@ -94,6 +95,10 @@ NOT_COMPARED = (
     "target_too_large",
     "too_large",
 )
+#: Copies a stable's sidecars never sent (their shadow queue was full: the candidate did not
+#: keep up, or a burst): said with the others, never counted against the candidate.
+DROPPED = "dropped"
+WHY_NOT_COMPARED = (*NOT_COMPARED, DROPPED)
 
 
 def series_key(name: str, labels: Mapping[str, str]) -> SeriesKey | None:
@@ -224,10 +229,13 @@ def _nested(
 
 
 def _not_compared(series: Mapping[SeriesKey, float]) -> dict[str, dict[str, float]]:
-    """Per target revision, the copies of each :data:`NOT_COMPARED` outcome (none: left out)."""
+    """Per target revision, the copies of each :data:`NOT_COMPARED` outcome and those
+    :data:`DROPPED` (none: left out)."""
     sent = _nested(series, total(names.SHADOW_REQUESTS), "target_revision", "outcome")
+    for target, dropped in _by(series, total(names.SHADOW_DROPPED), "target_revision").items():
+        sent.setdefault(target, {})[DROPPED] = dropped
     out = {
-        target: {why: n for why, n in outcomes.items() if why in NOT_COMPARED and n > 0}
+        target: {why: n for why, n in outcomes.items() if why in WHY_NOT_COMPARED and n > 0}
         for target, outcomes in sent.items()
     }
     return {target: outcomes for target, outcomes in out.items() if outcomes}

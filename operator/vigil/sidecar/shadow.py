@@ -357,7 +357,7 @@ class Shadow:
             registry=registry,
         )
         self.dropped = Counter(
-            "vigil_shadow_dropped",
+            metric_names.SHADOW_DROPPED,
             "Shadow copies dropped because the shadow queue was full (in copies or bytes).",
             labels,
             registry=registry,
@@ -413,6 +413,7 @@ class Shadow:
             for outcome in ZEROED_OUTCOMES:
                 if outcome not in children.requests:
                     children.requests[outcome] = self.requests.labels(*labels, outcome)
+            self.dropped.labels(*labels)
 
     def configure(self, settings: ShadowSettings) -> None:
         """Apply new settings at run time: a queued copy goes to the target in force when a

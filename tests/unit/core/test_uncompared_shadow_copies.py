@@ -176,3 +176,20 @@ def test_copies_too_large_to_compare_are_said_but_not_failed() -> None:
     assert copies.failures == 0
     figures = CandidateFigures(copies=copies, not_compared={"too_large": 40.0})
     assert figures.not_compared_text == "40 copies not compared (too_large 40)"
+
+
+def test_copies_the_stables_queue_dropped_are_said_but_not_failed() -> None:
+    # A candidate too slow for the shadow traffic fills the stable's shadow queue: the
+    # copies never sent leave the step waiting, and the hold says why.
+    stable = _series(
+        *_answered("live", {"success": 500}),
+        ("vigil_shadow_requests_total", {"target_revision": CANDIDATE, "outcome": "compared"}, 20),
+        ("vigil_shadow_predictions_total", {"target_revision": CANDIDATE}, 20),
+        ("vigil_shadow_agreements_total", {"target_revision": CANDIDATE}, 20),
+        ("vigil_shadow_dropped_total", {"target_revision": CANDIDATE}, 480),
+    )
+    figures = _figures(RevisionWindow.from_series(stable, pods=2), _candidate(success=20))
+    assert (figures.copies.requests, figures.copies.failures) == (20, 0)
+    d = _decide(figures)
+    assert (d.action, d.reason) == ("hold", "InsufficientData")
+    assert d.message == "20 compared predictions < 50 needed; 480 copies not compared (dropped 480)"

@@ -262,6 +262,8 @@ NUMBERS = [
     ("docs/health.md", "a cycle sends {} queries per Prometheus", len(FAMILY_LABELS) + 1),
     ("docs/health.md", "the number of models ({} per window length)", len(FAMILY_LABELS) + 1),
     ("docs/howto/prometheus.md", "| {} PromQL queries per Prometheus", len(FAMILY_LABELS) + 1),
+    # The report's range queries: two per family and two for the pods.
+    ("docs/howto/manual-control.md", "two for the pods, {} today", 2 * len(FAMILY_LABELS) + 2),
     ("docs/rollouts.md", "at least {} rows per bin in use", drift.ROWS_PER_SLOT),
     (
         "docs/rollouts.md",

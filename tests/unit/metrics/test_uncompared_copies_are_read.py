@@ -20,10 +20,12 @@ def test_a_scrape_keeps_the_copies_not_compared_per_target_revision() -> None:
     for outcome, n in OUTCOMES.items():
         sent.labels("wine", "1", "r1", "stable", "cand", outcome).inc(n)
     sent.labels("wine", "1", "r1", "stable", "old", "mismatch").inc(7)
+    dropped = Counter("vigil_shadow_dropped", "", [*BASE, "target_revision"], registry=registry)
+    dropped.labels("wine", "1", "r1", "stable", "cand").inc(11)
     values, _ = parse_sidecar_metrics(generate_latest(registry).decode())
     window = RevisionWindow.from_series(values, pods=1)
     assert window.shadow_not_compared == {
-        "cand": {"timeout": 4.0, "unparseable": 3.0, "unreachable": 1.0},
+        "cand": {"timeout": 4.0, "unparseable": 3.0, "unreachable": 1.0, "dropped": 11.0},
         "old": {"mismatch": 7.0},
     }
 
