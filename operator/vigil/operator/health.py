@@ -361,16 +361,14 @@ class HealthLoop:
             except (ValueError, TypeError) as error:
                 log.warning("%s/%s: monitoring settings unusable: %s", namespace, name, error)
                 continue
-            running = [
-                (pod_name, info)
+            pods = tuple(
+                PodTarget(pod_name, info.ip, METRICS_PORT)
                 for (pod_namespace, pod_name), info in sorted(self.pods.items())
                 if pod_namespace == namespace
                 and info.model_deployment == name
                 and info.revision == revision
                 and info.running
-            ]
-            pods = tuple(PodTarget(pod_name, info.ip, METRICS_PORT) for pod_name, info in running)
-            settings = _as_mounted(settings, [info for _, info in running])
+            )
             target = RevisionTarget(
                 namespace,
                 name,
@@ -485,6 +483,44 @@ class HealthLoop:
         )
         return profile, problem
 
+    def _mounted(self, target: RevisionTarget) -> tuple[str, str] | None:
+        """(ConfigMap, key) of the reference profile the target's running pods mount, when they
+        all mount the same one (None: none says, or they differ)."""
+        mounted = {
+            info.reference
+            for pod in target.pods
+            if (info := self.pods.get((target.namespace, pod.name))) is not None
+            and info.reference is not None
+        }
+        return mounted.pop() if len(mounted) == 1 else None
+
+    async def _profile_for(
+        self,
+        api: Api,
+        target: RevisionTarget,
+        settings: MonitoringSettings,
+        mounted: tuple[str, str] | None,
+    ) -> tuple[MonitoringSettings, ReferenceProfile | None, str | None]:
+        """The settings drift is judged by, and their profile and problem.
+
+        A spec naming a new ConfigMap leaves the stable's pods on theirs until the
+        rollout ends, their inputs binned by its edges: judged against the one they
+        mount. The spec's is read too (an edit of it in place reconciles the model,
+        ``_nudge_on_new_references``), and judged by when the mounted one cannot be
+        read (pruned): the pods then read a profile no one has, and say so.
+        """
+        spec = (
+            await self._reference(api, target.namespace, settings.reference)
+            if settings.reference
+            else await _no_reference()
+        )
+        if mounted is None or mounted == settings.reference:
+            return settings, *spec
+        profile, problem = await self._reference(api, target.namespace, mounted)
+        if profile is None:
+            return settings, *spec
+        return replace(settings, reference=mounted), profile, problem
+
     def _profiles_read(self, now: float) -> ProfilesRead:
         """Which reference digests each revision's pods read: those there, and those gone
         lately (forgotten once no window reaches back to them)."""
@@ -519,6 +555,7 @@ class HealthLoop:
         settings: MonitoringSettings,
         profiles_read: ProfilesRead,
         now: float,
+        pinned: bool = False,
     ) -> DriftBasis | None:
         """What drift is judged on when some counts of the window are in another profile's
         bins than the one it is scored against (None: every count is in its bins).
@@ -531,6 +568,8 @@ class HealthLoop:
         is not judged until every pod reads it and a window has passed since
         the last that did not. Pods that do not say what they read count as
         reading the current profile (templates from before the digest).
+        ``pinned``: the profile is the one the stable's pods mount, not the spec's
+        (a rollout under way), and an edit of it replaces none until the rollout ends.
         """
         if not settings.reference:
             return None
@@ -553,6 +592,8 @@ class HealthLoop:
             "(a spec change, or an edit unseen, under way)"
         )
         changed = f"ConfigMap {name} changed at {format_unix(ref.since)}"
+        if pinned:  # the stable's own ConfigMap, not the spec's: its pods stay until the end
+            changed += ", the stable's pods are not replaced while a rollout runs"
         source = self.sources.get(settings.source_key)
         if isinstance(source, DirectSource):
             split = source.split_by_profile(
@@ -607,6 +648,7 @@ class HealthLoop:
         now: float,
         evaluated_at: str,
         profiles_read: ProfilesRead,
+        pinned: bool = False,
     ) -> tuple[dict[str, Any], list[ConditionState]] | None:
         """One target's health and conditions, or None when nothing is to be written."""
         window = collection.windows.get(target.key)
@@ -614,7 +656,7 @@ class HealthLoop:
         status = objects.body(body).status
         previous = status.get("health")
         basis = (
-            self._drift_basis(target, settings, profiles_read, now)
+            self._drift_basis(target, settings, profiles_read, now, pinned)
             if window is not None and profile is not None
             else None
         )
@@ -688,16 +730,17 @@ class HealthLoop:
             self.metrics.scrape_failures.inc(collection.scrape_failures)
 
         api = self._api_factory()
+        mounted = [self._mounted(target) for target, _, _ in targets]
         # Profiles no model reads any more (deleted, or pointed elsewhere) are let go.
-        wanted = {(t.namespace, *s.reference) for t, s, _ in targets if s.reference}
+        wanted = {(t.namespace, *s.reference) for t, s, _ in targets if s.reference} | {
+            (t.namespace, *ref) for (t, _, _), ref in zip(targets, mounted, strict=True) if ref
+        }
         for stale in [key for key in self._references if key not in wanted]:
             del self._references[stale]
         references = await asyncio.gather(
             *(
-                self._reference(api, target.namespace, settings.reference)
-                if settings.reference
-                else _no_reference()
-                for target, settings, _ in targets
+                self._profile_for(api, target, settings, ref)
+                for (target, settings, _), ref in zip(targets, mounted, strict=True)
             )
         )
         self._nudge_on_new_references(targets)
@@ -705,7 +748,9 @@ class HealthLoop:
         self._forget_departed(now - longest - self.interval - DEPARTED_MARGIN_SECONDS)
         profiles_read = self._profiles_read(now)
         writes = []
-        for (target, settings, body), (profile, problem) in zip(targets, references, strict=True):
+        for (target, spec_settings, body), (settings, profile, problem) in zip(
+            targets, references, strict=True
+        ):
             if (target.namespace, target.name) not in self.models:
                 continue  # deleted while this cycle collected: its series are gone with it
             if problem:
@@ -721,6 +766,7 @@ class HealthLoop:
                     now,
                     evaluated_at,
                     profiles_read,
+                    settings is not spec_settings,
                 )
             except Exception:  # one model's figures meeting a bug must not stall the others
                 log.exception("%s/%s: health not evaluated", target.namespace, target.name)
@@ -837,16 +883,6 @@ class HealthLoop:
         figures.slo_latency_p95 = policy.max_latency_p95
         figures.metrics_available = available
         self.metrics.set_health(target.namespace, target.name, figures)
-
-
-def _as_mounted(settings: MonitoringSettings, pods: Sequence[PodInfo]) -> MonitoringSettings:
-    """The settings with the reference profile the revision's pods mount, when they all
-    mount one other than the spec names: a rollout to a new ConfigMap leaves the stable's
-    pods on theirs until its end, and their inputs are binned by that one's edges."""
-    mounted = {info.reference for info in pods if info.reference is not None}
-    if len(mounted) != 1 or mounted == {settings.reference}:
-        return settings
-    return replace(settings, reference=mounted.pop())
 
 
 async def _no_reference() -> tuple[ReferenceProfile | None, str | None]:

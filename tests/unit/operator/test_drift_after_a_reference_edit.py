@@ -505,6 +505,51 @@ async def test_pods_that_do_not_say_what_they_mount_are_not_judged_on_a_renamed_
     assert len({d["lastTransitionTime"] for d in drifts}) == 1
 
 
+async def test_an_edit_of_the_specs_new_configmap_reconciles_the_model_during_the_rollout() -> None:
+    """The candidate's template carries the spec's profile digest: an edit in place of the
+    new ConfigMap must reach the reconcile, though the stable is judged on the old one."""
+    cluster = Cluster()
+    await settled(cluster)
+    nudged: list[tuple[str, ...]] = []
+    cluster.loop.reconciler.nudge = lambda *key, **_: nudged.append(key)  # type: ignore[method-assign]
+    rename_reference(cluster)
+    await cluster.cycle()
+    nudged.clear()
+    edited = configmap(OLD, "6")
+    edited["metadata"]["name"] = "ref-v2"
+    cluster.api.add(edited)
+    await cluster.cycle()
+    assert nudged == [("ml", "wine")]
+
+
+@pytest.mark.parametrize("metrics", [{}, PROMETHEUS], ids=["direct", "prometheus"])
+async def test_a_pruned_old_configmap_says_the_pods_read_another_profile(
+    metrics: dict[str, str],
+) -> None:
+    """GitOps may prune the ConfigMap the stable's pods mount when the spec names the new
+    one: their bins are then no readable profile's."""
+    cluster = Cluster(**metrics)
+    await settled(cluster)
+    rename_reference(cluster)
+    del cluster.api.objects[("ConfigMap", "ml", "ref")]
+    drifts = [await cluster.cycle() for _ in range(3)]
+    assert seen(drifts) == {("Unknown", "InsufficientData")}
+    assert "read another reference profile than ConfigMap ref-v2" in drifts[-1]["message"]
+
+
+async def test_the_stables_own_configmap_edited_during_the_rollout_says_no_pod_is_replaced() -> (
+    None
+):
+    cluster = Cluster(**PROMETHEUS)
+    await settled(cluster)
+    rename_reference(cluster)
+    await cluster.cycle()
+    cluster.edit_reference()  # ConfigMap ref, which the stable's pods mount
+    drifts = [await cluster.cycle() for _ in range(int(2 * WINDOW / CYCLE))]
+    assert seen(drifts) == {("Unknown", "InsufficientData")}
+    assert "the stable's pods are not replaced while a rollout runs" in drifts[-1]["message"]
+
+
 async def test_a_standby_made_active_holds_a_prometheus_drift_change_for_one_window() -> None:
     """Paused by peering, the loop saw none of the pods replaced meanwhile."""
     cluster = Cluster(**PROMETHEUS)
