@@ -207,7 +207,11 @@ class TestABlueGreenCandidateThatCannotFetchItsModel:
         world.reconcile()
         assert selected(world) == stable and world.deployment(standin) is None
         assert world.status["candidate"]["outcome"] == "Failed"
-        assert world.condition("Ready")["reason"] == "ArtifactFetchFailed"
+        ready = world.condition("Ready")
+        assert ready["reason"] == "ArtifactFetchFailed"
+        # Who serves, as it stands now: not the stand-in removed.
+        assert ready["message"].endswith(f"; revision {stable} keeps serving"), ready["message"]
+        assert standin not in world.status["candidate"]["message"]
 
     def test_a_stand_in_that_cannot_fetch_its_model_serves_until_the_stable_is_available(
         self,
@@ -222,7 +226,12 @@ class TestABlueGreenCandidateThatCannotFetchItsModel:
         for _ in range(3):  # held out, but the one revision with a ready pod
             world.reconcile()
             assert selected(world) == standin and world.deployment(standin) is not None
+            # Status says it serves: all live traffic, its replicas.
+            candidate = world.status["candidate"]
+            assert (candidate["weight"], candidate["readyReplicas"]) == (100, 1), candidate
         world.pods_ready(stable)
         world.reconcile()
         assert selected(world) == stable and world.deployment(standin) is None
-        assert world.status["candidate"]["outcome"] == "Failed"
+        candidate = world.status["candidate"]
+        assert candidate["outcome"] == "Failed"
+        assert (candidate["weight"], candidate["replicas"], candidate["readyReplicas"]) == (0, 0, 0)

@@ -33,12 +33,37 @@ def stable_alone(cycle: Cycle, stable_view: DeploymentView) -> DeploymentView:
     return serving
 
 
+#: What :func:`in_place_words` says, between the two revisions.
+_IN_PLACE = " serves all live traffic until revision "
+
+
 def in_place_words(standin: DeploymentView, stable: str) -> str:
     """Who serves while a stand-in keeps the stable's place (:func:`stable_alone`), in a
     message."""
-    return (
-        f"revision {standin.revision} serves all live traffic until revision {stable} is available"
-    )
+    return f"revision {standin.revision}{_IN_PLACE}{stable} is available"
+
+
+def _as_it_stands(
+    summary: Mapping[str, Any], stable_view: DeploymentView, serving: DeploymentView
+) -> dict[str, Any]:
+    """An ended attempt's summary as this cycle finds it: a stand-in that served when it
+    ended may have handed over to the stable since (the message's last clause says who
+    serves), or be the ended revision itself (its replicas and all live traffic)."""
+    now = dict(summary)
+    head, sep, last = str(summary.get("message") or "").rpartition("; ")
+    if sep and _IN_PLACE in last:
+        stable = stable_view.revision
+        words = (
+            in_place_words(serving, stable)
+            if serving.revision != stable
+            else f"revision {stable} keeps serving"
+        )
+        now["message"] = f"{head}; {words}"
+    if serving.revision == summary.get("revision"):
+        now["weight"] = 100
+    else:
+        now.update(weight=0, replicas=0, readyReplicas=0)
+    return now
 
 
 def roll_back(
@@ -122,7 +147,7 @@ def _end(
     spec = cycle.spec
     assert spec is not None
     revision = str(summary["revision"])
-    stable_alone(cycle, stable_view)
+    serving = stable_alone(cycle, stable_view)
     cycle.plan.recheck_after = REMOVE_AFTER_OUTCOME_SECONDS  # hold_finished removes it
     # One Event per ended attempt, though a cycle run again after a kill judges newer figures
     # and the health loop may have written status in between.
@@ -135,16 +160,13 @@ def _end(
     cycle.plan.rollout_outcome = ended
     summary.update(
         {
-            "replicas": 0,
-            "readyReplicas": 0,
-            "weight": 0,
             "outcome": ended,
             "outcomeGeneration": cycle.obs.generation,
             "reason": why[0],
             "message": message,
         }
     )
-    return _finished(cycle, stable_view, summary)
+    return _finished(cycle, stable_view, _as_it_stands(summary, stable_view, serving), serving)
 
 
 def finished_attempt(cycle: Cycle, revision: str) -> Mapping[str, Any] | None:
@@ -173,7 +195,8 @@ def hold_finished(
     """A rolled-back or failed revision stays out until the spec changes or a person retries.
     One still serving in the stable's place (:func:`stable_alone`) is removed once the stable
     is available: the Service never selects a revision deleted in the same plan."""
-    if stable_alone(cycle, stable_view).revision != revision:
+    serving = stable_alone(cycle, stable_view)
+    if serving.revision != revision:
         cycle.delete_revision(revision)
     if cycle.verb:
         cycle.answer(
@@ -181,10 +204,14 @@ def hold_finished(
             f"revision {revision} ended {previous.get('outcome')} "
             f"({previous.get('reason')}); `kubectl vigil retry` rolls it out again",
         )
-    return _finished(cycle, stable_view, previous)
+    return _finished(cycle, stable_view, _as_it_stands(previous, stable_view, serving), serving)
 
 
-def _finished(cycle: Cycle, stable_view: DeploymentView, summary: Mapping[str, Any]) -> Plan:
+def _finished(
+    cycle: Cycle, stable_view: DeploymentView, summary: Mapping[str, Any], serving: DeploymentView
+) -> Plan:
+    """Status of an ended attempt (``serving``: who serves, the ended revision itself while
+    it stands in for the stable: its live replicas then)."""
     failed = summary.get("outcome") == Outcome.FAILED
     reason = (
         str(summary.get("reason") or Reason.PROGRESS_DEADLINE_EXCEEDED)
@@ -200,5 +227,7 @@ def _finished(cycle: Cycle, stable_view: DeploymentView, summary: Mapping[str, A
         reached,
         revision=str(summary["revision"]),
         stable=Side(stable_view),
-        candidate=Side(None, summary, rollout=summary),
+        candidate=Side(
+            serving if serving.revision == summary["revision"] else None, summary, rollout=summary
+        ),
     )
