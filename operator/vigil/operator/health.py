@@ -505,9 +505,9 @@ class HealthLoop:
 
         A spec naming a new ConfigMap leaves the stable's pods on theirs until the
         rollout ends, their inputs binned by its edges: judged against the one they
-        mount. The spec's is read too (an edit of it in place reconciles the model,
-        ``_nudge_on_new_references``), and judged by when the mounted one cannot be
-        read (pruned): the pods then read a profile no one has, and say so.
+        mount, or against none when it cannot be read (pruned: no other profile describes
+        their bins, nor its validation score their labels). The spec's is read too: an
+        edit of it in place reconciles the model (``_nudge_on_new_references``).
         """
         spec = (
             await self._reference(api, target.namespace, settings.reference)
@@ -517,8 +517,6 @@ class HealthLoop:
         if mounted is None or mounted == settings.reference:
             return settings, *spec
         profile, problem = await self._reference(api, target.namespace, mounted)
-        if profile is None:
-            return settings, *spec
         return replace(settings, reference=mounted), profile, problem
 
     def _profiles_read(self, now: float) -> ProfilesRead:
@@ -568,8 +566,8 @@ class HealthLoop:
         is not judged until every pod reads it and a window has passed since
         the last that did not. Pods that do not say what they read count as
         reading the current profile (templates from before the digest).
-        ``pinned``: the profile is the one the stable's pods mount, not the spec's
-        (a rollout under way), and an edit of it replaces none until the rollout ends.
+        ``pinned``: the profile is the one the revision's pods mount, not the spec's (a
+        rollout under way, or one that ended badly): an edit of it replaces none of them.
         """
         if not settings.reference:
             return None
@@ -592,8 +590,8 @@ class HealthLoop:
             "(a spec change, or an edit unseen, under way)"
         )
         changed = f"ConfigMap {name} changed at {format_unix(ref.since)}"
-        if pinned:  # the stable's own ConfigMap, not the spec's: its pods stay until the end
-            changed += ", the stable's pods are not replaced while a rollout runs"
+        if pinned:  # the ConfigMap its pods mount, not the spec's: the edit replaces none
+            changed += " (the spec names another ConfigMap: no pod of this revision is replaced)"
         source = self.sources.get(settings.source_key)
         if isinstance(source, DirectSource):
             split = source.split_by_profile(
