@@ -359,13 +359,20 @@ def condition(cluster: Cluster, kind: str, name: str = "wine") -> dict[str, Any]
     return next(c for c in status["conditions"] if c["type"] == kind)
 
 
-async def test_a_restart_holds_only_drift_an_error_rate_breach_is_written_at_once() -> None:
+async def restarted_then_drifting() -> Cluster:
+    """Prometheus settled; the operator restarted (a drift change is held a window); the
+    inputs drift from then on; one cycle run."""
     cluster = Cluster(**PROMETHEUS)
     await settled(cluster)
-    cluster.loop = cluster.start()  # the operator restarted: a drift change is held a window
+    cluster.loop = cluster.start()
     for sidecar in cluster.sidecars.sidecars.values():
         sidecar.shift = 1.5
     await cluster.cycle()
+    return cluster
+
+
+async def test_a_restart_holds_only_drift_an_error_rate_breach_is_written_at_once() -> None:
+    cluster = await restarted_then_drifting()
     await cluster.cycle()
     for sidecar in cluster.sidecars.sidecars.values():
         sidecar.failing = True  # an outage, 30 s after the restart
@@ -383,12 +390,7 @@ async def test_a_restart_holds_only_drift_an_error_rate_breach_is_written_at_onc
 
 
 async def test_the_drift_gauge_holds_with_the_status_after_a_restart() -> None:
-    cluster = Cluster(**PROMETHEUS)
-    await settled(cluster)
-    cluster.loop = cluster.start()  # the operator restarted: a drift change is held a window
-    for sidecar in cluster.sidecars.sidecars.values():
-        sidecar.shift = 1.5
-    await cluster.cycle()
+    cluster = await restarted_then_drifting()
     result = await cluster.loop.cycle()
 
     fresh = result.reports[("ml", "wine")]  # measured, held back from status
