@@ -284,6 +284,19 @@ class TestAnalysis:
         assert second.message.endswith("vs 0.950 in 2 checks")
         assert {g.name: g.verdict for g in second.gates}["agreement"] == "fail"
 
+    def test_a_failed_check_is_confirmed_within_ten_seconds_not_a_whole_interval(self) -> None:
+        # Each verdict holds at any look: the second of failureLimit comes at the next recheck.
+        bad = obs(figures=seen(agreement=0.81))
+        first = decide(replace(POLICY, failure_limit=2), at_step(1), bad, T0)
+        assert POLICY.interval_seconds == 30 and first.state.failed_checks == 1
+        early = decide(replace(POLICY, failure_limit=2), first.state, bad, T0 + 5)
+        assert early.action == "wait" and early.message == "next check in 5s"
+        second = decide(replace(POLICY, failure_limit=2), first.state, bad, T0 + 10)
+        assert second.action == "rollback" and second.reason == "AnalysisFailed"
+        # A short interval stays the spacing; a pass brings the whole interval back.
+        quick = replace(POLICY, interval_seconds=4.0)
+        assert quick.check_spacing(1) == 4.0 and POLICY.check_spacing(0) == 30.0
+
     def test_a_pass_resets_the_failure_count(self) -> None:
         d = decide(POLICY, at_step(2, failed_checks=1), obs(), T0 + 10)
         assert d.state.failed_checks == 0
