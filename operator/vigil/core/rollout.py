@@ -30,8 +30,7 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
     metrics unavailable                        -> hold (never judge on missing data)
     too few requests in the step so far        -> hold (InsufficientData)
         held longer than progressDeadline      -> fail; the stable stays untouched
-    a gate failed, with confidence             -> count it, the next check within 10s;
-                                                  failureLimit in a row -> roll back
+    a gate failed, with confidence             -> count it; failureLimit in a row -> roll back
     every gate passed, with confidence         -> next step at once (earlyAdvance)
     no gate failed, step duration not over     -> stay on the step
     step over, a gate undecided with its       -> hold (Undecided) until the evidence
@@ -281,10 +280,11 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     have, need, words = _samples(judged, policy, obs.figures)
     if have < need:
         return cycle.hold(state, Reason.INSUFFICIENT_DATA, words)
-    # Judge once per interval (the evidence grows between checks); confirm a failure sooner.
-    last, every = state.last_analysis_at, policy.check_spacing(state.failed_checks)
-    if last is not None and now - last < every:
-        words = f"next check in {every - (now - last):.0f}s"
+    # Judge at most once per interval (the evidence grows between checks).
+    last = state.last_analysis_at
+    if last is not None and now - last < policy.interval_seconds:
+        wait = policy.interval_seconds - (now - last)
+        words = f"next check in {wait:.0f}s"
         return cycle.decision(Action.WAIT, state, Reason.ANALYZING, words, between_checks=True)
     elapsed = now - began
     results = gates(judged, policy, obs.figures, elapsed=elapsed)

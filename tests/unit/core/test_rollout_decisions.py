@@ -6,8 +6,9 @@ import dataclasses
 from dataclasses import replace
 
 import pytest
-from figures_kit import figures, labelled
+from figures_kit import answered, figures, labelled
 
+from vigil.core.analysis import CandidateFigures
 from vigil.core.rollout import (
     GoldenResult,
     Observations,
@@ -284,18 +285,30 @@ class TestAnalysis:
         assert second.message.endswith("vs 0.950 in 2 checks")
         assert {g.name: g.verdict for g in second.gates}["agreement"] == "fail"
 
-    def test_a_failed_check_is_confirmed_within_ten_seconds_not_a_whole_interval(self) -> None:
-        # Each verdict holds at any look: the second of failureLimit comes at the next recheck.
-        bad = obs(figures=seen(agreement=0.81))
-        first = decide(replace(POLICY, failure_limit=2), at_step(1), bad, T0)
-        assert POLICY.interval_seconds == 30 and first.state.failed_checks == 1
-        early = decide(replace(POLICY, failure_limit=2), first.state, bad, T0 + 5)
-        assert early.action == "wait" and early.message == "next check in 5s"
-        second = decide(replace(POLICY, failure_limit=2), first.state, bad, T0 + 10)
-        assert second.action == "rollback" and second.reason == "AnalysisFailed"
-        # A short interval stays the spacing; a pass brings the whole interval back.
-        quick = replace(POLICY, interval_seconds=4.0)
-        assert quick.check_spacing(1) == 4.0 and POLICY.check_spacing(0) == 30.0
+    def test_a_short_error_burst_is_not_confirmed_by_the_next_check(self) -> None:
+        # failureLimit's checks in a row are a whole interval apart: a 20 s burst of errors
+        # (a node or dependency blip) fails one check, the evidence of the next 30 s
+        # dilutes it, and a healthy candidate is promoted. Confirming 10 s later rolled it
+        # back (bench/README.md, the section on confirming a failed check).
+        policy = parse_policy(
+            {"tweak": {"steps": [{"canary": {"weight": 50, "duration": "10m"}}]}}, "tweak"
+        )
+
+        def live(t: float) -> CandidateFigures:
+            requests, burst = 5.0 * t, 5.0 * max(0.0, min(t, 140.0) - 120.0)
+            errors = 0.002 * (requests - burst) + 0.2 * burst
+            rate = errors / requests if requests else 0.0
+            return CandidateFigures(live=answered(requests, rate), stable=answered(requests))
+
+        state, t, reasons = RolloutState(step=0, step_started_at=0.0), 0.0, []
+        while t <= 700:
+            d = decide(policy, state, Observations(True, 2, figures=live(t)), t)
+            reasons.append(d.reason)
+            state = d.state
+            if d.action in ("rollback", "promote", "fail"):
+                break
+            t += 10
+        assert "CheckFailed" in reasons and d.action == "promote", (d.action, d.message)
 
     def test_a_pass_resets_the_failure_count(self) -> None:
         d = decide(POLICY, at_step(2, failed_checks=1), obs(), T0 + 10)

@@ -267,11 +267,6 @@ NUMBERS = [
     ("docs/rollouts.md", "at least {} rows per bin in use", drift.ROWS_PER_SLOT),
     (
         "docs/rollouts.md",
-        "The check after a failed one comes within {}s",
-        spec_module.CONFIRM_SECONDS,
-    ),
-    (
-        "docs/rollouts.md",
         "`margins.inputDrift` (default {})",
         spec_module.DEFAULT_INPUT_DRIFT_MARGIN,
     ),

@@ -45,7 +45,7 @@ from vigil.core.rollout import (
     decide,
 )
 from vigil.core.shadow import shadow_settings
-from vigil.core.spec import CONFIRM_SECONDS, RolloutPolicy, Step
+from vigil.core.spec import RolloutPolicy, Step
 from vigil.core.vocabulary import FINISHED, Action, ChangeKind, Phase, Reason, RequestVerb
 from vigil.core.vocabulary import Outcome as HistoryOutcome
 
@@ -115,7 +115,7 @@ def progress(
         if reason in decision.events:
             cycle.event(reason, decision.message)
     reached = _step_report(cycle, attempt, stable_view, decision, policy, traffic, effective)
-    cycle.plan.recheck_after = max(1.0, min(policy.interval_seconds, CONFIRM_SECONDS))
+    cycle.plan.recheck_after = max(1.0, min(policy.interval_seconds, 10.0))
     return finish(
         cycle,
         reached,

@@ -58,9 +58,6 @@ DEFAULT_MAX_LATENCY_P95 = "250ms"
 #: The sidecar's largest latency bucket (a test holds them equal): a p95 beyond it reads as
 #: this, so an SLO at or above it could never be breached (the CRD refuses one).
 MAX_MEASURED_LATENCY_SECONDS = 10.0
-#: A step's failed check is confirmed this soon (if its interval is longer): the stepped
-#: rollout's reconcile comes back at least this often.
-CONFIRM_SECONDS = 10.0
 
 
 #: Shadow: a regression prediction agrees within this share of the stable's value (5 %).

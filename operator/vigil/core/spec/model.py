@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from vigil.core.spec.defaults import (
-    CONFIRM_SECONDS,
     DEFAULT_BAKE_MIN_REPLICAS,
     DEFAULT_CONFIDENCE,
     DEFAULT_DRIFT_CONFIDENCE,
@@ -378,14 +377,6 @@ class RolloutPolicy(GateSettings):
     progress_deadline_seconds: float = default_seconds(DEFAULT_PROGRESS_DEADLINE)
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     max_latency_p95: float = default_seconds(DEFAULT_MAX_LATENCY_P95)
-
-    def check_spacing(self, failed_checks: int) -> float:
-        """Seconds from one check of a step to the next: ``interval``, but a failed check is
-        confirmed within ``CONFIRM_SECONDS`` (each verdict holds at any look: checking
-        sooner costs no false rollback, and a clear regression leaves live traffic sooner)."""
-        if failed_checks:
-            return min(self.interval_seconds, CONFIRM_SECONDS)
-        return self.interval_seconds
 
     @property
     def judged_steps(self) -> int:
