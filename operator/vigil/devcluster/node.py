@@ -70,6 +70,14 @@ CNI_CACHE = Path("/var/lib/cni/results")
 CNI_PLUGINS = Path("/usr/lib/cni")
 #: A unix socket path is at most 107 bytes; containerd adds ".ttrpc".
 MAX_SOCKET_PATH = 100
+#: The kubelet evicts every pod (DiskPressure) below this share free of the node's file
+#: system (its size as statvfs reports it, which may exceed what the disk holds).
+EVICTION_FREE_PERCENT = 2
+#: Free space the node needs above that before it starts: its images and pods.
+START_HEADROOM_BYTES = 3 * 1024**3
+#: ... and after images are imported: the pods' writable layers and logs.
+RUN_HEADROOM_BYTES = 1024**3
+GIB = 1024**3
 
 NOT_ROOT = (
     "the local cluster's real node needs root (containerd, network namespaces, cgroups); "
@@ -134,6 +142,21 @@ def preflight() -> None:
             )
 
 
+def check_disk(folder: Path, headroom: int) -> None:
+    """Enough free space under ``folder`` that the kubelet will run pods: below its eviction
+    threshold the node turns DiskPressure and no pod starts, with nothing else to say why."""
+    stat = os.statvfs(folder)
+    size, free = stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize
+    floor = size * EVICTION_FREE_PERCENT / 100
+    if free < floor + headroom:
+        raise NodeError(
+            f"{free / GIB:.1f} GiB free on the file system of {folder}: the real node's kubelet "
+            f"stops every pod below {floor / GIB:.1f} GiB ({EVICTION_FREE_PERCENT} % of "
+            f"{size / GIB:.0f} GiB) and the node needs {headroom / GIB:.0f} GiB above that: "
+            "free some space (old clones, caches) and retry"
+        )
+
+
 def _cgroup_mounts(controller: str | None = None) -> Iterator[Path]:
     """Mount points of cgroup hierarchies (v1 with ``controller``; all when None)."""
     for line in Path("/proc/self/mounts").read_text().splitlines():
@@ -185,6 +208,8 @@ class RealNode:
         started = time.monotonic()
         cluster = self.cluster
         preflight()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        check_disk(self.dir, START_HEADROOM_BYTES)
         if len(str(self.containerd_socket)) > MAX_SOCKET_PATH:
             raise NodeError(
                 f"the node's containerd socket path {self.containerd_socket} is longer than "
@@ -263,6 +288,7 @@ class RealNode:
             for archive in archives:
                 if archive.ref not in present:
                     self.ctr("images", "import", str(archive.path))
+        check_disk(self.dir, RUN_HEADROOM_BYTES)
 
     def healthy(self) -> bool:
         return _get(f"http://{self.network.node_ip}:{KUBELET_HEALTHZ_PORT}/healthz")
@@ -429,8 +455,8 @@ class RealNode:
             "imageGCLowThresholdPercent": 99,
             "evictionHard": {
                 "memory.available": "100Mi",
-                "nodefs.available": "2%",
-                "imagefs.available": "2%",
+                "nodefs.available": f"{EVICTION_FREE_PERCENT}%",
+                "imagefs.available": f"{EVICTION_FREE_PERCENT}%",
                 "nodefs.inodesFree": "2%",
             },
             "serializeImagePulls": False,

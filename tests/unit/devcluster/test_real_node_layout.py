@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -12,7 +13,16 @@ import pytest
 from vigil.devcluster import node as node_module
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.network import NodeNetwork
-from vigil.devcluster.node import NOT_ROOT, NodeError, RealNode, preflight
+from vigil.devcluster.node import (
+    EVICTION_FREE_PERCENT,
+    GIB,
+    NOT_ROOT,
+    START_HEADROOM_BYTES,
+    NodeError,
+    RealNode,
+    check_disk,
+    preflight,
+)
 from vigil.devcluster.packages import missing
 
 
@@ -143,3 +153,35 @@ def test_missing_names_each_package_once(tmp_path: Path) -> None:
         "no-such-command-vigil": "pkg-b",
     }
     assert missing(wanted) == ["pkg-a", "pkg-b"]
+
+
+class _Stat:
+    """What os.statvfs says: a file system of ``size`` GiB with ``free`` GiB free."""
+
+    def __init__(self, size: float, free: float) -> None:
+        self.f_frsize = 4096
+        self.f_blocks = int(size * GIB / 4096)
+        self.f_bavail = int(free * GIB / 4096)
+
+
+def test_a_disk_near_the_kubelets_eviction_threshold_is_refused_with_the_figures(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A 252 GiB file system with 7.6 GiB free: above the kubelet's 2 % (5.0 GiB), but not by
+    # the images' worth; the node would turn DiskPressure once they are in and run no pod.
+    monkeypatch.setattr(os, "statvfs", lambda path: _Stat(252, 7.6))
+    with pytest.raises(NodeError) as error:
+        check_disk(tmp_path, START_HEADROOM_BYTES)
+    assert str(error.value) == (
+        f"7.6 GiB free on the file system of {tmp_path}: the real node's kubelet stops every "
+        "pod below 5.0 GiB (2 % of 252 GiB) and the node needs 3 GiB above that: free some "
+        "space (old clones, caches) and retry"
+    )
+    monkeypatch.setattr(os, "statvfs", lambda path: _Stat(252, 9.0))
+    check_disk(tmp_path, START_HEADROOM_BYTES)
+
+
+def test_the_threshold_checked_is_the_one_the_kubelet_evicts_at(real_node: RealNode) -> None:
+    eviction = real_node._kubelet_config()["evictionHard"]
+    assert eviction["nodefs.available"] == eviction["imagefs.available"] == "2%"
+    assert EVICTION_FREE_PERCENT == 2
