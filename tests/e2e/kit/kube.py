@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[3]
 OPERATOR_IDENTITY = "system:serviceaccount:vigil-system:vigil-operator"
 MD_LABEL = "vigil.dev/model-deployment"
 REVISION_LABEL = "vigil.dev/revision"
+#: A waiting kubectl's process may outlive its own --timeout by this much (it then says
+#: what it waited for, where the process timeout would only kill it).
+KUBECTL_GRACE_SECONDS = 30
 
 T = TypeVar("T")
 
@@ -80,10 +83,12 @@ class Kube:
         self.namespace = namespace
 
     def run(
-        self, *args: str, input: str | None = None, check: bool = True
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         # The namespace first: after exec's "--" it would be the command's argument.
-        return self.cluster.kubectl("-n", self.namespace, *args, input=input, check=check)
+        return self.cluster.kubectl(
+            "-n", self.namespace, *args, input=input, check=check, timeout=timeout
+        )
 
     def get(self, *args: str) -> dict[str, Any] | None:
         """The object as JSON; None when it does not exist (any other error raises)."""
@@ -146,11 +151,13 @@ class Kube:
         return said
 
     def rollout_status(self, deployment: str, timeout: int = 60) -> None:
-        self.run("rollout", "status", f"deployment/{deployment}", f"--timeout={timeout}s")
+        args = ("rollout", "status", f"deployment/{deployment}", f"--timeout={timeout}s")
+        self.run(*args, timeout=timeout + KUBECTL_GRACE_SECONDS)
 
     def wait_ready(self, what: str, timeout: int = 60) -> None:
         """``kubectl wait --for=condition=Ready`` on ``what`` (``md/wine``, ``pod/x``)."""
-        self.run("wait", "--for=condition=Ready", what, f"--timeout={timeout}s")
+        args = ("wait", "--for=condition=Ready", what, f"--timeout={timeout}s")
+        self.run(*args, timeout=timeout + KUBECTL_GRACE_SECONDS)
 
     def service_view(self, name: str) -> ServiceView:
         """The Service's selector and the Ready pods it selects (what endpoints would list).
