@@ -107,7 +107,7 @@ def _known(target: RoutingTarget) -> set[str]:
     }
 
 
-def _ours(ref: Mapping[str, Any], target: RoutingTarget, claimed: Container[str] | None) -> bool:
+def _ours(ref: Mapping[str, Any], target: RoutingTarget, claimed: Container[str]) -> bool:
     """Whether a backendRef points at this ModelDeployment's Service or one of its revisions'
     (``claimed``: see ``desired_rules``)."""
     name = _service_ref(ref, target)
@@ -115,7 +115,7 @@ def _ours(ref: Mapping[str, Any], target: RoutingTarget, claimed: Container[str]
         return False
     if name in _known(target):
         return True
-    return revision_of(name, target) is not None and (claimed is None or name in claimed)
+    return revision_of(name, target) is not None and name in claimed
 
 
 def revision_refs_to_read(route: Mapping[str, Any], target: RoutingTarget) -> set[str]:
@@ -171,14 +171,13 @@ def desired_rules(
     target: RoutingTarget,
     traffic: Traffic,
     *,
-    claimed: Container[str] | None = None,
+    claimed: Container[str],
 ) -> list[dict[str, Any]]:
     """The route's rules with our backendRefs rewritten; RoutingError if none are ours.
 
     ``claimed``: the ``<name>-<revision>`` Services, besides the stable's and the
     candidate's, that are ours (``owns``; the router reads them); the others of that form
-    are left as they are. None claims every name of that form: for a caller that knows
-    no one else's Service is named so (a test's world of its own).
+    are left as they are.
     """
     rules = copy.deepcopy(list(items(route, "spec", "rules")))
     found = False
@@ -216,7 +215,7 @@ def route_patch(
     target: RoutingTarget,
     traffic: Traffic,
     *,
-    claimed: Container[str] | None = None,
+    claimed: Container[str],
 ) -> dict[str, Any] | None:
     """The merge patch that sets the weights, or None when the route already has them
     (``claimed``: see ``desired_rules``).
@@ -235,7 +234,7 @@ def route_patch(
 
 
 def route_weights(
-    route: Mapping[str, Any], target: RoutingTarget, *, claimed: Container[str] | None = None
+    route: Mapping[str, Any], target: RoutingTarget, *, claimed: Container[str]
 ) -> dict[str, int]:
     """Our backends and their weights as the route has them (Service name -> weight;
     ``claimed``: see ``desired_rules``)."""

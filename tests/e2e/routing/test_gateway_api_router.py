@@ -102,7 +102,7 @@ def test_router_sets_weights_on_a_real_httproute(cluster, namespace, gateway_api
             assert weights(cluster, namespace)[0] == [("wine", 100)]
             route = await api.get("HTTPRoute", namespace, "wine")
             assert route is not None
-            assert route_weights(route, promoted) == {"wine": 100}
+            assert route_weights(route, promoted, claimed=frozenset()) == {"wine": 100}
             # The user's other fields are untouched.
             assert route["spec"]["hostnames"] == ["wine.example.com"]
             assert route["spec"]["rules"][0]["matches"][0]["path"]["value"] == "/v2/models/wine"

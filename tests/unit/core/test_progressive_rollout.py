@@ -714,8 +714,9 @@ class RoutedWorld(RolloutWorld):
         for action in actions:
             if isinstance(action, Route):
                 target = RoutingTarget("wine", "ml", action.stable, action.candidate)
+                services = frozenset(n for kind, n in self.objects if kind == "Service")
                 self.http_route["spec"]["rules"] = desired_rules(
-                    self.http_route, target, action.traffic
+                    self.http_route, target, action.traffic, claimed=services
                 )
                 missing = [n for n, _ in self.backends() if ("Service", n) not in self.objects]
                 assert not missing, f"the route names Services that do not exist: {missing}"

@@ -47,6 +47,11 @@ def route(*rules, version="7"):
     }
 
 
+#: No ``<name>-<revision>`` Service besides the target's own: nothing else is claimed.
+NO_OTHERS: frozenset[str] = frozenset()
+#: After a promotion to bbbbbbb, the old stable's Service is still ours.
+OLD_STABLE = frozenset({"wine-aaaaaaa"})
+
 USER_RULE = {
     "matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
     "backendRefs": [{"name": "wine", "port": 80}],
@@ -54,7 +59,7 @@ USER_RULE = {
 
 
 def test_user_rule_gets_stable_and_candidate_backends():
-    rules = desired_rules(route(USER_RULE), TARGET, Traffic(20, 0, 1, 2))
+    rules = desired_rules(route(USER_RULE), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)
     assert rules[0]["matches"] == USER_RULE["matches"]
     assert rules[0]["backendRefs"] == [
         {"name": "wine-aaaaaaa", "port": 80, "weight": 80},
@@ -64,21 +69,24 @@ def test_user_rule_gets_stable_and_candidate_backends():
 
 def test_patch_carries_resource_version_and_is_none_when_in_place():
     traffic = Traffic(50, 0, 1, 2)
-    patch = route_patch(route(USER_RULE), TARGET, traffic)
+    patch = route_patch(route(USER_RULE), TARGET, traffic, claimed=NO_OTHERS)
     assert patch is not None
     assert patch["metadata"] == {"resourceVersion": "7"}
     applied = route(*patch["spec"]["rules"])
-    assert route_patch(applied, TARGET, traffic) is None
-    assert route_weights(applied, TARGET) == {"wine-aaaaaaa": 50, "wine-bbbbbbb": 50}
+    assert route_patch(applied, TARGET, traffic, claimed=NO_OTHERS) is None
+    assert route_weights(applied, TARGET, claimed=NO_OTHERS) == {
+        "wine-aaaaaaa": 50,
+        "wine-bbbbbbb": 50,
+    }
 
 
 def test_weights_move_along_and_back():
     current = route(USER_RULE)
     for weight in (0, 20, 50, 100, 0):
-        patch = route_patch(current, TARGET, Traffic(weight, 0, 1, 2))
+        patch = route_patch(current, TARGET, Traffic(weight, 0, 1, 2), claimed=NO_OTHERS)
         if patch is not None:
             current = route(*patch["spec"]["rules"])
-        assert route_weights(current, TARGET) == {
+        assert route_weights(current, TARGET, claimed=NO_OTHERS) == {
             "wine-aaaaaaa": 100 - weight,
             "wine-bbbbbbb": weight,
         }
@@ -87,20 +95,26 @@ def test_weights_move_along_and_back():
 def test_without_a_candidate_the_model_service_takes_everything():
     # After a promotion (or a rollback): the Service <name> selects the serving revision
     # and outlives every revision, so the route names no revision Service any more.
-    during = route(*desired_rules(route(USER_RULE), TARGET, Traffic(50, 0, 1, 2)))
+    during = route(
+        *desired_rules(route(USER_RULE), TARGET, Traffic(50, 0, 1, 2), claimed=NO_OTHERS)
+    )
     promoted = RoutingTarget("wine", "ml", stable="bbbbbbb")
-    after = route(*desired_rules(during, promoted, Traffic(0, 0, 0, 2)))
+    after = route(*desired_rules(during, promoted, Traffic(0, 0, 0, 2), claimed=OLD_STABLE))
     assert after["spec"]["rules"][0]["backendRefs"] == [{"name": "wine", "port": 80, "weight": 100}]
-    assert route_patch(route(USER_RULE), promoted, Traffic(0, 0, 0, 2)) is not None
+    assert (
+        route_patch(route(USER_RULE), promoted, Traffic(0, 0, 0, 2), claimed=OLD_STABLE) is not None
+    )
     again = route({"backendRefs": [{"name": "wine", "port": 80, "weight": 100}]})
-    assert route_patch(again, promoted, Traffic(0, 0, 0, 2)) is None
+    assert route_patch(again, promoted, Traffic(0, 0, 0, 2), claimed=OLD_STABLE) is None
 
 
 def test_foreign_backends_and_rules_are_untouched():
     other_rule = {"backendRefs": [{"name": "other", "port": 8080}]}
     mixed = {"backendRefs": [{"name": "wine", "port": 80}, {"name": "legacy", "port": 80}]}
     cross_ns = {"backendRefs": [{"name": "wine", "namespace": "elsewhere", "port": 80}]}
-    rules = desired_rules(route(other_rule, mixed, cross_ns), TARGET, Traffic(20, 0, 1, 2))
+    rules = desired_rules(
+        route(other_rule, mixed, cross_ns), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS
+    )
     assert rules[0] == other_rule
     assert rules[1]["backendRefs"][-1] == {"name": "legacy", "port": 80}
     assert [r["name"] for r in rules[1]["backendRefs"]] == [
@@ -121,14 +135,19 @@ def test_port_and_filters_are_kept():
             }
         ]
     }
-    refs = desired_rules(route(rule), TARGET, Traffic(20, 0, 1, 2))[0]["backendRefs"]
+    refs = desired_rules(route(rule), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)[0][
+        "backendRefs"
+    ]
     assert all(r["port"] == 8080 and r["filters"] for r in refs)
 
 
 def test_route_without_our_backend_is_an_error_naming_the_fix():
     with pytest.raises(RoutingError, match="backendRef to Service wine"):
         desired_rules(
-            route({"backendRefs": [{"name": "other", "port": 80}]}), TARGET, Traffic(20, 0, 1, 2)
+            route({"backendRefs": [{"name": "other", "port": 80}]}),
+            TARGET,
+            Traffic(20, 0, 1, 2),
+            claimed=NO_OTHERS,
         )
 
 
@@ -181,14 +200,17 @@ def test_apply_patches_once_then_not_again():
     asyncio.run(router.apply(api, TARGET, Traffic(20, 0, 1, 2)))
     asyncio.run(router.apply(api, TARGET, Traffic(20, 0, 1, 2)))
     assert len(api.patches) == 1
-    assert route_weights(api.obj, TARGET) == {"wine-aaaaaaa": 80, "wine-bbbbbbb": 20}
+    assert route_weights(api.obj, TARGET, claimed=NO_OTHERS) == {
+        "wine-aaaaaaa": 80,
+        "wine-bbbbbbb": 20,
+    }
 
 
 def test_apply_retries_a_conflict_on_a_fresh_read():
     api = FakeApi(route(USER_RULE), conflicts=2)
     asyncio.run(GatewayAPIRouter("wine").apply(api, TARGET, Traffic(50, 0, 1, 2)))
     assert len(api.patches) == 3
-    assert route_weights(api.obj, TARGET)["wine-bbbbbbb"] == 50
+    assert route_weights(api.obj, TARGET, claimed=NO_OTHERS)["wine-bbbbbbb"] == 50
 
 
 def test_apply_on_a_missing_route_says_so():
@@ -252,7 +274,9 @@ def test_a_rule_with_only_an_unrelated_revision_named_service_is_not_ours():
 def test_after_a_promotion_the_old_stable_service_is_taken_back():
     # The usual case of the pattern: the old stable's Service still exists (deleted only
     # after the route left it) and is no longer the target's stable or candidate.
-    during = route(*desired_rules(route(USER_RULE), TARGET, Traffic(50, 0, 1, 2)))
+    during = route(
+        *desired_rules(route(USER_RULE), TARGET, Traffic(50, 0, 1, 2), claimed=NO_OTHERS)
+    )
     old = desired_revision_service(Owner("wine", "ml", "uid-1"), "aaaaaaa", naming.ROLE_STABLE)
     api = FakeApi(during, services={"wine-aaaaaaa": old})
     promoted = RoutingTarget("wine", "ml", stable="bbbbbbb")
@@ -389,7 +413,7 @@ def test_a_route_as_the_server_stores_it_is_written_once(candidate):
 def test_the_patch_writes_no_defaults_and_keeps_the_other_refs_as_stored():
     other = {"group": "", "kind": "Service", "name": "legacy", "port": 80, "weight": 1}
     rule = {"backendRefs": [{"group": "", "kind": "Service", "name": "wine", "port": 80}, other]}
-    patch = route_patch(stored(route(rule)), TARGET, Traffic(20, 0, 1, 2))
+    patch = route_patch(stored(route(rule)), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)
     assert patch is not None
     assert patch["spec"]["rules"][0]["backendRefs"] == [
         {"name": "wine-aaaaaaa", "port": 80, "weight": 80},
