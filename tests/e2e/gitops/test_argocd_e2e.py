@@ -104,6 +104,12 @@ class Looks:
 
         return look
 
+    def synced_to(self, commit: str) -> list[Look]:
+        """The looks at Argo CD's verdict on ``commit``: Synced to it. Until its sync ends,
+        the health it shows is its last assessment, made before the sync applied the
+        commit (a Healthy there is the previous commit's)."""
+        return [x for x in self.items if x.app.revision == commit and x.app.sync == "Synced"]
+
     def healths(self) -> list[str]:
         """Argo CD's health of the Application, each as it changed."""
         seen: list[str] = []
@@ -180,7 +186,7 @@ def test_a_new_model_committed_to_git_is_healthy_in_argocd_only_once_vigil_says_
     assert condition(md["status"], "Ready")["status"] == "True", md["status"]
     assert md["spec"]["model"]["version"] == "1"
     # Argo CD applied the commit, then showed the model Progressing while Vigil started it.
-    synced = [x for x in looks.items if x.app.revision == commit and x.app.sync == "Synced"]
+    synced = looks.synced_to(commit)
     progressing = [x for x in synced if x.app.health == "Progressing" and x.model != "True"]
     assert progressing, f"never saw Argo CD wait on the model: {looks.items}"
     healthy_early = [x for x in synced if x.app.health == "Healthy" and x.model != "True"]
@@ -315,7 +321,9 @@ def test_a_replacement_and_a_persons_pause_and_promote_survive_argocd_self_heal(
     assert len(looks.candidates) == 1, looks.candidates
     assert len(looks.generations) == 1, looks.generations
     assert argo_gitops.application.view().syncs == 2
-    healthy_early = [x for x in looks.items if x.app.health == "Healthy" and x.model != "True"]
+    synced = looks.synced_to(commit)
+    assert synced, looks.items
+    healthy_early = [x for x in synced if x.app.health == "Healthy" and x.model != "True"]
     assert not healthy_early, healthy_early
     assert "Suspended" in looks.healths(), looks.healths()
     assert served.traffic.stats.failed == 0, served.traffic.stats
