@@ -70,14 +70,14 @@ CNI_CACHE = Path("/var/lib/cni/results")
 CNI_PLUGINS = Path("/usr/lib/cni")
 #: A unix socket path is at most 107 bytes; containerd adds ".ttrpc".
 MAX_SOCKET_PATH = 100
+GIB = 1024**3
 #: The kubelet evicts every pod (DiskPressure) below this share free of the node's file
 #: system (its size as statvfs reports it, which may exceed what the disk holds).
 EVICTION_FREE_PERCENT = 2
 #: Free space the node needs above that before it starts: its images and pods.
-START_HEADROOM_BYTES = 3 * 1024**3
+START_HEADROOM_BYTES = 3 * GIB
 #: ... and after images are imported: the pods' writable layers and logs.
-RUN_HEADROOM_BYTES = 1024**3
-GIB = 1024**3
+RUN_HEADROOM_BYTES = GIB
 
 NOT_ROOT = (
     "the local cluster's real node needs root (containerd, network namespaces, cgroups); "
