@@ -16,12 +16,12 @@ Conventions (kstatus, so `kubectl wait`, Argo CD and Flux understand them):
 
 from __future__ import annotations
 
-import copy
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.common.objects import copied
 from vigil.common.times import format_time
 from vigil.core.vocabulary import ConditionType, Phase, Reason
 
@@ -178,7 +178,7 @@ def replacing_merge_patch(old: Any, new: Any) -> Any:
     whole (status.health) must also lose the keys the new value no longer has.
     """
     if not isinstance(old, Mapping) or not isinstance(new, Mapping):
-        return copy.deepcopy(new)
+        return copied(new)
     patch: dict[str, Any] = {}
     for key, value in new.items():
         if key not in old or old[key] != value:
@@ -192,7 +192,7 @@ def replacing_merge_patch(old: Any, new: Any) -> Any:
 def owned_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
     """The part of a status this module writes (for comparisons)."""
     status = status or {}
-    return {key: copy.deepcopy(status[key]) for key in OWNED_KEYS if status.get(key) is not None}
+    return {key: copied(status[key]) for key in OWNED_KEYS if status.get(key) is not None}
 
 
 def status_patch(
