@@ -18,7 +18,7 @@ from kit.modeldeployment import MLSERVER_IMAGE
 from kit.operator import OperatorProcess
 from kit.waits import wait_for
 
-# operator_rbac and the yaml_kit it imports live with the unit tests.
+# operator_rbac lives with the unit tests (the yaml_kit it imports is in tests/).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "security"))
 from operator_rbac import WRITE_VERBS, operator_rules

@@ -16,6 +16,7 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from vigil.core.window import (
     SERVED_REVISION_FAMILIES,
@@ -109,6 +110,22 @@ class Pod:
         return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A scrape as taken, whole, and its ground-truth series alone: the labels window
+    reads only those, and each series' increase depends on no other series."""
+
+    whole: Scrape
+    truth: Scrape
+
+    @property
+    def at(self) -> float:
+        return self.whole.at
+
+
+TakenScrapes = dict[tuple[tuple[str, str, str], str], list[Taken]]
+
+
 class FedSource(DirectSource):
     """A direct source whose GET returns the pod's text; keeps every scrape for the old rule."""
 
@@ -117,18 +134,20 @@ class FedSource(DirectSource):
         self.pods = {pod.name: pod for pod in pods}
         self.labels_from = labels_from
         #: Every scrape ever taken, per (revision, pod), whole, never trimmed.
-        self.taken: dict[tuple[tuple[str, str, str], str], list[Scrape]] = {}
+        self.taken: TakenScrapes = {}
 
     async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
         sidecar = self.pods[pod.name]
         values, started_at = parse_sidecar_metrics(sidecar.text(self.labels_from, now))
         scrape = Scrape(at=now, started_at=started_at, values=values)
-        self.taken.setdefault((("ns", "wine", sidecar.revision), pod.name), []).append(scrape)
+        truth = {k: v for k, v in values.items() if k[0] in SERVED_REVISION_FAMILIES}
+        taken = Taken(scrape, Scrape(at=now, started_at=started_at, values=truth))
+        self.taken.setdefault((("ns", "wine", sidecar.revision), pod.name), []).append(taken)
         return scrape
 
 
 def old_rule_window(
-    taken: dict[tuple[tuple[str, str, str], str], list[Scrape]],
+    taken: TakenScrapes,
     target: RevisionTarget,
     now: float,
     answered: int,
@@ -141,9 +160,9 @@ def old_rule_window(
         last_seen = scrapes[-1].at
         if key[:2] != target.key[:2] or last_seen < min(start, labels_start):
             continue
-        everyone.append(pod_increase(scrapes, labels_start))
+        everyone.append(pod_increase([s.truth for s in scrapes], labels_start))
         if key == target.key and last_seen >= start:
-            own.append(pod_increase(scrapes, start))
+            own.append(pod_increase([s.whole for s in scrapes], start))
     series = {k: v for k, v in add_series(own).items() if k[0] not in SERVED_REVISION_FAMILIES}
     series.update(served_by(add_series(everyone), target.revision))
     return RevisionWindow.from_series(series, pods=answered)

@@ -1,61 +1,28 @@
-"""Vigil's Prometheus rules, checked and unit-tested with the real promtool.
+"""Vigil's Prometheus rules: every alert and recording rule tested, alerts that say
+what to do.
 
-promtool (3.16, with Prometheus) is built by hack/build-cluster.sh; its
-folder is ``$(bash hack/build-cluster.sh --print)`` (or ``VIGIL_BIN_DIR``).
-The rule tests themselves live next to the rules:
-manifests/monitoring/rules/tests/*.test.yaml.
+The rule tests live next to the rules (manifests/monitoring/rules/tests/*.test.yaml);
+tests/integration/monitoring/test_promtool_rules.py runs them with the real promtool.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml_kit
 
+import yaml_kit
+from monitoring_kit import RULE_TESTS, alerts, rules
 from vigil.core import metric_names
 from vigil.core.metric_names import total
 from vigil.core.vocabulary import Phase
 
-ROOT = Path(__file__).resolve().parents[3]
-RULES = ROOT / "manifests" / "monitoring" / "rules" / "vigil-rules.yaml"
-RULE_TESTS = sorted((RULES.parent / "tests").glob("*.test.yaml"))
 RUNBOOK = "https://github.com/vigil-dev/vigil/blob/main/docs/troubleshooting.md#"
 
 
-def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [promtool, *args], capture_output=True, text=True, timeout=120, cwd=RULES.parent
-    )
-
-
-def rules() -> list[dict[str, Any]]:
-    groups = yaml_kit.load(RULES.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"]]
-
-
-def alerts() -> list[dict[str, Any]]:
-    return [rule for rule in rules() if "alert" in rule]
-
-
-def test_rules_file_passes_promtool_check(promtool: str) -> None:
-    result = run(promtool, "check", "rules", "--lint=all", "--lint-fatal", str(RULES))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
-
-
 def test_rule_test_files_exist() -> None:
-    assert RULE_TESTS, f"no *.test.yaml under {RULES.parent / 'tests'}"
-
-
-@pytest.mark.parametrize("test_file", RULE_TESTS, ids=[p.name for p in RULE_TESTS])
-def test_promtool_rule_unit_tests_pass(promtool: str, test_file: Path) -> None:
-    result = run(promtool, "test", "rules", str(test_file))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert RULE_TESTS, "no *.test.yaml next to the rules"
 
 
 def test_every_alert_is_tested_firing_and_not_firing() -> None:

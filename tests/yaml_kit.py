@@ -1,4 +1,4 @@
-"""YAML for the unit tests, read with libyaml (PyYAML's C parser).
+"""YAML for the tests, read with libyaml (PyYAML's C parser).
 
 The same objects as ``yaml.safe_load`` at about a tenth of the CPU: the 78 kB CRD alone
 is parsed a dozen times a run (bench/README.md, unit suite).

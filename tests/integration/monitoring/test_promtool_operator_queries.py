@@ -11,6 +11,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from vigil.core import metric_names as names
 from vigil.core.metric_names import total
 from vigil.metrics.prometheus import family_query
@@ -22,6 +24,8 @@ MOMENTS = {
     "squares": names.PREDICTION_VALUE_SQUARES_SUM,
 }
 MEAN = "operator:sum / operator:count"
+
+pytestmark = pytest.mark.integration
 
 
 def test_prediction_mean_and_std_of_a_pod_that_started_inside_the_window(
