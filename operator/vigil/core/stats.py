@@ -161,6 +161,7 @@ class BetaBinomial:
     """
 
     def __init__(self, centre: float, prior_trials: float) -> None:
+        self.centre, self.prior_trials = centre, prior_trials
         centre = min(max(centre, 1e-6), 1 - 1e-6)
         self.a = max(centre * prior_trials, 0.05)
         self.b = max((1 - centre) * prior_trials, 0.05)
@@ -201,6 +202,13 @@ class BetaBinomial:
         """The interval at level ``alpha`` (each end a one-sided bound at ``alpha``) and the
         anytime p-values for ``threshold`` (``interval=False``: the p-values alone, the
         interval left at [0, 1])."""
+        return _remembered_bounds(
+            self.centre, self.prior_trials, hits, trials, alpha, threshold, interval
+        )
+
+    def _bounds(
+        self, hits: float, trials: float, alpha: float, threshold: float, interval: bool
+    ) -> Bounds:
         if trials <= 0:
             return Bounds(0.0, 1.0)
         level = math.log(1.0 / alpha)
@@ -232,6 +240,21 @@ class BetaBinomial:
         )
         high = 1.0 if estimate >= 1.0 or not above(1.0) else bisect_turn(above, estimate, 1.0)
         return Bounds(low, high, p_above, p_below)
+
+
+# Remembered: a reconcile judges the same figures on every event until new ones come, and
+# each end of an interval is a bisection of 80 looks.
+@functools.lru_cache(maxsize=4096)
+def _remembered_bounds(
+    centre: float,
+    prior_trials: float,
+    hits: float,
+    trials: float,
+    alpha: float,
+    threshold: float,
+    interval: bool,
+) -> Bounds:
+    return BetaBinomial(centre, prior_trials)._bounds(hits, trials, alpha, threshold, interval)
 
 
 # Remembered: a bisection asks the same tails again (the prior's at each p), and a

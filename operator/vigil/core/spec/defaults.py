@@ -7,6 +7,7 @@ CRD leaves to the operator (the SLOs, the shadow tolerance).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -144,6 +145,12 @@ def parse_duration(text: str | float | int | None, default: float) -> float:
         return default
     if isinstance(text, int | float):
         return float(text)
+    return _duration_seconds(text)
+
+
+# Remembered: every reconcile parses its spec's durations again (a handful of strings).
+@functools.lru_cache(maxsize=256)
+def _duration_seconds(text: str) -> float:
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"not a duration: {text!r}")
