@@ -138,11 +138,7 @@ def build_binaries(log: Callable[[str], None] = print) -> Path:
             "cannot find hack/build-cluster.sh: run from a Vigil checkout or set VIGIL_BIN_DIR"
         )
     script = root / "hack" / "build-cluster.sh"
-    bin_dir = Path(
-        subprocess.run(
-            ["bash", str(script), "--print"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
+    bin_dir = printed_bin_dir(root)
     if all(
         (bin_dir / name).is_file()
         for name in (*COMPONENTS, *NODE_BINARIES, "kubectl", "prometheus", "promtool")
@@ -1018,7 +1014,7 @@ def connect(log: Callable[[str], None] = print) -> ClusterClient:
     or reused)."""
     existing = existing_kubeconfig()
     if existing is not None:
-        client = ClusterClient(existing, kubectl_binary(_cached_bin_dir()))
+        client = ClusterClient(existing, kubectl_binary(cached_bin_dir()))
         result = client.kubectl("version", "-o", "json", check=False, timeout=30)
         if result.returncode != 0:
             raise ClusterError(f"VIGIL_KUBECONFIG={existing} is not reachable: {result.stderr}")
@@ -1030,15 +1026,19 @@ def connect(log: Callable[[str], None] = print) -> ClusterClient:
     return ClusterClient(kubeconfig, cluster.bin_dir / "kubectl")
 
 
-def _cached_bin_dir() -> Path | None:
-    root = repo_root()
-    if root is None:
-        return None
-    return Path(
-        subprocess.run(
-            ["bash", str(root / "hack" / "build-cluster.sh"), "--print"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+def printed_bin_dir(root: Path) -> Path:
+    """The folder hack/build-cluster.sh builds into (by version, under the user's cache),
+    built or not."""
+    printed = subprocess.run(
+        ["bash", str(root / "hack" / "build-cluster.sh"), "--print"],
+        check=True,
+        capture_output=True,
+        text=True,
     )
+    return Path(printed.stdout.strip())
+
+
+def cached_bin_dir() -> Path | None:
+    """:func:`printed_bin_dir` of this checkout; None outside one."""
+    root = repo_root()
+    return None if root is None else printed_bin_dir(root)

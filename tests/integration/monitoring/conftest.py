@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from vigil.devcluster.cluster import cached_bin_dir
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """Path of promtool 3.16; fails (never skips) with what to do when it is missing."""
-    if env := os.environ.get("VIGIL_BIN_DIR"):
-        bin_dir = Path(env)
-    else:
-        bin_dir = Path(
-            subprocess.run(
-                ["bash", str(ROOT / "hack" / "build-cluster.sh"), "--print"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-        )
+    env = os.environ.get("VIGIL_BIN_DIR")
+    bin_dir = Path(env) if env else cached_bin_dir()
+    assert bin_dir is not None, "run the tests from a Vigil checkout (hack/build-cluster.sh)"
     binary = bin_dir / "promtool"
     if not os.access(binary, os.X_OK):
         pytest.fail(

@@ -10,14 +10,15 @@ when manifests/base is absent.
 from __future__ import annotations
 
 import functools
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 import yaml_kit
+from vigil.devcluster.cluster import ClusterError, cached_bin_dir, kubectl_binary
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICE_ACCOUNT = ("vigil-system", "vigil-operator")
@@ -37,18 +38,10 @@ class Rule:
 
 def kubectl() -> str:
     """The kubectl built with the local cluster, else the one on PATH."""
-    cached = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-cluster.sh"), "--print"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    if cached and (Path(cached) / "kubectl").is_file():
-        return str(Path(cached) / "kubectl")
-    found = shutil.which("kubectl")
-    if found is None:
-        pytest.fail("kubectl is needed to render manifests/base: run `make cluster-build`")
-    return found
+    try:
+        return str(kubectl_binary(cached_bin_dir()))
+    except ClusterError as error:
+        pytest.fail(f"kubectl is needed to render manifests/base: {error}")
 
 
 def rendered_manifests() -> list[dict[str, Any]]:
