@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 MLSTAMP := $(MLSERVER_VENV)/.installed
 # The unit suite keeps its bytecode and pytest's rewritten test modules in __pycache__
 # even where PYTHONDONTWRITEBYTECODE is set: recompiling them costs each worker ~3 s a run.
-UNIT := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
+# The bytecode is compiled once, on every core, before the workers start (each would
+# compile every module it imports itself: 2-3 s more on a fresh clone; 0.1 s when cached).
+PRECOMPILE := PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q -j 0 operator bench tests > /dev/null
+UNIT := $(PRECOMPILE) && PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 # MLServer runs as its own process (as in a pod), from its own environment.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 
