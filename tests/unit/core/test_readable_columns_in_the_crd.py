@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml_kit
-
 from vigil.core.performance import readable_figures
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml_kit
 
+import yaml_kit
 from vigil.core import spec as spec_module
 from vigil.core.revision import (
     canonical_hash,

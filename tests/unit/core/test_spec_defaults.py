@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml_kit
-
 from vigil.core import spec as spec_module
 from vigil.core.spec import parse_spec
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml_kit
 
+import yaml_kit
 from vigil.devcluster.common import ClusterError
 from vigil.devcluster.incluster import local_volume, real_node_namespace
 from vigil.devcluster.node import NODE_LABEL, NODE_NAME

@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 
 import yaml_kit
-
 from vigil.devcluster import kind_node
 
 ROOT = Path(__file__).resolve().parents[3]

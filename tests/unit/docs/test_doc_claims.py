@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-import yaml_kit
 from code_catalogue import ROLLOUT
 from core_world import RolloutWorld, spec
 from crd_kit import with_crd_defaults
 from doc_pages import CODE_BLOCK, ROOT, prose
 from figures_kit import figures
 
+import yaml_kit
 from vigil.core import drift, health, health_status, judges, naming, reconcile, rollout, status
 from vigil.core import spec as spec_module
 from vigil.core.candidate import RolloutInputs

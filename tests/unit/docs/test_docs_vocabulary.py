@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml_kit
 from code_catalogue import catalogue
 from doc_pages import PAGES, ROOT, name, prose, tables
+
+import yaml_kit
 
 CRD = ROOT / "crds" / "modeldeployments.yaml"
 CONDITION_TYPES = (

@@ -8,8 +8,8 @@ from typing import Any
 
 import lupa
 import pytest
-import yaml_kit
 
+import yaml_kit
 from vigil.core.desired import Owner
 from vigil.core.reconcile import Observation, decide
 

@@ -15,6 +15,7 @@ from typing import Any
 import lupa.lua51
 import lupa.lua54
 import pytest
+
 import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]

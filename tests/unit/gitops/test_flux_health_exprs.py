@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 import yaml_kit
 
 ROOT = Path(__file__).resolve().parents[3]

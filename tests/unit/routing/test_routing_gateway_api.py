@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml_kit
 from crd_kit import with_crd_defaults
 
+import yaml_kit
 from vigil.core import naming
 from vigil.core.desired import Owner, desired_revision_service
 from vigil.core.rollout import Traffic
