@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -66,6 +67,9 @@ class FakeModel:
         self.delay = 0.0
         #: Set on stop: a delayed answer is cut short, so teardown does not wait it out.
         self.stopping = asyncio.Event()
+        #: An Event a test may put here: v2 inference answers wait until it is set (or
+        #: the server stops), so a test holds a request in flight exactly as long as it needs.
+        self.hold: asyncio.Event | None = None
         self.requests: list[bytes] = []
         #: The X-Request-Id header lines of each inference request, as received.
         self.request_ids: list[list[str]] = []
@@ -92,6 +96,8 @@ class FakeModel:
 
     async def stop(self) -> None:
         self.stopping.set()
+        if self.hold is not None:
+            self.hold.set()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -110,6 +116,8 @@ class FakeModel:
         if self.delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.delay)
+        if self.hold is not None:
+            await self.hold.wait()
         try:
             doc = json.loads(body)
             tensor = doc["inputs"][0]
@@ -191,6 +199,14 @@ async def settle(sidecar: Sidecar, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while sidecar.monitor.pending or sidecar.shadow.pending:
             await asyncio.sleep(0.01)
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` is true, looking every few milliseconds (TimeoutError
+    after ``timeout`` seconds): instead of sleeping a guess of how long it takes."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 def v2_body(rows: list[list[Any]]) -> bytes:

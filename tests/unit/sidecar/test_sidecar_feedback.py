@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 from aiohttp import web
-from sidecar_testkit import base, scrape, v2_body, value
+from sidecar_testkit import base, scrape, until, v2_body, value
 
 from vigil.profile import OTHER
 from vigil.sidecar import feedback as feedback_module
@@ -560,15 +560,15 @@ class TestHandoffEdges:
     async def test_among_many_peers_a_busy_one_gets_a_second_before_the_next_is_asked(
         self, model, start_sidecar, http
     ):
-        """Twelve peers in five seconds: an even share (0.4 s) would cut off a peer that
-        adopts the chunk in 0.6 s, and the next would adopt it too."""
+        """Twelve peers in five seconds: an even share (at most 5/12 = 0.42 s) would cut off
+        a peer that adopts the chunk in 0.45 s, and the next would adopt it too."""
         a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=5.0)
         await predict(http, a, [[1.0, 0, 0]])
         received = []
 
         async def adopt_slowly(request: web.Request) -> web.Response:
             received.append(await request.read())
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.45)  # past an even share, well within the least one
             return web.json_response({"adopted": 1})
 
         app = web.Application()
@@ -614,6 +614,7 @@ class TestHandoffEdges:
         assert await a.feedback.handoff() == 1
         assert asyncio.get_running_loop().time() - started < 1.0
         assert b.feedback.store.predictions == 1
+        a.feedback.joining -= 1  # it ends: the stop at teardown does not wait for it again
 
     async def test_a_slow_client_sending_its_body_does_not_hold_up_a_handoff(
         self, model, start_sidecar
@@ -626,7 +627,7 @@ class TestHandoffEdges:
             b"Content-Length: 100\r\n\r\n{"
         )
         await writer.drain()
-        await asyncio.sleep(0.2)
+        await until(lambda: a.feedback.busy)  # the request is read, its body still coming
         assert a.feedback.busy == 1 and a.feedback.joining == 0
         writer.close()
 
@@ -721,3 +722,4 @@ class TestHandoffEdges:
         assert a.feedback._join_here(label, 0.0, []) == "absent"  # b holds it now
         _, summary, _ = await send(http, b, {"id": made, "truth": pred})
         assert summary["joined"] == 1
+        a.feedback.joining -= 1  # it ends: the stop at teardown does not wait for it again

@@ -6,7 +6,7 @@ import signal
 import sys
 
 import aiohttp
-from sidecar_testkit import base, v2_body
+from sidecar_testkit import base, until, v2_body
 
 from vigil.devcluster.common import free_port
 from vigil.sidecar import proxy
@@ -15,30 +15,36 @@ from vigil.sidecar.main import Sidecar
 
 async def test_readiness_follows_the_model_server(model, start_sidecar, http, monkeypatch):
     # Readiness is cached (a second in production); a shorter cache keeps the wait short.
-    monkeypatch.setattr(proxy, "READY_CACHE_SECONDS", 0.1)
+    monkeypatch.setattr(proxy, "READY_CACHE_SECONDS", 0.05)
     sidecar = await start_sidecar(model.url)
     for path in ("/healthz/ready", "/vigil/readyz"):
         async with http.get(f"{base(sidecar)}{path}") as resp:
             assert resp.status == 200
     model.ready = False
-    await asyncio.sleep(0.2)  # past the cache
-    async with http.get(f"{base(sidecar)}/healthz/ready") as resp:
-        assert resp.status == 503
+    async with asyncio.timeout(5):  # the cached answer until the cache runs out, then 503
+        while True:
+            async with http.get(f"{base(sidecar)}/healthz/ready") as resp:
+                if resp.status == 503:
+                    break
+                assert resp.status == 200
+            await asyncio.sleep(0.01)
     async with http.get(f"http://127.0.0.1:{sidecar.metrics_port}/readyz") as resp:
         assert resp.status == 503
 
 
 async def test_drain_finishes_in_flight_requests_and_refuses_new_ones(model, start_sidecar, http):
-    model.delay = 0.5
+    model.hold = asyncio.Event()  # the model server answers once released below
     sidecar = await start_sidecar(model.url)
     url = f"{base(sidecar)}/v2/models/m/infer"
     pending = asyncio.ensure_future(http.post(url, data=v2_body([[1, 2, 3]])))
-    await asyncio.sleep(0.2)
+    await until(lambda: model.requests)
     assert sidecar.proxy.in_flight == 1
     stopping = asyncio.ensure_future(sidecar.stop())
-    await asyncio.sleep(0.05)
+    await until(lambda: sidecar.proxy.draining)
     async with http.get(f"http://127.0.0.1:{sidecar.metrics_port}/readyz") as resp:
         assert resp.status == 503
+    assert not stopping.done() and sidecar.proxy.in_flight == 1  # the drain waits for it
+    model.hold.set()
     resp = await pending
     assert resp.status == 200
     await resp.read()
@@ -52,7 +58,7 @@ async def test_drain_finishes_in_flight_requests_and_refuses_new_ones(model, sta
 
 
 async def test_process_exits_cleanly_on_sigterm_after_draining(model, tmp_path):
-    model.delay = 0.5
+    model.hold = asyncio.Event()  # the model server answers once released below
     port, mport = free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -80,19 +86,29 @@ async def test_process_exits_cleanly_on_sigterm_after_draining(model, tmp_path):
                             if r.status == 200:
                                 break
                     except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.1)
+                        await asyncio.sleep(0.02)
             pending = asyncio.ensure_future(
                 session.post(
                     f"http://127.0.0.1:{port}/v2/models/m/infer", data=v2_body([[1, 2, 3]])
                 )
             )
-            await asyncio.sleep(0.2)
+            await until(lambda: model.requests, timeout=10)  # in flight, its answer held
             proc.send_signal(signal.SIGTERM)
+            # Released only once the sidecar says it drains: the answer must still come.
+            lines: list[str] = []
+            async with asyncio.timeout(10):
+                while not any("draining" in line for line in lines):
+                    line = (await proc.stderr.readline()).decode()
+                    if not line:
+                        break  # exited without draining: the asserts below say so
+                    lines.append(line)
+            assert not pending.done()
+            model.hold.set()
             resp = await asyncio.wait_for(pending, 5)
             assert resp.status == 200
             await resp.read()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
-        err = (await proc.stderr.read()).decode()
+        err = "".join(lines) + (await proc.stderr.read()).decode()
         assert "draining" in err
     finally:
         if proc.returncode is None:
@@ -101,7 +117,8 @@ async def test_process_exits_cleanly_on_sigterm_after_draining(model, tmp_path):
 
 
 async def test_idle_and_slow_header_connections_are_closed(model, start_sidecar):
-    sidecar = await start_sidecar(model.url, idle_timeout_seconds=0.3)
+    # The timeout firing is what is tested: short, as nothing here has to beat it.
+    sidecar = await start_sidecar(model.url, idle_timeout_seconds=0.1)
     idle_r, idle_w = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
     slow_r, slow_w = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
     slow_w.write(b"GET /healthz/live HTTP/1.1\r\n")  # never finishes its head

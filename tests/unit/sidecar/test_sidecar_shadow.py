@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sidecar_testkit import FakeModel, base, scrape, settle, v2_body, value
+from sidecar_testkit import FakeModel, base, scrape, settle, until, v2_body, value
 
 from vigil.sidecar.config import ShadowSettings, load_settings
 from vigil.sidecar.main import Sidecar
@@ -108,15 +108,16 @@ async def test_a_new_queue_size_at_run_time_keeps_copies_compared(model, start_s
 async def test_a_copy_being_compared_is_not_abandoned_for_a_new_queue_size(
     model, other_model, start_sidecar, http
 ):
-    other_model.delay = 0.3
+    other_model.hold = asyncio.Event()  # the target answers once released below
     settings = ShadowSettings(target=other_model.url, target_revision="t", percent=100)
     sidecar = await start_sidecar(model.url, shadow=settings)
     async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)) as r:
         assert r.status == 200
-    async with asyncio.timeout(5):
-        while sidecar.shadow.queue.qsize() or not sidecar.shadow.pending:
-            await asyncio.sleep(0.01)  # taken by a worker, its target still answering
+    # Taken by a worker, its target still answering.
+    await until(lambda: other_model.requests)
+    assert sidecar.shadow.queue.qsize() == 0 and sidecar.shadow.pending
     sidecar.shadow.configure(replace(settings, queue_size=8, concurrency=2))
+    other_model.hold.set()
     await settle(sidecar)
     m = await scrape(http, sidecar)
     assert value(m, "vigil_shadow_requests_total", target_revision="t", outcome="compared") == 1
