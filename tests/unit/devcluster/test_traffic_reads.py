@@ -7,6 +7,7 @@ live traffic nor count as a moment without Ready pods.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import threading
 import time
@@ -125,12 +126,19 @@ def test_through_the_service_traffic_goes_to_its_cluster_ip_and_port() -> None:
         service_address(cluster, "ml", "wine")  # type: ignore[arg-type]
 
 
+def pod_address() -> str:
+    """A loopback address of this test's own, as a pod IP: the sidecar and feedback ports are
+    fixed, and two runs at once on one machine must not meet on them (127/8 is all local)."""
+    pick = random.SystemRandom().randrange
+    return f"127.{pick(1, 255)}.{pick(256)}.{pick(1, 255)}"
+
+
 def test_labelled_traffic_sends_each_answered_rows_truth_by_its_id() -> None:
     """With ``labels``, a request carries an id of ours and, once answered, its row's true
     value goes to the feedback port of the pod that answered."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    host = "127.213.7.1"  # a pod IP of its own: the sidecar's port and the feedback port
+    host = pod_address()  # the sidecar's port and the feedback port
     seen: dict[str, list[Any]] = {"ids": [], "labels": [], "rows": []}
 
     class Handler(BaseHTTPRequestHandler):
@@ -180,7 +188,7 @@ def test_a_label_refused_by_a_leaving_sidecar_is_sent_once_more(
     pipeline sends the batch again once, and counts it failed only if refused twice."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    host = "127.213.7.2"
+    host = pod_address()
     replies = list(answers)
 
     class Handler(BaseHTTPRequestHandler):
