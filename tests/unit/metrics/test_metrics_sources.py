@@ -71,6 +71,23 @@ class TestExposition:
         features = {dict(k[1])["feature"] for k in ours if k[0] == "vigil_feature_bin_total"}
         assert features == {'od280/od315 "of" diluted\\wines'}
 
+    @pytest.mark.parametrize(
+        "feature", ["alcohol", "", 'a="b', "a,b=c", "ends in \\", 'x\\"y', "line\nbreak", "é"]
+    )
+    def test_a_label_value_reads_as_the_reference_parser_reads_it(self, feature: str) -> None:
+        registry = CollectorRegistry()
+        bins = Counter("vigil_feature_bin", "", [*BASE, "feature", "bin"], registry=registry)
+        bins.labels("wine", "1", "r1", "stable", feature, "3").inc(2)
+        text = generate_latest(registry).decode()
+        expected = {
+            key: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if (key := series_key(sample.name, sample.labels)) is not None
+        }
+        assert parse_sidecar_metrics(text)[0] == expected
+        assert {dict(labels)["feature"] for _, labels in expected} == {feature}
+
     def test_only_inference_requests_count(self) -> None:
         ours, _ = parse_sidecar_metrics(sidecar_text(requests=10, errors=1))
         requests = sum(v for k, v in ours.items() if k[0] == "vigil_request_outcomes_total")
