@@ -196,9 +196,7 @@ def value(metrics: dict[tuple, float], name: str, **labels: str) -> float:
 async def settle(sidecar: Sidecar, timeout: float = 5.0) -> None:
     """Wait until every answered request is counted: nothing left in the monitoring queue
     (a batch is processed as it leaves it) and no shadow copy queued or being compared."""
-    async with asyncio.timeout(timeout):
-        while sidecar.monitor.pending or sidecar.shadow.pending:
-            await asyncio.sleep(0.01)
+    await until(lambda: not (sidecar.monitor.pending or sidecar.shadow.pending), timeout)
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:

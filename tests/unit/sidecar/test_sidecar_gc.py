@@ -130,9 +130,7 @@ async def _measure(profile_path: str) -> tuple[int, int, list[str]]:
 
     async def run(count: int) -> None:
         await asyncio.to_thread(_client, *ports, count)
-        async with asyncio.timeout(10):
-            while sidecar.monitor.pending:
-                await asyncio.sleep(0.01)
+        await until(lambda: not sidecar.monitor.pending, timeout=10)
         # The last connection_lost callbacks, then one more turn of the loop (under uvloop
         # the last exchanges' timer handles go only then: they are no survivors).
         await until(lambda: not sidecar.proxy.clients)

@@ -156,9 +156,7 @@ async def test_settings_file_changes_shadow_at_run_time(model, other_model, http
             pass
         doc["shadow"] = {"target": other_model.url, "targetRevision": "cand", "percent": 100}
         path.write_text(json.dumps(doc))
-        async with asyncio.timeout(5):
-            while not sidecar.shadow.settings.enabled:
-                await asyncio.sleep(0.05)
+        await until(lambda: sidecar.shadow.settings.enabled)
         async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=v2_body(ROWS)):
             pass
         await settle(sidecar)
@@ -168,9 +166,7 @@ async def test_settings_file_changes_shadow_at_run_time(model, other_model, http
         assert value(m, "vigil_settings_reloads_total", outcome="applied") == 1
         doc["shadow"] = None
         path.write_text(json.dumps(doc))
-        async with asyncio.timeout(5):
-            while sidecar.shadow.settings.enabled:
-                await asyncio.sleep(0.05)
+        await until(lambda: not sidecar.shadow.settings.enabled)
     finally:
         await sidecar.stop()
 

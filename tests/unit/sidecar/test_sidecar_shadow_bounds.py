@@ -26,6 +26,7 @@ from sidecar_testkit import (
     scrape,
     settle,
     stable_shadow,
+    until,
     v2_body,
     value,
 )
@@ -109,9 +110,7 @@ async def test_a_copy_frees_its_bytes_once_compared(model: FakeModel, monkeypatc
         for _ in range(3):  # one budget's worth at a time, three times over
             for _ in range(3):
                 shadow.submit(_copy(v2_body(ROWS)))
-            async with asyncio.timeout(5):
-                while shadow.pending:
-                    await asyncio.sleep(0.01)
+            await until(lambda: not shadow.pending)
             assert shadow.held_bytes == 0
         assert _dropped(registry) == 0
         assert len(model.requests) == 9
@@ -162,9 +161,7 @@ async def test_a_local_answer_over_the_compare_cap_is_too_large_whatever_the_tar
         local = _answer([0.5] * 300)  # the target's answer (~110 bytes) is under the cap
         assert len(local) > 1000
         shadow.submit(_copy(v2_body(ROWS), local))
-        async with asyncio.timeout(5):
-            while shadow.pending:
-                await asyncio.sleep(0.01)
+        await until(lambda: not shadow.pending)
     finally:
         await shadow.stop()
     outcome = {**LABELS, "target_revision": "c", "outcome": "too_large"}

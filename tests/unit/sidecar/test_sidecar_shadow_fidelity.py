@@ -8,7 +8,6 @@ answer, the output of the stable's that the monitor reads as the prediction, by 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,7 @@ from sidecar_testkit import (
     scrape,
     settle,
     stable_shadow,
+    until,
     v2_body,
     value,
 )
@@ -222,9 +222,7 @@ async def _compare_one(answering, local: bytes, target: bytes) -> CollectorRegis
         shadow.submit(
             ShadowCopy("POST", INFER, "application/json", v2_body([[1]]), local, "application/json")
         )
-        async with asyncio.timeout(5):
-            while shadow.pending:
-                await asyncio.sleep(0.01)
+        await until(lambda: not shadow.pending)
     finally:
         await shadow.stop()
     return registry

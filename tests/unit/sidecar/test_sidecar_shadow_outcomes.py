@@ -8,7 +8,6 @@ set, and the outcome series the operator reads are there at 0 before the first c
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 from dataclasses import replace
@@ -17,7 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from sidecar_testkit import SHADOW_LABELS, SHADOW_ROWS, FakeModel, stable_shadow, v2_body
+from sidecar_testkit import (
+    SHADOW_LABELS,
+    SHADOW_ROWS,
+    FakeModel,
+    stable_shadow,
+    until,
+    v2_body,
+)
 
 from vigil.core.window import NOT_COMPARED
 from vigil.sidecar import shadow as shadow_module
@@ -42,9 +48,7 @@ async def _run(shadow: Shadow, *copies: ShadowCopy) -> None:
     try:
         for copy in copies:
             shadow.submit(copy)
-        async with asyncio.timeout(5):
-            while shadow.pending:
-                await asyncio.sleep(0.01)
+        await until(lambda: not shadow.pending)
     finally:
         await shadow.stop()
 
