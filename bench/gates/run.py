@@ -5,7 +5,8 @@ real ``vigil.core.rollout.decide`` and ``vigil.core.analysis`` judge
 windows drawn the way the sidecars count and the direct metrics source
 reduces them (bench/gates/gatesim, bench/README.md "Gate error rates").
 Per (policy, case, rate, judge) it reports the share of rollouts that
-ended the wrong way (A/A rolled back or failed; A/B promoted) with an
+ended the wrong way (an A/A candidate, or one within the policy's limits,
+rolled back or failed; an A/B candidate promoted) with an
 exact 95 % interval, and the time and live requests to the decision.
 
 Every rollout has its own seed (seed, case, rate, index): a run is
@@ -60,7 +61,9 @@ def _commit() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--aa-rollouts", type=int, default=2000, help="per A/A cell")
+    parser.add_argument(
+        "--aa-rollouts", type=int, default=2000, help="per A/A or within-the-limit cell"
+    )
     parser.add_argument("--rollouts", type=int, default=500, help="per A/B cell")
     parser.add_argument("--rates", type=_rates, default=[1.0, 10.0, 100.0], help="requests/s")
     parser.add_argument("--cases", type=_names, default=[], help="names or families; all")
@@ -105,7 +108,7 @@ def main() -> int:
     ]
     tasks: list[tuple[int, Task]] = []
     for index, (policy, case, rate, judge) in enumerate(cells):
-        total = args.aa_rollouts if case.is_aa else args.rollouts
+        total = args.aa_rollouts if case.acceptable else args.rollouts
         for first in range(0, total, args.chunk):
             count = min(args.chunk, total - first)
             task = Task(judge, policy, case.name, rate, first, count, args.seed)

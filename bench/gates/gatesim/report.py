@@ -1,9 +1,10 @@
 """Per-cell statistics of simulated rollouts, and the markdown tables.
 
 A cell is (policy, case, rate, judge). Its error rate is the share of
-rollouts that ended the wrong way: for A/A (the candidate is the stable)
-a rollback or a failure; for an A/B case (the candidate is worse) a
-promotion. Intervals are exact (Clopper-Pearson, 95 %).
+rollouts that ended the wrong way: for a candidate the policy accepts
+(A/A, or one still within its limits) a rollback or a failure; for an
+A/B case (the candidate is worse than a limit allows) a promotion.
+Intervals are exact (Clopper-Pearson, 95 %).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 class CellStats:
     policy: str
     case: str
-    aa: bool
+    acceptable: bool
     rate: float
     judge: str
     n: int
@@ -49,7 +50,7 @@ class CellStats:
 
     @property
     def wrong(self) -> int:
-        return self.rolled_back + self.failed if self.aa else self.promoted
+        return self.rolled_back + self.failed if self.acceptable else self.promoted
 
     @property
     def wrong_interval(self) -> tuple[float, float]:
@@ -60,7 +61,7 @@ class CellStats:
         return {
             "policy": self.policy,
             "case": self.case,
-            "aa": self.aa,
+            "acceptable": self.acceptable,
             "rate": self.rate,
             "judge": self.judge,
             "n": self.n,
@@ -94,7 +95,7 @@ def cell_stats(
     return CellStats(
         policy=policy,
         case=case.name,
-        aa=case.is_aa,
+        acceptable=case.acceptable,
         rate=rate,
         judge=judge,
         n=len(outcomes),

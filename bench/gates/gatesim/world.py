@@ -80,8 +80,9 @@ class Case:
     summary: str = ""
 
     @property
-    def is_aa(self) -> bool:
-        return self.family == "A/A"
+    def acceptable(self) -> bool:
+        """The policy should promote it: a rollback (or a failure) is the wrong end."""
+        return self.family in ("A/A", "within")
 
 
 def _cases() -> tuple[Case, ...]:
@@ -97,6 +98,15 @@ def _cases() -> tuple[Case, ...]:
                 summary=f"fails {p} percentage point(s) more of its requests",
             )
             for p in (1, 2, 5)
+        ),
+        *(
+            Case(
+                f"error +{p:g} pt (under the limit)",
+                "within",
+                error_points=p / 100,
+                summary=f"fails {p:g} percentage point more, still under the 1 % limit",
+            )
+            for p in (0.3, 0.6)
         ),
         *(
             Case(

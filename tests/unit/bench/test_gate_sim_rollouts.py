@@ -84,9 +84,12 @@ class TestReport:
         exact = binomtest(k, n).proportion_ci(method="exact")
         assert clopper_pearson(k, n) == pytest.approx((exact.low, exact.high))
 
-    def test_a_wrong_outcome_is_a_rollback_for_a_a_and_a_promotion_for_a_b(self) -> None:
+    def test_a_wrong_outcome_is_a_rollback_when_acceptable_and_a_promotion_for_a_b(
+        self,
+    ) -> None:
         outcomes = run_task(Task("operator", "tweak", "A/A", 1.0, 0, 10, seed=5))
         aa = cell_stats("tweak", CASE["A/A"], 1.0, "operator", outcomes)
+        within = cell_stats("tweak", CASE["error +0.6 pt (under the limit)"], 1.0, "x", outcomes)
         ab = cell_stats("tweak", CASE["error +1 pt"], 1.0, "operator", outcomes)
-        assert aa.wrong == aa.rolled_back + aa.failed
+        assert aa.wrong == within.wrong == aa.rolled_back + aa.failed
         assert ab.wrong == ab.promoted == aa.promoted
