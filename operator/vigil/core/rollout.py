@@ -34,8 +34,8 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
     every gate passed, with confidence         -> next step at once (earlyAdvance)
     no gate failed, step duration not over     -> stay on the step
     step over, a gate undecided with its       -> hold (Undecided) until the evidence
-      estimate beyond its threshold, or a         decides, within progressDeadline
-      performance gate short of minLabels
+      estimate beyond its threshold, or a         decides or the estimate is back within,
+      performance gate short of minLabels         within progressDeadline
     step over, more steps                      -> next step
     last step over                             -> promote
 
