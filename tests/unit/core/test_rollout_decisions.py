@@ -347,6 +347,11 @@ class TestAnalysis:
         assert again.reason == "Undecided" and again.events == ()
         late = decide(POLICY, replace(d.state, last_analysis_at=None), doubtful, T0 + 2100)
         assert late.action == "fail" and late.reason == "ProgressDeadlineExceeded"
+        # Each check re-reads the estimate: back within its threshold, still undecided.
+        within = obs(figures=seen(requests=400, error_rate=0.005))
+        back = decide(POLICY, replace(d.state, last_analysis_at=None), within, T0 + 360)
+        verdicts = {g.name: g.verdict for g in back.gates}
+        assert back.action == "advance" and verdicts["errorRate"] == "undecided"
         fine = decide(POLICY, at_step(2), obs(figures=seen(requests=100)), T0 + 300)
         assert fine.action == "advance"
 
