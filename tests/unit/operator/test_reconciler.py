@@ -519,6 +519,37 @@ async def test_a_refused_child_ends_in_deploy_failed_with_the_api_servers_words(
     assert [kind for _, kind, _ in harness.api.writes] == ["ConfigMap", "ModelDeployment"]
 
 
+async def test_a_refused_switch_leaves_the_stable_and_history_as_they_were(
+    harness: Harness,
+) -> None:
+    """A 422 on the Service that switches live traffic: the switch did not happen, so
+    status must not record it; once the refusal is lifted, the switch is posted once."""
+    await converged(harness)
+    before = copy.deepcopy(stored_status(harness))
+    changed = model_deployment(version="2")
+    changed["metadata"]["generation"] = 2
+    changed["status"] = stored_status(harness)
+    harness.api.add(changed)
+    await harness.reconciler.reconcile("ml", "wine")  # the candidate starts
+    harness.api.make_ready()
+    harness.events.clear()
+    harness.api.fail_on, harness.api.fail_status = ("apply", "Service"), 422
+    with pytest.raises(RetryLater):
+        await harness.reconciler.reconcile("ml", "wine")
+    status = stored_status(harness)
+    selected = harness.api.objects[("Service", "ml", "wine")]["spec"]["selector"]
+    assert selected["vigil.dev/revision"] == before["stable"]["revision"]
+    assert status["stable"] == before["stable"] and status["history"] == before["history"]
+    assert status["phase"] == "Failed" and status["revision"] != before["revision"]
+    assert [e.reason for e in harness.events] == ["ReconcileFailed"]
+    harness.api.fail_on = None
+    await harness.reconciler.reconcile("ml", "wine")
+    status = stored_status(harness)
+    assert status["stable"]["revision"] == status["revision"]
+    assert [e.reason for e in harness.events].count("Switched") == 1
+    assert [h["outcome"] for h in status["history"]] == ["Promoted", "Deployed"]
+
+
 async def test_a_golden_replay_is_no_traffic_of_the_step_after_it(harness: Harness) -> None:
     """The validate step's replay goes through the candidate's sidecar: the next step
     starts after it and is measured from a scrape taken after it."""

@@ -19,6 +19,7 @@ from vigil.core.status import (
     ConditionState,
     build_conditions,
     kstatus_conditions,
+    owned_status,
     phase_with_health,
 )
 from vigil.core.vocabulary import ConditionType, Phase, Reason
@@ -76,7 +77,9 @@ def refused_write_status(
     changes, so the refusal is the outcome: Ready and Progressing False with
     reason DeployFailed and the API server's words, Stalled True, phase Failed.
     Whatever already serves keeps serving (the writes after the refused one,
-    such as removing an old revision, did not happen).
+    such as removing an old revision, did not happen), so the status keeps what
+    the last written cycle recorded (stable, candidate, bake, history, a person's
+    request still unanswered): the plan's switch or step did not take place.
     """
     refused = failed(Reason.DEPLOY_FAILED, message)
     conditions = build_conditions(
@@ -89,13 +92,15 @@ def refused_write_status(
         generation=generation,
         now=now,
     )
+    kept = owned_status(previous)
     return {
-        **planned,
+        **kept,
         "observedGeneration": generation,
         "phase": Phase.FAILED,
         "conditions": conditions,
+        "revision": planned.get("revision"),
         # The plan's Route did not run: a route it was to reset still needs it.
-        "httpRoute": (previous or {}).get("httpRoute") or planned.get("httpRoute"),
+        "httpRoute": kept.get("httpRoute") or planned.get("httpRoute"),
     }
 
 
