@@ -286,27 +286,25 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         wait = policy.interval_seconds - (now - last)
         words = f"next check in {wait:.0f}s"
         return cycle.decision(Action.WAIT, state, Reason.ANALYZING, words, between_checks=True)
-    elapsed = now - began
-    results = gates(judged, policy, obs.figures, elapsed=elapsed)
+    end_at = began + (0.0 if step.kind == "pause" else judged.duration_seconds or 0.0)
+    over = now >= end_at
+    # A check ends a hold on missing data; one a check began past the step's end goes on, so a
+    # gate alternating between failed and undecided still meets the deadline.
+    if last is None or last < end_at:
+        state = replace(state, held_since=None)
+    results = gates(judged, policy, obs.figures, elapsed=now - began)
     state = replace(state, last_analysis_at=now)
     failed = [g for g in results if g.verdict == GateVerdict.FAIL]
-    over = step.kind == "pause" or elapsed >= (judged.duration_seconds or 0.0)
     if failed:
         count = state.failed_checks + 1
         text = "; ".join(g.text for g in failed)
-        # Past the step's end a failed check keeps the hold: alternating gates meet its deadline.
-        state = replace(state, failed_checks=count, held_since=state.held_since if over else None)
+        state = replace(state, failed_checks=count)
         if count >= policy.failure_limit:
             return cycle.rollback(
                 state, Reason.ANALYSIS_FAILED, f"{text} in {count} checks", results
             )
-        return cycle.decision(
-            Action.WAIT,
-            state,
-            Reason.CHECK_FAILED,
-            f"{text} ({count}/{policy.failure_limit})",
-            gates=results,
-        )
+        words = f"{text} ({count}/{policy.failure_limit})"
+        return cycle.decision(Action.WAIT, state, Reason.CHECK_FAILED, words, gates=results)
     state = replace(state, failed_checks=0)
     undecided = [g for g in results if g.verdict == GateVerdict.UNDECIDED]
     # Every gate passed with confidence: the step has its evidence.
@@ -315,9 +313,9 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
     if not over:
         return cycle.decision(
             Action.WAIT,
-            replace(state, held_since=None),
+            state,
             Reason.STEP_IN_PROGRESS,
-            f"{_standing(results)}, {(judged.duration_seconds or 0.0) - elapsed:.0f}s left",
+            f"{_standing(results)}, {end_at - now:.0f}s left",
             gates=results,
             evaluated=True,
         )

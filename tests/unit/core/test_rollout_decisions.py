@@ -343,17 +343,28 @@ class TestAnalysis:
         assert "undecided: 100 requests, about" in d.message and "more needed" in d.message
         assert d.message.endswith("; the step's duration is over")
         assert d.events == ("Undecided",)
-        again = decide(POLICY, replace(d.state, last_analysis_at=None), doubtful, T0 + 330)
+        again = decide(POLICY, d.state, doubtful, T0 + 330)
         assert again.reason == "Undecided" and again.events == ()
-        late = decide(POLICY, replace(d.state, last_analysis_at=None), doubtful, T0 + 2100)
+        late = decide(POLICY, d.state, doubtful, T0 + 2100)
         assert late.action == "fail" and late.reason == "ProgressDeadlineExceeded"
         # Each check re-reads the estimate: back within its threshold, still undecided.
         within = obs(figures=seen(requests=400, error_rate=0.005))
-        back = decide(POLICY, replace(d.state, last_analysis_at=None), within, T0 + 360)
+        back = decide(POLICY, d.state, within, T0 + 360)
         verdicts = {g.name: g.verdict for g in back.gates}
         assert back.action == "advance" and verdicts["errorRate"] == "undecided"
         fine = decide(POLICY, at_step(2), obs(figures=seen(requests=100)), T0 + 300)
         assert fine.action == "advance"
+
+    def test_a_hold_on_too_few_requests_ends_when_a_check_runs(self) -> None:
+        # Data back after the step's end: the Undecided hold starts then, with its Event.
+        waiting = decide(POLICY, at_step(2), obs(figures=seen(requests=10)), T0 + 1)
+        assert waiting.reason == "InsufficientData" and waiting.state.held_since == T0 + 1
+        doubtful = obs(figures=seen(requests=100, error_rate=0.02))
+        d = decide(POLICY, waiting.state, doubtful, T0 + 1200)
+        assert (d.reason, d.state.held_since, d.events) == ("Undecided", T0 + 1200, ("Undecided",))
+        assert decide(POLICY, d.state, doubtful, T0 + 1200 + 1700).reason == "Undecided"
+        late = decide(POLICY, d.state, doubtful, T0 + 1200 + 1800)
+        assert late.action == "fail" and "for 1800s >= progressDeadline" in late.message
 
     def test_a_gate_alternating_failed_and_undecided_after_the_step_meets_the_deadline(
         self,
@@ -365,7 +376,7 @@ class TestAnalysis:
         actions = []
         while at <= T0 + 2400 and "fail" not in actions:
             figures = failing if len(actions) % 2 else doubtful
-            d = decide(POLICY, replace(state, last_analysis_at=None), figures, at)
+            d = decide(POLICY, state, figures, at)
             actions.append(d.action)
             state, at = d.state, at + 30
         assert actions[:2] == ["hold", "wait"] and actions[-1] == "fail"
@@ -459,7 +470,7 @@ class TestPerformanceGates:
         assert end.action == "hold" and end.reason == "Undecided"
         assert end.message.startswith("realized accuracy: 20 labels < 50 needed; ")
         assert end.message.endswith("; the step's duration is over")
-        late = decide(self.GATED, replace(end.state, last_analysis_at=None), few, T0 + 2100)
+        late = decide(self.GATED, end.state, few, T0 + 2100)
         assert late.action == "fail" and late.reason == "ProgressDeadlineExceeded"
 
     def test_ten_points_below_the_stable_rolls_back_with_the_values(self) -> None:
