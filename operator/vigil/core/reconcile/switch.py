@@ -42,6 +42,7 @@ def switch(
         switched_message(
             stable_view.revision, stable_view.model_version, revision, spec.model.version, then
         ),
+        occurrence=_switch_occurrence(cycle, stable_view.revision, revision),
     )
     _record_promotion(cycle, candidate_view, change)
     reached = stable_outcome(cycle, revision, candidate_view, just_created=False)
@@ -98,9 +99,17 @@ def finish_cut_switch(
             spec.model.version,
             then,
         ),
+        occurrence=_switch_occurrence(cycle, str(previous["revision"]), view.revision),
     )
     _record_promotion(cycle, view, candidate.get("change"))
     return CutSwitch(str(previous["revision"]), state_from_status(baked))
+
+
+def _switch_occurrence(cycle: Cycle, previous: str, revision: str) -> str:
+    """One Switched Event per promotion: the cycle that finishes a switch cut short may run
+    on a newer version of the object (the health loop writes status in between)."""
+    started = (cycle.obs.status.get("candidate") or {}).get("startedAt") or ""
+    return f"{Reason.SWITCHED} {previous} {revision} {cycle.obs.generation} {started}"
 
 
 def _record_promotion(cycle: Cycle, view: DeploymentView, change: str | None) -> None:
