@@ -210,8 +210,9 @@ class HealthLoop:
         self._fetching: dict[tuple[str, str], dict[str, tuple[str, FetchState]]] = {}
         #: By (namespace, ConfigMap, key): models may read different keys of one ConfigMap.
         self._references: dict[tuple[str, str, str], _Reference] = {}
-        #: The reference ConfigMap's resourceVersion each model was last judged with.
-        self._reference_versions: dict[tuple[str, str], str | None] = {}
+        #: The reference ConfigMap's resourceVersion each model was last judged with ("" when
+        #: it was not there: one created again afterwards is new to the pods too).
+        self._reference_versions: dict[tuple[str, str], str] = {}
         #: When this loop began watching (its first cycle, or the first after a pause): a
         #: direct source's history is no longer than that.
         self._watching_since: float | None = None
@@ -429,7 +430,7 @@ class HealthLoop:
     def _nudge_on_new_references(
         self, targets: Sequence[tuple[RevisionTarget, MonitoringSettings, Any]]
     ) -> None:
-        """A reference ConfigMap edited in place: its models are reconciled now, which
+        """A reference ConfigMap edited or created again: its models are reconciled now, which
         replaces their pods (the sidecar reads the profile at its start only); no watch
         sees the ConfigMap (it carries none of the operator's labels)."""
         for target, settings, _ in targets:
@@ -439,10 +440,10 @@ class HealthLoop:
                 else None
             )
             key = (target.namespace, target.name)
-            version = cached.resource_version if cached is not None else None
+            version = cached.resource_version if cached is not None else ""
             before = self._reference_versions.get(key)
             self._reference_versions[key] = version
-            if before is not None and version is not None and before != version:
+            if before is not None and version and before != version:
                 self.reconciler.nudge(*key)
 
     async def _reference(

@@ -421,6 +421,15 @@ async def test_a_reference_edited_in_place_reconciles_its_models(
     assert nudged == [("ml", "wine")]
     await loop.cycle()
     assert nudged == [("ml", "wine")]
+    # Deleted, seen missing, then created again (a GitOps delete-and-create): new too.
+    configmap = loop.api.objects.pop(("ConfigMap", "ml", "ref"))
+    await loop.cycle()
+    assert nudged == [("ml", "wine")]
+    configmap["metadata"]["resourceVersion"] = "7"
+    loop.api.add(configmap)
+    await loop.cycle()
+    await loop.cycle()
+    assert nudged == [("ml", "wine")] * 2
 
 
 def test_the_reference_digest_follows_the_profiles_text() -> None:
