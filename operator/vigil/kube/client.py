@@ -75,6 +75,15 @@ def retry_after_seconds(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
+def _status_message(text: str) -> str:
+    """An error answer's words: a Status object's message, or the text as it came."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return text
+    return str(answer.get("message", text)) if isinstance(answer, dict) else text
+
+
 class KubeError(RuntimeError):
     """An API call failed; `status` is the HTTP status (0 for a connection failure).
 
@@ -262,17 +271,14 @@ class KubeClient:
                 if response.status == 404 and method == "GET":
                     return None
                 if response.status >= 400:
-                    try:
-                        message = json.loads(text).get("message", text)
-                    except ValueError:
-                        message = text
                     raise KubeError(
                         response.status,
-                        f"{method} {path}: {message}",
+                        f"{method} {path}: {_status_message(text)}",
                         retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                     )
                 return json.loads(text) if text else {}
-        except (aiohttp.ClientError, TimeoutError) as error:
+        # ValueError: an answer that is no JSON (a proxy's page in its place) or no text.
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
             raise KubeError(0, f"{method} {path}: {error!r}") from error
         finally:
             await self._release(session)

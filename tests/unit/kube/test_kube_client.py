@@ -229,3 +229,18 @@ async def test_an_unreachable_server_names_no_wait() -> None:
         assert caught.value.retry_after is None
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [(200, "<html>Bad gateway page</html>"), (502, '["not", "a", "Status"]'), (200, "\udcff")],
+)
+async def test_an_answer_that_is_no_json_is_a_retryable_error(status: int, text: str) -> None:
+    # A proxy's page in the API server's place: the caller's KubeError handling, not a crash.
+    async def proxy(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=text.encode(errors="surrogateescape"))
+
+    async with local_api(proxy) as client:
+        with pytest.raises(KubeError) as caught:
+            await client.get("Deployment", "ml", "d")
+    assert caught.value.retryable
