@@ -5,7 +5,8 @@ DELETED event for what vanished in between (nor any event at all for a
 namespace left empty). The watch announces each listing as it starts and
 once it is complete (vigil.operator.runtime.announce_listings); what a
 complete listing did not show within a window after its start is gone. A
-listing that fails (the API server unreachable) says nothing.
+listing that fails (the API server unreachable) says nothing. While a
+listing runs, what was seen before it may be gone already.
 """
 
 from __future__ import annotations
@@ -38,9 +39,19 @@ class Relistings:
         self._listings[namespace] = since
 
     def listing_open(self, namespace: str) -> bool:
-        """Whether a complete listing covering the namespace still has its window open
-        (call :meth:`ghosts` first: it closes the windows that are over)."""
-        return namespace in self._listings or None in self._listings
+        """Whether a listing covering the namespace is under way, or complete with its window
+        still open (call :meth:`ghosts` first: it closes the windows that are over)."""
+        return self._under_way(namespace) or namespace in self._listings or None in self._listings
+
+    def _under_way(self, namespace: str) -> bool:
+        # Started longer ago than a listing may take: it failed (kopf lists again), telling
+        # nothing.
+        now = self._clock()
+        return any(
+            now - since < self._window
+            for covered, since in self._started.items()
+            if covered in (None, namespace)
+        )
 
     def seen(self, key: Key) -> None:
         self._seen[key] = self._clock()

@@ -27,15 +27,16 @@ vigil.operator.handlers).
 
 A watch that cannot resume (its resourceVersion expired, e.g. after an API
 server restart) lists everything again, and kopf reports no DELETED event
-for what vanished in between: the cache would keep a ghost. So a complete
-listing (announced by the watch, see vigil.operator.runtime.announce_listings:
-also one that found nothing, which no listed object would tell) opens a
-window of LISTING_SECONDS from its start during which reads of that kind in
-that namespace (every namespace, for a cluster-wide watch) go to the API
-server; when it closes, whatever the listing did not show is dropped
-(client-go's informers "replace" their store the same way). A listing that
-failed drops nothing. An operator restarting reads afresh for its first
-minute.
+for what vanished in between: the cache would keep a ghost. So a listing
+(announced by the watch, see vigil.operator.runtime.announce_listings: also
+one that found nothing, which no listed object would tell) makes reads of
+that kind in that namespace (every namespace, for a cluster-wide watch) go
+to the API server while it runs and, once complete, until a window of
+LISTING_SECONDS from its start closes; then whatever the listing did not
+show is dropped (client-go's informers "replace" their store the same way),
+and handed out by `gone` (no event tells the owner of a deleted child). A
+listing that failed (not complete within that window) drops nothing. An
+operator restarting reads afresh for its first minute.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ class ObjectCache:
         self._tombstones: dict[Key, tuple[int | None, float]] = {}
         #: Per kind, when each object was last shown or written, and the listings.
         self._relisted = {kind: Relistings(clock) for kind in self.kinds}
+        #: Dropped as relistings no longer showed them, until `gone` hands them out.
+        self._gone: list[tuple[str, _Entry]] = []
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -179,10 +182,23 @@ class ObjectCache:
     def _trusted(self, kind: str, namespace: str) -> bool:
         """False while a relisting of this kind covering the namespace runs; the windows
         that are over drop the objects their listings did not show."""
-        relisted = self._relisted[kind]
-        for gone in relisted.ghosts():
-            self._remove((kind, *gone))
-        return not relisted.listing_open(namespace)
+        self._drop_ghosts(kind)
+        return not self._relisted[kind].listing_open(namespace)
+
+    def _drop_ghosts(self, kind: str) -> None:
+        for namespace, name in self._relisted[kind].ghosts():
+            entry = self._objects.get((kind, namespace, name))
+            self._remove((kind, namespace, name))
+            if entry is not None:
+                self._gone.append((kind, entry))
+
+    def gone(self) -> list[tuple[str, dict[str, Any]]]:
+        """The objects relistings no longer showed (kind, last copy), dropped since the last
+        call: deleted while their watch was away, which no event tells."""
+        for kind in self._relisted:
+            self._drop_ghosts(kind)
+        gone, self._gone = self._gone, []
+        return [(kind, entry.body()) for kind, entry in gone]
 
     def store(self, kind: str, body: Mapping[str, Any]) -> None:
         """Keep this copy unless the cache holds a newer one or saw a later deletion."""

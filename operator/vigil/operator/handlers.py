@@ -14,8 +14,11 @@
   A pod whose artifact fetch says something new (vigil-fetch failed,
   retries, runs) nudges a reconcile of its ModelDeployment, which reports it.
 - An owned Deployment or the Service changed (rollout progress, a pod became
-  Ready, someone deleted a child): nudge a reconcile of its ModelDeployment.
-  These watches are filtered server-side by the `vigil.dev/model-deployment`
+  Ready, someone deleted a child), or a sidecar settings ConfigMap was deleted
+  or edited by someone else (not the operator's own apply): nudge a reconcile
+  of its ModelDeployment. A child deleted while its watch was away is told by
+  no event: the runtime reconciles its owner once a relisting no longer shows
+  it. These watches are filtered server-side by the `vigil.dev/model-deployment`
   label, so the operator receives events of its own children only.
 - Every ModelDeployment and child seen goes into the operator's object cache
   (vigil.kube.cache), from which reconciles read instead of asking the API
@@ -81,9 +84,9 @@ async def child_changed(
 @kopf.on.event("", "v1", "configmaps", labels={naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
 async def settings_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime.remember(memo.runtime, "configmaps", type, body)
-    # A revision's sidecar settings are written by the reconciler itself; only a
-    # deletion (by someone else) needs a reconcile, which writes them again.
-    if type == "DELETED":
+    # A revision's sidecar settings are written by the reconciler itself: a deletion or
+    # someone else's edit needs a reconcile, which writes them again; its own apply does not.
+    if type == "DELETED" or runtime.changed_by_others(body):
         _nudge_owner(memo, body)
 
 

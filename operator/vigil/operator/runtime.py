@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +24,11 @@ from kopf._cogs.clients import api as kopf_api
 from kopf._cogs.clients import watching as kopf_watching
 
 from vigil import __version__
+from vigil.common.objects import Body, items
 from vigil.core import naming
 from vigil.core.events import event_manifest
 from vigil.core.reconcile import Event
-from vigil.kube.cache import ObjectCache
+from vigil.kube.cache import LISTING_SECONDS, ObjectCache
 from vigil.kube.client import FIELD_MANAGER, Connection, KubeClient
 from vigil.operator.health import DEFAULT_INTERVAL_SECONDS, HealthLoop
 from vigil.operator.metrics import OperatorMetrics
@@ -55,6 +56,8 @@ CACHED_KINDS: dict[str, str | None] = {
     "Service": naming.LABEL_MODEL_DEPLOYMENT,
     "ConfigMap": naming.LABEL_MODEL_DEPLOYMENT,
 }
+#: After a complete listing, when the cache is swept: once its window is surely over.
+GHOSTS_SWEPT_AFTER = LISTING_SECONDS + 1.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,39 @@ def listing(runtime: Runtime, plural: str, namespace: str | None, done: bool) ->
     if kind is not None:
         cache = runtime.cache
         (cache.listing_done if done else cache.listing_started)(kind, namespace)
+        if done:
+            # Swept even when nothing reads the cache: a ghost's owner may have no other event.
+            asyncio.get_running_loop().call_later(GHOSTS_SWEPT_AFTER, reconcile_ghosts, runtime)
     runtime.health.listing(plural, namespace, done)
+
+
+def reconcile_ghosts(runtime: Runtime) -> None:
+    """Reconcile the owners of the children relistings no longer showed (deleted while the
+    watch was away, no DELETED event): nothing else would make those children again."""
+    for kind, body in runtime.cache.gone():
+        label = runtime.cache.kinds.get(kind)  # a child's names its ModelDeployment
+        meta = Body(body).meta
+        owner = meta.labels.get(label) if label is not None else None
+        if owner:
+            log.info(
+                "%s %s/%s: gone (a relisting did not show it)", kind, meta.namespace, meta.name
+            )
+            runtime.reconciler.nudge(meta.namespace, owner)
+
+
+def changed_by_others(body: Any) -> bool:
+    """Whether the object's last change was someone else's write (a hand edit), not the
+    operator's own apply nor a status update, by its newest managedFields entries."""
+    entries = [e for e in items(body, "metadata", "managedFields") if isinstance(e, Mapping)]
+    if not entries:
+        return True  # cannot tell: a reconcile writes only what differs
+    newest = max(str(entry.get("time") or "") for entry in entries)
+    # Times are whole seconds: a tie with the operator's own write counts as its own.
+    return not any(
+        entry.get("manager") == FIELD_MANAGER or entry.get("subresource")
+        for entry in entries
+        if str(entry.get("time") or "") == newest
+    )
 
 
 async def post_event(api: Api, body: Any, event: Event) -> None:

@@ -65,3 +65,17 @@ def test_a_second_listing_within_the_window_judges_from_its_own_start() -> None:
     relistings.listing_done("ml")
     clock.now += LISTING_SECONDS
     assert relistings.ghosts() == [("ml", "b")]
+
+
+def test_a_listing_under_way_holds_its_namespace_open_until_it_would_have_failed() -> None:
+    # What was seen before it may be gone already; one not complete within the window failed.
+    clock = Clock()
+    relistings = Relistings(clock)
+    relistings.listing_started("ml")
+    assert relistings.listing_open("ml")
+    assert not relistings.listing_open("other")
+    relistings.listing_started(None)
+    assert relistings.listing_open("other")
+    clock.now += LISTING_SECONDS
+    assert not relistings.listing_open("ml")
+    assert not relistings.listing_open("other")

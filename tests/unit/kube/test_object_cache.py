@@ -242,6 +242,46 @@ class TestRelisting:
         assert cache.get("Service", "ml", "wine-b") is not None
         assert cache.get("Service", "ml", "wine") is not None
 
+    def test_a_listing_under_way_is_distrusted_from_its_start(
+        self, cache: ObjectCache, clock: Clock
+    ) -> None:
+        # Before a pause or a 410 Gone; the relisting may not show it any more.
+        cache.observe("Deployment", None, obj("wine-old", 10))
+        clock.now += 600
+        cache.listing_started("Deployment", "ml")
+        assert not cache.serves_list("Deployment", "ml", f"{LABEL}=wine")
+        assert cache.get("Deployment", "ml", "wine-old") is None  # read from the API server
+        assert cache.serves_list("Deployment", "other", f"{LABEL}=wine")
+        assert cache.serves_list("Service", "ml", f"{LABEL}=wine")
+
+    def test_what_a_relisting_no_longer_showed_is_handed_out_once(
+        self, cache: ObjectCache, clock: Clock
+    ) -> None:
+        # No event tells the owner of a child deleted while the watch was away.
+        cache.observe("Deployment", "ADDED", obj("wine-a", 1))
+        cache.observe("Deployment", "ADDED", obj("wine-ghost", 2, spec={"replicas": 3}))
+        clock.now += 5
+        cache.listing_started("Deployment", "ml")
+        cache.observe("Deployment", None, obj("wine-a", 1))
+        cache.listing_done("Deployment", "ml")
+        assert cache.gone() == []  # its window is still open
+        clock.now += LISTING_SECONDS
+        [(kind, body)] = cache.gone()
+        assert kind == "Deployment"
+        assert body["metadata"]["name"] == "wine-ghost" and body["spec"] == {"replicas": 3}
+        assert cache.gone() == []
+
+    def test_a_ghost_a_read_dropped_first_is_still_handed_out(
+        self, cache: ObjectCache, clock: Clock
+    ) -> None:
+        cache.observe("Service", "ADDED", obj("wine", 1))
+        clock.now += 5
+        cache.listing_started("Service", "ml")
+        cache.listing_done("Service", "ml")  # it found nothing
+        clock.now += LISTING_SECONDS
+        assert cache.get("Service", "ml", "wine") is None  # the read drops it
+        assert [body["metadata"]["name"] for _, body in cache.gone()] == ["wine"]
+
 
 @pytest.fixture
 async def cached_client() -> AsyncIterator[tuple[list[str], KubeClient, ObjectCache]]:
