@@ -175,8 +175,10 @@ class CandidateFigures:
 #: Standard-normal quantiles at 10 %, 20 %, ..., 90 %: ten equally likely bins around
 #: the stable's mean when only moments are known.
 _NORMAL_DECILES = (-1.2816, -0.8416, -0.5244, -0.2533, 0.0, 0.2533, 0.5244, 0.8416, 1.2816)
+_DECILE_BINS = len(_NORMAL_DECILES) + 1
 
 Basis = Literal["by class label", "on the stable's bins", "from mean and std"]
+MOMENTS: Basis = "from mean and std"
 
 
 @dataclass(frozen=True)
@@ -267,11 +269,58 @@ def _from_moments(
         return None
     mean, std = stable_moments
     edges = np.asarray([mean + std * z for z in _NORMAL_DECILES] if std > 0 else [mean, mean])
-    # Scaled to the counts they summarise, so the sample-size check applies alike.
+    # Scaled to the counts they summarise: the floor on predictions reads them, and a
+    # constant side (no spread to compare) is judged as if they were counted.
     return (
         _normal_slots(mean, std, edges) * stable.predictions,
         _normal_slots(*candidate_moments, edges) * candidate.predictions,
     )
+
+
+def _on_deciles(method: drift.DriftMethod, shift: float, log_ratio: float) -> float:
+    """The score between N(0, 1) and N(shift, e^log_ratio) on the decile bins (divergence
+    scale: JSD squared)."""
+    edges = np.asarray(_NORMAL_DECILES)
+    score = drift.drift_score(
+        method, _normal_slots(0.0, 1.0, edges), _normal_slots(shift, math.exp(log_ratio), edges)
+    )
+    return score * score if method == "jsd" else score
+
+
+@functools.cache
+def _curvature(method: drift.DriftMethod) -> tuple[float, float]:
+    """(a, c): near no shift the score is a u^2 + c v^2, u the mean's shift in the stable's
+    standard deviations, v the log ratio of the standard deviations (no cross term: the
+    bins are symmetric)."""
+    h = 1e-3
+    return _on_deciles(method, h, 0.0) / h**2, _on_deciles(method, 0.0, h) / h**2
+
+
+def _fitted_divergence(
+    method: drift.DriftMethod, score: float, candidate: RevisionWindow, stable: RevisionWindow
+) -> Divergence | None:
+    """The score between the two fitted normals, with the sampling error of the moments.
+
+    Not counted bins: the noise is the means' and the standard deviations'. Under a
+    normal model u is off by about sqrt(r^2/n1 + (1 + u^2/2)/n0) (r the ratio of the
+    standard deviations) and v by sqrt(1/2n1 + 1/2n0), so the score reads a var(u) +
+    c var(v) too high on noise alone (subtracted) and is a sum of two noncentral
+    chi-squares: tested as one with 2 degrees of freedom on the larger weight's rows,
+    which bounds its variance. None for a constant side (no ratio), fewer predictions
+    than counted bins would need, or a method without a chi-square form (ks, wasserstein).
+    """
+    fitted, reference = _moments(candidate), _moments(stable)
+    n1, n0 = candidate.predictions, stable.predictions
+    if fitted is None or reference is None or fitted[1] <= 0 or reference[1] <= 0:
+        return None
+    if method not in drift.CHI_SQUARE_SCALE or n1 < drift.ROWS_PER_SLOT * _DECILE_BINS:
+        return None
+    u, ratio = (fitted[0] - reference[0]) / reference[1], fitted[1] / reference[1]
+    a, c = _curvature(method)
+    noise = (a * (ratio * ratio / n1 + (1.0 + 0.5 * u * u) / n0), c * 0.5 * (1.0 / n1 + 1.0 / n0))
+    rows = 1.0 / (max(noise) * drift.CHI_SQUARE_SCALE[method])
+    corrected = (score * score if method == "jsd" else score) - sum(noise)
+    return Divergence(method, score, corrected, rows, 2, n1)
 
 
 def prediction_shift(
@@ -295,7 +344,8 @@ def prediction_shift(
       compared on the stable's bins;
     * otherwise (no profile, or a classifier against a regressor): the mean
       and standard deviation each sidecar sums up, as normal distributions
-      over ten bins equally likely for the stable.
+      over ten bins equally likely for the stable, judged with the sampling
+      error of those moments (:func:`_fitted_divergence`).
 
     None when either side has fewer than :data:`MIN_PREDICTIONS_FOR_SHIFT`.
     """
@@ -315,13 +365,14 @@ def prediction_shift(
         pair = _on_stable_bins(candidate, stable, candidate_edges, stable_edges)
         basis = "on the stable's bins"
     else:
-        pair, basis = _from_moments(candidate, stable), "from mean and std"
+        pair, basis = _from_moments(candidate, stable), MOMENTS
     if pair is None or min(pair[0].sum(), pair[1].sum()) < MIN_PREDICTIONS_FOR_SHIFT:
         return None
     score = drift.drift_score(method, pair[0], pair[1])
     if not math.isfinite(score):
         return None
-    return PredictionShift(score, basis, drift.divergence(method, pair[0], pair[1]))
+    fitted = _fitted_divergence(method, score, candidate, stable) if basis == MOMENTS else None
+    return PredictionShift(score, basis, fitted or drift.divergence(method, pair[0], pair[1]))
 
 
 def _counted(slots: Mapping[str, float]) -> bool:

@@ -36,6 +36,7 @@ from vigil.core.stats import Bounds, bisect_turn, normal_log_mixture, normal_p_v
 from vigil.profile.bins import bin_index
 
 __all__ = [
+    "CHI_SQUARE_SCALE",
     "DEFAULT_EPSILON",
     "DriftMethod",
     "bin_index",
@@ -299,7 +300,7 @@ def rebin(counts: ArrayLike, edges: ArrayLike, target_edges: ArrayLike) -> Float
 #: Times the effective sample size, each method's divergence is a chi-square statistic
 #: with (slots - 1) degrees of freedom when nothing drifted: PSI ~ sum (p - q)^2 / m,
 #: and the Jensen-Shannon divergence (base 2) ~ that / (8 ln 2).
-_CHI_SQUARE_SCALE: dict[str, float] = {"psi": 1.0, "jsd": 8.0 * math.log(2.0)}
+CHI_SQUARE_SCALE: dict[str, float] = {"psi": 1.0, "jsd": 8.0 * math.log(2.0)}
 #: Pseudo-count per slot (Jeffreys): an empty slot of a small sample reads as rare, not as
 #: a logarithm of zero.
 _PSEUDO_COUNT = 0.5
@@ -333,10 +334,13 @@ class Divergence:
     rows: float
     df: int
     current_rows: float = 0.0
+    #: Rows of a fixed reference profile (inf: exact proportions); None: the reference is
+    #: a second sample, growing with traffic like the current one.
+    reference_rows: float | None = None
 
     @property
     def scale(self) -> float:
-        return _CHI_SQUARE_SCALE[self.method]
+        return CHI_SQUARE_SCALE[self.method]
 
     def to_divergence(self, value: float) -> float:
         """A threshold or value in the method's units, on the divergence scale."""
@@ -389,8 +393,16 @@ class Divergence:
         return Bounds(self.from_divergence(low), self.from_divergence(high), above, below)
 
     def scaled(self, factor: float) -> Divergence:
-        """The same estimate on ``factor`` times the rows (how many would decide)."""
-        return replace(self, rows=self.rows * factor, current_rows=self.current_rows * factor)
+        """The same estimate on ``factor`` times the current rows (how many would decide).
+
+        A fixed reference profile does not grow: the effective rows tend to its rows,
+        however many current rows come.
+        """
+        current = self.current_rows * factor
+        if self.reference_rows is None:
+            return replace(self, rows=self.rows * factor, current_rows=current)
+        rows = 1.0 / (1.0 / current + 1.0 / self.reference_rows)
+        return replace(self, rows=rows, current_rows=current)
 
 
 def _scores(method: str, reference: list[float], current: list[float], floor: float) -> float:
@@ -445,7 +457,7 @@ def divergence(
     :data:`ROWS_PER_SLOT` rows per slot in use, or the method has no
     chi-square form (ks, wasserstein).
     """
-    if method not in _CHI_SQUARE_SCALE:
+    if method not in CHI_SQUARE_SCALE:
         return None
     cur, ref = _counts(current), _counts(reference)
     if len(ref) != len(cur):
@@ -468,6 +480,6 @@ def divergence(
     score = _scores(method, smooth_ref, smooth_cur, DEFAULT_EPSILON)
     on_scale = score * score if method == "jsd" else score
     df = slots - 1
-    corrected = on_scale - df / (_CHI_SQUARE_SCALE[method] * rows)
+    corrected = on_scale - df / (CHI_SQUARE_SCALE[method] * rows)
     raw = _scores(method, ref, cur, DEFAULT_EPSILON)
-    return Divergence(method, raw, corrected, rows, df, n_cur)
+    return Divergence(method, raw, corrected, rows, df, n_cur, reference_rows)

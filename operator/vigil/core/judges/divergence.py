@@ -12,6 +12,10 @@ from vigil.core.analysis import CandidateFigures, FeatureDrift
 from vigil.core.drift import Divergence
 from vigil.core.judges.evidence import GateTest, describing, num
 from vigil.core.stats import Bounds, normal_p_values, normal_quantile, normal_radius
+from vigil.core.vocabulary import GateVerdict
+
+#: Live rows times this: more than traffic could ever bring (each reference stays as it is).
+_UNLIMITED = 1e12
 
 
 def prediction_shift(figures: CandidateFigures, limit: float) -> GateTest | None:
@@ -122,8 +126,37 @@ def input_drift(figures: CandidateFigures, margin: float) -> GateTest | None:
     # Settled at the step's end by the estimates, allowing for the largest of d noises.
     allowance = normal_quantile(1 - 0.5 / d) if d > 1 else 0.0
     within = all(t.excess <= allowance for t in tests)
-    worst = max(range(len(tests)), key=lambda i: tests[i].excess)
-    return _family_test(tests, worst, within, d)
+    return _family_test(tests, _deciding(tests, GateVerdict.UNDECIDED), within, d)
+
+
+def _deciding(tests: Sequence[_FeatureTest], verdict: GateVerdict) -> int:
+    """The feature to show: for a fail the one with the strongest evidence of too much drift
+    (the family's p-value is d times its own); for a pass the one with the weakest evidence
+    of not (every feature passed at least that); undecided, the largest excess (what settles
+    the step at its end)."""
+    indices = range(len(tests))
+    if verdict == GateVerdict.FAIL:
+        return min(indices, key=lambda i: (tests[i].p_values()[0], -tests[i].excess))
+    if verdict == GateVerdict.PASS:
+        return max(indices, key=lambda i: (tests[i].p_values()[1], tests[i].excess))
+    return max(indices, key=lambda i: tests[i].excess)
+
+
+def _undecidable(tests: Sequence[_FeatureTest], d: int, alpha: float) -> str:
+    """Words when no live traffic could decide the family: a reference profile of n rows
+    bounds each feature's evidence ('' when more traffic would decide it)."""
+    bounded = [
+        rows
+        for t in tests
+        for rows in (t.feature.candidate.reference_rows, t.feature.stable.reference_rows)
+        if rows is not None and math.isfinite(rows)
+    ]
+    if not bounded:
+        return ""
+    evidence = [t.scaled(_UNLIMITED).p_values() for t in tests]
+    if d * min(p for p, _ in evidence) <= alpha or d * max(p for _, p in evidence) <= alpha:
+        return ""
+    return f"not decidable against a reference of {min(bounded):.0f} rows"
 
 
 def _unjudged(why: str) -> GateTest:
@@ -144,10 +177,10 @@ def _unjudged(why: str) -> GateTest:
     )
 
 
-def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool, d: int) -> GateTest:
-    """One gate over d features: Bonferroni within (the gate's p-value is d times the
-    smallest; it passes when every feature passes at its share)."""
-    shown = tests[worst]
+def _family_test(tests: Sequence[_FeatureTest], index: int, within: bool, d: int) -> GateTest:
+    """One gate over d features, showing feature ``index``: Bonferroni within (the gate's
+    p-value is d times the smallest; it passes when every feature passes at its share)."""
+    shown = tests[index]
     feature = shown.feature
 
     def bounds(alpha: float, interval: bool) -> Bounds:
@@ -175,7 +208,9 @@ def _family_test(tests: Sequence[_FeatureTest], worst: int, within: bool, d: int
         samples=feature.candidate.current_rows,
         unit="input rows",
         bounds=bounds,
-        grown=lambda f: _family_test([t.scaled(f) for t in tests], worst, within, d),
+        grown=lambda f: _family_test([t.scaled(f) for t in tests], index, within, d),
         within=within,
         describe=describe,
+        undecidable=lambda alpha: _undecidable(tests, d, alpha),
+        showing=lambda verdict: _family_test(tests, _deciding(tests, verdict), within, d),
     )

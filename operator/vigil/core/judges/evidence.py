@@ -94,6 +94,10 @@ class GateTest:
     describe: Describe
     #: Samples still missing before the gate judges at all (labels below minLabels).
     waiting: int = 0
+    #: alpha -> why no number of samples more would decide the gate ('' when some would).
+    undecidable: Callable[[float], str] | None = None
+    #: verdict -> the evidence to show with it (a family shows the member that decided it).
+    showing: Callable[[GateVerdict], GateTest] | None = None
 
     def p_fail(self, bounds: Bounds) -> float:
         return bounds.p_above if self.at_most else bounds.p_below

@@ -86,16 +86,17 @@ def gates(
             verdict = GateVerdict.PASS
         else:
             verdict = GateVerdict.UNDECIDED
+        shown = test.showing(verdict) if test.showing is not None else test
         out.append(
             Gate(
                 name=test.name,
                 verdict=verdict,
-                value=test.estimate,
-                threshold=test.threshold,
-                samples=round(test.samples),
+                value=shown.estimate,
+                threshold=shown.threshold,
+                samples=round(shown.samples),
                 unit=test.unit,
                 within=test.within,
-                explain=_explainer(test, verdict, level, elapsed),
+                explain=_explainer(shown, verdict, level, elapsed),
             )
         )
     return tuple(out)
@@ -113,10 +114,10 @@ def _explainer(
         text = test.describe(test.estimate, bounds.low, bounds.high)
         if verdict != GateVerdict.UNDECIDED:
             return Explanation(bounds.low, bounds.high, text)
-        needed = _needed(test, alpha)
-        return Explanation(
-            bounds.low, bounds.high, f"{text}, undecided: {_more(test, needed, elapsed)}", needed
-        )
+        why = test.undecidable(alpha) if test.undecidable is not None else ""
+        needed = None if why else _needed(test, alpha)
+        more = _more(test, needed, elapsed, why)
+        return Explanation(bounds.low, bounds.high, f"{text}, undecided: {more}", needed)
 
     return explain
 
@@ -146,11 +147,11 @@ def _needed(test: GateTest, alpha: float) -> int | None:
     return max(1, math.ceil(test.samples * (high - 1.0)))
 
 
-def _more(test: GateTest, needed: int | None, elapsed: float) -> str:
-    """'180 requests, about 420 more needed (~7m at 1.0/s)'."""
+def _more(test: GateTest, needed: int | None, elapsed: float, why: str = "") -> str:
+    """'180 requests, about 420 more needed (~7m at 1.0/s)'; ``why`` none would do."""
     so_far = f"{round(test.samples)} {test.unit}"
     if needed is None:
-        return f"{so_far}, the estimate sits at the threshold"
+        return f"{so_far}, {why or 'the estimate sits at the threshold'}"
     rate = test.samples / elapsed if elapsed > 0 else 0.0
     when = f" (~{_duration(needed / rate)} at {rate:.1f}/s)" if rate > 0 else ""
     return f"{so_far}, about {needed} more needed{when}"
