@@ -153,10 +153,10 @@ def quantity(value: str) -> int:
     if match is None:
         raise PermanentError(f"size limit {value!r} is not a quantity such as 20Gi")
     number, suffix = decimal.Decimal(match[1]), match[2] or ""
-    if suffix[:1] in ("e", "E"):
-        number *= decimal.Decimal(10) ** int(suffix[1:])
-    elif suffix:
+    if suffix in _FACTORS:  # before the exponent: "E" alone is exa, "Ei" exbi
         number *= _FACTORS[suffix]
+    elif suffix:
+        number *= decimal.Decimal(10) ** int(suffix[1:])
     return math.ceil(number)
 
 

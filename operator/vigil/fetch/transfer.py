@@ -38,6 +38,8 @@ MAX_REDIRECTS = 5
 #: An error response's body is read for its words, never more than this.
 ERROR_BODY_BYTES = 64 << 10
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
+#: TLS that cannot work whatever the retries: https:// aimed at a plain-HTTP port, say.
+_TLS_MISMATCH = frozenset({"WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL", "HTTP_REQUEST"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -337,6 +339,8 @@ def transient_error_words(error: BaseException, url: str) -> str | None:
         return f"connection closed early by {where} (body incomplete)"
     if isinstance(error, ssl.SSLCertVerificationError):
         return None
+    if isinstance(error, ssl.SSLError) and error.reason in _TLS_MISMATCH:
+        return None
     if isinstance(error, socket.gaierror):
         return f"cannot resolve host {parts.hostname!r}: {error.strerror}"
     if isinstance(error, TimeoutError | socket.timeout):
@@ -409,10 +413,10 @@ def download(
     offset = 0
     validator: str | None = None
     failures = 0
+    furthest = 0
     try:
         while True:
             request = make_request()
-            started_at = offset
             try:
                 offset, validator = _attempt(
                     request,
@@ -429,8 +433,10 @@ def download(
                 return Downloaded(size=offset, sha256=sink.close())
             except _Retry as attempt_error:
                 offset = file_sink.written
-                if offset > started_at:
-                    failures = 0  # progress was made: count afresh
+                # Further than any attempt before: count afresh. A server that ignores Range
+                # starts over at byte 0, so more than this attempt's start is no progress.
+                if offset > furthest:
+                    failures, furthest = 0, offset
                 failures += 1
                 if failures > retry.retries:
                     raise TransientError(
@@ -527,6 +533,11 @@ def _attempt(
                 raise PermanentError(
                     f"TLS certificate verification failed: {error.verify_message}"
                 ) from None
+            if isinstance(error, ssl.SSLError) and error.reason in _TLS_MISMATCH:
+                raise PermanentError(
+                    f"TLS with {_where(request.url)} failed: {error.reason} "
+                    "(does it speak https on that port?)"
+                ) from None
             raise PermanentError(f"{type(error).__name__}: {error}") from None
         raise _Retry(words) from None
     finally:
@@ -620,7 +631,15 @@ def _stream(read: Readinto, sink: FileSink | HashingSink, progress: Progress) ->
 
 def default_ssl_context(ca_file: str | None) -> ssl.SSLContext:
     """The system's trust store, or only ``ca_file`` when given (a private CA)."""
-    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    if not ca_file:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, OSError) as error:
+        why = getattr(error, "reason", None) or error.strerror or error
+        raise PermanentError(
+            f"the CA file {ca_file} holds no usable PEM certificate: {why}"
+        ) from None
 
 
 def remove_quietly(path: Path) -> None:

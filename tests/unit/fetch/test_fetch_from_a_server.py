@@ -215,6 +215,52 @@ def test_a_body_without_a_length_cut_by_a_reset_is_fetched_again(
     assert (done.dest / "m.bin").read_bytes() == DATA
 
 
+def test_https_to_a_plain_http_port_fails_at_once_saying_so(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    server.routes["/m.bin"] = send(DATA)
+    done = run(server.url("/m.bin").replace("http://", "https://"), "--retries", "3")
+    assert done.code == EXIT_PERMANENT
+    assert "WRONG_VERSION_NUMBER (does it speak https on that port?)" in done.message
+    assert "gave up" not in done.message
+
+
+def test_a_ca_file_that_holds_no_certificate_is_a_configuration_error(
+    server: Server, run: Callable[..., Run], tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not a certificate\n")
+    done = run(server.url("/m.bin").replace("http://", "https://"), "--ca-file", str(ca))
+    assert done.code == EXIT_PERMANENT
+    assert f"the CA file {ca} holds no usable PEM certificate" in done.message
+
+
+def test_a_server_that_ignores_range_and_cuts_short_runs_out_of_retries(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    # Each attempt starts over at byte 0, cut at 100, then 60, then 100 ... bytes: none gets
+    # further than the first, so three attempts (two retries) are all there is.
+    attempts = []
+
+    def cut_short(handler: BaseHTTPRequestHandler) -> None:
+        attempts.append(1)
+        if len(attempts) > 10:  # the whole body at last: a loop ends, and fails the test
+            send(DATA)(handler)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(DATA)))
+        handler.end_headers()
+        handler.wfile.write(DATA[: (100, 60)[len(attempts) % 2 == 0]])
+        handler.wfile.flush()
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        handler.close_connection = True
+
+    server.routes["/m.bin"] = cut_short
+    done = run(server.url("/m.bin"), "--retries", "2")
+    assert done.code != 0 and "gave up after 3 attempts in a row" in done.message
+    assert len(attempts) == 3
+
+
 def zeros_tar_gz(size: int) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

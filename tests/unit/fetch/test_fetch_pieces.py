@@ -127,6 +127,8 @@ def test_without_a_container_s_termination_log_none_is_created(
         # The CRD takes what Kubernetes takes: a sign and milli too (it failed the fetch).
         ("+1Gi", 1 << 30),
         ("1500m", 2),
+        ("1E", 10**18),  # exa, not an exponent without digits (a bug's exit before)
+        ("2Ei", 2 << 60),
     ],
 )
 def test_a_size_limit_is_a_kubernetes_quantity(value: str, size: int) -> None:
