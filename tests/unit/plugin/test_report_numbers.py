@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from vigil.core import metric_names as names
 from vigil.core.metric_names import total
 from vigil.metrics.prometheus import group_matrices
 from vigil.plugin.report.figures import Context, build
-from vigil.plugin.report.page import render
+from vigil.plugin.report.page import BOTTOM, HEIGHT, TOP, Colours, line_chart, render
 from vigil.plugin.report.sources import choose_step, from_scrapes
 from vigil.profile import ReferenceProfile, build_profile
 from vigil.profile.bins import bin_index
@@ -130,6 +131,34 @@ def test_the_direct_source_gives_one_point_and_says_why() -> None:
     assert [len(points) for points in numbers["operations"]["errorRate"].values()] == [1]
     assert numbers["operations"]["errorRate"]["r1"][0][1] == 0.004
     assert any("need Prometheus" in note for note in numbers["notes"])
+
+
+def test_the_direct_source_rates_each_revision_over_its_own_pods_life() -> None:
+    # A stable up for two days and a candidate for ten minutes, 600 requests each.
+    def sidecar(started: float) -> str:
+        success = f'{total(names.REQUESTS)}{{endpoint="infer",outcome="success"}} 600'
+        return f"{success}\n{names.SIDECAR_START_TIME} {started}\n"
+
+    now = 1_000_000.0
+    scrapes = {
+        "r1": [("wine-r1-0", sidecar(now - 172_800))],
+        "r2": [("wine-r2-0", sidecar(now - 600))],
+    }
+    measured = from_scrapes(scrapes, now=now, progress=print)
+    status = {"stable": {"revision": "r1"}, "candidate": {"revision": "r2"}}
+    numbers = build(Context({**MD, "status": status}, (), None, generated_at=now), measured)
+    rates = {rev: points[0][1] for rev, points in numbers["operations"]["requestRate"].items()}
+    assert rates == {"r1": round(600 / 172_800, 6), "r2": 1.0}  # the page rounds to 6 places
+    assert measured.start == now - 172_800
+
+
+def test_a_chart_of_negative_values_keeps_them_inside_it() -> None:
+    # A regressor's prediction mean below zero: drawn below the zero line, inside the plot.
+    svg = line_chart(
+        "mean", "Prediction mean", {"r1": [[0.0, -5.0], [60.0, 3.0]]}, Colours(["r1"]), (0.0, 60.0)
+    )
+    ys = [float(y) for y in re.findall(r'<circle[^>]* cy="([-0-9.]+)"', svg)]
+    assert all(TOP <= y <= HEIGHT - BOTTOM for y in ys) and ys[0] > ys[1]
 
 
 def test_numbers_are_strict_json_and_the_page_holds_them() -> None:

@@ -53,6 +53,13 @@ class Measured:
     window_seconds: float
     source: str
     notes: tuple[str, ...] = ()
+    #: Revision -> the seconds its counters cover, where not ``window_seconds`` (the direct
+    #: source: each revision's counters began with its first pod).
+    revision_seconds: Mapping[str, float] = field(default_factory=dict)
+
+    def seconds(self, revision: str) -> float:
+        """What one revision's counts are divided by, for a rate."""
+        return self.revision_seconds.get(revision, self.window_seconds)
 
 
 @dataclass(frozen=True)
@@ -261,7 +268,7 @@ def _operations(
 ) -> dict[str, Any]:
     rate = {
         rev: _series(
-            {at: w.requests / measured.window_seconds for at, w in _by_revision(measured, rev)}
+            {at: w.requests / measured.seconds(rev) for at, w in _by_revision(measured, rev)}
         )
         for rev in reports
     }
@@ -386,7 +393,7 @@ def _ground_truth(
         over_time["accuracy"][rev] = _series({at: w.realized.accuracy for at, w in by_time})
         over_time["mae"][rev] = _series({at: w.realized.mae for at, w in by_time})
         over_time["labels"][rev] = _series(
-            {at: w.realized.labels / measured.window_seconds for at, w in by_time}
+            {at: w.realized.labels / measured.seconds(rev) for at, w in by_time}
         )
     return {
         "available": True,

@@ -119,17 +119,20 @@ def line_chart(
     if x1 <= x0:
         x1 = x0 + 1
     values = [p[1] for pts in drawn.values() for p in pts] + [t[0] for t in thresholds]
-    top = max(values) * 1.1 or 1.0
+    # From zero, or from below it: a regressor's predictions may be negative.
+    bottom, top = min(0.0, min(values) * 1.1), max(0.0, max(values) * 1.1)
+    if top <= bottom:
+        top = bottom + 1.0
     width, height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(at: float) -> float:
         return LEFT + (at - x0) / (x1 - x0) * width
 
     def y(value: float) -> float:
-        return TOP + height - (value / top) * height
+        return TOP + height - (value - bottom) / (top - bottom) * height
 
     parts = [f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img">']
-    for tick in _ticks(0.0, top):
+    for tick in _ticks(bottom, top):
         parts.append(_tag("line", cls="grid", x1=LEFT, x2=WIDTH - RIGHT, y1=y(tick), y2=y(tick)))
         parts.append(
             _tag("text", _e(fmt(tick)), cls="axis", x=LEFT - 4, y=y(tick) + 4, text_anchor="end")

@@ -133,11 +133,12 @@ def from_scrapes(
     """The direct source: revision -> (pod name, its sidecar's /metrics text).
 
     Each sidecar's counters began when it started: the figures cover each
-    pod's life so far (the earliest start is the range's start).
+    pod's life so far (the earliest start is the range's start; a revision's
+    rates are over its own first pod's life).
     """
     everyone: list[dict[SeriesKey, float]] = []
     own: dict[str, list[dict[SeriesKey, float]]] = {}
-    starts: list[float] = []
+    starts: dict[str, float] = {}  # revision -> its first pod's start
     unreadable: list[str] = []
     for revision, pods in scrapes.items():
         for pod, text in pods:
@@ -153,7 +154,7 @@ def from_scrapes(
                 {k: v for k, v in values.items() if k[0] not in SERVED_REVISION_FAMILIES}
             )
             if started_at is not None:
-                starts.append(started_at)
+                starts[revision] = min(started_at, starts.get(revision, started_at))
     labelled = add_series(everyone)
     windows = {
         revision: RevisionWindow.from_series(
@@ -161,7 +162,7 @@ def from_scrapes(
         )
         for revision, parts in own.items()
     }
-    start = min(starts) if starts else now
+    start = min(starts.values(), default=now)
     return Measured(
         points={now: windows},
         totals=windows,
@@ -169,6 +170,7 @@ def from_scrapes(
         end=now,
         step=0.0,
         window_seconds=max(1.0, now - start),
+        revision_seconds={rev: max(1.0, now - began) for rev, began in starts.items()},
         source="direct (each sidecar's counters since it started)",
         notes=(
             "direct source: one point per revision (counters since each sidecar started); "
