@@ -131,8 +131,13 @@ def numeric_datatype(protocol: str, datatype: str) -> bool:
 
 
 def check_tensor_value(value: Any, datatype: str, where: str) -> None:
-    """Refuse text in a numeric tensor: the model server rejects the whole batch it is in
-    (a rollout's validate step would then fail every case and roll the candidate back)."""
+    """Refuse text or null in a numeric tensor: the model server rejects the whole batch it
+    is in (a rollout's validate step would then fail every case and roll the candidate back)."""
+    if value is None:
+        raise GoldenSetError(
+            f"{where}: null is not a number (input datatype {datatype}; "
+            "a case needs every value: fill or drop it)"
+        )
     if isinstance(value, str):
         raise GoldenSetError(
             f"{where}: {value!r} is not a number (input datatype {datatype}; "
@@ -143,8 +148,8 @@ def check_tensor_value(value: Any, datatype: str, where: str) -> None:
 def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     """Read and validate a golden set document (JSON text or decoded).
 
-    A v2 numeric tensor (FP*/INT*/UINT*) holds no text: a string input there is refused
-    here, not by the model server in the middle of a rollout.
+    A v2 numeric tensor (FP*/INT*/UINT*) holds no text and no null: such an input is
+    refused here, not by the model server in the middle of a rollout.
     """
     if isinstance(source, str | bytes):
         try:

@@ -467,6 +467,20 @@ def test_cli_build_refuses_an_empty_cell_naming_its_line_and_column(tmp_path, ca
     assert not (tmp_path / "golden.json").exists()
 
 
+def test_cli_build_refuses_a_null_in_a_numeric_tensor_as_it_refuses_an_empty_cell(tmp_path, capsys):
+    rows = json.dumps([{"a": 1, "b": 2, "label": 0}, {"a": 1, "b": None, "label": 0}])
+    assert build_cli(tmp_path, "rows.json", rows) == 1
+    assert "rows.json: [1] column 'b': null is not a number (input datatype FP64" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "golden.json").exists()
+    assert build_cli(tmp_path, "rows.json", rows, "--datatype", "BYTES") == 0
+    document = json.loads((tmp_path / "golden.json").read_text())
+    document["input"]["datatype"] = "FP64"
+    with pytest.raises(GoldenSetError, match=r"inputs\[1\]\[1\]: null is not a number"):
+        parse_golden_set(document)
+
+
 def test_cli_build_refuses_text_in_a_numeric_tensor_naming_the_cell(tmp_path, capsys):
     assert build_cli(tmp_path, "data.csv", "a,b,label\n1,red,0\n") == 1
     assert "line 2, column 'b': 'red' is not a number (input datatype FP64" in (
