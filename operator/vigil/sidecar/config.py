@@ -408,10 +408,16 @@ def _validate_feedback(fb: FeedbackSettings) -> None:
 def read_document(path: str) -> dict[str, Any]:
     """Decode a JSON or YAML settings file (YAML is a superset of JSON)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read settings file {path}: {exc.strerror or exc}") from exc
+    return decode_document(path, data)
+
+
+def decode_document(path: str, data: bytes) -> dict[str, Any]:
+    """Decode the bytes of the settings file ``path`` (JSON or YAML, by its name)."""
     try:
+        text = data.decode("utf-8")
         doc = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"settings file {path} is not valid JSON/YAML: {exc}") from exc
@@ -470,9 +476,12 @@ class SettingsWatcher:
     """Polls the settings file and applies the run-time keys when they change.
 
     Content hashing (not mtime alone) because a ConfigMap update swaps the
-    ``..data`` symlink and may keep timestamps; a bad new file keeps the old
-    settings and is reported through ``on_error``, as is a file that cannot
-    be read (once until it can again). The first poll reads the file anew and
+    ``..data`` symlink and may keep timestamps; the bytes hashed are the bytes
+    applied (one read). A bad new file keeps the old settings and is reported
+    through ``on_error``, as is a file that cannot be read (once until it can
+    again). An empty file is taken for one being written (a writer that
+    truncates, then writes): it keeps the settings that run, logged once, and
+    is read again at the next poll. The first poll reads the file anew and
     compares it with what runs: one that changed since the start-up read is
     applied, or its static changes logged.
     """
@@ -488,29 +497,40 @@ class SettingsWatcher:
         self._on_error = on_error
         self._digest = ""
         self._unreadable = False
+        self._empty = False  # an empty file was logged (until one with content comes)
 
-    def _read_digest(self) -> str:
+    def _read(self) -> bytes | None:
         try:
-            digest = hashlib.sha256(Path(self.settings.config_path).read_bytes()).hexdigest()
+            data = Path(self.settings.config_path).read_bytes()
         except OSError as exc:
             if not self._unreadable:
                 self._on_error(f"cannot read the settings file: {exc}")
             self._unreadable = True
-            return ""
+            return None
         self._unreadable = False
-        return digest
+        return data
 
     def check(self) -> bool:
         """Re-read the file once; returns True when new settings were applied."""
-        if not self.settings.config_path:
+        path = self.settings.config_path
+        if not path:
             return False
-        digest = self._read_digest()
-        if not digest or digest == self._digest:
+        data = self._read()
+        if data is None:
+            return False
+        if not data.strip():
+            # Applied, it would mean every default: shadowing off, queued copies dropped.
+            if not self._empty:
+                self._empty = True
+                log.warning("settings file %s is empty: keeping the current settings", path)
+            return False
+        self._empty = False
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._digest:
             return False
         self._digest = digest
         try:
-            doc = read_document(self.settings.config_path)
-            fresh = settings_from_mapping(doc, Settings())
+            fresh = settings_from_mapping(decode_document(path, data), Settings())
         except ConfigError as exc:
             self._on_error(str(exc))
             return False

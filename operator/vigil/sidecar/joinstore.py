@@ -308,8 +308,8 @@ class JoinStore:
     ) -> None:
         """Record one prediction: its rows' values (NaN: that row has none).
 
-        ``predictions`` None: the answer was not read; labels for it count as
-        ``no_prediction``.
+        ``predictions`` None: the answer was not read; a label for it counts as
+        ``no_prediction``, the same one resent as ``duplicate``.
         """
         self.expire(served_at)
         old = self._find(key)
@@ -346,9 +346,10 @@ class JoinStore:
         if served_at < now - self.window_seconds:
             return Labelled(EXPIRED, revision, served_at)
         flags = self._flags[first]
-        if flags & _ROWS_UNKNOWN:
+        if flags & _ROWS_UNKNOWN and row:
+            # Rows past the first of an unread answer are not kept: none to mark labelled.
             return Labelled(NO_PREDICTION, revision, served_at)
-        span = self._span(position)
+        span = self._span(position)  # 1 for an unread answer: its one row, marked below
         if row is None:
             if span > 1:
                 return Labelled(

@@ -110,6 +110,7 @@ class _Request:
     raw_body: bytes
     body: bytes
     endpoint: str
+    #: When the request was complete (its body received): its duration runs from here.
     start: float
     timer: asyncio.TimerHandle | None
     upstream: _Upstream | None = None
@@ -264,7 +265,6 @@ class _Client(asyncio.Protocol):
         self.head_end = 0
         #: Where framing the chunked body of ``head`` stopped (None: not started).
         self.chunks: ChunkedScanner | None = None
-        self.start = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.request: _Request | None = None
         self.local_task: asyncio.Task[None] | None = None
@@ -319,22 +319,16 @@ class _Client(asyncio.Protocol):
             head = self.head
             if head is None:
                 end = self.buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self.buf) > MAX_HEADER_BYTES:
-                        proxy.ops.reject("headers_too_large")
-                        self._reply_and_close(
-                            error_response(
-                                431, "headers_too_large", "headers too large", close=True
-                            )
-                        )
+                # The whole head counts, also one that came with its end in a single read.
+                if (end + 4 if end >= 0 else len(self.buf)) > MAX_HEADER_BYTES:
+                    self._reject_head(431, "headers_too_large", "headers too large")
                     return
-                self.start = proxy.clock()
+                if end < 0:
+                    return
                 try:
                     head = parse_request_head(bytes(self.buf[: end + 4]))
                 except BadMessage as exc:
-                    proxy.ops.reject("bad_request")
-                    proxy.ops.observe("other", "rejected", 400, proxy.clock() - self.start, 0, 0)
-                    self._reply_and_close(error_response(400, "bad_request", str(exc), close=True))
+                    self._reject_head(400, "bad_request", str(exc))
                     return
                 del self.buf[: end + 4]
                 if head.shadow_copy:
@@ -378,7 +372,8 @@ class _Client(asyncio.Protocol):
                 raw_body = body = bytes(self.buf[:end])
             del self.buf[:end]
             self.head = None
-            request = _Request(head, raw_body, body, endpoint, self.start, self.timer)
+            # The duration runs from the complete request: a slow upload is the client's time.
+            request = _Request(head, raw_body, body, endpoint, proxy.clock(), self.timer)
             if endpoint == "infer":
                 request.request_id = proxy.identify(head, body)
             self.timer = None
@@ -500,12 +495,17 @@ class _Client(asyncio.Protocol):
     def _local(self, head: RequestHead) -> None:
         # A body we do not read: do not reuse the connection.
         keep = head.keep_alive and not (head.content_length or head.chunked)
+        proxy = self.proxy
         if head.path in HEALTH_PATHS:
             self._write(simple_response(200, b'{"alive":true}', close=not keep))
             if not keep:
                 self.close()  # and nothing behind it is parsed or served
+                return
+            # An answered probe is activity: the idle reaper must not close this connection.
+            proxy.clients[self] = proxy.loop.time()
             return
-        self.local_task = self.proxy.loop.create_task(self._ready(keep))
+        proxy.clients[self] = _BUSY  # until the answer (_next), however long the check takes
+        self.local_task = proxy.loop.create_task(self._ready(keep))
 
     async def _ready(self, keep: bool) -> None:
         try:
@@ -574,19 +574,20 @@ class _Client(asyncio.Protocol):
             transport.resume_reading()
         self.linger_timer = self.proxy.loop.call_later(LINGER_SECONDS, transport.close)
 
+    # A request the sidecar rejects never completed: its answer goes at once, and the
+    # duration it adds is 0 (the time the client took to send what came is not latency).
+    def _reject_head(self, status: int, reason: str, message: str) -> None:
+        """Refuse a request head: 400 (malformed) or 431 (too large)."""
+        proxy = self.proxy
+        proxy.ops.reject(reason)
+        proxy.ops.observe("other", "rejected", status, 0.0, 0, 0)
+        self._reply_and_close(error_response(status, reason, message, close=True))
+
     def _too_large(self, head: RequestHead) -> None:
         proxy = self.proxy
         endpoint = endpoint_of(proxy.settings.protocol, head.method, head.path)
         proxy.ops.reject("body_too_large")
-        proxy.ops.observe(
-            endpoint,
-            "rejected",
-            413,
-            proxy.clock() - self.start,
-            0,
-            0,
-            origin_of(head.shadow_copy),
-        )
+        proxy.ops.observe(endpoint, "rejected", 413, 0.0, 0, 0, origin_of(head.shadow_copy))
         self._reply_and_close(
             error_response(
                 413,
@@ -599,7 +600,7 @@ class _Client(asyncio.Protocol):
     def _bad_body(self, endpoint: str, why: str, origin: str) -> None:
         proxy = self.proxy
         proxy.ops.reject("bad_request")
-        proxy.ops.observe(endpoint, "rejected", 400, proxy.clock() - self.start, 0, 0, origin)
+        proxy.ops.observe(endpoint, "rejected", 400, 0.0, 0, 0, origin)
         self._reply_and_close(
             error_response(400, "bad_request", f"bad request body: {why}", close=True)
         )
@@ -690,7 +691,11 @@ class Proxy:
         done = True
         try:
             async with asyncio.timeout(timeout):
-                await self._idle_event.wait()
+                # Woken a loop turn after the count reached 0, a request may have started
+                # meanwhile on a kept-alive connection: done only when none runs now (the
+                # connections close below, in this same turn, so none starts after).
+                while self.in_flight:
+                    await self._idle_event.wait()
         except TimeoutError:
             done = False
             log.warning("drain timeout: %d requests still in flight", self.in_flight)
@@ -776,14 +781,14 @@ class Proxy:
         """The id of an inference request: the client's header, the body's ``id``, or a new one.
 
         The model server gets the id in ``X-Request-Id`` when the client sent none,
-        or one not used (too long, blanks): then it is replaced.
+        or one not used (empty, too long, blanks): then it is replaced.
         """
         given = clean_id(head.request_id) if head.request_id else None
         if given is not None:
             return given
         found = body_id(body) if self._parse_body_id else None
         request_id = found if found is not None else self.ids.make()
-        head.raw = with_request_header(head.raw, request_id, replace=bool(head.request_id))
+        head.raw = with_request_header(head.raw, request_id, replace=head.has_request_id)
         return request_id
 
     def record(self, request: _Request, resp: Response) -> None:

@@ -44,6 +44,22 @@ MAX_CHUNK_LINE = 4096
 #: made to see two requests where the server sees one (request smuggling).
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9a-fA-F]{1,15}")
+#: Control characters no request head may hold: all but HTAB, CR and LF (CR and LF
+#: only as CRLF pairs, checked apart; RFC 9112 2.2, RFC 9110 5.5).
+_CONTROL = bytes(c for c in range(32) if c not in (9, 10, 13)) + b"\x7f"
+
+
+def _check_head_bytes(raw: bytes) -> None:
+    """Refuse a bare CR or LF and control characters (but HTAB) in a request head.
+
+    The head is forwarded as received: a server behind the proxy that ends a line at a
+    bare LF would read a second request hidden in a header value (request smuggling).
+    """
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
+        raise BadMessage("bare CR or LF in the request head")
+    if len(raw.translate(None, _CONTROL)) != len(raw):
+        raise BadMessage("control character in the request head")
 
 
 def _content_length(value: bytes) -> int:
@@ -101,8 +117,10 @@ class RequestHead:
     content_encoding: str
     shadow_copy: bool
     raw: bytes
-    #: The client's X-Request-Id header, as sent ("" without one).
+    #: The client's X-Request-Id header, as sent ("" without one, or an empty one).
     request_id: str = ""
+    #: The client sent an X-Request-Id header (maybe empty).
+    has_request_id: bool = False
 
 
 @dataclass(slots=True)
@@ -122,6 +140,7 @@ class Response:
 
 def parse_request_head(raw: bytes) -> RequestHead:
     """Parse a request head that ends with CRLF CRLF."""
+    _check_head_bytes(raw)
     lines = raw[:-4].split(b"\r\n")
     try:
         method_b, target_b, version = lines[0].split(b" ")
@@ -138,6 +157,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
     content_encoding = ""
     shadow_copy = False
     request_id = ""
+    has_request_id = False
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep:
@@ -170,6 +190,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
             shadow_copy = True
         elif key == b"x-request-id":
             request_id = value.strip().decode("latin-1")
+            has_request_id = True
     if chunked and content_length is not None:
         # RFC 9112 6.3: the upstream connection is shared, and a server behind the
         # proxy that framed it by Content-Length would read a second request out of it.
@@ -199,6 +220,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
         shadow_copy=shadow_copy,
         raw=raw,
         request_id=request_id,
+        has_request_id=has_request_id,
     )
 
 

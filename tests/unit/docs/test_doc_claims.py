@@ -283,7 +283,7 @@ NUMBERS = [
     ("docs/concepts.md", "for the last {} revisions", status.HISTORY_LIMIT),
     ("docs/troubleshooting.md", "looks again every {} seconds", reconcile.RECHECK_SECONDS),
     ("docs/troubleshooting.md", "so at most {})", 63 - 7 - 1),
-    ("docs/sidecar.md", "| headers over {} KiB |", wire.MAX_HEADER_BYTES / 1024),
+    ("docs/sidecar.md", "| a request head over {} KiB |", wire.MAX_HEADER_BYTES / 1024),
     ("docs/sidecar.md", "a bounded queue every {} ms", monitor.FLUSH_INTERVAL * 1000),
     ("docs/sidecar.md", "batches of more than {} values", monitor.SMALL_BATCH),
     ("docs/sidecar.md", "buckets {} ms ..", metrics.LATENCY_BUCKETS[0] * 1000),

@@ -272,6 +272,18 @@ def capture_dispatch(proxy: Proxy, monkeypatch: Any) -> list[_Request]:
     return sent
 
 
+def hold_readiness(proxy: Proxy, monkeypatch: Any) -> asyncio.Event:
+    """Readiness checks wait for the returned event, then answer ready."""
+    answer = asyncio.Event()
+
+    async def readiness() -> tuple[int, bytes]:
+        await answer.wait()
+        return 200, b'{"ready":true}'
+
+    monkeypatch.setattr(proxy, "readiness", readiness)
+    return answer
+
+
 def answer_ok(client: _Client, request: _Request) -> None:
     """Answer ``request`` as the model server would: 200, body ``ok``, keep-alive."""
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"

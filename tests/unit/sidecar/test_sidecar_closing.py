@@ -4,7 +4,7 @@ and nothing complete before it is left unanswered."""
 import asyncio
 
 import pytest
-from sidecar_testkit import answer_ok, capture_dispatch, fake_client
+from sidecar_testkit import answer_ok, capture_dispatch, fake_client, hold_readiness
 
 from vigil.devcluster.common import free_port
 from vigil.sidecar import proxy
@@ -68,13 +68,7 @@ class TestReading:
         self, model, start_sidecar, monkeypatch
     ):
         sidecar = await start_sidecar(model.url)
-        answer = asyncio.Event()
-
-        async def readiness() -> tuple[int, bytes]:
-            await answer.wait()
-            return 200, b'{"ready":true}'
-
-        monkeypatch.setattr(sidecar.proxy, "readiness", readiness)
+        answer = hold_readiness(sidecar.proxy, monkeypatch)
         client, transport = fake_client(sidecar.proxy)
         client.data_received(b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\n\r\n")
         big = 2 * proxy.PIPELINE_BUFFER

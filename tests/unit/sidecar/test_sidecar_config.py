@@ -1,6 +1,7 @@
 """Settings: documented file schema, precedence, validation, run-time reload."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,44 @@ def test_static_changes_are_told_against_what_runs(tmp_path, caplog):
     path.write_text(json.dumps({"revision": "b", "listen": {"port": 8101}}))
     watcher.check()
     assert "take effect after a restart: revision" in caplog.text
+
+
+SHADOWED = "revision: a\nshadow:\n  target: http://127.0.0.1:1\n  percent: %d\n"
+
+
+class TestAFileBeingWritten:
+    """A writer that truncates, then writes (not a ConfigMap's symlink swap) shows the file
+    empty for a moment: that is not applied, and what is applied is what was hashed."""
+
+    def test_an_empty_file_keeps_the_settings_that_run_until_content_comes(self, tmp_path, caplog):
+        path = tmp_path / "s.yaml"
+        path.write_text(SHADOWED % 50)
+        applied, errors = [], []
+        watcher = SettingsWatcher(load_settings(str(path), {}, {}), applied.append, errors.append)
+        path.write_text("")
+        assert watcher.check() is False and watcher.check() is False
+        assert watcher.settings.shadow.percent == 50 and applied == [] and errors == []
+        assert caplog.text.count("is empty") == 1  # logged once, read again at each poll
+        path.write_text(SHADOWED % 20)
+        assert watcher.check() is True and applied[-1].shadow.percent == 20
+        path.write_text("")
+        assert watcher.check() is False and watcher.settings.shadow.percent == 20
+        assert caplog.text.count("is empty") == 2
+
+    def test_the_settings_applied_are_the_bytes_hashed(self, tmp_path, monkeypatch):
+        path = tmp_path / "s.yaml"
+        path.write_text("revision: a\n")
+        applied: list[Settings] = []
+        watcher = SettingsWatcher(load_settings(str(path), {}, {}), applied.append, lambda m: None)
+        path.write_text(SHADOWED % 50)
+        read_bytes = Path.read_bytes
+
+        def read_then_truncate(self: Path) -> bytes:
+            data = read_bytes(self)
+            if self == path:
+                path.write_text("")  # the writer truncates right after this read
+            return data
+
+        monkeypatch.setattr(Path, "read_bytes", read_then_truncate)
+        assert watcher.check() is True and applied[-1].shadow.percent == 50
+        assert watcher.check() is False and watcher.settings.shadow.percent == 50

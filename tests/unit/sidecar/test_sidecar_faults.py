@@ -4,7 +4,16 @@ import asyncio
 import json
 
 import pytest
-from sidecar_testkit import base, scrape, settle, v2_body, value
+from sidecar_testkit import (
+    answer_ok,
+    base,
+    capture_dispatch,
+    fake_client,
+    scrape,
+    settle,
+    v2_body,
+    value,
+)
 
 from vigil.devcluster.common import free_port
 from vigil.sidecar import proxy
@@ -128,6 +137,59 @@ async def test_malformed_http_from_client_gets_400_and_sidecar_survives(model, s
     writer.write(b"GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
     writer.close()
+
+
+class TestRefusedRequestHeads:
+    """Refused heads get the sidecar's answer, reach no model server and count as rejected."""
+
+    async def test_a_bare_lf_in_a_header_value_gets_400(
+        self, model, start_sidecar, http, monkeypatch
+    ):
+        # A model server that ends a line at a bare LF would read a second, hidden request,
+        # and its answer would go to the next client of the pooled connection.
+        sidecar = await start_sidecar(model.url)
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        client, transport = fake_client(sidecar.proxy)
+        client.data_received(
+            b"POST /x HTTP/1.1\r\nHost: a\r\nX: a\n\nGET /hidden HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        assert transport.answers() == [b"HTTP/1.1 400 Bad Request"] and transport.closing
+        assert sent == []
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_rejected_requests_total", reason="bad_request") == 1
+        assert value(m, "vigil_request_outcomes_total", outcome="rejected") == 1
+
+    @pytest.mark.parametrize(
+        "first_read",
+        [None, 1000, proxy.MAX_HEADER_BYTES + 1],
+        ids=["in-one-read", "its-end-in-a-later-read", "no-end-yet"],
+    )
+    async def test_a_head_over_64_kib_gets_431(
+        self, model, start_sidecar, http, monkeypatch, first_read
+    ):
+        sidecar = await start_sidecar(model.url)
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        client, transport = fake_client(sidecar.proxy)
+        big = b"GET /x HTTP/1.1\r\nX: " + b"a" * proxy.MAX_HEADER_BYTES + b"\r\n\r\n"
+        client.data_received(big[:first_read])
+        if not transport.answers():
+            client.data_received(big[first_read:])
+        assert transport.answers() == [b"HTTP/1.1 431 Request Header Fields Too Large"]
+        assert transport.closing and sent == []
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_rejected_requests_total", reason="headers_too_large") == 1
+        assert value(m, "vigil_request_outcomes_total", outcome="rejected") == 1
+        assert value(m, "vigil_requests_total", outcome="rejected", code="431") == 1
+
+    async def test_a_head_of_exactly_64_kib_is_forwarded(self, model, start_sidecar, monkeypatch):
+        sidecar = await start_sidecar(model.url)
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        client, transport = fake_client(sidecar.proxy)
+        start, end = b"GET /x HTTP/1.1\r\nX: ", b"\r\n\r\n"
+        client.data_received(start + b"a" * (proxy.MAX_HEADER_BYTES - len(start + end)) + end)
+        assert len(sent) == 1
+        answer_ok(client, sent[0])
+        assert transport.answers() == [b"HTTP/1.1 200 OK"]
 
 
 async def test_missing_or_invalid_reference_keeps_proxying_and_says_why(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 
@@ -124,6 +125,26 @@ class TestThroughTheProxy:
             assert resp.status == 200
             made = resp.headers["X-Request-Id"]
         assert made != unusable and parse_sidecar_id(made) is not None
+        assert model.request_ids == [[made]]
+
+    async def test_an_empty_client_id_is_replaced_not_sent_beside_the_sidecars(
+        self, model, start_sidecar
+    ):
+        # An empty id is no id: the model server gets one X-Request-Id, the one kept.
+        sidecar = await start_sidecar(model.url)
+        body = v2_body([[1.0, 2.0, 3.0]])
+        reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
+        try:
+            writer.write(
+                b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nX-Request-Id: \r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 200")
+        made = head.split(b"X-Request-Id: ")[1].split(b"\r\n")[0].decode()
+        assert parse_sidecar_id(made) is not None
         assert model.request_ids == [[made]]
 
     async def test_v1_body_id(self, model, start_sidecar, http):

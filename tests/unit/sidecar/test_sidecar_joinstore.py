@@ -59,6 +59,20 @@ class TestJoin:
         assert s.label(1, 1).outcome == JOINED
         assert s.label(2, None).outcome == NO_PREDICTION
 
+    def test_a_label_for_an_unread_answer_counts_once_and_resent_as_duplicate(self):
+        # Resending labels is safe (docs/howto/feedback.md): not counted twice.
+        s = store()
+        s.add(2, 1000.0, None, "r1")
+        assert [s.label(2, None).outcome for _ in range(3)] == [
+            NO_PREDICTION,
+            DUPLICATE,
+            DUPLICATE,
+        ]
+        assert s.label(2, 0).outcome == DUPLICATE  # its one kept row
+        b = store()
+        assert all(b.adopt(r) for r in s.export())
+        assert b.label(2, None).outcome == DUPLICATE  # the mark travels in a handoff
+
     def test_rows_past_the_per_prediction_cap_are_not_kept(self):
         s = store(max_rows=2)
         s.add(1, 1000.0, [1.0, 2.0, 3.0], "r1")

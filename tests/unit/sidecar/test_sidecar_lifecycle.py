@@ -6,7 +6,15 @@ import signal
 import sys
 
 import aiohttp
-from sidecar_testkit import base, until, v2_body
+from sidecar_testkit import (
+    answer_ok,
+    base,
+    capture_dispatch,
+    fake_client,
+    hold_readiness,
+    until,
+    v2_body,
+)
 
 from vigil.devcluster.common import free_port
 from vigil.sidecar import proxy
@@ -55,6 +63,33 @@ async def test_drain_finishes_in_flight_requests_and_refuses_new_ones(model, sta
         raise AssertionError("the drained sidecar still accepted a connection")
     except aiohttp.ClientConnectionError:
         pass
+
+
+async def test_drain_waits_for_a_request_that_starts_as_the_last_one_ends(
+    model, start_sidecar, monkeypatch
+):
+    # The drain wakes a loop turn after the count reached 0: a request that started
+    # meanwhile on a kept-alive connection is answered before its connection closes.
+    sidecar = await start_sidecar(model.url)
+    proxy_ = sidecar.proxy
+    sent = capture_dispatch(proxy_, monkeypatch)
+    a, _ = fake_client(proxy_)
+    b, b_transport = fake_client(proxy_)
+    a.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    drain = asyncio.ensure_future(proxy_.drain(5.0))
+    await until(lambda: proxy_.draining)  # the drain waits for a's request
+
+    def in_one_turn() -> None:
+        answer_ok(a, sent[0])
+        b.data_received(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    asyncio.get_running_loop().call_soon(in_one_turn)
+    await until(lambda: len(sent) == 2)
+    assert not drain.done() and not b_transport.closing
+    answer_ok(b, sent[1])
+    assert await asyncio.wait_for(drain, 5) is True
+    assert b_transport.answers() == [b"HTTP/1.1 200 OK"]
+    assert b"Connection: close" in bytes(b_transport.written)
 
 
 async def test_process_exits_cleanly_on_sigterm_after_draining(model, tmp_path):
@@ -159,3 +194,34 @@ async def test_the_serving_port_opens_last_so_its_answer_means_everything_is_up(
     monkeypatch.setattr(Sidecar, "create", staticmethod(create_and_remember))
     await start_sidecar(model.url)
     assert seen == {"metrics bound": True, "monitor started": True}
+
+
+class TestAnsweredProbesCountAsActivity:
+    """The idle reaper closes connections by their last activity: a kept-alive connection
+    that only carries probes is busy, not idle."""
+
+    async def test_a_liveness_probe(self, model, start_sidecar):
+        sidecar = await start_sidecar(model.url)
+        client, transport = fake_client(sidecar.proxy)
+        sidecar.proxy.clients[client] = 0.0  # active long ago, to the reaper
+        before = sidecar.proxy.loop.time()
+        client.data_received(b"GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert transport.answers() == [b"HTTP/1.1 200 OK"] and not transport.closing
+        assert sidecar.proxy.clients[client] >= before
+
+    async def test_a_readiness_probe_is_busy_until_answered(
+        self, model, start_sidecar, monkeypatch
+    ):
+        sidecar = await start_sidecar(model.url)
+        answer = hold_readiness(sidecar.proxy, monkeypatch)
+        client, transport = fake_client(sidecar.proxy)
+        sidecar.proxy.clients[client] = 0.0
+        client.data_received(b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sidecar.proxy.clients[client] == proxy._BUSY  # however long the check takes
+        before = sidecar.proxy.loop.time()
+        task = client.local_task
+        assert task is not None
+        answer.set()
+        await task
+        assert transport.answers() == [b"HTTP/1.1 200 OK"] and not transport.closing
+        assert before <= sidecar.proxy.clients[client] < proxy._BUSY

@@ -5,7 +5,18 @@ import json
 
 import numpy as np
 import pytest
-from sidecar_testkit import FEATURES, base, scrape, settle, v2_body, value
+from sidecar_testkit import (
+    FEATURES,
+    answer_ok,
+    base,
+    capture_dispatch,
+    fake_client,
+    scrape,
+    settle,
+    until,
+    v2_body,
+    value,
+)
 
 from vigil.core.drift import bin_index
 from vigil.profile import load_profile
@@ -240,3 +251,37 @@ async def test_request_outcomes_add_up_every_status_code(model, start_sidecar, h
     errors = {"endpoint": "other", "origin": "live", "outcome": "model_error"}
     assert value(m, "vigil_request_outcomes_total", **errors) == 2
     assert value(m, "vigil_requests_total", **errors, code="503") == 1
+
+
+class TestRequestDurationRunsFromTheCompleteRequest:
+    """The time a client takes to send its request is not the model's latency."""
+
+    async def test_a_slow_upload_is_not_counted(self, model, start_sidecar, http, monkeypatch):
+        sidecar = await start_sidecar(model.url)
+        now = [100.0]
+        monkeypatch.setattr(sidecar.proxy, "clock", lambda: now[0])
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        client, _ = fake_client(sidecar.proxy)
+        client.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+        now[0] += 30.0  # the rest of the body comes late
+        client.data_received(b"cd")
+        now[0] += 0.25
+        answer_ok(client, sent[0])
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_request_duration_seconds_sum", endpoint="other") == 0.25
+
+    async def test_a_body_that_never_completes_adds_no_duration(
+        self, model, start_sidecar, http, monkeypatch
+    ):
+        # The body timeout firing is what is tested: short, as nothing here has to beat it.
+        sidecar = await start_sidecar(model.url, upstream_timeout_seconds=0.05)
+        now = [100.0]
+        monkeypatch.setattr(sidecar.proxy, "clock", lambda: now[0])
+        client, transport = fake_client(sidecar.proxy)
+        client.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+        now[0] += 30.0
+        await until(lambda: transport.closing)
+        assert transport.answers() == [b"HTTP/1.1 400 Bad Request"]
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_requests_total", outcome="rejected", code="400") == 1
+        assert value(m, "vigil_request_duration_seconds_sum", endpoint="other") == 0

@@ -68,6 +68,39 @@ class TestRequestsFramedTwoWaysAreRefused:
         assert h.content_length == 5
 
 
+class TestLineEndsAndControlCharactersInAHeadAreRefused:
+    """RFC 9112 2.2, RFC 9110 5.5: the head goes upstream as received, and a server that
+    ends a line at a bare LF would read a request hidden in a header value."""
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            b"a\n\nGET /hidden HTTP/1.1\r\nHost: a",  # a bare LF ends the head early upstream
+            b"a\nX-Injected: 1",
+            b"a\rX-Injected: 1",
+            b"a\r",  # a CR before the line's own CRLF
+            b"a\x00b",
+            b"a\x0bb",
+            b"a\x1bb",
+            b"a\x7fb",
+        ],
+        ids=["bare-lf-request", "bare-lf", "bare-cr", "cr-before-crlf", "nul", "vt", "esc", "del"],
+    )
+    def test_in_a_header_value(self, value):
+        with pytest.raises(BadMessage):
+            parse_request_head(b"POST /x HTTP/1.1\r\nHost: a\r\nX: " + value + b"\r\n\r\n")
+
+    def test_in_the_request_line(self):
+        with pytest.raises(BadMessage):
+            parse_request_head(b"GET /a\nb HTTP/1.1\r\nHost: a\r\n\r\n")
+        with pytest.raises(BadMessage):
+            parse_request_head(b"GET /a\x00 HTTP/1.1\r\nHost: a\r\n\r\n")
+
+    def test_a_tab_and_bytes_past_ascii_in_a_value_are_still_fine(self):
+        h = parse_request_head(b"GET / HTTP/1.1\r\nX: a\tb\xe9\r\nX-Request-Id: \tid-1\r\n\r\n")
+        assert h.request_id == "id-1"
+
+
 def test_expect_header_is_stripped_from_the_forwarded_head():
     h = parse_request_head(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
     assert h.expect_continue and b"expect" not in h.raw.lower()
