@@ -288,9 +288,9 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         return cycle.decision(Action.WAIT, state, Reason.ANALYZING, words, between_checks=True)
     end_at = began + (0.0 if step.kind == "pause" else judged.duration_seconds or 0.0)
     over = now >= end_at
-    # A check ends a hold on missing data; one a check began past the step's end goes on, so a
-    # gate alternating between failed and undecided still meets the deadline.
-    if last is None or last < end_at:
+    # A check ends a hold on missing data (begun before the step's end or since the last check);
+    # an Undecided one, begun at a check past the end, goes on: alternating gates meet the deadline.
+    if last is None or last < end_at or (state.held_since or 0.0) > last:
         state = replace(state, held_since=None)
     results = gates(judged, policy, obs.figures, elapsed=now - began)
     state = replace(state, last_analysis_at=now)

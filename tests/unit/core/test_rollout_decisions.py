@@ -366,6 +366,15 @@ class TestAnalysis:
         late = decide(POLICY, d.state, doubtful, T0 + 1200 + 1800)
         assert late.action == "fail" and "for 1800s >= progressDeadline" in late.message
 
+    def test_a_hold_on_missing_metrics_past_the_steps_end_ends_when_a_check_runs(self) -> None:
+        # A failed check, a metrics blip, then an undecided check: the hold starts there.
+        failing = obs(figures=seen(requests=500, error_rate=0.2))
+        checked = decide(POLICY, at_step(2), failing, T0 + 300)
+        blip = decide(POLICY, checked.state, obs(metrics_available=False), T0 + 310)
+        assert blip.reason == "MetricsUnavailable" and blip.state.held_since == T0 + 310
+        d = decide(POLICY, blip.state, obs(figures=seen(requests=500, error_rate=0.02)), T0 + 330)
+        assert (d.reason, d.state.held_since, d.events) == ("Undecided", T0 + 330, ("Undecided",))
+
     def test_a_gate_alternating_failed_and_undecided_after_the_step_meets_the_deadline(
         self,
     ) -> None:
