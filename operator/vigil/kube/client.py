@@ -84,6 +84,11 @@ def _status_message(text: str) -> str:
     return str(answer.get("message", text)) if isinstance(answer, dict) else text
 
 
+def _not_json(method: str, path: str, error: ValueError) -> KubeError:
+    """An answer that is no JSON text (a proxy's page in the API server's place): retryable."""
+    return KubeError(0, f"{method} {path}: {error!r}")
+
+
 class KubeError(RuntimeError):
     """An API call failed; `status` is the HTTP status (0 for a connection failure).
 
@@ -267,7 +272,10 @@ class KubeClient:
         session = self._open()
         try:
             async with session.request(method, url, data=data, headers=headers) as response:
-                text = await response.text()
+                try:
+                    text = await response.text()
+                except ValueError as error:  # undecodable: a proxy's page in its place, say
+                    raise _not_json(method, path, error) from error
                 if response.status == 404 and method == "GET":
                     return None
                 if response.status >= 400:
@@ -276,9 +284,11 @@ class KubeClient:
                         f"{method} {path}: {_status_message(text)}",
                         retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                     )
-                return json.loads(text) if text else {}
-        # ValueError: an answer that is no JSON (a proxy's page in its place) or no text.
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+                try:
+                    return json.loads(text) if text else {}
+                except ValueError as error:
+                    raise _not_json(method, path, error) from error
+        except (aiohttp.ClientError, TimeoutError) as error:
             raise KubeError(0, f"{method} {path}: {error!r}") from error
         finally:
             await self._release(session)
