@@ -107,9 +107,10 @@ def finish_cut_switch(
 
 def _switch_occurrence(cycle: Cycle, previous: str, revision: str) -> str:
     """One Switched Event per promotion: the cycle that finishes a switch cut short may run
-    on a newer version of the object (the health loop writes status in between)."""
-    started = (cycle.obs.status.get("candidate") or {}).get("startedAt") or ""
-    return f"{Reason.SWITCHED} {previous} {revision} {cycle.obs.generation} {started}"
+    on a newer version of the object (the health loop writes status in between; a spec edit
+    that keeps the revision, too). The attempt's start names it, else the generation."""
+    started = (cycle.obs.status.get("candidate") or {}).get("startedAt")
+    return f"{Reason.SWITCHED} {previous} {revision} {started or cycle.obs.generation}"
 
 
 def _record_promotion(cycle: Cycle, view: DeploymentView, change: str | None) -> None:
