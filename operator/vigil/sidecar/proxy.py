@@ -30,7 +30,7 @@ from typing import cast
 
 from vigil.sidecar.config import Settings
 from vigil.sidecar.identity import IdMaker, body_id, clean_id
-from vigil.sidecar.metrics import OpsMetrics, origin_of, outcome_of
+from vigil.sidecar.metrics import LIVE, OpsMetrics, origin_of, outcome_of
 from vigil.sidecar.monitor import Exchange, Monitor
 from vigil.sidecar.payload import endpoint_of
 from vigil.sidecar.shadow import Shadow, ShadowCopy
@@ -510,6 +510,9 @@ class _Client(asyncio.Protocol):
     async def _ready(self, keep: bool) -> None:
         try:
             status, body = await self.proxy.readiness()
+        except Exception:  # answered all the same: the connection is busy until it is
+            log.exception("readiness check failed")
+            status, body = 503, b'{"ready":false,"reason":"readiness check failed"}'
         finally:
             self.local_task = None
         closing = self._closing(keep)
@@ -574,36 +577,27 @@ class _Client(asyncio.Protocol):
             transport.resume_reading()
         self.linger_timer = self.proxy.loop.call_later(LINGER_SECONDS, transport.close)
 
-    # A request the sidecar rejects never completed: its answer goes at once, and the
-    # duration it adds is 0 (the time the client took to send what came is not latency).
-    def _reject_head(self, status: int, reason: str, message: str) -> None:
-        """Refuse a request head: 400 (malformed) or 431 (too large)."""
-        proxy = self.proxy
-        proxy.ops.reject(reason)
-        proxy.ops.observe("other", "rejected", status, 0.0, 0, 0)
+    def _reject(
+        self, status: int, reason: str, message: str, endpoint: str = "other", origin: str = LIVE
+    ) -> None:
+        """Refuse a request, counted: it never completed, so its answer goes at once and the
+        duration it adds is 0 (the time the client took to send what came is not latency)."""
+        self.proxy.ops.reject(reason)
+        self.proxy.ops.observe(endpoint, "rejected", status, 0.0, 0, 0, origin)
         self._reply_and_close(error_response(status, reason, message, close=True))
 
+    def _reject_head(self, status: int, reason: str, message: str) -> None:
+        """Refuse a request head: 400 (malformed) or 431 (too large)."""
+        self._reject(status, reason, message)
+
     def _too_large(self, head: RequestHead) -> None:
-        proxy = self.proxy
-        endpoint = endpoint_of(proxy.settings.protocol, head.method, head.path)
-        proxy.ops.reject("body_too_large")
-        proxy.ops.observe(endpoint, "rejected", 413, 0.0, 0, 0, origin_of(head.shadow_copy))
-        self._reply_and_close(
-            error_response(
-                413,
-                "body_too_large",
-                f"request body over {proxy.settings.max_body_bytes} bytes",
-                close=True,
-            )
-        )
+        settings = self.proxy.settings
+        endpoint = endpoint_of(settings.protocol, head.method, head.path)
+        words = f"request body over {settings.max_body_bytes} bytes"
+        self._reject(413, "body_too_large", words, endpoint, origin_of(head.shadow_copy))
 
     def _bad_body(self, endpoint: str, why: str, origin: str) -> None:
-        proxy = self.proxy
-        proxy.ops.reject("bad_request")
-        proxy.ops.observe(endpoint, "rejected", 400, 0.0, 0, 0, origin)
-        self._reply_and_close(
-            error_response(400, "bad_request", f"bad request body: {why}", close=True)
-        )
+        self._reject(400, "bad_request", f"bad request body: {why}", endpoint, origin)
 
     def _count(self) -> None:
         if not self.counted:

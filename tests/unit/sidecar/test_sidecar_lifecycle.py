@@ -225,3 +225,20 @@ class TestAnsweredProbesCountAsActivity:
         await task
         assert transport.answers() == [b"HTTP/1.1 200 OK"] and not transport.closing
         assert before <= sidecar.proxy.clients[client] < proxy._BUSY
+
+    async def test_a_readiness_check_that_raises_is_answered_and_frees_the_connection(
+        self, model, start_sidecar, monkeypatch
+    ):
+        sidecar = await start_sidecar(model.url)
+
+        async def broken() -> tuple[int, bytes]:
+            raise ValueError("an answer read_response could not parse")
+
+        monkeypatch.setattr(sidecar.proxy, "readiness", broken)
+        client, transport = fake_client(sidecar.proxy)
+        client.data_received(b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        task = client.local_task
+        assert task is not None
+        await task
+        assert transport.answers() == [b"HTTP/1.1 503 Service Unavailable"]
+        assert sidecar.proxy.clients[client] < proxy._BUSY  # the idle reaper may close it
