@@ -90,6 +90,8 @@ class Runtime:
     cache: ObjectCache = field(default_factory=lambda: ObjectCache(CACHED_KINDS))
     client: KubeClient | None = None
     started: float = field(default_factory=time.monotonic)
+    #: The sweeps of ghosts complete listings scheduled (cancelled at shutdown).
+    sweeps: list[asyncio.TimerHandle] = field(default_factory=list)
 
     def set_active(self, active: bool) -> None:
         """kopf paused the operator (False: another instance acts) or resumed it."""
@@ -126,7 +128,9 @@ def listing(runtime: Runtime, plural: str, namespace: str | None, done: bool) ->
         (cache.listing_done if done else cache.listing_started)(kind, namespace)
         if done:
             # Swept even when nothing reads the cache: a ghost's owner may have no other event.
-            asyncio.get_running_loop().call_later(GHOSTS_SWEPT_AFTER, reconcile_ghosts, runtime)
+            loop = asyncio.get_running_loop()
+            runtime.sweeps[:] = [h for h in runtime.sweeps if h.when() > loop.time()]
+            runtime.sweeps.append(loop.call_later(GHOSTS_SWEPT_AFTER, reconcile_ghosts, runtime))
     runtime.health.listing(plural, namespace, done)
 
 
@@ -151,9 +155,10 @@ def changed_by_others(body: Any) -> bool:
     if not entries:
         return True  # cannot tell: a reconcile writes only what differs
     newest = max(str(entry.get("time") or "") for entry in entries)
-    # Times are whole seconds: a tie with the operator's own write counts as its own.
-    return not any(
-        entry.get("manager") == FIELD_MANAGER or entry.get("subresource")
+    # Times are whole seconds: an edit tied with the operator's own write counts (one
+    # reconcile, which writes only what differs; its own answer is then the newest).
+    return any(
+        entry.get("manager") != FIELD_MANAGER and not entry.get("subresource")
         for entry in entries
         if str(entry.get("time") or "") == newest
     )
@@ -368,6 +373,8 @@ async def login(state: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 async def shutdown(runtime: Runtime) -> None:
+    for sweep in runtime.sweeps:
+        sweep.cancel()
     await runtime.health.stop()
     await runtime.reconciler.close()
     # After the reconciles under way: a rollout measuring at SIGTERM read "no sidecar

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -66,21 +67,23 @@ class TestChildrenARelistingNoLongerShows:
         return Clock()
 
     @pytest.fixture
-    def runtime(self, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    def runtime(self, clock: Clock) -> Iterator[Runtime]:
         runtime = build_runtime(OperatorOptions())
         runtime.cache = ObjectCache(CACHED_KINDS, clock=clock)
-        # The sweep a complete listing schedules runs at once; the cache's clock says when
-        # the listing's window is over.
-        monkeypatch.setattr(operator_runtime, "GHOSTS_SWEPT_AFTER", 0.0)
-        return runtime
+        yield runtime
+        for sweep in runtime.sweeps:
+            sweep.cancel()
 
     @staticmethod
     def relist(runtime: Runtime, plural: str, *listed: dict[str, Any]) -> None:
-        """A watch that got 410 Gone lists again: it shows only ``listed``."""
+        """A watch that got 410 Gone lists again: it shows only ``listed``; the sweep it
+        schedules for when the listing's window is over runs (the cache's clock says when)."""
         operator_runtime.listing(runtime, plural, "ml", False)
         for body in listed:
             operator_runtime.remember(runtime, plural, None, body)
         operator_runtime.listing(runtime, plural, "ml", True)
+        [sweep] = runtime.sweeps
+        assert sweep.when() - asyncio.get_running_loop().time() > LISTING_SECONDS
 
     async def test_a_child_deleted_while_its_watch_was_away_asks_for_a_reconcile_of_its_owner(
         self, runtime: Runtime, clock: Clock, monkeypatch: pytest.MonkeyPatch
@@ -91,7 +94,7 @@ class TestChildrenARelistingNoLongerShows:
         clock.now += 5
         self.relist(runtime, "deployments", child("Deployment", "b", 11))  # schedules a sweep
         clock.now += LISTING_SECONDS
-        await asyncio.sleep(0.01)  # the sweep runs; nothing read the cache meanwhile
+        operator_runtime.reconcile_ghosts(runtime)  # nothing read the cache meanwhile
         assert nudges == [("ml", "wine")]
         assert runtime.cache.get("Deployment", "ml", "a") is None
 
@@ -104,7 +107,7 @@ class TestChildrenARelistingNoLongerShows:
         self.relist(runtime, "services")  # the namespace holds no Service any more
         clock.now += LISTING_SECONDS
         assert runtime.cache.get("Service", "ml", "wine") is None  # the read drops it
-        await asyncio.sleep(0.01)
+        operator_runtime.reconcile_ghosts(runtime)
         assert nudges == [("ml", "wine")]
 
     async def test_a_model_deployment_a_relisting_no_longer_shows_asks_for_none(
@@ -117,7 +120,7 @@ class TestChildrenARelistingNoLongerShows:
         clock.now += 5
         self.relist(runtime, naming.PLURAL)
         clock.now += LISTING_SECONDS
-        await asyncio.sleep(0.01)
+        operator_runtime.reconcile_ghosts(runtime)
         assert nudges == []
         assert runtime.cache.get("ModelDeployment", "ml", "wine") is None
 
@@ -198,8 +201,8 @@ class TestSidecarSettings:
         ),
         (
             [("kubectl-edit", "Update", "07"), (FIELD_MANAGER, "Apply", "07")],
-            False,
-            "the same second as its own write: counted as its own, so no reconcile loop",
+            True,
+            "an edit in the same second as its own write: one reconcile, writing what differs",
         ),
         ([], True, "no managedFields: cannot tell; a reconcile writes only what differs"),
     ],
