@@ -44,8 +44,7 @@ class Relistings:
         return self._under_way(namespace) or namespace in self._listings or None in self._listings
 
     def _under_way(self, namespace: str) -> bool:
-        # Started longer ago than a listing may take: it failed (kopf lists again), telling
-        # nothing.
+        # One started longer ago than a listing may take failed (kopf lists again): no say.
         now = self._clock()
         return any(
             now - since < self._window

@@ -321,14 +321,14 @@ class _Client(asyncio.Protocol):
                 end = self.buf.find(b"\r\n\r\n")
                 # The whole head counts, also one that came with its end in a single read.
                 if (end + 4 if end >= 0 else len(self.buf)) > MAX_HEADER_BYTES:
-                    self._reject_head(431, "headers_too_large", "headers too large")
+                    self._reject(431, "headers_too_large", "headers too large")
                     return
                 if end < 0:
                     return
                 try:
                     head = parse_request_head(bytes(self.buf[: end + 4]))
                 except BadMessage as exc:
-                    self._reject_head(400, "bad_request", str(exc))
+                    self._reject(400, "bad_request", str(exc))
                     return
                 del self.buf[: end + 4]
                 if head.shadow_copy:
@@ -585,10 +585,6 @@ class _Client(asyncio.Protocol):
         self.proxy.ops.reject(reason)
         self.proxy.ops.observe(endpoint, "rejected", status, 0.0, 0, 0, origin)
         self._reply_and_close(error_response(status, reason, message, close=True))
-
-    def _reject_head(self, status: int, reason: str, message: str) -> None:
-        """Refuse a request head: 400 (malformed) or 431 (too large)."""
-        self._reject(status, reason, message)
 
     def _too_large(self, head: RequestHead) -> None:
         settings = self.proxy.settings

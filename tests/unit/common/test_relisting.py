@@ -1,14 +1,8 @@
 """Relistings: what a finished listing did not show is gone, in its namespace or all."""
 
+from manual_clock import Clock
+
 from vigil.common.relisting import LISTING_SECONDS, Relistings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_what_a_listing_did_not_show_is_gone_once_it_is_over() -> None:

@@ -12,20 +12,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from local_api import local_api
+from manual_clock import Clock
 
 from vigil.kube.cache import LISTING_SECONDS, TOMBSTONE_SECONDS, ObjectCache
 from vigil.kube.client import KubeClient
 
 LABEL = "vigil.dev/model-deployment"
 KINDS: dict[str, str | None] = {"ModelDeployment": None, "Deployment": LABEL, "Service": LABEL}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def obj(name: str, version: int | str, *, owner: str = "wine", **extra: Any) -> dict[str, Any]:

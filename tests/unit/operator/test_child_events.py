@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 import pytest
+from manual_clock import Clock
 from test_reconciler import Harness, converged
 
 from vigil.core import naming
@@ -22,14 +23,6 @@ from vigil.operator.reconciler import Reconciler
 from vigil.operator.runtime import CACHED_KINDS, OperatorOptions, Runtime, build_runtime
 
 Nudges = list[tuple[str, str]]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def child(kind: str, name: str, version: int, owner: str = "wine") -> dict[str, Any]:

@@ -6,6 +6,8 @@ import math
 import random
 from collections import deque
 
+from manual_clock import Clock
+
 from vigil.sidecar.identity import id_key
 from vigil.sidecar.joinstore import (
     ABSENT,
@@ -17,14 +19,6 @@ from vigil.sidecar.joinstore import (
     NO_PREDICTION,
     JoinStore,
 )
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def store(capacity=100, window=3600.0, clock=None, max_rows=16):
