@@ -33,8 +33,8 @@ from sidecar_testkit import until, v2_body
 from vigil.sidecar.config import Settings
 from vigil.sidecar.main import Sidecar
 
-WARMUP = 200
-REQUESTS = 1500
+WARMUP = 100
+REQUESTS = 1000
 #: Objects allowed to survive REQUESTS requests: under uvloop a leak of one
 #: object every 50 requests fails (the soak's growth was 0.65 per request).
 #: The asyncio loop keeps up to ~100 cancelled timer handles (the sidecar's

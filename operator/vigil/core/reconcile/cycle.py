@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from vigil.common.objects import body
@@ -72,19 +73,23 @@ class Cycle:
         self.verb = ""
         #: The answer given this cycle (``status.lastRequest``).
         self.answered: dict[str, Any] | None = None
+        self._views: Mapping[str, DeploymentView] | None = None
 
     # -- reading --------------------------------------------------------------------------
 
-    def views(self) -> dict[str, DeploymentView]:
+    def views(self) -> Mapping[str, DeploymentView]:
         """Live revisions by revision; objects already being deleted no longer count."""
-        views: dict[str, DeploymentView] = {}
-        for deployment in self.obs.deployments:
-            if body(deployment).meta.deleting:
-                continue
-            view = view_deployment(deployment)
-            if view is not None:
-                views[view.revision] = view
-        return views
+        if self._views is None:
+            views: dict[str, DeploymentView] = {}
+            for deployment in self.obs.deployments:
+                if body(deployment).meta.deleting:
+                    continue
+                view = view_deployment(deployment)
+                if view is not None:
+                    views[view.revision] = view
+            # Read by every branch of the runbook, several times a cycle: made once.
+            self._views = MappingProxyType(views)
+        return self._views
 
     def exists(self, kind: str, name: str) -> bool:
         return (kind, name) in self.live
