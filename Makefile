@@ -12,10 +12,13 @@ MLSTAMP := $(MLSERVER_VENV)/.installed
 # compile every module it imports itself: 2-3 s more on a fresh clone; 0.1 s when cached).
 PRECOMPILE := PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q -j 0 operator bench tests > /dev/null
 UNIT := $(PRECOMPILE) && PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
+# pytest-xdist on every core; on a single core one process (a lone worker adds a second
+# interpreter's imports and collection for nothing).
+UNIT_WORKERS := $(if $(filter 1,$(shell nproc 2>/dev/null || echo 1)),-p no:xdist,-n auto)
 # MLServer runs as its own process (as in a pod), from its own environment.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
 
-.PHONY: help install cluster-build seaweedfs helm flux argocd images builds demo-builds cluster-up cluster-down test test-unit test-e2e lint demo demo-down clean
+.PHONY: help install cluster-build seaweedfs helm flux argocd images builds demo-builds cluster-up cluster-down test test-unit test-unit-all test-e2e lint demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -87,12 +90,15 @@ define e2e_run
 	fi
 endef
 
-test: builds ## unit, integration and e2e tests (starts or reuses the local cluster); E2E_WORKERS=0: one process
-	$(UNIT) tests/unit -n auto
+test: builds ## unit (slow ones too), integration and e2e tests (starts or reuses the local cluster); E2E_WORKERS=0: one process
+	$(UNIT) tests/unit $(UNIT_WORKERS)
 	$(call e2e_run,tests/integration tests/e2e)
 
-test-unit: $(STAMP) ## unit tests only: no cluster, on every core
-	$(UNIT) tests/unit -n auto
+test-unit: $(STAMP) ## unit tests but those marked slow: no cluster, on every core
+	$(UNIT) tests/unit $(UNIT_WORKERS) -m 'not slow'
+
+test-unit-all: $(STAMP) ## every unit test, the slow ones too (as make test runs them)
+	$(UNIT) tests/unit $(UNIT_WORKERS)
 
 test-e2e: builds ## e2e tests only (E2E_WORKERS as for make test)
 	$(call e2e_run,tests/e2e)

@@ -56,6 +56,7 @@ class TestTodaysPolicies:
 
 
 class TestFaithfulAndReproducible:
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         ("case", "policy", "rate", "seeds"),
         [
@@ -72,6 +73,7 @@ class TestFaithfulAndReproducible:
             lazy = rollout(case, policy, rate, seed)
             assert rollout(case, policy, rate, seed, lazy=False) == lazy
 
+    @pytest.mark.slow
     def test_a_run_is_the_same_whatever_its_chunks(self) -> None:
         whole = run_task(Task("operator", "tweak", "A/A", 1.0, 0, 6, seed=5))
         parts = [run_task(Task("operator", "tweak", "A/A", 1.0, i, 2, seed=5)) for i in (0, 2, 4)]

@@ -150,6 +150,7 @@ class TestCellModels:
 
 
 class TestWindowsAsTheDirectSourceComputesThem:
+    @pytest.mark.slow
     @pytest.mark.parametrize("case", ["A/A", "drift 1 feature", "shift 0.25 sd"])
     def test_the_fast_window_equals_pod_increase_over_real_series(self, case: str) -> None:
         s = stream(case, rate=10)

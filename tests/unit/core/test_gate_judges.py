@@ -79,6 +79,7 @@ class TestGoldenSet:
 class TestVerdictsAgreeWithTheIntervals:
     """The interval shown is the one judged: beyond the threshold fails, within it passes."""
 
+    @pytest.mark.slow
     @settings(max_examples=150, deadline=None)
     @given(requests=st.integers(1, 5000), share=st.floats(0.0, 0.2))
     def test_error_rate(self, requests: int, share: float) -> None:

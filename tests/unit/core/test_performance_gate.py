@@ -199,6 +199,7 @@ class TestVerdicts:
 
 
 class TestAnytimeValidity:
+    @pytest.mark.slow
     def test_a_candidate_exactly_at_the_stables_margin_is_rarely_rolled_back(self) -> None:
         """Checked after every batch of labels, the comparison fails a candidate at its
         threshold at most its share of the budget (the normal approximation holds)."""
@@ -306,6 +307,7 @@ class TestRegressorAgainstNumpy:
         assert (floor.needed, floor.low, floor.high) == (20, None, None)
         assert floor.text == "realized MAE: 30 labels < 50 needed"
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("gate", ["realizedPerformance", "performanceVsStable"])
     def test_a_candidate_exactly_at_its_threshold_is_rarely_rolled_back(self, gate: str) -> None:
         """Checked after every batch of labels, a candidate whose true MAE is at the limit

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+import pytest
 from figures_kit import figures as seen
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -182,6 +183,7 @@ INVARIANTS = (
 
 # Every invariant judges every history: drawing and running a history costs far more
 # than checking it, so one run serves all five.
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(policies, cycles)
 def test_every_history_keeps_every_invariant(policy, history) -> None:

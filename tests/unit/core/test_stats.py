@@ -144,6 +144,7 @@ class TestNormalMixture:
         above, below = normal_p_values(0.3, 0.2, 0.0004, 0.01)
         assert above < 0.01 and below == 1.0
 
+    @pytest.mark.slow
     def test_a_random_walk_leaves_the_sequence_at_most_alpha(self) -> None:
         alpha, rng, mixing = 0.05, np.random.default_rng(3), 0.05
         n = np.arange(1, 3001)
@@ -240,6 +241,7 @@ class TestDivergence:
         bias = 9 / (scale * rows * 5000 / (rows + 5000))  # what the raw score carries
         assert abs(np.mean(corrected)) < 0.15 * bias
 
+    @pytest.mark.slow
     def test_an_identical_stream_fails_a_threshold_at_most_alpha_at_any_look(self) -> None:
         # The prediction-shift gate's situation: two revisions, one distribution.
         alpha, rng, probs = 0.05, np.random.default_rng(8), np.full(12, 1 / 12)

@@ -64,6 +64,7 @@ def test_a_taken_port_names_the_component(tmp_path: Path) -> None:
             cluster._check_ports_free()
 
 
+@pytest.mark.slow
 def test_a_component_that_dies_at_start_names_itself_and_its_log(tmp_path: Path) -> None:
     cluster = LocalCluster(state_dir=tmp_path, bin_dir=tmp_path)
     cluster.logs_dir.mkdir(parents=True)

@@ -141,6 +141,7 @@ async def test_an_unreachable_server_is_a_retryable_error() -> None:
         await client.close()
 
 
+@pytest.mark.slow
 async def test_writes_in_flight_are_capped_services_apart_and_connections_bounded() -> None:
     """Writes reach the API server at most MAX_CONCURRENT_WRITES at a time, Services at most
     MAX_CONCURRENT_SERVICE_WRITES (without holding the other writes back), and reads share

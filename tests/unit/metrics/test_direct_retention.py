@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import pytest
+
 from vigil.core.window import (
     SERVED_REVISION_FAMILIES,
     RevisionWindow,
@@ -225,6 +227,7 @@ def kept(source: DirectSource) -> tuple[int, int, int]:
 
 
 class TestFiguresMatchTheOldRule:
+    @pytest.mark.slow
     async def test_health_and_labels_windows_over_ninety_minutes_of_a_rollout(self) -> None:
         # Two pods of r1; r2's pod starts at 30 min and counts labels of r1's predictions
         # too (a handoff); one r1 pod restarts (counters reset), the other goes away.
@@ -276,6 +279,7 @@ class TestWhatIsKept:
         await run_cycles(source, hour, lambda now: targets, compare=False)
         return source, kept(source)
 
+    @pytest.mark.slow
     async def test_after_an_hour_feature_bins_are_kept_for_the_health_window_only(self) -> None:
         _, (_, samples_few, truth_few) = await self.hour_of(3)
         _, (_, samples_more, truth_more) = await self.hour_of(13)
@@ -364,6 +368,7 @@ class TestOneSourceForTheHealthLoopAndTheRollouts:
     """The operator's health loop and its rollouts read the sidecars through one source
     (a sidecar hands over what no read has returned: two readers would each miss some)."""
 
+    @pytest.mark.slow
     async def test_a_rollouts_short_windows_keep_the_health_loops_history(self) -> None:
         # The health loop every 30 s (5-minute window, an hour of labels); a rollout's
         # growing step window 10 s after each, without a labels window of its own.

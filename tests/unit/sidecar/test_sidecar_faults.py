@@ -76,6 +76,7 @@ async def test_model_server_down_gives_503_counted_as_refused(start_sidecar, htt
         assert resp.status == 200
 
 
+@pytest.mark.slow
 async def test_slow_model_server_gives_504(model, start_sidecar, http):
     model.delay = 2.0
     sidecar = await start_sidecar(model.url, upstream_timeout_seconds=0.2)

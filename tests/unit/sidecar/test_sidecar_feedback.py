@@ -417,6 +417,7 @@ class TestPeers:
         )
         assert value(ma, "vigil_feedback_labels_total", outcome="lost") == 40
 
+    @pytest.mark.slow
     async def test_a_silent_peer_asks_for_a_retry_a_gone_one_does_not(
         self, model, start_sidecar, http
     ):
@@ -531,6 +532,7 @@ class TestHandoffEdges:
 
         sidecar.feedback.peers.resolve = resolve
 
+    @pytest.mark.slow
     async def test_a_silent_peer_first_in_line_leaves_the_others_their_share(
         self, model, start_sidecar, http
     ):
@@ -547,6 +549,7 @@ class TestHandoffEdges:
         _, summary, _ = await send(http, b, {"id": made, "truth": pred})
         assert summary["joined"] == 1
 
+    @pytest.mark.slow
     async def test_among_many_peers_a_busy_one_gets_a_second_before_the_next_is_asked(
         self, model, start_sidecar, http
     ):
@@ -594,6 +597,7 @@ class TestHandoffEdges:
         _, summary, _ = await send(http, c, {"id": made, "truth": pred})
         assert summary["joined"] == 1
 
+    @pytest.mark.slow
     async def test_a_request_stuck_on_a_silent_peer_leaves_the_handoff_time_to_send(
         self, model, start_sidecar, http
     ):
@@ -621,6 +625,7 @@ class TestHandoffEdges:
         assert a.feedback.busy == 1 and a.feedback.joining == 0
         writer.close()
 
+    @pytest.mark.slow
     async def test_figures_sent_to_a_peer_that_timed_out_are_not_counted_again_here(
         self, model, start_sidecar, http
     ):

@@ -179,6 +179,7 @@ def _runner(name: str) -> Callable[[Coroutine[Any, Any, Any]], Any]:
     return asyncio.run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_requests_leave_no_surviving_objects_and_no_cycles_of_ours(loop, profile_path):
     survivors, found, ours = _runner(loop)(_measure(str(profile_path)))

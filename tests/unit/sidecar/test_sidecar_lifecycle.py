@@ -6,6 +6,7 @@ import signal
 import sys
 
 import aiohttp
+import pytest
 from sidecar_testkit import (
     answer_ok,
     base,
@@ -92,6 +93,7 @@ async def test_drain_waits_for_a_request_that_starts_as_the_last_one_ends(
     assert b"Connection: close" in bytes(b_transport.written)
 
 
+@pytest.mark.slow
 async def test_process_exits_cleanly_on_sigterm_after_draining(model, tmp_path):
     model.hold = asyncio.Event()  # the model server answers once released below
     port, mport = free_port(), free_port()

@@ -138,6 +138,7 @@ async def test_unreachable_target_is_counted(model, start_sidecar, http):
     )
 
 
+@pytest.mark.slow
 async def test_settings_file_changes_shadow_at_run_time(model, other_model, http, tmp_path):
     path = tmp_path / "sidecar.json"
     doc = {

@@ -313,6 +313,7 @@ async def test_one_failed_batch_is_sent_again_and_a_good_model_passes(server):
     assert len(model.requests) == 3
 
 
+@pytest.mark.slow
 async def test_a_single_worker_server_that_queues_batches_still_answers_every_row(server):
     """Concurrent batches queued behind one worker timed out: their rows were counted
     as not reproduced. Timeouts halve the concurrency; what got no answer is sent again."""
@@ -355,6 +356,7 @@ async def test_a_model_that_answers_errors_was_reached(server):
     assert not (await replay_report(golden(), url, batch_size=5)).unreachable
 
 
+@pytest.mark.slow
 async def test_a_replay_is_bounded_in_time_and_what_it_left_unanswered_is_incomplete(server):
     model, url = server
     model.mode = "slow"  # no answer within the budget
