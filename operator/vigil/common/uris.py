@@ -23,3 +23,8 @@ def shown_uri(raw: str) -> str:
         return raw
     host = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+
+
+def host_port(host: str, port: int | str) -> str:
+    """``host:port`` as a URL's authority: an IPv6 address in brackets (a pod IP may be one)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"

@@ -28,6 +28,7 @@ from types import MappingProxyType
 
 import aiohttp
 
+from vigil.common.uris import host_port
 from vigil.core.window import (
     SERVED_REVISION_FAMILIES,
     RevisionWindow,
@@ -144,7 +145,7 @@ class DirectSource:
 
     async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
         session = self._http.get()
-        url = f"http://{pod.ip}:{pod.port}/metrics"
+        url = f"http://{host_port(pod.ip, pod.port)}/metrics"
         try:
             async with session.get(url, timeout=self.timeout) as response:
                 if response.status != 200:

@@ -491,7 +491,7 @@ def parse_profile(text: str | bytes | dict[str, Any], *, verify: bool = True) ->
         )
         pred_doc = doc.get("prediction")
         prediction = _feature(pred_doc, 0, "prediction") if pred_doc is not None else None
-        drift_doc = doc.get("drift") or {}
+        drift_doc = _optional_obj(doc, "drift", "drift")
         drift = DriftDefaults(
             method=_choice(drift_doc.get("method", "psi"), ("psi", "jsd"), "drift.method"),
             warning=_num(drift_doc.get("warning", 0.1), "drift.warning"),
@@ -509,7 +509,9 @@ def parse_profile(text: str | bytes | dict[str, Any], *, verify: bool = True) ->
             drift=drift,
             validation=_validation(doc.get("validation")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    # AttributeError too: a field of an unexpected type this parser does not check by name
+    # must read as an invalid profile, never escape to the health loop.
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ProfileError):
             raise
         raise ProfileError(f"invalid reference profile: {exc}") from exc
@@ -529,6 +531,16 @@ def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
     value = doc.get(key)
     if not isinstance(value, dict):
         raise ProfileError(f"invalid reference profile: {key} must be an object")
+    return value
+
+
+def _optional_obj(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """An optional object field: {} when absent or null."""
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProfileError(f"invalid reference profile: {where} must be an object")
     return value
 
 
@@ -570,7 +582,9 @@ def _feature(doc: Any, position: int, where: str) -> FeatureProfile:
     if not isinstance(name, str) or not name:
         raise ProfileError(f"invalid reference profile: {where}.name must be a non-empty string")
     ftype = _choice(doc.get("type"), ("numeric", "categorical"), f"{where}.type")
-    stats_doc = doc.get("stats")
+    stats_doc = (
+        _optional_obj(doc, "stats", f"{where}.stats") if doc.get("stats") is not None else None
+    )
     summary = None
     if stats_doc is not None:
         summary = Summary(

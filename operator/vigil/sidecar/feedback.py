@@ -45,6 +45,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from vigil.common.uris import host_port
 from vigil.core import metric_names
 from vigil.profile import OTHER
 from vigil.profile.model import category_key
@@ -1360,4 +1361,4 @@ def _camel(name: str) -> str:
 def _default_advertise(port: int) -> str:
     """$VIGIL_POD_IP (the downward API) and the feedback port; "" outside a pod."""
     ip = os.environ.get("VIGIL_POD_IP", "")
-    return f"{ip}:{port}" if ip and port else ""
+    return host_port(ip, port) if ip and port else ""

@@ -8,8 +8,9 @@ real sidecars in front of MLServer).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
+import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -162,6 +163,24 @@ class TestDirectSource:
             await source.close()
         assert result.scrape_failures == 1
         assert result.errors[broken.key].startswith("no sidecar answered")
+
+    async def test_an_ipv6_pod_ip_is_scraped_at_a_bracketed_url(self) -> None:
+        # An IPv6 (or IPv6-first dual-stack) cluster's status.podIP: unbracketed, aiohttp
+        # refused every URL and every model read as MetricsUnavailable.
+        asked: list[str] = []
+
+        class Recording:
+            def get(self, url: str, **_: object) -> None:
+                asked.append(url)
+                raise aiohttp.ClientConnectionError("not sent")
+
+        source = DirectSource(session=cast(aiohttp.ClientSession, Recording()))
+        pods = (PodTarget("a", "fd00:10:244::7", 9090), PodTarget("b", "10.244.0.7", 9090))
+        await source.collect([RevisionTarget("ns", "wine", "r1", 60, pods)], now=1000)
+        assert sorted(asked) == [
+            "http://10.244.0.7:9090/metrics",
+            "http://[fd00:10:244::7]:9090/metrics",
+        ]
 
     async def test_window_is_the_increase_since_the_baseline(self, sidecar) -> None:
         fake, port = sidecar

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -430,6 +431,30 @@ async def test_a_reference_edited_in_place_reconciles_its_models(
     await loop.cycle()
     await loop.cycle()
     assert nudged == [("ml", "wine")] * 2
+
+
+async def test_a_malformed_reference_is_its_models_problem_and_the_others_are_judged(
+    loop: Loop, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "drift": "psi" is an easy slip; the parser raised AttributeError, which ended the
+    # whole cycle: no model was judged or written, every cycle.
+    with_reference(loop)
+    example = Path(__file__).resolve().parents[3] / "manifests/examples/new-model/profile.json"
+    profile = json.loads(example.read_text())
+    profile.pop("fingerprint", None)
+    profile["drift"] = "psi"
+    loop.api.objects[("ConfigMap", "ml", "ref")]["data"]["profile.json"] = json.dumps(profile)
+    loop.add(md("other", "o1"), pod("other-a", model="other", revision="o1", ip="10.0.0.9"))
+    loop._source(("direct", "")).windows[("ml", "other", "o1")] = GOOD
+    result = await loop.cycle()
+    assert (result.evaluated, result.failed) == (2, 0)
+    assert loop.status("other")["health"]["verdict"] == "Healthy"
+    # Judged without a reference (no drift figures), the reason logged.
+    assert loop.status("wine")["health"]["drift"] == {"method": "psi", "level": "unknown"}
+    assert (
+        "ml/wine: reference ConfigMap ref/profile.json: invalid reference profile: drift "
+        "must be an object" in caplog.text
+    )
 
 
 def test_the_reference_digest_follows_the_profiles_text() -> None:

@@ -73,6 +73,11 @@ def test_hand_edited_profile_fails_fingerprint_check(profile):
         (lambda d: d["features"][1].update(name=""), "name"),
         (lambda d: d["features"][1].update(name="a"), "duplicate"),
         (lambda d: d.update(features={}), "features"),
+        # Objects of another type: a ProfileError naming the field, never an AttributeError
+        # (the health loop reads a bad profile as its model's problem, not a crash).
+        (lambda d: d.update(drift="psi"), "drift must be an object"),
+        (lambda d: d.update(drift=[1]), "drift must be an object"),
+        (lambda d: d["features"][0].update(stats=[1]), r"features\[0\]\.stats must be an object"),
     ],
 )
 def test_invalid_profiles_are_rejected_with_a_reason(profile, mutate, message):

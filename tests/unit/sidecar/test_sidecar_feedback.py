@@ -507,6 +507,16 @@ class TestSettings:
             with pytest.raises(ConfigError, match=words):
                 settings_from_mapping({"feedback": bad})
 
+    def test_the_pod_ip_is_advertised_as_a_host_and_port_peers_can_dial(self, monkeypatch):
+        # The downward API's status.podIP is IPv6 on an IPv6-first cluster: unbracketed,
+        # "fd00::7:8001" names no port a peer's URL can use.
+        monkeypatch.setenv("VIGIL_POD_IP", "fd00:10:244::7")
+        assert feedback_module._default_advertise(8001) == "[fd00:10:244::7]:8001"
+        monkeypatch.setenv("VIGIL_POD_IP", "10.244.0.7")
+        assert feedback_module._default_advertise(8001) == "10.244.0.7:8001"
+        monkeypatch.delenv("VIGIL_POD_IP")
+        assert feedback_module._default_advertise(8001) == ""
+
 
 class TestLivePort:
     async def test_feedback_paths_on_the_live_port_go_to_the_model(
