@@ -30,6 +30,7 @@ import aiohttp
 
 from vigil.common.uris import host_port
 from vigil.core.window import (
+    GAUGE_SUMS,
     SERVED_REVISION_FAMILIES,
     RevisionWindow,
     Scrape,
@@ -80,8 +81,24 @@ class _PodHistory:
     keys: dict[SeriesKey, SeriesKey] = field(default_factory=dict)
 
     def add(self, scrape: Scrape) -> None:
+        """Keep a scrape unless it is older than the last one kept.
+
+        The health loop and the rollouts share the source and stamp their scrapes with
+        the time each collection began, not when the sidecar answered: a read stamped
+        later may be the older one. Its counters would go down, a reset to
+        :func:`~vigil.core.window.pod_increase` (the pod's whole life counted anew),
+        though the sidecar's start time says the same process answered both.
+        """
         if scrape.at < self.last_seen:
             return  # another reader's later scrape came in first: it holds all of this one
+        last = self.recent[-1] if self.recent else None
+        same_process = (
+            last is not None
+            and scrape.started_at is not None
+            and scrape.started_at == last.started_at
+        )
+        last_health = last.values if last is not None else _NO_SERIES
+        last_truth = self.truth[-1].values if self.truth else _NO_SERIES
         known = self.keys
         keys: dict[SeriesKey, SeriesKey] = {}
         health: dict[SeriesKey, float] = {}
@@ -90,8 +107,13 @@ class _PodHistory:
             key = keys[key] = known.get(key, key)
             if key[0] in SERVED_REVISION_FAMILIES:
                 truth[key] = value
+                before = last_truth.get(key)
             else:
                 health[key] = value
+                before = last_health.get(key)
+            decreased = before is not None and value < before and key[0] not in GAUGE_SUMS
+            if same_process and decreased:
+                return  # read before the last one kept: that one holds all of it
         self.keys = keys
         self.recent.append(Scrape(scrape.at, scrape.started_at, health))
         self.truth.append(Scrape(scrape.at, scrape.started_at, truth or _NO_SERIES))
@@ -235,6 +257,17 @@ class DirectSource:
         # it: the ModelDeployment's scraped pods, this revision's series.
         series.update(served_by(add_series(everyone), target.revision))
         return RevisionWindow.from_series(series, pods=answered)
+
+    def kept_since(self, key: RevisionKey, labels: bool = False) -> float | None:
+        """When the oldest scrape kept of the revision's pods was taken (``labels``: of its
+        ground-truth part); None when none is kept. A window reaching back further than
+        that has figures for part of it only (a restart, or a window made longer)."""
+        kept = [
+            part[0].at
+            for (revision, _), history in self._history.items()
+            if revision == key and (part := history.truth if labels else history.recent)
+        ]
+        return min(kept, default=None)
 
     def counted_pods(self, target: RevisionTarget, now: float) -> list[str]:
         """The pods, by name, whose counts :meth:`collect` adds up in ``target``'s health

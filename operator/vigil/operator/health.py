@@ -389,15 +389,20 @@ class HealthLoop:
         previous: Mapping[str, Any] | None,
         window: float | None = None,
     ) -> bool:
-        """The direct source has watched for less than ``window`` (an operator restart): too
-        few requests or labels may only mean too short a history. Not for a revision new
-        since (a promotion): its few figures are its own, not a reason to show another's;
-        so only while the last verdict (``previous``, status.health) is of this revision."""
+        """The direct source has watched for less than ``window`` (an operator restart, or
+        a window made longer than the history kept for the last): too few requests or
+        labels may only mean too short a history. Not for a revision new since (a
+        promotion): its few figures are its own, not a reason to show another's; so only
+        while the last verdict (``previous``, status.health) is of this revision."""
         if settings.source_key[0] == SOURCE_PROMETHEUS:
             return False  # Prometheus has the history
         if not judged_revision(previous, target.revision):
             return False  # nothing of this revision to hold
         since = self._watching_since if self._watching_since is not None else now
+        source = self.sources.get(settings.source_key)
+        if isinstance(source, DirectSource):
+            kept = source.kept_since(target.key, labels=window is not None)
+            since = max(since, now if kept is None else kept)
         return now - since < (target.window_seconds if window is None else window)
 
     async def _collect(

@@ -7,6 +7,7 @@ the real operator against real sidecars, MLServer and Prometheus).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -15,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -26,8 +27,10 @@ from vigil.core.health_status import health_conditions
 from vigil.core.reconcile import Event
 from vigil.core.spec.health import HealthPolicy
 from vigil.core.vocabulary import ConditionType
-from vigil.core.window import RealizedPerformance, RevisionWindow
-from vigil.metrics import Collection, RevisionTarget
+from vigil.core.window import RealizedPerformance, RevisionWindow, Scrape
+from vigil.metrics import Collection, PodTarget, RevisionTarget
+from vigil.metrics.direct import DirectSource
+from vigil.metrics.exposition import parse_sidecar_metrics
 from vigil.metrics.pool import SourcePool
 from vigil.operator.health import HealthLoop, pod_info
 from vigil.operator.metrics import OperatorMetrics
@@ -499,6 +502,44 @@ async def test_too_few_requests_right_after_a_start_hold_the_last_verdict(
     # A full window later, too few requests is a verdict.
     await loop.cycle()
     assert loop.condition("Healthy")["status"] == "Unknown"
+
+
+class SteadySidecar(DirectSource):
+    """The direct source, its pods' sidecars answering one success a second since 0 s."""
+
+    async def _scrape(self, pod: PodTarget, now: float) -> Scrape | str:
+        labels = 'endpoint="infer",origin="live",outcome="success"'
+        served = f"vigil_request_outcomes_total{{{labels}}} {now}"
+        values, started_at = parse_sidecar_metrics(
+            f"vigil_sidecar_start_time_seconds 0\n{served}\n"
+        )
+        return Scrape(now, started_at, values)
+
+
+async def test_a_window_made_longer_than_the_history_kept_holds_too_few_requests(
+    loop: Loop,
+) -> None:
+    # 30 s and 20 requests made 10 min and 400: the source kept 30 s + 2 min of scrapes,
+    # 150 requests. Written, "too few" flipped Healthy to Unknown for minutes on a
+    # history shorter than the window the status names.
+    loop.sources[("direct", "")] = cast(FakeSource, SteadySidecar())
+    loop.add(md(), pod("wine-a"))
+    for _ in range(240):  # 12 minutes: the operator has watched for longer than 10
+        await loop.cycle()
+    assert loop.status()["health"]["verdict"] == "Healthy"
+    edited = copy.deepcopy(loop.api.objects[("ModelDeployment", "ml", "wine")])
+    edited["spec"]["monitoring"]["window"] = "10m"
+    edited["spec"]["rollout"]["analysis"]["minRequests"] = 400
+    loop.api.add(edited)
+    loop.loop.observe_model("MODIFIED", edited)
+    held = 0
+    while (await loop.cycle()).held:
+        held += 1
+        assert loop.status()["health"]["verdict"] == "Healthy"
+    # Held until 400 requests were kept (the history 250 s longer, in 3-s cycles).
+    assert 80 <= held <= 85, held
+    assert loop.status()["health"]["verdict"] == "Healthy"
+    assert loop.status()["health"]["requests"] >= 400
 
 
 def promoted_right_after_a_start(loop: Loop) -> None:
