@@ -386,43 +386,35 @@ class TestOneSourceForTheHealthLoopAndTheRollouts:
                 compared += 1
         assert compared == 360
 
-    async def test_a_read_that_ends_after_a_later_one_is_not_kept(self) -> None:
-        # The health loop's read at 60 s has the pod's text but waits on other pods while
-        # a rollout reads it at 61 s: kept after that one, its smaller counters would read
-        # as a restart (everything since the start counted again).
+    @pytest.mark.parametrize(
+        ("held", "meanwhile"),
+        [
+            # The health loop's read at 60 s has the pod's text but waits on other pods
+            # while a rollout reads it at 61 s: the older read ends last.
+            (60.0, 61.0),
+            # A rollout's read stamped 61 s waits on its candidate's slow pod; the health
+            # loop's, stamped 60 s, reads the pod after it and ends first: the older read
+            # is stamped later (the sidecar's start time unchanged).
+            (61.0, 60.0),
+        ],
+    )
+    async def test_of_two_overlapping_reads_the_older_is_not_kept(
+        self, held: float, meanwhile: float
+    ) -> None:
+        # Kept after the newer one, its smaller counters would read as a restart: the
+        # pod's whole life counted again.
         pod = Pod("a", "r1", 1, 9)
-        source = HeldSource(pod, held=60.0)
+        source = HeldSource(pod, held=held)
         targets = health_targets({"r1": [pod]}, LABELS_WINDOW)
         for now in (0.0, 30.0):
             await source.collect(targets, now)
-        slow = asyncio.create_task(source.collect(targets, 60.0))
+        slow = asyncio.create_task(source.collect(targets, held))
         while not source.taken or len(next(iter(source.taken.values()))) < 3:
             await asyncio.sleep(0)
-        await source.collect(targets, 61.0)
+        await source.collect(targets, meanwhile)
         source.release.set()
         await slow
         window = (await source.collect(targets, 90.0)).windows[targets[0].key]
-        kept = {k: [s for s in v if s.at != 60.0] for k, v in source.taken.items()}
-        assert window == old_rule_window(kept, targets[0], 90.0, 1)
-        assert window.requests > 0
-
-    async def test_an_older_read_stamped_later_and_added_last_is_not_kept(self) -> None:
-        # A rollout's collection stamped 61 s reads the pod at once, then waits on its
-        # candidate's slow pod; the health loop's, stamped 60 s, reads it after and ends
-        # first. Kept, the older read's smaller counters would read as a restart of the
-        # same process (its start time unchanged): the pod's whole life counted again.
-        pod = Pod("a", "r1", 1, 9)
-        source = HeldSource(pod, held=61.0)
-        targets = health_targets({"r1": [pod]}, LABELS_WINDOW)
-        for now in (0.0, 30.0):
-            await source.collect(targets, now)
-        slow = asyncio.create_task(source.collect(targets, 61.0))
-        while not source.taken or len(next(iter(source.taken.values()))) < 3:
-            await asyncio.sleep(0)
-        await source.collect(targets, 60.0)
-        source.release.set()
-        await slow
-        window = (await source.collect(targets, 90.0)).windows[targets[0].key]
-        kept = {k: [s for s in v if s.at != 61.0] for k, v in source.taken.items()}
+        kept = {k: [s for s in v if s.at != held] for k, v in source.taken.items()}
         assert window == old_rule_window(kept, targets[0], 90.0, 1)
         assert window.requests > 0
