@@ -73,7 +73,8 @@ from vigil.validation.golden import (
 
 log = logging.getLogger("vigil.operator.rollouts")
 
-READY_PROBE_SECONDS = 2.0
+#: Longer than the sidecar's own 2-s check of its model server, which its answer waits on.
+READY_PROBE_SECONDS = 3.0
 #: A step that has just started is measured over this much (a range query needs one):
 #: short, so that its window does not reach back before the step into the one before.
 MIN_EVIDENCE_SECONDS = 0.001
@@ -233,7 +234,7 @@ class Rollouts:
         try:
             settings = health_settings(spec.monitoring, spec.rollout.analysis)
         except ValueError as error:
-            return RolloutInputs(metrics_available=False, metrics_error=str(error))
+            return await self._unmeasured(namespace, name, candidate, str(error))
         reference = (
             _profile(reference_configmap, settings.reference[1]) if settings.reference else None
         )
@@ -242,7 +243,7 @@ class Rollouts:
                 api, namespace, deployments.get(stable), reference_configmap
             )
         except KubeError as error:  # not an absent ConfigMap: no figures, the step holds
-            return RolloutInputs(metrics_available=False, metrics_error=str(error))
+            return await self._unmeasured(namespace, name, candidate, str(error))
         changes = None
         if reference is not None and stable_reference is not None:
             added, dropped, _ = feature_changes(reference, stable_reference)
@@ -264,6 +265,20 @@ class Rollouts:
             reference_configmap=reference_configmap,
         )
         return dataclasses.replace(measured, feature_changes=changes)
+
+    async def _unmeasured(
+        self, namespace: str, name: str, candidate: str, error: str
+    ) -> RolloutInputs:
+        """No figures this cycle: the step holds, its traffic as set up. Without the shadow
+        target the stable's sidecars would be told to stop copying for a cycle (a settings
+        write that reaches them a minute later), status still saying they copy."""
+        target = await self.candidate_url(namespace, name, candidate)
+        return RolloutInputs(
+            metrics_available=False,
+            metrics_error=error,
+            shadow_target=target,
+            candidate_serving=target is not None,
+        )
 
     def _note_reads(self, namespace: str, name: str, revision: str) -> None:
         """Remember the reference digest each of the candidate's pods read: once gone, the

@@ -434,6 +434,9 @@ async def test_a_stable_whose_reference_cannot_be_read_is_never_judged_with_the_
     if unread == "refused":  # the API server did not answer: no figures, the step holds
         assert inputs is not None and not inputs.metrics_available
         assert "service unavailable" in inputs.metrics_error
+        # The traffic set up stays: without the target the stable's sidecars were told to
+        # stop copying for the cycle, status still saying they copied.
+        assert inputs.shadow_target == "http://wine-c.ml.svc:80" and inputs.candidate_serving
         return
     assert inputs is not None and inputs.figures is not None
     policy = parse_policy({"replacement": {"steps": [{"canary": {"weight": 50}}]}}, "replacement")
