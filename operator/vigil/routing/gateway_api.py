@@ -148,22 +148,61 @@ def owns(target: RoutingTarget, name: str, service: Mapping[str, Any] | None) ->
 
 
 def desired_backends(
-    target: RoutingTarget, traffic: Traffic, template: Mapping[str, Any] | None = None
+    target: RoutingTarget,
+    traffic: Traffic,
+    template: Mapping[str, Any] | None = None,
+    total: int = 100,
 ) -> list[dict[str, Any]]:
-    """Our backendRefs for this traffic (``template`` supplies port and filters)."""
+    """Our backendRefs for this traffic (``template`` supplies port and filters), their
+    weights adding up to ``total`` (the model's share of a rule it shares with others)."""
     base = {k: copy.deepcopy(v) for k, v in (template or {}).items() if k in ("port", "filters")}
     base.setdefault("port", SERVICE_PORT)
     if target.candidate is None:
-        return [{**base, "name": naming.service_name(target.name), "weight": 100}]
-    weight = max(0, min(100, traffic.candidate_weight))
+        return [{**base, "name": naming.service_name(target.name), "weight": total}]
+    candidate = round(total * max(0, min(100, traffic.candidate_weight)) / 100)
     return [
-        {**base, "name": target.revision_service(target.stable), "weight": 100 - weight},
+        {**base, "name": target.revision_service(target.stable), "weight": total - candidate},
         {
             **copy.deepcopy(base),
             "name": target.revision_service(target.candidate),
-            "weight": weight,
+            "weight": candidate,
         },
     ]
+
+
+#: The Gateway API's largest backendRef weight.
+MAX_WEIGHT = 1_000_000
+
+
+def _weight(ref: Mapping[str, Any]) -> int:
+    """A backendRef's weight as the API reads it (1 when absent)."""
+    weight = ref.get("weight", 1)
+    return weight if isinstance(weight, int) and not isinstance(weight, bool) else 0
+
+
+def _shares_kept(
+    route: Mapping[str, Any], mine: list[Any], others: list[Any]
+) -> tuple[int, list[Any]]:
+    """(Our refs' total weight, the other refs) keeping each backend's share of the rule.
+
+    A share is a weight over the rule's sum. Alone in a rule the model's refs add up to
+    100 (percentages). Beside weighted backends they keep the total the model's had;
+    under 100 (the default weight 1) every other weight is multiplied once, so that the
+    split has percent steps and the user's proportions stay.
+    """
+    total = sum(_weight(r) for r in mine)
+    if not any(_weight(r) for r in others):
+        return 100, others
+    if total >= 100:
+        return total, others
+    scale = -(-100 // total)
+    scaled = [{**r, "weight": _weight(r) * scale} for r in others]
+    if max(r["weight"] for r in scaled) > MAX_WEIGHT:
+        raise RoutingError(
+            f"HTTPRoute {body(route).meta.name or '?'}: keeping its shares would weight a "
+            f"backend over {MAX_WEIGHT}: weight the model's Service at least 100 there"
+        )
+    return total * scale, scaled
 
 
 def desired_rules(
@@ -187,8 +226,12 @@ def desired_rules(
         if not mine:
             continue
         found = True
-        others = [r for r in refs if not _ours(r, target, claimed)]
-        rule["backendRefs"] = desired_backends(target, traffic, mine[0]) + others
+        if not any(_weight(r) for r in mine):
+            continue  # weighted out of this rule by its owner: no traffic to the model
+        total, others = _shares_kept(
+            route, mine, [r for r in refs if not _ours(r, target, claimed)]
+        )
+        rule["backendRefs"] = desired_backends(target, traffic, mine[0], total) + others
     if not found:
         name = body(route).meta.name or "?"
         raise RoutingError(

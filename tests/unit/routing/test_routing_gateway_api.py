@@ -116,7 +116,8 @@ def test_foreign_backends_and_rules_are_untouched():
         route(other_rule, mixed, cross_ns), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS
     )
     assert rules[0] == other_rule
-    assert rules[1]["backendRefs"][-1] == {"name": "legacy", "port": 80}
+    # Its share kept: 1 to the model's 1 (each absent weight is 1), now 100 to its 100.
+    assert rules[1]["backendRefs"][-1] == {"name": "legacy", "port": 80, "weight": 100}
     assert [r["name"] for r in rules[1]["backendRefs"]] == [
         "wine-aaaaaaa",
         "wine-bbbbbbb",
@@ -418,8 +419,43 @@ def test_the_patch_writes_no_defaults_and_keeps_the_other_refs_as_stored():
     assert patch["spec"]["rules"][0]["backendRefs"] == [
         {"name": "wine-aaaaaaa", "port": 80, "weight": 80},
         {"name": "wine-bbbbbbb", "port": 80, "weight": 20},
-        other,
+        {**other, "weight": 100},  # its share of the rule kept (1 to the model's 1)
     ]
+
+
+def shares(rule: Mapping[str, Any]) -> dict[str, float]:
+    """Each backend's share of a rule's traffic, as the Gateway API divides it."""
+    refs = rule["backendRefs"]
+    total = sum(r.get("weight", 1) for r in refs)
+    return {r["name"]: round(100 * r.get("weight", 1) / total, 1) for r in refs}
+
+
+def test_a_rule_shared_with_other_backends_keeps_each_ones_share():
+    # Old code: the model's refs always added up to 100, whatever it had: 10/90 with
+    # legacy became 53/47 once trafficRouting was set, and a rule weighting the model out
+    # (0, a maintenance backend at 100) sent it 99 %.
+    split = {
+        "backendRefs": [{"name": "wine", "port": 80, "weight": 1}, {"name": "legacy", "weight": 9}]
+    }
+    out = {
+        "backendRefs": [{"name": "wine", "port": 80, "weight": 0}, {"name": "down", "weight": 1}]
+    }
+    current = route(split, out)
+    for weight in (20, 50, 100, 0):
+        patch = route_patch(current, TARGET, Traffic(weight, 0, 1, 2), claimed=NO_OTHERS)
+        if patch is not None:
+            current = route(*patch["spec"]["rules"])
+        first, second = current["spec"]["rules"]
+        assert shares(first) == {
+            "wine-aaaaaaa": 10.0 * (100 - weight) / 100,
+            "wine-bbbbbbb": 10.0 * weight / 100,
+            "legacy": 90.0,
+        }
+        assert second == out  # weighted out of it: left as it is
+        assert route_patch(current, TARGET, Traffic(weight, 0, 1, 2), claimed=NO_OTHERS) is None
+    promoted = RoutingTarget("wine", "ml", stable="bbbbbbb")
+    after = route(*desired_rules(current, promoted, Traffic(0, 0, 0, 2), claimed=OLD_STABLE))
+    assert shares(after["spec"]["rules"][0]) == {"wine": 10.0, "legacy": 90.0}
 
 
 # -- a missing route: which of three causes ------------------------------------------------------
