@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core_world import RolloutWorld, World, spec
+from core_world import RolloutWorld, World, judged, spec
 from figures_kit import figures as seen
 from kubelet_pods import failed
 
@@ -36,6 +36,7 @@ CANARY = {
     "progressDeadline": "60s",
 }
 REFERENCE = {"reference": {"configMapKeyRef": {"name": "r", "key": "k"}}}
+GOOD = seen(requests=100, latency_p95=0.01, compared=100, agreement=0.99)
 
 
 def model(uri: str) -> dict[str, Any]:
@@ -205,3 +206,59 @@ class TestAFirstDeploymentCutShort:
         entry = world.status["history"][0]
         assert (entry["revision"], entry["change"]) == (fixed, "new")
         assert entry["reason"] == cut.status["history"][0]["reason"]
+
+
+class TestARevisionGoneBackToAfterAFailedBake:
+    """Traffic went back to version 1 (its bake failed version 2): Ready turned False
+    (RolledBack) the instant version 1 became the stable again, as a first revision's does.
+    Version 1 served then: a cycle with no pod of it ready makes it no first revision."""
+
+    @staticmethod
+    def gone_back(rollout: dict[str, Any]) -> tuple[RolloutWorld, str, str]:
+        world = RolloutWorld()
+        world.spec = spec("1", 1, rollout=rollout)
+        world.reconcile()
+        v1 = world.status["stable"]["revision"]
+        world.pods_ready(v1)
+        world.reconcile()
+        world.set_spec(spec("2", 1, rollout=rollout))
+        world.reconcile()
+        v2 = world.status["candidate"]["revision"]
+        world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+        for _ in range(60):
+            world.pods_ready(v2)
+            world.reconcile()
+            if world.status["stable"]["revision"] == v2:
+                break
+        world.inputs = None
+        world.reconcile()
+        judged(world, "Healthy", False, "ErrorRateHigh", "error rate 9% > 1%")
+        world.pods_ready(v1)
+        for _ in range(3):
+            world.reconcile()
+        assert world.status["stable"]["revision"] == v1 and world.service_revision() == v1
+        assert world.status["stable"]["since"] == world.condition("Ready")["lastTransitionTime"]
+        return world, v1, v2
+
+    def test_held_out_its_pod_restarting_keeps_it_serving(self) -> None:
+        world, v1, v2 = self.gone_back({"bake": {"duration": "10m", "minReplicas": 1}})
+        world.reconcile(3600)
+        world.pods_ready(v1, 0)  # its one pod restarts
+        plan = world.reconcile()
+        assert plan.actions == [] and [e.reason for e in plan.events] == []
+        assert world.service_revision() == v1 and world.names("Deployment") == [f"wine-{v1}"]
+        assert world.status["phase"] == "RolledBack" and world.status["revision"] == v2
+
+    def test_a_new_version_keeps_its_steps_when_its_pod_restarts(self) -> None:
+        rollout = {**SHADOW_THEN_CANARY, "bake": {"duration": "10m", "minReplicas": 1}}
+        world, v1, _v2 = self.gone_back(rollout)
+        world.reconcile(600)
+        world.set_spec(spec("3", 1, rollout=rollout))
+        world.reconcile()
+        v3 = world.status["candidate"]["revision"]
+        world.pods_ready(v1, 0)
+        world.reconcile()
+        assert world.service_revision() == v1 and world.deployment(v1) is not None
+        assert world.status["candidate"]["revision"] == v3
+        assert world.status["candidate"]["change"] == "replacement"
+        assert [h["revision"] for h in world.status["history"]][-1] == v1

@@ -10,6 +10,7 @@ that changes it deploys as a first revision in its place (:func:`replace_unserve
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,8 +107,8 @@ def keep(cycle: Cycle, revision: str, identity: str, views: Mapping[str, Deploym
 
 def never_served(status: Mapping[str, Any], view: DeploymentView) -> bool:
     """Whether the stable revision never served: no pod of it is ready, and status says it
-    never did (:func:`has_served`), or Ready has been False since it became the stable (a
-    spec refused meanwhile changed Ready's reason, which has_served reads)."""
+    never did (:func:`has_served`), or Ready has been False since it became the stable as a
+    first revision (a spec refused meanwhile changed Ready's reason, which has_served reads)."""
     if view.ready_replicas > 0:
         return False
     if not has_served(status):
@@ -117,7 +118,19 @@ def never_served(status: Mapping[str, Any], view: DeploymentView) -> bool:
     since = parse_time((status.get("stable") or {}).get("since"))
     if ready.get("status") != "False" or turned is None or since is None:
         return False
-    return turned <= since
+    return turned <= since and _first_since(status, view.revision, since)
+
+
+def _first_since(status: Mapping[str, Any], revision: str, since: datetime.datetime) -> bool:
+    """Whether the stable became it as a first revision: its history entry is a first
+    deployment's, written then. One made the stable by a switch or a go-back (a bake rolled
+    back: Ready False from that instant) served at that moment: its entry says otherwise."""
+    entry = next((h for h in status.get("history") or () if h.get("revision") == revision), None)
+    if entry is None:  # none to tell (a status written in part): as before, by Ready alone
+        return True
+    written = parse_time(entry.get("at"))
+    first = entry.get("outcome") == Outcome.DEPLOYED and entry.get("change") == ChangeKind.NEW
+    return first and written is not None and written >= since
 
 
 def replace_unserved(
