@@ -10,7 +10,8 @@ wrote and the previous revision's Deployment, and returns a
 
 The runbook, one cycle:
 
-    the previous revision is gone               -> over: nothing to go back to
+    the previous revision is gone               -> over: nothing to go back to (passed, if
+                                                   past its end without a failure)
     going back, the previous revision available -> roll back: live traffic to it (RolledBack)
     going back past progressDeadline            -> give up: the promoted revision keeps serving
     going back                                  -> the previous revision at full replicas; wait
@@ -97,6 +98,8 @@ class BakeDecision:
     #: Replicas the previous revision's Deployment should have (0 when it goes).
     previous_replicas: int
     message: str
+    #: The bake's time is over without a failure: it passed (BakePassed).
+    passed: bool = False
 
 
 def decide(
@@ -107,21 +110,25 @@ def decide(
     kept = min(spec.min_replicas, full)
     left = state.ends_at - now
 
-    # The previous revision is gone (removed by hand, or a cut-short cycle): nothing to go back to.
+    failed = [s for s in seen.signals if s.failed_since(state.started_at)]
+    # The previous revision is gone (removed by hand, or a cut-short cycle): nothing to go
+    # back to. Past the bake's end without a failure it passed (a cycle that removed the
+    # previous revision was cut short before its BakePassed Event).
     if not seen.previous_exists:
+        if left <= 0 and state.failed_at is None and not failed:
+            return BakeDecision(BakeMove.PASS, state, 0, _standing(seen.signals), passed=True)
         return BakeDecision(BakeMove.PASS, state, 0, f"revision {state.previous} is gone")
     # Going back: switch once the previous revision is available, within the deadline.
     if state.failed_at is not None:
         return _going_back(state, seen, now, deadline)
     # A watched condition turned bad during the bake: go back to the previous revision.
-    failed = [s for s in seen.signals if s.failed_since(state.started_at)]
     if failed:
         words = "; ".join(s.describe() for s in failed)
         failing = replace(state, failed_at=now, reason=Reason.BAKE_FAILED, message=words)
         return _going_back(failing, seen, now, deadline)
     # The bake's time is over without a failure: the previous revision goes.
     if left <= 0:
-        return BakeDecision(BakeMove.PASS, state, 0, _standing(seen.signals))
+        return BakeDecision(BakeMove.PASS, state, 0, _standing(seen.signals), passed=True)
     # Otherwise: bake on, the previous revision kept at minReplicas.
     message = (
         f"{_standing(seen.signals)}; revision {state.previous} kept at {kept} replica(s) "

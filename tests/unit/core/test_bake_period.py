@@ -296,6 +296,32 @@ class TestABakeThatPasses:
         assert world.status["stable"]["revision"] == revision
         assert world.condition("Progressing")["reason"] == "Complete"
 
+    def test_one_cut_short_after_its_deletions_posts_bake_passed_once(self) -> None:
+        # The operator stopped after the bake-passing plan removed the previous revision,
+        # before its Event and status: the next cycle posts it (under the same name).
+        world, previous, revision = promoted(baked(minReplicas=1))
+        judged(world, "Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")
+        world.pods_ready(previous)
+        world.reconcile(60)
+        world.now += datetime.timedelta(seconds=600)
+        cut = reconcile_decide(world.observe())
+        assert [e.reason for e in cut.events] == ["BakePassed"]
+        world.carry_out(cut.actions)
+        assert world.deployment(previous) is None and world.status["bake"]
+        plan = world.reconcile()
+        assert [(e.reason, e.message, e.occurrence) for e in plan.events] == [
+            (e.reason, e.message, e.occurrence) for e in cut.events
+        ]
+        assert cut.events[0].occurrence.startswith(f"BakePassed {revision} ")
+        assert "bake" not in world.status and world.reconcile().events == []
+
+    def test_a_previous_revision_removed_by_hand_mid_bake_passes_nothing(self) -> None:
+        world, previous, _revision = promoted(baked(minReplicas=1))
+        world.reconcile(60)
+        del world.objects[("Deployment", f"wine-{previous}")]
+        plan = world.reconcile()
+        assert plan.events == [] and "bake" not in world.status
+
     def test_a_verdict_from_before_the_switch_does_not_go_back(self) -> None:
         world, previous = serving(baked())
         degrade(world)  # the previous revision's verdict

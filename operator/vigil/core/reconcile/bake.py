@@ -209,11 +209,13 @@ def _over(
         # Said once: a spec that asked for the previous revision past the deadline said it.
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.BAKE_ROLLBACK_FAILED:
             cycle.event(Reason.BAKE_ROLLBACK_FAILED, decision.message, warning=True)
-    elif previous is not None:
+    elif decision.passed:
+        # Also when a cycle cut short removed the previous revision: named once per bake.
         cycle.event(
             Reason.BAKE_PASSED,
             f"revision {state.revision} passed its bake ({decision.message}); "
             f"revision {state.previous} removed",
+            occurrence=f"{Reason.BAKE_PASSED} {state.revision} {format_unix(state.started_at)}",
         )
     if asked is not None:
         words = (
