@@ -142,6 +142,49 @@ def test_a_promotion_cut_short_is_finished_once_in_the_same_words(done: int) -> 
     assert "candidate" not in world.status
 
 
+def test_a_promote_request_whose_switch_was_cut_short_is_answered_as_done() -> None:
+    # The person's promote switches at once (the candidate is at full capacity); the
+    # operator stops after every write, before its status and the request's clearing.
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("reason") is not None)
+    world.pods_ready(candidate)
+    world.request = Request("promote", "p1")
+    world.now += datetime.timedelta(seconds=1)
+    cut = decide(world.observe())
+    assert [e.reason for e in cut.events] == ["Promoting", "Switched"]
+    world.carry_out(cut.actions)
+    plan = world.reconcile()
+    assert [e.reason for e in plan.events] == ["Switched"]
+    assert plan.clear_request == Request("promote", "p1") and world.request is None
+    assert (world.status["lastRequest"]["id"], world.status["lastRequest"]["answer"]) == (
+        "p1",
+        "Taken",
+    )
+    # The rollout's outcome for the metric, as the switch it finishes gives it.
+    assert plan.rollout_outcome == cut.rollout_outcome == "Promoted"
+    assert world.status["stable"]["revision"] == candidate and world.deployment(stable) is None
+
+
+def test_a_stepped_switch_cut_short_then_a_new_spec_finishes_it_first() -> None:
+    # The switch's writes done (the Service moved), not its deletions, Events or status; a
+    # new spec before the next cycle: it finishes the promotion, then rolls out against it.
+    world, stable, candidate, cut = copy.deepcopy(_at_the_switch())
+    world.carry_out(cut.actions[:3])
+    world.set_spec(spec("3", 2, rollout=ROLLOUT))
+    plan = world.reconcile()
+    assert [(e.reason, e.occurrence) for e in plan.events] == [
+        ("Switched", cut.events[0].occurrence),
+        ("RolloutStarted", ""),
+    ]
+    assert plan.rollout_outcome == "Promoted"
+    assert world.deployment(stable) is None and f"wine-{stable}" not in world.names("Service")
+    history = [(h["revision"], h["outcome"], h["change"]) for h in world.status["history"]]
+    assert history == [(candidate, "Promoted", "replacement"), (stable, "Deployed", "new")]
+    assert world.status["stable"]["revision"] == candidate
+    assert world.status["candidate"]["revision"] == world.status["revision"] != candidate
+
+
 @pytest.mark.parametrize("done", range(2))
 def test_a_rollback_cut_short_is_finished_once(done: int) -> None:
     # The operator stopped after `done` of the rollback's actions (before its Event and
@@ -656,6 +699,26 @@ class TestEveryRequestIsAnswered:
         assert plan.clear_request == Request("promote", "r1")
         assert world.status["lastRequest"] == first
         assert not [e for e in plan.events if e.reason == "RequestRefused"]
+
+
+def test_a_shadow_step_without_the_stables_settings_reports_no_copies_and_why() -> None:
+    # The stable's sidecar settings ConfigMap deleted outside the operator mid-step: its
+    # settings were rendered from an older spec (not made again): no copies, and status
+    # says so rather than a shadow percent not in effect.
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=None, metrics_available=False, shadow_target="http://x")
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.status["candidate"]["shadowPercent"] == 100
+    del world.objects[("ConfigMap", f"wine-{stable}-sidecar")]
+    for _ in range(3):
+        world.pods_ready(candidate)
+        world.reconcile()
+        status = world.status["candidate"]
+        assert status["stepName"] == "shadow 100%" and "shadowPercent" not in status
+        missing = f"no shadow copies are sent: ConfigMap wine-{stable}-sidecar"
+        assert status["message"].count(missing) == 1
+        assert missing in world.condition("Ready")["message"]
 
 
 def test_the_shadow_steps_tolerance_reaches_the_stables_sidecar_settings() -> None:

@@ -525,6 +525,34 @@ class TestBlueGreen:
         settled = world.reconcile()
         assert settled.actions == [] and settled.events == []
 
+    @pytest.mark.parametrize("then", ["new spec", "reference missing", "invalid spec"])
+    def test_a_switch_cut_short_then_another_spec_finishes_it_first(self, then: str) -> None:
+        # The switch's writes done (the Service moved), not its deletions, Events or status;
+        # the spec changes again before the next cycle (one that can start, or not): that
+        # cycle finishes this very promotion, and the old stable goes as no candidate.
+        world, old, new = candidate_ready()
+        cut = decide(world.observe())
+        world.carry_out(cut.actions[:3])
+        assert world.service_revision() == new and world.status["stable"]["revision"] == old
+        if then == "reference missing":
+            reference = {"configMapKeyRef": {"name": "gone", "key": "p"}}
+            world.set_spec(spec("3", monitoring={"reference": reference}))
+            world.reference_found = False
+        else:
+            world.set_spec(spec("3", 0 if then == "invalid spec" else 2))
+        plan = world.reconcile()
+        switched = [(e.reason, e.message, e.occurrence) for e in cut.events]
+        assert [(e.reason, e.message, e.occurrence) for e in plan.events][:1] == switched
+        assert not any(e.reason in RETIRED for e in plan.events)
+        assert world.deployment(old) is None and f"wine-{old}-sidecar" not in world.names(
+            "ConfigMap"
+        )
+        assert world.service_revision() == new and world.status["stable"]["revision"] == new
+        history = [(h["revision"], h["outcome"], h["change"]) for h in world.status["history"]]
+        assert history == [(new, "Promoted", "replacement"), (old, "Deployed", "new")]
+        assert world.status["history"][0]["reason"] == cut.status["history"][0]["reason"]
+        assert world.status.get("candidate", {}).get("revision") != new
+
     def test_a_leftover_of_a_removed_revision_is_deleted(self) -> None:
         world = converged_world()
         stable = world.status["revision"]

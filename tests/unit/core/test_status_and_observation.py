@@ -10,7 +10,7 @@ from vigil.common.times import format_time as timestamp
 from vigil.core.judges import Explanation, Gate
 from vigil.core.observed import deployment_failure, service_revision, view_deployment
 from vigil.core.reconcile import has_served
-from vigil.core.reconcile.stepped import gates_status
+from vigil.core.reconcile.report import gates_status
 from vigil.core.status import (
     HISTORY_LIMIT,
     ConditionState,

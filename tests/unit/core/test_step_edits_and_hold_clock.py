@@ -139,3 +139,29 @@ def test_the_first_steps_data_hold_counts_from_its_start_not_the_pods_wait() -> 
     ]
     assert decisions[2].state.held_since == 26 * 60.0
     assert decisions[-1].message.endswith("for 1800s >= progressDeadline 1800s")
+
+
+def test_steps_added_while_a_blue_green_candidate_starts_begin_at_their_first() -> None:
+    # A blue/green candidate slow to start (10 minutes); then steps in the spec, same
+    # revision. Its status (stepStartedAt: when it started) is no step's state: the first
+    # step starts once the candidate is ready, its duration counted from then, all pods ready.
+    world, _ = core_world.serving({}, RolloutWorld())
+    world.set_spec(spec("2", 2, rollout={}))
+    world.reconcile()
+    candidate = world.status["candidate"]["revision"]
+    for _ in range(10):
+        world.reconcile(60)
+    world.set_spec(spec("2", 2, rollout=rollout(SHADOW, CANARY_50)))
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://shadow")
+    world.reconcile()
+    assert world.status["candidate"]["revision"] == candidate
+    assert "stepStartedAt" not in world.status["candidate"]
+    world.pods_ready(candidate, 1)  # one pod of two: not ready yet
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "CandidateNotReady"
+    world.pods_ready(candidate)
+    world.reconcile()
+    ready_at = world.now
+    assert parse_unix(world.status["candidate"]["stepStartedAt"]) == ready_at.timestamp()
+    seconds_at(world, "shadow 100%", candidate)
+    assert (world.now - ready_at).total_seconds() >= 60  # the step's duration

@@ -51,6 +51,8 @@ The state machine, Flagger-style (each line is a step of the runbook)::
         lost pods, spec unchanged              -> Degraded (ReplicasUnavailable) until back
         never Ready yet                        -> Deploying (Pending until a pod is ready)
     stable revision != desired revision        -> replace it; older candidates superseded
+        a switch cut short before its status   -> record it first (Switched, Promoted), the
+          (or a spec it cannot act on)            old stable removed, no candidate retired
         a failed bake still going back         -> finish going back first: a spec set back
                                                   to the previous revision is answered by
                                                   it; another waits (Progressing says so),

@@ -39,7 +39,7 @@ from vigil.core.reconcile.rollback import (
     in_place_words,
     stable_alone,
 )
-from vigil.core.reconcile.switch import switch
+from vigil.core.reconcile.switch import finish_superseded_switch, switch
 from vigil.core.spec import RolloutPolicy
 from vigil.core.vocabulary import ChangeKind, ConditionType, Phase, Reason
 
@@ -209,9 +209,11 @@ def _supersede_others(
     kept: str | None = None,
 ) -> None:
     """A newer spec supersedes a candidate that was still starting (or baking); ``kept``: a
-    failed bake's previous revision, which live traffic goes back to."""
+    failed bake's previous revision, which live traffic goes back to. A switch to the stable
+    cut short is finished first: its old stable goes, not retired as a candidate."""
+    switched_from = finish_superseded_switch(cycle, stable_view, revision)
     for other, other_view in views.items():
-        if other in (revision, stable_view.revision, kept):
+        if other in (revision, stable_view.revision, kept, switched_from):
             continue
         # One rolled back or failed, removed a cycle after its outcome, keeps that outcome.
         if cycle.ended(other):

@@ -1,4 +1,5 @@
-"""Status assembly: from the situation reached to conditions, phase and the revisions' summaries.
+"""Status assembly: from the situation reached to conditions, phase and the revisions' summaries
+(a stepped rollout's gates and golden-set replay among them).
 
 Computed in memory and persisted once by the operator (``status_patch``).
 """
@@ -6,7 +7,8 @@ Computed in memory and persisted once by the operator (``status_patch``).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,7 @@ from vigil.common.times import format_time
 from vigil.core.observed import DeploymentView, FetchState
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
+from vigil.core.rollout import Decision, Gate, GoldenResult
 from vigil.core.spec import ModelDeploymentSpec
 from vigil.core.status import (
     ConditionState,
@@ -391,3 +394,49 @@ def meanwhile(stable: DeploymentView) -> str:
     if stable.ready_replicas > 0:
         return f"revision {stable.revision} keeps serving"
     return f"revision {stable.revision} has no ready pod: nothing serves"
+
+
+def _figure(value: float | None) -> float | None:
+    """Four significant digits: a tiny error rate keeps its size in status, not 0."""
+    return float(f"{value:.4g}") if value is not None and math.isfinite(value) else None
+
+
+def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
+    """``status.candidate.gates``: per gate the verdict, the estimate and its interval, the
+    threshold, and the samples judged (and, undecided, how many more would decide it)."""
+    if not gates:
+        return None
+    return [
+        {
+            "name": g.name,
+            "passed": g.passed,
+            "value": _figure(g.value),
+            "verdict": str(g.verdict),
+            "low": _figure(g.low),
+            "high": _figure(g.high),
+            "threshold": _figure(g.threshold),
+            "samples": g.samples,
+            "unit": g.unit,
+            "needed": g.needed,
+        }
+        for g in gates
+    ]
+
+
+def golden_status(golden: GoldenResult | None) -> dict[str, Any] | None:
+    if golden is None:
+        return None
+    return {
+        "total": golden.total,
+        "agreed": golden.agreed,
+        "agreement": round(golden.agreement, 4),
+        **({"step": golden.step} if golden.step is not None else {}),
+        **({"message": golden.message} if golden.message else {}),
+    }
+
+
+def last_gates(decision: Decision, previous: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """This cycle's gates, else the last ones evaluated: a hold or a wait evaluates none."""
+    if decision.gates:
+        return gates_status(decision.gates)
+    return previous.get("gates")

@@ -14,6 +14,7 @@ from vigil.core.reconcile.cycle import Cycle, serving_in_place, superseded
 from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan, Route
 from vigil.core.reconcile.report import Side, failed, finish, meanwhile
 from vigil.core.reconcile.rollback import stable_alone
+from vigil.core.reconcile.switch import finish_superseded_switch
 from vigil.core.revision import REVISION_LENGTH, classify_change, compute_identity, compute_revision
 from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
 from vigil.core.status import find_condition
@@ -256,7 +257,9 @@ def _blocked(
     # A rollout or bake under way resumes where it stood once the spec is fixed.
     for key in ("candidate", "bake"):
         plan.status[key] = cycle.obs.status.get(key)
-    if (plan.status["candidate"] or {}).get("revision") in retired:
+    # A candidate retired, or the stable now (its switch cut short, finished by _supersede).
+    gone = {*retired, stable_view.revision if stable_view is not None else None}
+    if (plan.status["candidate"] or {}).get("revision") in gone:
         plan.status["candidate"] = None
     if held is not None and (plan.status["candidate"] or {}).get("revision") == held.revision:
         plan.status["candidate"] = _held_status(plan.status["candidate"], held, reason, why)
@@ -298,12 +301,15 @@ def _supersede(
     neither retired nor held, and the stable not alone (its Service would select no ready pod)."""
     if stable_view is None:
         return [], None
+    # A switch to the stable cut short: finished, its old stable removed (no candidate).
+    switched_from = finish_superseded_switch(cycle, stable_view, revision)
     baking = bake.baking(cycle, stable_view.revision)
     standin = _standin(cycle, stable_view)
     serving = {
         stable_view.revision,
         baking.previous if baking else None,
         standin.revision if standin else None,
+        switched_from,
     }
     kept = serving | {revision}
     others = [

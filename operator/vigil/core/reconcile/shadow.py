@@ -16,8 +16,9 @@ from vigil.core.shadow import with_shadow
 
 def set_stable_shadow(
     cycle: Cycle, stable_view: DeploymentView, shadow: Mapping[str, Any] | None
-) -> None:
-    """Set (or clear) the shadow block in the stable's live sidecar settings.
+) -> bool:
+    """Set (or clear) the shadow block in the stable's live sidecar settings; False when
+    they are missing (the ConfigMap deleted outside the operator: nothing to set).
 
     The stable's ConfigMap was rendered from an older spec: its settings are
     taken from the live object and only ``shadow`` changes (the sidecar
@@ -26,11 +27,12 @@ def set_stable_shadow(
     name = naming.sidecar_configmap_name(cycle.obs.owner.name, stable_view.revision)
     live = cycle.live.get(("ConfigMap", name))
     if live is None:
-        return
+        return False
     configmap = body(live)
     text = configmap.data.get(SIDECAR_CONFIG_KEY)
     changed = None if text is None else with_shadow(text, shadow)
     if changed is None:
-        return
+        return True
     data = {**configmap.data, SIDECAR_CONFIG_KEY: changed}
     cycle.plan.actions.append(Apply(cycle.reapplied(live, "v1", "ConfigMap", data=data)))
+    return True

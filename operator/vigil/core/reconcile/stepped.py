@@ -8,7 +8,6 @@ the traffic the step asks for and report the step.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
@@ -26,7 +25,15 @@ from vigil.core.desired import RevisionInfo, desired_revision_service
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
-from vigil.core.reconcile.report import Outcome, Side, finish, outcome, planned_summary
+from vigil.core.reconcile.report import (
+    Outcome,
+    Side,
+    finish,
+    golden_status,
+    last_gates,
+    outcome,
+    planned_summary,
+)
 from vigil.core.reconcile.rollback import (
     fetch_failed,
     finished_attempt,
@@ -37,7 +44,6 @@ from vigil.core.reconcile.shadow import set_stable_shadow
 from vigil.core.reconcile.switch import switch
 from vigil.core.rollout import (
     Decision,
-    Gate,
     GoldenResult,
     Observations,
     RolloutState,
@@ -65,6 +71,8 @@ class _Attempt:
     summary: dict[str, Any]
     #: The spec's steps changed under the running step: what became of it ("" = nothing).
     edited: str = ""
+    #: Why the step's shadow copies are not sent ("" = they are, or it asks for none).
+    unsent: str = ""
 
 
 def progress(
@@ -108,7 +116,7 @@ def progress(
         plan.rollout_outcome = HistoryOutcome.PROMOTED
         return plan
     # Otherwise: the traffic this step asks for, and where the rollout stands.
-    traffic, effective = _set_up_traffic(
+    traffic, effective, attempt.unsent = _set_up_traffic(
         cycle, identity, revision, (stable_view, candidate_view), decision, seen
     )
     for reason in (Reason.STEP_ADVANCED, Reason.UNDECIDED):
@@ -154,7 +162,10 @@ def _attempt(cycle: Cycle, revision: str, change: ChangeKind) -> _Attempt:
     """This revision's attempt as status left it (nothing, for another revision's)."""
     assert cycle.spec is not None
     previous = dict(cycle.obs.status.get("candidate") or {})
-    if previous.get("revision") != revision:
+    # A blue/green candidate's summary (steps added as it starts) is no step's state: its
+    # stepStartedAt is when it started. One that ended keeps its outcome (_hold_or_restart).
+    seeds = previous.get("stepName") or previous.get("outcome") in FINISHED
+    if previous.get("revision") != revision or not seeds:
         previous = {}
     summary: dict[str, Any] = {**planned_summary(cycle.spec, revision), "change": change}
     summary["startedAt"] = previous.get("startedAt") or format_time(cycle.obs.now)
@@ -300,9 +311,10 @@ def _set_up_traffic(
     views: tuple[DeploymentView, DeploymentView | None],
     decision: Decision,
     seen: Observations,
-) -> tuple[Traffic, float]:
-    """Replicas, Services, route and shadow copies for this step: the traffic set up, and the
-    candidate's real share of it (see ``_carried``); the candidate's replicas start anyway."""
+) -> tuple[Traffic, float, str]:
+    """Replicas, Services, route and shadow copies for this step: the traffic set up, the
+    candidate's real share of it (see ``_carried``), and why copies asked for are not sent;
+    the candidate's replicas start anyway."""
     stable_view, candidate_view = views
     owner, stable = cycle.obs.owner, stable_view.revision
     traffic = _carried(decision, seen, candidate_view)
@@ -313,9 +325,11 @@ def _set_up_traffic(
         effective = _ready_share(stable_view, candidate_view, effective)
     inputs = cycle.obs.rollout
     target = inputs.shadow_target if inputs is not None else None
-    set_stable_shadow(
-        cycle, stable_view, shadow_settings(target, revision, traffic) if target else None
-    )
+    shadow = shadow_settings(target, revision, traffic) if target else None
+    unsent = ""
+    if not set_stable_shadow(cycle, stable_view, shadow) and shadow is not None:
+        # Its settings ConfigMap deleted (outside the operator): no sidecar copies anything.
+        traffic, unsent = replace(traffic, shadow_percent=0), _no_settings(cycle, stable)
     info = RevisionInfo(revision, identity, naming.ROLE_CANDIDATE)
     cycle.ensure_revision(info, replicas.get(revision, traffic.candidate_replicas))
     # spec.replicas edited mid-rollout: the stable follows (its share depends on it).
@@ -326,7 +340,17 @@ def _set_up_traffic(
     cycle.serve(stable, selector)
     cycle.route(stable, revision, traffic)
     cycle.keep_in_history(stable_view)
-    return traffic, effective
+    return traffic, effective, unsent
+
+
+def _no_settings(cycle: Cycle, stable: str) -> str:
+    """Why no shadow copies are sent: the stable's settings are gone (not made again: they
+    were rendered from an older spec)."""
+    name = naming.sidecar_configmap_name(cycle.obs.owner.name, stable)
+    return (
+        f"no shadow copies are sent: ConfigMap {name}, the sidecar settings of revision "
+        f"{stable}, is missing (deleted outside the operator)"
+    )
 
 
 def _carried(
@@ -410,10 +434,8 @@ def _step_report(
         and previous.get("reason") in CHECK_REASONS
     ):
         reason, message = previous["reason"], previous["message"]
-    weight = round(effective) if traffic.candidate_weight else 0
-    inputs = cycle.obs.rollout
-    if weight and inputs is not None and inputs.routing_error:
-        weight, message = 0, f"{message}; routing not applied: {inputs.routing_error}"
+    share = round(effective) if traffic.candidate_weight else 0
+    weight, message = _not_applied(cycle, attempt, share, message)
     attempt.summary.update(state_to_status(state))
     attempt.summary.update(
         {
@@ -437,6 +459,18 @@ def _step_report(
     return outcome(Phase.PROGRESSING, (False, ready_reason), (active, reason), text)
 
 
+def _not_applied(cycle: Cycle, attempt: _Attempt, weight: int, message: str) -> tuple[int, str]:
+    """The candidate's live share and the step's words, saying what the step asks for and
+    does not get: a route not applied (no live share), shadow copies not sent."""
+    inputs = cycle.obs.rollout
+    if weight and inputs is not None and inputs.routing_error:
+        weight, message = 0, f"{message}; routing not applied: {inputs.routing_error}"
+    # Between checks the last check's words stand, with it already.
+    if attempt.unsent and attempt.unsent not in message:
+        message = f"{message}; {attempt.unsent}"
+    return weight, message
+
+
 def _feature_changes(
     inputs: RolloutInputs, previous: Mapping[str, Any]
 ) -> dict[str, list[str] | None]:
@@ -450,49 +484,3 @@ def _feature_changes(
         return {key: previous.get(key) for key in ("featuresAdded", "featuresDropped")}
     added, dropped = inputs.feature_changes
     return {"featuresAdded": list(added) or None, "featuresDropped": list(dropped) or None}
-
-
-def golden_status(golden: GoldenResult | None) -> dict[str, Any] | None:
-    if golden is None:
-        return None
-    return {
-        "total": golden.total,
-        "agreed": golden.agreed,
-        "agreement": round(golden.agreement, 4),
-        **({"step": golden.step} if golden.step is not None else {}),
-        **({"message": golden.message} if golden.message else {}),
-    }
-
-
-def _figure(value: float | None) -> float | None:
-    """Four significant digits: a tiny error rate keeps its size in status, not 0."""
-    return float(f"{value:.4g}") if value is not None and math.isfinite(value) else None
-
-
-def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
-    """``status.candidate.gates``: per gate the verdict, the estimate and its interval, the
-    threshold, and the samples judged (and, undecided, how many more would decide it)."""
-    if not gates:
-        return None
-    return [
-        {
-            "name": g.name,
-            "passed": g.passed,
-            "value": _figure(g.value),
-            "verdict": str(g.verdict),
-            "low": _figure(g.low),
-            "high": _figure(g.high),
-            "threshold": _figure(g.threshold),
-            "samples": g.samples,
-            "unit": g.unit,
-            "needed": g.needed,
-        }
-        for g in gates
-    ]
-
-
-def last_gates(decision: Decision, previous: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """This cycle's gates, else the last ones evaluated: a hold or a wait evaluates none."""
-    if decision.gates:
-        return gates_status(decision.gates)
-    return previous.get("gates")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from vigil.core import naming
 from vigil.core.bake import BakeState, state_from_status
@@ -18,7 +19,7 @@ from vigil.core.reconcile import bake
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import Side, finish, stable_outcome
-from vigil.core.vocabulary import ChangeKind, Outcome, Reason
+from vigil.core.vocabulary import ChangeKind, Outcome, Reason, RequestVerb
 
 
 def switch(
@@ -44,7 +45,7 @@ def switch(
         ),
         occurrence=_switch_occurrence(cycle, stable_view.revision, revision),
     )
-    _record_promotion(cycle, candidate_view, change)
+    _record_promotion(cycle, candidate_view, change, (spec.model.version, spec.server.image))
     reached = stable_outcome(cycle, revision, candidate_view, just_created=False)
     if baked is not None:
         reached = bake.bake_outcome(reached, Reason.BAKING, then)
@@ -75,8 +76,40 @@ def finish_cut_switch(
     name); the old revision, if still there, is kept for the bake (started
     now) or removed, as the switch would have.
     """
-    spec = cycle.spec
-    assert spec is not None
+    previous = _cut_from(cycle, view)
+    if previous is None:
+        return None
+    candidate = cycle.obs.status.get("candidate") or {}
+    previous_view = views.get(str(previous["revision"]))
+    then, baked = (
+        bake.start(cycle, candidate.get("change") or "", previous_view, view.revision)
+        if previous_view is not None
+        else (None, None)
+    )
+    _finish_cut(cycle, view, previous, then)
+    return CutSwitch(str(previous["revision"]), state_from_status(baked))
+
+
+def finish_superseded_switch(cycle: Cycle, view: DeploymentView, asked: str | None) -> str | None:
+    """Finish a switch to this revision cut short before its status write, in a cycle whose
+    spec asks for another revision (``asked``; None: a spec that cannot be read) or that
+    cannot be acted on: recorded as :func:`finish_cut_switch` does, and the old stable
+    removed at once, no candidate retired (a newer spec removes a bake's previous revision
+    too), unless the spec asks for it again. The old stable's revision (None: no cut)."""
+    previous = _cut_from(cycle, view)
+    if previous is None:
+        return None
+    old = str(previous["revision"])
+    then = f"revision {old} kept: the spec asks for it again" if old == asked else None
+    if then is None:
+        cycle.delete_revision(old)
+    _finish_cut(cycle, view, previous, then)
+    return old
+
+
+def _cut_from(cycle: Cycle, view: DeploymentView) -> Mapping[str, Any] | None:
+    """The stable status names, when a switch to ``view`` was cut short before its status
+    write: status still names the old stable, and this revision as the candidate."""
     previous = cycle.obs.status.get("stable") or {}
     candidate = cycle.obs.status.get("candidate") or {}
     if candidate.get("revision") != view.revision or previous.get("revision") in (
@@ -84,44 +117,54 @@ def finish_cut_switch(
         view.revision,
     ):
         return None
-    previous_view = views.get(str(previous["revision"]))
-    then, baked = (
-        bake.start(cycle, candidate.get("change") or "", previous_view, view.revision)
-        if previous_view is not None
-        else (None, None)
-    )
+    return previous
+
+
+def _finish_cut(
+    cycle: Cycle, view: DeploymentView, previous: Mapping[str, Any], then: str | None
+) -> None:
+    """A cut switch's Switched Event and history entry, with what the interrupted cycle knew
+    of the candidate (the spec may ask for another revision now); its outcome for the
+    metric; a person's promote request for it answered: the promotion is done."""
+    candidate = cycle.obs.status.get("candidate") or {}
+    version = candidate.get("modelVersion") or view.model_version
     cycle.event(
         Reason.SWITCHED,
         switched_message(
-            previous.get("revision"),
-            previous.get("modelVersion"),
-            view.revision,
-            spec.model.version,
-            then,
+            previous.get("revision"), previous.get("modelVersion"), view.revision, version, then
         ),
         occurrence=_switch_occurrence(cycle, str(previous["revision"]), view.revision),
     )
-    _record_promotion(cycle, view, candidate.get("change"))
-    return CutSwitch(str(previous["revision"]), state_from_status(baked))
+    ran = (version, candidate.get("image") or view.image)
+    _record_promotion(cycle, view, candidate.get("change"), ran)
+    if candidate.get("stepName"):  # a stepped rollout's switch says so (stepped.progress)
+        cycle.plan.rollout_outcome = Outcome.PROMOTED
+    request = cycle.obs.request
+    asked = request.revision if request is not None else None
+    if cycle.verb == RequestVerb.PROMOTE and asked in (None, "", view.revision):
+        cycle.answer(True, f"revision {view.revision} promoted: it serves all live traffic")
 
 
 def _switch_occurrence(cycle: Cycle, previous: str, revision: str) -> str:
     """One Switched Event per promotion: the cycle that finishes a switch cut short may run
     on a newer version of the object (the health loop writes status in between; a spec edit
-    that keeps the revision, too). The attempt's start names it, else the generation."""
-    started = (cycle.obs.status.get("candidate") or {}).get("startedAt")
+    that keeps the revision, or a newer spec: finish_superseded_switch). The attempt's start
+    names it (a blue/green candidate's: stepStartedAt), else the generation."""
+    candidate = cycle.obs.status.get("candidate") or {}
+    started = candidate.get("startedAt") or candidate.get("stepStartedAt")
     return f"{Reason.SWITCHED} {previous} {revision} {started or cycle.obs.generation}"
 
 
-def _record_promotion(cycle: Cycle, view: DeploymentView, change: str | None) -> None:
-    """The history entry of a switch to ``view``'s revision: one writer, so a switch cut
-    short (finish_cut_switch) records it in the very words of the interrupted cycle."""
-    spec = cycle.spec
-    assert spec is not None
+def _record_promotion(
+    cycle: Cycle, view: DeploymentView, change: str | None, ran: tuple[str | None, str | None]
+) -> None:
+    """The history entry of a switch to ``view``'s revision (``ran``: its model version and
+    image): one writer, so a switch cut short (finish_cut_switch) records it in the very
+    words of the interrupted cycle."""
     cycle.record(
         view.revision,
-        spec.model.version,
-        spec.server.image,
+        ran[0],
+        ran[1],
         change,
         Outcome.PROMOTED,
         f"{change}: available with {view.ready_replicas} ready replica(s)",
@@ -132,7 +175,7 @@ def switched_message(
     old_revision: object,
     old_version: object,
     new_revision: str,
-    new_version: str,
+    new_version: object,
     then: str | None = None,
 ) -> str:
     """The words of the Switched Event (the same words name the same Event: see core.events);
