@@ -249,7 +249,9 @@ class Rollouts:
             added, dropped, _ = feature_changes(reference, stable_reference)
             changes = (added, dropped)
         now = self._clock()
-        window = evidence_seconds(section(view.status, "candidate"), candidate, now)
+        summary = section(view.status, "candidate")
+        window = evidence_seconds(summary, candidate, now)
+        started = summary.get("revision") == candidate and bool(summary.get("stepStartedAt"))
         measured = await self._measure(
             namespace,
             name,
@@ -263,6 +265,7 @@ class Rollouts:
             stable_reference_unread=unread,
             candidate_deployment=deployments.get(candidate),
             reference_configmap=reference_configmap,
+            started=started and bool(summary.get("stepName")),
         )
         return dataclasses.replace(measured, feature_changes=changes)
 
@@ -377,14 +380,22 @@ class Rollouts:
         stable_reference_unread: str = "",
         candidate_deployment: Mapping[str, Any] | None = None,
         reference_configmap: Mapping[str, Any] | None = None,
+        started: bool = False,
     ) -> RolloutInputs:
-        """Both revisions since the step started (``evidence`` seconds; at least one)."""
+        """Both revisions since the step started (``evidence`` seconds; at least one).
+
+        ``started``: the rollout's first step has started. A probe that fails then (a
+        busy model server, a pod draining) holds the judging for a cycle, not the copies.
+        """
         target = await self.candidate_url(namespace, name, candidate)
         if target is None:
             return RolloutInputs(
                 metrics_available=False,
                 metrics_error="the candidate's sidecar does not answer ready yet",
                 candidate_serving=False,
+                shadow_target=self.candidate_urls(namespace, name, candidate)[0]
+                if started
+                else None,
             )
         window = max(evidence, MIN_EVIDENCE_SECONDS)
         targets = [

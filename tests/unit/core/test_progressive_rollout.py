@@ -721,6 +721,52 @@ def test_a_shadow_step_without_the_stables_settings_reports_no_copies_and_why() 
         assert missing in world.condition("Ready")["message"]
 
 
+def test_a_probe_that_fails_once_mid_step_holds_the_judging_not_the_traffic() -> None:
+    # The operator's probe of the candidate's sidecar (through its revision Service) timed
+    # out once, its pods still Ready: the Service went back to the stable alone and the
+    # shadow copies stopped for the cycle. Before the first step it still gates the start.
+    world, _, candidate = started()
+    serving_copies = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    unanswered = RolloutInputs(
+        metrics_available=False,
+        metrics_error="the candidate's sidecar does not answer ready yet",
+        candidate_serving=False,
+        shadow_target="http://x",
+    )
+    world.inputs = unanswered
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.status["candidate"]["reason"] == "CandidateNotReady"
+    world.inputs = serving_copies
+    run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 20%")
+    world.pods_ready(candidate)
+    world.reconcile()
+    selector = world.objects[("Service", "wine")]["spec"]["selector"]
+    weight = world.status["candidate"]["weight"]
+    assert weight > 0
+    world.inputs = unanswered
+    world.pods_ready(candidate)
+    world.reconcile()
+    status = world.status["candidate"]
+    assert (status["reason"], status["weight"]) == ("MetricsUnavailable", weight)
+    assert world.objects[("Service", "wine")]["spec"]["selector"] == selector
+
+
+def test_without_a_shadow_target_status_shows_no_copies() -> None:
+    # A cycle of a shadow step with no target (no figures, nowhere to send copies): the
+    # stable's sidecars are told to copy nothing, and status said 100 % all the same.
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.status["candidate"]["shadowPercent"] == 100
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="HTTP 429")
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.shadow(stable) is None
+    assert "shadowPercent" not in world.status["candidate"]
+
+
 def test_the_shadow_steps_tolerance_reaches_the_stables_sidecar_settings() -> None:
     rollout = {
         **ROLLOUT,

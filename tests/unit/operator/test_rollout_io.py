@@ -227,6 +227,26 @@ def test_without_the_stables_figures_the_step_holds_instead_of_judging_half() ->
     assert measured.metrics_error == "the stable: no sidecar answered (2 pods): p: TimeoutError"
 
 
+@pytest.mark.parametrize("started", [False, True])
+def test_a_probe_that_fails_after_the_first_step_keeps_the_copies_going(started: bool) -> None:
+    """Before the first step the probe gates everything (a model still loading would count
+    copies as errors); after, one that fails (a busy model server) holds the judging only."""
+    rollouts = Rollouts(lambda: PODS, sources=SourcePool(lambda key: OnlyTheCandidate()))
+
+    async def unanswered(*_args: Any) -> None:
+        return None
+
+    rollouts.candidate_url = unanswered  # type: ignore[method-assign]
+    settings = monitoring_settings({"monitoring": {}, "rollout": {}})
+    measured = asyncio.run(
+        rollouts._measure(
+            "ml", "wine", "c1", "s1", settings, None, None, 60.0, 1000.0, started=started
+        )
+    )
+    assert not measured.metrics_available and not measured.candidate_serving
+    assert measured.shadow_target == ("http://wine-c1.ml.svc:80" if started else None)
+
+
 async def test_a_replay_that_could_not_run_is_no_result_but_an_unusable_golden_set_is(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -282,10 +282,10 @@ def _observations(
 ) -> Observations:
     """What ``rollout.decide`` learns about the candidate this cycle.
 
-    Ready: every pod ready before the rollout's first step starts; after that,
-    any ready pod (a step that scales it up, a lost pod): it keeps what those
-    carry (``_carried``) and its checks go on, so a failing candidate is still
-    rolled back.
+    Ready: every pod ready, its sidecar answering ready (the operator's probe), before
+    the rollout's first step starts; after that, any ready pod (a step that scales it
+    up, a lost pod, a probe that failed once): it keeps what those carry (``_carried``)
+    and its checks go on, so a failing candidate is still rolled back.
     """
     spec = cycle.spec
     assert spec is not None
@@ -293,7 +293,7 @@ def _observations(
     serving = cycle.obs.rollout is None or cycle.obs.rollout.candidate_serving
     ready = candidate_view.ready_replicas if candidate_view is not None else 0
     return Observations(
-        candidate_ready=(available or started) and serving and ready > 0,
+        candidate_ready=(available or started) and (serving or started) and ready > 0,
         replicas=spec.replicas,
         metrics_available=inputs.metrics_available and inputs.figures is not None,
         metrics_error=inputs.metrics_error,
@@ -325,6 +325,8 @@ def _set_up_traffic(
         effective = _ready_share(stable_view, candidate_view, effective)
     inputs = cycle.obs.rollout
     target = inputs.shadow_target if inputs is not None else None
+    if not target:  # none to send copies to this cycle: status says none are sent
+        traffic = replace(traffic, shadow_percent=0)
     shadow = shadow_settings(target, revision, traffic) if target else None
     unsent = ""
     if not set_stable_shadow(cycle, stable_view, shadow) and shadow is not None:
