@@ -34,6 +34,9 @@ class RouteChoice(Protocol):
     @property
     def effective_weight(self) -> float: ...
 
+    @property
+    def notes(self) -> tuple[str, ...]: ...
+
 
 #: (stable revision, candidate revision or None, traffic) -> the router's plan.
 RoutePlanner = Callable[[str, str | None, Traffic], RouteChoice]

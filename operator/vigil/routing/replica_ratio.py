@@ -75,8 +75,8 @@ class ReplicaRatioRouter:
         notes: tuple[str, ...] = ()
         if 0 < weight < 100 and abs(real - weight) >= 0.5:
             notes = (
-                f"replica ratio: weight {weight}% gives {traffic.candidate_replicas} candidate "
-                f"pod(s) next to {traffic.stable_replicas} stable = {real:g}% of live traffic",
+                f"replica ratio: {traffic.candidate_replicas} pod(s) beside "
+                f"{traffic.stable_replicas} stable = {real:g}%",
             )
         return RoutePlan(
             replicas=replica_counts(target, traffic),

@@ -219,6 +219,20 @@ def test_canary_spans_both_revisions_with_replica_ratio() -> None:
     assert world.shadow(stable) is None
 
 
+def test_a_share_replica_ratio_cannot_give_is_said_with_the_step() -> None:
+    # 20 % of 2 replicas is one candidate pod beside the stable's two: a third of the live
+    # traffic. Only status.candidate.weight said so; a person reading the message (or
+    # kubectl describe) saw "canary 20%".
+    world, _, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 20%")
+    world.pods_ready(candidate)
+    world.reconcile()
+    words = "step 2/3 (canary 20%; replica ratio: 1 pod(s) beside 2 stable = 33.3%): "
+    assert world.status["candidate"]["message"].startswith(words)
+    assert words in world.condition("Ready")["message"]
+
+
 def test_bad_agreement_rolls_back_and_is_not_retried() -> None:
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")

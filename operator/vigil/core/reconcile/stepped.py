@@ -73,6 +73,8 @@ class _Attempt:
     edited: str = ""
     #: Why the step's shadow copies are not sent ("" = they are, or it asks for none).
     unsent: str = ""
+    #: The router's words on the share it gives (replica ratio: 5 % on one pod is 50 %).
+    routed: str = ""
 
 
 def progress(
@@ -116,7 +118,7 @@ def progress(
         plan.rollout_outcome = HistoryOutcome.PROMOTED
         return plan
     # Otherwise: the traffic this step asks for, and where the rollout stands.
-    traffic, effective, attempt.unsent = _set_up_traffic(
+    traffic, effective, attempt.unsent, attempt.routed = _set_up_traffic(
         cycle, identity, revision, (stable_view, candidate_view), decision, seen
     )
     for reason in (Reason.STEP_ADVANCED, Reason.UNDECIDED):
@@ -311,14 +313,14 @@ def _set_up_traffic(
     views: tuple[DeploymentView, DeploymentView | None],
     decision: Decision,
     seen: Observations,
-) -> tuple[Traffic, float, str]:
+) -> tuple[Traffic, float, str, str]:
     """Replicas, Services, route and shadow copies for this step: the traffic set up, the
-    candidate's real share of it (see ``_carried``), and why copies asked for are not sent;
-    the candidate's replicas start anyway."""
+    candidate's real share of it (see ``_carried``), why copies asked for are not sent, and
+    the router's words on the share; the candidate's replicas start anyway."""
     stable_view, candidate_view = views
     owner, stable = cycle.obs.owner, stable_view.revision
     traffic = _carried(decision, seen, candidate_view)
-    replicas, selector, effective = _route_plan(cycle, stable, revision, traffic)
+    replicas, selector, effective, notes = _route_plan(cycle, stable, revision, traffic)
     if naming.LABEL_REVISION not in selector:
         # The Service spans both revisions: it spreads over their ready pods, whatever the
         # router planned with the replicas asked for (some still start, some are lost).
@@ -342,7 +344,7 @@ def _set_up_traffic(
     cycle.serve(stable, selector)
     cycle.route(stable, revision, traffic)
     cycle.keep_in_history(stable_view)
-    return traffic, effective, unsent
+    return traffic, effective, unsent, "; ".join(notes)
 
 
 def _no_settings(cycle: Cycle, stable: str) -> str:
@@ -389,16 +391,22 @@ def _ready_share(
 
 def _route_plan(
     cycle: Cycle, stable: str, candidate: str | None, traffic: Traffic
-) -> tuple[dict[str, int], dict[str, str], float]:
-    """Replicas per revision, the live Service's selector and the candidate's real share."""
+) -> tuple[dict[str, int], dict[str, str], float, tuple[str, ...]]:
+    """Replicas per revision, the live Service's selector, the candidate's real share and
+    the router's notes on it (replica ratio: 5 % on one pod beside one is 50 %)."""
     planner = cycle.obs.route_planner
     if planner is None:
         replicas = {stable: traffic.stable_replicas}
         if candidate is not None:
             replicas[candidate] = traffic.candidate_replicas
-        return replicas, naming.selector_labels(cycle.obs.owner.name, stable), 0.0
+        return replicas, naming.selector_labels(cycle.obs.owner.name, stable), 0.0, ()
     choice = planner(stable, candidate, traffic)
-    return dict(choice.replicas), dict(choice.service_selector), float(choice.effective_weight)
+    return (
+        dict(choice.replicas),
+        dict(choice.service_selector),
+        float(choice.effective_weight),
+        tuple(choice.notes),
+    )
 
 
 def _step_report(
@@ -416,7 +424,8 @@ def _step_report(
     message = (
         f"promoting revision {attempt.revision}: {decision.message}"
         if state.promoting
-        else f"step {state.step + 1}/{len(policy.steps)} ({step.describe()}): {decision.message}"
+        else f"step {state.step + 1}/{len(policy.steps)} "
+        f"({'; '.join(filter(None, (step.describe(), attempt.routed)))}): {decision.message}"
     )
     fetching = cycle.fetch_progress(attempt.revision)
     if decision.reason == Reason.CANDIDATE_NOT_READY and fetching:
