@@ -233,6 +233,25 @@ def test_a_share_replica_ratio_cannot_give_is_said_with_the_step() -> None:
     assert words in world.condition("Ready")["message"]
 
 
+def test_over_a_hundred_replicas_one_ready_canary_pod_keeps_traffic() -> None:
+    # 1 % of 150 replicas is two candidate pods; one of them lost, 100 x 1 // 150 gave the
+    # one still ready 0 %: no live traffic, the step held on too little data.
+    rollout = {**ROLLOUT, "replacement": {"steps": [{"canary": {"weight": 1, "duration": "1m"}}]}}
+    world, stable = serving(RolloutWorld(), rollout)
+    world.set_spec(spec("2", 150, rollout=rollout))
+    world.reconcile()
+    candidate = world.status["candidate"]["revision"]
+    world.inputs = RolloutInputs(figures=GOOD)
+    for ready in (2, 2, 1, 1):
+        world.pods_ready(candidate, ready=ready)
+        world.pods_ready(stable)
+        world.reconcile()
+    assert world.status["candidate"]["weight"] > 0
+    assert world.objects[("Service", "wine")]["spec"]["selector"] == {
+        "vigil.dev/model-deployment": "wine"
+    }
+
+
 def test_bad_agreement_rolls_back_and_is_not_retried() -> None:
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")

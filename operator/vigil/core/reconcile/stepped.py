@@ -370,8 +370,8 @@ def _carried(
     traffic = decision.traffic
     if not seen.candidate_ready or candidate_view is None:
         return replace(traffic, shadow_percent=0, candidate_weight=0)
-    ready = candidate_view.ready_replicas
-    carried = 100 * ready // max(1, seen.replicas)
+    # A ready pod carries at least 1 % (over 100 replicas one pod's share rounds to 0).
+    carried = max(1, 100 * candidate_view.ready_replicas // max(1, seen.replicas))
     return replace(
         traffic,
         candidate_weight=min(traffic.candidate_weight, carried),
