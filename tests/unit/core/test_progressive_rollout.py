@@ -217,17 +217,8 @@ def test_canary_spans_both_revisions_with_replica_ratio() -> None:
     assert selector == {"vigil.dev/model-deployment": "wine"}
     assert world.replicas(candidate) == 1 and world.replicas(stable) == 2
     assert world.shadow(stable) is None
-
-
-def test_a_share_replica_ratio_cannot_give_is_said_with_the_step() -> None:
-    # 20 % of 2 replicas is one candidate pod beside the stable's two: a third of the live
-    # traffic. Only status.candidate.weight said so; a person reading the message (or
-    # kubectl describe) saw "canary 20%".
-    world, _, candidate = started()
-    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
-    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 20%")
-    world.pods_ready(candidate)
-    world.reconcile()
+    # One candidate pod beside the stable's two is a third of the live traffic, not 20 %:
+    # said with the step (status.candidate.weight alone said it before).
     words = "step 2/3 (canary 20%; replica ratio: 1 pod(s) beside 2 stable = 33.3%): "
     assert world.status["candidate"]["message"].startswith(words)
     assert words in world.condition("Ready")["message"]
