@@ -26,7 +26,14 @@ from vigil.profile import model
 from vigil.profile.bins import bin_index, float32_bounds
 from vigil.profile.model import ProfileError
 
-__all__ = ["build_profile", "frame_column", "infer_task", "profile_column", "validation_score"]
+__all__ = [
+    "build_profile",
+    "check_unique_columns",
+    "frame_column",
+    "infer_task",
+    "profile_column",
+    "validation_score",
+]
 
 #: Default number of quantile bins per numeric feature (plus underflow/overflow).
 DEFAULT_BINS = 10
@@ -139,11 +146,45 @@ def _check_float32_edges(source: str, edges: npt.NDArray[np.float64]) -> None:
     )
 
 
+def _midpoints(low: npt.NDArray[np.float64], high: npt.NDArray[np.float64]) -> Any:
+    # Halves first: (low + high) / 2 overflows for values near the float limit.
+    return low / 2 + high / 2
+
+
 def _quantile_edges(x: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.float64]:
+    """Bin edges for the values ``x``, binned as :func:`~vigil.profile.bins.bin_index` bins.
+
+    At most ``bins`` distinct values get one bin each (edges at the smallest value, the
+    midpoints, the largest). Else quantile edges, where a value that holds more than a
+    bin's share of the rows (it fills a quantile edge or more) gets a bin of its own:
+    sharing one, a shift between it and its neighbours (no refund to a refund) read as
+    no drift.
+    """
+    distinct, counts = np.unique(x, return_counts=True)
+    if distinct.size == 1:  # a constant: one bin that holds exactly it
+        return np.array([distinct[0], distinct[0]])
+    if distinct.size <= bins:
+        inner = _midpoints(distinct[:-1], distinct[1:])
+        return np.unique(np.concatenate([distinct[:1], inner, distinct[-1:]]))
     edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
-    if edges.size < 2:
-        edges = np.array([edges[0], edges[0]])
-    return edges
+    heavy = np.flatnonzero(counts * bins > x.size)
+    return np.unique(np.concatenate([edges, _own_bins(heavy, distinct, edges)]))
+
+
+def _own_bins(heavy: Any, distinct: Any, edges: npt.NDArray[np.float64]) -> list[float]:
+    """Edges that put each value ``distinct[heavy]`` in a bin of its own.
+
+    One half-way to each neighbour value that shares its bin under the binning rule
+    (quantile edges are interpolated: a few ulps off the value, equal in float32).
+    """
+    slots = bin_index(distinct, edges)
+    split = []
+    for at in heavy:
+        for near in (at - 1, at + 1):
+            if 0 <= near < distinct.size and slots[near] == slots[at]:
+                low, high = sorted((distinct[at], distinct[near]))
+                split.append(float(_midpoints(low, high)))
+    return split
 
 
 def _rows(indices: Sequence[int]) -> str:
@@ -164,6 +205,8 @@ def _check_finite(source: str, numeric: npt.NDArray[np.float64]) -> None:
 
 
 def _summary(x: npt.NDArray[np.float64], source: str) -> model.Summary:
+    # Sorted: a float sum depends on the order, and the fingerprint must not on row order.
+    x = np.sort(x)
     # Finite values near the float limit (about 1e154 and up) overflow the std's squares.
     with np.errstate(over="ignore", invalid="ignore"):
         summary = model.Summary(
@@ -360,6 +403,7 @@ def build_profile(
     columns: list[tuple[str, npt.NDArray[Any]]]
     if hasattr(data, "columns") and hasattr(data, "iloc"):  # a pandas DataFrame
         frame = data
+        check_unique_columns(frame.columns)
         if prediction_column is not None:
             if prediction_column not in frame.columns:
                 raise ProfileError(f"prediction column {prediction_column!r} not found")
@@ -393,6 +437,7 @@ def build_profile(
         columns = [(str(n), col) for n, (_, col) in zip(feature_names, columns, strict=True)]
     if not columns:
         raise ProfileError("no feature columns")
+    _check_names([n for n, _ in columns])
     if len({n for n, _ in columns}) != len(columns):
         raise ProfileError("duplicate feature names")
     unknown = set(categorical) - {n for n, _ in columns}
@@ -500,7 +545,31 @@ def validation_score(
             f"{where}the validation errors (up to {float(np.max(np.abs(errors))):g}) overflow "
             "a float's MAE/RMSE: rescale the target"
         )
-    return model.Validation(method, len(labelled), mae=round(mae, 6), rmse=round(rmse, 6))
+    return model.Validation(method, len(labelled), mae=_significant(mae), rmse=_significant(rmse))
+
+
+def _significant(value: float) -> float:
+    """Six significant digits: six decimals made a small-unit target's MAE 0 (a 0 baseline)."""
+    return float(f"{value:.6g}")
+
+
+def check_unique_columns(columns: Sequence[Any], where: str = "the data") -> None:
+    """Refuse a column name given twice: selecting it gives two columns, not one."""
+    seen: set[str] = set()
+    for column in columns:
+        if str(column) in seen:
+            raise ProfileError(f"column {str(column)!r} appears twice in {where}: rename one")
+        seen.add(str(column))
+
+
+def _check_names(names: Sequence[str]) -> None:
+    """Refuse an empty feature name: the sidecar and the operator reject such a profile."""
+    for position, name in enumerate(names):
+        if not name:
+            raise ProfileError(
+                f"feature {position} has an empty name: name its column (the sidecar and the "
+                "operator look features up by name)"
+            )
 
 
 #: pandas' name for a CSV column without a header, such as the index ``df.to_csv()`` writes.
@@ -523,14 +592,18 @@ def _check_named(names: Sequence[str]) -> None:
 
 
 def frame_column(series: Any) -> npt.NDArray[Any]:
-    """A DataFrame column as an array: numbers as floats (missing: NaN), anything else,
-    nullable booleans included, as objects with ``None`` where a value is missing
-    (a ``pd.NA`` left in became the category ``"<NA>"``). A float32 (float16) column
-    stays one: as a category, its 0.1 is keyed ``"0.1"``, not as the float64 it widens to.
+    """A DataFrame column as an array: integers without missing values as integers, other
+    numbers as floats (missing: NaN), anything else, nullable booleans included, as
+    objects with ``None`` where a value is missing (a ``pd.NA`` left in became the
+    category ``"<NA>"``). A float32 (float16) column stays one: as a category, its 0.1 is
+    keyed ``"0.1"``, not as the float64 it widens to.
     """
     kind = getattr(series.dtype, "kind", "O")
     if kind == "f" and series.dtype.itemsize < 8:
         return series.to_numpy(dtype=series.dtype.type, na_value=np.nan)
+    if kind in "iu" and not series.hasnans:
+        # Kept whole: a 64-bit id as a float64 loses its last digits (its category key too).
+        return series.to_numpy(dtype=getattr(series.dtype, "numpy_dtype", series.dtype))
     if kind in "iuf":
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     values = series.astype(object).to_numpy(copy=True)

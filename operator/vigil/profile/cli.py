@@ -24,6 +24,7 @@ from vigil.profile.build import (
     DEFAULT_BINS,
     DEFAULT_TOP_K,
     build_profile,
+    check_unique_columns,
     frame_column,
     infer_task,
     validation_score,
@@ -40,6 +41,7 @@ from vigil.profile.model import (
     ValidationMethod,
     check_size,
     load_profile,
+    parse_profile,
 )
 
 #: Files larger than this show a progress line on stderr while they load.
@@ -195,6 +197,7 @@ def read_table(
                     chunksize=CSV_CHUNK_ROWS,
                     encoding="utf-8-sig",
                     na_values=list(missing) or None,
+                    skipinitialspace=True,  # "age, income": the feature is "income"
                 )
                 for chunk in chunks:
                     frames.append(chunk)
@@ -211,6 +214,7 @@ def read_table(
     bar.close()
     if not frames:
         raise ProfileError(f"{path} has no rows")
+    check_unique_columns(frames[0].columns, path)
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -245,6 +249,7 @@ def _padded_as_text(
                 dtype=str,
                 encoding="utf-8-sig",
                 na_values=list(missing) or None,
+                skipinitialspace=True,
             )
     except (ValueError, OSError) as error:  # it was read once: hardly ever
         raise ProfileError(f"cannot read {path} again: {error}") from None
@@ -258,6 +263,45 @@ def _padded_as_text(
 
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _check_column_options(args: argparse.Namespace, features: Sequence[str]) -> None:
+    """Refuse options that name one column twice, or the model's output as an input.
+
+    Each made a DataFrame where a column was expected (a traceback), or a misleading
+    "not found" once the first option had taken the column away.
+    """
+    output, label = args.prediction_column, args.label_column
+    if output and output == label:
+        raise ProfileError(
+            f"--prediction-column and --label-column both name {output!r}: the prediction "
+            "column holds the model's outputs, the label column the true outcomes"
+        )
+    seen: set[str] = set()
+    for column in features:
+        if column in seen:
+            raise ProfileError(f"--features names {column!r} twice")
+        seen.add(column)
+        for option, name in (("--prediction-column", output), ("--label-column", label)):
+            if column == name:
+                raise ProfileError(
+                    f"--features names {column!r}, the {option}: it is no feature of the "
+                    "model; leave it out of --features"
+                )
+
+
+def _select(frame: Any, args: argparse.Namespace, features: Sequence[str]) -> Any:
+    """The ``--features`` columns, in their order, and the prediction and label columns."""
+    if not features:
+        return frame
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise ProfileError(f"feature columns not found: {missing}")
+    keep = [*features, *(c for c in (args.prediction_column, args.label_column) if c)]
+    absent = [column for column in keep if column not in frame.columns]
+    if absent:
+        raise ProfileError(f"prediction or label column not found: {absent}")
+    return frame[keep]
 
 
 def _check_thresholds(args: argparse.Namespace) -> None:
@@ -274,19 +318,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         if markers and (args.format or Path(args.input).suffix.lower().lstrip(".")) in PARQUET:
             # Markers gone, a Parquet column of text stays text: categorical, not numeric.
             raise ProfileError("--missing-values applies to CSV files, not to Parquet")
+        features = _split(args.features)
+        _check_column_options(args, features)
         frame = read_table(args.input, args.format, args.progress, missing=markers)
         padded = _padded_as_text(frame, args.input, args.format, _split(args.categorical), markers)
-        features = _split(args.features)
-        if features:
-            missing = [f for f in features if f not in frame.columns]
-            if missing:
-                raise ProfileError(f"feature columns not found: {missing}")
-            keep = features + ([args.prediction_column] if args.prediction_column else [])
-            keep += [args.label_column] if args.label_column else []
-            absent = [column for column in keep if column not in frame.columns]
-            if absent:
-                raise ProfileError(f"prediction or label column not found: {absent}")
-            frame = frame[keep]
+        frame = _select(frame, args, features)
         truths = _take_labels(frame, args)
         if truths is not None:
             frame = frame.drop(columns=[args.label_column])
@@ -348,9 +384,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _to_json(profile: ReferenceProfile) -> str:
     try:
-        return profile.to_json()
+        text = profile.to_json()
     except ValueError as exc:  # a non-finite figure the checks in build.py did not foresee
         raise ProfileError(f"the profile holds a number JSON cannot carry: {exc}") from None
+    # Read back as the sidecar and the operator read it: one they reject is not written.
+    parse_profile(text)
+    return text
 
 
 def _write(path: str, text: str) -> None:
@@ -498,8 +537,6 @@ def render(profile: ReferenceProfile) -> str:
 def _cmd_show(args: argparse.Namespace) -> int:
     try:
         if args.path == "-":
-            from vigil.profile.model import parse_profile
-
             try:
                 text = sys.stdin.read()
             except UnicodeDecodeError as exc:

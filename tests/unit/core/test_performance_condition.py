@@ -92,6 +92,14 @@ class TestTheCondition:
         )
         assert fine.degraded is False and fine.threshold == pytest.approx(0.4305)
 
+    def test_a_small_mae_is_printed_in_significant_digits(self) -> None:
+        """A target in small units read "MAE 0.000 (95% CI 0.000-0.000)"."""
+        baseline = Validation("holdout", 500, mae=2.41e-7, rmse=3e-7)
+        report = judge(regression(2000, 2.41e-7, 3e-7), PerformanceSpec(), baseline, "1h")
+        message = report.condition.message
+        assert message.startswith("MAE 2.41e-07 (95% CI 2.33e-07-2.49e-07) <= threshold")
+        assert "0.000" not in message
+
     def test_the_baseline_of_another_task_is_ignored(self) -> None:
         report = judge(labels(500, 390), PerformanceSpec(), Validation("holdout", 9, mae=1.0), "1h")
         assert report.condition.reason == "NoPerformanceThreshold"

@@ -128,3 +128,31 @@ def test_created_at_is_utc_iso():
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     profile = build_profile(np.ones((3, 1)), created_at=when)
     assert profile.created_at == "2026-01-02T03:04:05Z"
+
+
+def test_row_order_does_not_change_the_fingerprint():
+    """The mean and std were summed in row order: shuffled rows gave another fingerprint."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=1000) * 1.1, "c": rng.choice(list("abc"), 1000)})
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    shuffled = frame.sample(frac=1, random_state=1).reset_index(drop=True)
+    assert (
+        build_profile(frame, created_at=when).fingerprint
+        == build_profile(shuffled, created_at=when).fingerprint
+    )
+
+
+@pytest.mark.parametrize("prediction_column", [None, "a", "y"])
+def test_a_frame_with_a_column_name_twice_is_refused_naming_it(prediction_column):
+    """Selecting the name gave two columns: a traceback ('DataFrame' has no 'dtype')."""
+    frame = pd.DataFrame([[1.0, 2.0, 0], [3.0, 4.0, 1]], columns=["a", "a", "y"])
+    with pytest.raises(ProfileError, match=r"^column 'a' appears twice in the data"):
+        build_profile(frame, prediction_column=prediction_column)
+
+
+def test_an_empty_feature_name_is_refused():
+    """The profile was written, and the sidecar and the operator rejected it."""
+    with pytest.raises(ProfileError, match="feature 0 has an empty name"):
+        build_profile(pd.DataFrame({"": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0]}))
+    with pytest.raises(ProfileError, match="feature 1 has an empty name"):
+        build_profile(np.ones((3, 2)), feature_names=["a", ""])

@@ -120,3 +120,24 @@ def test_text_categories_are_never_matched_as_numbers():
 def test_validation_compares_a_decimal_label_with_a_number_as_one_class():
     score = validation_score([11, 2], [D("11.00"), D("2.0")], "classification", "holdout")
     assert score.accuracy == 1.0
+
+
+def test_64_bit_integer_ids_keep_every_digit_as_categories(tmp_path):
+    """int64 columns became float64: ids collapsed into two keys no client sends."""
+    from vigil.cli import main
+    from vigil.profile import OTHER, load_profile
+    from vigil.profile.build import frame_column
+    from vigil.sidecar.monitor import _CategoryCounts
+
+    ids = [1234567890123456789, 1234567890123456790, 1234567890123456791, 987654321987654321]
+    frame = pd.DataFrame({"merchant": ids * 25, "amount": np.arange(100.0)})
+    assert frame_column(frame["merchant"]).tolist() == ids * 25
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    out = tmp_path / "p.json"
+    argv = ["profile", "build", str(tmp_path / "ids.csv"), "--categorical", "merchant"]
+    assert main([*argv, "-o", str(out)]) == 0
+    merchant = load_profile(out).feature("merchant")
+    assert merchant.categories == tuple(str(i) for i in sorted(ids, key=str))
+    counts = _CategoryCounts(merchant)
+    counts.add(ids * 25)  # the training rows as a client sends them (JSON integers)
+    assert counts.out_of_range == 0 and counts.counts[OTHER] == 0

@@ -172,7 +172,21 @@ class TestValidationBaseline:
         rc, err = self.build(tmp_path, capsys, "--label-column", "y", "--task", "regression")
         assert rc == 0, err
         validation = load_profile(tmp_path / "profile.json").validation
-        assert (validation.mae, validation.rmse) == (0.625, round((4.25 / 4) ** 0.5, 6))
+        assert (validation.mae, validation.rmse) == (0.625, float(f"{(4.25 / 4) ** 0.5:.6g}"))
+
+    def test_a_small_unit_regressor_keeps_its_mae_in_significant_digits(self, tmp_path, capsys):
+        """Six decimals wrote an MAE of 2.4e-07 as 0: PerformanceDegraded was always True."""
+        rng = np.random.default_rng(0)
+        truth = rng.normal(2e-6, 1e-6, 500)
+        predicted = truth + rng.normal(0, 3e-7, 500)
+        frame = pd.DataFrame({"a": rng.normal(size=500), "pred": predicted, "y": truth})
+        frame.to_csv(tmp_path / "train.csv", index=False)
+        rc, err = self.build(tmp_path, capsys, "--label-column", "y")
+        assert rc == 0, err
+        validation = load_profile(tmp_path / "profile.json").validation
+        errors = predicted - truth
+        assert validation.mae == pytest.approx(np.mean(np.abs(errors)), rel=1e-5)
+        assert validation.rmse == pytest.approx(np.sqrt(np.mean(errors**2)), rel=1e-5)
 
     def test_a_regressor_with_a_missing_prediction_is_refused_naming_the_row(
         self, tmp_path, capsys
@@ -312,3 +326,82 @@ def test_missing_values_apply_to_csv_not_to_parquet(frame, tmp_path, capsys):
     frame.to_parquet(tmp_path / "data.parquet")
     assert main(["profile", "build", str(tmp_path / "data.parquet"), "--missing-values", "?"]) == 1
     assert "--missing-values applies to CSV files" in capsys.readouterr().err
+
+
+def test_a_csv_header_with_spaces_after_the_commas_names_the_columns_without_them(tmp_path, capsys):
+    """A header "age, income" gave the feature ' income'; a cell ", Paris" the category ' Paris'."""
+    (tmp_path / "data.csv").write_text(
+        "age, income, city, zip\n30, 1000, Paris, 02134\n40, 2000, Rome, 10001\n"
+    )
+    out = tmp_path / "p.json"
+    argv = ["profile", "build", str(tmp_path / "data.csv"), "--categorical", "zip"]
+    assert main([*argv, "-o", str(out)]) == 0, capsys.readouterr().err
+    profile = load_profile(out)
+    assert profile.feature_names == ("age", "income", "city", "zip")
+    assert profile.feature("city").allowed == ("Paris", "Rome")
+    assert profile.feature("zip").allowed == ("02134", "10001")
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (
+            ("--features", "a,b,p", "--prediction-column", "p"),
+            "--features names 'p', the --prediction-column",
+        ),
+        (
+            ("--features", "a,b,y", "--prediction-column", "p", "--label-column", "y"),
+            "--features names 'y', the --label-column",
+        ),
+        (("--features", "a,a,b"), "--features names 'a' twice"),
+    ],
+)
+def test_options_naming_a_column_twice_are_refused_in_one_line(tmp_path, capsys, options, says):
+    """Each gave a traceback: 'DataFrame' object has no attribute 'dtype'."""
+    (tmp_path / "data.csv").write_text("a,b,p,y\n1,2,0,0\n3,4,1,1\n5,6,1,0\n")
+    assert main(["profile", "build", str(tmp_path / "data.csv"), *options]) == 1
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_parquet_file_with_a_column_name_twice_is_refused_naming_it(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table([pa.array([1.0, 2.0])] * 3, names=["a", "a", "b"])
+    pq.write_table(table, tmp_path / "data.parquet")
+    assert main(["profile", "build", str(tmp_path / "data.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert "column 'a' appears twice in" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_same_column_as_prediction_and_label_is_refused_naming_both_options(tmp_path, capsys):
+    """It said "prediction column 'p' not found": the label option had taken it away."""
+    (tmp_path / "data.csv").write_text("a,p\n1,0\n3,1\n")
+    argv = ["profile", "build", str(tmp_path / "data.csv")]
+    assert main([*argv, "--prediction-column", "p", "--label-column", "p"]) == 1
+    err = capsys.readouterr().err
+    assert "--prediction-column and --label-column both name 'p'" in err
+
+
+def test_a_profile_the_sidecar_would_reject_is_not_written(tmp_path, capsys, monkeypatch):
+    """A column named "" gave a profile the sidecar and the operator reject; exit code 0."""
+    from dataclasses import replace
+
+    import vigil.profile.cli as cli
+
+    pd.DataFrame({"": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0]}).to_parquet(tmp_path / "e.parquet")
+    out = tmp_path / "p.json"
+    assert main(["profile", "build", str(tmp_path / "e.parquet"), "-o", str(out)]) == 1
+    assert "feature 0 has an empty name" in capsys.readouterr().err and not out.exists()
+
+    # Whatever else the build lets through, the text is read back as the sidecar reads it.
+    def unnamed(*args, **kwargs):
+        profile = build(*args, **kwargs)
+        return replace(profile, features=(replace(profile.features[0], name=""),))
+
+    build = cli.build_profile
+    monkeypatch.setattr(cli, "build_profile", unnamed)
+    pd.DataFrame({"b": [1.0, 2.0, 3.0]}).to_csv(tmp_path / "ok.csv", index=False)
+    assert main(["profile", "build", str(tmp_path / "ok.csv"), "-o", str(out)]) == 1
+    assert "invalid reference profile" in capsys.readouterr().err and not out.exists()

@@ -1,5 +1,6 @@
 """What the profile pages say about binning and judging is what the code does."""
 
+import json
 import re
 from pathlib import Path
 
@@ -67,3 +68,15 @@ def test_the_howto_gives_the_size_limits_the_build_checks():
     assert found, "the howto no longer gives the limits: check them against the code"
     assert int(found.group(1)) * 2**20 == CONFIGMAP_BYTES
     assert int(found.group(2)) * 2**10 == APPLY_ANNOTATION_BYTES
+
+
+def test_the_format_page_gives_the_edges_of_a_flag_and_a_rating():
+    """A 0/1 flag had one bin and a 1-5 rating four: the page now gives one bin per value."""
+    text = " ".join((DOCS / "reference-profile.md").read_text().split())
+    for values, edges in (
+        ([0.0, 1.0], "[0, 0.5, 1]"),
+        ([1, 2, 3, 4, 5], "[1, 1.5, 2.5, 3.5, 4.5, 5]"),
+    ):
+        profile = build_profile(np.array(values * 20, dtype=float).reshape(-1, 1))
+        assert f"`{edges}`" in text
+        assert list(profile.features[0].edges) == json.loads(edges)
