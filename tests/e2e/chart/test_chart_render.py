@@ -127,13 +127,14 @@ def test_production_values_render_the_podmonitor_only_where_the_cluster_serves_i
     assert "metrics.podMonitor.enabled must be true, false or auto" in message
 
 
-def test_the_chart_refuses_kubernetes_older_than_its_crd_needs(helm) -> None:
-    # The CRD's CEL quantity() rules: a 1.28 API server refuses them in a new CRD.
+def test_the_chart_refuses_kubernetes_older_than_its_model_pods_need(helm) -> None:
+    # The model pods' preStop sleep action is off by default before 1.30 (and the CRD's
+    # CEL quantity() rules, which a 1.28 API server refuses in a new CRD, need 1.29).
     chart = (CHART / "Chart.yaml").read_text()
-    assert 'kubeVersion: ">=1.29.0-0"' in chart
-    run(helm, "template", "vigil", CHART, "--kube-version=1.29.0")
+    assert 'kubeVersion: ">=1.30.0-0"' in chart
+    run(helm, "template", "vigil", CHART, "--kube-version=1.30.0")
     result = subprocess.run(
-        [str(helm), "template", "vigil", str(CHART), "--kube-version=1.28.15"],
+        [str(helm), "template", "vigil", str(CHART), "--kube-version=1.29.14"],
         capture_output=True,
         text=True,
         check=False,
