@@ -371,7 +371,14 @@ class OperatorMetrics:
         :data:`DELETED_SECONDS`, or until :meth:`seen` says the object is back).
         """
         now = self._clock()
-        self._deleted = {k: at for k, at in self._deleted.items() if now - at < DELETED_SECONDS}
+        # Oldest first (a key deleted again moves to the end): a namespace's deletion
+        # (thousands of models) drops the expired ones from the front, not in a rebuild each.
+        while self._deleted:
+            oldest, at = next(iter(self._deleted.items()))
+            if now - at < DELETED_SECONDS:
+                break
+            del self._deleted[oldest]
+        self._deleted.pop((namespace, name), None)
         self._deleted[(namespace, name)] = now
         self._phases.phases.pop((namespace, name), None)
         self._phases.health.pop((namespace, name), None)

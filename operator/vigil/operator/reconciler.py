@@ -46,6 +46,7 @@ from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
 from vigil.core.status import (
     ConditionState,
     build_conditions,
+    find_condition,
     phase_after_health,
     replacing_merge_patch,
     status_patch,
@@ -80,7 +81,8 @@ HEALTH_WAIT_SECONDS = 5.0
 
 
 #: Posts an Event about the object (as read) through the API and waits for the answer.
-EventPoster = Callable[[Api, Mapping[str, Any], Event], Awaitable[None]]
+#: Posts an Event; False when the API server had it already (None: not said).
+EventPoster = Callable[[Api, Mapping[str, Any], Event], Awaitable[bool | None]]
 
 
 class RetryLater(Exception):
@@ -290,6 +292,9 @@ class Reconciler:
             if body is None and self.rollouts is not None:
                 self.rollouts.forget(namespace, name)
             return False
+        # The phase status holds, until this cycle writes another: a reconcile that keeps
+        # failing after a restart would leave the model without its series.
+        self.metrics.set_phase(namespace, name, objects.body(body).status.get("phase"))
         observation = await self._observe(api, body)
         plan = decide(observation)
         if plan.run_golden_set is not None and self.rollouts is not None:
@@ -410,7 +415,11 @@ class Reconciler:
         await self._emit(api, body, *plan.events)
         patch = status_patch(body.get("status"), plan.status)
         if patch is not None:
-            await api.patch_status("ModelDeployment", namespace, name, patch)
+            try:
+                await api.patch_status("ModelDeployment", namespace, name, patch)
+            except KubeError as error:  # a write too (RBAC without /status, an old CRD)
+                await self.report_failure(api, body, f"could not write status: {error.message}")
+                raise
             self.metrics.writes.labels("ModelDeployment", "status").inc()
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))
         writes = [action for action in plan.actions if not isinstance(action, Route)]
@@ -450,8 +459,9 @@ class Reconciler:
 
         async def post(event: Event) -> None:
             try:
-                await self._post_event(api, body, event)
-                self.metrics.events.labels(event.reason).inc()
+                # Counted when created: a repeat the API server already has (409) is none.
+                if await self._post_event(api, body, event) is not False:
+                    self.metrics.events.labels(event.reason).inc()
             except Exception:  # an Event is a courtesy; never fail a reconcile for it
                 log.exception("could not post event %s", event.reason)
 
@@ -489,6 +499,8 @@ class Reconciler:
             except Busy:
                 log.info("%s/%s: health left to the next cycle (a reconcile runs)", namespace, name)
                 return False
+            if not self.active:  # paused (peering) while the health cycle ran: not ours
+                return False
             api = self._api_factory()
             body = await api.get("ModelDeployment", namespace, name)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
@@ -520,6 +532,7 @@ class Reconciler:
                         state.reason,
                         f"{state.type} is {condition_word(state.status)}: {state.message}",
                         warning=attention,
+                        occurrence=_flip_occurrence(status, state, revision),
                     )
                     for state, attention in flips
                 ),
@@ -552,4 +565,17 @@ class Reconciler:
         Once per version of the object: the retries of an unchanged object
         that fail the same way add no Event (vigil.core.events).
         """
-        await self._emit(api, body, Event("ReconcileFailed", message, warning=True))
+        # Named by the spec's generation, not the object's version: the health loop and a
+        # refused write's own status move the version between the retries.
+        generation = (body.get("metadata") or {}).get("generation")
+        occurrence = f"ReconcileFailed {generation} {message}"
+        await self._emit(api, body, Event("ReconcileFailed", message, True, occurrence))
+
+
+def _flip_occurrence(status: Mapping[str, Any], state: ConditionState, revision: str) -> str:
+    """One Event per flip: the condition's last transition stays in status until the patch
+    recording this one lands; a patch that failed, retried with newer figures, is the same
+    flip (its words, with the figures, are not)."""
+    before = find_condition(status.get("conditions"), state.type) or {}
+    since = before.get("lastTransitionTime", "")
+    return f"{state.type} {condition_word(state.status)} {revision} {since}"

@@ -164,13 +164,14 @@ def changed_by_others(body: Any) -> bool:
     )
 
 
-async def post_event(api: Api, body: Any, event: Event) -> None:
+async def post_event(api: Api, body: Any, event: Event) -> bool:
     """Post a Kubernetes Event on the ModelDeployment and wait for the API server's answer.
 
     Awaited (not queued, as kopf.event would) so that it is written before the
     status that records the same step: a kill in between loses nothing, and
     the repeated post after the restart finds the Event there already
-    (vigil.core.events names it after the object's version and its words).
+    (vigil.core.events names it after the object's version and its words). False
+    when it was there already.
     """
     manifest = event_manifest(
         body,
@@ -183,6 +184,8 @@ async def post_event(api: Api, body: Any, event: Event) -> None:
     )
     if not await api.create_event(manifest):
         log.info("event %s already posted (%s)", event.reason, manifest["metadata"]["name"])
+        return False
+    return True
 
 
 def build_runtime(options: OperatorOptions) -> Runtime:

@@ -1,0 +1,156 @@
+"""What a failing reconcile or health write says, and how often: a Warning Event once per
+failure (not per retry, whatever else moves the object's version), the phase series
+kept, and nothing written by an instance kopf has paused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_reconciler import BROKEN, NOW, Harness, MemoryApi, converged, model_deployment
+
+from vigil.core.status import ConditionState
+from vigil.kube.client import KubeError
+from vigil.operator.metrics import DELETED_SECONDS, OperatorMetrics
+from vigil.operator.reconciler import Reconciler, ReconcilerConfig, RetryLater
+from vigil.operator.runtime import post_event
+
+
+class NamingApi(MemoryApi):
+    """The API server's side of Events (a name posted twice is a 409: False) and of
+    resourceVersion (every status write moves it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posted: list[tuple[str, str, str]] = []
+        self.version = 10
+
+    async def create_event(self, manifest: dict[str, Any]) -> bool:
+        name = manifest["metadata"]["name"]
+        if name in {posted for posted, _, _ in self.posted}:
+            return False
+        self.posted.append((name, manifest["reason"], manifest["message"]))
+        return True
+
+    async def patch_status(self, *args: Any, **kwargs: Any) -> Any:
+        stored = await super().patch_status(*args, **kwargs)
+        self.version += 1
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        return stored
+
+
+def reconciler(api: MemoryApi, metrics: OperatorMetrics | None = None) -> Reconciler:
+    """The reconciler with the runtime's real Event poster."""
+    return Reconciler(
+        lambda: api,
+        ReconcilerConfig("sidecar:test"),
+        metrics or OperatorMetrics(),
+        post_event,
+        clock=lambda: NOW,
+    )
+
+
+async def retried(reconciling: Reconciler, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(RetryLater):
+            await reconciling.reconcile("ml", "wine")
+
+
+async def test_a_refused_status_write_is_a_reconcile_failure_said_in_an_event() -> None:
+    # A ClusterRole without modeldeployments/status (403), a CRD left at an older version
+    # (422): the children were made, the status stayed empty, and only the log said why.
+    harness = Harness()
+    harness.api.add(model_deployment())
+    harness.api.fail_on, harness.api.fail_status = ("status", "ModelDeployment"), 422
+    with pytest.raises(RetryLater):
+        await harness.reconciler.reconcile("ml", "wine")
+    failed = [e for e in harness.events if e.reason == "ReconcileFailed"]
+    assert [e.message for e in failed] == ["could not write status: status ModelDeployment refused"]
+    assert failed[0].warning
+
+
+async def test_retries_of_a_refused_write_post_one_event_while_the_version_moves() -> None:
+    # The refused write's own status (DeployFailed), and the health loop on a live model,
+    # move the version between retries: named by it, every retry posted another Warning.
+    api = NamingApi()
+    stored = model_deployment()
+    stored["metadata"]["resourceVersion"] = "10"
+    api.add(stored)
+    api.fail_on, api.fail_status = ("apply", "Deployment"), 422
+    await retried(reconciler(api), 4)
+    assert [reason for _, reason, _ in api.posted].count("ReconcileFailed") == 1
+
+
+async def test_the_events_metric_counts_events_created_not_their_repeats() -> None:
+    api, metrics = NamingApi(), OperatorMetrics()
+    api.add(model_deployment())
+    api.fail_on = ("apply", "Deployment")
+    await retried(reconciler(api, metrics), 4)
+    created = [reason for _, reason, _ in api.posted].count("ReconcileFailed")
+    counted = metrics.registry.get_sample_value(
+        "vigil_operator_events_total", {"reason": "ReconcileFailed"}
+    )
+    assert created == counted == 1
+
+
+async def test_a_health_flip_written_after_failed_patches_is_one_event() -> None:
+    # Each retry judged newer figures: the words changed, and so did the Event's name.
+    harness = Harness()
+    harness.api = NamingApi()
+    await converged(harness)
+    harness.reconciler._post_event = post_event
+    for attempt, rate in enumerate(("5.1%", "5.3%", "4.9%")):
+        broken = [ConditionState("Healthy", False, "ErrorRateAboveSLO", f"error rate {rate} > 1%")]
+        harness.api.fail_on = ("status", "ModelDeployment") if attempt < 2 else None
+        if attempt < 2:
+            with pytest.raises(KubeError):
+                await harness.record_health({"verdict": "Degraded"}, broken)
+        else:
+            assert await harness.record_health({"verdict": "Degraded"}, broken)
+    flips = [message for _, reason, message in harness.api.posted if reason == "ErrorRateAboveSLO"]
+    assert flips == ["Healthy is False: error rate 5.1% > 1%"]
+
+
+async def test_a_model_whose_reconciles_fail_after_a_restart_keeps_its_phase_series() -> None:
+    # Set only by a write that succeeded: a new instance whose every reconcile of a spec
+    # change is refused showed no phase for a model whose status has one.
+    before = Harness()
+    await converged(before)
+    restarted = Harness()
+    restarted.api = before.api
+    stored = before.api.objects[("ModelDeployment", "ml", "wine")]
+    stored["spec"]["model"]["version"], stored["metadata"]["generation"] = "2", 2
+    before.api.fail_on, before.api.fail_status = ("apply", "Deployment"), 403
+    with pytest.raises(RetryLater):
+        await restarted.reconciler.reconcile("ml", "wine")
+    assert stored["status"]["phase"] == "Healthy"
+    sample = restarted.metrics.registry.get_sample_value
+    phase = {"namespace": "ml", "name": "wine", "phase": "Healthy"}
+    assert sample("vigil_modeldeployment_phase", phase) == 1
+    assert sample("vigil_operator_model_deployments", {"phase": "Healthy"}) == 1
+
+
+async def test_a_paused_instance_writes_no_health() -> None:
+    # A health cycle that began before kopf paused this instance (peering) wrote status
+    # and posted Events beside the instance that acts now.
+    harness = Harness()
+    await converged(harness)
+    harness.events.clear()
+    harness.reconciler.active = False
+    assert not await harness.record_health({"verdict": "Degraded", "errorRate": 0.05}, BROKEN)
+    assert harness.api.writes == [] and harness.events == []
+
+
+def test_deleted_models_are_remembered_for_their_time_then_dropped_oldest_first() -> None:
+    now = [0.0]
+    metrics = OperatorMetrics(clock=lambda: now[0])
+    metrics.forget("ml", "a")
+    now[0] = 10.0
+    metrics.forget("ml", "b")
+    metrics.forget("ml", "a")  # deleted again: its time starts again
+    now[0] = DELETED_SECONDS + 5.0
+    metrics.forget("ml", "c")
+    assert list(metrics._deleted) == [("ml", "b"), ("ml", "a"), ("ml", "c")]
+    now[0] = DELETED_SECONDS + 11.0
+    metrics.forget("ml", "d")
+    assert list(metrics._deleted) == [("ml", "c"), ("ml", "d")]
