@@ -142,6 +142,28 @@ def test_a_promotion_cut_short_is_finished_once_in_the_same_words(done: int) -> 
     assert "candidate" not in world.status
 
 
+def test_a_step_advance_decided_again_after_its_status_failed_is_one_event() -> None:
+    # The status write that records the advance failed; the retry judged newer figures:
+    # other words, so another Event on the same version. Its name is the attempt's step.
+    world, _, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("reason") is not None)
+    for _ in range(30):
+        world.pods_ready(candidate)
+        world.now += datetime.timedelta(seconds=1)
+        cut = decide(world.observe())
+        if any(e.reason == "StepAdvanced" for e in cut.events):
+            break
+        world.reconcile(advance=0.0)
+    world.carry_out(cut.actions)  # its status write failed
+    newer = seen(requests=120, latency_p95=0.01, compared=120, agreement=0.98)
+    world.inputs = RolloutInputs(figures=newer, shadow_target="http://x")
+    again = world.reconcile(advance=0.0)
+    (first,) = (e for e in cut.events if e.reason == "StepAdvanced")
+    (second,) = (e for e in again.events if e.reason == "StepAdvanced")
+    assert first.message != second.message and first.occurrence == second.occurrence != ""
+
+
 def test_a_promote_request_whose_switch_was_cut_short_is_answered_as_done() -> None:
     # The person's promote switches at once (the candidate is at full capacity); the
     # operator stops after every write, before its status and the request's clearing.

@@ -112,6 +112,7 @@ def progress(
             f"revision {revision} promoted at step {decision.state.step + 1} "
             f"({decision.reason}): {decision.message}; scaling it to "
             f"{seen.replicas} replica(s) before the switch",
+            occurrence=f"{Reason.PROMOTING} {revision} {attempt.summary['startedAt']}",
         )
     if decision.action == Action.PROMOTE and candidate_view is not None and seen.full_capacity:
         plan = switch(cycle, identity, change, stable_view, candidate_view)
@@ -121,9 +122,11 @@ def progress(
     traffic, effective, attempt.unsent, attempt.routed = _set_up_traffic(
         cycle, identity, revision, (stable_view, candidate_view), decision, seen
     )
-    for reason in (Reason.STEP_ADVANCED, Reason.UNDECIDED):
+    # Once per attempt and step: decided again after a failed status write, newer words.
+    advanced = f"{revision} {attempt.summary['startedAt']} {decision.state.step}"
+    for reason, occurrence in ((Reason.STEP_ADVANCED, advanced), (Reason.UNDECIDED, "")):
         if reason in decision.events:
-            cycle.event(reason, decision.message)
+            cycle.event(reason, decision.message, occurrence=occurrence)
     reached = _step_report(cycle, attempt, stable_view, decision, policy, traffic, effective)
     cycle.plan.recheck_after = max(1.0, min(policy.interval_seconds, 10.0))
     return finish(
