@@ -148,7 +148,10 @@ def feature_divergences(
     """
     found: dict[str, drift.Divergence] = {}
     for feature in reference.features:
-        rows = float(feature.count) if feature.count > 0 else math.inf
+        # A profile without ``count`` (another tool's, hand-written): its non-missing rows
+        # from ``rowCount``, never an exact population (traffic drawn from it would drift).
+        known = feature.count or reference.row_count * (1.0 - feature.null_rate)
+        rows = float(known) if known > 0 else math.inf
         measured = drift.divergence(
             method, feature.proportions, _slot_counts(feature, window), reference_rows=rows
         )
@@ -321,7 +324,10 @@ def _figures(
             if missing_rates.get(f.name, 0.0) > f.null_rate + MISSING_RATE_TOLERANCE
         )
     )
-    out_of_range = sum(inputs.feature_out_of_range.values()) / rows if rows > 0 else None
+    # A share of the input values (rows x features), not of rows: 4 features out of range
+    # in every row is 100 %, not 400 %.
+    values = rows * len(reference.features) if reference is not None else 0.0
+    out_of_range = sum(inputs.feature_out_of_range.values()) / values if values > 0 else None
     report = HealthReport(
         verdict=Verdict.HEALTHY,
         requests=round(window.requests),
@@ -358,7 +364,10 @@ def _drift_note(reference: ReferenceProfile | None, basis: DriftBasis | None, ro
         return "no reference features: the profile lists no inputs, drift is not measured"
     if basis is not None and basis.window is None:
         return basis.note
-    note = f"{round(rows)} input rows < {_rows_needed(reference)} needed to judge drift"
+    needed = _rows_needed(reference)
+    note = f"{round(rows)} input rows < {needed} needed to judge drift"
+    if rows >= needed:  # the rows came, their features did not (missing, other names)
+        note = f"no input feature has {needed} values to judge drift in {round(rows)} rows"
     return f"{note}; {basis.note}" if basis is not None else note
 
 

@@ -59,10 +59,20 @@ class SloJudgement:
     state: SloState
     #: The interval the state was judged on, in words.
     interval: str
+    #: The window holds a failure (a failed request; a request slower than the limit).
+    failed_any: bool = True
+    #: A window of this many requests could be surely within (one without a failure: not
+    #: under about 660 requests for a 1 % limit, never for a limit of 0).
+    can_clear: bool = True
 
     def breached(self, degraded_by: str) -> bool:
-        """Surely over; or undecided while this SLO made the last verdict Degraded."""
-        return self.state == "over" or (self.state == "undecided" and degraded_by == self.reason)
+        """Surely over; or undecided while this SLO made the last verdict Degraded, until
+        surely within, or, where no window of this size could be, a window without a
+        failure (the best it can show; the estimate alone would flap at the limit)."""
+        if self.state == "over":
+            return True
+        held = self.state == "undecided" and degraded_by == self.reason
+        return held and (self.can_clear or self.failed_any)
 
     def said(self, span: str = "") -> str:
         """'error rate 3.2% > 1.0% over 5m, 99% interval 2.0%-5.0%', and the like."""
@@ -92,6 +102,8 @@ def judge_slos(window: RevisionWindow, policy: HealthPolicy) -> list[SloJudgemen
                 limit_shown,
                 _state(low, high, limit),
                 f"{_level()} interval {_span(format_percent, low, high)}",
+                failed_any=error_rate > 0,
+                can_clear=_can_clear(requests, limit),
             )
         )
     p95 = quantile_from_buckets(0.95, window.latency_buckets)
@@ -113,9 +125,16 @@ def judge_slos(window: RevisionWindow, policy: HealthPolicy) -> list[SloJudgemen
             state,
             f"{format_percent(slower / total)} of requests slower than {limit_shown}, "
             f"{_level()} interval {_span(format_percent, low, high)}",
+            failed_any=slower > 0,
+            can_clear=_can_clear(total, P95_SHARE),
         )
     )
     return judged
+
+
+def _can_clear(trials: float, limit: float) -> bool:
+    """Whether a window of ``trials`` with no failure at all lies surely within ``limit``."""
+    return wilson(0.0, trials, SLO_CONFIDENCE)[1] <= limit
 
 
 def _state(low: float, high: float, limit: float) -> SloState:

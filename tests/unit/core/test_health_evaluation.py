@@ -375,6 +375,46 @@ class TestDriftAtTheRatesUsersHave:
         }
         assert levels == {"none"}
 
+    def test_a_profile_without_counts_is_a_sample_of_its_rows(self, reference_data) -> None:
+        # Another tool's (or a hand-written) profile gives rowCount but no per-feature
+        # count: taken as an exact population, the 142-row reference drifted from traffic
+        # drawn from its own population in every window.
+        small = build_profile(
+            reference_data[:142], feature_names=FEATURES, model_name="m", model_version="1"
+        )
+        uncounted = replace(small, features=tuple(replace(f, count=0) for f in small.features))
+        levels = {
+            evaluate(
+                window_for(uncounted, live_sample(reference_data, seed=seed)[:1500]),
+                uncounted,
+                POLICY,
+            ).drift_level
+            for seed in range(10)
+        }
+        assert levels == {"none"}
+
+    def test_rows_without_their_features_are_not_too_few_rows(self, reference) -> None:
+        # Every feature missing (sent under other names): 1 000 rows read "1000 input
+        # rows < 60 needed".
+        window = RevisionWindow(
+            requests_by_outcome={"success": 1000.0},
+            input_rows=1000.0,
+            feature_missing=dict.fromkeys(FEATURES, 1000.0),
+        )
+        state = {c.type: c for c in health_conditions(evaluate(window, reference, POLICY), POLICY)}
+        assert state["DriftDetected"].message.startswith(
+            "no input feature has 60 values to judge drift in 1000 rows; missing values"
+        )
+
+    def test_the_out_of_range_rate_is_a_share_of_the_values(self, reference) -> None:
+        # Every value of the 4 features out of range: 100 %, not 400 %.
+        window = RevisionWindow(
+            requests_by_outcome={"success": 1000.0},
+            input_rows=1000.0,
+            feature_out_of_range=dict.fromkeys(FEATURES, 1000.0),
+        )
+        assert evaluate(window, reference, POLICY).out_of_range_rate == 1.0
+
     def test_no_reference_says_so(self, reference, reference_data) -> None:
         report = evaluate(window_for(reference, live_sample(reference_data)), None, POLICY)
         state = {c.type: c for c in health_conditions(report, POLICY)}["DriftDetected"]

@@ -3,6 +3,7 @@ the limit, the verdict kept until the evidence says otherwise (vigil.core.slo)."
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -50,6 +51,20 @@ class TestTheErrorRate:
         other = evaluate(undecided, None, POLICY, degraded_by="LatencyHigh")
         assert other.verdict == "Healthy"
 
+    def test_a_breach_too_quiet_to_be_surely_within_clears_with_its_estimate(self) -> None:
+        # 300 requests a window: even none failing is not surely under 1 % (its 99 %
+        # interval reaches 2.2 %), nor any window under a limit of 0: held on the interval,
+        # such a model stayed Degraded for good once breached. A clean window clears it.
+        quiet = evaluate(window(300), None, POLICY, degraded_by="ErrorRateHigh")
+        assert quiet.verdict == "Healthy"
+        still = evaluate(window(300, errors=1), None, POLICY, degraded_by="ErrorRateHigh")
+        assert still.verdict == "Degraded"  # 0.3 %, within on its estimate: not yet shown
+        zero = dataclasses.replace(POLICY, max_error_rate=0.0)
+        assert evaluate(window(100_000), None, zero, degraded_by="ErrorRateHigh").verdict == (
+            "Healthy"
+        )
+        assert evaluate(window(100), None, POLICY, degraded_by="LatencyHigh").verdict == "Healthy"
+
     def test_the_interval_is_wilsons(self) -> None:
         (errors,) = [s for s in judge_slos(window(400, errors=9), POLICY) if "error" in s.figure]
         z = stats.norm.ppf(0.5 + SLO_CONFIDENCE / 2)
@@ -58,11 +73,18 @@ class TestTheErrorRate:
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         assert f"{(centre - half) * 100:.1f}%-{(centre + half) * 100:.1f}%" in errors.interval
 
-    @pytest.mark.parametrize(("rate", "requests"), [(0.005, 400), (0.008, 2000), (0.01, 400)])
-    def test_a_model_within_its_slo_does_not_flap(self, rate: float, requests: int) -> None:
+    @pytest.mark.parametrize(
+        ("rate", "requests", "most_flips"),
+        [(0.005, 400, 6), (0.008, 2000, 6), (0.01, 2000, 6), (0.01, 400, 20)],
+    )
+    def test_a_model_within_its_slo_does_not_flap(
+        self, rate: float, requests: int, most_flips: int
+    ) -> None:
         # On point estimates a model at half its SLO flipped Healthy/Degraded about 3 times
         # an hour (every 30 s, 5-minute windows); at the limit itself, every other cycle.
-        # At the limit either verdict is fair: it must only not flip back and forth.
+        # At the limit either verdict is fair: it must only not flip back and forth. 400
+        # requests can never be surely within 1 %: a breach there clears on a window
+        # without a failure (1.8 % of them at the limit), not never, as it did.
         rng = np.random.default_rng(7)
         verdicts, degraded_by = [], ""
         for errors in rng.binomial(requests, rate, size=2000):
@@ -71,7 +93,7 @@ class TestTheErrorRate:
             degraded_by = report.reason if report.verdict == "Degraded" else ""
             verdicts.append(report.verdict)
         flips = sum(a != b for a, b in itertools.pairwise(verdicts))
-        assert flips <= 6
+        assert flips <= most_flips
         if rate < POLICY.max_error_rate:
             assert verdicts.count("Degraded") <= 2000 * (1 - SLO_CONFIDENCE) / 2
 

@@ -534,6 +534,8 @@ def _health(seen: Catalogue) -> None:
         (_window(reference, data, shift={2: 0.4}, rows=4000), reference),
         (_window(reference, data, shift={2: 0.5}, rows=70), reference),
         (_window(reference, data, rows=40), reference),
+        # Rows without their features (sent under other names): none binned.
+        (dataclasses.replace(_window(reference, data), feature_bins={}), reference),
         (_window(reference, data), None),
         (None, reference),
         (_window(reference, data), reference),
