@@ -101,7 +101,7 @@ def judge_slos(window: RevisionWindow, policy: HealthPolicy) -> list[SloJudgemen
                 f"error rate {shown}",
                 limit_shown,
                 _state(low, high, limit),
-                f"{_level()} interval {_span(format_percent, low, high)}",
+                f"{_level()} interval {_span(format_percent, low, high, limit)}",
                 failed_any=error_rate > 0,
                 can_clear=_can_clear(requests, limit),
             )
@@ -124,7 +124,7 @@ def judge_slos(window: RevisionWindow, policy: HealthPolicy) -> list[SloJudgemen
             limit_shown,
             state,
             f"{format_percent(slower / total)} of requests slower than {limit_shown}, "
-            f"{_level()} interval {_span(format_percent, low, high)}",
+            f"{_level()} interval {_span(format_percent, low, high, P95_SHARE)}",
             failed_any=slower > 0,
             can_clear=_can_clear(total, P95_SHARE),
         )
@@ -145,8 +145,19 @@ def _level() -> str:
     return f"{SLO_CONFIDENCE:.0%}"
 
 
-def _span(fmt: Callable[[float, int], str], low: float, high: float) -> str:
-    return f"{fmt(low, 0)}-{fmt(high, 0)}"
+def _span(fmt: Callable[[float, int], str], low: float, high: float, limit: float) -> str:
+    """'2.0%-5.0%'; an interval wholly on one side of the limit gets more decimals while an
+    end reads as the limit (one surely over 1.0% printed from "1.0%")."""
+    if low <= limit <= high:
+        return f"{fmt(low, 0)}-{fmt(high, 0)}"
+    for more in range(4):
+        ends = (fmt(low, more), fmt(high, more))
+        if all(
+            end != fmt(limit, more) or value == limit
+            for end, value in zip(ends, (low, high), strict=True)
+        ):
+            break
+    return f"{ends[0]}-{ends[1]}"
 
 
 def distinct(fmt: Callable[[float, int], str], value: float, limit: float) -> tuple[str, str]:

@@ -114,6 +114,14 @@ class TestTheP95:
         assert report.verdict == "Healthy" and "p95 " in report.message
 
 
+def test_an_interval_surely_over_the_limit_never_reads_from_it() -> None:
+    # 32 failures in 2 000 (1.6 %): surely over 1 %, its 99 % interval from 1.02 %, which
+    # read "1.0%-2.5%", as if it reached the limit the verdict says it is beyond.
+    report = evaluate(window(2000, errors=32), None, POLICY)
+    assert report.verdict == "Degraded"
+    assert "99% interval 1.02%-2.50%" in report.message
+
+
 def test_a_value_and_its_limit_never_read_alike() -> None:
     # 1 error in 99 requests read "error rate 1.0% > 1.0%".
     (errors,) = [s for s in judge_slos(window(99, errors=1), POLICY) if "error" in s.figure]
