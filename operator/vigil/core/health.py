@@ -324,9 +324,9 @@ def _figures(
             if missing_rates.get(f.name, 0.0) > f.null_rate + MISSING_RATE_TOLERANCE
         )
     )
-    # A share of the input values (rows x features), not of rows: 4 features out of range
-    # in every row is 100 %, not 400 %.
-    values = rows * len(reference.features) if reference is not None else 0.0
+    # A share of the values present in the monitored features (the sidecar exports their
+    # counts, zeros too; at most featureCap of them): of rows, 4 features read 400 %.
+    values = sum(rows - inputs.feature_missing.get(f, 0.0) for f in inputs.feature_out_of_range)
     out_of_range = sum(inputs.feature_out_of_range.values()) / values if values > 0 else None
     report = HealthReport(
         verdict=Verdict.HEALTHY,

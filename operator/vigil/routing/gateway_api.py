@@ -181,19 +181,20 @@ def _weight(ref: Mapping[str, Any]) -> int:
 
 
 def _shares_kept(
-    route: Mapping[str, Any], mine: list[Any], others: list[Any]
+    route: Mapping[str, Any], mine: list[Any], others: list[Any], split: bool
 ) -> tuple[int, list[Any]]:
     """(Our refs' total weight, the other refs) keeping each backend's share of the rule.
 
     A share is a weight over the rule's sum. Alone in a rule the model's refs add up to
     100 (percentages). Beside weighted backends they keep the total the model's had;
-    under 100 (the default weight 1) every other weight is multiplied once, so that the
-    split has percent steps and the user's proportions stay.
+    under 100 (the default weight 1) every other weight is multiplied once when a
+    candidate is ``split`` off, so that the split has percent steps and the user's
+    proportions stay.
     """
     total = sum(_weight(r) for r in mine)
     if not any(_weight(r) for r in others):
         return 100, others
-    if total >= 100:
+    if total >= 100 or not split:
         return total, others
     scale = -(-100 // total)
     scaled = [{**r, "weight": _weight(r) * scale} for r in others]
@@ -219,7 +220,8 @@ def desired_rules(
     are left as they are.
     """
     rules = copy.deepcopy(list(items(route, "spec", "rules")))
-    found = False
+    found = weighted = False
+    split = target.candidate is not None
     for rule in rules:
         refs = list(rule.get("backendRefs") or [])
         mine = [r for r in refs if _ours(r, target, claimed)]
@@ -228,10 +230,16 @@ def desired_rules(
         found = True
         if not any(_weight(r) for r in mine):
             continue  # weighted out of this rule by its owner: no traffic to the model
-        total, others = _shares_kept(
-            route, mine, [r for r in refs if not _ours(r, target, claimed)]
-        )
+        weighted = True
+        others = [r for r in refs if not _ours(r, target, claimed)]
+        total, others = _shares_kept(route, mine, others, split)
         rule["backendRefs"] = desired_backends(target, traffic, mine[0], total) + others
+    if found and not weighted and split and traffic.candidate_weight > 0:
+        raise RoutingError(
+            f"HTTPRoute {body(route).meta.name or '?'} weights Service "
+            f"{naming.service_name(target.name)} 0 in every rule naming it: the candidate "
+            "gets no live traffic"
+        )
     if not found:
         name = body(route).meta.name or "?"
         raise RoutingError(

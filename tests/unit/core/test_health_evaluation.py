@@ -407,13 +407,21 @@ class TestDriftAtTheRatesUsersHave:
         )
 
     def test_the_out_of_range_rate_is_a_share_of_the_values(self, reference) -> None:
-        # Every value of the 4 features out of range: 100 %, not 400 %.
+        # Every value of the 4 features out of range: 100 %, not 400 %; nor 75 % when the
+        # fourth is always missing (a missing value is never out of range).
         window = RevisionWindow(
             requests_by_outcome={"success": 1000.0},
             input_rows=1000.0,
             feature_out_of_range=dict.fromkeys(FEATURES, 1000.0),
         )
         assert evaluate(window, reference, POLICY).out_of_range_rate == 1.0
+        three = RevisionWindow(
+            requests_by_outcome={"success": 1000.0},
+            input_rows=1000.0,
+            feature_out_of_range={**dict.fromkeys(FEATURES[:3], 1000.0), FEATURES[3]: 0.0},
+            feature_missing={FEATURES[3]: 1000.0},
+        )
+        assert evaluate(three, reference, POLICY).out_of_range_rate == 1.0
 
     def test_no_reference_says_so(self, reference, reference_data) -> None:
         report = evaluate(window_for(reference, live_sample(reference_data)), None, POLICY)

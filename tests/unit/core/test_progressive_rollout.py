@@ -164,6 +164,26 @@ def test_a_step_advance_decided_again_after_its_status_failed_is_one_event() -> 
     assert first.message != second.message and first.occurrence == second.occurrence != ""
 
 
+def test_every_step_advance_has_its_own_name_when_the_steps_were_edited() -> None:
+    # The shadow step removed while canary 50% runs moves it from index 2 to 1: the next
+    # advance enters index 2 again. Named by that index, it met the first's name (a 409):
+    # never posted.
+    steps = [
+        {"shadow": {"duration": "10s", "percent": 100, "minRequests": 20}},
+        {"canary": {"weight": 20, "duration": "10s"}},
+        {"canary": {"weight": 50, "duration": "10s"}},
+        {"canary": {"weight": 80, "duration": "10s"}},
+    ]
+    rollout = {**ROLLOUT, "replacement": {"steps": steps}}
+    world, _, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 50%")
+    world.set_spec(spec("2", 2, rollout={**rollout, "replacement": {"steps": steps[1:]}}))
+    run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 80%")
+    named = [e.occurrence for p in world.plans for e in p.events if e.reason == "StepAdvanced"]
+    assert len(named) == 3 and len(set(named)) == 3
+
+
 def test_a_promote_request_whose_switch_was_cut_short_is_answered_as_done() -> None:
     # The person's promote switches at once (the candidate is at full capacity); the
     # operator stops after every write, before its status and the request's clearing.

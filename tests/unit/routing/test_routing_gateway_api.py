@@ -430,6 +430,24 @@ def shares(rule: Mapping[str, Any]) -> dict[str, float]:
     return {r["name"]: round(100 * r.get("weight", 1) / total, 1) for r in refs}
 
 
+def test_a_model_weighted_out_of_every_rule_is_a_routing_failure_not_a_share():
+    # Left as it is, the route sent the candidate nothing while status said 20 %.
+    out = {"backendRefs": [{"name": "wine", "port": 80, "weight": 0}, {"name": "down"}]}
+    with pytest.raises(RoutingError, match="weights Service wine 0 in every rule naming it"):
+        desired_rules(route(out), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)
+    stable_alone = RoutingTarget("wine", "ml", stable="aaaaaaa")
+    assert desired_rules(route(out), stable_alone, Traffic(0, 0, 0, 2), claimed=NO_OTHERS) == [out]
+
+
+def test_without_a_candidate_no_other_weight_is_multiplied():
+    # Scaling gives a split its percent steps; with the stable alone, wine 1 beside
+    # legacy 20 000 needs no write, and refused every Route action past 1 000 000.
+    rule = {"backendRefs": [{"name": "wine", "port": 80}, {"name": "legacy", "weight": 20000}]}
+    stable_alone = RoutingTarget("wine", "ml", stable="aaaaaaa")
+    (kept,) = desired_rules(route(rule), stable_alone, Traffic(0, 0, 0, 2), claimed=NO_OTHERS)
+    assert shares(kept) == shares(rule)
+
+
 def test_a_rule_shared_with_other_backends_keeps_each_ones_share():
     # Old code: the model's refs always added up to 100, whatever it had: 10/90 with
     # legacy became 53/47 once trafficRouting was set, and a rule weighting the model out

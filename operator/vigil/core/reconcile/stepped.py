@@ -122,8 +122,8 @@ def progress(
     traffic, effective, attempt.unsent, attempt.routed = _set_up_traffic(
         cycle, identity, revision, (stable_view, candidate_view), decision, seen
     )
-    # Once per attempt and step: decided again after a failed status write, newer words.
-    advanced = f"{revision} {attempt.summary['startedAt']} {decision.state.step}"
+    # Once per step left (its start): decided again after a failed status write, newer words.
+    advanced = f"{revision} {attempt.previous.get('stepStartedAt')} {decision.state.step}"
     for reason, occurrence in ((Reason.STEP_ADVANCED, advanced), (Reason.UNDECIDED, "")):
         if reason in decision.events:
             cycle.event(reason, decision.message, occurrence=occurrence)
