@@ -630,7 +630,7 @@ def _normal_address(address: str) -> str:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return f"{host}:{port}"
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    return host_port(str(ip), port)
 
 
 #: getaddrinfo's errors that are the DNS server's answer "no address", not an outage.

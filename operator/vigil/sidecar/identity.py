@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from vigil.common.uris import host_port
+
 __all__ = [
     "MAX_ID_LENGTH",
     "IdMaker",
@@ -97,7 +99,7 @@ def decode_address(text: str) -> str | None:
         ip = ipaddress.ip_address(packed)
     except ValueError:
         return None
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    return host_port(str(ip), port)
 
 
 @dataclass(frozen=True, slots=True)
