@@ -1,6 +1,7 @@
-"""Every unit test gets a 60 s timeout unless it asks for its own (pytest-timeout); the
-cyclic garbage collector is tuned for a run of short tests after one long collection, and
-an xdist worker leaves without tearing its interpreter down."""
+"""Every unit test gets a 60 s timeout unless it asks for its own (pytest-timeout); a
+plain `pytest tests/unit` runs on every core as `make test-unit` does; the cyclic garbage
+collector is tuned for a run of short tests after one long collection, and an xdist
+worker leaves without tearing its interpreter down."""
 
 from __future__ import annotations
 
@@ -14,6 +15,30 @@ import pytest
 
 UNIT_TEST_TIMEOUT_SECONDS = 60
 HERE = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    # Ahead of pytest-xdist's own hook, which turns "auto" into one worker per core.
+    if _should_start_workers(config):
+        config.option.numprocesses = "auto"
+
+
+def _should_start_workers(config: pytest.Config) -> bool:
+    """True for `pytest tests/unit` (or folders in it) with no -n, -p no:xdist or --pdb,
+    on more than one core: single files and node ids stay in one process, as does a
+    run that reaches past the unit tests (the e2e suites choose their own workers)."""
+    if getattr(config.option, "numprocesses", 0) is not None or config.option.usepdb:
+        return False
+    if os.environ.get("PYTEST_XDIST_WORKER") or (os.cpu_count() or 1) < 2:
+        return False
+    invoked_in = config.invocation_params.dir
+    paths = [(invoked_in / arg.split("::")[0]).resolve() for arg in config.args]
+    return (
+        bool(paths)
+        and all(path.is_relative_to(HERE) for path in paths)
+        and any(path.is_dir() for path in paths)
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,9 +1,15 @@
-"""The test tree itself: pytest imports test modules by basename (rootdir mode)."""
+"""The test tree itself: pytest imports test modules by basename (rootdir mode), and a
+plain `pytest tests/unit` starts its workers as `make test-unit` does."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections import defaultdict
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
 
 TESTS = Path(__file__).resolve().parents[2]
 
@@ -16,3 +22,55 @@ def test_every_test_module_basename_is_unique() -> None:
         paths[path.name].append(str(path.relative_to(TESTS)))
     clashes = {name: found for name, found in paths.items() if len(found) > 1}
     assert not clashes, f"test modules sharing a basename: {clashes}"
+
+
+def _unit_conftest() -> ModuleType:
+    path = TESTS / "unit" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("unit_conftest_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(*args: str, numprocesses: object = None, usepdb: bool = False) -> object:
+    return SimpleNamespace(
+        args=list(args),
+        option=SimpleNamespace(numprocesses=numprocesses, usepdb=usepdb),
+        invocation_params=SimpleNamespace(dir=TESTS.parent),
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "parallel"),
+    [
+        (_config("tests/unit"), True),
+        (_config("tests/unit/core", "tests/unit/sidecar/"), True),
+        (_config("tests/unit/core/test_stats.py"), False),
+        (_config("tests/unit/core/test_stats.py::test_wilson"), False),
+        (_config("tests"), False),
+        (_config("tests/unit", "tests/e2e"), False),
+        (_config("tests/unit", numprocesses=0), False),
+        (_config("tests/unit", numprocesses=3), False),
+        (_config("tests/unit", usepdb=True), False),
+    ],
+    ids=["unit", "unit-folders", "one-file", "node-id", "all", "with-e2e", "n0", "n3", "pdb"],
+)
+def test_a_plain_pytest_of_the_unit_folders_runs_on_every_core(
+    config: object, parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert _unit_conftest()._should_start_workers(config) is parallel
+
+
+def test_an_xdist_worker_or_a_single_core_never_starts_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conftest = _unit_conftest()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    assert not conftest._should_start_workers(_config("tests/unit"))
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert not conftest._should_start_workers(_config("tests/unit"))
