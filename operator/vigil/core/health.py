@@ -10,7 +10,8 @@ order, like a runbook:
 2. Fewer requests than ``minRequests``      -> ``InsufficientData`` (never judge on too little).
 3. Error rate or p95 latency surely over the SLO (or not surely back within it
    after a ``Degraded``)                     -> ``Degraded``.
-4. A feature's drift at or over threshold   -> ``DriftDetected`` (level ``threshold``).
+4. A feature's drift surely at or over threshold (or not surely back under it
+   after a ``DriftDetected``)                -> ``DriftDetected`` (level ``threshold``).
 5. Otherwise                                -> ``Healthy`` (drift may still be at ``warning``).
 
 Definitions (also in docs/health.md):
@@ -76,8 +77,11 @@ class HealthReport:
     drift_note: str = ""
     #: The features whose drift surely reaches the warning (or the threshold).
     drift_sure: Mapping[str, float] = field(default_factory=dict)
-    #: The features whose drift surely reaches the threshold (the verdict names them).
+    #: The features whose drift surely reaches the threshold (the verdict names them), and
+    #: those held there: found over it before, not yet surely back under (:attr:`drift_held`).
     drift_over: Mapping[str, float] = field(default_factory=dict)
+    #: Of :attr:`drift_over`, the features held by the last ``DriftDetected`` alone.
+    drift_held: Mapping[str, float] = field(default_factory=dict)
     #: Each SLO figure beside its limit, judged on its interval ("" before any is judged).
     slos: str = ""
     #: Whose counts drift was judged on, when not every pod's (:class:`DriftBasis`).
@@ -173,6 +177,8 @@ class DriftJudgement:
 
     scores: Mapping[str, float]
     levels: Mapping[str, DriftLevel]
+    #: Features at ``threshold`` only because the last verdict found them there.
+    held: frozenset[str] = frozenset()
 
     @property
     def overall(self) -> float | None:
@@ -185,32 +191,46 @@ class DriftJudgement:
                 return level  # type: ignore[return-value]
         return "unknown"
 
+    @property
+    def held_scores(self) -> dict[str, float]:
+        return {name: self.scores[name] for name in self.held}
+
     def at(self, *levels: DriftLevel) -> dict[str, float]:
         """The scores of the features at one of ``levels``."""
         return {name: self.scores[name] for name, lv in self.levels.items() if lv in levels}
 
 
 def judge_drift(
-    reference: ReferenceProfile, window: RevisionWindow, policy: HealthPolicy
+    reference: ReferenceProfile,
+    window: RevisionWindow,
+    policy: HealthPolicy,
+    drifted: frozenset[str] = frozenset(),
 ) -> DriftJudgement:
     """Per feature, the highest level (threshold, warning) its drift surely reaches.
 
     "Surely" at ``drift.confidence`` for all the reference's features at once
     (Bonferroni): a window of traffic drawn from the reference itself raises
     no warning, however few its rows, and drift is judged from 5 rows per bin
-    on instead of a fixed row count.
+    on instead of a fixed row count. A feature of ``drifted`` (over the
+    threshold at the last verdict) stays there until surely under it: one
+    truly near the threshold would flip ``DriftDetected`` at every window.
     """
     found = feature_divergences(reference, window, policy.drift_method)
     alpha = (1.0 - policy.drift_confidence) / max(1, len(reference.features))
     levels: dict[str, DriftLevel] = {}
+    held = set()
     for name, measured in found.items():
-        levels[name] = "none"
-        limits = (("threshold", policy.drift_threshold), ("warning", policy.drift_warning))
-        for level, limit in limits:
-            if measured.bounds(alpha, limit, interval=False).p_above <= alpha:
-                levels[name] = level  # type: ignore[assignment]
-                break
-    return DriftJudgement({name: m.estimate for name, m in found.items()}, levels)
+        over = measured.bounds(alpha, policy.drift_threshold, interval=False)
+        if over.p_above <= alpha:
+            levels[name] = "threshold"
+        elif name in drifted and over.p_below > alpha:
+            levels[name] = "threshold"
+            held.add(name)
+        elif measured.bounds(alpha, policy.drift_warning, interval=False).p_above <= alpha:
+            levels[name] = "warning"
+        else:
+            levels[name] = "none"
+    return DriftJudgement({name: m.estimate for name, m in found.items()}, levels, frozenset(held))
 
 
 def _rows_needed(reference: ReferenceProfile) -> int:
@@ -233,6 +253,7 @@ class _Measured:
     p95: float | None
     scores: Mapping[str, float]
     overall: float | None
+    held: Mapping[str, float]
 
 
 def evaluate(
@@ -243,10 +264,12 @@ def evaluate(
     *,
     degraded_by: str = "",
     drift_basis: DriftBasis | None = None,
+    drifted: frozenset[str] = frozenset(),
 ) -> HealthReport:
     """The verdict on one revision over one window (see the module docstring);
     ``degraded_by``: the reason of its last ``Degraded`` verdict, held until surely met;
-    ``drift_basis``: the counts drift is judged on when not the whole window's."""
+    ``drift_basis``: the counts drift is judged on when not the whole window's;
+    ``drifted``: the features its last ``DriftDetected`` found over the threshold."""
     span = format_window(policy.window_seconds)
     # 1. No figures: say why, judge nothing.
     if window is None:
@@ -257,7 +280,7 @@ def evaluate(
             reason=Reason.METRICS_UNAVAILABLE,
             message=source_error or "no metrics from the sidecars",
         )
-    figures, measured = _figures(window, reference, policy, drift_basis)
+    figures, measured = _figures(window, reference, policy, drift_basis, drifted)
     requests = figures.requests
     # 2. Too few requests (none, whatever minRequests says): hold judgement.
     needed = max(1, policy.min_requests)
@@ -279,15 +302,13 @@ def evaluate(
             reason=breaches[0].reason,
             message="; ".join(slo.said(span) for slo in breaches) + f" ({requests} requests)",
         )
-    # 4. Drift surely at threshold: name the features that crossed it, worst first.
+    # 4. Drift surely at threshold (or held there): name the features, worst first.
     if figures.drift_level == "threshold" and measured.scores:
         return replace(
             figures,
             verdict=Verdict.DRIFT_DETECTED,
             reason=Reason.DRIFT_ABOVE_THRESHOLD,
-            message=over_threshold(
-                policy.drift_method, max(measured.scores.values()), measured.scores, policy
-            ),
+            message=drift_detected(policy.drift_method, measured.scores, measured.held, policy),
         )
     # 5. Healthy: the SLO figures beside their thresholds.
     return replace(
@@ -302,6 +323,7 @@ def _figures(
     reference: ReferenceProfile | None,
     policy: HealthPolicy,
     basis: DriftBasis | None = None,
+    drifted: frozenset[str] = frozenset(),
 ) -> tuple[HealthReport, _Measured]:
     """Every figure of the window, rounded for status (verdict Healthy until judged); the
     input figures (drift, missing, out of range) of ``basis``'s counts, when given."""
@@ -311,18 +333,14 @@ def _figures(
     inputs = window if basis is None else basis.window
     if inputs is None:  # drift not judged: no input figures either
         inputs = RevisionWindow()
-    judged = judge_drift(reference, inputs, policy) if reference else DriftJudgement({}, {})
+    judged = (
+        judge_drift(reference, inputs, policy, drifted) if reference else DriftJudgement({}, {})
+    )
+
     scores, overall = judged.scores, judged.overall
     rows = inputs.input_rows
     missing_rates = (
         {name: count / rows for name, count in inputs.feature_missing.items()} if rows > 0 else {}
-    )
-    missing_over = tuple(
-        sorted(
-            f.name
-            for f in (reference.features if reference else ())
-            if missing_rates.get(f.name, 0.0) > f.null_rate + MISSING_RATE_TOLERANCE
-        )
     )
     # A share of the values present in the monitored features (the sidecar exports their
     # counts, zeros too; at most featureCap of them): of rows, 4 features read 400 %.
@@ -340,7 +358,7 @@ def _figures(
         drift_level=judged.level,
         drift_features=_finite_values(scores, 3),
         missing_rates=_finite_values(missing_rates, 4),
-        missing_over_reference=missing_over,
+        missing_over_reference=_missing_over(reference, missing_rates),
         out_of_range_rate=_finite(out_of_range, 4),
         agreement=_finite(_agreement(window), 4),
         mean_abs_difference=(
@@ -351,9 +369,23 @@ def _figures(
         drift_note=_drift_note(reference, basis, rows) if not scores else "",
         drift_sure=_finite_values(judged.at("threshold", "warning"), 3),
         drift_over=_finite_values(judged.at("threshold"), 3),
+        drift_held=_finite_values(judged.held_scores, 3),
         drift_basis=basis.note if basis is not None and scores else "",
     )
-    return report, _Measured(error_rate, p95, judged.at("threshold"), overall)
+    return report, _Measured(error_rate, p95, judged.at("threshold"), overall, judged.held_scores)
+
+
+def _missing_over(
+    reference: ReferenceProfile | None, missing_rates: Mapping[str, float]
+) -> tuple[str, ...]:
+    """The features missing more often than in the reference (beyond the tolerance)."""
+    return tuple(
+        sorted(
+            f.name
+            for f in (reference.features if reference else ())
+            if missing_rates.get(f.name, 0.0) > f.null_rate + MISSING_RATE_TOLERANCE
+        )
+    )
 
 
 def _drift_note(reference: ReferenceProfile | None, basis: DriftBasis | None, rows: float) -> str:
@@ -385,6 +417,22 @@ def over_threshold(
         f"over {format_window(policy.window_seconds)}: "
         f"{list_features(scores, policy.drift_threshold)}"
     )
+
+
+def drift_detected(
+    method: str, over: Mapping[str, float], held: Mapping[str, float], policy: HealthPolicy
+) -> str:
+    """DriftAboveThreshold's message: the features surely over the threshold, then those
+    held ("psi 0.19 not surely < 0.2 over 5m, held until it is: alcohol 0.19")."""
+    sure = {name: score for name, score in over.items() if name not in held}
+    said = [over_threshold(method, max(sure.values()), sure, policy)] if sure else []
+    if held:
+        said.append(
+            f"{method} {max(held.values()):.2f} not surely < {policy.drift_threshold:g} "
+            f"over {format_window(policy.window_seconds)}, held until it is: "
+            f"{list_features(held, -math.inf)}"
+        )
+    return "; ".join(said)
 
 
 def list_features(scores: Mapping[str, float], at_least: float) -> str:

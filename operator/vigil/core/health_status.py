@@ -13,7 +13,13 @@ from dataclasses import replace
 from typing import Any
 
 from vigil.common import readable
-from vigil.core.health import HealthReport, format_window, list_features, over_threshold
+from vigil.core.health import (
+    HealthReport,
+    drift_detected,
+    format_window,
+    list_features,
+    over_threshold,
+)
 from vigil.core.performance import PerformanceReport, readable_figures
 from vigil.core.slo import format_percent
 from vigil.core.spec import HealthPolicy
@@ -113,7 +119,9 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
             ConditionType.DRIFT_DETECTED,
             True,
             Reason.DRIFT_ABOVE_THRESHOLD,
-            over_threshold(method, max(over.values(), default=report.drift_score), over, policy),
+            drift_detected(method, over, report.drift_held, policy)
+            if over
+            else over_threshold(method, report.drift_score, over, policy),
         )
     if report.drift_level == "warning":
         return ConditionState(
@@ -185,6 +193,7 @@ def health_status(
             "level": report.drift_level,
             "score": report.drift_score,
             "features": dict(report.drift_features) or None,
+            "over": sorted(report.drift_over) if report.drift_level == "threshold" else None,
         },
         "missing": dict(report.missing_rates) or None,
         "outOfRangeRate": report.out_of_range_rate,

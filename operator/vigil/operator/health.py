@@ -80,6 +80,17 @@ DEPARTED_MARGIN_SECONDS = 120.0
 ProfilesRead = dict[tuple[str, str, str], dict[str, float]]
 
 
+def _drifted(status: Mapping[str, Any], target: RevisionTarget) -> frozenset[str]:
+    """The features this revision's last DriftDetected named (``status.health.drift.over``):
+    held over the threshold until surely under it (vigil.core.health.judge_drift)."""
+    health = status.get("health")
+    found = find_condition(status.get("conditions"), ConditionType.DRIFT_DETECTED) or {}
+    if not judged_revision(health, target.revision) or found.get("status") != "True":
+        return frozenset()
+    over = objects.section(health, "drift").get("over")
+    return frozenset(name for name in over or () if isinstance(name, str))
+
+
 def _degraded_by(status: Mapping[str, Any], target: RevisionTarget) -> str:
     """The SLO that made this revision's last verdict Degraded ("" for none): it stays
     breached until surely met (vigil.core.slo)."""
@@ -671,6 +682,7 @@ class HealthLoop:
             error,
             degraded_by=_degraded_by(status, target),
             drift_basis=basis,
+            drifted=_drifted(status, target),
         )
         result.reports[(target.namespace, target.name)] = report
         result.evaluated += 1

@@ -32,7 +32,7 @@ from vigil.metrics import Collection, PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.exposition import parse_sidecar_metrics
 from vigil.metrics.pool import SourcePool
-from vigil.operator.health import HealthLoop, pod_info
+from vigil.operator.health import HealthLoop, _drifted, pod_info
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig, reference_digest
 from vigil.profile import Validation, build_profile
@@ -881,6 +881,28 @@ def test_drift_detected_names_the_features_the_verdict_names() -> None:
     )
     (drift,) = [c for c in health_conditions(report, policy) if c.type == "DriftDetected"]
     assert drift.message == f"psi 0.31 >= {policy.drift_threshold:g} over 5m: alcohol 0.31"
+
+
+@pytest.mark.parametrize(
+    ("revision", "drift_status", "held"),
+    [("r1", "True", {"alcohol"}), ("r2", "True", set()), ("r1", "False", set())],
+    ids=["named-last-cycle", "another-revision", "not-detected"],
+)
+def test_the_features_drift_detected_named_are_held_on_the_next_cycle(
+    revision: str, drift_status: str, held: set[str]
+) -> None:
+    # Read back from status.health.drift.over: vigil.core.health holds them over the
+    # threshold until surely under it; a verdict of another revision holds nothing.
+    status = {
+        "health": {
+            "evaluatedAt": "2026-12-06T17:00:00Z",
+            "revision": "r1",
+            "drift": {"method": "psi", "level": "threshold", "over": ["alcohol"]},
+        },
+        "conditions": [{"type": "DriftDetected", "status": drift_status}],
+    }
+    target = RevisionTarget("ml", "wine", revision, 300.0)
+    assert _drifted(status, target) == held
 
 
 def test_the_conditions_concepts_lists_are_the_codes() -> None:
