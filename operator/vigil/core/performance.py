@@ -9,13 +9,16 @@ runbook:
 
 1. Fewer than ``minLabels`` scored labels -> Unknown, ``InsufficientLabels``.
 2. No threshold (no limit set, no baseline) -> False, ``NoPerformanceThreshold``.
-3. The whole 95 % interval beyond the threshold -> True, ``PerformanceBelowThreshold``.
+3. The whole 95 % interval beyond the threshold, or, after a True, not yet
+   wholly back within it -> True, ``PerformanceBelowThreshold``.
 4. Otherwise -> False, ``PerformanceMet``.
 
 Judging on the interval, not the point estimate, keeps a sliding window of
 a few hundred labels from flapping the condition on noise: accuracy has a
 Wilson interval; MAE a normal one, its variance from the sums of absolute
-and squared errors the sidecars count.
+and squared errors the sidecars count. A model truly near its threshold
+would still flip at each window whose interval just clears it: a True holds
+until the interval lies wholly on the good side, as a breached SLO does.
 """
 
 from __future__ import annotations
@@ -64,19 +67,45 @@ class Measured:
         """The whole interval is on the wrong side of the threshold."""
         return self.high < threshold if self.metric == "accuracy" else self.low > threshold
 
-    def describe(self) -> str:
-        """'accuracy 0.874 (95% CI 0.838-0.905)'."""
+    def better_than(self, threshold: float) -> bool:
+        """The whole interval is on the good side of the threshold (or on it)."""
+        return self.low >= threshold if self.metric == "accuracy" else self.high <= threshold
+
+    def still_worse(self, threshold: float) -> bool:
+        """After a True: not yet wholly on the good side. Where no window of these labels
+        could be (a perfect one's interval reaches past the threshold), the estimate on
+        the good side is the best it can show, and clears it."""
+        if self.better_than(threshold):
+            return False
+        if (
+            self.metric == "accuracy"
+            and wilson(self.labels, self.labels, CONFIDENCE)[0] < threshold
+        ):
+            return self.value < threshold
+        return True
+
+    def describe(self, threshold: float | None = None) -> str:
+        """'accuracy 0.874 (95% CI 0.838-0.905)'; an interval end that is not ``threshold``
+        gets more digits while it reads as it (an interval wholly under 0.9 never reads
+        "0.850-0.900")."""
         name = "accuracy" if self.metric == "accuracy" else "MAE"
-        interval = f"{_figure(self.low)}-{_figure(self.high)}"
-        return f"{name} {_figure(self.value)} ({CONFIDENCE:.0%} CI {interval})"
+        ends = (self.low, self.high)
+        for more in range(4):
+            shown = [_figure(end, more) for end in ends]
+            if threshold is None or all(
+                text != _figure(threshold, more) or end == threshold
+                for text, end in zip(shown, ends, strict=True)
+            ):
+                break
+        return f"{name} {_figure(self.value)} ({CONFIDENCE:.0%} CI {shown[0]}-{shown[1]})"
 
 
-def _figure(value: float) -> str:
+def _figure(value: float, more: int = 0) -> str:
     """Three decimals; under 0.01 three significant digits (0.000 said nothing of an MAE
-    of 2.4e-07 held to a threshold of 2.5e-07)."""
+    of 2.4e-07 held to a threshold of 2.5e-07); ``more``: that many more."""
     if value == 0 or abs(value) >= 0.01 or not math.isfinite(value):
-        return f"{value:.3f}"
-    return f"{value:.3g}"
+        return f"{value:.{3 + more}f}"
+    return f"{value:.{3 + more}g}"
 
 
 def measure(realized: RealizedPerformance) -> Measured | None:
@@ -162,8 +191,11 @@ def judge(
     policy: PerformanceSpec,
     validation: Validation | None,
     span: str,
+    *,
+    held: bool = False,
 ) -> PerformanceReport:
-    """PerformanceDegraded over one window (see the module docstring for the runbook)."""
+    """PerformanceDegraded over one window (see the module docstring for the runbook);
+    ``held``: the last verdict on this revision was True."""
     measured = measure(realized)
     figures = status_figures(realized, span)
     if measured is None or measured.labels < policy.min_labels:
@@ -185,15 +217,18 @@ def judge(
     figures["threshold"] = round(limit, 4)
     limits = _limits_text(limit, baseline, validation, policy.max_drop)
     tail = f"{limits} over {span}, {measured.labels} labels"
-    if measured.worse_than(limit):
+    good = ">=" if measured.metric == "accuracy" else "<="
+    if measured.worse_than(limit) or (held and measured.still_worse(limit)):
         word = "<" if measured.metric == "accuracy" else ">"
-        message = f"{measured.describe()} {word} {tail}"
+        if not measured.worse_than(limit):
+            word, tail = f"not surely {good}", f"{tail}, held until it is"
+        message = f"{measured.describe(limit)} {word} {tail}"
         return _report(
             True, Reason.PERFORMANCE_BELOW_THRESHOLD, message, measured, figures, baseline, limit
         )
     within = measured.value >= limit if measured.metric == "accuracy" else measured.value <= limit
-    word = (">=" if measured.metric == "accuracy" else "<=") if within else "not surely beyond"
-    message = f"{measured.describe()} {word} {tail}"
+    word = good if within else "not surely beyond"
+    message = f"{measured.describe(limit)} {word} {tail}"
     return _report(False, Reason.PERFORMANCE_MET, message, measured, figures, baseline, limit)
 
 

@@ -694,7 +694,7 @@ class HealthLoop:
             # too short a history. Hold the last verdict.
             result.held += 1
             return None
-        performance = self._performance(target, settings, profile, window, now, previous)
+        performance = self._performance(target, settings, profile, window, now, status)
         health = next_health(
             previous, report, settings.policy, evaluated_at, performance, revision=target.revision
         )
@@ -810,7 +810,7 @@ class HealthLoop:
         profile: ReferenceProfile | None,
         window: RevisionWindow | None,
         now: float,
-        previous: Mapping[str, Any] | None,
+        status: Mapping[str, Any],
     ) -> PerformanceReport | None:
         """PerformanceDegraded from the labels of the window (None: nothing to say now).
 
@@ -820,11 +820,15 @@ class HealthLoop:
         if window is None:
             return None
         policy = settings.policy.performance
+        previous = status.get("health")
+        found = find_condition(status.get("conditions"), ConditionType.PERFORMANCE_DEGRADED)
         report = judge(
             window.realized,
             policy,
             profile.validation if profile is not None else None,
             format_window(policy.window_seconds),
+            held=judged_revision(previous, target.revision)
+            and (found or {}).get("status") == "True",
         )
         if report.condition.reason == Reason.INSUFFICIENT_LABELS and self._warming_up(
             target, settings, now, previous, policy.window_seconds

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 import pytest
 
 from vigil.core.health import evaluate
@@ -103,6 +105,49 @@ class TestTheCondition:
     def test_the_baseline_of_another_task_is_ignored(self) -> None:
         report = judge(labels(500, 390), PerformanceSpec(), Validation("holdout", 9, mae=1.0), "1h")
         assert report.condition.reason == "NoPerformanceThreshold"
+
+
+class TestAfterATrue:
+    """PerformanceDegraded holds until the interval lies wholly on the good side, as a
+    breached SLO holds until surely met."""
+
+    def test_a_model_not_surely_back_within_stays_degraded_and_says_so(self) -> None:
+        report = judge(labels(200, 174), PerformanceSpec(), HOLDOUT, "1h", held=True)
+        assert (report.degraded, report.condition.reason) == (True, "PerformanceBelowThreshold")
+        message = report.condition.message
+        assert message.startswith("accuracy 0.870 (95% CI 0.816-0.910) not surely >= threshold")
+        assert message.endswith("over 1h, 200 labels, held until it is")
+
+    def test_surely_back_within_clears_it(self) -> None:
+        report = judge(labels(500, 470), PerformanceSpec(), HOLDOUT, "1h", held=True)
+        assert (report.degraded, report.condition.reason) == (False, "PerformanceMet")
+
+    def test_where_no_window_could_be_surely_within_the_estimate_clears_it(self) -> None:
+        # 100 labels all right: the Wilson interval reaches down to 0.963, never wholly over
+        # 0.99. Held to the interval, the condition would stay True for ever.
+        strict = PerformanceSpec(min_accuracy=0.99)
+        assert judge(labels(100, 100), strict, None, "1h", held=True).degraded is False
+        assert judge(labels(100, 98), strict, None, "1h", held=True).degraded is True
+
+    @pytest.mark.parametrize("accuracy", [0.84, 0.855, 0.87])
+    def test_a_model_truly_under_its_threshold_does_not_flap(self, accuracy: float) -> None:
+        # Windows of 500 labels, the threshold 0.8835: judged each on its own, the
+        # condition flipped 36 to 62 times in 120 windows.
+        rng = np.random.default_rng(3)
+        verdicts, held = [], False
+        for correct in rng.binomial(500, accuracy, size=120):
+            report = judge(
+                labels(500, int(correct) // 2 * 2), PerformanceSpec(), HOLDOUT, "1h", held=held
+            )
+            held = report.degraded is True
+            verdicts.append(held)
+        assert sum(a != b for a, b in itertools.pairwise(verdicts)) <= 2
+
+    def test_an_interval_end_never_reads_as_the_threshold(self) -> None:
+        # 281 of 324 right: the interval's top is 0.89996, which three decimals print 0.900.
+        report = judge(labels(324, 281), PerformanceSpec(min_accuracy=0.9), None, "1h")
+        assert report.degraded is True
+        assert "95% CI 0.82600-0.89996) < threshold 0.9 " in report.condition.message
 
 
 def test_the_accuracy_interval_is_wilsons() -> None:

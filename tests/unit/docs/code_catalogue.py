@@ -577,7 +577,7 @@ def _regression(scored: float, error: float) -> RealizedPerformance:
 def _performance(seen: Catalogue) -> None:
     """PerformanceDegraded in each state, and the Events its changes post."""
     holdout = Validation("holdout", 500, accuracy=0.93)
-    cases = [
+    judged = [
         (_labels(37, 30), PerformanceSpec(), holdout),
         (_labels(500, 450), PerformanceSpec(), None),
         (_labels(500, 390), PerformanceSpec(), holdout),
@@ -587,8 +587,11 @@ def _performance(seen: Catalogue) -> None:
         (_regression(500, 0.8), PerformanceSpec(max_mae=0.5), None),
         (_regression(500, 0.4), PerformanceSpec(), Validation("holdout", 500, mae=0.41)),
     ]
-    for realized, policy, baseline in cases:
-        state = judge(realized, policy, baseline, "1h").condition
+    cases = [(*case, False) for case in judged]
+    # After a True, not surely back over the threshold: held.
+    cases.append((_labels(200, 174), PerformanceSpec(), holdout, True))
+    for realized, policy, baseline, held in cases:
+        state = judge(realized, policy, baseline, "1h", held=held).condition
         seen.condition(state)
         other = "False" if condition_word(state.status) == "True" else "True"
         for posted, attention in transitions([{"type": state.type, "status": other}], [state]):

@@ -729,6 +729,22 @@ class TestRealizedPerformance:
             "vigil_modeldeployment_performance_threshold", **md_labels
         ) == pytest.approx(0.855)
 
+    async def test_a_degraded_model_stays_degraded_until_surely_back_within(
+        self, loop: Loop
+    ) -> None:
+        # Read back from the condition: accuracy 0.86 over a 0.855 threshold on 400 labels
+        # (95% CI 0.823-0.891) was PerformanceMet the cycle after a True, and back.
+        performance = {"window": "1h", "minAccuracy": 0.855, "minLabels": 50}
+        loop.add(md(performance=performance), pod("wine-a"))
+        source = loop._source(("direct", ""))
+        found = []
+        for correct in (300, 344, 344, 380):
+            source.windows[("ml", "wine", "r1")] = self.with_labels(400, correct)
+            await loop.cycle()
+            condition = loop.condition("PerformanceDegraded")
+            found.append((condition["status"], condition["message"].endswith("held until it is")))
+        assert found == [("True", False), ("True", True), ("True", True), ("False", False)]
+
     async def test_too_few_labels_after_a_start_hold_the_last_judgement(self, loop: Loop) -> None:
         body = md(performance={"window": "1m", "minAccuracy": 0.9, "minLabels": 50})
         body["status"]["health"] = {"evaluatedAt": "2025-12-31T23:59:00Z", "revision": "r1"}
