@@ -34,8 +34,15 @@ def format_percent(value: float, more: int = 0) -> str:
 
 
 def format_seconds(value: float, more: int = 0) -> str:
-    """0.25 -> '250ms', 12.5 -> '12.5s' (``more``: that many more decimals)."""
-    return f"{value * 1000:.{more}f}ms" if value < 10 else f"{value:.{1 + more}f}s"
+    """0.25 -> '250ms', 0.0004 -> '0.4ms', 12.5 -> '12.5s' (``more``: that many more
+    decimals; under a millisecond, from the first significant digit: a 0.5ms limit read
+    "0ms")."""
+    if value >= 10:
+        return f"{value:.{1 + more}f}s"
+    millis = value * 1000
+    if 0 < millis < 1:
+        more -= math.floor(math.log10(millis))
+    return f"{millis:.{more}f}ms"
 
 
 def error_rate_of(window: RevisionWindow) -> float | None:

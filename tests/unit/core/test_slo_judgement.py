@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from vigil.core.health import HealthPolicy, evaluate
-from vigil.core.slo import SLO_CONFIDENCE, judge_slos
+from vigil.core.slo import SLO_CONFIDENCE, format_seconds, judge_slos
 from vigil.core.window import RevisionWindow
 
 POLICY = HealthPolicy(window_seconds=300, max_error_rate=0.01, max_latency_p95=0.25)
@@ -126,3 +126,11 @@ def test_a_value_and_its_limit_never_read_alike() -> None:
     # 1 error in 99 requests read "error rate 1.0% > 1.0%".
     (errors,) = [s for s in judge_slos(window(99, errors=1), POLICY) if "error" in s.figure]
     assert (errors.figure, errors.limit) == ("error rate 1.01%", "1.00%")
+
+
+def test_a_limit_under_a_millisecond_reads_from_its_first_digit() -> None:
+    # maxLatencyP95 "0.5ms" read "p95 latency 20ms > 0ms".
+    report = evaluate(window(1000), None, HealthPolicy(max_latency_p95=0.0005))
+    assert report.verdict == "Degraded"
+    assert report.message.startswith("p95 latency 24ms > 0.5ms over 5m")
+    assert format_seconds(0.00004) == "0.04ms" and format_seconds(0.25) == "250ms"
