@@ -25,6 +25,9 @@ from vigil.core.window import RevisionWindow, quantile_from_buckets
 SLO_CONFIDENCE = 0.99
 #: p95 over a limit = more than this share of requests slower than it.
 P95_SHARE = 0.05
+#: Fewer failed (or slow) requests than this are none: Prometheus' increase() and the
+#: interpolation in a histogram bucket leave fractions where nothing failed.
+HALF_A_REQUEST = 0.5
 
 
 def format_percent(value: float, more: int = 0) -> str:
@@ -109,7 +112,7 @@ def judge_slos(window: RevisionWindow, policy: HealthPolicy) -> list[SloJudgemen
                 limit_shown,
                 _state(low, high, limit),
                 f"{_level()} interval {_span(format_percent, low, high, limit)}",
-                failed_any=error_rate > 0,
+                failed_any=error_rate * requests >= HALF_A_REQUEST,
                 can_clear=_can_clear(requests, limit),
             )
         )
@@ -132,7 +135,7 @@ def judge_slos(window: RevisionWindow, policy: HealthPolicy) -> list[SloJudgemen
             state,
             f"{format_percent(slower / total)} of requests slower than {limit_shown}, "
             f"{_level()} interval {_span(format_percent, low, high, P95_SHARE)}",
-            failed_any=slower > 0,
+            failed_any=slower >= HALF_A_REQUEST,
             can_clear=_can_clear(total, P95_SHARE),
         )
     )

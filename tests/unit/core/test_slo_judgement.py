@@ -65,6 +65,16 @@ class TestTheErrorRate:
         )
         assert evaluate(window(100), None, POLICY, degraded_by="LatencyHigh").verdict == "Healthy"
 
+    def test_a_fraction_of_a_request_from_prometheus_extrapolation_is_no_failure(self) -> None:
+        # increase() over a window extrapolates: 300 requests, none failed, can read
+        # 300.0000004 requests of which 299.9999998 succeeded. That held the breach for good.
+        fractional = RevisionWindow(
+            requests_by_outcome={"success": 299.9999998, "model_error": 2e-7},
+            latency_buckets=((0.025, 300.0), (0.25, 300.0), (math.inf, 300.0000004)),
+        )
+        for reason in ("ErrorRateHigh", "LatencyHigh"):
+            assert evaluate(fractional, None, POLICY, degraded_by=reason).verdict == "Healthy"
+
     def test_the_interval_is_wilsons(self) -> None:
         (errors,) = [s for s in judge_slos(window(400, errors=9), POLICY) if "error" in s.figure]
         z = stats.norm.ppf(0.5 + SLO_CONFIDENCE / 2)
