@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
 
-from vigil.sidecar.config import FeedbackSettings  # noqa: E402
+from vigil.sidecar.config import FeedbackSettings, Settings  # noqa: E402
 from vigil.sidecar.feedback import FeedbackMetrics, FeedbackService  # noqa: E402
 from vigil.sidecar.monitor import Monitor, ReferenceState  # noqa: E402
 
@@ -40,11 +40,10 @@ def service(revision: str) -> FeedbackService:
     registry = CollectorRegistry(auto_describe=False)
     base = {"model": "m", "version": "1", "revision": revision, "role": "stable"}
     monitor = Monitor(
-        protocol="v2",
+        Settings(max_features=0),
         base=base,
         registry=registry,
         reference=ReferenceState(None, "no_reference"),
-        max_features=0,
     )
     settings = FeedbackSettings(
         enabled=True, host="127.0.0.1", port=0, labels_per_second=1e9, burst_labels=10**9

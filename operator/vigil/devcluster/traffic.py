@@ -45,7 +45,6 @@ INLINE_LABEL_TIMEOUT_SECONDS = 5.0
 
 @dataclass
 class TrafficStats:
-    sent: int = 0
     ok: int = 0
     failed: int = 0
     by_pod: dict[str, int] = field(default_factory=dict)
@@ -55,6 +54,11 @@ class TrafficStats:
     failures: dict[str, int] = field(default_factory=dict)
     #: Labels the feedback port took (``labels`` given).
     labels_sent: int = 0
+
+    @property
+    def sent(self) -> int:
+        """Every request sent ends ok or failed."""
+        return self.ok + self.failed
 
 
 def sidecar_ready(ip: str, timeout: float = 0.5) -> bool:
@@ -441,7 +445,6 @@ class TrafficGenerator:
             ip = ips[turn % len(ips)]
             turn += 1
             ok = self.send_one(ip)
-            self.stats.sent += 1
             self.stats.by_pod[ip] = self.stats.by_pod.get(ip, 0) + 1
             if ok:
                 self.stats.ok += 1

@@ -55,15 +55,12 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
 
 
 def canonical_request(
-    method: str,
-    path: str,
-    params: Sequence[tuple[str, str]],
-    headers: Mapping[str, str],
-    payload_sha256: str,
+    method: str, path: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]
 ) -> tuple[str, str]:
     """The canonical request and its signed-headers list.
 
-    ``path`` is the decoded object path (``/bucket/key``); it is encoded here.
+    ``path`` is the decoded object path (``/bucket/key``); it is encoded here. The body's
+    hash is the one ``headers`` sign (``x-amz-content-sha256``, as S3 requires).
     """
     lowered = {name.lower(): " ".join(value.strip().split()) for name, value in headers.items()}
     names = sorted(lowered)
@@ -74,7 +71,7 @@ def canonical_request(
         canonical_query(params),
         "".join(f"{name}:{lowered[name]}\n" for name in names),
         signed,
-        payload_sha256,
+        headers["x-amz-content-sha256"],
     ]
     return "\n".join(lines), signed
 
@@ -105,7 +102,7 @@ def sign(
     }
     if credentials.session_token:
         signed_headers["x-amz-security-token"] = credentials.session_token
-    request, signed_names = canonical_request(method, path, params, signed_headers, payload_sha256)
+    request, signed_names = canonical_request(method, path, params, signed_headers)
     scope = f"{date}/{region}/{service}/aws4_request"
     string_to_sign = "\n".join(
         [ALGORITHM, amz_date, scope, hashlib.sha256(request.encode()).hexdigest()]

@@ -17,6 +17,14 @@ from vigil.metrics.source import (
     PodTarget,
     RevisionKey,
     RevisionTarget,
+    SourceCalls,
 )
 
-__all__ = ["Collection", "MetricsSource", "PodTarget", "RevisionKey", "RevisionTarget"]
+__all__ = [
+    "Collection",
+    "MetricsSource",
+    "PodTarget",
+    "RevisionKey",
+    "RevisionTarget",
+    "SourceCalls",
+]

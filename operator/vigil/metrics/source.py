@@ -53,14 +53,26 @@ class RevisionTarget:
 
 
 @dataclass
-class Collection:
+class SourceCalls:
+    """What a cycle asked of the metrics sources: queries, scrapes and the failed ones."""
+
+    queries: int = 0
+    scrapes: int = 0
+    scrape_failures: int = 0
+
+    def add(self, other: SourceCalls) -> None:
+        """Count ``other``'s calls in these."""
+        self.queries += other.queries
+        self.scrapes += other.scrapes
+        self.scrape_failures += other.scrape_failures
+
+
+@dataclass
+class Collection(SourceCalls):
     """One cycle's result: figures per revision, or the reason there are none."""
 
     windows: dict[RevisionKey, RevisionWindow] = field(default_factory=dict)
     errors: dict[RevisionKey, str] = field(default_factory=dict)
-    queries: int = 0
-    scrapes: int = 0
-    scrape_failures: int = 0
 
 
 class MetricsSource(Protocol):

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from vigil.common import objects
 from vigil.common.relisting import Relistings
-from vigil.common.times import format_time, format_unix, utc_now
+from vigil.common.times import format_time, format_unix
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT, mounted_reference, reference_digest
 from vigil.core.health import DriftBasis, HealthReport, evaluate, format_window
@@ -58,7 +58,7 @@ from vigil.core.vocabulary import ConditionType, Reason
 from vigil.core.window import RevisionWindow
 from vigil.kube.cache import compact, expand
 from vigil.kube.client import KubeError
-from vigil.metrics import Collection, PodTarget, RevisionTarget
+from vigil.metrics import Collection, PodTarget, RevisionTarget, SourceCalls
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.pool import SourceKey, SourcePool
 from vigil.operator.api import Api
@@ -102,28 +102,27 @@ def _degraded_by(status: Mapping[str, Any], target: RevisionTarget) -> str:
     return str(healthy.get("reason") or "")
 
 
+@dataclass(frozen=True)
+class HealthWrite:
+    """A health evaluation to write: ``status.health`` and the health conditions of the
+    serving ``revision`` of the object ``uid``, as the loop judged it."""
+
+    namespace: str
+    name: str
+    revision: str
+    uid: str
+    health: Mapping[str, Any]
+    conditions: Sequence[ConditionState]
+
+
 class HealthRecorder(Protocol):
     """Writes a health evaluation (:class:`vigil.operator.reconciler.Reconciler` does)."""
 
-    async def record_health(
-        self,
-        namespace: str,
-        name: str,
-        health: Mapping[str, Any],
-        conditions: Sequence[ConditionState],
-        *,
-        revision: str,
-        uid: str,
-    ) -> bool: ...
+    async def record_health(self, write: HealthWrite) -> bool: ...
 
     def nudge(self, namespace: str, name: str, delay: float = 0.0) -> None: ...
 
-    def health_unchanged(
-        self,
-        body: Mapping[str, Any],
-        health: Mapping[str, Any],
-        conditions: Sequence[ConditionState],
-    ) -> bool: ...
+    def health_unchanged(self, body: Mapping[str, Any], write: HealthWrite) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -172,17 +171,14 @@ class _Reference:
 
 
 @dataclass
-class CycleResult:
-    """What one cycle did (for logs, metrics and tests)."""
+class CycleResult(SourceCalls):
+    """What one cycle did (for logs, metrics and tests), with the calls its sources made."""
 
     evaluated: int = 0
     written: int = 0
     held: int = 0
     #: Targets whose evaluation raised (logged; the others are judged).
     failed: int = 0
-    queries: int = 0
-    scrapes: int = 0
-    scrape_failures: int = 0
     reports: dict[tuple[str, str], HealthReport] = field(default_factory=dict)
 
 
@@ -198,7 +194,6 @@ class HealthLoop:
         interval: float = DEFAULT_INTERVAL_SECONDS,
         sources: SourcePool | None = None,
         clock: Callable[[], float] = time.time,
-        utcnow: Callable[[], datetime.datetime] = utc_now,
     ) -> None:
         self._api_factory = api_factory
         self.reconciler = reconciler
@@ -207,7 +202,6 @@ class HealthLoop:
         #: Shared with the rollouts: one reader of each sidecar's /metrics.
         self.sources = sources or SourcePool()
         self._clock = clock
-        self._utcnow = utcnow
         #: The watched ModelDeployments, compact (vigil.kube.cache.compact): at N = 1000 the
         #: watch's own dicts would hold tens of megabytes between cycles.
         self.models: dict[tuple[str, str], bytes] = {}
@@ -434,9 +428,7 @@ class HealthLoop:
         for (key, _), result in zip(groups.items(), results, strict=True):
             merged.windows.update(result.windows)
             merged.errors.update(result.errors)
-            merged.queries += result.queries
-            merged.scrapes += result.scrapes
-            merged.scrape_failures += result.scrape_failures
+            merged.add(result)
             if result.errors:
                 self.metrics.source_failures.labels(key[0]).inc(len(result.errors))
         # Sources of URLs no ModelDeployment names any more are closed.
@@ -664,8 +656,8 @@ class HealthLoop:
         evaluated_at: str,
         profiles_read: ProfilesRead,
         pinned: bool = False,
-    ) -> tuple[dict[str, Any], list[ConditionState]] | None:
-        """One target's health and conditions, or None when nothing is to be written."""
+    ) -> HealthWrite | None:
+        """One target's health and conditions to write, or None when there is nothing to."""
         window = collection.windows.get(target.key)
         error = collection.errors.get(target.key)
         status = objects.body(body).status
@@ -714,9 +706,11 @@ class HealthLoop:
             health, conditions = _drift_held(previous, status, health, conditions)
             held_drift = objects.section(health, "drift")  # the gauges say what status says
         self._update_gauges(target, settings, report, performance, held_drift)
-        if self.reconciler.health_unchanged(body, health, conditions):
+        uid = objects.body(body).meta.uid
+        write = HealthWrite(target.namespace, target.name, target.revision, uid, health, conditions)
+        if self.reconciler.health_unchanged(body, write):
             return None  # not even a read: the watched copy already says all this
-        return health, conditions
+        return write
 
     async def cycle(self) -> CycleResult:
         """One cycle over every ModelDeployment (see the module docstring)."""
@@ -733,15 +727,13 @@ class HealthLoop:
             self._watching_since = now
         if self._pods_since is None:
             self._pods_since = now
-        evaluated_at = format_time(self._utcnow())
+        evaluated_at = format_time(datetime.datetime.fromtimestamp(now, datetime.UTC))
         targets = self._targets()
         groups: dict[SourceKey, list[RevisionTarget]] = {}
         for target, settings, _ in targets:
             groups.setdefault(settings.source_key, []).append(target)
         collection = await self._collect(groups, now)
-        result.queries = collection.queries
-        result.scrapes = collection.scrapes
-        result.scrape_failures = collection.scrape_failures
+        result.add(collection)
         if collection.scrape_failures:
             self.metrics.scrape_failures.inc(collection.scrape_failures)
 
@@ -789,7 +781,7 @@ class HealthLoop:
                 result.failed += 1
                 continue
             if write is not None:
-                writes.append(self._record(target, objects.body(body).meta.uid, *write))
+                writes.append(self._record(write))
         outcomes = await asyncio.gather(*writes)
         result.written = sum(1 for written in outcomes if written)
         self.metrics.health_cycle.observe(time.monotonic() - started)
@@ -836,19 +828,12 @@ class HealthLoop:
             return None
         return report
 
-    async def _record(self, target: RevisionTarget, uid: str, health: Any, conditions: Any) -> bool:
+    async def _record(self, write: HealthWrite) -> bool:
         try:
-            return await self.reconciler.record_health(
-                target.namespace,
-                target.name,
-                health,
-                conditions,
-                revision=target.revision,
-                uid=uid,
-            )
+            return await self.reconciler.record_health(write)
         except KubeError as error:
             log.warning(
-                "%s/%s: could not write health: %s", target.namespace, target.name, error.message
+                "%s/%s: could not write health: %s", write.namespace, write.name, error.message
             )
             return False
 

@@ -6,7 +6,6 @@ build several operators in one process and read exact values.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from vigil.common.metric_specs import MetricSpec, declare
 from vigil.common.times import parse_unix
 
 PHASES = ("Pending", "Progressing", "Healthy", "Degraded", "RolledBack", "Failed")
@@ -244,82 +244,123 @@ _GATE_FIGURES = (
 )
 
 
+#: The operator's own families (the per-ModelDeployment gauges: :class:`_PhaseCollector`).
+_FAMILIES = (
+    MetricSpec(
+        "reconciles",
+        Counter,
+        "vigil_operator_reconciles",
+        "Reconciles of a ModelDeployment, by outcome (changed, unchanged, error).",
+        ("outcome",),
+    ),
+    MetricSpec(
+        "duration",
+        Histogram,
+        "vigil_operator_reconcile_duration_seconds",
+        "Time to reconcile one ModelDeployment (read, decide, write).",
+        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    ),
+    MetricSpec(
+        "writes",
+        Counter,
+        "vigil_operator_writes",
+        "Writes to the API server, by kind and verb (apply, delete, status).",
+        ("kind", "verb"),
+    ),
+    MetricSpec(
+        "events",
+        Counter,
+        "vigil_operator_events",
+        "Kubernetes Events posted, by reason.",
+        ("reason",),
+    ),
+    MetricSpec(
+        "health_cycle",
+        Histogram,
+        "vigil_health_cycle_seconds",
+        "Time of one health cycle over every ModelDeployment (collect, judge, write).",
+        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60),
+    ),
+    MetricSpec(
+        "scrape_failures",
+        Counter,
+        "vigil_health_scrape_failures",
+        "Sidecars that did not answer a direct scrape (skipped for that cycle).",
+    ),
+    MetricSpec(
+        "source_failures",
+        Counter,
+        "vigil_health_source_failures",
+        "Revisions a metrics source had no figures for in a cycle, by source.",
+        ("source",),
+    ),
+    MetricSpec(
+        "rollouts",
+        Counter,
+        "vigil_rollouts",
+        "Finished rollouts of a candidate, by outcome (Promoted, RolledBack, Failed).",
+        ("namespace", "name", "outcome"),
+    ),
+    MetricSpec(
+        "rollout_weight",
+        Gauge,
+        "vigil_rollout_weight",
+        "The candidate's share of live traffic (percent; 0 without a rollout in progress).",
+        ("namespace", "name"),
+    ),
+    MetricSpec(
+        "rollout_analysis",
+        Counter,
+        "vigil_rollout_analysis",
+        "Gate evaluations of rollout candidates, by gate and result (passed, failed).",
+        ("namespace", "name", "gate", "result"),
+    ),
+    MetricSpec(
+        "rollout_duration",
+        Histogram,
+        "vigil_rollout_duration_seconds",
+        "From a candidate's start to its promotion, rollback or failure, by outcome.",
+        ("outcome",),
+        buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600),
+    ),
+    MetricSpec(
+        "info",
+        Gauge,
+        "vigil_operator_info",
+        "Constant 1, labelled with the operator's version and sidecar image.",
+        ("version", "sidecar_image"),
+    ),
+)
+
+
 class OperatorMetrics:
     """Reconciles by outcome, their duration, writes by kind and verb, objects by phase."""
+
+    # Made from _FAMILIES by declare().
+    reconciles: Counter
+    duration: Histogram
+    writes: Counter
+    events: Counter
+    health_cycle: Histogram
+    scrape_failures: Counter
+    source_failures: Counter
+    rollouts: Counter
+    rollout_weight: Gauge
+    rollout_analysis: Counter
+    rollout_duration: Histogram
+    info: Gauge
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         #: ModelDeployments deleted lately, with when (see :data:`DELETED_SECONDS`).
         self._deleted: dict[tuple[str, str], float] = {}
-        self.registry = CollectorRegistry()
         # Every metric in this instance's own registry.
-        counter, gauge, histogram = (
-            functools.partial(kind, registry=self.registry) for kind in (Counter, Gauge, Histogram)
-        )
-        self.reconciles = counter(
-            "vigil_operator_reconciles",
-            "Reconciles of a ModelDeployment, by outcome (changed, unchanged, error).",
-            ["outcome"],
-        )
+        self.registry = CollectorRegistry()
+        declare(self, _FAMILIES, self.registry)
         for outcome in (OUTCOME_CHANGED, OUTCOME_UNCHANGED, OUTCOME_ERROR):
             self.reconciles.labels(outcome)
-        self.duration = histogram(
-            "vigil_operator_reconcile_duration_seconds",
-            "Time to reconcile one ModelDeployment (read, decide, write).",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self.writes = counter(
-            "vigil_operator_writes",
-            "Writes to the API server, by kind and verb (apply, delete, status).",
-            ["kind", "verb"],
-        )
-        self.events = counter(
-            "vigil_operator_events",
-            "Kubernetes Events posted, by reason.",
-            ["reason"],
-        )
         self._phases = _PhaseCollector()
         self.registry.register(self._phases)
-        self.health_cycle = histogram(
-            "vigil_health_cycle_seconds",
-            "Time of one health cycle over every ModelDeployment (collect, judge, write).",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60),
-        )
-        self.scrape_failures = counter(
-            "vigil_health_scrape_failures",
-            "Sidecars that did not answer a direct scrape (skipped for that cycle).",
-        )
-        self.source_failures = counter(
-            "vigil_health_source_failures",
-            "Revisions a metrics source had no figures for in a cycle, by source.",
-            ["source"],
-        )
-        self.rollouts = counter(
-            "vigil_rollouts",
-            "Finished rollouts of a candidate, by outcome (Promoted, RolledBack, Failed).",
-            ["namespace", "name", "outcome"],
-        )
-        self.rollout_weight = gauge(
-            "vigil_rollout_weight",
-            "The candidate's share of live traffic (percent; 0 without a rollout in progress).",
-            ["namespace", "name"],
-        )
-        self.rollout_analysis = counter(
-            "vigil_rollout_analysis",
-            "Gate evaluations of rollout candidates, by gate and result (passed, failed).",
-            ["namespace", "name", "gate", "result"],
-        )
-        self.rollout_duration = histogram(
-            "vigil_rollout_duration_seconds",
-            "From a candidate's start to its promotion, rollback or failure, by outcome.",
-            ["outcome"],
-            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600),
-        )
-        self.info = gauge(
-            "vigil_operator_info",
-            "Constant 1, labelled with the operator's version and sidecar image.",
-            ["version", "sidecar_image"],
-        )
 
     def rollout_finished(self, namespace: str, name: str, outcome: str) -> None:
         """Count a finished rollout (``vigil_rollouts_total{namespace,name,outcome}``)."""

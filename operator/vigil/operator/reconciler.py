@@ -53,6 +53,7 @@ from vigil.core.status import (
 )
 from vigil.kube.client import KubeError
 from vigil.operator.api import Api
+from vigil.operator.health import HealthWrite
 from vigil.operator.metrics import (
     OUTCOME_CHANGED,
     OUTCOME_ERROR,
@@ -467,19 +468,10 @@ class Reconciler:
 
         await asyncio.gather(*(post(event) for event in events))
 
-    async def record_health(
-        self,
-        namespace: str,
-        name: str,
-        health: Mapping[str, Any],
-        conditions: Sequence[ConditionState],
-        *,
-        revision: str,
-        uid: str,
-    ) -> bool:
+    async def record_health(self, write: HealthWrite) -> bool:
         """Write a health evaluation (status.health, its conditions, the phase) in one patch.
 
-        For the monitoring loop (vigil.core.health computes `health` and
+        For the monitoring loop (vigil.core.health computes its `health` and
         `conditions` for the serving ``revision`` of the object ``uid``). It runs
         under the same per-object lock as reconciles, so the two never interleave
         their reads and writes; rollout conditions are kept as they are. Each
@@ -492,6 +484,7 @@ class Reconciler:
         breach would count against the new one's bake) or is another object of
         that name (deleted and created again): the verdict is not theirs.
         """
+        namespace, name, revision = write.namespace, write.name, write.revision
         async with contextlib.AsyncExitStack() as held:
             try:
                 key = (namespace, name)
@@ -507,23 +500,23 @@ class Reconciler:
                 return False
             status = body.get("status") or {}
             now_serving = (objects.body(body).meta.uid, section(status, "stable").get("revision"))
-            if now_serving != (uid, revision):
+            if now_serving != (write.uid, revision):
                 log.debug(
                     "%s/%s: health of revision %s (uid %s) not written: now %s (uid %s)",
                     namespace,
                     name,
                     revision,
-                    uid,
+                    write.uid,
                     now_serving[1],
                     now_serving[0],
                 )
                 return False
-            patch, phase = health_patch(body, health, conditions, self._clock())
+            patch, phase = health_patch(body, write.health, write.conditions, self._clock())
             if not patch:
                 return False
             # An Event per condition whose status flips (Healthy True -> False...),
             # posted before the status that records the flip (see _write).
-            flips = transitions(status.get("conditions"), conditions)
+            flips = transitions(status.get("conditions"), write.conditions)
             await self._emit(
                 api,
                 body,
@@ -545,18 +538,13 @@ class Reconciler:
                 self.nudge(namespace, name)
             return True
 
-    def health_unchanged(
-        self,
-        body: Mapping[str, Any],
-        health: Mapping[str, Any],
-        conditions: Sequence[ConditionState],
-    ) -> bool:
+    def health_unchanged(self, body: Mapping[str, Any], write: HealthWrite) -> bool:
         """Whether a health evaluation would write nothing on this (watched) copy of the object.
 
         Lets the monitoring loop skip even the read of an unchanged object;
         `record_health` checks again on a fresh read before it writes.
         """
-        patch, _ = health_patch(body, health, conditions, self._clock())
+        patch, _ = health_patch(body, write.health, write.conditions, self._clock())
         return not patch
 
     async def report_failure(self, api: Api, body: Mapping[str, Any], message: str) -> None:

@@ -319,9 +319,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
             # Markers gone, a Parquet column of text stays text: categorical, not numeric.
             raise ProfileError("--missing-values applies to CSV files, not to Parquet")
         features = _split(args.features)
+        categorical = _split(args.categorical)
         _check_column_options(args, features)
         frame = read_table(args.input, args.format, args.progress, missing=markers)
-        padded = _padded_as_text(frame, args.input, args.format, _split(args.categorical), markers)
+        padded = _padded_as_text(frame, args.input, args.format, categorical, markers)
         frame = _select(frame, args, features)
         truths = _take_labels(frame, args)
         if truths is not None:
@@ -331,7 +332,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             profile = build_profile(
                 frame,
                 prediction_column=args.prediction_column,
-                categorical=_split(args.categorical),
+                categorical=categorical,
                 task=args.task,
                 model_name=args.model_name,
                 model_version=args.model_version,

@@ -68,17 +68,7 @@ class Sidecar:
         profile = reference.profile
         if profile is not None and settings.protocol == "raw":
             log.info("protocol raw: the reference profile is loaded but inputs are not parsed")
-        monitor = Monitor(
-            protocol=settings.protocol,
-            base=base,
-            registry=registry,
-            reference=reference,
-            max_features=settings.max_features,
-            features=settings.features,
-            queue_size=settings.queue_size,
-            sample_percent=settings.sample_percent,
-            prediction_window_seconds=settings.prediction_window_seconds,
-        )
+        monitor = Monitor(settings, base=base, registry=registry, reference=reference)
         shadow = Shadow(
             protocol=settings.protocol,
             base=base,

@@ -10,7 +10,6 @@ holds for every series it exposes. The data-science metrics live in
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import resource
@@ -27,6 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from vigil.common.metric_specs import MetricSpec, declare
 from vigil.core import metric_names
 from vigil.sidecar.exposition import Families
 
@@ -126,6 +126,47 @@ class _ProcessCollector(Collector):
         yield from self.ops.hot_path_metrics()
 
 
+#: The families kept by prometheus_client (the per-request ones are plain numbers: see
+#: :class:`OpsMetrics`), each labelled with :data:`BASE_LABELS` before its own.
+_FAMILIES = (
+    MetricSpec(
+        "upstream_failures",
+        Counter,
+        "vigil_upstream_failures",
+        "Requests the model server did not answer: refused, timeout, reset, protocol.",
+        ("reason",),
+    ),
+    MetricSpec(
+        "rejected",
+        Counter,
+        "vigil_rejected_requests",
+        "Requests the sidecar answered itself with a 4xx: body_too_large, bad_request, "
+        "headers_too_large.",
+        ("reason",),
+    ),
+    MetricSpec(
+        "upstream_ready",
+        Gauge,
+        "vigil_upstream_ready",
+        "1 when the model server's readiness check last succeeded.",
+    ),
+    MetricSpec(
+        "settings_reloads",
+        Counter,
+        "vigil_settings_reloads",
+        "Run-time settings reloads by outcome (applied, error).",
+        ("outcome",),
+    ),
+    MetricSpec(
+        "info",
+        Gauge,
+        "vigil_model_info",
+        "Which model, version, revision, protocol and reference this sidecar serves.",
+        ("protocol", "reference_fingerprint", "sidecar_version"),
+    ),
+)
+
+
 class OpsMetrics:
     """Request counters, latency histogram, bytes, upstream failures.
 
@@ -133,37 +174,17 @@ class OpsMetrics:
     the increment itself, and this runs on the proxy's hot path.
     """
 
+    # Made from _FAMILIES by declare().
+    upstream_failures: Counter
+    rejected: Counter
+    upstream_ready: Gauge
+    settings_reloads: Counter
+    info: Gauge
+
     def __init__(self, registry: CollectorRegistry, base: dict[str, str]) -> None:
         self.base = base
         self.in_flight = 0
-        labels = list(BASE_LABELS)
-        counter, gauge = (functools.partial(kind, registry=registry) for kind in (Counter, Gauge))
-        self.upstream_failures = counter(
-            "vigil_upstream_failures",
-            "Requests the model server did not answer: refused, timeout, reset, protocol.",
-            [*labels, "reason"],
-        )
-        self.rejected = counter(
-            "vigil_rejected_requests",
-            "Requests the sidecar answered itself with a 4xx: body_too_large, bad_request, "
-            "headers_too_large.",
-            [*labels, "reason"],
-        )
-        self.upstream_ready = gauge(
-            "vigil_upstream_ready",
-            "1 when the model server's readiness check last succeeded.",
-            labels,
-        )
-        self.settings_reloads = counter(
-            "vigil_settings_reloads",
-            "Run-time settings reloads by outcome (applied, error).",
-            [*labels, "outcome"],
-        )
-        self.info = gauge(
-            "vigil_model_info",
-            "Which model, version, revision, protocol and reference this sidecar serves.",
-            [*labels, "protocol", "reference_fingerprint", "sidecar_version"],
-        )
+        declare(self, _FAMILIES, registry, BASE_LABELS)
         self._base_values = tuple(base.values())
         # Hot-path counters are plain Python numbers, turned into series at
         # scrape time: no locks, no label lookups per request.

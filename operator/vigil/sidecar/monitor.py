@@ -37,6 +37,7 @@ from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
 from vigil.profile.bins import bin_index, float32_bounds
 from vigil.profile.model import category_key, to_float32
+from vigil.sidecar.config import Settings
 from vigil.sidecar.exposition import Families
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
@@ -367,24 +368,21 @@ class Monitor(Collector):
 
     def __init__(
         self,
+        settings: Settings,
         *,
-        protocol: str,
         base: dict[str, str],
         registry: CollectorRegistry,
         reference: ReferenceState,
-        max_features: int,
-        features: tuple[str, ...] = (),
-        queue_size: int = 1024,
-        sample_percent: float = 100.0,
-        prediction_window_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.protocol = protocol
+        """Monitors as ``settings`` say: their protocol and ``monitoring`` keys."""
+        self.protocol = settings.protocol
         self.base = base
         self.reference = reference
-        self.sample_percent = sample_percent
+        #: Changed at run time (vigil.sidecar.main applies a new monitoring.samplePercent).
+        self.sample_percent = settings.sample_percent
         self.queue: deque[Exchange] = deque()
-        self.queue_size = queue_size
+        self.queue_size = settings.queue_size
         self.queued_bytes = 0
         self.dropped = 0
         self.errors = 0
@@ -396,6 +394,7 @@ class Monitor(Collector):
         profile = reference.profile
         self.classification = profile.task == "classification" if profile else False
         self.all_features: tuple[str, ...] = profile.feature_names if profile else ()
+        features, max_features = settings.features, settings.max_features
         chosen = [f for f in (features or self.all_features) if f in self.all_features]
         unknown = [f for f in features if f not in self.all_features]
         if unknown and profile is not None:
@@ -433,7 +432,7 @@ class Monitor(Collector):
         self.pred_count = 0
         self.pred_sum = 0.0
         self.pred_sumsq = 0.0
-        self.window = _Window(prediction_window_seconds, clock)
+        self.window = _Window(settings.prediction_window_seconds, clock)
         self.recorder: Recorder | None = None
         if reference.reason != "ok":
             log.warning("drift monitoring is off (%s): %s", reference.reason, reference.message)

@@ -627,14 +627,13 @@ class Proxy:
         ops: OpsMetrics,
         monitor: Monitor,
         shadow: Shadow,
-        clock: Callable[[], float] = time.perf_counter,
         ids: IdMaker | None = None,
     ) -> None:
         self.settings = settings
         self.ops = ops
         self.monitor = monitor
         self.shadow = shadow
-        self.clock = clock
+        self.clock: Callable[[], float] = time.perf_counter
         self.ids = ids or IdMaker(settings.revision, "")
         self.revision_line = b"X-Vigil-Revision: %s\r\n" % settings.revision.encode("latin-1")
         self._parse_body_id = settings.protocol in ("v2", "v1")

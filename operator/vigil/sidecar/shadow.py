@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from vigil.common.metric_specs import MetricSpec, declare
 from vigil.core import metric_names
 from vigil.core.window import NOT_COMPARED
 from vigil.profile.model import category_key
@@ -298,8 +299,71 @@ def default_absolute_tolerance(prediction_std: float | None) -> float:
     return DEFAULT_ABSOLUTE_SHARE_OF_STD * prediction_std
 
 
+#: The shadow families, each labelled with :data:`BASE_LABELS` and the target's revision
+#: before its own.
+_FAMILIES = (
+    MetricSpec(
+        "requests",
+        Counter,
+        "vigil_shadow_requests",
+        "Shadow copies by outcome: compared, target_error (non-2xx), unreachable, timeout, "
+        "unparseable (the target's answer), mismatch (different number of predictions), "
+        "target_too_large (the target's answer too large to compare), too_large (this "
+        "revision's own answer too large to compare), stable_unparseable (this revision's "
+        "own answer unparseable), compare_error (the comparison failed).",
+        ("outcome",),
+    ),
+    MetricSpec(
+        "predictions",
+        Counter,
+        metric_names.SHADOW_PREDICTIONS,
+        "Predictions (rows) compared between this revision and the target.",
+    ),
+    MetricSpec(
+        "agreements",
+        Counter,
+        metric_names.SHADOW_AGREEMENTS,
+        "Compared predictions that agree (same class; or within tolerance for regression).",
+    ),
+    MetricSpec(
+        "difference",
+        Histogram,
+        metric_names.SHADOW_ABS_DIFFERENCE,
+        "Absolute difference |local - target| of numeric predictions.",
+        buckets=DIFF_BUCKETS,
+    ),
+    MetricSpec(
+        "dropped",
+        Counter,
+        metric_names.SHADOW_DROPPED,
+        "Shadow copies dropped because the shadow queue was full (in copies or bytes).",
+    ),
+    MetricSpec(
+        "target_duration",
+        Histogram,
+        "vigil_shadow_target_duration_seconds",
+        "Latency of the shadow target's answers.",
+    ),
+    MetricSpec(
+        "percent",
+        Gauge,
+        "vigil_shadow_percent",
+        "Share of inference requests copied to the shadow target (0 = off).",
+    ),
+)
+
+
 class Shadow:
     """Shadow copier and its metrics (labelled with the target's revision)."""
+
+    # Made from _FAMILIES by declare().
+    requests: Counter
+    predictions: Counter
+    agreements: Counter
+    difference: Histogram
+    dropped: Counter
+    target_duration: Histogram
+    percent: Gauge
 
     def __init__(
         self,
@@ -326,54 +390,7 @@ class Shadow:
         self._waiting: set[asyncio.Task[Any] | None] = set()
         self._client = TargetClient()
         self._children_by_labels: dict[tuple[str, ...], _Children] = {}
-        labels = [*BASE_LABELS, "target_revision"]
-        self.requests = Counter(
-            "vigil_shadow_requests",
-            "Shadow copies by outcome: compared, target_error (non-2xx), unreachable, timeout, "
-            "unparseable (the target's answer), mismatch (different number of predictions), "
-            "target_too_large (the target's answer too large to compare), too_large (this "
-            "revision's own answer too large to compare), stable_unparseable (this revision's "
-            "own answer unparseable), compare_error (the comparison failed).",
-            [*labels, "outcome"],
-            registry=registry,
-        )
-        self.predictions = Counter(
-            metric_names.SHADOW_PREDICTIONS,
-            "Predictions (rows) compared between this revision and the target.",
-            labels,
-            registry=registry,
-        )
-        self.agreements = Counter(
-            metric_names.SHADOW_AGREEMENTS,
-            "Compared predictions that agree (same class; or within tolerance for regression).",
-            labels,
-            registry=registry,
-        )
-        self.difference = Histogram(
-            metric_names.SHADOW_ABS_DIFFERENCE,
-            "Absolute difference |local - target| of numeric predictions.",
-            labels,
-            buckets=DIFF_BUCKETS,
-            registry=registry,
-        )
-        self.dropped = Counter(
-            metric_names.SHADOW_DROPPED,
-            "Shadow copies dropped because the shadow queue was full (in copies or bytes).",
-            labels,
-            registry=registry,
-        )
-        self.target_duration = Histogram(
-            "vigil_shadow_target_duration_seconds",
-            "Latency of the shadow target's answers.",
-            labels,
-            registry=registry,
-        )
-        self.percent = Gauge(
-            "vigil_shadow_percent",
-            "Share of inference requests copied to the shadow target (0 = off).",
-            labels,
-            registry=registry,
-        )
+        declare(self, _FAMILIES, registry, (*BASE_LABELS, "target_revision"))
         self._publish_settings()
 
     # ------------------------------------------------------------ settings

@@ -249,13 +249,7 @@ def build(args: argparse.Namespace) -> GoldenSet:
         golden = replace(golden, expected=tuple(values))
     if args.from_endpoint:
         predictions, errors = asyncio.run(
-            predict(
-                golden,
-                args.from_endpoint,
-                model=args.model,
-                timeout_seconds=args.timeout,
-                batch_size=args.batch_size,
-            )
+            predict(golden, args.from_endpoint, **_endpoint_options(args))
         )
         if errors:
             raise GoldenSetError(f"the endpoint failed: {errors[0]}")
@@ -329,15 +323,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             golden = _from_configmap_yaml(text, args.key)
         else:
             golden = parse_golden_set(text)
-        report = asyncio.run(
-            replay_report(
-                golden,
-                args.endpoint,
-                model=args.model,
-                batch_size=args.batch_size,
-                timeout_seconds=args.timeout,
-            )
-        )
+        report = asyncio.run(replay_report(golden, args.endpoint, **_endpoint_options(args)))
     except (GoldenSetError, OSError, KeyError, TypeError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -357,6 +343,11 @@ def _add_endpoint_arguments(parser: argparse.ArgumentParser, model_help: str) ->
     parser.add_argument("--model", help=model_help)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS)
+
+
+def _endpoint_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of :func:`_add_endpoint_arguments`, as the client takes them."""
+    return {"model": args.model, "batch_size": args.batch_size, "timeout_seconds": args.timeout}
 
 
 def register(subparsers: Any) -> None:

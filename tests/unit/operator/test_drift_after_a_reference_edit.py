@@ -125,7 +125,6 @@ class Cluster:
             interval=CYCLE,
             sources=SourcePool(lambda key: self.source),
             clock=lambda: self.now.timestamp(),
-            utcnow=lambda: self.now,
         )
         loop.observe_model("ADDED", self.api.objects[("ModelDeployment", "ml", "wine")])
         for body in self.pods.values():

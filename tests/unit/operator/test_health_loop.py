@@ -130,7 +130,6 @@ class Loop:
             interval=3,
             sources=SourcePool(self._source),
             clock=lambda: self.now.timestamp(),
-            utcnow=lambda: self.now,
         )
 
     async def post_event(self, api: Any, body: Any, event: Event) -> None:

@@ -18,6 +18,7 @@ from vigil.core.reconcile import Event
 from vigil.core.status import ConditionState
 from vigil.kube.client import KubeError
 from vigil.operator import reconciler as reconciler_module
+from vigil.operator.health import HealthWrite
 from vigil.operator.metrics import DELETED_SECONDS, OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig, RetryLater
 from vigil.operator.rollouts import Rollouts
@@ -157,12 +158,14 @@ class Harness:
         """A health evaluation of the revision the stored object serves now."""
         stored = self.api.objects.get(("ModelDeployment", "ml", name)) or {}
         return await self.reconciler.record_health(
-            "ml",
-            name,
-            health,
-            conditions,
-            revision=stored.get("status", {}).get("stable", {}).get("revision", ""),
-            uid=stored.get("metadata", {}).get("uid", ""),
+            HealthWrite(
+                "ml",
+                name,
+                revision=stored.get("status", {}).get("stable", {}).get("revision", ""),
+                uid=stored.get("metadata", {}).get("uid", ""),
+                health=health,
+                conditions=conditions,
+            )
         )
 
 
@@ -490,12 +493,12 @@ async def test_health_judged_on_another_revision_or_object_is_not_written(
     judged_elsewhere = (("old-revision", uid), (serving, "uid-of-the-deleted-one"))
     for revision, judged_uid in judged_elsewhere:
         assert not await harness.reconciler.record_health(
-            "ml", "wine", health, BROKEN, revision=revision, uid=judged_uid
+            HealthWrite("ml", "wine", revision, judged_uid, health, BROKEN)
         )
     assert harness.api.writes == [] and harness.events == []
     assert "health" not in stored_status(harness)
     assert await harness.reconciler.record_health(
-        "ml", "wine", health, BROKEN, revision=serving, uid=uid
+        HealthWrite("ml", "wine", serving, uid, health, BROKEN)
     )
 
 

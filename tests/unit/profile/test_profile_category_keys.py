@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from vigil.profile import build_profile, category_key, validation_score
 from vigil.profile.model import to_float32
+from vigil.sidecar.config import Settings
 from vigil.sidecar.monitor import Exchange, Monitor, ReferenceState
 
 D = decimal.Decimal
@@ -58,11 +59,10 @@ def test_to_float32_reads_a_float64_as_the_float32_it_rounds_to():
 
 def _monitor(profile):
     return Monitor(
-        protocol="v2",
+        Settings(max_features=20),
         base={"model": "m", "version": "1", "revision": "r", "role": "stable"},
         registry=CollectorRegistry(),
         reference=ReferenceState(profile, "ok"),
-        max_features=20,
     )
 
 

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import time
 import zlib
 
 import numpy as np
@@ -10,19 +11,19 @@ from prometheus_client import CollectorRegistry
 
 from vigil.core.drift import bin_index
 from vigil.profile import build_profile
+from vigil.sidecar.config import Settings
 from vigil.sidecar.monitor import Exchange, Monitor, ReferenceState, decode_body
 
 BASE = {"model": "m", "version": "1", "revision": "r", "role": "stable"}
 
 
-def _monitor(profile, registry=None, **kw):
+def _monitor(profile, registry=None, clock=time.monotonic, **settings):
     return Monitor(
-        protocol="v2",
+        Settings(max_features=20, **settings),
         base=BASE,
         registry=registry or CollectorRegistry(),
         reference=ReferenceState(profile, "ok"),
-        max_features=20,
-        **kw,
+        clock=clock,
     )
 
 

@@ -23,18 +23,14 @@ from vigil.core.shadow import render_settings
 from vigil.core.spec import ModelDeploymentSpec
 
 
-def sidecar_settings(
-    owner: Owner,
-    spec: ModelDeploymentSpec,
-    info: RevisionInfo,
-    shadow: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def sidecar_settings(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> dict[str, Any]:
     """The sidecar's settings file (`vigil-sidecar --config /etc/vigil/sidecar.json`).
 
     The keys are the sidecar's contract (docs/sidecar.md, vigil.sidecar.config):
     the sidecar rejects unknown keys, so only documented ones are written.
-    ``shadow`` is the stable's copy-to-the-candidate block during a shadow
-    step (run-time setting, not part of the revision).
+    ``shadow`` is null here: the stable's copy-to-the-candidate block is a run-time
+    setting the reconcile writes during a shadow step (vigil.core.reconcile.shadow),
+    not part of the revision.
     """
     reference = spec.monitoring.reference
     monitoring: dict[str, Any] = {"maxFeatures": spec.monitoring.sidecar.feature_cap}
@@ -53,7 +49,7 @@ def sidecar_settings(
         "metrics": {"port": METRICS_PORT},
         "limits": {"maxBodyBytes": spec.monitoring.sidecar.max_body_bytes},
         "monitoring": monitoring,
-        "shadow": dict(shadow) if shadow else None,
+        "shadow": None,
         "shutdown": {"delaySeconds": SIDECAR_SHUTDOWN_DELAY_SECONDS},
         # The other pods of the ModelDeployment, any revision: a label joins where
         # its prediction is (desired_peers_service).
@@ -68,13 +64,10 @@ def sidecar_settings(
 
 
 def desired_configmap(
-    owner: Owner,
-    spec: ModelDeploymentSpec,
-    info: RevisionInfo,
-    shadow: Mapping[str, Any] | None = None,
+    owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo
 ) -> dict[str, Any]:
     """The ConfigMap holding one revision's sidecar settings."""
-    settings = sidecar_settings(owner, spec, info, shadow)
+    settings = sidecar_settings(owner, spec, info)
     name = naming.sidecar_configmap_name(owner.name, info.revision)
     labels = naming.child_labels(owner.name, info.role, info.revision)
     return with_applied_hash(
