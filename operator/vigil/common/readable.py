@@ -26,6 +26,15 @@ def percent(share: float) -> str:
     return f"{_trim(f'{value:.1f}')}%"
 
 
+def milliseconds(seconds: float, more: int = 0) -> str:
+    """``0.25`` -> ``250ms``, ``0.0004`` -> ``0.4ms``: whole milliseconds (``more``: that many
+    more decimals), under one from its first significant digit (a 0.5 ms limit read ``0ms``)."""
+    millis = seconds * 1000
+    if 0 < millis < 1:
+        more -= math.floor(math.log10(millis))
+    return f"{millis:.{more}f}ms"
+
+
 #: The units of a duration from a second up, largest first, with their length in seconds.
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 

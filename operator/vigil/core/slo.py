@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from vigil.common.readable import milliseconds
 from vigil.core.spec import HealthPolicy
 from vigil.core.stats import wilson
 from vigil.core.vocabulary import Reason
@@ -40,12 +41,7 @@ def format_seconds(value: float, more: int = 0) -> str:
     """0.25 -> '250ms', 0.0004 -> '0.4ms', 12.5 -> '12.5s' (``more``: that many more
     decimals; under a millisecond, from the first significant digit: a 0.5ms limit read
     "0ms")."""
-    if value >= 10:
-        return f"{value:.{1 + more}f}s"
-    millis = value * 1000
-    if 0 < millis < 1:
-        more -= math.floor(math.log10(millis))
-    return f"{millis:.{more}f}ms"
+    return milliseconds(value, more) if value < 10 else f"{value:.{1 + more}f}s"
 
 
 def error_rate_of(window: RevisionWindow) -> float | None:

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from vigil.common.readable import duration, percent
+from vigil.common.readable import duration, milliseconds, percent
+from vigil.core.judges.evidence import ms
 
 
 @pytest.mark.parametrize(
@@ -36,3 +37,15 @@ def test_durations_carry_their_unit(seconds: float, text: str) -> None:
 
 def test_non_finite_figures_read_as_a_dash() -> None:
     assert percent(math.nan) == "-" and duration(math.inf) == "-"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "more", "text"),
+    [(0.25, 0, "250ms"), (0.0005, 0, "0.5ms"), (0.00004, 0, "0.04ms"), (0.25, 1, "250.0ms")],
+)
+def test_milliseconds_under_one_read_from_their_first_digit(
+    seconds: float, more: int, text: str
+) -> None:
+    # A gate's latencyP95 against a 0.5 ms limit read "p95 0ms [0ms, 1ms] vs 0ms".
+    assert milliseconds(seconds, more) == text
+    assert ms(seconds) == milliseconds(seconds)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from vigil.common.readable import milliseconds
 from vigil.core.stats import BetaBinomial, Bounds, normal_p_values, normal_radius
 from vigil.core.vocabulary import GateVerdict
 
@@ -114,7 +115,7 @@ def pct(value: float) -> str:
 
 
 def ms(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value * 1000:.0f}ms"
+    return "inf" if math.isinf(value) else milliseconds(value)
 
 
 def num(value: float) -> str:
