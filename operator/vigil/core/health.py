@@ -34,7 +34,7 @@ Definitions (also in docs/health.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -86,6 +86,8 @@ class HealthReport:
     slos: str = ""
     #: Whose counts drift was judged on, when not every pod's (:class:`DriftBasis`).
     drift_basis: str = ""
+    #: With ``Degraded``: the SLOs breached (reasons, the verdict's first).
+    breached: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -262,14 +264,14 @@ def evaluate(
     policy: HealthPolicy,
     source_error: str | None = None,
     *,
-    degraded_by: str = "",
+    degraded_by: Collection[str] = (),
     drift_basis: DriftBasis | None = None,
     drifted: frozenset[str] = frozenset(),
 ) -> HealthReport:
-    """The verdict on one revision over one window (see the module docstring);
-    ``degraded_by``: the reason of its last ``Degraded`` verdict, held until surely met;
-    ``drift_basis``: the counts drift is judged on when not the whole window's;
-    ``drifted``: the features its last ``DriftDetected`` found over the threshold."""
+    """The verdict on one revision over one window (see the module docstring). Held from
+    its last verdict until surely back: ``degraded_by``, the SLOs found breached (reasons),
+    ``drifted``, the features found over the drift threshold. ``drift_basis``: the counts
+    drift is judged on when not the whole window's."""
     span = format_window(policy.window_seconds)
     # 1. No figures: say why, judge nothing.
     if window is None:
@@ -296,11 +298,10 @@ def evaluate(
     figures = replace(figures, slos=", ".join(slo.said() for slo in slos))
     breaches = [slo for slo in slos if slo.breached(degraded_by)]
     if breaches:
+        said = "; ".join(slo.said(span) for slo in breaches) + f" ({requests} requests)"
+        breached = tuple(slo.reason for slo in breaches)
         return replace(
-            figures,
-            verdict=Verdict.DEGRADED,
-            reason=breaches[0].reason,
-            message="; ".join(slo.said(span) for slo in breaches) + f" ({requests} requests)",
+            figures, verdict=Verdict.DEGRADED, reason=breached[0], message=said, breached=breached
         )
     # 4. Drift surely at threshold (or held there): name the features, worst first.
     if figures.drift_level == "threshold" and measured.scores:

@@ -168,6 +168,7 @@ def health_status(
         "revision": revision,
         "window": format_window(policy.window_seconds),
         "verdict": report.verdict,
+        "breached": list(report.breached) or None,
         "requests": report.requests,
         "errorRate": report.error_rate,
         "latencyP95": report.latency_p95,

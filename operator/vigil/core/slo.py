@@ -11,7 +11,7 @@ the verdict keeps what it was (a breached SLO stays breached until surely met).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,13 +71,14 @@ class SloJudgement:
     #: under about 660 requests for a 1 % limit, never for a limit of 0).
     can_clear: bool = True
 
-    def breached(self, degraded_by: str) -> bool:
-        """Surely over; or undecided while this SLO made the last verdict Degraded, until
-        surely within, or, where no window of this size could be, a window without a
-        failure (the best it can show; the estimate alone would flap at the limit)."""
+    def breached(self, degraded_by: Collection[str]) -> bool:
+        """Surely over; or undecided while the last verdict found this SLO breached (one
+        of ``degraded_by``), until surely within, or, where no window of this size could
+        be, a window without a failure (the best it can show; the estimate alone would
+        flap at the limit)."""
         if self.state == "over":
             return True
-        held = self.state == "undecided" and degraded_by == self.reason
+        held = self.state == "undecided" and self.reason in degraded_by
         return held and (self.can_clear or self.failed_any)
 
     def said(self, span: str = "") -> str:

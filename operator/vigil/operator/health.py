@@ -91,15 +91,18 @@ def _drifted(status: Mapping[str, Any], target: RevisionTarget) -> frozenset[str
     return frozenset(name for name in over or () if isinstance(name, str))
 
 
-def _degraded_by(status: Mapping[str, Any], target: RevisionTarget) -> str:
-    """The SLO that made this revision's last verdict Degraded ("" for none): it stays
-    breached until surely met (vigil.core.slo)."""
-    if not judged_revision(status.get("health"), target.revision):
-        return ""
+def _degraded_by(status: Mapping[str, Any], target: RevisionTarget) -> frozenset[str]:
+    """The SLOs this revision's last verdict found breached (none unless Degraded): each
+    stays breached until surely met (vigil.core.slo). ``status.health.breached`` names
+    them; a status written before it, the Healthy condition's reason alone."""
+    health = status.get("health")
     healthy = find_condition(status.get("conditions"), ConditionType.HEALTHY) or {}
-    if healthy.get("status") != "False":
-        return ""
-    return str(healthy.get("reason") or "")
+    if not judged_revision(health, target.revision) or healthy.get("status") != "False":
+        return frozenset()
+    breached = objects.section(health).get("breached")
+    if isinstance(breached, list):
+        return frozenset(str(reason) for reason in breached)
+    return frozenset({str(healthy.get("reason") or "")}) - {""}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from vigil.core.health import HealthPolicy, evaluate
+from vigil.core.health_status import health_status
 from vigil.core.slo import SLO_CONFIDENCE, format_seconds, judge_slos
 from vigil.core.window import RevisionWindow
 
@@ -144,3 +145,22 @@ def test_a_limit_under_a_millisecond_reads_from_its_first_digit() -> None:
     assert report.verdict == "Degraded"
     assert report.message.startswith("p95 latency 24ms > 0.5ms over 5m")
     assert format_seconds(0.00004) == "0.04ms" and format_seconds(0.25) == "250ms"
+
+
+def test_every_slo_a_degraded_verdict_found_breached_is_held() -> None:
+    # Both breached: the verdict's reason is the error rate's. Held on that reason alone,
+    # the latency breach was dropped once the errors were surely back within, while the
+    # p95 was still not surely within its limit: Healthy, then Degraded again.
+    both = evaluate(window(2000, errors=60, slow=300), None, POLICY)
+    assert both.breached == ("ErrorRateHigh", "LatencyHigh")
+    assert health_status(both, POLICY, "t")["breached"] == ["ErrorRateHigh", "LatencyHigh"]
+    undecided = window(2000, slow=110)  # 5.5 % slower than the limit, 99% interval 4.3-7.0 %
+    after = evaluate(undecided, None, POLICY, degraded_by=both.breached)
+    assert (after.verdict, after.reason, after.breached) == (
+        "Degraded",
+        "LatencyHigh",
+        ("LatencyHigh",),
+    )
+    assert "not surely within 250ms" in after.message
+    healthy = evaluate(window(2000), None, POLICY, degraded_by=both.breached)
+    assert healthy.verdict == "Healthy" and "breached" not in health_status(healthy, POLICY, "t")

@@ -32,7 +32,7 @@ from vigil.metrics import Collection, PodTarget, RevisionTarget
 from vigil.metrics.direct import DirectSource
 from vigil.metrics.exposition import parse_sidecar_metrics
 from vigil.metrics.pool import SourcePool
-from vigil.operator.health import HealthLoop, _drifted, pod_info
+from vigil.operator.health import HealthLoop, _degraded_by, _drifted, pod_info
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig, reference_digest
 from vigil.profile import Validation, build_profile
@@ -918,6 +918,26 @@ def test_the_features_drift_detected_named_are_held_on_the_next_cycle(
     }
     target = RevisionTarget("ml", "wine", revision, 300.0)
     assert _drifted(status, target) == held
+
+
+@pytest.mark.parametrize(
+    ("health", "healthy", "held"),
+    [
+        ({"breached": ["ErrorRateHigh", "LatencyHigh"]}, "False", {"ErrorRateHigh", "LatencyHigh"}),
+        ({}, "False", {"ErrorRateHigh"}),  # written before status.health.breached
+        ({"breached": ["ErrorRateHigh"]}, "True", set()),
+        ({"revision": "r0", "breached": ["ErrorRateHigh"]}, "False", set()),
+    ],
+    ids=["both", "reason-alone", "healthy", "another-revision"],
+)
+def test_every_slo_the_last_degraded_verdict_found_breached_is_held(
+    health: dict[str, Any], healthy: str, held: set[str]
+) -> None:
+    status = {
+        "health": {"evaluatedAt": "2026-12-06T17:00:00Z", "revision": "r1", **health},
+        "conditions": [{"type": "Healthy", "status": healthy, "reason": "ErrorRateHigh"}],
+    }
+    assert _degraded_by(status, RevisionTarget("ml", "wine", "r1", 300.0)) == held
 
 
 def test_the_conditions_concepts_lists_are_the_codes() -> None:
