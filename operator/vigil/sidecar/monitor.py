@@ -251,6 +251,16 @@ def holds_scores(values: Sequence[Any]) -> bool:
     return any(type(v) is float and not v.is_integer() and v == v for v in values)
 
 
+def score_decision(value: Any) -> Any:
+    """The class a score stands for: 1 (positive) over 0.5, else 0; not a finite number
+    (a label, a boolean): as is. A tie is 0, as an arg-max over ``[1 - s, s]`` and
+    scikit-learn's ``predict`` decide it: a model answering its probabilities and one
+    answering its labels agree."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return value
+    return int(value > 0.5)
+
+
 #: Class labels outside the reference a prediction counter still counts by name
 #: (then ``__other__``): another revision's classes are compared by label.
 MAX_UNLISTED_CLASSES = 50

@@ -11,7 +11,7 @@ output of the same name: ``payload.prediction_output``) row by row:
 classification agrees when the classes are equal, regression when
 ``|local - target| <= tolerance + relativeTolerance x |local|``; a classifier's scores
 (probabilities: non-whole floats on either side) are compared as the decisions they
-stand for (>= 0.5: the positive class), or as numbers when the settings give an absolute
+stand for (over 0.5: the positive class), or as numbers when the settings give an absolute
 ``tolerance``. Settings (target, revision, percent, ...) can change while running via
 :meth:`Shadow.configure`.
 
@@ -46,7 +46,7 @@ from vigil.core.window import NOT_COMPARED
 from vigil.profile.model import category_key
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
-from vigil.sidecar.monitor import holds_scores
+from vigil.sidecar.monitor import holds_scores, score_decision
 from vigil.sidecar.payload import ParsedOutput, parse_response
 from vigil.sidecar.target import AnswerTooLarge, TargetClient
 
@@ -234,12 +234,6 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _decision(value: Any) -> Any:
-    """The class a score stands for: 1 (positive) at 0.5 or more, else 0; not a number: as is."""
-    number = _number(value)
-    return value if number is None else int(number >= 0.5)
-
-
 def compare_predictions(
     local: list[Any],
     target: list[Any],
@@ -255,7 +249,7 @@ def compare_predictions(
     ``|local - target| <= tolerance + relative_tolerance x |local|`` (the
     local answer is the stable's: the candidate is measured against it).
     A classifier's answer holding scores (a non-whole float: ``monitor.holds_scores``)
-    is compared by its decisions (a score >= 0.5 is the class 1; the other side's labels
+    is compared by its decisions (a score over 0.5 is the class 1; the other side's labels
     as they are), or as numbers with ``scores_as_numbers``.
     """
     decided_local, decided_target = local, target
@@ -267,9 +261,9 @@ def compare_predictions(
             # A retrained classifier's scores move a little, its decisions hardly: compared
             # as numbers (5 % relative), score noise of sd 0.005 read as 17 % disagreement.
             if local_scores:
-                decided_local = [_decision(v) for v in local]
+                decided_local = [score_decision(v) for v in local]
             if target_scores:
-                decided_target = [_decision(v) for v in target]
+                decided_target = [score_decision(v) for v in target]
     agree = 0
     diffs: list[float] = []
     rows = zip(local, target, decided_local, decided_target, strict=True)

@@ -57,11 +57,16 @@ def _number(text: str) -> Any:
 
 def _label(text: str, where: str) -> Any:
     """An expected-column cell: ``true``/``false`` in any case (pandas writes a bool column
-    as ``True``/``False``) is the boolean, compared with the model's ``true`` or ``1``."""
+    as ``True``/``False``) is the boolean, compared with the model's ``true`` or ``1``; a
+    whole number written otherwise than as one (``01``, ``+1``) is a code, kept as text
+    (a model with such labels answers ``"01"``, never ``1``)."""
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    return _cell(text, where, None)
+    value = _cell(text, where, None)
+    if isinstance(value, int) and str(value) != text.strip():
+        return text.strip()
+    return value
 
 
 def _cell(text: str, where: str, datatype: str | None) -> Any:
@@ -217,6 +222,8 @@ def build(args: argparse.Namespace) -> GoldenSet:
     features = [f for f in (args.features or "").split(",") if f] or None
     numeric = args.datatype if numeric_datatype(args.protocol, args.datatype) else None
     names, rows, expected = read_rows(Path(args.input), args.expected_column, features, numeric)
+    if expected is not None and args.task == "regression":  # "007" is a number here
+        expected = [_number(v) if isinstance(v, str) else v for v in expected]
     if args.sample and args.sample < len(rows):
         picked = sorted(random.Random(args.seed).sample(range(len(rows)), args.sample))
         rows = [rows[i] for i in picked]

@@ -55,7 +55,7 @@ from vigil.common.objects import body
 from vigil.core.rollout import GoldenResult
 from vigil.core.spec import GoldenSetRef
 from vigil.profile.model import category_key
-from vigil.sidecar.monitor import holds_scores
+from vigil.sidecar.monitor import holds_scores, score_decision
 from vigil.sidecar.payload import parse_response
 
 FORMAT = "vigil.dev/golden-set/v1"
@@ -123,6 +123,13 @@ def _number_or_value(value: Any, where: str) -> Any:
     if isinstance(value, dict | list):
         raise GoldenSetError(f"{where}: expected a scalar")
     return value
+
+
+def _expected_value(value: Any, where: str) -> Any:
+    # pandas' to_json writes NaN as null: a case that no answer could ever agree with.
+    if value is None:
+        raise GoldenSetError(f"{where}: null (no expected output): fill or drop the case")
+    return _number_or_value(value, where)
 
 
 def numeric_datatype(protocol: str, datatype: str) -> bool:
@@ -220,7 +227,7 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
             for j, value in enumerate(row):
                 check_tensor_value(value, datatype, f"inputs[{i}][{j}]")
         rows.append(tuple(_number_or_value(v, f"inputs[{i}]") for v in row))
-    outputs = tuple(_number_or_value(v, f"expected[{i}]") for i, v in enumerate(expected))
+    outputs = tuple(_expected_value(v, f"expected[{i}]") for i, v in enumerate(expected))
     features = tuple(str(f) for f in doc.get("features") or ())
     if features and len(features) != width:
         raise GoldenSetError(f"features: {len(features)} names for {width} input columns")
@@ -382,9 +389,12 @@ async def _send(
     encoded = json.dumps(request_body(golden, batch.rows)).encode()
     batch.reset()
     try:
+        # A 3xx is no answer (model_answered): followed, the POST became a GET whose page
+        # was judged as the model's.
         async with session.post(
             url,
             data=encoded,
+            allow_redirects=False,
             headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
@@ -527,7 +537,7 @@ def _agrees(golden: GoldenSet, expected: Any, got: Any, scores: bool) -> bool:
         a, b = _finite(expected), _finite(got)
         return a is not None and b is not None and abs(a - b) <= golden.tolerance
     if scores:  # the research outputs were scores: compared by the class each stands for
-        expected, got = (v if _finite(v) is None else int(v >= 0.5) for v in (expected, got))
+        expected, got = score_decision(expected), score_decision(got)
     key = label_key(expected)
     return key is not None and key == label_key(got)
 

@@ -178,6 +178,13 @@ def test_compare_predictions_classification_and_regression():
     assert agree == 1 and diffs == pytest.approx([0.05, 0.5])
 
 
+def test_a_score_of_one_half_is_the_negative_class_as_arg_max_decides_a_tie():
+    # One revision answering its probability of the positive class, the other its label
+    # (scikit-learn's predict, an arg-max over [0.5, 0.5]): a tie read as 1 disagreed.
+    agree, diffs = compare_predictions([0.5, 0.7, 0.25], [0, 1, 0], True, 0)
+    assert agree == 3 and diffs == pytest.approx([0.5, 0.3, 0.25])
+
+
 def test_regression_agrees_within_absolute_plus_relative_share_of_the_local_answer():
     local, target = [100.0, 100.0, 0.0, -200.0], [104.0, 106.0, 0.5, -211.0]
     # |d| <= 1 + 0.05 x |local|: 4 <= 6, 6 <= 6, 0.5 <= 1, 11 <= 11

@@ -65,6 +65,8 @@ class Model:
             return web.json_response({"error": "boom"}, status=500)
         if self.mode == "refuse":  # the model refuses the input: its answer
             return web.json_response({"error": "expected 4 features"}, status=422)
+        if self.mode == "redirect":  # a misrouted request (an ingress's login page)
+            raise web.HTTPFound("/login")
         if self.mode == "slow" or (self.mode == "one-at-a-time" and self.busy):
             with contextlib.suppress(TimeoutError):  # past the replay's request timeout
                 await asyncio.wait_for(self.stopping.wait(), 1)
@@ -91,12 +93,17 @@ class Model:
         return web.json_response({"predictions": self.predict(body["instances"])})
 
 
+async def _login_page(_: web.Request) -> web.Response:
+    return web.Response(status=404, text="no such page")
+
+
 @pytest.fixture
 async def server():
     model = Model()
     app = web.Application()
     app.router.add_post("/v2/models/{model}/infer", model.v2)
     app.router.add_post("/v1/models/{model}:predict", model.v1)
+    app.router.add_route("*", "/login", _login_page)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -257,6 +264,9 @@ async def test_logits_where_labels_were_expected_reproduce_nothing(server):
         (["True", "False"], [True, False], 2),  # hand-written text labels
         ([1, 0], [True, False], 2),
         ([2, 0], [True, False], 1),  # only 0/1 are booleans
+        # A tie is the negative class, as an arg-max over [0.5, 0.5] and scikit-learn's
+        # predict decide it: at 0.5 or more, the same model failed its own golden set.
+        ([0.2, 0.5, 0.9], [0, 0, 1], 3),
     ],
 )
 def test_classification_compares_labels_exactly_scores_only_against_scores(expected, got, agreed):
@@ -342,6 +352,23 @@ async def test_the_models_refusal_or_unreadable_answer_is_judged_not_retried(ser
 )
 def test_which_statuses_are_the_models_answer(status, answered):
     assert model_answered(status) is answered
+
+
+async def test_a_redirect_is_no_answer_never_followed(server):
+    # Followed, the POST became a GET of the login page, whose 404 was judged as the
+    # model's refusal: 0/10 reproduced, a rollback instead of ValidationPending.
+    model, url = server
+    model.mode = "redirect"
+    report = await replay_report(golden(), url, batch_size=5)
+    assert report.result == GoldenResult(10, 0) and not report.mismatches
+    assert not report.complete and report.unanswered == 10
+    assert "HTTP 302" in report.summary()
+
+
+def test_a_null_expected_output_is_refused_naming_the_case():
+    # pandas' to_json writes NaN as null: such a case could never agree.
+    with pytest.raises(GoldenSetError, match=r"expected\[1\]: null \(no expected output\)"):
+        parse_golden_set({"model": "m", "inputs": [[1.0]] * 3, "expected": [0, None, 1]})
 
 
 async def test_unreachable_endpoint_reproduces_nothing_and_says_it_was_unreachable():
@@ -664,3 +691,14 @@ async def test_cli_check_with_rows_left_unanswered_gives_no_verdict(server, tmp_
     model.mode = "refuse"  # the model's answer: a verdict
     assert await asyncio.to_thread(main, argv) == 1
     assert "FAIL: agreement 0.0000" in capsys.readouterr().out
+
+
+def test_cli_build_keeps_class_codes_with_leading_zeros_as_text(tmp_path):
+    # "01" became 1, and a model answering its labels "01" never agreed with it.
+    assert build_cli(tmp_path, "codes.csv", "a,label\n1,01\n2,02\n3,10\n") == 0
+    document = json.loads((tmp_path / "golden.json").read_text())
+    assert document["expected"] == ["01", "02", 10]
+    assert compare(parse_golden_set(document), ["01", "02", "10"])[0] == 3
+    regression = ("--task", "regression", "--tolerance", "0", "-o", str(tmp_path / "r.json"))
+    assert build_cli(tmp_path, "codes.csv", "a,label\n1,007\n", *regression) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["expected"] == [7]
