@@ -8,6 +8,7 @@ a condition as they are.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 #: A permanent failure: 404, 403, wrong credentials, digest mismatch, an
 #: archive escaping its folder, a full disk, bad input.
@@ -31,6 +32,16 @@ class FetchError(Exception):
         copied = copy.copy(self)
         copied.args = (f"{subject}: {self}",)
         return copied
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException's own rebuilds a copy as cls(*args), which a subclass taking other
+        # arguments (HttpStatusError's status) refuses: rebuild from the attributes instead.
+        return _blank, (type(self),), {**self.__dict__, "args": self.args}
+
+
+def _blank(cls: type[FetchError]) -> FetchError:
+    """An instance without its __init__ run, for copy and pickle to fill."""
+    return cls.__new__(cls)
 
 
 class PermanentError(FetchError):

@@ -381,7 +381,9 @@ def write_termination_message(message: str, path: str | None) -> None:
     target = path or TERMINATION_LOG
     if path is None and not os.path.exists(target):
         return
-    data = message.encode()[:TERMINATION_MESSAGE_BYTES].decode(errors="ignore")
+    # A path may hold bytes that are no UTF-8 (an archive member's name): shown escaped.
+    kept = message.encode(errors="backslashreplace")[:TERMINATION_MESSAGE_BYTES]
+    data = kept.decode(errors="ignore")
     try:
         with open(target, "w") as out:
             out.write(data)

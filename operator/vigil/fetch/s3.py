@@ -177,9 +177,15 @@ def _error_code_and_message(body: bytes) -> tuple[str | None, str | None]:
 
 
 def _text(element: ElementTree.Element, name: str) -> str | None:
+    """A child's words on one line (an error's Code and Message, a number, a flag)."""
+    return " ".join((_raw_text(element, name) or "").split()) or None
+
+
+def _raw_text(element: ElementTree.Element, name: str) -> str | None:
+    """A child's text as the store wrote it: a key or a token may hold any blanks."""
     for child in element:
         if child.tag.rsplit("}", 1)[-1] == name:
-            return " ".join((child.text or "").split()) or None
+            return child.text or None
     return None
 
 
@@ -212,11 +218,11 @@ def parse_listing(body: bytes) -> ListingPage:
     for child in root:
         if child.tag.rsplit("}", 1)[-1] != "Contents":
             continue
-        key = _text(child, "Key") or ""
+        key = _raw_text(child, "Key") or ""
         if key and not key.endswith("/"):
             objects.append(S3Object(key=key, size=int(_text(child, "Size") or 0)))
     truncated = (_text(root, "IsTruncated") or "").lower() == "true"
-    token = _text(root, "NextContinuationToken") if truncated else None
+    token = _raw_text(root, "NextContinuationToken") if truncated else None
     if truncated and not token:
         raise PermanentError("the store's object listing is truncated but gives no continuation")
     return ListingPage(objects=tuple(objects), next_token=token)

@@ -146,7 +146,10 @@ class FileSink:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.written = 0
-        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 (closed by close())
+        try:
+            self._file = open(path, "wb", buffering=0)  # noqa: SIM115 (closed by close())
+        except OSError as error:  # a name too long for the file system, a read-only folder
+            raise local_write_error(error, path, 0) from None
 
     def write(self, view: memoryview) -> None:
         try:
@@ -381,14 +384,40 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-def _content_range_start(value: str | None) -> int | None:
-    # "bytes 100-199/200"
-    if not value or not value.startswith("bytes "):
+@dataclass(frozen=True)
+class _Piece:
+    """A 206's ``Content-Range: bytes FIRST-LAST/COMPLETE``; COMPLETE None for ``*``."""
+
+    first: int
+    last: int
+    complete: int | None
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+
+
+def _content_range(value: str | None) -> _Piece | None:
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if match is None:
         return None
-    try:
-        return int(value[6:].split("-", 1)[0])
-    except ValueError:
+    first, last = int(match[1]), int(match[2])
+    complete = None if match[3] == "*" else int(match[3])
+    if last < first or (complete is not None and last >= complete):
         return None
+    return _Piece(first, last, complete)
+
+
+@dataclass
+class _Resume:
+    """What one attempt leaves the next."""
+
+    #: Bytes in the file: the next request asks for the rest from there.
+    offset: int = 0
+    #: A strong ETag, else Last-Modified, for If-Range: the rest of the same object only.
+    validator: str | None = None
+    #: The object's size as the server stated it: a 200's Content-Length, or the complete
+    #: length of a 206's Content-Range. A 206 may carry less than all the rest.
+    total: int | None = None
 
 
 def download(
@@ -403,40 +432,38 @@ def download(
     follow_redirects: bool = True,
     expected_size: int | None = None,
 ) -> Downloaded:
-    """GET one object into ``target``; resume with ``Range`` after a broken transfer.
+    """GET one object into ``target``; resume with ``Range`` after a broken transfer, and
+    ask for more while the file is short of the object's size.
 
-    Raises :class:`PermanentError` (4xx, a local write error, bad TLS) or
-    :class:`TransientError` once ``retry.retries`` retries in a row failed.
+    Raises :class:`PermanentError` (4xx, a local write error, bad TLS, a size that changed
+    mid-way) or :class:`TransientError` once ``retry.retries`` retries in a row failed.
     """
     file_sink = FileSink(target)
     sink: FileSink | HashingSink = HashingSink(file_sink) if sha256 else file_sink
-    offset = 0
-    validator: str | None = None
+    state = _Resume()
     failures = 0
     furthest = 0
     try:
         while True:
             request = make_request()
             try:
-                offset, validator = _attempt(
+                complete = _attempt(
                     request,
                     sink,
                     file_sink,
-                    offset,
-                    validator,
+                    state,
                     progress=progress,
                     connection=connection,
                     describe=describe,
                     follow_redirects=follow_redirects,
                     expected_size=expected_size,
                 )
-                return Downloaded(size=offset, sha256=sink.close())
             except _Retry as attempt_error:
-                offset = file_sink.written
+                state.offset = file_sink.written
                 # Further than any attempt before: count afresh. A server that ignores Range
                 # starts over at byte 0, so more than this attempt's start is no progress.
-                if offset > furthest:
-                    failures, furthest = 0, offset
+                if state.offset > furthest:
+                    failures, furthest = 0, state.offset
                 failures += 1
                 if failures > retry.retries:
                     raise TransientError(
@@ -445,9 +472,15 @@ def download(
                 pause = retry.delay(failures, attempt_error.retry_after)
                 log(
                     f"{attempt_error}; retry {failures} of {retry.retries} in {pause:.1f} s"
-                    + (f", resuming at byte {offset}" if offset else "")
+                    + (f", resuming at byte {state.offset}" if state.offset else "")
                 )
                 time.sleep(pause)
+                continue
+            if complete:
+                return Downloaded(size=state.offset, sha256=sink.close())
+            # A piece came whole and the object goes on: progress, not a failure, so the
+            # rest is asked for at once.
+            failures, furthest = 0, max(furthest, state.offset)
     except BaseException:
         sink.close()
         remove_quietly(target)
@@ -458,72 +491,49 @@ def _attempt(
     request: Request,
     sink: FileSink | HashingSink,
     file_sink: FileSink,
-    offset: int,
-    validator: str | None,
+    state: _Resume,
     *,
     progress: Progress,
     connection: Connection,
     describe: Describe,
     follow_redirects: bool,
     expected_size: int | None,
-) -> tuple[int, str | None]:
-    extra: dict[str, str] = {}
-    if offset:
-        extra["Range"] = f"bytes={offset}-"
-        if validator:
-            extra["If-Range"] = validator
+) -> bool:
+    """One GET of what the file lacks; True once the file holds the whole object."""
     conn: http.client.HTTPConnection | None = None
-    unverified = False
     try:
         conn, response = open_response(
-            request, extra, connection, follow_redirects=follow_redirects
+            request, _range_headers(state), connection, follow_redirects=follow_redirects
         )
-        status = response.status
-        if status >= 300 and not (status == 416 and offset):
-            body = response.read(ERROR_BODY_BYTES)
-            words = describe(status, response.reason, body)
-            if status >= 500 or status in _TRANSIENT_STATUSES:
-                raise _Retry(words, _retry_after(response))
-            raise HttpStatusError(words, status)
-        resumed = status == 206 and (
-            _content_range_start(response.getheader("Content-Range")) == offset
-        )
-        if offset and not resumed:
-            # The whole object again (it changed, or the server knows no ranges),
-            # or a range we did not ask for: start over.
-            log(f"restarting from byte 0 (the server answered {status} to a resumed request)")
-            progress.rewind(offset)
-            sink.restart()
-            offset = 0
-            if status != 200:
-                raise _Retry(f"the server answered {status} to a resumed request")
-        length = response.getheader("Content-Length")
-        remaining = int(length) if length is not None and length.isdigit() else None
-        total = offset + remaining if remaining is not None else expected_size
-        if total is not None and progress.total is None:
-            progress.set_total(total)
+        _check_status(response, state.offset, describe)
+        piece_end, remaining = _bounds(response, sink, state, progress, file_sink.path.name)
+        goal = state.total if state.total is not None else expected_size
+        end = piece_end if piece_end is not None else goal
+        if goal is not None and progress.total is None:
+            progress.set_total(goal)
         if remaining is not None:
             check_room(file_sink.path.parent, remaining, file_sink.path.name)
         # Read until the connection closes: only how it closes can tell a cut, and only a
         # digest can check the bytes.
         # Over TLS too, a close without close_notify counts as the end: many servers skip
         # it, and one that always does could never be fetched.
-        unverified = total is None and not response.chunked and not isinstance(sink, HashingSink)
+        unverified = end is None and not response.chunked and not isinstance(sink, HashingSink)
         etag = response.getheader("ETag")
-        validator = (
+        state.validator = (
             etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
         )
         _stream(_body_reader(response, conn, remaining, connection), sink, progress)
-        offset = file_sink.written
-        if total is not None and offset != total:
-            raise _Retry(f"connection closed early by the server ({offset} of {total} bytes)")
+        state.offset = file_sink.written
+        if end is not None and state.offset != end:
+            of = goal if goal is not None else end
+            raise _Retry(f"connection closed early by the server ({state.offset} of {of} bytes)")
         if unverified:
             name = file_sink.path.name
             log(
                 f"warning: the server sent {name} without a length, ending it by closing the"
                 f" connection: the size of {name} could not be verified (set sha256 to verify it)"
             )
-        return offset, validator
+        return goal is None or state.offset >= goal
     except (FetchError, _Retry):
         raise
     except (OSError, http.client.HTTPException) as error:
@@ -543,6 +553,68 @@ def _attempt(
     finally:
         if conn is not None:
             conn.close()
+
+
+def _range_headers(state: _Resume) -> dict[str, str]:
+    if not state.offset:
+        return {}
+    extra = {"Range": f"bytes={state.offset}-"}
+    if state.validator:
+        extra["If-Range"] = state.validator
+    return extra
+
+
+def _check_status(response: http.client.HTTPResponse, offset: int, describe: Describe) -> None:
+    """Raise for an error status (:class:`_Retry` when another attempt may do better)."""
+    status = response.status
+    if status >= 300 and not (status == 416 and offset):
+        body = response.read(ERROR_BODY_BYTES)
+        words = describe(status, response.reason, body)
+        if status >= 500 or status in _TRANSIENT_STATUSES:
+            raise _Retry(words, _retry_after(response))
+        raise HttpStatusError(words, status)
+
+
+def _bounds(
+    response: http.client.HTTPResponse,
+    sink: FileSink | HashingSink,
+    state: _Resume,
+    progress: Progress,
+    name: str,
+) -> tuple[int | None, int | None]:
+    """Where a 206's bytes end in the file (None for a whole object), and the Content-Length.
+
+    Starts the file over when the server sent the whole object instead of the rest, and
+    keeps ``state.total`` as the server states it.
+    """
+    status = response.status
+    value = response.getheader("Content-Range")
+    piece = _content_range(value) if status == 206 else None
+    if piece is not None and piece.first != state.offset:
+        piece = None  # a range we did not ask for
+    if state.offset and piece is None:
+        # The whole object again (it changed, or the server knows no ranges),
+        # or a range we did not ask for: start over.
+        log(f"restarting from byte 0 (the server answered {status} to a resumed request)")
+        progress.rewind(state.offset)
+        sink.restart()
+        state.offset = 0
+        if status != 200:
+            raise _Retry(f"the server answered {status} to a resumed request")
+    length = response.getheader("Content-Length")
+    remaining = int(length) if length is not None and length.isdigit() else None
+    if piece is None:
+        state.total = remaining  # a whole object, perhaps a new one: its own length
+        return None, remaining
+    if piece.complete is not None:
+        if state.total is not None and piece.complete != state.total:
+            # The rest of another object than the one the file holds the start of.
+            raise PermanentError(
+                f"the size of {name} changed while it was fetched: {state.total} bytes,"
+                f" then {piece.complete} (Content-Range: {value})"
+            )
+        state.total = piece.complete
+    return piece.last + 1, remaining
 
 
 Readinto = Callable[[memoryview | bytearray], int]

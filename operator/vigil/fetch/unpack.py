@@ -121,9 +121,15 @@ def unpack(archive: Path, layout: Layout, folder: Path, room: Room | None = None
     raise ValueError(f"not an archive layout: {layout}")
 
 
+def _name_bytes(name: str) -> int:
+    """The length of a name as the file system gets it. tarfile hands over bytes that are
+    no UTF-8 (names from a Latin-1 system) as surrogates; they go to disk as they were."""
+    return len(os.fsencode(name))
+
+
 def checked_name(name: str) -> str:
     """The member's path relative to the folder; raises for one that would leave it."""
-    if len(name.encode()) > MAX_NAME_BYTES:
+    if _name_bytes(name) > MAX_NAME_BYTES:
         raise UnsafeArchive(f"archive member name longer than {MAX_NAME_BYTES} bytes")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchive(f"archive member {name!r} has an absolute path")
@@ -167,7 +173,7 @@ def _write_file(
 
 def _make_links(folder: Path, links: list[_Link], budget: _Budget) -> None:
     for link in links:
-        if len(link.target.encode()) > MAX_NAME_BYTES:
+        if _name_bytes(link.target) > MAX_NAME_BYTES:
             raise UnsafeArchive(f"archive link {link.name!r} has a target over 1024 bytes")
         path = folder / link.name
         parent = os.path.realpath(path.parent)

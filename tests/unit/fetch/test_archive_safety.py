@@ -168,6 +168,37 @@ def test_overlong_names_are_refused() -> None:
         checked_name("a/" * 600)
 
 
+def test_names_that_are_no_utf8_are_measured_by_their_bytes() -> None:
+    # tarfile hands over a byte that is no UTF-8 as a surrogate: one byte on disk.
+    assert checked_name("mod\udce8le/" + "w" * 1000) == "mod\udce8le/" + "w" * 1000
+    with pytest.raises(UnsafeArchive, match="longer than 1024 bytes"):
+        checked_name("\udce8" * 1025)
+
+
+def test_a_tar_from_a_latin1_system_unpacks_its_names_byte_for_byte(
+    tmp_path: Path, out: Path
+) -> None:
+    """As GNU tar does: the names are the archive's bytes, whatever they encode."""
+    archive = tmp_path / "m.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        info = tarfile.TarInfo("modèle/poids.bin")
+        info.size = 7
+        tar.addfile(info, io.BytesIO(b"weights"))
+        for name, kind in (("lien-modèle", tarfile.SYMTYPE), ("copie-modèle", tarfile.LNKTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = "modèle/poids.bin"
+            tar.addfile(info)
+    assert unpack(archive, Layout.TAR_GZ, out) == 3
+    raw = os.fsencode(out)
+    assert sorted(os.listdir(raw)) == [b"copie-mod\xe8le", b"lien-mod\xe8le", b"mod\xe8le"]
+    assert os.listdir(raw + b"/mod\xe8le") == [b"poids.bin"]
+    for name in (b"mod\xe8le/poids.bin", b"lien-mod\xe8le", b"copie-mod\xe8le"):
+        with open(raw + b"/" + name, "rb") as unpacked:
+            assert unpacked.read() == b"weights"
+    assert os.readlink(raw + b"/lien-mod\xe8le") == b"mod\xe8le/poids.bin"
+
+
 def model_tar_gz(path: Path) -> Path:
     return tar_gz(
         path, [(f"m/part-{i}", b"weights %d" % i * 50, tarfile.REGTYPE) for i in range(8)]

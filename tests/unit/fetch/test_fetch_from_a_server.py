@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import socket
 import struct
 import tarfile
@@ -12,11 +13,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pytest
 
 from vigil.fetch import main as fetch_main
 from vigil.fetch.errors import EXIT_PERMANENT
+from vigil.fetch.main import MARKER
+from vigil.fetch.sigv4 import uri_encode
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 Route = Callable[[BaseHTTPRequestHandler], None]
@@ -296,3 +300,121 @@ def test_a_missing_key_is_reported_missing_when_listing_it_as_a_folder_is_refuse
     assert done.code == EXIT_PERMANENT
     assert done.message.startswith("s3://models/wine/model.bin: 404 Not Found: NoSuchKey")
     assert "403 Forbidden: AccessDenied" in done.message
+
+
+def cut_then_in_pieces(
+    data: bytes, piece: int, *, length: bool = True, total: int | None = None
+) -> Route:
+    """The whole object cut half-way (with a Content-Length, else chunked), then each range
+    answered with at most ``piece`` bytes (RFC 9110 lets a server send less than an
+    open-ended range asks), its Content-Range stating ``total`` (default: the real size)."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        asked = handler.headers.get("Range")
+        if asked is None:
+            half = data[: len(data) // 2]
+            handler.send_response(200)
+            if length:
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.write(half)
+            else:
+                handler.send_header("Transfer-Encoding", "chunked")
+                handler.end_headers()
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(half), half))
+            handler.wfile.flush()
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+            return
+        first = int(asked.removeprefix("bytes=").removesuffix("-"))
+        last = min(first + piece, len(data)) - 1
+        handler.send_response(206)
+        handler.send_header("Content-Range", f"bytes {first}-{last}/{total or len(data)}")
+        handler.send_header("Content-Length", str(last - first + 1))
+        handler.end_headers()
+        handler.wfile.write(data[first : last + 1])
+
+    return route
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["length announced", "chunked"])
+def test_a_range_answered_in_pieces_is_asked_for_until_the_whole_object_is_there(
+    server: Server, run: Callable[..., Run], length: bool
+) -> None:
+    # The size comes from the first answer's Content-Length, else from Content-Range's
+    # complete length. Each whole piece is progress, not a failure: --retries is 1 here.
+    # (A chunked body keeps only the buffers read whole before the cut: 4 MiB leaves one.)
+    data = DATA * 4
+    server.routes["/m.bin"] = cut_then_in_pieces(data, 700_000, length=length)
+    done = run(server.url("/m.bin"))
+    assert done.code == 0, done.message
+    assert (done.dest / "m.bin").read_bytes() == data
+    assert f"fetched 1 file, {len(data)} bytes" in done.message
+    assert len(server.asked) >= 4  # the cut answer, then three pieces or more
+
+
+def test_a_range_answer_stating_another_size_fails_saying_so(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    server.routes["/m.bin"] = cut_then_in_pieces(DATA, 100_000, total=len(DATA) + 1)
+    done = run(server.url("/m.bin"))
+    assert done.code == EXIT_PERMANENT
+    assert re.search(
+        rf"m\.bin: the size of m\.bin changed while it was fetched: {len(DATA)} bytes,"
+        rf" then {len(DATA) + 1} \(Content-Range: bytes \d+-\d+/{len(DATA) + 1}\)$",
+        done.message,
+    ), done.message
+    assert list(done.dest.iterdir()) == []
+
+
+def s3_listing(*keys: str) -> Route:
+    contents = "".join(
+        f"<Contents><Key>{escape(key)}</Key><Size>{len(DATA)}</Size></Contents>" for key in keys
+    )
+    body = (
+        '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<IsTruncated>false</IsTruncated>{contents}</ListBucketResult>"
+    )
+    return send(body.encode())
+
+
+def test_an_object_under_a_prefix_the_keys_may_not_read_fails_in_the_store_s_words(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    server.routes["/models"] = s3_listing("wine/model.bin", "wine/secret.bin")
+    server.routes["/models/wine/model.bin"] = send(DATA)
+    server.routes["/models/wine/secret.bin"] = s3_error(403, "AccessDenied")
+    done = run("s3://models/wine/", "--s3-endpoint", server.url(""))
+    assert done.code == EXIT_PERMANENT
+    assert done.message == (
+        "s3://models/wine/: object wine/secret.bin: 403 Forbidden: AccessDenied:"
+        " AccessDenied says the store"
+    )
+
+
+def test_objects_whose_keys_hold_blanks_are_fetched_under_those_names(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    names = ["a  b.bin", "v1 ", " lead.bin", "tab\there.bin"]
+    server.routes["/models"] = s3_listing(*(f"wine/{name}" for name in names))
+    for name in names:
+        server.routes["/models/wine/" + uri_encode(name, keep_slash=True)] = send(DATA)
+    done = run("s3://models/wine/", "--s3-endpoint", server.url(""))
+    assert done.code == 0, done.message
+    assert sorted(path.name for path in done.dest.iterdir()) == sorted([*names, MARKER])
+
+
+@pytest.mark.parametrize("uri", ["http", "s3"])
+def test_a_file_name_too_long_for_the_file_system_is_a_permanent_error_in_its_words(
+    server: Server, run: Callable[..., Run], uri: str
+) -> None:
+    name = "weights-" + "x" * 300 + ".bin"  # most file systems take 255 bytes
+    server.routes["/" + name] = send(DATA)
+    server.routes["/models"] = s3_listing("wine/" + name)
+    if uri == "http":
+        done = run(server.url("/" + name))
+    else:
+        done = run("s3://models/wine/", "--s3-endpoint", server.url(""))
+        assert f": object wine/{name}: " in done.message
+    assert done.code == EXIT_PERMANENT
+    assert re.search(rf": cannot write \S+/{name}: File name too long$", done.message)

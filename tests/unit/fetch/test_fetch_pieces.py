@@ -5,12 +5,20 @@ from __future__ import annotations
 import errno
 import http.client
 import io
+import pickle
 import socket
 from pathlib import Path
 
 import pytest
 
-from vigil.fetch.errors import EXIT_PERMANENT, EXIT_TRANSIENT, PermanentError, TransientError
+from vigil.fetch.errors import (
+    EXIT_PERMANENT,
+    EXIT_TRANSIENT,
+    FetchError,
+    HttpStatusError,
+    PermanentError,
+    TransientError,
+)
 from vigil.fetch.main import (
     TERMINATION_MESSAGE_BYTES,
     checked_sha256,
@@ -24,6 +32,7 @@ from vigil.fetch.transfer import (
     local_write_error,
     transient_error_words,
 )
+from vigil.fetch.unpack import UnsafeArchive
 
 URL = "http://store.internal:8080/m.bin"
 
@@ -85,6 +94,49 @@ def test_exit_codes_tell_permanent_from_given_up() -> None:
     assert (str(prefixed), type(prefixed)) == ("object wine/m.bin: 403 Forbidden", PermanentError)
 
 
+class Refused(PermanentError):
+    """A failure whose __init__ takes more than its words, keyword-only."""
+
+    def __init__(self, words: str, *, bucket: str) -> None:
+        super().__init__(words)
+        self.bucket = bucket
+
+
+FAILURES: list[FetchError] = [
+    PermanentError("404 Not Found"),
+    TransientError("timed out waiting for store.internal:8080"),
+    HttpStatusError("403 Forbidden: AccessDenied: Access Denied", 403),
+    UnsafeArchive("archive member '../x' escapes the destination folder"),
+    Refused("403 Forbidden", bucket="models"),
+]
+
+
+def all_subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in {direct, *all_subclasses(direct)}}
+
+
+@pytest.mark.parametrize("error", FAILURES, ids=lambda error: type(error).__name__)
+def test_a_failure_said_about_an_object_keeps_its_kind_and_attributes(error: FetchError) -> None:
+    about = error.about("object wine/m.bin")
+    assert str(about) == f"object wine/m.bin: {error}"
+    assert type(about) is type(error)
+    assert vars(about) == vars(error)
+    assert about.exit_code == error.exit_code
+    assert not str(error).startswith("object")  # the original keeps its words
+    copied = pickle.loads(pickle.dumps(about))
+    assert (type(copied), str(copied), vars(copied)) == (type(about), str(about), vars(about))
+
+
+def test_every_failure_with_its_own_init_is_among_those_tried() -> None:
+    own_init = {
+        cls
+        for cls in all_subclasses(FetchError)
+        if cls.__module__.startswith("vigil.") and "__init__" in vars(cls)
+    }
+    assert own_init, "HttpStatusError at least"
+    assert own_init <= {type(error) for error in FAILURES}
+
+
 @pytest.mark.parametrize("value", ["sha256:" + "AB" * 32, "ab" * 32])
 def test_a_sha256_may_be_prefixed_and_in_any_case(value: str) -> None:
     assert checked_sha256(value) == "ab" * 32
@@ -102,6 +154,15 @@ def test_the_termination_message_is_cut_to_what_kubernetes_keeps(tmp_path: Path)
     kept = target.read_text()
     assert len(kept.encode()) <= TERMINATION_MESSAGE_BYTES
     assert set(kept) == {"é"}  # never half a character
+
+
+def test_a_termination_message_naming_a_path_that_is_no_utf8_is_written_escaped(
+    tmp_path: Path,
+) -> None:
+    # An archive member from a Latin-1 system: its name's byte 0xE8 arrives as a surrogate.
+    target = tmp_path / "termination-log"
+    write_termination_message("m.tar.gz: cannot write out/mod\udce8le/w.bin: No space", str(target))
+    assert target.read_text() == "m.tar.gz: cannot write out/mod\\udce8le/w.bin: No space"
 
 
 def test_without_a_container_s_termination_log_none_is_created(

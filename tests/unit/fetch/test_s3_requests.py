@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -131,6 +132,21 @@ def test_a_listing_gives_objects_without_folder_markers_and_its_continuation() -
     assert page.next_token == "abc="
     last = parse_listing(LISTING.replace(b"<IsTruncated>true", b"<IsTruncated>false"))
     assert last.next_token is None
+
+
+def test_listed_keys_and_the_continuation_keep_their_blanks() -> None:
+    keys = ["wine/a  b.bin", "wine/v1 ", "wine/ lead.bin", "wine/tab\there.bin", "wine/x\ny"]
+    contents = "".join(f"<Contents><Key>{escape(k)}</Key><Size>1</Size></Contents>" for k in keys)
+    body = (
+        "<ListBucketResult><IsTruncated> true\n</IsTruncated>"
+        f"{contents}<NextContinuationToken> a  b=\t</NextContinuationToken></ListBucketResult>"
+    )
+    page = parse_listing(body.encode())
+    assert [obj.key for obj in page.objects] == keys
+    assert page.next_token == " a  b=\t"
+    # An error's words are still read on one line.
+    error = b"<Error><Code> AccessDenied </Code><Message>Access\n   Denied</Message></Error>"
+    assert describe_error(403, "Forbidden", error) == "403 Forbidden: AccessDenied: Access Denied"
 
 
 def test_keys_under_a_prefix_land_inside_the_folder_or_are_refused() -> None:
