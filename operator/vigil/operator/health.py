@@ -367,7 +367,7 @@ class HealthLoop:
             revision = status["stable"]["revision"]
             try:
                 settings = monitoring_settings(view.spec)
-            except (ValueError, TypeError) as error:
+            except (ValueError, KeyError, TypeError) as error:
                 log.warning("%s/%s: monitoring settings unusable: %s", namespace, name, error)
                 continue
             pods = tuple(

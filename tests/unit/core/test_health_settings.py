@@ -103,3 +103,16 @@ def test_no_figures_ever_are_not_marked_stale() -> None:
     unavailable = HealthReport(verdict="MetricsUnavailable", requests=0, message="down")
     first = next_health(None, unavailable, POLICY, "t0")
     assert next_health(first, unavailable, POLICY, "t1") == first
+
+
+@pytest.mark.parametrize(
+    "rollout",
+    [
+        {"tweak": {"steps": [{"canary": {"duration": "1m"}}]}},  # no weight: KeyError
+        {"analysis": {"confidence": 1, "minRequests": 7}},
+    ],
+)
+def test_a_rollout_the_operator_cannot_use_leaves_monitoring_its_defaults(rollout: dict) -> None:
+    # The rollout waits for a fix (rollout.problem); the model is judged meanwhile.
+    settings = monitoring_settings({"monitoring": {"window": "1m"}, "rollout": rollout})
+    assert settings.policy.window_seconds == 60 and settings.policy.min_requests == 50

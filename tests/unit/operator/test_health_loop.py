@@ -808,6 +808,21 @@ async def test_one_model_that_cannot_be_evaluated_leaves_the_others_judged(
     assert "health" not in loop.status("broken")
 
 
+async def test_a_rollout_the_operator_cannot_use_leaves_every_model_judged(loop: Loop) -> None:
+    # A canary step without its weight (an older schema let it in): the KeyError ended the
+    # whole cycle, no model judged; the rollout waits for a fix, monitoring goes on.
+    broken = md("broken", "r2")
+    broken["spec"]["rollout"] = {"tweak": {"steps": [{"canary": {"duration": "1m"}}]}}
+    loop.add(broken, pod("broken-a", "broken", "r2", "10.0.0.2"))
+    loop.add(md(), pod("wine-a"))
+    direct = loop._source(("direct", ""))
+    direct.windows[("ml", "broken", "r2")] = GOOD
+    direct.windows[("ml", "wine", "r1")] = GOOD
+    result = await loop.cycle()
+    assert result.evaluated == 2 and result.written == 2
+    assert loop.condition("Healthy", "broken")["status"] == "True"
+
+
 async def test_a_reference_no_model_reads_any_more_is_let_go(loop: Loop) -> None:
     body = with_reference(loop)
     await loop.cycle()

@@ -95,6 +95,14 @@ def _reported(parse: Callable[[], Any], default: Any) -> Any:
         return replace(default, problem=str(error) or type(error).__name__)
 
 
+def rollout_or_defaults(spec: Mapping[str, Any]) -> RolloutSpec:
+    """``spec.rollout``; where the operator cannot use it, its defaults with ``problem``
+    saying why (the rollout waits for a fix; monitoring and status go on)."""
+    return _reported(
+        lambda: parse_rollout(_mapping(spec.get("rollout"), "spec.rollout")), RolloutSpec()
+    )
+
+
 def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
     """Turn `.spec` into typed values, applying the CRD's defaults.
 
@@ -116,9 +124,7 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
         replicas=replicas,
         config=config,
         monitoring=_monitoring(spec),
-        rollout=_reported(
-            lambda: parse_rollout(_mapping(spec.get("rollout"), "spec.rollout")), RolloutSpec()
-        ),
+        rollout=rollout_or_defaults(spec),
         paused=bool(spec.get("paused", DEFAULT_PAUSED)),
     )
 
@@ -485,7 +491,9 @@ def monitoring_settings(spec: Mapping[str, Any] | None) -> MonitoringSettings:
     """``spec.monitoring`` (and ``rollout.analysis.minRequests``) with the CRD's defaults.
 
     For a spec that need not name a model (the health loop reads only these
-    sections). Raises ValueError for a value the schema should have refused.
+    sections). Raises ValueError for a monitoring value the schema should have refused;
+    a rollout the operator cannot use gives its default ``minRequests``: the model is
+    still judged while its rollout waits for a fix.
     """
     raw = _section(spec)
-    return health_settings(_monitoring(raw), parse_rollout(_section(raw.get("rollout"))).analysis)
+    return health_settings(_monitoring(raw), rollout_or_defaults(raw).analysis)
