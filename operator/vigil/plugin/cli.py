@@ -209,13 +209,18 @@ def request(args: argparse.Namespace) -> int:
     if args.wait <= 0:
         return 0
     deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline:
+    while True:
         found = _read(args)
         # Answered (status first, the annotation cleared after), or gone without an answer.
         answered = answer_to(found.get("status"), request_id) is not None
         if answered or body(found).meta.annotations.get(ANNOTATION_REQUEST_ID) != request_id:
             return _report(args, verb, request_id, found)
-        time.sleep(1.0)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        # The last sleep ends at the deadline, and the read after it is the last one: an
+        # answer in the last second is not missed.
+        time.sleep(min(1.0, left))
     print(
         f"modeldeployment/{args.name}: the {verb} request is still pending after {args.wait:g}s "
         "(is the operator running?)",

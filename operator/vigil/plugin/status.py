@@ -22,14 +22,9 @@ from vigil.common import readable
 from vigil.common.objects import Body, body, section
 from vigil.common.times import parse_time
 from vigil.core.health import format_window
-from vigil.core.spec import (
-    HealthPolicy,
-    RolloutSpec,
-    Step,
-    monitoring_settings,
-    outline_spec,
-    parse_rollout,
-)
+from vigil.core.spec import HealthPolicy, RolloutSpec, Step, outline_spec
+from vigil.plugin.reading import event_time, in_order, read_spec
+from vigil.plugin.requests import parse_request
 
 WIDTH = 80
 BAR = 20
@@ -64,22 +59,62 @@ def _get(mapping: Mapping[str, Any] | None, *path: str, default: Any = None) -> 
     return current
 
 
+#: A figure's format: the text of ``value`` with ``extra`` more digits than its own.
+_Shown = Callable[[float, int], str]
+
+#: The most digits a figure or a limit gets beyond its format's own.
+_MORE = 6
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
 def _percent(value: float | None, extra: int = 0) -> str:
     return "-" if value is None else f"{value * 100:.{1 + extra}f}%"
 
 
 def _ms(value: float | None, extra: int = 0) -> str:
-    return "-" if value is None else f"{value * 1000:.{extra}f}ms"
+    return "-" if value is None else readable.milliseconds(value, extra)
 
 
-def _beside(value: float, limit: float | None, shown: Callable[[float, int], str]) -> str:
-    """``value`` as ``shown`` writes it, with more digits while it reads as ``limit`` does:
-    "1.0% <= 1.0% FAIL" would look like a wrong verdict."""
-    text = shown(value, 0)
-    for extra in range(1, 7):
-        if limit is None or value == limit or text != shown(limit, extra - 1):
+def _read_back(text: str) -> float | None:
+    """The number a person reads in ``text`` (None: none, as in "inf")."""
+    found = _NUMBER.match(text)
+    return float(found.group()) if found else None
+
+
+def _exact(limit: float, shown: _Shown) -> int:
+    """The digits beyond ``shown``'s own that ``limit`` needs to read back as itself: a
+    0.25% limit printed "0.2%" makes a right verdict look wrong. Six significant digits
+    pass: a computed limit (stable + margin) has no shorter exact text."""
+    whole = _read_back(shown(limit, _MORE))
+    for extra in range(_MORE):
+        read = _read_back(shown(limit, extra))
+        if read is None or whole is None or math.isclose(read, whole, rel_tol=1e-5):
+            return extra
+    return _MORE
+
+
+def _limit_text(limit: float, shown: _Shown) -> str:
+    return shown(limit, _exact(limit, shown))
+
+
+def _side(a: float, b: float) -> int:
+    return (a > b) - (a < b)
+
+
+def _beside(value: float, limit: float | None, shown: _Shown) -> str:
+    """``value`` as ``shown`` writes it, with more digits while it reads as ``limit`` does or
+    on the other side of it: "1.0% <= 1.0% FAIL" would look like a wrong verdict."""
+    if limit is None or not math.isfinite(value) or not math.isfinite(limit):
+        return shown(value, 0)
+    exact = _exact(limit, shown)
+    extra = exact if shown in _COARSE else 0
+    said = _read_back(shown(limit, exact))
+    text = shown(value, extra)
+    for more in range(extra + 1, extra + _MORE + 1):
+        read = _read_back(text)
+        if read is None or said is None or _side(read, said) == _side(value, limit):
             break
-        text = shown(value, extra)
+        text = shown(value, more)
     return text
 
 
@@ -93,8 +128,10 @@ def _age(at: Any, now: datetime.datetime) -> str:
     if not isinstance(at, str):
         return ""
     moment = parse_time(at)
-    if moment is None:
-        return at
+    return at if moment is None else _since(moment, now)
+
+
+def _since(moment: datetime.datetime, now: datetime.datetime) -> str:
     seconds = max(0, int((now - moment).total_seconds()))
     # Whole units, at least two of them: 119s, then 2m ... 119m, then 2h ... 47h, then 2d.
     unit, length = readable.time_unit(seconds, at_least=2)
@@ -133,9 +170,14 @@ def _ms_or_open(value: float, extra: int = 0) -> str:
     return "inf" if math.isinf(value) else _ms(value, extra)
 
 
+#: Formats coarser than the limits they are read against can be (a tenth of a percent,
+#: whole milliseconds): their figures get the digits the limit needs (0.22% beside 0.25%).
+_COARSE: tuple[_Shown, ...] = (_percent, _ms, _ms_or_open)
+
+
 #: How each rollout gate (vigil.core.judges) reads: label, value and threshold formats,
 #: and the side of the threshold that passes.
-_GATES: dict[str, tuple[str, Callable[[float, int], str], Callable[[float], str], str]] = {
+_GATES: dict[str, tuple[str, _Shown, _Shown, str]] = {
     "errorRate": ("error rate", _percent, _percent, "<="),
     "latencyP95": ("p95 latency", _ms_or_open, _ms, "<="),
     "latencyVsStable": ("P(slower than stable)", _decimals, _general, "<="),
@@ -156,14 +198,13 @@ def _gate_line(gate: Mapping[str, Any], style: _Style) -> str:
     label, value_text, threshold_text, side = _GATES.get(name, (name, _general, _general, ""))
     value, threshold = gate.get("value"), gate.get("threshold")
     low, high = gate.get("low"), gate.get("high")
-    interval = (
-        f"[{value_text(low)}, {value_text(high if high is not None else math.inf)}]"
-        if low is not None
-        else ""
-    )
+    interval = ""
+    if low is not None:
+        ends = (low, high if high is not None else math.inf)
+        interval = f"[{', '.join(_beside(end, threshold, value_text) for end in ends)}]"
     words, colour = _verdict(gate)
     measured = "-" if value is None else _beside(value, threshold, value_text)
-    limit = "-" if threshold is None else f"{side} {threshold_text(threshold)}".strip()
+    limit = "-" if threshold is None else f"{side} {_limit_text(threshold, threshold_text)}".strip()
     return f"  {label:<21} {measured:>7} {interval:<16} {limit:<9} {style(words, colour)}"
 
 
@@ -197,17 +238,16 @@ class _Limits:
     failure_limit: int
     min_agreement: float
     rollout: RolloutSpec
+    #: The spec's sections that cannot be read (their defaults are shown).
+    problems: tuple[str, ...] = ()
 
 
 def _limits(spec: Mapping[str, Any]) -> _Limits:
-    try:
-        health = monitoring_settings(spec).policy
-    except ValueError:
-        health = HealthPolicy()
-    rollout = parse_rollout(section(spec, "rollout"))
-    if rollout.problem:
-        rollout = RolloutSpec()
-    return _Limits(health, rollout.analysis.failure_limit, rollout.analysis.min_agreement, rollout)
+    read = read_spec(spec)
+    analysis = read.rollout.analysis
+    return _Limits(
+        read.policy, analysis.failure_limit, analysis.min_agreement, read.rollout, read.problems
+    )
 
 
 def render(
@@ -222,7 +262,8 @@ def render(
     now = now or datetime.datetime.now(datetime.UTC)
     view = body(md)
     limits = _limits(view.spec)
-    lines = _header(view, style)
+    lines = _header(view, limits, style)
+    lines += _request(view, style, now)
     lines += _revisions(view.status, limits, style, now)
     lines += _health(section(view.status, "health"), limits, style)
     lines += _conditions(view.status, style)
@@ -232,8 +273,9 @@ def render(
     return "\n".join(_clip(line).rstrip() for line in lines)
 
 
-def _header(view: Body, style: _Style) -> list[str]:
-    """Name, phase and Ready, model and replicas, and a spec status does not describe yet."""
+def _header(view: Body, limits: _Limits, style: _Style) -> list[str]:
+    """Name, phase and Ready, model and replicas, a spec status does not describe yet, and
+    the spec's sections that cannot be read."""
     spec, status, meta = view.spec, view.status, view.meta.raw
     ready = _condition(status, "Ready")
     phase = status.get("phase", "Pending")
@@ -257,7 +299,40 @@ def _header(view: Body, style: _Style) -> list[str]:
                 "yellow",
             )
         )
+    for index, problem in enumerate(limits.problems):
+        # The operator cannot act on that section either: the screen judges by defaults.
+        head = "Spec:     " if index == 0 else " " * 10
+        note = f"{problem}: the limits shown are its defaults"
+        lines += [style(line, "yellow") for line in _wrapped(note, head)]
     return lines
+
+
+def _wrapped(text: str, head: str) -> list[str]:
+    """``text`` after ``head``, wrapped within the width under it."""
+    lines = textwrap.wrap(text, WIDTH - len(head)) or [""]
+    return [head + lines[0], *(" " * len(head) + line for line in lines[1:])]
+
+
+def _request(view: Body, style: _Style, now: datetime.datetime) -> list[str]:
+    """A person's request the operator has not answered yet (the annotations), and the last
+    answer (``status.lastRequest``): a refused request is cleared, its reason stays there."""
+    pending = parse_request(view.meta.annotations)
+    last = section(view.status, "lastRequest")
+    lines: list[str] = []
+    # Answered but not cleared yet (the operator clears it after its status write).
+    if pending is not None and not (pending.request_id and pending.request_id == last.get("id")):
+        target = f" for revision {pending.revision}" if pending.revision else ""
+        lines += _wrapped(f"{pending.verb}{target}: not answered yet", "  pending   ")
+        lines.append(f"            id {pending.request_id or '-'}")
+    if last:
+        answer = str(last.get("answer") or "?")
+        when = f" {_age(last.get('at'), now)} ago" if last.get("at") else ""
+        message = f": {last['message']}" if last.get("message") else ""
+        answered = _wrapped(f"{last.get('verb', '?')}: {answer}{when}{message}", "  answered  ")
+        colour = "green" if answer == "Taken" else "red"
+        answered[0] = answered[0].replace(f": {answer}", f": {style(answer, colour)}", 1)
+        lines += [*answered, f"            id {last.get('id') or '-'}"]
+    return ["", style("Request", "bold"), *lines] if lines else []
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
@@ -377,7 +452,7 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
     for label, value, limit, shown in slos:
         ok = None if value is None else value <= limit
         measured = shown(None) if value is None else _beside(value, limit, shown)
-        add(_gate_row(label, measured, f"<= {shown(limit)}", ok, style))
+        add(_gate_row(label, measured, f"<= {_limit_text(limit, shown)}", ok, style))
     drift = health.get("drift") or {}
     threshold = limits.health.drift_threshold
     score = drift.get("score")
@@ -385,7 +460,7 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
         _gate_row(
             f"drift ({drift.get('method', limits.health.drift_method)})",
             "-" if score is None else _beside(score, threshold, _decimals),
-            f"< {threshold:g}",
+            f"< {_limit_text(threshold, _general)}",
             None if score is None else score < threshold,
             style,
         )
@@ -396,7 +471,7 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
             _gate_row(
                 "shadow agreement",
                 _beside(agreement, limits.min_agreement, _decimals),
-                f">= {limits.min_agreement:g}",
+                f">= {_limit_text(limits.min_agreement, _general)}",
                 agreement >= limits.min_agreement,
                 style,
             )
@@ -419,7 +494,9 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
         scale = max(threshold * 2, max(features.values()))
         for name, value in sorted(features.items(), key=lambda item: -item[1])[:12]:
             colour = "red" if value >= threshold else "green"
-            add(f"  {name[:24]:<24} {value:6.3f} {style(_bar(value / scale), colour)}")
+            # A threshold of 0 (the CRD's minimum) and no drift at all: empty bars.
+            filled = value / scale if scale > 0 else 0.0
+            add(f"  {name[:24]:<24} {value:6.3f} {style(_bar(filled), colour)}")
         if len(features) > 12:
             add(style(f"  ... {len(features) - 12} more", "dim"))
     return lines
@@ -438,7 +515,7 @@ def _realized(performance: Mapping[str, Any], limits: _Limits, style: _Style) ->
         value = performance.get(key)
         if value is None:
             continue
-        shown = f"{word} {limit:.4g}" if limit is not None else "-"
+        shown = f"{word} {_limit_text(limit, _general)}" if limit is not None else "-"
         rows.append(
             _gate_row(
                 label,
@@ -499,14 +576,11 @@ def _events(
     if events:
         add("")
         add(style("Events (newest last)", "bold"))
-        ordered = sorted(
-            events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or "")
-        )
-        for event in ordered[-6:]:
-            at = event.get("lastTimestamp") or event.get("eventTime")
+        for event in in_order(events)[-6:]:
+            moment = event_time(event)
             kind = event.get("type", "Normal")
             add(
-                f"  {_age(at, now):>4}  "
+                f"  {'' if moment is None else _since(moment, now):>4}  "
                 f"{style(f'{kind:<8}', 'red' if kind == 'Warning' else 'dim')}"
                 f"{event.get('reason', ''):<17} {event.get('message', '')}"
             )

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ from vigil.plugin.cli import (
     kubectl_output,
     seconds_at_least,
 )
-from vigil.plugin.status import render
+from vigil.plugin.status import WIDTH, render
 
 
 def _kubectl_json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
@@ -46,18 +47,33 @@ def snapshot(args: argparse.Namespace, colour: bool) -> str:
 
 def status(args: argparse.Namespace) -> int:
     colour = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    if args.watch:
+        return watch(args, colour)
     try:
-        if not args.watch:
-            print(snapshot(args, colour))
-            return 0
-        while True:
-            screen = snapshot(args, colour)
-            sys.stdout.write("\033[H\033[2J" + screen + "\n")
-            sys.stdout.flush()
-            time.sleep(args.interval)
+        print(snapshot(args, colour))
     except PluginError as error:
         print(f"vigil status: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def watch(args: argparse.Namespace, colour: bool) -> int:
+    """Refresh until Ctrl-C (vigil.cli returns 130). A kubectl error (the API server
+    restarting, a network blip) is shown above the last screen read, and the next
+    refresh tries again: a watch left open is not ended by one failed read."""
+    screen, read_at = "", ""
+    while True:
+        try:
+            screen, read_at = snapshot(args, colour), time.strftime("%H:%M:%S")
+            shown = screen
+        except PluginError as error:
+            failed = f"vigil status: {error}; retrying every {args.interval:g}s"
+            if screen:
+                failed += f" (the screen below was read at {read_at})"
+            shown = "\n".join(textwrap.wrap(failed, WIDTH)) + (f"\n\n{screen}" if screen else "")
+        sys.stdout.write("\033[H\033[2J" + shown + "\n")
+        sys.stdout.flush()
+        time.sleep(args.interval)
 
 
 def register(subparsers: Any) -> None:

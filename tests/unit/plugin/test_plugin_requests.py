@@ -13,7 +13,9 @@ import pytest
 
 from vigil.cli import main
 from vigil.core.candidate import Request as ManualRequest
-from vigil.plugin.cli import FIELD_MANAGER, annotate_command
+from vigil.plugin import cli as plugin_cli
+from vigil.plugin import status_cli
+from vigil.plugin.cli import FIELD_MANAGER, PluginError, annotate_command
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
@@ -129,10 +131,17 @@ def fake_kubectl(tmp_path, monkeypatch):
         "    if os.environ.get('FAKE_PENDING_ANSWERED'):\n"
         "        obj['status'] = {'lastRequest': {'id': 'id-of-theirs', 'answer': 'Taken'}}\n"
         "    answer = os.environ.get('FAKE_ANSWER')\n"
-        "    placed = [c for c in map(json.loads, open(LOG)) if 'annotate' in c]\n"
-        "    if answer and placed:\n"
-        "        asked = placed[0]\n"
-        "        rid = [a for a in asked if a.startswith('vigil.dev/request-id=')][0]\n"
+        "    calls = [json.loads(line) for line in open(LOG)]\n"
+        "    placed = [c for c in calls if 'annotate' in c]\n"
+        "    # The operator reads the request at this read after it was placed (1: the first);\n"
+        "    # before, it is pending.\n"
+        "    at_read = int(os.environ.get('FAKE_ANSWER_AT_READ', '1'))\n"
+        "    reads = sum('get' in c for c in calls[calls.index(placed[0]) :]) if placed else 0\n"
+        "    if placed:\n"
+        "        rid = [a for a in placed[0] if a.startswith('vigil.dev/request-id=')][0]\n"
+        "    if placed and reads < at_read:\n"
+        "        obj['metadata']['annotations'] = {'vigil.dev/request-id': rid.split('=', 1)[1]}\n"
+        "    elif answer and placed:\n"
         "        last = {'id': rid.split('=', 1)[1], 'answer': answer, 'message': 'why'}\n"
         "        obj['status'] = {'lastRequest': last}\n"
         "        if os.environ.get('FAKE_NOT_CLEARED'):\n"
@@ -366,3 +375,67 @@ def test_a_request_at_an_ended_attempt_names_its_revision(
     _, placed = fake_kubectl()
     assert f"{ANNOTATION_REQUEST_REVISION}=cafe123" in placed
     assert f"{verb} requested for revision cafe123" in capsys.readouterr().out
+
+
+class FakeTime:
+    """A clock that only sleeps move; Ctrl-C after ``interrupt_after`` sleeps, if given."""
+
+    def __init__(self, interrupt_after: int | None = None) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+        self.interrupt_after = interrupt_after
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if self.interrupt_after is not None and len(self.slept) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def strftime(self, pattern: str) -> str:
+        return "12:00:00"
+
+
+def test_cli_wait_reads_once_more_at_the_deadline(fake_kubectl, monkeypatch, capsys):
+    # The answer arrives in the last second of --wait 1: the read at the deadline sees it.
+    clock = FakeTime()
+    monkeypatch.setattr(plugin_cli, "time", clock)
+    monkeypatch.setenv("FAKE_ANSWER", "Taken")
+    monkeypatch.setenv("FAKE_ANSWER_AT_READ", "2")
+    assert main(["pause", "wine", "-n", "ml", "--wait", "1"]) == 0
+    assert "the operator took the pause request: why" in capsys.readouterr().out
+    assert clock.slept == [1.0]
+
+
+def test_cli_wait_sleeps_no_further_than_the_deadline(fake_kubectl, monkeypatch, capsys):
+    clock = FakeTime()
+    monkeypatch.setattr(plugin_cli, "time", clock)
+    monkeypatch.setenv("FAKE_ANSWER_AT_READ", "9")  # pending all along
+    assert main(["pause", "wine", "-n", "ml", "--wait", "2.5"]) == 1
+    assert clock.slept == [1.0, 1.0, 0.5]
+    assert [call[1] for call in fake_kubectl()] == ["get", "annotate", "get", "get", "get", "get"]
+    assert "the pause request is still pending after 2.5s" in capsys.readouterr().err
+
+
+def test_status_watch_shows_a_kubectl_error_and_keeps_refreshing(monkeypatch, capsys):
+    screens = iter(["screen 1", PluginError("Unable to connect to the server"), "screen 3"])
+
+    def snapshot(args: argparse.Namespace, colour: bool) -> str:
+        found = next(screens)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    clock = FakeTime(interrupt_after=2)
+    monkeypatch.setattr(status_cli, "snapshot", snapshot)
+    monkeypatch.setattr(status_cli, "time", clock)
+    assert main(["status", "wine", "--watch"]) == 130  # Ctrl-C
+    drawn = capsys.readouterr().out.split("\033[H\033[2J")[1:]
+    assert drawn == [
+        "screen 1\n",
+        "vigil status: Unable to connect to the server; retrying every 2s (the screen\n"
+        "below was read at 12:00:00)\n\nscreen 1\n",
+        "screen 3\n",
+    ]

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import base64
 import dataclasses
 import functools
 import importlib.util
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from vigil.core import metric_names as names
 from vigil.core.metric_names import total
 from vigil.metrics.prometheus import group_matrices
+from vigil.plugin.report import cli as report_cli
+from vigil.plugin.report import sources as report_sources
 from vigil.plugin.report.figures import Context, build
 from vigil.plugin.report.page import BOTTOM, HEIGHT, TOP, Colours, line_chart, render
 from vigil.plugin.report.sources import choose_step, from_scrapes
@@ -201,3 +208,91 @@ def test_a_pod_whose_metrics_cannot_be_read_is_noted_and_the_rest_counted() -> N
     )
     assert measured.points[1000.0]["r1"].pods == 1
     assert any("wine-r1-1" in note and "not read" in note for note in measured.notes)
+
+
+def test_the_direct_sources_header_says_what_a_point_is() -> None:
+    # Not "each point: a 1s window every 0ms": one reading of counters per revision.
+    page = render(_numbers())
+    assert "one point per revision: counters since each sidecar started" in page
+    assert "window every" not in page
+
+
+def test_a_spec_the_operator_cannot_read_is_reported_with_the_defaults() -> None:
+    spec = {
+        **MD["spec"],
+        "rollout": {
+            "analysis": {"confidence": 1},
+            "replacement": {"steps": [{"canary": {"duration": "5m"}}]},
+        },
+        "monitoring": {"window": "10m", "metrics": {"source": "prometheus"}},  # no URL
+    }
+    md = {**MD, "spec": spec}
+    measured = from_scrapes({"r1": [("wine-r1-0", _sidecar_text(0.0))]}, now=1000.0, progress=print)
+    numbers = build(Context(md, (), _wine()[1], generated_at=1000.0), measured)
+    notes = " ".join(numbers["notes"])
+    assert "spec.rollout cannot be read (spec.rollout.analysis.confidence 1" in notes
+    assert "spec.monitoring cannot be read (spec.monitoring.metrics.prometheusURL" in notes
+    assert numbers["thresholds"]["driftThreshold"] == 0.2  # the default
+    args = argparse.Namespace(direct=False, prometheus=None)
+    assert report_cli._prometheus_url(args, md) is None  # the sidecars, directly
+
+
+def _context_with(monkeypatch: pytest.MonkeyPatch, configmap: dict[str, Any]) -> Context:
+    md = {**MD, "spec": {**MD["spec"], "monitoring": {"reference": _REFERENCE}}}
+    monkeypatch.setattr(report_cli, "read_model_and_events", lambda args: (md, []))
+    monkeypatch.setattr(report_cli, "_json", lambda args, *command: configmap)
+    return report_cli._context(argparse.Namespace(name="wine"))
+
+
+_REFERENCE = {"configMapKeyRef": {"name": "wine-profile", "key": "profile.json"}}
+
+
+def test_the_reference_profile_is_read_from_binary_data_too(monkeypatch) -> None:
+    # As the operator reads it (Body.value): a profile stored as bytes is a profile.
+    text = _wine()[1].to_json().encode()
+    binary = {"binaryData": {"profile.json": base64.b64encode(text).decode()}}
+    context = _context_with(monkeypatch, binary)
+    assert context.profile is not None and context.notes == ()
+    context = _context_with(monkeypatch, {"data": {"other.json": "{}"}})
+    assert context.profile is None
+    assert context.notes == ("reference profile wine-profile: no key profile.json",)
+
+
+def test_an_unreachable_prometheus_stops_every_query_before_the_session_closes(
+    monkeypatch,
+) -> None:
+    # A query still running after close() opened a new session: "Unclosed client session".
+    class Source:
+        def __init__(self, url: str, timeout_seconds: float) -> None:
+            self.closed = False
+            self.calls = 0
+            self.after_close = 0
+            sources.append(self)
+
+        async def query_range(self, *args: Any) -> list[dict[str, Any]]:
+            return await self._answer()
+
+        async def query(self, *args: Any) -> list[dict[str, Any]]:
+            return await self._answer()
+
+        async def _answer(self) -> list[dict[str, Any]]:
+            self.calls += 1
+            self.after_close += self.closed
+            if self.calls == 1:
+                raise RuntimeError("prometheus http://nowhere: cannot connect")
+            await asyncio.sleep(0.01)
+            self.after_close += self.closed
+            return []
+
+        async def close(self) -> None:
+            self.closed = True
+            await asyncio.sleep(0.05)
+
+    sources: list[Source] = []
+    monkeypatch.setattr(report_sources, "PrometheusSource", Source)
+    query = report_sources.from_prometheus(
+        "http://nowhere", "ml", "wine", start=0, end=60, step=5, window_seconds=30, progress=print
+    )
+    with pytest.raises(RuntimeError, match="cannot connect"):
+        asyncio.run(query)
+    assert sources[0].closed and sources[0].after_close == 0

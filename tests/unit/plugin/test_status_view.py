@@ -233,3 +233,148 @@ def test_a_running_rollout_keeps_its_candidate_line_marker_and_traffic() -> None
     screen = render(MD, EVENTS, now=NOW)
     assert "candidate  9b1e4d0  v3      replacement   failed checks 1/2\n\n" in screen
     assert "✘" not in screen and "► 3 canary 20%" in screen and "Traffic" in screen
+
+
+def _with(**health: Any) -> dict[str, Any]:
+    """The fixture with an SLO of 0.25% errors and a p95 of 12.5ms, and these health figures."""
+    md = json.loads(json.dumps(MD))
+    md["spec"]["monitoring"]["slo"] = {"maxErrorRate": 0.0025, "maxLatencyP95": "12.5ms"}
+    md["status"]["health"].update(health)
+    return md
+
+
+def test_a_limit_prints_every_digit_it_has_and_its_figures_read_on_their_side_of_it() -> None:
+    # "0.22% [0.2%, 0.2%] <= 0.2% pass" and "12.3ms <= 12ms ok" read as wrong verdicts.
+    md = _with(errorRate=0.0022, latencyP95=0.0123)
+    md["status"]["candidate"]["gates"] = [
+        {
+            "name": "errorRate",
+            "verdict": "pass",
+            "value": 0.0022,
+            "low": 0.0019,
+            "high": 0.0024,
+            "threshold": 0.0025,
+        },
+        {
+            "name": "latencyP95",
+            "verdict": "pass",
+            "value": 0.0123,
+            "low": 0.0121,
+            "high": 0.0124,
+            "threshold": 0.0125,
+        },
+        # An interval end just above the limit must not read as under it ("0.2%").
+        {
+            "name": "errorRate",
+            "verdict": "undecided",
+            "value": 0.002,
+            "low": 0.0015,
+            "high": 0.00246,
+            "threshold": 0.0024,
+        },
+    ]
+    screen = render(md, EVENTS, now=NOW)
+    gates = screen[screen.index("Gates (") : screen.index("Health ")]
+    assert re.search(r"error rate\s+0\.22% \[0\.19%, 0\.24%\]\s+<= 0\.25%\s+pass", gates)
+    assert re.search(r"p95 latency\s+12\.3ms \[12\.1ms, 12\.4ms\] <= 12\.5ms pass", gates)
+    assert re.search(r"error rate\s+0\.20% \[0\.15%, 0\.25%\]\s+<= 0\.24%\s+undecided", gates)
+    assert re.search(r"error rate\s+0\.22%\s+<= 0\.25%\s+ok", screen)
+    assert re.search(r"p95 latency\s+12\.3ms\s+<= 12\.5ms\s+ok", screen)
+    assert max(len(line) for line in screen.splitlines()) <= 80
+
+
+def test_a_p95_under_a_millisecond_reads_from_its_first_digit() -> None:
+    md = _with(latencyP95=0.0004)
+    md["spec"]["monitoring"]["slo"]["maxLatencyP95"] = "0.5ms"
+    assert re.search(r"p95 latency\s+0\.4ms\s+<= 0\.5ms\s+ok", render(md, EVENTS, now=NOW))
+
+
+def test_a_spec_the_operator_cannot_read_shows_the_defaults_and_says_so() -> None:
+    md = json.loads(json.dumps(MD))
+    md["spec"]["rollout"]["replacement"]["steps"][2] = {"canary": {"duration": "5m"}}  # no weight
+    md["spec"]["rollout"]["analysis"]["failureLimit"] = 4
+    screen = render(md, EVENTS, now=NOW)
+    assert "Spec:     spec.rollout cannot be read ('weight'): the limits shown are its" in screen
+    assert "failed checks 1/2" in screen and "Steps (" not in screen  # the defaults'
+    md = json.loads(json.dumps(MD))
+    md["spec"]["rollout"]["analysis"]["confidence"] = 1
+    md["spec"]["monitoring"]["drift"]["confidence"] = 1
+    lines = render(md, EVENTS, now=NOW).splitlines()
+    notes = " ".join(line.strip() for line in lines[4:8])
+    assert "spec.rollout cannot be read (spec.rollout.analysis.confidence 1 must" in notes
+    assert "spec.monitoring cannot be read (spec.monitoring.drift.confidence 1" in notes
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_a_pending_request_and_the_last_answer_show_with_their_ids() -> None:
+    # The refusal of a second request sends the person here (kubectl vigil status).
+    md = json.loads(json.dumps(MD))
+    md["metadata"]["annotations"] = {
+        "vigil.dev/request": "pause",
+        "vigil.dev/request-id": "0b6f",
+        "vigil.dev/request-revision": "9b1e4d0",
+    }
+    md["status"]["lastRequest"] = {
+        "id": "5c1e",
+        "verb": "promote",
+        "answer": "Refused",
+        "message": "no rollout with steps under way",
+        "at": "2026-11-26T07:59:00Z",
+    }
+    lines = render(md, EVENTS, now=NOW).splitlines()
+    at = lines.index("Request")
+    assert lines[at + 1 : at + 5] == [
+        "  pending   pause for revision 9b1e4d0: not answered yet",
+        "            id 0b6f",
+        "  answered  promote: Refused 60s ago: no rollout with steps under way",
+        "            id 5c1e",
+    ]
+    # Answered, not cleared yet: one answer, nothing pending.
+    md["metadata"]["annotations"]["vigil.dev/request-id"] = "5c1e"
+    screen = render(md, EVENTS, now=NOW)
+    assert "pending" not in screen and "answered  promote: Refused" in screen
+    assert "Request" not in render(MD, EVENTS, now=NOW)
+
+
+def test_drift_bars_with_a_threshold_of_zero_and_no_drift() -> None:
+    md = json.loads(json.dumps(MD))
+    md["spec"]["monitoring"]["drift"] = {"method": "psi", "threshold": 0}  # the CRD's minimum
+    md["status"]["health"]["drift"] = {
+        "method": "psi",
+        "score": 0.0,
+        "features": {"alcohol": 0.0, "proline": 0.0},
+    }
+    screen = render(md, EVENTS, now=NOW)
+    assert f"  alcohol                   0.000 {'░' * 20}" in screen
+
+
+def test_events_of_one_second_keep_their_order() -> None:
+    # As the API server lists them: by name, lastTimestamp cut to the second.
+    events = [
+        {
+            "metadata": {"name": "wine.0a1f"},
+            "type": "Normal",
+            "reason": "RolloutStarted",
+            "message": "second",
+            "lastTimestamp": "2026-11-26T07:58:00Z",
+            "eventTime": "2026-11-26T07:58:00.912000Z",
+        },
+        {
+            "metadata": {"name": "wine.7c3e"},
+            "type": "Normal",
+            "reason": "RolloutRetried",
+            "message": "first",
+            "lastTimestamp": "2026-11-26T07:58:00Z",
+            "eventTime": "2026-11-26T07:58:00.104000Z",
+        },
+        {"type": "Normal", "reason": "Old", "message": "third", "lastTimestamp": "07:00"},
+        {
+            "type": "Normal",
+            "reason": "Older",
+            "message": "zeroth",
+            "firstTimestamp": "2026-11-26T07:57:59Z",
+        },
+    ]
+    screen = render(MD, events, now=NOW)
+    listed = screen[screen.index("Events (newest last)") :].splitlines()[1:5]
+    assert [line.split()[-1] for line in listed] == ["third", "zeroth", "first", "second"]

@@ -21,13 +21,14 @@ from typing import Any
 
 from vigil.common.objects import body, section
 from vigil.common.readable import duration
-from vigil.core.spec import SOURCE_PROMETHEUS, monitoring_settings, outline_spec, parse_duration
+from vigil.core.spec import SOURCE_PROMETHEUS, ConfigMapKeyRef, outline_spec, parse_duration
 from vigil.plugin.cli import PluginError, add_target_arguments, kubectl_output
+from vigil.plugin.reading import read_spec
 from vigil.plugin.report.figures import Context, Measured, build
 from vigil.plugin.report.page import render
 from vigil.plugin.report.sources import choose_step, from_prometheus, from_scrapes
 from vigil.plugin.status_cli import _kubectl_json, read_model_and_events
-from vigil.profile import ProfileError, parse_profile
+from vigil.profile import ProfileError, ReferenceProfile, parse_profile
 
 LABEL_MODEL_DEPLOYMENT = "vigil.dev/model-deployment"
 LABEL_REVISION = "vigil.dev/revision"
@@ -42,6 +43,15 @@ def _json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
     return _kubectl_json(args, *command)
 
 
+def _profile(args: argparse.Namespace, ref: ConfigMapKeyRef) -> ReferenceProfile:
+    """The reference profile, from ``data`` or ``binaryData`` as the operator reads it
+    (vigil.operator.health); what is wrong with it as a ProfileError or PluginError."""
+    text = body(_json(args, "get", "configmap", ref.name)).value(ref.key)
+    if text is None:
+        raise ProfileError(f"no key {ref.key}")
+    return parse_profile(text)
+
+
 def _context(args: argparse.Namespace) -> Context:
     _progress(f"reading modeldeployment/{args.name}")
     md, events = read_model_and_events(args)
@@ -51,8 +61,7 @@ def _context(args: argparse.Namespace) -> Context:
     ref = outline_spec(view.meta.name, view.spec).reference
     if ref is not None:
         try:
-            configmap = _json(args, "get", "configmap", ref.name)
-            profile = parse_profile(str(body(configmap).data.get(ref.key, "")))
+            profile = _profile(args, ref)
         except (PluginError, ProfileError) as error:
             notes.append(f"reference profile {ref.name}: {error}")
     else:
@@ -65,7 +74,7 @@ def _prometheus_url(args: argparse.Namespace, md: dict[str, Any]) -> str | None:
         return None
     if args.prometheus:
         return str(args.prometheus)
-    settings = monitoring_settings(body(md).spec)
+    settings = read_spec(body(md).spec).settings
     if settings.source == SOURCE_PROMETHEUS and settings.prometheus_url:
         return settings.prometheus_url
     return None
@@ -112,9 +121,8 @@ def measure(args: argparse.Namespace, context: Context) -> Measured:
         return _direct(args, context)
     end = time.time()
     start = end - args.since
-    settings = monitoring_settings(body(md).spec)
     step = args.step or choose_step(end - start)
-    window = args.window or settings.policy.window_seconds
+    window = args.window or read_spec(body(md).spec).policy.window_seconds
     window = max(window, step)
     _progress(
         f"prometheus {url}: {duration(end - start)} every {duration(step)}, "

@@ -25,12 +25,12 @@ from vigil.core.spec import (
     RolloutPolicy,
     SpecError,
     Step,
-    monitoring_settings,
     outline_spec,
     parse_spec,
 )
 from vigil.core.vocabulary import Outcome
 from vigil.core.window import RevisionWindow
+from vigil.plugin.reading import event_time, in_order, read_spec
 from vigil.profile import OTHER, FeatureProfile, ReferenceProfile
 
 SCHEMA = "vigil.dev/report/v1"
@@ -49,6 +49,7 @@ class Measured:
     totals: Mapping[str, RevisionWindow]
     start: float
     end: float
+    #: 0: one point, no sliding windows (the direct source).
     step: float
     window_seconds: float
     source: str
@@ -295,20 +296,19 @@ def _by_revision(measured: Measured, revision: str) -> list[tuple[float, Revisio
 
 
 def _events(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Oldest first, as the status view lists them."""
     out = []
-    for event in events:
-        at = parse_unix(
-            event.get("eventTime") or event.get("lastTimestamp") or event.get("firstTimestamp")
-        )
+    for event in in_order(events):
+        moment = event_time(event)
         out.append(
             {
-                "at": at,
+                "at": None if moment is None else moment.timestamp(),
                 "type": event.get("type"),
                 "reason": event.get("reason"),
                 "message": event.get("message"),
             }
         )
-    return sorted(out, key=lambda e: e["at"] or 0.0)
+    return out
 
 
 def _policy(md: Mapping[str, Any], change: str) -> RolloutPolicy | None:
@@ -413,13 +413,18 @@ def _ground_truth(
     }
 
 
+def _spec_notes(problems: Sequence[str]) -> list[str]:
+    # The operator cannot use such a section either; the report judges by its defaults.
+    return [f"{problem}: the report uses its defaults" for problem in problems]
+
+
 def build(context: Context, measured: Measured) -> dict[str, Any]:
     """Every number of the report (JSON-ready: no NaN, no infinity)."""
     md = context.model_deployment
     obj = body(md)
-    settings = monitoring_settings(obj.spec)
+    read = read_spec(obj.spec)
     outline = outline_spec(obj.meta.name, obj.spec)
-    policy = settings.policy
+    policy = read.policy
     profile = context.profile
     reports = _evaluate_all(measured, profile, policy)
     revisions = _revisions(md, measured)
@@ -444,7 +449,7 @@ def build(context: Context, measured: Measured) -> dict[str, Any]:
             "window": measured.window_seconds,
         },
         "source": measured.source,
-        "notes": [*context.notes, *measured.notes],
+        "notes": [*context.notes, *_spec_notes(read.problems), *measured.notes],
         "thresholds": {
             "driftMethod": policy.drift_method,
             "driftWarning": policy.drift_warning,

@@ -632,6 +632,13 @@ document.querySelectorAll('.legend [data-revision]').forEach(function (item) {
 """
 
 
+def _points(span: Mapping[str, Any]) -> str:
+    """What one point of the charts covers."""
+    if span["step"] <= 0:  # the direct source: one reading of counters, no windows
+        return "one point per revision: counters since each sidecar started"
+    return f"each point: a {duration(span['window'])} window every {duration(span['step'])}"
+
+
 def _header(data: Mapping[str, Any]) -> str:
     md = data["modelDeployment"]
     span = data["range"]
@@ -643,7 +650,7 @@ def _header(data: Mapping[str, Any]) -> str:
     ]
     reading = [
         f"{_when(span['start'])} to {_when(span['end'])}",
-        f"each point: a {duration(span['window'])} window every {duration(span['step'])}",
+        _points(span),
         f"source {data['source']}",
         f"generated {_when(data['generatedAt'])}",
     ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from vigil.core.window import (
@@ -82,7 +82,7 @@ async def from_prometheus(
 
     span = max(end - start, step)
     try:
-        answers = await asyncio.gather(
+        answers = await _all(
             *(run(ranged(family_query(f, window_seconds, where)), f) for f in families),
             run(ranged(pods_query(where)), "pods"),
             *(run(instant(family_query(f, span, where)), f"{f} (range)") for f in families),
@@ -117,6 +117,19 @@ async def from_prometheus(
         window_seconds=window_seconds,
         source=f"prometheus {url}",
     )
+
+
+async def _all(*queries: Coroutine[Any, Any, list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """Every answer, in order; on the first error the other queries are cancelled and have
+    ended before it is raised: one left running would open a new session after close()."""
+    tasks = [asyncio.ensure_future(query) for query in queries]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _as_matrix(vector: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
