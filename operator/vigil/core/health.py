@@ -225,7 +225,7 @@ def judge_drift(
         over = measured.bounds(alpha, policy.drift_threshold, interval=False)
         if over.p_above <= alpha:
             levels[name] = "threshold"
-        elif name in drifted and over.p_below > alpha:
+        elif name in drifted and over.p_below > alpha and not _clears(measured, alpha, policy):
             levels[name] = "threshold"
             held.add(name)
         elif measured.bounds(alpha, policy.drift_warning, interval=False).p_above <= alpha:
@@ -233,6 +233,14 @@ def judge_drift(
         else:
             levels[name] = "none"
     return DriftJudgement({name: m.estimate for name, m in found.items()}, levels, frozenset(held))
+
+
+def _clears(measured: drift.Divergence, alpha: float, policy: HealthPolicy) -> bool:
+    """Whether a held feature not surely under the threshold clears anyway: where no window
+    of these rows could be (an estimate of 0 would not; a small reference caps the rows
+    that count), its estimate back under the warning is the best it can show."""
+    best = replace(measured, corrected=0.0).bounds(alpha, policy.drift_threshold, interval=False)
+    return best.p_below > alpha and measured.estimate < policy.drift_warning
 
 
 def _rows_needed(reference: ReferenceProfile) -> int:

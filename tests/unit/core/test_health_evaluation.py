@@ -375,6 +375,26 @@ class TestDriftNearTheThreshold:
         assert report.verdict == "Healthy" and report.drift_level == "none"
         assert "over" not in health_status(report, POLICY, "2026-12-06T00:00:00Z")["drift"]
 
+    def test_where_no_window_could_be_surely_under_the_estimate_under_the_warning_clears_it(
+        self, reference_data
+    ) -> None:
+        # A reference of 178 rows (the wine data set) caps the rows that count: even an
+        # estimate of 0 is never surely under 0.2, and the hold never ended (seen end to end:
+        # "psi 0.00 not surely < 0.2 ..., held until it is").
+        small = build_profile(
+            reference_data[:178],
+            feature_names=FEATURES,
+            predictions=(reference_data[:178, 0] > 10).astype(int),
+            model_name="m",
+            model_version="1",
+        )
+        normal = window_for(small, live_sample(reference_data)[:450])
+        cleared = evaluate(normal, small, POLICY, drifted=frozenset({"alcohol"}))
+        assert cleared.verdict == "Healthy" and cleared.drift_features["alcohol"] < 0.1
+        shifted = window_for(small, live_sample(reference_data, shift={0: 1.0})[:450])
+        held = evaluate(shifted, small, POLICY, drifted=frozenset({"alcohol"}))
+        assert held.verdict == "DriftDetected"
+
     def test_a_feature_surely_over_beside_a_held_one_is_named_first(
         self, reference, reference_data
     ) -> None:

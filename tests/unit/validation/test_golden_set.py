@@ -243,7 +243,7 @@ async def test_probabilities_become_the_arg_max(server):
 
 
 async def test_logits_where_labels_were_expected_reproduce_nothing(server):
-    """Any non-whole number read as a score (>= 0.5: class 1): logits passed a label set."""
+    """Any non-whole number read as a score (over 0.5: class 1): logits passed a label set."""
     model, url = server
     model.mode = "logits"
     assert await replay(golden(), url) == GoldenResult(10, 0)
