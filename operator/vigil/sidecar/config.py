@@ -326,9 +326,7 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"protocol: must be one of {PROTOCOLS}, got {s.protocol!r}")
     if s.role not in ROLES:
         raise ConfigError(f"role: must be one of {ROLES}, got {s.role!r}")
-    parts = urlsplit(s.upstream)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"upstream.url: must be http://host:port, got {s.upstream!r}")
+    _check_http_url("upstream.url", s.upstream)
     for name, port in (("listen.port", s.listen_port), ("metrics.port", s.metrics_port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name}: out of range")
@@ -363,15 +361,25 @@ def validate(s: Settings) -> None:
     if not 0 <= sh.percent <= 100:
         raise ConfigError("shadow.percent: must be within 0..100")
     if sh.target:
-        tparts = urlsplit(sh.target)
-        if tparts.scheme != "http" or not tparts.hostname:
-            raise ConfigError(f"shadow.target: must be http://host:port, got {sh.target!r}")
+        _check_http_url("shadow.target", sh.target)
     for key, number in (("tolerance", sh.tolerance), ("relativeTolerance", sh.relative_tolerance)):
         if number is not None and not 0 <= number < math.inf:
             raise ConfigError(f"shadow.{key}: must be a finite number >= 0, got {number}")
     if sh.queue_size < 1 or sh.concurrency < 1 or sh.timeout_seconds <= 0:
         raise ConfigError("shadow: queueSize >= 1, concurrency >= 1, timeout > 0")
     _validate_feedback(s.feedback)
+
+
+def _check_http_url(key: str, url: str) -> None:
+    """``http://host[:port]``, the port within 1..65535: a bad one would otherwise be
+    found at every connection, each request waiting out its timeout for a 504."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port  # ValueError: out of 0..65535, or not a number
+    except ValueError:
+        port = 0
+    if parts.scheme != "http" or not parts.hostname or port == 0:
+        raise ConfigError(f"{key}: must be http://host:port (port 1..65535), got {url!r}")
 
 
 def _validate_feedback(fb: FeedbackSettings) -> None:

@@ -65,7 +65,7 @@ from vigil.sidecar.joinstore import (
     StoredRecord,
 )
 from vigil.sidecar.listening import bound_port
-from vigil.sidecar.monitor import Monitor, holds_scores
+from vigil.sidecar.monitor import MOMENT_LIMIT, Monitor, holds_scores
 
 __all__ = ["DELAY_BUCKETS", "FeedbackMetrics", "FeedbackService", "Label", "parse_labels"]
 
@@ -114,6 +114,9 @@ TASKS = ("classification", "regression")
 #: Labels joined between two yields to the event loop (about 10 us each).
 YIELD_EVERY = 256
 PEER_CACHE_SECONDS = 2.0
+#: A request body must arrive within this (else 408): aiohttp sets no limit, and a client
+#: that stalls mid-upload would hold one of the few request slots for as long as it liked.
+BODY_TIMEOUT_SECONDS = 10.0
 #: A resolver that does not answer must not hold up a feedback request or a shutdown.
 RESOLVE_TIMEOUT_SECONDS = 2.0
 #: The least time one peer gets for a chunk of the handoff (when that much is left):
@@ -183,8 +186,14 @@ def _truth_error(truth: Any, task: str, booleans: bool = True) -> str | None:
         return f"truth longer than {MAX_TRUTH_LENGTH} characters"
     if isinstance(truth, str) and not truth.strip():
         return "truth is blank: no class or number"
-    if task == "regression" and _number(truth) is None:
-        return "truth must be a finite number (regression)"
+    if task == "regression":
+        number = _number(truth)
+        if number is None:
+            return "truth must be a finite number (regression)"
+        if abs(number) >= MOMENT_LIMIT:
+            return (
+                f"truth beyond +-{MOMENT_LIMIT:g} (regression): its error would overflow the sums"
+            )
     if task == "classification" and isinstance(truth, bool) and not booleans:
         return "truth is a boolean but the model's classes are not: send the class"
     if isinstance(truth, float) and not math.isfinite(truth):
@@ -540,9 +549,9 @@ class FeedbackMetrics(Collector):
         )
         yield families.counter_by(
             "vigil_feedback_rejected_requests",
-            "Feedback requests refused: body_too_large (413), too_many_labels (413), "
-            "rate_limited (429), busy (429), bad_request (400), not_a_peer (403), "
-            "leaving (503: handing predictions over at shutdown).",
+            "Feedback requests refused: body_too_large (413), body_timeout (408), "
+            "too_many_labels (413), rate_limited (429), busy (429), bad_request (400), "
+            "not_a_peer (403), leaving (503: handing predictions over at shutdown).",
             "reason",
             self.rejected,
         )
@@ -846,11 +855,19 @@ class FeedbackService:
                 413, "body_too_large", f"body over {self.settings.max_body_bytes} bytes"
             )
         try:
-            raw = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise self._refuse(
                 413, "body_too_large", f"body over {self.settings.max_body_bytes} bytes"
             ) from None
+        except TimeoutError:
+            refused = self._refuse(
+                408, "body_timeout", f"body not received within {BODY_TIMEOUT_SECONDS:g} s"
+            )
+            # A 408 ends the connection (RFC 9110): the rest of the body is no next request.
+            refused.response.force_close()
+            raise refused from None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -929,7 +946,7 @@ class FeedbackService:
         if parsed.invalid:
             self.metrics.count(self.revision, INVALID, len(parsed.invalid))
             tally[INVALID] += len(parsed.invalid)
-        self.monitor.drain()
+        await self.monitor.drain()
         pending: list[_Pending] = []
         for index, label in enumerate(parsed.labels):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
@@ -963,7 +980,9 @@ class FeedbackService:
             # A request that outlived the handoff's wait: the rows went to the peers
             # unlabelled, so marking them here would let a second label join there.
             return ABSENT
-        found = self.store.label(label.key, label.row, at)
+        found = self.store.label(
+            label.key, label.row, at, functools.partial(self._error_problem, label.truth)
+        )
         if found.outcome in (ABSENT, FORGOTTEN):
             return found.outcome
         if found.outcome == JOINED:
@@ -974,6 +993,20 @@ class FeedbackService:
             errors.append(f"{label.request_id}: {found.detail}")
         self.metrics.count(found.revision, found.outcome)
         return found.outcome
+
+    def _error_problem(self, truth: Any, revision: str, prediction: float) -> str:
+        """Why ``truth`` cannot be scored against a regression prediction ("" if it can):
+        an error past MOMENT_LIMIT would turn the error sums infinite for good."""
+        truth_value = _number(truth)
+        if self.tasks.get(revision) != "regression" or truth_value is None:
+            return ""
+        error = prediction - truth_value
+        if abs(error) < MOMENT_LIMIT:  # False for NaN and infinity too
+            return ""
+        return (
+            f"truth {truth_value:g} is {abs(error):g} from the prediction: beyond "
+            f"+-{MOMENT_LIMIT:g}, its square would overflow the error sums"
+        )
 
     def _unjoined(self, item: _Pending, failed: set[str], now: float) -> tuple[str, str]:
         """What a label no pod joined counts as, and against which revision."""
@@ -1033,7 +1066,7 @@ class FeedbackService:
         self, pending: list[_Pending], tally: dict[str, int], errors: list[str]
     ) -> None:
         """Join here what arrived (a handoff) since this pod first looked."""
-        self.monitor.drain()
+        await self.monitor.drain()
         for index, item in enumerate(pending):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
@@ -1126,7 +1159,7 @@ class FeedbackService:
             self.joining -= 1
 
     async def _peer_join(self, labels: list[tuple[Label, float]]) -> web.Response:
-        self.monitor.drain()
+        await self.monitor.drain()
         results: list[list[Any]] = []
         for index, (label, at) in enumerate(labels):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
@@ -1210,7 +1243,7 @@ class FeedbackService:
                 "they count from now on stays on this pod (read only by a scrape after this)",
                 self.joining,
             )
-        self.monitor.drain()
+        await self.monitor.drain()
         records = list(self.store.export())
         self.exported = True
         figures = self.metrics.take_unscraped()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import itertools
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -55,21 +56,173 @@ def clean_id(value: object) -> str | None:
     return text
 
 
+# The pieces of JSON the scan reads, as byte patterns (possessive: linear, no backtracking).
+_WS = rb"[ \t\n\r]*"
+_STRING = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+#: Anything between strings and brackets: numbers, literals, commas, colons, blanks.
+_PLAIN = rb'[^"\[\]{}]*+'
+_FLAT = _PLAIN + rb"(?:" + _STRING + _PLAIN + rb")*+"
+
+
+def _balanced(levels: int) -> bytes:
+    """What lies inside an array or object, nested at most ``levels`` deep: the match
+    stops at the bracket that closes it (or at one opening a value nested deeper)."""
+    inner = _FLAT
+    for _ in range(levels):
+        inner = _FLAT + rb"(?:[\[{]" + inner + rb"[\]}]" + _FLAT + rb")*+"
+    return inner
+
+
+_OPEN = re.compile(_WS + rb"\{")
+_KEY = re.compile(_WS + rb"(" + _STRING + rb")" + _WS + rb":" + _WS, re.DOTALL)
+_STRING_RE = re.compile(_STRING, re.DOTALL)
+#: A top-level number or literal (blanks after it included).
+_LITERAL = re.compile(rb'[^"\[\]{},]*+')
+_SEPARATOR = re.compile(_WS + rb"([,}])")
+_BALANCED = re.compile(_balanced(8), re.DOTALL)
+#: The regex reads at most this much in one go: past it, brackets are counted instead
+#: (between two strings), which crosses a tensor of numbers several times faster.
+_CHUNK = 64 * 1024
+
+
 def body_id(body: bytes) -> str | None:
     """The top-level ``id`` of a JSON request body (OIP and KServe V1), if any.
 
-    A byte search first: most bodies carry no id and are not parsed here (the
-    monitoring task parses them later, off the latency path).
+    A byte search first: most bodies carry no id. Those that do are scanned, not
+    parsed: nested values (tensors, rows) are skipped whole, the scan stops at the
+    first top-level key ``id`` and only its value is decoded; parsing the rest waits
+    for the monitoring task, off the latency path. The same id as parsing the whole
+    body gives, but for a body that is not valid JSON (a parser finds no id in it,
+    the scan may) and a repeated top-level ``id`` (a parser takes the last one).
     """
     if b'"id"' not in body:
         return None
+    opened = _OPEN.match(body)
+    if opened is None:
+        return None
+    pos = opened.end()
+    while True:
+        key = _KEY.match(body, pos)
+        if key is None:  # an empty object, or not JSON
+            return None
+        name, pos = key.group(1), key.end()
+        if name == b'"id"' or (b"\\" in name and _decoded(name) == "id"):
+            return _value_id(body, pos)
+        pos = _after_value(body, pos)
+        if pos < 0:
+            return None
+
+
+def _end(pattern: re.Pattern[bytes], body: bytes, pos: int, endpos: int | None = None) -> int:
+    """Where ``pattern`` (one that also matches nothing) stops reading at ``pos``."""
+    match = pattern.match(body, pos, len(body) if endpos is None else endpos)
+    return match.end() if match is not None else pos
+
+
+def _decoded(name: bytes) -> str | None:
     try:
-        doc = orjson.loads(body)
+        text = orjson.loads(name)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(doc, dict):
+    return text if isinstance(text, str) else None
+
+
+def _value_id(body: bytes, pos: int) -> str | None:
+    """The id the value at ``pos`` gives (a string or an integer), else None."""
+    first = body[pos : pos + 1]
+    if first == b'"':
+        string = _STRING_RE.match(body, pos)
+        if string is None:
+            return None
+        end = string.end()
+    elif first in (b"", b"[", b"{"):
+        return None  # no id: clean_id takes no array or object
+    else:
+        end = _end(_LITERAL, body, pos)
+    try:
+        return clean_id(orjson.loads(body[pos:end]))
+    except orjson.JSONDecodeError:
         return None
-    return clean_id(doc.get("id"))
+
+
+def _after_value(body: bytes, pos: int) -> int:
+    """Where the key after the top-level value at ``pos`` starts; -1 when none follows."""
+    first = body[pos : pos + 1]
+    if first in (b"[", b"{"):
+        return _skip_nested(body, pos)
+    if first == b'"':
+        string = _STRING_RE.match(body, pos)
+        if string is None:
+            return -1
+        end = string.end()
+    else:
+        end = _end(_LITERAL, body, pos)
+    return _next_key(body, end)
+
+
+def _next_key(body: bytes, pos: int) -> int:
+    """Where the key after a top-level value ending at ``pos`` starts; -1: none follows."""
+    separator = _SEPARATOR.match(body, pos)
+    return separator.end() if separator is not None and separator.group(1) == b"," else -1
+
+
+def _skip_nested(body: bytes, pos: int) -> int:
+    """Skip the array or object that opens at ``pos`` (a top-level value): where the
+    next top-level key starts, or -1 when the body ends (or the top-level object
+    closes) first.
+
+    Strings (brackets inside them do not count) and what lies between them go by
+    the regex, up to _CHUNK bytes at a time; a stretch without strings is crossed by
+    counting its brackets. In valid JSON only a comma and blanks, or the object's
+    end, come between a top-level value and the next key.
+    """
+    n = len(body)
+    depth, pos = 1, pos + 1
+    while True:
+        end = _end(_BALANCED, body, pos, min(n, pos + _CHUNK))
+        if end < n and body[end] in b"]}":
+            depth -= 1
+            pos = end + 1
+            if depth == 0:
+                return _next_key(body, pos)
+            continue
+        if end == pos and body[end : end + 1] == b'"':
+            # A string longer than a chunk (or never closed).
+            string = _STRING_RE.match(body, pos)
+            if string is None:
+                return -1
+            pos = string.end()
+            continue
+        # An opening bracket the regex could not close within the chunk, or the
+        # chunk's end: count brackets up to the next string.
+        quote = body.find(b'"', end)
+        stop = n if quote < 0 else quote
+        depth += _depth_change(body, end, stop)
+        if depth <= 0 or quote < 0:
+            # Closed in the stretch: the string ahead is the next key (depth 0), or the
+            # top-level object closed too (below 0).
+            return quote if depth == 0 else -1
+        pos = quote
+
+
+def _depth_change(body: bytes, start: int, stop: int) -> int:
+    """Arrays and objects opened minus closed in ``body[start:stop]`` (no string in it)."""
+    return (
+        _occurrences(body, 0x5B, start, stop)  # [
+        + _occurrences(body, 0x7B, start, stop)  # {
+        - _occurrences(body, 0x5D, start, stop)  # ]
+        - _occurrences(body, 0x7D, start, stop)  # }
+    )
+
+
+def _occurrences(body: bytes, char: int, start: int, stop: int) -> int:
+    """``body.count(char, start, stop)``, counted between the first and the last one only:
+    a tensor of numbers has no braces but the one closing its object (memchr finds those
+    two ends at many times the speed of counting)."""
+    first = body.find(char, start, stop)
+    if first < 0:
+        return 0
+    return body.count(char, first, body.rfind(char, first, stop) + 1)
 
 
 def id_key(request_id: str) -> int:

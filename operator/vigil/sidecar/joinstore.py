@@ -328,12 +328,20 @@ class JoinStore:
 
     # ------------------------------------------------------------ labels
 
-    def label(self, key: int, row: int | None, now: float | None = None) -> Labelled:
+    def label(
+        self,
+        key: int,
+        row: int | None,
+        now: float | None = None,
+        check: Callable[[str, float], str] | None = None,
+    ) -> Labelled:
         """Count a label for one row (``row`` None: the prediction's only row).
 
         Returns ``absent`` when this pod does not hold the id (another may),
         ``forgotten`` when it held it once, ``expired`` when it holds it past
-        the window.
+        the window. ``check`` (revision, prediction) says why the label cannot be
+        scored against the row's prediction ("" when it can): then ``invalid``, and
+        the row stays unlabelled for a corrected label.
         """
         now = self.clock() if now is None else now
         position = self._find(key)
@@ -369,6 +377,10 @@ class JoinStore:
         row_flags = self._flags[i]
         if row_flags & _LABELLED:
             return Labelled(DUPLICATE, revision, served_at)
+        if row_flags & _HAS_PREDICTION and check is not None:
+            problem = check(revision, self._pred[i])
+            if problem:
+                return Labelled(INVALID, revision, served_at, detail=problem)
         self._flags[i] = row_flags | _LABELLED
         if not row_flags & _HAS_PREDICTION:
             return Labelled(NO_PREDICTION, revision, served_at)

@@ -41,7 +41,15 @@ from vigil.sidecar.config import Settings
 from vigil.sidecar.exposition import Families
 from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
-__all__ = ["Exchange", "Monitor", "Recorder", "ReferenceState", "holds_scores", "load_reference"]
+__all__ = [
+    "MOMENT_LIMIT",
+    "Exchange",
+    "Monitor",
+    "Recorder",
+    "ReferenceState",
+    "holds_scores",
+    "load_reference",
+]
 
 log = logging.getLogger("vigil.sidecar")
 BATCH = 256
@@ -221,8 +229,9 @@ def _int_float(value: int) -> float:
 
 
 _LARGEST = sys.float_info.max
-#: The square of a prediction past it overflows the running sum of squares.
-_MOMENT_LIMIT = 1e150
+#: The square of a value past it overflows a running sum of squares (predictions here,
+#: label errors in vigil.sidecar.feedback).
+MOMENT_LIMIT = 1e150
 
 
 def _to_float(value: Any) -> float | None:
@@ -394,6 +403,8 @@ class Monitor(Collector):
         self.queue: deque[Exchange] = deque()
         self.queue_size = settings.queue_size
         self.queued_bytes = 0
+        #: Exchanges taken off the queue so far (each processed before the loop runs on).
+        self.taken = 0
         self.dropped = 0
         self.errors = 0
         self.exchanges = 0
@@ -471,10 +482,17 @@ class Monitor(Collector):
             self.queue.append(exchange)
             self.queued_bytes += size
 
-    def drain(self) -> None:
-        """Process everything queued now (labels must see every prediction answered)."""
-        while self.flush():
-            pass
+    async def drain(self) -> None:
+        """Process everything queued at the call (a label must see every prediction
+        answered before it), yielding between batches as the background task does.
+
+        Exchanges queued meanwhile are left to that task: under steady load the queue
+        never empties, and a drain that waited for it would never end.
+        """
+        target = self.taken + len(self.queue)
+        while self.taken < target and self.flush():
+            if self.taken < target:
+                await asyncio.sleep(0)
 
     # ------------------------------------------------------------ background
 
@@ -512,6 +530,7 @@ class Monitor(Collector):
             return 0
         self.queued_bytes -= size
         n = len(batch)
+        self.taken += n
         try:
             self.process(batch)
         except Exception:  # monitoring must never take the proxy down
@@ -602,7 +621,7 @@ class Monitor(Collector):
         numbers = [
             x
             for x in (_int_float(v) if type(v) is int else v for v in chain(values, scores))
-            if type(x) is float and abs(x) < _MOMENT_LIMIT
+            if type(x) is float and abs(x) < MOMENT_LIMIT
         ]
         if not numbers:
             return

@@ -271,6 +271,9 @@ class _Client(asyncio.Protocol):
         self.counted = False
         self.continued = False
         self.paused = False
+        #: The client does not read its answers (the transport's buffer is over its
+        #: high-water mark): no further request is taken until it does.
+        self.write_blocked = False
         self.closed = False
         self.eof = False  # the client half-closed: close after the answer in flight
         #: Bytes still accepted (and discarded) while lingering; None = not lingering.
@@ -302,11 +305,20 @@ class _Client(asyncio.Protocol):
                 self.close()
             return
         self.buf += data
-        if self.request is None and self.local_task is None:
+        if self.request is None and self.local_task is None and not self.write_blocked:
             self._parse()
         elif len(self.buf) > PIPELINE_BUFFER and not self.paused and self.transport:
             self.paused = True
             self.transport.pause_reading()
+
+    def pause_writing(self) -> None:
+        # Answers the client does not read would pile up here: one per pipelined request.
+        self.write_blocked = True
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        if self.request is None and self.local_task is None:
+            self._resume()
 
     # -------------------------------------------------------------- parsing
 
@@ -314,7 +326,12 @@ class _Client(asyncio.Protocol):
         proxy = self.proxy
         settings = proxy.settings
         for _ in range(10_000):
-            if self.closed or self.request is not None or self.local_task is not None:
+            if (
+                self.closed
+                or self.request is not None
+                or self.local_task is not None
+                or self.write_blocked
+            ):
                 return
             head = self.head
             if head is None:
@@ -342,9 +359,6 @@ class _Client(asyncio.Protocol):
                 self.head, self.continued = head, False
                 proxy.clients[self] = _BUSY
                 self._count()
-                self.timer = proxy.loop.call_later(
-                    settings.upstream_timeout_seconds, self._timed_out
-                )
             endpoint = endpoint_of(settings.protocol, head.method, head.path)
             if head.chunked:
                 chunks = self.chunks
@@ -359,7 +373,7 @@ class _Client(asyncio.Protocol):
                     self._bad_body(endpoint, str(exc), origin_of(head.shadow_copy))
                     return
                 if found is None:
-                    self._maybe_continue(head)
+                    self._await_body(head)
                     return
                 self.chunks = None
                 end, body = found
@@ -367,20 +381,31 @@ class _Client(asyncio.Protocol):
             else:
                 end = head.content_length or 0
                 if len(self.buf) < end:
-                    self._maybe_continue(head)
+                    self._await_body(head)
                     return
                 raw_body = body = bytes(self.buf[:end])
             del self.buf[:end]
             self.head = None
-            # The duration runs from the complete request: a slow upload is the client's time.
-            request = _Request(head, raw_body, body, endpoint, proxy.clock(), self.timer)
+            if self.timer is not None:  # the body's: it has all come
+                self.timer.cancel()
+                self.timer = None
+            # The duration runs from the complete request: a slow upload is the client's
+            # time (bounded by the body's timer); the model server's starts now.
+            request = _Request(head, raw_body, body, endpoint, proxy.clock(), None)
             if endpoint == "infer":
                 request.request_id = proxy.identify(head, body)
-            self.timer = None
+            request.timer = proxy.loop.call_later(
+                settings.upstream_timeout_seconds, self._timed_out
+            )
             self.request = request
             proxy.dispatch(self, request)
 
-    def _maybe_continue(self, head: RequestHead) -> None:
+    def _await_body(self, head: RequestHead) -> None:
+        """The body has not all come: bound the wait (once per request), and ask for it."""
+        if self.timer is None:
+            self.timer = self.proxy.loop.call_later(
+                self.proxy.settings.upstream_timeout_seconds, self._body_timed_out
+            )
         if head.expect_continue and not self.continued and self.transport is not None:
             self.continued = True
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -426,7 +451,7 @@ class _Client(asyncio.Protocol):
             len(resp.body),
             origin_of(head.shadow_copy),
         )
-        if request.endpoint == "infer" and proxy.settings.protocol != "raw":
+        if request.endpoint == "infer":
             proxy.record(request, resp)
         self._next(closing)
 
@@ -451,16 +476,20 @@ class _Client(asyncio.Protocol):
             )
         self._next(closing)
 
+    def _body_timed_out(self) -> None:
+        """The body did not come within the bound: the client's fault, not the model's."""
+        self.timer = None
+        head = self.head
+        if head is None:
+            self._bad_body("other", "not received in time", origin_of(False))
+            return
+        endpoint = endpoint_of(self.proxy.settings.protocol, head.method, head.path)
+        self._bad_body(endpoint, "not received in time", origin_of(head.shadow_copy))
+
     def _timed_out(self) -> None:
+        """The model server did not answer within upstream.timeoutSeconds of the dispatch."""
         request = self.request
-        if request is None:  # still reading the body: the client is too slow
-            self.timer = None
-            head = self.head
-            if head is None:
-                self._bad_body("other", "timed out", origin_of(False))
-            else:
-                endpoint = endpoint_of(self.proxy.settings.protocol, head.method, head.path)
-                self._bad_body(endpoint, "timed out", origin_of(head.shadow_copy))
+        if request is None:  # answered meanwhile (its timer is cancelled then)
             return
         request.timer = None
         if request.upstream is not None:
@@ -481,9 +510,17 @@ class _Client(asyncio.Protocol):
             self.close()
             return
         self.proxy.clients[self] = self.proxy.loop.time()
+        self._resume()
+
+    def _resume(self) -> None:
+        """Go on reading and with the requests pipelined meanwhile, unless the client
+        does not read its answers: then resume_writing does, once it has."""
+        transport = self.transport
+        if self.closed or transport is None or self.write_blocked:
+            return
         if self.paused:
             self.paused = False
-            self.transport.resume_reading()
+            transport.resume_reading()
         if self.buf:
             self._parse()
         if self.eof and self.request is None and self.local_task is None and not self.closed:
@@ -529,10 +566,15 @@ class _Client(asyncio.Protocol):
         """The client finished sending (half-close).
 
         A request in flight still gets its answer, and so do the complete ones
-        pipelined behind it: keep the connection open and close it once none is
-        left (``_next``). Otherwise, and while lingering, close now.
+        pipelined behind it (also those waiting for the client to read earlier
+        answers): keep the connection open and close it once none is left
+        (``_next``). Otherwise, and while lingering, close now.
         """
-        if self.linger_budget is None and (self.request is not None or self.local_task is not None):
+        if self.linger_budget is None and (
+            self.request is not None
+            or self.local_task is not None
+            or (self.write_blocked and self.buf)
+        ):
             self.eof = True
             return True
         return None
@@ -637,6 +679,7 @@ class Proxy:
         self.ids = ids or IdMaker(settings.revision, "")
         self.revision_line = b"X-Vigil-Revision: %s\r\n" % settings.revision.encode("latin-1")
         self._parse_body_id = settings.protocol in ("v2", "v1")
+        self._raw = settings.protocol == "raw"
         self.server: asyncio.Server | None = None
         self.draining = False
         self.in_flight = 0
@@ -781,8 +824,22 @@ class Proxy:
         return request_id
 
     def record(self, request: _Request, resp: Response) -> None:
-        """Queue copies for monitoring and shadowing (after the client has its answer)."""
+        """Queue copies for monitoring and shadowing (after the client has its answer).
+
+        Every answer that carried an id keeps it, also one without a prediction to
+        read (an error, the raw protocol): a label for it then counts as
+        ``no_prediction``, not as ``lost`` (which says the pod went away).
+        """
         head = request.head
+        # A shadow copy's answer never reached a client: nobody labels it here.
+        request_id = "" if head.shadow_copy else request.request_id
+        if self._raw:
+            if request_id and self.monitor.recorder is not None:
+                # Bodies are not read in raw: the id alone is queued, and kept unmonitored.
+                self.monitor.submit(
+                    Exchange(b"", "", None, "", "", "", request_id, time.time(), sampled=False)
+                )
+            return
         ok = 200 <= resp.status < 300
         self.monitor.submit(
             Exchange(
@@ -792,8 +849,7 @@ class Proxy:
                 resp.content_type,
                 head.content_encoding,
                 resp.content_encoding if ok else "",
-                # A shadow copy's answer never reached a client: nobody labels it here.
-                request.request_id if ok and not head.shadow_copy else "",
+                request_id,
                 time.time(),
             )
         )

@@ -1,6 +1,7 @@
 """Settings: documented file schema, precedence, validation, run-time reload."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,29 @@ class TestAFileBeingWritten:
         monkeypatch.setattr(Path, "read_bytes", read_then_truncate)
         assert watcher.check() is True and applied[-1].shadow.percent == 50
         assert watcher.check() is False and watcher.settings.shadow.percent == 50
+
+
+class TestUrlPorts:
+    """A port out of range stops the sidecar at start (exit 2): let through, every request
+    would wait out its timeout for a 504, and readiness fail on 'Port out of range'."""
+
+    @pytest.mark.parametrize("url", ["http://127.0.0.1:80800", "http://m:0", "http://m:x1"])
+    @pytest.mark.parametrize(
+        ("key", "doc"),
+        [
+            ("upstream.url", lambda url: {"upstream": {"url": url}}),
+            ("shadow.target", lambda url: {"shadow": {"target": url}}),
+        ],
+    )
+    def test_a_bad_port_is_refused(self, key, doc, url):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            settings_from_mapping(doc(url))
+
+    def test_from_the_environment_too(self):
+        # main() answers a ConfigError with exit status 2.
+        with pytest.raises(ConfigError, match=r"upstream\.url"):
+            load_settings(None, {}, {"VIGIL_UPSTREAM": "http://127.0.0.1:80800"})
+
+    @pytest.mark.parametrize("url", ["http://127.0.0.1:65535", "http://[::1]:1", "http://m"])
+    def test_ports_in_range_or_left_out_pass(self, url):
+        assert settings_from_mapping({"upstream": {"url": url}}).upstream == url

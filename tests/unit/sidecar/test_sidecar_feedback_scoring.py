@@ -304,3 +304,57 @@ class TestTruthsThatAreNoClass:
         m = await scrape(http, sidecar)
         assert value(m, "vigil_feedback_scored_total") == 0
         assert value(m, "vigil_feedback_labels_total", outcome="invalid") == 2
+
+
+@pytest.fixture
+async def huge_regressor() -> AsyncIterator[OutputModel]:
+    """A regressor answering 1e200 per row: a number whose square no sum holds."""
+    server = OutputModel(
+        lambda n: {"name": "y", "shape": [n], "datatype": "FP64", "data": [1e200] * n}
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class TestErrorsPastTheMomentLimitAreRefused:
+    """One error whose square overflows would keep the squared-error sum at +Inf until the
+    pod restarts (and realized MAE unjudged): such a truth is invalid, and says why."""
+
+    def test_a_regression_truth_past_the_limit_is_invalid(self):
+        doc = {"labels": [{"id": "a", "truth": 1e200}, {"id": "b", "truth": [-1e151, 2.5]}]}
+        parsed = parse_labels(doc, "regression", 10)
+        assert [label.truth for label in parsed.labels] == [2.5]
+        assert len(parsed.invalid) == 2 and all("overflow" in e for e in parsed.invalid)
+        # A class may be any number.
+        assert len(parse_labels(doc, "classification", 10).labels) == 3
+
+    async def test_a_huge_truth_is_counted_invalid_and_the_sums_stay_finite(
+        self, model, start_sidecar, http
+    ):
+        sidecar = await start_sidecar(model.url, feedback=fb(task="regression"))
+        rid, (pred,) = await predict(http, sidecar, [[1.0, 0, 0]])
+        summary = await send(http, sidecar, {"id": rid, "truth": 1e200})
+        assert (summary["invalid"], summary["joined"]) == (1, 0)
+        assert "overflow" in summary["errors"][0]
+        # The row stays unlabelled: the corrected truth joins.
+        summary = await send(http, sidecar, {"id": rid, "truth": pred + 0.5})
+        assert summary["joined"] == 1
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_squared_error_total") == pytest.approx(0.25)
+        assert value(m, "vigil_feedback_labels_total", outcome="invalid") == 1
+
+    async def test_a_truth_whose_error_from_a_huge_prediction_overflows_is_invalid(
+        self, huge_regressor, start_sidecar, http
+    ):
+        sidecar = await start_sidecar(huge_regressor.url, feedback=fb(task="regression"))
+        rid, _ = await predict(http, sidecar, [[1.0, 0, 0]])
+        summary = await send(http, sidecar, {"id": rid, "truth": 3.0})
+        assert (summary["invalid"], summary["joined"]) == (1, 0)
+        assert "from the prediction" in summary["errors"][0]
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_squared_error_total") == 0
+        assert value(m, "vigil_feedback_absolute_error_total") == 0
+        assert value(m, "vigil_feedback_labels_total", outcome="invalid") == 1

@@ -172,3 +172,21 @@ class TestHandoff:
         late.add(5, 1090.0, [1.0], "r1")
         clock.now = 1200.0
         assert late.label(5, None).outcome == EXPIRED
+
+
+class TestCheckedLabels:
+    def test_a_label_its_check_refuses_is_invalid_and_leaves_the_row_unlabelled(self):
+        s = store()
+        s.add(1, 1000.0, [2.0, math.nan], "r1")
+        seen = []
+
+        def refuse(revision: str, prediction: float) -> str:
+            seen.append((revision, prediction))
+            return "too far"
+
+        refused = s.label(1, 0, check=refuse)
+        assert (refused.outcome, refused.detail) == (INVALID, "too far")
+        assert seen == [("r1", 2.0)]
+        assert s.label(1, 0, check=lambda _r, _p: "").outcome == JOINED
+        # No prediction to check a truth against: not asked.
+        assert s.label(1, 1, check=refuse).outcome == NO_PREDICTION and len(seen) == 1

@@ -1,5 +1,6 @@
 """The monitor counts exactly like vigil.core.drift, for small and large batches alike."""
 
+import asyncio
 import gzip
 import json
 import time
@@ -200,7 +201,7 @@ def test_a_huge_integer_is_out_of_range_and_the_batch_is_still_counted(repeats):
     assert sum(c.bins) == 4 + 4 * repeats and c.out_of_range == 2 * repeats
 
 
-def test_large_requests_are_monitored_a_bounded_number_of_bytes_at_a_time(monkeypatch):
+async def test_large_requests_are_monitored_a_bounded_number_of_bytes_at_a_time(monkeypatch):
     # Counted by exchanges alone, 256 batch-scoring requests of megabytes each were parsed
     # in one go on the proxy's event loop (seconds of stall, hundreds of MB).
     from vigil.sidecar import monitor as module
@@ -214,8 +215,69 @@ def test_large_requests_are_monitored_a_bounded_number_of_bytes_at_a_time(monkey
         monitor.submit(Exchange(body, "application/json", None, ""))
     assert monitor.pending == 3000 // len(body) and monitor.dropped == 10 - monitor.pending
     assert monitor.flush() == -(-1000 // len(body))  # whole exchanges up to the budget
-    monitor.drain()
+    await monitor.drain()
     assert monitor.pending == 0 and monitor.queued_bytes == 0
+
+
+def _kept_requests(monkeypatch, n: int) -> tuple[Monitor, list[str]]:
+    """A monitor holding ``n`` queued exchanges kept for labels, one per batch; the ids
+    recorded so far."""
+    from vigil.sidecar import monitor as module
+
+    monkeypatch.setattr(module, "BATCH_BYTES", 1)
+    monitor = _monitor(build_profile(np.arange(100.0).reshape(-1, 1), feature_names=["x"]))
+    kept: list[str] = []
+    monitor.recorder = lambda request_id, _at, _values: kept.append(request_id)
+    body = _one_feature_request([1.0] * 8, "FP64")
+    for i in range(n):
+        monitor.submit(Exchange(body, "application/json", None, "", request_id=f"r{i}"))
+    return monitor, kept
+
+
+async def test_a_drain_lets_other_tasks_run_between_batches(monkeypatch):
+    # A label drains the queue before it joins: in one go, a backlog of batch-scoring
+    # requests held the event loop (every live inference on the pod) for seconds.
+    monitor, kept = _kept_requests(monkeypatch, 6)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    at_batch: list[int] = []
+    flush = monitor.flush
+    monkeypatch.setattr(monitor, "flush", lambda *a: at_batch.append(ticks) or flush(*a))
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    try:
+        await monitor.drain()
+    finally:
+        task.cancel()
+    assert kept == [f"r{i}" for i in range(6)]
+    assert len(at_batch) == 6
+    # The ticker ran between every two batches.
+    assert at_batch == sorted(set(at_batch)), at_batch
+
+
+async def test_a_drain_under_steady_load_ends_once_what_was_queued_is_done(monkeypatch):
+    # What is queued after the drain began is the background task's: a drain waiting for
+    # an empty queue would never end while requests keep coming.
+    monitor, kept = _kept_requests(monkeypatch, 4)
+    body = _one_feature_request([1.0] * 8, "FP64")
+
+    async def traffic() -> None:
+        for i in range(4, 10_000):
+            monitor.submit(Exchange(body, "application/json", None, "", request_id=f"r{i}"))
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(traffic())
+    try:
+        await asyncio.wait_for(monitor.drain(), 30)
+    finally:
+        task.cancel()
+    assert kept[:4] == ["r0", "r1", "r2", "r3"] and len(kept) < 100
 
 
 @pytest.mark.parametrize("repeats", [1, 20])  # the bisect path and the NumPy path

@@ -1,0 +1,181 @@
+"""The body's top-level ``id``: found by a shallow scan, the same one a whole parse finds."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vigil.sidecar import identity
+from vigil.sidecar.identity import body_id, clean_id
+
+
+def parsed_id(body: bytes) -> str | None:
+    """What the id was when the whole body was parsed: the reference."""
+    if b'"id"' not in body:
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return clean_id(doc.get("id")) if isinstance(doc, dict) else None
+
+
+# Keys and strings that make the scan's life hard: "id" at every depth, brackets,
+# quotes and backslashes inside strings, escapes, non-ASCII.
+_TEXT = st.sampled_from(["id", "ID", "x", "[", "]}", '"id"', "{", "a\\b", 'q"', "é", "", "inputs"])
+_STRINGS = st.one_of(_TEXT, st.text(max_size=6))
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    _STRINGS,
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(_STRINGS, inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+_IDS = st.one_of(
+    _SCALARS,
+    st.text(alphabet="abc-_.:/0123456789", min_size=1, max_size=20),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@st.composite
+def documents(draw: Any) -> bytes:
+    """A JSON object, dumped in one of several styles, often with a top-level id."""
+    doc = draw(st.dictionaries(_STRINGS, _VALUES, max_size=5))
+    if draw(st.booleans()):
+        # Anywhere among the keys: first, between the tensors, last.
+        items = list(doc.items())
+        items.insert(draw(st.integers(0, len(items))), ("id", draw(_IDS)))
+        doc = dict(items)
+    style = draw(st.sampled_from(["compact", "spaced", "indented", "ascii"]))
+    if style == "compact":
+        text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    elif style == "spaced":
+        text = json.dumps(doc, ensure_ascii=False)
+    elif style == "indented":
+        text = json.dumps(doc, indent=draw(st.sampled_from([1, "\t", "\r\n "])))
+    else:
+        text = json.dumps(doc, ensure_ascii=True)  # "é" -> "\u00e9", also in keys
+    return text.encode()
+
+
+@pytest.fixture(params=["default", "tiny chunks", "no nesting in the regex"])
+def scan_limits(request, monkeypatch):
+    """The scan as it runs, and with limits so low that small documents go through the
+    paths large ones take: brackets counted past a chunk, nesting deeper than the regex."""
+    if request.param == "tiny chunks":
+        monkeypatch.setattr(identity, "_CHUNK", 7)
+        monkeypatch.setattr(identity, "_BALANCED", re.compile(identity._balanced(1), re.DOTALL))
+    elif request.param == "no nesting in the regex":
+        monkeypatch.setattr(identity, "_CHUNK", 1)
+        monkeypatch.setattr(identity, "_BALANCED", re.compile(identity._balanced(0), re.DOTALL))
+
+
+def seeded(max_examples: int) -> settings:
+    """The same examples every run; the limits fixture holds for all of them."""
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+
+
+class TestSameIdAsAParse:
+    @seeded(max_examples=200)
+    @given(body=documents())
+    def test_on_generated_documents(self, body, scan_limits):
+        assert body_id(body) == parsed_id(body)
+
+    @seeded(max_examples=120)
+    @given(body=documents(), cut=st.integers(min_value=0), junk=st.sampled_from([b"", b"]", b'"']))
+    def test_an_id_a_parse_finds_in_a_damaged_body_is_found(self, body, cut, junk, scan_limits):
+        # A body that is no longer JSON gets no id from a parse; where it still gets one
+        # (the damage is elsewhere), the scan finds that one.
+        damaged = body[: cut % (len(body) + 1)] + junk + body[cut % (len(body) + 1) :]
+        expected = parsed_id(damaged)
+        if expected is not None:
+            assert body_id(damaged) == expected
+
+    @pytest.mark.parametrize(
+        ("body", "expected"),
+        [
+            (b'{"id": "q-1", "inputs": []}', "q-1"),
+            (b' \r\n{ "inputs" : [[1, [2]], {"id": "no"}] ,\t"id" : 17 } ', "17"),
+            (b'{"a": "x\\"], \\"id\\": \\"no", "id": "yes"}', "yes"),
+            (b'{"\\u0069d": "escaped-key"}', None),  # no '"id"' in the bytes: not looked for
+            (b'{"\\u0069d": "escaped-key", "x": "id"}', "escaped-key"),
+            (b'{"\\u0069d": "escaped-key", "x": ["id"]}', "escaped-key"),
+            (b'{"id": "\\u00e9t\\u00e9"}', None),  # not visible ASCII: no id taken
+            (b'{"id": 18446744073709551616}', None),  # a float to a parser
+            (b'{"id": -3}', "-3"),
+            (b'{"id": [1]}', None),
+            (b'{"id": {"id": "x"}}', None),
+            (b'{"id": true}', None),
+            (b'{"inputs": [], "id": "last"}', "last"),
+            (b'[{"id": 1}]', None),
+            (b'{"a": [[[[[[[[[[[[["id"]]]]]]]]]]]]], "id": "deep"}', "deep"),
+            (
+                b'{"a": "' + b"x" * 100_000 + b'", "id": "after-a-long-string"}',
+                "after-a-long-string",
+            ),
+        ],
+    )
+    def test_cases(self, body, expected, scan_limits):
+        assert body_id(body) == expected
+        assert parsed_id(body) == expected
+
+
+class TestTheBodyIsNotParsed:
+    """Before forwarding, only the id's own value is decoded: parsing a 7.8 MiB tensor
+    whole on the event loop holds every connection up for ~200 ms."""
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            # KServe v1 rows carrying an id each, no top-level id.
+            json.dumps({"instances": [{"id": n, "x": [n, 0.5]} for n in range(2000)]}).encode(),
+            # A tensor named "id", and the request's id after it.
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "id", "shape": [2000, 2], "data": [[n, 1.5] for n in range(2000)]}
+                    ],
+                    "id": "req-7",
+                }
+            ).encode(),
+        ],
+        ids=["KServe v1 rows with ids", "a tensor named id"],
+    )
+    def test_only_the_ids_value_is_decoded(self, body, monkeypatch):
+        counting = CountingOrjson()
+        monkeypatch.setattr(identity, "orjson", counting)
+        assert body_id(body) == parsed_id(body)
+        assert counting.decoded <= len(b'"req-7"'), f"decoded {counting.decoded} of {len(body)}"
+
+
+class CountingOrjson:
+    """orjson, counting the bytes decoded."""
+
+    JSONDecodeError = orjson.JSONDecodeError
+
+    def __init__(self) -> None:
+        self.decoded = 0
+
+    def loads(self, data: bytes) -> Any:
+        self.decoded += len(data)
+        return orjson.loads(data)
