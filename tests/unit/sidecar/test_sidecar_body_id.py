@@ -95,13 +95,14 @@ def seeded(max_examples: int) -> settings:
     )
 
 
+@pytest.mark.slow  # property checks over generated bodies: make test runs them
 class TestSameIdAsAParse:
-    @seeded(max_examples=200)
+    @seeded(max_examples=100)
     @given(body=documents())
     def test_on_generated_documents(self, body, scan_limits):
         assert body_id(body) == parsed_id(body)
 
-    @seeded(max_examples=120)
+    @seeded(max_examples=60)
     @given(body=documents(), cut=st.integers(min_value=0), junk=st.sampled_from([b"", b"]", b'"']))
     def test_an_id_a_parse_finds_in_a_damaged_body_is_found(self, body, cut, junk, scan_limits):
         # A body that is no longer JSON gets no id from a parse; where it still gets one
