@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sidecar_testkit import FakeTransport, answer_ok, capture_dispatch, scrape, until, value
 
 from vigil.sidecar import proxy
@@ -93,6 +94,7 @@ class TestAClientThatDoesNotRead:
         answer_ok(client, sent[1])
         assert bytes(transport.written).count(b"HTTP/1.1 200 OK") == 2 and transport.closing
 
+    @pytest.mark.slow  # 40 answers of 1 MiB over a real socket
     async def test_over_tcp_the_sidecar_holds_one_answer_not_all(self, start_sidecar):
         served = 0
 
