@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -309,3 +309,26 @@ def stable_shadow(target: str, registry: Any, **settings: Any) -> Any:
             **{"target": target, "target_revision": "c", "percent": 100, **settings}
         ),
     )
+
+
+@contextlib.asynccontextmanager
+async def ticks_at_each_batch(monitor: Any, monkeypatch: Any) -> AsyncIterator[list[int]]:
+    """While inside: a task counting its turns on the event loop (standing for the proxy),
+    and the list of its count at each batch the monitor takes (``flush``)."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    at_batch: list[int] = []
+    flush = monitor.flush
+    monkeypatch.setattr(monitor, "flush", lambda *a: at_batch.append(ticks) or flush(*a))
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    try:
+        yield at_batch
+    finally:
+        task.cancel()

@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any
 
-from sidecar_testkit import base, scrape, v2_body, value
+from sidecar_testkit import base, scrape, ticks_at_each_batch, v2_body, value
 
 from vigil.sidecar import feedback as feedback_module
 from vigil.sidecar import monitor as monitor_module
@@ -45,26 +45,10 @@ class TestDrainYields:
             ) as resp:
                 ids.append(resp.headers["X-Request-Id"])
         assert sidecar.monitor.pending == 5
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        at_batch: list[int] = []
-        flush = sidecar.monitor.flush
-        monkeypatch.setattr(
-            sidecar.monitor, "flush", lambda *a: at_batch.append(ticks) or flush(*a)
-        )
-        task = asyncio.create_task(ticker())
-        try:
+        async with ticks_at_each_batch(sidecar.monitor, monkeypatch) as at_batch:
             status, summary = await send(
                 http, sidecar, {"labels": [{"id": i, "truth": 1} for i in ids]}
             )
-        finally:
-            task.cancel()
         # Every prediction served before the label is joined, and the ticker (standing for
         # the proxy) ran between every two batches.
         assert status == 200 and summary["joined"] == 5

@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from sidecar_testkit import ticks_at_each_batch
 
 from vigil.core.drift import bin_index
 from vigil.profile import build_profile
@@ -238,23 +239,8 @@ async def test_a_drain_lets_other_tasks_run_between_batches(monkeypatch):
     # A label drains the queue before it joins: in one go, a backlog of batch-scoring
     # requests held the event loop (every live inference on the pod) for seconds.
     monitor, kept = _kept_requests(monkeypatch, 6)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    at_batch: list[int] = []
-    flush = monitor.flush
-    monkeypatch.setattr(monitor, "flush", lambda *a: at_batch.append(ticks) or flush(*a))
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    try:
+    async with ticks_at_each_batch(monitor, monkeypatch) as at_batch:
         await monitor.drain()
-    finally:
-        task.cancel()
     assert kept == [f"r{i}" for i in range(6)]
     assert len(at_batch) == 6
     # The ticker ran between every two batches.
