@@ -345,7 +345,6 @@ def _figures(
     judged = (
         judge_drift(reference, inputs, policy, drifted) if reference else DriftJudgement({}, {})
     )
-
     scores, overall = judged.scores, judged.overall
     rows = inputs.input_rows
     missing_rates = (
