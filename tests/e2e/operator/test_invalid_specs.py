@@ -377,6 +377,48 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("fetch-on-a-pvc", fetched({"uri": "pvc://models/wine", "fetch": {}}), "spec.model.fetch"),
     ("size-limit-zero", fetched({"fetch": {"sizeLimit": "0"}}), "spec.model.fetch.sizeLimit"),
     (
+        "raw-server-shadow-step",
+        changed(
+            VALID,
+            {
+                "spec.server.protocol": "raw",
+                "spec.rollout": {"replacement": {"steps": [{"shadow": {}}]}},
+            },
+        ),
+        "spec.rollout",
+    ),
+    (
+        "sha256-on-a-bucket",
+        fetched({"uri": "s3://models", "sha256": "a" * 64}),
+        "spec.model.sha256",
+    ),
+    ("https-folder", fetched({"uri": "https://artifacts.example.com/wine/2/"}), "spec.model.uri"),
+    (
+        "https-credentials",
+        fetched({"uri": "https://user:secret@artifacts.example.com/wine/2/model.tar.gz"}),
+        "spec.model.uri",
+    ),
+    (
+        "model-path-in-config",
+        changed(fetched({}), {"spec.config": {"MODEL_PATH": "/m"}}),
+        "spec.config",
+    ),
+    (
+        "model-path-over-the-writable-tmp",
+        changed(fetched({"path": "/tmp"}), {"spec.server.readOnlyRootFilesystem": True}),
+        "spec.model.path",
+    ),
+    (
+        "ca-key-a-path",
+        fetched(
+            {
+                "uri": "https://artifacts.example.com/wine/2/model.tar.gz",
+                "storage": {"caConfigMapRef": {"name": "ca", "key": "/ca.pem"}},
+            }
+        ),
+        "spec.model.storage.caConfigMapRef.key",
+    ),
+    (
         "fetch-request-over-limit",
         fetched(
             {"fetch": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "256Mi"}}}}
