@@ -419,6 +419,24 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.model.storage.caConfigMapRef.key",
     ),
     (
+        "gpu-request-without-its-limit",
+        mutate("spec.server.resources", {"requests": {"nvidia.com/gpu": 1}}),
+        "spec.server.resources.requests",
+    ),
+    (
+        "gpu-request-unlike-its-limit",
+        mutate(
+            "spec.server.resources",
+            {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 2}},
+        ),
+        "spec.server.resources.requests",
+    ),
+    (
+        "gpu-without-its-domain",
+        mutate("spec.server.resources", {"limits": {"gpu": 1}}),
+        "spec.server.resources.limits",
+    ),
+    (
         "fetch-request-over-limit",
         fetched(
             {"fetch": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "256Mi"}}}}
@@ -452,6 +470,22 @@ def test_a_drift_threshold_below_the_usual_warning_is_admitted_alone(
     """No schema default for drift.warning: with one (0.1), the API server checked the
     warning < threshold rule against a value the user never wrote."""
     manifest = mutate("spec.monitoring.drift", {"method": "jsd", "threshold": threshold})
+    result = kube.run("apply", "--dry-run=server", "-f", "-", input=kube_yaml.dump(manifest))
+    assert "(server dry run)" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"requests": {"nvidia.com/gpu": 1, "cpu": "1"}, "limits": {"nvidia.com/gpu": 1}},
+        {"limits": {"nvidia.com/gpu": "2", "hugepages-2Mi": "64Mi", "memory": "1Gi"}},
+    ],
+    ids=["gpu-request-equal-to-its-limit", "gpu-limit-alone"],
+)
+def test_a_gpu_asked_for_as_a_pod_takes_it_is_admitted(
+    kube: Kube, vigil_installed: str, resources: dict[str, Any]
+) -> None:
+    manifest = mutate("spec.server.resources", resources)
     result = kube.run("apply", "--dry-run=server", "-f", "-", input=kube_yaml.dump(manifest))
     assert "(server dry run)" in result.stdout, result.stdout
 
