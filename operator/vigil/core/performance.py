@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vigil.common import readable
+from vigil.core.slo import interval_text
 from vigil.core.spec import PerformanceSpec
 from vigil.core.stats import normal_quantile, wilson
 from vigil.core.status import ConditionState
@@ -89,15 +90,12 @@ class Measured:
         gets more digits while it reads as it (an interval wholly under 0.9 never reads
         "0.850-0.900")."""
         name = "accuracy" if self.metric == "accuracy" else "MAE"
-        ends = (self.low, self.high)
-        for more in range(4):
-            shown = [_figure(end, more) for end in ends]
-            if threshold is None or all(
-                text != _figure(threshold, more) or end == threshold
-                for text, end in zip(shown, ends, strict=True)
-            ):
-                break
-        return f"{name} {_figure(self.value)} ({CONFIDENCE:.0%} CI {shown[0]}-{shown[1]})"
+        interval = (
+            f"{_figure(self.low)}-{_figure(self.high)}"
+            if threshold is None
+            else interval_text(_figure, self.low, self.high, threshold)
+        )
+        return f"{name} {_figure(self.value)} ({CONFIDENCE:.0%} CI {interval})"
 
 
 def _figure(value: float, more: int = 0) -> str:

@@ -108,7 +108,7 @@ def judge_slos(window: RevisionWindow, policy: HealthPolicy) -> list[SloJudgemen
                 f"error rate {shown}",
                 limit_shown,
                 _state(low, high, limit),
-                f"{_level()} interval {_span(format_percent, low, high, limit)}",
+                f"{_level()} interval {interval_text(format_percent, low, high, limit)}",
                 failed_any=error_rate * requests >= HALF_A_REQUEST,
                 can_clear=_can_clear(requests, limit),
             )
@@ -131,7 +131,7 @@ def judge_slos(window: RevisionWindow, policy: HealthPolicy) -> list[SloJudgemen
             limit_shown,
             state,
             f"{format_percent(slower / total)} of requests slower than {limit_shown}, "
-            f"{_level()} interval {_span(format_percent, low, high, P95_SHARE)}",
+            f"{_level()} interval {interval_text(format_percent, low, high, P95_SHARE)}",
             failed_any=slower >= HALF_A_REQUEST,
             can_clear=_can_clear(total, P95_SHARE),
         )
@@ -152,7 +152,7 @@ def _level() -> str:
     return f"{SLO_CONFIDENCE:.0%}"
 
 
-def _span(fmt: Callable[[float, int], str], low: float, high: float, limit: float) -> str:
+def interval_text(fmt: Callable[[float, int], str], low: float, high: float, limit: float) -> str:
     """'2.0%-5.0%'; an interval wholly on one side of the limit gets more decimals while an
     end reads as the limit (one surely over 1.0% printed from "1.0%")."""
     if low <= limit <= high:

@@ -80,14 +80,22 @@ DEPARTED_MARGIN_SECONDS = 120.0
 ProfilesRead = dict[tuple[str, str, str], dict[str, float]]
 
 
+def _last_condition(
+    status: Mapping[str, Any], target: RevisionTarget, kind: ConditionType
+) -> Mapping[str, Any]:
+    """The ``kind`` condition of this revision's last verdict ({} when ``status.health``
+    judged another revision: a promotion holds nothing over)."""
+    if not judged_revision(status.get("health"), target.revision):
+        return {}
+    return find_condition(status.get("conditions"), kind) or {}
+
+
 def _drifted(status: Mapping[str, Any], target: RevisionTarget) -> frozenset[str]:
     """The features this revision's last DriftDetected named (``status.health.drift.over``):
     held over the threshold until surely under it (vigil.core.health.judge_drift)."""
-    health = status.get("health")
-    found = find_condition(status.get("conditions"), ConditionType.DRIFT_DETECTED) or {}
-    if not judged_revision(health, target.revision) or found.get("status") != "True":
+    if _last_condition(status, target, ConditionType.DRIFT_DETECTED).get("status") != "True":
         return frozenset()
-    over = objects.section(health, "drift").get("over")
+    over = objects.section(status, "health", "drift").get("over")
     return frozenset(name for name in over or () if isinstance(name, str))
 
 
@@ -95,11 +103,10 @@ def _degraded_by(status: Mapping[str, Any], target: RevisionTarget) -> frozenset
     """The SLOs this revision's last verdict found breached (none unless Degraded): each
     stays breached until surely met (vigil.core.slo). ``status.health.breached`` names
     them; a status written before it, the Healthy condition's reason alone."""
-    health = status.get("health")
-    healthy = find_condition(status.get("conditions"), ConditionType.HEALTHY) or {}
-    if not judged_revision(health, target.revision) or healthy.get("status") != "False":
+    healthy = _last_condition(status, target, ConditionType.HEALTHY)
+    if healthy.get("status") != "False":
         return frozenset()
-    breached = objects.section(health).get("breached")
+    breached = objects.section(status, "health").get("breached")
     if isinstance(breached, list):
         return frozenset(str(reason) for reason in breached)
     return frozenset({str(healthy.get("reason") or "")}) - {""}
@@ -815,18 +822,16 @@ class HealthLoop:
         if window is None:
             return None
         policy = settings.policy.performance
-        previous = status.get("health")
-        found = find_condition(status.get("conditions"), ConditionType.PERFORMANCE_DEGRADED)
+        degraded = _last_condition(status, target, ConditionType.PERFORMANCE_DEGRADED)
         report = judge(
             window.realized,
             policy,
             profile.validation if profile is not None else None,
             format_window(policy.window_seconds),
-            held=judged_revision(previous, target.revision)
-            and (found or {}).get("status") == "True",
+            held=degraded.get("status") == "True",
         )
         if report.condition.reason == Reason.INSUFFICIENT_LABELS and self._warming_up(
-            target, settings, now, previous, policy.window_seconds
+            target, settings, now, status.get("health"), policy.window_seconds
         ):
             return None
         return report

@@ -60,14 +60,21 @@ def answer_big(client: _Client, request: proxy._Request) -> None:
 
 
 class TestAClientThatDoesNotRead:
-    async def test_its_next_request_waits_until_it_reads_the_answer(
-        self, model, start_sidecar, monkeypatch
-    ):
+    @staticmethod
+    async def first_of(requests: int, model, start_sidecar, monkeypatch) -> tuple:
+        """A sidecar's client that pipelined ``requests`` GETs and got a first answer over
+        its transport's mark: (sidecar, the requests dispatched, client, transport)."""
         sidecar = await start_sidecar(model.url)
         sent = capture_dispatch(sidecar.proxy, monkeypatch)
         client, transport = buffered_client(sidecar.proxy)
-        client.data_received(GET * 3)
+        client.data_received(GET * requests)
         answer_big(client, sent[0])
+        return sidecar, sent, client, transport
+
+    async def test_its_next_request_waits_until_it_reads_the_answer(
+        self, model, start_sidecar, monkeypatch
+    ):
+        sidecar, sent, client, transport = await self.first_of(3, model, start_sidecar, monkeypatch)
         # The answer fills the buffer: the pipelined requests stay unparsed, unsent.
         assert len(sent) == 1
         client.data_received(GET * (proxy.PIPELINE_BUFFER // len(GET) + 1))
@@ -83,11 +90,7 @@ class TestAClientThatDoesNotRead:
     async def test_after_a_half_close_the_requests_behind_are_still_answered(
         self, model, start_sidecar, monkeypatch
     ):
-        sidecar = await start_sidecar(model.url)
-        sent = capture_dispatch(sidecar.proxy, monkeypatch)
-        client, transport = buffered_client(sidecar.proxy)
-        client.data_received(GET * 2)
-        answer_big(client, sent[0])
+        _, sent, client, transport = await self.first_of(2, model, start_sidecar, monkeypatch)
         assert client.eof_received()  # a request is still to be answered: stay open
         assert not transport.closing
         transport.drain()
