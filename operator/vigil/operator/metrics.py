@@ -144,7 +144,9 @@ class _PhaseCollector(Collector):
             labels=["phase"],
         )
         counts = dict.fromkeys(PHASES, 0)
-        for phase in self.phases.values():
+        # Scrapes run on prometheus_client's thread while the event loop changes these
+        # dicts: loop over copies (a copy is one step under the GIL, a Python loop is not).
+        for phase in list(self.phases.values()):
             counts[phase] = counts.get(phase, 0) + 1
         for phase, count in counts.items():
             family.add_metric([phase], count)

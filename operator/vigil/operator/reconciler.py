@@ -413,7 +413,7 @@ class Reconciler:
                 self.metrics.writes.labels(action.kind, verb).inc()
         # Before the status that records the step: a kill in between loses no Event,
         # and the cycle that runs again after it finds its Events posted already.
-        await self._emit(api, body, *plan.events)
+        await self._emit(api, body, *plan.events, recorded=True)
         patch = status_patch(body.get("status"), plan.status)
         if patch is not None:
             try:
@@ -455,18 +455,34 @@ class Reconciler:
             self.metrics.writes.labels("ModelDeployment", "status").inc()
         self.metrics.set_phase(metadata["namespace"], metadata["name"], status.get("phase"))
 
-    async def _emit(self, api: Api, body: Mapping[str, Any], *events: Event) -> None:
-        """Post Events (concurrently) and wait for them; a failed one is logged, never raised."""
+    async def _emit(
+        self, api: Api, body: Mapping[str, Any], *events: Event, recorded: bool = False
+    ) -> None:
+        """Post Events (concurrently) and wait for them; a failed one is logged.
+
+        ``recorded``: the status write that follows records the step these Events say.
+        A post that may pass on retry (throttled, 5xx, no answer) is then raised once the
+        others are posted: the status is not written, and the retried cycle posts the
+        Event again under the same name (never twice). Any other failure (RBAC without
+        events) is only logged: an Event is a courtesy that never stops a reconcile.
+        """
+        retry: list[KubeError] = []
 
         async def post(event: Event) -> None:
             try:
                 # Counted when created: a repeat the API server already has (409) is none.
                 if await self._post_event(api, body, event) is not False:
                     self.metrics.events.labels(event.reason).inc()
-            except Exception:  # an Event is a courtesy; never fail a reconcile for it
+            except KubeError as error:
+                log.warning("could not post event %s: %s", event.reason, error)
+                if error.retryable:
+                    retry.append(error)
+            except Exception:
                 log.exception("could not post event %s", event.reason)
 
         await asyncio.gather(*(post(event) for event in events))
+        if recorded and retry:
+            raise retry[0]
 
     async def record_health(self, write: HealthWrite) -> bool:
         """Write a health evaluation (status.health, its conditions, the phase) in one patch.
@@ -529,6 +545,7 @@ class Reconciler:
                     )
                     for state, attention in flips
                 ),
+                recorded=True,
             )
             await api.patch_status("ModelDeployment", namespace, name, patch)
             self.metrics.writes.labels("ModelDeployment", "status").inc()

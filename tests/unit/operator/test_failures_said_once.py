@@ -111,6 +111,50 @@ async def test_a_health_flip_written_after_failed_patches_is_one_event() -> None
     assert flips == ["Healthy is False: error rate 5.1% > 1%"]
 
 
+class ThrottledEvents(NamingApi):
+    """The API server throttles the first ``refusals`` Event posts (429)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def create_event(self, manifest: dict[str, Any]) -> bool:
+        if self.refusals:
+            self.refusals -= 1
+            raise KubeError(429, "too many requests", retry_after=1)
+        return await super().create_event(manifest)
+
+
+async def test_a_step_whose_event_was_throttled_is_recorded_once_the_event_is_posted() -> None:
+    # A throttled post was logged and the status recorded the step anyway: the Event
+    # (Deployed, Switched, RolledBack) was never posted by any later cycle.
+    api = ThrottledEvents(refusals=1)
+    api.add(model_deployment())
+    reconciling = reconciler(api)
+    with pytest.raises(RetryLater):
+        await reconciling.reconcile("ml", "wine")
+    assert "phase" not in api.objects[("ModelDeployment", "ml", "wine")].get("status", {})
+    await reconciling.reconcile("ml", "wine")
+    assert [reason for _, reason, _ in api.posted] == ["Deployed"]
+    assert api.objects[("ModelDeployment", "ml", "wine")]["status"]["phase"] == "Pending"
+
+
+async def test_an_event_refused_for_good_never_stops_a_reconcile() -> None:
+    # RBAC without events/create (403): logged; the status still records the step.
+    api = NamingApi()
+    api.add(model_deployment())
+
+    async def forbidden(manifest: dict[str, Any]) -> bool:
+        raise KubeError(403, "events is forbidden")
+
+    api.create_event = forbidden  # type: ignore[method-assign]
+    reconciling = reconciler(api)
+    await reconciling.reconcile("ml", "wine")
+    api.make_ready()
+    await reconciling.reconcile("ml", "wine")
+    assert api.objects[("ModelDeployment", "ml", "wine")]["status"]["phase"] == "Healthy"
+
+
 async def test_a_model_whose_reconciles_fail_after_a_restart_keeps_its_phase_series() -> None:
     # Set only by a write that succeeded: a new instance whose every reconcile of a spec
     # change is refused showed no phase for a model whose status has one.
