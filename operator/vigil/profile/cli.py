@@ -8,6 +8,8 @@ the CLI without them.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import sys
@@ -16,7 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from vigil.common.commands import command_group
 from vigil.common.text import not_utf8
@@ -191,6 +193,8 @@ def read_table(
     else:
         try:
             with file.open("rb") as handle:
+                check_unique_columns(_csv_header(handle), path)
+                handle.seek(0)
                 # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
                 chunks = pd.read_csv(
                     handle,
@@ -216,6 +220,17 @@ def read_table(
         raise ProfileError(f"{path} has no rows")
     check_unique_columns(frames[0].columns, path)
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _csv_header(handle: BinaryIO) -> list[str]:
+    """A CSV file's header as written (pandas renames a second "a" to "a.1"), blanks left
+    out (pandas names each "Unnamed: N")."""
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+    try:
+        header = next(csv.reader(text, skipinitialspace=True), [])
+    finally:
+        text.detach()
+    return [name for name in header if name]
 
 
 #: A number written with a leading zero ("02134", "-007"): an identifier, not a quantity.

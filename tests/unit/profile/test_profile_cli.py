@@ -375,6 +375,19 @@ def test_a_parquet_file_with_a_column_name_twice_is_refused_naming_it(tmp_path, 
     assert "column 'a' appears twice in" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_csv_header_with_a_column_name_twice_is_refused_naming_it(tmp_path, capsys):
+    """pandas read the second 'a' as 'a.1': a feature no client sends."""
+    (tmp_path / "data.csv").write_text("a,a,b\n1,2,3\n4,5,6\n")
+    assert main(["profile", "build", str(tmp_path / "data.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "column 'a' appears twice in" in err and len(err.strip().splitlines()) == 1
+
+
+def test_blank_csv_header_cells_are_not_a_name_twice(tmp_path, capsys):
+    (tmp_path / "data.csv").write_text(",a,,b\n0,1,x,3\n1,4,y,6\n")
+    assert main(["profile", "build", str(tmp_path / "data.csv"), "--features", "a,b"]) == 0
+
+
 def test_the_same_column_as_prediction_and_label_is_refused_naming_both_options(tmp_path, capsys):
     """It said "prediction column 'p' not found": the label option had taken it away."""
     (tmp_path / "data.csv").write_text("a,p\n1,0\n3,1\n")
