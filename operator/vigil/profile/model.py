@@ -475,6 +475,8 @@ def parse_profile(text: str | bytes | dict[str, Any], *, verify: bool = True) ->
             doc = json.loads(text)
         except ValueError as exc:
             raise ProfileError(f"reference profile is not valid JSON: {exc}") from exc
+        except RecursionError:  # "[[[[...": 2 KB reach the parser's stack limit
+            raise ProfileError("reference profile is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ProfileError("reference profile must be a JSON object")
     if doc.get("format", FORMAT) != FORMAT:

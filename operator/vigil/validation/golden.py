@@ -163,6 +163,8 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
             doc = json.loads(source)
         except ValueError as error:
             raise GoldenSetError(f"golden set is not JSON: {error}") from error
+        except RecursionError:  # "[[[[...": a few KB reach the parser's stack limit
+            raise GoldenSetError("golden set is not JSON: nested too deeply") from None
     else:
         doc = source
     if not isinstance(doc, Mapping):

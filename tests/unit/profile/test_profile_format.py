@@ -97,6 +97,13 @@ def test_unreadable_or_non_json_files_raise_profile_error(tmp_path):
         load_profile(bad)
 
 
+def test_a_profile_nested_past_the_parsers_stack_is_a_profile_error():
+    """2 KB of brackets raised RecursionError through the health loop: no model judged."""
+    deep = '{"schemaVersion": 1, "features": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(ProfileError, match="nested too deeply"):
+        parse_profile(deep)
+
+
 def test_category_key_unifies_runtime_representations():
     assert category_key(1) == category_key(1.0) == "1"
     assert category_key(True) == "true"

@@ -175,6 +175,11 @@ def test_not_json():
         parse_golden_set("{")
 
 
+def test_a_golden_set_nested_past_the_parsers_stack_is_a_golden_set_error():
+    with pytest.raises(GoldenSetError, match="nested too deeply"):
+        parse_golden_set("[" * 100_000 + "]" * 100_000)
+
+
 def test_a_hand_written_regression_set_needs_a_tolerance():
     """A default of 0 asked a float32 server for the research run's exact float64 digits."""
     with pytest.raises(GoldenSetError, match='tolerance: required for task regression: set "tol'):
