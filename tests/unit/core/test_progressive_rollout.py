@@ -164,6 +164,30 @@ def test_a_step_advance_decided_again_after_its_status_failed_is_one_event() -> 
     assert first.message != second.message and first.occurrence == second.occurrence != ""
 
 
+def test_an_undecided_hold_decided_again_after_its_status_failed_is_one_event() -> None:
+    # As a step advance: the hold's start was never recorded, so the retry began it again
+    # with the newer figures in its words, and posted a second Undecided.
+    steps = [{"canary": {"weight": 50, "duration": "5s"}}]
+    rollout = {**ROLLOUT, "replacement": {"steps": steps}, "progressDeadline": "600s"}
+    world, _, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=seen(requests=200, error_rate=0.015))
+    for _ in range(60):
+        world.pods_ready(candidate)
+        world.now += datetime.timedelta(seconds=1)
+        cut = decide(world.observe())
+        if any(e.reason == "Undecided" for e in cut.events):
+            break
+        world.reconcile(advance=0.0)
+    else:
+        raise AssertionError(f"no hold; status: {world.status}")
+    world.carry_out(cut.actions)  # its status write failed
+    world.inputs = RolloutInputs(figures=seen(requests=240, error_rate=0.0125))
+    again = world.reconcile(advance=0.0)
+    (first,) = (e for e in cut.events if e.reason == "Undecided")
+    (second,) = (e for e in again.events if e.reason == "Undecided")
+    assert first.message != second.message and first.occurrence == second.occurrence != ""
+
+
 def test_every_step_advance_has_its_own_name_when_the_steps_were_edited() -> None:
     # The shadow step removed while canary 50% runs moves it from index 2 to 1: the next
     # advance enters index 2 again. Named by that index, it met the first's name (a 409):

@@ -122,11 +122,11 @@ def progress(
     traffic, effective, attempt.unsent, attempt.routed = _set_up_traffic(
         cycle, identity, revision, (stable_view, candidate_view), decision, seen
     )
-    # Once per step left (its start): decided again after a failed status write, newer words.
-    advanced = f"{revision} {attempt.previous.get('stepStartedAt')} {decision.state.step}"
-    for reason, occurrence in ((Reason.STEP_ADVANCED, advanced), (Reason.UNDECIDED, "")):
+    # Once per step left or held: decided again after a failed status write, newer words.
+    this_step = f"{revision} {attempt.previous.get('stepStartedAt')} {decision.state.step}"
+    for reason in (Reason.STEP_ADVANCED, Reason.UNDECIDED):
         if reason in decision.events:
-            cycle.event(reason, decision.message, occurrence=occurrence)
+            cycle.event(reason, decision.message, occurrence=f"{reason} {this_step}")
     reached = _step_report(cycle, attempt, stable_view, decision, policy, traffic, effective)
     cycle.plan.recheck_after = max(1.0, min(policy.interval_seconds, 10.0))
     return finish(
