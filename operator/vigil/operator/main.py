@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import kopf
 
 from vigil import __version__
+from vigil.core.desired import DEFAULT_PULL_POLICY, PULL_POLICIES
 from vigil.operator import handlers  # registers the handlers with kopf
 from vigil.operator.runtime import DEFAULT_SIDECAR_IMAGE, OperatorOptions, build_runtime
 
@@ -43,6 +44,13 @@ def check_kopf_version(version: str | None = None) -> str | None:
         wanted = ".".join(str(part) for part in MINIMUM_KOPF)
         return f"vigil-operator needs kopf >= {wanted}, found {version}"
     return None
+
+
+def pull_policy(value: str) -> str:
+    """An imagePullPolicy, checked here: the API server would refuse every model pod."""
+    if value not in PULL_POLICIES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(PULL_POLICIES)}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $VIGIL_SIDECAR_IMAGE or %(default)s)",
     )
     parser.add_argument(
+        "--sidecar-image-pull-policy",
+        # A string default goes through `type` too: a bad $VIGIL_SIDECAR_IMAGE_PULL_POLICY
+        # is a usage error naming the flag, not a model pod the API server refuses.
+        type=pull_policy,
+        default=os.environ.get("VIGIL_SIDECAR_IMAGE_PULL_POLICY", DEFAULT_PULL_POLICY),
+        metavar="|".join(PULL_POLICIES),
+        help="imagePullPolicy of the containers running the sidecar image in model pods "
+        "(the sidecar, vigil-fetch; default: $VIGIL_SIDECAR_IMAGE_PULL_POLICY or %(default)s)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=9090,
@@ -127,6 +145,7 @@ def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
         namespaces=tuple(args.namespaces or ()),
         all_namespaces=bool(args.all_namespaces),
         sidecar_image=args.sidecar_image,
+        sidecar_pull_policy=args.sidecar_image_pull_policy,
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
         health_port=args.health_port,

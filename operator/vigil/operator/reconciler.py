@@ -28,7 +28,7 @@ from vigil.common.objects import section
 from vigil.common.times import utc_now
 from vigil.core import naming
 from vigil.core.candidate import RolloutInputs
-from vigil.core.desired import Owner, reference_digest
+from vigil.core.desired import DEFAULT_PULL_POLICY, Owner, reference_digest
 from vigil.core.health_status import condition_word, transitions
 from vigil.core.observed import FetchState
 from vigil.core.reconcile import (
@@ -99,6 +99,8 @@ class ReconcilerConfig:
     """Operator-wide settings that reach the decisions."""
 
     sidecar_image: str
+    #: The imagePullPolicy of the containers that run it (the sidecar, vigil-fetch).
+    sidecar_pull_policy: str = DEFAULT_PULL_POLICY
 
 
 def needs_reconcile(event_type: str | None, body: Mapping[str, Any]) -> bool:
@@ -382,6 +384,7 @@ class Reconciler:
             reference_digest=reference_digest(reference, ref.key if ref else None),
             now=self._clock(),
             sidecar_image=self.config.sidecar_image,
+            sidecar_pull_policy=self.config.sidecar_pull_policy,
             foreign_service=service is not None and not ours,
             rollout=rollout_inputs,
             request=parse_request(view.meta.annotations) if self.rollouts is not None else None,

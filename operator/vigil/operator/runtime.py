@@ -26,6 +26,7 @@ from kopf._cogs.clients import watching as kopf_watching
 from vigil import __version__
 from vigil.common.objects import Body, items
 from vigil.core import naming
+from vigil.core.desired import DEFAULT_PULL_POLICY
 from vigil.core.events import event_manifest
 from vigil.core.reconcile import Event
 from vigil.kube.cache import LISTING_SECONDS, ObjectCache
@@ -67,6 +68,8 @@ class OperatorOptions:
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = False
     sidecar_image: str = DEFAULT_SIDECAR_IMAGE
+    #: The imagePullPolicy of the containers that run the sidecar image in model pods.
+    sidecar_pull_policy: str = DEFAULT_PULL_POLICY
     metrics_port: int = 9090
     metrics_address: str = "0.0.0.0"
     health_port: int = 8080
@@ -194,7 +197,10 @@ def build_runtime(options: OperatorOptions) -> Runtime:
     holder: dict[str, Runtime] = {}
     reconciler = Reconciler(
         api_factory=lambda: holder["runtime"].api(),
-        config=ReconcilerConfig(sidecar_image=options.sidecar_image),
+        config=ReconcilerConfig(
+            sidecar_image=options.sidecar_image,
+            sidecar_pull_policy=options.sidecar_pull_policy,
+        ),
         metrics=metrics,
         post_event=post_event,
     )

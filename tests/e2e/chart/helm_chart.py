@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 from kit.kube import ROOT
 
+from vigil.common import kube_yaml
+from vigil.devcluster.node import NODE_LABEL
+
 CHART = ROOT / "charts" / "vigil"
 
 
@@ -53,6 +56,26 @@ def refused(helm: Path, *values: str) -> str:
     )
     assert result.returncode != 0, f"rendered with {values}"
     return result.stderr
+
+
+def install_values(path: Path, image: str, models: str, cluster_role: str) -> Path:
+    """The values file test_chart_install.py installs with (the render tests check it
+    passes the chart's schema): the image built here, never pulled, on the real node."""
+    repository, tag = image.rsplit(":", 1)
+    key, value = NODE_LABEL
+    path.write_text(
+        kube_yaml.dump(
+            {
+                "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+                "watchNamespaces": [models],
+                "rbac": {"name": cluster_role},
+                "logFormat": "plain",
+                "nodeSelector": {key: value},
+                "tolerations": [{"key": key, "value": value, "effect": "NoSchedule"}],
+            }
+        )
+    )
+    return path
 
 
 #: Every optional object on: what the dry-run and lint must accept too.

@@ -12,19 +12,16 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from helm_chart import CHART, run
+from helm_chart import CHART, install_values, run
 from kit.kube import Kube, fresh_namespace
 from kit.status import stable
 from kit.waits import wait_for
 
-from vigil.common import kube_yaml
 from vigil.devcluster import ClusterClient
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.images import ensure_images
-from vigil.devcluster.node import NODE_LABEL
 
 RELEASE = "vigil-e2e"
 
@@ -47,24 +44,6 @@ def models(cluster: ClusterClient) -> Iterator[str]:
 def _cluster_role(namespace: str) -> str:
     """The release's ClusterRole (cluster-wide: named after the test's namespace)."""
     return f"vigil-{namespace}"[:63]
-
-
-def _values(path: Path, image: str, models: str, namespace: str) -> Path:
-    repository, tag = image.rsplit(":", 1)
-    key, value = NODE_LABEL
-    path.write_text(
-        kube_yaml.dump(
-            {
-                "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-                "watchNamespaces": [models],
-                "rbac": {"name": _cluster_role(namespace)},
-                "logFormat": "plain",
-                "nodeSelector": {key: value},
-                "tolerations": [{"key": key, "value": value, "effect": "NoSchedule"}],
-            }
-        )
-    )
-    return path
 
 
 def _model(replicas: int) -> str:
@@ -112,7 +91,9 @@ def test_install_upgrade_uninstall_with_the_operator_reconciling(
     cluster.kubectl(
         "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
     )
-    values = _values(tmp_path / "values.yaml", operator_image, models, namespace)
+    values = install_values(
+        tmp_path / "values.yaml", operator_image, models, _cluster_role(namespace)
+    )
     try:
         run(helm, "install", RELEASE, CHART, *config, "--values", values, "--wait", "--timeout=3m")
         cluster.apply(_model(replicas=1), namespace=models)

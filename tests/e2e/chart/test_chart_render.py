@@ -6,6 +6,8 @@ optional), values-production.yaml those of manifests/overlays/production
 (on a cluster that serves the PodMonitor kind: production's `auto`);
 compared whole, RBAC rules and pod spec included, after Helm's own labels
 are set aside. Lint and template run with every optional object on.
+values.schema.json refuses at render what the operator would refuse at
+run time or silently ignore; each values file in use passes it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import yaml
 from helm_chart import (
     CHART,
     EVERYTHING,
+    KUBE_VERSION,
     WITH_PODMONITOR,
     documents,
+    install_values,
     refused,
     run,
     template,
@@ -107,8 +111,16 @@ def test_values_reach_the_operator(helm) -> None:
     assert env["VIGIL_SIDECAR_IMAGE"]["value"] == "registry.example/sidecar:1"
 
 
+#: How helm starts a refusal by values.schema.json (each failing value follows, by its path).
+SCHEMA_REFUSAL = "values don't meet the specifications of the schema"
+#: The templates' own checks, as they run where the schema is skipped.
+NO_SCHEMA = "--skip-schema-validation"
+
+
 def test_a_wrong_log_format_is_refused_by_name(helm) -> None:
-    assert "logFormat must be json or plain" in refused(helm, "--set=logFormat=xml")
+    message = refused(helm, "--set=logFormat=xml")
+    assert SCHEMA_REFUSAL in message and "at '/logFormat'" in message
+    assert "logFormat must be json or plain" in refused(helm, NO_SCHEMA, "--set=logFormat=xml")
 
 
 PRODUCTION = f"--values={CHART / 'values-production.yaml'}"
@@ -124,6 +136,8 @@ def test_production_values_render_the_podmonitor_only_where_the_cluster_serves_i
     off = template(helm, PRODUCTION, WITH_PODMONITOR, "--set=metrics.podMonitor.enabled=false")
     assert "PodMonitor/vigil-sidecars" not in _by_name(off)
     message = refused(helm, "--set=metrics.podMonitor.enabled=yes")
+    assert SCHEMA_REFUSAL in message and "at '/metrics/podMonitor/enabled'" in message
+    message = refused(helm, NO_SCHEMA, "--set=metrics.podMonitor.enabled=yes")
     assert "metrics.podMonitor.enabled must be true, false or auto" in message
 
 
@@ -198,3 +212,77 @@ def test_the_operators_service_monitor_is_the_monitoring_manifests_one(helm) -> 
 def test_helm_lint_passes_with_defaults_and_everything_on(helm) -> None:
     run(helm, "lint", "--strict", CHART)
     run(helm, "lint", "--strict", CHART, *EVERYTHING, "--set=watchNamespaces={ml}")
+
+
+def test_the_pull_policy_is_always_rendered_and_passed_on_to_model_pods(helm) -> None:
+    """Left out, Kubernetes pulls a :latest image Always: a local image with no registry
+    behind it then fails (ErrImagePull), in the operator's pod and in every model pod."""
+
+    def policies(*values: str) -> tuple[str, str]:
+        container = _operator(_by_name(template(helm, *values)))
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        return container["imagePullPolicy"], env["VIGIL_SIDECAR_IMAGE_PULL_POLICY"]
+
+    assert policies() == ("IfNotPresent", "IfNotPresent")
+    assert policies("--set=image.tag=latest") == ("IfNotPresent", "IfNotPresent")
+    assert policies("--set=image.pullPolicy=Never") == ("Never", "Never")
+    assert policies("--set=image.pullPolicy=Always") == ("Always", "Always")
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        # The operator exits 2 on these (a crash loop), or silently uses 30 s for 0.
+        ("healthInterval=abc", "/healthInterval"),
+        ("healthInterval=-5", "/healthInterval"),
+        ("healthInterval=0", "/healthInterval"),
+        ("healthInterval=0.0", "/healthInterval"),
+        ("metrics.port=70000", "/metrics/port"),
+        ("healthPort=-1", "/healthPort"),
+        ("image.pullPolicy=always", "/image/pullPolicy"),
+        ("image.digest=0123abcd", "/image/digest"),
+        ("metrics.podMonitor.interval=15", "/metrics/podMonitor/interval"),
+        ("podLabels.team=1", "/podLabels/team"),
+        ("watchNamespaces={ml,ml}", "/watchNamespaces"),
+        # A misspelt value would be ignored without a word.
+        ("metrics.prot=9091", "additional properties 'prot'"),
+        ("imagePullPolicy=Never", "additional properties 'imagePullPolicy'"),
+    ],
+)
+def test_values_the_operator_would_refuse_or_ignore_are_refused_at_render(
+    helm, value: str, path: str
+) -> None:
+    message = refused(helm, f"--set={value}")
+    assert SCHEMA_REFUSAL in message and path in message, message
+
+
+def test_values_the_operator_accepts_still_render(helm) -> None:
+    # helm --set gives 2.5 as a string, 15 as a number: both reach the operator.
+    for interval in ("15", "2.5", "0.5"):
+        command = _operator(_by_name(template(helm, f"--set=healthInterval={interval}")))
+        assert f"--health-interval={interval}" in command["command"]
+    default = _operator(_by_name(template(helm)))["command"]
+    assert not any(arg.startswith("--health-interval") for arg in default)
+
+
+def test_metrics_and_health_on_one_port_are_refused_by_name(helm) -> None:
+    """The operator binds /metrics and /healthz apart: one port for both cannot start."""
+    for same in (["--set=metrics.port=8080"], ["--set=healthPort=9090"]):
+        assert "metrics.port and healthPort must differ" in refused(helm, *same)
+    # 0 is off, not a port: both off is no clash.
+    template(helm, "--set=metrics.port=0", "--set=healthPort=0")
+
+
+def test_every_values_file_in_use_passes_the_schema(helm, tmp_path: Path) -> None:
+    """The chart's own files, Flux's pair (manifests/gitops/flux/helmrelease.yaml), and what
+    test_chart_install.py installs with."""
+    production = CHART / "values-production.yaml"
+    run(helm, "lint", "--strict", CHART, KUBE_VERSION, f"--values={production}")
+    template(helm, f"--values={CHART / 'values.yaml'}", f"--values={production}")
+    installed = install_values(
+        tmp_path / "values.yaml",
+        "vigil.local/vigil:0123456789abcdef",
+        "chart-models-x1",
+        "vigil-e2e",
+    )
+    run(helm, "lint", "--strict", CHART, KUBE_VERSION, f"--values={installed}")

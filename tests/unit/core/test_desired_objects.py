@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from core_world import World
 
 from vigil.core import naming
 from vigil.core.desired import (
@@ -23,6 +25,7 @@ from vigil.core.desired import (
     needs_write,
     sidecar_settings,
 )
+from vigil.core.reconcile import Apply, decide
 from vigil.core.spec import DEFAULT_MODEL_PATH, parse_spec
 from vigil.fetch.main import build_parser
 from vigil.sidecar.config import settings_from_mapping
@@ -536,6 +539,56 @@ class TestServiceAndSettings:
     def test_configmap_holds_the_settings_as_json(self) -> None:
         cm = desired_configmap(OWNER, parsed(), INFO)
         assert json.loads(cm["data"]["sidecar.json"]) == sidecar_settings(OWNER, parsed(), INFO)
+
+
+class TestPullPolicy:
+    """The containers that run Vigil's image say how to pull it: left out, Kubernetes pulls
+    a ``:latest`` (or untagged) sidecar image Always, which fails where no registry has it."""
+
+    URI = "https://models.example/wine/3/model.tar.gz"
+
+    def test_injected_containers_carry_the_operators_pull_policy(self) -> None:
+        default = deployment(model__uri=self.URI)
+        assert containers(default)["sidecar"]["imagePullPolicy"] == "IfNotPresent"
+        assert fetcher(default)["imagePullPolicy"] == "IfNotPresent"
+        never = desired_deployment(
+            OWNER,
+            parsed(model__uri=self.URI),
+            INFO,
+            sidecar_image="vigil.local/vigil:latest",
+            replicas=1,
+            sidecar_pull_policy="Never",
+        )
+        assert containers(never)["sidecar"]["imagePullPolicy"] == "Never"
+        assert fetcher(never)["imagePullPolicy"] == "Never"
+        # The model server's image is the user's: its policy stays Kubernetes' default.
+        assert "imagePullPolicy" not in containers(never)["server"]
+
+    def test_the_pull_policy_reaches_the_pods_without_a_new_revision(self) -> None:
+        """Not part of what a revision is: another policy re-applies the same Deployment
+        (its pods replaced in place), never a new revision rolled out as a tweak."""
+        world = World()
+        world.reconcile()  # the operator's default policy
+        (name,) = [n for (kind, n) in world.objects if kind == "Deployment"]
+        deployed = world.objects[("Deployment", name)]
+        assert containers(deployed)["sidecar"]["imagePullPolicy"] == "IfNotPresent"
+        revision, history = world.status["revision"], world.status["history"]
+
+        plan = decide(dataclasses.replace(world.observe(), sidecar_pull_policy="Never"))
+        writes = [a for a in plan.actions if isinstance(a, Apply) and a.kind == "Deployment"]
+        assert [a.name for a in writes] == [name]
+        rewritten = dict(writes[0].manifest)
+        assert containers(rewritten)["sidecar"]["imagePullPolicy"] == "Never"
+        assert plan.status.get("revision", revision) == revision
+        assert plan.status.get("history", history) == history
+        # Nothing else in the pod template moved: the pods come back as they were.
+        before, after = (
+            copy.deepcopy(d["spec"]["template"]["spec"]["containers"])
+            for d in (deployed, rewritten)
+        )
+        for container in (*before, *after):
+            container.pop("imagePullPolicy", None)
+        assert after == before
 
 
 class TestNeedsWrite:

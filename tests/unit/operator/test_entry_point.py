@@ -77,6 +77,27 @@ class TestOptions:
         monkeypatch.setenv("VIGIL_SIDECAR_IMAGE", "from-env:1")
         assert parse_options(["-A", "--standalone"]).sidecar_image == "from-env:1"
 
+    def test_sidecar_image_pull_policy_from_flag_or_environment_reaches_the_reconciler(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert parse_options(["-A", "--standalone"]).sidecar_pull_policy == "IfNotPresent"
+        flag = ["-A", "--standalone", "--sidecar-image-pull-policy", "Always"]
+        assert parse_options(flag).sidecar_pull_policy == "Always"
+        monkeypatch.setenv("VIGIL_SIDECAR_IMAGE_PULL_POLICY", "Never")
+        options = parse_options(["-A", "--standalone"])
+        assert options.sidecar_pull_policy == "Never"
+        assert build_runtime(options).reconciler.config.sidecar_pull_policy == "Never"
+
+    def test_a_bad_pull_policy_from_the_environment_is_a_usage_error_naming_the_flag(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # Kubernetes' spelling only: the API server would refuse every model pod.
+        monkeypatch.setenv("VIGIL_SIDECAR_IMAGE_PULL_POLICY", "never")
+        with pytest.raises(SystemExit) as exited:
+            parse_options(["-A", "--standalone"])
+        assert exited.value.code == 2
+        assert "--sidecar-image-pull-policy: 'never' is not one of" in capsys.readouterr().err
+
     @pytest.mark.parametrize(
         "argv",
         [

@@ -1,16 +1,20 @@
 """The Helm chart's own files: its copies of the shared ones, its version, its helm pin.
 
-Rendering, lint and installs need the helm binary: tests/e2e/chart.
+Rendering, lint, installs and the schema's verdicts need the helm binary: tests/e2e/chart.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml_kit
+from vigil.core.desired import PULL_POLICIES
+from vigil.operator.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "vigil"
@@ -57,3 +61,50 @@ def test_gitops_chart_variants_point_at_the_chart_and_its_values() -> None:
     assert flux["spec"]["install"]["crds"] == flux["spec"]["upgrade"]["crds"] == "CreateReplace"
     repository = yaml_kit.load((ROOT / "manifests/gitops/flux/gitrepository.yaml").read_text())
     assert "!/charts/" in repository["spec"]["ignore"].split()
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads((CHART / "values.schema.json").read_text())
+
+
+def _resolved(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    return schema["definitions"][ref.rsplit("/", 1)[1]] if ref else node
+
+
+def test_the_values_schema_names_every_value_and_refuses_unknown_ones() -> None:
+    """values.schema.json and values.yaml list the same values; a misspelt one is refused
+    (additionalProperties false), not ignored. Maps of free keys (labels) stop the walk."""
+    schema = _schema()
+    values = yaml_kit.load((CHART / "values.yaml").read_text())
+    unknown: list[str] = []
+    undocumented: list[str] = []
+    open_ended: list[str] = []
+
+    def walk(value: Any, node: dict[str, Any], path: str) -> None:
+        node = _resolved(schema, node)
+        if not isinstance(value, dict) or "properties" not in node:
+            return
+        if node.get("additionalProperties") is not False:
+            open_ended.append(path or "(top)")
+        # Helm hands a subchart the parent's `global`: no value of this chart.
+        extra = set(node["properties"]) - set(value) - ({"global"} if not path else set())
+        undocumented.extend(f"{path}{key}" for key in sorted(extra))
+        for key, item in value.items():
+            if key in node["properties"]:
+                walk(item, node["properties"][key], f"{path}{key}.")
+            else:
+                unknown.append(f"{path}{key}")
+
+    walk(values, schema, "")
+    assert unknown == [], "values.yaml values the schema does not know"
+    assert undocumented == [], "schema entries values.yaml does not have"
+    assert open_ended == [], "objects that would accept a misspelt key"
+
+
+def test_the_values_schema_offers_what_the_operator_accepts() -> None:
+    properties = _schema()["properties"]
+    assert properties["image"]["properties"]["pullPolicy"]["enum"] == list(PULL_POLICIES)
+    (log_format,) = [a for a in build_parser()._actions if a.dest == "log_format"]
+    assert log_format.choices is not None
+    assert sorted(properties["logFormat"]["enum"]) == sorted(log_format.choices)

@@ -10,6 +10,7 @@ from vigil.common import objects
 from vigil.core import naming
 from vigil.core.desired.meta import Owner, RevisionInfo, head, metadata, with_applied_hash
 from vigil.core.desired.pod import (
+    DEFAULT_PULL_POLICY,
     FEEDBACK_PORT,
     METRICS_PORT,
     REFERENCE_DIR,
@@ -95,11 +96,14 @@ def desired_deployment(
     sidecar_image: str,
     replicas: int,
     reference_digest: str = "",
+    sidecar_pull_policy: str = DEFAULT_PULL_POLICY,
 ) -> dict[str, Any]:
     """The Deployment running one revision: model server + sidecar in every pod.
 
     ``reference_digest``: of the reference profile the sidecars read at their start; an
     edited ConfigMap changes the pod template, so the pods are replaced in place.
+    ``sidecar_pull_policy``: the operator's setting, not part of the revision (its hash):
+    changing it replaces the pods in place too, without a rollout.
     """
     pod_labels = naming.selector_labels(owner.name, info.revision)
     annotations = {
@@ -135,7 +139,7 @@ def desired_deployment(
                             ),
                         },
                     },
-                    "spec": pod_spec(owner, spec, info, sidecar_image),
+                    "spec": pod_spec(owner, spec, info, sidecar_image, sidecar_pull_policy),
                 },
             },
         }

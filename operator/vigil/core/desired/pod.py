@@ -26,6 +26,13 @@ FEEDBACK_PORT_NAME = "feedback"
 SERVER_PORT_NAME = "model"
 SERVICE_PORT = 80
 
+#: The imagePullPolicy the operator may give the containers running Vigil's image
+#: (sidecar, vigil-fetch).
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+#: Set explicitly: Kubernetes' own default is Always for a `:latest` or untagged image,
+#: which fails on a node that has the image but no registry serving it.
+DEFAULT_PULL_POLICY = "IfNotPresent"
+
 SIDECAR_CONFIG_DIR = "/etc/vigil"
 SIDECAR_CONFIG_KEY = "sidecar.json"
 SIDECAR_CONFIG_PATH = f"{SIDECAR_CONFIG_DIR}/{SIDECAR_CONFIG_KEY}"
@@ -165,7 +172,7 @@ def _vigil_security_context() -> dict[str, Any]:
     return context
 
 
-def _fetch_container(spec: ModelDeploymentSpec, image: str) -> dict[str, Any]:
+def _fetch_container(spec: ModelDeploymentSpec, image: str, pull_policy: str) -> dict[str, Any]:
     """``vigil-fetch`` (Vigil's image) fills the model folder before the server starts.
 
     Credentials come from the Secret the spec names, as environment variables of
@@ -205,6 +212,7 @@ def _fetch_container(spec: ModelDeploymentSpec, image: str) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": FETCH_CONTAINER,
         "image": image,
+        "imagePullPolicy": pull_policy,
         "command": ["vigil-fetch"],
         "args": args,
         "resources": model.fetch.container_resources,
@@ -217,7 +225,9 @@ def _fetch_container(spec: ModelDeploymentSpec, image: str) -> dict[str, Any]:
     return container
 
 
-def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[str, Any]:
+def _sidecar_container(
+    spec: ModelDeploymentSpec, sidecar_image: str, pull_policy: str
+) -> dict[str, Any]:
     mounts: list[dict[str, Any]] = [
         {"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True},
         {"name": "sidecar-tmp", "mountPath": SIDECAR_SCRATCH_DIR},
@@ -227,6 +237,7 @@ def _sidecar_container(spec: ModelDeploymentSpec, sidecar_image: str) -> dict[st
     return {
         "name": SIDECAR_CONTAINER,
         "image": sidecar_image,
+        "imagePullPolicy": pull_policy,
         "command": ["vigil-sidecar", "--config", SIDECAR_CONFIG_PATH],
         "ports": [
             {"name": SIDECAR_PORT_NAME, "containerPort": SIDECAR_PORT, "protocol": "TCP"},
@@ -316,10 +327,15 @@ def mounted_reference(pod_spec: Mapping[str, Any] | None) -> tuple[str, str] | N
 
 
 def pod_spec(
-    owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo, sidecar_image: str
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    info: RevisionInfo,
+    sidecar_image: str,
+    sidecar_pull_policy: str = DEFAULT_PULL_POLICY,
 ) -> dict[str, Any]:
     """The pod template's spec: PodSecurity ``restricted``, no API token, the model fetched
-    first when it comes from a URI."""
+    first when it comes from a URI. ``sidecar_pull_policy`` applies to the containers that
+    run ``sidecar_image`` (the sidecar, vigil-fetch); the server's is the user's business."""
     return {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -329,13 +345,13 @@ def pod_spec(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         **(
-            {"initContainers": [_fetch_container(spec, sidecar_image)]}
+            {"initContainers": [_fetch_container(spec, sidecar_image, sidecar_pull_policy)]}
             if spec.model.fetched
             else {}
         ),
         "containers": [
             _server_container(spec),
-            _sidecar_container(spec, sidecar_image),
+            _sidecar_container(spec, sidecar_image, sidecar_pull_policy),
         ],
         "volumes": _volumes(owner, spec, info),
     }

@@ -144,6 +144,7 @@ class Cycle:
                 sidecar_image=self.obs.sidecar_image,
                 replicas=replicas,
                 reference_digest=self.obs.reference_digest,
+                sidecar_pull_policy=self.obs.sidecar_pull_policy,
             )
         )
 

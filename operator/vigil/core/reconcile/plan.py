@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.core.candidate import Request, RolloutInputs, RoutePlanner
-from vigil.core.desired import Owner
+from vigil.core.desired import DEFAULT_PULL_POLICY, Owner
 from vigil.core.observed import FetchState
 from vigil.core.rollout import Traffic
 from vigil.core.spec import GoldenSetRef, ModelDeploymentSpec
@@ -50,6 +50,8 @@ class Observation:
     #: A digest of the reference profile's text: in the pod template, so that an edit of
     #: the ConfigMap replaces the pods in place (the sidecar reads it at its start only).
     reference_digest: str = ""
+    #: The imagePullPolicy of the containers that run ``sidecar_image``.
+    sidecar_pull_policy: str = DEFAULT_PULL_POLICY
 
 
 @dataclass(frozen=True)
