@@ -39,6 +39,10 @@ NOT_REASONS = {
     "None",  # a headless Service's clusterIP
     "RollingUpdate",
     "RuntimeDefault",
+    # imagePullPolicy values of the containers running Vigil's image.
+    "Always",
+    "IfNotPresent",
+    "Never",
     # An Event's type (vigil/core/events.py), not its reason.
     "Normal",
     "Warning",
