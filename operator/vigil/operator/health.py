@@ -3,7 +3,9 @@
 Each cycle, like a runbook:
 
 1. List the serving revision of every ModelDeployment (``status.stable``)
-   and its running pods (kept up to date by a label-filtered pod watch).
+   and its running pods (kept up to date by a label-filtered pod watch,
+   indexed by revision). One not judged (deleting, not serving yet, unusable
+   monitoring settings) exports no health gauges.
 2. Group the revisions by metrics source (``direct``, or ``prometheus`` per
    URL) and collect each group at once: the prometheus queries per cycle
    stay constant whatever the number of ModelDeployments.
@@ -22,7 +24,10 @@ Each cycle, like a runbook:
 
 A failing source changes no verdict: ``MetricsAvailable`` turns False with
 the error and the last figures stay, marked stale (those of the revision
-judged: ``status.health.revision`` says which).
+judged: ``status.health.revision`` says which). One model's part raising (its
+profile, its verdict, its write) is logged and leaves the others judged. What
+a judged verdict holds until surely back (breached SLOs, drifted features,
+PerformanceDegraded) stays in ``status.health`` through Unknown verdicts.
 """
 
 from __future__ import annotations
@@ -92,24 +97,85 @@ def _last_condition(
 
 def _drifted(status: Mapping[str, Any], target: RevisionTarget) -> frozenset[str]:
     """The features this revision's last DriftDetected named (``status.health.drift.over``):
-    held over the threshold until surely under it (vigil.core.health.judge_drift)."""
-    if _last_condition(status, target, ConditionType.DRIFT_DETECTED).get("status") != "True":
+    held over the threshold until surely under it (vigil.core.health.judge_drift). An
+    Unknown since judged nothing: the features it carried (:func:`_carry_holds`) stand."""
+    word = _last_condition(status, target, ConditionType.DRIFT_DETECTED).get("status")
+    if word not in ("True", "Unknown"):
         return frozenset()
     over = objects.section(status, "health", "drift").get("over")
     return frozenset(name for name in over or () if isinstance(name, str))
 
 
 def _degraded_by(status: Mapping[str, Any], target: RevisionTarget) -> frozenset[str]:
-    """The SLOs this revision's last verdict found breached (none unless Degraded): each
-    stays breached until surely met (vigil.core.slo). ``status.health.breached`` names
-    them; a status written before it, the Healthy condition's reason alone."""
+    """The SLOs this revision's last judged verdict found breached (none unless Degraded,
+    or Unknown since: it carried them): each stays breached until surely met
+    (vigil.core.slo). ``status.health.breached`` names them; a status written before it,
+    the Healthy condition's reason alone."""
     healthy = _last_condition(status, target, ConditionType.HEALTHY)
-    if healthy.get("status") != "False":
+    word = healthy.get("status")
+    if word not in ("False", "Unknown"):
         return frozenset()
     breached = objects.section(status, "health").get("breached")
     if isinstance(breached, list):
         return frozenset(str(reason) for reason in breached)
+    if word == "Unknown":
+        return frozenset()
     return frozenset({str(healthy.get("reason") or "")}) - {""}
+
+
+def _performance_held(status: Mapping[str, Any], target: RevisionTarget) -> bool:
+    """Whether this revision's last judged PerformanceDegraded was True: held until the
+    labels surely show it back. An Unknown since carried it as
+    ``status.health.performance.degraded``."""
+    word = _last_condition(status, target, ConditionType.PERFORMANCE_DEGRADED).get("status")
+    if word == "True":
+        return True
+    carried = objects.section(status, "health", "performance").get("degraded")
+    return word == "Unknown" and carried is True
+
+
+@dataclass(frozen=True)
+class _Holds:
+    """What this revision's last judged verdicts hold until surely back (read from status)."""
+
+    slos: frozenset[str] = frozenset()
+    drift: frozenset[str] = frozenset()
+    performance: bool = False
+
+
+def _holds(status: Mapping[str, Any], target: RevisionTarget) -> _Holds:
+    return _Holds(
+        _degraded_by(status, target), _drifted(status, target), _performance_held(status, target)
+    )
+
+
+def _carry_holds(
+    previous: Mapping[str, Any] | None,
+    health: dict[str, Any],
+    conditions: Sequence[ConditionState],
+    holds: _Holds,
+) -> dict[str, Any]:
+    """``health`` with the holds of each condition written Unknown (InsufficientData, no
+    reference, too few labels) carried as the last judged verdict left them: an Unknown
+    judges nothing, so the next judged window must still be surely back. Status keeps
+    them (an operator restart reads them back)."""
+    unknown = {c.type for c in conditions if c.status is None}
+    if not unknown:
+        return health
+    carried = dict(health)
+    if ConditionType.HEALTHY in unknown:
+        carried.pop("breached", None)
+        if holds.slos:
+            carried["breached"] = sorted(holds.slos)
+    if ConditionType.DRIFT_DETECTED in unknown and "drift" in carried:
+        # Not what the unjudged window measured: only the last judged verdict holds.
+        drift = {k: v for k, v in carried["drift"].items() if k != "over"}
+        carried["drift"] = {**drift, "over": sorted(holds.drift)} if holds.drift else drift
+    if ConditionType.PERFORMANCE_DEGRADED in unknown and holds.performance:
+        carried["performance"] = {**(carried.get("performance") or {}), "degraded": True}
+    if isinstance(previous, Mapping) and same_figures(previous, carried):
+        carried["evaluatedAt"] = previous["evaluatedAt"]  # nothing new: nothing written
+    return carried
 
 
 @dataclass(frozen=True)
@@ -216,6 +282,9 @@ class HealthLoop:
         #: watch's own dicts would hold tens of megabytes between cycles.
         self.models: dict[tuple[str, str], bytes] = {}
         self.pods: dict[tuple[str, str], PodInfo] = {}
+        #: The names of ``pods`` by (namespace, ModelDeployment, revision): a cycle looks up
+        #: each model's own (sorting every pod per model cost seconds at 2 000 models).
+        self._pods_of: dict[tuple[str, str, str], set[str]] = {}
         #: Pods gone lately, with when: the direct source still counts their last scrapes
         #: (and Prometheus its samples of them) for a window.
         self._departed: dict[tuple[str, str], tuple[PodInfo, float]] = {}
@@ -306,6 +375,7 @@ class HealthLoop:
                 # Stopped (Evicted, Failed, deleting) yet still listed: it counts no more
                 # from now on, as if gone.
                 self._departed[key] = (before, self._clock())
+        self._index_pod(meta.namespace, meta.name, before, info)
         if before is not None:
             owner_key = (meta.namespace, before.model_deployment)
             fetching = self._fetching.get(owner_key, {})
@@ -316,6 +386,24 @@ class HealthLoop:
             owner = self._fetching.setdefault((meta.namespace, info.model_deployment), {})
             owner[meta.name] = (info.revision, info.fetch)
         return (before.fetch if before else None) != (info.fetch if info else None)
+
+    def _index_pod(
+        self, namespace: str, pod: str, before: PodInfo | None, info: PodInfo | None
+    ) -> None:
+        """Keep ``_pods_of`` in step with ``pods`` (a pod's labels may change too)."""
+        if before is not None and (
+            info is None
+            or (before.model_deployment, before.revision) != (info.model_deployment, info.revision)
+        ):
+            key = (namespace, before.model_deployment, before.revision)
+            names = self._pods_of.get(key)
+            if names is not None:
+                names.discard(pod)
+                if not names:
+                    del self._pods_of[key]
+        if info is not None:
+            key = (namespace, info.model_deployment, info.revision)
+            self._pods_of.setdefault(key, set()).add(pod)
 
     def fetches(self, namespace: str, name: str) -> dict[str, FetchState]:
         """Each revision's artifact fetch of one ModelDeployment, from its pods (only pods
@@ -364,37 +452,65 @@ class HealthLoop:
     def _targets(self) -> list[tuple[RevisionTarget, MonitoringSettings, Mapping[str, Any]]]:
         targets = []
         for (namespace, name), data in list(self.models.items()):
-            body = expand(data)
-            view = objects.body(body)
-            if view.meta.deleting:
-                continue
-            status = view.status
-            if not has_served(status):
-                continue  # nothing serves yet: nothing to judge
-            revision = status["stable"]["revision"]
             try:
-                settings = monitoring_settings(view.spec)
-            except (ValueError, KeyError, TypeError) as error:
-                log.warning("%s/%s: monitoring settings unusable: %s", namespace, name, error)
-                continue
-            pods = tuple(
-                PodTarget(pod_name, info.ip, METRICS_PORT)
-                for (pod_namespace, pod_name), info in sorted(self.pods.items())
-                if pod_namespace == namespace
-                and info.model_deployment == name
-                and info.revision == revision
-                and info.running
-            )
-            target = RevisionTarget(
-                namespace,
-                name,
-                str(revision),
-                settings.policy.window_seconds,
-                pods,
-                labels_window_seconds=settings.policy.performance.window_seconds,
-            )
-            targets.append((target, settings, body))
+                found = self._target(namespace, name, data)
+            except Exception:  # one object the loop cannot read must not stop the others
+                log.exception("%s/%s: health not evaluated", namespace, name)
+                found = None
+            if found is None:
+                # Not judged (deleting, not serving, unusable settings): its last figures
+                # would be exported as current for as long, an alert on them firing.
+                self.metrics.drop_health(namespace, name)
+            else:
+                targets.append(found)
         return targets
+
+    def _target(
+        self, namespace: str, name: str, data: bytes
+    ) -> tuple[RevisionTarget, MonitoringSettings, Mapping[str, Any]] | None:
+        """What the cycle judges of one ModelDeployment (None: nothing to judge now)."""
+        body = expand(data)
+        view = objects.body(body)
+        if view.meta.deleting:
+            return None
+        status = view.status
+        if not has_served(status):
+            return None  # nothing serves yet: nothing to judge
+        revision = str(status["stable"]["revision"])
+        try:
+            settings = monitoring_settings(view.spec)
+        except (ValueError, KeyError, TypeError) as error:
+            log.warning("%s/%s: monitoring settings unusable: %s", namespace, name, error)
+            return None
+        pods = tuple(
+            PodTarget(pod_name, info.ip, METRICS_PORT)
+            for pod_name, info in self.running_pods(namespace, name, revision)
+        )
+        target = RevisionTarget(
+            namespace,
+            name,
+            revision,
+            settings.policy.window_seconds,
+            pods,
+            labels_window_seconds=settings.policy.performance.window_seconds,
+        )
+        return target, settings, body
+
+    def running_pods(self, namespace: str, name: str, revision: str) -> list[tuple[str, PodInfo]]:
+        """The running pods of one revision of a ModelDeployment, by name: from the index
+        kept as pods are observed, so a cycle costs each model its own pods only."""
+        key = (namespace, name, revision)
+        names = self._pods_of.get(key, set())
+        found = []
+        for pod_name in sorted(names):
+            info = self.pods.get((namespace, pod_name))
+            if info is None or (info.model_deployment, info.revision) != (name, revision):
+                names.discard(pod_name)  # gone without an event through observe_pod
+            elif info.running:
+                found.append((pod_name, info))
+        if not names:
+            self._pods_of.pop(key, None)
+        return found
 
     def _warming_up(
         self,
@@ -492,6 +608,10 @@ class HealthLoop:
                 profile = parse_profile(text)
             except ProfileError as error:
                 problem = f"reference ConfigMap {name}/{key}: {error}"
+            except Exception as error:  # a parser bug: kept as this version's problem, not
+                # parsed again each cycle (nor raised at every model that reads it)
+                log.exception("%s: reference ConfigMap %s/%s not parsed", namespace, name, key)
+                problem = f"reference ConfigMap {name}/{key}: not parsed: {_said(error)}"
         digest = reference_digest(configmap, key)
         if cached is not None and cached.digest == digest:
             since, changed = cached.since, cached.changed  # another field of it changed
@@ -537,6 +657,21 @@ class HealthLoop:
             return settings, *spec
         profile, problem = await self._reference(api, target.namespace, mounted)
         return replace(settings, reference=mounted), profile, problem
+
+    async def _profile_or_none(
+        self,
+        api: Api,
+        target: RevisionTarget,
+        settings: MonitoringSettings,
+        mounted: tuple[str, str] | None,
+    ) -> tuple[MonitoringSettings, ReferenceProfile | None, str | None]:
+        """:meth:`_profile_for`, or no profile when reading it raised: every model's
+        profile loads in one gather, and one model's must not stop the others' cycle."""
+        try:
+            return await self._profile_for(api, target, settings, mounted)
+        except Exception as error:
+            log.exception("%s/%s: reference profile not read", target.namespace, target.name)
+            return settings, None, f"reference profile not read: {_said(error)}"
 
     def _profiles_read(self, now: float) -> ProfilesRead:
         """Which reference digests each revision's pods read: those there, and those gone
@@ -677,14 +812,15 @@ class HealthLoop:
             if window is not None and profile is not None
             else None
         )
+        holds = _holds(status, target)
         report = evaluate(
             window,
             profile,
             settings.policy,
             error,
-            degraded_by=_degraded_by(status, target),
+            degraded_by=holds.slos,
             drift_basis=basis,
-            drifted=_drifted(status, target),
+            drifted=holds.drift,
         )
         result.reports[(target.namespace, target.name)] = report
         result.evaluated += 1
@@ -701,6 +837,7 @@ class HealthLoop:
             previous, report, settings.policy, evaluated_at, performance, revision=target.revision
         )
         conditions = health_conditions(report, settings.policy, performance)
+        health = _carry_holds(previous, health, conditions, holds)
         held_drift: Mapping[str, Any] | None = None
         if (
             basis is None
@@ -747,21 +884,7 @@ class HealthLoop:
         if collection.scrape_failures:
             self.metrics.scrape_failures.inc(collection.scrape_failures)
 
-        api = self._api_factory()
-        mounted = [self._mounted(target) for target, _, _ in targets]
-        # Profiles no model reads any more (deleted, or pointed elsewhere) are let go.
-        wanted = {(t.namespace, *s.reference) for t, s, _ in targets if s.reference} | {
-            (t.namespace, *ref) for (t, _, _), ref in zip(targets, mounted, strict=True) if ref
-        }
-        for stale in [key for key in self._references if key not in wanted]:
-            del self._references[stale]
-        references = await asyncio.gather(
-            *(
-                self._profile_for(api, target, settings, ref)
-                for (target, settings, _), ref in zip(targets, mounted, strict=True)
-            )
-        )
-        self._nudge_on_new_references(targets)
+        references = await self._load_references(targets)
         longest = max((t.window_seconds for t, _, _ in targets), default=0.0)
         self._forget_departed(now - longest - self.interval - DEPARTED_MARGIN_SECONDS)
         profiles_read = self._profiles_read(now)
@@ -805,6 +928,27 @@ class HealthLoop:
         )
         return result
 
+    async def _load_references(
+        self, targets: Sequence[tuple[RevisionTarget, MonitoringSettings, Any]]
+    ) -> list[tuple[MonitoringSettings, ReferenceProfile | None, str | None]]:
+        """Each target's settings, reference profile and problem (step 3), in order."""
+        api = self._api_factory()
+        mounted = [self._mounted(target) for target, _, _ in targets]
+        # Profiles no model reads any more (deleted, or pointed elsewhere) are let go.
+        wanted = {(t.namespace, *s.reference) for t, s, _ in targets if s.reference} | {
+            (t.namespace, *ref) for (t, _, _), ref in zip(targets, mounted, strict=True) if ref
+        }
+        for stale in [key for key in self._references if key not in wanted]:
+            del self._references[stale]
+        references = await asyncio.gather(
+            *(
+                self._profile_or_none(api, target, settings, ref)
+                for (target, settings, _), ref in zip(targets, mounted, strict=True)
+            )
+        )
+        self._nudge_on_new_references(targets)
+        return references
+
     def _performance(
         self,
         target: RevisionTarget,
@@ -822,13 +966,12 @@ class HealthLoop:
         if window is None:
             return None
         policy = settings.policy.performance
-        degraded = _last_condition(status, target, ConditionType.PERFORMANCE_DEGRADED)
         report = judge(
             window.realized,
             policy,
             profile.validation if profile is not None else None,
             format_window(policy.window_seconds),
-            held=degraded.get("status") == "True",
+            held=_performance_held(status, target),
         )
         if report.condition.reason == Reason.INSUFFICIENT_LABELS and self._warming_up(
             target, settings, now, status.get("health"), policy.window_seconds
@@ -843,6 +986,9 @@ class HealthLoop:
             log.warning(
                 "%s/%s: could not write health: %s", write.namespace, write.name, error.message
             )
+            return False
+        except Exception:  # one write meeting a bug must not fail the others' (one gather)
+            log.exception("%s/%s: could not write health", write.namespace, write.name)
             return False
 
     def _update_gauges(
@@ -900,6 +1046,12 @@ class HealthLoop:
 
 async def _no_reference() -> tuple[ReferenceProfile | None, str | None]:
     return None, None
+
+
+def _said(error: Exception) -> str:
+    """An unexpected error in a line of a log or a problem (its text may be a whole input)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
 def _drift_held(

@@ -407,6 +407,11 @@ class OperatorMetrics:
     def health_of(self, namespace: str, name: str) -> HealthFigures | None:
         return self._phases.health.get((namespace, name))
 
+    def drop_health(self, namespace: str, name: str) -> None:
+        """Drop a ModelDeployment's health gauges only (the health loop no longer judges
+        it); its phase, gates and rollout series stay, and so does a deletion's guard."""
+        self._phases.health.pop((namespace, name), None)
+
     def forget(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted ModelDeployment.
 

@@ -1,0 +1,147 @@
+"""What a judged verdict holds until surely back stays held through Unknown verdicts.
+
+A breached SLO, a feature over the drift threshold and a PerformanceDegraded
+True each hold until a window shows them surely back (docs/health.md). One
+window of too few requests (or labels) between wrote Unknown and dropped the
+hold: the next window, neither surely bad nor surely back, read Healthy. The
+holds are carried in status.health beside the Unknown (an operator restart
+reads them back) and written only when something changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+
+import numpy as np
+import pytest
+from test_health_loop import Loop, md, pod
+
+from vigil.core.window import RealizedPerformance, RevisionWindow
+from vigil.profile import build_profile
+
+KEY = ("ml", "wine", "r1")
+#: Past the monitoring window (30s) and the labels' (1m): no warm-up hold after a start.
+LATER = datetime.timedelta(minutes=2)
+
+
+@pytest.fixture
+def loop() -> Loop:
+    return Loop()
+
+
+def errors(requests: float, failed: float) -> RevisionWindow:
+    return RevisionWindow(
+        requests_by_outcome={"success": requests - failed, "model_error": failed},
+        latency_buckets=((0.05, requests), (math.inf, requests)),
+    )
+
+
+BREACHED = errors(1000, 30)  # 3 % against 1 %: surely over
+DIP = errors(10, 0)  # fewer than minRequests (20)
+BORDERLINE = errors(300, 5)  # 1.7 %: neither surely over nor surely within
+
+
+async def judge(loop: Loop, window: RevisionWindow) -> int:
+    """One cycle on ``window``, past any warm-up; the status writes it made."""
+    loop._source(("direct", "")).windows[KEY] = window
+    loop.now += LATER
+    return (await loop.cycle()).written
+
+
+async def test_a_breached_slo_stays_breached_through_too_few_requests(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    await judge(loop, BREACHED)
+    assert loop.status()["health"]["breached"] == ["ErrorRateHigh"]
+    assert await judge(loop, DIP) == 1
+    assert loop.condition("Healthy")["status"] == "Unknown"
+    assert loop.status()["health"]["breached"] == ["ErrorRateHigh"]
+    assert await judge(loop, DIP) == 0  # nothing new: nothing written
+    await judge(loop, BORDERLINE)
+    healthy = loop.condition("Healthy")
+    assert (healthy["status"], healthy["reason"]) == ("False", "ErrorRateHigh")
+    assert "not surely within" in healthy["message"]
+
+
+async def test_a_restarted_operator_reads_the_hold_back_from_status(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    await judge(loop, BREACHED)
+    await judge(loop, DIP)
+    restarted = Loop()
+    restarted.api = loop.api
+    restarted.now = loop.now
+    restarted.loop.observe_model("ADDED", loop.api.objects[("ModelDeployment", "ml", "wine")])
+    restarted.loop.observe_pod("ADDED", pod("wine-a"))
+    await judge(restarted, BORDERLINE)
+    assert restarted.condition("Healthy")["status"] == "False"
+
+
+async def test_a_window_surely_within_after_the_dip_clears_the_breach(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    await judge(loop, BREACHED)
+    await judge(loop, DIP)
+    await judge(loop, errors(3000, 3))
+    assert loop.condition("Healthy")["status"] == "True"
+    assert "breached" not in loop.status()["health"]
+    await judge(loop, DIP)
+    await judge(loop, BORDERLINE)
+    assert loop.condition("Healthy")["status"] == "True"
+
+
+REFERENCE = build_profile(np.random.default_rng(1).normal(size=(20000, 1)), feature_names=["a"])
+
+
+def inputs(rows: float, moved: float) -> RevisionWindow:
+    """``rows`` requests whose feature ``a`` has a share ``moved`` shifted by 3 bins."""
+    proportions = np.array(REFERENCE.features[0].proportions)
+    mixed = (1 - moved) * proportions + moved * np.roll(proportions, 3)
+    bins = {str(slot): float(count) for slot, count in enumerate(np.round(mixed * rows))}
+    return dataclasses.replace(errors(rows, 0), input_rows=float(rows), feature_bins={"a": bins})
+
+
+async def test_a_drifted_feature_stays_named_through_too_few_requests(loop: Loop) -> None:
+    ref = {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}
+    loop.add(md(reference=ref), pod("wine-a"))
+    loop.api.add(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "ref", "namespace": "ml", "resourceVersion": "1"},
+            "data": {"profile.json": REFERENCE.to_json()},
+        }
+    )
+    await judge(loop, inputs(300, 1.0))
+    assert loop.condition("DriftDetected")["status"] == "True"
+    await judge(loop, DIP)
+    assert loop.condition("DriftDetected")["status"] == "Unknown"
+    assert loop.status()["health"]["drift"]["over"] == ["a"]
+    await judge(loop, inputs(300, 0.2))  # psi about 0.2: not surely under the threshold
+    drift = loop.condition("DriftDetected")
+    assert (drift["status"], drift["reason"]) == ("True", "DriftAboveThreshold")
+    assert "held until it is: a" in drift["message"]
+
+
+def labelled(scored: float, correct: float) -> RevisionWindow:
+    realized = RealizedPerformance(
+        labels_by_outcome={"joined": scored},
+        scored_by_class={"0": scored},
+        correct_by_class={"0": correct},
+    )
+    return dataclasses.replace(errors(100, 0), realized=realized)
+
+
+async def test_performance_degraded_stays_true_through_too_few_labels(loop: Loop) -> None:
+    performance = {"window": "1m", "minAccuracy": 0.855, "minLabels": 50}
+    loop.add(md(performance=performance), pod("wine-a"))
+    await judge(loop, labelled(400, 300))
+    assert loop.condition("PerformanceDegraded")["status"] == "True"
+    await judge(loop, labelled(5, 5))
+    assert loop.condition("PerformanceDegraded")["reason"] == "InsufficientLabels"
+    assert loop.status()["health"]["performance"]["degraded"] is True
+    await judge(loop, labelled(400, 344))  # 0.86, 95% CI 0.823-0.891: not surely back
+    condition = loop.condition("PerformanceDegraded")
+    assert condition["status"] == "True" and condition["message"].endswith("held until it is")
+    await judge(loop, labelled(400, 380))
+    assert loop.condition("PerformanceDegraded")["status"] == "False"
+    await judge(loop, labelled(5, 5))
+    assert "degraded" not in loop.status()["health"]["performance"]
