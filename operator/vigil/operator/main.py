@@ -53,6 +53,20 @@ def pull_policy(value: str) -> str:
     return value
 
 
+def wildcard(pod_ip: str) -> str:
+    """Every address of the pod IP's family: the kubelet probes, and Prometheus scrapes, the
+    pod's IP, which may be IPv6 (0.0.0.0 is IPv4 only)."""
+    return "::" if ":" in pod_ip else "0.0.0.0"
+
+
+def liveness_endpoint(options: OperatorOptions) -> str | None:
+    """kopf's /healthz URL (None: off), on the address family of /metrics."""
+    if not options.health_port:
+        return None
+    host = wildcard(options.metrics_address)
+    return f"http://{f'[{host}]' if ':' in host else host}:{options.health_port}/healthz"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigil-operator",
@@ -109,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=9090,
         help="port of the operator's Prometheus /metrics (0 disables; default %(default)s)",
     )
-    parser.add_argument("--metrics-address", default="0.0.0.0", help="address /metrics listens on")
+    parser.add_argument(
+        "--metrics-address",
+        default=None,
+        help="address /metrics listens on (default: every address of the pod IP's family, "
+        "from $VIGIL_POD_IP: :: for IPv6, else 0.0.0.0)",
+    )
     parser.add_argument(
         "--health-port",
         type=int,
@@ -147,7 +166,7 @@ def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
         sidecar_image=args.sidecar_image,
         sidecar_pull_policy=args.sidecar_image_pull_policy,
         metrics_port=args.metrics_port,
-        metrics_address=args.metrics_address,
+        metrics_address=args.metrics_address or wildcard(os.environ.get("VIGIL_POD_IP", "")),
         health_port=args.health_port,
         log_format=args.log_format,
         standalone=bool(args.standalone),
@@ -161,7 +180,7 @@ def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
 async def run(options: OperatorOptions) -> None:
     runtime = build_runtime(options)
     runtime.metrics.serve(options.metrics_port, options.metrics_address)
-    liveness = f"http://0.0.0.0:{options.health_port}/healthz" if options.health_port else None
+    liveness = liveness_endpoint(options)
     await kopf.operator(
         clusterwide=options.all_namespaces,
         namespaces=options.namespaces,

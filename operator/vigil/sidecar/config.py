@@ -109,10 +109,11 @@ class Settings:
     upstream: str = "http://127.0.0.1:8080"
     readiness_path: str = ""
     upstream_timeout_seconds: float = 60.0
-    listen_host: str = "0.0.0.0"
+    #: "": every address of both families (a pod's IP may be IPv6; "0.0.0.0" is IPv4 only).
+    listen_host: str = ""
     listen_port: int = 8000
     idle_timeout_seconds: float = 75.0
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = ""
     metrics_port: int = 9090
     max_body_bytes: int = 10 * 1024 * 1024
     reference_profile: str = ""

@@ -758,7 +758,7 @@ class FeedbackService:
         task: str,
         monitor: Monitor,
         metrics: FeedbackMetrics,
-        listen_host: str = "0.0.0.0",
+        listen_host: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings

@@ -128,11 +128,11 @@ class Sidecar:
         )
         log.info(
             "vigil-sidecar listening on %s:%d -> %s (protocol %s), metrics on %s:%d",
-            self.settings.listen_host,
+            self.settings.listen_host or "*",
             self.proxy.port,
             self.settings.upstream,
             self.settings.protocol,
-            self.settings.metrics_host,
+            self.settings.metrics_host or "*",
             self.metrics_port,
         )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import urllib.request
 from typing import Any
 
 import kopf
@@ -11,7 +13,7 @@ import pytest
 
 from vigil.core import naming
 from vigil.operator import handlers
-from vigil.operator.main import check_kopf_version, parse_options
+from vigil.operator.main import check_kopf_version, liveness_endpoint, parse_options
 from vigil.operator.metrics import OperatorMetrics
 from vigil.operator.runtime import (
     DEFAULT_SIDECAR_IMAGE,
@@ -56,6 +58,37 @@ class TestOptions:
         assert options.metrics_port == 0
         assert options.health_port == 9999
         assert options.log_format == "json"
+
+    @pytest.mark.parametrize(
+        ("pod_ip", "metrics", "liveness"),
+        [
+            ("", "0.0.0.0", "http://0.0.0.0:8080/healthz"),
+            ("10.90.0.7", "0.0.0.0", "http://0.0.0.0:8080/healthz"),
+            ("fd00:10:90::7", "::", "http://[::]:8080/healthz"),
+        ],
+    )
+    def test_metrics_and_liveness_listen_on_the_pod_ips_family(
+        self, monkeypatch: pytest.MonkeyPatch, pod_ip: str, metrics: str, liveness: str
+    ) -> None:
+        # Bound to 0.0.0.0 on an IPv6-only cluster, the kubelet's liveness probe of the pod
+        # IP was refused: the operator restarted every 70 s.
+        monkeypatch.setenv("VIGIL_POD_IP", pod_ip)
+        options = parse_options(["-n", "ml", "--standalone"])
+        assert (options.metrics_address, liveness_endpoint(options)) == (metrics, liveness)
+        assert (
+            liveness_endpoint(parse_options(["-A", "--standalone", "--health-port", "0"])) is None
+        )
+
+    def test_an_ipv6_metrics_address_serves_ipv4_and_ipv6_clients(self) -> None:
+        # prometheus_client's server on :: takes IPv4 clients too (as mapped addresses).
+        metrics = OperatorMetrics()
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::", 0))
+            port = probe.getsockname()[1]
+        metrics.serve(port, "::")
+        for host in ("127.0.0.1", "[::1]"):
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as answer:
+                assert answer.status == 200 and b"vigil_operator" in answer.read()
 
     def test_health_interval_defaults_to_30_seconds(self) -> None:
         assert parse_options(["-A", "--standalone"]).health_interval == 30

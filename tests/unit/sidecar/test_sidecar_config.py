@@ -80,7 +80,9 @@ def test_every_documented_key_is_read():
 
 def test_defaults_match_the_pod_contract():
     s = Settings()
-    assert (s.listen_host, s.listen_port, s.metrics_port) == ("0.0.0.0", 8000, 9090)
+    # "": every address of both families (an IPv6 pod IP too).
+    assert (s.listen_host, s.listen_port, s.metrics_port) == ("", 8000, 9090)
+    assert s.metrics_host == ""
     assert s.upstream == "http://127.0.0.1:8080" and s.protocol == "v2"
     assert s.effective_readiness_path == "/v2/health/ready"
     assert not s.shadow.enabled
