@@ -3,9 +3,8 @@
 Why bins and not raw samples: the sidecars only export counts per reference
 bin (or per reference category) as Prometheus counters. Counts from many
 replicas and many scrape windows add up exactly, so every statistic here
-takes bin counts (or proportions) and nothing else. Pure NumPy: no I/O, no
-Kubernetes, no HTTP, so the operator's health evaluation and the tests can
-call it directly.
+takes bin counts (or proportions) and nothing else. Pure NumPy, no I/O: the
+operator's health evaluation and the tests call it directly.
 
 Conventions (shared with :mod:`vigil.profile` and the sidecar):
 
@@ -25,7 +24,7 @@ Conventions (shared with :mod:`vigil.profile` and the sidecar):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -304,6 +303,9 @@ CHI_SQUARE_SCALE: dict[str, float] = {"psi": 1.0, "jsd": 8.0 * math.log(2.0)}
 #: Pseudo-count per slot (Jeffreys): an empty slot of a small sample reads as rare, not as
 #: a logarithm of zero.
 _PSEUDO_COUNT = 0.5
+#: The least scale a divergence test mixes over, in PSI (JSD: the same noise), fixed
+#: before any data, far under a useful threshold: a threshold of 0 still fails a shift.
+MIXING_FLOOR = 0.01
 #: Rows per slot before a divergence is judged: the chi-square approximation needs about
 #: five expected counts per slot.
 ROWS_PER_SLOT = 5.0
@@ -359,22 +361,22 @@ class Divergence:
         n = self.rows * self.scale
         return 2.0 * (self.df + 2.0 * n * max(divergence, 0.0)) / (n * n)
 
-    @staticmethod
-    def _mixing(tested: float, threshold: float) -> float:
+    def _mixing(self, tested: float, threshold: float) -> float:
         """The normal mixture's variance for testing ``tested`` (divergence scale): deviations
-        of the threshold's size, or of the tested value's far from it (so that every
-        value far from the data is rejected, and the interval stays finite)."""
-        return max(threshold, tested, 1e-4) ** 2
+        of the threshold's size (at least :data:`MIXING_FLOOR`'s), or of the tested value's
+        far from it (every value far from the data is rejected: the interval is finite)."""
+        return max(threshold, tested, MIXING_FLOOR / self.scale) ** 2
 
     def bounds(self, alpha: float, threshold: float, *, interval: bool = True) -> Bounds:
         """The confidence sequence at ``alpha`` (method's units) and the test of ``threshold``
-        (``interval=False``: the test alone)."""
+        (``interval=False``: the test alone). Up to the ``knee`` every value is tested with
+        the verdict's mixing, so the interval holds the threshold exactly when the verdict
+        does not reject it; each end is searched on that stretch first."""
         tested = self.to_divergence(threshold)
         level = math.log(1.0 / alpha)
         value = self.corrected
-        above, below = normal_p_values(
-            value, tested, self.variance(tested), self._mixing(tested, tested)
-        )
+        mixing = self._mixing(tested, tested)
+        above, below = normal_p_values(value, tested, self.variance(tested), mixing)
         if not interval:
             return Bounds(0.0, math.inf, above, below)
 
@@ -383,13 +385,9 @@ class Divergence:
             mixing = self._mixing(divergence, tested)
             return normal_log_mixture(deviation, self.variance(divergence), mixing) >= level
 
-        low = 0.0
-        if value > 0 and rejected(0.0):
-            low = bisect_turn(lambda d: not rejected(d), 0.0, value)
-        top = max(value, tested, 1e-3) * 2.0
-        while not rejected(top) and top < 1e6:
-            top *= 2.0
-        high = bisect_turn(rejected, max(value, 0.0), top) if rejected(top) else math.inf
+        knee = math.sqrt(mixing)
+        low = _low_end(rejected, value, knee) if value > 0 and rejected(0.0) else 0.0
+        high = _high_end(rejected, max(value, 0.0), knee)
         return Bounds(self.from_divergence(low), self.from_divergence(high), above, below)
 
     def scaled(self, factor: float) -> Divergence:
@@ -403,6 +401,23 @@ class Divergence:
             return replace(self, rows=self.rows * factor, current_rows=current)
         rows = 1.0 / (1.0 / current + 1.0 / self.reference_rows)
         return replace(self, rows=rows, current_rows=current)
+
+
+def _low_end(rejected: Callable[[float], bool], value: float, knee: float) -> float:
+    """The lowest value kept below ``value`` (0 rejected), up to the ``knee`` first."""
+    start, end = (knee, value) if knee < value and rejected(knee) else (0.0, min(value, knee))
+    return bisect_turn(lambda d: not rejected(d), start, end)
+
+
+def _high_end(rejected: Callable[[float], bool], value: float, knee: float) -> float:
+    """The highest value kept above ``value``, up to the ``knee`` first (inf: none far)."""
+    if value < knee and rejected(knee):
+        return bisect_turn(rejected, value, knee)
+    start = max(value, knee)
+    top = max(start, 1e-3) * 2.0
+    while not rejected(top) and top < 1e6:
+        top *= 2.0
+    return bisect_turn(rejected, start, top) if rejected(top) else math.inf
 
 
 def _scores(method: str, reference: list[float], current: list[float], floor: float) -> float:

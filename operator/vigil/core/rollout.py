@@ -31,7 +31,8 @@ The runbook, one cycle (Flagger-style: each line is a step of ``decide``):
     too few requests in the step so far        -> hold (InsufficientData)
         held longer than progressDeadline      -> fail; the stable stays untouched
     a gate failed, with confidence             -> count it; failureLimit in a row -> roll back
-    every gate passed, with confidence         -> next step at once (earlyAdvance)
+        in an Undecided hold past its deadline -> fail, as the hold would
+    every expected gate judged and passed      -> next step at once (earlyAdvance)
     no gate failed, step duration not over     -> stay on the step
     step over, a gate undecided with its       -> hold (Undecided) until the evidence
       estimate beyond its threshold, or a         decides or the estimate is back within,
@@ -60,7 +61,7 @@ from typing import Any, Literal
 
 from vigil.common.times import format_unix
 from vigil.core.analysis import CandidateFigures
-from vigil.core.judges import Gate, gates, golden_gate
+from vigil.core.judges import Gate, gates, golden_gate, not_judged
 from vigil.core.spec import RolloutPolicy, Step, Tolerance
 from vigil.core.vocabulary import Action, GateVerdict, Outcome, Reason, RequestVerb
 
@@ -74,10 +75,8 @@ NOTHING_TO_JUDGE = (
 
 @dataclass(frozen=True)
 class RolloutState:
-    """Where the rollout is; persisted in ``status.candidate`` after every decision.
-
-    Times are Unix seconds (status stores them as RFC 3339).
-    """
+    """Where the rollout is; persisted in ``status.candidate`` after every decision (times
+    are Unix seconds; status stores them as RFC 3339)."""
 
     step: int = 0
     step_started_at: float | None = None
@@ -304,18 +303,21 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
                 state, Reason.ANALYSIS_FAILED, f"{text} in {count} checks", results
             )
         words = f"{text} ({count}/{policy.failure_limit})"
-        return cycle.decision(Action.WAIT, state, Reason.CHECK_FAILED, words, gates=results)
+        # An Undecided hold goes on through failed checks, so its deadline still counts.
+        checked = cycle.decision(Action.WAIT, state, Reason.CHECK_FAILED, words, gates=results)
+        return cycle.overdue(state, words) or checked
     state = replace(state, failed_checks=0)
     undecided = [g for g in results if g.verdict == GateVerdict.UNDECIDED]
-    # Every gate passed with confidence: the step has its evidence.
-    if policy.early_advance and not undecided and step.kind != "pause":
+    missing = not_judged(judged, policy, obs.figures)
+    # Every gate the step expects passed with confidence: the step has its evidence.
+    if policy.early_advance and not undecided and not missing and step.kind != "pause":
         return cycle.next_step(replace(state, held_since=None), results, evaluated=True)
     if not over:
         return cycle.decision(
             Action.WAIT,
             state,
             Reason.STEP_IN_PROGRESS,
-            f"{_standing(results)}, {end_at - now:.0f}s left",
+            f"{_standing(results, missing)}, {end_at - now:.0f}s left",
             gates=results,
             evaluated=True,
         )
@@ -337,14 +339,15 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
 
 def _verdicts(results: Sequence[Gate]) -> str:
     """'; gates: pass error rate 0.1% [0.0%, 0.9%] vs 1.0%; ...' (nothing without gates)."""
-    if not results:
-        return ""
-    return "; gates: " + "; ".join(f"{g.verdict} {g.text}" for g in results)
+    said = "; ".join(f"{g.verdict} {g.text}" for g in results)
+    return f"; gates: {said}" if said else ""
 
 
-def _standing(results: Sequence[Gate]) -> str:
-    """'gates passing' or 'gates passing, 2 undecided (errorRate, agreement)'."""
+def _standing(results: Sequence[Gate], missing: Sequence[str] = ()) -> str:
+    """'gates passing' or 'no gate failing, 2 undecided (errorRate, agreement)'; a gate
+    with no evidence yet: '(predictionShift not judged yet)'."""
     undecided = [g.name for g in results if g.verdict == GateVerdict.UNDECIDED]
+    undecided += [f"{name} not judged yet" for name in missing]
     if not undecided:
         return "gates passing"
     return f"no gate failing, {len(undecided)} undecided ({', '.join(undecided)})"
@@ -403,9 +406,7 @@ class _Cycle:
         self, state: RolloutState, results: tuple[Gate, ...], reason: str, message: str
     ) -> Decision:
         """Scale the candidate to full capacity; the blue/green switch then moves the Service.
-
-        The promotion's deadline counts from its decision (a second promote keeps it).
-        """
+        The promotion's deadline counts from its decision (a second promote keeps it)."""
         since = state.held_since if state.promoting else self.now
         return self.decision(
             Action.PROMOTE,
@@ -443,18 +444,23 @@ class _Cycle:
         """Hold on missing or too few data; fail once held past progressDeadline."""
         since = state.held_since if state.held_since is not None else self.now
         state = replace(state, held_since=since)
-        held = self.now - since
+        held = self.decision(Action.HOLD, state, reason, message, **extra)
+        return self.overdue(state, message) or held
+
+    def overdue(self, state: RolloutState, message: str) -> Decision | None:
+        """Fail a hold that has lasted progressDeadline (None: not holding, or in time)."""
+        held = self.now - (self.now if state.held_since is None else state.held_since)
         deadline = self.policy.progress_deadline_seconds
-        if held >= deadline:
-            return self.decision(
-                Action.FAIL,
-                replace(state, promoting=False),
-                Reason.PROGRESS_DEADLINE_EXCEEDED,
-                f"{message} for {held:.0f}s >= progressDeadline {deadline:.0f}s",
-                traffic=Traffic(0, 0, 0, self.obs.replicas),
-                events=(Reason.ROLLOUT_FAILED,),
-            )
-        return self.decision(Action.HOLD, state, reason, message, **extra)
+        if state.held_since is None or held < deadline:
+            return None
+        return self.decision(
+            Action.FAIL,
+            replace(state, promoting=False),
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+            f"{message} for {held:.0f}s >= progressDeadline {deadline:.0f}s",
+            traffic=Traffic(0, 0, 0, self.obs.replicas),
+            events=(Reason.ROLLOUT_FAILED,),
+        )
 
     def next_step(
         self, state: RolloutState, results: tuple[Gate, ...], *, evaluated: bool
@@ -462,13 +468,8 @@ class _Cycle:
         steps = self.policy.steps
         if state.step + 1 >= len(steps):
             if not evaluated:  # never promote on no evidence: judge the window first
-                return self.decision(
-                    Action.WAIT,
-                    state,
-                    Reason.ANALYZING,
-                    "final check before promotion",
-                    gates=results,
-                )
+                words = "final check before promotion"
+                return self.decision(Action.WAIT, state, Reason.ANALYZING, words, gates=results)
             return self.promote(
                 state,
                 results,

@@ -149,10 +149,39 @@ class TestUndecided:
         assert gate.verdict == GateVerdict.UNDECIDED and gate.needed is None
         assert gate.text.endswith("the estimate sits at the threshold")
 
+    def test_the_time_needed_reads_at_any_rate(self) -> None:
+        # One request in 100 s, then a flood: neither "at 0.0/s" nor "~0s".
+        slow = with_errors(figures(requests=500), 0, 1)
+        gate = next(g for g in gates(CANARY, POLICY, slow, elapsed=100) if g.name == "errorRate")
+        assert gate.text.endswith("at 0.01/s)"), gate.text
+        flood = with_errors(figures(requests=500), 860, 100_000)
+        gate = next(g for g in gates(CANARY, POLICY, flood, elapsed=6) if g.name == "errorRate")
+        assert gate.verdict == GateVerdict.UNDECIDED and gate.needed is not None
+        assert gate.text.endswith(f"about {gate.needed} more needed (<1s at 16666.7/s)"), gate.text
+
+    def test_an_estimate_off_the_threshold_never_reads_as_sitting_at_it(self) -> None:
+        # 1.0001 % of a million: off the threshold, though no growth decides it.
+        near = with_errors(figures(requests=500), 10_001, 1_000_000)
+        gate = next(g for g in gates(CANARY, POLICY, near) if g.name == "errorRate")
+        assert gate.verdict == GateVerdict.UNDECIDED and gate.needed is None
+        assert gate.text.endswith("not decidable within 10000 times as many")
+
 
 class TestMultipleTesting:
     def test_the_step_budget_is_shared_by_the_judged_steps(self) -> None:
         assert step_alpha(POLICY) == pytest.approx((1 - POLICY.confidence) / 2)
+
+    def test_min_agreement_0_turns_the_gate_off_and_out_of_the_family(self) -> None:
+        off = replace(POLICY, min_agreement=0.0)
+        disagreeing = replace(figures(requests=2000, compared=2000), agreed=0.0)
+        found = gates(SHADOW, off, disagreeing)
+        assert "agreement" not in verdicts(found)
+        # The family is the shadow step's other four gates: each judged at the budget / 4.
+        alone = with_errors(figures(requests=2000, compared=2000), 40, 2000)
+        alone = replace(alone, copies=alone.live)  # a shadow step judges the copies
+        shared = next(g for g in gates(SHADOW, off, alone) if g.name == "errorRate")
+        four = next(g for g in gates(CANARY, POLICY, alone) if g.name == "errorRate")
+        assert (shared.low, shared.high) == pytest.approx((four.low, four.high))
 
     def test_gates_fail_at_the_steps_budget_divided_among_them(self) -> None:
         """A failing p-value must clear the step's budget over the number of gates (Holm's

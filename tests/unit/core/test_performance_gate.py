@@ -184,6 +184,18 @@ class TestVerdicts:
         )
         assert {g.verdict for g in same.values()} == {GateVerdict.PASS}
 
+    def test_more_correct_than_scored_reads_as_all_correct(self) -> None:
+        # Counters read at different times: never above 1, never a math domain error.
+        ahead = RealizedPerformance(
+            labels_by_outcome={"joined": 1000.0},
+            scored_by_class={"1": 1000.0},
+            correct_by_class={"1": 1060.0},
+        )
+        found = performance_gates(gates(CANARY, CLASSIFIER, seen(ahead, labelled(1000, 0.9))))
+        floor = found["realizedPerformance"]
+        assert floor.value == 1.0 and floor.verdict == GateVerdict.PASS
+        assert floor.high is not None and floor.high <= 1.0
+
     def test_only_canary_steps_judge_labels(self) -> None:
         found = gates(SHADOW, CLASSIFIER, seen(labelled(1000, 0.5), labelled(1000, 0.9)))
         assert not performance_gates(found)

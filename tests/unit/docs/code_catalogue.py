@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
 
 from core_world import OWNER, RolloutWorld, World, spec  # noqa: E402
-from figures_kit import figures, labelled  # noqa: E402
+from figures_kit import BOUNDS, figures, labelled  # noqa: E402
 from kubelet_pods import RUNNING, backing_off, failed, pod  # noqa: E402
 
 from vigil.core import drift, vocabulary  # noqa: E402
@@ -449,6 +449,23 @@ def _performance_gates(seen: Catalogue) -> None:
     _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 20)
 
 
+def _gates_not_judged_yet(seen: Catalogue) -> None:
+    """A tweak's canary with gates that have no evidence yet: no early end, then settled by
+    what was judged; another whose p95 fails inside the bucket holding its limit."""
+    world, candidate = _rollout(seen, version="1", config={"K": "3"})
+    partial = dataclasses.replace(GOOD, prediction_shift=None, shared_features=2)
+    world.inputs = RolloutInputs(figures=partial)
+    _drive(world, candidate, seen, lambda: world.status["stable"]["revision"] == candidate, 40)
+    slo = {"slo": {"maxLatencyP95": "220ms"}}
+    world, candidate = _rollout(seen, version="1", config={"K": "4"}, monitoring=slo)
+    counts = dict.fromkeys(BOUNDS, 0.0) | {0.15: 9000.0, 0.25: 1000.0}
+    cumulative = tuple(zip(BOUNDS, np.cumsum(list(counts.values())).tolist(), strict=True))
+    slow = figures(**{**SEEN, "requests": 10000})
+    live = dataclasses.replace(slow.live, latency_buckets=cumulative)
+    world.inputs = RolloutInputs(figures=dataclasses.replace(slow, live=live, stable=live))
+    _drive(world, candidate, seen, lambda: world.status["phase"] == "RolledBack", 20)
+
+
 def _model(version: str) -> dict[str, Any]:
     return {"name": "wine", "version": version, "uri": f"s3://models/wine/{version}/m.tar.gz"}
 
@@ -690,6 +707,7 @@ def catalogue() -> Catalogue:
         _bake,
         _failed_bake_then_new_spec,
         _performance_gates,
+        _gates_not_judged_yet,
         _artifacts,
         _health,
         _performance,

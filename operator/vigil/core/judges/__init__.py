@@ -27,7 +27,7 @@ failed; a canary step its live requests):
 ========================  ===========================================================
 ``errorRate``             share of failed requests vs ``monitoring.slo.maxErrorRate``
 ``latencyP95``            p95 vs ``monitoring.slo.maxLatencyP95``: the share of requests
-                          slower than the limit, at most 5 % (conservative per bucket)
+                          slower than the limit, at most 5 % (interpolated in its bucket)
 ``latencyVsStable``       P(a candidate request is slower than a stable one over the same
                           span), Mann-Whitney on the histograms, vs 1/2 + ``margins.latency``
 ``agreement``             (shadow) share of compared predictions that agree vs ``minAgreement``
@@ -68,4 +68,5 @@ from vigil.core.judges.evidence import Gate as Gate
 from vigil.core.judges.requests import P95_TAIL as P95_TAIL
 from vigil.core.judges.verdict import gates as gates
 from vigil.core.judges.verdict import golden_gate as golden_gate
+from vigil.core.judges.verdict import not_judged as not_judged
 from vigil.core.judges.verdict import step_alpha as step_alpha

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from vigil.core.analysis import CandidateFigures, FeatureDrift
 from vigil.core.drift import Divergence
-from vigil.core.judges.evidence import GateTest, describing, num
+from vigil.core.judges.evidence import GateTest, apart, describing, num
 from vigil.core.stats import Bounds, normal_p_values, normal_quantile, normal_radius
 from vigil.core.vocabulary import GateVerdict
 
@@ -143,8 +143,11 @@ def _deciding(tests: Sequence[_FeatureTest], verdict: GateVerdict) -> int:
 
 
 def _undecidable(tests: Sequence[_FeatureTest], d: int, alpha: float) -> str:
-    """Words when no live traffic could decide the family: a reference profile of n rows
-    bounds each feature's evidence ('' when more traffic would decide it)."""
+    """Words when no live traffic could decide the family: a feature without enough rows
+    yet, or a reference profile of n rows bounding each feature's evidence ('' when more
+    traffic would decide it)."""
+    if len(tests) < d:
+        return f"{d - len(tests)} of {d} shared features not judged yet (too few rows)"
     bounded = [
         rows
         for t in tests
@@ -186,7 +189,8 @@ def _family_test(tests: Sequence[_FeatureTest], index: int, within: bool, d: int
     def bounds(alpha: float, interval: bool) -> Bounds:
         evidence = [t.p_values() for t in tests]
         p_fail = min(1.0, d * min(p for p, _ in evidence))
-        p_pass = min(1.0, d * max(p for _, p in evidence))
+        # It passes once every feature it counts passed: one not judged yet holds it.
+        p_pass = min(1.0, d * max(p for _, p in evidence)) if len(tests) == d else 1.0
         low, high = shown.interval(alpha / d) if interval else (0.0, math.inf)
         return Bounds(low, high, p_fail, p_pass)
 
@@ -195,9 +199,10 @@ def _family_test(tests: Sequence[_FeatureTest], index: int, within: bool, d: int
     stable = feature.stable.estimate if feature.stable.corrected >= 0 else threshold - shown.margin
 
     def describe(value: float, low: float, high: float) -> str:
+        more = apart(num, (low, high), threshold)
         return (
-            f"input drift of {feature.name} {value:.3f} [{low:.3f}, {num(high)}] "
-            f"vs stable's {stable:.3f} + {shown.margin:g}"
+            f"input drift of {feature.name} {num(value)} [{num(low, more)}, "
+            f"{num(high, more)}] vs stable's {stable:.3f} + {shown.margin:g}"
         )
 
     return GateTest(

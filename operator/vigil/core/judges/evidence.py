@@ -9,8 +9,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 from vigil.common.readable import milliseconds
+from vigil.core.slo import format_percent
 from vigil.core.stats import BetaBinomial, Bounds, normal_p_values, normal_radius
 from vigil.core.vocabulary import GateVerdict
 
@@ -110,28 +112,59 @@ class GateTest:
 # -- formatting ---------------------------------------------------------------------------------
 
 
-def pct(value: float) -> str:
-    return f"{value * 100:.1f}%" if value >= 0.001 or value == 0 else f"{value * 100:.2f}%"
+class Format(Protocol):
+    """A figure in words, with ``more`` decimals when an end must read apart."""
+
+    def __call__(self, value: float, more: int = 0) -> str: ...
 
 
-def ms(value: float) -> str:
-    return "inf" if math.isinf(value) else milliseconds(value)
+#: Decimals a shown interval end may gain before it reads apart from its threshold.
+_MORE_DECIMALS = 6
 
 
-def num(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value:.3f}"
+def pct(value: float, more: int = 0) -> str:
+    return format_percent(value, more)
+
+
+def ms(value: float, more: int = 0) -> str:
+    return "inf" if math.isinf(value) else milliseconds(value, more)
+
+
+def fixed(decimals: int) -> Format:
+    """A figure with ``decimals`` decimals ('inf' for an unbounded end)."""
+
+    def fmt(value: float, more: int = 0) -> str:
+        return "inf" if math.isinf(value) else f"{value:.{decimals + more}f}"
+
+    return fmt
+
+
+num = fixed(3)
+
+
+def apart(fmt: Format, ends: tuple[float, float], threshold: float) -> int:
+    """More decimals for an interval wholly on one side of ``threshold`` while an end reads
+    as the threshold without being it (vigil.core.slo.interval_text's rule): a failed
+    gate's interval is read as clearing its threshold."""
+    low, high = ends
+    if low <= threshold <= high or not math.isfinite(threshold):
+        return 0
+    for more in range(_MORE_DECIMALS):
+        if all(fmt(end, more) != fmt(threshold, more) or end == threshold for end in ends):
+            return more
+    return _MORE_DECIMALS
 
 
 Describe = Callable[[float, float, float], str]
 
 
-def describing(
-    label: str, fmt: Callable[[float], str], threshold: float, suffix: str = ""
-) -> Describe:
+def describing(label: str, fmt: Format, threshold: float, suffix: str = "") -> Describe:
     """'error rate 1.3% [0.4%, 3.1%] vs 1.0%': estimate, interval, threshold."""
 
     def describe(value: float, low: float, high: float) -> str:
-        return f"{label} {fmt(value)} [{fmt(low)}, {fmt(high)}] vs {fmt(threshold)}{suffix}"
+        more = apart(fmt, (low, high), threshold)
+        shown = f"{fmt(value)} [{fmt(low, more)}, {fmt(high, more)}]"
+        return f"{label} {shown} vs {fmt(threshold)}{suffix}"
 
     return describe
 

@@ -8,10 +8,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vigil.core.judges.evidence import GateTest, describing, mean_test, proportion
+from vigil.core.judges.evidence import GateTest, apart, describing, mean_test, proportion
 from vigil.core.spec import PerformanceGate
 from vigil.core.stats import Bounds
 from vigil.core.window import RealizedPerformance
+
+#: Labels' worth of the prior an MAE's spread is shrunk towards: a few labels cannot
+#: show a spread of 0 (as accuracy is smoothed by (correct + 1) / (scored + 2)).
+PRIOR_LABELS = 4.0
+#: The smallest scale a performance gate mixes over, in the metric's units (accuracy; the
+#: target's for MAE): a limit of 0 still fails a revision that errs.
+SCALE_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class _Realized:
         if accuracy:
             scored = sum(n for label, n in realized.scored_by_class.items() if label != "")
             correct = sum(n for label, n in realized.correct_by_class.items() if label != "")
+            # Counters read at different times can show more correct than scored.
+            correct = min(max(correct, 0.0), scored)
             mean = correct / scored if scored > 0 else 0.0
             # Smoothed: a revision right on every label still has a binomial spread.
             smoothed = (correct + 1.0) / (scored + 2.0)
@@ -40,12 +49,23 @@ class _Realized:
         spread = max(0.0, realized.squared_error_sum / scored - mean * mean)
         return cls(False, scored, mean, spread)
 
+    def variance(self, scale: float) -> float:
+        """The variance of the mean. An MAE's spread is shrunk towards ``scale``² (an
+        absolute error whose mean is ``scale`` spreads about that much), worth
+        :data:`PRIOR_LABELS`: ``scale`` is the limit (for the comparison, the figure both
+        revisions would share at it), never the spread it shrinks."""
+        if self.accuracy:
+            return self.spread / self.labels
+        prior = max(scale, SCALE_FLOOR) ** 2
+        shrunk = (self.labels * self.spread + PRIOR_LABELS * prior) / (self.labels + PRIOR_LABELS)
+        return shrunk / self.labels
+
     @property
     def metric(self) -> str:
         return "realized accuracy" if self.accuracy else "realized MAE"
 
-    def fmt(self, value: float) -> str:
-        return f"{value:.3f}" if self.accuracy else f"{value:.4g}"
+    def fmt(self, value: float, more: int = 0) -> str:
+        return f"{value:.{3 + more}f}" if self.accuracy else f"{value:.{4 + more}g}"
 
 
 def _waiting(
@@ -115,11 +135,11 @@ def realized_performance(realized: RealizedPerformance, gate: PerformanceGate) -
             describe=describe,
         )
     # The normal mixture tightest around a tenth of the limit: the deviations that matter.
-    mixing = max(0.1 * limit, 1e-9) ** 2
+    mixing = max(0.1 * limit, SCALE_FLOOR) ** 2
     return mean_test(
         name,
         mine.mean,
-        mine.spread / mine.labels,
+        mine.variance(limit),
         mine.labels,
         limit,
         mixing,
@@ -151,12 +171,18 @@ def performance_vs_stable(
         text = f"{mine.metric} vs stable: {', '.join(short)} < {gate.min_labels} needed"
         have = min(mine.labels, theirs.labels)
         return _waiting(name, mine, threshold, have, gate.min_labels, text)
-    variance = mine.spread / mine.labels + factor**2 * theirs.spread / theirs.labels
+    # Each side's spread shrunk towards the figure both would share at the threshold, from
+    # both sides' labels: a stable reading 0 on a few labels would make it 0 on its own.
+    labels = mine.labels + theirs.labels
+    shared = (mine.labels * mine.mean + theirs.labels * threshold) / labels
+    variance = mine.variance(shared) + factor**2 * theirs.variance(shared / factor)
     sign = "-" if accuracy else "+"
 
     def describe(value: float, low: float, high: float) -> str:
+        more = apart(mine.fmt, (low, high), threshold)
+        shown = f"{mine.fmt(value)} [{mine.fmt(low, more)}, {mine.fmt(high, more)}]"
         return (
-            f"{mine.metric} {mine.fmt(value)} [{mine.fmt(low)}, {mine.fmt(high)}] vs "
+            f"{mine.metric} {shown} vs "
             f"stable's {mine.fmt(theirs.mean)} x (1 {sign} {gate.max_drop:g}) = "
             f"{mine.fmt(threshold)} ({round(theirs.labels)} stable labels)"
         )
@@ -168,7 +194,7 @@ def performance_vs_stable(
         variance,
         mine.labels,
         threshold,
-        max(scale, 1e-9) ** 2,
+        max(scale, SCALE_FLOOR) ** 2,
         at_most=not accuracy,
         describe=describe,
         highest=1.0 if accuracy else math.inf,

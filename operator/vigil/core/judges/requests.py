@@ -4,20 +4,21 @@ limit, and the latency against the stable's over the same span."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from vigil.core.analysis import Answered, CandidateFigures
 from vigil.core.judges.evidence import (
     PRIOR_TRIALS,
     GateTest,
     describing,
+    fixed,
     mean_test,
     ms,
     pct,
     proportion,
 )
-from vigil.core.stats import BetaBinomial, Bounds, rank_effect
+from vigil.core.stats import BetaBinomial, Bounds, bisect_turn, rank_effect
 
 #: latencyP95 <= the limit means at most this share of requests is slower than it.
 P95_TAIL = 0.05
@@ -52,7 +53,7 @@ def agreement(figures: CandidateFigures, need: float) -> GateTest | None:
         need,
         at_most=False,
         unit="compared predictions",
-        describe=describing("agreement", lambda v: f"{v:.3f}", need, suffix),
+        describe=describing("agreement", fixed(3), need, suffix),
     )
 
 
@@ -61,7 +62,9 @@ def agreement(figures: CandidateFigures, need: float) -> GateTest | None:
 
 @dataclass(frozen=True)
 class _Tail:
-    """A latency histogram read as "the share of requests slower than a cut"."""
+    """A latency histogram read as "the share of requests slower than a cut", counted as
+    ``histogram_quantile`` and the health loop's SLO (vigil.core.slo) read it: spread
+    evenly within the bucket holding the cut."""
 
     bounds_s: tuple[float, ...]
     counts: tuple[float, ...]
@@ -70,50 +73,73 @@ class _Tail:
     def total(self) -> float:
         return sum(self.counts)
 
-    def above(self, cut: float, *, surely: bool) -> float:
-        """Requests slower than ``cut``: surely (their bucket starts at or above it) or
-        possibly (their bucket ends above it)."""
-        lower = 0.0
-        out = 0.0
-        for upper, n in zip(self.bounds_s, self.counts, strict=True):
-            if (lower >= cut) if surely else (upper > cut):
-                out += n
-            lower = upper
-        return out
+    @cached_property
+    def _finite(self) -> list[tuple[float, float, float]]:
+        """(lower bound, upper bound, requests) of each finite bucket, the first from 0."""
+        lowers = (0.0, *self.bounds_s[:-1])
+        return [
+            (low, up, n)
+            for low, up, n in zip(lowers, self.bounds_s, self.counts, strict=True)
+            if math.isfinite(up)
+        ]
 
-    def share(self, slow: float, alpha: float, interval: bool = True) -> Bounds:
+    def slower(self, cut: float, *, passing: bool) -> float:
+        """Requests slower than ``cut``. Past the highest finite bound a bucket has no width
+        to spread over: its requests count as slow to pass, as fast to fail (no p95 reads
+        above that bound)."""
+        below = 0.0
+        for low, up, n in self._finite:
+            if cut >= up:
+                below += n
+            elif cut > low:
+                below += n * (cut - low) / (up - low)
+        slow = self.total - below
+        beyond = self._finite[-1][1] if self._finite else 0.0
+        return slow if cut <= beyond or passing else 0.0
+
+    def cut(self, slow: float, *, highest: bool) -> float:
+        """Where the requests slower than the cut fall to ``slow``: the highest such cut
+        (``highest``), else the lowest (inf when no finite cut gets there)."""
+        target, below = max(0.0, self.total - slow), 0.0
+        for low, up, n in self._finite:
+            reached = below + n > target if highest else n > 0 and below + n >= target
+            if reached:
+                return low + (up - low) * max(0.0, target - below) / n
+            below += n
+        return self._finite[-1][1] if highest and self._finite else math.inf
+
+    def share(self, slow: float, alpha: float) -> Bounds:
         mixture = BetaBinomial(P95_TAIL, PRIOR_TRIALS)
-        return mixture.bounds(slow, self.total, alpha, P95_TAIL, interval=interval)
+        return mixture.bounds(slow, self.total, alpha, P95_TAIL, interval=False)
 
     def p95_interval(self, alpha: float) -> tuple[float, float]:
-        finite = [b for b in self.bounds_s if math.isfinite(b)]
-        # The p95 is above a bucket bound when surely more than 5 % are slower than it,
-        # below one when surely fewer are (both monotone in the bound: a binary search).
-        slow = _last(finite, lambda b: self.share(self.above(b, surely=True), alpha).low > P95_TAIL)
-        fast = _last(
-            finite[::-1], lambda b: self.share(self.above(b, surely=False), alpha).high < P95_TAIL
-        )
-        low = finite[slow] if slow is not None else 0.0
-        high = finite[::-1][fast] if fast is not None else math.inf
+        """The p95 is above a cut while surely more than 5 % are slower than it, below one
+        while surely fewer are: the cuts where the slow requests reach those counts."""
+        n = self.total
+        low, high = 0.0, math.inf
+        if self.share(n, alpha).p_above <= alpha:  # some count of slow requests is surely over
+            fewest = bisect_turn(lambda h: self.share(h, alpha).p_above <= alpha, 0.0, n)
+            low = self.cut(fewest, highest=True)
+        if self.share(0.0, alpha).p_below <= alpha:
+            most = bisect_turn(lambda h: self.share(h, alpha).p_below > alpha, 0.0, n)
+            high = self.cut(most, highest=False)
         return low, high
 
 
 def latency_p95(answered: Answered, limit: float) -> GateTest | None:
-    """p95 <= limit, i.e. at most 5 % of requests slower than the limit.
-
-    Requests in the bucket holding the limit may be either side of it: the
-    failing test counts them as fast, the passing test as slow.
-    """
+    """p95 <= limit, i.e. at most 5 % of requests slower than the limit; those in the
+    bucket holding it counted by interpolation (one count to pass and to fail)."""
     tail = _Tail(*answered.latency_counts())
     estimate = answered.latency_p95
     if tail.total <= 0 or estimate is None:
         return None
-    sure, maybe = tail.above(limit, surely=True), tail.above(limit, surely=False)
+    failing = tail.slower(limit, passing=False)
+    passing = tail.slower(limit, passing=True)
 
     def bounds(alpha: float, interval: bool) -> Bounds:
-        failing, passing = tail.share(sure, alpha, False), tail.share(maybe, alpha, False)
         low, high = tail.p95_interval(alpha) if interval else (0.0, math.inf)
-        return Bounds(low, high, failing.p_above, passing.p_below)
+        above, below = tail.share(failing, alpha).p_above, tail.share(passing, alpha).p_below
+        return Bounds(low, high, above, below)
 
     def grown(factor: float) -> GateTest:
         scaled = Answered(
@@ -137,18 +163,6 @@ def latency_p95(answered: Answered, limit: float) -> GateTest | None:
         within=estimate <= limit,
         describe=describing("p95", ms, limit),
     )
-
-
-def _last(items: Sequence[float], holds: Callable[[float], bool]) -> int | None:
-    """Index of the last item that ``holds`` (true for a prefix of ``items``), or None."""
-    low, high = 0, len(items)
-    while low < high:
-        mid = (low + high) // 2
-        if holds(items[mid]):
-            low = mid + 1
-        else:
-            high = mid
-    return low - 1 if low > 0 else None
 
 
 def _histograms(candidate: Answered, stable: Answered) -> tuple[list[float], list[float]]:
@@ -180,7 +194,7 @@ def latency_vs_stable(candidate: Answered, stable: Answered, margin: float) -> G
         threshold,
         mixing,
         at_most=True,
-        describe=describing("P(slower than the stable)", lambda v: f"{v:.2f}", threshold),
+        describe=describing("P(slower than the stable)", fixed(2), threshold),
         highest=1.0,
         unit="requests",
     )

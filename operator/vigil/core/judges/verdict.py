@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from vigil.core.analysis import CandidateFigures
 from vigil.core.judges.divergence import input_drift, prediction_shift
-from vigil.core.judges.evidence import Explanation, Gate, GateTest
+from vigil.core.judges.evidence import Explanation, Gate, GateTest, describing, fixed
 from vigil.core.judges.performance import performance_vs_stable, realized_performance
 from vigil.core.judges.requests import agreement, error_rate, latency_p95, latency_vs_stable
 from vigil.core.spec import RolloutPolicy, Step
@@ -18,6 +18,8 @@ from vigil.core.vocabulary import GateVerdict
 
 #: An undecided gate's "needed" is searched up to this many times the samples so far.
 MAX_GROWTH = 1e4
+#: Said of an undecided gate that growth does not decide, its estimate off the threshold.
+_BEYOND_GROWTH = f"not decidable within {MAX_GROWTH:.0f} times as many"
 
 
 def step_alpha(policy: RolloutPolicy) -> float:
@@ -32,7 +34,7 @@ def _tests(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> list
         error_rate(answered, policy.max_error_rate, figures.not_compared_text if shadow else ""),
         latency_p95(answered, policy.max_latency_p95),
         latency_vs_stable(answered, figures.stable, policy.latency_margin),
-        agreement(figures, policy.min_agreement) if shadow else None,
+        agreement(figures, policy.min_agreement) if _agreement_judged(step, policy) else None,
         prediction_shift(figures, policy.max_prediction_shift),
         input_drift(figures, policy.input_drift_margin),
     ]
@@ -45,18 +47,32 @@ def _tests(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> list
     return [test for test in found if test is not None]
 
 
-def _expected(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> int:
+def _agreement_judged(step: Step, policy: RolloutPolicy) -> bool:
+    """Shadow steps compare predictions; ``minAgreement: 0`` turns the gate off."""
+    return step.kind == "shadow" and policy.min_agreement > 0
+
+
+def _expected(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> list[str]:
     """Gates this step can judge: the multiplicity its budget is shared by, fixed for the
     step whatever arrives first (errorRate, latencyP95, latencyVsStable, predictionShift;
     agreement in shadow; inputDrift with both references; the performance gates in a
     canary step)."""
-    performance = policy.performance.gates if policy.performance is not None else 0
-    return (
-        4
-        + (step.kind == "shadow")
-        + (figures.shared_features > 0)
-        + (performance if step.kind == "canary" else 0)
-    )
+    names = ["errorRate", "latencyP95", "latencyVsStable", "predictionShift"]
+    names += ["agreement"] if _agreement_judged(step, policy) else []
+    names += ["inputDrift"] if figures.shared_features > 0 else []
+    gate = policy.performance
+    if gate is not None and step.kind == "canary":
+        limit = gate.min_accuracy is not None or gate.max_mae is not None
+        names += ["realizedPerformance"] if limit else []
+        names += ["performanceVsStable"] if gate.max_drop is not None else []
+    return names
+
+
+def not_judged(step: Step, policy: RolloutPolicy, figures: CandidateFigures) -> tuple[str, ...]:
+    """Gates the step expects that have no evidence to judge yet (too few requests or
+    predictions on a side): no step ends early while one has not been judged."""
+    judged = {test.name for test in _tests(step, policy, figures)}
+    return tuple(name for name in _expected(step, policy, figures) if name not in judged)
 
 
 def gates(
@@ -68,7 +84,7 @@ def gates(
     """
     tests = _tests(step, policy, figures)
     alpha = step_alpha(policy)
-    family = max(len(tests), _expected(step, policy, figures))
+    family = max(len(tests), len(_expected(step, policy, figures)))
     each = alpha / family
     evidence = {t.name: t.bounds(each, False) for t in tests}
     p_fail = {t.name: t.p_fail(evidence[t.name]) for t in tests}
@@ -151,18 +167,28 @@ def _more(test: GateTest, needed: int | None, elapsed: float, why: str = "") -> 
     """'180 requests, about 420 more needed (~7m at 1.0/s)'; ``why`` none would do."""
     so_far = f"{round(test.samples)} {test.unit}"
     if needed is None:
-        return f"{so_far}, {why or 'the estimate sits at the threshold'}"
+        if not why:
+            at = test.estimate == test.threshold
+            why = "the estimate sits at the threshold" if at else _BEYOND_GROWTH
+        return f"{so_far}, {why}"
     rate = test.samples / elapsed if elapsed > 0 else 0.0
-    when = f" (~{_duration(needed / rate)} at {rate:.1f}/s)" if rate > 0 else ""
+    when = f" ({_duration(needed / rate)} at {_rate(rate)}/s)" if rate > 0 else ""
     return f"{so_far}, about {needed} more needed{when}"
 
 
+def _rate(per_second: float) -> str:
+    """'9.1', '16666.7'; under one a second by two significant digits: '0.0083'."""
+    return f"{per_second:.1f}" if per_second >= 1 else f"{per_second:.2g}"
+
+
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "<1s"
     if seconds < 90:
-        return f"{seconds:.0f}s"
+        return f"~{seconds:.0f}s"
     if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+        return f"~{seconds / 60:.0f}m"
+    return f"~{seconds / 3600:.1f}h"
 
 
 def golden_gate(agreed: int, total: int, need: float, confidence: float, cause: str = "") -> Gate:
@@ -177,10 +203,8 @@ def golden_gate(agreed: int, total: int, need: float, confidence: float, cause: 
         verdict = GateVerdict.FAIL
     else:
         verdict = GateVerdict.UNDECIDED
-    text = (
-        f"golden set agreement {estimate:.3f} [{low:.3f}, {high:.3f}] vs {need:.3f} "
-        f"({agreed}/{total} reproduced)"
-    ) + (f": {cause}" if cause else "")
+    describe = describing("golden set agreement", fixed(3), need, f" ({agreed}/{total} reproduced)")
+    text = describe(estimate, low, high) + (f": {cause}" if cause else "")
     return Gate(
         name="goldenSet",
         verdict=verdict,

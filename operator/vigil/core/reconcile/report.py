@@ -396,9 +396,18 @@ def meanwhile(stable: DeploymentView) -> str:
     return f"revision {stable.revision} has no ready pod: nothing serves"
 
 
-def _figure(value: float | None) -> float | None:
-    """Four significant digits: a tiny error rate keeps its size in status, not 0."""
-    return float(f"{value:.4g}") if value is not None and math.isfinite(value) else None
+def _figure(value: float | None, threshold: float | None = None) -> float | None:
+    """Four significant digits: a tiny error rate keeps its size in status, not 0; more
+    while an interval end would read as the ``threshold`` it is not (a failed gate's
+    interval clears its threshold in status too)."""
+    if value is None or not math.isfinite(value):
+        return None
+    digits = 4
+    while threshold is not None and value != threshold and digits < 17:
+        if f"{value:.{digits}g}" != f"{threshold:.{digits}g}":
+            break
+        digits += 1
+    return float(f"{value:.{digits}g}")
 
 
 def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
@@ -412,8 +421,8 @@ def gates_status(gates: Sequence[Gate]) -> list[dict[str, Any]] | None:
             "passed": g.passed,
             "value": _figure(g.value),
             "verdict": str(g.verdict),
-            "low": _figure(g.low),
-            "high": _figure(g.high),
+            "low": _figure(g.low, g.threshold),
+            "high": _figure(g.high, g.threshold),
             "threshold": _figure(g.threshold),
             "samples": g.samples,
             "unit": g.unit,
