@@ -658,21 +658,6 @@ class HealthLoop:
         profile, problem = await self._reference(api, target.namespace, mounted)
         return replace(settings, reference=mounted), profile, problem
 
-    async def _profile_or_none(
-        self,
-        api: Api,
-        target: RevisionTarget,
-        settings: MonitoringSettings,
-        mounted: tuple[str, str] | None,
-    ) -> tuple[MonitoringSettings, ReferenceProfile | None, str | None]:
-        """:meth:`_profile_for`, or no profile when reading it raised: every model's
-        profile loads in one gather, and one model's must not stop the others' cycle."""
-        try:
-            return await self._profile_for(api, target, settings, mounted)
-        except Exception as error:
-            log.exception("%s/%s: reference profile not read", target.namespace, target.name)
-            return settings, None, f"reference profile not read: {_said(error)}"
-
     def _profiles_read(self, now: float) -> ProfilesRead:
         """Which reference digests each revision's pods read: those there, and those gone
         lately (forgotten once no window reaches back to them)."""
@@ -940,12 +925,22 @@ class HealthLoop:
         }
         for stale in [key for key in self._references if key not in wanted]:
             del self._references[stale]
-        references = await asyncio.gather(
+        found = await asyncio.gather(
             *(
-                self._profile_or_none(api, target, settings, ref)
+                self._profile_for(api, target, settings, ref)
                 for (target, settings, _), ref in zip(targets, mounted, strict=True)
-            )
+            ),
+            return_exceptions=True,
         )
+        references = []
+        for (target, settings, _), got in zip(targets, found, strict=True):
+            if isinstance(got, BaseException):  # one model's must not stop the others' cycle
+                if not isinstance(got, Exception):
+                    raise got
+                where = f"{target.namespace}/{target.name}"
+                log.error("%s: reference profile not read", where, exc_info=got)
+                got = (settings, None, f"reference profile not read: {_said(got)}")
+            references.append(got)
         self._nudge_on_new_references(targets)
         return references
 

@@ -142,25 +142,13 @@ def test_a_promotion_cut_short_is_finished_once_in_the_same_words(done: int) -> 
     assert "candidate" not in world.status
 
 
-def first_plan_with(world: RolloutWorld, candidate: str, reason: str) -> Plan:
-    """A second a cycle, the first plan with an Event of ``reason`` (not carried out)."""
-    for _ in range(60):
-        world.pods_ready(candidate)
-        world.now += datetime.timedelta(seconds=1)
-        plan = decide(world.observe())
-        if any(e.reason == reason for e in plan.events):
-            return plan
-        world.reconcile(advance=0.0)
-    raise AssertionError(f"no {reason} Event; status: {world.status}")
-
-
 def test_a_step_advance_decided_again_after_its_status_failed_is_one_event() -> None:
     # The status write that records the advance failed; the retry judged newer figures:
     # other words, so another Event on the same version. Its name is the attempt's step.
     world, _, candidate = started()
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
     run_until(world, candidate, lambda: world.status["candidate"].get("reason") is not None)
-    cut = first_plan_with(world, candidate, "StepAdvanced")
+    cut = plan_that_posts(world, candidate, "StepAdvanced")
     world.carry_out(cut.actions)  # its status write failed
     newer = seen(requests=120, latency_p95=0.01, compared=120, agreement=0.98)
     world.inputs = RolloutInputs(figures=newer, shadow_target="http://x")
@@ -177,7 +165,7 @@ def test_an_undecided_hold_decided_again_after_its_status_failed_is_one_event() 
     rollout = {**ROLLOUT, "replacement": {"steps": steps}, "progressDeadline": "600s"}
     world, _, candidate = started(rollout=rollout)
     world.inputs = RolloutInputs(figures=seen(requests=200, error_rate=0.015))
-    cut = first_plan_with(world, candidate, "Undecided")
+    cut = plan_that_posts(world, candidate, "Undecided")
     world.carry_out(cut.actions)  # its status write failed
     world.inputs = RolloutInputs(figures=seen(requests=240, error_rate=0.0125))
     again = world.reconcile(advance=0.0)
