@@ -138,6 +138,11 @@ class Scrape:
     at: float
     started_at: float | None
     values: Mapping[SeriesKey, float]
+    #: The growth since the scrape kept before it, standing for scrapes dropped between them.
+    step: Mapping[SeriesKey, float] | None = None
+    #: The process of the scrape kept before it, no counter down or gone (its keeper knows):
+    #: across a run of these the growth is the last one's values minus the first one's.
+    continues: bool = False
 
 
 def _restarted(before: Scrape, after: Scrape) -> bool:
@@ -156,7 +161,7 @@ def pod_increase(scrapes: Sequence[Scrape], window_start: float) -> dict[SeriesK
     counters began there); otherwise the oldest scrape is the baseline and
     the figure covers only part of the window. Counter resets (a decrease,
     or a new process start time) count the new value as growth, as
-    Prometheus' ``increase`` does.
+    Prometheus' ``increase`` does; a scrape's ``step`` stands for those dropped before it.
     """
     if not scrapes:
         return {}
@@ -172,20 +177,49 @@ def pod_increase(scrapes: Sequence[Scrape], window_start: float) -> dict[SeriesK
         baseline = None if starts_inside else first
         rest = ordered if starts_inside else ordered[1:]
     totals: dict[SeriesKey, float] = {}
-    total = totals.get  # bound once: thousands of series per scrape
-    previous = baseline
+    previous = run_start = baseline
     for scrape in rest:
-        if previous is None or _restarted(previous, scrape):
-            for key, value in scrape.values.items():
-                totals[key] = total(key, 0.0) + value
-        else:
-            last = previous.values.get
-            for key, value in scrape.values.items():
-                old = last(key, 0.0)
-                growth = value - old if value >= old or key[0] in GAUGE_SUMS else value
-                totals[key] = total(key, 0.0) + growth
-        previous = scrape
+        if previous is not None and scrape.continues:
+            previous = scrape  # counted with the rest of its run, at the run's end
+            continue
+        _add_run(totals, run_start, previous)
+        _add_growth(totals, previous, scrape)
+        previous = run_start = scrape
+    _add_run(totals, run_start, previous)
     return totals
+
+
+def growth(before: Scrape | None, after: Scrape) -> dict[SeriesKey, float]:
+    """Each series' growth from ``before`` (None: zero) to ``after``, the next scrape kept."""
+    totals: dict[SeriesKey, float] = {}
+    _add_growth(totals, before, after)
+    return totals
+
+
+def _add_growth(totals: dict[SeriesKey, float], before: Scrape | None, after: Scrape) -> None:
+    total = totals.get  # bound once: thousands of series per scrape
+    if before is not None and after.step is not None:
+        for key, value in after.step.items():
+            totals[key] = total(key, 0.0) + value
+    elif before is None or _restarted(before, after):
+        for key, value in after.values.items():
+            totals[key] = total(key, 0.0) + value
+    else:
+        last = before.values.get
+        for key, value in after.values.items():
+            old = last(key, 0.0)
+            grown = value - old if value >= old or key[0] in GAUGE_SUMS else value
+            totals[key] = total(key, 0.0) + grown
+
+
+def _add_run(totals: dict[SeriesKey, float], first: Scrape | None, last: Scrape | None) -> None:
+    """The growth across a run of scrapes each continuing the one before: one difference."""
+    if first is None or last is None or last is first:
+        return
+    total = totals.get
+    base = first.values.get
+    for key, value in last.values.items():
+        totals[key] = total(key, 0.0) + (value - base(key, 0.0))
 
 
 def add_series(parts: Iterable[Mapping[SeriesKey, float]]) -> dict[SeriesKey, float]:

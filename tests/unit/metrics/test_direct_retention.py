@@ -12,6 +12,7 @@ the real parser (the HTTP side is covered in ``test_metrics_sources.py``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 from collections import deque
@@ -385,6 +386,28 @@ class TestOneSourceForTheHealthLoopAndTheRollouts:
                 assert windows[targets[0].key] == expected, (at, targets[0].window_seconds)
                 compared += 1
         assert compared == 360
+
+    @pytest.mark.slow
+    async def test_a_promoted_candidates_labels_count_over_the_stables_performance_window(
+        self,
+    ) -> None:
+        # 70 minutes of a canary: the rollout reads both revisions over its 10-minute steps,
+        # the health loop the stable over an hour of labels. Promoted, the candidate is
+        # judged at once over that hour: the labels its pod (started before the hour)
+        # counted during the rollout's last six steps too, not its last step's alone.
+        stable, candidate = Pod("a", "r1", 1, 10), Pod("b", "r2", 1, 11)
+        source = FedSource([stable, candidate])
+        health = health_targets({"r1": [stable]}, LABELS_WINDOW)
+        for now in range(0, 4200, 30):
+            evidence = max(10.0, now % 600 + 10.35)
+            rollout = health_targets({"r2": [candidate], "r1": [stable]}, None)
+            rollout = [dataclasses.replace(t, window_seconds=evidence) for t in rollout]
+            await source.collect(health, float(now))
+            await source.collect(rollout, now + 10.0)
+        promoted = health_targets({"r2": [candidate]}, LABELS_WINDOW)
+        window = (await source.collect(promoted, 4200.0)).windows[promoted[0].key]
+        assert window == old_rule_window(source.taken, promoted[0], 4200.0, 1)
+        assert window.realized.labels > 0
 
     @pytest.mark.parametrize(
         ("held", "meanwhile"),
