@@ -45,12 +45,6 @@ class RevisionTarget:
             else self.labels_window_seconds
         )
 
-    @property
-    def retention_seconds(self) -> float:
-        """How far back this target's figures reach: its ground-truth series' (the direct
-        source keeps whole scrapes for ``window_seconds`` only)."""
-        return max(self.window_seconds, self.labels_window)
-
 
 @dataclass
 class SourceCalls:
