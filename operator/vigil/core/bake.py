@@ -16,7 +16,8 @@ The runbook, one cycle:
     going back past progressDeadline            -> give up: the promoted revision keeps serving
     going back                                  -> the previous revision at full replicas; wait
     Healthy turned False, or PerformanceDegraded -> go back (at once when the previous revision
-      turned True, since the bake started          is available already)
+      turned True, since the bake started,         is available already)
+      or the promoted revision has no ready pod
     the bake's time is over                     -> passed: the previous revision goes
     otherwise                                   -> bake: the previous revision at minReplicas
 
@@ -89,6 +90,9 @@ class BakeObservations:
     previous_available: bool
     #: spec.replicas: the previous revision's count when traffic goes back.
     replicas: int
+    #: Ready pods of the promoted revision (None: not known): none serve with 0, and the
+    #: health loop then judges nothing (too few requests) that could fail the bake.
+    promoted_ready: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,9 @@ def decide(
     kept = min(spec.min_replicas, full)
     left = state.ends_at - now
 
-    failed = [s for s in seen.signals if s.failed_since(state.started_at)]
+    failed = [s.describe() for s in seen.signals if s.failed_since(state.started_at)]
+    if seen.promoted_ready == 0:
+        failed.append(f"revision {state.revision} has no ready pod (0/{seen.replicas})")
     # The previous revision is gone (removed by hand, or a cut-short cycle): nothing to go
     # back to. Past the bake's end without a failure it passed (a cycle that removed the
     # previous revision was cut short before its BakePassed Event).
@@ -123,7 +129,7 @@ def decide(
         return _going_back(state, seen, now, deadline)
     # A watched condition turned bad during the bake: go back to the previous revision.
     if failed:
-        words = "; ".join(s.describe() for s in failed)
+        words = "; ".join(failed)
         failing = replace(state, failed_at=now, reason=Reason.BAKE_FAILED, message=words)
         return _going_back(failing, seen, now, deadline)
     # The bake's time is over without a failure: the previous revision goes.

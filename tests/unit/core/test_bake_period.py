@@ -82,6 +82,16 @@ class TestTheBakeDecision:
         decision = decide(BAKE, STATE, seen(DEGRADED, available=True), T + 61, 1800)
         assert decision.move == BakeMove.ROLL_BACK
 
+    def test_a_promoted_revision_without_a_ready_pod_goes_back(self) -> None:
+        # No pod serves, so no request is judged: Healthy stays Unknown, and the bake
+        # passed at its end, removing the one revision that could serve.
+        lost = BakeObservations((), True, True, replicas=2, promoted_ready=0)
+        decision = decide(BAKE, STATE, lost, T + 61, 1800)
+        assert decision.move == BakeMove.ROLL_BACK
+        assert "revision new1234 has no ready pod (0/2)" in decision.state.message
+        some = BakeObservations((), True, True, replicas=2, promoted_ready=1)
+        assert decide(BAKE, STATE, some, T + 600, 1800).move == BakeMove.PASS
+
     def test_a_verdict_older_than_the_switch_is_the_previous_revisions(self) -> None:
         old = Signal("PerformanceDegraded", "True", "PerformanceBelowThreshold", "x", T - 5)
         decision = decide(BAKE, STATE, seen(old), T + 61, 1800)
@@ -382,6 +392,16 @@ class TestABakeThatFails:
         plan = world.reconcile(1)
         assert world.service_revision() == previous
         assert {e.reason for e in plan.events} == {"BakeFailed", "RolledBack"}
+
+    def test_a_promoted_revision_that_lost_its_pods_goes_back(self) -> None:
+        world, previous, revision = promoted(baked(minReplicas=2))
+        world.pods_ready(previous)
+        world.reconcile(30)
+        world.pods_ready(revision, 0)
+        plan = world.reconcile(1)
+        assert world.service_revision() == previous
+        assert {e.reason for e in plan.events} == {"BakeFailed", "RolledBack"}
+        assert f"revision {revision} has no ready pod (0/2)" in world.condition("Ready")["message"]
 
     def test_a_restart_between_the_writes_and_the_status_resumes(self) -> None:
         world, previous, _ = promoted()

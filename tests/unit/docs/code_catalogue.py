@@ -327,16 +327,21 @@ def _stepped_endings(seen: Catalogue) -> None:
 
 def _bake(seen: Catalogue) -> None:
     """A promotion with a bake: one passes; one turns PerformanceDegraded and goes back; one
-    whose previous revision never comes back is given up."""
+    whose previous revision never comes back is given up; one loses its pods."""
     rollout = {"bake": {"duration": "10m"}, "progressDeadline": "60s"}
-    for ending in ("passes", "goes back", "gives up"):
+    for ending in ("passes", "goes back", "gives up", "loses its pods"):
         world, previous = _serving(seen, rollout=rollout)
         world.set_spec(spec("2", 2, rollout=rollout))
         _cycle(world, seen)
-        world.pods_ready(world.status["candidate"]["revision"])
+        promoted = world.status["candidate"]["revision"]
+        world.pods_ready(promoted)
         _cycle(world, seen)
         if ending == "passes":
             _cycle(world, seen, 600)
+            continue
+        if ending == "loses its pods":
+            world.pods_ready(promoted, 0)
+            _cycle(world, seen)
             continue
         world.status["conditions"] = build_conditions(
             [

@@ -144,7 +144,7 @@ def watch(
         if previous is not None:
             cycle.delete_revision(previous.revision)
         return finish(cycle, reached, revision=view.revision, stable=Side(view))
-    seen = _seen(cycle, previous)
+    seen = _seen(cycle, previous, view)
     rules = spec.rollout.bake or _GOING_BACK_ONLY
     decision = decide(rules, state, seen, now, spec.rollout.progress_deadline_seconds)
     # Over: passed, or the previous revision never came back (the promoted one keeps serving).
@@ -319,8 +319,10 @@ def _waiting(state: BakeState, view: DeploymentView, asked: str, words: str) -> 
     return not_ready(Phase.PROGRESSING, Reason.BAKE_FAILED, message, progressing=True)
 
 
-def _seen(cycle: Cycle, previous: DeploymentView | None) -> BakeObservations:
-    """What the bake's runbook reads: the health loop's conditions, the previous revision."""
+def _seen(
+    cycle: Cycle, previous: DeploymentView | None, promoted: DeploymentView
+) -> BakeObservations:
+    """What the bake's runbook reads: the health loop's conditions, both revisions' pods."""
     assert cycle.spec is not None
     replicas = cycle.spec.replicas
     return BakeObservations(
@@ -330,6 +332,7 @@ def _seen(cycle: Cycle, previous: DeploymentView | None) -> BakeObservations:
         and previous.is_available
         and previous.replicas == replicas,
         replicas=replicas,
+        promoted_ready=promoted.ready_replicas,
     )
 
 
