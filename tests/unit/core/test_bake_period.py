@@ -403,6 +403,32 @@ class TestABakeThatFails:
         assert {e.reason for e in plan.events} == {"BakeFailed", "RolledBack"}
         assert f"revision {revision} has no ready pod (0/2)" in world.condition("Ready")["message"]
 
+    def test_the_bake_removed_from_the_spec_while_going_back_still_goes_back(self) -> None:
+        # It ended "as if it passed": the previous revision removed, no Event, the revision
+        # that failed its bake serving on as if nothing had happened.
+        world, previous, _ = promoted()
+        degrade(world)
+        world.reconcile(1)
+        world.set_spec(spec("2", 2, rollout={}))
+        world.reconcile(1)
+        assert world.deployment(previous) is not None
+        assert world.status["bake"]["reason"] == "BakeFailed"
+        world.pods_ready(previous)
+        plan = world.reconcile(1)
+        assert world.service_revision() == previous
+        assert [e.reason for e in plan.events] == ["RolledBack"]
+
+    def test_a_bake_failure_decided_again_after_its_status_failed_is_one_event(self) -> None:
+        world, _, _ = promoted()
+        degrade(world)
+        world.now += datetime.timedelta(seconds=1)
+        first = reconcile_decide(world.observe())
+        world.carry_out(first.actions)  # its status write failed
+        again = world.reconcile(1)
+        (said,) = (e for e in first.events if e.reason == "BakeFailed")
+        (resaid,) = (e for e in again.events if e.reason == "BakeFailed")
+        assert said.occurrence == resaid.occurrence != ""
+
     def test_a_restart_between_the_writes_and_the_status_resumes(self) -> None:
         world, previous, _ = promoted()
         degrade(world)

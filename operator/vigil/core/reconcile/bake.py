@@ -138,8 +138,8 @@ def watch(
     if state.revision != view.revision:
         # Going back to ``view`` (asked for) was cut short after it removed the promoted one.
         return _back(cycle, state, _as_recorded(cycle, state.revision), view, view.revision)
-    if spec.rollout.bake is None and asked is None:
-        # spec.rollout.bake was removed: the bake ends now, the previous revision goes.
+    if spec.rollout.bake is None and asked is None and state.failed_at is None:
+        # spec.rollout.bake removed: the bake ends, the previous revision goes (unless failed).
         assert reached is not None
         if previous is not None:
             cycle.delete_revision(previous.revision)
@@ -161,7 +161,8 @@ def watch(
             Reason.BAKE_FAILED,
             f"revision {state.revision} failed its bake: {after.message}; "
             f"live traffic goes back to revision {state.previous}",
-            warning=True,
+            warning=True,  # once per bake, whatever words a retry after a lost write has:
+            occurrence=f"{Reason.BAKE_FAILED} {state.revision} {format_unix(state.started_at)}",
         )
     # The previous revision is available: live traffic goes back to it.
     if decision.move == BakeMove.ROLL_BACK:
