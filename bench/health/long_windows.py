@@ -26,17 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
-import os
-import platform
 import time
 import tracemalloc
 import types
 from collections import deque
-from pathlib import Path
 from typing import Any
 
-from retention import load_baseline, render, template, timed
+from retention import load_baseline, render, template, timed, write_record
 
 from vigil.core.window import Scrape
 from vigil.metrics import PodTarget, RevisionTarget
@@ -192,18 +188,8 @@ def main() -> None:
     args = parser.parse_args()
     only = [name for name in args.cases.split(",") if name]
     results = asyncio.run(main_async(args.baseline, args.quick, only, args.models))
-    record = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "load_average": os.getloadavg(),
-        "python": platform.python_version(),
-        "baseline": args.baseline,
-        "results": results,
-    }
     if not args.quick and not only:
-        out = Path(__file__).with_name("long-windows-last-run.json")
-        out.write_text(json.dumps(record, indent=2))
-        print(f"wrote {out}")
+        write_record("long-windows-last-run.json", args.baseline, results)
 
 
 if __name__ == "__main__":

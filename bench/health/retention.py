@@ -272,15 +272,20 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.features.split(",")]
     results = asyncio.run(main_async(args.baseline, sizes))
+    write_record("retention-last-run.json", args.baseline, results)
+
+
+def write_record(file_name: str, baseline: str, results: dict[str, Any]) -> None:
+    """A run's results beside this file, with when, where and under what load."""
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_average": os.getloadavg(),
         "python": platform.python_version(),
-        "baseline": args.baseline,
+        "baseline": baseline,
         "results": results,
     }
-    out = Path(__file__).with_name("retention-last-run.json")
+    out = Path(__file__).with_name(file_name)
     out.write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
 

@@ -45,6 +45,12 @@ class RevisionTarget:
             else self.labels_window_seconds
         )
 
+    @property
+    def retention_seconds(self) -> float:
+        """How far back this target's figures reach. Not read here any more: the direct.py
+        of earlier commits, which bench/health/retention.py runs as its baseline, reads it."""
+        return max(self.window_seconds, self.labels_window)
+
 
 @dataclass
 class SourceCalls:
