@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -84,7 +84,8 @@ MIN_EVIDENCE_SECONDS = 0.001
 #: after its last one, and the health loop may have scraped it after the rollouts looked.
 SEEN_MARGIN_SECONDS = 600.0
 
-PodsProvider = Callable[[], Mapping[tuple[str, str], PodInfo]]
+#: The running pods of one revision of a ModelDeployment, by name (the health loop's index).
+RunningPods = Callable[[str, str, str], Sequence[tuple[str, PodInfo]]]
 #: A candidate's pods, by name: the reference digest each read at its start ("": not said),
 #: and when the rollouts last saw the pod.
 PodsRead = dict[str, tuple[str, float]]
@@ -153,13 +154,13 @@ class Rollouts:
 
     def __init__(
         self,
-        pods: PodsProvider,
+        running_pods: RunningPods,
         *,
         sidecar_image: str = "",
         sources: SourcePool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._pods = pods
+        self._running_pods = running_pods
         self.sidecar_image = sidecar_image
         #: Shared with the health loop: one reader of each sidecar's /metrics.
         self.sources = sources or SourcePool()
@@ -170,16 +171,6 @@ class Rollouts:
         #: Per ModelDeployment: its candidate, and what each of the candidate's pods read.
         self._read: dict[tuple[str, str], tuple[str, PodsRead]] = {}
         self._clock = clock
-
-    def _running_pods(self, namespace: str, name: str, revision: str) -> list[tuple[str, str]]:
-        return sorted(
-            (pod_name, info.ip)
-            for (pod_namespace, pod_name), info in list(self._pods().items())
-            if pod_namespace == namespace
-            and info.model_deployment == name
-            and info.revision == revision
-            and info.running
-        )
 
     def candidate_urls(self, namespace: str, name: str, revision: str) -> list[str]:
         """Where shadow copies and the golden replay can reach the candidate: its
@@ -292,14 +283,8 @@ class Rollouts:
         if before != revision:
             read = {}
         now = self._clock()
-        for (pod_namespace, pod), info in list(self._pods().items()):
-            ours = (pod_namespace, info.model_deployment, info.revision) == (
-                namespace,
-                name,
-                revision,
-            )
-            if ours and info.running:
-                read[pod] = (info.reference_digest, now)
+        for pod, info in self._running_pods(namespace, name, revision):
+            read[pod] = (info.reference_digest, now)
         self._read[(namespace, name)] = (revision, read)
 
     def _candidate_inputs(
@@ -405,8 +390,8 @@ class Rollouts:
                 revision,
                 window,
                 tuple(
-                    PodTarget(pod, ip, METRICS_PORT)
-                    for pod, ip in self._running_pods(namespace, name, revision)
+                    PodTarget(pod, info.ip, METRICS_PORT)
+                    for pod, info in self._running_pods(namespace, name, revision)
                 ),
             )
             for revision in (candidate, stable)

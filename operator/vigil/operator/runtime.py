@@ -212,7 +212,7 @@ def build_runtime(options: OperatorOptions) -> Runtime:
     )
     reconciler.fetches = health.fetches
     reconciler.rollouts = Rollouts(
-        lambda: health.pods,
+        health.running_pods,
         sidecar_image=options.sidecar_image,
         sources=health.sources,
     )

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 from binning_sidecars import Sidecar, Sidecars, SummedByRevision
+from running_pods import running_in
 
 from vigil.common.times import format_unix
 from vigil.core.analysis import CandidateFigures
@@ -111,7 +112,9 @@ class Rollout:
         self.pods: dict[tuple[str, str], PodInfo] = {}
         self.serial = 0
         self.rollouts = Rollouts(
-            lambda: self.pods, sources=SourcePool(lambda key: source), clock=lambda: self.now
+            running_in(lambda: self.pods),
+            sources=SourcePool(lambda key: source),
+            clock=lambda: self.now,
         )
 
         async def answering(*_args: Any) -> str:

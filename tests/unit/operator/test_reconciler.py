@@ -13,6 +13,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from running_pods import running_in
 
 from vigil.core.reconcile import Event
 from vigil.core.status import ConditionState
@@ -765,7 +766,7 @@ def test_a_deleted_model_deployments_series_are_set_again_after_a_while() -> Non
 async def test_a_deleted_model_deployments_rollout_state_is_let_go() -> None:
     # Deleted while its HTTPRoute could not be written: the routing error stayed for good.
     harness = Harness()
-    rollouts = Rollouts(lambda: {})
+    rollouts = Rollouts(running_in(lambda: {}))
     rollouts._routing_errors[("ml", "gone")] = "HTTPRoute ml/gone does not exist"
     harness.reconciler.rollouts = rollouts
     await harness.reconciler.reconcile("ml", "gone")

@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 import pytest
+from running_pods import running_in
 
 from vigil.core.candidate import Request
 from vigil.core.reconcile import Plan, Route
@@ -48,7 +49,7 @@ PODS = {
 
 
 def test_candidate_is_addressed_at_its_revision_service_never_a_pod_ip() -> None:
-    rollouts = Rollouts(lambda: PODS)
+    rollouts = Rollouts(running_in(lambda: PODS))
     assert rollouts.candidate_urls("ml", "wine", "c1") == ["http://wine-c1.ml.svc:80"]
 
 
@@ -136,7 +137,7 @@ GATEWAY_BODY = {
 def test_a_route_action_weights_the_httproute() -> None:
     api = RecordingApi()
     action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
-    assert asyncio.run(Rollouts(lambda: {}).route(api, GATEWAY_BODY, action)) == []
+    assert asyncio.run(Rollouts(running_in(lambda: {})).route(api, GATEWAY_BODY, action)) == []
     ((kind, _, patch, _),) = api.patches
     assert kind == "HTTPRoute"
     refs = patch["spec"]["rules"][0]["backendRefs"]  # type: ignore[index]
@@ -146,7 +147,7 @@ def test_a_route_action_weights_the_httproute() -> None:
 def test_after_write_clears_the_request() -> None:
     api = RecordingApi()
     plan = Plan(clear_request=Request("pause", "id-9"))
-    asyncio.run(Rollouts(lambda: {}).after_write(api, GATEWAY_BODY, plan))
+    asyncio.run(Rollouts(running_in(lambda: {})).after_write(api, GATEWAY_BODY, plan))
     ((kind, _, patch, content_type),) = api.patches
     assert kind == "ModelDeployment" and content_type == "application/json-patch+json"
     assert patch[0] == {  # type: ignore[index]
@@ -161,7 +162,7 @@ def test_a_routing_failure_is_an_event_once_and_its_recovery_another() -> None:
     api = RecordingApi()
     route = api.route
     action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
-    rollouts = Rollouts(lambda: {})
+    rollouts = Rollouts(running_in(lambda: {}))
     api.route = None  # type: ignore[assignment]
     first = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
     again = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
@@ -177,7 +178,7 @@ def test_the_next_cycle_reads_why_the_route_was_not_applied() -> None:
     # Status then shows no live share with the reason (it showed the step's weight).
     api = RecordingApi()
     route = api.route
-    rollouts = Rollouts(lambda: {})
+    rollouts = Rollouts(running_in(lambda: {}))
     action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
     api.route = None  # type: ignore[assignment]
     asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
@@ -190,7 +191,7 @@ def test_the_next_cycle_reads_why_the_route_was_not_applied() -> None:
 def test_a_deleted_models_routing_error_is_forgotten() -> None:
     api = RecordingApi()
     api.route = None  # type: ignore[assignment]
-    rollouts = Rollouts(lambda: {})
+    rollouts = Rollouts(running_in(lambda: {}))
     action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
     asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
     rollouts.forget("ml", "wine")
@@ -213,7 +214,9 @@ class OnlyTheCandidate:
 
 def test_without_the_stables_figures_the_step_holds_instead_of_judging_half() -> None:
     """The comparisons with the stable would be left out, not held: never promote on that."""
-    rollouts = Rollouts(lambda: PODS, sources=SourcePool(lambda key: OnlyTheCandidate()))
+    rollouts = Rollouts(
+        running_in(lambda: PODS), sources=SourcePool(lambda key: OnlyTheCandidate())
+    )
 
     async def answering(*_args):
         return "http://wine-c1.ml.svc:80"
@@ -231,7 +234,9 @@ def test_without_the_stables_figures_the_step_holds_instead_of_judging_half() ->
 def test_a_probe_that_fails_after_the_first_step_keeps_the_copies_going(started: bool) -> None:
     """Before the first step the probe gates everything (a model still loading would count
     copies as errors); after, one that fails (a busy model server) holds the judging only."""
-    rollouts = Rollouts(lambda: PODS, sources=SourcePool(lambda key: OnlyTheCandidate()))
+    rollouts = Rollouts(
+        running_in(lambda: PODS), sources=SourcePool(lambda key: OnlyTheCandidate())
+    )
 
     async def unanswered(*_args: Any) -> None:
         return None
@@ -270,7 +275,7 @@ async def test_a_replay_that_could_not_run_is_no_result_but_an_unusable_golden_s
 
         return load
 
-    rollouts = Rollouts(lambda: PODS)
+    rollouts = Rollouts(running_in(lambda: PODS))
     monkeypatch.setattr(rollouts, "candidate_url", candidate_url)
     replay = functools.partial(rollouts.replay, None, "ml", "wine", spec, GoldenSetRef("g", "k"))
     assert await replay() is None  # the candidate's sidecar did not answer ready
@@ -308,7 +313,7 @@ async def test_a_golden_replay_without_answers_or_configmap_waits_and_one_pod_ge
     spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
     revision = compute_revision(spec, "")
     one_pod = {("ml", "wine-c-a"): PodInfo("wine", revision, "10.0.0.9", True)}
-    rollouts = Rollouts(lambda: one_pod)
+    rollouts = Rollouts(running_in(lambda: one_pod))
 
     async def answering(*_args: Any) -> str:
         return "http://wine-c1.ml.svc:80"
@@ -427,7 +432,9 @@ async def test_a_stable_whose_reference_cannot_be_read_is_never_judged_with_the_
         ("ml", "wine-s1-a"): PodInfo("wine", "s1", "10.0.0.3", True),
     }
     window = _binned(reference, live)
-    rollouts = Rollouts(lambda: pods, sources=SourcePool(lambda key: BothRevisions(window)))
+    rollouts = Rollouts(
+        running_in(lambda: pods), sources=SourcePool(lambda key: BothRevisions(window))
+    )
 
     async def answering(*_args: Any) -> str:
         return "http://wine-c.ml.svc:80"
@@ -488,7 +495,7 @@ async def test_an_unusable_golden_sets_cause_is_shown_where_its_rollback_is_read
     async def answering(*_args: Any) -> str:
         return "http://wine-c1.ml.svc:80"
 
-    rollouts = Rollouts(lambda: PODS)
+    rollouts = Rollouts(running_in(lambda: PODS))
     monkeypatch.setattr(rollouts, "candidate_url", answering)
     monkeypatch.setattr(module, "load_golden_set", unusable)
     spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})

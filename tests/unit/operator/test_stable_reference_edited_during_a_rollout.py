@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from running_pods import running_in
 
 from vigil.core import drift
 from vigil.core.desired import Owner, RevisionInfo, desired_deployment, reference_digest
@@ -113,7 +114,7 @@ async def _input_drift_gate(
         ("ml", "wine-s1-a"): PodInfo("wine", "s1", "10.0.0.3", True),
     }
     source = EachInItsBins(stable_started_with)
-    rollouts = Rollouts(lambda: pods, sources=SourcePool(lambda key: source))
+    rollouts = Rollouts(running_in(lambda: pods), sources=SourcePool(lambda key: source))
 
     async def answering(*_args: Any) -> str:
         return "http://wine-c.ml.svc:80"
