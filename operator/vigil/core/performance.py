@@ -38,6 +38,8 @@ from vigil.profile import Validation
 
 #: Two-sided confidence of the interval judged against the threshold.
 CONFIDENCE = 0.95
+#: Labels' worth of the limit an MAE's spread is at least (see :func:`measure`).
+PRIOR_LABELS = 4.0
 #: Per-class recall goes to status only up to this many classes (the rest: metrics).
 MAX_CLASSES_IN_STATUS = 20
 #: Outcomes of labels that were not joined, as status names them.
@@ -106,8 +108,10 @@ def _figure(value: float, more: int = 0) -> str:
     return f"{value:.{3 + more}g}"
 
 
-def measure(realized: RealizedPerformance) -> Measured | None:
-    """Accuracy (classifier) or MAE (regressor) with its interval; None without scored labels."""
+def measure(realized: RealizedPerformance, limit: float | None = None) -> Measured | None:
+    """Accuracy (classifier) or MAE (regressor) with its interval; None without scored labels.
+    An MAE's spread is at least :data:`PRIOR_LABELS` labels' worth of ``limit``² (a few
+    labels with one error each show a spread of 0: one label over the limit was a breach)."""
     scored = realized.scored
     if scored <= 0:
         return None
@@ -117,6 +121,8 @@ def measure(realized: RealizedPerformance) -> Measured | None:
         return Measured("accuracy", correct / scored, low, high, round(scored))
     mae = realized.absolute_error_sum / scored
     variance = max(0.0, realized.squared_error_sum / scored - mae * mae)
+    if limit is not None:
+        variance = max(variance, PRIOR_LABELS * limit * limit / (scored + PRIOR_LABELS))
     radius = normal_quantile(0.5 + CONFIDENCE / 2) * math.sqrt(variance / scored)
     if not math.isfinite(mae + radius):
         return None
@@ -213,6 +219,8 @@ def judge(
         )
         return _report(False, Reason.NO_PERFORMANCE_THRESHOLD, message, measured, figures)
     figures["threshold"] = round(limit, 4)
+    if measured.metric == "mae":
+        measured = measure(realized, limit) or measured
     limits = _limits_text(limit, baseline, validation, policy.max_drop)
     tail = f"{limits} over {span}, {measured.labels} labels"
     good = ">=" if measured.metric == "accuracy" else "<="

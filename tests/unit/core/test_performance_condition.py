@@ -94,6 +94,16 @@ class TestTheCondition:
         )
         assert fine.degraded is False and fine.threshold == pytest.approx(0.4305)
 
+    def test_a_few_labels_with_one_error_each_cannot_show_a_spread_of_zero(self) -> None:
+        """One label at 0.9 against a limit of 0.5 read "MAE 0.900 (95% CI 0.900-0.900)":
+        Degraded on one label whenever minLabels allows it; twenty of them are enough."""
+        policy = PerformanceSpec(max_mae=0.5, min_labels=1)
+        one = judge(regression(1, 0.9, 0.9), policy, None, "1h")
+        assert (one.degraded, one.condition.reason) == (False, "PerformanceMet")
+        assert one.condition.message.startswith("MAE 0.900 (95% CI 0.023-1.777) not surely")
+        twenty = judge(regression(20, 0.9, 0.9), policy, None, "1h")
+        assert (twenty.degraded, twenty.condition.reason) == (True, "PerformanceBelowThreshold")
+
     def test_a_small_mae_is_printed_in_significant_digits(self) -> None:
         """A target in small units read "MAE 0.000 (95% CI 0.000-0.000)"."""
         baseline = Validation("holdout", 500, mae=2.41e-7, rmse=3e-7)
