@@ -164,8 +164,9 @@ class Rollouts:
         self.sidecar_image = sidecar_image
         #: Shared with the health loop: one reader of each sidecar's /metrics.
         self.sources = sources or SourcePool()
-        #: The last routing failure per ModelDeployment (an Event only when it changes).
-        self._routing_errors: dict[tuple[str, str], str] = {}
+        #: The last routing failure per ModelDeployment: (the HTTPRoute, why). An Event only
+        #: when it changes; it holds while the spec names that route (``_keep_routing_error``).
+        self._routing_errors: dict[tuple[str, str], tuple[str, str]] = {}
         #: Why the last golden replay per ModelDeployment gave no result (status says it).
         self._golden_pending: dict[tuple[str, str], str] = {}
         #: Per ModelDeployment: its candidate, and what each of the candidate's pods read.
@@ -216,6 +217,8 @@ class Rollouts:
         """
         view = objects.body(body)
         namespace, name = view.meta.namespace, view.meta.name
+        # Before the reconciler reads routing_error() for this cycle's status.
+        self._keep_routing_error(namespace, name, spec.rollout.http_route)
         stable = section(view.status, "stable").get("revision")
         candidate = compute_revision(spec, self.sidecar_image)
         if not stable or candidate == stable or candidate not in deployments:
@@ -530,7 +533,17 @@ class Rollouts:
 
     def routing_error(self, namespace: str, name: str) -> str:
         """Why the last route of this ModelDeployment could not be applied ("": it was)."""
-        return self._routing_errors.get((namespace, name), "")
+        failed = self._routing_errors.get((namespace, name))
+        return failed[1] if failed else ""
+
+    def _keep_routing_error(self, namespace: str, name: str, http_route: str | None) -> None:
+        """Forget a routing failure on another HTTPRoute than the one the spec names (None:
+        replica ratio). No Route action on that route comes to clear it, and it would
+        otherwise show every later step with no live share."""
+        failed = self._routing_errors.get((namespace, name))
+        if failed is not None and failed[0] != http_route:
+            del self._routing_errors[(namespace, name)]
+            log.info("%s/%s: routing failure on HTTPRoute %s let go", namespace, name, failed[0])
 
     async def route(self, api: Api, body: Mapping[str, Any], action: Route) -> list[Event]:
         """Point the route (HTTPRoute) as the plan's Route action says; the Events to post.
@@ -551,11 +564,15 @@ class Rollouts:
             await router.apply(routing_api, target, action.traffic)
         except RoutingError as error:
             log.warning("%s/%s: routing not applied: %s", namespace, name, error)
-            if self._routing_errors.get(key) == str(error):
+            failed = (action.http_route, str(error))
+            if self._routing_errors.get(key) == failed:
                 return []
-            self._routing_errors[key] = str(error)
+            self._routing_errors[key] = failed
             return [Event(Reason.ROUTING_FAILED, f"routing not applied: {error}", True)]
-        if self._routing_errors.pop(key, None) is not None:
+        # Only a success on the route that failed recovers it (not a dropped route's reset).
+        failed = self._routing_errors.get(key)
+        if failed is not None and failed[0] == action.http_route:
+            del self._routing_errors[key]
             return [Event(Reason.ROUTING_APPLIED, "routing applied again")]
         return []
 
@@ -563,6 +580,9 @@ class Rollouts:
         """Log the rollout's progress, then clear a handled request."""
         view = objects.body(body)
         namespace, name = view.meta.namespace, view.meta.name
+        # A dropped route's reset may have failed in this cycle's plan: not the spec's route.
+        route = section(view.spec, "rollout", "trafficRouting", "gatewayAPI").get("httpRoute")
+        self._keep_routing_error(namespace, name, str(route) if route else None)
         before = section(view.status, "candidate")
         after = plan.status.get("candidate") or {}
         if after and (after.get("message"), after.get("gates")) != (

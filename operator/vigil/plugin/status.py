@@ -23,6 +23,7 @@ from vigil.common.objects import Body, body, section
 from vigil.common.times import parse_time
 from vigil.core.health import format_window
 from vigil.core.spec import HealthPolicy, RolloutSpec, Step, outline_spec
+from vigil.core.vocabulary import Reason
 from vigil.plugin.reading import event_time, in_order, read_spec
 from vigil.plugin.requests import parse_request
 
@@ -368,7 +369,7 @@ def _revisions(
     if ended:  # rolled back or failed: no rollout runs, the stable serves alone
         reason = f" ({candidate['reason']})" if candidate.get("reason") else ""
         lines.append(head + style(f"{ended}{reason}", "red"))
-        lines.append(f"             {_ended_at(candidate, steps)}{checks}")
+        lines.append(f"             {_ended_at(candidate, steps, checks)}")
     else:
         lines.append(head + checks)
     for label, key in (("features added", "featuresAdded"), ("dropped", "featuresDropped")):
@@ -381,20 +382,33 @@ def _revisions(
     return lines
 
 
-def _ended_at(candidate: Mapping[str, Any], steps: Sequence[Step]) -> str:
-    """Where an ended attempt stopped ("" past its steps: in the bake after promotion)."""
+def _failed_its_bake(candidate: Mapping[str, Any]) -> bool:
+    """The attempt was promoted (every step passed) and then failed its bake. Its summary
+    then has no step: read as 0, it showed the first step as the one that failed."""
+    return candidate.get("reason") == Reason.BAKE_FAILED
+
+
+def _ended_at(candidate: Mapping[str, Any], steps: Sequence[Step], checks: str) -> str:
+    """Where an ended attempt stopped, and its steps' failed checks (not after a failed
+    bake: its steps' checks did not end it)."""
+    if _failed_its_bake(candidate):
+        passed = {0: "", 1: " (its step passed)"}.get(
+            len(steps), f" (all {len(steps)} steps passed)"
+        )
+        return f"ended in its bake after promotion{passed}"
     index = int(candidate.get("step", 0))
     if not 0 <= index < len(steps):
-        return ""
-    return f"ended at step {index + 1}/{len(steps)} ({_step_label(steps[index])}), "
+        return checks
+    return f"ended at step {index + 1}/{len(steps)} ({_step_label(steps[index])}), {checks}"
 
 
 def _steps(candidate: Mapping[str, Any], steps: Sequence[Step], style: _Style) -> list[str]:
-    """Passed, current and to come; an ended attempt's last step is marked ✘, not current."""
+    """Passed, current and to come; an ended attempt's last step is marked ✘, not current
+    (none after a failed bake: every step passed)."""
     if not steps:
         return []
     lines = ["", style(f"Steps ({candidate.get('change', '?')})", "bold")]
-    current = int(candidate.get("step", 0))
+    current = len(steps) if _failed_its_bake(candidate) else int(candidate.get("step", 0))
     here = style("✘", "red") if candidate.get("outcome") else style("►", "blue")
     for index, step in enumerate(steps):
         if index < current:

@@ -23,7 +23,13 @@ rule with a ref of ours, during a rollout, our refs become
     - {name: <name>-<stable>,    port: 80, weight: 100 - w}
     - {name: <name>-<candidate>, port: 80, weight: w}
 
-where ``w`` is ``Traffic.candidate_weight``. Without a candidate (before
+where ``w`` is ``Traffic.candidate_weight``. Only refs on the serving port
+(``SERVICE_PORT``, 80, or no port) are weighted: the revision Services
+expose no other port. A ref to ``<name>`` on another port (the feedback
+port, 8001: labels may reach any revision's sidecars, which forward them to
+their peers) is left as it is, and one to a revision Service of ours on
+another port (written by an older operator, which rewrote those too) is
+moved back to ``<name>`` on that port. Without a candidate (before
 the first rollout, after a promotion, a rollback, a failure) they become
 the Service ``<name>`` alone (weight 100): it selects the serving revision
 and lives as long as the ModelDeployment, so no revision Service stays
@@ -109,13 +115,47 @@ def _known(target: RoutingTarget) -> set[str]:
 
 def _ours(ref: Mapping[str, Any], target: RoutingTarget, claimed: Container[str]) -> bool:
     """Whether a backendRef points at this ModelDeployment's Service or one of its revisions'
-    (``claimed``: see ``desired_rules``)."""
+    (``claimed``: see ``desired_rules``), on any port."""
     name = _service_ref(ref, target)
     if name is None:
         return False
     if name in _known(target):
         return True
     return revision_of(name, target) is not None and name in claimed
+
+
+def _serving(ref: Mapping[str, Any]) -> bool:
+    """Whether a backendRef is on the serving port (or names none, which the Service's only
+    port would answer): the only port a revision Service has, so the only one weighted."""
+    return ref.get("port") in (None, SERVICE_PORT)
+
+
+def _weighted(ref: Mapping[str, Any], target: RoutingTarget, claimed: Container[str]) -> bool:
+    """Whether a backendRef is one the router weights: ours, on the serving port."""
+    return _serving(ref) and _ours(ref, target, claimed)
+
+
+def _off_port_refs_back_on_the_service(
+    refs: list[Any], target: RoutingTarget, claimed: Container[str]
+) -> list[Any]:
+    """``refs`` with each of our revision Services on another port than the serving one
+    pointed back at ``<name>``, one ref per port adding up their weights.
+
+    An older operator split such refs (the feedback port) like the serving ones, onto
+    revision Services without that port; ``<name>`` has it and outlives every revision.
+    """
+    service = naming.service_name(target.name)
+    out: list[Any] = []
+    moved: dict[Any, dict[str, Any]] = {}
+    for ref in refs:
+        if _serving(ref) or not _ours(ref, target, claimed) or ref.get("name") == service:
+            out.append(ref)
+        elif ref.get("port") in moved:
+            moved[ref.get("port")]["weight"] += _weight(ref)
+        else:
+            moved[ref.get("port")] = {**ref, "name": service, "weight": _weight(ref)}
+            out.append(moved[ref.get("port")])
+    return out
 
 
 def revision_refs_to_read(route: Mapping[str, Any], target: RoutingTarget) -> set[str]:
@@ -223,15 +263,19 @@ def desired_rules(
     found = weighted = False
     split = target.candidate is not None
     for rule in rules:
-        refs = list(rule.get("backendRefs") or [])
-        mine = [r for r in refs if _ours(r, target, claimed)]
+        if not isinstance(rule, dict) or not rule.get("backendRefs"):
+            continue
+        refs = _off_port_refs_back_on_the_service(list(rule["backendRefs"]), target, claimed)
+        if refs != rule["backendRefs"]:
+            rule["backendRefs"] = refs
+        mine = [r for r in refs if _weighted(r, target, claimed)]
         if not mine:
             continue
         found = True
         if not any(_weight(r) for r in mine):
             continue  # weighted out of this rule by its owner: no traffic to the model
         weighted = True
-        others = [r for r in refs if not _ours(r, target, claimed)]
+        others = [r for r in refs if not _weighted(r, target, claimed)]
         total, others = _shares_kept(route, mine, others, split)
         rule["backendRefs"] = desired_backends(target, traffic, mine[0], total) + others
     if found and not weighted and split and traffic.candidate_weight > 0:
@@ -244,7 +288,8 @@ def desired_rules(
         name = body(route).meta.name or "?"
         raise RoutingError(
             f"HTTPRoute {name} has no backendRef to Service {naming.service_name(target.name)} "
-            f"or to a revision Service {target.name}-<revision> of its own: add "
+            f"or to a revision Service {target.name}-<revision> of its own on port "
+            f"{SERVICE_PORT} (or without a port): add "
             f"'backendRefs: [{{name: {target.name}, port: {SERVICE_PORT}}}]' to the rule "
             "that should serve this model"
         )
@@ -287,12 +332,12 @@ def route_patch(
 def route_weights(
     route: Mapping[str, Any], target: RoutingTarget, *, claimed: Container[str]
 ) -> dict[str, int]:
-    """Our backends and their weights as the route has them (Service name -> weight;
-    ``claimed``: see ``desired_rules``)."""
+    """Our weighted backends (serving port) and their weights as the route has them
+    (Service name -> weight; ``claimed``: see ``desired_rules``)."""
     weights: dict[str, int] = {}
     for rule in items(route, "spec", "rules"):
         for ref in rule.get("backendRefs") or []:
-            if _ours(ref, target, claimed):
+            if _weighted(ref, target, claimed):
                 weights[str(ref["name"])] = int(ref.get("weight", 1))
     return weights
 

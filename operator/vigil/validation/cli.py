@@ -15,6 +15,7 @@ import json
 import math
 import random
 import sys
+import urllib.parse
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from vigil.common.commands import command_group
 from vigil.common.text import not_utf8
 from vigil.core.spec import GoldenSetRef
 from vigil.validation.golden import (
+    DATATYPES,
     DEFAULT_BATCH_SIZE,
     DEFAULT_TIMEOUT_SECONDS,
     MAX_BYTES,
@@ -38,6 +40,7 @@ from vigil.validation.golden import (
     numeric_datatype,
     parse_golden_set,
     predict,
+    regression_output,
     replay_report,
 )
 
@@ -67,6 +70,15 @@ def _label(text: str, where: str) -> Any:
     if isinstance(value, int) and str(value) != text.strip():
         return text.strip()
     return value
+
+
+def _expected_cell(text: str, where: str, task: str) -> Any:
+    """An expected-column cell: a class label, or a regression's number (``007`` is 7 there;
+    ``n/a`` or ``true`` is refused, naming the line: no answer would ever be within the
+    tolerance of it)."""
+    if task != "regression":
+        return _label(text, where)
+    return regression_output(_cell(text, where, None), where)
 
 
 def _cell(text: str, where: str, datatype: str | None) -> Any:
@@ -105,7 +117,11 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_json_rows(
-    path: Path, expected_column: str | None, features: list[str] | None, datatype: str | None
+    path: Path,
+    expected_column: str | None,
+    features: list[str] | None,
+    datatype: str | None,
+    task: str,
 ) -> tuple[list[str], list[list[Any]], list[Any] | None]:
     doc = _read_json(path)
     if isinstance(doc, dict) and "inputs" in doc:
@@ -136,12 +152,21 @@ def _read_json_rows(
             for name in names:
                 check_tensor_value(record[name], datatype, f"{path}: [{i}] column {name!r}")
         rows.append([record[n] for n in names])
-    expected = [r[expected_column] for r in doc] if expected_column else None
+    if not expected_column:
+        return names, rows, None
+    if task != "regression":
+        return names, rows, [r[expected_column] for r in doc]
+    where = f"{path}: [{{}}] column {expected_column!r}"
+    expected = [regression_output(r[expected_column], where.format(i)) for i, r in enumerate(doc)]
     return names, rows, expected
 
 
 def _read_csv_rows(
-    path: Path, expected_column: str | None, features: list[str] | None, datatype: str | None
+    path: Path,
+    expected_column: str | None,
+    features: list[str] | None,
+    datatype: str | None,
+    task: str,
 ) -> tuple[list[str], list[list[Any]], list[Any] | None]:
     rows: list[list[Any]] = []
     expected_values: list[Any] = []
@@ -179,7 +204,7 @@ def _read_csv_rows(
                 )
                 if expected_column:
                     where = f"{line}, column {expected_column!r}"
-                    expected_values.append(_label(record[label_at], where))
+                    expected_values.append(_expected_cell(record[label_at], where, task))
         except UnicodeDecodeError:
             raise _not_utf8(path) from None
     return names, rows, expected_values if expected_column else None
@@ -190,15 +215,27 @@ def read_rows(
     expected_column: str | None,
     features: list[str] | None,
     datatype: str | None = None,
+    task: str = "classification",
 ) -> tuple[list[str], list[list[Any]], list[Any] | None]:
     """(feature names, rows, expected column values or None) from a CSV or JSON file.
 
     ``datatype``: the numeric tensor type the rows go out as (None: any value); text in one
-    is refused here, where the file's line (CSV) or element (JSON) can be named.
+    is refused here, where the file's line (CSV) or element (JSON) can be named, as is an
+    expected value of a regression (``task``) that is no number.
     """
     if path.suffix.lower() == ".json":
-        return _read_json_rows(path, expected_column, features, datatype)
-    return _read_csv_rows(path, expected_column, features, datatype)
+        return _read_json_rows(path, expected_column, features, datatype, task)
+    return _read_csv_rows(path, expected_column, features, datatype, task)
+
+
+def _endpoint(url: str, option: str) -> str:
+    """A model's base URL, refused without an http(s) scheme: every request to it failed
+    before leaving, twice, and read as no answer (exit 2, the operator replays again)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return url
+    example = f" (e.g. http://{url})" if "://" not in url else ""
+    raise GoldenSetError(f"{option} {url!r}: not an http:// or https:// URL{example}")
 
 
 def _tolerance(args: argparse.Namespace) -> float:
@@ -220,10 +257,14 @@ def _tolerance(args: argparse.Namespace) -> float:
 def build(args: argparse.Namespace) -> GoldenSet:
     tolerance = _tolerance(args)
     features = [f for f in (args.features or "").split(",") if f] or None
+    if args.from_endpoint:
+        _endpoint(args.from_endpoint, "--from-endpoint")
+        if not args.model:
+            raise GoldenSetError("--from-endpoint needs --model (the model name in its URL)")
     numeric = args.datatype if numeric_datatype(args.protocol, args.datatype) else None
-    names, rows, expected = read_rows(Path(args.input), args.expected_column, features, numeric)
-    if expected is not None and args.task == "regression":  # "007" is a number here
-        expected = [_number(v) if isinstance(v, str) else v for v in expected]
+    names, rows, expected = read_rows(
+        Path(args.input), args.expected_column, features, numeric, args.task
+    )
     if args.sample and args.sample < len(rows):
         picked = sorted(random.Random(args.seed).sample(range(len(rows)), args.sample))
         rows = [rows[i] for i in picked]
@@ -253,6 +294,8 @@ def build(args: argparse.Namespace) -> GoldenSet:
             raise GoldenSetError(f"--expected must hold one output per row ({len(rows)})")
         if args.sample:
             raise GoldenSetError("--sample cannot be combined with --expected (rows would shift)")
+        if args.task == "regression":
+            values = [regression_output(v, f"{args.expected}: [{i}]") for i, v in enumerate(values)]
         golden = replace(golden, expected=tuple(values))
     if args.from_endpoint:
         predictions, errors = asyncio.run(
@@ -322,6 +365,7 @@ def _no_answer(report: ReplayReport, endpoint: str) -> str:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
+        _endpoint(args.endpoint, "--endpoint")
         text = _read_stdin() if args.golden == "-" else _read_text(Path(args.golden))
         # A ConfigMap in YAML (a .yaml file, or on stdin, as `golden build --configmap` writes).
         if args.golden.endswith((".yaml", ".yml")) or (
@@ -330,6 +374,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
             golden = _from_configmap_yaml(text, args.key)
         else:
             golden = parse_golden_set(text)
+        if not (args.model or golden.model):
+            raise GoldenSetError('no model name: pass --model or set "model" in the golden set')
         report = asyncio.run(replay_report(golden, args.endpoint, **_endpoint_options(args)))
     except (GoldenSetError, OSError, KeyError, TypeError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -381,7 +427,14 @@ def register(subparsers: Any) -> None:
         help="regression (required there): allowed |got - expected|; classification: unused",
     )
     b.add_argument("--input-name", default="input-0", help="v2 input tensor name")
-    b.add_argument("--datatype", default="FP64", help="v2 input tensor datatype")
+    b.add_argument(
+        "--datatype",
+        type=str.upper,  # the protocol's names are upper case; fp32 means FP32
+        choices=DATATYPES,
+        default="FP64",
+        metavar="DATATYPE",
+        help=f"v2 input tensor datatype, one of {', '.join(DATATYPES)} (default FP64)",
+    )
     b.add_argument("--sample", type=int, default=0, help="keep N random rows")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--configmap", metavar="NAME", help="write a ConfigMap manifest instead")
@@ -393,8 +446,9 @@ def register(subparsers: Any) -> None:
         "check",
         help="replay a golden set against an endpoint",
         description="Replay a golden set (JSON, or a ConfigMap YAML) against a running model "
-        "and print the agreement; exit 1 below --min-agreement, 2 when rows got no answer "
-        "(an unreachable endpoint, timeouts: no verdict).",
+        "and print the agreement; exit 1 below --min-agreement or on an error in the input "
+        "(the golden set, --endpoint without http:// or https://, no model name), 2 when rows "
+        "got no answer (an unreachable endpoint, timeouts: no verdict).",
     )
     c.add_argument("golden", help="golden set JSON or ConfigMap YAML ('-' for stdin)")
     c.add_argument("--endpoint", required=True, help="base URL, e.g. http://wine-9b1e4d0.ml.svc")

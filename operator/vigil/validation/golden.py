@@ -61,6 +61,23 @@ from vigil.sidecar.payload import parse_response
 FORMAT = "vigil.dev/golden-set/v1"
 PROTOCOLS = ("v2", "v1")
 TASKS = ("classification", "regression")
+#: The tensor datatypes of the Open Inference Protocol (KServe v2), as a model server
+#: spells them: any other name makes it refuse every batch (a rollback mid-rollout).
+DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+)
 #: What fits a ConfigMap with room for its metadata.
 MAX_BYTES = 900 * 1024
 DEFAULT_BATCH_SIZE = 32
@@ -132,6 +149,29 @@ def _expected_value(value: Any, where: str) -> Any:
     return _number_or_value(value, where)
 
 
+def regression_output(value: Any, where: str) -> int | float:
+    """An expected output of a regression: a finite number. Text or a boolean is none: no
+    answer is ever within the tolerance of it, and every case would be a mismatch."""
+    value = _expected_value(value, where)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GoldenSetError(
+            f"{where}: {value!r} is not a number (task regression compares "
+            "|got - expected| with the tolerance)"
+        )
+    return value
+
+
+def v2_datatype(value: Any, where: str) -> str:
+    """An Open Inference Protocol datatype (:data:`DATATYPES`), in upper case as model servers
+    take it; GoldenSetError naming ``where`` for any other."""
+    if isinstance(value, str) and value.upper() in DATATYPES:
+        return value.upper()
+    raise GoldenSetError(
+        f"{where}: {value!r} is not an Open Inference Protocol (v2) datatype: one of "
+        f"{', '.join(DATATYPES)}"
+    )
+
+
 def numeric_datatype(protocol: str, datatype: str) -> bool:
     """Whether the rows go out as a numeric tensor (v2 FP*/INT*/UINT*), which holds no text."""
     return protocol == "v2" and datatype.upper().startswith(("FP", "INT", "UINT"))
@@ -155,8 +195,9 @@ def check_tensor_value(value: Any, datatype: str, where: str) -> None:
 def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     """Read and validate a golden set document (JSON text or decoded).
 
-    A v2 numeric tensor (FP*/INT*/UINT*) holds no text and no null: such an input is
-    refused here, not by the model server in the middle of a rollout.
+    A v2 numeric tensor (FP*/INT*/UINT*) holds no text and no null, a datatype is one of
+    the protocol's and a regression's expected outputs are numbers: such a set is refused
+    here, not by the model server or the comparison in the middle of a rollout.
     """
     if isinstance(source, str | bytes):
         try:
@@ -214,7 +255,7 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     tensor = doc.get("input") or {}
     if not isinstance(tensor, Mapping):
         raise GoldenSetError("input: expected {name, datatype}")
-    datatype = str(tensor.get("datatype") or "FP64")
+    datatype = v2_datatype(tensor.get("datatype") or "FP64", "input.datatype")
     numeric = numeric_datatype(protocol, datatype)
     rows: list[tuple[Any, ...]] = []
     width = None
@@ -229,7 +270,8 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
             for j, value in enumerate(row):
                 check_tensor_value(value, datatype, f"inputs[{i}][{j}]")
         rows.append(tuple(_number_or_value(v, f"inputs[{i}]") for v in row))
-    outputs = tuple(_expected_value(v, f"expected[{i}]") for i, v in enumerate(expected))
+    output = regression_output if task == "regression" else _expected_value
+    outputs = tuple(output(v, f"expected[{i}]") for i, v in enumerate(expected))
     features = tuple(str(f) for f in doc.get("features") or ())
     if features and len(features) != width:
         raise GoldenSetError(f"features: {len(features)} names for {width} input columns")
@@ -452,7 +494,7 @@ async def _send_batches(
     no answer is sent once more, one at a time, within what is left of the time budget.
     """
     name = model or golden.model
-    if not name:
+    if not name:  # the CLI asks for --model before it gets here
         raise GoldenSetError("no model name: pass model= or set 'model' in the golden set")
     url = infer_url(base_url, golden.protocol, name)
     size = max(1, batch_size)

@@ -437,6 +437,40 @@ def _failed_bake_then_new_spec(seen: Catalogue) -> None:
             assert _states(world)["phase"] == ("Healthy", ""), world.status
 
 
+def _status_screen_of_a_failed_bake(seen: Catalogue) -> None:
+    """``kubectl vigil status`` of a stepped rollout promoted, then failed in its bake: the
+    line that says where the attempt ended (a person reads it as a message)."""
+    from vigil.plugin.status import render
+
+    steps = [
+        {"canary": {"weight": 50, "duration": "1h"}},
+        {"canary": {"weight": 80, "duration": "1h"}},
+    ]
+    rollout = {"bake": {"duration": "10m"}, "replacement": {"steps": steps}}
+    world, previous = _serving(seen, RolloutWorld(), rollout=rollout)
+    assert isinstance(world, RolloutWorld)
+    world.set_spec(spec("2", 2, rollout=rollout))
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="none")
+    _cycle(world, seen)
+    promoted = world.status["candidate"]["revision"]
+    world.request = Request("promote", "id-1", promoted)
+    _drive(world, promoted, seen, lambda: world.status["stable"]["revision"] == promoted, 6)
+    world.inputs = None
+    world.status["conditions"] = build_conditions(
+        [ConditionState("PerformanceDegraded", True, "PerformanceBelowThreshold", "accuracy low")],
+        world.status.get("conditions"),
+        generation=world.generation,
+        now=world.now,
+    )
+    _cycle(world, seen, 30)
+    world.pods_ready(previous)
+    _cycle(world, seen)
+    assert _reason(world) == "BakeFailed", world.status
+    md = {"metadata": {"name": "wine"}, "spec": world.spec, "status": world.status}
+    screen = render(md, now=world.now)
+    seen.messages.update(line.strip() for line in screen.splitlines() if "ended in" in line)
+
+
 def _performance_gates(seen: Catalogue) -> None:
     """A tweak's canary judged on labels too: held for them, then 10 points below the
     stable, rolled back."""
@@ -711,6 +745,7 @@ def catalogue() -> Catalogue:
         _stepped_endings,
         _bake,
         _failed_bake_then_new_spec,
+        _status_screen_of_a_failed_bake,
         _performance_gates,
         _gates_not_judged_yet,
         _artifacts,

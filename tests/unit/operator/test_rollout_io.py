@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from typing import Any
 
 import pytest
 from running_pods import running_in
 
-from vigil.core.candidate import Request
+from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.reconcile import Plan, Route
 from vigil.core.rollout import Traffic
-from vigil.core.spec import monitoring_settings, parse_rollout
+from vigil.core.spec import monitoring_settings, parse_rollout, parse_spec
 from vigil.core.window import RevisionWindow
 from vigil.metrics.pool import SourcePool
 from vigil.metrics.source import Collection
@@ -188,6 +189,46 @@ def test_the_next_cycle_reads_why_the_route_was_not_applied() -> None:
     assert rollouts.routing_error("ml", "wine") == ""
 
 
+REPLICA_RATIO_BODY = {**GATEWAY_BODY, "spec": {"rollout": {}}}
+
+
+def test_a_routing_error_of_a_route_the_spec_no_longer_names_is_let_go() -> None:
+    # Old code: only a Route action on it or deleting the object cleared it, so after
+    # trafficRouting was removed every canary showed weight 0 and "routing not applied".
+    api = RecordingApi()
+    api.route = None  # type: ignore[assignment]
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
+    for let_go in ("inputs", "after_write"):
+        rollouts = Rollouts(running_in(lambda: {}))
+        asyncio.run(rollouts.route(api, GATEWAY_BODY, action))
+        asyncio.run(rollouts.after_write(api, GATEWAY_BODY, Plan()))  # still the spec's route
+        assert "does not exist" in rollouts.routing_error("ml", "wine")
+        if let_go == "inputs":  # read before this cycle's status
+            spec = parse_spec("wine", {"model": {"version": "1"}, "server": {"image": "img:1"}})
+            asyncio.run(rollouts.inputs(api, REPLICA_RATIO_BODY, spec, {}, None))
+        else:
+            asyncio.run(rollouts.after_write(api, REPLICA_RATIO_BODY, Plan()))
+        assert rollouts.routing_error("ml", "wine") == "", let_go
+
+
+def test_only_the_route_that_failed_recovers_its_failure() -> None:
+    # Renamed from wine to wine-v2 (missing): resetting wine is no recovery of wine-v2.
+    api = RecordingApi()
+    rollouts = Rollouts(running_in(lambda: {}))
+    renamed = {
+        **GATEWAY_BODY,
+        "spec": {"rollout": {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine-v2"}}}},
+    }
+    route = api.route
+    api.route = None  # type: ignore[assignment]
+    failing = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine-v2")
+    asyncio.run(rollouts.route(api, renamed, failing))
+    api.route = route
+    reset = Route("s1", http_route="wine")
+    assert asyncio.run(rollouts.route(api, renamed, reset)) == []
+    assert "wine-v2" in rollouts.routing_error("ml", "wine")
+
+
 def test_a_deleted_models_routing_error_is_forgotten() -> None:
     api = RecordingApi()
     api.route = None  # type: ignore[assignment]
@@ -297,6 +338,33 @@ async def test_a_replay_that_could_not_run_is_no_result_but_an_unusable_golden_s
     monkeypatch.setattr(module, "load_golden_set", load)
     monkeypatch.setattr(module, "replay_report", report)
     assert await replay() is None
+
+
+async def test_a_regression_golden_set_of_text_rolls_back_saying_which_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Unusable, not a mismatch of every case: the status names the ConfigMap and the output.
+    from vigil.core.spec import GoldenSetRef, parse_spec
+
+    spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
+    document = {"task": "regression", "tolerance": 0.1, "inputs": [[1.0]], "expected": ["3.5"]}
+
+    class GoldenConfigMap:
+        async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+            return {"metadata": {"name": name}, "data": {"golden.json": json.dumps(document)}}
+
+    async def answering(*_args: Any) -> str:
+        return "http://wine-c1.ml.svc:80"
+
+    rollouts = Rollouts(running_in(lambda: PODS))
+    monkeypatch.setattr(rollouts, "candidate_url", answering)
+    ref = GoldenSetRef("wine-golden", "golden.json")
+    result = await rollouts.replay(GoldenConfigMap(), "ml", "wine", spec, ref)  # type: ignore[arg-type]
+    assert result is not None and (result.total, result.agreed) == (0, 0)
+    assert result.message.startswith(
+        "golden set unusable: ConfigMap wine-golden key golden.json: expected[0]: '3.5' is not "
+        "a number (task regression"
+    )
 
 
 async def test_a_golden_replay_without_answers_or_configmap_waits_and_one_pod_gets_one_batch(
@@ -507,3 +575,38 @@ async def test_an_unusable_golden_sets_cause_is_shown_where_its_rollback_is_read
     decision = decide(policy, RolloutState(step=0, step_started_at=0.0), seen, 0.0)
     assert decision.action == "rollback" and cause in decision.message
     assert cause in (golden_status(result) or {}).get("message", "")
+
+
+class MeasuredAsNone(Rollouts):
+    """Its own reads (the routing error let go), then figures that hold no step back."""
+
+    async def inputs(self, *args: Any) -> RolloutInputs | None:
+        read = await super().inputs(*args)
+        return read and RolloutInputs(metrics_available=False, metrics_error="none")
+
+
+async def test_a_canary_after_trafficrouting_is_removed_gets_its_live_share() -> None:
+    # The route named first never existed; the user went back to replica ratio. Old code:
+    # every later canary showed weight 0 and "routing not applied: HTTPRoute ml/wine ...".
+    from test_reconciler import Harness, model_deployment
+
+    harness = Harness()
+    rollouts = MeasuredAsNone(running_in(lambda: {}), sidecar_image="sidecar:test")
+    harness.reconciler.rollouts = rollouts
+    gateway = {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}
+    harness.api.add(model_deployment(rollout=gateway))
+    for _ in range(2):
+        await harness.reconciler.reconcile("ml", "wine")
+        harness.api.make_ready()
+    assert "does not exist" in rollouts.routing_error("ml", "wine")
+    steps = [{"canary": {"weight": 50, "duration": "1h"}}]
+    canary = model_deployment(version="2", rollout={"replacement": {"steps": steps}})
+    canary["metadata"]["generation"] = 2
+    canary["status"] = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]
+    harness.api.add(canary)
+    for _ in range(4):
+        await harness.reconciler.reconcile("ml", "wine")
+        harness.api.make_ready()
+    candidate = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]["candidate"]
+    assert candidate["weight"] == 33, candidate["message"]
+    assert "routing not applied" not in candidate["message"]

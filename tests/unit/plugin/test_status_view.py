@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from vigil.plugin.status import render
 
 #: A ModelDeployment in a canary step with one failed check, and its Events (the same
@@ -220,13 +222,29 @@ def test_an_ended_attempt_shows_its_outcome_not_a_running_rollout() -> None:
     assert "\033[31m✘\033[0m 3 canary 20%" in failed
 
 
-def test_an_attempt_ended_after_its_steps_says_no_step() -> None:
-    # A promoted revision that failed its bake: every step passed.
+@pytest.mark.parametrize("step", [None, 0, 4], ids=["as-written", "zero", "past-the-steps"])
+def test_a_promoted_revision_that_failed_its_bake_failed_no_step(step: int | None) -> None:
+    # Old code: the operator's summary after a failed bake has no step, read as 0: "ended
+    # at step 1/4 (validate (golden set))" and a ✘ on step 1, though every step passed.
     md = _ended("RolledBack", "BakeFailed")
+    del md["status"]["candidate"]["step"]
+    if step is not None:
+        md["status"]["candidate"]["step"] = step
+    screen = render(md, EVENTS, now=NOW)
+    lines = screen.splitlines()
+    at = lines.index("  candidate  9b1e4d0  v3      replacement   RolledBack (BakeFailed)")
+    assert lines[at + 1] == "             ended in its bake after promotion (all 4 steps passed)"
+    steps = screen[screen.index("Steps (") : screen.index("Gates (")]
+    assert "✔ 1 validate (golden set)" in steps and "✔ 4 canary 50%" in steps
+    assert "✘" not in screen and "►" not in screen and "ended at step" not in screen
+
+
+def test_an_attempt_ended_past_its_steps_names_no_step() -> None:
+    md = _ended("RolledBack", "AnalysisFailed")
     md["status"]["candidate"]["step"] = 4
     screen = render(md, EVENTS, now=NOW)
     assert "\n             failed checks 2/2\n" in screen
-    assert "✔ 4 canary 50%" in screen and "✘" not in screen and "►" not in screen
+    assert "✔ 4 canary 50%" in screen and "ended at step" not in screen
 
 
 def test_a_running_rollout_keeps_its_candidate_line_marker_and_traffic() -> None:
@@ -378,3 +396,47 @@ def test_events_of_one_second_keep_their_order() -> None:
     screen = render(MD, events, now=NOW)
     listed = screen[screen.index("Events (newest last)") :].splitlines()[1:5]
     assert [line.split()[-1] for line in listed] == ["third", "zeroth", "first", "second"]
+
+
+def test_the_operators_summary_of_a_failed_bake_reads_as_every_step_passed() -> None:
+    # The same from the decisions themselves: a two-step rollout promoted, then its bake
+    # failed on realized performance (what status.candidate holds then).
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
+    from core_world import RolloutWorld, judged, serving, spec
+
+    from vigil.core.candidate import Request, RolloutInputs
+
+    steps = [
+        {"canary": {"weight": 50, "duration": "1h"}},
+        {"canary": {"weight": 80, "duration": "1h"}},
+    ]
+    rollout = {"bake": {"duration": "10m"}, "replacement": {"steps": steps}}
+    world, previous = serving(rollout, RolloutWorld())
+    world.set_spec(spec("2", 2, rollout=rollout))
+    world.inputs = RolloutInputs(metrics_available=False, metrics_error="none")
+    world.reconcile()
+    candidate = world.status["candidate"]["revision"]
+    world.pods_ready(candidate)
+    world.reconcile()
+    world.request = Request("promote", "id-1", candidate)
+    for _ in range(4):
+        world.reconcile()
+        world.pods_ready(candidate)
+    assert world.status["stable"]["revision"] == candidate and world.status.get("bake")
+    world.inputs = None
+    world.reconcile(30)
+    judged(world, "PerformanceDegraded", True, "PerformanceBelowThreshold", "accuracy 0.874 < 0.95")
+    world.reconcile(1)
+    world.pods_ready(previous)
+    world.reconcile(1)
+    assert world.status["candidate"]["reason"] == "BakeFailed"
+    md = {
+        "metadata": {"name": "wine", "namespace": "ml", "generation": world.generation},
+        "spec": world.spec,
+        "status": json.loads(json.dumps(world.status, default=str)),
+    }
+    screen = render(md, [], now=world.now)
+    assert "ended in its bake after promotion (all 2 steps passed)" in screen
+    assert "✔ 1 canary 50%" in screen and "✔ 2 canary 80%" in screen and "✘" not in screen

@@ -126,20 +126,69 @@ def test_foreign_backends_and_rules_are_untouched():
     assert rules[2] == cross_ns
 
 
-def test_port_and_filters_are_kept():
-    rule = {
-        "backendRefs": [
-            {
-                "name": "wine",
-                "port": 8080,
-                "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {}}],
-            }
+def test_filters_are_kept_and_a_ref_without_a_port_gets_the_serving_port():
+    filters = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {}}]
+    for ref in (
+        {"name": "wine", "port": 80, "filters": filters},
+        {"name": "wine", "filters": filters},
+    ):
+        refs = desired_rules(
+            route({"backendRefs": [ref]}), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS
+        )[0]["backendRefs"]
+        assert [(r["name"], r["port"], r["filters"]) for r in refs] == [
+            ("wine-aaaaaaa", 80, filters),
+            ("wine-bbbbbbb", 80, filters),
         ]
+
+
+FEEDBACK_RULE = {
+    "matches": [{"path": {"type": "PathPrefix", "value": "/vigil/v1/feedback"}}],
+    "backendRefs": [{"name": "wine", "port": 8001}],
+}
+
+
+@pytest.mark.parametrize("candidate", [True, False], ids=["rollout", "no-rollout"])
+def test_a_rule_to_the_feedback_port_stays_on_the_model_service(candidate):
+    # Old code: split onto wine-<stable>:8001 / wine-<candidate>:8001, ports the revision
+    # Services do not have, so labels posted through the gateway failed for the rollout.
+    # Any revision's feedback port joins labels (the sidecars forward them to their peers).
+    target = TARGET if candidate else RoutingTarget("wine", "ml", stable="aaaaaaa")
+    other_port = {"backendRefs": [{"name": "wine", "port": 9090, "weight": 5}]}
+    rules = desired_rules(
+        route(USER_RULE, FEEDBACK_RULE, other_port), target, Traffic(20, 0, 1, 2), claimed=NO_OTHERS
+    )
+    assert rules[1] == FEEDBACK_RULE and rules[2] == other_port
+    assert all(r["port"] == 80 for r in rules[0]["backendRefs"])
+    service = desired_revision_service(Owner("wine", "ml", "uid-1"), "bbbbbbb", "candidate")
+    assert [p["port"] for p in service["spec"]["ports"]] == [80]
+
+
+def test_feedback_refs_an_older_operator_split_go_back_to_the_model_service():
+    # What the old code wrote mid-rollout: healed on the next write, one ref per port, so
+    # that no revision Service stays named in the route when it is deleted.
+    split = {
+        **FEEDBACK_RULE,
+        "backendRefs": [
+            {"name": "wine-aaaaaaa", "port": 8001, "weight": 80},
+            {"name": "wine-bbbbbbb", "port": 8001, "weight": 20},
+            {"name": "labels-archive", "port": 8001, "weight": 0},
+        ],
     }
-    refs = desired_rules(route(rule), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)[0][
-        "backendRefs"
+    rules = desired_rules(route(USER_RULE, split), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)
+    assert rules[1]["backendRefs"] == [
+        {"name": "wine", "port": 8001, "weight": 100},
+        {"name": "labels-archive", "port": 8001, "weight": 0},
     ]
-    assert all(r["port"] == 8080 and r["filters"] for r in refs)
+    assert route_weights(route(*rules), TARGET, claimed=NO_OTHERS) == {
+        "wine-aaaaaaa": 80,
+        "wine-bbbbbbb": 20,
+    }
+    assert route_patch(route(*rules), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS) is None
+
+
+def test_a_route_that_names_the_model_only_on_another_port_is_an_error_naming_the_port():
+    with pytest.raises(RoutingError, match=r"of its own on port 80 \(or without a port\): add"):
+        desired_rules(route(FEEDBACK_RULE), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)
 
 
 def test_route_without_our_backend_is_an_error_naming_the_fix():

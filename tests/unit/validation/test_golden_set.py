@@ -188,6 +188,51 @@ def test_a_hand_written_regression_set_needs_a_tolerance():
     assert golden().tolerance == 0.0  # a classifier compares labels
 
 
+@pytest.mark.parametrize("bad", ["3.5", True, "n/a", None, [1.5]])
+def test_a_regression_set_whose_expected_output_is_no_number_is_refused(bad):
+    # Old code: read, and every such case a mismatch: the candidate rolled back with
+    # GoldenSetMismatch by a set that could never pass.
+    expected = [0.5] * 9 + [bad]
+    with pytest.raises(GoldenSetError, match=r"expected\[9\]: "):
+        golden(task="regression", tolerance=0.1, expected=expected)
+    if bad is not None and not isinstance(bad, list):
+        with pytest.raises(GoldenSetError, match=rf"expected\[9\]: {bad!r} is not a number"):
+            golden(task="regression", tolerance=0.1, expected=expected)
+    numbers = [0, 1.5, -2, 10**400, 3e300, 7, 0.0, 1, 2, 3]  # whole numbers beyond a float too
+    assert golden(task="regression", tolerance=0.1, expected=numbers).expected == tuple(numbers)
+    assert golden(expected=[True, "a", 1, 0, 1, 0, 1, 0, 1, 0]).expected[:2] == (True, "a")
+
+
+def test_the_operator_reads_a_regression_set_of_text_as_unusable_naming_the_configmap():
+    document = {**golden(task="regression", tolerance=0.1, expected=[0.5] * 10).to_document()}
+    document["expected"] = ["3.5"] * 10
+    cm = {"metadata": {"name": "wine-golden"}, "data": {"golden.json": json.dumps(document)}}
+    with pytest.raises(
+        GoldenSetError, match=r"ConfigMap wine-golden key golden\.json: expected\[0\]: '3\.5'"
+    ):
+        golden_from_configmap(cm, GoldenSetRef("wine-golden", "golden.json"))
+
+
+@pytest.mark.parametrize("datatype", ["FLOAT32", "FOO", "", 5, "fp 32"])
+def test_a_golden_set_with_a_datatype_outside_the_protocol_is_refused(datatype):
+    if datatype == "":  # absent: the default
+        assert golden(input={"datatype": datatype}).datatype == "FP64"
+        return
+    with pytest.raises(
+        GoldenSetError,
+        match=rf"input\.datatype: {datatype!r} is not an Open Inference Protocol \(v2\) datatype: "
+        "one of BOOL, UINT8, .*, BYTES",
+    ):
+        golden(input={"datatype": datatype})
+
+
+def test_a_datatype_in_lower_case_is_the_protocols_name():
+    g = golden(input={"datatype": "fp32"})
+    assert g.datatype == "FP32" and request_body(g, ROWS[:1])["inputs"][0]["datatype"] == "FP32"
+    with pytest.raises(GoldenSetError, match=r"'x' is not a number \(input datatype INT64"):
+        golden(input={"datatype": "int64"}, inputs=[["x", 1.0, 1.0]] * 10)
+
+
 def test_a_golden_set_under_binary_data_is_read():
     doc = golden().to_json().encode()
     cm = {"metadata": {"name": "g"}, "binaryData": {"golden.json": base64.b64encode(doc)}}
@@ -563,6 +608,54 @@ def test_cli_build_regression_needs_a_tolerance(tmp_path, capsys):
     assert build_cli(tmp_path, "data.csv", "a,b,label\n1,2,0\n") == 0
 
 
+REGRESSION = ("--task", "regression", "--tolerance", "0.1")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        ("data.csv", "a,label\n1,3.5\n2,n/a\n", "data.csv: line 3, column 'label': 'n/a' is"),
+        ("data.csv", "a,label\n1,3.5\n2,true\n", "data.csv: line 3, column 'label': 'true' is"),
+        ("data.csv", "a,label\n1,3.5\n2,nan\n", "data.csv: line 3, column 'label': 'nan' is"),
+        (
+            "rows.json",
+            json.dumps([{"a": 1, "label": 3.5}, {"a": 2, "label": "4.1"}]),
+            "rows.json: [1] column 'label': '4.1' is not a number (task regression",
+        ),
+    ],
+)
+def test_cli_build_refuses_a_regression_output_that_is_no_number_naming_its_place(
+    tmp_path, capsys, name, text, says
+):
+    # Old code: written with exit 0, a set that no candidate could ever reproduce.
+    assert build_cli(tmp_path, name, text, *REGRESSION) == 1
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "golden.json").exists()
+
+
+def test_cli_build_refuses_regression_outputs_given_as_text_naming_the_index(tmp_path, capsys):
+    (tmp_path / "preds.json").write_text(json.dumps(["3.5", "4.1"]))
+    expected = ("--expected", str(tmp_path / "preds.json"))
+    assert build_cli(tmp_path, "rows.json", "[[1, 2], [2, 3]]", *expected, *REGRESSION) == 1
+    assert "preds.json: [0]: '3.5' is not a number (task regression" in capsys.readouterr().err
+    (tmp_path / "preds.json").write_text(json.dumps([3.5, 4]))
+    assert build_cli(tmp_path, "rows.json", "[[1, 2], [2, 3]]", *expected, *REGRESSION) == 0
+    assert parse_golden_set((tmp_path / "golden.json").read_text()).expected == (3.5, 4)
+
+
+def test_cli_build_takes_the_protocols_datatypes_in_any_case(tmp_path, capsys):
+    # Old code: "fp32", "FLOAT32", "FOO" were written as given (FLOAT32 let text through).
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1,2,0\n", "--datatype", "fp32") == 0
+    assert json.loads((tmp_path / "golden.json").read_text())["input"]["datatype"] == "FP32"
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1,red,0\n", "--datatype", "int8") == 1
+    assert "'red' is not a number (input datatype INT8" in capsys.readouterr().err
+    for datatype in ("FLOAT32", "FOO"):
+        with pytest.raises(SystemExit) as stopped:
+            build_cli(tmp_path, "data.csv", "a,b,label\n1,red,0\n", "--datatype", datatype)
+        assert stopped.value.code == 2
+        assert f"argument --datatype: invalid choice: {datatype!r}" in capsys.readouterr().err
+
+
 def test_cli_build_reads_a_csv_saved_with_a_byte_order_mark(tmp_path):
     """Excel's "CSV UTF-8" starts with a BOM; it became part of the first column's name."""
     assert build_cli(tmp_path, "excel.csv", "\ufeffa,b,label\n1,2,0\n") == 0
@@ -676,7 +769,7 @@ def test_cli_build_reads_true_false_labels_as_booleans(tmp_path):
     assert compare(g, [True, 0, True])[0] == 3 and compare(g, [1, False, 1])[0] == 3
 
 
-@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "wine.ml.svc"])
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "http://[::1]:9"])
 def test_cli_check_without_any_answer_is_an_error_not_a_model_failure(tmp_path, capsys, endpoint):
     (tmp_path / "golden.json").write_text(golden().to_json())
     argv = ["golden", "check", str(tmp_path / "golden.json"), "--endpoint", endpoint]
@@ -684,6 +777,41 @@ def test_cli_check_without_any_answer_is_an_error_not_a_model_failure(tmp_path, 
     captured = capsys.readouterr()
     assert f"error: no answer from {endpoint}: rows 0..9: " in captured.err
     assert "FAIL" not in captured.out
+
+
+@pytest.mark.parametrize("endpoint", ["wine.ml.svc", "127.0.0.1:9", "localhost:8080", "ftp://x"])
+def test_cli_check_refuses_an_endpoint_without_a_scheme_as_an_input_error(
+    tmp_path, capsys, endpoint
+):
+    # Old code: sent twice, failed before leaving, and read as no answer (exit 2: the
+    # operator would replay again) with "InvalidUrlClientError".
+    (tmp_path / "golden.json").write_text(golden().to_json())
+    argv = ["golden", "check", str(tmp_path / "golden.json"), "--endpoint", endpoint]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"error: --endpoint {endpoint!r}: not an http:// or https:// URL" in err
+    assert "no answer" not in err
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps(ROWS))
+    build = ["golden", "build", str(rows), "--from-endpoint", endpoint, "--model", "toy"]
+    assert main(build) == 1
+    assert f"error: --from-endpoint {endpoint!r}: not an http" in capsys.readouterr().err
+
+
+def test_cli_without_a_model_name_asks_for_the_model_option(tmp_path, capsys):
+    # Old code: "pass model= or set 'model' in the golden set", a Python keyword.
+    document = golden().to_document()
+    del document["model"]
+    (tmp_path / "golden.json").write_text(json.dumps(document))
+    argv = ["golden", "check", str(tmp_path / "golden.json"), "--endpoint", "http://127.0.0.1:9"]
+    assert main(argv) == 1
+    assert 'error: no model name: pass --model or set "model" in the golden set' in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "rows.json").write_text(json.dumps(ROWS))
+    build = ["golden", "build", str(tmp_path / "rows.json"), "--from-endpoint", "http://x"]
+    assert main(build) == 1
+    assert "error: --from-endpoint needs --model" in capsys.readouterr().err
 
 
 async def test_cli_check_with_rows_left_unanswered_gives_no_verdict(server, tmp_path, capsys):
