@@ -111,6 +111,20 @@ def test_values_reach_the_operator(helm) -> None:
     assert env["VIGIL_SIDECAR_IMAGE"]["value"] == "registry.example/sidecar:1"
 
 
+def test_a_zero_health_interval_reaches_the_operator_where_the_schema_is_skipped(helm) -> None:
+    """Only "" means the operator's default: a 0 the schema did not see is not silently 30 s,
+    it reaches the operator, which refuses it by name at start."""
+
+    def command(*values: str) -> list[str]:
+        docs = _by_name(template(helm, *values))
+        return docs["Deployment/vigil-operator"]["spec"]["template"]["spec"]["containers"][0][
+            "command"
+        ]
+
+    assert not any(arg.startswith("--health-interval") for arg in command())
+    assert "--health-interval=0" in command("--skip-schema-validation", "--set=healthInterval=0")
+
+
 #: How helm starts a refusal by values.schema.json (each failing value follows, by its path).
 SCHEMA_REFUSAL = "values don't meet the specifications of the schema"
 #: The templates' own checks, as they run where the schema is skipped.
