@@ -10,6 +10,9 @@ wrote and the previous revision's Deployment, and returns a
 
 The runbook, one cycle:
 
+    gave up going back before                   -> over: the promoted revision serves on
+    the previous revision is gone, the bake     -> give up at once: nothing to go back to (the
+      failed                                       promoted revision serves on)
     the previous revision is gone               -> over: nothing to go back to (passed, if
                                                    past its end without a failure)
     going back, the previous revision available -> roll back: live traffic to it (RolledBack)
@@ -114,9 +117,16 @@ def decide(
     kept = min(spec.min_replicas, full)
     left = state.ends_at - now
 
+    # Gave up going back (status keeps it until another revision rolls out): over.
+    if state.reason == Reason.BAKE_ROLLBACK_FAILED:
+        return BakeDecision(BakeMove.GIVE_UP, state, 0, state.message)
     failed = [s.describe() for s in seen.signals if s.failed_since(state.started_at)]
     if seen.promoted_ready == 0:
         failed.append(f"revision {state.revision} has no ready pod (0/{seen.replicas})")
+    # The bake failed and the previous revision is gone: nothing to go back to, given up at
+    # once (waiting for it would only wait out progressDeadline).
+    if not seen.previous_exists and (state.failed_at is not None or failed):
+        return _gone(state, "; ".join(failed), now, deadline)
     # The previous revision is gone (removed by hand, or a cut-short cycle): nothing to go
     # back to. Past the bake's end without a failure it passed (a cycle that removed the
     # previous revision was cut short before its BakePassed Event).
@@ -162,6 +172,22 @@ def _going_back(
         "to go back to it"
     )
     return BakeDecision(BakeMove.GO_BACK, state, seen.replicas, message)
+
+
+def _gone(state: BakeState, failed: str, now: float, deadline: float) -> BakeDecision:
+    """Give up a failed bake whose previous revision is gone (``failed``: the failure found
+    this cycle, when it had not failed before). Past progressDeadline it was the give-up's
+    own removal, cut short before its status write: said in that give-up's words."""
+    if state.failed_at is None:
+        state = replace(state, failed_at=now, reason=Reason.BAKE_FAILED, message=failed)
+    elif now - state.failed_at >= deadline:
+        return _going_back(state, BakeObservations((), False, False, 0), now, deadline)
+    message = (
+        f"revision {state.previous} is gone (its Deployment was deleted outside the "
+        f"operator): nothing to go back to; revision {state.revision} keeps serving "
+        f"({state.message})"
+    )
+    return BakeDecision(BakeMove.GIVE_UP, state, 0, message)
 
 
 def _standing(signals: Sequence[Signal]) -> str:

@@ -28,6 +28,12 @@ ANNOTATION_MODEL_VERSION = "vigil.dev/model-version"
 ANNOTATION_IMAGE = "vigil.dev/image"
 #: On the pod template: a digest of the reference profile the sidecars read at their start.
 ANNOTATION_REFERENCE_DIGEST = "vigil.dev/reference-digest"
+#: On a previous revision kept for a bake: "<promoted revision> <start>", written with the
+#: switch, so a switch whose status write was lost resumes the bake from its start.
+ANNOTATION_KEPT_FOR_BAKE = "vigil.dev/kept-for-bake"
+#: On a revision's Deployment: a copy of its sidecar settings, from which its ConfigMap is
+#: made again while the spec renders another revision (during a rollout).
+ANNOTATION_SIDECAR_SETTINGS = "vigil.dev/sidecar-settings"
 
 # Roles: the Deployment (and its settings ConfigMap) serving live traffic, the
 # one being rolled out, and the Service carrying live traffic.

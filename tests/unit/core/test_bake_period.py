@@ -9,7 +9,9 @@ pods), a verdict older than the switch does not, and a restart anywhere resumes.
 
 from __future__ import annotations
 
+import copy
 import datetime
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -121,8 +123,28 @@ class TestTheBakeDecision:
         assert "revision new1234 keeps serving" in decision.message
 
     def test_the_previous_revision_gone_ends_the_bake(self) -> None:
-        decision = decide(BAKE, STATE, seen(DEGRADED, exists=False), T + 61, 1800)
-        assert decision.move == BakeMove.PASS
+        decision = decide(BAKE, STATE, seen(exists=False), T + 61, 1800)
+        assert decision.move == BakeMove.PASS and not decision.passed
+
+    def test_a_failed_bake_with_the_previous_revision_gone_gives_up_at_once(self) -> None:
+        # It passed: nothing said, the failed revision serving on as if it had baked well.
+        failing = decide(BAKE, STATE, seen(DEGRADED), T + 61, 1800).state
+        for state in (STATE, failing):
+            decision = decide(BAKE, state, seen(DEGRADED, exists=False), T + 62, 1800)
+            assert decision.move == BakeMove.GIVE_UP
+            assert decision.message.startswith(
+                "revision old1234 is gone (its Deployment was deleted outside the operator): "
+                "nothing to go back to; revision new1234 keeps serving (PerformanceDegraded True"
+            )
+        # Past progressDeadline the give-up removed it itself (a cycle cut short): its words.
+        late = decide(BAKE, failing, seen(exists=False), T + 61 + 1800, 1800)
+        assert late.move == BakeMove.GIVE_UP and "progressDeadline 1800s" in late.message
+
+    def test_a_bake_given_up_stays_given_up(self) -> None:
+        gave_up = replace(STATE, failed_at=T + 61, reason="BakeRollbackFailed", message="m")
+        for previous in (seen(exists=False), seen(available=True)):
+            decision = decide(BAKE, gave_up, previous, T + 3000, 1800)
+            assert (decision.move, decision.message) == (BakeMove.GIVE_UP, "m")
 
     def test_the_state_survives_status(self) -> None:
         failing = decide(BAKE, STATE, seen(DEGRADED), T + 61, 1800).state
@@ -267,6 +289,42 @@ class TestASwitchCutShortBeforeItsStatusWrite:
         assert replicas(world, previous) == 0
         history = [(h["revision"], h["outcome"]) for h in world.status["history"]]
         assert (revision, "Promoted") in history
+
+    def test_the_retry_lands_where_the_lost_write_would_have(self) -> None:
+        # The operator was down two minutes after the switch (or the API server refused its
+        # status writes): the bake, status.stable.since and the history entry started at the
+        # retry, the bake ending two minutes late. Healthy goes Unknown either way: the health
+        # loop judges the revision status names, so a verdict between is the previous one's.
+        world, previous = serving(baked())
+        judged(world, "Healthy", True, "SLOsMet", "error rate 0.0% <= 1.0%")
+        world.set_spec(spec("2", 2, rollout=baked()))
+        world.reconcile()
+        revision = world.status["candidate"]["revision"]
+        world.pods_ready(revision)
+        written = copy.deepcopy(world)
+        written.reconcile()
+        world.now += datetime.timedelta(seconds=1)
+        world.carry_out(reconcile_decide(world.observe()).actions)
+        world.now += datetime.timedelta(seconds=120)
+        judged(world, "Healthy", None, "InsufficientData", f"revision {previous}: no pod")
+        plan = world.reconcile()
+        # (its message is the bake's first check's: the retry cycle watches it already)
+        assert {**world.status["bake"], "message": ""} == {**written.status["bake"], "message": ""}
+        assert world.status["stable"] == written.status["stable"]
+        assert world.status["history"] == written.status["history"]
+        healthy = (world.condition("Healthy"), written.condition("Healthy"))
+        assert [(h["status"], h["reason"], h["message"]) for h in healthy] == 2 * [
+            (
+                "Unknown",
+                "InsufficientData",
+                f"revision {revision} has just taken live traffic: not judged yet",
+            )
+        ]
+        assert plan.actions == []  # the previous revision kept as the switch left it
+        # The bake ends when it would have: ten minutes after the switch.
+        world.now = written.now + datetime.timedelta(seconds=599)
+        assert world.reconcile(0).events == []
+        assert [e.reason for e in world.reconcile(1).events] == ["BakePassed"]
 
     def test_without_a_bake_the_previous_revision_goes(self) -> None:
         world, previous, revision = self.cut_switch({})
@@ -428,6 +486,72 @@ class TestABakeThatFails:
         (said,) = (e for e in first.events if e.reason == "BakeFailed")
         (resaid,) = (e for e in again.events if e.reason == "BakeFailed")
         assert said.occurrence == resaid.occurrence != ""
+
+    def test_the_previous_revision_deleted_while_going_back_gives_up_once(self) -> None:
+        # Nothing was said: the bake ended as if it had passed (status.bake gone, Progressing
+        # Complete), the revision that failed it serving on.
+        world, previous, revision = promoted()
+        degrade(world)
+        world.reconcile(1)
+        del world.objects[("Deployment", f"wine-{previous}")]
+        plan = world.reconcile(1)
+        (said,) = plan.events
+        assert (said.reason, said.warning) == ("BakeRollbackFailed", True)
+        assert said.message.startswith(
+            f"revision {previous} is gone (its Deployment was deleted outside the operator): "
+            f"nothing to go back to; revision {revision} keeps serving (PerformanceDegraded True"
+        )
+        assert world.service_revision() == revision
+        progressing = world.condition("Progressing")
+        assert (progressing["status"], progressing["reason"]) == ("False", "BakeRollbackFailed")
+        assert said.message in progressing["message"]
+        assert world.condition("Ready")["status"] == "True"
+        assert world.condition("Stalled")["status"] == "False"
+        assert world.status["bake"]["reason"] == "BakeRollbackFailed"
+        assert world.status["bake"]["message"] == said.message
+        # It stands, said once: no Event, no status write, no recheck.
+        writes = world.status_writes
+        for _ in range(3):
+            plan = world.reconcile(30)
+            assert plan.events == [] and plan.recheck_after is None
+        assert world.status_writes == writes
+        # The next revision rolls out against the promoted one, and the give-up ends.
+        world.set_spec(spec("3", 2, rollout=baked()))
+        world.reconcile(1)
+        assert "bake" not in world.status
+        assert world.status["candidate"]["revision"] == world.status["revision"] != revision
+        assert world.service_revision() == revision
+
+    def test_a_previous_revision_never_available_is_given_up_once_and_said(self) -> None:
+        # Past progressDeadline (60s here) the previous revision goes and the promoted one
+        # serves on; status says so until another revision rolls out (it said nothing).
+        world, previous, revision = promoted({**baked(), "progressDeadline": "60s"})
+        degrade(world)
+        world.reconcile(1)
+        plans = [world.reconcile(10) for _ in range(8)]
+        said = [e for plan in plans for e in plan.events]
+        assert [e.reason for e in said] == ["BakeRollbackFailed"]
+        assert said[0].message.startswith(f"revision {previous} did not become available in ")
+        assert world.deployment(previous) is None and world.service_revision() == revision
+        progressing = world.condition("Progressing")
+        assert (progressing["status"], progressing["reason"]) == ("False", "BakeRollbackFailed")
+        assert world.status["bake"]["reason"] == "BakeRollbackFailed"
+        assert world.condition("Ready")["status"] == "True"
+
+    def test_a_give_up_decided_again_after_its_status_failed_is_one_event(self) -> None:
+        world, previous, _ = promoted()
+        degrade(world)
+        world.reconcile(1)
+        del world.objects[("Deployment", f"wine-{previous}")]
+        world.now += datetime.timedelta(seconds=1)
+        first = reconcile_decide(world.observe())
+        world.carry_out(first.actions)  # its status write failed
+        again = world.reconcile(1)
+        (said,) = first.events
+        (resaid,) = again.events
+        assert said.reason == resaid.reason == "BakeRollbackFailed"
+        assert said.occurrence == resaid.occurrence != ""
+        assert world.reconcile(30).events == []
 
     def test_a_restart_between_the_writes_and_the_status_resumes(self) -> None:
         world, previous, _ = promoted()

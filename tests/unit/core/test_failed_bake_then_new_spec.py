@@ -144,6 +144,58 @@ def test_another_spec_waits_then_rolls_out_against_the_previous_revision() -> No
     assert world.outcomes()[:3] == [(v3, "Promoted"), (v2, "RolledBack"), (v1, "Deployed")]
 
 
+def test_the_previous_revision_deleted_while_another_spec_waits_gives_up() -> None:
+    # Version 3 rolled out against version 2 at once, the failed bake forgotten unsaid.
+    world, v1, v2 = going_back()
+    world.set_spec(spec("3", 2, rollout=STEPPED))
+    world.reconcile()
+    del world.objects[("Deployment", f"wine-{v1}")]
+    plan = world.reconcile()
+    assert [e.reason for e in plan.events] == ["BakeRollbackFailed"]
+    assert plan.events[0].message.startswith(f"revision {v1} is gone (its Deployment was deleted")
+    v3 = world.status["revision"]
+    ready = world.condition("Ready")["message"]
+    assert ready.startswith(f"revision {v3} waits: revision {v1} is gone")
+    assert f"revision {v3} rolls out against revision {v2} next" in ready
+    world.reconcile()
+    assert world.status["stable"]["revision"] == v2
+    assert world.status["candidate"]["revision"] == v3
+    assert world.posted("BakeRollbackFailed") == [plan.events[0].message]
+
+
+@pytest.mark.parametrize("rollout_key", ["stepped", "blue/green"])
+def test_a_spec_back_to_a_previous_revision_deleted_by_hand_makes_it_again(
+    rollout_key: str,
+) -> None:
+    # Version 1 rolled out again as a candidate against the version that failed its bake
+    # (steps from the first), the bake's failure forgotten unsaid.
+    world, v1, v2 = going_back(rollout_key)
+    del world.objects[("Deployment", f"wine-{v1}")]
+    world.set_spec(spec("1", 2, rollout=STEPPED if rollout_key == "stepped" else BLUE_GREEN))
+    plan = world.reconcile()
+    (made,) = plan.events
+    assert (made.reason, made.warning) == ("Deployed", True)
+    assert made.message == (
+        f"the Deployment of revision {v1}, which live traffic goes back to after revision {v2} "
+        "failed its bake, was missing (deleted outside the operator); made again from the "
+        "spec with 2 replica(s)"
+    )
+    assert world.deployment(v1)["metadata"]["labels"]["vigil.dev/role"] == "stable"
+    assert world.replicas(v1) == 2 and world.service_revision() == v2
+    assert "candidate" not in world.status
+    assert world.status["bake"]["reason"] == "BakeFailed"
+    assert world.reconcile().events == []
+    plan = v1_ready(world, v1)
+    assert world.service_revision() == v1
+    assert [e.reason for e in plan.events] == ["RolledBack"]
+    world.reconcile(30)
+    assert world.names("Deployment") == [f"wine-{v1}"]
+    assert world.condition("Ready")["status"] == "True"
+    assert world.outcomes() == [(v2, "RolledBack"), (v1, "Deployed")]
+    for reason in ("RolloutStarted", "Switched", "BakeRollbackFailed", "RolloutAborted"):
+        assert world.posted(reason) == [], reason
+
+
 @functools.cache
 def _back_cut() -> tuple[World, str, str, Plan]:
     world, v1, _v2 = going_back()

@@ -777,9 +777,46 @@ class TestEveryRequestIsAnswered:
         assert not [e for e in plan.events if e.reason == "RequestRefused"]
 
 
+def test_a_stables_settings_deleted_mid_rollout_are_made_again_as_they_were() -> None:
+    # They were made again only once the rollout ended (the spec renders the candidate):
+    # meanwhile a stable pod restarted or rescheduled could not start (its volume missing).
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 20%")
+    settings = ("ConfigMap", f"wine-{stable}-sidecar")
+    before, deployment = world.objects.pop(settings), copy.deepcopy(world.deployment(stable))
+    world.pods_ready(candidate)
+    plan = world.reconcile()
+    assert [(type(a).__name__, a.kind, a.name) for a in plan.actions] == [
+        ("Apply", "ConfigMap", f"wine-{stable}-sidecar")
+    ]
+    # The same bytes and applied hash; the stable's Deployment (its pods) and revision untouched.
+    assert world.objects[settings] == before
+    assert world.deployment(stable) == deployment
+    assert world.status["stable"]["revision"] == stable and plan.events == []
+    assert world.status["candidate"]["stepName"] == "canary 20%"
+    world.pods_ready(candidate)
+    assert world.reconcile().actions == []
+
+
+def test_a_stables_settings_deleted_in_a_shadow_step_come_back_with_its_copies() -> None:
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=None, metrics_available=False, shadow_target="http://x")
+    world.pods_ready(candidate)
+    world.reconcile()
+    shadow = world.shadow(stable)
+    del world.objects[("ConfigMap", f"wine-{stable}-sidecar")]
+    world.pods_ready(candidate)
+    world.reconcile()
+    assert world.shadow(stable) == shadow and shadow["percent"] == 100
+    assert world.status["candidate"]["shadowPercent"] == 100
+    assert "no shadow copies are sent" not in world.status["candidate"]["message"]
+
+
 def test_a_shadow_step_without_the_stables_settings_reports_no_copies_and_why() -> None:
-    # The stable's sidecar settings ConfigMap deleted outside the operator mid-step: its
-    # settings were rendered from an older spec (not made again): no copies, and status
+    # The stable's sidecar settings ConfigMap deleted outside the operator mid-step, and its
+    # Deployment carries no copy of them (rendered by an operator from before the copy):
+    # its settings were rendered from an older spec (not made again): no copies, and status
     # says so rather than a shadow percent not in effect.
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=None, metrics_available=False, shadow_target="http://x")
@@ -787,6 +824,7 @@ def test_a_shadow_step_without_the_stables_settings_reports_no_copies_and_why() 
     world.reconcile()
     assert world.status["candidate"]["shadowPercent"] == 100
     del world.objects[("ConfigMap", f"wine-{stable}-sidecar")]
+    world.deployment(stable)["metadata"]["annotations"].pop("vigil.dev/sidecar-settings", None)
     for _ in range(3):
         world.pods_ready(candidate)
         world.reconcile()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import core_world
 import pytest
 from core_world import World, spec
 
@@ -525,6 +526,47 @@ class TestBlueGreen:
         settled = world.reconcile()
         assert settled.actions == [] and settled.events == []
 
+    @pytest.mark.parametrize("bake", [False, True])
+    def test_a_switch_cut_short_then_a_service_conflict_records_the_switch(
+        self, bake: bool
+    ) -> None:
+        # Someone's Service took our Service's name after the switch moved it, before its
+        # status write: the conflict cycle dropped the switch unrecorded (no Switched Event;
+        # history later said "found serving live traffic"); with the old stable kept for a
+        # bake and our Service still seen, that stable was later recorded Aborted.
+        rollout = {"bake": {"duration": "10m"}} if bake else {}
+        world, old = core_world.serving(rollout)
+        world.set_spec(spec("2", rollout=rollout))
+        world.reconcile()
+        new = world.status["revision"]
+        world.pods_ready(new)
+        cut = decide(world.observe())
+        world.carry_out(cut.actions)
+        world.foreign_service = True
+        if not bake:  # the operator reads no foreign Service: ours is gone from what it sees
+            del world.objects[("Service", "wine")]
+        plans = [world.reconcile() for _ in range(2)]
+        assert world.condition("Ready")["reason"] == "ServiceConflict"
+        assert world.status["stable"]["revision"] == new and "candidate" not in world.status
+        world.foreign_service = False
+        plans += [world.reconcile() for _ in range(2)]
+        # Said once each, the switch in the interrupted cycle's words (the same Event).
+        said = [(e.reason, e.message, e.occurrence) for plan in plans for e in plan.events]
+        (switched,) = [(e.reason, e.message, e.occurrence) for e in cut.events]
+        assert said[:1] == [switched] and [e[0] for e in said[1:]] == ["ServiceConflict"]
+        entry, written = world.status["history"][0], cut.status["history"][0]
+        # When: the switch's, marked on the revision a bake keeps (else this cycle's).
+        assert entry == (written if bake else {**written, "at": entry["at"]})
+        assert [(h["revision"], h["outcome"]) for h in world.status["history"]] == [
+            (new, "Promoted"),
+            (old, "Deployed"),
+        ]
+        assert world.service_revision() == new and world.status["stable"]["revision"] == new
+        assert ("bake" in world.status) is bake
+        if bake:
+            assert world.status["bake"]["startedAt"] == cut.status["bake"]["startedAt"]
+            assert world.deployment(old) is not None
+
     @pytest.mark.parametrize("then", ["new spec", "reference missing", "invalid spec"])
     def test_a_switch_cut_short_then_another_spec_finishes_it_first(self, then: str) -> None:
         # The switch's writes done (the Service moved), not its deletions, Events or status;
@@ -566,6 +608,19 @@ class TestBlueGreen:
         plan = world.reconcile()
         assert kinds(plan) == [("delete", "ConfigMap", "wine-0ld0000-sidecar")]
         assert world.names("ConfigMap") == [f"wine-{stable}-sidecar"]
+
+    def test_the_stables_settings_deleted_while_a_candidate_starts_come_back(self) -> None:
+        # Blue/green: the spec renders the candidate only, so the stable's settings (which its
+        # pods mount) stayed missing until the switch; made again from its Deployment's copy.
+        world = converged_world()
+        stable = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        before = world.objects.pop(("ConfigMap", f"wine-{stable}-sidecar"))
+        plan = world.reconcile()
+        assert kinds(plan) == [("apply", "ConfigMap", f"wine-{stable}-sidecar")]
+        assert world.objects[("ConfigMap", f"wine-{stable}-sidecar")] == before
+        assert world.reconcile().actions == []
 
     def test_a_config_change_is_a_tweak(self) -> None:
         world = converged_world()

@@ -471,6 +471,24 @@ def _status_screen_of_a_failed_bake(seen: Catalogue) -> None:
     seen.messages.update(line.strip() for line in screen.splitlines() if "ended in" in line)
 
 
+def _bake_without_its_previous(seen: Catalogue) -> None:
+    """A failed bake whose previous revision's Deployment is deleted by hand while it goes
+    back: given up at once (the spec unchanged: status keeps it; another spec then rolls out
+    against the promoted revision); a spec set back to it makes it again from the spec."""
+    rollout = {"bake": {"duration": "10m"}, "progressDeadline": "60s"}
+    for version in (None, "3", "1"):
+        world, previous = _bake_failed(seen)
+        del world.objects[("Deployment", f"wine-{previous}")]
+        if version is not None:
+            world.set_spec(spec(version, 2, rollout=rollout))
+        _cycle(world, seen)
+        _cycle(world, seen)
+        if version == "1":  # made again: live traffic back on it once it is available
+            world.pods_ready(previous)
+            _cycle(world, seen)
+            assert world.service_revision() == previous, world.status
+
+
 def _performance_gates(seen: Catalogue) -> None:
     """A tweak's canary judged on labels too: held for them, then 10 points below the
     stable, rolled back."""
@@ -746,6 +764,7 @@ def catalogue() -> Catalogue:
         _bake,
         _failed_bake_then_new_spec,
         _status_screen_of_a_failed_bake,
+        _bake_without_its_previous,
         _performance_gates,
         _gates_not_judged_yet,
         _artifacts,

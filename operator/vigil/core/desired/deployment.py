@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,7 +69,14 @@ def desired_configmap(
     owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo
 ) -> dict[str, Any]:
     """The ConfigMap holding one revision's sidecar settings."""
-    settings = sidecar_settings(owner, spec, info)
+    return settings_configmap(owner, info, sidecar_settings(owner, spec, info))
+
+
+def settings_configmap(
+    owner: Owner, info: RevisionInfo, settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A revision's settings ConfigMap with these ``settings`` (the spec's, or the copy its
+    Deployment carries: :func:`kept_settings`)."""
     name = naming.sidecar_configmap_name(owner.name, info.revision)
     labels = naming.child_labels(owner.name, info.role, info.revision)
     return with_applied_hash(
@@ -77,6 +85,24 @@ def desired_configmap(
             "data": {SIDECAR_CONFIG_KEY: render_settings(settings)},
         }
     )
+
+
+def _settings_copy(owner: Owner, spec: ModelDeploymentSpec, info: RevisionInfo) -> str:
+    """The copy of a revision's sidecar settings its Deployment carries (metadata only: no
+    pod restarts), from which its ConfigMap is made again while the spec renders another
+    revision (:func:`kept_settings`)."""
+    return json.dumps(sidecar_settings(owner, spec, info), sort_keys=True, separators=(",", ":"))
+
+
+def kept_settings(deployment: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The sidecar settings a live Deployment carries a copy of (None: none, or unreadable:
+    rendered by an operator from before the copy)."""
+    text = objects.body(deployment).meta.annotations.get(naming.ANNOTATION_SIDECAR_SETTINGS)
+    try:
+        settings = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return settings if isinstance(settings, dict) else None
 
 
 def reference_digest(configmap: Mapping[str, Any] | None, key: str | None) -> str:
@@ -110,6 +136,7 @@ def desired_deployment(
         naming.ANNOTATION_IDENTITY: info.identity,
         naming.ANNOTATION_MODEL_VERSION: spec.model.version,
         naming.ANNOTATION_IMAGE: spec.server.image,
+        naming.ANNOTATION_SIDECAR_SETTINGS: _settings_copy(owner, spec, info),
     }
     name = naming.deployment_name(owner.name, info.revision)
     labels = naming.child_labels(owner.name, info.role, info.revision)

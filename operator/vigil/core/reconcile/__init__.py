@@ -30,7 +30,9 @@ The state machine, Flagger-style (each line is a step of the runbook)::
                                                   evidence started again
         a candidate serving in the place of a  -> it serves on (neither held nor superseded)
           stable not yet available (made again)   until the stable is available
-    a foreign Service holds our name           -> report ServiceConflict, touch nothing
+    a foreign Service holds our name           -> report ServiceConflict, touch nothing (a
+                                                  switch cut short before its status write
+                                                  is recorded: Switched, history, its bake)
     reference profile missing (new revision)   -> supersede other candidates, hold, report
                                                   ReferenceNotFound, recheck
     the stable: the revision status names, else the Service's, else the Deployment labelled
@@ -55,8 +57,11 @@ The state machine, Flagger-style (each line is a step of the runbook)::
           (or a spec it cannot act on)            old stable removed, no candidate retired
         a failed bake still going back         -> finish going back first: a spec set back
                                                   to the previous revision is answered by
-                                                  it; another waits (Progressing says so),
+                                                  it (made again if deleted by hand);
+                                                  another waits (Progressing says so),
                                                   then rolls out against the previous one
+                                                  (its Deployment deleted: given up, against
+                                                  the promoted one, BakeRollbackFailed)
       without steps (blue/green):
         paused (spec.paused)                   -> hold, do not even start the candidate
         candidate not yet available            -> start it and wait (stable keeps serving)
@@ -75,6 +80,9 @@ The state machine, Flagger-style (each line is a step of the runbook)::
                                                   (Promoting), then switch (two phases)
         otherwise                              -> the step's traffic (replicas, selector,
                                                   route, shadow copies) and its report
+    a live revision's settings ConfigMap gone  -> made again from its Deployment's copy
+      (not the spec's revision: the stable       (the same bytes: no pod restarts)
+      during a rollout)
     every request                              -> answered in status.lastRequest
 
 Safety rules: the Service is only ever moved to a revision whose Deployment

@@ -7,7 +7,12 @@ judge the health conditions each cycle and applies its move: bake on,
 remove the previous revision once the bake passed, or go back to it
 (scaled up first: the Service only moves to an available revision). Going
 back ends like a rolled-back candidate: the promoted revision is held out
-until the spec changes or a person retries.
+until the spec changes or a person retries. Given up (the previous revision
+not available by progressDeadline, or its Deployment deleted by hand: nothing
+to go back to), the promoted revision serves on and status.bake keeps reason
+BakeRollbackFailed until another revision rolls out (:func:`_gave_up`). The
+switch marks the kept revision with the bake's start (:func:`kept_since`), so
+a switch whose status write was lost starts its bake when it switched.
 
 A bake that failed is finished before anything new rolls out: a newer spec
 waits while live traffic goes back (:func:`going_back`, ``watch(asked=...)``),
@@ -18,15 +23,20 @@ rollout (the promoted revision is removed at once: should the cycle be cut
 short after that, status.bake still says what happened, and :func:`baking`
 hands it to ``watch`` to finish); past progressDeadline it keeps going back,
 overdue (:func:`_overdue`), where another revision asked for rolls out
-against the promoted one instead (the previous revision removed).
+against the promoted one instead (the previous revision removed). A previous
+revision deleted by hand is made again when the spec asks for it
+(:func:`make_previous_again`): the spec renders that very revision.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from vigil.common.times import format_unix
+from vigil.common.objects import body
+from vigil.common.times import format_unix, parse_unix
+from vigil.core import naming
 from vigil.core.bake import (
     BakeDecision,
     BakeObservations,
@@ -36,6 +46,7 @@ from vigil.core.bake import (
     state_from_status,
 )
 from vigil.core.bake import state_to_status as bake_status
+from vigil.core.desired import RevisionInfo
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import REMOVE_AFTER_OUTCOME_SECONDS, Plan
@@ -76,13 +87,15 @@ def start(
         cycle.delete_revision(previous.revision)
         return f"revision {previous.revision} removed", None
     kept = min(bake.min_replicas, spec.replicas)
-    cycle.scale_revision(previous.revision, kept)
-    now = cycle.obs.now.timestamp()
+    # Started at the switch: one whose status write was lost marked it on the kept revision.
+    started = kept_since(cycle, previous.revision, revision) or cycle.obs.now.timestamp()
+    mark = {naming.ANNOTATION_KEPT_FOR_BAKE: f"{revision} {format_unix(started)}"}
+    cycle.scale_revision(previous.revision, kept, mark)
     state = BakeState(
         revision=revision,
         previous=previous.revision,
-        started_at=now,
-        ends_at=now + bake.duration_seconds,
+        started_at=started,
+        ends_at=started + bake.duration_seconds,
         change=change,
         previous_model_version=previous.model_version or "",
         message=f"revision {previous.revision} kept at {kept} replica(s)",
@@ -93,6 +106,15 @@ def start(
         f"(spec.rollout.bake.duration {bake.duration}, until {format_unix(state.ends_at)})"
     )
     return then, _status(state, previous, kept)
+
+
+def kept_since(cycle: Cycle, previous: str, revision: str) -> float | None:
+    """When the switch to ``revision`` kept ``previous`` for its bake, as the switch marked
+    it on that Deployment (None: no mark for that switch)."""
+    live = cycle.live.get(("Deployment", naming.deployment_name(cycle.obs.owner.name, previous)))
+    mark = body(live).meta.annotations.get(naming.ANNOTATION_KEPT_FOR_BAKE) if live else None
+    promoted, _, since = str(mark or "").partition(" ")
+    return parse_unix(since) if promoted == revision else None
 
 
 def baking(cycle: Cycle, revision: str) -> BakeState | None:
@@ -108,13 +130,30 @@ def baking(cycle: Cycle, revision: str) -> BakeState | None:
     return state if cut and state.revision not in cycle.views() else None
 
 
-def going_back(cycle: Cycle, stable: str, views: Mapping[str, DeploymentView]) -> BakeState | None:
-    """The failed bake of the stable revision, its previous revision still there to go back
-    to: it is finished before a newer spec rolls out."""
+def going_back(cycle: Cycle, stable: str) -> BakeState | None:
+    """The failed bake of the stable revision, not given up: it is finished before a newer
+    spec rolls out (its previous revision gone: given up, or made again by a spec asking
+    for it)."""
     state = baking(cycle, stable)
-    if state is None or state.failed_at is None or state.previous not in views:
+    if state is None or state.failed_at is None or state.reason == Reason.BAKE_ROLLBACK_FAILED:
         return None
     return state
+
+
+def make_previous_again(cycle: Cycle, state: BakeState, identity: str) -> None:
+    """A failed bake's previous revision, deleted by hand, made again from the spec that asks
+    for it (the same revision: the same objects); live traffic goes back once it is available."""
+    spec = cycle.spec
+    assert spec is not None
+    info = RevisionInfo(state.previous, identity, naming.ROLE_STABLE)
+    cycle.ensure_revision(info, spec.replicas)
+    cycle.event(
+        Reason.DEPLOYED,
+        f"the Deployment of revision {state.previous}, which live traffic goes back to after "
+        f"revision {state.revision} failed its bake, was missing (deleted outside the "
+        f"operator); made again from the spec with {spec.replicas} replica(s)",
+        warning=True,
+    )
 
 
 def watch(
@@ -124,13 +163,15 @@ def watch(
     previous: DeploymentView | None,
     reached: Outcome | None,
     asked: str | None = None,
+    made_again: bool = False,
 ) -> Plan:
     """One cycle of the bake of the stable revision ``view`` (vigil.core.bake's runbook).
 
     ``reached``: what the stable revision reports, which the bake's status adds to.
     ``asked``: the revision a newer spec asks for, which waits while a failed bake goes
     back (None: the spec asks for the promoted revision still); status then speaks of
-    it (``reached`` is not read: None).
+    it (``reached`` is not read: None). ``made_again``: the previous revision (``previous``
+    None) was made again this cycle (:func:`make_previous_again`).
     """
     spec = cycle.spec
     assert spec is not None
@@ -144,28 +185,23 @@ def watch(
         if previous is not None:
             cycle.delete_revision(previous.revision)
         return finish(cycle, reached, revision=view.revision, stable=Side(view))
-    seen = _seen(cycle, previous, view)
+    seen = _seen(cycle, previous, view, made_again)
     rules = spec.rollout.bake or _GOING_BACK_ONLY
     decision = decide(rules, state, seen, now, spec.rollout.progress_deadline_seconds)
     # Over: passed, or the previous revision never came back (the promoted one keeps serving).
-    if decision.move == BakeMove.GIVE_UP and previous is not None and asked == previous.revision:
+    if decision.move == BakeMove.GIVE_UP and seen.previous_exists and asked == state.previous:
         # The spec asks for the previous revision: kept (overdue) until it is available.
         return _overdue(cycle, decision, view, previous)
     if decision.move in (BakeMove.PASS, BakeMove.GIVE_UP):
         return _over(cycle, decision, view, previous, reached, asked)
-    assert previous is not None
-    cycle.scale_revision(previous.revision, decision.previous_replicas)
+    if previous is not None:  # one made again this cycle has its full replicas already
+        cycle.scale_revision(previous.revision, decision.previous_replicas)
     after = decision.state
     if after.failed_at is not None and state.failed_at is None:
-        cycle.event(
-            Reason.BAKE_FAILED,
-            f"revision {state.revision} failed its bake: {after.message}; "
-            f"live traffic goes back to revision {state.previous}",
-            warning=True,  # once per bake, whatever words a retry after a lost write has:
-            occurrence=f"{Reason.BAKE_FAILED} {state.revision} {format_unix(state.started_at)}",
-        )
+        _failed_now(cycle, after)
     # The previous revision is available: live traffic goes back to it.
     if decision.move == BakeMove.ROLL_BACK:
+        assert previous is not None
         return _back(cycle, after, _as_running(view), previous, asked)
     plan = finish(
         cycle,
@@ -177,6 +213,17 @@ def watch(
     left = after.ends_at - now if decision.move == BakeMove.BAKE else RECHECK_SECONDS
     plan.recheck_after = max(1.0, min(RECHECK_SECONDS, left))
     return plan
+
+
+def _failed_now(cycle: Cycle, state: BakeState) -> None:
+    """The BakeFailed Event: once per bake, whatever words a retry after a lost write has."""
+    cycle.event(
+        Reason.BAKE_FAILED,
+        f"revision {state.revision} failed its bake: {state.message}; "
+        f"live traffic goes back to revision {state.previous}",
+        warning=True,
+        occurrence=_occurrence(Reason.BAKE_FAILED, state),
+    )
 
 
 def _going_on(
@@ -207,20 +254,28 @@ def _over(
     if previous is not None:
         cycle.delete_revision(previous.revision)
     if decision.move == BakeMove.GIVE_UP:
-        # Said once: a spec that asked for the previous revision past the deadline said it.
+        # Said once per bake: status keeps the give-up (Progressing), or a spec that asked
+        # for the previous revision past the deadline said it; a retry has the same name.
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.BAKE_ROLLBACK_FAILED:
-            cycle.event(Reason.BAKE_ROLLBACK_FAILED, decision.message, warning=True)
+            occurrence = _occurrence(Reason.BAKE_ROLLBACK_FAILED, state)
+            cycle.event(
+                Reason.BAKE_ROLLBACK_FAILED, decision.message, warning=True, occurrence=occurrence
+            )
+        if asked is None:
+            assert reached is not None
+            return _gave_up(cycle, decision, view, reached)
     elif decision.passed:
         # Also when a cycle cut short removed the previous revision: named once per bake.
         cycle.event(
             Reason.BAKE_PASSED,
             f"revision {state.revision} passed its bake ({decision.message}); "
             f"revision {state.previous} removed",
-            occurrence=f"{Reason.BAKE_PASSED} {state.revision} {format_unix(state.started_at)}",
+            occurrence=_occurrence(Reason.BAKE_PASSED, state),
         )
     if asked is not None:
+        gone = "gone" if previous is None else "removed"
         words = (
-            f"revision {asked} waits: {decision.message}; revision {state.previous} removed, "
+            f"revision {asked} waits: {decision.message}; revision {state.previous} {gone}, "
             f"revision {asked} rolls out against revision {view.revision} next"
         )
         reached = not_ready(Phase.PROGRESSING, Reason.BAKE_ROLLBACK_FAILED, words, progressing=True)
@@ -229,8 +284,20 @@ def _over(
     return finish(cycle, reached, revision=asked or view.revision, stable=Side(view))
 
 
+def _gave_up(cycle: Cycle, decision: BakeDecision, view: DeploymentView, reached: Outcome) -> Plan:
+    """Going back given up: the promoted revision serves on (Ready as it has it), and status
+    keeps saying why (status.bake, Progressing False) until another revision rolls out."""
+    state = replace(decision.state, reason=Reason.BAKE_ROLLBACK_FAILED, message=decision.message)
+    ready = (reached.ready.status is True, reached.ready.reason)
+    words = f"{reached.ready.message}; {decision.message}"
+    stands = outcome(reached.phase, ready, (False, Reason.BAKE_ROLLBACK_FAILED), words)
+    plan = finish(cycle, stands, revision=view.revision, stable=Side(view))
+    plan.status["bake"] = _status(state, None, 0)
+    return plan
+
+
 def _overdue(
-    cycle: Cycle, decision: BakeDecision, view: DeploymentView, previous: DeploymentView
+    cycle: Cycle, decision: BakeDecision, view: DeploymentView, previous: DeploymentView | None
 ) -> Plan:
     """A spec asking for the previous revision again, which is still not available at
     progressDeadline: it is kept at full replicas (not removed and rolled out again against
@@ -240,23 +307,25 @@ def _overdue(
     assert spec is not None
     state = decision.state
     full = spec.replicas
-    cycle.scale_revision(previous.revision, full)
+    cycle.scale_revision(state.previous, full)
     deadline = spec.rollout.progress_deadline_seconds
     then = (
-        f"the spec asks for revision {previous.revision}: it is kept at {full} replica(s), "
+        f"the spec asks for revision {state.previous}: it is kept at {full} replica(s), "
         "and live traffic goes back to it once it is available"
     )
     if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.BAKE_ROLLBACK_FAILED:
-        cycle.event(Reason.BAKE_ROLLBACK_FAILED, f"{decision.message}; {then}", warning=True)
+        occurrence = _occurrence(Reason.BAKE_ROLLBACK_FAILED, state)
+        message = f"{decision.message}; {then}"
+        cycle.event(Reason.BAKE_ROLLBACK_FAILED, message, warning=True, occurrence=occurrence)
     message = (
-        f"revision {previous.revision} is not available {deadline:.0f}s (progressDeadline) "
+        f"revision {state.previous} is not available {deadline:.0f}s (progressDeadline) "
         f"after revision {state.revision} failed its bake at {format_unix(state.failed_at)} "
         f"({state.message}); {then}; {meanwhile(view)}"
     )
     plan = finish(
         cycle,
         failed(Reason.BAKE_ROLLBACK_FAILED, message),
-        revision=previous.revision,
+        revision=state.previous,
         stable=Side(view),
     )
     plan.status["bake"] = _status(state, previous, full)
@@ -321,14 +390,14 @@ def _waiting(state: BakeState, view: DeploymentView, asked: str, words: str) -> 
 
 
 def _seen(
-    cycle: Cycle, previous: DeploymentView | None, promoted: DeploymentView
+    cycle: Cycle, previous: DeploymentView | None, promoted: DeploymentView, made_again: bool
 ) -> BakeObservations:
     """What the bake's runbook reads: the health loop's conditions, both revisions' pods."""
     assert cycle.spec is not None
     replicas = cycle.spec.replicas
     return BakeObservations(
         signals(cycle.obs.status.get("conditions")),
-        previous_exists=previous is not None,
+        previous_exists=previous is not None or made_again,
         previous_available=previous is not None
         and previous.is_available
         and previous.replicas == replicas,
@@ -358,12 +427,17 @@ def supersede(cycle: Cycle, stable: str, other: str, revision: str) -> bool:
     return True
 
 
-def _status(state: BakeState, previous: DeploymentView, replicas: int) -> dict[str, Any]:
+def _status(state: BakeState, previous: DeploymentView | None, replicas: int) -> dict[str, Any]:
     return {
         **bake_status(state),
         "previousReplicas": replicas,
-        "previousReadyReplicas": previous.ready_replicas,
+        "previousReadyReplicas": previous.ready_replicas if previous is not None else 0,
     }
+
+
+def _occurrence(reason: str, state: BakeState) -> str:
+    """One Event of ``reason`` per bake, whatever words a retry after a lost write has."""
+    return f"{reason} {state.revision} {format_unix(state.started_at)}"
 
 
 def _as_running(view: DeploymentView) -> dict[str, Any]:

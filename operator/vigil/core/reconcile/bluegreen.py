@@ -56,8 +56,8 @@ def replace_stable(
     spec = cycle.spec
     assert spec is not None
     # A bake that failed goes back to the previous revision before anything new rolls out.
-    if (back := bake.going_back(cycle, stable_view.revision, views)) is not None:
-        return _back_first(cycle, revision, back, stable_view, views)
+    if (back := bake.going_back(cycle, stable_view.revision)) is not None:
+        return _back_first(cycle, (revision, identity), back, stable_view, views)
     candidate_view = views.get(revision)
     policy = _policy(cycle, change)
     standin = serving_in_place(cycle, stable_view.revision, stable_view, views)
@@ -185,20 +185,25 @@ def _steps_wait(
 
 def _back_first(
     cycle: Cycle,
-    revision: str,
+    asked: tuple[str, str],
     state: BakeState,
     stable_view: DeploymentView,
     views: Mapping[str, DeploymentView],
 ) -> Plan:
     """The stable failed its bake: live traffic goes back to the previous revision first
-    (vigil.core.reconcile.bake), and the revision the spec asks for waits; no candidate
-    starts (not Ready meanwhile). One asking for the previous revision gets it that way,
-    without a rollout."""
+    (vigil.core.reconcile.bake), and the revision the spec asks for (``asked``: it and its
+    identity) waits; no candidate starts (not Ready meanwhile). One asking for the previous
+    revision gets it that way, without a rollout."""
+    revision, identity = asked
     _stable_until_switch(cycle, stable_view)
     _supersede_others(cycle, revision, stable_view, views, kept=state.previous)
-    previous = views[state.previous]
+    previous = views.get(state.previous)
+    # Deleted by hand and asked for: made again from the spec (the bake gives up otherwise).
+    made_again = previous is None and revision == state.previous
+    if made_again:
+        bake.make_previous_again(cycle, state, identity)
     # Status speaks of the revision asked for, not of the stable as if it were the spec's.
-    return bake.watch(cycle, state, stable_view, previous, None, asked=revision)
+    return bake.watch(cycle, state, stable_view, previous, None, revision, made_again)
 
 
 def _supersede_others(

@@ -8,6 +8,7 @@ gives the writes in the one order that keeps traffic safe.
 from __future__ import annotations
 
 import copy
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -73,6 +74,9 @@ class Cycle:
         self.verb = ""
         #: The answer given this cycle (``status.lastRequest``).
         self.answered: dict[str, Any] | None = None
+        #: When live traffic moved to the stable, when a switch cut short before its status
+        #: write said it (status.stable.since and its history entry, as that write had them).
+        self.switched_at: datetime.datetime | None = None
         self._views: Mapping[str, DeploymentView] | None = None
 
     # -- reading --------------------------------------------------------------------------
@@ -178,14 +182,20 @@ class Cycle:
         manifest = {"apiVersion": api_version, "kind": kind, "metadata": metadata, **parts}
         return with_applied_hash(manifest)
 
-    def scale_revision(self, revision: str, replicas: int) -> None:
+    def scale_revision(
+        self, revision: str, replicas: int, marks: Mapping[str, str] | None = None
+    ) -> None:
         """A live revision's Deployment at ``replicas``, the rest as it runs (rendered from an
-        older spec, which the current one cannot render again)."""
+        older spec, which the current one cannot render again); ``marks``: annotations to set."""
         live = self.live.get(("Deployment", naming.deployment_name(self.obs.owner.name, revision)))
         if live is None:
             return
         spec = {**copy.deepcopy(dict(body(live).spec)), "replicas": replicas}
-        self.ensure(self.reapplied(live, "apps/v1", "Deployment", spec=spec))
+        manifest = self.reapplied(live, "apps/v1", "Deployment", spec=spec)
+        if marks:
+            manifest["metadata"]["annotations"].update(marks)
+            manifest = with_applied_hash(manifest)
+        self.ensure(manifest)
 
     def delete_revision(self, revision: str) -> None:
         """Delete a revision's Deployment, settings ConfigMap and Service (when they exist)."""
@@ -259,8 +269,9 @@ class Cycle:
         change: str | None,
         outcome: str,
         reason: str,
+        at: datetime.datetime | None = None,
     ) -> None:
-        """A history entry (newest first, one per revision)."""
+        """A history entry (newest first, one per revision), made now unless ``at``."""
         self.history = push_history(
             self.history,
             {
@@ -270,7 +281,7 @@ class Cycle:
                 "change": change,
                 "outcome": outcome,
                 "reason": reason,
-                "at": format_time(self.obs.now),
+                "at": format_time(at or self.obs.now),
             },
         )
 

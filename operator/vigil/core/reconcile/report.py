@@ -244,7 +244,7 @@ def _since(previous: Mapping[str, Any], revision: Any, key: str, now: str, *, ke
 def _stable_status(cycle: Cycle, side: Side) -> dict[str, Any]:
     summary = revision_summary(side.view, side.fallback)
     previous = cycle.obs.status.get("stable") or {}
-    now = format_time(cycle.obs.now)
+    now = format_time(cycle.switched_at or cycle.obs.now)
     summary["since"] = _since(previous, summary["revision"], "since", now, keep=not side.new)
     return summary
 

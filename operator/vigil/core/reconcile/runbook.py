@@ -14,7 +14,8 @@ from vigil.core.reconcile.cycle import Cycle, serving_in_place, superseded
 from vigil.core.reconcile.plan import RECHECK_SECONDS, Apply, Delete, Observation, Plan, Route
 from vigil.core.reconcile.report import Side, failed, finish, meanwhile
 from vigil.core.reconcile.rollback import stable_alone
-from vigil.core.reconcile.switch import finish_superseded_switch
+from vigil.core.reconcile.shadow import make_settings_again
+from vigil.core.reconcile.switch import finish_cut_switch, finish_superseded_switch
 from vigil.core.revision import REVISION_LENGTH, classify_change, compute_identity, compute_revision
 from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
 from vigil.core.status import find_condition
@@ -63,11 +64,7 @@ def _decide(cycle: Cycle) -> Plan:
 
     # Never take over a Service someone else created under our name.
     if obs.foreign_service:
-        message = (
-            f"a Service named {naming.service_name(obs.owner.name)!r} already exists and is not "
-            "owned by this ModelDeployment; rename one of them"
-        )
-        return _blocked(cycle, stable_view, Reason.SERVICE_CONFLICT, message)
+        return _service_conflict(cycle, stable_view, views)
 
     revision = compute_revision(spec, obs.sidecar_image)
     # A candidate retired by a cycle cut short keeps its history entry.
@@ -95,6 +92,8 @@ def _decide(cycle: Cycle) -> Plan:
         plan.recheck_after = RECHECK_SECONDS
         return plan
     plan = _act(cycle, revision, change, stable_view, views)
+    # A live revision's settings, deleted by hand, come back (not only the spec's revision's).
+    _settings_again(cycle, views)
     # Children a revision left behind go with it.
     _sweep_leftovers(cycle, views)
     return plan
@@ -150,12 +149,31 @@ def _classify(
     return change
 
 
+def _service_conflict(
+    cycle: Cycle, stable_view: DeploymentView | None, views: Mapping[str, DeploymentView]
+) -> Plan:
+    """A Service someone else created holds our Service's name: reported, never taken over.
+    A switch cut short before its status write is recorded as it happened (Switched, its
+    history entry, the bake it started): dropped, it was later taken for an abort."""
+    message = (
+        f"a Service named {naming.service_name(cycle.obs.owner.name)!r} already exists and "
+        "is not owned by this ModelDeployment; rename one of them"
+    )
+    resumed = finish_cut_switch(cycle, stable_view, views) if stable_view else None
+    plan = _blocked(cycle, stable_view, Reason.SERVICE_CONFLICT, message)
+    if resumed is not None:
+        plan.status["bake"] = resumed.written
+    return plan
+
+
 def _unreadable_section(
     spec: ModelDeploymentSpec, change: ChangeKind | None, status: Mapping[str, Any]
 ) -> str | None:
     """What makes spec.rollout or spec.monitoring unreadable (an older schema let it in),
-    when a change or a bake under way is to be judged by them."""
-    if change in (None, ChangeKind.NEW) and not status.get("bake"):
+    when a change or a bake under way (not one given up: nothing is judged) is to be judged
+    by them."""
+    baking = (status.get("bake") or {}).get("reason") not in (None, Reason.BAKE_ROLLBACK_FAILED)
+    if change in (None, ChangeKind.NEW) and not baking:
         return None
     for section, problem in (
         ("rollout", spec.rollout.problem),
@@ -366,6 +384,22 @@ def _asks_another(spec: Mapping[str, Any], view: DeploymentView) -> bool:
         isinstance(want, str) and want and have is not None and want != have
         for want, have in zip(asked, (view.model_version, view.image), strict=True)
     )
+
+
+def _settings_again(cycle: Cycle, views: Mapping[str, DeploymentView]) -> None:
+    """Make again a live revision's settings ConfigMap deleted outside the operator, from the
+    copy its Deployment carries (shadow.make_settings_again), unless the plan writes it (the
+    spec's revision: Cycle.ensure_revision) or removes the revision. During a rollout the
+    spec renders the candidate only: without this the stable's pods could not start again."""
+    owner = cycle.obs.owner.name
+    planned = {(a.kind, a.name) for a in cycle.plan.actions if isinstance(a, Apply | Delete)}
+    deleted = {(a.kind, a.name) for a in cycle.plan.actions if isinstance(a, Delete)}
+    for revision in views:
+        name = naming.sidecar_configmap_name(owner, revision)
+        if cycle.exists("ConfigMap", name) or ("ConfigMap", name) in planned:
+            continue
+        if ("Deployment", naming.deployment_name(owner, revision)) not in deleted:
+            make_settings_again(cycle, revision)
 
 
 def _sweep_leftovers(cycle: Cycle, views: Mapping[str, DeploymentView]) -> None:

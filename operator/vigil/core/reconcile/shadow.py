@@ -1,4 +1,5 @@
-"""Shadow copies during a rollout: the stable's live sidecar settings, with ``shadow`` set."""
+"""The stable's sidecar settings during a rollout: shadow copies (the live settings with
+``shadow`` set), and a settings ConfigMap deleted meanwhile made again from its Deployment."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from typing import Any
 
 from vigil.common.objects import body
 from vigil.core import naming
-from vigil.core.desired import SIDECAR_CONFIG_KEY
+from vigil.core.desired import (
+    SIDECAR_CONFIG_KEY,
+    RevisionInfo,
+    kept_settings,
+    settings_configmap,
+)
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Apply
@@ -18,7 +24,7 @@ def set_stable_shadow(
     cycle: Cycle, stable_view: DeploymentView, shadow: Mapping[str, Any] | None
 ) -> bool:
     """Set (or clear) the shadow block in the stable's live sidecar settings; False when
-    they are missing (the ConfigMap deleted outside the operator: nothing to set).
+    they are missing and cannot be made again (:func:`make_settings_again`).
 
     The stable's ConfigMap was rendered from an older spec: its settings are
     taken from the live object and only ``shadow`` changes (the sidecar
@@ -27,7 +33,7 @@ def set_stable_shadow(
     name = naming.sidecar_configmap_name(cycle.obs.owner.name, stable_view.revision)
     live = cycle.live.get(("ConfigMap", name))
     if live is None:
-        return False
+        return make_settings_again(cycle, stable_view.revision, shadow)
     configmap = body(live)
     text = configmap.data.get(SIDECAR_CONFIG_KEY)
     changed = None if text is None else with_shadow(text, shadow)
@@ -35,4 +41,26 @@ def set_stable_shadow(
         return True
     data = {**configmap.data, SIDECAR_CONFIG_KEY: changed}
     cycle.plan.actions.append(Apply(cycle.reapplied(live, "v1", "ConfigMap", data=data)))
+    return True
+
+
+def make_settings_again(
+    cycle: Cycle, revision: str, shadow: Mapping[str, Any] | None = None
+) -> bool:
+    """A live revision's settings ConfigMap, deleted (outside the operator) while the spec
+    renders another revision, made again from the copy its Deployment carries (the same
+    bytes: its pods restart for nothing), with ``shadow`` set. False: no copy (a Deployment
+    rendered by an operator from before it), not made again."""
+    owner = cycle.obs.owner
+    live = cycle.live.get(("Deployment", naming.deployment_name(owner.name, revision)))
+    settings = kept_settings(live) if live is not None else None
+    if live is None or settings is None:
+        return False
+    role = str(body(live).meta.labels.get(naming.LABEL_ROLE) or settings.get("role"))
+    manifest = settings_configmap(owner, RevisionInfo(revision, "", role), settings)
+    text = manifest["data"][SIDECAR_CONFIG_KEY]
+    if shadow is not None:
+        data = {SIDECAR_CONFIG_KEY: with_shadow(text, shadow) or text}
+        manifest = cycle.reapplied(manifest, "v1", "ConfigMap", data=data)
+    cycle.ensure(manifest)
     return True

@@ -7,8 +7,10 @@ after the move was written.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from vigil.core import naming
@@ -62,6 +64,8 @@ class CutSwitch:
 
     previous: str
     bake: BakeState | None
+    #: ``status.bake`` as the switch writes it (None: no bake).
+    written: Mapping[str, Any] | None = None
 
 
 def finish_cut_switch(
@@ -87,7 +91,7 @@ def finish_cut_switch(
         else (None, None)
     )
     _finish_cut(cycle, view, previous, then)
-    return CutSwitch(str(previous["revision"]), state_from_status(baked))
+    return CutSwitch(str(previous["revision"]), state_from_status(baked), baked)
 
 
 def finish_superseded_switch(cycle: Cycle, view: DeploymentView, asked: str | None) -> str | None:
@@ -128,6 +132,9 @@ def _finish_cut(
     metric; a person's promote request for it answered: the promotion is done."""
     candidate = cycle.obs.status.get("candidate") or {}
     version = candidate.get("modelVersion") or view.model_version
+    # When live traffic moved, if the switch marked the revision it kept for the bake.
+    moved = bake.kept_since(cycle, str(previous["revision"]), view.revision)
+    cycle.switched_at = None if moved is None else datetime.datetime.fromtimestamp(moved, UTC)
     cycle.event(
         Reason.SWITCHED,
         switched_message(
@@ -136,7 +143,7 @@ def _finish_cut(
         occurrence=_switch_occurrence(cycle, str(previous["revision"]), view.revision),
     )
     ran = (version, candidate.get("image") or view.image)
-    _record_promotion(cycle, view, candidate.get("change"), ran)
+    _record_promotion(cycle, view, candidate.get("change"), ran, cycle.switched_at)
     if candidate.get("stepName"):  # a stepped rollout's switch says so (stepped.progress)
         cycle.plan.rollout_outcome = Outcome.PROMOTED
     request = cycle.obs.request
@@ -156,11 +163,15 @@ def _switch_occurrence(cycle: Cycle, previous: str, revision: str) -> str:
 
 
 def _record_promotion(
-    cycle: Cycle, view: DeploymentView, change: str | None, ran: tuple[str | None, str | None]
+    cycle: Cycle,
+    view: DeploymentView,
+    change: str | None,
+    ran: tuple[str | None, str | None],
+    at: datetime.datetime | None = None,
 ) -> None:
     """The history entry of a switch to ``view``'s revision (``ran``: its model version and
-    image): one writer, so a switch cut short (finish_cut_switch) records it in the very
-    words of the interrupted cycle."""
+    image; ``at``: when, if not now): one writer, so a switch cut short (finish_cut_switch)
+    records it in the very words of the interrupted cycle."""
     cycle.record(
         view.revision,
         ran[0],
@@ -168,6 +179,7 @@ def _record_promotion(
         change,
         Outcome.PROMOTED,
         f"{change}: available with {view.ready_replicas} ready replica(s)",
+        at,
     )
 
 
