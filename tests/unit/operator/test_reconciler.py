@@ -575,7 +575,7 @@ async def test_a_golden_replay_is_no_traffic_of_the_step_after_it(harness: Harne
             happened.append(("replayed", clock[0]))
             return GoldenResult(200, 200)
 
-    harness.reconciler.rollouts = Recording(lambda: {})
+    harness.reconciler.rollouts = Recording(running_in(lambda: {}))
     harness.api.add(model_deployment())
     await harness.reconciler.reconcile("ml", "wine")
     harness.api.make_ready()
