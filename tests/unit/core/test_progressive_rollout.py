@@ -276,6 +276,89 @@ def test_canary_spans_both_revisions_with_replica_ratio() -> None:
     assert words in world.condition("Ready")["message"]
 
 
+def live_share(world: RolloutWorld, candidate: str) -> float:
+    """The candidate's share of live traffic now: its part of the ready pods the Service
+    ``wine`` selects (pods over a scale-down are ready until the test says they are gone)."""
+    selector = world.objects[("Service", "wine")]["spec"]["selector"].items()
+    ready = {
+        d["metadata"]["labels"]["vigil.dev/revision"]: d["status"].get("readyReplicas", 0)
+        for (kind, _), d in world.objects.items()
+        if kind == "Deployment" and selector <= d["spec"]["template"]["metadata"]["labels"].items()
+    }
+    return round(100.0 * ready.get(candidate, 0) / max(1, sum(ready.values())), 1)
+
+
+def shadow_step_passing(steps: list[dict[str, Any]]) -> tuple[RolloutWorld, str, str, Plan]:
+    """Four stable pods, a candidate on ``steps``; the plan of the first step change (not
+    carried out), the candidate still at the first step's pods, all ready."""
+    rollout = {**ROLLOUT, "replacement": {"steps": steps}}
+    world = RolloutWorld()
+    world.spec = spec("1", 4, rollout=rollout)
+    world.reconcile()
+    world.pods_ready(stable := world.status["stable"]["revision"])
+    world.reconcile()
+    world.set_spec(spec("2", 4, rollout=rollout))
+    world.reconcile()
+    candidate = world.status["candidate"]["revision"]
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    return world, stable, candidate, plan_that_posts(world, candidate, "StepAdvanced")
+
+
+SHADOW_THEN_CANARY = [
+    {"shadow": {"duration": "10s", "percent": 100, "minRequests": 20}},
+    {"canary": {"weight": 20, "duration": "1h"}},
+]
+
+
+def test_from_shadow_to_canary_the_candidate_never_gets_more_than_its_share() -> None:
+    # Its four shadow pods cut to the canary's one: the Service spanned both revisions
+    # before the scale-down, 4 of 8 ready pods (50 %) until three were gone, not 20 %.
+    world, _stable, candidate, plan = shadow_step_passing(SHADOW_THEN_CANARY)
+    assert world.replicas(candidate) == 4
+    for action in plan.actions:  # each write, as the operator makes them
+        world.carry_out([action])
+        assert live_share(world, candidate) <= 20, action
+    world.reconcile(advance=0)  # decided again, with its status: the share it really gets
+    assert world.replicas(candidate) == 1
+    assert live_share(world, candidate) == world.status["candidate"]["weight"] == 0
+    world.pods_ready(candidate)  # three pods gone: the Service spans both, 1 of 5
+    world.reconcile()
+    assert world.objects[("Service", "wine")]["spec"]["selector"] == {
+        "vigil.dev/model-deployment": "wine"
+    }
+    assert live_share(world, candidate) == world.status["candidate"]["weight"] == 20
+
+
+def test_an_operator_stopped_at_the_step_change_does_not_widen_the_service_early() -> None:
+    # Stopped between two writes of the step change's plan (no status): the next cycle
+    # sees the candidate's extra pods still ready and keeps the Service on the stable.
+    built = shadow_step_passing(SHADOW_THEN_CANARY)
+    for done in range(len(built[3].actions) + 1):
+        world, _stable, candidate, plan = copy.deepcopy(built)
+        world.carry_out(plan.actions[:done])
+        for _ in range(2):
+            world.reconcile()
+            assert live_share(world, candidate) == world.status["candidate"]["weight"] == 0
+        world.pods_ready(candidate)
+        world.reconcile()
+        assert live_share(world, candidate) == world.status["candidate"]["weight"] == 20
+
+
+def test_a_canary_stepping_down_reports_the_share_of_the_pods_that_stay() -> None:
+    # 50 % (2 pods beside 4) then 20 % (1 pod): the Service already spans both and keeps
+    # doing so; status says the share of the pod that stays, 20 %, not 2 of 6.
+    steps = [{"canary": {"weight": 50, "duration": "10s"}}, SHADOW_THEN_CANARY[1]]
+    world, _stable, candidate, plan = shadow_step_passing(steps)
+    assert live_share(world, candidate) == 33.3
+    world.carry_out(plan.actions)
+    world.reconcile(advance=0)
+    assert world.replicas(candidate) == 1
+    assert world.objects[("Service", "wine")]["spec"]["selector"] == {
+        "vigil.dev/model-deployment": "wine"
+    }
+    assert world.status["candidate"]["weight"] == 20
+
+
 def test_over_a_hundred_replicas_one_ready_canary_pod_keeps_traffic() -> None:
     # 1 % of 150 replicas is two candidate pods; one of them lost, 100 x 1 // 150 gave the
     # one still ready 0 %: no live traffic, the step held on too little data.
@@ -783,6 +866,8 @@ def test_a_stables_settings_deleted_mid_rollout_are_made_again_as_they_were() ->
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
     run_until(world, candidate, lambda: world.status["candidate"]["stepName"] == "canary 20%")
+    world.pods_ready(candidate)  # its shadow pod over the canary's one gone: the Service spans
+    world.reconcile()
     settings = ("ConfigMap", f"wine-{stable}-sidecar")
     before, deployment = world.objects.pop(settings), copy.deepcopy(world.deployment(stable))
     world.pods_ready(candidate)

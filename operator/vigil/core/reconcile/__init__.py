@@ -13,6 +13,7 @@ One module per concern, as Argo's rollout/ has one file per strategy:
 - :mod:`~vigil.core.reconcile.switch`: the switch that ends both;
 - :mod:`~vigil.core.reconcile.rollback`: rolled back, failed, and the hold after;
 - :mod:`~vigil.core.reconcile.shadow`: the stable's shadow copies;
+- :mod:`~vigil.core.reconcile.spanning`: replica ratio's Service across both revisions;
 - :mod:`~vigil.core.reconcile.report`: status assembly;
 - :mod:`~vigil.core.reconcile.cycle` and :mod:`~vigil.core.reconcile.plan`: the
   working state of one decision, its input and its output.
@@ -94,7 +95,9 @@ served takes live traffic before it is available, as any first revision does
 API HTTPRoute), every plan says where it points, and a plan's actions run
 in one order: writes, then the route, then scale-downs and deletions. So the
 route names only Services that exist, and a revision loses its pods or its
-Service only once the route has left it.
+Service only once the route has left it. Under replica ratio the Service starts spanning
+both revisions only once the candidate is down to its step's pods (seen, not
+just written): a scale-down ordered after it would give the candidate its extra pods.
 """
 
 # The package's face: what the operator and the tests use (``import X as X`` re-exports).

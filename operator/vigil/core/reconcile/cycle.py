@@ -219,7 +219,8 @@ class Cycle:
 
     def ordered_actions(self) -> list[Action]:
         """Writes, then the route, then scale-downs and deletions: capacity comes before the
-        traffic that needs it and leaves after it (see the package docstring)."""
+        traffic that needs it and leaves after it (see the package docstring). A replica-ratio
+        Service never widens in a plan that shrinks the candidate (``reconcile.spanning``)."""
         actions = self.plan.actions
         shrinking = [action for action in actions if self._shrinks(action)]
         writes = [a for a in actions if not isinstance(a, Delete) and a not in shrinking]

@@ -41,6 +41,7 @@ from vigil.core.reconcile.rollback import (
     roll_back,
 )
 from vigil.core.reconcile.shadow import set_stable_shadow
+from vigil.core.reconcile.spanning import live_selector
 from vigil.core.reconcile.switch import switch
 from vigil.core.rollout import (
     Decision,
@@ -324,10 +325,9 @@ def _set_up_traffic(
     owner, stable = cycle.obs.owner, stable_view.revision
     traffic = _carried(decision, seen, candidate_view)
     replicas, selector, effective, notes = _route_plan(cycle, stable, revision, traffic)
-    if naming.LABEL_REVISION not in selector:
-        # The Service spans both revisions: it spreads over their ready pods, whatever the
-        # router planned with the replicas asked for (some still start, some are lost).
-        effective = _ready_share(stable_view, candidate_view, effective)
+    # Spanning both revisions: widened once the candidate is down to its count, its share
+    # that of the ready pods that stay.
+    selector, effective = live_selector(cycle, views, replicas, selector, effective)
     inputs = cycle.obs.rollout
     target = inputs.shadow_target if inputs is not None else None
     if not target:  # none to send copies to this cycle: status says none are sent
@@ -380,16 +380,6 @@ def _carried(
         candidate_weight=min(traffic.candidate_weight, carried),
         shadow_percent=min(traffic.shadow_percent, carried),
     )
-
-
-def _ready_share(
-    stable_view: DeploymentView, candidate_view: DeploymentView | None, planned: float
-) -> float:
-    """The candidate's share of the ready pods behind a Service that selects both revisions
-    (``planned`` until either reports a ready pod)."""
-    ready = candidate_view.ready_replicas if candidate_view is not None else 0
-    total = stable_view.ready_replicas + ready
-    return round(100.0 * ready / total, 1) if total else planned
 
 
 def _route_plan(
