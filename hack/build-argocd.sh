@@ -36,15 +36,27 @@ command -v go >/dev/null || {
   echo "build-argocd: Go is required (1.26+; it fetches Go 1.27.3 itself) to build Argo CD; install it and retry" >&2
   exit 1
 }
-mkdir -p "$dir/crds"
+mkdir -p "$dir/crds" "$cache/locks"
 start=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - start ))s"; }
+# One build of this entry at a time (make demo's builds beside CI's make builds): the
+# second finds it built. The binary is written aside and renamed into place whole.
+exec 9>"$cache/locks/$(basename "$dir").lock"
+flock -n 9 || { echo "build-argocd: [$(elapsed)] waiting for the other build of $dir" >&2 && flock 9; }
+if [[ -x "$dir/argocd" && -f "$dir/crds/.complete" && -x "$dir/git-verify-wrapper.sh" ]]; then
+  echo "$dir"
+  exit 0
+fi
 
 if [[ ! -x "$dir/argocd" ]]; then
   echo "build-argocd: [$(elapsed)] building argocd $ARGOCD_VERSION ..." >&2
+  # Holding the lock, any scratch folder here is a killed build's.
+  rm -rf "$dir"/.build-* "$dir/argocd.tmp"
+  tmp=$(mktemp -d "$dir/.build-XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
   (cd "$here/argocd/argocd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
-    -o "$dir/argocd.tmp" .) >&2
-  mv "$dir/argocd.tmp" "$dir/argocd"
+    -o "$tmp/argocd" .) >&2
+  mv "$tmp/argocd" "$dir/argocd"
   echo "build-argocd: [$(elapsed)] built argocd" >&2
 fi
 # `go mod download` of the module itself reports its go.mod's Go version as an error

@@ -48,18 +48,26 @@ command -v go >/dev/null || {
   echo "build-flux: Go is required (1.26+) to build Flux's controllers; install it and retry" >&2
   exit 1
 }
-mkdir -p "$dir/crds"
+mkdir -p "$dir/crds" "$cache/locks"
 start=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - start ))s"; }
+# One build of this entry at a time (make demo's builds beside CI's make builds): the
+# second finds it built, and no build removes another's scratch folder (.tmp) mid-build.
+exec 8>"$cache/locks/$(basename "$dir").lock"
+flock -n 8 || { echo "build-flux: [$(elapsed)] waiting for the other build of $dir" >&2 && flock 8; }
+if [[ -x "$dir/source-controller" && -x "$dir/kustomize-controller" && -f "$dir/crds/.complete" ]]; then
+  echo "$dir"
+  exit 0
+fi
 
 controllers=(github.com/fluxcd/source-controller github.com/fluxcd/kustomize-controller)
 if [[ ! -x "$dir/source-controller" || ! -x "$dir/kustomize-controller" ]]; then
   echo "build-flux: [$(elapsed)] building source-controller $SOURCE_CONTROLLER_VERSION" \
     "and kustomize-controller $KUSTOMIZE_CONTROLLER_VERSION ..." >&2
+  # Holding the entry's lock: a .tmp here is a killed build's.
   rm -rf "$dir/.tmp" && mkdir -p "$dir/.tmp"
   # The module's lock, as hack/build-cluster.sh's build of kwok from it takes it: one at a
   # time, the second finds the packages they share compiled.
-  mkdir -p "$cache/locks"
   (
     exec 9>"$cache/locks/flux-controllers.lock"
     flock -n 9 || { echo "build-flux: [$(elapsed)] waiting for kwok's build from the same module" && flock 9; }

@@ -26,16 +26,28 @@ command -v go >/dev/null || {
   echo "build-helm: Go is required (1.26+) to build helm $HELM_VERSION; install it and retry" >&2
   exit 1
 }
-mkdir -p "$(dirname "$binary")"
+mkdir -p "$(dirname "$binary")" "$cache/locks"
+# One build of this entry at a time (make demo's builds beside CI's make builds): the
+# second finds the binary built. Each writes a file of its own, renamed into place whole.
+exec 9>"$cache/locks/$(basename "$(dirname "$binary")").lock"
+flock -n 9 || { echo "build-helm: waiting for the other build of helm $HELM_VERSION" >&2 && flock 9; }
+if [[ -x "$binary" ]]; then
+  echo "$binary"
+  exit 0
+fi
 start=$(date +%s)
 echo "build-helm: building helm $HELM_VERSION ..." >&2
+# Holding the lock, any scratch folder here is a killed build's.
+rm -rf "$(dirname "$binary")"/.build-*
+tmp=$(mktemp -d "$(dirname "$binary")/.build-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
 (cd "$here/helm" && CGO_ENABLED=0 go build -trimpath \
   -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR \
     -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
     -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR" \
-  -o "$binary.tmp" helm.sh/helm/v3/cmd/helm) >&2
-mv "$binary.tmp" "$binary"
+  -o "$tmp/helm" helm.sh/helm/v3/cmd/helm) >&2
+mv "$tmp/helm" "$binary"
 echo "build-helm: built $binary in $(( $(date +%s) - start ))s" >&2
 echo "$binary"

@@ -27,10 +27,22 @@ command -v go >/dev/null || {
   echo "build-seaweedfs: Go is required (1.26+) to build SeaweedFS; install it and retry" >&2
   exit 1
 }
-mkdir -p "$(dirname "$bin")"
+mkdir -p "$(dirname "$bin")" "$cache/locks"
+# One build of this version at a time (make demo's builds beside CI's make builds): the
+# second finds the binary built. Each writes a file of its own, renamed into place whole.
+exec 9>"$cache/locks/seaweedfs-$version.lock"
+flock -n 9 || { echo "build-seaweedfs: waiting for the other build of weed $version" >&2 && flock 9; }
+if [[ -x "$bin" ]]; then
+  echo "$bin"
+  exit 0
+fi
 start=$(date +%s)
 echo "build-seaweedfs: building weed $version ..." >&2
-(cd "$here/seaweedfs" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin.tmp" github.com/seaweedfs/seaweedfs/weed)
-mv "$bin.tmp" "$bin"
+# Holding the lock, any scratch folder here is a killed build's.
+rm -rf "$(dirname "$bin")"/.build-*
+tmp=$(mktemp -d "$(dirname "$bin")/.build-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+(cd "$here/seaweedfs" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/weed" github.com/seaweedfs/seaweedfs/weed) >&2
+mv "$tmp/weed" "$bin"
 echo "build-seaweedfs: built weed in $(( $(date +%s) - start ))s ($(du -h "$bin" | cut -f1))" >&2
 echo "$bin"

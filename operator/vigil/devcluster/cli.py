@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vigil.devcluster.cluster import ClusterError, LocalCluster, real_node_wanted
+from vigil.devcluster.cluster import LocalCluster, real_node_wanted
+from vigil.devcluster.failures import reporting_failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["demo"]:
         from vigil.devcluster.demo import main as demo
 
-        return demo(argv[1:])
+        return demo(argv[1:])  # which reports its failures as below
     parser = argparse.ArgumentParser(
         prog="vigil-devcluster",
         description="A real Kubernetes control plane on 127.0.0.1 with kwok nodes and a real "
@@ -38,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(
         nodes=args.nodes, log=lambda line: print(line, flush=True), real_node=args.real_node
     )
-    try:
+
+    def run() -> int:
+        # up and down hold the cluster's lock (LocalCluster.locked), as the tests' and the
+        # demo's start do: a cluster-down waits for a cluster-up in progress.
         if args.command == "up":
             kubeconfig = cluster.up()
             print(
@@ -55,10 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if healthy else 1
         else:
             print(cluster.kubeconfig)
-    except ClusterError as error:
-        print(f"vigil-devcluster: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return reporting_failures("vigil-devcluster", run)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from vigil.common import kube_yaml
-from vigil.devcluster.common import ClusterError, exclusive, pid_alive, write_kubeconfig
+from vigil.devcluster.common import (
+    ClusterError,
+    Recorded,
+    exclusive,
+    pid_alive,
+    process_identity,
+    write_kubeconfig,
+)
 from vigil.devcluster.network import NodeNetwork, pod_octet
 from vigil.devcluster.reads import ApiReader, Query, ReadError
 
@@ -64,9 +71,10 @@ DEFAULT_PORT_BASE = 26400
 # Pod IPs come from each node's podCIDR. Loopback ranges are accepted by the
 # API server and kwok (see README, "Development"): a kwok pod's address stays on
 # this machine, where nothing listens (a scrape is refused at once, never sent
-# off the machine). The second octet follows the port
-# base, so two local clusters (another checkout, a CI clone) never hand out
-# the same pod IPs: 26400 -> 127.164.<node>.0/24.
+# off the machine). The second octet follows the port base's hundreds
+# (network.pod_octet: 26400 -> 127.164.<node>.0/24), so clusters whose bases
+# are in different hundreds never hand out the same pod IPs; bases in one hundred
+# (26400, 26410) or 10000 apart would, and ``up`` refuses the second.
 POD_CIDR_TEMPLATE = "127.{octet}.{index}.0/24"
 NODE_IP_TEMPLATE = "127.99.0.{index}"
 NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
@@ -151,6 +159,28 @@ def build_binaries(log: Callable[[str], None] = print) -> Path:
     return bin_dir
 
 
+def running_clusters() -> Iterator[tuple[Path, int]]:
+    """(state folder, port base) of each local cluster whose etcd runs on this machine,
+    whichever checkout started it (its etcd's flags say both: ``_etcd_args``)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if not args or Path(args[0]).name != "etcd" or "--name=vigil" not in args:
+            continue
+        flags = dict(arg.split("=", 1) for arg in args[1:] if arg.startswith("--") and "=" in arg)
+        port = flags.get("--listen-client-urls", "").rsplit(":", 1)[-1]
+        if "--data-dir" not in flags or not port.isdigit():
+            continue
+        data_dir = Path(flags["--data-dir"])
+        with contextlib.suppress(OSError):  # a relative one is the process's own cwd's
+            data_dir = Path(os.readlink(entry / "cwd")) / data_dir
+        yield data_dir.parent, int(port)
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -229,6 +259,8 @@ class LocalCluster:
         self.nodes = nodes
         self.log = log
         self.real_node = real_node
+        # Identities of the processes this object started, taken at their start.
+        self._identities: dict[int, str | None] = {}
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -269,7 +301,20 @@ class LocalCluster:
         return f"https://127.0.0.1:{self.ports.apiserver}"
 
     def _lock_file(self) -> Path:
+        """Beside the state folder, never removed (``exclusive`` says why)."""
         return self.state_dir.parent / f"{self.state_dir.name}.lock"
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """This cluster's lock: one ``up`` or ``down`` at a time, across processes (test
+        workers, ``make cluster-up``, ``make demo``). Reentrant: ``up`` runs ``down``."""
+        return exclusive(
+            self._lock_file(), waiting=lambda what: self.log(f"devcluster: {what} (up or down)")
+        )
+
+    @property
+    def _marker(self) -> str:
+        """The state folder as every process of the cluster names it in its arguments."""
+        return str(self.state_dir.resolve())
 
     def _state_file(self) -> Path:
         return self.state_dir / "state.json"
@@ -280,14 +325,31 @@ class LocalCluster:
         except (OSError, ValueError):
             return None
 
+    def _recorded(self, state: dict[str, object]) -> dict[str, Recorded]:
+        """The processes a state names, by component (identities absent in an older file)."""
+        pids: dict[str, int] = dict(state.get("pids") or {})  # type: ignore[call-overload]
+        identities: dict[str, str | None] = dict(state.get("identities") or {})  # type: ignore[call-overload]
+        return {
+            name: Recorded(int(pid), identities.get(name), self._marker)
+            for name, pid in pids.items()
+        }
+
     # -- public API ----------------------------------------------------------
 
     def up(self) -> Path:
-        """Start the cluster, or reuse a healthy running one; return the kubeconfig."""
+        """Start the cluster, or reuse a healthy running one; return the kubeconfig.
+
+        Holds the cluster's lock throughout: another process's ``up`` waits and then
+        reuses this one, and a ``down`` waits rather than stop it half started."""
+        with self.locked():
+            return self._up()
+
+    def _up(self) -> Path:
         started = time.monotonic()
         if self.is_healthy():
             self.log(f"devcluster: reusing the running cluster at {self.server}")
             return self.kubeconfig
+        self._check_octet_free()
         if self._read_state() is not None:
             self.log("devcluster: a previous cluster is not healthy; removing it first")
             self.down()
@@ -352,35 +414,44 @@ class LocalCluster:
         return self.kubeconfig
 
     def down(self) -> None:
-        """Stop every component and remove all state: no process and no data stay behind."""
-        state = self._read_state() or {}
-        pids = dict(state.get("pids", {}))  # type: ignore[call-overload]
-        if state.get("real_node") or (self.state_dir / "node").exists():
-            # The node's addresses follow the ports it was started with.
-            started = Ports(**state["ports"]) if state.get("ports") else self.ports  # type: ignore[arg-type]
-            node = LocalCluster(self.state_dir, self._bin_dir, started.etcd_client, log=self.log)
-            node.node().teardown({k: int(v) for k, v in pids.items()})
-        pids.update({f"orphan-{pid}": pid for pid in self._processes_using_state_dir()})
-        # Stop clients before the API server, and the API server before etcd.
-        for name, pid in reversed(pids.items()):
-            self._stop(name, int(pid))
-        if self.state_dir.exists():
-            shutil.rmtree(self.state_dir)
-        self._lock_file().unlink(missing_ok=True)
-        self.log("devcluster: cluster down; no process or data left")
+        """Stop every component and remove all state: no process and no data stay behind.
+
+        Only processes that are still the ones the state recorded are signalled: after
+        a reboot its pids belong to others."""
+        with self.locked():
+            state = self._read_state() or {}
+            processes = self._recorded(state)
+            if state.get("real_node") or (self.state_dir / "node").exists():
+                # The node's addresses follow the ports it was started with.
+                started = Ports(**state["ports"]) if state.get("ports") else self.ports  # type: ignore[arg-type]
+                node = LocalCluster(
+                    self.state_dir, self._bin_dir, started.etcd_client, log=self.log
+                )
+                # A state without identities was written by a checkout from before the
+                # node recorded what it created (it may have made all of it).
+                legacy = bool(state) and "identities" not in state
+                node.node().teardown(processes, legacy=legacy)
+            for orphan in self._processes_using_state_dir():
+                processes[f"orphan-{orphan.pid}"] = orphan
+            # Stop clients before the API server, and the API server before etcd.
+            for name, process in reversed(processes.items()):
+                self._stop(name, process)
+            if self.state_dir.exists():
+                shutil.rmtree(self.state_dir)
+            self.log("devcluster: cluster down; no process or data left")
 
     def is_healthy(self) -> bool:
         state = self._read_state()
         if not state or not self.kubeconfig.is_file():
             return False
-        pids = state.get("pids", {})
-        if set(pids) != set(self.components):  # type: ignore[arg-type]
+        processes = self._recorded(state)
+        if set(processes) != set(self.components):
             return False
-        if not all(pid_alive(int(pid)) for pid in pids.values()):  # type: ignore[union-attr]
+        if not all(process.running() for process in processes.values()):
             return False
         if state.get("ports") != asdict(self.ports):
             return False
-        if not self._apiserver_flags_current(int(pids["kube-apiserver"])):  # type: ignore[index]
+        if not self._apiserver_flags_current(processes["kube-apiserver"].pid):
             return False
         token = self._admin_token()
         if token is None or not self._https_ok(self.ports.apiserver, "/readyz", token):
@@ -408,10 +479,11 @@ class LocalCluster:
         """
         if component not in COMPONENTS:
             raise ClusterError(f"unknown component {component!r} (one of {', '.join(COMPONENTS)})")
-        pids = dict((self._read_state() or {}).get("pids", {}))  # type: ignore[call-overload]
-        if component not in pids:
+        processes = self._recorded(self._read_state() or {})
+        if component not in processes:
             raise ClusterError(f"{component} is not running from {self.state_dir}")
-        self._stop(component, int(pids[component]))
+        self._stop(component, processes[component])
+        pids = {name: process.pid for name, process in processes.items()}
         time.sleep(down_seconds)
         arguments = {
             "etcd": self._etcd_args,
@@ -457,6 +529,7 @@ class LocalCluster:
                 start_new_session=True,
                 cwd=self.state_dir,
             )
+        self._identities[process.pid] = process_identity(process.pid)
         return process.pid
 
     def _wait(self, name: str, pid: int, ready: Callable[[], bool], timeout: float = 60) -> None:
@@ -477,37 +550,74 @@ class LocalCluster:
             f"{_tail(log_path)}"
         )
 
-    def _stop(self, name: str, pid: int) -> None:
-        if not pid_alive(pid):
+    def _stop(self, name: str, process: Recorded) -> None:
+        """SIGTERM, then SIGKILL after 10 s; only while the pid is still that process."""
+        pid = process.pid
+        if not process.running():
+            if pid_alive(pid):
+                self.log(
+                    f"devcluster: {name}'s pid {pid} belongs to another process now "
+                    "(a reboot since it started?): left alone"
+                )
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        process.signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and pid_alive(pid):
+        while time.monotonic() < deadline and process.running():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.1)
-        if pid_alive(pid):
+        if process.running():
             self.log(f"devcluster: {name} (pid {pid}) ignored SIGTERM; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            process.signal(signal.SIGKILL)
         # Until its parent reaps it, a dead process still shows in `ps`.
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        while time.monotonic() < deadline and process.is_ours():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.05)
 
-    def _processes_using_state_dir(self) -> Iterator[int]:
-        """Pids whose command line names our state folder (left over from a crash)."""
-        marker = str(self.state_dir.resolve())
+    def _processes_using_state_dir(self) -> Iterator[Recorded]:
+        """Processes whose command line names our state folder (left over from a crash)."""
+        marker = self._marker
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             with contextlib.suppress(OSError):
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
                 if marker in cmdline:
-                    yield int(entry.name)
+                    yield Recorded.now(int(entry.name), marker)
+
+    def _check_octet_free(self) -> None:
+        """No other running cluster has this one's address octet (port bases in one hundred
+        share it): its real node's namespace, link, cgroups and pod IPs would be
+        this one's too. Checked before anything is written or started."""
+        octet = pod_octet(self.ports.etcd_client)
+        others = [
+            (folder, base)
+            for folder, base in running_clusters()
+            if folder.resolve() != self.state_dir.resolve()
+        ]
+        clash = next(((folder, base) for folder, base in others if pod_octet(base) == octet), None)
+        if clash is None:
+            return
+        taken = {pod_octet(base) for _, base in others}
+        free = next(
+            (
+                base
+                for base in range(self.ports.etcd_client + 100, 65530, 100)
+                if pod_octet(base) not in taken
+            ),
+            None,
+        )
+        raise ClusterError(
+            f"port base {self.ports.etcd_client} gives this cluster the address octet {octet} "
+            f"(10.{octet}.0.0/16, pods 127.{octet}.<node>.0/24, namespace vigil-{octet}), which "
+            f"the running cluster of {clash[0]} (port base {clash[1]}) has: two clusters must "
+            "not share it (port bases in one hundred, or 10000 apart, do). Choose a "
+            "VIGIL_CLUSTER_PORT_BASE in another hundred"
+            + (f" (e.g. {free})" if free else "")
+            + ", or stop that cluster (make cluster-down in its checkout)"
+        )
 
     def _check_ports_free(self) -> None:
         taken = [
@@ -523,7 +633,21 @@ class LocalCluster:
             )
 
     def _write_state(self, pids: dict[str, int]) -> None:
-        state = {"pids": pids, "ports": asdict(self.ports), "real_node": self.real_node}
+        """The components' pids with their identities (taken when started, or kept from the
+        state): ``down`` signals a pid only while it is still that process."""
+        before = self._recorded(self._read_state() or {})
+        identities = {
+            name: self._identities[pid]
+            if pid in self._identities
+            else (before[name].identity if name in before and before[name].pid == pid else None)
+            for name, pid in pids.items()
+        }
+        state = {
+            "pids": pids,
+            "identities": identities,
+            "ports": asdict(self.ports),
+            "real_node": self.real_node,
+        }
         self._state_file().write_text(json.dumps(state, indent=2))
 
     # -- health checks ----------------------------------------------------------
@@ -1021,8 +1145,7 @@ def connect(log: Callable[[str], None] = print) -> ClusterClient:
         log(f"devcluster: using the existing cluster in VIGIL_KUBECONFIG={existing}")
         return client
     cluster = LocalCluster(log=log, real_node=real_node_wanted())
-    with exclusive(cluster._lock_file()):
-        kubeconfig = cluster.up()
+    kubeconfig = cluster.up()  # under the cluster's lock: parallel workers start it once
     return ClusterClient(kubeconfig, cluster.bin_dir / "kubectl")
 
 

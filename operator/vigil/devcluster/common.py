@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from vigil.common import kube_yaml
 
@@ -52,6 +55,7 @@ def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process has this pid now (any process: see :class:`Recorded` for ours)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -63,6 +67,97 @@ def pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def process_identity(pid: int) -> str | None:
+    """``<boot id>:<start time>`` of the process with this pid now; None if there is none.
+
+    A pid is reused (after a reboot, or once the numbers wrap); its start time
+    (``/proc/<pid>/stat`` field 22, clock ticks after boot) within one boot is not:
+    the pid and its identity name one process for good.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count after its last ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    return f"{_boot_id()}:{fields[19]}"
+
+
+def command_line(pid: int) -> str:
+    """The process's arguments joined by spaces ("" once it is gone or a zombie)."""
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A process a state file (``state.json``) names: its pid and identity.
+
+    ``identity`` is None in a state file written before identities were kept: the
+    process is then taken as ours only if its command line names ``marker`` (the
+    state folder, which every process a cluster or a demo starts has in its
+    arguments). Anything else with that pid (after a reboot) is left alone.
+    """
+
+    pid: int
+    identity: str | None
+    marker: str
+
+    @classmethod
+    def now(cls, pid: int, marker: str) -> Recorded:
+        """The process with this pid now (just started, or just found by a scan)."""
+        return cls(pid, process_identity(pid), marker)
+
+    def is_ours(self) -> bool:
+        """Whether the pid still belongs to the recorded process (a zombie of it included)."""
+        if self.identity is not None:
+            return process_identity(self.pid) == self.identity
+        return bool(self.marker) and self.marker in command_line(self.pid)
+
+    def running(self) -> bool:
+        """Ours, and not yet exited."""
+        return pid_alive(self.pid) and self.is_ours()
+
+    def signal(self, signum: int, group: bool = False) -> bool:
+        """Send ``signum`` (to its process group with ``group``) if it is still ours; whether
+        it was sent. Never to whatever process has taken the pid over."""
+        handle = None
+        if not group:
+            # A pidfd pins the process: checked after opening, a signal cannot reach a
+            # process that took the pid over in between. (Kernels before 5.3: plain kill.)
+            try:
+                handle = os.pidfd_open(self.pid)
+            except ProcessLookupError:
+                return False
+            except (OSError, AttributeError):
+                handle = None
+        if handle is not None:
+            try:
+                if not self.is_ours():
+                    return False
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(handle, signum)
+                return True
+            finally:
+                os.close(handle)
+        if not self.is_ours():
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            (os.killpg if group else os.kill)(self.pid, signum)
+        return True
 
 
 def write_kubeconfig(
@@ -104,14 +199,53 @@ def write_kubeconfig(
         partial.unlink(missing_ok=True)
 
 
+class _HeldLock:
+    """One lock file's flock in this process, and how deeply the holding thread nests."""
+
+    def __init__(self) -> None:
+        self.threads = threading.RLock()
+        self.depth = 0
+        self.handle: IO[str] | None = None
+
+
+_held_locks: dict[str, _HeldLock] = {}
+_held_locks_guard = threading.Lock()
+
+
 @contextlib.contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
+def exclusive(lock_path: Path, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold a file lock for the block: one holder at a time, across processes (a cluster's
-    ``up``, an image import into its node, one-time setup by parallel test workers)."""
+    ``up`` and ``down``, an image import into its node, one-time setup by parallel test
+    workers).
+
+    Reentrant within a thread (``up`` runs ``down`` holding its cluster's lock): a
+    second flock of the same file from this process would wait for itself forever.
+    ``waiting`` is told once if another process holds it. The file is never removed:
+    a process that opened it before a removal would lock a file no one else sees.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with _held_locks_guard:
+        held = _held_locks.setdefault(os.path.abspath(lock_path), _HeldLock())
+    with held.threads:
+        if held.depth == 0:
+            handle = lock_path.open("a")
+            try:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if waiting is not None:
+                        waiting(f"waiting for another process holding {lock_path}")
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+            except BaseException:
+                handle.close()
+                raise
+            held.handle = handle
+        held.depth += 1
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            held.depth -= 1
+            if held.depth == 0 and held.handle is not None:
+                fcntl.flock(held.handle, fcntl.LOCK_UN)
+                held.handle.close()
+                held.handle = None

@@ -23,7 +23,6 @@ removes it all.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
@@ -50,6 +49,8 @@ from vigil.devcluster.cluster import (
     real_node_wanted,
     repo_root,
 )
+from vigil.devcluster.common import Recorded, process_identity
+from vigil.devcluster.failures import reporting_failures
 from vigil.devcluster.images import ImageArchive, ensure_images
 from vigil.devcluster.incluster import (
     OPERATOR,
@@ -253,6 +254,8 @@ class Demo:
         self.narrator = Narrator()
         self.cluster: ClusterClient | None = None
         self.pids: dict[str, int] = {}
+        # Each process's identity, taken at its start: a later run signals only it.
+        self.identities: dict[str, str | None] = {}
         self.server_image = ""
         self.store_image: ImageArchive | None = None
         self.store: S3Store | None = None
@@ -273,7 +276,7 @@ class Demo:
         local = LocalCluster(
             log=lambda line: say(line.removeprefix("devcluster: ")), real_node=True
         )
-        local.up()
+        local.up()  # under the cluster's lock, as make cluster-up and the tests take it
         cluster = local.client()
         self.cluster = cluster
         say("building (or finding) the images vigil.local/vigil and vigil.local/mlserver-sklearn")
@@ -303,11 +306,13 @@ class Demo:
             prometheus.start()
             assert prometheus.process is not None
             self.pids["prometheus"] = prometheus.process.pid
+            self.identities["prometheus"] = process_identity(prometheus.process.pid)
         self._save()
         return cluster
 
     def _save(self) -> None:
-        (self.dir / "state.json").write_text(json.dumps({"pids": self.pids}, indent=2))
+        state = {"pids": self.pids, "identities": self.identities}
+        (self.dir / "state.json").write_text(json.dumps(state, indent=2))
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -731,23 +736,30 @@ def _http_ok(url: str) -> bool:
 
 
 def stop_processes(folder: Path, say: Callable[[str], None] = print) -> None:
-    """Stop the processes a previous demo run left (Prometheus)."""
+    """Stop the processes a previous demo run left (Prometheus, with its process group),
+    those still running: after a reboot their pids are other processes', left alone."""
     try:
-        pids: dict[str, int] = json.loads((folder / "state.json").read_text())["pids"]
-    except (OSError, ValueError, KeyError):
+        state = json.loads((folder / "state.json").read_text())
+        pids: dict[str, int] = state["pids"]
+    except (OSError, ValueError, KeyError, TypeError):
         return
-    for name, pid in pids.items():
-        if pid_alive(pid):
-            say(f"stopping the previous demo's {name} (pid {pid})")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
+    identities: dict[str, str | None] = state.get("identities") or {}
+    marker = str(folder.resolve())
+    processes = {
+        name: Recorded(int(pid), identities.get(name), marker) for name, pid in pids.items()
+    }
+    for name, process in processes.items():
+        if process.running():
+            say(f"stopping the previous demo's {name} (pid {process.pid})")
+            process.signal(signal.SIGTERM, group=True)
+        elif pid_alive(process.pid):
+            say(f"the previous demo's {name} is gone; its pid {process.pid} is another's now")
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(pid_alive(p) for p in pids.values()):
+    while time.monotonic() < deadline and any(p.running() for p in processes.values()):
         time.sleep(0.2)
-    for pid in pids.values():
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+    for process in processes.values():
+        if process.running():
+            process.signal(signal.SIGKILL, group=True)
     (folder / "state.json").unlink(missing_ok=True)
 
 
@@ -766,6 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vigil-devcluster demo")
     parser.add_argument("action", choices=["up", "down"])
     args = parser.parse_args(argv)
-    if args.action == "down":
-        return down()
-    return Demo().play()
+    # A missing prerequisite (root, a package, a taken port) is one line, as for cluster-up.
+    return reporting_failures(
+        "vigil-devcluster demo", lambda: down() if args.action == "down" else Demo().play()
+    )

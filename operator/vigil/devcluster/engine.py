@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vigil.devcluster.common import stop_process
+from vigil.devcluster.common import Recorded, stop_process
 from vigil.devcluster.packages import PackageError, ensure_packages, find
 
 Log = Callable[[str], None]
@@ -219,17 +219,17 @@ def _wait_for_engine(docker: Docker, process: subprocess.Popen[bytes], log_path:
 
 
 def _stop_leftover(pidfile: Path) -> None:
-    """A dockerd left by a build that was killed: ours (our pidfile), so it is stopped."""
+    """A dockerd left by a build that was killed: stopped if it is ours, its arguments naming
+    our pidfile (the pid may be another process's by now)."""
     try:
         pid = int(pidfile.read_text().strip())
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except (OSError, ValueError):
         return
-    if comm != "dockerd":
+    leftover = Recorded(pid, None, f"--pidfile={pidfile}")
+    if not leftover.signal(signal.SIGTERM):
         return
-    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while leftover.running() and time.monotonic() < deadline:
         time.sleep(0.2)
 
 

@@ -1,10 +1,12 @@
-"""``python -m vigil.devcluster.forward LISTEN_HOST PORT TARGET_HOST``: a TCP forwarder.
+"""``python -m vigil.devcluster.forward LISTEN_HOST PORT TARGET_HOST [OWNER]``: a TCP forwarder.
 
 The API server listens on 127.0.0.1 only (every local client uses that), and
 it takes one bind address. Pods and the real node reach it at the machine's
 end of the node link instead; this forwards that address to 127.0.0.1 on the
 same port, byte for byte, so TLS (and kubelet's client certificate) is
-end to end.
+end to end. ``OWNER`` is not used: the cluster passes its state folder, so
+that its command line names it (``LocalCluster.down`` stops the processes
+whose command line does, a forwarder orphaned by a kill among them).
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ async def _serve(listen_host: str, port: int, target_host: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3:
-        print("usage: python -m vigil.devcluster.forward LISTEN_HOST PORT TARGET_HOST")
+    if len(args) not in (3, 4):
+        print("usage: python -m vigil.devcluster.forward LISTEN_HOST PORT TARGET_HOST [OWNER]")
         return 2
     asyncio.run(_serve(args[0], int(args[1]), args[2]))
     return 0

@@ -215,6 +215,7 @@ class Builder:
             self.say(f"{name} cached: {ref}")
         else:
             folder.mkdir(parents=True, exist_ok=True)
+            _remove_stale_work(folder, self.say)
             self.say(f"building {name} ({ref}) ...")
             started = time.monotonic()
             log_path = self.logs / f"{name}.log"
@@ -370,15 +371,39 @@ def digest(*parts: bytes | str) -> str:
     return hasher.hexdigest()
 
 
+#: The scratch folders this process builds in now (``_remove_stale_work`` spares them).
+_working: set[Path] = set()
+
+
 @contextlib.contextmanager
 def _work_dir(folder: Path, name: str) -> Iterator[Path]:
     """A scratch folder; never deleted while something is still mounted inside it."""
     work = Path(tempfile.mkdtemp(prefix=f"build-{name}-", dir=folder))
+    _working.add(work)
     try:
         yield work
     finally:
+        _working.discard(work)
         if unmount_under(work):
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_stale_work(folder: Path, say: Log) -> None:
+    """Remove the scratch folders of builds that were killed (a debootstrap root file system,
+    /proc and /sys perhaps still mounted in it): gigabytes each, left by every SIGKILL.
+
+    Called holding the cache's lock, which every build holds while it works: a scratch
+    folder not this process's own is a dead build's. Mounts go first (lazily), and a folder
+    with one still there is kept rather than deleted through it.
+    """
+    for work in sorted(folder.glob("build-*")):
+        if work in _working or work.is_symlink() or not work.is_dir():
+            continue
+        if unmount_under(work):
+            say(f"removing {work}, left by a build that was stopped")
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"keeping {work}: something is still mounted inside it")
 
 
 # ---------------------------------------------------------------- docker-archive
@@ -639,8 +664,10 @@ def debian_sources(suite: str = DEBIAN_SUITE) -> list[str]:
             sources.add(f"deb {fields[1]} {name} main")
     if not any(line.endswith(f" {suite} main") for line in sources):
         raise ImageError(
-            f"apt knows no Debian {suite} source (apt-cache policy): the Python base is "
-            f"bootstrapped from the host's Debian mirror; configure one and run apt-get update"
+            f"apt knows no Debian {suite} source (apt-cache policy): the images' Python base "
+            f"is Debian {suite}, bootstrapped from this machine's own apt sources, so the host "
+            f"must be Debian 12 ({suite}) with its {suite} main source configured (README, "
+            "Prerequisites)"
         )
     return sorted(sources)
 
@@ -659,7 +686,11 @@ def debian_candidates(packages: Sequence[str]) -> dict[str, str]:
         found = candidates()
     missing = sorted(set(packages) - set(found))
     if missing:
-        raise ImageError(f"apt has no candidate for {', '.join(missing)}: run apt-get update")
+        raise ImageError(
+            f"apt has no candidate for {', '.join(missing)}: the images' Python base takes "
+            f"these from Debian {DEBIAN_SUITE}, so the host must be Debian 12 ({DEBIAN_SUITE}) "
+            "with its apt sources (run apt-get update as root if it is)"
+        )
     return found
 
 

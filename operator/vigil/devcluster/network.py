@@ -1,8 +1,11 @@
 """The address plan of one local cluster, and the real node's network namespace.
 
 Every local cluster owns ``10.<octet>.0.0/16``, the octet following its port
-base as the kwok pods' loopback ranges do (25400 -> 10.154.0.0/16), so two
-clusters on one machine never share an address::
+base's hundreds as the kwok pods' loopback ranges do (25400 -> 10.154.0.0/16).
+Two port bases in the same hundred (26400 and 26410) or 10000 apart (16400)
+give the same octet, so the same addresses, namespace and cgroups:
+``LocalCluster.up`` refuses a base whose octet a running cluster has. Clusters
+of distinct octets never share an address::
 
     10.<o>.0.0/24     the real node's pods; 10.<o>.0.1 is its bridge and node IP
     10.<o>.128.0/20   Services (10.<o>.128.1 kubernetes, 10.<o>.128.10 DNS)
@@ -33,7 +36,8 @@ class NetworkError(RuntimeError):
 
 
 def pod_octet(port_base: int) -> int:
-    """The second octet of a cluster's addresses: 26400 -> 164 (100-199)."""
+    """The second octet of a cluster's addresses: 26400 -> 164 (100-199). Only the base's
+    hundreds count: 26400 and 26410 share it (``LocalCluster.up`` refuses the second)."""
     return 100 + (port_base // 100) % 100
 
 
@@ -187,7 +191,7 @@ class NodeNetwork:
                 raise NetworkError(
                     f"the network namespace {self.netns} exists and processes run in it: "
                     f"another local cluster with the same address octet ({self.cluster_range}, "
-                    "port bases 100 apart modulo 10000 share it) has a real node here "
+                    "port bases in one hundred or 10000 apart share it) has a real node here "
                     "(make cluster-down from that checkout); choose another "
                     "VIGIL_CLUSTER_PORT_BASE"
                 )

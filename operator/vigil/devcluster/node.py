@@ -17,7 +17,10 @@ its own objects by the Node authorizer and NodeRestriction), serves with a
 certificate of the cluster's CA, and asks the API server (webhook) who may
 read logs or exec; the API server calls it with a client certificate of its
 own. ``teardown`` removes every process, mount, cgroup, link and file the
-node made, on the machine as well as in the state folder.
+node made, on the machine as well as in the state folder: the network objects,
+cgroups and CNI cache files are named by the address octet, which another
+cluster could have (``LocalCluster.up`` refuses that), so only those this node
+recorded as made (``node/created.json``) are removed.
 """
 
 from __future__ import annotations
@@ -26,17 +29,24 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from vigil.common import kube_yaml
-from vigil.devcluster.common import ClusterError, exclusive, pid_alive, write_kubeconfig
+from vigil.devcluster.common import (
+    ClusterError,
+    Recorded,
+    exclusive,
+    pid_alive,
+    write_kubeconfig,
+)
 from vigil.devcluster.images import ImageArchive, ImageError, ensure_images
 from vigil.devcluster.network import NetworkError, NodeNetwork
 from vigil.devcluster.packages import NODE_PACKAGES, PackageError, ensure_packages
@@ -68,6 +78,9 @@ CONTAINERD_SHIM_SOCKETS = Path("/run/containerd/s")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 CNI_CACHE = Path("/var/lib/cni/results")
 CNI_PLUGINS = Path("/usr/lib/cni")
+#: What the node made on the machine under names another cluster of its octet would
+#: share ("network": namespace, link, routes, CNI cache; "cgroups"): teardown removes only these.
+CREATED_RECORD = "created.json"
 #: A unix socket path is at most 107 bytes; containerd adds ".ttrpc".
 MAX_SOCKET_PATH = 100
 GIB = 1024**3
@@ -109,7 +122,7 @@ class NodeCluster(Protocol):
     def _wait(
         self, name: str, pid: int, ready: Callable[[], bool], timeout: float = 60
     ) -> None: ...
-    def _stop(self, name: str, pid: int) -> None: ...
+    def _stop(self, name: str, process: Recorded) -> None: ...
 
 
 class NodeError(ClusterError):
@@ -167,6 +180,15 @@ def _cgroup_mounts(controller: str | None = None) -> Iterator[Path]:
             yield Path(mount_point)
 
 
+def _accepts(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _get(url: str, context: object | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:  # type: ignore[arg-type]
@@ -209,6 +231,7 @@ class RealNode:
         cluster = self.cluster
         preflight()
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._record_created()  # nothing yet: the record's presence is what teardown reads
         check_disk(self.dir, START_HEADROOM_BYTES)
         if len(str(self.containerd_socket)) > MAX_SOCKET_PATH:
             raise NodeError(
@@ -222,21 +245,27 @@ class RealNode:
             raise NodeError(f"cannot build the pause image: {error}") from error
         self._record_kernel_tunables()
         try:
+            # Recorded once known to be free (not another cluster's) and before it is made:
+            # a kill midway leaves it to this node's teardown.
+            self.network.check_free()
+            self._record_created("network")
             self.network.create()
         except NetworkError as error:
             raise NodeError(str(error)) from error
         self._check_iptables()
+        self._record_created("cgroups")
         self._make_cgroup_root()
         self._write_configs(pause)
-        forward = [
-            sys.executable,
-            "-m",
-            "vigil.devcluster.forward",
-            self.network.host_ip,
-            str(cluster.ports.apiserver),
-            "127.0.0.1",
-        ]
-        pids["kube-apiserver-forward"] = cluster._start("kube-apiserver-forward", forward)
+        pids["kube-apiserver-forward"] = cluster._start(
+            "kube-apiserver-forward", self._forward_args()
+        )
+        # Bound before anything dials it: a forwarder that cannot bind (an orphan holds
+        # the address) fails here, with its log, not as kubelet's timeouts later.
+        cluster._wait(
+            "kube-apiserver-forward",
+            pids["kube-apiserver-forward"],
+            lambda: _accepts(self.network.host_ip, cluster.ports.apiserver),
+        )
         inside = self.network.nsenter()
         pids["containerd"] = cluster._start(
             "containerd", [*inside, "containerd", f"--config={self.dir / 'containerd/config.toml'}"]
@@ -279,6 +308,40 @@ class RealNode:
             f"devcluster: real node {NODE_NAME} Ready in {time.monotonic() - started:.1f}s "
             f"(pods {self.network.pod_range}, Services {self.network.service_range})"
         )
+
+    def _forward_args(self) -> list[str]:
+        """The API server's forwarder; its last argument names the state folder, so a
+        forwarder orphaned by a kill is found and stopped by the next ``down``."""
+        return [
+            sys.executable,
+            "-m",
+            "vigil.devcluster.forward",
+            self.network.host_ip,
+            str(self.cluster.ports.apiserver),
+            "127.0.0.1",
+            str(self.cluster.state_dir.resolve()),
+        ]
+
+    def _record_created(self, made: str | None = None) -> None:
+        """Add ``made`` to ``node/created.json`` (written aside and renamed: never half)."""
+        record = self.dir / CREATED_RECORD
+        try:
+            done = set(json.loads(record.read_text()))
+        except (OSError, ValueError):
+            done = set()
+        if made is not None:
+            done.add(made)
+        partial = record.with_name(f".{CREATED_RECORD}.{os.getpid()}")
+        partial.write_text(json.dumps(sorted(done)))
+        partial.replace(record)
+
+    def _created(self, legacy: bool) -> set[str]:
+        """What the node recorded as made. No record: nothing, unless the folder is a
+        ``legacy`` node's (a checkout that kept no record made all of it)."""
+        try:
+            return set(json.loads((self.dir / CREATED_RECORD).read_text()))
+        except (OSError, ValueError):
+            return {"network", "cgroups"} if legacy and self.dir.is_dir() else set()
 
     def load_images(self, archives: list[ImageArchive]) -> None:
         """Import image archives into the node's containerd (those it lacks), one importer
@@ -515,25 +578,31 @@ class RealNode:
 
     # -- tear down ----------------------------------------------------------------
 
-    def teardown(self, pids: dict[str, int]) -> None:
-        """Stop the node and remove all it made; safe to run on a half-started node."""
+    def teardown(self, processes: Mapping[str, Recorded], legacy: bool = False) -> None:
+        """Stop the node and remove all it made; safe to run on a half-started node, and
+        on one that never got to make its network (another cluster's, of the same octet,
+        stays untouched). ``legacy``: the state predates the record of what was made."""
         cluster = self.cluster
+        created = self._created(legacy)
         for name in ("coredns", "kube-proxy", "kubelet"):
-            if name in pids:
-                cluster._stop(name, pids[name])
-        self._kill_containers()
+            if name in processes:
+                cluster._stop(name, processes[name])
+        if "cgroups" in created:
+            self._kill_containers()
         for name in ("containerd", "kube-apiserver-forward"):
-            if name in pids:
-                cluster._stop(name, pids[name])
+            if name in processes:
+                cluster._stop(name, processes[name])
         shim_sockets = self._shim_sockets()
-        for pid in self._shim_pids():
-            cluster._stop(f"containerd-shim (pid {pid})", pid)
+        for shim in self._shim_pids():
+            cluster._stop(f"containerd-shim (pid {shim.pid})", shim)
         self._unmount()
-        self.network.delete()
-        self._remove_cgroups()
+        if "network" in created:
+            self.network.delete()
+        if "cgroups" in created:
+            self._remove_cgroups()
         for path in shim_sockets:
             path.unlink(missing_ok=True)
-        self._remove_machine_files()
+        self._remove_machine_files(cni_cache="network" in created)
         self._restore_kernel_tunables()
 
     def _cgroup_dirs(self) -> list[Path]:
@@ -565,7 +634,7 @@ class RealNode:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
 
-    def _shim_pids(self) -> list[int]:
+    def _shim_pids(self) -> list[Recorded]:
         """containerd's shims (one per pod) outlive it: those started by ours."""
         found = []
         for entry in Path("/proc").iterdir():
@@ -574,7 +643,7 @@ class RealNode:
                 if b"containerd-shim" in cmdline[0] and str(self.containerd_socket).encode() in (
                     cmdline
                 ):
-                    found.append(int(entry.name))
+                    found.append(Recorded.now(int(entry.name), str(self.containerd_socket)))
         return found
 
     def _shim_sockets(self) -> list[Path]:
@@ -618,16 +687,18 @@ class RealNode:
                         break
                     time.sleep(0.1)
 
-    def _remove_machine_files(self) -> None:
-        """kubelet's log links and libcni's cache: the node's files outside its folder."""
+    def _remove_machine_files(self, cni_cache: bool = True) -> None:
+        """kubelet's log links and libcni's cache: the node's files outside its folder (the
+        cache is named by the octet: removed only with the network this node made)."""
         marker = str(self.cluster.state_dir.resolve()) + "/"
         if CONTAINER_LOG_LINKS.is_dir():
             for link in CONTAINER_LOG_LINKS.iterdir():
                 with contextlib.suppress(OSError):
                     if link.is_symlink() and os.readlink(link).startswith(marker):
                         link.unlink()
-        for cached in CNI_CACHE.glob(f"{self.network.cni_network}-*"):
-            cached.unlink(missing_ok=True)
+        if cni_cache:
+            for cached in CNI_CACHE.glob(f"{self.network.cni_network}-*"):
+                cached.unlink(missing_ok=True)
 
     def leftovers(self) -> list[str]:
         """What of the node is still on the machine (empty once it is down)."""

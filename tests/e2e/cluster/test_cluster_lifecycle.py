@@ -19,7 +19,7 @@ pytestmark = pytest.mark.serial
 
 
 def free_port_base(span: int = 6) -> int:
-    for base in range(27400, 28400, 10):
+    for base in range(27400, 28400, 100):  # one pod-network octet per hundred (network.pod_octet)
         ok = True
         for port in range(base, base + span):
             with socket.socket() as sock:

@@ -44,7 +44,7 @@ def test_the_build_links_only_the_components_the_tests_run() -> None:
     kit = (ROOT / "tests" / "e2e" / "kit" / "argocd.py").read_text()
     for component in ("argocd-application-controller", "argocd-repo-server"):
         assert f'"{component}"' in kit
-    assert re.search(r'-o "\$dir/argocd.tmp" \.\)', SCRIPT.read_text())
+    assert re.search(r'-o "\$tmp/argocd" \.\)', SCRIPT.read_text())
 
 
 def test_the_build_uses_the_toolchain_its_go_mod_asks_for() -> None:
