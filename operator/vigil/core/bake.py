@@ -124,8 +124,9 @@ def decide(
     if seen.promoted_ready == 0:
         failed.append(f"revision {state.revision} has no ready pod (0/{seen.replicas})")
     # The bake failed and the previous revision is gone: nothing to go back to, given up at
-    # once (waiting for it would only wait out progressDeadline).
-    if not seen.previous_exists and (state.failed_at is not None or failed):
+    # once (waiting for it would only wait out progressDeadline). Not a failure seen past
+    # the bake's end: that bake passed (its cycle removed the previous revision).
+    if not seen.previous_exists and (state.failed_at is not None or (failed and left > 0)):
         return _gone(state, "; ".join(failed), now, deadline)
     # The previous revision is gone (removed by hand, or a cut-short cycle): nothing to go
     # back to. Past the bake's end without a failure it passed (a cycle that removed the

@@ -181,6 +181,13 @@ def running_clusters() -> Iterator[tuple[Path, int]]:
         yield data_dir.parent, int(port)
 
 
+def _legacy_marker(component: str, marker: str) -> str:
+    """What names a component as ours in a state written before identities were kept: the
+    state folder in its arguments, but for the API server's forwarder, which then had none
+    of it (``python -m vigil.devcluster.forward HOST PORT TARGET``)."""
+    return "vigil.devcluster.forward" if component == "kube-apiserver-forward" else marker
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -330,7 +337,7 @@ class LocalCluster:
         pids: dict[str, int] = dict(state.get("pids") or {})  # type: ignore[call-overload]
         identities: dict[str, str | None] = dict(state.get("identities") or {})  # type: ignore[call-overload]
         return {
-            name: Recorded(int(pid), identities.get(name), self._marker)
+            name: Recorded(int(pid), identities.get(name), _legacy_marker(name, self._marker))
             for name, pid in pids.items()
         }
 

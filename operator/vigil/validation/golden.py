@@ -255,7 +255,9 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     tensor = doc.get("input") or {}
     if not isinstance(tensor, Mapping):
         raise GoldenSetError("input: expected {name, datatype}")
-    datatype = v2_datatype(tensor.get("datatype") or "FP64", "input.datatype")
+    written = tensor.get("datatype") or "FP64"
+    # v1 sends rows as they are: no tensor, so no datatype to hold to the protocol's.
+    datatype = v2_datatype(written, "input.datatype") if protocol == "v2" else str(written)
     numeric = numeric_datatype(protocol, datatype)
     rows: list[tuple[Any, ...]] = []
     width = None

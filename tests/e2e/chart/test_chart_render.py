@@ -112,8 +112,8 @@ def test_values_reach_the_operator(helm) -> None:
 
 
 def test_a_zero_health_interval_reaches_the_operator_where_the_schema_is_skipped(helm) -> None:
-    """Only "" means the operator's default: a 0 the schema did not see is not silently 30 s,
-    it reaches the operator, which refuses it by name at start."""
+    """Only "" (or null) means the operator's default: a 0 the schema did not see is not
+    silently 30 s, it reaches the operator, which refuses it by name at start."""
 
     def command(*values: str) -> list[str]:
         docs = _by_name(template(helm, *values))
@@ -121,7 +121,8 @@ def test_a_zero_health_interval_reaches_the_operator_where_the_schema_is_skipped
             "command"
         ]
 
-    assert not any(arg.startswith("--health-interval") for arg in command())
+    for default in ((), ("--set=healthInterval=null",)):
+        assert not any(arg.startswith("--health-interval") for arg in command(*default))
     assert "--health-interval=0" in command("--skip-schema-validation", "--set=healthInterval=0")
 
 

@@ -140,6 +140,13 @@ class TestTheBakeDecision:
         late = decide(BAKE, failing, seen(exists=False), T + 61 + 1800, 1800)
         assert late.move == BakeMove.GIVE_UP and "progressDeadline 1800s" in late.message
 
+    def test_a_failure_seen_past_the_end_with_the_previous_gone_is_a_pass(self) -> None:
+        """The cycle that passed the bake removed the previous revision and lost its status
+        write: a failure seen after the bake's end is not a give-up "deleted outside"."""
+        decision = decide(BAKE, STATE, seen(DEGRADED, exists=False), T + 700, 1800)
+        assert decision.move == BakeMove.PASS
+        assert decision.message == "revision old1234 is gone"
+
     def test_a_bake_given_up_stays_given_up(self) -> None:
         gave_up = replace(STATE, failed_at=T + 61, reason="BakeRollbackFailed", message="m")
         for previous in (seen(exists=False), seen(available=True)):
@@ -581,6 +588,30 @@ class TestABakeThatFails:
         assert "RolloutRetried" in [e.reason for e in plan.events]
         assert world.status["candidate"].get("outcome") is None
         assert world.service_revision() == previous
+
+
+    def test_the_same_revision_promoted_again_bakes_from_its_new_switch(self) -> None:
+        """The mark the first switch left on the previous revision is that attempt's: the
+        second bake of the same revision starts at its own switch, an hour later."""
+        world, previous, revision = promoted()
+        degrade(world)
+        world.reconcile(1)
+        world.pods_ready(previous)
+        world.reconcile(1)
+        world.reconcile(1)
+        assert world.service_revision() == previous
+        world.now += datetime.timedelta(hours=1)
+        judged(world, "PerformanceDegraded", False, "PerformanceMet", "accuracy 0.95")
+        world.set_spec(spec("2", 2, rollout=baked("20m")))
+        world.reconcile(1)
+        world.pods_ready(revision)
+        world.reconcile(1)
+        assert world.service_revision() == revision
+        bake = world.status["bake"]
+        assert bake["startedAt"] == format_time(world.now), bake
+        plan = world.reconcile(1)
+        assert "BakePassed" not in [e.reason for e in plan.events]
+        assert world.deployment(previous) is not None
 
 
 class TestANewRolloutDuringTheBake:

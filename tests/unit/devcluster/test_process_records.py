@@ -120,6 +120,21 @@ def test_cluster_down_of_an_older_state_stops_only_what_names_its_folder(
         ours.wait()
 
 
+def test_cluster_down_of_an_older_state_stops_its_api_server_forwarder(tmp_path: Path) -> None:
+    """The forwarder an older checkout started named no state folder in its arguments: left
+    running, it would hold the API server's address from every later one."""
+    state = tmp_path / "cluster"
+    state.mkdir()
+    forwarder = _started([*SLEEPER, "vigil.devcluster.forward", "10.164.0.1", "26401"])
+    try:
+        _write_state(state, {"kube-apiserver-forward": forwarder.pid})
+        LocalCluster(state_dir=state, bin_dir=tmp_path, port_base=PORT_BASE, log=print).down()
+        assert forwarder.wait(timeout=15) is not None
+    finally:
+        forwarder.kill()
+        forwarder.wait()
+
+
 def test_cluster_down_stops_the_recorded_process(tmp_path: Path) -> None:
     state = tmp_path / "cluster"
     process = subprocess.Popen(["sleep", "60"])

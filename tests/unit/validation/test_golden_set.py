@@ -226,6 +226,11 @@ def test_a_golden_set_with_a_datatype_outside_the_protocol_is_refused(datatype):
         golden(input={"datatype": datatype})
 
 
+def test_a_v1_set_sends_no_tensor_so_its_datatype_is_not_checked():
+    """v1 sends rows as they are; a set written with a datatype of its own stays readable."""
+    assert golden(protocol="v1", input={"datatype": "float32"}).protocol == "v1"
+
+
 def test_a_datatype_in_lower_case_is_the_protocols_name():
     g = golden(input={"datatype": "fp32"})
     assert g.datatype == "FP32" and request_body(g, ROWS[:1])["inputs"][0]["datatype"] == "FP32"

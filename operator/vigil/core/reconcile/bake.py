@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from vigil.common.objects import body
-from vigil.common.times import format_unix, parse_unix
+from vigil.common.times import format_unix, parse_time, parse_unix
 from vigil.core import naming
 from vigil.core.bake import (
     BakeDecision,
@@ -110,11 +110,19 @@ def start(
 
 def kept_since(cycle: Cycle, previous: str, revision: str) -> float | None:
     """When the switch to ``revision`` kept ``previous`` for its bake, as the switch marked
-    it on that Deployment (None: no mark for that switch)."""
+    it on that Deployment (None: no mark for that switch). Only a mark of this attempt
+    (status.candidate.startedAt, or stepStartedAt) counts: one left by an earlier attempt
+    of the same revision over the same previous one would start the new bake at the old
+    one's start."""
     live = cycle.live.get(("Deployment", naming.deployment_name(cycle.obs.owner.name, previous)))
     mark = body(live).meta.annotations.get(naming.ANNOTATION_KEPT_FOR_BAKE) if live else None
-    promoted, _, since = str(mark or "").partition(" ")
-    return parse_unix(since) if promoted == revision else None
+    promoted, _, text = str(mark or "").partition(" ")
+    since = parse_unix(text) if promoted == revision else None
+    candidate = cycle.obs.status.get("candidate") or {}
+    attempt = parse_time(candidate.get("startedAt") or candidate.get("stepStartedAt"))
+    if since is None or attempt is None or since < attempt.timestamp():
+        return None
+    return since
 
 
 def baking(cycle: Cycle, revision: str) -> BakeState | None:
