@@ -589,7 +589,6 @@ class TestABakeThatFails:
         assert world.status["candidate"].get("outcome") is None
         assert world.service_revision() == previous
 
-
     def test_the_same_revision_promoted_again_bakes_from_its_new_switch(self) -> None:
         """The mark the first switch left on the previous revision is that attempt's: the
         second bake of the same revision starts at its own switch, an hour later."""
