@@ -181,6 +181,15 @@ def running_clusters() -> Iterator[tuple[Path, int]]:
         yield data_dir.parent, int(port)
 
 
+def _wait_while(condition: Callable[[], bool], pid: int, seconds: float, poll: float) -> None:
+    """Wait up to ``seconds`` while ``condition`` holds, reaping ``pid`` if it is our child."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and condition():
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(poll)
+
+
 def _legacy_marker(component: str, marker: str) -> str:
     """What names a component as ours in a state written before identities were kept: the
     state folder in its arguments, but for the API server's forwarder, which then had none
@@ -568,20 +577,12 @@ class LocalCluster:
                 )
             return
         process.signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and process.running():
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.1)
+        _wait_while(process.running, pid, 10, 0.1)
         if process.running():
             self.log(f"devcluster: {name} (pid {pid}) ignored SIGTERM; killing it")
             process.signal(signal.SIGKILL)
         # Until its parent reaps it, a dead process still shows in `ps`.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and process.is_ours():
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
+        _wait_while(process.is_ours, pid, 5, 0.05)
 
     def _processes_using_state_dir(self) -> Iterator[Recorded]:
         """Processes whose command line names our state folder (left over from a crash)."""
