@@ -106,33 +106,25 @@ def test_cluster_down_leaves_a_pid_that_is_another_process_now_alone(
 def test_cluster_down_of_an_older_state_stops_only_what_names_its_folder(
     tmp_path: Path, stranger: subprocess.Popen[bytes]
 ) -> None:
-    """A state file from before identities: the command line must name the state folder."""
+    """A state file from before identities: the command line must name the state folder;
+    the API server's forwarder then named none (left running, it would hold the API
+    server's address from every later cluster) and is known by its module."""
     state = tmp_path / "cluster"
     state.mkdir()
-    ours = _started([*SLEEPER, f"{state.resolve()}/etcd"])
+    ours = [
+        _started([*SLEEPER, f"{state.resolve()}/etcd"]),
+        _started([*SLEEPER, "vigil.devcluster.forward", "10.164.0.1", "26401"]),
+    ]
     try:
-        _write_state(state, {"etcd": ours.pid, "kwok": stranger.pid})
+        pids = {"etcd": ours[0].pid, "kube-apiserver-forward": ours[1].pid}
+        _write_state(state, {**pids, "kwok": stranger.pid})
         LocalCluster(state_dir=state, bin_dir=tmp_path, port_base=PORT_BASE, log=print).down()
-        assert ours.wait(timeout=15) is not None
+        assert [process.wait(timeout=15) is not None for process in ours] == [True, True]
         assert stranger.poll() is None
     finally:
-        ours.kill()
-        ours.wait()
-
-
-def test_cluster_down_of_an_older_state_stops_its_api_server_forwarder(tmp_path: Path) -> None:
-    """The forwarder an older checkout started named no state folder in its arguments: left
-    running, it would hold the API server's address from every later one."""
-    state = tmp_path / "cluster"
-    state.mkdir()
-    forwarder = _started([*SLEEPER, "vigil.devcluster.forward", "10.164.0.1", "26401"])
-    try:
-        _write_state(state, {"kube-apiserver-forward": forwarder.pid})
-        LocalCluster(state_dir=state, bin_dir=tmp_path, port_base=PORT_BASE, log=print).down()
-        assert forwarder.wait(timeout=15) is not None
-    finally:
-        forwarder.kill()
-        forwarder.wait()
+        for process in ours:
+            process.kill()
+            process.wait()
 
 
 def test_cluster_down_stops_the_recorded_process(tmp_path: Path) -> None:
