@@ -111,15 +111,14 @@ def start(
 def kept_since(cycle: Cycle, previous: str, revision: str) -> float | None:
     """When the switch to ``revision`` kept ``previous`` for its bake, as the switch marked
     it on that Deployment (None: no mark for that switch). Only a mark of this attempt
-    (status.candidate.startedAt, or stepStartedAt) counts: one left by an earlier attempt
+    (``Cycle.attempt_started``) counts: one left by an earlier attempt
     of the same revision over the same previous one would start the new bake at the old
     one's start."""
     live = cycle.live.get(("Deployment", naming.deployment_name(cycle.obs.owner.name, previous)))
     mark = body(live).meta.annotations.get(naming.ANNOTATION_KEPT_FOR_BAKE) if live else None
     promoted, _, text = str(mark or "").partition(" ")
     since = parse_unix(text) if promoted == revision else None
-    candidate = cycle.obs.status.get("candidate") or {}
-    attempt = parse_time(candidate.get("startedAt") or candidate.get("stepStartedAt"))
+    attempt = parse_time(cycle.attempt_started())
     if since is None or attempt is None or since < attempt.timestamp():
         return None
     return since

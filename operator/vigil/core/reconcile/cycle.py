@@ -257,6 +257,12 @@ class Cycle:
 
     # -- telling ----------------------------------------------------------------------------
 
+    def attempt_started(self) -> str | None:
+        """When the rollout attempt status records began (a blue/green candidate's:
+        ``stepStartedAt``); None without one."""
+        candidate = self.obs.status.get("candidate") or {}
+        return candidate.get("startedAt") or candidate.get("stepStartedAt")
+
     def event(
         self, reason: str, message: str, *, warning: bool = False, occurrence: str = ""
     ) -> None:

@@ -157,8 +157,7 @@ def _switch_occurrence(cycle: Cycle, previous: str, revision: str) -> str:
     on a newer version of the object (the health loop writes status in between; a spec edit
     that keeps the revision, or a newer spec: finish_superseded_switch). The attempt's start
     names it (a blue/green candidate's: stepStartedAt), else the generation."""
-    candidate = cycle.obs.status.get("candidate") or {}
-    started = candidate.get("startedAt") or candidate.get("stepStartedAt")
+    started = cycle.attempt_started()
     return f"{Reason.SWITCHED} {previous} {revision} {started or cycle.obs.generation}"
 
 
