@@ -30,6 +30,7 @@ HISTORY_LIMIT = 10
 # The status keys this module owns; others (health, kopf) belong to other writers.
 OWNED_KEYS = (
     "observedGeneration",
+    "model",
     "phase",
     "conditions",
     "revision",

@@ -51,6 +51,23 @@ class TestBrandNewModel:
         assert [e.reason for e in plan.events] == ["Deployed"]
         assert world.service_revision() == revision
 
+    def test_the_model_column_names_the_model_even_when_the_spec_leaves_it_to_the_object(
+        self,
+    ) -> None:
+        world = World()
+        world.spec = spec(model={"name": "wine-quality", "version": "1"})
+        world.reconcile()
+        assert world.status["model"] == "wine-quality"
+        world.set_spec(spec(model={"version": "2"}))
+        world.reconcile()
+        assert world.status["model"] == "wine"  # the object's name, as the pods are told
+        world.set_spec(spec(model={}))  # no version: InvalidSpec, the name still shown
+        world.reconcile()
+        assert (world.condition("Ready")["reason"], world.status["model"]) == (
+            "InvalidSpec",
+            "wine",
+        )
+
 
 class TestPeersService:
     """The sidecars find each other through ``<name>-peers``: labels join at any pod."""

@@ -17,7 +17,7 @@ from vigil.core.reconcile.rollback import stable_alone
 from vigil.core.reconcile.shadow import make_settings_again
 from vigil.core.reconcile.switch import finish_cut_switch, finish_superseded_switch
 from vigil.core.revision import REVISION_LENGTH, classify_change, compute_identity, compute_revision
-from vigil.core.spec import ModelDeploymentSpec, SpecError, parse_spec
+from vigil.core.spec import ModelDeploymentSpec, SpecError, outline_spec, parse_spec
 from vigil.core.status import find_condition
 from vigil.core.vocabulary import (
     ChangeKind,
@@ -40,6 +40,8 @@ def decide(obs: Observation) -> Plan:
     if last:
         plan.status["lastRequest"] = last
     plan.status["httpRoute"] = cycle.routed_by()
+    # The Model column's value: spec.model.name defaults to the object's name.
+    plan.status["model"] = outline_spec(obs.owner.name, obs.spec).model_name
     plan.actions = cycle.ordered_actions()
     return plan
 
