@@ -179,6 +179,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         mutate("spec.server.resources", {"requests": {"cpu": "lots"}}),
         "spec.server.resources.requests.cpu",
     ),
+    (  # as in every custom resource: a quantity is an integer or a string (docs say so)
+        "resource-quantity-bare-fraction",
+        mutate("spec.server.resources", {"requests": {"cpu": 0.5}}),
+        "spec.server.resources.requests.cpu",
+    ),
     (
         "resource-name-with-space",
         mutate("spec.server.resources", {"requests": {"bad key": "1"}}),
