@@ -100,7 +100,10 @@ class BakeObservations:
 
 @dataclass(frozen=True)
 class BakeDecision:
+    """One cycle of a bake: what to do, the bake's next state, the words for a person."""
+
     move: BakeMove
+    #: Written to status.bake (restart-safe: the next cycle reads it back).
     state: BakeState
     #: Replicas the previous revision's Deployment should have (0 when it goes).
     previous_replicas: int
