@@ -225,9 +225,12 @@ def _verdict(gate: Mapping[str, Any]) -> tuple[str, str]:
     return ("undecided" + (f", {needed} more" if needed is not None else "")), "yellow"
 
 
-def _gate_row(name: str, value: str, threshold: str, ok: bool | None, style: _Style) -> str:
-    verdict = "-" if ok is None else ("ok" if ok else "FAIL")
-    colour = "dim" if ok is None else ("green" if ok else "red")
+def _gate_row(
+    name: str, value: str, threshold: str, ok: bool | None, style: _Style, undecided: str = "-"
+) -> str:
+    """``ok`` None: nothing judged (no threshold), or ``undecided``'s words (too few yet)."""
+    verdict = undecided if ok is None else ("ok" if ok else "FAIL")
+    colour = ("dim" if undecided == "-" else "yellow") if ok is None else ("green" if ok else "red")
     return f"  {name:<26}{value:>12}   {threshold:<14}{style(verdict, colour)}"
 
 
@@ -544,7 +547,9 @@ def _realized(performance: Mapping[str, Any], limits: _Limits, style: _Style) ->
         rows.append(f"  {'baseline (validation)':<26}{baseline:>12.3f}")
     need = limits.health.performance.min_labels
     labels = performance.get("labels", 0)
-    rows.append(_gate_row("labels joined", f"{labels}", f">= {need}", labels >= need, style))
+    # Fewer labels than needed is no failure: the condition waits (InsufficientLabels).
+    enough = True if labels >= need else None
+    rows.append(_gate_row("labels joined", f"{labels}", f">= {need}", enough, style, "too few"))
     delays = [performance.get("labelDelayP50"), performance.get("labelDelayP95")]
     if all(delay is not None for delay in delays):
         rows.append(

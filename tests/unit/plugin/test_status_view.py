@@ -158,6 +158,21 @@ def test_a_long_event_reason_stays_apart_from_its_message() -> None:
     assert "MetricsUnavailable MetricsAvailable is False" in screen
 
 
+def test_too_few_labels_wait_rather_than_fail() -> None:
+    md = json.loads(json.dumps(MD))
+    md["status"]["health"]["performance"] = {"window": "30s", "labels": 0}
+    md["status"]["conditions"].append(
+        {
+            "type": "PerformanceDegraded",
+            "status": "Unknown",
+            "reason": "InsufficientLabels",
+            "message": "0 labels < 100 needed over 30s",
+        }
+    )
+    screen = render(md, EVENTS, now=NOW)
+    assert re.search(r"labels joined\s+0\s+>= 100\s+too few\n", screen)
+
+
 def test_realized_performance_beside_its_threshold_with_labels_and_delay() -> None:
     md = json.loads(json.dumps(MD))
     md["status"]["health"]["performance"] = {
