@@ -269,7 +269,8 @@ def render(
     lines = _header(view, limits, style)
     lines += _request(view, style, now)
     lines += _revisions(view.status, limits, style, now)
-    lines += _health(section(view.status, "health"), limits, style)
+    serving = str(section(view.status, "stable").get("revision") or "")
+    lines += _health(section(view.status, "health"), serving, limits, style)
     lines += _conditions(view.status, style)
     lines += _events(events, style, now)
     lines += _history(view.status, style, now)
@@ -451,8 +452,11 @@ def _gates(candidate: Mapping[str, Any], style: _Style, now: datetime.datetime) 
     ]
 
 
-def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[str]:
-    """Every health figure beside its threshold, and drift by feature."""
+def _health(health: Mapping[str, Any], serving: str, limits: _Limits, style: _Style) -> list[str]:
+    """Every health figure beside its threshold, and drift by feature.
+
+    Until the health loop judges a revision that just took over, its figures are the
+    previous stable's: a line says whose they are."""
     lines: list[str] = []
     add = lines.append
     add("")
@@ -461,6 +465,9 @@ def _health(health: Mapping[str, Any], limits: _Limits, style: _Style) -> list[s
         style(f"Health{stale}", "bold") + f"  window {health.get('window', '-')},"
         f" {health.get('requests', 0)} requests, verdict {health.get('verdict', '-')}"
     )
+    measured = str(health.get("revision") or "")
+    if measured and serving and measured != serving:
+        add(style(f"  revision {measured}'s figures: {serving} took over since", "dim"))
     add(f"  {'figure':<26}{'measured':>12}   {'threshold':<14}")
     slos = (
         ("error rate", health.get("errorRate"), limits.health.max_error_rate, _percent),

@@ -158,6 +158,15 @@ def test_a_long_event_reason_stays_apart_from_its_message() -> None:
     assert "MetricsUnavailable MetricsAvailable is False" in screen
 
 
+def test_figures_of_the_previous_stable_say_whose_they_are() -> None:
+    md = json.loads(json.dumps(MD))
+    md["status"]["health"]["revision"] = "7f3c2a1"  # the stable's: nothing said
+    assert "figures:" not in render(md, EVENTS, now=NOW)
+    md["status"]["health"]["revision"] = "5e0d9b4"  # judged before 7f3c2a1 took over
+    screen = render(md, EVENTS, now=NOW)
+    assert "  revision 5e0d9b4's figures: 7f3c2a1 took over since\n" in screen
+
+
 def test_too_few_labels_wait_rather_than_fail() -> None:
     md = json.loads(json.dumps(MD))
     md["status"]["health"]["performance"] = {"window": "30s", "labels": 0}
