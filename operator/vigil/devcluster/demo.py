@@ -583,7 +583,7 @@ class Demo:
         spec = self.md().get("spec", {}).get("model", {})
         back = self.md().get("status", {}).get("stable", {}).get("revision")
         n.say(
-            f"live traffic back on revision {back} (before: {stable}); "
+            f"live traffic back on revision {back} (the stable before v4: {stable}); "
             f"spec untouched: model.version {spec.get('version')}"
         )
         if back != stable:
