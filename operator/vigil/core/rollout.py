@@ -112,21 +112,12 @@ class GoldenResult:
 
 @dataclass(frozen=True)
 class Observations:
-    """What one cycle saw of the candidate: its pods, its measured figures, the spec's pause."""
-
-    #: It can be judged: every pod ready (sidecars answering) before the first step, any one
-    #: after (a step that scales it, a lost pod: its checks go on).
     candidate_ready: bool
-    #: spec.replicas: the stable's count, and the candidate's at full capacity.
     replicas: int
-    #: The metric source answered for the candidate (else ``metrics_error`` says why).
     metrics_available: bool = True
     metrics_error: str = ""
-    #: The step's measured window (None: nothing measured yet).
     figures: CandidateFigures | None = None
-    #: A validate step's golden-set replay (None: not replayed yet).
     golden: GoldenResult | None = None
-    #: spec.paused: the rollout holds where it stands.
     spec_paused: bool = False
     #: All ``replicas`` candidate pods are ready: a decided promotion can switch.
     full_capacity: bool = False
@@ -149,12 +140,9 @@ class Traffic:
 
 @dataclass(frozen=True)
 class Decision:
-    """One cycle's verdict: the action, the rollout's next state, the traffic to set up."""
-
     action: Action
     state: RolloutState
     traffic: Traffic
-    #: The Event's and the Progressing condition's reason, and the words a person reads.
     reason: str
     message: str
     gates: tuple[Gate, ...] = ()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import datetime
+
 import core_world
 import pytest
 from core_world import World, spec
 
+from vigil.core.desired import desired_service
 from vigil.core.reconcile import Apply, Delete, decide
 from vigil.core.status import ConditionState, build_conditions
 
@@ -198,6 +202,20 @@ class TestNothingChanged:
         assert plan.actions == []
         assert plan.events == []
         assert world.status_writes == writes
+
+    def test_a_service_from_before_the_serving_mark_is_not_written_for_it(self) -> None:
+        world = converged_world()
+        service = world.objects[("Service", "wine")]
+        assert service["metadata"]["annotations"]["vigil.dev/serving-since"].startswith(
+            world.status["stable"]["revision"]
+        )
+        # As an operator without the mark applied it (its hash without the mark too).
+        world.carry_out([Apply(desired_service(core_world.OWNER, world.service_revision()))])
+        assert (
+            "vigil.dev/serving-since"
+            not in world.objects[("Service", "wine")]["metadata"]["annotations"]
+        )
+        assert world.reconcile(advance=3600).actions == []
 
     def test_an_answered_request_costs_no_status_write_later(self) -> None:
         world = converged_world()
@@ -542,6 +560,18 @@ class TestBlueGreen:
         assert world.status["stable"]["revision"] == new and "candidate" not in world.status
         settled = world.reconcile()
         assert settled.actions == [] and settled.events == []
+
+    def test_a_switch_retried_after_an_outage_is_dated_at_the_switch(self) -> None:
+        # The operator was down two minutes after the Service moved, before its status
+        # write: status.stable.since and the history entry are the switch's, not the retry's.
+        world, _old, _new = candidate_ready()
+        written = copy.deepcopy(world)
+        written.reconcile()
+        world.now += datetime.timedelta(seconds=1)
+        world.carry_out(decide(world.observe()).actions)
+        world.reconcile(advance=120)
+        assert world.status["stable"] == written.status["stable"]
+        assert world.status["history"] == written.status["history"]
 
     @pytest.mark.parametrize("bake", [False, True])
     def test_a_switch_cut_short_then_a_service_conflict_records_the_switch(

@@ -22,11 +22,12 @@ def _service(
     labels: Mapping[str, str],
     selector: Mapping[str, str],
     extra_ports: tuple[dict[str, Any], ...] = (),
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A ClusterIP Service on the sidecars' port."""
     return with_applied_hash(
         {
-            **head("v1", "Service", metadata(owner, name, labels)),
+            **head("v1", "Service", metadata(owner, name, labels, annotations)),
             "spec": {
                 "type": "ClusterIP",
                 "selector": dict(selector),
@@ -56,19 +57,25 @@ _FEEDBACK_SERVICE_PORT = {
 
 
 def desired_service(
-    owner: Owner, serving_revision: str, selector: Mapping[str, str] | None = None
+    owner: Owner,
+    serving_revision: str,
+    selector: Mapping[str, str] | None = None,
+    since: str | None = None,
 ) -> dict[str, Any]:
     """The Service carrying live traffic to the serving revision's sidecars.
 
     ``selector`` overrides the serving revision's (a router spanning the
-    stable's and the candidate's pods during a canary).
+    stable's and the candidate's pods during a canary); ``since``: when the
+    serving revision took live traffic (None: not marked).
     """
+    mark = {naming.ANNOTATION_SERVING_SINCE: f"{serving_revision} {since}"} if since else None
     return _service(
         owner,
         naming.service_name(owner.name),
         naming.child_labels(owner.name, naming.ROLE_SERVING),
         selector or naming.selector_labels(owner.name, serving_revision),
         (dict(_FEEDBACK_SERVICE_PORT),),
+        mark,
     )
 
 

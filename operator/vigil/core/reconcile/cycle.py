@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from vigil.common.objects import body
-from vigil.common.times import format_time
+from vigil.common.times import format_time, parse_time
 from vigil.core import naming
 from vigil.core.desired import (
     RevisionInfo,
@@ -159,10 +159,34 @@ class Cycle:
         each other: without it a label reaching another pod than the one holding
         its prediction counts as unknown.
         """
-        self.ensure(desired_service(self.obs.owner, revision, selector))
+        since = self._serving_since(revision)
+        self.ensure(desired_service(self.obs.owner, revision, selector, since))
         self.ensure(desired_peers_service(self.obs.owner))
         if selector is None:
             self.route(revision)
+
+    def _serving_since(self, revision: str) -> str | None:
+        """The Service's mark for ``revision``: kept while it serves, now when it takes live
+        traffic in this cycle; None on a Service that served it before marks (no write)."""
+        live = self.live.get(("Service", naming.service_name(self.obs.owner.name)))
+        mark = body(live).meta.annotations.get(naming.ANNOTATION_SERVING_SINCE) if live else None
+        marked, _, since = str(mark or "").partition(" ")
+        if marked == revision and since:
+            return since
+        if mark is None and live is not None and service_revision(live) == revision:
+            return None
+        return format_time(self.obs.now)
+
+    def serving_since(self, revision: str) -> datetime.datetime | None:
+        """When live traffic moved to ``revision`` in this rollout attempt, as the Service's
+        mark says (None: not marked, or before the attempt began: an earlier move)."""
+        live = self.live.get(("Service", naming.service_name(self.obs.owner.name)))
+        mark = body(live).meta.annotations.get(naming.ANNOTATION_SERVING_SINCE) if live else None
+        marked, _, text = str(mark or "").partition(" ")
+        since, attempt = parse_time(text), parse_time(self.attempt_started())
+        if marked != revision or since is None or attempt is None or since < attempt:
+            return None
+        return since
 
     def reapplied(
         self, live: Mapping[str, Any], api_version: str, kind: str, **parts: Any

@@ -132,9 +132,10 @@ def _finish_cut(
     metric; a person's promote request for it answered: the promotion is done."""
     candidate = cycle.obs.status.get("candidate") or {}
     version = candidate.get("modelVersion") or view.model_version
-    # When live traffic moved, if the switch marked the revision it kept for the bake.
+    # When live traffic moved: the mark on the revision kept for the bake, or the Service's.
     moved = bake.kept_since(cycle, str(previous["revision"]), view.revision)
-    cycle.switched_at = None if moved is None else datetime.datetime.fromtimestamp(moved, UTC)
+    kept = None if moved is None else datetime.datetime.fromtimestamp(moved, UTC)
+    cycle.switched_at = kept or cycle.serving_since(view.revision)
     cycle.event(
         Reason.SWITCHED,
         switched_message(
