@@ -3,7 +3,8 @@
 Shutdown on SIGTERM/SIGINT: readiness turns 503 at once, the proxy keeps
 serving for ``shutdown.delaySeconds`` (endpoints take a moment to drop the
 pod), then stops accepting and waits up to ``shutdown.drainTimeoutSeconds``
-for in-flight requests before closing connections and exiting.
+for in-flight requests and their answers to be sent before closing
+connections and exiting.
 """
 
 from __future__ import annotations

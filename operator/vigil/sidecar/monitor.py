@@ -5,7 +5,10 @@ The proxy hands each finished inference exchange to :meth:`Monitor.submit`
 up every ``FLUSH_INTERVAL`` seconds and drains the queue in batches, so the
 proxy pays no task wake-up per request and the per-feature work is shared
 by all requests of a batch; it parses the bodies (see
-:mod:`vigil.sidecar.payload`) and adds to plain counters: counts per
+:mod:`vigil.sidecar.payload`) on the proxy's event loop, so the work is
+bounded: a body is read up to ``MAX_MONITORED_BYTES`` decoded (a larger
+exchange is skipped and counted) and a batch stops at ``BATCH_BYTES``
+decoded, yielding to the proxy in between. It adds to plain counters: counts per
 reference bin or category, missing and out-of-range values, prediction
 classes or bins and running sums. A collector turns those counters into
 Prometheus series at scrape time, which keeps per-request work small.
@@ -24,7 +27,7 @@ import zlib
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
@@ -53,9 +56,12 @@ __all__ = [
 
 log = logging.getLogger("vigil.sidecar")
 BATCH = 256
-#: A batch stops at this many request and answer bytes (batch scoring sends megabytes a
-#: request): parsing runs on the proxy's event loop, which yields between batches.
+#: A batch stops at this many decoded request and answer bytes (batch scoring sends
+#: megabytes a request): parsing runs on the proxy's event loop, which yields between batches.
 BATCH_BYTES = 1024 * 1024
+#: A request or answer decoding past this is not parsed (``too_large``): parsing takes the
+#: proxy's loop ~15-130 ms and ~50 MiB of objects per 2 MiB, beside a 256Mi limit.
+MAX_MONITORED_BYTES = 2 * 1024 * 1024
 #: Queued copies beyond this many bytes are dropped (counted), like those beyond the count.
 QUEUE_BYTES = 64 * 1024 * 1024
 #: How often queued exchanges are processed. Metrics lag by at most this much;
@@ -84,19 +90,37 @@ def _size(exchange: Exchange) -> int:
     return len(exchange.request) + len(exchange.response or b"")
 
 
+def _work(body: bytes | None) -> int:
+    """What a decoded body costs a batch: its bytes, up to those a skipped one was cut at."""
+    return min(len(body), MAX_MONITORED_BYTES + 1) if body is not None else 0
+
+
+def _add(counts: dict[str, int], kind: str, n: int = 1) -> None:
+    if n:
+        counts[kind] = counts.get(kind, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What the exchanges of one batch add, counted together at its end (NumPy per feature
+    once a batch, not once a request)."""
+
+    columns: dict[str, list[Any]]
+    predictions: list[Any] = field(default_factory=list)
+    scores: list[Any] = field(default_factory=list)
+
+
 #: Keeps a prediction for the labels to come: (request id, served at, row values or
 #: None when the answer could not be read). Set by the feedback service.
 Recorder = Callable[[str, float, list[Any] | None], None]
 
 
-#: Decompressed monitoring copies larger than this are not parsed.
-MAX_DECODED_BYTES = 64 * 1024 * 1024
-
-
-def decode_body(body: bytes, encoding: str) -> bytes | None:
+def decode_body(body: bytes, encoding: str, limit: int = MAX_MONITORED_BYTES) -> bytes | None:
     """Undo gzip/deflate on the monitoring copy (the client's bytes are untouched).
 
-    Returns None for an unknown encoding or a corrupt/oversized body.
+    Inflating stops just past ``limit`` bytes: a result longer than ``limit`` is too
+    large to parse, and is cut there (a 58 KB gzip body held 60 MB of JSON).
+    Returns None for an unknown encoding or a corrupt body.
     """
     if not encoding or encoding == "identity":
         return body
@@ -104,11 +128,7 @@ def decode_body(body: bytes, encoding: str) -> bytes | None:
         return None
     wbits = 47 if encoding != "deflate" else 15  # 47 = gzip or zlib header, auto
     try:
-        inflater = zlib.decompressobj(wbits)
-        out = inflater.decompress(body, MAX_DECODED_BYTES)
-        if inflater.unconsumed_tail:
-            return None
-        return out
+        return zlib.decompressobj(wbits).decompress(body, limit + 1)
     except zlib.error:
         return None
 
@@ -407,6 +427,8 @@ class Monitor(Collector):
         self.taken = 0
         self.dropped = 0
         self.errors = 0
+        #: Sampled exchanges not parsed: a request or answer over MAX_MONITORED_BYTES.
+        self.too_large = 0
         self.exchanges = 0
         self.rows = 0
         self.violations: dict[str, int] = {}
@@ -517,26 +539,20 @@ class Monitor(Collector):
         return len(self.queue)
 
     def flush(self, limit: int = BATCH) -> int:
-        """Process up to ``limit`` queued exchanges (and about BATCH_BYTES) now; returns how
-        many."""
+        """Process up to ``limit`` queued exchanges (and about BATCH_BYTES decoded) now;
+        returns how many."""
         queue = self.queue
-        batch: list[Exchange] = []
-        size = 0
-        while queue and len(batch) < limit and size < BATCH_BYTES:
+        batch = self._batch()
+        taken = work = 0
+        while queue and taken < limit and work < BATCH_BYTES:
             exchange = queue.popleft()
-            batch.append(exchange)
-            size += _size(exchange)
-        if not batch:
-            return 0
-        self.queued_bytes -= size
-        n = len(batch)
-        self.taken += n
-        try:
-            self.process(batch)
-        except Exception:  # monitoring must never take the proxy down
-            self.errors += 1
-            log.exception("monitoring failed on a batch of %d exchanges", len(batch))
-        return n
+            self.queued_bytes -= _size(exchange)
+            self.taken += 1
+            taken += 1
+            work += self._take(exchange, batch)
+        if taken:
+            self._count(batch)
+        return taken
 
     async def _run(self) -> None:
         while True:
@@ -546,64 +562,104 @@ class Monitor(Collector):
             while self.flush():
                 await asyncio.sleep(0)
 
-    def process(self, batch: list[Exchange]) -> None:
-        """Parse and count a batch (synchronous; also used by tests)."""
-        columns: dict[str, list[Any]] = {name: [] for name in self.counters}
-        predictions: list[Any] = []
-        scores: list[Any] = []
-        classes = isinstance(self.prediction, _CategoryCounts)
-        for ex in batch:
-            if not ex.sampled:
-                self._record(ex, None)
-                continue
-            self.exchanges += 1
-            request = decode_body(ex.request, ex.request_encoding)
-            if request is None:
-                self.violations[CONTENT_ENCODING] = self.violations.get(CONTENT_ENCODING, 0) + 1
-                self._record(ex, None)
-                continue
-            parsed = parse_request(self.protocol, request, ex.request_type, self.all_features)
-            self.rows += parsed.rows
-            for kind in parsed.violations:
-                self.violations[kind] = self.violations.get(kind, 0) + 1
-            for name, values in parsed.columns.items():
-                if name in columns:
-                    columns[name].extend(values)
-            response = (
-                decode_body(ex.response, ex.response_encoding) if ex.response is not None else None
-            )
-            if response is not None and self.protocol != "raw":
-                out = parse_response(self.protocol, response, ex.response_type, self.classification)
-                for kind in out.violations:
-                    self.prediction_violations[kind] = self.prediction_violations.get(kind, 0) + 1
-                (scores if classes and holds_scores(out.values) else predictions).extend(out.values)
-                if ex.request_id and self.recorder is not None:
-                    self.recorder(ex.request_id, ex.served_at, out.values or None)
-            elif ex.request_id and self.recorder is not None:
-                self.recorder(ex.request_id, ex.served_at, None)
-        for name, values in columns.items():
-            if values:
-                counter = self.counters[name]
-                before = counter.type_errors
-                counter.add(values)
-                if counter.type_errors > before:
-                    self.violations[TYPE] = (
-                        self.violations.get(TYPE, 0) + counter.type_errors - before
-                    )
-        if predictions or scores:
-            self._add_predictions(predictions, scores)
+    def process(self, exchanges: list[Exchange]) -> None:
+        """Parse and count ``exchanges`` as one batch (synchronous; also used by tests)."""
+        batch = self._batch()
+        for exchange in exchanges:
+            self._take(exchange, batch)
+        self._count(batch)
 
-    def _record(self, ex: Exchange, values: list[Any] | None) -> None:
-        """Keep the prediction of an exchange not monitored (sampled out or unreadable)."""
+    def _batch(self) -> _Batch:
+        return _Batch({name: [] for name in self.counters})
+
+    def _take(self, ex: Exchange, batch: _Batch) -> int:
+        """Read one exchange into ``batch`` and keep its prediction for labels; returns the
+        decoded bytes read. Never raises: a bad exchange loses only itself (counted)."""
+        values: list[Any] | None = None
+        work = 0
+        try:
+            values, work = self._read(ex, batch) if ex.sampled else self._prediction(ex)
+        except Exception:  # monitoring must never take the proxy down
+            self.errors += 1
+            log.exception("monitoring failed on an exchange")
+        if ex.request_id and self.recorder is not None:
+            try:
+                self.recorder(ex.request_id, ex.served_at, values or None)
+            except Exception:
+                self.errors += 1
+                log.exception("keeping a prediction for labels failed")
+        return work
+
+    def _read(self, ex: Exchange, batch: _Batch) -> tuple[list[Any] | None, int]:
+        """Parse a sampled exchange into ``batch``: (its predictions, decoded bytes).
+
+        Both bodies are parsed before anything is added, so one that fails part-way
+        adds nothing.
+        """
+        self.exchanges += 1
+        request = decode_body(ex.request, ex.request_encoding)
+        response = self._response(ex)
+        work = _work(request) + _work(response)
+        if request is None:
+            _add(self.violations, CONTENT_ENCODING)
+            return self._values(ex, response), work
+        if len(request) > MAX_MONITORED_BYTES or _work(response) > MAX_MONITORED_BYTES:
+            self.too_large += 1
+            return self._values(ex, response), work
+        parsed = parse_request(self.protocol, request, ex.request_type, self.all_features)
+        out = None
+        if response is not None:
+            out = parse_response(self.protocol, response, ex.response_type, self.classification)
+        classes = isinstance(self.prediction, _CategoryCounts)
+        scores = out is not None and classes and holds_scores(out.values)
+        self.rows += parsed.rows
+        for kind in parsed.violations:
+            _add(self.violations, kind)
+        for name, values in parsed.columns.items():
+            if name in batch.columns:
+                batch.columns[name].extend(values)
+        if out is None:
+            return None, work
+        for kind in out.violations:
+            _add(self.prediction_violations, kind)
+        (batch.scores if scores else batch.predictions).extend(out.values)
+        return out.values, work
+
+    def _response(self, ex: Exchange) -> bytes | None:
+        """The decoded answer to read predictions from (None: none to read)."""
+        if ex.response is None or self.protocol == "raw":
+            return None
+        return decode_body(ex.response, ex.response_encoding)
+
+    def _prediction(self, ex: Exchange) -> tuple[list[Any] | None, int]:
+        """The predictions of an exchange not monitored (sampled out), for labels only."""
         if not ex.request_id or self.recorder is None:
-            return
-        if values is None and ex.response is not None and self.protocol != "raw":
-            response = decode_body(ex.response, ex.response_encoding)
-            if response is not None:
-                values = parse_response(
-                    self.protocol, response, ex.response_type, self.classification
-                ).values
-        self.recorder(ex.request_id, ex.served_at, values or None)
+            return None, 0
+        response = self._response(ex)
+        return self._values(ex, response), _work(response)
+
+    def _values(self, ex: Exchange, response: bytes | None) -> list[Any] | None:
+        """The predictions of an answer not counted, when kept for labels and not too large."""
+        if not ex.request_id or self.recorder is None or response is None:
+            return None
+        if len(response) > MAX_MONITORED_BYTES:
+            return None
+        return parse_response(self.protocol, response, ex.response_type, self.classification).values
+
+    def _count(self, batch: _Batch) -> None:
+        """Add a batch's columns and predictions to the counters."""
+        try:
+            for name, values in batch.columns.items():
+                if values:
+                    counter = self.counters[name]
+                    before = counter.type_errors
+                    counter.add(values)
+                    _add(self.violations, TYPE, counter.type_errors - before)
+            if batch.predictions or batch.scores:
+                self._add_predictions(batch.predictions, batch.scores)
+        except Exception:  # monitoring must never take the proxy down
+            self.errors += 1
+            log.exception("monitoring failed on a batch")
 
     def _add_predictions(self, values: list[Any], scores: list[Any]) -> None:
         """Count ``values`` by class or bin, and their numbers in the moments; ``scores``
@@ -612,10 +668,7 @@ class Monitor(Collector):
         if counter is not None and values:
             before = counter.type_errors
             counter.add(values)
-            if counter.type_errors > before:
-                self.prediction_violations[TYPE] = (
-                    self.prediction_violations.get(TYPE, 0) + counter.type_errors - before
-                )
+            _add(self.prediction_violations, TYPE, counter.type_errors - before)
         # Moments of plausible numbers only: a value near the float limit (or an integer past
         # it) would make the sums infinite for good.
         numbers = [
@@ -750,7 +803,15 @@ class Monitor(Collector):
             self.dropped,
         )
         yield families.counter_of(
-            "vigil_monitoring_errors", "Internal errors while monitoring a batch.", self.errors
+            "vigil_monitoring_too_large",
+            f"Exchanges not monitored because a request or answer decodes past "
+            f"{MAX_MONITORED_BYTES} bytes (still in the request metrics).",
+            self.too_large,
+        )
+        yield families.counter_of(
+            "vigil_monitoring_errors",
+            "Internal errors while monitoring an exchange or a batch.",
+            self.errors,
         )
         yield families.gauge_of(
             "vigil_monitoring_queue_length", "Exchanges waiting to be monitored.", len(self.queue)

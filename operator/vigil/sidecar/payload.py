@@ -333,6 +333,8 @@ def parse_response(
             out.violations.append(UNKNOWN_PAYLOAD)
             return out
         flat, shape, bad = _v2_tensor(tensor)
+        if bad is None and shape is not None and 0 in shape[1:]:
+            bad = SHAPE  # rows of no values ([2, 0]): no prediction to read in any of them
         if bad is not None or flat is None or shape is None:
             out.violations.append(bad or SHAPE)
             return out

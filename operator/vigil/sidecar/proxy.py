@@ -75,6 +75,8 @@ CHUNK_FRAMING_BYTES = 64 * 1024
 #: limits.maxBodyBytes if larger, it is a 502, not the sidecar's memory (256Mi by default).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 _BUSY = float("inf")  # activity mark of a connection with a request in progress
+#: How often a drain looks whether the answers written have left for the clients.
+SEND_POLL_SECONDS = 0.01
 
 
 def _without_shadow_mark(raw: bytes) -> bytes:
@@ -370,7 +372,7 @@ class _Client(asyncio.Protocol):
                     self._too_large(head)
                     return
                 except BadMessage as exc:
-                    self._bad_body(endpoint, str(exc), origin_of(head.shadow_copy))
+                    self._bad_body(endpoint, str(exc), origin_of(head.shadow_copy), head)
                     return
                 if found is None:
                     self._await_body(head)
@@ -472,7 +474,13 @@ class _Client(asyncio.Protocol):
         closing = self._closing(request.head.keep_alive)
         if not self.closed and self.transport is not None:
             self.transport.write(
-                error_response(error.status, f"upstream_{error.reason}", str(error), close=closing)
+                error_response(
+                    error.status,
+                    f"upstream_{error.reason}",
+                    str(error),
+                    close=closing,
+                    head_only=request.head.method == "HEAD",
+                )
             )
         self._next(closing)
 
@@ -484,7 +492,7 @@ class _Client(asyncio.Protocol):
             self._bad_body("other", "not received in time", origin_of(False))
             return
         endpoint = endpoint_of(self.proxy.settings.protocol, head.method, head.path)
-        self._bad_body(endpoint, "not received in time", origin_of(head.shadow_copy))
+        self._bad_body(endpoint, "not received in time", origin_of(head.shadow_copy), head)
 
     def _timed_out(self) -> None:
         """The model server did not answer within upstream.timeoutSeconds of the dispatch."""
@@ -533,8 +541,11 @@ class _Client(asyncio.Protocol):
         # A body we do not read: do not reuse the connection.
         keep = head.keep_alive and not (head.content_length or head.chunked)
         proxy = self.proxy
+        head_only = head.method == "HEAD"
         if head.path in HEALTH_PATHS:
-            self._write(simple_response(200, b'{"alive":true}', close=not keep))
+            self._write(
+                simple_response(200, b'{"alive":true}', close=not keep, head_only=head_only)
+            )
             if not keep:
                 self.close()  # and nothing behind it is parsed or served
                 return
@@ -542,9 +553,9 @@ class _Client(asyncio.Protocol):
             proxy.clients[self] = proxy.loop.time()
             return
         proxy.clients[self] = _BUSY  # until the answer (_next), however long the check takes
-        self.local_task = proxy.loop.create_task(self._ready(keep))
+        self.local_task = proxy.loop.create_task(self._ready(keep, head_only))
 
-    async def _ready(self, keep: bool) -> None:
+    async def _ready(self, keep: bool, head_only: bool) -> None:
         try:
             status, body = await self.proxy.readiness()
         except Exception:  # answered all the same: the connection is busy until it is
@@ -553,7 +564,7 @@ class _Client(asyncio.Protocol):
         finally:
             self.local_task = None
         closing = self._closing(keep)
-        self._write(simple_response(status, body, close=closing))
+        self._write(simple_response(status, body, close=closing, head_only=head_only))
         self._next(closing)
 
     # -------------------------------------------------------------- helpers
@@ -620,22 +631,34 @@ class _Client(asyncio.Protocol):
         self.linger_timer = self.proxy.loop.call_later(LINGER_SECONDS, transport.close)
 
     def _reject(
-        self, status: int, reason: str, message: str, endpoint: str = "other", origin: str = LIVE
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        endpoint: str = "other",
+        origin: str = LIVE,
+        head: RequestHead | None = None,
     ) -> None:
         """Refuse a request, counted: it never completed, so its answer goes at once and the
-        duration it adds is 0 (the time the client took to send what came is not latency)."""
+        duration it adds is 0 (the time the client took to send what came is not latency).
+        ``head``: the request's, when it was read (a HEAD request's answer has no body)."""
         self.proxy.ops.reject(reason)
         self.proxy.ops.observe(endpoint, "rejected", status, 0.0, 0, 0, origin)
-        self._reply_and_close(error_response(status, reason, message, close=True))
+        head_only = head is not None and head.method == "HEAD"
+        self._reply_and_close(
+            error_response(status, reason, message, close=True, head_only=head_only)
+        )
 
     def _too_large(self, head: RequestHead) -> None:
         settings = self.proxy.settings
         endpoint = endpoint_of(settings.protocol, head.method, head.path)
         words = f"request body over {settings.max_body_bytes} bytes"
-        self._reject(413, "body_too_large", words, endpoint, origin_of(head.shadow_copy))
+        self._reject(413, "body_too_large", words, endpoint, origin_of(head.shadow_copy), head)
 
-    def _bad_body(self, endpoint: str, why: str, origin: str) -> None:
-        self._reject(400, "bad_request", f"bad request body: {why}", endpoint, origin)
+    def _bad_body(
+        self, endpoint: str, why: str, origin: str, head: RequestHead | None = None
+    ) -> None:
+        self._reject(400, "bad_request", f"bad request body: {why}", endpoint, origin, head)
 
     def _count(self) -> None:
         if not self.counted:
@@ -713,9 +736,11 @@ class Proxy:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def drain(self, timeout: float) -> bool:
-        """Stop accepting, wait for in-flight requests, close idle connections.
+        """Stop accepting, wait for in-flight requests and for their answers to be sent,
+        close idle connections.
 
-        Returns False when requests were still running at the deadline.
+        Returns False when requests were still running, or answers still being sent, at
+        the deadline.
         """
         self.draining = True
         if self.server is not None:
@@ -726,16 +751,35 @@ class Proxy:
                 # Woken a loop turn after the count reached 0, a request may have started
                 # meanwhile on a kept-alive connection: done only when none runs now (the
                 # connections close below, in this same turn, so none starts after).
-                while self.in_flight:
-                    await self._idle_event.wait()
+                while True:
+                    while self.in_flight:
+                        await self._idle_event.wait()
+                    if not self.unsent_bytes():
+                        break
+                    # An answer is written whole to the transport: a slow reader's rest is
+                    # still in its buffer, and the process exiting would cut it off.
+                    await asyncio.sleep(SEND_POLL_SECONDS)
         except TimeoutError:
             done = False
-            log.warning("drain timeout: %d requests still in flight", self.in_flight)
+            log.warning(
+                "drain timeout: %d requests still in flight, %d answer bytes unsent",
+                self.in_flight,
+                self.unsent_bytes(),
+            )
         for client in list(self.clients):
             client.close()
         while self.idle:
             self.idle.pop().abandon()
         return done
+
+    def unsent_bytes(self) -> int:
+        """Answer bytes written but not yet handed to the kernel, over the connections
+        still open (a closed one leaves the table when its connection is lost)."""
+        total = 0
+        for client in self.clients:
+            if client.transport is not None:
+                total += client.transport.get_write_buffer_size()
+        return total
 
     async def reap_idle(self) -> None:
         """Close client connections idle for longer than ``listen.idleTimeoutSeconds``.

@@ -600,11 +600,14 @@ class ChunkedScanner:
         return None
 
 
-def error_response(status: int, code: str, message: str, *, close: bool = False) -> bytes:
+def error_response(
+    status: int, code: str, message: str, *, close: bool = False, head_only: bool = False
+) -> bytes:
     """A small JSON error from the sidecar itself (never from the model).
 
     ``X-Vigil-Error`` carries a stable machine-readable reason so that a
     client can tell the sidecar's answers from the model server's.
+    ``head_only``: the answer to a HEAD request (:func:`simple_response`).
     """
     body = json.dumps({"error": message, "reason": code, "source": "vigil-sidecar"}).encode()
     head = (
@@ -613,16 +616,25 @@ def error_response(status: int, code: str, message: str, *, close: bool = False)
         f"Content-Length: {len(body)}\r\n"
         f"X-Vigil-Error: {code}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
     )
-    return head.encode("latin-1") + body
+    return head.encode("latin-1") + (b"" if head_only else body)
 
 
 def simple_response(
-    status: int, body: bytes, content_type: str = "application/json", *, close: bool = False
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+    *,
+    close: bool = False,
+    head_only: bool = False,
 ) -> bytes:
-    """A complete response for the sidecar's own endpoints (``close``: the last one)."""
+    """A complete response for the sidecar's own endpoints (``close``: the last one).
+
+    ``head_only``: the answer to a HEAD request, its head alone with the Content-Length
+    a GET would get; a body after it would be read as the next answer's status line.
+    """
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
         f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
     )
-    return head.encode("latin-1") + body
+    return head.encode("latin-1") + (b"" if head_only else body)

@@ -227,9 +227,14 @@ class FakeTransport:
         self.written = bytearray()
         self.closing = False
         self.paused = False
+        #: Bytes written that a slow reader has not taken yet (a test sets it).
+        self.unsent = 0
 
     def write(self, data: bytes) -> None:
         self.written += data
+
+    def get_write_buffer_size(self) -> int:
+        return self.unsent
 
     def close(self) -> None:
         self.closing = True

@@ -293,3 +293,15 @@ class TestUrlPorts:
     @pytest.mark.parametrize("url", ["http://127.0.0.1:65535", "http://[::1]:1", "http://m"])
     def test_ports_in_range_or_left_out_pass(self, url):
         assert settings_from_mapping({"upstream": {"url": url}}).upstream == url
+
+
+def test_the_settings_sample_gives_the_default_shadow_percent_of_the_code():
+    # The sample's shadow block is an example; its percent read as a default of 100,
+    # while a file without it copies nothing.
+    text = (Path(__file__).resolve().parents[3] / "docs" / "sidecar.md").read_text()
+    sample = text[text.index("## Settings file") :]
+    line = re.search(r"^  percent: .*\n(?:\s+#.*\n)*", sample, flags=re.MULTILINE)
+    assert line is not None
+    default = settings_from_mapping({"shadow": {"target": "http://t:80"}}).shadow.percent
+    assert default == 0
+    assert "default 0 " in " ".join(line.group(0).replace("#", " ").split()) + " "

@@ -152,3 +152,12 @@ def test_v2_empty_batch_is_no_violation_and_counts_no_row(features):
 
 def test_v2_empty_batch_of_the_wrong_width_is_still_a_feature_count_violation():
     assert parse_request("v2", _v2([0, 5], []), "", F).violations == ["feature_count"]
+
+
+@pytest.mark.parametrize("shape", [[2, 0], [1, 2, 0], [0, 0]])
+def test_v2_output_of_zero_width_rows_is_a_prediction_shape_violation(shape):
+    # Rows without a value hold no prediction; reading one raised (and lost the batch).
+    body = json.dumps({"outputs": [{"name": "p", "shape": shape, "data": []}]}).encode()
+    for classification in (True, False):
+        parsed = parse_response("v2", body, "application/json", classification)
+        assert parsed.violations == ["shape"] and parsed.values == []
