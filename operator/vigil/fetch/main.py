@@ -58,6 +58,11 @@ TERMINATION_MESSAGE_BYTES = 4096
 #: Written last into the folder: what is there, so a restarted init container skips the work.
 MARKER = ".vigil-fetch.json"
 WORK = ".vigil-fetch"
+#: Said of a 403 AccessDenied for one object: S3 answers so for a missing key too.
+_ACCESS_DENIED_HINT = (
+    " (or no such key: S3 answers 403, not 404, for a key that does not exist when the"
+    " keys may not list the bucket, s3:ListBucket)"
+)
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,8 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
             progress.report()
             return done.size, done.sha256
         except HttpStatusError as error:
+            if error.status == 403 and "AccessDenied" in str(error):
+                raise HttpStatusError(f"{error}{_ACCESS_DENIED_HINT}", error.status) from None
             # No such object: the key may name a "folder" of objects.
             if error.status != 404:
                 raise
@@ -341,6 +348,14 @@ def _lay_down(
     else:
         files = sum(1 for p in staged.rglob("*") if not p.is_dir())
     dest = work.parent
+    reserved = sorted(entry.name for entry in staged.iterdir() if entry.name in (WORK, MARKER))
+    if reserved:
+        # The folder's own: moved in, one would delete the work area under the fetch,
+        # the other be overwritten by the marker.
+        raise PermanentError(
+            f"the artifact holds {' and '.join(map(repr, reserved))} at its top, a name"
+            " vigil-fetch keeps for its own use in the model's folder: rename it"
+        )
     if replace:
         # The folder held another artifact of ours (its marker said so): clear it.
         for entry in dest.iterdir():

@@ -8,6 +8,7 @@ never reads the Secret itself.
 from __future__ import annotations
 
 import datetime
+import re
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
@@ -157,23 +158,52 @@ def _read_key(folder: Path, name: str) -> str | None:
         raise PermanentError(f"cannot read {folder / name}: {error.strerror}") from None
 
 
-def describe_error(status: int, reason: str, body: bytes) -> str:
-    """``403 Forbidden: SignatureDoesNotMatch: The request signature ...``."""
+def describe_error(
+    status: int, reason: str, body: bytes, headers: Mapping[str, str] | None = None
+) -> str:
+    """``403 Forbidden: SignatureDoesNotMatch: The request signature ...``; for a bucket
+    in another region than requests are signed for, which region to set."""
     words = f"{status} {reason}".strip()
-    code, message = _error_code_and_message(body)
+    root = _error_root(body)
+    code = _text(root, "Code") if root is not None else None
     if code:
         words += f": {code}"
+    message = _text(root, "Message") if root is not None else None
     if message:
         words += f": {message}"
+    if status in (301, 307) or code in _WRONG_REGION:
+        region = (headers or {}).get("x-amz-bucket-region") or _region_in(root)
+        if region:
+            words += f" (the bucket is in {region}: set spec.model.storage.region: {region})"
     return words
 
 
-def _error_code_and_message(body: bytes) -> tuple[str | None, str | None]:
+#: What AWS answers a request sent to (or signed for) another region than the bucket's.
+_WRONG_REGION = frozenset(
+    {"PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed"}
+)
+#: The region in an endpoint AWS names: ``models.s3.eu-west-1.amazonaws.com``.
+_ENDPOINT_REGION = re.compile(
+    r"(?:^|\.)s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\."
+)
+
+
+def _error_root(body: bytes) -> ElementTree.Element | None:
     try:
-        root = ElementTree.fromstring(body)
+        return ElementTree.fromstring(body)
     except ElementTree.ParseError:
-        return None, None
-    return _text(root, "Code"), _text(root, "Message")
+        return None
+
+
+def _region_in(root: ElementTree.Element | None) -> str | None:
+    """The bucket's region as an error body names it: ``<Region>``, else its ``<Endpoint>``."""
+    if root is None:
+        return None
+    region = _text(root, "Region")
+    if region:
+        return region
+    match = _ENDPOINT_REGION.search(_text(root, "Endpoint") or "")
+    return match[1] if match else None
 
 
 def _text(element: ElementTree.Element, name: str) -> str | None:

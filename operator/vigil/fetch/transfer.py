@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from vigil.common.uris import shown_uri
 from vigil.fetch.errors import FetchError, HttpStatusError, PermanentError, TransientError
 
 BUFFER_BYTES = 1 << 20
@@ -53,11 +54,12 @@ class Request:
 
 #: Called for every attempt: S3 signs each one afresh (its signature holds the time).
 RequestFactory = Callable[[], Request]
-#: The words of an error response: ``(status, reason, body) -> message``.
-Describe = Callable[[int, str, bytes], str]
+#: The words of an error response: ``(status, reason, body, headers) -> message``; the
+#: headers' names in lower case.
+Describe = Callable[[int, str, bytes, Mapping[str, str]], str]
 
 
-def describe_status(status: int, reason: str, _body: bytes) -> str:
+def describe_status(status: int, reason: str, _body: bytes, _headers: Mapping[str, str]) -> str:
     return f"{status} {reason}".strip()
 
 
@@ -289,14 +291,34 @@ def _unsendable_request(headers: Mapping[str, str], url: str, error: Exception) 
     )
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A response, its connection (the caller closes it), and the URL that answered."""
+
+    conn: http.client.HTTPConnection
+    response: http.client.HTTPResponse
+    #: The request's URL, or where its redirects led.
+    url: str
+
+
+class Unreached(Exception):
+    """A network error talking to ``url``: the request's, or a redirect's."""
+
+    def __init__(self, cause: OSError | http.client.HTTPException, url: str) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.url = url
+
+
 def open_response(
     request: Request,
     extra_headers: Mapping[str, str],
     connection: Connection,
     *,
     follow_redirects: bool,
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """Send the GET (following redirects when asked); the caller closes the connection."""
+) -> Opened:
+    """Send the GET (following redirects when asked); raises :class:`Unreached` naming
+    the URL last asked when the network fails."""
     url = request.url
     headers = {**request.headers, **extra_headers}
     for _ in range(MAX_REDIRECTS + 1):
@@ -312,21 +334,37 @@ def open_response(
             except (ValueError, http.client.InvalidURL) as error:  # UnicodeError included
                 raise _unsendable_request(headers, url, error) from None
             response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()
+            raise Unreached(error, url) from error
         except BaseException:
             conn.close()
             raise
         location = response.getheader("Location")
         if not (follow_redirects and response.status in _REDIRECTS and location):
-            return conn, response
+            return Opened(conn, response, url)
         conn.close()
-        # http.client reads header bytes as Latin-1: back to the server's bytes (UTF-8, as
-        # browsers take them), percent-encoded when sent.
-        with contextlib.suppress(UnicodeError):
-            location = location.encode("latin-1").decode("utf-8", errors="surrogateescape")
-        url = urllib.parse.urljoin(url, location)
+        url = _redirect_target(url, location)
         # A redirect elsewhere gets none of the original request's headers.
         headers = dict(extra_headers)
     raise PermanentError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """The absolute URL a ``Location`` names; refuses one that is not http(s)."""
+    # http.client reads header bytes as Latin-1: back to the server's bytes (UTF-8, as
+    # browsers take them), percent-encoded when sent.
+    with contextlib.suppress(UnicodeError):
+        location = location.encode("latin-1").decode("utf-8", errors="surrogateescape")
+    try:
+        joined = urllib.parse.urljoin(url, location)
+        scheme = urllib.parse.urlsplit(joined).scheme.lower()
+    except ValueError:  # an unclosed IPv6 bracket
+        raise PermanentError(f"redirected to {shown_uri(location)}, not a URL") from None
+    if scheme not in ("http", "https"):
+        # ftp://, file://: no retry reaches them over HTTP.
+        raise PermanentError(f"redirected to {shown_uri(joined)}, which is not an http(s):// URL")
+    return joined
 
 
 def _where(url: str) -> str:
@@ -499,60 +537,102 @@ def _attempt(
     follow_redirects: bool,
     expected_size: int | None,
 ) -> bool:
-    """One GET of what the file lacks; True once the file holds the whole object."""
+    """One GET of what the file lacks; True once the file holds the whole object.
+
+    A failure of the network or the server after a redirect names where the redirect
+    led, the URL last asked."""
     conn: http.client.HTTPConnection | None = None
+    url = request.url
+    failure: FetchError | _Retry
+    of_the_server = True
     try:
-        conn, response = open_response(
-            request, _range_headers(state), connection, follow_redirects=follow_redirects
-        )
-        _check_status(response, state.offset, describe)
-        piece_end, remaining = _bounds(response, sink, state, progress, file_sink.path.name)
-        goal = state.total if state.total is not None else expected_size
-        end = piece_end if piece_end is not None else goal
-        if goal is not None and progress.total is None:
-            progress.set_total(goal)
-        if remaining is not None:
-            check_room(file_sink.path.parent, remaining, file_sink.path.name)
-        # Read until the connection closes: only how it closes can tell a cut, and only a
-        # digest can check the bytes.
-        # Over TLS too, a close without close_notify counts as the end: many servers skip
-        # it, and one that always does could never be fetched.
-        unverified = end is None and not response.chunked and not isinstance(sink, HashingSink)
-        etag = response.getheader("ETag")
-        state.validator = (
-            etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
-        )
-        _stream(_body_reader(response, conn, remaining, connection), sink, progress)
-        state.offset = file_sink.written
-        if end is not None and state.offset != end:
-            of = goal if goal is not None else end
-            raise _Retry(f"connection closed early by the server ({state.offset} of {of} bytes)")
-        if unverified:
-            name = file_sink.path.name
-            log(
-                f"warning: the server sent {name} without a length, ending it by closing the"
-                f" connection: the size of {name} could not be verified (set sha256 to verify it)"
+        try:
+            opened = open_response(
+                request, _range_headers(state), connection, follow_redirects=follow_redirects
             )
-        return goal is None or state.offset >= goal
-    except (FetchError, _Retry):
-        raise
+        except Unreached as unreached:
+            url = unreached.url
+            raise unreached.cause from None
+        conn, url = opened.conn, opened.url
+        return _receive(
+            opened, sink, file_sink, state, progress, connection, describe, expected_size
+        )
+    except (FetchError, _Retry) as error:
+        failure = error
+        # Not a full disk or a size that changed: those are no URL's doing.
+        of_the_server = isinstance(error, HttpStatusError | _Retry)
     except (OSError, http.client.HTTPException) as error:
-        words = transient_error_words(error, request.url)
-        if words is None:
-            if isinstance(error, ssl.SSLCertVerificationError):
-                raise PermanentError(
-                    f"TLS certificate verification failed: {error.verify_message}"
-                ) from None
-            if isinstance(error, ssl.SSLError) and error.reason in _TLS_MISMATCH:
-                raise PermanentError(
-                    f"TLS with {_where(request.url)} failed: {error.reason} "
-                    "(does it speak https on that port?)"
-                ) from None
-            raise PermanentError(f"{type(error).__name__}: {error}") from None
-        raise _Retry(words) from None
+        failure = _network_failure(error, url)
     finally:
         if conn is not None:
             conn.close()
+    if url == request.url or not of_the_server:
+        raise failure
+    if isinstance(failure, FetchError):
+        raise failure.about(_redirected(url)) from None
+    raise _Retry(f"{_redirected(url)}: {failure}", failure.retry_after) from None
+
+
+def _receive(
+    opened: Opened,
+    sink: FileSink | HashingSink,
+    file_sink: FileSink,
+    state: _Resume,
+    progress: Progress,
+    connection: Connection,
+    describe: Describe,
+    expected_size: int | None,
+) -> bool:
+    """Check the answer and stream its body into the file; True once the file is whole."""
+    response = opened.response
+    _check_status(response, state.offset, describe)
+    piece_end, remaining = _bounds(response, sink, state, progress, file_sink.path.name)
+    goal = state.total if state.total is not None else expected_size
+    end = piece_end if piece_end is not None else goal
+    if goal is not None and progress.total is None:
+        progress.set_total(goal)
+    if remaining is not None:
+        check_room(file_sink.path.parent, remaining, file_sink.path.name)
+    # Read until the connection closes: only how it closes can tell a cut, and only a
+    # digest can check the bytes.
+    # Over TLS too, a close without close_notify counts as the end: many servers skip
+    # it, and one that always does could never be fetched.
+    unverified = end is None and not response.chunked and not isinstance(sink, HashingSink)
+    etag = response.getheader("ETag")
+    state.validator = (
+        etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
+    )
+    _stream(_body_reader(response, opened.conn, remaining, connection), sink, progress)
+    state.offset = file_sink.written
+    if end is not None and state.offset != end:
+        of = goal if goal is not None else end
+        raise _Retry(f"connection closed early by the server ({state.offset} of {of} bytes)")
+    if unverified:
+        name = file_sink.path.name
+        log(
+            f"warning: the server sent {name} without a length, ending it by closing the"
+            f" connection: the size of {name} could not be verified (set sha256 to verify it)"
+        )
+    return goal is None or state.offset >= goal
+
+
+def _redirected(url: str) -> str:
+    """Says where a redirect led: a failure there names that URL, not the one asked."""
+    return f"redirected to {shown_uri(url)}"
+
+
+def _network_failure(error: OSError | http.client.HTTPException, url: str) -> FetchError | _Retry:
+    """What a network error talking to ``url`` (the last URL asked) comes to."""
+    words = transient_error_words(error, url)
+    if words is not None:
+        return _Retry(words)
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return PermanentError(f"TLS certificate verification failed: {error.verify_message}")
+    if isinstance(error, ssl.SSLError) and error.reason in _TLS_MISMATCH:
+        return PermanentError(
+            f"TLS with {_where(url)} failed: {error.reason} (does it speak https on that port?)"
+        )
+    return PermanentError(f"{type(error).__name__}: {error}")
 
 
 def _range_headers(state: _Resume) -> dict[str, str]:
@@ -569,7 +649,8 @@ def _check_status(response: http.client.HTTPResponse, offset: int, describe: Des
     status = response.status
     if status >= 300 and not (status == 416 and offset):
         body = response.read(ERROR_BODY_BYTES)
-        words = describe(status, response.reason, body)
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        words = describe(status, response.reason, body, headers)
         if status >= 500 or status in _TRANSIENT_STATUSES:
             raise _Retry(words, _retry_after(response))
         raise HttpStatusError(words, status)

@@ -1,10 +1,12 @@
 """Unpack a ``.tar.gz`` or ``.zip`` into a folder, refusing anything that would escape it.
 
 Refused: absolute names, ``..`` components, device files and FIFOs, and
-links (symbolic or hard) whose target resolves outside the folder. Regular
-files and folders are written first, links last: while files are written
-no link exists on disk, so no write can be redirected through one; each
-link is then checked against what is really on disk before it is made.
+links (symbolic or hard) whose target resolves outside the folder. Members
+are written in archive order, the last of a name winning as with GNU tar
+(an archive updated with ``tar -r``); hard links are copies made where
+they occur. Symbolic links alone wait for the end: while files are written
+no symlink exists on disk, so no write can be redirected through one; each
+is then checked against what is really on disk before it is made.
 Modes keep only the owner's execute bit and the usual read bits (no setuid,
 no group or world write), as tarfile's ``data`` filter does. What an archive
 unpacks to is bounded by the room left (free disk, or a size limit): sizes
@@ -153,12 +155,14 @@ def _safe_mode(mode: int) -> int:
 
 def _write_file(
     folder: Path, name: str, source: IO[bytes], mode: int, size: int, budget: _Budget
-) -> None:
+) -> int:
+    """Write a regular file (over one of that name); returns 1 for a new name."""
     budget.declare(size)
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir() and not path.is_symlink():
         raise UnsafeArchive(f"archive member {name!r} replaces a folder with a file")
+    new = not os.path.lexists(path)
     written = 0
     try:
         with open(path, "wb") as out:
@@ -169,39 +173,86 @@ def _write_file(
     except OSError as error:
         raise local_write_error(error, path, written) from None
     os.chmod(path, _safe_mode(mode))
+    return int(new)
 
 
-def _make_links(folder: Path, links: list[_Link], budget: _Budget) -> None:
-    for link in links:
-        if _name_bytes(link.target) > MAX_NAME_BYTES:
-            raise UnsafeArchive(f"archive link {link.name!r} has a target over 1024 bytes")
-        path = folder / link.name
-        parent = os.path.realpath(path.parent)
-        if not _inside(folder, parent):
-            raise UnsafeArchive(f"archive link {link.name!r} lies outside the destination folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir() and not path.is_symlink():
-            raise UnsafeArchive(f"archive link {link.name!r} replaces a folder")
-        if link.hard:
-            # A hard link's target is another member, named from the archive's root.
-            source = folder / checked_name(link.target)
-            if not _inside(folder, str(source)) or not source.is_file():
-                raise UnsafeArchive(
-                    f"archive hard link {link.name!r} points to {link.target!r},"
-                    " which is not a file inside the destination folder"
-                )
-            # A copy: it takes its room again.
-            size = source.stat().st_size
-            budget.declare(size)
-            budget.wrote(size)
-            _remove(path)
-            shutil.copyfile(os.path.realpath(source), path)
-            continue
+class _PendingLinks:
+    """Symbolic links to make once every file is written, the last of a name winning.
+
+    Memory grows with the number of symlinks only, not with the archive's members."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, _Link] = {}
+
+    def add(self, link: _Link) -> None:
+        self._links.pop(link.name, None)  # re-inserted: made in the later one's place
+        self._links[link.name] = link
+
+    def drop(self, name: str) -> None:
+        """A later file or folder of that name replaces the link."""
+        self._links.pop(name, None)
+
+    def get(self, name: str) -> _Link | None:
+        return self._links.get(name)
+
+    def __iter__(self) -> Iterator[_Link]:
+        return iter(list(self._links.values()))
+
+
+def _link_path(folder: Path, link: _Link) -> Path:
+    """Where a link goes, its folder made; refuses one outside or in a folder's place."""
+    if _name_bytes(link.target) > MAX_NAME_BYTES:
+        raise UnsafeArchive(f"archive link {link.name!r} has a target over 1024 bytes")
+    path = folder / link.name
+    if not _inside(folder, os.path.realpath(path.parent)):
+        raise UnsafeArchive(f"archive link {link.name!r} lies outside the destination folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        raise UnsafeArchive(f"archive link {link.name!r} replaces a folder")
+    return path
+
+
+def _hard_link(folder: Path, link: _Link, pending: _PendingLinks, budget: _Budget) -> int:
+    """Copy a hard link's target as it is at this point of the archive; returns 1 for a
+    new name. No symlink is on disk yet, so the target is read where the archive put it."""
+    if _name_bytes(link.target) > MAX_NAME_BYTES:
+        raise UnsafeArchive(f"archive link {link.name!r} has a target over 1024 bytes")
+    target = checked_name(link.target)
+    symlink = pending.get(target)
+    if symlink is not None:
+        # A hard link to a symlink is that symlink under another name, as tar makes it.
+        pending.add(_Link(link.name, symlink.target, hard=False))
+        return 0
+    pending.drop(link.name)
+    path = _link_path(folder, link)
+    source = folder / target
+    if not _inside(folder, str(source)) or not source.is_file():
+        raise UnsafeArchive(
+            f"archive hard link {link.name!r} points to {link.target!r},"
+            " which is not a file inside the destination folder"
+        )
+    if source == path:
+        return 0  # a link to itself: the file as it is
+    # A copy: it takes its room again.
+    size = source.stat().st_size
+    budget.declare(size)
+    budget.wrote(size)
+    new = not os.path.lexists(path)
+    _remove(path)
+    shutil.copyfile(source, path)
+    return int(new)
+
+
+def _make_symlinks(folder: Path, pending: _PendingLinks) -> int:
+    """Make the symlinks, each checked on disk; returns how many names they add."""
+    made = 0
+    for link in pending:
+        path = _link_path(folder, link)
         if os.path.isabs(link.target):
             raise UnsafeArchive(
                 f"archive symlink {link.name!r} points to the absolute path {link.target!r}"
             )
-        if not _inside(folder, os.path.join(parent, link.target)):
+        if not _inside(folder, os.path.join(os.path.realpath(path.parent), link.target)):
             raise UnsafeArchive(
                 f"archive symlink {link.name!r} points to {link.target!r},"
                 " outside the destination folder"
@@ -213,16 +264,18 @@ def _make_links(folder: Path, links: list[_Link], budget: _Budget) -> None:
             raise UnsafeArchive(
                 f"archive symlink {link.name!r} points to {link.target!r}, above the archive's root"
             )
+        made += not os.path.lexists(path)
         _remove(path)
         os.symlink(link.target, path)
     # A later link can change where an earlier one leads ("a -> b/.." then
     # "b -> ."): only the final state counts, so every link is checked again.
-    for link in links:
+    for link in pending:
         if not _inside(folder, str(folder / link.name)):
             raise UnsafeArchive(
                 f"archive link {link.name!r} leads outside the destination folder"
                 " through other links"
             )
+    return made
 
 
 def _remove(path: Path) -> None:
@@ -232,27 +285,16 @@ def _remove(path: Path) -> None:
 
 def _unpack_tar(archive: Path, folder: Path, budget: _Budget) -> int:
     files = 0
-    links: list[_Link] = []
-    # Stream mode: one pass over the compressed data, constant memory. tarfile stops at
-    # its end-of-archive blocks and never checks gzip's length and CRC: the rest of the
-    # stream is read below, so a file cut short or corrupted fails instead.
+    pending = _PendingLinks()
+    # Stream mode: one pass over the compressed data. tarfile stops at its end-of-archive
+    # blocks and never checks gzip's length and CRC: the rest of the stream is read
+    # below, so a file cut short or corrupted fails instead.
     with gzip.open(archive, "rb") as compressed, tarfile.open(fileobj=compressed, mode="r|") as tar:
-        for member in tar:
-            name = checked_name(member.name)
-            if member.isdir():
-                if name:
-                    (folder / name).mkdir(parents=True, exist_ok=True)
-            elif member.isfile():
-                source = tar.extractfile(member)
-                assert source is not None  # a regular file always has data
-                _write_file(folder, name, source, member.mode, member.size, budget)
-                files += 1
-            elif member.issym() or member.islnk():
-                links.append(_Link(name, member.linkname, hard=member.islnk()))
-            else:
-                raise UnsafeArchive(
-                    f"archive member {member.name!r} is a device, FIFO or other special file"
-                )
+        # next(), not iteration: tarfile keeps every header it has read (tar.members),
+        # memory growing with the member count; each is let go once handled.
+        while (member := tar.next()) is not None:
+            tar.members.clear()
+            files += _tar_member(tar, member, folder, pending, budget)
         trailing = 0
         while chunk := compressed.read(BUFFER_BYTES):
             trailing += len(chunk)
@@ -261,8 +303,34 @@ def _unpack_tar(archive: Path, folder: Path, budget: _Budget) -> int:
                     f"{archive.name}: more than {MAX_TRAILING_BYTES >> 20} MiB follows the end"
                     " of its tar archive inside the gzip stream"
                 )
-    _make_links(folder, links, budget)
-    return files + len(links)
+    return files + _make_symlinks(folder, pending)
+
+
+def _tar_member(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    folder: Path,
+    pending: _PendingLinks,
+    budget: _Budget,
+) -> int:
+    """Write one member (a symlink waits in ``pending``); returns the names it adds."""
+    name = checked_name(member.name)
+    if member.isdir():
+        if name:
+            pending.drop(name)
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        return 0
+    if member.isfile():
+        source = tar.extractfile(member)
+        assert source is not None  # a regular file always has data
+        pending.drop(name)
+        return _write_file(folder, name, source, member.mode, member.size, budget)
+    if member.islnk():
+        return _hard_link(folder, _Link(name, member.linkname, hard=True), pending, budget)
+    if member.issym():
+        pending.add(_Link(name, member.linkname, hard=False))
+        return 0
+    raise UnsafeArchive(f"archive member {member.name!r} is a device, FIFO or other special file")
 
 
 def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, int]]:
@@ -272,7 +340,7 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, in
 
 def _unpack_zip(archive: Path, folder: Path, budget: _Budget) -> int:
     files = 0
-    links: list[_Link] = []
+    pending = _PendingLinks()
     with zipfile.ZipFile(archive) as zipped:
         for info, mode in _zip_members(zipped):
             name = checked_name(info.filename)
@@ -281,17 +349,17 @@ def _unpack_zip(archive: Path, folder: Path, budget: _Budget) -> int:
                     target = source.read(MAX_NAME_BYTES + 1)
                 if len(target) > MAX_NAME_BYTES:
                     raise UnsafeArchive(f"archive symlink {name!r} has a target over 1024 bytes")
-                links.append(_Link(name, target.decode(errors="replace"), hard=False))
+                pending.add(_Link(name, target.decode(errors="replace"), hard=False))
             elif info.is_dir():
                 if name:
+                    pending.drop(name)
                     (folder / name).mkdir(parents=True, exist_ok=True)
             elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                 raise UnsafeArchive(
                     f"archive member {info.filename!r} is a device, FIFO or other special file"
                 )
             else:
+                pending.drop(name)
                 with zipped.open(info) as source:
-                    _write_file(folder, name, source, mode, info.file_size, budget)
-                files += 1
-    _make_links(folder, links, budget)
-    return files + len(links)
+                    files += _write_file(folder, name, source, mode, info.file_size, budget)
+    return files + _make_symlinks(folder, pending)

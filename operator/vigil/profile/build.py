@@ -235,10 +235,12 @@ def profile_column(
     top_k: int = DEFAULT_TOP_K,
     max_allowed: int = DEFAULT_MAX_ALLOWED,
     source: str | None = None,
+    prediction: bool = False,
 ) -> model.FeatureProfile:
     """Profile one column. ``categorical=None`` decides from the data type.
 
-    ``source``: the column's name in the data for error messages (default ``name``).
+    ``source``: the column's name in the data for error messages (default ``name``);
+    ``prediction``: the column holds the model's outputs, not a feature (said in them).
     Missing values (NaN, None) are counted apart; an infinite one is an error.
     """
     source = source or name
@@ -262,7 +264,7 @@ def profile_column(
         assert numeric is not None
         present = numeric[~np.isnan(numeric)]
         if present.size == 0:
-            raise ProfileError(f"column {source!r} has no values (all missing)")
+            raise _no_values(source, prediction)
         summary = _summary(present, source)
         with np.errstate(over="ignore", invalid="ignore"):
             edges = _quantile_edges(present, bins)
@@ -286,7 +288,7 @@ def profile_column(
     keys = _category_keys(arr)
     present_keys = [k for k in keys if k is not None]
     if not present_keys:
-        raise ProfileError(f"column {source!r} has no values (all missing)")
+        raise _no_values(source, prediction)
     if model.OTHER in present_keys:
         raise ProfileError(f"column {source!r}: the value {model.OTHER!r} is reserved")
     counter = Counter(present_keys)
@@ -313,6 +315,16 @@ def profile_column(
         categories=tuple(top),
         allowed=allowed,
     )
+
+
+def _no_values(source: str, prediction: bool) -> ProfileError:
+    """A column without a value has nothing to profile: what to do instead."""
+    remedy = (
+        "fill it with the model's outputs, or build without it (no --prediction-column)"
+        if prediction
+        else "leave it out of the features (vigil profile build --features), or fill it"
+    )
+    return ProfileError(f"column {source!r} has no values (all missing): {remedy}")
 
 
 def _category_keys(arr: npt.NDArray[Any]) -> list[str | None]:
@@ -473,6 +485,7 @@ def build_profile(
             top_k=max(top_k, MAX_CLASSES_GUESS) if resolved_task == "classification" else top_k,
             max_allowed=max_allowed,
             source=prediction_column or "predictions",
+            prediction=True,
         )
     when = created_at or dt.datetime.now(dt.UTC)
     return model.ReferenceProfile(

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -155,11 +156,13 @@ def read_table(
     progress: str = "auto",
     stream: TextIO | None = None,
     missing: Sequence[str] = (),
+    text_columns: Sequence[str] = (),
 ) -> Any:
     """Load a CSV or Parquet file into a DataFrame, chunk by chunk with progress.
 
     ``missing``: CSV cell values read as missing besides pandas' own (empty, NA, ...);
-    Parquet has typed columns and ignores them.
+    ``text_columns``: CSV columns read as text, each cell as the file writes it. Parquet
+    has typed columns and ignores both.
     """
     try:
         import pandas as pd
@@ -172,54 +175,111 @@ def read_table(
     size = file.stat().st_size
     enabled = progress == "always" or (progress == "auto" and size >= PROGRESS_MIN_BYTES)
     bar = _Progress(f"reading {file.name}", 1.0, enabled, stream or sys.stderr)
-    frames = []
-    rows = 0
     if fmt == "parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as exc:  # pragma: no cover
-            raise ProfileError("reading Parquet needs pyarrow: pip install pyarrow") from exc
-        import pyarrow as pa
-
-        try:
-            pfile = pq.ParquetFile(file)
-            total_rows = pfile.metadata.num_rows or 1
-            for batch in pfile.iter_batches(batch_size=CSV_CHUNK_ROWS):
-                frames.append(batch.to_pandas())
-                rows += batch.num_rows
-                bar.update(rows / total_rows, rows)
-        except (pa.ArrowException, OSError) as error:
-            raise ProfileError(f"{path} is not a readable Parquet file: {error}") from None
+        frames = _read_parquet(file, bar)
     else:
-        try:
-            with file.open("rb") as handle:
-                check_unique_columns(_csv_header(handle), path)
-                handle.seek(0)
-                # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
-                chunks = pd.read_csv(
-                    handle,
-                    chunksize=CSV_CHUNK_ROWS,
-                    encoding="utf-8-sig",
-                    na_values=list(missing) or None,
-                    skipinitialspace=True,  # "age, income": the feature is "income"
-                )
-                for chunk in chunks:
-                    frames.append(chunk)
-                    rows += len(chunk)
-                    bar.update(handle.tell() / max(size, 1), rows)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
-            raise ProfileError(f"{path} is not a readable CSV: {error}") from None
-        except UnicodeDecodeError:
-            where = not_utf8(file.read_bytes())
-            raise ProfileError(f"{path} is not UTF-8 text ({where}): save it as UTF-8") from None
-        except OSError as error:
-            raise ProfileError(f"cannot read {path}: {error.strerror or error}") from None
-    bar.update(1.0, rows)
+        frames = _read_csv(file, size, bar, missing, text_columns)
+    bar.update(1.0, sum(len(frame) for frame in frames))
     bar.close()
     if not frames:
         raise ProfileError(f"{path} has no rows")
     check_unique_columns(frames[0].columns, path)
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _read_parquet(file: Path, bar: _Progress) -> list[Any]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover
+        raise ProfileError("reading Parquet needs pyarrow: pip install pyarrow") from exc
+    import pyarrow as pa
+
+    frames, rows = [], 0
+    try:
+        pfile = pq.ParquetFile(file)
+        total_rows = pfile.metadata.num_rows or 1
+        for batch in pfile.iter_batches(batch_size=CSV_CHUNK_ROWS):
+            frames.append(batch.to_pandas())
+            rows += batch.num_rows
+            bar.update(rows / total_rows, rows)
+    except (pa.ArrowException, OSError) as error:
+        raise ProfileError(f"{file} is not a readable Parquet file: {error}") from None
+    return frames
+
+
+def _read_csv(
+    file: Path, size: int, bar: _Progress, missing: Sequence[str], text_columns: Sequence[str]
+) -> list[Any]:
+    """The CSV's chunks, each column typed once for the whole file: pandas types each
+    chunk by itself, and "1.0" was text in a chunk holding a word, the number 1 in others."""
+    import pandas as pd
+
+    frames, rows = [], 0
+    try:
+        with file.open("rb") as handle:
+            header = _csv_header(handle)
+            check_unique_columns(header, str(file))
+            _check_comma_separated(header, file)
+            handle.seek(0)
+            text = {name: str for name in text_columns if name in header}
+            for chunk in _csv_chunks(handle, missing, dtype=text or None):
+                frames.append(chunk)
+                rows += len(chunk)
+                bar.update(handle.tell() / max(size, 1), rows)
+            mixed = _mixed_columns(frames)
+            if mixed:
+                # Read again as text, as pandas reads a column with a word in it whole.
+                handle.seek(0)
+                again = list(_csv_chunks(handle, missing, dtype=str, usecols=mixed))
+                for frame, texts in zip(frames, again, strict=True):
+                    frame[mixed] = texts[mixed]
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+        raise ProfileError(f"{file} is not a readable CSV: {error}") from None
+    except UnicodeDecodeError:
+        where = not_utf8(file.read_bytes())
+        raise ProfileError(f"{file} is not UTF-8 text ({where}): save it as UTF-8") from None
+    except OSError as error:
+        raise ProfileError(f"cannot read {file}: {error.strerror or error}") from None
+    return frames
+
+
+def _csv_chunks(handle: BinaryIO, missing: Sequence[str], **options: Any) -> Any:
+    import pandas as pd
+
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+    return pd.read_csv(
+        handle,
+        chunksize=CSV_CHUNK_ROWS,
+        encoding="utf-8-sig",
+        na_values=list(missing) or None,
+        skipinitialspace=True,  # "age, income": the feature is "income"
+        **options,
+    )
+
+
+def _mixed_columns(frames: Sequence[Any]) -> list[str]:
+    """Columns text in one chunk and numbers (or booleans) in another; chunks without a
+    value in the column, whatever their type, do not count."""
+    if len(frames) < 2:
+        return []
+    from pandas.api.types import is_string_dtype
+
+    mixed = []
+    for column in frames[0].columns:
+        text = {is_string_dtype(frame[column]) for frame in frames if frame[column].notna().any()}
+        if len(text) > 1:
+            mixed.append(column)
+    return mixed
+
+
+def _check_comma_separated(header: Sequence[str], file: Path) -> None:
+    """Refuse a file separated by ';' or tabs: read with commas it made one text column."""
+    if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+        separator = "';'" if ";" in header[0] else "a tab"
+        raise ProfileError(
+            f"{file}: its header {header[0]!r} is one column holding {separator}: the file "
+            "must be comma-separated (pandas: df.to_csv(path, index=False))"
+        )
 
 
 def _csv_header(handle: BinaryIO) -> list[str]:
@@ -235,45 +295,60 @@ def _csv_header(handle: BinaryIO) -> list[str]:
 
 #: A number written with a leading zero ("02134", "-007"): an identifier, not a quantity.
 _PADDED = r"\s*[+-]?0\d"
+#: Text pandas reads as a number: an integer, else a decimal (exponent allowed).
+_INTEGER = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+#: Text pandas reads as booleans when a whole column is made of them.
+_BOOLEANS = {
+    **dict.fromkeys(("True", "TRUE", "true"), True),
+    **dict.fromkeys(("False", "FALSE", "false"), False),
+}
 
 
-def _padded_as_text(
-    frame: Any, path: str, fmt: str | None, categorical: Sequence[str], missing: Sequence[str]
+def _typed_categories(
+    frame: Any, path: str, fmt: str | None, categorical: Sequence[str]
 ) -> list[str]:
-    """Put back as text the categorical CSV columns that hold numbers with leading zeros.
+    """Type the categorical CSV columns, read as text, once for the whole file.
 
-    pandas reads the zip code "02134" as the number 2134: keyed "2134", while clients
-    send "02134". Such a column is read again as text (only those columns), every cell
-    as the file writes it; a categorical column of numbers without leading zeros stays
-    as pandas reads it ("1.0" the number 1, as a client sends it). Returns the names.
+    A column holding numbers written with leading zeros (the zip code "02134", keyed
+    "2134" as a number while clients send "02134") stays text, every cell as the file
+    writes it; its name is returned. In the others a cell that is a number is read as
+    one ("1.0" the number 1, keyed "1" as a client's 1 or 1.0; an integer whole, so a
+    64-bit id keeps every digit), the rest stays text; a column of True/False only is
+    read as booleans, as pandas reads one.
     """
     if (fmt or Path(path).suffix.lower().lstrip(".")) in PARQUET:
         return []  # Parquet columns have their type: a zip code stored as text stays text
     import pandas as pd
 
-    suspects = [
-        c for c in categorical if c in frame.columns and not pd.api.types.is_string_dtype(frame[c])
-    ]
-    if not suspects:
-        return []
-    try:
-        with Path(path).open("rb") as handle:  # as read_table reads it
-            text = pd.read_csv(
-                handle,
-                usecols=suspects,
-                dtype=str,
-                encoding="utf-8-sig",
-                na_values=list(missing) or None,
-                skipinitialspace=True,
-            )
-    except (ValueError, OSError) as error:  # it was read once: hardly ever
-        raise ProfileError(f"cannot read {path} again: {error}") from None
-    if len(text) != len(frame):  # hardly ever: the same file, read as before
-        return []
-    padded = [c for c in suspects if text[c].dropna().str.match(_PADDED).any()]
-    for column in padded:
-        frame[column] = text[column].to_numpy(dtype=object)
+    padded = []
+    for column in categorical:
+        if column not in frame.columns or frame[column].dtype.kind != "O":
+            continue
+        texts = frame[column].to_numpy(dtype=object)
+        present = [text for text in texts if isinstance(text, str)]
+        if any(re.match(_PADDED, text) for text in present):
+            padded.append(column)
+            continue
+        if present and all(text.strip() in _BOOLEANS for text in present):
+            values = [_BOOLEANS[t.strip()] if isinstance(t, str) else None for t in texts]
+        else:
+            values = [_cell_value(text) for text in texts]
+        # As objects: pandas would make whole numbers with a gap floats (ids losing digits).
+        frame[column] = pd.Series(values, index=frame.index, dtype=object)
     return padded
+
+
+def _cell_value(text: object) -> object:
+    """A CSV cell read as text: a number when it reads as one, None when missing."""
+    if not isinstance(text, str):
+        return None  # pandas' NaN for a missing cell
+    stripped = text.strip()
+    if _INTEGER.fullmatch(stripped):
+        return int(stripped)
+    if _DECIMAL.fullmatch(stripped):
+        return float(stripped)
+    return text
 
 
 def _split(value: str | None) -> list[str]:
@@ -336,8 +411,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
         features = _split(args.features)
         categorical = _split(args.categorical)
         _check_column_options(args, features)
-        frame = read_table(args.input, args.format, args.progress, missing=markers)
-        padded = _padded_as_text(frame, args.input, args.format, categorical, markers)
+        frame = read_table(
+            args.input, args.format, args.progress, missing=markers, text_columns=categorical
+        )
+        padded = _typed_categories(frame, args.input, args.format, categorical)
         frame = _select(frame, args, features)
         truths = _take_labels(frame, args)
         if truths is not None:

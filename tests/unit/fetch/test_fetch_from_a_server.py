@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from vigil.fetch import main as fetch_main
-from vigil.fetch.errors import EXIT_PERMANENT
+from vigil.fetch.errors import EXIT_PERMANENT, EXIT_TRANSIENT
 from vigil.fetch.main import MARKER
 from vigil.fetch.sigv4 import uri_encode
 
@@ -418,3 +418,119 @@ def test_a_file_name_too_long_for_the_file_system_is_a_permanent_error_in_its_wo
         assert f": object wine/{name}: " in done.message
     assert done.code == EXIT_PERMANENT
     assert re.search(rf": cannot write \S+/{name}: File name too long$", done.message)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def redirect(location: str) -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return route
+
+
+def test_a_failure_after_a_redirect_names_where_the_redirect_led(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    port = closed_port()
+    server.routes["/m.bin"] = redirect(f"http://127.0.0.1:{port}/moved/m.bin")
+    server.routes["/gone.bin"] = redirect("/missing.bin")
+    done = run(server.url("/m.bin"))
+    assert done.code == EXIT_TRANSIENT
+    assert done.message == (
+        f"{server.url('/m.bin')}: redirected to http://127.0.0.1:{port}/moved/m.bin: cannot"
+        f" connect to 127.0.0.1:{port}: connection refused (gave up after 2 attempts in a row)"
+    )
+    done = run(server.url("/gone.bin"))
+    assert done.code == EXIT_PERMANENT
+    assert done.message.endswith(f": redirected to {server.url('/missing.bin')}: 404 Not Found")
+
+
+@pytest.mark.parametrize("scheme", ["ftp", "file"])
+def test_a_redirect_to_a_url_that_is_not_http_fails_at_once_naming_it(
+    server: Server, run: Callable[..., Run], scheme: str
+) -> None:
+    # A port nothing listens on: tried as HTTP, it would be refused and retried.
+    location = f"{scheme}://127.0.0.1:{closed_port()}/m.bin"
+    server.routes["/m.bin"] = redirect(location + "?token=SECRET")
+    done = run(server.url("/m.bin"), "--retries", "3")
+    assert done.code == EXIT_PERMANENT
+    assert done.message == (
+        f"{server.url('/m.bin')}: redirected to {location}?…, which is not an http(s):// URL"
+    )
+    assert "SECRET" not in done.log
+    assert server.asked == ["/m.bin"]
+
+
+def tar_gz_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("reserved", [".vigil-fetch/x", ".vigil-fetch.json"])
+def test_an_artifact_holding_a_name_the_fetcher_keeps_is_refused_leaving_nothing(
+    server: Server, run: Callable[..., Run], reserved: str
+) -> None:
+    server.routes["/model.tar.gz"] = send(tar_gz_of({reserved: b"{}", "model.bin": DATA}))
+    done = run(server.url("/model.tar.gz"))
+    assert done.code == EXIT_PERMANENT
+    name = reserved.split("/")[0]
+    assert done.message == (
+        f"{server.url('/model.tar.gz')}: the artifact holds {name!r} at its top, a name"
+        " vigil-fetch keeps for its own use in the model's folder: rename it"
+    )
+    assert list(done.dest.iterdir()) == []
+
+
+def test_a_bucket_in_another_region_is_told_which_region_to_set(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    body = (
+        b"<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to"
+        b" access must be addressed using the specified endpoint.</Message>"
+        b"<Endpoint>models.s3.eu-west-1.amazonaws.com</Endpoint><Bucket>models</Bucket></Error>"
+    )
+
+    def moved(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(301)
+        handler.send_header("x-amz-bucket-region", "eu-west-1")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    server.routes["/models/wine/model.bin"] = moved
+    done = run("s3://models/wine/model.bin", "--s3-endpoint", server.url(""))
+    assert done.code == EXIT_PERMANENT
+    assert done.message.startswith("s3://models/wine/model.bin: 301 Moved Permanently: Perma")
+    assert done.message.endswith(
+        "(the bucket is in eu-west-1: set spec.model.storage.region: eu-west-1)"
+    )
+
+
+def test_access_denied_to_one_object_says_the_key_may_not_exist(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    server.routes["/models/wine/model.bin"] = s3_error(403, "AccessDenied")
+    done = run("s3://models/wine/model.bin", "--s3-endpoint", server.url(""))
+    assert done.code == EXIT_PERMANENT
+    assert done.message == (
+        "s3://models/wine/model.bin: 403 Forbidden: AccessDenied: AccessDenied says the store"
+        " (or no such key: S3 answers 403, not 404, for a key that does not exist when the"
+        " keys may not list the bucket, s3:ListBucket)"
+    )
+    # Refused keys are no missing key: said as the store says it.
+    server.routes["/models/wine/model.bin"] = s3_error(403, "SignatureDoesNotMatch")
+    done = run("s3://models/wine/model.bin", "--s3-endpoint", server.url(""))
+    assert done.message.endswith("SignatureDoesNotMatch says the store")

@@ -165,3 +165,38 @@ def test_credentials_from_the_environment_are_stripped_like_those_of_a_secret_mo
     }
     assert load_credentials(None, environ) == Credentials("AKID", "secret", "token")
     assert load_credentials(None, {"AWS_ACCESS_KEY_ID": "\n", "AWS_SECRET_ACCESS_KEY": ""}) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "region"),
+    [
+        pytest.param(
+            301,
+            b"<Error><Code>PermanentRedirect</Code><Message>Use the endpoint.</Message>"
+            b"<Endpoint>models.s3.ap-southeast-2.amazonaws.com</Endpoint></Error>",
+            {},
+            "ap-southeast-2",
+            id="the endpoint in the body",
+        ),
+        pytest.param(
+            400,
+            b"<Error><Code>AuthorizationHeaderMalformed</Code><Message>the region 'us-east-1'"
+            b" is wrong; expecting 'eu-central-1'</Message><Region>eu-central-1</Region></Error>",
+            {},
+            "eu-central-1",
+            id="a signature for another region",
+        ),
+        pytest.param(301, b"", {"x-amz-bucket-region": "us-west-2"}, "us-west-2", id="header"),
+    ],
+)
+def test_a_bucket_in_another_region_is_told_which_region_to_set(
+    status: int, body: bytes, headers: dict[str, str], region: str
+) -> None:
+    words = describe_error(status, "Moved", body, headers)
+    assert words.endswith(f" (the bucket is in {region}: set spec.model.storage.region: {region})")
+
+
+def test_a_region_header_on_another_error_adds_no_region_advice() -> None:
+    body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+    words = describe_error(403, "Forbidden", body, {"x-amz-bucket-region": "eu-west-1"})
+    assert words == "403 Forbidden: AccessDenied: Access Denied"

@@ -1,0 +1,76 @@
+"""`vigil profile build` reads a CSV as one file: each column typed once, commas only."""
+
+import pytest
+
+from vigil.cli import main
+from vigil.profile import cli, load_profile
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 10 rows: what a file of a few hundred thousand rows is read in."""
+    monkeypatch.setattr(cli, "CSV_CHUNK_ROWS", 10)
+
+
+def _build(tmp_path, *options):
+    out = tmp_path / "p.json"
+    rc = main(["profile", "build", str(tmp_path / "data.csv"), "-o", str(out), *options])
+    return rc, out
+
+
+def test_a_categorical_column_is_keyed_alike_in_chunks_with_and_without_words(
+    tmp_path, small_chunks, capsys
+):
+    """A word in one chunk made its "1.0" the text "1.0", the number 1 ("1") elsewhere."""
+    grades = ["1.0", "2.0"] * 15
+    grades[25] = "unknown"
+    flags = ["True", "False", ""] * 10
+    rows = "".join(f"{i},{g},{f}\n" for i, (g, f) in enumerate(zip(grades, flags, strict=True)))
+    (tmp_path / "data.csv").write_text("x,grade,flag\n" + rows)
+    rc, out = _build(tmp_path, "--categorical", "grade,flag")
+    assert rc == 0, capsys.readouterr().err
+    profile = load_profile(out)
+    assert profile.feature("grade").allowed == ("1", "2", "unknown")
+    assert profile.feature("flag").allowed == ("false", "true")
+
+
+def test_a_text_column_with_words_in_some_chunks_only_reads_as_in_one_chunk(
+    tmp_path, monkeypatch, capsys
+):
+    colours = ["2.0", "3.0"] * 10 + ["red", "blue", "2.0", "green"] * 10
+    # Booleans, with a chunk where a missing cell makes them objects and one all empty.
+    flags = ["True", "False"] * 5 + ["True", ""] * 5 + [""] * 10 + ["False"] * 30
+    rows = "".join(f"{i},{c},{f}\n" for i, (c, f) in enumerate(zip(colours, flags, strict=True)))
+    (tmp_path / "data.csv").write_text("x,colour,flag\n" + rows)
+    assert _build(tmp_path)[0] == 0
+    whole = load_profile(tmp_path / "p.json")
+    monkeypatch.setattr(cli, "CSV_CHUNK_ROWS", 10)
+    assert _build(tmp_path)[0] == 0
+    chunked = load_profile(tmp_path / "p.json")
+    assert chunked.feature("colour").allowed == ("2.0", "3.0", "blue", "green", "red")
+    assert chunked.feature("flag").allowed == ("false", "true")
+    assert chunked.features == whole.features
+
+
+@pytest.mark.parametrize(("separator", "said"), [(";", "';'"), ("\t", "a tab")])
+def test_a_file_separated_otherwise_than_by_commas_is_refused_saying_so(
+    tmp_path, capsys, separator, said
+):
+    header = separator.join(["a", "b", "c"])
+    rows = "".join(separator.join([str(i), f"{i * 2.5}", str(i % 3)]) + "\n" for i in range(30))
+    (tmp_path / "data.csv").write_text(f"{header}\n{rows}")
+    rc, out = _build(tmp_path)
+    assert rc == 1 and not out.exists()
+    err = capsys.readouterr().err
+    assert f"its header {header!r} is one column holding {said}" in err
+    assert "the file must be comma-separated" in err
+
+
+def test_a_column_without_values_is_refused_saying_what_to_do(tmp_path, capsys):
+    (tmp_path / "data.csv").write_text("a,b\n" + "".join(f"{i},\n" for i in range(10)))
+    assert _build(tmp_path)[0] == 1
+    assert capsys.readouterr().err == (
+        "vigil profile build: column 'b' has no values (all missing): leave it out of the"
+        " features (vigil profile build --features), or fill it\n"
+    )
+    assert _build(tmp_path, "--features", "a")[0] == 0
