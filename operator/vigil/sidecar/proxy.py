@@ -485,14 +485,19 @@ class _Client(asyncio.Protocol):
         self._next(closing)
 
     def _body_timed_out(self) -> None:
-        """The body did not come within the bound: the client's fault, not the model's."""
+        """The body did not come within the bound: the client's fault, not the model's (408,
+        which ends the connection: the rest of the body is no next request)."""
         self.timer = None
         head = self.head
+        words = (
+            "request body not received within "
+            f"{self.proxy.settings.upstream_timeout_seconds:g} s of its head"
+        )
         if head is None:
-            self._bad_body("other", "not received in time", origin_of(False))
+            self._reject(408, "body_timeout", words)
             return
         endpoint = endpoint_of(self.proxy.settings.protocol, head.method, head.path)
-        self._bad_body(endpoint, "not received in time", origin_of(head.shadow_copy), head)
+        self._reject(408, "body_timeout", words, endpoint, origin_of(head.shadow_copy), head)
 
     def _timed_out(self) -> None:
         """The model server did not answer within upstream.timeoutSeconds of the dispatch."""

@@ -214,8 +214,8 @@ class TestTimeLimits:
         )
         client.data_received(post(b"{", length=2))
         timers.advance(1.01)
-        assert sent == [] and transport.answers() == [b"HTTP/1.1 400 Bad Request"]
+        assert sent == [] and transport.answers() == [b"HTTP/1.1 408 Request Timeout"]
         m = await scrape(http, sidecar)
-        assert value(m, "vigil_rejected_requests_total", reason="bad_request") == 1
+        assert value(m, "vigil_rejected_requests_total", reason="body_timeout") == 1
         assert value(m, "vigil_request_outcomes_total", outcome="rejected") == 1
         assert value(m, "vigil_upstream_failures_total") == 0

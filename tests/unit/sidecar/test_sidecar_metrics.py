@@ -196,7 +196,7 @@ async def test_shadow_copies_are_counted_apart_from_live_requests(
     [
         pytest.param(b"Content-Length: 5000\r\n\r\n", "413", id="body-too-large"),
         pytest.param(b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "400", id="bad-body"),
-        pytest.param(b"Content-Length: 10\r\n\r\nslow", "400", id="body-timed-out"),
+        pytest.param(b"Content-Length: 10\r\n\r\nslow", "408", id="body-timed-out"),
     ],
 )
 async def test_shadow_copies_the_sidecar_rejects_are_counted_as_shadow(
@@ -281,7 +281,8 @@ class TestRequestDurationRunsFromTheCompleteRequest:
         client.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
         now[0] += 30.0
         await until(lambda: transport.closing)
-        assert transport.answers() == [b"HTTP/1.1 400 Bad Request"]
+        assert transport.answers() == [b"HTTP/1.1 408 Request Timeout"]
         m = await scrape(http, sidecar)
-        assert value(m, "vigil_requests_total", outcome="rejected", code="400") == 1
+        assert value(m, "vigil_requests_total", outcome="rejected", code="408") == 1
+        assert value(m, "vigil_rejected_requests_total", reason="body_timeout") == 1
         assert value(m, "vigil_request_duration_seconds_sum", endpoint="other") == 0

@@ -151,14 +151,15 @@ async def test_client_gone_mid_request_is_recorded_and_nothing_breaks(model, sta
     assert value(m, "vigil_requests_total", outcome="success", endpoint="infer") == 1
 
 
-async def test_slow_request_body_times_out_with_400(model, start_sidecar):
+async def test_slow_request_body_times_out_with_408(model, start_sidecar):
     # The timeout firing is what is tested: short, as nothing here has to beat it.
     sidecar = await start_sidecar(model.url, upstream_timeout_seconds=0.1)
     reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
     try:
         writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part")
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        assert head.startswith(b"HTTP/1.1 400")
+        assert head.startswith(b"HTTP/1.1 408 Request Timeout")
+        assert b"Connection: close" in head
         assert sidecar.proxy.in_flight == 0
     finally:
         writer.close()
