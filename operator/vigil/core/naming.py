@@ -31,8 +31,9 @@ ANNOTATION_REFERENCE_DIGEST = "vigil.dev/reference-digest"
 #: On a previous revision kept for a bake: "<promoted revision> <start>", written with the
 #: switch, so a switch whose status write was lost resumes the bake from its start.
 ANNOTATION_KEPT_FOR_BAKE = "vigil.dev/kept-for-bake"
-#: On the Service ``<name>``: "<revision> <time>", the revision it took live traffic to and
-#: when, written with the move, so a switch whose status write was lost is dated right.
+#: On the Service ``<name>``: "<revision> <time>", the revision it last moved all live traffic
+#: to and when (a canary's selector leaves it), so a switch whose status write was lost is
+#: dated right.
 ANNOTATION_SERVING_SINCE = "vigil.dev/serving-since"
 #: On a revision's Deployment: a copy of its sidecar settings, from which its ConfigMap is
 #: made again while the spec renders another revision (during a rollout).

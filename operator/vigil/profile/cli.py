@@ -258,18 +258,29 @@ def _csv_chunks(handle: BinaryIO, missing: Sequence[str], **options: Any) -> Any
 
 
 def _mixed_columns(frames: Sequence[Any]) -> list[str]:
-    """Columns text in one chunk and numbers (or booleans) in another; chunks without a
-    value in the column, whatever their type, do not count."""
+    """Columns typed apart by chunk: text, booleans or numbers in one, another in the next
+    (read whole, pandas makes such a column text); chunks without a value do not count."""
     if len(frames) < 2:
         return []
-    from pandas.api.types import is_string_dtype
+    from pandas.api.types import infer_dtype
+
+    def kind(series: Any) -> str:
+        # Inferred, not the dtype: booleans beside a missing cell are an object column.
+        inferred = infer_dtype(series, skipna=True)
+        if inferred == "boolean":
+            return "bool"
+        return "number" if inferred in _NUMBER_KINDS else "text"
 
     mixed = []
     for column in frames[0].columns:
-        text = {is_string_dtype(frame[column]) for frame in frames if frame[column].notna().any()}
-        if len(text) > 1:
+        kinds = {kind(frame[column]) for frame in frames if frame[column].notna().any()}
+        if len(kinds) > 1:
             mixed.append(column)
     return mixed
+
+
+#: What pandas.api.types.infer_dtype calls a column of numbers.
+_NUMBER_KINDS = frozenset(("integer", "floating", "mixed-integer-float", "decimal"))
 
 
 def _check_comma_separated(header: Sequence[str], file: Path) -> None:

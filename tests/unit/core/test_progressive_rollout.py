@@ -14,6 +14,7 @@ from figures_kit import figures as seen
 
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
+from vigil.core.desired import desired_service
 from vigil.core.reconcile import Apply, Delete, Plan, Route, decide
 from vigil.core.rollout import GoldenResult
 from vigil.core.window import RevisionWindow
@@ -274,6 +275,22 @@ def test_canary_spans_both_revisions_with_replica_ratio() -> None:
     words = "step 2/3 (canary 20%; replica ratio: 1 pod(s) beside 2 stable = 33.3%): "
     assert world.status["candidate"]["message"].startswith(words)
     assert words in world.condition("Ready")["message"]
+
+
+def test_a_canary_selector_leaves_the_serving_mark_as_the_last_move_wrote_it() -> None:
+    # The mark names the revision that last took all live traffic: a canary's span moves
+    # none whole, and a Service an operator without marks applied costs no write for one.
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 20%")
+    world.pods_ready(candidate)
+    world.reconcile()
+    service = world.objects[("Service", "wine")]
+    assert service["metadata"]["annotations"]["vigil.dev/serving-since"].startswith(stable)
+    selector = dict(service["spec"]["selector"])
+    world.carry_out([Apply(desired_service(core_world.OWNER, stable, selector))])
+    services = [a for a in decide(world.observe()).actions if getattr(a, "kind", "") == "Service"]
+    assert [a.name for a in services if a.name == "wine"] == []
 
 
 def live_share(world: RolloutWorld, candidate: str) -> float:

@@ -52,6 +52,19 @@ def test_a_text_column_with_words_in_some_chunks_only_reads_as_in_one_chunk(
     assert chunked.features == whole.features
 
 
+def test_a_column_of_booleans_in_some_chunks_and_numbers_in_others_reads_as_in_one_chunk(
+    tmp_path, monkeypatch
+):
+    flags = ["True", "False"] * 10 + ["1", "0"] * 10
+    rows = "".join(f"{i},{i % 7},{f}\n" for i, f in enumerate(flags))
+    (tmp_path / "data.csv").write_text("x,y,flag\n" + rows)
+    assert _build(tmp_path)[0] == 0
+    whole = load_profile(tmp_path / "p.json")
+    monkeypatch.setattr(cli, "CSV_CHUNK_ROWS", 10)
+    assert _build(tmp_path)[0] == 0
+    assert load_profile(tmp_path / "p.json").features == whole.features
+
+
 @pytest.mark.parametrize(("separator", "said"), [(";", "';'"), ("\t", "a tab")])
 def test_a_file_separated_otherwise_than_by_commas_is_refused_saying_so(
     tmp_path, capsys, separator, said

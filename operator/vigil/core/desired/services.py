@@ -60,15 +60,15 @@ def desired_service(
     owner: Owner,
     serving_revision: str,
     selector: Mapping[str, str] | None = None,
-    since: str | None = None,
+    serving_mark: str | None = None,
 ) -> dict[str, Any]:
     """The Service carrying live traffic to the serving revision's sidecars.
 
     ``selector`` overrides the serving revision's (a router spanning the
-    stable's and the candidate's pods during a canary); ``since``: when the
-    serving revision took live traffic (None: not marked).
+    stable's and the candidate's pods during a canary); ``serving_mark``: which
+    revision took all live traffic last, and when (None: not marked).
     """
-    mark = {naming.ANNOTATION_SERVING_SINCE: f"{serving_revision} {since}"} if since else None
+    mark = {naming.ANNOTATION_SERVING_SINCE: serving_mark} if serving_mark else None
     return _service(
         owner,
         naming.service_name(owner.name),

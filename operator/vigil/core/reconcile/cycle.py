@@ -159,29 +159,33 @@ class Cycle:
         each other: without it a label reaching another pod than the one holding
         its prediction counts as unknown.
         """
-        since = self._serving_since(revision)
-        self.ensure(desired_service(self.obs.owner, revision, selector, since))
+        mark = self._serving_mark(revision, selector)
+        self.ensure(desired_service(self.obs.owner, revision, selector, mark))
         self.ensure(desired_peers_service(self.obs.owner))
         if selector is None:
             self.route(revision)
 
-    def _serving_since(self, revision: str) -> str | None:
-        """The Service's mark for ``revision``: kept while it serves, now when it takes live
-        traffic in this cycle; None on a Service that served it before marks (no write)."""
+    def _live_service(self) -> tuple[Mapping[str, Any] | None, str | None]:
+        """The live Service ``<name>`` and its serving mark (None: none)."""
         live = self.live.get(("Service", naming.service_name(self.obs.owner.name)))
         mark = body(live).meta.annotations.get(naming.ANNOTATION_SERVING_SINCE) if live else None
-        marked, _, since = str(mark or "").partition(" ")
-        if marked == revision and since:
-            return since
+        return live, mark
+
+    def _serving_mark(self, revision: str, selector: Mapping[str, str] | None) -> str | None:
+        """The Service's mark: "<revision> <now>" when live traffic moves to ``revision`` in
+        this cycle, else as it is: a canary's selector moves no traffic whole, and a Service
+        that served ``revision`` before marks existed gets none (no write for it)."""
+        live, mark = self._live_service()
+        if selector is not None or (mark is not None and mark.partition(" ")[0] == revision):
+            return mark
         if mark is None and live is not None and service_revision(live) == revision:
             return None
-        return format_time(self.obs.now)
+        return f"{revision} {format_time(self.obs.now)}"
 
     def serving_since(self, revision: str) -> datetime.datetime | None:
         """When live traffic moved to ``revision`` in this rollout attempt, as the Service's
         mark says (None: not marked, or before the attempt began: an earlier move)."""
-        live = self.live.get(("Service", naming.service_name(self.obs.owner.name)))
-        mark = body(live).meta.annotations.get(naming.ANNOTATION_SERVING_SINCE) if live else None
+        _live, mark = self._live_service()
         marked, _, text = str(mark or "").partition(" ")
         since, attempt = parse_time(text), parse_time(self.attempt_started())
         if marked != revision or since is None or attempt is None or since < attempt:
