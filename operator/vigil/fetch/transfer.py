@@ -478,6 +478,7 @@ def download(
     """
     file_sink = FileSink(target)
     sink: FileSink | HashingSink = HashingSink(file_sink) if sha256 else file_sink
+    job = _Job(sink, file_sink, progress, connection, describe, follow_redirects, expected_size)
     state = _Resume()
     failures = 0
     furthest = 0
@@ -485,17 +486,7 @@ def download(
         while True:
             request = make_request()
             try:
-                complete = _attempt(
-                    request,
-                    sink,
-                    file_sink,
-                    state,
-                    progress=progress,
-                    connection=connection,
-                    describe=describe,
-                    follow_redirects=follow_redirects,
-                    expected_size=expected_size,
-                )
+                complete = _attempt(request, job, state)
             except _Retry as attempt_error:
                 state.offset = file_sink.written
                 # Further than any attempt before: count afresh. A server that ignores Range
@@ -525,18 +516,20 @@ def download(
         raise
 
 
-def _attempt(
-    request: Request,
-    sink: FileSink | HashingSink,
-    file_sink: FileSink,
-    state: _Resume,
-    *,
-    progress: Progress,
-    connection: Connection,
-    describe: Describe,
-    follow_redirects: bool,
-    expected_size: int | None,
-) -> bool:
+@dataclass(frozen=True)
+class _Job:
+    """What every attempt at one object shares: where the bytes go, how they are asked."""
+
+    sink: FileSink | HashingSink
+    file_sink: FileSink
+    progress: Progress
+    connection: Connection
+    describe: Describe
+    follow_redirects: bool
+    expected_size: int | None
+
+
+def _attempt(request: Request, job: _Job, state: _Resume) -> bool:
     """One GET of what the file lacks; True once the file holds the whole object.
 
     A failure of the network or the server after a redirect names where the redirect
@@ -548,15 +541,16 @@ def _attempt(
     try:
         try:
             opened = open_response(
-                request, _range_headers(state), connection, follow_redirects=follow_redirects
+                request,
+                _range_headers(state),
+                job.connection,
+                follow_redirects=job.follow_redirects,
             )
         except Unreached as unreached:
             url = unreached.url
             raise unreached.cause from None
         conn, url = opened.conn, opened.url
-        return _receive(
-            opened, sink, file_sink, state, progress, connection, describe, expected_size
-        )
+        return _receive(opened, job, state)
     except (FetchError, _Retry) as error:
         failure = error
         # Not a full disk or a size that changed: those are no URL's doing.
@@ -573,21 +567,13 @@ def _attempt(
     raise _Retry(f"{_redirected(url)}: {failure}", failure.retry_after) from None
 
 
-def _receive(
-    opened: Opened,
-    sink: FileSink | HashingSink,
-    file_sink: FileSink,
-    state: _Resume,
-    progress: Progress,
-    connection: Connection,
-    describe: Describe,
-    expected_size: int | None,
-) -> bool:
+def _receive(opened: Opened, job: _Job, state: _Resume) -> bool:
     """Check the answer and stream its body into the file; True once the file is whole."""
+    sink, file_sink, progress = job.sink, job.file_sink, job.progress
     response = opened.response
-    _check_status(response, state.offset, describe)
+    _check_status(response, state.offset, job.describe)
     piece_end, remaining = _bounds(response, sink, state, progress, file_sink.path.name)
-    goal = state.total if state.total is not None else expected_size
+    goal = state.total if state.total is not None else job.expected_size
     end = piece_end if piece_end is not None else goal
     if goal is not None and progress.total is None:
         progress.set_total(goal)
@@ -602,7 +588,7 @@ def _receive(
     state.validator = (
         etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
     )
-    _stream(_body_reader(response, opened.conn, remaining, connection), sink, progress)
+    _stream(_body_reader(response, opened.conn, remaining, job.connection), sink, progress)
     state.offset = file_sink.written
     if end is not None and state.offset != end:
         of = goal if goal is not None else end

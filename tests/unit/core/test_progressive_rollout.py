@@ -260,12 +260,18 @@ def test_a_rollback_cut_short_is_finished_once(done: int) -> None:
     assert [h["outcome"] for h in world.status["history"]] == ["RolledBack", "Deployed"]
 
 
-def test_canary_spans_both_revisions_with_replica_ratio() -> None:
+def at_the_first_canary() -> tuple[RolloutWorld, str, str]:
+    """A rollout at its "canary 20%" step under replica ratio, its candidate pods ready."""
     world, stable, candidate = started()
     world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
     run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 20%")
     world.pods_ready(candidate)
     world.reconcile()
+    return world, stable, candidate
+
+
+def test_canary_spans_both_revisions_with_replica_ratio() -> None:
+    world, stable, candidate = at_the_first_canary()
     selector = world.objects[("Service", "wine")]["spec"]["selector"]
     assert selector == {"vigil.dev/model-deployment": "wine"}
     assert world.replicas(candidate) == 1 and world.replicas(stable) == 2
@@ -280,11 +286,7 @@ def test_canary_spans_both_revisions_with_replica_ratio() -> None:
 def test_a_canary_selector_leaves_the_serving_mark_as_the_last_move_wrote_it() -> None:
     # The mark names the revision that last took all live traffic: a canary's span moves
     # none whole, and a Service an operator without marks applied costs no write for one.
-    world, stable, candidate = started()
-    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
-    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == "canary 20%")
-    world.pods_ready(candidate)
-    world.reconcile()
+    world, stable, _candidate = at_the_first_canary()
     service = world.objects[("Service", "wine")]
     assert service["metadata"]["annotations"]["vigil.dev/serving-since"].startswith(stable)
     selector = dict(service["spec"]["selector"])

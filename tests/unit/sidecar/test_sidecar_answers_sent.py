@@ -71,9 +71,9 @@ async def test_a_head_request_the_sidecar_rejects_gets_its_head_alone(model, sta
     assert body == b""
 
 
-async def test_a_drain_waits_until_the_last_answer_has_left(start_sidecar, monkeypatch):
-    # An answer is written whole to the transport; what a slow reader has not taken
-    # yet is in its buffer, and the process exiting after the drain cut it off.
+async def _answered_unread(start_sidecar, monkeypatch):
+    """A sidecar whose one client was answered and has read none of it: (proxy, the
+    client's transport, the client)."""
     sidecar = await start_sidecar("http://127.0.0.1:9")
     proxy_ = sidecar.proxy
     sent = capture_dispatch(proxy_, monkeypatch)
@@ -81,6 +81,13 @@ async def test_a_drain_waits_until_the_last_answer_has_left(start_sidecar, monke
     client.data_received(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     answer_ok(client, sent[0])
     transport.unsent = 1_000_000
+    return proxy_, transport, client
+
+
+async def test_a_drain_waits_until_the_last_answer_has_left(start_sidecar, monkeypatch):
+    # An answer is written whole to the transport; what a slow reader has not taken
+    # yet is in its buffer, and the process exiting after the drain cut it off.
+    proxy_, transport, _client = await _answered_unread(start_sidecar, monkeypatch)
     drain = asyncio.ensure_future(proxy_.drain(5.0))
     await asyncio.sleep(0.1)
     assert not drain.done() and not transport.closing
@@ -92,13 +99,7 @@ async def test_a_drain_waits_until_the_last_answer_has_left(start_sidecar, monke
 async def test_a_drain_gives_up_on_a_client_that_never_reads_at_its_timeout(
     start_sidecar, monkeypatch
 ):
-    sidecar = await start_sidecar("http://127.0.0.1:9")
-    proxy_ = sidecar.proxy
-    sent = capture_dispatch(proxy_, monkeypatch)
-    client, transport = fake_client(proxy_)
-    client.data_received(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-    answer_ok(client, sent[0])
-    transport.unsent = 1_000_000
+    proxy_, transport, client = await _answered_unread(start_sidecar, monkeypatch)
     assert await asyncio.wait_for(proxy_.drain(0.05), 5) is False
     assert transport.closing
     client.connection_lost(None)  # what the transport's close ends in
