@@ -133,7 +133,8 @@ _FAMILIES = (
         "upstream_failures",
         Counter,
         "vigil_upstream_failures",
-        "Requests the model server did not answer: refused, timeout, reset, protocol.",
+        "Requests the model server did not answer: refused, timeout, reset, protocol, "
+        "body_too_large.",
         ("reason",),
     ),
     MetricSpec(
@@ -141,7 +142,7 @@ _FAMILIES = (
         Counter,
         "vigil_rejected_requests",
         "Requests the sidecar answered itself with a 4xx: body_too_large, bad_request, "
-        "headers_too_large.",
+        "body_timeout, headers_too_large.",
         ("reason",),
     ),
     MetricSpec(
