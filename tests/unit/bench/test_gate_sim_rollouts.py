@@ -20,6 +20,7 @@ def rollout(case: str, policy: str, rate: float, seed: int, lazy: bool = True):
 
 
 class TestTodaysPolicies:
+    @pytest.mark.slow
     def test_an_identical_candidate_walks_the_replacement_steps_then_promotes(self) -> None:
         outcome = rollout("A/A", "replacement", 10, seed=3)
         assert (outcome.result, outcome.reason) == ("promoted", "AnalysisPassed")
@@ -87,6 +88,7 @@ class TestReport:
         exact = binomtest(k, n).proportion_ci(method="exact")
         assert clopper_pearson(k, n) == pytest.approx((exact.low, exact.high))
 
+    @pytest.mark.slow
     def test_a_wrong_outcome_is_a_rollback_when_acceptable_and_a_promotion_for_a_b(
         self,
     ) -> None:

@@ -98,6 +98,7 @@ class TestVerdictsAgreeWithTheIntervals:
 class TestMoreGoodEvidence:
     """Evidence in a gate's favour never makes its verdict worse (other gates unchanged)."""
 
+    @pytest.mark.slow
     @settings(max_examples=200, deadline=None)
     @given(
         compared=st.integers(1, 3000),
@@ -114,6 +115,7 @@ class TestMoreGoodEvidence:
         was, now = verdicts(before)["agreement"], verdicts(after)["agreement"]
         assert RANK[now] >= RANK[was], (agreed, compared, more, was, now)
 
+    @pytest.mark.slow
     @settings(max_examples=200, deadline=None)
     @given(requests=st.integers(1, 5000), share=st.floats(0.0, 0.1), more=st.integers(1, 5000))
     def test_more_successful_requests_never_turn_a_pass_into_a_fail(

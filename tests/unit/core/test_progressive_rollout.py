@@ -549,6 +549,7 @@ def test_a_request_at_an_ended_attempt_is_refused_when_it_starts_again(verb: str
     assert world.condition("Ready")["reason"] != "RolloutPaused"
 
 
+@pytest.mark.slow
 def test_a_pause_does_not_count_against_the_deadline() -> None:
     # Held 50 of 60 s, paused 5 minutes, resumed: status keeps no hold across the pause,
     # and the rollout fails only a full progressDeadline after the resume.
@@ -602,6 +603,7 @@ def promoting_short_of_capacity() -> tuple[RolloutWorld, str, str]:
     return world, stable, candidate
 
 
+@pytest.mark.slow
 def test_a_promotion_short_of_capacity_fails_at_the_deadline() -> None:
     world, stable, candidate = promoting_short_of_capacity()
     for _ in range(58):

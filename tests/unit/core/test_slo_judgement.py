@@ -84,6 +84,7 @@ class TestTheErrorRate:
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         assert f"{(centre - half) * 100:.1f}%-{(centre + half) * 100:.1f}%" in errors.interval
 
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         ("rate", "requests", "most_flips"),
         [(0.005, 400, 6), (0.008, 2000, 6), (0.01, 2000, 6), (0.01, 400, 20)],

@@ -97,6 +97,7 @@ class TestBetaBinomialSequence:
         both = first(lambda h, n: mixture.log_mixture(h, n, 0.01))
         assert one < 0.9 * both
 
+    @pytest.mark.slow
     @pytest.mark.parametrize(("p", "above"), [(0.002, True), (0.01, True), (0.01, False)])
     def test_a_true_rate_is_rejected_one_sided_at_any_look_at_most_alpha(
         self, p: float, above: bool
@@ -191,6 +192,7 @@ class TestRankEffect:
         # pairs (c, s): (1,0) >, (1,1) =, (2,0) >, (2,1) >: (3 + 0.5) / 4
         assert effect is not None and effect.theta == pytest.approx(3.5 / 4)
 
+    @pytest.mark.slow
     def test_delong_variance_matches_the_spread_of_theta(self) -> None:
         rng = np.random.default_rng(9)
         probs_s = np.full(20, 0.05)

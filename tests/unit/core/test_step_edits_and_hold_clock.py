@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import core_world
+import pytest
 from core_world import RolloutWorld, spec
 from figures_kit import figures as seen
 
@@ -67,6 +68,7 @@ def seconds_at(world: RolloutWorld, name: str, candidate: str, limit: int = 200)
     raise AssertionError(f"still on {name}: {world.status}")
 
 
+@pytest.mark.slow
 def test_dropping_an_earlier_step_keeps_the_running_step_reindexed() -> None:
     world, candidate = at_canary_20(58)
     world.set_spec(spec("2", 2, rollout=rollout(CANARY_20, CANARY_50)))
@@ -79,6 +81,7 @@ def test_dropping_an_earlier_step_keeps_the_running_step_reindexed() -> None:
     assert seconds_at(world, "canary 50%", candidate) >= 60
 
 
+@pytest.mark.slow
 def test_a_replaced_running_step_starts_afresh_on_its_own_evidence() -> None:
     world, candidate = at_canary_20(58)
     canary_30 = {"canary": {"weight": 30, "duration": "60s"}}

@@ -81,6 +81,7 @@ def test_live_traffic_goes_to_the_stable_alone_and_shadow_copies_stop(
     assert world.condition("Ready")["reason"] == "InvalidSpec"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(UNREADABLE))
 def test_status_gives_the_held_candidate_0_percent_and_says_why(kind: str) -> None:
     world, stable, candidate = at_canary_50()
@@ -114,6 +115,7 @@ def test_a_blocked_spec_warns_once_and_writes_status_once() -> None:
     assert world.status_writes == writes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(UNREADABLE))
 def test_fixing_the_spec_resumes_the_step_with_its_evidence_started_again(kind: str) -> None:
     world, stable, candidate = at_canary_50()
@@ -132,6 +134,7 @@ def test_fixing_the_spec_resumes_the_step_with_its_evidence_started_again(kind: 
     assert world.deployment(stable) is not None
 
 
+@pytest.mark.slow
 def test_the_time_held_out_counts_against_no_deadline_once_fixed() -> None:
     # A step holding for data when the spec went unreadable: 600 s later, fixed, it holds
     # afresh (a carried heldSince failed it at once, past its 60 s progressDeadline).
@@ -160,6 +163,7 @@ ERRORS = {
 }
 
 
+@pytest.mark.slow
 def test_a_check_failed_before_the_hold_counts_no_more_once_fixed() -> None:
     # failureLimit 2: one failed check, held out, fixed; the first check after the fix is the
     # step's first (it rolled back at once, "in 2 checks", counting the one before the hold).

@@ -187,6 +187,7 @@ def _printed(script: Path, env: dict[str, str]) -> str:
     return _finish(_start(script, env, "--print"))
 
 
+@pytest.mark.slow
 def test_the_control_plane_folder_follows_every_input(tmp_path: Path, env: dict[str, str]) -> None:
     script = _control_plane_copy(tmp_path)
     hack = script.parent

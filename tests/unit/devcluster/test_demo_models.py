@@ -6,12 +6,14 @@ import io
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from vigil.devcluster import demo
 from vigil.devcluster.models import train_wine
 
 
+@pytest.mark.slow
 def test_a_demo_model_is_an_archive_in_the_store_named_with_the_readers_secret(
     tmp_path: Path,
 ) -> None:

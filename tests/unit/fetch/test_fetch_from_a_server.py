@@ -274,6 +274,7 @@ def zeros_tar_gz(size: int) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_an_archive_unpacking_past_the_size_limit_fails_before_filling_the_folder(
     server: Server, run: Callable[..., Run]
 ) -> None:

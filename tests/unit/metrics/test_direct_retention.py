@@ -248,6 +248,7 @@ class TestFiguresMatchTheOldRule:
         compared = await run_cycles(source, 5400, targets_at, each)
         assert compared > 250
 
+    @pytest.mark.slow
     async def test_a_labels_window_shorter_than_the_health_window(self) -> None:
         pod = Pod("a", "r1", 3, 4)
         source = FedSource([pod])
@@ -258,6 +259,7 @@ class TestFiguresMatchTheOldRule:
         ]
         assert await run_cycles(source, 3000, lambda now: targets) > 90
 
+    @pytest.mark.slow
     async def test_a_rollout_steps_growing_window_with_no_labels_window(self) -> None:
         # The rollout's targets: the window runs from the step's start and grows each
         # cycle; the labels window is the same (None). Steps of 10 minutes.
@@ -301,6 +303,7 @@ class TestWhatIsKept:
         assert len(old) == older / INTERVAL
         assert all(key[0] in SERVED_REVISION_FAMILIES for s in old for key in s.values)
 
+    @pytest.mark.slow
     async def test_a_series_in_consecutive_scrapes_keeps_one_copy_of_its_key(self) -> None:
         # Parsed anew each scrape, a key's tuples and strings were most of a sample's bytes.
         source, _ = await self.hour_of(3)

@@ -515,6 +515,7 @@ class SteadySidecar(DirectSource):
         return Scrape(now, started_at, values)
 
 
+@pytest.mark.slow
 async def test_a_window_made_longer_than_the_history_kept_holds_too_few_requests(
     loop: Loop,
 ) -> None:

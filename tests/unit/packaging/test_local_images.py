@@ -72,6 +72,7 @@ def _builder(root: Path, cache: Path, lines: list[str]) -> images.Builder:
     return images.Builder(root, cache, lines.append)
 
 
+@pytest.mark.slow
 def test_pause_is_built_once_then_served_from_the_cache(tmp_path: Path) -> None:
     lines: list[str] = []
     builder = _builder(ROOT, tmp_path / "cache", lines)

@@ -409,6 +409,7 @@ def test_cli_wait_reads_once_more_at_the_deadline(fake_kubectl, monkeypatch, cap
     assert clock.slept == [1.0]
 
 
+@pytest.mark.slow
 def test_cli_wait_sleeps_no_further_than_the_deadline(fake_kubectl, monkeypatch, capsys):
     clock = FakeTime()
     monkeypatch.setattr(plugin_cli, "time", clock)

@@ -42,6 +42,7 @@ def test_a_decimal_or_numpy_nan_is_missing_and_text_stays_text():
     assert category_key(np.str_("02134")) == "02134" and category_key("0.10") == "0.10"
 
 
+@pytest.mark.slow
 def test_a_float32_is_keyed_by_its_shortest_decimal_as_numpy_prints_it():
     """The rule: the fewest digits that read back as the float32 (of those, the nearest)."""
     bits = np.random.default_rng(0).integers(0, 2**32, 20_000, dtype=np.uint64)

@@ -10,6 +10,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from sidecar_testkit import base, scrape, ticks_at_each_batch, v2_body, value
 
 from vigil.sidecar import feedback as feedback_module
@@ -67,6 +68,7 @@ async def stall(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 
 
 class TestStalledUploads:
+    @pytest.mark.slow
     async def test_stalled_uploads_get_408_and_give_their_slots_back(
         self, model, start_sidecar, http, monkeypatch
     ):

@@ -6,6 +6,7 @@ import math
 import random
 from collections import deque
 
+import pytest
 from manual_clock import Clock
 
 from vigil.sidecar.identity import id_key
@@ -115,6 +116,7 @@ class TestBounds:
         assert small.rows == 1000
         assert small.nbytes == empty  # preallocated: full costs no more
 
+    @pytest.mark.slow
     def test_many_rows_and_deletions_keep_every_live_key_findable(self):
         # The table against a model of the ring: inserts, reused ids (their older rows
         # stay in the ring until evicted), evictions, in random order.

@@ -165,6 +165,7 @@ def _mutate(rng: random.Random, body: bytes) -> bytes:
     return bytes(b)
 
 
+@pytest.mark.slow
 def test_seeded_documents_and_mutations_read_as_json_reads_them() -> None:
     rng = random.Random(20261126)
     for _ in range(3000):
