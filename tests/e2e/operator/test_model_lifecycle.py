@@ -124,6 +124,7 @@ def test_new_model_gets_deployment_service_configmap_and_becomes_ready(
     header = table.splitlines()[0].split()
     for column in ("MODEL", "VERSION", "PHASE", "READY", "ERROR", "RATE", "P95", "DRIFT", "AGE"):
         assert column in header
+    assert table.splitlines()[1].split()[:2] == ["wine", "wine"]  # status.model, not pruned
     assert "Healthy" in table
     wide = kube.run("get", "md", "-o", "wide").stdout
     assert {"REVISION", "CANDIDATE", "REASON"} <= set(wide.splitlines()[0].split())
