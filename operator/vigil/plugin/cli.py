@@ -47,6 +47,12 @@ HELP = {
 }
 
 
+#: ``--wait``'s exit when the operator answered a newer request before this one's answer was
+#: read: it most likely answered this one too (a request is replaced only once answered),
+#: but its answer is gone from ``status.lastRequest``.
+EXIT_OUTCOME_UNKNOWN = 3
+
+
 class PluginError(RuntimeError):
     """kubectl is missing or refused the request; the message is for the person."""
 
@@ -135,10 +141,29 @@ def _read(args: argparse.Namespace) -> dict[str, Any]:
     return dict(json.loads(kubectl_output(args, "get", RESOURCE, args.name, "-o", "json")))
 
 
-def _report(args: argparse.Namespace, verb: str, request_id: str, found: dict[str, Any]) -> int:
-    """Say what the operator answered: 0 when it took the request, 1 when it refused it."""
+def _last_request_id(found: dict[str, Any] | None) -> str:
+    return str(section(found or {}, "status", "lastRequest").get("id") or "")
+
+
+def _report(
+    args: argparse.Namespace, verb: str, request_id: str, found: dict[str, Any], seen: set[str]
+) -> int:
+    """Say what the operator answered: 0 when it took the request, 1 when it refused it (or
+    none was read), :data:`EXIT_OUTCOME_UNKNOWN` when a newer answer replaced this one's.
+    ``seen``: the ``lastRequest`` ids read while this request waited (none newer)."""
     answer = answer_to(found.get("status"), request_id)
     where = f"modeldeployment/{args.name}"
+    newer = _last_request_id(found)
+    if answer is None and newer and newer not in seen:
+        # The operator answered another request placed after ours, before this poll.
+        print(
+            f"{where}: the {verb} request was most likely answered, but its outcome is "
+            f"unknown: the answer to a newer request (id {newer}) replaced it before it "
+            f"was read. A refusal leaves a Warning Event RequestRefused naming the {verb} "
+            f"request (kubectl vigil status {args.name} lists the Events)",
+            file=sys.stderr,
+        )
+        return EXIT_OUTCOME_UNKNOWN
     if answer is None:  # the operator answers before it clears: removed, or replaced
         print(
             f"{where}: no answer to the {verb} request (removed by a person, or replaced "
@@ -198,32 +223,52 @@ def request(args: argparse.Namespace) -> int:
     verb = args.verb
     request_id = new_request_id()
     revision = ""
+    seen: set[str] = set()
     if verb != RequestVerb.RETRY:
         # The candidate the person saw, ended or not: the request is refused in a rollout
         # of another revision started before the operator reads it (a spec edit, a sync).
-        revision = str(section(_read(args), "status", "candidate").get("revision") or "")
+        found = _read(args)
+        revision = str(section(found, "status", "candidate").get("revision") or "")
+        seen.add(_last_request_id(found))
     _place(args, request_annotations(verb, request_id, revision))
     where = f" in namespace {args.namespace}" if args.namespace else ""
     target = f" for revision {revision}" if revision else ""
     print(f"modeldeployment/{args.name}{where}: {verb} requested{target} (id {request_id})")
     if args.wait <= 0:
         return 0
+    return _wait(args, verb, request_id, seen)
+
+
+def _wait(args: argparse.Namespace, verb: str, request_id: str, seen: set[str]) -> int:
+    """Read until the request is answered or gone, or ``args.wait`` has passed. A failed
+    read (the API server restarting, a network blip) is tried again: the request stays."""
     deadline = time.monotonic() + args.wait
+    where = f"modeldeployment/{args.name}"
+    failed = ""
     while True:
-        found = _read(args)
-        # Answered (status first, the annotation cleared after), or gone without an answer.
-        answered = answer_to(found.get("status"), request_id) is not None
-        if answered or body(found).meta.annotations.get(ANNOTATION_REQUEST_ID) != request_id:
-            return _report(args, verb, request_id, found)
+        try:
+            found: dict[str, Any] | None = _read(args)
+            failed = ""
+        except (PluginError, ValueError) as error:
+            found = None
+            if not failed:  # said once; the request stays placed meanwhile
+                print(f"{where}: cannot read it ({error}); trying again", file=sys.stderr)
+            failed = str(error) or type(error).__name__
+        if found is not None:
+            # Answered (status first, the annotation cleared after), or gone without one.
+            answered = answer_to(found.get("status"), request_id) is not None
+            if answered or body(found).meta.annotations.get(ANNOTATION_REQUEST_ID) != request_id:
+                return _report(args, verb, request_id, found, seen)
+            seen.add(_last_request_id(found))
         left = deadline - time.monotonic()
         if left <= 0:
             break
         # The last sleep ends at the deadline, and the read after it is the last one: an
         # answer in the last second is not missed.
         time.sleep(min(1.0, left))
+    why = f"the last read failed: {failed}" if failed else "is the operator running?"
     print(
-        f"modeldeployment/{args.name}: the {verb} request is still pending after {args.wait:g}s "
-        "(is the operator running?)",
+        f"{where}: the {verb} request is still pending after {args.wait:g}s ({why})",
         file=sys.stderr,
     )
     return 1
@@ -254,6 +299,7 @@ def register(subparsers: Any) -> None:
             type=seconds_at_least(0),
             default=0.0,
             metavar="SECONDS",
-            help="wait up to this long for the operator's answer (exit 1 if refused)",
+            help="wait up to this long for the operator's answer (exit 1 if refused or "
+            f"none came, {EXIT_OUTCOME_UNKNOWN} if a newer request's answer replaced it)",
         )
         parser.set_defaults(func=_main, verb=verb)

@@ -270,7 +270,8 @@ def render(
     lines += _request(view, style, now)
     lines += _revisions(view.status, limits, style, now)
     serving = str(section(view.status, "stable").get("revision") or "")
-    lines += _health(section(view.status, "health"), serving, limits, style)
+    degraded = _condition(view.status, "PerformanceDegraded").get("status") == "True"
+    lines += _health(section(view.status, "health"), serving, limits, style, degraded)
     lines += _conditions(view.status, style)
     lines += _events(events, style, now)
     lines += _history(view.status, style, now)
@@ -363,7 +364,7 @@ def _revisions(
     if not candidate:
         return lines
     change = candidate.get("change", "?")
-    steps = limits.rollout.steps_for(str(change))
+    steps = _step_labels(candidate, limits.rollout.steps_for(str(change)))
     checks = f"failed checks {candidate.get('failedChecks', 0)}/{limits.failure_limit}"
     head = (
         f"  candidate  {candidate.get('revision', '?'):<8}"
@@ -392,7 +393,19 @@ def _failed_its_bake(candidate: Mapping[str, Any]) -> bool:
     return candidate.get("reason") == Reason.BAKE_FAILED
 
 
-def _ended_at(candidate: Mapping[str, Any], steps: Sequence[Step], checks: str) -> str:
+def _step_labels(candidate: Mapping[str, Any], spec_steps: Sequence[Step]) -> list[str]:
+    """The steps the attempt runs: the operator's ``status.candidate.stepNames`` (the spec
+    may have changed, or be unreadable), in the spec's fuller words where they are the
+    same steps; the spec's steps where status names none."""
+    names = candidate.get("stepNames")
+    if not isinstance(names, list) or not names:
+        return [_step_label(step) for step in spec_steps]
+    if [step.describe() for step in spec_steps] == names:
+        return [_step_label(step) for step in spec_steps]
+    return [str(name) for name in names]
+
+
+def _ended_at(candidate: Mapping[str, Any], steps: Sequence[str], checks: str) -> str:
     """Where an ended attempt stopped, and its steps' failed checks (not after a failed
     bake: its steps' checks did not end it)."""
     if _failed_its_bake(candidate):
@@ -400,19 +413,19 @@ def _ended_at(candidate: Mapping[str, Any], steps: Sequence[Step], checks: str) 
             len(steps), f" (all {len(steps)} steps passed)"
         )
         return f"ended in its bake after promotion{passed}"
-    index = int(candidate.get("step", 0))
+    index = int(candidate.get("step") or 0)
     if not 0 <= index < len(steps):
         return checks
-    return f"ended at step {index + 1}/{len(steps)} ({_step_label(steps[index])}), {checks}"
+    return f"ended at step {index + 1}/{len(steps)} ({steps[index]}), {checks}"
 
 
-def _steps(candidate: Mapping[str, Any], steps: Sequence[Step], style: _Style) -> list[str]:
+def _steps(candidate: Mapping[str, Any], steps: Sequence[str], style: _Style) -> list[str]:
     """Passed, current and to come; an ended attempt's last step is marked ✘, not current
     (none after a failed bake: every step passed)."""
     if not steps:
         return []
     lines = ["", style(f"Steps ({candidate.get('change', '?')})", "bold")]
-    current = len(steps) if _failed_its_bake(candidate) else int(candidate.get("step", 0))
+    current = len(steps) if _failed_its_bake(candidate) else int(candidate.get("step") or 0)
     here = style("✘", "red") if candidate.get("outcome") else style("►", "blue")
     for index, step in enumerate(steps):
         if index < current:
@@ -421,7 +434,7 @@ def _steps(candidate: Mapping[str, Any], steps: Sequence[Step], style: _Style) -
             mark = here
         else:
             mark = style("·", "dim")
-        lines.append(f"  {mark} {index + 1} {_step_label(step)}")
+        lines.append(f"  {mark} {index + 1} {step}")
     return lines
 
 
@@ -452,8 +465,31 @@ def _gates(candidate: Mapping[str, Any], style: _Style, now: datetime.datetime) 
     ]
 
 
-def _health(health: Mapping[str, Any], serving: str, limits: _Limits, style: _Style) -> list[str]:
-    """Every health figure beside its threshold, and drift by feature.
+#: The verdict column where the point estimate is past its threshold but the operator,
+#: judging on an interval, did not find a breach (too few requests or rows to be sure).
+NOT_SURE = "not surely"
+
+
+def _judged(within: bool | None, breached: bool) -> tuple[bool | None, str]:
+    """The health column's verdict: FAIL where the operator judged a breach (it holds one
+    until surely cleared, whatever the estimate reads), ok where the figure is within, and
+    NOT_SURE where only the estimate is past the threshold. As (ok, words for None)."""
+    if breached:
+        return False, "-"
+    if within is None:
+        return None, "-"
+    return (True, "-") if within else (None, NOT_SURE)
+
+
+def _health(
+    health: Mapping[str, Any],
+    serving: str,
+    limits: _Limits,
+    style: _Style,
+    performance_degraded: bool = False,
+) -> list[str]:
+    """Every health figure beside its threshold, and drift by feature; FAIL as the operator
+    judged it (status.health.breached, drift.level, ``performance_degraded``).
 
     Until the health loop judges a revision that just took over, its figures are the
     previous stable's: a line says whose they are."""
@@ -469,24 +505,28 @@ def _health(health: Mapping[str, Any], serving: str, limits: _Limits, style: _St
     if measured and serving and measured != serving:
         add(style(f"  revision {measured}'s figures: {serving} took over since", "dim"))
     add(f"  {'figure':<26}{'measured':>12}   {'threshold':<14}")
+    breached = set(health.get("breached") or ())
     slos = (
-        ("error rate", health.get("errorRate"), limits.health.max_error_rate, _percent),
-        ("p95 latency", health.get("latencyP95"), limits.health.max_latency_p95, _ms),
+        ("error rate", "errorRate", limits.health.max_error_rate, _percent, Reason.ERROR_RATE_HIGH),
+        ("p95 latency", "latencyP95", limits.health.max_latency_p95, _ms, Reason.LATENCY_HIGH),
     )
-    for label, value, limit, shown in slos:
-        ok = None if value is None else value <= limit
+    for label, key, limit, shown, reason in slos:
+        value = health.get(key)
+        ok, words = _judged(None if value is None else value <= limit, reason in breached)
         measured = shown(None) if value is None else _beside(value, limit, shown)
-        add(_gate_row(label, measured, f"<= {_limit_text(limit, shown)}", ok, style))
+        add(_gate_row(label, measured, f"<= {_limit_text(limit, shown)}", ok, style, words))
     drift = health.get("drift") or {}
     threshold = limits.health.drift_threshold
     score = drift.get("score")
+    ok, words = _judged(None if score is None else score < threshold, _drifted(drift))
     add(
         _gate_row(
             f"drift ({drift.get('method', limits.health.drift_method)})",
             "-" if score is None else _beside(score, threshold, _decimals),
             f"< {_limit_text(threshold, _general)}",
-            None if score is None else score < threshold,
+            ok,
             style,
+            words,
         )
     )
     agreement = health.get("agreement")
@@ -500,34 +540,48 @@ def _health(health: Mapping[str, Any], serving: str, limits: _Limits, style: _St
                 style,
             )
         )
-    lines += _realized(health.get("performance") or {}, limits, style)
+    lines += _realized(health.get("performance") or {}, limits, style, performance_degraded)
     prediction = health.get("prediction") or {}
     if prediction:
         add(
             f"  {'prediction mean / std':<26}{prediction.get('mean', 0):>12.3f}"
             f" / {prediction.get('std', 0):.3f}"
         )
-    features = drift.get("features") or {}
-    if features:
-        add("")
-        add(
-            style(
-                f"Drift by feature ({drift.get('method', 'psi')}, threshold {threshold:g})", "bold"
-            )
-        )
-        scale = max(threshold * 2, max(features.values()))
-        for name, value in sorted(features.items(), key=lambda item: -item[1])[:12]:
-            colour = "red" if value >= threshold else "green"
-            # A threshold of 0 (the CRD's minimum) and no drift at all: empty bars.
-            filled = value / scale if scale > 0 else 0.0
-            add(f"  {name[:24]:<24} {value:6.3f} {style(_bar(filled), colour)}")
-        if len(features) > 12:
-            add(style(f"  ... {len(features) - 12} more", "dim"))
+    lines += _drift_bars(drift, threshold, style)
     return lines
 
 
-def _realized(performance: Mapping[str, Any], limits: _Limits, style: _Style) -> list[str]:
-    """Realized performance from labels beside its threshold, labels and their delay."""
+def _drift_bars(drift: Mapping[str, Any], threshold: float, style: _Style) -> list[str]:
+    """Drift by feature, the worst first, as bars against the threshold."""
+    features = drift.get("features") or {}
+    if not features:
+        return []
+    title = f"Drift by feature ({drift.get('method', 'psi')}, threshold {threshold:g})"
+    lines: list[str] = ["", style(title, "bold")]
+    add = lines.append
+    scale = max(threshold * 2, max(features.values()))
+    over = set(drift.get("over") or ())
+    for name, value in sorted(features.items(), key=lambda item: -item[1])[:12]:
+        # Red for the features the operator found surely over; yellow past it unsure.
+        colour = "red" if name in over else "yellow" if value >= threshold else "green"
+        # A threshold of 0 (the CRD's minimum) and no drift at all: empty bars.
+        filled = value / scale if scale > 0 else 0.0
+        add(f"  {name[:24]:<24} {value:6.3f} {style(_bar(filled), colour)}")
+    if len(features) > 12:
+        add(style(f"  ... {len(features) - 12} more", "dim"))
+    return lines
+
+
+def _drifted(drift: Mapping[str, Any]) -> bool:
+    """The operator found drift over the threshold (surely, or held until surely back)."""
+    return drift.get("level") == "threshold"
+
+
+def _realized(
+    performance: Mapping[str, Any], limits: _Limits, style: _Style, degraded: bool = False
+) -> list[str]:
+    """Realized performance from labels beside its threshold, labels and their delay;
+    FAIL where the operator found it degraded (the PerformanceDegraded condition)."""
     if not performance:
         return []
     limit = performance.get("threshold")
@@ -540,15 +594,8 @@ def _realized(performance: Mapping[str, Any], limits: _Limits, style: _Style) ->
         if value is None:
             continue
         shown = f"{word} {_limit_text(limit, _general)}" if limit is not None else "-"
-        rows.append(
-            _gate_row(
-                label,
-                _beside(value, limit, _decimals),
-                shown,
-                None if limit is None else better(value, limit),
-                style,
-            )
-        )
+        ok, words = (None, "-") if limit is None else _judged(better(value, limit), degraded)
+        rows.append(_gate_row(label, _beside(value, limit, _decimals), shown, ok, style, words))
     baseline = performance.get("baseline")
     if baseline is not None:
         rows.append(f"  {'baseline (validation)':<26}{baseline:>12.3f}")

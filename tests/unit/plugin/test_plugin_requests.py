@@ -8,6 +8,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -440,3 +441,86 @@ def test_status_watch_shows_a_kubectl_error_and_keeps_refreshing(monkeypatch, ca
         "below was read at 12:00:00)\n\nscreen 1\n",
         "screen 3\n",
     ]
+
+
+class Operator:
+    """An object a scripted operator changes at each read after the request is placed:
+    ``script[n]`` (object -> None, or an exception to raise) runs at read ``n`` (1: the
+    first after the annotate); kubectl annotate places the request's annotations."""
+
+    def __init__(self, script: dict) -> None:
+        self.obj: dict = {
+            "metadata": {"name": "wine", "annotations": {}, "resourceVersion": "1"},
+            "status": {
+                "candidate": {"revision": "cafe123"},
+                "lastRequest": {"id": "earlier", "verb": "pause", "answer": "Taken"},
+            },
+        }
+        self.script = script
+        self.reads = -1  # the read before the annotate (the candidate's revision) is 0
+
+    def run(self, command: list[str]) -> Any:
+        placed = [a.split("=", 1) for a in command if a.startswith("vigil.dev/") and "=" in a]
+        self.obj["metadata"]["annotations"].update(dict(placed))
+        return argparse.Namespace(returncode=0, stdout="", stderr="")
+
+    def read(self, args: argparse.Namespace) -> dict:
+        self.reads += 1
+        step = self.script.get(self.reads)
+        if isinstance(step, Exception):
+            raise step
+        if step is not None:
+            step(self.obj)
+        return json.loads(json.dumps(self.obj))
+
+    def ours(self) -> str:
+        return self.obj["metadata"]["annotations"][ANNOTATION_REQUEST_ID]
+
+
+def _operated(monkeypatch: pytest.MonkeyPatch, script: dict) -> tuple[Operator, FakeTime]:
+    operator, clock = Operator(script), FakeTime()
+    monkeypatch.setattr(plugin_cli, "run_kubectl", operator.run)
+    monkeypatch.setattr(plugin_cli, "_read", operator.read)
+    monkeypatch.setattr(plugin_cli, "time", clock)
+    monkeypatch.setenv("VIGIL_KUBECTL", "kubectl")
+    return operator, clock
+
+
+def test_wait_says_the_outcome_is_unknown_when_a_newer_answer_replaced_ours(monkeypatch, capsys):
+    def answer_ours_then_another(obj: dict) -> None:
+        # Ours taken and cleared; another person's abort placed and answered since.
+        obj["status"]["lastRequest"] = {"id": "theirs", "verb": "abort", "answer": "Taken"}
+        obj["metadata"]["annotations"].clear()
+
+    _operated(monkeypatch, {2: answer_ours_then_another})
+    assert main(["promote", "wine", "--wait", "5"]) == plugin_cli.EXIT_OUTCOME_UNKNOWN == 3
+    err = capsys.readouterr().err
+    assert "promote request was most likely answered, but its outcome is unknown" in err
+    assert "(id theirs)" in err and "RequestRefused" in err and "no answer" not in err
+
+
+def test_wait_still_says_no_answer_when_the_last_answer_is_one_it_saw_before(monkeypatch, capsys):
+    # Removed by a person: status still answers the request before ours.
+    _operated(monkeypatch, {2: lambda obj: obj["metadata"]["annotations"].clear()})
+    assert main(["promote", "wine", "--wait", "5"]) == 1
+    assert "no answer to the promote request (removed by a person" in capsys.readouterr().err
+
+
+def test_wait_reads_again_after_a_failed_read_and_says_so_once(monkeypatch, capsys):
+    def answer(obj: dict) -> None:
+        obj["status"]["lastRequest"] = {"id": operator.ours(), "answer": "Taken", "message": "ok"}
+
+    blip = PluginError("Unable to connect to the server")
+    operator, clock = _operated(monkeypatch, {1: blip, 2: blip, 3: answer})
+    assert main(["pause", "wine", "--wait", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "the operator took the pause request: ok" in captured.out
+    assert captured.err.count("cannot read it (Unable to connect to the server)") == 1
+    assert clock.slept == [1.0, 1.0]
+
+
+def test_wait_names_the_failed_read_when_none_succeeds_before_the_deadline(monkeypatch, capsys):
+    _operated(monkeypatch, {n: PluginError("connection refused") for n in range(1, 9)})
+    assert main(["pause", "wine", "--wait", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "still pending after 2s (the last read failed: connection refused)" in err

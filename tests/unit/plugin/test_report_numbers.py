@@ -18,11 +18,20 @@ import pytest
 
 from vigil.core import metric_names as names
 from vigil.core.metric_names import total
+from vigil.core.window import RevisionWindow
 from vigil.metrics.prometheus import group_matrices
 from vigil.plugin.report import cli as report_cli
 from vigil.plugin.report import sources as report_sources
-from vigil.plugin.report.figures import Context, build
-from vigil.plugin.report.page import BOTTOM, HEIGHT, TOP, Colours, line_chart, render
+from vigil.plugin.report.figures import Context, Measured, build
+from vigil.plugin.report.page import (
+    BOTTOM,
+    HEIGHT,
+    TOP,
+    Colours,
+    line_chart,
+    render,
+    timeline,
+)
 from vigil.plugin.report.sources import choose_step, from_scrapes
 from vigil.profile import ReferenceProfile, build_profile
 from vigil.profile.bins import bin_index
@@ -296,3 +305,105 @@ def test_an_unreachable_prometheus_stops_every_query_before_the_session_closes(
     with pytest.raises(RuntimeError, match="cannot connect"):
         asyncio.run(query)
     assert sources[0].closed and sources[0].after_close == 0
+
+
+# Three revisions, each stable in turn: P deployed at 0, A promoted at 1000, B at 2000. A is
+# measured until 2300 (its Deployment outlives the switch for a moment) with a tail of
+# errors after B took over, when no gate judged it any more.
+HANDOVER_MD = {
+    "metadata": {"name": "m", "namespace": "ns"},
+    "spec": {"model": {"name": "m", "version": "3"}, "server": {"image": "x"}},
+    "status": {
+        "stable": {"revision": "B", "modelVersion": "3"},
+        "history": [
+            {"revision": "B", "modelVersion": "3", "change": "replacement",
+             "outcome": "Promoted", "at": "1970-01-01T00:33:20Z"},
+            {"revision": "A", "modelVersion": "2", "change": "replacement",
+             "outcome": "Promoted", "at": "1970-01-01T00:16:40Z"},
+            {"revision": "P", "modelVersion": "1", "change": "new",
+             "outcome": "Deployed", "at": "1970-01-01T00:00:50Z"},
+        ],
+    },
+}  # fmt: skip
+
+
+def _handover(events: tuple = ()) -> dict:
+    def window(requests: float, errors: float) -> RevisionWindow:
+        return RevisionWindow(
+            requests_by_outcome={"success": requests - errors, "server_error": errors},
+            latency_buckets=((0.05, requests), (float("inf"), requests)),
+        )
+
+    points: dict[float, dict[str, RevisionWindow]] = {}
+    for at in range(100, 3000, 100):
+        windows = points.setdefault(float(at), {})
+        if at <= 1000:
+            windows["P"] = window(1000, 1)
+        if 500 <= at <= 2300:
+            windows["A"] = window(1000, 50 if at > 2000 else 1)
+        if at >= 1500:
+            windows["B"] = window(1000, 1)
+    measured = Measured(
+        points=points, totals={}, start=100.0, end=2900.0, step=100.0,
+        window_seconds=300.0, source="test",
+    )  # fmt: skip
+    return build(Context(HANDOVER_MD, events, None, generated_at=2900.0), measured)
+
+
+def test_a_revision_is_judged_as_a_candidate_only_until_it_became_stable() -> None:
+    rollouts = {r["revision"]: r for r in _handover()["rollouts"]}
+    judged_a = [p[0] for gate in rollouts["A"]["gates"].values() for p in gate["values"]]
+    assert judged_a and max(judged_a) <= 1000.0  # not its tail against B after 2000
+    judged_b = [p[0] for gate in rollouts["B"]["gates"].values() for p in gate["values"]]
+    assert judged_b and min(judged_b) == 1500.0 and max(judged_b) < 2000.0
+    assert all(p[2] for gate in rollouts["A"]["gates"].values() for p in gate["values"])
+
+
+def test_an_event_belongs_to_the_revision_its_message_is_about() -> None:
+    started = (
+        "revision B (replacement: model m version 3) starting with 4 step(s); "
+        "revision A keeps serving"
+    )
+    switched = (
+        "live traffic moved from revision A (version 2) to revision B (version 3); "
+        "revision A removed"
+    )
+    events = (
+        {"type": "Normal", "reason": "RolloutStarted", "message": started,
+         "lastTimestamp": "1970-01-01T00:25:00Z"},
+        {"type": "Normal", "reason": "Switched", "message": switched,
+         "lastTimestamp": "1970-01-01T00:33:20Z"},
+        {"type": "Normal", "reason": "Scaled", "message": "revision AB scaled from 1 to 2",
+         "lastTimestamp": "1970-01-01T00:34:00Z"},
+    )  # fmt: skip
+    rollouts = {r["revision"]: r for r in _handover(events)["rollouts"]}
+    assert [e["reason"] for e in rollouts["B"]["events"]] == ["RolloutStarted", "Switched"]
+    assert rollouts["B"]["started"] == 1500.0
+    assert rollouts["A"]["events"] == [] and rollouts["A"]["started"] is None
+
+
+def _lane_spans(svg: str) -> dict[str, tuple[float, float]]:
+    lanes = re.findall(
+        r'data-revision="(\w+)">.*?<rect[^>]* x="([\d.]+)"[^>]* width="([\d.]+)"', svg
+    )
+    return {rev: (float(x), float(x) + float(width)) for rev, x, width in lanes}
+
+
+def test_a_stables_lane_ends_when_the_next_revision_took_over() -> None:
+    rollouts = _handover()["rollouts"]
+    spans = _lane_spans(timeline("t", rollouts, Colours(["B", "A", "P"]), (0.0, 3000.0)))
+    # No start Event in range: each lane starts at the range's start (0), so its length
+    # is where it ends: P until A took over (1000), A until B did (2000), B serves on.
+    length = {rev: end - start for rev, (start, end) in spans.items()}
+    assert length["P"] / length["B"] == pytest.approx(1 / 3, abs=0.01)
+    assert length["A"] / length["B"] == pytest.approx(2 / 3, abs=0.01)
+
+
+def test_no_message_can_hide_the_page_behind_a_comment_or_a_script() -> None:
+    message = "<!--<script>& </script>"
+    numbers = _numbers(events=({"type": "Warning", "reason": "X", "message": message},))
+    page = render(numbers)
+    start = page.index('id="report-numbers">') + len('id="report-numbers">')
+    embedded = page[start : page.index("</script>", start)]
+    assert not set("<>&") & set(embedded)
+    assert json.loads(embedded) == json.loads(json.dumps(numbers, allow_nan=False))

@@ -97,6 +97,9 @@ def test_a_figure_that_rounds_to_its_threshold_shows_the_digits_that_decide() ->
     md = json.loads(json.dumps(MD))
     md["status"]["health"].update(errorRate=0.01049, latencyP95=0.2503, agreement=0.94996)
     md["status"]["health"]["drift"]["score"] = 0.19996
+    # The verdicts as the operator judged them: both SLOs breached, drift under the threshold.
+    md["status"]["health"]["breached"] = ["ErrorRateHigh", "LatencyHigh"]
+    md["status"]["health"]["drift"]["level"] = "warning"
     gate = {"name": "goldenSet", "verdict": "fail", "value": 2969 / 2999, "threshold": 0.99}
     md["status"]["candidate"]["gates"] = [gate]
     screen = render(md, EVENTS, now=NOW)
@@ -105,6 +108,56 @@ def test_a_figure_that_rounds_to_its_threshold_shows_the_digits_that_decide() ->
     assert re.search(r"shadow agreement\s+0\.94996\s+>= 0\.95\s+FAIL", screen)
     assert re.search(r"drift \(psi\)\s+0\.19996\s+< 0\.2\s+ok", screen)
     assert re.search(r"golden set\s+0\.989997\s+>= 0\.99\s+FAIL", screen)
+
+
+def _health_of(health: dict[str, Any], conditions: tuple = ()) -> str:
+    md = json.loads(json.dumps(MD))
+    md["status"].pop("candidate")
+    md["status"]["health"] = {"window": "5m", "latencyP95": 0.041, **health}
+    md["status"]["conditions"] += list(conditions)
+    return render(md, now=NOW)
+
+
+def test_a_figure_past_its_threshold_without_a_breach_judged_is_not_surely_past_it() -> None:
+    # 2 errors in 120 requests: 1.7% reads over 1%, but is no evidence of it (Healthy).
+    screen = _health_of(
+        {
+            "verdict": "Healthy",
+            "requests": 120,
+            "errorRate": 0.0167,
+            "drift": {"method": "psi", "level": "warning", "score": 0.26},
+        }
+    )
+    assert re.search(r"error rate\s+1\.7%\s+<= 1\.0%\s+not surely\n", screen)
+    assert re.search(r"drift \(psi\)\s+0\.260\s+< 0\.2\s+not surely\n", screen)
+    assert "FAIL" not in screen.split("Conditions")[0]
+
+
+def test_a_breach_the_operator_holds_fails_though_the_estimate_is_within() -> None:
+    # A breach stays until surely cleared: the estimates read within, the verdict holds.
+    screen = _health_of(
+        {
+            "verdict": "DriftDetected",
+            "requests": 5000,
+            "errorRate": 0.002,
+            "breached": ["ErrorRateHigh"],
+            "drift": {"method": "psi", "level": "threshold", "score": 0.17, "over": ["alcohol"]},
+        }
+    )
+    assert re.search(r"error rate\s+0\.2%\s+<= 1\.0%\s+FAIL", screen)
+    assert re.search(r"p95 latency\s+41ms\s+<= 250ms\s+ok", screen)
+    assert re.search(r"drift \(psi\)\s+0\.170\s+< 0\.2\s+FAIL", screen)
+
+
+def test_realized_performance_fails_only_where_the_operator_found_it_degraded() -> None:
+    performance = {"labels": 40, "accuracy": 0.78, "threshold": 0.8835}
+    health = {"verdict": "Healthy", "requests": 500, "errorRate": 0.0, "performance": performance}
+    waiting = {"type": "PerformanceDegraded", "status": "Unknown", "reason": "InsufficientLabels"}
+    screen = _health_of(health, (waiting,))
+    assert re.search(r"realized accuracy\s+0\.780\s+>= 0\.8835\s+not surely\n", screen)
+    degraded = {**waiting, "status": "True", "reason": "PerformanceBelowThreshold"}
+    screen = _health_of(health, (degraded,))
+    assert re.search(r"realized accuracy\s+0\.780\s+>= 0\.8835\s+FAIL\n", screen)
 
 
 def test_drift_bars_worst_first() -> None:
@@ -331,6 +384,27 @@ def test_a_p95_under_a_millisecond_reads_from_its_first_digit() -> None:
     assert re.search(r"p95 latency\s+0\.4ms\s+<= 0\.5ms\s+ok", render(md, EVENTS, now=NOW))
 
 
+STEP_NAMES = ["validate", "shadow 100%", "canary 20%", "canary 50%"]
+
+
+def test_the_steps_are_the_operators_while_the_spec_cannot_be_read() -> None:
+    md = json.loads(json.dumps(MD))
+    md["spec"]["rollout"]["replacement"]["steps"][2] = {"canary": {"duration": "5m"}}  # no weight
+    md["status"]["candidate"]["stepNames"] = STEP_NAMES
+    steps = render(md, EVENTS, now=NOW).split("Steps (replacement)")[1].split("Traffic")[0]
+    assert "✔ 2 shadow 100%" in steps and "► 3 canary 20%" in steps and "· 4 canary 50%" in steps
+
+
+def test_the_steps_are_the_operators_after_a_spec_edit_and_in_the_specs_words_if_alike() -> None:
+    md = json.loads(json.dumps(MD))
+    md["status"]["candidate"]["stepNames"] = STEP_NAMES
+    # The same steps: the spec's fuller words ("validate (golden set)").
+    assert "✔ 1 validate (golden set)" in render(md, EVENTS, now=NOW)
+    md["spec"]["rollout"]["replacement"]["steps"] = [{"canary": {"weight": 10}}]  # edited since
+    screen = render(md, EVENTS, now=NOW)
+    assert "✔ 1 validate\n" in screen and "► 3 canary 20%" in screen and "10%" not in screen
+
+
 def test_a_spec_the_operator_cannot_read_shows_the_defaults_and_says_so() -> None:
     md = json.loads(json.dumps(MD))
     md["spec"]["rollout"]["replacement"]["steps"][2] = {"canary": {"duration": "5m"}}  # no weight
@@ -464,3 +538,9 @@ def test_the_operators_summary_of_a_failed_bake_reads_as_every_step_passed() -> 
     screen = render(md, [], now=world.now)
     assert "ended in its bake after promotion (all 2 steps passed)" in screen
     assert "✔ 1 canary 50%" in screen and "✔ 2 canary 80%" in screen and "✘" not in screen
+
+
+def test_a_candidate_without_a_step_index_renders() -> None:
+    md = json.loads(json.dumps(MD))
+    md["status"]["candidate"]["step"] = None
+    assert "candidate" in render(md, EVENTS, now=NOW)

@@ -320,6 +320,67 @@ def _policy(md: Mapping[str, Any], change: str) -> RolloutPolicy | None:
     return spec.rollout.policy(change or "replacement", spec.monitoring.slo)
 
 
+def _judged_until(revision: Mapping[str, Any]) -> float | None:
+    """The last time a revision's windows are a candidate's: when it became stable or its
+    rollout ended (its history entry). After that its windows are a stable's, or the
+    tail of a revision that served until the next one took over: no gate judged them.
+    A candidate under way again (retried) is judged to the end of the range."""
+    if revision.get("role") == "candidate":
+        return None
+    at = revision.get("at")
+    return float(at) if isinstance(at, (int, float)) else None
+
+
+def _gate_values(
+    revision: Mapping[str, Any],
+    measured: Measured,
+    profile: ReferenceProfile | None,
+    policy: HealthPolicy,
+    revisions: Sequence[Mapping[str, Any]],
+    rollout_policy: RolloutPolicy,
+) -> dict[str, dict[str, Any]]:
+    """A candidate's gates at each point of its rollout, against the stable then."""
+    rev = revision["revision"]
+    until = _judged_until(revision)
+    gate_values: dict[str, dict[str, Any]] = {}
+    for at, window in _by_revision(measured, rev):
+        if until is not None and at > until:
+            break
+        stable = _stable_at(revisions, at)
+        if stable is None or stable == rev:
+            continue
+        figures = candidate_figures(
+            rev,
+            window,
+            measured.points[at].get(stable),
+            method=policy.drift_method,
+            reference=profile,
+            stable_reference=profile,
+        )
+        # Judged as the step then running: shadow (copies, agreement) or canary.
+        kind = "shadow" if figures.copies.requests > figures.live.requests else "canary"
+        for gate in gates(Step(kind=kind), rollout_policy, figures):
+            slot = gate_values.setdefault(
+                gate.name, {"threshold": _finite(gate.threshold), "values": []}
+            )
+            if (value := _finite(gate.value)) is not None:
+                slot["values"].append([at, value, gate.passed])
+    return gate_values
+
+
+def _about(revision: str, message: str) -> bool:
+    """An Event about this revision: its message starts with ``revision REV`` (the operator's
+    words for its subject), or it is the switch of live traffic to it. Other messages name
+    revisions in passing ("...; revision A keeps serving" is B's start, not A's)."""
+    if message.startswith("live traffic moved from revision "):
+        return f" to revision {revision} " in message
+    head = f"revision {revision}"
+    if not message.startswith(head):
+        return False
+    rest = message[len(head) :]
+    return not rest or not (rest[0].isalnum() or rest[0] in "-_")
+
+
 def _rollouts(
     md: Mapping[str, Any],
     measured: Measured,
@@ -331,35 +392,17 @@ def _rollouts(
     out = []
     for revision in revisions:
         rev = revision["revision"]
-        mine = [e for e in events if rev in str(e.get("message") or "")]
+        mine = [e for e in events if _about(rev, str(e.get("message") or ""))]
         started = [
             e["at"] for e in mine if e["reason"] in ("RolloutStarted", "Deployed") and e["at"]
         ]
-        gate_values: dict[str, dict[str, Any]] = {}
         change = str(revision.get("change") or "")
         rollout_policy = _policy(md, change)
+        gate_values: dict[str, dict[str, Any]] = {}
         if change in ("replacement", "tweak") and rollout_policy is not None:
-            for at, window in _by_revision(measured, rev):
-                stable = _stable_at(revisions, at)
-                if stable is None or stable == rev:
-                    continue
-                stable_window = measured.points[at].get(stable)
-                figures = candidate_figures(
-                    rev,
-                    window,
-                    stable_window,
-                    method=policy.drift_method,
-                    reference=profile,
-                    stable_reference=profile,
-                )
-                # Judged as the step then running: shadow (copies, agreement) or canary.
-                kind = "shadow" if figures.copies.requests > figures.live.requests else "canary"
-                for gate in gates(Step(kind=kind), rollout_policy, figures):
-                    slot = gate_values.setdefault(
-                        gate.name, {"threshold": _finite(gate.threshold), "values": []}
-                    )
-                    if (value := _finite(gate.value)) is not None:
-                        slot["values"].append([at, value, gate.passed])
+            gate_values = _gate_values(
+                revision, measured, profile, policy, revisions, rollout_policy
+            )
         out.append(
             {
                 "revision": rev,
@@ -370,11 +413,29 @@ def _rollouts(
                 "reason": revision.get("reason"),
                 "started": min(started) if started else None,
                 "ended": revision.get("at"),
+                "servedUntil": _served_until(revision, revisions),
                 "events": mine,
                 "gates": gate_values,
             }
         )
     return out
+
+
+def _served_until(
+    revision: Mapping[str, Any], revisions: Sequence[Mapping[str, Any]]
+) -> float | None:
+    """A deployed or promoted revision served until the next one was: None while it serves
+    (or for one that never became stable)."""
+    became = (Outcome.DEPLOYED, Outcome.PROMOTED)
+    at = revision.get("at")
+    if revision.get("outcome") not in became or at is None:
+        return None
+    later = [
+        r["at"]
+        for r in revisions
+        if r.get("outcome") in became and r.get("at") is not None and r["at"] > at
+    ]
+    return min(later) if later else None
 
 
 def _ground_truth(

@@ -267,8 +267,9 @@ def timeline(
         parts.append(f'<g class="rev" data-revision="{_e(rev)}">')
         parts.append(_tag("text", _e(label), cls="axis", x=left - 6, y=cy + 4, text_anchor="end"))
         start = lane.get("started") or x0
-        end = lane.get("ended") if lane.get("outcome") not in ("Deployed", "Promoted") else x1
-        end = end or x1
+        # A stable's lane runs until the next revision took over (to the end while it serves).
+        served = lane.get("outcome") in ("Deployed", "Promoted")
+        end = (lane.get("servedUntil") if served else lane.get("ended")) or x1
         outcome = lane.get("outcome") or "in progress"
         said = _e(f"{rev} {lane.get('change') or ''} {outcome}: {lane.get('reason') or ''}")
         parts.append(
@@ -697,5 +698,8 @@ def render(data: Mapping[str, Any]) -> str:
 
 
 def _json_for_html(data: Mapping[str, Any]) -> str:
-    """The numbers inside the page too (a ``</script>`` in a message cannot end the block)."""
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """The numbers inside the page too (no message can end the block or hide the page)."""
+    # Every <, > and & as a JSON escape: no "</script>", "<!--" or "<script" can change how
+    # the HTML parser reads the block (an open "<!--<script>" swallowed the rest of the page).
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
