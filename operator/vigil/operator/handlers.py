@@ -7,7 +7,8 @@
   bookkeeping on the object at all (no annotation, no `status.kopf`, no
   status write of its own) and builds no diff of every watched object on
   every event (docs/design/api-traffic.md).
-  Failed reconciles are retried by the reconciler itself.
+  Failed reconciles are retried by the reconciler itself (until then, only a
+  new spec or request reconciles sooner).
 - Every ModelDeployment and model pod seen (listed, changed, deleted) is
   handed to the health loop, which runs one cycle per interval over all of
   them (started with the first ModelDeployment seen, stopped at cleanup).
@@ -41,7 +42,7 @@ import kopf
 
 from vigil.core import naming
 from vigil.operator import runtime
-from vigil.operator.reconciler import needs_reconcile
+from vigil.operator.reconciler import needs_reconcile, spec_version
 
 
 @kopf.on.startup()
@@ -97,7 +98,8 @@ async def model_deployment_seen(
     memo.runtime.health.observe_model(type, body)
     runtime.remember(memo.runtime, naming.PLURAL, type, body)
     if needs_reconcile(type, body):
-        memo.runtime.reconciler.nudge(body.metadata.namespace, body.metadata.name)
+        meta = body.metadata
+        memo.runtime.reconciler.nudge(meta.namespace, meta.name, version=spec_version(body))
     # Started with the first ModelDeployment seen: an operator with nothing to
     # watch runs no cycles. Starting twice is a no-op.
     memo.runtime.health.start()

@@ -200,6 +200,8 @@ class HealthRecorder(Protocol):
 
     def health_unchanged(self, body: Mapping[str, Any], write: HealthWrite) -> bool: ...
 
+    def forget(self, namespace: str, name: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class PodInfo:
@@ -348,6 +350,9 @@ class HealthLoop:
             # Its revisions are hashes of its spec: one created again under its name
             # would otherwise read the deleted one's scrapes as its own.
             self.sources.forget(*key)
+            # A deletion in the foreground (or of an object with no children) is followed by
+            # no reconcile that finds it gone: what the reconciles keep of it goes here.
+            self.reconciler.forget(*key)
             return
         self.models[key] = compact(body)
         self._relisted[naming.PLURAL].seen(key)

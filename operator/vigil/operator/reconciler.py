@@ -61,7 +61,7 @@ from vigil.operator.metrics import (
     OperatorMetrics,
 )
 from vigil.operator.rollouts import Rollouts, route_planner
-from vigil.plugin.requests import ANNOTATION_REQUEST, parse_request
+from vigil.plugin.requests import ANNOTATION_REQUEST, REQUEST_ANNOTATIONS, parse_request
 
 log = logging.getLogger("vigil.operator")
 
@@ -121,6 +121,19 @@ def needs_reconcile(event_type: str | None, body: Mapping[str, Any]) -> bool:
         return True
     observed = (body.get("status") or {}).get("observedGeneration")
     return observed != metadata.get("generation")
+
+
+#: What of a ModelDeployment a person changes to ask for a reconcile: the object (uid), its
+#: spec (generation) and a request (kubectl vigil's annotations).
+SpecVersion = tuple[str, Any, tuple[str, ...]]
+
+
+def spec_version(body: Mapping[str, Any]) -> SpecVersion:
+    """The object's uid, spec generation and request annotations, as ``body`` has them."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    request = tuple(str(annotations.get(key, "")) for key in REQUEST_ANNOTATIONS)
+    return str(metadata.get("uid") or ""), metadata.get("generation"), request
 
 
 def _describe(action: Action) -> tuple[str, str]:
@@ -192,6 +205,8 @@ class Reconciler:
         self._closing = False
         #: Reconciles that failed in a row, by object (for the retries' backoff).
         self._failures: dict[tuple[str, str], int] = {}
+        #: What the reconcile under way, or the last that failed, read of each object.
+        self._versions: dict[tuple[str, str], SpecVersion] = {}
         self._queued: set[tuple[str, str]] = set()
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -207,12 +222,23 @@ class Reconciler:
         async with self._locks.hold(key):
             await self._reconcile_once(namespace, name)
 
-    def nudge(self, namespace: str, name: str, delay: float = 0.0) -> None:
-        """Ask for a reconcile soon (an owned object changed); bursts collapse into one."""
+    def nudge(
+        self, namespace: str, name: str, delay: float = 0.0, version: SpecVersion | None = None
+    ) -> None:
+        """Ask for a reconcile soon (an owned object changed); bursts collapse into one.
+
+        ``version``: the object's as its watch event has it (:func:`spec_version`; None: a
+        child's or the health loop's nudge). While a failed reconcile waits for its retry,
+        only a new spec or request reconciles sooner: each of the health loop's status
+        writes would otherwise repeat the failure (its write, warning and Event) at once.
+        """
         if not name:  # a child labelled with no owner's name (set by someone else)
             log.debug("%s: a nudge names no ModelDeployment; ignored", namespace)
             return
         key = (namespace, name)
+        if delay <= 0 and self._retry_pending(key, version):
+            log.debug("%s/%s: nudge left to the pending retry", namespace, name)
+            return
         if delay > 0:
             loop = asyncio.get_running_loop()
             previous = self._timers.pop(key, None)
@@ -226,6 +252,21 @@ class Reconciler:
         task = asyncio.get_running_loop().create_task(self._nudged(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _retry_pending(self, key: tuple[str, str], version: SpecVersion | None) -> bool:
+        """Whether the last reconcile failed, its retry is timed, and ``version`` is what it
+        read (unknown when it failed before reading: the retry tells)."""
+        if key not in self._failures or key not in self._timers:
+            return False
+        failed = self._versions.get(key)
+        return version is None or failed is None or failed == version
+
+    def forget(self, namespace: str, name: str) -> None:
+        """A deleted ModelDeployment: one created again under its name starts afresh."""
+        self._failures.pop((namespace, name), None)
+        self._versions.pop((namespace, name), None)
+        if self.rollouts is not None:
+            self.rollouts.forget(namespace, name)
 
     def _timer_fired(self, namespace: str, name: str) -> None:
         self._timers.pop((namespace, name), None)  # a deleted object leaves no handle behind
@@ -273,6 +314,7 @@ class Reconciler:
         finally:
             self.metrics.duration.observe(time.monotonic() - started)
         self._failures.pop(key, None)
+        self._versions.pop(key, None)
         self.metrics.reconciles.labels(OUTCOME_CHANGED if changed else OUTCOME_UNCHANGED).inc()
 
     def _backoff(self, key: tuple[str, str], first: float = RETRY_SECONDS) -> float:
@@ -288,7 +330,10 @@ class Reconciler:
     async def _observe_decide_write(self, namespace: str, name: str) -> bool:
         """One full cycle; True when anything was written."""
         api = self._api_factory()
+        self._versions.pop((namespace, name), None)
         body = await api.get("ModelDeployment", namespace, name)
+        if body is not None:
+            self._versions[(namespace, name)] = spec_version(body)
         if body is None or objects.body(body).meta.deleting:
             # Gone or going: garbage collection removes the children.
             self.metrics.set_phase(namespace, name, None)
@@ -437,7 +482,18 @@ class Reconciler:
         elif isinstance(action, Delete):
             await api.delete(action.kind, metadata["namespace"], action.name)
         elif self.rollouts is not None:
-            await self._emit(api, body, *await self.rollouts.route(api, body, action))
+
+            async def post(events: Sequence[Event]) -> None:
+                # Recorded: a post that may pass on retry fails the cycle, and the routing
+                # failure is not taken as said, so the retried cycle posts it (same name).
+                try:
+                    await self._emit(api, body, *events, recorded=True)
+                except KubeError as error:
+                    said = ", ".join(event.reason for event in events)
+                    message = f"{said} Event not posted: {error.message}"
+                    raise KubeError(error.status, message, retry_after=error.retry_after) from error
+
+            await self.rollouts.route(api, body, action, post)
 
     async def _write_refused(
         self, api: Api, body: Mapping[str, Any], plan: Plan, message: str

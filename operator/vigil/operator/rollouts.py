@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -86,6 +86,8 @@ SEEN_MARGIN_SECONDS = 600.0
 
 #: The running pods of one revision of a ModelDeployment, by name (the health loop's index).
 RunningPods = Callable[[str, str, str], Sequence[tuple[str, PodInfo]]]
+#: Posts Events; raises when the post may pass on a retry (the reconciler's recorded post).
+PostEvents = Callable[[Sequence[Event]], Awaitable[None]]
 #: A candidate's pods, by name: the reference digest each read at its start ("": not said),
 #: and when the rollouts last saw the pod.
 PodsRead = dict[str, tuple[str, float]]
@@ -139,6 +141,45 @@ def _inputs_from(window: RevisionWindow, part: RevisionWindow) -> RevisionWindow
     )
 
 
+def _routing_occurrence(reason: str, action: Route, error: str) -> str:
+    """A routing Event named by its route, revisions and failure rather than the object's
+    version: posted again after a restart, or by a retried cycle, it is the same Event."""
+    return f"{reason} {action.http_route or '-'} {action.stable}/{action.candidate or '-'} {error}"
+
+
+def _summed_unjudged(
+    read: PodsRead,
+    start: float,
+    current: str,
+    deployment: Mapping[str, Any] | None,
+    edited: str,
+    restarted: bool,
+) -> str:
+    """Why the input drift of a window that adds the candidate's pods up since ``start``
+    is not judged ("": it is): a pod in it read another profile than ``current``, or
+    the window reaches back before this process started (``restarted``)."""
+    olds = {d for d, seen in read.values() if seen >= start and d not in ("", current)}
+    annotations = section(deployment, "spec", "template", "metadata", "annotations")
+    template = str(annotations.get(naming.ANNOTATION_REFERENCE_DIGEST) or "")
+    if template not in ("", current):  # measured before its pods are replaced
+        olds.add(template)
+    if olds:
+        return (
+            f"{edited}: its pods counted inputs in the previous profile's bins (judged "
+            "again in a step that starts once every pod reads it) (current "
+            f"{current}, pods read {', '.join(sorted(olds))})"
+        )
+    if restarted:
+        # Pods replaced before the restart are unknown here, and their counts (in the
+        # bins of a profile since edited, maybe) are in the window all the same.
+        return (
+            "the operator restarted within this step's window and cannot tell which "
+            "profile the candidate's inputs were binned against (judged again in a step "
+            f"that starts after the restart) (current {current})"
+        )
+    return ""
+
+
 def route_planner(name: str, namespace: str, http_route: str | None) -> RoutePlanner:
     """The router's pure plan for this ModelDeployment (replica ratio or Gateway API)."""
     router = router_for(http_route)
@@ -172,6 +213,8 @@ class Rollouts:
         #: Per ModelDeployment: its candidate, and what each of the candidate's pods read.
         self._read: dict[tuple[str, str], tuple[str, PodsRead]] = {}
         self._clock = clock
+        #: Pods that ran before this are unknown to ``_read`` (an operator restart).
+        self._started = clock()
 
     def candidate_urls(self, namespace: str, name: str, revision: str) -> list[str]:
         """Where shadow copies and the golden replay can reach the candidate: its
@@ -310,7 +353,9 @@ class Rollouts:
         inputs are counted on the pods that read the current profile. A source
         that adds the pods up (Prometheus) cannot leave any out: not judged
         while its window holds a pod that read another (for the rest of the
-        step). Pods that do not say what they read count as reading it.
+        step), or reaches back before this process started (pods replaced
+        before an operator restart went unseen). Pods that do not say what
+        they read count as reading it.
         """
         if not settings.reference:
             return window, ""
@@ -335,23 +380,14 @@ class Rollouts:
             every = "the pod" if len(counted) == 1 else f"all {len(counted)} pods"
             reads = "reads" if len(counted) == 1 else "read"
             why = f"{edited} and {every} counted still {reads} the previous profile"
-            olds = set(other.values())
-        else:
-            olds = {d for d, seen in read.values() if seen >= start and d not in ("", current)}
-            annotations = section(deployment, "spec", "template", "metadata", "annotations")
-            template = str(annotations.get(naming.ANNOTATION_REFERENCE_DIGEST) or "")
-            if template not in ("", current):  # measured before its pods are replaced
-                olds.add(template)
-            if not olds:
-                return window, ""
-            why = (
-                f"{edited}: its pods counted inputs in the previous profile's bins (judged "
-                "again in a step that starts once every pod reads it)"
-            )
-        pods = ", ".join(sorted(olds))
-        return _inputs_from(
-            window, RevisionWindow()
-        ), f"{why} (current {current}, pods read {pods})"
+            pods = ", ".join(sorted(set(other.values())))
+            return _inputs_from(
+                window, RevisionWindow()
+            ), f"{why} (current {current}, pods read {pods})"
+        # A step not started yet measures a token window, which holds nothing of the past.
+        restarted = start < self._started and target.window_seconds > MIN_EVIDENCE_SECONDS
+        why = _summed_unjudged(read, start, current, deployment, edited, restarted)
+        return (_inputs_from(window, RevisionWindow()), why) if why else (window, "")
 
     async def _measure(
         self,
@@ -545,14 +581,24 @@ class Rollouts:
             del self._routing_errors[(namespace, name)]
             log.info("%s/%s: routing failure on HTTPRoute %s let go", namespace, name, failed[0])
 
-    async def route(self, api: Api, body: Mapping[str, Any], action: Route) -> list[Event]:
-        """Point the route (HTTPRoute) as the plan's Route action says; the Events to post.
+    async def route(
+        self,
+        api: Api,
+        body: Mapping[str, Any],
+        action: Route,
+        post: PostEvents | None = None,
+    ) -> list[Event]:
+        """Point the route (HTTPRoute) as the plan's Route action says; the Events said.
 
         A route that cannot point at this model (missing, no backendRef to it)
         names none of its Services either: the plan goes on, with a Warning
         Event (once per cause), which would otherwise leave a rollout holding
         on too little data with no visible cause. A KubeError (the API refused
         or failed) is raised: the plan's deletions must wait for the route.
+
+        ``post`` posts the Events, raising when that may pass on a retry: the
+        failure or recovery counts as announced only once it returns (None: once
+        returned to the caller, who posts them).
         """
         view = objects.body(body)
         namespace, name = view.meta.namespace, view.meta.name
@@ -560,21 +606,30 @@ class Rollouts:
         routing_api: RoutingApi = api
         key = (namespace, name)
         target = RoutingTarget(name, namespace, action.stable, action.candidate)
+        failed = self._routing_errors.get(key)
         try:
             await router.apply(routing_api, target, action.traffic)
         except RoutingError as error:
             log.warning("%s/%s: routing not applied: %s", namespace, name, error)
-            failed = (action.http_route, str(error))
-            if self._routing_errors.get(key) == failed:
+            if failed == (action.http_route, str(error)):
                 return []
-            self._routing_errors[key] = failed
-            return [Event(Reason.ROUTING_FAILED, f"routing not applied: {error}", True)]
+            occurrence = _routing_occurrence(Reason.ROUTING_FAILED, action, str(error))
+            events = [
+                Event(Reason.ROUTING_FAILED, f"routing not applied: {error}", True, occurrence)
+            ]
+            if post is not None:
+                await post(events)
+            self._routing_errors[key] = (action.http_route, str(error))
+            return events
         # Only a success on the route that failed recovers it (not a dropped route's reset).
-        failed = self._routing_errors.get(key)
-        if failed is not None and failed[0] == action.http_route:
-            del self._routing_errors[key]
-            return [Event(Reason.ROUTING_APPLIED, "routing applied again")]
-        return []
+        if failed is None or failed[0] != action.http_route:
+            return []
+        occurrence = _routing_occurrence(Reason.ROUTING_APPLIED, action, failed[1])
+        events = [Event(Reason.ROUTING_APPLIED, "routing applied again", occurrence=occurrence)]
+        if post is not None:
+            await post(events)
+        self._routing_errors.pop(key, None)
+        return events
 
     async def after_write(self, api: Api, body: Mapping[str, Any], plan: Plan) -> None:
         """Log the rollout's progress, then clear a handled request."""

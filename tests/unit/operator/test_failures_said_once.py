@@ -4,16 +4,31 @@ kept, and nothing written by an instance kopf has paused."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import types
 from typing import Any
 
+import kopf
 import pytest
-from test_reconciler import BROKEN, NOW, Harness, MemoryApi, converged, model_deployment
+from test_reconciler import (
+    BROKEN,
+    NOW,
+    Harness,
+    MemoryApi,
+    converged,
+    model_deployment,
+    settled,
+)
 
 from vigil.core.status import ConditionState
+from vigil.kube.cache import ObjectCache
 from vigil.kube.client import KubeError
+from vigil.operator import handlers
 from vigil.operator.metrics import DELETED_SECONDS, OperatorMetrics
 from vigil.operator.reconciler import Reconciler, ReconcilerConfig, RetryLater
-from vigil.operator.runtime import post_event
+from vigil.operator.runtime import CACHED_KINDS, post_event
+from vigil.plugin.requests import ANNOTATION_REQUEST, ANNOTATION_REQUEST_ID
 
 
 class NamingApi(MemoryApi):
@@ -198,3 +213,41 @@ def test_deleted_models_are_remembered_for_their_time_then_dropped_oldest_first(
     now[0] = DELETED_SECONDS + 11.0
     metrics.forget("ml", "d")
     assert list(metrics._deleted) == [("ml", "c"), ("ml", "d")]
+
+
+async def test_a_failing_model_is_retried_on_its_backoff_not_on_each_status_write() -> None:
+    """A 403 (RBAC missing) on every reconcile: the health loop's status writes come almost
+    every cycle, and reconciling on each would repeat the failed write, its warning and its
+    Event post instead of waiting for the retry. A new spec or request still goes at once."""
+    harness = Harness()
+    harness.reconciler.coalesce_seconds = 0.01
+    harness.api.add(model_deployment())
+    harness.api.fail_on, harness.api.fail_status = ("apply", "ConfigMap"), 403
+    health = types.SimpleNamespace(observe_model=lambda *_: None, start=lambda: None)
+    runtime = types.SimpleNamespace(
+        reconciler=harness.reconciler, cache=ObjectCache(CACHED_KINDS), health=health
+    )
+    memo = types.SimpleNamespace(runtime=runtime)
+
+    async def seen(event_type: str, item: dict[str, Any]) -> float:
+        await handlers.model_deployment_seen(type=event_type, body=kopf.Body(item), memo=memo)
+        await asyncio.sleep(0.02)  # past the coalescing: a reconcile started is a task now
+        await settled(harness)
+        return harness.metric("vigil_operator_reconciles_total", outcome="error")
+
+    stored = harness.api.objects[("ModelDeployment", "ml", "wine")]
+    assert await seen("ADDED", stored) == 1
+    assert ("ml", "wine") in harness.reconciler._timers  # the retry, on its backoff
+    for version in range(3):  # the health loop's writes move the version, not the spec
+        written = copy.deepcopy(stored)
+        written["metadata"]["resourceVersion"] = str(20 + version)
+        written["status"] = {"health": {"verdict": "Healthy", "at": str(version)}}
+        assert await seen("MODIFIED", written) == 1
+    harness.reconciler.nudge("ml", "wine")  # a child's event
+    assert await seen("MODIFIED", written) == 1
+
+    stored["metadata"]["generation"] = 2  # a new spec
+    assert await seen("MODIFIED", copy.deepcopy(stored)) == 2
+    stored["metadata"]["annotations"] = {ANNOTATION_REQUEST: "retry", ANNOTATION_REQUEST_ID: "1"}
+    assert await seen("MODIFIED", copy.deepcopy(stored)) == 3
+    await harness.reconciler.close()

@@ -610,3 +610,67 @@ async def test_a_canary_after_trafficrouting_is_removed_gets_its_live_share() ->
     candidate = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]["candidate"]
     assert candidate["weight"] == 33, candidate["message"]
     assert "routing not applied" not in candidate["message"]
+
+
+async def test_a_routing_failure_whose_event_post_failed_is_posted_by_the_retried_cycle() -> None:
+    # Taken as said before a post that failed (503), the failure would never be said: every
+    # later cycle sees the same failure and posts nothing.
+    from test_reconciler import Harness, model_deployment
+
+    from vigil.kube.client import KubeError
+    from vigil.operator.reconciler import RetryLater
+
+    harness = Harness()
+    harness.reconciler.rollouts = Rollouts(running_in(lambda: {}), sidecar_image="sidecar:test")
+    attempts: list[str] = []
+
+    async def post_event(api: Any, body: Any, event: Any) -> None:
+        attempts.append(event.reason)
+        if event.reason == "RoutingFailed" and attempts.count("RoutingFailed") == 1:
+            raise KubeError(503, "POST events: etcd leader changed")
+        harness.events.append(event)
+
+    harness.reconciler._post_event = post_event
+    gateway = {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}
+    harness.api.add(model_deployment(rollout=gateway))
+    retried = 0
+    for _ in range(4):
+        try:
+            await harness.reconciler.reconcile("ml", "wine")
+        except RetryLater as error:
+            assert "RoutingFailed Event not posted" in str(error)
+            retried += 1
+        harness.api.make_ready()
+
+    assert retried == 1
+    assert [e.reason for e in harness.events].count("RoutingFailed") == 1
+    assert attempts.count("RoutingFailed") == 2
+
+
+def test_routing_events_are_named_by_their_route_and_failure_not_by_the_process() -> None:
+    # A restarted operator (its failures forgotten) posts the same failure under the same
+    # name, which the API server then refuses as a repeat instead of showing it twice.
+    from vigil.core.events import event_name
+
+    api = RecordingApi()
+    route = api.route
+    api.route = None  # type: ignore[assignment]
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
+    before, after = (
+        asyncio.run(Rollouts(running_in(lambda: {})).route(api, GATEWAY_BODY, action))  # type: ignore[arg-type]
+        for _ in range(2)
+    )
+    moved = {**GATEWAY_BODY, "metadata": {**GATEWAY_BODY["metadata"], "resourceVersion": "9"}}
+
+    def name(body: Any, event: Any) -> str:
+        return event_name(body, "Warning", event.reason, event.message, event.occurrence)
+
+    assert name(GATEWAY_BODY, before[0]) == name(moved, after[0])
+    other = Route("s1", "c2", Traffic(20, 0, 1, 2), http_route="wine")  # another rollout
+    (again,) = asyncio.run(Rollouts(running_in(lambda: {})).route(api, GATEWAY_BODY, other))  # type: ignore[arg-type]
+    assert name(GATEWAY_BODY, again) != name(GATEWAY_BODY, before[0])
+    rollouts = Rollouts(running_in(lambda: {}))
+    asyncio.run(rollouts.route(api, GATEWAY_BODY, action))  # type: ignore[arg-type]
+    api.route = route
+    (applied,) = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))  # type: ignore[arg-type]
+    assert applied.reason == "RoutingApplied" and "wine" in applied.occurrence
