@@ -111,6 +111,13 @@ class Rollout:
         source: Any = SummedByRevision(self.sidecars) if metrics else self.sidecars
         self.pods: dict[tuple[str, str], PodInfo] = {}
         self.serial = 0
+        self.start_operator(monkeypatch, source)
+        self.add_pod("s1", self.stable[1], digest(*self.stable))
+        self.add_pod(self.candidate, OLD, digest("ref-2", OLD))
+        self.add_pod(self.candidate, OLD, digest("ref-2", OLD))
+
+    def start_operator(self, monkeypatch: pytest.MonkeyPatch, source: Any) -> None:
+        """A new process's Rollouts over these pods and metrics (it remembers nothing)."""
         self.rollouts = Rollouts(
             running_in(lambda: self.pods),
             sources=SourcePool(lambda key: source),
@@ -121,9 +128,6 @@ class Rollout:
             return "http://wine-c.ml.svc:80"
 
         monkeypatch.setattr(self.rollouts, "candidate_url", answering)
-        self.add_pod("s1", self.stable[1], digest(*self.stable))
-        self.add_pod(self.candidate, OLD, digest("ref-2", OLD))
-        self.add_pod(self.candidate, OLD, digest("ref-2", OLD))
 
     def add_pod(self, revision: str, profile: ReferenceProfile, read: str) -> str:
         self.serial += 1
@@ -374,16 +378,7 @@ RESTARTED = "input drift not judged: the operator restarted within this step's w
 def restart(rollout: Rollout, monkeypatch: pytest.MonkeyPatch, source: Any) -> None:
     """The operator restarts now: the same metrics and step, a new process's Rollouts
     (what it remembered of the pods gone)."""
-    rollout.rollouts = Rollouts(
-        running_in(lambda: rollout.pods),
-        sources=SourcePool(lambda key: source),
-        clock=lambda: rollout.now,
-    )
-
-    async def answering(*_args: Any) -> str:
-        return "http://wine-c.ml.svc:80"
-
-    monkeypatch.setattr(rollout.rollouts, "candidate_url", answering)
+    rollout.start_operator(monkeypatch, source)
 
 
 async def test_prometheus_input_drift_is_not_judged_in_a_step_the_operator_restarted_within(
