@@ -229,8 +229,9 @@ class Reconciler:
 
         ``version``: the object's as its watch event has it (:func:`spec_version`; None: a
         child's or the health loop's nudge). While a failed reconcile waits for its retry,
-        only a new spec or request reconciles sooner: each of the health loop's status
-        writes would otherwise repeat the failure (its write, warning and Event) at once.
+        the object's own events reconcile sooner only with a new spec or request: each of
+        the health loop's status writes would otherwise repeat the failure (its write,
+        warning and Event) at once.
         """
         if not name:  # a child labelled with no owner's name (set by someone else)
             log.debug("%s: a nudge names no ModelDeployment; ignored", namespace)
@@ -254,12 +255,14 @@ class Reconciler:
         task.add_done_callback(self._tasks.discard)
 
     def _retry_pending(self, key: tuple[str, str], version: SpecVersion | None) -> bool:
-        """Whether the last reconcile failed, its retry is timed, and ``version`` is what it
-        read (unknown when it failed before reading: the retry tells)."""
-        if key not in self._failures or key not in self._timers:
+        """Whether a watch event of the object (``version``) finds the last reconcile failed,
+        its retry timed, and the spec and request it read unchanged (unknown when it failed
+        before reading: the retry tells). Other nudges (a child, a bake's condition flip from
+        the health loop) still reconcile at once."""
+        if version is None or key not in self._failures or key not in self._timers:
             return False
         failed = self._versions.get(key)
-        return version is None or failed is None or failed == version
+        return failed is None or failed == version
 
     def forget(self, namespace: str, name: str) -> None:
         """A deleted ModelDeployment: one created again under its name starts afresh."""

@@ -153,11 +153,9 @@ def _summed_unjudged(
     current: str,
     deployment: Mapping[str, Any] | None,
     edited: str,
-    restarted: bool,
 ) -> str:
     """Why the input drift of a window that adds the candidate's pods up since ``start``
-    is not judged ("": it is): a pod in it read another profile than ``current``, or
-    the window reaches back before this process started (``restarted``)."""
+    is not judged ("": it is): a pod in it read another profile than ``current``."""
     olds = {d for d, seen in read.values() if seen >= start and d not in ("", current)}
     annotations = section(deployment, "spec", "template", "metadata", "annotations")
     template = str(annotations.get(naming.ANNOTATION_REFERENCE_DIGEST) or "")
@@ -168,14 +166,6 @@ def _summed_unjudged(
             f"{edited}: its pods counted inputs in the previous profile's bins (judged "
             "again in a step that starts once every pod reads it) (current "
             f"{current}, pods read {', '.join(sorted(olds))})"
-        )
-    if restarted:
-        # Pods replaced before the restart are unknown here, and their counts (in the
-        # bins of a profile since edited, maybe) are in the window all the same.
-        return (
-            "the operator restarted within this step's window and cannot tell which "
-            "profile the candidate's inputs were binned against (judged again in a step "
-            f"that starts after the restart) (current {current})"
         )
     return ""
 
@@ -213,8 +203,6 @@ class Rollouts:
         #: Per ModelDeployment: its candidate, and what each of the candidate's pods read.
         self._read: dict[tuple[str, str], tuple[str, PodsRead]] = {}
         self._clock = clock
-        #: Pods that ran before this are unknown to ``_read`` (an operator restart).
-        self._started = clock()
 
     def candidate_urls(self, namespace: str, name: str, revision: str) -> list[str]:
         """Where shadow copies and the golden replay can reach the candidate: its
@@ -353,9 +341,7 @@ class Rollouts:
         inputs are counted on the pods that read the current profile. A source
         that adds the pods up (Prometheus) cannot leave any out: not judged
         while its window holds a pod that read another (for the rest of the
-        step), or reaches back before this process started (pods replaced
-        before an operator restart went unseen). Pods that do not say what
-        they read count as reading it.
+        step). Pods that do not say what they read count as reading it.
         """
         if not settings.reference:
             return window, ""
@@ -384,9 +370,7 @@ class Rollouts:
             return _inputs_from(
                 window, RevisionWindow()
             ), f"{why} (current {current}, pods read {pods})"
-        # A step not started yet measures a token window, which holds nothing of the past.
-        restarted = start < self._started and target.window_seconds > MIN_EVIDENCE_SECONDS
-        why = _summed_unjudged(read, start, current, deployment, edited, restarted)
+        why = _summed_unjudged(read, start, current, deployment, edited)
         return (_inputs_from(window, RevisionWindow()), why) if why else (window, "")
 
     async def _measure(

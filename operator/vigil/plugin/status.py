@@ -23,7 +23,7 @@ from vigil.common.objects import Body, body, section
 from vigil.common.times import parse_time
 from vigil.core.health import format_window
 from vigil.core.spec import HealthPolicy, RolloutSpec, Step, outline_spec
-from vigil.core.vocabulary import Reason
+from vigil.core.vocabulary import Reason, Verdict
 from vigil.plugin.reading import event_time, in_order, read_spec
 from vigil.plugin.requests import parse_request
 
@@ -518,7 +518,8 @@ def _health(
     drift = health.get("drift") or {}
     threshold = limits.health.drift_threshold
     score = drift.get("score")
-    ok, words = _judged(None if score is None else score < threshold, _drifted(drift))
+    drifted = _drifted(drift, health.get("verdict"))
+    ok, words = _judged(None if score is None else score < threshold, drifted)
     add(
         _gate_row(
             f"drift ({drift.get('method', limits.health.drift_method)})",
@@ -547,11 +548,13 @@ def _health(
             f"  {'prediction mean / std':<26}{prediction.get('mean', 0):>12.3f}"
             f" / {prediction.get('std', 0):.3f}"
         )
-    lines += _drift_bars(drift, threshold, style)
+    lines += _drift_bars(drift, threshold, style, drifted)
     return lines
 
 
-def _drift_bars(drift: Mapping[str, Any], threshold: float, style: _Style) -> list[str]:
+def _drift_bars(
+    drift: Mapping[str, Any], threshold: float, style: _Style, drifted: bool
+) -> list[str]:
     """Drift by feature, the worst first, as bars against the threshold."""
     features = drift.get("features") or {}
     if not features:
@@ -560,7 +563,7 @@ def _drift_bars(drift: Mapping[str, Any], threshold: float, style: _Style) -> li
     lines: list[str] = ["", style(title, "bold")]
     add = lines.append
     scale = max(threshold * 2, max(features.values()))
-    over = set(drift.get("over") or ())
+    over = set(drift.get("over") or ()) if drifted else set()
     for name, value in sorted(features.items(), key=lambda item: -item[1])[:12]:
         # Red for the features the operator found surely over; yellow past it unsure.
         colour = "red" if name in over else "yellow" if value >= threshold else "green"
@@ -572,9 +575,10 @@ def _drift_bars(drift: Mapping[str, Any], threshold: float, style: _Style) -> li
     return lines
 
 
-def _drifted(drift: Mapping[str, Any]) -> bool:
-    """The operator found drift over the threshold (surely, or held until surely back)."""
-    return drift.get("level") == "threshold"
+def _drifted(drift: Mapping[str, Any], verdict: object) -> bool:
+    """The operator found drift over the threshold (surely, or held until surely back); not
+    with too few requests to judge (the level is computed all the same)."""
+    return drift.get("level") == "threshold" and verdict != Verdict.INSUFFICIENT_DATA
 
 
 def _realized(

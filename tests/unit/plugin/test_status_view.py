@@ -149,6 +149,14 @@ def test_a_breach_the_operator_holds_fails_though_the_estimate_is_within() -> No
     assert re.search(r"drift \(psi\)\s+0\.170\s+< 0\.2\s+FAIL", screen)
 
 
+def test_drift_over_its_threshold_with_too_few_requests_to_judge_is_not_a_fail() -> None:
+    # The level is computed before the requests are counted: DriftDetected stays Unknown.
+    drift = {"method": "psi", "level": "threshold", "score": 15.2, "over": ["alcohol"]}
+    screen = _health_of({"verdict": "InsufficientData", "requests": 20, "drift": drift})
+    assert re.search(r"drift \(psi\)\s+15\.2\d*\s+< 0\.2\s+not surely", screen), screen
+    assert "FAIL" not in screen.split("Drift by feature")[0].split("drift (psi)")[1]
+
+
 def test_realized_performance_fails_only_where_the_operator_found_it_degraded() -> None:
     performance = {"labels": 40, "accuracy": 0.78, "threshold": 0.8835}
     health = {"verdict": "Healthy", "requests": 500, "errorRate": 0.0, "performance": performance}
