@@ -224,12 +224,14 @@ def request(args: argparse.Namespace) -> int:
     request_id = new_request_id()
     revision = ""
     seen: set[str] = set()
-    if verb != RequestVerb.RETRY:
-        # The candidate the person saw, ended or not: the request is refused in a rollout
-        # of another revision started before the operator reads it (a spec edit, a sync).
+    if verb != RequestVerb.RETRY or args.wait > 0:
         found = _read(args)
-        revision = str(section(found, "status", "candidate").get("revision") or "")
+        # The answer status holds before ours: one unseen while waiting is a newer request's.
         seen.add(_last_request_id(found))
+        if verb != RequestVerb.RETRY:
+            # The candidate the person saw, ended or not: the request is refused in a rollout
+            # of another revision started before the operator reads it (a spec edit, a sync).
+            revision = str(section(found, "status", "candidate").get("revision") or "")
     _place(args, request_annotations(verb, request_id, revision))
     where = f" in namespace {args.namespace}" if args.namespace else ""
     target = f" for revision {revision}" if revision else ""

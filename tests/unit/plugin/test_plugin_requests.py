@@ -506,6 +506,25 @@ def test_wait_still_says_no_answer_when_the_last_answer_is_one_it_saw_before(mon
     assert "no answer to the promote request (removed by a person" in capsys.readouterr().err
 
 
+def test_a_retry_removed_while_its_first_wait_read_failed_is_no_answer(monkeypatch, capsys):
+    # retry places no revision, yet its wait reads status first: the answer already there
+    # is not taken for a newer request's.
+    operator, _clock = _operated(monkeypatch, {})
+    after_placing: list[str] = []
+
+    def read(args: argparse.Namespace) -> dict:
+        if ANNOTATION_REQUEST_ID in operator.obj["metadata"]["annotations"]:
+            after_placing.append("read")
+            if len(after_placing) == 1:  # the first read after the annotate fails
+                raise PluginError("Unable to connect to the server")
+            operator.obj["metadata"]["annotations"].clear()  # then: removed by a person
+        return json.loads(json.dumps(operator.obj))
+
+    monkeypatch.setattr(plugin_cli, "_read", read)
+    assert main(["retry", "wine", "--wait", "5"]) == 1
+    assert "no answer to the retry request (removed by a person" in capsys.readouterr().err
+
+
 def test_wait_reads_again_after_a_failed_read_and_says_so_once(monkeypatch, capsys):
     def answer(obj: dict) -> None:
         obj["status"]["lastRequest"] = {"id": operator.ours(), "answer": "Taken", "message": "ok"}
