@@ -297,6 +297,31 @@ class TestASwitchCutShortBeforeItsStatusWrite:
         history = [(h["revision"], h["outcome"]) for h in world.status["history"]]
         assert (revision, "Promoted") in history
 
+    def test_a_switch_stopped_before_keeping_the_previous_revision_bakes_from_the_move(
+        self,
+    ) -> None:
+        # The Service moved, then the operator stopped before the previous revision's scale
+        # (and its mark): the bake, stable.since and history count from the Service's move.
+        world, _previous = serving(baked())
+        world.set_spec(spec("2", 2, rollout=baked()))
+        world.reconcile()
+        world.pods_ready(world.status["candidate"]["revision"])
+        written = copy.deepcopy(world)
+        written.reconcile()
+        world.now += datetime.timedelta(seconds=1)
+        actions = reconcile_decide(world.observe()).actions
+        moved = next(
+            i
+            for i, a in enumerate(actions)
+            if (getattr(a, "kind", ""), a.name) == ("Service", "wine")
+        )
+        world.carry_out(actions[: moved + 1])
+        world.reconcile(advance=120)
+        bake = {**world.status["bake"], "message": ""}
+        assert bake == {**written.status["bake"], "message": ""}
+        assert world.status["stable"] == written.status["stable"]
+        assert world.status["history"] == written.status["history"]
+
     def test_the_retry_lands_where_the_lost_write_would_have(self) -> None:
         # The operator was down two minutes after the switch (or the API server refused its
         # status writes): the bake, status.stable.since and the history entry started at the

@@ -87,8 +87,11 @@ def start(
         cycle.delete_revision(previous.revision)
         return f"revision {previous.revision} removed", None
     kept = min(bake.min_replicas, spec.replicas)
-    # Started at the switch: one whose status write was lost marked it on the kept revision.
-    started = kept_since(cycle, previous.revision, revision) or cycle.obs.now.timestamp()
+    # Started at the switch: one whose status write was lost marked it on the kept revision
+    # (or, stopped before that scale, on the Service, which moved first).
+    moved = cycle.serving_since(revision)
+    marked = kept_since(cycle, previous.revision, revision)
+    started = marked or (moved.timestamp() if moved else cycle.obs.now.timestamp())
     mark = {naming.ANNOTATION_KEPT_FOR_BAKE: f"{revision} {format_unix(started)}"}
     cycle.scale_revision(previous.revision, kept, mark)
     state = BakeState(

@@ -37,6 +37,9 @@ def switch(
     assert spec is not None
     revision = candidate_view.revision
     cycle.serve(revision)
+    # A switch decided again after its Service moved (the cycle stopped there) dates from
+    # that move, as the Service's mark says.
+    cycle.switched_at = cycle.serving_since(revision)
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_STABLE), spec.replicas)
     # The old revision goes, or stays for the bake (spec.rollout.bake) to go back to.
     then, baked = bake.start(cycle, change, stable_view, revision)
@@ -47,7 +50,8 @@ def switch(
         ),
         occurrence=_switch_occurrence(cycle, stable_view.revision, revision),
     )
-    _record_promotion(cycle, candidate_view, change, (spec.model.version, spec.server.image))
+    ran = (spec.model.version, spec.server.image)
+    _record_promotion(cycle, candidate_view, change, ran, cycle.switched_at)
     reached = stable_outcome(cycle, revision, candidate_view, just_created=False)
     if baked is not None:
         reached = bake.bake_outcome(reached, Reason.BAKING, then)
