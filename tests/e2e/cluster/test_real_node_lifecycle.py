@@ -165,8 +165,16 @@ def test_a_killed_clusters_empty_namespace_is_reclaimed_and_a_live_one_refused()
     network = NodeNetwork.for_port_base(free_real_node_port_base())
     subprocess.run(["ip", "netns", "add", network.netns], check=True)
     try:
-        resident = subprocess.Popen(["ip", "netns", "exec", network.netns, "sleep", "60"])
+        # It says so once inside: checked before that, the namespace is still empty and
+        # is (rightly) reclaimed under the process about to enter it.
+        inside = "echo inside; exec sleep 60"
+        resident = subprocess.Popen(
+            ["ip", "netns", "exec", network.netns, "sh", "-c", inside],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
+            assert resident.stdout is not None and resident.stdout.readline() == "inside\n"
             with pytest.raises(NetworkError, match="processes run in it"):
                 network.check_free()
         finally:
