@@ -229,17 +229,13 @@ def test_figures_of_the_previous_stable_say_whose_they_are() -> None:
 
 
 def test_too_few_labels_wait_rather_than_fail() -> None:
-    md = json.loads(json.dumps(MD))
-    md["status"]["health"]["performance"] = {"window": "30s", "labels": 0}
-    md["status"]["conditions"].append(
-        {
-            "type": "PerformanceDegraded",
-            "status": "Unknown",
-            "reason": "InsufficientLabels",
-            "message": "0 labels < 100 needed over 30s",
-        }
-    )
-    screen = render(md, EVENTS, now=NOW)
+    waiting = {
+        "type": "PerformanceDegraded",
+        "status": "Unknown",
+        "reason": "InsufficientLabels",
+        "message": "0 labels < 100 needed over 30s",
+    }
+    screen = _health_of({"performance": {"window": "30s", "labels": 0}}, (waiting,))
     assert re.search(r"labels joined\s+0\s+>= 100\s+too few\n", screen)
 
 

@@ -165,28 +165,28 @@ class Cycle:
         if selector is None:
             self.route(revision)
 
-    def _live_service(self) -> tuple[Mapping[str, Any] | None, str | None]:
-        """The live Service ``<name>`` and its serving mark (None: none)."""
-        live = self.live.get(("Service", naming.service_name(self.obs.owner.name)))
-        mark = body(live).meta.annotations.get(naming.ANNOTATION_SERVING_SINCE) if live else None
-        return live, mark
+    def _live_mark(self) -> str | None:
+        """The live Service's serving mark (None: no Service, or none on it)."""
+        service = self.obs.service
+        return (
+            body(service).meta.annotations.get(naming.ANNOTATION_SERVING_SINCE) if service else None
+        )
 
     def _serving_mark(self, revision: str, selector: Mapping[str, str] | None) -> str | None:
         """The Service's mark: "<revision> <now>" when live traffic moves to ``revision`` in
         this cycle, else as it is: a canary's selector moves no traffic whole, and a Service
         that served ``revision`` before marks existed gets none (no write for it)."""
-        live, mark = self._live_service()
+        mark = self._live_mark()
         if selector is not None or (mark is not None and mark.partition(" ")[0] == revision):
             return mark
-        if mark is None and live is not None and service_revision(live) == revision:
+        if mark is None and service_revision(self.obs.service) == revision:
             return None
         return f"{revision} {format_time(self.obs.now)}"
 
     def serving_since(self, revision: str) -> datetime.datetime | None:
         """When live traffic moved to ``revision`` in this rollout attempt, as the Service's
         mark says (None: not marked, or before the attempt began: an earlier move)."""
-        _live, mark = self._live_service()
-        marked, _, text = str(mark or "").partition(" ")
+        marked, _, text = str(self._live_mark() or "").partition(" ")
         since, attempt = parse_time(text), parse_time(self.attempt_started())
         if marked != revision or since is None or attempt is None or since < attempt:
             return None
