@@ -141,10 +141,13 @@ def _inputs_from(window: RevisionWindow, part: RevisionWindow) -> RevisionWindow
     )
 
 
-def _routing_occurrence(reason: str, action: Route, error: str) -> str:
-    """A routing Event named by its route, revisions and failure rather than the object's
-    version: posted again after a restart, or by a retried cycle, it is the same Event."""
-    return f"{reason} {action.http_route or '-'} {action.stable}/{action.candidate or '-'} {error}"
+def _routing_occurrence(reason: str, action: Route, error: str, recovered: int) -> str:
+    """A routing Event named by its route, revisions, failure and how many times this
+    process saw that route recover, rather than the object's version: posted again after a
+    restart, or by a retried cycle, it is the same Event; the same failure after a recovery
+    is a new one (Events live an hour: a reused name would not be shown)."""
+    route = f"{action.http_route or '-'} {action.stable}/{action.candidate or '-'}"
+    return f"{reason} {route} {error}" + (f" #{recovered}" if recovered else "")
 
 
 def _summed_unjudged(
@@ -198,6 +201,8 @@ class Rollouts:
         #: The last routing failure per ModelDeployment: (the HTTPRoute, why). An Event only
         #: when it changes; it holds while the spec names that route (``_keep_routing_error``).
         self._routing_errors: dict[tuple[str, str], tuple[str, str]] = {}
+        #: How many routing failures per ModelDeployment recovered: names a recurrence anew.
+        self._routing_recoveries: dict[tuple[str, str], int] = {}
         #: Why the last golden replay per ModelDeployment gave no result (status says it).
         self._golden_pending: dict[tuple[str, str], str] = {}
         #: Per ModelDeployment: its candidate, and what each of the candidate's pods read.
@@ -548,6 +553,7 @@ class Rollouts:
     def forget(self, namespace: str, name: str) -> None:
         """A deleted ModelDeployment: nothing of it is kept."""
         self._routing_errors.pop((namespace, name), None)
+        self._routing_recoveries.pop((namespace, name), None)
         self._golden_pending.pop((namespace, name), None)
         self._read.pop((namespace, name), None)
 
@@ -597,7 +603,8 @@ class Rollouts:
             log.warning("%s/%s: routing not applied: %s", namespace, name, error)
             if failed == (action.http_route, str(error)):
                 return []
-            occurrence = _routing_occurrence(Reason.ROUTING_FAILED, action, str(error))
+            recovered = self._routing_recoveries.get(key, 0)
+            occurrence = _routing_occurrence(Reason.ROUTING_FAILED, action, str(error), recovered)
             events = [
                 Event(Reason.ROUTING_FAILED, f"routing not applied: {error}", True, occurrence)
             ]
@@ -608,11 +615,13 @@ class Rollouts:
         # Only a success on the route that failed recovers it (not a dropped route's reset).
         if failed is None or failed[0] != action.http_route:
             return []
-        occurrence = _routing_occurrence(Reason.ROUTING_APPLIED, action, failed[1])
+        recovered = self._routing_recoveries.get(key, 0)
+        occurrence = _routing_occurrence(Reason.ROUTING_APPLIED, action, failed[1], recovered)
         events = [Event(Reason.ROUTING_APPLIED, "routing applied again", occurrence=occurrence)]
         if post is not None:
             await post(events)
         self._routing_errors.pop(key, None)
+        self._routing_recoveries[key] = recovered + 1
         return events
 
     async def after_write(self, api: Api, body: Mapping[str, Any], plan: Plan) -> None:

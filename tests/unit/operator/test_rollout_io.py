@@ -674,3 +674,22 @@ def test_routing_events_are_named_by_their_route_and_failure_not_by_the_process(
     api.route = route
     (applied,) = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))  # type: ignore[arg-type]
     assert applied.reason == "RoutingApplied" and "wine" in applied.occurrence
+
+
+def test_the_same_routing_failure_after_a_recovery_is_a_new_event() -> None:
+    # Under the first failure's name the API server refuses it as a repeat for an hour: a
+    # route deleted again after it was fixed would hold the rollout with no Warning shown.
+    from vigil.core.events import event_name
+
+    api = RecordingApi()
+    route = api.route
+    action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
+    rollouts = Rollouts(running_in(lambda: {}))
+    said = []
+    for present in (None, route, None, route):
+        api.route = present  # type: ignore[assignment]
+        (event,) = asyncio.run(rollouts.route(api, GATEWAY_BODY, action))  # type: ignore[arg-type]
+        said.append(event)
+    names = [event_name(GATEWAY_BODY, "Warning", e.reason, e.message, e.occurrence) for e in said]
+    assert [e.reason for e in said] == ["RoutingFailed", "RoutingApplied"] * 2
+    assert len(set(names)) == 4
