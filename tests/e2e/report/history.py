@@ -280,6 +280,7 @@ def measure(url: str, end: float) -> Measured:
             end=end,
             step=choose_step(SPAN),
             window_seconds=120.0,
+            labels_window_seconds=120.0,
             progress=lambda _: None,
         )
     )

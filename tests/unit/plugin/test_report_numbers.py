@@ -300,7 +300,15 @@ def test_an_unreachable_prometheus_stops_every_query_before_the_session_closes(
     sources: list[Source] = []
     monkeypatch.setattr(report_sources, "PrometheusSource", Source)
     query = report_sources.from_prometheus(
-        "http://nowhere", "ml", "wine", start=0, end=60, step=5, window_seconds=30, progress=print
+        "http://nowhere",
+        "ml",
+        "wine",
+        start=0,
+        end=60,
+        step=5,
+        window_seconds=30,
+        labels_window_seconds=30,
+        progress=print,
     )
     with pytest.raises(RuntimeError, match="cannot connect"):
         asyncio.run(query)
@@ -407,3 +415,63 @@ def test_no_message_can_hide_the_page_behind_a_comment_or_a_script() -> None:
     embedded = page[start : page.index("</script>", start)]
     assert not set("<>&") & set(embedded)
     assert json.loads(embedded) == json.loads(json.dumps(numbers, allow_nan=False))
+
+
+def _recorded_queries(monkeypatch, **windows: float) -> list[str]:
+    """The PromQL ``from_prometheus`` sends (every answer empty)."""
+    queries: list[str] = []
+
+    class Source:
+        def __init__(self, url: str, timeout_seconds: float) -> None:
+            pass
+
+        async def query_range(self, promql: str, *args: Any) -> list[dict[str, Any]]:
+            queries.append(promql)
+            return []
+
+        async def query(self, promql: str, *args: Any) -> list[dict[str, Any]]:
+            return []
+
+        async def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(report_sources, "PrometheusSource", Source)
+    query = report_sources.from_prometheus(
+        "http://p", "ml", "wine", start=0, end=7200, step=60, progress=print, **windows
+    )
+    measured = asyncio.run(query)
+    assert measured.labels_window_seconds == windows["labels_window_seconds"]
+    return queries
+
+
+def test_labels_slide_over_the_performance_window_as_the_health_loop_reads_them(
+    monkeypatch,
+) -> None:
+    # Read over the 5-minute traffic window, accuracy over time showed other figures than
+    # the hour of labels PerformanceDegraded judged.
+    queries = _recorded_queries(monkeypatch, window_seconds=300, labels_window_seconds=3600)
+    labels = [q for q in queries if names.FEEDBACK_CORRECT in q or names.FEEDBACK_LABELS in q]
+    requests = [q for q in queries if f"{total(names.REQUESTS)}{{" in q]
+    assert labels and all("[3600s]" in q for q in labels)
+    assert requests and all("[300s]" in q for q in requests)
+    measured = Measured({}, {}, 0, 7200, 60, 300, "test", labels_window_seconds=3600)
+    assert measured.label_seconds("r1") == 3600 and measured.seconds("r1") == 300
+
+
+def test_the_report_reads_labels_over_spec_monitoring_performance_window(monkeypatch) -> None:
+    md = {
+        "metadata": {"name": "wine", "namespace": "ml"},
+        "spec": {"monitoring": {"window": "2m", "performance": {"window": "30m"}}},
+    }
+    seen: dict[str, float] = {}
+
+    async def from_prometheus(*args: Any, **kwargs: Any) -> str:
+        seen.update(kwargs)
+        return "measured"
+
+    monkeypatch.setattr(report_cli, "from_prometheus", from_prometheus)
+    monkeypatch.setattr(report_cli, "_prometheus_url", lambda args, md: "http://p")
+    args = argparse.Namespace(since=7200.0, step=None, window=None)
+    context = Context(md)
+    assert report_cli.measure(args, context) == "measured"  # type: ignore[comparison-overlap]
+    assert (seen["window_seconds"], seen["labels_window_seconds"]) == (120, 1800)

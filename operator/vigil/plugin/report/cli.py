@@ -122,11 +122,12 @@ def measure(args: argparse.Namespace, context: Context) -> Measured:
     end = time.time()
     start = end - args.since
     step = args.step or choose_step(end - start)
-    window = args.window or read_spec(body(md).spec).policy.window_seconds
-    window = max(window, step)
+    policy = read_spec(body(md).spec).policy
+    window = max(args.window or policy.window_seconds, step)
+    labels_window = max(args.window or policy.performance.window_seconds, step)
     _progress(
         f"prometheus {url}: {duration(end - start)} every {duration(step)}, "
-        f"{duration(window)} windows"
+        f"{duration(window)} windows ({duration(labels_window)} for labels)"
     )
     return asyncio.run(
         from_prometheus(
@@ -137,6 +138,7 @@ def measure(args: argparse.Namespace, context: Context) -> Measured:
             end=end,
             step=step,
             window_seconds=window,
+            labels_window_seconds=labels_window,
             progress=_progress,
         )
     )
@@ -217,6 +219,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--window",
         type=_duration,
-        help="each point's window (default: spec.monitoring.window, at least the step)",
+        help="each point's window (default: spec.monitoring.window, and for labels "
+        "spec.monitoring.performance.window, as the health loop reads them; at least the step)",
     )
     parser.set_defaults(func=report)

@@ -54,6 +54,9 @@ class Measured:
     window_seconds: float
     source: str
     notes: tuple[str, ...] = ()
+    #: The ground-truth families' window, where not ``window_seconds``: the health loop
+    #: reads labels over spec.monitoring.performance.window (the prometheus source).
+    labels_window_seconds: float | None = None
     #: Revision -> the seconds its counters cover, where not ``window_seconds`` (the direct
     #: source: each revision's counters began with its first pod).
     revision_seconds: Mapping[str, float] = field(default_factory=dict)
@@ -61,6 +64,12 @@ class Measured:
     def seconds(self, revision: str) -> float:
         """What one revision's counts are divided by, for a rate."""
         return self.revision_seconds.get(revision, self.window_seconds)
+
+    def label_seconds(self, revision: str) -> float:
+        """What one revision's label counts are divided by, for a rate."""
+        if revision in self.revision_seconds or self.labels_window_seconds is None:
+            return self.seconds(revision)
+        return self.labels_window_seconds
 
 
 @dataclass(frozen=True)
@@ -454,7 +463,7 @@ def _ground_truth(
         over_time["accuracy"][rev] = _series({at: w.realized.accuracy for at, w in by_time})
         over_time["mae"][rev] = _series({at: w.realized.mae for at, w in by_time})
         over_time["labels"][rev] = _series(
-            {at: w.realized.labels / measured.seconds(rev) for at, w in by_time}
+            {at: w.realized.labels / measured.label_seconds(rev) for at, w in by_time}
         )
     return {
         "available": True,
@@ -508,6 +517,7 @@ def build(context: Context, measured: Measured) -> dict[str, Any]:
             "end": measured.end,
             "step": measured.step,
             "window": measured.window_seconds,
+            "labelsWindow": measured.labels_window_seconds or measured.window_seconds,
         },
         "source": measured.source,
         "notes": [*context.notes, *_spec_notes(read.problems), *measured.notes],

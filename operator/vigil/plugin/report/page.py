@@ -565,7 +565,7 @@ def _ground_truth(data: Mapping[str, Any], colours: Colours, x_range: tuple[floa
         + '<div class="row">'
         + line_chart(
             "truth-accuracy",
-            "Accuracy over time (labels arrived)",
+            f"Accuracy over time (labels arrived{_labels_window(data['range'])})",
             over["accuracy"],
             colours,
             x_range,
@@ -638,6 +638,12 @@ def _points(span: Mapping[str, Any]) -> str:
     if span["step"] <= 0:  # the direct source: one reading of counters, no windows
         return "one point per revision: counters since each sidecar started"
     return f"each point: a {duration(span['window'])} window every {duration(span['step'])}"
+
+
+def _labels_window(span: Mapping[str, Any]) -> str:
+    """The window of the ground-truth charts, where it is not the other charts' one."""
+    labels = span.get("labelsWindow", span["window"])
+    return "" if span["step"] <= 0 or labels == span["window"] else f", {duration(labels)} windows"
 
 
 def _header(data: Mapping[str, Any]) -> str:

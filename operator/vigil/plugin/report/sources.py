@@ -56,9 +56,11 @@ async def from_prometheus(
     end: float,
     step: float,
     window_seconds: float,
+    labels_window_seconds: float,
     progress: Progress,
 ) -> Measured:
-    """Sliding windows every step, and totals over the range, from Prometheus."""
+    """Sliding windows every step, and totals over the range, from Prometheus. Ground-truth
+    families slide over ``labels_window_seconds``, as the health loop reads them."""
     where = {"namespace": namespace, "model_deployment": name}
     families = list(FAMILY_LABELS)
     source = PrometheusSource(url, timeout_seconds=120.0)
@@ -80,10 +82,13 @@ async def from_prometheus(
     def instant(promql: str) -> Callable[[], Any]:
         return lambda: source.query(promql, end)
 
+    def windows(family: str) -> float:
+        return labels_window_seconds if family in SERVED_REVISION_FAMILIES else window_seconds
+
     span = max(end - start, step)
     try:
         answers = await _all(
-            *(run(ranged(family_query(f, window_seconds, where)), f) for f in families),
+            *(run(ranged(family_query(f, windows(f), where)), f) for f in families),
             run(ranged(pods_query(where)), "pods"),
             *(run(instant(family_query(f, span, where)), f"{f} (range)") for f in families),
             run(instant(pods_query(where)), "pods (now)"),
@@ -115,6 +120,7 @@ async def from_prometheus(
         end=end,
         step=step,
         window_seconds=window_seconds,
+        labels_window_seconds=labels_window_seconds,
         source=f"prometheus {url}",
     )
 
