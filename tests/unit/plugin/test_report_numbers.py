@@ -475,3 +475,30 @@ def test_the_report_reads_labels_over_spec_monitoring_performance_window(monkeyp
     context = Context(md)
     assert report_cli.measure(args, context) == "measured"  # type: ignore[comparison-overlap]
     assert (seen["window_seconds"], seen["labels_window_seconds"]) == (120, 1800)
+
+
+def test_a_retried_candidate_is_under_way_not_its_earlier_attempts_outcome() -> None:
+    # Status keeps the rolled-back attempt's history entry; the page said "RolledBack" for
+    # the rollout under way, and started it at the first attempt.
+    retried = json.loads(json.dumps(HANDOVER_MD))
+    retried["status"]["history"].insert(
+        0,
+        {"revision": "C", "modelVersion": "4", "change": "replacement",
+         "outcome": "RolledBack", "reason": "ErrorRate", "at": "1970-01-01T00:40:00Z"},
+    )  # fmt: skip
+    retried["status"]["candidate"] = {
+        "revision": "C",
+        "modelVersion": "4",
+        "change": "replacement",
+        "startedAt": "1970-01-01T00:45:00Z",
+    }
+    measured = Measured({}, {}, 100.0, 2900.0, 100.0, 300.0, "test")
+    numbers = build(Context(retried, (), None, generated_at=2900.0), measured)
+    (c,) = [r for r in numbers["rollouts"] if r["revision"] == "C"]
+    assert (c["role"], c["outcome"], c["ended"], c["started"]) == ("candidate", None, None, 2700.0)
+    assert c["previousAttempt"] == {"outcome": "RolledBack", "reason": "ErrorRate", "at": 2400.0}
+    assert "retried after RolledBack at 1970-01-01 00:40:00 UTC" in render(numbers)
+    retried["status"]["candidate"]["outcome"] = "RolledBack"  # the attempt ended again
+    numbers = build(Context(retried, (), None, generated_at=2900.0), measured)
+    (c,) = [r for r in numbers["rollouts"] if r["revision"] == "C"]
+    assert (c["outcome"], c["previousAttempt"]) == ("RolledBack", None)

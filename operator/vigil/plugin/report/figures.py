@@ -143,6 +143,8 @@ def _revisions(md: Mapping[str, Any], measured: Measured) -> list[dict[str, Any]
             slot["role"] = role
             slot.setdefault("modelVersion", part.get("modelVersion"))
             slot.setdefault("change", part.get("change"))
+            if role == "candidate" and not part.get("outcome"):
+                _under_way_again(slot, part)
     seen = set(measured.totals)
     for windows in measured.points.values():
         seen.update(windows)
@@ -151,6 +153,15 @@ def _revisions(md: Mapping[str, Any], measured: Measured) -> list[dict[str, Any]
         set(known) | seen, key=lambda rev: (rev != stable, -(known.get(rev, {}).get("at") or 0))
     )
     return [{"revision": rev, "measured": rev in seen, **known.get(rev, {})} for rev in ordered]
+
+
+def _under_way_again(slot: dict[str, Any], candidate: Mapping[str, Any]) -> None:
+    """A candidate under way whose history holds an earlier attempt (retried): that
+    attempt's outcome and end are not this one's; it started at status.candidate.startedAt."""
+    if slot.get("outcome") is not None:
+        slot["previous"] = {k: slot.pop(k, None) for k in ("outcome", "reason", "at")}
+    if (started := parse_unix(candidate.get("startedAt"))) is not None:
+        slot["startedAt"] = started
 
 
 def _stable_at(revisions: Sequence[Mapping[str, Any]], at: float) -> str | None:
@@ -402,7 +413,8 @@ def _rollouts(
     for revision in revisions:
         rev = revision["revision"]
         mine = [e for e in events if _about(rev, str(e.get("message") or ""))]
-        started = [
+        started = [revision["startedAt"]] if revision.get("startedAt") is not None else []
+        started = started or [
             e["at"] for e in mine if e["reason"] in ("RolloutStarted", "Deployed") and e["at"]
         ]
         change = str(revision.get("change") or "")
@@ -422,6 +434,7 @@ def _rollouts(
                 "reason": revision.get("reason"),
                 "started": min(started) if started else None,
                 "ended": revision.get("at"),
+                "previousAttempt": revision.get("previous"),
                 "servedUntil": _served_until(revision, revisions),
                 "events": mine,
                 "gates": gate_values,

@@ -488,6 +488,13 @@ _GATE_FORMAT: dict[str, Format] = {
 }
 
 
+def _retried(previous: Mapping[str, Any] | None) -> str:
+    """What a retried candidate's earlier attempt ended with."""
+    if not previous:
+        return ""
+    return f"retried after {previous.get('outcome')} at {_when(previous.get('at'))}"
+
+
 def _rollouts(data: Mapping[str, Any], colours: Colours, x_range: tuple[float, float]) -> str:
     rollouts = data["rollouts"]
     out = [timeline("rollouts-timeline", rollouts, colours, x_range)]
@@ -498,7 +505,7 @@ def _rollouts(data: Mapping[str, Any], colours: Colours, x_range: tuple[float, f
             _e(r.get("change") or "-"),
             _e(r.get("role") or ""),
             _e(r.get("outcome") or "in progress"),
-            _e(r.get("reason") or ""),
+            _e(r.get("reason") or _retried(r.get("previousAttempt"))),
             _e(_when(r.get("ended"))),
         ]
         for r in rollouts
