@@ -257,6 +257,8 @@ def test_the_pull_policy_is_always_rendered_and_passed_on_to_model_pods(helm) ->
         ("image.pullPolicy=always", "/image/pullPolicy"),
         ("image.digest=0123abcd", "/image/digest"),
         ("metrics.podMonitor.interval=15", "/metrics/podMonitor/interval"),
+        # A number loses digits on its way to the image reference (a YAML file's 1.10 is 1.1).
+        ("image.tag=20240101", "/image/tag"),
         ("podLabels.team=1", "/podLabels/team"),
         ("watchNamespaces={ml,ml}", "/watchNamespaces"),
         # A misspelt value would be ignored without a word.
@@ -301,3 +303,24 @@ def test_every_values_file_in_use_passes_the_schema(helm, tmp_path: Path) -> Non
         "vigil-e2e",
     )
     run(helm, "lint", "--strict", CHART, KUBE_VERSION, f"--values={installed}")
+
+
+def test_a_yaml_number_as_image_tag_is_refused_by_name(helm, tmp_path: Path) -> None:
+    # Helm reads a values file's numbers as floats: 20240101 rendered ":2.0240101e+07" into
+    # the operator's and every sidecar's image, 1.10 the other tag ":1.1".
+    for tag in ("20240101", "1.10"):
+        values = tmp_path / "values.yaml"
+        values.write_text(f"image:\n  tag: {tag}\n")
+        message = refused(helm, f"--values={values}")
+        assert SCHEMA_REFUSAL in message and "/image/tag" in message, message
+        values.write_text(f'image:\n  tag: "{tag}"\n')
+        assert f"vigil:{tag}" in _operator(_by_name(template(helm, f"--values={values}")))["image"]
+
+
+def test_a_zero_scrape_interval_renders_as_a_duration_string(helm) -> None:
+    # Unquoted, "0" rendered as the number 0, which the PodMonitor's schema refuses.
+    docs = template(
+        helm, "--set=metrics.podMonitor.enabled=true", "--set-string=metrics.podMonitor.interval=0"
+    )
+    (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    assert monitor["spec"]["podMetricsEndpoints"][0]["interval"] == "0"

@@ -98,6 +98,11 @@ def test_base_holds_the_operator_and_what_it_needs(cluster: ClusterClient) -> No
     (crd,) = find(docs, "CustomResourceDefinition")
     source = yaml.safe_load((ROOT / "crds" / "modeldeployments.yaml").read_text())
     assert crd["spec"] == source["spec"]
+    # Deleting the CRD deletes every model: a GitOps tool removing the install keeps it.
+    assert crd["metadata"]["annotations"] == {
+        "kustomize.toolkit.fluxcd.io/prune": "disabled",
+        "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
+    }
 
 
 def test_production_sets_limits_and_a_pdb_that_never_blocks_a_drain(
