@@ -324,3 +324,15 @@ def test_a_zero_scrape_interval_renders_as_a_duration_string(helm) -> None:
     )
     (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
     assert monitor["spec"]["podMetricsEndpoints"][0]["interval"] == "0"
+
+
+def test_the_podmonitor_scrapes_only_the_watched_namespaces(helm) -> None:
+    # A second release beside this one (disjoint namespaces) would otherwise scrape every
+    # sidecar again, and the prometheus source read each count doubled.
+    def selector(*values: str) -> dict[str, Any]:
+        docs = template(helm, "--set=metrics.podMonitor.enabled=true", *values)
+        (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
+        return monitor["spec"]["namespaceSelector"]
+
+    assert selector() == {"any": True}
+    assert selector("--set=watchNamespaces={ml,staging}") == {"matchNames": ["ml", "staging"]}
