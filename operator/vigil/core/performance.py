@@ -116,7 +116,8 @@ def measure(realized: RealizedPerformance, limit: float | None = None) -> Measur
     if scored <= 0:
         return None
     if realized.classification:
-        correct = sum(realized.correct_by_class.values())
+        # Prometheus extrapolates each counter of a window on its own: correct may pass scored.
+        correct = min(sum(realized.correct_by_class.values()), scored)
         low, high = wilson(correct, scored, CONFIDENCE)
         return Measured("accuracy", correct / scored, low, high, round(scored))
     mae = realized.absolute_error_sum / scored

@@ -4,8 +4,8 @@ One small interface (:class:`MetricsSource`), one file per backend:
 
 - ``direct`` (default, no Prometheus needed): scrapes every sidecar at its
   pod IP each cycle and computes the window itself;
-- ``prometheus``: PromQL over the HTTP API, one batched query per metric
-  family and window per cycle, whatever the number of ModelDeployments.
+- ``prometheus``: PromQL over the HTTP API, one query of every metric
+  family per window per cycle, whatever the number of ModelDeployments.
 
 Both return per-revision :class:`~vigil.core.window.RevisionWindow` figures
 that the pure health evaluation judges.

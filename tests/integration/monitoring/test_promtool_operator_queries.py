@@ -15,7 +15,7 @@ import pytest
 
 from vigil.core import metric_names as names
 from vigil.core.metric_names import total
-from vigil.metrics.prometheus import family_query
+from vigil.metrics.prometheus import combined_query, family_query, pods_query
 
 WINDOW = 300
 MOMENTS = {
@@ -78,13 +78,54 @@ def test_prediction_mean_and_std_of_a_pod_that_started_inside_the_window(
             }
         ],
     }
-    (tmp_path / "rules.yaml").write_text(json.dumps(rules))
-    (tmp_path / "moments.test.yaml").write_text(json.dumps(test))
+    _promtool_test(promtool, tmp_path, rules, test)
+
+
+def _promtool_test(promtool: str, folder: Path, rules: dict, test: dict) -> None:
+    (folder / "rules.yaml").write_text(json.dumps(rules))
+    (folder / "queries.test.yaml").write_text(json.dumps(test))
     result = subprocess.run(
-        [promtool, "test", "rules", "moments.test.yaml"],
+        [promtool, "test", "rules", "queries.test.yaml"],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=tmp_path,
+        cwd=folder,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_query_answers_every_family_each_marked_with_its_part(
+    promtool: str, tmp_path: Path
+) -> None:
+    # The source sends its families as one query (one snapshot of Prometheus's database):
+    # each answer must come back whole, told apart by its part's index.
+    labels = 'namespace="ml",model_deployment="wine",revision="r2",pod="a"'
+    series = [
+        {"series": f"{MOMENTS['count']}{{{labels}}}", "values": "0+15x40"},
+        {"series": f"{MOMENTS['sum']}{{{labels}}}", "values": "0+150x40"},
+        {"series": f"vigil_model_info{{{labels}}}", "values": "1x40"},
+    ]
+    queries = [family_query(MOMENTS["count"], WINDOW), family_query(MOMENTS["sum"], WINDOW)]
+    where = 'namespace="ml",model_deployment="wine",revision="r2"'
+    test = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": combined_query([*queries, pods_query()]),
+                        "eval_time": "600s",
+                        "exp_samples": [
+                            {"labels": f'{{{where},vigil_query_part="0"}}', "value": 300},
+                            {"labels": f'{{{where},vigil_query_part="1"}}', "value": 3000},
+                            {"labels": f'{{{where},vigil_query_part="2"}}', "value": 1},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    _promtool_test(promtool, tmp_path, {"groups": []}, test)

@@ -85,6 +85,12 @@ class TestTheCondition:
         assert (report.degraded, report.condition.reason) == (False, "NoPerformanceThreshold")
         assert "spec.monitoring.performance.minAccuracy" in report.condition.message
 
+    def test_more_correct_than_scored_reads_as_all_correct(self) -> None:
+        # Prometheus extrapolates each counter of a window on its own: an accuracy over 1
+        # crashed the Wilson interval (a square root of a negative).
+        measured = measure(labels(1000, 1060))
+        assert measured is not None and (measured.value, measured.high) == (1.0, 1.0)
+
     def test_a_regressor_is_judged_on_mae_with_a_normal_interval(self) -> None:
         worse = judge(regression(500, 0.8, 1.0), PerformanceSpec(max_mae=0.5), None, "1h")
         assert worse.degraded is True

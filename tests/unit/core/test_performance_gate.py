@@ -210,6 +210,16 @@ class TestVerdicts:
         assert len(gates(with_gates.steps[0], with_gates, base)) == 5
 
 
+class TestTheWidestMargin:
+    def test_max_drop_1_on_a_classifier_passes_where_it_divided_by_zero(self) -> None:
+        # The CRD allows maxDrop 1 (a regressor's MAE up to twice the stable's): on classes
+        # the threshold is 0, and every reconcile of the model raised ZeroDivisionError.
+        gate = policy(maxDrop=1)
+        found = performance_gates(gates(CANARY, gate, seen(labelled(100, 0.9), labelled(100, 0.9))))
+        versus = found["performanceVsStable"]
+        assert (versus.verdict, versus.threshold) == (GateVerdict.PASS, 0.0)
+
+
 class TestAnytimeValidity:
     @pytest.mark.slow
     def test_a_candidate_exactly_at_the_stables_margin_is_rarely_rolled_back(self) -> None:

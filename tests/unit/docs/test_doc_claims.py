@@ -258,10 +258,10 @@ def test_network_policy_advice_names_both_sidecar_ports(path: str, section: str)
 NUMBERS = [
     ("docs/health.md", "Judged from {} input rows per bin", drift.ROWS_PER_SLOT),
     ("docs/health.md", "by more than {} points", health.MISSING_RATE_TOLERANCE * 100),
-    # One query per metric family and one for the pods, per Prometheus URL and window length.
-    ("docs/health.md", "a cycle sends {} queries per Prometheus", len(FAMILY_LABELS) + 1),
-    ("docs/health.md", "the number of models ({} per window length)", len(FAMILY_LABELS) + 1),
-    ("docs/howto/prometheus.md", "| {} PromQL queries per Prometheus", len(FAMILY_LABELS) + 1),
+    # One query per Prometheus URL and window length: a part per family, one for the pods.
+    ("docs/health.md", "a cycle sends one query ({} parts", len(FAMILY_LABELS) + 1),
+    ("docs/health.md", "(one per window length, of {} parts)", len(FAMILY_LABELS) + 1),
+    ("docs/howto/prometheus.md", "| one PromQL query ({} parts", len(FAMILY_LABELS) + 1),
     # The report's range queries: two per family and two for the pods.
     ("docs/howto/manual-control.md", "two for the pods, {} today", 2 * len(FAMILY_LABELS) + 2),
     ("docs/rollouts.md", "at least {} rows per bin in use", drift.ROWS_PER_SLOT),

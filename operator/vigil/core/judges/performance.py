@@ -175,7 +175,9 @@ def performance_vs_stable(
     # both sides' labels: a stable reading 0 on a few labels would make it 0 on its own.
     labels = mine.labels + theirs.labels
     shared = (mine.labels * mine.mean + theirs.labels * threshold) / labels
-    variance = mine.variance(shared) + factor**2 * theirs.variance(shared / factor)
+    variance = mine.variance(shared)
+    if factor > 0:  # maxDrop 1 on accuracy: the threshold is 0 whatever the stable reads
+        variance += factor**2 * theirs.variance(shared / factor)
     sign = "-" if accuracy else "+"
 
     def describe(value: float, low: float, high: float) -> str:
