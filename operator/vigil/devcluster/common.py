@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,25 +22,45 @@ class ClusterError(RuntimeError):
     """A component could not be built, started or reached; the message says which."""
 
 
-_handed_out: set[tuple[str, int]] = set()
-_handed_out_lock = threading.Lock()
+#: Ports handed out come from a block of their own per pytest-xdist worker (the main
+#: process's block without one), below the kernel's ephemeral range (32768-60999 here) and
+#: NodePorts (30000-32767): two processes each probing bind(0) were handed the same port
+#: whenever one's probe closed before the other's, and the later server failed to start.
+FIRST_PORT = 20000
+PORT_BLOCK = 1000
+PORT_BLOCKS = 10
+
+_next_port: dict[str, int] = {}
+_next_port_lock = threading.Lock()
+
+
+def _port_block() -> range:
+    """This process's block: the main process's, or its pytest-xdist worker's (gwN)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    number = worker[2:] if worker.startswith("gw") else ""
+    index = (int(number) + 1) % PORT_BLOCKS if number.isdigit() else 0
+    start = FIRST_PORT + index * PORT_BLOCK
+    return range(start, start + PORT_BLOCK)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free on ``host`` now, and never one this process was given before.
-
-    Once a probe socket closes, the kernel may hand its port to the next bind
-    again: a caller that takes several ports before it starts the servers
-    would give two of them the same one.
-    """
-    while True:
+    """A port free on ``host`` now, from this process's block, in turn: not one handed out
+    in the block's last thousand (a caller that takes several ports before it starts the
+    servers gets different ones)."""
+    block = _port_block()
+    for _ in range(len(block)):
+        with _next_port_lock:
+            # A random start: two test sessions at once (each its own gw0) rarely meet.
+            offset = _next_port.get(host, random.randrange(len(block)))
+            _next_port[host] = (offset + 1) % len(block)
+        port = block[offset]
         with socket.socket() as sock:
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
-        with _handed_out_lock:
-            if (host, port) not in _handed_out:
-                _handed_out.add((host, port))
-                return port
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue  # in use: the next one
+        return port
+    raise ClusterError(f"no free port on {host} in {block.start}-{block.stop - 1}")
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:

@@ -9,6 +9,7 @@ a real Prometheus with pod discovery) must both see it, merged per revision.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from kit.incluster import RealNamespace
@@ -17,7 +18,6 @@ from kit.modelpods import deployment, reference_configmap, sidecar_configmap, si
 from kit.traffic import answers_ready, http, infer_body, sidecar_url
 from kit.waits import wait_for
 
-from vigil.core.window import FAMILY_LABELS
 from vigil.devcluster.models import train_wine
 from vigil.devcluster.prometheus import LocalPrometheus
 from vigil.metrics import PodTarget, RevisionTarget
@@ -48,6 +48,10 @@ async def test_direct_and_prometheus_sources_count_the_same_traffic(
 
     pods = tuple(PodTarget(f"pod-{i}", ip) for i, ip in enumerate(ips))
     target = RevisionTarget(kube.namespace, "wine", "r1", 120, pods)
+    # The direct source counts a pod from zero only while it started inside the window: an
+    # hour, far beyond this test's waits (pods slow to answer fell out of 120 s and their
+    # warm-up requests with them: 200 counted of 202).
+    since_start = dataclasses.replace(target, window_seconds=3600)
     direct = DirectSource()
     prom = PrometheusSource(prometheus.url)
     try:
@@ -58,7 +62,7 @@ async def test_direct_and_prometheus_sources_count_the_same_traffic(
         for ip in ips:
             assert http(sidecar_url(ip, "/v2/models/wine/infer"), body)[0] == 200
         await asyncio.sleep(4.0)
-        await direct.collect([target], now=time.time())  # the baseline scrape
+        await direct.collect([since_start], now=time.time())  # the baseline scrape
         # The pods started inside the window: their counts start from zero, the
         # warm-up requests included.
         expected = SENT + len(ips)
@@ -69,7 +73,7 @@ async def test_direct_and_prometheus_sources_count_the_same_traffic(
         deadline = time.monotonic() + 15
         while True:
             await asyncio.sleep(1.0)
-            window = (await direct.collect([target], now=time.time())).windows[target.key]
+            window = (await direct.collect([since_start], now=time.time())).windows[target.key]
             counted = sum(window.prediction_classes.values())
             if (
                 window.input_rows >= expected and counted >= expected
@@ -90,8 +94,8 @@ async def test_direct_and_prometheus_sources_count_the_same_traffic(
                 break
             await asyncio.sleep(1)
         assert abs(seen - expected) <= 0.05 * expected, f"prometheus saw {seen} of {expected}"
-        # One query per metric family and one for the pods, for the one window length.
-        assert result.queries == len(FAMILY_LABELS) + 1
+        # Every metric family and the pods in one query, for the one window length.
+        assert result.queries == 1
     finally:
         await direct.close()
         await prom.close()
