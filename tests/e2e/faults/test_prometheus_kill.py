@@ -86,8 +86,16 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
             watch,
         )
         held_after = time.monotonic() - killed
+        # The health loop says so too, on its own cycle: the outage lasts until it has (a
+        # fixed outage left it seen only in what remained of 20 s after the hold).
+        watch_until(
+            kube,
+            lambda current: condition(current, "MetricsAvailable").get("status") == "False",
+            60,
+            "MetricsAvailable False from the health loop",
+            watch,
+        )
         # Held for the rest of the outage: every observation says so.
-        metrics_available: set[str] = set()
         while time.monotonic() - killed < OUTAGE_SECONDS:
             current = watch.see(kube)
             held = current.get("candidate") or {}
@@ -97,7 +105,6 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
             assert "prometheus" in str(held.get("message")).lower(), describe(current)
             assert current.get("phase") == "Progressing", describe(current)
             assert current["stable"]["revision"] == setup.revision, describe(current)
-            metrics_available.add(str(condition(current, "MetricsAvailable").get("status")))
             time.sleep(0.5)
         prometheus.start()
         back = time.monotonic()
@@ -109,8 +116,6 @@ def test_prometheus_killed_during_canary_holds_the_rollout_until_it_is_back(
     finally:
         setup.traffic.stop()
     assert_promoted_once(kube, operator, final, revision, watch)
-    # The health loop said so too: MetricsAvailable went False during the outage.
-    assert "False" in metrics_available, metrics_available
     operator.assert_no_errors()
     record(
         "prometheus-killed",

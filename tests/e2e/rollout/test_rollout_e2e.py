@@ -231,10 +231,12 @@ def test_a_canary_step_counts_the_live_requests_it_received(
     assert live > 20, f"{live} live requests reached the candidate in 10 s"
     current = watch_until(kube, checked_after(stopped + 1), 30, "a check after the last").last
     gates = candidate_gates(current)
-    assert gates["errorRate"]["samples"] == live, gates["errorRate"]
     answered_live = sum(sidecar_requests(ip, "live") for ip in ips)
     copies = sum(sidecar_requests(ip, "shadow") for ip in ips)
-    assert answered_live == live
+    # The sidecars' own count: a request the client gave up on (5 s) was still served and
+    # judged. Only those may differ from the client's.
+    assert live <= answered_live <= live + stats.failed, (answered_live, live, stats.failures)
+    assert gates["errorRate"]["samples"] == answered_live, gates["errorRate"]
     assert copies > 0, "the candidate's sidecar counted the shadow step's copies apart"
     record("canary-live-requests", live=live, judged=gates["errorRate"]["samples"], copies=copies)
     operator.assert_no_errors()
