@@ -118,6 +118,14 @@ def gateway_api_crds(cluster: ClusterClient) -> None:
 
 
 @pytest.fixture(scope="session")
+def crd_installed(cluster: ClusterClient) -> None:
+    """The ModelDeployment CRD alone (tests that need no operator), installed once."""
+    with cluster.setup_lock():
+        cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
+        cluster.wait_established("modeldeployments.vigil.dev")
+
+
+@pytest.fixture(scope="session")
 def vigil_installed(cluster: ClusterClient, gateway_api_crds: None) -> str:
     """The CRD, the operator's namespace, ServiceAccount and RBAC; returns its kubeconfig.
 

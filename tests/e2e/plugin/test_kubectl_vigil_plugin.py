@@ -12,7 +12,6 @@ import json
 import subprocess
 
 import pytest
-from kit.kube import ROOT
 from kit.operator import BIN, plugin_env, run_plugin
 
 from vigil.devcluster import ClusterClient
@@ -41,10 +40,8 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def crd(cluster: ClusterClient) -> None:
-    with cluster.setup_lock():
-        cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-        cluster.wait_established("modeldeployments.vigil.dev")
+def crd(crd_installed: None) -> None:
+    """The plugin's tests need the CRD alone."""
 
 
 def annotations(cluster: ClusterClient, namespace: str) -> dict[str, str]:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import history
 import pytest
-from kit.kube import ROOT
 
 from vigil.core.window import FAMILY_LABELS
 from vigil.devcluster import ClusterClient
@@ -23,9 +22,9 @@ VIGIL = str(Path(sys.executable).parent / "vigil")
 
 
 @pytest.fixture(autouse=True)
-def crd(cluster: ClusterClient) -> None:
-    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modeldeployments.yaml"))
-    cluster.wait_established("modeldeployments.vigil.dev")
+def crd(crd_installed: None) -> None:
+    """Every test here reads a ModelDeployment (installed once, under the setup lock: two
+    workers applying it at once, one was refused AlreadyExists)."""
 
 
 def test_the_command_writes_the_page_and_the_numbers(
