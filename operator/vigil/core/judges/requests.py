@@ -3,7 +3,9 @@ limit, and the latency against the stable's over the same span."""
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -74,7 +76,7 @@ class _Tail:
         return sum(self.counts)
 
     @cached_property
-    def _finite(self) -> list[tuple[float, float, float]]:
+    def finite_buckets(self) -> list[tuple[float, float, float]]:
         """(lower bound, upper bound, requests) of each finite bucket, the first from 0."""
         lowers = (0.0, *self.bounds_s[:-1])
         return [
@@ -88,25 +90,25 @@ class _Tail:
         to spread over: its requests count as slow to pass, as fast to fail (no p95 reads
         above that bound)."""
         below = 0.0
-        for low, up, n in self._finite:
+        for low, up, n in self.finite_buckets:
             if cut >= up:
                 below += n
             elif cut > low:
                 below += n * (cut - low) / (up - low)
         slow = self.total - below
-        beyond = self._finite[-1][1] if self._finite else 0.0
+        beyond = self.finite_buckets[-1][1] if self.finite_buckets else 0.0
         return slow if cut <= beyond or passing else 0.0
 
     def cut(self, slow: float, *, highest: bool) -> float:
         """Where the requests slower than the cut fall to ``slow``: the highest such cut
         (``highest``), else the lowest (inf when no finite cut gets there)."""
         target, below = max(0.0, self.total - slow), 0.0
-        for low, up, n in self._finite:
+        for low, up, n in self.finite_buckets:
             reached = below + n > target if highest else n > 0 and below + n >= target
             if reached:
                 return low + (up - low) * max(0.0, target - below) / n
             below += n
-        return self._finite[-1][1] if highest and self._finite else math.inf
+        return self.finite_buckets[-1][1] if highest and self.finite_buckets else math.inf
 
     def share(self, slow: float, alpha: float) -> Bounds:
         mixture = BetaBinomial(P95_TAIL, PRIOR_TRIALS)
@@ -131,7 +133,8 @@ def latency_p95(answered: Answered, limit: float) -> GateTest | None:
     bucket holding it counted by interpolation (one count to pass and to fail)."""
     tail = _Tail(*answered.latency_counts())
     estimate = answered.latency_p95
-    if tail.total <= 0 or estimate is None:
+    # Only a +Inf bucket: no cut has a width to read a p95 from.
+    if tail.total <= 0 or estimate is None or not tail.finite_buckets:
         return None
     failing = tail.slower(limit, passing=False)
     passing = tail.slower(limit, passing=True)
@@ -166,12 +169,23 @@ def latency_p95(answered: Answered, limit: float) -> GateTest | None:
 
 
 def _histograms(candidate: Answered, stable: Answered) -> tuple[list[float], list[float]]:
-    """Both latency histograms over the union of their bucket bounds."""
+    """Both latency histograms over the bucket bounds they share. Over the union, a bound
+    one side lacks put its requests below it while the other's sat in a wider bucket above:
+    identical latencies read as slower (sidecars of two versions with other buckets)."""
     c_bounds, c_counts = candidate.latency_counts()
     s_bounds, s_counts = stable.latency_counts()
-    bounds = sorted(set(c_bounds) | set(s_bounds))
-    c, s = dict(zip(c_bounds, c_counts, strict=True)), dict(zip(s_bounds, s_counts, strict=True))
-    return [c.get(b, 0.0) for b in bounds], [s.get(b, 0.0) for b in bounds]
+    shared = sorted(set(c_bounds) & set(s_bounds))
+    return _merged(c_bounds, c_counts, shared), _merged(s_bounds, s_counts, shared)
+
+
+def _merged(bounds: Sequence[float], counts: Sequence[float], shared: list[float]) -> list[float]:
+    """Each bucket's requests in the first shared bound at or above its own."""
+    merged = [0.0] * len(shared)
+    for bound, n in zip(bounds, counts, strict=True):
+        at = bisect.bisect_left(shared, bound)
+        if at < len(shared):
+            merged[at] += n
+    return merged
 
 
 def latency_vs_stable(candidate: Answered, stable: Answered, margin: float) -> GateTest | None:
