@@ -111,6 +111,11 @@ class BakeDecision:
     #: The bake's time is over without a failure: it passed (BakePassed).
     passed: bool = False
 
+    @property
+    def failed(self) -> bool:
+        """The bake has failed: before (going back, or given up), or this cycle."""
+        return self.state.failed_at is not None
+
 
 def decide(
     spec: BakeSpec, state: BakeState, seen: BakeObservations, now: float, deadline: float

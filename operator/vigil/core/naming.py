@@ -35,6 +35,10 @@ ANNOTATION_KEPT_FOR_BAKE = "vigil.dev/kept-for-bake"
 #: to and when (a canary's selector leaves it), so a switch whose status write was lost is
 #: dated right.
 ANNOTATION_SERVING_SINCE = "vigil.dev/serving-since"
+#: On a stepped candidate's Deployment, written with its rollback (or failure): "<action>
+#: <attempt start> <step> <reason> <words>". Its status write lost after the Event, the next
+#: cycle ends the attempt the same way (reconcile.rollback.ended_unrecorded), not judged again.
+ANNOTATION_ENDED = "vigil.dev/ended"
 #: On a revision's Deployment: a copy of its sidecar settings, from which its ConfigMap is
 #: made again while the spec renders another revision (during a rollout).
 ANNOTATION_SIDECAR_SETTINGS = "vigil.dev/sidecar-settings"

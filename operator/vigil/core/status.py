@@ -165,11 +165,19 @@ def find_condition(
 
 
 def push_history(
-    history: Sequence[Mapping[str, Any]] | None, entry: Mapping[str, Any]
+    history: Sequence[Mapping[str, Any]] | None,
+    entry: Mapping[str, Any],
+    stable: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first, one entry per revision, at most HISTORY_LIMIT entries."""
+    """Newest first, one entry per revision, at most HISTORY_LIMIT entries: the oldest
+    go, but never the ``stable`` revision's (dropped, it would come back as "found serving
+    live traffic", now: how and when it came would be lost)."""
     kept = [dict(item) for item in history or () if item.get("revision") != entry.get("revision")]
-    return [dict(entry), *kept][:HISTORY_LIMIT]
+    entries = [dict(entry), *kept]
+    while len(entries) > HISTORY_LIMIT:
+        oldest = max(i for i, item in enumerate(entries) if item.get("revision") != stable)
+        del entries[oldest]
+    return entries
 
 
 def replacing_merge_patch(old: Any, new: Any) -> Any:

@@ -98,6 +98,13 @@ class TestHistory:
         assert len(history) == HISTORY_LIMIT == 10
         assert history[0]["revision"] == "14"
 
+    def test_the_stable_revisions_entry_is_never_the_one_dropped(self) -> None:
+        history: list = [self.entry("stable")]
+        for index in range(15):
+            history = push_history(history, self.entry(str(index)), stable="stable")
+        assert len(history) == HISTORY_LIMIT
+        assert [h["revision"] for h in history][-2:] == ["6", "stable"]
+
 
 class TestPhaseWithHealth:
     def test_broken_slo_or_drift_lowers_healthy_to_degraded(self) -> None:

@@ -17,15 +17,18 @@ a switch whose status write was lost starts its bake when it switched.
 A bake that failed is finished before anything new rolls out: a newer spec
 waits while live traffic goes back (:func:`going_back`, ``watch(asked=...)``),
 not Ready (what it asks for does not serve) and Progressing; the cycle that
-goes back records the promoted revision RolledBack in history only. One that
-asks for the previous revision is answered by going back itself, without a
-rollout (the promoted revision is removed at once: should the cycle be cut
-short after that, status.bake still says what happened, and :func:`baking`
-hands it to ``watch`` to finish); past progressDeadline it keeps going back,
-overdue (:func:`_overdue`), where another revision asked for rolls out
-against the promoted one instead (the previous revision removed). A previous
-revision deleted by hand is made again when the spec asks for it
-(:func:`make_previous_again`): the spec renders that very revision.
+goes back records the promoted revision RolledBack in history only. A failure
+not in status yet (a condition turned since the last cycle, or the write after
+BakeFailed lost) is judged first when a newer spec, or one without a bake,
+arrives, and counts the same. One that asks for the previous revision is
+answered by going back itself, without a rollout (the promoted revision is
+removed at once: should the cycle be cut short after that, status.bake still
+says what happened, and :func:`baking` hands it to ``watch`` to finish); past
+progressDeadline it keeps going back, overdue (:func:`_overdue`), where
+another revision asked for rolls out against the promoted one instead (the
+previous revision removed). A previous revision deleted by hand is made again
+when the spec asks for it (:func:`make_previous_again`): the spec renders that
+very revision.
 """
 
 from __future__ import annotations
@@ -140,14 +143,20 @@ def baking(cycle: Cycle, revision: str) -> BakeState | None:
     return state if cut and state.revision not in cycle.views() else None
 
 
-def going_back(cycle: Cycle, stable: str) -> BakeState | None:
-    """The failed bake of the stable revision, not given up: it is finished before a newer
-    spec rolls out (its previous revision gone: given up, or made again by a spec asking
-    for it)."""
-    state = baking(cycle, stable)
-    if state is None or state.failed_at is None or state.reason == Reason.BAKE_ROLLBACK_FAILED:
+def going_back(
+    cycle: Cycle, stable: DeploymentView, views: Mapping[str, DeploymentView], asked: str
+) -> BakeState | None:
+    """The failed bake of the stable revision, not given up: it is finished before the
+    revision ``asked`` for rolls out (its previous revision gone: given up, or made again by
+    a spec asking for it). Also one failing now, not yet in status: superseded, its previous
+    revision would go and the revision that failed would serve on."""
+    state = baking(cycle, stable.revision)
+    if state is None or state.reason == Reason.BAKE_ROLLBACK_FAILED:
         return None
-    return state
+    previous = views.get(state.previous)
+    made_again = previous is None and asked == state.previous
+    seen = _seen(cycle, previous, stable, made_again)
+    return state if _judged(cycle, state, seen).failed else None
 
 
 def make_previous_again(cycle: Cycle, state: BakeState, identity: str) -> None:
@@ -189,17 +198,17 @@ def watch(
     if state.revision != view.revision:
         # Going back to ``view`` (asked for) was cut short after it removed the promoted one.
         return _back(cycle, state, _as_recorded(cycle, state.revision), view, view.revision)
-    if spec.rollout.bake is None and asked is None and state.failed_at is None:
-        # spec.rollout.bake removed: the bake ends, the previous revision goes (unless failed).
+    decision = _judged(cycle, state, _seen(cycle, previous, view, made_again))
+    if spec.rollout.bake is None and asked is None and not decision.failed:
+        # spec.rollout.bake removed: the bake ends, the previous revision goes (unless it
+        # failed, recorded or judged now: that one goes back first).
         assert reached is not None
         if previous is not None:
             cycle.delete_revision(previous.revision)
         return finish(cycle, reached, revision=view.revision, stable=Side(view))
-    seen = _seen(cycle, previous, view, made_again)
-    rules = spec.rollout.bake or _GOING_BACK_ONLY
-    decision = decide(rules, state, seen, now, spec.rollout.progress_deadline_seconds)
     # Over: passed, or the previous revision never came back (the promoted one keeps serving).
-    if decision.move == BakeMove.GIVE_UP and seen.previous_exists and asked == state.previous:
+    there = previous is not None or made_again
+    if decision.move == BakeMove.GIVE_UP and there and asked == state.previous:
         # The spec asks for the previous revision: kept (overdue) until it is available.
         return _overdue(cycle, decision, view, previous)
     if decision.move in (BakeMove.PASS, BakeMove.GIVE_UP):
@@ -223,6 +232,15 @@ def watch(
     left = after.ends_at - now if decision.move == BakeMove.BAKE else RECHECK_SECONDS
     plan.recheck_after = max(1.0, min(RECHECK_SECONDS, left))
     return plan
+
+
+def _judged(cycle: Cycle, state: BakeState, seen: BakeObservations) -> BakeDecision:
+    """This cycle's move of the bake (vigil.core.bake's runbook) on what is ``seen`` now."""
+    spec = cycle.spec
+    assert spec is not None
+    rules = spec.rollout.bake or _GOING_BACK_ONLY
+    now = cycle.obs.now.timestamp()
+    return decide(rules, state, seen, now, spec.rollout.progress_deadline_seconds)
 
 
 def _failed_now(cycle: Cycle, state: BakeState) -> None:

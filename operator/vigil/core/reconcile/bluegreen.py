@@ -56,7 +56,7 @@ def replace_stable(
     spec = cycle.spec
     assert spec is not None
     # A bake that failed goes back to the previous revision before anything new rolls out.
-    if (back := bake.going_back(cycle, stable_view.revision)) is not None:
+    if (back := bake.going_back(cycle, stable_view, views, revision)) is not None:
         return _back_first(cycle, (revision, identity), back, stable_view, views)
     candidate_view = views.get(revision)
     policy = _policy(cycle, change)

@@ -306,7 +306,8 @@ class Cycle:
         reason: str,
         at: datetime.datetime | None = None,
     ) -> None:
-        """A history entry (newest first, one per revision), made now unless ``at``."""
+        """A history entry (newest first, one per revision), made now unless ``at``; the
+        stable revision status records keeps its own however many follow."""
         self.history = push_history(
             self.history,
             {
@@ -318,6 +319,7 @@ class Cycle:
                 "reason": reason,
                 "at": format_time(at or self.obs.now),
             },
+            stable=(self.obs.status.get("stable") or {}).get("revision"),
         )
 
     def ended(self, revision: str) -> bool:

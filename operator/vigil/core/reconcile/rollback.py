@@ -2,14 +2,19 @@
 
 The candidate leaves live and shadow traffic at once; it is removed by the
 next cycle, once the status records the outcome, and stays out until the
-spec changes or a person retries.
+spec changes or a person retries. A stepped rollback marks the candidate's
+Deployment first (``vigil.dev/ended``): its status write lost after the
+Event, the next cycle ends the attempt the same way (:func:`ended_unrecorded`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+from vigil.common.objects import body
+from vigil.core import naming
 from vigil.core.candidate import state_to_status
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle, serving_in_place
@@ -17,7 +22,7 @@ from vigil.core.reconcile.plan import REMOVE_AFTER_OUTCOME_SECONDS, Plan
 from vigil.core.reconcile.report import Side, finish, not_ready
 from vigil.core.reconcile.shadow import set_stable_shadow
 from vigil.core.rollout import Decision
-from vigil.core.vocabulary import FINISHED, Action, Outcome, Phase, Reason, RequestVerb
+from vigil.core.vocabulary import FINISHED, Action, Answer, Outcome, Phase, Reason, RequestVerb
 
 
 def stable_alone(cycle: Cycle, stable_view: DeploymentView) -> DeploymentView:
@@ -89,6 +94,11 @@ def roll_back(
     )
     summary.update(state_to_status(decision.state))
     summary["golden"] = golden
+    if (candidate := cycle.views().get(revision)) is not None and summary.get("startedAt"):
+        words = f"{decision.state.step} {decision.reason} {decision.message}"
+        mark = {naming.ANNOTATION_ENDED: f"{decision.action} {summary['startedAt']} {words}"}
+        # Written before the Service moves and the Event: nothing said is then undone.
+        cycle.scale_revision(revision, candidate.replicas, mark)
     return _end(
         cycle,
         stable_view,
@@ -98,6 +108,28 @@ def roll_back(
         message,
         Reason.ROLLOUT_FAILED if failed else Reason.ROLLED_BACK,
     )
+
+
+def ended_unrecorded(cycle: Cycle, summary: Mapping[str, Any], decision: Decision) -> Decision:
+    """The end that a cycle cut short before its status write decided for this attempt
+    (``summary``), as its mark on the candidate's Deployment says: decided again in its
+    words, whatever this cycle measured (its Event may be out; going on would belie it)."""
+    name = naming.deployment_name(cycle.obs.owner.name, str(summary["revision"]))
+    live = cycle.live.get(("Deployment", name))
+    mark = body(live).meta.annotations.get(naming.ANNOTATION_ENDED) if live else None
+    parts = str(mark or "").split(" ", 4)
+    ended = (Action.ROLLBACK, Action.FAIL)
+    if len(parts) < 5 or parts[0] not in ended or parts[1] != summary.get("startedAt"):
+        return decision
+    action, _, step, reason, message = parts
+    if not step.isdigit():
+        return decision
+    answered = cycle.answered or {}
+    if answered.get("answer") == Answer.TAKEN and answered.get("verb") != RequestVerb.ABORT:
+        cycle.answer(False, f"revision {summary['revision']} ended ({reason}): {message}")
+    cycle.plan.run_golden_set = None  # no replay for a candidate that ended
+    state = replace(decision.state, step=int(step), promoting=False)
+    return replace(decision, action=Action(action), state=state, reason=reason, message=message)
 
 
 def fetch_failed(

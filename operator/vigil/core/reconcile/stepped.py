@@ -35,6 +35,7 @@ from vigil.core.reconcile.report import (
     planned_summary,
 )
 from vigil.core.reconcile.rollback import (
+    ended_unrecorded,
     fetch_failed,
     finished_attempt,
     hold_finished,
@@ -96,8 +97,9 @@ def progress(
     fetch = cycle.obs.fetches.get(revision)
     if fetch is not None and fetch.kind == "failed":
         return fetch_failed(cycle, stable_view, attempt.summary, fetch.words)
-    # Judge what was measured.
+    # Judge what was measured; an end decided by a cycle whose status write was lost stands.
     decision, seen, was_promoting = _judge(cycle, attempt, stable_view, candidate_view, policy)
+    decision = ended_unrecorded(cycle, attempt.summary, decision)
     golden = attempt.summary["golden"]
     # Past the deadline while the fetch kept failing: say so in the fetch's words.
     if decision.action == Action.FAIL and fetch is not None and fetch.kind == "retrying":
