@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
@@ -66,6 +67,7 @@ from vigil.sidecar.joinstore import (
 )
 from vigil.sidecar.listening import bound_port
 from vigil.sidecar.monitor import MOMENT_LIMIT, Monitor, holds_scores
+from vigil.sidecar.payload import ArgMaxes
 
 __all__ = ["DELAY_BUCKETS", "FeedbackMetrics", "FeedbackService", "Label", "parse_labels"]
 
@@ -122,6 +124,9 @@ RESOLVE_TIMEOUT_SECONDS = 2.0
 #: The least time one peer gets for a chunk of the handoff (when that much is left):
 #: a busy peer cut off after adopting it would see the chunk land twice.
 HANDOFF_MIN_SHARE_SECONDS = 1.0
+#: A handoff's connection to a peer is made within this (in-cluster: milliseconds); a pod
+#: on a lost node, still listed, then costs the others this much, not a whole share.
+HANDOFF_CONNECT_SECONDS = 1.0
 
 
 @functools.lru_cache(maxsize=4096)
@@ -137,12 +142,30 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def prediction_values(values: Sequence[Any], task: str) -> list[float]:
-    """A prediction's rows as the store keeps them (NaN: a row without a usable value)."""
+#: A class key that may be a column index (keys are canonical: no "01", no "1.0").
+_INDEX = re.compile(r"0|[1-9][0-9]*")
+
+
+@functools.lru_cache(maxsize=64)
+def columns_are_classes(columns: int, classes: tuple[str, ...]) -> bool:
+    """Whether the arg-max columns of ``columns`` scores name the classes themselves: the
+    reference lists none (then truths must be column indices), or only 0..columns-1."""
+    return all(_INDEX.fullmatch(c) is not None and int(c) < columns for c in classes)
+
+
+def prediction_values(
+    values: Sequence[Any], task: str, classes: tuple[str, ...] = ()
+) -> list[float]:
+    """A prediction's rows as the store keeps them (NaN: a row without a usable value);
+    ``classes``: the reference's."""
     if task == "classification":
         if holds_scores(values):
             # Probabilities, not classes (the monitor's rule): no class was predicted, so
             # their labels count as no_prediction rather than as wrong.
+            return [math.nan] * len(values)
+        if isinstance(values, ArgMaxes) and not columns_are_classes(values.columns, classes):
+            # Columns of scores for classes with other names: no answer says which column
+            # is which class, so its labels count as no_prediction rather than as wrong.
             return [math.nan] * len(values)
         out = []
         for value in values:
@@ -169,6 +192,9 @@ class Label:
 class ParsedLabels:
     labels: list[Label] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
+    #: Entries walked: every item, and every row of a list of truths (null ones too). The
+    #: request's bounds count these: an entry that yields no label still costs the walk.
+    entries: int = 0
 
 
 def booleans_are_classes(classes: Collection[str]) -> bool:
@@ -205,8 +231,9 @@ def parse_labels(doc: Any, task: str, limit: int, classes: Collection[str] = ())
     """Labels of a feedback body: ``{"id", "truth"[, "row"]}`` or ``{"labels": [...]}``.
 
     A list ``truth`` gives one truth per row (null skips a row); ``classes`` are the
-    reference's. Raises OverflowError past ``limit`` rows, ValueError for a body of
-    another shape.
+    reference's. Raises OverflowError as soon as the entries walked (items and rows,
+    null or empty ones too: ``ParsedLabels.entries``) pass ``limit``, ValueError for a
+    body of another shape.
     """
     booleans = booleans_are_classes(classes)
     if isinstance(doc, dict) and "labels" in doc:
@@ -219,7 +246,10 @@ def parse_labels(doc: Any, task: str, limit: int, classes: Collection[str] = ())
         raise ValueError('expected {"id": ..., "truth": ...} or {"labels": [...]}')
     out = ParsedLabels()
     for item in items:
-        if len(out.labels) + len(out.invalid) > limit:
+        # Counted before any work: items that yield no label (a truth of [] or of nulls)
+        # would otherwise let a whole body be walked on the loop that proxies inference.
+        out.entries += 1
+        if out.entries > limit:
             raise OverflowError(limit)
         if not isinstance(item, dict):
             out.invalid.append("a label must be an object")
@@ -239,9 +269,12 @@ def parse_labels(doc: Any, task: str, limit: int, classes: Collection[str] = ())
                 out.invalid.append(f"{request_id}: give 'row' with one truth, not a list")
                 continue
             for index, value in enumerate(truth):
-                # Counted as they are made: one item may hold millions of rows.
-                if len(out.labels) + len(out.invalid) > limit:
-                    raise OverflowError(limit)
+                # The item counted as its first row; each further one counts as it comes
+                # (null ones too): one item may hold millions.
+                if index:
+                    out.entries += 1
+                    if out.entries > limit:
+                        raise OverflowError(limit)
                 if value is None:
                     continue
                 error = _truth_error(value, task, booleans)
@@ -255,8 +288,6 @@ def parse_labels(doc: Any, task: str, limit: int, classes: Collection[str] = ())
             out.invalid.append(f"{request_id}: {error}")
             continue
         out.labels.append(Label(request_id, key, row, truth))
-    if len(out.labels) + len(out.invalid) > limit:
-        raise OverflowError(limit)
     return out
 
 
@@ -799,7 +830,8 @@ class FeedbackService:
 
     def record(self, request_id: str, served_at: float, values: list[Any] | None) -> None:
         """Keep a prediction (called by the monitoring task, off the latency path)."""
-        rows = prediction_values(values, self.task) if values is not None else None
+        classes = self.metrics.classes
+        rows = prediction_values(values, self.task, classes) if values is not None else None
         self.store.add(id_key(request_id), served_at, rows, self.revision)
 
     # ------------------------------------------------------------ server
@@ -920,7 +952,7 @@ class FeedbackService:
             # Reading the body awaited: a handoff may have begun meanwhile. From the
             # count below the handoff waits for this request (not for a slow client).
             self._check_leaving()
-            wait = self.bucket.take(len(parsed.labels) + len(parsed.invalid))
+            wait = self.bucket.take(parsed.entries)
             if wait > 0:
                 raise self._refuse(
                     429,
@@ -1317,6 +1349,7 @@ class FeedbackService:
         """
         payload = orjson.dumps({"records": [], "figures": figures})
         done = self.metrics.handoff_figures
+        silent: set[str] = set()
         # A new connection each: a pooled one the peer closed would fail after "sending".
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True)
@@ -1329,6 +1362,11 @@ class FeedbackService:
                     # At most half the time left: the predictions are sent after them.
                     status, body = await _post_handoff(session, peer, payload, left / 2)
                     answer = orjson.loads(body) if status == 200 else None
+                except aiohttp.ServerTimeoutError:
+                    # No connection within its bound (a pod on a lost node, still listed):
+                    # nothing was sent, so the next peer may take them.
+                    silent.add(peer)
+                    continue
                 except aiohttp.ClientConnectorError:
                     continue  # nothing was sent
                 except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
@@ -1339,14 +1377,14 @@ class FeedbackService:
                         peer,
                         error,
                     )
-                    return {peer} if isinstance(error, TimeoutError) else set()
+                    return (silent | {peer}) if isinstance(error, TimeoutError) else silent
                 if isinstance(answer, dict) and answer.get("figures") is True:
                     done["sent"] = done.get("sent", 0) + 1
-                    return set()
+                    return silent
         done["kept"] = done.get("kept", 0) + 1
         self.metrics.add_figures(FeedbackMetrics.parse_figures(figures))
         log.warning("feedback: no peer took the label figures: kept for a last scrape here")
-        return set()
+        return silent
 
 
 def _handoff_chunks(
@@ -1372,12 +1410,20 @@ def _handoff_chunks(
 async def _post_handoff(
     session: aiohttp.ClientSession, peer: str, payload: bytes, timeout: float
 ) -> tuple[int, bytes]:
-    """POST ``payload`` to ``peer``'s handoff path: its status and body."""
+    """POST ``payload`` to ``peer``'s handoff path: its status and body.
+
+    A connection not made within HANDOFF_CONNECT_SECONDS (or half ``timeout``) raises
+    aiohttp.ServerTimeoutError, and only that does (no read bound is set): nothing was
+    sent. Any other timeout is the plain TimeoutError of ``timeout`` (maybe received).
+    """
+    bound = aiohttp.ClientTimeout(
+        total=timeout, sock_connect=min(HANDOFF_CONNECT_SECONDS, timeout / 2)
+    )
     async with session.post(
         f"http://{peer}{HANDOFF_PATH}",
         data=payload,
         headers={"Content-Type": "application/json"},
-        timeout=aiohttp.ClientTimeout(total=timeout),
+        timeout=bound,
     ) as response:
         return response.status, await response.read()
 

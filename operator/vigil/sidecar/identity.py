@@ -1,11 +1,12 @@
 """Request identity: the id every prediction gets, and what a sidecar-made id says.
 
-The id of an inference request is, in order: the client's ``X-Request-Id``
-header, the body's top-level ``id`` (Open Inference Protocol and KServe V1),
-or one the sidecar makes. A sidecar-made id names the revision that served
-the prediction, the feedback address of the pod that holds it and when it
-was made, so that a label arriving at any pod can be routed to the owner,
-and judged "lost" or "expired" (not "unknown") when the owner is gone::
+The id of an inference request is, in order: the body's top-level ``id``
+(Open Inference Protocol and KServe V1), the client's ``X-Request-Id`` header
+(gateways add or replace it: Proxy.identify), or one the sidecar makes. A
+sidecar-made id names the revision that served the prediction, the feedback
+address of the pod that holds it and when it was made, so that a label
+arriving at any pod can be routed to the owner, and judged "lost" or
+"expired" (not "unknown") when the owner is gone::
 
     vg1.<revision>.<address hex>.<unix ms hex>.<sequence hex>.<check>
 

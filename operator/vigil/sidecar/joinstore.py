@@ -55,6 +55,9 @@ _HAS_PREDICTION = 2
 _ROWS_UNKNOWN = 4
 #: More rows than max_rows_per_prediction: the rest were not stored.
 _TRUNCATED = 8
+#: Rows 1..64 of an unread answer are marked when labelled, as bits in its one kept row's
+#: prediction slot (unused there): resent, their labels are duplicates like any other.
+_UNREAD_MARKED_ROWS = 64
 
 #: Revisions one store tells apart (a uint8 per row).
 MAX_REVISIONS = 256
@@ -157,6 +160,8 @@ class JoinStore:
         self._key = memoryview(self._arrays["key"])
         self._time = memoryview(self._arrays["time"])
         self._pred = memoryview(self._arrays["pred"])
+        #: The same slots as bits: an unread answer's marks of its labelled rows past the first.
+        self._marks = memoryview(self._arrays["pred"].view(np.uint64))
         self._row = memoryview(self._arrays["row"])
         self._flags = memoryview(self._arrays["flags"])
         self._rev = memoryview(self._arrays["rev"])
@@ -279,8 +284,9 @@ class JoinStore:
 
     def _write(
         self, key: int, served_at: float, revision: str, rows: Sequence[tuple[float, int]]
-    ) -> None:
-        """Append one prediction (rows of (prediction, flags)), making room first."""
+    ) -> int:
+        """Append one prediction (rows of (prediction, flags)), making room first; returns
+        the ring index of its first row."""
         n = len(rows)
         while self.head + n - self.tail > self.capacity:
             self._evict_oldest("capacity")
@@ -298,6 +304,7 @@ class JoinStore:
         self.head = position + n
         self._link(key, position)
         self.predictions += 1
+        return position % cap
 
     def add(
         self,
@@ -318,7 +325,8 @@ class JoinStore:
             self.predictions -= 1
             self.reused += 1
         if predictions is None:
-            rows: list[tuple[float, int]] = [(math.nan, _ROWS_UNKNOWN)]
+            # 0.0: no bit set, no row past the first marked yet.
+            rows: list[tuple[float, int]] = [(0.0, _ROWS_UNKNOWN)]
         else:
             values = list(predictions[: self.max_rows]) or [math.nan]
             extra = _TRUNCATED if len(predictions) > self.max_rows else 0
@@ -355,8 +363,7 @@ class JoinStore:
             return Labelled(EXPIRED, revision, served_at)
         flags = self._flags[first]
         if flags & _ROWS_UNKNOWN and row:
-            # Rows past the first of an unread answer are not kept: none to mark labelled.
-            return Labelled(NO_PREDICTION, revision, served_at)
+            return Labelled(self._mark_unread_row(first, row), revision, served_at)
         span = self._span(position)  # 1 for an unread answer: its one row, marked below
         if row is None:
             if span > 1:
@@ -386,6 +393,18 @@ class JoinStore:
             return Labelled(NO_PREDICTION, revision, served_at)
         return Labelled(JOINED, revision, served_at, self._pred[i])
 
+    def _mark_unread_row(self, first: int, row: int) -> str:
+        """Label row ``row`` (>= 1) of the unread answer kept at ring index ``first``."""
+        if row > _UNREAD_MARKED_ROWS:
+            # No bit for it: counted each time it is sent, as rows past the per-prediction cap.
+            return NO_PREDICTION
+        bit = 1 << (row - 1)
+        marks = self._marks[first]
+        if marks & bit:
+            return DUPLICATE
+        self._marks[first] = marks | bit
+        return NO_PREDICTION
+
     def holds(self, key: int) -> bool:
         return self._find(key) >= 0
 
@@ -401,12 +420,17 @@ class JoinStore:
             first = position % cap
             key = self._key[first]
             if self._find(key) == position and self._time[first] >= cutoff:
-                rows = []
+                rows: list[tuple[float | None, bool]] = []
                 for offset in range(span):
                     i = (position + offset) % cap
                     flags = self._flags[i]
                     value = self._pred[i] if flags & _HAS_PREDICTION else None
                     rows.append((value, bool(flags & _LABELLED)))
+                if self._flags[first] & _ROWS_UNKNOWN:
+                    # Its marked rows past the first, as rows without a prediction: an older
+                    # sidecar adopts them as such (and counts their labels as it did before).
+                    marks = self._marks[first]
+                    rows += [(None, bool(marks >> r & 1)) for r in range(marks.bit_length())]
                 yield StoredRecord(
                     key,
                     self._time[first],
@@ -428,6 +452,18 @@ class JoinStore:
         if record.served_at < self.clock() - self.window_seconds or not record.rows:
             return False
         shared = record.flags & (_ROWS_UNKNOWN | _TRUNCATED)
+        if shared & _ROWS_UNKNOWN:
+            # One kept row; the labelled rows past it become its marks (see export).
+            _, labelled = record.rows[0]
+            unread = (0.0, _ROWS_UNKNOWN | (_LABELLED if labelled else 0))
+            first = self._write(record.key, record.served_at, record.revision, [unread])
+            self._marks[first] = sum(
+                1 << r
+                for r, (_, marked) in enumerate(record.rows[1 : _UNREAD_MARKED_ROWS + 1])
+                if marked
+            )
+            self.adopted += 1
+            return True
         rows = [
             (
                 math.nan if value is None else value,

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "ArgMaxes",
     "ParsedInput",
     "ParsedOutput",
     "endpoint_of",
@@ -80,6 +81,22 @@ class ParsedOutput:
     violations: list[str] = field(default_factory=list)
     #: The ``name`` of the v2 output the values came from (None: unnamed, or not v2).
     output: str | None = None
+
+
+class ArgMaxes(list[int]):
+    """A classifier's predictions read as the arg-max column of one score per class
+    (``[N, C]``): column indices, not class labels, and ``columns`` (C).
+
+    A list, so every reader of predictions takes them as before; the join store looks
+    for the type (feedback.prediction_values): an index names a class only where the
+    classes are the indices 0..C-1, and which column is which other class no answer says.
+    """
+
+    __slots__ = ("columns",)
+
+    def __init__(self, indices: list[int], columns: int) -> None:
+        super().__init__(indices)
+        self.columns = columns
 
 
 #: ``_loads`` marks: digits become ``0``, ``[`` and ``{`` become ``[``, the rest a blank.
@@ -270,21 +287,28 @@ def _parse_v1_request(doc: Any, features: tuple[str, ...], out: ParsedInput) -> 
 
 
 def _reduce_rows(values: list[Any], shape: list[int], classification: bool) -> list[Any]:
-    """One prediction per row from an ``[N]``, ``[N, 1]`` or ``[N, C]`` output."""
+    """One prediction per row from an ``[N]``, ``[N, 1]`` or ``[N, C]`` output: for a
+    classifier whose rows are all numbers, their arg-maxes as :class:`ArgMaxes`."""
     if len(shape) <= 1 or (len(shape) == 2 and shape[1] == 1):
         return values
     rows, width = shape[0], (len(values) // shape[0] if shape[0] else 0)
     out: list[Any] = []
+    scores = classification
     for r in range(rows):
         row = values[r * width : (r + 1) * width]
         if classification:
             try:
-                out.append(max(range(width), key=row.__getitem__))
+                index = max(range(width), key=row.__getitem__)
             except TypeError:
                 out.append(row[0])
+                scores = False
+                continue
+            out.append(index)
+            # Numbers do not compare with text or null: a number at the top, all are.
+            scores = scores and isinstance(row[index], int | float)
         else:
             out.append(row[0])
-    return out
+    return ArgMaxes(out, width) if scores and width > 1 else out
 
 
 def prediction_output(outputs: list[Any], name: str | None = None) -> Any:
@@ -315,7 +339,8 @@ def parse_response(
     """Extract one prediction per row from a response body.
 
     A 2-D output ``[N, C]`` with ``C > 1`` (probabilities or scores) becomes
-    the arg-max index for classification and the first column otherwise.
+    the arg-max index for classification (:class:`ArgMaxes`) and the first column
+    otherwise.
     ``output_name``: read the v2 output of this name (:func:`prediction_output`);
     an answer that names its outputs but none so is an ``unknown_payload``.
     """
@@ -347,18 +372,22 @@ def parse_response(
             out.violations.append(UNKNOWN_PAYLOAD)
             return out
         values: list[Any] = []
+        #: Each row's columns when read as an arg-max, else 0.
+        widths: set[int] = set()
         for p in preds:
             if isinstance(p, list):
                 if not p:
                     out.violations.append(SHAPE)
                     return out
-                values.append(
-                    _reduce_rows(p, [1, len(p)], classification)[0] if len(p) > 1 else p[0]
-                )
+                reduced = _reduce_rows(p, [1, len(p)], classification) if len(p) > 1 else p
+                values.append(reduced[0])
+                widths.add(reduced.columns if isinstance(reduced, ArgMaxes) else 0)
             elif isinstance(p, dict):
                 out.violations.append(TYPE)
                 return out
             else:
                 values.append(p)
-        out.values = values
+                widths.add(0)
+        columns = widths.pop() if len(widths) == 1 else 0
+        out.values = ArgMaxes(values, columns) if columns else values
     return out

@@ -859,18 +859,22 @@ class Proxy:
     # ------------------------------------------------------------ monitoring
 
     def identify(self, head: RequestHead, body: bytes) -> str:
-        """The id of an inference request: the client's header, the body's ``id``, or a new one.
+        """The id of an inference request: the body's ``id``, the client's header, or a new one.
 
-        The model server gets the id in ``X-Request-Id`` when the client sent none,
-        or one not used (empty, too long, blanks): then it is replaced.
+        The body's wins: gateways (Envoy Gateway, Istio, Contour, ingress-nginx) add or
+        replace ``X-Request-Id`` with their own, and only the body's is surely the client's.
+        The model server gets the id in ``X-Request-Id``: added when the request had
+        none, replaced when it had another (a gateway's, an unusable one).
         """
-        given = clean_id(head.request_id) if head.request_id else None
-        if given is not None:
-            return given
         found = body_id(body) if self._parse_body_id else None
-        request_id = found if found is not None else self.ids.make()
-        head.raw = with_request_header(head.raw, request_id, replace=head.has_request_id)
-        return request_id
+        if found is None:
+            given = clean_id(head.request_id) if head.request_id else None
+            if given is not None:
+                return given
+            found = self.ids.make()
+        if not head.has_request_id or head.request_id != found:
+            head.raw = with_request_header(head.raw, found, replace=head.has_request_id)
+        return found
 
     def record(self, request: _Request, resp: Response) -> None:
         """Queue copies for monitoring and shadowing (after the client has its answer).

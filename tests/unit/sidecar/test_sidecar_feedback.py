@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -66,6 +66,17 @@ async def silent_peer() -> AsyncIterator[SilentPeer]:
         yield peer
 
 
+@contextlib.contextmanager
+def unconnectable_peer() -> Iterator[str]:
+    """An address whose connections are never made, as a pod on a lost node: a listening
+    socket whose one-place accept queue is full drops the SYNs that follow."""
+    with socket.socket() as server, socket.socket() as filler:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        filler.connect(server.getsockname())
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
 class TestLabels:
     def test_single_labels_batches_and_row_lists(self):
         parsed = parse_labels(
@@ -105,7 +116,34 @@ class TestLabels:
         monkeypatch.setattr(feedback_module, "Label", lambda *a: made.append(a) or a)
         with pytest.raises(OverflowError):
             parse_labels({"id": "a", "truth": [1] * 1_000_000}, "", 10)
-        assert len(made) == 11
+        assert len(made) == 10
+
+    @pytest.mark.parametrize(
+        "doc",
+        [
+            {"labels": [{"id": f"i{n}", "truth": []} for n in range(11)]},
+            {"labels": [{"id": f"i{n}", "truth": [None, None]} for n in range(6)]},
+            {"id": "a", "truth": [None] * 11},
+        ],
+        ids=["empty-truths", "null-rows", "one-item-of-nulls"],
+    )
+    def test_items_and_rows_that_give_no_label_count_toward_the_limit(self, doc):
+        with pytest.raises(OverflowError):
+            parse_labels(doc, "classification", 10)
+
+    def test_a_body_of_items_without_labels_is_walked_only_up_to_the_limit(self, monkeypatch):
+        # A few MiB of {"truth": []} items must not all be walked on the proxy's event loop.
+        cleaned = []
+        monkeypatch.setattr(feedback_module, "clean_id", lambda v: cleaned.append(v) or str(v))
+        items = [{"id": f"i{n}", "truth": []} for n in range(200_000)]
+        with pytest.raises(OverflowError):
+            parse_labels({"labels": items}, "classification", 10_000)
+        assert len(cleaned) == 10_000
+
+    def test_every_entry_is_counted_for_the_rate_limit(self):
+        doc = {"labels": [{"id": "a", "truth": [None, 1, None]}, {"id": "b", "truth": []}, 7]}
+        parsed = parse_labels(doc, "classification", 10)
+        assert (len(parsed.labels), len(parsed.invalid), parsed.entries) == (1, 1, 5)
 
     def test_a_truth_longer_than_an_id_is_no_class(self):
         parsed = parse_labels({"labels": [{"id": "a", "truth": "x" * 257}]}, "classification", 9)
@@ -181,6 +219,20 @@ class TestJoinOnOnePod:
         assert value(m, "vigil_monitoring_dropped_total") == 2
         assert value(m, "vigil_feedback_labels_total", outcome="no_prediction") == 2
 
+    async def test_a_label_by_the_clients_body_id_joins_behind_a_gateway_that_sets_its_own(
+        self, model, start_sidecar, http
+    ):
+        # Envoy-based gateways and ingress-nginx add or replace X-Request-Id with a UUID.
+        sidecar = await start_sidecar(model.url, feedback=fb())
+        body = json.dumps({"id": "order-17", **json.loads(v2_body([[1.0, 0, 0]]))}).encode()
+        gateway = {"X-Request-Id": "6f1b3c2e-9d1a-4b7e-8c55-0d2f3a4b5c6d"}
+        url = f"{base(sidecar)}/v2/models/m/infer"
+        async with http.post(url, data=body, headers=gateway) as resp:
+            assert resp.headers["X-Request-Id"] == "order-17"
+            (pred,) = (await resp.json())["outputs"][0]["data"]
+        _, summary, _ = await send(http, sidecar, {"id": "order-17", "truth": pred})
+        assert (summary["joined"], summary["unknown"]) == (1, 0)
+
     async def test_a_shadow_copy_is_not_kept(self, model, start_sidecar, http):
         sidecar = await start_sidecar(model.url, feedback=fb())
         async with http.post(
@@ -222,6 +274,17 @@ class TestBounds:
         rejected = "vigil_feedback_rejected_requests_total"
         assert value(m, rejected, reason="rate_limited") == 1
         assert value(m, rejected, reason="too_many_labels") == 1
+
+    async def test_rows_without_truths_take_tokens_as_labels_do(self, model, start_sidecar, http):
+        sidecar = await start_sidecar(
+            model.url,
+            feedback=fb(max_labels_per_request=100, burst_labels=150, labels_per_second=1.0),
+        )
+        nulls = {"labels": [{"id": f"id-{i}", "truth": [None]} for i in range(100)]}
+        status, summary, _ = await send(http, sidecar, nulls)
+        assert status == 200 and summary["received"] == 0
+        status, body, _ = await send(http, sidecar, nulls)
+        assert status == 429 and body["reason"] == "rate_limited"
 
     async def test_not_json_is_400(self, model, start_sidecar, http):
         sidecar = await start_sidecar(model.url, feedback=fb())
@@ -648,6 +711,22 @@ class TestHandoffEdges:
         ma = await scrape(http, a)
         assert value(ma, "vigil_feedback_labels_total", outcome="joined") == 0
         assert value(ma, "vigil_feedback_handoff_figures_total", outcome="uncertain") == 1
+
+    @pytest.mark.slow
+    async def test_figures_go_to_the_next_peer_when_the_first_cannot_be_connected_to(
+        self, model, start_sidecar, http
+    ):
+        """A pod on a lost node is still listed: a connection never made sent nothing, so
+        the label figures go to the next peer (not counted uncertain and lost)."""
+        a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=3.0)
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await send(http, a, {"id": made, "truth": pred})
+        with unconnectable_peer() as lost:
+            self.in_order(a, lost, b)
+            assert await a.feedback.handoff() == 1
+        assert a.feedback.metrics.handoff_figures == {"sent": 1}
+        mb = await scrape(http, b)
+        assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="joined") == 1
 
     async def test_a_peer_that_does_not_confirm_the_figures_leaves_them_here(
         self, model, start_sidecar, http

@@ -12,10 +12,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp import web
-from sidecar_testkit import V2Server, base, scrape, v2_body, value
+from sidecar_testkit import FEATURES, V2Server, base, scrape, v2_body, value
 
+from vigil.profile import build_profile
 from vigil.sidecar.config import FeedbackSettings
 from vigil.sidecar.feedback import parse_labels
 
@@ -128,6 +130,69 @@ class TestProbabilityAnswersAreNoClass:
         m = await scrape(http, sidecar)
         assert value(m, "vigil_feedback_labels_total", outcome="no_prediction") == 3
         assert value(m, "vigil_feedback_scored_total") == 0
+
+
+@pytest.fixture
+async def scores_model() -> AsyncIterator[OutputModel]:
+    """A classifier answering one score per class, shape [N, 3]: column 1 wins each row."""
+    server = OutputModel(
+        lambda n: {"name": "p", "shape": [n, 3], "datatype": "FP32", "data": [0.1, 0.7, 0.2] * n}
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def profile_of_classes(tmp_path, classes: list[Any]):
+    """A reference profile whose predicted classes are ``classes`` (sorted: as a model's
+    columns are), each about as frequent."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (600, 3))
+    predictions = np.array(classes, dtype=object)[np.arange(600) % len(classes)]
+    profile = build_profile(
+        x, predictions=predictions, feature_names=FEATURES, task="classification"
+    )
+    path = tmp_path / "classes.json"
+    path.write_text(profile.to_json())
+    return path
+
+
+class TestScoresPerClassAnswerAColumnNotAClass:
+    """An [N, C] answer is read as its arg-max column: a class only where the classes are
+    the column indices; which column is which named class no answer says."""
+
+    async def test_labels_naming_classes_count_as_no_prediction_not_wrong(
+        self, scores_model, start_sidecar, http, tmp_path
+    ):
+        profile = profile_of_classes(tmp_path, ["bird", "cat", "dog"])
+        sidecar = await start_sidecar(
+            scores_model.url, reference_profile=str(profile), feedback=fb(task="")
+        )
+        rid, _ = await predict(http, sidecar, [[1.0, 0, 0]])
+        summary = await send(http, sidecar, {"id": rid, "truth": "cat"})  # column 1's class
+        assert (summary["joined"], summary["noPrediction"]) == (0, 1)
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_scored_total") == 0
+        assert value(m, "vigil_feedback_labels_total", outcome="no_prediction") == 1
+
+    async def test_labels_are_scored_where_the_classes_are_the_column_indices(
+        self, scores_model, start_sidecar, http, tmp_path
+    ):
+        profile = profile_of_classes(tmp_path, [0, 1, 2])
+        sidecar = await start_sidecar(
+            scores_model.url, reference_profile=str(profile), feedback=fb(task="")
+        )
+        right, _ = await predict(http, sidecar, [[1.0, 0, 0]])
+        wrong, _ = await predict(http, sidecar, [[1.0, 0, 0]])
+        summary = await send(
+            http, sidecar, {"labels": [{"id": right, "truth": 1}, {"id": wrong, "truth": 2}]}
+        )
+        assert summary["joined"] == 2
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_scored_total") == 2
+        assert value(m, "vigil_feedback_correct_total") == 1
 
 
 class TestSeriesExistFromStartup:

@@ -101,15 +101,25 @@ class TestThroughTheProxy:
         assert parse_sidecar_id(made) is not None
         assert model.requests[0] == body  # the model got the body as sent
 
-    async def test_the_clients_header_wins_then_the_body_id(self, model, start_sidecar, http):
+    async def test_the_body_id_wins_over_the_header_and_the_header_over_a_made_one(
+        self, model, start_sidecar, http
+    ):
+        """Gateways (Envoy, ingress-nginx) add or replace X-Request-Id: the body's id is the
+        client's. The answer and the model server name the id the prediction is kept under."""
         sidecar = await start_sidecar(model.url)
         url = f"{base(sidecar)}/v2/models/m/infer"
         doc = json.loads(v2_body([[1.0, 2.0, 3.0]]))
         with_id = json.dumps({"id": "body-7", **doc}).encode()
-        async with http.post(url, data=with_id, headers={"X-Request-Id": "hdr-1"}) as resp:
-            assert resp.headers["X-Request-Id"] == "hdr-1"
-        async with http.post(url, data=with_id) as resp:
+        gateway = "6f1b3c2e-9d1a-4b7e-8c55-0d2f3a4b5c6d"
+        async with http.post(url, data=with_id, headers={"X-Request-Id": gateway}) as resp:
             assert resp.headers["X-Request-Id"] == "body-7"
+        async with http.post(url, data=with_id, headers={"X-Request-Id": "body-7"}) as resp:
+            assert resp.headers["X-Request-Id"] == "body-7"
+        async with http.post(
+            url, data=v2_body([[1.0, 2.0, 3.0]]), headers={"X-Request-Id": "hdr-1"}
+        ) as resp:
+            assert resp.headers["X-Request-Id"] == "hdr-1"
+        assert model.request_ids == [["body-7"], ["body-7"], ["hdr-1"]]
 
     @pytest.mark.parametrize(
         "unusable", ["has spaces", "x" * 300, "tab\there"], ids=["spaces", "too-long", "tab"]

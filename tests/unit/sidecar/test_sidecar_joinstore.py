@@ -68,6 +68,21 @@ class TestJoin:
         assert all(b.adopt(r) for r in s.export())
         assert b.label(2, None).outcome == DUPLICATE  # the mark travels in a handoff
 
+    def test_resent_labels_for_rows_of_an_unread_answer_are_duplicates(self):
+        # Its rows past the first are not kept (raw protocol, a dropped copy, an error
+        # answer), yet resending is safe (docs/howto/feedback.md): each row counts once.
+        s = store()
+        s.add(1, 1000.0, None, "r1")
+        assert [s.label(1, r).outcome for r in range(3)] == [NO_PREDICTION] * 3
+        assert [s.label(1, r).outcome for r in range(3)] == [DUPLICATE] * 3
+        assert s.label(1, 64).outcome == NO_PREDICTION
+        assert s.label(1, 3).outcome == NO_PREDICTION  # a row not labelled before
+        b = store()
+        assert all(b.adopt(r) for r in s.export())  # the marks travel in a handoff
+        assert [b.label(1, r).outcome for r in (0, 1, 2, 3, 64)] == [DUPLICATE] * 5
+        assert b.label(1, 4).outcome == NO_PREDICTION
+        assert b.rows == 1  # still one kept row
+
     def test_rows_past_the_per_prediction_cap_are_not_kept(self):
         s = store(max_rows=2)
         s.add(1, 1000.0, [1.0, 2.0, 3.0], "r1")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vigil.sidecar.payload import endpoint_of, parse_request, parse_response
+from vigil.sidecar.payload import ArgMaxes, endpoint_of, parse_request, parse_response
 
 F = ("a", "b", "c")
 
@@ -90,6 +90,27 @@ def test_v2_response_predictions_and_argmax_for_probabilities():
     assert parse_response("v2", probs, "application/json", True).values == [1, 0]
     assert parse_response("v2", probs, "application/json", False).values == [0.1, 0.5]
     assert parse_response("v2", b"{}", "", True).violations == ["unknown_payload"]
+
+
+def test_arg_maxes_of_scores_say_they_are_column_indices_of_so_many_columns():
+    # The join store must know an index is no class label (feedback.prediction_values).
+    probs = json.dumps(
+        {"outputs": [{"name": "p", "shape": [2, 3], "data": [0.1, 0.7, 0.2, 0.5, 0.3, 0.2]}]}
+    ).encode()
+    v2 = parse_response("v2", probs, "application/json", True).values
+    v1 = parse_response("v1", b'{"predictions": [[0.2, 0.8], [0.9, 0.1]]}', "", True).values
+    for values, columns in ((v2, 3), (v1, 2)):
+        assert isinstance(values, ArgMaxes) and values.columns == columns
+    labels = json.dumps({"outputs": [{"name": "p", "shape": [2, 1], "data": [1, 0]}]}).encode()
+    mixed = b'{"predictions": [[0.2, 0.8], 1]}'
+    names = b'{"predictions": [["cat", "dog"]]}'
+    for values in (
+        parse_response("v2", labels, "", True).values,
+        parse_response("v2", probs, "", False).values,
+        parse_response("v1", mixed, "", True).values,
+        parse_response("v1", names, "", True).values,
+    ):
+        assert not isinstance(values, ArgMaxes)
 
 
 def test_v1_objects_without_a_key_count_that_feature_as_missing():
