@@ -116,6 +116,10 @@ TASKS = ("classification", "regression")
 #: Labels joined between two yields to the event loop (about 10 us each).
 YIELD_EVERY = 256
 PEER_CACHE_SECONDS = 2.0
+#: A connection from no known peer looks the peers up again (one that just started), at
+#: most this often (and lookups go one at a time): a flood of such connections is not one
+#: of lookups (each a resolver thread), which would starve the lookups labels need.
+PEER_MISS_REFRESH_SECONDS = 0.5
 #: A request body must arrive within this (else 408): aiohttp sets no limit, and a client
 #: that stalls mid-upload would hold one of the few request slots for as long as it liked.
 BODY_TIMEOUT_SECONDS = 10.0
@@ -693,15 +697,27 @@ class Peers:
         self._last_answer: dict[str, set[str]] = {}
         #: Entries the last lookup could not resolve: the peers may be more than listed.
         self.unresolved: tuple[str, ...] = ()
+        self._refreshing = asyncio.Lock()
+        #: Lookups done: a call that waited for one takes its answer.
+        self._lookups = 0
 
     async def resolve(self, fresh: bool = False) -> tuple[str, ...]:
         """Every peer address but this pod's own, sorted (a stable order for every pod).
 
         An entry that cannot be resolved now (a DNS outage) keeps its last answer and
-        is listed in ``unresolved``."""
+        is listed in ``unresolved``. One lookup at a time: callers meanwhile take its answer."""
         at, cached = self._cached
         if not fresh and self.clock() - at < PEER_CACHE_SECONDS:
             return cached
+        done = self._lookups
+        async with self._refreshing:
+            if self._lookups != done:  # looked up while this call waited
+                return self._cached[1]
+            peers = await self._look_up()
+            self._lookups += 1
+            return peers
+
+    async def _look_up(self) -> tuple[str, ...]:
         loop = asyncio.get_running_loop()
         found: set[str] = set()
         unresolved: list[str] = []
@@ -734,13 +750,18 @@ class Peers:
         """Whether a connection from ``remote`` (an IP) comes from a peer."""
         if not remote:
             return False
-        for fresh in (False, True):
-            hosts = {p.rpartition(":")[0].strip("[]") for p in await self.resolve(fresh)}
-            if self.me:
-                hosts.add(self.me.rpartition(":")[0].strip("[]"))
-            if remote in hosts:
-                return True
-        return False
+        if remote in self._hosts(await self.resolve()):
+            return True
+        if self.clock() - self._cached[0] < PEER_MISS_REFRESH_SECONDS:
+            return False
+        return remote in self._hosts(await self.resolve(fresh=True))
+
+    def _hosts(self, peers: tuple[str, ...]) -> set[str]:
+        """The IPs of ``peers`` and of this pod."""
+        hosts = {p.rpartition(":")[0].strip("[]") for p in peers}
+        if self.me:
+            hosts.add(self.me.rpartition(":")[0].strip("[]"))
+        return hosts
 
 
 @dataclass

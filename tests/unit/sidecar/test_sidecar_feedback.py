@@ -807,3 +807,25 @@ class TestHandoffEdges:
         _, summary, _ = await send(http, b, {"id": made, "truth": pred})
         assert summary["joined"] == 1
         a.feedback.joining -= 1  # it ends: the stop at teardown does not wait for it again
+
+
+async def test_connections_from_no_peer_cost_few_lookups(monkeypatch) -> None:
+    # Each one refreshed the peers (a resolver thread each): a flood starved the lookups
+    # labels need, which then timed out as unreachable.
+    from vigil.sidecar.feedback import Peers
+
+    lookups = 0
+
+    async def looked_up(*_args, **_kwargs):
+        nonlocal lookups
+        lookups += 1
+        await asyncio.sleep(0.01)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.2", 8001))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", looked_up)
+    now = [100.0]
+    peers = Peers(("peers.example:8001",), "10.0.0.1:8001", lambda: now[0])
+    refused = await asyncio.gather(*(peers.allows("10.9.9.9") for _ in range(200)))
+    assert not any(refused) and lookups == 1, lookups
+    now[0] += 1.0  # a peer that just started is still let in after a moment
+    assert await peers.allows("10.0.0.2") and await peers.allows("10.0.0.1")
