@@ -11,7 +11,9 @@ the object are a new occurrence and get a new name. An outcome (a rollback)
 decided again after a kill has newer figures in its words, and the object
 may have a newer version by then (the health loop writes status): it names
 its occurrence (the outcome, the revision and the attempt's start) instead,
-one name for that attempt's outcome whatever the version.
+one name for that attempt's outcome whatever the version. An attempt's start
+(RolloutStarted), said until status records it, is named by the revision and
+the status it starts from, which the cycle decided again finds unchanged.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ keeps serving until the stable is: a blue/green candidate may switch meanwhile
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from vigil.common.times import format_time
 from vigil.core import naming
@@ -73,7 +74,7 @@ def replace_stable(
         return stepped.progress(
             cycle, revision, identity, change, stable_view, candidate_view, policy
         )
-    side = Side(candidate_view, {**planned_summary(spec, revision), "change": change})
+    side = _candidate_side(cycle, revision, change, candidate_view)
     serving = _meanwhile(stable_view, standin)
     # Hold where it is while paused (do not even start a candidate).
     if spec.paused:
@@ -90,10 +91,9 @@ def replace_stable(
     if failure is not None:
         summary = {**side.fallback, "startedAt": format_time(cycle.obs.now)}
         return fetch_failed(cycle, stable_view, summary, failure)
-    # Start the candidate: settings first, then its Deployment.
+    # Start the candidate: settings first, then its Deployment; announced until status says.
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_CANDIDATE), spec.replicas)
-    if candidate_view is None:
-        _announce(cycle, revision, change, serving)
+    side = _announce(cycle, side, change, serving)
     # Switch only to a candidate with all its replicas available (one kept small by a bake
     # or a canary step is scaled up first): the Service never selects too few Ready pods.
     if (
@@ -121,15 +121,33 @@ def _switch_over(
     return switch(cycle, identity, change, stable_view, candidate_view)
 
 
-def _announce(cycle: Cycle, revision: str, change: ChangeKind, serving: str) -> None:
-    """The RolloutStarted Event of a blue/green candidate (``serving``: who serves meanwhile)."""
+def _candidate_side(
+    cycle: Cycle, revision: str, change: ChangeKind, candidate_view: DeploymentView | None
+) -> Side:
+    """The candidate in status, with its attempt's start as status records it (none: not
+    started yet, the record is another revision's, or of an attempt that ended)."""
     assert cycle.spec is not None
-    model = cycle.spec.model
+    summary = {**planned_summary(cycle.spec, revision), "change": change}
+    if (started := cycle.recorded_start(revision)) is not None:
+        summary["startedAt"] = started
+    return Side(candidate_view, summary)
+
+
+def _announce(cycle: Cycle, side: Side, change: ChangeKind, serving: str) -> Side:
+    """The RolloutStarted Event of a blue/green candidate (``serving``: who serves meanwhile),
+    until status records its start: ``side`` with that start. A kill after its Deployment
+    was applied, before the Event, finds no start recorded and posts it (the same name)."""
+    assert cycle.spec is not None
+    if side.fallback.get("startedAt"):
+        return side
+    model, revision = cycle.spec.model, str(side.fallback["revision"])
     cycle.event(
         Reason.ROLLOUT_STARTED,
         f"revision {revision} ({change}: model {model.name} version {model.version}) "
         f"starting; {serving}",
+        occurrence=cycle.start_occurrence(revision),
     )
+    return replace(side, fallback={**side.fallback, "startedAt": format_time(cycle.obs.now)})
 
 
 def _stable_until_switch(cycle: Cycle, stable_view: DeploymentView) -> None:

@@ -291,6 +291,26 @@ class Cycle:
         candidate = self.obs.status.get("candidate") or {}
         return candidate.get("startedAt") or candidate.get("stepStartedAt")
 
+    def recorded_start(self, revision: str) -> str | None:
+        """When ``revision``'s attempt started, as status records it (``startedAt``); None:
+        not yet (RolloutStarted is still to say), or the record is another revision's, or
+        of an attempt that ended (one started again is another attempt)."""
+        candidate = self.obs.status.get("candidate") or {}
+        if candidate.get("revision") != revision or candidate.get("outcome"):
+            return None
+        return candidate.get("startedAt") or None
+
+    def start_occurrence(self, revision: str) -> str:
+        """What names the RolloutStarted Event of ``revision``'s attempt while status records
+        no start of it: the status it starts from (the spec it last described, an earlier
+        record of this revision: an attempt that ended, a pause), unchanged until that start
+        is written. The cycle decided again after a kill names it the same; a later attempt
+        (a retry, the spec asking for the revision again) starts from another status."""
+        candidate = self.obs.status.get("candidate") or {}
+        before = self.attempt_started() if candidate.get("revision") == revision else None
+        described = self.obs.status.get("observedGeneration")
+        return f"{Reason.ROLLOUT_STARTED} {revision} {described} {before or '-'}"
+
     def event(
         self, reason: str, message: str, *, warning: bool = False, occurrence: str = ""
     ) -> None:

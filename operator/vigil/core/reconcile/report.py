@@ -270,6 +270,8 @@ def _candidate_status(cycle: Cycle, side: Side) -> dict[str, Any]:
             "stepStartedAt": _since(previous, summary["revision"], "stepStartedAt", now, keep=True),
         }
     )
+    if side.fallback.get("startedAt"):  # a blue/green attempt's start (bluegreen._announce)
+        summary["startedAt"] = side.fallback["startedAt"]
     return summary
 
 

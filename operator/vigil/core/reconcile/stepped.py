@@ -43,7 +43,7 @@ from vigil.core.reconcile.rollback import (
 )
 from vigil.core.reconcile.shadow import set_stable_shadow
 from vigil.core.reconcile.spanning import live_selector
-from vigil.core.reconcile.switch import switch
+from vigil.core.reconcile.switch import promoting_occurrence, switch
 from vigil.core.rollout import (
     Decision,
     GoldenResult,
@@ -115,7 +115,7 @@ def progress(
             f"revision {revision} promoted at step {decision.state.step + 1} "
             f"({decision.reason}): {decision.message}; scaling it to "
             f"{seen.replicas} replica(s) before the switch",
-            occurrence=f"{Reason.PROMOTING} {revision} {attempt.summary['startedAt']}",
+            occurrence=promoting_occurrence(revision, attempt.summary["startedAt"]),
         )
     if decision.action == Action.PROMOTE and candidate_view is not None and seen.full_capacity:
         plan = switch(cycle, identity, change, stable_view, candidate_view)
@@ -176,7 +176,9 @@ def _attempt(cycle: Cycle, revision: str, change: ChangeKind) -> _Attempt:
     if previous.get("revision") != revision or not seeds:
         previous = {}
     summary: dict[str, Any] = {**planned_summary(cycle.spec, revision), "change": change}
-    summary["startedAt"] = previous.get("startedAt") or format_time(cycle.obs.now)
+    # Steps added as a blue/green candidate starts: the attempt goes on from its start.
+    started = previous.get("startedAt") or cycle.recorded_start(revision)
+    summary["startedAt"] = started or format_time(cycle.obs.now)
     return _Attempt(revision, change, previous, summary)
 
 
@@ -212,12 +214,15 @@ def _judge(
         golden = None
     inputs = obs.rollout or RolloutInputs(metrics_available=False, metrics_error="not measured")
     attempt.summary.update(_feature_changes(inputs, attempt.previous))
-    if candidate_view is None and not attempt.previous.get("startedAt"):  # _steps_wait starts none
+    # Until status records the attempt's start (_steps_wait records none): a kill after the
+    # candidate's writes posts it again, one name (its Deployment may be there already).
+    if cycle.recorded_start(attempt.revision) is None:
         cycle.event(
             Reason.ROLLOUT_STARTED,
             f"revision {attempt.revision} ({attempt.change}: model {spec.model.name} version "
             f"{spec.model.version}) starting with {len(policy.steps)} step(s); "
             f"revision {stable_view.revision} keeps serving",
+            occurrence=cycle.start_occurrence(attempt.revision),
         )
     seen = _observations(cycle, candidate_view, golden, inputs, started=bool(state.step_started_at))
     decision = decide(policy, state, seen, obs.now.timestamp())

@@ -81,8 +81,9 @@ def finish_cut_switch(
     status still names the old stable and this revision as the candidate. Its
     history entry and its Switched Event are written now, in the very words of
     the interrupted cycle (an Event it did post is then found under the same
-    name); the old revision, if still there, is kept for the bake (started
-    now) or removed, as the switch would have.
+    name), and its Promoting Event if that cycle promoted it too; the old
+    revision, if still there, is kept for the bake (started now) or removed, as
+    the switch would have.
     """
     previous = _cut_from(cycle, view)
     if previous is None:
@@ -131,15 +132,16 @@ def _cut_from(cycle: Cycle, view: DeploymentView) -> Mapping[str, Any] | None:
 def _finish_cut(
     cycle: Cycle, view: DeploymentView, previous: Mapping[str, Any], then: str | None
 ) -> None:
-    """A cut switch's Switched Event and history entry, with what the interrupted cycle knew
-    of the candidate (the spec may ask for another revision now); its outcome for the
-    metric; a person's promote request for it answered: the promotion is done."""
+    """A cut switch's Events (Promoting, if unsaid; Switched) and history entry, with what
+    the interrupted cycle knew of the candidate (the spec may ask for another revision now);
+    its outcome for the metric; a person's promote request for it answered: it is done."""
     candidate = cycle.obs.status.get("candidate") or {}
     version = candidate.get("modelVersion") or view.model_version
     # When live traffic moved: the mark on the revision kept for the bake, or the Service's.
     moved = bake.kept_since(cycle, str(previous["revision"]), view.revision)
     kept = None if moved is None else datetime.datetime.fromtimestamp(moved, UTC)
     cycle.switched_at = kept or cycle.serving_since(view.revision)
+    _promoted_unsaid(cycle, view)
     cycle.event(
         Reason.SWITCHED,
         switched_message(
@@ -155,6 +157,29 @@ def _finish_cut(
     asked = request.revision if request is not None else None
     if cycle.verb == RequestVerb.PROMOTE and asked in (None, "", view.revision):
         cycle.answer(True, f"revision {view.revision} promoted: it serves all live traffic")
+
+
+def _promoted_unsaid(cycle: Cycle, view: DeploymentView) -> None:
+    """The Promoting Event of a stepped candidate that the cut cycle promoted and switched at
+    once (at full capacity already, as after a shadow step): status never said it was
+    promoting, so no later cycle would. Under the name of that cycle's, posted or not."""
+    candidate = cycle.obs.status.get("candidate") or {}
+    if not candidate.get("stepName") or candidate.get("promoting"):
+        return  # blue/green (no Promoting), or said by the cycle that began the promotion
+    step = candidate.get("step")
+    at = f" at step {step + 1}" if isinstance(step, int) else ""
+    cycle.event(
+        Reason.PROMOTING,
+        f"revision {view.revision} promoted{at}; at full capacity already "
+        f"({view.ready_replicas} ready replica(s)), switched at once",
+        occurrence=promoting_occurrence(view.revision, candidate.get("startedAt")),
+    )
+
+
+def promoting_occurrence(revision: str, started: object) -> str:
+    """One Promoting Event per attempt (``started``: its start), whatever its words: the
+    cycle that promotes, decided again, judged newer figures."""
+    return f"{Reason.PROMOTING} {revision} {started}"
 
 
 def _switch_occurrence(cycle: Cycle, previous: str, revision: str) -> str:
