@@ -97,6 +97,7 @@ def _names(events: list[Event]) -> dict[str, set[str]]:
     return named
 
 
+@pytest.mark.slow  # every cut of every cycle: the targeted cuts below run in the fast suite
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_kill_anywhere_in_a_rollout_loses_no_event_and_doubles_none(kind: str) -> None:
     # Every cycle of the rollout cut after each of its writes (and after its Events):
