@@ -23,12 +23,13 @@ class ClusterError(RuntimeError):
 
 
 #: Ports handed out come from a block of their own per pytest-xdist worker (the main
-#: process's block without one), below the kernel's ephemeral range (32768-60999 here) and
-#: NodePorts (30000-32767): two processes each probing bind(0) were handed the same port
-#: whenever one's probe closed before the other's, and the later server failed to start.
-FIRST_PORT = 20000
+#: process's block without one), between the kubelet's (10248-10259) and the local
+#: clusters' port bases (26400 and up), below the kernel's ephemeral range (32768-60999
+#: here): two processes each probing bind(0) were handed the same port whenever one's probe
+#: closed before the other's, and the later server failed to start.
+FIRST_PORT = 11000
 PORT_BLOCK = 1000
-PORT_BLOCKS = 10
+PORT_BLOCKS = 9
 
 _next_port: dict[str, int] = {}
 _next_port_lock = threading.Lock()

@@ -153,7 +153,10 @@ _INDEX = re.compile(r"0|[1-9][0-9]*")
 @functools.lru_cache(maxsize=64)
 def columns_are_classes(columns: int, classes: tuple[str, ...]) -> bool:
     """Whether the arg-max columns of ``columns`` scores name the classes themselves: the
-    reference lists none (then truths must be column indices), or only 0..columns-1."""
+    reference lists none (then truths must be column indices), only 0..columns-1, or false
+    and true in two columns (scikit-learn's order; their labels read 0 and 1 as booleans)."""
+    if columns == 2 and set(classes) <= {"false", "true"}:
+        return True
     return all(_INDEX.fullmatch(c) is not None and int(c) < columns for c in classes)
 
 

@@ -55,3 +55,18 @@ def test_a_promote_asked_meanwhile_is_refused() -> None:
     assert "RequestRefused" in [e.reason for e in plan.events]
     assert plan.status["lastRequest"]["answer"] == "Refused"
     assert plan.status["candidate"]["outcome"] == "RolledBack"
+
+
+def test_a_new_spec_meanwhile_records_the_rollback_not_a_supersession() -> None:
+    # The RolledBack Warning was out: history said Superseded and a RolloutSuperseded
+    # Event followed it.
+    from core_world import spec
+    from test_progressive_rollout import ROLLOUT
+
+    world, _, candidate, _ = cut_after_its_event()
+    world.set_spec(spec("3", 2, rollout=ROLLOUT))
+    plan = world.reconcile()
+    assert "RolloutSuperseded" not in [e.reason for e in plan.events]
+    assert world.deployment(candidate) is None
+    entry = next(h for h in world.status["history"] if h["revision"] == candidate)
+    assert entry["outcome"] == "RolledBack"

@@ -232,3 +232,23 @@ class TestFirstRevision:
         assert world.condition("Ready")["message"] == (
             f"revision {revision}: 0/2 replica(s) ready (fetching its model)"
         )
+
+
+def test_a_blue_green_failure_decided_again_after_a_kill_is_one_event() -> None:
+    # Named after a start taken at the failure, a kill before its status write posted the
+    # Warning again under a new name, and status said the attempt started when it failed.
+    import datetime
+
+    from vigil.core.reconcile import decide
+
+    world = World()
+    serving(world)
+    candidate = changed(world)
+    started = world.status["candidate"]["startedAt"]
+    world.kubelet(failed(candidate))
+    world.now += datetime.timedelta(seconds=1)
+    cut = decide(world.observe())  # its Event posted, its status write lost
+    world.now += datetime.timedelta(seconds=1)
+    again = world.reconcile()
+    assert [e.occurrence for e in again.events] == [e.occurrence for e in cut.events]
+    assert world.status["candidate"]["startedAt"] == started

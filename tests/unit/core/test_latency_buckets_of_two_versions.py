@@ -31,3 +31,11 @@ def test_identical_latencies_bucketed_apart_are_not_slower() -> None:
 
 def test_a_histogram_of_only_the_infinite_bucket_has_no_p95_to_judge() -> None:
     assert latency_p95(Answered(100.0, 0.0, ((INF, 100.0),)), 0.25) is None
+
+
+def test_histograms_sharing_almost_no_bound_are_not_compared() -> None:
+    # Merged into the +Inf bucket alone, a candidate ten times slower read 0.5 and passed.
+    rng = np.random.default_rng(5)
+    slow = answered(rng.lognormal(0.0, 0.3, 3000), (0.2, 0.6, 1.5, INF))
+    fast = answered(rng.lognormal(-2.3, 0.3, 3000), (0.1, 0.25, 0.5, 1.0, INF))
+    assert latency_vs_stable(slow, fast, margin=0.1) is None

@@ -26,7 +26,8 @@ def test_each_test_worker_takes_ports_from_a_block_of_its_own(monkeypatch) -> No
         blocks[worker] = _port_block()
     starts = sorted(block.start for block in blocks.values())
     assert len(set(starts)) == 4
-    assert all(b.start >= 20000 and b.stop <= 30000 for b in blocks.values())
+    # Clear of the kubelet's ports and of the local clusters' (26400 and up).
+    assert all(b.start >= 11000 and b.stop <= 20000 for b in blocks.values())
     assert all(later - earlier >= 1000 for earlier, later in itertools.pairwise(starts))
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     assert free_port() in blocks["gw1"]

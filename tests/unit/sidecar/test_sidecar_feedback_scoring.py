@@ -8,6 +8,7 @@ from startup and truths that are no class are refused.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -423,3 +424,13 @@ class TestErrorsPastTheMomentLimitAreRefused:
         assert value(m, "vigil_feedback_squared_error_total") == 0
         assert value(m, "vigil_feedback_absolute_error_total") == 0
         assert value(m, "vigil_feedback_labels_total", outcome="invalid") == 1
+
+
+def test_two_columns_of_scores_for_boolean_classes_are_false_and_true() -> None:
+    # scikit-learn orders False, True: column 1 is true. Read as no prediction, such a
+    # model's accuracy was never measured (its labels scored before [N, C] were told apart).
+    from vigil.sidecar.feedback import prediction_values
+    from vigil.sidecar.payload import ArgMaxes
+
+    rows = prediction_values(ArgMaxes([0, 1], 2), "classification", ("false", "true"))
+    assert not any(math.isnan(row) for row in rows)

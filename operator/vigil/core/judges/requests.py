@@ -168,6 +168,10 @@ def latency_p95(answered: Answered, limit: float) -> GateTest | None:
     )
 
 
+#: Finite bucket bounds both histograms must share for latencyVsStable to compare them.
+MIN_SHARED_BOUNDS = 2
+
+
 def _histograms(candidate: Answered, stable: Answered) -> tuple[list[float], list[float]]:
     """Both latency histograms over the bucket bounds they share. Over the union, a bound
     one side lacks put its requests below it while the other's sat in a wider bucket above:
@@ -175,6 +179,8 @@ def _histograms(candidate: Answered, stable: Answered) -> tuple[list[float], lis
     c_bounds, c_counts = candidate.latency_counts()
     s_bounds, s_counts = stable.latency_counts()
     shared = sorted(set(c_bounds) & set(s_bounds))
+    if sum(1 for bound in shared if math.isfinite(bound)) < MIN_SHARED_BOUNDS:
+        return [], []  # all in one or two buckets: any latencies would read alike
     return _merged(c_bounds, c_counts, shared), _merged(s_bounds, s_counts, shared)
 
 

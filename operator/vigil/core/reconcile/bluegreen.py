@@ -34,6 +34,7 @@ from vigil.core.reconcile.report import (
     planned_summary,
 )
 from vigil.core.reconcile.rollback import (
+    end_as_marked,
     fetch_failed,
     finished_attempt,
     hold_finished,
@@ -89,7 +90,10 @@ def replace_stable(
         return hold_finished(cycle, stable_view, finished, revision)
     failure = fetch_gave_up(cycle.obs.fetches.get(revision), candidate_view)
     if failure is not None:
-        summary = {**side.fallback, "startedAt": format_time(cycle.obs.now)}
+        # The start status records (blue/green records one): the failure's Event is named
+        # after it, once, however often it is decided again.
+        summary = {**side.fallback}
+        summary["startedAt"] = summary.get("startedAt") or format_time(cycle.obs.now)
         return fetch_failed(cycle, stable_view, summary, failure)
     # Start the candidate: settings first, then its Deployment; announced until status says.
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_CANDIDATE), spec.replicas)
@@ -241,6 +245,8 @@ def _supersede_others(
         # One rolled back or failed, removed a cycle after its outcome, keeps that outcome.
         if cycle.ended(other):
             cycle.delete_revision(other)
+        elif end_as_marked(cycle, other):
+            continue  # rolled back by a cycle whose status write was lost: that outcome
         elif not bake.supersede(cycle, stable_view.revision, other, revision):
             cycle.retire(other_view, superseded(other, f"revision {revision}"))
 

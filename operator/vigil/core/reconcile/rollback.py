@@ -114,22 +114,55 @@ def ended_unrecorded(cycle: Cycle, summary: Mapping[str, Any], decision: Decisio
     """The end that a cycle cut short before its status write decided for this attempt
     (``summary``), as its mark on the candidate's Deployment says: decided again in its
     words, whatever this cycle measured (its Event may be out; going on would belie it)."""
-    name = naming.deployment_name(cycle.obs.owner.name, str(summary["revision"]))
-    live = cycle.live.get(("Deployment", name))
-    mark = body(live).meta.annotations.get(naming.ANNOTATION_ENDED) if live else None
-    parts = str(mark or "").split(" ", 4)
-    ended = (Action.ROLLBACK, Action.FAIL)
-    if len(parts) < 5 or parts[0] not in ended or parts[1] != summary.get("startedAt"):
+    marked = _marked_end(cycle, str(summary["revision"]), summary.get("startedAt"))
+    if marked is None:
         return decision
-    action, _, step, reason, message = parts
-    if not step.isdigit():
-        return decision
+    action, step, reason, message = marked
     answered = cycle.answered or {}
     if answered.get("answer") == Answer.TAKEN and answered.get("verb") != RequestVerb.ABORT:
         cycle.answer(False, f"revision {summary['revision']} ended ({reason}): {message}")
     cycle.plan.run_golden_set = None  # no replay for a candidate that ended
-    state = replace(decision.state, step=int(step), promoting=False)
-    return replace(decision, action=Action(action), state=state, reason=reason, message=message)
+    state = replace(decision.state, step=step, promoting=False)
+    return replace(decision, action=action, state=state, reason=reason, message=message)
+
+
+def end_as_marked(cycle: Cycle, revision: str) -> bool:
+    """A candidate superseded after a cycle ended its attempt whose status write was lost:
+    removed with the outcome its mark says in history (its Event was out), not superseded."""
+    candidate = cycle.obs.status.get("candidate") or {}
+    if candidate.get("revision") != revision:
+        return False
+    marked = _marked_end(cycle, revision, candidate.get("startedAt"))
+    if marked is None:
+        return False
+    action, _, reason, message = marked
+    ended = Outcome.FAILED if action == Action.FAIL else Outcome.ROLLED_BACK
+    cycle.delete_revision(revision)
+    cycle.record(
+        revision,
+        candidate.get("modelVersion"),
+        candidate.get("image"),
+        candidate.get("change"),
+        ended,
+        f"{reason}: {message}",
+    )
+    return True
+
+
+def _marked_end(
+    cycle: Cycle, revision: str, started: object
+) -> tuple[Action, int, str, str] | None:
+    """(action, step, reason, words) of the end marked on ``revision``'s Deployment for the
+    attempt that started at ``started`` (None: no such mark)."""
+    name = naming.deployment_name(cycle.obs.owner.name, revision)
+    live = cycle.live.get(("Deployment", name))
+    mark = body(live).meta.annotations.get(naming.ANNOTATION_ENDED) if live else None
+    parts = str(mark or "").split(" ", 4)
+    ended = (Action.ROLLBACK, Action.FAIL)
+    if len(parts) < 5 or parts[0] not in ended or not started or parts[1] != started:
+        return None
+    action, _, step, reason, message = parts
+    return (Action(action), int(step), reason, message) if step.isdigit() else None
 
 
 def fetch_failed(
