@@ -89,12 +89,9 @@ def replace_stable(
     if finished is not None:
         return hold_finished(cycle, stable_view, finished, revision)
     failure = fetch_gave_up(cycle.obs.fetches.get(revision), candidate_view)
-    if failure is not None:
-        # The start status records (blue/green records one): the failure's Event is named
-        # after it, once, however often it is decided again.
-        summary = {**side.fallback}
-        summary["startedAt"] = summary.get("startedAt") or format_time(cycle.obs.now)
-        return fetch_failed(cycle, stable_view, summary, failure)
+    if failure is not None:  # its Event named after the start status records: said once
+        started = side.fallback.get("startedAt") or format_time(cycle.obs.now)
+        return fetch_failed(cycle, stable_view, {**side.fallback, "startedAt": started}, failure)
     # Start the candidate: settings first, then its Deployment; announced until status says.
     cycle.ensure_revision(RevisionInfo(revision, identity, naming.ROLE_CANDIDATE), spec.replicas)
     side = _announce(cycle, side, change, serving)
