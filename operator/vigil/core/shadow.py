@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vigil.core.rollout import Traffic
+from vigil.core.spec import ModelDeploymentSpec
 
 
 def shadow_settings(target: str, candidate: str, traffic: Traffic) -> dict[str, Any] | None:
@@ -30,6 +31,22 @@ def shadow_settings(target: str, candidate: str, traffic: Traffic) -> dict[str, 
     if traffic.shadow_tolerance is not None:
         block.update(traffic.shadow_tolerance.sidecar_settings())
     return block
+
+
+def spec_task(spec: ModelDeploymentSpec) -> str:
+    """The task the spec names ("": none): ``monitoring.performance.minAccuracy`` is a
+    classifier's limit, ``maxMAE`` a regressor's (the spec takes one of them at most).
+
+    The stable's sidecar is told it (``shadow.task``): without a reference profile it
+    would otherwise guess from the answers, and a classifier answering P(class 1) per
+    row reads as a regression (its scores compared as numbers, not decisions).
+    """
+    performance = spec.monitoring.performance
+    if performance.min_accuracy is not None:
+        return "classification"
+    if performance.max_mae is not None:
+        return "regression"
+    return ""
 
 
 def render_settings(settings: Mapping[str, Any]) -> str:

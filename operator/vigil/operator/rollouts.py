@@ -532,7 +532,11 @@ class Rollouts:
         try:
             golden = await load_golden_set(api, namespace, ref)
             report = await replay_report(
-                golden, url, model=spec.model.name, concurrency=concurrency
+                golden,
+                url,
+                model=spec.model.name,
+                concurrency=concurrency,
+                server_protocol=spec.server.protocol,
             )
         except (KubeError, GoldenSetNotFound) as error:
             return no_result(f"golden set not read: {error}")

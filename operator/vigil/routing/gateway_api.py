@@ -36,8 +36,11 @@ and lives as long as the ModelDeployment, so no revision Service stays
 named in the route, and the operator deletes a revision's Service only
 after the route has left it (vigil.core.reconcile orders every plan:
 writes, the route, deletions). BackendRefs to other Services in the same
-rule are left as they are, as are the ref's other fields (port, filters)
-taken from the first of ours.
+rule are left as they are, as are our refs' other fields (port, filters):
+several of ours in one rule become one backend (or the stable's and the
+candidate's pair), so they must agree in everything but name and weight
+(RoutingError naming the rule otherwise: the first's filters would have
+applied to all of the model's traffic there).
 
 The write is a JSON merge patch of ``spec.rules`` carrying the
 ``resourceVersion`` read, so a concurrent edit of the route is never
@@ -246,6 +249,41 @@ def _shares_kept(
     return total * scale, scaled
 
 
+def _refs_agree(
+    route: Mapping[str, Any], index: int, mine: list[Any], target: RoutingTarget
+) -> None:
+    """Refuse our refs of one rule (``spec.rules[index]``) that differ in anything but name
+    and weight (defaults filled in): weighted as one backend, they would all take the
+    first's fields, its filters applying to traffic the others' did not."""
+
+    def shape(ref: Mapping[str, Any]) -> dict[str, Any]:
+        rest = {k: v for k, v in ref.items() if k not in ("name", "weight")}
+        rest.update(
+            port=ref.get("port") or SERVICE_PORT,
+            group=ref.get("group") or "",
+            kind=ref.get("kind") or "Service",
+            namespace=ref.get("namespace") or target.namespace,
+        )
+        return rest
+
+    first = shape(mine[0])
+    keys: set[str] = set()
+    for ref in mine[1:]:
+        other = shape(ref)
+        keys.update(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+    if not keys:
+        return
+    differ = sorted(keys)
+    rule = items(route, "spec", "rules")[index]
+    named = f" ({rule['name']})" if isinstance(rule.get("name"), str) and rule["name"] else ""
+    raise RoutingError(
+        f"HTTPRoute {body(route).meta.name or '?'}: spec.rules[{index}]{named} has "
+        f"{len(mine)} backendRefs to this model that differ in {', '.join(differ)}: they "
+        "are weighted as one backend, with one ref's fields; give them the same "
+        f"{', '.join(differ)}, keep one, or put them in rules of their own"
+    )
+
+
 def desired_rules(
     route: Mapping[str, Any],
     target: RoutingTarget,
@@ -262,7 +300,7 @@ def desired_rules(
     rules = copy.deepcopy(list(items(route, "spec", "rules")))
     found = weighted = False
     split = target.candidate is not None
-    for rule in rules:
+    for index, rule in enumerate(rules):
         if not isinstance(rule, dict) or not rule.get("backendRefs"):
             continue
         refs = _off_port_refs_back_on_the_service(list(rule["backendRefs"]), target, claimed)
@@ -275,6 +313,7 @@ def desired_rules(
         if not any(_weight(r) for r in mine):
             continue  # weighted out of this rule by its owner: no traffic to the model
         weighted = True
+        _refs_agree(route, index, mine, target)
         others = [r for r in refs if not _weighted(r, target, claimed)]
         total, others = _shares_kept(route, mine, others, split)
         rule["backendRefs"] = desired_backends(target, traffic, mine[0], total) + others

@@ -60,6 +60,9 @@ class ShadowSettings:
     #: None: 5 % of the reference profile's prediction standard deviation (0 without one).
     tolerance: float | None = None
     relative_tolerance: float = 0.05
+    #: classification | regression: how answers are compared; empty = the reference
+    #: profile's task (without one, guessed from the answers: docs/sidecar.md).
+    task: str = ""
     queue_size: int = 256
     timeout_seconds: float = 5.0
     concurrency: int = 4
@@ -196,6 +199,7 @@ _SHADOW_KEYS = {
     "percent": "percent",
     "tolerance": "tolerance",
     "relativeTolerance": "relative_tolerance",
+    "task": "task",
     "queueSize": "queue_size",
     "timeoutSeconds": "timeout_seconds",
     "concurrency": "concurrency",
@@ -366,6 +370,8 @@ def validate(s: Settings) -> None:
     for key, number in (("tolerance", sh.tolerance), ("relativeTolerance", sh.relative_tolerance)):
         if number is not None and not 0 <= number < math.inf:
             raise ConfigError(f"shadow.{key}: must be a finite number >= 0, got {number}")
+    if sh.task not in ("", "classification", "regression"):
+        raise ConfigError(f"shadow.task: classification or regression, got {sh.task!r}")
     if sh.queue_size < 1 or sh.concurrency < 1 or sh.timeout_seconds <= 0:
         raise ConfigError("shadow: queueSize >= 1, concurrency >= 1, timeout > 0")
     _validate_feedback(s.feedback)

@@ -12,8 +12,10 @@ classification agrees when the classes are equal, regression when
 ``|local - target| <= tolerance + relativeTolerance x |local|``; a classifier's scores
 (probabilities: non-whole floats on either side) are compared as the decisions they
 stand for (over 0.5: the positive class), or as numbers when the settings give an absolute
-``tolerance``. Settings (target, revision, percent, ...) can change while running via
-:meth:`Shadow.configure`.
+``tolerance``. Whether answers are a classifier's comes from the settings' ``task`` (the
+operator's), else the reference profile's; with neither, from the answers themselves
+(:func:`guess_classification`). Settings (target, revision, percent, ...) can change while
+running via :meth:`Shadow.configure`.
 
 The comparison runs on the proxy's event loop, so it is bounded: queued copies hold at
 most :data:`QUEUE_BYTES`, and answers over :data:`MAX_COMPARED_BYTES` or
@@ -40,6 +42,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from vigil.common.labels import class_key
 from vigil.common.metric_specs import MetricSpec, declare
 from vigil.core import metric_names
 from vigil.core.window import NOT_COMPARED
@@ -47,10 +50,10 @@ from vigil.profile.model import category_key
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
 from vigil.sidecar.monitor import holds_scores, score_decision
-from vigil.sidecar.payload import ParsedOutput, parse_response
+from vigil.sidecar.payload import ArgMaxes, ParsedOutput, parse_response
 from vigil.sidecar.target import AnswerTooLarge, TargetClient
 
-__all__ = ["Shadow", "ShadowCopy", "compare_predictions", "observe_all"]
+__all__ = ["Shadow", "ShadowCopy", "compare_predictions", "guess_classification", "observe_all"]
 
 log = logging.getLogger("vigil.sidecar")
 DIFF_BUCKETS = (1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 100.0)
@@ -245,7 +248,8 @@ def compare_predictions(
 ) -> tuple[int, list[float]]:
     """Agreeing rows and the absolute numeric differences (rows where both are numbers).
 
-    Classes agree when their labels are equal; numbers when
+    Classes agree when their labels are equal (``vigil.common.labels.class_key``: a BOOL
+    ``true`` is the class ``1``, as in the golden replay); numbers when
     ``|local - target| <= tolerance + relative_tolerance x |local|`` (the
     local answer is the stable's: the candidate is measured against it).
     A classifier's answer holding scores (a non-whole float: ``monitor.holds_scores``)
@@ -272,12 +276,31 @@ def compare_predictions(
         if na is not None and nb is not None:
             diffs.append(abs(na - nb))
         if classification:
-            agree += int(category_key(da) == category_key(db))
+            # One rule with the golden replay: true/false and 1/0 are the same decisions.
+            agree += int(class_key(category_key(da)) == class_key(category_key(db)))
         elif na is not None and nb is not None:
             agree += int(abs(na - nb) <= tolerance + relative_tolerance * abs(na))
         else:
             agree += int(a == b)
     return agree, diffs
+
+
+def guess_classification(values: list[Any], tolerance_given: bool) -> bool:
+    """Whether the stable's answer ``values`` are class labels, when no task is known
+    (no ``shadow.task``, no reference profile).
+
+    ``[N, C]`` rows read by their arg-max are; then, with an absolute tolerance in the
+    settings, no answer holding numbers is (the user's word that they are measured:
+    a regressor answering whole numbers compared as exact labels ignored it); else
+    whole numbers, text and booleans are labels, other numbers a regression's.
+    """
+    if isinstance(values, ArgMaxes):
+        return True
+    if tolerance_given:
+        return not any(_number(v) is not None for v in values)
+    return all(
+        isinstance(v, str | int) or (isinstance(v, float) and v.is_integer()) for v in values
+    )
 
 
 #: Without an absolute tolerance in the settings: this share of the reference
@@ -436,12 +459,13 @@ class Shadow:
         self._publish_settings()
         log.info(
             "shadow settings: target=%s revision=%s percent=%s tolerance=%g+%g*|local| "
-            "(was %s/%s/%s)",
+            "task=%s (was %s/%s/%s)",
             settings.target or "-",
             settings.target_revision or "-",
             settings.percent,
             settings.tolerance if settings.tolerance is not None else self.default_tolerance,
             settings.relative_tolerance,
+            settings.task or "-",
             old.target or "-",
             old.target_revision or "-",
             old.percent,
@@ -550,12 +574,23 @@ class Shadow:
                 self._comparing -= 1
                 self.held_bytes -= _size(copy)
 
+    def task_classification(self, settings: ShadowSettings) -> bool | None:
+        """Whether answers are a classifier's: the settings' ``task`` (the operator's
+        word), else the reference profile's; None: unknown (:func:`guess_classification`)."""
+        if settings.task:
+            return settings.task == "classification"
+        return self.classification
+
     async def _compare(self, copy: ShadowCopy) -> None:
         s = self.settings
         if not s.enabled:
             return
         labels = self._labels()
         children = self._children(labels)
+        classification = self.task_classification(s)
+        # Task unknown: [N, C] rows are read by their arg-max, as a classifier's scores
+        # (their first column alone says nothing); [N] answers read the same either way.
+        parse_as = classification is not False
         target = _target_of(s.target)
         raw = _request_bytes(target, copy)
         start = time.perf_counter()
@@ -566,7 +601,7 @@ class Shadow:
                 )
         except AnswerTooLarge:
             # The target's answer alone is over the cap, unless the local one is no measure.
-            local = self._local_answer(copy, bool(self.classification))
+            local = self._local_answer(copy, parse_as)
             self._count(children, labels, local if isinstance(local, str) else "target_too_large")
             return
         except TimeoutError:
@@ -579,8 +614,7 @@ class Shadow:
         if not 200 <= resp.status < 300:
             self._count(children, labels, "target_error")
             return
-        classification = self.classification
-        found = self._local_answer(copy, bool(classification))
+        found = self._local_answer(copy, parse_as)
         if isinstance(found, str):
             self._count(children, labels, found)
             return
@@ -598,9 +632,7 @@ class Shadow:
         else:
             await asyncio.sleep(0)  # live requests go on between the parses
             # The target's output of the name the local prediction came from (v2).
-            remote = parse_response(
-                self.protocol, body, resp.content_type, bool(classification), local.output
-            )
+            remote = parse_response(self.protocol, body, resp.content_type, parse_as, local.output)
         if remote.violations:
             self._count(children, labels, "unparseable")
             return
@@ -609,23 +641,31 @@ class Shadow:
             return
         await asyncio.sleep(0)  # and before the comparison
         if classification is None:
-            # No reference: integral numbers and strings are class labels.
-            classification = all(
-                isinstance(v, str | bool) or (isinstance(v, int | float) and float(v).is_integer())
-                for v in local.values
-            )
+            classification = guess_classification(local.values, s.tolerance is not None)
+        self._judge(children, labels, local.values, remote.values, classification)
+
+    def _judge(
+        self,
+        children: _Children,
+        labels: tuple[str, ...],
+        local: list[Any],
+        remote: list[Any],
+        classification: bool,
+    ) -> None:
+        """Compare two parsed answers of as many rows and count the outcome."""
+        s = self.settings
         absolute = s.tolerance if s.tolerance is not None else self.default_tolerance
         # A tolerance the settings give is the user's word on how close scores must be.
         agree, diffs = compare_predictions(
-            local.values,
-            remote.values,
+            local,
+            remote,
             classification,
             absolute,
             s.relative_tolerance,
             scores_as_numbers=s.tolerance is not None,
         )
         self._count(children, labels, "compared")
-        children.predictions.inc(len(local.values))
+        children.predictions.inc(len(local))
         if agree:
             children.agreements.inc(agree)
         observe_all(children.difference, diffs)

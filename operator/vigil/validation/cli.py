@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import random
+import re
 import sys
 import urllib.parse
 from dataclasses import replace
@@ -94,6 +95,31 @@ def _cell(text: str, where: str, datatype: str | None) -> Any:
     return value
 
 
+#: A whole number written with leading zeros: a code (a ZIP code, an account number).
+_LEADING_ZEROS = re.compile(r"[+-]?0[0-9]+")
+
+
+def _feature_cell(text: str, where: str, datatype: str | None) -> Any:
+    """A feature cell (:func:`_cell`); outside a numeric tensor (``datatype`` None: v1, or a
+    v2 BYTES input) a whole number with leading zeros stays the text it is: ``02139`` went
+    out as 2139, a value the research model never saw."""
+    value = _cell(text, where, datatype)
+    if datatype is None and isinstance(value, int) and _LEADING_ZEROS.fullmatch(text.strip()):
+        return text.strip()
+    return value
+
+
+def _unnamed(path: Path, columns: list[str], features: list[str] | None) -> None:
+    """Refuse a column with no name when every column is a feature by default: pandas'
+    ``df.to_csv()`` writes its index so, which went out as the first feature."""
+    if features is None and "" in columns:
+        raise GoldenSetError(
+            f"{path}: column {columns.index('') + 1} has no name (the index pandas' "
+            "to_csv() writes unless index=False): write the file without it, or name the "
+            "feature columns with --features"
+        )
+
+
 def _not_utf8(path: Path) -> GoldenSetError:
     where = not_utf8(path.read_bytes())
     return GoldenSetError(f"{path}: not UTF-8 text{f' ({where})' if where else ''}; save as UTF-8")
@@ -142,6 +168,7 @@ def _read_json_rows(
                     check_tensor_value(value, datatype, f"{path}: [{i}][{j}]")
         return list(features or []), [list(r) for r in doc], None
     names = features or [k for k in doc[0] if k != expected_column]
+    _unnamed(path, list(doc[0]), features)
     wanted = [*names, *([expected_column] if expected_column else [])]
     rows: list[list[Any]] = []
     for i, record in enumerate(doc):
@@ -183,6 +210,7 @@ def _read_csv_rows(
             if expected_column and expected_column not in header:
                 raise GoldenSetError(f"{path}: no column {expected_column!r} (columns: {header})")
             names = features or [c for c in header if c != expected_column]
+            _unnamed(path, header, features)
             missing = [n for n in names if n not in header]
             if missing:
                 raise GoldenSetError(f"{path}: no column(s) {missing}")
@@ -198,7 +226,7 @@ def _read_csv_rows(
                     )
                 rows.append(
                     [
-                        _cell(record[p], f"{line}, column {n!r}", datatype)
+                        _feature_cell(record[p], f"{line}, column {n!r}", datatype)
                         for n, p in zip(names, positions, strict=True)
                     ]
                 )
@@ -356,6 +384,8 @@ def _from_configmap_yaml(text: str, key: str) -> GoldenSet:
 def _no_answer(report: ReplayReport, endpoint: str) -> str:
     """Why a replay is no verdict: rows the endpoint never answered, even on a retry."""
     total = report.result.total
+    if report.denied:
+        return f"{endpoint} asked for credentials ({report.denied}): the replay sends none"
     if report.unreachable or report.unanswered >= total:
         what = f"no answer from {endpoint}"
     else:

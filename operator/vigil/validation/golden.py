@@ -27,7 +27,9 @@ outputs are scores (by their decision at 0.5); numbers within ``tolerance``
 (classification) or its first column.
 
 The model's answer is judged: its predictions, or a refusal of the input
-(4xx but 408 and 429), whose rows count as not reproduced. No answer (a
+(4xx but 401, 403, 408 and 429), whose rows count as not reproduced. A 401 or
+403 asks for credentials the replay cannot send: no result, said so
+(``ReplayReport.denied``). No answer (a
 timeout, a 5xx, a dropped or refused connection, the time budget spent) is no
 evidence: the batch is sent once more, one at a time; rows still without an
 answer make the replay incomplete (``ReplayReport.unanswered``), which the
@@ -51,6 +53,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from vigil.common.labels import class_key
 from vigil.common.objects import body
 from vigil.core.rollout import GoldenResult
 from vigil.core.spec import GoldenSetRef
@@ -192,6 +195,15 @@ def check_tensor_value(value: Any, datatype: str, where: str) -> None:
         )
 
 
+def _without_bom(text: str | bytes) -> str | bytes:
+    """The text past a leading UTF-8 byte order mark. Saved by Notepad or PowerShell
+    ("UTF8"), the CLI reads the file past it, but a ConfigMap made from the file keeps it,
+    and json.loads refuses a str with one: the operator rolled the candidate back."""
+    if isinstance(text, str):
+        return text.removeprefix("\ufeff")
+    return text.removeprefix(b"\xef\xbb\xbf")
+
+
 def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     """Read and validate a golden set document (JSON text or decoded).
 
@@ -201,7 +213,7 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     """
     if isinstance(source, str | bytes):
         try:
-            doc = json.loads(source)
+            doc = json.loads(_without_bom(source))
         except ValueError as error:
             raise GoldenSetError(f"golden set is not JSON: {error}") from error
         except RecursionError:  # "[[[[...": a few KB reach the parser's stack limit
@@ -376,6 +388,9 @@ class ReplayReport:
     #: Rows that got no answer, even on a retry (a timeout, a 5xx, a dropped connection,
     #: the time budget spent): no evidence either way, so the replay is no result.
     unanswered: int = 0
+    #: Why the candidate's server asked for credentials ("HTTP 401: ..."; "": it did not).
+    #: The replay has none to send: no result, however the model would have answered.
+    denied: str = ""
 
     @property
     def complete(self) -> bool:
@@ -383,6 +398,13 @@ class ReplayReport:
         return self.unanswered == 0 and not self.unreachable
 
     def summary(self, limit: int = 3) -> str:
+        if self.denied:
+            return (
+                f"the candidate refused the replay for want of credentials ({self.denied}): "
+                "the golden replay sends none, so the model was never judged; let its "
+                "server answer unauthenticated requests from the operator, or remove the "
+                "validate step"
+            )
         text = f"{self.result.agreed}/{self.result.total} golden outputs reproduced"
         if self.unanswered:
             text += f", {self.unanswered} row(s) got no answer"
@@ -398,16 +420,20 @@ class ReplayReport:
 
 
 #: 4xx statuses that say nothing of the model: the request timed out or was throttled
-#: on its way (the other 4xx are the model refusing its input: its answer).
-NO_ANSWER_4XX = frozenset({408, 429})
+#: on its way, or asked for credentials (the other 4xx are the model refusing its input:
+#: its answer).
+NO_ANSWER_4XX = frozenset({401, 403, 408, 429})
+#: Of those, the ones a retry will not change: the replay sends no credentials.
+DENIED = frozenset({401, 403})
 
 
 def model_answered(status: int) -> bool:
     """Whether an HTTP status is the model's answer (judged) rather than no answer (retried).
 
-    2xx: its predictions (an unreadable body is its answer too); 4xx but 408 and 429: the
-    model refused the input (a regression). 5xx, 3xx, 408, 429: no answer (a server
-    warming up or restarting, an overloaded or misrouted request).
+    2xx: its predictions (an unreadable body is its answer too); 4xx but 401, 403, 408 and
+    429: the model refused the input (a regression). 5xx, 3xx, 401, 403, 408, 429: no
+    answer (a server warming up or restarting, an overloaded or misrouted request, one that
+    wants credentials: :data:`DENIED`).
     """
     return 200 <= status < 300 or (400 <= status < 500 and status not in NO_ANSWER_4XX)
 
@@ -424,6 +450,8 @@ class _Batch:
     unreachable: bool = False
     #: The request timed out (the server queues: fewer requests at once).
     timed_out: bool = False
+    #: Refused for want of credentials (:data:`DENIED`): not sent again.
+    denied: bool = False
 
     def reset(self) -> None:
         self.error, self.unreachable, self.timed_out = "", False, False
@@ -448,6 +476,7 @@ async def _send(
             if response.status >= 300:
                 batch.error = f"HTTP {response.status}: {payload[:200].decode(errors='replace')}"
                 batch.answered = model_answered(response.status)
+                batch.denied = response.status in DENIED
                 return
             parsed = parse_response(
                 golden.protocol,
@@ -529,7 +558,7 @@ async def _send_batches(
     async def run() -> None:
         await asyncio.gather(*(worker(i) for i in range(limit)))
         for batch in batches:  # once more, one at a time: no answer is no evidence
-            if not batch.answered:
+            if not batch.answered and not batch.denied:
                 await attempt(batch)
 
     try:
@@ -561,15 +590,9 @@ def _predictions(
 
 def label_key(value: Any) -> str | None:
     """A class label's key: :func:`vigil.profile.model.category_key` (``1`` == ``1.0``), with
-    a boolean's forms one label, keyed as it keys booleans: ``True``, ``1``, ``"true"`` (any
-    case) and ``"1"`` are ``"true"`` (a BOOL tensor, a 0/1 column, pandas' ``True``)."""
-    key = category_key(value)
-    if key is None:
-        return None
-    lowered = key.lower()
-    if lowered in ("true", "false"):
-        return lowered
-    return {"1": "true", "0": "false"}.get(key, key)
+    a boolean's forms one label (:func:`vigil.common.labels.class_key`, the shadow
+    comparison's rule too): ``True``, ``1``, ``"true"`` (any case) and ``"1"`` are ``"true"``."""
+    return class_key(category_key(value))
 
 
 def _finite(value: Any) -> float | None:
@@ -607,8 +630,15 @@ def compare(golden: GoldenSet, predictions: Sequence[Any | None]) -> tuple[int, 
     return agreed, mismatches
 
 
-async def replay_report(golden: GoldenSet, base_url: str, **options: Any) -> ReplayReport:
-    """Replay the golden set against ``base_url`` and keep the evidence."""
+async def replay_report(
+    golden: GoldenSet, base_url: str, *, server_protocol: str = "", **options: Any
+) -> ReplayReport:
+    """Replay the golden set against ``base_url`` and keep the evidence.
+
+    ``server_protocol``: the one the server speaks (``spec.server.protocol``; "": unknown);
+    a golden set of another is refused (:func:`check_protocol`) before any request.
+    """
+    check_protocol(golden, server_protocol)
     started = time.monotonic()
     batches = await _send_batches(golden, base_url, **options)
     predictions, errors = _predictions(golden, batches)
@@ -620,7 +650,19 @@ async def replay_report(golden: GoldenSet, base_url: str, **options: Any) -> Rep
         round(time.monotonic() - started, 3),
         unreachable=bool(batches) and all(batch.unreachable for batch in batches),
         unanswered=sum(len(batch.rows) for batch in batches if not batch.answered),
+        denied=next((batch.error for batch in batches if batch.denied), ""),
     )
+
+
+def check_protocol(golden: GoldenSet, server_protocol: str) -> None:
+    """Refuse a golden set written for another protocol than the server speaks
+    (``spec.server.protocol``; raw says nothing of it): every request would go to a path
+    the server does not have, and its 404s read as the model refusing every input."""
+    if server_protocol in PROTOCOLS and golden.protocol != server_protocol:
+        raise GoldenSetError(
+            f"protocol: the golden set is {golden.protocol} but spec.server.protocol is "
+            f"{server_protocol}: build it again with --protocol {server_protocol}"
+        )
 
 
 async def replay(golden: GoldenSet, base_url: str, **options: Any) -> GoldenResult:

@@ -630,3 +630,44 @@ def test_a_patched_watched_object_is_cached_as_answered():
     asyncio.run(client.patch("ModelDeployment", "ml", "wine", [], content_type="x"))
     cached = cache.get("ModelDeployment", "ml", "wine")
     assert cached is not None and "annotations" not in cached["metadata"]
+
+
+# ---------------------------------------------------------------- refs of ours that differ
+
+HEADER_B = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x"}]}}]
+
+
+@pytest.mark.parametrize("candidate", [True, False], ids=["rollout", "no-rollout"])
+def test_two_refs_to_the_model_with_other_filters_are_refused_naming_the_rule(candidate):
+    # Old code: merged into one backend with the first's filters, which then applied to
+    # all of the model's traffic in that rule (the other ref's half had none).
+    target = TARGET if candidate else RoutingTarget("wine", "ml", stable="aaaaaaa")
+    rule = {
+        "name": "variants",
+        "backendRefs": [
+            {"name": "wine", "port": 80, "weight": 50, "filters": HEADER_B},
+            {"name": "wine", "port": 80, "weight": 50},
+        ],
+    }
+    with pytest.raises(RoutingError, match=r"spec.rules\[1\] \(variants\) has 2 .* in filters"):
+        desired_rules(route(USER_RULE, rule), target, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)
+
+
+def test_refs_to_the_model_differing_only_in_weight_and_defaults_are_one_backend():
+    # No port and port 80, kind written or not, the namespace the route's own: the same.
+    rule = {
+        "backendRefs": [
+            {"name": "wine", "port": 80, "weight": 30, "filters": HEADER_B},
+            {"name": "wine", "kind": "Service", "namespace": "ml", "filters": HEADER_B},
+        ]
+    }
+    refs = desired_rules(route(rule), TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS)[0][
+        "backendRefs"
+    ]
+    assert [(r["name"], r["weight"], r["filters"]) for r in refs] == [
+        ("wine-aaaaaaa", 80, HEADER_B),
+        ("wine-bbbbbbb", 20, HEADER_B),
+    ]
+    # Its own split, written back, is read as one backend again.
+    again = route({"backendRefs": refs})
+    assert route_patch(again, TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS) is None

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.common.objects import body
+from vigil.common.objects import body, items
 from vigil.core import naming
 from vigil.core.desired import (
     SIDECAR_CONFIG_KEY,
+    SIDECAR_CONTAINER,
     RevisionInfo,
     kept_settings,
     settings_configmap,
@@ -17,7 +18,7 @@ from vigil.core.desired import (
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile.cycle import Cycle
 from vigil.core.reconcile.plan import Apply
-from vigil.core.shadow import with_shadow
+from vigil.core.shadow import spec_task, with_shadow
 
 
 def set_stable_shadow(
@@ -30,6 +31,7 @@ def set_stable_shadow(
     taken from the live object and only ``shadow`` changes (the sidecar
     re-reads it at run time).
     """
+    shadow = with_task(cycle, stable_view.revision, shadow)
     name = naming.sidecar_configmap_name(cycle.obs.owner.name, stable_view.revision)
     live = cycle.live.get(("ConfigMap", name))
     if live is None:
@@ -64,3 +66,25 @@ def make_settings_again(
         manifest = cycle.reapplied(manifest, "v1", "ConfigMap", data=data)
     cycle.ensure(manifest)
     return True
+
+
+def with_task(
+    cycle: Cycle, revision: str, shadow: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The block with ``task`` when the spec names one (:func:`spec_task`) and the stable's
+    sidecar runs this operator's image: an older sidecar refuses a settings file with a key
+    it does not know, and would copy nothing (it then guesses the task, as before)."""
+    task = spec_task(cycle.spec) if cycle.spec is not None and shadow is not None else ""
+    if not task or _sidecar_image(cycle, revision) != cycle.obs.sidecar_image:
+        return shadow
+    return {**(shadow or {}), "task": task}
+
+
+def _sidecar_image(cycle: Cycle, revision: str) -> str | None:
+    """The image the sidecar container of a live revision's pods runs (None: unknown)."""
+    live = cycle.live.get(("Deployment", naming.deployment_name(cycle.obs.owner.name, revision)))
+    for container in items(live, "spec", "template", "spec", "containers"):
+        if isinstance(container, Mapping) and container.get("name") == SIDECAR_CONTAINER:
+            image = container.get("image")
+            return str(image) if image else None
+    return None

@@ -1,0 +1,24 @@
+"""One class label, whatever form it comes in: the rule the shadow comparison (the stable
+against the candidate) and the golden replay (research against the candidate) share.
+
+A replacement answering an INT64 0/1 where the model it replaces answered a BOOL
+true/false makes the same decisions: both comparisons must say so.
+"""
+
+from __future__ import annotations
+
+#: The boolean each of the keys 0 and 1 stands for.
+_NUMBERS_AS_BOOLEANS = {"1": "true", "0": "false"}
+
+
+def class_key(key: str | None) -> str | None:
+    """A class label's key from its category key (``vigil.profile.model.category_key``:
+    ``1`` and ``1.0`` are ``"1"``, ``True`` is ``"true"``): a boolean's forms are one label,
+    keyed as booleans are: ``True``, ``1``, ``"true"`` (any case) and ``"1"`` are ``"true"``
+    (a BOOL tensor, a 0/1 column, pandas' ``True``); ``False``, ``0``... ``"false"``."""
+    if key is None:
+        return None
+    lowered = key.lower()
+    if lowered in ("true", "false"):
+        return lowered
+    return _NUMBERS_AS_BOOLEANS.get(key, key)
