@@ -75,6 +75,8 @@ class HealthReport:
     message: str = ""
     #: Why drift was not judged (no reference, too few rows), when it was not.
     drift_note: str = ""
+    #: Drift was not judged for want of a usable reference profile (reason NoReference).
+    no_reference: bool = False
     #: The features whose drift surely reaches the warning (or the threshold).
     drift_sure: Mapping[str, float] = field(default_factory=dict)
     #: The features whose drift surely reaches the threshold (the verdict names them), and
@@ -275,11 +277,12 @@ def evaluate(
     degraded_by: Collection[str] = (),
     drift_basis: DriftBasis | None = None,
     drifted: frozenset[str] = frozenset(),
+    reference_problem: str | None = None,
 ) -> HealthReport:
     """The verdict on one revision over one window (see the module docstring). Held from
     its last verdict until surely back: ``degraded_by``, the SLOs found breached (reasons),
     ``drifted``, the features found over the drift threshold. ``drift_basis``: the counts
-    drift is judged on when not the whole window's."""
+    drift is judged on when not the whole window's; ``reference_problem``: why no reference."""
     span = format_window(policy.window_seconds)
     # 1. No figures: say why, judge nothing.
     if window is None:
@@ -290,7 +293,7 @@ def evaluate(
             reason=Reason.METRICS_UNAVAILABLE,
             message=source_error or "no metrics from the sidecars",
         )
-    figures, measured = _figures(window, reference, policy, drift_basis, drifted)
+    figures, measured = _figures(window, reference, policy, drift_basis, drifted, reference_problem)
     requests = figures.requests
     # 2. Too few requests (none, whatever minRequests says): hold judgement.
     needed = max(1, policy.min_requests)
@@ -333,9 +336,11 @@ def _figures(
     policy: HealthPolicy,
     basis: DriftBasis | None = None,
     drifted: frozenset[str] = frozenset(),
+    problem: str | None = None,
 ) -> tuple[HealthReport, _Measured]:
     """Every figure of the window, rounded for status (verdict Healthy until judged); the
-    input figures (drift, missing, out of range) of ``basis``'s counts, when given."""
+    input figures (drift, missing, out of range) of ``basis``'s counts, when given
+    (``problem``: why the reference profile named could not be used, when it could not)."""
     error_rate = error_rate_of(window)
     p95 = quantile_from_buckets(0.95, window.latency_buckets)
     mean, std = _prediction_moments(window)
@@ -374,7 +379,8 @@ def _figures(
             if reference is None or reference.task == "regression"
             else None
         ),
-        drift_note=_drift_note(reference, basis, rows) if not scores else "",
+        drift_note=_drift_note(reference, basis, rows, problem) if not scores else "",
+        no_reference=not scores and (reference is None or not reference.features),
         drift_sure=_finite_values(judged.at("threshold", "warning"), 3),
         drift_over=_finite_values(judged.at("threshold"), 3),
         drift_held=_finite_values(judged.held_scores, 3),
@@ -396,8 +402,16 @@ def _missing_over(
     )
 
 
-def _drift_note(reference: ReferenceProfile | None, basis: DriftBasis | None, rows: float) -> str:
+def _drift_note(
+    reference: ReferenceProfile | None,
+    basis: DriftBasis | None,
+    rows: float,
+    problem: str | None = None,
+) -> str:
     """Why drift was not judged."""
+    if reference is None and problem:
+        # The spec names one: "no reference profile" would send the user to create one.
+        return f"{problem}; drift is not measured"
     if reference is None:
         return "no reference profile: drift is not measured"
     if not reference.features:

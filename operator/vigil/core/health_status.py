@@ -1,15 +1,17 @@
 """What the health loop writes from a verdict: the conditions, ``status.health``, the Events.
 
 :func:`health_conditions` turns a :class:`~vigil.core.health.HealthReport` into
-Healthy, DriftDetected and MetricsAvailable; :func:`next_health` into the
-``status.health`` to write (unchanged figures keep their time, so nothing is
-written); :func:`transitions` says which conditions flip (each an Event).
+Healthy, DriftDetected and MetricsAvailable; :func:`hold_verdicts` keeps those an
+unjudged window leaves Unknown at the verdict they hold (:class:`Holds`);
+:func:`next_health` into the ``status.health`` to write (unchanged figures keep their
+time, so nothing is written); :func:`transitions` says which conditions flip (each an
+Event).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vigil.common import readable
@@ -23,7 +25,7 @@ from vigil.core.health import (
 from vigil.core.performance import PerformanceReport, readable_figures
 from vigil.core.slo import format_percent
 from vigil.core.spec import HealthPolicy
-from vigil.core.status import ConditionState
+from vigil.core.status import ConditionState, find_condition
 from vigil.core.vocabulary import ConditionType, Reason, Verdict
 
 
@@ -102,11 +104,7 @@ def _drift_state(report: HealthReport, policy: HealthPolicy) -> ConditionState:
     method = report.drift_method
     span = format_window(policy.window_seconds)
     if report.drift_level == "unknown" or report.drift_score is None:
-        reason = (
-            Reason.NO_REFERENCE
-            if report.drift_note.startswith("no reference")
-            else (Reason.INSUFFICIENT_DATA)
-        )
+        reason = Reason.NO_REFERENCE if report.no_reference else Reason.INSUFFICIENT_DATA
         return ConditionState(
             ConditionType.DRIFT_DETECTED, None, reason, report.drift_note or "drift is not measured"
         )
@@ -310,3 +308,62 @@ def transitions(
             continue
         changed.append((state, _BAD.get(state.type) == word))
     return changed
+
+
+# -- what a judged verdict holds through windows that judge nothing ------------------------
+
+#: Sets off a held condition's judged message from why nothing was judged since.
+HELD = " (held: "
+
+
+@dataclass(frozen=True)
+class Holds:
+    """What a revision's last judged verdicts hold until a window shows them surely back:
+    the SLOs found breached (reasons), the features found over the drift threshold, a
+    PerformanceDegraded True."""
+
+    slos: frozenset[str] = frozenset()
+    drift: frozenset[str] = frozenset()
+    performance: bool = False
+
+    def verdict(self, kind: str) -> ConditionState | None:
+        """The condition ``kind`` stays at while nothing is judged (None: it holds nothing),
+        with a message for when the last condition does not say it (an older operator's)."""
+        if kind == ConditionType.HEALTHY and self.slos:
+            slos = sorted(self.slos, key=lambda reason: (reason != Reason.ERROR_RATE_HIGH, reason))
+            said = "SLO breached at the last window judged, not surely met since"
+            return ConditionState(kind, False, slos[0], f"{said}: {', '.join(slos)}")
+        if kind == ConditionType.DRIFT_DETECTED and self.drift:
+            said = "over the drift threshold at the last window judged, not surely under it since"
+            return ConditionState(
+                kind, True, Reason.DRIFT_ABOVE_THRESHOLD, f"{said}: {', '.join(sorted(self.drift))}"
+            )
+        if kind == ConditionType.PERFORMANCE_DEGRADED and self.performance:
+            said = "below the threshold at the last window judged, not surely back since"
+            return ConditionState(kind, True, Reason.PERFORMANCE_BELOW_THRESHOLD, said)
+        return None
+
+
+def hold_verdicts(
+    conditions: Sequence[ConditionState],
+    previous: Sequence[Mapping[str, Any]] | None,
+    holds: Holds,
+) -> list[ConditionState]:
+    """``conditions`` with each Unknown one whose last judged verdict holds (``holds``)
+    kept at that verdict: its status and reason as ``previous`` (status.conditions) has
+    them, so no flip, no Event, and the phase stays Degraded; its message followed by why
+    nothing was judged ("... (held: 12 requests < 50 needed over 5m)"). An Unknown judges
+    nothing: a dip in traffic clears no breach, nor reads as a recovery."""
+    kept = []
+    for state in conditions:
+        verdict = holds.verdict(state.type) if state.status is None else None
+        if verdict is None:
+            kept.append(state)
+            continue
+        last = find_condition(previous, state.type) or {}
+        # The judged words without the last cycle's reason for holding them (said anew).
+        said = str(last.get("message") or "").split(HELD, 1)[0]
+        if last.get("status") == condition_word(verdict.status) and last.get("reason") and said:
+            verdict = replace(verdict, reason=str(last["reason"]), message=said)
+        kept.append(replace(verdict, message=f"{verdict.message}{HELD}{state.message})"))
+    return kept

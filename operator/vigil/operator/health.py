@@ -27,7 +27,9 @@ the error and the last figures stay, marked stale (those of the revision
 judged: ``status.health.revision`` says which). One model's part raising (its
 profile, its verdict, its write) is logged and leaves the others judged. What
 a judged verdict holds until surely back (breached SLOs, drifted features,
-PerformanceDegraded) stays in ``status.health`` through Unknown verdicts.
+PerformanceDegraded) stays in ``status.health`` through windows that judge nothing,
+and so does its condition (held, :func:`vigil.core.health_status.hold_verdicts`): a
+dip in traffic is no recovery. The verdict gauges say what the conditions say.
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ from vigil.core import naming
 from vigil.core.desired import METRICS_PORT, mounted_reference, reference_digest
 from vigil.core.health import DriftBasis, HealthReport, evaluate, format_window
 from vigil.core.health_status import (
+    Holds,
     condition_word,
     health_conditions,
+    hold_verdicts,
     judged_revision,
     next_health,
     same_figures,
@@ -134,17 +138,9 @@ def _performance_held(status: Mapping[str, Any], target: RevisionTarget) -> bool
     return word == "Unknown" and carried is True
 
 
-@dataclass(frozen=True)
-class _Holds:
+def _holds(status: Mapping[str, Any], target: RevisionTarget) -> Holds:
     """What this revision's last judged verdicts hold until surely back (read from status)."""
-
-    slos: frozenset[str] = frozenset()
-    drift: frozenset[str] = frozenset()
-    performance: bool = False
-
-
-def _holds(status: Mapping[str, Any], target: RevisionTarget) -> _Holds:
-    return _Holds(
+    return Holds(
         _degraded_by(status, target), _drifted(status, target), _performance_held(status, target)
     )
 
@@ -153,7 +149,7 @@ def _carry_holds(
     previous: Mapping[str, Any] | None,
     health: dict[str, Any],
     conditions: Sequence[ConditionState],
-    holds: _Holds,
+    holds: Holds,
 ) -> dict[str, Any]:
     """``health`` with the holds of each condition written Unknown (InsufficientData, no
     reference, too few labels) carried as the last judged verdict left them: an Unknown
@@ -791,8 +787,10 @@ class HealthLoop:
         evaluated_at: str,
         profiles_read: ProfilesRead,
         pinned: bool = False,
+        problem: str | None = None,
     ) -> HealthWrite | None:
-        """One target's health and conditions to write, or None when there is nothing to."""
+        """One target's health and conditions to write, or None when there is nothing to
+        (``problem``: why its reference profile could not be read, said with drift)."""
         window = collection.windows.get(target.key)
         error = collection.errors.get(target.key)
         status = objects.body(body).status
@@ -811,6 +809,7 @@ class HealthLoop:
             degraded_by=holds.slos,
             drift_basis=basis,
             drifted=holds.drift,
+            reference_problem=problem,
         )
         result.reports[(target.namespace, target.name)] = report
         result.evaluated += 1
@@ -828,6 +827,7 @@ class HealthLoop:
         )
         conditions = health_conditions(report, settings.policy, performance)
         health = _carry_holds(previous, health, conditions, holds)
+        conditions = hold_verdicts(conditions, status.get("conditions"), holds)
         held_drift: Mapping[str, Any] | None = None
         if (
             basis is None
@@ -842,7 +842,8 @@ class HealthLoop:
             result.held += 1
             health, conditions = _drift_held(previous, status, health, conditions)
             held_drift = objects.section(health, "drift")  # the gauges say what status says
-        self._update_gauges(target, settings, report, performance, held_drift)
+        verdicts = _verdicts(status, target, health, conditions)
+        self._update_gauges(target, settings, report, performance, held_drift, verdicts)
         uid = objects.body(body).meta.uid
         write = HealthWrite(target.namespace, target.name, target.revision, uid, health, conditions)
         if self.reconciler.health_unchanged(body, write):
@@ -898,6 +899,7 @@ class HealthLoop:
                     evaluated_at,
                     profiles_read,
                     settings is not spec_settings,
+                    problem,
                 )
             except Exception:  # one model's figures meeting a bug must not stall the others
                 log.exception("%s/%s: health not evaluated", target.namespace, target.name)
@@ -998,9 +1000,10 @@ class HealthLoop:
         report: HealthReport,
         performance: PerformanceReport | None = None,
         held_drift: Mapping[str, Any] | None = None,
+        verdicts: _Verdicts | None = None,
     ) -> None:
         """The model's gauges from ``report`` (``held_drift``: status.health.drift as held,
-        in place of the report's drift)."""
+        in place of the report's drift; ``verdicts``: the conditions' verdicts)."""
         policy = settings.policy
         previous = self.metrics.health_of(target.namespace, target.name)
         if previous is not None and previous.revision != target.revision:
@@ -1029,7 +1032,6 @@ class HealthLoop:
                 }
                 figures.performance_baseline = performance.baseline
                 figures.performance_threshold = performance.threshold
-                figures.performance_degraded = performance.degraded
             elif previous is not None:  # held: the last judgement stays
                 figures = replace(
                     previous,
@@ -1041,7 +1043,58 @@ class HealthLoop:
         figures.slo_max_error_rate = policy.max_error_rate
         figures.slo_latency_p95 = policy.max_latency_p95
         figures.metrics_available = available
+        if verdicts is not None:
+            figures.slo_breached = dict(verdicts.slos)
+            figures.drift_detected = verdicts.drift
+            figures.performance_degraded = verdicts.performance
         self.metrics.set_health(target.namespace, target.name, figures)
+
+
+#: The SLO each reason of a breach names (the ``slo`` label of the breach gauge).
+SLO_NAMES = {Reason.ERROR_RATE_HIGH: "errorRate", Reason.LATENCY_HIGH: "latencyP95"}
+
+
+@dataclass(frozen=True)
+class _Verdicts:
+    """The verdicts the gauges export as the conditions say them (None: Unknown, no series)."""
+
+    slos: Mapping[str, bool]
+    drift: bool | None
+    performance: bool | None
+
+
+def _verdicts(
+    status: Mapping[str, Any],
+    target: RevisionTarget,
+    health: Mapping[str, Any],
+    conditions: Sequence[ConditionState],
+) -> _Verdicts:
+    """Healthy's SLOs, DriftDetected and PerformanceDegraded as written now (held ones as
+    held); a condition not written this cycle (metrics unavailable, labels held) as status
+    has it for this revision: an alert on them says what the conditions say."""
+    words: dict[str, str] = {}
+    if judged_revision(status.get("health"), target.revision):
+        words = {str(c.get("type")): str(c.get("status")) for c in status.get("conditions") or ()}
+    words.update({c.type: condition_word(c.status) for c in conditions})
+
+    def said(kind: ConditionType, bad: str) -> bool | None:
+        word = words.get(kind)
+        return word == bad if word in ("True", "False") else None
+
+    healthy = said(ConditionType.HEALTHY, "False")
+    slos: dict[str, bool] = {}
+    if healthy is not None:
+        breached = set(health.get("breached") or ()) if healthy else set()
+        if healthy and not breached:  # a status.health written before it listed them
+            written = next((c.reason for c in conditions if c.type == ConditionType.HEALTHY), None)
+            last = find_condition(status.get("conditions"), ConditionType.HEALTHY) or {}
+            breached = {written or str(last.get("reason"))}
+        slos = {name: reason in breached for reason, name in SLO_NAMES.items()}
+    return _Verdicts(
+        slos,
+        said(ConditionType.DRIFT_DETECTED, "True"),
+        said(ConditionType.PERFORMANCE_DEGRADED, "True"),
+    )
 
 
 async def _no_reference() -> tuple[ReferenceProfile | None, str | None]:

@@ -119,6 +119,11 @@ class HealthFigures:
     performance_threshold: float | None = None
     #: The PerformanceDegraded condition (None: Unknown, no series).
     performance_degraded: bool | None = None
+    #: The DriftDetected condition (None: Unknown, no series).
+    drift_detected: bool | None = None
+    #: Each SLO (errorRate, latencyP95) breached or met as the Healthy condition judges it
+    #: (a breach held until surely met stays breached); empty while Healthy is Unknown.
+    slo_breached: dict[str, bool] = field(default_factory=dict)
 
 
 def _finite(value: float | None) -> bool:
@@ -181,6 +186,18 @@ class _PhaseCollector(Collector):
             "1 while PerformanceDegraded is True, 0 while False (no series while Unknown).",
             labels=["namespace", "name"],
         )
+        drifted = GaugeMetricFamily(
+            "vigil_modeldeployment_drift_detected",
+            "1 while DriftDetected is True (a feature's drift surely over the threshold, or "
+            "held there until surely under it), 0 while False (no series while Unknown).",
+            labels=["namespace", "name"],
+        )
+        breached = GaugeMetricFamily(
+            "vigil_modeldeployment_slo_breached",
+            "1 while the Healthy condition finds the SLO breached (surely over its limit at "
+            "99%, or held until surely within), 0 while met (no series while Unknown).",
+            labels=["namespace", "name", "slo"],
+        )
         available = GaugeMetricFamily(
             "vigil_modeldeployment_metrics_available",
             "1 when the last health cycle got figures for the serving revision, else 0.",
@@ -200,11 +217,17 @@ class _PhaseCollector(Collector):
                 labels.add_metric([namespace, name, figures.revision, outcome], count)
             if figures.performance_degraded is not None:
                 degraded.add_metric([namespace, name], 1 if figures.performance_degraded else 0)
+            if figures.drift_detected is not None:
+                drifted.add_metric([namespace, name], 1 if figures.drift_detected else 0)
+            for slo, breach in sorted(figures.slo_breached.items()):
+                breached.add_metric([namespace, name, slo], 1 if breach else 0)
         yield from per_revision.values()
         yield from per_object.values()
         yield available
         yield labels
         yield degraded
+        yield drifted
+        yield breached
         yield from self._gates()
 
     def _gates(self) -> Iterable[GaugeMetricFamily]:

@@ -15,8 +15,10 @@ import pytest
 import yaml_kit
 from monitoring_kit import RULE_TESTS, alerts, rules
 from vigil.core import metric_names
-from vigil.core.metric_names import total
+from vigil.core.metric_names import bucket, total
 from vigil.core.vocabulary import Phase
+from vigil.operator.health import SLO_NAMES
+from vigil.operator.metrics import HealthFigures, OperatorMetrics
 
 RUNBOOK = "https://github.com/vigil-dev/vigil/blob/main/docs/troubleshooting.md#"
 
@@ -78,3 +80,44 @@ def test_rules_count_requests_with_the_series_that_exist_from_the_start() -> Non
         assert "vigil_requests_total" not in rule["expr"], rule.get("record", rule.get("alert"))
     (errors,) = [rule for rule in rules() if rule.get("record") == "vigil:request_errors:rate5m"]
     assert total(metric_names.REQUESTS) in errors["expr"]
+
+
+def exported_by_the_operator() -> set[str]:
+    """The per-ModelDeployment series names the operator exports for a judged model."""
+    metrics = OperatorMetrics()
+    figures = HealthFigures("r1", error_rate=0.05, drift_score=0.3, drift_threshold=0.2)
+    figures.slo_breached = {name: True for name in SLO_NAMES.values()}
+    figures.drift_detected = figures.performance_degraded = True
+    metrics.set_health("ml", "wine", figures)
+    return {sample.name for family in metrics.registry.collect() for sample in family.samples}
+
+
+@pytest.mark.parametrize(
+    ("alert", "verdict"),
+    [
+        ("VigilErrorRateSLOBreach", 'vigil_modeldeployment_slo_breached{slo="errorRate"}'),
+        ("VigilLatencySLOBreach", 'vigil_modeldeployment_slo_breached{slo="latencyP95"}'),
+        ("VigilInputDrift", "vigil_modeldeployment_drift_detected"),
+        ("VigilPerformanceDegraded", "vigil_modeldeployment_performance_degraded"),
+    ],
+)
+def test_health_alerts_fire_on_the_operators_verdict(alert: str, verdict: str) -> None:
+    # The raw 5m ratio (or the drift estimate) against the limit fired where the
+    # operator, judging on an interval, said Healthy, and stayed silent where it did not.
+    (rule,) = [rule for rule in alerts() if rule["alert"] == alert]
+    assert f"({verdict}) == 1" in rule["expr"]
+    assert "vigil:" not in rule["expr"] and "drift_score" not in rule["expr"]
+    assert verdict.split("{")[0] in exported_by_the_operator()
+    assert set(re.findall(r'slo="(\w+)"', verdict)) <= set(SLO_NAMES.values())
+
+
+def test_request_rules_count_live_requests_not_shadow_copies() -> None:
+    # A candidate's shadow copies carry origin="shadow" under endpoint="infer".
+    families = (total(metric_names.REQUESTS), bucket(metric_names.REQUEST_DURATION))
+    checked = 0
+    for rule in rules():
+        for family in families:
+            for selector in re.findall(rf"{family}\{{([^}}]*)\}}", rule["expr"]):
+                assert f'origin="{metric_names.ORIGIN_LIVE}"' in selector, rule.get("record")
+                checked += 1
+    assert checked >= 3

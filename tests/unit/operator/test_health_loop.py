@@ -760,9 +760,12 @@ class TestRealizedPerformance:
         loop._source(("direct", "")).windows[("ml", "wine", "r1")] = self.with_labels(5, 5)
         for _ in range(20):  # 0 s .. 57 s: the operator's history is shorter than 1m
             await loop.cycle()
-            assert loop.condition("PerformanceDegraded")["status"] == "True"
+            assert loop.condition("PerformanceDegraded")["message"] == "accuracy 0.700"
         await loop.cycle()
-        assert loop.condition("PerformanceDegraded")["reason"] == "InsufficientLabels"
+        # Warmed up, too few labels are judged: they judge nothing, so the True stays, held.
+        condition = loop.condition("PerformanceDegraded")
+        assert (condition["status"], condition["reason"]) == ("True", "PerformanceBelowThreshold")
+        assert condition["message"] == "accuracy 0.700 (held: 5 labels < 50 needed over 1m)"
 
     async def test_a_promoted_revision_is_not_shown_its_predecessors_judgement(
         self, loop: Loop

@@ -1,11 +1,17 @@
-"""What a judged verdict holds until surely back stays held through Unknown verdicts.
+"""What a judged verdict holds until surely back stays held through windows that judge nothing.
 
 A breached SLO, a feature over the drift threshold and a PerformanceDegraded
 True each hold until a window shows them surely back (docs/health.md). One
 window of too few requests (or labels) between wrote Unknown and dropped the
 hold: the next window, neither surely bad nor surely back, read Healthy. The
-holds are carried in status.health beside the Unknown (an operator restart
-reads them back) and written only when something changed.
+holds are carried in status.health (an operator restart reads them back) and
+written only when something changed.
+
+Nor does such a window read as a recovery: Unknown made the phase Healthy while
+the breach held, the next judged window Degraded again with a new Warning
+Event (50 requests per 5m crosses minRequests ~400 times a day), and dropped
+the verdict gauges (restarting the alerts' ``for``). The condition stays at the
+judged verdict, its message saying why it is held.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ async def test_a_breached_slo_stays_breached_through_too_few_requests(loop: Loop
     await judge(loop, BREACHED)
     assert loop.status()["health"]["breached"] == ["ErrorRateHigh"]
     assert await judge(loop, DIP) == 1
-    assert loop.condition("Healthy")["status"] == "Unknown"
+    assert loop.condition("Healthy")["status"] == "False"
     assert loop.status()["health"]["breached"] == ["ErrorRateHigh"]
     assert await judge(loop, DIP) == 0  # nothing new: nothing written
     await judge(loop, BORDERLINE)
@@ -113,7 +119,9 @@ async def test_a_drifted_feature_stays_named_through_too_few_requests(loop: Loop
     await judge(loop, inputs(300, 1.0))
     assert loop.condition("DriftDetected")["status"] == "True"
     await judge(loop, DIP)
-    assert loop.condition("DriftDetected")["status"] == "Unknown"
+    drift = loop.condition("DriftDetected")
+    assert (drift["status"], drift["reason"]) == ("True", "DriftAboveThreshold")
+    assert drift["message"].endswith(" (held: 10 requests < 20 needed over 30s)")
     assert loop.status()["health"]["drift"]["over"] == ["a"]
     await judge(loop, inputs(300, 0.2))  # psi about 0.2: not surely under the threshold
     drift = loop.condition("DriftDetected")
@@ -136,7 +144,7 @@ async def test_performance_degraded_stays_true_through_too_few_labels(loop: Loop
     await judge(loop, labelled(400, 300))
     assert loop.condition("PerformanceDegraded")["status"] == "True"
     await judge(loop, labelled(5, 5))
-    assert loop.condition("PerformanceDegraded")["reason"] == "InsufficientLabels"
+    assert loop.condition("PerformanceDegraded")["status"] == "True"
     assert loop.status()["health"]["performance"]["degraded"] is True
     await judge(loop, labelled(400, 344))  # 0.86, 95% CI 0.823-0.891: not surely back
     condition = loop.condition("PerformanceDegraded")
@@ -145,3 +153,92 @@ async def test_performance_degraded_stays_true_through_too_few_labels(loop: Loop
     assert loop.condition("PerformanceDegraded")["status"] == "False"
     await judge(loop, labelled(5, 5))
     assert "degraded" not in loop.status()["health"]["performance"]
+
+
+# -- a window that judges nothing is no recovery ---------------------------------------
+
+
+def verdict_gauges(loop: Loop) -> tuple[float | None, ...]:
+    """slo_breached{errorRate}, slo_breached{latencyP95}, drift_detected, performance_degraded."""
+    where = {"namespace": "ml", "name": "wine"}
+    return (
+        loop.sample("vigil_modeldeployment_slo_breached", **where, slo="errorRate"),
+        loop.sample("vigil_modeldeployment_slo_breached", **where, slo="latencyP95"),
+        loop.sample("vigil_modeldeployment_drift_detected", **where),
+        loop.sample("vigil_modeldeployment_performance_degraded", **where),
+    )
+
+
+async def test_a_dip_in_traffic_keeps_the_breach_phase_and_event_as_judged(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    await judge(loop, BREACHED)
+    judged = loop.condition("Healthy")
+    posted = len(loop.events)
+    for window in (DIP, BREACHED, DIP, BREACHED):
+        await judge(loop, window)
+        healthy = loop.condition("Healthy")
+        held = judged["message"] + " (held: 10 requests < 20 needed over 30s)"
+        assert (healthy["status"], healthy["reason"]) == ("False", "ErrorRateHigh")
+        assert healthy["message"] == (held if window is DIP else judged["message"])
+        assert healthy["lastTransitionTime"] == judged["lastTransitionTime"]
+        assert loop.status()["phase"] == "Degraded"
+        assert verdict_gauges(loop)[:2] == (1, 0)
+    assert loop.events[posted:] == []  # no InsufficientData, no second ErrorRateHigh
+    await judge(loop, DIP)
+    assert await judge(loop, DIP) == 0  # the same dip again: nothing to write
+
+
+async def test_a_dip_holds_the_drift_and_performance_gauges(loop: Loop) -> None:
+    ref = {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}
+    performance = {"window": "1m", "minAccuracy": 0.855, "minLabels": 50}
+    loop.add(md(reference=ref, performance=performance), pod("wine-a"))
+    loop.api.add(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "ref", "namespace": "ml", "resourceVersion": "1"},
+            "data": {"profile.json": REFERENCE.to_json()},
+        }
+    )
+    labels = labelled(400, 300).realized
+    await judge(loop, dataclasses.replace(inputs(300, 1.0), realized=labels))
+    assert verdict_gauges(loop) == (0, 0, 1, 1)
+    few = dataclasses.replace(DIP, realized=labelled(5, 5).realized)
+    await judge(loop, few)
+    assert loop.condition("DriftDetected")["status"] == "True"
+    assert loop.condition("PerformanceDegraded")["status"] == "True"
+    assert loop.status()["phase"] == "Degraded"
+    # Healthy held nothing: Unknown, no series; the others as held.
+    assert verdict_gauges(loop) == (None, None, 1, 1)
+
+
+async def test_the_verdict_gauges_say_what_the_conditions_say(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    await judge(loop, DIP)  # nothing judged, nothing held
+    assert verdict_gauges(loop) == (None, None, None, None)
+    await judge(loop, errors(3000, 3))
+    assert verdict_gauges(loop)[:2] == (0, 0)
+    await judge(loop, BREACHED)
+    assert verdict_gauges(loop)[:2] == (1, 0)
+    loop._source(("direct", "")).windows.pop(KEY)  # metrics unavailable: the verdict stays
+    loop.now += LATER
+    await loop.cycle()
+    assert loop.condition("MetricsAvailable")["status"] == "False"
+    assert verdict_gauges(loop)[:2] == (1, 0)
+
+
+async def test_a_reference_profile_that_cannot_be_read_is_said_as_such(loop: Loop) -> None:
+    ref = {"configMapKeyRef": {"name": "ref", "key": "profile.json"}}
+    loop.add(md(reference=ref), pod("wine-a"))
+    configmap = {"kind": "ConfigMap", "metadata": {"name": "ref", "namespace": "ml"}}
+    configmap["metadata"]["resourceVersion"] = "1"
+    loop.api.add({**configmap, "data": {"other.json": "{}"}})
+    await judge(loop, inputs(300, 1.0))
+    drift = loop.condition("DriftDetected")
+    assert (drift["status"], drift["reason"]) == ("Unknown", "NoReference")
+    assert drift["message"].startswith("reference ConfigMap ref has no key profile.json; ")
+    configmap["metadata"]["resourceVersion"] = "2"
+    loop.api.add({**configmap, "data": {"profile.json": "{not json"}})
+    await judge(loop, inputs(300, 1.0))
+    drift = loop.condition("DriftDetected")
+    assert drift["message"].startswith("reference ConfigMap ref/profile.json: ")
+    assert "no reference profile" not in drift["message"]
