@@ -62,6 +62,9 @@ class RolloutInputs:
     routing_error: str = ""
     #: Why the golden replay run this cycle gave no result ("": it did, or none ran).
     golden_pending: str = ""
+    #: The task the candidate's (else the stable's) reference profile names ("": none read):
+    #: told to the stable's sidecar for its shadow comparison when the spec names none.
+    profile_task: str = ""
 
 
 @dataclass(frozen=True)

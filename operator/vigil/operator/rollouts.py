@@ -271,12 +271,15 @@ class Rollouts:
         reference = (
             _profile(reference_configmap, settings.reference[1]) if settings.reference else None
         )
+        task = reference.task if reference is not None else ""
         try:
             stable_reference, unread = await self._stable_reference(
                 api, namespace, deployments.get(stable), reference_configmap
             )
         except KubeError as error:  # not an absent ConfigMap: no figures, the step holds
-            return await self._unmeasured(namespace, name, candidate, str(error))
+            return await self._unmeasured(namespace, name, candidate, str(error), task)
+        if not task and stable_reference is not None:
+            task = stable_reference.task
         changes = None
         if reference is not None and stable_reference is not None:
             added, dropped, _ = feature_changes(reference, stable_reference)
@@ -300,10 +303,10 @@ class Rollouts:
             reference_configmap=reference_configmap,
             started=started and bool(summary.get("stepName")),
         )
-        return dataclasses.replace(measured, feature_changes=changes)
+        return dataclasses.replace(measured, feature_changes=changes, profile_task=task)
 
     async def _unmeasured(
-        self, namespace: str, name: str, candidate: str, error: str
+        self, namespace: str, name: str, candidate: str, error: str, task: str = ""
     ) -> RolloutInputs:
         """No figures this cycle: the step holds, its traffic as set up. Without the shadow
         target the stable's sidecars would be told to stop copying for a cycle (a settings
@@ -314,6 +317,7 @@ class Rollouts:
             metrics_error=error,
             shadow_target=target,
             candidate_serving=target is not None,
+            profile_task=task,
         )
 
     def _note_reads(self, namespace: str, name: str, revision: str) -> None:

@@ -75,3 +75,14 @@ def test_a_stable_running_another_sidecar_image_is_not_told(monkeypatch):
     block = world.shadow(stable)
     assert block["targetRevision"] == candidate
     assert "task" not in block
+
+
+def test_without_one_in_the_spec_a_reference_profiles_task_is_written():
+    # The candidate brings the first reference profile: its task tells the stable's sidecar,
+    # which has no profile to read it from.
+    world, stable = _shadowing()
+    world.inputs = RolloutInputs(
+        figures=GOOD, shadow_target="http://10.0.0.9:8000", profile_task="classification"
+    )
+    world.reconcile()
+    assert world.shadow(stable)["task"] == "classification"

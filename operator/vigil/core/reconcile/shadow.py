@@ -71,10 +71,13 @@ def make_settings_again(
 def with_task(
     cycle: Cycle, revision: str, shadow: Mapping[str, Any] | None
 ) -> Mapping[str, Any] | None:
-    """The block with ``task`` when the spec names one (:func:`spec_task`) and the stable's
-    sidecar runs this operator's image: an older sidecar refuses a settings file with a key
-    it does not know, and would copy nothing (it then guesses the task, as before)."""
+    """The block with ``task`` when the spec names one (:func:`spec_task`), else a reference
+    profile read this cycle, and the stable's sidecar runs this operator's image: an older
+    sidecar refuses a settings file with a key it does not know, and would copy nothing (it
+    then guesses the task, as before)."""
     task = spec_task(cycle.spec) if cycle.spec is not None and shadow is not None else ""
+    if shadow is not None and not task and cycle.obs.rollout is not None:
+        task = cycle.obs.rollout.profile_task
     if not task or _sidecar_image(cycle, revision) != cycle.obs.sidecar_image:
         return shadow
     return {**(shadow or {}), "task": task}
