@@ -79,10 +79,13 @@ def family_query(family: str, window_seconds: float, where: Mapping[str, str] | 
 
 
 def combined_query(queries: Sequence[str]) -> str:
-    """The queries as one, each answer marked with its index in :data:`PART_LABEL`."""
-    return " or ".join(
-        f'label_replace({query}, "{PART_LABEL}", "{i}", "", "")' for i, query in enumerate(queries)
-    )
+    """The queries as one, each answer marked with its index in :data:`PART_LABEL`; the
+    ``or`` nested as a balanced tree (a chain re-reads what it gathered at every step)."""
+    parts = [f'label_replace({q}, "{PART_LABEL}", "{i}", "", "")' for i, q in enumerate(queries)]
+    while len(parts) > 1:
+        pairs = [f"({a} or {b})" for a, b in zip(parts[::2], parts[1::2], strict=False)]
+        parts = pairs + parts[len(pairs) * 2 :]
+    return parts[0] if parts else ""
 
 
 def split_combined(answer: Sequence[Mapping[str, Any]], count: int) -> list[list[dict[str, Any]]]:

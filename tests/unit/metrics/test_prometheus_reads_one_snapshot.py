@@ -61,10 +61,12 @@ def test_every_family_of_a_window_is_one_query() -> None:
 
 def test_a_combined_answer_splits_back_into_its_parts_without_the_mark() -> None:
     query = combined_query(["a", "b", "c"])
+    # A balanced tree of or: a chain re-read what it gathered at every step (500 models:
+    # 5.1 s against 2.7 s, bench/README.md).
     assert query == (
-        f'label_replace(a, "{PART_LABEL}", "0", "", "") or '
-        f'label_replace(b, "{PART_LABEL}", "1", "", "") or '
-        f'label_replace(c, "{PART_LABEL}", "2", "", "")'
+        f'((label_replace(a, "{PART_LABEL}", "0", "", "") or '
+        f'label_replace(b, "{PART_LABEL}", "1", "", "")) or '
+        f'label_replace(c, "{PART_LABEL}", "2", "", ""))'
     )
     answer = [
         {"metric": {"x": "1", PART_LABEL: "2"}, "value": [0, "3"]},
