@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,28 +61,25 @@ def test_prediction_mean_and_std_of_a_pod_that_started_inside_the_window(
         (MEAN, 10.0),
         (f"sqrt(operator:squares / operator:count - ({MEAN}) ^ 2)", 5.0),
     ]
+    expected = [(expr, [{"labels": where, "value": value}]) for expr, value in checks]
+    _promtool_test(promtool, tmp_path, rules, series, expected)
+
+
+def _promtool_test(
+    promtool: str,
+    folder: Path,
+    rules: dict[str, Any],
+    series: list[dict[str, str]],
+    expected: list[tuple[str, list[dict[str, Any]]]],
+) -> None:
+    """``promtool test rules`` of ``series`` scraped every 15 s: each expression of
+    ``expected`` evaluated at 600 s gives exactly its samples."""
+    tests = [{"expr": e, "eval_time": "600s", "exp_samples": samples} for e, samples in expected]
     test = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "15s",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": series,
-                "promql_expr_test": [
-                    {
-                        "expr": expr,
-                        "eval_time": "600s",
-                        "exp_samples": [{"labels": where, "value": value}],
-                    }
-                    for expr, value in checks
-                ],
-            }
-        ],
+        "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": tests}],
     }
-    _promtool_test(promtool, tmp_path, rules, test)
-
-
-def _promtool_test(promtool: str, folder: Path, rules: dict, test: dict) -> None:
     (folder / "rules.yaml").write_text(json.dumps(rules))
     (folder / "queries.test.yaml").write_text(json.dumps(test))
     result = subprocess.run(
@@ -107,25 +105,9 @@ def test_one_query_answers_every_family_each_marked_with_its_part(
     ]
     queries = [family_query(MOMENTS["count"], WINDOW), family_query(MOMENTS["sum"], WINDOW)]
     where = 'namespace="ml",model_deployment="wine",revision="r2"'
-    test = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "15s",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": series,
-                "promql_expr_test": [
-                    {
-                        "expr": combined_query([*queries, pods_query()]),
-                        "eval_time": "600s",
-                        "exp_samples": [
-                            {"labels": f'{{{where},vigil_query_part="0"}}', "value": 300},
-                            {"labels": f'{{{where},vigil_query_part="1"}}', "value": 3000},
-                            {"labels": f'{{{where},vigil_query_part="2"}}', "value": 1},
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    _promtool_test(promtool, tmp_path, {"groups": []}, test)
+    parts = [
+        {"labels": f'{{{where},vigil_query_part="{i}"}}', "value": value}
+        for i, value in enumerate((300, 3000, 1))
+    ]
+    expected = [(combined_query([*queries, pods_query()]), parts)]
+    _promtool_test(promtool, tmp_path, {"groups": []}, series, expected)

@@ -300,8 +300,11 @@ SHADOW_ROWS = [[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]]
 SHADOW_LABELS = {"model": "m", "version": "1", "revision": "st", "role": "stable"}
 
 
-def stable_shadow(target: str, registry: Any, **settings: Any) -> Any:
-    """A stable's shadow copier to ``target`` (revision "c", every request copied)."""
+def stable_shadow(
+    target: str, registry: Any, classification: bool | None = True, **settings: Any
+) -> Any:
+    """A stable's shadow copier to ``target`` (revision "c", every request copied);
+    ``classification`` None: a stable without a reference profile."""
     from vigil.sidecar.config import ShadowSettings
     from vigil.sidecar.shadow import Shadow
 
@@ -309,7 +312,7 @@ def stable_shadow(target: str, registry: Any, **settings: Any) -> Any:
         protocol="v2",
         base=SHADOW_LABELS,
         registry=registry,
-        classification=True,
+        classification=classification,
         settings=ShadowSettings(
             **{"target": target, "target_revision": "c", "percent": 100, **settings}
         ),

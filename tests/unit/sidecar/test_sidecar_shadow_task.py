@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sidecar_testkit import SHADOW_LABELS, SHADOW_ROWS, until, v2_body
+from sidecar_testkit import SHADOW_LABELS, SHADOW_ROWS, stable_shadow, until, v2_body
 
-from vigil.sidecar.config import ConfigError, ShadowSettings, settings_from_mapping
+from vigil.sidecar.config import ConfigError, settings_from_mapping
 from vigil.sidecar.payload import ArgMaxes
 from vigil.sidecar.shadow import Shadow, ShadowCopy, compare_predictions, guess_classification
 
@@ -28,13 +28,7 @@ def _answer(values: list[Any], shape: list[int] | None = None) -> bytes:
 
 def _shadow(target: str, registry: CollectorRegistry, **settings: Any) -> Shadow:
     """A stable's copier with no reference profile (``classification`` None)."""
-    return Shadow(
-        protocol="v2",
-        base=SHADOW_LABELS,
-        registry=registry,
-        classification=None,
-        settings=ShadowSettings(target=target, target_revision="c", percent=100, **settings),
-    )
+    return stable_shadow(target, registry, classification=None, **settings)
 
 
 async def _agreements(shadow: Shadow, registry: CollectorRegistry, local: bytes) -> float | None:
