@@ -446,9 +446,6 @@ class Reconciler:
         namespace, name = metadata["namespace"], metadata["name"]
         for action in plan.actions:
             verb, what = _describe(action)
-            if isinstance(action, Delete) and self._deletions_wait(namespace, name):
-                log.warning("%s %s in %s waits: the route may weight it", verb, what, namespace)
-                continue
             log.info("%s %s in %s", verb, what, namespace)
             try:
                 await self._carry_out(api, body, action)
@@ -479,10 +476,6 @@ class Reconciler:
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))
         writes = [action for action in plan.actions if not isinstance(action, Route)]
         return bool(writes) or patch is not None
-
-    def _deletions_wait(self, namespace: str, name: str) -> bool:
-        """A route written this cycle still names Services it could not be changed off."""
-        return self.rollouts is not None and self.rollouts.deletions_wait(namespace, name)
 
     async def _carry_out(self, api: Api, body: Mapping[str, Any], action: Action) -> None:
         """One action of a plan (a Route through the rollout I/O, which writes only changes)."""

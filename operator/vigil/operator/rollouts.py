@@ -61,7 +61,7 @@ from vigil.operator.api import Api
 from vigil.operator.health import PodInfo
 from vigil.plugin.requests import clear_request_patch
 from vigil.profile.model import ProfileError, ReferenceProfile, parse_profile
-from vigil.routing import RoutingBlocked, RoutingError, RoutingTarget, router_for
+from vigil.routing import RoutingError, RoutingTarget, router_for
 from vigil.routing.base import RoutingApi
 from vigil.validation.golden import (
     DEFAULT_CONCURRENCY,
@@ -203,9 +203,6 @@ class Rollouts:
         self._routing_errors: dict[tuple[str, str], tuple[str, str]] = {}
         #: How many routing failures per ModelDeployment recovered: names a recurrence anew.
         self._routing_recoveries: dict[tuple[str, str], int] = {}
-        #: ModelDeployments whose route names their Services but could not be written: the
-        #: plan's deletions wait (the route may still weight what they would delete).
-        self._routing_blocked: set[tuple[str, str]] = set()
         #: Why the last golden replay per ModelDeployment gave no result (status says it).
         self._golden_pending: dict[tuple[str, str], str] = {}
         #: Per ModelDeployment: its candidate, and what each of the candidate's pods read.
@@ -565,15 +562,8 @@ class Rollouts:
         """A deleted ModelDeployment: nothing of it is kept."""
         self._routing_errors.pop((namespace, name), None)
         self._routing_recoveries.pop((namespace, name), None)
-        self._routing_blocked.discard((namespace, name))
         self._golden_pending.pop((namespace, name), None)
         self._read.pop((namespace, name), None)
-
-    def deletions_wait(self, namespace: str, name: str) -> bool:
-        """Whether the last route of this ModelDeployment names its Services but could not
-        be written (:class:`~vigil.routing.RoutingBlocked`): deleting now could leave live
-        traffic weighted to a Service that is gone."""
-        return (namespace, name) in self._routing_blocked
 
     def routing_error(self, namespace: str, name: str) -> str:
         """Why the last route of this ModelDeployment could not be applied ("": it was)."""
@@ -587,7 +577,6 @@ class Rollouts:
         failed = self._routing_errors.get((namespace, name))
         if failed is not None and failed[0] != http_route:
             del self._routing_errors[(namespace, name)]
-            self._routing_blocked.discard((namespace, name))
             log.info("%s/%s: routing failure on HTTPRoute %s let go", namespace, name, failed[0])
 
     async def route(
@@ -620,10 +609,6 @@ class Rollouts:
             await router.apply(routing_api, target, action.traffic)
         except RoutingError as error:
             log.warning("%s/%s: routing not applied: %s", namespace, name, error)
-            if isinstance(error, RoutingBlocked):
-                self._routing_blocked.add(key)
-            else:
-                self._routing_blocked.discard(key)
             if failed == (action.http_route, str(error)):
                 return []
             recovered = self._routing_recoveries.get(key, 0)
@@ -635,7 +620,6 @@ class Rollouts:
                 await post(events)
             self._routing_errors[key] = (action.http_route, str(error))
             return events
-        self._routing_blocked.discard(key)
         # Only a success on the route that failed recovers it (not a dropped route's reset).
         if failed is None or failed[0] != action.http_route:
             return []

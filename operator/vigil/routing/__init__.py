@@ -13,14 +13,7 @@ One file per backend, each behind :class:`~vigil.routing.base.Router`:
 
 from __future__ import annotations
 
-from vigil.routing.base import (
-    RoutePlan,
-    Router,
-    RoutingApi,
-    RoutingBlocked,
-    RoutingError,
-    RoutingTarget,
-)
+from vigil.routing.base import RoutePlan, Router, RoutingApi, RoutingError, RoutingTarget
 from vigil.routing.gateway_api import GatewayAPIRouter
 from vigil.routing.replica_ratio import ReplicaRatioRouter
 
@@ -30,7 +23,6 @@ __all__ = [
     "RoutePlan",
     "Router",
     "RoutingApi",
-    "RoutingBlocked",
     "RoutingError",
     "RoutingTarget",
     "router_for",

@@ -36,12 +36,6 @@ class RoutingError(RuntimeError):
     """
 
 
-class RoutingBlocked(RoutingError):
-    """The route names this model's Services but cannot be written as asked: it may still
-    weight a revision the plan would delete, so the plan's deletions wait (live traffic to
-    a deleted Service would fail)."""
-
-
 @dataclass(frozen=True)
 class RoutingTarget:
     """Which ModelDeployment and which two revisions the traffic is split between."""

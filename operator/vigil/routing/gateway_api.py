@@ -75,7 +75,6 @@ from vigil.routing.base import (
     DiscoveryApi,
     RoutePlan,
     RoutingApi,
-    RoutingBlocked,
     RoutingError,
     RoutingTarget,
 )
@@ -243,7 +242,7 @@ def _shares_kept(
     scale = -(-100 // total)
     scaled = [{**r, "weight": _weight(r) * scale} for r in others]
     if max(r["weight"] for r in scaled) > MAX_WEIGHT:
-        raise RoutingBlocked(
+        raise RoutingError(
             f"HTTPRoute {body(route).meta.name or '?'}: keeping its shares would weight a "
             f"backend over {MAX_WEIGHT}: weight the model's Service at least 100 there"
         )
@@ -277,7 +276,7 @@ def _refs_agree(
     differ = sorted(keys)
     rule = items(route, "spec", "rules")[index]
     named = f" ({rule['name']})" if isinstance(rule.get("name"), str) and rule["name"] else ""
-    raise RoutingBlocked(
+    raise RoutingError(
         f"HTTPRoute {body(route).meta.name or '?'}: spec.rules[{index}]{named} has "
         f"{len(mine)} backendRefs to this model that differ in {', '.join(differ)}: they "
         "are weighted as one backend, with one ref's fields; give them the same "

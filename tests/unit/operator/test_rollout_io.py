@@ -693,31 +693,3 @@ def test_the_same_routing_failure_after_a_recovery_is_a_new_event() -> None:
     names = [event_name(GATEWAY_BODY, "Warning", e.reason, e.message, e.occurrence) for e in said]
     assert [e.reason for e in said] == ["RoutingFailed", "RoutingApplied"] * 2
     assert len(set(names)) == 4
-
-
-async def test_a_route_that_names_the_model_but_cannot_be_written_holds_the_deletions() -> None:
-    # The route may still weight a revision the plan deletes: live traffic to a Service
-    # that is gone fails. The deletions wait for a route written as asked.
-    from test_reconciler import Harness
-
-    from vigil.core.reconcile import Delete
-
-    harness = Harness()
-    harness.reconciler.rollouts = Rollouts(running_in(lambda: {}), sidecar_image="sidecar:test")
-    filtered = {"name": "wine-s1", "port": 80, "weight": 50, "filters": [{"type": "X"}]}
-    plain = {"name": "wine", "port": 80, "weight": 50}
-    route = {
-        "kind": "HTTPRoute",
-        "metadata": {"name": "wine", "namespace": "ml", "resourceVersion": "7"},
-        "spec": {"rules": [{"backendRefs": [filtered, plain]}]},
-    }
-    harness.api.add(route)
-    action = Route("s1", "c1", Traffic(20, 0, 1, 2), http_route="wine")
-    plan = Plan(actions=[action, Delete("Service", "wine-s0")], status={})
-    await harness.reconciler._write(harness.api, GATEWAY_BODY, plan)
-    assert ("delete", "Service", "wine-s0") not in harness.api.writes
-    assert harness.reconciler.rollouts.deletions_wait("ml", "wine")
-    route["spec"]["rules"][0]["backendRefs"] = [plain]  # fixed: written as asked
-    await harness.reconciler._write(harness.api, GATEWAY_BODY, plan)
-    assert ("delete", "Service", "wine-s0") in harness.api.writes
-    assert not harness.reconciler.rollouts.deletions_wait("ml", "wine")
