@@ -145,6 +145,19 @@ def _holds(status: Mapping[str, Any], target: RevisionTarget) -> Holds:
     )
 
 
+def _holding(holds: Holds, report: HealthReport, performance: PerformanceReport | None) -> Holds:
+    """The holds a window that judged nothing keeps its conditions at: none where nothing
+    was measured at all (no request, no label, no usable reference profile). Held there, a
+    breach would stay forever: an idle model Degraded and its SLO alert firing."""
+    idle = report.requests <= 0
+    labels = (performance.figures.get("labels") or 0) if performance is not None else 0
+    return Holds(
+        slos=frozenset() if idle else holds.slos,
+        drift=frozenset() if idle or report.no_reference else holds.drift,
+        performance=holds.performance and labels > 0,
+    )
+
+
 def _carry_holds(
     previous: Mapping[str, Any] | None,
     health: dict[str, Any],
@@ -827,7 +840,8 @@ class HealthLoop:
         )
         conditions = health_conditions(report, settings.policy, performance)
         health = _carry_holds(previous, health, conditions, holds)
-        conditions = hold_verdicts(conditions, status.get("conditions"), holds)
+        held = _holding(holds, report, performance)
+        conditions = hold_verdicts(conditions, status.get("conditions"), held)
         held_drift: Mapping[str, Any] | None = None
         if (
             basis is None

@@ -242,3 +242,15 @@ async def test_a_reference_profile_that_cannot_be_read_is_said_as_such(loop: Loo
     drift = loop.condition("DriftDetected")
     assert drift["message"].startswith("reference ConfigMap ref/profile.json: ")
     assert "no reference profile" not in drift["message"]
+
+
+async def test_an_idle_model_holds_no_breach(loop: Loop) -> None:
+    # No request at all: held, the breach stayed forever (Degraded, the SLO alert firing
+    # on a model nobody calls). Unknown as before; status.health still carries the hold.
+    loop.add(md(), pod("wine-a"))
+    await judge(loop, BREACHED)
+    await judge(loop, errors(0, 0))
+    assert loop.condition("Healthy")["status"] == "Unknown"
+    assert loop.status()["phase"] != "Degraded"
+    assert loop.status()["health"]["breached"] == ["ErrorRateHigh"]
+    assert verdict_gauges(loop)[:2] == (None, None)
