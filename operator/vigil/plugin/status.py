@@ -271,7 +271,8 @@ def render(
     lines += _revisions(view.status, limits, style, now)
     serving = str(section(view.status, "stable").get("revision") or "")
     degraded = _condition(view.status, "PerformanceDegraded").get("status") == "True"
-    lines += _health(section(view.status, "health"), serving, limits, style, degraded)
+    drifted = _condition(view.status, "DriftDetected").get("status") == "True"
+    lines += _health(section(view.status, "health"), serving, limits, style, degraded, drifted)
     lines += _conditions(view.status, style)
     lines += _events(events, style, now)
     lines += _history(view.status, style, now)
@@ -487,9 +488,11 @@ def _health(
     limits: _Limits,
     style: _Style,
     performance_degraded: bool = False,
+    drift_detected: bool = False,
 ) -> list[str]:
     """Every health figure beside its threshold, and drift by feature; FAIL as the operator
-    judged it (status.health.breached, drift.level, ``performance_degraded``).
+    judged it (status.health.breached, drift.level, ``performance_degraded``, and
+    ``drift_detected``: DriftDetected True, held through windows too small to judge).
 
     Until the health loop judges a revision that just took over, its figures are the
     previous stable's: a line says whose they are."""
@@ -518,7 +521,10 @@ def _health(
     drift = health.get("drift") or {}
     threshold = limits.health.drift_threshold
     score = drift.get("score")
-    drifted = _drifted(drift, health.get("verdict"))
+    verdict = health.get("verdict")
+    # Too few requests to judge: DriftDetected says whether a drift is held through it.
+    held = drift_detected and verdict == Verdict.INSUFFICIENT_DATA
+    drifted = held or _drifted(drift, verdict)
     ok, words = _judged(None if score is None else score < threshold, drifted)
     add(
         _gate_row(

@@ -114,7 +114,9 @@ def _health_of(health: dict[str, Any], conditions: tuple = ()) -> str:
     md = json.loads(json.dumps(MD))
     md["status"].pop("candidate")
     md["status"]["health"] = {"window": "5m", "latencyP95": 0.041, **health}
-    md["status"]["conditions"] += list(conditions)
+    given = {c["type"] for c in conditions}
+    kept = [c for c in md["status"]["conditions"] if c["type"] not in given]
+    md["status"]["conditions"] = kept + list(conditions)
     return render(md, now=NOW)
 
 
@@ -152,7 +154,8 @@ def test_a_breach_the_operator_holds_fails_though_the_estimate_is_within() -> No
 def test_drift_over_its_threshold_with_too_few_requests_to_judge_is_not_a_fail() -> None:
     # The level is computed before the requests are counted: DriftDetected stays Unknown.
     drift = {"method": "psi", "level": "threshold", "score": 15.2, "over": ["alcohol"]}
-    screen = _health_of({"verdict": "InsufficientData", "requests": 20, "drift": drift})
+    unknown = {"type": "DriftDetected", "status": "Unknown", "reason": "InsufficientData"}
+    screen = _health_of({"verdict": "InsufficientData", "requests": 20, "drift": drift}, (unknown,))
     assert re.search(r"drift \(psi\)\s+15\.2\d*\s+< 0\.2\s+not surely", screen), screen
     assert "FAIL" not in screen.split("Drift by feature")[0].split("drift (psi)")[1]
 
@@ -548,3 +551,12 @@ def test_a_candidate_without_a_step_index_renders() -> None:
     md = json.loads(json.dumps(MD))
     md["status"]["candidate"]["step"] = None
     assert "candidate" in render(md, EVENTS, now=NOW)
+
+
+def test_drift_held_by_drift_detected_through_too_few_requests_fails() -> None:
+    # The health loop holds DriftDetected True through a window too small to judge: the
+    # screen read "ok" beside a True condition and phase Degraded.
+    drift = {"method": "psi", "level": "warning", "score": 0.12, "over": ["alcohol"]}
+    held = {"type": "DriftDetected", "status": "True", "reason": "DriftAboveThreshold"}
+    screen = _health_of({"verdict": "InsufficientData", "requests": 20, "drift": drift}, (held,))
+    assert re.search(r"drift \(psi\)\s+0\.120\s+< 0\.2\s+FAIL", screen), screen
