@@ -14,7 +14,6 @@ import csv
 import json
 import math
 import random
-import re
 import sys
 import urllib.parse
 from dataclasses import replace
@@ -92,20 +91,6 @@ def _cell(text: str, where: str, datatype: str | None) -> Any:
         raise GoldenSetError(f"{where}: {text!r} is not a finite number")
     if datatype:
         check_tensor_value(value, datatype, where)
-    return value
-
-
-#: A whole number written with leading zeros: a code (a ZIP code, an account number).
-_LEADING_ZEROS = re.compile(r"[+-]?0[0-9]+")
-
-
-def _feature_cell(text: str, where: str, datatype: str | None) -> Any:
-    """A feature cell (:func:`_cell`); outside a numeric tensor (``datatype`` None: v1, or a
-    v2 BYTES input) a whole number with leading zeros stays the text it is: ``02139`` went
-    out as 2139, a value the research model never saw."""
-    value = _cell(text, where, datatype)
-    if datatype is None and isinstance(value, int) and _LEADING_ZEROS.fullmatch(text.strip()):
-        return text.strip()
     return value
 
 
@@ -226,7 +211,7 @@ def _read_csv_rows(
                     )
                 rows.append(
                     [
-                        _feature_cell(record[p], f"{line}, column {n!r}", datatype)
+                        _cell(record[p], f"{line}, column {n!r}", datatype)
                         for n, p in zip(names, positions, strict=True)
                     ]
                 )

@@ -391,6 +391,8 @@ class ReplayReport:
     #: Why the candidate's server asked for credentials ("HTTP 401: ..."; "": it did not).
     #: The replay has none to send: no result, however the model would have answered.
     denied: str = ""
+    #: The golden set's protocol is not the server's (:func:`protocol_mismatch`; "": it is).
+    protocol_note: str = ""
 
     @property
     def complete(self) -> bool:
@@ -416,6 +418,8 @@ class ReplayReport:
             text += f"; first mismatches: {shown}"
         if self.errors:
             text += f"; {len(self.errors)} failed request(s), e.g. {self.errors[0]}"
+        if self.protocol_note and self.result.agreed < self.result.total:
+            text += f"; {self.protocol_note}"
         return text
 
 
@@ -636,9 +640,9 @@ async def replay_report(
     """Replay the golden set against ``base_url`` and keep the evidence.
 
     ``server_protocol``: the one the server speaks (``spec.server.protocol``; "": unknown);
-    a golden set of another is refused (:func:`check_protocol`) before any request.
+    a golden set of another is replayed all the same, a failure's words saying so
+    (:func:`protocol_mismatch`).
     """
-    check_protocol(golden, server_protocol)
     started = time.monotonic()
     batches = await _send_batches(golden, base_url, **options)
     predictions, errors = _predictions(golden, batches)
@@ -651,18 +655,21 @@ async def replay_report(
         unreachable=bool(batches) and all(batch.unreachable for batch in batches),
         unanswered=sum(len(batch.rows) for batch in batches if not batch.answered),
         denied=next((batch.error for batch in batches if batch.denied), ""),
+        protocol_note=protocol_mismatch(golden, server_protocol),
     )
 
 
-def check_protocol(golden: GoldenSet, server_protocol: str) -> None:
-    """Refuse a golden set written for another protocol than the server speaks
-    (``spec.server.protocol``; raw says nothing of it): every request would go to a path
-    the server does not have, and its 404s read as the model refusing every input."""
+def protocol_mismatch(golden: GoldenSet, server_protocol: str) -> str:
+    """Words for a golden set of another protocol than ``spec.server.protocol`` ("": the
+    same, or raw, which says nothing). Not refused: a server may speak both (KServe's);
+    one that does not answers every request 404, read as the model refusing its input."""
     if server_protocol in PROTOCOLS and golden.protocol != server_protocol:
-        raise GoldenSetError(
-            f"protocol: the golden set is {golden.protocol} but spec.server.protocol is "
-            f"{server_protocol}: build it again with --protocol {server_protocol}"
+        return (
+            f"the golden set is {golden.protocol} but spec.server.protocol is "
+            f"{server_protocol}: a server that speaks only {server_protocol} refuses its "
+            f"requests (build it again with --protocol {server_protocol})"
         )
+    return ""
 
 
 async def replay(golden: GoldenSet, base_url: str, **options: Any) -> GoldenResult:

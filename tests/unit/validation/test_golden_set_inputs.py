@@ -18,10 +18,10 @@ from vigil.validation.cli import read_rows
 from vigil.validation.golden import (
     GoldenSet,
     GoldenSetError,
-    check_protocol,
     golden_from_configmap,
     model_answered,
     parse_golden_set,
+    protocol_mismatch,
     replay_report,
 )
 
@@ -137,21 +137,22 @@ def _rollouts(url: str, monkeypatch: pytest.MonkeyPatch) -> Rollouts:
     return rollouts
 
 
-def test_a_golden_set_of_another_protocol_than_the_server_is_refused_naming_both():
+def test_a_golden_set_of_another_protocol_than_the_server_is_named_both():
     golden = parse_golden_set({**DOC, "protocol": "v1"})
-    with pytest.raises(GoldenSetError, match=r"golden set is v1 but spec\.server\.protocol is v2"):
-        check_protocol(golden, "v2")
-    check_protocol(golden, "v1")
-    check_protocol(golden, "raw")  # a raw server's protocol is unknown: not refused
+    words = protocol_mismatch(golden, "v2")
+    assert "golden set is v1 but spec.server.protocol is v2" in words
+    assert protocol_mismatch(golden, "v1") == ""
+    assert protocol_mismatch(golden, "raw") == ""  # a raw server's protocol is unknown
 
 
-async def test_the_operator_refuses_a_golden_set_of_another_protocol(monkeypatch):
-    # Its requests would go to /v1/... of a v2 server: 404s read as the model refusing all.
-    rollouts = _rollouts("http://127.0.0.1:9", monkeypatch)
-    cm = _golden_cm({**DOC, "protocol": "v1"})
-    result = await rollouts.replay(cm, "ml", "wine", _spec("v2"), REF)
-    assert result is not None and result.total == 0
-    assert "golden set is v1 but spec.server.protocol is v2" in result.message
+async def test_a_golden_set_of_another_protocol_is_replayed_its_failure_naming_both(answering):
+    # A server may speak both (KServe's): refused outright, a working set rolled back.
+    # One that speaks only v2 answers /v1/... 404: the words say why.
+    url, _ = await answering(404)
+    golden = GoldenSet(inputs=((1.0, 2.0),) * 4, expected=(1,) * 4, protocol="v1")
+    report = await replay_report(golden, url, model="wine", server_protocol="v2")
+    assert report.complete and report.result.agreed == 0
+    assert "golden set is v1 but spec.server.protocol is v2" in report.summary()
 
 
 # ---------------------------------------------------------------- vigil golden build
@@ -172,14 +173,3 @@ def test_an_unnamed_key_of_json_records_is_refused_too(tmp_path: Path):
     path.write_text(json.dumps([{"": 0, "alcohol": 14.2, "pred": 1}]))
     with pytest.raises(GoldenSetError, match="has no name"):
         read_rows(path, "pred", None, "FP64")
-
-
-def test_leading_zeros_stay_text_outside_a_numeric_tensor(tmp_path: Path):
-    csv = tmp_path / "holdout.csv"
-    csv.write_text("zip,n,amount,pred\n02139,007,10.5,1\n")
-    assert read_rows(csv, "pred", None, None)[1] == [["02139", "007", 10.5]]
-    # A numeric tensor takes the number.
-    assert read_rows(csv, "pred", None, "FP64")[1] == [[2139, 7, 10.5]]
-    # A regression's expected number with leading zeros is still that number.
-    csv.write_text("x,y\n1.5,007\n")
-    assert read_rows(csv, "y", None, None, "regression")[2] == [7]
