@@ -526,6 +526,22 @@ class HealthLoop:
             self._pods_of.pop(key, None)
         return found
 
+    def _hold_gauges(self, target: RevisionTarget, status: Mapping[str, Any]) -> None:
+        """The verdict gauges as status holds them, while nothing is judged after a restart:
+        without series for a window, the alerts on them resolved and fired again."""
+        previous = self.metrics.health_of(target.namespace, target.name)
+        if previous is None or previous.revision != target.revision:
+            previous = HealthFigures(target.revision)
+        verdicts = _verdicts(status, target, status.get("health") or {}, [])
+        figures = replace(
+            previous,
+            slo_breached=dict(verdicts.slos),
+            drift_detected=verdicts.drift,
+            performance_degraded=verdicts.performance,
+            metrics_available=True,  # a window came: too short a one to judge
+        )
+        self.metrics.set_health(target.namespace, target.name, figures)
+
     def _warming_up(
         self,
         target: RevisionTarget,
@@ -831,8 +847,9 @@ class HealthLoop:
         ):
             # The direct source has watched this revision for less than a
             # window (an operator restart): too few requests may only mean
-            # too short a history. Hold the last verdict.
+            # too short a history. Hold the last verdict, and its gauges.
             result.held += 1
+            self._hold_gauges(target, status)
             return None
         performance = self._performance(target, settings, profile, window, now, status)
         health = next_health(

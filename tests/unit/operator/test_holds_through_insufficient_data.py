@@ -254,3 +254,22 @@ async def test_an_idle_model_holds_no_breach(loop: Loop) -> None:
     assert loop.status()["phase"] != "Degraded"
     assert loop.status()["health"]["breached"] == ["ErrorRateHigh"]
     assert verdict_gauges(loop)[:2] == (None, None)
+
+
+async def test_a_restarted_operator_exports_the_held_verdicts_while_it_warms_up(
+    loop: Loop,
+) -> None:
+    # Its registry empty for a window, the SLO alert resolved and fired again after 5m.
+    body = md()
+    body["status"]["health"] = {"revision": "r1", "verdict": "Degraded"}
+    body["status"]["health"]["evaluatedAt"] = "2025-12-31T23:59:00Z"
+    body["status"]["health"]["breached"] = ["ErrorRateHigh"]
+    body["status"]["conditions"] += [
+        {"type": "Healthy", "status": "False", "reason": "ErrorRateHigh", "message": "3%"},
+        {"type": "DriftDetected", "status": "True", "reason": "DriftAboveThreshold"},
+    ]
+    loop.add(body, pod("wine-a"))
+    loop._source(("direct", "")).windows[KEY] = DIP
+    result = await loop.cycle()  # watched for less than a window: held, nothing written
+    assert result.held == 1 and not loop.api.writes
+    assert verdict_gauges(loop)[:3] == (1, 0, 1)
