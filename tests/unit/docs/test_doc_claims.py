@@ -258,9 +258,9 @@ def test_network_policy_advice_names_both_sidecar_ports(path: str, section: str)
 NUMBERS = [
     ("docs/health.md", "Judged from {} input rows per bin", drift.ROWS_PER_SLOT),
     ("docs/health.md", "by more than {} points", health.MISSING_RATE_TOLERANCE * 100),
-    # One query per Prometheus URL and window length: a part per family, one for the pods.
+    # One query per Prometheus URL and pair of window lengths: a part per family, one for pods.
     ("docs/health.md", "a cycle sends one query ({} parts", len(FAMILY_LABELS) + 1),
-    ("docs/health.md", "(one per window length, of {} parts)", len(FAMILY_LABELS) + 1),
+    ("docs/health.md", "and the labels', of {} parts)", len(FAMILY_LABELS) + 1),
     ("docs/howto/prometheus.md", "| one PromQL query ({} parts", len(FAMILY_LABELS) + 1),
     # The report's range queries: two per family and two for the pods.
     ("docs/howto/manual-control.md", "two for the pods, {} today", 2 * len(FAMILY_LABELS) + 2),
