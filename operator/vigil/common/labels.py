@@ -8,7 +8,7 @@ true/false makes the same decisions: both comparisons must say so.
 from __future__ import annotations
 
 #: The boolean each of the keys 0 and 1 stands for.
-_NUMBERS_AS_BOOLEANS = {"1": "true", "0": "false"}
+NUMBERS_AS_BOOLEANS = {"0": "false", "1": "true"}
 
 
 def class_key(key: str | None) -> str | None:
@@ -21,4 +21,4 @@ def class_key(key: str | None) -> str | None:
     lowered = key.lower()
     if lowered in ("true", "false"):
         return lowered
-    return _NUMBERS_AS_BOOLEANS.get(key, key)
+    return NUMBERS_AS_BOOLEANS.get(key, key)

@@ -529,18 +529,15 @@ class HealthLoop:
     def _hold_gauges(self, target: RevisionTarget, status: Mapping[str, Any]) -> None:
         """The verdict gauges as status holds them, while nothing is judged after a restart:
         without series for a window, the alerts on them resolved and fired again."""
-        previous = self.metrics.health_of(target.namespace, target.name)
-        if previous is None or previous.revision != target.revision:
-            previous = HealthFigures(target.revision)
-        verdicts = _verdicts(status, target, status.get("health") or {}, [])
-        figures = replace(
-            previous,
-            slo_breached=dict(verdicts.slos),
-            drift_detected=verdicts.drift,
-            performance_degraded=verdicts.performance,
-            metrics_available=True,  # a window came: too short a one to judge
-        )
+        figures = replace(self._last_figures(target) or HealthFigures(target.revision))
+        figures.metrics_available = True  # a window came: too short a one to judge
+        _set_verdicts(figures, _verdicts(status, target, status.get("health") or {}, []))
         self.metrics.set_health(target.namespace, target.name, figures)
+
+    def _last_figures(self, target: RevisionTarget) -> HealthFigures | None:
+        """The gauges' figures of this revision (None: none yet, or another revision's)."""
+        previous = self.metrics.health_of(target.namespace, target.name)
+        return previous if previous is not None and previous.revision == target.revision else None
 
     def _warming_up(
         self,
@@ -1036,9 +1033,7 @@ class HealthLoop:
         """The model's gauges from ``report`` (``held_drift``: status.health.drift as held,
         in place of the report's drift; ``verdicts``: the conditions' verdicts)."""
         policy = settings.policy
-        previous = self.metrics.health_of(target.namespace, target.name)
-        if previous is not None and previous.revision != target.revision:
-            previous = None
+        previous = self._last_figures(target)
         if report.verdict == "MetricsUnavailable":
             # The last figures stay (as in status), only availability drops.
             figures = replace(previous) if previous is not None else HealthFigures(target.revision)
@@ -1075,10 +1070,15 @@ class HealthLoop:
         figures.slo_latency_p95 = policy.max_latency_p95
         figures.metrics_available = available
         if verdicts is not None:
-            figures.slo_breached = dict(verdicts.slos)
-            figures.drift_detected = verdicts.drift
-            figures.performance_degraded = verdicts.performance
+            _set_verdicts(figures, verdicts)
         self.metrics.set_health(target.namespace, target.name, figures)
+
+
+def _set_verdicts(figures: HealthFigures, verdicts: _Verdicts) -> None:
+    """The verdict gauges' values, as the conditions say them."""
+    figures.slo_breached = dict(verdicts.slos)
+    figures.drift_detected = verdicts.drift
+    figures.performance_degraded = verdicts.performance
 
 
 #: The SLO each reason of a breach names (the ``slo`` label of the breach gauge).

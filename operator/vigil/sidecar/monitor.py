@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from vigil.common.labels import NUMBERS_AS_BOOLEANS
 from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
 from vigil.profile.bins import bin_index, float32_bounds
@@ -294,9 +295,6 @@ def score_decision(value: Any) -> Any:
 #: (then ``__other__``): another revision's classes are compared by label.
 MAX_UNLISTED_CLASSES = 50
 
-#: The boolean each of the numbers 0 and 1 (as category keys) stands for.
-_NUMBERS_AS_BOOLEANS = {"0": "false", "1": "true"}
-
 
 class _CategoryCounts:
     """Live counts of one categorical feature (top-K + other), or of predicted classes.
@@ -315,7 +313,7 @@ class _CategoryCounts:
         # An FP32 tensor or one-hot columns carry a boolean as 0/1, keyed "0"/"1": never
         # the reference's true/false. category_key stays as is (profile fingerprints).
         booleans = self.allowed is not None and self.allowed <= {"false", "true"}
-        self.aliases = _NUMBERS_AS_BOOLEANS if numbers_as_booleans and booleans else {}
+        self.aliases = NUMBERS_AS_BOOLEANS if numbers_as_booleans and booleans else {}
         self.counts: dict[str, int] = dict.fromkeys((*(profile.categories or ()), OTHER), 0)
         self.float32 = _float32_categories(self.allowed or self.known)
         self.missing = 0

@@ -46,41 +46,40 @@ async def _agreements(shadow: Shadow, registry: CollectorRegistry, local: bytes)
     return registry.get_sample_value("vigil_shadow_agreements_total", LABELS)
 
 
+async def _agreed(answering: Any, local: bytes, remote: bytes, **settings: Any) -> float | None:
+    """Rows a stable without a reference profile finds agreeing: its answer ``local``, the
+    target's ``remote``."""
+    target = await answering(remote)
+    registry = CollectorRegistry()
+    return await _agreements(_shadow(target, registry, **settings), registry, local)
+
+
 async def test_the_task_in_the_settings_compares_a_classifiers_scores_by_decisions(answering):
     # P(class 1) per row, retrained: every decision the same, every score moved.
-    target = await answering(_answer([0.7, 0.4, 0.51]))
-    registry = CollectorRegistry()
-    shadow = _shadow(target, registry, task="classification")
-    assert await _agreements(shadow, registry, _answer([0.9, 0.2, 0.6])) == 3
+    local, remote = _answer([0.9, 0.2, 0.6]), _answer([0.7, 0.4, 0.51])
+    assert await _agreed(answering, local, remote, task="classification") == 3
 
 
 async def test_without_a_task_the_same_scores_are_numbers(answering):
     # No word on the task: non-whole numbers are a regression's (the settings' task helps).
-    target = await answering(_answer([0.7, 0.4, 0.51]))
-    registry = CollectorRegistry()
-    assert await _agreements(_shadow(target, registry), registry, _answer([0.9, 0.2, 0.6])) == 0
+    assert await _agreed(answering, _answer([0.9, 0.2, 0.6]), _answer([0.7, 0.4, 0.51])) == 0
 
 
 async def test_without_a_task_n_by_c_scores_are_compared_by_their_arg_max(answering):
     # Arg-maxes 1, 0, 2 on both sides; the first columns differ by far more than 5 %.
     local = _answer([0.1, 0.7, 0.2, 0.6, 0.3, 0.1, 0.2, 0.2, 0.6], [3, 3])
-    target = await answering(_answer([0.3, 0.5, 0.2, 0.4, 0.3, 0.3, 0.05, 0.15, 0.8], [3, 3]))
-    registry = CollectorRegistry()
-    assert await _agreements(_shadow(target, registry), registry, local) == 3
+    remote = _answer([0.3, 0.5, 0.2, 0.4, 0.3, 0.3, 0.05, 0.15, 0.8], [3, 3])
+    assert await _agreed(answering, local, remote) == 3
 
 
 async def test_without_a_task_whole_numbers_meet_the_absolute_tolerance(answering):
     # A count regressor: whole numbers, each within the spec's tolerance.absolute 2.5.
-    target = await answering(_answer([101, 249, 38]))
-    registry = CollectorRegistry()
-    shadow = _shadow(target, registry, tolerance=2.5)
-    assert await _agreements(shadow, registry, _answer([100, 250, 37])) == 3
+    local, remote = _answer([100, 250, 37]), _answer([101, 249, 38])
+    assert await _agreed(answering, local, remote, tolerance=2.5) == 3
 
 
 async def test_without_a_task_or_tolerance_whole_numbers_stay_class_labels(answering):
-    target = await answering(_answer([0, 1, 3]))
-    registry = CollectorRegistry()
-    assert await _agreements(_shadow(target, registry), registry, _answer([0, 1, 2])) == 2
+    assert await _agreed(answering, _answer([0, 1, 2]), _answer([0, 1, 3])) == 2
 
 
 async def test_the_settings_task_wins_over_the_profiles(answering):

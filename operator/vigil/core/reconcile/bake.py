@@ -120,7 +120,7 @@ def kept_since(cycle: Cycle, previous: str, revision: str) -> float | None:
     (``Cycle.attempt_started``) counts: one left by an earlier attempt
     of the same revision over the same previous one would start the new bake at the old
     one's start."""
-    live = cycle.live.get(("Deployment", naming.deployment_name(cycle.obs.owner.name, previous)))
+    live = cycle.live_deployment(previous)
     mark = body(live).meta.annotations.get(naming.ANNOTATION_KEPT_FOR_BAKE) if live else None
     promoted, _, text = str(mark or "").partition(" ")
     since = parse_unix(text) if promoted == revision else None

@@ -210,12 +210,16 @@ class Cycle:
         manifest = {"apiVersion": api_version, "kind": kind, "metadata": metadata, **parts}
         return with_applied_hash(manifest)
 
+    def live_deployment(self, revision: str) -> Mapping[str, Any] | None:
+        """``revision``'s Deployment as read this cycle (None: there is none)."""
+        return self.live.get(("Deployment", naming.deployment_name(self.obs.owner.name, revision)))
+
     def scale_revision(
         self, revision: str, replicas: int, marks: Mapping[str, str] | None = None
     ) -> None:
         """A live revision's Deployment at ``replicas``, the rest as it runs (rendered from an
         older spec, which the current one cannot render again); ``marks``: annotations to set."""
-        live = self.live.get(("Deployment", naming.deployment_name(self.obs.owner.name, revision)))
+        live = self.live_deployment(revision)
         if live is None:
             return
         spec = {**copy.deepcopy(dict(body(live).spec)), "replicas": replicas}

@@ -154,8 +154,7 @@ def _marked_end(
 ) -> tuple[Action, int, str, str] | None:
     """(action, step, reason, words) of the end marked on ``revision``'s Deployment for the
     attempt that started at ``started`` (None: no such mark)."""
-    name = naming.deployment_name(cycle.obs.owner.name, revision)
-    live = cycle.live.get(("Deployment", name))
+    live = cycle.live_deployment(revision)
     mark = body(live).meta.annotations.get(naming.ANNOTATION_ENDED) if live else None
     parts = str(mark or "").split(" ", 4)
     ended = (Action.ROLLBACK, Action.FAIL)

@@ -54,7 +54,7 @@ def make_settings_again(
     bytes: its pods restart for nothing), with ``shadow`` set. False: no copy (a Deployment
     rendered by an operator from before it), not made again."""
     owner = cycle.obs.owner
-    live = cycle.live.get(("Deployment", naming.deployment_name(owner.name, revision)))
+    live = cycle.live_deployment(revision)
     settings = kept_settings(live) if live is not None else None
     if live is None or settings is None:
         return False
@@ -85,7 +85,7 @@ def with_task(
 
 def _sidecar_image(cycle: Cycle, revision: str) -> str | None:
     """The image the sidecar container of a live revision's pods runs (None: unknown)."""
-    live = cycle.live.get(("Deployment", naming.deployment_name(cycle.obs.owner.name, revision)))
+    live = cycle.live_deployment(revision)
     for container in items(live, "spec", "template", "spec", "containers"):
         if isinstance(container, Mapping) and container.get("name") == SIDECAR_CONTAINER:
             image = container.get("image")
