@@ -51,6 +51,7 @@ from vigil.core.status import (
     replacing_merge_patch,
     status_patch,
 )
+from vigil.core.vocabulary import Reason
 from vigil.kube.client import KubeError
 from vigil.operator.api import Api
 from vigil.operator.health import HealthWrite
@@ -60,7 +61,7 @@ from vigil.operator.metrics import (
     OUTCOME_UNCHANGED,
     OperatorMetrics,
 )
-from vigil.operator.rollouts import Rollouts, route_planner
+from vigil.operator.rollouts import Rollouts, RouteHeld, route_planner
 from vigil.plugin.requests import ANNOTATION_REQUEST, REQUEST_ANNOTATIONS, parse_request
 
 log = logging.getLogger("vigil.operator")
@@ -452,13 +453,16 @@ class Reconciler:
             except KubeError as error:
                 # Stop here: later actions (deleting the old revision) rely on this one.
                 message = f"could not {verb} {what}: {error.message}"
+                if isinstance(error, RouteHeld):  # its RoutingFailed Warning is out
+                    await self._write_refused(api, body, plan, message, Reason.ROUTING_FAILED)
+                    raise
                 await self.report_failure(api, body, message)
                 if isinstance(action, Apply) and error.status in INVALID_STATUSES:
                     # Refused as invalid: say so in status, or the object would show
                     # nothing while the retries (slow: 60 s) repeat the refusal. A 403
                     # is not written: it is also what a restarting API server answers
                     # for a few seconds before its authorizer has caught up.
-                    await self._write_refused(api, body, plan, message)
+                    await self._write_refused(api, body, plan, message, Reason.DEPLOY_FAILED)
                 raise
             if not isinstance(action, Route):
                 self.metrics.writes.labels(action.kind, verb).inc()
@@ -499,13 +503,14 @@ class Reconciler:
             await self.rollouts.route(api, body, action, post)
 
     async def _write_refused(
-        self, api: Api, body: Mapping[str, Any], plan: Plan, message: str
+        self, api: Api, body: Mapping[str, Any], plan: Plan, message: str, reason: Reason
     ) -> None:
         metadata = body["metadata"]
         status = refused_write_status(
             plan.status,
             body.get("status"),
             message,
+            reason=reason,
             generation=int(metadata.get("generation") or 0),
             now=datetime.datetime.now(datetime.UTC),
         )

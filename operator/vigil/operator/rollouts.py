@@ -173,6 +173,21 @@ def _summed_unjudged(
     return ""
 
 
+class RouteHeld(KubeError):
+    """A route refused as asked and left as it is, still sending traffic to revision
+    Services: the plan's step does not take place (its scale-downs and deletions would
+    leave live traffic on what is gone) until the route is fixed."""
+
+    def __init__(self, error: RoutingError) -> None:
+        message = (
+            f"routing not applied: {error}; the route still sends traffic to "
+            f"{', '.join(error.weighted)}, so the rollout holds (nothing is scaled down or "
+            "deleted) until it is fixed"
+        )
+        super().__init__(409, message)  # retried soon: a person fixes the route, not Vigil
+        self.args = (message,)
+
+
 def route_planner(name: str, namespace: str, http_route: str | None) -> RoutePlanner:
     """The router's pure plan for this ModelDeployment (replica ratio or Gateway API)."""
     router = router_for(http_route)
@@ -592,7 +607,9 @@ class Rollouts:
         names none of its Services either: the plan goes on, with a Warning
         Event (once per cause), which would otherwise leave a rollout holding
         on too little data with no visible cause. A KubeError (the API refused
-        or failed) is raised: the plan's deletions must wait for the route.
+        or failed) is raised: the plan's deletions must wait for the route. So
+        is RouteHeld, after that Event, for a route refused while it still sends
+        traffic to revision Services (refs differing in a rule, the weight limit).
 
         ``post`` posts the Events, raising when that may pass on a retry: the
         failure or recovery counts as announced only once it returns (None: once
@@ -609,16 +626,19 @@ class Rollouts:
             await router.apply(routing_api, target, action.traffic)
         except RoutingError as error:
             log.warning("%s/%s: routing not applied: %s", namespace, name, error)
-            if failed == (action.http_route, str(error)):
-                return []
-            recovered = self._routing_recoveries.get(key, 0)
-            occurrence = _routing_occurrence(Reason.ROUTING_FAILED, action, str(error), recovered)
-            events = [
-                Event(Reason.ROUTING_FAILED, f"routing not applied: {error}", True, occurrence)
-            ]
-            if post is not None:
-                await post(events)
-            self._routing_errors[key] = (action.http_route, str(error))
+            events: list[Event] = []
+            if failed != (action.http_route, str(error)):
+                recovered = self._routing_recoveries.get(key, 0)
+                occurrence = _routing_occurrence(
+                    Reason.ROUTING_FAILED, action, str(error), recovered
+                )
+                message = f"routing not applied: {error}"
+                events = [Event(Reason.ROUTING_FAILED, message, True, occurrence)]
+                if post is not None:
+                    await post(events)
+                self._routing_errors[key] = (action.http_route, str(error))
+            if error.weighted:
+                raise RouteHeld(error) from error
             return events
         # Only a success on the route that failed recovers it (not a dropped route's reset).
         if failed is None or failed[0] != action.http_route:

@@ -32,8 +32,14 @@ from vigil.core.rollout import Traffic
 class RoutingError(RuntimeError):
     """The routing cannot be set up as asked (a missing or unusable HTTPRoute...).
 
-    The message is written for a person: it goes into a condition.
+    The message is written for a person: it goes into a condition. ``weighted``: the
+    revision Services the route, left as it is, still sends live traffic to (a refused
+    route mid-rollout); none when it names none (missing, no backendRef to the model).
     """
+
+    def __init__(self, message: str, *, weighted: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.weighted = weighted
 
 
 @dataclass(frozen=True)

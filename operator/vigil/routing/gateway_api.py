@@ -381,6 +381,24 @@ def route_weights(
     return weights
 
 
+def revisions_weighted(
+    route: Mapping[str, Any], target: RoutingTarget, *, claimed: Container[str]
+) -> tuple[str, ...]:
+    """Our revision Services the route sends traffic to (a weight over 0, any port), sorted:
+    a refused route left as it is keeps them serving (``claimed``: see ``desired_rules``)."""
+    live = naming.service_name(target.name)
+    return tuple(
+        sorted(
+            {
+                str(ref["name"])
+                for rule in items(route, "spec", "rules")
+                for ref in rule.get("backendRefs") or []
+                if _ours(ref, target, claimed) and ref["name"] != live and _weight(ref)
+            }
+        )
+    )
+
+
 def not_found_message(
     namespace: str, route: str, served: Mapping[str, frozenset[str] | None]
 ) -> str:
@@ -444,7 +462,11 @@ class GatewayAPIRouter:
             if route is None:
                 raise await self.not_found(api, target.namespace)
             claimed = await self.claimed(api, target, route, read)
-            patch = route_patch(route, target, traffic, claimed=claimed)
+            try:
+                patch = route_patch(route, target, traffic, claimed=claimed)
+            except RoutingError as error:
+                weighted = revisions_weighted(route, target, claimed=claimed)
+                raise RoutingError(str(error), weighted=weighted) from None
             if patch is None:
                 break
             try:

@@ -41,12 +41,14 @@ from vigil.core.health_status import (  # noqa: E402
     transitions,
 )
 from vigil.core.performance import judge  # noqa: E402
-from vigil.core.reconcile import Plan  # noqa: E402
+from vigil.core.reconcile import Plan, refused_write_status  # noqa: E402
 from vigil.core.rollout import GoldenResult  # noqa: E402
 from vigil.core.spec import PerformanceSpec  # noqa: E402
 from vigil.core.status import ConditionState, build_conditions  # noqa: E402
 from vigil.core.window import RealizedPerformance, RevisionWindow  # noqa: E402
+from vigil.operator.rollouts import RouteHeld  # noqa: E402
 from vigil.profile import ReferenceProfile, Validation, build_profile  # noqa: E402
+from vigil.routing import RoutingError  # noqa: E402
 
 CORE = ROOT / "operator" / "vigil" / "core"
 OPERATOR = ROOT / "operator" / "vigil" / "operator"
@@ -170,6 +172,20 @@ def _blocked(seen: Catalogue) -> None:
         spec("2", 2, monitoring={"reference": {"configMapKeyRef": {"name": "r", "key": "k"}}})
     )
     _cycle(world, seen)
+    # A route refused while it still weights revision Services: the step waits.
+    refused = RoutingError(
+        "HTTPRoute wine: spec.rules[0] ...", weighted=("wine-7f3c2a1", "wine-9b1e4d0")
+    )
+    seen.status(
+        refused_write_status(
+            world.status,
+            world.status,
+            RouteHeld(refused).message,
+            generation=world.generation,
+            now=world.now,
+            reason=vocabulary.Reason.ROUTING_FAILED,
+        )
+    )
 
 
 def _blue_green(seen: Catalogue) -> None:

@@ -693,3 +693,64 @@ def test_the_same_routing_failure_after_a_recovery_is_a_new_event() -> None:
     names = [event_name(GATEWAY_BODY, "Warning", e.reason, e.message, e.occurrence) for e in said]
     assert [e.reason for e in said] == ["RoutingFailed", "RoutingApplied"] * 2
     assert len(set(names)) == 4
+
+
+async def test_a_refused_route_still_weighting_a_revision_holds_the_plans_step() -> None:
+    # Left as it is (refs of one rule differing), the route still sends 20 % to the
+    # candidate's Service: the plan's rollback went on and deleted it (live requests to a
+    # Service that is gone fail) while status said RolledBack. Now the step waits, saying why.
+    from test_reconciler import Harness, model_deployment
+
+    from vigil.core.reconcile import Delete
+    from vigil.kube.client import KubeError
+
+    harness = Harness()
+    harness.reconciler.rollouts = Rollouts(running_in(lambda: {}), sidecar_image="sidecar:test")
+    stable, candidate = "wine-aaaaaaa", "wine-bbbbbbb"
+    for service in (stable, candidate):
+        labels = {"vigil.dev/model-deployment": "wine"}
+        harness.api.add(
+            {"kind": "Service", "metadata": {"name": service, "namespace": "ml", "labels": labels}}
+        )
+    filtered = {"name": candidate, "port": 80, "weight": 20, "filters": [{"type": "X"}]}
+    route = {
+        "kind": "HTTPRoute",
+        "metadata": {"name": "wine", "namespace": "ml", "resourceVersion": "7"},
+        "spec": {
+            "rules": [{"backendRefs": [{"name": stable, "port": 80, "weight": 80}, filtered]}]
+        },
+    }
+    harness.api.add(route)
+    body = model_deployment(rollout={"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}})
+    body["status"] = {"phase": "Progressing", "stable": {"revision": "aaaaaaa"}}
+    harness.api.add(body)
+    back = Route("aaaaaaa", None, Traffic(0, 0, 0, 2), http_route="wine")
+    plan = Plan(
+        actions=[back, Delete("Service", candidate), Delete("Deployment", candidate)],
+        status={"phase": "RolledBack", "stable": {"revision": "aaaaaaa"}},
+    )
+    with pytest.raises(KubeError) as held:
+        await harness.reconciler._write(harness.api, body, plan)
+    assert held.value.retryable
+    assert not [w for w in harness.api.writes if w[0] == "delete"]
+    assert [e.reason for e in harness.events] == ["RoutingFailed"]  # no ReconcileFailed too
+    status = harness.api.objects[("ModelDeployment", "ml", "wine")]["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Failed", "RoutingFailed")
+    assert f"still sends traffic to {stable}, {candidate}" in ready["message"]
+    assert "spec.rules[0]" in ready["message"]
+
+    route["spec"]["rules"][0]["backendRefs"][1].pop("filters")  # fixed by its owner
+    await harness.reconciler._write(harness.api, body, plan)
+    assert ("delete", "Service", candidate) in harness.api.writes
+    refs = harness.api.objects[("HTTPRoute", "ml", "wine")]["spec"]["rules"][0]["backendRefs"]
+    assert [r["name"] for r in refs] == ["wine"]
+
+
+def test_a_route_naming_none_of_the_models_revisions_lets_the_plan_go_on() -> None:
+    # A missing route, or one of ours weighting only <name>: nothing to keep serving.
+    api = RecordingApi()
+    api.route = None  # type: ignore[assignment]
+    action = Route("s1", None, Traffic(0, 0, 0, 2), http_route="wine")
+    (failed,) = asyncio.run(Rollouts(running_in(lambda: {})).route(api, GATEWAY_BODY, action))  # type: ignore[arg-type]
+    assert failed.reason == "RoutingFailed"

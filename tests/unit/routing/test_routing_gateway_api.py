@@ -671,3 +671,27 @@ def test_refs_to_the_model_differing_only_in_weight_and_defaults_are_one_backend
     # Its own split, written back, is read as one backend again.
     again = route({"backendRefs": refs})
     assert route_patch(again, TARGET, Traffic(20, 0, 1, 2), claimed=NO_OTHERS) is None
+
+
+def test_a_refused_route_names_the_revision_services_it_still_sends_traffic_to():
+    # The operator keeps what they serve until the route is fixed (a rollback deleted the
+    # candidate's Service while the refused route still sent it 20 %).
+    theirs = {"metadata": {"name": "wine-ccccccc", "labels": {}}}
+    rule = {
+        "backendRefs": [
+            {"name": "wine-aaaaaaa", "port": 80, "weight": 80},
+            {"name": "wine-bbbbbbb", "port": 80, "weight": 20, "filters": HEADER_B},
+            {"name": "wine-ddddddd", "port": 8001, "weight": 0},  # ours, weighted out
+            {"name": "wine-ccccccc", "port": 80, "weight": 5},  # another team's Service
+        ]
+    }
+    api = FakeApi(route(USER_RULE, rule), services={"wine-ccccccc": theirs})
+    back = RoutingTarget("wine", "ml", stable="aaaaaaa")
+    with pytest.raises(RoutingError, match=r"spec.rules\[1\]") as refused:
+        asyncio.run(GatewayAPIRouter("wine").apply(api, back, Traffic(0, 0, 0, 2)))
+    assert refused.value.weighted == ("wine-aaaaaaa", "wine-bbbbbbb")
+    assert api.patches == []
+    api.obj = None
+    with pytest.raises(RoutingError) as missing:
+        asyncio.run(GatewayAPIRouter("wine").apply(api, back, Traffic(0, 0, 0, 2)))
+    assert missing.value.weighted == ()

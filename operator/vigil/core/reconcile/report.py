@@ -73,18 +73,21 @@ def refused_write_status(
     *,
     generation: int,
     now: datetime.datetime,
+    reason: str = Reason.DEPLOY_FAILED,
 ) -> dict[str, Any]:
-    """The status after the API server refused one of a plan's writes as invalid (400/422).
+    """The status after one of a plan's writes was refused: by the API server as invalid
+    (400/422, DeployFailed), or a route that cannot be written as asked while it still
+    sends traffic to revision Services (RoutingFailed).
 
-    The same write will not succeed until the spec (or the cluster's policy)
-    changes, so the refusal is the outcome: Ready and Progressing False with
-    reason DeployFailed and the API server's words, Stalled True, phase Failed.
+    The same write will not succeed until the spec (or the cluster's policy, or the
+    route) changes, so the refusal is the outcome: Ready and Progressing False with
+    ``reason`` and the words, Stalled True, phase Failed.
     Whatever already serves keeps serving (the writes after the refused one,
     such as removing an old revision, did not happen), so the status keeps what
     the last written cycle recorded (stable, candidate, bake, history, a person's
     request still unanswered): the plan's switch or step did not take place.
     """
-    refused = failed(Reason.DEPLOY_FAILED, message)
+    refused = failed(reason, message)
     conditions = build_conditions(
         [
             refused.ready,
