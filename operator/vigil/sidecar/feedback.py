@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
@@ -66,7 +67,7 @@ from vigil.sidecar.joinstore import (
 )
 from vigil.sidecar.listening import bound_port
 from vigil.sidecar.monitor import MOMENT_LIMIT, Monitor, holds_scores
-from vigil.sidecar.payload import ArgMaxes, columns_are_classes
+from vigil.sidecar.payload import ArgMaxes
 
 __all__ = ["DELAY_BUCKETS", "FeedbackMetrics", "FeedbackService", "Label", "parse_labels"]
 
@@ -143,6 +144,20 @@ def _number(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+#: A class key that may be a column index (keys are canonical: no "01", no "1.0").
+_INDEX = re.compile(r"0|[1-9][0-9]*")
+
+
+@functools.lru_cache(maxsize=64)
+def columns_are_classes(columns: int, classes: tuple[str, ...]) -> bool:
+    """Whether the arg-max columns of ``columns`` scores name the classes themselves: the
+    reference lists none (then truths must be column indices), only 0..columns-1, or false
+    and true in two columns (scikit-learn's order; their labels read 0 and 1 as booleans)."""
+    if columns == 2 and set(classes) <= {"false", "true"}:
+        return True
+    return all(_INDEX.fullmatch(c) is not None and int(c) < columns for c in classes)
 
 
 def prediction_values(

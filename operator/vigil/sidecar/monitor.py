@@ -43,15 +43,7 @@ from vigil.profile.bins import bin_index, float32_bounds
 from vigil.profile.model import category_key, to_float32
 from vigil.sidecar.config import Settings
 from vigil.sidecar.exposition import Families
-from vigil.sidecar.payload import (
-    CONTENT_ENCODING,
-    SCORE_COLUMNS,
-    TYPE,
-    ArgMaxes,
-    argmax_classes,
-    parse_request,
-    parse_response,
-)
+from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
 
 __all__ = [
     "MOMENT_LIMIT",
@@ -471,11 +463,8 @@ class Monitor(Collector):
                     else _CategoryCounts(fp, numbers_as_booleans=True)
                 )
         self.prediction: _NumericCounts | _CategoryCounts | None = None
-        #: The reference's predicted classes: which arg-max columns of scores name them.
-        self.prediction_classes: tuple[str, ...] = ()
         if profile is not None and profile.prediction is not None:
             fp = profile.prediction
-            self.prediction_classes = tuple(fp.categories or ())
             self.prediction = (
                 _NumericCounts(fp)
                 if fp.type == "numeric"
@@ -631,15 +620,7 @@ class Monitor(Collector):
             return None, work
         for kind in out.violations:
             _add(self.prediction_violations, kind)
-        predicted: list[Any] | None = out.values
-        if classes and isinstance(out.values, ArgMaxes):
-            predicted = argmax_classes(out.values, self.prediction_classes)
-        if predicted is None:
-            # Column 2 of [N, 3] scores is no class of the reference's ("setosa"): counted
-            # as class "2" every answer would read as drift from it.
-            _add(self.prediction_violations, SCORE_COLUMNS)
-            return out.values, work
-        (batch.scores if scores else batch.predictions).extend(predicted)
+        (batch.scores if scores else batch.predictions).extend(out.values)
         return out.values, work
 
     def _response(self, ex: Exchange) -> bytes | None:

@@ -19,7 +19,6 @@ Supported payloads:
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -29,12 +28,9 @@ from typing import Any
 import orjson
 
 __all__ = [
-    "SCORE_COLUMNS",
     "ArgMaxes",
     "ParsedInput",
     "ParsedOutput",
-    "argmax_classes",
-    "columns_are_classes",
     "endpoint_of",
     "parse_request",
     "parse_response",
@@ -52,8 +48,6 @@ UNKNOWN_PAYLOAD = "unknown_payload"
 SHAPE = "shape"
 TYPE = "type"
 FEATURE_COUNT = "feature_count"
-#: An answer of one score per class whose columns the reference's classes do not name.
-SCORE_COLUMNS = "score_columns"
 
 
 def endpoint_of(protocol: str, method: str, path: str) -> str:
@@ -103,32 +97,6 @@ class ArgMaxes(list[int]):
     def __init__(self, indices: list[int], columns: int) -> None:
         super().__init__(indices)
         self.columns = columns
-
-
-#: A class key that may be a column index (keys are canonical: no "01", no "1.0").
-_INDEX = re.compile(r"0|[1-9][0-9]*")
-
-
-@functools.lru_cache(maxsize=64)
-def columns_are_classes(columns: int, classes: tuple[str, ...]) -> bool:
-    """Whether the arg-max columns of ``columns`` scores name the classes themselves: the
-    reference lists none (then truths must be column indices), only 0..columns-1, or false
-    and true in two columns (scikit-learn's order; their labels read 0 and 1 as booleans)."""
-    if columns == 2 and set(classes) <= {"false", "true"}:
-        return True
-    return all(_INDEX.fullmatch(c) is not None and int(c) < columns for c in classes)
-
-
-def argmax_classes(values: ArgMaxes, classes: tuple[str, ...]) -> list[Any] | None:
-    """The classes arg-max columns name, to count as a classifier's labels are (None: the
-    reference names its classes otherwise, and which column is which no answer says).
-    Two columns for false and true are those booleans (the labels 0 and 1 would never be
-    the reference's); other columns name their own indices."""
-    if not columns_are_classes(values.columns, classes):
-        return None
-    if classes and values.columns == 2 and set(classes) <= {"false", "true"}:
-        return [bool(index) for index in values]
-    return list(values)
 
 
 #: ``_loads`` marks: digits become ``0``, ``[`` and ``{`` become ``[``, the rest a blank.

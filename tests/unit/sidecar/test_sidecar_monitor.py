@@ -338,44 +338,6 @@ def test_a_classifier_answering_labels_as_whole_floats_still_counts_classes():
     assert monitor.prediction.counts == {"0": 1, "1": 2, "__other__": 0}
 
 
-SCORES = [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]]  # arg-max columns 0, 2, 1
-
-
-def _scored_by(classes, scores):
-    x = np.arange(300.0).reshape(-1, 1)
-    predictions = np.array([classes[i % len(classes)] for i in range(300)])
-    monitor = _monitor(build_profile(x, predictions=predictions, feature_names=["x"]))
-    resp = _output([len(scores), len(scores[0])], scores)
-    monitor.process([Exchange(_v2([[1.0]] * len(scores)), "", resp, "application/json")])
-    return monitor
-
-
-def test_score_columns_of_classes_named_otherwise_are_not_counted_as_classes():
-    # Counted as the classes "0", "1", "2" (none of the reference's), every answer read as
-    # total drift from it: the health loop's DriftDetected on a model doing well.
-    monitor = _scored_by(["setosa", "versicolor", "virginica"], SCORES)
-    assert monitor.prediction.counts == {
-        "setosa": 0,
-        "versicolor": 0,
-        "virginica": 0,
-        "__other__": 0,
-    }
-    assert monitor.prediction_violations == {"score_columns": 1}
-
-
-def test_two_score_columns_of_false_and_true_count_as_those_booleans():
-    # Counted as "0" and "1", never the reference's false and true: all drift.
-    monitor = _scored_by([False, True], [[0.8, 0.2], [0.3, 0.7], [0.1, 0.9]])
-    assert monitor.prediction.counts == {"false": 1, "true": 2, "__other__": 0}
-    assert monitor.prediction_violations == {}
-
-
-def test_score_columns_of_classes_named_by_their_indices_count_by_column():
-    monitor = _scored_by([0, 1, 2], SCORES)
-    assert monitor.prediction.counts == {"0": 1, "1": 1, "2": 1, "__other__": 0}
-    assert monitor.prediction_violations == {}
-
-
 def test_prediction_missing_values_and_type_violations_are_exported():
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
