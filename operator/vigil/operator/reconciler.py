@@ -51,7 +51,7 @@ from vigil.core.status import (
     replacing_merge_patch,
     status_patch,
 )
-from vigil.core.vocabulary import Reason
+from vigil.core.vocabulary import ConditionType, Reason
 from vigil.kube.client import KubeError
 from vigil.operator.api import Api
 from vigil.operator.health import HealthWrite
@@ -269,6 +269,9 @@ class Reconciler:
         """A deleted ModelDeployment: one created again under its name starts afresh."""
         self._failures.pop((namespace, name), None)
         self._versions.pop((namespace, name), None)
+        timer = self._timers.pop((namespace, name), None)
+        if timer is not None:  # the deleted object's retry would hold the new one's nudges
+            timer.cancel()
         if self.rollouts is not None:
             self.rollouts.forget(namespace, name)
 
@@ -445,15 +448,24 @@ class Reconciler:
         """Apply the plan's actions in order, post its Events, patch status once."""
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
-        for action in plan.actions:
+        current = await api.get("ModelDeployment", namespace, name)
+        if current is None or objects.body(current).meta.uid != objects.body(body).meta.uid:
+            # Deleted (and maybe created again) while this cycle observed and decided (a
+            # golden replay takes up to a minute): its plan and status are for no object.
+            log.info("%s/%s: deleted before writing; the plan is dropped", namespace, name)
+            return False
+        for action, check in _checked_first(plan.actions):
             verb, what = _describe(action)
-            log.info("%s %s in %s", verb, what, namespace)
+            if not check:
+                log.info("%s %s in %s", verb, what, namespace)
             try:
-                await self._carry_out(api, body, action)
+                await self._carry_out(api, body, action, check=check)
             except KubeError as error:
                 # Stop here: later actions (deleting the old revision) rely on this one.
                 message = f"could not {verb} {what}: {error.message}"
                 if isinstance(error, RouteHeld):  # its RoutingFailed Warning is out
+                    held = _planned(plan, ConditionType.PROGRESSING)
+                    message = f"{message}; waiting: {held}" if held else message
                     await self._write_refused(api, body, plan, message, Reason.ROUTING_FAILED)
                     raise
                 await self.report_failure(api, body, message)
@@ -464,7 +476,7 @@ class Reconciler:
                     # for a few seconds before its authorizer has caught up.
                     await self._write_refused(api, body, plan, message, Reason.DEPLOY_FAILED)
                 raise
-            if not isinstance(action, Route):
+            if not check and not isinstance(action, Route):
                 self.metrics.writes.labels(action.kind, verb).inc()
         # Before the status that records the step: a kill in between loses no Event,
         # and the cycle that runs again after it finds its Events posted already.
@@ -474,6 +486,9 @@ class Reconciler:
             try:
                 await api.patch_status("ModelDeployment", namespace, name, patch)
             except KubeError as error:  # a write too (RBAC without /status, an old CRD)
+                if error.status == 404:  # deleted while this cycle wrote: no one to tell
+                    log.info("%s/%s: deleted before its status was written", namespace, name)
+                    return True
                 await self.report_failure(api, body, f"could not write status: {error.message}")
                 raise
             self.metrics.writes.labels("ModelDeployment", "status").inc()
@@ -481,8 +496,11 @@ class Reconciler:
         writes = [action for action in plan.actions if not isinstance(action, Route)]
         return bool(writes) or patch is not None
 
-    async def _carry_out(self, api: Api, body: Mapping[str, Any], action: Action) -> None:
-        """One action of a plan (a Route through the rollout I/O, which writes only changes)."""
+    async def _carry_out(
+        self, api: Api, body: Mapping[str, Any], action: Action, *, check: bool = False
+    ) -> None:
+        """One action of a plan (a Route through the rollout I/O, which writes only changes;
+        ``check``: a Route read, not written)."""
         metadata = body["metadata"]
         if isinstance(action, Apply):
             await api.apply(action.manifest)
@@ -500,7 +518,7 @@ class Reconciler:
                     message = f"{said} Event not posted: {error.message}"
                     raise KubeError(error.status, message, retry_after=error.retry_after) from error
 
-            await self.rollouts.route(api, body, action, post)
+            await self.rollouts.route(api, body, action, post, check=check)
 
     async def _write_refused(
         self, api: Api, body: Mapping[str, Any], plan: Plan, message: str, reason: Reason
@@ -642,6 +660,19 @@ class Reconciler:
         generation = (body.get("metadata") or {}).get("generation")
         occurrence = f"ReconcileFailed {generation} {message}"
         await self._emit(api, body, Event("ReconcileFailed", message, True, occurrence))
+
+
+def _planned(plan: Plan, kind: str) -> str:
+    """The words of a condition as the plan would have written it ("": none)."""
+    return str((find_condition(plan.status.get("conditions"), kind) or {}).get("message") or "")
+
+
+def _checked_first(actions: Sequence[Action]) -> list[tuple[Action, bool]]:
+    """The plan's actions, each Route read first (True: checked, not carried out). A route
+    refused while it still weights revision Services holds the whole plan, the writes before
+    it too: a switch of the live Service to the candidate would be half a promotion."""
+    checks = [(action, True) for action in actions if isinstance(action, Route)]
+    return [*checks, *((action, False) for action in actions)]
 
 
 def _flip_occurrence(status: Mapping[str, Any], state: ConditionState, revision: str) -> str:

@@ -600,8 +600,11 @@ class Rollouts:
         body: Mapping[str, Any],
         action: Route,
         post: PostEvents | None = None,
+        *,
+        check: bool = False,
     ) -> list[Event]:
-        """Point the route (HTTPRoute) as the plan's Route action says; the Events said.
+        """Point the route (HTTPRoute) as the plan's Route action says; the Events said
+        (``check``: read it only, raising RouteHeld as a write would, saying nothing else).
 
         A route that cannot point at this model (missing, no backendRef to it)
         names none of its Services either: the plan goes on, with a Warning
@@ -623,8 +626,10 @@ class Rollouts:
         target = RoutingTarget(name, namespace, action.stable, action.candidate)
         failed = self._routing_errors.get(key)
         try:
-            await router.apply(routing_api, target, action.traffic)
+            await router.apply(routing_api, target, action.traffic, write=not check)
         except RoutingError as error:
+            if check and not error.weighted:
+                return []  # said when the plan writes it: the plan goes on
             log.warning("%s/%s: routing not applied: %s", namespace, name, error)
             events: list[Event] = []
             if failed != (action.http_route, str(error)):
@@ -641,7 +646,7 @@ class Rollouts:
                 raise RouteHeld(error) from error
             return events
         # Only a success on the route that failed recovers it (not a dropped route's reset).
-        if failed is None or failed[0] != action.http_route:
+        if check or failed is None or failed[0] != action.http_route:
             return []
         recovered = self._routing_recoveries.get(key, 0)
         occurrence = _routing_occurrence(Reason.ROUTING_APPLIED, action, failed[1], recovered)

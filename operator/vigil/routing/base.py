@@ -115,6 +115,9 @@ class Router(Protocol):
         """Pure: replicas, Service selector and effective weight."""
         ...
 
-    async def apply(self, api: RoutingApi, target: RoutingTarget, traffic: Traffic) -> RoutePlan:
-        """Write what lies outside the reconciler's desired set; returns the plan."""
+    async def apply(
+        self, api: RoutingApi, target: RoutingTarget, traffic: Traffic, *, write: bool = True
+    ) -> RoutePlan:
+        """Write what lies outside the reconciler's desired set; returns the plan (``write``
+        False: only read it and find what would be refused, RoutingError)."""
         ...

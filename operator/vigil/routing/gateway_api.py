@@ -454,8 +454,11 @@ class GatewayAPIRouter:
             effective_weight=float(weight),
         )
 
-    async def apply(self, api: RoutingApi, target: RoutingTarget, traffic: Traffic) -> RoutePlan:
-        """Read the route, patch its weights when they differ (optimistic concurrency)."""
+    async def apply(
+        self, api: RoutingApi, target: RoutingTarget, traffic: Traffic, *, write: bool = True
+    ) -> RoutePlan:
+        """Read the route, patch its weights when they differ (optimistic concurrency;
+        ``write`` False: read it and raise what a write would, writing nothing)."""
         read: dict[str, bool] = {}  # Service name -> ours, across the conflict retries
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             route = await api.get(HTTPROUTE, target.namespace, self.http_route)
@@ -467,7 +470,7 @@ class GatewayAPIRouter:
             except RoutingError as error:
                 weighted = revisions_weighted(route, target, claimed=claimed)
                 raise RoutingError(str(error), weighted=weighted) from None
-            if patch is None:
+            if patch is None or not write:
                 break
             try:
                 await api.patch(HTTPROUTE, target.namespace, self.http_route, patch)

@@ -85,6 +85,8 @@ class ReplicaRatioRouter:
             notes=notes,
         )
 
-    async def apply(self, api: RoutingApi, target: RoutingTarget, traffic: Traffic) -> RoutePlan:
+    async def apply(
+        self, api: RoutingApi, target: RoutingTarget, traffic: Traffic, *, write: bool = True
+    ) -> RoutePlan:
         """Nothing outside the desired set: the reconciler applies replicas and selector."""
         return self.plan(target, traffic)

@@ -771,3 +771,42 @@ async def test_a_deleted_model_deployments_rollout_state_is_let_go() -> None:
     harness.reconciler.rollouts = rollouts
     await harness.reconciler.reconcile("ml", "gone")
     assert rollouts.routing_error("ml", "gone") == ""
+
+
+async def test_a_plan_for_an_object_deleted_and_created_again_meanwhile_is_dropped(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deleted and created again under its name while the cycle observed (a golden replay
+    # takes up to a minute): the new object got the old one's status, its candidate and
+    # history, and observedGeneration ahead of its generation.
+    harness.api.add(model_deployment())
+    listing = harness.api.list
+
+    async def replaced_meanwhile(kind: str, namespace: str, selector: str) -> Any:
+        if kind == "Deployment":
+            harness.reconciler.forget("ml", "wine")
+            again = model_deployment(version="9", replicas=1)
+            again["metadata"]["uid"] = "uid-2"
+            harness.api.add(again)
+        return await listing(kind, namespace, selector)
+
+    monkeypatch.setattr(harness.api, "list", replaced_meanwhile)
+    await harness.reconciler.reconcile("ml", "wine")
+    assert harness.api.writes == []
+    assert "status" not in harness.api.objects[("ModelDeployment", "ml", "wine")]
+
+
+async def test_a_status_write_that_finds_the_object_gone_says_nothing(harness: Harness) -> None:
+    # Its ReconcileFailed Warning went to an object that is gone, and its retry held the
+    # nudges of one created again under the name for a minute.
+    harness.api.add(model_deployment())
+    harness.api.fail_on, harness.api.fail_status = ("status", "ModelDeployment"), 404
+    await harness.reconciler.reconcile("ml", "wine")
+    assert [e.reason for e in harness.events if e.warning] == []
+    assert ("ml", "wine") not in harness.reconciler._failures
+
+
+async def test_a_deleted_objects_retry_timer_goes_with_it(harness: Harness) -> None:
+    harness.reconciler.nudge("ml", "wine", delay=60)
+    harness.reconciler.forget("ml", "wine")
+    assert ("ml", "wine") not in harness.reconciler._timers

@@ -754,3 +754,59 @@ def test_a_route_naming_none_of_the_models_revisions_lets_the_plan_go_on() -> No
     action = Route("s1", None, Traffic(0, 0, 0, 2), http_route="wine")
     (failed,) = asyncio.run(Rollouts(running_in(lambda: {})).route(api, GATEWAY_BODY, action))  # type: ignore[arg-type]
     assert failed.reason == "RoutingFailed"
+
+
+async def test_a_refused_route_holds_the_switch_of_the_live_service_too() -> None:
+    # The writes before the route went on: the Service <name> selected the candidate (all
+    # in-cluster callers on it) while status said the old stable serves.
+    from test_reconciler import Harness, backend_refs, model_deployment
+
+    from vigil.operator.reconciler import RetryLater
+
+    class SilentCandidate(Rollouts):
+        async def candidate_url(self, namespace: str, name: str, revision: str) -> None:
+            return None
+
+    harness = Harness()
+    api = harness.api
+    harness.reconciler.rollouts = SilentCandidate(running_in(lambda: {}))
+    routing = {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}
+    api.add(model_deployment(rollout=routing))
+    refs = [{"name": "wine", "port": 80}]
+    api.add(
+        {
+            "kind": "HTTPRoute",
+            "metadata": {"name": "wine", "namespace": "ml"},
+            "spec": {"rules": [{"backendRefs": refs}]},
+        }
+    )
+    await harness.reconciler.reconcile("ml", "wine")
+    api.make_ready()
+    await harness.reconciler.reconcile("ml", "wine")
+    stable = api.objects[("ModelDeployment", "ml", "wine")]["status"]["stable"]["revision"]
+    service = json.loads(json.dumps(api.objects[("Service", "ml", "wine")]))
+    service["metadata"]["name"] = f"wine-{stable}"
+    api.add(service)
+    changed = model_deployment(version="2", rollout=routing)
+    changed["metadata"]["generation"] = 2
+    changed["status"] = api.objects[("ModelDeployment", "ml", "wine")]["status"]
+    api.add(changed)
+    await harness.reconciler.reconcile("ml", "wine")  # the candidate starts (blue/green)
+    api.make_ready()
+    backend_refs(api)[:] = [  # its owner edits the route: two refs of the model differ
+        {"name": f"wine-{stable}", "port": 80, "weight": 50},
+        {"name": "wine", "port": 80, "weight": 50, "filters": [{"type": "X"}]},
+    ]
+    selector = dict(api.objects[("Service", "ml", "wine")]["spec"]["selector"])
+    before = len(api.writes)
+    with pytest.raises(RetryLater):
+        await harness.reconciler.reconcile("ml", "wine")
+    assert [w for w in api.writes[before:] if w[0] != "status"] == []
+    assert api.objects[("Service", "ml", "wine")]["spec"]["selector"] == selector
+    status = api.objects[("ModelDeployment", "ml", "wine")]["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "RoutingFailed" and "; waiting: " in ready["message"]
+
+    backend_refs(api)[1].pop("filters")  # fixed: the switch goes on
+    await harness.reconciler.reconcile("ml", "wine")
+    assert api.objects[("Service", "ml", "wine")]["spec"]["selector"] != selector
