@@ -393,6 +393,18 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.rollout",
     ),
     (
+        "raw-server-performance-gate",
+        changed(
+            VALID,
+            {
+                "spec.server.protocol": "raw",
+                "spec.rollout": {"analysis": {"performance": {"minAccuracy": 0.9}}},
+            },
+        ),
+        "spec.rollout.analysis.performance",
+    ),
+    ("model-path-the-root-by-a-dot", fetched({"path": "/."}), "spec.model.path"),
+    (
         "sha256-on-a-bucket",
         fetched({"uri": "s3://models", "sha256": "a" * 64}),
         "spec.model.sha256",

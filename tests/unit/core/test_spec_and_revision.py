@@ -266,6 +266,8 @@ class TestModelArtifactFields:
             (HTTP, {"path": "models"}, "spec.model.path must be an absolute folder"),
             (HTTP, {"path": "/"}, "spec.model.path must be an absolute folder"),
             (HTTP, {"path": "/mnt/../etc"}, "spec.model.path must be an absolute folder"),
+            (HTTP, {"path": "/."}, "spec.model.path must be an absolute folder"),  # the root
+            (HTTP, {"path": "/mnt/./models"}, "spec.model.path must be an absolute folder"),
             ("gs://m/wine", {"path": "/models"}, "spec.model.path is where Vigil puts"),
             (HTTP, {"storage": {"region": "r"}}, "spec.model.storage is for s3:// URIs"),
             ("pvc://m", {"storage": {"secretRef": {"name": "s"}}}, "spec.model.storage is for"),
@@ -452,3 +454,73 @@ class TestChangeKind:
             )
             is Change.REPLACEMENT
         )
+
+
+class TestWhatTheSchemaDidNotCheckNamesItsField:
+    """An object stored before a CRD rule, or by a client that skips validation: the
+    rollout or monitoring problem says which field, not only the parser's words."""
+
+    @pytest.mark.parametrize(
+        ("path", "value", "words"),
+        [
+            (
+                "rollout",
+                {"tweak": {"steps": [{"canary": {}}]}},
+                "spec.rollout.tweak.steps[0] has no weight",
+            ),
+            (
+                "rollout",
+                {
+                    "replacement": {
+                        "steps": [{"shadow": {}}, {"canary": {"weight": 20, "duration": "1d"}}]
+                    }
+                },
+                "spec.rollout.replacement.steps[1]: not a duration: '1d'",
+            ),
+            (
+                "rollout",
+                {"replacement": {"steps": ["canary"]}},
+                "spec.rollout.replacement.steps[0] must be an object",
+            ),
+            (
+                "rollout",
+                {"analysis": {"interval": "30 s"}},
+                "spec.rollout.analysis.interval: not a duration",
+            ),
+            (
+                "rollout",
+                {"progressDeadline": "1d"},
+                "spec.rollout.progressDeadline: not a duration",
+            ),
+        ],
+    )
+    def test_a_rollout_problem_names_the_field(self, path: str, value: Any, words: str) -> None:
+        parsed = parse_spec("wine", changed(path, value))
+        assert words in (parsed.rollout.problem or "")
+
+    def test_a_monitoring_problem_names_the_field(self) -> None:
+        parsed = parse_spec("wine", changed("monitoring", {"window": "1 s"}))
+        assert "spec.monitoring.window: not a duration: '1 s'" in (parsed.monitoring.problem or "")
+
+
+class TestARawServersRollout:
+    """Its answers are never read: a judge of them would hold every rollout to its deadline."""
+
+    def raw(self, rollout: dict[str, Any]) -> Any:
+        raw = changed("server.protocol", "raw")
+        raw["rollout"] = rollout
+        return parse_spec("wine", raw)
+
+    def test_a_performance_gate_is_a_problem_naming_it(self) -> None:
+        gate = {"analysis": {"performance": {"minAccuracy": 0.9}}}
+        problem = self.raw({**gate, "tweak": {"steps": [{"canary": {"weight": 20}}]}}).rollout
+        assert (problem.problem or "").startswith("spec.rollout.analysis.performance: a raw server")
+        assert problem.tweak == ()  # blue/green until fixed, as for every rollout problem
+
+    def test_a_shadow_step_is_a_problem(self) -> None:
+        rollout = self.raw({"replacement": {"steps": [{"shadow": {}}]}}).rollout
+        assert "no step can shadow" in (rollout.problem or "")
+
+    def test_canary_steps_alone_are_fine(self) -> None:
+        rollout = self.raw({"tweak": {"steps": [{"canary": {"weight": 20}}]}}).rollout
+        assert rollout.problem is None and len(rollout.tweak) == 1

@@ -139,13 +139,19 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str | float | int | None, default: float) -> float:
-    """'1h30m' -> 5400.0; the CRD's pattern guarantees the shape."""
+def parse_duration(text: str | float | int | None, default: float, where: str = "") -> float:
+    """'1h30m' -> 5400.0; the CRD's pattern guarantees the shape (ValueError naming
+    ``where``, the field, for one it did not check)."""
     if text is None or text == "":
         return default
     if isinstance(text, int | float):
         return float(text)
-    return _duration_seconds(text)
+    try:
+        return _duration_seconds(text)
+    except ValueError as error:
+        if not where:
+            raise
+        raise ValueError(f"{where}: {error}") from None
 
 
 # Remembered: every reconcile parses its spec's durations again (a handful of strings).

@@ -118,15 +118,32 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
     if replicas < 1:
         raise SpecError("spec.replicas must be at least 1")
     config = {str(key): str(value) for key, value in _mapping(spec.get("config"), "config").items()}
+    server = _server(_mapping(spec.get("server"), "spec.server"), model.name)
     return ModelDeploymentSpec(
         model=model,
-        server=_server(_mapping(spec.get("server"), "spec.server"), model.name),
+        server=server,
         replicas=replicas,
         config=config,
         monitoring=_monitoring(spec),
-        rollout=rollout_or_defaults(spec),
+        rollout=_served_by(rollout_or_defaults(spec), server),
         paused=bool(spec.get("paused", DEFAULT_PAUSED)),
     )
+
+
+def _served_by(rollout: RolloutSpec, server: ServerSpec) -> RolloutSpec:
+    """The rollout, or its defaults with a problem where it judges what a raw server's
+    answers (never read) cannot give: shadow copies, labels scored against predictions. It
+    would hold every rollout until its deadline (the CRD refuses both)."""
+    if server.protocol != "raw" or rollout.problem:
+        return rollout
+    raw = "a raw server (server.protocol raw) has its answers not read"
+    if rollout.analysis.performance is not None:
+        problem = f"spec.rollout.analysis.performance: {raw}, so no label is ever scored"
+    elif any(step.kind == "shadow" for step in (*rollout.replacement, *rollout.tweak)):
+        problem = f"spec.rollout: {raw}, so it gets no shadow copies: no step can shadow"
+    else:
+        return rollout
+    return replace(_DEFAULT_ROLLOUT, problem=problem)
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -177,8 +194,10 @@ def _model_path(value: Any) -> str:
     if value is None or value == "":
         return DEFAULT_MODEL_PATH
     path = str(value)
-    if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
-        raise SpecError("spec.model.path must be an absolute folder other than / (no '..')")
+    if not path.startswith("/") or {".", ".."} & set(path.split("/")) or path.strip("/") == "":
+        raise SpecError(
+            "spec.model.path must be an absolute folder other than / (no '.' or '..' segment)"
+        )
     return path.rstrip("/")
 
 
@@ -287,7 +306,9 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
         raise ValueError(
             f"spec.monitoring.drift.confidence {shaping.drift.confidence:g} must be between 0 and 1"
         )
-    window_seconds = parse_duration(shaping.window, _DEFAULT_MONITORING.window_seconds)
+    window_seconds = parse_duration(
+        shaping.window, _DEFAULT_MONITORING.window_seconds, "spec.monitoring.window"
+    )
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.window must be longer than 0s")
     slo = _section(raw.get("slo"))
@@ -296,7 +317,9 @@ def _judging(shaping: MonitoringSpec, raw: Mapping[str, Any]) -> MonitoringSpec:
     url = metrics.get("prometheusURL")
     # Under 10s (the CRD's rule); one stored before is kept: its p95 above 10s reads as 10s.
     max_latency_p95 = parse_duration(
-        slo.get("maxLatencyP95"), _DEFAULT_MONITORING.slo.max_latency_p95
+        slo.get("maxLatencyP95"),
+        _DEFAULT_MONITORING.slo.max_latency_p95,
+        "spec.monitoring.slo.maxLatencyP95",
     )
     if source == SOURCE_PROMETHEUS and not url:
         raise ValueError("spec.monitoring.metrics.prometheusURL is required with source prometheus")
@@ -326,7 +349,9 @@ def _one_limit(raw: Mapping[str, Any], where: str) -> None:
 def _performance(raw: Mapping[str, Any]) -> PerformanceSpec:
     """``spec.monitoring.performance`` (ValueError: unusable)."""
     window = str(raw.get("window") or _DEFAULT_MONITORING.performance.window)
-    window_seconds = parse_duration(window, _DEFAULT_MONITORING.performance.window_seconds)
+    window_seconds = parse_duration(
+        window, _DEFAULT_MONITORING.performance.window_seconds, "spec.monitoring.performance.window"
+    )
     if window_seconds <= 0:
         raise ValueError("spec.monitoring.performance.window must be longer than 0s")
     _one_limit(raw, "spec.monitoring.performance")
@@ -385,6 +410,17 @@ def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> St
     raise ValueError(f"unknown rollout step {sorted(raw)}")
 
 
+def _step_at(where: str, raw: Any, tolerance: Tolerance) -> Step:
+    """One step, an unreadable one's error naming it (the CRD checks them: an object
+    stored before, or by a client that skips validation)."""
+    try:
+        return parse_step(_mapping(raw, where), tolerance)
+    except KeyError as error:
+        raise ValueError(f"{where} has no {error.args[0]}") from None
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
 def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
     """``spec.rollout`` (ValueError, KeyError or TypeError: unreadable)."""
     analysis_raw = _section(raw.get("analysis"))
@@ -393,7 +429,9 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
 
     analysis = AnalysisSpec(
         interval_seconds=parse_duration(
-            analysis_raw.get("interval"), _DEFAULT_ANALYSIS.interval_seconds
+            analysis_raw.get("interval"),
+            _DEFAULT_ANALYSIS.interval_seconds,
+            "spec.rollout.analysis.interval",
         ),
         min_requests=int(analysis_raw.get("minRequests", _DEFAULT_ANALYSIS.min_requests)),
         failure_limit=int(analysis_raw.get("failureLimit", _DEFAULT_ANALYSIS.failure_limit)),
@@ -417,7 +455,10 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
 
     def steps(change: str) -> tuple[Step, ...]:
         section = _section(raw.get(change))
-        return tuple(parse_step(s, tolerance) for s in section.get("steps") or ())
+        return tuple(
+            _step_at(f"spec.rollout.{change}.steps[{index}]", step, tolerance)
+            for index, step in enumerate(section.get("steps") or ())
+        )
 
     route = _section(_section(raw.get("trafficRouting")).get("gatewayAPI")).get("httpRoute")
     return RolloutSpec(
@@ -425,7 +466,9 @@ def parse_rollout(raw: Mapping[str, Any]) -> RolloutSpec:
         tweak=steps("tweak"),
         analysis=analysis,
         progress_deadline_seconds=parse_duration(
-            raw.get("progressDeadline"), _DEFAULT_ROLLOUT.progress_deadline_seconds
+            raw.get("progressDeadline"),
+            _DEFAULT_ROLLOUT.progress_deadline_seconds,
+            "spec.rollout.progressDeadline",
         ),
         http_route=str(route) if route else None,
         bake=_bake(raw.get("bake")),
@@ -437,7 +480,7 @@ def _bake(raw: Mapping[str, Any] | None) -> BakeSpec | None:
     if raw is None:
         return None
     duration = raw.get("duration")
-    seconds = parse_duration(duration, 0.0)
+    seconds = parse_duration(duration, 0.0, "spec.rollout.bake.duration")
     if not duration or seconds <= 0:
         raise ValueError(f"spec.rollout.bake.duration {duration!r} must be longer than 0s")
     replicas = int(raw.get("minReplicas", DEFAULT_BAKE_MIN_REPLICAS))
