@@ -31,6 +31,7 @@ from vigil.plugin.requests import (
     new_request_id,
     request_annotations,
 )
+from vigil.plugin.terminal import escape_controls, escape_controls_in
 
 RESOURCE = "modeldeployments.vigil.dev"
 #: The field manager of the request annotations. Not "kubectl...": Flux's kustomize-controller
@@ -55,6 +56,12 @@ EXIT_OUTCOME_UNKNOWN = 3
 
 class PluginError(RuntimeError):
     """kubectl is missing or refused the request; the message is for the person."""
+
+
+def kubectl_error(result: subprocess.CompletedProcess[str], failed: str) -> PluginError:
+    """What kubectl said went wrong (``failed`` if nothing): it may quote the API server's
+    words, which anyone able to write the object chooses; shown, never obeyed."""
+    return PluginError(escape_controls(result.stderr.strip()) or failed)
 
 
 def kubectl_command() -> str:
@@ -133,7 +140,7 @@ def kubectl_output(args: argparse.Namespace, *command: str) -> str:
     """What ``kubectl COMMAND`` printed, with the target's flags; its error as a PluginError."""
     result = run_kubectl([kubectl_command(), *_global_flags(args), *command])
     if result.returncode != 0:
-        raise PluginError(result.stderr.strip() or f"kubectl {' '.join(command)} failed")
+        raise kubectl_error(result, f"kubectl {' '.join(command)} failed")
     return result.stdout
 
 
@@ -158,9 +165,9 @@ def _report(
         # The operator answered another request placed after ours, before this poll.
         print(
             f"{where}: the {verb} request was most likely answered, but its outcome is "
-            f"unknown: the answer to a newer request (id {newer}) replaced it before it "
-            f"was read. A refusal leaves a Warning Event RequestRefused naming the {verb} "
-            f"request (kubectl vigil status {args.name} lists the Events)",
+            f"unknown: the answer to a newer request (id {escape_controls(newer)}) replaced "
+            f"it before it was read. A refusal leaves a Warning Event RequestRefused naming "
+            f"the {verb} request (kubectl vigil status {args.name} lists the Events)",
             file=sys.stderr,
         )
         return EXIT_OUTCOME_UNKNOWN
@@ -171,10 +178,12 @@ def _report(
             file=sys.stderr,
         )
         return 1
+    # Anyone able to write the status chooses its words: shown, never obeyed.
+    why = escape_controls(answer.message)
     if answer.taken:
-        print(f"{where}: the operator took the {verb} request: {answer.message}")
+        print(f"{where}: the operator took the {verb} request: {why}")
         return 0
-    print(f"{where}: the operator refused the {verb} request: {answer.message}", file=sys.stderr)
+    print(f"{where}: the operator refused the {verb} request: {why}", file=sys.stderr)
     return 1
 
 
@@ -188,9 +197,7 @@ def _place(args: argparse.Namespace, annotations: dict[str, str]) -> None:
             return
         refused = ("already has a value", "the object has been modified")
         if not any(words in result.stderr for words in refused):
-            raise PluginError(
-                result.stderr.strip() or f"kubectl annotate failed ({result.returncode})"
-            )
+            raise kubectl_error(result, f"kubectl annotate failed ({result.returncode})")
         found = _read(args)
         placed = body(found).meta.annotations
         if not any(key in placed for key in REQUEST_ANNOTATIONS):  # cleared meanwhile
@@ -206,7 +213,8 @@ def _place(args: argparse.Namespace, annotations: dict[str, str]) -> None:
 
 def _pending(args: argparse.Namespace, found: dict[str, Any]) -> str:
     """Why a request cannot be placed: another one waits for the operator."""
-    annotations = body(found).meta.annotations
+    # Anyone able to annotate the object chooses these: shown, never obeyed.
+    annotations = escape_controls_in(body(found).meta.annotations)
     placed = [key for key in REQUEST_ANNOTATIONS if key in annotations]
     return (
         f"modeldeployment/{args.name}: a request is still pending "

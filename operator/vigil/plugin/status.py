@@ -26,6 +26,7 @@ from vigil.core.spec import HealthPolicy, RolloutSpec, Step, outline_spec
 from vigil.core.vocabulary import Reason, Verdict
 from vigil.plugin.reading import event_time, in_order, read_spec
 from vigil.plugin.requests import parse_request
+from vigil.plugin.terminal import escape_controls_in
 
 WIDTH = 80
 BAR = 20
@@ -155,7 +156,8 @@ def _step_label(step: Step) -> str:
         return "validate (golden set)"
     if step.kind == "pause":
         seconds = step.duration_seconds
-        return f"pause {format_window(seconds)}" if seconds else "pause (until resumed)"
+        # 0s is a timed pause (it ends at once), not one that waits for a resume.
+        return "pause (until resumed)" if seconds is None else f"pause {format_window(seconds)}"
     return step.describe()
 
 
@@ -264,6 +266,8 @@ def render(
     """The status screen of one ModelDeployment."""
     style = _Style(colour)
     now = now or datetime.datetime.now(datetime.UTC)
+    # Whoever may write Events or annotations chooses this text: shown, never obeyed.
+    md, events = escape_controls_in(md), escape_controls_in(events)
     view = body(md)
     limits = _limits(view.spec)
     lines = _header(view, limits, style)
@@ -538,13 +542,16 @@ def _health(
     )
     agreement = health.get("agreement")
     if agreement is not None:
+        # The health loop judges no agreement (the rollout's gates do): no breach to show.
+        ok, words = _judged(agreement >= limits.min_agreement, breached=False)
         add(
             _gate_row(
                 "shadow agreement",
                 _beside(agreement, limits.min_agreement, _decimals),
                 f">= {_limit_text(limits.min_agreement, _general)}",
-                agreement >= limits.min_agreement,
+                ok,
                 style,
+                words,
             )
         )
     lines += _realized(health.get("performance") or {}, limits, style, performance_degraded)

@@ -15,6 +15,7 @@ import textwrap
 import time
 from typing import Any
 
+from vigil.common.objects import body
 from vigil.plugin.cli import (
     PluginError,
     add_target_arguments,
@@ -31,13 +32,17 @@ def _kubectl_json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
 def read_model_and_events(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     """The ModelDeployment ``args.name`` and the Events about it (status and report read both)."""
     md = _kubectl_json(args, "get", "modeldeployments.vigil.dev", args.name)
-    events = _kubectl_json(
-        args,
-        "get",
-        "events",
-        f"--field-selector=involvedObject.kind=ModelDeployment,involvedObject.name={args.name}",
-    ).get("items", [])
+    selector = _events_selector(args.name, body(md).meta.uid)
+    events = _kubectl_json(args, "get", "events", f"--field-selector={selector}").get("items", [])
     return md, events
+
+
+def _events_selector(name: str, uid: str) -> str:
+    """The Events about this very object, by its uid too: Events outlive their object (an
+    hour by default), and one created again under the name would list its predecessor's
+    rollbacks as its own. By name alone for an object read without one (any served has one)."""
+    selector = f"involvedObject.kind=ModelDeployment,involvedObject.name={name}"
+    return f"{selector},involvedObject.uid={uid}" if uid else selector
 
 
 def snapshot(args: argparse.Namespace, colour: bool) -> str:

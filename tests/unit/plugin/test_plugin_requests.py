@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -543,3 +544,96 @@ def test_wait_names_the_failed_read_when_none_succeeds_before_the_deadline(monke
     assert main(["pause", "wine", "--wait", "2"]) == 1
     err = capsys.readouterr().err
     assert "still pending after 2s (the last read failed: connection refused)" in err
+
+
+def _event(uid: str | None, reason: str) -> dict[str, Any]:
+    involved = {"kind": "ModelDeployment", "name": "wine", "uid": uid}
+    return {"involvedObject": {k: v for k, v in involved.items() if v}, "reason": reason}
+
+
+#: Events about two objects named wine: one deleted (uid old) and the one there now.
+EVENTS_OF_BOTH = [_event("old", "RolledBack"), _event("new", "RolloutStarted")]
+
+
+def _api_server(monkeypatch: pytest.MonkeyPatch, md: dict[str, Any]) -> list[tuple[str, ...]]:
+    """kubectl as the API server answers: the object, and the Events its field selector
+    picks (``involvedObject.FIELD=VALUE``, all of them)."""
+    calls: list[tuple[str, ...]] = []
+
+    def kubectl_output(args: argparse.Namespace, *command: str) -> str:
+        calls.append(command)
+        if command[1] != "events":
+            return json.dumps(md)
+        selector = next(c for c in command if c.startswith("--field-selector="))
+        wanted = dict(pair.split("=", 1) for pair in selector.split("=", 1)[1].split(","))
+        picked = [
+            event
+            for event in EVENTS_OF_BOTH
+            if all(
+                event["involvedObject"].get(key.split(".")[1]) == value
+                for key, value in wanted.items()
+            )
+        ]
+        return json.dumps({"items": picked})
+
+    monkeypatch.setattr(status_cli, "kubectl_output", kubectl_output)
+    return calls
+
+
+def test_status_reads_only_the_events_of_the_object_there_now_not_a_deleted_namesake(
+    monkeypatch,
+):
+    # Deleted and created again under the same name: the old one's rollback is not its own.
+    _api_server(monkeypatch, {"metadata": {"name": "wine", "uid": "new"}})
+    args = argparse.Namespace(name="wine", namespace="ml", context=None, kubeconfig=None)
+    md, events = status_cli.read_model_and_events(args)
+    assert md["metadata"]["uid"] == "new"
+    assert [event["reason"] for event in events] == ["RolloutStarted"]
+
+
+def test_status_reads_the_events_by_name_for_an_object_without_uid(monkeypatch):
+    calls = _api_server(monkeypatch, {"metadata": {"name": "wine"}})
+    args = argparse.Namespace(name="wine", namespace="ml", context=None, kubeconfig=None)
+    _, events = status_cli.read_model_and_events(args)
+    assert len(events) == 2
+    by_name = "--field-selector=involvedObject.kind=ModelDeployment,involvedObject.name=wine"
+    assert by_name in calls[-1]
+
+
+#: What anyone allowed to annotate the object or write its status could send: clear the
+#: screen (ESC c), set the clipboard (OSC 52), a C1 CSI (0x9b) and a bell.
+HOSTILE = "\x1bc\x1b]52;c;ZWNobw==\x07\x9b2J"
+HOSTILE_SHOWN = r"\x1bc\x1b]52;c;ZWNobw==\x07\x9b2J"
+CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def test_a_pending_requests_annotations_are_shown_not_sent_to_the_terminal(
+    fake_kubectl, monkeypatch, capsys
+):
+    monkeypatch.setenv("FAKE_PENDING", f"abort{HOSTILE}")
+    assert main(["promote", "wine", "-n", "ml"]) == 1
+    err = capsys.readouterr().err
+    assert not CONTROLS.search(err), repr(err)
+    assert f"a request is still pending (abort{HOSTILE_SHOWN}, id id-of-theirs)" in err
+
+
+def test_the_operators_answer_is_shown_not_sent_to_the_terminal(monkeypatch, capsys):
+    def answer(obj: dict) -> None:
+        last = {"id": operator.ours(), "answer": "Refused", "message": f"no{HOSTILE}"}
+        obj["status"]["lastRequest"] = last
+
+    operator, _clock = _operated(monkeypatch, {1: answer})
+    assert main(["pause", "wine", "--wait", "5"]) == 1
+    err = capsys.readouterr().err
+    assert not CONTROLS.search(err), repr(err)
+    assert f"the operator refused the pause request: no{HOSTILE_SHOWN}\n" in err
+
+
+def test_kubectls_error_is_shown_not_sent_to_the_terminal(monkeypatch):
+    failed = argparse.Namespace(returncode=1, stdout="", stderr=f"Error from server: {HOSTILE}\n")
+    monkeypatch.setattr(plugin_cli, "run_kubectl", lambda command: failed)
+    monkeypatch.setenv("VIGIL_KUBECTL", "kubectl")
+    args = argparse.Namespace(name="wine", namespace=None, context=None, kubeconfig=None)
+    with pytest.raises(PluginError) as raised:
+        plugin_cli.kubectl_output(args, "get", "events")
+    assert str(raised.value) == f"Error from server: {HOSTILE_SHOWN}"

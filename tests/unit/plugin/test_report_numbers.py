@@ -502,3 +502,28 @@ def test_a_retried_candidate_is_under_way_not_its_earlier_attempts_outcome() -> 
     numbers = build(Context(retried, (), None, generated_at=2900.0), measured)
     (c,) = [r for r in numbers["rollouts"] if r["revision"] == "C"]
     assert (c["outcome"], c["previousAttempt"]) == ("RolledBack", None)
+
+
+#: kubectl's error quoting what a pod's proxy answered: a screen clear and an OSC 52.
+HOSTILE_ERROR = "Error from server: \x1bc\x1b]52;c;ZWNobw==\x07\x9b2J"
+
+
+def test_the_reports_terminal_lines_show_control_characters_from_the_cluster_not_send_them(
+    monkeypatch, capsys
+) -> None:
+    pod = {"metadata": {"name": "wine-9b1e4d0-x", "namespace": "ml"}}
+    pod["status"] = {"phase": "Running"}
+
+    def unreadable(args: argparse.Namespace, *command: str) -> str:
+        raise report_cli.PluginError(HOSTILE_ERROR)
+
+    monkeypatch.setattr(report_cli, "read_model_and_events", lambda args: (MD, []))
+    monkeypatch.setattr(report_cli, "_json", lambda args, *command: {"items": [pod]})
+    monkeypatch.setattr(report_cli, "kubectl_output", unreadable)
+    args = argparse.Namespace(name="wine", direct=True, prometheus=None)
+    assert report_cli.report(args) == 1
+    err = capsys.readouterr().err
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", err), repr(err)
+    shown = r"Error from server: \x1bc\x1b]52;c;ZWNobw==\x07\x9b2J"
+    assert f"report: direct: cannot read wine-9b1e4d0-x: {shown}\n" in err
+    assert f"vigil report: no sidecar could be read: wine-9b1e4d0-x: {shown}\n" in err

@@ -105,7 +105,7 @@ def test_a_figure_that_rounds_to_its_threshold_shows_the_digits_that_decide() ->
     screen = render(md, EVENTS, now=NOW)
     assert re.search(r"error rate\s+1\.05%\s+<= 1\.0%\s+FAIL", screen)
     assert re.search(r"p95 latency\s+250\.3ms\s+<= 250ms\s+FAIL", screen)
-    assert re.search(r"shadow agreement\s+0\.94996\s+>= 0\.95\s+FAIL", screen)
+    assert re.search(r"shadow agreement\s+0\.94996\s+>= 0\.95\s+not surely", screen)
     assert re.search(r"drift \(psi\)\s+0\.19996\s+< 0\.2\s+ok", screen)
     assert re.search(r"golden set\s+0\.989997\s+>= 0\.99\s+FAIL", screen)
 
@@ -417,7 +417,8 @@ def test_a_spec_the_operator_cannot_read_shows_the_defaults_and_says_so() -> Non
     md["spec"]["rollout"]["replacement"]["steps"][2] = {"canary": {"duration": "5m"}}  # no weight
     md["spec"]["rollout"]["analysis"]["failureLimit"] = 4
     screen = render(md, EVENTS, now=NOW)
-    assert "Spec:     spec.rollout cannot be read ('weight'): the limits shown are its" in screen
+    said = "spec.rollout cannot be read (spec.rollout.replacement.steps[2] has no weight): the"
+    assert f"Spec: {said} limits shown are its defaults" in " ".join(screen.split())
     assert "failed checks 1/2" in screen and "Steps (" not in screen  # the defaults'
     md = json.loads(json.dumps(MD))
     md["spec"]["rollout"]["analysis"]["confidence"] = 1
@@ -560,3 +561,61 @@ def test_drift_held_by_drift_detected_through_too_few_requests_fails() -> None:
     held = {"type": "DriftDetected", "status": "True", "reason": "DriftAboveThreshold"}
     screen = _health_of({"verdict": "InsufficientData", "requests": 20, "drift": drift}, (held,))
     assert re.search(r"drift \(psi\)\s+0\.120\s+< 0\.2\s+FAIL", screen), screen
+
+
+def test_shadow_agreement_under_its_minimum_is_not_surely_under_it_never_fail() -> None:
+    # The health loop never judges agreement (the rollout's gates do): no breach to show.
+    screen = _health_of({"verdict": "Healthy", "requests": 500, "agreement": 0.81})
+    assert re.search(r"shadow agreement\s+0\.810\s+>= 0\.95\s+not surely\n", screen), screen
+    assert "FAIL" not in screen.split("Conditions")[0]
+
+
+@pytest.mark.parametrize(("duration", "label"), [("0s", "pause 0s"), ("90s", "pause 90s")])
+def test_a_timed_pause_step_shows_its_duration_even_zero(duration: str, label: str) -> None:
+    # The operator runs "0s" as a timed pause that ends at once, not one until resumed.
+    md = json.loads(json.dumps(MD))
+    md["spec"]["rollout"]["replacement"]["steps"][3] = {"pause": {"duration": duration}}
+    steps = render(md, EVENTS, now=NOW).split("Steps (replacement)")[1].split("Traffic")[0]
+    assert f"· 4 {label}\n" in steps and "until resumed" not in steps
+
+
+def test_a_pause_step_without_duration_waits_until_resumed() -> None:
+    md = json.loads(json.dumps(MD))
+    md["spec"]["rollout"]["replacement"]["steps"][3] = {"pause": {}}
+    assert "· 4 pause (until resumed)\n" in render(md, EVENTS, now=NOW)
+
+
+#: What anyone allowed to write Events or annotations in the namespace could send: clear
+#: the screen (ESC c), set the clipboard (OSC 52), a C1 CSI (0x9b), a bell and a newline.
+HOSTILE = "\x1bc\x1b]52;c;ZWNobyBwd25lZA==\x07\x9b2J\r\nfake"
+
+
+def _hostile_screen(colour: bool) -> str:
+    md = json.loads(json.dumps(MD))
+    md["metadata"]["name"] = f"wine{HOSTILE}"
+    md["metadata"]["annotations"] = {
+        "vigil.dev/request": f"pause{HOSTILE}",
+        "vigil.dev/request-id": f"0b6f{HOSTILE}",
+    }
+    md["status"]["conditions"][0]["message"] = f"ready{HOSTILE}"
+    md["status"]["health"]["drift"]["features"] = {f"alcohol{HOSTILE}": 0.31}
+    at = "2026-11-26T07:59:00Z"
+    events = [
+        {"type": "Warning", "reason": f"Odd{HOSTILE}", "message": "x", "lastTimestamp": at},
+        {"type": "Warning", "reason": "Odd", "message": f"said{HOSTILE}", "lastTimestamp": at},
+    ]
+    return render(md, events, now=NOW, colour=colour)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_control_characters_from_the_cluster_are_shown_not_sent_to_the_terminal(
+    colour: bool,
+) -> None:
+    screen = _hostile_screen(colour)
+    # Only the view's own colour codes reach the terminal; nothing else controls it.
+    plain = ANSI.sub("", screen)
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", plain), repr(plain)
+    assert "\nfake" not in plain  # a newline in a message draws no line of its own
+    for where in ("wine", "pause", "0b6f", "ready", "alcohol", "Odd", "said"):
+        assert f"{where}\\x1bc\\x1b]" in plain, where
+    assert r"0b6f\x1bc\x1b]52;c;ZWNobyBwd25lZA==\x07\x9b2J\r\nfake" in plain

@@ -28,6 +28,7 @@ from vigil.plugin.report.figures import Context, Measured, build
 from vigil.plugin.report.page import render
 from vigil.plugin.report.sources import choose_step, from_prometheus, from_scrapes
 from vigil.plugin.status_cli import _kubectl_json, read_model_and_events
+from vigil.plugin.terminal import escape_controls
 from vigil.profile import ProfileError, ReferenceProfile, parse_profile
 
 LABEL_MODEL_DEPLOYMENT = "vigil.dev/model-deployment"
@@ -36,7 +37,14 @@ SIDECAR_METRICS_PORT = 9090
 
 
 def _progress(text: str) -> None:
-    print(f"report: {text}", file=sys.stderr, flush=True)
+    # Pod names, kubectl's and Prometheus' errors come from the cluster: shown, never obeyed.
+    print(f"report: {escape_controls(text)}", file=sys.stderr, flush=True)
+
+
+def _failed(why: object) -> int:
+    """Exit 1 saying why: kubectl's and Prometheus' words are quoted, shown and never obeyed."""
+    print(f"vigil report: {escape_controls(str(why))}", file=sys.stderr)
+    return 1
 
 
 def _json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
@@ -149,12 +157,8 @@ def report(args: argparse.Namespace) -> int:
     try:
         context = _context(args)
         measured = measure(args, context)
-    except PluginError as error:
-        print(f"vigil report: {error}", file=sys.stderr)
-        return 1
-    except RuntimeError as error:  # PrometheusError
-        print(f"vigil report: {error}", file=sys.stderr)
-        return 1
+    except RuntimeError as error:  # PluginError, PrometheusError
+        return _failed(error)
     numbers = build(context, measured)
     output = Path(args.output or f"{args.name}-report.html")
     try:
@@ -162,8 +166,7 @@ def report(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(numbers, indent=1, allow_nan=False) + "\n")
     except OSError as error:
-        print(f"vigil report: cannot write the report: {error}", file=sys.stderr)
-        return 1
+        return _failed(f"cannot write the report: {error}")
     size = output.stat().st_size
     _progress(f"wrote {output} ({size / 1024:.0f} KiB) in {time.monotonic() - started:.1f}s")
     print(output.resolve())
