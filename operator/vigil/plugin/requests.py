@@ -37,7 +37,8 @@ ANNOTATION_REQUEST = "vigil.dev/request"
 ANNOTATION_REQUEST_ID = "vigil.dev/request-id"
 ANNOTATION_REQUEST_REVISION = "vigil.dev/request-revision"
 REQUEST_ANNOTATIONS = (ANNOTATION_REQUEST, ANNOTATION_REQUEST_ID, ANNOTATION_REQUEST_REVISION)
-VERBS: tuple[str, ...] = tuple(RequestVerb)
+#: Plain strings: argparse lists its choices by their repr.
+VERBS: tuple[str, ...] = tuple(verb.value for verb in RequestVerb)
 
 RolloutRequest = Literal["promote", "abort", "pause", "resume", ""]
 

@@ -637,3 +637,13 @@ def test_kubectls_error_is_shown_not_sent_to_the_terminal(monkeypatch):
     with pytest.raises(PluginError) as raised:
         plugin_cli.kubectl_output(args, "get", "events")
     assert str(raised.value) == f"Error from server: {HOSTILE_SHOWN}"
+
+
+def test_a_mistyped_command_lists_the_requests_as_words(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse lists choices by their repr: <RequestVerb.PROMOTE: 'promote'>.
+    from vigil.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["promot", "wine"])
+    err = capsys.readouterr().err
+    assert "'promote', 'abort'" in err and "RequestVerb" not in err
