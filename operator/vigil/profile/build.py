@@ -117,11 +117,14 @@ def _check_not_numbers_with_words(source: str, values: npt.NDArray[Any]) -> None
     )
     more = f" and {len(words) - 5} more" if len(words) > 5 else ""
     markers = ",".join(str(word) for word, _ in words.most_common(5))
+    # --missing-values reads CSV only: a Parquet file or a DataFrame is rewritten instead.
     raise ProfileError(
         f"column {source!r} holds numbers and {held} values that are not: "
-        f"{shown}{more}; if they mark missing values, read them as missing (vigil profile "
-        f"build --missing-values '{markers}'; pandas: na_values), if they are categories, "
-        f"declare the column categorical (--categorical {source})"
+        f"{shown}{more}; if they mark missing values, read them as missing (a CSV file: "
+        f"vigil profile build --missing-values '{markers}', pandas: na_values; a Parquet "
+        "file or a DataFrame: store the column as numbers with nulls, pandas.to_numeric("
+        "column, errors='coerce')), if they are categories, declare the column categorical "
+        f"(--categorical {source})"
     )
 
 
@@ -249,6 +252,8 @@ def profile_column(
         raise ProfileError(f"column {source!r} must be one-dimensional")
     if arr.size == 0:
         raise ProfileError(f"column {source!r} is empty")
+    if arr.dtype.kind == "O":
+        _check_scalars(source, arr, prediction)
     numeric = _to_float(arr)
     if categorical is None:
         if numeric is None:
@@ -315,6 +320,32 @@ def profile_column(
         categories=tuple(top),
         allowed=allowed,
     )
+
+
+#: Values JSON carries as arrays or objects (Parquet list, struct and map columns).
+_NESTED = (list, tuple, dict, set, frozenset, np.ndarray)
+
+
+def _check_scalars(source: str, values: npt.NDArray[Any], prediction: bool) -> None:
+    """Refuse a column of lists, structs or maps: keyed as text such as "[1 2]", which no
+    JSON value matches (the sidecar counts a JSON array or object as a type violation)."""
+    nested = next((v for v in values if isinstance(v, _NESTED)), None)
+    if nested is None:
+        return
+    remedy = (
+        "a prediction column holds one class label or number per row"
+        if prediction
+        else "a profile has no type for them: leave it out of the features (vigil profile "
+        "build --features) or split it into columns of numbers or text"
+    )
+    raise ProfileError(
+        f"column {source!r} holds lists or records (such as {_shorten(repr(nested))}), "
+        f"not one number or text per row; {remedy}"
+    )
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _no_values(source: str, prediction: bool) -> ProfileError:
@@ -604,19 +635,41 @@ def _check_named(names: Sequence[str]) -> None:
         )
 
 
+#: Integers up to this size (either sign) are exact as float64s.
+_EXACT_FLOAT_INT = 2**53
+
+
+def _exact_as_floats(series: Any) -> bool:
+    """Whether every integer of a column with missing values is exact as a float64."""
+    present = series.dropna()
+    # Compared as Python ints: -(-2**63) overflows an int64.
+    return present.empty or (
+        int(present.max()) <= _EXACT_FLOAT_INT and int(present.min()) >= -_EXACT_FLOAT_INT
+    )
+
+
 def frame_column(series: Any) -> npt.NDArray[Any]:
     """A DataFrame column as an array: integers without missing values as integers, other
     numbers as floats (missing: NaN), anything else, nullable booleans included, as
     objects with ``None`` where a value is missing (a ``pd.NA`` left in became the
     category ``"<NA>"``). A float32 (float16) column stays one: as a category, its 0.1 is
-    keyed ``"0.1"``, not as the float64 it widens to.
+    keyed ``"0.1"``, not as the float64 it widens to. Integers with missing values beyond
+    a float64's exact range (2**53) are Python ints and ``None``; a sparse column is read
+    as the dense column it stands for.
     """
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.SparseDtype):  # no itemsize: read as the dense column
+        series = series.sparse.to_dense()
     kind = getattr(series.dtype, "kind", "O")
     if kind == "f" and series.dtype.itemsize < 8:
         return series.to_numpy(dtype=series.dtype.type, na_value=np.nan)
     if kind in "iu" and not series.hasnans:
         # Kept whole: a 64-bit id as a float64 loses its last digits (its category key too).
         return series.to_numpy(dtype=getattr(series.dtype, "numpy_dtype", series.dtype))
+    if kind in "iu" and not _exact_as_floats(series):
+        # Python ints and None: one missing id no longer rounds every id to a float64's.
+        return series.to_numpy(dtype=object, na_value=None)
     if kind in "iuf":
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     values = series.astype(object).to_numpy(copy=True)

@@ -109,9 +109,15 @@ def register(subparsers: Any) -> None:
     )
     build.add_argument("--bins", type=int, default=DEFAULT_BINS, help="quantile bins per feature")
     build.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="categories kept")
-    build.add_argument("--method", choices=("psi", "jsd"), default="psi")
-    build.add_argument("--warning", type=float, default=0.1)
-    build.add_argument("--threshold", type=float, default=0.2)
+    # Kept in the profile's "drift" as before; said so, as nothing reads them.
+    noted = build.add_argument_group(
+        "drift settings (informational)",
+        "recorded in the profile for information only: the operator judges drift with the "
+        "ModelDeployment's spec.monitoring.drift",
+    )
+    noted.add_argument("--method", choices=("psi", "jsd"), default="psi")
+    noted.add_argument("--warning", type=float, default=0.1)
+    noted.add_argument("--threshold", type=float, default=0.2)
     build.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
@@ -195,16 +201,38 @@ def _read_parquet(file: Path, bar: _Progress) -> list[Any]:
     import pyarrow as pa
 
     frames, rows = [], 0
+    nullable = _nullable_integers()
     try:
         pfile = pq.ParquetFile(file)
         total_rows = pfile.metadata.num_rows or 1
         for batch in pfile.iter_batches(batch_size=CSV_CHUNK_ROWS):
-            frames.append(batch.to_pandas())
+            frames.append(batch.to_pandas(types_mapper=nullable.get))
             rows += batch.num_rows
             bar.update(rows / total_rows, rows)
     except (pa.ArrowException, OSError) as error:
         raise ProfileError(f"{file} is not a readable Parquet file: {error}") from None
     return frames
+
+
+def _nullable_integers() -> dict[Any, Any]:
+    """pandas' nullable dtype for each Arrow integer type: to_pandas() makes an integer
+    column with a null float64, and a 64-bit id past 2**53 lost its last digits."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return {
+        pa_type(): pd_type()
+        for pa_type, pd_type in (
+            (pa.int8, pd.Int8Dtype),
+            (pa.int16, pd.Int16Dtype),
+            (pa.int32, pd.Int32Dtype),
+            (pa.int64, pd.Int64Dtype),
+            (pa.uint8, pd.UInt8Dtype),
+            (pa.uint16, pd.UInt16Dtype),
+            (pa.uint32, pd.UInt32Dtype),
+            (pa.uint64, pd.UInt64Dtype),
+        )
+    }
 
 
 def _read_csv(
@@ -602,7 +630,8 @@ def render(profile: ReferenceProfile) -> str:
         f"  rows         {profile.row_count}",
         f"  created      {profile.created_at or '-'}",
         f"  drift        {profile.drift.method}  warning {profile.drift.warning}  "
-        f"threshold {profile.drift.threshold}",
+        f"threshold {profile.drift.threshold}  (informational: the operator judges with "
+        "spec.monitoring.drift)",
         *(
             [f"  validation   {_describe_validation(profile.validation)}"]
             if profile.validation is not None

@@ -20,6 +20,7 @@ import math
 import struct
 import warnings
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
@@ -55,7 +56,7 @@ def category_key(value: object) -> str | None:
     ``Decimal('11.00')`` too); a non-integral ``Decimal`` is keyed as the float a
     client sends for it (``Decimal('0.10')`` as ``0.1``); a NumPy float32 (or
     float16) as the float32 it is, written shortest (``float32(0.1)`` as ``"0.1"``,
-    not ``"0.10000000149011612"``).
+    not ``"0.10000000149011612"``); a datetime as its ISO text (``2024-01-01T00:00:00``).
     """
     if value is None:
         return None
@@ -79,6 +80,9 @@ def category_key(value: object) -> str | None:
         if value.is_finite() and value == value.to_integral_value():
             return str(int(value))
         return _float_key(float(value))
+    if isinstance(value, datetime):  # pandas' Timestamp too
+        # ISO text, as JSON clients send it: str() writes a space for the "T".
+        return value.isoformat()
     dtype = getattr(value, "dtype", None) if type(value).__module__ == "numpy" else None
     if dtype is not None:  # a NumPy scalar (NumPy is not imported here)
         if dtype.kind == "b":
@@ -247,7 +251,11 @@ class FeatureProfile:
 
 @dataclass(frozen=True)
 class DriftDefaults:
-    """Default drift method and thresholds (the API's ``monitoring.drift``)."""
+    """Drift method and thresholds given at build time, kept for information only.
+
+    Nothing in the operator or the sidecar reads them: drift is judged with the
+    ModelDeployment's ``spec.monitoring.drift``. Kept in the format (and the fingerprint).
+    """
 
     method: Literal["psi", "jsd"] = "psi"
     warning: float = 0.1
@@ -511,9 +519,10 @@ def parse_profile(text: str | bytes | dict[str, Any], *, verify: bool = True) ->
             drift=drift,
             validation=_validation(doc.get("validation")),
         )
-    # AttributeError too: a field of an unexpected type this parser does not check by name
-    # must read as an invalid profile, never escape to the health loop.
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    # AttributeError and ArithmeticError too: a field of an unexpected type or size this
+    # parser does not check by name must read as an invalid profile, never escape to the
+    # health loop or stop a sidecar.
+    except (AttributeError, ArithmeticError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ProfileError):
             raise
         raise ProfileError(f"invalid reference profile: {exc}") from exc
@@ -554,9 +563,15 @@ def _list(doc: dict[str, Any], key: str) -> list[Any]:
 
 
 def _num(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProfileError(f"invalid reference profile: {where} must be a finite number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # JSON allows an integer of 400 digits; a float holds none
+        number = math.inf
+    if not math.isfinite(number):
+        raise ProfileError(f"invalid reference profile: {where} must be a finite number")
+    return number
 
 
 def _choice(value: Any, allowed: tuple[str, ...], where: str) -> Any:
@@ -594,7 +609,7 @@ def _feature(doc: Any, position: int, where: str) -> FeatureProfile:
         )
     common: dict[str, Any] = {
         "name": name,
-        "index": int(doc.get("index", position)),
+        "index": int(_num(doc.get("index", position), f"{where}.index")),
         "type": ftype,
         "count": int(_num(doc.get("count", 0), f"{where}.count")),
         "null_rate": _num(doc.get("nullRate", 0.0), f"{where}.nullRate"),

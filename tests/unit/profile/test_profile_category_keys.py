@@ -142,3 +142,67 @@ def test_64_bit_integer_ids_keep_every_digit_as_categories(tmp_path):
     counts = _CategoryCounts(merchant)
     counts.add(ids * 25)  # the training rows as a client sends them (JSON integers)
     assert counts.out_of_range == 0 and counts.counts[OTHER] == 0
+
+
+#: Snowflake-style ids: past 2**53 a float64 holds them only to the nearest 256.
+_SNOWFLAKES = [1700000000000000001 + 2 * k for k in range(4)]
+
+
+def test_integer_ids_with_a_missing_value_keep_every_digit_as_categories():
+    """One missing id made the Int64 column float64: all ids merged into one key no client
+    sends, and data drawn from the reference itself alarmed as drift."""
+    from vigil.profile import OTHER
+    from vigil.sidecar.monitor import _CategoryCounts
+
+    frame = pd.DataFrame({"store": pd.array([*_SNOWFLAKES * 10, None], dtype="Int64")})
+    store = build_profile(frame, categorical=["store"]).feature("store")
+    assert store.allowed == tuple(str(i) for i in _SNOWFLAKES)
+    assert store.null_rate == pytest.approx(1 / 41)
+    counts = _CategoryCounts(store)
+    counts.add(_SNOWFLAKES * 5)  # as clients send them: JSON integers
+    assert counts.out_of_range == 0 and counts.counts[OTHER] == 0
+
+
+def test_parquet_integer_ids_with_nulls_keep_every_digit_as_categories(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vigil.cli import main
+    from vigil.profile import load_profile
+
+    ids = pa.array([*_SNOWFLAKES * 5, None], pa.int64())
+    pq.write_table(pa.table({"store": ids, "x": np.arange(21.0)}), tmp_path / "ids.parquet")
+    out = tmp_path / "p.json"
+    argv = ["profile", "build", str(tmp_path / "ids.parquet"), "--categorical", "store"]
+    assert main([*argv, "-o", str(out)]) == 0
+    assert load_profile(out).feature("store").allowed == tuple(str(i) for i in _SNOWFLAKES)
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "UInt64", "int64[pyarrow]"])
+def test_a_numeric_integer_column_with_missing_values_bins_as_its_floats(dtype):
+    """Kept exact for categories, such a column is still binned as the floats it was."""
+    values = [*_SNOWFLAKES, *range(20), None]
+    exact = build_profile(pd.DataFrame({"x": pd.array(values, dtype=dtype)})).feature("x")
+    floats = [np.nan if v is None else float(v) for v in values]
+    assert exact == build_profile(pd.DataFrame({"x": floats})).feature("x")
+
+
+def test_timestamps_are_keyed_as_the_iso_text_json_clients_send(tmp_path):
+    """A Parquet timestamp was keyed "2024-01-01 00:00:00"; clients send ISO "T" text."""
+    from vigil.sidecar.monitor import _CategoryCounts
+
+    days = pd.date_range("2024-01-01", periods=3, freq="D")
+    frame = pd.DataFrame({"day": days.repeat(4), "at": days.tz_localize("UTC").repeat(4)})
+    frame.to_parquet(tmp_path / "t.parquet")
+    profile = build_profile(pd.read_parquet(tmp_path / "t.parquet"))
+    assert profile.feature("day").allowed == (
+        "2024-01-01T00:00:00",
+        "2024-01-02T00:00:00",
+        "2024-01-03T00:00:00",
+    )
+    assert profile.feature("at").allowed[0] == "2024-01-01T00:00:00+00:00"
+    counts = _CategoryCounts(profile.feature("day"))
+    counts.add([d.isoformat() for d in days])
+    assert counts.out_of_range == 0
+    # A date is keyed as before: its text is ISO already.
+    assert category_key(days[0].date()) == "2024-01-01"

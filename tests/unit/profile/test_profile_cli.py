@@ -418,3 +418,36 @@ def test_a_profile_the_sidecar_would_reject_is_not_written(tmp_path, capsys, mon
     pd.DataFrame({"b": [1.0, 2.0, 3.0]}).to_csv(tmp_path / "ok.csv", index=False)
     assert main(["profile", "build", str(tmp_path / "ok.csv"), "-o", str(out)]) == 1
     assert "invalid reference profile" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_parquet_column_of_numbers_and_a_word_gets_advice_that_works_for_parquet(
+    tmp_path, capsys
+):
+    """The error said --missing-values, which Parquet refuses: the advice led nowhere."""
+    amounts = ["1.5", "2", "3.25", "?"] * 10
+    pd.DataFrame({"amt": amounts}).to_parquet(tmp_path / "data.parquet")
+    assert main(["profile", "build", str(tmp_path / "data.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert "column 'amt'" in err and "Parquet" in err and "to_numeric" in err
+    # Following it: the column rewritten as numbers with nulls builds as numeric.
+    numbers = pd.to_numeric(pd.Series(amounts), errors="coerce")
+    pd.DataFrame({"amt": numbers}).to_parquet(tmp_path / "fixed.parquet")
+    out = tmp_path / "p.json"
+    assert main(["profile", "build", str(tmp_path / "fixed.parquet"), "-o", str(out)]) == 0
+    assert load_profile(out).feature("amt").null_rate == pytest.approx(0.25)
+
+
+def test_show_and_help_say_the_profiles_drift_settings_are_not_judged_with(frame, tmp_path, capsys):
+    """--method/--threshold were shown as the profile's drift settings; the operator
+    judges with spec.monitoring.drift only."""
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "p.json"
+    argv = ["profile", "build", str(tmp_path / "data.csv"), "--method", "jsd", "-o", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["profile", "show", str(out)]) == 0
+    drift = next(line for line in capsys.readouterr().out.splitlines() if "drift" in line)
+    assert "jsd" in drift and "spec.monitoring.drift" in drift
+    with pytest.raises(SystemExit):
+        main(["profile", "build", "--help"])
+    assert "spec.monitoring.drift" in " ".join(capsys.readouterr().out.split())

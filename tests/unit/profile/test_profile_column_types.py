@@ -102,3 +102,39 @@ def test_ordinary_and_constant_features_raise_no_warning():
         warnings.simplefilter("error")
         build_profile(frame.astype(np.float32))
         build_profile(frame)
+
+
+def test_a_sparse_column_is_profiled_as_the_dense_column_it_stands_for():
+    """A Sparse float column raised AttributeError (a SparseDtype has no itemsize)."""
+    values = [0.0, 0.0, 1.0, 2.5, np.nan, 0.0, 4.0, 0.0]
+    sparse = pd.DataFrame(
+        {"x": pd.arrays.SparseArray(values), "k": pd.arrays.SparseArray([0, 1] * 4)}
+    )
+    dense = pd.DataFrame({"x": values, "k": [0, 1] * 4})
+    assert build_profile(sparse).features == build_profile(dense).features
+
+
+#: Parquet's nested types, made by pyarrow (imported by the test).
+_NESTED = {
+    "list": lambda pa: pa.array([[1, 2], [3], None, [4, 5]]),
+    "struct": lambda pa: pa.array([{"a": 1.0}, {"a": 2.0}, None, {"a": 3.0}]),
+    "map": lambda pa: pa.array([[("a", 1)], [], None, []], pa.map_(pa.string(), pa.int64())),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_NESTED))
+def test_list_struct_and_map_columns_are_refused_naming_the_column(tmp_path, kind):
+    """They were keyed "[1 2]" or "{'a': 1.0}", text no JSON value matches (the sidecar
+    counts a JSON list or object as a type violation): a feature always out of range."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"nested": _NESTED[kind](pa), "x": [1.0, 2.0, 3.0, 4.0]}), tmp_path / "d.pq"
+    )
+    frame = pd.read_parquet(tmp_path / "d.pq")
+    with pytest.raises(ProfileError, match=r"column 'nested' holds .*--features"):
+        build_profile(frame)
+    with pytest.raises(ProfileError, match=r"column 'nested'"):
+        build_profile(frame, categorical=["nested"])
+    assert build_profile(frame[["x"]]).feature_names == ("x",)

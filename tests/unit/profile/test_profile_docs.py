@@ -80,3 +80,12 @@ def test_the_format_page_gives_the_edges_of_a_flag_and_a_rating():
         profile = build_profile(np.array(values * 20, dtype=float).reshape(-1, 1))
         assert f"`{edges}`" in text
         assert list(profile.features[0].edges) == json.loads(edges)
+
+
+def test_the_pages_say_the_profiles_drift_settings_are_not_judged_with():
+    """The format page called them "defaults": nothing in the operator reads them."""
+    fmt = " ".join((DOCS / "reference-profile.md").read_text().split())
+    row = fmt[fmt.index("| `drift` |") : fmt.index("| `validation` |")]
+    assert "not read" in row and "spec.monitoring.drift" in row
+    howto = " ".join((DOCS / "howto" / "reference-profile.md").read_text().split())
+    assert "`--threshold` set the profile's defaults" not in howto

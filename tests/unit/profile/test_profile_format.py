@@ -109,3 +109,18 @@ def test_category_key_unifies_runtime_representations():
     assert category_key(True) == "true"
     assert category_key(None) is None and category_key(float("nan")) is None
     assert category_key(b"x") == "x" and category_key(2.5) == "2.5"
+
+
+@pytest.mark.parametrize(
+    ("field", "number"),
+    [("index", "1e999"), ("index", "Infinity"), ("count", "1" + "0" * 400)],
+)
+def test_a_number_past_a_float_is_a_profile_error(profile, field, number):
+    """int(1e999) raised OverflowError past the sidecar's `except ProfileError`: the pod
+    failed at startup instead of running without drift monitoring."""
+    doc = profile.to_dict()
+    del doc["fingerprint"]
+    doc["features"][0][field] = "@"
+    text = json.dumps(doc).replace('"@"', number)
+    with pytest.raises(ProfileError, match=rf"features\[0\]\.{field}"):
+        parse_profile(text)
