@@ -49,7 +49,7 @@ from vigil.fetch.transfer import (
     log,
 )
 from vigil.fetch.unpack import Room, unpack
-from vigil.fetch.uri import ArtifactUri, Layout, Scheme, layout_of, parse_uri, shown_uri
+from vigil.fetch.uri import ArtifactUri, Layout, Scheme, parse_uri, shown_uri
 
 EXIT_BUG = 70
 TERMINATION_LOG = "/dev/termination-log"
@@ -194,15 +194,18 @@ def fetch(options: Options) -> Fetched:
     except OSError as error:
         raise PermanentError(f"cannot use {dest}: {error.strerror}") from None
     try:
-        size, digest = _download_all(options, work / "download")
+        size, digest, layout = _download_all(options, work / "download")
         if options.sha256 and digest != options.sha256:
             raise PermanentError(f"sha256 mismatch: expected {options.sha256}, got {digest}")
-        files = _lay_down(uri, work, previous is not None, options.size_limit)
+        files = _lay_down(uri.file_name, layout, work, previous is not None, options.size_limit)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = Fetched(files, size, digest, time.monotonic() - started)
     marker |= {"files": files, "size": size, "sha256": digest}
-    (dest / MARKER).write_text(json.dumps(marker))
+    try:
+        (dest / MARKER).write_text(json.dumps(marker))
+    except OSError as error:  # a full disk, or something in its way
+        raise local_write_error(error, dest / MARKER, 0) from None
     return result
 
 
@@ -238,8 +241,10 @@ def _get(
     )
 
 
-def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
-    """Every object into ``folder``: one file, or each object under an S3 prefix."""
+def _download_all(options: Options, folder: Path) -> tuple[int, str | None, Layout]:
+    """Every object into ``folder``: one file, or each object under an S3 prefix. Returns
+    the bytes, the sha256 when asked for, and how they land: a key that turns out to be a
+    "folder" of objects lands as they are, whatever its name's suffix says."""
     uri = options.uri
     progress = Progress(interval=options.progress_interval)
     hashed = options.sha256 is not None
@@ -247,7 +252,7 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
         request = Request(url=uri.location)
         done = _get(options, lambda: request, folder / uri.file_name, progress, sha256=hashed)
         progress.report()
-        return done.size, done.sha256
+        return done.size, done.sha256, uri.layout
     s3 = options.s3
     bucket = uri.location
     if uri.is_prefix:
@@ -263,7 +268,7 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
                 sha256=hashed,
             )
             progress.report()
-            return done.size, done.sha256
+            return done.size, done.sha256, uri.layout
         except HttpStatusError as error:
             if error.status == 403 and "AccessDenied" in str(error):
                 raise HttpStatusError(f"{error}{_ACCESS_DENIED_HINT}", error.status) from None
@@ -307,7 +312,7 @@ def _download_all(options: Options, folder: Path) -> tuple[int, str | None]:
         except FetchError as error:
             raise error.about(f"object {obj.key}") from None
     progress.report()
-    return total, None
+    return total, None, Layout.FILE
 
 
 def _list(options: Options, bucket: str, prefix: str, folder: Path) -> list[S3Object]:
@@ -335,15 +340,16 @@ def _list(options: Options, bucket: str, prefix: str, folder: Path) -> list[S3Ob
 
 
 def _lay_down(
-    uri: ArtifactUri, work: Path, replace: bool, size_limit: tuple[int, str] | None
+    name: str, layout: Layout, work: Path, replace: bool, size_limit: tuple[int, str] | None
 ) -> int:
-    """Unpack an archive, then move everything from the work area into the folder."""
+    """Unpack an archive (``name``, downloaded), then move everything from the work area
+    into the folder."""
     downloaded = work / "download"
     staged = downloaded
-    if uri.layout is not Layout.FILE:
+    if layout is not Layout.FILE:
         staged = work / "unpacked"
-        archive = downloaded / uri.file_name
-        files = unpack(archive, layout_of(uri.file_name), staged, _room(work.parent, size_limit))
+        archive = downloaded / name
+        files = unpack(archive, layout, staged, _room(work.parent, size_limit))
         archive.unlink()
     else:
         files = sum(1 for p in staged.rglob("*") if not p.is_dir())
@@ -356,15 +362,26 @@ def _lay_down(
             f"the artifact holds {' and '.join(map(repr, reserved))} at its top, a name"
             " vigil-fetch keeps for its own use in the model's folder: rename it"
         )
-    if replace:
-        # The folder held another artifact of ours (its marker said so): clear it.
-        for entry in dest.iterdir():
-            if entry.name != WORK:
-                _remove_entry(entry)
-    for entry in staged.iterdir():
-        _remove_entry(dest / entry.name)
-        os.replace(entry, dest / entry.name)
+    _move_in(staged, dest, replace)
     return files
+
+
+def _move_in(staged: Path, dest: Path, replace: bool) -> None:
+    """Move the staged entries into the folder, over those of their names; a failure (a
+    full disk, a busy mount) is a local write error, in the words other writes get."""
+    target = dest
+    try:
+        if replace:
+            # The folder held another artifact of ours (its marker said so): clear it.
+            for target in dest.iterdir():
+                if target.name != WORK:
+                    _remove_entry(target)
+        for entry in staged.iterdir():
+            target = dest / entry.name
+            _remove_entry(target)
+            os.replace(entry, target)
+    except OSError as error:
+        raise local_write_error(error, target, 0) from None
 
 
 def _room(dest: Path, size_limit: tuple[int, str] | None) -> Room:

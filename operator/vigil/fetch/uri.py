@@ -105,4 +105,6 @@ def parse_uri(raw: str) -> ArtifactUri:
     name = uri.file_name
     if scheme is not Scheme.PVC and not uri.is_prefix and name in ("", ".", ".."):
         raise PermanentError(f"{shown!r} names no file (the path ends with {name or '/'!r})")
+    if "\0" in name:  # "%00" in a URL: no file system takes it (open() raises ValueError)
+        raise PermanentError(f"{shown!r} names a file with a NUL in its name")
     return uri

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from vigil.fetch import unpack as unpack_module
 from vigil.fetch.errors import PermanentError
-from vigil.fetch.unpack import MAX_TRAILING_BYTES, UnsafeArchive, checked_name, unpack
+from vigil.fetch.unpack import MAX_TRAILING_BYTES, Room, UnsafeArchive, checked_name, unpack
 from vigil.fetch.uri import Layout
 
 
@@ -392,3 +393,232 @@ def test_unpacking_a_tar_keeps_no_header_of_the_members_already_written(
     unpack(archive, Layout.TAR_GZ, out)
     assert len(held) > 2000
     assert max(held) <= 1
+
+
+# -- headers tarfile would read whole into memory ------------------------------------------
+
+
+def pax_header(kind: bytes, value_bytes: int) -> bytes:
+    """A pax header of ``kind`` (extended or global) holding one record of about that size."""
+    body = b" comment=" + b"x" * value_bytes + b"\n"
+    length = len(body) + len(str(len(body)))
+    length += len(str(length)) - len(str(len(body)))
+    record = str(length).encode() + body
+    header = tarfile.TarInfo("pax")
+    header.type = kind
+    header.size = len(record)
+    padding = bytes(-len(record) % tarfile.BLOCKSIZE)
+    return header.tobuf(format=tarfile.USTAR_FORMAT) + record + padding
+
+
+def empty_file_header(name: str) -> bytes:
+    return tarfile.TarInfo(name).tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def declared_header(kind: bytes, size: int) -> bytes:
+    """A GNU long name or link, or a pax header, declaring ``size`` bytes it does not hold."""
+    header = tarfile.TarInfo("././@LongLink")
+    header.type = kind
+    header.size = size
+    return header.tobuf(format=tarfile.GNU_FORMAT)
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        (tarfile.GNUTYPE_LONGNAME, "archive member name longer than 1024 bytes"),
+        (tarfile.GNUTYPE_LONGLINK, "archive link target longer than 1024 bytes"),
+        (tarfile.XHDTYPE, "archive member has pax headers over 1 MiB"),
+        (tarfile.XGLTYPE, "archive has global pax headers over 1 MiB"),
+    ],
+)
+def test_a_header_declaring_more_than_its_cap_is_refused_before_it_is_read(
+    tmp_path: Path, out: Path, kind: bytes, words: str
+) -> None:
+    """tarfile reads such a header whole: a 1.4 MB tar.gz declaring a 300 MiB name took
+    927 MiB. This one declares 1 GiB and holds none of it: read, it would end short."""
+    archive = tmp_path / "m.tar.gz"
+    archive.write_bytes(gzip.compress(declared_header(kind, 1 << 30) + bytes(1024)))
+    with pytest.raises(UnsafeArchive, match=words):
+        unpack(archive, Layout.TAR_GZ, out)
+
+
+def test_pax_headers_are_capped_together_for_a_member_and_for_the_whole_archive(
+    tmp_path: Path, out: Path
+) -> None:
+    # Each header under the cap: tarfile holds a member's chain of headers at once, and
+    # keeps every global header's records to the end.
+    big = 600 * 1024
+    chained = tmp_path / "chained.tar.gz"
+    chained.write_bytes(
+        gzip.compress(
+            pax_header(tarfile.XHDTYPE, big) * 2 + empty_file_header("m.bin") + bytes(1024)
+        )
+    )
+    with pytest.raises(UnsafeArchive, match="archive member has pax headers over 1 MiB"):
+        unpack(chained, Layout.TAR_GZ, out)
+    spread = tmp_path / "global.tar.gz"
+    members = [pax_header(tarfile.XGLTYPE, big) + empty_file_header(f"{i}.bin") for i in "ab"]
+    spread.write_bytes(gzip.compress(b"".join(members) + bytes(1024)))
+    with pytest.raises(UnsafeArchive, match="archive has global pax headers over 1 MiB"):
+        unpack(spread, Layout.TAR_GZ, tmp_path / "other")
+    fits = tmp_path / "fits.tar.gz"
+    fits.write_bytes(
+        gzip.compress(pax_header(tarfile.XHDTYPE, big) + empty_file_header("m.bin") + bytes(1024))
+    )
+    assert unpack(fits, Layout.TAR_GZ, tmp_path / "third") == 1
+
+
+def sparse_header(extension_blocks: int) -> bytes:
+    """An old GNU sparse member followed by its map's extension blocks, each with more."""
+    header = tarfile.TarInfo("sparse.bin")
+    header.type = tarfile.GNUTYPE_SPARSE
+    block = bytearray(header.tobuf(format=tarfile.GNU_FORMAT)[: tarfile.BLOCKSIZE])
+    block[482] = 1  # an extension block follows
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    extension = bytearray(tarfile.BLOCKSIZE)
+    for piece in range(21):
+        extension[piece * 24 : piece * 24 + 24] = b"%011o\0%011o\0" % (piece * 2, 1)
+    extension[504] = 1
+    return bytes(block) + bytes(extension) * extension_blocks
+
+
+@pytest.mark.parametrize(
+    ("blocks", "error", "words"),
+    [
+        (2049, UnsafeArchive, "archive member has a sparse map over 1 MiB"),
+        # tarfile raises IndexError at the end of the data: a crash, exit 70.
+        (3, PermanentError, r"m\.tar\.gz is not a readable tar\.gz archive"),
+    ],
+    ids=["over the cap", "cut short"],
+)
+def test_a_sparse_map_over_its_cap_or_cut_short_is_refused(
+    tmp_path: Path, out: Path, blocks: int, error: type[Exception], words: str
+) -> None:
+    archive = tmp_path / "m.tar.gz"
+    archive.write_bytes(gzip.compress(sparse_header(blocks)))
+    with pytest.raises(error, match=words):
+        unpack(archive, Layout.TAR_GZ, out)
+
+
+# -- what members without a size take on disk ---------------------------------------------
+
+ONE_MIB = Room(1 << 20, "past the folder's size limit of 1Mi")
+#: 300 blocks of 4096 bytes: more than 1 MiB.
+NO_SIZE_MEMBERS: dict[str, list[tuple[str, bytes | str | None, int]]] = {
+    "folders": [(f"d{i}/", None, tarfile.DIRTYPE) for i in range(300)],
+    "empty files": [(f"e{i}", b"", tarfile.REGTYPE) for i in range(300)],
+    "symlinks": [(f"l{i}", "target", tarfile.SYMTYPE) for i in range(300)],
+    # 150 files fit; each makes a folder too.
+    "folders made for files": [(f"d{i}/e", b"", tarfile.REGTYPE) for i in range(150)],
+}
+
+
+@pytest.mark.parametrize("kind", NO_SIZE_MEMBERS)
+def test_members_without_a_size_take_a_block_each_of_the_room(
+    tmp_path: Path, out: Path, kind: str
+) -> None:
+    """50 000 folders declare no size and took 200 MB of disk under a 1 MiB limit."""
+    archive = tar_gz(tmp_path / "m.tar.gz", NO_SIZE_MEMBERS[kind])
+    with pytest.raises(PermanentError, match=r"m\.tar\.gz unpacks to more than 1048576 bytes"):
+        unpack(archive, Layout.TAR_GZ, out, ONE_MIB)
+    fewer = tar_gz(tmp_path / "fewer.tar.gz", NO_SIZE_MEMBERS[kind][:100])
+    unpack(fewer, Layout.TAR_GZ, tmp_path / "other", ONE_MIB)  # a third as many fit
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "mode"),
+    [
+        ("d{}/", b"", stat.S_IFDIR | 0o755),
+        ("e{}", b"", stat.S_IFREG | 0o644),
+        ("l{}", b"target", stat.S_IFLNK | 0o777),
+    ],
+    ids=["folders", "empty files", "symlinks"],
+)
+def test_zip_members_without_a_size_take_a_block_each_of_the_room(
+    tmp_path: Path, out: Path, kind: str, data: bytes, mode: int
+) -> None:
+    archive = zip_file(tmp_path / "m.zip", [(kind.format(i), data, mode) for i in range(300)])
+    with pytest.raises(PermanentError, match=r"m\.zip unpacks to more than 1048576 bytes"):
+        unpack(archive, Layout.ZIP, out, ONE_MIB)
+
+
+def test_a_file_takes_its_size_in_whole_blocks(tmp_path: Path, out: Path) -> None:
+    # 200 files of one byte: 800 KiB on disk, not 200 bytes.
+    archive = tar_gz(tmp_path / "m.tar.gz", [(f"f{i}", b"x", tarfile.REGTYPE) for i in range(200)])
+    with pytest.raises(PermanentError, match=r"unpacks to more than 524288 bytes"):
+        unpack(archive, Layout.TAR_GZ, out, Room(512 << 10, "past the limit"))
+
+
+# -- how many members an archive may have ---------------------------------------------------
+
+
+def test_a_tar_of_more_members_than_the_cap_is_refused(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(unpack_module, "MAX_MEMBERS", 3)
+    members: list[tuple[str, bytes | str | None, int]] = [
+        (f"f{i}", b"x", tarfile.REGTYPE) for i in range(4)
+    ]
+    archive = tar_gz(tmp_path / "m.tar.gz", members)
+    with pytest.raises(UnsafeArchive, match=r"m\.tar\.gz holds more than 3 members"):
+        unpack(archive, Layout.TAR_GZ, out)
+    three = tar_gz(tmp_path / "three.tar.gz", members[:3])
+    assert unpack(three, Layout.TAR_GZ, tmp_path / "other") == 3
+
+
+def say_count(data: bytes, count: int) -> bytes:
+    """The zip with its end record stating ``count`` entries."""
+    end = data.rindex(b"PK\x05\x06")
+    stated = count.to_bytes(2, "little") * 2  # on this disk, and in all
+    return data[: end + 8] + stated + data[end + 12 :]
+
+
+@pytest.mark.parametrize("stated", [4, 1], ids=["stated", "understated"])
+def test_a_zip_of_more_entries_than_the_cap_is_refused_before_zipfile_reads_them(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch, stated: int
+) -> None:
+    """zipfile keeps an object per entry of the central directory, 600 bytes each, before
+    anything is checked: 450 000 empty entries, a 40 MB zip, outgrew 256 MiB."""
+    archive = zip_file(tmp_path / "m.zip", [(f"f{i}", b"", 0o100644) for i in range(4)])
+    archive.write_bytes(say_count(archive.read_bytes(), stated))
+    monkeypatch.setattr(unpack_module, "MAX_MEMBERS", 3)
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("zipfile read the central directory")
+
+    monkeypatch.setattr(zipfile, "ZipFile", never)
+    with pytest.raises(UnsafeArchive, match=r"m\.zip holds more than 3 members"):
+        unpack(archive, Layout.ZIP, out)
+
+
+def test_a_zip_whose_central_directory_is_over_its_cap_is_refused(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = zip_file(tmp_path / "m.zip", [("x" * 200, b"", 0o100644)])
+    monkeypatch.setattr(unpack_module, "MAX_ZIP_DIRECTORY_BYTES", 200)
+    with pytest.raises(
+        UnsafeArchive,
+        match=r"m\.zip has a central directory \(its list of members\) over 200 bytes",
+    ):
+        unpack(archive, Layout.ZIP, out)
+    monkeypatch.setattr(unpack_module, "MAX_ZIP_DIRECTORY_BYTES", 400)
+    assert unpack(archive, Layout.ZIP, out) == 1
+
+
+# -- NUL bytes ----------------------------------------------------------------------------
+
+
+def test_a_link_target_holding_a_nul_is_refused(tmp_path: Path, out: Path) -> None:
+    zipped = zip_file(tmp_path / "m.zip", [("link", b"a\0b", stat.S_IFLNK | 0o777)])
+    with pytest.raises(UnsafeArchive, match=r"archive link 'link' has a NUL in its target"):
+        unpack(zipped, Layout.ZIP, out)
+    archive = tmp_path / "m.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.pax_headers = {"linkpath": "a\0b"}
+        tar.addfile(info)
+    with pytest.raises(UnsafeArchive, match=r"archive link 'link' has a NUL in its target"):
+        unpack(archive, Layout.TAR_GZ, tmp_path / "other")

@@ -57,6 +57,8 @@ def test_a_pvc_uri_is_a_claim_and_a_path() -> None:
         ("s3:///key", "names no host, bucket or claim"),
         ("http://host/", "names no file"),
         ("http://host/models/..", "names no file"),
+        # No file name may hold one: open() would raise ValueError, a crash.
+        ("http://host/m%00.bin", "'http://host/m%00.bin' names a file with a NUL in its name"),
     ],
 )
 def test_bad_uris_are_refused_with_what_is_wrong(raw: str, words: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import re
 import socket
 import struct
@@ -535,3 +537,39 @@ def test_access_denied_to_one_object_says_the_key_may_not_exist(
     server.routes["/models/wine/model.bin"] = s3_error(403, "SignatureDoesNotMatch")
     done = run("s3://models/wine/model.bin", "--s3-endpoint", server.url(""))
     assert done.message.endswith("SignatureDoesNotMatch says the store")
+
+
+def test_a_marker_that_cannot_be_written_is_a_local_write_error_not_a_crash(
+    server: Server, run: Callable[..., Run], tmp_path: Path
+) -> None:
+    server.routes["/model.bin"] = send(DATA)
+    marker = tmp_path / "model" / MARKER
+    marker.mkdir(parents=True)  # in its way
+    done = run(server.url("/model.bin"))
+    assert done.code == EXIT_PERMANENT
+    assert done.message.endswith(f": cannot write {marker}: Is a directory")
+
+
+def test_a_full_disk_while_moving_into_the_folder_is_said_as_a_full_disk(
+    server: Server, run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(_source: object, target: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(fetch_main.os, "replace", full)
+    server.routes["/model.bin"] = send(DATA)
+    done = run(server.url("/model.bin"))
+    assert done.code == EXIT_PERMANENT
+    assert re.search(r": no space left on device writing model\.bin after 0 bytes", done.message)
+
+
+def test_a_key_named_like_an_archive_that_is_a_folder_is_fetched_as_a_folder(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    """s3://models/wine/model.tar.gz is no object but a prefix: its objects, as they are."""
+    server.routes["/models/wine/model.tar.gz"] = s3_error(404, "NoSuchKey")
+    server.routes["/models"] = s3_listing("wine/model.tar.gz/weights.bin")
+    server.routes["/models/wine/model.tar.gz/weights.bin"] = send(DATA)
+    done = run("s3://models/wine/model.tar.gz", "--s3-endpoint", server.url(""))
+    assert done.code == 0, done.message
+    assert (done.dest / "weights.bin").read_bytes() == DATA
