@@ -76,6 +76,10 @@ def _balanced(levels: int) -> bytes:
 
 _OPEN = re.compile(_WS + rb"\{")
 _KEY = re.compile(_WS + rb"(" + _STRING + rb")" + _WS + rb":" + _WS, re.DOTALL)
+#: How far the key regex reads: a longer key goes by memchr (the regex: ~6 ns a byte).
+_KEY_WINDOW = 4096
+_BLANKS = re.compile(_WS)
+_COLON = re.compile(_WS + rb":" + _WS)
 _STRING_RE = re.compile(_STRING, re.DOTALL)
 #: A top-level number or literal (blanks after it included).
 _LITERAL = re.compile(rb'[^"\[\]{},]*+')
@@ -83,7 +87,24 @@ _SEPARATOR = re.compile(_WS + rb"([,}])")
 _BALANCED = re.compile(_balanced(8), re.DOTALL)
 #: The regex reads at most this much in one go: past it, brackets are counted instead
 #: (between two strings), which crosses a tensor of numbers several times faster.
-_CHUNK = 64 * 1024
+_CHUNK = 16 * 1024
+#: The scan runs before forwarding, on the event loop, so its work is bounded: it reads
+#: no further than MAX_SCAN_BYTES into the body, and stops past MAX_STRING_WORK, the bytes
+#: of stretches holding strings it crossed (~20 ns each when the strings are short: a
+#: regex step per string), each top-level key and each escape counting as many bytes as
+#: it costs. At the bounds a few ms at most (numbers go at ~2 ms per MiB, long strings at
+#: memory speed); the request then takes the header's id, or a new one.
+MAX_SCAN_BYTES = 2 * 1024 * 1024
+MAX_STRING_WORK = 64 * 1024
+_KEY_WORK = 256
+_ESCAPE_WORK = 32
+#: How far the id's own value is read: an id is 256 characters at most, 6 bytes each
+#: escaped; blanks may follow a number. A value not ending within it is no id.
+_ID_WINDOW = 64 * 1024
+
+
+class _GaveUp(Exception):
+    """The scan reached its bound before the top-level ``id``."""
 
 
 def body_id(body: bytes) -> str | None:
@@ -94,30 +115,152 @@ def body_id(body: bytes) -> str | None:
     first top-level key ``id`` and only its value is decoded; parsing the rest waits
     for the monitoring task, off the latency path. The same id as parsing the whole
     body gives, but for a body that is not valid JSON (a parser finds no id in it,
-    the scan may) and a repeated top-level ``id`` (a parser takes the last one).
+    the scan may), a repeated top-level ``id`` (a parser takes the last one) and an id
+    past the scan's bound (MAX_SCAN_BYTES, MAX_STRING_WORK): None then.
     """
-    if b'"id"' not in body:
+    if body.find(b'"id"', 0, MAX_SCAN_BYTES) < 0:
         return None
-    opened = _OPEN.match(body)
+    opened = _OPEN.match(body, 0, MAX_SCAN_BYTES)
     if opened is None:
         return None
-    pos = opened.end()
-    while True:
-        key = _KEY.match(body, pos)
-        if key is None:  # an empty object, or not JSON
+    # The id first, as OIP clients send it: taken without setting a scan up.
+    key = _KEY.match(body, opened.end(), opened.end() + _KEY_WINDOW)
+    if key is not None and key.group(1) == b'"id"':
+        return _value_id(body, key.end())
+    first = (key.group(1), key.end()) if key is not None else None
+    try:
+        return _Scan(body).top_level_id(opened.end(), first)
+    except _GaveUp:
+        return None
+
+
+class _Scan:
+    """One body's scan: how far it may read (``end``) and the string work done so far."""
+
+    __slots__ = ("body", "end", "work")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.end = min(len(body), MAX_SCAN_BYTES)
+        self.work = 0
+
+    def charge(self, work: int) -> None:
+        self.work += work
+        if self.work > MAX_STRING_WORK:
+            raise _GaveUp
+
+    def top_level_id(self, pos: int, key: tuple[bytes, int] | None) -> str | None:
+        """The id of the top-level key ``id``; the first key is at ``pos`` (``key``: it,
+        already read)."""
+        while True:
+            key = key or self.key(pos)
+            if key is None:  # an empty object, or not JSON
+                return None
+            name, pos = key
+            if name == b'"id"' or (b"\\" in name and _decoded(name) == "id"):
+                return _value_id(self.body, pos)
+            self.charge(_KEY_WORK + len(name))
+            pos, key = self.after_value(pos), None
+            if pos < 0:
+                return None
+
+    def key(self, pos: int) -> tuple[bytes, int] | None:
+        """The key at ``pos`` (with its quotes) and where its value starts."""
+        body = self.body
+        key = _KEY.match(body, pos, min(self.end, pos + _KEY_WINDOW))
+        if key is not None:
+            return key.group(1), key.end()
+        start = _end(_BLANKS, body, pos, self.end)
+        if body[start : start + 1] != b'"':
             return None
-        name, pos = key.group(1), key.end()
-        if name == b'"id"' or (b"\\" in name and _decoded(name) == "id"):
-            return _value_id(body, pos)
-        pos = _after_value(body, pos)
-        if pos < 0:
-            return None
+        stop = self.string_end(start)
+        colon = _COLON.match(body, stop, self.end) if stop >= 0 else None
+        return (body[start:stop], colon.end()) if colon is not None else None
+
+    def string_end(self, pos: int) -> int:
+        """Where the string that opens at ``pos`` ends (after its quote); -1: not within
+        reach. A quote and a backslash are looked for at memory speed, each escape a step."""
+        body, end = self.body, self.end
+        start = pos + 1
+        while True:
+            quote = body.find(b'"', start, end)
+            if quote < 0:
+                return -1
+            escape = body.find(b"\\", start, quote)
+            if escape < 0:
+                return quote + 1
+            self.charge(_ESCAPE_WORK)
+            start = escape + 2
+
+    def after_value(self, pos: int) -> int:
+        """Where the key after the top-level value at ``pos`` starts; -1 when none follows."""
+        first = self.body[pos : pos + 1]
+        if first in (b"[", b"{"):
+            return self.skip_nested(pos)
+        if first == b'"':
+            end = self.string_end(pos)
+            if end < 0:
+                return -1
+        else:
+            end = _end(_LITERAL, self.body, pos, self.end)
+        return self.next_key(end)
+
+    def next_key(self, pos: int) -> int:
+        """Where the key after a top-level value ending at ``pos`` starts; -1: none follows."""
+        separator = _SEPARATOR.match(self.body, pos, self.end)
+        return separator.end() if separator is not None and separator.group(1) == b"," else -1
+
+    def skip_nested(self, pos: int) -> int:
+        """Skip the array or object that opens at ``pos`` (a top-level value): where the
+        next top-level key starts, or -1 when the body ends (or the top-level object
+        closes) first.
+
+        Strings (brackets inside them do not count) and what lies between them go by
+        the regex, up to _CHUNK bytes at a time; a stretch without strings is crossed by
+        counting its brackets. In valid JSON only a comma and blanks, or the object's
+        end, come between a top-level value and the next key.
+        """
+        body, n = self.body, self.end
+        depth, pos = 1, pos + 1
+        while True:
+            end = _end(_BALANCED, body, pos, min(n, pos + _CHUNK))
+            # A short stretch counts whole (cheaper than finding its strings).
+            self.charge(end - pos if end - pos < 1024 else _string_span(body, pos, end))
+            if end < n and body[end] in b"]}":
+                depth -= 1
+                pos = end + 1
+                if depth == 0:
+                    return self.next_key(pos)
+                continue
+            if end == pos and body[end : end + 1] == b'"':
+                # A string longer than a chunk (or never closed).
+                pos = self.string_end(pos)
+                if pos < 0:
+                    return -1
+                continue
+            # An opening bracket the regex could not close within the chunk, or the
+            # chunk's end: count brackets up to the next string.
+            quote = body.find(b'"', end, n)
+            stop = n if quote < 0 else quote
+            depth += _depth_change(body, end, stop)
+            if depth <= 0 or quote < 0:
+                # Closed in the stretch: the string ahead is the next key (depth 0), or the
+                # top-level object closed too (below 0).
+                return quote if depth == 0 else -1
+            pos = quote
 
 
 def _end(pattern: re.Pattern[bytes], body: bytes, pos: int, endpos: int | None = None) -> int:
     """Where ``pattern`` (one that also matches nothing) stops reading at ``pos``."""
     match = pattern.match(body, pos, len(body) if endpos is None else endpos)
     return match.end() if match is not None else pos
+
+
+def _string_span(body: bytes, start: int, stop: int) -> int:
+    """Bytes from the first quote to the last in ``body[start:stop]``: the stretch holding
+    strings, what a regex crossing it costs (memchr finds both ends)."""
+    first = body.find(b'"', start, stop)
+    return 0 if first < 0 else body.rfind(b'"', first, stop) + 1 - first
 
 
 def _decoded(name: bytes) -> str | None:
@@ -131,79 +274,22 @@ def _decoded(name: bytes) -> str | None:
 def _value_id(body: bytes, pos: int) -> str | None:
     """The id the value at ``pos`` gives (a string or an integer), else None."""
     first = body[pos : pos + 1]
+    window = pos + _ID_WINDOW  # past the body's end: the end
     if first == b'"':
-        string = _STRING_RE.match(body, pos)
+        string = _STRING_RE.match(body, pos, window)
         if string is None:
             return None
         end = string.end()
     elif first in (b"", b"[", b"{"):
         return None  # no id: clean_id takes no array or object
     else:
-        end = _end(_LITERAL, body, pos)
+        end = _end(_LITERAL, body, pos, window)
+        if end == window < len(body):
+            return None  # a literal longer than any id, cut by the window
     try:
         return clean_id(orjson.loads(body[pos:end]))
     except orjson.JSONDecodeError:
         return None
-
-
-def _after_value(body: bytes, pos: int) -> int:
-    """Where the key after the top-level value at ``pos`` starts; -1 when none follows."""
-    first = body[pos : pos + 1]
-    if first in (b"[", b"{"):
-        return _skip_nested(body, pos)
-    if first == b'"':
-        string = _STRING_RE.match(body, pos)
-        if string is None:
-            return -1
-        end = string.end()
-    else:
-        end = _end(_LITERAL, body, pos)
-    return _next_key(body, end)
-
-
-def _next_key(body: bytes, pos: int) -> int:
-    """Where the key after a top-level value ending at ``pos`` starts; -1: none follows."""
-    separator = _SEPARATOR.match(body, pos)
-    return separator.end() if separator is not None and separator.group(1) == b"," else -1
-
-
-def _skip_nested(body: bytes, pos: int) -> int:
-    """Skip the array or object that opens at ``pos`` (a top-level value): where the
-    next top-level key starts, or -1 when the body ends (or the top-level object
-    closes) first.
-
-    Strings (brackets inside them do not count) and what lies between them go by
-    the regex, up to _CHUNK bytes at a time; a stretch without strings is crossed by
-    counting its brackets. In valid JSON only a comma and blanks, or the object's
-    end, come between a top-level value and the next key.
-    """
-    n = len(body)
-    depth, pos = 1, pos + 1
-    while True:
-        end = _end(_BALANCED, body, pos, min(n, pos + _CHUNK))
-        if end < n and body[end] in b"]}":
-            depth -= 1
-            pos = end + 1
-            if depth == 0:
-                return _next_key(body, pos)
-            continue
-        if end == pos and body[end : end + 1] == b'"':
-            # A string longer than a chunk (or never closed).
-            string = _STRING_RE.match(body, pos)
-            if string is None:
-                return -1
-            pos = string.end()
-            continue
-        # An opening bracket the regex could not close within the chunk, or the
-        # chunk's end: count brackets up to the next string.
-        quote = body.find(b'"', end)
-        stop = n if quote < 0 else quote
-        depth += _depth_change(body, end, stop)
-        if depth <= 0 or quote < 0:
-            # Closed in the stretch: the string ahead is the next key (depth 0), or the
-            # top-level object closed too (below 0).
-            return quote if depth == 0 else -1
-        pos = quote
 
 
 def _depth_change(body: bytes, start: int, stop: int) -> int:

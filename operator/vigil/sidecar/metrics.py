@@ -134,15 +134,15 @@ _FAMILIES = (
         Counter,
         "vigil_upstream_failures",
         "Requests the model server did not answer: refused, timeout, reset, protocol, "
-        "body_too_large.",
+        "body_too_large, memory_budget.",
         ("reason",),
     ),
     MetricSpec(
         "rejected",
         Counter,
         "vigil_rejected_requests",
-        "Requests the sidecar answered itself with a 4xx: body_too_large, bad_request, "
-        "body_timeout, headers_too_large.",
+        "Requests the sidecar answered itself with a 4xx or a 503: body_too_large, "
+        "bad_request, body_timeout, headers_too_large, memory_budget.",
         ("reason",),
     ),
     MetricSpec(

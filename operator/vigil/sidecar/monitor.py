@@ -597,6 +597,10 @@ class Monitor(Collector):
         self.exchanges += 1
         request = decode_body(ex.request, ex.request_encoding)
         response = self._response(ex)
+        if response is None and ex.response is not None and self.protocol != "raw":
+            # A 2xx answer whose encoding is not read (br, zstd) or whose body is corrupt:
+            # counted, as for inputs, not silently left out of the predictions.
+            _add(self.prediction_violations, CONTENT_ENCODING)
         work = _work(request) + _work(response)
         if request is None:
             _add(self.violations, CONTENT_ENCODING)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -46,9 +47,11 @@ from vigil.sidecar.wire import (
     parse_request_head,
     read_response,
     simple_response,
+    take_front,
     with_connection_close,
     with_identity_headers,
     with_request_header,
+    write_message,
 )
 
 __all__ = ["Proxy", "UpstreamError"]
@@ -74,7 +77,24 @@ CHUNK_FRAMING_BYTES = 64 * 1024
 #: An answer is buffered whole (its predictions are read): past this, or past
 #: limits.maxBodyBytes if larger, it is a 502, not the sidecar's memory (256Mi by default).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: Body bytes held at once (requests being received or in flight, answers being received,
+#: copies queued for monitoring and shadowing) past which a new request gets 503 with
+#: Retry-After: with what a body costs on its way, the sidecar stays within its memory
+#: (256Mi by default). A request is taken all the same when nothing else is held.
+HELD_BYTES_BUDGET = 96 * 1024 * 1024
+#: The Retry-After of that 503, in seconds: bodies held leave within about that.
+BUSY_RETRY_AFTER = 1
+#: Methods a second send cannot change the outcome of (RFC 9110 9.2.2): retried once on a
+#: fresh connection when a kept-alive one is lost before any byte of the answer.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+#: Any other request (an inference POST) only when the connection is lost this soon after
+#: the write: the model server had closed it while idle (its FIN crossed the request). Later
+#: it may have read the request and worked on it; a retry would run it twice.
+STALE_RETRY_SECONDS = 0.005
 _BUSY = float("inf")  # activity mark of a connection with a request in progress
+#: Empty lines before a request line, ignored (RFC 9112 2.2): some clients send a CRLF
+#: after a request's body.
+_BLANK_LINES = re.compile(rb"(?:\r\n)+")
 #: How often a drain looks whether the answers written have left for the clients.
 SEND_POLL_SECONDS = 0.01
 
@@ -90,6 +110,12 @@ def _without_shadow_mark(raw: bytes) -> bytes:
     return b"\r\n".join(kept) + b"\r\n\r\n"
 
 
+def _blank_lines(buf: bytearray) -> int:
+    """How many bytes of empty lines ``buf`` starts with."""
+    match = _BLANK_LINES.match(buf)
+    return match.end() if match is not None else 0
+
+
 def _bounded_scanner(limit: int) -> ChunkedScanner:
     """A chunked body's scanner: ``limit`` bytes of data, framing as CHUNK_FRAMING_BYTES says."""
     return ChunkedScanner(0, limit, limit + max(CHUNK_FRAMING_BYTES, limit // 8))
@@ -98,10 +124,13 @@ def _bounded_scanner(limit: int) -> ChunkedScanner:
 class UpstreamError(Exception):
     """The model server did not answer; ``reason`` is a metric label."""
 
-    def __init__(self, reason: str, status: int, message: str) -> None:
+    def __init__(
+        self, reason: str, status: int, message: str, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass(slots=True, eq=False)
@@ -129,6 +158,10 @@ class _Upstream(ResponseConnection):
         self.proxy = proxy
         self.client: _Client | None = None
         self.request: _Request | None = None
+        #: Bytes of the answer being received, counted in the proxy's ``held``.
+        self.held = 0
+        #: When the request went out on this kept-alive connection (loop time).
+        self.sent_at = 0.0
 
     # -------------------------------------------------------------- events
 
@@ -140,6 +173,7 @@ class _Upstream(ResponseConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.held = self.proxy.charge(self.held, 0)
         request, client = self.request, self.client
         if request is None or client is None:
             return
@@ -147,7 +181,7 @@ class _Upstream(ResponseConnection):
         if head is not None and not head.chunked and head.content_length is None and exc is None:
             # A response delimited by the end of the connection: complete now (a reset,
             # exc, cuts it short instead: a 502 below, never half an answer as a whole).
-            body = bytes(self.buf)
+            body, self.buf = self.buf, bytearray()
             self._finish(
                 Response(
                     head.status,
@@ -163,7 +197,7 @@ class _Upstream(ResponseConnection):
             )
             return
         self.request = self.client = None
-        if not self.got_bytes and self.reused and not request.retried:
+        if not self.got_bytes and self.reused and not request.retried and self._stale(request):
             # A stale keep-alive connection: retry once on a fresh one.
             request.retried = True
             self.proxy.connect_and_send(client, request)
@@ -171,15 +205,25 @@ class _Upstream(ResponseConnection):
         why = "reset the connection mid-answer" if self.got_bytes else "closed the connection"
         client.on_failure(request, UpstreamError("reset", 502, f"model server {why}"))
 
+    def _stale(self, request: _Request) -> bool:
+        """Whether the lost connection may be retried for ``request``: the method is
+        idempotent, or the loss came too soon after the write for the model server to
+        have read the request (STALE_RETRY_SECONDS)."""
+        if request.head.method in IDEMPOTENT:
+            return True
+        return self.proxy.loop.time() - self.sent_at <= STALE_RETRY_SECONDS
+
     # -------------------------------------------------------------- actions
 
     def send(self, client: _Client, request: _Request, reused: bool) -> None:
         assert self.transport is not None
         self.client, self.request, self.reused = client, request, reused
+        if reused:
+            self.sent_at = self.proxy.loop.time()
         self.got_bytes = False
         request.upstream = self
         head = request.head
-        self.transport.write(head.raw + request.raw_body if request.raw_body else head.raw)
+        write_message(self.transport, head.raw, request.raw_body)
 
     def _answer_limit(self) -> int:
         return max(MAX_ANSWER_BYTES, self.proxy.settings.max_body_bytes)
@@ -209,13 +253,10 @@ class _Upstream(ResponseConnection):
             )
             return
         if taken is None:
-            return  # more to come, or until the connection closes
-        head, end, body = taken
-        buf = self.buf
-        # Forwarded as received: a chunked body with its framing (end 0: no body at all).
-        raw_body = bytes(buf[:end]) if head.chunked and end else body
-        leftover = len(buf) > end
-        del buf[:end]
+            self._hold()  # more to come, or until the connection closes
+            return
+        # Forwarded as received: a chunked body with its framing.
+        head, raw_body, body, leftover = taken
         self._finish(
             Response(
                 head.status,
@@ -230,9 +271,24 @@ class _Upstream(ResponseConnection):
             reusable=head.keep_alive and not leftover,
         )
 
+    def _hold(self) -> None:
+        """Count the answer received so far in the budget (HELD_BYTES_BUDGET); past it,
+        with other bodies held, the answer is refused: 503, the exchange can be retried."""
+        chunks, client = self.chunks, self.client
+        held = len(self.buf) + (chunks.size if chunks is not None else 0)
+        # The exchange is the unit: its own request's body is no other body.
+        own = client.held if client is not None else 0
+        if self.proxy.admits(self.held + own, held + own):
+            self.held = self.proxy.charge(self.held, held)
+            return
+        words = f"the sidecar holds {HELD_BYTES_BUDGET >> 20} MiB of bodies; retry later"
+        self.fail(UpstreamError("memory_budget", 503, words, BUSY_RETRY_AFTER))
+
     def _finish(self, response: Response, reusable: bool) -> None:
         client, request = self.client, self.request
         self.client = self.request = None
+        if self.held:  # an answer in several reads
+            self.held = self.proxy.charge(self.held, 0)
         self.head = None
         self.head_raw = b""
         self.buf.clear()
@@ -246,6 +302,7 @@ class _Upstream(ResponseConnection):
     def fail(self, error: UpstreamError) -> None:
         client, request = self.client, self.request
         self.client = self.request = None
+        self.held = self.proxy.charge(self.held, 0)
         self.close()
         if client is not None and request is not None:
             client.on_failure(request, error)
@@ -253,6 +310,7 @@ class _Upstream(ResponseConnection):
     def abandon(self) -> None:
         """Drop the running exchange (the client's timer fired) and the connection."""
         self.client = self.request = None
+        self.held = self.proxy.charge(self.held, 0)
         self.close()
 
 
@@ -281,6 +339,11 @@ class _Client(asyncio.Protocol):
         #: Bytes still accepted (and discarded) while lingering; None = not lingering.
         self.linger_budget: int | None = None
         self.linger_timer: asyncio.TimerHandle | None = None
+        #: Body bytes of the request being received or in flight, in the proxy's ``held``.
+        self.held = 0
+        #: Answer bytes written and not yet sent while the client does not read them,
+        #: in the proxy's ``held`` too (the transport holds them: a copy under asyncio).
+        self.unsent = 0
 
     # -------------------------------------------------------------- events
 
@@ -292,12 +355,14 @@ class _Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.proxy.clients.pop(self, None)
+        self.unsent = self.proxy.charge(self.unsent, 0)
         if self.linger_timer is not None:
             self.linger_timer.cancel()
             self.linger_timer = None
         if self.request is None:  # nothing upstream: stop the body timer
             self._cancel_timer()
             self._uncount()
+            self.held = self.proxy.charge(self.held, 0)
         # A request in flight finishes (or times out) and is recorded then.
 
     def data_received(self, data: bytes) -> None:
@@ -316,9 +381,12 @@ class _Client(asyncio.Protocol):
     def pause_writing(self) -> None:
         # Answers the client does not read would pile up here: one per pipelined request.
         self.write_blocked = True
+        if self.transport is not None:
+            self.unsent = self.proxy.charge(self.unsent, self.transport.get_write_buffer_size())
 
     def resume_writing(self) -> None:
         self.write_blocked = False
+        self.unsent = self.proxy.charge(self.unsent, 0)  # below the low-water mark now
         if self.request is None and self.local_task is None:
             self._resume()
 
@@ -337,6 +405,8 @@ class _Client(asyncio.Protocol):
                 return
             head = self.head
             if head is None:
+                if self.buf.startswith(b"\r\n"):
+                    del self.buf[: _blank_lines(self.buf)]
                 end = self.buf.find(b"\r\n\r\n")
                 # The whole head counts, also one that came with its end in a single read.
                 if (end + 4 if end >= 0 else len(self.buf)) > MAX_HEADER_BYTES:
@@ -355,9 +425,16 @@ class _Client(asyncio.Protocol):
                 if head.path in HEALTH_PATHS or head.path in READY_PATHS:
                     self._local(head)
                     continue
-                if (head.content_length or 0) > settings.max_body_bytes:
+                length = head.content_length or 0
+                if length > settings.max_body_bytes:
                     self._too_large(head)
                     return
+                if not proxy.admits(0, length):
+                    self._busy(head)
+                    return
+                # Its body, reserved (nothing held before: one request at a time).
+                proxy.held += length
+                self.held = length
                 self.head, self.continued = head, False
                 proxy.clients[self] = _BUSY
                 self._count()
@@ -375,18 +452,25 @@ class _Client(asyncio.Protocol):
                     self._bad_body(endpoint, str(exc), origin_of(head.shadow_copy), head)
                     return
                 if found is None:
+                    # Its size unknown, a chunked body counts as it comes (and framed).
+                    held = len(self.buf) + chunks.size
+                    if not proxy.admits(self.held, held):
+                        self._busy(head)
+                        return
+                    self.held = proxy.charge(self.held, held)
                     self._await_body(head)
                     return
                 self.chunks = None
                 end, body = found
-                raw_body = bytes(self.buf[:end])
+                self.held = proxy.charge(self.held, end + len(body))
+                raw_body, self.buf = take_front(self.buf, end)
             else:
                 end = head.content_length or 0
                 if len(self.buf) < end:
                     self._await_body(head)
                     return
-                raw_body = body = bytes(self.buf[:end])
-            del self.buf[:end]
+                raw_body, self.buf = take_front(self.buf, end)
+                body = raw_body
             self.head = None
             if self.timer is not None:  # the body's: it has all come
                 self.timer.cancel()
@@ -423,6 +507,8 @@ class _Client(asyncio.Protocol):
             request.timer.cancel()
         self.request = None
         self._uncount()
+        self.proxy.held -= self.held
+        self.held = 0
         return True
 
     def on_response(self, request: _Request, resp: Response) -> None:
@@ -443,7 +529,7 @@ class _Client(asyncio.Protocol):
                     b"X-Request-Id: %s\r\n%s" % (request.request_id.encode(), proxy.revision_line),
                     resp.has_request_id,
                 )
-            self.transport.write(answer_head + resp.raw_body if resp.raw_body else answer_head)
+            write_message(self.transport, answer_head, resp.raw_body)
         proxy.ops.observe(
             request.endpoint,
             outcome_of(resp.status),
@@ -480,6 +566,7 @@ class _Client(asyncio.Protocol):
                     str(error),
                     close=closing,
                     head_only=request.head.method == "HEAD",
+                    retry_after=error.retry_after,
                 )
             )
         self._next(closing)
@@ -600,6 +687,7 @@ class _Client(asyncio.Protocol):
         self._write(data)
         self._cancel_timer()
         self._uncount()
+        self.held = self.proxy.charge(self.held, 0)
         self.head = None
         self.chunks = None
         self.closed = True
@@ -643,6 +731,7 @@ class _Client(asyncio.Protocol):
         endpoint: str = "other",
         origin: str = LIVE,
         head: RequestHead | None = None,
+        retry_after: int | None = None,
     ) -> None:
         """Refuse a request, counted: it never completed, so its answer goes at once and the
         duration it adds is 0 (the time the client took to send what came is not latency).
@@ -651,7 +740,9 @@ class _Client(asyncio.Protocol):
         self.proxy.ops.observe(endpoint, "rejected", status, 0.0, 0, 0, origin)
         head_only = head is not None and head.method == "HEAD"
         self._reply_and_close(
-            error_response(status, reason, message, close=True, head_only=head_only)
+            error_response(
+                status, reason, message, close=True, head_only=head_only, retry_after=retry_after
+            )
         )
 
     def _too_large(self, head: RequestHead) -> None:
@@ -659,6 +750,13 @@ class _Client(asyncio.Protocol):
         endpoint = endpoint_of(settings.protocol, head.method, head.path)
         words = f"request body over {settings.max_body_bytes} bytes"
         self._reject(413, "body_too_large", words, endpoint, origin_of(head.shadow_copy), head)
+
+    def _busy(self, head: RequestHead) -> None:
+        """Refuse a request while the proxy holds its budget of bodies (HELD_BYTES_BUDGET)."""
+        endpoint = endpoint_of(self.proxy.settings.protocol, head.method, head.path)
+        words = f"the sidecar holds {HELD_BYTES_BUDGET >> 20} MiB of bodies; retry later"
+        origin = origin_of(head.shadow_copy)
+        self._reject(503, "memory_budget", words, endpoint, origin, head, BUSY_RETRY_AFTER)
 
     def _bad_body(
         self, endpoint: str, why: str, origin: str, head: RequestHead | None = None
@@ -711,6 +809,8 @@ class Proxy:
         self.server: asyncio.Server | None = None
         self.draining = False
         self.in_flight = 0
+        #: Body bytes of the requests and answers on their way (HELD_BYTES_BUDGET).
+        self.held = 0
         self.idle: deque[_Upstream] = deque()
         #: Client connections and when they were last active (_BUSY while serving).
         self.clients: dict[_Client, float] = {}
@@ -799,6 +899,17 @@ class Proxy:
             for client, since in list(self.clients.items()):
                 if since < deadline:
                     client.close()
+
+    def charge(self, was: int, now: int) -> int:
+        """A holder's body bytes go from ``was`` to ``now`` in ``held``; returns ``now``."""
+        self.held += now - was
+        return now
+
+    def admits(self, was: int, now: int) -> bool:
+        """Whether a request may hold ``now`` body bytes instead of ``was``: within the
+        budget with all else held, or nothing else is held (a request always goes alone)."""
+        others = self.held - was + self.monitor.queued_bytes + self.shadow.held_bytes
+        return others <= 0 or others + now <= HELD_BYTES_BUDGET
 
     def begin(self) -> None:
         self.in_flight += 1

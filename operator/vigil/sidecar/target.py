@@ -123,8 +123,7 @@ class _Connection(ResponseConnection):
             return
         if taken is None:
             return  # more to come, or until the connection closes
-        head, end, body = taken
-        leftover = len(self.buf) > end
+        head, _, body, leftover = taken
         self._done(head, body, reusable=head.keep_alive and not leftover)
 
     def _done(self, head: ResponseHead, body: bytes, reusable: bool) -> None:

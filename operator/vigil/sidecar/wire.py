@@ -4,8 +4,9 @@ Why not a full HTTP library: the proxy must add well under a millisecond,
 and it never needs to understand most of a message. It only has to find
 where each message ends (Content-Length, chunked, or end of stream), decide
 whether the connection stays open, and forward the bytes unchanged. Both
-the request and the response are forwarded exactly as received; the decoded
-body is kept only as a copy for monitoring. ``ResponseConnection`` is the
+the request and the response are forwarded as received (but for a chunked
+answer's Content-Length, dropped); the decoded body is kept for monitoring,
+the same object when the body was not chunked. ``ResponseConnection`` is the
 connection both clients of the sidecar (upstream, shadow target) read responses on.
 """
 
@@ -30,13 +31,18 @@ __all__ = [
     "parse_response_head",
     "read_response",
     "scan_chunked",
-    "take_response_body",
+    "take_front",
     "with_connection_close",
     "with_identity_headers",
     "with_request_header",
+    "without_header",
+    "write_message",
 ]
 
 MAX_HEADER_BYTES = 64 * 1024
+#: A body this large or larger goes in a write of its own: joined to its head it would be
+#: copied whole (a smaller one is joined: one write, one segment).
+JOIN_BELOW = 64 * 1024
 #: Longest chunk-size line (with its extensions) and longest trailer line.
 MAX_CHUNK_LINE = 4096
 #: RFC 9110/9112 grammar only. Python's int() also takes "+5", " 5", "1_0" and
@@ -286,6 +292,8 @@ class ResponseHead:
     content_type: str
     content_encoding: str
     has_request_id: bool = False
+    #: A chunked answer that also had a Content-Length line: Transfer-Encoding wins.
+    length_ignored: bool = False
 
 
 def parse_response_head(raw_head: bytes) -> ResponseHead:
@@ -331,6 +339,7 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
         ctype.strip().decode("latin-1").lower(),
         cenc.strip().decode("latin-1").lower(),
         has_request_id,
+        chunked and content_length is not None,
     )
 
 
@@ -350,18 +359,20 @@ def with_request_header(raw_head: bytes, request_id: str, replace: bool = False)
     return raw_head[:-2] + b"X-Request-Id: " + request_id.encode("latin-1") + b"\r\n\r\n"
 
 
+def without_header(raw_head: bytes, name: bytes) -> bytes:
+    """A message head without its ``name`` lines (``name`` lower case)."""
+    lines = raw_head[:-4].split(b"\r\n")
+    kept = [lines[0], *(h for h in lines[1:] if h.partition(b":")[0].strip().lower() != name)]
+    return b"\r\n".join(kept) + b"\r\n\r\n"
+
+
 def with_connection_close(raw_head: bytes) -> bytes:
     """A response head that says ``Connection: close`` (any Connection line replaced).
 
     For answers after which the sidecar closes the connection: a pooled client
     must not send its next request on it.
     """
-    lines = raw_head[:-4].split(b"\r\n")
-    kept = [
-        lines[0],
-        *(h for h in lines[1:] if h.partition(b":")[0].strip().lower() != b"connection"),
-    ]
-    return b"\r\n".join(kept) + b"\r\nConnection: close\r\n\r\n"
+    return without_header(raw_head, b"connection")[:-2] + b"Connection: close\r\n\r\n"
 
 
 def with_identity_headers(raw_head: bytes, identity: bytes, replace_id: bool) -> bytes:
@@ -415,9 +426,12 @@ class ResponseConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def _take_response(self, no_body: bool) -> tuple[ResponseHead, int, bytes] | None:
-        """The response in ``buf`` once complete: its head, where its body ends and the body
-        (de-chunked); None until then (the head is kept in ``head`` as soon as it is in).
+    def _take_response(
+        self, no_body: bool
+    ) -> tuple[ResponseHead, bytes | bytearray, bytes | bytearray, bool] | None:
+        """The response in ``buf`` once complete, taken off it: its head, its body as
+        received and decoded (the same object unless chunked) and whether bytes follow
+        it; None until then (the head is kept in ``head`` as soon as it is in).
         ``no_body``: the answer to a HEAD request."""
         head = self.head
         if head is None:
@@ -427,10 +441,20 @@ class ResponseConnection(asyncio.Protocol):
             head, self.head_raw = taken
             self.head = head
             self.chunks = self._chunked_scanner() if head.chunked else None
-        found = take_response_body(self.buf, head, no_body, self.chunks)
-        if found is None:
-            return None
-        return head, found[0], found[1]
+        if no_body or head.status in (204, 304):
+            return head, b"", b"", bool(self.buf)
+        if head.chunked:
+            found = (self.chunks if self.chunks is not None else ChunkedScanner()).scan(self.buf)
+            if found is None:
+                return None
+            end, body = found
+            raw, self.buf = take_front(self.buf, end)
+            return head, raw, body, bool(self.buf)
+        length = head.content_length
+        if length is None or len(self.buf) < length:
+            return None  # or delimited by the end of the connection: complete then
+        raw, self.buf = take_front(self.buf, length)
+        return head, raw, raw, bool(self.buf)
 
     def _chunked_scanner(self) -> ChunkedScanner:
         """The scanner of a chunked answer (unbounded here; a subclass may bound it)."""
@@ -467,32 +491,47 @@ def take_final_response_head(buf: bytearray) -> tuple[ResponseHead, bytes] | Non
         parsed = parse_response_head(raw)
         del buf[: end + 4]
         if parsed.status >= 200 or parsed.status == 101:
+            if parsed.length_ignored:
+                # RFC 9112 6.3: a proxy forwarding a chunked answer removes Content-Length
+                # (a client that framed it by the length would misread the connection).
+                raw = without_header(raw, b"content-length")
             return parsed, raw
     raise BadMessage("too many interim responses")
 
 
-def take_response_body(
-    buf: bytearray, head: ResponseHead, no_body: bool, chunks: ChunkedScanner | None = None
-) -> tuple[int, bytes] | None:
-    """Where the body of the response ``head`` ends in ``buf`` and the body (de-chunked).
+def take_front(buf: bytearray, end: int) -> tuple[bytes | bytearray, bytearray]:
+    """``buf[:end]`` and the buffer to go on with, at most one copy made.
 
-    ``no_body``: the answer to a HEAD request. ``chunks``: the scanner of this
-    body, kept by the caller between reads so that each byte is framed once (a
-    fresh one without). None while the body has not all arrived, and for a body
-    delimited by the end of the connection (complete only when it closes).
-    Shared by the proxy's upstream connections and the shadow copies' client.
+    A message that ends the buffer, the usual case, is the buffer itself (its owner
+    goes on with a new one): bodies of tens of MiB are not copied on the way through.
+    The part taken must not change after: it is handed on, to a transport too.
     """
-    if no_body or head.status in (204, 304):
-        return 0, b""
-    if head.chunked:
-        return (chunks if chunks is not None else ChunkedScanner()).scan(buf)
-    end = head.content_length
-    if end is None or len(buf) < end:
-        return None
-    return end, bytes(buf[:end])
+    if end == len(buf):
+        return buf, bytearray()
+    if end == 0:
+        return b"", buf
+    with memoryview(buf) as view:  # one copy, where buf[:end] would make a second
+        front = bytes(view[:end])
+    del buf[:end]
+    return front, buf
 
 
-def scan_chunked(buf: bytes | bytearray, start: int, limit: int | None) -> tuple[int, bytes] | None:
+def write_message(transport: asyncio.WriteTransport, head: bytes, body: bytes | bytearray) -> None:
+    """Write a message: a small one in one write, a large body apart from its head.
+
+    A large body is passed as a view: asyncio's transport copies what the socket did
+    not take at once, and a view spares it a second copy (slicing a bytes object).
+    """
+    if len(body) < JOIN_BELOW:
+        transport.write(head + body if body else head)
+        return
+    transport.write(head)
+    transport.write(memoryview(body))
+
+
+def scan_chunked(
+    buf: bytes | bytearray, start: int, limit: int | None
+) -> tuple[int, bytearray] | None:
     """Find the end of a chunked body that starts at ``buf[start]`` (in one go).
 
     Returns ``(end, decoded body)`` once the whole body (with trailers) is in
@@ -541,8 +580,14 @@ class ChunkedScanner:
         self._lines = 0  # chunk-size and trailer lines so far
         self._body = bytearray()
 
-    def scan(self, buf: bytes | bytearray) -> tuple[int, bytes] | None:
+    @property
+    def size(self) -> int:
+        """Data bytes framed so far (the decoded body's length)."""
+        return len(self._body)
+
+    def scan(self, buf: bytes | bytearray) -> tuple[int, bytearray] | None:
         """``(end, decoded body)`` once the body is complete in ``buf``; None until then.
+        The body is the scanner's own buffer (a scanner frames one body).
 
         Raises :class:`BadMessage` on bad framing and :class:`BodyTooLarge` over a limit.
         """
@@ -555,7 +600,8 @@ class ChunkedScanner:
                         break
                     if buf[pos + left : pos + left + 2] != b"\r\n":
                         raise BadMessage("bad chunk terminator")
-                    self._body += buf[pos : pos + left]
+                    # Through a view: a slice of buf would be a copy more of the chunk.
+                    self._body += memoryview(buf)[pos : pos + left]
                     pos += left + 2
                     self._state = _SIZE
                     continue
@@ -577,7 +623,8 @@ class ChunkedScanner:
                         end = pos + 2
                         if raw_limit is not None and end - self._start > raw_limit:
                             raise BodyTooLarge()
-                        return end, bytes(self._body)
+                        # The scanner's own buffer, not a copy: a scanner frames one body.
+                        return end, self._body
                     pos = eol + 2
                     if self._lines > 1000:
                         raise BadMessage("too many trailers")
@@ -602,20 +649,30 @@ class ChunkedScanner:
 
 
 def error_response(
-    status: int, code: str, message: str, *, close: bool = False, head_only: bool = False
+    status: int,
+    code: str,
+    message: str,
+    *,
+    close: bool = False,
+    head_only: bool = False,
+    retry_after: int | None = None,
 ) -> bytes:
     """A small JSON error from the sidecar itself (never from the model).
 
     ``X-Vigil-Error`` carries a stable machine-readable reason so that a
     client can tell the sidecar's answers from the model server's.
     ``head_only``: the answer to a HEAD request (:func:`simple_response`).
+    ``retry_after``: seconds, for a ``Retry-After`` line.
     """
     body = json.dumps({"error": message, "reason": code, "source": "vigil-sidecar"}).encode()
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
         f"Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
-        f"X-Vigil-Error: {code}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
+        f"X-Vigil-Error: {code}\r\n"
+        + (f"Retry-After: {retry_after}\r\n" if retry_after is not None else "")
+        + ("Connection: close\r\n" if close else "")
+        + "\r\n"
     )
     return head.encode("latin-1") + (b"" if head_only else body)
 

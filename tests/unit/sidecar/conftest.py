@@ -75,6 +75,10 @@ async def start_sidecar() -> AsyncIterator[Callable[..., Any]]:
         for sidecar in started:
             with contextlib.suppress(Exception):
                 await sidecar.stop()
+    # Every path a test took (errors, timeouts, clients gone) gave back the bodies it held:
+    # a leak would add up until every request got 503 (proxy.HELD_BYTES_BUDGET).
+    held = [sidecar.proxy.held for sidecar in started if sidecar.proxy.held]
+    assert not held, f"body bytes still counted as held after stop: {held}"
 
 
 @pytest.fixture

@@ -180,3 +180,50 @@ class CountingOrjson:
     def loads(self, data: bytes) -> Any:
         self.decoded += len(data)
         return orjson.loads(data)
+
+
+class TestTheScanIsBounded:
+    """The scan runs on the event loop before forwarding: past MAX_STRING_WORK bytes of
+    strings crossed (a regex step each) or MAX_SCAN_BYTES into the body it stops, and the
+    request takes the header's id or a new one. 10 MiB of short strings took ~380 ms."""
+
+    @staticmethod
+    def _after_strings(count: int) -> bytes:
+        return b'{"instances": [' + b", ".join([b'"ab"'] * count) + b'], "id": "q"}'
+
+    def test_an_id_after_more_strings_than_the_bound_is_not_looked_for(self):
+        within = identity.MAX_STRING_WORK // 8  # '"ab", ' is 6 bytes, 4 of them string
+        assert body_id(self._after_strings(within)) == "q"
+        assert body_id(self._after_strings(4 * within)) is None
+
+    def test_an_id_past_the_bytes_the_scan_reads_is_not_looked_for(self):
+        numbers = b", ".join([b"0.5"] * (identity.MAX_SCAN_BYTES // 5))
+        assert body_id(b'{"id": "q", "x": [' + numbers + b"]}") == "q"
+        assert body_id(b'{"x": [' + numbers + b'], "id": "q"}') is None
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"{" + b", ".join(b'"k%d": %d' % (n, n) for n in range(5000)) + b', "id": "q"}',
+            b'{"a": "' + b'\\"' * 10_000 + b'", "id": "q"}',
+        ],
+        ids=["top-level keys", "escapes"],
+    )
+    def test_keys_and_escapes_count_as_the_regex_steps_they_cost(self, body):
+        assert body_id(body) is None
+
+    async def test_past_the_bound_the_request_takes_the_header_id(
+        self, model, start_sidecar, monkeypatch
+    ):
+        from sidecar_testkit import answer_ok, capture_dispatch, fake_client
+
+        sidecar = await start_sidecar(model.url, protocol="v1")
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        client, _ = fake_client(sidecar.proxy)
+        body = self._after_strings(identity.MAX_STRING_WORK // 2)
+        client.data_received(
+            b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nX-Request-Id: hdr-1\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        assert sent[0].request_id == "hdr-1"
+        answer_ok(client, sent[0])

@@ -61,7 +61,7 @@ class TestEachChunkIsFramedOnce:
         conn.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         for piece in _pieces(BODY):
             conn.data_received(piece)
-        assert [(end, body) for _, end, body in conn.taken] == [(len(BODY), b"X" * CHUNKS)]
+        assert [(raw, body) for _, raw, body, _ in conn.taken] == [(BODY, b"X" * CHUNKS)]
         assert len(size_lines_read) == CHUNKS + 1
 
     def test_a_scan_goes_on_where_the_last_one_stopped(self):
@@ -117,7 +117,7 @@ class _Responses(ResponseConnection):
 
     def __init__(self) -> None:
         super().__init__()
-        self.taken: list[tuple[wire.ResponseHead, int, bytes]] = []
+        self.taken: list[tuple[wire.ResponseHead, bytes, bytes, bool]] = []
 
     def _expecting(self) -> bool:
         return not self.taken

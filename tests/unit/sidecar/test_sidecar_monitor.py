@@ -121,6 +121,20 @@ def test_gzip_and_deflate_copies_are_decoded_for_monitoring():
     assert monitor.violations["content_encoding"] == 1
 
 
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [("br", b"\x8b\x03\x80" + b"{}"), ("zstd", b"(\xb5/\xfd"), ("gzip", b"corrupt")],
+    ids=["br", "zstd", "broken-gzip"],
+)
+def test_an_answer_whose_encoding_is_not_read_is_a_prediction_violation(encoding, body):
+    monitor = _classifier_monitor()
+    request = _v2([[1.0], [2.0]])
+    monitor.process([Exchange(request, "application/json", body, "application/json", "", encoding)])
+    assert monitor.prediction_violations == {"content_encoding": 1}
+    assert monitor.violations == {} and monitor.rows == 2  # the request is read all the same
+    assert sum(monitor.prediction.counts.values()) == 0
+
+
 def test_regression_predictions_fill_reference_bins_and_window():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(300, 1))

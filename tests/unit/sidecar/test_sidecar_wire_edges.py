@@ -4,6 +4,7 @@ import asyncio
 
 from sidecar_testkit import (
     FakeTransport,
+    answer_ok,
     base,
     capture_dispatch,
     fake_client,
@@ -109,6 +110,96 @@ async def test_stale_keep_alive_connection_is_retried_once(start_sidecar, http):
         assert served == 3
     finally:
         server.close()
+
+
+async def test_a_post_the_model_server_read_before_dropping_the_connection_is_not_resent(
+    start_sidecar, http
+):
+    """A kept-alive connection lost after the model server read the request and worked on
+    it: the request may have had its effect (or killed a worker), and is not sent again."""
+    received: list[bytes] = []
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def handler(reader, writer):
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            received.append(await reader.readexactly(length))
+            if received[-1] == b"poison":
+                await asyncio.sleep(0.05)  # works on it, then the worker dies
+                writer.transport.abort()
+                return
+            writer.write(answer)
+            await writer.drain()
+
+    server, url = await _raw_server(handler)
+    try:
+        sidecar = await start_sidecar(url)
+        for body, status in ((b"fine", 200), (b"poison", 502)):  # the second on a reused one
+            async with http.post(f"{base(sidecar)}/v2/models/m/infer", data=body) as resp:
+                assert resp.status == status
+        assert received == [b"fine", b"poison"]
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_upstream_failures_total", reason="reset") == 1
+    finally:
+        server.close()
+
+
+async def test_a_post_on_a_connection_lost_as_it_was_written_is_retried(
+    model, start_sidecar, monkeypatch
+):
+    """The model server closed the kept-alive connection while idle, its FIN crossing the
+    request: the connection is lost at once, and the request goes again on a fresh one."""
+    sidecar = await start_sidecar(model.url)
+    sent = capture_dispatch(sidecar.proxy, monkeypatch)
+    resent: list[object] = []
+    monkeypatch.setattr(sidecar.proxy, "connect_and_send", lambda c, r: resent.append(r))
+    client, transport = fake_client(sidecar.proxy)
+    client.data_received(
+        b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    upstream = _Upstream(sidecar.proxy)
+    upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
+    upstream.send(client, sent[0], reused=True)
+    upstream.connection_lost(None)
+    assert resent == [sent[0]] and not transport.written
+    answer_ok(client, sent[0])
+
+
+async def test_a_chunked_answer_with_a_content_length_reaches_the_client_without_it(
+    model, start_sidecar, monkeypatch
+):
+    """RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and a proxy removes the
+    length: a client that framed the answer by it would misread the connection."""
+    sidecar = await start_sidecar(model.url)
+    sent = capture_dispatch(sidecar.proxy, monkeypatch)
+    client, transport = fake_client(sidecar.proxy)
+    client.data_received(b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n")
+    upstream = _Upstream(sidecar.proxy)
+    upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
+    upstream.send(client, sent[0], reused=False)
+    upstream.data_received(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n"
+    )
+    head, _, body = bytes(transport.written).partition(b"\r\n\r\n")
+    assert b"Content-Length" not in head and b"Transfer-Encoding: chunked" in head
+    assert body == b"2\r\nok\r\n0\r\n\r\n"
+
+
+async def test_empty_lines_before_a_request_line_are_ignored(model, start_sidecar, monkeypatch):
+    """RFC 9112 2.2: a server SHOULD ignore at least one CRLF before the request-line (some
+    clients send one after a body): not a 400 and a closed connection."""
+    sidecar = await start_sidecar(model.url)
+    sent = capture_dispatch(sidecar.proxy, monkeypatch)
+    client, transport = fake_client(sidecar.proxy)
+    post = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+    client.data_received(b"\r\n" + post + b"\r\n\r\n" + post)
+    assert len(sent) == 1 and sent[0].head.raw.startswith(b"POST /echo ")
+    answer_ok(client, sent[0])
+    assert len(sent) == 2 and sent[1].body == b"hi"
+    answer_ok(client, sent[1])
+    assert transport.written.count(b"HTTP/1.1 200 OK") == 2 and not transport.closing
 
 
 async def test_head_request_has_no_body(model, start_sidecar):

@@ -1,0 +1,221 @@
+"""What a body costs the sidecar's memory (256Mi by default), and the budget of bodies held.
+
+A body is held once on its way through (twice when chunked: as received and decoded),
+never sliced or joined into copies: that is counted with tracemalloc on fake
+transports, which keep what is written without copying it. Past a budget of
+bytes held at once, new requests and answers get 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+
+import pytest
+from sidecar_testkit import FakeTransport, answer_ok, capture_dispatch, fake_client, scrape, value
+
+from vigil.sidecar import proxy as proxy_module
+from vigil.sidecar.proxy import _Upstream
+
+SIZE = 4 * 1024 * 1024
+PIECE = 64 * 1024
+#: Times SIZE a body may cost at its peak: once (with a bytearray's growth margin of an
+#: eighth), twice when chunked. Each slice or join of the body would add one.
+HELD = {"length": 1.5, "chunked": 2.5}
+
+
+class KeepingTransport(FakeTransport):
+    """A fake transport that keeps what is written as is (a real one sends it, or keeps
+    it for later): no copy of its own in what the test counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[bytes | memoryview] = []
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.parts.append(data)
+
+    def sent(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _framed(framing: str, head: bytes) -> tuple[bytes, list[bytes]]:
+    """A message of SIZE bytes of body: its head and its body in PIECE-sized reads."""
+    data = b"x" * SIZE
+    if framing == "length":
+        wire = head + b"Content-Length: %d\r\n\r\n" % SIZE + data
+    else:
+        chunks = b"".join(
+            b"%x\r\n" % PIECE + data[i : i + PIECE] + b"\r\n" for i in range(0, SIZE, PIECE)
+        )
+        wire = head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    return wire, [wire[i : i + PIECE] for i in range(0, len(wire), PIECE)]
+
+
+def _peak(feed: Callable[[], object]) -> int:
+    """The most memory allocated at once while ``feed`` runs, beyond what was before."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        feed()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_a_large_request_is_held_once_on_its_way_to_the_model_server(
+    model, start_sidecar, monkeypatch, framing
+):
+    sidecar = await start_sidecar(model.url)
+    sent = capture_dispatch(sidecar.proxy, monkeypatch)
+    client, _ = fake_client(sidecar.proxy)
+    wire, pieces = _framed(framing, b"POST /echo HTTP/1.1\r\nHost: x\r\n")
+    upstream = _Upstream(sidecar.proxy)
+    to_model = KeepingTransport()
+    upstream.connection_made(to_model)  # type: ignore[arg-type]
+
+    def forward() -> None:
+        for piece in pieces:
+            client.data_received(piece)
+        upstream.send(client, sent[0], reused=False)
+
+    peak = _peak(forward)
+    assert peak < HELD[framing] * SIZE, f"{peak / SIZE:.2f} times the body"
+    assert to_model.sent() == wire
+    assert sent[0].body == b"x" * SIZE
+    answer_ok(client, sent[0])
+    assert sidecar.proxy.held == 0
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_a_large_answer_is_held_once_on_its_way_to_the_client(
+    model, start_sidecar, monkeypatch, framing
+):
+    sidecar = await start_sidecar(model.url)
+    sent = capture_dispatch(sidecar.proxy, monkeypatch)
+    client, _ = fake_client(sidecar.proxy)
+    to_client = KeepingTransport()
+    client.transport = to_client  # type: ignore[assignment]
+    client.data_received(b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n")
+    upstream = _Upstream(sidecar.proxy)
+    upstream.connection_made(KeepingTransport())  # type: ignore[arg-type]
+    upstream.send(client, sent[0], reused=False)
+    wire, pieces = _framed(framing, b"HTTP/1.1 200 OK\r\n")
+
+    def receive() -> None:
+        for piece in pieces:
+            upstream.data_received(piece)
+
+    peak = _peak(receive)
+    assert peak < HELD[framing] * SIZE, f"{peak / SIZE:.2f} times the body"
+    assert to_client.sent() == wire
+    assert sidecar.proxy.held == 0
+
+
+class TestTheBudgetOfBodiesHeld:
+    """HELD_BYTES_BUDGET, here 1000 bytes: bodies of requests and answers on their way,
+    answers a client does not read, copies queued for monitoring and shadowing."""
+
+    @pytest.fixture(autouse=True)
+    def small_budget(self, monkeypatch):
+        monkeypatch.setattr(proxy_module, "HELD_BYTES_BUDGET", 1000)
+
+    @staticmethod
+    def _post(size: int) -> bytes:
+        return b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size + b"b" * size
+
+    async def test_a_request_past_it_gets_503_with_retry_after_and_is_counted(
+        self, model, start_sidecar, monkeypatch, http
+    ):
+        sidecar = await start_sidecar(model.url)
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        first, _ = fake_client(sidecar.proxy)
+        first.data_received(self._post(600))
+        second, refused = fake_client(sidecar.proxy)
+        second.data_received(self._post(600))
+        assert len(sent) == 1
+        assert refused.answers() == [b"HTTP/1.1 503 Service Unavailable"]
+        assert b"\r\nRetry-After: 1\r\n" in refused.written
+        assert b"X-Vigil-Error: memory_budget" in refused.written and refused.closing
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_rejected_requests_total", reason="memory_budget") == 1
+        # Once the first is answered, its body is no longer held: the next one goes.
+        answer_ok(first, sent[0])
+        third, _ = fake_client(sidecar.proxy)
+        third.data_received(self._post(600))
+        assert len(sent) == 2
+        answer_ok(third, sent[1])
+
+    async def test_a_chunked_request_is_refused_once_past_it(
+        self, model, start_sidecar, monkeypatch
+    ):
+        sidecar = await start_sidecar(model.url)
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        first, _ = fake_client(sidecar.proxy)
+        first.data_received(self._post(400))
+        second, refused = fake_client(sidecar.proxy)
+        second.data_received(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        # Counted as received and decoded: 261 + 256 bytes, with the first's 400.
+        second.data_received(b"100\r\n" + b"c" * 256 + b"\r\n")
+        assert not refused.written
+        second.data_received(b"100\r\n" + b"c" * 256 + b"\r\n")
+        assert refused.answers() == [b"HTTP/1.1 503 Service Unavailable"]
+        assert len(sent) == 1
+        answer_ok(first, sent[0])
+        assert sidecar.proxy.held == 0
+
+    async def test_a_request_alone_goes_whatever_its_size(self, model, start_sidecar, monkeypatch):
+        sidecar = await start_sidecar(model.url)
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        client, transport = fake_client(sidecar.proxy)
+        client.data_received(self._post(5000))
+        assert len(sent) == 1 and not transport.written
+        answer_ok(client, sent[0])
+        assert sidecar.proxy.held == 0
+
+    async def test_an_answer_past_it_gets_503_and_another_alone_goes(
+        self, model, start_sidecar, monkeypatch
+    ):
+        sidecar = await start_sidecar(model.url)
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        clients, upstreams = [], []
+        for _ in range(2):
+            client, transport = fake_client(sidecar.proxy)
+            client.data_received(b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n")
+            upstream = _Upstream(sidecar.proxy)
+            upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
+            upstream.send(client, sent[-1], reused=False)
+            clients.append(transport)
+            upstreams.append(upstream)
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 1200\r\n\r\n"
+        upstreams[0].data_received(head + b"a" * 700)
+        upstreams[1].data_received(head + b"a" * 700)  # 1400 held with the first's
+        assert clients[1].answers() == [b"HTTP/1.1 503 Service Unavailable"]
+        assert b"\r\nRetry-After: 1\r\n" in clients[1].written
+        assert upstreams[1].transport.closing  # type: ignore[union-attr]
+        upstreams[0].data_received(b"a" * 500)  # alone: its 1200 bytes go
+        assert clients[0].answers() == [b"HTTP/1.1 200 OK"]
+        assert sidecar.proxy.held == 0
+
+    async def test_answers_a_client_does_not_read_count_until_it_does(
+        self, model, start_sidecar, monkeypatch
+    ):
+        sidecar = await start_sidecar(model.url)
+        sent = capture_dispatch(sidecar.proxy, monkeypatch)
+        slow, transport = fake_client(sidecar.proxy)
+        transport.unsent = 900
+        slow.pause_writing()
+        client, refused = fake_client(sidecar.proxy)
+        client.data_received(self._post(600))
+        assert refused.answers() == [b"HTTP/1.1 503 Service Unavailable"] and not sent
+        transport.unsent = 0
+        slow.resume_writing()
+        again, _ = fake_client(sidecar.proxy)
+        again.data_received(self._post(600))
+        assert len(sent) == 1
+        answer_ok(again, sent[0])
+        assert sidecar.proxy.held == 0
