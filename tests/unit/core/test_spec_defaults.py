@@ -82,5 +82,5 @@ def test_an_unreadable_section_keeps_its_defaults_and_says_why() -> None:
     assert parsed.monitoring.problem == (
         "spec.monitoring.metrics.prometheusURL is required with source prometheus"
     )
-    assert parsed.rollout.problem == "'weight'"
+    assert parsed.rollout.problem == "spec.rollout.replacement.steps[0] has no weight"
     assert parsed.rollout.steps_for("replacement") == ()

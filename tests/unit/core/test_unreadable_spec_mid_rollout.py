@@ -32,7 +32,7 @@ from vigil.core.candidate import RolloutInputs
 UNREADABLE = {
     "analysis-interval": (
         lambda rollout: spec("2", 2, rollout={**rollout, "analysis": {"interval": "fast"}}),
-        "spec.rollout cannot be used (not a duration: 'fast')",
+        "spec.rollout cannot be used (spec.rollout.analysis.interval: not a duration: 'fast')",
     ),
     "zero-replicas": (
         lambda rollout: {**spec("2", 2, rollout=rollout), "replicas": 0},

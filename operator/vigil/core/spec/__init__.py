@@ -19,9 +19,11 @@ a :class:`SpecError`.
 """
 
 # The package's face: the defaults, the typed spec (model), the health loop's view of it
-# (health), the parser (parse) and the lenient outline kubectl vigil shows (outline).
+# (health), the parser (parse, rollout_parse) and the lenient outline kubectl vigil shows
+# (outline).
 from vigil.core.spec.defaults import *  # noqa: F403
 from vigil.core.spec.health import *  # noqa: F403
 from vigil.core.spec.model import *  # noqa: F403
 from vigil.core.spec.outline import *  # noqa: F403
 from vigil.core.spec.parse import *  # noqa: F403
+from vigil.core.spec.rollout_parse import *  # noqa: F403
