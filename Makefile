@@ -15,8 +15,15 @@ UNIT := $(PRECOMPILE) && PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 # pytest-xdist on every core; on a single core one process (a lone worker adds a second
 # interpreter's imports and collection for nothing).
 UNIT_WORKERS := $(if $(filter 1,$(shell nproc 2>/dev/null || echo 1)),-p no:xdist,-n auto)
-# MLServer runs as its own process (as in a pod), from its own environment.
+# MLServer runs as its own process (as in a pod), from its own environment, on a Python
+# both it (1.7.1: <3.13) and Vigil (>=3.11) run on.
 MLSERVER_PKGS := mlserver==1.7.1 mlserver-sklearn==1.7.1
+MLSERVER_PYTHONS := 3.11 3.12
+# scikit-learn pickles the models: .venv trains them (the demo, the tests) and the image's
+# MLServer loads them, refusing a newer scikit-learn's. Both environments take the image's.
+IMAGE_LOCK := hack/images/mlserver-sklearn/requirements.txt
+MODEL_PINS := $(shell grep -E '^scikit-learn==' $(IMAGE_LOCK))
+CONSTRAINTS = -c <(printf '%s\n' $(or $(MODEL_PINS),$(error no scikit-learn pin in $(IMAGE_LOCK))))
 
 .PHONY: help install cluster-build seaweedfs helm flux argocd images builds demo-builds cluster-up cluster-down test test-unit test-unit-all test-e2e lint demo demo-down clean
 
@@ -25,16 +32,38 @@ help: ## list the targets
 
 install: $(STAMP) $(MLSTAMP) ## virtual environments and dependencies (.venv, .venv-mlserver)
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# venv <folder>: made unless whole (pip in it). Debian's python3 without python3-venv leaves
+# bin/python and no pip, which later runs took for a made environment: removed instead.
+define venv
+	@test -x $(1)/bin/pip || { rm -rf $(1) && $(PYTHON) -m venv $(1); } || { rm -rf $(1); \
+	  echo "make: $(PYTHON) -m venv $(1) failed (above): install Python's venv module" \
+	    "(on Debian: apt-get install python3-venv) and run make again" >&2; exit 1; }
+endef
+
+# mlserver_python: $(PYTHON) is one MLServer runs on; an environment made by another goes.
+define mlserver_python
+	@version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1; \
+	case " $(MLSERVER_PYTHONS) " in *" $$version "*) ;; *) \
+	  echo "make: MLServer 1.7.1 runs on Python 3.11 or 3.12, and $(PYTHON) is $$version:" \
+	    "make PYTHON=python3.12 install (or PYTHON=python3.11)" >&2; exit 1;; esac; \
+	made=$$($(MLSERVER_VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' \
+	  2>/dev/null) || true; \
+	if [ -n "$$made" ] && [ "$$made" != "$$version" ]; then \
+	  echo "make: $(MLSERVER_VENV) runs Python $$made, $(PYTHON) is $$version: making it again"; \
+	  rm -rf $(MLSERVER_VENV); fi
+endef
+
+$(STAMP): pyproject.toml $(IMAGE_LOCK)
+	$(call venv,$(VENV))
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -e '.[dev]'
 	@touch $@
 
-$(MLSTAMP): Makefile
-	@test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+$(MLSTAMP): Makefile $(IMAGE_LOCK)
+	$(call mlserver_python)
+	$(call venv,$(MLSERVER_VENV))
 	$(MLSERVER_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MLSERVER_VENV)/bin/python -m pip install --quiet $(MLSERVER_PKGS)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet $(CONSTRAINTS) $(MLSERVER_PKGS)
 	@touch $@
 
 cluster-build: ## build (once) and cache the control-plane binaries
@@ -62,8 +91,9 @@ BUILD_JOBS ?= 7
 builds: ## build (once) and cache everything make test needs: environments, binaries, images
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) install cluster-build argocd seaweedfs helm flux images
 
+# The demo runs MLServer from its image: .venv-mlserver (the integration tests') is not built.
 demo-builds: ## build (once) and cache what make demo needs
-	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) install cluster-build seaweedfs images
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) $(STAMP) cluster-build seaweedfs images
 
 cluster-up: $(STAMP) cluster-build ## start (or reuse) the local Kubernetes cluster
 	$(VENV)/bin/vigil-devcluster up

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build Argo CD's repo-server and application controller (one binary, the component chosen
 # by ARGOCD_BINARY_NAME) from its Go module through the wrapper module hack/argocd/argocd,
-# once, and cache it by version and the wrapper's hash under the user's cache folder with
+# once, and cache it by version and a hash of its inputs under the user's cache folder with
 # Argo CD's CRDs of the same version (manifests/crds), as hack/build-flux.sh does for Flux.
 # The GitOps e2e tests (tests/e2e/gitops) run its application controller and repo-server as
 # host processes.
@@ -20,8 +20,14 @@ export GOTOOLCHAIN=go1.27.3
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
-wrapper=$(cat "$here/argocd/argocd/main.go" "$here/argocd/argocd/go.mod" | sha256sum | cut -c1-12)
-dir="$cache/bin/argocd-$ARGOCD_VERSION-$wrapper"
+module_dir="$here/argocd/argocd"
+# The folder's name: the version, and a hash of everything else the binary is made from (this
+# script's commands, GOTOOLCHAIN above among them, its comment lines left out, and the module's
+# go.mod, go.sum and Go files): a changed go.sum or replace directive builds a new folder,
+# never reuses a stale binary.
+key=$(sha256sum "$module_dir/go.mod" "$module_dir/go.sum" "$module_dir"/*.go \
+  <(sed '/^[[:space:]]*#/d' "${BASH_SOURCE[0]}") | cut -c1-64 | sha256sum | cut -c1-12)
+dir="$cache/bin/argocd-$ARGOCD_VERSION-$key"
 module=github.com/argoproj/argo-cd/v3
 
 if [[ "${1:-}" == "--print" ]]; then
@@ -54,14 +60,14 @@ if [[ ! -x "$dir/argocd" ]]; then
   rm -rf "$dir"/.build-* "$dir/argocd.tmp"
   tmp=$(mktemp -d "$dir/.build-XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$here/argocd/argocd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+  (cd "$module_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
     -o "$tmp/argocd" .) >&2
   mv "$tmp/argocd" "$dir/argocd"
   echo "build-argocd: [$(elapsed)] built argocd" >&2
 fi
 # `go mod download` of the module itself reports its go.mod's Go version as an error
 # under some toolchains; the build above already put it in the module cache.
-moddir=$(cd "$here/argocd/argocd" && go list -m -f '{{.Dir}}' "$module")
+moddir=$(cd "$module_dir" && go list -m -f '{{.Dir}}' "$module")
 for crd in application appproject; do
   [[ -f "$moddir/manifests/crds/$crd-crd.yaml" ]] || {
     echo "build-argocd: no manifests/crds/$crd-crd.yaml in $module@$ARGOCD_VERSION ($moddir)" >&2

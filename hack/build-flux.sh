@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Build Flux's source-controller and kustomize-controller from their Go
 # modules (the wrapper module hack/flux/controllers pins both), once, and cache
-# the binaries under the user's cache folder, keyed by the versions and the
-# wrapper's go.mod, with Flux's CRDs from the same module versions
-# (config/crd/bases), as hack/build-cluster.sh does for the control plane. The
-# GitOps e2e tests (tests/e2e/gitops) run them as host processes against the
-# local cluster.
+# the binaries under the user's cache folder, keyed by the versions and a hash
+# of the wrapper's go.mod, go.sum and Go files and this script, with Flux's
+# CRDs from the same module versions (config/crd/bases), as
+# hack/build-cluster.sh does for the control plane. The GitOps e2e tests
+# (tests/e2e/gitops) run them as host processes against the local cluster.
 #
 # Upstream's go.mod files replace their ./api modules with local folders,
 # which `go install pkg@version` refuses: the wrapper requires the api modules
@@ -33,7 +33,11 @@ KUSTOMIZE_CONTROLLER_VERSION=v1.9.6
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
 module_dir="$here/flux/controllers"
-key=$(sha256sum "$module_dir/go.mod" | cut -c1-12)
+# The folder's name: the versions, and a hash of everything else the binaries are made from (this
+# script's commands, its comment lines left out, and the module's go.mod, go.sum and Go files):
+# a changed go.sum or replace directive builds a new folder, never reuses a stale binary.
+key=$(sha256sum "$module_dir/go.mod" "$module_dir/go.sum" "$module_dir"/*.go \
+  <(sed '/^[[:space:]]*#/d' "${BASH_SOURCE[0]}") | cut -c1-64 | sha256sum | cut -c1-12)
 dir="$cache/bin/flux-source-$SOURCE_CONTROLLER_VERSION-kustomize-$KUSTOMIZE_CONTROLLER_VERSION-$key"
 
 if [[ "${1:-}" == "--print" ]]; then

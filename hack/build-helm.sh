@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build helm from its Go module (hack/helm pins it), once, and cache the
-# binary by version under the user's cache folder, as hack/build-cluster.sh
+# binary by version and inputs under the user's cache folder, as hack/build-cluster.sh
 # does for the control plane. The chart's tests (tests/unit/chart,
 # tests/e2e/chart) run it.
 #
@@ -16,14 +16,20 @@ HELM_K8S_MINOR=34
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}
-binary="$cache/bin/helm-$HELM_VERSION-k8s1.$HELM_K8S_MINOR/helm"
+module_dir="$here/helm"
+# The folder's name: the version, and a hash of everything else the binary is made from (this
+# script's commands, its comment lines left out, and the module's go.mod, go.sum and Go files):
+# a changed go.sum or replace directive builds a new folder, never reuses a stale binary.
+key=$(sha256sum "$module_dir/go.mod" "$module_dir/go.sum" "$module_dir"/*.go \
+  <(sed '/^[[:space:]]*#/d' "${BASH_SOURCE[0]}") | cut -c1-64 | sha256sum | cut -c1-12)
+binary="$cache/bin/helm-$HELM_VERSION-k8s1.$HELM_K8S_MINOR-$key/helm"
 
 if [[ "${1:-}" == "--print" || -x "$binary" ]]; then
   echo "$binary"
   exit 0
 fi
 command -v go >/dev/null || {
-  echo "build-helm: Go is required (1.26+) to build helm $HELM_VERSION; install it and retry" >&2
+  echo "build-helm: Go is required (1.26.7+, its go.mod's) to build helm $HELM_VERSION; install it and retry" >&2
   exit 1
 }
 mkdir -p "$(dirname "$binary")" "$cache/locks"
@@ -41,7 +47,7 @@ echo "build-helm: building helm $HELM_VERSION ..." >&2
 rm -rf "$(dirname "$binary")"/.build-*
 tmp=$(mktemp -d "$(dirname "$binary")/.build-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-(cd "$here/helm" && CGO_ENABLED=0 go build -trimpath \
+(cd "$module_dir" && CGO_ENABLED=0 go build -trimpath \
   -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR \

@@ -36,7 +36,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ from vigil.common import kube_yaml
 from vigil.devcluster.common import (
     ClusterError,
     Recorded,
+    command_line,
     exclusive,
     pid_alive,
     process_identity,
@@ -188,6 +189,20 @@ def _wait_while(condition: Callable[[], bool], pid: int, seconds: float, poll: f
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(poll)
+
+
+def _ancestry() -> set[int]:
+    """This process's pid and its ancestors'."""
+    pids: set[int] = set()
+    pid = os.getpid()
+    while pid > 0 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4, after the command name
+    return pids
 
 
 def _legacy_marker(component: str, marker: str) -> str:
@@ -369,6 +384,11 @@ class LocalCluster:
         if self._read_state() is not None:
             self.log("devcluster: a previous cluster is not healthy; removing it first")
             self.down()
+        elif any(self._processes_using_state_dir()):
+            # An up killed before it wrote state.json left them (in sessions of their own):
+            # holding the ports, they would fail this one, and no later down would know them.
+            self.log("devcluster: processes of an up that was stopped are running; stopping them")
+            self.down()
         if self.real_node:
             from vigil.devcluster.node import preflight
 
@@ -437,6 +457,9 @@ class LocalCluster:
         with self.locked():
             state = self._read_state() or {}
             processes = self._recorded(state)
+            # What the state does not record (an up killed before writing it) stops first: a
+            # kubelet or containerd left running would remake what the node's teardown removes.
+            self._stop_all(self._unrecorded(processes))
             if state.get("real_node") or (self.state_dir / "node").exists():
                 # The node's addresses follow the ports it was started with.
                 started = Ports(**state["ports"]) if state.get("ports") else self.ports  # type: ignore[arg-type]
@@ -447,11 +470,8 @@ class LocalCluster:
                 # node recorded what it created (it may have made all of it).
                 legacy = bool(state) and "identities" not in state
                 node.node().teardown(processes, legacy=legacy)
-            for orphan in self._processes_using_state_dir():
-                processes[f"orphan-{orphan.pid}"] = orphan
-            # Stop clients before the API server, and the API server before etcd.
-            for name, process in reversed(processes.items()):
-                self._stop(name, process)
+            self._stop_all(processes)
+            self._stop_all(self._unrecorded({}))  # anything still naming the folder
             if self.state_dir.exists():
                 shutil.rmtree(self.state_dir)
             self.log("devcluster: cluster down; no process or data left")
@@ -584,11 +604,28 @@ class LocalCluster:
         # Until its parent reaps it, a dead process still shows in `ps`.
         _wait_while(process.is_ours, pid, 5, 0.05)
 
+    def _stop_all(self, processes: Mapping[str, Recorded]) -> None:
+        """Last started first: clients before the API server, the API server before etcd."""
+        for name, process in reversed(processes.items()):
+            self._stop(name, process)
+
+    def _unrecorded(self, recorded: Mapping[str, Recorded]) -> dict[str, Recorded]:
+        """Processes naming the state folder but not in ``recorded`` (as running), oldest
+        first; containerd's shims left out: the node's teardown stops them after the pods."""
+        known = {process.pid for process in recorded.values() if process.running()}
+        return {
+            f"orphan-{found.pid}": found
+            for found in self._processes_using_state_dir()
+            if found.pid not in known
+            and "containerd-shim" not in command_line(found.pid).split(" ", 1)[0]
+        }
+
     def _processes_using_state_dir(self) -> Iterator[Recorded]:
-        """Processes whose command line names our state folder (left over from a crash)."""
-        marker = self._marker
+        """Processes whose command line names our state folder (left over from a crash), but
+        this one and its ancestors (a shell that ran ``up`` may name the folder too)."""
+        marker, spared = self._marker, _ancestry()
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            if not entry.name.isdigit() or int(entry.name) in spared:
                 continue
             with contextlib.suppress(OSError):
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()

@@ -17,9 +17,19 @@ from vigil.devcluster.reads import ReadError
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """The project's errors that say what went wrong and what to do."""
-    from vigil.devcluster.traffic import ReadFailed  # numpy: only once something failed
+    # Imported only once something failed: numpy (traffic), the image builds (seaweedfs).
+    from vigil.devcluster.seaweedfs import StoreError
+    from vigil.devcluster.traffic import ReadFailed
 
-    return (ClusterError, ImageError, NetworkError, PackageError, ReadError, ReadFailed)
+    return (
+        ClusterError,
+        ImageError,
+        NetworkError,
+        PackageError,
+        ReadError,
+        ReadFailed,
+        StoreError,
+    )
 
 
 def _said(output: str | bytes | None, lines: int = 20) -> str:

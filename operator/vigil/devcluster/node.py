@@ -180,6 +180,18 @@ def _cgroup_mounts(controller: str | None = None) -> Iterator[Path]:
             yield Path(mount_point)
 
 
+def _give_cpuset(cgroup: Path) -> None:
+    """A new cgroup of a v1 cpuset hierarchy has no CPUs nor memory nodes, and no task may
+    join it: it gets its parent's. On cgroup v2 (``cgroup.controllers`` in every cgroup)
+    the root has no ``cpuset.cpus`` and a child's empty value inherits its parent's."""
+    if (cgroup.parent / "cgroup.controllers").exists():
+        return
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        own, parents = cgroup / name, cgroup.parent / name
+        if own.exists() and parents.exists() and not own.read_text().strip():
+            own.write_text(parents.read_text())
+
+
 def _accepts(host: str, port: int) -> bool:
     """Whether something accepts TCP connections at host:port."""
     try:
@@ -375,10 +387,13 @@ class RealNode:
         """kubelet wants its cgroup root to exist in every hierarchy; cpuset needs CPUs."""
         for mount in _cgroup_mounts():
             path = mount / self.cgroup_root.lstrip("/")
-            path.mkdir(exist_ok=True)
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                if (path / name).exists() and not (path / name).read_text().strip():
-                    (path / name).write_text((mount / name).read_text())
+            try:
+                path.mkdir(exist_ok=True)
+                _give_cpuset(path)
+            except OSError as error:
+                raise NodeError(
+                    f"cannot make the node's cgroup {path} (kubelet's cgroup root): {error}"
+                ) from error
 
     def _wait_node_ready(self, kubelet_pid: int) -> None:
         cluster = self.cluster

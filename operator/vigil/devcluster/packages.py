@@ -27,6 +27,7 @@ NODE_PACKAGES = {
     "ip": "iproute2",
     "nsenter": "util-linux",
     "mount": "mount",
+    "sysctl": "procps",  # the node's namespace's forwarding and bridge settings (network.py)
 }
 
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")

@@ -9,6 +9,7 @@ and the second rename failed. The control plane's folder was keyed by versions a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -213,6 +214,56 @@ def test_the_control_plane_folder_follows_every_input(tmp_path: Path, env: dict[
     with script.open("a") as handle:
         handle.write("# a comment rebuilds nothing\n")
     assert _printed(script, env) == first
+
+
+#: The other build scripts: (script, its module under hack/, how its folder's name begins).
+SINGLE_MODULE_BUILDS = [
+    ("build-seaweedfs.sh", "seaweedfs", "seaweedfs-v0.0.0-"),  # and the commit's date and hash
+    ("build-helm.sh", "helm", "helm-v3.19.5-k8s1.34-"),
+    ("build-flux.sh", "flux/controllers", "flux-source-v1.9.0-kustomize-v1.9.6-"),
+    ("build-argocd.sh", "argocd/argocd", "argocd-v3.6.1-"),
+]
+
+
+def _script_copy(folder: Path, script: str, module: str) -> Path:
+    """One build script and its module's inputs, in a folder of the test's own."""
+    hack = folder / "hack"
+    (hack / module).mkdir(parents=True)
+    shutil.copy(HACK / script, hack)
+    for file in (HACK / module).iterdir():
+        if file.name in ("go.mod", "go.sum") or file.suffix == ".go":
+            shutil.copy(file, hack / module)
+    return hack / script
+
+
+def _entry(script: Path, env: dict[str, str]) -> str:
+    """The cache folder's name (seaweedfs and helm print their binary's path)."""
+    printed = Path(_printed(script, env))
+    return printed.name if printed.parent.name == "bin" else printed.parent.name
+
+
+@pytest.mark.parametrize(("script", "module", "name"), SINGLE_MODULE_BUILDS)
+def test_a_binarys_folder_follows_its_go_sum_and_its_scripts_commands(
+    script: str, module: str, name: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """They were keyed by versions or go.mod alone: a changed go.sum (or replace directive,
+    or flag) reused the binary built from the old one."""
+    copy = _script_copy(tmp_path / "a", script, module)
+    first = _entry(copy, env)
+    assert re.fullmatch(rf"{re.escape(name)}(\S+-)?[0-9a-f]{{12}}", first), first
+    # The same inputs elsewhere (another checkout) share the folder.
+    assert _entry(_script_copy(tmp_path / "b", script, module), env) == first
+    go_sum = copy.parent / module / "go.sum"
+    before = go_sum.read_text()
+    go_sum.write_text(before + "example.com/m v1.0.0 h1:AAAA=\n")
+    assert _entry(copy, env) != first
+    go_sum.write_text(before)
+    assert _entry(copy, env) == first
+    commands = copy.read_text()
+    copy.write_text(commands.replace("-trimpath", "-trimpath -v", 1))
+    assert _entry(copy, env) != first
+    copy.write_text(commands + "# a comment rebuilds nothing\n")
+    assert _entry(copy, env) == first
 
 
 def test_python_agrees_with_the_script_on_the_folder() -> None:

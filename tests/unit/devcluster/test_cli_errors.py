@@ -15,6 +15,7 @@ from vigil.devcluster.engine import ImageError
 from vigil.devcluster.network import NetworkError
 from vigil.devcluster.node import NOT_ROOT, NodeError
 from vigil.devcluster.packages import PackageError
+from vigil.devcluster.seaweedfs import StoreError
 
 FAILURES: list[BaseException] = [
     NodeError(NOT_ROOT),
@@ -25,6 +26,7 @@ FAILURES: list[BaseException] = [
         100, ["apt-get", "install", "-y", "runc"], stderr="E: Unable to locate package runc\n"
     ),
     KubectlError(1, ["kubectl", "get", "md"], "", "kubectl get md failed: Unauthorized"),
+    StoreError("weed server did not answer within 120s; see its log /tmp/weed.log"),
 ]
 
 

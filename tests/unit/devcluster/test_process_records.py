@@ -237,3 +237,81 @@ def test_a_leftover_private_dockerd_is_stopped_and_the_machines_own_left_alone(
         for process in (machines, ours):
             process.kill()
             process.wait()
+
+
+class _Stopped(Exception):
+    """Where a test ends an ``up`` (before anything of it starts)."""
+
+
+def test_up_after_an_up_killed_before_its_state_stops_what_that_one_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILLed up had written no state.json: its etcd (its own session) held the ports,
+    the next up only said to choose other ones, and no down would ever know it."""
+    state = tmp_path / "cluster"
+    state.mkdir()
+    orphan = _started([*SLEEPER, f"--data-dir={state.resolve()}/etcd"], start_new_session=True)
+    cluster = LocalCluster(state_dir=state, bin_dir=tmp_path, port_base=PORT_BASE, log=print)
+
+    def ports_checked() -> None:
+        raise _Stopped
+
+    monkeypatch.setattr(cluster, "_check_ports_free", ports_checked)
+    try:
+        with pytest.raises(_Stopped):
+            cluster.up()
+        assert orphan.poll() is not None, "up left the killed up's etcd running"
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+def test_down_stops_the_node_processes_no_state_recorded_before_tearing_the_node_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An up killed in the node's start recorded the control plane only: a kubelet still
+    running while its network, mounts and cgroups go would make them again."""
+    from vigil.devcluster import node as node_module
+
+    state = tmp_path / "cluster"
+    (state / "node").mkdir(parents=True)
+    _write_state(state, {}, identities={}, real_node=True)
+    kubelet = _started([*SLEEPER, f"--config={state.resolve()}/node/kubelet/config.yaml"])
+    alive_at_teardown: list[bool] = []
+
+    def teardown(node: object, processes: object, legacy: bool = False) -> None:
+        alive_at_teardown.append(pid_alive(kubelet.pid))
+
+    monkeypatch.setattr(node_module.RealNode, "teardown", teardown)
+    try:
+        LocalCluster(state_dir=state, bin_dir=tmp_path, port_base=PORT_BASE, log=print).down()
+        assert alive_at_teardown == [False]
+        assert not state.exists()
+    finally:
+        kubelet.kill()
+        kubelet.wait()
+
+
+def test_the_sweep_spares_the_process_running_it_and_its_parents(tmp_path: Path) -> None:
+    """A shell that ran up or down may name the state folder in its own arguments."""
+    state = tmp_path / "cluster"
+    state.mkdir()
+    sweep = (
+        "import sys; from pathlib import Path; from vigil.devcluster.cluster import LocalCluster; "
+        "found = LocalCluster(state_dir=Path(sys.argv[1]))._processes_using_state_dir(); "
+        "print(*sorted(p.pid for p in found))"
+    )
+    stranger = _started([*SLEEPER, f"{state.resolve()}/etcd"])
+    try:
+        # Two commands: the shell stays the sweep's parent (it execs a last command).
+        script = f'"{sys.executable}" -c "$1" "$0"; true'
+        shell = subprocess.run(
+            ["bash", "-c", script, str(state.resolve()), sweep],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert shell.stdout.split() == [str(stranger.pid)]
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from vigil.devcluster import network as network_module
 from vigil.devcluster import node as node_module
 from vigil.devcluster.cluster import LocalCluster
 from vigil.devcluster.network import NodeNetwork
@@ -23,7 +24,7 @@ from vigil.devcluster.node import (
     check_disk,
     preflight,
 )
-from vigil.devcluster.packages import missing
+from vigil.devcluster.packages import NODE_PACKAGES, missing
 
 
 class TestAddressPlan:
@@ -143,6 +144,64 @@ def test_listing_the_nodes_cgroups_survives_cgroups_vanishing_meanwhile(
     assert real_node._cgroup_dirs() == [pods, pods.parent, root]
 
 
+def _mounted(monkeypatch: pytest.MonkeyPatch, *mounts: Path) -> None:
+    monkeypatch.setattr(node_module, "_cgroup_mounts", lambda controller=None: iter(mounts))
+
+
+def _new_cgroup(root: Path, name: str) -> Path:
+    """What mkdir makes in a cpuset hierarchy (v1 or v2): empty cpuset files."""
+    cgroup = root / name.lstrip("/")
+    cgroup.mkdir()
+    for file in ("cpuset.cpus", "cpuset.mems"):
+        (cgroup / file).write_text("\n")
+    return cgroup
+
+
+def test_on_cgroup_v2_the_nodes_cgroup_inherits_its_cpus(
+    real_node: RealNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cgroup v2 root (Debian 12's only hierarchy) has no cpuset.cpus: the node failed to
+    start, every time, on reading it."""
+    root = tmp_path / "unified"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (root / "cpuset.cpus.effective").write_text("0-1\n")
+    (root / "cpuset.mems.effective").write_text("0\n")
+    cgroup = _new_cgroup(root, real_node.cgroup_root)
+    _mounted(monkeypatch, root)
+    real_node._make_cgroup_root()
+    assert (cgroup / "cpuset.cpus").read_text().strip() == ""  # empty: the parent's
+    assert not (root / "cpuset.cpus").exists()
+
+
+def test_on_a_cgroup_v1_cpuset_hierarchy_the_nodes_cgroup_gets_the_roots_cpus(
+    real_node: RealNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpuset, memory = tmp_path / "cpuset", tmp_path / "memory"
+    cpuset.mkdir()
+    memory.mkdir()
+    (cpuset / "cpuset.cpus").write_text("0-1\n")
+    (cpuset / "cpuset.mems").write_text("0\n")
+    cgroup = _new_cgroup(cpuset, real_node.cgroup_root)
+    _mounted(monkeypatch, cpuset, memory)
+    real_node._make_cgroup_root()
+    assert (cgroup / "cpuset.cpus").read_text() == "0-1\n"
+    assert (cgroup / "cpuset.mems").read_text() == "0\n"
+    assert (memory / real_node.cgroup_root.lstrip("/")).is_dir()
+
+
+def test_a_cgroup_the_node_cannot_make_is_one_line_not_a_traceback(
+    real_node: RealNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "unmounted"
+    _mounted(monkeypatch, gone)
+    with pytest.raises(NodeError) as error:
+        real_node._make_cgroup_root()
+    said = str(error.value)
+    assert said.startswith(f"cannot make the node's cgroup {gone / real_node.cgroup_root[1:]}")
+    assert "No such file or directory" in said and "\n" not in said
+
+
 def test_missing_names_each_package_once(tmp_path: Path) -> None:
     present = tmp_path / "present"
     present.write_text("")
@@ -153,6 +212,25 @@ def test_missing_names_each_package_once(tmp_path: Path) -> None:
         "no-such-command-vigil": "pkg-b",
     }
     assert missing(wanted) == ["pkg-a", "pkg-b"]
+
+
+def test_every_command_the_nodes_network_runs_comes_with_its_packages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A machine without procps had no sysctl: the node failed midway, naming no package."""
+    commands: list[list[str]] = []
+
+    def run(args: list[str], what: str) -> str:
+        commands.append(list(args))
+        return ""
+
+    monkeypatch.setattr(network_module, "_run", run)
+    NodeNetwork.for_port_base(25400)._wire()
+    programs = {args[0] for args in commands}
+    programs |= {args[args.index("--") + 1] for args in commands if args[0] == "nsenter"}
+    assert {"ip", "nsenter", "sysctl", "iptables"} <= programs
+    assert programs <= set(NODE_PACKAGES)
+    assert NODE_PACKAGES["sysctl"] == "procps"
 
 
 class _Stat:
