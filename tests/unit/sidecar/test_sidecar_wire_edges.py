@@ -27,6 +27,18 @@ async def _read_response(reader):
     return head, await reader.readexactly(length)
 
 
+def _sent_upstream(sidecar, monkeypatch, request, *, reused=False):
+    """A request from a fake client sent on a fake upstream connection: (client, its
+    transport, the upstream connection, the request sent)."""
+    sent = capture_dispatch(sidecar.proxy, monkeypatch)
+    client, transport = fake_client(sidecar.proxy)
+    client.data_received(request)
+    upstream = _Upstream(sidecar.proxy)
+    upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
+    upstream.send(client, sent[0], reused=reused)
+    return client, transport, upstream, sent[0]
+
+
 async def test_pipelined_requests_are_answered_in_order(model, start_sidecar):
     sidecar = await start_sidecar(model.url)
     reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy.port)
@@ -69,12 +81,8 @@ async def test_close_delimited_answer_cut_by_a_reset_is_a_502(
 ):
     # Only a clean end of the connection ends such an answer; a reset means it is cut short.
     sidecar = await start_sidecar(model.url)
-    sent = capture_dispatch(sidecar.proxy, monkeypatch)
-    client, transport = fake_client(sidecar.proxy)
-    client.data_received(b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n")
-    upstream = _Upstream(sidecar.proxy)
-    upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
-    upstream.send(client, sent[0], reused=False)
+    get = b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n"
+    _, transport, upstream, _ = _sent_upstream(sidecar, monkeypatch, get)
     upstream.data_received(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe first half")
     upstream.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
     assert transport.answers() == [b"HTTP/1.1 502 Bad Gateway"]
@@ -151,19 +159,13 @@ async def test_a_post_on_a_connection_lost_as_it_was_written_is_retried(
     """The model server closed the kept-alive connection while idle, its FIN crossing the
     request: the connection is lost at once, and the request goes again on a fresh one."""
     sidecar = await start_sidecar(model.url)
-    sent = capture_dispatch(sidecar.proxy, monkeypatch)
     resent: list[object] = []
     monkeypatch.setattr(sidecar.proxy, "connect_and_send", lambda c, r: resent.append(r))
-    client, transport = fake_client(sidecar.proxy)
-    client.data_received(
-        b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
-    )
-    upstream = _Upstream(sidecar.proxy)
-    upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
-    upstream.send(client, sent[0], reused=True)
+    post = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    client, transport, upstream, sent = _sent_upstream(sidecar, monkeypatch, post, reused=True)
     upstream.connection_lost(None)
-    assert resent == [sent[0]] and not transport.written
-    answer_ok(client, sent[0])
+    assert resent == [sent] and not transport.written
+    answer_ok(client, sent)
 
 
 async def test_a_chunked_answer_with_a_content_length_reaches_the_client_without_it(
@@ -172,12 +174,8 @@ async def test_a_chunked_answer_with_a_content_length_reaches_the_client_without
     """RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and a proxy removes the
     length: a client that framed the answer by it would misread the connection."""
     sidecar = await start_sidecar(model.url)
-    sent = capture_dispatch(sidecar.proxy, monkeypatch)
-    client, transport = fake_client(sidecar.proxy)
-    client.data_received(b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n")
-    upstream = _Upstream(sidecar.proxy)
-    upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
-    upstream.send(client, sent[0], reused=False)
+    get = b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n"
+    _, transport, upstream, _ = _sent_upstream(sidecar, monkeypatch, get)
     upstream.data_received(
         b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"2\r\nok\r\n0\r\n\r\n"
