@@ -372,6 +372,13 @@ class Reconciler:
             # another instance acts now; its own reconcile decides again.
             log.info("%s/%s: paused before writing; the plan is dropped", namespace, name)
             return False
+        current = await api.get("ModelDeployment", namespace, name)
+        if current is None or objects.body(current).meta.uid != objects.body(body).meta.uid:
+            # Deleted (and maybe created again) while this cycle observed and decided (a
+            # golden replay takes up to a minute): its plan, status, request and rollout
+            # metrics are for no object (the new one's would count its outcome).
+            log.info("%s/%s: deleted before writing; the plan is dropped", namespace, name)
+            return False
         changed = await self._write(api, body, plan)
         if self.rollouts is not None:
             await self.rollouts.after_write(api, body, plan)
@@ -448,12 +455,6 @@ class Reconciler:
         """Apply the plan's actions in order, post its Events, patch status once."""
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
-        current = await api.get("ModelDeployment", namespace, name)
-        if current is None or objects.body(current).meta.uid != objects.body(body).meta.uid:
-            # Deleted (and maybe created again) while this cycle observed and decided (a
-            # golden replay takes up to a minute): its plan and status are for no object.
-            log.info("%s/%s: deleted before writing; the plan is dropped", namespace, name)
-            return False
         for action, check in _checked_first(plan.actions):
             verb, what = _describe(action)
             if not check:
@@ -465,7 +466,7 @@ class Reconciler:
                 message = f"could not {verb} {what}: {error.message}"
                 if isinstance(error, RouteHeld):  # its RoutingFailed Warning is out
                     held = _planned(plan, ConditionType.PROGRESSING)
-                    message = f"{message}; waiting: {held}" if held else message
+                    message = f"{message}; not done until then: {held}" if held else message
                     await self._write_refused(api, body, plan, message, Reason.ROUTING_FAILED)
                     raise
                 await self.report_failure(api, body, message)

@@ -267,7 +267,7 @@ class TestModelArtifactFields:
             (HTTP, {"path": "/"}, "spec.model.path must be an absolute folder"),
             (HTTP, {"path": "/mnt/../etc"}, "spec.model.path must be an absolute folder"),
             (HTTP, {"path": "/."}, "spec.model.path must be an absolute folder"),  # the root
-            (HTTP, {"path": "/mnt/./models"}, "spec.model.path must be an absolute folder"),
+            (HTTP, {"path": "//./"}, "spec.model.path must be an absolute folder"),
             ("gs://m/wine", {"path": "/models"}, "spec.model.path is where Vigil puts"),
             (HTTP, {"storage": {"region": "r"}}, "spec.model.storage is for s3:// URIs"),
             ("pvc://m", {"storage": {"secretRef": {"name": "s"}}}, "spec.model.storage is for"),
@@ -520,6 +520,13 @@ class TestARawServersRollout:
     def test_a_shadow_step_is_a_problem(self) -> None:
         rollout = self.raw({"replacement": {"steps": [{"shadow": {}}]}}).rollout
         assert "no step can shadow" in (rollout.problem or "")
+
+    def test_the_status_screens_reading_of_the_rollout_says_so_too(self) -> None:
+        # kubectl vigil status reads the rollout alone (rollout_or_defaults): it listed the
+        # steps and the gate while the operator held the rollout.
+        raw = changed("server.protocol", "raw")
+        raw["rollout"] = {"analysis": {"performance": {"minAccuracy": 0.9}}}
+        assert "a raw server" in (spec_module.rollout_or_defaults(raw).problem or "")
 
     def test_canary_steps_alone_are_fine(self) -> None:
         rollout = self.raw({"tweak": {"steps": [{"canary": {"weight": 20}}]}}).rollout

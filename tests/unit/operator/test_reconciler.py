@@ -796,6 +796,33 @@ async def test_a_plan_for_an_object_deleted_and_created_again_meanwhile_is_dropp
     assert "status" not in harness.api.objects[("ModelDeployment", "ml", "wine")]
 
 
+async def test_a_dropped_plan_leaves_the_new_objects_request_and_metrics_alone(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cycle went on after the dropped write: its outcome counted on the new object's
+    # series, and the new object's request annotation was cleared unanswered.
+    from running_pods import running_in
+
+    from vigil.operator.rollouts import Rollouts
+
+    harness.reconciler.rollouts = Rollouts(running_in(lambda: {}), sidecar_image="sidecar:test")
+    harness.api.add(model_deployment())
+    listing = harness.api.list
+
+    async def replaced_meanwhile(kind: str, namespace: str, selector: str) -> Any:
+        if kind == "Deployment":
+            again = model_deployment(version="9", replicas=1)
+            again["metadata"].update(uid="uid-2", annotations={"vigil.dev/request": "pause"})
+            harness.api.add(again)
+        return await listing(kind, namespace, selector)
+
+    monkeypatch.setattr(harness.api, "list", replaced_meanwhile)
+    await harness.reconciler.reconcile("ml", "wine")
+    stored = harness.api.objects[("ModelDeployment", "ml", "wine")]
+    assert stored["metadata"]["annotations"] == {"vigil.dev/request": "pause"}
+    assert ("patch", "ModelDeployment", "wine") not in harness.api.writes
+
+
 async def test_a_status_write_that_finds_the_object_gone_says_nothing(harness: Harness) -> None:
     # Its ReconcileFailed Warning went to an object that is gone, and its retry held the
     # nudges of one created again under the name for a minute.

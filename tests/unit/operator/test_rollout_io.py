@@ -805,7 +805,7 @@ async def test_a_refused_route_holds_the_switch_of_the_live_service_too() -> Non
     assert api.objects[("Service", "ml", "wine")]["spec"]["selector"] == selector
     status = api.objects[("ModelDeployment", "ml", "wine")]["status"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    assert ready["reason"] == "RoutingFailed" and "; waiting: " in ready["message"]
+    assert ready["reason"] == "RoutingFailed" and "; not done until then: " in ready["message"]
 
     backend_refs(api)[1].pop("filters")  # fixed: the switch goes on
     await harness.reconciler.reconcile("ml", "wine")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -73,9 +74,10 @@ def _reported(parse: Callable[[], Any], default: Any) -> Any:
 def rollout_or_defaults(spec: Mapping[str, Any]) -> RolloutSpec:
     """``spec.rollout``; where the operator cannot use it, its defaults with ``problem``
     saying why (the rollout waits for a fix; monitoring and status go on)."""
-    return _reported(
+    rollout = _reported(
         lambda: parse_rollout(_mapping(spec.get("rollout"), "spec.rollout")), RolloutSpec()
     )
+    return _served_by(rollout, str(_section(spec.get("server")).get("protocol") or ""))
 
 
 def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
@@ -100,16 +102,16 @@ def parse_spec(name: str, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec
         replicas=replicas,
         config=config,
         monitoring=_monitoring(spec),
-        rollout=_served_by(rollout_or_defaults(spec), server),
+        rollout=rollout_or_defaults(spec),
         paused=bool(spec.get("paused", DEFAULT_PAUSED)),
     )
 
 
-def _served_by(rollout: RolloutSpec, server: ServerSpec) -> RolloutSpec:
+def _served_by(rollout: RolloutSpec, protocol: str) -> RolloutSpec:
     """The rollout, or its defaults with a problem where it judges what a raw server's
     answers (never read) cannot give: shadow copies, labels scored against predictions. It
     would hold every rollout until its deadline (the CRD refuses both)."""
-    if server.protocol != "raw" or rollout.problem:
+    if protocol != "raw" or rollout.problem:
         return rollout
     raw = "a raw server (server.protocol raw) has its answers not read"
     if rollout.analysis.performance is not None:
@@ -165,14 +167,18 @@ def _sha256(value: Any, uri: str | None) -> str | None:
     return digest
 
 
+def _root(path: str) -> bool:
+    """Whether an absolute path names the root ('/', '//', '/.', '/./')."""
+    return posixpath.normpath("/" + path.lstrip("/")) == "/"
+
+
 def _model_path(value: Any) -> str:
     if value is None or value == "":
         return DEFAULT_MODEL_PATH
     path = str(value)
-    if not path.startswith("/") or {".", ".."} & set(path.split("/")) or path.strip("/") == "":
-        raise SpecError(
-            "spec.model.path must be an absolute folder other than / (no '.' or '..' segment)"
-        )
+    # '/.' is the root too; '/mnt/models/.' mounted as it always did.
+    if not path.startswith("/") or ".." in path.split("/") or _root(path):
+        raise SpecError("spec.model.path must be an absolute folder other than / (no '..')")
     return path.rstrip("/")
 
 
