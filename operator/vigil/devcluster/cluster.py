@@ -49,6 +49,7 @@ from vigil.devcluster.common import (
     Recorded,
     command_line,
     exclusive,
+    names_folder,
     pid_alive,
     process_identity,
     write_kubeconfig,
@@ -629,7 +630,7 @@ class LocalCluster:
                 continue
             with contextlib.suppress(OSError):
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if marker in cmdline:
+                if names_folder(cmdline, marker):
                     yield Recorded.now(int(entry.name), marker)
 
     def _check_octet_free(self) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -124,6 +125,12 @@ def command_line(pid: int) -> str:
         return ""
 
 
+def names_folder(cmdline: str, folder: str) -> bool:
+    """Whether a command line names ``folder`` or a path inside it: not a folder whose
+    name merely starts the same (``.vigil/cluster-ci`` beside ``.vigil/cluster``)."""
+    return re.search(re.escape(folder) + r"(?![\w.-])", cmdline) is not None
+
+
 @dataclass(frozen=True)
 class Recorded:
     """A process a state file (``state.json``) names: its pid and identity.
@@ -147,7 +154,7 @@ class Recorded:
         """Whether the pid still belongs to the recorded process (a zombie of it included)."""
         if self.identity is not None:
             return process_identity(self.pid) == self.identity
-        return bool(self.marker) and self.marker in command_line(self.pid)
+        return bool(self.marker) and names_folder(command_line(self.pid), self.marker)
 
     def running(self) -> bool:
         """Ours, and not yet exited."""

@@ -315,3 +315,14 @@ def test_the_sweep_spares_the_process_running_it_and_its_parents(tmp_path: Path)
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_cluster_folder_is_not_one_whose_name_merely_starts_the_same() -> None:
+    # A fresh up stopped another cluster's etcd living in .vigil/cluster-ci beside it.
+    from vigil.devcluster.common import names_folder
+
+    folder = "/work/x/.vigil/cluster"
+    assert names_folder(f"etcd --data-dir={folder}/etcd", folder)
+    assert names_folder(f"kubectl --kubeconfig {folder}", folder)
+    assert not names_folder("etcd --data-dir=/work/x/.vigil/cluster-ci/etcd", folder)
+    assert not names_folder("etcd --data-dir=/work/x/.vigil/cluster2/etcd", folder)
