@@ -40,14 +40,16 @@ define venv
 	    "(on Debian: apt-get install python3-venv) and run make again" >&2; exit 1; }
 endef
 
-# mlserver_python: $(PYTHON) is one MLServer runs on; an environment made by another goes.
+# mlserver_python: $(PYTHON) is one MLServer runs on; an environment made by another goes
+# (one already made by a Python it runs on stays, whatever $(PYTHON) is now).
 define mlserver_python
 	@version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1; \
-	case " $(MLSERVER_PYTHONS) " in *" $$version "*) ;; *) \
-	  echo "make: MLServer 1.7.1 runs on Python 3.11 or 3.12, and $(PYTHON) is $$version:" \
-	    "make PYTHON=python3.12 install (or PYTHON=python3.11)" >&2; exit 1;; esac; \
 	made=$$($(MLSERVER_VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' \
 	  2>/dev/null) || true; \
+	case " $(MLSERVER_PYTHONS) " in *" $$version "*) ;; *) \
+	  case " $(MLSERVER_PYTHONS) " in *" $$made "*) [ -n "$$made" ] && exit 0;; esac; \
+	  echo "make: MLServer 1.7.1 runs on Python 3.11 or 3.12, and $(PYTHON) is $$version:" \
+	    "make PYTHON=python3.12 install (or PYTHON=python3.11)" >&2; exit 1;; esac; \
 	if [ -n "$$made" ] && [ "$$made" != "$$version" ]; then \
 	  echo "make: $(MLSERVER_VENV) runs Python $$made, $(PYTHON) is $$version: making it again"; \
 	  rm -rf $(MLSERVER_VENV); fi

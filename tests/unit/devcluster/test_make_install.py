@@ -135,6 +135,21 @@ def test_the_mlserver_environment_made_by_another_python_is_made_again(
     assert said.strip() == "3.11"
 
 
+def test_an_environment_made_by_a_python_mlserver_runs_on_stays_whatever_python_is_now(
+    checkout: Path, tmp_path: Path
+) -> None:
+    # python3 upgraded to 3.13: any Makefile edit made every make refuse the good venv.
+    subprocess.run(
+        [_python(tmp_path, "3.12"), "-m", "venv", ".venv-mlserver"],
+        cwd=checkout,
+        env={"STUB_PYTHON_LOG": str(tmp_path / "made-before.log")},
+        check=True,
+    )
+    result = _make(checkout, _python(tmp_path, "3.13"), ".venv-mlserver/.installed")
+    assert result.returncode == 0, result.stderr
+    assert not any(line.startswith("venv .venv-mlserver") for line in _logged(checkout))
+
+
 def test_both_environments_install_scikit_learn_at_the_images_version(
     checkout: Path, tmp_path: Path
 ) -> None:
