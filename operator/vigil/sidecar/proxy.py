@@ -78,9 +78,10 @@ CHUNK_FRAMING_BYTES = 64 * 1024
 #: limits.maxBodyBytes if larger, it is a 502, not the sidecar's memory (256Mi by default).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 #: Body bytes held at once (requests being received or in flight, answers being received,
-#: copies queued for monitoring and shadowing) past which a new request gets 503 with
-#: Retry-After: with what a body costs on its way, the sidecar stays within its memory
-#: (256Mi by default). A request is taken all the same when nothing else is held.
+#: answers a client does not read) past which a new request gets 503 with Retry-After:
+#: with what a body costs on its way, the sidecar stays within its memory (256Mi by
+#: default). A request is taken all the same when nothing else is held. The copies queued
+#: for monitoring and shadowing are bounded apart (and dropped when their queues are full).
 HELD_BYTES_BUDGET = 96 * 1024 * 1024
 #: The Retry-After of that 503, in seconds: bodies held leave within about that.
 BUSY_RETRY_AFTER = 1
@@ -273,7 +274,9 @@ class _Upstream(ResponseConnection):
 
     def _hold(self) -> None:
         """Count the answer received so far in the budget (HELD_BYTES_BUDGET); past it,
-        with other bodies held, the answer is refused: 503, the exchange can be retried."""
+        with other bodies held, the answer is refused: 503 (X-Vigil-Error
+        upstream_memory_budget, outcome upstream_error), without Retry-After: the model
+        server has already run the request, and a client retrying would run it again."""
         chunks, client = self.chunks, self.client
         held = len(self.buf) + (chunks.size if chunks is not None else 0)
         # The exchange is the unit: its own request's body is no other body.
@@ -281,8 +284,8 @@ class _Upstream(ResponseConnection):
         if self.proxy.admits(self.held + own, held + own):
             self.held = self.proxy.charge(self.held, held)
             return
-        words = f"the sidecar holds {HELD_BYTES_BUDGET >> 20} MiB of bodies; retry later"
-        self.fail(UpstreamError("memory_budget", 503, words, BUSY_RETRY_AFTER))
+        words = f"the sidecar holds {HELD_BYTES_BUDGET >> 20} MiB of bodies; answer dropped"
+        self.fail(UpstreamError("memory_budget", 503, words))
 
     def _finish(self, response: Response, reusable: bool) -> None:
         client, request = self.client, self.request
@@ -429,12 +432,12 @@ class _Client(asyncio.Protocol):
                 if length > settings.max_body_bytes:
                     self._too_large(head)
                     return
+                # A declared length that does not fit is refused at once; the body is
+                # counted as it comes (a head alone holds nothing: heads sent without
+                # their bodies must not hold the budget from others until their timeout).
                 if not proxy.admits(0, length):
                     self._busy(head)
                     return
-                # Its body, reserved (nothing held before: one request at a time).
-                proxy.held += length
-                self.held = length
                 self.head, self.continued = head, False
                 proxy.clients[self] = _BUSY
                 self._count()
@@ -466,7 +469,13 @@ class _Client(asyncio.Protocol):
                 raw_body, self.buf = take_front(self.buf, end)
             else:
                 end = head.content_length or 0
-                if len(self.buf) < end:
+                held = min(len(self.buf), end)  # the rest of the buffer: the next request
+                if held != self.held:
+                    if not proxy.admits(self.held, held):
+                        self._busy(head)
+                        return
+                    self.held = proxy.charge(self.held, held)
+                if held < end:
                     self._await_body(head)
                     return
                 raw_body, self.buf = take_front(self.buf, end)
@@ -907,8 +916,12 @@ class Proxy:
 
     def admits(self, was: int, now: int) -> bool:
         """Whether a request may hold ``now`` body bytes instead of ``was``: within the
-        budget with all else held, or nothing else is held (a request always goes alone)."""
-        others = self.held - was + self.monitor.queued_bytes + self.shadow.held_bytes
+        budget with all else held, or nothing else is held (a request always goes alone).
+
+        The copies queued for monitoring and shadowing are not counted: their queues have
+        their own bounds and drop copies when full (a live request is never refused for
+        them), and they mostly hold the very bodies of the requests counted here."""
+        others = self.held - was
         return others <= 0 or others + now <= HELD_BYTES_BUDGET
 
     def begin(self) -> None:

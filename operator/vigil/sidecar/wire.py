@@ -403,7 +403,8 @@ class ResponseConnection(asyncio.Protocol):
         self.got_bytes = False
         self.reused = False
         self.closed = False
-        #: Where framing the chunked body of ``head`` stopped (a new one for each head).
+        #: Where framing the chunked body of ``head`` stopped (a new one for each head,
+        #: dropped once the body is taken).
         self.chunks: ChunkedScanner | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -442,12 +443,16 @@ class ResponseConnection(asyncio.Protocol):
             self.head = head
             self.chunks = self._chunked_scanner() if head.chunked else None
         if no_body or head.status in (204, 304):
+            self.chunks = None
             return head, b"", b"", bool(self.buf)
         if head.chunked:
             found = (self.chunks if self.chunks is not None else ChunkedScanner()).scan(self.buf)
             if found is None:
                 return None
             end, body = found
+            # The scanner holds the decoded body: dropped with it, not kept on an idle
+            # connection (outside the budget, and read as the next answer's by _hold).
+            self.chunks = None
             raw, self.buf = take_front(self.buf, end)
             return head, raw, body, bool(self.buf)
         length = head.content_length

@@ -187,6 +187,38 @@ class TestTheScanIsBounded:
     strings crossed (a regex step each) or MAX_SCAN_BYTES into the body it stops, and the
     request takes the header's id or a new one. 10 MiB of short strings took ~380 ms."""
 
+    @pytest.mark.parametrize(
+        "body",
+        [
+            json.dumps(
+                {
+                    "instances": [
+                        {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "w": n}
+                        for n in range(1000)
+                    ],
+                    "id": "q-iris",
+                }
+            ).encode(),
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "text",
+                            "shape": [5000],
+                            "datatype": "BYTES",
+                            "data": [f"a short sentence {n}" for n in range(5000)],
+                        }
+                    ],
+                    "id": "q-iris",
+                }
+            ).encode(),
+        ],
+        ids=["KServe v1 object rows", "a v2 BYTES tensor"],
+    )
+    def test_an_ordinary_batch_of_strings_keeps_its_id(self, body):
+        assert len(body) > 64 * 1024
+        assert body_id(body) == "q-iris"
+
     @staticmethod
     def _after_strings(count: int) -> bytes:
         return b'{"instances": [' + b", ".join([b'"ab"'] * count) + b'], "id": "q"}'
@@ -205,7 +237,7 @@ class TestTheScanIsBounded:
         "body",
         [
             b"{" + b", ".join(b'"k%d": %d' % (n, n) for n in range(5000)) + b', "id": "q"}',
-            b'{"a": "' + b'\\"' * 10_000 + b'", "id": "q"}',
+            b'{"a": "' + b'\\"' * 40_000 + b'", "id": "q"}',
         ],
         ids=["top-level keys", "escapes"],
     )
