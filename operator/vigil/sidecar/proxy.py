@@ -77,8 +77,8 @@ CHUNK_FRAMING_BYTES = 64 * 1024
 #: An answer is buffered whole (its predictions are read): past this, or past
 #: limits.maxBodyBytes if larger, it is a 502, not the sidecar's memory (256Mi by default).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
-#: Body bytes held at once (requests being received or in flight, answers being received,
-#: answers a client does not read) past which a new request gets 503 with Retry-After:
+#: Body bytes held at once (requests being received or in flight, answers being received)
+#: past which a new request gets 503 with Retry-After:
 #: with what a body costs on its way, the sidecar stays within its memory (256Mi by
 #: default). A request is taken all the same when nothing else is held. The copies queued
 #: for monitoring and shadowing are bounded apart (and dropped when their queues are full).
@@ -344,9 +344,6 @@ class _Client(asyncio.Protocol):
         self.linger_timer: asyncio.TimerHandle | None = None
         #: Body bytes of the request being received or in flight, in the proxy's ``held``.
         self.held = 0
-        #: Answer bytes written and not yet sent while the client does not read them,
-        #: in the proxy's ``held`` too (the transport holds them: a copy under asyncio).
-        self.unsent = 0
 
     # -------------------------------------------------------------- events
 
@@ -358,7 +355,6 @@ class _Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.proxy.clients.pop(self, None)
-        self.unsent = self.proxy.charge(self.unsent, 0)
         if self.linger_timer is not None:
             self.linger_timer.cancel()
             self.linger_timer = None
@@ -384,12 +380,9 @@ class _Client(asyncio.Protocol):
     def pause_writing(self) -> None:
         # Answers the client does not read would pile up here: one per pipelined request.
         self.write_blocked = True
-        if self.transport is not None:
-            self.unsent = self.proxy.charge(self.unsent, self.transport.get_write_buffer_size())
 
     def resume_writing(self) -> None:
         self.write_blocked = False
-        self.unsent = self.proxy.charge(self.unsent, 0)  # below the low-water mark now
         if self.request is None and self.local_task is None:
             self._resume()
 
@@ -469,12 +462,10 @@ class _Client(asyncio.Protocol):
                 raw_body, self.buf = take_front(self.buf, end)
             else:
                 end = head.content_length or 0
+                # Admitted at its head: counted as it comes, never refused half sent (a
+                # small request admitted meanwhile must not cut a large upload short).
                 held = min(len(self.buf), end)  # the rest of the buffer: the next request
-                if held != self.held:
-                    if not proxy.admits(self.held, held):
-                        self._busy(head)
-                        return
-                    self.held = proxy.charge(self.held, held)
+                self.held = proxy.charge(self.held, held)
                 if held < end:
                     self._await_body(head)
                     return
