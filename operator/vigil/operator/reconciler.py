@@ -671,9 +671,12 @@ def _planned(plan: Plan, kind: str) -> str:
 def _checked_first(actions: Sequence[Action]) -> list[tuple[Action, bool]]:
     """The plan's actions, each Route read first (True: checked, not carried out). A route
     refused while it still weights revision Services holds the whole plan, the writes before
-    it too: a switch of the live Service to the candidate would be half a promotion."""
-    checks = [(action, True) for action in actions if isinstance(action, Route)]
-    return [*checks, *((action, False) for action in actions)]
+    it too: a switch of the live Service to the candidate would be half a promotion. Only
+    when a write comes before a Route: otherwise the Route's own read finds it first."""
+    routes = [index for index, action in enumerate(actions) if isinstance(action, Route)]
+    if not routes or all(isinstance(action, Route) for action in actions[: routes[-1]]):
+        return [(action, False) for action in actions]
+    return [*((actions[i], True) for i in routes), *((action, False) for action in actions)]
 
 
 def _flip_occurrence(status: Mapping[str, Any], state: ConditionState, revision: str) -> str:

@@ -132,7 +132,7 @@ def _finish(run: subprocess.Popen[str]) -> str:
 def test_two_builds_at_once_cache_one_whole_binary(
     script: str, binaries: list[str], env: dict[str, str]
 ) -> None:
-    env["STUB_GO_SECONDS"] = "1.5"
+    env["STUB_GO_SECONDS"] = "0.6"
     first = _start(HACK / script, env)
     deadline = time.monotonic() + 20
     while not _go_builds(env):  # the first is compiling
@@ -154,7 +154,7 @@ def test_flux_keeps_another_runs_scratch_folder_until_it_holds_the_entry(
     env: dict[str, str],
 ) -> None:
     """It removed .tmp before waiting for the module's lock: under a build using it."""
-    env["STUB_GO_SECONDS"] = "1.5"
+    env["STUB_GO_SECONDS"] = "0.2"
     folder = Path(_finish(_start(HACK / "build-flux.sh", env, "--print")))
     (folder / ".tmp").mkdir(parents=True)
     marker = folder / ".tmp" / "in-use"

@@ -88,6 +88,16 @@ def _make(
     )
 
 
+def _mlserver_venv_made_by(checkout: Path, tmp_path: Path, version: str) -> None:
+    """A .venv-mlserver made earlier by Python ``version`` (its log apart from make's)."""
+    subprocess.run(
+        [_python(tmp_path, version), "-m", "venv", ".venv-mlserver"],
+        cwd=checkout,
+        env={"STUB_PYTHON_LOG": str(tmp_path / "made-before.log")},
+        check=True,
+    )
+
+
 def _logged(checkout: Path) -> list[str]:
     log = checkout.parent / "python.log"
     return log.read_text().splitlines() if log.exists() else []
@@ -119,12 +129,7 @@ def test_the_mlserver_environment_refuses_a_python_mlserver_does_not_run_on(
 def test_the_mlserver_environment_made_by_another_python_is_made_again(
     checkout: Path, tmp_path: Path
 ) -> None:
-    subprocess.run(
-        [_python(tmp_path, "3.13"), "-m", "venv", ".venv-mlserver"],
-        cwd=checkout,
-        env={"STUB_PYTHON_LOG": str(tmp_path / "made-before.log")},
-        check=True,
-    )
+    _mlserver_venv_made_by(checkout, tmp_path, "3.13")
     result = _make(checkout, _python(tmp_path, "3.11"), ".venv-mlserver/.installed")
     assert result.returncode == 0, result.stderr
     assert "venv .venv-mlserver 3.11" in _logged(checkout)
@@ -139,12 +144,7 @@ def test_an_environment_made_by_a_python_mlserver_runs_on_stays_whatever_python_
     checkout: Path, tmp_path: Path
 ) -> None:
     # python3 upgraded to 3.13: any Makefile edit made every make refuse the good venv.
-    subprocess.run(
-        [_python(tmp_path, "3.12"), "-m", "venv", ".venv-mlserver"],
-        cwd=checkout,
-        env={"STUB_PYTHON_LOG": str(tmp_path / "made-before.log")},
-        check=True,
-    )
+    _mlserver_venv_made_by(checkout, tmp_path, "3.12")
     result = _make(checkout, _python(tmp_path, "3.13"), ".venv-mlserver/.installed")
     assert result.returncode == 0, result.stderr
     assert not any(line.startswith("venv .venv-mlserver") for line in _logged(checkout))

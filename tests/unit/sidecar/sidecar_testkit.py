@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from vigil.sidecar.main import Sidecar
-from vigil.sidecar.proxy import Proxy, _Client, _Request
+from vigil.sidecar.proxy import Proxy, _Client, _Request, _Upstream
 from vigil.sidecar.wire import Response
 
 FEATURES = ["a", "b", "c"]
@@ -268,6 +268,22 @@ def fake_client(proxy: Proxy) -> tuple[_Client, FakeTransport]:
     transport = FakeTransport()
     client.connection_made(transport)  # type: ignore[arg-type]
     return client, transport
+
+
+def sent_upstream(
+    proxy: Proxy,
+    client: _Client,
+    request: _Request,
+    *,
+    reused: bool = False,
+    transport: FakeTransport | None = None,
+) -> _Upstream:
+    """An upstream connection of ``proxy`` (on ``transport``, a fake one by default) that
+    sent ``request`` for ``client``: the model server's answer is fed to it."""
+    upstream = _Upstream(proxy)
+    upstream.connection_made(transport or FakeTransport())  # type: ignore[arg-type]
+    upstream.send(client, request, reused=reused)
+    return upstream
 
 
 def capture_dispatch(proxy: Proxy, monkeypatch: Any) -> list[_Request]:

@@ -3,17 +3,15 @@
 import asyncio
 
 from sidecar_testkit import (
-    FakeTransport,
     answer_ok,
     base,
     capture_dispatch,
     fake_client,
     scrape,
+    sent_upstream,
     until,
     value,
 )
-
-from vigil.sidecar.proxy import _Upstream
 
 
 async def _raw_server(handler):
@@ -33,10 +31,7 @@ def _sent_upstream(sidecar, monkeypatch, request, *, reused=False):
     sent = capture_dispatch(sidecar.proxy, monkeypatch)
     client, transport = fake_client(sidecar.proxy)
     client.data_received(request)
-    upstream = _Upstream(sidecar.proxy)
-    upstream.connection_made(FakeTransport())  # type: ignore[arg-type]
-    upstream.send(client, sent[0], reused=reused)
-    return client, transport, upstream, sent[0]
+    return client, transport, sent_upstream(sidecar.proxy, client, sent[0], reused=reused), sent[0]
 
 
 async def test_pipelined_requests_are_answered_in_order(model, start_sidecar):
