@@ -8,6 +8,7 @@ and the second rename failed. The control plane's folder was keyed by versions a
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from flock_queue import queued_behind
 
 ROOT = Path(__file__).resolve().parents[3]
 HACK = ROOT / "hack"
@@ -56,7 +58,9 @@ if args[0] == "build":
     for handle in handles:
         handle.write("begin\\n")
         handle.flush()
-    time.sleep(float(os.environ.get("STUB_GO_SECONDS", "0")))
+    release = os.environ.get("STUB_GO_RELEASE")  # held mid-build until the test makes it
+    while release and not os.path.exists(release):
+        time.sleep(0.01)
     for handle, target in zip(handles, targets):
         handle.write("end\\n")
         handle.close()
@@ -93,7 +97,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "VIGIL_CACHE_DIR": str(tmp_path / "cache"),
         "STUB_GO_LOG": str(tmp_path / "go.log"),
         "STUB_GO_MODDIR": str(module),
-        "STUB_GO_SECONDS": "0",
+        "STUB_GO_RELEASE": "",
     }
 
 
@@ -111,6 +115,19 @@ def _start(script: Path, env: dict[str, str], *args: str) -> subprocess.Popen[st
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _hold_builds(env: dict[str, str]) -> Path:
+    """Each go build waits mid-way (its binaries half written) until the returned path exists."""
+    release = Path(env["STUB_GO_LOG"]).with_name("release")
+    env["STUB_GO_RELEASE"] = str(release)
+    return release
+
+
+def _second_run_queued(env: dict[str, str], second: subprocess.Popen[str]) -> bool:
+    """Whether ``second`` waits on a build lock, the first run's build being held."""
+    locks = list(Path(env["VIGIL_CACHE_DIR"], "locks").glob("*.lock"))
+    return queued_behind(locks, lambda: second.poll() is not None or len(_go_builds(env)) > 1)
 
 
 def _finish(run: subprocess.Popen[str]) -> str:
@@ -132,13 +149,15 @@ def _finish(run: subprocess.Popen[str]) -> str:
 def test_two_builds_at_once_cache_one_whole_binary(
     script: str, binaries: list[str], env: dict[str, str]
 ) -> None:
-    env["STUB_GO_SECONDS"] = "0.6"
+    release = _hold_builds(env)
     first = _start(HACK / script, env)
     deadline = time.monotonic() + 20
     while not _go_builds(env):  # the first is compiling
         assert time.monotonic() < deadline and first.poll() is None
-        time.sleep(0.05)
+        time.sleep(0.01)
     second = _start(HACK / script, env)
+    _second_run_queued(env, second)  # (or it built again: counted below)
+    release.touch()
     printed = {_finish(first), _finish(second)}
     assert len(printed) == 1
     (where,) = printed
@@ -154,19 +173,17 @@ def test_flux_keeps_another_runs_scratch_folder_until_it_holds_the_entry(
     env: dict[str, str],
 ) -> None:
     """It removed .tmp before waiting for the module's lock: under a build using it."""
-    env["STUB_GO_SECONDS"] = "0.2"
     folder = Path(_finish(_start(HACK / "build-flux.sh", env, "--print")))
     (folder / ".tmp").mkdir(parents=True)
     marker = folder / ".tmp" / "in-use"
     marker.write_text("")
     entry_lock = Path(env["VIGIL_CACHE_DIR"]) / "locks" / f"{folder.name}.lock"
     entry_lock.parent.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen(["flock", str(entry_lock), "sleep", "1.5"])
-    time.sleep(0.3)
-    run = _start(HACK / "build-flux.sh", env)
-    time.sleep(0.7)
-    assert marker.exists(), "the scratch folder went while another build held the entry"
-    holder.wait()
+    with entry_lock.open("a") as another_build:
+        fcntl.flock(another_build, fcntl.LOCK_EX)
+        run = _start(HACK / "build-flux.sh", env)
+        assert queued_behind([entry_lock], lambda: run.poll() is not None)
+        assert marker.exists(), "the scratch folder went while another build held the entry"
     _finish(run)
     assert not (folder / ".tmp").exists()
 
@@ -287,10 +304,15 @@ def test_the_control_plane_builds_each_module_once_and_clears_killed_builds(
     stale = bindir / ".build-k8s-k1ll3d"
     stale.mkdir(parents=True)
     (stale / "kube-apiserver").write_text("begin\n")
-    env["STUB_GO_SECONDS"] = "1"
+    release = _hold_builds(env)
     first = _start(script, env)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 20
+    while not _go_builds(env):  # the first is compiling
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.01)
     second = _start(script, env)
+    _second_run_queued(env, second)  # (or it built again: counted below)
+    release.touch()
     for run in (first, second):
         _, err = run.communicate(timeout=40)
         assert run.returncode == 0, err

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from flock_queue import queued_behind
 
 from vigil.devcluster import cli
 from vigil.devcluster.cluster import LocalCluster
@@ -124,7 +125,11 @@ def test_make_cluster_up_and_down_wait_for_the_clusters_lock(
             finished.set()
 
         threading.Thread(target=run, daemon=True).start()
-        assert not finished.wait(1.5), f"cluster {command} did not wait for the lock"
+        # queued behind the holder, not merely slow to get there
+        assert queued_behind([lock], finished.is_set), (
+            f"cluster {command} did not wait for the lock"
+        )
+        assert not finished.is_set()
         holder.communicate("", timeout=10)  # the other process lets go
         assert finished.wait(20)
         if command == "down":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -74,3 +75,24 @@ def test_an_xdist_worker_or_a_single_core_never_starts_workers(
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert not conftest._should_start_workers(_config("tests/unit"))
+
+
+def test_make_rewrites_only_test_modules_with_no_fresh_rewritten_copy(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "rewrite_tests_under_test", TESTS.parent / "hack" / "rewrite_tests.py"
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tag = f"{sys.implementation.cache_tag}-pytest-{pytest.__version__}"
+    (tmp_path / "__pycache__").mkdir()
+    for name in ("test_new", "test_rewritten", "test_edited", "conftest", "helpers"):
+        (tmp_path / f"{name}.py").write_text("")
+    (tmp_path / "__pycache__" / f"test_rewritten.{tag}.pyc").write_bytes(b"")
+    (tmp_path / "__pycache__" / f"test_edited.{tag}.pyc").write_bytes(b"")
+    os.utime(tmp_path / "__pycache__" / f"test_edited.{tag}.pyc", (1, 1))
+    assert [path.name for path in script.stale_test_modules(tmp_path)] == [
+        "conftest.py",
+        "test_edited.py",
+        "test_new.py",
+    ]
