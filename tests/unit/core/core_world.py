@@ -77,16 +77,16 @@ class World:
     # -- the operator ---------------------------------------------------------
     def observe(self) -> Observation:
         def of(kind: str) -> list[dict[str, Any]]:
-            return [copied(obj) for (k, _), obj in self.objects.items() if k == kind]
+            return [obj for (k, _), obj in self.objects.items() if k == kind]
 
         service = self.objects.get(("Service", self.owner.name))
         return Observation(
             owner=self.owner,
             generation=self.generation,
-            spec=copied(self.spec),
-            status=copied(self.status),
+            spec=self.spec,
+            status=self.status,
             deployments=of("Deployment"),
-            service=copied(service) if service else None,
+            service=service,
             configmaps=of("ConfigMap"),
             reference_found=self.reference_found,
             reference_digest=self.reference_digest,
@@ -94,7 +94,7 @@ class World:
             sidecar_image=SIDECAR,
             foreign_service=self.foreign_service,
             revision_services=[
-                copied(obj)
+                obj
                 for (kind, name), obj in self.objects.items()
                 if kind == "Service" and name != self.owner.name
             ],
