@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import itertools
 import re
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -57,34 +58,53 @@ def clean_id(value: object) -> str | None:
     return text
 
 
-# The pieces of JSON the scan reads, as byte patterns (possessive: linear, no backtracking).
+# The pieces of JSON the scan reads, as byte patterns (linear: no backtracking).
+#: Possessive quantifiers match wrongly before Python 3.11.5 (CPython gh-106052: the scan
+#: missed ids a parse finds); there the same patterns are spelled with atomic groups, which
+#: match alike and cost more (a batch of short strings ~1.6 times as long).
+POSSESSIVE = sys.version_info >= (3, 11, 5)
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    string: bytes
+    #: A top-level number or literal (blanks after it included).
+    literal: bytes
+    #: What lies inside an array or object, nested at most ``nesting`` deep: the match stops
+    #: at the bracket that closes it (or at one opening a value nested deeper).
+    balanced: bytes
+
+
+def scan_patterns(possessive: bool, nesting: int = 8) -> _Patterns:
+    def once(repeated: bytes) -> bytes:
+        """``repeated`` (ending in ``*``) matched as far as it goes, never given back."""
+        return repeated + b"+" if possessive else b"(?>" + repeated + b")"
+
+    string = rb'"' + once(rb'[^"\\]*') + once(rb"(?:\\." + once(rb'[^"\\]*') + rb")*") + rb'"'
+    plain = once(rb'[^"\[\]{}]*')  # numbers, literals, commas, colons, blanks
+    flat = plain + once(rb"(?:" + string + plain + rb")*")
+    balanced = flat
+    for _ in range(nesting):
+        balanced = flat + once(rb"(?:[\[{]" + balanced + rb"[\]}]" + flat + rb")*")
+    return _Patterns(string, once(rb'[^"\[\]{},]*'), balanced)
+
+
+def _balanced(nesting: int) -> bytes:
+    return scan_patterns(POSSESSIVE, nesting).balanced
+
+
 _WS = rb"[ \t\n\r]*"
-_STRING = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
-#: Anything between strings and brackets: numbers, literals, commas, colons, blanks.
-_PLAIN = rb'[^"\[\]{}]*+'
-_FLAT = _PLAIN + rb"(?:" + _STRING + _PLAIN + rb")*+"
-
-
-def _balanced(levels: int) -> bytes:
-    """What lies inside an array or object, nested at most ``levels`` deep: the match
-    stops at the bracket that closes it (or at one opening a value nested deeper)."""
-    inner = _FLAT
-    for _ in range(levels):
-        inner = _FLAT + rb"(?:[\[{]" + inner + rb"[\]}]" + _FLAT + rb")*+"
-    return inner
-
-
+_PATTERNS = scan_patterns(POSSESSIVE)
 _OPEN = re.compile(_WS + rb"\{")
-_KEY = re.compile(_WS + rb"(" + _STRING + rb")" + _WS + rb":" + _WS, re.DOTALL)
+_KEY = re.compile(_WS + rb"(" + _PATTERNS.string + rb")" + _WS + rb":" + _WS, re.DOTALL)
 #: How far the key regex reads: a longer key goes by memchr (the regex: ~6 ns a byte).
 _KEY_WINDOW = 4096
 _BLANKS = re.compile(_WS)
 _COLON = re.compile(_WS + rb":" + _WS)
-_STRING_RE = re.compile(_STRING, re.DOTALL)
-#: A top-level number or literal (blanks after it included).
-_LITERAL = re.compile(rb'[^"\[\]{},]*+')
+_STRING_RE = re.compile(_PATTERNS.string, re.DOTALL)
+_LITERAL = re.compile(_PATTERNS.literal)
 _SEPARATOR = re.compile(_WS + rb"([,}])")
-_BALANCED = re.compile(_balanced(8), re.DOTALL)
+_BALANCED = re.compile(_PATTERNS.balanced, re.DOTALL)
 #: The regex reads at most this much in one go: past it, brackets are counted instead
 #: (between two strings), which crosses a tensor of numbers several times faster.
 _CHUNK = 16 * 1024
