@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from vigil.common.metric_specs import MetricSpec, declare
 from vigil.common.times import parse_unix
+from vigil.core.vocabulary import Outcome
 
 PHASES = ("Pending", "Progressing", "Healthy", "Degraded", "RolledBack", "Failed")
 OUTCOME_CHANGED = "changed"
@@ -358,6 +359,10 @@ _FAMILIES = (
 )
 
 
+#: The outcomes that end a rollout: ``vigil_rollouts_total``'s ``outcome`` label.
+ROLLOUT_OUTCOMES = (Outcome.PROMOTED, Outcome.ROLLED_BACK, Outcome.FAILED)
+
+
 class OperatorMetrics:
     """Reconciles by outcome, their duration, writes by kind and verb, objects by phase."""
 
@@ -379,6 +384,8 @@ class OperatorMetrics:
         self._clock = clock
         #: ModelDeployments deleted lately, with when (see :data:`DELETED_SECONDS`).
         self._deleted: dict[tuple[str, str], float] = {}
+        #: ModelDeployments whose rollout outcomes are exported (at 0 until one happens).
+        self._counting: set[tuple[str, str]] = set()
         # Every metric in this instance's own registry.
         self.registry = CollectorRegistry()
         declare(self, _FAMILIES, self.registry)
@@ -456,11 +463,20 @@ class OperatorMetrics:
         self._phases.gates.pop((namespace, name), None)
         for family in (self.rollout_weight, self.rollouts, self.rollout_analysis):
             family.remove_by_labels({"namespace": namespace, "name": name})
+        self._counting.discard((namespace, name))
 
     def seen(self, namespace: str, name: str) -> None:
-        """The watch shows the ModelDeployment (created again after a deletion: series again)."""
+        """The watch shows the ModelDeployment (created again after a deletion: series again).
+
+        Its rollout outcomes are exported at 0 from here: the alerts take ``increase`` over
+        an hour, which sees nothing of a series whose first sample is already 1.
+        """
         if self._deleted:
             self._deleted.pop((namespace, name), None)
+        if (namespace, name) not in self._counting:
+            self._counting.add((namespace, name))
+            for outcome in ROLLOUT_OUTCOMES:
+                self.rollouts.labels(namespace, name, outcome)
 
     def _deleted_lately(self, namespace: str, name: str) -> bool:
         at = self._deleted.get((namespace, name))

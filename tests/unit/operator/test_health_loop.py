@@ -376,6 +376,24 @@ def test_a_deleted_model_loses_its_rollout_series(loop: Loop) -> None:
     assert loop.sample("vigil_rollouts_total", **other) == 1
 
 
+def test_a_models_rollout_outcomes_are_counted_from_0_as_soon_as_the_watch_shows_it(
+    loop: Loop,
+) -> None:
+    # The rollout alerts take increase() over an hour: a series first scraped at 1 (a first
+    # rollback) shows none, and one met at 2 (scraping begun later) is no new rollback.
+    loop.loop.observe_model("ADDED", md())
+    named = {"namespace": "ml", "name": "wine"}
+    for outcome in ("Promoted", "RolledBack", "Failed"):
+        assert loop.sample("vigil_rollouts_total", **named, outcome=outcome) == 0
+    loop.metrics.rollout_finished("ml", "wine", "RolledBack")
+    loop.loop.observe_model("MODIFIED", md())  # seen again: counted on, not from 0 again
+    assert loop.sample("vigil_rollouts_total", **named, outcome="RolledBack") == 1
+    loop.loop.observe_model("DELETED", md())
+    assert loop.sample("vigil_rollouts_total", **named, outcome="RolledBack") is None
+    loop.loop.observe_model("ADDED", md())  # created again under its name: from 0
+    assert loop.sample("vigil_rollouts_total", **named, outcome="RolledBack") == 0
+
+
 def with_reference(loop: Loop) -> dict[str, Any]:
     """A model whose reference profile is the ConfigMap ``ref`` (version 1), with traffic."""
     body = md(reference={"configMapKeyRef": {"name": "ref", "key": "profile.json"}})
