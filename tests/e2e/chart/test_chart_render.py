@@ -199,6 +199,20 @@ def test_a_service_monitor_without_the_metrics_service_is_refused_by_name(helm) 
     assert "metrics.serviceMonitor.enabled=true needs metrics.service.enabled=true" in message
 
 
+def test_a_prometheus_rule_without_the_operators_metrics_is_refused_by_name(helm) -> None:
+    # Most of its alerts read the operator's gauges: with /metrics off they never fire.
+    message = refused(helm, "--set=metrics.prometheusRule.enabled=true", "--set=metrics.port=0")
+    assert "metrics.prometheusRule.enabled=true needs metrics.port other than 0" in message
+
+
+def test_pod_labels_cannot_take_the_selectors_labels(helm) -> None:
+    # The Deployment's selector would no longer match its pods: the API server refuses it.
+    message = refused(helm, "--set=podLabels.app\\.kubernetes\\.io/component=x")
+    assert "podLabels must not set app.kubernetes.io/component" in message
+    deployment = _by_name(template(helm, "--set=podLabels.team=ml"))["Deployment/vigil-operator"]
+    assert deployment["spec"]["template"]["metadata"]["labels"]["team"] == "ml"
+
+
 def test_the_operator_writes_its_temporary_files_to_its_emptydir(helm) -> None:
     """The image's TMPDIR lies on the read-only root file system."""
     container = _operator(_by_name(template(helm)))
