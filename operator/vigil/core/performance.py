@@ -254,6 +254,11 @@ def status_figures(realized: RealizedPerformance, span: str) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "window": span,
         "labels": round(realized.labels),
+        # What minLabels counts, said where it differs (joined labels of an unknown task,
+        # counters read at different times).
+        "scored": round(realized.scored)
+        if round(realized.scored) != round(realized.labels)
+        else None,
         "accuracy": _rounded(realized.accuracy, 4),
         "mae": _rounded(realized.mae, 4),
         "rmse": _rounded(realized.rmse, 4),

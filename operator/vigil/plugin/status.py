@@ -618,9 +618,14 @@ def _realized(
         rows.append(f"  {'baseline (validation)':<26}{baseline:>12.3f}")
     need = limits.health.performance.min_labels
     labels = performance.get("labels", 0)
+    scored = performance.get("scored", labels)  # what minLabels counts: written where it differs
     # Fewer labels than needed is no failure: the condition waits (InsufficientLabels).
-    enough = True if labels >= need else None
-    rows.append(_gate_row("labels joined", f"{labels}", f">= {need}", enough, style, "too few"))
+    enough = True if scored >= need else None
+    if scored == labels:
+        rows.append(_gate_row("labels joined", f"{labels}", f">= {need}", enough, style, "too few"))
+    else:
+        rows.append(f"  {'labels joined':<26}{labels:>12}")
+        rows.append(_gate_row("labels scored", f"{scored}", f">= {need}", enough, style, "too few"))
     delays = [performance.get("labelDelayP50"), performance.get("labelDelayP95")]
     if all(delay is not None for delay in delays):
         rows.append(

@@ -57,6 +57,14 @@ class TestTheCondition:
         report = judge(labels(37, 30), PerformanceSpec(), HOLDOUT, "1h")
         assert (report.degraded, report.condition.reason) == (None, "InsufficientLabels")
         assert report.condition.message == "37 labels < 100 needed over 1h"
+        assert "scored" not in report.figures  # every joined label was scored
+
+    def test_joined_labels_none_scored_say_so_beside_the_count_the_condition_takes(self) -> None:
+        # No reference profile and no feedback.task: labels join, none is scored.
+        unscored = RealizedPerformance(labels_by_outcome={"joined": 500.0})
+        report = judge(unscored, PerformanceSpec(), None, "1h")
+        assert report.condition.message == "0 labels < 100 needed over 1h"
+        assert (report.figures["labels"], report.figures["scored"]) == (500, 0)
 
     def test_below_the_threshold_beyond_doubt_is_degraded_with_value_baseline_threshold(
         self,

@@ -240,6 +240,10 @@ def test_too_few_labels_wait_rather_than_fail() -> None:
     }
     screen = _health_of({"performance": {"window": "30s", "labels": 0}}, (waiting,))
     assert re.search(r"labels joined\s+0\s+>= 100\s+too few\n", screen)
+    unscored = {"performance": {"window": "1h", "labels": 500, "scored": 0}}
+    screen = _health_of(unscored, (waiting,))  # joined, none scored: what the condition counts
+    assert re.search(r"labels joined\s+500\n", screen)
+    assert re.search(r"labels scored\s+0\s+>= 100\s+too few\n", screen)
 
 
 def test_realized_performance_beside_its_threshold_with_labels_and_delay() -> None:
