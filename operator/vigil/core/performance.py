@@ -251,14 +251,13 @@ def status_figures(realized: RealizedPerformance, span: str) -> dict[str, Any]:
     outcomes = {
         name: round(realized.outcome(name)) for name in OTHER_OUTCOMES if realized.outcome(name)
     }
+    joined, scored = round(realized.labels), round(realized.scored)
     figures: dict[str, Any] = {
         "window": span,
-        "labels": round(realized.labels),
+        "labels": joined,
         # What minLabels counts, said where it differs (joined labels of an unknown task,
         # counters read at different times).
-        "scored": round(realized.scored)
-        if round(realized.scored) != round(realized.labels)
-        else None,
+        "scored": scored if scored != joined else None,
         "accuracy": _rounded(realized.accuracy, 4),
         "mae": _rounded(realized.mae, 4),
         "rmse": _rounded(realized.rmse, 4),

@@ -90,6 +90,7 @@ def scan_patterns(possessive: bool, nesting: int = 8) -> _Patterns:
 
 
 def _balanced(nesting: int) -> bytes:
+    """The scan's ``balanced`` pattern at another depth (the tests narrow it)."""
     return scan_patterns(POSSESSIVE, nesting).balanced
 
 
