@@ -127,6 +127,12 @@ class TestAClientThatDoesNotRead:
             (client,) = sidecar.proxy.clients
             assert served < pipelined // 2
             assert client.transport.get_write_buffer_size() <= MIB + 128 * 1024
+            # Through the 4 KiB window the 40 MiB took ~10 000 tiny segments, a second of CPU.
+            # Kernel buffers (doubled: 256 + 128 KiB) still hold under an answer's 1 MiB, so
+            # every answer still pauses the sidecar's writing until the client reads it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
+            sidecar_sock = client.transport.get_extra_info("socket")
+            sidecar_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
             for _ in range(pipelined):  # reading now, every answer comes
                 head = await reader.readuntil(b"\r\n\r\n")
                 assert head.startswith(b"HTTP/1.1 200")
