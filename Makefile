@@ -10,8 +10,8 @@ MLSTAMP := $(MLSERVER_VENV)/.installed
 # even where PYTHONDONTWRITEBYTECODE is set: recompiling them costs each worker ~3 s a run.
 # The bytecode is compiled once, on every core, before the workers start (each would
 # compile every module it imports itself: 2-3 s more on a fresh clone; 0.1 s when cached),
-# and so are the rewritten test modules (hack/rewrite_tests.py: ~5 s of each worker's
-# collection on a fresh clone, 6 s once on 2 cores; 0.2 s when cached).
+# and so are pytest's rewritten test modules (hack/rewrite_tests.py: ~5 s of each worker's
+# collection on a fresh clone; 6 s of CPU once, over the cores; 0.2 s when cached).
 PRECOMPILE := PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q -j 0 operator bench tests > /dev/null \
 	&& $(PY) hack/rewrite_tests.py tests/unit
 UNIT := $(PRECOMPILE) && PYTHONDONTWRITEBYTECODE= $(PY) -m pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -77,13 +78,17 @@ def test_an_xdist_worker_or_a_single_core_never_starts_workers(
     assert not conftest._should_start_workers(_config("tests/unit"))
 
 
-def test_make_rewrites_only_test_modules_with_no_fresh_rewritten_copy(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "rewrite_tests_under_test", TESTS.parent / "hack" / "rewrite_tests.py"
-    )
+def _rewrite_script() -> ModuleType:
+    path = TESTS.parent / "hack" / "rewrite_tests.py"
+    spec = importlib.util.spec_from_file_location("rewrite_tests_under_test", path)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_make_rewrites_only_test_modules_with_no_fresh_rewritten_copy(tmp_path: Path) -> None:
+    script = _rewrite_script()
     tag = f"{sys.implementation.cache_tag}-pytest-{pytest.__version__}"
     (tmp_path / "__pycache__").mkdir()
     for name in ("test_new", "test_rewritten", "test_edited", "conftest", "helpers"):
@@ -96,3 +101,25 @@ def test_make_rewrites_only_test_modules_with_no_fresh_rewritten_copy(tmp_path: 
         "test_edited.py",
         "test_new.py",
     ]
+
+
+@pytest.mark.slow  # a pytest of its own
+def test_pytest_takes_the_rewritten_module_make_wrote_as_its_own(tmp_path: Path) -> None:
+    module = tmp_path / "test_made.py"
+    module.write_text("def test_sum():\n    total = 1 + 1\n    assert total == 3\n")
+    script = _rewrite_script()
+    script.rewrite(module)
+    copy = script.rewritten_copy(module)
+    written = copy.read_bytes()
+    os.utime(copy, (1, 1))  # made an instant ago: a second rewrite would show in its time
+    plain = ["-q", "-p", "no:xdist", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", *plain, str(module)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "assert 2 == 3" in run.stdout, run.stdout  # the rewritten assert said it
+    assert copy.stat().st_mtime == 1 and copy.read_bytes() == written  # read, not made again
