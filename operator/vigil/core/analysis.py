@@ -47,6 +47,7 @@ from vigil.core.drift import Divergence
 from vigil.core.health import feature_divergences
 from vigil.core.window import (
     DROPPED,
+    STABLE_SIDE,
     WHY_NOT_COMPARED,
     RealizedPerformance,
     RevisionWindow,
@@ -61,9 +62,10 @@ MIN_PREDICTIONS_FOR_SHIFT = 20
 #: counted none of them, so they are added to its copies, not moved from its successes.
 UNSEEN = frozenset({"unreachable"})
 #: Said in a hold's words, never counted against the candidate: answers too large to
-#: compare on the stable's side, and copies that timed out (the candidate's own sidecar
-#: records their real latency, which the latency gates judge; the copy's timeout is fixed).
-EXCUSED = frozenset({"too_large", "timeout", DROPPED})
+#: compare or unreadable on the stable's side, and copies that timed out (the candidate's own
+#: sidecar records their real latency, which the latency gates judge; the copy's timeout is
+#: fixed).
+EXCUSED = frozenset({"too_large", "timeout", DROPPED, *STABLE_SIDE})
 
 #: Latency histogram: (upper bound in seconds, cumulative count), sorted, ending with +Inf.
 Buckets = tuple[tuple[float, float], ...]

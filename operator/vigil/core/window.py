@@ -95,10 +95,11 @@ NOT_COMPARED = (
     "target_too_large",
     "too_large",
 )
-#: Copies a stable's sidecars never sent (their shadow queue was full: the candidate did not
-#: keep up, or a burst): said with the others, never counted against the candidate.
+#: Said, never blamed on the candidate: copies the stable's side could not compare (its own
+#: answer unreadable, the comparison failed) or never sent (its shadow queue was full).
+STABLE_SIDE = ("stable_unparseable", "compare_error")
 DROPPED = "dropped"
-WHY_NOT_COMPARED = (*NOT_COMPARED, DROPPED)
+WHY_NOT_COMPARED = (*NOT_COMPARED, *STABLE_SIDE, DROPPED)
 
 
 def series_key(name: str, labels: Mapping[str, str]) -> SeriesKey | None:

@@ -45,12 +45,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from vigil.common.labels import class_key
 from vigil.common.metric_specs import MetricSpec, declare
 from vigil.core import metric_names
-from vigil.core.window import NOT_COMPARED
+from vigil.core.window import NOT_COMPARED, STABLE_SIDE
 from vigil.profile.model import category_key
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.metrics import BASE_LABELS
 from vigil.sidecar.monitor import holds_scores, score_decision
-from vigil.sidecar.payload import ArgMaxes, ParsedOutput, parse_response
+from vigil.sidecar.payload import CONTENT_TYPE, ArgMaxes, ParsedOutput, parse_response
 from vigil.sidecar.target import AnswerTooLarge, TargetClient
 
 __all__ = ["Shadow", "ShadowCopy", "compare_predictions", "guess_classification", "observe_all"]
@@ -69,7 +69,13 @@ MAX_COMPARED_ROWS = 20_000
 #: Outcomes whose series exist at 0 once a target is set: those the operator reads
 #: and ``compared``. A series born at its first count loses that count to Prometheus'
 #: increase(). A fixed list: a bounded number of series.
-ZEROED_OUTCOMES = ("compared", *NOT_COMPARED)
+ZEROED_OUTCOMES = ("compared", *NOT_COMPARED, *STABLE_SIDE)
+
+
+def _unreadable(parsed: ParsedOutput) -> bool:
+    """An answer not read: any violation but a Content-Type without "json" (a server's
+    ``text/plain`` JSON is read, as the monitor and the golden replay read it)."""
+    return any(kind != CONTENT_TYPE for kind in parsed.violations)
 
 
 @dataclass(slots=True)
@@ -633,7 +639,7 @@ class Shadow:
             await asyncio.sleep(0)  # live requests go on between the parses
             # The target's output of the name the local prediction came from (v2).
             remote = parse_response(self.protocol, body, resp.content_type, parse_as, local.output)
-        if remote.violations:
+        if _unreadable(remote):
             self._count(children, labels, "unparseable")
             return
         if len(local.values) != len(remote.values):
@@ -684,7 +690,7 @@ class Shadow:
         if len(body) > cap:
             return "too_large"
         parsed = parse_response(self.protocol, body, copy.local_content_type, classification)
-        if parsed.violations:
+        if _unreadable(parsed):
             return "stable_unparseable"
         if len(parsed.values) > MAX_COMPARED_ROWS:
             return "too_large"

@@ -178,6 +178,20 @@ def test_copies_too_large_to_compare_are_said_but_not_failed() -> None:
     assert figures.not_compared_text == "40 copies not compared (too_large 40)"
 
 
+def test_copies_the_stables_side_could_not_read_are_said_but_not_failed() -> None:
+    # Its own answer unreadable (br, zstd, not JSON) or a failed comparison: the hold said
+    # only "0 compared predictions < 50 needed" until progressDeadline failed the rollout.
+    stable = _stable(0, stable_unparseable=480, compare_error=20)
+    figures = _figures(stable, _candidate(success=500))
+    assert (figures.copies.requests, figures.copies.failures) == (500, 0)
+    d = _decide(figures)
+    assert (d.action, d.reason) == ("hold", "InsufficientData")
+    assert d.message == (
+        "0 compared predictions < 50 needed; "
+        "500 copies not compared (stable_unparseable 480, compare_error 20)"
+    )
+
+
 def test_copies_the_stables_queue_dropped_are_said_but_not_failed() -> None:
     # A candidate too slow for the shadow traffic fills the stable's shadow queue: the
     # copies never sent leave the step waiting, and the hold says why.

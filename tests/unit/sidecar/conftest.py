@@ -92,9 +92,13 @@ async def answering() -> AsyncIterator[Callable[[bytes], Any]]:
     """Factory: a loopback target answering every request 200 with ``body`` (JSON)."""
     servers: list[asyncio.Server] = []
 
-    async def start(body: bytes, extra: bytes = b"") -> str:
+    async def start(
+        body: bytes, extra: bytes = b"", content_type: bytes = b"application/json"
+    ) -> str:
         answer = (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: "
+            + content_type
+            + b"\r\n"
             + extra
             + b"Content-Length: %d\r\n\r\n" % len(body)
             + body
