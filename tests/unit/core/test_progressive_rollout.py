@@ -507,6 +507,24 @@ def test_a_replay_without_a_result_says_why_in_status() -> None:
     assert candidate_status["message"].endswith(f"the last replay gave no result: {why}")
 
 
+def test_a_replay_without_a_result_past_the_deadline_fails_saying_why() -> None:
+    # A model answering HTTP 500 to every batch gives no result: held, then failed with the
+    # deadline's words alone ("replaying the golden set against the candidate for 600s").
+    ref = {"configMapKeyRef": {"name": "g", "key": "golden.json"}}
+    steps = {"replacement": {"steps": [{"validate": {"goldenSet": ref}}]}}
+    world, _, candidate = started(rollout={**ROLLOUT, **steps})
+    world.pods_ready(candidate)
+    why = 'HTTP 500: {"error": "ValueError: X has 12 features"}'
+    world.inputs = RolloutInputs(figures=GOOD, golden_pending=why)
+    world.reconcile()
+    world.reconcile(advance=61)  # past progressDeadline (60s)
+    candidate_status = world.status["candidate"]
+    assert candidate_status["reason"] == "ProgressDeadlineExceeded"
+    assert f"the last replay gave no result: {why}; revision" in candidate_status["message"]
+    (failed,) = [e for e in world.plans[-1].events if e.reason == "RolloutFailed"]
+    assert f"the last replay gave no result: {why}" in failed.message
+
+
 def test_missing_metrics_hold_then_fail_at_deadline() -> None:
     world, stable, candidate = started()
     world.inputs = RolloutInputs(metrics_available=False, metrics_error="scrape failed")

@@ -22,6 +22,7 @@ from vigil.core.reconcile.plan import REMOVE_AFTER_OUTCOME_SECONDS, Plan
 from vigil.core.reconcile.report import Side, finish, not_ready
 from vigil.core.reconcile.shadow import set_stable_shadow
 from vigil.core.rollout import Decision
+from vigil.core.spec import RolloutPolicy
 from vigil.core.vocabulary import FINISHED, Action, Answer, Outcome, Phase, Reason, RequestVerb
 
 
@@ -107,6 +108,24 @@ def roll_back(
         (decision.reason, f"{decision.reason}: {decision.message}"),
         message,
         Reason.ROLLOUT_FAILED if failed else Reason.ROLLED_BACK,
+    )
+
+
+def with_replays_cause(cycle: Cycle, decision: Decision, policy: RolloutPolicy) -> Decision:
+    """A validate step failed past its deadline: with why its last replay gave no result (a
+    model answering HTTP 500 to every batch held it; the deadline's words did not say so)."""
+    pending = cycle.obs.rollout.golden_pending if cycle.obs.rollout else ""
+    step = decision.state.step
+    if not (
+        pending
+        and decision.action == Action.FAIL
+        and decision.reason == Reason.PROGRESS_DEADLINE_EXCEEDED
+        and step < len(policy.steps)
+        and policy.steps[step].kind == "validate"
+    ):
+        return decision
+    return replace(
+        decision, message=f"{decision.message}; the last replay gave no result: {pending}"
     )
 
 

@@ -40,6 +40,7 @@ from vigil.core.reconcile.rollback import (
     finished_attempt,
     hold_finished,
     roll_back,
+    with_replays_cause,
 )
 from vigil.core.reconcile.shadow import set_stable_shadow
 from vigil.core.reconcile.spanning import live_selector
@@ -99,7 +100,7 @@ def progress(
         return fetch_failed(cycle, stable_view, attempt.summary, fetch.words)
     # Judge what was measured; an end decided by a cycle whose status write was lost stands.
     decision, seen, was_promoting = _judge(cycle, attempt, stable_view, candidate_view, policy)
-    decision = ended_unrecorded(cycle, attempt.summary, decision)
+    decision = ended_unrecorded(cycle, attempt.summary, with_replays_cause(cycle, decision, policy))
     golden = attempt.summary["golden"]
     # Past the deadline while the fetch kept failing: say so in the fetch's words.
     if decision.action == Action.FAIL and fetch is not None and fetch.kind == "retrying":
