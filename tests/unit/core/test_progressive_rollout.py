@@ -492,16 +492,22 @@ def test_a_second_validate_step_replays_its_own_golden_set() -> None:
     assert world.status["candidate"]["step"] == 1
 
 
-def test_a_replay_without_a_result_says_why_in_status() -> None:
-    # It said only "replaying the golden set against the candidate" (the cause in the
-    # operator's log): a missing ConfigMap and a slow pod looked alike.
+def _validating_with_replays_that_give_no_result(why: str) -> RolloutWorld:
+    """A validate step whose replays give no result, for ``why``, after its first cycle."""
     ref = {"configMapKeyRef": {"name": "g", "key": "golden.json"}}
     steps = {"replacement": {"steps": [{"validate": {"goldenSet": ref}}]}}
     world, _, candidate = started(rollout={**ROLLOUT, **steps})
     world.pods_ready(candidate)
-    why = "golden set not read: ConfigMap g (golden set) does not exist"
     world.inputs = RolloutInputs(figures=GOOD, golden_pending=why)
     world.reconcile()
+    return world
+
+
+def test_a_replay_without_a_result_says_why_in_status() -> None:
+    # It said only "replaying the golden set against the candidate" (the cause in the
+    # operator's log): a missing ConfigMap and a slow pod looked alike.
+    why = "golden set not read: ConfigMap g (golden set) does not exist"
+    world = _validating_with_replays_that_give_no_result(why)
     candidate_status = world.status["candidate"]
     assert candidate_status["reason"] == "ValidationPending"
     assert candidate_status["message"].endswith(f"the last replay gave no result: {why}")
@@ -510,13 +516,8 @@ def test_a_replay_without_a_result_says_why_in_status() -> None:
 def test_a_replay_without_a_result_past_the_deadline_fails_saying_why() -> None:
     # A model answering HTTP 500 to every batch gives no result: held, then failed with the
     # deadline's words alone ("replaying the golden set against the candidate for 600s").
-    ref = {"configMapKeyRef": {"name": "g", "key": "golden.json"}}
-    steps = {"replacement": {"steps": [{"validate": {"goldenSet": ref}}]}}
-    world, _, candidate = started(rollout={**ROLLOUT, **steps})
-    world.pods_ready(candidate)
     why = 'HTTP 500: {"error": "ValueError: X has 12 features"}'
-    world.inputs = RolloutInputs(figures=GOOD, golden_pending=why)
-    world.reconcile()
+    world = _validating_with_replays_that_give_no_result(why)
     world.reconcile(advance=61)  # past progressDeadline (60s)
     candidate_status = world.status["candidate"]
     assert candidate_status["reason"] == "ProgressDeadlineExceeded"
