@@ -42,6 +42,7 @@ from vigil.validation.golden import (
     predict,
     regression_output,
     replay_report,
+    tensor_value,
 )
 
 
@@ -267,6 +268,11 @@ def _tolerance(args: argparse.Namespace) -> float:
     return float(args.tolerance)
 
 
+def _where(path: str, row: int, column: int, names: list[str]) -> str:
+    named = repr(names[column]) if column < len(names) else str(column)
+    return f"{path}: row {row + 1}, column {named}"
+
+
 def build(args: argparse.Namespace) -> GoldenSet:
     tolerance = _tolerance(args)
     features = [f for f in (args.features or "").split(",") if f] or None
@@ -278,6 +284,14 @@ def build(args: argparse.Namespace) -> GoldenSet:
     names, rows, expected = read_rows(
         Path(args.input), args.expected_column, features, numeric, args.task
     )
+    if args.protocol == "v2":  # the tensor's own type: no 1.0 in INT64, no "True" in BOOL
+        rows = [
+            [
+                tensor_value(value, args.datatype, _where(args.input, i, j, names))
+                for j, value in enumerate(row)
+            ]
+            for i, row in enumerate(rows)
+        ]
     if args.sample and args.sample < len(rows):
         picked = sorted(random.Random(args.seed).sample(range(len(rows)), args.sample))
         rows = [rows[i] for i in picked]

@@ -195,6 +195,29 @@ def check_tensor_value(value: Any, datatype: str, where: str) -> None:
         )
 
 
+def tensor_value(value: Any, datatype: str, where: str) -> Any:
+    """``value`` as a v2 tensor of ``datatype`` holds it: a BOOL is true or false (a CSV's
+    ``True``, ``false``, 1 or 0), an INT or UINT a whole number (a pandas ``1.0`` is 1).
+    Refused otherwise, naming ``where``: Triton refuses such a batch, and numpy reads the
+    text "False" as true."""
+    kind = datatype.upper()
+    if kind == "BOOL":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        raise GoldenSetError(f"{where}: {value!r} is not a boolean (input datatype BOOL)")
+    if kind.startswith(("INT", "UINT")) and not isinstance(value, bool):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or (kind.startswith("UINT") and value < 0):
+            whole = "a whole number of at least 0" if kind.startswith("UINT") else "a whole number"
+            raise GoldenSetError(f"{where}: {value!r} is not {whole} (input datatype {kind})")
+    return value
+
+
 def _without_bom(text: str | bytes) -> str | bytes:
     """The text past a leading UTF-8 byte order mark. Saved by Notepad or PowerShell
     ("UTF8"), the CLI reads the file past it, but a ConfigMap made from the file keeps it,

@@ -648,6 +648,32 @@ def test_cli_build_refuses_regression_outputs_given_as_text_naming_the_index(tmp
     assert parse_golden_set((tmp_path / "golden.json").read_text()).expected == (3.5, 4)
 
 
+def test_cli_build_writes_booleans_and_whole_numbers_as_their_tensor_holds_them(tmp_path, capsys):
+    # Written as read: ["True", 1] in a BOOL tensor (numpy reads "False" as true) and 1.0 in an
+    # INT64 one (Triton refuses the batch).
+    flags = "a,b,label\nTrue,1,0\nfalse,0,1\n"
+    assert build_cli(tmp_path, "flags.csv", flags, "--datatype", "BOOL") == 0
+    assert parse_golden_set((tmp_path / "golden.json").read_text()).inputs == (
+        (True, True),
+        (False, False),
+    )
+    rows = json.dumps([{"a": 1.0, "b": 2, "label": 0}])
+    assert build_cli(tmp_path, "rows.json", rows, "--datatype", "INT64") == 0
+    assert parse_golden_set((tmp_path / "golden.json").read_text()).inputs == ((1, 2),)
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1.5,2,0\n", "--datatype", "INT64") == 1
+    assert "data.csv: row 1, column 'a': 1.5 is not a whole number (input datatype INT64)" in (
+        capsys.readouterr().err
+    )
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n-1,2,0\n", "--datatype", "UINT8") == 1
+    assert (
+        "-1 is not a whole number of at least 0 (input datatype UINT8)" in capsys.readouterr().err
+    )
+    assert build_cli(tmp_path, "data.csv", "a,b,label\nyes,1,0\n", "--datatype", "BOOL") == 1
+    assert "data.csv: row 1, column 'a': 'yes' is not a boolean (input datatype BOOL)" in (
+        capsys.readouterr().err
+    )
+
+
 def test_cli_build_takes_the_protocols_datatypes_in_any_case(tmp_path, capsys):
     # Old code: "fp32", "FLOAT32", "FOO" were written as given (FLOAT32 let text through).
     assert build_cli(tmp_path, "data.csv", "a,b,label\n1,2,0\n", "--datatype", "fp32") == 0
