@@ -412,7 +412,14 @@ def failure(stores: Stores, name: str, kind: str = "failed", timeout: float = 12
         state = fetch_state(stores.pod(name))
         return state if state is not None and state.kind == kind else None
 
-    return wait_for(failed, timeout=timeout, what=f"pod {name}'s fetch in state {kind}")
+    def seen() -> str:
+        # Where it stood: its fetch's state, and its phase and init container (not started?).
+        pod = stores.pod(name)
+        inits = [c.get("state") for c in pod["status"].get("initContainerStatuses") or ()]
+        phase = pod["status"].get("phase")
+        return f"pod {name}'s fetch in state {kind}: {fetch_state(pod)}, {phase}, {inits}"
+
+    return wait_for(failed, timeout=timeout, what=seen)
 
 
 def served_settings(stores: Stores, name: str) -> str:
