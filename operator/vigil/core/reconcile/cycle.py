@@ -107,6 +107,11 @@ class Cycle:
             return "fetching its model"
         return f"fetching its model failed, retrying: {fetch.words}"
 
+    @property
+    def golden_pending(self) -> str:
+        """Why the last golden replay gave no result ("": it did, or none ran)."""
+        return self.obs.rollout.golden_pending if self.obs.rollout else ""
+
     def previous_reason(self, kind: str) -> str | None:
         """The reason the last status gave this condition."""
         condition = find_condition(self.obs.status.get("conditions"), kind)

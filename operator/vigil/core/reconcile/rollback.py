@@ -114,7 +114,7 @@ def roll_back(
 def with_replays_cause(cycle: Cycle, decision: Decision, policy: RolloutPolicy) -> Decision:
     """A validate step failed past its deadline: with why its last replay gave no result (a
     model answering HTTP 500 to every batch held it; the deadline's words did not say so)."""
-    pending = cycle.obs.rollout.golden_pending if cycle.obs.rollout else ""
+    pending = cycle.golden_pending
     step = decision.state.step
     if not (
         pending

@@ -431,7 +431,7 @@ def _step_report(
     fetching = cycle.fetch_progress(attempt.revision)
     if decision.reason == Reason.CANDIDATE_NOT_READY and fetching:
         message = f"{message} ({fetching})"
-    pending = cycle.obs.rollout.golden_pending if cycle.obs.rollout else ""
+    pending = cycle.golden_pending
     if decision.reason == Reason.VALIDATION_PENDING and pending:
         message = f"{message}; the last replay gave no result: {pending}"
     if attempt.edited:
