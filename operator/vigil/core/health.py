@@ -90,6 +90,8 @@ class HealthReport:
     drift_basis: str = ""
     #: With ``Degraded``: the SLOs breached (reasons, the verdict's first).
     breached: tuple[str, ...] = ()
+    #: Which running pods' sidecars did not answer, when some did ("": all that were asked).
+    unanswered: str = ""
 
 
 @dataclass(frozen=True)

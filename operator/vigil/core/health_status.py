@@ -54,7 +54,8 @@ def _health_conditions(report: HealthReport, policy: HealthPolicy) -> list[Condi
         ConditionType.METRICS_AVAILABLE,
         True,
         Reason.METRICS_COLLECTED,
-        f"{report.requests} requests over {format_window(policy.window_seconds)}",
+        f"{report.requests} requests over {format_window(policy.window_seconds)}"
+        + (f" ({report.unanswered})" if report.unanswered else ""),
     )
     if report.verdict == Verdict.INSUFFICIENT_DATA:
         healthy = ConditionState(

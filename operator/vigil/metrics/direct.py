@@ -44,6 +44,7 @@ from types import MappingProxyType
 import aiohttp
 
 from vigil.common.uris import host_port
+from vigil.core.events import shorten
 from vigil.core.window import (
     GAUGE_SUMS,
     SERVED_REVISION_FAMILIES,
@@ -381,6 +382,12 @@ class DirectSource:
                 )
             elif not target.pods:
                 result.errors[target.key] = "the revision has no running pods to scrape"
+            elif failures:
+                result.unanswered[target.key] = shorten(
+                    f"{answered[target.key]} of {len(target.pods)} sidecars answered; {failures[0]}"
+                    + (f" and {len(failures) - 1} more" if failures[1:] else ""),
+                    300,
+                )
         # Every scrape first: a revision's labels may be counted on another's pods.
         for target in targets:
             if target.key not in result.errors:

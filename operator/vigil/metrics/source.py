@@ -73,6 +73,8 @@ class Collection(SourceCalls):
 
     windows: dict[RevisionKey, RevisionWindow] = field(default_factory=dict)
     errors: dict[RevisionKey, str] = field(default_factory=dict)
+    #: Of the revisions with a window: which pods' sidecars did not answer, when some did.
+    unanswered: dict[RevisionKey, str] = field(default_factory=dict)
 
 
 class MetricsSource(Protocol):

@@ -581,6 +581,7 @@ class HealthLoop:
         for (key, _), result in zip(groups.items(), results, strict=True):
             merged.windows.update(result.windows)
             merged.errors.update(result.errors)
+            merged.unanswered.update(result.unanswered)
             merged.add(result)
             if result.errors:
                 self.metrics.source_failures.labels(key[0]).inc(len(result.errors))
@@ -837,6 +838,8 @@ class HealthLoop:
             drifted=holds.drift,
             reference_problem=problem,
         )
+        if target.key in collection.unanswered:
+            report = replace(report, unanswered=collection.unanswered[target.key])
         result.reports[(target.namespace, target.name)] = report
         result.evaluated += 1
         if report.verdict == "InsufficientData" and self._warming_up(

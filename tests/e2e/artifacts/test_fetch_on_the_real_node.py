@@ -413,11 +413,16 @@ def failure(stores: Stores, name: str, kind: str = "failed", timeout: float = 12
         return state if state is not None and state.kind == kind else None
 
     def seen() -> str:
-        # Where it stood: its fetch's state, and its phase and init container (not started?).
+        # Where it stood: its fetch's state, its phase and init container (not started?), and
+        # the fetch's last words (retrying a store that answers slowly?).
         pod = stores.pod(name)
         inits = [c.get("state") for c in pod["status"].get("initContainerStatuses") or ()]
         phase = pod["status"].get("phase")
-        return f"pod {name}'s fetch in state {kind}: {fetch_state(pod)}, {phase}, {inits}"
+        logs = stores.kube.run("logs", name, "-c", FETCH_CONTAINER, "--tail=5", check=False)
+        return (
+            f"pod {name}'s fetch in state {kind}: {fetch_state(pod)}, {phase}, {inits}; "
+            f"its last lines: {(logs.stdout + logs.stderr).strip()!r}"
+        )
 
     return wait_for(failed, timeout=timeout, what=seen)
 

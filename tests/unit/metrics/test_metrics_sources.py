@@ -266,6 +266,26 @@ class TestDirectSource:
         assert result.scrape_failures == 1
         assert result.windows[target.key].pods == 1
 
+    async def test_sidecars_that_did_not_answer_are_named_beside_the_window(self, sidecar) -> None:
+        fake, port = sidecar
+        fake.text = sidecar_text(start=0)
+        pods = (
+            PodTarget("up", "127.0.0.1", port),
+            PodTarget("down", "127.0.0.1", 1),
+            PodTarget("gone", "127.0.0.1", 1),
+        )
+        target = RevisionTarget("ns", "wine", "r1", 60, pods)
+        every = RevisionTarget("ns", "beer", "r1", 60, pods[:1])
+        source = DirectSource(timeout_seconds=1)
+        try:
+            result = await source.collect([target, every], now=1000)
+        finally:
+            await source.close()
+        said = result.unanswered[target.key]
+        assert said.startswith("1 of 3 sidecars answered; down: "), said
+        assert said.endswith(" and 1 more"), said
+        assert every.key not in result.unanswered
+
     async def test_no_answer_at_all_is_an_error_naming_the_cause(self, sidecar) -> None:
         fake, port = sidecar
         fake.status = 503

@@ -55,12 +55,14 @@ class FakeSource:
         self.calls: list[list[RevisionTarget]] = []
         self.windows: dict[tuple[str, str, str], RevisionWindow] = {}
         self.error: str | None = None
+        self.unanswered: dict[tuple[str, str, str], str] = {}
         self.closed = False
         self.forgotten: list[tuple[str, str]] = []
 
     async def collect(self, targets: Sequence[RevisionTarget], now: float) -> Collection:
         self.calls.append(list(targets))
         result = Collection(queries=15 if self.name == "prometheus" else 0)
+        result.unanswered.update(self.unanswered)
         for target in targets:
             if self.error:
                 result.errors[target.key] = self.error
@@ -211,6 +213,21 @@ async def test_unchanged_figures_write_nothing_even_though_time_passed(loop: Loo
     assert result.written == 0 and len(loop.api.writes) == writes
     assert reads == []  # the watched copy was enough: not even a read
     assert loop.status()["health"]["evaluatedAt"] == first
+
+
+async def test_metrics_available_names_the_sidecars_that_did_not_answer(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"), pod("wine-b"))
+    source = loop._source(("direct", ""))
+    source.windows[("ml", "wine", "r1")] = GOOD
+    await loop.cycle()
+    assert loop.condition("MetricsAvailable")["message"] == "100 requests over 30s"
+    source.unanswered[("ml", "wine", "r1")] = "1 of 2 sidecars answered; wine-b: HTTP 503"
+    await loop.cycle()
+    available = loop.condition("MetricsAvailable")
+    assert available["status"] == "True", available
+    assert available["message"] == (
+        "100 requests over 30s (1 of 2 sidecars answered; wine-b: HTTP 503)"
+    )
 
 
 async def test_an_slo_breach_degrades_with_an_event(loop: Loop) -> None:
