@@ -6,9 +6,11 @@ the recent scrapes of each pod in memory, and computes each revision's
 window: per-pod increases (counter resets and restarts handled, see
 :func:`~vigil.core.window.pod_increase`), summed over the pods. A pod that
 went away still counts for the part of the window it was alive; its
-scrapes are dropped once they are older than the window. A sidecar that
-does not answer is skipped and counted; one silent for longer than the
-window counts again from its return.
+scrapes are dropped once they are older than the window. A pod being
+deleted (``RevisionTarget.leaving``) is scraped while it answers: what it
+served since its last scrape counts; its silence is no failure. A running
+pod's sidecar that does not answer is skipped and counted (``unanswered``
+names it); one silent for longer than the window counts again from its return.
 
 Two windows, two retentions: the health window (minutes) reads every
 series but ground truth; the labels window (an hour by default) reads only
@@ -360,7 +362,9 @@ class DirectSource:
             async with semaphore:
                 return pod.name, _answered_for(target, pod, await self._scrape(pod, now))
 
-        jobs = [(t, asyncio.gather(*(scrape(t, p) for p in t.pods))) for t in targets]
+        jobs = [
+            (t, asyncio.gather(*(scrape(t, p) for p in (*t.pods, *t.leaving)))) for t in targets
+        ]
         answered: dict[RevisionKey, int] = {}
         outcomes = await asyncio.gather(*(job for _, job in jobs))
         for (target, _), pod_results in zip(jobs, outcomes, strict=True):
@@ -368,11 +372,12 @@ class DirectSource:
                 result.errors[target.key] = "the ModelDeployment was deleted"
                 continue
             failures = []
-            for pod_name, scraped in pod_results:
+            for index, (pod_name, scraped) in enumerate(pod_results):
                 result.scrapes += 1
                 if isinstance(scraped, str):
-                    result.scrape_failures += 1
-                    failures.append(scraped)
+                    if index < len(target.pods):  # a leaving pod's sidecar may have stopped
+                        result.scrape_failures += 1
+                        failures.append(scraped)
                     continue
                 self._pod_history(target.key, pod_name, now).add(scraped)
             answered[target.key] = len(target.pods) - len(failures)

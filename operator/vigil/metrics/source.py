@@ -32,6 +32,9 @@ class RevisionTarget:
     pods: tuple[PodTarget, ...] = ()
     #: The window of label arrival for realized performance (None: ``window_seconds``).
     labels_window_seconds: float | None = None
+    #: Pods being deleted, still up: scraped for their last figures where the source
+    #: scrapes pods (the direct one); one that does not answer has stopped, no error.
+    leaving: tuple[PodTarget, ...] = ()
 
     @property
     def key(self) -> RevisionKey:

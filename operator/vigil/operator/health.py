@@ -226,6 +226,9 @@ class PodInfo:
     reference_digest: str = ""
     #: (ConfigMap, key) of the reference profile it mounts (None: none, or not said).
     reference: tuple[str, str] | None = None
+    #: Being deleted, still up: its sidecar is scraped for the figures since the last
+    #: scrape (requests served while it drains), its silence no error.
+    leaving: bool = False
 
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
@@ -237,10 +240,20 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
     if not model or not revision:
         return None
     ip = str(pod.status.get("podIP") or "")
-    running = bool(ip) and pod.status.get("phase") == "Running" and not pod.meta.deleting
+    up = bool(ip) and pod.status.get("phase") == "Running"
+    deleting = pod.meta.deleting
     digest = str(pod.meta.annotations.get(naming.ANNOTATION_REFERENCE_DIGEST) or "")
     mounted = mounted_reference(pod.spec)
-    return PodInfo(model, revision, ip, running, fetch_state(body), digest, mounted)
+    return PodInfo(
+        model,
+        revision,
+        ip,
+        up and not deleting,
+        fetch_state(body),
+        digest,
+        mounted,
+        leaving=up and deleting,
+    )
 
 
 @dataclass
@@ -496,9 +509,9 @@ class HealthLoop:
         except (ValueError, KeyError, TypeError) as error:
             log.warning("%s/%s: monitoring settings unusable: %s", namespace, name, error)
             return None
-        pods = tuple(
-            PodTarget(pod_name, info.ip, METRICS_PORT)
-            for pod_name, info in self.running_pods(namespace, name, revision)
+        pods, leaving = (
+            tuple(PodTarget(pod_name, info.ip, METRICS_PORT) for pod_name, info in found)
+            for found in self._revision_pods(namespace, name, revision)
         )
         target = RevisionTarget(
             namespace,
@@ -507,24 +520,33 @@ class HealthLoop:
             settings.policy.window_seconds,
             pods,
             labels_window_seconds=settings.policy.performance.window_seconds,
+            leaving=leaving,
         )
         return target, settings, body
 
     def running_pods(self, namespace: str, name: str, revision: str) -> list[tuple[str, PodInfo]]:
-        """The running pods of one revision of a ModelDeployment, by name: from the index
-        kept as pods are observed, so a cycle costs each model its own pods only."""
+        """The running pods of one revision of a ModelDeployment, by name."""
+        return self._revision_pods(namespace, name, revision)[0]
+
+    def _revision_pods(
+        self, namespace: str, name: str, revision: str
+    ) -> tuple[list[tuple[str, PodInfo]], list[tuple[str, PodInfo]]]:
+        """The running pods of one revision of a ModelDeployment and those being deleted,
+        still up, by name: from the index kept as pods are observed, so a cycle costs each
+        model its own pods only."""
         key = (namespace, name, revision)
         names = self._pods_of.get(key, set())
-        found = []
+        running: list[tuple[str, PodInfo]] = []
+        leaving: list[tuple[str, PodInfo]] = []
         for pod_name in sorted(names):
             info = self.pods.get((namespace, pod_name))
             if info is None or (info.model_deployment, info.revision) != (name, revision):
                 names.discard(pod_name)  # gone without an event through observe_pod
-            elif info.running:
-                found.append((pod_name, info))
+            elif info.running or info.leaving:
+                (running if info.running else leaving).append((pod_name, info))
         if not names:
             self._pods_of.pop(key, None)
-        return found
+        return running, leaving
 
     def _hold_gauges(self, target: RevisionTarget, status: Mapping[str, Any]) -> None:
         """The verdict gauges as status holds them, while nothing is judged after a restart:

@@ -7,6 +7,7 @@ real sidecars in front of MLServer).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, cast
 
@@ -285,6 +286,29 @@ class TestDirectSource:
         assert said.startswith("1 of 3 sidecars answered; down: "), said
         assert said.endswith(" and 1 more"), said
         assert every.key not in result.unanswered
+
+    async def test_a_leaving_pod_gives_its_last_figures_and_its_silence_is_no_error(
+        self, sidecar
+    ) -> None:
+        fake, port = sidecar
+        first = RevisionTarget("ns", "wine", "r1", 60, (PodTarget("p", "127.0.0.1", port),))
+        source = DirectSource(timeout_seconds=1)
+        try:
+            await collect_at(source, fake, first, 1000, 10)
+            # p is being deleted: it served 15 more while draining; "up" took its place.
+            leaving = dataclasses.replace(
+                first, pods=(PodTarget("up", "127.0.0.1", port),), leaving=first.pods
+            )
+            drained = await collect_at(source, fake, leaving, 1030, 25)
+            stopped = dataclasses.replace(leaving, leaving=(PodTarget("p", "127.0.0.1", 1),))
+            after = await source.collect([stopped], now=1031)
+        finally:
+            await source.close()
+        assert drained.windows[leaving.key].requests == 15
+        assert drained.windows[leaving.key].pods == 1  # the running ones that answered
+        assert after.scrape_failures == 0
+        assert not after.errors and not after.unanswered
+        assert after.windows[stopped.key].requests == 15
 
     async def test_no_answer_at_all_is_an_error_naming_the_cause(self, sidecar) -> None:
         fake, port = sidecar

@@ -513,6 +513,23 @@ def test_pod_info_reads_labels_ip_and_phase() -> None:
     going = pod("a")
     going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert not pod_info(going).running  # type: ignore[union-attr]
+    assert pod_info(going).leaving  # type: ignore[union-attr]
+    assert not pod_info(pod("a")).leaving  # type: ignore[union-attr]
+
+
+async def test_a_pod_being_deleted_is_scraped_apart_until_it_stops(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a", ip="10.0.0.1"), pod("wine-b", ip="10.0.0.2"))
+    going = pod("wine-a", ip="10.0.0.1")
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    loop.loop.observe_pod("MODIFIED", going)
+    await loop.cycle()
+    target = loop.sources[("direct", "")].calls[-1][0]
+    assert [p.name for p in target.pods] == ["wine-b"]
+    assert [(p.name, p.ip) for p in target.leaving] == [("wine-a", "10.0.0.1")]
+    going["status"] = {"phase": "Succeeded"}  # its containers have stopped
+    loop.loop.observe_pod("MODIFIED", going)
+    await loop.cycle()
+    assert loop.sources[("direct", "")].calls[-1][0].leaving == ()
 
 
 @pytest.mark.parametrize("judged", ["r1", None], ids=["this-revision", "unnamed-before"])
