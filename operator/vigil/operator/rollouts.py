@@ -67,6 +67,7 @@ from vigil.validation.golden import (
     DEFAULT_CONCURRENCY,
     GoldenSetError,
     GoldenSetNotFound,
+    ReplayProgress,
     load_golden_set,
     replay_report,
 )
@@ -220,6 +221,9 @@ class Rollouts:
         self._routing_recoveries: dict[tuple[str, str], int] = {}
         #: Why the last golden replay per ModelDeployment gave no result (status says it).
         self._golden_pending: dict[tuple[str, str], str] = {}
+        #: The candidate's answers to its golden set so far (a replay that ran out of time
+        #: goes on from them), by ModelDeployment.
+        self._replayed: dict[tuple[str, str], ReplayProgress] = {}
         #: Per ModelDeployment: its candidate, and what each of the candidate's pods read.
         self._read: dict[tuple[str, str], tuple[str, PodsRead]] = {}
         self._clock = clock
@@ -550,20 +554,25 @@ class Rollouts:
         concurrency = min(DEFAULT_CONCURRENCY, max(1, pods))
         try:
             golden = await load_golden_set(api, namespace, ref)
+            progress = self._replayed.get(key)
+            if progress is None or not progress.fits(golden, revision):
+                progress = self._replayed[key] = ReplayProgress(golden, revision)
             report = await replay_report(
                 golden,
                 url,
                 model=spec.model.name,
                 concurrency=concurrency,
                 server_protocol=spec.server.protocol,
+                progress=progress,
             )
         except (KubeError, GoldenSetNotFound) as error:
             return no_result(f"golden set not read: {error}")
         except GoldenSetError as error:
             log.warning("%s/%s: golden set unusable: %s", namespace, name, error)
             return GoldenResult(total=0, agreed=0, message=f"golden set unusable: {error}")
-        if not report.complete:  # no answer for some rows: replayed again next cycle
+        if not report.complete:  # no answer for some rows: those replayed next cycle
             return no_result(report.summary())
+        self._replayed.pop(key, None)  # a later rollout of this revision asks afresh
         log.info("%s/%s: golden replay against %s: %s", namespace, name, url, report.summary())
         if report.result.agreed < report.result.total:  # what did not reproduce, in status
             return dataclasses.replace(report.result, message=shorten(report.summary(), 512))
@@ -578,6 +587,7 @@ class Rollouts:
         self._routing_errors.pop((namespace, name), None)
         self._routing_recoveries.pop((namespace, name), None)
         self._golden_pending.pop((namespace, name), None)
+        self._replayed.pop((namespace, name), None)
         self._read.pop((namespace, name), None)
 
     def routing_error(self, namespace: str, name: str) -> str:

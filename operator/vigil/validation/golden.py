@@ -34,7 +34,9 @@ timeout, a 5xx, a dropped or refused connection, the time budget spent) is no
 evidence: the batch is sent once more, one at a time; rows still without an
 answer make the replay incomplete (``ReplayReport.unanswered``), which the
 operator takes as no result. At most ``concurrency`` batches go at once,
-halved on each timeout. The whole replay is bounded by ``timeout_seconds``.
+halved on each timeout. The whole replay is bounded by ``timeout_seconds``; with a
+:class:`ReplayProgress` (the operator keeps one per candidate) the batches answered stay
+answered, and the next replay sends only the rest.
 
 A ConfigMap holds at most 1 MiB: a few thousand rows of tens of features
 fit (``vigil golden build`` refuses more than :data:`MAX_BYTES`).
@@ -48,7 +50,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -416,6 +418,9 @@ class ReplayReport:
     denied: str = ""
     #: The golden set's protocol is not the server's (:func:`protocol_mismatch`; "": it is).
     protocol_note: str = ""
+    #: The answers are kept for the next replay (:class:`ReplayProgress`), which sends
+    #: only the rows without one.
+    resumable: bool = False
 
     @property
     def complete(self) -> bool:
@@ -433,6 +438,12 @@ class ReplayReport:
         text = f"{self.result.agreed}/{self.result.total} golden outputs reproduced"
         if self.unanswered:
             text += f", {self.unanswered} row(s) got no answer"
+            if self.resumable:
+                answered = self.result.total - self.unanswered
+                text += (
+                    f" ({answered} of {self.result.total} answered so far: the next replay "
+                    "sends the rest)"
+                )
         if self.mismatches:
             shown = ", ".join(
                 f"#{m.index}: expected {m.expected!r}, got {m.got!r}"
@@ -482,6 +493,27 @@ class _Batch:
 
     def reset(self) -> None:
         self.error, self.unreachable, self.timed_out = "", False, False
+
+
+@dataclass
+class ReplayProgress:
+    """The batches one revision has answered of one golden set, kept between replays: one
+    that ran out of time sends only the rest the next time, so a slow model answers a large
+    set over several replays instead of none."""
+
+    golden: GoldenSet
+    revision: str
+    batch_size: int = DEFAULT_BATCH_SIZE
+    #: By first row: predictions, or the model's refusal of the input (never sent again).
+    answered: dict[int, _Batch] = field(default_factory=dict)
+
+    def fits(self, golden: GoldenSet, revision: str) -> bool:
+        """Whether these answers are of this set and revision (else they start again)."""
+        return revision == self.revision and golden == self.golden
+
+    @property
+    def rows(self) -> int:
+        return sum(len(batch.rows) for batch in self.answered.values())
 
 
 async def _send(
@@ -544,27 +576,31 @@ async def _send_batches(
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     concurrency: int = DEFAULT_CONCURRENCY,
     session: aiohttp.ClientSession | None = None,
+    progress: ReplayProgress | None = None,
 ) -> list[_Batch]:
     """Every input row sent in batches (each with its predictions, or its error).
 
     Up to ``concurrency`` batches at once, halved on each timeout (a server that queues
     them, one worker on one replica, times the waiting ones out); then each batch that got
     no answer is sent once more, one at a time, within what is left of the time budget.
+    With ``progress``, the batches answered in earlier replays are not sent again, and
+    those answered now join them.
     """
     name = model or golden.model
     if not name:  # the CLI asks for --model before it gets here
         raise GoldenSetError("no model name: pass model= or set 'model' in the golden set")
     url = infer_url(base_url, golden.protocol, name)
-    size = max(1, batch_size)
+    size = max(1, progress.batch_size if progress is not None else batch_size)
+    done = progress.answered if progress is not None else {}
     batches = [
-        _Batch(start, golden.inputs[start : start + size])
+        done.get(start) or _Batch(start, golden.inputs[start : start + size])
         for start in range(0, len(golden.inputs), size)
     ]
     deadline = time.monotonic() + timeout_seconds
     spent = f"replay time budget of {timeout_seconds:g}s spent"
     own = session is None
     client = session or aiohttp.ClientSession()
-    waiting = deque(batches)
+    waiting = deque(batch for batch in batches if not batch.answered)
     limit = max(1, concurrency)
 
     async def attempt(batch: _Batch) -> None:
@@ -598,6 +634,7 @@ async def _send_batches(
     finally:
         if own:
             await client.close()
+        done.update((batch.start, batch) for batch in batches if batch.answered)
     return batches
 
 
@@ -679,6 +716,7 @@ async def replay_report(
         unanswered=sum(len(batch.rows) for batch in batches if not batch.answered),
         denied=next((batch.error for batch in batches if batch.denied), ""),
         protocol_note=protocol_mismatch(golden, server_protocol),
+        resumable=options.get("progress") is not None,
     )
 
 

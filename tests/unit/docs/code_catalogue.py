@@ -49,6 +49,7 @@ from vigil.core.window import RealizedPerformance, RevisionWindow  # noqa: E402
 from vigil.operator.rollouts import RouteHeld  # noqa: E402
 from vigil.profile import ReferenceProfile, Validation, build_profile  # noqa: E402
 from vigil.routing import RoutingError  # noqa: E402
+from vigil.validation.golden import ReplayReport  # noqa: E402
 
 CORE = ROOT / "operator" / "vigil" / "core"
 OPERATOR = ROOT / "operator" / "vigil" / "operator"
@@ -565,6 +566,13 @@ def _artifacts(seen: Catalogue) -> None:
         _cycle(world, seen)
 
 
+def _golden_replays(seen: Catalogue) -> None:
+    """A replay's summary, as the validate step's message quotes it: one out of time that the
+    next replay goes on from."""
+    resumed = ReplayReport(GoldenResult(64, 52), unanswered=12, resumable=True)
+    seen.messages.add(resumed.summary())
+
+
 # -- health ------------------------------------------------------------------------------
 
 FEATURES = ("alcohol", "malic_acid", "ash", "proline")
@@ -787,6 +795,7 @@ def catalogue() -> Catalogue:
         _performance_gates,
         _gates_not_judged_yet,
         _artifacts,
+        _golden_replays,
         _health,
         _performance,
         _operator_events,

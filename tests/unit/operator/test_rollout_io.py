@@ -544,6 +544,50 @@ async def test_a_stable_whose_reference_cannot_be_read_is_never_judged_with_the_
     assert gate.text.startswith(f"input drift not judged: the stable's reference {why}")
 
 
+async def test_a_golden_replay_goes_on_from_the_answers_of_the_last_until_it_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vigil.core.revision import compute_revision
+    from vigil.core.rollout import GoldenResult
+    from vigil.core.spec import GoldenSetRef, parse_spec
+    from vigil.operator import rollouts as module
+    from vigil.validation.golden import ReplayReport, parse_golden_set
+
+    spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
+    revision = compute_revision(spec, "")
+    one_pod = {("ml", "wine-c-a"): PodInfo("wine", revision, "10.0.0.9", True)}
+    rollouts = Rollouts(running_in(lambda: one_pod))
+    golden = parse_golden_set({"model": "wine", "inputs": [[1.0]] * 10, "expected": [0] * 10})
+    given: list[Any] = []
+    reports = [
+        ReplayReport(GoldenResult(10, 4), unanswered=6, resumable=True),
+        ReplayReport(GoldenResult(10, 10)),
+        ReplayReport(GoldenResult(10, 10)),
+    ]
+
+    async def answering(*_args: Any) -> str:
+        return "http://wine-c1.ml.svc:80"
+
+    async def load(*_: Any) -> Any:
+        return golden
+
+    async def report(*_: Any, progress: Any, **__: Any) -> ReplayReport:
+        given.append(progress)
+        return reports.pop(0)
+
+    monkeypatch.setattr(rollouts, "candidate_url", answering)
+    monkeypatch.setattr(module, "load_golden_set", load)
+    monkeypatch.setattr(module, "replay_report", report)
+    ref = GoldenSetRef("g", "golden.json")
+    assert await rollouts.replay(None, "ml", "wine", spec, ref) is None  # type: ignore[arg-type]
+    assert "(4 of 10 answered so far" in rollouts.golden_pending("ml", "wine")
+    assert await rollouts.replay(None, "ml", "wine", spec, ref) is not None  # type: ignore[arg-type]
+    await rollouts.replay(None, "ml", "wine", spec, ref)  # type: ignore[arg-type]
+    assert given[0] is given[1]  # the second went on from the first's answers
+    assert given[2] is not given[1]  # a completed replay is not kept: the next asks afresh
+    assert (given[0].revision, given[0].golden) == (revision, golden)
+
+
 async def test_an_unusable_golden_sets_cause_is_shown_where_its_rollback_is_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -19,6 +19,7 @@ from vigil.validation.golden import (
     GoldenSet,
     GoldenSetError,
     GoldenSetNotFound,
+    ReplayProgress,
     compare,
     configmap_manifest,
     golden_from_configmap,
@@ -48,6 +49,10 @@ class Model:
         #: Set on teardown: a slow answer is cut short, so teardown does not wait it out.
         self.stopping = asyncio.Event()
         self.busy = False
+        #: How many more requests it answers before it stalls like "slow" (None: no limit).
+        self.quota: int | None = None
+        #: The first row of each request answered.
+        self.answered: list[float] = []
 
     def predict(self, rows):
         if self.mode == "logits":  # raw scores where the golden set holds labels
@@ -67,7 +72,10 @@ class Model:
             return web.json_response({"error": "expected 4 features"}, status=422)
         if self.mode == "redirect":  # a misrouted request (an ingress's login page)
             raise web.HTTPFound("/login")
-        if self.mode == "slow" or (self.mode == "one-at-a-time" and self.busy):
+        stalled = self.quota is not None and self.quota <= 0
+        if self.quota is not None:
+            self.quota -= 1
+        if stalled or self.mode == "slow" or (self.mode == "one-at-a-time" and self.busy):
             with contextlib.suppress(TimeoutError):  # past the replay's request timeout
                 await asyncio.wait_for(self.stopping.wait(), 1)
         tensor = body["inputs"][0]
@@ -85,6 +93,8 @@ class Model:
         else:
             preds = self.predict(rows)
             out = {"name": "predict", "shape": [len(rows), 1], "datatype": "FP64", "data": preds}
+        if not stalled:  # a stalled answer comes after the replay gave up on it
+            self.answered.append(rows[0][0])
         return web.json_response({"model_name": request.match_info["model"], "outputs": [out]})
 
     async def v1(self, request: web.Request) -> web.Response:
@@ -448,6 +458,24 @@ async def test_a_replay_is_bounded_in_time_and_what_it_left_unanswered_is_incomp
     assert report.result == GoldenResult(10, 0)
     assert report.unanswered == 10 and not report.complete
     assert not report.mismatches
+
+
+async def test_a_replay_out_of_time_goes_on_where_it_stopped_when_given_its_progress(server):
+    """A slow model never passed a large golden set: each replay ran out of time and the
+    next started again from the first row."""
+    model, url = server
+    progress = ReplayProgress(golden(), "r1", batch_size=2)
+    reports = []
+    for _ in range(3):
+        model.quota = 2  # two batches answered in time, then it stalls past the budget
+        options = {"timeout_seconds": 0.3, "concurrency": 1}
+        reports.append(await replay_report(golden(), url, progress=progress, **options))
+    assert [r.unanswered for r in reports] == [6, 2, 0]
+    assert "(4 of 10 answered so far: the next replay sends the rest)" in reports[0].summary()
+    assert reports[-1].result == GoldenResult(10, 10) and reports[-1].complete
+    assert model.answered == [0.0, 2.0, 4.0, 6.0, 8.0]  # each batch answered once
+    assert progress.rows == 10 and progress.fits(golden(), "r1")
+    assert not progress.fits(golden(), "r2") and not progress.fits(golden(tolerance=1), "r1")
 
 
 async def test_model_name_is_required():
