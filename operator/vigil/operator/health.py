@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from vigil.common import objects
 from vigil.common.relisting import Relistings
-from vigil.common.times import format_time, format_unix
+from vigil.common.times import format_time, format_unix, parse_unix
 from vigil.core import naming
 from vigil.core.desired import METRICS_PORT, mounted_reference, reference_digest
 from vigil.core.health import DriftBasis, HealthReport, evaluate, format_window
@@ -83,6 +83,10 @@ DEFAULT_INTERVAL_SECONDS = 30.0
 #: How long a gone pod's reference digest is kept beyond the longest window (and a cycle):
 #: the direct source counts a pod's scrapes for the window after its last one.
 DEPARTED_MARGIN_SECONDS = 120.0
+
+#: How long past its deletionTimestamp (the end of its grace period) a pod still Running is
+#: scraped: the kubelet's kill, and clocks a little apart.
+LEAVING_MARGIN_SECONDS = 10.0
 
 #: (namespace, ModelDeployment, revision) -> each reference digest its pods read, with the
 #: last time a pod read it (now for a pod still there).
@@ -226,9 +230,15 @@ class PodInfo:
     reference_digest: str = ""
     #: (ConfigMap, key) of the reference profile it mounts (None: none, or not said).
     reference: tuple[str, str] | None = None
-    #: Being deleted, still up: its sidecar is scraped for the figures since the last
-    #: scrape (requests served while it drains), its silence no error.
-    leaving: bool = False
+    #: Being deleted, still up: until when its sidecar is scraped for the figures since
+    #: the last scrape (requests served while it drains), its silence no error (0: not
+    #: leaving). Its deletionTimestamp (the end of its grace period) and a margin: a pod
+    #: left Running on a lost node is not scraped for ever.
+    leaving_until: float = 0.0
+
+    @property
+    def leaving(self) -> bool:
+        return self.leaving_until > 0
 
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
@@ -242,6 +252,7 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
     ip = str(pod.status.get("podIP") or "")
     up = bool(ip) and pod.status.get("phase") == "Running"
     deleting = pod.meta.deleting
+    deleted_at = parse_unix(pod.meta.raw.get("deletionTimestamp")) if deleting else None
     digest = str(pod.meta.annotations.get(naming.ANNOTATION_REFERENCE_DIGEST) or "")
     mounted = mounted_reference(pod.spec)
     return PodInfo(
@@ -252,7 +263,7 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
         fetch_state(body),
         digest,
         mounted,
-        leaving=up and deleting,
+        leaving_until=(deleted_at or 0.0) + LEAVING_MARGIN_SECONDS if up and deleting else 0.0,
     )
 
 
@@ -536,17 +547,23 @@ class HealthLoop:
         model its own pods only."""
         key = (namespace, name, revision)
         names = self._pods_of.get(key, set())
+        now = self._clock()
         running: list[tuple[str, PodInfo]] = []
         leaving: list[tuple[str, PodInfo]] = []
         for pod_name in sorted(names):
             info = self.pods.get((namespace, pod_name))
             if info is None or (info.model_deployment, info.revision) != (name, revision):
                 names.discard(pod_name)  # gone without an event through observe_pod
-            elif info.running or info.leaving:
-                (running if info.running else leaving).append((pod_name, info))
+            elif info.running:
+                running.append((pod_name, info))
+            elif info.leaving_until >= now:
+                leaving.append((pod_name, info))
         if not names:
             self._pods_of.pop(key, None)
-        return running, leaving
+        # An IP a running pod has now is no longer the leaving one's (its sidecar counted
+        # twice, as a counter reset).
+        ips = {info.ip for _, info in running}
+        return running, [(pod_name, info) for pod_name, info in leaving if info.ip not in ips]
 
     def _hold_gauges(self, target: RevisionTarget, status: Mapping[str, Any]) -> None:
         """The verdict gauges as status holds them, while nothing is judged after a restart:

@@ -572,7 +572,7 @@ class Rollouts:
             return GoldenResult(total=0, agreed=0, message=f"golden set unusable: {error}")
         if not report.complete:  # no answer for some rows: those replayed next cycle
             return no_result(report.summary())
-        self._replayed.pop(key, None)  # a later rollout of this revision asks afresh
+        self._replayed.pop(key, None)  # complete: a later replay asks afresh
         log.info("%s/%s: golden replay against %s: %s", namespace, name, url, report.summary())
         if report.result.agreed < report.result.total:  # what did not reproduce, in status
             return dataclasses.replace(report.result, message=shorten(report.summary(), 512))
@@ -676,6 +676,10 @@ class Rollouts:
         self._keep_routing_error(namespace, name, str(route) if route else None)
         before = section(view.status, "candidate")
         after = plan.status.get("candidate") or {}
+        if not after or plan.rollout_outcome:
+            # Ended (promoted, rolled back, aborted, failed): a retry of the same revision
+            # replays its golden set from the first row, to the pods it has then.
+            self._replayed.pop((namespace, name), None)
         if after and (after.get("message"), after.get("gates")) != (
             before.get("message"),
             before.get("gates"),

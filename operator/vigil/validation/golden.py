@@ -440,10 +440,7 @@ class ReplayReport:
             text += f", {self.unanswered} row(s) got no answer"
             if self.resumable:
                 answered = self.result.total - self.unanswered
-                text += (
-                    f" ({answered} of {self.result.total} answered so far: the next replay "
-                    "sends the rest)"
-                )
+                text += f" ({answered} of {self.result.total} answered so far)"
         if self.mismatches:
             shown = ", ".join(
                 f"#{m.index}: expected {m.expected!r}, got {m.got!r}"

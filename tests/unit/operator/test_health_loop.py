@@ -520,7 +520,8 @@ def test_pod_info_reads_labels_ip_and_phase() -> None:
 async def test_a_pod_being_deleted_is_scraped_apart_until_it_stops(loop: Loop) -> None:
     loop.add(md(), pod("wine-a", ip="10.0.0.1"), pod("wine-b", ip="10.0.0.2"))
     going = pod("wine-a", ip="10.0.0.1")
-    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    grace_ends = loop.now + datetime.timedelta(seconds=30)
+    going["metadata"]["deletionTimestamp"] = grace_ends.isoformat().replace("+00:00", "Z")
     loop.loop.observe_pod("MODIFIED", going)
     await loop.cycle()
     target = loop.sources[("direct", "")].calls[-1][0]
@@ -528,6 +529,23 @@ async def test_a_pod_being_deleted_is_scraped_apart_until_it_stops(loop: Loop) -
     assert [(p.name, p.ip) for p in target.leaving] == [("wine-a", "10.0.0.1")]
     going["status"] = {"phase": "Succeeded"}  # its containers have stopped
     loop.loop.observe_pod("MODIFIED", going)
+    await loop.cycle()
+    assert loop.sources[("direct", "")].calls[-1][0].leaving == ()
+
+
+async def test_a_leaving_pod_is_not_scraped_past_its_grace_or_at_an_ip_given_to_another(
+    loop: Loop,
+) -> None:
+    loop.add(md(), pod("wine-b", ip="10.0.0.2"))
+    grace_ends = loop.now + datetime.timedelta(seconds=30)
+    for name, ip in (("wine-a", "10.0.0.1"), ("wine-c", "10.0.0.2")):
+        going = pod(name, ip=ip)  # wine-c's IP is wine-b's now (its status is stale)
+        going["metadata"]["deletionTimestamp"] = grace_ends.isoformat().replace("+00:00", "Z")
+        loop.loop.observe_pod("MODIFIED", going)
+    await loop.cycle()
+    assert [p.name for p in loop.sources[("direct", "")].calls[-1][0].leaving] == ["wine-a"]
+    # Still Running long past its grace period (its node lost): no longer asked.
+    loop.now = grace_ends + datetime.timedelta(seconds=60)
     await loop.cycle()
     assert loop.sources[("direct", "")].calls[-1][0].leaving == ()
 

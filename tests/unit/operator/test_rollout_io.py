@@ -562,7 +562,8 @@ async def test_a_golden_replay_goes_on_from_the_answers_of_the_last_until_it_com
     reports = [
         ReplayReport(GoldenResult(10, 4), unanswered=6, resumable=True),
         ReplayReport(GoldenResult(10, 10)),
-        ReplayReport(GoldenResult(10, 10)),
+        ReplayReport(GoldenResult(10, 4), unanswered=6, resumable=True),
+        ReplayReport(GoldenResult(10, 4), unanswered=6, resumable=True),
     ]
 
     async def answering(*_args: Any) -> str:
@@ -586,6 +587,11 @@ async def test_a_golden_replay_goes_on_from_the_answers_of_the_last_until_it_com
     assert given[0] is given[1]  # the second went on from the first's answers
     assert given[2] is not given[1]  # a completed replay is not kept: the next asks afresh
     assert (given[0].revision, given[0].golden) == (revision, golden)
+    # The rollout ends (rolled back) with a replay under way: a retry starts from row 0.
+    body = {"metadata": {"namespace": "ml", "name": "wine"}, "spec": {}, "status": {}}
+    await rollouts.after_write(None, body, Plan(rollout_outcome="RolledBack"))  # type: ignore[arg-type]
+    await rollouts.replay(None, "ml", "wine", spec, ref)  # type: ignore[arg-type]
+    assert given[3] is not given[2]
 
 
 async def test_an_unusable_golden_sets_cause_is_shown_where_its_rollback_is_read(
