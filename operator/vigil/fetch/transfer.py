@@ -73,10 +73,12 @@ class RetryPolicy:
 
     def delay(self, failure: int, retry_after: float | None = None) -> float:
         backoff = min(self.cap_seconds, self.base_seconds * 2 ** (failure - 1))
+        # Jitter keeps many init containers from retrying in step; a server's Retry-After
+        # is waited out whole (sooner, it answers 429 or 503 again).
+        backoff *= random.uniform(0.8, 1.0)
         if retry_after is not None:
             backoff = max(backoff, min(retry_after, self.cap_seconds))
-        # Jitter keeps many init containers from retrying in step.
-        return backoff * random.uniform(0.8, 1.0)
+        return backoff
 
 
 @dataclass(frozen=True)
@@ -364,6 +366,13 @@ def _redirect_target(url: str, location: str) -> str:
     if scheme not in ("http", "https"):
         # ftp://, file://: no retry reaches them over HTTP.
         raise PermanentError(f"redirected to {shown_uri(joined)}, which is not an http(s):// URL")
+    if scheme == "http" and urllib.parse.urlsplit(url).scheme.lower() == "https":
+        # Followed, anyone on the way could serve any archive: TLS (and a private CA) would
+        # protect nothing.
+        raise PermanentError(
+            f"redirected from https to {shown_uri(joined)}: refused, the artifact would "
+            "travel unencrypted and unauthenticated"
+        )
     return joined
 
 
@@ -584,10 +593,7 @@ def _receive(opened: Opened, job: _Job, state: _Resume) -> bool:
     # Over TLS too, a close without close_notify counts as the end: many servers skip
     # it, and one that always does could never be fetched.
     unverified = end is None and not response.chunked and not isinstance(sink, HashingSink)
-    etag = response.getheader("ETag")
-    state.validator = (
-        etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
-    )
+    state.validator = validator(response)
     _stream(_body_reader(response, opened.conn, remaining, job.connection), sink, progress)
     state.offset = file_sink.written
     if end is not None and state.offset != end:
@@ -659,6 +665,16 @@ def _bounds(
     piece = _content_range(value) if status == 206 else None
     if piece is not None and piece.first != state.offset:
         piece = None  # a range we did not ask for
+    if piece is not None and _changed(state.validator, validator(response)):
+        # The rest of another version (a server that ignores If-Range): its bytes after
+        # the file's would make one object of two.
+        log(f"restarting from byte 0 ({name} changed while it was fetched)")
+        progress.rewind(state.offset)
+        sink.restart()
+        state.offset = 0
+        raise _Retry(
+            f"{name} changed while it was fetched ({state.validator}, then {validator(response)})"
+        )
     if state.offset and piece is None:
         # The whole object again (it changed, or the server knows no ranges),
         # or a range we did not ask for: start over.
@@ -682,6 +698,19 @@ def _bounds(
             )
         state.total = piece.complete
     return piece.last + 1, remaining
+
+
+def validator(response: http.client.HTTPResponse) -> str | None:
+    """What ``If-Range`` sends back: a strong ETag, else Last-Modified (None: neither)."""
+    etag = response.getheader("ETag")
+    return etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
+
+
+def _changed(before: str | None, now: str | None) -> bool:
+    """Whether two validators of one kind (both ETags, quoted, or both dates) differ."""
+    if not before or not now or before.startswith('"') != now.startswith('"'):
+        return False
+    return before != now
 
 
 Readinto = Callable[[memoryview | bytearray], int]

@@ -405,6 +405,13 @@ class _BoundedTarInfo(tarfile.TarInfo):
         with _sparse_map_reads(tar):
             super()._proc_gnusparse_10(member, pax_headers, tar)  # type: ignore[misc]
 
+    def _proc_gnusparse_01(self, member: tarfile.TarInfo, pax_headers: dict[str, str]) -> None:
+        # A map read from a pax header ("GNU.sparse.map=abc"): int() raises ValueError.
+        try:
+            super()._proc_gnusparse_01(member, pax_headers)  # type: ignore[misc]
+        except ValueError as error:
+            raise tarfile.ReadError(f"bad sparse map: {error}") from None
+
 
 class _BoundedTarFile(tarfile.TarFile):
     """A TarFile holding its headers to ``MAX_HEADER_BYTES``: per member (a member's

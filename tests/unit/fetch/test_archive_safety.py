@@ -502,6 +502,21 @@ def test_a_sparse_map_over_its_cap_or_cut_short_is_refused(
         unpack(archive, Layout.TAR_GZ, out)
 
 
+def test_a_garbled_pax_sparse_map_is_a_broken_archive_not_a_crash(
+    tmp_path: Path, out: Path
+) -> None:
+    # tarfile's int() raised ValueError: "internal error (a bug)", exit 70.
+    member = tarfile.TarInfo("sparse.bin")
+    member.pax_headers = {"GNU.sparse.map": "abc,def"}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(member, io.BytesIO(b""))
+    archive = tmp_path / "m.tar.gz"
+    archive.write_bytes(gzip.compress(buffer.getvalue()))
+    with pytest.raises(PermanentError, match=r"m\.tar\.gz is not a readable tar\.gz archive"):
+        unpack(archive, Layout.TAR_GZ, out)
+
+
 # -- what members without a size take on disk ---------------------------------------------
 
 ONE_MIB = Room(1 << 20, "past the folder's size limit of 1Mi")

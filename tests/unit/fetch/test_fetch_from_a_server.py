@@ -20,9 +20,10 @@ from xml.sax.saxutils import escape
 import pytest
 
 from vigil.fetch import main as fetch_main
-from vigil.fetch.errors import EXIT_PERMANENT, EXIT_TRANSIENT
+from vigil.fetch.errors import EXIT_PERMANENT, EXIT_TRANSIENT, PermanentError
 from vigil.fetch.main import MARKER
 from vigil.fetch.sigv4 import uri_encode
+from vigil.fetch.transfer import _redirect_target
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 Route = Callable[[BaseHTTPRequestHandler], None]
@@ -370,6 +371,47 @@ def test_a_range_answer_stating_another_size_fails_saying_so(
     assert list(done.dest.iterdir()) == []
 
 
+def replaced_while_fetched(old: bytes, new: bytes) -> Route:
+    """``old`` (ETag "v1") cut half-way; then ``new``, of the same size, under ETag "v2",
+    by a server that ignores If-Range: a range is answered from ``new``."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        asked = handler.headers.get("Range")
+        if asked is None and not hasattr(handler.server, "cut"):
+            handler.server.cut = True  # type: ignore[attr-defined]
+            handler.send_response(200)
+            handler.send_header("ETag", '"v1"')
+            handler.send_header("Content-Length", str(len(old)))
+            handler.end_headers()
+            handler.wfile.write(old[: len(old) // 2])
+            handler.wfile.flush()
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+            return
+        first = int(asked.removeprefix("bytes=").removesuffix("-")) if asked else 0
+        handler.send_response(206 if asked else 200)
+        handler.send_header("ETag", '"v2"')
+        if asked:
+            handler.send_header("Content-Range", f"bytes {first}-{len(new) - 1}/{len(new)}")
+        handler.send_header("Content-Length", str(len(new) - first))
+        handler.end_headers()
+        handler.wfile.write(new[first:])
+
+    return route
+
+
+def test_the_rest_of_a_replaced_object_is_not_joined_to_the_start_of_the_old_one(
+    server: Server, run: Callable[..., Run]
+) -> None:
+    # A 206 of another ETag was appended: half of each version, "fetched" without a sha256.
+    new = bytes(reversed(DATA))
+    server.routes["/m.bin"] = replaced_while_fetched(DATA, new)
+    done = run(server.url("/m.bin"), "--retries", "3")
+    assert done.code == 0, done.message
+    assert (done.dest / "m.bin").read_bytes() == new
+    assert "m.bin changed while it was fetched" in done.log
+
+
 def s3_listing(*keys: str) -> Route:
     contents = "".join(
         f"<Contents><Key>{escape(key)}</Key><Size>{len(DATA)}</Size></Contents>" for key in keys
@@ -454,6 +496,12 @@ def test_a_failure_after_a_redirect_names_where_the_redirect_led(
     done = run(server.url("/gone.bin"))
     assert done.code == EXIT_PERMANENT
     assert done.message.endswith(f": redirected to {server.url('/missing.bin')}: 404 Not Found")
+
+
+def test_a_redirect_from_https_to_http_is_refused() -> None:
+    with pytest.raises(PermanentError, match=r"redirected from https to http://store/m\.bin"):
+        _redirect_target("https://store/m.bin", "http://store/m.bin")
+    assert _redirect_target("http://store/m.bin", "https://store/m.bin") == "https://store/m.bin"
 
 
 @pytest.mark.parametrize("scheme", ["ftp", "file"])

@@ -45,6 +45,12 @@ def test_back_off_doubles_up_to_its_cap_with_at_most_a_fifth_of_jitter() -> None
     assert 0.8 * 10 <= policy.delay(1, retry_after=60) <= 10  # Retry-After, capped
 
 
+def test_a_servers_retry_after_is_waited_out_whole() -> None:
+    # The jitter came after it: 8.3-9.7 s for "Retry-After: 10", and a second 429.
+    policy = RetryPolicy(retries=8, base_seconds=1.0, cap_seconds=30.0)
+    assert {policy.delay(1, retry_after=10) for _ in range(50)} == {10}
+
+
 def test_progress_says_bytes_of_total_and_rewinds_on_a_restart() -> None:
     now = [0.0]
     out = io.StringIO()
