@@ -367,16 +367,16 @@ async def test_a_regression_golden_set_of_text_rolls_back_saying_which_output(
     )
 
 
-async def test_a_golden_replay_without_answers_or_configmap_waits_and_one_pod_gets_one_batch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Rows with no answer (timeouts, 5xx: a failed batch), or a golden-set ConfigMap not
-    applied yet, rolled a good candidate back; now no result: the step replays again."""
+TEN_ROWS = {"model": "wine", "inputs": [[1.0]] * 10, "expected": [0] * 10}
+
+
+def replaying(monkeypatch: pytest.MonkeyPatch, replay: Any = None) -> tuple[Rollouts, Any, str]:
+    """Rollouts with one candidate pod, which answers at its Service, and ``replay``
+    standing for the golden replay of TEN_ROWS (None: neither is stood in for); returns
+    them, the spec and the candidate's revision."""
     from vigil.core.revision import compute_revision
-    from vigil.core.rollout import GoldenResult
-    from vigil.core.spec import GoldenSetRef, parse_spec
     from vigil.operator import rollouts as module
-    from vigil.validation.golden import ReplayReport, parse_golden_set
+    from vigil.validation.golden import parse_golden_set
 
     spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
     revision = compute_revision(spec, "")
@@ -386,31 +386,46 @@ async def test_a_golden_replay_without_answers_or_configmap_waits_and_one_pod_ge
     async def answering(*_args: Any) -> str:
         return "http://wine-c1.ml.svc:80"
 
+    async def load(*_: Any) -> Any:
+        return parse_golden_set(TEN_ROWS)
+
+    monkeypatch.setattr(rollouts, "candidate_url", answering)
+    if replay is not None:
+        monkeypatch.setattr(module, "load_golden_set", load)
+        monkeypatch.setattr(module, "replay_report", replay)
+    return rollouts, spec, revision
+
+
+async def test_a_golden_replay_without_answers_or_configmap_waits_and_one_pod_gets_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows with no answer (timeouts, 5xx: a failed batch), or a golden-set ConfigMap not
+    applied yet, rolled a good candidate back; now no result: the step replays again."""
+    from vigil.core.rollout import GoldenResult
+    from vigil.core.spec import GoldenSetRef
+    from vigil.validation.golden import ReplayReport
+
+    rollouts, spec, _ = replaying(monkeypatch)
+
     class NoConfigMap:
         async def get(self, kind: str, namespace: str, name: str) -> None:
             return None
 
-    monkeypatch.setattr(rollouts, "candidate_url", answering)
     ref = GoldenSetRef("g", "golden.json")
     assert await rollouts.replay(NoConfigMap(), "ml", "wine", spec, ref) is None  # type: ignore[arg-type]
     assert "ConfigMap g (golden set) does not exist" in rollouts.golden_pending("ml", "wine")
 
-    golden = parse_golden_set({"model": "wine", "inputs": [[1.0]] * 10, "expected": [0] * 10})
     asked: list[int] = []
     reports = [
         ReplayReport(GoldenResult(10, 6), errors=("rows 6..9: HTTP 503",), unanswered=4),
         ReplayReport(GoldenResult(10, 6), errors=("rows 6..9: HTTP 422",)),
     ]
 
-    async def load(*_: Any) -> Any:
-        return golden
-
     async def report(*_: Any, concurrency: int, **__: Any) -> ReplayReport:
         asked.append(concurrency)
         return reports.pop(0)
 
-    monkeypatch.setattr(module, "load_golden_set", load)
-    monkeypatch.setattr(module, "replay_report", report)
+    rollouts, spec, _ = replaying(monkeypatch, report)
     assert await rollouts.replay(None, "ml", "wine", spec, ref) is None  # type: ignore[arg-type]
     assert "4 row(s) got no answer" in rollouts.golden_pending("ml", "wine")
     judged = await rollouts.replay(None, "ml", "wine", spec, ref)  # type: ignore[arg-type]
@@ -547,17 +562,10 @@ async def test_a_stable_whose_reference_cannot_be_read_is_never_judged_with_the_
 async def test_a_golden_replay_goes_on_from_the_answers_of_the_last_until_it_completes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from vigil.core.revision import compute_revision
     from vigil.core.rollout import GoldenResult
-    from vigil.core.spec import GoldenSetRef, parse_spec
-    from vigil.operator import rollouts as module
+    from vigil.core.spec import GoldenSetRef
     from vigil.validation.golden import ReplayReport, parse_golden_set
 
-    spec = parse_spec("wine", {"model": {"version": "2"}, "server": {"image": "img:1"}})
-    revision = compute_revision(spec, "")
-    one_pod = {("ml", "wine-c-a"): PodInfo("wine", revision, "10.0.0.9", True)}
-    rollouts = Rollouts(running_in(lambda: one_pod))
-    golden = parse_golden_set({"model": "wine", "inputs": [[1.0]] * 10, "expected": [0] * 10})
     given: list[Any] = []
     reports = [
         ReplayReport(GoldenResult(10, 4), unanswered=6, resumable=True),
@@ -566,19 +574,11 @@ async def test_a_golden_replay_goes_on_from_the_answers_of_the_last_until_it_com
         ReplayReport(GoldenResult(10, 4), unanswered=6, resumable=True),
     ]
 
-    async def answering(*_args: Any) -> str:
-        return "http://wine-c1.ml.svc:80"
-
-    async def load(*_: Any) -> Any:
-        return golden
-
     async def report(*_: Any, progress: Any, **__: Any) -> ReplayReport:
         given.append(progress)
         return reports.pop(0)
 
-    monkeypatch.setattr(rollouts, "candidate_url", answering)
-    monkeypatch.setattr(module, "load_golden_set", load)
-    monkeypatch.setattr(module, "replay_report", report)
+    rollouts, spec, revision = replaying(monkeypatch, report)
     ref = GoldenSetRef("g", "golden.json")
     assert await rollouts.replay(None, "ml", "wine", spec, ref) is None  # type: ignore[arg-type]
     assert "(4 of 10 answered so far" in rollouts.golden_pending("ml", "wine")
@@ -586,7 +586,7 @@ async def test_a_golden_replay_goes_on_from_the_answers_of_the_last_until_it_com
     await rollouts.replay(None, "ml", "wine", spec, ref)  # type: ignore[arg-type]
     assert given[0] is given[1]  # the second went on from the first's answers
     assert given[2] is not given[1]  # a completed replay is not kept: the next asks afresh
-    assert (given[0].revision, given[0].golden) == (revision, golden)
+    assert (given[0].revision, given[0].golden) == (revision, parse_golden_set(TEN_ROWS))
     # The rollout ends (rolled back) with a replay under way: a retry starts from row 0.
     body = {"metadata": {"namespace": "ml", "name": "wine"}, "spec": {}, "status": {}}
     await rollouts.after_write(None, body, Plan(rollout_outcome="RolledBack"))  # type: ignore[arg-type]
