@@ -454,6 +454,36 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.server.resources.limits",
     ),
     (
+        "uri-scheme-in-capitals",
+        mutate("spec.model.uri", "HTTPS://models.example/wine.tar.gz"),
+        "spec.model.uri",
+    ),
+    (
+        "latency-slo-zero",
+        mutate("spec.monitoring.slo", {"maxLatencyP95": "0s"}),
+        "spec.monitoring.slo.maxLatencyP95",
+    ),
+    (
+        "performance-gate-without-a-reference",
+        mutate("spec.rollout", {"analysis": {"performance": {"minAccuracy": 0.9}}}),
+        "spec.rollout.analysis.performance",
+    ),
+    (
+        "hugepages-request-without-its-limit",
+        mutate("spec.server.resources", {"requests": {"hugepages-2Mi": "128Mi", "memory": "1Gi"}}),
+        "spec.server.resources.requests",
+    ),
+    (
+        "fetch-gpu-request-without-its-limit",
+        fetched({"fetch": {"resources": {"requests": {"nvidia.com/gpu": 1}}}}),
+        "spec.model.fetch.resources.requests",
+    ),
+    (
+        "fetch-gpu-without-its-domain",
+        fetched({"fetch": {"resources": {"limits": {"gpu": 1}}}}),
+        "spec.model.fetch.resources.limits",
+    ),
+    (
         "fetch-request-over-limit",
         fetched(
             {"fetch": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "256Mi"}}}}

@@ -80,10 +80,22 @@ class TestParsing:
         crd = yaml_kit.load((ROOT / "crds" / "modeldeployments.yaml").read_text())
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         slo = schema["properties"]["monitoring"]["properties"]["slo"]["properties"]
-        (rule,) = slo["maxLatencyP95"]["x-kubernetes-validations"]
+        rules = [rule["rule"] for rule in slo["maxLatencyP95"]["x-kubernetes-validations"]]
         limit = spec_module.MAX_MEASURED_LATENCY_SECONDS
-        assert rule["rule"] == f"duration(self) < duration('{limit:g}s')"
+        assert f"duration(self) < duration('{limit:g}s')" in rules
+        assert "duration(self) > duration('0s')" in rules  # 0s: every request too slow
         assert LATENCY_BUCKETS[-1] == limit
+
+    @pytest.mark.parametrize("uri", ["HTTPS://u:p@host/wine.tar.gz", "S3://b/k", "Pvc://c/m"])
+    def test_a_uri_scheme_vigil_places_written_in_capitals_is_refused_naming_it(
+        self, uri: str
+    ) -> None:
+        # Neither fetched nor mounted, the URI (credentials too) went to the server as it was.
+        spec = {"model": {"version": "3", "uri": uri}, "server": {"image": "img"}}
+        with pytest.raises(SpecError, match=r"^spec\.model\.uri: write the scheme [a-z0-9]+:// in"):
+            parse_spec("wine", spec)
+        other = {**spec, "model": {"version": "3", "uri": "GS://b/k"}}  # the server's to load
+        assert parse_spec("wine", other).model.uri == "GS://b/k"
 
     def test_a_latency_slo_stored_before_the_limit_still_reads(self) -> None:
         spec = {"model": {"version": "3"}, "server": {"image": "img"}}

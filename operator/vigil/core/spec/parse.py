@@ -124,11 +124,19 @@ def _served_by(rollout: RolloutSpec, protocol: str) -> RolloutSpec:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_PLACED_SCHEMES = (*FETCHED_SCHEMES, PVC_SCHEME)
 
 
 def _model(raw: Mapping[str, Any], name: str) -> ModelSpec:
     """``spec.model``: the artifact, where the pods get it from, and how (the CRD's rules)."""
     uri = str(raw.get("uri") or "") or None
+    scheme = (uri or "").partition("://")[0]
+    if scheme != scheme.lower() and f"{scheme.lower()}://" in _PLACED_SCHEMES:
+        # Written so, it is neither fetched nor mounted: the server gets it, credentials too.
+        raise SpecError(
+            f"spec.model.uri: write the scheme {scheme.lower()}:// in lowercase (the CRD "
+            "refuses it otherwise)"
+        )
     if uri and uri.startswith(PVC_SCHEME):
         try:
             parse_pvc_uri(uri)
