@@ -108,20 +108,25 @@ def _global_flags(args: argparse.Namespace) -> list[str]:
 
 
 def annotate_command(
-    args: argparse.Namespace, annotations: dict[str, str], replacing: str = ""
+    args: argparse.Namespace, annotations: dict[str, str], replacing: str = "", read: str = ""
 ) -> list[str]:
     """The kubectl invocation that places the request (and nothing else). kubectl refuses
     while another request is there, which would otherwise be dropped unread; ``replacing``
     (a resourceVersion) overwrites one the operator has answered, if the object is still
-    as read. A request key it does not set is removed (``KEY-``): a revision left by the
-    request it replaces would otherwise name the rollout this one is for."""
+    as read. ``read`` (a resourceVersion): placed only if the object is still as read, since
+    kubectl's check is its own read: two people at once both passed it, and the second
+    patch overwrote the first request unanswered. A request key it does not set is removed
+    (``KEY-``): a revision left by the request it replaces would otherwise name the rollout
+    this one is for."""
+    version = replacing or read
     return [
         kubectl_command(),
         *_global_flags(args),
         "annotate",
         RESOURCE,
         args.name,
-        *(["--overwrite", f"--resource-version={replacing}"] if replacing else []),
+        *(["--overwrite"] if replacing else []),
+        *([f"--resource-version={version}"] if version else []),
         f"--field-manager={FIELD_MANAGER}",
         *(f"{key}={value}" for key, value in annotations.items()),
         *(f"{key}-" for key in REQUEST_ANNOTATIONS if key not in annotations),
@@ -187,12 +192,13 @@ def _report(
     return 1
 
 
-def _place(args: argparse.Namespace, annotations: dict[str, str]) -> None:
-    """Annotate; over an earlier request only once the operator has answered it (it then
-    clears it a moment later, with a patch that leaves a newer request alone)."""
+def _place(args: argparse.Namespace, annotations: dict[str, str], read: str) -> None:
+    """Annotate the object as ``read`` (its resourceVersion); over an earlier request only
+    once the operator has answered it (it then clears it a moment later, with a patch that
+    leaves a newer request alone)."""
     replacing = ""
-    for _ in range(3):
-        result = run_kubectl(annotate_command(args, annotations, replacing))
+    for _ in range(5):  # the operator's status writes change the version too
+        result = run_kubectl(annotate_command(args, annotations, replacing, read))
         if result.returncode == 0:
             return
         refused = ("already has a value", "the object has been modified")
@@ -200,7 +206,8 @@ def _place(args: argparse.Namespace, annotations: dict[str, str]) -> None:
             raise kubectl_error(result, f"kubectl annotate failed ({result.returncode})")
         found = _read(args)
         placed = body(found).meta.annotations
-        if not any(key in placed for key in REQUEST_ANNOTATIONS):  # cleared meanwhile
+        read = body(found).meta.resource_version
+        if not any(key in placed for key in REQUEST_ANNOTATIONS):  # cleared, or none yet
             replacing = ""
             continue
         earlier = placed.get(ANNOTATION_REQUEST_ID, "")
@@ -230,17 +237,18 @@ def request(args: argparse.Namespace) -> int:
     """Place the request; optionally wait until the operator has taken it."""
     verb = args.verb
     request_id = new_request_id()
-    revision = ""
+    revision = read = ""
     seen: set[str] = set()
     if verb != RequestVerb.RETRY or args.wait > 0:
         found = _read(args)
         # The answer status holds before ours: one unseen while waiting is a newer request's.
         seen.add(_last_request_id(found))
+        read = body(found).meta.resource_version
         if verb != RequestVerb.RETRY:
             # The candidate the person saw, ended or not: the request is refused in a rollout
             # of another revision started before the operator reads it (a spec edit, a sync).
             revision = str(section(found, "status", "candidate").get("revision") or "")
-    _place(args, request_annotations(verb, request_id, revision))
+    _place(args, request_annotations(verb, request_id, revision), read)
     where = f" in namespace {args.namespace}" if args.namespace else ""
     target = f" for revision {revision}" if revision else ""
     print(f"modeldeployment/{args.name}{where}: {verb} requested{target} (id {request_id})")

@@ -123,6 +123,8 @@ def fake_kubectl(tmp_path, monkeypatch):
         "    sys.exit(1)\n"
         "if 'get' in sys.argv:\n"
         "    obj = {'metadata': {'annotations': {}}}\n"
+        "    if os.environ.get('FAKE_VERSION'):\n"
+        "        obj['metadata']['resourceVersion'] = os.environ['FAKE_VERSION']\n"
         "    if pending:\n"
         "        obj['metadata']['resourceVersion'] = '7'\n"
         "        obj['metadata']['annotations'] = {\n"
@@ -182,6 +184,15 @@ def test_cli_annotates_with_kubectl(fake_kubectl, capsys):
     assert f"{ANNOTATION_REQUEST}=promote" in call
     assert any(a.startswith(f"{ANNOTATION_REQUEST_ID}=") for a in call)
     assert "promote requested" in capsys.readouterr().out
+
+
+def test_a_request_is_placed_only_on_the_object_as_read(fake_kubectl, monkeypatch):
+    # kubectl's "already has a value" check is its own read: two people at once both passed
+    # it, and the second patch overwrote the first request, both told "requested".
+    monkeypatch.setenv("FAKE_VERSION", "5")
+    assert main(["promote", "wine", "-n", "ml"]) == 0
+    _, call = fake_kubectl()
+    assert "--resource-version=5" in call and "--overwrite" not in call
 
 
 def test_cli_reports_kubectl_errors(fake_kubectl, capsys):
