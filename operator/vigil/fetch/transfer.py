@@ -593,7 +593,7 @@ def _receive(opened: Opened, job: _Job, state: _Resume) -> bool:
     # Over TLS too, a close without close_notify counts as the end: many servers skip
     # it, and one that always does could never be fetched.
     unverified = end is None and not response.chunked and not isinstance(sink, HashingSink)
-    state.validator = validator(response)
+    state.validator = _validator(response)
     _stream(_body_reader(response, opened.conn, remaining, job.connection), sink, progress)
     state.offset = file_sink.written
     if end is not None and state.offset != end:
@@ -665,16 +665,15 @@ def _bounds(
     piece = _content_range(value) if status == 206 else None
     if piece is not None and piece.first != state.offset:
         piece = None  # a range we did not ask for
-    if piece is not None and _changed(state.validator, validator(response)):
+    current = _validator(response)
+    if piece is not None and _changed(state.validator, current):
         # The rest of another version (a server that ignores If-Range): its bytes after
         # the file's would make one object of two.
         log(f"restarting from byte 0 ({name} changed while it was fetched)")
         progress.rewind(state.offset)
         sink.restart()
         state.offset = 0
-        raise _Retry(
-            f"{name} changed while it was fetched ({state.validator}, then {validator(response)})"
-        )
+        raise _Retry(f"{name} changed while it was fetched ({state.validator}, then {current})")
     if state.offset and piece is None:
         # The whole object again (it changed, or the server knows no ranges),
         # or a range we did not ask for: start over.
@@ -700,7 +699,7 @@ def _bounds(
     return piece.last + 1, remaining
 
 
-def validator(response: http.client.HTTPResponse) -> str | None:
+def _validator(response: http.client.HTTPResponse) -> str | None:
     """What ``If-Range`` sends back: a strong ETag, else Last-Modified (None: neither)."""
     etag = response.getheader("ETag")
     return etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")

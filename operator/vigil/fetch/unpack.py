@@ -372,14 +372,22 @@ class _CappedReads:
 
 
 @contextlib.contextmanager
+def _garbled_sparse_map() -> Iterator[None]:
+    """A sparse map tarfile cannot read is a broken archive, not a crash."""
+    try:
+        yield
+    except (IndexError, ValueError) as error:
+        raise tarfile.ReadError(f"bad sparse map: {error}") from None
+
+
+@contextlib.contextmanager
 def _sparse_map_reads(tar: tarfile.TarFile) -> Iterator[None]:
     """The reads of a sparse map, capped; one garbled is a broken archive, not a crash."""
     stream = tar.fileobj
     tar.fileobj = _CappedReads(stream)  # type: ignore[assignment]
     try:
-        yield
-    except (IndexError, ValueError) as error:
-        raise tarfile.ReadError(f"bad sparse map: {error}") from None
+        with _garbled_sparse_map():
+            yield
     finally:
         tar.fileobj = stream
 
@@ -406,11 +414,8 @@ class _BoundedTarInfo(tarfile.TarInfo):
             super()._proc_gnusparse_10(member, pax_headers, tar)  # type: ignore[misc]
 
     def _proc_gnusparse_01(self, member: tarfile.TarInfo, pax_headers: dict[str, str]) -> None:
-        # A map read from a pax header ("GNU.sparse.map=abc"): int() raises ValueError.
-        try:
+        with _garbled_sparse_map():  # a map in a pax header: "GNU.sparse.map=abc"
             super()._proc_gnusparse_01(member, pax_headers)  # type: ignore[misc]
-        except ValueError as error:
-            raise tarfile.ReadError(f"bad sparse map: {error}") from None
 
 
 class _BoundedTarFile(tarfile.TarFile):

@@ -107,10 +107,10 @@ class Cycle:
             return "fetching its model"
         return f"fetching its model failed, retrying: {fetch.words}"
 
-    @property
-    def golden_pending(self) -> str:
-        """Why the last golden replay gave no result ("": it did, or none ran)."""
-        return self.obs.rollout.golden_pending if self.obs.rollout else ""
+    def with_golden_pending(self, message: str) -> str:
+        """``message``, and why the last golden replay gave no result when it gave none."""
+        pending = self.obs.rollout.golden_pending if self.obs.rollout else ""
+        return f"{message}; the last replay gave no result: {pending}" if pending else message
 
     def previous_reason(self, kind: str) -> str | None:
         """The reason the last status gave this condition."""

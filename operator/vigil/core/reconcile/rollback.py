@@ -114,19 +114,15 @@ def roll_back(
 def with_replays_cause(cycle: Cycle, decision: Decision, policy: RolloutPolicy) -> Decision:
     """A validate step failed past its deadline: with why its last replay gave no result (a
     model answering HTTP 500 to every batch held it; the deadline's words did not say so)."""
-    pending = cycle.golden_pending
     step = decision.state.step
     if not (
-        pending
-        and decision.action == Action.FAIL
+        decision.action == Action.FAIL
         and decision.reason == Reason.PROGRESS_DEADLINE_EXCEEDED
         and step < len(policy.steps)
         and policy.steps[step].kind == "validate"
     ):
         return decision
-    return replace(
-        decision, message=f"{decision.message}; the last replay gave no result: {pending}"
-    )
+    return replace(decision, message=cycle.with_golden_pending(decision.message))
 
 
 def ended_unrecorded(cycle: Cycle, summary: Mapping[str, Any], decision: Decision) -> Decision:

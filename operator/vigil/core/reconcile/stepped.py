@@ -431,9 +431,8 @@ def _step_report(
     fetching = cycle.fetch_progress(attempt.revision)
     if decision.reason == Reason.CANDIDATE_NOT_READY and fetching:
         message = f"{message} ({fetching})"
-    pending = cycle.golden_pending
-    if decision.reason == Reason.VALIDATION_PENDING and pending:
-        message = f"{message}; the last replay gave no result: {pending}"
+    if decision.reason == Reason.VALIDATION_PENDING:
+        message = cycle.with_golden_pending(message)
     if attempt.edited:
         message = f"{message} ({attempt.edited})"
     reason = decision.reason
