@@ -53,6 +53,10 @@ HELP = {
 #: but its answer is gone from ``status.lastRequest``.
 EXIT_OUTCOME_UNKNOWN = 3
 
+#: ``--wait``'s exit when no answer came in time: the request stays placed and the operator
+#: may still take it, which a script must not read as a refusal (1).
+EXIT_STILL_PENDING = 4
+
 
 class PluginError(RuntimeError):
     """kubectl is missing or refused the request; the message is for the person."""
@@ -286,10 +290,11 @@ def _wait(args: argparse.Namespace, verb: str, request_id: str, seen: set[str]) 
         time.sleep(min(1.0, left))
     why = f"the last read failed: {failed}" if failed else "is the operator running?"
     print(
-        f"{where}: the {verb} request is still pending after {args.wait:g}s ({why})",
+        f"{where}: the {verb} request is still pending after {args.wait:g}s ({why}); it "
+        "stays placed, and the operator acts on it when it reads it",
         file=sys.stderr,
     )
-    return 1
+    return EXIT_STILL_PENDING
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -318,6 +323,7 @@ def register(subparsers: Any) -> None:
             default=0.0,
             metavar="SECONDS",
             help="wait up to this long for the operator's answer (exit 1 if refused or "
-            f"none came, {EXIT_OUTCOME_UNKNOWN} if a newer request's answer replaced it)",
+            f"removed unanswered, {EXIT_OUTCOME_UNKNOWN} if a newer request's answer replaced "
+            f"it, {EXIT_STILL_PENDING} if none came in time: the request stays placed)",
         )
         parser.set_defaults(func=_main, verb=verb)

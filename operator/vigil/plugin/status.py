@@ -26,7 +26,7 @@ from vigil.core.spec import HealthPolicy, RolloutSpec, Step, outline_spec
 from vigil.core.vocabulary import Reason, Verdict
 from vigil.plugin.reading import event_time, in_order, read_spec
 from vigil.plugin.requests import parse_request
-from vigil.plugin.terminal import escape_controls_in
+from vigil.plugin.terminal import escape_controls, escape_controls_in
 
 WIDTH = 80
 BAR = 20
@@ -262,12 +262,15 @@ def render(
     *,
     colour: bool = False,
     now: datetime.datetime | None = None,
+    events_unread: str = "",
 ) -> str:
-    """The status screen of one ModelDeployment."""
+    """The status screen of one ModelDeployment; ``events_unread``: why its Events could not
+    be read (shown in their place)."""
     style = _Style(colour)
     now = now or datetime.datetime.now(datetime.UTC)
     # Whoever may write Events or annotations chooses this text: shown, never obeyed.
     md, events = escape_controls_in(md), escape_controls_in(events)
+    events_unread = escape_controls(events_unread)
     view = body(md)
     limits = _limits(view.spec)
     lines = _header(view, limits, style)
@@ -278,7 +281,7 @@ def render(
     drifted = _condition(view.status, "DriftDetected").get("status") == "True"
     lines += _health(section(view.status, "health"), serving, limits, style, degraded, drifted)
     lines += _conditions(view.status, style)
-    lines += _events(events, style, now)
+    lines += _events(events, style, now, events_unread)
     lines += _history(view.status, style, now)
     # Every line within the width: names, messages and reasons run to any length.
     return "\n".join(_clip(line).rstrip() for line in lines)
@@ -663,11 +666,15 @@ def _conditions(status: Mapping[str, Any], style: _Style) -> list[str]:
 
 
 def _events(
-    events: Sequence[Mapping[str, Any]], style: _Style, now: datetime.datetime
+    events: Sequence[Mapping[str, Any]], style: _Style, now: datetime.datetime, unread: str
 ) -> list[str]:
-    """The last six Events, oldest first."""
+    """The last six Events, oldest first, or why they could not be read."""
     lines: list[str] = []
     add = lines.append
+    if unread:
+        add("")
+        add(style("Events", "bold"))
+        lines += [f"  {line}" for line in textwrap.wrap(f"not read: {unread}", WIDTH - 2)]
     if events:
         add("")
         add(style("Events (newest last)", "bold"))

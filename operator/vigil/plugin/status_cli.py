@@ -29,12 +29,17 @@ def _kubectl_json(args: argparse.Namespace, *command: str) -> dict[str, Any]:
     return dict(json.loads(kubectl_output(args, *command, "-o", "json")))
 
 
-def read_model_and_events(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
-    """The ModelDeployment ``args.name`` and the Events about it (status and report read both)."""
+def read_model_and_events(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any], str]:
+    """The ModelDeployment ``args.name``, the Events about it (status and report read both),
+    and why those Events could not be read ("" when they were): a person allowed to read the
+    object but not to list Events still gets the rest."""
     md = _kubectl_json(args, "get", "modeldeployments.vigil.dev", args.name)
     selector = _events_selector(args.name, body(md).meta.uid)
-    events = _kubectl_json(args, "get", "events", f"--field-selector={selector}").get("items", [])
-    return md, events
+    try:
+        found = _kubectl_json(args, "get", "events", f"--field-selector={selector}")
+    except (PluginError, ValueError) as error:
+        return md, [], str(error) or type(error).__name__
+    return md, list(found.get("items") or []), ""
 
 
 def _events_selector(name: str, uid: str) -> str:
@@ -46,8 +51,8 @@ def _events_selector(name: str, uid: str) -> str:
 
 
 def snapshot(args: argparse.Namespace, colour: bool) -> str:
-    md, events = read_model_and_events(args)
-    return render(md, events, colour=colour)
+    md, events, unread = read_model_and_events(args)
+    return render(md, events, colour=colour, events_unread=unread)
 
 
 def status(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ from vigil.core.rollout import GoldenResult
 from vigil.core.spec import parse_spec
 from vigil.core.vocabulary import ChangeKind as Change
 from vigil.core.window import FAMILY_LABELS
+from vigil.plugin.cli import EXIT_OUTCOME_UNKNOWN, EXIT_STILL_PENDING
 from vigil.plugin.status_cli import register
 from vigil.sidecar import metrics, monitor, wire
 from vigil.sidecar.config import OVERRIDES, Settings, settings_from_mapping
@@ -289,6 +290,9 @@ NUMBERS = [
     ("docs/sidecar.md", "buckets {} ms ..", metrics.LATENCY_BUCKETS[0] * 1000),
     ("docs/sidecar.md", "buckets 1 ms .. {} s", metrics.LATENCY_BUCKETS[-1]),
     ("docs/security.md", "runs as uid/gid {} ", SIDECAR_USER_ID),
+    ("docs/howto/manual-control.md", "It exits {} when no answer came", EXIT_STILL_PENDING),
+    ("docs/howto/manual-control.md", "It exits {} when the answer cannot", EXIT_OUTCOME_UNKNOWN),
+    ("docs/rollouts.md", "none in time: exit {},", EXIT_STILL_PENDING),
 ]
 
 

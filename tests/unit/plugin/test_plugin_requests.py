@@ -17,7 +17,7 @@ from vigil.cli import main
 from vigil.core.candidate import Request as ManualRequest
 from vigil.plugin import cli as plugin_cli
 from vigil.plugin import status_cli
-from vigil.plugin.cli import FIELD_MANAGER, PluginError, annotate_command
+from vigil.plugin.cli import EXIT_STILL_PENDING, FIELD_MANAGER, PluginError, annotate_command
 from vigil.plugin.requests import (
     ANNOTATION_REQUEST,
     ANNOTATION_REQUEST_ID,
@@ -427,7 +427,8 @@ def test_cli_wait_sleeps_no_further_than_the_deadline(fake_kubectl, monkeypatch,
     clock = FakeTime()
     monkeypatch.setattr(plugin_cli, "time", clock)
     monkeypatch.setenv("FAKE_ANSWER_AT_READ", "9")  # pending all along
-    assert main(["pause", "wine", "-n", "ml", "--wait", "2.5"]) == 1
+    # Not a refusal (1): the request stays placed, and the operator may still take it.
+    assert main(["pause", "wine", "-n", "ml", "--wait", "2.5"]) == EXIT_STILL_PENDING
     assert clock.slept == [1.0, 1.0, 0.5]
     assert [call[1] for call in fake_kubectl()] == ["get", "annotate", "get", "get", "get", "get"]
     assert "the pause request is still pending after 2.5s" in capsys.readouterr().err
@@ -552,7 +553,7 @@ def test_wait_reads_again_after_a_failed_read_and_says_so_once(monkeypatch, caps
 
 def test_wait_names_the_failed_read_when_none_succeeds_before_the_deadline(monkeypatch, capsys):
     _operated(monkeypatch, {n: PluginError("connection refused") for n in range(1, 9)})
-    assert main(["pause", "wine", "--wait", "2"]) == 1
+    assert main(["pause", "wine", "--wait", "2"]) == EXIT_STILL_PENDING
     err = capsys.readouterr().err
     assert "still pending after 2s (the last read failed: connection refused)" in err
 
@@ -597,18 +598,37 @@ def test_status_reads_only_the_events_of_the_object_there_now_not_a_deleted_name
     # Deleted and created again under the same name: the old one's rollback is not its own.
     _api_server(monkeypatch, {"metadata": {"name": "wine", "uid": "new"}})
     args = argparse.Namespace(name="wine", namespace="ml", context=None, kubeconfig=None)
-    md, events = status_cli.read_model_and_events(args)
-    assert md["metadata"]["uid"] == "new"
+    md, events, unread = status_cli.read_model_and_events(args)
+    assert (md["metadata"]["uid"], unread) == ("new", "")
     assert [event["reason"] for event in events] == ["RolloutStarted"]
 
 
 def test_status_reads_the_events_by_name_for_an_object_without_uid(monkeypatch):
     calls = _api_server(monkeypatch, {"metadata": {"name": "wine"}})
     args = argparse.Namespace(name="wine", namespace="ml", context=None, kubeconfig=None)
-    _, events = status_cli.read_model_and_events(args)
+    _, events, _ = status_cli.read_model_and_events(args)
     assert len(events) == 2
     by_name = "--field-selector=involvedObject.kind=ModelDeployment,involvedObject.name=wine"
     assert by_name in calls[-1]
+
+
+FORBIDDEN = (
+    'Error from server (Forbidden): events is forbidden: User "ana" cannot list resource '
+    '"events" in API group "" in the namespace "ml"'
+)
+
+
+def test_status_without_the_right_to_list_events_shows_the_rest_and_says_why(monkeypatch, capsys):
+    def kubectl_output(args: argparse.Namespace, *command: str) -> str:
+        if command[1] == "events":
+            raise PluginError(FORBIDDEN)
+        return json.dumps({"metadata": {"name": "wine", "uid": "u"}, "spec": {}})
+
+    monkeypatch.setattr(status_cli, "kubectl_output", kubectl_output)
+    assert main(["status", "wine", "-n", "ml", "--no-color"]) == 0
+    screen = " ".join(capsys.readouterr().out.split())
+    assert screen.startswith("wine")
+    assert f"Events not read: {FORBIDDEN}" in screen
 
 
 #: What anyone allowed to annotate the object or write its status could send: clear the

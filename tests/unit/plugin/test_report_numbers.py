@@ -248,7 +248,7 @@ def test_a_spec_the_operator_cannot_read_is_reported_with_the_defaults() -> None
 
 def _context_with(monkeypatch: pytest.MonkeyPatch, configmap: dict[str, Any]) -> Context:
     md = {**MD, "spec": {**MD["spec"], "monitoring": {"reference": _REFERENCE}}}
-    monkeypatch.setattr(report_cli, "read_model_and_events", lambda args: (md, []))
+    monkeypatch.setattr(report_cli, "read_model_and_events", lambda args: (md, [], ""))
     monkeypatch.setattr(report_cli, "_json", lambda args, *command: configmap)
     return report_cli._context(argparse.Namespace(name="wine"))
 
@@ -265,6 +265,13 @@ def test_the_reference_profile_is_read_from_binary_data_too(monkeypatch) -> None
     context = _context_with(monkeypatch, {"data": {"other.json": "{}"}})
     assert context.profile is None
     assert context.notes == ("reference profile wine-profile: no key profile.json",)
+
+
+def test_a_report_without_the_right_to_list_events_says_so_in_its_notes(monkeypatch) -> None:
+    forbidden = 'events is forbidden: User "ana" cannot list resource "events"'
+    monkeypatch.setattr(report_cli, "read_model_and_events", lambda args: (MD, [], forbidden))
+    context = report_cli._context(argparse.Namespace(name="wine"))
+    assert context.notes[0] == f"Events not read: {forbidden}"
 
 
 def test_an_unreachable_prometheus_stops_every_query_before_the_session_closes(
@@ -517,7 +524,7 @@ def test_the_reports_terminal_lines_show_control_characters_from_the_cluster_not
     def unreadable(args: argparse.Namespace, *command: str) -> str:
         raise report_cli.PluginError(HOSTILE_ERROR)
 
-    monkeypatch.setattr(report_cli, "read_model_and_events", lambda args: (MD, []))
+    monkeypatch.setattr(report_cli, "read_model_and_events", lambda args: (MD, [], ""))
     monkeypatch.setattr(report_cli, "_json", lambda args, *command: {"items": [pod]})
     monkeypatch.setattr(report_cli, "kubectl_output", unreadable)
     args = argparse.Namespace(name="wine", direct=True, prometheus=None)

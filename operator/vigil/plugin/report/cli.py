@@ -62,8 +62,8 @@ def _profile(args: argparse.Namespace, ref: ConfigMapKeyRef) -> ReferenceProfile
 
 def _context(args: argparse.Namespace) -> Context:
     _progress(f"reading modeldeployment/{args.name}")
-    md, events = read_model_and_events(args)
-    notes: list[str] = []
+    md, events, unread = read_model_and_events(args)
+    notes = [f"Events not read: {unread}"] if unread else []
     profile = None
     view = body(md)
     ref = outline_spec(view.meta.name, view.spec).reference
