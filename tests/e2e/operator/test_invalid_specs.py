@@ -268,6 +268,12 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.rollout.replacement.steps[0].validate.goldenSet",
     ),
     (
+        "pause-written-as-null",  # `- pause:`: YAML's null, dropped, so the step holds nothing
+        mutate("spec.rollout", {"tweak": {"steps": [{"pause": None}]}}),
+        'spec.rollout.tweak.steps[0]: Invalid value: "object": a rollout step holds exactly '
+        "one of validate, shadow, canary, pause (a pause without duration is written `pause: {}`",
+    ),
+    (
         "pause-duration-not-a-duration",
         mutate("spec.rollout", {"tweak": {"steps": [{"pause": {"duration": "soon"}}]}}),
         "spec.rollout.tweak.steps[0].pause.duration",

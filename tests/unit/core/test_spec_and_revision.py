@@ -18,6 +18,7 @@ from vigil.core.revision import (
     compute_revision,
 )
 from vigil.core.spec import SpecError, default_readiness_path, parse_spec
+from vigil.core.spec.rollout_parse import STEP_KINDS_PROBLEM
 from vigil.core.vocabulary import ChangeKind as Change
 from vigil.sidecar.metrics import LATENCY_BUCKETS
 
@@ -96,6 +97,18 @@ class TestParsing:
             parse_spec("wine", spec)
         other = {**spec, "model": {"version": "3", "uri": "GS://b/k"}}  # the server's to load
         assert parse_spec("wine", other).model.uri == "GS://b/k"
+
+    def test_a_step_holding_no_kind_says_how_a_pause_is_written(self) -> None:
+        # `- pause:` is YAML's null, which the API server drops: the step is stored as {}.
+        spec = {"model": {"version": "3"}, "server": {"image": "img"}}
+        parsed = parse_spec("wine", {**spec, "rollout": {"tweak": {"steps": [{}]}}})
+        problem = STEP_KINDS_PROBLEM
+        assert parsed.rollout.problem == f"spec.rollout.tweak.steps[0]: {problem}"
+        assert "`pause: {}`" in problem
+        crd = yaml_kit.load((ROOT / "crds" / "modeldeployments.yaml").read_text())
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        step = schema["properties"]["rollout"]["properties"]["tweak"]["properties"]["steps"]
+        assert [r["message"] for r in step["items"]["x-kubernetes-validations"]] == [problem]
 
     def test_a_latency_slo_stored_before_the_limit_still_reads(self) -> None:
         spec = {"model": {"version": "3"}, "server": {"image": "img"}}

@@ -44,6 +44,15 @@ def parse_tolerance(raw: Mapping[str, Any] | None, base: Tolerance) -> Tolerance
     )
 
 
+#: The CRD's message for a step that holds none of the four kinds (``- pause:``, YAML's null,
+#: stored as ``{}``).
+STEP_KINDS_PROBLEM = (
+    "a rollout step holds exactly one of validate, shadow, canary, pause (a pause without "
+    "duration is written `pause: {}`: YAML reads `pause:` with nothing after it as null, "
+    "which the API server drops)"
+)
+
+
 def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> Step:
     """One step of ``spec.rollout.<change>.steps``; ``tolerance`` is ``analysis.tolerance``."""
     duration = default_seconds(DEFAULT_STEP_DURATION)
@@ -74,7 +83,7 @@ def parse_step(raw: Mapping[str, Any], tolerance: Tolerance | None = None) -> St
     if "pause" in raw:
         pause = (raw["pause"] or {}).get("duration")
         return Step("pause", duration_seconds=parse_duration(pause, 0) if pause else None)
-    raise ValueError(f"unknown rollout step {sorted(raw)}")
+    raise ValueError(STEP_KINDS_PROBLEM + (f" (it holds {sorted(raw)})" if raw else ""))
 
 
 def _step_at(where: str, raw: Any, tolerance: Tolerance) -> Step:
