@@ -54,7 +54,7 @@ if paused(ready) or paused(progressing) then
   hs.message = message
   return hs
 end
--- Ready but still under way (a bake, a scale): say what is under way.
+-- Ready but still under way (a bake): say what is under way.
 if ready ~= nil and ready.status == "True" and progressing.message ~= nil then
   message = progressing.message
 end

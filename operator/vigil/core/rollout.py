@@ -62,7 +62,7 @@ from typing import Any, Literal
 from vigil.common.times import format_unix
 from vigil.core.analysis import CandidateFigures
 from vigil.core.judges import Gate, gates, golden_gate, not_judged
-from vigil.core.spec import RolloutPolicy, Step, Tolerance
+from vigil.core.spec import RolloutPolicy, Step, Tolerance, last_traffic_step, unjudged_pause
 from vigil.core.vocabulary import Action, GateVerdict, Outcome, Reason, RequestVerb
 
 WAITS_FOR_PERSON = "waits for a person (kubectl vigil resume NAME, or promote)"
@@ -170,7 +170,7 @@ def traffic_at(steps: Sequence[Step], index: int, replicas: int) -> Traffic:
     never drops while the candidate takes a share.
     """
     step = steps[index]
-    effective = step if step.kind != "pause" else _last_traffic_step(steps, index)
+    effective = step if step.kind != "pause" else last_traffic_step(steps, index)
     if effective is None or effective.kind == "validate":
         # The candidate runs (one replica replays the golden set); no live traffic.
         return Traffic(0, 0, 1, replicas)
@@ -216,7 +216,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             replace(state, requested=""), (), Reason.PROMOTED_BY_PERSON, "promoted by a person"
         )
     # A person paused or resumed: remember it, or say why not (a resume releases a pause step).
-    state, refused = _pause_or_resume(state, step, obs.spec_paused)
+    state, refused = _pause_or_resume(state, steps, index, obs.spec_paused)
     cycle = replace(cycle, refused=refused)
     # Paused: hold traffic (a decided promotion's full capacity) and step; no hold's deadline.
     if obs.spec_paused or state.paused:
@@ -263,7 +263,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
             pausing = f"pause until {format_unix(end)}"
             return cycle.decision(Action.WAIT, waiting, Reason.PAUSING, pausing)
         # Open-ended, or last with no shadow or canary step to judge: a person decides.
-        unjudged = index + 1 == len(steps) and _last_traffic_step(steps, index) is None
+        unjudged = unjudged_pause(steps, index)
         if (not timed and not state.released) or unjudged:
             words = NOTHING_TO_JUDGE if unjudged else WAITS_FOR_PERSON
             return cycle.decision(Action.WAIT, waiting, Reason.WAITING_FOR_PERSON, words)
@@ -275,7 +275,7 @@ def decide(policy: RolloutPolicy, state: RolloutState, obs: Observations, now: f
         return cycle.hold(
             state, Reason.METRICS_UNAVAILABLE, obs.metrics_error or "no metrics for the candidate"
         )
-    judged = step if step.kind != "pause" else (_last_traffic_step(steps, index) or step)
+    judged = step if step.kind != "pause" else (last_traffic_step(steps, index) or step)
     have, need, words = _samples(judged, policy, obs.figures)
     if have < need:
         return cycle.hold(state, Reason.INSUFFICIENT_DATA, words)
@@ -353,23 +353,24 @@ def _standing(results: Sequence[Gate], missing: Sequence[str] = ()) -> str:
     return f"no gate failing, {len(undecided)} undecided ({', '.join(undecided)})"
 
 
-def _pause_or_resume(state: RolloutState, step: Step, by_spec: bool) -> tuple[RolloutState, str]:
-    """A person's pause or resume taken into the state, or why it is refused ("" = taken)."""
+def _pause_or_resume(
+    state: RolloutState, steps: Sequence[Step], index: int, by_spec: bool
+) -> tuple[RolloutState, str]:
+    """A person's pause or resume taken into the state, or why it is refused ("" = taken).
+    A resume does not release a last pause with nothing to judge (:func:`unjudged_pause`)."""
     if state.requested == RequestVerb.PAUSE:
         return replace(state, paused=True, requested=""), ""
     if state.requested != RequestVerb.RESUME:
         return state, ""
-    state = replace(state, requested="")
+    state, step, unjudged = replace(state, requested=""), steps[index], unjudged_pause(steps, index)
     waiting = step.kind == "pause" and step.duration_seconds is None and not state.released
-    if state.paused or waiting:
+    if state.paused or (waiting and not unjudged):
         return replace(state, paused=False, released=True), ""
     if by_spec:
         return state, "spec.paused holds the rollout: set it to false to resume"
+    if unjudged:
+        return state, f"nothing to resume: a last pause with {NOTHING_TO_JUDGE}"
     return state, "nothing to resume: the rollout is not paused"
-
-
-def _last_traffic_step(steps: Sequence[Step], index: int) -> Step | None:
-    return next((s for s in reversed(steps[:index]) if s.kind in ("shadow", "canary")), None)
 
 
 @dataclass(frozen=True)

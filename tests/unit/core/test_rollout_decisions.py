@@ -10,6 +10,7 @@ from figures_kit import answered, figures, labelled
 
 from vigil.core.analysis import CandidateFigures
 from vigil.core.rollout import (
+    NOTHING_TO_JUDGE,
     GoldenResult,
     Observations,
     RolloutPolicy,
@@ -619,3 +620,19 @@ class TestPauseSteps:
             assert "promote" in d.message and d.state.held_since is None
         promoted = decide(policy, at_step(1, requested="promote"), obs(), T0 + 7200)
         assert promoted.action == "promote"
+
+    @pytest.mark.parametrize("pause", [Step("pause"), Step("pause", 60)])
+    def test_a_resume_at_a_final_pause_with_nothing_to_judge_is_refused_saying_what_ends_it(
+        self, pause: Step
+    ) -> None:
+        # Taken, it released nothing: the rollout waited on while the person read "took".
+        golden = GoldenSetRef("golden", "golden.json")
+        policy = RolloutPolicy(steps=(Step("validate", golden_set=golden), pause))
+        d = decide(policy, at_step(1, requested="resume"), obs(), T0 + 7200)
+        assert d.reason == "WaitingForPerson" and not d.state.released
+        assert d.refused == f"nothing to resume: a last pause with {NOTHING_TO_JUDGE}"
+        paused = decide(policy, at_step(1, requested="resume", paused=True), obs(), T0 + 7200)
+        assert paused.refused == "" and not paused.state.paused  # a person's pause is lifted
+        judged = replace(policy, steps=(Step("canary", 60, weight=20), Step("pause")))
+        taken = decide(judged, at_step(1, started=T0 - 60, requested="resume"), obs(), T0 + 7200)
+        assert taken.refused == "" and taken.action == "promote"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -318,6 +318,19 @@ class Step:
         if self.kind == "pause":
             return "pause" if self.duration_seconds is None else "pause (timed)"
         return "validate"
+
+
+def last_traffic_step(steps: Sequence[Step], index: int) -> Step | None:
+    """The shadow or canary step before ``index``: a pause there keeps its traffic and, last,
+    is judged on it."""
+    return next((s for s in reversed(steps[:index]) if s.kind in ("shadow", "canary")), None)
+
+
+def unjudged_pause(steps: Sequence[Step], index: int) -> bool:
+    """Step ``index`` is a last pause with no shadow or canary step before it to judge: only a
+    person's promote or abort ends it (a resume has nothing to release it to)."""
+    last = index + 1 == len(steps)
+    return steps[index].kind == "pause" and last and last_traffic_step(steps, index) is None
 
 
 @dataclass(frozen=True)
