@@ -249,9 +249,12 @@ def request(args: argparse.Namespace) -> int:
         seen.add(_last_request_id(found))
         read = body(found).meta.resource_version
         if verb != RequestVerb.RETRY:
-            # The candidate the person saw, ended or not: the request is refused in a rollout
-            # of another revision started before the operator reads it (a spec edit, a sync).
-            revision = str(section(found, "status", "candidate").get("revision") or "")
+            # The candidate the person saw, ended or not, else the serving revision: the
+            # request is refused in a rollout of another revision started before the operator
+            # reads it (a spec edit, a sync), never applied to one nobody has looked at.
+            status = section(found, "status")
+            candidate, stable = section(status, "candidate"), section(status, "stable")
+            revision = str(candidate.get("revision") or stable.get("revision") or "")
     _place(args, request_annotations(verb, request_id, revision), read)
     where = f" in namespace {args.namespace}" if args.namespace else ""
     target = f" for revision {revision}" if revision else ""

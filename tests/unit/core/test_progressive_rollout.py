@@ -618,6 +618,33 @@ def test_a_request_for_another_rollout_is_refused_and_its_own_taken() -> None:
     assert world.condition("Ready")["reason"] == "RolloutPaused"
 
 
+@pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume"])
+def test_a_request_naming_no_revision_is_refused_by_a_rollout_no_status_has_shown(
+    verb: str,
+) -> None:
+    """Placed with nothing rolling out (a hand-written annotation; the operator down, Git
+    synced version 2): a promote promoted the new revision unjudged."""
+    world, _stable = core_world.serving(ROLLOUT, RolloutWorld())
+    world.request = Request(verb, "p1")
+    world.set_spec(spec("2", 2, rollout=ROLLOUT))
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.reconcile()
+    candidate = world.status["candidate"]["revision"]
+    answer = world.status["lastRequest"]
+    assert (answer["answer"], answer["message"]) == (
+        "Refused",
+        f"placed before revision {candidate}'s rollout started: look at it (kubectl vigil "
+        "status) and ask again",
+    )
+    assert world.status["phase"] == "Progressing" and not world.status["candidate"].get("paused")
+    assert world.condition("Ready")["reason"] not in ("Promoting", "Aborted", "RolloutPaused")
+    # Once status shows the rollout, a request naming no revision is its own (as before).
+    world.pods_ready(candidate)
+    world.request = Request("pause", "p2")
+    world.reconcile()
+    assert world.status["lastRequest"]["answer"] == "Taken"
+
+
 def promoting_short_of_capacity() -> tuple[RolloutWorld, str, str]:
     """A promotion decided, the candidate held at 1 of its 2 replicas (a quota, say)."""
     world, stable, candidate = started()

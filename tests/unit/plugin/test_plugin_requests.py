@@ -150,6 +150,8 @@ def fake_kubectl(tmp_path, monkeypatch):
         "        obj['status'] = {'lastRequest': last}\n"
         "        if os.environ.get('FAKE_NOT_CLEARED'):\n"
         "            obj['metadata']['annotations'] = {'vigil.dev/request-id': last['id']}\n"
+        "    if os.environ.get('FAKE_STABLE'):\n"
+        "        obj.setdefault('status', {})['stable'] = {'revision': 'beef456'}\n"
         "    if os.environ.get('FAKE_CANDIDATE'):\n"
         "        obj.setdefault('status', {})['candidate'] = {'revision': 'cafe123'}\n"
         "    if os.environ.get('FAKE_OUTCOME'):\n"
@@ -309,6 +311,22 @@ def test_a_rollouts_request_names_the_candidate_the_person_saw(fake_kubectl, mon
     assert main(["retry", "wine"]) == 0  # retry names no rollout: nothing read first
     assert fake_kubectl()[-1][0] == "annotate"
     assert not any(a.startswith(f"{ANNOTATION_REQUEST_REVISION}=") for a in fake_kubectl()[-1])
+
+
+@pytest.mark.parametrize("candidate", [False, True])
+def test_a_request_with_no_rollout_in_view_names_the_serving_revision(
+    fake_kubectl, monkeypatch, capsys, candidate
+):
+    # Named by nothing, a promote typed as nothing rolled out was taken by the next rollout
+    # (the operator down, Git synced): promoted unjudged.
+    monkeypatch.setenv("FAKE_STABLE", "1")
+    if candidate:
+        monkeypatch.setenv("FAKE_CANDIDATE", "1")
+    assert main(["promote", "wine"]) == 0
+    _, placed = fake_kubectl()
+    named = "cafe123" if candidate else "beef456"
+    assert f"{ANNOTATION_REQUEST_REVISION}={named}" in placed
+    assert f"promote requested for revision {named}" in capsys.readouterr().out
 
 
 def test_a_request_names_its_revision_and_is_cleared_with_it():

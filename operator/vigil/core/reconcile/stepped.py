@@ -34,6 +34,7 @@ from vigil.core.reconcile.report import (
     outcome,
     planned_summary,
 )
+from vigil.core.reconcile.requests import STATE_VERBS, refuse_unless_meant_for
 from vigil.core.reconcile.rollback import (
     ended_unrecorded,
     fetch_failed,
@@ -59,7 +60,6 @@ from vigil.core.vocabulary import FINISHED, Action, ChangeKind, Phase, Reason, R
 from vigil.core.vocabulary import Outcome as HistoryOutcome
 
 #: The verbs ``RolloutState.requested`` takes (retry is the reconcile's own).
-_STATE_VERBS = (RequestVerb.PROMOTE, RequestVerb.ABORT, RequestVerb.PAUSE, RequestVerb.RESUME)
 #: What a check says (status.candidate.reason) until the next one.
 CHECK_REASONS = (Reason.STEP_IN_PROGRESS, Reason.CHECK_FAILED, Reason.UNDECIDED)
 
@@ -152,7 +152,7 @@ def _hold_or_restart(cycle: Cycle, attempt: _Attempt, stable_view: DeploymentVie
             return hold_finished(cycle, stable_view, finished, revision)
         attempt.previous = {}
         attempt.summary["startedAt"] = format_time(cycle.obs.now)
-        if cycle.verb in _STATE_VERBS:  # placed while the person saw the attempt ended
+        if cycle.verb in STATE_VERBS:  # placed while the person saw the attempt ended
             cycle.answer(
                 False,
                 f"the rollout of revision {revision} started again (the spec changed) after "
@@ -196,14 +196,8 @@ def _judge(
     state, attempt.edited = steps_edited(
         state_from_status(attempt.previous), attempt.previous, policy.steps, obs.now.timestamp()
     )
-    asked_for = obs.request.revision if obs.request is not None else None
-    if cycle.verb in _STATE_VERBS and asked_for not in (None, "", attempt.revision):
-        # Placed while another rollout ran (the operator down meanwhile, Git synced).
-        cycle.answer(
-            False,
-            f"it was for revision {asked_for}; revision {attempt.revision} is rolling out now",
-        )
-    if cycle.verb in _STATE_VERBS:
+    refuse_unless_meant_for(cycle, attempt.revision)
+    if cycle.verb in STATE_VERBS:
         state = replace(state, requested=RequestVerb(cycle.verb))
     fresh = obs.rollout.golden if obs.rollout else None
     if fresh is not None:

@@ -1,0 +1,33 @@
+"""A person's request against the rollout attempt it meets: refused when meant for another.
+
+``kubectl vigil promote|abort|pause|resume`` names the candidate the person saw (the
+serving revision when status showed none), and the operator may read the request only
+after a spec change (a Git sync, the operator down meanwhile) started another attempt.
+"""
+
+from __future__ import annotations
+
+from vigil.core.reconcile.cycle import Cycle
+from vigil.core.vocabulary import RequestVerb
+
+#: The verbs that act on a running attempt (retry starts one again).
+STATE_VERBS = (RequestVerb.PROMOTE, RequestVerb.ABORT, RequestVerb.PAUSE, RequestVerb.RESUME)
+
+
+def refuse_unless_meant_for(cycle: Cycle, revision: str) -> None:
+    """Refuse a state verb that cannot be meant for ``revision``'s attempt: it names another
+    revision, or none while no status has shown this attempt yet (a hand-written annotation
+    placed before it started: a promote would promote it unjudged)."""
+    request = cycle.obs.request
+    if request is None or cycle.verb not in STATE_VERBS:
+        return
+    if request.revision not in (None, "", revision):
+        cycle.answer(
+            False, f"it was for revision {request.revision}; revision {revision} is rolling out now"
+        )
+    elif not request.revision and cycle.recorded_start(revision) is None:
+        cycle.answer(
+            False,
+            f"placed before revision {revision}'s rollout started: look at it "
+            "(kubectl vigil status) and ask again",
+        )
