@@ -645,6 +645,36 @@ def test_a_request_naming_no_revision_is_refused_by_a_rollout_no_status_has_show
     assert world.status["lastRequest"]["answer"] == "Taken"
 
 
+@pytest.mark.parametrize("step", ["shadow 100%", "canary 20%"])
+def test_a_promote_while_spec_paused_holds_the_rollout_is_refused_and_an_abort_taken(
+    step: str,
+) -> None:
+    """spec.paused is the spec's hold: a promote switched at a shadow step and, at a canary,
+    scaled an unjudged candidate to half the live traffic for as long as the pause lasted."""
+    world, stable, candidate = started()
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("stepName") == step)
+    world.set_spec(spec("2", 2, rollout=ROLLOUT, paused=True))
+    world.pods_ready(candidate)
+    world.reconcile()
+    held = world.replicas(candidate)
+    world.request = Request("promote", "p1", candidate)
+    for _ in range(3):
+        world.pods_ready(candidate)
+        world.reconcile(advance=10)
+    answer = world.status["lastRequest"]
+    assert (answer["answer"], answer["message"]) == (
+        "Refused",
+        "spec.paused holds the rollout: set it to false to promote",
+    )
+    assert world.status["stable"]["revision"] == stable and world.replicas(candidate) == held
+    assert world.condition("Ready")["reason"] == "RolloutPaused"
+    world.request = Request("abort", "p2", candidate)
+    world.reconcile()
+    assert world.status["lastRequest"]["answer"] == "Taken"
+    assert world.status["phase"] == "RolledBack"
+
+
 def promoting_short_of_capacity() -> tuple[RolloutWorld, str, str]:
     """A promotion decided, the candidate held at 1 of its 2 replicas (a quota, say)."""
     world, stable, candidate = started()

@@ -12,7 +12,7 @@ One module per concern, as Argo's rollout/ has one file per strategy:
 - :mod:`~vigil.core.reconcile.stepped`: a replacement with steps (``rollout.decide``);
 - :mod:`~vigil.core.reconcile.switch`: the switch that ends both;
 - :mod:`~vigil.core.reconcile.rollback`: rolled back, failed, and the hold after;
-- :mod:`~vigil.core.reconcile.requests`: a person's request meant for another attempt;
+- :mod:`~vigil.core.reconcile.requests`: a person's request that cannot apply to the attempt;
 - :mod:`~vigil.core.reconcile.shadow`: the stable's shadow copies;
 - :mod:`~vigil.core.reconcile.spanning`: replica ratio's Service across both revisions;
 - :mod:`~vigil.core.reconcile.report`: status assembly;

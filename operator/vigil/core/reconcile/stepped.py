@@ -34,7 +34,7 @@ from vigil.core.reconcile.report import (
     outcome,
     planned_summary,
 )
-from vigil.core.reconcile.requests import STATE_VERBS, refuse_unless_meant_for
+from vigil.core.reconcile.requests import STATE_VERBS, refuse_what_cannot_apply
 from vigil.core.reconcile.rollback import (
     ended_unrecorded,
     fetch_failed,
@@ -196,7 +196,7 @@ def _judge(
     state, attempt.edited = steps_edited(
         state_from_status(attempt.previous), attempt.previous, policy.steps, obs.now.timestamp()
     )
-    refuse_unless_meant_for(cycle, attempt.revision)
+    refuse_what_cannot_apply(cycle, attempt.revision)
     if cycle.verb in STATE_VERBS:
         state = replace(state, requested=RequestVerb(cycle.verb))
     fresh = obs.rollout.golden if obs.rollout else None
