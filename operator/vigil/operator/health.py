@@ -260,7 +260,9 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
         revision,
         ip,
         up and not deleting,
-        fetch_state(body),
+        # A pod being deleted fetches for no attempt: an ended one's failure, read by a retry,
+        # failed the new attempt at once with the old words.
+        None if deleting else fetch_state(body),
         digest,
         mounted,
         leaving_until=(deleted_at or 0.0) + LEAVING_MARGIN_SECONDS if up and deleting else 0.0,

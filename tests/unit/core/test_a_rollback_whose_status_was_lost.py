@@ -57,6 +57,20 @@ def test_a_promote_asked_meanwhile_is_refused() -> None:
     assert plan.status["candidate"]["outcome"] == "RolledBack"
 
 
+def test_an_abort_asked_meanwhile_is_answered_with_the_end_the_gates_decided() -> None:
+    # Answered "Aborted: rollout aborted by a person" beside a history, a Ready condition
+    # and Events that say the gates rolled it back.
+    world, _, candidate, _ = cut_after_its_event()
+    world.request = Request("abort", "a1", candidate)
+    world.reconcile()
+    answer = world.status["lastRequest"]
+    ready = world.condition("Ready")
+    assert answer["answer"] == "Refused" and "Aborted" not in answer["message"]
+    assert answer["message"].startswith(f"revision {candidate} ended (AnalysisFailed): ")
+    assert "(AnalysisFailed)" in ready["message"]
+    assert world.status["history"][0]["reason"].startswith("AnalysisFailed: ")
+
+
 def test_a_new_spec_meanwhile_records_the_rollback_not_a_supersession() -> None:
     # The RolledBack Warning was out: history said Superseded and a RolloutSuperseded
     # Event followed it.

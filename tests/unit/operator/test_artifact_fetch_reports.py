@@ -69,6 +69,15 @@ class TestThePodTable:
         assert health.fetches("ml", "beer") == {"r2": FetchState("retrying", UNREACHABLE)}
         assert health.fetches("other", "wine") == {}
 
+    def test_a_pod_being_deleted_reports_no_fetch(self, harness: Harness) -> None:
+        # The ended attempt's pod, terminating as a retry starts the revision again.
+        health = loop(harness)
+        assert health.observe_pod("ADDED", failed("r2")) is True
+        leaving = failed("r2")
+        leaving["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:30Z"
+        assert health.observe_pod("MODIFIED", leaving) is True
+        assert health.fetches("ml", "wine") == {}
+
     def test_a_pod_without_news_is_not_kept_apart(self, harness: Harness) -> None:
         health = loop(harness)
         health.observe_pod("ADDED", failed("r2"))

@@ -134,7 +134,9 @@ def ended_unrecorded(cycle: Cycle, summary: Mapping[str, Any], decision: Decisio
         return decision
     action, step, reason, message = marked
     answered = cycle.answered or {}
-    if answered.get("answer") == Answer.TAKEN and answered.get("verb") != RequestVerb.ABORT:
+    # Taken by this cycle, it did not end the attempt: an abort only if the end was one.
+    aborted = answered.get("verb") == RequestVerb.ABORT and reason == Reason.ABORTED
+    if answered.get("answer") == Answer.TAKEN and not aborted:
         cycle.answer(False, f"revision {summary['revision']} ended ({reason}): {message}")
     cycle.plan.run_golden_set = None  # no replay for a candidate that ended
     state = replace(decision.state, step=step, promoting=False)
