@@ -368,7 +368,7 @@ def _pause_or_resume(
         return replace(state, paused=False, released=True), ""
     if by_spec:
         return state, "spec.paused holds the rollout: set it to false to resume"
-    if unjudged:
+    if unjudged and not state.promoting:
         return state, f"nothing to resume: a last pause with {NOTHING_TO_JUDGE}"
     return state, "nothing to resume: the rollout is not paused"
 
@@ -475,7 +475,7 @@ class _Cycle:
                 state,
                 results,
                 Reason.ANALYSIS_PASSED,
-                f"all {len(steps)} steps passed{_verdicts(results)}",
+                f"last step {len(steps)}/{len(steps)} passed{_verdicts(results)}",
             )
         following = steps[state.step + 1]
         moved = replace(

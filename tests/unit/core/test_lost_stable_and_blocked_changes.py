@@ -21,6 +21,7 @@ from test_progressive_rollout import (
     RoutedWorld,
     routed_rollout,
     run_until,
+    serving,
     started,
 )
 
@@ -155,6 +156,20 @@ class TestAStableDeletedMidRollout:
         assert reason == "Deployed" and "promoted by a person" in message
         assert outcomes(world)[0] == (candidate, "Promoted")
         assert stable in message
+
+    def test_a_promote_naming_the_lost_stable_takes_a_revision_never_started(self) -> None:
+        # The spec moved on while the stable's Deployment went: status shows no candidate, so
+        # the plugin names the lost stable, and the hold asks for exactly that promote.
+        world, stable = serving()
+        delete_deployment(world, stable)
+        world.set_spec(spec("2", 2, rollout=ROLLOUT))
+        world.reconcile()
+        assert "kubectl vigil promote" in world.condition("Ready")["message"]
+        assert not world.status.get("candidate")
+        world.request = Request("promote", "r1", stable)
+        world.reconcile()
+        assert world.status["lastRequest"]["answer"] == "Taken"
+        assert world.status["stable"]["revision"] != stable
 
     def test_another_request_is_refused_with_the_reason(self) -> None:
         world, stable, _candidate = canary()

@@ -645,6 +645,40 @@ def test_a_request_naming_no_revision_is_refused_by_a_rollout_no_status_has_show
     assert world.status["lastRequest"]["answer"] == "Taken"
 
 
+def test_replicas_raised_mid_canary_never_give_the_candidate_more_than_its_weight() -> None:
+    """Its new pods ready before the stable's: 5 of 7 ready pods (71 %) at a 50 % step."""
+    steps = {"replacement": {"steps": [{"canary": {"weight": 50, "duration": "60s"}}]}}
+    rollout = {**steps, "analysis": {"interval": "2s", "minRequests": 20}}
+    world, stable, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD)
+    run_until(world, candidate, lambda: world.status["candidate"].get("weight") == 33)
+    world.set_spec(spec("2", 10, rollout=rollout))
+    shares = []
+    for ready in (2, 2, 4, 6, 10, 10, 10):
+        world.pods_ready(stable, ready)
+        world.pods_ready(candidate)
+        world.reconcile(advance=1)
+        shares.append(world.status["candidate"]["weight"])
+    assert max(shares) <= 50, shares
+    assert (world.replicas(stable), world.replicas(candidate), shares[-1]) == (10, 5, 33), shares
+
+
+def test_a_request_naming_the_serving_revision_is_refused_by_the_next_rollout() -> None:
+    """kubectl vigil names the serving revision when status shows no candidate."""
+    world, stable = core_world.serving(ROLLOUT, RolloutWorld())
+    world.request = Request("promote", "p1", stable)
+    world.set_spec(spec("2", 2, rollout=ROLLOUT))
+    world.reconcile()
+    candidate = world.status["candidate"]["revision"]
+    answer = world.status["lastRequest"]
+    assert (answer["answer"], answer["message"]) == (
+        "Refused",
+        f"placed while revision {stable} served with no rollout in view; look at revision "
+        f"{candidate}'s (kubectl vigil status) and ask again",
+    )
+    assert world.condition("Ready")["reason"] != "Promoting"
+
+
 @pytest.mark.parametrize("step", ["shadow 100%", "canary 20%"])
 def test_a_promote_while_spec_paused_holds_the_rollout_is_refused_and_an_abort_taken(
     step: str,
@@ -1504,4 +1538,8 @@ def test_spec_replicas_edited_mid_rollout_reach_the_stable_too() -> None:
     world.pods_ready(candidate)
     world.reconcile()
     assert world.status["candidate"]["stepName"] == "canary 20%"
+    # The candidate grows once the stable's new pods are ready, not ahead of them.
+    assert (world.replicas(stable), world.replicas(candidate)) == (10, 1)
+    world.pods_ready(stable)
+    world.reconcile()
     assert (world.replicas(stable), world.replicas(candidate)) == (10, 2)

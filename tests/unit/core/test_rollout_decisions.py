@@ -633,6 +633,9 @@ class TestPauseSteps:
         assert d.refused == f"nothing to resume: a last pause with {NOTHING_TO_JUDGE}"
         paused = decide(policy, at_step(1, requested="resume", paused=True), obs(), T0 + 7200)
         assert paused.refused == "" and not paused.state.paused  # a person's pause is lifted
+        promoting = at_step(1, requested="resume", promoting=True)  # promote is not the way
+        refused = decide(policy, promoting, obs(), T0 + 7200).refused
+        assert refused == "nothing to resume: the rollout is not paused"
         judged = replace(policy, steps=(Step("canary", 60, weight=20), Step("pause")))
         taken = decide(judged, at_step(1, started=T0 - 60, requested="resume"), obs(), T0 + 7200)
         assert taken.refused == "" and taken.action == "promote"

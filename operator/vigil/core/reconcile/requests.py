@@ -24,7 +24,14 @@ def refuse_what_cannot_apply(cycle: Cycle, revision: str) -> None:
     request = cycle.obs.request
     if request is None or cycle.verb not in STATE_VERBS:
         return
-    if request.revision not in (None, "", revision):
+    serving = (cycle.obs.status.get("stable") or {}).get("revision")
+    if request.revision and request.revision == serving:  # the plugin's: no rollout in view
+        cycle.answer(
+            False,
+            f"placed while revision {serving} served with no rollout in view; look at revision "
+            f"{revision}'s (kubectl vigil status) and ask again",
+        )
+    elif request.revision not in (None, "", revision):
         cycle.answer(
             False, f"it was for revision {request.revision}; revision {revision} is rolling out now"
         )

@@ -309,7 +309,8 @@ def replace_lost(
         else "no stable revision's Deployment is left"
     )
     asked = cycle.obs.request.revision if cycle.obs.request is not None else None
-    if cycle.verb == RequestVerb.PROMOTE and asked in (None, "", revision):
+    # With no candidate in status the plugin names the serving revision: here, the lost one.
+    if cycle.verb == RequestVerb.PROMOTE and asked in (None, "", revision, lost):
         cycle.answer(True, f"revision {revision} takes the stable's place ({gone})")
         why = f"promoted by a person: {gone}"
         return deploy_new(cycle, revision, identity, views, (Outcome.PROMOTED, change, why))

@@ -44,7 +44,7 @@ from vigil.core.reconcile.rollback import (
     with_replays_cause,
 )
 from vigil.core.reconcile.shadow import set_stable_shadow
-from vigil.core.reconcile.spanning import live_selector
+from vigil.core.reconcile.spanning import behind_the_stable, live_selector
 from vigil.core.reconcile.switch import promoting_occurrence, switch
 from vigil.core.rollout import (
     Decision,
@@ -326,6 +326,8 @@ def _set_up_traffic(
     stable_view, candidate_view = views
     owner, stable = cycle.obs.owner, stable_view.revision
     traffic = _carried(decision, seen, candidate_view)
+    asked, promoting = decision.traffic.candidate_weight, decision.state.promoting
+    traffic = behind_the_stable(traffic, asked, views, promoting)
     replicas, selector, effective, notes = _route_plan(cycle, stable, revision, traffic)
     # Spanning both revisions: widened once the candidate is down to its count, its share
     # that of the ready pods that stay.
