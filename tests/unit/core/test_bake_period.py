@@ -248,6 +248,20 @@ class TestTheSwitchKeepsThePreviousRevision:
         assert (progressing["status"], progressing["reason"]) == ("True", "Baking")
         assert world.condition("Ready")["status"] == "True"
 
+    def test_a_duration_edited_during_the_bake_moves_its_end(self) -> None:
+        # Lengthened to wait for late labels, the bake still ended (and removed the
+        # previous revision) at the old end.
+        world, previous, _revision = promoted(baked(minReplicas=1))
+        started = datetime.datetime.fromisoformat(
+            world.status["bake"]["startedAt"].replace("Z", "+00:00")
+        )
+        world.set_spec(spec("2", 2, rollout=baked("1h", minReplicas=1)))
+        world.reconcile(advance=30)
+        assert world.status["bake"]["endsAt"] == format_time(started + datetime.timedelta(hours=1))
+        world.reconcile(advance=600)
+        assert world.status["bake"]["previous"] == previous and replicas(world, previous) == 1
+        assert world.condition("Progressing")["reason"] == "Baking"
+
     def test_the_switched_event_says_it_is_kept(self) -> None:
         world, previous = serving(baked())
         world.set_spec(spec("2", 2, rollout=baked()))
