@@ -618,18 +618,24 @@ def test_a_request_for_another_rollout_is_refused_and_its_own_taken() -> None:
     assert world.condition("Ready")["reason"] == "RolloutPaused"
 
 
+def read_by_the_next_rollout(verb: str, named: bool) -> tuple[RolloutWorld, str, str]:
+    """A request placed at steady state (naming the serving revision, or none), read once
+    version 2's rollout has started: (world, stable, candidate)."""
+    world, stable = core_world.serving(ROLLOUT, RolloutWorld())
+    world.request = Request(verb, "p1", stable if named else None)
+    world.set_spec(spec("2", 2, rollout=ROLLOUT))
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.reconcile()
+    return world, stable, world.status["candidate"]["revision"]
+
+
 @pytest.mark.parametrize("verb", ["promote", "abort", "pause", "resume"])
 def test_a_request_naming_no_revision_is_refused_by_a_rollout_no_status_has_shown(
     verb: str,
 ) -> None:
     """Placed with nothing rolling out (a hand-written annotation; the operator down, Git
     synced version 2): a promote promoted the new revision unjudged."""
-    world, _stable = core_world.serving(ROLLOUT, RolloutWorld())
-    world.request = Request(verb, "p1")
-    world.set_spec(spec("2", 2, rollout=ROLLOUT))
-    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
-    world.reconcile()
-    candidate = world.status["candidate"]["revision"]
+    world, _stable, candidate = read_by_the_next_rollout(verb, named=False)
     answer = world.status["lastRequest"]
     assert (answer["answer"], answer["message"]) == (
         "Refused",
@@ -665,11 +671,7 @@ def test_replicas_raised_mid_canary_never_give_the_candidate_more_than_its_weigh
 
 def test_a_request_naming_the_serving_revision_is_refused_by_the_next_rollout() -> None:
     """kubectl vigil names the serving revision when status shows no candidate."""
-    world, stable = core_world.serving(ROLLOUT, RolloutWorld())
-    world.request = Request("promote", "p1", stable)
-    world.set_spec(spec("2", 2, rollout=ROLLOUT))
-    world.reconcile()
-    candidate = world.status["candidate"]["revision"]
+    world, stable, candidate = read_by_the_next_rollout("promote", named=True)
     answer = world.status["lastRequest"]
     assert (answer["answer"], answer["message"]) == (
         "Refused",

@@ -67,6 +67,11 @@ def at_step(step: int, started: float = T0, **changes) -> RolloutState:
     return replace(RolloutState(step=step, step_started_at=started), **changes)
 
 
+def validate_then(pause: Step) -> RolloutPolicy:
+    """A golden-set replay, then a last pause: nothing live to judge after it."""
+    return RolloutPolicy(steps=(Step("validate", golden_set=GoldenSetRef("g", "g.json")), pause))
+
+
 def test_a_step_ends_with_input_drift_unjudged_for_want_of_the_stables_reference() -> None:
     # configMapGenerator with prune deletes the stable's ConfigMap as the candidate starts:
     # holding the step for it failed every such rollout at progressDeadline.
@@ -611,8 +616,7 @@ class TestPauseSteps:
     ) -> None:
         # validate, then approval: nothing live to judge, so no deadline runs out; a person
         # promotes (or aborts). It held on 0 requests and failed at progressDeadline.
-        golden = GoldenSetRef("golden", "golden.json")
-        policy = RolloutPolicy(steps=(Step("validate", golden_set=golden), pause))
+        policy = validate_then(pause)
         resumed = at_step(1, requested="resume", released=False)
         for state in (at_step(1), resumed):
             d = decide(policy, state, obs(figures=seen(requests=0)), T0 + 7200)
@@ -626,8 +630,7 @@ class TestPauseSteps:
         self, pause: Step
     ) -> None:
         # Taken, it released nothing: the rollout waited on while the person read "took".
-        golden = GoldenSetRef("golden", "golden.json")
-        policy = RolloutPolicy(steps=(Step("validate", golden_set=golden), pause))
+        policy = validate_then(pause)
         d = decide(policy, at_step(1, requested="resume"), obs(), T0 + 7200)
         assert d.reason == "WaitingForPerson" and not d.state.released
         assert d.refused == f"nothing to resume: a last pause with {NOTHING_TO_JUDGE}"
