@@ -12,6 +12,7 @@ import pytest
 from core_world import RolloutWorld, spec
 from figures_kit import figures as seen
 
+from vigil.common.times import format_time
 from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.desired import desired_service
@@ -667,6 +668,21 @@ def test_replicas_raised_mid_canary_never_give_the_candidate_more_than_its_weigh
         shares.append(world.status["candidate"]["weight"])
     assert max(shares) <= 50, shares
     assert (world.replicas(stable), world.replicas(candidate), shares[-1]) == (10, 5, 33), shares
+
+
+def test_a_rolled_back_revision_rolled_out_again_without_steps_starts_its_own_clock() -> None:
+    # Its blue/green attempt showed the rolled-back attempt's stepStartedAt beside its own
+    # startedAt.
+    world, _stable, candidate = started()
+    world.inputs = RolloutInputs(figures=BAD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.status["candidate"].get("outcome") is not None)
+    world.reconcile(advance=30)
+    without_steps = {k: v for k, v in ROLLOUT.items() if k != "replacement"}
+    world.set_spec(spec("2", 2, rollout=without_steps))
+    world.reconcile()
+    attempt = world.status["candidate"]
+    assert attempt["revision"] == candidate and not attempt.get("outcome")
+    assert attempt["stepStartedAt"] == attempt["startedAt"] == format_time(world.now)
 
 
 def test_a_request_naming_the_serving_revision_is_refused_by_the_next_rollout() -> None:

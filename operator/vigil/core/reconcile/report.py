@@ -264,13 +264,15 @@ def _candidate_status(cycle: Cycle, side: Side) -> dict[str, Any]:
             "readyReplicas": summary["readyReplicas"] if live else 0,
         }
     now = format_time(cycle.obs.now)
+    # Kept from this blue/green attempt only: not from an ended one, or a stepped one's step.
+    same = not previous.get("outcome") and not previous.get("stepName")
     summary.update(
         {
             "change": side.fallback.get("change") or previous.get("change"),
             "step": 0,
             "weight": 0,
             "failedChecks": 0,
-            "stepStartedAt": _since(previous, summary["revision"], "stepStartedAt", now, keep=True),
+            "stepStartedAt": _since(previous, summary["revision"], "stepStartedAt", now, keep=same),
         }
     )
     if side.fallback.get("startedAt"):  # a blue/green attempt's start (bluegreen._announce)
