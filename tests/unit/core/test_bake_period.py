@@ -262,6 +262,22 @@ class TestTheSwitchKeepsThePreviousRevision:
         assert world.status["bake"]["previous"] == previous and replicas(world, previous) == 1
         assert world.condition("Progressing")["reason"] == "Baking"
 
+    def test_a_spec_set_back_to_the_kept_revision_during_a_good_bake_says_the_bake_ends(
+        self,
+    ) -> None:
+        # Its kept Deployment rolls out as the candidate; status.bake went without a word.
+        world, previous, revision = promoted(baked(minReplicas=1))
+        world.set_spec(spec("1", 2, rollout=baked(minReplicas=1)))
+        plan = world.reconcile()
+        said = [e.message for e in plan.events if e.reason == "RolloutSuperseded"]
+        assert said == [
+            f"the bake of revision {revision} ends: the spec asks for revision {previous} "
+            "again, kept for the bake, which rolls out against it"
+        ]
+        assert "bake" not in world.status and world.deployment(previous) is not None
+        assert world.status["candidate"]["revision"] == previous
+        assert "RolloutSuperseded" not in [e.reason for e in world.reconcile().events]
+
     def test_the_switched_event_says_it_is_kept(self) -> None:
         world, previous = serving(baked())
         world.set_spec(spec("2", 2, rollout=baked()))

@@ -68,6 +68,7 @@ def replace_stable(
         _stable_until_switch(cycle, stable_view)
     cycle.keep_in_history(stable_view)
     _supersede_others(cycle, revision, stable_view, views, standin.revision if standin else None)
+    _end_a_bake_kept_for(cycle, stable_view.revision, revision)
     # The change kind has steps: a stepped rollout (validate, shadow, canary, pause).
     if policy is not None and standin is not None:
         return _steps_wait(cycle, revision, change, stable_view, (standin, candidate_view))
@@ -246,6 +247,19 @@ def _supersede_others(
             continue  # rolled back by a cycle whose status write was lost: that outcome
         elif not bake.supersede(cycle, stable_view.revision, other, revision):
             cycle.retire(other_view, superseded(other, f"revision {revision}"))
+
+
+def _end_a_bake_kept_for(cycle: Cycle, stable: str, revision: str) -> None:
+    """The spec asks again for the revision a bake (not failed) keeps: it rolls out from its
+    kept Deployment, and the bake ends, said once (a failed one goes back first)."""
+    baked = bake.baking(cycle, stable)
+    if baked is not None and baked.previous == revision and baked.failed_at is None:
+        cycle.event(
+            Reason.ROLLOUT_SUPERSEDED,
+            f"the bake of revision {stable} ends: the spec asks for revision {revision} "
+            "again, kept for the bake, which rolls out against it",
+            occurrence=f"{Reason.ROLLOUT_SUPERSEDED} {baked.revision} {baked.started_at}",
+        )
 
 
 def _policy(cycle: Cycle, change: ChangeKind) -> RolloutPolicy | None:
