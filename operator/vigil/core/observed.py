@@ -29,6 +29,11 @@ class DeploymentView:
     available_replicas: int
     updated_replicas: int
     failure: str | None  # why the Deployment controller gave up, if it did
+    #: Its progress deadline passed (``failure`` may be a replica failure alone: a quota).
+    deadline_exceeded: bool = False
+    #: Its rollout completed (Progressing: NewReplicaSetAvailable): the controller times
+    #: no scale from there, so a scale up that never comes reports no deadline.
+    rolled_out: bool = False
 
     @property
     def is_available(self) -> bool:
@@ -44,6 +49,12 @@ class DeploymentView:
             and self.available_replicas >= self.replicas
             and self.ready_replicas >= self.replicas
         )
+
+
+def _progressing(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Deployment's Progressing condition ({} without one)."""
+    found = (c for c in status.get("conditions") or () if c.get("type") == "Progressing")
+    return next(found, {})
 
 
 def deployment_failure(status: Mapping[str, Any]) -> str | None:
@@ -83,6 +94,8 @@ def view_deployment(deployment: Mapping[str, Any]) -> DeploymentView | None:
         available_replicas=integer_or_zero(status.get("availableReplicas")),
         updated_replicas=integer_or_zero(status.get("updatedReplicas")),
         failure=deployment_failure(status),
+        deadline_exceeded=_progressing(status).get("reason") == "ProgressDeadlineExceeded",
+        rolled_out=_progressing(status).get("reason") == "NewReplicaSetAvailable",
     )
 
 

@@ -517,6 +517,47 @@ class TestBlueGreen:
         world.reconcile()
         assert world.service_revision() == new
 
+    def test_a_replica_failure_alone_is_said_not_a_failed_rollout(self) -> None:
+        # The superseded candidate's pods, still terminating, held the namespace's quota: the
+        # rollout failed at once, Stalled True, and switched by itself 40 s later.
+        world = converged_world()
+        world.set_spec(spec("2"))
+        world.reconcile()
+        new = world.status["revision"]
+        world.pods_ready(new, ready=0)
+        quota = {"type": "ReplicaFailure", "status": "True", "message": "exceeded quota: pods"}
+        world.deployment(new)["status"]["conditions"] = [quota]
+        plan = world.reconcile(advance=2)
+        assert world.condition("Ready")["reason"] == "RolloutInProgress"
+        assert "(0/2 ready; exceeded quota: pods)" in world.condition("Ready")["message"]
+        assert "RolloutFailed" not in [e.reason for e in plan.events]
+        world.pods_ready(new)
+        world.reconcile()
+        assert world.service_revision() == new
+
+    def test_a_scale_the_deployment_controller_does_not_time_fails_at_its_deadline(self) -> None:
+        # A Deployment whose rollout completed (a bake's kept revision asked for again, more
+        # replicas) reports no deadline for a scale up that never comes: it waited for ever.
+        world = converged_world()
+        world.set_spec(spec("2"))
+        world.reconcile()
+        new = world.status["revision"]
+        world.pods_ready(new, ready=1)
+        done = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+        world.deployment(new)["status"]["conditions"] = [done]
+        world.reconcile(advance=599)
+        assert world.condition("Ready")["reason"] == "RolloutInProgress"
+        plans = [world.reconcile(advance=1), world.reconcile(advance=30)]
+        ready = world.condition("Ready")
+        assert (ready["reason"], world.status["phase"]) == ("RolloutFailed", "Failed")
+        assert ready["message"].startswith(
+            f"revision {new} did not become available (1/2 ready): still short of its replicas "
+            "600s after it started (its Deployment's progressDeadlineSeconds, which the "
+            "Deployment controller does not apply to a scale up after a completed rollout); "
+        )
+        said = [e for plan in plans for e in plan.events if e.reason == "RolloutFailed"]
+        assert len(said) == 1 and said[0].occurrence.startswith(f"RolloutFailed {new} ")
+
     def test_switch_moves_the_service_before_deleting_the_old_revision(self) -> None:
         world, old, new = candidate_ready()
         plan = world.reconcile()

@@ -46,8 +46,9 @@ NOT_REASONS = {
     # An Event's type (vigil/core/events.py), not its reason.
     "Normal",
     "Warning",
-    # A Deployment's own condition type, read (not written) by the core.
+    # A Deployment's own condition type and Progressing reason, read (not written) by the core.
     "ReplicaFailure",
+    "NewReplicaSetAvailable",
     # The kubelet's words on a pod, read by the core (a model fetch's state).
     "Evicted",
     "PodInitializing",

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from vigil.common.times import format_time
+from vigil.common.times import format_time, parse_time
 from vigil.core import naming
 from vigil.core.bake import BakeState
-from vigil.core.desired import RevisionInfo
+from vigil.core.desired import RevisionInfo, progress_deadline_seconds
 from vigil.core.observed import DeploymentView
 from vigil.core.reconcile import bake, stepped
 from vigil.core.reconcile.cycle import Cycle, serving_in_place, superseded
@@ -104,7 +104,7 @@ def replace_stable(
         and candidate_view.replicas >= spec.replicas
     ):
         return _switch_over(cycle, identity, change, stable_view, (candidate_view, standin))
-    reached = _starting(cycle, revision, serving, candidate_view)
+    reached = _starting(cycle, (revision, str(side.fallback["startedAt"])), serving, candidate_view)
     return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
 
 
@@ -272,21 +272,47 @@ def _policy(cycle: Cycle, change: ChangeKind) -> RolloutPolicy | None:
 
 
 def _starting(
-    cycle: Cycle, revision: str, serving: str, candidate_view: DeploymentView | None
+    cycle: Cycle,
+    attempt: tuple[str, str],
+    serving: str,
+    candidate_view: DeploymentView | None,
 ) -> Outcome:
-    """A candidate on its way, or one that will not come (``serving``: who serves meanwhile)."""
+    """A candidate on its way, or one that will not come (``attempt``: its revision and
+    start; ``serving``: who serves meanwhile)."""
     assert cycle.spec is not None
-    if candidate_view is not None and candidate_view.failure is not None:
-        message = (
-            f"revision {revision} did not become available: {candidate_view.failure}; {serving}"
-        )
+    revision, started = attempt
+    ready = f"{candidate_view.ready_replicas if candidate_view else 0}/{cycle.spec.replicas}"
+    gave_up = _gave_up(cycle, candidate_view, started)
+    if gave_up is not None:
+        message = f"revision {revision} did not become available ({ready} ready): {gave_up}"
+        message = f"{message}; {serving}"
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ROLLOUT_FAILED:
-            cycle.event(Reason.ROLLOUT_FAILED, message, warning=True)
+            occurrence = f"{Reason.ROLLOUT_FAILED} {revision} {started}"
+            cycle.event(Reason.ROLLOUT_FAILED, message, warning=True, occurrence=occurrence)
         return failed(Reason.ROLLOUT_FAILED, message)
-    ready = candidate_view.ready_replicas if candidate_view else 0
-    fetching = cycle.fetch_progress(revision)
-    message = (
-        f"revision {revision} starting ({ready}/{cycle.spec.replicas} ready"
-        f"{'; ' + fetching if fetching else ''}); {serving}"
-    )
+    # A replica failure (a quota the superseded candidate's pods still hold) may yet pass.
+    trouble = cycle.fetch_progress(revision) or (candidate_view and candidate_view.failure)
+    message = f"revision {revision} starting ({ready} ready{'; ' + trouble if trouble else ''})"
+    message = f"{message}; {serving}"
     return not_ready(Phase.PROGRESSING, Reason.ROLLOUT_IN_PROGRESS, message, progressing=True)
+
+
+def _gave_up(cycle: Cycle, view: DeploymentView | None, started: str) -> str | None:
+    """Why the candidate will not come: its Deployment's progress deadline passed, or, for
+    one scaled up after its rollout completed (a bake's kept revision asked for again, more
+    replicas), which the Deployment controller does not time, the attempt outlasted it."""
+    assert cycle.spec is not None
+    if view is None:
+        return None
+    if view.deadline_exceeded:
+        return view.failure or "progress deadline exceeded"
+    deadline = progress_deadline_seconds(cycle.spec)
+    began = parse_time(started)
+    elapsed = (cycle.obs.now - began).total_seconds() if began is not None else 0.0
+    if view.rolled_out and elapsed >= deadline:
+        return (
+            f"still short of its replicas {deadline}s after it started (its Deployment's "
+            "progressDeadlineSeconds, which the Deployment controller does not apply to a "
+            "scale up after a completed rollout)" + (f" ({view.failure})" if view.failure else "")
+        )
+    return None
