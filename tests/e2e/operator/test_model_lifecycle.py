@@ -334,9 +334,11 @@ def test_a_candidate_that_cannot_start_fails_while_stable_keeps_serving(
     kube.run("create", "quota", "cpu", "--hard=requests.cpu=2")
     server = {"image": MLSERVER_IMAGE, "resources": {"requests": {"cpu": "3"}}}
     apply(kube, example({"spec.model": {"name": "wine", "version": "2"}, "spec.server": server}))
+    # A replica failure is waited out for the attempt's first minute (a superseded
+    # candidate's terminating pods may hold the quota), then fails the rollout.
     ready = wait_for(
         lambda: (c := ready_condition(kube)).get("reason") == "RolloutFailed" and c,
-        timeout=90,
+        timeout=150,
         what="Ready=False with reason RolloutFailed",
     )
     assert f"revision {serving} keeps serving" in ready["message"]

@@ -517,7 +517,10 @@ class TestBlueGreen:
         world.reconcile()
         assert world.service_revision() == new
 
-    def test_a_replica_failure_alone_is_said_not_a_failed_rollout(self) -> None:
+    @pytest.mark.parametrize("passes", [True, False])
+    def test_a_replica_failure_in_an_attempts_first_minute_is_waited_out(
+        self, passes: bool
+    ) -> None:
         # The superseded candidate's pods, still terminating, held the namespace's quota: the
         # rollout failed at once, Stalled True, and switched by itself 40 s later.
         world = converged_world()
@@ -531,9 +534,18 @@ class TestBlueGreen:
         assert world.condition("Ready")["reason"] == "RolloutInProgress"
         assert "(0/2 ready; exceeded quota: pods)" in world.condition("Ready")["message"]
         assert "RolloutFailed" not in [e.reason for e in plan.events]
-        world.pods_ready(new)
-        world.reconcile()
-        assert world.service_revision() == new
+        assert plan.recheck_after == 58.0  # the look at the minute's end
+        if passes:
+            world.pods_ready(new)
+            world.reconcile(advance=40)
+            assert world.service_revision() == new
+            return
+        world.reconcile(advance=58)
+        ready = world.condition("Ready")
+        assert (ready["reason"], world.status["phase"]) == ("RolloutFailed", "Failed")
+        assert ready["message"].startswith(
+            f"revision {new} did not become available (0/2 ready): exceeded quota: pods; "
+        )
 
     def test_a_scale_the_deployment_controller_does_not_time_fails_at_its_deadline(self) -> None:
         # A Deployment whose rollout completed (a bake's kept revision asked for again, more

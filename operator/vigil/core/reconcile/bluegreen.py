@@ -271,6 +271,11 @@ def _policy(cycle: Cycle, change: ChangeKind) -> RolloutPolicy | None:
     return policy if policy.steps else None
 
 
+#: A replica failure within an attempt's first minute is waited out: the pods of the
+#: candidate it superseded hold the namespace's quota until they have terminated.
+REPLICA_FAILURE_GRACE_SECONDS = 60.0
+
+
 def _starting(
     cycle: Cycle,
     attempt: tuple[str, str],
@@ -298,12 +303,33 @@ def _starting(
 
 
 def _gave_up(cycle: Cycle, view: DeploymentView | None, started: str) -> str | None:
-    """Why the candidate will not come: its Deployment's progress deadline passed, or, for
-    one scaled up after its rollout completed (a bake's kept revision asked for again, more
-    replicas), which the Deployment controller does not time, the attempt outlasted it."""
+    """Why the candidate will not come: its Deployment's progress deadline passed; a replica
+    failure (a quota) that outlasted the attempt's first REPLICA_FAILURE_GRACE_SECONDS (the
+    superseded candidate's terminating pods may hold the quota until then); or, for one
+    scaled up after its rollout completed (a bake's kept revision asked for again, more
+    replicas), which the Deployment controller does not time, the attempt outlasted its
+    deadline. None meanwhile, with the next look planned for when one of those may be due."""
     assert cycle.spec is not None
     if view is None:
         return None
+    if view.deadline_exceeded:
+        return view.failure or "progress deadline exceeded"
+    deadline = progress_deadline_seconds(cycle.spec)
+    began = parse_time(started)
+    elapsed = (cycle.obs.now - began).total_seconds() if began is not None else 0.0
+    if view.failure and elapsed >= REPLICA_FAILURE_GRACE_SECONDS:
+        return view.failure
+    if view.rolled_out and elapsed >= deadline:
+        return (
+            f"still short of its replicas {deadline}s after it started (its Deployment's "
+            "progressDeadlineSeconds, which the Deployment controller does not apply to a "
+            "scale up after a completed rollout)" + (f" ({view.failure})" if view.failure else "")
+        )
+    due = [REPLICA_FAILURE_GRACE_SECONDS] if view.failure else []
+    due += [deadline] if view.rolled_out else []
+    if due:
+        cycle.plan.recheck_after = max(1.0, min(due) - elapsed)
+    return None
     if view.deadline_exceeded:
         return view.failure or "progress deadline exceeded"
     deadline = progress_deadline_seconds(cycle.spec)
