@@ -72,6 +72,25 @@ class TestBrandNewModel:
             "wine",
         )
 
+    def test_a_first_revision_serving_some_pods_at_its_deadline_is_degraded_not_failed(
+        self,
+    ) -> None:
+        # "is not available", phase Failed, though the Service sent traffic to its ready pod.
+        world = World()
+        world.reconcile()
+        revision = world.status["revision"]
+        world.pods_ready(revision, ready=1)
+        world.deadline_exceeded(revision)
+        plan = world.reconcile()
+        ready = world.condition("Ready")
+        assert (world.status["phase"], ready["reason"]) == ("Degraded", "ReplicasUnavailable")
+        assert ready["message"] == (
+            f'revision {revision}: 1/2 replica(s) ready (ReplicaSet "x" has timed out progressing.)'
+        )
+        assert world.condition("Stalled")["status"] == "True"
+        assert "DeployFailed" not in [e.reason for e in plan.events]
+        assert world.service_revision() == revision
+
 
 class TestPeersService:
     """The sidecars find each other through ``<name>-peers``: labels join at any pod."""

@@ -304,10 +304,11 @@ def stable_outcome(
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.ARTIFACT_FETCH_FAILED:
             cycle.event(Reason.ARTIFACT_FETCH_FAILED, message, warning=True)
         return failed(Reason.ARTIFACT_FETCH_FAILED, message)
-    # The Deployment's verdict fails a revision, unless it was serving last cycle: that one
-    # keeps serving (Degraded and stalled while short of replicas), the verdict in its words.
+    # The Deployment's verdict fails a revision, unless it serves: it was serving last cycle,
+    # or has a ready pod the Service sends to (Degraded and stalled while short of replicas),
+    # the verdict in its words.
     serving = previous in (Reason.AVAILABLE, Reason.REPLICAS_UNAVAILABLE, Reason.SCALING)
-    if view.failure is not None and not view.is_available and not serving:
+    if view.failure is not None and not view.is_available and not serving and ready == 0:
         message = f"revision {revision} is not available: {view.failure}"
         if cycle.previous_reason(ConditionType.PROGRESSING) != Reason.DEPLOY_FAILED:
             cycle.event(Reason.DEPLOY_FAILED, message, warning=True)
