@@ -536,6 +536,30 @@ class TestBlueGreen:
         world.reconcile()
         assert world.service_revision() == new
 
+    def test_a_stable_losing_every_pod_while_a_candidate_starts_is_degraded(self) -> None:
+        # It read Progressing (RolloutInProgress) through the outage: Argo CD showed
+        # Progressing, and no alert on phase Degraded fired.
+        world = converged_world()
+        old = world.status["revision"]
+        world.set_spec(spec("2"))
+        world.reconcile()
+        new = world.status["revision"]
+        world.pods_ready(new, ready=1)
+        world.pods_ready(old, ready=0)
+        world.reconcile()
+        ready, progressing = world.condition("Ready"), world.condition("Progressing")
+        assert (world.status["phase"], ready["reason"]) == ("Degraded", "ReplicasUnavailable")
+        assert (progressing["status"], progressing["reason"]) == ("True", "RolloutInProgress")
+        assert ready["message"] == (
+            f"revision {new} starting (1/2 ready); revision {old} has no ready pod: nothing serves"
+        )
+        world.pods_ready(old)
+        world.reconcile()
+        assert (world.status["phase"], world.condition("Ready")["reason"]) == (
+            "Progressing",
+            "RolloutInProgress",
+        )
+
     @pytest.mark.parametrize("passes", [True, False])
     def test_a_replica_failure_in_an_attempts_first_minute_is_waited_out(
         self, passes: bool

@@ -31,6 +31,7 @@ from vigil.core.reconcile.report import (
     finish,
     meanwhile,
     not_ready,
+    outcome,
     planned_summary,
 )
 from vigil.core.reconcile.rollback import (
@@ -104,7 +105,9 @@ def replace_stable(
         and candidate_view.replicas >= spec.replicas
     ):
         return _switch_over(cycle, identity, change, stable_view, (candidate_view, standin))
-    reached = _starting(cycle, (revision, str(side.fallback["startedAt"])), serving, candidate_view)
+    up = (standin or stable_view).ready_replicas > 0
+    attempt = (revision, str(side.fallback["startedAt"]))
+    reached = _starting(cycle, attempt, (serving, up), candidate_view)
     return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
 
 
@@ -279,13 +282,14 @@ REPLICA_FAILURE_GRACE_SECONDS = 60.0
 def _starting(
     cycle: Cycle,
     attempt: tuple[str, str],
-    serving: str,
+    meanwhile: tuple[str, bool],
     candidate_view: DeploymentView | None,
 ) -> Outcome:
     """A candidate on its way, or one that will not come (``attempt``: its revision and
-    start; ``serving``: who serves meanwhile)."""
+    start; ``meanwhile``: who serves meanwhile, in words, and whether it has a ready pod)."""
     assert cycle.spec is not None
     revision, started = attempt
+    serving, up = meanwhile
     ready = f"{candidate_view.ready_replicas if candidate_view else 0}/{cycle.spec.replicas}"
     gave_up = _gave_up(cycle, candidate_view, started)
     if gave_up is not None:
@@ -299,6 +303,12 @@ def _starting(
     trouble = cycle.fetch_progress(revision) or (candidate_view and candidate_view.failure)
     message = f"revision {revision} starting ({ready} ready{'; ' + trouble if trouble else ''})"
     message = f"{message}; {serving}"
+    if not up:  # the stable lost every pod meanwhile: an outage, not a rollout's wait
+        unavailable, rolling = (
+            (False, Reason.REPLICAS_UNAVAILABLE),
+            (True, Reason.ROLLOUT_IN_PROGRESS),
+        )
+        return outcome(Phase.DEGRADED, unavailable, rolling, message)
     return not_ready(Phase.PROGRESSING, Reason.ROLLOUT_IN_PROGRESS, message, progressing=True)
 
 
