@@ -123,8 +123,10 @@ def decide(
     """The bake's next move; see the module docstring for the runbook."""
     full = seen.replicas
     kept = min(spec.min_replicas, full)
-    # The end follows bake.duration as edited (a longer bake waits for late labels).
-    state = replace(state, ends_at=state.started_at + spec.duration_seconds)
+    # The end follows bake.duration as edited (a longer bake waits for late labels); a failed
+    # bake's is history (its moves never read it; a spec without a bake gives 0s).
+    if state.failed_at is None:
+        state = replace(state, ends_at=state.started_at + spec.duration_seconds)
     left = state.ends_at - now
 
     # Gave up going back (status keeps it until another revision rolls out): over.

@@ -65,6 +65,14 @@ class TestTheBakeDecision:
         assert decision.move == BakeMove.PASS
         assert decision.previous_replicas == 0
 
+    def test_a_failed_bakes_end_stays_whatever_the_spec_now_says(self) -> None:
+        # Going back with rollout.bake removed (a 0s stand-in), status read endsAt = startedAt.
+        failed = replace(STATE, failed_at=T + 65)
+        decision = decide(BakeSpec("0s", 0.0, 0), failed, seen(DEGRADED), T + 70, 1800)
+        assert decision.state.ends_at == T + 600
+        longer = decide(BakeSpec("1h", 3600.0, 0), STATE, seen(), T + 70, 1800)
+        assert longer.state.ends_at == T + 3600  # a bake not failed follows the spec
+
     def test_a_condition_turned_bad_during_the_bake_goes_back(self) -> None:
         decision = decide(BAKE, STATE, seen(DEGRADED), T + 61, 1800)
         assert decision.move == BakeMove.GO_BACK

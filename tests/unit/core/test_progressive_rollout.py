@@ -685,6 +685,47 @@ def test_a_rolled_back_revision_rolled_out_again_without_steps_starts_its_own_cl
     assert attempt["stepStartedAt"] == attempt["startedAt"] == format_time(world.now)
 
 
+def test_a_weighted_route_is_not_held_to_the_stables_ready_pods() -> None:
+    # The replica-ratio guard capped the candidate under an HTTPRoute too: with the stable
+    # short (a lost node), a 50 % step ran at 25 % and was passed on it.
+    world, stable, candidate = routed_rollout()
+    world.set_spec(spec("2", 4, rollout=RoutedWorld.ROLLOUT))
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    for _ in range(60):
+        world.pods_ready(stable, 2 if world.replicas(stable) == 4 else None)
+        if world.deployment(candidate) is not None:
+            world.pods_ready(candidate)
+        world.reconcile(advance=1)
+        if world.status["candidate"].get("stepName") == "canary 50%":
+            break
+    world.pods_ready(candidate)
+    world.reconcile(advance=1)
+    assert world.replicas(candidate) == 2  # ceil(50 % x 4), whatever the stable's ready pods
+    assert world.status["candidate"]["weight"] == 50
+
+
+def test_steps_removed_after_a_long_canary_time_the_blue_green_wait_from_now() -> None:
+    # Timed from the stepped attempt's start, the first blue/green cycle failed it at once
+    # (RolloutFailed, Stalled), then switched anyway once its pods were ready.
+    rollout = {"replacement": {"steps": [{"canary": {"weight": 25, "duration": "30m"}}]}}
+    world, stable, candidate = started(rollout=rollout)
+    world.inputs = RolloutInputs(figures=GOOD)
+    run_until(world, candidate, lambda: world.status["candidate"].get("weight", 0) > 0)
+    for _ in range(40):  # 20 minutes into the canary
+        world.pods_ready(stable)
+        world.pods_ready(candidate)
+        world.reconcile(advance=30)
+    completed = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+    world.deployment(candidate)["status"]["conditions"] = [completed]
+    world.set_spec(spec("2", 2, rollout={}))
+    plan = world.reconcile(advance=1)
+    assert world.condition("Ready")["reason"] == "RolloutInProgress"
+    assert "RolloutFailed" not in [e.reason for e in plan.events]
+    world.pods_ready(candidate)
+    world.reconcile(advance=5)
+    assert world.service_revision() == candidate
+
+
 def test_a_request_naming_the_serving_revision_is_refused_by_the_next_rollout() -> None:
     """kubectl vigil names the serving revision when status shows no candidate."""
     world, stable, candidate = read_by_the_next_rollout("promote", named=True)

@@ -33,6 +33,7 @@ from vigil.core.reconcile.report import (
     not_ready,
     outcome,
     planned_summary,
+    waiting_since,
 )
 from vigil.core.reconcile.rollback import (
     end_as_marked,
@@ -105,9 +106,7 @@ def replace_stable(
         and candidate_view.replicas >= spec.replicas
     ):
         return _switch_over(cycle, identity, change, stable_view, (candidate_view, standin))
-    up = (standin or stable_view).ready_replicas > 0
-    attempt = (revision, str(side.fallback["startedAt"]))
-    reached = _starting(cycle, attempt, (serving, up), candidate_view)
+    reached = _starting(cycle, revision, (serving, standin or stable_view), candidate_view)
     return finish(cycle, reached, revision=revision, stable=Side(stable_view), candidate=side)
 
 
@@ -281,15 +280,16 @@ REPLICA_FAILURE_GRACE_SECONDS = 60.0
 
 def _starting(
     cycle: Cycle,
-    attempt: tuple[str, str],
-    meanwhile: tuple[str, bool],
+    revision: str,
+    meanwhile: tuple[str, DeploymentView],
     candidate_view: DeploymentView | None,
 ) -> Outcome:
-    """A candidate on its way, or one that will not come (``attempt``: its revision and
-    start; ``meanwhile``: who serves meanwhile, in words, and whether it has a ready pod)."""
+    """A candidate on its way, or one that will not come, timed from when this blue/green
+    attempt began waiting for it (``meanwhile``: who serves meanwhile, in words, and its
+    Deployment)."""
     assert cycle.spec is not None
-    revision, started = attempt
-    serving, up = meanwhile
+    started = waiting_since(cycle, revision)
+    serving, up = meanwhile[0], meanwhile[1].ready_replicas > 0
     ready = f"{candidate_view.ready_replicas if candidate_view else 0}/{cycle.spec.replicas}"
     gave_up = _gave_up(cycle, candidate_view, started)
     if gave_up is not None:
@@ -339,16 +339,4 @@ def _gave_up(cycle: Cycle, view: DeploymentView | None, started: str) -> str | N
     due += [deadline] if view.rolled_out else []
     if due:
         cycle.plan.recheck_after = max(1.0, min(due) - elapsed)
-    return None
-    if view.deadline_exceeded:
-        return view.failure or "progress deadline exceeded"
-    deadline = progress_deadline_seconds(cycle.spec)
-    began = parse_time(started)
-    elapsed = (cycle.obs.now - began).total_seconds() if began is not None else 0.0
-    if view.rolled_out and elapsed >= deadline:
-        return (
-            f"still short of its replicas {deadline}s after it started (its Deployment's "
-            "progressDeadlineSeconds, which the Deployment controller does not apply to a "
-            "scale up after a completed rollout)" + (f" ({view.failure})" if view.failure else "")
-        )
     return None

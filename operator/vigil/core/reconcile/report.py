@@ -252,6 +252,15 @@ def _stable_status(cycle: Cycle, side: Side) -> dict[str, Any]:
     return summary
 
 
+def waiting_since(cycle: Cycle, revision: str) -> str:
+    """When this blue/green attempt of ``revision`` began waiting for its candidate
+    (``status.candidate.stepStartedAt``): kept from this attempt only, not from an ended one
+    or a stepped one's step (its steps removed: the wait starts now)."""
+    previous = cycle.obs.status.get("candidate") or {}
+    same = not previous.get("outcome") and not previous.get("stepName")
+    return str(_since(previous, revision, "stepStartedAt", format_time(cycle.obs.now), keep=same))
+
+
 def _candidate_status(cycle: Cycle, side: Side) -> dict[str, Any]:
     summary = revision_summary(side.view, side.fallback)
     previous = cycle.obs.status.get("candidate") or {}
@@ -263,16 +272,13 @@ def _candidate_status(cycle: Cycle, side: Side) -> dict[str, Any]:
             "replicas": summary["replicas"] if live else side.rollout.get("replicas", 0),
             "readyReplicas": summary["readyReplicas"] if live else 0,
         }
-    now = format_time(cycle.obs.now)
-    # Kept from this blue/green attempt only: not from an ended one, or a stepped one's step.
-    same = not previous.get("outcome") and not previous.get("stepName")
     summary.update(
         {
             "change": side.fallback.get("change") or previous.get("change"),
             "step": 0,
             "weight": 0,
             "failedChecks": 0,
-            "stepStartedAt": _since(previous, summary["revision"], "stepStartedAt", now, keep=same),
+            "stepStartedAt": waiting_since(cycle, summary["revision"]),
         }
     )
     if side.fallback.get("startedAt"):  # a blue/green attempt's start (bluegreen._announce)

@@ -326,8 +326,9 @@ def _set_up_traffic(
     stable_view, candidate_view = views
     owner, stable = cycle.obs.owner, stable_view.revision
     traffic = _carried(decision, seen, candidate_view)
-    asked, promoting = decision.traffic.candidate_weight, decision.state.promoting
-    traffic = behind_the_stable(traffic, asked, views, promoting)
+    if cycle.spec is not None and cycle.spec.rollout.http_route is None:  # replica ratio
+        asked, promoting = decision.traffic.candidate_weight, decision.state.promoting
+        traffic = behind_the_stable(traffic, asked, views, promoting)
     replicas, selector, effective, notes = _route_plan(cycle, stable, revision, traffic)
     # Spanning both revisions: widened once the candidate is down to its count, its share
     # that of the ready pods that stay.
