@@ -10,7 +10,7 @@ import pytest
 from core_world import World, spec
 
 from vigil.core.desired import desired_service
-from vigil.core.reconcile import Apply, Delete, decide
+from vigil.core.reconcile import Apply, Delete, Plan, decide
 from vigil.core.status import ConditionState, build_conditions
 
 
@@ -23,15 +23,30 @@ def converged_world(version: str = "1", replicas: int = 2) -> World:
     return world
 
 
-def candidate_ready() -> tuple[World, str, str]:
-    """A converged world whose spec asks for version 2, its candidate's pods all ready."""
+def candidate_started() -> tuple[World, str, str]:
+    """A converged world whose spec asks for version 2, its candidate's Deployment made."""
     world = converged_world()
     old = world.status["revision"]
     world.set_spec(spec("2"))
     world.reconcile()
-    new = world.status["revision"]
+    return world, old, world.status["revision"]
+
+
+def candidate_ready() -> tuple[World, str, str]:
+    """A converged world whose spec asks for version 2, its candidate's pods all ready."""
+    world, old, new = candidate_started()
     world.pods_ready(new)
     return world, old, new
+
+
+def first_at_its_deadline(ready: int) -> tuple[World, str, Plan]:
+    """A first revision with ``ready`` pods when its Deployment's progress deadline passes."""
+    world = World()
+    world.reconcile()
+    revision = world.status["revision"]
+    world.pods_ready(revision, ready=ready)
+    world.deadline_exceeded(revision)
+    return world, revision, world.reconcile()
 
 
 def kinds(plan) -> list[tuple[str, str, str]]:
@@ -76,12 +91,7 @@ class TestBrandNewModel:
         self,
     ) -> None:
         # "is not available", phase Failed, though the Service sent traffic to its ready pod.
-        world = World()
-        world.reconcile()
-        revision = world.status["revision"]
-        world.pods_ready(revision, ready=1)
-        world.deadline_exceeded(revision)
-        plan = world.reconcile()
+        world, revision, plan = first_at_its_deadline(ready=1)
         ready = world.condition("Ready")
         assert (world.status["phase"], ready["reason"]) == ("Degraded", "ReplicasUnavailable")
         assert ready["message"] == (
@@ -199,12 +209,7 @@ class TestPeersService:
         assert world.condition("Healthy")["reason"] == "ErrorRateAboveSLO"
 
     def test_a_deployment_that_never_comes_fails_with_its_reason(self) -> None:
-        world = World()
-        world.reconcile()
-        revision = world.status["revision"]
-        world.pods_ready(revision, ready=0)
-        world.deadline_exceeded(revision)
-        plan = world.reconcile()
+        world, _revision, plan = first_at_its_deadline(ready=0)
         assert world.status["phase"] == "Failed"
         assert world.condition("Ready")["reason"] == "DeployFailed"
         assert "timed out" in world.condition("Ready")["message"]
@@ -539,11 +544,7 @@ class TestBlueGreen:
     def test_a_stable_losing_every_pod_while_a_candidate_starts_is_degraded(self) -> None:
         # It read Progressing (RolloutInProgress) through the outage: Argo CD showed
         # Progressing, and no alert on phase Degraded fired.
-        world = converged_world()
-        old = world.status["revision"]
-        world.set_spec(spec("2"))
-        world.reconcile()
-        new = world.status["revision"]
+        world, old, new = candidate_started()
         world.pods_ready(new, ready=1)
         world.pods_ready(old, ready=0)
         world.reconcile()
@@ -566,10 +567,7 @@ class TestBlueGreen:
     ) -> None:
         # The superseded candidate's pods, still terminating, held the namespace's quota: the
         # rollout failed at once, Stalled True, and switched by itself 40 s later.
-        world = converged_world()
-        world.set_spec(spec("2"))
-        world.reconcile()
-        new = world.status["revision"]
+        world, _old, new = candidate_started()
         world.pods_ready(new, ready=0)
         quota = {"type": "ReplicaFailure", "status": "True", "message": "exceeded quota: pods"}
         world.deployment(new)["status"]["conditions"] = [quota]
@@ -593,10 +591,7 @@ class TestBlueGreen:
     def test_a_scale_the_deployment_controller_does_not_time_fails_at_its_deadline(self) -> None:
         # A Deployment whose rollout completed (a bake's kept revision asked for again, more
         # replicas) reports no deadline for a scale up that never comes: it waited for ever.
-        world = converged_world()
-        world.set_spec(spec("2"))
-        world.reconcile()
-        new = world.status["revision"]
+        world, _old, new = candidate_started()
         world.pods_ready(new, ready=1)
         done = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
         world.deployment(new)["status"]["conditions"] = [done]
