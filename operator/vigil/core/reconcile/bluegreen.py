@@ -281,15 +281,15 @@ REPLICA_FAILURE_GRACE_SECONDS = 60.0
 def _starting(
     cycle: Cycle,
     revision: str,
-    meanwhile: tuple[str, DeploymentView],
+    server: tuple[str, DeploymentView],
     candidate_view: DeploymentView | None,
 ) -> Outcome:
     """A candidate on its way, or one that will not come, timed from when this blue/green
-    attempt began waiting for it (``meanwhile``: who serves meanwhile, in words, and its
+    attempt began waiting for it (``server``: who serves meanwhile, in words, and its
     Deployment)."""
     assert cycle.spec is not None
     started = waiting_since(cycle, revision)
-    serving, up = meanwhile[0], meanwhile[1].ready_replicas > 0
+    serving, up = server[0], server[1].ready_replicas > 0
     ready = f"{candidate_view.ready_replicas if candidate_view else 0}/{cycle.spec.replicas}"
     gave_up = _gave_up(cycle, candidate_view, started)
     if gave_up is not None:
