@@ -9,6 +9,7 @@ import core_world
 import pytest
 from core_world import World, spec
 
+from vigil.common.times import format_time
 from vigil.core.desired import desired_service
 from vigil.core.reconcile import Apply, Delete, Plan, decide
 from vigil.core.status import ConditionState, build_conditions
@@ -560,6 +561,25 @@ class TestBlueGreen:
             "Progressing",
             "RolloutInProgress",
         )
+
+    def test_a_wait_paused_before_its_start_is_timed_from_the_resume(self) -> None:
+        # Timed from the pause, a 20-minute pause spent the first minute's grace for a
+        # replica failure: RolloutFailed 2 s after the resume.
+        world = converged_world()
+        world.set_spec(spec("2", paused=True))
+        world.reconcile()
+        held = world.status["candidate"]["stepStartedAt"]
+        world.reconcile(advance=1200)
+        assert world.status["candidate"]["stepStartedAt"] == held  # not rewritten each cycle
+        world.set_spec(spec("2"))
+        world.reconcile(advance=1)
+        new = world.status["candidate"]["revision"]
+        assert world.status["candidate"]["stepStartedAt"] == format_time(world.now)
+        world.pods_ready(new, ready=0)
+        quota = {"type": "ReplicaFailure", "status": "True", "message": "exceeded quota: pods"}
+        world.deployment(new)["status"]["conditions"] = [quota]
+        world.reconcile(advance=2)
+        assert world.condition("Ready")["reason"] == "RolloutInProgress"
 
     @pytest.mark.parametrize("passes", [True, False])
     def test_a_replica_failure_in_an_attempts_first_minute_is_waited_out(

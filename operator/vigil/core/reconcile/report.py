@@ -254,10 +254,12 @@ def _stable_status(cycle: Cycle, side: Side) -> dict[str, Any]:
 
 def waiting_since(cycle: Cycle, revision: str) -> str:
     """When this blue/green attempt of ``revision`` began waiting for its candidate
-    (``status.candidate.stepStartedAt``): kept from this attempt only, not from an ended one
-    or a stepped one's step (its steps removed: the wait starts now)."""
+    (``status.candidate.stepStartedAt``): kept from this attempt only, once started, not
+    from an ended one, a stepped one's step (its steps removed: the wait starts now) or a
+    wait paused before its start (it starts at the resume)."""
     previous = cycle.obs.status.get("candidate") or {}
-    same = not previous.get("outcome") and not previous.get("stepName")
+    started = previous.get("startedAt")
+    same = bool(started) and not previous.get("outcome") and not previous.get("stepName")
     return str(_since(previous, revision, "stepStartedAt", format_time(cycle.obs.now), keep=same))
 
 
@@ -272,13 +274,20 @@ def _candidate_status(cycle: Cycle, side: Side) -> dict[str, Any]:
             "replicas": summary["replicas"] if live else side.rollout.get("replicas", 0),
             "readyReplicas": summary["readyReplicas"] if live else 0,
         }
+    now = format_time(cycle.obs.now)
     summary.update(
         {
             "change": side.fallback.get("change") or previous.get("change"),
             "step": 0,
             "weight": 0,
             "failedChecks": 0,
-            "stepStartedAt": waiting_since(cycle, summary["revision"]),
+            # Paused before its start: when it was first held, kept (the wait's clock starts
+            # at the resume).
+            "stepStartedAt": (
+                waiting_since(cycle, summary["revision"])
+                if side.fallback.get("startedAt")
+                else _since(previous, summary["revision"], "stepStartedAt", now, keep=True)
+            ),
         }
     )
     if side.fallback.get("startedAt"):  # a blue/green attempt's start (bluegreen._announce)
