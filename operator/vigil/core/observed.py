@@ -80,6 +80,7 @@ def view_deployment(deployment: Mapping[str, Any]) -> DeploymentView | None:
     revision = labels.get(naming.LABEL_REVISION)
     if not revision:
         return None
+    progressing = _progressing(status).get("reason")
     return DeploymentView(
         name=meta.name,
         revision=str(revision),
@@ -94,8 +95,8 @@ def view_deployment(deployment: Mapping[str, Any]) -> DeploymentView | None:
         available_replicas=integer_or_zero(status.get("availableReplicas")),
         updated_replicas=integer_or_zero(status.get("updatedReplicas")),
         failure=deployment_failure(status),
-        deadline_exceeded=_progressing(status).get("reason") == "ProgressDeadlineExceeded",
-        rolled_out=_progressing(status).get("reason") == "NewReplicaSetAvailable",
+        deadline_exceeded=progressing == "ProgressDeadlineExceeded",
+        rolled_out=progressing == "NewReplicaSetAvailable",
     )
 
 

@@ -24,21 +24,24 @@ from dataclasses import replace
 from vigil.core import naming
 from vigil.core.observed import DeploymentView, service_revision
 from vigil.core.reconcile.cycle import Cycle
-from vigil.core.rollout import Traffic, candidate_replicas_for
+from vigil.core.rollout import Decision, Traffic, candidate_replicas_for
 
 
 def behind_the_stable(
+    cycle: Cycle,
     traffic: Traffic,
-    weight: int,
+    decision: Decision,
     views: tuple[DeploymentView, DeploymentView | None],
-    promoting: bool,
 ) -> Traffic:
-    """A canary's candidate grown no further than the stable's ready pods allow for the
-    step's ``weight``: with spec.replicas raised mid-canary, its new pods were ready before
-    the stable's and took up to 71 % of live traffic at a 50 % step. Never shrunk by it (a
-    stable pod restarting); a promotion's full capacity is asked whatever the stable's."""
+    """Under replica ratio, a canary's candidate grown no further than the stable's ready
+    pods allow for the step's weight: with spec.replicas raised mid-canary, its new pods were
+    ready before the stable's and took up to 71 % of live traffic at a 50 % step. Never
+    shrunk by it (a stable pod restarting); a promotion's full capacity is asked whatever
+    the stable's; an HTTPRoute's weights do not depend on pods."""
     stable_view, candidate_view = views
-    if promoting or candidate_view is None or not 0 < weight < 100:
+    weight = decision.traffic.candidate_weight
+    routed = cycle.spec is None or cycle.spec.rollout.http_route is not None
+    if routed or decision.state.promoting or candidate_view is None or not 0 < weight < 100:
         return traffic
     allowed = candidate_replicas_for(weight, stable_view.ready_replicas)
     capped = min(traffic.candidate_replicas, max(candidate_view.replicas, allowed))

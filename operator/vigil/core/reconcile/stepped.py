@@ -59,7 +59,6 @@ from vigil.core.spec import RolloutPolicy, Step
 from vigil.core.vocabulary import FINISHED, Action, ChangeKind, Phase, Reason, RequestVerb
 from vigil.core.vocabulary import Outcome as HistoryOutcome
 
-#: The verbs ``RolloutState.requested`` takes (retry is the reconcile's own).
 #: What a check says (status.candidate.reason) until the next one.
 CHECK_REASONS = (Reason.STEP_IN_PROGRESS, Reason.CHECK_FAILED, Reason.UNDECIDED)
 
@@ -325,10 +324,7 @@ def _set_up_traffic(
     the router's words on the share; the candidate's replicas start anyway."""
     stable_view, candidate_view = views
     owner, stable = cycle.obs.owner, stable_view.revision
-    traffic = _carried(decision, seen, candidate_view)
-    if cycle.spec is not None and cycle.spec.rollout.http_route is None:  # replica ratio
-        asked, promoting = decision.traffic.candidate_weight, decision.state.promoting
-        traffic = behind_the_stable(traffic, asked, views, promoting)
+    traffic = behind_the_stable(cycle, _carried(decision, seen, candidate_view), decision, views)
     replicas, selector, effective, notes = _route_plan(cycle, stable, revision, traffic)
     # Spanning both revisions: widened once the candidate is down to its count, its share
     # that of the ready pods that stay.
