@@ -7,6 +7,8 @@ true/false makes the same decisions: both comparisons must say so.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 #: The boolean each of the keys 0 and 1 stands for.
 NUMBERS_AS_BOOLEANS = {"0": "false", "1": "true"}
 
@@ -22,3 +24,9 @@ def class_key(key: str | None) -> str | None:
     if lowered in ("true", "false"):
         return lowered
     return NUMBERS_AS_BOOLEANS.get(key, key)
+
+
+def boolean_classes(classes: Collection[str]) -> bool:
+    """Whether a reference's classes are booleans (false, true or both): a 0 or 1 from the
+    model, a truth or an arg-max column then names false or true."""
+    return bool(classes) and set(classes) <= {"false", "true"}

@@ -46,6 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from vigil.common.labels import NUMBERS_AS_BOOLEANS, boolean_classes
 from vigil.common.uris import host_port
 from vigil.core import metric_names
 from vigil.profile import OTHER
@@ -175,9 +176,11 @@ def prediction_values(
             # is which class, so its labels count as no_prediction rather than as wrong.
             return [math.nan] * len(values)
         out = []
+        # A boolean classifier's 0 and 1 (arg-max columns among them) are false and true.
+        aliases = NUMBERS_AS_BOOLEANS if boolean_classes(classes) else {}
         for value in values:
             key = category_key(value) if not isinstance(value, list | dict) else None
-            out.append(class_code(key) if key is not None else math.nan)
+            out.append(class_code(aliases.get(key, key)) if key is not None else math.nan)
         return out
     if task == "regression":
         return [math.nan if (n := _number(v)) is None else n for v in values]
@@ -405,6 +408,8 @@ class FeedbackMetrics(Collector):
         #: The reference's classes: what a truth is checked against.
         self.classes = tuple(classes)
         self.booleans = booleans_are_classes(self.classes)
+        #: A truth 0 or 1 for a boolean classifier is false or true (as its predictions are).
+        self.aliases = NUMBERS_AS_BOOLEANS if boolean_classes(self.classes) else {}
         self.known_classes = set(classes)
         self.room = MAX_UNLISTED_CLASSES
         self.rejected: dict[str, int] = {}
@@ -451,8 +456,12 @@ class FeedbackMetrics(Collector):
         outcomes = self.figures(revision).outcomes
         outcomes[outcome] = outcomes.get(outcome, 0) + n
 
+    def truth_key(self, truth: Any) -> str | None:
+        key = category_key(truth)
+        return self.aliases.get(key, key) if key is not None else None
+
     def class_label(self, truth: Any) -> str:
-        return self.class_slot(category_key(truth) or "")
+        return self.class_slot(self.truth_key(truth) or "")
 
     def class_slot(self, key: str) -> str:
         """The series a true class is counted in: its own while there is room, else OTHER."""
@@ -502,7 +511,7 @@ class FeedbackMetrics(Collector):
         if task == "classification":
             label = self.class_label(truth)
             figures.scored[label] = figures.scored.get(label, 0) + 1
-            key = category_key(truth)
+            key = self.truth_key(truth)
             if key is not None and class_code(key) == found.prediction:
                 figures.correct[label] = figures.correct.get(label, 0) + 1
         else:

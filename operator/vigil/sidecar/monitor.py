@@ -36,14 +36,20 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from vigil.common.labels import NUMBERS_AS_BOOLEANS
+from vigil.common.labels import NUMBERS_AS_BOOLEANS, boolean_classes
 from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
 from vigil.profile.bins import bin_index, float32_bounds
 from vigil.profile.model import category_key, to_float32
 from vigil.sidecar.config import Settings
 from vigil.sidecar.exposition import Families
-from vigil.sidecar.payload import CONTENT_ENCODING, TYPE, parse_request, parse_response
+from vigil.sidecar.payload import (
+    CONTENT_ENCODING,
+    TYPE,
+    ArgMaxes,
+    parse_request,
+    parse_response,
+)
 
 __all__ = [
     "MOMENT_LIMIT",
@@ -463,6 +469,10 @@ class Monitor(Collector):
                     else _CategoryCounts(fp, numbers_as_booleans=True)
                 )
         self.prediction: _NumericCounts | _CategoryCounts | None = None
+        predicted = profile.prediction if profile is not None else None
+        self.boolean_predictions = predicted is not None and boolean_classes(
+            predicted.categories or ()
+        )
         if profile is not None and profile.prediction is not None:
             fp = profile.prediction
             self.prediction = (
@@ -624,8 +634,18 @@ class Monitor(Collector):
             return None, work
         for kind in out.violations:
             _add(self.prediction_violations, kind)
-        (batch.scores if scores else batch.predictions).extend(out.values)
+        if scores:
+            batch.scores.extend(out.values)
+        else:
+            batch.predictions.extend(self._as_classes(out.values))
         return out.values, work
+
+    def _as_classes(self, values: list[Any]) -> list[Any]:
+        """A boolean classifier's two scores per row: its arg-max column 1 is true
+        (scikit-learn's order), counted as the reference's class, not as a class "1"."""
+        if isinstance(values, ArgMaxes) and values.columns == 2 and self.boolean_predictions:
+            return [bool(index) for index in values]
+        return values
 
     def _response(self, ex: Exchange) -> bytes | None:
         """The decoded answer to read predictions from (None: none to read)."""

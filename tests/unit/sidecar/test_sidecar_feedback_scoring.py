@@ -8,7 +8,6 @@ from startup and truths that are no class are refused.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -429,8 +428,55 @@ class TestErrorsPastTheMomentLimitAreRefused:
 def test_two_columns_of_scores_for_boolean_classes_are_false_and_true() -> None:
     # scikit-learn orders False, True: column 1 is true. Read as no prediction, such a
     # model's accuracy was never measured (its labels scored before [N, C] were told apart).
-    from vigil.sidecar.feedback import prediction_values
+    from vigil.sidecar.feedback import class_code, prediction_values
     from vigil.sidecar.payload import ArgMaxes
 
     rows = prediction_values(ArgMaxes([0, 1], 2), "classification", ("false", "true"))
-    assert not any(math.isnan(row) for row in rows)
+    assert rows == [class_code("false"), class_code("true")]
+
+
+@pytest.fixture
+async def boolean_scores_model() -> AsyncIterator[OutputModel]:
+    """A boolean classifier answering its two scores per row (predict_proba): column 1,
+    true, wins each row."""
+    server = OutputModel(
+        lambda n: {"name": "p", "shape": [n, 2], "datatype": "FP32", "data": [0.2, 0.8] * n}
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class TestABooleanClassifiersTwoScoresAreFalseAndTrue:
+    """Classes false and true in two columns: scikit-learn's order, column 1 is true."""
+
+    async def test_labels_are_scored_right_and_wrong_as_booleans_or_zero_and_one(
+        self, boolean_scores_model, start_sidecar, http, tmp_path
+    ):
+        profile = profile_of_classes(tmp_path, [False, True])
+        sidecar = await start_sidecar(
+            boolean_scores_model.url, reference_profile=str(profile), feedback=fb()
+        )
+        ids = [(await predict(http, sidecar, [[1.0, 0, 0]]))[0] for _ in range(4)]
+        truths = [True, 1, False, 0]
+        labels = [{"id": i, "truth": t} for i, t in zip(ids, truths, strict=True)]
+        summary = await send(http, sidecar, {"labels": labels})
+        assert summary["joined"] == 4
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_feedback_scored_total", **{"class": "true"}) == 2
+        assert value(m, "vigil_feedback_scored_total", **{"class": "false"}) == 2
+        assert value(m, "vigil_feedback_correct_total", **{"class": "true"}) == 2
+        assert value(m, "vigil_feedback_correct_total", **{"class": "false"}) == 0
+
+    async def test_the_predicted_class_is_counted_as_true(
+        self, boolean_scores_model, start_sidecar, http, tmp_path
+    ):
+        profile = profile_of_classes(tmp_path, [False, True])
+        sidecar = await start_sidecar(boolean_scores_model.url, reference_profile=str(profile))
+        await predict(http, sidecar, [[1.0, 0, 0], [0.0, 1, 0]])
+        await sidecar.monitor.drain()
+        m = await scrape(http, sidecar)
+        assert value(m, "vigil_prediction_class_total", **{"class": "true"}) == 2
+        assert value(m, "vigil_prediction_class_total", **{"class": "false"}) == 0
