@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ CLOSE_GRACE_SECONDS = 20.0
 MAX_RETRY_SECONDS = 300.0
 #: API answers that mean "this object, as it is, will never be accepted".
 INVALID_STATUSES = (400, 422)
+#: RBAC's words in a 403 (``User "..." cannot patch resource "deployments"``): the
+#: operator's rights, not the object. Every other 403 refuses the object itself (an
+#: admission webhook or policy that denied it, an exceeded object-count quota).
+AUTHORIZER_DENIAL = re.compile(r"\bcannot \S+ resource\b")
 #: A nudge waits this long before it reconciles, so that a burst of child events (a
 #: Deployment's status moves through several replica counts within a second or two)
 #: costs one reconcile (its reads and its status patch) instead of one per event.
@@ -85,6 +90,15 @@ HEALTH_WAIT_SECONDS = 5.0
 #: Posts an Event about the object (as read) through the API and waits for the answer.
 #: Posts an Event; False when the API server had it already (None: not said).
 EventPoster = Callable[[Api, Mapping[str, Any], Event], Awaitable[bool | None]]
+
+
+def refuses_the_object(error: KubeError) -> bool:
+    """Whether an answer to a write refuses the object as it is, for as long as it stays so.
+    An RBAC denial is not written to status: it is also what a restarting API server
+    answers for a few seconds before its authorizer has caught up."""
+    if error.status in INVALID_STATUSES:
+        return True
+    return error.status == 403 and AUTHORIZER_DENIAL.search(error.message) is None
 
 
 class RetryLater(Exception):
@@ -470,11 +484,9 @@ class Reconciler:
                     await self._write_refused(api, body, plan, message, Reason.ROUTING_FAILED)
                     raise
                 await self.report_failure(api, body, message)
-                if isinstance(action, Apply) and error.status in INVALID_STATUSES:
-                    # Refused as invalid: say so in status, or the object would show
-                    # nothing while the retries (slow: 60 s) repeat the refusal. A 403
-                    # is not written: it is also what a restarting API server answers
-                    # for a few seconds before its authorizer has caught up.
+                if isinstance(action, Apply) and refuses_the_object(error):
+                    # Say so in status, or the object would show nothing while the
+                    # retries (slow: 60 s) repeat the refusal.
                     await self._write_refused(api, body, plan, message, Reason.DEPLOY_FAILED)
                 raise
             if not check and not isinstance(action, Route):

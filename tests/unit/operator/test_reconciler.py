@@ -49,6 +49,8 @@ class MemoryApi:
         self.fail_on: tuple[str, str] | None = None  # (verb, kind)
         self.fail_status = 500
         self.fail_retry_after: float | None = None
+        #: The refusal's words (None: the API server's for that status; a 403 is RBAC's).
+        self.fail_message: str | None = None
 
     def add(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -68,8 +70,11 @@ class MemoryApi:
 
     def _maybe_fail(self, verb: str, kind: str) -> None:
         if self.fail_on == (verb, kind):
+            words = f"{verb} {kind} refused"
+            if self.fail_status == 403:
+                words = f'{words}: User "system:serviceaccount:vigil:vigil" cannot {verb} resource'
             raise KubeError(
-                self.fail_status, f"{verb} {kind} refused", retry_after=self.fail_retry_after
+                self.fail_status, self.fail_message or words, retry_after=self.fail_retry_after
             )
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -521,6 +526,50 @@ async def test_a_refused_child_ends_in_deploy_failed_with_the_api_servers_words(
     assert ready["Stalled"]["status"] == "True"
     # nothing after the refused write: only the ConfigMap before it, then the status
     assert [kind for _, kind, _ in harness.api.writes] == ["ConfigMap", "ModelDeployment"]
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        'admission webhook "policy.example.com" denied the request: no latest tags',
+        'deployments.apps "wine-1" is forbidden: exceeded quota: objects, requested: '
+        "count/deployments.apps=1, used: count/deployments.apps=4, limited: "
+        "count/deployments.apps=4",
+    ],
+)
+async def test_a_child_denied_by_admission_or_quota_ends_in_deploy_failed(
+    harness: Harness, words: str
+) -> None:
+    """A 403 that refuses the object (a policy webhook, an object-count quota), not the
+    operator's rights: in status, or GitOps tools wait for a generation never observed."""
+    await converged(harness)
+    changed = model_deployment(version="2")
+    changed["metadata"]["generation"] = 2
+    changed["status"] = stored_status(harness)
+    harness.api.add(changed)
+    harness.api.fail_on, harness.api.fail_status = ("apply", "Deployment"), 403
+    harness.api.fail_message = words
+    with pytest.raises(RetryLater):
+        await harness.reconciler.reconcile("ml", "wine")
+    status = stored_status(harness)
+    assert (status["phase"], status["observedGeneration"]) == ("Failed", 2)
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "DeployFailed")
+    assert words in ready["message"]
+
+
+async def test_a_child_denied_by_rbac_leaves_status_as_it_was(harness: Harness) -> None:
+    """RBAC's 403 is also what a restarting API server answers for a few seconds."""
+    await converged(harness)
+    before = copy.deepcopy(stored_status(harness))
+    changed = model_deployment(version="2")
+    changed["metadata"]["generation"] = 2
+    changed["status"] = stored_status(harness)
+    harness.api.add(changed)
+    harness.api.fail_on, harness.api.fail_status = ("apply", "Deployment"), 403
+    with pytest.raises(RetryLater):
+        await harness.reconciler.reconcile("ml", "wine")
+    assert stored_status(harness) == before
 
 
 async def test_a_refused_switch_leaves_the_stable_and_history_as_they_were(
