@@ -290,8 +290,8 @@ class RealizedPerformance:
 
     A window of label *arrival*: a label counts when it arrives, against the
     revision that served its prediction. Figures that cannot be computed
-    (no scored label; accuracy of a regressor) are None.
-    """
+    (no scored label; accuracy of a regressor) are None. Shares are at most 1: Prometheus
+    extrapolates each counter apart, and correct may pass scored."""
 
     #: Labels (prediction rows) by outcome: joined, duplicate, no_prediction, expired,
     #: lost, unknown, unreachable, invalid (docs/design/ground-truth.md).
@@ -324,7 +324,7 @@ class RealizedPerformance:
     def accuracy(self) -> float | None:
         if not self.classification or self.scored <= 0:
             return None
-        return sum(self.correct_by_class.values()) / self.scored
+        return min(1.0, sum(self.correct_by_class.values()) / self.scored)
 
     @property
     def recall(self) -> dict[str, float]:
@@ -332,7 +332,7 @@ class RealizedPerformance:
         if not self.classification:
             return {}
         return {
-            label: self.correct_by_class.get(label, 0.0) / scored
+            label: min(1.0, self.correct_by_class.get(label, 0.0) / scored)
             for label, scored in sorted(self.scored_by_class.items())
             if scored > 0
         }

@@ -99,6 +99,16 @@ class TestTheCondition:
         measured = measure(labels(1000, 1060))
         assert measured is not None and (measured.value, measured.high) == (1.0, 1.0)
 
+    def test_more_correct_than_scored_shows_in_status_as_all_correct(self) -> None:
+        # The figures beside the condition said accuracy 1.0015 and a recall of 1.013.
+        window = RealizedPerformance(
+            labels_by_outcome={"joined": 200.0},
+            scored_by_class={"0": 100.0, "1": 100.0},
+            correct_by_class={"0": 101.3, "1": 99.0},
+        )
+        figures = judge(window, PerformanceSpec(min_accuracy=0.9), None, "1h").figures
+        assert (figures["accuracy"], figures["recall"]) == (1.0, {"0": 1.0, "1": 0.99})
+
     def test_a_regressor_is_judged_on_mae_with_a_normal_interval(self) -> None:
         worse = judge(regression(500, 0.8, 1.0), PerformanceSpec(max_mae=0.5), None, "1h")
         assert worse.degraded is True
