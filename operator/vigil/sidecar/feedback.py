@@ -1084,6 +1084,9 @@ class FeedbackService:
         if sid is not None:
             if item.forgotten or sid.served_at < now - self.settings.window_seconds:
                 return EXPIRED, named
+            # Its pod answers (this one, or a peer asked): let go for room, not lost with it.
+            if sid.owner == self.peers.me or sid.owner in item.asked:
+                return EXPIRED, named
             return LOST, named
         return (EXPIRED if item.forgotten else UNKNOWN), self.revision
 

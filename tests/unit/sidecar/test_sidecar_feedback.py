@@ -463,6 +463,19 @@ class TestPeers:
         mb = await scrape(http, b)
         assert value(mb, "vigil_feedback_labels_total", revision="r1", outcome="lost") == 1
 
+    async def test_a_prediction_its_running_pod_let_go_for_room_is_expired_not_lost(
+        self, model, start_sidecar, http
+    ):
+        """Its pod answers still: the store was too small for the labels' delay (send them
+        sooner, or add replicas), not a pod gone without handing over."""
+        a, b = await self.two(model, start_sidecar)
+        made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
+        await a.monitor.drain()  # kept (off the latency path), then
+        a.feedback.store = type(a.feedback.store)(10, 3600.0)  # let go, the pod still up
+        for asked in (a, b):  # at its own pod, and at a peer that asks it
+            _, summary, _ = await send(http, asked, {"labels": [{"id": made, "truth": pred}]})
+            assert (summary["expired"], summary["lost"]) == (1, 0)
+
     async def test_ids_naming_made_up_revisions_add_at_most_a_bounded_number_of_series(
         self, model, start_sidecar, http
     ):
