@@ -344,6 +344,12 @@ class _Client(asyncio.Protocol):
         self.linger_timer: asyncio.TimerHandle | None = None
         #: Body bytes of the request being received or in flight, in the proxy's ``held``.
         self.held = 0
+        #: Answer bytes the client has not read (its transport's buffer when it filled),
+        #: in ``held`` too until it drains: readers that take nothing must not take the
+        #: sidecar past its memory.
+        self.unread = 0
+        #: The buffer's size at the idle reaper's last look (None: not looked at yet).
+        self.unsent_seen: int | None = None
 
     # -------------------------------------------------------------- events
 
@@ -355,6 +361,7 @@ class _Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.proxy.clients.pop(self, None)
+        self.unread = self.proxy.charge(self.unread, 0)
         if self.linger_timer is not None:
             self.linger_timer.cancel()
             self.linger_timer = None
@@ -380,9 +387,12 @@ class _Client(asyncio.Protocol):
     def pause_writing(self) -> None:
         # Answers the client does not read would pile up here: one per pipelined request.
         self.write_blocked = True
+        if self.transport is not None:
+            self.unread = self.proxy.charge(self.unread, self.transport.get_write_buffer_size())
 
     def resume_writing(self) -> None:
         self.write_blocked = False
+        self.unread = self.proxy.charge(self.unread, 0)
         if self.request is None and self.local_task is None:
             self._resume()
 
@@ -785,6 +795,19 @@ class _Client(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def reap(self) -> None:
+        """Idle past listen.idleTimeoutSeconds: closed, its unread answers still sent. One
+        that has taken no byte of them since the reaper's last look is cut off: closed, its
+        buffer would hold their memory for as long as TCP keeps the connection."""
+        unsent = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        seen, self.unsent_seen = self.unsent_seen, unsent
+        stalled = self.write_blocked and seen is not None and unsent >= seen
+        if stalled and self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+            return
+        self.close()
+
 
 class Proxy:
     """Serves the pod's ``http`` port."""
@@ -898,7 +921,7 @@ class Proxy:
             deadline = self.loop.time() - idle
             for client, since in list(self.clients.items()):
                 if since < deadline:
-                    client.close()
+                    client.reap()
 
     def charge(self, was: int, now: int) -> int:
         """A holder's body bytes go from ``was`` to ``now`` in ``held``; returns ``now``."""

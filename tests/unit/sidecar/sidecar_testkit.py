@@ -229,6 +229,7 @@ class FakeTransport:
         self.paused = False
         #: Bytes written that a slow reader has not taken yet (a test sets it).
         self.unsent = 0
+        self.aborted = False
 
     def write(self, data: bytes) -> None:
         self.written += data
@@ -240,7 +241,7 @@ class FakeTransport:
         self.closing = True
 
     def abort(self) -> None:
-        self.closing = True
+        self.closing = self.aborted = True
 
     def is_closing(self) -> bool:
         return self.closing

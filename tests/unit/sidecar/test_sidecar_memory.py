@@ -135,8 +135,8 @@ async def test_a_large_answer_is_held_once_on_its_way_to_the_client(proxied, fra
 
 
 class TestTheBudgetOfBodiesHeld:
-    """HELD_BYTES_BUDGET, here 1000 bytes: bodies of requests and answers on their way (not
-    answers a client does not read, nor the copies queued for monitoring and shadowing)."""
+    """HELD_BYTES_BUDGET, here 1000 bytes: bodies of requests and answers on their way, and
+    answers a client has not read (not the copies queued for monitoring and shadowing)."""
 
     @pytest.fixture(autouse=True)
     def small_budget(self, monkeypatch):
@@ -201,19 +201,53 @@ class TestTheBudgetOfBodiesHeld:
         assert clients[0].answers() == [b"HTTP/1.1 200 OK"]
         assert sidecar.proxy.held == 0
 
-    async def test_answers_a_client_does_not_read_refuse_no_one(self, proxied):
-        # Counted, they stayed counted after the idle reaper closed the connection (its
-        # buffer never empties, so it never goes): every later request got 503.
+    async def test_answers_a_client_has_not_read_count_until_it_reads_them(self, proxied):
+        # Not counted, clients that read nothing took the sidecar past its 256Mi: eight
+        # answers of 24 MiB written, none read, RSS 271 MB, and no request refused.
         sidecar, sent = proxied
         slow, transport = fake_client(sidecar.proxy)
         transport.unsent = 900
-        slow.pause_writing()
-        slow.close()
+        slow.pause_writing()  # its buffer full: 900 bytes of answers it has not read
+        _, refused = _posted(sidecar.proxy, 600)
+        assert refused.answers() == [b"HTTP/1.1 503 Service Unavailable"] and not sent
+        transport.unsent = 0
+        slow.resume_writing()  # read at last
         client, _ = _posted(sidecar.proxy, 600)
         assert len(sent) == 1
         answer_ok(client, sent[0])
         assert sidecar.proxy.held == 0
-        transport.unsent = 0  # the peer goes at last: the stop's drain need not wait 5 s
+
+    async def test_a_reader_that_takes_nothing_is_cut_off_by_the_reaper_and_counts_no_more(
+        self, proxied
+    ):
+        # Closed, its buffer never empties and its connection is never lost: counted for
+        # good, every later request would get 503.
+        sidecar, sent = proxied
+        slow, transport = fake_client(sidecar.proxy)
+        transport.unsent = 900
+        slow.pause_writing()
+        slow.reap()  # closed: what it has not read may still go
+        assert transport.closing and not transport.aborted
+        slow.reap()  # nothing taken since the last look: cut off
+        assert transport.aborted
+        slow.connection_lost(None)
+        client, _ = _posted(sidecar.proxy, 600)
+        assert len(sent) == 1
+        answer_ok(client, sent[0])
+        assert sidecar.proxy.held == 0
+
+    async def test_a_slow_reader_still_reading_is_closed_not_cut_off(self, proxied):
+        sidecar, _ = proxied
+        slow, transport = fake_client(sidecar.proxy)
+        transport.unsent = 900
+        slow.pause_writing()
+        slow.reap()
+        transport.unsent = 500  # it reads, slowly
+        slow.reap()
+        assert transport.closing and not transport.aborted
+        transport.unsent = 0  # it has read all: the connection ends
+        slow.connection_lost(None)
+        assert sidecar.proxy.held == 0
 
     async def test_a_body_admitted_at_its_head_is_never_refused_half_sent(self, proxied):
         # A small request admitted while a large one uploaded made the large one's next
