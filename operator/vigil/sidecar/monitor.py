@@ -91,6 +91,9 @@ class Exchange:
     served_at: float = 0.0
     #: False: sampled out of input monitoring, queued only to read its prediction.
     sampled: bool = True
+    #: Inference-Header-Content-Length of the request and of the answer (binary tensors).
+    request_json_length: int | None = None
+    response_json_length: int | None = None
 
 
 def _size(exchange: Exchange) -> int:
@@ -618,10 +621,18 @@ class Monitor(Collector):
         if len(request) > MAX_MONITORED_BYTES or _work(response) > MAX_MONITORED_BYTES:
             self.too_large += 1
             return self._values(ex, response), work
-        parsed = parse_request(self.protocol, request, ex.request_type, self.all_features)
+        parsed = parse_request(
+            self.protocol, request, ex.request_type, self.all_features, ex.request_json_length
+        )
         out = None
         if response is not None:
-            out = parse_response(self.protocol, response, ex.response_type, self.classification)
+            out = parse_response(
+                self.protocol,
+                response,
+                ex.response_type,
+                self.classification,
+                json_length=ex.response_json_length,
+            )
         classes = isinstance(self.prediction, _CategoryCounts)
         scores = out is not None and classes and holds_scores(out.values)
         self.rows += parsed.rows
@@ -666,7 +677,13 @@ class Monitor(Collector):
             return None
         if len(response) > MAX_MONITORED_BYTES:
             return None
-        return parse_response(self.protocol, response, ex.response_type, self.classification).values
+        return parse_response(
+            self.protocol,
+            response,
+            ex.response_type,
+            self.classification,
+            json_length=ex.response_json_length,
+        ).values
 
     def _count(self, batch: _Batch) -> None:
         """Add a batch's columns and predictions to the counters."""

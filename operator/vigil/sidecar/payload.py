@@ -15,6 +15,7 @@ Supported payloads:
 * KServe V1: ``{"instances": [...]}`` (or ``"inputs"``), rows as lists (in
   feature order) or objects (by feature name). Response ``{"predictions":
   [...]}``.
+* The v2 binary tensor extension (:mod:`vigil.sidecar.binary_tensors`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from itertools import chain
 from typing import Any
 
 import orjson
+
+from vigil.sidecar.binary_tensors import fill_binary_data
 
 __all__ = [
     "ArgMaxes",
@@ -132,15 +135,24 @@ def _loads(body: bytes) -> Any:
         return json.loads(body)
 
 
-def _decode(body: bytes, content_type: str) -> tuple[Any, list[str]]:
+def _decode(body: bytes, content_type: str, json_length: int | None) -> tuple[Any, list[str]]:
+    """The body's document and its violations; ``json_length``: the binary tensor
+    extension's JSON part (:mod:`vigil.sidecar.binary_tensors`), the tensors' bytes after."""
     violations: list[str] = []
-    if content_type and "json" not in content_type:
+    if json_length is not None:
+        if json_length > len(body):
+            return None, [MALFORMED_JSON]
+        body, binary = body[:json_length], body[json_length:]
+    elif content_type and "json" not in content_type:
         violations.append(CONTENT_TYPE)
     try:
-        return _loads(body), violations
+        doc = _loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         # RecursionError: nesting deeper than the parser's stack ("[[[[...").
         return None, [*violations, MALFORMED_JSON]
+    if json_length is not None:
+        fill_binary_data(doc, binary)
+    return doc, violations
 
 
 def _size(shape: Any) -> int | None:
@@ -189,11 +201,16 @@ def _v2_tensor(tensor: Any) -> tuple[list[Any] | None, list[int] | None, str | N
 
 
 def parse_request(
-    protocol: str, body: bytes, content_type: str, features: tuple[str, ...]
+    protocol: str,
+    body: bytes,
+    content_type: str,
+    features: tuple[str, ...],
+    json_length: int | None = None,
 ) -> ParsedInput:
-    """Extract columns for ``features`` (model input order) from a request body."""
+    """Extract columns for ``features`` (model input order) from a request body
+    (``json_length``: its Inference-Header-Content-Length)."""
     out = ParsedInput()
-    doc, out.violations = _decode(body, content_type)
+    doc, out.violations = _decode(body, content_type, json_length)
     if MALFORMED_JSON in out.violations:  # not "doc is None": a JSON null is a document
         return out
     if protocol == "v2":
@@ -335,6 +352,7 @@ def parse_response(
     content_type: str,
     classification: bool,
     output_name: str | None = None,
+    json_length: int | None = None,
 ) -> ParsedOutput:
     """Extract one prediction per row from a response body.
 
@@ -343,9 +361,10 @@ def parse_response(
     otherwise.
     ``output_name``: read the v2 output of this name (:func:`prediction_output`);
     an answer that names its outputs but none so is an ``unknown_payload``.
+    ``json_length``: the answer's Inference-Header-Content-Length.
     """
     out = ParsedOutput()
-    doc, out.violations = _decode(body, content_type)
+    doc, out.violations = _decode(body, content_type, json_length)
     if MALFORMED_JSON in out.violations:  # not "doc is None": a JSON null is a document
         return out
     if protocol == "v2":

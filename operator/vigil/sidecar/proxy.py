@@ -193,6 +193,7 @@ class _Upstream(ResponseConnection):
                     head.content_type,
                     head.content_encoding,
                     head.has_request_id,
+                    head.json_length,
                 ),
                 reusable=False,
             )
@@ -268,6 +269,7 @@ class _Upstream(ResponseConnection):
                 head.content_type,
                 head.content_encoding,
                 head.has_request_id,
+                head.json_length,
             ),
             reusable=head.keep_alive and not leftover,
         )
@@ -1042,6 +1044,8 @@ class Proxy:
                 resp.content_encoding if ok else "",
                 request_id,
                 time.time(),
+                request_json_length=head.json_length,
+                response_json_length=resp.json_length if ok else None,
             )
         )
         if ok and not head.shadow_copy and self.shadow.wants():
@@ -1056,6 +1060,7 @@ class Proxy:
                     head.content_encoding,
                     resp.content_encoding,
                     head.raw,
+                    resp.json_length,
                 )
             )
 

@@ -93,6 +93,8 @@ class ShadowCopy:
     #: The live request's head as the model server got it; the copy carries its
     #: end-to-end headers (:func:`_forwarded`). Empty: Content-Type and -Encoding alone.
     head: bytes = b""
+    #: The local answer's Inference-Header-Content-Length (binary tensors after it).
+    local_json_length: int | None = None
 
 
 def _size(copy: ShadowCopy) -> int:
@@ -633,12 +635,18 @@ class Shadow:
         if len(body) > MAX_COMPARED_BYTES:
             self._count(children, labels, "target_too_large")
             return
-        if body == local_body and resp.content_type == copy.local_content_type:
+        same = (resp.content_type, resp.json_length) == (
+            copy.local_content_type,
+            copy.local_json_length,
+        )
+        if body == local_body and same:
             remote = local  # the same bytes: the same parse (a pure function)
         else:
             await asyncio.sleep(0)  # live requests go on between the parses
             # The target's output of the name the local prediction came from (v2).
-            remote = parse_response(self.protocol, body, resp.content_type, parse_as, local.output)
+            remote = parse_response(
+                self.protocol, body, resp.content_type, parse_as, local.output, resp.json_length
+            )
         if _unreadable(remote):
             self._count(children, labels, "unparseable")
             return
@@ -689,7 +697,13 @@ class Shadow:
             return "stable_unparseable"
         if len(body) > cap:
             return "too_large"
-        parsed = parse_response(self.protocol, body, copy.local_content_type, classification)
+        parsed = parse_response(
+            self.protocol,
+            body,
+            copy.local_content_type,
+            classification,
+            json_length=copy.local_json_length,
+        )
         if _unreadable(parsed):
             return "stable_unparseable"
         if len(parsed.values) > MAX_COMPARED_ROWS:

@@ -47,6 +47,8 @@ class TargetResponse:
     body: bytes
     content_type: str
     content_encoding: str
+    #: Inference-Header-Content-Length: the body's JSON part, binary tensors after it.
+    json_length: int | None = None
 
 
 class _Connection(ResponseConnection):
@@ -136,7 +138,9 @@ class _Connection(ResponseConnection):
             self.close()
         if waiter is not None and not waiter.done():
             waiter.set_result(
-                TargetResponse(head.status, body, head.content_type, head.content_encoding)
+                TargetResponse(
+                    head.status, body, head.content_type, head.content_encoding, head.json_length
+                )
             )
 
     def _fail(self, error: TargetError) -> None:

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import cast
 
+from vigil.sidecar.binary_tensors import HEADER_LENGTH
+
 __all__ = [
     "BadMessage",
     "BodyTooLarge",
@@ -128,6 +130,8 @@ class RequestHead:
     request_id: str = ""
     #: The client sent an X-Request-Id header (maybe empty).
     has_request_id: bool = False
+    #: Inference-Header-Content-Length: the body's JSON part, binary tensors after it.
+    json_length: int | None = None
 
 
 @dataclass(slots=True)
@@ -143,6 +147,8 @@ class Response:
     content_encoding: str = ""
     #: The model server's answer carries its own X-Request-Id header.
     has_request_id: bool = False
+    #: Inference-Header-Content-Length: the body's JSON part, binary tensors after it.
+    json_length: int | None = None
 
 
 def parse_request_head(raw: bytes) -> RequestHead:
@@ -165,6 +171,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
     shadow_copy = False
     request_id = ""
     has_request_id = False
+    json_length = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep:
@@ -198,6 +205,8 @@ def parse_request_head(raw: bytes) -> RequestHead:
         elif key == b"x-request-id":
             request_id = value.strip().decode("latin-1")
             has_request_id = True
+        elif key == HEADER_LENGTH:
+            json_length = _json_length(value)
     if chunked and content_length is not None:
         # RFC 9112 6.3: the upstream connection is shared, and a server behind the
         # proxy that framed it by Content-Length would read a second request out of it.
@@ -228,6 +237,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
         raw=raw,
         request_id=request_id,
         has_request_id=has_request_id,
+        json_length=json_length,
     )
 
 
@@ -277,7 +287,14 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool) -> Res
         raw = body = await reader.read()  # delimited by the end of the connection
         keep_alive = False
     return Response(
-        head.status, raw_head, raw, body, keep_alive, head.content_type, head.content_encoding
+        head.status,
+        raw_head,
+        raw,
+        body,
+        keep_alive,
+        head.content_type,
+        head.content_encoding,
+        json_length=head.json_length,
     )
 
 
@@ -294,6 +311,8 @@ class ResponseHead:
     has_request_id: bool = False
     #: A chunked answer that also had a Content-Length line: Transfer-Encoding wins.
     length_ignored: bool = False
+    #: Inference-Header-Content-Length: the body's JSON part, binary tensors after it.
+    json_length: int | None = None
 
 
 def parse_response_head(raw_head: bytes) -> ResponseHead:
@@ -309,6 +328,7 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
     connection = b""
     ctype = cenc = b""
     has_request_id = False
+    json_length = None
     for line in raw_head[:-4].split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         key = name.strip().lower()
@@ -329,6 +349,8 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
             chunked = b"chunked" in value.lower()
         elif key == b"connection":
             connection = value.strip().lower()
+        elif key == HEADER_LENGTH:
+            json_length = _json_length(value)
     http10 = raw_head.startswith(b"HTTP/1.0")
     keep_alive = (b"keep-alive" in connection) if http10 else (b"close" not in connection)
     return ResponseHead(
@@ -340,7 +362,15 @@ def parse_response_head(raw_head: bytes) -> ResponseHead:
         cenc.strip().decode("latin-1").lower(),
         has_request_id,
         chunked and content_length is not None,
+        json_length,
     )
+
+
+def _json_length(value: bytes) -> int | None:
+    """An Inference-Header-Content-Length's value (None: not a length; the body is then
+    read as a whole, as the model server will refuse it)."""
+    value = value.strip()
+    return int(value) if value.isdigit() and len(value) <= 12 else None
 
 
 def with_request_header(raw_head: bytes, request_id: str, replace: bool = False) -> bytes:

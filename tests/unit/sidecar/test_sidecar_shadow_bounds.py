@@ -191,9 +191,9 @@ async def test_the_comparison_lets_the_event_loop_run_between_its_steps(
     seen_at_compare: list[list[str]] = []
     real_parse, real_compare = shadow_module.parse_response, shadow_module.compare_predictions
 
-    def parse(*args: Any) -> Any:
+    def parse(*args: Any, **kwargs: Any) -> Any:
         loop.call_soon(ran.append, "parsed")
-        return real_parse(*args)
+        return real_parse(*args, **kwargs)
 
     def compare(*args: Any, **kwargs: Any) -> Any:
         seen_at_compare.append(list(ran))

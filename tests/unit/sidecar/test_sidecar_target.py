@@ -297,9 +297,9 @@ async def test_identical_answers_are_parsed_once_and_still_compared(
     calls: list[bytes] = []
     real = shadow_module.parse_response
 
-    def counting(protocol, body, content_type, classification):  # type: ignore[no-untyped-def]
+    def counting(protocol, body, content_type, classification, **extra):  # type: ignore[no-untyped-def]
         calls.append(body)
-        return real(protocol, body, content_type, classification)
+        return real(protocol, body, content_type, classification, **extra)
 
     monkeypatch.setattr(shadow_module, "parse_response", counting)
     sidecar = await start_sidecar(
