@@ -254,13 +254,18 @@ def _read_csv(
                 frames.append(chunk)
                 rows += len(chunk)
                 bar.update(handle.tell() / max(size, 1), rows)
-            mixed = _mixed_columns(frames)
-            if mixed:
-                # Read again as text, as pandas reads a column with a word in it whole.
+            kinds = _column_kinds(frames)
+            # Read again as text, as pandas reads a column with a word in it whole (mixed:
+            # numbers in one chunk, words in another), each cell as written: "NA" or
+            # "None" is a category there (North America, no discount), as it is live.
+            texts = [c for c in frames[0].columns if "text" in kinds[c] or c in text]
+            texts += [c for c in frames[0].columns if len(kinds[c]) > 1 and c not in texts]
+            if texts:
                 handle.seek(0)
-                again = list(_csv_chunks(handle, missing, dtype=str, usecols=mixed))
-                for frame, texts in zip(frames, again, strict=True):
-                    frame[mixed] = texts[mixed]
+                again = _csv_chunks(handle, missing, dtype=str, usecols=texts, verbatim=True)
+                for frame, read in zip(frames, list(again), strict=True):
+                    frame[texts] = read[texts]
+                _say_markers_kept(frames, texts)
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
         raise ProfileError(f"{file} is not a readable CSV: {error}") from None
     except UnicodeDecodeError:
@@ -271,7 +276,11 @@ def _read_csv(
     return frames
 
 
-def _csv_chunks(handle: BinaryIO, missing: Sequence[str], **options: Any) -> Any:
+def _csv_chunks(
+    handle: BinaryIO, missing: Sequence[str], *, verbatim: bool = False, **options: Any
+) -> Any:
+    """The CSV in chunks: missing are empty cells, ``missing`` and, unless ``verbatim``
+    (text columns), pandas' markers (NA, NaN, null, None, N/A...)."""
     import pandas as pd
 
     # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
@@ -279,17 +288,45 @@ def _csv_chunks(handle: BinaryIO, missing: Sequence[str], **options: Any) -> Any
         handle,
         chunksize=CSV_CHUNK_ROWS,
         encoding="utf-8-sig",
-        na_values=list(missing) or None,
+        na_values=["", *missing] if verbatim else (list(missing) or None),
+        keep_default_na=not verbatim,
         skipinitialspace=True,  # "age, income": the feature is "income"
         **options,
     )
 
 
-def _mixed_columns(frames: Sequence[Any]) -> list[str]:
-    """Columns typed apart by chunk: text, booleans or numbers in one, another in the next
-    (read whole, pandas makes such a column text); chunks without a value do not count."""
-    if len(frames) < 2:
-        return []
+#: pandas' own missing-value markers (besides the empty cell): in a text column, categories.
+PANDAS_MARKERS = (
+    "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "null", "NULL", "None", "<NA>",
+    "#N/A", "#N/A N/A", "#NA", "1.#IND", "-1.#IND", "1.#QNAN", "-1.#QNAN",
+)  # fmt: skip
+
+
+def _say_markers_kept(frames: Sequence[Any], columns: Sequence[str]) -> None:
+    """Warn of text cells that pandas would have made missing, read as categories: the
+    user says which they are (North America, or R's NA)."""
+    for column in columns:
+        counts: dict[str, int] = {}
+        for frame in frames:
+            kept = frame[column][frame[column].isin(PANDAS_MARKERS)]
+            for marker, n in kept.value_counts().items():
+                counts[str(marker)] = counts.get(str(marker), 0) + int(n)
+        if counts:
+            cells = ", ".join(f"{n} {marker!r}" for marker, n in sorted(counts.items()))
+            warnings.warn(
+                ProfileWarning(
+                    f"column {column!r} holds text, whose cells are categories as written "
+                    f"(as the sidecar reads them live): {cells}; if they mark missing "
+                    f"values, say so: --missing-values {','.join(sorted(counts))}"
+                ),
+                stacklevel=2,
+            )
+
+
+def _column_kinds(frames: Sequence[Any]) -> dict[str, set[str]]:
+    """What each column holds, chunk by chunk: text, bool or number; a column typed apart
+    by chunk has more than one (read whole, pandas makes it text); chunks without a value
+    do not count."""
     from pandas.api.types import infer_dtype
 
     def kind(series: Any) -> str:
@@ -299,12 +336,10 @@ def _mixed_columns(frames: Sequence[Any]) -> list[str]:
             return "bool"
         return "number" if inferred in _NUMBER_KINDS else "text"
 
-    mixed = []
-    for column in frames[0].columns:
-        kinds = {kind(frame[column]) for frame in frames if frame[column].notna().any()}
-        if len(kinds) > 1:
-            mixed.append(column)
-    return mixed
+    return {
+        column: {kind(frame[column]) for frame in frames if frame[column].notna().any()}
+        for column in frames[0].columns
+    }
 
 
 #: What pandas.api.types.infer_dtype calls a column of numbers.
@@ -450,9 +485,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         features = _split(args.features)
         categorical = _split(args.categorical)
         _check_column_options(args, features)
-        frame = read_table(
-            args.input, args.format, args.progress, missing=markers, text_columns=categorical
-        )
+        with warnings.catch_warnings(record=True) as read:
+            warnings.simplefilter("always", ProfileWarning)
+            frame = read_table(
+                args.input, args.format, args.progress, missing=markers, text_columns=categorical
+            )
         padded = _typed_categories(frame, args.input, args.format, categorical)
         frame = _select(frame, args, features)
         truths = _take_labels(frame, args)
@@ -481,6 +518,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as sized:
             warnings.simplefilter("always", ProfileWarning)
             check_size(profile, text)
+        caught[:0] = read
         caught.extend(sized)
         if args.output:
             _write(args.output, text)
