@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vigil.common.labels import class_key
 from vigil.common.times import format_time
 from vigil.profile import model
 from vigil.profile.bins import bin_index, float32_bounds
@@ -542,7 +543,8 @@ def validation_score(
     """The model's score on labelled rows (rows without a truth are skipped).
 
     Classes are compared as the sidecar compares a label with its prediction
-    (:func:`~vigil.profile.model.category_key`: ``1`` and ``1.0`` are one class);
+    (:func:`~vigil.profile.model.category_key`: ``1`` and ``1.0`` are one class, and
+    :func:`~vigil.common.labels.class_key`: ``True`` and ``1`` too);
     a labelled row without a prediction counts as a wrong answer. A regressor's
     labelled row without a prediction is an error (``ProfileError`` naming the
     rows): it has no error to average, and skipping it would flatter the score.
@@ -560,7 +562,12 @@ def validation_score(
     if not labelled:
         raise ProfileError("no labelled rows to compute the validation score from")
     if task == "classification":
-        correct = sum(1 for _, p, t in labelled if model.category_key(p) == model.category_key(t))
+        # One class whatever its form (True, 1, "true"): as the live labels are scored.
+        correct = sum(
+            1
+            for _, p, t in labelled
+            if class_key(model.category_key(p)) == class_key(model.category_key(t))
+        )
         return model.Validation(method, len(labelled), accuracy=round(correct / len(labelled), 6))
     where = f"column {prediction_column!r}: " if prediction_column else ""
     unanswered = [i for i, p, _ in labelled if model.category_key(p) is None]

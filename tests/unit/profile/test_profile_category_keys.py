@@ -123,6 +123,13 @@ def test_validation_compares_a_decimal_label_with_a_number_as_one_class():
     assert score.accuracy == 1.0
 
 
+def test_validation_compares_a_boolean_prediction_with_a_zero_or_one_label_as_one_class():
+    # pandas wrote True/False predictions beside 0/1 labels: accuracy 0, a baseline of 0
+    # that no realized accuracy could fall below (maxDrop never fired).
+    score = validation_score([True, False, True], [1, 0, 0], "classification", "holdout")
+    assert score.accuracy == pytest.approx(2 / 3, abs=1e-6)
+
+
 def test_64_bit_integer_ids_keep_every_digit_as_categories(tmp_path):
     """int64 columns became float64: ids collapsed into two keys no client sends."""
     from vigil.cli import main
