@@ -14,3 +14,12 @@ def not_utf8(data: bytes) -> str:
         line = data[: exc.start].count(b"\n") + 1
         return f"line {line}: byte {data[exc.start]:#04x}"
     return ""
+
+
+def without_bom(text: str | bytes) -> str | bytes:
+    """The text past a leading UTF-8 byte order mark. Saved by Notepad or PowerShell
+    ("UTF8"), a file keeps one, and so does a ConfigMap made from it: json.loads refuses
+    a str that starts with one."""
+    if isinstance(text, str):
+        return text.removeprefix("\ufeff")
+    return text.removeprefix(b"\xef\xbb\xbf")

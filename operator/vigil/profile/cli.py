@@ -178,6 +178,8 @@ def read_table(
     if not file.is_file():
         raise ProfileError(f"no such file: {path}")
     fmt = fmt or ("parquet" if file.suffix.lower().lstrip(".") in PARQUET else "csv")
+    if fmt == "csv":
+        _check_not_another_kind(file)
     size = file.stat().st_size
     enabled = progress == "always" or (progress == "auto" and size >= PROGRESS_MIN_BYTES)
     bar = _Progress(f"reading {file.name}", 1.0, enabled, stream or sys.stderr)
@@ -191,6 +193,36 @@ def read_table(
         raise ProfileError(f"{path} has no rows")
     check_unique_columns(frames[0].columns, path)
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+#: Files that are no CSV, by their first bytes, and what they are.
+_MAGIC = ((b"\x1f\x8b", "gzip-compressed"), (b"PK\x03\x04", "a zip archive (an Excel workbook?)"))
+#: Extensions of files that are no CSV, whatever their bytes.
+_NOT_CSV = {
+    "json": "JSON",
+    "jsonl": "JSON lines",
+    "ndjson": "JSON lines",
+    "xlsx": "Excel",
+    "xls": "Excel",
+}
+
+
+def _check_not_another_kind(file: Path) -> None:
+    """Refuse a file that is no CSV: read as one, JSON lines made a feature of each
+    "{"a": 0.84" and the profile looked fine (exit 0)."""
+    try:
+        with file.open("rb") as handle:
+            start = handle.read(4)
+    except OSError as error:
+        raise ProfileError(f"cannot read {file}: {error.strerror or error}") from None
+    kind = _NOT_CSV.get(file.suffix.lower().lstrip("."))
+    kind = kind or next((what for magic, what in _MAGIC if start.startswith(magic)), None)
+    if kind is not None:
+        raise ProfileError(
+            f"{file} is {kind}, not CSV: vigil profile build reads CSV (comma-separated, "
+            "with a header) or Parquet; with pandas: df.to_csv(path, index=False) or "
+            "df.to_parquet(path)"
+        )
 
 
 def _read_parquet(file: Path, bar: _Progress) -> list[Any]:

@@ -26,7 +26,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-from vigil.common.text import not_utf8
+from vigil.common.text import not_utf8, without_bom
 
 #: Identifies the document type (a profile is plain JSON, often in a ConfigMap).
 FORMAT = "vigil.dev/reference-profile"
@@ -480,7 +480,7 @@ def parse_profile(text: str | bytes | dict[str, Any], *, verify: bool = True) ->
         doc: Any = text
     else:
         try:
-            doc = json.loads(text)
+            doc = json.loads(without_bom(text))
         except ValueError as exc:
             raise ProfileError(f"reference profile is not valid JSON: {exc}") from exc
         except RecursionError:  # "[[[[...": 2 KB reach the parser's stack limit

@@ -57,6 +57,7 @@ import aiohttp
 
 from vigil.common.labels import class_key
 from vigil.common.objects import body
+from vigil.common.text import without_bom
 from vigil.core.rollout import GoldenResult
 from vigil.core.spec import GoldenSetRef
 from vigil.profile.model import category_key
@@ -220,15 +221,6 @@ def tensor_value(value: Any, datatype: str, where: str) -> Any:
     return value
 
 
-def _without_bom(text: str | bytes) -> str | bytes:
-    """The text past a leading UTF-8 byte order mark. Saved by Notepad or PowerShell
-    ("UTF8"), the CLI reads the file past it, but a ConfigMap made from the file keeps it,
-    and json.loads refuses a str with one: the operator rolled the candidate back."""
-    if isinstance(text, str):
-        return text.removeprefix("\ufeff")
-    return text.removeprefix(b"\xef\xbb\xbf")
-
-
 def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     """Read and validate a golden set document (JSON text or decoded).
 
@@ -238,7 +230,7 @@ def parse_golden_set(source: str | bytes | Mapping[str, Any]) -> GoldenSet:
     """
     if isinstance(source, str | bytes):
         try:
-            doc = json.loads(_without_bom(source))
+            doc = json.loads(without_bom(source))
         except ValueError as error:
             raise GoldenSetError(f"golden set is not JSON: {error}") from error
         except RecursionError:  # "[[[[...": a few KB reach the parser's stack limit

@@ -119,3 +119,20 @@ def test_a_column_of_numbers_keeps_pandas_missing_markers_missing(tmp_path, caps
     rc, out = _build(tmp_path)
     x = load_profile(out).feature("x")
     assert rc == 0 and x.type == "numeric" and x.null_rate == pytest.approx(2 / 30)
+
+
+@pytest.mark.parametrize(
+    "name, content, kind",
+    [
+        ("rows.jsonl", b'{"a": 0.84, "b": "y"}\n{"a": 0.1, "b": "n"}\n', "JSON lines"),
+        ("rows.json", b'[{"a": 0.84, "b": "y"}]', "JSON"),
+        ("rows.csv.gz", b"\x1f\x8b\x08\x00rest", "gzip-compressed"),
+        ("rows.csv", b"PK\x03\x04rest", "a zip archive"),
+    ],
+)
+def test_a_file_of_another_kind_is_refused_saying_what_it_is(tmp_path, capsys, name, content, kind):
+    # JSON lines read as CSV made a feature of each '{"a": 0.84' (exit 0).
+    (tmp_path / name).write_bytes(content)
+    assert main(["profile", "build", str(tmp_path / name)]) == 1
+    err = capsys.readouterr().err
+    assert f"is {kind}" in err and "df.to_csv(path, index=False)" in err

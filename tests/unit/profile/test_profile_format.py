@@ -41,6 +41,14 @@ def test_round_trip_keeps_everything(profile, tmp_path):
     assert doc["fingerprint"] == profile.fingerprint
 
 
+def test_a_profile_saved_with_a_byte_order_mark_reads_as_without(profile, tmp_path):
+    # Saved by Notepad or PowerShell: refused, and the sidecar turned drift monitoring off.
+    path = tmp_path / "p.json"
+    path.write_bytes(b"\xef\xbb\xbf" + profile.to_json().encode())
+    assert load_profile(path) == profile
+    assert parse_profile("\ufeff" + profile.to_json()) == profile
+
+
 def test_fingerprint_ignores_creation_time_but_not_content(profile):
     later = build_profile(np.zeros((2, 1)), created_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     same_data_later = parse_profile({**profile.to_dict(), "createdAt": "2031-01-01T00:00:00Z"})
