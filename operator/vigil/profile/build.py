@@ -117,15 +117,25 @@ def _check_not_numbers_with_words(source: str, values: npt.NDArray[Any]) -> None
         f"{word!r} ({n} row{'s' if n > 1 else ''})" for word, n in words.most_common(5)
     )
     more = f" and {len(words) - 5} more" if len(words) > 5 else ""
-    markers = ",".join(str(word) for word, _ in words.most_common(5))
+    # --missing-values splits at commas: a value holding one cannot be named there.
+    named = [str(word) for word, _ in words.most_common(5) if "," not in str(word)]
+    option = f"vigil profile build --missing-values '{','.join(named)}', " if named else ""
+    thousands = any(
+        "," in str(word) and _reads_as_number(str(word).replace(",", "")) for word in words
+    )
+    separators = (
+        "; numbers written with a thousands separator ('1,234') must be written without"
+        if thousands
+        else ""
+    )
     # --missing-values reads CSV only: a Parquet file or a DataFrame is rewritten instead.
     raise ProfileError(
-        f"column {source!r} holds numbers and {held} values that are not: "
-        f"{shown}{more}; if they mark missing values, read them as missing (a CSV file: "
-        f"vigil profile build --missing-values '{markers}', pandas: na_values; a Parquet "
-        "file or a DataFrame: store the column as numbers with nulls, pandas.to_numeric("
-        "column, errors='coerce')), if they are categories, declare the column categorical "
-        f"(--categorical {source})"
+        f"column {source!r} holds numbers and {held} "
+        f"{'values that are' if held > 1 else 'value that is'} not: {shown}{more}"
+        f"{separators}; if they mark missing values, read them as "
+        f"missing (a CSV file: {option}pandas: na_values; a Parquet file or a DataFrame: "
+        "store the column as numbers with nulls, pandas.to_numeric(column, errors='coerce')), "
+        f"if they are categories, declare the column categorical (--categorical {source})"
     )
 
 

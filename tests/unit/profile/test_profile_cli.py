@@ -280,6 +280,22 @@ def test_a_stray_missing_marker_is_refused_then_read_as_missing_on_request(tmp_p
     assert x.type == "numeric" and x.null_rate == pytest.approx(1 / 40)
 
 
+def test_a_number_with_a_thousands_separator_is_named_so_not_offered_as_a_marker(
+    tmp_path, capsys
+):
+    # The message offered --missing-values '1,234', which splits at the comma: the same
+    # refusal, and every cell 1 and 234 read as missing.
+    values = [f"{v:.3f}" for v in np.linspace(0.0, 1.0, 40)]
+    values[5] = '"1,234"'
+    (tmp_path / "data.csv").write_text(
+        "x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(values))
+    )
+    assert main(["profile", "build", str(tmp_path / "data.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "1 value that is not: '1,234' (1 row)" in err
+    assert "thousands separator" in err and "--missing-values" not in err
+
+
 def test_parquet_decimals_and_nullable_booleans_keep_their_kind(tmp_path, capsys):
     import decimal
 
