@@ -280,9 +280,7 @@ def test_a_stray_missing_marker_is_refused_then_read_as_missing_on_request(tmp_p
     assert x.type == "numeric" and x.null_rate == pytest.approx(1 / 40)
 
 
-def test_a_number_with_a_thousands_separator_is_named_so_not_offered_as_a_marker(
-    tmp_path, capsys
-):
+def test_a_number_with_a_thousands_separator_is_named_so_not_offered_as_a_marker(tmp_path, capsys):
     # The message offered --missing-values '1,234', which splits at the comma: the same
     # refusal, and every cell 1 and 234 read as missing.
     values = [f"{v:.3f}" for v in np.linspace(0.0, 1.0, 40)]
