@@ -273,9 +273,26 @@ def _where(path: str, row: int, column: int, names: list[str]) -> str:
     return f"{path}: row {row + 1}, column {named}"
 
 
+def _features(args: argparse.Namespace) -> list[str] | None:
+    """``--features`` as ``vigil profile build`` reads it: names around commas, each once,
+    none the model's output (sent as an input, it made the golden set pass anything)."""
+    features = [f.strip() for f in (args.features or "").split(",") if f.strip()]
+    for index, name in enumerate(features):
+        if name in features[:index]:
+            raise GoldenSetError(f"--features names {name!r} twice")
+        if name == args.expected_column:
+            raise GoldenSetError(
+                f"--features names {name!r}, the --expected-column: it is the model's "
+                "output, no input; leave it out of --features"
+            )
+    return features or None
+
+
 def build(args: argparse.Namespace) -> GoldenSet:
     tolerance = _tolerance(args)
-    features = [f for f in (args.features or "").split(",") if f] or None
+    features = _features(args)
+    if args.sample < 0:
+        raise GoldenSetError(f"--sample must be a number of rows >= 1 (0: all), not {args.sample}")
     if args.from_endpoint:
         _endpoint(args.from_endpoint, "--from-endpoint")
         if not args.model:
@@ -394,6 +411,10 @@ def _no_answer(report: ReplayReport, endpoint: str) -> str:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
+        if not 0.0 <= args.min_agreement <= 1.0:  # NaN too: no agreement could pass it
+            raise GoldenSetError(
+                f"--min-agreement must be a share from 0 to 1, not {args.min_agreement}"
+            )
         _endpoint(args.endpoint, "--endpoint")
         text = _read_stdin() if args.golden == "-" else _read_text(Path(args.golden))
         # A ConfigMap in YAML (a .yaml file, or on stdin, as `golden build --configmap` writes).

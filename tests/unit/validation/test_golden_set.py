@@ -570,6 +570,45 @@ def build_cli(tmp_path, name: str, text: str | bytes, *extra: str) -> int:
     return main([*argv, *extra])
 
 
+@pytest.mark.parametrize(
+    "features, words",
+    [
+        ("a, b", None),  # names around commas, as vigil profile build reads them
+        ("a,a", "--features names 'a' twice"),
+        ("a,label", "--features names 'label', the --expected-column"),
+    ],
+)
+def test_cli_build_reads_features_as_profile_build_does(tmp_path, capsys, features, words):
+    # The label went out as a model input (exit 0); " b" was no column.
+    rc = build_cli(tmp_path, "data.csv", "a,b,label\n1,2,0\n3,4,1\n", "--features", features)
+    if words is None:
+        assert rc == 0
+        golden = json.loads((tmp_path / "golden.json").read_text())
+        assert golden["features"] == ["a", "b"]
+    else:
+        assert rc == 1 and words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--sample", "-5"], "--sample must be a number of rows >= 1 (0: all), not -5"),
+    ],
+)
+def test_cli_build_refuses_a_negative_sample_saying_so(tmp_path, capsys, argv, words):
+    assert build_cli(tmp_path, "data.csv", "a,b,label\n1,2,0\n", *argv) == 1
+    assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("share", ["1.5", "nan", "-0.1"])
+def test_cli_check_refuses_a_min_agreement_no_agreement_could_pass(tmp_path, capsys, share):
+    golden = tmp_path / "g.json"
+    golden.write_text("{}")
+    argv = ["golden", "check", str(golden), "--endpoint", "http://127.0.0.1:9", "--model", "m"]
+    assert main([*argv, "--min-agreement", share]) == 1
+    assert "--min-agreement must be a share from 0 to 1" in capsys.readouterr().err
+
+
 def test_cli_build_refuses_an_empty_cell_naming_its_line_and_column(tmp_path, capsys):
     """A blank cell went out as "" in an FP64 tensor: the model server refused every batch."""
     assert build_cli(tmp_path, "data.csv", "a,b,label\n1,2,0\n1,,0\n") == 1
