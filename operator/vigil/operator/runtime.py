@@ -21,6 +21,7 @@ from typing import Any
 import kopf
 import orjson
 from kopf._cogs.clients import api as kopf_api
+from kopf._cogs.clients import errors as kopf_errors
 from kopf._cogs.clients import watching as kopf_watching
 
 from vigil import __version__
@@ -239,6 +240,10 @@ def decode_watch_streams_with_orjson() -> None:
     kopf_api.json = faster  # type: ignore[attr-defined]
 
 
+#: How often a watch the API server refuses (403) is tried again.
+FORBIDDEN_RETRY_SECONDS = 60.0
+
+
 def announce_listings(
     on_listing: Callable[[str, str | None, bool], None],
     on_active: Callable[[bool], None] | None = None,
@@ -257,6 +262,10 @@ def announce_listings(
     ``on_active(True)`` as a watch starts (kopf is not paused), ``(False)`` when kopf
     pauses the operator (peering: another instance acts): the operator's own loops,
     which kopf does not pause, stop writing too.
+
+    A namespace the operator may not read (deleted with its RoleBinding) is said in the
+    log and tried again every FORBIDDEN_RETRY_SECONDS, read as empty meanwhile: kopf
+    lets the 403 end the whole operator, and every other namespace with it.
     """
     original = getattr(
         kopf_watching.continuous_watch, "__wrapped__", kopf_watching.continuous_watch
@@ -273,10 +282,25 @@ def announce_listings(
             # Done: paused; cancelled: only this stream ended (a relisting, the exit).
             waiter.add_done_callback(lambda done: done.cancelled() or on_active(False))
         on_listing(resource.plural, namespace, False)
-        async for event in original(resource=resource, namespace=namespace, **kwargs):
-            if event is kopf_watching.Bookmark.LISTED:
-                on_listing(resource.plural, namespace, True)
-            yield event
+        try:
+            async for event in original(resource=resource, namespace=namespace, **kwargs):
+                if event is kopf_watching.Bookmark.LISTED:
+                    on_listing(resource.plural, namespace, True)
+                yield event
+        except kopf_errors.APIForbiddenError as error:
+            log.error(
+                "cannot watch %s in namespace %s (%s): its models are not reconciled; grant "
+                "the operator's Role there, or leave the namespace out of --namespace "
+                "(trying again in %.0fs)",
+                resource.plural,
+                namespace,
+                error,
+                FORBIDDEN_RETRY_SECONDS,
+            )
+            # Listed as empty: kopf's handlers wait for every listing, this one's included.
+            on_listing(resource.plural, namespace, True)
+            yield kopf_watching.Bookmark.LISTED
+            await asyncio.sleep(FORBIDDEN_RETRY_SECONDS)
 
     continuous_watch.__wrapped__ = original  # type: ignore[attr-defined]
     kopf_watching.continuous_watch = continuous_watch

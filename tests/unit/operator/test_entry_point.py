@@ -337,6 +337,44 @@ async def test_kopf_announces_each_listing(monkeypatch: pytest.MonkeyPatch) -> N
     assert runtime.cache.serves_list("Service", "ml", f"{naming.LABEL_MODEL_DEPLOYMENT}=m")
 
 
+async def test_a_namespace_the_operator_may_not_watch_stops_no_other(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its RoleBinding deleted with it: kopf let the 403 end the operator (crash-looping on
+    restart), and every other namespace went unreconciled. Read as empty, tried again."""
+    from kopf._cogs.clients import errors as kopf_errors
+    from kopf._cogs.clients import watching as kopf_watching
+    from kopf._cogs.structs import references
+
+    from vigil.operator import runtime as runtime_module
+
+    async def refused(**_: Any) -> Any:
+        raise kopf_errors.APIForbiddenError(
+            {"message": 'configmaps is forbidden: User "vigil" cannot list resource'},
+            status=403,
+            headers={},
+        )
+        yield
+
+    calls: list[tuple[str, str | None, bool]] = []
+    monkeypatch.setattr(kopf_watching, "continuous_watch", refused)
+    monkeypatch.setattr(runtime_module, "FORBIDDEN_RETRY_SECONDS", 0.0)
+    runtime_module.announce_listings(lambda *call: calls.append(call))
+    settings = kopf.OperatorSettings()
+    settings.watching.reconnect_backoff = 0
+    stream = kopf_watching.infinite_watch(
+        settings=settings,
+        resource=references.Resource("", "v1", "configmaps"),
+        namespace="gone",
+        _iterations=2,
+    )
+    # Listed (as empty) each time: kopf's handlers wait for every listing before any runs.
+    assert [event async for event in stream] == [kopf_watching.Bookmark.LISTED] * 2
+    assert calls == [("configmaps", "gone", False), ("configmaps", "gone", True)] * 2
+    assert "cannot watch configmaps in namespace gone" in caplog.text
+    assert "leave the namespace out of --namespace" in caplog.text
+
+
 def test_peers_get_distinct_priorities_unless_told() -> None:
     # kopf pauses every instance of equal priority: two replicas would both wait.
     args = ["--all-namespaces", "--peering", "vigil"]
