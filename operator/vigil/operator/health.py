@@ -650,11 +650,11 @@ class HealthLoop:
                 self.reconciler.nudge(*key)
 
     async def _reference(
-        self, api: Api, namespace: str, ref: tuple[str, str]
+        self, read: ConfigMapReads, namespace: str, ref: tuple[str, str]
     ) -> tuple[ReferenceProfile | None, str | None]:
         name, key = ref
         try:
-            configmap = await api.get("ConfigMap", namespace, name)
+            configmap = await read.get(namespace, name)
         except KubeError as error:
             cached = self._references.get((namespace, name, key))
             if cached is not None:
@@ -704,7 +704,7 @@ class HealthLoop:
 
     async def _profile_for(
         self,
-        api: Api,
+        read: ConfigMapReads,
         target: RevisionTarget,
         settings: MonitoringSettings,
         mounted: tuple[str, str] | None,
@@ -718,13 +718,13 @@ class HealthLoop:
         edit of it in place reconciles the model (``_nudge_on_new_references``).
         """
         spec = (
-            await self._reference(api, target.namespace, settings.reference)
+            await self._reference(read, target.namespace, settings.reference)
             if settings.reference
             else await _no_reference()
         )
         if mounted is None or mounted == settings.reference:
             return settings, *spec
-        profile, problem = await self._reference(api, target.namespace, mounted)
+        profile, problem = await self._reference(read, target.namespace, mounted)
         return replace(settings, reference=mounted), profile, problem
 
     def _profiles_read(self, now: float) -> ProfilesRead:
@@ -996,7 +996,7 @@ class HealthLoop:
         self, targets: Sequence[tuple[RevisionTarget, MonitoringSettings, Any]]
     ) -> list[tuple[MonitoringSettings, ReferenceProfile | None, str | None]]:
         """Each target's settings, reference profile and problem (step 3), in order."""
-        api = self._api_factory()
+        read = ConfigMapReads(self._api_factory())
         mounted = [self._mounted(target) for target, _, _ in targets]
         # Profiles no model reads any more (deleted, or pointed elsewhere) are let go.
         wanted = {(t.namespace, *s.reference) for t, s, _ in targets if s.reference} | {
@@ -1006,7 +1006,7 @@ class HealthLoop:
             del self._references[stale]
         found = await asyncio.gather(
             *(
-                self._profile_for(api, target, settings, ref)
+                self._profile_for(read, target, settings, ref)
                 for (target, settings, _), ref in zip(targets, mounted, strict=True)
             ),
             return_exceptions=True,
@@ -1170,6 +1170,21 @@ def _verdicts(
         said(ConditionType.DRIFT_DETECTED, "True"),
         said(ConditionType.PERFORMANCE_DEGRADED, "True"),
     )
+
+
+class ConfigMapReads:
+    """One cycle's reads of ConfigMaps: each read once, however many models share it (a
+    reference ConfigMap for a thousand models was a thousand GETs every cycle)."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.reads: dict[tuple[str, str], asyncio.Future[Any]] = {}
+
+    def get(self, namespace: str, name: str) -> asyncio.Future[Any]:
+        key = (namespace, name)
+        if key not in self.reads:
+            self.reads[key] = asyncio.ensure_future(self.api.get("ConfigMap", namespace, name))
+        return self.reads[key]
 
 
 async def _no_reference() -> tuple[ReferenceProfile | None, str | None]:
