@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from vigil.common.cells import BOOLEANS, PADDED
 from vigil.common.commands import command_group
 from vigil.common.text import not_utf8
 from vigil.profile.build import (
@@ -399,16 +400,9 @@ def _csv_header(handle: BinaryIO) -> list[str]:
     return [name for name in header if name]
 
 
-#: A number written with a leading zero ("02134", "-007"): an identifier, not a quantity.
-_PADDED = r"\s*[+-]?0\d"
 #: Text pandas reads as a number: an integer, else a decimal (exponent allowed).
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-#: Text pandas reads as booleans when a whole column is made of them.
-_BOOLEANS = {
-    **dict.fromkeys(("True", "TRUE", "true"), True),
-    **dict.fromkeys(("False", "FALSE", "false"), False),
-}
 
 
 def _typed_categories(
@@ -433,11 +427,11 @@ def _typed_categories(
             continue
         texts = frame[column].to_numpy(dtype=object)
         present = [text for text in texts if isinstance(text, str)]
-        if any(re.match(_PADDED, text) for text in present):
+        if any(PADDED.match(text) for text in present):
             padded.append(column)
             continue
-        if present and all(text.strip() in _BOOLEANS for text in present):
-            values = [_BOOLEANS[t.strip()] if isinstance(t, str) else None for t in texts]
+        if present and all(text.strip() in BOOLEANS for text in present):
+            values = [BOOLEANS[t.strip()] if isinstance(t, str) else None for t in texts]
         else:
             values = [_cell_value(text) for text in texts]
         # As objects: pandas would make whole numbers with a gap floats (ids losing digits).

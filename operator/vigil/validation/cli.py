@@ -16,6 +16,7 @@ import math
 import random
 import sys
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from vigil.common import kube_yaml
+from vigil.common.cells import BOOLEANS, PADDED
 from vigil.common.commands import command_group
 from vigil.common.text import not_utf8
 from vigil.core.spec import GoldenSetRef
@@ -82,17 +84,43 @@ def _expected_cell(text: str, where: str, task: str) -> Any:
     return regression_output(_cell(text, where, None), where)
 
 
-def _cell(text: str, where: str, datatype: str | None) -> Any:
-    """One CSV cell, refused when empty or not a number a numeric tensor (``datatype``) takes."""
+def _cell(text: str, where: str, datatype: str | None, kind: str = "") -> Any:
+    """One CSV cell, refused when empty or not a number a numeric tensor (``datatype``) takes;
+    ``kind`` (:func:`_column_kinds`): kept as text, or read as a boolean."""
     if not text.strip():
         # A blank cell went out as "" and the model server refused the whole batch.
         raise GoldenSetError(f"{where}: empty cell (a case needs every value: fill or drop it)")
+    if kind == "text":
+        return text
+    if kind == "bool":
+        return BOOLEANS[text.strip()]
     value = _number(text)
     if isinstance(value, float) and not math.isfinite(value):
         raise GoldenSetError(f"{where}: {text!r} is not a finite number")
     if datatype:
         check_tensor_value(value, datatype, where)
     return value
+
+
+def _column_kinds(
+    names: Sequence[str], records: Sequence[Sequence[str]], datatype: str | None, text: bool
+) -> list[str]:
+    """How each column's cells go out where no numeric tensor takes them (``datatype``
+    None), as ``vigil profile build`` reads a categorical column: as written (``text``:
+    a BYTES tensor; or a number written with a leading zero in it, a zip code "02134" that
+    clients send as text), booleans (pandas' True/False only), else each a number or text."""
+    if datatype is not None:
+        return [""] * len(names)
+    kinds = []
+    for index in range(len(names)):
+        cells = [record[index].strip() for record in records if record[index].strip()]
+        if text or any(PADDED.match(cell) for cell in cells):
+            kinds.append("text")
+        elif cells and all(cell in BOOLEANS for cell in cells):
+            kinds.append("bool")
+        else:
+            kinds.append("")
+    return kinds
 
 
 def _unnamed(path: Path, columns: list[str], features: list[str] | None) -> None:
@@ -180,12 +208,15 @@ def _read_csv_rows(
     features: list[str] | None,
     datatype: str | None,
     task: str,
+    as_text: bool = False,
 ) -> tuple[list[str], list[list[Any]], list[Any] | None]:
     rows: list[list[Any]] = []
     expected_values: list[Any] = []
+    records: list[tuple[str, list[str]]] = []
     # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark, else part of the first name.
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+        # "age, income": the feature is "income", as vigil profile build reads it.
+        reader = csv.reader(handle, skipinitialspace=True)
         try:
             header = next(reader, None)
             if header is None:
@@ -210,17 +241,20 @@ def _read_csv_rows(
                     raise GoldenSetError(
                         f"{line}: {len(record)} cells, the header has {len(header)}"
                     )
-                rows.append(
-                    [
-                        _cell(record[p], f"{line}, column {n!r}", datatype)
-                        for n, p in zip(names, positions, strict=True)
-                    ]
-                )
+                records.append((line, [record[p] for p in positions]))
                 if expected_column:
                     where = f"{line}, column {expected_column!r}"
                     expected_values.append(_expected_cell(record[label_at], where, task))
         except UnicodeDecodeError:
             raise _not_utf8(path) from None
+    kinds = _column_kinds(names, [cells for _, cells in records], datatype, as_text)
+    for line, cells in records:
+        rows.append(
+            [
+                _cell(cell, f"{line}, column {name!r}", datatype, kind)
+                for name, cell, kind in zip(names, cells, kinds, strict=True)
+            ]
+        )
     return names, rows, expected_values if expected_column else None
 
 
@@ -230,16 +264,18 @@ def read_rows(
     features: list[str] | None,
     datatype: str | None = None,
     task: str = "classification",
+    as_text: bool = False,
 ) -> tuple[list[str], list[list[Any]], list[Any] | None]:
     """(feature names, rows, expected column values or None) from a CSV or JSON file.
 
     ``datatype``: the numeric tensor type the rows go out as (None: any value); text in one
     is refused here, where the file's line (CSV) or element (JSON) can be named, as is an
-    expected value of a regression (``task``) that is no number.
+    expected value of a regression (``task``) that is no number. ``as_text``: a CSV's cells
+    go out as written (a BYTES tensor).
     """
     if path.suffix.lower() == ".json":
         return _read_json_rows(path, expected_column, features, datatype, task)
-    return _read_csv_rows(path, expected_column, features, datatype, task)
+    return _read_csv_rows(path, expected_column, features, datatype, task, as_text)
 
 
 def _endpoint(url: str, option: str) -> str:
@@ -298,8 +334,9 @@ def build(args: argparse.Namespace) -> GoldenSet:
         if not args.model:
             raise GoldenSetError("--from-endpoint needs --model (the model name in its URL)")
     numeric = args.datatype if numeric_datatype(args.protocol, args.datatype) else None
+    as_text = args.protocol == "v2" and args.datatype == "BYTES"
     names, rows, expected = read_rows(
-        Path(args.input), args.expected_column, features, numeric, args.task
+        Path(args.input), args.expected_column, features, numeric, args.task, as_text
     )
     if args.protocol == "v2":  # the tensor's own type: no 1.0 in INT64, no "True" in BOOL
         rows = [

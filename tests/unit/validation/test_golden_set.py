@@ -590,6 +590,29 @@ def test_cli_build_reads_features_as_profile_build_does(tmp_path, capsys, featur
 
 
 @pytest.mark.parametrize(
+    "extra, inputs",
+    [
+        # A zip code a client sends as text, and pandas' booleans: as vigil profile build
+        # keys them (the golden set sent 2134 and "True", the profile keyed "02134", true).
+        (["--protocol", "v1"], [["02134", True, 10.5, "Paris"], ["10001", False, 20, "Lyon"]]),
+        # A BYTES tensor holds text: every cell as written.
+        (
+            ["--datatype", "BYTES"],
+            [["02134", "True", "10.5", "Paris"], ["10001", "False", "20", "Lyon"]],
+        ),
+    ],
+)
+def test_cli_build_reads_cells_as_profile_build_does(tmp_path, extra, inputs):
+    text = (
+        "zip, member, amount, city, label\n02134, True, 10.5, Paris, 0\n10001, False, 20, Lyon, 1\n"
+    )
+    assert build_cli(tmp_path, "data.csv", text, *extra) == 0
+    golden = json.loads((tmp_path / "golden.json").read_text())
+    assert golden["features"] == ["zip", "member", "amount", "city"]
+    assert golden["inputs"] == inputs
+
+
+@pytest.mark.parametrize(
     "argv, words",
     [
         (["--sample", "-5"], "--sample must be a number of rows >= 1 (0: all), not -5"),
