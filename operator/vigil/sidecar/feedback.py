@@ -836,6 +836,8 @@ class FeedbackService:
         self.metrics = metrics
         metrics.zero_series(revision, task)
         self.clock = clock
+        #: Every id this process makes from now on is in its store, or was let go from it.
+        self.started_at = clock()
         self.store = JoinStore(
             settings.max_predictions,
             settings.window_seconds,
@@ -1048,6 +1050,9 @@ class FeedbackService:
         found = self.store.label(
             label.key, label.row, at, functools.partial(self._error_problem, label.truth)
         )
+        if found.outcome == ABSENT and self._made_here(label.request_id):
+            # Let go for room, its filter of forgotten keys past it: not lost with a pod.
+            return FORGOTTEN
         if found.outcome in (ABSENT, FORGOTTEN):
             return found.outcome
         if found.outcome == JOINED:
@@ -1058,6 +1063,11 @@ class FeedbackService:
             errors.append(f"{label.request_id}: {found.detail}")
         self.metrics.count(found.revision, found.outcome)
         return found.outcome
+
+    def _made_here(self, request_id: str) -> bool:
+        """Whether this sidecar process made the id (not one killed before it restarted)."""
+        sid = parse_sidecar_id(request_id)
+        return sid is not None and sid.owner == self.peers.me and sid.served_at >= self.started_at
 
     def _error_problem(self, truth: Any, revision: str, prediction: float) -> str:
         """Why ``truth`` cannot be scored against a regression prediction ("" if it can):
@@ -1083,9 +1093,6 @@ class FeedbackService:
             return UNREACHABLE, named
         if sid is not None:
             if item.forgotten or sid.served_at < now - self.settings.window_seconds:
-                return EXPIRED, named
-            # Its pod answers (this one, or a peer asked): let go for room, not lost with it.
-            if sid.owner == self.peers.me or sid.owner in item.asked:
                 return EXPIRED, named
             return LOST, named
         return (EXPIRED if item.forgotten else UNKNOWN), self.revision

@@ -475,6 +475,10 @@ class TestPeers:
         for asked in (a, b):  # at its own pod, and at a peer that asks it
             _, summary, _ = await send(http, asked, {"labels": [{"id": made, "truth": pred}]})
             assert (summary["expired"], summary["lost"]) == (1, 0)
+        # Its sidecar killed and restarted at the same address: lost with the process.
+        a.feedback.started_at += 3600.0
+        _, summary, _ = await send(http, b, {"labels": [{"id": made, "truth": pred}]})
+        assert (summary["expired"], summary["lost"]) == (0, 1)
 
     async def test_ids_naming_made_up_revisions_add_at_most_a_bounded_number_of_series(
         self, model, start_sidecar, http
