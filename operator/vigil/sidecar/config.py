@@ -332,6 +332,12 @@ def validate(s: Settings) -> None:
     if s.role not in ROLES:
         raise ConfigError(f"role: must be one of {ROLES}, got {s.role!r}")
     _check_http_url("upstream.url", s.upstream)
+    if urlsplit(s.upstream).path not in ("", "/") or urlsplit(s.upstream).query:
+        # Requests go to the model server as the client sent them: a prefix would be ignored.
+        raise ConfigError(
+            f"upstream.url: must be http://host:port with no path, got {s.upstream!r} "
+            "(requests keep the path the client sent)"
+        )
     for name, port in (("listen.port", s.listen_port), ("metrics.port", s.metrics_port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name}: out of range")

@@ -104,6 +104,8 @@ def test_null_means_default_and_shadow_null_disables():
         ({"role": "canary"}, "role"),
         ({"listen": {"port": "eighty"}}, "listen.port"),
         ({"upstream": {"url": "https://x:1"}}, "upstream.url"),
+        # Accepted, the prefix was ignored: requests went to /v2/..., not /prefix/v2/...
+        ({"upstream": {"url": "http://127.0.0.1:8080/prefix"}}, "upstream.url: .* no path"),
         ({"shadow": {"percent": 150, "target": "http://127.0.0.1:1"}}, "shadow.percent"),
         ({"shadow": {"bogus": 1}}, "shadow.bogus"),
         ({"shadow": {"tolerance": -0.1}}, "shadow.tolerance"),
