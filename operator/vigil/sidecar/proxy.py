@@ -88,10 +88,6 @@ BUSY_RETRY_AFTER = 1
 #: Methods a second send cannot change the outcome of (RFC 9110 9.2.2): retried once on a
 #: fresh connection when a kept-alive one is lost before any byte of the answer.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-#: Any other request (an inference POST) only when the connection is lost this soon after
-#: the write: the model server had closed it while idle (its FIN crossed the request). Later
-#: it may have read the request and worked on it; a retry would run it twice.
-STALE_RETRY_SECONDS = 0.005
 _BUSY = float("inf")  # activity mark of a connection with a request in progress
 #: Empty lines before a request line, ignored (RFC 9112 2.2): some clients send a CRLF
 #: after a request's body.
@@ -161,8 +157,6 @@ class _Upstream(ResponseConnection):
         self.request: _Request | None = None
         #: Bytes of the answer being received, counted in the proxy's ``held``.
         self.held = 0
-        #: When the request went out on this kept-alive connection (loop time).
-        self.sent_at = 0.0
 
     # -------------------------------------------------------------- events
 
@@ -209,19 +203,16 @@ class _Upstream(ResponseConnection):
 
     def _stale(self, request: _Request) -> bool:
         """Whether the lost connection may be retried for ``request``: the method is
-        idempotent, or the loss came too soon after the write for the model server to
-        have read the request (STALE_RETRY_SECONDS)."""
-        if request.head.method in IDEMPOTENT:
-            return True
-        return self.proxy.loop.time() - self.sent_at <= STALE_RETRY_SECONDS
+        idempotent, or the model server closed it while idle (any other, an inference
+        POST, may have been read and worked on: a retry would run it twice)."""
+        return request.head.method in IDEMPOTENT or self.closed_while_idle()
 
     # -------------------------------------------------------------- actions
 
     def send(self, client: _Client, request: _Request, reused: bool) -> None:
         assert self.transport is not None
         self.client, self.request, self.reused = client, request, reused
-        if reused:
-            self.sent_at = self.proxy.loop.time()
+        self.sent_at = self.proxy.loop.time()
         self.got_bytes = False
         request.upstream = self
         head = request.head

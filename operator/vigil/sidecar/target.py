@@ -74,6 +74,7 @@ class _Connection(ResponseConnection):
         self.waiter, self.no_body, self.reused = waiter, no_body, reused
         self.max_body = max_body
         self.got_bytes = False
+        self.sent_at = asyncio.get_running_loop().time()
         self.transport.write(raw)
 
     def _expecting(self) -> bool:
@@ -94,7 +95,7 @@ class _Connection(ResponseConnection):
             # it short: half a prediction would read as a disagreement).
             self._done(head, bytes(self.buf), reusable=False)
             return
-        if not self.got_bytes and self.reused:
+        if self.closed_while_idle():  # later, it may have run the copy: not sent twice
             self._fail(_Stale("kept-alive connection closed by the shadow target"))
         elif self.got_bytes and exc is not None:
             self._fail(TargetError("shadow target reset the connection mid-answer"))

@@ -418,6 +418,12 @@ def with_identity_headers(raw_head: bytes, identity: bytes, replace_id: bool) ->
     return raw_head[:-2] + identity + b"\r\n"
 
 
+#: A kept-alive connection lost this soon after a request was written, before any byte of
+#: the answer: the server had closed it while idle (its FIN crossed the request), and the
+#: request may go again on a fresh one. Later the server may have read it and worked on it.
+STALE_RETRY_SECONDS = 0.005
+
+
 class ResponseConnection(asyncio.Protocol):
     """A keep-alive connection that reads one response at a time (the proxy's upstream
     connections, the shadow copies' client): bytes gather in ``buf`` for ``_parse``.
@@ -433,6 +439,8 @@ class ResponseConnection(asyncio.Protocol):
         self.got_bytes = False
         self.reused = False
         self.closed = False
+        #: When the request went out on this connection (loop time).
+        self.sent_at = 0.0
         #: Where framing the chunked body of ``head`` stopped (a new one for each head,
         #: dropped once the body is taken).
         self.chunks: ChunkedScanner | None = None
@@ -440,6 +448,12 @@ class ResponseConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
         self.transport = cast(asyncio.Transport, transport)
+
+    def closed_while_idle(self) -> bool:
+        """Whether the connection, kept alive and lost before any byte of the answer, was
+        closed by the server while idle (STALE_RETRY_SECONDS), its request unread."""
+        elapsed = asyncio.get_running_loop().time() - self.sent_at
+        return self.reused and not self.got_bytes and elapsed <= STALE_RETRY_SECONDS
 
     def data_received(self, data: bytes) -> None:
         if not self._expecting():

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from sidecar_testkit import FakeModel, base, scrape, settle, v2_body, value
 
+from vigil.sidecar import wire
 from vigil.sidecar.config import ShadowSettings
 from vigil.sidecar.target import TargetClient, TargetError
 
@@ -147,7 +148,11 @@ async def test_answer_delimited_by_the_end_of_the_connection(scripted) -> None:
     assert client.idle == []  # not reusable
 
 
-async def test_stale_keep_alive_connection_is_retried_once_on_a_fresh_one(scripted) -> None:
+async def test_stale_keep_alive_connection_is_retried_once_on_a_fresh_one(
+    scripted, monkeypatch
+) -> None:
+    # Closed as the request came (a server closing it while idle): however loaded the loop.
+    monkeypatch.setattr(wire, "STALE_RETRY_SECONDS", 60.0)
     answers = iter([ok(b"[1]"), None, ok(b"[2]")])  # the 2nd request finds the old connection dead
     server = scripted(lambda _: next(answers))
     port = await server.start()
@@ -155,6 +160,22 @@ async def test_stale_keep_alive_connection_is_retried_once_on_a_fresh_one(script
     assert (await client.request("127.0.0.1", port, post(), False)).body == b"[1]"
     assert (await client.request("127.0.0.1", port, post(), False)).body == b"[2]"
     assert server.connections == 2 and len(server.requests) == 3
+
+
+async def test_a_copy_the_target_read_before_dropping_the_connection_is_not_resent(
+    scripted, monkeypatch
+) -> None:
+    """Lost after the target may have run it (its sidecar killed, say): the candidate ran
+    and counted the copy twice, and a failure that happened once was hidden."""
+    monkeypatch.setattr(wire, "STALE_RETRY_SECONDS", 0.0)
+    answers = iter([ok(b"[1]"), None, ok(b"[2]")])
+    server = scripted(lambda _: next(answers))
+    port = await server.start()
+    client = TargetClient()
+    assert (await client.request("127.0.0.1", port, post(), False)).body == b"[1]"
+    with pytest.raises(TargetError, match="without an answer"):
+        await client.request("127.0.0.1", port, post(), False)
+    assert len(server.requests) == 2
 
 
 async def test_broken_answers_raise_target_error(scripted) -> None:
