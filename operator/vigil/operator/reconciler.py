@@ -74,10 +74,10 @@ CLOSE_GRACE_SECONDS = 20.0
 MAX_RETRY_SECONDS = 300.0
 #: API answers that mean "this object, as it is, will never be accepted".
 INVALID_STATUSES = (400, 422)
-#: RBAC's words in a 403 (``User "..." cannot patch resource "deployments"``): the
-#: operator's rights, not the object. Every other 403 refuses the object itself (an
-#: admission webhook or policy that denied it, an exceeded object-count quota).
-AUTHORIZER_DENIAL = re.compile(r"\bcannot \S+ resource\b")
+#: A 403 that refuses the object itself, in the API server's words: an admission webhook
+#: or a ValidatingAdmissionPolicy that denied it, an exceeded object-count quota. Others
+#: (RBAC's "cannot patch resource", a namespace being terminated) are not the object's.
+OBJECT_DENIED = re.compile(r"denied (the )?request|exceeded quota")
 #: A nudge waits this long before it reconciles, so that a burst of child events (a
 #: Deployment's status moves through several replica counts within a second or two)
 #: costs one reconcile (its reads and its status patch) instead of one per event.
@@ -98,7 +98,7 @@ def refuses_the_object(error: KubeError) -> bool:
     answers for a few seconds before its authorizer has caught up."""
     if error.status in INVALID_STATUSES:
         return True
-    return error.status == 403 and AUTHORIZER_DENIAL.search(error.message) is None
+    return error.status == 403 and OBJECT_DENIED.search(error.message) is not None
 
 
 class RetryLater(Exception):

@@ -264,8 +264,8 @@ def announce_listings(
     which kopf does not pause, stop writing too.
 
     A namespace the operator may not read (deleted with its RoleBinding) is said in the
-    log and tried again every FORBIDDEN_RETRY_SECONDS, read as empty meanwhile: kopf
-    lets the 403 end the whole operator, and every other namespace with it.
+    log and tried again every FORBIDDEN_RETRY_SECONDS: kopf lets the 403 end the whole
+    operator, and every other namespace with it.
     """
     original = getattr(
         kopf_watching.continuous_watch, "__wrapped__", kopf_watching.continuous_watch
@@ -294,11 +294,12 @@ def announce_listings(
                 "(trying again in %.0fs)",
                 resource.plural,
                 namespace,
-                error,
+                error.args[0] if error.args else error,
                 FORBIDDEN_RETRY_SECONDS,
             )
-            # Listed as empty: kopf's handlers wait for every listing, this one's included.
-            on_listing(resource.plural, namespace, True)
+            # kopf's handlers wait until every watch has listed, this one's included. The
+            # cache and the health loop are told nothing: a failed listing shows no object
+            # gone (a restarting API server answers 403 for a few seconds too).
             yield kopf_watching.Bookmark.LISTED
             await asyncio.sleep(FORBIDDEN_RETRY_SECONDS)
 

@@ -532,6 +532,8 @@ async def test_a_refused_child_ends_in_deploy_failed_with_the_api_servers_words(
     "words",
     [
         'admission webhook "policy.example.com" denied the request: no latest tags',
+        "deployments.apps \"wine-1\" is forbidden: ValidatingAdmissionPolicy 'no-latest' "
+        "with binding 'no-latest' denied request: failed expression: image tag",
         'deployments.apps "wine-1" is forbidden: exceeded quota: objects, requested: '
         "count/deployments.apps=1, used: count/deployments.apps=4, limited: "
         "count/deployments.apps=4",
@@ -558,8 +560,18 @@ async def test_a_child_denied_by_admission_or_quota_ends_in_deploy_failed(
     assert words in ready["message"]
 
 
-async def test_a_child_denied_by_rbac_leaves_status_as_it_was(harness: Harness) -> None:
-    """RBAC's 403 is also what a restarting API server answers for a few seconds."""
+@pytest.mark.parametrize(
+    "words",
+    [
+        None,  # RBAC's: also what a restarting API server answers for a few seconds
+        'deployments.apps "wine-1" is forbidden: unable to create new content in namespace '
+        "ml because it is being terminated",
+        "Forbidden",  # a proxy's own answer, no Kubernetes Status
+    ],
+)
+async def test_a_child_refused_for_no_fault_of_its_own_leaves_status_as_it_was(
+    harness: Harness, words: str | None
+) -> None:
     await converged(harness)
     before = copy.deepcopy(stored_status(harness))
     changed = model_deployment(version="2")
@@ -567,6 +579,7 @@ async def test_a_child_denied_by_rbac_leaves_status_as_it_was(harness: Harness) 
     changed["status"] = stored_status(harness)
     harness.api.add(changed)
     harness.api.fail_on, harness.api.fail_status = ("apply", "Deployment"), 403
+    harness.api.fail_message = words
     with pytest.raises(RetryLater):
         await harness.reconciler.reconcile("ml", "wine")
     assert stored_status(harness) == before
