@@ -20,9 +20,13 @@ sidecar is not draining), with the aliases ``/vigil/healthz`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import fcntl
 import logging
 import re
+import struct
+import termios
 import time
 from collections import deque
 from collections.abc import Callable
@@ -791,8 +795,10 @@ class _Client(asyncio.Protocol):
     def reap(self) -> None:
         """Idle past listen.idleTimeoutSeconds: closed, its unread answers still sent. One
         that has taken no byte of them since the reaper's last look is cut off: closed, its
-        buffer would hold their memory for as long as TCP keeps the connection."""
-        unsent = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        buffer would hold their memory for as long as TCP keeps the connection. Bytes taken
+        are told by the kernel's send queue too: a slow reader empties it long before the
+        transport's buffer moves."""
+        unsent = _unacknowledged(self.transport) if self.transport is not None else 0
         seen, self.unsent_seen = self.unsent_seen, unsent
         stalled = self.write_blocked and seen is not None and unsent >= seen
         if stalled and self.transport is not None:
@@ -800,6 +806,17 @@ class _Client(asyncio.Protocol):
             self.transport.abort()
             return
         self.close()
+
+
+def _unacknowledged(transport: asyncio.Transport) -> int:
+    """Bytes written to a client that it has not acknowledged: the transport's buffer and
+    the kernel's send queue (Linux: TIOCOUTQ; elsewhere the buffer alone)."""
+    queued = 0
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    return transport.get_write_buffer_size() + queued
 
 
 class Proxy:

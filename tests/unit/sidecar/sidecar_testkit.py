@@ -237,6 +237,9 @@ class FakeTransport:
     def get_write_buffer_size(self) -> int:
         return self.unsent
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default  # no socket: what it has not taken is ``unsent``
+
     def close(self) -> None:
         self.closing = True
 
