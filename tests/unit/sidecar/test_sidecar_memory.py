@@ -328,3 +328,28 @@ class TestTheBudgetOfBodiesHeld:
         assert transport.answers() == [b"HTTP/1.1 200 OK"] * 2
         answer_ok(other, sent[1])
         assert sidecar.proxy.held == 0
+
+
+async def test_what_a_client_has_not_taken_counts_the_kernels_send_queue_too() -> None:
+    # The transport's buffer alone stood still for 25 s while a slow reader drained the
+    # kernel's megabytes: the reaper took it for one that reads nothing and cut it off.
+    import asyncio
+
+    accepted: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.set_result(transport)  # type: ignore[arg-type]
+
+    server = await asyncio.get_running_loop().create_server(Server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, writer = await asyncio.open_connection("127.0.0.1", port)  # reads nothing
+    transport = await accepted
+    try:
+        transport.write(b"x" * (8 << 20))  # the kernel takes its share at once
+        in_kernel = proxy_module._unacknowledged(transport) - transport.get_write_buffer_size()
+        assert in_kernel > 0
+    finally:
+        transport.abort()
+        writer.close()
+        server.close()
