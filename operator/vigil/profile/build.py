@@ -77,7 +77,8 @@ def _to_float(values: npt.NDArray[Any]) -> npt.NDArray[np.float64] | None:
     return out
 
 
-def _reads_as_number(value: object) -> bool:
+def reads_as_number(value: object) -> bool:
+    """Whether a value is a number, or text that reads as one."""
     if _number(value) is not None:
         return True
     if not isinstance(value, str):
@@ -106,7 +107,7 @@ def _check_not_numbers_with_words(source: str, values: npt.NDArray[Any]) -> None
     words: Counter[Any] = Counter()
     held = 0
     for value, n in counts.items():  # distinct values: a text column has few
-        if not _reads_as_number(value):
+        if not reads_as_number(value):
             words[value] = n
             held += n
             if held * 2 >= present:  # mostly words: categorical, as it reads
@@ -121,7 +122,7 @@ def _check_not_numbers_with_words(source: str, values: npt.NDArray[Any]) -> None
     named = [str(word) for word, _ in words.most_common(5) if "," not in str(word)]
     option = f"vigil profile build --missing-values '{','.join(named)}', " if named else ""
     thousands = any(
-        "," in str(word) and _reads_as_number(str(word).replace(",", "")) for word in words
+        "," in str(word) and reads_as_number(str(word).replace(",", "")) for word in words
     )
     separators = (
         "; numbers written with a thousands separator ('1,234') must be written without"

@@ -31,6 +31,7 @@ from vigil.profile.build import (
     check_unique_columns,
     frame_column,
     infer_task,
+    reads_as_number,
     validation_score,
 )
 from vigil.profile.model import (
@@ -164,12 +165,15 @@ def read_table(
     stream: TextIO | None = None,
     missing: Sequence[str] = (),
     text_columns: Sequence[str] = (),
+    coded: Sequence[str] = (),
 ) -> Any:
     """Load a CSV or Parquet file into a DataFrame, chunk by chunk with progress.
 
     ``missing``: CSV cell values read as missing besides pandas' own (empty, NA, ...);
-    ``text_columns``: CSV columns read as text, each cell as the file writes it. Parquet
-    has typed columns and ignores both.
+    ``text_columns``: CSV columns read as text, each cell as the file writes it; in other
+    text columns too only empty cells and ``missing`` are missing, except in ``coded``
+    (the prediction and label columns: an "NA" label is no label). Parquet has typed
+    columns and ignores them all.
     """
     try:
         import pandas as pd
@@ -187,7 +191,7 @@ def read_table(
     if fmt == "parquet":
         frames = _read_parquet(file, bar)
     else:
-        frames = _read_csv(file, size, bar, missing, text_columns)
+        frames = _read_csv(file, size, bar, missing, (text_columns, coded))
     bar.update(1.0, sum(len(frame) for frame in frames))
     bar.close()
     if not frames:
@@ -269,7 +273,11 @@ def _nullable_integers() -> dict[Any, Any]:
 
 
 def _read_csv(
-    file: Path, size: int, bar: _Progress, missing: Sequence[str], text_columns: Sequence[str]
+    file: Path,
+    size: int,
+    bar: _Progress,
+    missing: Sequence[str],
+    columns: tuple[Sequence[str], Sequence[str]],
 ) -> list[Any]:
     """The CSV's chunks, each column typed once for the whole file: pandas types each
     chunk by itself, and "1.0" was text in a chunk holding a word, the number 1 in others."""
@@ -282,23 +290,33 @@ def _read_csv(
             check_unique_columns(header, str(file))
             _check_comma_separated(header, file)
             handle.seek(0)
+            text_columns, coded = columns
             text = {name: str for name in text_columns if name in header}
             for chunk in _csv_chunks(handle, missing, dtype=text or None):
                 frames.append(chunk)
                 rows += len(chunk)
                 bar.update(handle.tell() / max(size, 1), rows)
             kinds = _column_kinds(frames)
-            # Read again as text, as pandas reads a column with a word in it whole (mixed:
-            # numbers in one chunk, words in another), each cell as written: "NA" or
-            # "None" is a category there (North America, no discount), as it is live.
-            texts = [c for c in frames[0].columns if "text" in kinds[c] or c in text]
-            texts += [c for c in frames[0].columns if len(kinds[c]) > 1 and c not in texts]
-            if texts:
-                handle.seek(0)
-                again = _csv_chunks(handle, missing, dtype=str, usecols=texts, verbatim=True)
-                for frame, read in zip(frames, list(again), strict=True):
-                    frame[texts] = read[texts]
-                _say_markers_kept(frames, texts)
+            # Text columns read again, each cell as written: "NA" or "None" is a category
+            # there (North America, no discount), as it is live. Not a column of numbers
+            # with a stray word, whose "NA" cells are missing numbers.
+            verbatim = [
+                c
+                for c in frames[0].columns
+                if c not in coded and (c in text or ("text" in kinds[c] and _words(frames, c)))
+            ]
+            # Mixed (numbers in one chunk, words in another): read again as text, as pandas
+            # reads a column with a word in it whole.
+            mixed = [c for c in frames[0].columns if len(kinds[c]) > 1 and c not in verbatim]
+            for again, verbatim_read in ((verbatim, True), (mixed, False)):
+                if again:
+                    handle.seek(0)
+                    read = _csv_chunks(
+                        handle, missing, dtype=str, usecols=again, verbatim=verbatim_read
+                    )
+                    for frame, texts in zip(frames, list(read), strict=True):
+                        frame[again] = texts[again]
+            _say_markers_kept(frames, verbatim)
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
         raise ProfileError(f"{file} is not a readable CSV: {error}") from None
     except UnicodeDecodeError:
@@ -354,6 +372,16 @@ def _say_markers_kept(frames: Sequence[Any], columns: Sequence[str]) -> None:
                 ),
                 stacklevel=2,
             )
+
+
+def _words(frames: Sequence[Any], column: str) -> bool:
+    """Whether the column's cells are mostly words (not numbers with a few words)."""
+    counts: dict[Any, int] = {}
+    for frame in frames:
+        for value, n in frame[column].value_counts().items():
+            counts[value] = counts.get(value, 0) + int(n)
+    numbers = sum(n for value, n in counts.items() if reads_as_number(value))
+    return numbers * 2 < sum(counts.values())
 
 
 def _column_kinds(frames: Sequence[Any]) -> dict[str, set[str]]:
@@ -514,7 +542,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as read:
             warnings.simplefilter("always", ProfileWarning)
             frame = read_table(
-                args.input, args.format, args.progress, missing=markers, text_columns=categorical
+                args.input,
+                args.format,
+                args.progress,
+                missing=markers,
+                text_columns=categorical,
+                coded=_coded(args),
             )
         padded = _typed_categories(frame, args.input, args.format, categorical)
         frame = _select(frame, args, features)
@@ -610,12 +643,21 @@ def _take_labels(frame: Any, args: argparse.Namespace) -> Any:
     return frame_column(frame[args.label_column])
 
 
+def _coded(args: argparse.Namespace) -> list[str]:
+    """The prediction and label columns: pandas' missing-value markers stay missing there."""
+    return [c for c in (args.prediction_column, args.label_column) if c]
+
+
 def _validation(
     args: argparse.Namespace, frame: Any, truths: Any, task: Task, markers: Sequence[str]
 ) -> Validation:
     """The score on the holdout file, or on the input's rows (out-of-fold or in-sample)."""
     if args.holdout:
-        holdout = read_table(args.holdout, None, args.progress, missing=markers)
+        with warnings.catch_warnings():  # said of the input's columns already
+            warnings.simplefilter("ignore", ProfileWarning)
+            holdout = read_table(
+                args.holdout, None, args.progress, missing=markers, coded=_coded(args)
+            )
         missing = [c for c in (args.prediction_column, args.label_column) if c not in holdout]
         if missing:
             raise ProfileError(f"--holdout {args.holdout}: columns not found: {missing}")
