@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from vigil.common import kube_yaml
-from vigil.common.cells import BOOLEANS, PADDED
+from vigil.common.cells import BOOLEANS
 from vigil.common.commands import command_group
 from vigil.common.text import not_utf8
 from vigil.core.spec import GoldenSetRef
@@ -106,15 +106,14 @@ def _column_kinds(
     names: Sequence[str], records: Sequence[Sequence[str]], datatype: str | None, text: bool
 ) -> list[str]:
     """How each column's cells go out where no numeric tensor takes them (``datatype``
-    None), as ``vigil profile build`` reads a categorical column: as written (``text``:
-    a BYTES tensor; or a number written with a leading zero in it, a zip code "02134" that
-    clients send as text), booleans (pandas' True/False only), else each a number or text."""
+    None), as ``vigil profile build`` reads them: as written (``text``: a BYTES tensor),
+    booleans (a column of pandas' True/False only), else each a number or text."""
     if datatype is not None:
         return [""] * len(names)
     kinds = []
     for index in range(len(names)):
         cells = [record[index].strip() for record in records if record[index].strip()]
-        if text or any(PADDED.match(cell) for cell in cells):
+        if text:
             kinds.append("text")
         elif cells and all(cell in BOOLEANS for cell in cells):
             kinds.append("bool")

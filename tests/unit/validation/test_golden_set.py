@@ -592,9 +592,10 @@ def test_cli_build_reads_features_as_profile_build_does(tmp_path, capsys, featur
 @pytest.mark.parametrize(
     "extra, inputs",
     [
-        # A zip code a client sends as text, and pandas' booleans: as vigil profile build
-        # keys them (the golden set sent 2134 and "True", the profile keyed "02134", true).
-        (["--protocol", "v1"], [["02134", True, 10.5, "Paris"], ["10001", False, 20, "Lyon"]]),
+        # pandas' booleans as booleans, a number as a number (vigil profile build reads a
+        # column of "01" codes as numbers, unless declared categorical): the golden set sent
+        # "True" strings, and "02134" as text where the profile keyed it 2134.
+        (["--protocol", "v1"], [[2134, True, 10.5, "Paris"], [10001, False, 20, "Lyon"]]),
         # A BYTES tensor holds text: every cell as written.
         (
             ["--datatype", "BYTES"],
