@@ -195,12 +195,8 @@ async def test_a_healthy_revision_gets_figures_conditions_and_gauges(loop: Loop)
     assert {e.reason for e in loop.events} == {"SLOsMet", "MetricsCollected"}
 
 
-async def test_unchanged_figures_write_nothing_even_though_time_passed(loop: Loop) -> None:
-    loop.add(md(), pod("wine-a"))
-    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
-    await loop.cycle()
-    first = loop.status()["health"]["evaluatedAt"]
-    writes = len(loop.api.writes)
+def count_reads(loop: Loop) -> list[tuple[str, str]]:
+    """The (kind, name) of each read the loop's API answers from now on."""
     reads: list[tuple[str, str]] = []
     get = loop.api.get
 
@@ -209,6 +205,16 @@ async def test_unchanged_figures_write_nothing_even_though_time_passed(loop: Loo
         return await get(kind, namespace, name)
 
     loop.api.get = counting_get  # type: ignore[method-assign]
+    return reads
+
+
+async def test_unchanged_figures_write_nothing_even_though_time_passed(loop: Loop) -> None:
+    loop.add(md(), pod("wine-a"))
+    loop._source(("direct", "")).windows[("ml", "wine", "r1")] = GOOD
+    await loop.cycle()
+    first = loop.status()["health"]["evaluatedAt"]
+    writes = len(loop.api.writes)
+    reads = count_reads(loop)
     result = await loop.cycle()
     assert result.written == 0 and len(loop.api.writes) == writes
     assert reads == []  # the watched copy was enough: not even a read
@@ -428,14 +434,7 @@ def with_reference(loop: Loop) -> dict[str, Any]:
 
 async def test_a_reference_many_models_share_is_read_once_a_cycle(loop: Loop) -> None:
     # Read for each model: a thousand idle models sharing one cost 33 GETs a second.
-    reads: list[tuple[str, str]] = []
-    get = loop.api.get
-
-    async def counted(kind: str, namespace: str, name: str) -> Any:
-        reads.append((kind, name))
-        return await get(kind, namespace, name)
-
-    loop.api.get = counted  # type: ignore[method-assign]
+    reads = count_reads(loop)
     with_reference(loop)
     for name in ("beer", "cider"):
         loop.add(

@@ -528,6 +528,19 @@ async def test_a_refused_child_ends_in_deploy_failed_with_the_api_servers_words(
     assert [kind for _, kind, _ in harness.api.writes] == ["ConfigMap", "ModelDeployment"]
 
 
+async def update_refused_with_403(harness: Harness, words: str | None) -> None:
+    """Generation 2 (a new model version), its Deployment's apply answered 403 in ``words``
+    (None: RBAC's)."""
+    changed = model_deployment(version="2")
+    changed["metadata"]["generation"] = 2
+    changed["status"] = stored_status(harness)
+    harness.api.add(changed)
+    harness.api.fail_on, harness.api.fail_status = ("apply", "Deployment"), 403
+    harness.api.fail_message = words
+    with pytest.raises(RetryLater):
+        await harness.reconciler.reconcile("ml", "wine")
+
+
 @pytest.mark.parametrize(
     "words",
     [
@@ -545,14 +558,7 @@ async def test_a_child_denied_by_admission_or_quota_ends_in_deploy_failed(
     """A 403 that refuses the object (a policy webhook, an object-count quota), not the
     operator's rights: in status, or GitOps tools wait for a generation never observed."""
     await converged(harness)
-    changed = model_deployment(version="2")
-    changed["metadata"]["generation"] = 2
-    changed["status"] = stored_status(harness)
-    harness.api.add(changed)
-    harness.api.fail_on, harness.api.fail_status = ("apply", "Deployment"), 403
-    harness.api.fail_message = words
-    with pytest.raises(RetryLater):
-        await harness.reconciler.reconcile("ml", "wine")
+    await update_refused_with_403(harness, words)
     status = stored_status(harness)
     assert (status["phase"], status["observedGeneration"]) == ("Failed", 2)
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
@@ -574,14 +580,7 @@ async def test_a_child_refused_for_no_fault_of_its_own_leaves_status_as_it_was(
 ) -> None:
     await converged(harness)
     before = copy.deepcopy(stored_status(harness))
-    changed = model_deployment(version="2")
-    changed["metadata"]["generation"] = 2
-    changed["status"] = stored_status(harness)
-    harness.api.add(changed)
-    harness.api.fail_on, harness.api.fail_status = ("apply", "Deployment"), 403
-    harness.api.fail_message = words
-    with pytest.raises(RetryLater):
-        await harness.reconciler.reconcile("ml", "wine")
+    await update_refused_with_403(harness, words)
     assert stored_status(harness) == before
 
 

@@ -263,13 +263,18 @@ def test_build_says_which_features_are_numeric_and_which_categorical(tmp_path, c
     assert "numeric (1): a\n" in err and "categorical (2): colour, k\n" in err
 
 
-def test_a_stray_missing_marker_is_refused_then_read_as_missing_on_request(tmp_path, capsys):
-    """A "?" in a column of numbers made it categorical without a word."""
+def numbers_with_one_cell(tmp_path, cell: str) -> None:
+    """data.csv: a column x of 40 numbers, ``cell`` in the sixth row, beside a column y."""
     values = [f"{v:.3f}" for v in np.linspace(0.0, 1.0, 40)]
-    values[5] = "?"
+    values[5] = cell
     (tmp_path / "data.csv").write_text(
         "x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(values))
     )
+
+
+def test_a_stray_missing_marker_is_refused_then_read_as_missing_on_request(tmp_path, capsys):
+    """A "?" in a column of numbers made it categorical without a word."""
+    numbers_with_one_cell(tmp_path, "?")
     assert main(["profile", "build", str(tmp_path / "data.csv")]) == 1
     err = capsys.readouterr().err
     assert "column 'x'" in err and "'?' (1 row)" in err and "--missing-values" in err
@@ -283,11 +288,7 @@ def test_a_stray_missing_marker_is_refused_then_read_as_missing_on_request(tmp_p
 def test_a_number_with_a_thousands_separator_is_named_so_not_offered_as_a_marker(tmp_path, capsys):
     # The message offered --missing-values '1,234', which splits at the comma: the same
     # refusal, and every cell 1 and 234 read as missing.
-    values = [f"{v:.3f}" for v in np.linspace(0.0, 1.0, 40)]
-    values[5] = '"1,234"'
-    (tmp_path / "data.csv").write_text(
-        "x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(values))
-    )
+    numbers_with_one_cell(tmp_path, '"1,234"')
     assert main(["profile", "build", str(tmp_path / "data.csv")]) == 1
     err = capsys.readouterr().err
     assert "1 value that is not: '1,234' (1 row)" in err
