@@ -345,8 +345,10 @@ class _Client(asyncio.Protocol):
         #: in ``held`` too until it drains: readers that take nothing must not take the
         #: sidecar past its memory.
         self.unread = 0
-        #: The buffer's size at the idle reaper's last look (None: not looked at yet).
+        #: What the client had not taken at the idle reaper's last look (None: not looked
+        #: at yet), and when that last went down (loop time).
         self.unsent_seen: int | None = None
+        self.taken_at = 0.0
 
     # -------------------------------------------------------------- events
 
@@ -792,15 +794,17 @@ class _Client(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def reap(self) -> None:
-        """Idle past listen.idleTimeoutSeconds: closed, its unread answers still sent. One
-        that has taken no byte of them since the reaper's last look is cut off: closed, its
-        buffer would hold their memory for as long as TCP keeps the connection. Bytes taken
-        are told by the kernel's send queue too: a slow reader empties it long before the
-        transport's buffer moves."""
+    def reap(self, now: float, span: float) -> None:
+        """Idle past listen.idleTimeoutSeconds (``span``): closed, its unread answers still
+        sent. One that has taken none of them for ``span`` more is cut off: closed, its
+        buffer would hold their memory for as long as TCP keeps the connection. What it
+        takes shows in the kernel's send queue, which moves only when the client's window
+        reopens (every 100 KB or so read: a slow reader's queue stands still for seconds)."""
         unsent = _unacknowledged(self.transport) if self.transport is not None else 0
-        seen, self.unsent_seen = self.unsent_seen, unsent
-        stalled = self.write_blocked and seen is not None and unsent >= seen
+        if self.unsent_seen is None or unsent < self.unsent_seen:
+            self.taken_at = now
+        self.unsent_seen = unsent
+        stalled = self.write_blocked and now - self.taken_at >= span
         if stalled and self.transport is not None:
             self.closed = True
             self.transport.abort()
@@ -928,10 +932,10 @@ class Proxy:
         idle = self.settings.idle_timeout_seconds
         while True:
             await asyncio.sleep(min(max(idle / 4, 0.05), 5.0))
-            deadline = self.loop.time() - idle
+            now = self.loop.time()
             for client, since in list(self.clients.items()):
-                if since < deadline:
-                    client.reap()
+                if since < now - idle:
+                    client.reap(now, idle)
 
     def charge(self, was: int, now: int) -> int:
         """A holder's body bytes go from ``was`` to ``now`` in ``held``; returns ``now``."""

@@ -226,9 +226,11 @@ class TestTheBudgetOfBodiesHeld:
         slow, transport = fake_client(sidecar.proxy)
         transport.unsent = 900
         slow.pause_writing()
-        slow.reap()  # closed: what it has not read may still go
+        slow.reap(0.0, 75.0)  # closed: what it has not read may still go
         assert transport.closing and not transport.aborted
-        slow.reap()  # nothing taken since the last look: cut off
+        slow.reap(74.0, 75.0)
+        assert not transport.aborted
+        slow.reap(75.0, 75.0)  # nothing taken for another idle timeout: cut off
         assert transport.aborted
         slow.connection_lost(None)
         client, _ = _posted(sidecar.proxy, 600)
@@ -241,9 +243,10 @@ class TestTheBudgetOfBodiesHeld:
         slow, transport = fake_client(sidecar.proxy)
         transport.unsent = 900
         slow.pause_writing()
-        slow.reap()
-        transport.unsent = 500  # it reads, slowly
-        slow.reap()
+        slow.reap(0.0, 75.0)
+        transport.unsent = 500  # it reads, slowly: its window reopened once in a minute
+        slow.reap(60.0, 75.0)
+        slow.reap(130.0, 75.0)
         assert transport.closing and not transport.aborted
         transport.unsent = 0  # it has read all: the connection ends
         slow.connection_lost(None)
