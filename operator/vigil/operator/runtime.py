@@ -270,6 +270,8 @@ def announce_listings(
     original = getattr(
         kopf_watching.continuous_watch, "__wrapped__", kopf_watching.continuous_watch
     )
+    #: Watches refused with 403 at their last try, by (plural, namespace).
+    refused: set[tuple[str, str | None]] = set()
 
     async def continuous_watch(
         *, resource: Any, namespace: str | None, **kwargs: Any
@@ -282,9 +284,11 @@ def announce_listings(
             # Done: paused; cancelled: only this stream ended (a relisting, the exit).
             waiter.add_done_callback(lambda done: done.cancelled() or on_active(False))
         on_listing(resource.plural, namespace, False)
+        watch = (resource.plural, namespace)
         try:
             async for event in original(resource=resource, namespace=namespace, **kwargs):
                 if event is kopf_watching.Bookmark.LISTED:
+                    refused.discard(watch)
                     on_listing(resource.plural, namespace, True)
                 yield event
         except kopf_errors.APIForbiddenError as error:
@@ -294,12 +298,16 @@ def announce_listings(
                 "(trying again in %.0fs)",
                 resource.plural,
                 namespace,
-                error.args[0] if error.args else error,
+                (error.args[0] if error.args else None) or error,
                 FORBIDDEN_RETRY_SECONDS,
             )
             # kopf's handlers wait until every watch has listed, this one's included. The
-            # cache and the health loop are told nothing: a failed listing shows no object
-            # gone (a restarting API server answers 403 for a few seconds too).
+            # cache and the health loop are told of an empty listing only at the second 403
+            # in a row: a restarting API server answers 403 for a few seconds, a namespace
+            # gone with its RoleBinding for ever (its objects would be kept as they were).
+            if watch in refused:
+                on_listing(resource.plural, namespace, True)
+            refused.add(watch)
             yield kopf_watching.Bookmark.LISTED
             await asyncio.sleep(FORBIDDEN_RETRY_SECONDS)
 
