@@ -381,7 +381,7 @@ def _words(frames: Sequence[Any], column: str) -> bool:
         for value, n in frame[column].value_counts().items():
             counts[value] = counts.get(value, 0) + int(n)
     numbers = sum(n for value, n in counts.items() if reads_as_number(value))
-    return numbers * 2 < sum(counts.values())
+    return numbers * 2 <= sum(counts.values())  # as build.py calls a column categorical
 
 
 def _column_kinds(frames: Sequence[Any]) -> dict[str, set[str]]:

@@ -160,3 +160,13 @@ def test_an_na_label_is_no_label(tmp_path, capsys):
     assert rc == 0
     validation = load_profile(out).validation
     assert validation is not None and (validation.rows, validation.accuracy) == (60, 1.0)
+
+
+def test_a_column_half_words_is_read_as_written_as_it_is_profiled_categorical(tmp_path, capsys):
+    # Profiled categorical at half words, its "NA" had been made missing without a word.
+    cells = ["EU", "3"] * 5 + ["NA", "NA"]
+    (tmp_path / "data.csv").write_text("region\n" + "".join(f"{c}\n" for c in cells))
+    rc, out = _build(tmp_path)
+    region = load_profile(out).feature("region")
+    assert rc == 0 and region.type == "categorical" and region.null_rate == 0
+    assert "2 'NA'" in capsys.readouterr().err
