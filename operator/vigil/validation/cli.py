@@ -16,7 +16,7 @@ import math
 import random
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from vigil.common import kube_yaml
-from vigil.common.cells import BOOLEANS
+from vigil.common.cells import BOOLEANS, PADDED
 from vigil.common.commands import command_group
 from vigil.common.text import not_utf8
 from vigil.core.spec import GoldenSetRef
@@ -103,17 +103,23 @@ def _cell(text: str, where: str, datatype: str | None, kind: str = "") -> Any:
 
 
 def _column_kinds(
-    names: Sequence[str], records: Sequence[Sequence[str]], datatype: str | None, text: bool
+    names: Sequence[str],
+    records: Sequence[Sequence[str]],
+    datatype: str | None,
+    text: tuple[bool, Collection[str]],
 ) -> list[str]:
     """How each column's cells go out where no numeric tensor takes them (``datatype``
-    None), as ``vigil profile build`` reads them: as written (``text``: a BYTES tensor),
-    booleans (a column of pandas' True/False only), else each a number or text."""
+    None), as ``vigil profile build`` reads them: as written (``text``: a BYTES tensor, or
+    a column declared categorical holding a number written with a leading zero, a zip
+    code "02134"), booleans (a column of pandas' True/False only), else each a number or
+    text."""
     if datatype is not None:
         return [""] * len(names)
+    everything, categorical = text
     kinds = []
-    for index in range(len(names)):
+    for index, name in enumerate(names):
         cells = [record[index].strip() for record in records if record[index].strip()]
-        if text:
+        if everything or (name in categorical and any(PADDED.match(c) for c in cells)):
             kinds.append("text")
         elif cells and all(cell in BOOLEANS for cell in cells):
             kinds.append("bool")
@@ -207,7 +213,7 @@ def _read_csv_rows(
     features: list[str] | None,
     datatype: str | None,
     task: str,
-    as_text: bool = False,
+    text: tuple[bool, Collection[str]] = (False, ()),
 ) -> tuple[list[str], list[list[Any]], list[Any] | None]:
     rows: list[list[Any]] = []
     expected_values: list[Any] = []
@@ -246,7 +252,7 @@ def _read_csv_rows(
                     expected_values.append(_expected_cell(record[label_at], where, task))
         except UnicodeDecodeError:
             raise _not_utf8(path) from None
-    kinds = _column_kinds(names, [cells for _, cells in records], datatype, as_text)
+    kinds = _column_kinds(names, [cells for _, cells in records], datatype, text)
     for line, cells in records:
         rows.append(
             [
@@ -263,18 +269,18 @@ def read_rows(
     features: list[str] | None,
     datatype: str | None = None,
     task: str = "classification",
-    as_text: bool = False,
+    text: tuple[bool, Collection[str]] = (False, ()),
 ) -> tuple[list[str], list[list[Any]], list[Any] | None]:
     """(feature names, rows, expected column values or None) from a CSV or JSON file.
 
     ``datatype``: the numeric tensor type the rows go out as (None: any value); text in one
     is refused here, where the file's line (CSV) or element (JSON) can be named, as is an
-    expected value of a regression (``task``) that is no number. ``as_text``: a CSV's cells
-    go out as written (a BYTES tensor).
+    expected value of a regression (``task``) that is no number. ``text``: whether a CSV's
+    cells all go out as written (a BYTES tensor), and the columns declared categorical.
     """
     if path.suffix.lower() == ".json":
         return _read_json_rows(path, expected_column, features, datatype, task)
-    return _read_csv_rows(path, expected_column, features, datatype, task, as_text)
+    return _read_csv_rows(path, expected_column, features, datatype, task, text)
 
 
 def _endpoint(url: str, option: str) -> str:
@@ -308,10 +314,14 @@ def _where(path: str, row: int, column: int, names: list[str]) -> str:
     return f"{path}: row {row + 1}, column {named}"
 
 
+def _split(value: str | None) -> list[str]:
+    return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
 def _features(args: argparse.Namespace) -> list[str] | None:
     """``--features`` as ``vigil profile build`` reads it: names around commas, each once,
     none the model's output (sent as an input, it made the golden set pass anything)."""
-    features = [f.strip() for f in (args.features or "").split(",") if f.strip()]
+    features = _split(args.features)
     for index, name in enumerate(features):
         if name in features[:index]:
             raise GoldenSetError(f"--features names {name!r} twice")
@@ -333,9 +343,9 @@ def build(args: argparse.Namespace) -> GoldenSet:
         if not args.model:
             raise GoldenSetError("--from-endpoint needs --model (the model name in its URL)")
     numeric = args.datatype if numeric_datatype(args.protocol, args.datatype) else None
-    as_text = args.protocol == "v2" and args.datatype == "BYTES"
+    text = (args.protocol == "v2" and args.datatype == "BYTES", _split(args.categorical))
     names, rows, expected = read_rows(
-        Path(args.input), args.expected_column, features, numeric, args.task, as_text
+        Path(args.input), args.expected_column, features, numeric, args.task, text
     )
     if args.protocol == "v2":  # the tensor's own type: no 1.0 in INT64, no "True" in BOOL
         rows = [
@@ -504,6 +514,11 @@ def register(subparsers: Any) -> None:
     b.add_argument("--expected", help="JSON file: array of expected outputs, one per row")
     b.add_argument("--from-endpoint", help="ask this running model (base URL) for the outputs")
     b.add_argument("--features", help="comma-separated input columns, in model order")
+    b.add_argument(
+        "--categorical",
+        help="comma-separated columns clients send as text, as vigil profile build "
+        "--categorical reads them: a number written with a leading zero (zip code) stays text",
+    )
     _add_endpoint_arguments(b, model_help="model name (inference URL); stored in the golden set")
     b.add_argument("--protocol", choices=("v2", "v1"), default="v2")
     b.add_argument("--task", choices=("classification", "regression"), default="classification")

@@ -596,6 +596,12 @@ def test_cli_build_reads_features_as_profile_build_does(tmp_path, capsys, featur
         # column of "01" codes as numbers, unless declared categorical): the golden set sent
         # "True" strings, and "02134" as text where the profile keyed it 2134.
         (["--protocol", "v1"], [[2134, True, 10.5, "Paris"], [10001, False, 20, "Lyon"]]),
+        # Declared categorical, as vigil profile build --categorical reads it: the zip code
+        # a client sends as text.
+        (
+            ["--protocol", "v1", "--categorical", "zip"],
+            [["02134", True, 10.5, "Paris"], ["10001", False, 20, "Lyon"]],
+        ),
         # A BYTES tensor holds text: every cell as written.
         (
             ["--datatype", "BYTES"],
