@@ -791,6 +791,10 @@ class _Client(asyncio.Protocol):
         # Marked at once, not in connection_lost: bytes already buffered behind the
         # last answer must not be parsed and served.
         self.closed = True
+        # Idle from now for the reaper: closed after its answer (Connection: close), one
+        # that does not read it is cut off in time too (busy, it was never looked at).
+        if self.proxy.clients.get(self) == _BUSY:
+            self.proxy.clients[self] = self.proxy.loop.time()
         if self.transport is not None:
             self.transport.close()
 

@@ -238,6 +238,19 @@ class TestTheBudgetOfBodiesHeld:
         answer_ok(client, sent[0])
         assert sidecar.proxy.held == 0
 
+    async def test_a_client_closed_after_its_answer_is_looked_at_by_the_reaper_too(self, proxied):
+        # Closed after a Connection: close answer it did not read, it stayed marked busy:
+        # never reaped, its 900 bytes counted for ever and every request refused.
+        sidecar, sent = proxied
+        slow, transport = fake_client(sidecar.proxy)
+        slow.data_received(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer_ok(slow, sent[0])
+        transport.unsent = 900
+        slow.pause_writing()
+        assert transport.closing and sidecar.proxy.clients[slow] < float("inf")
+        transport.unsent = 0
+        slow.connection_lost(None)
+
     async def test_a_slow_reader_still_reading_is_closed_not_cut_off(self, proxied):
         sidecar, _ = proxied
         slow, transport = fake_client(sidecar.proxy)
