@@ -14,3 +14,8 @@ def command_group(subparsers: Any, name: str, help: str) -> Any:
     group = subparsers.add_parser(name, help=help)
     group.set_defaults(**{HELP_PARSER: group})
     return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+
+def split_names(value: str | None) -> list[str]:
+    """A comma-separated option's names (``--features "a, b"``), spaces around them dropped."""
+    return [name.strip() for name in (value or "").split(",") if name.strip()]

@@ -7,7 +7,8 @@ true/false makes the same decisions: both comparisons must say so.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+from collections.abc import Mapping
 
 #: The boolean each of the keys 0 and 1 stands for.
 NUMBERS_AS_BOOLEANS = {"0": "false", "1": "true"}
@@ -26,7 +27,10 @@ def class_key(key: str | None) -> str | None:
     return NUMBERS_AS_BOOLEANS.get(key, key)
 
 
-def boolean_classes(classes: Collection[str]) -> bool:
-    """Whether a reference's classes are booleans (false, true or both): a 0 or 1 from the
-    model, a truth or an arg-max column then names false or true."""
-    return bool(classes) and set(classes) <= {"false", "true"}
+@functools.lru_cache(maxsize=64)
+def boolean_aliases(classes: tuple[str, ...]) -> Mapping[str, str]:
+    """The keys 0 and 1 stand for, when a reference's classes are booleans (false, true or
+    both): a 0 or 1 from the model, a truth or an arg-max column then names false or true.
+    Empty otherwise. Cached: asked for every prediction kept for labels."""
+    booleans = bool(classes) and set(classes) <= {"false", "true"}
+    return NUMBERS_AS_BOOLEANS if booleans else {}

@@ -21,8 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from vigil.common.cells import BOOLEANS, PADDED
-from vigil.common.commands import command_group
+from vigil.common.cells import BOOLEAN, BOOLEANS, TEXT, column_kind
+from vigil.common.commands import command_group, split_names
 from vigil.common.text import not_utf8
 from vigil.profile.build import (
     DEFAULT_BINS,
@@ -347,21 +347,17 @@ def _csv_chunks(
 
 
 #: pandas' own missing-value markers (besides the empty cell): in a text column, categories.
-PANDAS_MARKERS = (
+PANDAS_MARKERS = frozenset((
     "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "null", "NULL", "None", "<NA>",
     "#N/A", "#N/A N/A", "#NA", "1.#IND", "-1.#IND", "1.#QNAN", "-1.#QNAN",
-)  # fmt: skip
+))  # fmt: skip
 
 
 def _say_markers_kept(frames: Sequence[Any], columns: Sequence[str]) -> None:
     """Warn of text cells that pandas would have made missing, read as categories: the
     user says which they are (North America, or R's NA)."""
     for column in columns:
-        counts: dict[str, int] = {}
-        for frame in frames:
-            kept = frame[column][frame[column].isin(PANDAS_MARKERS)]
-            for marker, n in kept.value_counts().items():
-                counts[str(marker)] = counts.get(str(marker), 0) + int(n)
+        counts = {str(v): n for v, n in _cell_counts(frames, column).items() if v in PANDAS_MARKERS}
         if counts:
             cells = ", ".join(f"{n} {marker!r}" for marker, n in sorted(counts.items()))
             warnings.warn(
@@ -374,12 +370,18 @@ def _say_markers_kept(frames: Sequence[Any], columns: Sequence[str]) -> None:
             )
 
 
-def _words(frames: Sequence[Any], column: str) -> bool:
-    """Whether the column's cells are mostly words (not numbers with a few words)."""
+def _cell_counts(frames: Sequence[Any], column: str) -> dict[Any, int]:
+    """How many times each value stands in the column, over the chunks (missing ones not)."""
     counts: dict[Any, int] = {}
     for frame in frames:
         for value, n in frame[column].value_counts().items():
             counts[value] = counts.get(value, 0) + int(n)
+    return counts
+
+
+def _words(frames: Sequence[Any], column: str) -> bool:
+    """Whether the column's cells are mostly words (not numbers with a few words)."""
+    counts = _cell_counts(frames, column)
     numbers = sum(n for value, n in counts.items() if reads_as_number(value))
     return numbers * 2 <= sum(counts.values())  # as build.py calls a column categorical
 
@@ -454,11 +456,11 @@ def _typed_categories(
         if column not in frame.columns or frame[column].dtype.kind != "O":
             continue
         texts = frame[column].to_numpy(dtype=object)
-        present = [text for text in texts if isinstance(text, str)]
-        if any(PADDED.match(text) for text in present):
+        kind = column_kind(text for text in texts if isinstance(text, str))
+        if kind == TEXT:
             padded.append(column)
             continue
-        if present and all(text.strip() in BOOLEANS for text in present):
+        if kind == BOOLEAN:
             values = [BOOLEANS[t.strip()] if isinstance(t, str) else None for t in texts]
         else:
             values = [_cell_value(text) for text in texts]
@@ -477,10 +479,6 @@ def _cell_value(text: object) -> object:
     if _DECIMAL.fullmatch(stripped):
         return float(stripped)
     return text
-
-
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 def _check_column_options(args: argparse.Namespace, features: Sequence[str]) -> None:
@@ -532,12 +530,12 @@ def _check_thresholds(args: argparse.Namespace) -> None:
 def _cmd_build(args: argparse.Namespace) -> int:
     try:
         _check_thresholds(args)
-        markers = _split(args.missing_values)
+        markers = split_names(args.missing_values)
         if markers and (args.format or Path(args.input).suffix.lower().lstrip(".")) in PARQUET:
             # Markers gone, a Parquet column of text stays text: categorical, not numeric.
             raise ProfileError("--missing-values applies to CSV files, not to Parquet")
-        features = _split(args.features)
-        categorical = _split(args.categorical)
+        features = split_names(args.features)
+        categorical = split_names(args.categorical)
         _check_column_options(args, features)
         with warnings.catch_warnings(record=True) as read:
             warnings.simplefilter("always", ProfileWarning)

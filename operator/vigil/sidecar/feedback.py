@@ -46,7 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from vigil.common.labels import NUMBERS_AS_BOOLEANS, boolean_classes
+from vigil.common.labels import boolean_aliases
 from vigil.common.uris import host_port
 from vigil.core import metric_names
 from vigil.profile import OTHER
@@ -177,7 +177,7 @@ def prediction_values(
             return [math.nan] * len(values)
         out = []
         # A boolean classifier's 0 and 1 (arg-max columns among them) are false and true.
-        aliases = NUMBERS_AS_BOOLEANS if boolean_classes(classes) else {}
+        aliases = boolean_aliases(classes)
         for value in values:
             key = category_key(value) if not isinstance(value, list | dict) else None
             out.append(class_code(aliases.get(key, key)) if key is not None else math.nan)
@@ -409,7 +409,7 @@ class FeedbackMetrics(Collector):
         self.classes = tuple(classes)
         self.booleans = booleans_are_classes(self.classes)
         #: A truth 0 or 1 for a boolean classifier is false or true (as its predictions are).
-        self.aliases = NUMBERS_AS_BOOLEANS if boolean_classes(self.classes) else {}
+        self.aliases = boolean_aliases(self.classes)
         self.known_classes = set(classes)
         self.room = MAX_UNLISTED_CLASSES
         self.rejected: dict[str, int] = {}

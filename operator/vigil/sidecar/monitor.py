@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from vigil.common.labels import NUMBERS_AS_BOOLEANS, boolean_classes
+from vigil.common.labels import NUMBERS_AS_BOOLEANS, boolean_aliases
 from vigil.core import metric_names
 from vigil.profile import OTHER, FeatureProfile, ProfileError, ReferenceProfile, load_profile
 from vigil.profile.bins import bin_index, float32_bounds
@@ -473,8 +473,8 @@ class Monitor(Collector):
                 )
         self.prediction: _NumericCounts | _CategoryCounts | None = None
         predicted = profile.prediction if profile is not None else None
-        self.boolean_predictions = predicted is not None and boolean_classes(
-            predicted.categories or ()
+        self.boolean_predictions = predicted is not None and bool(
+            boolean_aliases(tuple(predicted.categories or ()))
         )
         if profile is not None and profile.prediction is not None:
             fp = profile.prediction

@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from vigil.common import kube_yaml
-from vigil.common.cells import BOOLEANS, PADDED
-from vigil.common.commands import command_group
+from vigil.common.cells import BOOLEAN, BOOLEANS, CELLWISE, TEXT, column_kind
+from vigil.common.commands import command_group, split_names
 from vigil.common.text import not_utf8
 from vigil.core.spec import GoldenSetRef
 from vigil.validation.golden import (
@@ -90,9 +90,9 @@ def _cell(text: str, where: str, datatype: str | None, kind: str = "") -> Any:
     if not text.strip():
         # A blank cell went out as "" and the model server refused the whole batch.
         raise GoldenSetError(f"{where}: empty cell (a case needs every value: fill or drop it)")
-    if kind == "text":
+    if kind == TEXT:
         return text
-    if kind == "bool":
+    if kind == BOOLEAN:
         return BOOLEANS[text.strip()]
     value = _number(text)
     if isinstance(value, float) and not math.isfinite(value):
@@ -114,18 +114,17 @@ def _column_kinds(
     code "02134"), booleans (a column of pandas' True/False only), else each a number or
     text."""
     if datatype is not None:
-        return [""] * len(names)
+        return [CELLWISE] * len(names)
     everything, categorical = text
-    kinds = []
-    for index, name in enumerate(names):
-        cells = [record[index].strip() for record in records if record[index].strip()]
-        if everything or (name in categorical and any(PADDED.match(c) for c in cells)):
-            kinds.append("text")
-        elif cells and all(cell in BOOLEANS for cell in cells):
-            kinds.append("bool")
-        else:
-            kinds.append("")
-    return kinds
+    if everything:
+        return [TEXT] * len(names)
+    return [
+        column_kind(
+            (cell for record in records if (cell := record[index]).strip()),
+            padded_as_text=name in categorical,
+        )
+        for index, name in enumerate(names)
+    ]
 
 
 def _unnamed(path: Path, columns: list[str], features: list[str] | None) -> None:
@@ -314,14 +313,10 @@ def _where(path: str, row: int, column: int, names: list[str]) -> str:
     return f"{path}: row {row + 1}, column {named}"
 
 
-def _split(value: str | None) -> list[str]:
-    return [name.strip() for name in (value or "").split(",") if name.strip()]
-
-
 def _features(args: argparse.Namespace) -> list[str] | None:
     """``--features`` as ``vigil profile build`` reads it: names around commas, each once,
     none the model's output (sent as an input, it made the golden set pass anything)."""
-    features = _split(args.features)
+    features = split_names(args.features)
     for index, name in enumerate(features):
         if name in features[:index]:
             raise GoldenSetError(f"--features names {name!r} twice")
@@ -343,7 +338,7 @@ def build(args: argparse.Namespace) -> GoldenSet:
         if not args.model:
             raise GoldenSetError("--from-endpoint needs --model (the model name in its URL)")
     numeric = args.datatype if numeric_datatype(args.protocol, args.datatype) else None
-    text = (args.protocol == "v2" and args.datatype == "BYTES", _split(args.categorical))
+    text = (args.protocol == "v2" and args.datatype == "BYTES", split_names(args.categorical))
     names, rows, expected = read_rows(
         Path(args.input), args.expected_column, features, numeric, args.task, text
     )
