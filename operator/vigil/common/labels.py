@@ -2,7 +2,8 @@
 against the candidate) and the golden replay (research against the candidate) share.
 
 A replacement answering an INT64 0/1 where the model it replaces answered a BOOL
-true/false makes the same decisions: both comparisons must say so.
+true/false makes the same decisions: both comparisons, and the prediction shift between
+their class counts, must say so.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ def class_key(key: str | None) -> str | None:
     if lowered in ("true", "false"):
         return lowered
     return NUMBERS_AS_BOOLEANS.get(key, key)
+
+
+def counts_by_class(counts: Mapping[str, float]) -> dict[str, float]:
+    """Counts keyed by class label, a boolean's forms added up as one (:func:`class_key`): a
+    replacement answering 1 where the model it replaces answered true predicts the same."""
+    merged: dict[str, float] = {}
+    for key, count in counts.items():
+        label = class_key(key) or key
+        merged[label] = merged.get(label, 0.0) + count
+    return merged
 
 
 @functools.lru_cache(maxsize=64)

@@ -42,6 +42,7 @@ from typing import Literal
 
 import numpy as np
 
+from vigil.common.labels import counts_by_class
 from vigil.core import drift
 from vigil.core.drift import Divergence
 from vigil.core.health import feature_divergences
@@ -222,10 +223,12 @@ def _inner_only(counts: np.ndarray) -> np.ndarray:
 
 
 def _by_label(candidate: RevisionWindow, stable: RevisionWindow) -> tuple[np.ndarray, np.ndarray]:
-    labels = sorted(set(candidate.prediction_classes) | set(stable.prediction_classes))
+    stable_counts = counts_by_class(stable.prediction_classes)
+    candidate_counts = counts_by_class(candidate.prediction_classes)
+    labels = sorted(set(candidate_counts) | set(stable_counts))
     return (
-        np.asarray([stable.prediction_classes.get(k, 0.0) for k in labels]),
-        np.asarray([candidate.prediction_classes.get(k, 0.0) for k in labels]),
+        np.asarray([stable_counts.get(k, 0.0) for k in labels]),
+        np.asarray([candidate_counts.get(k, 0.0) for k in labels]),
     )
 
 
@@ -340,7 +343,7 @@ def prediction_shift(
     own). Comparing slot by slot would compare unrelated ranges, so:
 
     * both count classes: by class label (a label one side never predicted
-      counts as 0 there);
+      counts as 0 there; 1 and true are one label, as in shadow comparisons);
     * both count numeric bins of a known profile: the candidate's counts are
       moved onto the stable's edges (:func:`vigil.core.drift.rebin`) and
       compared on the stable's bins;

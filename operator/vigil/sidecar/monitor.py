@@ -462,8 +462,6 @@ class Monitor(Collector):
             )
         self.counters: dict[str, _NumericCounts | _CategoryCounts] = {}
         if profile is not None:
-            # Features only: predicted classes are compared by label with another revision's,
-            # whose profile may key them as numbers.
             for name in self.monitored:
                 fp = profile.feature(name)
                 self.counters[name] = (
@@ -478,10 +476,11 @@ class Monitor(Collector):
         )
         if profile is not None and profile.prediction is not None:
             fp = profile.prediction
+            # A boolean classifier's 0/1 (INT64, FP32) is the reference's false/true.
             self.prediction = (
                 _NumericCounts(fp)
                 if fp.type == "numeric"
-                else _CategoryCounts(fp, unlisted=MAX_UNLISTED_CLASSES)
+                else _CategoryCounts(fp, unlisted=MAX_UNLISTED_CLASSES, numbers_as_booleans=True)
             )
         self.pred_count = 0
         self.pred_sum = 0.0

@@ -170,6 +170,19 @@ def test_a_classifier_whose_profile_lists_classes_in_another_order_is_not_shifte
     assert shift is not None and shift.score == 0.0
 
 
+def test_a_replacement_answering_1_where_the_stable_answered_true_is_not_shifted():
+    """A BOOL stable and an INT64 0/1 replacement make the same decisions: by label "true" and
+    "1" never met, and the identical replacement read as shifted as it could be."""
+    flags = LABELS > 0
+    booleans = profile(flags)
+    stable = window(booleans, flags)
+    as_numbers = window(profile(flags.astype(int)), flags.astype(int))
+    assert set(as_numbers.prediction_classes) == {"0", "1"}
+    assert set(stable.prediction_classes) == {"false", "true"}
+    shift = prediction_shift(as_numbers, stable, "psi", stable_profile=booleans)
+    assert shift is not None and shift.basis == "by class label" and shift.score == 0.0
+
+
 def test_a_regressor_against_a_classifier_falls_back_to_moments():
     shift = prediction_shift(
         window(profile(STABLE), STABLE),

@@ -189,6 +189,23 @@ def test_a_boolean_feature_counts_the_numbers_0_and_1_as_false_and_true():
     assert code.counts == {"1": 3, "0": 3, "__other__": 0} and code.out_of_range == 0
 
 
+@pytest.mark.parametrize(
+    ("datatype", "answers"), [("INT64", [1, 0, 0, 1]), ("FP32", [1.0, 0.0, 0.0, 1.0])]
+)
+def test_a_boolean_classifiers_0_and_1_count_as_the_references_false_and_true(datatype, answers):
+    """A model trained on a True/False column answering 0/1: its classes were counted "0"
+    and "1", every prediction out of the reference's set."""
+    x = np.arange(300.0).reshape(-1, 1)
+    profile = build_profile(x, predictions=np.arange(300) % 3 == 0, feature_names=["x"])
+    monitor = _monitor(profile)
+    resp = json.dumps(
+        {"outputs": [{"name": "y", "shape": [4], "datatype": datatype, "data": answers}]}
+    ).encode()
+    monitor.process([Exchange(_v2([[1.0]] * 4), "", resp, "application/json")])
+    assert monitor.prediction.counts == {"false": 2, "true": 2, "__other__": 0}
+    assert monitor.prediction.out_of_range == 0
+
+
 def test_a_label_that_is_not_utf8_text_never_breaks_the_metrics():
     # JSON allows a lone surrogate ("\ud800"); written as a label it made every scrape fail.
     from prometheus_client import generate_latest
