@@ -101,7 +101,8 @@ def register(subparsers: Any) -> None:
         "--categorical",
         default="",
         help="comma-separated categorical columns (in a CSV, numbers written with leading "
-        "zeros, such as zip codes, are read as text)",
+        "zeros, such as zip codes, are read as text); naming the prediction or label column "
+        "reads both so (class codes such as 01)",
     )
     build.add_argument(
         "--missing-values",
@@ -537,6 +538,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         features = split_names(args.features)
         categorical = split_names(args.categorical)
         _check_column_options(args, features)
+        classes = _class_columns(args, categorical)
+        categorical = [c for c in categorical if c not in classes]
         with warnings.catch_warnings(record=True) as read:
             warnings.simplefilter("always", ProfileWarning)
             frame = read_table(
@@ -544,10 +547,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 args.format,
                 args.progress,
                 missing=markers,
-                text_columns=categorical,
+                text_columns=[*categorical, *classes],
                 coded=_coded(args),
             )
-        padded = _typed_categories(frame, args.input, args.format, categorical)
+        padded = _typed_categories(frame, args.input, args.format, [*categorical, *classes])
         frame = _select(frame, args, features)
         truths = _take_labels(frame, args)
         if truths is not None:
@@ -568,9 +571,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 ),
             )
         if truths is not None:
-            profile = replace(
-                profile, validation=_validation(args, frame, truths, profile.task, markers)
-            )
+            validation = _validation(args, frame, truths, profile.task, (markers, classes))
+            profile = replace(profile, validation=validation)
         text = _to_json(profile)
         with warnings.catch_warnings(record=True) as sized:
             warnings.simplefilter("always", ProfileWarning)
@@ -641,21 +643,40 @@ def _take_labels(frame: Any, args: argparse.Namespace) -> Any:
     return frame_column(frame[args.label_column])
 
 
+def _class_columns(args: argparse.Namespace, categorical: Sequence[str]) -> list[str]:
+    """The prediction and label columns, when ``--categorical`` names either: both hold the
+    same classes, read as the categorical features are (a class code "01" stays "01")."""
+    coded = _coded(args)
+    return coded if set(coded) & set(categorical) else []
+
+
 def _coded(args: argparse.Namespace) -> list[str]:
     """The prediction and label columns: pandas' missing-value markers stay missing there."""
     return [c for c in (args.prediction_column, args.label_column) if c]
 
 
 def _validation(
-    args: argparse.Namespace, frame: Any, truths: Any, task: Task, markers: Sequence[str]
+    args: argparse.Namespace,
+    frame: Any,
+    truths: Any,
+    task: Task,
+    reading: tuple[Sequence[str], Sequence[str]],
 ) -> Validation:
-    """The score on the holdout file, or on the input's rows (out-of-fold or in-sample)."""
+    """The score on the holdout file, or on the input's rows (out-of-fold or in-sample).
+    ``reading``: the missing-value markers, and the class columns read as categorical."""
     if args.holdout:
+        markers, classes = reading
         with warnings.catch_warnings():  # said of the input's columns already
             warnings.simplefilter("ignore", ProfileWarning)
             holdout = read_table(
-                args.holdout, None, args.progress, missing=markers, coded=_coded(args)
+                args.holdout,
+                None,
+                args.progress,
+                missing=markers,
+                text_columns=classes,
+                coded=_coded(args),
             )
+            _typed_categories(holdout, args.holdout, None, classes)
         missing = [c for c in (args.prediction_column, args.label_column) if c not in holdout]
         if missing:
             raise ProfileError(f"--holdout {args.holdout}: columns not found: {missing}")

@@ -42,6 +42,28 @@ def test_categorical_csv_numbers_without_leading_zeros_read_as_before(tmp_path, 
     assert "read as text" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("named", ["pred", "label"])
+def test_class_codes_with_leading_zeros_stay_as_written_in_the_prediction_and_label(
+    tmp_path, named
+):
+    """A classifier trained on codes "01".."03" answers "01": read as the numbers 1..3, the
+    reference's classes never matched a prediction. Either column named reads both."""
+    codes = ["01", "02", "03", "02"] * 10
+    rows = "".join(f"{i},{c},{c if i % 4 else '03'}\n" for i, c in enumerate(codes))
+    (tmp_path / "data.csv").write_text("x,pred,label\n" + rows)
+    (tmp_path / "holdout.csv").write_text("x,pred,label\n" + rows)
+    columns = ("--prediction-column", "pred", "--label-column", "label")
+    rc, out = _build(tmp_path, *columns, "--categorical", named)
+    assert rc == 0
+    profile = load_profile(out)
+    assert profile.prediction is not None and profile.prediction.allowed == ("01", "02", "03")
+    assert profile.feature("x").type == "numeric"
+    assert profile.validation is not None and profile.validation.accuracy == pytest.approx(0.75)
+    holdout = ("--holdout", str(tmp_path / "holdout.csv"))
+    rc, out = _build(tmp_path, *columns, *holdout, "--categorical", named)
+    assert rc == 0 and load_profile(out).validation.accuracy == pytest.approx(0.75)
+
+
 def _wide_categories(rows: int, width: int) -> pd.DataFrame:
     return pd.DataFrame({"city": [f"c{i:0{width}d}" for i in range(rows)], "x": range(rows)})
 
