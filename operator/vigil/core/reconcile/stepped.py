@@ -343,10 +343,20 @@ def _set_up_traffic(
     # spec.replicas edited mid-rollout: the stable follows (its share depends on it).
     if stable_view.replicas != (wanted := replicas.get(stable, traffic.stable_replicas)):
         cycle.scale_revision(stable, wanted)
-    cycle.ensure(desired_revision_service(owner, stable, naming.ROLE_STABLE))
-    cycle.ensure(desired_revision_service(owner, revision, naming.ROLE_CANDIDATE))
+    services = (
+        desired_revision_service(owner, stable, naming.ROLE_STABLE),
+        desired_revision_service(owner, revision, naming.ROLE_CANDIDATE),
+    )
+    for service in services:
+        cycle.ensure(service)
     cycle.serve(stable, selector)
-    cycle.route(stable, revision, traffic)
+    if all(cycle.exists("Service", service["metadata"]["name"]) for service in services):
+        cycle.route(stable, revision, traffic)
+    elif cycle.spec is not None and cycle.spec.rollout.http_route:
+        # Made in this plan: a gateway may read the route before it knows them (a 500 for
+        # every request), so the route names them from the next cycle on.
+        cycle.route(stable)
+        effective, notes = 0.0, [*notes, "the route moves to the revision Services next cycle"]
     cycle.keep_in_history(stable_view)
     return traffic, effective, unsent, "; ".join(notes)
 
