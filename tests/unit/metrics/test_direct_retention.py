@@ -444,3 +444,23 @@ class TestOneSourceForTheHealthLoopAndTheRollouts:
         kept = {k: [s for s in v if s.at != held] for k, v in source.taken.items()}
         assert window == old_rule_window(kept, targets[0], 90.0, 1)
         assert window.requests > 0
+
+
+def test_a_read_of_the_process_before_a_restart_kept_after_the_new_ones_is_not_kept() -> None:
+    """The health loop's collection (stamped 100) read the restarted sidecar; a rollout's
+    (stamped 101) had read the old process and ended last: kept, it read as another
+    restart, and the old process's whole life (90 110 requests, 900 errors) counted in the
+    window beside the 40 requests of the new one."""
+    from vigil.metrics.direct import _PodHistory
+
+    served = ("vigil_request_outcomes_total", (("origin", "live"), ("outcome", "success")))
+    failed = ("vigil_request_outcomes_total", (("origin", "live"), ("outcome", "model_error")))
+    history = _PodHistory(0.0)
+    history.add(Scrape(40.0, 0.0, {served: 90_000, failed: 900}))
+    history.add(Scrape(70.0, 0.0, {served: 90_100, failed: 900}))
+    history.add(Scrape(100.0, 103.0, {served: 5, failed: 0}))  # the new process
+    history.add(Scrape(101.0, 0.0, {served: 90_110, failed: 900}))  # the old, read at 101.2
+    history.add(Scrape(130.0, 103.0, {served: 40, failed: 0}))
+    assert [scrape.at for scrape in history.recent] == [40.0, 70.0, 100.0, 130.0]
+    increase = pod_increase(history.recent, 35.0)
+    assert increase[failed] == 0 and increase[served] == 140
