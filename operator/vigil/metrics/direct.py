@@ -181,9 +181,9 @@ class _PodHistory:
         )
         # A process this pod had before the last one kept (restarted since), read before that
         # scrape: taken as another restart, its whole life was counted again.
-        if not same_process and scrape.started_at is not None:
-            if any(kept.started_at == scrape.started_at for kept in self.recent):
-                return
+        restarted_since = not same_process and scrape.started_at is not None
+        if restarted_since and any(k.started_at == scrape.started_at for k in self.recent):
+            return
         last_health = last.values if last is not None else _NO_SERIES
         last_truth = self.truth[-1].values if self.truth else _NO_SERIES
         known = self.keys
