@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help_parser = getattr(args, HELP_PARSER, parser)
         help_parser.print_help(sys.stderr)
         return 2
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A terminal that cannot show the marks (a Latin-1 locale, a Windows pipe): "?"
+        # in their place, not a traceback.
+        sys.stdout.reconfigure(errors="replace")
     try:
         return int(func(args))
     except KeyboardInterrupt:

@@ -279,7 +279,10 @@ def render(
     serving = str(section(view.status, "stable").get("revision") or "")
     degraded = _condition(view.status, "PerformanceDegraded").get("status") == "True"
     drifted = _condition(view.status, "DriftDetected").get("status") == "True"
-    lines += _health(section(view.status, "health"), serving, limits, style, degraded, drifted)
+    health = section(view.status, "health")
+    lines += _health(
+        health, serving, limits, style, degraded, drifted, _age(health.get("evaluatedAt"), now)
+    )
     lines += _conditions(view.status, style)
     lines += _events(events, style, now, events_unread)
     lines += _history(view.status, style, now)
@@ -496,6 +499,7 @@ def _health(
     style: _Style,
     performance_degraded: bool = False,
     drift_detected: bool = False,
+    age: str = "",
 ) -> list[str]:
     """Every health figure beside its threshold, and drift by feature; FAIL as the operator
     judged it (status.health.breached, drift.level, ``performance_degraded``, and
@@ -506,9 +510,13 @@ def _health(
     lines: list[str] = []
     add = lines.append
     add("")
-    stale = " (stale)" if health.get("stale") else ""
+    # Its age: with the operator stopped, the last figures still read ok or FAIL.
+    when = ", ".join(
+        filter(None, (f"evaluated {age} ago" if age else "", health.get("stale") and "stale"))
+    )
     add(
-        style(f"Health{stale}", "bold") + f"  window {health.get('window', '-')},"
+        style(f"Health ({when})" if when else "Health", "bold")
+        + f"  window {health.get('window', '-')},"
         f" {health.get('requests', 0)} requests, verdict {health.get('verdict', '-')}"
     )
     measured = str(health.get("revision") or "")

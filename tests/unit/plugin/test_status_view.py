@@ -120,6 +120,15 @@ def _health_of(health: dict[str, Any], conditions: tuple = ()) -> str:
     return render(md, now=NOW)
 
 
+def test_the_health_figures_say_how_old_they_are() -> None:
+    """With the operator stopped a day, its last figures still read ok or FAIL: the heading
+    said "(stale)" at most, never when they were measured."""
+    day_old = (NOW - datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    screen = _health_of({"verdict": "Healthy", "evaluatedAt": day_old, "stale": True})
+    assert "Health (evaluated 24h ago, stale)  window 5m" in screen
+    assert "Health  window 5m" in _health_of({"verdict": "Healthy"})
+
+
 def test_a_figure_past_its_threshold_without_a_breach_judged_is_not_surely_past_it() -> None:
     # 2 errors in 120 requests: 1.7% reads over 1%, but is no evidence of it (Healthy).
     screen = _health_of(
@@ -623,3 +632,31 @@ def test_control_characters_from_the_cluster_are_shown_not_sent_to_the_terminal(
     for where in ("wine", "pause", "0b6f", "ready", "alcohol", "Odd", "said"):
         assert f"{where}\\x1bc\\x1b]" in plain, where
     assert r"0b6f\x1bc\x1b]52;c;ZWNobyBwd25lZA==\x07\x9b2J\r\nfake" in plain
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_a_terminal_that_cannot_show_the_marks_gets_the_screen_not_a_traceback(
+    tmp_path: Path, encoding: str
+) -> None:
+    """A Latin-1 locale, or Windows writing to a pipe: ✔, █ and … raised UnicodeEncodeError."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "md.json").write_text(json.dumps(MD))
+    (tmp_path / "events.json").write_text(json.dumps({"items": EVENTS}))
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(
+        f'#!/bin/sh\ncase "$*" in *events*) cat {tmp_path}/events.json;; '
+        f"*) cat {tmp_path}/md.json;; esac\n"
+    )
+    kubectl.chmod(0o755)
+    env = {**os.environ, "VIGIL_KUBECTL": str(kubectl), "PYTHONIOENCODING": encoding}
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "status", "wine", "-n", "ml"],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"Steps" in done.stdout and b"?" in done.stdout
