@@ -425,6 +425,24 @@ def not_found_message(
     )
 
 
+def not_accepted(route: Mapping[str, Any]) -> str:
+    """Why no Gateway takes the route ("": one does, or none has said yet), from the
+    ``Accepted`` condition each parent's controller writes: weights written on a route no
+    Gateway accepted carry no traffic, and the rollout would hold on too few requests."""
+    refusals = []
+    for parent in (route.get("status") or {}).get("parents") or ():
+        accepted = next(
+            (c for c in parent.get("conditions") or () if c.get("type") == "Accepted"), None
+        )
+        if accepted is None or accepted.get("status") != "False":
+            return ""
+        gateway = (parent.get("parentRef") or {}).get("name", "?")
+        refusals.append(f"{gateway} ({accepted.get('reason', '?')}: {accepted.get('message', '')})")
+    if not refusals:
+        return ""
+    return "is accepted by no Gateway, so the weights carry no traffic: " + "; ".join(refusals)
+
+
 class GatewayAPIRouter:
     """Weights on one HTTPRoute; replicas as decide() asks; the Service stays on the stable.
 
@@ -478,6 +496,9 @@ class GatewayAPIRouter:
             except KubeError as error:
                 if error.status != 409 or attempt == MAX_CONFLICT_RETRIES:
                     raise
+        refused = not_accepted(route)
+        if refused:
+            raise RoutingError(f"HTTPRoute {self.http_route} {refused}")
         return self.plan(target, traffic)
 
     @staticmethod

@@ -272,6 +272,40 @@ def test_apply_on_a_missing_route_says_so():
         asyncio.run(GatewayAPIRouter("wine").apply(Missing(None), TARGET, Traffic(20, 0, 1, 2)))
 
 
+def _parent(gateway: str, accepted: str | None) -> dict:
+    conditions = [{"type": "ResolvedRefs", "status": "True"}]
+    if accepted is not None:
+        reason = "Accepted" if accepted == "True" else "NoMatchingParent"
+        conditions.append({"type": "Accepted", "status": accepted, "reason": reason})
+    return {"parentRef": {"name": gateway}, "controllerName": "x.io/gw", "conditions": conditions}
+
+
+def test_a_route_no_gateway_accepts_is_written_and_said_not_to_carry_the_traffic():
+    """Its parentRef names no Gateway: the weights were written, the status said 20 %, and
+    the candidate got none of the traffic (a rollout holding on too few requests)."""
+    refused = route(USER_RULE)
+    refused["status"] = {"parents": [_parent("no-such-gateway", "False")]}
+    api = FakeApi(refused)
+    with pytest.raises(RoutingError, match=r"accepted by no Gateway.*no-such-gateway \(NoMatch"):
+        asyncio.run(GatewayAPIRouter("wine").apply(api, TARGET, Traffic(20, 0, 1, 2)))
+    assert route_weights(api.obj, TARGET, claimed=NO_OTHERS)["wine-bbbbbbb"] == 20
+
+
+@pytest.mark.parametrize(
+    "parents",
+    [
+        [],  # no controller has looked at it yet (or none runs)
+        [_parent("internal", "False"), _parent("public", "True")],
+        [_parent("public", None)],  # its controller has not said yet
+    ],
+    ids=["none-yet", "one-of-two", "not-said"],
+)
+def test_a_route_one_gateway_accepts_or_none_has_judged_is_applied(parents):
+    judged = route(USER_RULE)
+    judged["status"] = {"parents": parents}
+    asyncio.run(GatewayAPIRouter("wine").apply(FakeApi(judged), TARGET, Traffic(20, 0, 1, 2)))
+
+
 # -- which <name>-<revision> refs are ours ----------------------------------------------------
 
 
