@@ -135,6 +135,32 @@ def test_a_drift_in_part_of_the_range_ranks_by_its_worst_window() -> None:
     assert f"{alcohol['driftPeak']:.3f}" in page and "worst window" in page
 
 
+def _level_cells(page: str) -> dict[str, str]:
+    import re
+
+    table = page[page.index('<table class="features"') :]
+    rows = re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")])[1:]
+    cells = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", r)] for r in rows]
+    return {row[0]: row[4] for row in cells}
+
+
+@pytest.mark.parametrize(
+    ("rows", "shift", "alcohol"),
+    [(80, 0.25, "not surely drifted"), (60, 0.3, "over threshold")],
+)
+def test_a_features_level_is_the_health_loops_verdict_not_its_estimates(rows, shift, alcohol):
+    """80 rows, estimates of 0.55-0.66 against a 0.2 threshold: the health loop judged no
+    drift (Healthy), and the report called each of them "over threshold"."""
+    measured = from_scrapes(
+        {"r1": [("wine-r1-0", _sidecar_text(shift, rows=rows))]}, now=1000.0, progress=print
+    )
+    numbers = build(Context(MD, (), _wine()[1], generated_at=1000.0), measured)
+    threshold = numbers["thresholds"]["driftThreshold"]
+    levels = _level_cells(render(numbers))
+    assert all(f["drift"] > threshold for f in numbers["features"][:3])
+    assert levels["alcohol"] == alcohol
+
+
 def test_without_labels_the_ground_truth_section_says_so() -> None:
     numbers = _numbers()
     assert numbers["groundTruth"]["available"] is False

@@ -187,6 +187,22 @@ def _evaluate_all(
     return out
 
 
+#: A feature's drift levels as the health loop judges them, the worst last.
+LEVELS = ("none", "warning", "threshold")
+
+
+def judged_level(feature: str, reports: Sequence[HealthReport]) -> str | None:
+    """The worst level the health loop's judgement gives ``feature`` over the windows (with
+    confidence: an estimate over the threshold on a few rows is not surely over it); None
+    when no window judged it."""
+    levels = [
+        "threshold" if feature in r.drift_over else "warning" if feature in r.drift_sure else "none"
+        for r in reports
+        if r.drift_level != "unknown" and feature in r.drift_features
+    ]
+    return max(levels, key=LEVELS.index) if levels else None
+
+
 def _features(
     measured: Measured,
     profile: ReferenceProfile,
@@ -227,6 +243,7 @@ def _features(
         # A drift confined to part of the range fades in the whole range's counts (and a
         # bias-corrected statistic may read 0 there): the worst window shows it.
         peaks = [value for series in over_time.values() for _, value in series]
+        judged = [r for by_time in reports.values() for r in by_time.values()]
         features.append(
             {
                 "name": feature.name,
@@ -239,6 +256,7 @@ def _features(
                 "live": live,
                 "drift": _finite(max(scores)) if scores else None,
                 "driftPeak": max(peaks) if peaks else None,
+                "driftLevel": judged_level(feature.name, judged),
                 "driftByRevision": {
                     rev: _finite(s.get(feature.name)) for rev, s in overall.items()
                 },

@@ -323,13 +323,19 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") ->
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _level(score: float | None, warning: float, threshold: float) -> str:
+def _level(score: float | None, judged: str | None, warning: float) -> str:
+    """The health loop's verdict on a feature's drift, not its estimate's: an estimate over
+    the threshold on a few rows is no evidence of drift (the loop stays Healthy)."""
     if score is None:
         return '<span class="lvl unknown">not measured</span>'
-    if score >= threshold:
+    if judged == "threshold":
         return '<span class="lvl bad">over threshold</span>'
-    if score >= warning:
+    if judged == "warning":
         return '<span class="lvl warn">warning</span>'
+    if judged is None:
+        return '<span class="lvl unknown">not judged (too few rows)</span>'
+    if score >= warning:
+        return '<span class="lvl unknown">not surely drifted</span>'
     return '<span class="lvl ok">no drift</span>'
 
 
@@ -358,7 +364,7 @@ def _features(data: Mapping[str, Any], colours: Colours, x_range: tuple[float, f
             _e(f["type"]),
             "-" if f["driftPeak"] is None else f"{f['driftPeak']:.3f}",
             "-" if f["drift"] is None else f"{f['drift']:.3f}",
-            _level(_worse(f["driftPeak"], f["drift"]), warning, threshold),
+            _level(_worse(f["driftPeak"], f["drift"]), f.get("driftLevel"), warning),
             _e(_last(f["missingRate"])),
             _e(_last(f["outOfRangeRate"])),
         ]
