@@ -352,6 +352,22 @@ def _request(view: Body, style: _Style, now: datetime.datetime) -> list[str]:
     return ["", style("Request", "bold"), *lines] if lines else []
 
 
+def _bake(bake: Mapping[str, Any], style: _Style, now: datetime.datetime) -> list[str]:
+    """The previous revision a bake keeps to go back to, and when the bake ends (or why it
+    goes back)."""
+    if not bake.get("previous"):
+        return []
+    kept = (
+        f"  previous   {bake['previous']:<8} v{bake.get('previousModelVersion') or '?':<6}"
+        f" {bake.get('previousReadyReplicas', 0)}/{bake.get('previousReplicas', 0)} ready"
+    )
+    if bake.get("failedAt"):
+        return [kept + "   " + style(f"going back: {bake.get('reason', 'BakeFailed')}", "red")]
+    ends = parse_time(bake.get("endsAt"))
+    left = f", ends in {_since(now, ends)}" if ends is not None and ends > now else ""
+    return [kept + f"   kept for the bake{left}"]
+
+
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
@@ -371,6 +387,7 @@ def _revisions(
         )
     else:
         lines.append("  stable     (none yet)")
+    lines += _bake(section(status, "bake"), style, now)
     candidate = section(status, "candidate")
     if not candidate:
         return lines

@@ -129,6 +129,29 @@ def test_the_health_figures_say_how_old_they_are() -> None:
     assert "Health  window 5m" in _health_of({"verdict": "Healthy"})
 
 
+def _baking(**bake: Any) -> str:
+    md = json.loads(json.dumps(MD))
+    md["status"].pop("candidate")
+    md["status"]["bake"] = {
+        "revision": "9b1e4d0",
+        "previous": "7f3c2a1",
+        "previousModelVersion": "2",
+        "previousReplicas": 1,
+        "previousReadyReplicas": 1,
+        "endsAt": (NOW + datetime.timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **bake,
+    }
+    return render(md, now=NOW)
+
+
+def test_a_bake_shows_the_revision_it_keeps_and_when_it_ends() -> None:
+    """The kept revision and the bake's end appeared nowhere: Revisions showed the promoted
+    stable alone."""
+    assert "  previous   7f3c2a1  v2      1/1 ready   kept for the bake, ends in 20m" in _baking()
+    failed = _baking(failedAt=FIXTURE["now"], reason="BakeFailed", previousReadyReplicas=0)
+    assert "  previous   7f3c2a1  v2      0/1 ready   going back: BakeFailed" in failed
+
+
 def test_a_figure_past_its_threshold_without_a_breach_judged_is_not_surely_past_it() -> None:
     # 2 errors in 120 requests: 1.7% reads over 1%, but is no evidence of it (Healthy).
     screen = _health_of(
