@@ -531,7 +531,13 @@ class Reconciler:
                     message = f"{said} Event not posted: {error.message}"
                     raise KubeError(error.status, message, retry_after=error.retry_after) from error
 
+            namespace, name = metadata["namespace"], metadata["name"]
+            before = self.rollouts.routing_error(namespace, name)
             await self.rollouts.route(api, body, action, post, check=check)
+            if self.rollouts.routing_error(namespace, name) != before:
+                # This cycle's status was decided before the route failed (or recovered): the
+                # next one says so now, not at its recheck.
+                self.nudge(namespace, name)
 
     async def _write_refused(
         self, api: Api, body: Mapping[str, Any], plan: Plan, message: str, reason: Reason

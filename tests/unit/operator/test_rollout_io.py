@@ -662,6 +662,24 @@ async def test_a_canary_after_trafficrouting_is_removed_gets_its_live_share() ->
     assert "routing not applied" not in candidate["message"]
 
 
+async def test_a_route_that_fails_or_recovers_asks_for_the_cycle_that_says_so() -> None:
+    """The status of the cycle whose route failed was decided before: the candidate's share
+    and "routing not applied" were a recheck (up to 10 s) late, both ways."""
+    from test_reconciler import Harness, model_deployment
+
+    harness = Harness()
+    harness.reconciler.rollouts = Rollouts(running_in(lambda: {}), sidecar_image="sidecar:test")
+    nudged: list[tuple[str, str]] = []
+    harness.reconciler.nudge = lambda namespace, name, **_: nudged.append((namespace, name))
+    gateway = {"trafficRouting": {"gatewayAPI": {"httpRoute": "wine"}}}
+    harness.api.add(model_deployment(rollout=gateway))
+    await harness.reconciler.reconcile("ml", "wine")
+    assert nudged == [("ml", "wine")]
+    harness.api.make_ready()
+    await harness.reconciler.reconcile("ml", "wine")  # the same failure: nothing new to say
+    assert nudged == [("ml", "wine")]
+
+
 async def test_a_routing_failure_whose_event_post_failed_is_posted_by_the_retried_cycle() -> None:
     # Taken as said before a post that failed (503), the failure would never be said: every
     # later cycle sees the same failure and posts nothing.
