@@ -818,7 +818,9 @@ class TestHandoffEdges:
     async def test_a_request_outliving_the_wait_does_not_mark_rows_already_handed_over(
         self, model, start_sidecar, http
     ):
-        a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=0.2)
+        # The send to b is real HTTP: 0.2 s (a 0.1 s wait) left it too little on a loaded
+        # machine, and nothing went.
+        a, b = await self.two(model, start_sidecar, handoff_timeout_seconds=2.0)
         made, (pred,) = await predict(http, a, [[1.0, 0, 0]])
         a.feedback.joining += 1  # still running when the wait ends
         assert await a.feedback.handoff() == 1
