@@ -10,9 +10,12 @@ deleted) instead of a chain of ``(x.get(...) or {})`` at every use.
 from __future__ import annotations
 
 import base64
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from vigil.common.times import parse_time
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -94,6 +97,11 @@ class Meta:
     @property
     def annotations(self) -> Mapping[str, str]:
         return section(self.raw, "annotations")
+
+    @property
+    def created(self) -> datetime.datetime | None:
+        """``creationTimestamp`` (None: absent or unreadable)."""
+        return parse_time(self.raw.get("creationTimestamp"))
 
     @property
     def deleting(self) -> bool:

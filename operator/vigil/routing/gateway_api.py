@@ -426,21 +426,36 @@ def not_found_message(
 
 
 def not_accepted(route: Mapping[str, Any]) -> str:
-    """Why no Gateway takes the route ("": one does, or none has said yet), from the
-    ``Accepted`` condition each parent's controller writes: weights written on a route no
-    Gateway accepted carry no traffic, and the rollout would hold on too few requests."""
+    """Why no Gateway the route names takes it ("": one does, or none has said yet), from
+    the ``Accepted`` condition each parent's controller writes for the route's generation:
+    weights written on a route no Gateway accepted carry no traffic, and the rollout would
+    hold on too few requests. A parent no longer in ``spec.parentRefs`` (an entry a
+    controller left behind) and a condition of an older generation are not read."""
+    view = body(route)
+    named = {_parent_key(ref, view.meta.namespace) for ref in items(route, "spec", "parentRefs")}
     refusals = []
-    for parent in (route.get("status") or {}).get("parents") or ():
-        accepted = next(
-            (c for c in parent.get("conditions") or () if c.get("type") == "Accepted"), None
-        )
-        if accepted is None or accepted.get("status") != "False":
+    for parent in items(route, "status", "parents"):
+        ref = parent.get("parentRef") or {}
+        if _parent_key(ref, view.meta.namespace) not in named:
+            continue
+        accepted = next((c for c in items(parent, "conditions") if c.get("type") == "Accepted"), {})
+        current = accepted.get("observedGeneration", view.meta.generation) == view.meta.generation
+        if accepted.get("status") != "False" or not current:
             return ""
-        gateway = (parent.get("parentRef") or {}).get("name", "?")
-        refusals.append(f"{gateway} ({accepted.get('reason', '?')}: {accepted.get('message', '')})")
+        refusals.append(
+            f"{ref.get('name', '?')} ({accepted.get('reason', '?')}: {accepted.get('message', '')})"
+        )
     if not refusals:
         return ""
     return "is accepted by no Gateway, so the weights carry no traffic: " + "; ".join(refusals)
+
+
+def _parent_key(ref: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:
+    return (
+        str(ref.get("name", "")),
+        str(ref.get("namespace") or namespace),
+        str(ref.get("sectionName", "")),
+    )
 
 
 class GatewayAPIRouter:

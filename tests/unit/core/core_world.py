@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from vigil.common.objects import copied
+from vigil.common.times import format_time
 from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.desired import Owner
 from vigil.core.observed import fetch_state, fetches_by_revision
@@ -142,6 +143,9 @@ class World:
                     generation += 1
             new["metadata"]["generation"] = generation
             new["status"] = copied(old.get("status", {})) if old else {}
+        if new["kind"] == "Service":  # a route names a revision Service only once it is old
+            created = old["metadata"].get("creationTimestamp") if old else None
+            new["metadata"]["creationTimestamp"] = created or format_time(self.now)
         self.objects[key] = new
 
     # -- the kubelet ----------------------------------------------------------------

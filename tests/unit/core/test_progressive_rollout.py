@@ -17,6 +17,7 @@ from vigil.core.analysis import candidate_figures
 from vigil.core.candidate import Request, RolloutInputs
 from vigil.core.desired import desired_service
 from vigil.core.reconcile import Apply, Delete, Plan, Route, decide
+from vigil.core.reconcile.cycle import SERVICE_SETTLE_SECONDS
 from vigil.core.rollout import GoldenResult
 from vigil.core.window import RevisionWindow
 from vigil.routing import RoutingTarget
@@ -1264,14 +1265,15 @@ def settle(world: RoutedWorld, candidate: str, done: Any) -> None:
         world.reconcile()
 
 
-def test_the_route_moves_to_revision_services_only_once_they_exist() -> None:
+def test_the_route_moves_to_revision_services_only_once_they_are_settled() -> None:
     """The first cycle of a rollout makes them: a gateway that read the route before it knew
-    them answered 500 for all the model's traffic."""
+    them (its own watch, after the operator's) answered 500 for all the model's traffic."""
     world, stable, candidate = routed_rollout()
-    assert world.backends() == [("wine", 100)]
     assert {f"wine-{stable}", f"wine-{candidate}"} <= set(world.names("Service"))
-    assert world.status["candidate"]["weight"] == 0
-    world.reconcile()
+    for _ in range(2):  # made, then half the settling time on
+        assert world.backends() == [("wine", 100)]
+        assert world.status["candidate"]["weight"] == 0
+        world.reconcile(advance=SERVICE_SETTLE_SECONDS / 2)
     assert world.backends() == [(f"wine-{stable}", 100), (f"wine-{candidate}", 0)]
 
 

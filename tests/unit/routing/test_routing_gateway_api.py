@@ -272,37 +272,51 @@ def test_apply_on_a_missing_route_says_so():
         asyncio.run(GatewayAPIRouter("wine").apply(Missing(None), TARGET, Traffic(20, 0, 1, 2)))
 
 
-def _parent(gateway: str, accepted: str | None) -> dict:
+def _parent(gateway: str, accepted: str | None, generation: int = 3) -> dict:
     conditions = [{"type": "ResolvedRefs", "status": "True"}]
     if accepted is not None:
-        reason = "Accepted" if accepted == "True" else "NoMatchingParent"
-        conditions.append({"type": "Accepted", "status": accepted, "reason": reason})
+        reason = "Accepted" if accepted == "True" else "NotAllowedByListeners"
+        conditions.append(
+            {
+                "type": "Accepted",
+                "status": accepted,
+                "reason": reason,
+                "observedGeneration": generation,
+            }
+        )
     return {"parentRef": {"name": gateway}, "controllerName": "x.io/gw", "conditions": conditions}
 
 
+def _judged(*parents: dict, names: tuple[str, ...] = ("gw",)) -> dict:
+    judged = route(USER_RULE)
+    judged["metadata"]["generation"] = 3
+    judged["spec"]["parentRefs"] = [{"name": name} for name in names]
+    judged["status"] = {"parents": list(parents)}
+    return judged
+
+
 def test_a_route_no_gateway_accepts_is_written_and_said_not_to_carry_the_traffic():
-    """Its parentRef names no Gateway: the weights were written, the status said 20 %, and
-    the candidate got none of the traffic (a rollout holding on too few requests)."""
-    refused = route(USER_RULE)
-    refused["status"] = {"parents": [_parent("no-such-gateway", "False")]}
-    api = FakeApi(refused)
-    with pytest.raises(RoutingError, match=r"accepted by no Gateway.*no-such-gateway \(NoMatch"):
+    """Its Gateway's listeners do not allow it: the weights were written, the status said
+    20 %, and the candidate got none of the traffic (a rollout holding on too few requests)."""
+    api = FakeApi(_judged(_parent("gw", "False")))
+    with pytest.raises(RoutingError, match=r"accepted by no Gateway.*gw \(NotAllowedByListeners"):
         asyncio.run(GatewayAPIRouter("wine").apply(api, TARGET, Traffic(20, 0, 1, 2)))
     assert route_weights(api.obj, TARGET, claimed=NO_OTHERS)["wine-bbbbbbb"] == 20
 
 
 @pytest.mark.parametrize(
-    "parents",
+    "judged",
     [
-        [],  # no controller has looked at it yet (or none runs)
-        [_parent("internal", "False"), _parent("public", "True")],
-        [_parent("public", None)],  # its controller has not said yet
+        _judged(),  # no controller has looked at it yet (or none runs)
+        _judged(_parent("internal", "False"), _parent("gw", "True"), names=("internal", "gw")),
+        _judged(_parent("gw", None)),  # its controller has not said yet
+        _judged(_parent("gw", "False", generation=2)),  # said of the route before an edit
+        _judged(_parent("old-gw", "False"), _parent("gw", "True")),  # an entry left behind
+        _judged(_parent("old-gw", "False")),  # the same, before gw has said anything
     ],
-    ids=["none-yet", "one-of-two", "not-said"],
+    ids=["none-yet", "one-of-two", "not-said", "older-generation", "left-behind", "only-left"],
 )
-def test_a_route_one_gateway_accepts_or_none_has_judged_is_applied(parents):
-    judged = route(USER_RULE)
-    judged["status"] = {"parents": parents}
+def test_a_route_one_gateway_accepts_or_none_has_judged_is_applied(judged):
     asyncio.run(GatewayAPIRouter("wine").apply(FakeApi(judged), TARGET, Traffic(20, 0, 1, 2)))
 
 

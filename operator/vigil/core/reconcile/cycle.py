@@ -43,6 +43,9 @@ from vigil.core.spec import ModelDeploymentSpec
 from vigil.core.status import find_condition, push_history
 from vigil.core.vocabulary import FINISHED, Answer, Outcome, Reason
 
+#: How old a revision Service is before the route names it (``Cycle.route_revisions``).
+SERVICE_SETTLE_SECONDS = 5.0
+
 
 class Cycle:
     """Collects actions, Events and status pieces during one decision."""
@@ -253,6 +256,22 @@ class Cycle:
             self.wanted_route = Route(
                 stable, candidate, traffic, http_route=self.spec.rollout.http_route
             )
+
+    def route_revisions(self, stable: str, candidate: str, traffic: Traffic) -> bool:
+        """The route to both revisions' Services once each is SERVICE_SETTLE_SECONDS old (a
+        gateway learns of one from its own watch: a 500 for a backend it does not know yet),
+        until then to ``<name>``; False: held there."""
+        names = [naming.deployment_name(self.obs.owner.name, r) for r in (stable, candidate)]
+        if all(self._settled(self.live.get(("Service", name))) for name in names):
+            self.route(stable, candidate, traffic)
+            return True
+        self.route(stable)
+        return self.spec is None or not self.spec.rollout.http_route
+
+    def _settled(self, live: Mapping[str, Any] | None) -> bool:
+        created = body(live).meta.created if live is not None else None
+        age = (self.obs.now - created).total_seconds() if created else SERVICE_SETTLE_SECONDS
+        return live is not None and age >= SERVICE_SETTLE_SECONDS
 
     def ordered_actions(self) -> list[Action]:
         """Writes, then the route, then scale-downs and deletions: capacity comes before the

@@ -23,7 +23,7 @@ from vigil.core.candidate import (
 )
 from vigil.core.desired import RevisionInfo, desired_revision_service
 from vigil.core.observed import DeploymentView
-from vigil.core.reconcile.cycle import Cycle
+from vigil.core.reconcile.cycle import SERVICE_SETTLE_SECONDS, Cycle
 from vigil.core.reconcile.plan import Plan
 from vigil.core.reconcile.report import (
     Outcome,
@@ -350,13 +350,9 @@ def _set_up_traffic(
     for service in services:
         cycle.ensure(service)
     cycle.serve(stable, selector)
-    if all(cycle.exists("Service", service["metadata"]["name"]) for service in services):
-        cycle.route(stable, revision, traffic)
-    elif cycle.spec is not None and cycle.spec.rollout.http_route:
-        # Made in this plan: a gateway may read the route before it knows them (a 500 for
-        # every request), so the route names them from the next cycle on.
-        cycle.route(stable)
-        effective, notes = 0.0, [*notes, "the route moves to the revision Services next cycle"]
+    if not cycle.route_revisions(stable, revision, traffic):
+        settled = f"the route names the revision Services once {SERVICE_SETTLE_SECONDS:g}s old"
+        effective, notes = 0.0, [*notes, settled]
     cycle.keep_in_history(stable_view)
     return traffic, effective, unsent, "; ".join(notes)
 
