@@ -179,10 +179,9 @@ class _PodHistory:
             and scrape.started_at is not None
             and scrape.started_at == last.started_at
         )
-        # A process this pod had before the last one kept (restarted since), read before that
-        # scrape: taken as another restart, its whole life was counted again.
-        restarted_since = not same_process and scrape.started_at is not None
-        if restarted_since and any(k.started_at == scrape.started_at for k in self.recent):
+        if not same_process and _restarted_since(self.recent, scrape.started_at):
+            # Read before the newer process's scrape kept: taken as another restart, the old
+            # process's whole life was counted again.
             return
         last_health = last.values if last is not None else _NO_SERIES
         last_truth = self.truth[-1].values if self.truth else _NO_SERIES
@@ -212,6 +211,17 @@ class _PodHistory:
         _thin(self.recent, self.spacing[0], len(self.recent) - DENSE - 1)
         _thin(self.truth, self.spacing[1], len(self.truth) - DENSE - 1)
         self.last_seen = scrape.at
+
+
+def _restarted_since(kept: Sequence[Scrape], started_at: float | None) -> bool:
+    """Whether the process that started at ``started_at`` was kept before, then another
+    one (a scrape without a start time says nothing either way)."""
+    other = False
+    for scrape in reversed(kept):
+        if started_at is not None and scrape.started_at == started_at:
+            return other
+        other = other or scrape.started_at is not None
+    return False
 
 
 @dataclass(frozen=True)

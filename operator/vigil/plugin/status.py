@@ -361,8 +361,10 @@ def _bake(bake: Mapping[str, Any], style: _Style, now: datetime.datetime) -> lis
         f"  previous   {bake['previous']:<8} v{bake.get('previousModelVersion') or '?':<6}"
         f" {bake.get('previousReadyReplicas', 0)}/{bake.get('previousReplicas', 0)} ready"
     )
-    if bake.get("failedAt"):
-        return [kept + "   " + style(f"going back: {bake.get('reason', 'BakeFailed')}", "red")]
+    if bake.get("failedAt"):  # going back, or given up (BakeRollbackFailed): it serves on
+        reason = bake.get("reason", Reason.BAKE_FAILED)
+        going = "not going back" if reason == Reason.BAKE_ROLLBACK_FAILED else "going back"
+        return [kept + "   " + style(f"{going}: {reason}", "red")]
     ends = parse_time(bake.get("endsAt"))
     left = f", ends in {_since(now, ends)}" if ends is not None and ends > now else ""
     return [kept + f"   kept for the bake{left}"]
@@ -527,9 +529,9 @@ def _health(
     lines: list[str] = []
     add = lines.append
     add("")
-    # Its age: with the operator stopped, the last figures still read ok or FAIL.
+    # evaluatedAt is when the figures last changed (an idle model writes nothing).
     when = ", ".join(
-        filter(None, (f"evaluated {age} ago" if age else "", health.get("stale") and "stale"))
+        filter(None, (f"unchanged for {age}" if age else "", health.get("stale") and "stale"))
     )
     add(
         style(f"Health ({when})" if when else "Health", "bold")

@@ -561,7 +561,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 frame,
                 prediction_column=args.prediction_column,
                 categorical=categorical,
-                task=args.task,
+                task=args.task or ("classification" if classes else None),
                 model_name=args.model_name,
                 model_version=args.model_version,
                 bins=args.bins,
@@ -718,6 +718,8 @@ def _task_reason(args: argparse.Namespace, frame: Any) -> str:
     """Why the profile has its task: given, the default, or what the column showed."""
     if args.task:
         return "given by --task"
+    if _class_columns(args, split_names(args.categorical)):
+        return f"--categorical names {args.prediction_column!r}: class labels"
     if not args.prediction_column:
         return "the default without --prediction-column; --task classification for a classifier"
     task, why = infer_task(frame_column(frame[args.prediction_column]))

@@ -464,3 +464,9 @@ def test_a_read_of_the_process_before_a_restart_kept_after_the_new_ones_is_not_k
     assert [scrape.at for scrape in history.recent] == [40.0, 70.0, 100.0, 130.0]
     increase = pod_increase(history.recent, 35.0)
     assert increase[failed] == 0 and increase[served] == 140
+    # A kept scrape without a start time says nothing of a restart: the same process's
+    # later reads are kept (refused, the pod's history froze for a window).
+    history = _PodHistory(0.0)
+    for at, started_at in ((10.0, 5.0), (20.0, None), *((t, 5.0) for t in (30.0, 40.0, 50.0))):
+        history.add(Scrape(at, started_at, {served: at, failed: 0}))
+    assert [scrape.at for scrape in history.recent] == [10.0, 20.0, 30.0, 40.0, 50.0]

@@ -560,3 +560,21 @@ def test_the_reports_terminal_lines_show_control_characters_from_the_cluster_not
     shown = r"Error from server: \x1bc\x1b]52;c;ZWNobw==\x07\x9b2J"
     assert f"report: direct: cannot read wine-9b1e4d0-x: {shown}\n" in err
     assert f"vigil report: no sidecar could be read: wine-9b1e4d0-x: {shown}\n" in err
+
+
+@pytest.mark.parametrize("keys", [("0", "1"), ("false", "true")], ids=["numbers", "booleans"])
+def test_a_boolean_classifiers_predictions_chart_under_either_form_of_its_classes(keys):
+    """One revision's sidecars count 1 as true (its profile's classes are booleans), another's
+    as 1: charted under the other's profile, its bars read 0."""
+    import numpy as np
+
+    from vigil.core.window import RevisionWindow
+    from vigil.plugin.report.figures import _prediction_counts
+    from vigil.profile import build_profile
+
+    x, flags = np.arange(300.0).reshape(-1, 1), np.arange(300) % 3 == 0
+    counted = RevisionWindow(prediction_classes={keys[0]: 200.0, keys[1]: 100.0})
+    for predictions in (flags, flags.astype(int)):
+        profile = build_profile(x, predictions=predictions, feature_names=["x"])
+        assert profile.prediction is not None
+        assert _prediction_counts(profile.prediction, counted) == [200.0, 100.0, 0.0]

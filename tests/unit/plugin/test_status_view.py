@@ -120,12 +120,12 @@ def _health_of(health: dict[str, Any], conditions: tuple = ()) -> str:
     return render(md, now=NOW)
 
 
-def test_the_health_figures_say_how_old_they_are() -> None:
-    """With the operator stopped a day, its last figures still read ok or FAIL: the heading
-    said "(stale)" at most, never when they were measured."""
+def test_the_health_figures_say_how_long_they_have_not_changed() -> None:
+    """A day-old evaluation read as live: the heading said "(stale)" at most. evaluatedAt
+    moves only when the figures change (an idle model writes nothing): so the words."""
     day_old = (NOW - datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     screen = _health_of({"verdict": "Healthy", "evaluatedAt": day_old, "stale": True})
-    assert "Health (evaluated 24h ago, stale)  window 5m" in screen
+    assert "Health (unchanged for 24h, stale)  window 5m" in screen
     assert "Health  window 5m" in _health_of({"verdict": "Healthy"})
 
 
@@ -150,6 +150,8 @@ def test_a_bake_shows_the_revision_it_keeps_and_when_it_ends() -> None:
     assert "  previous   7f3c2a1  v2      1/1 ready   kept for the bake, ends in 20m" in _baking()
     failed = _baking(failedAt=FIXTURE["now"], reason="BakeFailed", previousReadyReplicas=0)
     assert "  previous   7f3c2a1  v2      0/1 ready   going back: BakeFailed" in failed
+    given_up = _baking(failedAt=FIXTURE["now"], reason="BakeRollbackFailed")
+    assert "1/1 ready   not going back: BakeRollbackFailed" in given_up
 
 
 def test_a_figure_past_its_threshold_without_a_breach_judged_is_not_surely_past_it() -> None:

@@ -64,6 +64,15 @@ def test_class_codes_with_leading_zeros_stay_as_written_in_the_prediction_and_la
     assert rc == 0 and load_profile(out).validation.accuracy == pytest.approx(0.75)
 
 
+def test_a_prediction_column_named_categorical_is_a_classifiers(tmp_path, capsys):
+    """61 whole-number classes read as a regression (over 50 distinct numbers)."""
+    rows = "".join(f"{i},{i % 61}\n" for i in range(300))
+    (tmp_path / "data.csv").write_text("x,pred\n" + rows)
+    rc, out = _build(tmp_path, "--prediction-column", "pred", "--categorical", "pred")
+    assert rc == 0 and load_profile(out).task == "classification"
+    assert "task: classification (--categorical names 'pred'" in capsys.readouterr().err
+
+
 def _wide_categories(rows: int, width: int) -> pd.DataFrame:
     return pd.DataFrame({"city": [f"c{i:0{width}d}" for i in range(rows)], "x": range(rows)})
 

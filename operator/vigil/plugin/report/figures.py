@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vigil.common.labels import class_key, counts_by_class
 from vigil.common.objects import body, items, section
 from vigil.common.times import parse_unix
 from vigil.core.analysis import candidate_figures
@@ -119,7 +120,11 @@ def live_counts(feature: FeatureProfile, counted: Mapping[str, Mapping[str, floa
 
 def _prediction_counts(feature: FeatureProfile, window: RevisionWindow) -> list[float]:
     if feature.type == "categorical":
-        return live_counts(feature, {feature.name: window.prediction_classes})
+        # A boolean's forms as one class, as the prediction shift compares them: one
+        # revision's sidecars count 1 as true, another's (a profile of numbers) as 1.
+        counted = counts_by_class(window.prediction_classes)
+        slots = (*(feature.categories or ()), OTHER)
+        return [counted.get(class_key(label) or label, 0.0) for label in slots]
     return live_counts(feature, {feature.name: window.prediction_bins})
 
 
