@@ -74,7 +74,8 @@ def register(subparsers: Any) -> None:
     build.add_argument(
         "--task",
         choices=("classification", "regression"),
-        help="how predictions are compared (default: inferred from the prediction column)",
+        help="how predictions are compared (default: classification when --categorical names "
+        "the prediction or label column, else inferred from the prediction column)",
     )
     build.add_argument(
         "--label-column",
@@ -719,7 +720,7 @@ def _task_reason(args: argparse.Namespace, frame: Any) -> str:
     if args.task:
         return "given by --task"
     if _class_columns(args, split_names(args.categorical)):
-        return f"--categorical names {args.prediction_column!r}: class labels"
+        return "--categorical names the prediction or label column: class labels"
     if not args.prediction_column:
         return "the default without --prediction-column; --task classification for a classifier"
     task, why = infer_task(frame_column(frame[args.prediction_column]))

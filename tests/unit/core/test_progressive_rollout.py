@@ -1265,16 +1265,44 @@ def settle(world: RoutedWorld, candidate: str, done: Any) -> None:
         world.reconcile()
 
 
+HELD = f"the route names the revision Services once {SERVICE_SETTLE_SECONDS:g}s old"
+#: Checks every 30 s (rechecks every 10 s): the held route's recheck comes sooner.
+CANARY_CHECKED_EVERY_30S = {
+    **RoutedWorld.ROLLOUT,
+    "analysis": {"interval": "30s", "minRequests": 20, "failureLimit": 2},
+    "replacement": {"steps": [{"canary": {"weight": 20, "duration": "5m"}}]},
+}
+
+
 def test_the_route_moves_to_revision_services_only_once_they_are_settled() -> None:
     """The first cycle of a rollout makes them: a gateway that read the route before it knew
     them (its own watch, after the operator's) answered 500 for all the model's traffic."""
-    world, stable, candidate = routed_rollout()
+    world, stable, candidate = routed_rollout(rollout=CANARY_CHECKED_EVERY_30S)
     assert {f"wine-{stable}", f"wine-{candidate}"} <= set(world.names("Service"))
-    for _ in range(2):  # made, then half the settling time on
-        assert world.backends() == [("wine", 100)]
-        assert world.status["candidate"]["weight"] == 0
-        world.reconcile(advance=SERVICE_SETTLE_SECONDS / 2)
+    plan = world.reconcile(advance=SERVICE_SETTLE_SECONDS / 2)
+    assert world.backends() == [("wine", 100)]
+    assert world.status["candidate"]["weight"] == 0
+    assert HELD in world.status["candidate"]["message"]
+    # Back when they are old enough, not at the next 10 s recheck.
+    assert plan.recheck_after == SERVICE_SETTLE_SECONDS / 2
+    world.reconcile(advance=plan.recheck_after)
     assert world.backends() == [(f"wine-{stable}", 100), (f"wine-{candidate}", 0)]
+    assert HELD not in world.status["candidate"]["message"]
+
+
+def test_a_revision_service_made_again_mid_canary_holds_the_route_and_says_so() -> None:
+    """Between two checks the last check's words stand: the held route's words stayed in them
+    after the route moved (weight 20), or were missing while it held (weight 0)."""
+    world, _stable, candidate = routed_rollout(rollout=CANARY_CHECKED_EVERY_30S)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.backends()[-1][1] == 20)
+    del world.objects[("Service", f"wine-{candidate}")]  # deleted by someone
+    world.reconcile(advance=1)
+    assert world.backends() == [("wine", 100)]
+    assert world.status["candidate"]["weight"] == 0 and HELD in world.status["candidate"]["message"]
+    run_until(world, candidate, lambda: world.backends()[-1][1] == 20)
+    assert world.status["candidate"]["weight"] == 20
+    assert HELD not in world.status["candidate"]["message"]
 
 
 def test_a_bake_scales_the_old_revision_down_only_after_the_route_left_it() -> None:

@@ -70,7 +70,9 @@ def test_a_prediction_column_named_categorical_is_a_classifiers(tmp_path, capsys
     (tmp_path / "data.csv").write_text("x,pred\n" + rows)
     rc, out = _build(tmp_path, "--prediction-column", "pred", "--categorical", "pred")
     assert rc == 0 and load_profile(out).task == "classification"
-    assert "task: classification (--categorical names 'pred'" in capsys.readouterr().err
+    assert "task: classification (--categorical names the prediction or label" in (
+        capsys.readouterr().err
+    )
 
 
 def _wide_categories(rows: int, width: int) -> pd.DataFrame:

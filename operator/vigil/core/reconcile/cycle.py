@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -73,6 +74,8 @@ class Cycle:
         ]
         #: Where the route points (a route outside the desired set only; see Route).
         self.wanted_route: Route | None = None
+        #: Seconds the route stays off the revision Services (``route_revisions``; 0: not).
+        self.route_held_for = 0.0
         #: The verb of a person's request still to answer ("" = none, or answered).
         self.verb = ""
         #: The answer given this cycle (``status.lastRequest``).
@@ -123,14 +126,10 @@ class Cycle:
     # -- writing ----------------------------------------------------------------------------
 
     def ensure(self, manifest: Mapping[str, Any]) -> bool:
-        """Queue a write when the live object differs; True when one was queued.
-
-        A later wish for the same object replaces an earlier one in this plan:
-        the blue/green branch first keeps the Service on the stable revision,
-        then the switch asks for the candidate; when a cut-short switch had
-        already moved the Service, applying the first wish would send live
-        traffic back to the revision the same plan deletes.
-        """
+        """Queue a write when the live object differs; True when one was queued. A later
+        wish for the same object replaces an earlier one in this plan: a blue/green branch
+        keeps the Service on the stable, then its switch asks for the candidate; applying the
+        first wish would send live traffic back to the revision the same plan deletes."""
         key = (str(manifest["kind"]), str(manifest["metadata"]["name"]))
         self.plan.actions = [
             action
@@ -161,12 +160,9 @@ class Cycle:
         )
 
     def serve(self, revision: str, selector: Mapping[str, str] | None = None) -> None:
-        """Live traffic to ``revision``: the Service ``<name>`` (and the route, if any).
-
-        Beside it, the headless ``<name>-peers`` through which the sidecars find
-        each other: without it a label reaching another pod than the one holding
-        its prediction counts as unknown.
-        """
+        """Live traffic to ``revision``: the Service ``<name>`` (and the route, if any), and
+        the headless ``<name>-peers`` through which the sidecars find each other (without it
+        a label reaching another pod than the one holding its prediction counts as unknown)."""
         mark = self._serving_mark(revision, selector)
         self.ensure(desired_service(self.obs.owner, revision, selector, mark))
         self.ensure(desired_peers_service(self.obs.owner))
@@ -257,21 +253,28 @@ class Cycle:
                 stable, candidate, traffic, http_route=self.spec.rollout.http_route
             )
 
-    def route_revisions(self, stable: str, candidate: str, traffic: Traffic) -> bool:
+    def route_revisions(self, stable: str, candidate: str, traffic: Traffic) -> None:
         """The route to both revisions' Services once each is SERVICE_SETTLE_SECONDS old (a
-        gateway learns of one from its own watch: a 500 for a backend it does not know yet),
-        until then to ``<name>``; False: held there."""
-        names = [naming.deployment_name(self.obs.owner.name, r) for r in (stable, candidate)]
-        if all(self._settled(self.live.get(("Service", name))) for name in names):
+        gateway learns of one from its own watch: a 500 for a backend it does not know yet);
+        until then to ``<name>``, for ``route_held_for`` seconds more."""
+        owner = self.obs.owner.name
+        ages = [self._age(naming.deployment_name(owner, r)) for r in (stable, candidate)]
+        wait = max(SERVICE_SETTLE_SECONDS - age for age in ages)
+        if wait <= 0 or self.spec is None or not self.spec.rollout.http_route:
             self.route(stable, candidate, traffic)
-            return True
-        self.route(stable)
-        return self.spec is None or not self.spec.rollout.http_route
+        else:
+            self.route(stable)
+            self.route_held_for = wait
 
-    def _settled(self, live: Mapping[str, Any] | None) -> bool:
-        created = body(live).meta.created if live is not None else None
-        age = (self.obs.now - created).total_seconds() if created else SERVICE_SETTLE_SECONDS
-        return live is not None and age >= SERVICE_SETTLE_SECONDS
+    def recheck(self, seconds: float) -> None:
+        """Come back after ``seconds``, sooner when the route waits for revision Services."""
+        self.plan.recheck_after = min(seconds, self.route_held_for or seconds)
+
+    def _age(self, service: str) -> float:
+        """Seconds since the Service was created (0: not yet; inf: not said)."""
+        live = self.live.get(("Service", service))
+        created = body(live).meta.created if live is not None else self.obs.now
+        return (self.obs.now - created).total_seconds() if created else math.inf
 
     def ordered_actions(self) -> list[Action]:
         """Writes, then the route, then scale-downs and deletions: capacity comes before the
@@ -434,11 +437,9 @@ class Cycle:
         )
 
     def answer(self, taken: bool, message: str) -> None:
-        """Answer the person's request: taken, or refused with the reason (also an Event).
-
-        The answer goes into ``status.lastRequest`` (``kubectl vigil --wait``
-        reads it), and the annotation is cleared once that status is written.
-        """
+        """Answer the person's request: taken, or refused with the reason (also an Event),
+        in ``status.lastRequest`` (``kubectl vigil --wait`` reads it); the annotation is
+        cleared once that status is written."""
         request = self.obs.request
         if request is None:
             return

@@ -131,7 +131,7 @@ def progress(
         if reason in decision.events:
             cycle.event(reason, decision.message, occurrence=f"{reason} {this_step}")
     reached = _step_report(cycle, attempt, stable_view, decision, policy, traffic, effective)
-    cycle.plan.recheck_after = max(1.0, min(policy.interval_seconds, 10.0))
+    cycle.recheck(max(1.0, min(policy.interval_seconds, 10.0)))
     return finish(
         cycle,
         reached,
@@ -350,9 +350,7 @@ def _set_up_traffic(
     for service in services:
         cycle.ensure(service)
     cycle.serve(stable, selector)
-    if not cycle.route_revisions(stable, revision, traffic):
-        settled = f"the route names the revision Services once {SERVICE_SETTLE_SECONDS:g}s old"
-        effective, notes = 0.0, [*notes, settled]
+    cycle.route_revisions(stable, revision, traffic)
     cycle.keep_in_history(stable_view)
     return traffic, effective, unsent, "; ".join(notes)
 
@@ -475,6 +473,11 @@ def _not_applied(cycle: Cycle, attempt: _Attempt, weight: int, message: str) -> 
     inputs = cycle.obs.rollout
     if weight and inputs is not None and inputs.routing_error:
         weight, message = 0, f"{message}; routing not applied: {inputs.routing_error}"
+    # Said while it holds, and only then: the last check's words may have it.
+    held = f"; the route names the revision Services once {SERVICE_SETTLE_SECONDS:g}s old"
+    message = message.replace(held, "")
+    if cycle.route_held_for:
+        weight, message = 0, f"{message}{held}"
     # Between checks the last check's words stand, with it already.
     if attempt.unsent and attempt.unsent not in message:
         message = f"{message}; {attempt.unsent}"
