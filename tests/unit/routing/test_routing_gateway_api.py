@@ -287,12 +287,27 @@ def _parent(gateway: str, accepted: str | None, generation: int = 3) -> dict:
     return {"parentRef": {"name": gateway}, "controllerName": "x.io/gw", "conditions": conditions}
 
 
+TRAFFIC = Traffic(20, 0, 1, 2)
+
+
 def _judged(*parents: dict, names: tuple[str, ...] = ("gw",)) -> dict:
     judged = route(USER_RULE)
     judged["metadata"]["generation"] = 3
     judged["spec"]["parentRefs"] = [{"name": name} for name in names]
     judged["status"] = {"parents": list(parents)}
     return judged
+
+
+def test_a_parent_is_matched_by_its_namespace_and_section_as_the_route_names_it():
+    # The status names the route's own namespace where the spec leaves it out: the same
+    # parent. Another section of that Gateway is another parent (no longer named).
+    refused = _parent("gw", "False")
+    refused["parentRef"]["namespace"] = "ml"
+    with pytest.raises(RoutingError, match="accepted by no Gateway"):
+        asyncio.run(GatewayAPIRouter("wine").apply(FakeApi(_judged(refused)), TARGET, TRAFFIC))
+    other_section = _parent("gw", "False")
+    other_section["parentRef"]["sectionName"] = "https"
+    asyncio.run(GatewayAPIRouter("wine").apply(FakeApi(_judged(other_section)), TARGET, TRAFFIC))
 
 
 def test_a_route_no_gateway_accepts_is_written_and_said_not_to_carry_the_traffic():
