@@ -23,7 +23,7 @@ from vigil.common.objects import Body, body, section
 from vigil.common.times import parse_time
 from vigil.core.health import format_window
 from vigil.core.spec import HealthPolicy, RolloutSpec, Step, outline_spec
-from vigil.core.vocabulary import Reason, Verdict
+from vigil.core.vocabulary import Outcome, Reason, Verdict
 from vigil.plugin.reading import event_time, in_order, read_spec
 from vigil.plugin.requests import parse_request
 from vigil.plugin.terminal import escape_controls, escape_controls_in
@@ -32,6 +32,13 @@ WIDTH = 80
 BAR = 20
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "blue": "34", "dim": "2", "bold": "1"}
+#: A history entry's outcome: an abort or a superseded attempt is no success.
+_OUTCOME_COLOUR = {
+    Outcome.ROLLED_BACK: "red",
+    Outcome.FAILED: "red",
+    Outcome.ABORTED: "yellow",
+    Outcome.SUPERSEDED: "dim",
+}
 _PHASE_COLOUR = {
     "Healthy": "green",
     "Progressing": "blue",
@@ -308,7 +315,9 @@ def _header(view: Body, limits: _Limits, style: _Style) -> list[str]:
         f"Model:    {outline.model_name} version {outline.model_version or '?'}"
         f"   replicas {outline.replicas}"
     )
-    if status.get("observedGeneration") != meta.get("generation"):
+    if not status:  # a Pending phase would be made up: nothing has read the object yet
+        lines.append(style("          (no status yet: is the operator running?)", "yellow"))
+    elif status.get("observedGeneration") != meta.get("generation"):
         lines.append(
             style(
                 f"          (status describes generation {status.get('observedGeneration')},"
@@ -726,7 +735,7 @@ def _history(status: Mapping[str, Any], style: _Style, now: datetime.datetime) -
         add(style("History (newest first)", "bold"))
         for entry in history[:6]:
             outcome = entry.get("outcome", "?")
-            colour = "red" if outcome in ("RolledBack", "Failed") else "green"
+            colour = _OUTCOME_COLOUR.get(outcome, "green")
             add(
                 f"  {entry.get('revision', '?'):<8} v{entry.get('modelVersion', '?'):<5}"
                 f" {entry.get('change', '?'):<12}{style(f'{outcome:<11}', colour)}"

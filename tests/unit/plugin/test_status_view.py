@@ -154,6 +154,25 @@ def test_a_bake_shows_the_revision_it_keeps_and_when_it_ends() -> None:
     assert "1/1 ready   not going back: BakeRollbackFailed" in given_up
 
 
+def test_an_object_the_operator_has_not_read_says_so() -> None:
+    """It showed "(status describes generation None, spec is at 1)" and a Pending phase."""
+    md = json.loads(json.dumps(MD))
+    md["status"] = {}
+    screen = render(md, now=NOW)
+    assert "(no status yet: is the operator running?)" in screen
+    assert "generation None" not in screen
+
+
+def test_an_aborted_or_superseded_attempt_is_not_coloured_as_a_success() -> None:
+    md = json.loads(json.dumps(MD))
+    md["status"]["history"] = [
+        {"revision": "9b1e4d0", "modelVersion": "3", "outcome": "Aborted", "at": FIXTURE["now"]},
+        {"revision": "8c0d3e9", "modelVersion": "2", "outcome": "Superseded", "at": FIXTURE["now"]},
+    ]
+    screen = render(md, now=NOW, colour=True)
+    assert "\033[33mAborted" in screen and "\033[2mSuperseded" in screen
+
+
 def test_a_figure_past_its_threshold_without_a_breach_judged_is_not_surely_past_it() -> None:
     # 2 errors in 120 requests: 1.7% reads over 1%, but is no evidence of it (Healthy).
     screen = _health_of(
