@@ -343,12 +343,8 @@ def _set_up_traffic(
     # spec.replicas edited mid-rollout: the stable follows (its share depends on it).
     if stable_view.replicas != (wanted := replicas.get(stable, traffic.stable_replicas)):
         cycle.scale_revision(stable, wanted)
-    services = (
-        desired_revision_service(owner, stable, naming.ROLE_STABLE),
-        desired_revision_service(owner, revision, naming.ROLE_CANDIDATE),
-    )
-    for service in services:
-        cycle.ensure(service)
+    cycle.ensure(desired_revision_service(owner, stable, naming.ROLE_STABLE))
+    cycle.ensure(desired_revision_service(owner, revision, naming.ROLE_CANDIDATE))
     cycle.serve(stable, selector)
     cycle.route_revisions(stable, revision, traffic)
     cycle.keep_in_history(stable_view)
