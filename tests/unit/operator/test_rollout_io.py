@@ -678,6 +678,16 @@ async def test_a_route_that_fails_or_recovers_asks_for_the_cycle_that_says_so() 
     harness.api.make_ready()
     await harness.reconciler.reconcile("ml", "wine")  # the same failure: nothing new to say
     assert nudged == [("ml", "wine")]
+    harness.api.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "wine", "namespace": "ml", "resourceVersion": "1"},
+            "spec": {"rules": [{"backendRefs": [{"name": "wine", "port": 80}]}]},
+        }
+    )
+    await harness.reconciler.reconcile("ml", "wine")  # made: routing applied again
+    assert nudged == [("ml", "wine")] * 2
 
 
 async def test_a_routing_failure_whose_event_post_failed_is_posted_by_the_retried_cycle() -> None:
