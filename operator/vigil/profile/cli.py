@@ -598,7 +598,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         names = [f.name for f in profile.features if f.type == kind]
         if names:
             print(f"{kind} ({len(names)}): {', '.join(names)}", file=sys.stderr)
-    print(f"task: {profile.task} ({_task_reason(args, frame)})", file=sys.stderr)
+    print(f"task: {profile.task} ({_task_reason(args, frame, classes)})", file=sys.stderr)
     if profile.validation is not None:
         print(f"validation: {_describe_validation(profile.validation)}", file=sys.stderr)
     if args.output:
@@ -715,11 +715,11 @@ def _describe_validation(validation: Validation) -> str:
     return f"{figures} on {validation.rows} rows, {validation.method}{note}"
 
 
-def _task_reason(args: argparse.Namespace, frame: Any) -> str:
+def _task_reason(args: argparse.Namespace, frame: Any, classes: Sequence[str]) -> str:
     """Why the profile has its task: given, the default, or what the column showed."""
     if args.task:
         return "given by --task"
-    if _class_columns(args, split_names(args.categorical)):
+    if classes:
         return "--categorical names the prediction or label column: class labels"
     if not args.prediction_column:
         return "the default without --prediction-column; --task classification for a classifier"
