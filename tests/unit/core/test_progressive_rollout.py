@@ -1543,6 +1543,24 @@ def test_a_route_not_applied_shows_no_live_share() -> None:
     assert f"routing not applied: {error}" in world.condition("Progressing")["message"]
 
 
+def test_a_note_on_the_cycle_is_said_once_between_checks_and_goes_with_its_cause() -> None:
+    """Between checks the last check's words stand: "routing not applied" was appended to
+    them again at every cycle (1, 2, 3 ... times, a status write each), and stayed after
+    the route was written."""
+    world, _stable, candidate = routed_rollout(rollout=CANARY_CHECKED_EVERY_30S)
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    run_until(world, candidate, lambda: world.backends()[-1][1] == 20)
+    failing = RolloutInputs(figures=GOOD, shadow_target="http://x", routing_error="boom")
+    world.inputs = failing
+    for _ in range(4):
+        world.reconcile(advance=2)
+        assert world.status["candidate"]["message"].count("routing not applied: boom") == 1
+    world.inputs = RolloutInputs(figures=GOOD, shadow_target="http://x")
+    world.reconcile(advance=2)
+    assert "routing not applied" not in world.status["candidate"]["message"]
+    assert world.status["candidate"]["weight"] == 20
+
+
 def test_a_change_without_steps_ends_the_stables_shadow_copies_to_a_superseded_one() -> None:
     # The stable kept copying requests to the deleted candidate for as long as the
     # blue/green candidate ran.

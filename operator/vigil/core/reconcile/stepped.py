@@ -463,21 +463,22 @@ def _step_report(
     return outcome(Phase.PROGRESSING, (False, ready_reason), (active, reason), text)
 
 
+#: Notes on one cycle, said after the step's words while true and only then: between checks
+#: the last check's words come back with its cycle's notes, cut off at the first of these.
+_CYCLE_NOTES = ("routing not applied: ", "the route names the revision", "no shadow copies are")
+
+
 def _not_applied(cycle: Cycle, attempt: _Attempt, weight: int, message: str) -> tuple[int, str]:
     """The candidate's live share and the step's words, saying what the step asks for and
-    does not get: a route not applied (no live share), shadow copies not sent."""
-    inputs = cycle.obs.rollout
+    does not get now: a route not applied or held (no live share), shadow copies not sent."""
+    inputs, notes = cycle.obs.rollout, []
     if weight and inputs is not None and inputs.routing_error:
-        weight, message = 0, f"{message}; routing not applied: {inputs.routing_error}"
-    # Said while it holds, and only then: the last check's words may have it.
-    held = f"; the route names the revision Services once {SERVICE_SETTLE_SECONDS:g}s old"
-    message = message.replace(held, "")
+        weight, notes = 0, [f"routing not applied: {inputs.routing_error}"]
     if cycle.route_held_for:
-        weight, message = 0, f"{message}{held}"
-    # Between checks the last check's words stand, with it already.
-    if attempt.unsent and attempt.unsent not in message:
-        message = f"{message}; {attempt.unsent}"
-    return weight, message
+        settle = f"the route names the revision Services once {SERVICE_SETTLE_SECONDS:g}s old"
+        weight, notes = 0, [*notes, settle]
+    cut = min((i for n in _CYCLE_NOTES if (i := message.find(f"; {n}")) >= 0), default=None)
+    return weight, "; ".join([message[:cut], *notes, *filter(None, [attempt.unsent])])
 
 
 def _feature_changes(
